@@ -112,9 +112,11 @@ class Report:
         else:
             self.note(f"{len(jobs)} jobs, started {now_text()}")
         if self.logs:
-            self.note(f"a log per case, and the summary in batch.log: {self.logs.folder}")
+            self.logs.plan(jobs)
             self.logs.batch_note(f"==== batch of {len(jobs)} jobs started {now_text()}: "
                                  f"{' '.join(shlex.quote(a) for a in sys.argv[1:])}")
+            if self.logs.ok:        # else the batch's note said it cannot write them
+                self.note(f"a log per case, and the summary in batch.log: {self.logs.folder}")
 
     def finished(self, job, out: Dict[str, Any]) -> None:
         row = {"event": "job_finished", "case": job.case.number, "label": job.label, "ok": bool(out.get("ok")),
@@ -127,8 +129,9 @@ class Report:
             if out.get(k) is not None:
                 row[k] = out[k]
         if self.logs:
-            row["log"] = str(self.logs.path(job))
             self.logs.finished(job, row)
+            if self.logs.ok:        # a log that could not be written is not pointed to
+                row["log"] = str(self.logs.path(job))
         self.rows[job.case.number] = row
         if self.json:
             self._emit(row)
@@ -167,7 +170,7 @@ class Report:
                         "retry_after_change": after})
         else:
             tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s"
-            if self.logs:
+            if self.logs and self.logs.ok:
                 tail += f"; each case's log in {self.logs.folder}"
             if retry:
                 tail += f"; retry the {'others' if not clashing else 'rest'} with:\n  {retry}"
@@ -231,8 +234,12 @@ def run_batch(args) -> int:
         if args.sweep:
             return ["kinograph", "batch", *args.workflow, "--sweep", args.sweep, *_same_flags(args),
                     "--only", ",".join(map(str, failed))]
-        return ["kinograph", "batch", *(args.workflow[n - 1] for n in failed), *_same_flags(args)]
-    log_dir = Path(args.log_dir or default_log_dir(args.workflow[0], args.sweep)).absolute()
+        files = [args.workflow[n - 1] for n in failed]
+        # Its logs beside this batch's, which are beside its first file, not the retry's first
+        here = [] if args.log_dir or default_log_dir(files[0], None).absolute() == log_dir else ["--log-dir", str(log_dir)]
+        return ["kinograph", "batch", *files, *_same_flags(args), *here]
+    # `--log-dir=~/night` reaches us with its ~ (a shell expands none after '='), as --output-dir's does
+    log_dir = Path(os.path.expanduser(args.log_dir or default_log_dir(args.workflow[0], args.sweep))).absolute()
     report = Report(args.json, retry, clashes, log_dir)
     with contextlib.ExitStack() as stack:
         ray = None

@@ -21,9 +21,15 @@ def default_log_dir(workflow: str, sweep: Optional[str]) -> Path:
     return wf.parent / "logs" / (f"{wf.stem}.{Path(sweep).stem}" if sweep else "batch")
 
 
-def case_log_name(job) -> str:
-    # A batch of files: the workflow's name too, so a listing of the folder says which shot each file is.
-    return f"case_{job.label}" + (f".{Path(job.source).stem}" if job.source else "") + ".log"
+def case_log_name(job, shared=frozenset()) -> str:
+    """A sweep's case_N.log; a batch of files' job named by its workflow (shot_07.log), as the retry of a failed
+    one numbers it 1: its case number in the name put the retry's log in another file than the failure's
+    (case_07.shot_07.log, then case_1.shot_07.log). Stems `shared` by two of the batch's files (or named as the
+    summary, batch) keep their number."""
+    if not job.source:
+        return f"case_{job.label}.log"
+    stem = Path(job.source).stem
+    return f"case_{job.label}.{stem}.log" if stem in shared else f"{stem}.log"
 
 
 class BatchLogs:
@@ -39,16 +45,23 @@ class BatchLogs:
         self._open: Dict[int, TextIO] = {}
         self._tenth: Dict[tuple, int] = {}      # (case, node) -> last tenth of its work logged
         self._lazy: set = set()                 # (case, node) of lazy nodes, whose work comes after "ready"
+        self._shared: set = {"batch"}           # workflow stems that name no single job's log (case_log_name)
+
+    def plan(self, jobs) -> None:
+        stems = [Path(j.source).stem for j in jobs if j.source]
+        self._shared |= {s for s in stems if stems.count(s) > 1}
 
     def path(self, job) -> Path:
-        return self.folder / case_log_name(job)
+        return self.folder / case_log_name(job, self._shared)
 
     def _append(self, path: Path) -> Optional[TextIO]:
         if not self.ok:
             return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return open(path, "a", encoding="utf-8")
+            # A name not in UTF-8 (a Latin-1 file name from an old share reaches Python as surrogates) is written
+            # escaped: it raised out of the batch
+            return open(path, "a", encoding="utf-8", errors="backslashreplace")
         except OSError as e:
             self.ok = False
             self.note(f"cannot write the batch's logs in {self.folder} ({e.strerror or e}): the renders go on; "
@@ -56,7 +69,7 @@ class BatchLogs:
             return None
 
     def _write(self, f: Optional[TextIO], text: str) -> None:
-        if f is None:
+        if f is None or not self.ok:        # after a failed write (a full disk) nothing more is tried, or said
             return
         try:
             f.write(text + "\n")
@@ -68,8 +81,7 @@ class BatchLogs:
     def batch_note(self, text: str) -> None:
         f = self._append(self.folder / "batch.log")
         self._write(f, f"{now_text()[11:19]} {text}")
-        if f:
-            f.close()
+        _shut(f)
 
     def began(self, job) -> None:
         self._case(job)
@@ -142,7 +154,8 @@ class BatchLogs:
         """A case that was running when the batch was stopped: its log says so and how to go on."""
         if job.case.number in self._open:
             self._write(self._open[job.case.number], f"{now_text()[11:19]} CANCELLED: the batch was stopped during "
-                        f"this case; its outputs were not written. Run it again with: "
+                        f"this case; an output it had not finished is not written (one it had, above, stands). "
+                        f"Run it again with: "
                         f"{_command(self.retry([job.case.number]))}")
             self._close(job.case.number)
 
@@ -150,9 +163,7 @@ class BatchLogs:
         return "" if case in self.change_first else f"\nrun it again with: {_command(self.retry([case]))}"
 
     def _close(self, case: int) -> None:
-        f = self._open.pop(case, None)
-        if f:
-            f.close()
+        _shut(self._open.pop(case, None))
 
     def summary(self, table: str, failed: List[int], not_run: List[int], labels: Dict[int, str],
                 errors: Dict[int, str], tail: str) -> None:
@@ -165,6 +176,16 @@ class BatchLogs:
             lines.append(f"not run (the batch was stopped before they finished): cases "
                          f"{', '.join(labels[n] for n in not_run)}; run them with:\n    {_command(self.retry(not_run))}")
         self.batch_note("\n".join(lines))
+
+
+def _shut(f: Optional[TextIO]) -> None:
+    """Close a log; what a full disk did not take is lost with it (its write already said so)."""
+    if f is None:
+        return
+    try:
+        f.close()
+    except OSError:
+        pass
 
 
 def _trace(trace: Optional[str]) -> str:

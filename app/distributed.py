@@ -41,7 +41,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise KinographError(RAY_MISSING) from None
+        raise RayUnreachable(RAY_MISSING) from None
     return ray
 
 
@@ -50,7 +50,7 @@ def require_ray() -> None:
     reads at import time first)."""
     import importlib.util
     if importlib.util.find_spec("ray") is None:
-        raise KinographError(RAY_MISSING)
+        raise RayUnreachable(RAY_MISSING)
 
 
 @contextmanager
@@ -92,8 +92,9 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
 
 
 class RayUnreachable(WorkflowError):
-    """The --ray address leads to no cluster this command can use: nothing ran, as for any other mistake on
-    the command line (exit 2); it had exited 1, which says some jobs failed and others may have written."""
+    """The --ray address leads to no cluster this command can use, or Ray is not installed: nothing ran, as for any
+    other mistake on the command line (exit 2); it had exited 1, which says some jobs failed and others may have
+    written."""
 
     def __init__(self, message: str):
         super().__init__([message])
@@ -110,6 +111,9 @@ def cannot_connect(address: str, why: str, ray_version: str) -> str:
     HEAD:6379') named none of the usual causes, and the advice that followed, to start a cluster with
     `ray start --head`, was wrong where one was running."""
     why = why.strip().rstrip(".")
+    if address == "local":      # no cluster to connect to: the private instance did not start
+        return (f"cannot start Ray on this machine (--ray local): {why}. Leave out --ray to render here without "
+                f"Ray (see docs/ray.md)")
     head = f"cannot connect to the Ray cluster at {address!r}"
     mismatch = re.search(r"cluster was started with:\s*Ray: (\S+)\s*Python: (\S+)", why)
     if mismatch:
@@ -141,7 +145,7 @@ def _check_answers(address: str) -> None:
         return
     host = host.strip("[]")
     # Ray itself swaps a loopback address for this machine's own IP, which a head may listen on alone.
-    hosts = [host] + ([socket.gethostbyname(socket.gethostname())] if host in ("127.0.0.1", "localhost") else [])
+    hosts = [host] + (_own_ip() if host in ("127.0.0.1", "localhost") else [])
     why = ""
     for h in hosts:
         try:
@@ -153,6 +157,15 @@ def _check_answers(address: str) -> None:
             why = e.strerror or type(e).__name__
     raise RayUnreachable(f"cannot connect to the Ray cluster at {address!r}: nothing answers there ({why}). "
                          f"{_CHECK}. Or use --ray local")
+
+
+def _own_ip() -> List[str]:
+    """This machine's IP as its name resolves, or none where it does not (a container's hostname missing from its
+    /etc/hosts; a Mac's NAME.local): that raised socket.gaierror, a traceback for `--ray 127.0.0.1:6379`."""
+    try:
+        return [socket.gethostbyname(socket.gethostname())]
+    except OSError:
+        return []
 
 
 def _check_token(ray, address: str) -> None:

@@ -237,9 +237,14 @@ def too_long(path: str) -> Optional[str]:
         name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
     except (OSError, ValueError, AttributeError):      # Windows has no pathconf; its limits are these or larger
         name_max, path_max = 255, 4096
-    longest = max(Path(path).parts, key=lambda part: len(os.fsencode(part)))
-    if len(os.fsencode(longest)) > name_max - TAKE_ROOM:
-        return (f"has a name of {len(os.fsencode(longest)):,} bytes ({longest[:40]}...); names here hold at most "
+    *folders, name = Path(path).parts
+    # Only the output's own name gets a take's number: a folder above it (one that exists, even) may use them all.
+    folder = next((part for part in folders if len(os.fsencode(part)) > name_max), None)
+    if folder is not None:
+        return (f"has a folder name of {len(os.fsencode(folder)):,} bytes ({folder[:40]}...); names here hold at "
+                f"most {name_max}: choose a shorter name")
+    if len(os.fsencode(name)) > name_max - TAKE_ROOM:
+        return (f"has a name of {len(os.fsencode(name)):,} bytes ({name[:40]}...); names here hold at most "
                 f"{name_max} and Kinograph keeps {TAKE_ROOM} for a take's number: choose a shorter name")
     if len(os.fsencode(path)) > path_max - FRAME_ROOM:
         return (f"is {len(os.fsencode(path)):,} bytes long as a path; paths here hold at most {path_max} and "

@@ -234,9 +234,9 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch, capsys):
     wf = workflow(tmp_path)
     sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0]}\n")
     # Quoted: zsh reads a bare kinograph[ray] as a file pattern ("no matches found").
-    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 2
     assert 'pip install "kinograph[ray]"' in capsys.readouterr().err
-    assert main(["run", str(wf), "--ray", "local"]) == 1
+    assert main(["run", str(wf), "--ray", "local"]) == 2
     assert 'pip install "kinograph[ray]"' in capsys.readouterr().err
 
 
@@ -364,7 +364,7 @@ def test_missing_ray_is_said_before_any_job_is_announced(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, "ray", None)
     wf = workflow(tmp_path)
     sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n")
-    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 2
     err = capsys.readouterr().err
     assert 'pip install "kinograph[ray]"' in err and "2 jobs" not in err
 
@@ -384,6 +384,22 @@ def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
     assert r.returncode == 2
     assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}': nothing answers there" in r.stderr
     assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_loopback_address_is_checked_where_this_machines_name_does_not_resolve(monkeypatch):
+    """`--ray 127.0.0.1:PORT` also tries this machine's own IP, from its name; a name that does not resolve (a
+    container's hostname missing from /etc/hosts, a Mac's NAME.local) raised socket.gaierror: a traceback."""
+    import socket
+    import app.distributed as dist
+
+    def unresolved(name):
+        raise socket.gaierror(-2, "Name or service not known")
+    monkeypatch.setattr(socket, "gethostbyname", unresolved)
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(dist.RayUnreachable, match=f"at '127.0.0.1:{port}': nothing answers there"):
+        dist._check_answers(f"127.0.0.1:{port}")
 
 
 def test_no_ray_cluster_is_said_once(monkeypatch):
@@ -478,6 +494,12 @@ def test_a_cluster_address_that_leads_nowhere_says_what_to_check_and_nothing_is_
     assert ("\ncannot connect to the Ray cluster at '10.0.0.5:6379': it runs Ray 2.41.0 on Python 3.10.12, "
             f"this command Ray {ray.__version__} on Python ") in err
     assert 'install the cluster\'s here (`pip install "ray==2.41.0"` in a Python 3.10 environment)' in err
+
+    # --ray local names no cluster: a private instance that fails to start was told to start a head or use --ray local
+    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("Failed to start the GCS.")))
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 2
+    assert capsys.readouterr().err == ("cannot start Ray on this machine (--ray local): Failed to start the GCS. Leave "
+                                       "out --ray to render here without Ray (see docs/ray.md)\n")
 
 
 class SigtermPool:

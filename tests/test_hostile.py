@@ -580,6 +580,13 @@ def test_an_output_name_longer_than_the_file_system_holds_is_refused_before_anyt
         err = capsys.readouterr().err
         assert "Traceback" not in err and f"{wf}:4: node s: output 'path' (out/" in err and why in err, err
     assert main(["run", str(wf)]) == 2 and not (tmp_path / "out").exists()
+    # The take's room is the output's own name's: a folder of 250 bytes (one that exists) holds a short name, and
+    # one of 300 is named as the folder it is.
+    (tmp_path / ("b" * 250)).mkdir()
+    for folder, code in (("b" * 250, 0), ("c" * 300, 2)):
+        wf.write_text(wf.read_text().rpartition("path: ")[0] + f"path: {folder}/clip.mp4}}}}\n")
+        assert main(["validate", str(wf)]) == code
+        assert (code == 0) == ("folder name of 300 bytes (cccc" not in capsys.readouterr().err)
 
 def test_terminal_escapes_in_a_workflow_print_as_text(tmp_path, capsys):
     """An output path holding ESC [2J (clear the screen) and a fake 'finished: ok' line reached the terminal
