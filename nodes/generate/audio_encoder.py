@@ -77,7 +77,7 @@ def build(path: Path, dtype, device: str):
 def samples(audio) -> np.ndarray:
     """The span of `audio` (graph_engine.Audio) as mono float samples at RATE."""
     from nodes.io.sound import read_sound
-    _, mono = read_sound(audio.path, RATE)
+    _, mono = read_sound(audio.path, RATE, mean=True)
     start = int(round(audio.start * RATE))
     stop = len(mono) if audio.duration is None else start + int(round(audio.duration * RATE))
     return mono[start:stop]
