@@ -36,9 +36,6 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"ModelPatchLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter"},
-    # LTX-2 image-to-video: the start image written into the latent (LTXVImgToVideoInplace) is not sampled yet
-    # (text-to-video imports and runs: tests/test_ltx2.py)
-    "video_ltx2_i2v_distilled.json": {"ResizeImageMaskNode", "LTXVImgToVideoInplace"},
 }
 
 

@@ -318,6 +318,16 @@ def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
                      steps=1, cfg=1.0, sampler="euler", seed=3)
 
 
+def _upscaler(models):
+    """A tiny x2 latent upscaler under the templates' name."""
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+    from safetensors.torch import save_file
+    up = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).state_dict()
+    (models / "latent_upscale_models").mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in up.items()},
+              str(models / "latent_upscale_models" / "ltx-2-spatial-upscaler-x2-1.0.safetensors"))
+
+
 def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monkeypatch):
     """ComfyUI's video_ltx2_t2v template (its subgraph: Gemma 3 + the checkpoint's connectors, the empty audio latent
     joined to the video's, a first pass at half size, LTX-2's x2 latent upscaler, a second pass with the distilled
@@ -341,10 +351,7 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
         lora[f"diffusion_model.transformer_blocks.0.{module}.lora_A.weight"] = torch.randn(4, width)
         lora[f"diffusion_model.transformer_blocks.0.{module}.lora_B.weight"] = torch.randn(width, 4)
     save_file(lora, str(models / "loras" / "ltx-2-19b-distilled-lora-384.safetensors"))
-    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
-    up = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).state_dict()
-    save_file({k: v.contiguous() for k, v in up.items()},
-              str(models / "latent_upscale_models" / "ltx-2-spatial-upscaler-x2-1.0.safetensors"))
+    _upscaler(models)
     data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / "video_ltx2_t2v.json").read_text())
     res = import_data(data)
     statuses = {e.class_type: e.status for e in res.report.entries.values()}
@@ -375,6 +382,94 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
     plain = run(yaml.replace("strength: 1\n", "strength: 0\n"))
     assert torch.equal(plain["41"]["latent"].samples, first.samples)
     assert not torch.allclose(plain["70"]["latent"].samples, second.samples)
+
+
+def test_image_to_video_samples_as_ltx2_image_to_video_pipeline(tiny, gemma):
+    """latent.start_image (ComfyUI's LTXVImgToVideoInplace) on an empty LTX-2 latent, then generate.sample at cfg 3:
+    the video and sound latents of LTX2ImageToVideoPipeline on the same weights, picture, prompt and seed (its first
+    latent frame the picture's encoding, read at timestep 0 and kept). At strength 0.5 the frame is read at half the
+    step's timestep and comes out changed."""
+    import diffusers
+    import numpy as np
+    from PIL import Image
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder, scheduler
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent, with_start_image
+    parts, path = tiny
+    model, _, te_path = gemma
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), te_path.name, path.name, "auto", "cpu")
+    picture = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    latent = with_start_image(loaded["vae"], empty_latent(loaded["vae"], 9, 64, 64, 24.0), picture)
+    assert latent.mask[0, 0, :, 0, 0].tolist() == [0.0, 1.0]
+    pos, neg = encode_prompt(te, PROMPT), encode_prompt(te, "blurry")
+    out = run_sampling(loaded["model"], pos, neg, latent, steps=2, cfg=3.0, sampler="euler", seed=3)
+    ref = diffusers.LTX2ImageToVideoPipeline(scheduler=scheduler("ltx2"), text_encoder=model,
+                                             tokenizer=te.pipe.tokenizer, **parts)
+    video, audio = ref(image=Image.fromarray(picture), prompt=PROMPT, negative_prompt="blurry", height=64, width=64,
+                       num_frames=9, frame_rate=24.0, num_inference_steps=2, guidance_scale=3.0,
+                       audio_guidance_scale=3.0, stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0,
+                       audio_modality_scale=1.0, guidance_rescale=0.0, audio_guidance_rescale=0.0, image_crf=0,
+                       generator=torch.Generator().manual_seed(3), output_type="latent", return_dict=False)
+    vae, avae = ref.vae, ref.audio_vae
+    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
+        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
+    for got, want in ((got_v, video), (got_a, audio)):
+        assert got.shape == want.shape
+        assert ((got - want).norm() / want.norm()).item() < 1e-5
+    assert torch.equal(out.samples[:, :, :1], latent.samples[:, :, :1])         # the start frame as it went in
+    half = run_sampling(loaded["model"], pos, neg, with_start_image(loaded["vae"], latent, picture, 0.5), steps=2,
+                        cfg=3.0, sampler="euler", seed=3)
+    assert not torch.allclose(half.samples[:, :, :1], latent.samples[:, :, :1])
+
+
+def test_comfyui_ltx2_i2v_distilled_template_imports_and_runs(tiny, gemma, tmp_path, monkeypatch):
+    """ComfyUI's video_ltx2_i2v_distilled template (the picture resized by ResizeImageMaskNode, by dimensions then by
+    its longer side, LTXVPreprocess, LTXVImgToVideoInplace before each of the two distilled passes) maps every node
+    and runs on the tiny model (128x128, 9 frames): both passes start on the picture's encoding and keep it."""
+    import json
+    from pathlib import Path
+    import numpy as np
+    from PIL import Image
+    from app.comfyui import import_data
+    from comfy_layouts import link_as
+    from graph_engine.api import Session, load_workflow
+    models = tiny[1].parents[1]
+    link_as(models / "text_encoders" / "gemma_3_12B_it_fp4_mixed.safetensors", gemma[2])
+    _upscaler(models)
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                       "video_ltx2_i2v_distilled.json").read_text())
+    res = import_data(data)
+    entries = {k: (e.class_type, e.status, e.notes) for k, e in res.report.entries.items()}
+    assert "unmapped" not in {s for _, s, _ in entries.values()}, entries
+    yaml = res.yaml
+    assert "type: video.resize_side" in yaml and "side: longer" in yaml and "size: 1536" in yaml
+    assert yaml.count("type: latent.start_image") == 2
+    yaml = yaml.replace("width: 1280\n      height: 720\n      method", "width: 192\n      height: 128\n      method")
+    yaml = yaml.replace("width: 1280", "width: 128").replace("height: 720", "height: 128")
+    yaml = yaml.replace("frames: 121", "frames: 9").replace("size: 1536", "size: 128")
+    picture = tmp_path / "snow_bike_jump_crew.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (96, 160, 3), dtype=np.uint8)).save(picture)
+    yaml = yaml.replace("path: snow_bike_jump_crew.png", f"path: {picture}")
+    monkeypatch.chdir(tmp_path)
+    wf = tmp_path / "ltx2_i2v.kino.yaml"
+    wf.write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert out.ok, out.failed
+    got = {k.rsplit("_", 1)[-1]: v for k, v in out.outputs.items()}
+    assert (got["102"]["video"].width, got["115"]["video"].width, got["115"]["video"].height) == (192, 128, 85)
+    for start, sampled in (("107", "41"), ("108", "70")):
+        placed, result = got[start]["latent"], got[sampled]["latent"]
+        assert placed.mask[0, 0, :, 0, 0].tolist() == [0.0, 1.0]
+        assert torch.equal(result.samples[:, :, :1], placed.samples[:, :, :1])
+    assert got["108"]["latent"].width == 128 and not torch.equal(got["108"]["latent"].samples[:, :, :1],
+                                                                 got["84"]["latent"].samples[:, :, :1])
+    assert got["95"]["video"].length == 9
 
 
 def test_cut_and_joined_ltx2_latents_keep_their_sound_in_step():

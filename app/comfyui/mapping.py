@@ -540,7 +540,8 @@ def individual_objects(points: str, negative) -> tuple:
 
 
 def resize_type(v):
-    """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI)"""
+    """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI); scale longer
+    dimension, scale shorter dimension: video.resize_side"""
     return v
 
 
@@ -1127,6 +1128,13 @@ RULES: Dict[str, Rule] = {
     # LTX-2 (video and sound in one latent): Gemma 3 with the checkpoint's text connectors is load.text_encoder's
     # pair; the sound's latent rides inside Kinograph's LTX-2 latent (latent.empty makes it, vae.decode gives the
     # clip its sound), so the audio VAE, the empty audio latent and the AV concat / separate fold away
+    # LTX-2 image-to-video: the start image into the latent's first frame, kept by the sampler (1 - strength: its mask)
+    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"), (P("strength", "strength"),),
+                                  {"vae": "vae", "image": "image", "latent": "latent"}, ("latent",),
+                                  special="start_image_inplace",
+                                  note="the image fitted to the latent's size by a centre crop and a bilinear "
+                                       "resize in ComfyUI, by diffusers' (Lanczos) in Kinograph; exact when it "
+                                       "has the latent's size already"),
     "LTXAVTextEncoderLoader": Rule("load.text_encoder", ("text_encoder", "ckpt_name", "device"),
                                    (P("text_encoder", "name"), P("ckpt_name", "name2")), outputs=("text_encoder",),
                                    fixed={"type": "ltx2"}, ignore={"device": "default"}),

@@ -485,6 +485,18 @@ def latent_empty(ctx, vae: VAE,
     return empty_latent(vae, frames, width, height, fps or family(vae.family).fps, start_image)
 
 
+@node("latent.start_image", title="Start Image in Latent", category="Latent", device="gpu")
+def latent_start_image(ctx, vae: VAE, latent: LATENT, image: IMAGE,
+                       strength: float = Param(1.0, min=0.0, max=1.0,
+                                               help="1: the video starts on the image exactly; lower lets the "
+                                                    "model change it that much")) -> LATENT:
+    """Image-to-video for LTX-2 and Wan 2.2 TI2V-5B (ComfyUI's LTXVImgToVideoInplace): the image, fitted to the
+    latent's size (centre crop), becomes its first latent frame, which the sampler keeps (at strength 1) while it
+    makes the rest. Works on any of the model's latents: an empty one, or an upscaled first pass for a second."""
+    from nodes.generate.vae_ops import with_start_image
+    return with_start_image(vae, latent, image, strength)
+
+
 @node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu",
       preflight=guidance_preflight)
 def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,

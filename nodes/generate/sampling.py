@@ -402,7 +402,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     keep = None
     if latent.mask is not None:
         keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
-                      _mask_on(latent.mask, x0.shape).to(device))
+                      _mask_on(adapter.pack_mask(latent), x0.shape).to(device))
     positive, negative = model_concat(handle, positive, negative, latent,
                                       lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
     positive, negative = adapter.for_run(handle, positive, negative, int(seed), sigmas)

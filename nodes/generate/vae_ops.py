@@ -7,6 +7,7 @@ temporal/spatial tiling bounds the memory) and is served from the uint8 result. 
 the decode retries tiled, then in smaller chunks, and the error says what was tried."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Callable, List, Optional
 
@@ -232,13 +233,25 @@ def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_im
     check_fits(f"a latent of {frames} frames at {width}x{height}", (1, ch, t, height // sf, width // sf))
     latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height,
                     audio=adapter.sound_latent(vae.pipe, frames, fps))
-    if start_image is None:
-        return latent
+    return latent if start_image is None else with_start_image(vae, latent, start_image)
+
+
+def with_start_image(vae, latent: Latent, image: np.ndarray, strength: float = 1.0) -> Latent:
+    """latent with its first latent frame the image's encoding and its mask there 1 - strength (kept whole at 1),
+    the rest of its mask as it was (ComfyUI's Wan22ImageToVideoLatent, LTXVImgToVideoInplace): the sampler keeps
+    that frame clean and gives the model its timestep times the mask."""
+    if vae.family != latent.family:
+        raise NodeError(f"this latent was made for {latent.family} and the VAE is {vae.family}'s: make the latent "
+                        "with the same model's VAE")
+    if not 0.0 <= strength <= 1.0:
+        raise NodeError(f"strength {strength} is outside 0 to 1 (1: the frame is kept as it is)")
+    adapter = get_adapter(vae.family)
     with torch.inference_mode():
-        first = encode_pixels(adapter, vae.pipe, adapter.start_pixels(vae.pipe, latent, start_image),
+        first = encode_pixels(adapter, vae.pipe, adapter.start_pixels(vae.pipe, latent, image),
                               "encoding the start image")
     samples = latent.samples.clone()
     samples[:, :, :first.shape[2]] = first.to(samples.dtype)
-    mask = torch.ones(1, 1, *samples.shape[2:])
-    mask[:, :, :first.shape[2]] = 0
-    return Latent(samples, vae.family, frames, fps, width, height, mask)
+    mask = torch.ones(1, 1, *samples.shape[2:]) if latent.mask is None else \
+        latent.mask.float().expand(1, 1, *samples.shape[2:]).clone()
+    mask[:, :, :first.shape[2]] = 1.0 - strength
+    return dataclasses.replace(latent, samples=samples, mask=mask)

@@ -59,6 +59,18 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
     return edit.resize(video, width, height, method, fit)
 
 
+@node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0)
+def resize_side(ctx, video: VIDEO, size: int = Param(1024, min=1, max=16384, help="the chosen side's length"),
+                side: str = Param("longer", choices=("longer", "shorter"),
+                                  help="longer: fit within a size x size square; shorter: cover it"),
+                method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                                    help="area: best for shrinking; lanczos or bicubic: sharpest enlarging")) -> VIDEO:
+    """Resize every frame so its longer (or shorter) side is `size`, keeping its shape, whatever the clip's
+    orientation (ComfyUI's Resize Image/Mask by longer or shorter dimension)."""
+    wide = video.width >= video.height if side == "longer" else video.width <= video.height
+    return edit.resize(video, size if wide else 0, 0 if wide else size, method)
+
+
 @node("video.stitch", title="Stitch (Side by Side)", category="Video", temporal_radius=0)
 def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip (or picture) to lay beside `video`; "
                                                                     "none: `video` goes on as it is"),

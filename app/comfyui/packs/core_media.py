@@ -1,6 +1,7 @@
 """ComfyUI's own nodes for pictures, masks and clips: loading, alpha, resizing, batching, upscaling, saving."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from ..mapping import RULES, Approx, Rule
@@ -62,8 +63,21 @@ class CoreMedia:
 
     def special_resize_image_mask(self, cn, rule, params, notes):
         """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
-        (either 0: follow the other side) it is video.resize; the other types are not mapped."""
+        (either 0: follow the other side) it is video.resize; by the longer or shorter side it is
+        video.resize_side; the other types are not mapped."""
         kind = params.pop("resize_type", None)
+        if kind in ("scale longer dimension", "scale shorter dimension"):
+            # widgets: [type, size, scale_method], read as width and height as for scale width
+            from ..mapping import resize_method
+            size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
+            side = {"size": size, "side": kind.split()[1]}
+            try:
+                side["method"] = resize_method(method)
+            except Approx as a:
+                side["method"] = a.value
+                notes.append(a.note)
+            notes[:] = [n for n in notes if "resize_type." not in n and "scale_method" not in n]
+            return [self.plain(cn, dataclasses.replace(rule, node="video.resize_side"), side, notes)]
         if kind in ("scale width", "scale height"):
             # widgets: [type, size, scale_method]: the size was read as width, the method as height
             size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
@@ -79,7 +93,8 @@ class CoreMedia:
         elif kind != "scale dimensions":
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
-                                                    "dimensions, scale width and scale height (video.resize)")
+                                                    "dimensions, scale width and scale height (video.resize), "
+                                                    "scale longer and shorter dimension (video.resize_side)")
             return None
         return self.special_image_scale(cn, rule, params, notes, "input")
 

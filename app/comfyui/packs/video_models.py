@@ -189,6 +189,14 @@ class VideoModels:
             self.outs[(cn.id, slot)] = av if isinstance(av, Out) else Out()
         return []
 
+    def special_start_image_inplace(self, cn, rule, params, notes):
+        """LTXVImgToVideoInplace with bypass on passes its latent through, as ComfyUI does."""
+        if params.pop("bypass", False):
+            v = self.resolve(cn.inputs.get("latent"))
+            self.outs[(cn.id, 0)] = v if isinstance(v, Out) else Out()
+            return []
+        return [self.plain(cn, rule, params, notes)]
+
     def special_ltx2_audio_decode(self, cn, rule, params, notes):
         """The decoded sound is the clip's own (vae.decode of the same latent), which CreateVideo keeps."""
         src = self.resolve(cn.inputs.get("samples"))

@@ -231,6 +231,10 @@ class Adapter:
         """The latent holding the sampler's state x (pack's inverse)."""
         return latent.with_samples(x)
 
+    def pack_mask(self, latent) -> torch.Tensor:
+        """The latent's mask in pack's layout (1 where the sampler draws)."""
+        return latent.mask
+
     def latent_noise(self, latent, generator: torch.Generator, video: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Seeded unit noise in pack's layout; `video`, when given, is the noise of the latent's samples (a noise.*
         node's), the other streams' drawn."""

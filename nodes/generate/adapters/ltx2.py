@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
 
 from graph_engine import NodeError
@@ -39,8 +40,6 @@ class LTX2Adapter(LTXAdapter):
         if latent.audio is None:
             raise NodeError("this LTX-2 latent has no sound stream: LTX-2 makes video and sound together; make the "
                             "latent with latent.empty on the LTX-2 model's VAE (or ComfyUI's LTXVConcatAVLatent)")
-        if latent.mask is not None:
-            raise NodeError("a latent mask (latent.set_mask, a start image) is not sampled with LTX-2 yet: remove it")
         # These work on a video latent's frames; the sampler's state here is LTX-2's video and sound as one flat
         # tensor, which they would filter or window as if it were one frame (or refuse with a misleading size).
         from nodes.consistency.wrappers import ContextWrapper, FreeInitWrapper, PinWrapper
@@ -50,6 +49,25 @@ class LTX2Adapter(LTXAdapter):
             if type(wrap) in named:
                 raise NodeError(f"{named[type(wrap)]} does not work on LTX-2 yet (it samples the video and its sound "
                                 "together, and the node knows only a video's frames): bypass it for this model")
+
+    def keeps_clean(self, handle):
+        # As LTX2ImageToVideoPipeline and ComfyUI's LTX-2 give the start image: its tokens enter clean, at the step's
+        # timestep times their mask (0 for a frame kept whole), and come out as they went in.
+        return True
+
+    def start_pixels(self, pipe, latent, image):
+        """The start image covering the latent's size, centre-cropped (as ComfyUI's LTXVImgToVideoInplace fits
+        it), as the first latent frame's one pixel frame in [-1, 1]."""
+        from PIL import Image
+        px = pipe.video_processor.preprocess(Image.fromarray(np.ascontiguousarray(image)), height=latent.height,
+                                             width=latent.width, resize_mode="crop")
+        return px[:, :, None]
+
+    def pack_mask(self, latent):
+        if latent.mask is None:
+            return None
+        video = latent.mask.float().expand(1, *latent.samples.shape[1:])
+        return joined(video, torch.ones(1, *latent.audio.shape[1:]))
 
     def pack(self, latent):
         return joined(latent.samples.float(), latent.audio.float())
@@ -82,10 +100,14 @@ class LTX2Adapter(LTXAdapter):
         length = audio.shape[2]
         n = x_in.shape[0]
         timestep = t.to(x_in.device).expand(n)
+        video_timestep = timestep
+        if "noise_mask" in inputs:      # one timestep per video token: the step's, times the token's mask
+            kept = apart(inputs["noise_mask"].expand(n, *inputs["noise_mask"].shape[1:]), video_shape, audio_shape)[0]
+            video_timestep = timestep[:, None] * pipe._pack_latents(kept[:, :1].float(), 1, 1).squeeze(-1)
         out_v, out_a = model(hidden_states=pipe._pack_latents(video, 1, 1).to(model.dtype),
                              audio_hidden_states=pipe._pack_audio_latents(audio).to(model.dtype),
                              encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
-                             timestep=timestep, sigma=timestep, encoder_attention_mask=inputs["mask"],
+                             timestep=video_timestep, audio_timestep=timestep, sigma=timestep, encoder_attention_mask=inputs["mask"],
                              audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
                              audio_num_frames=length, use_cross_timestep=True, return_dict=False)
         return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
