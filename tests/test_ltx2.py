@@ -492,3 +492,21 @@ def test_cut_and_joined_ltx2_latents_keep_their_sound_in_step():
     assert concat_latents(a, b, "-t").audio[0, 0, :, 0].tolist() == list(range(100, 118)) + list(range(18))
     with pytest.raises(NodeError, match="sound stream"):
         concat_latents(a, Latent(torch.ones(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64), "t")
+
+
+def test_decoded_sound_is_written_where_the_cache_folder_cannot_be(tmp_path, monkeypatch):
+    """A cache folder that cannot be written (a render farm's read-only one; here a file in its place) failed
+    vae.decode of every LTX-2 clip with 'NotADirectoryError'; the engine runs on without its disk cache there, and
+    the sound now goes to the temporary folder."""
+    import tempfile
+    import wave
+    import numpy as np
+    from nodes.generate.sound import write_wav
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    path = write_wav(np.array([[0.0, 0.5, -0.5, 1.0]]), 24000)
+    assert path.parent == tmp_path / "tmp" / "kinograph-sound"
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == 24000
+        assert np.frombuffer(w.readframes(4), "<i2").tolist() == [0, 16384, -16384, 32767]
