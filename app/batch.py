@@ -255,8 +255,6 @@ def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
     report.started(jobs)
     for n in notes:
         report.batch_note(n)
-    if not args.ray:
-        _say_estimate(args.device, registry, [j for j in jobs if j.case.number not in refused], report)
     # A job that cannot run (a workflow that does not load, a case whose value or footage is wrong) fails on
     # its own: it stopped every other job of the night before, exit 2 and nothing rendered.
     for job in jobs:
@@ -269,6 +267,8 @@ def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
             if done_before(job.outputs, payload["yaml"]):
                 report.finished(job, {"ok": True, "seconds": None, "skipped": True})
         todo = [(j, p) for j, p in todo if j.case.number not in report.rows]
+    if not args.ray:        # the cases that will run: a --skip-done rerun was told the whole night's time again
+        _say_estimate(args.device, registry, [j for j, _ in todo], report)
     if not todo:
         cancelled = False
     elif args.ray:

@@ -380,6 +380,15 @@ def test_inspire_ksampler():
     assert res.report.entries["4"].status == "exact" and not res.report.blocking
     res = import_data(graph(0.3))
     assert res.report.entries["4"].notes == ["variation_strength=0.3 is not carried"]
+    # Inspire's internal_seed (its widget after variation_method, default 0) seeds euler_ancestral's later noise:
+    # a picture of its own where it is not the seed; it was reported exact
+    data = graph(0.0)
+    data["nodes"][3]["widgets_values"].append(0)
+    assert import_data(data).report.entries["4"].notes == [
+        "internal_seed=0 is not carried: ComfyUI draws euler_ancestral's noise after the first step from it, "
+        "Kinograph from the seed (5)"]
+    data["nodes"][3]["widgets_values"][-1] = 5
+    assert import_data(data).report.entries["4"].status == "exact"
 
 
 def test_inspire_batch_seed_mode_counts_the_batch():
@@ -409,6 +418,12 @@ def test_inspire_batch_seed_mode_counts_the_batch():
         "batch of 4 pictures from the one seed (as 'comfy')"]
     res = import_data(graph(4, "variation str inc:0.05"))
     assert "raises the variation strength by 0.05 a picture" in res.report.entries["4"].notes[0]
+    # a video's empty latent: 33 frames are one picture (its batch_size), not a batch of 33
+    data = graph(1, "incremental")
+    data["nodes"][2].update(type="EmptyHunyuanLatentVideo", widgets_values=[512, 320, 33, 1])
+    assert import_data(data).report.entries["4"].status == "exact"
+    data["nodes"][2]["widgets_values"][3] = 2
+    assert "its batch of 2 pictures" in import_data(data).report.entries["4"].notes[0]
     res = import_data(graph(1, "incremental", "KSamplerAdvanced //Inspire"))
     sample = res.graph.nodes["k_sampler_advanced_inspire_4"]
     assert sample.params == {"add_noise": True, "seed": 5, "steps": 30, "cfg": 6.0, "sampler": "euler",
@@ -522,6 +537,24 @@ def test_easy_use_seed_lora_stack_and_controlnet():
         "path": "depth.safetensors", "strength": 0.7, "start": 0.0, "end": 0.5, "preprocessor": "none"}
     last_lora = [n.id for n in g.nodes.values() if n.type == "lora.image"][-1]
     assert g.inputs[control.id] == {"model": (last_lora, "model"), "video": ("load_image_9", "image")}
+
+
+def test_easy_use_show_anything_hands_its_input_on():
+    """easy showAnything returns what it shows (Easy-Use's logic.py, output 'output'): a prompt shown on the way to
+    its encoder was dropped ('text comes from a node that did not convert') and the picture sampled without it."""
+    res = import_data(ui_format([
+        (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+        (8, "easy string", ["a lighthouse at dusk"], {}, ["STRING"]),
+        (9, "easy showAnything", [["a lighthouse at dusk"]], {"anything": (8, 0, "STRING")}, ["*"]),
+        (2, "CLIPTextEncode", [""], {"clip": (1, 1, "CLIP"), "text": (9, 0, "STRING")}, ["CONDITIONING"]),
+        (3, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+        (4, "KSampler", [5, "fixed", 25, 6.0, "euler", "karras", 1.0],
+         {"model": (1, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (2, 0, "CONDITIONING"),
+          "latent_image": (3, 0, "LATENT")}, ["LATENT"]),
+        (5, "VAEDecode", [], {"samples": (4, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+        (6, "SaveImage", ["lighthouse"], {"images": (5, 0, "IMAGE")}, [])]))
+    assert res.graph.nodes["clip_text_encode_2"].params["text"] == "a lighthouse at dusk"
+    assert res.report.entries["2"].status == "exact" and res.report.entries["9"].status == "ui"
 
 
 def test_inspire_prompt_and_global_nodes():

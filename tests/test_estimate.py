@@ -264,6 +264,49 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         w.close()
 
 
+def test_a_probe_out_of_gpu_memory_tells_no_time_and_the_editor_still_runs(wan, qtbot, tmp_path, monkeypatch):
+    """CUDA present but full (the editor keeps the last run's models there): the probe's OutOfMemoryError came out
+    of estimate(), a traceback before `kinograph run` started, and in the editor out of the runner's slot, leaving
+    the job 'running' and the queue stuck for good. Now no time is told, saying why, and the run goes on."""
+    import torch
+    import nodes.generate.estimate as est
+    from app.editor.document import Document
+    from app.editor.runner import RunController
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+
+    def full(device):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 32.00 MiB (GPU 0; 79.1 GiB in use)")
+    monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda:0")
+    monkeypatch.setattr(est, "matmul_speed", full)
+    told = est.estimate(load_workflow(_template(tmp_path), check=False), default_registry(), "cuda")
+    assert told.seconds is None and told.warning is None and told.samplers[0].flops > 0
+    assert told.lines[-1] == "no time told: this device's matrix speed could not be measured (CUDA out of memory. " \
+                             "Tried to allocate 32.00 MiB (GPU 0; 79.1 GiB in use))"
+
+    def broken(*args):
+        raise ValueError("a header the counter misreads")
+    monkeypatch.setattr(est, "estimate", broken)
+    registry = default_registry()
+    runs = RunController(registry)
+    logged = []
+    runs.logged.connect(lambda level, text, node: logged.append(text))
+    try:
+        job = runs.submit(Document.from_text("version: 1\nnodes:\n  s:\n    type: generate.solid\n", registry=registry))
+        assert runs.wait_idle(30) and job.state == "done", (job.state, job.error)
+        assert "no estimate: ValueError: a header the counter misreads" in logged, logged
+
+        def cancelled_meanwhile(*args):         # Esc pressed while the probe ran: no warning about a run not made
+            runs.jobs[-1].cancel.cancel()
+            return est.Estimate([], ["k: 2 passes"], 3600.0, "this run will take about 1.0 h")
+        monkeypatch.setattr(est, "estimate", cancelled_meanwhile)
+        job = runs.submit(Document.from_text("version: 1\nnodes:\n  s:\n    type: generate.solid\n", registry=registry))
+        assert runs.wait_idle(30) and job.state == "cancelled", job.state
+        assert not [t for t in logged if t.startswith(("estimate:", "warning:"))], logged
+    finally:
+        runs.shutdown()
+
+
 def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, monkeypatch, capsys):
     """A sweep of the Wan template over steps: the sum of its cases' estimates, before any case runs (a batch
     told nothing until each case's log gave its pace)."""
@@ -288,3 +331,9 @@ def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, m
            f"to {duration(each[2])} each)" in err, err
     assert "  the longest, case 3: k_sampler_3: 80 passes (40 steps x 2" in err, err
     assert ran == [3] and err.index("estimate: about") < err.index("the longest")
+    # --skip-done after case 3 was rendered: the two cases left (it told the whole batch's time again)
+    monkeypatch.setattr(app.batch, "done_before", lambda outputs, yaml: "steps: 40" in yaml)
+    assert main(["batch", str(path), "--sweep", str(tmp_path / "steps.yaml"), "--skip-done"]) in (0, 1)
+    err = capsys.readouterr().err
+    assert f"estimate: about {duration(each[0] + each[1])} in all on this CPU for 2 cases" in err, err
+    assert ran == [3, 2]

@@ -112,6 +112,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             elif rule is None:
                 self.placeholder(cn)
             elif rule.kind == "ui":
+                if rule.special:        # a preview that also hands its input on (easy showAnything)
+                    getattr(self, "special_" + rule.special)(cn, rule, {}, [])
                 self.report.add(Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
             else:
                 self.convert(cn, rule)

@@ -1197,7 +1197,7 @@ RULES: Dict[str, Rule] = {
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
     # Inspire Pack's KSampler and KSamplerAdvanced: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its
-    # own noise either way, as for every seed; internal_seed only seeds an ancestral sampler's later noise), per-picture
+    # own noise either way, as for every seed; internal_seed, an ancestral sampler's later noise, named), per-picture
     # seeds of a batch (named where the batch holds more than one, packs/inspire.py), and a variation seed blended in
     # (not carried)
     "KSampler //Inspire": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
@@ -1611,6 +1611,9 @@ RULES: Dict[str, Rule] = {
                                ("audio_embeds",),
                                note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
                                     "torchaudio's: the features differ by the two filters' difference only"),
+    # InfiniteTalk's two speakers' voices, one after the other, for the frames' soundtrack
+    "AudioConcat": Rule("io.concat_audio", ("direction",), (P("direction", "order"),),
+                        {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
@@ -1686,7 +1689,8 @@ RULES: Dict[str, Rule] = {
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
     "easy seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
-    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # shows its input in ComfyUI's editor and hands it on (a prompt built, shown, then encoded)
+    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="easy_show_anything"),
     # Easy-Use's LoRA stack (up to ten; its LORA_STACK goes to a loader's optional_lora_stack or CR Apply LoRA Stack)
     "easy loraStack": Rule(None, ("toggle", "mode", "num_loras") + tuple(
         f"lora_{i}_{k}" for i in range(1, 11) for k in ("name", "strength", "model_strength", "clip_strength")),
@@ -1789,6 +1793,16 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
+    # Wan 2.1 InfiniteTalk: its voices (LoadAudio, AudioConcat) and speech encoder import; the talking side does not yet
+    **{name: "not mapped yet: InfiniteTalk's patch (model_patches/wan2.1_infiniteTalk_*.safetensors: audio_proj, "
+             "and an audio cross-attention in each of Wan 2.1 i2v's 40 blocks, reading encode.audio's features) and "
+             "its conditioning (a voice per speaker, each on its speaker's mask; the previous clip's last frames to "
+             "continue from) are not in Kinograph's Wan model; LoadAudio, AudioConcat, AudioEncoderLoader and "
+             "AudioEncoderEncode import already"
+       for name in ("ModelPatchLoader", "WanInfiniteTalkToVideo")},
+    "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
+               "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
+               "template ships it). Draw the speaker's mask in an image editor and take io.load_image's alpha",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "

@@ -52,7 +52,10 @@ ALIASES = {
     "txt2vid": "sample", "text to video": "sample", "ksampler": "sample",
     "img2vid": "image", "style": "stylize", "flicker": "deflicker",
     "color correct": "grade", "colour correct": "grade", "colorcorrect": "grade", "reformat": "resize",
-    "surface normals": "normal", "surface normal": "normal", "bump map": "normal", "normalmap": "normal",
+    # "normal map", not "normal": the one word also starts Normalize (latent.normalize_start), which outranked
+    # the normal-map nodes
+    "surface normals": "normal map", "surface normal": "normal map", "bump map": "normal map",
+    "normalmap": "normal map",
 }
 
 

@@ -125,7 +125,11 @@ class RunWorker(QObject):
             est = estimate(job.workflow, self.executor.registry, self.executor.device)
         except KinographError:      # the run names what is wrong with the workflow
             return
-        self.event.emit(job.id, {"event": "estimate", "estimate": est})
+        except Exception as e:      # advice only: escaping run(), it left the job 'running' and the queue stuck
+            self.event.emit(job.id, {"event": "log", "message": f"no estimate: {type(e).__name__}: {e}"})
+            return
+        if not job.cancel.cancelled:        # cancelled while the probe ran: no warning about a run not made
+            self.event.emit(job.id, {"event": "estimate", "estimate": est})
 
 
 class RunController(QObject):

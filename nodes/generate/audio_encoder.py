@@ -75,12 +75,19 @@ def build(path: Path, dtype, device: str):
 
 
 def samples(audio) -> np.ndarray:
-    """The span of `audio` (graph_engine.Audio) as mono float samples at RATE."""
+    """`audio` (graph_engine.Audio: io.load_audio's span, or spans io.concat_audio joined, silence between) as
+    mono float samples at RATE."""
     from nodes.io.sound import read_sound
-    _, mono = read_sound(audio.path, RATE, mean=True)
-    start = int(round(audio.start * RATE))
-    stop = len(mono) if audio.duration is None else start + int(round(audio.duration * RATE))
-    return mono[start:stop]
+    files, out = {}, []
+    for p in audio.pieces():
+        if not p.path:
+            out.append(np.zeros(int(round(p.duration * RATE)), np.float32))
+            continue
+        mono = files.setdefault(p.path, read_sound(p.path, RATE, mean=True)[1])
+        start = int(round(p.start * RATE))
+        stop = len(mono) if p.duration is None else start + int(round(p.duration * RATE))
+        out.append(mono[start:stop] * np.float32(10 ** (p.gain / 20)))
+    return np.concatenate(out)
 
 
 def encode(model, mono: np.ndarray) -> dict:

@@ -450,6 +450,9 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
         speed = matmul_speed(dev)
     except (ImportError, KinographError):     # no torch, or a device the run itself refuses and names
         return Estimate(works, lines)
+    except RuntimeError as e:   # a GPU out of memory (torch.OutOfMemoryError) or busy: the run goes on, untimed
+        return Estimate(works, lines + [f"no time told: this device's matrix speed could not be measured "
+                                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"])
     cpu = dev == "cpu"
     each = {w.node: w.flops / (speed * (CPU_EFFICIENCY[w.family in UNET] if cpu else GPU_EFFICIENCY)) for w in known}
     # a VAE's convolutions run at a UNet's share of the probe's speed (not calibrated on a VAE of its own)

@@ -18,22 +18,25 @@ FADE = 0.004
 
 
 def source_format(paths) -> tuple:
-    """(sample rate, channel layout) that holds the sound of every file in `paths`: the highest rate, and the
-    layout of the one with the most channels (mono files stay mono). 48 kHz stereo when none can be read."""
+    """(sample rate, channel layout, the mono files) that holds the sound of every file in `paths`: the highest
+    rate, and the layout of the one with the most channels (mono files stay mono). 48 kHz stereo when none can be
+    read."""
     import av
-    rate, layout, channels = 0, "stereo", 0
+    rate, layout, channels, mono = 0, "stereo", 0, set()
     for path in dict.fromkeys(p for p in paths if p):
         try:
             with av.open(path) as c:
                 s = c.streams.audio[0].codec_context
                 rate = max(rate, s.sample_rate or 0)
+                if s.channels == 1:
+                    mono.add(path)
                 if s.channels > channels:     # a WAV without a channel mask names its layout "1 channels"
                     channels = s.channels
                     layout = s.layout.name if "channels" not in s.layout.name else (
                         {1: "mono", 2: "stereo"}.get(channels, f"{channels}c"))
         except (OSError, IndexError, ValueError):
             continue        # named by the writer's check before anything renders (video_write._sound_problem)
-    return rate or 48000, layout if channels else "stereo"
+    return rate or 48000, layout if channels else "stereo", mono
 
 
 def tempo(speed: float) -> str:
@@ -48,15 +51,17 @@ def tempo(speed: float) -> str:
     return ",".join(f"atempo={s:.9g}" for s in [*out, speed])
 
 
-def _chain(piece, rate: int, layout: str, preroll: float, fades: tuple) -> str:
+def _chain(piece, rate: int, layout: str, preroll: float, fades: tuple, mono: bool = False) -> str:
     """The filters after input's own: the source span made exact (its `preroll` cut off), turned round, played
     at its speed, held to the piece's length (so the next piece starts on its picture), faded in and out over
-    FADE where `fades` says it meets another sound, and set to its gain."""
+    FADE where `fades` says it meets another sound, and set to its gain. A `mono` file in a stereo mix is heard
+    on both sides at its own level, as a player plays it (ffmpeg's own upmix puts it 3 dB down on each)."""
     speed = abs(piece.speed)
     span = piece.duration * speed
     # Starting with the first picture, silence filling a gap: an MP3 or AAC track starts a few ms late (the
     # encoder's delay), which MP4 and MOV state but MXF cannot, so a DNxHR render's sound played 52 ms early.
-    out = [f"aresample={rate}:async=1:first_pts=0", f"aformat=sample_fmts=fltp:channel_layouts={layout}"]
+    out = ["pan=stereo|c0=c0|c1=c0"] if mono and layout == "stereo" else []
+    out += [f"aresample={rate}:async=1:first_pts=0", f"aformat=sample_fmts=fltp:channel_layouts={layout}"]
     if preroll:
         out += [f"atrim=start={preroll:.6f}", "asetpts=PTS-STARTPTS"]
     out += [f"apad=whole_dur={span:.6f}", f"atrim=duration={span:.6f}"]
@@ -84,7 +89,7 @@ def sound_args(audio, seconds: float, first_input: int) -> Optional[tuple]:
     if audio is None:
         return None
     tracks = [padded(track, seconds) for track in audio.tracks()]
-    rate, layout = source_format(p.path for track in tracks for p in track)
+    rate, layout, mono = source_format(p.path for track in tracks for p in track)
     args, chains, k = [], [], first_input
     for j, track in enumerate(tracks):
         for i, p in enumerate(track):
@@ -95,7 +100,7 @@ def sound_args(audio, seconds: float, first_input: int) -> Optional[tuple]:
             else:
                 args += ["-f", "lavfi", "-t", f"{p.duration:.6f}", "-i", f"anullsrc=r={rate}:cl={layout}"]
             fades = (i > 0 and not _continues(track[i - 1], p), i + 1 < len(track) and not _continues(p, track[i + 1]))
-            chains.append(f"[{k}:a:0]{_chain(p, rate, layout, preroll, fades)}[t{j}p{i}]")
+            chains.append(f"[{k}:a:0]{_chain(p, rate, layout, preroll, fades, p.path in mono)}[t{j}p{i}]")
             k += 1
         chains.append("".join(f"[t{j}p{i}]" for i in range(len(track)))
                       + f"concat=n={len(track)}:v=0:a=1[t{j}]")

@@ -111,6 +111,24 @@ def load_audio(ctx, path: str = Param("", kind="path", required=True,
     return sound_span(path, start, duration)
 
 
+@node("io.concat_audio", title="Concatenate Audio", category="Input/Output")
+def concat_audio(ctx, first: AUDIO, second: AUDIO,
+                 order: str = Param("after", choices=("after", "before"),
+                                    help="after: `second` plays after `first`; before: `second` plays first")) -> AUDIO:
+    """Two sounds played one after the other (ComfyUI's AudioConcat): two speakers' lines as one soundtrack for
+    the frames of a talking-head video. Files of different rates or channel counts join as they are; a mono one
+    is heard on both sides, as ComfyUI duplicates it."""
+    from .sound import concat
+    return concat(first, second) if order == "after" else concat(second, first)
+
+
+@node("io.set_audio", title="Set Audio", category="Input/Output", temporal_radius=0)
+def set_audio(ctx, video: VIDEO, audio: AUDIO) -> VIDEO:
+    """The clip with `audio` (io.load_audio, io.concat_audio) as its sound, from its first frame (ComfyUI's
+    CreateVideo with an audio input): cut at the clip's last frame, silence after a shorter one."""
+    return video.with_(audio=audio.span(0.0, video.duration))
+
+
 @node("io.load_frames", title="Load Frames", category="Input/Output")
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
                                         help="a folder of images, a glob such as shots/*.png, or a "

@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from graph_engine import Audio, Clip, NodeError, Piece
+from graph_engine.clip import sequence
 
 FIT = ("clip", "song")
 ANALYSIS_RATE = 11025       # what beats are found in: a kick's or snare's rise is well under 5 ms at it
@@ -84,6 +85,17 @@ def sound_span(path: str, start: float, duration: float) -> Audio:
         raise NodeError(f"start {start:g} s is past the end of {Path(path).name} ({clock(total)} of sound): give a "
                         f"start below {total:.2f}")
     return Audio(str(path), float(start), min(duration, total - start) if duration > 0 else total - start)
+
+
+def length(audio: Audio) -> float:
+    """Seconds `audio` (io.load_audio's span, or spans joined) plays: its pieces' durations, which a span has."""
+    return sum(p.duration for p in audio.pieces())
+
+
+def concat(first: Audio, second: Audio) -> Audio:
+    """`second` played after `first` (ComfyUI's AudioConcat): each keeps its own file, rate and channels, the
+    writer's resampler bringing them to one rate as it mixes them down."""
+    return sequence([(first, length(first)), (second, length(second))])
 
 
 def with_song(clip: Clip, path: str, offset: float, fit: str, log: Callable[[str], None],

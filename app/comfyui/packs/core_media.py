@@ -23,6 +23,13 @@ class CoreMedia:
             self.link(base, nid, "video")
             self.outs[(cn.id, 0)] = Out((nid, "video"), {**base.attrs, **fps})
             return [nid]
+        if isinstance(audio, Out) and audio.port and self._type(*audio.port, True) == "AUDIO" and base.port:
+            # a sound made by other nodes (AudioConcat's two voices) is laid under the frames as it is
+            nid = self.add("io.set_audio", cn, {})
+            self.link(base, nid, "video")
+            self.link(audio, nid, "audio")
+            self.outs[(cn.id, 0)] = Out((nid, "video"), {**base.attrs, **fps})
+            return [nid]
         if "audio" in cn.inputs and not (isinstance(audio, Out) and "clip_audio" in audio.attrs and
                                          self.rate_kept(cn, audio.attrs["clip_audio"])):
             # the clip's own sound travels with its frames in Kinograph; any other sound is not joined to them

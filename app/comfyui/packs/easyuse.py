@@ -168,6 +168,13 @@ class EasyUse:
         self.outs[(cn.id, 0)] = Out(None, {"lora_stack": tuple(stack)})
         return []
 
+    def special_easy_show_anything(self, cn, rule, params, notes):
+        """Its output is its input (Easy-Use's logic.py returns what it shows): a text shown and passed on to an
+        encoder reached it as 'a node that did not convert' and the prompt was lost."""
+        src = self.resolve(cn.inputs.get("anything"))
+        if src is not None:
+            self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": src})
+
     def special_easy_controlnet(self, cn, rule, params, notes):
         """easy controlnetLoader (and its ADV with start and end): ControlNetApplyAdvanced on the pipe's two prompts;
         the pipe and both prompts are handed on with the control riding on them to the sampler."""

@@ -10,17 +10,20 @@ from ..out import Out
 
 class Inspire:
     def latent_batch(self, out) -> Optional[int]:
-        """How many pictures the latent `out` holds, where the import knows it: an empty latent's batch, carried
-        through the nodes that take one latent and hand it on (a sampler, an upscale); None otherwise (a picture
-        encoded)."""
+        """How many pictures the latent `out` holds, where the import knows it: an empty latent's batch (a video's
+        batch_size, not its length), carried through the nodes that take one latent and hand it on (a sampler, an
+        upscale); None otherwise (a picture encoded)."""
         port = out.port if isinstance(out, Out) else None
         for _ in range(64):
             if port is None:
                 return None
             node = self.graph.nodes[port[0]]
             if node.type == "latent.empty":
-                frames = node.params.get("frames", 1)
-                return frames if isinstance(frames, int) else None
+                # a video's empty latent holds its length in frames; its pictures are its batch_size
+                made_by = next((self.flat.nodes[c] for n, c in self.pending_vae if n == node.id), None)
+                count = self.resolve(made_by.inputs.get("batch_size")) if made_by is not None and \
+                    "length" in made_by.inputs else node.params.get("frames", 1)
+                return count if isinstance(count, int) else None
             port = self.graph.inputs.get(node.id, {}).get("latent")
         return None
 
@@ -32,6 +35,11 @@ class Inspire:
         for k, what in (("noise_opt", "noise"), ("scheduler_func_opt", "schedule")):
             if isinstance(cn.inputs.get(k), Ref):
                 notes.append(f"its {k} input is not carried: sample draws its own {what}")
+        from nodes.generate.samplers import STOCHASTIC
+        internal = self.resolve(cn.inputs.get("internal_seed"))
+        if params.get("sampler") in STOCHASTIC and isinstance(internal, int) and internal != params.get("seed"):
+            notes.append(f"internal_seed={internal} is not carried: ComfyUI draws {params['sampler']}'s noise after "
+                         f"the first step from it, Kinograph from the seed ({params.get('seed')})")
         mode = self.resolve(cn.inputs.get("batch_seed_mode"))
         if mode in (None, "comfy"):
             return made

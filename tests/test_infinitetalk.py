@@ -1,0 +1,62 @@
+"""Wan 2.1 InfiniteTalk as a ComfyUI artist brings it: the template video_wan2_1_infinitetalk.json (two speakers, each
+a voice file and a mask drawn in the Painter node, ModelPatchLoader's wan2.1_infiniteTalk_multi_fp16.safetensors on
+Wan 2.1 i2v 14B). The voices play one after the other (AudioConcat) under the frames CreateVideo makes."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_wan_s2v import RATE, _tone  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_1_infinitetalk.json"
+
+
+def test_audio_concat_joins_two_voices_and_create_video_lays_them_under_the_frames(tmp_path):
+    # AudioConcat imported as a placeholder, and CreateVideo said "the audio input is not carried": the two
+    # speakers' video came out silent. Now the voices join in order and play under the frames.
+    from app.comfyui import import_data
+    from graph_engine import Clip
+    from nodes.generate.audio_encoder import samples
+    from nodes.io.sound import concat, read_sound, sound_span
+    from nodes.io.video_write import write_video
+    _tone(tmp_path / "woman.wav", 0.3)
+    _tone(tmp_path / "man.wav", 0.25, rate=44100, channels=2)
+    woman, man = (sound_span(str(tmp_path / f), 0.0, 0.0) for f in ("woman.wav", "man.wav"))
+    a, b = read_sound(str(tmp_path / "woman.wav"), RATE)[1], read_sound(str(tmp_path / "man.wav"), RATE)[1]
+    both = samples(concat(woman, man))
+    assert len(both) == len(a) + len(b) == int(0.55 * RATE)
+    np.testing.assert_array_equal(both, np.concatenate([a, b]))
+    np.testing.assert_array_equal(samples(concat(man, woman)), np.concatenate([b, a]))
+
+    result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    g = result.graph
+    links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
+    (join,) = [n for n in g.nodes.values() if n.type == "io.concat_audio"]
+    assert join.params == {"order": "after"}
+    assert [g.nodes[links[join.id, p][0]].params["path"] for p in ("first", "second")] == [
+        "audio_speaker1_woman.mp3", "audio_speaker2_man.mp3"]
+    under = [n for n in g.nodes.values() if n.type == "io.set_audio"]
+    assert len(under) == 2 and all(links[n.id, "audio"] == (join.id, "audio") for n in under)
+    status = {e.comfy_id: (e.class_type, e.status, e.notes) for e in result.report.entries.values()}
+    assert status["113"] == ("AudioConcat", "exact", [])
+    assert not any("audio input is not carried" in n for s in ("138", "140") for n in status[s][2])
+
+    # 10 frames at 25 fps (0.4 s) under 0.55 s of voices: the sound is cut at the last frame, as ComfyUI's
+    from nodes.io.nodes import set_audio
+    clip = set_audio(None, Clip.from_array(np.zeros((10, 32, 32, 3), np.uint8), 25.0), concat(woman, man))
+    write_video(clip, str(tmp_path / "talk.mp4"))
+    seconds, _ = read_sound(str(tmp_path / "talk.mp4"), RATE)
+    assert abs(seconds - 0.4) < 0.03
+    import av
+    both = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
+    with av.open(str(tmp_path / "talk.mp4")) as c:
+        heard = np.concatenate([g.to_ndarray() for f in c.decode(audio=0) for g in both.resample(f)], axis=1)
+    # the woman first, her mono voice at its own level on both sides as ComfyUI duplicates it (was 3 dB down on each)
+    for side in heard:
+        np.testing.assert_allclose(side[1000:4000], a[1000:4000], atol=0.03)     # AAC's loss
+    why = {s[0]: s[2] for s in status.values() if s[1] == "unmapped"}
+    assert set(why) == {"ModelPatchLoader", "WanInfiniteTalkToVideo", "Painter"}
+    assert "InfiniteTalk's patch" in why["ModelPatchLoader"][0] and "io.load_image's alpha" in why["Painter"][0]
