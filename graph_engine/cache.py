@@ -216,6 +216,20 @@ def _size_text(n: int) -> str:
     return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{max(1, n >> 20)} MB"
 
 
+def _lost_sound(outputs: Dict[str, Any], home: Path) -> Optional[str]:
+    """A sound file a clip among `outputs` plays that the cache folder held (a model's decoded sound: LTX-2's) and
+    that is gone; as much the entry's damage as a lost frames file, where a user's own sound file that moved is the
+    user's to put back."""
+    for value in outputs.values():
+        if isinstance(value, Clip) and value.audio is not None:
+            for track in value.audio.tracks():
+                for piece in track:
+                    p = Path(piece.path) if piece.path else None
+                    if p is not None and p.is_relative_to(home) and not p.is_file():
+                        return str(p)
+    return None
+
+
 class DiskCache:
     """One folder per key: `manifest.json` plus data files, written to a temp folder and renamed."""
 
@@ -246,6 +260,9 @@ class DiskCache:
                 if "file" in e and _digest(folder / e["file"]) != e.get("sha256"):
                     return self._reject(key, f"{e['file']} does not match its recorded content hash")
             outputs = {k: _decode(e, folder) for k, e in manifest["outputs"].items()}
+            lost = _lost_sound(outputs, self.root.parent)
+            if lost:
+                return self._reject(key, f"the sound it carries ({lost}) is gone from the cache folder")
         except Exception as e:      # whatever the damage, a bad entry costs a recomputation, not the run
             return self._reject(key, f"{type(e).__name__}: {e}")
         try:

@@ -276,3 +276,24 @@ def test_reading_a_cached_clip_through_does_not_map_it_into_memory(tmp_path):
     grown = _file_resident() - before
     assert np.array_equal(np.concatenate(read), frames)
     assert grown < frames.nbytes // 4, f"{grown >> 10} KB of the {frames.nbytes >> 10} KB clip stayed mapped"
+
+
+def test_a_cached_clip_whose_made_sound_left_the_cache_folder_is_a_miss(tmp_path):
+    # LTX-2's vae.decode writes its sound under the cache folder (sound/); with that file cleaned away, a cache hit
+    # gave the clip a sound that is not there, and io.save_video stopped: "the sound file ... is not there (moved or
+    # deleted?): put it back" - nothing the user could put back. Now the entry is a miss and the node runs again.
+    # A user's own sound file elsewhere that moved stays a hit (its loss is named when saving, theirs to fix).
+    from graph_engine import Audio
+    made, own = tmp_path / "cache" / "sound" / "made.wav", tmp_path / "song.wav"
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"x")
+    disk = DiskCache(tmp_path / "cache" / "results", 1 << 30)
+    frames = expected(1)
+    for key, path in (("a" * 64, made), ("b" * 64, own)):
+        clip = Clip.from_array(frames, fps=8).with_(audio=Audio(str(path), 0.0, 0.5))
+        assert disk.put(key, {"video": clip}, {}, "vae.decode")
+    assert disk.get("a" * 64) is not None
+    made.unlink()
+    assert disk.get("a" * 64) is None
+    outputs, _ = disk.get("b" * 64)
+    assert np.array_equal(outputs["video"].to_array(), frames) and outputs["video"].audio.path == str(own)

@@ -25,7 +25,7 @@ def test_audio_concat_joins_two_voices_and_create_video_lays_them_under_the_fram
     _tone(tmp_path / "woman.wav", 0.3)
     _tone(tmp_path / "man.wav", 0.25, rate=44100, channels=2)
     woman, man = (sound_span(str(tmp_path / f), 0.0, 0.0) for f in ("woman.wav", "man.wav"))
-    a, b = read_sound(str(tmp_path / "woman.wav"), RATE)[1], read_sound(str(tmp_path / "man.wav"), RATE)[1]
+    a, b = (read_sound(str(tmp_path / f), RATE, mean=True)[1] for f in ("woman.wav", "man.wav"))
     both = samples(concat(woman, man))
     assert len(both) == len(a) + len(b) == int(0.55 * RATE)
     np.testing.assert_array_equal(both, np.concatenate([a, b]))

@@ -304,6 +304,18 @@ def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels()).T
     want = sound[0].float().clamp(-1, 1).numpy()
     assert pcm.shape == want.shape and np.abs(pcm / 32767.0 - want).max() <= 0.5 / 32767 + 1e-5
+    # a noise.* node's noise is the video's; the sound's is the seed's (it was refused as not fitting the latent)
+    from nodes.generate.adapters.ltx2 import joined
+    v = torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(7))
+    a = torch.randn(latent.audio.shape, generator=torch.Generator().manual_seed(3))
+    given = [run_sampling(loaded["model"], encode_prompt(te, PROMPT), None, latent, steps=1, cfg=1.0, sampler="euler",
+                          seed=3, noise=noise) for noise in (v, joined(v, a))]
+    assert torch.equal(given[0].samples, given[1].samples) and torch.equal(given[0].audio, given[1].audio)
+    # frame-wise wrappers would filter or window the flat video+sound state as one frame: named instead
+    from nodes.consistency.wrappers import FreeInitWrapper
+    with pytest.raises(NodeError, match="noise.freeinit does not work on LTX-2"):
+        run_sampling(loaded["model"].with_run_wrapper(FreeInitWrapper()), encode_prompt(te, PROMPT), None, latent,
+                     steps=1, cfg=1.0, sampler="euler", seed=3)
 
 
 def _upscaler(models):
@@ -473,3 +485,43 @@ def test_comfyui_ltx2_i2v_distilled_template_imports_and_runs(tiny, gemma, tmp_p
     assert got["108"]["latent"].width == 128 and not torch.equal(got["108"]["latent"].samples[:, :, :1],
                                                                  got["84"]["latent"].samples[:, :, :1])
     assert got["95"]["video"].length == 9
+
+
+def test_cut_and_joined_ltx2_latents_keep_their_sound_in_step():
+    """latent.cut / latent.concat on an LTX-2 latent cut and join its sound stream with its frames: the sound was
+    kept whole (a cut clip's sound restarted at the clip's start; a joined clip's second part was silent)."""
+    from nodes.generate.latent import Latent, concat_latents, cut_latent
+    steps = torch.arange(18.0).view(1, 1, 18, 1).expand(1, 1, 18, 16)       # 17 frames at 24 fps: 18 sound steps
+    a = Latent(torch.zeros(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64, audio=steps)
+    b = Latent(torch.ones(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64, audio=steps + 100)
+    # latent frames 1-2 decode to 9 frames, those that end at the clip's frame 17: sound steps 8.5..18 of 18
+    tail = cut_latent(a, "t", 1, 2)
+    assert tail.frames == 9 and tail.audio[0, 0, :, 0].tolist() == list(range(8, 18))
+    head = cut_latent(a, "t", 0, 2)
+    assert head.frames == 9 and head.audio[0, 0, :, 0].tolist() == list(range(0, 10))
+    from nodes.generate.vace import trim_latent
+    assert torch.equal(trim_latent(a, 1).audio, tail.audio)                  # latent.trim: the same frames
+    assert torch.equal(cut_latent(a, "y", 1, 1).audio, steps)               # a cut across the picture keeps it
+    both = concat_latents(a, b, "t")
+    assert both.audio[0, 0, :, 0].tolist() == list(range(18)) + list(range(100, 118))
+    assert concat_latents(a, b, "-t").audio[0, 0, :, 0].tolist() == list(range(100, 118)) + list(range(18))
+    with pytest.raises(NodeError, match="sound stream"):
+        concat_latents(a, Latent(torch.ones(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64), "t")
+
+
+def test_decoded_sound_is_written_where_the_cache_folder_cannot_be(tmp_path, monkeypatch):
+    """A cache folder that cannot be written (a render farm's read-only one; here a file in its place) failed
+    vae.decode of every LTX-2 clip with 'NotADirectoryError'; the engine runs on without its disk cache there, and
+    the sound now goes to the temporary folder."""
+    import tempfile
+    import wave
+    import numpy as np
+    from nodes.generate.sound import write_wav
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    path = write_wav(np.array([[0.0, 0.5, -0.5, 1.0]]), 24000)
+    assert path.parent == tmp_path / "tmp" / "kinograph-sound"
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == 24000
+        assert np.frombuffer(w.readframes(4), "<i2").tolist() == [0, 16384, -16384, 32767]

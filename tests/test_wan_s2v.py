@@ -495,3 +495,32 @@ def test_the_s2v_template_imports_and_runs_on_tiny_weights(s2v, encoder, tmp_pat
         decoded = list(c.decode(audio=0))
     rate, sound = decoded[0].sample_rate, np.concatenate([f.to_ndarray().mean(0) for f in decoded])
     assert np.abs(sound[:int(0.4 * rate)]).mean() > 0.05 and np.abs(sound[int(0.6 * rate):]).max() < 0.01
+
+
+def test_a_stereo_voice_reaches_the_speech_encoder_as_its_channels_mean(tmp_path):
+    # ComfyUI's wav2vec2 takes the mean of a sound's channels; ffmpeg's downmix added them at 1/sqrt(2) each, 41%
+    # louder, which a base encoder (its sound not normalised: InfiniteTalk's) reads as different features.
+    from graph_engine import Audio
+    from nodes.generate.audio_encoder import samples
+    t = np.arange(RATE // 2) / RATE
+    pcm = np.round(np.stack([0.4 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], 1) * 32767)
+    with wave.open(str(tmp_path / "duet.wav"), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    got = samples(Audio(str(tmp_path / "duet.wav"), 0.0, None))
+    want = pcm.mean(1) / 32768
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+
+
+def test_a_continuation_that_outlasts_the_sound_gets_silence_after_it():
+    # An Extend of 49 frames after a first clip of 77 (80 + 52 + 52 feature frames over 8 s of voice, bucketed in
+    # 52s): the third clip starts at frame 132 of a 156-frame bucket. Its last 28 frames were missing, and sampling
+    # stopped: "the sound's features cover 24 video frames but the latent's 13 latent frames need 52".
+    from nodes.generate.wan_s2v_cond import sound_per_frame
+    layers = torch.randn(3, 400, 8, generator=torch.Generator().manual_seed(0))          # 8 s at 50 a second
+    third = sound_per_frame(layers, 50, 52, 132)
+    assert third.shape == (1, 3, 8, 52)
+    assert torch.equal(third[..., :24], sound_per_frame(layers, 50, 52, 104)[..., 28:])
+    assert not third[..., 24:].any() and sound_per_frame(layers, 50, 52, 156).shape[-1] == 0

@@ -83,7 +83,7 @@ def samples(audio) -> np.ndarray:
         if not p.path:
             out.append(np.zeros(int(round(p.duration * RATE)), np.float32))
             continue
-        mono = files.setdefault(p.path, read_sound(p.path, RATE)[1])
+        mono = files.setdefault(p.path, read_sound(p.path, RATE, mean=True)[1])
         start = int(round(p.start * RATE))
         stop = len(mono) if p.duration is None else start + int(round(p.duration * RATE))
         out.append(mono[start:stop] * np.float32(10 ** (p.gain / 20)))

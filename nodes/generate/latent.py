@@ -205,14 +205,29 @@ def adain_latent(latent: Latent, reference: Latent, factor: float, per_frame: bo
 _AXES = {"x": -1, "y": -2, "t": -3}
 
 
-def _sized(latent: Latent, samples, mask) -> Latent:
-    """`latent` holding `samples` (cut or joined along an axis): the pixel size and frames it decodes to follow."""
+def _sized(latent: Latent, samples, mask, audio=None) -> Latent:
+    """`latent` holding `samples` (cut or joined along an axis): the pixel size and frames it decodes to follow;
+    `audio`, when given, is its new sound stream (LTX-2)."""
     from nodes.generate.families import family as family_spec
     t, h, w = latent.samples.shape[2:]
     nt, nh, nw = samples.shape[2:]
     frames = family_spec(latent.family).pixel_frames(nt) if nt != t else latent.frames
     return replace(latent, samples=samples.contiguous(), mask=mask, frames=frames,
-                   width=nw * (latent.width // w), height=nh * (latent.height // h))
+                   width=nw * (latent.width // w), height=nh * (latent.height // h),
+                   audio=latent.audio if audio is None else audio.contiguous())
+
+
+def cut_sound(latent: Latent, index: int, amount: int):
+    """The sound stream (LTX-2's [B, C, L, bins]) under latent frames index..index+amount: the span of the clip's
+    time that ends where those frames end and lasts as long as they decode to, so the cut clip's sound stays in
+    step with its pictures (kept whole, the sound would restart at the clip's start)."""
+    from nodes.generate.families import family as family_spec
+    spec = family_spec(latent.family)
+    steps = latent.audio.shape[2]
+    per_frame = steps / float(latent.frames)
+    end = spec.pixel_frames(index + amount)
+    start = end - spec.pixel_frames(amount)
+    return latent.audio[:, :, round(start * per_frame):round(end * per_frame)]
 
 
 def cut_latent(latent: Latent, axis: str, index: int, amount: int) -> Latent:
@@ -232,7 +247,8 @@ def cut_latent(latent: Latent, axis: str, index: int, amount: int) -> Latent:
         amount = min(-index, amount)
         index += n
     mask = latent.mask.narrow(d, index, amount) if latent.mask is not None else None
-    return _sized(latent, latent.samples.narrow(d, index, amount), mask)
+    audio = cut_sound(latent, index, amount) if axis == "t" and latent.audio is not None else None
+    return _sized(latent, latent.samples.narrow(d, index, amount), mask, audio)
 
 
 def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
@@ -260,4 +276,15 @@ def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
         def whole(lat, like):          # no mask: every latent pixel is generated
             return lat.mask if lat.mask is not None else torch.ones_like(like[:1, :1])
         masks = (whole(second, b), whole(first, a)) if axis.startswith("-") else (whole(first, a), whole(second, b))
-    return _sized(first, torch.cat(pair, dim=d), torch.cat(masks, dim=d) if masks else None)
+    audio = None
+    if d == -3 and (first.audio is not None or second.audio is not None):
+        # LTX-2's sound stream: the two sounds one after the other, as their frames are (first's alone would leave
+        # the joined clip's second part silent and its sound ending early)
+        if first.audio is None or second.audio is None:
+            raise NodeError("one of these latents has a sound stream (LTX-2) and the other none: make both with "
+                            "latent.empty on the LTX-2 model's VAE")
+        sa, sb = first.audio, second.audio
+        if sb.shape[0] != sa.shape[0]:
+            sb = sb.repeat(-(-sa.shape[0] // sb.shape[0]), 1, 1, 1)[:sa.shape[0]]
+        audio = torch.cat((sb, sa) if axis.startswith("-") else (sa, sb), dim=2)
+    return _sized(first, torch.cat(pair, dim=d), torch.cat(masks, dim=d) if masks else None, audio)

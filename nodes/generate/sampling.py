@@ -345,8 +345,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     note = unchanging_schedule(handle, adapter, positive, latent.samples.shape[2])
     if note:
         log(note)
-    if noise is None:
-        noise = adapter.latent_noise(latent, gen)
+    if noise is None or tuple(noise.shape) == tuple(latent.samples.shape):
+        noise = adapter.latent_noise(latent, gen, noise)
     elif tuple(noise.shape) != tuple(x0.shape):
         raise NodeError(f"noise of shape {list(noise.shape)} does not fit the latent {list(x0.shape)}: make the "
                         "noise from the same latent")

@@ -17,7 +17,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters import get_adapter
 from nodes.generate.families import family as family_spec
-from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.latent import Conditioning, Latent, cut_sound
 
 
 def cover(frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -139,4 +139,6 @@ def trim_latent(latent: Latent, amount: int) -> Latent:
     from dataclasses import replace
     spec = family_spec(latent.family)
     dropped = spec.pixel_frames(t) - spec.pixel_frames(t - amount)
-    return replace(latent, samples=latent.samples[:, :, amount:].contiguous(), frames=max(1, latent.frames - dropped))
+    audio = None if latent.audio is None else cut_sound(latent, amount, t - amount).contiguous()
+    return replace(latent, samples=latent.samples[:, :, amount:].contiguous(), frames=max(1, latent.frames - dropped),
+                   audio=audio)

@@ -33,7 +33,10 @@ def sound_per_frame(layers: torch.Tensor, rate: float, frames: int, offset: int 
     out = torch.zeros(*feats.shape[:2], count)
     inside = at < n
     out[..., torch.from_numpy(inside)] = feats[..., torch.from_numpy(at[inside])]
-    return out[None, ..., offset:offset + frames]
+    out = out[None, ..., offset:offset + frames]
+    # A continuation of another length than the first clip can start inside the last bucket and run past it: the
+    # rest is after the sound, silence (the model needs one feature per frame; ComfyUI's stops with a shape error).
+    return F.pad(out, (0, frames - out.shape[-1])) if 0 < out.shape[-1] < frames else out
 
 
 def _pixels(pipe, images, width, height) -> torch.Tensor:

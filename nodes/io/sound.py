@@ -44,24 +44,31 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def read_sound(path: str, rate_out: int = ANALYSIS_RATE) -> tuple:
+def read_sound(path: str, rate_out: int = ANALYSIS_RATE, mean: bool = False) -> tuple:
     """(seconds of sound in `path`, counted by decoding it, for an MP3's header states only an estimate; the
-    sound as mono float samples at `rate_out`: ANALYSIS_RATE for beat_times). Raises NodeError naming what is
-    wrong."""
+    sound as mono float samples at `rate_out`: ANALYSIS_RATE for beat_times). `mean`: a stereo sound's mono is
+    the mean of its two channels, as ComfyUI's speech encoders take it (ffmpeg's downmix adds them at 1/sqrt(2)
+    each, 41% louder); more channels are mixed by ffmpeg either way. Raises NodeError naming what is wrong."""
     import av
     why = sound_problem(path)
     if why:
         raise NodeError(why)
     name, samples, rate, mono = Path(path).name, 0, 0, []
+    with av.open(str(path)) as c:
+        stereo = mean and c.streams.audio[0].codec_context.channels == 2
     # Mixed to one channel by the resampler: PyAV's to_ndarray crashed the process on 8-channel (7.1) frames.
-    down = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
+    down = av.AudioResampler(format="fltp", layout="stereo", rate=rate_out) if stereo else \
+        av.AudioResampler(format="flt", layout="mono", rate=rate_out)
+
+    def one(frames):
+        return [f.to_ndarray().mean(0) if stereo else f.to_ndarray().reshape(-1) for f in frames]
     try:
         with av.open(str(path)) as c:
             for frame in c.decode(c.streams.audio[0]):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-                mono += [f.to_ndarray().reshape(-1) for f in down.resample(frame)]
-            mono += [f.to_ndarray().reshape(-1) for f in down.resample(None)]
+                mono += one(down.resample(frame))
+            mono += one(down.resample(None))
     except av.FFmpegError as e:
         heard = f" after {clock(samples / rate)}" if rate else ""
         raise NodeError(f"{name}: its sound stops decoding{heard} ({_reason(e)}): the file is damaged or cut "

@@ -235,9 +235,10 @@ class Adapter:
         """The latent's mask in pack's layout (1 where the sampler draws)."""
         return latent.mask
 
-    def latent_noise(self, latent, generator: torch.Generator) -> torch.Tensor:
-        """Seeded unit noise in pack's layout."""
-        return self.draw_noise(latent.samples.shape, generator)
+    def latent_noise(self, latent, generator: torch.Generator, video: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Seeded unit noise in pack's layout; `video`, when given, is the noise of the latent's samples (a noise.*
+        node's), the other streams' drawn."""
+        return self.draw_noise(latent.samples.shape, generator) if video is None else video
 
     def sound_latent(self, pipe, frames: int, fps: float):
         """The silent sound latent an empty latent of `frames` at fps carries (None: the model makes no sound)."""

@@ -40,6 +40,15 @@ class LTX2Adapter(LTXAdapter):
         if latent.audio is None:
             raise NodeError("this LTX-2 latent has no sound stream: LTX-2 makes video and sound together; make the "
                             "latent with latent.empty on the LTX-2 model's VAE (or ComfyUI's LTXVConcatAVLatent)")
+        # These work on a video latent's frames; the sampler's state here is LTX-2's video and sound as one flat
+        # tensor, which they would filter or window as if it were one frame (or refuse with a misleading size).
+        from nodes.consistency.wrappers import ContextWrapper, FreeInitWrapper, PinWrapper
+        named = {ContextWrapper: "context.windows", FreeInitWrapper: "noise.freeinit",
+                 PinWrapper: "condition.pin_frames"}
+        for wrap in (*handle.wrappers, *handle.run_wrappers):
+            if type(wrap) in named:
+                raise NodeError(f"{named[type(wrap)]} does not work on LTX-2 yet (it samples the video and its sound "
+                                "together, and the node knows only a video's frames): bypass it for this model")
 
     def keeps_clean(self, handle):
         # As LTX2ImageToVideoPipeline and ComfyUI's LTX-2 give the start image: its tokens enter clean, at the step's
@@ -67,10 +76,11 @@ class LTX2Adapter(LTXAdapter):
         video, audio = apart(x, latent.samples.shape[1:], latent.audio.shape[1:])
         return dataclasses.replace(latent, samples=video, audio=audio)
 
-    def latent_noise(self, latent, generator):
+    def latent_noise(self, latent, generator, video=None):
         # LTX2Pipeline draws the video's noise, then the sound's, from one generator.
-        video = torch.randn(tuple(latent.samples.shape), generator=generator, dtype=torch.float32)
-        return joined(video, torch.randn(tuple(latent.audio.shape), generator=generator, dtype=torch.float32))
+        if video is None:
+            video = torch.randn(tuple(latent.samples.shape), generator=generator, dtype=torch.float32)
+        return joined(video.float(), torch.randn(tuple(latent.audio.shape), generator=generator, dtype=torch.float32))
 
     def for_latent(self, handle, latent):
         return handle.with_option(STREAMS, (tuple(latent.samples.shape[1:]), tuple(latent.audio.shape[1:]),
