@@ -140,7 +140,7 @@ def test_wan_video_wrapper_text_to_video_maps_onto_kinographs_wan_nodes():
     enc = by["encode.text"]
     assert enc.params == {"text": "a red fox running through snow, tracking shot", "negative": "blurry, static",
                           "weighting": "comfy"}
-    assert by["latent.empty"].params == {"width": 832, "height": 480, "frames": 81}
+    assert by["latent.empty"].params == {"width": 832, "height": 480, "frames": 81, "size_fit": "floor"}
     sample = by["generate.sample"]
     assert sample.params == {"steps": 30, "cfg": 6.0, "seed": 42, "sampler": "unipc", "scheduler": "simple"}
     assert g.inputs[sample.id] == {"model": (shift.id, "model"), "positive": (enc.id, "positive"),

@@ -1317,3 +1317,17 @@ def test_checkpoint_loader_with_a_v_config_samples_as_v_prediction(config, v):
     else:
         assert not sampling and g.inputs[sample.id]["model"] == (load.id, "model")
 
+
+
+def test_empty_latents_floor_their_size_as_comfyui_does():
+    """ComfyUI's empty latents floor the size to their factor (EmptyHunyuanLatentVideo: // 8); latent.empty does it
+    with size_fit floor and the family's step, which for HunyuanVideo and Wan 2.1 (2x2 patches) is 16: the report
+    says a size off 16 may come out smaller than ComfyUI's, and says nothing of one on it."""
+    for width, warned in ((840, True), (832, False)):
+        res = import_data({"1": {"class_type": "EmptyHunyuanLatentVideo",
+                                 "inputs": {"width": width, "height": 480, "length": 33, "batch_size": 1}}})
+        lat, = _by_type(res.graph, "latent.empty")
+        assert lat.params == {"width": width, "height": 480, "frames": 33, "size_fit": "floor"}
+        notes = "; ".join(res.report.entries["1"].notes)
+        assert ("need a multiple of 16 in Kinograph, so a size that is not one comes out up to 8 px smaller than "
+                "ComfyUI's" in notes) == warned, notes

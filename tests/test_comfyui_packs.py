@@ -87,7 +87,8 @@ def test_group_nodes_expand_into_their_inner_nodes():
         assert g.nodes[ins["positive"][0]].params["text"] == prompt
         assert g.nodes[ins["negative"][0]].params["text"] == "blurry, text"
         assert g.inputs[ins["negative"][0]]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
-        assert g.nodes[ins["latent"][0]].params == {"frames": 1, "width": 640, "height": 384}
+        assert g.nodes[ins["latent"][0]].params == {"frames": 1, "width": 640, "height": 384,
+                                                         "size_fit": "floor"}
         assert res.report.entries[f"{inst}:3"].status == "exact"
     assert g.inputs["vae_decode_5"]["latent"] == ("k_sampler_3_3", "latent")
     assert g.inputs["vae_decode_7"]["latent"] == ("k_sampler_4_3", "latent")
@@ -176,21 +177,21 @@ def test_comfyroll_aspect_ratio_demo():
     res = import_workflow(COMMUNITY / "comfyroll_aspect_ratio.json")
     g = res.graph
     assert not res.report.blocking
-    assert g.nodes["empty_latent_image_7"].params == {"width": 896, "height": 1152, "frames": 2}
+    assert g.nodes["empty_latent_image_7"].params == {"width": 896, "height": 1152, "frames": 2, "size_fit": "floor"}
     own = g.nodes["cr_aspect_ratio_1"]
-    assert own.type == "latent.empty" and own.params == {"width": 896, "height": 1152, "frames": 2}
+    assert own.type == "latent.empty" and own.params == {"width": 896, "height": 1152, "frames": 2, "size_fit": "floor"}
     assert g.inputs["vae_decode_2"] == {"latent": ("cr_aspect_ratio_1", "latent"), "vae": ("vae_loader_4", "vae")}
     assert g.inputs[own.id]["vae"] == ("vae_loader_4", "vae")
     assert res.report.entries["1"].status == "exact" and res.report.entries["7"].status == "exact"
 
     # prescale_factor scales the size Comfyroll hands on and its latent, rounded down (int(896 * 0.7) = 627); the
-    # latents ComfyUI makes of 627 x 806 are 627 // 8 x 806 // 8 latent pixels, pictures of 624 x 800, where
-    # latent.empty refused 627 x 806 (as it refused the 910 x 512 preset)
+    # latents ComfyUI makes of 627 x 806 are 627 // 8 x 806 // 8 latent pixels, pictures of 624 x 800: latent.empty
+    # keeps 627 x 806 with size_fit floor and makes 624 x 800 as it runs (it refused them, as it did the 910 x 512 preset)
     data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
     next(n for n in data["nodes"] if n["type"] == "CR Aspect Ratio")["widgets_values"][5] = 0.7
     g = import_data(data).graph
-    assert g.nodes["empty_latent_image_7"].params == {"width": 624, "height": 800, "frames": 2}
-    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 624, "height": 800, "frames": 2}
+    for nid in ("empty_latent_image_7", "cr_aspect_ratio_1"):
+        assert g.nodes[nid].params == {"width": 627, "height": 806, "frames": 2, "size_fit": "floor"}
 
     # a file from before prescale_factor (six outputs, batch_size in its widget's place), dimensions swapped, custom
     data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
@@ -201,8 +202,8 @@ def test_comfyroll_aspect_ratio_demo():
         if link[1] == 1 and link[2] >= 4:
             link[2] -= 1
     g = import_data(data).graph
-    assert g.nodes["empty_latent_image_7"].params == {"width": 384, "height": 640, "frames": 3}
-    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 384, "height": 640, "frames": 3}
+    assert g.nodes["empty_latent_image_7"].params == {"width": 384, "height": 640, "frames": 3, "size_fit": "floor"}
+    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 384, "height": 640, "frames": 3, "size_fit": "floor"}
 
 
 def _easy_use_graph(image_output="Save"):

@@ -140,3 +140,10 @@ def test_frame_rules_name_the_nearest_valid_counts():
     with pytest.raises(NodeError, match="divisible by 32.*Try 704x480"):
         family("ltx").check_size(700, 480)
     assert family("wan").latent_frames(81) == 21 and family("ltx").pixel_frames(16) == 121
+    # size_fit floor (ComfyUI's empty latents): preflight passes a size it will floor, and refuses one under a step
+    from nodes.generate.preflight import latent_preflight
+    ltx = {"vae": ("load.ltx", {})}
+    assert latent_preflight({"frames": 9, "width": 700, "height": 480, "size_fit": "floor"}, ltx) == []
+    assert [p for p, _ in latent_preflight({"frames": 9, "width": 700, "height": 480}, ltx)] == ["width"]
+    assert [p for p, _ in latent_preflight({"frames": 9, "width": 640, "height": 20, "size_fit": "floor"}, ltx)] == \
+        ["height"]

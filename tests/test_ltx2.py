@@ -332,8 +332,11 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
     """ComfyUI's video_ltx2_t2v template (its subgraph: Gemma 3 + the checkpoint's connectors, the empty audio latent
     joined to the video's, a first pass at half size, LTX-2's x2 latent upscaler, a second pass with the distilled
     LoRA on ManualSigmas, the sound decoded beside the frames into CreateVideo and SaveVideo) maps every node, and on
-    the tiny model under the template's file names (128x128 halved by its ImageScaleBy, 9 frames, 2 steps) runs to
-    an MP4 with video and sound."""
+    the tiny model under the template's file names (128x72 halved by its ImageScaleBy, 9 frames, 2 steps) runs to
+    an MP4 with video and sound. The halved size reaches EmptyLTXVLatentVideo by links, off LTX-2's step of 32 (the
+    template's 1280x720 halved is 640x360): ComfyUI floors it (height // 32), so the import sets size_fit floor and
+    the first pass is 64x32 (latent.empty refused it, so the template stopped after loading the models); size_fit
+    exact still refuses it, naming the size to try."""
     import json
     from pathlib import Path
     from safetensors.torch import save_file
@@ -356,24 +359,36 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
     res = import_data(data)
     statuses = {e.class_type: e.status for e in res.report.entries.values()}
     assert "unmapped" not in statuses.values(), statuses
-    yaml = res.yaml.replace("width: 1280", "width: 128").replace("height: 720", "height: 128")
+    empty, = [n for n in res.graph.nodes.values() if n.type == "latent.empty"]
+    assert empty.params["size_fit"] == "floor" and res.graph.inputs[empty.id]["height"][1] == "height"
+    yaml = res.yaml.replace("width: 1280", "width: 128").replace("height: 720", "height: 72")
     yaml = yaml.replace("frames: 121", "frames: 9").replace("steps: 20", "steps: 2")
     assert "name2: ltx-2-19b-dev-fp8.safetensors" in yaml and "type: ltx2" in yaml
     monkeypatch.chdir(tmp_path)
 
-    def run(yaml):
+    logs = []
+
+    def run(yaml, targets=None):
         wf = tmp_path / "ltx2.kino.yaml"
         wf.write_text(yaml)
-        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False, targets=targets,
+                                        on_event=lambda e: logs.append(e["message"]) if e["event"] == "log" else None)
+        if targets:
+            return out
         assert out.ok, out.failed
         return {k.rsplit("_", 1)[-1]: v for k, v in out.outputs.items()}
     got = run(yaml)
     first, upscaled, second = got["41"]["latent"], got["84"]["latent"], got["70"]["latent"]
-    assert (first.width, first.samples.shape, first.audio.shape) == (64, (1, 8, 2, 2, 2), (1, 1, 9, 16))
-    assert (second.width, second.samples.shape) == (128, (1, 8, 2, 4, 4))
+    assert (first.width, first.height, first.samples.shape, first.audio.shape) == (64, 32, (1, 8, 2, 1, 2),
+                                                                                   (1, 1, 9, 16))
+    assert (second.width, second.height, second.samples.shape) == (128, 64, (1, 8, 2, 2, 4))
+    assert "LTX-2 sizes step by 32: 64x36 is made as 64x32 (size_fit floor, as ComfyUI's empty latent does)" in logs
     assert torch.equal(upscaled.audio, first.audio)         # the sound passes the video's upscaler unchanged
     clip = got["100"]["video"]
-    assert (clip.length, clip.width, clip.audio.duration) == (9, 128, 9 / 24)
+    assert (clip.length, clip.width, clip.height, clip.audio.duration) == (9, 128, 64, 9 / 24)
+    refused = run(yaml.replace("size_fit: floor", "size_fit: exact"), targets=[empty.id])
+    assert not refused.ok and "LTX-2 needs width and height divisible by 32; 64x36 is not. Try 64x32." in \
+        str(refused.failed)
     import av
     saved = sorted((tmp_path / "out").rglob("*.mp4"))
     with av.open(str(saved[0])) as f:                     # SaveVideo's file holds the frames and the sound

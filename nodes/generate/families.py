@@ -51,8 +51,17 @@ class Family:
             raise NodeError(f"{self.title} takes {k}n+1 frames (its VAE compresses time {k}x); {frames} is not "
                             f"one of them. The nearest valid frame counts are {near}.")
 
+    def size_step(self, space_factor: Optional[int] = None) -> int:
+        return (space_factor or self.space_factor) * self.patch
+
+    def floor_size(self, width: int, height: int, space_factor: Optional[int] = None) -> Tuple[int, int]:
+        """The size as ComfyUI's empty latents take it (height // factor latent pixels): each side the multiple of
+        the size step at or below it; a side under one step stays, for check_size to refuse with sizes to try."""
+        f = self.size_step(space_factor)
+        return tuple(v - v % f if v >= f else v for v in (width, height))
+
     def check_size(self, width: int, height: int, space_factor: Optional[int] = None) -> None:
-        f = (space_factor or self.space_factor) * self.patch
+        f = self.size_step(space_factor)
         if width % f or height % f or width <= 0 or height <= 0:
             w2, h2 = max(f, round(width / f) * f), max(f, round(height / f) * f)
             raise NodeError(f"{self.title} needs width and height divisible by {f}; {width}x{height} is not. "

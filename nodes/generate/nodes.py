@@ -472,7 +472,10 @@ def latent_empty(ctx, vae: VAE,
                                 help="video width in pixels, a multiple of the family's size step (16 for most)"),
                  height: int = Param(512, min=8, max=8192,
                                  help="video height in pixels, a multiple of the family's size step (16 for most)"),
-                 fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate")) -> LATENT:
+                 fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate"),
+                 size_fit: str = Param("exact", choices=("exact", "floor"),
+                                       help="a size off the family's step: exact refuses it; floor makes the "
+                                            "multiple below (ComfyUI's empty latents), saying so in the log")) -> LATENT:
     """An all-zero latent for text-to-video, sized for the model's VAE.
 
     Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple
@@ -482,7 +485,7 @@ def latent_empty(ctx, vae: VAE,
     their first frame with condition.frames."""
     from nodes.generate.families import family
     from nodes.generate.vae_ops import empty_latent
-    return empty_latent(vae, frames, width, height, fps or family(vae.family).fps, start_image)
+    return empty_latent(vae, frames, width, height, fps or family(vae.family).fps, start_image, size_fit, ctx.log)
 
 
 @node("latent.start_image", title="Start Image in Latent", category="Latent", device="gpu")

@@ -80,7 +80,7 @@ def vae_source(kind: str, params: dict) -> Optional[Tuple[str, Optional[int]]]:
     return fam, _vae_config_spatial(folder) if folder is not None and folder.is_dir() else None
 
 
-def frame_rules(frames: int, width: int, height: int, source) -> List[Tuple[str, str]]:
+def frame_rules(frames: int, width: int, height: int, source, size_fit: str = "exact") -> List[Tuple[str, str]]:
     """[(param, problem)] for a clip of this length and size made with the VAE `source` (type, params)
     links in; the messages are the ones the node gives when it runs."""
     if source is None:
@@ -98,6 +98,8 @@ def frame_rules(frames: int, width: int, height: int, source) -> List[Tuple[str,
         spec.check_frames(frames)
     except NodeError as e:
         problems.append(("frames", str(e)))
+    if size_fit == "floor":
+        width, height = spec.floor_size(width, height, space)
     try:
         spec.check_size(width, height, space)
     except NodeError as e:
@@ -115,7 +117,8 @@ def _fails(spec, side: int, space: Optional[int]) -> bool:
 
 def latent_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
     """latent.empty and condition.vace: their frames, width and height against their VAE's rules."""
-    return frame_rules(params["frames"], params["width"], params["height"], sources.get("vae"))
+    return frame_rules(params["frames"], params["width"], params["height"], sources.get("vae"),
+                       params.get("size_fit", "exact"))
 
 
 def model_family(kind: str, params: dict) -> Optional[str]:

@@ -220,14 +220,21 @@ def check_fits(what: str, shape) -> None:
                         "frames, width or height")
 
 
-def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_image: Optional[np.ndarray] = None
-                 ) -> Latent:
+def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_image: Optional[np.ndarray] = None,
+                 size_fit: str = "exact", log=None) -> Latent:
     """An all-zero latent; with a start image (Wan 2.2 TI2V-5B) its first latent frame holds the image's
-    encoding, and the latent's mask keeps that frame as it is while the sampler makes the rest."""
+    encoding, and the latent's mask keeps that frame as it is while the sampler makes the rest. size_fit "floor"
+    takes a size off the family's step down to the step below (ComfyUI's empty latents), said through `log`."""
     adapter = get_adapter(vae.family)
     spec = family_spec(vae.family)
     tf, sf, ch = adapter.factors(vae.pipe)
     spec.check_frames(frames, tf)
+    if size_fit == "floor":
+        fitted = spec.floor_size(width, height, sf)
+        if fitted != (width, height) and log is not None:
+            log(f"{spec.title} sizes step by {spec.size_step(sf)}: {width}x{height} is made as "
+                f"{fitted[0]}x{fitted[1]} (size_fit floor, as ComfyUI's empty latent does)")
+        width, height = fitted
     spec.check_size(width, height, sf)
     t = spec.latent_frames(frames, tf)
     check_fits(f"a latent of {frames} frames at {width}x{height}", (1, ch, t, height // sf, width // sf))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..flatten import Ref
 from ..out import Out
-from .core import comfy_latent_size
+from .core import comfy_latent_floor
 
 
 class Comfyroll:
@@ -57,7 +57,7 @@ class Comfyroll:
         if not self.slot_read(cn.id, latent):
             return []
         size = {"width": width, "height": height}
-        comfy_latent_size(size)         # its latent is height // 8 x width // 8, though the numbers stay as they are
+        comfy_latent_floor(cn.class_type, size, notes)  # its latent is height // 8 x width // 8, the numbers as they are
         nid = self.add(rule.node, cn, {**size, "frames": values["batch_size"]})
         self.outs[(cn.id, latent)] = Out((nid, "latent"))
         self.pending_vae.append((nid, cn.id))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ..flatten import Ref
 from ..out import Out
@@ -124,8 +124,7 @@ class CoreNodes:
         return []
 
     def special_empty_latent(self, cn, rule, params, notes):
-        if cn.class_type == "EmptyLatentImage":
-            comfy_latent_size(params)
+        comfy_latent_floor(cn.class_type, params, notes)
         nid = self.plain(cn, rule, params, notes)
         self.pending_vae.append((nid, cn.id))
         return [nid]
@@ -232,14 +231,29 @@ class CoreNodes:
         return [loader, made]
 
 
-def comfy_latent_size(params: Dict[str, Any]) -> None:
-    """ComfyUI's SD latent is width // 8 by height // 8 latent pixels, so a size of no multiple of 8 (Comfyroll's
-    910 x 512 preset) comes out as the multiple below it (904 x 512); latent.empty, which refuses a size its VAE does
-    not divide, is given that."""
-    for k in ("width", "height"):
-        v = params.get(k)
-        if isinstance(v, int) and not isinstance(v, bool) and v % 8:
-            params[k] = v - v % 8
+# ComfyUI's empty latents are height // factor by width // factor latent pixels, so a size off the factor (640x360
+# into EmptyLTXVLatentVideo, computed by links at run time) is made as the multiple below it; latent.empty's
+# size_fit floor does the same with the family's step. Beside the factor, Kinograph's step for the models the node is
+# made for: coarser where their 2x2 patches make Kinograph need 16 (ComfyUI pads the latent to the patch instead).
+COMFY_LATENT_FLOOR = {
+    "EmptyLatentImage": (8, 8), "CR Aspect Ratio": (8, 8), "EmptyMochiLatentVideo": (8, 8),
+    "EmptySD3LatentImage": (8, 16), "EmptyHunyuanLatentVideo": (8, 16), "WanVideoEmptyEmbeds": (8, 16),
+    "EmptyFlux2LatentImage": (16, 16), "EmptyHunyuanVideo15Latent": (16, 16), "EmptyLTXVLatentVideo": (32, 32),
+}
+
+
+def comfy_latent_floor(class_type: str, params: Dict[str, Any], notes: List[str]) -> None:
+    """size_fit floor on a ComfyUI empty latent's latent.empty; a note where Kinograph's step is coarser than
+    ComfyUI's factor and the size (a link's, or a constant off the step) may come out smaller than ComfyUI's."""
+    if class_type not in COMFY_LATENT_FLOOR:
+        return
+    params["size_fit"] = "floor"
+    comfy, step = COMFY_LATENT_FLOOR[class_type]
+    sides = [params.get(k) for k in ("width", "height")]
+    if step > comfy and not all(isinstance(v, int) and not v % step for v in sides):
+        notes.append(f"ComfyUI makes this latent from the size floored to a multiple of {comfy}; the models it is "
+                     f"for need a multiple of {step} in Kinograph, so a size that is not one comes out up to "
+                     f"{step - comfy} px smaller than ComfyUI's (the run's log says the size used)")
 
 
 def comfy_denoise(params: Dict[str, Any]) -> None:
