@@ -302,36 +302,46 @@ class DecodeWork:
                f"{_flops(self.flops)}"
 
 
+def _loaded_headers(wf, registry, node_type: str, slot: str, loader: str, folder: str, what: str):
+    """(node, header, detection) for each `node_type` node the run reaches whose `slot` comes from a `loader` node
+    (through pass-through nodes), with that loader's file header; a missing or unreadable file is skipped, since the
+    loader names it when the run checks it. decode_work's and encode_work's one walk of the graph."""
+    from graph_engine.validate import origin_chain, run_scope
+    from nodes.generate.detect import detect_header, read_header
+    from nodes.generate.model_manager import resolve_model_path
+    g = wf.graph
+    specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
+    for nid in run_scope(wf, registry)[0]:
+        ins = g.inputs.get(nid, {})
+        if g.nodes[nid].type != node_type or g.nodes[nid].bypass or slot not in ins:
+            continue
+        chain = origin_chain(g, specs, ins[slot])
+        if not chain or g.nodes[chain[-1]].type != loader:
+            continue
+        name = g.nodes[chain[-1]].params.get("name")
+        try:
+            header = read_header(resolve_model_path(name if isinstance(name, str) else "", folder, what))
+        except (NodeError, OSError, ValueError):
+            continue
+        yield nid, header, detect_header(header)
+
+
 def decode_work(wf, registry, samplers: List[SamplerWork]) -> List[DecodeWork]:
     """Each vae.decode of a counted Wan sampler's latent through a Wan 2.1 VAE file (load.vae): at 81 frames
     832x480 its decode is 275 TFLOP, a quarter of a 4-step distilled run's sampling. Other VAEs are not counted."""
-    from graph_engine.validate import origin_chain, run_scope
-    from nodes.generate.detect import detect_header, read_header
+    from graph_engine.validate import origin_chain
     from nodes.generate.families import family
-    from nodes.generate.model_manager import resolve_model_path
     from nodes.generate.vae_work import diffusers_wan_vae_shapes, wan_vae_decode_flops
     g = wf.graph
     specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
     counted = {w.node: w for w in samplers if not w.unknown and w.family == "wan"}
+    spec = family("wan")
     found = []
-    for nid in run_scope(wf, registry)[0]:
-        ins = g.inputs.get(nid, {})
-        if g.nodes[nid].type != "vae.decode" or g.nodes[nid].bypass or "latent" not in ins or "vae" not in ins:
-            continue
-        latent, vae = origin_chain(g, specs, ins["latent"]), origin_chain(g, specs, ins["vae"])
-        if not latent or latent[0] not in counted or not vae or g.nodes[vae[-1]].type != "load.vae":
-            continue
-        name = g.nodes[vae[-1]].params.get("name")
-        try:
-            path = resolve_model_path(name if isinstance(name, str) else "", "vae", "VAE")
-            header = read_header(path)
-            det = detect_header(header)
-        except (NodeError, OSError, ValueError):        # the loader names a missing or unreadable file
-            continue
-        if (det.role, det.family, det.variant) != ("vae", "wan", "2.1"):
+    for nid, header, det in _loaded_headers(wf, registry, "vae.decode", "vae", "load.vae", "vae", "VAE"):
+        latent = origin_chain(g, specs, g.inputs[nid]["latent"]) if "latent" in g.inputs[nid] else None
+        if not latent or latent[0] not in counted or (det.role, det.family, det.variant) != ("vae", "wan", "2.1"):
             continue
         work = counted[latent[0]]
-        spec = family("wan")
         flops = wan_vae_decode_flops(diffusers_wan_vae_shapes(header.shapes), spec.latent_frames(work.frames),
                                      work.height // spec.space_factor, work.width // spec.space_factor)
         found.append(DecodeWork(nid, work.frames, work.width, work.height, flops))
@@ -357,27 +367,11 @@ def encode_work(wf, registry) -> List[EncodeWork]:
     """Each encode.text through a UMT5 encoder file (load.text_encoder): Wan's, 4.8 TFLOP a prompt at the
     released size, and each node encodes two (its text and its negative, empty or not). Other text encoders are
     not counted."""
-    from graph_engine.validate import origin_chain, run_scope
-    from nodes.generate.detect import detect_header, read_header
     from nodes.generate.encoder_work import t5_encoder_flops
-    from nodes.generate.model_manager import resolve_model_path
-    g = wf.graph
-    specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
     found = []
-    for nid in run_scope(wf, registry)[0]:
-        ins = g.inputs.get(nid, {})
-        if g.nodes[nid].type != "encode.text" or g.nodes[nid].bypass or "text_encoder" not in ins:
-            continue
-        chain = origin_chain(g, specs, ins["text_encoder"])
-        if not chain or g.nodes[chain[-1]].type != "load.text_encoder":
-            continue
-        name = g.nodes[chain[-1]].params.get("name")
-        try:
-            header = read_header(resolve_model_path(name if isinstance(name, str) else "", "text_encoders",
-                                                    "text encoder"))
-        except (NodeError, OSError, ValueError):        # the loader names a missing or unreadable file
-            continue
-        if (detect_header(header).role, detect_header(header).family) != ("text_encoder", "umt5"):
+    for nid, header, det in _loaded_headers(wf, registry, "encode.text", "text_encoder", "load.text_encoder",
+                                            "text_encoders", "text encoder"):
+        if (det.role, det.family) != ("text_encoder", "umt5"):
             continue
         shapes = {k: s for k, s in header.shapes.items() if k.startswith("encoder.")}
         found.append(EncodeWork(nid, sum(math.prod(s) for s in shapes.values()),
