@@ -153,6 +153,25 @@ def _run(pipe, embeds, mask):
                 generator=torch.Generator().manual_seed(3), output_type="np", return_dict=False)
 
 
+
+# LTX2Pipeline's guidance reduced to plain cfg 3 for video and sound, as Kinograph's sampler runs it; each audio scale
+# given outright, since `audio_stg_scale or stg_scale` would run STG on the sound at stg_scale=0 alone
+PLAIN_CFG = dict(guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0,
+                 audio_modality_scale=1.0, guidance_rescale=0.0, audio_guidance_rescale=0.0)
+
+
+def _assert_same_latents(ref, out, video, audio):
+    """Kinograph's sampled latent `out` (video and sound) against the pipeline `ref`'s output_type='latent' result,
+    brought to the pipeline's unnormalised form: relative difference under 1e-5 for each."""
+    vae, avae = ref.vae, ref.audio_vae
+    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
+        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
+    for got, want in ((got_v, video), (got_a, audio)):
+        assert got.shape == want.shape
+        assert ((got - want).norm() / want.norm()).item() < 1e-5
+
+
 def test_checkpoint_detected_and_runs_as_diffusers_pipeline(tiny):
     import diffusers
     from nodes.generate.converters.pipelines import load_single_file
@@ -276,27 +295,17 @@ def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
                        cfg=3.0, sampler="euler", seed=3)
     ref = diffusers.LTX2Pipeline(scheduler=scheduler("ltx2"), text_encoder=model, tokenizer=te.pipe.tokenizer, **parts)
     video, audio = ref(prompt=PROMPT, negative_prompt="blurry", height=64, width=64, num_frames=9, frame_rate=24.0,
-                       num_inference_steps=2, guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0,
-                       audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
-                       audio_guidance_rescale=0.0, generator=torch.Generator().manual_seed(3),
+                       num_inference_steps=2, **PLAIN_CFG, generator=torch.Generator().manual_seed(3),
                        output_type="latent", return_dict=False)
-    vae, avae = ref.vae, ref.audio_vae
-    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
-        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
-    for got, want in ((got_v, video), (got_a, audio)):
-        assert got.shape == want.shape
-        assert ((got - want).norm() / want.norm()).item() < 1e-5
+    _assert_same_latents(ref, out, video, audio)
     # vae.decode: the frames and, as the clip's sound, a 16-bit WAV of the waveform LTX2Pipeline decodes
     import wave
     import numpy as np
     from nodes.generate.vae_ops import decode_latent
     clip = decode_latent(loaded["vae"], out)
     frames, sound = ref(prompt=PROMPT, negative_prompt="blurry", height=64, width=64, num_frames=9, frame_rate=24.0,
-                        num_inference_steps=2, guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0,
-                        audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
-                        audio_guidance_rescale=0.0, generator=torch.Generator().manual_seed(3), output_type="np",
-                        return_dict=False)
+                        num_inference_steps=2, **PLAIN_CFG, generator=torch.Generator().manual_seed(3),
+                        output_type="np", return_dict=False)
     assert np.abs(clip.to_array() / 255.0 - frames[0]).max() <= 0.5 / 255 + 1e-4
     assert (clip.audio.start, clip.audio.duration) == (0.0, 9 / 24.0)
     with wave.open(clip.audio.path) as w:
@@ -426,17 +435,9 @@ def test_image_to_video_samples_as_ltx2_image_to_video_pipeline(tiny, gemma):
     ref = diffusers.LTX2ImageToVideoPipeline(scheduler=scheduler("ltx2"), text_encoder=model,
                                              tokenizer=te.pipe.tokenizer, **parts)
     video, audio = ref(image=Image.fromarray(picture), prompt=PROMPT, negative_prompt="blurry", height=64, width=64,
-                       num_frames=9, frame_rate=24.0, num_inference_steps=2, guidance_scale=3.0,
-                       audio_guidance_scale=3.0, stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0,
-                       audio_modality_scale=1.0, guidance_rescale=0.0, audio_guidance_rescale=0.0, image_crf=0,
+                       num_frames=9, frame_rate=24.0, num_inference_steps=2, **PLAIN_CFG, image_crf=0,
                        generator=torch.Generator().manual_seed(3), output_type="latent", return_dict=False)
-    vae, avae = ref.vae, ref.audio_vae
-    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
-        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
-    for got, want in ((got_v, video), (got_a, audio)):
-        assert got.shape == want.shape
-        assert ((got - want).norm() / want.norm()).item() < 1e-5
+    _assert_same_latents(ref, out, video, audio)
     assert torch.equal(out.samples[:, :, :1], latent.samples[:, :, :1])         # the start frame as it went in
     half = run_sampling(loaded["model"], pos, neg, with_start_image(loaded["vae"], latent, picture, 0.5), steps=2,
                         cfg=3.0, sampler="euler", seed=3)
