@@ -277,6 +277,19 @@ def test_easy_use_pipe_chain_becomes_kinograph_nodes():
     assert any("nothing in this workflow saves a file" in r for r in res.report.remarks)
 
 
+def _assert_samples_the_encoded_picture(res, entry):
+    """The imported Easy-Use graph samples load_image_7's picture encoded with the pipe's VAE, and its report entry
+    `entry` names the loader's batch it does not repeat."""
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    enc = g.inputs[sample.id]["latent"][0]
+    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
+    assert g.nodes[enc].type == "vae.encode"
+    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
+    assert res.report.entries[entry].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch "
+                                               "size); here it is sampled once"]
+
+
 def test_easy_use_pipe_in_picture_is_encoded_as_the_latent():
     """Easy-Use's pipeIn encodes a picture given without a latent with the pipe's VAE and makes it the pipe's latent
     (image to image); the import kept the loader's empty latent, so kSampler drew a new picture, reported exact."""
@@ -286,15 +299,7 @@ def test_easy_use_pipe_in_picture_is_encoded_as_the_latent():
     pipe_in["inputs"].append({"name": "image", "type": "IMAGE", "link": 99})
     data["nodes"][-1]["outputs"][0]["links"] = [99]
     data["links"].append([99, 7, 0, pipe_in["id"], len(pipe_in["inputs"]) - 1, "IMAGE"])
-    res = import_data(data)
-    g = res.graph
-    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
-    enc = g.inputs[sample.id]["latent"][0]
-    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
-    assert g.nodes[enc].type == "vae.encode"
-    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
-    assert res.report.entries["4"].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch size); "
-                                             "here it is sampled once"]
+    _assert_samples_the_encoded_picture(import_data(data), "4")
 
 
 def test_easy_use_pre_sampling_image_to_latent():
@@ -308,15 +313,7 @@ def test_easy_use_pre_sampling_image_to_latent():
         pre["inputs"].append({"name": name, "type": kind, "link": link})
         next(n for n in data["nodes"] if n["id"] == src)["outputs"][0]["links"] = [link]
         data["links"].append([link, src, 0, pre["id"], len(pre["inputs"]) - 1, kind])
-    res = import_data(data)
-    g = res.graph
-    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
-    enc = g.inputs[sample.id]["latent"][0]
-    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
-    assert g.nodes[enc].type == "vae.encode"
-    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
-    assert res.report.entries["5"].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch size); "
-                                             "here it is sampled once"]
+    _assert_samples_the_encoded_picture(import_data(data), "5")
 
 
 @pytest.fixture(scope="module")
