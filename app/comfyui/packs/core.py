@@ -95,6 +95,8 @@ class CoreNodes:
         rates = {k: v.attrs["clip_fps"] for k, v in values.items() if isinstance(v, Out) and "clip_fps" in v.attrs}
         if rates and len({load for load, _ in rates.values()}) == 1:
             return self.rate_math(cn, params, values, rates)
+        if any(isinstance(v, Out) and v.port for v in values.values()):
+            return self.running_math(cn, params, values)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
             return self.not_constant(cn, "input values")
         try:
