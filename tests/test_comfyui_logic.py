@@ -69,7 +69,7 @@ def _strings_api():
                                                        "case_insensitive": True, "multiline": False, "dotall": False,
                                                        "count": 1}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["6", 0]}},
-        "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["5", 0]}},
+        "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["19", 0]}},
         "9": {"class_type": "CustomCombo", "inputs": {"choice": "Turbo", "index": 2}},
         "10": {"class_type": "JsonExtractString", "inputs": {"json_string": json.dumps(PRESETS), "key": ["9", 0]}},
         "11": {"class_type": "JsonExtractString", "inputs": {"json_string": ["10", 0], "key": "num_steps"}},
@@ -79,7 +79,18 @@ def _strings_api():
         "15": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["7", 0], "negative": ["8", 0],
                                                     "latent_image": ["14", 0], "seed": ["13", 0], "steps": ["12", 1],
                                                     "cfg": ["12", 0], "sampler_name": "euler", "scheduler": "simple",
-                                                    "denoise": 1.0}}}
+                                                    "denoise": 1.0}},
+        # Bernini's line picker: the combo's index shown by PreviewAny (its STRING output is str() of it) and put
+        # into a pattern that skips that many lines
+        "16": {"class_type": "PreviewAny", "inputs": {"source": ["9", 1]}},
+        "17": {"class_type": "StringReplace", "inputs": {"string": r"^(?:[^\n]*\n){index}([^\n]*)", "find": "index",
+                                                         "replace": ["16", 0]}},
+        "18": {"class_type": "RegexExtract", "inputs": {"string": "first\nsecond\nthird", "regex_pattern": ["17", 0],
+                                                        "mode": "First Group", "group_index": 1}},
+        "19": {"class_type": "StringConcatenate", "inputs": {"string_a": ["5", 0], "string_b": ["18", 0],
+                                                             "delimiter": "+"}},
+        "21": {"class_type": "VAEDecode", "inputs": {"samples": ["15", 0], "vae": ["1", 2]}},
+        "22": {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "cat"}}}
 
 
 def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
@@ -87,7 +98,8 @@ def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
     assert not res.report.blocking
     prompts = {n.id: n.params["text"] for n in _by_type(res.graph, "encode.text")}
     # str.replace replaces every '{place}'; join puts the delimiter between; re.sub(count=1) the first 'Rome' only
-    assert sorted(prompts.values()) == ["A Cat in Paris, Rome. | oil painting", "Cat"]
+    # and the combo's index 2 skips two lines: the third
+    assert sorted(prompts.values()) == ["A Cat in Paris, Rome. | oil painting", "Cat+third"]
     sample, = _by_type(res.graph, "generate.sample")
     # Turbo's preset (the inner object written back as JSON, read again): 12 steps; FLOAT 12.0 as cfg; the seed
     assert (sample.params["steps"], sample.params["cfg"], sample.params["seed"]) == (12, 12.0, 1234)
@@ -97,9 +109,9 @@ def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
     """TextGenerate runs an LLM, which Kinograph does not: it is not mapped, and the nodes computing on its text
     say that their input is known only as the workflow runs; the preset's steps, from constants, still fold."""
     api = _strings_api()
-    api["16"] = {"class_type": "TextGenerate", "inputs": {"clip": ["1", 1], "prompt": "describe a city",
+    api["20"] = {"class_type": "TextGenerate", "inputs": {"clip": ["1", 1], "prompt": "describe a city",
                                                           "max_length": 256}}
-    api["3"]["inputs"]["replace"] = ["16", 0]
+    api["3"]["inputs"]["replace"] = ["20", 0]
     res = import_data(api)
     blocking = {e.class_type: e for e in res.report.blocking}
     assert set(blocking) == {"TextGenerate", "StringReplace", "StringConcatenate", "RegexExtract", "RegexReplace"}
