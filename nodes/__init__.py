@@ -22,6 +22,7 @@ NODE_MODULES = [
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
     "nodes.lines.nodes",
+    "nodes.math.nodes",
     "nodes.mask.nodes",
     "nodes.metrics.nodes",
     "nodes.metrics.seam",

@@ -790,7 +790,7 @@ def test_switch_and_math_on_constants_are_resolved_at_import():
     ("a * 16 + 1", {"a": 5}, 81), ("sum(values) / 2", {"a": 1, "b": 3}, 2.0), ("-a ** 2", {"a": 3}, -9),
     ("a if a > 1 else 1", {"a": 0.5}, 1), ("sqrt(a)", {"a": 16}, 4.0), ("a > 0", {"a": 2}, 1)])
 def test_math_expression_values(expression, values, result):
-    from app.comfyui.expr import evaluate
+    from nodes.math.expr import evaluate
     assert evaluate(expression, values) == result
 
 
@@ -800,7 +800,7 @@ def test_math_expression_values(expression, values, result):
     ("((9 ** 999) ** 999) ** 999", "4096 bits"), ("(" * 5000 + "a" + ")" * 5000, "10001 characters"),
     ("a * 1e308 * 10", "not a finite number"), ("round(a, -10 ** 8)", "rounding to -100000000 digits")])
 def test_math_expression_refuses_what_is_not_arithmetic(expression, message):
-    from app.comfyui.expr import ExprError, evaluate
+    from nodes.math.expr import ExprError, evaluate
     with pytest.raises(ExprError, match=message):
         evaluate(expression, {"a": 1})
 

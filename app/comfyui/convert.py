@@ -14,14 +14,14 @@ from .outputs import PACK_OUTPUTS, RULE_TEXT, UUID, is_bundle, possible_output, 
 from .report import APPROX, EXACT, UI, Entry, Report
 from .out import LOADERS, Out
 from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, EasyUse,
-                    Efficiency, FizzNodes, FrameInterpolation, Inspire, IPAdapters, KJNodes, Rgthree, Segmentation,
-                    VideoModels, WanVideoWrapper, XLabs)
+                    Efficiency, FizzNodes, FrameInterpolation, Inspire, IPAdapters, KJNodes, LogicNodes, Rgthree,
+                    Segmentation, VideoModels, WanVideoWrapper, XLabs)
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
 class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters, Segmentation,
                 KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
-                EasyUse, Inspire):
+                EasyUse, Inspire, LogicNodes):
     def __init__(self, flat: Flat, registry=None):
         self.flat = flat
         self.registry = registry

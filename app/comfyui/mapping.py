@@ -1581,7 +1581,8 @@ RULES: Dict[str, Rule] = {
                       {"images": "video"}),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
-    "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
+    "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_any"),
     "ImageCompare": Rule(None, kind="ui", note="previews show in Kinograph's viewer (its compare mode shows two)"),
     # editor-only nodes of popular packs: nothing runs through them, so they must not stop an import as nodes
     # Kinograph lacks. rgthree's switchboards set other nodes' modes in ComfyUI's editor; the file holds those modes
@@ -1623,6 +1624,23 @@ RULES: Dict[str, Rule] = {
     # it runs anything (a switch or value that depends on a running node stays not mapped)
     "ComfySwitchNode": Rule(None, ("switch",), (P("switch", "switch"),), fold=True, special="switch"),
     "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
+    # ComfyUI's value nodes over constants (their inputs in the file, or constants linked in): computed as its
+    # code computes them, each result handed to the settings it feeds. Fed by a running node (an LLM's text, a
+    # picture's size) they stay not mapped. TextGenerate is a language model Kinograph does not run: not mapped.
+    "ResolutionSelector": Rule(None, ("aspect_ratio", "megapixels", "multiple", "minimum"), fold=True,
+                               special="resolution"),
+    "StringConcatenate": Rule(None, ("string_a", "string_b", "delimiter"), fold=True, special="concatenate"),
+    "StringReplace": Rule(None, ("string", "find", "replace"), fold=True, special="replace"),
+    "RegexExtract": Rule(None, ("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",
+                                "group_index"), fold=True, special="regex_extract"),
+    "RegexReplace": Rule(None, ("string", "regex_pattern", "replace", "case_insensitive", "multiline", "dotall",
+                                "count"), fold=True, special="regex_replace"),
+    "JsonExtractString": Rule(None, ("json_string", "key"), fold=True, special="json_extract"),
+    # the file keeps the option picked, its index, then the editor's list of options
+    "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
+    "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
+    "SeedNode": Rule(None, ("seed", "control_after_generate"), (P("seed", "value"),), fold=True, special="constant",
+                     ignore={"control_after_generate": None}),
     # kijai's ComfyUI-KJNodes, in most community video graphs (WanVideoWrapper's, HunyuanVideo's). ImageResizeKJ's
     # widgets changed with the pack: width_input and height_input were widgets (7 values, then 8 with crop), and
     # since they became link-only inputs crop follows divisible_by (6 values); special_image_resize_kj reads which

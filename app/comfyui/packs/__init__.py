@@ -20,5 +20,6 @@ from .xlabs import XLabs
 from .fizznodes import FizzNodes
 from .easyuse import EasyUse
 from .inspire import Inspire
+from .logic import LogicNodes
 
-__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse", "Inspire"]
+__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse", "Inspire", "LogicNodes"]

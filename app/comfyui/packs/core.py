@@ -90,11 +90,13 @@ class CoreNodes:
         return []
 
     def special_math(self, cn, rule, params, notes):
-        from ..expr import ExprError, evaluate
+        from nodes.math.expr import ExprError, evaluate
         values = {k.split(".", 1)[1]: self.resolve(v) for k, v in cn.inputs.items() if k.startswith("values.")}
         rates = {k: v.attrs["clip_fps"] for k, v in values.items() if isinstance(v, Out) and "clip_fps" in v.attrs}
         if rates and len({load for load, _ in rates.values()}) == 1:
             return self.rate_math(cn, params, values, rates)
+        if any(isinstance(v, Out) and v.port for v in values.values()):
+            return self.running_math(cn, params, values)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
             return self.not_constant(cn, "input values")
         try:
@@ -110,7 +112,7 @@ class CoreNodes:
     def rate_math(self, cn, params, values, rates):
         """A formula of a clip's frame rate (fps * multiplier, to play interpolated frames at the same speed): when
         it is a fixed multiple of the rate, whatever the rate, its result is that multiple of the clip's rate."""
-        from ..expr import ExprError, evaluate
+        from nodes.math.expr import ExprError, evaluate
         load = next(iter(rates.values()))[0]
         try:
             out = [evaluate(params.get("expression", ""), {**values, **{k: f * m for k, (_, m) in rates.items()}}) / f

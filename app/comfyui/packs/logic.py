@@ -1,0 +1,208 @@
+"""ComfyUI's own value nodes (utils/string, Resolution Selector, Custom Combo, Seed, Number Convert): where every
+input is a constant in the file, their results are computed here as ComfyUI's code computes them, and each consumer
+gets the value as its own setting. One fed by a value known only when the workflow runs (an LLM's text, a picture's
+size) stays not mapped: Kinograph has no string nodes to run them."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Dict, Optional, Sequence
+
+from ..out import Out
+
+# comfy_extras/nodes_resolution.py's aspect ratios
+ASPECT_RATIOS = {"1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)": (4, 3),
+                 "16:9 (Widescreen)": (16, 9), "21:9 (Ultrawide)": (21, 9), "2:3 (Portrait Photo)": (2, 3),
+                 "3:4 (Portrait Standard)": (3, 4), "9:16 (Portrait Widescreen)": (9, 16)}
+
+
+def resolution(aspect_ratio: str, megapixels: float, multiple: int = 8, minimum: Optional[int] = None):
+    """ResolutionSelector: the ratio's sides scaled to that many megapixels (of 1024 x 1024), each rounded to the
+    multiple; the `minimum` its newest version adds (a side under it grows the whole size by the ratio's step)."""
+    if aspect_ratio not in ASPECT_RATIOS:
+        raise ValueError(f"aspect_ratio {aspect_ratio!r} is not one of ComfyUI's: {', '.join(ASPECT_RATIOS)}")
+    if not (isinstance(multiple, int) and multiple > 0):
+        raise ValueError(f"multiple {multiple!r} is not a positive whole number")
+    w, h = ASPECT_RATIOS[aspect_ratio]
+    scale = math.sqrt(float(megapixels) * 1024 * 1024 / (w * h))
+    width, height = round(w * scale / multiple) * multiple, round(h * scale / multiple) * multiple
+    if minimum is not None and (width < minimum or height < minimum):
+        step_w, step_h = multiple // math.gcd(w, multiple), multiple // math.gcd(h, multiple)
+        k_step = step_w * step_h // math.gcd(step_w, step_h)
+        k = math.ceil(math.ceil(max(minimum / w, minimum / h)) / k_step) * k_step
+        width, height = w * k, h * k
+    return width, height
+
+
+def _flags(case_insensitive, multiline, dotall) -> int:
+    return (re.IGNORECASE if case_insensitive else 0) | (re.MULTILINE if multiline else 0) | \
+        (re.DOTALL if dotall else 0)
+
+
+def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False, dotall=False, group_index=1):
+    """RegexExtract: the first match, all matches, the first match's group or every match's group (joined by
+    newlines); an invalid pattern or a missing group gives '', as in ComfyUI."""
+    flags = _flags(case_insensitive, multiline, dotall)
+    try:
+        if mode == "First Match":
+            m = re.search(pattern, string, flags)
+            return m.group(0) if m else ""
+        if mode == "All Matches":
+            found = re.findall(pattern, string, flags)
+            return "\n".join(f[0] if isinstance(f, tuple) else f for f in found)
+        if mode == "First Group":
+            m = re.search(pattern, string, flags)
+            return m.group(group_index) if m and len(m.groups()) >= group_index else ""
+        if mode == "All Groups":
+            return "\n".join(m.group(group_index) for m in re.finditer(pattern, string, flags)
+                             if m.groups() and len(m.groups()) >= group_index)
+    except re.error:
+        pass
+    return ""
+
+
+def regex_replace(string, pattern, replace, case_insensitive=True, multiline=False, dotall=False, count=0):
+    """RegexReplace: re.sub with the node's flags (an invalid pattern fails in ComfyUI too)."""
+    try:
+        return re.sub(pattern, replace, string, count=count, flags=_flags(case_insensitive, multiline, dotall))
+    except re.error as e:
+        raise ValueError(f"regex_pattern {pattern!r} is not a valid regular expression ({e})") from None
+
+
+def json_extract(json_string, key) -> str:
+    """JsonExtractString: the key's value of a JSON object as text ('' where it is missing, null or the text is
+    not an object); an object or list value is written back as JSON, so that another JsonExtractString reads it
+    (the templates chain two: a preset, then its field)."""
+    try:
+        data = json.loads(json_string)
+    except (json.JSONDecodeError, TypeError):
+        return ""
+    if not isinstance(data, dict) or data.get(key) is None:
+        return ""
+    value = data[key]
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def number(value):
+    """ComfyNumberConvert: (float, int) of an int, float, bool or the text of a number."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return float(value), int(value)
+    if isinstance(value, float):
+        return value, int(value)
+    text = str(value).strip()
+    try:
+        f = float(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number ComfyUI's Number Convert reads") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{value!r} is not a finite number")
+    try:
+        return f, int(text)
+    except ValueError:
+        return f, int(f)
+
+
+def _string(cn_values, name):
+    v = cn_values[name]
+    return v if isinstance(v, str) else str(v)
+
+
+class LogicNodes:
+    def known(self, cn, names: Sequence[str], defaults: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The node's inputs, where every one is a constant in the file (None: the node is made a placeholder,
+        saying which input is only known as the workflow runs)."""
+        values = {}
+        for name in names:
+            v = self.resolve(cn.inputs[name]) if name in cn.inputs else defaults.get(name)
+            if v is None or isinstance(v, Out):
+                self.not_constant(cn, f"{name} input")
+                return None
+            values[name] = v
+        return values
+
+    def computed(self, cn, compute) -> Optional[list]:
+        """Run `compute`; the values it gives become the node's outputs (slot by slot), or a value ComfyUI's node
+        would refuse too (an unknown aspect ratio, a number it cannot read) the report's note."""
+        try:
+            results = compute()
+        except (ValueError, TypeError, IndexError) as e:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(str(e))
+            return None
+        for slot, value in enumerate(results):
+            self.outs[(cn.id, slot)] = Out(None, {"value": value})
+        return []
+
+    def running_math(self, cn, params, values):
+        """A formula of values known only as the workflow runs (a picture's size from video.size): math.expression,
+        those values linked into its letters, the constants typed in; its float, int and bool outputs are
+        ComfyMathExpression's FLOAT, INT and BOOL."""
+        from nodes.math.nodes import LETTERS
+        others = [k for k in values if k not in LETTERS]
+        if others or any(v is None or isinstance(v, Out) and not v.port or isinstance(v, str)
+                         for v in values.values()):
+            return self.not_constant(cn, "input values" if not others else
+                                     f"formula uses {', '.join(others)}: math.expression takes a to d, and these")
+        nid = self.add("math.expression", cn, {"expression": params.get("expression", ""),
+                                               **{k: v for k, v in values.items() if not isinstance(v, Out)}})
+        for k, v in values.items():
+            if isinstance(v, Out):
+                self.graph.connect(*v.port, nid, k)
+        for slot, port in enumerate(("float", "int", "bool")):
+            self.outs[(cn.id, slot)] = Out((nid, port))
+        return [nid]
+
+    def special_resolution(self, cn, rule, params, notes):
+        v = self.known(cn, ("aspect_ratio", "megapixels", "multiple"), {"aspect_ratio": "1:1 (Square)",
+                                                                          "megapixels": 1.0, "multiple": 8})
+        if v is None:
+            return None
+        minimum = self.resolve(cn.inputs.get("minimum"))
+        return self.computed(cn, lambda: resolution(v["aspect_ratio"], v["megapixels"], v["multiple"],
+                                                    minimum if isinstance(minimum, int) else None))
+
+    def special_concatenate(self, cn, rule, params, notes):
+        v = self.known(cn, ("string_a", "string_b", "delimiter"), {"delimiter": ""})
+        return None if v is None else self.computed(
+            cn, lambda: (_string(v, "delimiter").join((_string(v, "string_a"), _string(v, "string_b"))),))
+
+    def special_replace(self, cn, rule, params, notes):
+        v = self.known(cn, ("string", "find", "replace"), {})
+        return None if v is None else self.computed(
+            cn, lambda: (_string(v, "string").replace(_string(v, "find"), _string(v, "replace")),))
+
+    def special_regex_extract(self, cn, rule, params, notes):
+        v = self.known(cn, ("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",
+                            "group_index"), {"mode": "First Match", "case_insensitive": True, "multiline": False,
+                                             "dotall": False, "group_index": 1})
+        return None if v is None else self.computed(cn, lambda: (regex_extract(
+            _string(v, "string"), _string(v, "regex_pattern"), v["mode"], v["case_insensitive"], v["multiline"],
+            v["dotall"], int(v["group_index"])),))
+
+    def special_regex_replace(self, cn, rule, params, notes):
+        v = self.known(cn, ("string", "regex_pattern", "replace", "case_insensitive", "multiline", "dotall", "count"),
+                       {"case_insensitive": True, "multiline": False, "dotall": False, "count": 0})
+        return None if v is None else self.computed(cn, lambda: (regex_replace(
+            _string(v, "string"), _string(v, "regex_pattern"), _string(v, "replace"), v["case_insensitive"],
+            v["multiline"], v["dotall"], int(v["count"])),))
+
+    def special_json_extract(self, cn, rule, params, notes):
+        v = self.known(cn, ("json_string", "key"), {})
+        return None if v is None else self.computed(cn, lambda: (json_extract(v["json_string"], _string(v, "key")),))
+
+    def special_custom_combo(self, cn, rule, params, notes):
+        """CustomCombo: the option picked and its index (the file keeps both; the options after them are the
+        editor's list)."""
+        v = self.known(cn, ("choice", "index"), {"index": 0})
+        return None if v is None else self.computed(cn, lambda: (_string(v, "choice"), int(v["index"])))
+
+    def special_preview_any(self, cn, rule, params, notes):
+        """PreviewAny's output is the text it shows: a number or switch as str() writes it (7, 0.5, True)."""
+        v = self.resolve(cn.inputs.get("source"))
+        if isinstance(v, (str, int, float, bool)):
+            self.outs[(cn.id, 0)] = Out(None, {"value": v if isinstance(v, str) else str(v)})
+
+    def special_number_convert(self, cn, rule, params, notes):
+        v = self.known(cn, ("value",), {})
+        return None if v is None else self.computed(cn, lambda: number(v["value"]))

@@ -1,0 +1,200 @@
+"""ComfyUI's own value nodes (Resolution Selector, the utils/string nodes, Custom Combo, Number Convert, Seed, Math
+Expression) over constants: the settings they feed get the values ComfyUI's code computes. Each expected value is
+worked out here from ComfyUI's published source (comfy_extras/nodes_resolution.py, nodes_string.py, nodes_math.py,
+nodes_logic.py), not from the module judged."""
+import json
+
+import pytest
+
+from app.comfyui import import_data
+
+
+def _by_type(graph, type_name):
+    return [n for n in graph.nodes.values() if n.type == type_name]
+
+
+def _latent(size_node):
+    """ResolutionSelector #1 (widgets by name) feeding an empty latent's width and height."""
+    api = {"1": {"class_type": "ResolutionSelector", "inputs": size_node},
+           "2": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": ["1", 0], "height": ["1", 1],
+                                                                     "length": 1, "batch_size": 1}}}
+    res = import_data(api)
+    latent, = _by_type(res.graph, "latent.empty")
+    return latent.params["width"], latent.params["height"], res.report
+
+
+@pytest.mark.parametrize("inputs, size", [
+    # scale = sqrt(MP * 1024 * 1024 / (w * h)); each side round(ratio * scale / multiple) * multiple
+    # 16:9 at 0.4 MP: scale 53.969, 863.5 / 32 -> 27 * 32, 485.7 / 32 -> 15 * 32
+    ({"aspect_ratio": "16:9 (Widescreen)", "megapixels": 0.4, "multiple": 32}, (864, 480)),
+    # its first version (no multiple: 8): 1:1 at 2 MP, 1448.15 / 8 -> 181 * 8
+    ({"aspect_ratio": "1:1 (Square)", "megapixels": 2.0}, (1448, 1448)),
+    # 9:16 at 1 MP: scale 85.333, 768 / 8 = 96, 1365.3 / 8 -> 171
+    ({"aspect_ratio": "9:16 (Portrait Widescreen)", "megapixels": 1.0, "multiple": 8}, (768, 1368)),
+    # the newest one's minimum: 21:9 at 0.1 MP by 64 is 512 x 192, under 256, so the size is k * (21, 9) with k
+    # the multiple of lcm(64 / gcd(21, 64), 64 / gcd(9, 64)) = 64 at or above ceil(256 / 9) = 29: 64
+    ({"aspect_ratio": "21:9 (Ultrawide)", "megapixels": 0.1, "multiple": 64, "minimum": 256}, (1344, 576))])
+def test_resolution_selector_gives_comfyuis_size(inputs, size):
+    width, height, report = _latent(inputs)
+    assert (width, height) == size
+    assert not report.blocking
+
+
+def test_resolution_selector_with_an_unknown_ratio_says_which_it_takes():
+    report = import_data({"1": {"class_type": "ResolutionSelector",
+                                "inputs": {"aspect_ratio": "5:4", "megapixels": 1.0}}}).report
+    entry, = report.blocking
+    assert "aspect_ratio '5:4' is not one of ComfyUI's" in " ".join(entry.notes)
+
+
+PRESETS = {"Quality": {"num_steps": 48, "mu": 0.0}, "Default": {"num_steps": 20, "mu": 0.0},
+           "Turbo": {"num_steps": 12, "mu": 0.5}}
+
+
+def _strings_api():
+    """A prompt built from constants through the string nodes, and steps read from a JSON preset the way
+    ComfyUI's Ideogram template reads them (Custom Combo -> JsonExtractString twice -> Number Convert)."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "2": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "A Cat in {place}, {place}."}},
+        "3": {"class_type": "StringReplace", "inputs": {"string": ["2", 0], "find": "{place}", "replace": "Rome"}},
+        "4": {"class_type": "StringConcatenate", "inputs": {"string_a": ["3", 0], "string_b": "oil painting",
+                                                            "delimiter": " | "}},
+        # case-insensitive by default: 'a cat' matches 'A Cat'; the group's text is kept
+        "5": {"class_type": "RegexExtract", "inputs": {"string": ["4", 0], "regex_pattern": r"a (\w+) in",
+                                                       "mode": "First Group", "case_insensitive": True,
+                                                       "multiline": False, "dotall": False, "group_index": 1}},
+        # count 1: only the first 'rome' (any case) goes
+        "6": {"class_type": "RegexReplace", "inputs": {"string": ["4", 0], "regex_pattern": "rome", "replace": "Paris",
+                                                       "case_insensitive": True, "multiline": False, "dotall": False,
+                                                       "count": 1}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["6", 0]}},
+        "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["19", 0]}},
+        "9": {"class_type": "CustomCombo", "inputs": {"choice": "Turbo", "index": 2}},
+        "10": {"class_type": "JsonExtractString", "inputs": {"json_string": json.dumps(PRESETS), "key": ["9", 0]}},
+        "11": {"class_type": "JsonExtractString", "inputs": {"json_string": ["10", 0], "key": "num_steps"}},
+        "12": {"class_type": "ComfyNumberConvert", "inputs": {"value": ["11", 0]}},
+        "13": {"class_type": "SeedNode", "inputs": {"seed": 1234, "control_after_generate": "fixed"}},
+        "14": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "15": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["7", 0], "negative": ["8", 0],
+                                                    "latent_image": ["14", 0], "seed": ["13", 0], "steps": ["12", 1],
+                                                    "cfg": ["12", 0], "sampler_name": "euler", "scheduler": "simple",
+                                                    "denoise": 1.0}},
+        # Bernini's line picker: the combo's index shown by PreviewAny (its STRING output is str() of it) and put
+        # into a pattern that skips that many lines
+        "16": {"class_type": "PreviewAny", "inputs": {"source": ["9", 1]}},
+        "17": {"class_type": "StringReplace", "inputs": {"string": r"^(?:[^\n]*\n){index}([^\n]*)", "find": "index",
+                                                         "replace": ["16", 0]}},
+        "18": {"class_type": "RegexExtract", "inputs": {"string": "first\nsecond\nthird", "regex_pattern": ["17", 0],
+                                                        "mode": "First Group", "group_index": 1}},
+        "19": {"class_type": "StringConcatenate", "inputs": {"string_a": ["5", 0], "string_b": ["18", 0],
+                                                             "delimiter": "+"}},
+        "21": {"class_type": "VAEDecode", "inputs": {"samples": ["15", 0], "vae": ["1", 2]}},
+        "22": {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "cat"}}}
+
+
+def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
+    res = import_data(_strings_api())
+    assert not res.report.blocking
+    prompts = {n.id: n.params["text"] for n in _by_type(res.graph, "encode.text")}
+    # str.replace replaces every '{place}'; join puts the delimiter between; re.sub(count=1) the first 'Rome' only
+    # and the combo's index 2 skips two lines: the third
+    assert sorted(prompts.values()) == ["A Cat in Paris, Rome. | oil painting", "Cat+third"]
+    sample, = _by_type(res.graph, "generate.sample")
+    # Turbo's preset (the inner object written back as JSON, read again): 12 steps; FLOAT 12.0 as cfg; the seed
+    assert (sample.params["steps"], sample.params["cfg"], sample.params["seed"]) == (12, 12.0, 1234)
+
+
+def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
+    """TextGenerate runs an LLM, which Kinograph does not: it is not mapped, and the nodes computing on its text
+    say that their input is known only as the workflow runs; the preset's steps, from constants, still fold."""
+    api = _strings_api()
+    api["20"] = {"class_type": "TextGenerate", "inputs": {"clip": ["1", 1], "prompt": "describe a city",
+                                                          "max_length": 256}}
+    api["3"]["inputs"]["replace"] = ["20", 0]
+    res = import_data(api)
+    blocking = {e.class_type: e for e in res.report.blocking}
+    assert set(blocking) == {"TextGenerate", "StringReplace", "StringConcatenate", "RegexExtract", "RegexReplace"}
+    assert "its replace input is only known when the workflow runs" in blocking["StringReplace"].notes
+    assert "its string_a input is only known when the workflow runs" in blocking["StringConcatenate"].notes
+    assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
+
+
+@pytest.mark.parametrize("text, result", [
+    # ComfyNumberConvert: int(text) where the text is an integer, else int(float(text)) (truncated)
+    ("7", (7.0, 7)), (" 2.9 ", (2.9, 2)), ("-1e2", (-100.0, -100))])
+def test_number_convert_reads_text_as_comfyui_does(text, result):
+    api = {"1": {"class_type": "ComfyNumberConvert", "inputs": {"value": text}},
+           "2": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": ["1", 1],
+                                                                     "batch_size": 1}},
+           "3": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["4", 0], "shift": ["1", 0]}},
+           "4": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan.safetensors", "weight_dtype": "default"}}}
+    res = import_data(api)
+    frames = _by_type(res.graph, "latent.empty")[0].params["frames"]
+    shift = _by_type(res.graph, "model.flow_shift")[0].params["shift"]
+    assert (shift, frames) == result
+
+
+@pytest.mark.parametrize("expression, values, result", [
+    # the formulas ComfyUI's templates use, with Python's (simpleeval's) semantics worked out by hand
+    ("a & ~1", {"a": 13}, 12), ("a & -8", {"a": 21}, 16), ("(a % 4 == 1) and ((b - 1) % 4 == 0)", {"a": 5, "b": 9}, 1),
+    ("(a % 4 == 1) and ((b - 1) % 4 == 0)", {"a": 5, "b": 8}, 0), ("sum(a, b, c)", {"a": 1, "b": 2, "c": 3.5}, 6.5),
+    ("max(5, round(a * 24)) + (5 - (max(5, round(a * 24)) % 17)) % 17", {"a": 5}, 124),
+    ("max(((a + 15) // 16) * 16, 256)", {"a": 500}, 512), ("ceil(1.5 * log2(max(a, b))) + 2", {"a": 8, "b": 2}, 7),
+    ("a % b if b > 0 else 0", {"a": 7, "b": 0}, 0), ("0 or a", {"a": 3}, 3), ("a << 2 | 1", {"a": 3}, 13)])
+def test_math_expression_matches_comfyuis_templates(expression, values, result):
+    from nodes.math.expr import evaluate
+    assert evaluate(expression, values) == result
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("-" * 900 + "a", "nested more than 200 forms deep"), ("a" + " + a" * 240, "more than 200"), ("-(" * 300 + "a" + ")" * 300, "too many nested parentheses"),
+    ("1 << 10 ** 9", "a shift by 1000000000 bits"), ("a >> -(10 ** 9)", "a shift by 1000000000 bits"),
+    ("__import__('os').system('true')", "not arithmetic"), ("values.__class__", "not arithmetic"),
+    ("values[0]", "not arithmetic"), ("'x' * 10 ** 9", "not arithmetic"), ("[a for a in values]", "not arithmetic"),
+    ("(lambda: 1)()", "not arithmetic"), ("eval('1')", "not arithmetic"), ("sum(a, b=1)", "not arithmetic"),
+    ("a & 1.5", "fails"), ("os", "no value named 'os'")])
+def test_hostile_formulas_are_refused_with_a_reason(expression, message):
+    from nodes.math.expr import ExprError, evaluate
+    with pytest.raises(ExprError, match=message):
+        evaluate(expression, {"a": 1})
+
+
+def test_a_formula_of_a_pictures_size_runs_as_the_workflow_runs():
+    """ComfyMathExpression over GetImageSize's outputs (ComfyUI's Wan Animate 2 template floors sizes to even with
+    a & ~1) becomes math.expression, the sizes linked in; run, it gives what ComfyUI's formula gives: 51 & ~1 = 50,
+    and max(51, 33) // 2 + 0.5 = 25.5, whose INT is 25."""
+    from graph_engine.api import Session, load_workflow
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 51, "height": 33, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "GetImageSize", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "ComfyMathExpression", "inputs": {"expression": "a & ~1", "values.a": ["2", 0]}},
+           "4": {"class_type": "ComfyMathExpression", "inputs": {"expression": "max(a, b) // 2 + c",
+                                                                 "values.a": ["2", 0], "values.b": ["2", 1],
+                                                                 "values.c": 0.5}},
+           "5": {"class_type": "EmptyImage", "inputs": {"width": ["3", 1], "height": ["4", 1], "batch_size": 1,
+                                                        "color": 0}},
+           "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "x"}}}
+    res = import_data(api)
+    assert not res.report.blocking
+    g = res.graph
+    floor, half = sorted((n for n in _by_type(g, "math.expression")), key=lambda n: n.params["expression"])
+    assert g.inputs[floor.id] == {"a": ("get_image_size_2", "width")}
+    assert half.params["c"] == 0.5
+    canvas, = [n for n in _by_type(g, "generate.solid") if g.inputs.get(n.id)]
+    assert g.inputs[canvas.id] == {"width": (floor.id, "int"), "height": (half.id, "int")}
+    run = Session(device="cpu", use_disk=False).run(load_workflow(text=res.yaml),
+                                                    targets=[canvas.id], use_cache=False)
+    assert run.ok, run.failed
+    assert run.outputs[floor.id] == {"float": 50.0, "int": 50, "bool": True}
+    assert run.outputs[half.id] == {"float": 25.5, "int": 25, "bool": True}
+    clip = run.outputs[canvas.id]["video"]
+    assert (clip.width, clip.height) == (50, 25)
+
+
+def test_math_expression_node_refuses_a_formula_it_cannot_evaluate_before_running():
+    from graph_engine.registry import default_registry
+    spec = default_registry().get("math.expression")
+    check = spec.params["expression"].check
+    assert check("a & ~1") is None and check("a / (b - 1)") is None      # fails only for some values: tried
+    assert "no value named 'e'" in check("a + e")
+    assert "not arithmetic" in check("a.__class__")
