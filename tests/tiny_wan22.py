@@ -255,3 +255,51 @@ def build_wan22_animate(root: Path) -> Path:
     save_file({"vision_model." + k.removeprefix("vision_model."): v.half().contiguous()
                for k, v in vision.state_dict().items()}, str(models / "clip_vision" / "clip_vision_tiny.safetensors"))
     return root
+
+
+def comfy_rope(v, pos):
+    """ComfyUI's Wan rotary embedding written out (flux's EmbedND / apply_rope1): v [..., N, head] rotated pairwise by
+    2x2 matrices at the positions pos [N, 3] (time, height, width), the head split as ComfyUI's WanModel splits it."""
+    import torch
+    d = v.shape[-1]
+    rows = []
+    for axis, n in enumerate((d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6))):
+        omega = 1.0 / 10000 ** torch.linspace(0, (n - 2) / n, n // 2, dtype=torch.float64)
+        rows.append(pos[:, axis, None] * omega)
+    ang = torch.cat(rows, 1).float()
+    pair = v.reshape(*v.shape[:-1], -1, 2)
+    c, s = ang.cos(), ang.sin()
+    return torch.stack([c * pair[..., 0] - s * pair[..., 1], s * pair[..., 0] + c * pair[..., 1]], -1).flatten(-2)
+
+
+def on_tiny_files(graph, names: dict, sound: Path, picture: Path, video: Path) -> None:
+    """Point an imported template's graph at tiny files: each loader's `names[type]`, the voice and picture files,
+    one sampling step, the video written to `video`; a LoRA (no file here) bypassed, the model passing on."""
+    for n in graph.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "lora.image":
+            graph.set_bypass(n.id, True)
+        elif n.type in ("io.load_audio", "io.add_audio"):
+            n.params["path"] = str(sound)
+        elif n.type == "io.load_image":
+            n.params["path"] = str(picture)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_video":
+            n.params["path"] = str(video)
+
+
+def encode_voice_logs(voice: Path, encoder: Path) -> list:
+    """Run io.load_audio -> load.audio_encoder -> encode.audio on a voice file and a speech encoder file; the log
+    lines (the run failing on none of its nodes)."""
+    from graph_engine.api import Session, load_workflow
+    events = []
+    Session(use_disk=False).run(load_workflow(text=f"""kinograph: 1
+nodes:
+  voice: {{type: io.load_audio, params: {{path: '{voice}'}}}}
+  enc: {{type: load.audio_encoder, params: {{name: '{encoder}'}}}}
+  feats: {{type: encode.audio, inputs: {{audio_encoder: enc.audio_encoder, audio: voice.audio}}}}
+"""), on_event=events.append)
+    assert [e for e in events if e["event"] in ("error", "node_failed")] == []
+    return [e["message"] for e in events if e["event"] == "log"]

@@ -162,6 +162,9 @@ def forward(model, x, t, context, audio=None, reference=None):
     seq, heard = tokens[0].shape[1], f
     if audio is None:
         audio = x.new_zeros(b, frames, WINDOW, GROUPS, sound_width(model))
+    if audio.shape[-1] != sound_width(model):
+        raise NodeError(f"these voice features are {audio.shape[-1]} wide; this HuMo model reads whisper's "
+                        f"{sound_width(model)}: encode the voice with whisper_large_v3_fp16.safetensors")
     if audio.shape[1] != frames:
         raise NodeError(f"the voice's windows cover {audio.shape[1]} latent frames but the latent has {frames}: make "
                         "the conditioning with condition.humo for this latent")
