@@ -107,14 +107,15 @@ def _reference_humo(sd, x, t, context, audio, ref):
         return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1) @ vv
 
     b, _, time, hh, ww = x.shape
-    # WAN21_HuMo: c_concat (4 zero mask channels, the empty clip's latent) after the noise; the reference latent as
-    # zeros, ones and its latent
-    concat = torch.zeros(b, 20, time, hh, ww)
-    concat[:, 4:] = torch.tensor(EMPTY[2]).view(1, 16, 1, 1, 1)
-    concat[:, 4:, :1] = torch.tensor(EMPTY[0]).view(1, 16, 1, 1, 1)
-    concat[:, 4:, 1:2] = torch.tensor(EMPTY[1]).view(1, 16, 1, 1, 1)
-    x = torch.cat([x, concat], 1)
-    ref = torch.cat([torch.zeros_like(ref), torch.ones(b, 4, *ref.shape[2:]), ref], 1)
+    if sd["patch_embedding.weight"].shape[1] == 36:
+        # WAN21_HuMo, 17B: c_concat (4 zero mask channels, the empty clip's latent) after the noise; the reference
+        # latent as zeros, ones and its latent
+        concat = torch.zeros(b, 20, time, hh, ww)
+        concat[:, 4:] = torch.tensor(EMPTY[2]).view(1, 16, 1, 1, 1)
+        concat[:, 4:, :1] = torch.tensor(EMPTY[0]).view(1, 16, 1, 1, 1)
+        concat[:, 4:, 1:2] = torch.tensor(EMPTY[1]).view(1, 16, 1, 1, 1)
+        x = torch.cat([x, concat], 1)
+        ref = torch.cat([torch.zeros_like(ref), torch.ones(b, 4, *ref.shape[2:]), ref], 1)
     v = F.conv3d(x, sd["patch_embedding.weight"], sd["patch_embedding.bias"], stride=(1, 2, 2))
     grid = v.shape[2:]
     v = v.flatten(2).transpose(1, 2)
@@ -188,6 +189,25 @@ def test_the_humo_model_loads_from_its_file_and_predicts_as_the_published_model(
     assert (silent - got).abs().max() > 1e-2          # the voice moves the prediction
     with pytest.raises(NodeError, match="condition.humo"):
         forward(model, x, t, text, audio[:, :1], ref)
+
+
+def test_the_small_humo_model_reads_the_noise_alone(tmp_path):
+    """HuMo 1.7B (on Wan 2.1 1.3B) reads 16 channels, no image channels, and its reference latent as it is: the
+    tiny 16-channel file loads as HuMo and predicts as the published forward."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.wan_humo import forward
+    sd = _humo_state(16)
+    path = tmp_path / "humo_1.7B_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    model = load_diffusion_model(ModelManager(max_loaded=1), str(path), "default", "cpu").pipe.transformer
+    torch.manual_seed(6)
+    x, ref, text = torch.randn(1, 16, 3, 4, 6), torch.randn(1, 16, 1, 4, 6), torch.randn(1, 5, TEXT)
+    audio, t = torch.randn(1, 3, 8, 5, WHISPER), torch.tensor([300.0])
+    with torch.no_grad():
+        got, want = forward(model, x, t, text, audio, ref), _reference_humo(sd, x, t, text, audio, ref)
+    assert torch.allclose(got, want, atol=2e-4), (got - want).abs().max()
 
 
 # --- the whisper speech encoder -----------------------------------------------------------------------------------
