@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files
+from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, tiny_wan_folder
 
 # A tiny HuMo 17B-like file: 36 input channels (noise, a 4-channel mask, the image latent), 2 blocks of one 128-wide
 # head; its voice projection reads 8 frames x 5 groups of 16-wide whisper features into 16 tokens 24 wide.
@@ -54,22 +54,9 @@ def _humo_state(in_channels):
 def humo(tmp_path_factory):
     """(the file, its tensors) of the tiny HuMo 17B-like model, fp16, in a ComfyUI models/ folder with a tiny umt5
     and Wan 2.1 VAE beside it (KINOGRAPH_MODELS points there)."""
-    from safetensors.torch import save_file
-    from tiny_wan22 import save_umt5, save_wan_vae
-    models = tmp_path_factory.mktemp("humo") / "models"
-    for sub in ("diffusion_models", "vae", "text_encoders", "audio_encoders"):
-        (models / sub).mkdir(parents=True)
-    save_umt5(models)
-    save_wan_vae(models)
     sd = _humo_state(36)
-    path = models / "diffusion_models" / "humo_tiny_fp16.safetensors"
-    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                # tiny tensors: one thread is faster than waiting for several
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KINOGRAPH_MODELS", str(models))
+    with tiny_wan_folder(tmp_path_factory.mktemp("humo"), "humo_tiny_fp16.safetensors", sd) as path:
         yield path, sd
-    torch.set_num_threads(threads)
 
 
 # ComfyUI's WAN21_HuMo fills the 17B model's image channels with these (comfy/model_base.py)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files
+from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, tiny_wan_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_2_14B_s2v.json"
@@ -225,22 +225,9 @@ def _s2v_state():
 def s2v(tmp_path_factory):
     """(the file, its tensors) of the tiny S2V model, fp16 as ComfyUI's bf16/fp16 files are, in a ComfyUI models/
     folder with a tiny umt5 and Wan 2.1 VAE beside it (KINOGRAPH_MODELS points there)."""
-    from safetensors.torch import save_file
-    from tiny_wan22 import save_umt5, save_wan_vae
-    models = tmp_path_factory.mktemp("s2v") / "models"
-    for sub in ("diffusion_models", "vae", "text_encoders"):
-        (models / sub).mkdir(parents=True)
-    save_umt5(models)
-    save_wan_vae(models)
     sd = _s2v_state()
-    path = models / "diffusion_models" / "wan2.2_s2v_tiny_fp16.safetensors"
-    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                # tiny tensors: one thread is faster than waiting for several
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KINOGRAPH_MODELS", str(models))
+    with tiny_wan_folder(tmp_path_factory.mktemp("s2v"), "wan2.2_s2v_tiny_fp16.safetensors", sd) as path:
         yield path, sd
-    torch.set_num_threads(threads)
 
 
 def _reference_s2v(sd, x, t, context, audio, ref, motion, control):

@@ -6,6 +6,7 @@ vae/wan22_tiny_vae.safetensors, text_encoders/umt5_tiny_fp16.safetensors)."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from tiny_models import _seed, t5_encoder, t5_tokenizer, wan_original_transformer
@@ -303,3 +304,28 @@ nodes:
 """), on_event=events.append)
     assert [e for e in events if e["event"] in ("error", "node_failed")] == []
     return [e["message"] for e in events if e["event"] == "log"]
+
+
+@contextmanager
+def tiny_wan_folder(root: Path, name: str, sd: dict):
+    """ComfyUI's models/ folder under `root` holding a tiny umt5, a tiny Wan 2.1 VAE and the tensors `sd` (fp16, as
+    ComfyUI's bf16/fp16 files are) as diffusion_models/`name`; while inside, KINOGRAPH_MODELS points there and torch
+    runs one thread (tiny tensors: faster than waiting for several). Yields the diffusion model file's path."""
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+    models = root / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True)
+    save_umt5(models)
+    save_wan_vae(models)
+    path = models / "diffusion_models" / name
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KINOGRAPH_MODELS", str(models))
+            yield path
+    finally:
+        torch.set_num_threads(threads)
