@@ -1059,6 +1059,13 @@ RULES: Dict[str, Rule] = {
                                         "video_latent": "previous", "audio_encoder_output": "audio_embeds",
                                         "ref_image": "reference", "control_video": "control"},
                                        ("positive", "negative", "latent"), note=S2V_NOTE),
+    # HuMo: the voice's whisper windows, the reference image's latent and the latent
+    "WanHuMoImageToVideo": Rule("condition.humo", ("width", "height", "length", "batch_size"),
+                                LATENT_SIZE + (P("length", "frames"),),
+                                {"positive": "positive", "negative": "negative", "vae": "vae",
+                                 "audio_encoder_output": "audio_embeds", "ref_image": "reference"},
+                                ("positive", "negative", "latent"), ignore={"batch_size": 1},
+                                note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
     "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
                                   LATENT_SIZE + (P("length", "frames"),),
                                   {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",

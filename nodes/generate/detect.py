@@ -491,6 +491,8 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "animate"
     elif k.any("casual_audio_encoder.encoder.final_linear.weight"):
         kind = "s2v"                      # Wan 2.2 S2V: sound to video
+    elif k.any("audio_proj.audio_proj_glob_1.layer.weight"):
+        kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):

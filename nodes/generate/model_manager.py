@@ -729,6 +729,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
     if det.family == "wan" and det.variant.startswith("s2v"):
         return True, "load.diffusion_model: Wan 2.2 S2V, sound to video (condition.s2v with encode.audio's features)"
+    if det.family == "wan" and det.variant.startswith("humo"):
+        return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
+                      "(condition.humo with encode.audio's whisper features)")
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")
