@@ -632,10 +632,13 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     # LTX-2.3 projects Gemma's features separately for video and audio and modulates cross-attention by the prompt.
     v23 = k.any("text_embedding_projection.video_aggregate_embed.weight", "prompt_adaln_single.linear.weight",
                 "video_text_proj_in.weight")
+    # LTX-2.5 keeps 2.3's layers but drops the video feed-forward's biases (diffusers' ff_bias)
+    v25 = v23 and not k.any("transformer_blocks.0.ff.net.0.proj.bias")
     size = "22B" if v23 else {4096: "19B"}.get(dim, f"dim{dim}")
     role = "checkpoint" if k.starts("vae.") else "diffusion_model"
     return Detection(role, "ltx2", size, layout=layout, prefix=k.prefix_of(q) or "",
-                     why="audio-video cross-attention gates (av_ca_*)", extra={"version": "2.3" if v23 else "2.0"})
+                     why="audio-video cross-attention gates (av_ca_*)",
+                     extra={"version": "2.5" if v25 else "2.3" if v23 else "2.0"})
 
 
 def ltx2_release(det: Detection, name: str) -> Detection:
