@@ -167,3 +167,110 @@ def test_ltx25_transformer_alone_is_named_not_loaded(tiny23):
     with pytest.raises(NodeError, match="LTX-2.5 does not run in Kinograph yet"):
         load_diffusion_model(ModelManager(), out.name, "default", "cpu")
 
+
+def test_ltx23_template_nodes_map_as_comfyui_runs_them():
+    """SamplerEulerAncestral at eta 0 (the LTX-2.3 templates') is Euler, at eta 1 euler_ancestral, else near;
+    TextGenerateLTX2Prompt hands its prompt on as written and its language model (with its LoRA) does not run;
+    LTXVImgToVideoInplace's bypass is read; LTXVDualCFGGuider is CFGGuider's cfg, the sound's own scale named where
+    it differs."""
+    import copy
+    import json
+    from pathlib import Path
+    from app.comfyui import import_data
+    data = Path(__file__).parent / "data" / "comfyui" / "templates"
+    flf = json.loads((data / "video_ltx2_3_flf2v.json").read_text())
+    res = import_data(flf)
+    assert {e.status for e in res.report.entries.values() if e.class_type == "SamplerEulerAncestral"} == {"exact"}
+    assert {n.params["sampler"] for n in res.graph.nodes.values() if n.type == "generate.sample"} == {"euler"}
+    for eta, sampler, status in ((1, "euler_ancestral", "exact"), (0.5, "euler_ancestral", "approx")):
+        changed = copy.deepcopy(flf)
+        for sg in changed["definitions"]["subgraphs"]:
+            for n in sg["nodes"]:
+                if n["type"] == "SamplerEulerAncestral":
+                    n["widgets_values"][0] = eta
+        res = import_data(changed)
+        assert {e.status for e in res.report.entries.values() if e.class_type == "SamplerEulerAncestral"} == {status}
+        assert {n.params["sampler"] for n in res.graph.nodes.values() if n.type == "generate.sample"} == {sampler}
+    t2v = json.loads((data / "video_ltx2_3_t2v.json").read_text())
+    res = import_data(t2v)
+    statuses = {e.class_type: (e.status, e.notes) for e in res.report.entries.values()}
+    assert statuses["TextGenerateLTX2Prompt"][0] == "approx" and "as written" in statuses["TextGenerateLTX2Prompt"][1][0]
+    assert statuses["LoraLoader"][0] == "ui"            # the abliterated Gemma LoRA only fed the enhancer
+    assert [n.params["path"] for n in res.graph.nodes.values() if n.type == "lora.image"] == [
+        "ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors"]
+    # its LTXVImgToVideoInplace nodes are bypassed (a PrimitiveBoolean): text to video, no start picture (bypass was
+    # not read, so the t2v template started from its black EmptyImage)
+    assert not [n for n in res.graph.nodes.values() if n.type == "latent.start_image"]
+    texts = [n.params["text"] for n in res.graph.nodes.values() if n.type == "encode.text"]
+    assert any(t.startswith("Dynamic cinematic close-up of high-tech modular machinery") for t in texts)
+    graph = {"1": {"class_type": "LTXVDualCFGGuider", "inputs": {"model": ["2", 0], "positive": ["3", 0],
+                                                                 "negative": ["3", 0], "video_cfg": 3.0,
+                                                                 "audio_cfg": 3.0}},
+             "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltx-2.3-22b-dev.safetensors"}},
+             "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "rain", "clip": ["2", 1]}},
+             "4": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9,
+                                                                    "batch_size": 1}},
+             "5": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+             "6": {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}},
+             "7": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "simple", "steps": 2,
+                                                              "denoise": 1.0}},
+             "8": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["6", 0], "guider": ["1", 0],
+                                                                     "sampler": ["5", 0], "sigmas": ["7", 0],
+                                                                     "latent_image": ["4", 0]}},
+             "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["2", 2]}},
+             "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "x"}}}
+    for audio, status in ((3.0, "exact"), (7.0, "approx")):
+        graph["1"]["inputs"]["audio_cfg"] = audio
+        res = import_data(graph)
+        entry, = [e for e in res.report.entries.values() if e.class_type == "LTXVDualCFGGuider"]
+        sample, = [n for n in res.graph.nodes.values() if n.type == "generate.sample"]
+        assert (entry.status, sample.params["cfg"]) == (status, 3.0)
+    assert entry.notes == ["audio_cfg 7.0 is not carried: Kinograph guides the sound at the video's cfg 3.0"]
+
+
+def test_comfyui_ltx23_t2v_template_runs(tiny23, tmp_path, monkeypatch):
+    """ComfyUI's video_ltx2_3_t2v template on the tiny 2.3 model under the template's file names (its 640x360 first
+    pass made 64x32, then LTX-2.3's x2 latent upscaler and the distilled LoRA's second pass): it runs to an MP4 with
+    video and sound, from the prompt as written (its enhancer and the enhancer's Gemma LoRA do not run), its
+    frame count floored to 8n+1 as ComfyUI's empty latent floors it (126 to 121; here 20 to 17)."""
+    import json
+    from pathlib import Path
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+    from safetensors.torch import save_file
+    from app.comfyui import import_data
+    from comfy_layouts import link_as
+    from graph_engine.api import Session, load_workflow
+    _, path, _, te_path = tiny23
+    models = path.parents[1]
+    link_as(models / "checkpoints" / "ltx-2.3-22b-dev-fp8.safetensors", path)
+    link_as(models / "text_encoders" / "gemma_3_12B_it_fp4_mixed.safetensors", te_path)
+    for folder in ("loras", "latent_upscale_models"):
+        (models / folder).mkdir(exist_ok=True)
+    torch.manual_seed(5)
+    save_file({f"diffusion_model.transformer_blocks.0.attn1.to_q.lora_{ab}.weight": torch.randn(*shape)
+               for ab, shape in (("A", (4, 16)), ("B", (16, 4)))},
+              str(models / "loras" / "ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors"))
+    up = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).state_dict()
+    save_file({k: v.contiguous() for k, v in up.items()},
+              str(models / "latent_upscale_models" / "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"))
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / "video_ltx2_3_t2v.json").read_text())
+    res = import_data(data)
+    assert "unmapped" not in {e.status for e in res.report.entries.values()}
+    assert res.yaml.count("frames: 126") == 1               # 5 s at 25 fps, which ComfyUI floors to 121
+    yaml = res.yaml.replace("width: 640\n      height: 360", "width: 64\n      height: 32").replace(
+        "frames: 126", "frames: 20")
+    monkeypatch.chdir(tmp_path)
+    wf = tmp_path / "ltx23.kino.yaml"
+    wf.write_text(yaml)
+    logs = []
+    out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False,
+                                    on_event=lambda e: logs.append(e["message"]) if e["event"] == "log" else None)
+    assert out.ok, out.failed
+    # an off-rule count is floored as ComfyUI's latent floors it (the template's 126 was refused as not 8n+1)
+    assert "LTX-2 takes 8n+1 frames: 20 is made as 17 (size_fit floor, as ComfyUI's empty latent does)" in logs
+    import av
+    saved = sorted((tmp_path / "out").rglob("*.mp4"))
+    with av.open(str(saved[0])) as f:
+        assert len(f.streams.video) == 1 and len(f.streams.audio) == 1
+        video = f.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height, video.frames) == (128, 64, 17)
