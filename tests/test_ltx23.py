@@ -51,6 +51,7 @@ def _original(parts) -> dict:
 def tiny23(tmp_path_factory):
     """Tiny random LTX-2.3 parts (the release's structure at a few channels; Gemma's width is the release's, which
     no tensor of the connectors shows) and the checkpoint made of them, beside a one-layer Gemma 3 of that width."""
+    import json
     import diffusers
     from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE
@@ -61,14 +62,14 @@ def tiny23(tmp_path_factory):
             in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
             audio_in_channels=16, audio_out_channels=16, audio_num_attention_heads=2, audio_attention_head_dim=4,
             audio_cross_attention_dim=8, num_layers=1, gated_attn=True, cross_attn_mod=True, audio_gated_attn=True,
-            audio_cross_attn_mod=True, use_prompt_embeddings=False, perturbed_attn=True),
+            audio_cross_attn_mod=True, use_prompt_embeddings=False, perturbed_attn=True, rope_type="split"),
         connectors=LTX2TextConnectors(
             caption_channels=3840, text_proj_in_factor=2, video_connector_num_attention_heads=2,
             video_connector_attention_head_dim=8, video_connector_num_layers=1,
             video_connector_num_learnable_registers=4, video_gated_attn=True, audio_connector_num_attention_heads=2,
             audio_connector_attention_head_dim=4, audio_connector_num_layers=1,
             audio_connector_num_learnable_registers=4, audio_gated_attn=True, per_modality_projections=True,
-            video_hidden_dim=16, audio_hidden_dim=8, proj_bias=True),
+            video_hidden_dim=16, audio_hidden_dim=8, proj_bias=True, rope_type="split"),
         vae=diffusers.AutoencoderKLLTX2Video(
             latent_channels=8, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 16, 32),
             layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
@@ -91,7 +92,10 @@ def tiny23(tmp_path_factory):
     root = tmp_path_factory.mktemp("ltx23") / "models"
     path = root / "checkpoints" / "ltx-2.3-22b-distilled.safetensors"
     path.parent.mkdir(parents=True)
-    save_file(_original(parts), str(path))
+    # the release's own config, as Lightricks' files carry it: rotary embeddings in split halves (the classes'
+    # default, and what a file without it gets, is interleaved)
+    config = {"transformer": {"rope_type": "split", "frequencies_precision": "float64"}}
+    save_file(_original(parts), str(path), metadata={"config": json.dumps(config)})
     gemma = gemma_file(root / "text_encoders" / "gemma_3_12B_it.safetensors", hidden_size=3840,
                        intermediate_size=16, num_hidden_layers=1)
     mp = pytest.MonkeyPatch()

@@ -88,7 +88,7 @@ def _renamed(state: Mapping, names) -> dict:
     return out
 
 
-def transformer(state: Mapping) -> Built:
+def transformer(state: Mapping, **rope) -> Built:
     from diffusers import LTX2VideoTransformer3DModel
     from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
     # diffusers' single-file table predates LTX-2.3's prompt modulation (its conversion script renames it so)
@@ -118,6 +118,7 @@ def transformer(state: Mapping) -> Built:
                     f"{side}attention_head_dim": int(width) // heads})
     if cfg["use_prompt_embeddings"]:
         cfg["caption_channels"] = int(conv["caption_projection.linear_1.weight"].shape[1])
+    cfg.update(rope)
     return Built(lambda: LTX2VideoTransformer3DModel.from_config(cfg), conv, cfg)
 
 
@@ -136,7 +137,7 @@ def _head(width: int, release: int) -> int:
     return min(release, max(width // 2, 1))
 
 
-def connectors(state: Mapping) -> Built:
+def connectors(state: Mapping, **rope) -> Built:
     from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
     conv = _renamed({k: v for k, v in state.items() if not k.startswith("text_embedding_projection.")},
                     _CONNECTOR_NAMES)
@@ -169,6 +170,7 @@ def connectors(state: Mapping) -> Built:
                     f"{side}_connector_attention_head_dim": width // heads, f"{side}_gated_attn": gate is not None,
                     f"{side}_connector_num_layers": count(conv, f"{side}_connector.transformer_blocks.{{}}."),
                     f"{side}_connector_num_learnable_registers": int(regs.shape[0])})
+    cfg.update(rope)
     return Built(lambda: LTX2TextConnectors.from_config(cfg), conv, cfg)
 
 
@@ -263,7 +265,11 @@ def _part(role: str, part: str, make) -> None:
     def convert(state, det) -> Built:
         if det.extra.get("version") == "2.5":
             raise NodeError(LTX25)
-        return make(connector_state(state) if part == "connectors" else split(state)[part])
+        # the rotary embeddings' layout and precision, from the file's own config where it has one (the classes'
+        # interleaved, float64 otherwise)
+        rope = {k: det.extra[k] for k in ("rope_type", "rope_double_precision") if k in det.extra} \
+            if part in ("transformer", "connectors") else {}
+        return make(connector_state(state) if part == "connectors" else split(state)[part], **rope)
     register(FAMILY, role)(convert)
 
 
