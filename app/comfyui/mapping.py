@@ -133,6 +133,16 @@ def sampler_name(v):
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
+def ancestral_eta(v):
+    """SamplerEulerAncestral's eta as the sampler it makes."""
+    if float(v) == 0:
+        return "euler"
+    if float(v) != 1:
+        raise Approx("euler_ancestral", f"eta {v} (the share of each step's noise drawn afresh) is not in Kinograph: "
+                                        "its euler_ancestral draws all of it (eta 1)")
+    return "euler_ancestral"
+
+
 def scheduler_name(v):
     if v in SCHEDULERS_EXACT:
         return SCHEDULERS_EXACT[v]
@@ -1136,7 +1146,8 @@ RULES: Dict[str, Rule] = {
     # pair; the sound's latent rides inside Kinograph's LTX-2 latent (latent.empty makes it, vae.decode gives the
     # clip its sound), so the audio VAE, the empty audio latent and the AV concat / separate fold away
     # LTX-2 image-to-video: the start image into the latent's first frame, kept by the sampler (1 - strength: its mask)
-    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"), (P("strength", "strength"),),
+    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"),
+                                  (P("strength", "strength"), P("bypass", "bypass")),
                                   {"vae": "vae", "image": "image", "latent": "latent"}, ("latent",),
                                   special="start_image_inplace",
                                   note="the image fitted to the latent's size by a centre crop and a bilinear "
@@ -1310,6 +1321,23 @@ RULES: Dict[str, Rule] = {
                         fixed={"cfg": 1.0}),
     "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
                       {"model": "model", "positive": "positive", "negative": "negative"}, fold=True),
+    # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
+    # is Euler; at eta 1 it is euler_ancestral's full fresh noise
+    "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,
+                                  ignore={"s_noise": 1.0}),
+    # one cfg for the video and the sound where the two are equal (as the templates set them): CFGGuider's
+    "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
+                              {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
+                              special="dual_cfg"),
+    # the prompt enhancer (a language model rewriting the prompt); Kinograph generates no text
+    "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
+                                          "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
+                                          "use_default_template"), (P("prompt", "value"),), fold=True,
+                                   special="prompt_as_written",
+                                   note="the prompt is encoded as written: Kinograph does not generate text, so it is "
+                                        "not rewritten by Gemma into LTX-2's long shot description as ComfyUI's "
+                                        "enhancer does (write it in that style: subject, action, camera, light, "
+                                        "sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),

@@ -634,10 +634,13 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     # LTX-2.3 projects Gemma's features separately for video and audio and modulates cross-attention by the prompt.
     v23 = k.any("text_embedding_projection.video_aggregate_embed.weight", "prompt_adaln_single.linear.weight",
                 "video_text_proj_in.weight")
+    # LTX-2.5 keeps 2.3's layers but drops the video feed-forward's biases (diffusers' ff_bias)
+    v25 = v23 and not k.any("transformer_blocks.0.ff.net.0.proj.bias")
     size = "22B" if v23 else {4096: "19B"}.get(dim, f"dim{dim}")
     role = "checkpoint" if k.starts("vae.") else "diffusion_model"
     return Detection(role, "ltx2", size, layout=layout, prefix=k.prefix_of(q) or "",
-                     why="audio-video cross-attention gates (av_ca_*)", extra={"version": "2.3" if v23 else "2.0"})
+                     why="audio-video cross-attention gates (av_ca_*)",
+                     extra={"version": "2.5" if v25 else "2.3" if v23 else "2.0"})
 
 
 def ltx2_release(det: Detection, name: str) -> Detection:
@@ -1135,20 +1138,27 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
-    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and _ltx_causal(header.metadata):
-        det.extra["causal_temporal_positioning"] = True
+    if det.family in ("ltx", "ltx2") and det.role in ("checkpoint", "diffusion_model"):
+        cfg = _ltx_config(header.metadata)
+        if det.family == "ltx" and cfg.get("causal_temporal_positioning") is True:
+            det.extra["causal_temporal_positioning"] = True
+        if det.family == "ltx2" and cfg.get("rope_type") in ("split", "interleaved"):
+            det.extra["rope_type"] = cfg["rope_type"]
+        if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
+            det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
     return det
 
 
-def _ltx_causal(metadata: Dict[str, str]) -> bool:
-    """Whether an LTX-Video file's own config (Lightricks' `config` metadata, 0.9.5 on) places frames causally in
-    time, which no tensor shape shows (ComfyUI reads it there too)."""
+def _ltx_config(metadata: Dict[str, str]) -> dict:
+    """An LTX file's own transformer config (Lightricks' `config` metadata, LTX-Video 0.9.5 on and LTX-2), which says
+    what no tensor shape shows: whether frames are placed causally in time, and LTX-2's rotary embedding layout
+    (split or interleaved halves) and precision. ComfyUI reads them there too."""
     try:
         cfg = json.loads(metadata.get("config") or "{}")
     except ValueError:
-        return False
+        return {}
     transformer = cfg.get("transformer") if isinstance(cfg, dict) else None
-    return isinstance(transformer, dict) and transformer.get("causal_temporal_positioning") is True
+    return transformer if isinstance(transformer, dict) else {}
 
 
 def detect_file(path) -> Detection:

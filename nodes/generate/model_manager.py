@@ -636,13 +636,13 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model", "latent_upscaler", "lora"):
-        from nodes.generate.converters.ltx2 import LOADS, LORA, UPSCALES, unsupported
+        from nodes.generate.converters.ltx2 import LOADS, LORA, LTX25, UPSCALES
         from nodes.generate.detect import LTX2_FILES
+        if det.extra.get("version") == "2.5":
+            return False, LTX25
         if det.role == "diffusion_model":
             return False, f"an LTX-2 transformer alone: {LTX2_FILES}"
-        why = unsupported(det)
-        return (False, why) if why else (True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES,
-                                                "lora": LORA}[det.role])
+        return True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES, "lora": LORA}[det.role]
     if det.role == "lora":
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:

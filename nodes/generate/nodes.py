@@ -474,8 +474,9 @@ def latent_empty(ctx, vae: VAE,
                                  help="video height in pixels, a multiple of the family's size step (16 for most)"),
                  fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate"),
                  size_fit: str = Param("exact", choices=("exact", "floor"),
-                                       help="a size off the family's step: exact refuses it; floor makes the "
-                                            "multiple below (ComfyUI's empty latents), saying so in the log")) -> LATENT:
+                                       help="a size or frame count off the family's steps: exact refuses it; floor "
+                                            "makes the one below (ComfyUI's empty latents), saying so in the log")
+                 ) -> LATENT:
     """An all-zero latent for text-to-video, sized for the model's VAE.
 
     Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple

@@ -209,6 +209,23 @@ class VideoModels:
             self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
         return []
 
+    def special_dual_cfg(self, cn, rule, params, notes):
+        """LTXVDualCFGGuider: CFGGuider's cfg where video_cfg and audio_cfg agree; the sound is guided at the video's
+        cfg where they do not."""
+        audio, video = params.pop("audio_cfg", None), params.get("cfg")
+        if audio is not None and video is not None and float(audio) != float(video):
+            notes.append(f"audio_cfg {audio} is not carried: Kinograph guides the sound at the video's cfg {video}")
+        self.fold(cn, rule, params)
+        return []
+
+    def special_prompt_as_written(self, cn, rule, params, notes):
+        """TextGenerateLTX2Prompt hands its prompt on; what only its language model (and its LoRA) or its pictures
+        feed is not run, so that nothing loads a file the workflow does not use."""
+        self.skipped[cn.id] = {v.node for k, v in cn.inputs.items() if k != "prompt" and isinstance(v, Ref)}
+        src = self.resolve(cn.inputs.get("prompt"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
+        return []
+
     def special_svd(self, cn, rule, params, notes):
         lat = self.add("latent.empty", cn, {k: params[k] for k in ("width", "height", "frames", "fps") if k in params},
                        "_latent", dy=-160)

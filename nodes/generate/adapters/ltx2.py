@@ -88,7 +88,10 @@ class LTX2Adapter(LTXAdapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, m, _ = stack_global(conds, [0], device, dtype, batch, self.factors(handle.pipe)[0])
-        audio = int(handle.pipe.transformer.audio_caption_projection.linear_1.in_features)
+        # The sound's prompt tokens: Gemma's width for LTX-2.0's caption projection, the audio stream's own for
+        # LTX-2.3 (its connectors project to each stream)
+        cfg = handle.pipe.transformer.config
+        audio = int(cfg.caption_channels if cfg.use_prompt_embeddings else cfg.audio_cross_attention_dim)
         return {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
 
     def forward(self, handle, x_in, t, inputs):
