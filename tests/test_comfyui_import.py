@@ -36,9 +36,6 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"ModelPatchLoader", "WanInfiniteTalkToVideo", "Painter"},
-    # the size from ResolutionSelector's aspect and megapixels, and the frame count from the seconds by expression
-    "video_ltx2_5_t2v.json": {"ResolutionSelector", "ComfyMathExpression"},
-    "video_ltx2_5_i2v.json": {"ResolutionSelector", "ComfyMathExpression"},
 }
 
 
