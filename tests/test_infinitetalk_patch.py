@@ -3,21 +3,28 @@
 I2V. The patch here is tiny and random in that layout; what it does is compared with ComfyUI's forward
 (comfy/ldm/wan/model_multitalk.py, comfy_extras/nodes_wan.py's WanInfiniteTalkToVideo) written out below."""
 import math
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
+from graph_engine import NodeError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_wan_s2v import _tone, encoder  # noqa: E402,F401  (the tiny wav2vec2 file: 2 layers of 128)
 
 DIM, HEADS, AUDIO_DIM, TOKENS, INNER, LAYERS, WIDTH = 32, 2, 16, 32, 24, 2, 8
 
 
-def _patch_state(blocks=2, dim=DIM, seed=0):
-    """A tiny InfiniteTalk patch in ComfyUI's layout: features of LAYERS x WIDTH, 32 audio tokens a frame."""
+def _patch_state(blocks=2, dim=DIM, seed=0, width=WIDTH):
+    """A tiny InfiniteTalk patch in ComfyUI's layout: features of LAYERS x width, 32 audio tokens a frame."""
     g = torch.Generator().manual_seed(seed)
-    shapes = {"audio_proj.proj1.weight": (INNER, 5 * LAYERS * WIDTH), "audio_proj.proj1.bias": (INNER,),
-              "audio_proj.proj1_vf.weight": (INNER, 8 * LAYERS * WIDTH), "audio_proj.proj1_vf.bias": (INNER,),
+    shapes = {"audio_proj.proj1.weight": (INNER, 5 * LAYERS * width), "audio_proj.proj1.bias": (INNER,),
+              "audio_proj.proj1_vf.weight": (INNER, 8 * LAYERS * width), "audio_proj.proj1_vf.bias": (INNER,),
               "audio_proj.proj2.weight": (INNER, INNER), "audio_proj.proj2.bias": (INNER,),
               "audio_proj.proj3.weight": (TOKENS * AUDIO_DIM, INNER), "audio_proj.proj3.bias": (TOKENS * AUDIO_DIM,),
               "audio_proj.norm.weight": (AUDIO_DIM,), "audio_proj.norm.bias": (AUDIO_DIM,)}
@@ -247,3 +254,79 @@ def test_the_patched_wan_predicts_as_comfyuis_infinitetalk(wan, speakers):
                 b.forward = f
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
     assert (got - plain).abs().max() > 1e-2
+
+
+# --- end to end: ComfyUI's files, the nodes, the sampler ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """ComfyUI's models/ folder with a tiny Wan 2.1 I2V (2 blocks, one 128-wide head), its umt5 and VAE, and an
+    InfiniteTalk patch for it in model_patches/ (reading the tiny wav2vec2's 2 layers of 128); KINOGRAPH_MODELS
+    points there."""
+    from safetensors.torch import save_file
+    from tiny_models import build_wan_comfy
+    root = build_wan_comfy(tmp_path_factory.mktemp("infinitetalk"), i2v=True)
+    (root / "models" / "model_patches").mkdir()
+    sd = _patch_state(dim=128, width=128)
+    save_file({k: v.half() for k, v in sd.items()},
+              str(root / "models" / "model_patches" / "wan2.1_infiniteTalk_tiny_fp16.safetensors"))
+    save_file({"controlnet_blocks.0.y_rms.weight": torch.ones(4)},
+              str(root / "models" / "model_patches" / "qwen_image_canny_diffsynth_controlnet.safetensors"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
+        yield root / "models"
+
+
+GRAPH = """kinograph: 1
+nodes:
+  unet: {type: load.diffusion_model, params: {name: wan_tiny_i2v_fp16.safetensors}}
+  clip: {type: load.text_encoder, params: {name: umt5_tiny_fp16.safetensors, type: wan}}
+  vae: {type: load.vae, params: {name: wan_tiny_vae.safetensors}}
+  patch: {type: load.model_patch, params: {name: %(patch)s}}
+  speech: {type: load.audio_encoder, params: {name: %(encoder)s}}
+  voice: {type: io.load_audio, params: {path: %(voice)s}}
+  feats: {type: encode.audio, inputs: {audio_encoder: speech.audio_encoder, audio: voice.audio}}
+  photo: {type: io.load_image, params: {path: %(photo)s}}
+  prompt:
+    type: encode.text
+    inputs: {text_encoder: clip.text_encoder}
+    params: {text: two people talking}
+  talk:
+    type: condition.infinitetalk
+    inputs: {model: unet.model, model_patch: patch.model_patch, vae: vae.vae, positive: prompt.positive,
+             negative: prompt.negative, audio_embeds: feats.audio_embeds, start: photo.image}
+    params: {frames: 5, width: 32, height: 32, audio_scale: %(scale)s}
+  sample:
+    type: generate.sample
+    inputs: {model: talk.model, positive: talk.positive, negative: talk.negative, latent: talk.latent}
+    params: {steps: 2, cfg: 1.0, seed: 3}
+"""
+
+
+def test_a_photo_and_a_voice_become_a_talking_clip_through_the_nodes(files, encoder, tmp_path):  # noqa: F811
+    """load.model_patch -> condition.infinitetalk -> generate.sample on ComfyUI's files (no CLIP vision, as the
+    template: the image attention reads the text, as ComfyUI's Wan does without it): the clip is sampled with the
+    audio attention on (another voice level, another clip) and its first latent frame is the photo's."""
+    from graph_engine.api import Session, load_workflow
+    from PIL import Image
+    _tone(tmp_path / "voice.wav", 0.4)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "me.png")
+    args = {"patch": "wan2.1_infiniteTalk_tiny_fp16.safetensors", "encoder": str(encoder[0]),
+            "voice": str(tmp_path / "voice.wav"), "photo": str(tmp_path / "me.png")}
+    out = {}
+    for scale in (1.0, 0.0):
+        res = Session(device="cpu").run(load_workflow(text=GRAPH % dict(args, scale=scale), check=True),
+                                        use_cache=False)
+        assert res.ok, res.failed
+        out[scale] = res.outputs
+    clip = out[1.0]["sample"]["latent"].samples
+    assert clip.shape == (1, 16, 2, 4, 4) and torch.isfinite(clip).all()
+    assert (clip - out[0.0]["sample"]["latent"].samples).abs().max() > 1e-3
+    talk = out[1.0]["talk"]
+    assert talk["trim"] == 0
+    assert torch.equal(talk["model"].option("infinitetalk").motion, talk["positive"].extra["concat"][:, 4:, :1])
+
+    from nodes.generate.infinitetalk import load
+    from nodes.generate.model_manager import ModelManager
+    with pytest.raises(NodeError, match="a Qwen-Image DiffSynth ControlNet, not InfiniteTalk's"):
+        load(ModelManager(), "qwen_image_canny_diffsynth_controlnet.safetensors")
