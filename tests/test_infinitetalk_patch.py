@@ -330,3 +330,101 @@ def test_a_photo_and_a_voice_become_a_talking_clip_through_the_nodes(files, enco
     from nodes.generate.model_manager import ModelManager
     with pytest.raises(NodeError, match="a Qwen-Image DiffSynth ControlNet, not InfiniteTalk's"):
         load(ModelManager(), "qwen_image_canny_diffsynth_controlnet.safetensors")
+
+
+def test_the_infinitetalk_template_imports_and_runs_two_speakers_on_tiny_weights(files, encoder, tmp_path):  # noqa: F811
+    """ComfyUI's video_wan2_1_infinitetalk template: ModelPatchLoader and WanInfiniteTalkToVideo (two speakers, the
+    second clip continuing the first from its last frames) import; Painter's masks, drawn in ComfyUI's page, do not,
+    and are connected by hand from two pictures' alpha, as the import report says. The graph runs on the tiny model to
+    the two clips joined with the two voices under them."""
+    import av
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.workflow import to_yaml
+    template = Path(__file__).resolve().parent / "data" / "comfyui" / "templates" / "video_wan2_1_infinitetalk.json"
+    import json
+    result = import_data(json.loads(template.read_text(encoding="utf-8")))
+    why = {e.class_type for e in result.report.entries.values() if e.status == "unmapped"}
+    assert why == {"Painter"}
+    g = result.graph
+    talks = [n for n in g.nodes.values() if n.type == "condition.infinitetalk"]
+    assert len(talks) == 2 and all(n.params == {"width": 832, "height": 480, "frames": 81, "motion_frames": 9,
+                                                "audio_scale": 1} for n in talks)
+    for n in [n for n in g.nodes.values() if n.type == "comfyui.Painter"]:
+        g.remove_node(n.id)
+    rgb = np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "two.png")
+    for i, side in enumerate((slice(0, 24), slice(24, 48))):
+        alpha = np.zeros((40, 48), np.uint8)
+        alpha[:, side] = 255
+        Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / f"speaker{i + 1}.png")
+        g.add_node("io.load_image", f"speaker{i + 1}", {"path": str(tmp_path / f"speaker{i + 1}.png")})
+        for n in talks:
+            g.connect(f"speaker{i + 1}", "alpha", n.id, f"mask_{i + 1}")
+    _tone(tmp_path / "woman.wav", 0.3)
+    _tone(tmp_path / "man.wav", 0.25)
+    names = {"load.diffusion_model": "wan_tiny_i2v_fp16.safetensors", "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.audio_encoder": str(encoder[0]),
+             "load.model_patch": "wan2.1_infiniteTalk_tiny_fp16.safetensors"}
+    for n in g.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "lora.image":                 # no lightx2v LoRA file here: bypassed, the model passes on
+            g.set_bypass(n.id, True)
+        elif n.type == "io.load_audio":
+            n.params["path"] = str(tmp_path / ("woman.wav" if "woman" in n.params["path"] else "man.wav"))
+        elif n.type == "io.load_image" and not n.id.startswith("speaker"):
+            n.params["path"] = str(tmp_path / "two.png")
+        elif n.type == "condition.infinitetalk":
+            n.params.update(frames=9, width=32, height=32, motion_frames=5)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / f"{n.id}.mp4")
+    res = Session(device="cpu").run(load_workflow(text=to_yaml(g)), use_cache=False)
+    assert res.ok, res.failed
+    saved = sorted(tmp_path.glob("*.mp4"), key=lambda p: iio.imread(p).shape[0])
+    # the first clip, and both joined (the second repeats the first's last 5 frames, as ComfyUI's template does)
+    assert [iio.imread(p).shape for p in saved] == [(9, 32, 32, 3), (18, 32, 32, 3)]
+    with av.open(str(saved[1])) as c:
+        assert sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].rate > 0.5
+
+
+def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(files):
+    """condition.infinitetalk with `previous` (ComfyUI's previous_frames): the audio tokens start where its last
+    5 frames do (two voices taking turns, as ComfyUI's), those frames' latent starts the model's input and the
+    result, `trim` says to drop them, and the speakers' masks are read at the token grid (nearest)."""
+    from graph_engine import Clip
+    from PIL import Image
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.infinitetalk import KeepMotion, condition, load
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_vae
+    mm = ModelManager(max_loaded=4)
+    model = load_diffusion_model(mm, "wan_tiny_i2v_fp16.safetensors", "default", "cpu")
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    patch = load(mm, "wan2.1_infiniteTalk_tiny_fp16.safetensors").pipe
+    torch.manual_seed(4)
+    layers = [torch.randn(LAYERS + 1, 40, 128), torch.randn(LAYERS + 1, 30, 128)]
+    rng = np.random.default_rng(2)
+    so_far = Clip.from_array(rng.integers(0, 255, (13, 32, 32, 3), dtype=np.uint8), 25.0)
+    left = np.zeros((48, 40), np.float32)
+    left[:, :20] = 1
+    pos = Conditioning("wan", torch.zeros(1, 4, 32))
+    out = condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, 1 - left],
+                    rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), None, so_far, 9, 32, 32, 5, 1.0)
+    talk = out["model"].option("infinitetalk")
+    want = _comfy_audio_embeds(_patch_state(dim=128, width=128), layers, 8, 17)[0]
+    assert torch.allclose(talk.tokens, want, atol=1e-5), (talk.tokens - want).abs().max()
+    assert talk.masks.tolist() == [[True, False, True, False], [False, True, False, True]]
+    px = vae.pipe.video_processor.preprocess([Image.fromarray(f) for f in so_far.frames(8, 13)], height=32, width=32)
+    with torch.no_grad():
+        motion = get_adapter("wan").vae_encode(vae.pipe, px.permute(1, 0, 2, 3)[None])
+    assert talk.motion.shape == (1, 16, 2, 4, 4) and torch.allclose(talk.motion, motion, atol=1e-5)
+    assert out["trim"] == 5 and isinstance(out["model"].run_wrappers[-1], KeepMotion)
+    assert out["latent"].samples.shape == (1, 16, 3, 4, 4)
+    with pytest.raises(NodeError, match="two voices need both speakers' masks"):
+        condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left])

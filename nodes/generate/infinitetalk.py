@@ -280,16 +280,21 @@ class Talk(NamedTuple):
     masks: Optional[torch.Tensor]       # [2, tokens per frame] (two speakers) or None
     scale: float
     motion: torch.Tensor                # [1, C, m, h, w]: the clean latent frames every step's input starts with
-    extend: bool                        # a continuation: the result starts with the motion frames as they are
 
 
-def keep_motion(talk: Talk):
+class KeepMotion:
     """A run wrapper: a continuation's result starts with its motion frames (the previous clip's) as they were."""
-    def wrap(run, start_noise, info):
+
+    def __init__(self, motion: torch.Tensor):
+        self.motion = motion
+
+    def pass_steps(self, steps: int) -> list:
+        return [steps]
+
+    def __call__(self, run, start_noise, info):
         out = run(start_noise)
-        m = talk.motion.shape[2]
-        return torch.cat([talk.motion.to(out).expand(out.shape[0], -1, -1, -1, -1), out[:, :, m:]], 2)
-    return wrap
+        m = self.motion.shape[2]
+        return torch.cat([self.motion.to(out).expand(out.shape[0], -1, -1, -1, -1), out[:, :, m:]], 2)
 
 
 def _zero_latent(like: torch.Tensor) -> torch.Tensor:
@@ -321,6 +326,7 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
                         "second's): paint or connect them")
     if len(masks) == 2 and len(voices) != 2:
         raise NodeError("two speakers' masks need two voices: connect audio_embeds_2, or disconnect the masks")
+    patch_hw = transformer_of(model).config.patch_size[1:]
     latent = empty_latent(vae, frames, width, height, family("wan").fps)
     pipe = vae.pipe
     if first is not None:
@@ -350,13 +356,14 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
                               latent.samples.shape[2] * LATENT_STRIDE - LATENT_STRIDE + 1)
         spans = None
         if masks:
-            t = transformer_of(model)
-            spans = token_masks(torch.stack([torch.as_tensor(np.asarray(m, np.float32)) for m in masks]),
-                                latent.samples.shape[3], latent.samples.shape[4], t.config.patch_size[1:])
-    talk = Talk(patch, tokens.cpu(), spans, float(scale), motion, previous is not None)
+            # a clip of masks: its first (ComfyUI reads one mask per speaker)
+            still = [m.frames(0, 1)[0] if hasattr(m, "frames") else m for m in masks]
+            spans = token_masks(torch.stack([torch.as_tensor(np.asarray(m, np.float32)).squeeze() for m in still]),
+                                latent.samples.shape[3], latent.samples.shape[4], patch_hw)
+    talk = Talk(patch, tokens.cpu(), spans, float(scale), motion)
     out = model.with_option("infinitetalk", talk)
     if previous is not None:
-        out = out.with_run_wrapper(keep_motion(talk))
+        out = out.with_run_wrapper(KeepMotion(motion))
     return {"model": out, "positive": positive, "negative": negative, "latent": latent,
             "trim": motion_frames if previous is not None else 0}
 
