@@ -179,12 +179,14 @@ def _rope_1d(x, pos):
 def _speaker_positions(q, k_first, masks, heads):
     """Each video token's rotary position from whose region its query attends to most (in the first frame):
     q [B, N, C], k_first [B, S, C] (after norm and rotary), masks [speakers, S] -> [B, N]."""
-    b, n, _ = q.shape
-    q = q.unflatten(-1, (heads, -1)).transpose(1, 2).float()
-    k = k_first.unflatten(-1, (heads, -1)).transpose(1, 2).float()
-    probs = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, -1)    # [B, H, N, S]
-    m = masks.to(probs)
-    share = (probs @ m.T / (m.sum(1) + 1e-8)).mean(1).transpose(1, 2)           # [B, speakers, N]
+    q = q.unflatten(-1, (heads, -1)).float()
+    k = k_first.unflatten(-1, (heads, -1)).float()
+    m = masks.float()
+    share = 0
+    for h in range(heads):      # one head's [B, N, S] at a time: all at once is gigabytes at 81 frames of 480p
+        probs = torch.softmax(q[:, :, h] @ k[:, :, h].transpose(-1, -2) * q.shape[-1] ** -0.5, -1)
+        share = share + probs @ m.T / (m.sum(1) + 1e-8) / heads
+    share = share.transpose(1, 2)                                               # [B, speakers, N]
     lo, hi = share.amin(-1, keepdim=True), share.amax(-1, keepdim=True)
     r = torch.tensor(SPEAKER_RANGES, device=q.device, dtype=share.dtype)
     scaled = (share - lo) / (hi - lo + 1e-8) * (r[:, 1:] - r[:, :1]) + r[:, :1]
