@@ -330,6 +330,9 @@ def test_a_photo_and_a_voice_become_a_talking_clip_through_the_nodes(files, enco
     from nodes.generate.model_manager import ModelManager
     with pytest.raises(NodeError, match="a Qwen-Image DiffSynth ControlNet, not InfiniteTalk's"):
         load(ModelManager(), "qwen_image_canny_diffsynth_controlnet.safetensors")
+    from nodes.generate.model_manager import describe_model        # `kinograph info` names it (was: unknown)
+    info = describe_model(files / "model_patches" / "wan2.1_infiniteTalk_tiny_fp16.safetensors")
+    assert (info["role"], info["loads"]) == ("model_patch", "yes") and "load.model_patch" in info["note"], info
 
 
 def test_the_infinitetalk_template_imports_and_runs_two_speakers_on_tiny_weights(files, encoder, tmp_path):  # noqa: F811
