@@ -11,6 +11,7 @@ NODE_MODULES = [
     "nodes.depth.nodes",
     "nodes.generate.audio_nodes",
     "nodes.generate.hunyuan_nodes",
+    "nodes.generate.infinitetalk_nodes",
     "nodes.generate.ipadapter_nodes",
     "nodes.generate.kandinsky5_nodes",
     "nodes.generate.nodes",

@@ -1076,6 +1076,21 @@ RULES: Dict[str, Rule] = {
                                  "audio_encoder_output": "audio_embeds", "ref_image": "reference"},
                                 ("positive", "negative", "latent"), ignore={"batch_size": 1},
                                 note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
+    # what is connected: a second voice and both masks make two speakers)
+    "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
+    "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
+                                                              "motion_frame_count", "audio_scale"),
+                                   LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
+                                                  P("audio_scale", "audio_scale")),
+                                   {"model": "model", "model_patch": "model_patch", "positive": "positive",
+                                    "negative": "negative", "vae": "vae", "audio_encoder_output_1": "audio_embeds",
+                                    "start_image": "start", "clip_vision_output": "image_embeds",
+                                    "previous_frames": "previous", "mode.audio_encoder_output_2": "audio_embeds_2",
+                                    "mode.mask_1": "mask_1", "mode.mask_2": "mask_2"},
+                                   ("model", "positive", "negative", "latent", "trim"), ignore={"mode": None},
+                                   note="the start image and previous frames are resized by the VAE's processor "
+                                        "(ComfyUI: bilinear)"),
     "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
                                   LATENT_SIZE + (P("length", "frames"),),
                                   {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
@@ -1846,16 +1861,10 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    # Wan 2.1 InfiniteTalk: its voices (LoadAudio, AudioConcat) and speech encoder import; the talking side does not yet
-    **{name: "not mapped yet: InfiniteTalk's patch (model_patches/wan2.1_infiniteTalk_*.safetensors: audio_proj, "
-             "and an audio cross-attention in each of Wan 2.1 i2v's 40 blocks, reading encode.audio's features) and "
-             "its conditioning (a voice per speaker, each on its speaker's mask; the previous clip's last frames to "
-             "continue from) are not in Kinograph's Wan model; LoadAudio, AudioConcat, AudioEncoderLoader and "
-             "AudioEncoderEncode import already"
-       for name in ("ModelPatchLoader", "WanInfiniteTalkToVideo")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and take io.load_image's alpha",
+               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
+               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "

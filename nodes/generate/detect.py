@@ -34,7 +34,7 @@ WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
             "text_model.", "vision_model.")
 ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
-         "controlnet", "style_model", "ipadapter", "latent_upscaler")
+         "controlnet", "style_model", "ipadapter", "latent_upscaler", "model_patch")
 
 
 @dataclass
@@ -947,6 +947,14 @@ def _style_model(k: Keys) -> Optional[Detection]:
                      extra={"vision": up[1], "text": down[0]})
 
 
+def _model_patch(k: Keys) -> Optional[Detection]:
+    """InfiniteTalk's patch for Wan 2.1 I2V 14B (model_patches/wan2.1_infiniteTalk_*): audio_proj and per-block audio
+    cross-attention."""
+    if k.shape("audio_proj.proj1.weight") is None or k.shape("blocks.0.audio_cross_attn.proj.weight") is None:
+        return None
+    return Detection("model_patch", "wan", "infinitetalk", why="audio_proj / blocks.N.audio_cross_attn")
+
+
 def _ipadapter(k: Keys) -> Optional[Detection]:
     """h94's IP-Adapters (image_proj.* / ip_adapter.*, SD 1.5 and SDXL; FaceID's LoRA'd attention would read as a
     LoRA) and XLabs' FLUX.1 one, as load.ipadapter tells them apart (ipadapter_kinds)."""
@@ -1122,7 +1130,7 @@ def qwen21_files(part: str) -> str:
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
 RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
-         _text_encoder, _clip_vision, _style_model]
+         _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
 def detect_keys(shapes: Dict[str, Shape]) -> Detection:

@@ -710,6 +710,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
                                    "one has")
+    if det.role == "model_patch":
+        return True, "load.model_patch: InfiniteTalk's audio layers over Wan 2.1 I2V 14B (condition.infinitetalk)"
     if det.role == "style_model":
         return True, "load.style_model: FLUX.1 Redux, a picture's SigLIP tokens as prompt tokens (condition.style_model)"
     if det.variant == "siglip2-naflex":
