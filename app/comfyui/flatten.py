@@ -372,7 +372,8 @@ def _inline(inst, sub, nodes, links, promoted, unread, remarks):
                         target["inputs"][t_slot].get("name", ""),
                         f"it takes the subgraph's input {_sub_input_name(sub, o_slot)!r}, which nothing outside is "
                         f"linked to; ComfyUI gives it the value of that input's widget, held by "
-                        f"{holder.get('type')} #{pid}{holder.get('id')}, a node whose widgets Kinograph cannot read"))
+                        f"{holder.get('type')} #{pid}{holder.get('id')}, a class Kinograph does not know, so which of its stored "
+                        f"values that widget's is cannot be told"))
                 continue
             else:
                 src, src_slot = into[o_slot]
