@@ -178,6 +178,8 @@ class VideoModels:
             return None
         notes[:] = [("the guide is read clean, as at strength 1; " + n) if n.startswith("strength=") else n
                     for n in notes]
+        notes += [f"{k} is not carried: Kinograph reads the guide clip at the video's size, over the whole picture"
+                  for k in ("attention_mask", "iclora_parameters") if isinstance(cn.inputs.get(k), Ref)]
         cond = self.add("condition.guide_video", cn, {})
         self.link(video, cond, "video")
         for port in ("positive", "negative", "vae", "latent"):
