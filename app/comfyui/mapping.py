@@ -1549,6 +1549,10 @@ RULES: Dict[str, Rule] = {
     "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
                                     (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
                                      P("resolution_steps", "step")), {"image": "video"}, ("video",)),
+    # its longer side made largest_size, the other rounded to keep the shape: video.resize_side's own arithmetic
+    "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
+                                     (P("upscale_method", "method", resize_method), P("largest_size", "size")),
+                                     {"image": "video"}, ("video",), fixed={"side": "longer"}),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
                          P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",),
@@ -1861,6 +1865,12 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
+    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
+    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
+             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
+             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
+             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
+             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
                "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "

@@ -147,6 +147,9 @@ class VideoModels:
         """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since
         Kinograph conditions on the image instead of appending guide frames to the latent."""
         idx = self.resolve(cn.inputs.get("frame_idx", 0))
+        image = self.resolve(cn.inputs.get("image"))
+        if isinstance(image, Out) and image.port and self._type(*image.port, True) == "VIDEO":
+            return self.ltx2_guide_video(cn, idx, image, notes)
         if idx not in (0, -1):
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(f"a guide at frame {idx}: Kinograph pins only the first or "
@@ -161,6 +164,32 @@ class VideoModels:
         lat = self.resolve(cn.inputs.get("latent"))
         self.outs[(cn.id, 0)] = Out((cond, "positive"))
         self.outs[(cn.id, 1)] = Out((cond, "negative"))
+        self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
+        return [cond]
+
+    def ltx2_guide_video(self, cn, idx, video, notes):
+        """LTXVAddGuide on a clip (LTX-2's IC-LoRA templates: canny edges, depth maps) is condition.guide_video; its
+        latent passes through, since Kinograph lays the guide's tokens beside the video's while it samples rather
+        than in the latent. The prompts from before it are remembered for LTXVCropGuides."""
+        if idx != 0:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"a guide clip at frame {idx}: Kinograph's guide clips start at "
+                                                    "the video's first frame (frame_idx 0)")
+            return None
+        notes[:] = [("the guide is read clean, as at strength 1; " + n) if n.startswith("strength=") else n
+                    for n in notes]
+        notes += [f"{k} is not carried: Kinograph reads the guide clip at the video's size, over the whole picture"
+                  for k in ("attention_mask", "iclora_parameters") if isinstance(cn.inputs.get(k), Ref)]
+        cond = self.add("condition.guide_video", cn, {})
+        self.link(video, cond, "video")
+        for port in ("positive", "negative", "vae", "latent"):
+            v = self.resolve(cn.inputs.get(port))
+            if isinstance(v, Out):
+                self.link(v, cond, port)
+        lat = self.resolve(cn.inputs.get("latent"))
+        for slot, port in enumerate(("positive", "negative")):
+            before = self.resolve(cn.inputs.get(port))
+            self.outs[(cn.id, slot)] = Out((cond, port), {"unguided": before if isinstance(before, Out) else Out()})
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
 
@@ -204,8 +233,11 @@ class VideoModels:
         return []
 
     def special_crop_guides(self, cn, rule, params, notes):
+        """The latent passes through (Kinograph's holds no guide frames); prompts that carry a guide clip give way
+        to those from before condition.guide_video, as ComfyUI's crop clears their keyframes."""
         for slot, name in enumerate(("positive", "negative", "latent")):
             v = self.resolve(cn.inputs.get(name))
+            v = v.attrs.get("unguided", v) if isinstance(v, Out) else v
             self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
         return []
 

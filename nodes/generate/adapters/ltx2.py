@@ -92,7 +92,12 @@ class LTX2Adapter(LTXAdapter):
         # LTX-2.3 (its connectors project to each stream)
         cfg = handle.pipe.transformer.config
         audio = int(cfg.caption_channels if cfg.use_prompt_embeddings else cfg.audio_cross_attention_dim)
-        return {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+        out = {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+        from nodes.generate.ltx2_guide import guide_of
+        guide = guide_of(conds)
+        if guide is not None:
+            out["guide"] = guide.to(device, dtype)
+        return out
 
     def forward(self, handle, x_in, t, inputs):
         pipe = handle.pipe
@@ -107,13 +112,28 @@ class LTX2Adapter(LTXAdapter):
         if "noise_mask" in inputs:      # one timestep per video token: the step's, times the token's mask
             kept = apart(inputs["noise_mask"].expand(n, *inputs["noise_mask"].shape[1:]), video_shape, audio_shape)[0]
             video_timestep = timestep[:, None] * pipe._pack_latents(kept[:, :1].float(), 1, 1).squeeze(-1)
-        out_v, out_a = model(hidden_states=pipe._pack_latents(video, 1, 1).to(model.dtype),
+        tokens, coords = pipe._pack_latents(video, 1, 1), None
+        if "guide" in inputs:           # condition.guide_video's tokens after the video's, clean (timestep 0)
+            guide = inputs["guide"]
+            if guide.shape[3:] != video.shape[3:]:
+                raise NodeError(f"this guide video was encoded for a {guide.shape[4] * 32}x{guide.shape[3] * 32} "
+                                f"video and the latent is {w * 32}x{h * 32}: a pass at another size takes the "
+                                "prompts from before condition.guide_video")
+            place = model.rope.prepare_video_coords
+            coords = torch.cat([place(n, f, h, w, x_in.device, fps=fps),
+                                place(n, guide.shape[2], h, w, x_in.device, fps=fps)], 2)
+            extra = pipe._pack_latents(guide, 1, 1).to(tokens.dtype).expand(n, -1, -1)
+            video_timestep = torch.cat([video_timestep.view(n, -1).expand(n, tokens.shape[1]),
+                                        torch.zeros(n, extra.shape[1], device=x_in.device)], 1)
+            tokens = torch.cat([tokens, extra], 1)
+        out_v, out_a = model(hidden_states=tokens.to(model.dtype),
                              audio_hidden_states=pipe._pack_audio_latents(audio).to(model.dtype),
                              encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
                              timestep=video_timestep, audio_timestep=timestep, sigma=timestep, encoder_attention_mask=inputs["mask"],
                              audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
-                             audio_num_frames=length, use_cross_timestep=True, return_dict=False)
-        return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
+                             audio_num_frames=length, video_coords=coords, use_cross_timestep=True,
+                             return_dict=False)
+        return joined(pipe._unpack_latents(out_v[:, :f * h * w].float(), f, h, w, 1, 1),
                       pipe._unpack_audio_latents(out_a.float(), length, audio.shape[3]))
 
     # -- decoding ------------------------------------------------------------------------------
