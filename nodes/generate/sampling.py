@@ -400,9 +400,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
                         int(seed), check, gen, window_done)
     keep = None
-    if latent.mask is not None:
+    packed_mask = adapter.pack_mask(latent)
+    if packed_mask is not None:
         keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
-                      _mask_on(adapter.pack_mask(latent), x0.shape).to(device))
+                      _mask_on(packed_mask, x0.shape).to(device))
     positive, negative = model_concat(handle, positive, negative, latent,
                                       lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
     positive, negative = adapter.for_run(handle, positive, negative, int(seed), sigmas)

@@ -64,10 +64,11 @@ class LTX2Adapter(LTXAdapter):
         return px[:, :, None]
 
     def pack_mask(self, latent):
-        if latent.mask is None:
+        if latent.mask is None and latent.audio_mask is None:
             return None
-        video = latent.mask.float().expand(1, *latent.samples.shape[1:])
-        return joined(video, torch.ones(1, *latent.audio.shape[1:]))
+        video = torch.ones(1, 1, 1, 1, 1) if latent.mask is None else latent.mask.float()
+        audio = torch.ones(1, 1, 1, 1) if latent.audio_mask is None else latent.audio_mask.float()
+        return joined(video.expand(1, *latent.samples.shape[1:]), audio.expand(1, *latent.audio.shape[1:]))
 
     def pack(self, latent):
         return joined(latent.samples.float(), latent.audio.float())
@@ -100,14 +101,19 @@ class LTX2Adapter(LTXAdapter):
         length = audio.shape[2]
         n = x_in.shape[0]
         timestep = t.to(x_in.device).expand(n)
-        video_timestep = timestep
-        if "noise_mask" in inputs:      # one timestep per video token: the step's, times the token's mask
-            kept = apart(inputs["noise_mask"].expand(n, *inputs["noise_mask"].shape[1:]), video_shape, audio_shape)[0]
+        video_timestep = audio_timestep = timestep
+        if "noise_mask" in inputs:      # one timestep per token: the step's, times the token's mask
+            kept, heard = apart(inputs["noise_mask"].expand(n, *inputs["noise_mask"].shape[1:]), video_shape,
+                                audio_shape)
             video_timestep = timestep[:, None] * pipe._pack_latents(kept[:, :1].float(), 1, 1).squeeze(-1)
+            audio_timestep = timestep[:, None] * heard[:, 0, :, 0].float()
         out_v, out_a = model(hidden_states=pipe._pack_latents(video, 1, 1).to(model.dtype),
                              audio_hidden_states=pipe._pack_audio_latents(audio).to(model.dtype),
                              encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
-                             timestep=video_timestep, audio_timestep=timestep, sigma=timestep, encoder_attention_mask=inputs["mask"],
+                             timestep=video_timestep, audio_timestep=audio_timestep, sigma=timestep,
+                             # The video reads the sound through a gate set by the sound's own level (0 for a given
+                             # song), as ComfyUI's LTXAV gates it by the sound tokens' highest timestep.
+                             audio_sigma=audio_timestep.reshape(n, -1).amax(1), encoder_attention_mask=inputs["mask"],
                              audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
                              audio_num_frames=length, use_cross_timestep=True, return_dict=False)
         return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
