@@ -661,8 +661,9 @@ def _song_prompt(song: str) -> dict:
 
 def test_comfyui_song_to_video_chain_imports_and_keeps_the_song(tiny, gemma, tmp_path, monkeypatch):
     """The ia2v chain maps every node exactly (TrimAudioDuration as io.trim_audio; the encoder, the noise mask 0 and
-    the join as latent.set_sound on the video latent, with the checkpoint's VAE) and runs: the sampled latent holds
-    the song's first 0.375 s as latent.set_sound encodes it, untouched."""
+    the join as latent.set_sound on the video latent, with the checkpoint's VAE; VAEDecodeAudio of its sound as the
+    clip's own) and runs: the sampled latent holds the song's first 0.375 s as latent.set_sound encodes it,
+    untouched."""
     from app.comfyui import import_data
     from graph_engine import Audio
     from graph_engine.api import Session, load_workflow
@@ -693,6 +694,7 @@ def test_comfyui_song_to_video_chain_imports_and_keeps_the_song(tiny, gemma, tmp
     want = with_sound(loaded["vae"], empty_latent(loaded["vae"], 9, 64, 64, 24.0),
                       Audio(str(tmp_path / "song.wav"), 0.0, 0.375))
     assert torch.equal(sampled.audio, want.audio)
+    assert sampled.audio_mask.sum() == 0        # still kept for a second pass (ComfyUI's separate keeps the mask)
 
 
 def test_bad_songs_and_trims_are_named(tiny, tmp_path):

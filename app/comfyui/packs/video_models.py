@@ -227,11 +227,11 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has LTX-2 alone, whose sound vae.decode gives with the frames. A latent from a node that
-        did not convert (another model's) is left for the user."""
-        src = self.resolve(cn.inputs.get("samples"))
-        made = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
-        if made is None or made.type.startswith("comfyui."):
+        of those Kinograph has LTX-2 alone, whose sound vae.decode gives with the frames: known by its audio VAE
+        (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's). Another model's is left for the user."""
+        made_by = {k: self.flat.nodes[v.node].class_type for k, v in cn.inputs.items()
+                   if isinstance(v, Ref) and v.node in self.flat.nodes}
+        if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's sound only in Kinograph (the one "
                                                     "audio VAE it has); this latent comes from another model")
