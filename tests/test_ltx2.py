@@ -732,3 +732,62 @@ def test_bad_songs_and_trims_are_named(tiny, tmp_path):
     _song(hi, rate=44100, seconds=0.5)
     assert stereo(Audio(str(hi), 0.0, 0.5), 16000).shape == (2, 8000)
     assert with_sound(loaded["vae"], latent, Audio(str(hi), 0.0, 0.5)).audio_mask.sum() == 0
+
+
+def test_reference_voice_is_read_before_the_sound_with_identity_guidance(tiny, gemma, tmp_path):
+    """condition.reference_voice (ComfyUI's LTXVReferenceAudio): one Euler step from noise is ComfyUI's LTXAV
+    written out: the voice's tokens (its latent as latent.set_sound encodes it) before the clip's sound at timestep
+    0, their RoPE times ending one latent step (40 ms) before the clip's start, the output trimmed of them; plus
+    identity guidance, 2 x (prediction - prediction without the voice)."""
+    from graph_engine import Audio
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.ltx2_sound import encode, stereo, with_reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    parts, path = tiny
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), gemma[2].name, path.name, "auto", "cpu")
+    pos = encode_prompt(te, PROMPT)
+    _song(tmp_path / "voice.wav", seconds=0.3)
+    voice = Audio(str(tmp_path / "voice.wav"), 0.0, 0.3)
+    model, positive, _ = with_reference(loaded["model"], pos, pos, loaded["vae"], voice, 2.0, 0.0, 1.0)
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    out = run_sampling(model, positive, None, latent, steps=1, cfg=1.0, sampler="euler", seed=3, sigmas="1.0, 0.0")
+    gen = torch.Generator().manual_seed(3)
+    video = torch.randn(tuple(latent.samples.shape), generator=gen).permute(0, 2, 3, 4, 1).reshape(1, 8, 8)
+    sound = torch.randn(tuple(latent.audio.shape), generator=gen).permute(0, 2, 1, 3).reshape(1, 9, 16)
+    ref = encode(loaded["vae"].pipe, stereo(voice, 16000)).permute(0, 2, 1, 3).reshape(1, -1, 16)
+    r = ref.shape[1]
+    # audio RoPE times in seconds, [start, end) per latent step: mel frames 4i-3 (causal, from 0) to 4i+1, 10 ms each
+    times = lambda k: torch.stack([(4 * torch.arange(k) - 3).clamp(min=0), 4 * torch.arange(k) + 1], -1) * 0.01  # noqa: E731,E501
+    before = times(r)
+    coords = torch.cat([before - (before[-1, 1] + 0.04), times(9)])[None, None]
+    model_t, e, m = parts["transformer"], pos.embeds, pos.mask
+    cut = e.shape[-1] - model_t.audio_caption_projection.linear_1.in_features
+
+    def x0(audio, audio_timestep, **kw):
+        with torch.no_grad():
+            v, a = model_t(hidden_states=video, audio_hidden_states=audio, encoder_hidden_states=e[..., :cut],
+                           audio_encoder_hidden_states=e[..., cut:], encoder_attention_mask=m,
+                           audio_encoder_attention_mask=m, timestep=torch.full((1, 8), 1000.0),
+                           audio_timestep=audio_timestep, sigma=torch.tensor([1000.0]),
+                           audio_sigma=torch.tensor([1000.0]), num_frames=2, height=2, width=2, fps=24.0,
+                           audio_num_frames=9, use_cross_timestep=True, return_dict=False, **kw)
+        return video - v, sound - a[:, -9:]
+    with_voice = x0(torch.cat([ref, sound], 1), torch.cat([torch.zeros(1, r), torch.full((1, 9), 1000.0)], 1),
+                    audio_coords=coords)
+    without = x0(sound, torch.full((1, 9), 1000.0))
+    plain, _, _ = with_reference(loaded["model"], pos, pos, loaded["vae"], voice, 0.0, 0.0, 1.0)
+    unguided = run_sampling(plain, positive, None, latent, steps=1, cfg=1.0, sampler="euler", seed=3,
+                            sigmas="1.0, 0.0")
+    # the guided result triples the float32 rounding of the two passes, hence its wider bound
+    for got, want, bound in ((unguided, with_voice, 1e-5),
+                             (out, [w + (w - wo) * 2.0 for w, wo in zip(with_voice, without)], 5e-5)):
+        for mine, theirs in ((got.samples.permute(0, 2, 3, 4, 1).reshape(1, 8, 8), want[0]),
+                             (got.audio.permute(0, 2, 1, 3).reshape(1, 9, 16), want[1])):
+            assert ((mine - theirs).norm() / theirs.norm()).item() < bound
+    assert not torch.allclose(with_voice[1], without[1])

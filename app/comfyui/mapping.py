@@ -1150,6 +1150,12 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
     # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
     # latent.set_sound on the video latent, made where the two streams are joined
+    "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
+                               (P("identity_guidance_scale", "identity_scale"), P("start_percent", "start"),
+                                P("end_percent", "end")),
+                               {"model": "model", "positive": "positive", "negative": "negative",
+                                "reference_audio": "audio"}, ("model", "positive", "negative"),
+                               special="ltx2_reference_voice"),
     "LTXVAudioVAEEncode": Rule("latent.set_sound", (), (), {"audio": "audio"}, ("latent",),
                                special="ltx2_audio_encode"),
     "EmptyImage": Rule("generate.solid", ("width", "height", "batch_size", "color"),

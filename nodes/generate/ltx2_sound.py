@@ -112,3 +112,41 @@ def with_sound(vae, latent, audio, log: Callable[[str], None] = lambda m: None):
         log(f"the sound lasts {heard / length * seconds:.2f} s of the clip's {seconds:.2f} s: LTX-2 makes the sound "
             f"after it")
     return dataclasses.replace(latent, audio=sound, audio_mask=mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityGuidance:
+    """ComfyUI's LTXVReferenceAudio guidance: at the steps whose level lies between start's and end's (shares of the
+    way from noise), the prediction moves away from the one without the reference voice by `scale`."""
+    scale: float
+    start: float = 0.0
+    end: float = 1.0
+
+    def steers(self, sigma: float, level_at) -> bool:
+        return self.scale > 0 and level_at(self.end) <= sigma <= level_at(self.start)
+
+    def apply(self, guided, cond, cond_without):
+        return guided + (cond - cond_without) * self.scale
+
+
+REFERENCE = "ref_audio"         # the conditioning's extra: the reference voice's tokens [1, R, C * M]
+
+
+def with_reference(model, positive, negative, vae, audio, scale: float, start: float, end: float):
+    """(model, positive, negative) with a reference voice for LTX-2's ID-LoRA (ComfyUI's LTXVReferenceAudio): its
+    latent, as latent.set_sound encodes a song, rides on both prompts as tokens the transformer reads before the
+    clip's sound, at timestep 0; the model gets identity guidance at `scale` (0: none) between start and end."""
+    if vae.family != "ltx2" or model.family != "ltx2":
+        raise NodeError("condition.reference_voice is for LTX-2: load an LTX-2 checkpoint with load.model and give "
+                        "its model and VAE")
+    if start > end:
+        raise NodeError(f"identity guidance's start ({start}) must not come after its end ({end})")
+    pipe = vae.pipe
+    tokens = pipe._pack_audio_latents(encode(pipe, stereo(audio, int(pipe.audio_vae.config.sample_rate))))
+    conds = tuple(c.with_extra(**{REFERENCE: tokens}) for c in (positive, negative))
+    return (model.with_option("identity_guidance", IdentityGuidance(float(scale), float(start), float(end))),
+            *conds)
+
+
+def without_reference(cond):
+    return dataclasses.replace(cond, extra={k: v for k, v in cond.extra.items() if k != REFERENCE})

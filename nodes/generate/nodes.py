@@ -512,6 +512,23 @@ def latent_set_sound(ctx, vae: VAE, latent: LATENT, audio: AUDIO) -> LATENT:
     return with_sound(vae, latent, audio, ctx.log)
 
 
+@node("condition.reference_voice", title="LTX-2 Reference Voice (ID-LoRA)", category="Conditioning", device="gpu",
+      outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING}, passes={"model": "model"})
+def condition_reference_voice(ctx, model: MODEL, positive: CONDITIONING, negative: CONDITIONING, vae: VAE, audio: AUDIO,
+                              identity_scale: float = Param(3.0, min=0.0, max=100.0,
+                                                            help="how strongly the voice is pushed towards the "
+                                                                 "reference's (an extra model pass per step; 0: none)"),
+                              start: float = Param(0.0, min=0.0, max=1.0, help="share of the steps where it begins"),
+                              end: float = Param(1.0, min=0.0, max=1.0, help="share of the steps where it ends")):
+    """A speaker's voice for LTX-2's ID-LoRA to give the clip's sound (ComfyUI's LTXVReferenceAudio): a few
+    seconds of them speaking (about 5 s, as it was trained), encoded by LTX-2's audio VAE, are read by the
+    transformer before the clip's sound at timestep 0; identity guidance moves each step away from the prediction
+    without the reference by identity_scale. Load the ID-LoRA with lora.image."""
+    from nodes.generate.ltx2_sound import with_reference
+    model, positive, negative = with_reference(model, positive, negative, vae, audio, identity_scale, start, end)
+    return {"model": model, "positive": positive, "negative": negative}
+
+
 @node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu",
       preflight=guidance_preflight)
 def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,

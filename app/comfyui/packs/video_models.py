@@ -225,6 +225,12 @@ class VideoModels:
         self.outs[(cn.id, 0)] = Out(None, {"clip_audio": src.port[0]} if isinstance(src, Out) and src.port else {})
         return []
 
+    def special_ltx2_reference_voice(self, cn, rule, params, notes):
+        """Its audio VAE is the checkpoint's, which load.model's VAE holds: found as an empty latent's VAE is."""
+        nid = self.plain(cn, rule, params, notes)
+        self.pending_vae.append((nid, cn.id))
+        return [nid]
+
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
         of those Kinograph has LTX-2 alone, whose sound vae.decode gives with the frames: known by its audio VAE

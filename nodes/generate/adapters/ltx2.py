@@ -13,6 +13,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters.base import stack_global
 from nodes.generate.adapters.ltx import LTXAdapter
+from nodes.generate.ltx2_sound import REFERENCE
 
 STREAMS = "ltx2_streams"            # the handle option for_latent sets: (video [C, T, h, w], audio [C, L, M], fps)
 
@@ -90,7 +91,14 @@ class LTX2Adapter(LTXAdapter):
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, m, _ = stack_global(conds, [0], device, dtype, batch, self.factors(handle.pipe)[0])
         audio = int(handle.pipe.transformer.audio_caption_projection.linear_1.in_features)
-        return {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+        inputs = {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+        refs = [c.extra.get(REFERENCE) for c in conds]
+        if any(r is not None for r in refs):
+            if any(r is None for r in refs):
+                raise NodeError("the reference voice (condition.reference_voice) is on one prompt and not the other: "
+                                "give both prompts through condition.reference_voice")
+            inputs[REFERENCE] = torch.cat([r.to(device, dtype).expand(batch, -1, -1) for r in refs])
+        return inputs
 
     def forward(self, handle, x_in, t, inputs):
         pipe = handle.pipe
@@ -107,8 +115,13 @@ class LTX2Adapter(LTXAdapter):
                                 audio_shape)
             video_timestep = timestep[:, None] * pipe._pack_latents(kept[:, :1].float(), 1, 1).squeeze(-1)
             audio_timestep = timestep[:, None] * heard[:, 0, :, 0].float()
+        tokens, coords, heard_from = pipe._pack_audio_latents(audio).to(model.dtype), None, 0
+        if REFERENCE in inputs:
+            tokens, coords, audio_timestep = _with_reference(model.audio_rope, inputs[REFERENCE], tokens,
+                                                             audio_timestep)
+            heard_from = inputs[REFERENCE].shape[1]
         out_v, out_a = model(hidden_states=pipe._pack_latents(video, 1, 1).to(model.dtype),
-                             audio_hidden_states=pipe._pack_audio_latents(audio).to(model.dtype),
+                             audio_hidden_states=tokens, audio_coords=coords,
                              encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
                              timestep=video_timestep, audio_timestep=audio_timestep, sigma=timestep,
                              # The video reads the sound through a gate set by the sound's own level (0 for a given
@@ -117,7 +130,7 @@ class LTX2Adapter(LTXAdapter):
                              audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
                              audio_num_frames=length, use_cross_timestep=True, return_dict=False)
         return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
-                      pipe._unpack_audio_latents(out_a.float(), length, audio.shape[3]))
+                      pipe._unpack_audio_latents(out_a[:, heard_from:].float(), length, audio.shape[3]))
 
     # -- decoding ------------------------------------------------------------------------------
     def decode_sound(self, pipe, audio):
@@ -139,6 +152,21 @@ class LTX2Adapter(LTXAdapter):
                                       vae.config.scaling_factor)
         temb = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype) if vae.config.timestep_conditioning else None
         return vae.decode(z, temb, return_dict=False)[0].float()
+
+
+def _with_reference(rope, reference, tokens, timestep):
+    """The reference voice's tokens before the clip's sound, as ComfyUI's LTXAV reads them for ID-LoRA: placed in
+    time so that they end one latent step before the clip starts, at timestep 0. (tokens, RoPE coordinates
+    [N, 1, R + L, 2], per-token timesteps)."""
+    n, length = tokens.shape[:2]
+    ref = reference.to(tokens)
+    before = rope.prepare_audio_coords(n, ref.shape[1], tokens.device)
+    step = rope.hop_length * rope.scale_factors[0] / rope.sampling_rate
+    coords = torch.cat([before - (before[:, :, -1:, 1:] + step), rope.prepare_audio_coords(n, length, tokens.device)],
+                       2)
+    timestep = timestep.reshape(n, -1).expand(n, length)
+    return torch.cat([ref, tokens], 1), coords, torch.cat([torch.zeros_like(timestep[:, :1]).expand(n, ref.shape[1]),
+                                                           timestep], 1)
 
 
 def audio_length(pipe, frames: int, fps: float) -> int:
