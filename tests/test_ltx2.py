@@ -700,7 +700,7 @@ def test_comfyui_song_to_video_chain_imports_and_keeps_the_song(tiny, gemma, tmp
 def test_bad_songs_and_trims_are_named(tiny, tmp_path):
     """io.trim_audio cuts as ComfyUI's TrimAudioDuration (in the file's samples, a negative start from the end, the
     end held to the sound); latent.set_sound names a missing file, a file with no sound, a sound too short for the
-    audio VAE and a latent that is not LTX-2's; a 44.1 kHz song is read at the VAE's 16 kHz."""
+    audio VAE, an empty one and a latent that is not LTX-2's; a 44.1 kHz song is read at the VAE's 16 kHz."""
     from graph_engine import Audio
     from graph_engine.context import Context
     from nodes.generate.latent import Latent
@@ -724,6 +724,9 @@ def test_bad_songs_and_trims_are_named(tiny, tmp_path):
     (tmp_path / "notes.wav").write_text("not a sound")
     with pytest.raises(NodeError, match="notes.wav cannot be read as sound"):
         with_sound(loaded["vae"], latent, Audio(str(tmp_path / "notes.wav"), 0.0, 1.0))
+    _song(tmp_path / "empty.wav", seconds=0.0)
+    with pytest.raises(NodeError, match=r"empty.wav holds a sound track with no sound in it \(0 samples\)"):
+        with_sound(loaded["vae"], latent, Audio(str(tmp_path / "empty.wav"), 0.0, None))
     with pytest.raises(NodeError, match="the sound is 20 ms long: LTX-2's audio VAE needs more than 32 ms"):
         with_sound(loaded["vae"], latent, Audio(str(song), 0.0, 0.02))
     with pytest.raises(NodeError, match="latent.set_sound gives an LTX-2 latent its sound"):

@@ -19,7 +19,7 @@ def stereo(audio, rate: int) -> np.ndarray:
     """`audio` (graph_engine.Audio: io.load_audio's span, io.trim_audio's, io.concat_audio's pieces, silence
     between) as float samples [2, n] at `rate`: a mono file on both sides (as ComfyUI duplicates it), more channels
     mixed down to two by ffmpeg."""
-    from nodes.io.sound import read_sound, sound_problem
+    from nodes.io.sound import sound_problem
     files, out = {}, []
     for p in audio.pieces():
         if not p.path:
@@ -29,7 +29,6 @@ def stereo(audio, rate: int) -> np.ndarray:
             why = sound_problem(p.path)
             if why:
                 raise NodeError(why)
-            read_sound(p.path, rate)        # names a file that stops decoding or holds no samples
             files[p.path] = _decode(p.path, rate)
         whole = files[p.path]
         start = int(round(p.start * rate))
@@ -40,15 +39,23 @@ def stereo(audio, rate: int) -> np.ndarray:
 
 def _decode(path: str, rate: int) -> np.ndarray:
     import av
+    from pathlib import Path
+    from nodes.io.sound import REDO
     parts = []
-    with av.open(str(path)) as c:
-        mono = c.streams.audio[0].codec_context.channels == 1
-        # A mono file is read as mono and copied to both sides: ffmpeg's own upmix would put it on each at -3 dB.
-        down = av.AudioResampler(format="fltp", layout="mono" if mono else "stereo", rate=rate)
-        for frame in c.decode(c.streams.audio[0]):
-            parts += [f.to_ndarray() for f in down.resample(frame)]
-        parts += [f.to_ndarray() for f in down.resample(None)]
-    out = np.concatenate(parts, 1).astype(np.float32) if parts else np.zeros((2, 0), np.float32)
+    try:
+        with av.open(str(path)) as c:
+            mono = c.streams.audio[0].codec_context.channels == 1
+            # A mono file is read as mono and copied to both sides: ffmpeg's upmix would put it on each at -3 dB.
+            down = av.AudioResampler(format="fltp", layout="mono" if mono else "stereo", rate=rate)
+            for frame in c.decode(c.streams.audio[0]):
+                parts += [f.to_ndarray() for f in down.resample(frame)]
+            parts += [f.to_ndarray() for f in down.resample(None)]
+    except av.FFmpegError as e:
+        raise NodeError(f"{Path(path).name}: its sound stops decoding ({getattr(e, 'strerror', None) or e}): the file "
+                        f"is damaged or cut short; {REDO}") from None
+    if not parts:
+        raise NodeError(f"{Path(path).name} holds a sound track with no sound in it (0 samples): {REDO}")
+    out = np.concatenate(parts, 1).astype(np.float32)
     return np.repeat(out, 2, 0) if out.shape[0] == 1 else out
 
 
