@@ -1179,6 +1179,18 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
+    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
+    # latent.set_sound on the video latent, made where the two streams are joined
+    "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
+                               (P("identity_guidance_scale", "identity_scale"), P("start_percent", "start"),
+                                P("end_percent", "end")),
+                               {"model": "model", "positive": "positive", "negative": "negative",
+                                "reference_audio": "audio"}, ("model", "positive", "negative"),
+                               special="ltx2_reference_voice"),
+    "LTXVAudioVAEEncode": Rule("latent.set_sound", (), (), {"audio": "audio"}, ("latent",),
+                               special="ltx2_audio_encode"),
     "EmptyImage": Rule("generate.solid", ("width", "height", "batch_size", "color"),
                        (P("width", "width"), P("height", "height"), P("batch_size", "frames"), P("color", "color")),
                        outputs=("video",)),
@@ -1480,7 +1492,7 @@ RULES: Dict[str, Rule] = {
                                 (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom"),
                                  P("feathering", "feathering")), {"image": "video"}, ("video", "mask")),
     "SetLatentNoiseMask": Rule("latent.set_mask", (), (), {"samples": "latent", "mask": "mask"}, ("latent",),
-                               note=LATENT_MASK_NOTE),
+                               note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
     # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
@@ -1667,6 +1679,8 @@ RULES: Dict[str, Rule] = {
                                note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
                                     "torchaudio's: the features differ by the two filters' difference only"),
     # InfiniteTalk's two speakers' voices, one after the other, for the frames' soundtrack
+    "TrimAudioDuration": Rule("io.trim_audio", ("start_index", "duration"),
+                              (P("start_index", "start"), P("duration", "duration")), {"audio": "audio"}, ("audio",)),
     "AudioConcat": Rule("io.concat_audio", ("direction",), (P("direction", "order"),),
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
