@@ -829,6 +829,9 @@ class MainWindow(QMainWindow):
     def _model_changed(self, ev) -> None:
         """Recompute what the viewer shows when something it depends on changed, unless that would
         re-run an expensive node (a sampler): then the viewer says it is out of date instead."""
+        if ev.kind == "node_changed" and "bypass" not in ev.data:
+            # A rename changes no output: renaming the sampler shown said 'A is out of date: press V'.
+            return
         if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
             self._edits.start()
         self._sync_picker(ev)

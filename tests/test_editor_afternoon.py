@@ -1,0 +1,65 @@
+"""Traps an artist from Nuke/Blender hit in an afternoon with the editor (probe of stop 32), one test
+each, driven offscreen through the window; any Qt warning fails a test."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor  # noqa: E402
+from test_editor import qbot_wait  # noqa: E402
+
+from app.editor.document import Document  # noqa: E402
+from graph_engine import Param  # noqa: E402
+from graph_engine.clip import Clip  # noqa: E402
+from graph_engine.node_api import build_spec  # noqa: E402
+from graph_engine.types import VIDEO  # noqa: E402
+
+make_window, no_modal_dialogs = test_editor.make_window, test_editor.no_modal_dialogs
+
+pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
+              pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")]
+
+
+@pytest.fixture(autouse=True)
+def private(monkeypatch, tmp_path):
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def _sample(ctx, level: int = Param(10, min=0, max=255)) -> VIDEO:
+    """Frames of one grey level, as an expensive node (a sampler) makes them."""
+    return Clip.from_array(np.full((3, 16, 16, 3), level, np.uint8))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    reg = test_editor.registry_with()
+    reg.add(build_spec(_sample, "test.sample", title="", category="Test", version=1, outputs=None, output=False,
+                       expensive=True, migrations={}, device="cpu", temporal_radius=None))
+    return reg
+
+
+def test_renaming_the_node_on_screen_leaves_its_picture_current(make_window, registry):
+    w = make_window(Document(registry=registry))
+    c = w.controller
+    s = c.add_node("test.sample", (0, 0))
+    p, r, _ = test_editor.chain(w)
+    for slot, node in (("A", s), ("B", r)):
+        w.view_node(node, slot)
+        assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None and w.viewer.canvas.images["B"] is not None)
+    jobs = len(w.runs.jobs)
+    # Renaming the sampler shown said 'A is out of date: press V to recompute' over a picture that
+    # no rename changes, and renaming the resize in B computed it again.
+    c.set_title(s, "Hero sampler")
+    c.set_title(r, "Half size")
+    assert not w.viewer.canvas.note and not w.viewer.canvas.alert
+    assert not w._stale and not w._refresh_view.isActive() and len(w.runs.jobs) == jobs
+    # A bypass does change the output: the picture goes on following it.
+    c.set_bypass([r], True)
+    assert w._stale == {"B"}
