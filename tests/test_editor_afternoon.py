@@ -36,7 +36,7 @@ def _sample(ctx, level: int = Param(10, min=0, max=255)) -> VIDEO:
     return Clip.from_array(np.full((3, 16, 16, 3), level, np.uint8))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registry():
     reg = test_editor.registry_with()
     reg.add(build_spec(_sample, "test.sample", title="", category="Test", version=1, outputs=None, output=False,
@@ -63,3 +63,18 @@ def test_renaming_the_node_on_screen_leaves_its_picture_current(make_window, reg
     # A bypass does change the output: the picture goes on following it.
     c.set_bypass([r], True)
     assert w._stale == {"B"}
+
+
+def test_edit_paste_into_another_window_lands_on_screen(make_window, registry):
+    from PySide6.QtGui import QCursor
+    w1, w2 = make_window(Document(registry=registry)), make_window(Document(registry=registry))
+    _, r, s = test_editor.chain(w1)
+    w1.scene.select_nodes([r, s])
+    assert w1.copy()
+    far = w2.controller.add_node("generate.test_pattern", (4000, 3000))
+    w2.view.centerOn(w2.scene.nodes[far])
+    QCursor.setPos(w2.mapToGlobal(w2.rect().bottomRight()) + w2.rect().bottomRight())   # off the canvas
+    ids = w2.paste()
+    shown = w2.view.mapToScene(w2.view.viewport().rect()).boundingRect()
+    # The nodes went to where they were copied from (300, 0), 4000 pixels off the part on screen.
+    assert len(ids) == 2 and shown.contains(w2.scene.nodes_rect(ids))

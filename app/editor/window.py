@@ -675,13 +675,21 @@ class MainWindow(QMainWindow):
         at = self._scene_cursor()
         ids = self._guard(self.controller.paste, QGuiApplication.clipboard().text(),
                           (at.x(), at.y()) if at is not None else None) or []
-        self.scene.select_nodes(ids)
+        self._show_pasted(ids)
         return ids
 
     def duplicate(self) -> None:
         self.commit_pending()
         ids = self._guard(self.controller.duplicate, *self.scene.selection_with_groups()) or []
+        self._show_pasted(ids)
+
+    def _show_pasted(self, ids: List[str]) -> None:
+        """Select what was pasted and bring it on screen. Edit > Paste (the cursor off the canvas) puts
+        the nodes where they were copied from, which in another window, or this one scrolled away, was
+        off screen: the paste looked as if it had done nothing."""
         self.scene.select_nodes(ids)
+        if ids:
+            self.view.ensureVisible(self.scene.nodes_rect(ids), 40, 40)
 
     def delete(self, reconnect: bool) -> None:
         sc = self.scene
