@@ -78,3 +78,17 @@ def test_edit_paste_into_another_window_lands_on_screen(make_window, registry):
     shown = w2.view.mapToScene(w2.view.viewport().rect()).boundingRect()
     # The nodes went to where they were copied from (300, 0), 4000 pixels off the part on screen.
     assert len(ids) == 2 and shown.contains(w2.scene.nodes_rect(ids))
+
+
+@pytest.mark.parametrize("typed, first", [
+    ("deflicker", "restore.deflicker"),     # found nothing: the task word 'flicker' inside it was rewritten
+    ("read", "io.load_"), ("merge", "video.over"), ("keylight", "video.matte"),
+    ("kronos", "interpolate.flow"), ("framerange", "video.trim"), ("framehold", "video.frame"),
+    ("append clip", "video.concat"), ("roto", "mask.track_points"), ("slow motion", "interpolate.flow"),
+])
+def test_the_node_search_finds_what_nuke_and_blender_call_a_node(make_window, typed, first):
+    """Nuke's Read, Write, Merge, Keylight, Kronos... found unrelated nodes or nothing."""
+    w = make_window()
+    w.view.open_palette(w.view.viewport().rect().center())
+    w.view.palette.edit.setText(typed)
+    assert w.view.palette.results()[0].startswith(first)
