@@ -7,6 +7,10 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
 from app.editor.compat import check_qt_binding  # noqa: E402
 
 check_qt_binding()
@@ -92,3 +96,31 @@ def test_the_node_search_finds_what_nuke_and_blender_call_a_node(make_window, ty
     w.view.open_palette(w.view.viewport().rect().center())
     w.view.palette.edit.setText(typed)
     assert w.view.palette.results()[0].startswith(first)
+
+
+def _drop(widget, paths, at=QPoint(200, 200)):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    QApplication.sendEvent(widget, QDragEnterEvent(at, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    QApplication.sendEvent(widget, QDropEvent(QPointF(at), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
+def test_a_folder_of_frames_dropped_becomes_footage(make_window, tmp_path):
+    """A plate (a folder of numbered frames, as Nuke and Blender write them) dragged from the file manager
+    was refused by the canvas and the viewer alike: only files were taken."""
+    from PIL import Image
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 12, 3), 40 * i, np.uint8)).save(plate / f"shot.{1001 + i}.png")
+    (tmp_path / "empty").mkdir()
+    w = make_window()
+    _drop(w.view.viewport(), [tmp_path / "empty"])
+    assert not w.doc.graph.nodes
+    _drop(w.view.viewport(), [plate])
+    (nid, inst), = w.doc.graph.nodes.items()
+    assert inst.type == "io.load_frames" and inst.params["path"] == str(plate)
+    _drop(w.viewer.canvas, [plate])
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
+    assert w.viewer.sources["A"].length == 3 and w.viewer.sources["A"].label == "plate"

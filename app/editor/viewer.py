@@ -1085,10 +1085,11 @@ class ViewerPanel(QWidget):
     @staticmethod
     def _media(mime) -> list:
         from graph_engine.workflow import MEDIA_SUFFIXES
-        from .view import STILL_SUFFIXES
+        from .view import STILL_SUFFIXES, frames_folder
         from pathlib import Path
-        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()
-                and Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES]
+        return [u.toLocalFile().rstrip("/") or "/" for u in mime.urls() if u.isLocalFile() and (
+            Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES
+            and not Path(u.toLocalFile()).is_dir() or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):
         if self._media(event.mimeData()):

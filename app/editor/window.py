@@ -1280,8 +1280,9 @@ class MainWindow(QMainWindow):
         from graph_engine.graph import Graph
         g = Graph()
         p = Path(path)
-        still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
-        nid = g.add_node("io.load_image" if still else "io.load_video", "file", {"path": str(path)})
+        still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
+        nid = g.add_node("io.load_image" if still else "io.load_frames" if p.is_dir() else "io.load_video", "file",
+                         {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
         # Named as the file (an earlier take with its folder): two takes side by side both read 'file.video'.
         name = f"{p.parent.name}/{p.name}" if p.parent.name == "takes" else p.name
@@ -1367,15 +1368,17 @@ def _model_files(nodes: dict, registry) -> List[str]:
 
 
 def loader_for(path) -> Optional[str]:
-    """The node that reads a dropped file as footage (io.load_video, or io.load_image for a still) or
-    applies it (color.lut, color.cdl), or None when the file is a workflow to open: YAML, ComfyUI, or a
-    render that carries one."""
+    """The node that reads a dropped file as footage (io.load_video, io.load_image for a still, io.load_frames
+    for a folder of frames) or applies it (color.lut, color.cdl), or None when the file is a workflow to
+    open: YAML, ComfyUI, or a render that carries one."""
     from app.comfyui import is_comfyui_file
     from graph_engine.embedded import read_embedded_workflow
     from graph_engine.workflow import MEDIA_SUFFIXES
-    from .view import STILL_SUFFIXES
+    from .view import STILL_SUFFIXES, frames_folder
     p = Path(path)
     suffix = p.suffix.lower()
+    if frames_folder(p):
+        return "io.load_frames"
     if suffix in LOOK_NODES:
         return LOOK_NODES[suffix]
     if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):
