@@ -124,3 +124,32 @@ def test_a_folder_of_frames_dropped_becomes_footage(make_window, tmp_path):
     assert w.runs.wait_idle(60)
     qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
     assert w.viewer.sources["A"].length == 3 and w.viewer.sources["A"].label == "plate"
+
+
+def test_undoing_the_delete_of_the_node_on_screen_brings_its_picture_back(make_window, registry):
+    """Deleted and brought back by Ctrl+Z, the node on screen went on being called deleted ('grade was
+    deleted; this is its last output') and the viewer no longer followed its edits: exposure +1 stayed
+    on screen after it was set to -1."""
+    w = make_window(Document(registry=registry))
+    c = w.controller
+    p, r, _ = test_editor.chain(w)
+    s = c.add_node("test.sample", (0, 300))
+    for slot, node in (("A", r), ("B", s)):
+        w.view_node(node, slot)
+        assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None and w.viewer.canvas.images["B"] is not None)
+    jobs = len(w.runs.jobs)
+    c.delete([r, s])
+    assert "was deleted" in w.viewer.canvas.note
+    w.doc.undo.undo()
+    assert not w.viewer.canvas.note and w._viewing == {"A": r, "B": s}
+    qbot_wait(lambda: not w._refresh_view.isActive())
+    # The resize is shown again from the cache; the sampler's picture is kept, not run again unasked.
+    assert [j.view[:3] for j in w.runs.jobs[jobs:]] == [(r, "video", "A")]
+    c.set_param(r, "width", 8)
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None and w.viewer.canvas.images["A"].width() == 8)
+    # A node added later under the freed id is no undo: the picture stays marked as the deleted one's.
+    c.delete([r])
+    c.add_node("video.resize", (300, 300))
+    assert "was deleted" in w.viewer.canvas.note and "A" not in w._viewing

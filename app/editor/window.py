@@ -312,11 +312,13 @@ class MainWindow(QMainWindow):
         # The texts come with the signals: the stack may be half torn down when it sends the last ones.
         doc.undo.undoTextChanged.connect(self._name_undo)
         doc.undo.redoTextChanged.connect(self._name_redo)
+        doc.undo.indexChanged.connect(self._viewed_node_back)
         self.undo_action.setEnabled(doc.undo.canUndo())
         self.redo_action.setEnabled(doc.undo.canRedo())
         self._name_undo(doc.undo.undoText())
         self._name_redo(doc.undo.redoText())
         self._viewing, self._stale, self._files = {}, set(), {}
+        self._gone = {}                          # slot -> (node, undo index, picture) of a viewed node deleted
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -882,8 +884,31 @@ class MainWindow(QMainWindow):
             if nid == node and slot != PREVIEW:
                 del self._viewing[slot]
                 if self.viewer.sources.get(slot) is not None:
-                    self.viewer.canvas.set_note(f"{slot}: {nid} was deleted; this is its last output (Ctrl+Z "
-                                                f"brings the node back, V shows it again)", alert=True)
+                    canvas, at = self.viewer.canvas, self.doc.undo.index()
+                    # (A and B deleted together: the note from before the delete, not A's 'was deleted'.)
+                    before = next(((n, a) for _, i, _, n, a in self._gone.values() if i == at),
+                                  (canvas.note, canvas.alert))
+                    self._gone[slot] = (nid, at, self.viewer.sources[slot], *before)
+                    canvas.set_note(f"{slot}: {nid} was deleted; this is its last output (Ctrl+Z brings the "
+                                    f"node back)", alert=True)
+
+    def _viewed_node_back(self, index: int) -> None:
+        """The node deleted from the viewer brought back by an undo (the history back where it was deleted,
+        its picture still on screen): the viewer follows it again. It went on saying 'grade was deleted'
+        over the node's old picture, and edits to the node were not shown."""
+        g, reg = self.doc.graph, self.doc.registry
+        for slot, (nid, at, src, note, alert) in list(self._gone.items()):
+            if nid in g.nodes and index == at and self.viewer.sources.get(slot) is src:
+                del self._gone[slot]
+                self._viewing[slot] = nid
+                # The graph is as it was when the node went: a sampler's picture is what it was then (with
+                # what was said over it), not run again unasked; the rest is recomputed from the cache.
+                self.viewer.canvas.set_note(note, alert)
+                if not any(getattr(reg.get(g.nodes[n].type), "expensive", False) for n in g.ancestors([nid])):
+                    self._stale.add(slot)
+                    self._refresh_view.start()
+            elif self.viewer.sources.get(slot) is not src:
+                del self._gone[slot]            # something else is shown there now
 
     # -- running --------------------------------------------------------------------------------
     def commit_pending(self) -> None:
