@@ -153,3 +153,22 @@ def test_undoing_the_delete_of_the_node_on_screen_brings_its_picture_back(make_w
     c.delete([r])
     c.add_node("video.resize", (300, 300))
     assert "was deleted" in w.viewer.canvas.note and "A" not in w._viewing
+
+
+def test_a_zero_that_means_all_or_follow_reads_so_on_the_node_and_in_the_panel(make_window):
+    """Load Video's count showed 0, as if it read no frame, where it reads them all; Resize's height 0
+    where it follows the width (Trim's count, Temporal Denoise's sigma alike)."""
+    from app.editor.node_item import format_value
+    w = make_window()
+    c = w.controller
+    nodes = {t: c.add_node(t, (0, 300 * i)) for i, t in enumerate(
+        ("io.load_video", "video.resize", "video.trim", "restore.denoise"))}
+    for (t, name), shown in (
+            (("io.load_video", "count"), "all"), (("video.resize", "height"), "auto"),
+            (("video.trim", "count"), "all"), (("restore.denoise", "sigma"), "auto"),
+            (("io.load_video", "width"), "auto"), (("video.resize", "width"), "auto")):
+        node = nodes[t]
+        c.set_param(node, name, 0)
+        assert format_value(w.doc.spec(node).params[name], 0) == shown, (t, name)
+        w.scene.select_nodes([node])
+        assert w.properties.editors[name].spin.text() == shown, (t, name)
