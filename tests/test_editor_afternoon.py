@@ -172,3 +172,27 @@ def test_a_zero_that_means_all_or_follow_reads_so_on_the_node_and_in_the_panel(m
         assert format_value(w.doc.spec(node).params[name], 0) == shown, (t, name)
         w.scene.select_nodes([node])
         assert w.properties.editors[name].spin.text() == shown, (t, name)
+
+
+def test_a_loaders_footer_names_the_clip_it_reads_now(make_window, tmp_path):
+    """Load Video's footer ('32x32 · 24 fps · 8 fr') stayed on after its path was changed to another clip
+    and its start moved, while the viewer showed something else: a stale fact about the file."""
+    w = make_window()
+    c = w.controller
+    p, r, s = test_editor.chain(w, out=tmp_path / "a.mkv")
+    assert w.run() is not None and w.runs.wait_idle(60)
+    load = c.add_loaders([("io.load_video", str(tmp_path / "a.mkv"))], (0, 300))[0]
+    g = c.add_node("color.grade", (300, 300))
+    c.connect(load, "video", g, "video")
+    w.view_node(g)
+    assert w.runs.wait_idle(60)
+    item = w.scene.nodes[load]
+    qbot_wait(lambda: item.info)
+    found = item.info
+    assert found.startswith("16×16") and "8 fr" in found
+    w.view_node(r)                                  # the viewer shows something else now
+    assert w.runs.wait_idle(60)
+    c.set_param(load, "path", str(tmp_path / "other.mkv"))
+    assert item.info == ""
+    w.doc.undo.undo()
+    assert item.info == found

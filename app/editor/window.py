@@ -331,6 +331,7 @@ class MainWindow(QMainWindow):
             self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
         self._ran = {}
+        self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
 
@@ -844,6 +845,8 @@ class MainWindow(QMainWindow):
             return
         if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
             self._edits.start()
+        if ev.node in self._infos and ev.kind in ("param_changed", "linked", "unlinked", "node_changed"):
+            self._show_info(ev.node)
         self._sync_picker(ev)
         if ev.kind == "node_removed":
             self._viewed_node_gone(ev.node)
@@ -1104,12 +1107,21 @@ class MainWindow(QMainWindow):
         for nid, outs in (job.result.outputs or {}).items():
             item = self.scene.nodes.get(nid)
             inst = self.doc.graph.nodes.get(nid)
-            if item is None or inst is None or not inst.type.startswith("io.load"):
+            if item is None or inst is None or not inst.type.startswith("io.load") or nid not in job.workflow.graph.nodes:
                 continue
             for v in outs.values():
                 if hasattr(v, "fps") and hasattr(v, "length") and hasattr(v, "width"):
-                    item.set_info(clip_info(v))
+                    self._infos[nid] = (self._signature(job.workflow.graph, nid), clip_info(v))
+                    self._show_info(nid)
                     break
+
+    def _show_info(self, nid: str) -> None:
+        """A loader's footer only while the loader reads what it was found from: its path changed to
+        another clip, it went on saying the first one's '640x272 · 25 fps · 250 fr' (an undo back shows
+        it again)."""
+        item, (sig, text) = self.scene.nodes.get(nid), self._infos.get(nid, (None, ""))
+        if item is not None and nid in self.doc.graph.nodes:
+            item.set_info(text if sig == self._signature(self.doc.graph, nid) else "")
 
     def _thumb(self, node_id: str, img: QImage) -> None:
         item = self.scene.nodes.get(node_id)
