@@ -196,3 +196,41 @@ def test_a_loaders_footer_names_the_clip_it_reads_now(make_window, tmp_path):
     assert item.info == ""
     w.doc.undo.undo()
     assert item.info == found
+
+
+class _Grey:
+    """A clip of one grey level whose frames wait for `gate` (a slow node being computed)."""
+
+    def __init__(self, level, gate=None):
+        self.length, self.fps, self.width, self.height = 4, 24.0, 8, 6
+        self.level, self.gate = level, gate
+
+    def frames(self, a, b):
+        return np.stack([self.frame(i) for i in range(a, b)])
+
+    def frame(self, i):
+        if self.gate is not None:
+            self.gate.wait(10)
+        return np.full((6, 8, 3), self.level, np.uint8)
+
+
+def test_a_frame_computed_for_the_picture_before_an_edit_does_not_stay_on_screen(qtbot):
+    """The parameter changed while the viewer was still computing the frame shown: the old clip's frame,
+    arriving after the new clip was on screen, was taken for the new one's and the new one's was dropped,
+    so the picture from before the edit stayed on screen with nothing saying so."""
+    import threading
+    from app.editor.viewer import ViewerPanel
+    v = ViewerPanel()
+    qtbot.addWidget(v)
+    v.show()
+    gate = threading.Event()
+    v.set_source("A", _Grey(10, gate), "grade.video")          # frame 0 is being computed
+    qbot_wait(lambda: v.loader._want == {})
+    v.set_source("A", _Grey(200), "grade.video")               # the edit's result
+    gate.set()
+    qbot_wait(lambda: not v._waiting and v.canvas.images["A"] is not None)
+    qbot_wait(lambda: v.loader._want == {})
+    for _ in range(20):
+        QApplication.processEvents()
+    assert v.canvas.images["A"].pixelColor(0, 0).red() == 200
+    v.shutdown()

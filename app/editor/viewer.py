@@ -145,8 +145,9 @@ class Source:
 
 class FrameLoader(QObject):
     """Renders the latest requested frame of each slot; older requests are dropped unseen."""
-    loaded = Signal(str, int, QImage, bool)     # slot, frame, picture, whether it is the alpha
-    failed = Signal(str, str)
+    # slot, the Source it was rendered from, frame, picture, whether it is the alpha
+    loaded = Signal(str, object, int, QImage, bool)
+    failed = Signal(str, object, str)
     _poke = Signal()
 
     def __init__(self):
@@ -169,9 +170,9 @@ class FrameLoader(QObject):
                 slot = next(iter(self._want))
                 source, index, alpha = self._want.pop(slot)
             try:
-                self.loaded.emit(slot, index, source.render(index, alpha), alpha)
+                self.loaded.emit(slot, source, index, source.render(index, alpha), alpha)
             except Exception as e:      # a failing upstream node: say so in the viewer, keep going
-                self.failed.emit(slot, f"{type(e).__name__}: {e}")
+                self.failed.emit(slot, source, f"{type(e).__name__}: {e}")
 
 
 class FrameCanvas(QWidget):
@@ -861,9 +862,12 @@ class ViewerPanel(QWidget):
         self.canvas.update()
         self.frameShown.emit(slot, j, img)
 
-    def _loaded(self, slot: str, j: int, img: QImage, alpha: bool = False) -> None:
+    def _loaded(self, slot: str, rendered, j: int, img: QImage, alpha: bool = False) -> None:
         src = self.sources.get(slot)
-        if src is None:
+        if src is None or rendered is not src:
+            # A frame of what the slot showed before (an edit's result replaced it while the frame was
+            # computed) was taken for the new picture's, and the new one's then dropped: the picture from
+            # before the edit stayed on screen.
             return
         self._cache[(slot, id(src), j, alpha)] = img
         if alpha != self.alpha:
@@ -882,7 +886,9 @@ class ViewerPanel(QWidget):
         while self._cache and (len(self._cache) > FRAME_CACHE or total > FRAME_CACHE_BYTES):
             total -= self._cache.popitem(last=False)[1].sizeInBytes()
 
-    def _failed(self, slot: str, message: str) -> None:
+    def _failed(self, slot: str, rendered, message: str) -> None:
+        if rendered is not self.sources.get(slot):
+            return
         self._waiting.pop(slot, None)
         self.canvas.images[slot] = None
         self.canvas.loading = ""
