@@ -16,34 +16,23 @@ from app.editor.compat import check_qt_binding  # noqa: E402
 check_qt_binding()
 
 import test_editor  # noqa: E402
+import test_editor_viewer  # noqa: E402
 from test_editor import qbot_wait  # noqa: E402
 
 from app.editor.document import Document  # noqa: E402
-from graph_engine import Param  # noqa: E402
-from graph_engine.clip import Clip  # noqa: E402
 from graph_engine.node_api import build_spec  # noqa: E402
-from graph_engine.types import VIDEO  # noqa: E402
 
+# The window fixtures, no modal dialog, a config folder of each test's own.
 make_window, no_modal_dialogs = test_editor.make_window, test_editor.no_modal_dialogs
-
+private = test_editor_viewer.private
 pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
               pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")]
-
-
-@pytest.fixture(autouse=True)
-def private(monkeypatch, tmp_path):
-    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
-
-
-def _sample(ctx, level: int = Param(10, min=0, max=255)) -> VIDEO:
-    """Frames of one grey level, as an expensive node (a sampler) makes them."""
-    return Clip.from_array(np.full((3, 16, 16, 3), level, np.uint8))
 
 
 @pytest.fixture
 def registry():
     reg = test_editor.registry_with()
-    reg.add(build_spec(_sample, "test.sample", title="", category="Test", version=1, outputs=None, output=False,
+    reg.add(build_spec(test_editor_viewer._sample, "test.sample", title="", category="Test", version=1, outputs=None, output=False,
                        expensive=True, migrations={}, device="cpu", temporal_radius=None))
     return reg
 
