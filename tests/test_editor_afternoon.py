@@ -223,3 +223,20 @@ def test_a_frame_computed_for_the_picture_before_an_edit_does_not_stay_on_screen
         QApplication.processEvents()
     assert v.canvas.images["A"].pixelColor(0, 0).red() == 200
     v.shutdown()
+
+
+def test_b_says_first_how_it_differs_from_a(qtbot):
+    """Two takes of other sizes and rates were wiped and differenced with nothing saying so but each
+    one's description, cut off past the viewer's width: the difference of sizes looked like another
+    picture."""
+    from app.editor.viewer import ViewerPanel
+    v = ViewerPanel()
+    qtbot.addWidget(v)
+    v.set_source("A", _Grey(10), "take1.mp4")
+    small = _Grey(10)
+    small.width, small.height, small.fps = 4, 3, 30.0
+    v.set_source("B", small, "take2.mp4")
+    assert v.labels["B"].text() == "B: take2.mp4  ≠ A: 4×3 vs 8×6, 30 vs 24 fps"
+    v.set_source("A", small, "take1.mp4")                # A changed: B's line follows
+    assert "≠" not in v.labels["B"].text()
+    v.shutdown()

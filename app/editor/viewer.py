@@ -465,6 +465,7 @@ class ViewerPanel(QWidget):
         self.labels = {s: QLabel(f"{s}: —") for s in "AB"}
         for label in self.labels.values():
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)     # long names clip, the panel stays narrow
+            label.setWordWrap(True)     # B's differences from A and each one's size and rate were cut off
         names = QHBoxLayout()
         names.addWidget(self.labels["A"], 1)
         names.addWidget(self.labels["B"], 1)
@@ -618,12 +619,31 @@ class ViewerPanel(QWidget):
     def _label(self, slot: str) -> None:
         src = self.sources[slot]
         text = f"{slot}: {src.label}" if src else f"{slot}: —"
-        self.labels[slot].setText(text + (f"  {src.describe()}" if src and src.describe() else ""))
-        self.labels[slot].setToolTip(self.labels[slot].text())
+        described = f"  {src.describe()}" if src and src.describe() else ""
+        differs = self._differs() if slot == "B" else ""
+        self.labels[slot].setText(text + (f"  {differs}" if differs else described))
+        self.labels[slot].setToolTip(text + described)
+        if slot == "A" and self.sources["B"] is not None:
+            self._label("B")
         if slot == "B":
             self.labels["B"].setVisible(src is not None)        # A's line gets the room until there is a B
             for w in (self.compare_box, self.swap_button):
                 w.setVisible(src is not None)
+
+    def _differs(self) -> str:
+        """How B differs from A in size, rate and length, first on B's line: two takes of other sizes or
+        rates were wiped and differenced (B fitted and timed to A) with only each one's description to
+        tell, cut off past the dock's width, and a difference of sizes looked like a different picture."""
+        a, b = self.sources["A"], self.sources["B"]
+        if a is None or b is None or not (a.size and b.size and all(a.size) and all(b.size)):
+            return ""
+        out = [f"{b.size[0]}×{b.size[1]} vs {a.size[0]}×{a.size[1]}"] if a.size != b.size else []
+        if a.length > 1 and b.length > 1:
+            out += [f"{b.fps:g} vs {a.fps:g} fps"] if abs(a.fps - b.fps) > 1e-3 else []
+            out += [f"{b.length} vs {a.length} frames"] if a.length != b.length else []
+        if None not in (a.sound, b.sound) and a.sound != b.sound:
+            out.append("has sound vs silent" if b.sound else "silent vs has sound")
+        return f"≠ A: {', '.join(out)}" if out else ""
 
     def set_source(self, slot: str, value, label: str, backdrop=None) -> None:
         """Show `value` in `slot`; a mask with the `backdrop` it was made of is drawn over that picture."""
