@@ -461,6 +461,24 @@ def resize_method_no_bilinear(v):
     return resize_method(v)
 
 
+def comfy_scale(v):
+    """nearest-exact -> nearest (video.resize_pad's nearest is nearest-exact); area, bilinear, bicubic, lanczos as
+    they are"""
+    if v not in ("nearest-exact", "bilinear", "bicubic", "area", "lanczos"):
+        raise Approx("area", f"interpolation {v!r} is not ComfyUI's; area used")
+    return "nearest" if v == "nearest-exact" else v
+
+
+def save_format(v):
+    """png as it is; exr -> exr, written in half float (ComfyUI's is 32-bit float)"""
+    if v == "exr":
+        raise Approx("exr", "the EXR frames are half float (ComfyUI writes 32-bit float), linear from sRGB as "
+                            "ComfyUI's input_color_space sRGB")
+    if v != "png":
+        raise Approx("png", f"format {v!r} is not ComfyUI's; png used")
+    return v
+
+
 def vfi_factor(v):
     """in-between frames per pair, as Kinograph's factor (2-16)"""
     v = int(v)
@@ -541,7 +559,8 @@ def individual_objects(points: str, negative) -> tuple:
 
 def resize_type(v):
     """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI); scale longer
-    dimension, scale shorter dimension: video.resize_side"""
+    dimension, scale shorter dimension: video.resize_side; scale total pixels: video.resize_pixels; scale by
+    multiplier: upscale.resize"""
     return v
 
 
@@ -996,6 +1015,12 @@ RULES: Dict[str, Rule] = {
                            {"samples": "latent", "vae": "vae"}, ("video",),
                            ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None}),
     "VAEEncode": Rule("vae.encode", (), (), {"pixels": "video", "vae": "vae"}, ("latent",)),
+    "VAEEncodeTiled": Rule("vae.encode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
+                           {"pixels": "video", "vae": "vae"}, ("latent",),
+                           ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None},
+                           note="encoded as vae.encode encodes (whole frames, or its own tiles where memory asks); "
+                                "ComfyUI encodes in tile_size tiles blended over overlap, so the latent differs a "
+                                "little along its tiles' edges"),
     # image-to-video
     "WanImageToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                             LATENT_SIZE + (P("length", "frames"),),
@@ -1546,6 +1571,20 @@ RULES: Dict[str, Rule] = {
                                  P("resize_type.crop", "fit", centre_crop), P("scale_method", "method", resize_method),
                                  P("resize_type", "resize_type", resize_type)),
                                 {"input": "video"}, ("video",), special="resize_image_mask"),
+    # ComfyUI's fit-inside resize with white or black bars: video.resize_pad resamples and rounds as it does
+    "ResizeAndPadImage": Rule("video.resize_pad", ("target_width", "target_height", "padding_color", "interpolation"),
+                              (P("target_width", "width"), P("target_height", "height"), P("padding_color", "colour"),
+                               P("interpolation", "method", comfy_scale)), {"image": "video"}, ("video",)),
+    # the longer side to largest_size, as Resize Image/Mask's scale longer dimension
+    "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
+                                     (P("upscale_method", "method", resize_method), P("largest_size", "size")),
+                                     {"image": "video"}, ("video",), fixed={"side": "longer"}),
+    # every picture as a numbered PNG, as SaveImage; its png 8-bit sRGB is what io.save_frames writes
+    "SaveImageAdvanced": Rule("io.save_frames", ("filename_prefix", "format", "format.bit_depth",
+                                                 "format.input_color_space"),
+                              (P("filename_prefix", "path", out_path("")), P("format", "format", save_format)),
+                              {"images": "video"}, ignore={"format.bit_depth": ("8-bit", "32-bit float"),
+                                                           "format.input_color_space": "sRGB"}),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
                         P("crop", "fit", centre_crop)),

@@ -170,6 +170,67 @@ def resize(clip: Clip, width: int, height: int, method: str = "area", fit: str =
 
 
 
+# ComfyUI's interpolations (comfy.utils.common_upscale) by Kinograph's names: torch's interpolate in float, Lanczos
+# by Pillow (3 lobes), as ComfyUI resamples; "nearest" is its nearest-exact (pixel centres), not torch's nearest.
+COMFY_SCALES = {"area": "area", "bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest-exact",
+                "lanczos": "lanczos"}
+PAD_COLOURS = {"black": 0.0, "white": 1.0}
+
+
+def comfy_scaled(frames: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+    """Frames [n,H,W,C] (uint8, or float as Clip.linear) at width x height, resampled as ComfyUI's common_upscale
+    does without a crop; uint8 comes back rounded to the nearest level."""
+    import torch
+    import torch.nn.functional as F
+    if method not in COMFY_SCALES:
+        raise NodeError(f"method={method!r}: choose one of {', '.join(COMFY_SCALES)}")
+    if method == "lanczos":
+        from PIL import Image
+        mode = "L" if frames.dtype == np.uint8 else "F"
+        # Pillow resamples a channel at a time alike (RGB or one by one); one by one also takes float and alpha
+        return np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f[..., c]), mode).resize(
+            (width, height), Image.Resampling.LANCZOS)) for c in range(f.shape[-1])], -1) for f in frames])
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    out = F.interpolate(x / 255.0 if frames.dtype == np.uint8 else x, size=(height, width),
+                        mode=COMFY_SCALES[method]).permute(0, 2, 3, 1).numpy()
+    if frames.dtype != np.uint8:
+        return out.astype(frames.dtype)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def pad_fit_size(w0: int, h0: int, width: int, height: int):
+    """The size a picture fitted inside width x height takes, rounded down as ComfyUI's ResizeAndPadImage does."""
+    scale = min(width / w0, height / h0)
+    return max(1, int(w0 * scale)), max(1, int(h0 * scale))
+
+
+def resize_pad(clip: Clip, width: int, height: int, colour: str = "black", method: str = "area") -> Clip:
+    """Each frame fitted inside width x height keeping its shape, centred on bars of `colour` (ComfyUI's
+    ResizeAndPadImage: the fitted size rounded down, the bars' odd pixel right and below). An alpha is resized
+    alike, opaque under the bars (they are drawn, not cut out)."""
+    if width < 1 or height < 1:
+        raise NodeError(f"width and height must both be 1 or more, got {width} x {height}")
+    if colour not in PAD_COLOURS:
+        raise NodeError(f"colour={colour!r}: choose one of {', '.join(PAD_COLOURS)}")
+    w, h = pad_fit_size(clip.width, clip.height, width, height)
+    x, y = (width - w) // 2, (height - h) // 2
+
+    def fitted(frames: np.ndarray, fill: float) -> np.ndarray:
+        scaled = comfy_scaled(frames, w, h, method)
+        if frames.dtype == np.uint8:
+            fill = round(fill * 255)
+        # a premultiplied RGBA float frame's bars are the colour, opaque
+        value = [fill] * min(3, frames.shape[-1]) + [255 if frames.dtype == np.uint8 else 1.0] * (frames.shape[-1] - 3)
+        out = np.empty((len(frames), height, width, frames.shape[-1]), frames.dtype)
+        out[:] = np.asarray(value, frames.dtype)
+        out[:, y:y + h, x:x + w] = scaled
+        return out
+    move = lambda f: fitted(f, PAD_COLOURS[colour])          # noqa: E731
+    opaque = lambda f: fitted(f, 1.0)                          # noqa: E731
+    return moved_float(clip.map(move, width, height).with_(matte=moved(clip.matte, opaque, width, height)), clip,
+                       move)
+
+
 FLIPS = ("horizontal", "vertical", "both")
 
 

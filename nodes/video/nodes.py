@@ -101,6 +101,19 @@ def resize_pixels(ctx, video: VIDEO,
     return edit.resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
 
 
+@node("video.resize_pad", title="Resize and Pad", category="Video", temporal_radius=0)
+def resize_pad(ctx, video: VIDEO, width: int = Param(512, min=1, max=16384, help="the frames' width"),
+               height: int = Param(512, min=1, max=16384, help="the frames' height"),
+               colour: str = Param("black", choices=tuple(edit.PAD_COLOURS), help="the bars' colour"),
+               method: str = Param("area", choices=tuple(edit.COMFY_SCALES),
+                                   help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
+                                        "nearest: hard pixels")) -> VIDEO:
+    """Fit every frame inside width x height keeping its shape, centred on black or white bars (ComfyUI's
+    ResizeAndPadImage, pixel for pixel: its resampling, its rounding down of the fitted size, its bars). An alpha
+    is resized alike, opaque under the bars."""
+    return edit.resize_pad(video, width, height, colour, method)
+
+
 @node("video.flip", category="Video", temporal_radius=0)
 def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
                                                    help="horizontal: mirror left and right (Nuke's flop); "

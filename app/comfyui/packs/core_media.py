@@ -71,7 +71,8 @@ class CoreMedia:
     def special_resize_image_mask(self, cn, rule, params, notes):
         """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
         (either 0: follow the other side) it is video.resize; by the longer or shorter side it is
-        video.resize_side; the other types are not mapped."""
+        video.resize_side; by total pixels video.resize_pixels; by a multiplier upscale.resize; match size and
+        scale to multiple are not mapped."""
         kind = params.pop("resize_type", None)
         if kind in ("scale longer dimension", "scale shorter dimension"):
             # widgets: [type, size, scale_method], read as width and height as for scale width
@@ -85,6 +86,32 @@ class CoreMedia:
                 notes.append(a.note)
             notes[:] = [n for n in notes if "resize_type." not in n and "scale_method" not in n]
             return [self.plain(cn, dataclasses.replace(rule, node="video.resize_side"), side, notes)]
+        if kind in ("scale total pixels", "scale by multiplier"):
+            # widgets: [type, amount, scale_method]: the amount was read as width, the method as height
+            from ..mapping import resize_method, resize_method_no_bilinear
+            key = "resize_type.megapixels" if kind == "scale total pixels" else "resize_type.multiplier"
+            amount = self.resolve(cn.inputs.get(key, cn.inputs.get("resize_type.width")))
+            method = self.resolve(cn.inputs.get("scale_method", cn.inputs.get("resize_type.height")))
+            if method not in ("nearest-exact", "bilinear", "area", "bicubic", "lanczos"):
+                method = self.resolve(cn.inputs.get("resize_type.height"))
+            if not isinstance(amount, (int, float)):
+                self.placeholder(cn)
+                self.report.entries[cn.id].notes.append(f"its {key.split('.')[1]} comes from a node that did not "
+                                                        "convert: set it by hand")
+                return None
+            notes[:] = [n for n in notes if "resize_type." not in n and "scale_method" not in n]
+            try:
+                method = (resize_method if kind == "scale total pixels" else resize_method_no_bilinear)(method)
+            except Approx as a:
+                method = a.value
+                notes.append(a.note)
+            if kind == "scale total pixels":
+                # ComfyUI counts int(megapixels * 2^20) pixels: the same count, as megapixels
+                got = {"megapixels": int(amount * 1024 * 1024) / (1024 * 1024), "method": method, "step": 1}
+                node = "video.resize_pixels"
+            else:
+                got, node = {"scale": float(amount), "method": method}, "upscale.resize"
+            return [self.plain(cn, dataclasses.replace(rule, node=node), got, notes)]
         if kind in ("scale width", "scale height"):
             # widgets: [type, size, scale_method]: the size was read as width, the method as height
             size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
@@ -101,7 +128,9 @@ class CoreMedia:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
                                                     "dimensions, scale width and scale height (video.resize), "
-                                                    "scale longer and shorter dimension (video.resize_side)")
+                                                    "scale longer and shorter dimension (video.resize_side), "
+                                                    "scale total pixels (video.resize_pixels) and scale by "
+                                                    "multiplier (upscale.resize)")
             return None
         return self.special_image_scale(cn, rule, params, notes, "input")
 

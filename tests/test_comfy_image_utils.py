@@ -1,0 +1,182 @@
+"""ComfyUI's core picture utilities as Kinograph maps them: ResizeAndPadImage (video.resize_pad), ImageScaleToMaxDimension
+and Resize Image/Mask's total-pixels and multiplier types (video.resize_side, video.resize_pixels, upscale.resize),
+SaveImageAdvanced (io.save_frames). The references are ComfyUI's published code (comfy_extras/nodes_images.py,
+nodes_post_processing.py, comfy/utils.py common_upscale and lanczos) written out here, on small frames."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from graph_engine import Clip, NodeError
+
+
+# -- ComfyUI's code, written out -----------------------------------------------------------------------------------
+def _comfy_lanczos(samples, width, height):
+    images = [Image.fromarray(np.clip(255. * image.movedim(0, -1).cpu().numpy(), 0, 255).astype(np.uint8))
+              for image in samples]
+    images = [image.resize((width, height), resample=Image.Resampling.LANCZOS) for image in images]
+    images = [torch.from_numpy(np.array(image).astype(np.float32) / 255.0).movedim(-1, 0) for image in images]
+    return torch.stack(images)
+
+
+def _comfy_common_upscale(samples, width, height, upscale_method):          # crop "disabled"
+    if upscale_method == "lanczos":
+        return _comfy_lanczos(samples, width, height)
+    return torch.nn.functional.interpolate(samples, size=(height, width), mode=upscale_method)
+
+
+def _comfy_resize_and_pad(image, target_width, target_height, padding_color, interpolation):
+    batch_size, orig_height, orig_width, channels = image.shape
+    scale = min(target_width / orig_width, target_height / orig_height)
+    new_width, new_height = int(orig_width * scale), int(orig_height * scale)
+    resized = _comfy_common_upscale(image.permute(0, 3, 1, 2), new_width, new_height, interpolation)
+    pad_value = 0.0 if padding_color == "black" else 1.0
+    padded = torch.full((batch_size, channels, target_height, target_width), pad_value, dtype=image.dtype)
+    y_offset = (target_height - new_height) // 2
+    x_offset = (target_width - new_width) // 2
+    padded[:, :, y_offset:y_offset + new_height, x_offset:x_offset + new_width] = resized
+    return padded.permute(0, 2, 3, 1)
+
+
+def _comfy_longer_side(height, width, largest_size):                      # ImageScaleToMaxDimension
+    if height > width:
+        width = round((width / height) * largest_size)
+        height = largest_size
+    elif width > height:
+        height = round((height / width) * largest_size)
+        width = largest_size
+    else:
+        height = width = largest_size
+    return width, height
+
+
+def _comfy_total_pixels(w, h, megapixels):                                 # Resize Image/Mask, scale total pixels
+    total = int(megapixels * 1024 * 1024)
+    scale_by = math.sqrt(total / (w * h))
+    return round(w * scale_by), round(h * scale_by)
+
+
+# -- video.resize_pad ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (2, 9, 14, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("method", ["area", "bicubic", "nearest-exact", "bilinear", "lanczos"])
+@pytest.mark.parametrize("size,colour", [((16, 16), "white"), ((20, 8), "black"), ((7, 5), "white")])
+def test_resize_pad_is_comfyuis(frames, method, size, colour):
+    from nodes.video.nodes import resize_pad
+    want = _comfy_resize_and_pad(torch.from_numpy(frames).float() / 255.0, *size, colour, method)
+    want = np.clip(np.rint(want.numpy() * 255.0), 0, 255)
+    got = resize_pad(None, Clip.from_array(frames), *size, colour, "nearest" if method == "nearest-exact" else method)
+    out = got.frames(0, 2)
+    assert out.shape == want.shape and (got.width, got.height) == size
+    # ComfyUI's float result is rounded to the nearest 8-bit level here (its lanczos truncates on the way in)
+    assert np.abs(out.astype(int) - want).max() <= 1
+
+
+def test_resize_pad_streams_and_keeps_alpha_opaque_under_bars(frames):
+    from nodes.video.nodes import resize_pad
+    matte = np.full((2, 9, 14, 1), 100, np.uint8)
+    alpha = Clip(2, 24.0, 14, 9, lambda a, b: matte[a:b], channels=1)
+    clip = Clip.from_array(frames).with_(matte=alpha)
+    out = resize_pad(None, clip, 16, 16, "black", "area")
+    assert np.array_equal(out.frames(1, 2), out.frames(0, 2)[1:])          # a chunk alone as in the whole
+    a = out.matte.frames(0, 2)
+    top = (16 - int(9 * 16 / 14)) // 2
+    assert a[0, 0, 0, 0] == 255 and a[0, top + 2, 8, 0] == 100            # bars opaque, the picture's alpha kept
+
+
+@pytest.mark.parametrize("kw,match", [({"width": 0}, "width and height must both be 1 or more"),
+                                       ({"colour": "grey"}, "colour='grey': choose one of black, white"),
+                                       ({"method": "bislerp"}, "method='bislerp': choose one of")])
+def test_resize_pad_refuses_bad_settings(frames, kw, match):
+    from nodes.video.edit import resize_pad
+    args = {"width": 16, "height": 16, "colour": "white", "method": "area", **kw}
+    with pytest.raises(NodeError, match=match):
+        resize_pad(Clip.from_array(frames), **args).frames(0, 1)
+
+
+def test_resize_pad_node_refuses_huge_size():
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    text = ("kinograph: 1\nnodes:\n  src: {type: generate.solid, params: {width: 8, height: 8}}\n"
+            "  pad: {type: video.resize_pad, inputs: {video: src.video}, params: {width: 100000, height: 8}}\n")
+    with pytest.raises(WorkflowError, match="width"):
+        load_workflow(text=text)
+
+
+# -- the ComfyUI nodes as they import ------------------------------------------------------------------------------
+def _imported(node: dict):
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+           "2": {**node, "inputs": {"image": ["1", 0], "input": ["1", 0], **node["inputs"]}},
+           "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}
+    res = import_data(api)
+    return res, next(e for e in res.report.entries.values() if e.class_type == node["class_type"])
+
+
+def _node(res, type_):
+    import yaml
+    nodes = yaml.safe_load(res.yaml)["nodes"]
+    return next(n for n in nodes.values() if n["type"] == type_)
+
+
+def test_resize_and_pad_imports_exactly():
+    res, entry = _imported({"class_type": "ResizeAndPadImage", "inputs": {
+        "target_width": 960, "target_height": 640, "padding_color": "white", "interpolation": "nearest-exact"}})
+    assert entry.status == "exact", entry.notes
+    assert _node(res, "video.resize_pad")["params"] == {"width": 960, "height": 640, "colour": "white",
+                                                        "method": "nearest"}
+
+
+@pytest.mark.parametrize("w,h", [(14, 9), (9, 14), (10, 10), (333, 101)])
+def test_scale_to_max_dimension_is_comfyuis_size(w, h):
+    from nodes.video.nodes import resize_side
+    res, entry = _imported({"class_type": "ImageScaleToMaxDimension", "inputs": {"upscale_method": "area",
+                                                                                "largest_size": 24}})
+    assert entry.status == "exact", entry.notes
+    p = _node(res, "video.resize_side")["params"]
+    out = resize_side(None, Clip.from_array(np.zeros((1, h, w, 3), np.uint8)), p["size"], p["side"], p["method"])
+    assert (out.width, out.height) == _comfy_longer_side(h, w, 24)
+
+
+@pytest.mark.parametrize("w,h,mp", [(14, 9, 0.0007), (1000, 563, 1.6), (640, 480, 1.0)])
+def test_resize_image_mask_total_pixels_is_comfyuis_size(w, h, mp):
+    from nodes.video.edit import pixel_count_size
+    res, entry = _imported({"class_type": "ResizeImageMaskNode", "inputs": {
+        "resize_type": "scale total pixels", "resize_type.megapixels": mp, "scale_method": "area"}})
+    assert entry.status == "exact", entry.notes
+    p = _node(res, "video.resize_pixels")["params"]
+    assert p["method"] == "area" and p["step"] == 1
+    assert pixel_count_size(w, h, p["megapixels"], p["step"]) == _comfy_total_pixels(w, h, mp)
+
+
+def test_resize_image_mask_multiplier_and_unmapped_types():
+    res, entry = _imported({"class_type": "ResizeImageMaskNode", "inputs": {
+        "resize_type": "scale by multiplier", "resize_type.multiplier": 1.5, "scale_method": "bilinear"}})
+    assert _node(res, "upscale.resize")["params"] == {"scale": 1.5, "method": "bicubic"}
+    assert entry.status == "approx" and any("no bilinear" in n for n in entry.notes)
+    _, entry = _imported({"class_type": "ResizeImageMaskNode", "inputs": {
+        "resize_type": "scale to multiple", "resize_type.multiple": 8, "scale_method": "area"}})
+    assert entry.status == "unmapped" and "'scale to multiple' is not mapped" in entry.notes[-1]
+
+
+def test_save_image_advanced():
+    res, entry = _imported({"class_type": "SaveImageAdvanced", "inputs": {
+        "images": ["1", 0], "filename_prefix": "Qwen/edit", "format": "png", "format.bit_depth": "8-bit",
+        "format.input_color_space": "sRGB"}})
+    assert entry.status == "exact", entry.notes
+    saves = [n for n in __import__("yaml").safe_load(res.yaml)["nodes"].values() if n["type"] == "io.save_frames"]
+    assert {"path": "out/Qwen/edit", "format": "png"} in [n["params"] for n in saves]
+    _, entry = _imported({"class_type": "SaveImageAdvanced", "inputs": {
+        "images": ["1", 0], "filename_prefix": "x", "format": "png", "format.bit_depth": "16-bit",
+        "format.input_color_space": "sRGB"}})
+    assert entry.status == "approx" and any("bit_depth='16-bit' is not carried" in n for n in entry.notes)
+    _, entry = _imported({"class_type": "SaveImageAdvanced", "inputs": {
+        "images": ["1", 0], "filename_prefix": "x", "format": "exr", "format.bit_depth": "32-bit float",
+        "format.input_color_space": "sRGB"}})
+    assert entry.status == "approx" and any("half float" in n for n in entry.notes)
