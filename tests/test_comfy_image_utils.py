@@ -180,3 +180,80 @@ def test_save_image_advanced():
         "images": ["1", 0], "filename_prefix": "x", "format": "exr", "format.bit_depth": "32-bit float",
         "format.input_color_space": "sRGB"}})
     assert entry.status == "approx" and any("half float" in n for n in entry.notes)
+
+
+# -- io.save_audio (SaveAudio, SaveAudioMP3, SaveAudioOpus, SaveAudioAdvanced) --------------------------------------
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory):
+    """0.4 s of a 440 Hz stereo tone at 44.1 kHz, 16-bit."""
+    import wave
+    t = np.arange(int(0.4 * 44100)) / 44100
+    pcm = (np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)], -1) * 20000).astype("<i2")
+    path = tmp_path_factory.mktemp("tone") / "tone.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(pcm.tobytes())
+    return path, pcm
+
+
+def _decoded(path):
+    import av
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        rate, codec = s.codec_context.sample_rate, s.codec_context.name
+        data = np.concatenate([f.to_ndarray().reshape(-1, s.codec_context.channels) if f.format.is_packed else
+                               f.to_ndarray().T for f in c.decode(s)])
+        tags = dict(c.metadata)
+    return rate, codec, data, tags
+
+
+def test_save_audio_writes_each_format_as_comfyui(tone, tmp_path):
+    from nodes.io.audio_write import write_audio
+    from nodes.io.sound import sound_span
+    src, pcm = tone
+    audio = sound_span(str(src), 0.0, 0.0)
+    write_audio(audio, str(tmp_path / "a.flac"), workflow_yaml="kinograph: 1\n")
+    rate, codec, data, tags = _decoded(tmp_path / "a.flac")
+    assert (rate, codec) == (44100, "flac") and np.array_equal(data, pcm)      # lossless, at the sound's rate
+    assert any("kinograph" in v for v in tags.values())
+    sizes = {}
+    for q in ("V0", "128k", "320k"):
+        info = write_audio(audio, str(tmp_path / f"{q}.mp3"), q)
+        rate, codec, data, _ = _decoded(info["path"])
+        assert rate == 44100 and codec.startswith("mp3") and abs(len(data) - len(pcm)) < 2000
+        sizes[q] = info["bytes"]
+    assert sizes["128k"] < sizes["V0"] < sizes["320k"]
+    rate, codec, _, _ = _decoded(write_audio(audio, str(tmp_path / "a.opus"), "128k")["path"])
+    assert rate == 48000 and "opus" in codec        # the first rate Opus codes at above 44.1 kHz, as ComfyUI
+
+
+@pytest.mark.parametrize("name,quality,match", [("a.ogg", "V0", "not a sound type Kinograph writes"),
+                                                ("a.opus", "V0", "V0 is MP3's variable rate"),
+                                                ("a.mp3", "99k", "quality='99k': choose one of")])
+def test_save_audio_refuses_bad_settings(tone, tmp_path, name, quality, match):
+    from nodes.io.audio_write import write_audio
+    from nodes.io.sound import sound_span
+    with pytest.raises(NodeError, match=match):
+        write_audio(sound_span(str(tone[0]), 0.0, 0.0), str(tmp_path / name), quality)
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_audio_nodes_import():
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "LoadAudio", "inputs": {"audio": "a.wav"}},
+           "2": {"class_type": "SaveAudioAdvanced", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/x",
+                                                              "format": "opus", "format.quality": "192k"}},
+           "3": {"class_type": "SaveAudioMP3", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/y",
+                                                         "quality": "V0"}},
+           "4": {"class_type": "SaveAudioAdvanced", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/z",
+                                                              "format": "flac"}}}
+    res = import_data(api)
+    assert all(e.status == "exact" for e in res.report.entries.values()), res.report.entries
+    import yaml
+    got = sorted(tuple(sorted(n["params"].items())) for n in yaml.safe_load(res.yaml)["nodes"].values()
+                 if n["type"] == "io.save_audio")
+    assert got == [(("path", "out/audio/x.opus"), ("quality", "192k")), (("path", "out/audio/y.mp3"),
+                                                                         ("quality", "V0")),
+                   (("path", "out/audio/z.flac"),)]

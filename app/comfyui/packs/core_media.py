@@ -208,6 +208,19 @@ class CoreMedia:
             params["model"] = model
         return [self.plain(cn, rule, params, notes)]
 
+    def special_save_audio(self, cn, rule, params, notes):
+        """The prefix's path with the format's file type; the quality (MP3's V0 or a bit rate, Opus's bit rate) as
+        ComfyUI's widget gives it, Opus's default 128k where none is given."""
+        fmt = params.pop("format", None) or self.resolve(cn.inputs.get("format"))
+        if fmt not in ("flac", "mp3", "opus"):
+            notes.append(f"format {fmt!r} is not ComfyUI's; flac used")
+            fmt = "flac"
+        params["path"] = f"{params.get('path', 'out/audio/ComfyUI')}.{fmt}"
+        quality = self.resolve(cn.inputs.get("quality", cn.inputs.get("format.quality")))
+        if fmt != "flac":
+            params["quality"] = quality if isinstance(quality, str) else "V0" if fmt == "mp3" else "128k"
+        return [self.plain(cn, rule, params, notes)]
+
     def special_webm_codec(self, cn, rule, params, notes):
         codec = self.resolve(cn.inputs.get("codec")) or "vp9"
         if codec == "av1":
