@@ -257,3 +257,48 @@ def test_save_audio_nodes_import():
     assert got == [(("path", "out/audio/x.opus"), ("quality", "192k")), (("path", "out/audio/y.mp3"),
                                                                          ("quality", "V0")),
                    (("path", "out/audio/z.flac"),)]
+
+
+# -- video.slice (Video Slice) -------------------------------------------------------------------------------------
+def _comfy_slice(n, fps, start, duration, den=15360):
+    """The frames ComfyUI's VideoFromFile keeps trimmed: pts >= int(start / time_base) and, with a duration,
+    pts < int((start + duration) / time_base); a negative start is counted from the end (get_active_trim_window)."""
+    from fractions import Fraction
+    tb = Fraction(1, den)
+    per = Fraction(den) / Fraction(fps)                                     # pts a frame
+    if start < 0:
+        start = max(n / fps + start, 0.0)
+    start_pts = int(start / tb)
+    end_pts = int((start + duration) / tb) if duration else None
+    return [i for i in range(n) if i * per >= start_pts and (end_pts is None or i * per < end_pts)]
+
+
+@pytest.mark.parametrize("fps,start,duration", [(24, 0.0, 0.5), (24, 0.3, 0.25), (30, 1.0, 0.0), (24, -0.5, 0.0),
+                                                (30, 0.1, 5.0), (24, 0.5, 0.5)])
+def test_slice_keeps_comfyuis_frames(fps, start, duration):
+    from nodes.video.nodes import slice_seconds
+    n = 48
+    frames = np.zeros((n, 4, 4, 3), np.uint8)
+    frames[:, 0, 0, 0] = np.arange(n)
+    out = slice_seconds(None, Clip.from_array(frames, fps=fps), start, duration, False)
+    assert list(out.frames(0, out.length)[:, 0, 0, 0]) == _comfy_slice(n, fps, start, duration)
+
+
+def test_slice_refuses_what_comfyui_refuses_and_imports():
+    from nodes.video.nodes import slice_seconds
+    clip = Clip.from_array(np.zeros((24, 4, 4, 3), np.uint8), fps=24)
+    with pytest.raises(NodeError, match="less than the 2 s asked for"):
+        slice_seconds(None, clip, 0.0, 2.0, True)
+    with pytest.raises(NodeError, match="past the end of the clip"):
+        slice_seconds(None, clip, 1.5, 0.0, False)
+    from nodes.video.edit import slice_span
+    with pytest.raises(NodeError, match="duration must be 0"):
+        slice_span(24, 24.0, 0.0, -1.0)
+    from app.comfyui import import_data
+    res = import_data({"1": {"class_type": "LoadVideo", "inputs": {"file": "a.mp4"}},
+                       "2": {"class_type": "Video Slice", "inputs": {"video": ["1", 0], "start_time": -2.0,
+                                                                     "duration": 1.5, "strict_duration": True}},
+                       "3": {"class_type": "SaveVideo", "inputs": {"video": ["2", 0], "filename_prefix": "v",
+                                                                   "format": "auto", "codec": "auto"}}})
+    assert res.report.entries["2"].status == "exact"
+    assert _node(res, "video.slice")["params"] == {"start": -2.0, "duration": 1.5, "strict": True}

@@ -1613,6 +1613,9 @@ RULES: Dict[str, Rule] = {
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
                             note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
                                  "centre crop), Kinograph's video.concat stops and says so"),
+    "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
+                        (P("start_time", "start"), P("duration", "duration"), P("strict_duration", "strict")),
+                        {"video": "video"}, ("video",)),
     "RepeatImageBatch": Rule("video.repeat", ("amount",), (P("amount", "times"),), {"image": "video"}, ("video",)),
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),

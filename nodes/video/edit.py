@@ -62,6 +62,27 @@ def trim(clip: Clip, start: int, count: int) -> Clip:
                 None if clip.number is None else clip.number + start)
 
 
+def slice_span(length: int, fps: float, start: float, duration: float, strict: bool = False) -> tuple:
+    """(first frame, count) of the frames a ComfyUI Video Slice keeps: those whose time (frame / fps) lies in
+    [start, start + duration), a negative start counted back from the clip's end, duration 0 to the end; strict:
+    a clip too short for the whole duration is refused, as ComfyUI's strict_duration refuses it."""
+    if duration < 0:
+        raise NodeError(f"duration must be 0 (to the end) or more, got {duration:g} s")
+    total = length / fps
+    begin = max(total + start, 0.0) if start < 0 else start
+    # a frame at time t is kept from t >= start: its index rounded up, a hair's float error aside
+    first = max(0, math.ceil(begin * fps - 1e-6))
+    if first >= length:
+        raise NodeError(f"start {start:g} s is past the end of the clip ({total:.3f} s, {length} frames): give a "
+                        f"start below {total:.3f}")
+    left = total - begin
+    if strict and duration > left + 1e-6:
+        raise NodeError(f"the clip has {left:.3f} s from {begin:.3f} s, less than the {duration:g} s asked for: "
+                        f"shorten duration or turn strict off")
+    stop = length if duration == 0 else min(length, math.ceil((begin + duration) * fps - 1e-6))
+    return first, max(1, stop - first)
+
+
 def every_nth(clip: Clip, n: int, offset: int) -> Clip:
     """Frames offset, offset + n, ... at fps / n; the sound starts where the first kept frame does."""
     if offset >= clip.length:

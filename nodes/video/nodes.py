@@ -26,6 +26,21 @@ def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept,
     return edit.trim(video, start, count)
 
 
+@node("video.slice", title="Slice (Seconds)", category="Video", temporal_radius=0)
+def slice_seconds(ctx, video: VIDEO,
+                  start: float = Param(0.0, min=-100000.0, max=100000.0,
+                                       help="seconds into the clip where the slice starts; negative: counted back "
+                                            "from its end"),
+                  duration: float = Param(0.0, min=0.0, help="seconds kept; 0 = to the end"),
+                  strict: bool = Param(False, help="stop when the clip is shorter than `duration` from `start` "
+                                                   "(off: keep what there is)")) -> VIDEO:
+    """Keep the frames whose time lies in [start, start + duration) (ComfyUI's Video Slice), with their sound and
+    alpha; a start or duration between frames keeps the frames after it."""
+    if start == 0 and duration == 0:
+        return video
+    return edit.trim(video, *edit.slice_span(video.length, video.fps, start, duration, strict))
+
+
 @node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
     """Play `other` after `video` (same size required) at `video`'s frame rate. Each clip's sound plays with
