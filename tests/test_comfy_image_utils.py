@@ -302,3 +302,109 @@ def test_slice_refuses_what_comfyui_refuses_and_imports():
                                                                    "format": "auto", "codec": "auto"}}})
     assert res.report.entries["2"].status == "exact"
     assert _node(res, "video.slice")["params"] == {"start": -2.0, "duration": 1.5, "strict": True}
+
+
+# -- video.blend (ImageBlend) and video.blur (ImageBlur) -----------------------------------------------------------
+def _comfy_upscale_center(samples, width, height, method):
+    old_width, old_height = samples.shape[-1], samples.shape[-2]
+    old_aspect, new_aspect = old_width / old_height, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+    s = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
+    return torch.nn.functional.interpolate(s, size=(height, width), mode=method)
+
+
+def _comfy_blend(image1, image2, blend_factor, blend_mode):
+    if image1.shape != image2.shape:
+        image2 = _comfy_upscale_center(image2.permute(0, 3, 1, 2), image1.shape[2], image1.shape[1], "bicubic")
+        image2 = image2.permute(0, 2, 3, 1)
+    img1, img2 = image1, image2
+    if blend_mode == "normal":
+        b = img2
+    elif blend_mode == "multiply":
+        b = img1 * img2
+    elif blend_mode == "screen":
+        b = 1 - (1 - img1) * (1 - img2)
+    elif blend_mode == "overlay":
+        b = torch.where(img1 <= 0.5, 2 * img1 * img2, 1 - 2 * (1 - img1) * (1 - img2))
+    elif blend_mode == "soft_light":
+        g = torch.where(img1 <= 0.25, ((16 * img1 - 12) * img1 + 4) * img1, torch.sqrt(img1))
+        b = torch.where(img2 <= 0.5, img1 - (1 - 2 * img2) * img1 * (1 - img1), img1 + (2 * img2 - 1) * (g - img1))
+    else:
+        b = img1 - img2
+    return torch.clamp(image1 * (1 - blend_factor) + b * blend_factor, 0, 1)
+
+
+def _comfy_blur(image, blur_radius, sigma):
+    batch_size, height, width, channels = image.shape
+    kernel_size = blur_radius * 2 + 1
+    x, y = torch.meshgrid(torch.linspace(-1, 1, kernel_size), torch.linspace(-1, 1, kernel_size), indexing="ij")
+    d = torch.sqrt(x * x + y * y)
+    g = torch.exp(-(d * d) / (2.0 * sigma * sigma))
+    kernel = (g / g.sum()).repeat(channels, 1, 1).unsqueeze(1)
+    image = image.permute(0, 3, 1, 2)
+    padded = torch.nn.functional.pad(image, (blur_radius,) * 4, "reflect")
+    blurred = torch.nn.functional.conv2d(padded, kernel, padding=kernel_size // 2, groups=channels)
+    return blurred[:, :, blur_radius:-blur_radius, blur_radius:-blur_radius].permute(0, 2, 3, 1)
+
+
+def _levels(t):
+    return np.clip(np.rint(t.numpy() * 255.0), 0, 255)
+
+
+@pytest.mark.parametrize("mode", ["normal", "multiply", "screen", "overlay", "soft_light", "difference"])
+@pytest.mark.parametrize("other_shape", [(2, 9, 14, 3), (1, 12, 10, 3)])
+def test_blend_is_comfyuis(frames, mode, other_shape):
+    from nodes.video.nodes import blend
+    other = np.random.default_rng(5).integers(0, 256, other_shape, dtype=np.uint8)
+    want = _levels(_comfy_blend(torch.from_numpy(frames).float() / 255, torch.from_numpy(other).float() / 255, 0.7,
+                                mode))
+    out = blend(None, Clip.from_array(frames), Clip.from_array(other), 0.7, mode)
+    got = np.concatenate([out.frames(1, 2), out.frames(0, 1)])[[1, 0]]       # chunk by chunk as in one
+    assert np.abs(got.astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("radius,sigma", [(1, 1.0), (3, 0.5), (4, 10.0)])
+def test_blur_is_comfyuis(frames, radius, sigma):
+    from nodes.video.nodes import blur
+    want = _levels(_comfy_blur(torch.from_numpy(frames).float() / 255, radius, sigma))
+    got = blur(None, Clip.from_array(frames), radius, sigma).frames(0, 2)
+    assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_blend_and_blur_refuse_bad_settings(frames):
+    from nodes.video.blend import blend, blur
+    clip = Clip.from_array(frames)
+    with pytest.raises(NodeError, match="`other` has 3 frames and `video` 2"):
+        blend(clip, Clip.from_array(np.zeros((3, 9, 14, 3), np.uint8)), "normal", 0.5)
+    with pytest.raises(NodeError, match="mode='dodge': choose one of normal"):
+        blend(clip, clip, "dodge", 0.5)
+    with pytest.raises(NodeError, match="factor must be between 0 and 1"):
+        blend(clip, clip, "normal", 1.5)
+    with pytest.raises(NodeError, match="radius 9 is not below the picture's 9-pixel side"):
+        blur(clip, 9, 1.0)
+    with pytest.raises(NodeError, match="radius must be 1 or more"):
+        blur(clip, 0, 1.0)
+
+
+def test_blend_blur_longer_edge_and_alpha_nodes_import():
+    from app.comfyui import import_data
+    res = import_data({"1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+                       "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31,
+                                                                  "sigma": 1.0}},
+                       "3": {"class_type": "ImageBlend", "inputs": {"image1": ["1", 0], "image2": ["2", 0],
+                                                                   "blend_factor": 0.5, "blend_mode": "overlay"}},
+                       "4": {"class_type": "ResizeImagesByLongerEdge", "inputs": {"images": ["3", 0],
+                                                                                 "longer_edge": 1536}},
+                       "5": {"class_type": "ImageRemoveAlpha+", "inputs": {"image": ["4", 0]}},
+                       "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "x"}}})
+    status = {e.class_type: e.status for e in res.report.entries.values()}
+    assert status["ImageBlur"] == status["ImageBlend"] == "exact"
+    assert status["ResizeImagesByLongerEdge"] == status["ImageRemoveAlpha+"] == "approx"
+    assert _node(res, "video.blur")["params"] == {"radius": 31, "sigma": 1.0}
+    assert _node(res, "video.blend")["params"] == {"factor": 0.5, "mode": "overlay"}
+    assert _node(res, "video.resize_side")["params"] == {"size": 1536, "side": "longer", "method": "lanczos"}
+    assert _node(res, "video.matte")["params"] == {"mode": "none"}

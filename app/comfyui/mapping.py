@@ -1585,6 +1585,20 @@ RULES: Dict[str, Rule] = {
                               (P("filename_prefix", "path", out_path("")), P("format", "format", save_format)),
                               {"images": "video"}, ignore={"format.bit_depth": ("8-bit", "32-bit float"),
                                                            "format.input_color_space": "sRGB"}),
+    # KJNodes' longer-edge resize, which ComfyUI now replaces by ImageScaleToMaxDimension with lanczos
+    "ResizeImagesByLongerEdge": Rule("video.resize_side", ("longer_edge",), (P("longer_edge", "size"),),
+                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"},
+                                     note=LANCZOS_NOTE),
+    "ImageBlend": Rule("video.blend", ("blend_factor", "blend_mode"),
+                       (P("blend_factor", "factor"), P("blend_mode", "mode")), {"image1": "video", "image2": "other"},
+                       ("video",)),
+    "ImageBlur": Rule("video.blur", ("blur_radius", "sigma"), (P("blur_radius", "radius"), P("sigma", "sigma")),
+                      {"image": "video"}, ("video",)),
+    # ComfyUI_essentials' alpha remover: Kinograph's frames are already the colour laid over black
+    "ImageRemoveAlpha+": Rule("video.matte", (), (), {"image": "video"}, ("video",), fixed={"mode": "none"},
+                              note="the colour goes on laid over black (Kinograph's frames with alpha are "
+                                   "premultiplied); essentials keeps the colour as stored: the same where the "
+                                   "picture is opaque"),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
                         P("crop", "fit", centre_crop)),

@@ -198,13 +198,20 @@ COMFY_SCALES = {"area": "area", "bicubic": "bicubic", "bilinear": "bilinear", "n
 PAD_COLOURS = {"black": 0.0, "white": 1.0}
 
 
-def comfy_scaled(frames: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+def comfy_scaled(frames: np.ndarray, width: int, height: int, method: str, crop: bool = False) -> np.ndarray:
     """Frames [n,H,W,C] (uint8, or float as Clip.linear) at width x height, resampled as ComfyUI's common_upscale
-    does without a crop; uint8 comes back rounded to the nearest level."""
+    does (crop: first cut to the size's shape at the middle, as its crop "center"); uint8 comes back rounded to the
+    nearest level."""
     import torch
     import torch.nn.functional as F
     if method not in COMFY_SCALES:
         raise NodeError(f"method={method!r}: choose one of {', '.join(COMFY_SCALES)}")
+    if crop:
+        h0, w0 = frames.shape[1:3]
+        old, new = w0 / h0, width / height
+        x = round((w0 - w0 * (new / old)) / 2) if old > new else 0
+        y = round((h0 - h0 * (old / new)) / 2) if old < new else 0
+        frames = frames[:, y:h0 - y, x:w0 - x]
     if method == "lanczos":
         from PIL import Image
         mode = "L" if frames.dtype == np.uint8 else "F"

@@ -129,6 +129,32 @@ def resize_pad(ctx, video: VIDEO, width: int = Param(512, min=1, max=16384, help
     return edit.resize_pad(video, width, height, colour, method)
 
 
+@node("video.blend", title="Blend", category="Video", temporal_radius=0)
+def blend(ctx, video: VIDEO, other: VIDEO = Input(help="the clip (or one picture, over every frame) blended over "
+                                                        "`video`; another size is cut to its shape at the middle "
+                                                        "and resized bicubic"),
+          factor: float = Param(0.5, min=0.0, max=1.0, help="how much of the blend: 0 = `video` as it is"),
+          mode: str = Param("normal", choices=("normal", "multiply", "screen", "overlay", "soft_light",
+                                               "difference"),
+                            help="normal: `other` itself; multiply, screen, overlay, soft_light, difference: the "
+                                 "two combined so")) -> VIDEO:
+    """Mix `other` into `video` by a blend mode (ComfyUI's ImageBlend, computed as it computes it: a pose drawn
+    over the picture it was found in). `video`'s rate and sound go on."""
+    from .blend import blend as run
+    return run(video, other, mode, factor)
+
+
+@node("video.blur", title="Blur (Gaussian)", category="Video", temporal_radius=0)
+def blur(ctx, video: VIDEO, radius: int = Param(1, min=1, max=31, help="pixels the kernel reaches each side"),
+         sigma: float = Param(1.0, min=0.1, max=10.0, help="the Gaussian's width as a share of the radius (1: the "
+                                                            "kernel's edge at one sigma), as ComfyUI's sigma")
+         ) -> VIDEO:
+    """Blur every frame (ComfyUI's ImageBlur, pixel for pixel: its kernel of 2 radius + 1 taps, the border
+    reflected): a soft mask or a picture blurred before it guides an inpaint."""
+    from .blend import blur as run
+    return run(video, radius, sigma)
+
+
 @node("video.flip", category="Video", temporal_radius=0)
 def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
                                                    help="horizontal: mirror left and right (Nuke's flop); "
