@@ -408,3 +408,46 @@ def test_blend_blur_longer_edge_and_alpha_nodes_import():
     assert _node(res, "video.blend")["params"] == {"factor": 0.5, "mode": "overlay"}
     assert _node(res, "video.resize_side")["params"] == {"size": 1536, "side": "longer", "method": "lanczos"}
     assert _node(res, "video.matte")["params"] == {"mode": "none"}
+
+
+# -- video.match_size (Resize Image/Mask match size, Batch Images' resize to the first) -----------------------------
+@pytest.mark.parametrize("method,crop", [("bilinear", True), ("area", False), ("lanczos", True)])
+def test_match_size_is_comfyuis(frames, method, crop):
+    from nodes.video.nodes import match_size
+    small = np.random.default_rng(9).integers(0, 256, (2, 6, 5, 3), dtype=np.uint8)
+    t = torch.from_numpy(small).float().permute(0, 3, 1, 2) / 255
+    if method == "lanczos":
+        if crop:
+            h0, w0 = 6, 5
+            old, new = w0 / h0, 14 / 9
+            y = round((h0 - h0 * (old / new)) / 2)
+            t = t.narrow(-2, y, h0 - 2 * y)
+        want = _comfy_lanczos(t, 14, 9)
+    else:
+        want = _comfy_upscale_center(t, 14, 9, method) if crop else torch.nn.functional.interpolate(
+            t, size=(9, 14), mode=method)
+    out = match_size(None, Clip.from_array(small), Clip.from_array(frames), method, crop)
+    assert np.abs(out.frames(0, 2).astype(int) - _levels(want.permute(0, 2, 3, 1))).max() <= 1
+    same = Clip.from_array(frames)
+    assert match_size(None, same, Clip.from_array(frames[:1]), "bilinear", True) is same
+
+
+def test_batch_images_and_match_size_import():
+    from app.comfyui import import_data
+    res = import_data({"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+                       "2": {"class_type": "LoadImage", "inputs": {"image": "b.png"}},
+                       "3": {"class_type": "BatchImagesNode", "inputs": {"images.image0": ["1", 0],
+                                                                        "images.image1": ["2", 0]}},
+                       "4": {"class_type": "ResizeImageMaskNode", "inputs": {
+                           "input": ["3", 0], "resize_type": "match size", "resize_type.match": ["1", 0],
+                           "resize_type.crop": "disabled", "scale_method": "nearest-exact"}},
+                       "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}})
+    assert {e.class_type: e.status for e in res.report.entries.values()}["BatchImagesNode"] == "exact"
+    assert res.report.entries["4"].status == "exact", res.report.entries["4"].notes
+    import yaml
+    nodes = yaml.safe_load(res.yaml)["nodes"]
+    fits = [n for n in nodes.values() if n["type"] == "video.match_size"]
+    assert {"method": "bilinear", "crop": True} in [f["params"] for f in fits]
+    assert {"method": "nearest", "crop": False} in [f["params"] for f in fits]
+    from graph_engine.api import load_workflow
+    load_workflow(text=res.yaml)

@@ -560,7 +560,7 @@ def individual_objects(points: str, negative) -> tuple:
 def resize_type(v):
     """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI); scale longer
     dimension, scale shorter dimension: video.resize_side; scale total pixels: video.resize_pixels; scale by
-    multiplier: upscale.resize"""
+    multiplier: upscale.resize; match size: video.match_size"""
     return v
 
 
@@ -1624,9 +1624,8 @@ RULES: Dict[str, Rule] = {
                              "optional_interpolation_states": None}, special="vfi",
                      note="FILM is not in Kinograph: its optical-flow interpolation (no weights) makes the in-betweens; "
                           "interpolate.rife with RIFE weights is closer to FILM on large motion"),
-    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
-                            note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
-                                 "centre crop), Kinograph's video.concat stops and says so"),
+    # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
+    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
     "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
                         (P("start_time", "start"), P("duration", "duration"), P("strict_duration", "strict")),
                         {"video": "video"}, ("video",)),

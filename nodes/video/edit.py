@@ -226,6 +226,17 @@ def comfy_scaled(frames: np.ndarray, width: int, height: int, method: str, crop:
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
+def comfy_resize(clip: Clip, width: int, height: int, method: str, crop: bool = False) -> Clip:
+    """The clip at width x height by comfy_scaled, streamed chunk by chunk; an alpha resized alike."""
+    if width < 1 or height < 1:
+        raise NodeError(f"width and height must both be 1 or more, got {width} x {height}")
+
+    def move(frames: np.ndarray) -> np.ndarray:
+        return comfy_scaled(frames, width, height, method, crop)
+    return moved_float(clip.map(move, width, height).with_(matte=moved(clip.matte, move, width, height)), clip,
+                       move)
+
+
 def pad_fit_size(w0: int, h0: int, width: int, height: int):
     """The size a picture fitted inside width x height takes, rounded down as ComfyUI's ResizeAndPadImage does."""
     scale = min(width / w0, height / h0)

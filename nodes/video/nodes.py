@@ -155,6 +155,21 @@ def blur(ctx, video: VIDEO, radius: int = Param(1, min=1, max=31, help="pixels t
     return run(video, radius, sigma)
 
 
+@node("video.match_size", title="Match Size", category="Video", temporal_radius=0)
+def match_size(ctx, video: VIDEO, reference: VIDEO = Input(help="the clip (or picture) whose size to take"),
+               method: str = Param("bilinear", choices=tuple(edit.COMFY_SCALES),
+                                   help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
+                                        "nearest: hard pixels"),
+               crop: bool = Param(True, help="cut `video` to the reference's shape at the middle first (off: "
+                                             "stretch it)")) -> VIDEO:
+    """Resize every frame to `reference`'s size, as ComfyUI resizes a picture to match another (Resize
+    Image/Mask's match size; the pictures Batch Images joins to the first's: bilinear, centre cut). A clip of
+    that size already goes on as it is."""
+    if video.size == reference.size:
+        return video
+    return edit.comfy_resize(video, reference.width, reference.height, method, crop)
+
+
 @node("video.flip", category="Video", temporal_radius=0)
 def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
                                                    help="horizontal: mirror left and right (Nuke's flop); "

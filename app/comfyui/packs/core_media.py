@@ -50,11 +50,17 @@ class CoreMedia:
             return None
         made, cur = [], srcs[0]
         for k, src in enumerate(srcs[1:], 1):
+            # ComfyUI brings each picture to the first's size (bilinear, cut at the middle); one of that size
+            # passes video.match_size unchanged
+            fit = self.add("video.match_size", cn, {"method": "bilinear", "crop": True}, f"_size{k}",
+                           dy=120.0 * (k - len(srcs)) - 60.0)
+            self.link(src, fit, "video")
+            self.link(srcs[0], fit, "reference")
             nid = self.add(rule.node, cn, {}, "" if k == len(srcs) - 1 else f"_{k}", dy=120.0 * (k - len(srcs) + 1))
             self.link(cur, nid, "video")
-            self.link(src, nid, "other")
+            self.graph.connect(fit, "video", nid, "other")
             cur = Out((nid, "video"))
-            made.append(nid)
+            made += [fit, nid]
         self.outs[(cn.id, 0)] = cur
         return made
 
@@ -71,9 +77,26 @@ class CoreMedia:
     def special_resize_image_mask(self, cn, rule, params, notes):
         """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
         (either 0: follow the other side) it is video.resize; by the longer or shorter side it is
-        video.resize_side; by total pixels video.resize_pixels; by a multiplier upscale.resize; match size and
-        scale to multiple are not mapped."""
+        video.resize_side; by total pixels video.resize_pixels; by a multiplier upscale.resize; match size is
+        video.match_size; scale to multiple is not mapped."""
         kind = params.pop("resize_type", None)
+        if kind == "match size":
+            # widgets: [type, crop, scale_method]: the crop was read as width, the method as height
+            ref = self.resolve(cn.inputs.get("resize_type.match"))
+            crop = self.resolve(cn.inputs.get("resize_type.crop", cn.inputs.get("resize_type.width")))
+            method = self.resolve(cn.inputs.get("scale_method", cn.inputs.get("resize_type.height")))
+            notes[:] = [n for n in notes if "resize_type." not in n and "scale_method" not in n]
+            from ..mapping import comfy_scale
+            try:
+                method = comfy_scale(method)
+            except Approx as a:
+                method = a.value
+                notes.append(a.note)
+            nid = self.plain(cn, dataclasses.replace(rule, node="video.match_size"),
+                             {"method": method, "crop": crop != "disabled"}, notes)
+            self.link(ref, nid, "reference") or notes.append("its match comes from a node that did not convert; "
+                                                            "connect video.match_size's reference by hand")
+            return [nid]
         if kind in ("scale longer dimension", "scale shorter dimension"):
             # widgets: [type, size, scale_method], read as width and height as for scale width
             from ..mapping import resize_method
@@ -129,8 +152,9 @@ class CoreMedia:
             self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
                                                     "dimensions, scale width and scale height (video.resize), "
                                                     "scale longer and shorter dimension (video.resize_side), "
-                                                    "scale total pixels (video.resize_pixels) and scale by "
-                                                    "multiplier (upscale.resize)")
+                                                    "scale total pixels (video.resize_pixels), scale by "
+                                                    "multiplier (upscale.resize) and match size "
+                                                    "(video.match_size)")
             return None
         return self.special_image_scale(cn, rule, params, notes, "input")
 
