@@ -451,3 +451,51 @@ def test_batch_images_and_match_size_import():
     assert {"method": "nearest", "crop": False} in [f["params"] for f in fits]
     from graph_engine.api import load_workflow
     load_workflow(text=res.yaml)
+
+
+# -- video.scale (ImageScale's and Resize Image/Mask's by-size resize) ----------------------------------------------
+@pytest.mark.parametrize("method", ["area", "nearest-exact", "lanczos", "bicubic"])
+@pytest.mark.parametrize("size,crop", [((6, 0), False), ((0, 13), False), ((10, 7), True), ((10, 7), False)])
+def test_scale_is_comfyuis(frames, method, size, crop):
+    from nodes.video.nodes import scale
+    t = torch.from_numpy(frames).float().permute(0, 3, 1, 2) / 255
+    w, h = size
+    w = w or max(1, round(14 * h / 9))
+    h = h or max(1, round(9 * w / 14))
+    if method == "lanczos":
+        want = _comfy_lanczos(t, w, h) if not crop else None
+        if crop:
+            old, new = 14 / 9, w / h
+            x = round((14 - 14 * (new / old)) / 2)
+            want = _comfy_lanczos(t.narrow(-1, x, 14 - 2 * x), w, h)
+    else:
+        want = _comfy_upscale_center(t, w, h, method) if crop else torch.nn.functional.interpolate(
+            t, size=(h, w), mode=method)
+    out = scale(None, Clip.from_array(frames), *size, "nearest" if method == "nearest-exact" else method, crop)
+    assert np.abs(out.frames(0, 2).astype(int) - _levels(want.permute(0, 2, 3, 1))).max() <= 1
+
+
+@pytest.mark.parametrize("ui,want", [
+    (["scale dimensions", 512, 288, "center", "area"], ("video.scale", {"width": 512, "height": 288, "crop": True,
+                                                                        "method": "area"})),
+    (["scale height", 300, "nearest-exact"], ("video.scale", {"width": 0, "height": 300, "method": "nearest"})),
+    (["scale longer dimension", 1536, "lanczos"], ("video.resize_side", {"size": 1536, "side": "longer",
+                                                                         "method": "lanczos"})),
+    (["scale total pixels", 1.6, "area"], ("video.resize_pixels", {"megapixels": 1677721 / 1048576,
+                                                                   "method": "area", "step": 1}))])
+def test_resize_image_mask_as_saved_by_comfyuis_editor(ui, want):
+    """The widgets as the template files hold them: a type's own widgets, then the scale method."""
+    from app.comfyui import import_data
+    wf = {"last_node_id": 3, "last_link_id": 2, "version": 0.4, "links": [[1, 1, 0, 2, 0, "IMAGE"],
+                                                                          [2, 2, 0, 3, 0, "IMAGE"]],
+          "nodes": [{"id": 1, "type": "LoadImage", "pos": [0, 0], "mode": 0, "inputs": [],
+                     "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}], "widgets_values": ["a.png", "image"]},
+                    {"id": 2, "type": "ResizeImageMaskNode", "pos": [300, 0], "mode": 0,
+                     "inputs": [{"name": "input", "type": "IMAGE", "link": 1}],
+                     "outputs": [{"name": "resized", "type": "IMAGE", "links": [2]}], "widgets_values": ui},
+                    {"id": 3, "type": "SaveImage", "pos": [600, 0], "mode": 0,
+                     "inputs": [{"name": "images", "type": "IMAGE", "link": 2}], "outputs": [],
+                     "widgets_values": ["x"]}]}
+    res = import_data(wf)
+    assert res.report.entries["2"].status == "exact", res.report.entries["2"].notes
+    assert _node(res, want[0])["params"] == want[1]

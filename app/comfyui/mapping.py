@@ -558,7 +558,7 @@ def individual_objects(points: str, negative) -> tuple:
 
 
 def resize_type(v):
-    """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI); scale longer
+    """scale dimensions, scale width, scale height: video.scale (0 = follow the other side, as ComfyUI); scale longer
     dimension, scale shorter dimension: video.resize_side; scale total pixels: video.resize_pixels; scale by
     multiplier: upscale.resize; match size: video.match_size"""
     return v
@@ -1565,10 +1565,11 @@ RULES: Dict[str, Rule] = {
                          ("mask",), ignore={"device": None}),
     "DrawMaskOnImage": Rule("mask.fill", ("color", "device"), (P("color", "colour"),),
                             {"image": "video", "mask": "mask"}, ("video",), ignore={"device": None}),
-    "ResizeImageMaskNode": Rule("video.resize", ("resize_type", "resize_type.width", "resize_type.height",
-                                                 "resize_type.crop", "scale_method"),
+    "ResizeImageMaskNode": Rule("video.scale", ("resize_type", "resize_type.width", "resize_type.height",
+                                                "resize_type.crop", "scale_method"),
                                 (P("resize_type.width", "width"), P("resize_type.height", "height"),
-                                 P("resize_type.crop", "fit", centre_crop), P("scale_method", "method", resize_method),
+                                 P("resize_type.crop", "crop", lambda v: v == "center"),
+                                 P("scale_method", "method", comfy_scale),
                                  P("resize_type", "resize_type", resize_type)),
                                 {"input": "video"}, ("video",), special="resize_image_mask"),
     # ComfyUI's fit-inside resize with white or black bars: video.resize_pad resamples and rounds as it does

@@ -237,6 +237,22 @@ def comfy_resize(clip: Clip, width: int, height: int, method: str, crop: bool = 
                        move)
 
 
+def side_size(w0: int, h0: int, size: int, side: str = "longer"):
+    """The size with the longer (or shorter) side `size`, the other rounded as ComfyUI's scale_longer_dimension
+    and scale_shorter_dimension round it (a square: both)."""
+    if side not in ("longer", "shorter"):
+        raise NodeError(f"side={side!r}: choose longer or shorter")
+    if size < 1:
+        raise NodeError(f"size must be 1 or more, got {size}")
+    tall = h0 > w0 if side == "longer" else h0 < w0
+    wide = w0 > h0 if side == "longer" else w0 < h0
+    if tall:
+        return max(1, round((w0 / h0) * size)), size
+    if wide:
+        return size, max(1, round((h0 / w0) * size))
+    return size, size
+
+
 def pad_fit_size(w0: int, h0: int, width: int, height: int):
     """The size a picture fitted inside width x height takes, rounded down as ComfyUI's ResizeAndPadImage does."""
     scale = min(width / w0, height / h0)

@@ -74,16 +74,32 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
     return edit.resize(video, width, height, method, fit)
 
 
+@node("video.scale", title="Scale (ComfyUI)", category="Video", temporal_radius=0)
+def scale(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
+          height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+          method: str = Param("area", choices=tuple(edit.COMFY_SCALES),
+                              help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; nearest: hard "
+                                   "pixels"),
+          crop: bool = Param(False, help="cut each frame to the size's shape at the middle first (off: stretch)")
+          ) -> VIDEO:
+    """Resize every frame as ComfyUI's ImageScale and Resize Image/Mask do, pixel for pixel: their resampling
+    (torch's area, bilinear, bicubic and nearest-exact, Pillow's Lanczos), a 0 side following the other, the
+    centre cut before the resize. Both sides 0: the clip as it is."""
+    if width == 0 and height == 0:
+        return video
+    return edit.comfy_resize(video, *edit.fit_size(video.width, video.height, width, height), method, crop)
+
+
 @node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0)
 def resize_side(ctx, video: VIDEO, size: int = Param(1024, min=1, max=16384, help="the chosen side's length"),
                 side: str = Param("longer", choices=("longer", "shorter"),
                                   help="longer: fit within a size x size square; shorter: cover it"),
-                method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                method: str = Param("lanczos", choices=tuple(edit.COMFY_SCALES),
                                     help="area: best for shrinking; lanczos or bicubic: sharpest enlarging")) -> VIDEO:
     """Resize every frame so its longer (or shorter) side is `size`, keeping its shape, whatever the clip's
-    orientation (ComfyUI's Resize Image/Mask by longer or shorter dimension)."""
-    wide = video.width >= video.height if side == "longer" else video.width <= video.height
-    return edit.resize(video, size if wide else 0, 0 if wide else size, method)
+    orientation (ComfyUI's Resize Image/Mask by longer or shorter dimension and ImageScaleToMaxDimension: their
+    rounding and resampling)."""
+    return edit.comfy_resize(video, *edit.side_size(video.width, video.height, size, side), method)
 
 
 @node("video.stitch", title="Stitch (Side by Side)", category="Video", temporal_radius=0)
@@ -107,13 +123,14 @@ def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip
 def resize_pixels(ctx, video: VIDEO,
                   megapixels: float = Param(1.0, min=0.01, max=16.0, help="the frames' size in millions of pixels "
                                                                           "(1 = 1024 x 1024 = 1,048,576)"),
-                  method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                  method: str = Param("lanczos", choices=tuple(edit.COMFY_SCALES),
                                       help="area: best for shrinking; lanczos or bicubic: sharpest enlarging"),
                   step: int = Param(1, min=1, max=256, help="each side a multiple of this (16 for most models)")
                   ) -> VIDEO:
     """Resize every frame to about `megapixels` million pixels, keeping its shape (ComfyUI's
-    ImageScaleToTotalPixels): a picture of any size brought to the size a model was trained at."""
-    return edit.resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
+    ImageScaleToTotalPixels, its rounding and resampling): a picture of any size brought to the size a model was
+    trained at."""
+    return edit.comfy_resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
 
 
 @node("video.resize_pad", title="Resize and Pad", category="Video", temporal_radius=0)
