@@ -296,7 +296,7 @@ def test_upscale_resize_and_interpolation_nodes_map_to_kinographs():
         ("io.load_video", {"path": "in.mp4", "fps": 0, "count": 0, "start": 0, "every_nth": 1}),
         ("upscale.model", {"model": "4x-UltraSharp.pth"}),
         ("upscale.resize", {"method": "area", "scale": 0.5}),
-        ("video.resize", {"method": "nearest", "width": 640, "height": 0, "fit": "stretch"}),
+        ("video.scale", {"method": "nearest", "width": 640, "height": 0, "crop": False}),
         ("interpolate.rife", {"scene_threshold": 0.0, "model": "rife47.pth", "factor": 3, "ensemble": True,
                               "scale": 1}),
         ("interpolate.flow", {"scene_threshold": 0.0, "quality": "medium", "factor": 2})]
@@ -310,9 +310,9 @@ def test_upscale_resize_and_interpolation_nodes_map_to_kinographs():
     odd["6"]["inputs"].update(multiplier=24, fast_mode=False)
     notes = {k: "; ".join(e.notes) for k, e in import_data(odd).report.entries.items()}
     assert "upscale.resize has no bilinear; bicubic used" in notes["4"]
-    assert notes["5"] == ""     # crop center is video.resize's fit crop (below)
+    assert notes["5"] == ""     # crop center is video.scale's crop (below)
     assert "multiplier 24 is above Kinograph's 16" in notes["6"] and "fast_mode=False is not carried" in notes["6"]
-    assert _by_type(import_data(odd).graph, "video.resize")[0].params["fit"] == "crop"
+    assert _by_type(import_data(odd).graph, "video.scale")[0].params["crop"] is True
 
 
 def test_a_clips_own_rate_and_sound_stay_with_it():

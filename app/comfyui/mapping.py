@@ -410,11 +410,6 @@ def pysssss_file(v):
     return v.get("content") if isinstance(v, dict) else v
 
 
-def centre_crop(v):
-    """center -> crop (fills the size, the overflow cut centred, as ComfyUI crops); disabled -> stretch"""
-    return "crop" if v == "center" else "stretch"
-
-
 def clip_prep_method(v):
     """Pillow's LANCZOS, BICUBIC, BILINEAR, NEAREST -> OpenCV's of the same name; BOX, HAMMING -> area"""
     found = {"LANCZOS": "lanczos", "BICUBIC": "bicubic", "BILINEAR": "bilinear", "NEAREST": "nearest", "BOX": "area",
@@ -1522,7 +1517,7 @@ RULES: Dict[str, Rule] = {
                          note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
                               "kernel of sharpen_radius and sigma, not the same"),
     "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
-                                    (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
+                                    (P("upscale_method", "method", comfy_scale), P("megapixels", "megapixels"),
                                      P("resolution_steps", "step")), {"image": "video"}, ("video",)),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
@@ -1578,7 +1573,7 @@ RULES: Dict[str, Rule] = {
                                P("interpolation", "method", comfy_scale)), {"image": "video"}, ("video",)),
     # the longer side to largest_size, as Resize Image/Mask's scale longer dimension
     "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
-                                     (P("upscale_method", "method", resize_method), P("largest_size", "size")),
+                                     (P("upscale_method", "method", comfy_scale), P("largest_size", "size")),
                                      {"image": "video"}, ("video",), fixed={"side": "longer"}),
     # every picture as a numbered PNG, as SaveImage; its png 8-bit sRGB is what io.save_frames writes
     "SaveImageAdvanced": Rule("io.save_frames", ("filename_prefix", "format", "format.bit_depth",
@@ -1588,8 +1583,7 @@ RULES: Dict[str, Rule] = {
                                                            "format.input_color_space": "sRGB"}),
     # KJNodes' longer-edge resize, which ComfyUI now replaces by ImageScaleToMaxDimension with lanczos
     "ResizeImagesByLongerEdge": Rule("video.resize_side", ("longer_edge",), (P("longer_edge", "size"),),
-                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"},
-                                     note=LANCZOS_NOTE),
+                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"}),
     "ImageBlend": Rule("video.blend", ("blend_factor", "blend_mode"),
                        (P("blend_factor", "factor"), P("blend_mode", "mode")), {"image1": "video", "image2": "other"},
                        ("video",)),
@@ -1600,9 +1594,9 @@ RULES: Dict[str, Rule] = {
                               note="the colour goes on laid over black (Kinograph's frames with alpha are "
                                    "premultiplied); essentials keeps the colour as stored: the same where the "
                                    "picture is opaque"),
-    "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
-                       (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
-                        P("crop", "fit", centre_crop)),
+    "ImageScale": Rule("video.scale", ("upscale_method", "width", "height", "crop"),
+                       (P("upscale_method", "method", comfy_scale), P("width", "width"), P("height", "height"),
+                        P("crop", "crop", lambda v: v == "center")),
                        {"image": "video"}, ("video",), special="image_scale"),
     # ComfyUI-Frame-Interpolation (Fannovel16): RIFE runs as Kinograph's RIFE, from the same weight files. It has no
     # scene-cut detection, so Kinograph's is off; fast_mode only changes RIFE 4.0-4.4, whose refinement network
