@@ -499,3 +499,25 @@ def test_resize_image_mask_as_saved_by_comfyuis_editor(ui, want):
     res = import_data(wf)
     assert res.report.entries["2"].status == "exact", res.report.entries["2"].notes
     assert _node(res, want[0])["params"] == want[1]
+
+
+def _comfy_side(h, w, size, side):
+    """ComfyUI's scale_longer_dimension / scale_shorter_dimension sizes."""
+    if (h > w) if side == "longer" else (h < w):
+        return round((w / h) * size), size
+    if (w > h) if side == "longer" else (w < h):
+        return size, round((h / w) * size)
+    return size, size
+
+
+@pytest.mark.parametrize("side", ["longer", "shorter"])
+@pytest.mark.parametrize("method", ["area", "lanczos"])
+def test_resize_side_and_pixels_resample_as_comfyui(frames, side, method):
+    from nodes.video.nodes import resize_pixels, resize_side
+    t = torch.from_numpy(frames).float().permute(0, 3, 1, 2) / 255
+    for out, (w, h) in ((resize_side(None, Clip.from_array(frames), 6, side, method), _comfy_side(9, 14, 6, side)),
+                        (resize_pixels(None, Clip.from_array(frames), 0.00005, method, 1),
+                         _comfy_total_pixels(14, 9, 0.00005))):
+        want = _comfy_common_upscale(t, w, h, method)
+        assert (out.width, out.height) == (w, h)
+        assert np.abs(out.frames(0, 2).astype(int) - _levels(want.permute(0, 2, 3, 1))).max() <= 1
