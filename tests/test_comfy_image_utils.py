@@ -521,3 +521,18 @@ def test_resize_side_and_pixels_resample_as_comfyui(frames, side, method):
         want = _comfy_common_upscale(t, w, h, method)
         assert (out.width, out.height) == (w, h)
         assert np.abs(out.frames(0, 2).astype(int) - _levels(want.permute(0, 2, 3, 1))).max() <= 1
+
+
+def test_vae_encode_tiled_imports_as_vae_encode_and_says_so():
+    from app.comfyui import import_data
+    res = import_data({"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+                       "2": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
+                       "3": {"class_type": "VAEEncodeTiled", "inputs": {"pixels": ["1", 0], "vae": ["2", 0],
+                                                                       "tile_size": 512, "overlap": 64,
+                                                                       "temporal_size": 64, "temporal_overlap": 8}},
+                       "4": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["2", 0]}},
+                       "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}})
+    entry = res.report.entries["3"]
+    assert entry.status == "approx" and "along its tiles' edges" in entry.notes[0]
+    enc = _node(res, "vae.encode")
+    assert set(enc["inputs"]) == {"video", "vae"}
