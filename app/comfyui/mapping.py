@@ -1581,10 +1581,6 @@ RULES: Dict[str, Rule] = {
     "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
                                     (P("upscale_method", "method", comfy_scale), P("megapixels", "megapixels"),
                                      P("resolution_steps", "step")), {"image": "video"}, ("video",)),
-    # its longer side made largest_size, the other rounded to keep the shape: video.resize_side's own arithmetic
-    "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
-                                     (P("upscale_method", "method", resize_method), P("largest_size", "size")),
-                                     {"image": "video"}, ("video",), fixed={"side": "longer"}),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
                          P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",),
