@@ -1135,20 +1135,28 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
-    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and _ltx_causal(header.metadata):
+    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and \
+            _transformer_config(header.metadata).get("causal_temporal_positioning") is True:
         det.extra["causal_temporal_positioning"] = True
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
+            _transformer_config(header.metadata).get("causal_ar") is True:
+        # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made
+        # block by block; only the file's metadata says so
+        det.variant = "causal-" + det.variant
+        det.extra["causal_ar"] = True
+        det.why += "; config metadata causal_ar"
     return det
 
 
-def _ltx_causal(metadata: Dict[str, str]) -> bool:
-    """Whether an LTX-Video file's own config (Lightricks' `config` metadata, 0.9.5 on) places frames causally in
-    time, which no tensor shape shows (ComfyUI reads it there too)."""
+def _transformer_config(metadata: Dict[str, str]) -> dict:
+    """The `transformer` part of a file's own `config` metadata, which says what no tensor shape shows (Lightricks'
+    LTX-Video 0.9.5 on: frames placed causally in time; an autoregressive Wan: causal_ar); ComfyUI reads it too."""
     try:
         cfg = json.loads(metadata.get("config") or "{}")
     except ValueError:
-        return False
+        return {}
     transformer = cfg.get("transformer") if isinstance(cfg, dict) else None
-    return isinstance(transformer, dict) and transformer.get("causal_temporal_positioning") is True
+    return transformer if isinstance(transformer, dict) else {}
 
 
 def detect_file(path) -> Detection:
