@@ -178,8 +178,10 @@ def test_ar_video_samples_as_comfyuis_published_loop(causal, block, start):
     if start:
         handle = handle.with_option("ar_start", first)
     lat = Latent(torch.zeros(1, 16, 4, 4, 6), "wan", 13, 16, 48, 32)
+    progress = []
     got = run_sampling(handle, Conditioning("wan", text), None, lat, steps=4, cfg=1.0, sampler="ar_video",
-                       scheduler="simple", seed=11, noise=noise).samples
+                       scheduler="simple", seed=11, noise=noise, callback=lambda i, n: progress.append(i / n)).samples
+    assert progress == sorted(progress) and progress[-1] == 1.0        # the bar counts every block's steps once
     with torch.no_grad():
         want = _comfy_ar(sd, noise, _comfy_sigmas(4), text, 11, block, first if start else None)
     assert got.shape == want.shape

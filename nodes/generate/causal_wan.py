@@ -112,7 +112,8 @@ def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block
                     start: Optional[torch.Tensor] = None, **_):
     """Block-by-block sampling of x (the initial noise, [B, C, T, h, w]) over `sigmas`; model_fn(x, sigma, frames)
     -> the clean estimate. `start`: latent frames the video begins with (a start image's), which fill the cache
-    first and come out as they are."""
+    first and come out as they are. `callback(i, steps, x)` after every model step, i counting the schedule's steps
+    over the whole clip (a fraction of one per block)."""
     sigmas = sigmas.float()
     steps, frames = len(sigmas) - 1, x.shape[2]
     out = x.clone()
@@ -142,7 +143,8 @@ def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block
                 xb = (1 - sigmas[i + 1]).to(den) * den + sigmas[i + 1].to(den) * fresh
             out[:, :, fs:fe] = xb
             if callback is not None:
-                callback(b * steps + i, len(starts) * steps, out)
+                # progress in steps of the schedule, as other samplers report it (the run's bar counts those)
+                callback(round((b * steps + i + 1) / len(starts), 3) - 1, steps, out)
         cache.at(fs, write=True)
         model_fn(xb, zero, frames=idx)
     return out
