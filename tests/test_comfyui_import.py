@@ -35,7 +35,8 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "video_wan2_1_infinitetalk.json": {"ModelPatchLoader", "WanInfiniteTalkToVideo", "Painter"},
+    "video_wan2_1_infinitetalk.json": {"Painter"},
+    "video_ltx2_depth_to_video.json": {"LotusConditioning", "SetFirstSigma"},
 }
 
 

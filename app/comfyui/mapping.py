@@ -133,6 +133,16 @@ def sampler_name(v):
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
+def ancestral_eta(v):
+    """SamplerEulerAncestral's eta as the sampler it makes."""
+    if float(v) == 0:
+        return "euler"
+    if float(v) != 1:
+        raise Approx("euler_ancestral", f"eta {v} (the share of each step's noise drawn afresh) is not in Kinograph: "
+                                        "its euler_ancestral draws all of it (eta 1)")
+    return "euler_ancestral"
+
+
 def scheduler_name(v):
     if v in SCHEDULERS_EXACT:
         return SCHEDULERS_EXACT[v]
@@ -1076,6 +1086,21 @@ RULES: Dict[str, Rule] = {
                                  "audio_encoder_output": "audio_embeds", "ref_image": "reference"},
                                 ("positive", "negative", "latent"), ignore={"batch_size": 1},
                                 note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
+    # what is connected: a second voice and both masks make two speakers)
+    "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
+    "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
+                                                              "motion_frame_count", "audio_scale"),
+                                   LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
+                                                  P("audio_scale", "audio_scale")),
+                                   {"model": "model", "model_patch": "model_patch", "positive": "positive",
+                                    "negative": "negative", "vae": "vae", "audio_encoder_output_1": "audio_embeds",
+                                    "start_image": "start", "clip_vision_output": "image_embeds",
+                                    "previous_frames": "previous", "mode.audio_encoder_output_2": "audio_embeds_2",
+                                    "mode.mask_1": "mask_1", "mode.mask_2": "mask_2"},
+                                   ("model", "positive", "negative", "latent", "trim"), ignore={"mode": None},
+                                   note="the start image and previous frames are resized by the VAE's processor "
+                                        "(ComfyUI: bilinear)"),
     "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
                                   LATENT_SIZE + (P("length", "frames"),),
                                   {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
@@ -1146,7 +1171,8 @@ RULES: Dict[str, Rule] = {
     # pair; the sound's latent rides inside Kinograph's LTX-2 latent (latent.empty makes it, vae.decode gives the
     # clip its sound), so the audio VAE, the empty audio latent and the AV concat / separate fold away
     # LTX-2 image-to-video: the start image into the latent's first frame, kept by the sampler (1 - strength: its mask)
-    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"), (P("strength", "strength"),),
+    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"),
+                                  (P("strength", "strength"), P("bypass", "bypass")),
                                   {"vae": "vae", "image": "image", "latent": "latent"}, ("latent",),
                                   special="start_image_inplace",
                                   note="the image fitted to the latent's size by a centre crop and a bilinear "
@@ -1163,6 +1189,18 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
+    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
+    # latent.set_sound on the video latent, made where the two streams are joined
+    "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
+                               (P("identity_guidance_scale", "identity_scale"), P("start_percent", "start"),
+                                P("end_percent", "end")),
+                               {"model": "model", "positive": "positive", "negative": "negative",
+                                "reference_audio": "audio"}, ("model", "positive", "negative"),
+                               special="ltx2_reference_voice"),
+    "LTXVAudioVAEEncode": Rule("latent.set_sound", (), (), {"audio": "audio"}, ("latent",),
+                               special="ltx2_audio_encode"),
     "EmptyImage": Rule("generate.solid", ("width", "height", "batch_size", "color"),
                        (P("width", "width"), P("height", "height"), P("batch_size", "frames"), P("color", "color")),
                        outputs=("video",)),
@@ -1324,6 +1362,23 @@ RULES: Dict[str, Rule] = {
                         fixed={"cfg": 1.0}),
     "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
                       {"model": "model", "positive": "positive", "negative": "negative"}, fold=True),
+    # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
+    # is Euler; at eta 1 it is euler_ancestral's full fresh noise
+    "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,
+                                  ignore={"s_noise": 1.0}),
+    # one cfg for the video and the sound where the two are equal (as the templates set them): CFGGuider's
+    "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
+                              {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
+                              special="dual_cfg"),
+    # the prompt enhancer (a language model rewriting the prompt); Kinograph generates no text
+    "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
+                                          "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
+                                          "use_default_template"), (P("prompt", "value"),), fold=True,
+                                   special="prompt_as_written",
+                                   note="the prompt is encoded as written: Kinograph does not generate text, so it is "
+                                        "not rewritten by Gemma into LTX-2's long shot description as ComfyUI's "
+                                        "enhancer does (write it in that style: subject, action, camera, light, "
+                                        "sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
@@ -1451,7 +1506,7 @@ RULES: Dict[str, Rule] = {
                                 (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom"),
                                  P("feathering", "feathering")), {"image": "video"}, ("video", "mask")),
     "SetLatentNoiseMask": Rule("latent.set_mask", (), (), {"samples": "latent", "mask": "mask"}, ("latent",),
-                               note=LATENT_MASK_NOTE),
+                               note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
     # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
@@ -1520,6 +1575,10 @@ RULES: Dict[str, Rule] = {
     "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
                                     (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
                                      P("resolution_steps", "step")), {"image": "video"}, ("video",)),
+    # its longer side made largest_size, the other rounded to keep the shape: video.resize_side's own arithmetic
+    "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
+                                     (P("upscale_method", "method", resize_method), P("largest_size", "size")),
+                                     {"image": "video"}, ("video",), fixed={"side": "longer"}),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
                          P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",),
@@ -1634,6 +1693,8 @@ RULES: Dict[str, Rule] = {
                                note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
                                     "torchaudio's: the features differ by the two filters' difference only"),
     # InfiniteTalk's two speakers' voices, one after the other, for the frames' soundtrack
+    "TrimAudioDuration": Rule("io.trim_audio", ("start_index", "duration"),
+                              (P("start_index", "start"), P("duration", "duration")), {"audio": "audio"}, ("audio",)),
     "AudioConcat": Rule("io.concat_audio", ("direction",), (P("direction", "order"),),
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
@@ -1832,16 +1893,16 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    # Wan 2.1 InfiniteTalk: its voices (LoadAudio, AudioConcat) and speech encoder import; the talking side does not yet
-    **{name: "not mapped yet: InfiniteTalk's patch (model_patches/wan2.1_infiniteTalk_*.safetensors: audio_proj, "
-             "and an audio cross-attention in each of Wan 2.1 i2v's 40 blocks, reading encode.audio's features) and "
-             "its conditioning (a voice per speaker, each on its speaker's mask; the previous clip's last frames to "
-             "continue from) are not in Kinograph's Wan model; LoadAudio, AudioConcat, AudioEncoderLoader and "
-             "AudioEncoderEncode import already"
-       for name in ("ModelPatchLoader", "WanInfiniteTalkToVideo")},
+    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
+    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
+             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
+             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
+             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
+             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and take io.load_image's alpha",
+               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
+               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "

@@ -636,13 +636,13 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model", "latent_upscaler", "lora"):
-        from nodes.generate.converters.ltx2 import LOADS, LORA, UPSCALES, unsupported
+        from nodes.generate.converters.ltx2 import LOADS, LORA, LTX25, UPSCALES
         from nodes.generate.detect import LTX2_FILES
+        if det.extra.get("version") == "2.5":
+            return False, LTX25
         if det.role == "diffusion_model":
             return False, f"an LTX-2 transformer alone: {LTX2_FILES}"
-        why = unsupported(det)
-        return (False, why) if why else (True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES,
-                                                "lora": LORA}[det.role])
+        return True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES, "lora": LORA}[det.role]
     if det.role == "lora":
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:
@@ -710,6 +710,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
                                    "one has")
+    if det.role == "model_patch":
+        return True, "load.model_patch: InfiniteTalk's audio layers over Wan 2.1 I2V 14B (condition.infinitetalk)"
     if det.role == "style_model":
         return True, "load.style_model: FLUX.1 Redux, a picture's SigLIP tokens as prompt tokens (condition.style_model)"
     if det.variant == "siglip2-naflex":

@@ -122,6 +122,18 @@ def concat_audio(ctx, first: AUDIO, second: AUDIO,
     return concat(first, second) if order == "after" else concat(second, first)
 
 
+@node("io.trim_audio", title="Trim Audio", category="Input/Output")
+def trim_audio(ctx, audio: AUDIO,
+               start: float = Param(0.0, min=-1e9, max=1e9, help="seconds into the sound where the part starts; "
+                                                                 "negative counts back from its end"),
+               duration: float = Param(60.0, min=0.0, help="seconds of it to take (less where the sound ends)")) -> AUDIO:
+    """A part of a sound (ComfyUI's TrimAudioDuration): `duration` seconds from `start`, both counted in the
+    file's own samples as ComfyUI counts them, the end held to the sound's. The song's few seconds a clip is made
+    to (latent.set_sound). A start past the end, or nothing left to take, is named."""
+    from .sound import trim
+    return trim(audio, start, duration)
+
+
 @node("io.set_audio", title="Set Audio", category="Input/Output", temporal_radius=0)
 def set_audio(ctx, video: VIDEO, audio: AUDIO) -> VIDEO:
     """The clip with `audio` (io.load_audio, io.concat_audio) as its sound, from its first frame (ComfyUI's

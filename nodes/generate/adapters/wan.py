@@ -152,7 +152,18 @@ class WanAdapter(Adapter):
             from graph_engine import NodeError
             from nodes.generate.wan_animate import NEEDS_ANIMATE
             raise NodeError(NEEDS_ANIMATE)
-        if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
+        talk = handle.option("infinitetalk")
+        if talk is not None:
+            # InfiniteTalk: the input starts with the clean motion frames at every step
+            x = torch.cat([talk.motion.to(x).expand(x.shape[0], -1, -1, -1, -1), x[:, :, talk.motion.shape[2]:]], 2)
+            if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
+                # ComfyUI's Wan without CLIP image tokens (InfiniteTalk's template): the image attention reads the
+                # text tokens; diffusers takes what precedes the 512 text tokens as the image's
+                e = inputs["encoder_hidden_states"]
+                e = torch.cat([e, e.new_zeros(e.shape[0], max(0, 512 - e.shape[1]), e.shape[2])], 1)
+                inputs = {**inputs, "encoder_hidden_states": torch.cat([e, e], 1), "text_as_image": True}
+        if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs \
+                and "text_as_image" not in inputs:
             from graph_engine import NodeError
             raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.camera") if is_camera_model(model)
                             else NEEDS_IMAGE)
@@ -195,7 +206,9 @@ class WanAdapter(Adapter):
             t = t.expand(x.shape[0])
         camera = camera_input(model, inputs["camera"]) if "camera" in inputs else nullcontext()
         reference = reference_input(model, inputs["reference"]) if "reference" in inputs else nullcontext()
-        with camera, reference:
+        from nodes.generate.infinitetalk import patched
+        talking = patched(model, talk.patch, talk.tokens, talk.masks, talk.scale) if talk is not None else nullcontext()
+        with camera, reference, talking:
             return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
                          return_dict=False, **kw)[0]
 
