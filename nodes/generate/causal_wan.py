@@ -32,12 +32,12 @@ def is_causal(transformer) -> bool:
 
 
 class KVCache:
-    """Each layer's self-attention keys and values of the frames written so far (rotated at their own positions), the
-    frame the next call's tokens start at, and whether that call's keys and values are written too."""
+    """Each layer's self-attention keys and values of the blocks written so far, by their first frame (rotated at
+    their own positions), the frame the next call's tokens start at, and whether that call's are written too."""
 
     def __init__(self, layers: int):
-        self.keys: list = [None] * layers
-        self.values: list = [None] * layers
+        self.keys: list = [{} for _ in range(layers)]
+        self.values: list = [{} for _ in range(layers)]
         self.start = 0
         self.write = False
 
@@ -66,14 +66,15 @@ class _CachedSelfAttention:
         q = _rotate(attn.norm_q(q).unflatten(2, (attn.heads, -1)), *rotary_emb)
         k = _rotate(attn.norm_k(k).unflatten(2, (attn.heads, -1)), *rotary_emb)
         v = v.unflatten(2, (attn.heads, -1))
-        past_k, past_v = self.cache.keys[self.layer], self.cache.values[self.layer]
-        if past_k is not None:
-            if past_k.shape[0] != k.shape[0]:
-                raise NodeError(f"the block-wise run's model calls changed batch ({past_k.shape[0]} to {k.shape[0]}): "
-                                "the ar_video sampler runs one prompt (or one prompt with its negative) throughout")
-            k, v = torch.cat([past_k, k], 1), torch.cat([past_v, v], 1)
-        if self.cache.write:
-            self.cache.keys[self.layer], self.cache.values[self.layer] = k, v
+        keys, values, start = self.cache.keys[self.layer], self.cache.values[self.layer], self.cache.start
+        if self.cache.write:            # a block written again (several calls a step) replaces its own
+            keys[start], values[start] = k, v
+        before = sorted(f for f in keys if f < start)
+        if any(keys[f].shape[0] != k.shape[0] for f in before):
+            raise NodeError(f"the block-wise run's model calls changed batch (to {k.shape[0]}): the ar_video sampler "
+                            "runs one prompt (or one prompt with its negative) throughout")
+        k = torch.cat([keys[f] for f in before] + [k], 1)
+        v = torch.cat([values[f] for f in before] + [v], 1)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         out = out.transpose(1, 2).flatten(2, 3).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))
@@ -109,11 +110,12 @@ def kv_cached(transformer):
 
 @torch.no_grad()
 def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block: int = 1, seed: int = 0,
-                    start: Optional[torch.Tensor] = None, **_):
+                    start: Optional[torch.Tensor] = None, **_flow):
     """Block-by-block sampling of x (the initial noise, [B, C, T, h, w]) over `sigmas`; model_fn(x, sigma, frames)
     -> the clean estimate. `start`: latent frames the video begins with (a start image's), which fill the cache
     first and come out as they are. `callback(i, steps, x)` after every model step, i counting the schedule's steps
-    over the whole clip (a fraction of one per block)."""
+    over the whole clip (a fraction of one per block). Flow models only: the `flow` every sampler is told is
+    taken and not read."""
     sigmas = sigmas.float()
     steps, frames = len(sigmas) - 1, x.shape[2]
     out = x.clone()
