@@ -228,6 +228,11 @@ class CoreNodes:
                 outs["model"] = Out((pinned[-1], "model"))
                 notes.append(f"ComfyUI shifts that model's levels by {COMFY_SHIFTS[family]:g} ({family}'s own): a "
                              "model.flow_shift says so")
+        if bundles.get("ar_block", 1) != 1 and isinstance(outs.get("model"), Out):
+            # SamplerARVideo's blocks of several latent frames (a chunkwise checkpoint): the model's, in Kinograph
+            pinned.append(self.add("model.ar_block", cn, {"frames": bundles["ar_block"]}, "_ar_block", dy=-200))
+            self.link(outs["model"], pinned[-1], "model")
+            outs["model"] = Out((pinned[-1], "model"))
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
@@ -277,6 +282,7 @@ class CoreNodes:
 COMFY_LATENT_FLOOR = {
     "EmptyLatentImage": (8, 8), "CR Aspect Ratio": (8, 8), "EmptyMochiLatentVideo": (8, 8),
     "EmptySD3LatentImage": (8, 16), "EmptyHunyuanLatentVideo": (8, 16), "WanVideoEmptyEmbeds": (8, 16),
+    "EmptyARVideoLatent": (8, 16),
     "EmptyFlux2LatentImage": (16, 16), "EmptyHunyuanVideo15Latent": (16, 16), "EmptyLTXVLatentVideo": (32, 32),
 }
 
