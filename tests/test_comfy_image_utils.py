@@ -536,3 +536,18 @@ def test_vae_encode_tiled_imports_as_vae_encode_and_says_so():
     assert entry.status == "approx" and "along its tiles' edges" in entry.notes[0]
     enc = _node(res, "vae.encode")
     assert set(enc["inputs"]) == {"video", "vae"}
+
+
+@pytest.mark.parametrize("method", ["area", "bilinear", "bicubic", "nearest-exact"])
+@pytest.mark.parametrize("size", [(7, 3), (5, 4), (23, 17)])                 # (7, 3): a whole-number shrink
+def test_comfy_scaled_float_and_one_channel_are_torchs(method, size):
+    """The float pixels (Clip.linear) and a matte's one channel resample as ComfyUI's torch.interpolate does."""
+    from nodes.video.edit import comfy_scaled
+    rng = np.random.default_rng(11)
+    for frames in (rng.random((2, 9, 14, 3), dtype=np.float32) * 1.5, rng.integers(0, 256, (2, 9, 14, 1), np.uint8)):
+        want = torch.nn.functional.interpolate(torch.from_numpy(frames).float().permute(0, 3, 1, 2),
+                                               size=size[::-1], mode=method).permute(0, 2, 3, 1).numpy()
+        got = comfy_scaled(frames, *size, "nearest" if method == "nearest-exact" else method)
+        assert got.dtype == frames.dtype and got.shape == want.shape
+        assert np.abs(got - (want if frames.dtype != np.uint8 else np.clip(np.rint(want), 0, 255))).max() <= (
+            1e-4 if frames.dtype != np.uint8 else 1)
