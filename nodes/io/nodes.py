@@ -129,7 +129,8 @@ def trim_audio(ctx, audio: AUDIO,
                duration: float = Param(60.0, min=0.0, help="seconds of it to take (less where the sound ends)")) -> AUDIO:
     """A part of a sound (ComfyUI's TrimAudioDuration): `duration` seconds from `start`, both counted in the
     file's own samples as ComfyUI counts them, the end held to the sound's. The song's few seconds a clip is made
-    to (latent.set_sound). A start past the end, or nothing left to take, is named."""
+    to (latent.set_sound). A start past the end takes the sound's last sample, as ComfyUI's does; a duration of 0
+    is named."""
     from .sound import trim
     return trim(audio, start, duration)
 
