@@ -5,6 +5,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import FLOAT, IMAGE, INT, VIDEO, add_hint
 
 from . import edit
+from .blend import BLEND_MODES
 
 # A clip wired where one picture is wanted (a style, reference or start image) is refused; say how.
 add_hint(IMAGE, VIDEO, "take one frame of the clip with video.frame")
@@ -151,8 +152,7 @@ def blend(ctx, video: VIDEO, other: VIDEO = Input(help="the clip (or one picture
                                                         "`video`; another size is cut to its shape at the middle "
                                                         "and resized bicubic"),
           factor: float = Param(0.5, min=0.0, max=1.0, help="how much of the blend: 0 = `video` as it is"),
-          mode: str = Param("normal", choices=("normal", "multiply", "screen", "overlay", "soft_light",
-                                               "difference"),
+          mode: str = Param("normal", choices=BLEND_MODES,
                             help="normal: `other` itself; multiply, screen, overlay, soft_light, difference: the "
                                  "two combined so")) -> VIDEO:
     """Mix `other` into `video` by a blend mode (ComfyUI's ImageBlend, computed as it computes it: a pose drawn
