@@ -2,7 +2,7 @@
 OpenCV resize they replaced in resize_side and resize_pixels (edit.resize) and a pass-through anchor, all in this
 run: 200 frames of 640x360 (random levels, read from memory) pulled chunk by chunk as a consumer streams them, on
 one thread each for torch and OpenCV, and torch's interpolate (ComfyUI's own call) for the methods OpenCV stands in
-for.
+for; and video.blur (ComfyUI's ImageBlur: OpenCV's two separable passes) against ComfyUI's own grouped conv2d.
 
     python -m bench.comfy_resize [--frames 200] [--size 640x360]"""
 from __future__ import annotations
@@ -58,6 +58,21 @@ def main() -> None:
             ref = pulled(clip().map(lambda f: torch_scaled(f, w, h, mode), w, h))
             line += f", torch's interpolate {ref:6.2f} s"
         print(f"{line}  (anchor {anchor:.2f} s)")
+    from nodes.video.blend import blur
+    for radius in (1, 15):
+        size = 2 * radius + 1
+        y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        kernel = torch.exp(-(x * x + y * y) / 2.0)
+        kernel = (kernel / kernel.sum()).repeat(3, 1, 1, 1)
+
+        def comfy_blur(frames, r=radius, k=kernel):
+            t = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+            out = F.conv2d(F.pad(t, (r,) * 4, "reflect"), k, groups=3).permute(0, 2, 3, 1).numpy()
+            return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+        now = pulled(blur(clip(), radius, 1.0))
+        ref = pulled(clip().map(comfy_blur, w0, h0))
+        print(f"blur radius {radius:2d}: OpenCV's two passes {now:6.2f} s, torch's conv2d {ref:6.2f} s  "
+              f"(anchor {anchor:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -367,7 +367,7 @@ def test_blend_is_comfyuis(frames, mode, other_shape):
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
-@pytest.mark.parametrize("radius,sigma", [(1, 1.0), (3, 0.5), (4, 10.0)])
+@pytest.mark.parametrize("radius,sigma", [(1, 1.0), (3, 0.5), (4, 10.0), (8, 0.3)])
 def test_blur_is_comfyuis(frames, radius, sigma):
     from nodes.video.nodes import blur
     want = _levels(_comfy_blur(torch.from_numpy(frames).float() / 255, radius, sigma))
