@@ -554,3 +554,16 @@ def test_comfy_scaled_float_and_one_channel_are_torchs(method, size):
         assert got.dtype == frames.dtype and got.shape == want.shape
         assert np.abs(got - (want if frames.dtype != np.uint8 else np.clip(np.rint(want), 0, 255))).max() <= (
             1e-4 if frames.dtype != np.uint8 else 1)
+
+
+def test_resize_side_and_pixels_saved_before_comfyuis_resampling_load_as_version_2():
+    """A workflow saved when video.resize_side and video.resize_pixels resampled by OpenCV (version 1) loads as
+    version 2, its parameters as they were: the cache key changes with the pixels, so a result cached then is not
+    served for the new resampling."""
+    from graph_engine.api import load_workflow
+    text = ("kinograph: 1\nnodes:\n  src: {type: generate.solid, params: {width: 8, height: 8}}\n"
+            "  side: {type: video.resize_side, version: 1, inputs: {video: src.video}, params: {size: 6}}\n"
+            "  px: {type: video.resize_pixels, version: 1, inputs: {video: side.video}, params: {megapixels: 0.5}}\n")
+    nodes = load_workflow(text=text).graph.nodes
+    assert (nodes["side"].version, nodes["side"].params) == (2, {"size": 6})
+    assert (nodes["px"].version, nodes["px"].params) == (2, {"megapixels": 0.5})
