@@ -21,7 +21,7 @@ def _drops_audio(ctx, why: str, *clips) -> None:
 
 
 @node("video.trim", category="Video", temporal_radius=0)
-def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
+def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, zero="all", min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start` (the alpha, if any, with them)."""
     return edit.trim(video, start, count)
 
@@ -44,8 +44,8 @@ def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
 
 
 @node("video.resize", category="Video", temporal_radius=0)
-def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
-           height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+def resize(ctx, video: VIDEO, width: int = Param(512, zero="auto", min=0, max=16384, help="0 = follow height"),
+           height: int = Param(0, zero="auto", min=0, max=16384, help="0 = follow width"),
            method: str = Param("area", choices=tuple(edit.RESIZE_METHODS),
                                help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
                                     "nearest: hard pixels"),
