@@ -35,6 +35,8 @@ def config_of(sd: dict):
     from transformers import Wav2Vec2Config
     convs = sorted({int(m[1]) for k in sd if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.", k))})
     layers = {int(m[1]) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+    if not convs:
+        raise KeyError("feature_extractor.conv_layers.0.conv.weight")
     hidden = sd[_PROBE].shape[0]
     pos = sd["encoder.pos_conv_embed.conv.parametrizations.weight.original1"].shape
     kernels = [sd[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1] for i in convs]
@@ -63,13 +65,24 @@ def build(path: Path, dtype, device: str):
     if _PROBE not in sd or "encoder.pos_conv_embed.conv.parametrizations.weight.original1" not in sd:
         raise NodeError(f"{path.name} is not a wav2vec2 speech encoder (no {_PROBE}): Wan 2.2 S2V reads "
                         f"audio_encoders/wav2vec2_large_english_fp16.safetensors")
-    with torch.device("meta"):
-        model = Wav2Vec2Model(config_of(sd))
+    damaged = "the file is cut short or another model's; download it again"
+    try:
+        with torch.device("meta"):
+            model = Wav2Vec2Model(config_of(sd))
+    except KeyError as e:
+        # the size is read from named tensors: a file without its first layer, or its convolutions, was a KeyError
+        raise NodeError(f"{path.name} lacks {e.args[0]}, which gives a wav2vec2 encoder's size: {damaged}") from None
+    except (IndexError, ValueError, ZeroDivisionError) as e:      # a tensor of too few dimensions, or a 0 in one
+        raise NodeError(f"{path.name} holds tensors of shapes no wav2vec2 encoder has ({e}): {damaged}") from None
     want = model.state_dict()
     missing = sorted(set(want) - set(sd))
     if missing:
         raise NodeError(f"{path.name} lacks {len(missing)} of a wav2vec2 encoder's tensors ({', '.join(missing[:3])}"
-                        f"...): the file is cut short or another model's; download it again")
+                        f"...): {damaged}")
+    wrong = [k for k in want if tuple(sd[k].shape) != tuple(want[k].shape)]
+    if wrong:
+        raise NodeError(f"{path.name}: its {wrong[0]} is {tuple(sd[wrong[0]].shape)}, where the encoder its other "
+                        f"tensors describe has {tuple(want[wrong[0]].shape)}: {damaged}")
     model.load_state_dict({k: sd[k].to(torch.float32) for k in want}, assign=True)
     return model.to(device=device, dtype=dtype).eval()
 
