@@ -82,6 +82,8 @@ AUDIO_ENCODER = register_type("AUDIO_ENCODER", "#80c080", port="audio_encoder",
                               help="a speech encoder (wav2vec2) handle")
 AUDIO_EMBEDS = register_type("AUDIO_EMBEDS", "#60a060", port="audio_embeds",
                              help="a speech encoder's features of a sound, every layer's (encode.audio)")
+MODEL_PATCH = register_type("MODEL_PATCH", "#a080d0", port="model_patch",
+                            help="weights laid over a model's (InfiniteTalk's audio layers; load.model_patch)")
 FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")
 TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")

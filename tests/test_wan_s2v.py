@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
+from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, perturbed_wan, tiny_wan_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_2_14B_s2v.json"
@@ -89,7 +90,7 @@ def test_a_voice_is_encoded_by_comfyuis_wav2vec2_file_as_transformers_encodes_it
         encode(handle.pipe, np.zeros(100, np.float32))
     from safetensors.torch import save_file
     save_file({"encoder.layers.0.attention.k_proj.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(NodeError, match="other.safetensors is not a wav2vec2 speech encoder"):
+    with pytest.raises(NodeError, match="other.safetensors is neither a wav2vec2 nor a whisper speech encoder"):
         load(default_manager(), str(tmp_path / "other.safetensors"), "cpu")
 
 
@@ -144,7 +145,6 @@ def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the
     frames (the sampling side: test_the_s2v_template_imports_and_runs_on_tiny_weights)."""
     from app.comfyui import import_data
-    from graph_engine.api import Session, load_workflow
     result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
     g = result.graph
     links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
@@ -165,15 +165,7 @@ def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     assert status["56"][:2] == ("AudioEncoderEncode", "approx") and "torchaudio" in status["56"][2][0]
     path, _ = encoder
     _tone(tmp_path / "voice.wav", 0.5)
-    events = []
-    Session(use_disk=False).run(load_workflow(text=f"""kinograph: 1
-nodes:
-  voice: {{type: io.load_audio, params: {{path: '{tmp_path / "voice.wav"}'}}}}
-  enc: {{type: load.audio_encoder, params: {{name: '{path}'}}}}
-  feats: {{type: encode.audio, inputs: {{audio_encoder: enc.audio_encoder, audio: voice.audio}}}}
-"""), on_event=events.append)
-    assert [e for e in events if e["event"] in ("error", "node_failed")] == []
-    assert "24 feature frames (0.48 s of sound), 3 layers" in [e["message"] for e in events if e["event"] == "log"]
+    assert "24 feature frames (0.48 s of sound), 3 layers" in encode_voice_logs(tmp_path / "voice.wav", path)
 
 
 def test_latent_cut_and_concat_cut_and_join_as_comfyui_does():
@@ -209,15 +201,7 @@ DIM, LAYERS, TEXT, WIDTH, SOUND_LAYERS = 128, 40, 32, 128, 3
 
 
 def _s2v_state():
-    from diffusers import WanTransformer3DModel
-    from tiny_models import wan_original_transformer
-    torch.manual_seed(3)
-    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=16,
-                                out_channels=16, text_dim=TEXT, freq_dim=256, ffn_dim=32, num_layers=LAYERS,
-                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    sd = wan_original_transformer(wan.state_dict())
-    for k in sd:                        # modulations and norms away from 0 / 1: a wrong one shows
-        sd[k] = sd[k] + 0.05 * torch.randn_like(sd[k])
+    sd = perturbed_wan(3, 16, LAYERS, TEXT)
     q = DIM // 4
     shapes = {"casual_audio_encoder.weights": (1, SOUND_LAYERS, 1, 1),
               "casual_audio_encoder.encoder.conv1_local.conv.weight": (4 * q, WIDTH, 3),
@@ -253,22 +237,9 @@ def _s2v_state():
 def s2v(tmp_path_factory):
     """(the file, its tensors) of the tiny S2V model, fp16 as ComfyUI's bf16/fp16 files are, in a ComfyUI models/
     folder with a tiny umt5 and Wan 2.1 VAE beside it (KINOGRAPH_MODELS points there)."""
-    from safetensors.torch import save_file
-    from tiny_wan22 import save_umt5, save_wan_vae
-    models = tmp_path_factory.mktemp("s2v") / "models"
-    for sub in ("diffusion_models", "vae", "text_encoders"):
-        (models / sub).mkdir(parents=True)
-    save_umt5(models)
-    save_wan_vae(models)
     sd = _s2v_state()
-    path = models / "diffusion_models" / "wan2.2_s2v_tiny_fp16.safetensors"
-    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                # tiny tensors: one thread is faster than waiting for several
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KINOGRAPH_MODELS", str(models))
+    with tiny_wan_folder(tmp_path_factory.mktemp("s2v"), "wan2.2_s2v_tiny_fp16.safetensors", sd) as path:
         yield path, sd
-    torch.set_num_threads(threads)
 
 
 def _reference_s2v(sd, x, t, context, audio, ref, motion, control):
@@ -295,17 +266,6 @@ def _reference_s2v(sd, x, t, context, audio, ref, motion, control):
         g[..., 1] += hh.view(1, -1, 1)
         g[..., 2] += ww.view(1, 1, -1)
         return g.reshape(-1, 3)
-
-    def rope(v, pos):                    # flux's EmbedND / apply_rope1: pairs rotated by 2x2 matrices
-        d = v.shape[-1]
-        rows = []
-        for axis, n in enumerate((d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6))):
-            omega = 1.0 / 10000 ** torch.linspace(0, (n - 2) / n, n // 2, dtype=torch.float64)
-            rows.append(pos[:, axis, None] * omega)
-        ang = torch.cat(rows, 1).float()
-        pair = v.reshape(*v.shape[:-1], -1, 2)
-        c, s = ang.cos(), ang.sin()
-        return torch.stack([c * pair[..., 0] - s * pair[..., 1], s * pair[..., 0] + c * pair[..., 1]], -1).flatten(-2)
 
     def repeat_e(e, n):
         r = n // e.shape[1]
@@ -372,8 +332,8 @@ def _reference_s2v(sd, x, t, context, audio, ref, motion, control):
         p = f"blocks.{i}."
         m = [repeat_e(c, v.shape[1]) for c in (sd[p + "modulation"].unsqueeze(0) + e0).unbind(2)]
         h = ln(v) * (1 + m[1]) + m[0]
-        q, k = rope(rms(lin(h, p + "self_attn.q"), p + "self_attn.norm_q"), pos), \
-            rope(rms(lin(h, p + "self_attn.k"), p + "self_attn.norm_k"), pos)
+        q, k = comfy_rope(rms(lin(h, p + "self_attn.q"), p + "self_attn.norm_q"), pos), \
+            comfy_rope(rms(lin(h, p + "self_attn.k"), p + "self_attn.norm_k"), pos)
         v = v + lin(attend(q, k, lin(h, p + "self_attn.v")), p + "self_attn.o") * m[2]
         h = F.layer_norm(v, (DIM,), sd[p + "norm3.weight"], sd[p + "norm3.bias"], eps=1e-6)
         v = v + lin(attend(rms(lin(h, p + "cross_attn.q"), p + "cross_attn.norm_q"),
@@ -492,21 +452,10 @@ def test_the_s2v_template_imports_and_runs_on_tiny_weights(s2v, encoder, tmp_pat
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 64, 3), dtype=np.uint8)).save(tmp_path / "me.png")
     names = {"load.diffusion_model": s2v[0].name, "load.text_encoder": "umt5_tiny_fp16.safetensors",
              "load.vae": "wan_tiny_vae.safetensors", "load.audio_encoder": str(encoder[0])}
+    on_tiny_files(g, names, tmp_path / "voice.wav", tmp_path / "me.png", tmp_path / "out.mp4")
     for n in g.nodes.values():
-        if n.type in names:
-            n.params["name"] = names[n.type]
-        elif n.type == "lora.image":                 # no lightx2v LoRA file here: bypassed, the model passes on
-            g.set_bypass(n.id, True)
-        elif n.type in ("io.load_audio", "io.add_audio"):
-            n.params["path"] = str(tmp_path / "voice.wav")
-        elif n.type == "io.load_image":
-            n.params["path"] = str(tmp_path / "me.png")
-        elif n.type == "condition.s2v":
+        if n.type == "condition.s2v":
             n.params.update(frames=5, **({"width": 64, "height": 64} if "width" in n.params else {}))
-        elif n.type == "generate.sample":
-            n.params["steps"] = 1
-        elif n.type == "io.save_video":
-            n.params["path"] = str(tmp_path / "out.mp4")
     res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
     assert res.ok, res.failed
     # 2 latent frames a clip, three clips and the doubled first frame: 7 -> 25 frames, 3 cut by ImageFromBatch

@@ -6,6 +6,7 @@ vae/wan22_tiny_vae.safetensors, text_encoders/umt5_tiny_fp16.safetensors)."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from tiny_models import _seed, t5_encoder, t5_tokenizer, wan_original_transformer
@@ -255,3 +256,92 @@ def build_wan22_animate(root: Path) -> Path:
     save_file({"vision_model." + k.removeprefix("vision_model."): v.half().contiguous()
                for k, v in vision.state_dict().items()}, str(models / "clip_vision" / "clip_vision_tiny.safetensors"))
     return root
+
+
+def comfy_rope(v, pos):
+    """ComfyUI's Wan rotary embedding written out (flux's EmbedND / apply_rope1): v [..., N, head] rotated pairwise by
+    2x2 matrices at the positions pos [N, 3] (time, height, width), the head split as ComfyUI's WanModel splits it."""
+    import torch
+    d = v.shape[-1]
+    rows = []
+    for axis, n in enumerate((d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6))):
+        omega = 1.0 / 10000 ** torch.linspace(0, (n - 2) / n, n // 2, dtype=torch.float64)
+        rows.append(pos[:, axis, None] * omega)
+    ang = torch.cat(rows, 1).float()
+    pair = v.reshape(*v.shape[:-1], -1, 2)
+    c, s = ang.cos(), ang.sin()
+    return torch.stack([c * pair[..., 0] - s * pair[..., 1], s * pair[..., 0] + c * pair[..., 1]], -1).flatten(-2)
+
+
+def on_tiny_files(graph, names: dict, sound: Path, picture: Path, video: Path) -> None:
+    """Point an imported template's graph at tiny files: each loader's `names[type]`, the voice and picture files,
+    one sampling step, the video written to `video`; a LoRA (no file here) bypassed, the model passing on."""
+    for n in graph.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "lora.image":
+            graph.set_bypass(n.id, True)
+        elif n.type in ("io.load_audio", "io.add_audio"):
+            n.params["path"] = str(sound)
+        elif n.type == "io.load_image":
+            n.params["path"] = str(picture)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_video":
+            n.params["path"] = str(video)
+
+
+def encode_voice_logs(voice: Path, encoder: Path) -> list:
+    """Run io.load_audio -> load.audio_encoder -> encode.audio on a voice file and a speech encoder file; the log
+    lines (the run failing on none of its nodes)."""
+    from graph_engine.api import Session, load_workflow
+    events = []
+    Session(use_disk=False).run(load_workflow(text=f"""kinograph: 1
+nodes:
+  voice: {{type: io.load_audio, params: {{path: '{voice}'}}}}
+  enc: {{type: load.audio_encoder, params: {{name: '{encoder}'}}}}
+  feats: {{type: encode.audio, inputs: {{audio_encoder: enc.audio_encoder, audio: voice.audio}}}}
+"""), on_event=events.append)
+    assert [e for e in events if e["event"] in ("error", "node_failed")] == []
+    return [e["message"] for e in events if e["event"] == "log"]
+
+
+@contextmanager
+def tiny_wan_folder(root: Path, name: str, sd: dict):
+    """ComfyUI's models/ folder under `root` holding a tiny umt5, a tiny Wan 2.1 VAE and the tensors `sd` (fp16, as
+    ComfyUI's bf16/fp16 files are) as diffusion_models/`name`; while inside, KINOGRAPH_MODELS points there and torch
+    runs one thread (tiny tensors: faster than waiting for several). Yields the diffusion model file's path."""
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+    models = root / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True)
+    save_umt5(models)
+    save_wan_vae(models)
+    path = models / "diffusion_models" / name
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KINOGRAPH_MODELS", str(models))
+            yield path
+    finally:
+        torch.set_num_threads(threads)
+
+
+def perturbed_wan(seed: int, in_channels: int, layers: int, text: int) -> dict:
+    """A tiny random Wan transformer's tensors in the original key names (one 128-wide head, patch (1, 2, 2)), every
+    tensor moved a little off its initial value so that modulations and norms are away from 0 / 1 and a wrong one
+    shows."""
+    import torch
+    from diffusers import WanTransformer3DModel
+    from tiny_models import wan_original_transformer
+    torch.manual_seed(seed)
+    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128,
+                                in_channels=in_channels, out_channels=16, text_dim=text, freq_dim=256, ffn_dim=32,
+                                num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                rope_max_seq_len=32)
+    sd = wan_original_transformer(wan.state_dict())
+    return {k: v + 0.05 * torch.randn_like(v) for k, v in sd.items()}

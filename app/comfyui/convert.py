@@ -30,7 +30,7 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
         self.report = Report()
         self.pending_vae: List[Tuple[str, str]] = []        # (kinograph node, ComfyUI node) needing a VAE link
         self.consumers: Dict[str, List[str]] = {}
-        self.skipped: Dict[str, set] = {}                    # switch -> ComfyUI nodes feeding only its unpicked input
+        self.skipped: Dict[str, set] = {}                    # node -> ComfyUI nodes it does not use (a switch's unpicked input)
         self.control_nodes: Dict[Tuple[Tuple[str, str], int], str] = {}   # (model port, control) -> control.apply
         # ComfyUI node -> its widgets that a node's output feeds (Kinograph param, the output, ComfyUI's name)
         self.param_links: Dict[str, List[Tuple[str, Out, str]]] = {}
@@ -363,7 +363,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
                     self.graph.ui.pop(nid, None)
             cn = self.flat.nodes[x]
             self.report.add(Entry(x, cn.class_type, cn.title, "ui", [],
-                                  ["not run: it only feeds the input a switch does not pick"]))
+                                  ["not run: it only feeds what does not run (a switch's unpicked input, a prompt "
+                                   "enhancer's language model)"]))
             todo += [v.node for v in cn.inputs.values() if isinstance(v, Ref)]
 
     def say_if_nothing_is_saved(self) -> None:
@@ -466,9 +467,11 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
         return made
 
     def fixed_size(self, src) -> Optional[Tuple[int, int]]:
-        """The width and height of a picture resized to a set size (video.resize with both sides), else None."""
+        """The width and height of a picture resized to a set size (video.resize, video.scale or video.resize_pad with
+        both sides), else None."""
         node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
-        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+        if node is None or node.type not in ("video.resize", "video.scale", "video.resize_pad") or \
+                not (node.params.get("width") and node.params.get("height")):
             return None
         return node.params["width"], node.params["height"]
 

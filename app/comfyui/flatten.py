@@ -258,6 +258,26 @@ def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]],
                                               "time it is placed)")
     # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
     links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or [] if isinstance(l, (list, dict))]
+    def held(node, inp, depth: int) -> Optional[Tuple[Any]]:
+        """(value,) that widget input `inp` of `node` gives when the link into it carries nothing: its widget's value,
+        or a subgraph instance's own for that input; None where it cannot be read (a class of unknown widgets)."""
+        sub = defs.get(node.get("type"))
+        if sub is not None:
+            if depth >= MAX_SUBGRAPH_DEPTH:
+                return None
+            slot = next((k for k, i in enumerate(sub.get("inputs") or [])
+                         if isinstance(i, dict) and i.get("name") == inp.get("name")), None)
+            values = _instance_values(node, sub, lambda n, i: held(n, i, depth + 1), only=slot)[0]
+            return (values[slot],) if slot in values else None
+        name = (inp.get("widget") or {}).get("name")
+        values = node.get("widgets_values")
+        if isinstance(values, dict):
+            return (values[name],) if name in values else None
+        names = widget_names(node.get("type"))
+        if not isinstance(values, list) or names is None:
+            return None
+        return next(((values[a],) for n, a, _ in _widget_spans(names, values) if n == name), None)
+
     for _ in range(MAX_SUBGRAPH_DEPTH):                   # nested subgraphs: one level per pass
         inst = [n for n in nodes if n.get("type") in defs]
         if not inst:
@@ -266,7 +286,8 @@ def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]],
         for n in nodes:
             by_id.setdefault(str(n.get("id")), []).append(n)
         for n in inst:
-            inner += _inline(n, defs[n["type"]], by_id, table)
+            sub = defs[n["type"]]
+            inner += _inline(n, sub, by_id, table, *_instance_values(n, sub, lambda m, i: held(m, i, 1)), remarks)
         placed = {id(n) for n in inst}
         nodes = [n for n in nodes if id(n) not in placed] + inner
         links = table.rows()
@@ -331,12 +352,15 @@ def _expanded_count(nodes, defs) -> int:
     return count(nodes, 0)
 
 
-def _inline(inst, sub, outer, table: _LinkTable):
+def _inline(inst, sub, outer, table: _LinkTable, promoted, unread, remarks):
     """The instance's subgraph nodes, renamed and joined to the outer links in `table` (which gains the links
-    through the subgraph and loses the instance's own); `outer` (node id -> nodes) gains them too."""
+    through the subgraph and loses the instance's own); `outer` (node id -> nodes) gains them too. `promoted`:
+    subgraph input k -> what it gives when nothing outside is linked to it; `unread`: k -> the node whose widget holds
+    that value where it cannot be read (_instance_values)."""
     pid = f"{inst['id']}:"
     own = table.of(str(inst["id"]))
     inner_links = _links(sub.get("links"))
+    _mend_lost_outputs(sub, inner_links, pid, remarks)
     inner_nodes = []
     for n in sub.get("nodes") or []:
         m = dict(n)
@@ -362,10 +386,9 @@ def _inline(inst, sub, outer, table: _LinkTable):
         if o == str(inst["id"]):
             out_of.setdefault(o_slot, []).append((lid, t, t_slot))
     table.gone.update(lid for lid, _ in own)
-    promoted = _promoted_values(inst, sub, inner, pid, inner_links)
     for lid, (o, o_slot, t, t_slot) in inner_links.items():
         if o == "-10":                                       # from the subgraph's input k
-            if o_slot in promoted and o_slot not in into:    # unconnected, with a value set on the instance
+            if o_slot in promoted and o_slot not in into:    # unconnected: the instance's widget gives its value
                 src, src_slot = f"{pid}input{o_slot}", 0
                 if src not in inner:
                     inner[src] = {"id": src, "type": "PrimitiveNode", "mode": 0, "inputs": [],
@@ -373,6 +396,16 @@ def _inline(inst, sub, outer, table: _LinkTable):
                     inner_nodes.append(inner[src])
             elif o_slot not in into:
                 _unlink(inner.get(pid + t), t_slot)          # unconnected: the inner widget keeps its value
+                target = inner.get(pid + t)
+                if o_slot in unread and target is not None and t_slot < len(target["inputs"]) \
+                        and not target["inputs"][t_slot].get("widget"):
+                    holder = unread[o_slot]
+                    remarks.setdefault(pid + t, []).append(_lost_note(
+                        target["inputs"][t_slot].get("name", ""),
+                        f"it takes the subgraph's input {_sub_input_name(sub, o_slot)!r}, which nothing outside is "
+                        f"linked to; ComfyUI gives it the value of that input's widget, held by "
+                        f"{holder.get('type')} #{pid}{holder.get('id')}, a class Kinograph does not know, so which "
+                        f"of its stored values that widget's is cannot be told"))
                 continue
             else:
                 src, src_slot = into[o_slot]
@@ -388,18 +421,70 @@ def _inline(inst, sub, outer, table: _LinkTable):
     return inner_nodes
 
 
-def _promoted_values(inst, sub, by_id, pid, inner_links) -> Dict[int, Any]:
-    """Subgraph input k -> the value the instance holds for it, when the subgraph's widget inputs show as widgets on
-    the instance (their values in `widgets_values`, one each, in input order). Newer files that promote inner
-    widgets instead (`proxyWidgets`) keep the values on the inner nodes and have none here."""
-    def is_widget(node, slot):
-        return node is not None and slot < len(node["inputs"]) and bool(node["inputs"][slot].get("widget"))
-    widget_inputs = sorted({o_slot for o, o_slot, t, t_slot in inner_links.values()
-                            if o == "-10" and is_widget(by_id.get(pid + t), t_slot)})
+def _mend_lost_outputs(sub, inner_links, pid, remarks) -> None:
+    """A subgraph output whose every link id is missing from the subgraph's links (ComfyUI's video_ltx2_i2v_lora
+    template names link 265 for its VIDEO; the file has none, and its CreateVideo's output lists no links) is joined
+    to the one inner output of its type that leads nowhere, with a remark saying so; none or several: left lost."""
+    for k, out in enumerate(sub.get("outputs") or []):
+        ids = out.get("linkIds") if isinstance(out, dict) else None
+        if not ids or any(l in inner_links for l in ids):
+            continue
+        free = [(n, s) for n in sub.get("nodes") or [] if n.get("mode") not in (MODE_NEVER, MODE_BYPASS)
+                for s, o in enumerate(n.get("outputs") or [])
+                if isinstance(o, dict) and o.get("type") == out.get("type") and not o.get("links")]
+        if len(free) == 1:
+            n, s = free[0]
+            inner_links[("mended", k)] = (str(n["id"]), s, "-20", k)
+            remarks.setdefault(pid + str(n["id"]), []).append(
+                f"the subgraph's output {out.get('name')} names link {ids[0]}, which the file's subgraph lacks; this "
+                f"node's {out.get('type')}, the only one leading nowhere, is taken as that output: check it")
+
+
+def _instance_values(inst, sub, held, only=None) -> Tuple[Dict[int, Any], Dict[int, Dict[str, Any]]]:
+    """Subgraph input k -> the value ComfyUI gives every node inside that the input feeds when nothing outside is
+    linked to it: the value of the instance's widget for it. Files that show the subgraph's widget inputs as widgets of
+    the instance keep those values in its `widgets_values` (one each, in input order); newer ones (`proxyWidgets`)
+    keep none there, as the instance's widget shows the widget of the first node inside the input links to that has
+    one (ComfyUI's frontend reads it through `getWidgetFromSlot`), so that widget's value goes to the others too: a
+    formula's plain input beside it, another widget. `held(node, input)` reads that widget: (value,) or None; the
+    second dict names the node whose widget could not be read, for each input left without a value. `only`: the one
+    input wanted (a nested instance's: reading all of them at every level would multiply)."""
+    inner = {str(n.get("id")): n for n in sub.get("nodes") or [] if isinstance(n, dict)}
+    by_link = {lid: (t, t_slot) for lid, (o, _, t, t_slot) in _links(sub.get("links")).items() if o == "-10"}
+    order: Dict[int, List[Any]] = {}
+    for lid, (o, o_slot, _, _) in _links(sub.get("links")).items():
+        if o == "-10":
+            order.setdefault(o_slot, []).append(lid)
+    for k, i in enumerate(sub.get("inputs") or []):
+        if isinstance(i, dict) and isinstance(i.get("linkIds"), list):
+            order[k] = [lid for lid in i["linkIds"] if lid in by_link] + \
+                [lid for lid in order.get(k, []) if lid not in i["linkIds"]]
+
+    def widget_input(lid):
+        t, slot = by_link[lid]
+        ins = (inner.get(t) or {}).get("inputs") or []
+        return (inner[t], ins[slot]) if slot < len(ins) and isinstance(ins[slot], dict) and ins[slot].get("widget") \
+            else None
+    firsts = {k: next((w for lid in lids if (w := widget_input(lid))), None) for k, lids in order.items()}
+    firsts = {k: w for k, w in firsts.items() if w is not None}
     values = inst.get("widgets_values")
-    if isinstance(values, list) and values and len(values) == len(widget_inputs):
-        return dict(zip(widget_inputs, values))
-    return {}
+    if isinstance(values, list) and values and len(values) == len(firsts):
+        return dict(zip(sorted(firsts), values)), {}
+    out, unread = {}, {}
+    for k, (node, inp) in firsts.items():
+        if only is not None and k != only:
+            continue
+        value = held(node, inp)
+        if value is not None:
+            out[k] = value[0]
+        else:
+            unread[k] = node
+    return out, unread
+
+
+def _sub_input_name(sub, slot) -> str:
+    ins = sub.get("inputs") or []
+    return str(ins[slot].get("name", slot)) if slot < len(ins) and isinstance(ins[slot], dict) else str(slot)
 
 
 def _unlink(node, slot):

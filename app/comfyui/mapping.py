@@ -133,6 +133,16 @@ def sampler_name(v):
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
+def ancestral_eta(v):
+    """SamplerEulerAncestral's eta as the sampler it makes."""
+    if float(v) == 0:
+        return "euler"
+    if float(v) != 1:
+        raise Approx("euler_ancestral", f"eta {v} (the share of each step's noise drawn afresh) is not in Kinograph: "
+                                        "its euler_ancestral draws all of it (eta 1)")
+    return "euler_ancestral"
+
+
 def scheduler_name(v):
     if v in SCHEDULERS_EXACT:
         return SCHEDULERS_EXACT[v]
@@ -410,11 +420,6 @@ def pysssss_file(v):
     return v.get("content") if isinstance(v, dict) else v
 
 
-def centre_crop(v):
-    """center -> crop (fills the size, the overflow cut centred, as ComfyUI crops); disabled -> stretch"""
-    return "crop" if v == "center" else "stretch"
-
-
 def clip_prep_method(v):
     """Pillow's LANCZOS, BICUBIC, BILINEAR, NEAREST -> OpenCV's of the same name; BOX, HAMMING -> area"""
     found = {"LANCZOS": "lanczos", "BICUBIC": "bicubic", "BILINEAR": "bilinear", "NEAREST": "nearest", "BOX": "area",
@@ -459,6 +464,24 @@ def resize_method_no_bilinear(v):
     if v == "bilinear":
         raise Approx("bicubic", "upscale.resize has no bilinear; bicubic used (a little sharper)")
     return resize_method(v)
+
+
+def comfy_scale(v):
+    """nearest-exact -> nearest (video.resize_pad's nearest is nearest-exact); area, bilinear, bicubic, lanczos as
+    they are"""
+    if v not in ("nearest-exact", "bilinear", "bicubic", "area", "lanczos"):
+        raise Approx("area", f"interpolation {v!r} is not ComfyUI's; area used")
+    return "nearest" if v == "nearest-exact" else v
+
+
+def save_format(v):
+    """png as it is; exr -> exr, written in half float (ComfyUI's is 32-bit float)"""
+    if v == "exr":
+        raise Approx("exr", "the EXR frames are half float (ComfyUI writes 32-bit float), linear from sRGB as "
+                            "ComfyUI's input_color_space sRGB")
+    if v != "png":
+        raise Approx("png", f"format {v!r} is not ComfyUI's; png used")
+    return v
 
 
 def vfi_factor(v):
@@ -540,8 +563,9 @@ def individual_objects(points: str, negative) -> tuple:
 
 
 def resize_type(v):
-    """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI); scale longer
-    dimension, scale shorter dimension: video.resize_side"""
+    """scale dimensions, scale width, scale height: video.scale (0 = follow the other side, as ComfyUI); scale longer
+    dimension, scale shorter dimension: video.resize_side; scale total pixels: video.resize_pixels; scale by
+    multiplier: upscale.resize; match size: video.match_size"""
     return v
 
 
@@ -996,12 +1020,28 @@ RULES: Dict[str, Rule] = {
                            {"samples": "latent", "vae": "vae"}, ("video",),
                            ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None}),
     "VAEEncode": Rule("vae.encode", (), (), {"pixels": "video", "vae": "vae"}, ("latent",)),
+    "VAEEncodeTiled": Rule("vae.encode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
+                           {"pixels": "video", "vae": "vae"}, ("latent",),
+                           ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None},
+                           note="encoded as vae.encode encodes (whole frames, or its own tiles where memory asks); "
+                                "ComfyUI encodes in tile_size tiles blended over overlap, so the latent differs a "
+                                "little along its tiles' edges"),
     # image-to-video
     "WanImageToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                             LATENT_SIZE + (P("length", "frames"),),
                             {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
+    # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
+    # sample's ar_video sampler reads) and the empty latent is the video's
+    "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
+                       LATENT_SIZE + (P("length", "frames"),),
+                       {"model": "model", "vae": "vae", "start_image": "start_image"}, ("model", "latent"),
+                       ignore={"batch_size": 1},
+                       note="the picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    "EmptyARVideoLatent": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                               LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
+                               ignore={"batch_size": 1}),
     "WanFirstLastFrameToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                                      LATENT_SIZE + (P("length", "frames"),),
                                      {"positive": "positive", "negative": "negative", "vae": "vae",
@@ -1059,6 +1099,28 @@ RULES: Dict[str, Rule] = {
                                         "video_latent": "previous", "audio_encoder_output": "audio_embeds",
                                         "ref_image": "reference", "control_video": "control"},
                                        ("positive", "negative", "latent"), note=S2V_NOTE),
+    # HuMo: the voice's whisper windows, the reference image's latent and the latent
+    "WanHuMoImageToVideo": Rule("condition.humo", ("width", "height", "length", "batch_size"),
+                                LATENT_SIZE + (P("length", "frames"),),
+                                {"positive": "positive", "negative": "negative", "vae": "vae",
+                                 "audio_encoder_output": "audio_embeds", "ref_image": "reference"},
+                                ("positive", "negative", "latent"), ignore={"batch_size": 1},
+                                note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
+    # what is connected: a second voice and both masks make two speakers)
+    "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
+    "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
+                                                              "motion_frame_count", "audio_scale"),
+                                   LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
+                                                  P("audio_scale", "audio_scale")),
+                                   {"model": "model", "model_patch": "model_patch", "positive": "positive",
+                                    "negative": "negative", "vae": "vae", "audio_encoder_output_1": "audio_embeds",
+                                    "start_image": "start", "clip_vision_output": "image_embeds",
+                                    "previous_frames": "previous", "mode.audio_encoder_output_2": "audio_embeds_2",
+                                    "mode.mask_1": "mask_1", "mode.mask_2": "mask_2"},
+                                   ("model", "positive", "negative", "latent", "trim"), ignore={"mode": None},
+                                   note="the start image and previous frames are resized by the VAE's processor "
+                                        "(ComfyUI: bilinear)"),
     "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
                                   LATENT_SIZE + (P("length", "frames"),),
                                   {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
@@ -1129,7 +1191,8 @@ RULES: Dict[str, Rule] = {
     # pair; the sound's latent rides inside Kinograph's LTX-2 latent (latent.empty makes it, vae.decode gives the
     # clip its sound), so the audio VAE, the empty audio latent and the AV concat / separate fold away
     # LTX-2 image-to-video: the start image into the latent's first frame, kept by the sampler (1 - strength: its mask)
-    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"), (P("strength", "strength"),),
+    "LTXVImgToVideoInplace": Rule("latent.start_image", ("strength", "bypass"),
+                                  (P("strength", "strength"), P("bypass", "bypass")),
                                   {"vae": "vae", "image": "image", "latent": "latent"}, ("latent",),
                                   special="start_image_inplace",
                                   note="the image fitted to the latent's size by a centre crop and a bilinear "
@@ -1146,6 +1209,18 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
+    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
+    # latent.set_sound on the video latent, made where the two streams are joined
+    "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
+                               (P("identity_guidance_scale", "identity_scale"), P("start_percent", "start"),
+                                P("end_percent", "end")),
+                               {"model": "model", "positive": "positive", "negative": "negative",
+                                "reference_audio": "audio"}, ("model", "positive", "negative"),
+                               special="ltx2_reference_voice"),
+    "LTXVAudioVAEEncode": Rule("latent.set_sound", (), (), {"audio": "audio"}, ("latent",),
+                               special="ltx2_audio_encode"),
     "EmptyImage": Rule("generate.solid", ("width", "height", "batch_size", "color"),
                        (P("width", "width"), P("height", "height"), P("batch_size", "frames"), P("color", "color")),
                        outputs=("video",)),
@@ -1276,6 +1351,10 @@ RULES: Dict[str, Rule] = {
                               "image_to_image_strength and denoise_strength below 1 are not carried (the report "
                               "says so where they act)"),
     "KSamplerSelect": Rule(None, ("sampler_name",), (P("sampler_name", "sampler", sampler_name),), fold=True),
+    # autoregressive Wan's block-by-block loop; blocks of more than one latent frame: a model.ar_block before sample
+    # (special_sampler)
+    "SamplerARVideo": Rule(None, ("num_frame_per_block",), (P("num_frame_per_block", "ar_block"),), fold=True,
+                           fixed={"sampler": "ar_video"}),
     # its model is the one whose shift sets the levels (special_sampler: where the guider's adds a ModelSamplingSD3)
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
@@ -1303,6 +1382,23 @@ RULES: Dict[str, Rule] = {
                         fixed={"cfg": 1.0}),
     "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
                       {"model": "model", "positive": "positive", "negative": "negative"}, fold=True),
+    # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
+    # is Euler; at eta 1 it is euler_ancestral's full fresh noise
+    "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,
+                                  ignore={"s_noise": 1.0}),
+    # one cfg for the video and the sound where the two are equal (as the templates set them): CFGGuider's
+    "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
+                              {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
+                              special="dual_cfg"),
+    # the prompt enhancer (a language model rewriting the prompt); Kinograph generates no text
+    "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
+                                          "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
+                                          "use_default_template"), (P("prompt", "value"),), fold=True,
+                                   special="prompt_as_written",
+                                   note="the prompt is encoded as written: Kinograph does not generate text, so it is "
+                                        "not rewritten by Gemma into LTX-2's long shot description as ComfyUI's "
+                                        "enhancer does (write it in that style: subject, action, camera, light, "
+                                        "sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
@@ -1430,7 +1526,7 @@ RULES: Dict[str, Rule] = {
                                 (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom"),
                                  P("feathering", "feathering")), {"image": "video"}, ("video", "mask")),
     "SetLatentNoiseMask": Rule("latent.set_mask", (), (), {"samples": "latent", "mask": "mask"}, ("latent",),
-                               note=LATENT_MASK_NOTE),
+                               note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
     # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
@@ -1497,7 +1593,7 @@ RULES: Dict[str, Rule] = {
                          note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
                               "kernel of sharpen_radius and sigma, not the same"),
     "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
-                                    (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
+                                    (P("upscale_method", "method", comfy_scale), P("megapixels", "megapixels"),
                                      P("resolution_steps", "step")), {"image": "video"}, ("video",)),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
@@ -1540,15 +1636,43 @@ RULES: Dict[str, Rule] = {
                          ("mask",), ignore={"device": None}),
     "DrawMaskOnImage": Rule("mask.fill", ("color", "device"), (P("color", "colour"),),
                             {"image": "video", "mask": "mask"}, ("video",), ignore={"device": None}),
-    "ResizeImageMaskNode": Rule("video.resize", ("resize_type", "resize_type.width", "resize_type.height",
-                                                 "resize_type.crop", "scale_method"),
+    "ResizeImageMaskNode": Rule("video.scale", ("resize_type", "resize_type.width", "resize_type.height",
+                                                "resize_type.crop", "scale_method"),
                                 (P("resize_type.width", "width"), P("resize_type.height", "height"),
-                                 P("resize_type.crop", "fit", centre_crop), P("scale_method", "method", resize_method),
+                                 P("resize_type.crop", "crop", lambda v: v == "center"),
+                                 P("scale_method", "method", comfy_scale),
                                  P("resize_type", "resize_type", resize_type)),
                                 {"input": "video"}, ("video",), special="resize_image_mask"),
-    "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
-                       (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
-                        P("crop", "fit", centre_crop)),
+    # ComfyUI's fit-inside resize with white or black bars: video.resize_pad resamples and rounds as it does
+    "ResizeAndPadImage": Rule("video.resize_pad", ("target_width", "target_height", "padding_color", "interpolation"),
+                              (P("target_width", "width"), P("target_height", "height"), P("padding_color", "colour"),
+                               P("interpolation", "method", comfy_scale)), {"image": "video"}, ("video",)),
+    # the longer side to largest_size, as Resize Image/Mask's scale longer dimension
+    "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
+                                     (P("upscale_method", "method", comfy_scale), P("largest_size", "size")),
+                                     {"image": "video"}, ("video",), fixed={"side": "longer"}),
+    # every picture as a numbered PNG, as SaveImage; its png 8-bit sRGB is what io.save_frames writes
+    "SaveImageAdvanced": Rule("io.save_frames", ("filename_prefix", "format", "format.bit_depth",
+                                                 "format.input_color_space"),
+                              (P("filename_prefix", "path", out_path("")), P("format", "format", save_format)),
+                              {"images": "video"}, ignore={"format.bit_depth": ("8-bit", "32-bit float"),
+                                                           "format.input_color_space": "sRGB"}),
+    # KJNodes' longer-edge resize, which ComfyUI now replaces by ImageScaleToMaxDimension with lanczos
+    "ResizeImagesByLongerEdge": Rule("video.resize_side", ("longer_edge",), (P("longer_edge", "size"),),
+                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"}),
+    "ImageBlend": Rule("video.blend", ("blend_factor", "blend_mode"),
+                       (P("blend_factor", "factor"), P("blend_mode", "mode")), {"image1": "video", "image2": "other"},
+                       ("video",)),
+    "ImageBlur": Rule("video.blur", ("blur_radius", "sigma"), (P("blur_radius", "radius"), P("sigma", "sigma")),
+                      {"image": "video"}, ("video",)),
+    # ComfyUI_essentials' alpha remover: Kinograph's frames are already the colour laid over black
+    "ImageRemoveAlpha+": Rule("video.matte", (), (), {"image": "video"}, ("video",), fixed={"mode": "none"},
+                              note="the colour goes on laid over black (Kinograph's frames with alpha are "
+                                   "premultiplied); essentials keeps the colour as stored: the same where the "
+                                   "picture is opaque"),
+    "ImageScale": Rule("video.scale", ("upscale_method", "width", "height", "crop"),
+                       (P("upscale_method", "method", comfy_scale), P("width", "width"), P("height", "height"),
+                        P("crop", "crop", lambda v: v == "center")),
                        {"image": "video"}, ("video",), special="image_scale"),
     # ComfyUI-Frame-Interpolation (Fannovel16): RIFE runs as Kinograph's RIFE, from the same weight files. It has no
     # scene-cut detection, so Kinograph's is off; fast_mode only changes RIFE 4.0-4.4, whose refinement network
@@ -1571,14 +1695,27 @@ RULES: Dict[str, Rule] = {
                              "optional_interpolation_states": None}, special="vfi",
                      note="FILM is not in Kinograph: its optical-flow interpolation (no weights) makes the in-betweens; "
                           "interpolate.rife with RIFE weights is closer to FILM on large motion"),
-    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
-                            note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
-                                 "centre crop), Kinograph's video.concat stops and says so"),
+    # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
+    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
+    "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
+                        (P("start_time", "start"), P("duration", "duration"), P("strict_duration", "strict")),
+                        {"video": "video"}, ("video",)),
     "RepeatImageBatch": Rule("video.repeat", ("amount",), (P("amount", "times"),), {"image": "video"}, ("video",)),
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
                       {"images": "video"}),
+    # a sound as a file of its own: the file type from the node (or SaveAudioAdvanced's format), its quality as given
+    "SaveAudio": Rule("io.save_audio", ("filename_prefix", "audioUI"), (P("filename_prefix", "path", out_path("")),),
+                      {"audio": "audio"}, fixed={"format": "flac"}, ignore={"audioUI": None}, special="save_audio"),
+    "SaveAudioMP3": Rule("io.save_audio", ("filename_prefix", "quality", "audioUI"),
+                         (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, fixed={"format": "mp3"},
+                         ignore={"audioUI": None}, special="save_audio"),
+    "SaveAudioOpus": Rule("io.save_audio", ("filename_prefix", "quality", "audioUI"),
+                          (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, fixed={"format": "opus"},
+                          ignore={"audioUI": None}, special="save_audio"),
+    "SaveAudioAdvanced": Rule("io.save_audio", ("filename_prefix", "format", "format.quality"),
+                              (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
@@ -1613,6 +1750,8 @@ RULES: Dict[str, Rule] = {
                                note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
                                     "torchaudio's: the features differ by the two filters' difference only"),
     # InfiniteTalk's two speakers' voices, one after the other, for the frames' soundtrack
+    "TrimAudioDuration": Rule("io.trim_audio", ("start_index", "duration"),
+                              (P("start_index", "start"), P("duration", "duration")), {"audio": "audio"}, ("audio",)),
     "AudioConcat": Rule("io.concat_audio", ("direction",), (P("direction", "order"),),
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
@@ -1811,16 +1950,16 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    # Wan 2.1 InfiniteTalk: its voices (LoadAudio, AudioConcat) and speech encoder import; the talking side does not yet
-    **{name: "not mapped yet: InfiniteTalk's patch (model_patches/wan2.1_infiniteTalk_*.safetensors: audio_proj, "
-             "and an audio cross-attention in each of Wan 2.1 i2v's 40 blocks, reading encode.audio's features) and "
-             "its conditioning (a voice per speaker, each on its speaker's mask; the previous clip's last frames to "
-             "continue from) are not in Kinograph's Wan model; LoadAudio, AudioConcat, AudioEncoderLoader and "
-             "AudioEncoderEncode import already"
-       for name in ("ModelPatchLoader", "WanInfiniteTalkToVideo")},
+    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
+    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
+             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
+             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
+             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
+             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and take io.load_image's alpha",
+               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
+               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "
@@ -1843,6 +1982,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
+    # ComfyUI's loops: GetItemFromList reads the values a StartLoop / EndLoop carries round (the templates never feed
+    # it anything else)
+    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop, and GetItemFromList reading the values a loop "
+             "carries) run part of the graph again and again as it runs; a Kinograph workflow has no loops. Run the "
+             "part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop",
+                                                                                   "GetItemFromList")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

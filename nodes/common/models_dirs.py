@@ -25,7 +25,7 @@ from graph_engine import NodeError
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models", "animatediff_models",
          "animatediff_motion_lora", "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers",
          "embeddings", "depth", "ipadapter", "style_models", "pose", "sam2", "annotators",
-         "audio_encoders")
+         "audio_encoders", "model_patches")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
 # ControlNets, IP-Adapters and LoRAs.
@@ -296,7 +296,8 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
              "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "
                            "normals.bae",
-             "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)", "audio_encoders": "load.audio_encoder"}
+             "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)", "audio_encoders": "load.audio_encoder",
+             "model_patches": "load.model_patch"}
 
 
 def close_names(name: str, kind: str) -> List[str]:

@@ -2,7 +2,8 @@
 features Wan 2.2 S2V reads a voice by (ComfyUI's AudioEncoderLoader and AudioEncoderEncode).
 
 ComfyUI's file holds transformers' Wav2Vec2Model tensors under their own names (a `wav2vec2.` prefix dropped,
-a CTC head, if any, ignored), so the model is transformers' own, its size read from the tensors' shapes."""
+a CTC head, if any, ignored), so the model is transformers' own, its size read from the tensors' shapes. Whisper
+files (HuMo's) load and encode through nodes/generate/whisper.py."""
 from __future__ import annotations
 
 import re
@@ -56,35 +57,51 @@ def config_of(sd: dict):
 
 
 def build(path: Path, dtype, device: str):
-    """transformers' Wav2Vec2Model holding the file's weights; a file that is not a wav2vec2 encoder, or lacks
-    some of its tensors, is named with what is wrong."""
-    import torch
+    """transformers' Wav2Vec2Model holding the file's weights (or, for a whisper file, its WhisperEncoder, as
+    nodes/generate/whisper.py reads it); a file that is neither, or lacks some of its tensors, is named with what
+    is wrong."""
     from transformers import Wav2Vec2Model
     from nodes.generate.weights import load_weights
-    sd = _renamed(load_weights(path))
+    from nodes.generate import whisper
+    raw = load_weights(path)
+    heard = whisper.encoder_state(raw)
+    if heard is not None:
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+        model = holding(lambda: WhisperEncoder(whisper.config_of(heard)), heard, path.name, "whisper")
+        return model.to(device=device, dtype=dtype).eval()
+    sd = _renamed(raw)
     if _PROBE not in sd or "encoder.pos_conv_embed.conv.parametrizations.weight.original1" not in sd:
-        raise NodeError(f"{path.name} is not a wav2vec2 speech encoder (no {_PROBE}): Wan 2.2 S2V reads "
-                        f"audio_encoders/wav2vec2_large_english_fp16.safetensors")
+        raise NodeError(f"{path.name} is neither a wav2vec2 nor a whisper speech encoder (no {_PROBE}, no "
+                        "model.encoder.embed_positions): Wan 2.2 S2V reads audio_encoders/"
+                        "wav2vec2_large_english_fp16.safetensors, HuMo whisper_large_v3_fp16.safetensors")
+    model = holding(lambda: Wav2Vec2Model(config_of(sd)), sd, path.name, "wav2vec2")
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def holding(make, sd: dict, name: str, kind: str):
+    """The module `make` builds (on the meta device), holding the tensors of `sd` in float32; the file `name` lacking
+    some of them is named with what is wrong."""
+    import torch
     damaged = "the file is cut short or another model's; download it again"
     try:
         with torch.device("meta"):
-            model = Wav2Vec2Model(config_of(sd))
+            model = make()
     except KeyError as e:
         # the size is read from named tensors: a file without its first layer, or its convolutions, was a KeyError
-        raise NodeError(f"{path.name} lacks {e.args[0]}, which gives a wav2vec2 encoder's size: {damaged}") from None
+        raise NodeError(f"{name} lacks {e.args[0]}, which gives a {kind} encoder's size: {damaged}") from None
     except (IndexError, ValueError, ZeroDivisionError) as e:      # a tensor of too few dimensions, or a 0 in one
-        raise NodeError(f"{path.name} holds tensors of shapes no wav2vec2 encoder has ({e}): {damaged}") from None
+        raise NodeError(f"{name} holds tensors of shapes no {kind} encoder has ({e}): {damaged}") from None
     want = model.state_dict()
     missing = sorted(set(want) - set(sd))
     if missing:
-        raise NodeError(f"{path.name} lacks {len(missing)} of a wav2vec2 encoder's tensors ({', '.join(missing[:3])}"
-                        f"...): {damaged}")
+        raise NodeError(f"{name} lacks {len(missing)} of a {kind} encoder's tensors ({', '.join(missing[:3])}...): "
+                        f"{damaged}")
     wrong = [k for k in want if tuple(sd[k].shape) != tuple(want[k].shape)]
     if wrong:
-        raise NodeError(f"{path.name}: its {wrong[0]} is {tuple(sd[wrong[0]].shape)}, where the encoder its other "
+        raise NodeError(f"{name}: its {wrong[0]} is {tuple(sd[wrong[0]].shape)}, where the encoder its other "
                         f"tensors describe has {tuple(want[wrong[0]].shape)}: {damaged}")
     model.load_state_dict({k: sd[k].to(torch.float32) for k in want}, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    return model
 
 
 def samples(audio) -> np.ndarray:
@@ -109,6 +126,9 @@ def encode(model, mono: np.ndarray) -> dict:
     each transformer layer and the last layer's output after the final norm.
     {"layers": [layers + 1, frames, width], "last": [frames, width], "fps": FPS}."""
     import torch
+    from nodes.generate import whisper
+    if whisper.is_whisper(model):
+        return whisper.encode(model, mono)
     if len(mono) < 400:      # the conv stack's receptive field: shorter gives no frame at all
         raise NodeError(f"the sound is {len(mono) / RATE * 1000:.0f} ms long: the speech encoder needs at least "
                         f"25 ms (give a longer span)")
@@ -126,7 +146,7 @@ def load(mm, name: str, device: str):
     """The encoder in `name` (a file in audio_encoders/), cached by the model manager."""
     from nodes.generate.handles import ComponentHandle
     from nodes.generate.model_manager import dtype_of, resolve_model_path
-    path = resolve_model_path(name, "audio_encoders", "speech encoder (wav2vec2)")
+    path = resolve_model_path(name, "audio_encoders", "speech encoder (wav2vec2 or whisper)")
     _, dtype = dtype_of("auto", "wan", device)
     model = mm.cached(("audio_encoder", str(path.resolve()), str(dtype), device), lambda: build(path, dtype, device),
                       files=(path,))

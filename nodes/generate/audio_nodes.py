@@ -1,4 +1,4 @@
-"""Speech encoder nodes: the voice features Wan 2.2 S2V moves a face by, and S2V's conditioning."""
+"""Speech encoder nodes: the voice features Wan 2.2 S2V and HuMo move a face by, and their conditioning."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
@@ -9,9 +9,10 @@ from nodes.common.models_dirs import locator
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
       outputs={"audio_encoder": AUDIO_ENCODER})
 def load_audio_encoder(ctx, name: str = Param("", kind="path", locate=locator("audio_encoders"), required=True,
-                                              help="file in audio_encoders/ (wav2vec2_large_english_fp16.safetensors)")):
-    """A wav2vec2 speech encoder from its own file (ComfyUI's AudioEncoderLoader), for encode.audio. Its size
-    (base or large, its layers) is read from the file."""
+                                              help="file in audio_encoders/ (wav2vec2_large_english_fp16.safetensors; "
+                                                   "HuMo: whisper_large_v3_fp16.safetensors)")):
+    """A wav2vec2 (Wan 2.2 S2V) or whisper (HuMo) speech encoder from its own file (ComfyUI's AudioEncoderLoader),
+    for encode.audio. Its kind and size (its layers) are read from the file."""
     from nodes.generate.audio_encoder import load
     from nodes.generate.model_manager import manager_for
     return {"audio_encoder": load(manager_for(ctx), name, ctx.device)}
@@ -20,9 +21,10 @@ def load_audio_encoder(ctx, name: str = Param("", kind="path", locate=locator("a
 @node("encode.audio", title="Encode Audio (speech)", category="Conditioning", device="gpu")
 def encode_audio(ctx, audio_encoder: AUDIO_ENCODER, audio: AUDIO) -> AUDIO_EMBEDS:
     """The speech encoder's features of a sound (ComfyUI's AudioEncoderEncode): every layer's, 50 a second,
-    for Wan 2.2 S2V. The sound is mixed to mono and resampled to 16 kHz with ffmpeg's resampler (ComfyUI uses
-    torchaudio's: the features differ by their filters' difference only; the level does not matter, the sound
-    is normalised)."""
+    for Wan 2.2 S2V (wav2vec2) or HuMo (whisper: each 30 s heard in turn; ComfyUI hears the first 30 s only). The
+    sound is mixed to mono and resampled to 16 kHz with ffmpeg's resampler (ComfyUI uses
+    torchaudio's: the features differ by their filters' difference only; for wav2vec2 the level does not matter,
+    the sound is normalised)."""
     from nodes.generate.audio_encoder import encode, samples
     feats = encode(audio_encoder.pipe, samples(audio))
     ctx.log(f"{feats['last'].shape[0]} feature frames ({feats['last'].shape[0] / feats['fps']:.2f} s of sound), "
@@ -51,3 +53,21 @@ def condition_s2v(ctx, vae: VAE, positive: CONDITIONING,
     from nodes.generate.wan_s2v_cond import condition
     return condition(vae, positive, negative, frames, width, height, audio_embeds, reference, control, motion,
                      previous)
+
+
+@node("condition.humo", title="HuMo Image to Video", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_humo(ctx, vae: VAE, positive: CONDITIONING,
+                   negative: CONDITIONING = Input(optional=True),
+                   audio_embeds: AUDIO_EMBEDS = Input(optional=True, help="encode.audio of the voice or song "
+                                                                          "(the whisper encoder's)"),
+                   reference: IMAGE = Input(optional=True, help="the person to bring to life (the video's look)"),
+                   frames: int = Param(97, min=1, max=100000, help="the video's length in frames at 25 fps (4n+1)"),
+                   width: int = Param(832, min=16, max=8192, help="video width, a multiple of 16"),
+                   height: int = Param(480, min=16, max=8192, help="video height, a multiple of 16")):
+    """HuMo's conditioning (ComfyUI's WanHuMoImageToVideo): the voice's whisper features, a window of 8 frames at
+    25 fps for each latent frame, the reference image's latent, and the empty latent to sample. The negative
+    conditioning gets silence and a zero reference, so guidance follows both. The picture is resized to cover the
+    size and centre-cropped (ComfyUI: bilinear; here the VAE's processor)."""
+    from nodes.generate.wan_humo_cond import condition
+    return condition(vae, positive, negative, frames, width, height, audio_embeds, reference)

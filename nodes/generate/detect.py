@@ -34,7 +34,7 @@ WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
             "text_model.", "vision_model.")
 ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
-         "controlnet", "style_model", "ipadapter", "latent_upscaler")
+         "controlnet", "style_model", "ipadapter", "latent_upscaler", "model_patch")
 
 
 @dataclass
@@ -491,6 +491,8 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "animate"
     elif k.any("casual_audio_encoder.encoder.final_linear.weight"):
         kind = "s2v"                      # Wan 2.2 S2V: sound to video
+    elif k.any("audio_proj.audio_proj_glob_1.layer.weight"):
+        kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -632,10 +634,13 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     # LTX-2.3 projects Gemma's features separately for video and audio and modulates cross-attention by the prompt.
     v23 = k.any("text_embedding_projection.video_aggregate_embed.weight", "prompt_adaln_single.linear.weight",
                 "video_text_proj_in.weight")
+    # LTX-2.5 keeps 2.3's layers but drops the video feed-forward's biases (diffusers' ff_bias)
+    v25 = v23 and not k.any("transformer_blocks.0.ff.net.0.proj.bias")
     size = "22B" if v23 else {4096: "19B"}.get(dim, f"dim{dim}")
     role = "checkpoint" if k.starts("vae.") else "diffusion_model"
     return Detection(role, "ltx2", size, layout=layout, prefix=k.prefix_of(q) or "",
-                     why="audio-video cross-attention gates (av_ca_*)", extra={"version": "2.3" if v23 else "2.0"})
+                     why="audio-video cross-attention gates (av_ca_*)",
+                     extra={"version": "2.5" if v25 else "2.3" if v23 else "2.0"})
 
 
 def ltx2_release(det: Detection, name: str) -> Detection:
@@ -942,6 +947,14 @@ def _style_model(k: Keys) -> Optional[Detection]:
                      extra={"vision": up[1], "text": down[0]})
 
 
+def _model_patch(k: Keys) -> Optional[Detection]:
+    """InfiniteTalk's patch for Wan 2.1 I2V 14B (model_patches/wan2.1_infiniteTalk_*): audio_proj and per-block audio
+    cross-attention."""
+    if k.shape("audio_proj.proj1.weight") is None or k.shape("blocks.0.audio_cross_attn.proj.weight") is None:
+        return None
+    return Detection("model_patch", "wan", "infinitetalk", why="audio_proj / blocks.N.audio_cross_attn")
+
+
 def _ipadapter(k: Keys) -> Optional[Detection]:
     """h94's IP-Adapters (image_proj.* / ip_adapter.*, SD 1.5 and SDXL; FaceID's LoRA'd attention would read as a
     LoRA) and XLabs' FLUX.1 one, as load.ipadapter tells them apart (ipadapter_kinds)."""
@@ -1117,7 +1130,7 @@ def qwen21_files(part: str) -> str:
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
 RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
-         _text_encoder, _clip_vision, _style_model]
+         _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
 def detect_keys(shapes: Dict[str, Shape]) -> Detection:
@@ -1133,20 +1146,35 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
-    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and _ltx_causal(header.metadata):
-        det.extra["causal_temporal_positioning"] = True
+    if det.family in ("ltx", "ltx2") and det.role in ("checkpoint", "diffusion_model"):
+        cfg = _transformer_config(header.metadata)
+        if det.family == "ltx" and cfg.get("causal_temporal_positioning") is True:
+            det.extra["causal_temporal_positioning"] = True
+        if det.family == "ltx2" and cfg.get("rope_type") in ("split", "interleaved"):
+            det.extra["rope_type"] = cfg["rope_type"]
+        if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
+            det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
+            _transformer_config(header.metadata).get("causal_ar") is True:
+        # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made
+        # block by block; only the file's metadata says so
+        det.variant = "causal-" + det.variant
+        det.extra["causal_ar"] = True
+        det.why += "; config metadata causal_ar"
     return det
 
 
-def _ltx_causal(metadata: Dict[str, str]) -> bool:
-    """Whether an LTX-Video file's own config (Lightricks' `config` metadata, 0.9.5 on) places frames causally in
-    time, which no tensor shape shows (ComfyUI reads it there too)."""
+def _transformer_config(metadata: Dict[str, str]) -> dict:
+    """A file's own transformer config (its `config` metadata: Lightricks' LTX-Video 0.9.5 on and LTX-2, an
+    autoregressive Wan), which says what no tensor shape shows: whether frames are placed causally in time, LTX-2's
+    rotary embedding layout (split or interleaved halves) and precision, whether a Wan model makes its video block by
+    block (causal_ar). ComfyUI reads them there too."""
     try:
         cfg = json.loads(metadata.get("config") or "{}")
     except ValueError:
-        return False
+        return {}
     transformer = cfg.get("transformer") if isinstance(cfg, dict) else None
-    return isinstance(transformer, dict) and transformer.get("causal_temporal_positioning") is True
+    return transformer if isinstance(transformer, dict) else {}
 
 
 def detect_file(path) -> Detection:

@@ -40,6 +40,11 @@ class Family:
         k = time_factor or self.time_factor
         return latent_frames if k == 1 else (latent_frames - 1) * k + 1
 
+    def floor_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
+        """The frame count as ComfyUI's empty latents take it ((frames - 1) // k + 1 latent frames): the kn+1 count at
+        or below it."""
+        return self.pixel_frames(self.latent_frames(frames, time_factor), time_factor) if frames >= 1 else frames
+
     def check_frames(self, frames: int, time_factor: Optional[int] = None) -> None:
         k = time_factor or self.time_factor
         if frames < 1:

@@ -636,13 +636,13 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model", "latent_upscaler", "lora"):
-        from nodes.generate.converters.ltx2 import LOADS, LORA, UPSCALES, unsupported
+        from nodes.generate.converters.ltx2 import LOADS, LORA, LTX25, UPSCALES
         from nodes.generate.detect import LTX2_FILES
+        if det.extra.get("version") == "2.5":
+            return False, LTX25
         if det.role == "diffusion_model":
             return False, f"an LTX-2 transformer alone: {LTX2_FILES}"
-        why = unsupported(det)
-        return (False, why) if why else (True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES,
-                                                "lora": LORA}[det.role])
+        return True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES, "lora": LORA}[det.role]
     if det.role == "lora":
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:
@@ -710,6 +710,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
                                    "one has")
+    if det.role == "model_patch":
+        return True, "load.model_patch: InfiniteTalk's audio layers over Wan 2.1 I2V 14B (condition.infinitetalk)"
     if det.role == "style_model":
         return True, "load.style_model: FLUX.1 Redux, a picture's SigLIP tokens as prompt tokens (condition.style_model)"
     if det.variant == "siglip2-naflex":
@@ -729,6 +731,12 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
     if det.family == "wan" and det.variant.startswith("s2v"):
         return True, "load.diffusion_model: Wan 2.2 S2V, sound to video (condition.s2v with encode.audio's features)"
+    if det.family == "wan" and det.variant.startswith("causal"):
+        return True, ("load.diffusion_model: autoregressive Wan (Causal Forcing), made block by block: sample's "
+                      "sampler ar_video (condition.ar_start for a start image)")
+    if det.family == "wan" and det.variant.startswith("humo"):
+        return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
+                      "(condition.humo with encode.audio's whisper features)")
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")

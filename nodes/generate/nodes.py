@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
+from graph_engine.types import (AUDIO, CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
@@ -16,7 +16,7 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
               help="weights precision; auto = fp32 on CPU, fp16/bf16 on a GPU")
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
-SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep")
+SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep", "ar_video")
 
 
 def _path(default: str = "", what: str = "a checkpoint file's name in checkpoints/ (svd_xt.safetensors, "
@@ -474,8 +474,9 @@ def latent_empty(ctx, vae: VAE,
                                  help="video height in pixels, a multiple of the family's size step (16 for most)"),
                  fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate"),
                  size_fit: str = Param("exact", choices=("exact", "floor"),
-                                       help="a size off the family's step: exact refuses it; floor makes the "
-                                            "multiple below (ComfyUI's empty latents), saying so in the log")) -> LATENT:
+                                       help="a size or frame count off the family's steps: exact refuses it; floor "
+                                            "makes the one below (ComfyUI's empty latents), saying so in the log")
+                 ) -> LATENT:
     """An all-zero latent for text-to-video, sized for the model's VAE.
 
     Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple
@@ -498,6 +499,35 @@ def latent_start_image(ctx, vae: VAE, latent: LATENT, image: IMAGE,
     makes the rest. Works on any of the model's latents: an empty one, or an upscaled first pass for a second."""
     from nodes.generate.vae_ops import with_start_image
     return with_start_image(vae, latent, image, strength)
+
+
+@node("latent.set_sound", title="Set Sound in Latent", category="Latent", device="gpu")
+def latent_set_sound(ctx, vae: VAE, latent: LATENT, audio: AUDIO) -> LATENT:
+    """Sound-to-video for LTX-2 (ComfyUI's LTXVAudioVAEEncode, SetLatentNoiseMask 0 and LTXVConcatAVLatent): your
+    song or voice (io.load_audio, io.trim_audio), encoded by LTX-2's audio VAE, becomes the latent's sound, which
+    generate.sample keeps as it is while it makes the video to it (a singer's lips to the words), and vae.decode
+    gives back with the frames. The sound plays from the clip's start: a longer one is cut at its end, after a
+    shorter one the model makes the rest. Any rate and channel count (mono is heard on both sides); a file that is
+    missing, damaged or too short is named."""
+    from nodes.generate.ltx2_sound import with_sound
+    return with_sound(vae, latent, audio, ctx.log)
+
+
+@node("condition.reference_voice", title="LTX-2 Reference Voice (ID-LoRA)", category="Conditioning", device="gpu",
+      outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING}, passes={"model": "model"})
+def condition_reference_voice(ctx, model: MODEL, positive: CONDITIONING, negative: CONDITIONING, vae: VAE, audio: AUDIO,
+                              identity_scale: float = Param(3.0, min=0.0, max=100.0,
+                                                            help="how strongly the voice is pushed towards the "
+                                                                 "reference's (an extra model pass per step; 0: none)"),
+                              start: float = Param(0.0, min=0.0, max=1.0, help="share of the steps where it begins"),
+                              end: float = Param(1.0, min=0.0, max=1.0, help="share of the steps where it ends")):
+    """A speaker's voice for LTX-2's ID-LoRA to give the clip's sound (ComfyUI's LTXVReferenceAudio): a few
+    seconds of them speaking (about 5 s, as it was trained), encoded by LTX-2's audio VAE, are read by the
+    transformer before the clip's sound at timestep 0; identity guidance moves each step away from the prediction
+    without the reference by identity_scale. Load the ID-LoRA with lora.image."""
+    from nodes.generate.ltx2_sound import with_reference
+    model, positive, negative = with_reference(model, positive, negative, vae, audio, identity_scale, start, end)
+    return {"model": model, "positive": positive, "negative": negative}
 
 
 @node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu",
@@ -532,7 +562,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
-    unipc, res_multistep (second-order exponential) and flow_euler (flow-matching models). Progress per
+    unipc, res_multistep (second-order exponential), flow_euler (flow-matching models) and ar_video
+    (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). Progress per
     step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier,
     and so are the finished steps of a run that stops (cancelled, killed): running it again with the same
     inputs takes up from there.

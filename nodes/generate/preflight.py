@@ -94,12 +94,13 @@ def frame_rules(frames: int, width: int, height: int, source, size_fit: str = "e
     from nodes.generate.families import family
     spec, space = family(found[0]), found[1]
     problems = []
+    if size_fit == "floor":
+        width, height = spec.floor_size(width, height, space)
+        frames = spec.floor_frames(frames)
     try:
         spec.check_frames(frames)
     except NodeError as e:
         problems.append(("frames", str(e)))
-    if size_fit == "floor":
-        width, height = spec.floor_size(width, height, space)
     try:
         spec.check_size(width, height, space)
     except NodeError as e:

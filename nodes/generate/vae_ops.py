@@ -228,13 +228,18 @@ def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_im
     adapter = get_adapter(vae.family)
     spec = family_spec(vae.family)
     tf, sf, ch = adapter.factors(vae.pipe)
-    spec.check_frames(frames, tf)
     if size_fit == "floor":
         fitted = spec.floor_size(width, height, sf)
         if fitted != (width, height) and log is not None:
             log(f"{spec.title} sizes step by {spec.size_step(sf)}: {width}x{height} is made as "
                 f"{fitted[0]}x{fitted[1]} (size_fit floor, as ComfyUI's empty latent does)")
         width, height = fitted
+        fitted = spec.floor_frames(frames, tf)
+        if fitted != frames and log is not None:
+            log(f"{spec.title} takes {tf}n+1 frames: {frames} is made as {fitted} (size_fit floor, as ComfyUI's "
+                "empty latent does)")
+        frames = fitted
+    spec.check_frames(frames, tf)
     spec.check_size(width, height, sf)
     t = spec.latent_frames(frames, tf)
     check_fits(f"a latent of {frames} frames at {width}x{height}", (1, ch, t, height // sf, width // sf))

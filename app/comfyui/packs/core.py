@@ -1,6 +1,7 @@
 """ComfyUI's own nodes for loading, prompts, constants, switches, maths, latents and sampling."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Dict, List
 
@@ -18,6 +19,23 @@ V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
 
 
 class CoreNodes:
+    def special_latent_noise_mask(self, cn, rule, params, notes):
+        """On LTX-2's encoded song (LTXVAudioVAEEncode), a mask of 0 keeps the sound as given: latent.set_sound
+        does so where the streams are joined. Any other latent gets latent.set_mask."""
+        song = self.resolve(cn.inputs.get("samples"))
+        if not (isinstance(song, Out) and "ltx2_song" in song.attrs):
+            return [self.plain(cn, rule, params, notes)]
+        mask = self.resolve(cn.inputs.get("mask"))
+        made = self.graph.nodes.get(mask.port[0]) if isinstance(mask, Out) and mask.port else None
+        if made is None or made.type != "mask.solid" or float(made.params.get("value", 1.0)) != 0.0:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("a noise mask other than SolidMask 0 on the song: Kinograph "
+                                                    "keeps a given sound whole (latent.set_sound)")
+            return None
+        self.outs[(cn.id, 0)] = Out(None, {**song.attrs, "ltx2_keep": True})
+        self.finish(cn, dataclasses.replace(rule, note=""), [], notes)     # no mask reaches a latent grid here
+        return None
+
     def special_clip_skip(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         base = src if isinstance(src, Out) else Out()
@@ -78,7 +96,7 @@ class CoreNodes:
 
     def special_switch(self, cn, rule, params, notes):
         if not isinstance(params.get("switch"), bool):
-            return self.not_constant(cn, "switch")
+            return self.running_switch(cn, notes)
         pick, other = ("on_true", "on_false") if params["switch"] else ("on_false", "on_true")
         src = self.resolve(cn.inputs.get(pick))
         if src is not None:
@@ -88,6 +106,25 @@ class CoreNodes:
         if isinstance(unpicked, Ref) and not (isinstance(picked, Ref) and picked.node == unpicked.node):
             self.skipped[cn.id] = {unpicked.node}
         return []
+
+    def running_switch(self, cn, notes):
+        """A switch whose test is only known as the workflow runs (math.expression's bool on a picture's size):
+        math.switch, the test and both sides linked in. Kinograph has no lazy inputs, so the side not picked is made
+        too: of clips no frame is computed, but a model or generation on that side runs, which ComfyUI skips."""
+        test = self.resolve(cn.inputs.get("switch"))
+        sides = {k: self.resolve(cn.inputs.get(k)) for k in ("on_false", "on_true")}
+        if not (isinstance(test, Out) and test.port) or any(k in cn.inputs and not (isinstance(v, Out) and v.port)
+                                                            for k, v in sides.items()):
+            return self.not_constant(cn, "switch")
+        nid = self.add("math.switch", cn, {})
+        self.graph.connect(*test.port, nid, "switch")
+        for k, v in sides.items():
+            if k in cn.inputs:
+                self.graph.connect(*v.port, nid, k)
+        self.outs[(cn.id, 0)] = Out((nid, "value"))
+        notes.append("both of its inputs are made before it picks one (ComfyUI makes only the one picked): frames of "
+                     "the other are never computed, but a model or generation feeding only it still runs")
+        return [nid]
 
     def special_math(self, cn, rule, params, notes):
         from nodes.math.expr import ExprError, evaluate
@@ -191,6 +228,11 @@ class CoreNodes:
                 outs["model"] = Out((pinned[-1], "model"))
                 notes.append(f"ComfyUI shifts that model's levels by {COMFY_SHIFTS[family]:g} ({family}'s own): a "
                              "model.flow_shift says so")
+        if bundles.get("ar_block", 1) != 1 and isinstance(outs.get("model"), Out):
+            # SamplerARVideo's blocks of several latent frames (a chunkwise checkpoint): the model's, in Kinograph
+            pinned.append(self.add("model.ar_block", cn, {"frames": bundles["ar_block"]}, "_ar_block", dy=-200))
+            self.link(outs["model"], pinned[-1], "model")
+            outs["model"] = Out((pinned[-1], "model"))
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
@@ -240,6 +282,7 @@ class CoreNodes:
 COMFY_LATENT_FLOOR = {
     "EmptyLatentImage": (8, 8), "CR Aspect Ratio": (8, 8), "EmptyMochiLatentVideo": (8, 8),
     "EmptySD3LatentImage": (8, 16), "EmptyHunyuanLatentVideo": (8, 16), "WanVideoEmptyEmbeds": (8, 16),
+    "EmptyARVideoLatent": (8, 16),
     "EmptyFlux2LatentImage": (16, 16), "EmptyHunyuanVideo15Latent": (16, 16), "EmptyLTXVLatentVideo": (32, 32),
 }
 

@@ -5,7 +5,8 @@ VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens
 (32 channels: no mask, the start frame's latent only) also take Plücker rays of a camera path, read by the
 camera encoder nodes/generate/wan_camera.py attaches to the transformer. Wan 2.2 Animate models (36 channels) read
 a reference latent frame ahead of the video, pose latents and face pixels (nodes/generate/wan_animate.py). Wan 2.2
-S2V models read a voice's features, a reference image, motion frames and a pose video (nodes/generate/wan_s2v.py).
+S2V models read a voice's features, a reference image, motion frames and a pose video (nodes/generate/wan_s2v.py);
+HuMo models a voice's whisper features and a reference image (nodes/generate/wan_humo.py).
 
 Wan 2.2 TI2V-5B works in the Wan 2.2 VAE's 48-channel latents (16x space) and takes a start image
 differently: its encoding is the first latent frame itself, kept clean while sampling, and those
@@ -20,6 +21,7 @@ import torch
 from nodes.generate.adapters.base import Adapter, stack_global
 from nodes.generate.wan_camera import NOT_CAMERA, camera_input, is_camera_model
 from nodes.generate.wan_reference import reference_input
+from nodes.generate.wan_humo import is_humo
 from nodes.generate.wan_s2v import is_s2v
 
 
@@ -54,6 +56,10 @@ NOT_S2V = ("condition.s2v (ComfyUI's WanSoundImageToVideo) feeds Wan 2.2 S2V mod
            "this Wan model has no sound layers")
 # condition.s2v's inputs, in the order nodes/generate/wan_s2v.forward takes them
 S2V_INPUTS = ("s2v_audio", "s2v_reference", "s2v_motion", "s2v_control")
+# condition.humo's, in the order nodes/generate/wan_humo.forward takes them
+HUMO_INPUTS = ("humo_audio", "humo_reference")
+NOT_HUMO = ("condition.humo (ComfyUI's WanHuMoImageToVideo) feeds HuMo models (humo_17B_*.safetensors, 1.7B); this "
+            "Wan model has no voice layers")
 
 
 NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
@@ -91,7 +97,7 @@ class WanAdapter(Adapter):
         if "reference" in conds[-1].extra:
             inputs["reference"] = torch.cat([c.extra.get("reference", conds[-1].extra["reference"]) for c in conds
                                              for _ in range(batch)]).to(device, dtype)
-        for key in S2V_INPUTS:            # Wan 2.2 S2V (condition.s2v): whole-clip inputs, per conditioning
+        for key in S2V_INPUTS + HUMO_INPUTS:      # Wan 2.2 S2V, HuMo: whole-clip inputs, per conditioning
             if key in conds[-1].extra:
                 inputs[key] = torch.cat([c.extra.get(key, conds[-1].extra[key]) for c in conds
                                          for _ in range(batch)]).to(device, dtype)
@@ -132,14 +138,32 @@ class WanAdapter(Adapter):
             from nodes.generate.wan_s2v import forward as s2v_forward
             return s2v_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
                                *(inputs.get(k) for k in S2V_INPUTS))
+        if is_humo(model):
+            from nodes.generate.wan_humo import forward as humo_forward
+            return humo_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
+                                *(inputs.get(k) for k in HUMO_INPUTS))
         if any(k in inputs for k in S2V_INPUTS):
             from graph_engine import NodeError
             raise NodeError(NOT_S2V)
+        if any(k in inputs for k in HUMO_INPUTS):
+            from graph_engine import NodeError
+            raise NodeError(NOT_HUMO)
         if hasattr(model, "motion_encoder") and "pose_hidden_states" not in inputs:
             from graph_engine import NodeError
             from nodes.generate.wan_animate import NEEDS_ANIMATE
             raise NodeError(NEEDS_ANIMATE)
-        if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
+        talk = handle.option("infinitetalk")
+        if talk is not None:
+            # InfiniteTalk: the input starts with the clean motion frames at every step
+            x = torch.cat([talk.motion.to(x).expand(x.shape[0], -1, -1, -1, -1), x[:, :, talk.motion.shape[2]:]], 2)
+            if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
+                # ComfyUI's Wan without CLIP image tokens (InfiniteTalk's template): the image attention reads the
+                # text tokens; diffusers takes what precedes the 512 text tokens as the image's
+                e = inputs["encoder_hidden_states"]
+                e = torch.cat([e, e.new_zeros(e.shape[0], max(0, 512 - e.shape[1]), e.shape[2])], 1)
+                inputs = {**inputs, "encoder_hidden_states": torch.cat([e, e], 1), "text_as_image": True}
+        if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs \
+                and "text_as_image" not in inputs:
             from graph_engine import NodeError
             raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.camera") if is_camera_model(model)
                             else NEEDS_IMAGE)
@@ -182,7 +206,9 @@ class WanAdapter(Adapter):
             t = t.expand(x.shape[0])
         camera = camera_input(model, inputs["camera"]) if "camera" in inputs else nullcontext()
         reference = reference_input(model, inputs["reference"]) if "reference" in inputs else nullcontext()
-        with camera, reference:
+        from nodes.generate.infinitetalk import patched
+        talking = patched(model, talk.patch, talk.tokens, talk.masks, talk.scale) if talk is not None else nullcontext()
+        with camera, reference, talking:
             return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
                          return_dict=False, **kw)[0]
 

@@ -6,7 +6,8 @@ Wan VACE files (wan2.1_vace_*.safetensors) are a Wan text-to-video transformer p
 and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel. Wan 2.2 Animate files
 (wan2.2_animate_14B_*) are the Wan 2.1 i2v transformer plus a pose patch embedding, a face motion encoder
 and face adapters; they become diffusers' WanAnimateTransformer3DModel. Wan 2.2 S2V files (wan2.2_s2v_14B_*) are
-the text-to-video transformer plus the sound, reference-motion and control parts nodes/generate/wan_s2v.py attaches."""
+the text-to-video transformer plus the sound, reference-motion and control parts nodes/generate/wan_s2v.py attaches;
+HuMo files (humo_17B_*, 1.7B) likewise, with the voice layers nodes/generate/wan_humo.py attaches."""
 from __future__ import annotations
 
 import re
@@ -21,6 +22,8 @@ def transformer(state, det) -> Built:
     # Wan 2.2 S2V's sound, reference, motion and control parts keep their names too (nodes/generate/wan_s2v.py)
     from nodes.generate.wan_s2v import parts
     s2v = parts(state) if kind == "s2v" else {}
+    from nodes.generate import wan_humo
+    humo = wan_humo.parts(state) if kind == "humo" else {}
     # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
     camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
     # Wan 2.2 Fun Control's reference-image convolution, likewise
@@ -60,6 +63,8 @@ def transformer(state, det) -> Built:
     if s2v:
         from nodes.generate.wan_s2v import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), s2v), {**state, **s2v}, cfg)
+    if humo:
+        return Built(lambda: wan_humo.attach(WanTransformer3DModel.from_config(cfg), humo), {**state, **humo}, cfg)
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)
@@ -74,7 +79,15 @@ def transformer(state, det) -> Built:
         from diffusers import WanVACETransformer3DModel
         cfg.update(vace_settings(state, cfg["num_layers"]))
         return Built(lambda: WanVACETransformer3DModel.from_config(cfg), state, cfg)
+    if det.extra.get("causal_ar"):
+        # the autoregressive Wan (Causal Forcing): Wan 2.1's tensors, made block by block (nodes/generate/causal_wan.py)
+        return Built(lambda: _causal(WanTransformer3DModel.from_config(cfg)), state, cfg)
     return Built(lambda: WanTransformer3DModel.from_config(cfg), state, cfg)
+
+
+def _causal(model):
+    model.register_to_config(causal_ar=True)
+    return model
 
 
 def _check_camera(state) -> None:
