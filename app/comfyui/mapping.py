@@ -1156,9 +1156,7 @@ RULES: Dict[str, Rule] = {
     # condition.frames, its picture at frame 0 or -1 at strength 1
     "LTXVAddGuide": Rule("condition.frames", ("frame_idx", "strength"), (),
                          {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
-                         ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0},
-                         note="on LTX-2 it is condition.guide_video with its frame_idx and strength, a picture on "
-                              "its image input and a clip on its video"),
+                         ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),
     "LTXVCropGuides": Rule(None, (), (), fold=True, special="crop_guides",
                            note=""),
     # LTX-2 (video and sound in one latent): Gemma 3 with the checkpoint's text connectors is load.text_encoder's
