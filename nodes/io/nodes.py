@@ -141,6 +141,27 @@ def set_audio(ctx, video: VIDEO, audio: AUDIO) -> VIDEO:
     return video.with_(audio=audio.span(0.0, video.duration))
 
 
+def _audio_name(path):
+    from .audio_write import audio_name
+    return audio_name(path)
+
+
+@node("io.save_audio", title="Save Audio", category="Input/Output", output=True)
+def save_audio(ctx, audio: AUDIO,
+               path: str = Param("out/audio.flac", kind="path", reads=False, check=_audio_name,
+                                 help="file to write: .flac (lossless), .mp3, .opus or .wav (16-bit)"),
+               quality: str = Param("V0", choices=("V0", "64k", "96k", "128k", "192k", "256k", "320k"),
+                                    help="MP3: V0 (LAME's best variable rate) or a bit rate; Opus: a bit rate; "
+                                         "FLAC and WAV are lossless and take none"),
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                   "earlier take unless --replace)")) -> None:
+    """Write a sound as a file of its own (ComfyUI's SaveAudio, SaveAudioMP3, SaveAudioOpus, SaveAudioAdvanced):
+    FLAC at the sound's rate, MP3, or Opus at the first rate Opus codes at or above it, with the workflow in its
+    tags (WAV has none). The file it replaces is kept as takes/NAME.001.flac ... beside it."""
+    from .audio_write import write_audio
+    _wrote(ctx, write_audio(audio, path, quality, ctx.workflow_yaml, overwrite))
+
+
 @node("io.load_frames", title="Load Frames", category="Input/Output")
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
                                         help="a folder of images, a glob such as shots/*.png, or a "
