@@ -1182,6 +1182,8 @@ RULES: Dict[str, Rule] = {
                                                 note="encoded as diffusers' HunyuanVideoImageToVideoPipeline does: the "
                                                      "prompt's tokens end with the template's \"\\n\\n\" where "
                                                      "ComfyUI's end with <|eot_id|>"),
+    # LTX-2 (its VAE from an ltx-2* file): condition.guide_video at any frame_idx and strength (ltx2_guide); LTX-Video:
+    # condition.frames, its picture at frame 0 or -1 at strength 1
     "LTXVAddGuide": Rule("condition.frames", ("frame_idx", "strength"), (),
                          {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
                          ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),
