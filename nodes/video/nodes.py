@@ -5,6 +5,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import FLOAT, IMAGE, INT, VIDEO, add_hint
 
 from . import edit
+from .blend import BLEND_MODES
 
 # A clip wired where one picture is wanted (a style, reference or start image) is refused; say how.
 add_hint(IMAGE, VIDEO, "take one frame of the clip with video.frame")
@@ -21,7 +22,7 @@ def _drops_audio(ctx, why: str, *clips) -> None:
 
 
 @node("video.trim", category="Video", temporal_radius=0)
-def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
+def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, zero="all", min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start` (the alpha, if any, with them)."""
     return edit.trim(video, start, count)
 
@@ -31,7 +32,7 @@ def slice_seconds(ctx, video: VIDEO,
                   start: float = Param(0.0, min=-100000.0, max=100000.0,
                                        help="seconds into the clip where the slice starts; negative: counted back "
                                             "from its end"),
-                  duration: float = Param(0.0, min=0.0, help="seconds kept; 0 = to the end"),
+                  duration: float = Param(0.0, zero="all", min=0.0, help="seconds kept; 0 = to the end"),
                   strict: bool = Param(False, help="stop when the clip is shorter than `duration` from `start` "
                                                    "(off: keep what there is)")) -> VIDEO:
     """Keep the frames whose time lies in [start, start + duration) (ComfyUI's Video Slice), with their sound and
@@ -59,8 +60,8 @@ def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
 
 
 @node("video.resize", category="Video", temporal_radius=0)
-def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
-           height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+def resize(ctx, video: VIDEO, width: int = Param(512, zero="auto", min=0, max=16384, help="0 = follow height"),
+           height: int = Param(0, zero="auto", min=0, max=16384, help="0 = follow width"),
            method: str = Param("area", choices=tuple(edit.RESIZE_METHODS),
                                help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
                                     "nearest: hard pixels"),
@@ -75,8 +76,8 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
 
 
 @node("video.scale", title="Scale (ComfyUI)", category="Video", temporal_radius=0)
-def scale(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
-          height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+def scale(ctx, video: VIDEO, width: int = Param(512, zero="auto", min=0, max=16384, help="0 = follow height"),
+          height: int = Param(0, zero="auto", min=0, max=16384, help="0 = follow width"),
           method: str = Param("area", choices=tuple(edit.COMFY_SCALES),
                               help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; nearest: hard "
                                    "pixels"),
@@ -90,7 +91,10 @@ def scale(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 =
     return edit.comfy_resize(video, *edit.fit_size(video.width, video.height, width, height), method, crop)
 
 
-@node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0)
+# Version 2 resamples as ComfyUI does (torch's and Pillow's filters, not OpenCV's): results cached from version 1
+# keyed alike would have been served for the new pixels.
+@node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0, version=2,
+      migrations={1: dict})
 def resize_side(ctx, video: VIDEO, size: int = Param(1024, min=1, max=16384, help="the chosen side's length"),
                 side: str = Param("longer", choices=("longer", "shorter"),
                                   help="longer: fit within a size x size square; shorter: cover it"),
@@ -119,7 +123,9 @@ def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip
     return video if other is None else run(video, other, direction, match_size, spacing, colour)
 
 
-@node("video.resize_pixels", title="Resize to Pixel Count", category="Video", temporal_radius=0)
+# Version 2: ComfyUI's resampling, as video.resize_side's version 2.
+@node("video.resize_pixels", title="Resize to Pixel Count", category="Video", temporal_radius=0, version=2,
+      migrations={1: dict})
 def resize_pixels(ctx, video: VIDEO,
                   megapixels: float = Param(1.0, min=0.01, max=16.0, help="the frames' size in millions of pixels "
                                                                           "(1 = 1024 x 1024 = 1,048,576)"),
@@ -151,8 +157,7 @@ def blend(ctx, video: VIDEO, other: VIDEO = Input(help="the clip (or one picture
                                                         "`video`; another size is cut to its shape at the middle "
                                                         "and resized bicubic"),
           factor: float = Param(0.5, min=0.0, max=1.0, help="how much of the blend: 0 = `video` as it is"),
-          mode: str = Param("normal", choices=("normal", "multiply", "screen", "overlay", "soft_light",
-                                               "difference"),
+          mode: str = Param("normal", choices=BLEND_MODES,
                             help="normal: `other` itself; multiply, screen, overlay, soft_light, difference: the "
                                  "two combined so")) -> VIDEO:
     """Mix `other` into `video` by a blend mode (ComfyUI's ImageBlend, computed as it computes it: a pose drawn
