@@ -120,6 +120,15 @@ def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
 
 
+@pytest.mark.parametrize("mode, result", [
+    # "(cat)|(dog)" on "a dog, a cat": the first match is 'dog', where group 1 took no part (None): ComfyUI's
+    # RegexExtract gives '' for it (First Group) and skips it (All Groups), leaving the second match's 'cat'
+    ("First Group", ""), ("All Groups", "cat")])
+def test_regex_extract_of_a_group_outside_the_match_is_empty(mode, result):
+    from app.comfyui.packs.logic import regex_extract
+    assert regex_extract("a dog, a cat", "(cat)|(dog)", mode, group_index=1) == result
+
+
 @pytest.mark.parametrize("text, result", [
     # ComfyNumberConvert: int(text) where the text is an integer, else int(float(text)) (truncated)
     ("7", (7.0, 7)), (" 2.9 ", (2.9, 2)), ("-1e2", (-100.0, -100))])
