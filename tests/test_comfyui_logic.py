@@ -53,7 +53,8 @@ PRESETS = {"Quality": {"num_steps": 48, "mu": 0.0}, "Default": {"num_steps": 20,
 
 def _strings_api():
     """A prompt built from constants through the string nodes, and steps read from a JSON preset the way
-    ComfyUI's Ideogram template reads them (Custom Combo -> JsonExtractString twice -> Number Convert)."""
+    ComfyUI's Ideogram template reads them (Custom Combo -> JsonExtractString -> StringReplace -> JsonExtractString
+    -> Number Convert)."""
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
         "2": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "A Cat in {place}, {place}."}},
@@ -72,7 +73,9 @@ def _strings_api():
         "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["19", 0]}},
         "9": {"class_type": "CustomCombo", "inputs": {"choice": "Turbo", "index": 2}},
         "10": {"class_type": "JsonExtractString", "inputs": {"json_string": json.dumps(PRESETS), "key": ["9", 0]}},
-        "11": {"class_type": "JsonExtractString", "inputs": {"json_string": ["10", 0], "key": "num_steps"}},
+        # the preset comes out as str() of a dict: its quotes turned, as the Ideogram template does, to read it again
+        "23": {"class_type": "StringReplace", "inputs": {"string": ["10", 0], "find": "'", "replace": '"'}},
+        "11": {"class_type": "JsonExtractString", "inputs": {"json_string": ["23", 0], "key": "num_steps"}},
         "12": {"class_type": "ComfyNumberConvert", "inputs": {"value": ["11", 0]}},
         "13": {"class_type": "SeedNode", "inputs": {"seed": 1234, "control_after_generate": "fixed"}},
         "14": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
@@ -101,7 +104,8 @@ def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
     # and the combo's index 2 skips two lines: the third
     assert sorted(prompts.values()) == ["A Cat in Paris, Rome. | oil painting", "Cat+third"]
     sample, = _by_type(res.graph, "generate.sample")
-    # Turbo's preset (the inner object written back as JSON, read again): 12 steps; FLOAT 12.0 as cfg; the seed
+    # Turbo's preset (the inner object as str() prints it, its quotes turned, read again): 12 steps; FLOAT 12.0
+    # as cfg; the seed
     assert (sample.params["steps"], sample.params["cfg"], sample.params["seed"]) == (12, 12.0, 1234)
 
 
@@ -118,6 +122,18 @@ def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
     assert "its replace input is only known when the workflow runs" in blocking["StringReplace"].notes
     assert "its string_a input is only known when the workflow runs" in blocking["StringConcatenate"].notes
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
+
+
+def test_json_extract_gives_what_comfyuis_node_gives():
+    """ComfyUI's JsonExtractString: str() of the value in the first JSON object the text holds, so an object value
+    is Python's print of a dict (single quotes, True), which a second JsonExtractString cannot read ('')."""
+    from app.comfyui.packs.logic import json_extract
+    presets = json.dumps({"Turbo": {"num_steps": 12, "sharp": True}})
+    assert json_extract(presets, "Turbo") == "{'num_steps': 12, 'sharp': True}"
+    assert json_extract(json_extract(presets, "Turbo"), "num_steps") == ""
+    # a language model's answer: words and a Markdown fence around the object
+    assert json_extract('Here:\n```json\n{"prompt": "a cat", "n": null}\n```', "prompt") == "a cat"
+    assert json_extract('{"n": null}', "n") == "" and json_extract("[1, 2]", "n") == ""
 
 
 @pytest.mark.parametrize("mode, result", [

@@ -72,17 +72,19 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
 
 
 def json_extract(json_string, key) -> str:
-    """JsonExtractString: the key's value of a JSON object as text ('' where it is missing, null or the text is
-    not an object); an object or list value is written back as JSON, so that another JsonExtractString reads it
-    (the templates chain two: a preset, then its field)."""
-    try:
-        data = json.loads(json_string)
-    except (json.JSONDecodeError, TypeError):
-        return ""
-    if not isinstance(data, dict) or data.get(key) is None:
-        return ""
-    value = data[key]
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    """JsonExtractString: the key's value in the first JSON object the text holds (words or a Markdown fence
+    around it are passed over), as str() writes it; '' where it is missing or null, or no object reads. An object
+    value comes out as Python prints a dict ({'mu': 0.5}), not JSON: ComfyUI's Ideogram template turns its quotes
+    with a StringReplace before a second JsonExtractString reads it, and so must a file that chains two."""
+    decoder = json.JSONDecoder()
+    for start in re.finditer(r"\{", json_string):
+        try:
+            data, _ = decoder.raw_decode(json_string, start.start())
+        except json.JSONDecodeError:
+            continue
+        value = data.get(key)
+        return "" if value is None else str(value)
+    return ""
 
 
 def number(value):
@@ -190,7 +192,8 @@ class LogicNodes:
 
     def special_json_extract(self, cn, rule, params, notes):
         v = self.known(cn, ("json_string", "key"), {})
-        return None if v is None else self.computed(cn, lambda: (json_extract(v["json_string"], _string(v, "key")),))
+        return None if v is None else self.computed(
+            cn, lambda: (json_extract(_string(v, "json_string"), _string(v, "key")),))
 
     def special_custom_combo(self, cn, rule, params, notes):
         """CustomCombo: the option picked and its index (the file keeps both; the options after them are the
