@@ -185,6 +185,18 @@ def test_hostile_formulas_are_refused_with_a_reason(expression, message):
         evaluate(expression, {"a": 1})
 
 
+def test_a_formula_of_a_constant_switch_is_computed_on_import():
+    """ComfyMathExpression takes FLOAT, INT and BOOLEAN values (its MultiType input): a constant switch is a number
+    in the formula (True * 8 + 1 = 9), known on import like any constant."""
+    api = {"1": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}},
+           "2": {"class_type": "ComfyMathExpression", "inputs": {"expression": "a * 8 + 1", "values.a": ["1", 0]}},
+           "3": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": ["2", 1],
+                                                                     "batch_size": 1}}}
+    res = import_data(api)
+    assert res.report.entries["2"].status == "exact"
+    assert _by_type(res.graph, "latent.empty")[0].params["frames"] == 9
+
+
 def test_a_formula_of_a_pictures_size_runs_as_the_workflow_runs():
     """ComfyMathExpression over GetImageSize's outputs (ComfyUI's Wan Animate 2 template floors sizes to even with
     a & ~1) becomes math.expression, the sizes linked in; run, it gives what ComfyUI's formula gives: 51 & ~1 = 50,

@@ -97,7 +97,7 @@ class CoreNodes:
             return self.rate_math(cn, params, values, rates)
         if any(isinstance(v, Out) and v.port for v in values.values()):
             return self.running_math(cn, params, values)
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
+        if any(not isinstance(v, (int, float)) for v in values.values()):
             return self.not_constant(cn, "input values")
         try:
             result = evaluate(params.get("expression", ""), values)
