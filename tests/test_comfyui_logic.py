@@ -228,6 +228,22 @@ def test_a_formula_of_a_pictures_size_runs_as_the_workflow_runs():
     assert (clip.width, clip.height) == (50, 25)
 
 
+def test_a_running_formula_of_values_is_not_given_letters_the_file_lacks():
+    """ComfyUI's `values` lists the letters the node has (here a and b); math.expression's would hold c and d too
+    (0), so min(values) of two sizes would be 0: such a formula is not mapped, saying what to write instead."""
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 51, "height": 33, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "GetImageSize", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "ComfyMathExpression", "inputs": {"expression": "min(values)", "values.a": ["2", 0],
+                                                                 "values.b": ["2", 1]}},
+           "4": {"class_type": "EmptyImage", "inputs": {"width": ["3", 1], "height": 8, "batch_size": 1,
+                                                        "color": 0}},
+           "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}}
+    entry, = import_data(api).report.blocking
+    assert entry.class_type == "ComfyMathExpression" and "min(a, b)" in " ".join(entry.notes)
+    api["3"]["inputs"]["expression"] = "min(a, b)"
+    assert not import_data(api).report.blocking
+
+
 def test_math_expression_node_refuses_a_formula_it_cannot_evaluate_before_running():
     from graph_engine.registry import default_registry
     spec = default_registry().get("math.expression")

@@ -141,12 +141,21 @@ class LogicNodes:
         """A formula of values known only as the workflow runs (a picture's size from video.size): math.expression,
         those values linked into its letters, the constants typed in; its float, int and bool outputs are
         ComfyMathExpression's FLOAT, INT and BOOL."""
+        from nodes.math.expr import names
         from nodes.math.nodes import LETTERS
         others = [k for k in values if k not in LETTERS]
         if others or any(v is None or isinstance(v, Out) and not v.port or isinstance(v, str)
                          for v in values.values()):
             return self.not_constant(cn, "input values" if not others else
                                      f"formula uses {', '.join(others)}: math.expression takes a to d, and these")
+        if "values" in names(params.get("expression", "")) and set(values) != set(LETTERS):
+            # ComfyUI's `values` lists the letters the node has; math.expression's all four, unused ones 0
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"its formula reads `values`, the list of its letters ({', '.join(sorted(values))}), where "
+                "math.expression's lists a, b, c and d, 0 where unused: write the letters out (min(values) of a "
+                "and b as min(a, b))")
+            return None
         nid = self.add("math.expression", cn, {"expression": params.get("expression", ""),
                                                **{k: v for k, v in values.items() if not isinstance(v, Out)}})
         for k, v in values.items():
