@@ -136,6 +136,17 @@ def test_json_extract_gives_what_comfyuis_node_gives():
     assert json_extract('{"n": null}', "n") == "" and json_extract("[1, 2]", "n") == ""
 
 
+def test_regex_replace_names_the_setting_at_fault():
+    """ComfyUI's RegexReplace fails on a bad pattern and on a replacement naming a group the pattern lacks; the
+    note names which of the two to fix."""
+    from app.comfyui.packs.logic import regex_replace
+    with pytest.raises(ValueError, match="regex_pattern .* is not a valid regular expression"):
+        regex_replace("a", "(a", "b")
+    with pytest.raises(ValueError, match="^replace .* is not a replacement for regex_pattern .*invalid group "
+                                         "reference 2"):
+        regex_replace("a", "(a)", r"\2")
+
+
 @pytest.mark.parametrize("mode, result", [
     # "(cat)|(dog)" on "a dog, a cat": the first match is 'dog', where group 1 took no part (None): ComfyUI's
     # RegexExtract gives '' for it (First Group) and skips it (All Groups), leaving the second match's 'cat'

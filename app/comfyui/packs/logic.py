@@ -64,11 +64,16 @@ def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False,
 
 
 def regex_replace(string, pattern, replace, case_insensitive=True, multiline=False, dotall=False, count=0):
-    """RegexReplace: re.sub with the node's flags (an invalid pattern fails in ComfyUI too)."""
+    """RegexReplace: re.sub with the node's flags (a bad pattern or replacement fails in ComfyUI too)."""
     try:
-        return re.sub(pattern, replace, string, count=count, flags=_flags(case_insensitive, multiline, dotall))
+        compiled = re.compile(pattern, _flags(case_insensitive, multiline, dotall))
     except re.error as e:
         raise ValueError(f"regex_pattern {pattern!r} is not a valid regular expression ({e})") from None
+    try:
+        return compiled.sub(replace, string, count=count)
+    except re.error as e:
+        raise ValueError(f"replace {replace!r} is not a replacement for regex_pattern {pattern!r} ({e}: a group "
+                         "it lacks, or a bad escape)") from None
 
 
 def json_extract(json_string, key) -> str:
