@@ -263,3 +263,6 @@ def test_comfyui_ltx2_depth_template_names_what_it_lacks():
     for notes in missing.values():
         assert "Lotus depth" in notes[0] and "depth.estimate" in notes[0]
     assert [n.type for n in res.graph.nodes.values()].count("condition.guide_video") == 1
+    # the guide clip is fitted to the latent as latent.start_image fits a picture: said, as it is said there
+    guide, = [e for e in res.report.entries.values() if e.class_type == "LTXVAddGuide" and e.kinograph]
+    assert guide.status == "approx" and "by diffusers' (Lanczos) in Kinograph" in " ".join(guide.notes)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..flatten import Ref
+from ..mapping import LATENT_FIT_NOTE
 from ..out import Out
 
 
@@ -180,6 +181,7 @@ class VideoModels:
                     for n in notes]
         notes += [f"{k} is not carried: Kinograph reads the guide clip at the video's size, over the whole picture"
                   for k in ("attention_mask", "iclora_parameters") if isinstance(cn.inputs.get(k), Ref)]
+        notes.append("the guide clip " + LATENT_FIT_NOTE)
         cond = self.add("condition.guide_video", cn, {})
         self.link(video, cond, "video")
         for port in ("positive", "negative", "vae", "latent"):
