@@ -83,6 +83,19 @@ def test_guide_clip_samples_as_ltx2_in_context_pipeline(tiny, gemma, parts, monk
         with_guide(loaded["vae"], *plain, latent, Clip.from_array(np.concatenate([frames, frames])[:17]))
 
 
+def test_a_second_guide_clip_is_refused_rather_than_dropping_the_first():
+    """ComfyUI's LTXVAddGuide chained twice appends both clips; condition.guide_video carries one, so prompts that
+    hold a guide already are refused by name (the second replaced the first, silently)."""
+    from types import SimpleNamespace
+    from graph_engine import NodeError
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.ltx2_guide import GUIDE, with_guide
+    ltx2 = SimpleNamespace(family="ltx2")
+    guided = Conditioning("ltx2", torch.zeros(1, 1, 1), extra={GUIDE: torch.zeros(1, 8, 1, 2, 2)})
+    with pytest.raises(NodeError, match="carry a guide clip already"):
+        with_guide(ltx2, guided, None, ltx2, None)
+
+
 def _run(yaml, tmp_path, name, targets=None):
     """The workflow's outputs by ComfyUI node id (of those `targets` need, where given)."""
     from graph_engine.api import Session, load_workflow

@@ -23,6 +23,9 @@ def with_guide(vae, positive, negative, latent, clip):
     if vae.family != "ltx2" or latent.family != "ltx2":
         raise NodeError(f"condition.guide_video is LTX-2's (its IC-LoRAs); this VAE is {vae.family}'s and the latent "
                         f"{latent.family}'s")
+    if guide_of((positive, negative)) is not None:
+        raise NodeError("these prompts carry a guide clip already (an earlier condition.guide_video): the sampler "
+                        "lays one guide clip beside the video, so link this node's prompts from before that one")
     frames = clip.to_array()
     frames = frames[:(len(frames) - 1) // 8 * 8 + 1]
     px = vae.pipe.video_processor.preprocess_video([Image.fromarray(f[..., :3]) for f in frames],
