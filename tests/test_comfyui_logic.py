@@ -136,15 +136,24 @@ def test_json_extract_gives_what_comfyuis_node_gives():
     assert json_extract('{"n": null}', "n") == "" and json_extract("[1, 2]", "n") == ""
 
 
+def _prompt_from(node):
+    """The text a CLIPTextEncode gets from string node #5, and the import's report (through import_data, so that
+    what is judged is what the importer hands on, wherever the regex runs)."""
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+           "5": node, "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["5", 0]}}}
+    res = import_data(api)
+    return [n.params.get("text") for n in _by_type(res.graph, "encode.text")], res.report
+
+
 def test_regex_replace_names_the_setting_at_fault():
     """ComfyUI's RegexReplace fails on a bad pattern and on a replacement naming a group the pattern lacks; the
     note names which of the two to fix."""
-    from app.comfyui.packs.logic import regex_replace
-    with pytest.raises(ValueError, match="regex_pattern .* is not a valid regular expression"):
-        regex_replace("a", "(a", "b")
-    with pytest.raises(ValueError, match="^replace .* is not a replacement for regex_pattern .*invalid group "
-                                         "reference 2"):
-        regex_replace("a", "(a)", r"\2")
+    def notes(pattern, replace):
+        _, report = _prompt_from({"class_type": "RegexReplace", "inputs": {
+            "string": "a", "regex_pattern": pattern, "replace": replace}})
+        return " ".join(report.entries["5"].notes)
+    assert "regex_pattern '(a' is not a valid regular expression" in notes("(a", "b")
+    assert "replace '\\\\2' is not a replacement for regex_pattern '(a)'" in notes("(a)", "\\2")
 
 
 @pytest.mark.parametrize("mode, result", [
@@ -152,8 +161,9 @@ def test_regex_replace_names_the_setting_at_fault():
     # RegexExtract gives '' for it (First Group) and skips it (All Groups), leaving the second match's 'cat'
     ("First Group", ""), ("All Groups", "cat")])
 def test_regex_extract_of_a_group_outside_the_match_is_empty(mode, result):
-    from app.comfyui.packs.logic import regex_extract
-    assert regex_extract("a dog, a cat", "(cat)|(dog)", mode, group_index=1) == result
+    prompts, report = _prompt_from({"class_type": "RegexExtract", "inputs": {
+        "string": "a dog, a cat", "regex_pattern": "(cat)|(dog)", "mode": mode, "group_index": 1}})
+    assert prompts == [result] and report.entries["5"].status == "exact"
 
 
 @pytest.mark.parametrize("text, result", [
