@@ -206,6 +206,22 @@ def test_hostile_formulas_are_refused_with_a_reason(expression, message):
         evaluate(expression, {"a": 1})
 
 
+def test_a_seed_node_hands_on_a_value_known_only_as_the_workflow_runs():
+    """SeedNode returns its seed input as it is (ComfyUI's execute); fed by a running value (a picture's width),
+    what it feeds is linked to that value, as PrimitiveInt's consumers are. It handed on nothing (its seed input
+    was looked for under PrimitiveInt's name, value), and its consumer said it came from a node that did not
+    convert."""
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 51, "height": 33, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "GetImageSize", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "SeedNode", "inputs": {"seed": ["2", 0], "control_after_generate": "fixed"}},
+           "4": {"class_type": "EmptyImage", "inputs": {"width": ["3", 0], "height": 8, "batch_size": 1, "color": 0}},
+           "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}}
+    res = import_data(api)
+    assert not res.report.blocking and not res.report.entries["4"].notes
+    canvas, = [n for n in _by_type(res.graph, "generate.solid") if res.graph.inputs.get(n.id)]
+    assert res.graph.inputs[canvas.id] == {"width": ("get_image_size_2", "width")}
+
+
 def test_a_formula_of_a_constant_switch_is_computed_on_import():
     """ComfyMathExpression takes FLOAT, INT and BOOLEAN values (its MultiType input): a constant switch is a number
     in the formula (True * 8 + 1 = 9), known on import like any constant."""
