@@ -145,6 +145,13 @@ def _prompt_from(node):
     return [n.params.get("text") for n in _by_type(res.graph, "encode.text")], res.report
 
 
+def test_a_string_node_missing_an_input_says_so():
+    """A required input with nothing linked and no value (ComfyUI refuses to run such a node) is named as missing,
+    not as 'only known when the workflow runs'."""
+    _, report = _prompt_from({"class_type": "StringConcatenate", "inputs": {"string_b": "x", "delimiter": ""}})
+    assert report.entries["5"].notes[-1].startswith("its string_a input is missing")
+
+
 def test_regex_replace_names_the_setting_at_fault():
     """ComfyUI's RegexReplace fails on a bad pattern and on a replacement naming a group the pattern lacks; the
     note names which of the two to fix."""

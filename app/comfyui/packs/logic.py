@@ -119,10 +119,15 @@ def _string(cn_values, name):
 class LogicNodes:
     def known(self, cn, names: Sequence[str], defaults: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The node's inputs, where every one is a constant in the file (None: the node is made a placeholder,
-        saying which input is only known as the workflow runs)."""
+        saying which input is only known as the workflow runs, or lacking)."""
         values = {}
         for name in names:
             v = self.resolve(cn.inputs[name]) if name in cn.inputs else defaults.get(name)
+            if name not in cn.inputs and v is None:
+                self.placeholder(cn)
+                self.report.entries[cn.id].notes.append(f"its {name} input is missing (nothing linked to it, no "
+                                                        "value in the file), which ComfyUI refuses too")
+                return None
             if v is None or isinstance(v, Out):
                 self.not_constant(cn, f"{name} input")
                 return None
