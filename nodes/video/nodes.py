@@ -68,7 +68,11 @@ def resize_side(ctx, video: VIDEO, size: int = Param(1024, min=1, max=16384, hel
     """Resize every frame so its longer (or shorter) side is `size`, keeping its shape, whatever the clip's
     orientation (ComfyUI's Resize Image/Mask by longer or shorter dimension)."""
     wide = video.width >= video.height if side == "longer" else video.width <= video.height
-    return edit.resize(video, size if wide else 0, 0 if wide else size, method)
+    # ComfyUI's own order of the sum, round((other / chosen) * size): other * size / chosen rounds the other way
+    # where the ratio is not exact in binary (22 x 15 to 11: 7, not 8)
+    if wide:
+        return edit.resize(video, size, max(1, round((video.height / video.width) * size)), method)
+    return edit.resize(video, max(1, round((video.width / video.height) * size)), size, method)
 
 
 @node("video.stitch", title="Stitch (Side by Side)", category="Video", temporal_radius=0)
