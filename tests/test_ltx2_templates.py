@@ -83,6 +83,33 @@ def test_guide_clip_samples_as_ltx2_in_context_pipeline(tiny, gemma, parts, monk
         with_guide(loaded["vae"], *plain, latent, Clip.from_array(np.concatenate([frames, frames])[:17]))
 
 
+@pytest.mark.parametrize("frame_idx, port", [(0, "first"), (-1, "last")])
+def test_a_picture_resized_before_ltxvaddguide_stays_a_pinned_frame(frame_idx, port):
+    """LTXVAddGuide on a picture that an ImageScale (video.scale, a VIDEO output) resized first is a picture, as
+    from LoadImage directly: condition.frames pins it (the last frame at -1, and on LTX-Video 0.9 too). Taken for
+    a guide clip by its port's type, it became condition.guide_video (LTX-2's alone) at 0 and a placeholder at -1."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltx-2-19b-dev.safetensors"}},
+           "2": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "bilinear", "width": 768,
+                                                        "height": 512, "crop": "center"}},
+           "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a cat"}},
+           "5": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 768, "height": 512, "length": 97,
+                                                                  "batch_size": 1}},
+           "6": {"class_type": "LTXVAddGuide", "inputs": {"positive": ["4", 0], "negative": ["4", 0], "vae": ["1", 2],
+                                                          "latent": ["5", 0], "image": ["3", 0],
+                                                          "frame_idx": frame_idx, "strength": 1.0}},
+           "7": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["6", 0], "negative": ["6", 1],
+                                                      "latent_image": ["6", 2], "seed": 1, "steps": 2, "cfg": 1.0,
+                                                      "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+           "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["1", 2]}},
+           "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "x"}}}
+    res = import_data(api)
+    pinned, = [n for n in res.graph.nodes.values() if n.type == "condition.frames"]
+    assert res.graph.inputs[pinned.id][port][0].startswith("image_scale_3")
+    assert res.report.entries["6"].status == "exact"
+
+
 def test_a_second_guide_clip_is_refused_rather_than_dropping_the_first():
     """ComfyUI's LTXVAddGuide chained twice appends both clips; condition.guide_video carries one, so prompts that
     hold a guide already are refused by name (the second replaced the first, silently)."""

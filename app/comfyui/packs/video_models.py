@@ -149,7 +149,7 @@ class VideoModels:
         Kinograph conditions on the image instead of appending guide frames to the latent."""
         idx = self.resolve(cn.inputs.get("frame_idx", 0))
         image = self.resolve(cn.inputs.get("image"))
-        if isinstance(image, Out) and image.port and self._type(*image.port, True) == "VIDEO":
+        if isinstance(image, Out) and image.port and self.is_clip(image.port):
             return self.ltx2_guide_video(cn, idx, image, notes)
         if idx not in (0, -1):
             self.placeholder(cn)
@@ -167,6 +167,22 @@ class VideoModels:
         self.outs[(cn.id, 1)] = Out((cond, "negative"))
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
+
+    def is_clip(self, port) -> bool:
+        """Whether a port carries a clip rather than a picture: video nodes give every picture they resize or
+        filter a VIDEO output, so the way up through their first picture input is followed to where it starts,
+        a picture (io.load_image's IMAGE) or not."""
+        seen = set()
+        while port[0] not in seen:
+            seen.add(port[0])
+            if self._type(*port, True) != "VIDEO":
+                return False
+            node = port[0]
+            port = next((src for name, src in self.graph.inputs.get(node, {}).items()
+                         if self._type(node, name, False) in ("VIDEO", "IMAGE")), None)
+            if port is None:
+                return True
+        return True
 
     def ltx2_guide_video(self, cn, idx, video, notes):
         """LTXVAddGuide on a clip (LTX-2's IC-LoRA templates: canny edges, depth maps) is condition.guide_video; its
