@@ -16,7 +16,7 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
               help="weights precision; auto = fp32 on CPU, fp16/bf16 on a GPU")
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
-SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep")
+SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep", "ar_video")
 
 
 def _path(default: str = "", what: str = "a checkpoint file's name in checkpoints/ (svd_xt.safetensors, "
@@ -562,7 +562,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
-    unipc, res_multistep (second-order exponential) and flow_euler (flow-matching models). Progress per
+    unipc, res_multistep (second-order exponential), flow_euler (flow-matching models) and ar_video
+    (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). Progress per
     step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier,
     and so are the finished steps of a run that stops (cancelled, killed): running it again with the same
     inputs takes up from there.
