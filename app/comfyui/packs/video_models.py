@@ -149,7 +149,10 @@ class VideoModels:
         Kinograph conditions on the image instead of appending guide frames to the latent."""
         idx = self.resolve(cn.inputs.get("frame_idx", 0))
         image = self.resolve(cn.inputs.get("image"))
-        if isinstance(image, Out) and image.port and self.is_clip(image.port):
+        # a clip, or an IC-LoRA's reference picture (its parameters linked): laid beside the video as ComfyUI
+        # appends it, not pinned as a frame of it
+        if isinstance(image, Out) and image.port and (self.is_clip(image.port) or
+                                                       isinstance(cn.inputs.get("iclora_parameters"), Ref)):
             return self.ltx2_guide_video(cn, idx, image, notes)
         if idx not in (0, -1):
             self.placeholder(cn)
