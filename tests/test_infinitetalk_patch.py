@@ -431,3 +431,31 @@ def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(files
     assert out["latent"].samples.shape == (1, 16, 3, 4, 4)
     with pytest.raises(NodeError, match="two voices need both speakers' masks"):
         condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left])
+
+
+def test_the_motion_frames_x0_is_read_from_the_clean_frames_whatever_the_sampler_holds_there(files):
+    """ComfyUI's InfiniteTalk writes the motion frames into the model's input in place, so their x0 is the clean
+    latent less sigma times the prediction: what the sampler drew there never reaches the result (else the photo's
+    frame comes out as the noise it started from, moved by predictions made for another input)."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.infinitetalk import condition, load
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import guided_model_fn
+    from nodes.generate.split import load_diffusion_model, load_vae
+    mm = ModelManager(max_loaded=4)
+    model = load_diffusion_model(mm, "wan_tiny_i2v_fp16.safetensors", "default", "cpu")
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    patch = load(mm, "wan2.1_infiniteTalk_tiny_fp16.safetensors").pipe
+    torch.manual_seed(5)
+    out = condition(model, patch, vae, Conditioning("wan", torch.zeros(1, 4, 32)), None,
+                    [{"layers": torch.randn(LAYERS + 1, 20, 128), "fps": 50}], [],
+                    np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8), None, None, 5, 32, 32)
+    predict = guided_model_fn(out["model"], get_adapter("wan"), out["positive"], None, 1.0, 1, "cpu", torch.float32,
+                              2)
+    drawn = torch.randn(1, 16, 2, 4, 4)
+    other = drawn.clone()
+    other[:, :, :1] = torch.randn(1, 16, 1, 4, 4)
+    with torch.no_grad():
+        a, b = predict(drawn, 0.7), predict(other, 0.7)
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()

@@ -155,7 +155,8 @@ class WanAdapter(Adapter):
         talk = handle.option("infinitetalk")
         if talk is not None:
             # InfiniteTalk: the input starts with the clean motion frames at every step
-            x = torch.cat([talk.motion.to(x).expand(x.shape[0], -1, -1, -1, -1), x[:, :, talk.motion.shape[2]:]], 2)
+            drawn, motion = x[:, :, :talk.motion.shape[2]], talk.motion.to(x).expand(x.shape[0], -1, -1, -1, -1)
+            x = torch.cat([motion, x[:, :, talk.motion.shape[2]:]], 2)
             if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
                 # ComfyUI's Wan without CLIP image tokens (InfiniteTalk's template): the image attention reads the
                 # text tokens; diffusers takes what precedes the 512 text tokens as the image's
@@ -209,8 +210,16 @@ class WanAdapter(Adapter):
         from nodes.generate.infinitetalk import patched
         talking = patched(model, talk.patch, talk.tokens, talk.masks, talk.scale) if talk is not None else nullcontext()
         with camera, reference, talking:
-            return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
-                         return_dict=False, **kw)[0]
+            out = model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
+                        return_dict=False, **kw)[0]
+        if talk is None:
+            return out
+        # ComfyUI writes the motion frames into the sampler's own input, so their x0 is taken from the clean frames
+        # (motion - sigma * v), whatever the sampler holds there; the sampler here takes x0 from what it drew
+        # (drawn - sigma * out): the difference goes into the prediction (flow: t is sigma * 1000)
+        sigma = t.float().view(-1, 1, 1, 1, 1) / 1000.0
+        m = drawn.shape[2]
+        return torch.cat([out[:, :, :m].float() + (drawn - motion).float() / sigma, out[:, :, m:].float()], 2)
 
     def check_latent(self, handle, latent):
         if latent.samples.shape[1] == TI2V_CHANNELS and self.factors(handle.pipe)[2] != TI2V_CHANNELS:
