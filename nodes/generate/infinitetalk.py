@@ -211,15 +211,16 @@ def _audio_attention(block, x, tokens, grid, heads, positions=None):
     return att.proj(out).unflatten(0, (b, f)).flatten(1, 2)
 
 
-def _qk(attn, x, rotary):
-    """The self-attention's queries and keys of x as the model attends with them (normed, rotated): [B, N, C]."""
-    q, k = attn.norm_q(attn.to_q(x)), attn.norm_k(attn.to_k(x))
-    cos, sin = rotary
+def _qk(attn, x, rotary, keys: int):
+    """The self-attention's queries of x and keys of its first `keys` tokens (the first frame's: the only ones the
+    speakers' regions are read in) as the model attends with them (normed, rotated): [B, N, C], [B, keys, C]."""
+    cos, sin = rotary                   # [1, N, 1, head_dim]
     out = []
-    for t in (q, k):
+    for t in (attn.norm_q(attn.to_q(x)), attn.norm_k(attn.to_k(x[:, :keys]))):
+        n = t.shape[1]
         t = t.unflatten(-1, (attn.heads, -1))
         x1, x2 = t.unflatten(-1, (-1, 2)).unbind(-1)
-        c, s = cos[..., 0::2], sin[..., 1::2]
+        c, s = cos[:, :n, :, 0::2], sin[:, :n, :, 1::2]
         out.append(torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], -1).flatten(-2).type_as(t).flatten(2))
     return out
 
@@ -246,9 +247,8 @@ def patched(transformer, patch: InfiniteTalkPatch, tokens: torch.Tensor, masks=N
 
     def share(_module, args):
         x, rotary = args[0], args[3]
-        q, k = _qk(_module, x, rotary)
-        per_frame = state["grid"][1] * state["grid"][2]
-        state["positions"] = _speaker_positions(q, k[:, :per_frame], masks.to(x.device), heads)
+        q, k = _qk(_module, x, rotary, state["grid"][1] * state["grid"][2])
+        state["positions"] = _speaker_positions(q, k, masks.to(x.device), heads)
 
     def before_cross(_module, args):
         state["x"] = args[0]
