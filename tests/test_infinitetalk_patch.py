@@ -431,6 +431,15 @@ def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(files
     assert out["latent"].samples.shape == (1, 16, 3, 4, 4)
     with pytest.raises(NodeError, match="two voices need both speakers' masks"):
         condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left])
+    # masks drawn at two sizes are each read at the token grid; an empty one (a Painter left blank) is named
+    right = np.zeros((12, 10), np.float32)
+    right[:, 5:] = 1
+    other = condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, right],
+                      None, None, None, 9, 32, 32)
+    assert other["model"].option("infinitetalk").masks.tolist() == talk.masks.tolist()
+    with pytest.raises(NodeError, match="mask_2 covers none of the video's 4 patches"):
+        condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, 0 * right],
+                  None, None, None, 9, 32, 32)
 
 
 def test_the_motion_frames_x0_is_read_from_the_clean_frames_whatever_the_sampler_holds_there(files):

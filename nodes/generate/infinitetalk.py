@@ -360,8 +360,14 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
         if masks:
             # a clip of masks: its first (ComfyUI reads one mask per speaker)
             still = [m.frames(0, 1)[0] if hasattr(m, "frames") else m for m in masks]
-            spans = token_masks(torch.stack([torch.as_tensor(np.asarray(m, np.float32)).squeeze() for m in still]),
-                                latent.samples.shape[3], latent.samples.shape[4], patch_hw)
+            # each at the token grid on its own: the two may be drawn at different sizes
+            spans = torch.cat([token_masks(torch.as_tensor(np.asarray(m, np.float32)).squeeze()[None],
+                                           latent.samples.shape[3], latent.samples.shape[4], patch_hw) for m in still])
+            empty = [i + 1 for i, s in enumerate(spans) if not s.any()]
+            if empty:
+                raise NodeError(f"mask_{empty[0]} covers none of the video's {spans.shape[1]} patches (it is empty, "
+                                "or its region is smaller than one): without it the model cannot tell where that "
+                                "speaker is. Paint the speaker's region white")
     talk = Talk(patch, tokens.cpu(), spans, float(scale), motion)
     out = model.with_option("infinitetalk", talk)
     if previous is not None:
