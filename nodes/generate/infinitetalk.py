@@ -343,12 +343,10 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
             if previous.length < motion_frames:
                 raise NodeError(f"the previous clip has {previous.length} frames; a continuation starts with its "
                                 f"last {motion_frames}: give a longer clip or fewer motion frames")
-            from PIL import Image
-            px = pipe.video_processor.preprocess(
-                [Image.fromarray(np.ascontiguousarray(f)) for f in previous.frames(previous.length - motion_frames,
-                                                                                    previous.length)],
-                height=latent.height, width=latent.width, resize_mode="crop")
-            motion = get_adapter("wan").vae_encode(pipe, px.permute(1, 0, 2, 3)[None]).float().cpu()
+            from nodes.generate.wan_s2v_cond import _pixels
+            px = _pixels(pipe, previous.frames(previous.length - motion_frames, previous.length), latent.width,
+                         latent.height)
+            motion = get_adapter("wan").vae_encode(pipe, px).float().cpu()
             start = previous.length - motion_frames
         elif first is not None:
             motion = positive.extra["concat"][:, 4:, :1].float()
