@@ -299,15 +299,6 @@ class KeepMotion:
         return torch.cat([self.motion.to(out).expand(out.shape[0], -1, -1, -1, -1), out[:, :, m:]], 2)
 
 
-def _zero_latent(like: torch.Tensor) -> torch.Tensor:
-    """The Wan 2.1 VAE's all-zero latent in the model's (normalised) space: ComfyUI's motion frame without a start
-    image."""
-    from nodes.generate.converters import model_config
-    stats = model_config("wan", "vae_2.1")
-    mean = torch.tensor(stats["latents_mean"]).view(1, -1, 1, 1, 1)
-    return (-mean / torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1)).expand_as(like).clone()
-
-
 def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: list, masks: list, first=None,
               image_embeds=None, previous=None, frames: int = 81, width: int = 832, height: int = 480,
               motion_frames: int = 9, scale: float = 1.0) -> dict:
@@ -351,7 +342,8 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
         elif first is not None:
             motion = positive.extra["concat"][:, 4:, :1].float()
         else:
-            motion = _zero_latent(latent.samples[:1, :, :1])
+            from nodes.generate.adapters.wan import zero_latent
+            motion = zero_latent(latent.samples[:1, :, :1].shape)        # ComfyUI's motion frame without a picture
         tokens = audio_tokens(patch, one_timeline([features_per_frame(v) for v in voices]), start,
                               latent.samples.shape[2] * LATENT_STRIDE - LATENT_STRIDE + 1)
         spans = None

@@ -66,15 +66,20 @@ NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (w
             "model has no VACE blocks")
 
 
+def zero_latent(shape) -> torch.Tensor:
+    """The Wan 2.1 VAE's raw latent of zeros in Kinograph's (normalised) latent space, of `shape` [B, 16, T, h, w]:
+    what ComfyUI's Wan conditioning hands a model for "no picture" (zeros, normalised on their way in)."""
+    from nodes.generate.converters import model_config
+    stats = model_config("wan", "vae_2.1")
+    mean, std = (torch.tensor(stats[k]).view(1, -1, 1, 1, 1) for k in ("latents_mean", "latents_std"))
+    return (-mean / std).expand(shape).clone()
+
+
 def vace_inputs(model, x, context, strength: float, layers: int) -> dict:
     """The VACE transformer's control input and per-layer hint scale. Without condition.vace the model gets
     ComfyUI's "no control" context: zero latents (in the raw VAE space) and an all-ones mask."""
     if context is None:
-        from nodes.generate.converters import model_config
-        stats = model_config("wan", "vae_2.1")
-        mean = torch.tensor(stats["latents_mean"]).view(1, -1, 1, 1, 1)
-        std = torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1)
-        zero = ((0 - mean) / std).expand(x.shape[0], -1, *x.shape[2:])
+        zero = zero_latent((x.shape[0], 16, *x.shape[2:]))
         masks = model.config.vace_in_channels - 2 * zero.shape[1]
         context = torch.cat([zero, zero, torch.ones(x.shape[0], masks, *x.shape[2:])], dim=1)
     return {"control_hidden_states": context.to(x.device, x.dtype),
