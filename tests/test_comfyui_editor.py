@@ -59,16 +59,16 @@ def test_dropping_a_comfyui_json_imports_it_and_shows_the_report(win, tmp_path, 
 
 def test_unmapped_nodes_are_red_placeholders(win, tmp_path):
     wf = json.loads((DATA / "svd_i2v.json").read_text())
-    wf["nodes"].append({"id": 30, "type": "ImageBlur", "pos": [1300, 600], "mode": 0, "title": "Soft",
+    wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0, "title": "Soft",
                         "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
-                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [1, 0.4]})
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [16, "none"]})
     wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
     src = tmp_path / "blur.json"
     src.write_text(json.dumps(wf))
     assert win.open_path(src) is win
-    item = win.view.scene().nodes["image_blur_30"]
+    item = win.view.scene().nodes["image_quantize_30"]
     assert item.spec is None and item.header_color.name() == "#8a2f2f"
-    assert win.doc.graph.nodes["image_blur_30"].params["widgets_values"] == [1, 0.4]
+    assert win.doc.graph.nodes["image_quantize_30"].params["widgets_values"] == [16, "none"]
     assert "NOT MAPPED" in win._comfyui_report.findChild(
         __import__("PySide6.QtWidgets", fromlist=["QTextEdit"]).QTextEdit).toPlainText()
 

@@ -36,6 +36,7 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"Painter"},
+    "video_ltx2_depth_to_video.json": {"LotusConditioning", "SetFirstSigma"},
 }
 
 
@@ -296,7 +297,7 @@ def test_upscale_resize_and_interpolation_nodes_map_to_kinographs():
         ("io.load_video", {"path": "in.mp4", "fps": 0, "count": 0, "start": 0, "every_nth": 1}),
         ("upscale.model", {"model": "4x-UltraSharp.pth"}),
         ("upscale.resize", {"method": "area", "scale": 0.5}),
-        ("video.resize", {"method": "nearest", "width": 640, "height": 0, "fit": "stretch"}),
+        ("video.scale", {"method": "nearest", "width": 640, "height": 0, "crop": False}),
         ("interpolate.rife", {"scene_threshold": 0.0, "model": "rife47.pth", "factor": 3, "ensemble": True,
                               "scale": 1}),
         ("interpolate.flow", {"scene_threshold": 0.0, "quality": "medium", "factor": 2})]
@@ -310,9 +311,9 @@ def test_upscale_resize_and_interpolation_nodes_map_to_kinographs():
     odd["6"]["inputs"].update(multiplier=24, fast_mode=False)
     notes = {k: "; ".join(e.notes) for k, e in import_data(odd).report.entries.items()}
     assert "upscale.resize has no bilinear; bicubic used" in notes["4"]
-    assert notes["5"] == ""     # crop center is video.resize's fit crop (below)
+    assert notes["5"] == ""     # crop center is video.scale's crop (below)
     assert "multiplier 24 is above Kinograph's 16" in notes["6"] and "fast_mode=False is not carried" in notes["6"]
-    assert _by_type(import_data(odd).graph, "video.resize")[0].params["fit"] == "crop"
+    assert _by_type(import_data(odd).graph, "video.scale")[0].params["crop"] is True
 
 
 def test_a_clips_own_rate_and_sound_stay_with_it():
@@ -730,9 +731,13 @@ def test_batched_clips_play_one_after_another():
     save, = _by_type(g, "io.save_video")
     last = g.inputs[save.id]["video"][0]
     first = g.inputs[last]["video"][0]
-    assert [g.inputs[first]["video"][0], g.inputs[first]["other"][0], g.inputs[last]["other"][0]] == \
+    # each clip after the first through video.match_size (to the first's size, as ComfyUI resizes them)
+    fitted = [g.inputs[first]["other"][0], g.inputs[last]["other"][0]]
+    assert [g.nodes[f].type for f in fitted] == ["video.match_size"] * 2
+    assert [g.inputs[first]["video"][0]] + [g.inputs[f]["video"][0] for f in fitted] == \
         ["load_video_1", "load_video_2", "load_video_3"]
-    assert res.report.entries["4"].status == "approx"          # ComfyUI resizes other sizes; Kinograph refuses
+    assert {g.inputs[f]["reference"][0] for f in fitted} == {"load_video_1"}
+    assert res.report.entries["4"].status == "exact"
     # a single image is a one-frame clip: batched, it is a frame of the clip (VACE's first/last-frame batches)
     api["1"] = {"class_type": "LoadImage", "inputs": {"image": "a.png"}}
     res = import_data(api)
@@ -926,18 +931,18 @@ def test_exit_codes_and_partial(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "mapped approximately   KSampler #3" in err and "UniPC-bh1" in err
     wf = _load("svd_i2v.json")
-    wf["nodes"].append({"id": 30, "type": "ImageBlur", "pos": [1300, 600], "mode": 0, "title": "Soft",
+    wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0, "title": "Soft",
                         "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
-                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [1, 0.4]})
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [16, "none"]})
     wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
     src = tmp_path / "blur.json"
     src.write_text(json.dumps(wf))
     assert _cli(src, "-o", tmp_path / "out.yaml") == 2
     assert not (tmp_path / "out.yaml").exists()
-    assert "NOT MAPPED             ImageBlur #30 \"Soft\"" in capsys.readouterr().err
+    assert "NOT MAPPED             ImageQuantize #30 \"Soft\"" in capsys.readouterr().err
     assert _cli(src, "-o", tmp_path / "out.yaml", "--partial") == 2
     text = (tmp_path / "out.yaml").read_text()
-    assert "type: comfyui.ImageBlur" in text and "placeholder: true" in text
+    assert "type: comfyui.ImageQuantize" in text and "placeholder: true" in text
     assert _cli(src, "-o", tmp_path / "out.yaml", "--partial") == 2       # never overwrites silently
     assert "exists" in capsys.readouterr().err
 
@@ -1004,7 +1009,7 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     assert "it passes" not in import_data(_load("vhs_batch4x4.json")).report.entries["16"].line()
     # an API prompt names no types: what a node passes on is read from its input names
     api = copy.deepcopy(UPSCALE_API)
-    api["9"] = {"class_type": "ImageBlur", "inputs": {"blur_radius": 1, "sigma": 1.0, "image": ["3", 0]}}
+    api["9"] = {"class_type": "ImageQuantize", "inputs": {"colors": 16, "dither": "none", "image": ["3", 0]}}
     api["10"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip.bin"}}
     api["11"] = {"class_type": "IPAdapterApply", "inputs": {"ipadapter": ["10", 0], "image": ["9", 0],
                                                            "weight": 1.0}}

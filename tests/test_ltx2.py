@@ -529,3 +529,271 @@ def test_decoded_sound_is_written_where_the_cache_folder_cannot_be(tmp_path, mon
     with wave.open(str(path)) as w:
         assert w.getframerate() == 24000
         assert np.frombuffer(w.readframes(4), "<i2").tolist() == [0, 16384, -16384, 32767]
+
+
+def _song(path, rate=16000, seconds=0.5, channels=2):
+    """A WAV of two tones over noise (left and right differ: no spectrum's bin near float32's rounding, which the log
+    would magnify) as 16-bit PCM."""
+    import wave
+    import numpy as np
+    t = np.arange(int(rate * seconds)) / rate
+    hiss = np.random.default_rng(channels).uniform(-0.2, 0.2, (2, len(t)))
+    pcm = (np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 1250 * t + 1)]) + hiss)[:channels]
+    data = (pcm.T * 32767).round().astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(data.tobytes())
+    return data.T.astype("float64") / 32768.0
+
+
+def _reference_audio_latent(avae, samples):
+    """ComfyUI's LTXVAudioVAEEncode written out: torchaudio's MelSpectrogram as ComfyUI configures it (n_fft 1024,
+    hop 160, 64 HTK mel bands from 0 to 8 kHz, magnitudes, periodic Hann window, reflect-padded centred frames) in
+    numpy, log floored at 1e-5, diffusers' audio VAE encoder's mean, normalised by its statistics per (channel, bin)
+    in patch space."""
+    import numpy as np
+    n_fft, hop, bins, rate = 1024, 160, 64, 16000
+    x = np.pad(samples, ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
+    frames = 1 + (x.shape[1] - n_fft) // hop
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    spec = np.abs(np.fft.rfft(np.stack([x[:, i * hop:i * hop + n_fft] for i in range(frames)], 1) * window, axis=-1))
+    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    points = 700.0 * (10 ** (np.linspace(mel(0.0), mel(rate / 2), bins + 2) / 2595.0) - 1.0)
+    freqs = np.linspace(0, rate // 2, n_fft // 2 + 1)
+    bank = np.zeros((n_fft // 2 + 1, bins))
+    for m in range(bins):
+        lo, mid, hi = points[m:m + 3]
+        bank[:, m] = np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
+    logmel = np.log(np.maximum(spec @ bank, 1e-5))               # [2, frames, bins]
+    with torch.no_grad():
+        z = avae.encode(torch.tensor(logmel[None], dtype=torch.float32)).latent_dist.mode()
+    b, c, length, m = z.shape
+    patched = z.permute(0, 2, 1, 3).reshape(b, length, c * m)
+    patched = (patched - avae.latents_mean[:c * m]) / avae.latents_std[:c * m]
+    return patched.reshape(b, length, c, m).permute(0, 2, 1, 3)
+
+
+def test_a_given_song_is_encoded_as_comfyui_and_kept_while_the_video_is_made_to_it(tiny, gemma, tmp_path):
+    """latent.set_sound (ComfyUI's LTXVAudioVAEEncode + SetLatentNoiseMask 0 + LTXVConcatAVLatent): the song's latent
+    is ComfyUI's encoding written out (numpy mel, diffusers' audio VAE on the same weights); a mono file is that of
+    both sides alike. generate.sample keeps the song exactly and makes the video to it: one Euler step from pure
+    noise is the transformer's prediction with the video at timestep 1000 and the sound at 0 (ComfyUI's LTXAV
+    timesteps for a noise mask of 0, the a2v gate at the sound's level), and differs from the video made to
+    silence."""
+    import numpy as np
+    from graph_engine import Audio
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.ltx2_sound import with_sound
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    parts, path = tiny
+    loaded = load_parts(Context("load"), "auto", str(path))
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    samples = _song(tmp_path / "song.wav")
+    logs = []
+    given = with_sound(loaded["vae"], latent, Audio(str(tmp_path / "song.wav"), 0.0, 0.5), logs.append)
+    want = _reference_audio_latent(parts["audio_vae"], samples)
+    assert given.audio.shape == latent.audio.shape and given.audio_mask.flatten().tolist() == [0.0] * 9
+    got = given.audio
+    assert ((got - want[:, :, :9]).norm() / want[:, :, :9].norm()).item() < 1e-4
+    mono = _song(tmp_path / "mono.wav", channels=1)
+    short = with_sound(loaded["vae"], latent, Audio(str(tmp_path / "mono.wav"), 0.0, 0.2), logs.append)
+    want = _reference_audio_latent(parts["audio_vae"], np.concatenate([mono, mono])[:, :3200])
+    assert short.audio_mask.flatten().tolist() == [0.0] * want.shape[2] + [1.0] * (9 - want.shape[2])
+    assert ((short.audio[:, :, :want.shape[2]] - want).norm() / want.norm()).item() < 1e-4
+    assert "LTX-2 makes the sound after it" in logs[-1]
+    # sampled: the song as it went in, the video made to it
+    _, _, te_path = gemma
+    te = load_text_encoder(ModelManager(), te_path.name, path.name, "auto", "cpu")
+    pos = encode_prompt(te, PROMPT)
+    out = run_sampling(loaded["model"], pos, None, given, steps=1, cfg=1.0, sampler="euler", seed=3, sigmas="1.0, 0.0")
+    assert torch.equal(out.audio, given.audio)
+    silent = run_sampling(loaded["model"], pos, None, latent, steps=1, cfg=1.0, sampler="euler", seed=3,
+                          sigmas="1.0, 0.0")
+    assert not torch.allclose(out.samples, silent.samples)
+    # the seed's video noise (drawn before the sound's), then the transformer called as ComfyUI's LTXAV calls it
+    noise = torch.randn(tuple(latent.samples.shape), generator=torch.Generator().manual_seed(3))
+    tokens = noise.permute(0, 2, 3, 4, 1).reshape(1, -1, 8)
+    model = parts["transformer"]
+    e, m = pos.entries()[0].embeds, pos.entries()[0].mask
+    cut = e.shape[-1] - model.audio_caption_projection.linear_1.in_features
+    with torch.no_grad():
+        v, _ = model(hidden_states=tokens, audio_hidden_states=given.audio.permute(0, 2, 1, 3).reshape(1, 9, 16),
+                     encoder_hidden_states=e[..., :cut], audio_encoder_hidden_states=e[..., cut:],
+                     encoder_attention_mask=m, audio_encoder_attention_mask=m, timestep=torch.full((1, 8), 1000.0),
+                     audio_timestep=torch.zeros(1, 9), sigma=torch.tensor([1000.0]), audio_sigma=torch.tensor([0.0]),
+                     num_frames=2, height=2, width=2, fps=24.0, audio_num_frames=9, use_cross_timestep=True,
+                     return_dict=False)
+    video = (tokens - v).reshape(1, 2, 2, 2, 8).permute(0, 4, 1, 2, 3)     # x0 = x - sigma * velocity at sigma 1
+    assert ((out.samples - video).norm() / video.norm()).item() < 1e-5
+
+
+def _song_prompt(song: str) -> dict:
+    """ComfyUI's image+audio-to-video chain (video_ltx2_3_ia2v's, on an empty video latent) as an API prompt:
+    LoadAudio, TrimAudioDuration to the clip, LTXVAudioVAEEncode, SetLatentNoiseMask with SolidMask 0,
+    LTXVConcatAVLatent, one sampler step."""
+    ckpt = "ltx-2-19b-distilled.safetensors"
+    nodes = {"1": ("CheckpointLoaderSimple", {"ckpt_name": ckpt}),
+             "2": ("LTXAVTextEncoderLoader", {"text_encoder": "gemma_3_12B_it.safetensors", "ckpt_name": ckpt,
+                                              "device": "default"}),
+             "3": ("CLIPTextEncode", {"text": PROMPT, "clip": ["2", 0]}),
+             "4": ("EmptyLTXVLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+             "5": ("LTXVAudioVAELoader", {"ckpt_name": ckpt}),
+             "6": ("LoadAudio", {"audio": song}),
+             "7": ("TrimAudioDuration", {"audio": ["6", 0], "start_index": 0.0, "duration": 0.375}),
+             "8": ("LTXVAudioVAEEncode", {"audio": ["7", 0], "audio_vae": ["5", 0]}),
+             "9": ("SolidMask", {"value": 0.0, "width": 64, "height": 64}),
+             "10": ("SetLatentNoiseMask", {"samples": ["8", 0], "mask": ["9", 0]}),
+             "11": ("LTXVConcatAVLatent", {"video_latent": ["4", 0], "audio_latent": ["10", 0]}),
+             "12": ("RandomNoise", {"noise_seed": 3}),
+             "13": ("KSamplerSelect", {"sampler_name": "euler"}),
+             "14": ("ManualSigmas", {"sigmas": "1.0, 0.0"}),
+             "15": ("CFGGuider", {"model": ["1", 0], "positive": ["3", 0], "negative": ["3", 0], "cfg": 1.0}),
+             "16": ("SamplerCustomAdvanced", {"noise": ["12", 0], "guider": ["15", 0], "sampler": ["13", 0],
+                                              "sigmas": ["14", 0], "latent_image": ["11", 0]}),
+             "17": ("LTXVSeparateAVLatent", {"av_latent": ["16", 0]}),
+             "18": ("VAEDecodeAudio", {"samples": ["17", 1], "vae": ["5", 0]})}
+    return {k: {"class_type": c, "inputs": i} for k, (c, i) in nodes.items()}
+
+
+def test_comfyui_song_to_video_chain_imports_and_keeps_the_song(tiny, gemma, tmp_path, monkeypatch):
+    """The ia2v chain maps every node exactly (TrimAudioDuration as io.trim_audio; the encoder, the noise mask 0 and
+    the join as latent.set_sound on the video latent, with the checkpoint's VAE; VAEDecodeAudio of its sound as the
+    clip's own) and runs: the sampled latent holds the song's first 0.375 s as latent.set_sound encodes it,
+    untouched."""
+    from app.comfyui import import_data
+    from graph_engine import Audio
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.ltx2_sound import with_sound
+    from nodes.generate.vae_ops import empty_latent
+    _song(tmp_path / "song.wav", seconds=1.0)
+    res = import_data(_song_prompt(str(tmp_path / "song.wav")))
+    assert {e.class_type: e.status for e in res.report.entries.values()} == dict.fromkeys(
+        [n["class_type"] for n in _song_prompt("").values()], "exact") | {"LTXVAudioVAELoader": "approx"}
+    # VAEDecodeAudio on another model's latent (Stable Audio's EmptyLatentAudio) is left unmapped, said why
+    other = import_data({"1": {"class_type": "EmptyLatentAudio", "inputs": {"seconds": 47.6, "batch_size": 1}},
+                         "2": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["1", 0], "vae": ["3", 0]}},
+                         "3": {"class_type": "VAELoader", "inputs": {"vae_name": "stable_audio_vae.safetensors"}}})
+    decode, = [e for e in other.report.entries.values() if e.class_type == "VAEDecodeAudio"]
+    assert decode.status == "unmapped" and "decodes LTX-2's sound only" in decode.notes[-1]
+    sound, = [n for n in res.graph.nodes.values() if n.type == "latent.set_sound"]
+    assert {l.dst_port: l.src_port for l in res.graph.links_to(sound.id)} == {"vae": "vae", "latent": "latent",
+                                                                                "audio": "audio"}
+    monkeypatch.chdir(tmp_path)
+    wf = tmp_path / "ia2v.kino.yaml"
+    wf.write_text(res.yaml)
+    out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert out.ok, out.failed
+    sampled, = [v["latent"] for k, v in out.outputs.items() if k.endswith("_16")]
+    loaded = load_parts(Context("load"), "auto", str(tiny[1]))
+    want = with_sound(loaded["vae"], empty_latent(loaded["vae"], 9, 64, 64, 24.0),
+                      Audio(str(tmp_path / "song.wav"), 0.0, 0.375))
+    assert torch.equal(sampled.audio, want.audio)
+    assert sampled.audio_mask.sum() == 0        # still kept for a second pass (ComfyUI's separate keeps the mask)
+
+
+def test_bad_songs_and_trims_are_named(tiny, tmp_path):
+    """io.trim_audio cuts as ComfyUI's TrimAudioDuration (in the file's samples, a negative start from the end, the
+    end held to the sound); latent.set_sound names a missing file, a file with no sound, a sound too short for the
+    audio VAE, an empty one and a latent that is not LTX-2's; a 44.1 kHz song is read at the VAE's 16 kHz."""
+    from graph_engine import Audio
+    from graph_engine.context import Context
+    from nodes.generate.latent import Latent
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.ltx2_sound import stereo, with_sound
+    from nodes.generate.vae_ops import empty_latent
+    from nodes.io.sound import trim
+    song = tmp_path / "song.wav"
+    _song(song, rate=8000, seconds=1.0)
+    whole = Audio(str(song), 0.0, 1.0)
+    for start, duration, first, count in ((-0.25, 10.0, 6000, 2000), (0.1, 0.2, 800, 1600), (0.10004, 0.2, 800, 1600),
+                                          (5.0, 1.0, 7999, 1)):
+        part = trim(whole, start, duration)
+        assert (part.start * 8000, part.duration * 8000) == pytest.approx((first, count), abs=1e-9)
+    with pytest.raises(NodeError, match="nothing to take: the sound lasts 0:01.00"):
+        trim(whole, 0.5, 0.0)
+    loaded = load_parts(Context("load"), "auto", str(tiny[1]))
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    with pytest.raises(NodeError, match="gone.wav is not there"):
+        with_sound(loaded["vae"], latent, Audio(str(tmp_path / "gone.wav"), 0.0, 1.0))
+    (tmp_path / "notes.wav").write_text("not a sound")
+    with pytest.raises(NodeError, match="notes.wav cannot be read as sound"):
+        with_sound(loaded["vae"], latent, Audio(str(tmp_path / "notes.wav"), 0.0, 1.0))
+    _song(tmp_path / "empty.wav", seconds=0.0)
+    with pytest.raises(NodeError, match=r"empty.wav holds a sound track with no sound in it \(0 samples\)"):
+        with_sound(loaded["vae"], latent, Audio(str(tmp_path / "empty.wav"), 0.0, None))
+    with pytest.raises(NodeError, match="the sound is 20 ms long: LTX-2's audio VAE needs more than 32 ms"):
+        with_sound(loaded["vae"], latent, Audio(str(song), 0.0, 0.02))
+    with pytest.raises(NodeError, match="latent.set_sound gives an LTX-2 latent its sound"):
+        with_sound(loaded["vae"], Latent(torch.zeros(1, 4, 1, 8, 8), "sd15", 1, 24.0, 64, 64), whole)
+    hi = tmp_path / "hi.wav"
+    _song(hi, rate=44100, seconds=0.5)
+    assert stereo(Audio(str(hi), 0.0, 0.5), 16000).shape == (2, 8000)
+    assert with_sound(loaded["vae"], latent, Audio(str(hi), 0.0, 0.5)).audio_mask.sum() == 0
+
+
+def test_reference_voice_is_read_before_the_sound_with_identity_guidance(tiny, gemma, tmp_path):
+    """condition.reference_voice (ComfyUI's LTXVReferenceAudio): one Euler step from noise is ComfyUI's LTXAV
+    written out: the voice's tokens (its latent as latent.set_sound encodes it) before the clip's sound at timestep
+    0, their RoPE times ending one latent step (40 ms) before the clip's start, the output trimmed of them; plus
+    identity guidance, 2 x (prediction - prediction without the voice)."""
+    from graph_engine import Audio
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.ltx2_sound import encode, stereo, with_reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    parts, path = tiny
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), gemma[2].name, path.name, "auto", "cpu")
+    pos = encode_prompt(te, PROMPT)
+    _song(tmp_path / "voice.wav", seconds=0.3)
+    voice = Audio(str(tmp_path / "voice.wav"), 0.0, 0.3)
+    model, positive, _ = with_reference(loaded["model"], pos, pos, loaded["vae"], voice, 2.0, 0.0, 1.0)
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    out = run_sampling(model, positive, None, latent, steps=1, cfg=1.0, sampler="euler", seed=3, sigmas="1.0, 0.0")
+    gen = torch.Generator().manual_seed(3)
+    video = torch.randn(tuple(latent.samples.shape), generator=gen).permute(0, 2, 3, 4, 1).reshape(1, 8, 8)
+    sound = torch.randn(tuple(latent.audio.shape), generator=gen).permute(0, 2, 1, 3).reshape(1, 9, 16)
+    ref = encode(loaded["vae"].pipe, stereo(voice, 16000)).permute(0, 2, 1, 3).reshape(1, -1, 16)
+    r = ref.shape[1]
+    # audio RoPE times in seconds, [start, end) per latent step: mel frames 4i-3 (causal, from 0) to 4i+1, 10 ms each
+    times = lambda k: torch.stack([(4 * torch.arange(k) - 3).clamp(min=0), 4 * torch.arange(k) + 1], -1) * 0.01  # noqa: E731,E501
+    before = times(r)
+    coords = torch.cat([before - (before[-1, 1] + 0.04), times(9)])[None, None]
+    model_t, e, m = parts["transformer"], pos.embeds, pos.mask
+    cut = e.shape[-1] - model_t.audio_caption_projection.linear_1.in_features
+
+    def x0(audio, audio_timestep, **kw):
+        with torch.no_grad():
+            v, a = model_t(hidden_states=video, audio_hidden_states=audio, encoder_hidden_states=e[..., :cut],
+                           audio_encoder_hidden_states=e[..., cut:], encoder_attention_mask=m,
+                           audio_encoder_attention_mask=m, timestep=torch.full((1, 8), 1000.0),
+                           audio_timestep=audio_timestep, sigma=torch.tensor([1000.0]),
+                           audio_sigma=torch.tensor([1000.0]), num_frames=2, height=2, width=2, fps=24.0,
+                           audio_num_frames=9, use_cross_timestep=True, return_dict=False, **kw)
+        return video - v, sound - a[:, -9:]
+    with_voice = x0(torch.cat([ref, sound], 1), torch.cat([torch.zeros(1, r), torch.full((1, 9), 1000.0)], 1),
+                    audio_coords=coords)
+    without = x0(sound, torch.full((1, 9), 1000.0))
+    plain, _, _ = with_reference(loaded["model"], pos, pos, loaded["vae"], voice, 0.0, 0.0, 1.0)
+    unguided = run_sampling(plain, positive, None, latent, steps=1, cfg=1.0, sampler="euler", seed=3,
+                            sigmas="1.0, 0.0")
+    # the guided result triples the float32 rounding of the two passes, hence its wider bound
+    for got, want, bound in ((unguided, with_voice, 1e-5),
+                             (out, [w + (w - wo) * 2.0 for w, wo in zip(with_voice, without)], 5e-5)):
+        for mine, theirs in ((got.samples.permute(0, 2, 3, 4, 1).reshape(1, 8, 8), want[0]),
+                             (got.audio.permute(0, 2, 1, 3).reshape(1, 9, 16), want[1])):
+            assert ((mine - theirs).norm() / theirs.norm()).item() < bound
+    assert not torch.allclose(with_voice[1], without[1])

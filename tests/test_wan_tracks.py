@@ -244,7 +244,7 @@ def test_comfyui_wanmove_template_imports_and_its_tracks_steer_the_video(wan_i2v
 
     def run(points, out):
         return _run_tiny(g, result, tmp_path, {"motion.tracks": dict(frames=5, points=json.dumps(
-            {"width": 32, "height": 32, "tracks": [points]})), "video.resize": dict(width=32, height=32)}, out)
+            {"width": 32, "height": 32, "tracks": [points]})), "video.scale": dict(width=32, height=32)}, out)
     left, right = run([[4, 4], [28, 28]], tmp_path / "a.webp"), run([[28, 4], [4, 28]], tmp_path / "b.webp")
     assert left.shape == (5, 32, 32, 3) and np.abs(left.astype(int) - right.astype(int)).mean() > 0.5
 

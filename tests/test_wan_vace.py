@@ -295,7 +295,7 @@ def test_comfyui_vace_inpainting_template_segments_and_runs(vace, tmp_path):
             n.params["name"] = names[n.type]
         elif n.type == "lora.image":
             g.set_bypass(n.id, True)
-        elif n.type in ("video.resize", "condition.vace"):
+        elif n.type in ("video.resize", "video.scale", "condition.vace"):
             n.params.update(width=32, height=32)
         elif n.type == "generate.sample":
             n.params["steps"] = 2

@@ -467,9 +467,11 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
         return made
 
     def fixed_size(self, src) -> Optional[Tuple[int, int]]:
-        """The width and height of a picture resized to a set size (video.resize with both sides), else None."""
+        """The width and height of a picture resized to a set size (video.resize, video.scale or video.resize_pad with
+        both sides), else None."""
         node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
-        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+        if node is None or node.type not in ("video.resize", "video.scale", "video.resize_pad") or \
+                not (node.params.get("width") and node.params.get("height")):
             return None
         return node.params["width"], node.params["height"]
 

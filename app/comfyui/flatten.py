@@ -263,7 +263,7 @@ def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]],
         if not inst:
             return nodes, links
         for n in inst:
-            nodes, links = _inline(n, defs[n["type"]], nodes, links)
+            nodes, links = _inline(n, defs[n["type"]], nodes, links, remarks)
     raise ComfyImportError(NESTED_TOO_DEEP)
 
 
@@ -294,10 +294,11 @@ def _expanded_count(nodes, defs) -> int:
     return count(nodes, 0)
 
 
-def _inline(inst, sub, nodes, links):
+def _inline(inst, sub, nodes, links, remarks):
     pid = f"{inst['id']}:"
     norm = _links(links)
     inner_links = _links(sub.get("links"))
+    _mend_lost_outputs(sub, inner_links, pid, remarks)
     inner_nodes = []
     for n in sub.get("nodes") or []:
         m = dict(n)
@@ -356,6 +357,25 @@ def _inline(inst, sub, nodes, links):
         _relink_inner(by_id.get(pid + t), t_slot, lid, new)
     nodes = [n for n in nodes if n is not inst] + inner_nodes
     return nodes, new_links
+
+
+def _mend_lost_outputs(sub, inner_links, pid, remarks) -> None:
+    """A subgraph output whose every link id is missing from the subgraph's links (ComfyUI's video_ltx2_i2v_lora
+    template names link 265 for its VIDEO; the file has none, and its CreateVideo's output lists no links) is joined
+    to the one inner output of its type that leads nowhere, with a remark saying so; none or several: left lost."""
+    for k, out in enumerate(sub.get("outputs") or []):
+        ids = out.get("linkIds") if isinstance(out, dict) else None
+        if not ids or any(l in inner_links for l in ids):
+            continue
+        free = [(n, s) for n in sub.get("nodes") or [] if n.get("mode") not in (MODE_NEVER, MODE_BYPASS)
+                for s, o in enumerate(n.get("outputs") or [])
+                if isinstance(o, dict) and o.get("type") == out.get("type") and not o.get("links")]
+        if len(free) == 1:
+            n, s = free[0]
+            inner_links[("mended", k)] = (str(n["id"]), s, "-20", k)
+            remarks.setdefault(pid + str(n["id"]), []).append(
+                f"the subgraph's output {out.get('name')} names link {ids[0]}, which the file's subgraph lacks; this "
+                f"node's {out.get('type')}, the only one leading nowhere, is taken as that output: check it")
 
 
 def _promoted_values(inst, sub, by_id, pid, inner_links) -> Dict[int, Any]:

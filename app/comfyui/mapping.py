@@ -420,11 +420,6 @@ def pysssss_file(v):
     return v.get("content") if isinstance(v, dict) else v
 
 
-def centre_crop(v):
-    """center -> crop (fills the size, the overflow cut centred, as ComfyUI crops); disabled -> stretch"""
-    return "crop" if v == "center" else "stretch"
-
-
 def clip_prep_method(v):
     """Pillow's LANCZOS, BICUBIC, BILINEAR, NEAREST -> OpenCV's of the same name; BOX, HAMMING -> area"""
     found = {"LANCZOS": "lanczos", "BICUBIC": "bicubic", "BILINEAR": "bilinear", "NEAREST": "nearest", "BOX": "area",
@@ -469,6 +464,24 @@ def resize_method_no_bilinear(v):
     if v == "bilinear":
         raise Approx("bicubic", "upscale.resize has no bilinear; bicubic used (a little sharper)")
     return resize_method(v)
+
+
+def comfy_scale(v):
+    """nearest-exact -> nearest (video.resize_pad's nearest is nearest-exact); area, bilinear, bicubic, lanczos as
+    they are"""
+    if v not in ("nearest-exact", "bilinear", "bicubic", "area", "lanczos"):
+        raise Approx("area", f"interpolation {v!r} is not ComfyUI's; area used")
+    return "nearest" if v == "nearest-exact" else v
+
+
+def save_format(v):
+    """png as it is; exr -> exr, written in half float (ComfyUI's is 32-bit float)"""
+    if v == "exr":
+        raise Approx("exr", "the EXR frames are half float (ComfyUI writes 32-bit float), linear from sRGB as "
+                            "ComfyUI's input_color_space sRGB")
+    if v != "png":
+        raise Approx("png", f"format {v!r} is not ComfyUI's; png used")
+    return v
 
 
 def vfi_factor(v):
@@ -550,8 +563,9 @@ def individual_objects(points: str, negative) -> tuple:
 
 
 def resize_type(v):
-    """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI); scale longer
-    dimension, scale shorter dimension: video.resize_side"""
+    """scale dimensions, scale width, scale height: video.scale (0 = follow the other side, as ComfyUI); scale longer
+    dimension, scale shorter dimension: video.resize_side; scale total pixels: video.resize_pixels; scale by
+    multiplier: upscale.resize; match size: video.match_size"""
     return v
 
 
@@ -1006,6 +1020,12 @@ RULES: Dict[str, Rule] = {
                            {"samples": "latent", "vae": "vae"}, ("video",),
                            ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None}),
     "VAEEncode": Rule("vae.encode", (), (), {"pixels": "video", "vae": "vae"}, ("latent",)),
+    "VAEEncodeTiled": Rule("vae.encode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
+                           {"pixels": "video", "vae": "vae"}, ("latent",),
+                           ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None},
+                           note="encoded as vae.encode encodes (whole frames, or its own tiles where memory asks); "
+                                "ComfyUI encodes in tile_size tiles blended over overlap, so the latent differs a "
+                                "little along its tiles' edges"),
     # image-to-video
     "WanImageToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                             LATENT_SIZE + (P("length", "frames"),),
@@ -1179,6 +1199,18 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
+    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
+    # latent.set_sound on the video latent, made where the two streams are joined
+    "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
+                               (P("identity_guidance_scale", "identity_scale"), P("start_percent", "start"),
+                                P("end_percent", "end")),
+                               {"model": "model", "positive": "positive", "negative": "negative",
+                                "reference_audio": "audio"}, ("model", "positive", "negative"),
+                               special="ltx2_reference_voice"),
+    "LTXVAudioVAEEncode": Rule("latent.set_sound", (), (), {"audio": "audio"}, ("latent",),
+                               special="ltx2_audio_encode"),
     "EmptyImage": Rule("generate.solid", ("width", "height", "batch_size", "color"),
                        (P("width", "width"), P("height", "height"), P("batch_size", "frames"), P("color", "color")),
                        outputs=("video",)),
@@ -1480,7 +1512,7 @@ RULES: Dict[str, Rule] = {
                                 (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom"),
                                  P("feathering", "feathering")), {"image": "video"}, ("video", "mask")),
     "SetLatentNoiseMask": Rule("latent.set_mask", (), (), {"samples": "latent", "mask": "mask"}, ("latent",),
-                               note=LATENT_MASK_NOTE),
+                               note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
     # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
@@ -1547,7 +1579,7 @@ RULES: Dict[str, Rule] = {
                          note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
                               "kernel of sharpen_radius and sigma, not the same"),
     "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
-                                    (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
+                                    (P("upscale_method", "method", comfy_scale), P("megapixels", "megapixels"),
                                      P("resolution_steps", "step")), {"image": "video"}, ("video",)),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
@@ -1590,15 +1622,43 @@ RULES: Dict[str, Rule] = {
                          ("mask",), ignore={"device": None}),
     "DrawMaskOnImage": Rule("mask.fill", ("color", "device"), (P("color", "colour"),),
                             {"image": "video", "mask": "mask"}, ("video",), ignore={"device": None}),
-    "ResizeImageMaskNode": Rule("video.resize", ("resize_type", "resize_type.width", "resize_type.height",
-                                                 "resize_type.crop", "scale_method"),
+    "ResizeImageMaskNode": Rule("video.scale", ("resize_type", "resize_type.width", "resize_type.height",
+                                                "resize_type.crop", "scale_method"),
                                 (P("resize_type.width", "width"), P("resize_type.height", "height"),
-                                 P("resize_type.crop", "fit", centre_crop), P("scale_method", "method", resize_method),
+                                 P("resize_type.crop", "crop", lambda v: v == "center"),
+                                 P("scale_method", "method", comfy_scale),
                                  P("resize_type", "resize_type", resize_type)),
                                 {"input": "video"}, ("video",), special="resize_image_mask"),
-    "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
-                       (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
-                        P("crop", "fit", centre_crop)),
+    # ComfyUI's fit-inside resize with white or black bars: video.resize_pad resamples and rounds as it does
+    "ResizeAndPadImage": Rule("video.resize_pad", ("target_width", "target_height", "padding_color", "interpolation"),
+                              (P("target_width", "width"), P("target_height", "height"), P("padding_color", "colour"),
+                               P("interpolation", "method", comfy_scale)), {"image": "video"}, ("video",)),
+    # the longer side to largest_size, as Resize Image/Mask's scale longer dimension
+    "ImageScaleToMaxDimension": Rule("video.resize_side", ("upscale_method", "largest_size"),
+                                     (P("upscale_method", "method", comfy_scale), P("largest_size", "size")),
+                                     {"image": "video"}, ("video",), fixed={"side": "longer"}),
+    # every picture as a numbered PNG, as SaveImage; its png 8-bit sRGB is what io.save_frames writes
+    "SaveImageAdvanced": Rule("io.save_frames", ("filename_prefix", "format", "format.bit_depth",
+                                                 "format.input_color_space"),
+                              (P("filename_prefix", "path", out_path("")), P("format", "format", save_format)),
+                              {"images": "video"}, ignore={"format.bit_depth": ("8-bit", "32-bit float"),
+                                                           "format.input_color_space": "sRGB"}),
+    # KJNodes' longer-edge resize, which ComfyUI now replaces by ImageScaleToMaxDimension with lanczos
+    "ResizeImagesByLongerEdge": Rule("video.resize_side", ("longer_edge",), (P("longer_edge", "size"),),
+                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"}),
+    "ImageBlend": Rule("video.blend", ("blend_factor", "blend_mode"),
+                       (P("blend_factor", "factor"), P("blend_mode", "mode")), {"image1": "video", "image2": "other"},
+                       ("video",)),
+    "ImageBlur": Rule("video.blur", ("blur_radius", "sigma"), (P("blur_radius", "radius"), P("sigma", "sigma")),
+                      {"image": "video"}, ("video",)),
+    # ComfyUI_essentials' alpha remover: Kinograph's frames are already the colour laid over black
+    "ImageRemoveAlpha+": Rule("video.matte", (), (), {"image": "video"}, ("video",), fixed={"mode": "none"},
+                              note="the colour goes on laid over black (Kinograph's frames with alpha are "
+                                   "premultiplied); essentials keeps the colour as stored: the same where the "
+                                   "picture is opaque"),
+    "ImageScale": Rule("video.scale", ("upscale_method", "width", "height", "crop"),
+                       (P("upscale_method", "method", comfy_scale), P("width", "width"), P("height", "height"),
+                        P("crop", "crop", lambda v: v == "center")),
                        {"image": "video"}, ("video",), special="image_scale"),
     # ComfyUI-Frame-Interpolation (Fannovel16): RIFE runs as Kinograph's RIFE, from the same weight files. It has no
     # scene-cut detection, so Kinograph's is off; fast_mode only changes RIFE 4.0-4.4, whose refinement network
@@ -1621,14 +1681,27 @@ RULES: Dict[str, Rule] = {
                              "optional_interpolation_states": None}, special="vfi",
                      note="FILM is not in Kinograph: its optical-flow interpolation (no weights) makes the in-betweens; "
                           "interpolate.rife with RIFE weights is closer to FILM on large motion"),
-    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
-                            note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
-                                 "centre crop), Kinograph's video.concat stops and says so"),
+    # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
+    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
+    "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
+                        (P("start_time", "start"), P("duration", "duration"), P("strict_duration", "strict")),
+                        {"video": "video"}, ("video",)),
     "RepeatImageBatch": Rule("video.repeat", ("amount",), (P("amount", "times"),), {"image": "video"}, ("video",)),
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
                       {"images": "video"}),
+    # a sound as a file of its own: the file type from the node (or SaveAudioAdvanced's format), its quality as given
+    "SaveAudio": Rule("io.save_audio", ("filename_prefix", "audioUI"), (P("filename_prefix", "path", out_path("")),),
+                      {"audio": "audio"}, fixed={"format": "flac"}, ignore={"audioUI": None}, special="save_audio"),
+    "SaveAudioMP3": Rule("io.save_audio", ("filename_prefix", "quality", "audioUI"),
+                         (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, fixed={"format": "mp3"},
+                         ignore={"audioUI": None}, special="save_audio"),
+    "SaveAudioOpus": Rule("io.save_audio", ("filename_prefix", "quality", "audioUI"),
+                          (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, fixed={"format": "opus"},
+                          ignore={"audioUI": None}, special="save_audio"),
+    "SaveAudioAdvanced": Rule("io.save_audio", ("filename_prefix", "format", "format.quality"),
+                              (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
@@ -1663,6 +1736,8 @@ RULES: Dict[str, Rule] = {
                                note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
                                     "torchaudio's: the features differ by the two filters' difference only"),
     # InfiniteTalk's two speakers' voices, one after the other, for the frames' soundtrack
+    "TrimAudioDuration": Rule("io.trim_audio", ("start_index", "duration"),
+                              (P("start_index", "start"), P("duration", "duration")), {"audio": "audio"}, ("audio",)),
     "AudioConcat": Rule("io.concat_audio", ("direction",), (P("direction", "order"),),
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
@@ -1861,6 +1936,12 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
+    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
+    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
+             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
+             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
+             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
+             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
                "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "

@@ -4,6 +4,7 @@
 finds the node that mentions it."""
 from __future__ import annotations
 
+import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 SEPARATORS = " ._-/:()"
@@ -56,15 +57,22 @@ ALIASES = {
     # the normal-map nodes
     "surface normals": "normal map", "surface normal": "normal map", "bump map": "normal map",
     "normalmap": "normal map",
+    # Nuke's and Blender's names for the nodes they have in common with Kinograph: 'read' found Repeat
+    # Noise first, 'merge', 'kronos', 'keylight' and 'framerange' nothing.
+    "read": "io.load", "write": "save", "merge": "over", "alpha over": "over", "appendclip": "concat",
+    "append clip": "concat", "framerange": "trim", "frame range": "trim", "framehold": "frame of video",
+    "frame hold": "frame of video", "kronos": "interpolation", "oflow": "interpolation",
+    "timewarp": "interpolation", "keyer": "key", "keylight": "key", "primatte": "key", "keying": "key",
+    "green screen": "key", "roto": "track points", "rotoscope": "track points", "tracker": "track", "movie clip": "load video",
+    "file output": "save", "scale": "resize", "color balance": "cdl", "colour balance": "cdl",
 }
+_ALIAS = re.compile("|".join(rf"\b{re.escape(p)}\b" for p in sorted(ALIASES, key=len, reverse=True)))
 
 
 def expand(query: str) -> str:
-    q = query.lower()
-    for phrase, word in ALIASES.items():
-        if phrase in q:
-            q = q.replace(phrase, word)
-    return q
+    """Task words read as the nodes' words, whole words only: 'flicker' inside 'deflicker' became
+    'dedeflicker', and the node's own name found nothing."""
+    return _ALIAS.sub(lambda m: ALIASES[m.group(0)], query.lower())
 
 
 def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, object]]:

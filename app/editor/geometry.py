@@ -44,13 +44,16 @@ def slider_range(p) -> Optional[Tuple[float, float]]:
     return None
 
 
-ZERO_MEANS = re.compile(r"\b0 = (the |use |from |automatic|whole|keep)|\b0 = (off|none)\b")
+ZERO_MEANS = re.compile(r"\b0 = (the |use |from |automatic|whole|keep|follow |estimate|each )|\b0: (from )"
+                        r"|\b0 = (off|none)\b|\b0 ?[:=] (all\b|to (?:the|its) end)")
 
 
 def zero_meaning(p) -> Optional[str]:
-    """"auto" or "off" for a number whose help says what 0 stands for, so fields say it too."""
+    """"auto", "off" or "all" for a number whose help says what 0 stands for, so fields say it too: Load
+    Video's count showed 0 (as if no frame were read) where it reads them all, Resize's height 0 where it
+    follows the width."""
     m = ZERO_MEANS.search(p.help or "") if p.type in ("int", "float") else None
-    return None if m is None else ("auto" if m.group(1) else "off")
+    return None if m is None else "auto" if m.group(1) or m.group(2) else "off" if m.group(3) else "all"
 
 
 def nearest_toward(origin: Tuple[float, float], centres: dict, dx: int, dy: int) -> Optional[str]:

@@ -33,6 +33,17 @@ EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · File 
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".dpx"}
 # A colourist's looks: a LUT or an ASC CDL dropped on the canvas becomes the node that applies it.
 LOOK_NODES = {".cube": "color.lut", ".3dl": "color.lut", ".cc": "color.cdl", ".ccc": "color.cdl", ".cdl": "color.cdl"}
+
+
+def frames_folder(path) -> bool:
+    """A folder of image frames (a plate as Nuke and Blender write it), which io.load_frames reads. Dropped
+    on the canvas or the viewer it was refused (only files were taken), the most common footage of a comp."""
+    p = Path(path)
+    try:
+        return p.is_dir() and any(f.suffix.lower() in STILL_SUFFIXES and not f.name.startswith(".")
+                                  for f in p.iterdir())
+    except OSError:
+        return False
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 
@@ -442,7 +453,9 @@ class GraphView(QGraphicsView):
     # -- drops ----------------------------------------------------------------------------------
     def _dropped_paths(self, mime):
         ok = MEDIA_SUFFIXES | STILL_SUFFIXES | {".yaml", ".yml", ".json"} | set(LOOK_NODES)
-        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).suffix.lower() in ok]
+        return [u.toLocalFile().rstrip("/") or "/" for u in mime.urls() if u.isLocalFile() and (
+            Path(u.toLocalFile()).suffix.lower() in ok and not Path(u.toLocalFile()).is_dir()
+            or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):
         if event.mimeData().hasFormat(NODE_MIME) or self._dropped_paths(event.mimeData()):

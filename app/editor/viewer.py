@@ -145,8 +145,9 @@ class Source:
 
 class FrameLoader(QObject):
     """Renders the latest requested frame of each slot; older requests are dropped unseen."""
-    loaded = Signal(str, int, QImage, bool)     # slot, frame, picture, whether it is the alpha
-    failed = Signal(str, str)
+    # slot, the Source it was rendered from, frame, picture, whether it is the alpha
+    loaded = Signal(str, object, int, QImage, bool)
+    failed = Signal(str, object, str)
     _poke = Signal()
 
     def __init__(self):
@@ -169,9 +170,9 @@ class FrameLoader(QObject):
                 slot = next(iter(self._want))
                 source, index, alpha = self._want.pop(slot)
             try:
-                self.loaded.emit(slot, index, source.render(index, alpha), alpha)
+                self.loaded.emit(slot, source, index, source.render(index, alpha), alpha)
             except Exception as e:      # a failing upstream node: say so in the viewer, keep going
-                self.failed.emit(slot, f"{type(e).__name__}: {e}")
+                self.failed.emit(slot, source, f"{type(e).__name__}: {e}")
 
 
 class FrameCanvas(QWidget):
@@ -464,6 +465,7 @@ class ViewerPanel(QWidget):
         self.labels = {s: QLabel(f"{s}: —") for s in "AB"}
         for label in self.labels.values():
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)     # long names clip, the panel stays narrow
+            label.setWordWrap(True)     # B's differences from A and each one's size and rate were cut off
         names = QHBoxLayout()
         names.addWidget(self.labels["A"], 1)
         names.addWidget(self.labels["B"], 1)
@@ -617,12 +619,31 @@ class ViewerPanel(QWidget):
     def _label(self, slot: str) -> None:
         src = self.sources[slot]
         text = f"{slot}: {src.label}" if src else f"{slot}: —"
-        self.labels[slot].setText(text + (f"  {src.describe()}" if src and src.describe() else ""))
-        self.labels[slot].setToolTip(self.labels[slot].text())
+        described = f"  {src.describe()}" if src and src.describe() else ""
+        differs = self._differs() if slot == "B" else ""
+        self.labels[slot].setText(text + (f"  {differs}" if differs else described))
+        self.labels[slot].setToolTip(text + described)
+        if slot == "A" and self.sources["B"] is not None:
+            self._label("B")
         if slot == "B":
             self.labels["B"].setVisible(src is not None)        # A's line gets the room until there is a B
             for w in (self.compare_box, self.swap_button):
                 w.setVisible(src is not None)
+
+    def _differs(self) -> str:
+        """How B differs from A in size, rate and length, first on B's line: two takes of other sizes or
+        rates were wiped and differenced (B fitted and timed to A) with only each one's description to
+        tell, cut off past the dock's width, and a difference of sizes looked like a different picture."""
+        a, b = self.sources["A"], self.sources["B"]
+        if a is None or b is None or not (a.size and b.size and all(a.size) and all(b.size)):
+            return ""
+        out = [f"{b.size[0]}×{b.size[1]} vs {a.size[0]}×{a.size[1]}"] if a.size != b.size else []
+        if a.length > 1 and b.length > 1:
+            out += [f"{b.fps:g} vs {a.fps:g} fps"] if abs(a.fps - b.fps) > 1e-3 else []
+            out += [f"{b.length} vs {a.length} frames"] if a.length != b.length else []
+        if None not in (a.sound, b.sound) and a.sound != b.sound:
+            out.append("has sound vs silent" if b.sound else "silent vs has sound")
+        return f"≠ A: {', '.join(out)}" if out else ""
 
     def set_source(self, slot: str, value, label: str, backdrop=None) -> None:
         """Show `value` in `slot`; a mask with the `backdrop` it was made of is drawn over that picture."""
@@ -861,9 +882,12 @@ class ViewerPanel(QWidget):
         self.canvas.update()
         self.frameShown.emit(slot, j, img)
 
-    def _loaded(self, slot: str, j: int, img: QImage, alpha: bool = False) -> None:
+    def _loaded(self, slot: str, rendered, j: int, img: QImage, alpha: bool = False) -> None:
         src = self.sources.get(slot)
-        if src is None:
+        if src is None or rendered is not src:
+            # A frame of what the slot showed before (an edit's result replaced it while the frame was
+            # computed) was taken for the new picture's, and the new one's then dropped: the picture from
+            # before the edit stayed on screen.
             return
         self._cache[(slot, id(src), j, alpha)] = img
         if alpha != self.alpha:
@@ -882,7 +906,9 @@ class ViewerPanel(QWidget):
         while self._cache and (len(self._cache) > FRAME_CACHE or total > FRAME_CACHE_BYTES):
             total -= self._cache.popitem(last=False)[1].sizeInBytes()
 
-    def _failed(self, slot: str, message: str) -> None:
+    def _failed(self, slot: str, rendered, message: str) -> None:
+        if rendered is not self.sources.get(slot):
+            return
         self._waiting.pop(slot, None)
         self.canvas.images[slot] = None
         self.canvas.loading = ""
@@ -1085,10 +1111,11 @@ class ViewerPanel(QWidget):
     @staticmethod
     def _media(mime) -> list:
         from graph_engine.workflow import MEDIA_SUFFIXES
-        from .view import STILL_SUFFIXES
+        from .view import STILL_SUFFIXES, frames_folder
         from pathlib import Path
-        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()
-                and Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES]
+        return [u.toLocalFile().rstrip("/") or "/" for u in mime.urls() if u.isLocalFile() and (
+            Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES
+            and not Path(u.toLocalFile()).is_dir() or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):
         if self._media(event.mimeData()):

@@ -312,11 +312,13 @@ class MainWindow(QMainWindow):
         # The texts come with the signals: the stack may be half torn down when it sends the last ones.
         doc.undo.undoTextChanged.connect(self._name_undo)
         doc.undo.redoTextChanged.connect(self._name_redo)
+        doc.undo.indexChanged.connect(self._viewed_node_back)
         self.undo_action.setEnabled(doc.undo.canUndo())
         self.redo_action.setEnabled(doc.undo.canRedo())
         self._name_undo(doc.undo.undoText())
         self._name_redo(doc.undo.redoText())
         self._viewing, self._stale, self._files = {}, set(), {}
+        self._gone = {}                          # slot -> (node, undo index, picture) of a viewed node deleted
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -329,6 +331,7 @@ class MainWindow(QMainWindow):
             self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
         self._ran = {}
+        self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
 
@@ -675,13 +678,21 @@ class MainWindow(QMainWindow):
         at = self._scene_cursor()
         ids = self._guard(self.controller.paste, QGuiApplication.clipboard().text(),
                           (at.x(), at.y()) if at is not None else None) or []
-        self.scene.select_nodes(ids)
+        self._show_pasted(ids)
         return ids
 
     def duplicate(self) -> None:
         self.commit_pending()
         ids = self._guard(self.controller.duplicate, *self.scene.selection_with_groups()) or []
+        self._show_pasted(ids)
+
+    def _show_pasted(self, ids: List[str]) -> None:
+        """Select what was pasted and bring it on screen. Edit > Paste (the cursor off the canvas) puts
+        the nodes where they were copied from, which in another window, or this one scrolled away, was
+        off screen: the paste looked as if it had done nothing."""
         self.scene.select_nodes(ids)
+        if ids:
+            self.view.ensureVisible(self.scene.nodes_rect(ids), 40, 40)
 
     def delete(self, reconnect: bool) -> None:
         sc = self.scene
@@ -829,8 +840,13 @@ class MainWindow(QMainWindow):
     def _model_changed(self, ev) -> None:
         """Recompute what the viewer shows when something it depends on changed, unless that would
         re-run an expensive node (a sampler): then the viewer says it is out of date instead."""
+        if ev.kind == "node_changed" and "bypass" not in ev.data:
+            # A rename changes no output: renaming the sampler shown said 'A is out of date: press V'.
+            return
         if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
             self._edits.start()
+        if ev.node in self._infos and ev.kind in ("param_changed", "linked", "unlinked", "node_changed"):
+            self._show_info(ev.node)
         self._sync_picker(ev)
         if ev.kind == "node_removed":
             self._viewed_node_gone(ev.node)
@@ -871,8 +887,31 @@ class MainWindow(QMainWindow):
             if nid == node and slot != PREVIEW:
                 del self._viewing[slot]
                 if self.viewer.sources.get(slot) is not None:
-                    self.viewer.canvas.set_note(f"{slot}: {nid} was deleted; this is its last output (Ctrl+Z "
-                                                f"brings the node back, V shows it again)", alert=True)
+                    canvas, at = self.viewer.canvas, self.doc.undo.index()
+                    # (A and B deleted together: the note from before the delete, not A's 'was deleted'.)
+                    before = next(((n, a) for _, i, _, n, a in self._gone.values() if i == at),
+                                  (canvas.note, canvas.alert))
+                    self._gone[slot] = (nid, at, self.viewer.sources[slot], *before)
+                    canvas.set_note(f"{slot}: {nid} was deleted; this is its last output (Ctrl+Z brings the "
+                                    f"node back)", alert=True)
+
+    def _viewed_node_back(self, index: int) -> None:
+        """The node deleted from the viewer brought back by an undo (the history back where it was deleted,
+        its picture still on screen): the viewer follows it again. It went on saying 'grade was deleted'
+        over the node's old picture, and edits to the node were not shown."""
+        g, reg = self.doc.graph, self.doc.registry
+        for slot, (nid, at, src, note, alert) in list(self._gone.items()):
+            if nid in g.nodes and index == at and self.viewer.sources.get(slot) is src:
+                del self._gone[slot]
+                self._viewing[slot] = nid
+                # The graph is as it was when the node went: a sampler's picture is what it was then (with
+                # what was said over it), not run again unasked; the rest is recomputed from the cache.
+                self.viewer.canvas.set_note(note, alert)
+                if not any(getattr(reg.get(g.nodes[n].type), "expensive", False) for n in g.ancestors([nid])):
+                    self._stale.add(slot)
+                    self._refresh_view.start()
+            elif self.viewer.sources.get(slot) is not src:
+                del self._gone[slot]            # something else is shown there now
 
     # -- running --------------------------------------------------------------------------------
     def commit_pending(self) -> None:
@@ -1068,12 +1107,21 @@ class MainWindow(QMainWindow):
         for nid, outs in (job.result.outputs or {}).items():
             item = self.scene.nodes.get(nid)
             inst = self.doc.graph.nodes.get(nid)
-            if item is None or inst is None or not inst.type.startswith("io.load"):
+            if item is None or inst is None or not inst.type.startswith("io.load") or nid not in job.workflow.graph.nodes:
                 continue
             for v in outs.values():
                 if hasattr(v, "fps") and hasattr(v, "length") and hasattr(v, "width"):
-                    item.set_info(clip_info(v))
+                    self._infos[nid] = (self._signature(job.workflow.graph, nid), clip_info(v))
+                    self._show_info(nid)
                     break
+
+    def _show_info(self, nid: str) -> None:
+        """A loader's footer only while the loader reads what it was found from: its path changed to
+        another clip, it went on saying the first one's '640x272 · 25 fps · 250 fr' (an undo back shows
+        it again)."""
+        item, (sig, text) = self.scene.nodes.get(nid), self._infos.get(nid, (None, ""))
+        if item is not None and nid in self.doc.graph.nodes:
+            item.set_info(text if sig == self._signature(self.doc.graph, nid) else "")
 
     def _thumb(self, node_id: str, img: QImage) -> None:
         item = self.scene.nodes.get(node_id)
@@ -1269,8 +1317,9 @@ class MainWindow(QMainWindow):
         from graph_engine.graph import Graph
         g = Graph()
         p = Path(path)
-        still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
-        nid = g.add_node("io.load_image" if still else "io.load_video", "file", {"path": str(path)})
+        still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
+        nid = g.add_node("io.load_image" if still else "io.load_frames" if p.is_dir() else "io.load_video", "file",
+                         {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
         # Named as the file (an earlier take with its folder): two takes side by side both read 'file.video'.
         name = f"{p.parent.name}/{p.name}" if p.parent.name == "takes" else p.name
@@ -1356,15 +1405,17 @@ def _model_files(nodes: dict, registry) -> List[str]:
 
 
 def loader_for(path) -> Optional[str]:
-    """The node that reads a dropped file as footage (io.load_video, or io.load_image for a still) or
-    applies it (color.lut, color.cdl), or None when the file is a workflow to open: YAML, ComfyUI, or a
-    render that carries one."""
+    """The node that reads a dropped file as footage (io.load_video, io.load_image for a still, io.load_frames
+    for a folder of frames) or applies it (color.lut, color.cdl), or None when the file is a workflow to
+    open: YAML, ComfyUI, or a render that carries one."""
     from app.comfyui import is_comfyui_file
     from graph_engine.embedded import read_embedded_workflow
     from graph_engine.workflow import MEDIA_SUFFIXES
-    from .view import STILL_SUFFIXES
+    from .view import STILL_SUFFIXES, frames_folder
     p = Path(path)
     suffix = p.suffix.lower()
+    if frames_folder(p):
+        return "io.load_frames"
     if suffix in LOOK_NODES:
         return LOOK_NODES[suffix]
     if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):

@@ -14,7 +14,8 @@ class Latent:
     frames/width/height are the pixel-space sizes it decodes to; family names the VAE that made it.
     mask (ComfyUI's noise_mask), when set: [1, 1, T, h, w], 1 where the sampler generates, 0 where it keeps
     `samples` as they are (a start image's latent frames for Wan 2.2 TI2V-5B). audio, when set: the sound's latent
-    sampled with the video (LTX-2: [B, C, L, mel bins], normalised as the sampler sees it; ComfyUI's AV latent)."""
+    sampled with the video (LTX-2: [B, C, L, mel bins], normalised as the sampler sees it; ComfyUI's AV latent).
+    audio_mask, when set: [1, 1, L, 1], the sound's noise mask as mask is the video's (0 keeps a given song)."""
     samples: "object"
     family: str
     frames: int
@@ -23,17 +24,19 @@ class Latent:
     height: int
     mask: "object" = None
     audio: "object" = None
+    audio_mask: "object" = None
 
     def to_state(self):
-        tensors = {k: v for k, v in (("samples", self.samples), ("mask", self.mask), ("audio", self.audio))
-                   if v is not None}
+        tensors = {k: v for k, v in (("samples", self.samples), ("mask", self.mask), ("audio", self.audio),
+                                     ("audio_mask", self.audio_mask)) if v is not None}
         return tensors, {"family": self.family, "frames": self.frames, "fps": self.fps, "width": self.width,
                          "height": self.height}
 
     @classmethod
     def from_state(cls, tensors, meta):
         return cls(tensors["samples"], meta["family"], int(meta["frames"]), float(meta["fps"]),
-                   int(meta["width"]), int(meta["height"]), tensors.get("mask"), tensors.get("audio"))
+                   int(meta["width"]), int(meta["height"]), tensors.get("mask"), tensors.get("audio"),
+                   tensors.get("audio_mask"))
 
     def nbytes_estimate(self) -> int:
         return sum(int(t.element_size() * t.numel()) for t in (self.samples, self.audio) if t is not None)
@@ -208,7 +211,11 @@ _AXES = {"x": -1, "y": -2, "t": -3}
 def _sized(latent: Latent, samples, mask, audio=None) -> Latent:
     """`latent` holding `samples` (cut or joined along an axis): the pixel size and frames it decodes to follow;
     `audio`, when given, is its new sound stream (LTX-2)."""
+    from graph_engine import NodeError
     from nodes.generate.families import family as family_spec
+    if audio is not None and latent.audio_mask is not None:
+        raise NodeError("this latent keeps a given sound (latent.set_sound), which cutting or joining it would put "
+                        "out of step: cut or join the latent first, then set its sound")
     t, h, w = latent.samples.shape[2:]
     nt, nh, nw = samples.shape[2:]
     frames = family_spec(latent.family).pixel_frames(nt) if nt != t else latent.frames

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
+from graph_engine.types import (AUDIO, CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
@@ -499,6 +499,35 @@ def latent_start_image(ctx, vae: VAE, latent: LATENT, image: IMAGE,
     makes the rest. Works on any of the model's latents: an empty one, or an upscaled first pass for a second."""
     from nodes.generate.vae_ops import with_start_image
     return with_start_image(vae, latent, image, strength)
+
+
+@node("latent.set_sound", title="Set Sound in Latent", category="Latent", device="gpu")
+def latent_set_sound(ctx, vae: VAE, latent: LATENT, audio: AUDIO) -> LATENT:
+    """Sound-to-video for LTX-2 (ComfyUI's LTXVAudioVAEEncode, SetLatentNoiseMask 0 and LTXVConcatAVLatent): your
+    song or voice (io.load_audio, io.trim_audio), encoded by LTX-2's audio VAE, becomes the latent's sound, which
+    generate.sample keeps as it is while it makes the video to it (a singer's lips to the words), and vae.decode
+    gives back with the frames. The sound plays from the clip's start: a longer one is cut at its end, after a
+    shorter one the model makes the rest. Any rate and channel count (mono is heard on both sides); a file that is
+    missing, damaged or too short is named."""
+    from nodes.generate.ltx2_sound import with_sound
+    return with_sound(vae, latent, audio, ctx.log)
+
+
+@node("condition.reference_voice", title="LTX-2 Reference Voice (ID-LoRA)", category="Conditioning", device="gpu",
+      outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING}, passes={"model": "model"})
+def condition_reference_voice(ctx, model: MODEL, positive: CONDITIONING, negative: CONDITIONING, vae: VAE, audio: AUDIO,
+                              identity_scale: float = Param(3.0, min=0.0, max=100.0,
+                                                            help="how strongly the voice is pushed towards the "
+                                                                 "reference's (an extra model pass per step; 0: none)"),
+                              start: float = Param(0.0, min=0.0, max=1.0, help="share of the steps where it begins"),
+                              end: float = Param(1.0, min=0.0, max=1.0, help="share of the steps where it ends")):
+    """A speaker's voice for LTX-2's ID-LoRA to give the clip's sound (ComfyUI's LTXVReferenceAudio): a few
+    seconds of them speaking (about 5 s, as it was trained), encoded by LTX-2's audio VAE, are read by the
+    transformer before the clip's sound at timestep 0; identity guidance moves each step away from the prediction
+    without the reference by identity_scale. Load the ID-LoRA with lora.image."""
+    from nodes.generate.ltx2_sound import with_reference
+    model, positive, negative = with_reference(model, positive, negative, vae, audio, identity_scale, start, end)
+    return {"model": model, "positive": positive, "negative": negative}
 
 
 @node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu",

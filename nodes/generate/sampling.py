@@ -24,6 +24,7 @@ from nodes.generate.families import FAMILIES, family, latent_families
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
                                      karras_sigmas)
@@ -144,6 +145,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     zero_star = handle.option("cfg_zero_star")
     norm = handle.option("cfg_norm")
     skip = handle.option("skip_layer_guidance")
+    identity = handle.option("identity_guidance")
     tfn = adapter.timestep_fn(levels)
     true_cfg = handle.option("true_cfg")
     if true_cfg is not None and not adapter.distilled_guidance(handle):
@@ -218,6 +220,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         else:
             den = run(conds, x, sigma, idx, mask)
         guided_den = guide(x, s, den, idx)
+        if identity is not None and identity.steers(float(sigma), lambda p: adapter.percent_sigma(
+                levels, p, handle.option("flow_shift"))):    # LTX-2's reference voice (condition.reference_voice)
+            guided_den = identity.apply(guided_den, den.chunk(2)[1] if guided else den,
+                                        run([without_reference(positive)], x, sigma, idx, mask))
         if skip is None or not skip.steers(float(sigma), lambda p: adapter.percent_sigma(
                 levels, p, handle.option("flow_shift"))):
             return guided_den
@@ -400,9 +406,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
                         int(seed), check, gen, window_done)
     keep = None
-    if latent.mask is not None:
+    packed_mask = adapter.pack_mask(latent)
+    if packed_mask is not None:
         keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
-                      _mask_on(adapter.pack_mask(latent), x0.shape).to(device))
+                      _mask_on(packed_mask, x0.shape).to(device))
     positive, negative = model_concat(handle, positive, negative, latent,
                                       lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
     positive, negative = adapter.for_run(handle, positive, negative, int(seed), sigmas)

@@ -122,11 +122,44 @@ def concat_audio(ctx, first: AUDIO, second: AUDIO,
     return concat(first, second) if order == "after" else concat(second, first)
 
 
+@node("io.trim_audio", title="Trim Audio", category="Input/Output")
+def trim_audio(ctx, audio: AUDIO,
+               start: float = Param(0.0, min=-1e9, max=1e9, help="seconds into the sound where the part starts; "
+                                                                 "negative counts back from its end"),
+               duration: float = Param(60.0, min=0.0, help="seconds of it to take (less where the sound ends)")) -> AUDIO:
+    """A part of a sound (ComfyUI's TrimAudioDuration): `duration` seconds from `start`, both counted in the
+    file's own samples as ComfyUI counts them, the end held to the sound's. The song's few seconds a clip is made
+    to (latent.set_sound). A start past the end, or nothing left to take, is named."""
+    from .sound import trim
+    return trim(audio, start, duration)
+
+
 @node("io.set_audio", title="Set Audio", category="Input/Output", temporal_radius=0)
 def set_audio(ctx, video: VIDEO, audio: AUDIO) -> VIDEO:
     """The clip with `audio` (io.load_audio, io.concat_audio) as its sound, from its first frame (ComfyUI's
     CreateVideo with an audio input): cut at the clip's last frame, silence after a shorter one."""
     return video.with_(audio=audio.span(0.0, video.duration))
+
+
+def _audio_name(path):
+    from .audio_write import audio_name
+    return audio_name(path)
+
+
+@node("io.save_audio", title="Save Audio", category="Input/Output", output=True)
+def save_audio(ctx, audio: AUDIO,
+               path: str = Param("out/audio.flac", kind="path", reads=False, check=_audio_name,
+                                 help="file to write: .flac (lossless), .mp3, .opus or .wav (16-bit)"),
+               quality: str = Param("V0", choices=("V0", "64k", "96k", "128k", "192k", "256k", "320k"),
+                                    help="MP3: V0 (LAME's best variable rate) or a bit rate; Opus: a bit rate; "
+                                         "FLAC and WAV are lossless and take none"),
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                   "earlier take unless --replace)")) -> None:
+    """Write a sound as a file of its own (ComfyUI's SaveAudio, SaveAudioMP3, SaveAudioOpus, SaveAudioAdvanced):
+    FLAC at the sound's rate, MP3, or Opus at the first rate Opus codes at or above it, with the workflow in its
+    tags (WAV has none). The file it replaces is kept as takes/NAME.001.flac ... beside it."""
+    from .audio_write import write_audio
+    _wrote(ctx, write_audio(audio, path, quality, ctx.workflow_yaml, overwrite))
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")

@@ -92,6 +92,33 @@ def length(audio: Audio) -> float:
     return sum(p.duration for p in audio.pieces())
 
 
+def trim(audio: Audio, start: float, duration: float) -> Audio:
+    """`duration` seconds of `audio` from `start` (negative: from its end), as ComfyUI's TrimAudioDuration cuts a
+    waveform: both rounded to samples at the first file's rate, the start held inside the sound, the end to it."""
+    import av
+    first = next((p.path for p in audio.pieces() if p.path), None)
+    if first is None:
+        raise NodeError("this sound is silence only: give a sound read from a file (io.load_audio)")
+    why = sound_problem(first)
+    if why:
+        raise NodeError(why)
+    with av.open(first) as c:
+        rate = int(c.streams.audio[0].codec_context.sample_rate)
+    total = int(round(length(audio) * rate))
+    begin = total + int(round(start * rate)) if start < 0 else int(round(start * rate))
+    begin = max(0, min(begin, total - 1))
+    end = max(0, min(begin + int(round(duration * rate)), total))
+    if begin >= end:
+        raise NodeError(f"nothing to take: the sound lasts {clock(total / rate)} and the part asked for starts at "
+                        f"{clock(begin / rate)} and lasts {duration:g} s; give a start inside the sound and a "
+                        f"duration above 0")
+    part = audio.span(begin / rate, (end - begin) / rate)
+    if part is None:
+        raise NodeError(f"the sound from {clock(begin / rate)} to {clock(end / rate)} is silence only: take another "
+                        f"part")
+    return part
+
+
 def concat(first: Audio, second: Audio) -> Audio:
     """`second` played after `first` (ComfyUI's AudioConcat): each keeps its own file, rate and channels, the
     writer's resampler bringing them to one rate as it mixes them down."""

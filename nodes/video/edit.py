@@ -62,6 +62,27 @@ def trim(clip: Clip, start: int, count: int) -> Clip:
                 None if clip.number is None else clip.number + start)
 
 
+def slice_span(length: int, fps: float, start: float, duration: float, strict: bool = False) -> tuple:
+    """(first frame, count) of the frames a ComfyUI Video Slice keeps: those whose time (frame / fps) lies in
+    [start, start + duration), a negative start counted back from the clip's end, duration 0 to the end; strict:
+    a clip too short for the whole duration is refused, as ComfyUI's strict_duration refuses it."""
+    if duration < 0:
+        raise NodeError(f"duration must be 0 (to the end) or more, got {duration:g} s")
+    total = length / fps
+    begin = max(total + start, 0.0) if start < 0 else start
+    # a frame at time t is kept from t >= start: its index rounded up, a hair's float error aside
+    first = max(0, math.ceil(begin * fps - 1e-6))
+    if first >= length:
+        raise NodeError(f"start {start:g} s is past the end of the clip ({total:.3f} s, {length} frames): give a "
+                        f"start below {total:.3f}")
+    left = total - begin
+    if strict and duration > left + 1e-6:
+        raise NodeError(f"the clip has {left:.3f} s from {begin:.3f} s, less than the {duration:g} s asked for: "
+                        f"shorten duration or turn strict off")
+    stop = length if duration == 0 else min(length, math.ceil((begin + duration) * fps - 1e-6))
+    return first, max(1, stop - first)
+
+
 def every_nth(clip: Clip, n: int, offset: int) -> Clip:
     """Frames offset, offset + n, ... at fps / n; the sound starts where the first kept frame does."""
     if offset >= clip.length:
@@ -168,6 +189,101 @@ def resize(clip: Clip, width: int, height: int, method: str = "area", fit: str =
         return fitted_frames(frames, w, h, method, fit)
     return moved_float(clip.map(move, w, h).with_(matte=moved(clip.matte, move, w, h)), clip, move)
 
+
+
+# ComfyUI's interpolations (comfy.utils.common_upscale) by Kinograph's names: torch's interpolate in float, Lanczos
+# by Pillow (3 lobes), as ComfyUI resamples; "nearest" is its nearest-exact (pixel centres), not torch's nearest.
+COMFY_SCALES = {"area": "area", "bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest-exact",
+                "lanczos": "lanczos"}
+PAD_COLOURS = {"black": 0.0, "white": 1.0}
+
+
+def comfy_scaled(frames: np.ndarray, width: int, height: int, method: str, crop: bool = False) -> np.ndarray:
+    """Frames [n,H,W,C] (uint8, or float as Clip.linear) at width x height, resampled as ComfyUI's common_upscale
+    does (crop: first cut to the size's shape at the middle, as its crop "center"); uint8 comes back rounded to the
+    nearest level."""
+    import torch
+    import torch.nn.functional as F
+    if method not in COMFY_SCALES:
+        raise NodeError(f"method={method!r}: choose one of {', '.join(COMFY_SCALES)}")
+    if crop:
+        h0, w0 = frames.shape[1:3]
+        old, new = w0 / h0, width / height
+        x = round((w0 - w0 * (new / old)) / 2) if old > new else 0
+        y = round((h0 - h0 * (old / new)) / 2) if old < new else 0
+        frames = frames[:, y:h0 - y, x:w0 - x]
+    if method == "lanczos":
+        from PIL import Image
+        mode = "L" if frames.dtype == np.uint8 else "F"
+        # Pillow resamples a channel at a time alike (RGB or one by one); one by one also takes float and alpha
+        return np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f[..., c]), mode).resize(
+            (width, height), Image.Resampling.LANCZOS)) for c in range(f.shape[-1])], -1) for f in frames])
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    out = F.interpolate(x / 255.0 if frames.dtype == np.uint8 else x, size=(height, width),
+                        mode=COMFY_SCALES[method]).permute(0, 2, 3, 1).numpy()
+    if frames.dtype != np.uint8:
+        return out.astype(frames.dtype)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def comfy_resize(clip: Clip, width: int, height: int, method: str, crop: bool = False) -> Clip:
+    """The clip at width x height by comfy_scaled, streamed chunk by chunk; an alpha resized alike."""
+    if width < 1 or height < 1:
+        raise NodeError(f"width and height must both be 1 or more, got {width} x {height}")
+
+    def move(frames: np.ndarray) -> np.ndarray:
+        return comfy_scaled(frames, width, height, method, crop)
+    return moved_float(clip.map(move, width, height).with_(matte=moved(clip.matte, move, width, height)), clip,
+                       move)
+
+
+def side_size(w0: int, h0: int, size: int, side: str = "longer"):
+    """The size with the longer (or shorter) side `size`, the other rounded as ComfyUI's scale_longer_dimension
+    and scale_shorter_dimension round it (a square: both)."""
+    if side not in ("longer", "shorter"):
+        raise NodeError(f"side={side!r}: choose longer or shorter")
+    if size < 1:
+        raise NodeError(f"size must be 1 or more, got {size}")
+    tall = h0 > w0 if side == "longer" else h0 < w0
+    wide = w0 > h0 if side == "longer" else w0 < h0
+    if tall:
+        return max(1, round((w0 / h0) * size)), size
+    if wide:
+        return size, max(1, round((h0 / w0) * size))
+    return size, size
+
+
+def pad_fit_size(w0: int, h0: int, width: int, height: int):
+    """The size a picture fitted inside width x height takes, rounded down as ComfyUI's ResizeAndPadImage does."""
+    scale = min(width / w0, height / h0)
+    return max(1, int(w0 * scale)), max(1, int(h0 * scale))
+
+
+def resize_pad(clip: Clip, width: int, height: int, colour: str = "black", method: str = "area") -> Clip:
+    """Each frame fitted inside width x height keeping its shape, centred on bars of `colour` (ComfyUI's
+    ResizeAndPadImage: the fitted size rounded down, the bars' odd pixel right and below). An alpha is resized
+    alike, opaque under the bars (they are drawn, not cut out)."""
+    if width < 1 or height < 1:
+        raise NodeError(f"width and height must both be 1 or more, got {width} x {height}")
+    if colour not in PAD_COLOURS:
+        raise NodeError(f"colour={colour!r}: choose one of {', '.join(PAD_COLOURS)}")
+    w, h = pad_fit_size(clip.width, clip.height, width, height)
+    x, y = (width - w) // 2, (height - h) // 2
+
+    def fitted(frames: np.ndarray, fill: float) -> np.ndarray:
+        scaled = comfy_scaled(frames, w, h, method)
+        if frames.dtype == np.uint8:
+            fill = round(fill * 255)
+        # a premultiplied RGBA float frame's bars are the colour, opaque
+        value = [fill] * min(3, frames.shape[-1]) + [255 if frames.dtype == np.uint8 else 1.0] * (frames.shape[-1] - 3)
+        out = np.empty((len(frames), height, width, frames.shape[-1]), frames.dtype)
+        out[:] = np.asarray(value, frames.dtype)
+        out[:, y:y + h, x:x + w] = scaled
+        return out
+    move = lambda f: fitted(f, PAD_COLOURS[colour])          # noqa: E731
+    opaque = lambda f: fitted(f, 1.0)                          # noqa: E731
+    return moved_float(clip.map(move, width, height).with_(matte=moved(clip.matte, opaque, width, height)), clip,
+                       move)
 
 
 FLIPS = ("horizontal", "vertical", "both")

@@ -26,6 +26,21 @@ def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept,
     return edit.trim(video, start, count)
 
 
+@node("video.slice", title="Slice (Seconds)", category="Video", temporal_radius=0)
+def slice_seconds(ctx, video: VIDEO,
+                  start: float = Param(0.0, min=-100000.0, max=100000.0,
+                                       help="seconds into the clip where the slice starts; negative: counted back "
+                                            "from its end"),
+                  duration: float = Param(0.0, min=0.0, help="seconds kept; 0 = to the end"),
+                  strict: bool = Param(False, help="stop when the clip is shorter than `duration` from `start` "
+                                                   "(off: keep what there is)")) -> VIDEO:
+    """Keep the frames whose time lies in [start, start + duration) (ComfyUI's Video Slice), with their sound and
+    alpha; a start or duration between frames keeps the frames after it."""
+    if start == 0 and duration == 0:
+        return video
+    return edit.trim(video, *edit.slice_span(video.length, video.fps, start, duration, strict))
+
+
 @node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
     """Play `other` after `video` (same size required) at `video`'s frame rate. Each clip's sound plays with
@@ -59,16 +74,32 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
     return edit.resize(video, width, height, method, fit)
 
 
+@node("video.scale", title="Scale (ComfyUI)", category="Video", temporal_radius=0)
+def scale(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
+          height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+          method: str = Param("area", choices=tuple(edit.COMFY_SCALES),
+                              help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; nearest: hard "
+                                   "pixels"),
+          crop: bool = Param(False, help="cut each frame to the size's shape at the middle first (off: stretch)")
+          ) -> VIDEO:
+    """Resize every frame as ComfyUI's ImageScale and Resize Image/Mask do, pixel for pixel: their resampling
+    (torch's area, bilinear, bicubic and nearest-exact, Pillow's Lanczos), a 0 side following the other, the
+    centre cut before the resize. Both sides 0: the clip as it is."""
+    if width == 0 and height == 0:
+        return video
+    return edit.comfy_resize(video, *edit.fit_size(video.width, video.height, width, height), method, crop)
+
+
 @node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0)
 def resize_side(ctx, video: VIDEO, size: int = Param(1024, min=1, max=16384, help="the chosen side's length"),
                 side: str = Param("longer", choices=("longer", "shorter"),
                                   help="longer: fit within a size x size square; shorter: cover it"),
-                method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                method: str = Param("lanczos", choices=tuple(edit.COMFY_SCALES),
                                     help="area: best for shrinking; lanczos or bicubic: sharpest enlarging")) -> VIDEO:
     """Resize every frame so its longer (or shorter) side is `size`, keeping its shape, whatever the clip's
-    orientation (ComfyUI's Resize Image/Mask by longer or shorter dimension)."""
-    wide = video.width >= video.height if side == "longer" else video.width <= video.height
-    return edit.resize(video, size if wide else 0, 0 if wide else size, method)
+    orientation (ComfyUI's Resize Image/Mask by longer or shorter dimension and ImageScaleToMaxDimension: their
+    rounding and resampling)."""
+    return edit.comfy_resize(video, *edit.side_size(video.width, video.height, size, side), method)
 
 
 @node("video.stitch", title="Stitch (Side by Side)", category="Video", temporal_radius=0)
@@ -92,13 +123,68 @@ def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip
 def resize_pixels(ctx, video: VIDEO,
                   megapixels: float = Param(1.0, min=0.01, max=16.0, help="the frames' size in millions of pixels "
                                                                           "(1 = 1024 x 1024 = 1,048,576)"),
-                  method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                  method: str = Param("lanczos", choices=tuple(edit.COMFY_SCALES),
                                       help="area: best for shrinking; lanczos or bicubic: sharpest enlarging"),
                   step: int = Param(1, min=1, max=256, help="each side a multiple of this (16 for most models)")
                   ) -> VIDEO:
     """Resize every frame to about `megapixels` million pixels, keeping its shape (ComfyUI's
-    ImageScaleToTotalPixels): a picture of any size brought to the size a model was trained at."""
-    return edit.resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
+    ImageScaleToTotalPixels, its rounding and resampling): a picture of any size brought to the size a model was
+    trained at."""
+    return edit.comfy_resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
+
+
+@node("video.resize_pad", title="Resize and Pad", category="Video", temporal_radius=0)
+def resize_pad(ctx, video: VIDEO, width: int = Param(512, min=1, max=16384, help="the frames' width"),
+               height: int = Param(512, min=1, max=16384, help="the frames' height"),
+               colour: str = Param("black", choices=tuple(edit.PAD_COLOURS), help="the bars' colour"),
+               method: str = Param("area", choices=tuple(edit.COMFY_SCALES),
+                                   help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
+                                        "nearest: hard pixels")) -> VIDEO:
+    """Fit every frame inside width x height keeping its shape, centred on black or white bars (ComfyUI's
+    ResizeAndPadImage, pixel for pixel: its resampling, its rounding down of the fitted size, its bars). An alpha
+    is resized alike, opaque under the bars."""
+    return edit.resize_pad(video, width, height, colour, method)
+
+
+@node("video.blend", title="Blend", category="Video", temporal_radius=0)
+def blend(ctx, video: VIDEO, other: VIDEO = Input(help="the clip (or one picture, over every frame) blended over "
+                                                        "`video`; another size is cut to its shape at the middle "
+                                                        "and resized bicubic"),
+          factor: float = Param(0.5, min=0.0, max=1.0, help="how much of the blend: 0 = `video` as it is"),
+          mode: str = Param("normal", choices=("normal", "multiply", "screen", "overlay", "soft_light",
+                                               "difference"),
+                            help="normal: `other` itself; multiply, screen, overlay, soft_light, difference: the "
+                                 "two combined so")) -> VIDEO:
+    """Mix `other` into `video` by a blend mode (ComfyUI's ImageBlend, computed as it computes it: a pose drawn
+    over the picture it was found in). `video`'s rate and sound go on."""
+    from .blend import blend as run
+    return run(video, other, mode, factor)
+
+
+@node("video.blur", title="Blur (Gaussian)", category="Video", temporal_radius=0)
+def blur(ctx, video: VIDEO, radius: int = Param(1, min=1, max=31, help="pixels the kernel reaches each side"),
+         sigma: float = Param(1.0, min=0.1, max=10.0, help="the Gaussian's width as a share of the radius (1: the "
+                                                            "kernel's edge at one sigma), as ComfyUI's sigma")
+         ) -> VIDEO:
+    """Blur every frame (ComfyUI's ImageBlur, pixel for pixel: its kernel of 2 radius + 1 taps, the border
+    reflected): a soft mask or a picture blurred before it guides an inpaint."""
+    from .blend import blur as run
+    return run(video, radius, sigma)
+
+
+@node("video.match_size", title="Match Size", category="Video", temporal_radius=0)
+def match_size(ctx, video: VIDEO, reference: VIDEO = Input(help="the clip (or picture) whose size to take"),
+               method: str = Param("bilinear", choices=tuple(edit.COMFY_SCALES),
+                                   help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
+                                        "nearest: hard pixels"),
+               crop: bool = Param(True, help="cut `video` to the reference's shape at the middle first (off: "
+                                             "stretch it)")) -> VIDEO:
+    """Resize every frame to `reference`'s size, as ComfyUI resizes a picture to match another (Resize
+    Image/Mask's match size; the pictures Batch Images joins to the first's: bilinear, centre cut). A clip of
+    that size already goes on as it is."""
+    if video.size == reference.size:
+        return video
+    return edit.comfy_resize(video, reference.width, reference.height, method, crop)
 
 
 @node("video.flip", category="Video", temporal_radius=0)

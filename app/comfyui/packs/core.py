@@ -1,6 +1,7 @@
 """ComfyUI's own nodes for loading, prompts, constants, switches, maths, latents and sampling."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Dict, List
 
@@ -18,6 +19,23 @@ V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
 
 
 class CoreNodes:
+    def special_latent_noise_mask(self, cn, rule, params, notes):
+        """On LTX-2's encoded song (LTXVAudioVAEEncode), a mask of 0 keeps the sound as given: latent.set_sound
+        does so where the streams are joined. Any other latent gets latent.set_mask."""
+        song = self.resolve(cn.inputs.get("samples"))
+        if not (isinstance(song, Out) and "ltx2_song" in song.attrs):
+            return [self.plain(cn, rule, params, notes)]
+        mask = self.resolve(cn.inputs.get("mask"))
+        made = self.graph.nodes.get(mask.port[0]) if isinstance(mask, Out) and mask.port else None
+        if made is None or made.type != "mask.solid" or float(made.params.get("value", 1.0)) != 0.0:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("a noise mask other than SolidMask 0 on the song: Kinograph "
+                                                    "keeps a given sound whole (latent.set_sound)")
+            return None
+        self.outs[(cn.id, 0)] = Out(None, {**song.attrs, "ltx2_keep": True})
+        self.finish(cn, dataclasses.replace(rule, note=""), [], notes)     # no mask reaches a latent grid here
+        return None
+
     def special_clip_skip(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         base = src if isinstance(src, Out) else Out()

@@ -7,6 +7,9 @@ import re
 from ..mapping import RULES, Approx, Rule
 from ..out import Out
 
+# ComfyUI's scale methods (comfy.utils.common_upscale's)
+COMFY_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+
 
 class CoreMedia:
     def special_create_video(self, cn, rule, params, notes):
@@ -50,11 +53,17 @@ class CoreMedia:
             return None
         made, cur = [], srcs[0]
         for k, src in enumerate(srcs[1:], 1):
+            # ComfyUI brings each picture to the first's size (bilinear, cut at the middle); one of that size
+            # passes video.match_size unchanged
+            fit = self.add("video.match_size", cn, {"method": "bilinear", "crop": True}, f"_size{k}",
+                           dy=120.0 * (k - len(srcs)) - 60.0)
+            self.link(src, fit, "video")
+            self.link(srcs[0], fit, "reference")
             nid = self.add(rule.node, cn, {}, "" if k == len(srcs) - 1 else f"_{k}", dy=120.0 * (k - len(srcs) + 1))
             self.link(cur, nid, "video")
-            self.link(src, nid, "other")
+            self.graph.connect(fit, "video", nid, "other")
             cur = Out((nid, "video"))
-            made.append(nid)
+            made += [fit, nid]
         self.outs[(cn.id, 0)] = cur
         return made
 
@@ -69,39 +78,78 @@ class CoreMedia:
         return []
 
     def special_resize_image_mask(self, cn, rule, params, notes):
-        """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
-        (either 0: follow the other side) it is video.resize; by the longer or shorter side it is
-        video.resize_side; the other types are not mapped."""
+        """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type, the scale method last (read
+        as height where the type has one widget, as width where it has none). By width and height (either 0: follow
+        the other side) it is video.scale; by the longer or shorter side video.resize_side; by total pixels
+        video.resize_pixels; by a multiplier upscale.resize; match size is video.match_size; scale to multiple is
+        not mapped. All but the multiplier resample as ComfyUI does."""
+        from ..mapping import comfy_scale, resize_method_no_bilinear
         kind = params.pop("resize_type", None)
-        if kind in ("scale longer dimension", "scale shorter dimension"):
-            # widgets: [type, size, scale_method], read as width and height as for scale width
-            from ..mapping import resize_method
-            size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
-            side = {"size": size, "side": kind.split()[1]}
+
+        def method_of(*keys):
+            got = next((v for k in keys for v in [self.resolve(cn.inputs.get(k))] if v in COMFY_METHODS), None)
             try:
-                side["method"] = resize_method(method)
+                return comfy_scale(got)
             except Approx as a:
-                side["method"] = a.value
                 notes.append(a.note)
+                return a.value
+
+        def one_widget(key: str):
+            # widgets: [type, value, scale_method]: the value was read as width, the method as height
+            value = next((v for k in (key, "resize_type.width") for v in [self.resolve(cn.inputs.get(k))]
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
             notes[:] = [n for n in notes if "resize_type." not in n and "scale_method" not in n]
-            return [self.plain(cn, dataclasses.replace(rule, node="video.resize_side"), side, notes)]
-        if kind in ("scale width", "scale height"):
-            # widgets: [type, size, scale_method]: the size was read as width, the method as height
-            size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
-            params.update(width=size if kind == "scale width" else 0, height=size if kind == "scale height" else 0)
-            params.pop("fit", None)
-            from ..mapping import resize_method
+            return value, method_of("scale_method", "resize_type.height")
+
+        if kind in ("scale longer dimension", "scale shorter dimension"):
+            side = kind.split()[1]
+            size, method = one_widget(f"resize_type.{side}_size")
+            return [self.plain(cn, dataclasses.replace(rule, node="video.resize_side"),
+                               {"size": size, "side": side, "method": method}, notes)]
+        if kind in ("scale total pixels", "scale by multiplier"):
+            key = "resize_type.megapixels" if kind == "scale total pixels" else "resize_type.multiplier"
+            amount, method = one_widget(key)
+            if not isinstance(amount, (int, float)):
+                self.placeholder(cn)
+                self.report.entries[cn.id].notes.append(f"its {key.split('.')[1]} comes from a node that did not "
+                                                        "convert: set it by hand")
+                return None
+            if kind == "scale total pixels":
+                # ComfyUI counts int(megapixels * 2^20) pixels: the same count, as megapixels
+                got = {"megapixels": int(amount * 1024 * 1024) / (1024 * 1024), "method": method, "step": 1}
+                return [self.plain(cn, dataclasses.replace(rule, node="video.resize_pixels"), got, notes)]
+            notes.append("scaled by upscale.resize, which resamples with OpenCV: its area and nearest shrink "
+                         "otherwise than ComfyUI's (torch's area and nearest-exact), its lanczos has 4 lobes")
             try:
-                params["method"] = resize_method(method)
+                method = resize_method_no_bilinear("nearest-exact" if method == "nearest" else method)
             except Approx as a:
-                params["method"] = a.value
+                method = a.value
                 notes.append(a.note)
-            notes[:] = [n for n in notes if "resize_type.crop" not in n]
+            return [self.plain(cn, dataclasses.replace(rule, node="upscale.resize"),
+                               {"scale": float(amount), "method": method}, notes)]
+        if kind == "match size":
+            # widgets: [type, crop, scale_method]: the crop was read as width, the method as height
+            ref = self.resolve(cn.inputs.get("resize_type.match"))
+            crop = self.resolve(cn.inputs.get("resize_type.crop", cn.inputs.get("resize_type.width")))
+            notes[:] = [n for n in notes if "resize_type." not in n and "scale_method" not in n]
+            nid = self.plain(cn, dataclasses.replace(rule, node="video.match_size"),
+                             {"method": method_of("scale_method", "resize_type.height"), "crop": crop != "disabled"},
+                             notes)
+            self.link(ref, nid, "reference") or notes.append("its match comes from a node that did not convert; "
+                                                            "connect video.match_size's reference by hand")
+            return [nid]
+        if kind in ("scale width", "scale height"):
+            size, params["method"] = one_widget("resize_type.width" if kind == "scale width" else "resize_type.height")
+            params.update(width=size if kind == "scale width" else 0, height=size if kind == "scale height" else 0)
+            params.pop("crop", None)
         elif kind != "scale dimensions":
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
-                                                    "dimensions, scale width and scale height (video.resize), "
-                                                    "scale longer and shorter dimension (video.resize_side)")
+                                                    "dimensions, scale width and scale height (video.scale), "
+                                                    "scale longer and shorter dimension (video.resize_side), "
+                                                    "scale total pixels (video.resize_pixels), scale by "
+                                                    "multiplier (upscale.resize) and match size "
+                                                    "(video.match_size)")
             return None
         return self.special_image_scale(cn, rule, params, notes, "input")
 
@@ -177,6 +225,19 @@ class CoreMedia:
                                {**film.fixed, "factor": params.get("factor", 2)}, notes)]
         else:
             params["model"] = model
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_save_audio(self, cn, rule, params, notes):
+        """The prefix's path with the format's file type; the quality (MP3's V0 or a bit rate, Opus's bit rate) as
+        ComfyUI's widget gives it, Opus's default 128k where none is given."""
+        fmt = params.pop("format", None) or self.resolve(cn.inputs.get("format"))
+        if fmt not in ("flac", "mp3", "opus"):
+            notes.append(f"format {fmt!r} is not ComfyUI's; flac used")
+            fmt = "flac"
+        params["path"] = f"{params.get('path', 'out/audio/ComfyUI')}.{fmt}"
+        quality = self.resolve(cn.inputs.get("quality", cn.inputs.get("format.quality")))
+        if fmt != "flac":
+            params["quality"] = quality if isinstance(quality, str) else "V0" if fmt == "mp3" else "128k"
         return [self.plain(cn, rule, params, notes)]
 
     def special_webm_codec(self, cn, rule, params, notes):

@@ -147,6 +147,9 @@ class VideoModels:
         """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since
         Kinograph conditions on the image instead of appending guide frames to the latent."""
         idx = self.resolve(cn.inputs.get("frame_idx", 0))
+        image = self.resolve(cn.inputs.get("image"))
+        if isinstance(image, Out) and image.port and self._type(*image.port, True) == "VIDEO":
+            return self.ltx2_guide_video(cn, idx, image, notes)
         if idx not in (0, -1):
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(f"a guide at frame {idx}: Kinograph pins only the first or "
@@ -164,15 +167,49 @@ class VideoModels:
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
 
+    def ltx2_guide_video(self, cn, idx, video, notes):
+        """LTXVAddGuide on a clip (LTX-2's IC-LoRA templates: canny edges, depth maps) is condition.guide_video; its
+        latent passes through, since Kinograph lays the guide's tokens beside the video's while it samples rather
+        than in the latent. The prompts from before it are remembered for LTXVCropGuides."""
+        if idx != 0:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"a guide clip at frame {idx}: Kinograph's guide clips start at "
+                                                    "the video's first frame (frame_idx 0)")
+            return None
+        notes[:] = [("the guide is read clean, as at strength 1; " + n) if n.startswith("strength=") else n
+                    for n in notes]
+        notes += [f"{k} is not carried: Kinograph reads the guide clip at the video's size, over the whole picture"
+                  for k in ("attention_mask", "iclora_parameters") if isinstance(cn.inputs.get(k), Ref)]
+        cond = self.add("condition.guide_video", cn, {})
+        self.link(video, cond, "video")
+        for port in ("positive", "negative", "vae", "latent"):
+            v = self.resolve(cn.inputs.get(port))
+            if isinstance(v, Out):
+                self.link(v, cond, port)
+        lat = self.resolve(cn.inputs.get("latent"))
+        for slot, port in enumerate(("positive", "negative")):
+            before = self.resolve(cn.inputs.get(port))
+            self.outs[(cn.id, slot)] = Out((cond, port), {"unguided": before if isinstance(before, Out) else Out()})
+        self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
+        return [cond]
+
     def special_ltx2_audio_latent(self, cn, rule, params, notes):
         """LTXVEmptyLatentAudio: latent.empty on LTX-2's VAE makes the sound's latent with the video's; its length and
         rate are the video's, which LTXVConcatAVLatent checks."""
         self.outs[(cn.id, 0)] = Out(None, {"ltx2_sound": (params.get("frames"), params.get("fps"))})
         return []
 
+    def special_ltx2_audio_encode(self, cn, rule, params, notes):
+        """The song goes into the video's latent where LTXVConcatAVLatent joins them (latent.set_sound)."""
+        song = self.resolve(cn.inputs.get("audio"))
+        self.outs[(cn.id, 0)] = Out(None, {"ltx2_song": song if isinstance(song, Out) else None, "ltx2_keep": False})
+        return []
+
     def special_ltx2_av_concat(self, cn, rule, params, notes):
         video = self.resolve(cn.inputs.get("video_latent"))
         sound = self.resolve(cn.inputs.get("audio_latent"))
+        if isinstance(sound, Out) and "ltx2_song" in sound.attrs:
+            return self._ltx2_song(cn, video, sound, notes)
         self.outs[(cn.id, 0)] = video if isinstance(video, Out) else Out()
         made = self.graph.nodes.get(video.port[0]) if isinstance(video, Out) and video.port else None
         frames, fps = sound.attrs.get("ltx2_sound", (None, None)) if isinstance(sound, Out) else (None, None)
@@ -182,6 +219,20 @@ class VideoModels:
                 notes.append(f"the sound was made for {frames} frames and the video has {made.params.get('frames')}: "
                              "Kinograph's sound latent follows the video's length")
         return []
+
+    def _ltx2_song(self, cn, video, sound, notes):
+        """latent.set_sound on the video latent; its VAE (the audio VAE is the same checkpoint's) is the one that
+        decodes the result, found as an empty latent's is."""
+        if not sound.attrs["ltx2_keep"]:
+            notes.append("the encoded song reaches the sampler without SetLatentNoiseMask 0, which ComfyUI would "
+                         "denoise from it; Kinograph keeps a given sound as it is")
+        nid = self.add("latent.set_sound", cn, {})
+        self.pending_vae.append((nid, cn.id))
+        for out, port in ((video, "latent"), (sound.attrs["ltx2_song"], "audio")):
+            if not self.link(out if isinstance(out, Out) else None, nid, port):
+                notes.append(f"the song's {port} comes from a node that did not convert; connect it by hand")
+        self.outs[(cn.id, 0)] = Out((nid, "latent"))
+        return [nid]
 
     def special_ltx2_av_separate(self, cn, rule, params, notes):
         av = self.resolve(cn.inputs.get("av_latent"))
@@ -203,9 +254,31 @@ class VideoModels:
         self.outs[(cn.id, 0)] = Out(None, {"clip_audio": src.port[0]} if isinstance(src, Out) and src.port else {})
         return []
 
+    def special_ltx2_reference_voice(self, cn, rule, params, notes):
+        """Its audio VAE is the checkpoint's, which load.model's VAE holds: found as an empty latent's VAE is."""
+        nid = self.plain(cn, rule, params, notes)
+        self.pending_vae.append((nid, cn.id))
+        return [nid]
+
+    def special_vae_decode_audio(self, cn, rule, params, notes):
+        """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
+        of those Kinograph has LTX-2 alone, whose sound vae.decode gives with the frames: known by its audio VAE
+        (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's). Another model's is left for the user."""
+        made_by = {k: self.flat.nodes[v.node].class_type for k, v in cn.inputs.items()
+                   if isinstance(v, Ref) and v.node in self.flat.nodes}
+        if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's sound only in Kinograph (the one "
+                                                    "audio VAE it has); this latent comes from another model")
+            return None
+        return self.special_ltx2_audio_decode(cn, rule, params, notes)
+
     def special_crop_guides(self, cn, rule, params, notes):
+        """The latent passes through (Kinograph's holds no guide frames); prompts that carry a guide clip give way
+        to those from before condition.guide_video, as ComfyUI's crop clears their keyframes."""
         for slot, name in enumerate(("positive", "negative", "latent")):
             v = self.resolve(cn.inputs.get(name))
+            v = v.attrs.get("unguided", v) if isinstance(v, Out) else v
             self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
         return []
 

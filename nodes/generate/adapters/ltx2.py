@@ -13,6 +13,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters.base import stack_global
 from nodes.generate.adapters.ltx import LTXAdapter
+from nodes.generate.ltx2_sound import REFERENCE
 
 STREAMS = "ltx2_streams"            # the handle option for_latent sets: (video [C, T, h, w], audio [C, L, M], fps)
 
@@ -64,10 +65,11 @@ class LTX2Adapter(LTXAdapter):
         return px[:, :, None]
 
     def pack_mask(self, latent):
-        if latent.mask is None:
+        if latent.mask is None and latent.audio_mask is None:
             return None
-        video = latent.mask.float().expand(1, *latent.samples.shape[1:])
-        return joined(video, torch.ones(1, *latent.audio.shape[1:]))
+        video = torch.ones(1, 1, 1, 1, 1) if latent.mask is None else latent.mask.float()
+        audio = torch.ones(1, 1, 1, 1) if latent.audio_mask is None else latent.audio_mask.float()
+        return joined(video.expand(1, *latent.samples.shape[1:]), audio.expand(1, *latent.audio.shape[1:]))
 
     def pack(self, latent):
         return joined(latent.samples.float(), latent.audio.float())
@@ -92,7 +94,18 @@ class LTX2Adapter(LTXAdapter):
         # LTX-2.3 (its connectors project to each stream)
         cfg = handle.pipe.transformer.config
         audio = int(cfg.caption_channels if cfg.use_prompt_embeddings else cfg.audio_cross_attention_dim)
-        return {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+        inputs = {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+        from nodes.generate.ltx2_guide import guide_of
+        guide = guide_of(conds)
+        if guide is not None:
+            inputs["guide"] = guide.to(device, dtype)
+        refs = [c.extra.get(REFERENCE) for c in conds]
+        if any(r is not None for r in refs):
+            if any(r is None for r in refs):
+                raise NodeError("the reference voice (condition.reference_voice) is on one prompt and not the other: "
+                                "give both prompts through condition.reference_voice")
+            inputs[REFERENCE] = torch.cat([r.to(device, dtype).expand(batch, -1, -1) for r in refs])
+        return inputs
 
     def forward(self, handle, x_in, t, inputs):
         pipe = handle.pipe
@@ -103,18 +116,43 @@ class LTX2Adapter(LTXAdapter):
         length = audio.shape[2]
         n = x_in.shape[0]
         timestep = t.to(x_in.device).expand(n)
-        video_timestep = timestep
-        if "noise_mask" in inputs:      # one timestep per video token: the step's, times the token's mask
-            kept = apart(inputs["noise_mask"].expand(n, *inputs["noise_mask"].shape[1:]), video_shape, audio_shape)[0]
+        video_timestep = audio_timestep = timestep
+        if "noise_mask" in inputs:      # one timestep per token: the step's, times the token's mask
+            kept, heard = apart(inputs["noise_mask"].expand(n, *inputs["noise_mask"].shape[1:]), video_shape,
+                                audio_shape)
             video_timestep = timestep[:, None] * pipe._pack_latents(kept[:, :1].float(), 1, 1).squeeze(-1)
-        out_v, out_a = model(hidden_states=pipe._pack_latents(video, 1, 1).to(model.dtype),
-                             audio_hidden_states=pipe._pack_audio_latents(audio).to(model.dtype),
+            audio_timestep = timestep[:, None] * heard[:, 0, :, 0].float()
+        tokens, coords = pipe._pack_latents(video, 1, 1), None
+        if "guide" in inputs:           # condition.guide_video's tokens after the video's, clean (timestep 0)
+            guide = inputs["guide"]
+            if guide.shape[3:] != video.shape[3:]:
+                raise NodeError(f"this guide video was encoded for a {guide.shape[4] * 32}x{guide.shape[3] * 32} "
+                                f"video and the latent is {w * 32}x{h * 32}: a pass at another size takes the "
+                                "prompts from before condition.guide_video")
+            place = model.rope.prepare_video_coords
+            coords = torch.cat([place(n, f, h, w, x_in.device, fps=fps),
+                                place(n, guide.shape[2], h, w, x_in.device, fps=fps)], 2)
+            extra = pipe._pack_latents(guide, 1, 1).to(tokens.dtype).expand(n, -1, -1)
+            video_timestep = torch.cat([video_timestep.view(n, -1).expand(n, tokens.shape[1]),
+                                        torch.zeros(n, extra.shape[1], device=x_in.device)], 1)
+            tokens = torch.cat([tokens, extra], 1)
+        sound, sound_coords, heard_from = pipe._pack_audio_latents(audio).to(model.dtype), None, 0
+        if REFERENCE in inputs:
+            sound, sound_coords, audio_timestep = _with_reference(model.audio_rope, inputs[REFERENCE], sound,
+                                                                   audio_timestep)
+            heard_from = inputs[REFERENCE].shape[1]
+        out_v, out_a = model(hidden_states=tokens.to(model.dtype),
+                             audio_hidden_states=sound, audio_coords=sound_coords,
                              encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
-                             timestep=video_timestep, audio_timestep=timestep, sigma=timestep, encoder_attention_mask=inputs["mask"],
+                             timestep=video_timestep, audio_timestep=audio_timestep, sigma=timestep,
+                             # The video reads the sound through a gate set by the sound's own level (0 for a given
+                             # song), as ComfyUI's LTXAV gates it by the sound tokens' highest timestep.
+                             audio_sigma=audio_timestep.reshape(n, -1).amax(1), encoder_attention_mask=inputs["mask"],
                              audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
-                             audio_num_frames=length, use_cross_timestep=True, return_dict=False)
-        return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
-                      pipe._unpack_audio_latents(out_a.float(), length, audio.shape[3]))
+                             audio_num_frames=length, video_coords=coords, use_cross_timestep=True,
+                             return_dict=False)
+        return joined(pipe._unpack_latents(out_v[:, :f * h * w].float(), f, h, w, 1, 1),
+                      pipe._unpack_audio_latents(out_a[:, heard_from:].float(), length, audio.shape[3]))
 
     # -- decoding ------------------------------------------------------------------------------
     def decode_sound(self, pipe, audio):
@@ -136,6 +174,21 @@ class LTX2Adapter(LTXAdapter):
                                       vae.config.scaling_factor)
         temb = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype) if vae.config.timestep_conditioning else None
         return vae.decode(z, temb, return_dict=False)[0].float()
+
+
+def _with_reference(rope, reference, tokens, timestep):
+    """The reference voice's tokens before the clip's sound, as ComfyUI's LTXAV reads them for ID-LoRA: placed in
+    time so that they end one latent step before the clip starts, at timestep 0. (tokens, RoPE coordinates
+    [N, 1, R + L, 2], per-token timesteps)."""
+    n, length = tokens.shape[:2]
+    ref = reference.to(tokens)
+    before = rope.prepare_audio_coords(n, ref.shape[1], tokens.device)
+    step = rope.hop_length * rope.scale_factors[0] / rope.sampling_rate
+    coords = torch.cat([before - (before[:, :, -1:, 1:] + step), rope.prepare_audio_coords(n, length, tokens.device)],
+                       2)
+    timestep = timestep.reshape(n, -1).expand(n, length)
+    return torch.cat([ref, tokens], 1), coords, torch.cat([torch.zeros_like(timestep[:, :1]).expand(n, ref.shape[1]),
+                                                           timestep], 1)
 
 
 def audio_length(pipe, frames: int, fps: float) -> int:
