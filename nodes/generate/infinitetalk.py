@@ -237,6 +237,7 @@ def patched(transformer, patch: InfiniteTalkPatch, tokens: torch.Tensor, masks=N
     heads = cfg.num_attention_heads
     p = next(transformer.parameters())
     patch.to(p.device, p.dtype)
+    tokens = tokens.to(p.device)        # once a forward, not once a block
     state = {}
 
     def grid(_module, _args, out):
@@ -257,7 +258,7 @@ def patched(transformer, patch: InfiniteTalkPatch, tokens: torch.Tensor, masks=N
         def hook(_module, _args, out):
             x = state.pop("x").type_as(out) + out
             block = patch.blocks[i]
-            y = _audio_attention(block, block.norm_x(x), tokens.to(x.device), state["grid"], heads,
+            y = _audio_attention(block, block.norm_x(x), tokens, state["grid"], heads,
                                  state.pop("positions", None))
             return out + y * scale
         return hook
