@@ -437,6 +437,8 @@ def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(loade
     assert out["latent"].samples.shape == (1, 16, 3, 4, 4)
     with pytest.raises(NodeError, match="two voices need both speakers' masks"):
         condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left])
+    with pytest.raises(NodeError, match="one voice needs none"):
+        condition(model, patch, vae, pos, None, [{"layers": layers[0], "fps": 50}], [left])
     # masks drawn at two sizes are each read at the token grid; an empty one (a Painter left blank) is named
     right = np.zeros((12, 10), np.float32)
     right[:, 5:] = 1

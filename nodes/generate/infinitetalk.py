@@ -320,6 +320,10 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
                         "second's): paint or connect them")
     if len(masks) == 2 and len(voices) != 2:
         raise NodeError("two speakers' masks need two voices: connect audio_embeds_2, or disconnect the masks")
+    if len(masks) == 1:
+        # the masks place each voice's tokens by speaker (halves of the audio tokens): one would split one voice
+        raise NodeError("a speaker's mask tells two speakers apart; one voice needs none: disconnect it, or connect "
+                        "the second voice (audio_embeds_2) and both masks")
     patch_hw = transformer_of(model).config.patch_size[1:]
     latent = empty_latent(vae, frames, width, height, family("wan").fps)
     pipe = vae.pipe
