@@ -10,6 +10,7 @@ NODE_MODULES = [
     "nodes.consistency.sampling_nodes",
     "nodes.depth.nodes",
     "nodes.generate.audio_nodes",
+    "nodes.generate.causal_nodes",
     "nodes.generate.hunyuan_nodes",
     "nodes.generate.infinitetalk_nodes",
     "nodes.generate.ipadapter_nodes",

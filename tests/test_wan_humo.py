@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, tiny_wan_folder
+from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, perturbed_wan, tiny_wan_folder
 
 # A tiny HuMo 17B-like file: 36 input channels (noise, a 4-channel mask, the image latent), 2 blocks of one 128-wide
 # head; its voice projection reads 8 frames x 5 groups of 16-wide whisper features into 16 tokens 24 wide.
@@ -21,16 +21,7 @@ DIM, LAYERS, TEXT, WHISPER, KV, TOKENS = 128, 2, 32, 16, 24, 16
 
 
 def _humo_state(in_channels):
-    from diffusers import WanTransformer3DModel
-    from tiny_models import wan_original_transformer
-    torch.manual_seed(3)
-    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128,
-                                in_channels=in_channels, out_channels=16, text_dim=TEXT, freq_dim=256, ffn_dim=32,
-                                num_layers=LAYERS, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-                                rope_max_seq_len=32)
-    sd = wan_original_transformer(wan.state_dict())
-    for k in sd:                        # modulations and norms away from 0 / 1: a wrong one shows
-        sd[k] = sd[k] + 0.05 * torch.randn_like(sd[k])
+    sd = perturbed_wan(3, in_channels, LAYERS, TEXT)
     shapes = {"audio_proj.audio_proj_glob_1.layer.weight": (32, 8 * 5 * WHISPER),
               "audio_proj.audio_proj_glob_1.layer.bias": (32,),
               "audio_proj.audio_proj_glob_2.layer.weight": (32, 32), "audio_proj.audio_proj_glob_2.layer.bias": (32,),

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, tiny_wan_folder
+from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, perturbed_wan, tiny_wan_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_2_14B_s2v.json"
@@ -181,15 +181,7 @@ DIM, LAYERS, TEXT, WIDTH, SOUND_LAYERS = 128, 40, 32, 128, 3
 
 
 def _s2v_state():
-    from diffusers import WanTransformer3DModel
-    from tiny_models import wan_original_transformer
-    torch.manual_seed(3)
-    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=16,
-                                out_channels=16, text_dim=TEXT, freq_dim=256, ffn_dim=32, num_layers=LAYERS,
-                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    sd = wan_original_transformer(wan.state_dict())
-    for k in sd:                        # modulations and norms away from 0 / 1: a wrong one shows
-        sd[k] = sd[k] + 0.05 * torch.randn_like(sd[k])
+    sd = perturbed_wan(3, 16, LAYERS, TEXT)
     q = DIM // 4
     shapes = {"casual_audio_encoder.weights": (1, SOUND_LAYERS, 1, 1),
               "casual_audio_encoder.encoder.conv1_local.conv.weight": (4 * q, WIDTH, 3),

@@ -329,3 +329,19 @@ def tiny_wan_folder(root: Path, name: str, sd: dict):
             yield path
     finally:
         torch.set_num_threads(threads)
+
+
+def perturbed_wan(seed: int, in_channels: int, layers: int, text: int) -> dict:
+    """A tiny random Wan transformer's tensors in the original key names (one 128-wide head, patch (1, 2, 2)), every
+    tensor moved a little off its initial value so that modulations and norms are away from 0 / 1 and a wrong one
+    shows."""
+    import torch
+    from diffusers import WanTransformer3DModel
+    from tiny_models import wan_original_transformer
+    torch.manual_seed(seed)
+    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128,
+                                in_channels=in_channels, out_channels=16, text_dim=text, freq_dim=256, ffn_dim=32,
+                                num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                rope_max_seq_len=32)
+    sd = wan_original_transformer(wan.state_dict())
+    return {k: v + 0.05 * torch.randn_like(v) for k, v in sd.items()}

@@ -18,14 +18,17 @@ How the two formats are read: UI files store widget values by position (the "con
 value after a seed is skipped), VideoHelperSuite stores them by name; reroutes, KJNodes'
 SetNode/GetNode pairs and primitive nodes are inlined, muted nodes dropped, bypassed nodes rewired
 past (each output takes the input of the same type; an input left with nothing is named in its
-node's line), subgraphs expanded (inner ids become `outer:inner`; a value set on the subgraph node wins over
-the inner widget's), ComfyUI's older group nodes (`workflow>NAME`, defined in `extra.groupNodes`) expanded the
+node's line), subgraphs expanded (inner ids become `outer:inner`; an input of the subgraph linked to nothing outside gives
+every node it feeds the value of the subgraph node's widget, as ComfyUI does: the value stored on the subgraph node,
+or in files that show inner widgets (`proxyWidgets`) the widget of the first node inside it reaches), ComfyUI's older group nodes (`workflow>NAME`, defined in `extra.groupNodes`) expanded the
 same way (each instance's widget values go to its inner nodes in order), groups and notes kept in `ui:`. API prompts map the same way by input name.
 Constants (`PrimitiveInt` and its kin), a `ComfySwitchNode` whose switch is a constant, and
 `ComfyMathExpression`, `ResolutionSelector` and the string nodes (`StringReplace`, `StringConcatenate`,
 `RegexExtract`, `RegexReplace`, `JsonExtractString`, `CustomCombo`) over constants are computed on import as
 ComfyUI's code computes them, each result handed to the settings it feeds; a `ComfyMathExpression` of values
-known only as the workflow runs (a picture's size) becomes `math.expression`, those values linked in; nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
+known only as the workflow runs (a picture's size) becomes `math.expression`, those values linked in, and a
+`ComfySwitchNode` whose switch is only known then becomes `math.switch` (mapped approximately: both its inputs are
+made, though of clips only the picked one's frames are computed); nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
 no output needs (outputs: nodes that save or preview, and a node of an unknown class that takes a link and feeds
 nothing, as its pack may mark it an output, and a group node without its definition; a file with no output keeps every node). A widget that
 another node's output feeds (a width from `GetImageSize`) becomes a link into the Kinograph parameter, where it

@@ -258,12 +258,34 @@ def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]],
                                               "time it is placed)")
     # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
     links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or [] if isinstance(l, (list, dict))]
+    def held(node, inp, depth: int) -> Optional[Tuple[Any]]:
+        """(value,) that widget input `inp` of `node` gives when the link into it carries nothing: its widget's value,
+        or a subgraph instance's own for that input; None where it cannot be read (a class of unknown widgets)."""
+        sub = defs.get(node.get("type"))
+        if sub is not None:
+            if depth >= MAX_SUBGRAPH_DEPTH:
+                return None
+            slot = next((k for k, i in enumerate(sub.get("inputs") or [])
+                         if isinstance(i, dict) and i.get("name") == inp.get("name")), None)
+            values = _instance_values(node, sub, lambda n, i: held(n, i, depth + 1), only=slot)[0]
+            return (values[slot],) if slot in values else None
+        name = (inp.get("widget") or {}).get("name")
+        values = node.get("widgets_values")
+        if isinstance(values, dict):
+            return (values[name],) if name in values else None
+        names = widget_names(node.get("type"))
+        if not isinstance(values, list) or names is None:
+            return None
+        return next(((values[a],) for n, a, _ in _widget_spans(names, values) if n == name), None)
+
     for _ in range(MAX_SUBGRAPH_DEPTH):                   # nested subgraphs: one level per pass
         inst = [n for n in nodes if n.get("type") in defs]
         if not inst:
             return nodes, links
         for n in inst:
-            nodes, links = _inline(n, defs[n["type"]], nodes, links, remarks)
+            sub = defs[n["type"]]
+            nodes, links = _inline(n, sub, nodes, links, *_instance_values(n, sub, lambda m, i: held(m, i, 1)),
+                                   remarks)
     raise ComfyImportError(NESTED_TOO_DEEP)
 
 
@@ -294,7 +316,9 @@ def _expanded_count(nodes, defs) -> int:
     return count(nodes, 0)
 
 
-def _inline(inst, sub, nodes, links, remarks):
+def _inline(inst, sub, nodes, links, promoted, unread, remarks):
+    """`promoted`: subgraph input k -> what it gives when nothing outside is linked to it; `unread`: k -> the node
+    whose widget holds that value where it cannot be read (_instance_values)."""
     pid = f"{inst['id']}:"
     norm = _links(links)
     inner_links = _links(sub.get("links"))
@@ -330,11 +354,10 @@ def _inline(inst, sub, nodes, links, remarks):
     for lid, (o, o_slot, t, t_slot) in inner_links.items():
         inner_to_outer[lid] = next_id
         next_id += 1
-    promoted = _promoted_values(inst, sub, by_id, pid, inner_links)
     for lid, (o, o_slot, t, t_slot) in inner_links.items():
         new = inner_to_outer[lid]
         if o == "-10":                                       # from the subgraph's input k
-            if o_slot in promoted and o_slot not in into:    # unconnected, with a value set on the instance
+            if o_slot in promoted and o_slot not in into:    # unconnected: the instance's widget gives its value
                 src, src_slot = f"{pid}input{o_slot}", 0
                 if src not in by_id:
                     by_id[src] = {"id": src, "type": "PrimitiveNode", "mode": 0, "inputs": [],
@@ -342,6 +365,16 @@ def _inline(inst, sub, nodes, links, remarks):
                     inner_nodes.append(by_id[src])
             elif o_slot not in into:
                 _unlink(by_id.get(pid + t), t_slot)          # unconnected: the inner widget keeps its value
+                target = by_id.get(pid + t)
+                if o_slot in unread and target is not None and t_slot < len(target["inputs"]) \
+                        and not target["inputs"][t_slot].get("widget"):
+                    holder = unread[o_slot]
+                    remarks.setdefault(pid + t, []).append(_lost_note(
+                        target["inputs"][t_slot].get("name", ""),
+                        f"it takes the subgraph's input {_sub_input_name(sub, o_slot)!r}, which nothing outside is "
+                        f"linked to; ComfyUI gives it the value of that input's widget, held by "
+                        f"{holder.get('type')} #{pid}{holder.get('id')}, a class Kinograph does not know, so which "
+                        f"of its stored values that widget's is cannot be told"))
                 continue
             else:
                 src, src_slot = into[o_slot]
@@ -378,18 +411,51 @@ def _mend_lost_outputs(sub, inner_links, pid, remarks) -> None:
                 f"node's {out.get('type')}, the only one leading nowhere, is taken as that output: check it")
 
 
-def _promoted_values(inst, sub, by_id, pid, inner_links) -> Dict[int, Any]:
-    """Subgraph input k -> the value the instance holds for it, when the subgraph's widget inputs show as widgets on
-    the instance (their values in `widgets_values`, one each, in input order). Newer files that promote inner
-    widgets instead (`proxyWidgets`) keep the values on the inner nodes and have none here."""
-    def is_widget(node, slot):
-        return node is not None and slot < len(node["inputs"]) and bool(node["inputs"][slot].get("widget"))
-    widget_inputs = sorted({o_slot for o, o_slot, t, t_slot in inner_links.values()
-                            if o == "-10" and is_widget(by_id.get(pid + t), t_slot)})
+def _instance_values(inst, sub, held, only=None) -> Tuple[Dict[int, Any], Dict[int, Dict[str, Any]]]:
+    """Subgraph input k -> the value ComfyUI gives every node inside that the input feeds when nothing outside is
+    linked to it: the value of the instance's widget for it. Files that show the subgraph's widget inputs as widgets of
+    the instance keep those values in its `widgets_values` (one each, in input order); newer ones (`proxyWidgets`)
+    keep none there, as the instance's widget shows the widget of the first node inside the input links to that has
+    one (ComfyUI's frontend reads it through `getWidgetFromSlot`), so that widget's value goes to the others too: a
+    formula's plain input beside it, another widget. `held(node, input)` reads that widget: (value,) or None; the
+    second dict names the node whose widget could not be read, for each input left without a value. `only`: the one
+    input wanted (a nested instance's: reading all of them at every level would multiply)."""
+    inner = {str(n.get("id")): n for n in sub.get("nodes") or [] if isinstance(n, dict)}
+    by_link = {lid: (t, t_slot) for lid, (o, _, t, t_slot) in _links(sub.get("links")).items() if o == "-10"}
+    order: Dict[int, List[Any]] = {}
+    for lid, (o, o_slot, _, _) in _links(sub.get("links")).items():
+        if o == "-10":
+            order.setdefault(o_slot, []).append(lid)
+    for k, i in enumerate(sub.get("inputs") or []):
+        if isinstance(i, dict) and isinstance(i.get("linkIds"), list):
+            order[k] = [lid for lid in i["linkIds"] if lid in by_link] + \
+                [lid for lid in order.get(k, []) if lid not in i["linkIds"]]
+
+    def widget_input(lid):
+        t, slot = by_link[lid]
+        ins = (inner.get(t) or {}).get("inputs") or []
+        return (inner[t], ins[slot]) if slot < len(ins) and isinstance(ins[slot], dict) and ins[slot].get("widget") \
+            else None
+    firsts = {k: next((w for lid in lids if (w := widget_input(lid))), None) for k, lids in order.items()}
+    firsts = {k: w for k, w in firsts.items() if w is not None}
     values = inst.get("widgets_values")
-    if isinstance(values, list) and values and len(values) == len(widget_inputs):
-        return dict(zip(widget_inputs, values))
-    return {}
+    if isinstance(values, list) and values and len(values) == len(firsts):
+        return dict(zip(sorted(firsts), values)), {}
+    out, unread = {}, {}
+    for k, (node, inp) in firsts.items():
+        if only is not None and k != only:
+            continue
+        value = held(node, inp)
+        if value is not None:
+            out[k] = value[0]
+        else:
+            unread[k] = node
+    return out, unread
+
+
+def _sub_input_name(sub, slot) -> str:
+    ins = sub.get("inputs") or []
+    return str(ins[slot].get("name", slot)) if slot < len(ins) and isinstance(ins[slot], dict) else str(slot)
 
 
 def _unlink(node, slot):

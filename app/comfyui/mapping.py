@@ -1032,6 +1032,16 @@ RULES: Dict[str, Rule] = {
                             {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
+    # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
+    # sample's ar_video sampler reads) and the empty latent is the video's
+    "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
+                       LATENT_SIZE + (P("length", "frames"),),
+                       {"model": "model", "vae": "vae", "start_image": "start_image"}, ("model", "latent"),
+                       ignore={"batch_size": 1},
+                       note="the picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    "EmptyARVideoLatent": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                               LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
+                               ignore={"batch_size": 1}),
     "WanFirstLastFrameToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                                      LATENT_SIZE + (P("length", "frames"),),
                                      {"positive": "positive", "negative": "negative", "vae": "vae",
@@ -1341,6 +1351,10 @@ RULES: Dict[str, Rule] = {
                               "image_to_image_strength and denoise_strength below 1 are not carried (the report "
                               "says so where they act)"),
     "KSamplerSelect": Rule(None, ("sampler_name",), (P("sampler_name", "sampler", sampler_name),), fold=True),
+    # autoregressive Wan's block-by-block loop; blocks of more than one latent frame: a model.ar_block before sample
+    # (special_sampler)
+    "SamplerARVideo": Rule(None, ("num_frame_per_block",), (P("num_frame_per_block", "ar_block"),), fold=True,
+                           fixed={"sampler": "ar_video"}),
     # its model is the one whose shift sets the levels (special_sampler: where the guider's adds a ModelSamplingSD3)
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
@@ -1968,6 +1982,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
+    # ComfyUI's loops: GetItemFromList reads the values a StartLoop / EndLoop carries round (the templates never feed
+    # it anything else)
+    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop, and GetItemFromList reading the values a loop "
+             "carries) run part of the graph again and again as it runs; a Kinograph workflow has no loops. Run the "
+             "part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop",
+                                                                                   "GetItemFromList")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -1147,20 +1147,28 @@ def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
     if det.family in ("ltx", "ltx2") and det.role in ("checkpoint", "diffusion_model"):
-        cfg = _ltx_config(header.metadata)
+        cfg = _transformer_config(header.metadata)
         if det.family == "ltx" and cfg.get("causal_temporal_positioning") is True:
             det.extra["causal_temporal_positioning"] = True
         if det.family == "ltx2" and cfg.get("rope_type") in ("split", "interleaved"):
             det.extra["rope_type"] = cfg["rope_type"]
         if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
             det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
+            _transformer_config(header.metadata).get("causal_ar") is True:
+        # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made
+        # block by block; only the file's metadata says so
+        det.variant = "causal-" + det.variant
+        det.extra["causal_ar"] = True
+        det.why += "; config metadata causal_ar"
     return det
 
 
-def _ltx_config(metadata: Dict[str, str]) -> dict:
-    """An LTX file's own transformer config (Lightricks' `config` metadata, LTX-Video 0.9.5 on and LTX-2), which says
-    what no tensor shape shows: whether frames are placed causally in time, and LTX-2's rotary embedding layout
-    (split or interleaved halves) and precision. ComfyUI reads them there too."""
+def _transformer_config(metadata: Dict[str, str]) -> dict:
+    """A file's own transformer config (its `config` metadata: Lightricks' LTX-Video 0.9.5 on and LTX-2, an
+    autoregressive Wan), which says what no tensor shape shows: whether frames are placed causally in time, LTX-2's
+    rotary embedding layout (split or interleaved halves) and precision, whether a Wan model makes its video block by
+    block (causal_ar). ComfyUI reads them there too."""
     try:
         cfg = json.loads(metadata.get("config") or "{}")
     except ValueError:

@@ -731,6 +731,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
     if det.family == "wan" and det.variant.startswith("s2v"):
         return True, "load.diffusion_model: Wan 2.2 S2V, sound to video (condition.s2v with encode.audio's features)"
+    if det.family == "wan" and det.variant.startswith("causal"):
+        return True, ("load.diffusion_model: autoregressive Wan (Causal Forcing), made block by block: sample's "
+                      "sampler ar_video (condition.ar_start for a start image)")
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")

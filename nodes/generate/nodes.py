@@ -16,7 +16,7 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
               help="weights precision; auto = fp32 on CPU, fp16/bf16 on a GPU")
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
-SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep")
+SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep", "ar_video")
 
 
 def _path(default: str = "", what: str = "a checkpoint file's name in checkpoints/ (svd_xt.safetensors, "
@@ -160,7 +160,7 @@ def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in re
       passes={"model": "model", "text_encoder": "text_encoder"})
 def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=locator("loras"),
                                                    help="LoRA .safetensors file"),
-               strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
+               strength: float = Param(1.0, zero="off", min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
                                                                      "negative pushes away from it"),
                text_encoder: TEXT_ENCODER = Input(optional=True, help="the model's text encoder, for a LoRA with "
                                                   "text-encoder layers (SD 1.5 kohya LoRAs); pass it on to encode.text"),
@@ -206,7 +206,7 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": pos, "negative": neg}
 
 
-_SIZE = dict(min=0, max=16384, help="0 = the image being made")
+_SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
 
 
 @node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning",
@@ -472,7 +472,7 @@ def latent_empty(ctx, vae: VAE,
                                 help="video width in pixels, a multiple of the family's size step (16 for most)"),
                  height: int = Param(512, min=8, max=8192,
                                  help="video height in pixels, a multiple of the family's size step (16 for most)"),
-                 fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate"),
+                 fps: float = Param(0.0, zero="auto", min=0.0, max=240.0, help="0 = the family's usual rate"),
                  size_fit: str = Param("exact", choices=("exact", "floor"),
                                        help="a size or frame count off the family's steps: exact refuses it; floor "
                                             "makes the one below (ComfyUI's empty latents), saying so in the log")
@@ -536,7 +536,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            negative: CONDITIONING = Input(optional=True),
            noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),
            steps: int = Param(20, min=1, max=1000, help="denoising steps: more is slower and usually cleaner"),
-           cfg: float = Param(0.0, min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
+           cfg: float = Param(0.0, zero="auto", min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
            sampler: str = Param("euler", choices=SAMPLERS,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
@@ -562,7 +562,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
-    unipc, res_multistep (second-order exponential) and flow_euler (flow-matching models). Progress per
+    unipc, res_multistep (second-order exponential), flow_euler (flow-matching models) and ar_video
+    (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). Progress per
     step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier,
     and so are the finished steps of a run that stops (cancelled, killed): running it again with the same
     inputs takes up from there.
@@ -645,7 +646,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                                              "and match each diffused frame again after it is "
                                                              "diffused (off: its legacy_colormatch, the moved frames "
                                                              "only)"),
-             color_video_every: int = Param(0, min=0, max=100000, help="with a hybrid video: colour coherence "
+             color_video_every: int = Param(0, zero="off", min=0, max=100000, help="with a hybrid video: colour coherence "
                                                                        "matches to the video's frame, taken anew "
                                                                        "every this many frames (Deforum's 'Video "
                                                                        "Input' colour coherence); 0: off"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from nodes.generate.causal_wan import sample_ar_video
+
 
 def flow_sigmas(steps: int, shift: float = 1.0) -> torch.Tensor:
     """steps + 1 flow-matching noise levels from 1 (pure noise) down to 0, float32.
@@ -219,6 +221,8 @@ def sample_res_multistep(model_fn, x, sigmas, callback=None, *, flow=False, nois
 
 
 SAMPLERS["res_multistep"] = sample_res_multistep
+# block by block with an autoregressive Wan model's attention cache (run_sampling gives it the cache)
+SAMPLERS["ar_video"] = sample_ar_video
 
 
 # -- schedules over a model's table of noise levels --------------------------------------------------

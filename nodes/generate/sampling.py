@@ -435,7 +435,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     def model_fn(x, sigma, frames=None):
         return current["fn"](x, sigma) if frames is None else current["fn"](x, sigma, frames=frames)
     from nodes.generate.resume import replaying
-    fn = replaying(model_fn, resume_dir, log)
+    # a block-wise run's calls at noise 0 fill the attention cache: replayed, they would leave it empty
+    fn = model_fn if sampler == "ar_video" else replaying(model_fn, resume_dir, log)
 
     def step_callback(i, total, x_now):
         check()
@@ -452,6 +453,14 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     kw = {"flow": adapter.space == "flow"}
     if sampler in STOCHASTIC:
         kw["noise_sampler"] = lambda i: torch.randn(x0.shape, generator=gen, dtype=torch.float32)
+    blockwise = contextlib.nullcontext()
+    if sampler == "ar_video":
+        from nodes.generate.causal_wan import ar_options
+        if partial:
+            raise NodeError("the ar_video sampler takes each block through the whole schedule: start_step, end_step "
+                            "and add_noise off do not apply to it")
+        blockwise, opts = ar_options(handle, int(seed))
+        kw.update(opts, start=None if opts["start"] is None else opts["start"].to(device))
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
@@ -465,7 +474,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     lock = _pipe_lock(pipe)
     with lock, torch.inference_mode(), _named_oom(handle, latent), attention_scaled(handle), \
-            installed(handle, ip_feed):
+            installed(handle, ip_feed), blockwise as cache:
+        if cache is not None:
+            kw["cache"] = cache
         activate_loras(pipe, handle.loras) if hasattr(pipe, "load_lora_weights") else None
         check()
         if handle.run_wrappers:

@@ -1,6 +1,7 @@
-"""Numbers computed as the workflow runs: a formula over values other nodes give (a picture's size)."""
-from graph_engine import Param, node
-from graph_engine.types import BOOL, FLOAT, INT
+"""Numbers computed as the workflow runs: a formula over values other nodes give (a picture's size), and a switch
+that picks one of two values by such a number."""
+from graph_engine import Input, Param, node
+from graph_engine.types import ANY, BOOL, FLOAT, INT
 
 from .expr import ExprError, check, evaluate
 
@@ -31,3 +32,20 @@ def expression(ctx, expression: str = Param("a + b", check=lambda v: check(v, LE
     except ExprError as e:
         raise NodeError(str(e)) from None
     return {"float": float(result), "int": int(result), "bool": bool(result)}
+
+
+@node("math.switch", title="Switch", category="Math", outputs={"value": ANY})
+def switch(ctx, on_false: ANY = Input(optional=True, help="what passes on when switch is off"),
+           on_true: ANY = Input(optional=True, help="what passes on when switch is on"),
+           switch: bool = Param(False, help="which input passes on: link a test into it (math.expression's bool, "
+                                            "a > 2048 on a picture's width)")) -> dict:
+    """One of two values, picked as the workflow runs (ComfyUI's Switch). Both inputs are made before it picks:
+    where they are clips (what video nodes give), the one not picked is never read, so none of its frames is
+    computed; a model or a generation on that side still does its work."""
+    from graph_engine import NodeError
+    name = "on_true" if switch else "on_false"
+    value = on_true if switch else on_false
+    if value is None:
+        raise NodeError(f"switch is {'on' if switch else 'off'} and {name} has nothing linked: link what should pass "
+                        f"on then")
+    return {"value": value}

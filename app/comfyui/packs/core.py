@@ -96,7 +96,7 @@ class CoreNodes:
 
     def special_switch(self, cn, rule, params, notes):
         if not isinstance(params.get("switch"), bool):
-            return self.not_constant(cn, "switch")
+            return self.running_switch(cn, notes)
         pick, other = ("on_true", "on_false") if params["switch"] else ("on_false", "on_true")
         src = self.resolve(cn.inputs.get(pick))
         if src is not None:
@@ -106,6 +106,25 @@ class CoreNodes:
         if isinstance(unpicked, Ref) and not (isinstance(picked, Ref) and picked.node == unpicked.node):
             self.skipped[cn.id] = {unpicked.node}
         return []
+
+    def running_switch(self, cn, notes):
+        """A switch whose test is only known as the workflow runs (math.expression's bool on a picture's size):
+        math.switch, the test and both sides linked in. Kinograph has no lazy inputs, so the side not picked is made
+        too: of clips no frame is computed, but a model or generation on that side runs, which ComfyUI skips."""
+        test = self.resolve(cn.inputs.get("switch"))
+        sides = {k: self.resolve(cn.inputs.get(k)) for k in ("on_false", "on_true")}
+        if not (isinstance(test, Out) and test.port) or any(k in cn.inputs and not (isinstance(v, Out) and v.port)
+                                                            for k, v in sides.items()):
+            return self.not_constant(cn, "switch")
+        nid = self.add("math.switch", cn, {})
+        self.graph.connect(*test.port, nid, "switch")
+        for k, v in sides.items():
+            if k in cn.inputs:
+                self.graph.connect(*v.port, nid, k)
+        self.outs[(cn.id, 0)] = Out((nid, "value"))
+        notes.append("both of its inputs are made before it picks one (ComfyUI makes only the one picked): frames of "
+                     "the other are never computed, but a model or generation feeding only it still runs")
+        return [nid]
 
     def special_math(self, cn, rule, params, notes):
         from nodes.math.expr import ExprError, evaluate
@@ -209,6 +228,11 @@ class CoreNodes:
                 outs["model"] = Out((pinned[-1], "model"))
                 notes.append(f"ComfyUI shifts that model's levels by {COMFY_SHIFTS[family]:g} ({family}'s own): a "
                              "model.flow_shift says so")
+        if bundles.get("ar_block", 1) != 1 and isinstance(outs.get("model"), Out):
+            # SamplerARVideo's blocks of several latent frames (a chunkwise checkpoint): the model's, in Kinograph
+            pinned.append(self.add("model.ar_block", cn, {"frames": bundles["ar_block"]}, "_ar_block", dy=-200))
+            self.link(outs["model"], pinned[-1], "model")
+            outs["model"] = Out((pinned[-1], "model"))
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
@@ -258,6 +282,7 @@ class CoreNodes:
 COMFY_LATENT_FLOOR = {
     "EmptyLatentImage": (8, 8), "CR Aspect Ratio": (8, 8), "EmptyMochiLatentVideo": (8, 8),
     "EmptySD3LatentImage": (8, 16), "EmptyHunyuanLatentVideo": (8, 16), "WanVideoEmptyEmbeds": (8, 16),
+    "EmptyARVideoLatent": (8, 16),
     "EmptyFlux2LatentImage": (16, 16), "EmptyHunyuanVideo15Latent": (16, 16), "EmptyLTXVLatentVideo": (32, 32),
 }
 

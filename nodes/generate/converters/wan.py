@@ -79,7 +79,15 @@ def transformer(state, det) -> Built:
         from diffusers import WanVACETransformer3DModel
         cfg.update(vace_settings(state, cfg["num_layers"]))
         return Built(lambda: WanVACETransformer3DModel.from_config(cfg), state, cfg)
+    if det.extra.get("causal_ar"):
+        # the autoregressive Wan (Causal Forcing): Wan 2.1's tensors, made block by block (nodes/generate/causal_wan.py)
+        return Built(lambda: _causal(WanTransformer3DModel.from_config(cfg)), state, cfg)
     return Built(lambda: WanTransformer3DModel.from_config(cfg), state, cfg)
+
+
+def _causal(model):
+    model.register_to_config(causal_ar=True)
+    return model
 
 
 def _check_camera(state) -> None:
