@@ -245,6 +245,25 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
     assert (det.family, det.variant) == ("ltx2", "22B-dev")          # LTX-2.3 loads: tests/test_ltx23.py
 
 
+def test_a_checkpoint_lacking_a_tensor_its_size_is_read_from_is_named(tiny, tmp_path):
+    """The converters read LTX-2's sizes from named tensors: a checkpoint cut or edited to lack one (the audio input
+    projection, the vocoder's first conv) failed with a bare KeyError as the node's message, a 1-D projection with
+    'not enough values to unpack'."""
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.converters.pipelines import load_single_file
+    state = load_file(str(tiny[1]))
+    path = tmp_path / "ltx-2-19b-distilled.safetensors"
+    for damaged, message in (
+            ({k: v for k, v in state.items() if "audio_patchify_proj" not in k}, "lacks the tensor audio_proj_in.weight"),
+            ({k: v for k, v in state.items() if not k.startswith("vocoder.conv_pre")}, "lacks the tensor conv_in.weight"),
+            ({k: v.flatten() if "audio_patchify_proj.weight" in k else v for k, v in state.items()},
+             "holds tensors of shapes no such model has")):
+        save_file(damaged, str(path))
+        with pytest.raises(NodeError) as e:
+            load_single_file("ltx2", path, torch.float32)
+        assert str(e.value).startswith(str(path)) and message in str(e.value) and "may be damaged" in str(e.value)
+
+
 def test_gemma3_prompt_through_the_checkpoints_connectors_matches_diffusers(tiny, gemma):
     """ComfyUI's gemma_3_12B_it file with the LTX-2 checkpoint (LTXAVTextEncoderLoader's pair) reads a prompt as
     LTX2Pipeline.encode_prompt and its connectors do, the tokenizer being the file's own sentencepiece model."""
