@@ -190,6 +190,18 @@ def test_ar_video_samples_as_comfyuis_published_loop(causal, block, start):
         assert torch.equal(got[:, :, :1], first)
 
 
+def test_a_start_latent_of_another_size_is_refused_by_name(causal):
+    """condition.ar_start's model sampled with a latent of another size: the start frame cannot be the video's first,
+    and the run says which sizes differ instead of torch's broadcast error."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    handle = causal[2].with_option("ar_start", torch.zeros(1, 16, 1, 8, 8))
+    lat = Latent(torch.zeros(1, 16, 4, 4, 6), "wan", 13, 16, 48, 32)
+    with pytest.raises(NodeError, match=r"condition.ar_start.* 64x64 .* 48x32"):
+        run_sampling(handle, Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple")
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only

@@ -126,6 +126,12 @@ def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block
         if first >= frames:
             raise NodeError(f"the start image fills {first} latent frame(s) and the latent has {frames}: make the "
                             "video longer than its start")
+        if start.shape[-2:] != x.shape[-2:]:
+            # Wan 2.1's VAE: 8 pixels a latent pixel
+            (sh, sw), (h, w) = start.shape[-2:], x.shape[-2:]
+            raise NodeError(f"condition.ar_start encoded its start image at {sw * 8}x{sh * 8} and the latent sampled "
+                            f"is {w * 8}x{h * 8}: sample the latent condition.ar_start gives, or set its width and "
+                            "height to the video's")
         out[:, :, :first] = start.to(out)
         cache.at(0, write=True)
         model_fn(out[:, :, :first], zero, frames=list(range(first)))
