@@ -146,6 +146,8 @@ def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block
             if float(sigmas[i + 1]) == 0:
                 xb = den
             else:
+                # ComfyUI's seed; drawn on the CPU, as all of Kinograph's noise, so a video is the same on any device
+                # (ComfyUI's loop draws on the device it samples on: on a GPU its numbers differ)
                 g = torch.Generator("cpu").manual_seed(int(seed) + b * 1000 + i)
                 fresh = torch.randn(den.shape, generator=g, dtype=torch.float32).to(den)
                 xb = (1 - sigmas[i + 1]).to(den) * den + sigmas[i + 1].to(den) * fresh
