@@ -202,6 +202,33 @@ def test_a_start_latent_of_another_size_is_refused_by_name(causal):
                      sampler="ar_video", scheduler="simple")
 
 
+def test_a_cancelled_block_wise_run_leaves_the_shared_model_as_it_was(causal):
+    """The cache and the cached attention are the run's: after an ar_video run stopped mid-clip, the loader's model
+    has its own attention and rotary table back and an ordinary run on it gives what it gave before."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    handle = causal[2]
+    model = handle.pipe.transformer
+    text, lat = torch.randn(1, 5, TEXT), Latent(torch.zeros(1, 16, 3, 4, 6), "wan", 9, 16, 48, 32)
+
+    def plain():
+        return run_sampling(handle, Conditioning("wan", text), None, lat, steps=2, cfg=1.0, sampler="euler",
+                            scheduler="simple", seed=3).samples
+    before, own = plain(), [b.attn1.processor for b in model.blocks]
+    calls = []
+
+    def stop(i, n):
+        calls.append(i)
+        if len(calls) == 3:
+            raise NodeError("cancelled")
+    with pytest.raises(NodeError, match="cancelled"):
+        run_sampling(handle, Conditioning("wan", text), None, lat, steps=2, cfg=1.0, sampler="ar_video",
+                     scheduler="simple", seed=3, callback=stop)
+    assert [b.attn1.processor for b in model.blocks] == own
+    assert not model.rope._forward_hooks and not model.rope._forward_pre_hooks
+    assert torch.equal(plain(), before)
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only
