@@ -54,6 +54,9 @@ class Param:
     # Text the node cannot run without (the file a loader reads): empty, it is named at validation, and a
     # node parked with it empty is left out of a run like one with a required input unconnected.
     required: bool = False
+    # What a 0 stands for where it is no amount but a choice the node makes ("all" frames, "auto" size, "off"): the
+    # editor shows this word for 0. Left empty, 0 is a value like any other (a timestep range's start, a radius).
+    zero: str = ""
     # Set by the decorator from the annotation.
     name: str = ""
     type: str = ""
@@ -72,6 +75,8 @@ class Param:
             d["choices"] = list(self.choices)
         if self.kind:
             d["kind"] = self.kind
+        if self.zero:
+            d["zero"] = self.zero
         return d
 
 
@@ -236,6 +241,8 @@ def build_spec(func, type, *, title, category, version, outputs, output, expensi
             if default.kind not in PARAM_KINDS:
                 raise DeclarationError(f"{where}: parameter {name!r} has unknown kind {default.kind!r}")
             default.name, default.type = name, PY_PARAM_TYPES[ann]
+            if default.zero and default.type not in ("int", "float"):
+                raise DeclarationError(f"{where}: parameter {name!r} says what 0 means (zero=) but is no number")
             if default.kind == "schedule":
                 default.type = "schedule"
             params[name] = default

@@ -409,7 +409,7 @@ def test_a_decimal_comma_typed_into_a_number_is_its_point(win, qtbot):
     spin.selectAll()
     qtbot.keyClicks(spin, "2,5")
     qtbot.keyClick(spin, Qt.Key_Return)
-    assert win.doc.graph.nodes[n].params["intensity"] == 2.5 and spin.text() == "2.5000"
+    assert win.doc.graph.nodes[n].params["intensity"] == 2.5 and spin.text() == "2.50"
     item = win.scene.nodes[n]
     field = item.mapToScene(item.param_rect("ambient").center())
     drag(win.view, field, field, steps=1)                    # a click: type the value

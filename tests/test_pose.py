@@ -304,8 +304,8 @@ def test_wan_animate_template_gets_its_pose_and_face_videos():
     text = res.report.text()
     lines = text.splitlines()
     assert not [x for x in lines if x.startswith("NOT MAPPED") and ("DWPreprocessor" in x or "PixelPerfect" in x)]
-    assert [x for x in lines if x.startswith("mapped approximately   DWPreprocessor #100") and
-            "yolox_l.onnx is an ONNX file" in x]
+    assert [x for x in lines if x.startswith("mapped approximately") and "DWPreprocessor #100 ->" in x and
+            "yolox_l.onnx is an ONNX file" in x]        # one line for both DWPreprocessors: they say the same
 
 
 def test_openpose_preprocessor_imports_as_dwpose_and_says_so():

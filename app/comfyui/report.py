@@ -21,11 +21,15 @@ class Entry:
     runs: bool = True
     bypassable: bool = False        # unmapped, but passes a value on: `--bypass-unmapped` can bypass it
 
-    def line(self) -> str:
+    def name(self) -> str:
         name = f"{self.class_type} #{self.comfy_id}" + (f" \"{self.title}\"" if self.title else "")
-        target = f" -> {', '.join(self.kinograph)}" if self.kinograph else ""
-        why = f": {'; '.join(n for n in self.notes if n)}" if any(self.notes) else ""
-        return f"{LABELS[self.status]:<{STATUS_WIDTH}} {name}{target}{why}"
+        return name + (f" -> {', '.join(self.kinograph)}" if self.kinograph else "")
+
+    def why(self) -> str:
+        return "; ".join(n for n in self.notes if n)
+
+    def line(self) -> str:
+        return f"{LABELS[self.status]:<{STATUS_WIDTH}} {self.name()}" + (f": {self.why()}" if self.why() else "")
 
 
 @dataclass
@@ -68,5 +72,12 @@ class Report:
 
         def key(e):
             return order[e.status], int(e.comfy_id) if e.comfy_id.isdigit() else 1 << 30, e.comfy_id
-        return "\n".join([f"note: {r}" for r in self.remarks] +
-                         [e.line() for e in sorted(self.entries.values(), key=key)])
+        # Nodes with the same status and explanation share one line, where the first of them stands: Impact
+        # Pack's detector, SAM loader and detailer each repeated the same six lines of what to use instead.
+        alike: Dict[tuple, List[Entry]] = {}
+        for e in sorted(self.entries.values(), key=key):
+            alike.setdefault(("alike", e.status, e.why()) if e.why() else ("one", e.comfy_id), []).append(e)
+        lines = [g[0].line() if len(g) == 1 else
+                 f"{LABELS[g[0].status]:<{STATUS_WIDTH}} {len(g)} nodes: {', '.join(e.name() for e in g)}: {g[0].why()}"
+                 for g in alike.values()]
+        return "\n".join([f"note: {r}" for r in self.remarks] + lines)

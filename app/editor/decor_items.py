@@ -29,7 +29,9 @@ class GroupItem(QGraphicsItem):
     def sync(self, data: dict) -> None:
         self.prepareGeometryChange()
         x, y, w, h = data.get("rect", [0, 0, 300, 200])
-        self.w, self.h = max(80.0, float(w)), max(TITLE_H + 20, float(h))
+        # The stored size; w, h are what is drawn: as large, or larger where a node inside grew (fit).
+        self.base = max(80.0, float(w)), max(TITLE_H + 20, float(h))
+        self.w, self.h = self.base
         self.title = str(data.get("title", "Group"))
         self.color = QColor(data.get("color", "#3d5a80"))
         if QPointF(x, y) != self.pos():
@@ -38,6 +40,16 @@ class GroupItem(QGraphicsItem):
 
     def rect(self) -> QRectF:
         return QRectF(0, 0, self.w, self.h)
+
+    def fit(self, w: float, h: float) -> None:
+        """Drawn `w` x `h` (never below the stored size): a node inside that shows a thumbnail grows past the
+        frame's edge, and would neither look inside it nor go along when the frame is dragged. View only:
+        the stored rect stays, as the thumbnail is not saved either."""
+        w, h = max(self.base[0], w), max(self.base[1], h)
+        if (w, h) != (self.w, self.h) and not self._resizing:
+            self.prepareGeometryChange()
+            self.w, self.h = w, h
+            self.update()
 
     def boundingRect(self) -> QRectF:
         return self.rect().adjusted(-2, -2, 2, 2)

@@ -16,7 +16,7 @@ GESTURES = (
     ("drop a node on a link", "insert it"),
     ("middle-drag / Space+drag / arrows", "pan"),
     ("wheel", "zoom under the cursor"),
-    ("drag a field on a node", "scrub its value (Shift: fine)"),
+    ("drag a field on a node", "scrub its value (Shift: fine, Ctrl: coarse)"),
     ("Ctrl+Shift+click a node", "show its output in the viewer (Alt: as B)"),
     ("double-click a title", "rename"),
     ("Enter on a node", "into its parameters (Enter or Tab applies; Esc puts the value back, to the canvas)"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QGraphicsItem
 from graph_engine.validate import check_param
 
 from . import theme
-from .geometry import DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
+from .geometry import (DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, drag_rate, node_size, places,
+                       slider_range, snap)
 from .help_text import help_tip
 
 TITLE_FONT = QFont()
@@ -159,12 +160,17 @@ class NodeItem(QGraphicsItem):
 
     def set_thumb(self, image: Optional[QImage]) -> None:
         self.thumb = image
-        self.sync(self.inst, {"collapsed": self.collapsed})
+        self._resized()
 
     def set_info(self, text: str) -> None:
         if text != self.info:
             self.info = text
-            self.sync(self.inst, {"collapsed": self.collapsed})
+            self._resized()
+
+    def _resized(self) -> None:
+        self.sync(self.inst, {"collapsed": self.collapsed})
+        if self.scene() is not None:
+            self.scene().fit_groups()           # the frame around it grows with it
 
     # -- geometry ---------------------------------------------------------------------------
     def boundingRect(self) -> QRectF:
@@ -449,7 +455,8 @@ class NodeItem(QGraphicsItem):
             return whole + why + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
         rng = f" [{p.min}..{p.max}]" if p.min is not None or p.max is not None else ""
-        return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + "\nDrag to change, click to type"
+        how = "Drag to change (Shift: fine, Ctrl: coarse)" if p.type in NUMERIC else "Drag to change"
+        return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + f"\n{how}, click to type"
 
     def mousePressEvent(self, event):
         sc = self.scene()
@@ -462,8 +469,9 @@ class NodeItem(QGraphicsItem):
                 return
             name = self.param_at(event.pos()) if _zoom(event) >= DETAIL_ZOOM else None
             if name is not None and not (event.modifiers() & (Qt.ControlModifier | Qt.ShiftModifier)):
-                self._drag = ("param", name, event.scenePos().x(), self.inst.params.get(name, self.spec.params[name].default),
-                              sc.controller.new_gesture(), False)
+                v = self.inst.params.get(name, self.spec.params[name].default)
+                x = event.screenPos().x()
+                self._drag = ("param", name, x, v, sc.controller.new_gesture(), False, x, v)
                 event.accept()
                 return
         self._drag = None
@@ -477,13 +485,16 @@ class NodeItem(QGraphicsItem):
             self.scene().update_link_drag(event.scenePos())
             return
         if d and d[0] == "param":
-            name, x0, v0, gesture = d[1], d[2], d[3], d[4]
+            _, name, last, at, gesture, moved, x0, v0 = d
             p = self.spec.params[name]
-            dx = event.scenePos().x() - x0
-            if p.type in NUMERIC and isinstance(v0, (int, float)) and not isinstance(v0, bool) and abs(dx) > 2:
-                self._drag = d[:5] + (True,)
-                fine = 0.1 if event.modifiers() & Qt.ShiftModifier else 1.0
-                self.scene().controller.set_param(self.node_id, name, scrub(p, v0, dx * fine, self.w), gesture)
+            x = event.screenPos().x()
+            if p.type in NUMERIC and isinstance(v0, (int, float)) and not isinstance(v0, bool) and (moved or abs(x - x0) > 2):
+                mods = event.modifiers()
+                speed = 0.1 if mods & Qt.ShiftModifier else 10.0 if mods & Qt.ControlModifier else 1.0
+                at, v = scrub(p, at, v0, x - last, speed)
+                self._drag = ("param", name, x, at, gesture, True, x0, v0)
+                if v != self.inst.params.get(name, p.default):
+                    self.scene().controller.set_param(self.node_id, name, v, gesture)
             return
         super().mouseMoveEvent(event)
 
@@ -525,16 +536,17 @@ def _zoom(event) -> float:
     return view.transform().m11() if view is not None and hasattr(view, "transform") else 1.0
 
 
-def scrub(p, start, dx: float, width: float):
-    """The value a field shows after dragging `dx` scene units from `start`: the full range
-    across the node for ranged numbers, a step per few pixels otherwise."""
-    if slider_range(p):
-        v = start + dx / max(1.0, width - 2 * PAD) * (p.max - p.min)
-    else:
-        step = p.step or (1 if p.type == "int" else max(0.01, abs(start) * 0.01))
-        v = start + (dx / 4.0) * step
+def scrub(p, at: float, start, pixels: float, speed: float = 1.0) -> Tuple[float, Any]:
+    """(where the drag is, the value the field shows) after `pixels` more screen pixels of a drag that is at
+    `at` and began at `start`, at drag_rate(p) per pixel times `speed` (Shift 0.1, Ctrl 10): the value keeps
+    the decimals of the step it moves by and of the value the drag began at. Where it is is held inside
+    the range, so a drag back from past the end moves the value at once."""
+    rate = drag_rate(p) * speed
+    at += pixels * rate
     if p.min is not None:
-        v = max(p.min, v)
+        at = max(p.min, at)
     if p.max is not None:
-        v = min(p.max, v)
-    return int(round(v)) if p.type == "int" else round(float(v), 4)
+        at = min(p.max, at)
+    if p.type == "int":
+        return at, int(round(at))
+    return at, round(at, max(places(rate), places(start)))

@@ -207,6 +207,14 @@ class QueuePanel(QWidget):
         runs.jobsChanged.connect(self.refresh)
         self.refresh()
 
+    def height_for(self, rows: int) -> int:
+        """The panel's height with `rows` finished runs in view: the button row, margins and frames, the rows."""
+        h = self.history
+        row = h.sizeHintForRow(0) if h.count() else h.fontMetrics().height() + 2 * h.spacing() + 4
+        m = self.layout().contentsMargins()
+        return (m.top() + m.bottom() + self.layout().spacing() + self.open_button.sizeHint().height()
+                + 2 * h.frameWidth() + rows * row)
+
     def refresh(self) -> None:
         self.queue.clear()
         for j in self.runs.jobs:

@@ -23,7 +23,7 @@ from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 from graph_engine.validate import check_param
 
 from .curve_editor import CurveEditor
-from .geometry import slider_range, zero_meaning
+from .geometry import PLACES, decimals, places, slider_range, value_step, zero_meaning
 from .help_text import help_tip
 
 Commit = Callable[..., None]
@@ -112,11 +112,17 @@ class IntBox(QAbstractSpinBox):
 class DecimalBox(QDoubleSpinBox):
     """A decimal number written with a point, whatever the desktop's language, as on the node and
     in the file; a decimal comma typed (a German keypad's decimal key) is read as the point. It was
-    refused key by key: '2,5' became 2 without a word."""
+    refused key by key: '2,5' became 2 without a word. It shows the decimals the parameter's step needs,
+    more where the value holds more (Nuke's way), and keeps PLACES of what is typed."""
 
-    def __init__(self):
+    def __init__(self, p=None):
         super().__init__()
+        self.p = p
         self.setLocale(QLocale.c())
+        self.setDecimals(PLACES)
+
+    def textFromValue(self, v: float) -> str:
+        return f"{v:.{decimals(self.p, v) if self.p is not None else places(v)}f}"
 
     def validate(self, text: str, pos: int):
         return super().validate(text.replace(",", "."), pos)
@@ -131,7 +137,7 @@ class NumberEditor(ParamEditor):
     def __init__(self, p, commit):
         super().__init__(p, commit)
         is_int = p.type == "int"
-        self.spin = IntBox() if is_int and self.wide else QSpinBox() if is_int else DecimalBox()
+        self.spin = IntBox() if is_int and self.wide else QSpinBox() if is_int else DecimalBox(p)
         lo = p.min if p.min is not None else -INT_LIMIT
         hi = p.max if p.max is not None else INT_LIMIT
         if is_int and self.wide:
@@ -139,10 +145,8 @@ class NumberEditor(ParamEditor):
         elif is_int:
             self.spin.setRange(int(max(lo, -INT_LIMIT)), int(min(hi, INT_LIMIT)))
         else:
-            self.spin.setDecimals(4)
             self.spin.setRange(float(lo), float(hi))
-            self.spin.setSingleStep(p.step or (0.01 if p.max is not None and p.min is not None and p.max - p.min <= 2
-                                               else 0.1))
+            self.spin.setSingleStep(value_step(p))
         self.spin.setKeyboardTracking(False)
         self._typed = False
         self.spin.lineEdit().textEdited.connect(lambda _t: setattr(self, "_typed", True))

@@ -17,6 +17,7 @@ from graph_engine.graph import Event, Link
 from . import rules, theme
 from .controller import GROUPS, NOTES, REROUTES, Controller, Refused
 from .decor_items import GroupItem, NoteItem
+from .geometry import node_size
 from .document import Document
 from .link_items import DragLink, LinkItem, RerouteItem
 from .node_item import NodeItem
@@ -63,6 +64,7 @@ class GraphScene(QGraphicsScene):
         self._sync_groups()
         self._sync_notes()
         self._sync_reroutes()
+        self.fit_groups()
         self.layoutChanged.emit()
 
     def _add_node(self, nid: str) -> None:
@@ -120,6 +122,7 @@ class GraphScene(QGraphicsScene):
             self._sync_reroutes()
         else:
             return
+        self.fit_groups()
         self.overview_changed()
         self.layoutChanged.emit()
 
@@ -143,6 +146,19 @@ class GraphScene(QGraphicsScene):
 
     def _sync_groups(self) -> None:
         self._sync_keyed(GROUPS, self.groups, GroupItem)
+
+    def fit_groups(self) -> None:
+        """Each frame drawn around the nodes it holds at their plain size, grown by what they show beyond
+        it (a thumbnail, a loader's footer), with the margin it had below and right of them."""
+        for grp in self.groups.values():
+            frame = QRectF(grp.pos(), QSizeF(*grp.base))
+            right, bottom = frame.right(), frame.bottom()
+            for item in self.nodes.values():
+                plain = QRectF(item.pos(), QSizeF(*node_size(item.spec, item.collapsed)))
+                if frame.contains(plain):
+                    right = max(right, item.x() + item.w + frame.right() - plain.right())
+                    bottom = max(bottom, item.y() + item.h + frame.bottom() - plain.bottom())
+            grp.fit(right - frame.left(), bottom - frame.top())
 
     def _sync_notes(self) -> None:
         self._sync_keyed(NOTES, self.notes, NoteItem)

@@ -348,7 +348,9 @@ class MainWindow(QMainWindow):
     def _size_docks(self) -> None:
         side = max(300, min(460, round(self.width() * 0.3)))
         self.resizeDocks([self.docks["Viewer"]], [side], Qt.Horizontal)
-        self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [round(side * 0.75), 110], Qt.Vertical)
+        # Tall enough for six finished runs under the tabs: at 110 px the queue & history showed two.
+        bottom = self.bottom_tabs.tabBar().sizeHint().height() + self.queue.height_for(6) + 8
+        self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [round(side * 0.75), bottom], Qt.Vertical)
         QTimer.singleShot(0, self.view.frame_legible)       # the canvas has its final size now
 
     def _update_title(self, *_):

@@ -65,9 +65,9 @@ def latent_hunyuan15_upsample(ctx, latent: LATENT,
                               method: str = Param("bilinear", choices=("nearest-exact", "bilinear", "area",
                                                                        "bicubic"),
                                                   help="how the latent is resized before the upsampler refines it"),
-                              width: int = Param(1920, min=0, max=16384, help="the final video's width in pixels "
+                              width: int = Param(1920, zero="auto", min=0, max=16384, help="the final video's width in pixels "
                                                                              "(0: from height, at the latent's aspect)"),
-                              height: int = Param(1080, min=0, max=16384, help="the final video's height in pixels "
+                              height: int = Param(1080, zero="auto", min=0, max=16384, help="the final video's height in pixels "
                                                                               "(0: from width)")) -> LATENT:
     """Enlarge a HunyuanVideo 1.5 latent for the 1080p super-resolution pass: resized to width x height / 16 and
     refined by Tencent's latent upsampler (ComfyUI's HunyuanVideo15LatentUpscaleWithModel)."""

@@ -162,7 +162,7 @@ def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in re
       passes={"model": "model", "text_encoder": "text_encoder"})
 def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=locator("loras"),
                                                    help="LoRA .safetensors file"),
-               strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
+               strength: float = Param(1.0, zero="off", min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
                                                                      "negative pushes away from it"),
                text_encoder: TEXT_ENCODER = Input(optional=True, help="the model's text encoder, for a LoRA with "
                                                   "text-encoder layers (SD 1.5 kohya LoRAs); pass it on to encode.text"),
@@ -208,7 +208,7 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": pos, "negative": neg}
 
 
-_SIZE = dict(min=0, max=16384, help="0 = the image being made")
+_SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
 
 
 @node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning",
@@ -474,7 +474,7 @@ def latent_empty(ctx, vae: VAE,
                                 help="video width in pixels, a multiple of the family's size step (16 for most)"),
                  height: int = Param(512, min=8, max=8192,
                                  help="video height in pixels, a multiple of the family's size step (16 for most)"),
-                 fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate"),
+                 fps: float = Param(0.0, zero="auto", min=0.0, max=240.0, help="0 = the family's usual rate"),
                  size_fit: str = Param("exact", choices=("exact", "floor"),
                                        help="a size or frame count off the family's steps: exact refuses it; floor "
                                             "makes the one below (ComfyUI's empty latents), saying so in the log")
@@ -538,7 +538,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            negative: CONDITIONING = Input(optional=True),
            noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),
            steps: int = Param(20, min=1, max=1000, help="denoising steps: more is slower and usually cleaner"),
-           cfg: float = Param(0.0, min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
+           cfg: float = Param(0.0, zero="auto", min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
            sampler: str = Param("euler", choices=SAMPLERS,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
@@ -648,7 +648,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                                              "and match each diffused frame again after it is "
                                                              "diffused (off: its legacy_colormatch, the moved frames "
                                                              "only)"),
-             color_video_every: int = Param(0, min=0, max=100000, help="with a hybrid video: colour coherence "
+             color_video_every: int = Param(0, zero="off", min=0, max=100000, help="with a hybrid video: colour coherence "
                                                                        "matches to the video's frame, taken anew "
                                                                        "every this many frames (Deforum's 'Video "
                                                                        "Input' colour coherence); 0: off"),

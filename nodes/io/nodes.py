@@ -39,11 +39,11 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
 @node("io.load_video", title="Load Video", category="Input/Output")
 def load_video(ctx, path: str = Param("", kind="path", required=True, help="video file (mp4, mov, mkv, webm, ...)"),
                start: int = Param(0, min=0, help="first frame to keep (after fps resampling)"),
-               count: int = Param(0, min=0, help="frames to keep; 0 = all"),
+               count: int = Param(0, zero="all", min=0, help="frames to keep; 0 = all"),
                every_nth: int = Param(1, min=1, help="keep one frame in n"),
-               width: int = Param(0, min=0, max=16384, help="resize to this width; 0 = keep (or follow height)"),
-               height: int = Param(0, min=0, max=16384, help="resize to this height; 0 = keep (or follow width)"),
-               fps: float = Param(0.0, min=0, max=1000, help="resample to this frame rate; 0 = the file's"),
+               width: int = Param(0, zero="auto", min=0, max=16384, help="resize to this width; 0 = keep (or follow height)"),
+               height: int = Param(0, zero="auto", min=0, max=16384, help="resize to this height; 0 = keep (or follow width)"),
+               fps: float = Param(0.0, zero="auto", min=0, max=1000, help="resample to this frame rate; 0 = the file's"),
                deinterlace: str = Param("auto", choices=list(DEINTERLACE),
                                         help="auto: deinterlace when the file says it is interlaced (DV, "
                                              "broadcast, DVD); the field orders force it, for captures that "
@@ -103,7 +103,7 @@ def add_audio(ctx, video: VIDEO,
 def load_audio(ctx, path: str = Param("", kind="path", required=True,
                                       help="a sound file (wav, mp3, flac, m4a, ogg) or a video whose sound to take"),
                start: float = Param(0.0, min=0.0, help="seconds into the file where the sound starts"),
-               duration: float = Param(0.0, min=0.0, help="seconds of it to take; 0 = to its end")) -> AUDIO:
+               duration: float = Param(0.0, zero="all", min=0.0, help="seconds of it to take; 0 = to its end")) -> AUDIO:
     """A sound from a file (ComfyUI's LoadAudio), for encode.audio: a voice or a song for Wan 2.2 S2V to move a
     character by. The file is checked when the node runs: one that is missing, damaged, holds no sound or ends
     before `start` is named then."""
@@ -166,7 +166,7 @@ def save_audio(ctx, audio: AUDIO,
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
                                         help="a folder of images, a glob such as shots/*.png, or a "
                                              "sequence as Nuke names it: plates/shot.####.exr (or %04d)"),
-                fps: float = Param(0.0, min=0, max=1000, help="frame rate of the clip; 0 = the rate EXR files "
+                fps: float = Param(0.0, zero="auto", min=0, max=1000, help="frame rate of the clip; 0 = the rate EXR files "
                                                             "state (Nuke writes it), else 24"),
                 layer: str = Param("", help=LAYER_HELP)) -> VIDEO:
     """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
@@ -214,7 +214,7 @@ def save_video(ctx, video: VIDEO,
                path: str = Param("out/video.mp4", kind="path", reads=False, check=_video_name,
                                  help="the video file to write: out/shot.mp4 (its type goes with the codec; "
                                       "codec auto follows it)"),
-               fps: float = Param(0.0, min=0, max=1000, help="0 = the clip's rate"),
+               fps: float = Param(0.0, zero="auto", min=0, max=1000, help="0 = the clip's rate"),
                codec: str = Param("auto", choices=("auto", "h264", "h265", "vp9", "av1", "prores", "dnxhr",
                                                      "ffv1", "gif", "webp"),
                                   help="auto: by the file's name (.webm vp9, .gif, .webp, .apng, .mxf dnxhr; h264 "

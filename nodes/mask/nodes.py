@@ -166,7 +166,7 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
             threshold: float = Param(0.7, min=0.0, max=1.0,
                                      help="how sure the model must be of an object before it is tracked (SAM 3's "
                                           "own is 0.7); lower finds more, and more that is wrong"),
-            objects: int = Param(0, min=0, max=64,
+            objects: int = Param(0, zero="all", min=0, max=64,
                                  help="how many objects the mask holds on each frame, the most confident first "
                                       "(ComfyUI's SAM3_Detect keeps 1: the prompt's best); 0: every object the "
                                       "prompt names")) -> MASK:
@@ -204,7 +204,7 @@ def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the objec
                                          "-base-plus, -large) or kijai's sam2[.1]_hiera_*.safetensors in a 'sam2' "
                                          "model folder, or its path; SAM 3's folder (facebook/sam3) tracks with "
                                          "SAM 3's own tracker"),
-                 object: int = Param(0, min=0, max=1000,
+                 object: int = Param(0, zero="all", min=0, max=1000,
                                      help="which object's mask (1 = the first '|' group); 0: all of them in one "
                                           "mask")) -> MASK:
     """A mask of the object you click on, carried through the clip by Segment Anything 2's memory (kijai's

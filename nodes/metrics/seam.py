@@ -118,7 +118,7 @@ def _bounds(length: int, every: int, boundaries: str) -> list[int]:
 
 @node("metrics.seam", title="Seam Discontinuity", category="Metrics", output=True)
 def seam_node(ctx, video: VIDEO,
-              every: int = Param(16, min=0, max=100000,
+              every: int = Param(16, zero="off", min=0, max=100000,
                                  help="a boundary every this many frames (chunk length); 0: only the listed ones"),
               boundaries: str = Param("", help="extra boundary frames, e.g. '12, 24, 36' (first frame of a window)")
               ) -> FLOAT:

@@ -8,7 +8,7 @@ from graph_engine.types import MODEL
 @node("guide.subject_consensus", title="Subject Consensus (kinograph-mini)", category="kinograph-mini",
       passes={"model": "model"})
 def subject_consensus(ctx, model: MODEL,
-                      strength: float = Param(0.5, min=0.0, max=1.0,
+                      strength: float = Param(0.5, zero="off", min=0.0, max=1.0,
                                               help="how far each frame's estimate moves towards the shared "
                                                    "template at every step (0 = off)")) -> MODEL:
     """Keep kinograph-mini's one subject the same size and shape in every frame: at each sampler

@@ -239,8 +239,8 @@ def apply_camera(ctx, camera: CAMERA,
 @node("motion.camera_flow", title="Camera Flow", category="Motion")
 def camera_flow(ctx, camera: CAMERA,
                 depth: IMAGE = Input(optional=True, help="depth map of the first frame, for parallax"),
-                width: int = Param(0, min=0, max=16384, help="flow width; 0 = the camera's"),
-                height: int = Param(0, min=0, max=16384, help="flow height; 0 = the camera's"),
+                width: int = Param(0, zero="auto", min=0, max=16384, help="flow width; 0 = the camera's"),
+                height: int = Param(0, zero="auto", min=0, max=16384, help="flow height; 0 = the camera's"),
                 depth_type: str = DEPTH_TYPE, near: float = NEAR, far: float = FAR,
                 fps: float = Param(24.0, min=0.01, max=1000, help="frame rate the flow is labelled with"),
                 distance: float = Param(1.0, min=1e-3, max=1e6, help=DISTANCE_HELP)) -> FLOW:

@@ -14,13 +14,13 @@ def tracks(ctx,
                                                      '"frames": [0, 24]}, ...]}'),
            path: str = Param("", kind="path", help="a JSON file in the same form (instead of points)"),
            frames: int = Param(25, min=2, max=100000, help="length, unless the JSON sets it"),
-           width: int = Param(0, min=0, max=16384, help="picture width; 0 = the background's"),
-           height: int = Param(0, min=0, max=16384, help="picture height; 0 = the background's"),
+           width: int = Param(0, zero="auto", min=0, max=16384, help="picture width; 0 = the background's"),
+           height: int = Param(0, zero="auto", min=0, max=16384, help="picture height; 0 = the background's"),
            interpolation: str = Param("cubic", choices=EASINGS, help="between control points"),
            flow_mode: str = Param("sparse", choices=("sparse", "dense"),
                                   help="sparse: motion only around the points; dense: everything follows"),
-           sigma: float = Param(0.0, min=0.0, max=10000.0, help="flow spread in pixels; 0 = automatic"),
-           trail: int = Param(0, min=0, max=100000, help="preview trail length in frames; 0 = whole path"),
+           sigma: float = Param(0.0, zero="auto", min=0.0, max=10000.0, help="flow spread in pixels; 0 = automatic"),
+           trail: int = Param(0, zero="all", min=0, max=100000, help="preview trail length in frames; 0 = whole path"),
            ):
     """Point trajectories drawn as splines through control points, as tracks, flow and a preview.
 
@@ -81,7 +81,7 @@ def flow(ctx, video: VIDEO,
 
 @node("motion.flow_preview", title="Flow Preview", category="Motion")
 def flow_preview(ctx, flow: FLOW,
-                 max_motion: float = Param(0.0, min=0.0, max=10000.0,
+                 max_motion: float = Param(0.0, zero="auto", min=0.0, max=10000.0,
                                            help="pixels shown at full colour; 0 = each field's largest")) -> VIDEO:
     """Show flow fields as colour (hue = direction, saturation = speed, white = still) with arrows."""
     from .flowfield import flow_preview as show

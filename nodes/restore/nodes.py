@@ -89,7 +89,7 @@ def deblur(ctx, video: VIDEO,
            angle: float = Param(0.0, min=-180.0, max=180.0, help="motion kernel direction, degrees"),
            kernel_path: str = Param("", kind="path", help="PSF image (grayscale) or .npy when kernel = file"),
            amount: float = Param(1.0, min=0.0, max=5.0, help="unsharp: how much detail to add"),
-           balance: float = Param(0.0, min=0.0, max=1.0,
+           balance: float = Param(0.0, zero="auto", min=0.0, max=1.0,
                                   help="wiener: noise-to-signal ratio; 0 = from the noise in each frame; raise "
                                        "it if the result rings or is noisy"),
            iterations: int = Param(20, min=1, max=200, help="richardson_lucy: iterations")) -> VIDEO:
@@ -128,7 +128,7 @@ def denoise(ctx, video: VIDEO,
             radius: int = Param(2, min=1, max=4, help="frames either side aligned and averaged"),
             strength: float = Param(1.0, min=0.1, max=4.0,
                                     help="how different an aligned neighbour may be and still count"),
-            sigma: float = Param(0.0, min=0.0, max=100.0, help="noise level in 8-bit levels; 0 = estimate"),
+            sigma: float = Param(0.0, zero="auto", min=0.0, max=100.0, help="noise level in 8-bit levels; 0 = estimate"),
             spatial: float = Param(1.5, min=0.0, max=4.0,
                                    help="edge-preserving smoothing of the noise left after the average, scaled "
                                         "to it; 0 = average in time only (keeps the finest grain)")) -> VIDEO:

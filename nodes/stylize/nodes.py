@@ -57,7 +57,7 @@ def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "c
 @node("stylize.cartoon", title="Cartoon", category="Stylize", temporal_radius=0)
 def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="lightness bands, black to white; "
                                                                           "hues are kept, so greys stay grey"),
-            edges: float = Param(1.0, min=0.0, max=1.0, help="outline darkness; 0 = none"),
+            edges: float = Param(1.0, zero="off", min=0.0, max=1.0, help="outline darkness; 0 = none"),
             smoothing: int = Param(2, min=0, max=8, help="bilateral passes that flatten colour regions")) -> VIDEO:
     """Flat colour regions with dark outlines (bilateral smoothing, lightness bands, adaptive edges).
 

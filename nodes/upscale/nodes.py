@@ -19,12 +19,12 @@ def _tile_size(tile) -> Optional[str]:
 @node("upscale.resize", title="Resize (Upscale)", category="Upscale", temporal_radius=0)
 def resize(ctx, video: VIDEO,
            scale: float = Param(2.0, min=0.05, max=16.0, help="size factor, used when width and height are 0"),
-           width: int = Param(0, min=0, max=16384, help="output width; 0 = from scale (or from height, keeping "
+           width: int = Param(0, zero="auto", min=0, max=16384, help="output width; 0 = from scale (or from height, keeping "
                                                         "the aspect ratio)"),
-           height: int = Param(0, min=0, max=16384, help="output height; 0 = from scale (or from width)"),
+           height: int = Param(0, zero="auto", min=0, max=16384, help="output height; 0 = from scale (or from width)"),
            method: str = Param("lanczos", choices=("lanczos", "bicubic", "area", "nearest"),
                                help="lanczos/bicubic to enlarge, area to shrink, nearest for pixel art"),
-           sharpen: float = Param(0.0, min=0.0, max=3.0, help="unsharp-mask amount after resizing (0 = off)")
+           sharpen: float = Param(0.0, zero="off", min=0.0, max=3.0, help="unsharp-mask amount after resizing (0 = off)")
            ) -> VIDEO:
     """Resize every frame by a factor or to a size, with an optional sharpening pass."""
     from nodes.upscale.resize import resize_clip
@@ -55,7 +55,7 @@ def model(ctx, video: VIDEO,
           model: str = Param("RealESRGAN_x4plus.pth", kind="path", locate=locator("upscale_models"),
                              help="weights: a file name in an 'upscale_models' folder, or a path (.pth, "
                                   ".safetensors, ...); ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT and more"),
-          tile: int = Param(512, min=0, max=4096, check=_tile_size,
+          tile: int = Param(512, zero="off", min=0, max=4096, check=_tile_size,
                             help=f"tile size in input pixels (0 = whole frame, else {MIN_TILE} or more); halved "
                                  "automatically when memory runs out"),
           overlap: int = Param(32, min=0, max=256, help="tile overlap in input pixels, cross-faded; at most a "

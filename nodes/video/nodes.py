@@ -21,7 +21,7 @@ def _drops_audio(ctx, why: str, *clips) -> None:
 
 
 @node("video.trim", category="Video", temporal_radius=0)
-def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
+def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, zero="all", min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start` (the alpha, if any, with them)."""
     return edit.trim(video, start, count)
 
@@ -31,7 +31,7 @@ def slice_seconds(ctx, video: VIDEO,
                   start: float = Param(0.0, min=-100000.0, max=100000.0,
                                        help="seconds into the clip where the slice starts; negative: counted back "
                                             "from its end"),
-                  duration: float = Param(0.0, min=0.0, help="seconds kept; 0 = to the end"),
+                  duration: float = Param(0.0, zero="all", min=0.0, help="seconds kept; 0 = to the end"),
                   strict: bool = Param(False, help="stop when the clip is shorter than `duration` from `start` "
                                                    "(off: keep what there is)")) -> VIDEO:
     """Keep the frames whose time lies in [start, start + duration) (ComfyUI's Video Slice), with their sound and
@@ -59,8 +59,8 @@ def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
 
 
 @node("video.resize", category="Video", temporal_radius=0)
-def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
-           height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+def resize(ctx, video: VIDEO, width: int = Param(512, zero="auto", min=0, max=16384, help="0 = follow height"),
+           height: int = Param(0, zero="auto", min=0, max=16384, help="0 = follow width"),
            method: str = Param("area", choices=tuple(edit.RESIZE_METHODS),
                                help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
                                     "nearest: hard pixels"),
@@ -75,8 +75,8 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
 
 
 @node("video.scale", title="Scale (ComfyUI)", category="Video", temporal_radius=0)
-def scale(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
-          height: int = Param(0, min=0, max=16384, help="0 = follow width"),
+def scale(ctx, video: VIDEO, width: int = Param(512, zero="auto", min=0, max=16384, help="0 = follow height"),
+          height: int = Param(0, zero="auto", min=0, max=16384, help="0 = follow width"),
           method: str = Param("area", choices=tuple(edit.COMFY_SCALES),
                               help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; nearest: hard "
                                    "pixels"),
