@@ -229,6 +229,21 @@ def test_a_cancelled_block_wise_run_leaves_the_shared_model_as_it_was(causal):
     assert torch.equal(plain(), before)
 
 
+def test_out_of_memory_in_a_block_wise_run_names_its_attention_cache(causal):
+    """The cache of an ar_video run holds every frame before the block: out of memory there is lowered by a shorter or
+    smaller clip, not by context windows (which a block-wise run does not take), as other runs are told."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+
+    def full(i, n):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="out of memory") as err:
+        run_sampling(causal[2], Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple", callback=full)
+    assert "attention cache" in str(err.value) and "context.windows" not in str(err.value)
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only
