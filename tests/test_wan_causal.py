@@ -244,6 +244,20 @@ def test_out_of_memory_in_a_block_wise_run_names_its_attention_cache(causal):
     assert "attention cache" in str(err.value) and "context.windows" not in str(err.value)
 
 
+def test_context_windows_are_refused_by_a_block_wise_run(causal):
+    """Context windows cut a clip into windows sampled side by side; ar_video makes it a block at a time, each block
+    seeing the ones before through its cache, so the windows would cut nothing: said, not silently passed over."""
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.wrappers import ContextWrapper
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    handle = causal[2].with_wrapper(ContextWrapper(ContextOptions("uniform_standard", 9, 4)))
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="remove context.windows"):
+        run_sampling(handle, Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple")
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only

@@ -168,6 +168,11 @@ def ar_options(handle, seed: int):
     if handle.run_wrappers:
         raise NodeError("FreeInit (noise.freeinit) reruns a whole schedule over the whole clip; the ar_video sampler "
                         "makes it a block at a time: remove noise.freeinit")
+    from nodes.consistency.wrappers import ContextWrapper
+    if any(isinstance(w, ContextWrapper) for w in handle.wrappers):
+        raise NodeError("context.windows cuts a clip into windows sampled side by side; the ar_video sampler makes it "
+                        "a block at a time, each block seeing those before through its cache, so there is nothing to "
+                        "cut: remove context.windows")
     return kv_cached(transformer), {"block": int(handle.option("ar_block", 1)), "seed": int(seed),
                                     "start": handle.option("ar_start")}
 
