@@ -258,6 +258,19 @@ def test_context_windows_are_refused_by_a_block_wise_run(causal):
                      sampler="ar_video", scheduler="simple")
 
 
+def test_skip_layer_guidance_is_refused_by_a_block_wise_run(causal):
+    """Skip-layer guidance runs the model once more with blocks left out: in a block-wise run that run wrote its keys
+    into the cache over the model's own (cfg 1) or failed on the cache's batch (cfg above 1). Refused by name."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.skip_layers import SkipLayers
+    handle = causal[2].with_option("skip_layer_guidance", SkipLayers.parse("1", 3.0, 0.0, 1.0, 0.0))
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="remove guide.skip_layer_guidance"):
+        run_sampling(handle, Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple")
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only

@@ -173,6 +173,10 @@ def ar_options(handle, seed: int):
         raise NodeError("context.windows cuts a clip into windows sampled side by side; the ar_video sampler makes it "
                         "a block at a time, each block seeing those before through its cache, so there is nothing to "
                         "cut: remove context.windows")
+    if handle.option("skip_layer_guidance") is not None:
+        raise NodeError("skip-layer guidance runs the model again with blocks left out, and in the ar_video sampler "
+                        "every run at noise 0 writes the attention cache the blocks after it read: remove "
+                        "guide.skip_layer_guidance")
     return kv_cached(transformer), {"block": int(handle.option("ar_block", 1)), "seed": int(seed),
                                     "start": handle.option("ar_start")}
 
