@@ -271,6 +271,20 @@ def test_skip_layer_guidance_is_refused_by_a_block_wise_run(causal):
                      sampler="ar_video", scheduler="simple")
 
 
+def test_a_prompt_over_an_area_is_refused_by_a_block_wise_run(causal):
+    """A prompt over part of the picture (condition.area) runs the model on that part alone: its keys in the cache
+    would stand for whole frames (or whole frames' for its part). Refused by name, not sampled so."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.regions import combine, with_region
+    from nodes.generate.sampling import run_sampling
+    part = with_region(Conditioning("wan", torch.randn(1, 5, TEXT)), area=["pixels", 32, 32, 0, 0], strength=1.0,
+                       bounds=False)
+    lat = Latent(torch.zeros(1, 16, 2, 8, 8), "wan", 5, 16, 64, 64)
+    with pytest.raises(NodeError, match="condition.area"):
+        run_sampling(causal[2], combine(part, Conditioning("wan", torch.randn(1, 5, TEXT))), None, lat, steps=2,
+                     cfg=1.0, sampler="ar_video", scheduler="simple")
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only

@@ -90,7 +90,12 @@ def kv_cached(transformer):
 
     def longer(_module, args):
         (x,) = args
-        rows["hw"] = x.shape[3] * x.shape[4] // (transformer.config.patch_size[1] * transformer.config.patch_size[2])
+        hw = x.shape[3] * x.shape[4] // (transformer.config.patch_size[1] * transformer.config.patch_size[2])
+        if rows.setdefault("hw", hw) != hw:
+            # the cache's keys are whole frames': a call on part of the picture would read and write them as its own
+            raise NodeError("a prompt over an area (condition.area, condition.mask with bounds) runs the model on part "
+                            "of the picture, and the ar_video sampler's attention cache holds whole frames: remove "
+                            "the area, or choose another sampler")
         # the rotary table only reads the shape: the frames before the call's, then its own
         return (x[:, :, :1].expand(-1, -1, cache.start + x.shape[2], -1, -1),)
 
