@@ -198,3 +198,85 @@ def test_math_expression_node_refuses_a_formula_it_cannot_evaluate_before_runnin
     assert check("a & ~1") is None and check("a / (b - 1)") is None      # fails only for some values: tried
     assert "no value named 'e'" in check("a + e")
     assert "not arithmetic" in check("a.__class__")
+
+
+def _folded_text(nodes, sink):
+    """The text a CLIPTextEncode fed by ComfyUI node `sink` gets, or the notes of the nodes that did not fold."""
+    api = {**nodes, "90": {"class_type": "CLIPTextEncode", "inputs": {"text": [sink, 0], "clip": ["91", 1]}},
+           "91": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}}}
+    res = import_data(api)
+    if res.report.blocking:
+        return " | ".join(n for e in res.report.blocking for n in e.notes)
+    return _by_type(res.graph, "encode.text")[0].params["text"]
+
+
+def _regex(kind, **inputs):
+    return {"1": {"class_type": kind, "inputs": {"case_insensitive": True, "multiline": False, "dotall": False,
+                                                 **inputs}}}
+
+
+def test_a_backtracking_regex_in_a_strangers_file_ends_the_import_with_a_reason(monkeypatch):
+    """(a|aa)+$ on forty a's and a '!' backtracks for hours in Python's re, which ComfyUI's node runs too, but the
+    importer folds it before anyone chose to run the file: it runs in a child process given what is left of the
+    file's REGEX_SECONDS (shortened here), and is said to backtrack; a second pattern finds no time left. A pattern
+    that does match still folds, with re's semantics (a bad group reference fails even where nothing matches)."""
+    from app.comfyui.packs import logic
+    monkeypatch.setattr(logic, "REGEX_SECONDS", 0.3)
+    hang = dict(string="a" * 40 + "!", regex_pattern="(a|aa)+$")
+    nodes = {**_regex("RegexReplace", replace="x", count=0, **hang),
+             "2": _regex("RegexExtract", mode="All Matches", group_index=1, **hang)["1"]}
+    nodes["3"] = {"class_type": "StringConcatenate", "inputs": {"string_a": ["1", 0], "string_b": ["2", 0]}}
+    notes = _folded_text(nodes, "3")
+    assert "it backtracks without end" in notes
+    assert "regular expressions took more than 0.3 s in all; this one ('(a|aa)+$') was not tried" in notes
+    monkeypatch.setattr(logic, "REGEX_SECONDS", 5.0)
+    assert _folded_text(_regex("RegexReplace", string="a cat", regex_pattern="c(a)t", replace=r"b\1t", count=0),
+                        "1") == "a bat"
+    assert "invalid group reference 2" in _folded_text(
+        _regex("RegexReplace", string="dog", regex_pattern="c(a)t", replace=r"\2", count=0), "1")
+
+
+def _doubling(levels):
+    """StringConcatenate fed by the one before it twice: 1000 * 2 ** levels characters."""
+    api = {"1": {"class_type": "StringConcatenate", "inputs": {"string_a": "x" * 1000, "string_b": "", "delimiter": ""}}}
+    for i in range(2, levels + 2):
+        api[str(i)] = {"class_type": "StringConcatenate", "inputs": {"string_a": [str(i - 1), 0],
+                                                                     "string_b": [str(i - 1), 0], "delimiter": ""}}
+    return api, str(levels + 1)
+
+
+@pytest.mark.parametrize("nodes, sink, message", [
+    # sixty levels asked for 2 ** 60 characters (a MemoryError traceback); eleven pass the million
+    (*_doubling(11), "makes more than 1000000"),
+    ({"1": {"class_type": "StringReplace", "inputs": {"string": "a" * 2000, "find": "a", "replace": "b" * 1000}}}, "1",
+     "makes a text of 2000000 characters"),
+    (_regex("RegexReplace", string="a" * 2000, regex_pattern="", replace="b" * 1000, count=0), "1",
+     "makes a text of more than 1000000 characters"),
+    # json.loads and re's parser recurse: a RecursionError traceback
+    ({"1": {"class_type": "JsonExtractString", "inputs": {"json_string": "[" * 100000, "key": "a"}}}, "1",
+     "nests deeper than Python's JSON reader goes"),
+    (_regex("RegexExtract", string="ab", regex_pattern="(" * 5000 + ")" * 5000, mode="First Match", group_index=1),
+     "1", "nests too deep for Python's re"),
+    # JSON's Infinity as an index: int() raised OverflowError, reported as a damaged file
+    ({"1": {"class_type": "CustomCombo", "inputs": {"choice": "x", "index": float("inf")}}}, "1",
+     "cannot convert float infinity to integer")])
+def test_string_nodes_that_would_exhaust_memory_or_the_stack_say_why(nodes, sink, message):
+    assert message in _folded_text(nodes, sink)
+
+
+def test_the_texts_a_file_folds_are_bounded_together(monkeypatch):
+    """Ten thousand nodes of a million characters each stay under MAX_TEXT one by one: all of them count."""
+    from app.comfyui.packs import logic
+    monkeypatch.setattr(logic, "MAX_FOLDED", 5000)
+    api = {str(i): {"class_type": "StringConcatenate", "inputs": {"string_a": "x" * 1000, "string_b": "",
+                                                                  "delimiter": ""}} for i in range(1, 7)}
+    assert "more than 5000 characters in all" in _folded_text(api, "6")
+
+
+def test_a_formula_multiplying_the_values_list_is_refused_before_it_runs():
+    """values * 10 ** 9 built a list of billions of items (a MemoryError traceback); the list goes in sum, min, max."""
+    from nodes.math.expr import FormError, check, evaluate
+    assert "computes with the list `values`" in check("sum(values * 1000)", "ab")
+    with pytest.raises(FormError, match="list `values`"):
+        evaluate("values + values", {"a": 1})
+    assert evaluate("sum(values) + max(values)", {"a": 1, "b": 2}) == 5

@@ -1018,6 +1018,47 @@ def test_a_comfyui_file_whose_subgraphs_multiply_is_refused_before_they_are_expa
                                 f"damaged or made to hang the import")
 
 
+def _chained_instances(count: int) -> dict:
+    """A ComfyUI UI workflow placing one subgraph (a StringConcatenate adding 'x') `count` times in a chain, the
+    last feeding a prompt: within the node limit, and each instance has links of its own."""
+    concat = {"id": 1, "type": "StringConcatenate", "mode": 0, "widgets_values": ["", "x", ""],
+              "inputs": [{"name": "string_a", "type": "STRING", "link": 1, "widget": {"name": "string_a"}}],
+              "outputs": [{"name": "STRING", "type": "STRING", "links": [2]}]}
+    sub = {"id": "add_x", "name": "add x", "nodes": [concat], "widgets": [],
+           "inputs": [{"id": "i", "name": "string_a", "type": "STRING", "linkIds": [1]}],
+           "outputs": [{"id": "o", "name": "STRING", "type": "STRING", "linkIds": [2]}],
+           "links": [{"id": 1, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0, "type": "STRING"},
+                     {"id": 2, "origin_id": 1, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "STRING"}]}
+    nodes = [{"id": i, "type": "add_x", "mode": 0, "widgets_values": [],
+              "inputs": [{"name": "string_a", "type": "STRING", "link": i - 1 if i > 1 else None}],
+              "outputs": [{"name": "STRING", "type": "STRING", "links": [i]}]} for i in range(1, count + 1)]
+    nodes.append({"id": count + 1, "type": "CLIPTextEncode", "mode": 0, "widgets_values": [""], "outputs": [],
+                  "inputs": [{"name": "clip", "type": "CLIP", "link": None},
+                             {"name": "text", "type": "STRING", "link": count, "widget": {"name": "text"}}]})
+    links = [[i, i, 0, i + 1, 0, "STRING"] for i in range(1, count + 1)]
+    return {"nodes": nodes, "links": links, "definitions": {"subgraphs": [sub]}}
+
+
+def test_a_comfyui_file_placing_a_subgraph_thousands_of_times_reads_its_links_once_a_pass(monkeypatch):
+    """4,900 chained instances of a one-node subgraph (under the 5,000-node limit) hung the import: each inlined
+    instance read every link of the file again, and built the set of its own links once per link, 400 of them took
+    20 s. Now a pass reads the file's links once, and each instance its subgraph's two: the link rows read grow as
+    the instances do, not as their square; the chain still builds the prompt ComfyUI builds."""
+    from app.comfyui import flatten, import_data
+    read = []
+    real = flatten._links
+    monkeypatch.setattr(flatten, "_links", lambda raw: read.append(len(raw or [])) or real(raw))
+    rows = {}
+    for count in (150, 300):
+        read.clear()
+        res = import_data(_chained_instances(count))
+        prompt, = [n for n in res.graph.nodes.values() if n.type == "encode.text"]
+        assert prompt.params["text"] == "x" * count
+        rows[count] = sum(read)
+    # read again per instance, 300 instances read 92,400 rows, about four times what 150 read
+    assert rows[300] <= 2.2 * rows[150], rows
+
+
 def test_a_gguf_whose_metadata_lies_about_a_tensors_shape_is_named_damaged(tmp_path):
     """ComfyUI-GGUF keeps a flattened tensor's true shape as metadata (comfy.gguf.orig_shape.NAME), which was taken as
     it stood: a file holding 16 values for patch_embedding.weight, stated as 1,000,000 x 16 x 1 x 2 x 2, was read as

@@ -206,6 +206,10 @@ def test_latent_frame_nodes_replace_and_even_out_the_start():
     assert torch.equal(out[:, :, 8], x.samples[:, :, 8]) and replace_frames(x, None, 0) is x
     with pytest.raises(NodeError, match="outside this latent's 9 frames"):
         replace_frames(x, src, 9)
+    with pytest.raises(NodeError, match="the source latent is a batch of 2 and the destination of 1"):
+        replace_frames(x, src.with_samples(src.samples.repeat(2, 1, 1, 1, 1)), 0)
+    assert torch.equal(replace_frames(x.with_samples(x.samples.repeat(2, 1, 1, 1, 1)), src, 0).samples[1, :, :2],
+                       src.samples[0])                  # one source goes into every video of a batch, as torch's
     # ComfyUI leaves the destination as it is where the source does not fit: overflow "keep", which its import sets,
     # does the same and says so (cutting the source short changed the frames of a graph ComfyUI ran unchanged)
     logs = []

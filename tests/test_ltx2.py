@@ -245,6 +245,25 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
     assert (det.family, det.variant) == ("ltx2", "22B-dev")          # LTX-2.3 loads: tests/test_ltx23.py
 
 
+def test_a_checkpoint_lacking_a_tensor_its_size_is_read_from_is_named(tiny, tmp_path):
+    """The converters read LTX-2's sizes from named tensors: a checkpoint cut or edited to lack one (the audio input
+    projection, the vocoder's first conv) failed with a bare KeyError as the node's message, a 1-D projection with
+    'not enough values to unpack'."""
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.converters.pipelines import load_single_file
+    state = load_file(str(tiny[1]))
+    path = tmp_path / "ltx-2-19b-distilled.safetensors"
+    for damaged, message in (
+            ({k: v for k, v in state.items() if "audio_patchify_proj" not in k}, "lacks the tensor audio_proj_in.weight"),
+            ({k: v for k, v in state.items() if not k.startswith("vocoder.conv_pre")}, "lacks the tensor conv_in.weight"),
+            ({k: v.flatten() if "audio_patchify_proj.weight" in k else v for k, v in state.items()},
+             "holds tensors of shapes no such model has")):
+        save_file(damaged, str(path))
+        with pytest.raises(NodeError) as e:
+            load_single_file("ltx2", path, torch.float32)
+        assert str(e.value).startswith(str(path)) and message in str(e.value) and "may be damaged" in str(e.value)
+
+
 def test_gemma3_prompt_through_the_checkpoints_connectors_matches_diffusers(tiny, gemma):
     """ComfyUI's gemma_3_12B_it file with the LTX-2 checkpoint (LTXAVTextEncoderLoader's pair) reads a prompt as
     LTX2Pipeline.encode_prompt and its connectors do, the tokenizer being the file's own sentencepiece model."""
@@ -797,3 +816,63 @@ def test_reference_voice_is_read_before_the_sound_with_identity_guidance(tiny, g
                              (got.audio.permute(0, 2, 1, 3).reshape(1, 9, 16), want[1])):
             assert ((mine - theirs).norm() / theirs.norm()).item() < bound
     assert not torch.allclose(with_voice[1], without[1])
+
+
+def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
+    """condition.guide_video, condition.reference_voice and both noise masks (a start frame, a song's first steps)
+    in one model pass, as ComfyUI's LTXAV takes them together: the guide's tokens after the video's at timestep 0 and
+    frame 0's places, the voice's before the sound at timestep 0 ending 40 ms before it, each kept token at
+    timestep 0, the cross-attention gates at each stream's highest timestep; only the clip's own tokens come out."""
+    import dataclasses
+    from graph_engine.context import Context
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.ltx2_guide import GUIDE
+    from nodes.generate.ltx2_sound import REFERENCE
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    parts, path = tiny
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), gemma[2].name, path.name, "auto", "cpu")
+    rng = torch.Generator().manual_seed(5)
+    guide, ref = torch.randn(1, 8, 1, 2, 2, generator=rng), torch.randn(1, 3, 16, generator=rng)
+    pos = encode_prompt(te, PROMPT).with_extra(**{GUIDE: guide, REFERENCE: ref})
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    mask, heard = torch.ones(1, 1, 2, 2, 2), torch.ones(1, 1, 9, 1)
+    mask[:, :, 0], heard[:, :, :4] = 0.0, 0.0
+    latent = dataclasses.replace(latent, mask=mask, audio_mask=heard)
+    adapter, handle = get_adapter("ltx2"), loaded["model"]
+    handle = adapter.for_latent(handle, latent)
+    video, sound = torch.randn(1, 8, 2, 2, 2, generator=rng), torch.randn(1, 1, 9, 16, generator=rng)
+    x_in = torch.cat([video.reshape(1, -1), sound.reshape(1, -1)], 1).view(1, 1, 1, 1, -1)
+    inputs = adapter.conditioning_inputs(handle, [pos], [0, 1], 1, torch.device("cpu"), torch.float32)
+    inputs["noise_mask"] = adapter.pack_mask(latent)
+    t = torch.tensor([700.0])
+    with torch.no_grad():
+        out = adapter.forward(handle, x_in, t, inputs).reshape(1, -1)
+
+    model_t, e, m = parts["transformer"], pos.embeds, pos.mask
+    cut = e.shape[-1] - model_t.audio_caption_projection.linear_1.in_features
+    tokens = torch.cat([video.permute(0, 2, 3, 4, 1).reshape(1, 8, 8), guide.permute(0, 2, 3, 4, 1).reshape(1, 4, 8)], 1)
+    video_t = torch.cat([torch.zeros(4), torch.full((4,), 700.0), torch.zeros(4)])[None]
+    place = model_t.rope.prepare_video_coords
+    coords = torch.cat([place(1, 2, 2, 2, "cpu", fps=24.0), place(1, 1, 2, 2, "cpu", fps=24.0)], 2)
+    # audio RoPE times in seconds, [start, end) per latent step: mel frames 4i-3 (causal, from 0) to 4i+1, 10 ms each
+    times = lambda k: torch.stack([(4 * torch.arange(k) - 3).clamp(min=0), 4 * torch.arange(k) + 1], -1) * 0.01  # noqa: E731,E501
+    before = times(3)
+    audio_coords = torch.cat([before - (before[-1, 1] + 0.04), times(9)])[None, None]
+    audio = torch.cat([ref, sound.permute(0, 2, 1, 3).reshape(1, 9, 16)], 1)
+    audio_t = torch.cat([torch.zeros(3 + 4), torch.full((5,), 700.0)])[None]
+    with torch.no_grad():
+        v, a = model_t(hidden_states=tokens, audio_hidden_states=audio, encoder_hidden_states=e[..., :cut],
+                       audio_encoder_hidden_states=e[..., cut:], encoder_attention_mask=m,
+                       audio_encoder_attention_mask=m, timestep=video_t, audio_timestep=audio_t,
+                       sigma=torch.tensor([700.0]), audio_sigma=torch.tensor([700.0]), num_frames=2, height=2,
+                       width=2, fps=24.0, audio_num_frames=9, video_coords=coords, audio_coords=audio_coords,
+                       use_cross_timestep=True, return_dict=False)
+    want_v = v[:, :8].reshape(1, 2, 2, 2, 8).permute(0, 4, 1, 2, 3).reshape(1, -1)
+    want_a = a[:, 3:].reshape(1, 9, 1, 16).permute(0, 2, 1, 3).reshape(1, -1)
+    want = torch.cat([want_v, want_a], 1)
+    assert ((out - want).norm() / want.norm()).item() < 1e-5

@@ -120,6 +120,26 @@ def test_a_base_wav2vec2_file_is_encoded_with_its_own_layer_norms_and_unnormalis
     assert torch.allclose(feats["layers"], want, atol=1e-4), (feats["layers"] - want).abs().max()
 
 
+@pytest.mark.parametrize("damage, message", [
+    # the size is read from these tensors by name: a KeyError, an IndexError and a state_dict RuntimeError
+    (lambda sd: {k: v for k, v in sd.items() if ".layers.0." not in k},
+     "lacks encoder.layers.0.feed_forward.intermediate_dense.weight, which gives a wav2vec2 encoder's size"),
+    (lambda sd: {k: v for k, v in sd.items() if "feature_extractor" not in k},
+     "lacks feature_extractor.conv_layers.0.conv.weight"),
+    (lambda sd: {**sd, "wav2vec2.encoder.layers.1.feed_forward.intermediate_dense.weight": torch.zeros(32, 128)},
+     "its encoder.layers.1.feed_forward.intermediate_dense.weight is (32, 128), where the encoder its other tensors "
+     "describe has (64, 128)")])
+def test_a_damaged_speech_encoder_file_is_named_with_what_it_lacks(tmp_path, encoder, damage, message):
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.generate.audio_encoder import build
+    path = tmp_path / "wav2vec2.safetensors"
+    save_file(damage(load_file(str(encoder[0]))), str(path))
+    with pytest.raises(NodeError, match="wav2vec2.safetensors") as e:
+        build(path, torch.float32, "cpu")
+    assert message in str(e.value) and "download it again" in str(e.value)
+
+
 def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     """LoadAudio, AudioEncoderLoader and AudioEncoderEncode become io.load_audio, load.audio_encoder and
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the

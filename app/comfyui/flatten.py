@@ -282,11 +282,47 @@ def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]],
         inst = [n for n in nodes if n.get("type") in defs]
         if not inst:
             return nodes, links
+        table, by_id, inner = _LinkTable(links), {}, []
+        for n in nodes:
+            by_id.setdefault(str(n.get("id")), []).append(n)
         for n in inst:
             sub = defs[n["type"]]
-            nodes, links = _inline(n, sub, nodes, links, *_instance_values(n, sub, lambda m, i: held(m, i, 1)),
-                                   remarks)
+            inner += _inline(n, sub, by_id, table, *_instance_values(n, sub, lambda m, i: held(m, i, 1)), remarks)
+        placed = {id(n) for n in inst}
+        nodes = [n for n in nodes if id(n) not in placed] + inner
+        links = table.rows()
     raise ComfyImportError(NESTED_TOO_DEEP)
+
+
+class _LinkTable:
+    """A pass's outer links, indexed by the nodes they join, as instances are inlined one after another: each
+    instance finds its own links without reading them all (a file of 4,900 chained instances, reading every link
+    for each, hung the import)."""
+    def __init__(self, links):
+        self.raw = links
+        self.norm = _links(links)
+        self.touching: Dict[str, List[Any]] = {}
+        for lid, (o, _, t, _) in self.norm.items():
+            self.touching.setdefault(o, []).append(lid)
+            self.touching.setdefault(t, []).append(lid)
+        self.gone: set = set()
+        self.next_id = max([k for k in self.norm if isinstance(k, int)] + [0]) + 1
+
+    def of(self, node_id: str):
+        """(link id, (origin, origin slot, target, target slot)) of every live link to or from the node."""
+        return [(lid, self.norm[lid]) for lid in dict.fromkeys(self.touching.get(node_id, ()))
+                if lid not in self.gone and lid in self.norm]
+
+    def add(self, src, src_slot, dst, dst_slot) -> int:
+        lid, self.next_id = self.next_id, self.next_id + 1
+        self.raw.append([lid, src, src_slot, dst, dst_slot, "*"])
+        self.norm[lid] = (str(src), int(src_slot), str(dst), int(dst_slot))
+        self.touching.setdefault(str(src), []).append(lid)
+        self.touching.setdefault(str(dst), []).append(lid)
+        return lid
+
+    def rows(self):
+        return [l for l in self.raw if (l[0] if isinstance(l, list) else l["id"]) not in self.gone]
 
 
 def _check_size(total: int, how: str = "") -> None:
@@ -316,11 +352,13 @@ def _expanded_count(nodes, defs) -> int:
     return count(nodes, 0)
 
 
-def _inline(inst, sub, nodes, links, promoted, unread, remarks):
-    """`promoted`: subgraph input k -> what it gives when nothing outside is linked to it; `unread`: k -> the node
-    whose widget holds that value where it cannot be read (_instance_values)."""
+def _inline(inst, sub, outer, table: _LinkTable, promoted, unread, remarks):
+    """The instance's subgraph nodes, renamed and joined to the outer links in `table` (which gains the links
+    through the subgraph and loses the instance's own); `outer` (node id -> nodes) gains them too. `promoted`:
+    subgraph input k -> what it gives when nothing outside is linked to it; `unread`: k -> the node whose widget holds
+    that value where it cannot be read (_instance_values)."""
     pid = f"{inst['id']}:"
-    norm = _links(links)
+    own = table.of(str(inst["id"]))
     inner_links = _links(sub.get("links"))
     _mend_lost_outputs(sub, inner_links, pid, remarks)
     inner_nodes = []
@@ -332,7 +370,7 @@ def _inline(inst, sub, nodes, links, promoted, unread, remarks):
             m["mode"] = n.get("mode") if n.get("mode") in (MODE_NEVER, MODE_BYPASS) else inst.get("mode")
         m["inputs"] = [dict(i) for i in n.get("inputs") or []]
         inner_nodes.append(m)
-    by_id = {m["id"]: m for m in inner_nodes}
+    inner = {m["id"]: m for m in inner_nodes}
     # which outer link feeds the subgraph's input k; which outer links leave its output k. The instance lists
     # only some of the subgraph's inputs (widget inputs left unlinked are not there), so its slots are matched
     # to the subgraph's inputs by name
@@ -342,30 +380,23 @@ def _inline(inst, sub, nodes, links, promoted, unread, remarks):
     def slot_in_sub(t_slot):
         name = inst_inputs[t_slot].get("name") if t_slot < len(inst_inputs) else None
         return sub_slot.get(name, t_slot)
-    into = {slot_in_sub(t_slot): (o, o_slot) for lid, (o, o_slot, t, t_slot) in norm.items() if t == str(inst["id"])}
+    into = {slot_in_sub(t_slot): (o, o_slot) for lid, (o, o_slot, t, t_slot) in own if t == str(inst["id"])}
     out_of = {}
-    for lid, (o, o_slot, t, t_slot) in norm.items():
+    for lid, (o, o_slot, t, t_slot) in own:
         if o == str(inst["id"]):
             out_of.setdefault(o_slot, []).append((lid, t, t_slot))
-    new_links = [l for l in links if (l[0] if isinstance(l, list) else l["id"]) not in
-                 {lid for lid, (o, _, t, _) in norm.items() if str(inst["id"]) in (o, t)}]
-    next_id = max([k for k in norm if isinstance(k, int)] + [0]) + 1
-    inner_to_outer = {}
+    table.gone.update(lid for lid, _ in own)
     for lid, (o, o_slot, t, t_slot) in inner_links.items():
-        inner_to_outer[lid] = next_id
-        next_id += 1
-    for lid, (o, o_slot, t, t_slot) in inner_links.items():
-        new = inner_to_outer[lid]
         if o == "-10":                                       # from the subgraph's input k
             if o_slot in promoted and o_slot not in into:    # unconnected: the instance's widget gives its value
                 src, src_slot = f"{pid}input{o_slot}", 0
-                if src not in by_id:
-                    by_id[src] = {"id": src, "type": "PrimitiveNode", "mode": 0, "inputs": [],
+                if src not in inner:
+                    inner[src] = {"id": src, "type": "PrimitiveNode", "mode": 0, "inputs": [],
                                   "outputs": [{"name": "", "type": "*"}], "widgets_values": [promoted[o_slot]]}
-                    inner_nodes.append(by_id[src])
+                    inner_nodes.append(inner[src])
             elif o_slot not in into:
-                _unlink(by_id.get(pid + t), t_slot)          # unconnected: the inner widget keeps its value
-                target = by_id.get(pid + t)
+                _unlink(inner.get(pid + t), t_slot)          # unconnected: the inner widget keeps its value
+                target = inner.get(pid + t)
                 if o_slot in unread and target is not None and t_slot < len(target["inputs"]) \
                         and not target["inputs"][t_slot].get("widget"):
                     holder = unread[o_slot]
@@ -382,14 +413,12 @@ def _inline(inst, sub, nodes, links, promoted, unread, remarks):
             src, src_slot = pid + o, o_slot
         if t == "-20":                                       # to the subgraph's output k
             for outer_lid, dst, dst_slot in out_of.get(t_slot, []):
-                new_links.append([next_id, src, src_slot, dst, dst_slot, "*"])
-                _relink(nodes, dst, dst_slot, outer_lid, next_id)
-                next_id += 1
+                _relink(outer.get(str(dst), ()), dst, dst_slot, outer_lid, table.add(src, src_slot, dst, dst_slot))
             continue
-        new_links.append([new, src, src_slot, pid + t, t_slot, "*"])
-        _relink_inner(by_id.get(pid + t), t_slot, lid, new)
-    nodes = [n for n in nodes if n is not inst] + inner_nodes
-    return nodes, new_links
+        _relink_inner(inner.get(pid + t), t_slot, lid, table.add(src, src_slot, pid + t, t_slot))
+    for m in inner_nodes:
+        outer.setdefault(str(m["id"]), []).append(m)
+    return inner_nodes
 
 
 def _mend_lost_outputs(sub, inner_links, pid, remarks) -> None:

@@ -36,6 +36,8 @@ def config_of(sd: dict):
     from transformers import Wav2Vec2Config
     convs = sorted({int(m[1]) for k in sd if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.", k))})
     layers = {int(m[1]) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+    if not convs:
+        raise KeyError("feature_extractor.conv_layers.0.conv.weight")
     hidden = sd[_PROBE].shape[0]
     pos = sd["encoder.pos_conv_embed.conv.parametrizations.weight.original1"].shape
     kernels = [sd[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1] for i in convs]
@@ -80,13 +82,24 @@ def holding(make, sd: dict, name: str, kind: str):
     """The module `make` builds (on the meta device), holding the tensors of `sd` in float32; the file `name` lacking
     some of them is named with what is wrong."""
     import torch
-    with torch.device("meta"):
-        model = make()
+    damaged = "the file is cut short or another model's; download it again"
+    try:
+        with torch.device("meta"):
+            model = make()
+    except KeyError as e:
+        # the size is read from named tensors: a file without its first layer, or its convolutions, was a KeyError
+        raise NodeError(f"{name} lacks {e.args[0]}, which gives a {kind} encoder's size: {damaged}") from None
+    except (IndexError, ValueError, ZeroDivisionError) as e:      # a tensor of too few dimensions, or a 0 in one
+        raise NodeError(f"{name} holds tensors of shapes no {kind} encoder has ({e}): {damaged}") from None
     want = model.state_dict()
     missing = sorted(set(want) - set(sd))
     if missing:
         raise NodeError(f"{name} lacks {len(missing)} of a {kind} encoder's tensors ({', '.join(missing[:3])}...): "
-                        "the file is cut short or another model's; download it again")
+                        f"{damaged}")
+    wrong = [k for k in want if tuple(sd[k].shape) != tuple(want[k].shape)]
+    if wrong:
+        raise NodeError(f"{name}: its {wrong[0]} is {tuple(sd[wrong[0]].shape)}, where the encoder its other "
+                        f"tensors describe has {tuple(want[wrong[0]].shape)}: {damaged}")
     model.load_state_dict({k: sd[k].to(torch.float32) for k in want}, assign=True)
     return model
 

@@ -26,6 +26,10 @@ def replace_frames(destination: Latent, source: Optional[Latent], index: int, ov
     if src.shape[1] != dst.shape[1] or src.shape[-2:] != dst.shape[-2:]:
         raise NodeError(f"the source latent is {list(src.shape[1:])} (channels, frames, height, width) and the "
                         f"destination {list(dst.shape[1:])}: make both with the same VAE at the same size")
+    if src.shape[0] not in (1, dst.shape[0]):
+        # torch's broadcast error (a RuntimeError of 'expanded size') was the node's message
+        raise NodeError(f"the source latent is a batch of {src.shape[0]} and the destination of {dst.shape[0]}: give a "
+                        f"source of one (put in every video of the batch) or of {dst.shape[0]}")
     if overflow == "keep" and not (0 <= start and start + src.shape[2] <= t):
         log(f"the source's {src.shape[2]} latent frames do not fit in the destination's {t} from index {index}: the "
             "destination is passed on unchanged (overflow 'keep', as ComfyUI does); set overflow to 'cut' to put in "

@@ -3,8 +3,8 @@ from graph_engine import Param, node
 from graph_engine.types import VIDEO
 
 _FACTOR = dict(min=2, max=16, help="output frames per input pair: (N-1)*factor+1 frames in all")
-_FPS = dict(min=0.0, max=480.0, help="target frame rate; 0 = use factor (then in-betweens sit at k/factor)")
-_CUTS = dict(min=0.0, max=1.0, help="colour-histogram change (0-1) above which a pair is a scene cut (above half "
+_FPS = dict(zero="auto", min=0.0, max=480.0, help="target frame rate; 0 = use factor (then in-betweens sit at k/factor)")
+_CUTS = dict(zero="off", min=0.0, max=1.0, help="colour-histogram change (0-1) above which a pair is a scene cut (above half "
                                     "of it, where no motion matches the two frames either) and its in-betweens "
                                     "repeat the nearer frame instead of blending; 0 = never")
 _MULT = dict(help="per-pair overrides of factor: 'PAIR:N' or 'FIRST-LAST:N', comma-separated, pairs counted "

@@ -131,7 +131,12 @@ def _eval(node, names):
             raise FormError(f"no value named {node.id!r}")
         return names[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
-        return BINARY[type(node.op)](_eval(node.left, names), _eval(node.right, names))
+        left, right = _eval(node.left, names), _eval(node.right, names)
+        if isinstance(left, list) or isinstance(right, list):
+            # Python's list * n: values * 10 ** 9 asked for billions of items, a MemoryError traceback
+            raise FormError(f"{ast.unparse(node)!r} computes with the list `values`: it goes in sum(), min() or "
+                            f"max() only")
+        return BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
         return UNARY[type(node.op)](_eval(node.operand, names))
     if isinstance(node, ast.Compare) and all(type(o) in COMPARE for o in node.ops):

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import subprocess
+import sys
+import time
 from typing import Any, Dict, Optional, Sequence
 
 from ..out import Out
+from . import regex_child
 
 # comfy_extras/nodes_resolution.py's aspect ratios
 ASPECT_RATIOS = {"1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)": (4, 3),
@@ -35,39 +38,45 @@ def resolution(aspect_ratio: str, megapixels: float, multiple: int = 8, minimum:
     return width, height
 
 
-def _flags(case_insensitive, multiline, dotall) -> int:
-    return (re.IGNORECASE if case_insensitive else 0) | (re.MULTILINE if multiline else 0) | \
-        (re.DOTALL if dotall else 0)
+# A stranger's file is folded at import, before anyone looks at it, so its string nodes are bounded: a prompt is a
+# few thousand characters, and StringConcatenate fed twice by the one before it doubles a text per node (sixty of them
+# asked for 2 ** 60 characters, a MemoryError traceback); StringReplace and RegexReplace multiply one text by another.
+MAX_TEXT = regex_child.MAX_TEXT
+# and every text the file's nodes compute, together (ten thousand nodes of a million characters each)
+MAX_FOLDED = 16_000_000
+# The time all of a file's regular expressions may take, together. ComfyUI runs them with Python's re too, but only
+# when its user presses Queue on a workflow they chose to run; Kinograph matches them on import, and (a|aa)+$ on forty
+# characters backtracks for hours in re. Nothing stops re from outside in the same process: an alarm signal reaches
+# the main thread only, and a length cap does not help (forty characters suffice). The `regex` package's timeout
+# would, but its compiler expands counted repeats (a{100000000} took all memory). So the pattern runs in a child
+# process (Python's own re, ComfyUI's semantics exactly) that is killed when the time is up, its memory capped;
+# starting one costs some 30 ms, and a workflow has a handful of regex nodes.
+REGEX_SECONDS = 5.0
 
 
-def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False, dotall=False, group_index=1):
-    """RegexExtract: the first match, all matches, the first match's group or every match's group (joined by
-    newlines); an invalid pattern or a missing group gives '', as in ComfyUI."""
-    flags = _flags(case_insensitive, multiline, dotall)
+def regex_in_child(function: str, args, seconds: float) -> str:
+    """regex_child's `function` on `args`, in a child process given `seconds`."""
+    if seconds <= 0:
+        raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
+                         f"({_short(str(args[1]))}) was not tried")
     try:
-        if mode == "First Match":
-            m = re.search(pattern, string, flags)
-            return m.group(0) if m else ""
-        if mode == "All Matches":
-            found = re.findall(pattern, string, flags)
-            return "\n".join(f[0] if isinstance(f, tuple) else f for f in found)
-        if mode == "First Group":
-            m = re.search(pattern, string, flags)
-            return m.group(group_index) if m and len(m.groups()) >= group_index else ""
-        if mode == "All Groups":
-            return "\n".join(m.group(group_index) for m in re.finditer(pattern, string, flags)
-                             if m.groups() and len(m.groups()) >= group_index)
-    except re.error:
-        pass
-    return ""
-
-
-def regex_replace(string, pattern, replace, case_insensitive=True, multiline=False, dotall=False, count=0):
-    """RegexReplace: re.sub with the node's flags (an invalid pattern fails in ComfyUI too)."""
+        done = subprocess.run([sys.executable, "-I", regex_child.__file__], input=json.dumps(
+            {"function": function, "args": list(args)}), capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"regex_pattern {_short(str(args[1]))} did not finish in the {seconds:.3g} s left to the "
+                         f"file's patterns on its {len(args[0])} characters of text: it backtracks without end (as "
+                         f"(a|aa)+$ does); simplify it") from None
     try:
-        return re.sub(pattern, replace, string, count=count, flags=_flags(case_insensitive, multiline, dotall))
-    except re.error as e:
-        raise ValueError(f"regex_pattern {pattern!r} is not a valid regular expression ({e})") from None
+        out = json.loads(done.stdout)
+    except ValueError:
+        raise ValueError(f"regex_pattern {_short(str(args[1]))} stopped the process matching it (exit code "
+                         f"{done.returncode}); simplify it") from None
+    if "error" in out:
+        raise ValueError(out["error"])
+    return out["value"]
+
+
+_short = regex_child._short
 
 
 def json_extract(json_string, key) -> str:
@@ -78,6 +87,8 @@ def json_extract(json_string, key) -> str:
         data = json.loads(json_string)
     except (json.JSONDecodeError, TypeError):
         return ""
+    except RecursionError:
+        raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
     if not isinstance(data, dict) or data.get(key) is None:
         return ""
     value = data[key]
@@ -108,6 +119,23 @@ def _string(cn_values, name):
     return v if isinstance(v, str) else str(v)
 
 
+def concatenate(a: str, b: str, delimiter: str) -> str:
+    """StringConcatenate: a, the delimiter, b (refused past MAX_TEXT characters)."""
+    if len(a) + len(b) + len(delimiter) > MAX_TEXT:
+        raise ValueError(f"joining texts of {len(a)} and {len(b)} characters makes more than {MAX_TEXT}; no prompt is "
+                         f"that long (is this node fed by the one before it twice?)")
+    return delimiter.join((a, b))
+
+
+def replace_text(string: str, find: str, replace: str) -> str:
+    """StringReplace: str.replace, refused where the result would pass MAX_TEXT characters."""
+    size = len(string) + string.count(find) * (len(replace) - len(find))
+    if size > MAX_TEXT:
+        raise ValueError(f"replacing {_short(find)} by {_short(replace)} makes a text of {size} characters; no prompt "
+                         f"is that long")
+    return string.replace(find, replace)
+
+
 class LogicNodes:
     def known(self, cn, names: Sequence[str], defaults: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The node's inputs, where every one is a constant in the file (None: the node is made a placeholder,
@@ -126,7 +154,11 @@ class LogicNodes:
         would refuse too (an unknown aspect ratio, a number it cannot read) the report's note."""
         try:
             results = compute()
-        except (ValueError, TypeError, IndexError) as e:
+            self._folded = getattr(self, "_folded", 0) + sum(len(r) for r in results if isinstance(r, str))
+            if self._folded > MAX_FOLDED:
+                raise ValueError(f"the file's string nodes compute more than {MAX_FOLDED} characters in all; no "
+                                 f"workflow's prompts are that long")
+        except (ValueError, TypeError, IndexError, OverflowError) as e:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(str(e))
             return None
@@ -153,6 +185,16 @@ class LogicNodes:
             self.outs[(cn.id, slot)] = Out((nid, port))
         return [nid]
 
+    def timed_regex(self, function, *args):
+        """regex_child's regex_extract or regex_replace in what is left of the file's REGEX_SECONDS (ten thousand
+        regex nodes must not take the whole time each)."""
+        left = getattr(self, "_regex_left", REGEX_SECONDS)
+        start = time.monotonic()
+        try:
+            return regex_in_child(function, args, left)
+        finally:
+            self._regex_left = left - (time.monotonic() - start)
+
     def special_resolution(self, cn, rule, params, notes):
         v = self.known(cn, ("aspect_ratio", "megapixels", "multiple"), {"aspect_ratio": "1:1 (Square)",
                                                                           "megapixels": 1.0, "multiple": 8})
@@ -165,27 +207,27 @@ class LogicNodes:
     def special_concatenate(self, cn, rule, params, notes):
         v = self.known(cn, ("string_a", "string_b", "delimiter"), {"delimiter": ""})
         return None if v is None else self.computed(
-            cn, lambda: (_string(v, "delimiter").join((_string(v, "string_a"), _string(v, "string_b"))),))
+            cn, lambda: (concatenate(_string(v, "string_a"), _string(v, "string_b"), _string(v, "delimiter")),))
 
     def special_replace(self, cn, rule, params, notes):
         v = self.known(cn, ("string", "find", "replace"), {})
         return None if v is None else self.computed(
-            cn, lambda: (_string(v, "string").replace(_string(v, "find"), _string(v, "replace")),))
+            cn, lambda: (replace_text(_string(v, "string"), _string(v, "find"), _string(v, "replace")),))
 
     def special_regex_extract(self, cn, rule, params, notes):
         v = self.known(cn, ("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",
                             "group_index"), {"mode": "First Match", "case_insensitive": True, "multiline": False,
                                              "dotall": False, "group_index": 1})
-        return None if v is None else self.computed(cn, lambda: (regex_extract(
-            _string(v, "string"), _string(v, "regex_pattern"), v["mode"], v["case_insensitive"], v["multiline"],
-            v["dotall"], int(v["group_index"])),))
+        return None if v is None else self.computed(cn, lambda: (self.timed_regex(
+            "regex_extract", _string(v, "string"), _string(v, "regex_pattern"), v["mode"], v["case_insensitive"],
+            v["multiline"], v["dotall"], int(v["group_index"])),))
 
     def special_regex_replace(self, cn, rule, params, notes):
         v = self.known(cn, ("string", "regex_pattern", "replace", "case_insensitive", "multiline", "dotall", "count"),
                        {"case_insensitive": True, "multiline": False, "dotall": False, "count": 0})
-        return None if v is None else self.computed(cn, lambda: (regex_replace(
-            _string(v, "string"), _string(v, "regex_pattern"), _string(v, "replace"), v["case_insensitive"],
-            v["multiline"], v["dotall"], int(v["count"])),))
+        return None if v is None else self.computed(cn, lambda: (self.timed_regex(
+            "regex_replace", _string(v, "string"), _string(v, "regex_pattern"), _string(v, "replace"),
+            v["case_insensitive"], v["multiline"], v["dotall"], int(v["count"])),))
 
     def special_json_extract(self, cn, rule, params, notes):
         v = self.known(cn, ("json_string", "key"), {})

@@ -121,14 +121,23 @@ def build(det, state: Dict[str, object], dtype, where: str):
         raise NodeError(f"{where} is {det.describe()}: Kinograph cannot load that kind of file yet")
     if det.role != "checkpoint" and det.prefix:
         state = strip_prefix(state, det.prefix)
+    unknown = "The file may be damaged or a variant Kinograph does not know."
     try:
         built = fn(state, det)
+        with init_empty_weights():
+            module = built.make()
     except NodeError as exc:
         if where in str(exc):
             raise
         raise NodeError(f"{where}: {exc}") from None   # converters know the tensors, not the file
-    with init_empty_weights():
-        module = built.make()
+    # Converters read the model's sizes from named tensors: a file without one (a cut or edited LTX-2 checkpoint
+    # lacking audio_proj_in) was a bare KeyError as the node's message, a tensor of too few dimensions a ValueError.
+    except KeyError as exc:
+        raise NodeError(f"{where} ({det.describe()}) lacks the tensor {exc.args[0]} (as diffusers names it), which "
+                        f"gives the model's size. {unknown}") from None
+    except (IndexError, ValueError, ZeroDivisionError) as exc:
+        raise NodeError(f"{where} ({det.describe()}) holds tensors of shapes no such model has ({exc}). "
+                        f"{unknown}") from None
     wanted = module.state_dict()
     built.state_dict = _align_prefix(built.state_dict, wanted)
     missing = [k for k in wanted if k not in built.state_dict]
@@ -138,14 +147,12 @@ def build(det, state: Dict[str, object], dtype, where: str):
     if missing or unexpected:
         raise NodeError(f"{where} ({det.describe()}) does not match the expected {type(module).__name__}: "
                         f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, unexpected "
-                        f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}. The file may be damaged or a "
-                        "variant Kinograph does not know.")
+                        f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}. {unknown}")
     bad = [k for k, v in built.state_dict.items() if k in wanted and tuple(v.shape) != tuple(wanted[k].shape)]
     if bad:
         k = bad[0]
         raise NodeError(f"{where} ({det.describe()}): tensor {k} has shape {tuple(built.state_dict[k].shape)}, "
-                        f"expected {tuple(wanted[k].shape)}. The file may be damaged or a variant Kinograph does "
-                        "not know.")
+                        f"expected {tuple(wanted[k].shape)}. {unknown}")
     module.load_state_dict(built.state_dict, strict=False, assign=True)
     _tie(module)
     if dtype is not None:

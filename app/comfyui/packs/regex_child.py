@@ -1,0 +1,90 @@
+"""ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), for the importer to run in a child
+process it can stop (logic.py says why). Run as a script it reads {"function", "args"} as JSON on stdin and writes
+{"value"} or {"error"}; it imports nothing of Kinograph, so that it starts in milliseconds."""
+import json
+import re
+import sys
+
+# no folded text is longer (logic.MAX_TEXT says why); '' replaced by a long text in a long one is their product
+MAX_TEXT = 1_000_000
+# the child's address space: Python and re need some tens of MB, a runaway pattern no more than this
+MAX_BYTES = 1 << 30
+
+
+def _flags(case_insensitive, multiline, dotall) -> int:
+    return (re.IGNORECASE if case_insensitive else 0) | (re.MULTILINE if multiline else 0) | \
+        (re.DOTALL if dotall else 0)
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + f"... ({len(text)} characters)"
+
+
+def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False, dotall=False, group_index=1):
+    """RegexExtract: the first match, all matches, the first match's group or every match's group (joined by
+    newlines); an invalid pattern or a missing group gives '', as in ComfyUI."""
+    flags = _flags(case_insensitive, multiline, dotall)
+    try:
+        if mode == "First Match":
+            m = re.search(pattern, string, flags)
+            return m.group(0) if m else ""
+        if mode == "All Matches":
+            found = re.findall(pattern, string, flags)
+            return "\n".join(f[0] if isinstance(f, tuple) else f for f in found)
+        if mode == "First Group":
+            m = re.search(pattern, string, flags)
+            return m.group(group_index) if m and len(m.groups()) >= group_index else ""
+        if mode == "All Groups":
+            return "\n".join(m.group(group_index) for m in re.finditer(pattern, string, flags)
+                             if m.groups() and len(m.groups()) >= group_index)
+    except re.error:
+        pass
+    return ""
+
+
+def regex_replace(string, pattern, replace, case_insensitive=True, multiline=False, dotall=False, count=0):
+    """RegexReplace: re.sub with the node's flags (an invalid pattern fails in ComfyUI too); each replacement is
+    counted as it is made, so that the text stops at MAX_TEXT characters."""
+    try:
+        rx = re.compile(pattern, _flags(case_insensitive, multiline, dotall))
+        rx.sub(replace, "")                 # a bad group reference fails here, matched or not, as in re.sub
+    except re.error as e:
+        raise ValueError(f"regex_pattern {_short(pattern)} is not a valid regular expression ({e})") from None
+    made = [len(string)]
+
+    def expand(m):
+        piece = m.expand(replace)
+        made[0] += len(piece)
+        if made[0] > MAX_TEXT:
+            raise ValueError(f"replacing {_short(pattern)} by {_short(replace)} makes a text of more than "
+                             f"{MAX_TEXT} characters; no prompt is that long")
+        return piece
+    return rx.sub(expand, string, count=count)
+
+
+FUNCTIONS = {"regex_extract": regex_extract, "regex_replace": regex_replace}
+
+
+def main():
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (MAX_BYTES, MAX_BYTES))
+    except (ImportError, ValueError, OSError):      # Windows has no resource module; a lower limit stays
+        pass
+    call = json.load(sys.stdin)
+    pattern = _short(str(call["args"][1]))
+    try:
+        out = {"value": FUNCTIONS[call["function"]](*call["args"])}
+    except ValueError as e:
+        out = {"error": str(e)}
+    except (IndexError, OverflowError, re.error) as e:      # a group it lacks, a{99999999999}
+        out = {"error": f"regex_pattern {pattern}: {e}"}
+    except RecursionError:
+        out = {"error": f"regex_pattern {pattern} nests too deep for Python's re; simplify it"}
+    except MemoryError:
+        out = {"error": f"regex_pattern {pattern} needs more than {MAX_BYTES >> 20} MB to match; simplify it"}
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
