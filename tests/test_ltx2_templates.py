@@ -278,7 +278,7 @@ def test_comfyui_ltx2_i2v_templates_run(tiny, gemma, tmp_path, monkeypatch):
     res, entries, got, yaml = results["video_ltx2_i2v_lora.json"]
     assert entries["92:97"][1] == "approx" and "names link 265, which the file's subgraph lacks" in \
         entries["92:97"][2][0]
-    assert entries["92:111"][:2] == ("ImageScaleToMaxDimension", "approx") and "side: longer" in yaml
+    assert entries["92:111"][:2] == ("ImageScaleToMaxDimension", "exact") and "side: longer" in yaml
     assert res.graph.inputs["save_video_75"]["video"] == ("vae_decode_tiled_92_116", "video")
     assert got["116"]["video"].length == 9 and got["116"]["video"].audio is not None
     assert sorted((tmp_path / "out").rglob("*.mp4"))
