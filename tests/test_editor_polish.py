@@ -189,3 +189,14 @@ def test_a_thumbnail_refits_only_the_frames_holding_its_node(make_window, monkey
     assert len(measured) == 1 + 13                  # itself, then every node once for its one frame
     grp = next(g for g in w.scene.groups.values() if g.scene_rect().contains(w.scene.nodes[held[0][0]].pos()))
     assert grp.scene_rect().contains(w.scene.nodes[held[0][0]].sceneBoundingRect())
+
+
+@pytest.mark.parametrize("lo, hi, step, rate", [(0.0, 1.0, 0.01, 0.001), (0.01, 1.0, 0.01, 0.001),
+                                                (0.01, 0.99, 0.01, 0.001), (-6.0, 6.0, 0.1, 0.01),
+                                                (0.0, 0.25, 0.001, 0.0002), (1500.0, 15000.0, 1.0, 10.0)])
+def test_a_range_a_little_short_of_a_round_one_steps_as_that_one(lo, hi, step, rate):
+    """denoise (0.01..1) stepped by 0.001 and dragged at 0.0005 a pixel where a 0..1 strength takes 0.01 and 0.001."""
+    from types import SimpleNamespace
+    from app.editor.geometry import drag_rate, value_step
+    p = SimpleNamespace(type="float", min=lo, max=hi, step=None)
+    assert (value_step(p), drag_rate(p)) == (step, pytest.approx(rate))
