@@ -111,17 +111,18 @@ class RegexChild:
         proc, self.proc = self.proc, None
         proc.kill()
         code = proc.wait()
-        for f in (proc.stdin, proc.stdout):
-            try:
-                f.close()
-            except OSError:         # a broken pipe's unflushed request
-                pass
+        try:
+            proc.stdin.close()
+        except OSError:             # a broken pipe's unflushed request
+            pass
         return code
 
 
 def _pump(stream, lines) -> None:
-    for line in stream:
-        lines.put(line)
+    # the stream is closed here, at its end, not by close(): closed under this thread's read it raised in it
+    with stream:
+        for line in stream:
+            lines.put(line)
     lines.put("")
 
 
