@@ -130,16 +130,27 @@ def _pump(stream, lines) -> None:
 _short = regex_child._short
 
 
+# JsonExtractString tries each '{' in turn, and one opening objects nested to the text's end is read to it: 450 of
+# them in a megabyte read 225M characters (8 s, 40 s for four megabytes, minutes for a 64 MB file) on import.
+MAX_JSON_READ = 10 * MAX_TEXT
+
+
 def json_extract(json_string, key) -> str:
     """JsonExtractString: the key's value in the first JSON object the text holds (words or a Markdown fence
     around it are passed over), as str() writes it; '' where it is missing or null, or no object reads. An object
     value comes out as Python prints a dict ({'mu': 0.5}), not JSON: ComfyUI's Ideogram template turns its quotes
     with a StringReplace before a second JsonExtractString reads it, and so must a file that chains two."""
     decoder = json.JSONDecoder()
+    read = 0
     for start in re.finditer(r"\{", json_string):
         try:
             data, _ = decoder.raw_decode(json_string, start.start())
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
+            read += e.pos - start.start()
+            if read > MAX_JSON_READ:
+                raise ValueError(f"json_string's {len(json_string)} characters hold objects that open and never "
+                                 f"close, each read to its end, more than {MAX_JSON_READ} characters in all; no "
+                                 f"model's answer is built so") from None
             continue
         except RecursionError:
             raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
