@@ -367,7 +367,7 @@ def test_blend_is_comfyuis(frames, mode, other_shape):
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
-@pytest.mark.parametrize("radius,sigma", [(1, 1.0), (3, 0.5), (4, 10.0)])
+@pytest.mark.parametrize("radius,sigma", [(1, 1.0), (3, 0.5), (4, 10.0), (8, 0.3)])
 def test_blur_is_comfyuis(frames, radius, sigma):
     from nodes.video.nodes import blur
     want = _levels(_comfy_blur(torch.from_numpy(frames).float() / 255, radius, sigma))
@@ -403,7 +403,10 @@ def test_blend_blur_longer_edge_and_alpha_nodes_import():
                        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "x"}}})
     status = {e.class_type: e.status for e in res.report.entries.values()}
     assert status["ImageBlur"] == status["ImageBlend"] == "exact"
-    assert status["ResizeImagesByLongerEdge"] == "exact" and status["ImageRemoveAlpha+"] == "approx"
+    # ComfyUI's int(h * longer_edge / w) rounds down where video.resize_side rounds: said, not claimed exact
+    assert status["ResizeImagesByLongerEdge"] == "approx" and status["ImageRemoveAlpha+"] == "approx"
+    assert any("rounds it down" in n for e in res.report.entries.values() for n in e.notes
+               if e.class_type == "ResizeImagesByLongerEdge")
     assert _node(res, "video.blur")["params"] == {"radius": 31, "sigma": 1.0}
     assert _node(res, "video.blend")["params"] == {"factor": 0.5, "mode": "overlay"}
     assert _node(res, "video.resize_side")["params"] == {"size": 1536, "side": "longer", "method": "lanczos"}
@@ -536,3 +539,31 @@ def test_vae_encode_tiled_imports_as_vae_encode_and_says_so():
     assert entry.status == "approx" and "along its tiles' edges" in entry.notes[0]
     enc = _node(res, "vae.encode")
     assert set(enc["inputs"]) == {"video", "vae"}
+
+
+@pytest.mark.parametrize("method", ["area", "bilinear", "bicubic", "nearest-exact"])
+@pytest.mark.parametrize("size", [(7, 3), (5, 4), (23, 17)])                 # (7, 3): a whole-number shrink
+def test_comfy_scaled_float_and_one_channel_are_torchs(method, size):
+    """The float pixels (Clip.linear) and a matte's one channel resample as ComfyUI's torch.interpolate does."""
+    from nodes.video.edit import comfy_scaled
+    rng = np.random.default_rng(11)
+    for frames in (rng.random((2, 9, 14, 3), dtype=np.float32) * 1.5, rng.integers(0, 256, (2, 9, 14, 1), np.uint8)):
+        want = torch.nn.functional.interpolate(torch.from_numpy(frames).float().permute(0, 3, 1, 2),
+                                               size=size[::-1], mode=method).permute(0, 2, 3, 1).numpy()
+        got = comfy_scaled(frames, *size, "nearest" if method == "nearest-exact" else method)
+        assert got.dtype == frames.dtype and got.shape == want.shape
+        assert np.abs(got - (want if frames.dtype != np.uint8 else np.clip(np.rint(want), 0, 255))).max() <= (
+            1e-4 if frames.dtype != np.uint8 else 1)
+
+
+def test_resize_side_and_pixels_saved_before_comfyuis_resampling_load_as_version_2():
+    """A workflow saved when video.resize_side and video.resize_pixels resampled by OpenCV (version 1) loads as
+    version 2, its parameters as they were: the cache key changes with the pixels, so a result cached then is not
+    served for the new resampling."""
+    from graph_engine.api import load_workflow
+    text = ("kinograph: 1\nnodes:\n  src: {type: generate.solid, params: {width: 8, height: 8}}\n"
+            "  side: {type: video.resize_side, version: 1, inputs: {video: src.video}, params: {size: 6}}\n"
+            "  px: {type: video.resize_pixels, version: 1, inputs: {video: side.video}, params: {megapixels: 0.5}}\n")
+    nodes = load_workflow(text=text).graph.nodes
+    assert (nodes["side"].version, nodes["side"].params) == (2, {"size": 6})
+    assert (nodes["px"].version, nodes["px"].params) == (2, {"megapixels": 0.5})

@@ -78,6 +78,9 @@ def test_edit_paste_into_another_window_lands_on_screen(make_window, registry):
     ("read", "io.load_"), ("merge", "video.over"), ("keylight", "video.matte"),
     ("kronos", "interpolate.flow"), ("framerange", "video.trim"), ("framehold", "video.frame"),
     ("append clip", "video.concat"), ("roto", "mask.track_points"), ("slow motion", "interpolate.flow"),
+    # a node's own name, which a task word rewrote into one no node has ('metrics.deflicker', 'stylize model')
+    # or into another node's ('scale' as 'resize': Scale (ComfyUI) not among the first five)
+    ("metrics.flicker", "metrics.flicker"), ("style model", "load.style_model"), ("scale", "video.scale"),
 ])
 def test_the_node_search_finds_what_nuke_and_blender_call_a_node(make_window, typed, first):
     """Nuke's Read, Write, Merge, Keylight, Kronos... found unrelated nodes or nothing."""

@@ -5,6 +5,9 @@ per-stream text projections in place of the transformer's caption projection, a 
 vocoder with bandwidth extension to 48 kHz; the names below are those of diffusers' conversion script for 2.3."""
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -232,21 +235,16 @@ def test_ltx23_template_nodes_map_as_comfyui_runs_them():
     assert entry.notes == ["audio_cfg 7.0 is not carried: Kinograph guides the sound at the video's cfg 3.0"]
 
 
-def test_comfyui_ltx23_t2v_template_runs(tiny23, tmp_path, monkeypatch):
-    """ComfyUI's video_ltx2_3_t2v template on the tiny 2.3 model under the template's file names (its 640x360 first
-    pass made 64x32, then LTX-2.3's x2 latent upscaler and the distilled LoRA's second pass): it runs to an MP4 with
-    video and sound, from the prompt as written (its enhancer and the enhancer's Gemma LoRA do not run), its
-    frame count floored to 8n+1 as ComfyUI's empty latent floors it (126 to 121; here 20 to 17)."""
-    import json
-    from pathlib import Path
+def _template_files(tiny23):
+    """The files ComfyUI's LTX-2.3 templates name, as links to the tiny model or tiny files of their own: the fp8
+    checkpoints, Gemma's NVFP4 file, the distilled LoRA and the x2 latent upscaler."""
     from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
     from safetensors.torch import save_file
-    from app.comfyui import import_data
     from comfy_layouts import link_as
-    from graph_engine.api import Session, load_workflow
     _, path, _, te_path = tiny23
     models = path.parents[1]
-    link_as(models / "checkpoints" / "ltx-2.3-22b-dev-fp8.safetensors", path)
+    for name in ("ltx-2.3-22b-dev-fp8.safetensors", "ltx-2.3-22b-distilled-fp8.safetensors"):
+        link_as(models / "checkpoints" / name, path)
     link_as(models / "text_encoders" / "gemma_3_12B_it_fp4_mixed.safetensors", te_path)
     for folder in ("loras", "latent_upscale_models"):
         (models / folder).mkdir(exist_ok=True)
@@ -257,6 +255,18 @@ def test_comfyui_ltx23_t2v_template_runs(tiny23, tmp_path, monkeypatch):
     up = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).state_dict()
     save_file({k: v.contiguous() for k, v in up.items()},
               str(models / "latent_upscale_models" / "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"))
+
+
+def test_comfyui_ltx23_t2v_template_runs(tiny23, tmp_path, monkeypatch):
+    """ComfyUI's video_ltx2_3_t2v template on the tiny 2.3 model under the template's file names (its 640x360 first
+    pass made 64x32, then LTX-2.3's x2 latent upscaler and the distilled LoRA's second pass): it runs to an MP4 with
+    video and sound, from the prompt as written (its enhancer and the enhancer's Gemma LoRA do not run), its
+    frame count floored to 8n+1 as ComfyUI's empty latent floors it (126 to 121; here 20 to 17)."""
+    import json
+    from pathlib import Path
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    _template_files(tiny23)
     data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / "video_ltx2_3_t2v.json").read_text())
     res = import_data(data)
     assert "unmapped" not in {e.status for e in res.report.entries.values()}
@@ -278,3 +288,51 @@ def test_comfyui_ltx23_t2v_template_runs(tiny23, tmp_path, monkeypatch):
         assert len(f.streams.video) == 1 and len(f.streams.audio) == 1
         video = f.streams.video[0]
         assert (video.codec_context.width, video.codec_context.height, video.frames) == (128, 64, 17)
+
+
+@pytest.mark.parametrize("name, sizes, made, guides", [
+    # image and song to video: its song trimmed to 9 s (here 1 s of a 0.5 s song), the picture as the start frame
+    ("video_ltx2_3_ia2v.json", (("width: 640\n      height: 360", "width: 64\n      height: 32"),
+                                ("frames: 217", "frames: 17"), ("ltx_23_audio.mp3", "song.wav")), (128, 64), []),
+    # first and last frame: two guides (condition.guide_video at frames 0 and -1, strength 0.7)
+    ("video_ltx2_3_flf2v.json", (("width: 1280\n      height: 720\n      fps", "width: 64\n      height: 32\n"
+                                                                          "      fps"), ("frames: 126", "frames: 17")),
+     (64, 32), [(-1, 0.7), (0, 0.7)]),
+])
+def test_comfyui_ltx23_picture_templates_run(tiny23, tmp_path, monkeypatch, name, sizes, made, guides):
+    """ComfyUI's video_ltx2_3_ia2v (a picture sung to a song: io.trim_audio, latent.set_sound, latent.start_image)
+    and video_ltx2_3_flf2v (first and last pictures as LTXVAddGuide at strength 0.7: condition.guide_video, which
+    the import now carries) on the tiny 2.3 model under the templates' file names, made 64x32 and 17 frames: each
+    runs to an MP4 with video and sound (ia2v's second pass at twice the size); the guides' frames are cut after
+    the run."""
+    import json
+    from pathlib import Path
+    import av
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from test_ltx2 import _song
+    _template_files(tiny23)
+    res = import_data(json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / name).read_text()))
+    assert not {e.status for e in res.report.entries.values()} & {"unmapped", "missing"}
+    assert sorted((n.params["frame_idx"], n.params["strength"]) for n in res.graph.nodes.values()
+                  if n.type == "condition.guide_video") == guides
+    assert {e.status for e in res.report.entries.values() if e.class_type == "LTXVAddGuide"} <= {"exact"}
+    yaml = res.yaml
+    for old, new in sizes:
+        assert yaml.count(old) == 1, old
+        yaml = yaml.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    for picture in {m for m in re.findall(r"path: (\S+\.png)", yaml)}:
+        Image.fromarray(rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)).save(tmp_path / picture)
+    _song(tmp_path / "song.wav")
+    wf = tmp_path / "run.kino.yaml"
+    wf.write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert out.ok, out.failed
+    saved = sorted((tmp_path / "out").rglob("*.mp4"))
+    with av.open(str(saved[0])) as f:
+        assert len(f.streams.video) == 1 and len(f.streams.audio) == 1
+        video = f.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height, video.frames) == (*made, 17)

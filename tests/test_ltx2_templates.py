@@ -38,7 +38,6 @@ def test_guide_clip_samples_as_ltx2_in_context_pipeline(tiny, gemma, parts, monk
     from PIL import Image
     import diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora as ic
     from graph_engine import NodeError
-    from graph_engine.clip import Clip
     from nodes.generate.adapters.ltx2 import joined
     from nodes.generate.ltx2_guide import with_guide
     from nodes.generate.sampling import run_sampling
@@ -49,12 +48,13 @@ def test_guide_clip_samples_as_ltx2_in_context_pipeline(tiny, gemma, parts, monk
     frames = np.random.default_rng(2).integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
     latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
     plain = encode_prompt(te, PROMPT), encode_prompt(te, "blurry")
-    pos, neg = with_guide(loaded["vae"], *plain, latent, Clip.from_array(frames))
+    pos, neg = with_guide(loaded["vae"], *plain, latent, frames)
     g = torch.Generator().manual_seed(3)
     video_noise = torch.randn(latent.samples.shape, generator=g)
     audio_noise = torch.randn(latent.audio.shape, generator=g)
+    # the guide's frames follow the video's in the run (noise they take is never read at strength 1)
     out = run_sampling(loaded["model"], pos, neg, latent, steps=2, cfg=3.0, sampler="euler", seed=3,
-                       noise=joined(video_noise, audio_noise))
+                       noise=joined(torch.cat([video_noise, torch.randn(video_noise.shape)], 2), audio_noise))
     ref = diffusers.LTX2InContextPipeline(scheduler=scheduler("ltx2"), text_encoder=gemma[0],
                                           tokenizer=te.pipe.tokenizer, **tiny[0])
     draws = []
@@ -79,8 +79,92 @@ def test_guide_clip_samples_as_ltx2_in_context_pipeline(tiny, gemma, parts, monk
     wider = empty_latent(loaded["vae"], 9, 128, 64, 24.0)
     with pytest.raises(NodeError, match="encoded for a 64x64 video and the latent is 128x64"):
         run_sampling(loaded["model"], pos, neg, wider, steps=1, cfg=3.0, sampler="euler", seed=3)
-    with pytest.raises(NodeError, match="the guide video has 17 frames and the latent 9"):
-        with_guide(loaded["vae"], *plain, latent, Clip.from_array(np.concatenate([frames, frames])[:17]))
+    with pytest.raises(NodeError, match="the guide .17 frames from frame 0. runs past the latent's 9 frames"):
+        with_guide(loaded["vae"], *plain, latent, np.concatenate([frames, frames])[:17])
+
+
+def test_keyframes_at_any_frame_and_strength_sample_as_comfyui(parts):
+    """A first frame and a last frame at strength 0.7 (ComfyUI's flf2v templates) and a 9-frame clip at frame 3,
+    strength 0.5, through condition.guide_video then two Euler steps: ComfyUI's LTXVAddGuide and sampler written out
+    on the same transformer. Each guide's latent frames follow the video's (a clip past frame 0 encoded behind a
+    copy of its first picture, whose latent frame is dropped), its tokens' RoPE times in pixel frames from its
+    frame (-1: the last, 16 of 17; a clip not at 0 moved to a frame 8k + 1: 1), one picture's [i, i + 1), the
+    first frame's causal; noise mask 1 - strength: the model reads x * m + guide * (1 - m) at timestep sigma * m
+    and its prediction is blended back the same way; the attention between the video and a guide is weighed by
+    log(strength)."""
+    from nodes.generate.ltx2_guide import with_guide
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    loaded, te = parts
+    rng = np.random.default_rng(4)
+    first, last = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    clip = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    latent = empty_latent(loaded["vae"], 17, 64, 64, 24.0)          # 3 latent frames of 2 x 2 tokens
+    pos = encode_prompt(te, PROMPT)
+    for frames, idx, strength in ((first[None], 0, 0.7), (last[None], -1, 0.7), (clip, 3, 0.5)):
+        pos, _ = with_guide(loaded["vae"], pos, None, latent, frames, idx, strength)
+    out = run_sampling(loaded["model"], pos, None, latent, steps=2, cfg=1.0, sampler="euler", seed=5,
+                       sigmas="1.0, 0.6, 0.0")
+
+    pipe = loaded["vae"].pipe
+    vae, model = pipe.vae, pipe.transformer
+
+    def encode(pictures):
+        px = pipe.video_processor.preprocess_video([Image.fromarray(p) for p in pictures], height=64, width=64)
+        with torch.no_grad():
+            z = vae.encode(px).latent_dist.mode()
+        return (z - vae.latents_mean.view(1, -1, 1, 1, 1)) * vae.config.scaling_factor / vae.latents_std.view(
+            1, -1, 1, 1, 1)
+    from PIL import Image
+    # ComfyUI: -1 is frame (3 - 1) * 8 + 1 - 1 = 16; the clip (not at 0) is encoded as [c0, c0, c1..c7] (cut to 8n+1)
+    # without its first latent frame, and placed at (3 - 1) // 8 * 8 + 1 = 1
+    guides = [(encode(first[None]), 0, 0.7, True), (encode(last[None]), 16, 0.7, True),
+              (encode(np.concatenate([clip[:1], clip])[:9])[:, :, 1:], 1, 0.5, False)]
+
+    def place(frames, at, causal):
+        t, y, x = torch.meshgrid(torch.arange(frames), torch.arange(2), torch.arange(2), indexing="ij")
+        start = torch.stack([t * 8, y * 32, x * 32]).reshape(3, -1).float()
+        end = start + torch.tensor([8.0, 32, 32]).view(3, 1)
+        if causal:
+            start[0], end[0] = (start[0] - 7).clamp(min=0), (end[0] - 7).clamp(min=0)
+        out = torch.stack([start, end], -1)
+        out[0] += at
+        return out
+    coords = torch.cat([place(3, 0, True)] + [place(1, at, causal) for _, at, _, causal in guides], 1)[None]
+    coords[:, 0] /= 24.0
+    tokens = lambda z: z.permute(0, 2, 3, 4, 1).reshape(1, -1, z.shape[1])  # noqa: E731
+    clean = torch.cat([torch.zeros(1, 12, 8)] + [tokens(z) for z, *_ in guides], 1)
+    m = torch.cat([torch.ones(12)] + [torch.full((4,), 1 - s) for *_, s, _ in guides])[None, :, None]
+    w = torch.cat([torch.full((4,), s) for *_, s, _ in guides])
+    bias = torch.zeros(24, 24)
+    bias[:12, 12:], bias[12:, :12] = w.log()[None, :], w.log()[:, None]
+    gen = torch.Generator().manual_seed(5)
+    video = tokens(torch.randn((1, 8, 6, 2, 2), generator=gen))
+    sound = torch.randn(tuple(latent.audio.shape), generator=gen)
+    length = sound.shape[2]
+    sound = sound.permute(0, 2, 1, 3).reshape(1, length, -1)
+    e, mask = pos.embeds, pos.mask
+    cut = e.shape[-1] - model.audio_caption_projection.linear_1.in_features
+    for s, nxt in ((1.0, 0.6), (0.6, 0.0)):
+        x_in = video * m + clean * (1 - m)
+        with torch.no_grad():
+            v, a = model(hidden_states=x_in, audio_hidden_states=sound, encoder_hidden_states=e[..., :cut],
+                         audio_encoder_hidden_states=e[..., cut:], encoder_attention_mask=mask,
+                         audio_encoder_attention_mask=mask, timestep=1000.0 * s * m[..., 0],
+                         audio_timestep=torch.full((1, length), 1000.0 * s), sigma=torch.tensor([1000.0 * s]),
+                         audio_sigma=torch.tensor([1000.0 * s]), num_frames=6, height=2, width=2, fps=24.0,
+                         audio_num_frames=length, video_coords=coords, use_cross_timestep=True,
+                         # diffusers' multiplicative mask m gives the bias (m - 1) * 10000: ComfyUI's log(strength)
+                         video_self_attention_mask=(1 + bias.double() / 10000).float()[None], return_dict=False)
+        den = (x_in - s * v) * m + clean * (1 - m)
+        video = video + (nxt - s) * (video - den) / s
+        sound = sound + (nxt - s) * a
+    mine = out.samples.permute(0, 2, 3, 4, 1).reshape(1, 12, 8)
+    assert out.samples.shape[2] == 3 and out.mask is None           # the guides' frames are cut off after the run
+    assert ((mine - video[:, :12]).norm() / video[:, :12].norm()).item() < 1e-4
+    theirs = out.audio.permute(0, 2, 1, 3).reshape(1, length, -1)
+    assert ((theirs - sound).norm() / sound.norm()).item() < 1e-4
 
 
 def _run(yaml, tmp_path, name, targets=None):
@@ -194,7 +278,7 @@ def test_comfyui_ltx2_i2v_templates_run(tiny, gemma, tmp_path, monkeypatch):
     res, entries, got, yaml = results["video_ltx2_i2v_lora.json"]
     assert entries["92:97"][1] == "approx" and "names link 265, which the file's subgraph lacks" in \
         entries["92:97"][2][0]
-    assert entries["92:111"][:2] == ("ImageScaleToMaxDimension", "approx") and "side: longer" in yaml
+    assert entries["92:111"][:2] == ("ImageScaleToMaxDimension", "exact") and "side: longer" in yaml
     assert res.graph.inputs["save_video_75"]["video"] == ("vae_decode_tiled_92_116", "video")
     assert got["116"]["video"].length == 9 and got["116"]["video"].audio is not None
     assert sorted((tmp_path / "out").rglob("*.mp4"))

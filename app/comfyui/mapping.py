@@ -1182,6 +1182,8 @@ RULES: Dict[str, Rule] = {
                                                 note="encoded as diffusers' HunyuanVideoImageToVideoPipeline does: the "
                                                      "prompt's tokens end with the template's \"\\n\\n\" where "
                                                      "ComfyUI's end with <|eot_id|>"),
+    # LTX-2 (its VAE from an ltx-2* file): condition.guide_video at any frame_idx and strength (ltx2_guide); LTX-Video:
+    # condition.frames, its picture at frame 0 or -1 at strength 1
     "LTXVAddGuide": Rule("condition.frames", ("frame_idx", "strength"), (),
                          {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
                          ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),
@@ -1657,9 +1659,12 @@ RULES: Dict[str, Rule] = {
                               (P("filename_prefix", "path", out_path("")), P("format", "format", save_format)),
                               {"images": "video"}, ignore={"format.bit_depth": ("8-bit", "32-bit float"),
                                                            "format.input_color_space": "sRGB"}),
-    # KJNodes' longer-edge resize, which ComfyUI now replaces by ImageScaleToMaxDimension with lanczos
+    # ComfyUI's dataset node (comfy_extras/nodes_dataset.py): Pillow's Lanczos as video.resize_side's, but its shorter
+    # side cut down to a whole pixel where video.resize_side rounds it (1000x563 to 1024: 576 high, not 577)
     "ResizeImagesByLongerEdge": Rule("video.resize_side", ("longer_edge",), (P("longer_edge", "size"),),
-                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"}),
+                                     {"images": "video"}, ("video",), fixed={"side": "longer", "method": "lanczos"},
+                                     note="the shorter side is rounded to the nearest pixel; ComfyUI rounds it down, "
+                                          "so it can come out one pixel longer here"),
     "ImageBlend": Rule("video.blend", ("blend_factor", "blend_mode"),
                        (P("blend_factor", "factor"), P("blend_mode", "mode")), {"image1": "video", "image2": "other"},
                        ("video",)),

@@ -64,7 +64,7 @@ ALIASES = {
     "frame hold": "frame of video", "kronos": "interpolation", "oflow": "interpolation",
     "timewarp": "interpolation", "keyer": "key", "keylight": "key", "primatte": "key", "keying": "key",
     "green screen": "key", "roto": "track points", "rotoscope": "track points", "tracker": "track", "movie clip": "load video",
-    "file output": "save", "scale": "resize", "color balance": "cdl", "colour balance": "cdl",
+    "file output": "save", "color balance": "cdl", "colour balance": "cdl",
 }
 _ALIAS = re.compile("|".join(rf"\b{re.escape(p)}\b" for p in sorted(ALIASES, key=len, reverse=True)))
 
@@ -78,24 +78,32 @@ def expand(query: str) -> str:
 def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, object]]:
     """Items whose every query word matches one of `fields(item)` = [(text, weight, fuzzy?)];
     non-fuzzy fields (long help text) match whole substrings only. Task words ("slow motion")
-    are read as the nodes' words ("interpolation") first."""
-    words = expand(query).split()
+    are read as the nodes' words ("interpolation") first, then as typed: 'metrics.flicker' read only
+    as 'metrics.deflicker' and 'style model' as 'stylize model' found nothing, the nodes' own names."""
+    asked = [q.split() for q in dict.fromkeys((expand(query), query.lower()))]
     out = []
     for item in items:
-        total = 0.0
-        for w in words:
-            got = None
-            for text, weight, fuzzy in fields(item):
-                s = score(w, text) if fuzzy else _substring(w, text)
-                if s is not None:
-                    got = s * weight if got is None else max(got, s * weight)
-            if got is None:
-                break
-            total += got
-        else:
-            out.append((total, item))
-    out.sort(key=lambda p: -p[0])
-    return out
+        got = next(((i, t) for i, t in enumerate(_total(words, item, fields) for words in asked) if t is not None),
+                   None)
+        if got is not None:
+            out.append((got, item))
+    out.sort(key=lambda p: (p[0][0], -p[0][1]))
+    return [(t, item) for (_, t), item in out]
+
+
+def _total(words: List[str], item, fields) -> Optional[float]:
+    """The item's score for every word matched, None where one is not."""
+    total = 0.0
+    for w in words:
+        got = None
+        for text, weight, fuzzy in fields(item):
+            s = score(w, text) if fuzzy else _substring(w, text)
+            if s is not None:
+                got = s * weight if got is None else max(got, s * weight)
+        if got is None:
+            return None
+        total += got
+    return total
 
 
 def _substring(word: str, text: str) -> Optional[float]:

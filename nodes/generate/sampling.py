@@ -344,11 +344,13 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     if negative is None and cfg != 1.0 and not adapter.distilled_guidance(handle):
         raise NodeError(f"cfg {cfg} needs a negative conditioning: connect encode.text's negative output to "
                         "sample's negative input (or set cfg to 1)")
+    # the schedule is the given latent's; the run's state holds the frames the prompts add (LTX-2's guides)
+    given, latent = latent, adapter.with_keyframes(latent, (positive, negative))
     x0 = adapter.pack(latent)
     handle = adapter.for_latent(handle, latent)
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     handle, noise = fit_frame_limit(handle, adapter, x0.shape, noise, gen, log)
-    note = unchanging_schedule(handle, adapter, positive, latent.samples.shape[2])
+    note = unchanging_schedule(handle, adapter, positive, given.samples.shape[2])
     if note:
         log(note)
     if noise is None or tuple(noise.shape) == tuple(latent.samples.shape):
@@ -364,7 +366,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     levels = sampling_view(handle)
     manual = bool(sigmas.strip())
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
-                                                              latent.samples.shape, shift)
+                                                              given.samples.shape, shift)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
@@ -464,7 +466,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
-                                                                  latent.samples.shape, shift)
+                                                                  given.samples.shape, shift)
         current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
@@ -494,7 +496,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # with differential diffusion, what its last step kept.
             mask = keep.mask if mask_at is None else mask_at(keep.mask, float(sigmas[-2]))
             out = out * mask + keep.samples * (1 - mask)
-    return adapter.unpack(latent, out.float().cpu())
+    return adapter.without_keyframes(given, adapter.unpack(latent, out.float().cpu()))
 
 
 def _mask_on(mask: torch.Tensor, shape) -> torch.Tensor:

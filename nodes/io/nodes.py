@@ -7,6 +7,7 @@ import numpy as np
 from graph_engine import Input, Param, node
 from graph_engine.types import AUDIO, IMAGE, MASK, VIDEO
 
+from .audio_write import QUALITIES, audio_name
 from .images import FRAME_FORMATS
 from .video_read import DEINTERLACE
 
@@ -129,7 +130,8 @@ def trim_audio(ctx, audio: AUDIO,
                duration: float = Param(60.0, min=0.0, help="seconds of it to take (less where the sound ends)")) -> AUDIO:
     """A part of a sound (ComfyUI's TrimAudioDuration): `duration` seconds from `start`, both counted in the
     file's own samples as ComfyUI counts them, the end held to the sound's. The song's few seconds a clip is made
-    to (latent.set_sound). A start past the end, or nothing left to take, is named."""
+    to (latent.set_sound). A start past the end takes the sound's last sample, as ComfyUI's does; a duration of 0
+    is named."""
     from .sound import trim
     return trim(audio, start, duration)
 
@@ -141,16 +143,11 @@ def set_audio(ctx, video: VIDEO, audio: AUDIO) -> VIDEO:
     return video.with_(audio=audio.span(0.0, video.duration))
 
 
-def _audio_name(path):
-    from .audio_write import audio_name
-    return audio_name(path)
-
-
 @node("io.save_audio", title="Save Audio", category="Input/Output", output=True)
 def save_audio(ctx, audio: AUDIO,
-               path: str = Param("out/audio.flac", kind="path", reads=False, check=_audio_name,
+               path: str = Param("out/audio.flac", kind="path", reads=False, check=audio_name,
                                  help="file to write: .flac (lossless), .mp3, .opus or .wav (16-bit)"),
-               quality: str = Param("V0", choices=("V0", "64k", "96k", "128k", "192k", "256k", "320k"),
+               quality: str = Param("V0", choices=QUALITIES,
                                     help="MP3: V0 (LAME's best variable rate) or a bit rate; Opus: a bit rate; "
                                          "FLAC and WAV are lossless and take none"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "

@@ -5,6 +5,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import FLOAT, IMAGE, INT, VIDEO, add_hint
 
 from . import edit
+from .blend import BLEND_MODES
 
 # A clip wired where one picture is wanted (a style, reference or start image) is refused; say how.
 add_hint(IMAGE, VIDEO, "take one frame of the clip with video.frame")
@@ -90,7 +91,10 @@ def scale(ctx, video: VIDEO, width: int = Param(512, zero="auto", min=0, max=163
     return edit.comfy_resize(video, *edit.fit_size(video.width, video.height, width, height), method, crop)
 
 
-@node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0)
+# Version 2 resamples as ComfyUI does (torch's and Pillow's filters, not OpenCV's): results cached from version 1
+# keyed alike would have been served for the new pixels.
+@node("video.resize_side", title="Resize by Side", category="Video", temporal_radius=0, version=2,
+      migrations={1: dict})
 def resize_side(ctx, video: VIDEO, size: int = Param(1024, min=1, max=16384, help="the chosen side's length"),
                 side: str = Param("longer", choices=("longer", "shorter"),
                                   help="longer: fit within a size x size square; shorter: cover it"),
@@ -119,7 +123,9 @@ def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip
     return video if other is None else run(video, other, direction, match_size, spacing, colour)
 
 
-@node("video.resize_pixels", title="Resize to Pixel Count", category="Video", temporal_radius=0)
+# Version 2: ComfyUI's resampling, as video.resize_side's version 2.
+@node("video.resize_pixels", title="Resize to Pixel Count", category="Video", temporal_radius=0, version=2,
+      migrations={1: dict})
 def resize_pixels(ctx, video: VIDEO,
                   megapixels: float = Param(1.0, min=0.01, max=16.0, help="the frames' size in millions of pixels "
                                                                           "(1 = 1024 x 1024 = 1,048,576)"),
@@ -151,8 +157,7 @@ def blend(ctx, video: VIDEO, other: VIDEO = Input(help="the clip (or one picture
                                                         "`video`; another size is cut to its shape at the middle "
                                                         "and resized bicubic"),
           factor: float = Param(0.5, min=0.0, max=1.0, help="how much of the blend: 0 = `video` as it is"),
-          mode: str = Param("normal", choices=("normal", "multiply", "screen", "overlay", "soft_light",
-                                               "difference"),
+          mode: str = Param("normal", choices=BLEND_MODES,
                             help="normal: `other` itself; multiply, screen, overlay, soft_light, difference: the "
                                  "two combined so")) -> VIDEO:
     """Mix `other` into `video` by a blend mode (ComfyUI's ImageBlend, computed as it computes it: a pose drawn

@@ -1,6 +1,8 @@
 """ComfyUI's own conditioning nodes of the video models: Wan (image-to-video, ATI, WanMove, VACE, Animate, camera), LTX-Video, SVD."""
 from __future__ import annotations
 
+import re
+
 from ..flatten import Ref
 from ..out import Out
 
@@ -144,16 +146,17 @@ class VideoModels:
         return [nid]
 
     def special_ltxv_guide(self, cn, rule, params, notes):
-        """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since
-        Kinograph conditions on the image instead of appending guide frames to the latent."""
+        """LTX-2's guides (any frame, any strength, a picture or a clip) are condition.guide_video; LTX-Video's
+        picture at frame 0 (or -1) pins the first (or last) frame with condition.frames. The latent passes through,
+        since Kinograph's sampler adds the guides' frames for its run rather than the latent carrying them."""
         idx = self.resolve(cn.inputs.get("frame_idx", 0))
         image = self.resolve(cn.inputs.get("image"))
-        if isinstance(image, Out) and image.port and self._type(*image.port, True) == "VIDEO":
-            return self.ltx2_guide_video(cn, idx, image, notes)
+        if self._ltx2_vae(cn):
+            return self.ltx2_guide(cn, idx, image, notes)
         if idx not in (0, -1):
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(f"a guide at frame {idx}: Kinograph pins only the first or "
-                                                    "last frame")
+                                                    "last frame of LTX-Video")
             return None
         cond = self.add("condition.frames", cn, {})
         for comfy, port in (("positive", "positive"), ("negative", "negative"), ("vae", "vae"), ("latent", "latent"),
@@ -167,21 +170,29 @@ class VideoModels:
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
 
-    def ltx2_guide_video(self, cn, idx, video, notes):
-        """LTXVAddGuide on a clip (LTX-2's IC-LoRA templates: canny edges, depth maps) is condition.guide_video; its
-        latent passes through, since Kinograph lays the guide's tokens beside the video's while it samples rather
-        than in the latent. The prompts from before it are remembered for LTXVCropGuides."""
-        if idx != 0:
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append(f"a guide clip at frame {idx}: Kinograph's guide clips start at "
-                                                    "the video's first frame (frame_idx 0)")
+    def _ltx2_vae(self, cn) -> bool:
+        """Whether the node's VAE comes from an LTX-2 file (ltx-2-19b-..., ltx-2.3-22b-..., ltx-2.5-video-vae...)."""
+        ref = cn.inputs.get("vae")
+        src = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
+        names = [self.resolve(src.inputs.get(k)) for k in ("ckpt_name", "vae_name")] if src is not None else []
+        return any(isinstance(n, str) and re.search(r"ltx-?2", n.lower()) for n in names)
+
+    def ltx2_guide(self, cn, idx, image, notes):
+        """LTXVAddGuide on LTX-2 (first / last frames, keyframes, IC-LoRA clips: canny edges, depth maps) is
+        condition.guide_video at the same frame_idx and strength; a clip (VIDEO) goes to its video input, a picture
+        to its image. The prompts from before the first guide of a chain are remembered for LTXVCropGuides."""
+        strength = self.resolve(cn.inputs.get("strength", 1.0))
+        if not isinstance(idx, int) or isinstance(strength, Out) or strength is None:
+            self.not_constant(cn, "frame_idx or strength")
             return None
-        notes[:] = [("the guide is read clean, as at strength 1; " + n) if n.startswith("strength=") else n
-                    for n in notes]
-        notes += [f"{k} is not carried: Kinograph reads the guide clip at the video's size, over the whole picture"
-                  for k in ("attention_mask", "iclora_parameters") if isinstance(cn.inputs.get(k), Ref)]
-        cond = self.add("condition.guide_video", cn, {})
-        self.link(video, cond, "video")
+        notes[:] = [n for n in notes if not n.startswith("strength=")]
+        notes += [f"{k} is not carried: {why}" for k, why in (
+            ("attention_mask", "Kinograph weighs the guide's attention by its strength alone, over the whole picture"),
+            ("iclora_parameters", "Kinograph reads the guide at the video's size (a reference_downscale_factor of "
+                                  "1)")) if isinstance(cn.inputs.get(k), Ref)]
+        cond = self.add("condition.guide_video", cn, {"frame_idx": idx, "strength": float(strength)})
+        clip = isinstance(image, Out) and image.port and self._type(*image.port, True) == "VIDEO"
+        self.link(image if isinstance(image, Out) else None, cond, "video" if clip else "image")
         for port in ("positive", "negative", "vae", "latent"):
             v = self.resolve(cn.inputs.get(port))
             if isinstance(v, Out):
@@ -189,7 +200,8 @@ class VideoModels:
         lat = self.resolve(cn.inputs.get("latent"))
         for slot, port in enumerate(("positive", "negative")):
             before = self.resolve(cn.inputs.get(port))
-            self.outs[(cn.id, slot)] = Out((cond, port), {"unguided": before if isinstance(before, Out) else Out()})
+            before = before.attrs.get("unguided", before) if isinstance(before, Out) else Out()
+            self.outs[(cn.id, slot)] = Out((cond, port), {"unguided": before})
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
 
@@ -274,8 +286,8 @@ class VideoModels:
         return self.special_ltx2_audio_decode(cn, rule, params, notes)
 
     def special_crop_guides(self, cn, rule, params, notes):
-        """The latent passes through (Kinograph's holds no guide frames); prompts that carry a guide clip give way
-        to those from before condition.guide_video, as ComfyUI's crop clears their keyframes."""
+        """The latent passes through (Kinograph's holds no guide frames); prompts that carry guides give way to
+        those from before the first condition.guide_video, as ComfyUI's crop clears their keyframes."""
         for slot, name in enumerate(("positive", "negative", "latent")):
             v = self.resolve(cn.inputs.get(name))
             v = v.attrs.get("unguided", v) if isinstance(v, Out) else v

@@ -262,6 +262,14 @@ class Adapter:
         SetLatentNoiseMask shows them."""
         return False
 
+    def with_keyframes(self, latent, conds):
+        """The latent a run samples: `latent`, or (LTX-2's guides) it with the frames the prompts add after its own;
+        without_keyframes(latent, result) gives the result back at the given latent's length."""
+        return latent
+
+    def without_keyframes(self, given, out):
+        return out
+
     def draw_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
         """Seeded unit noise for a latent [B, C, T, h, w], drawn in the element order the family's diffusers
         pipeline uses, so a seed gives the same video here and there."""

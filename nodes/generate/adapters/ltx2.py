@@ -4,6 +4,7 @@ spectrogram's VAE) together, on one flow schedule, as diffusers' LTX2Pipeline do
 flat tensor (pack); forward splits it again."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -64,6 +65,14 @@ class LTX2Adapter(LTXAdapter):
                                              width=latent.width, resize_mode="crop")
         return px[:, :, None]
 
+    def with_keyframes(self, latent, conds):
+        from nodes.generate.ltx2_guide import with_keyframes
+        return with_keyframes(latent, conds)
+
+    def without_keyframes(self, given, out):
+        # ComfyUI's LTXVCropGuides: the guides' frames cut off after the run
+        return dataclasses.replace(out, samples=out.samples[:, :, :given.samples.shape[2]], mask=given.mask)
+
     def pack_mask(self, latent):
         if latent.mask is None and latent.audio_mask is None:
             return None
@@ -98,7 +107,8 @@ class LTX2Adapter(LTXAdapter):
         from nodes.generate.ltx2_guide import guide_of
         guide = guide_of(conds)
         if guide is not None:
-            inputs["guide"] = guide.to(device, dtype)
+            inputs["guide"] = guide[1].to(device)
+            inputs["guide_weight"] = guide[2].to(device)
         refs = [c.extra.get(REFERENCE) for c in conds]
         if any(r is not None for r in refs):
             if any(r is None for r in refs):
@@ -122,36 +132,37 @@ class LTX2Adapter(LTXAdapter):
                                 audio_shape)
             video_timestep = timestep[:, None] * pipe._pack_latents(kept[:, :1].float(), 1, 1).squeeze(-1)
             audio_timestep = timestep[:, None] * heard[:, 0, :, 0].float()
-        tokens, coords = pipe._pack_latents(video, 1, 1), None
-        if "guide" in inputs:           # condition.guide_video's tokens after the video's, clean (timestep 0)
-            guide = inputs["guide"]
-            if guide.shape[3:] != video.shape[3:]:
-                raise NodeError(f"this guide video was encoded for a {guide.shape[4] * 32}x{guide.shape[3] * 32} "
-                                f"video and the latent is {w * 32}x{h * 32}: a pass at another size takes the "
-                                "prompts from before condition.guide_video")
-            place = model.rope.prepare_video_coords
-            coords = torch.cat([place(n, f, h, w, x_in.device, fps=fps),
-                                place(n, guide.shape[2], h, w, x_in.device, fps=fps)], 2)
-            extra = pipe._pack_latents(guide, 1, 1).to(tokens.dtype).expand(n, -1, -1)
-            video_timestep = torch.cat([video_timestep.view(n, -1).expand(n, tokens.shape[1]),
-                                        torch.zeros(n, extra.shape[1], device=x_in.device)], 1)
-            tokens = torch.cat([tokens, extra], 1)
+        tokens, coords, bias = pipe._pack_latents(video, 1, 1), None, None
+        if "guide" in inputs:           # condition.guide_video's frames end the latent, each at its own place in time
+            from nodes.generate.ltx2_guide import attention_bias, needs_bias
+            at, weight = inputs["guide"], inputs["guide_weight"]
+            k = at.shape[2] // (h * w)
+            if at.shape[2] != k * h * w or k >= f:
+                raise NodeError(f"the guide's {at.shape[2]} tokens do not fit this {w * 32}x{h * 32} latent: a pass "
+                                "at another size takes the prompts from before condition.guide_video")
+            kf = at.to(x_in.device, torch.float32).expand(n, -1, -1, -1).clone()
+            kf[:, 0] = kf[:, 0] / fps
+            place = model.rope.prepare_video_coords(n, f - k, h, w, x_in.device, fps=fps)
+            coords = torch.cat([place, kf.to(place.dtype)], 2)
+            if needs_bias(weight):
+                bias = attention_bias(weight.float(), tokens.shape[1]).to(x_in.device, model.dtype)
         sound, sound_coords, heard_from = pipe._pack_audio_latents(audio).to(model.dtype), None, 0
         if REFERENCE in inputs:
             sound, sound_coords, audio_timestep = _with_reference(model.audio_rope, inputs[REFERENCE], sound,
                                                                    audio_timestep)
             heard_from = inputs[REFERENCE].shape[1]
-        out_v, out_a = model(hidden_states=tokens.to(model.dtype),
-                             audio_hidden_states=sound, audio_coords=sound_coords,
-                             encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
-                             timestep=video_timestep, audio_timestep=audio_timestep, sigma=timestep,
-                             # The video reads the sound through a gate set by the sound's own level (0 for a given
-                             # song), as ComfyUI's LTXAV gates it by the sound tokens' highest timestep.
-                             audio_sigma=audio_timestep.reshape(n, -1).amax(1), encoder_attention_mask=inputs["mask"],
-                             audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
-                             audio_num_frames=length, video_coords=coords, use_cross_timestep=True,
-                             return_dict=False)
-        return joined(pipe._unpack_latents(out_v[:, :f * h * w].float(), f, h, w, 1, 1),
+        with _video_self_attention_bias(model, bias):
+            out_v, out_a = model(hidden_states=tokens.to(model.dtype),
+                                 audio_hidden_states=sound, audio_coords=sound_coords,
+                                 encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
+                                 timestep=video_timestep, audio_timestep=audio_timestep, sigma=timestep,
+                                 # The video reads the sound through a gate set by the sound's own level (0 for a given
+                                 # song), as ComfyUI's LTXAV gates it by the sound tokens' highest timestep.
+                                 audio_sigma=audio_timestep.reshape(n, -1).amax(1), encoder_attention_mask=inputs["mask"],
+                                 audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
+                                 audio_num_frames=length, video_coords=coords, use_cross_timestep=True,
+                                 return_dict=False)
+        return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
                       pipe._unpack_audio_latents(out_a[:, heard_from:].float(), length, audio.shape[3]))
 
     # -- decoding ------------------------------------------------------------------------------
@@ -174,6 +185,34 @@ class LTX2Adapter(LTXAdapter):
                                       vae.config.scaling_factor)
         temb = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype) if vae.config.timestep_conditioning else None
         return vae.decode(z, temb, return_dict=False)[0].float()
+
+
+class _Biased:
+    """An attention processor whose self-attention (no encoder states, no mask of its own) adds `bias`."""
+
+    def __init__(self, inner, bias):
+        self.inner, self.bias = inner, bias
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kw):
+        if encoder_hidden_states is None and attention_mask is None:
+            # one row per batch and head, as the processor's own preparation would repeat it, without copying
+            attention_mask = self.bias.expand(hidden_states.shape[0] * attn.heads, -1, -1)
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kw)
+
+
+@contextlib.contextmanager
+def _video_self_attention_bias(model, bias):
+    """The video's self-attention in every block with `bias` added (ComfyUI's guide attention mask), for one call;
+    nothing changes where bias is None."""
+    blocks = [b.attn1 for b in model.transformer_blocks] if bias is not None else []
+    before = [a.processor for a in blocks]
+    try:
+        for a, p in zip(blocks, before):
+            a.processor = _Biased(p, bias)
+        yield
+    finally:
+        for a, p in zip(blocks, before):
+            a.processor = p
 
 
 def _with_reference(rope, reference, tokens, timestep):
