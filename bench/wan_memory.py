@@ -3,7 +3,7 @@
 a CPU machine (one block, width 128): the modulation as it was (one row per token, diffusers' block given
 [B, N, 6, dim]) against wan_s2v's by segment, and the anchor: the same block with one row for every token, as a
 text-to-video Wan runs. Each case runs in its own process; the figure is the growth of its peak resident memory
-(getrusage's max RSS) over the forward. What is measured scales with width and blocks: at the released 5120 wide,
+(getrusage's max RSS) over the forward, the least of a few runs. What is measured scales with width and blocks: at the released 5120 wide,
 the per-token rows are 40x these.
 
     PYTHONPATH=$PWD .venv/bin/python bench/wan_memory.py [--tokens 32000] [--held 4000]"""
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -65,19 +66,26 @@ def main():
     ap.add_argument("--held", type=int, default=4000, help="reference and motion tokens (at timestep 0)")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--case", choices=CASES)
     a = ap.parse_args()
     if a.case:
         return _case(a.case, a.tokens, a.held, a.dim, a.layers)
     print(f"S2V blocks, {a.tokens} + {a.held} tokens, width {a.dim}, {a.layers} block(s); peak RSS growth over the "
           "forward, one process a case")
-    got = {}
+    # one malloc arena: glibc's per-thread arenas otherwise make the peak vary by tens of MB from run to run
+    env = {**os.environ, "MALLOC_ARENA_MAX": "1"}
+    runs = {name: [] for name in CASES}
+    for _ in range(a.repeats):
+        for name in CASES:
+            out = subprocess.run([sys.executable, __file__, "--case", name, "--tokens", str(a.tokens), "--held",
+                                  str(a.held), "--dim", str(a.dim), "--layers", str(a.layers)],
+                                 capture_output=True, text=True, check=True, env=env)
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    got = {name: {k: min(r[k] for r in runs[name]) for k in ("peak_mb", "seconds")} for name in CASES}
     for name in CASES:
-        out = subprocess.run([sys.executable, __file__, "--case", name, "--tokens", str(a.tokens), "--held",
-                              str(a.held), "--dim", str(a.dim), "--layers", str(a.layers)],
-                             capture_output=True, text=True, check=True)
-        got[name] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {name:10s} peak +{got[name]['peak_mb']:8.1f} MB  {got[name]['seconds']:6.2f} s")
+        print(f"  {name:10s} peak +{got[name]['peak_mb']:8.1f} MB  {got[name]['seconds']:6.2f} s  (least of "
+              f"{a.repeats}; peaks seen {', '.join('%.0f' % r['peak_mb'] for r in runs[name])} MB)")
     anchor = got["anchor"]["peak_mb"]
     for name, when in (("per-token", "before"), ("segment", "after")):
         print(f"  {when}: {name:10s} over the anchor {got[name]['peak_mb'] - anchor:+.1f} MB, "
