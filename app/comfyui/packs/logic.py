@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import re
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -48,51 +51,112 @@ MAX_FOLDED = 16_000_000
 # when its user presses Queue on a workflow they chose to run; Kinograph matches them on import, and (a|aa)+$ on forty
 # characters backtracks for hours in re. Nothing stops re from outside in the same process: an alarm signal reaches
 # the main thread only, and a length cap does not help (forty characters suffice). The `regex` package's timeout
-# would, but its compiler expands counted repeats (a{100000000} took all memory). So the pattern runs in a child
-# process (Python's own re, ComfyUI's semantics exactly) that is killed when the time is up, its memory capped;
-# starting one costs some 30 ms, and a workflow has a handful of regex nodes.
+# would, but its compiler expands counted repeats (a{100000000} took all memory). So the patterns run in a child
+# process (Python's own re, ComfyUI's semantics exactly) that is killed when the time is up, its memory capped.
 REGEX_SECONDS = 5.0
 
 
-def regex_in_child(function: str, args, seconds: float) -> str:
-    """regex_child's `function` on `args`, in a child process given `seconds`."""
-    if seconds <= 0:
-        raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
-                         f"({_short(str(args[1]))}) was not tried")
-    try:
-        done = subprocess.run([sys.executable, "-I", regex_child.__file__], input=json.dumps(
-            {"function": function, "args": list(args)}), capture_output=True, text=True, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        raise ValueError(f"regex_pattern {_short(str(args[1]))} did not finish in the {seconds:.3g} s left to the "
-                         f"file's patterns on its {len(args[0])} characters of text: it backtracks without end (as "
-                         f"(a|aa)+$ does); simplify it") from None
-    try:
-        out = json.loads(done.stdout)
-    except ValueError:
-        raise ValueError(f"regex_pattern {_short(str(args[1]))} stopped the process matching it (exit code "
-                         f"{done.returncode}); simplify it") from None
-    if "error" in out:
-        raise ValueError(out["error"])
-    return out["value"]
+class RegexChild:
+    """One child process for all of a file's patterns, asked one line at a time: a process each cost 45 ms
+    (more on Windows), which thirty regex nodes spent before any matching, and which counted against the file's
+    REGEX_SECONDS. A plain executable and a script, not fork, so it starts the same on Windows and macOS."""
+
+    def __init__(self):
+        self.proc: Optional[subprocess.Popen] = None
+
+    def _start(self, pattern: str) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", regex_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True, encoding="ascii",
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))   # no console flashing up on Windows
+        except OSError as e:
+            raise ValueError(f"regex_pattern {pattern}: no Python process could be started to match it ({e})") \
+                from None
+        # a pipe has no read timeout on Windows, so a thread reads and the caller waits on the queue
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+
+    def call(self, function: str, args, seconds: float) -> str:
+        """regex_child's `function` on `args`, given `seconds`; the child is killed when they are spent."""
+        pattern = _short(str(args[1]))
+        if seconds <= 0:
+            raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
+                             f"({pattern}) was not tried")
+        if self.proc is None:
+            self._start(pattern)
+        try:
+            self.proc.stdin.write(json.dumps({"function": function, "args": list(args)}) + "\n")
+            self.proc.stdin.flush()
+            line = self.lines.get(timeout=seconds)
+        except queue.Empty:
+            self.close()
+            raise ValueError(f"regex_pattern {pattern} did not finish in the {seconds:.3g} s left to the file's "
+                             f"patterns on its {len(args[0])} characters of text: it backtracks without end (as "
+                             f"(a|aa)+$ does); simplify it") from None
+        except OSError:             # the child died before reading (its memory cap)
+            line = ""
+        if not line:
+            code = self.close()
+            raise ValueError(f"regex_pattern {pattern} stopped the process matching it (exit code {code}); "
+                             f"simplify it")
+        out = json.loads(line)
+        if "error" in out:
+            raise ValueError(out["error"])
+        return out["value"]
+
+    def close(self) -> Optional[int]:
+        """Kill the child and reap it (no zombie is left); its exit code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        proc.kill()
+        code = proc.wait()
+        try:
+            proc.stdin.close()
+        except OSError:             # a broken pipe's unflushed request
+            pass
+        return code
+
+
+def _pump(stream, lines) -> None:
+    # the stream is closed here, at its end, not by close(): closed under this thread's read it raised in it
+    with stream:
+        for line in stream:
+            lines.put(line)
+    lines.put("")
 
 
 _short = regex_child._short
 
 
+# JsonExtractString tries each '{' in turn, and one opening objects nested to the text's end is read to it: 450 of
+# them in a megabyte read 225M characters (8 s, 40 s for four megabytes, minutes for a 64 MB file) on import.
+MAX_JSON_READ = 10 * MAX_TEXT
+
+
 def json_extract(json_string, key) -> str:
-    """JsonExtractString: the key's value of a JSON object as text ('' where it is missing, null or the text is
-    not an object); an object or list value is written back as JSON, so that another JsonExtractString reads it
-    (the templates chain two: a preset, then its field)."""
-    try:
-        data = json.loads(json_string)
-    except (json.JSONDecodeError, TypeError):
-        return ""
-    except RecursionError:
-        raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
-    if not isinstance(data, dict) or data.get(key) is None:
-        return ""
-    value = data[key]
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    """JsonExtractString: the key's value in the first JSON object the text holds (words or a Markdown fence
+    around it are passed over), as str() writes it; '' where it is missing or null, or no object reads. An object
+    value comes out as Python prints a dict ({'mu': 0.5}), not JSON: ComfyUI's Ideogram template turns its quotes
+    with a StringReplace before a second JsonExtractString reads it, and so must a file that chains two."""
+    decoder = json.JSONDecoder()
+    read = 0
+    for start in re.finditer(r"\{", json_string):
+        try:
+            data, _ = decoder.raw_decode(json_string, start.start())
+        except json.JSONDecodeError as e:
+            read += e.pos - start.start()
+            if read > MAX_JSON_READ:
+                raise ValueError(f"json_string's {len(json_string)} characters hold objects that open and never "
+                                 f"close, each read to its end, more than {MAX_JSON_READ} characters in all; no "
+                                 f"model's answer is built so") from None
+            continue
+        except RecursionError:
+            raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
+        value = data.get(key)
+        return "" if value is None else str(value)
+    return ""
 
 
 def number(value):
@@ -139,10 +203,15 @@ def replace_text(string: str, find: str, replace: str) -> str:
 class LogicNodes:
     def known(self, cn, names: Sequence[str], defaults: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The node's inputs, where every one is a constant in the file (None: the node is made a placeholder,
-        saying which input is only known as the workflow runs)."""
+        saying which input is only known as the workflow runs, or lacking)."""
         values = {}
         for name in names:
             v = self.resolve(cn.inputs[name]) if name in cn.inputs else defaults.get(name)
+            if name not in cn.inputs and v is None:
+                self.placeholder(cn)
+                self.report.entries[cn.id].notes.append(f"its {name} input is missing (nothing linked to it, no "
+                                                        "value in the file), which ComfyUI refuses too")
+                return None
             if v is None or isinstance(v, Out):
                 self.not_constant(cn, f"{name} input")
                 return None
@@ -170,12 +239,21 @@ class LogicNodes:
         """A formula of values known only as the workflow runs (a picture's size from video.size): math.expression,
         those values linked into its letters, the constants typed in; its float, int and bool outputs are
         ComfyMathExpression's FLOAT, INT and BOOL."""
+        from nodes.math.expr import names
         from nodes.math.nodes import LETTERS
         others = [k for k in values if k not in LETTERS]
         if others or any(v is None or isinstance(v, Out) and not v.port or isinstance(v, str)
                          for v in values.values()):
             return self.not_constant(cn, "input values" if not others else
                                      f"formula uses {', '.join(others)}: math.expression takes a to d, and these")
+        if "values" in names(params.get("expression", "")) and set(values) != set(LETTERS):
+            # ComfyUI's `values` lists the letters the node has; math.expression's all four, unused ones 0
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"its formula reads `values`, the list of its letters ({', '.join(sorted(values))}), where "
+                "math.expression's lists a, b, c and d, 0 where unused: write the letters out (min(values) of a "
+                "and b as min(a, b))")
+            return None
         nid = self.add("math.expression", cn, {"expression": params.get("expression", ""),
                                                **{k: v for k, v in values.items() if not isinstance(v, Out)}})
         for k, v in values.items():
@@ -189,11 +267,18 @@ class LogicNodes:
         """regex_child's regex_extract or regex_replace in what is left of the file's REGEX_SECONDS (ten thousand
         regex nodes must not take the whole time each)."""
         left = getattr(self, "_regex_left", REGEX_SECONDS)
+        if getattr(self, "_regex", None) is None:
+            self._regex = RegexChild()
         start = time.monotonic()
         try:
-            return regex_in_child(function, args, left)
+            return self._regex.call(function, args, left)
         finally:
             self._regex_left = left - (time.monotonic() - start)
+
+    def close_regex(self) -> None:
+        """End the file's regex child, if it started one."""
+        if getattr(self, "_regex", None) is not None:
+            self._regex.close()
 
     def special_resolution(self, cn, rule, params, notes):
         v = self.known(cn, ("aspect_ratio", "megapixels", "multiple"), {"aspect_ratio": "1:1 (Square)",
@@ -231,7 +316,8 @@ class LogicNodes:
 
     def special_json_extract(self, cn, rule, params, notes):
         v = self.known(cn, ("json_string", "key"), {})
-        return None if v is None else self.computed(cn, lambda: (json_extract(v["json_string"], _string(v, "key")),))
+        return None if v is None else self.computed(
+            cn, lambda: (json_extract(_string(v, "json_string"), _string(v, "key")),))
 
     def special_custom_combo(self, cn, rule, params, notes):
         """CustomCombo: the option picked and its index (the file keeps both; the options after them are the

@@ -1,6 +1,7 @@
 """ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), for the importer to run in a child
-process it can stop (logic.py says why). Run as a script it reads {"function", "args"} as JSON on stdin and writes
-{"value"} or {"error"}; it imports nothing of Kinograph, so that it starts in milliseconds."""
+process it can stop (logic.py says why). Run as a script it reads one {"function", "args"} JSON line at a time on
+stdin and writes a {"value"} or {"error"} line for each; it imports nothing of Kinograph, so that it starts in
+milliseconds."""
 import json
 import re
 import sys
@@ -31,12 +32,13 @@ def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False,
         if mode == "All Matches":
             found = re.findall(pattern, string, flags)
             return "\n".join(f[0] if isinstance(f, tuple) else f for f in found)
+        # a group that took no part in the match (the other side of an |) gives '' / is skipped, as in ComfyUI
         if mode == "First Group":
             m = re.search(pattern, string, flags)
-            return m.group(group_index) if m and len(m.groups()) >= group_index else ""
+            return (m.group(group_index) or "") if m and len(m.groups()) >= group_index else ""
         if mode == "All Groups":
             return "\n".join(m.group(group_index) for m in re.finditer(pattern, string, flags)
-                             if m.groups() and len(m.groups()) >= group_index)
+                             if m.groups() and len(m.groups()) >= group_index and m.group(group_index) is not None)
     except re.error:
         pass
     return ""
@@ -47,9 +49,13 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
     counted as it is made, so that the text stops at MAX_TEXT characters."""
     try:
         rx = re.compile(pattern, _flags(case_insensitive, multiline, dotall))
-        rx.sub(replace, "")                 # a bad group reference fails here, matched or not, as in re.sub
     except re.error as e:
         raise ValueError(f"regex_pattern {_short(pattern)} is not a valid regular expression ({e})") from None
+    try:
+        rx.sub(replace, "")                 # a bad group reference fails here, matched or not, as in re.sub
+    except re.error as e:
+        raise ValueError(f"replace {_short(replace)} is not a replacement for regex_pattern {_short(pattern)} ({e}: "
+                         "a group it lacks, or a bad escape)") from None
     made = [len(string)]
 
     def expand(m):
@@ -71,19 +77,22 @@ def main():
         resource.setrlimit(resource.RLIMIT_AS, (MAX_BYTES, MAX_BYTES))
     except (ImportError, ValueError, OSError):      # Windows has no resource module; a lower limit stays
         pass
-    call = json.load(sys.stdin)
+    for line in sys.stdin:
+        print(json.dumps(answer(json.loads(line))), flush=True)
+
+
+def answer(call) -> dict:
     pattern = _short(str(call["args"][1]))
     try:
-        out = {"value": FUNCTIONS[call["function"]](*call["args"])}
+        return {"value": FUNCTIONS[call["function"]](*call["args"])}
     except ValueError as e:
-        out = {"error": str(e)}
+        return {"error": str(e)}
     except (IndexError, OverflowError, re.error) as e:      # a group it lacks, a{99999999999}
-        out = {"error": f"regex_pattern {pattern}: {e}"}
+        return {"error": f"regex_pattern {pattern}: {e}"}
     except RecursionError:
-        out = {"error": f"regex_pattern {pattern} nests too deep for Python's re; simplify it"}
+        return {"error": f"regex_pattern {pattern} nests too deep for Python's re; simplify it"}
     except MemoryError:
-        out = {"error": f"regex_pattern {pattern} needs more than {MAX_BYTES >> 20} MB to match; simplify it"}
-    json.dump(out, sys.stdout)
+        return {"error": f"regex_pattern {pattern} needs more than {MAX_BYTES >> 20} MB to match; simplify it"}
 
 
 if __name__ == "__main__":
