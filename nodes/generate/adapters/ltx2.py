@@ -193,11 +193,17 @@ class _Biased:
     def __init__(self, inner, bias):
         self.inner, self.bias = inner, bias
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kw):
+    # The arguments are named: diffusers' attention drops (with a warning, every block and step) whatever keyword
+    # its processor's signature does not name, such as LTX-2.3's perturbation_mask and all_perturbed.
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, query_rotary_emb=None,
+                 key_rotary_emb=None, perturbation_mask=None, all_perturbed=None):
         if encoder_hidden_states is None and attention_mask is None:
             # one row per batch and head, as the processor's own preparation would repeat it, without copying
             attention_mask = self.bias.expand(hidden_states.shape[0] * attn.heads, -1, -1)
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kw)
+        perturbed = {} if perturbation_mask is None and all_perturbed is None else {
+            "perturbation_mask": perturbation_mask, "all_perturbed": all_perturbed}
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, query_rotary_emb,
+                          key_rotary_emb, **perturbed)
 
 
 @contextlib.contextmanager
