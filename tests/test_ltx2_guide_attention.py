@@ -36,12 +36,13 @@ def _forward(model, **kw):
 
 
 @pytest.mark.parametrize("perturbed", [False, True], ids=["ltx2.0", "ltx2.3"])
-def test_guide_attention_weighting_is_diffusers_mask_without_warnings(perturbed):
+def test_guide_attention_weighting_is_diffusers_mask_without_warnings(perturbed, monkeypatch):
     """Guides at 0.7, 2 (ComfyUI amplifies above 1) and 0 (shut off): the hooked forward gives what
     diffusers gives with the dense bias, on LTX-2.0's processor and on LTX-2.3's (gated, perturbable) one, batch 2,
-    and diffusers logs nothing about arguments the hook does not take (LTX-2.3's perturbation_mask)."""
+    and diffusers logs nothing about arguments the hook does not take (LTX-2.3's perturbation_mask). No [T, T] bias
+    reaches the attention: the video's queries get one broadcast row, the guides' a [G, T] block."""
     from nodes.generate.adapters.ltx2 import _video_self_attention_bias
-    from nodes.generate.ltx2_guide import attention_bias
+    from nodes.generate.ltx2_guide import attention_blocks
     model = _model(perturbed)
     weight = torch.cat([torch.full((H * W,), s) for s in (0.7, 2.0, 0.0)])
     total = F * H * W
@@ -56,12 +57,23 @@ def test_guide_attention_weighting_is_diffusers_mask_without_warnings(perturbed)
     handler.emit = records.append
     log = logging.getLogger("diffusers.models.transformers.transformer_ltx2")
     log.addHandler(handler)
+    masks = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def seen(*args, attn_mask=None, **kw):
+        if attn_mask is not None:
+            masks.append(tuple(attn_mask.shape[-2:]))
+        return sdpa(*args, attn_mask=attn_mask, **kw)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", seen)
     try:
-        with _video_self_attention_bias(model, attention_bias(weight, total)):
+        with _video_self_attention_bias(model, attention_blocks(weight, total)):
             got = _forward(model)
     finally:
         log.removeHandler(handler)
+    monkeypatch.undo()
     assert [r.getMessage() for r in records] == []
+    guides = total - VIDEO
+    assert sorted(set(masks)) == [(1, total), (guides, total)]
     for mine, theirs in zip(got, want):
         assert ((mine - theirs).norm() / theirs.norm()).item() < 1e-4    # the mask passes float32 1 + bias / 10000
     unbiased = _forward(model)[0]
