@@ -53,7 +53,8 @@ PRESETS = {"Quality": {"num_steps": 48, "mu": 0.0}, "Default": {"num_steps": 20,
 
 def _strings_api():
     """A prompt built from constants through the string nodes, and steps read from a JSON preset the way
-    ComfyUI's Ideogram template reads them (Custom Combo -> JsonExtractString twice -> Number Convert)."""
+    ComfyUI's Ideogram template reads them (Custom Combo -> JsonExtractString -> StringReplace -> JsonExtractString
+    -> Number Convert)."""
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
         "2": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "A Cat in {place}, {place}."}},
@@ -72,7 +73,9 @@ def _strings_api():
         "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["19", 0]}},
         "9": {"class_type": "CustomCombo", "inputs": {"choice": "Turbo", "index": 2}},
         "10": {"class_type": "JsonExtractString", "inputs": {"json_string": json.dumps(PRESETS), "key": ["9", 0]}},
-        "11": {"class_type": "JsonExtractString", "inputs": {"json_string": ["10", 0], "key": "num_steps"}},
+        # the preset comes out as str() of a dict: its quotes turned, as the Ideogram template does, to read it again
+        "23": {"class_type": "StringReplace", "inputs": {"string": ["10", 0], "find": "'", "replace": '"'}},
+        "11": {"class_type": "JsonExtractString", "inputs": {"json_string": ["23", 0], "key": "num_steps"}},
         "12": {"class_type": "ComfyNumberConvert", "inputs": {"value": ["11", 0]}},
         "13": {"class_type": "SeedNode", "inputs": {"seed": 1234, "control_after_generate": "fixed"}},
         "14": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
@@ -101,7 +104,8 @@ def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
     # and the combo's index 2 skips two lines: the third
     assert sorted(prompts.values()) == ["A Cat in Paris, Rome. | oil painting", "Cat+third"]
     sample, = _by_type(res.graph, "generate.sample")
-    # Turbo's preset (the inner object written back as JSON, read again): 12 steps; FLOAT 12.0 as cfg; the seed
+    # Turbo's preset (the inner object as str() prints it, its quotes turned, read again): 12 steps; FLOAT 12.0
+    # as cfg; the seed
     assert (sample.params["steps"], sample.params["cfg"], sample.params["seed"]) == (12, 12.0, 1234)
 
 
@@ -118,6 +122,55 @@ def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
     assert "its replace input is only known when the workflow runs" in blocking["StringReplace"].notes
     assert "its string_a input is only known when the workflow runs" in blocking["StringConcatenate"].notes
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
+
+
+def test_json_extract_gives_what_comfyuis_node_gives():
+    """ComfyUI's JsonExtractString: str() of the value in the first JSON object the text holds, so an object value
+    is Python's print of a dict (single quotes, True), which a second JsonExtractString cannot read ('')."""
+    from app.comfyui.packs.logic import json_extract
+    presets = json.dumps({"Turbo": {"num_steps": 12, "sharp": True}})
+    assert json_extract(presets, "Turbo") == "{'num_steps': 12, 'sharp': True}"
+    assert json_extract(json_extract(presets, "Turbo"), "num_steps") == ""
+    # a language model's answer: words and a Markdown fence around the object
+    assert json_extract('Here:\n```json\n{"prompt": "a cat", "n": null}\n```', "prompt") == "a cat"
+    assert json_extract('{"n": null}', "n") == "" and json_extract("[1, 2]", "n") == ""
+
+
+def _prompt_from(node):
+    """The text a CLIPTextEncode gets from string node #5, and the import's report (through import_data, so that
+    what is judged is what the importer hands on, wherever the regex runs)."""
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+           "5": node, "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["5", 0]}}}
+    res = import_data(api)
+    return [n.params.get("text") for n in _by_type(res.graph, "encode.text")], res.report
+
+
+def test_a_string_node_missing_an_input_says_so():
+    """A required input with nothing linked and no value (ComfyUI refuses to run such a node) is named as missing,
+    not as 'only known when the workflow runs'."""
+    _, report = _prompt_from({"class_type": "StringConcatenate", "inputs": {"string_b": "x", "delimiter": ""}})
+    assert report.entries["5"].notes[-1].startswith("its string_a input is missing")
+
+
+def test_regex_replace_names_the_setting_at_fault():
+    """ComfyUI's RegexReplace fails on a bad pattern and on a replacement naming a group the pattern lacks; the
+    note names which of the two to fix."""
+    def notes(pattern, replace):
+        _, report = _prompt_from({"class_type": "RegexReplace", "inputs": {
+            "string": "a", "regex_pattern": pattern, "replace": replace}})
+        return " ".join(report.entries["5"].notes)
+    assert "regex_pattern '(a' is not a valid regular expression" in notes("(a", "b")
+    assert "replace '\\\\2' is not a replacement for regex_pattern '(a)'" in notes("(a)", "\\2")
+
+
+@pytest.mark.parametrize("mode, result", [
+    # "(cat)|(dog)" on "a dog, a cat": the first match is 'dog', where group 1 took no part (None): ComfyUI's
+    # RegexExtract gives '' for it (First Group) and skips it (All Groups), leaving the second match's 'cat'
+    ("First Group", ""), ("All Groups", "cat")])
+def test_regex_extract_of_a_group_outside_the_match_is_empty(mode, result):
+    prompts, report = _prompt_from({"class_type": "RegexExtract", "inputs": {
+        "string": "a dog, a cat", "regex_pattern": "(cat)|(dog)", "mode": mode, "group_index": 1}})
+    assert prompts == [result] and report.entries["5"].status == "exact"
 
 
 @pytest.mark.parametrize("text, result", [
@@ -160,6 +213,34 @@ def test_hostile_formulas_are_refused_with_a_reason(expression, message):
         evaluate(expression, {"a": 1})
 
 
+def test_a_seed_node_hands_on_a_value_known_only_as_the_workflow_runs():
+    """SeedNode returns its seed input as it is (ComfyUI's execute); fed by a running value (a picture's width),
+    what it feeds is linked to that value, as PrimitiveInt's consumers are. It handed on nothing (its seed input
+    was looked for under PrimitiveInt's name, value), and its consumer said it came from a node that did not
+    convert."""
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 51, "height": 33, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "GetImageSize", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "SeedNode", "inputs": {"seed": ["2", 0], "control_after_generate": "fixed"}},
+           "4": {"class_type": "EmptyImage", "inputs": {"width": ["3", 0], "height": 8, "batch_size": 1, "color": 0}},
+           "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}}
+    res = import_data(api)
+    assert not res.report.blocking and not res.report.entries["4"].notes
+    canvas, = [n for n in _by_type(res.graph, "generate.solid") if res.graph.inputs.get(n.id)]
+    assert res.graph.inputs[canvas.id] == {"width": ("get_image_size_2", "width")}
+
+
+def test_a_formula_of_a_constant_switch_is_computed_on_import():
+    """ComfyMathExpression takes FLOAT, INT and BOOLEAN values (its MultiType input): a constant switch is a number
+    in the formula (True * 8 + 1 = 9), known on import like any constant."""
+    api = {"1": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}},
+           "2": {"class_type": "ComfyMathExpression", "inputs": {"expression": "a * 8 + 1", "values.a": ["1", 0]}},
+           "3": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": ["2", 1],
+                                                                     "batch_size": 1}}}
+    res = import_data(api)
+    assert res.report.entries["2"].status == "exact"
+    assert _by_type(res.graph, "latent.empty")[0].params["frames"] == 9
+
+
 def test_a_formula_of_a_pictures_size_runs_as_the_workflow_runs():
     """ComfyMathExpression over GetImageSize's outputs (ComfyUI's Wan Animate 2 template floors sizes to even with
     a & ~1) becomes math.expression, the sizes linked in; run, it gives what ComfyUI's formula gives: 51 & ~1 = 50,
@@ -189,6 +270,22 @@ def test_a_formula_of_a_pictures_size_runs_as_the_workflow_runs():
     assert run.outputs[half.id] == {"float": 25.5, "int": 25, "bool": True}
     clip = run.outputs[canvas.id]["video"]
     assert (clip.width, clip.height) == (50, 25)
+
+
+def test_a_running_formula_of_values_is_not_given_letters_the_file_lacks():
+    """ComfyUI's `values` lists the letters the node has (here a and b); math.expression's would hold c and d too
+    (0), so min(values) of two sizes would be 0: such a formula is not mapped, saying what to write instead."""
+    api = {"1": {"class_type": "EmptyImage", "inputs": {"width": 51, "height": 33, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "GetImageSize", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "ComfyMathExpression", "inputs": {"expression": "min(values)", "values.a": ["2", 0],
+                                                                 "values.b": ["2", 1]}},
+           "4": {"class_type": "EmptyImage", "inputs": {"width": ["3", 1], "height": 8, "batch_size": 1,
+                                                        "color": 0}},
+           "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}}}
+    entry, = import_data(api).report.blocking
+    assert entry.class_type == "ComfyMathExpression" and "min(a, b)" in " ".join(entry.notes)
+    api["3"]["inputs"]["expression"] = "min(a, b)"
+    assert not import_data(api).report.blocking
 
 
 def test_math_expression_node_refuses_a_formula_it_cannot_evaluate_before_running():
@@ -253,7 +350,7 @@ def _doubling(levels):
     (_regex("RegexReplace", string="a" * 2000, regex_pattern="", replace="b" * 1000, count=0), "1",
      "makes a text of more than 1000000 characters"),
     # json.loads and re's parser recurse: a RecursionError traceback
-    ({"1": {"class_type": "JsonExtractString", "inputs": {"json_string": "[" * 100000, "key": "a"}}}, "1",
+    ({"1": {"class_type": "JsonExtractString", "inputs": {"json_string": '{"a": ' + "[" * 100000, "key": "a"}}}, "1",
      "nests deeper than Python's JSON reader goes"),
     (_regex("RegexExtract", string="ab", regex_pattern="(" * 5000 + ")" * 5000, mode="First Match", group_index=1),
      "1", "nests too deep for Python's re"),

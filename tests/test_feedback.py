@@ -727,3 +727,11 @@ def test_hybrid_video_blends_into_and_moves_the_loops_frames(sd, sampled):
     for k in range(1, 4):
         want = histogram_matcher(v[k - k % 2], "lab")(composited(kept[k - 1], v[k], 0.5, "none"))
         assert np.abs(kept[k].astype(int) - want).max() <= 1, k
+
+
+def test_the_loop_offers_only_samplers_that_draw_one_picture():
+    """ar_video makes a video block by block with an autoregressive Wan model; the loop diffuses one picture a frame,
+    where it could only fail."""
+    from graph_engine.registry import default_registry
+    param = default_registry().get("generate.feedback").params["sampler"]
+    assert "ar_video" not in param.choices and "euler" in param.choices

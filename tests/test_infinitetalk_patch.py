@@ -395,21 +395,27 @@ def test_the_infinitetalk_template_imports_and_runs_two_speakers_on_tiny_weights
         assert sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].rate > 0.5
 
 
-def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(files):
+@pytest.fixture(scope="module")
+def loaded(files):
+    """The tiny Wan 2.1 I2V, its VAE and the InfiniteTalk patch, loaded from the files."""
+    from nodes.generate.infinitetalk import load
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_vae
+    mm = ModelManager(max_loaded=4)
+    return (load_diffusion_model(mm, "wan_tiny_i2v_fp16.safetensors", "default", "cpu"),
+            load_vae(mm, "wan_tiny_vae.safetensors", "cpu"), load(mm, "wan2.1_infiniteTalk_tiny_fp16.safetensors").pipe)
+
+
+def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(loaded):
     """condition.infinitetalk with `previous` (ComfyUI's previous_frames): the audio tokens start where its last
     5 frames do (two voices taking turns, as ComfyUI's), those frames' latent starts the model's input and the
     result, `trim` says to drop them, and the speakers' masks are read at the token grid (nearest)."""
     from graph_engine import Clip
     from PIL import Image
     from nodes.generate.adapters import get_adapter
-    from nodes.generate.infinitetalk import KeepMotion, condition, load
+    from nodes.generate.infinitetalk import KeepMotion, condition
     from nodes.generate.latent import Conditioning
-    from nodes.generate.model_manager import ModelManager
-    from nodes.generate.split import load_diffusion_model, load_vae
-    mm = ModelManager(max_loaded=4)
-    model = load_diffusion_model(mm, "wan_tiny_i2v_fp16.safetensors", "default", "cpu")
-    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
-    patch = load(mm, "wan2.1_infiniteTalk_tiny_fp16.safetensors").pipe
+    model, vae, patch = loaded
     torch.manual_seed(4)
     layers = [torch.randn(LAYERS + 1, 40, 128), torch.randn(LAYERS + 1, 30, 128)]
     rng = np.random.default_rng(2)
@@ -431,3 +437,37 @@ def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(files
     assert out["latent"].samples.shape == (1, 16, 3, 4, 4)
     with pytest.raises(NodeError, match="two voices need both speakers' masks"):
         condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left])
+    with pytest.raises(NodeError, match="one voice needs none"):
+        condition(model, patch, vae, pos, None, [{"layers": layers[0], "fps": 50}], [left])
+    # masks drawn at two sizes are each read at the token grid; an empty one (a Painter left blank) is named
+    right = np.zeros((12, 10), np.float32)
+    right[:, 5:] = 1
+    other = condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, right],
+                      None, None, None, 9, 32, 32)
+    assert other["model"].option("infinitetalk").masks.tolist() == talk.masks.tolist()
+    with pytest.raises(NodeError, match="mask_2 covers none of the video's 4 patches"):
+        condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, 0 * right],
+                  None, None, None, 9, 32, 32)
+
+
+def test_the_motion_frames_x0_is_read_from_the_clean_frames_whatever_the_sampler_holds_there(loaded):
+    """ComfyUI's InfiniteTalk writes the motion frames into the model's input in place, so their x0 is the clean
+    latent less sigma times the prediction: what the sampler drew there never reaches the result (else the photo's
+    frame comes out as the noise it started from, moved by predictions made for another input)."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.infinitetalk import condition
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.sampling import guided_model_fn
+    model, vae, patch = loaded
+    torch.manual_seed(5)
+    out = condition(model, patch, vae, Conditioning("wan", torch.zeros(1, 4, 32)), None,
+                    [{"layers": torch.randn(LAYERS + 1, 20, 128), "fps": 50}], [],
+                    np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8), None, None, 5, 32, 32)
+    predict = guided_model_fn(out["model"], get_adapter("wan"), out["positive"], None, 1.0, 1, "cpu", torch.float32,
+                              2)
+    drawn = torch.randn(1, 16, 2, 4, 4)
+    other = drawn.clone()
+    other[:, :, :1] = torch.randn(1, 16, 1, 4, 4)
+    with torch.no_grad():
+        a, b = predict(drawn, 0.7), predict(other, 0.7)
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()

@@ -190,6 +190,101 @@ def test_ar_video_samples_as_comfyuis_published_loop(causal, block, start):
         assert torch.equal(got[:, :, :1], first)
 
 
+def test_a_start_latent_of_another_size_is_refused_by_name(causal):
+    """condition.ar_start's model sampled with a latent of another size: the start frame cannot be the video's first,
+    and the run says which sizes differ instead of torch's broadcast error."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    handle = causal[2].with_option("ar_start", torch.zeros(1, 16, 1, 8, 8))
+    lat = Latent(torch.zeros(1, 16, 4, 4, 6), "wan", 13, 16, 48, 32)
+    with pytest.raises(NodeError, match=r"condition.ar_start.* 64x64 .* 48x32"):
+        run_sampling(handle, Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple")
+
+
+def test_a_cancelled_block_wise_run_leaves_the_shared_model_as_it_was(causal):
+    """The cache and the cached attention are the run's: after an ar_video run stopped mid-clip, the loader's model
+    has its own attention and rotary table back and an ordinary run on it gives what it gave before."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    handle = causal[2]
+    model = handle.pipe.transformer
+    text, lat = torch.randn(1, 5, TEXT), Latent(torch.zeros(1, 16, 3, 4, 6), "wan", 9, 16, 48, 32)
+
+    def plain():
+        return run_sampling(handle, Conditioning("wan", text), None, lat, steps=2, cfg=1.0, sampler="euler",
+                            scheduler="simple", seed=3).samples
+    before, own = plain(), [b.attn1.processor for b in model.blocks]
+    calls = []
+
+    def stop(i, n):
+        calls.append(i)
+        if len(calls) == 3:
+            raise NodeError("cancelled")
+    with pytest.raises(NodeError, match="cancelled"):
+        run_sampling(handle, Conditioning("wan", text), None, lat, steps=2, cfg=1.0, sampler="ar_video",
+                     scheduler="simple", seed=3, callback=stop)
+    assert [b.attn1.processor for b in model.blocks] == own
+    assert not model.rope._forward_hooks and not model.rope._forward_pre_hooks
+    assert torch.equal(plain(), before)
+
+
+def test_out_of_memory_in_a_block_wise_run_names_its_attention_cache(causal):
+    """The cache of an ar_video run holds every frame before the block: out of memory there is lowered by a shorter or
+    smaller clip, not by context windows (which a block-wise run does not take), as other runs are told."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+
+    def full(i, n):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="out of memory") as err:
+        run_sampling(causal[2], Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple", callback=full)
+    assert "attention cache" in str(err.value) and "context.windows" not in str(err.value)
+
+
+def test_context_windows_are_refused_by_a_block_wise_run(causal):
+    """Context windows cut a clip into windows sampled side by side; ar_video makes it a block at a time, each block
+    seeing the ones before through its cache, so the windows would cut nothing: said, not silently passed over."""
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.wrappers import ContextWrapper
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    handle = causal[2].with_wrapper(ContextWrapper(ContextOptions("uniform_standard", 9, 4)))
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="remove context.windows"):
+        run_sampling(handle, Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple")
+
+
+def test_skip_layer_guidance_is_refused_by_a_block_wise_run(causal):
+    """Skip-layer guidance runs the model once more with blocks left out: in a block-wise run that run wrote its keys
+    into the cache over the model's own (cfg 1) or failed on the cache's batch (cfg above 1). Refused by name."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.skip_layers import SkipLayers
+    handle = causal[2].with_option("skip_layer_guidance", SkipLayers.parse("1", 3.0, 0.0, 1.0, 0.0))
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="remove guide.skip_layer_guidance"):
+        run_sampling(handle, Conditioning("wan", torch.zeros(1, 5, TEXT)), None, lat, steps=2, cfg=1.0,
+                     sampler="ar_video", scheduler="simple")
+
+
+def test_a_prompt_over_an_area_is_refused_by_a_block_wise_run(causal):
+    """A prompt over part of the picture (condition.area) runs the model on that part alone: its keys in the cache
+    would stand for whole frames (or whole frames' for its part). Refused by name, not sampled so."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.regions import combine, with_region
+    from nodes.generate.sampling import run_sampling
+    part = with_region(Conditioning("wan", torch.randn(1, 5, TEXT)), area=["pixels", 32, 32, 0, 0], strength=1.0,
+                       bounds=False)
+    lat = Latent(torch.zeros(1, 16, 2, 8, 8), "wan", 5, 16, 64, 64)
+    with pytest.raises(NodeError, match="condition.area"):
+        run_sampling(causal[2], combine(part, Conditioning("wan", torch.randn(1, 5, TEXT))), None, lat, steps=2,
+                     cfg=1.0, sampler="ar_video", scheduler="simple")
+
+
 def test_blockwise_equals_full_attention_under_the_causal_mask(causal):
     """The cache is the causal mask: a noisy block predicted after two clean frames were written framewise equals the
     whole three frames run at once (diffusers' own attention, clean frames at timestep 0) with each token seeing only

@@ -265,14 +265,15 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "tests" / "data" / "comfyui" / 
 
 def _comfy_windows(layers, length):
     """The voice's windows as ComfyUI's WanHuMoImageToVideo makes them (comfy_extras/nodes_wan.py:
-    linear_interpolation 50 -> 25 of the layer runs' means, get_audio_emb_window), written out for 4 layers."""
-    emb = layers.permute(1, 0, 2)[None]                                 # [1, T, L + 1, D]
+    linear_interpolation 50 -> 25 of the means of layers 0-7, 8-15, 16-23, 24-31 and layer 32, get_audio_emb_window),
+    written out for whisper large-v3's 32 layers."""
+    emb = layers.permute(1, 0, 2)[None]                                 # [1, T, 33, D]
 
     def interp(f):
         out = torch.nn.functional.interpolate(f.transpose(1, 2), size=int(f.shape[1] / 50 * 25),
                                               align_corners=True, mode="linear")
         return out.transpose(1, 2)
-    feats = [interp(emb[:, :, i:i + 1].mean(dim=2)) for i in range(4)] + [interp(emb[:, :, 4])]
+    feats = [interp(emb[:, :, i:i + 8].mean(dim=2)) for i in (0, 8, 16, 24)] + [interp(emb[:, :, 32])]
     emb = torch.stack(feats, dim=2)[0]                                  # [T', 5, D]
     zero = torch.zeros(emb.shape[1:])
     rows = []
@@ -294,7 +295,7 @@ def test_condition_humo_lays_voice_windows_and_reference_as_comfyui(humo):
     from nodes.generate.split import load_vae
     from nodes.generate.wan_humo_cond import condition
     torch.manual_seed(2)
-    layers = torch.randn(5, 47, 6)                      # 0.94 s of features
+    layers = torch.randn(33, 47, 6)                     # 0.94 s of whisper large-v3's 32 layers (narrow)
     vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
     pos = Conditioning("wan", torch.zeros(1, 4, 32))
     picture = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)

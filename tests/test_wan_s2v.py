@@ -385,6 +385,33 @@ def test_the_s2v_model_loads_from_its_file_and_predicts_as_the_published_model(s
     assert (silent - got).abs().max() > 1e-2          # the voice moves the prediction
 
 
+
+def test_the_s2v_blocks_modulated_by_segment_equal_diffusers_blocks_given_a_row_per_token():
+    """The S2V blocks take one modulation row for the clip's tokens and one for the reference's and motion's (at
+    timestep 0), as ComfyUI does, where diffusers' block takes one per token: on a tiny block, with the rows
+    spread per token as diffusers reads them, its own forward gives the same, in float32 and in bfloat16."""
+    from diffusers.models.transformers.transformer_wan import WanTransformerBlock
+    from nodes.generate.wan_s2v import _block
+    torch.manual_seed(3)
+    block = WanTransformerBlock(64, 128, 2, cross_attn_norm=True).eval()
+    with torch.no_grad():
+        block.scale_shift_table.normal_()
+    n, seq = 14, 9
+    rows = (torch.randn(2, 6, 64), torch.randn(2, 6, 64))
+    per_token = torch.cat([rows[0][:, None].expand(-1, seq, -1, -1), rows[1][:, None].expand(-1, n - seq, -1, -1)], 1)
+    angles = torch.rand(1, n, 1, 32) * 6
+    rotary = (angles.cos(), angles.sin())
+    x, context = torch.randn(2, n, 64), torch.randn(2, 5, 64)
+    with torch.no_grad():
+        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 0)):
+            b = block.to(dtype)
+            got = _block(b, x.to(dtype), context.to(dtype), rows, seq, rotary)
+            want = b(x.to(dtype), context.to(dtype), per_token, rotary)
+            assert got.dtype == dtype and torch.allclose(got.float(), want.float(), atol=tol), (got - want).abs().max()
+            every = _block(b, x.to(dtype), context.to(dtype), rows, n, rotary)    # no reference or motion tokens
+            assert torch.allclose(every.float(), b(x.to(dtype), context.to(dtype), rows[0], rotary).float(), atol=tol)
+
+
 def _comfy_sound(layers, frames, offset):
     """The features per video frame as ComfyUI's WanSoundImageToVideo picks them (comfy_extras/nodes_wan.py:
     linear_interpolation 50 -> 30, get_audio_embed_bucket_fps with m=0), written out: [1, L, D, frames]."""

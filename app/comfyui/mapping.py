@@ -444,6 +444,9 @@ def reference_method(v):
 
 
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
+# LTX-2's start picture and guide clip: ComfyUI's common_upscale against the VAE processor diffusers' pipelines use
+LATENT_FIT_NOTE = ("fitted to the latent's size by a centre crop and a bilinear resize in ComfyUI, by diffusers' "
+                   "(Lanczos) in Kinograph; exact when it has the latent's size already")
 QWEN_EDIT_NOTE = ("the pictures are resized to about a megapixel with sides multiples of 32 (diffusers' pipelines' "
                   "rule); ComfyUI rounds them otherwise, so the sizes may differ by a few pixels")
 
@@ -1197,9 +1200,7 @@ RULES: Dict[str, Rule] = {
                                   (P("strength", "strength"), P("bypass", "bypass")),
                                   {"vae": "vae", "image": "image", "latent": "latent"}, ("latent",),
                                   special="start_image_inplace",
-                                  note="the image fitted to the latent's size by a centre crop and a bilinear "
-                                       "resize in ComfyUI, by diffusers' (Lanczos) in Kinograph; exact when it "
-                                       "has the latent's size already"),
+                                  note="the image " + LATENT_FIT_NOTE),
     "LTXAVTextEncoderLoader": Rule("load.text_encoder", ("text_encoder", "ckpt_name", "device"),
                                    (P("text_encoder", "name"), P("ckpt_name", "name2")), outputs=("text_encoder",),
                                    fixed={"type": "ltx2"}, ignore={"device": "default"}),

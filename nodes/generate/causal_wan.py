@@ -90,7 +90,12 @@ def kv_cached(transformer):
 
     def longer(_module, args):
         (x,) = args
-        rows["hw"] = x.shape[3] * x.shape[4] // (transformer.config.patch_size[1] * transformer.config.patch_size[2])
+        hw = x.shape[3] * x.shape[4] // (transformer.config.patch_size[1] * transformer.config.patch_size[2])
+        if rows.setdefault("hw", hw) != hw:
+            # the cache's keys are whole frames': a call on part of the picture would read and write them as its own
+            raise NodeError("a prompt over an area (condition.area, condition.mask with bounds) runs the model on part "
+                            "of the picture, and the ar_video sampler's attention cache holds whole frames: remove "
+                            "the area, or choose another sampler")
         # the rotary table only reads the shape: the frames before the call's, then its own
         return (x[:, :, :1].expand(-1, -1, cache.start + x.shape[2], -1, -1),)
 
@@ -126,6 +131,12 @@ def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block
         if first >= frames:
             raise NodeError(f"the start image fills {first} latent frame(s) and the latent has {frames}: make the "
                             "video longer than its start")
+        if start.shape[-2:] != x.shape[-2:]:
+            # Wan 2.1's VAE: 8 pixels a latent pixel
+            (sh, sw), (h, w) = start.shape[-2:], x.shape[-2:]
+            raise NodeError(f"condition.ar_start encoded its start image at {sw * 8}x{sh * 8} and the latent sampled "
+                            f"is {w * 8}x{h * 8}: sample the latent condition.ar_start gives, or set its width and "
+                            "height to the video's")
         out[:, :, :first] = start.to(out)
         cache.at(0, write=True)
         model_fn(out[:, :, :first], zero, frames=list(range(first)))
@@ -140,6 +151,8 @@ def sample_ar_video(model_fn, x, sigmas, callback=None, *, cache: KVCache, block
             if float(sigmas[i + 1]) == 0:
                 xb = den
             else:
+                # ComfyUI's seed; drawn on the CPU, as all of Kinograph's noise, so a video is the same on any device
+                # (ComfyUI's loop draws on the device it samples on: on a GPU its numbers differ)
                 g = torch.Generator("cpu").manual_seed(int(seed) + b * 1000 + i)
                 fresh = torch.randn(den.shape, generator=g, dtype=torch.float32).to(den)
                 xb = (1 - sigmas[i + 1]).to(den) * den + sigmas[i + 1].to(den) * fresh
@@ -160,6 +173,15 @@ def ar_options(handle, seed: int):
     if handle.run_wrappers:
         raise NodeError("FreeInit (noise.freeinit) reruns a whole schedule over the whole clip; the ar_video sampler "
                         "makes it a block at a time: remove noise.freeinit")
+    from nodes.consistency.wrappers import ContextWrapper
+    if any(isinstance(w, ContextWrapper) for w in handle.wrappers):
+        raise NodeError("context.windows cuts a clip into windows sampled side by side; the ar_video sampler makes it "
+                        "a block at a time, each block seeing those before through its cache, so there is nothing to "
+                        "cut: remove context.windows")
+    if handle.option("skip_layer_guidance") is not None:
+        raise NodeError("skip-layer guidance runs the model again with blocks left out, and in the ar_video sampler "
+                        "every run at noise 0 writes the attention cache the blocks after it read: remove "
+                        "guide.skip_layer_guidance")
     return kv_cached(transformer), {"block": int(handle.option("ar_block", 1)), "seed": int(seed),
                                     "start": handle.option("ar_start")}
 

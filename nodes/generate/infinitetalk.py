@@ -211,15 +211,16 @@ def _audio_attention(block, x, tokens, grid, heads, positions=None):
     return att.proj(out).unflatten(0, (b, f)).flatten(1, 2)
 
 
-def _qk(attn, x, rotary):
-    """The self-attention's queries and keys of x as the model attends with them (normed, rotated): [B, N, C]."""
-    q, k = attn.norm_q(attn.to_q(x)), attn.norm_k(attn.to_k(x))
-    cos, sin = rotary
+def _qk(attn, x, rotary, keys: int):
+    """The self-attention's queries of x and keys of its first `keys` tokens (the first frame's: the only ones the
+    speakers' regions are read in) as the model attends with them (normed, rotated): [B, N, C], [B, keys, C]."""
+    cos, sin = rotary                   # [1, N, 1, head_dim]
     out = []
-    for t in (q, k):
+    for t in (attn.norm_q(attn.to_q(x)), attn.norm_k(attn.to_k(x[:, :keys]))):
+        n = t.shape[1]
         t = t.unflatten(-1, (attn.heads, -1))
         x1, x2 = t.unflatten(-1, (-1, 2)).unbind(-1)
-        c, s = cos[..., 0::2], sin[..., 1::2]
+        c, s = cos[:, :n, :, 0::2], sin[:, :n, :, 1::2]
         out.append(torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], -1).flatten(-2).type_as(t).flatten(2))
     return out
 
@@ -236,6 +237,7 @@ def patched(transformer, patch: InfiniteTalkPatch, tokens: torch.Tensor, masks=N
     heads = cfg.num_attention_heads
     p = next(transformer.parameters())
     patch.to(p.device, p.dtype)
+    tokens = tokens.to(p.device)        # once a forward, not once a block
     state = {}
 
     def grid(_module, _args, out):
@@ -246,9 +248,8 @@ def patched(transformer, patch: InfiniteTalkPatch, tokens: torch.Tensor, masks=N
 
     def share(_module, args):
         x, rotary = args[0], args[3]
-        q, k = _qk(_module, x, rotary)
-        per_frame = state["grid"][1] * state["grid"][2]
-        state["positions"] = _speaker_positions(q, k[:, :per_frame], masks.to(x.device), heads)
+        q, k = _qk(_module, x, rotary, state["grid"][1] * state["grid"][2])
+        state["positions"] = _speaker_positions(q, k, masks.to(x.device), heads)
 
     def before_cross(_module, args):
         state["x"] = args[0]
@@ -257,7 +258,7 @@ def patched(transformer, patch: InfiniteTalkPatch, tokens: torch.Tensor, masks=N
         def hook(_module, _args, out):
             x = state.pop("x").type_as(out) + out
             block = patch.blocks[i]
-            y = _audio_attention(block, block.norm_x(x), tokens.to(x.device), state["grid"], heads,
+            y = _audio_attention(block, block.norm_x(x), tokens, state["grid"], heads,
                                  state.pop("positions", None))
             return out + y * scale
         return hook
@@ -299,15 +300,6 @@ class KeepMotion:
         return torch.cat([self.motion.to(out).expand(out.shape[0], -1, -1, -1, -1), out[:, :, m:]], 2)
 
 
-def _zero_latent(like: torch.Tensor) -> torch.Tensor:
-    """The Wan 2.1 VAE's all-zero latent in the model's (normalised) space: ComfyUI's motion frame without a start
-    image."""
-    from nodes.generate.converters import model_config
-    stats = model_config("wan", "vae_2.1")
-    mean = torch.tensor(stats["latents_mean"]).view(1, -1, 1, 1, 1)
-    return (-mean / torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1)).expand_as(like).clone()
-
-
 def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: list, masks: list, first=None,
               image_embeds=None, previous=None, frames: int = 81, width: int = 832, height: int = 480,
               motion_frames: int = 9, scale: float = 1.0) -> dict:
@@ -328,6 +320,10 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
                         "second's): paint or connect them")
     if len(masks) == 2 and len(voices) != 2:
         raise NodeError("two speakers' masks need two voices: connect audio_embeds_2, or disconnect the masks")
+    if len(masks) == 1:
+        # the masks place each voice's tokens by speaker (halves of the audio tokens): one would split one voice
+        raise NodeError("a speaker's mask tells two speakers apart; one voice needs none: disconnect it, or connect "
+                        "the second voice (audio_embeds_2) and both masks")
     patch_hw = transformer_of(model).config.patch_size[1:]
     latent = empty_latent(vae, frames, width, height, family("wan").fps)
     pipe = vae.pipe
@@ -343,25 +339,30 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
             if previous.length < motion_frames:
                 raise NodeError(f"the previous clip has {previous.length} frames; a continuation starts with its "
                                 f"last {motion_frames}: give a longer clip or fewer motion frames")
-            from PIL import Image
-            px = pipe.video_processor.preprocess(
-                [Image.fromarray(np.ascontiguousarray(f)) for f in previous.frames(previous.length - motion_frames,
-                                                                                    previous.length)],
-                height=latent.height, width=latent.width, resize_mode="crop")
-            motion = get_adapter("wan").vae_encode(pipe, px.permute(1, 0, 2, 3)[None]).float().cpu()
+            from nodes.generate.wan_s2v_cond import _pixels
+            px = _pixels(pipe, previous.frames(previous.length - motion_frames, previous.length), latent.width,
+                         latent.height)
+            motion = get_adapter("wan").vae_encode(pipe, px).float().cpu()
             start = previous.length - motion_frames
         elif first is not None:
             motion = positive.extra["concat"][:, 4:, :1].float()
         else:
-            motion = _zero_latent(latent.samples[:1, :, :1])
+            from nodes.generate.adapters.wan import zero_latent
+            motion = zero_latent(latent.samples[:1, :, :1].shape)        # ComfyUI's motion frame without a picture
         tokens = audio_tokens(patch, one_timeline([features_per_frame(v) for v in voices]), start,
                               latent.samples.shape[2] * LATENT_STRIDE - LATENT_STRIDE + 1)
         spans = None
         if masks:
             # a clip of masks: its first (ComfyUI reads one mask per speaker)
             still = [m.frames(0, 1)[0] if hasattr(m, "frames") else m for m in masks]
-            spans = token_masks(torch.stack([torch.as_tensor(np.asarray(m, np.float32)).squeeze() for m in still]),
-                                latent.samples.shape[3], latent.samples.shape[4], patch_hw)
+            # each at the token grid on its own: the two may be drawn at different sizes
+            spans = torch.cat([token_masks(torch.as_tensor(np.asarray(m, np.float32)).squeeze()[None],
+                                           latent.samples.shape[3], latent.samples.shape[4], patch_hw) for m in still])
+            empty = [i + 1 for i, s in enumerate(spans) if not s.any()]
+            if empty:
+                raise NodeError(f"mask_{empty[0]} covers none of the video's {spans.shape[1]} patches (it is empty, "
+                                "or its region is smaller than one): without it the model cannot tell where that "
+                                "speaker is. Paint the speaker's region white")
     talk = Talk(patch, tokens.cpu(), spans, float(scale), motion)
     out = model.with_option("infinitetalk", talk)
     if previous is not None:

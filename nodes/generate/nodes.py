@@ -17,6 +17,8 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep", "ar_video")
+# the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
+PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
 
 def _path(default: str = "", what: str = "a checkpoint file's name in checkpoints/ (svd_xt.safetensors, "
@@ -626,7 +628,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              steps: int = Param(20, kind="schedule", **_within("steps"),
                                 help="denoising steps per frame (a diffused frame runs the "
                                      "last `denoise` share of them)"),
-             sampler: str = Param("euler", choices=SAMPLERS, help="the update rule per step"),
+             sampler: str = Param("euler", choices=PICTURE_SAMPLERS, help="the update rule per step"),
              scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform",
                                                         "beta"), help="the noise levels, as generate.sample's"),
              seed: int = Param(0, kind="seed", help="the first diffused frame's seed"),

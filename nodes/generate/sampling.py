@@ -479,7 +479,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         return out
 
     lock = _pipe_lock(pipe)
-    with lock, torch.inference_mode(), _named_oom(handle, latent), attention_scaled(handle), \
+    with lock, torch.inference_mode(), _named_oom(handle, latent, sampler == "ar_video"), attention_scaled(handle), \
             installed(handle, ip_feed), blockwise as cache:
         if cache is not None:
             kw["cache"] = cache
@@ -571,9 +571,10 @@ def unchanging_schedule(handle, adapter, positive: Conditioning, latent_frames: 
 
 
 @contextlib.contextmanager
-def _named_oom(handle, latent: Latent):
+def _named_oom(handle, latent: Latent, blockwise: bool = False):
     """Out of memory while sampling names the run and what lowers its memory; torch's own text
-    (allocator figures) stays at its end for whoever needs it."""
+    (allocator figures) stays at its end for whoever needs it. `blockwise`: an ar_video run, whose memory grows with
+    the clip (its attention cache) and which context windows do not cut."""
     from nodes.generate.vae_ops import free_memory, is_oom
     try:
         yield
@@ -583,10 +584,13 @@ def _named_oom(handle, latent: Latent):
         free_memory()
         offload = ("set the loader's offload to model (or sequential: least memory, slowest), "
                    if handle.device != "cpu" else "")
+        longer = ("; the ar_video sampler's attention cache holds the keys and values of every frame before the "
+                  "block, so a shorter clip needs less" if blockwise else
+                  ", or sample a long clip in context windows (context.windows)")
         raise NodeError(f"out of memory while sampling {latent.frames} frames of {latent.width}x{latent.height} "
                         f"with the {handle.family} model ({handle.dtype} on {handle.device}): {offload}lower "
-                        f"width/height or frames, or sample a long clip in context windows (context.windows); what "
-                        f"ran before is kept in the cache. ({str(exc).strip().splitlines()[0][:200]})") from None
+                        f"width/height or frames{longer}; what ran before is kept in the cache. "
+                        f"({str(exc).strip().splitlines()[0][:200]})") from None
 
 
 def broke_down(handle, step: int, total: int) -> str:

@@ -40,16 +40,14 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     image's latent, the negative silence and the latent of no picture (the VAE's zeros), so guidance pushes towards
     both. Without a reference both get that blank latent; without a voice, both silence (the model's zeros)."""
     from nodes.generate.adapters import get_adapter
+    from nodes.generate.adapters.wan import zero_latent
     from nodes.generate.vae_ops import empty_latent
     from nodes.generate.wan_s2v_cond import _pixels
     if vae.family != "wan":
         raise NodeError(f"condition.humo makes HuMo's conditioning with the Wan 2.1 VAE (wan_2.1_vae); this is a "
                         f"{vae.family} VAE")
     latent = empty_latent(vae, frames, width, height, FPS)
-    # ComfyUI's "no picture" is a VAE latent of zeros, which the model reads normalised as Kinograph's latents are
-    cfg = vae.pipe.vae.config
-    blank = (-torch.tensor(cfg.latents_mean) / torch.tensor(cfg.latents_std)).view(1, -1, 1, 1, 1)
-    blank = blank.expand(1, -1, 1, *latent.samples.shape[3:]).clone()
+    blank = zero_latent((1, 16, 1, *latent.samples.shape[3:]))       # ComfyUI's "no picture"
     pos, neg = {"humo_reference": blank}, {"humo_reference": blank}
     if reference is not None:
         with torch.inference_mode():

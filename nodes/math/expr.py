@@ -111,6 +111,17 @@ def check(expression: str, letters) -> Optional[str]:
     return None
 
 
+def names(expression: str) -> set:
+    """The names a formula reads (none where it does not parse: evaluate says why)."""
+    if len(str(expression)) > MAX_LENGTH:
+        return set()
+    try:
+        tree = ast.parse(str(expression).strip(), mode="eval")
+    except (SyntaxError, RecursionError, MemoryError):
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
 def _too_deep(root) -> bool:
     """Whether the parse tree goes deeper than MAX_DEPTH, walked without recursion (a deep one cannot overflow the
     stack here)."""

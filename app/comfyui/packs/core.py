@@ -90,7 +90,9 @@ class CoreNodes:
         return [self.plain(cn, rule, params, notes)]
 
     def special_constant(self, cn, rule, params, notes):
-        src = self.resolve(cn.inputs.get("value"))
+        # the input the rule reads as the value (PrimitiveInt's value, SeedNode's seed, CR Text's text), which a
+        # link may fill with what is known only as the workflow runs
+        src = self.resolve(cn.inputs.get(next((p.comfy for p in rule.params if p.param == "value"), "value")))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
         return []
 
@@ -134,7 +136,7 @@ class CoreNodes:
             return self.rate_math(cn, params, values, rates)
         if any(isinstance(v, Out) and v.port for v in values.values()):
             return self.running_math(cn, params, values)
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
+        if any(not isinstance(v, (int, float)) for v in values.values()):
             return self.not_constant(cn, "input values")
         try:
             result = evaluate(params.get("expression", ""), values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -80,19 +81,21 @@ _short = regex_child._short
 
 
 def json_extract(json_string, key) -> str:
-    """JsonExtractString: the key's value of a JSON object as text ('' where it is missing, null or the text is
-    not an object); an object or list value is written back as JSON, so that another JsonExtractString reads it
-    (the templates chain two: a preset, then its field)."""
-    try:
-        data = json.loads(json_string)
-    except (json.JSONDecodeError, TypeError):
-        return ""
-    except RecursionError:
-        raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
-    if not isinstance(data, dict) or data.get(key) is None:
-        return ""
-    value = data[key]
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    """JsonExtractString: the key's value in the first JSON object the text holds (words or a Markdown fence
+    around it are passed over), as str() writes it; '' where it is missing or null, or no object reads. An object
+    value comes out as Python prints a dict ({'mu': 0.5}), not JSON: ComfyUI's Ideogram template turns its quotes
+    with a StringReplace before a second JsonExtractString reads it, and so must a file that chains two."""
+    decoder = json.JSONDecoder()
+    for start in re.finditer(r"\{", json_string):
+        try:
+            data, _ = decoder.raw_decode(json_string, start.start())
+        except json.JSONDecodeError:
+            continue
+        except RecursionError:
+            raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
+        value = data.get(key)
+        return "" if value is None else str(value)
+    return ""
 
 
 def number(value):
@@ -139,10 +142,15 @@ def replace_text(string: str, find: str, replace: str) -> str:
 class LogicNodes:
     def known(self, cn, names: Sequence[str], defaults: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The node's inputs, where every one is a constant in the file (None: the node is made a placeholder,
-        saying which input is only known as the workflow runs)."""
+        saying which input is only known as the workflow runs, or lacking)."""
         values = {}
         for name in names:
             v = self.resolve(cn.inputs[name]) if name in cn.inputs else defaults.get(name)
+            if name not in cn.inputs and v is None:
+                self.placeholder(cn)
+                self.report.entries[cn.id].notes.append(f"its {name} input is missing (nothing linked to it, no "
+                                                        "value in the file), which ComfyUI refuses too")
+                return None
             if v is None or isinstance(v, Out):
                 self.not_constant(cn, f"{name} input")
                 return None
@@ -170,12 +178,21 @@ class LogicNodes:
         """A formula of values known only as the workflow runs (a picture's size from video.size): math.expression,
         those values linked into its letters, the constants typed in; its float, int and bool outputs are
         ComfyMathExpression's FLOAT, INT and BOOL."""
+        from nodes.math.expr import names
         from nodes.math.nodes import LETTERS
         others = [k for k in values if k not in LETTERS]
         if others or any(v is None or isinstance(v, Out) and not v.port or isinstance(v, str)
                          for v in values.values()):
             return self.not_constant(cn, "input values" if not others else
                                      f"formula uses {', '.join(others)}: math.expression takes a to d, and these")
+        if "values" in names(params.get("expression", "")) and set(values) != set(LETTERS):
+            # ComfyUI's `values` lists the letters the node has; math.expression's all four, unused ones 0
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"its formula reads `values`, the list of its letters ({', '.join(sorted(values))}), where "
+                "math.expression's lists a, b, c and d, 0 where unused: write the letters out (min(values) of a "
+                "and b as min(a, b))")
+            return None
         nid = self.add("math.expression", cn, {"expression": params.get("expression", ""),
                                                **{k: v for k, v in values.items() if not isinstance(v, Out)}})
         for k, v in values.items():
@@ -231,7 +248,8 @@ class LogicNodes:
 
     def special_json_extract(self, cn, rule, params, notes):
         v = self.known(cn, ("json_string", "key"), {})
-        return None if v is None else self.computed(cn, lambda: (json_extract(v["json_string"], _string(v, "key")),))
+        return None if v is None else self.computed(
+            cn, lambda: (json_extract(_string(v, "json_string"), _string(v, "key")),))
 
     def special_custom_combo(self, cn, rule, params, notes):
         """CustomCombo: the option picked and its index (the file keeps both; the options after them are the

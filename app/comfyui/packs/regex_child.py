@@ -31,12 +31,13 @@ def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False,
         if mode == "All Matches":
             found = re.findall(pattern, string, flags)
             return "\n".join(f[0] if isinstance(f, tuple) else f for f in found)
+        # a group that took no part in the match (the other side of an |) gives '' / is skipped, as in ComfyUI
         if mode == "First Group":
             m = re.search(pattern, string, flags)
-            return m.group(group_index) if m and len(m.groups()) >= group_index else ""
+            return (m.group(group_index) or "") if m and len(m.groups()) >= group_index else ""
         if mode == "All Groups":
             return "\n".join(m.group(group_index) for m in re.finditer(pattern, string, flags)
-                             if m.groups() and len(m.groups()) >= group_index)
+                             if m.groups() and len(m.groups()) >= group_index and m.group(group_index) is not None)
     except re.error:
         pass
     return ""
@@ -47,9 +48,13 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
     counted as it is made, so that the text stops at MAX_TEXT characters."""
     try:
         rx = re.compile(pattern, _flags(case_insensitive, multiline, dotall))
-        rx.sub(replace, "")                 # a bad group reference fails here, matched or not, as in re.sub
     except re.error as e:
         raise ValueError(f"regex_pattern {_short(pattern)} is not a valid regular expression ({e})") from None
+    try:
+        rx.sub(replace, "")                 # a bad group reference fails here, matched or not, as in re.sub
+    except re.error as e:
+        raise ValueError(f"replace {_short(replace)} is not a replacement for regex_pattern {_short(pattern)} ({e}: "
+                         "a group it lacks, or a bad escape)") from None
     made = [len(string)]
 
     def expand(m):

@@ -66,15 +66,20 @@ NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (w
             "model has no VACE blocks")
 
 
+def zero_latent(shape) -> torch.Tensor:
+    """The Wan 2.1 VAE's raw latent of zeros in Kinograph's (normalised) latent space, of `shape` [B, 16, T, h, w]:
+    what ComfyUI's Wan conditioning hands a model for "no picture" (zeros, normalised on their way in)."""
+    from nodes.generate.converters import model_config
+    stats = model_config("wan", "vae_2.1")
+    mean, std = (torch.tensor(stats[k]).view(1, -1, 1, 1, 1) for k in ("latents_mean", "latents_std"))
+    return (-mean / std).expand(shape).clone()
+
+
 def vace_inputs(model, x, context, strength: float, layers: int) -> dict:
     """The VACE transformer's control input and per-layer hint scale. Without condition.vace the model gets
     ComfyUI's "no control" context: zero latents (in the raw VAE space) and an all-ones mask."""
     if context is None:
-        from nodes.generate.converters import model_config
-        stats = model_config("wan", "vae_2.1")
-        mean = torch.tensor(stats["latents_mean"]).view(1, -1, 1, 1, 1)
-        std = torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1)
-        zero = ((0 - mean) / std).expand(x.shape[0], -1, *x.shape[2:])
+        zero = zero_latent((x.shape[0], 16, *x.shape[2:]))
         masks = model.config.vace_in_channels - 2 * zero.shape[1]
         context = torch.cat([zero, zero, torch.ones(x.shape[0], masks, *x.shape[2:])], dim=1)
     return {"control_hidden_states": context.to(x.device, x.dtype),
@@ -155,7 +160,8 @@ class WanAdapter(Adapter):
         talk = handle.option("infinitetalk")
         if talk is not None:
             # InfiniteTalk: the input starts with the clean motion frames at every step
-            x = torch.cat([talk.motion.to(x).expand(x.shape[0], -1, -1, -1, -1), x[:, :, talk.motion.shape[2]:]], 2)
+            drawn, motion = x[:, :, :talk.motion.shape[2]], talk.motion.to(x).expand(x.shape[0], -1, -1, -1, -1)
+            x = torch.cat([motion, x[:, :, talk.motion.shape[2]:]], 2)
             if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
                 # ComfyUI's Wan without CLIP image tokens (InfiniteTalk's template): the image attention reads the
                 # text tokens; diffusers takes what precedes the 512 text tokens as the image's
@@ -209,8 +215,16 @@ class WanAdapter(Adapter):
         from nodes.generate.infinitetalk import patched
         talking = patched(model, talk.patch, talk.tokens, talk.masks, talk.scale) if talk is not None else nullcontext()
         with camera, reference, talking:
-            return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
-                         return_dict=False, **kw)[0]
+            out = model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
+                        return_dict=False, **kw)[0]
+        if talk is None:
+            return out
+        # ComfyUI writes the motion frames into the sampler's own input, so their x0 is taken from the clean frames
+        # (motion - sigma * v), whatever the sampler holds there; the sampler here takes x0 from what it drew
+        # (drawn - sigma * out): the difference goes into the prediction (flow: t is sigma * 1000)
+        sigma = t.float().view(-1, 1, 1, 1, 1) / 1000.0
+        m = drawn.shape[2]
+        return torch.cat([out[:, :, :m].float() + (drawn - motion).float() / sigma, out[:, :, m:].float()], 2)
 
     def check_latent(self, handle, latent):
         if latent.samples.shape[1] == TI2V_CHANNELS and self.factors(handle.pipe)[2] != TI2V_CHANNELS:
