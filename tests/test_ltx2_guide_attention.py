@@ -78,3 +78,17 @@ def test_guide_attention_weighting_is_diffusers_mask_without_warnings(perturbed,
         assert ((mine - theirs).norm() / theirs.norm()).item() < 1e-4    # the mask passes float32 1 + bias / 10000
     unbiased = _forward(model)[0]
     assert not torch.allclose(unbiased, want[0], atol=1e-3)       # the weighting changes the result
+
+
+def test_guide_on_another_family_says_what_to_use():
+    """condition.guide_video given LTX-Video's (0.9.x) VAE and latent: refused before anything is encoded, naming
+    what it needs and LTX-Video's own node."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from graph_engine import NodeError
+    from nodes.generate.ltx2_guide import with_guide
+    ltxv = SimpleNamespace(family="ltxv")
+    with pytest.raises(NodeError, match="LTX-2 checkpoint's VAE.*condition.frames"):
+        with_guide(ltxv, None, None, ltxv, np.zeros((1, 64, 64, 3), np.uint8))

@@ -39,7 +39,8 @@ def with_guide(vae, positive, negative, latent, frames: np.ndarray, frame_idx: i
     from nodes.generate.vae_ops import encode_pixels
     if vae.family != "ltx2" or latent.family != "ltx2":
         raise NodeError(f"condition.guide_video is LTX-2's; this VAE is {vae.family}'s and the latent "
-                        f"{latent.family}'s")
+                        f"{latent.family}'s: give it an LTX-2 checkpoint's VAE and a latent made with it (LTX-Video "
+                        "pins a first or last frame with condition.frames)")
     if strength < 0:
         raise NodeError(f"condition.guide_video's strength is {strength}: give 0 or more (1 keeps the guide as it is)")
     t, h, w = latent.samples.shape[2:]
