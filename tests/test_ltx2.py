@@ -881,3 +881,47 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     want_a = a[:, 3:].reshape(1, 9, 1, 16).permute(0, 2, 1, 3).reshape(1, -1)
     want = torch.cat([want_v, want_a], 1)
     assert ((out - want).norm() / want.norm()).item() < 1e-5
+
+
+def test_validate_finds_ltx2s_checkpoint_for_its_text_encoder_in_checkpoints(tmp_path, monkeypatch):
+    """ComfyUI's LTXAVTextEncoderLoader takes its ckpt_name from checkpoints/; its import's name2 was looked up in
+    text_encoders/ only, so `kinograph validate` called a checkpoint that was there missing and said to put it into
+    text_encoders/. It is found in checkpoints/, and a missing one is sent there; another second encoder still goes
+    to text_encoders/."""
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import missing_model_files
+    (tmp_path / "checkpoints").mkdir()
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    body = ("kinograph: 1\nnodes:\n  te:\n    type: load.text_encoder\n    params: {name: %s, name2: %s, type: %s}\n"
+            "  enc: {type: encode.text, inputs: {text_encoder: te.text_encoder}, params: {prompt: a}}\n")
+
+    def problems(name, name2, kind):
+        wf = load_workflow(text=body % (name, name2, kind), check=False)
+        return [p.message for p in missing_model_files(wf, default_registry()) if "name2" in p.message]
+    assert "checkpoints" in problems("gemma_3_12B_it.safetensors", "ltx-2-19b-dev-fp8.safetensors", "ltx2")[0]
+    (tmp_path / "checkpoints" / "ltx-2-19b-dev-fp8.safetensors").write_bytes(b"")
+    assert problems("gemma_3_12B_it.safetensors", "ltx-2-19b-dev-fp8.safetensors", "ltx2") == []
+    assert "text_encoders" in problems("llava_llama3_fp8_scaled.safetensors", "clip_l.safetensors", "hunyuan_video")[0]
+
+
+def test_a_wrong_ltx2_checkpoint_for_the_prompt_is_refused_before_gemma_loads(tmp_path, monkeypatch):
+    """LTX-2's text encoder loader built Gemma 3 (12B) first and only then read the checkpoint's connectors, so a Wan
+    file in the checkpoint's place was named after the 12B load; its header alone tells."""
+    from safetensors.torch import save_file
+    from nodes.generate import split
+    from nodes.generate.detect import detect_file
+    from nodes.generate.ltx2_text import load_ltx2_text
+    gemma = tmp_path / "gemma_3_12B_it.safetensors"
+    save_file({"model.layers.0.post_feedforward_layernorm.weight": torch.zeros(8),
+               "model.layers.0.self_attn.q_norm.weight": torch.zeros(8),
+               "model.embed_tokens.weight": torch.zeros(4, 8)}, str(gemma))
+    wan = tmp_path / "ltx-2-19b-dev.safetensors"
+    save_file({"head.modulation": torch.zeros(1, 2, 8), "patch_embedding.weight": torch.zeros(8, 16, 1, 2, 2),
+               "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, str(wan))
+
+    def heavy(*a, **k):
+        raise AssertionError("Gemma was loaded before the checkpoint was checked")
+    monkeypatch.setattr(split, "_module", heavy)
+    with pytest.raises(NodeError, match=r"ltx-2-19b-dev.safetensors is .*wan.*give the text encoder loader"):
+        load_ltx2_text(None, gemma, detect_file(gemma), str(wan), "ltx2", "cpu")

@@ -373,3 +373,19 @@ def test_comfyui_ltx2_depth_template_names_what_it_lacks():
     for notes in missing.values():
         assert "Lotus depth" in notes[0] and "depth.estimate" in notes[0]
     assert [n.type for n in res.graph.nodes.values()].count("condition.guide_video") == 1
+
+
+def test_importing_an_ltx25_template_says_its_model_does_not_run_before_its_files_are_fetched(tmp_path, monkeypatch):
+    """LTX-2.5's templates import node for node ('mapped exactly', exit 0), and the import listed its 22B files to
+    put in place; the run then said LTX-2.5 does not load. The import now says so beside that list; LTX-2.3's does
+    not."""
+    from app.comfyui import import_workflow
+    from app.comfyui.cli import missing_models
+    from graph_engine.api import load_workflow
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+
+    def said(name):
+        wf = load_workflow(text=import_workflow(str(TEMPLATES / name)).yaml, check=False)
+        return missing_models(wf, tmp_path)
+    assert any(line.startswith("LTX-2.5 does not run in Kinograph yet") for line in said("video_ltx2_5_t2v.json"))
+    assert not any("LTX-2.5" in line for line in said("video_ltx2_3_t2v.json"))

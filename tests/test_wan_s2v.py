@@ -140,6 +140,29 @@ def test_a_damaged_speech_encoder_file_is_named_with_what_it_lacks(tmp_path, enc
     assert message in str(e.value) and "download it again" in str(e.value)
 
 
+def test_kinograph_info_names_speech_encoders_and_what_else_sits_in_their_folder(tmp_path, encoder, monkeypatch):
+    """`kinograph info` listed a good wav2vec2 or whisper file in audio_encoders/ as 'unknown, no known key pattern'
+    and not loading; a Wan file put there must say it is no speech encoder and which files are."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import list_found_models
+    folder = tmp_path / "audio_encoders"
+    folder.mkdir()
+    (folder / "wav2vec2_large_english_fp16.safetensors").write_bytes(encoder[0].read_bytes())
+    save_file({"model.encoder.embed_positions.weight": torch.zeros(4, 8, dtype=torch.float16),
+               "model.encoder.conv1.weight": torch.zeros(8, 2, 3, dtype=torch.float16)},
+              str(folder / "whisper_large_v3_fp16.safetensors"))
+    save_file({"head.modulation": torch.zeros(1, 2, 8), "patch_embedding.weight": torch.zeros(8, 16, 1, 2, 2),
+               "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, str(folder / "wav2vec2-chinese-base_fp16.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    rows = {Path(path).name: row for kind, path, row in list_found_models() if kind == "audio_encoders"}
+    large, whisper, wan = (rows[n] for n in ("wav2vec2_large_english_fp16.safetensors", "whisper_large_v3_fp16.safetensors",
+                                             "wav2vec2-chinese-base_fp16.safetensors"))
+    assert (large["family"], large["variant"], large["role"], large["loads"]) == ("wav2vec2", "large", "audio_encoder", "yes")
+    assert (whisper["family"], whisper["role"], whisper["loads"]) == ("whisper", "audio_encoder", "yes")
+    assert wan["family"] == "wan" and wan["loads"] == "no"
+    assert "not a speech encoder" in wan["note"] and "whisper_large_v3_fp16.safetensors" in wan["note"]
+
+
 def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     """LoadAudio, AudioEncoderLoader and AudioEncoderEncode become io.load_audio, load.audio_encoder and
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the
