@@ -820,10 +820,10 @@ def test_reference_voice_is_read_before_the_sound_with_identity_guidance(tiny, g
 
 def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     """condition.guide_video, condition.reference_voice and both noise masks (a start frame, a song's first steps)
-    in one model pass, as ComfyUI's LTXAV takes them together: the guide's tokens after the video's at timestep 0 and
-    frame 0's places, the voice's before the sound at timestep 0 ending 40 ms before it, each kept token at
-    timestep 0, the cross-attention gates at each stream's highest timestep; the sound comes out without the
-    voice's tokens (the guide's frame ends the latent, as the sampler appends it, and comes out with it)."""
+    in one model pass, as ComfyUI's LTXAV takes them together: the guide's frame after the video's in the run's
+    state (its noise mask 0: strength 1) at timestep 0 and frame 0's places, the voice's before the sound at timestep
+    0 ending 40 ms before it, each kept token at timestep 0, the cross-attention gates at each stream's highest
+    timestep; the clip's sound comes out without the voice's."""
     import dataclasses
     from graph_engine.context import Context
     from nodes.generate.adapters import get_adapter
@@ -839,19 +839,19 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     te = load_text_encoder(ModelManager(), gemma[2].name, path.name, "auto", "cpu")
     rng = torch.Generator().manual_seed(5)
     guide, ref = torch.randn(1, 8, 1, 2, 2, generator=rng), torch.randn(1, 3, 16, generator=rng)
-    # a picture guide at frame 0, strength 1: its tokens span pixel frames [0, 1) (ComfyUI's first-frame shift) and
-    # the 32-pixel cells of the 2x2 latent, row by row
-    cells = torch.tensor([[0.0, 32.0], [32.0, 64.0]])
-    at = torch.stack([torch.tensor([[0.0, 1.0]] * 4), cells[[0, 0, 1, 1]], cells[[0, 1, 0, 1]]])[None]
+    model_t = parts["transformer"]
+    place = model_t.rope.prepare_video_coords
+    # the guide's tokens at frame 0 in pixel frames (the causal first frame), at strength 1
+    at = place(1, 1, 2, 2, "cpu", fps=1.0)
     pos = encode_prompt(te, PROMPT).with_extra(**{GUIDE: guide, AT: at, WEIGHT: torch.ones(4), REFERENCE: ref})
     latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
     mask, heard = torch.ones(1, 1, 3, 2, 2), torch.ones(1, 1, 9, 1)
     mask[:, :, 0], mask[:, :, 2], heard[:, :, :4] = 0.0, 0.0, 0.0
-    latent = dataclasses.replace(latent, samples=torch.cat([latent.samples, guide], 2), mask=mask, audio_mask=heard)
+    video, sound = torch.randn(1, 8, 2, 2, 2, generator=rng), torch.randn(1, 1, 9, 16, generator=rng)
+    video = torch.cat([video, guide], 2)        # the run's state: the guide's frame after the video's
+    latent = dataclasses.replace(latent, samples=video, mask=mask, audio_mask=heard)
     adapter, handle = get_adapter("ltx2"), loaded["model"]
     handle = adapter.for_latent(handle, latent)
-    video, sound = torch.randn(1, 8, 2, 2, 2, generator=rng), torch.randn(1, 1, 9, 16, generator=rng)
-    video = torch.cat([video, guide], 2)
     x_in = torch.cat([video.reshape(1, -1), sound.reshape(1, -1)], 1).view(1, 1, 1, 1, -1)
     inputs = adapter.conditioning_inputs(handle, [pos], [0, 1], 1, torch.device("cpu"), torch.float32)
     inputs["noise_mask"] = adapter.pack_mask(latent)
@@ -859,11 +859,10 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     with torch.no_grad():
         out = adapter.forward(handle, x_in, t, inputs).reshape(1, -1)
 
-    model_t, e, m = parts["transformer"], pos.embeds, pos.mask
+    e, m = pos.embeds, pos.mask
     cut = e.shape[-1] - model_t.audio_caption_projection.linear_1.in_features
     tokens = video.permute(0, 2, 3, 4, 1).reshape(1, 12, 8)
     video_t = torch.cat([torch.zeros(4), torch.full((4,), 700.0), torch.zeros(4)])[None]
-    place = model_t.rope.prepare_video_coords
     coords = torch.cat([place(1, 2, 2, 2, "cpu", fps=24.0), place(1, 1, 2, 2, "cpu", fps=24.0)], 2)
     # audio RoPE times in seconds, [start, end) per latent step: mel frames 4i-3 (causal, from 0) to 4i+1, 10 ms each
     times = lambda k: torch.stack([(4 * torch.arange(k) - 3).clamp(min=0), 4 * torch.arange(k) + 1], -1) * 0.01  # noqa: E731,E501
@@ -875,7 +874,7 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
         v, a = model_t(hidden_states=tokens, audio_hidden_states=audio, encoder_hidden_states=e[..., :cut],
                        audio_encoder_hidden_states=e[..., cut:], encoder_attention_mask=m,
                        audio_encoder_attention_mask=m, timestep=video_t, audio_timestep=audio_t,
-                       sigma=torch.tensor([700.0]), audio_sigma=torch.tensor([700.0]), num_frames=3, height=2,
+                       sigma=torch.tensor([700.0]), audio_sigma=torch.tensor([700.0]), num_frames=2, height=2,
                        width=2, fps=24.0, audio_num_frames=9, video_coords=coords, audio_coords=audio_coords,
                        use_cross_timestep=True, return_dict=False)
     want_v = v.reshape(1, 3, 2, 2, 8).permute(0, 4, 1, 2, 3).reshape(1, -1)
