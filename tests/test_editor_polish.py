@@ -162,9 +162,16 @@ def test_the_queue_and_history_shows_six_runs_at_its_first_height(make_window):
     h = w.queue.history
     for i in range(10):
         h.addItem(QListWidgetItem(f"✔ 12:00:0{i}  #{i} render — out.mp4"))
-    QApplication.processEvents()
-    seen = [i for i in range(h.count()) if h.viewport().rect().contains(h.visualItemRect(h.item(i)))]
-    assert len(seen) >= 6, (len(seen), h.viewport().height())
+
+    def seen():
+        return [i for i in range(h.count()) if h.viewport().rect().contains(h.visualItemRect(h.item(i)))]
+    # The docks are sized on a zero timer after the first show, and a loaded machine lays them out a few event loop
+    # turns later (the full suite saw 4 rows at one turn): wait for the layout, then judge it.
+    try:
+        test_editor.qbot_wait(lambda: len(seen()) >= 6, timeout=5.0)
+    except AssertionError:
+        pass
+    assert len(seen()) >= 6, (len(seen()), h.viewport().height())
     assert w.view.height() > 500                      # the canvas keeps most of the window
 
 
