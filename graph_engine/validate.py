@@ -396,7 +396,7 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             # "copy the file there" named the model folders themselves, where a file is not looked for: say the
             # folder the loader searches (a locate's `folder`), as the run's message does.
             folder = getattr(p.locate, "folder", None)
-            put = f"put it into {folder()}, or add the folder that holds it to KINOGRAPH_MODELS" if folder else \
+            put = f"put it into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder else \
                 "copy the file into the right folder of one of them"
             # The run's message names the close names a folder holds; validate said only 'not there' to someone
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.

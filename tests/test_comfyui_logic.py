@@ -377,3 +377,41 @@ def test_a_formula_multiplying_the_values_list_is_refused_before_it_runs():
     with pytest.raises(FormError, match="list `values`"):
         evaluate("values + values", {"a": 1})
     assert evaluate("sum(values) + max(values)", {"a": 1, "b": 2}) == 5
+
+
+def test_a_files_regex_nodes_share_one_child_process_which_is_reaped(monkeypatch):
+    """A process a pattern cost 45 ms each before matching, counted against the file's REGEX_SECONDS: thirty regex
+    nodes took 1.3 s to import. One child serves them all and is killed and waited for when the import ends; one
+    killed for its time is replaced for the next pattern."""
+    import subprocess
+    started = []
+    real = subprocess.Popen
+
+    def counting(*a, **k):
+        started.append(real(*a, **k))
+        return started[-1]
+    monkeypatch.setattr(subprocess, "Popen", counting)
+    api = {"1": {"class_type": "StringConcatenate", "inputs": {"string_a": "a cat", "string_b": "", "delimiter": ""}}}
+    for i in range(2, 8):
+        api[str(i)] = _regex("RegexReplace", string=[str(i - 1), 0], regex_pattern="a", replace="aa", count=1)["1"]
+    assert _folded_text(api, "7") == "a" * 7 + " cat"
+    assert len(started) == 1 and started[0].returncode is not None
+    from app.comfyui.packs.logic import RegexChild
+    child = RegexChild()
+    with pytest.raises(ValueError, match="backtracks without end"):
+        child.call("regex_extract", ("a" * 40 + "!", "(a|aa)+$", "First Match"), 0.3)
+    assert child.call("regex_extract", ("a dog", "d(o)g", "First Group", True, False, False, 1), 5.0) == "o"
+    child.close()
+    assert len(started) == 3 and all(p.returncode is not None for p in started)
+
+
+def test_a_json_text_of_objects_that_never_close_is_refused_before_it_is_read_for_minutes(monkeypatch):
+    """Each '{' was decoded to the text's end: a megabyte of 450 nested, unclosed objects took 8 s to import, a
+    64 MB file minutes. The reading is bounded in all (MAX_JSON_READ, shortened here); a '{' of prose before the
+    object still passes over to it."""
+    from app.comfyui.packs import logic
+    monkeypatch.setattr(logic, "MAX_JSON_READ", 200_000, raising=False)
+    nested = ('{"a":[' + "1," * 1000) * 50
+    with pytest.raises(ValueError, match="open and never close"):
+        logic.json_extract(nested, "a")
+    assert logic.json_extract('say {"a": 1, then ```{"a": {"b": 2}}```', "a") == "{'b': 2}"

@@ -105,6 +105,11 @@ def digest(clip: Clip) -> str:
     return hashlib.sha256(np.ascontiguousarray(clip.to_array())).hexdigest()[:16]
 
 
+def eight_bit(lin: np.ndarray) -> Clip:
+    """The plate as an 8-bit clip alone (no float levels): what the node gave before deep plates existed."""
+    return Clip.from_array(view(lin), fps=24.0)
+
+
 def kept(got: np.ndarray, want: np.ndarray, frames: np.ndarray) -> None:
     """The lamp past 1.0 and every step of the shadow ramp as `want` has them, where the 8-bit frames hold 1.0 and 38
     codes."""
@@ -188,7 +193,10 @@ def test_kuwahara_and_posterize_paint_a_deep_plates_float_pixels(plate):
     assert np.allclose(got, want, atol=2e-3)
     assert got[LAMP].min() == pytest.approx(9 * step, abs=1e-3)         # 4.0 codes as 515 levels: bin 10 of 5 steps
     paint = Nodes(stylize_nodes).kuwahara(Context("k"), deep_clip(lin))
-    assert digest(paint) == "cff8580bd833c757"
+    # The 8-bit frames against the node on the 8-bit plate, not a stored digest: the digest main stored failed on
+    # another machine with opencv 4.13, 4.14 and 5.1 and numpy 2.3 and 2.4 alike (float sums rounding to other levels,
+    # most likely the CPU's SIMD path).
+    assert np.array_equal(paint.to_array(), Nodes(stylize_nodes).kuwahara(Context("k8"), eight_bit(lin)).to_array())
     frames, got = paint.to_array(), np.asarray(paint.linear(0, 2))
     inside = (frames > 0) & (frames < 255) & away_from_light(lin, 6)
     apart = np.abs(coded(got) - frames)[inside]
@@ -203,7 +211,9 @@ def test_color_transfer_corrects_a_deep_plates_float_pixels_as_color_match(plate
     from nodes.color import nodes as color_nodes
     lin, style = plate[:2], view(plate)[-1, ::-1].copy()
     out = Nodes(stylize_nodes).color_transfer(Context("c"), deep_clip(lin), style=style)
-    assert digest(out) == "9ee522101cff439f"
+    # against the node on the 8-bit plate, not a stored digest (it differed per machine, as kuwahara's)
+    assert np.array_equal(out.to_array(),
+                          Nodes(stylize_nodes).color_transfer(Context("c8"), eight_bit(lin), style=style).to_array())
     want = Nodes(color_nodes).match(Context("m"), deep_clip(lin), reference=style)
     assert np.array_equal(out.to_array(), want.to_array())
     got = np.asarray(out.linear(0, 2))

@@ -162,7 +162,48 @@ def test_the_queue_and_history_shows_six_runs_at_its_first_height(make_window):
     h = w.queue.history
     for i in range(10):
         h.addItem(QListWidgetItem(f"✔ 12:00:0{i}  #{i} render — out.mp4"))
-    QApplication.processEvents()
-    seen = [i for i in range(h.count()) if h.viewport().rect().contains(h.visualItemRect(h.item(i)))]
-    assert len(seen) >= 6, (len(seen), h.viewport().height())
+
+    def seen():
+        return [i for i in range(h.count()) if h.viewport().rect().contains(h.visualItemRect(h.item(i)))]
+    # The docks are sized on a zero timer after the first show, and a loaded machine lays them out a few event loop
+    # turns later (the full suite saw 4 rows at one turn): wait for the layout, then judge it.
+    try:
+        test_editor.qbot_wait(lambda: len(seen()) >= 6, timeout=5.0)
+    except AssertionError:
+        pass
+    assert len(seen()) >= 6, (len(seen()), h.viewport().height())
     assert w.view.height() > 500                      # the canvas keeps most of the window
+
+
+def test_a_thumbnail_refits_only_the_frames_holding_its_node(make_window, monkeypatch):
+    """Every frame was measured against every node at each thumbnail and each drag step of a field (200 nodes in
+    20 frames: 24 ms a thumbnail, 5 s for a run's thumbnails): only the frames holding the node that grew are."""
+    from app.editor import scene as scene_mod
+    w = make_window()
+    c = w.controller
+    held = [[c.add_node("color.grade", (g * 1000 + i * 250, 0)) for i in range(3)] for g in range(4)]
+    for nodes in held:
+        c.group_selection(nodes)
+    alone = c.add_node("color.grade", (0, 2000))
+    measured = []
+    real = scene_mod.node_size
+    monkeypatch.setattr(scene_mod, "node_size", lambda *a: measured.append(a) or real(*a))
+    img = QImage(320, 180, QImage.Format_RGB32)
+    w.scene.nodes[alone].set_thumb(img)
+    assert len(measured) == 1                       # itself, in no frame
+    measured.clear()
+    w.scene.nodes[held[0][0]].set_thumb(img)
+    assert len(measured) == 1 + 13                  # itself, then every node once for its one frame
+    grp = next(g for g in w.scene.groups.values() if g.scene_rect().contains(w.scene.nodes[held[0][0]].pos()))
+    assert grp.scene_rect().contains(w.scene.nodes[held[0][0]].sceneBoundingRect())
+
+
+@pytest.mark.parametrize("lo, hi, step, rate", [(0.0, 1.0, 0.01, 0.001), (0.01, 1.0, 0.01, 0.001),
+                                                (0.01, 0.99, 0.01, 0.001), (-6.0, 6.0, 0.1, 0.01),
+                                                (0.0, 0.25, 0.001, 0.0002), (1500.0, 15000.0, 1.0, 10.0)])
+def test_a_range_a_little_short_of_a_round_one_steps_as_that_one(lo, hi, step, rate):
+    """denoise (0.01..1) stepped by 0.001 and dragged at 0.0005 a pixel where a 0..1 strength takes 0.01 and 0.001."""
+    from types import SimpleNamespace
+    from app.editor.geometry import drag_rate, value_step
+    p = SimpleNamespace(type="float", min=lo, max=hi, step=None)
+    assert (value_step(p), drag_rate(p)) == (step, pytest.approx(rate))

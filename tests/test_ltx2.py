@@ -820,14 +820,15 @@ def test_reference_voice_is_read_before_the_sound_with_identity_guidance(tiny, g
 
 def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     """condition.guide_video, condition.reference_voice and both noise masks (a start frame, a song's first steps)
-    in one model pass, as ComfyUI's LTXAV takes them together: the guide's tokens after the video's at timestep 0 and
-    frame 0's places, the voice's before the sound at timestep 0 ending 40 ms before it, each kept token at
-    timestep 0, the cross-attention gates at each stream's highest timestep; only the clip's own tokens come out."""
+    in one model pass, as ComfyUI's LTXAV takes them together: the guide's frame after the video's in the run's
+    state (its noise mask 0: strength 1) at timestep 0 and frame 0's places, the voice's before the sound at timestep
+    0 ending 40 ms before it, each kept token at timestep 0, the cross-attention gates at each stream's highest
+    timestep; the clip's sound comes out without the voice's."""
     import dataclasses
     from graph_engine.context import Context
     from nodes.generate.adapters import get_adapter
     from nodes.generate.loaders import load_parts
-    from nodes.generate.ltx2_guide import GUIDE
+    from nodes.generate.ltx2_guide import AT, GUIDE, WEIGHT
     from nodes.generate.ltx2_sound import REFERENCE
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_text_encoder
@@ -838,14 +839,19 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     te = load_text_encoder(ModelManager(), gemma[2].name, path.name, "auto", "cpu")
     rng = torch.Generator().manual_seed(5)
     guide, ref = torch.randn(1, 8, 1, 2, 2, generator=rng), torch.randn(1, 3, 16, generator=rng)
-    pos = encode_prompt(te, PROMPT).with_extra(**{GUIDE: guide, REFERENCE: ref})
+    model_t = parts["transformer"]
+    place = model_t.rope.prepare_video_coords
+    # the guide's tokens at frame 0 in pixel frames (the causal first frame), at strength 1
+    at = place(1, 1, 2, 2, "cpu", fps=1.0)
+    pos = encode_prompt(te, PROMPT).with_extra(**{GUIDE: guide, AT: at, WEIGHT: torch.ones(4), REFERENCE: ref})
     latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
-    mask, heard = torch.ones(1, 1, 2, 2, 2), torch.ones(1, 1, 9, 1)
-    mask[:, :, 0], heard[:, :, :4] = 0.0, 0.0
-    latent = dataclasses.replace(latent, mask=mask, audio_mask=heard)
+    mask, heard = torch.ones(1, 1, 3, 2, 2), torch.ones(1, 1, 9, 1)
+    mask[:, :, 0], mask[:, :, 2], heard[:, :, :4] = 0.0, 0.0, 0.0
+    video, sound = torch.randn(1, 8, 2, 2, 2, generator=rng), torch.randn(1, 1, 9, 16, generator=rng)
+    video = torch.cat([video, guide], 2)        # the run's state: the guide's frame after the video's
+    latent = dataclasses.replace(latent, samples=video, mask=mask, audio_mask=heard)
     adapter, handle = get_adapter("ltx2"), loaded["model"]
     handle = adapter.for_latent(handle, latent)
-    video, sound = torch.randn(1, 8, 2, 2, 2, generator=rng), torch.randn(1, 1, 9, 16, generator=rng)
     x_in = torch.cat([video.reshape(1, -1), sound.reshape(1, -1)], 1).view(1, 1, 1, 1, -1)
     inputs = adapter.conditioning_inputs(handle, [pos], [0, 1], 1, torch.device("cpu"), torch.float32)
     inputs["noise_mask"] = adapter.pack_mask(latent)
@@ -853,11 +859,10 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
     with torch.no_grad():
         out = adapter.forward(handle, x_in, t, inputs).reshape(1, -1)
 
-    model_t, e, m = parts["transformer"], pos.embeds, pos.mask
+    e, m = pos.embeds, pos.mask
     cut = e.shape[-1] - model_t.audio_caption_projection.linear_1.in_features
-    tokens = torch.cat([video.permute(0, 2, 3, 4, 1).reshape(1, 8, 8), guide.permute(0, 2, 3, 4, 1).reshape(1, 4, 8)], 1)
+    tokens = video.permute(0, 2, 3, 4, 1).reshape(1, 12, 8)
     video_t = torch.cat([torch.zeros(4), torch.full((4,), 700.0), torch.zeros(4)])[None]
-    place = model_t.rope.prepare_video_coords
     coords = torch.cat([place(1, 2, 2, 2, "cpu", fps=24.0), place(1, 1, 2, 2, "cpu", fps=24.0)], 2)
     # audio RoPE times in seconds, [start, end) per latent step: mel frames 4i-3 (causal, from 0) to 4i+1, 10 ms each
     times = lambda k: torch.stack([(4 * torch.arange(k) - 3).clamp(min=0), 4 * torch.arange(k) + 1], -1) * 0.01  # noqa: E731,E501
@@ -872,7 +877,51 @@ def test_guide_reference_voice_and_noise_masks_in_one_pass(tiny, gemma):
                        sigma=torch.tensor([700.0]), audio_sigma=torch.tensor([700.0]), num_frames=2, height=2,
                        width=2, fps=24.0, audio_num_frames=9, video_coords=coords, audio_coords=audio_coords,
                        use_cross_timestep=True, return_dict=False)
-    want_v = v[:, :8].reshape(1, 2, 2, 2, 8).permute(0, 4, 1, 2, 3).reshape(1, -1)
+    want_v = v.reshape(1, 3, 2, 2, 8).permute(0, 4, 1, 2, 3).reshape(1, -1)
     want_a = a[:, 3:].reshape(1, 9, 1, 16).permute(0, 2, 1, 3).reshape(1, -1)
     want = torch.cat([want_v, want_a], 1)
     assert ((out - want).norm() / want.norm()).item() < 1e-5
+
+
+def test_validate_finds_ltx2s_checkpoint_for_its_text_encoder_in_checkpoints(tmp_path, monkeypatch):
+    """ComfyUI's LTXAVTextEncoderLoader takes its ckpt_name from checkpoints/; its import's name2 was looked up in
+    text_encoders/ only, so `kinograph validate` called a checkpoint that was there missing and said to put it into
+    text_encoders/. It is found in checkpoints/, and a missing one is sent there; another second encoder still goes
+    to text_encoders/."""
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import missing_model_files
+    (tmp_path / "checkpoints").mkdir()
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    body = ("kinograph: 1\nnodes:\n  te:\n    type: load.text_encoder\n    params: {name: %s, name2: %s, type: %s}\n"
+            "  enc: {type: encode.text, inputs: {text_encoder: te.text_encoder}, params: {prompt: a}}\n")
+
+    def problems(name, name2, kind):
+        wf = load_workflow(text=body % (name, name2, kind), check=False)
+        return [p.message for p in missing_model_files(wf, default_registry()) if "name2" in p.message]
+    assert "checkpoints" in problems("gemma_3_12B_it.safetensors", "ltx-2-19b-dev-fp8.safetensors", "ltx2")[0]
+    (tmp_path / "checkpoints" / "ltx-2-19b-dev-fp8.safetensors").write_bytes(b"")
+    assert problems("gemma_3_12B_it.safetensors", "ltx-2-19b-dev-fp8.safetensors", "ltx2") == []
+    assert "text_encoders" in problems("llava_llama3_fp8_scaled.safetensors", "clip_l.safetensors", "hunyuan_video")[0]
+
+
+def test_a_wrong_ltx2_checkpoint_for_the_prompt_is_refused_before_gemma_loads(tmp_path, monkeypatch):
+    """LTX-2's text encoder loader built Gemma 3 (12B) first and only then read the checkpoint's connectors, so a Wan
+    file in the checkpoint's place was named after the 12B load; its header alone tells."""
+    from safetensors.torch import save_file
+    from nodes.generate import split
+    from nodes.generate.detect import detect_file
+    from nodes.generate.ltx2_text import load_ltx2_text
+    gemma = tmp_path / "gemma_3_12B_it.safetensors"
+    save_file({"model.layers.0.post_feedforward_layernorm.weight": torch.zeros(8),
+               "model.layers.0.self_attn.q_norm.weight": torch.zeros(8),
+               "model.embed_tokens.weight": torch.zeros(4, 8)}, str(gemma))
+    wan = tmp_path / "ltx-2-19b-dev.safetensors"
+    save_file({"head.modulation": torch.zeros(1, 2, 8), "patch_embedding.weight": torch.zeros(8, 16, 1, 2, 2),
+               "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, str(wan))
+
+    def heavy(*a, **k):
+        raise AssertionError("Gemma was loaded before the checkpoint was checked")
+    monkeypatch.setattr(split, "_module", heavy)
+    with pytest.raises(NodeError, match=r"ltx-2-19b-dev.safetensors is .*wan.*give the text encoder loader"):
+        load_ltx2_text(None, gemma, detect_file(gemma), str(wan), "ltx2", "cpu")

@@ -167,6 +167,32 @@ def test_keyframes_at_any_frame_and_strength_sample_as_comfyui(parts):
     assert ((theirs - sound).norm() / sound.norm()).item() < 1e-4
 
 
+def test_guides_take_a_noise_nodes_noise(parts):
+    """A noise.* node's noise is drawn at the given latent's shape; with guides the run's state has their frames
+    too (ComfyUI draws noise for them): sample takes it, the guides' frames drawing seeded noise before the sound's,
+    instead of refusing it as 'noise that does not fit the latent'. At strength 1 their noise is never read: the
+    video is what the same noise followed by any other gives."""
+    from nodes.generate.adapters.ltx2 import joined
+    from nodes.generate.ltx2_guide import with_guide
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    loaded, te = parts
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    picture = np.random.default_rng(6).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    pos, _ = with_guide(loaded["vae"], encode_prompt(te, PROMPT), None, latent, picture, -1, 1.0)
+    noise = torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(8))
+    run = dict(steps=2, cfg=1.0, sampler="euler", seed=5)
+    out = run_sampling(loaded["model"], pos, None, latent, noise=noise, **run)
+    g = torch.Generator().manual_seed(5)
+    torch.randn(noise.shape[:2] + (1,) + noise.shape[3:], generator=g)      # the guide's frame, unread
+    sound = torch.randn(latent.audio.shape, generator=g)
+    other = joined(torch.cat([noise, torch.full_like(noise[:, :, :1], 3.0)], 2), sound)
+    ref = run_sampling(loaded["model"], pos, None, latent, noise=other, **run)
+    assert out.samples.shape == latent.samples.shape
+    assert torch.allclose(out.samples, ref.samples, atol=1e-5) and torch.allclose(out.audio, ref.audio, atol=1e-5)
+
+
 def _run(yaml, tmp_path, name, targets=None):
     """The workflow's outputs by ComfyUI node id (of those `targets` need, where given)."""
     from graph_engine.api import Session, load_workflow
@@ -347,3 +373,19 @@ def test_comfyui_ltx2_depth_template_names_what_it_lacks():
     for notes in missing.values():
         assert "Lotus depth" in notes[0] and "depth.estimate" in notes[0]
     assert [n.type for n in res.graph.nodes.values()].count("condition.guide_video") == 1
+
+
+def test_importing_an_ltx25_template_says_its_model_does_not_run_before_its_files_are_fetched(tmp_path, monkeypatch):
+    """LTX-2.5's templates import node for node ('mapped exactly', exit 0), and the import listed its 22B files to
+    put in place; the run then said LTX-2.5 does not load. The import now says so beside that list; LTX-2.3's does
+    not."""
+    from app.comfyui import import_workflow
+    from app.comfyui.cli import missing_models
+    from graph_engine.api import load_workflow
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+
+    def said(name):
+        wf = load_workflow(text=import_workflow(str(TEMPLATES / name)).yaml, check=False)
+        return missing_models(wf, tmp_path)
+    assert any(line.startswith("LTX-2.5 does not run in Kinograph yet") for line in said("video_ltx2_5_t2v.json"))
+    assert not any("LTX-2.5" in line for line in said("video_ltx2_3_t2v.json"))

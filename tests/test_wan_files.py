@@ -235,3 +235,17 @@ def test_load_model_finds_a_diffusion_model_file_by_its_name(wan, reference):
                          "unet: {type: load.model, params: {path: wan_tiny_t2v_fp16.safetensors}}")
     out = _run(text)
     assert torch.allclose(out["sample"]["latent"].samples, reference["sample"]["latent"].samples, atol=1e-5)
+
+
+def test_load_model_loads_a_diffusion_model_file_kept_in_checkpoints(wan, reference):
+    """load.model (family auto) found a denoiser-only file in checkpoints/ (ComfyUI's CheckpointLoaderSimple's folder),
+    then looked it up again by name in diffusion_models/ and said 'model not found ... files there are loaded by
+    load.model', of the very node that failed."""
+    import shutil
+    (wan / "models" / "checkpoints").mkdir(exist_ok=True)
+    shutil.copy(wan / "models" / "diffusion_models" / "wan_tiny_t2v_fp16.safetensors",
+                wan / "models" / "checkpoints" / "kept_as_checkpoint.safetensors")
+    text = SPLIT.replace("unet: {type: load.diffusion_model, params: {name: %(unet)s}}",
+                         "unet: {type: load.model, params: {path: kept_as_checkpoint.safetensors}}")
+    out = _run(text)
+    assert torch.allclose(out["sample"]["latent"].samples, reference["sample"]["latent"].samples, atol=1e-5)

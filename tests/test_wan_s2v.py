@@ -140,6 +140,29 @@ def test_a_damaged_speech_encoder_file_is_named_with_what_it_lacks(tmp_path, enc
     assert message in str(e.value) and "download it again" in str(e.value)
 
 
+def test_kinograph_info_names_speech_encoders_and_what_else_sits_in_their_folder(tmp_path, encoder, monkeypatch):
+    """`kinograph info` listed a good wav2vec2 or whisper file in audio_encoders/ as 'unknown, no known key pattern'
+    and not loading; a Wan file put there must say it is no speech encoder and which files are."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import list_found_models
+    folder = tmp_path / "audio_encoders"
+    folder.mkdir()
+    (folder / "wav2vec2_large_english_fp16.safetensors").write_bytes(encoder[0].read_bytes())
+    save_file({"model.encoder.embed_positions.weight": torch.zeros(4, 8, dtype=torch.float16),
+               "model.encoder.conv1.weight": torch.zeros(8, 2, 3, dtype=torch.float16)},
+              str(folder / "whisper_large_v3_fp16.safetensors"))
+    save_file({"head.modulation": torch.zeros(1, 2, 8), "patch_embedding.weight": torch.zeros(8, 16, 1, 2, 2),
+               "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, str(folder / "wav2vec2-chinese-base_fp16.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    rows = {Path(path).name: row for kind, path, row in list_found_models() if kind == "audio_encoders"}
+    large, whisper, wan = (rows[n] for n in ("wav2vec2_large_english_fp16.safetensors", "whisper_large_v3_fp16.safetensors",
+                                             "wav2vec2-chinese-base_fp16.safetensors"))
+    assert (large["family"], large["variant"], large["role"], large["loads"]) == ("wav2vec2", "large", "audio_encoder", "yes")
+    assert (whisper["family"], whisper["role"], whisper["loads"]) == ("whisper", "audio_encoder", "yes")
+    assert wan["family"] == "wan" and wan["loads"] == "no"
+    assert "not a speech encoder" in wan["note"] and "whisper_large_v3_fp16.safetensors" in wan["note"]
+
+
 def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     """LoadAudio, AudioEncoderLoader and AudioEncoderEncode become io.load_audio, load.audio_encoder and
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the
@@ -383,6 +406,33 @@ def test_the_s2v_model_loads_from_its_file_and_predicts_as_the_published_model(s
     assert got.shape == (1, 16, 2, 8, 8)
     assert torch.allclose(got, want, atol=2e-4), (got - want).abs().max()
     assert (silent - got).abs().max() > 1e-2          # the voice moves the prediction
+
+
+
+def test_the_s2v_blocks_modulated_by_segment_equal_diffusers_blocks_given_a_row_per_token():
+    """The S2V blocks take one modulation row for the clip's tokens and one for the reference's and motion's (at
+    timestep 0), as ComfyUI does, where diffusers' block takes one per token: on a tiny block, with the rows
+    spread per token as diffusers reads them, its own forward gives the same, in float32 and in bfloat16."""
+    from diffusers.models.transformers.transformer_wan import WanTransformerBlock
+    from nodes.generate.wan_s2v import _block
+    torch.manual_seed(3)
+    block = WanTransformerBlock(64, 128, 2, cross_attn_norm=True).eval()
+    with torch.no_grad():
+        block.scale_shift_table.normal_()
+    n, seq = 14, 9
+    rows = (torch.randn(2, 6, 64), torch.randn(2, 6, 64))
+    per_token = torch.cat([rows[0][:, None].expand(-1, seq, -1, -1), rows[1][:, None].expand(-1, n - seq, -1, -1)], 1)
+    angles = torch.rand(1, n, 1, 32) * 6
+    rotary = (angles.cos(), angles.sin())
+    x, context = torch.randn(2, n, 64), torch.randn(2, 5, 64)
+    with torch.no_grad():
+        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 0)):
+            b = block.to(dtype)
+            got = _block(b, x.to(dtype), context.to(dtype), rows, seq, rotary)
+            want = b(x.to(dtype), context.to(dtype), per_token, rotary)
+            assert got.dtype == dtype and torch.allclose(got.float(), want.float(), atol=tol), (got - want).abs().max()
+            every = _block(b, x.to(dtype), context.to(dtype), rows, n, rotary)    # no reference or motion tokens
+            assert torch.allclose(every.float(), b(x.to(dtype), context.to(dtype), rows[0], rotary).float(), atol=tol)
 
 
 def _comfy_sound(layers, frames, offset):

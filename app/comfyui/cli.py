@@ -5,6 +5,7 @@ Exit 0: every node mapped exactly; 3: imported with approximations; 2: a node th
 Kinograph equivalent (nothing written unless --partial), or the file is not a readable workflow."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import List
@@ -77,4 +78,11 @@ def missing_models(wf, folder: Path) -> List[str]:
     from graph_engine.registry import default_registry
     from graph_engine.validate import missing_model_files
     wf.folder = folder
-    return [f"node {p.node}: {p.message}" for p in missing_model_files(wf, default_registry())]
+    missing = [f"node {p.node}: {p.message}" for p in missing_model_files(wf, default_registry())]
+    # LTX-2.5's templates map node for node (their nodes are LTX-2.3's) but its model does not load yet: say so before
+    # its files are downloaded. They are told by name, as detect.ltx2_release tells LTX-2's releases.
+    names = (Path(str(v).replace("\\", "/")).name for n in wf.graph.nodes.values() for v in n.params.values())
+    if missing and any(re.match(r"ltx-?2\.5", name, re.I) for name in names):
+        from nodes.generate.converters.ltx2 import LTX25
+        missing.append(LTX25)
+    return missing

@@ -557,4 +557,8 @@ def unmapped_note(cn: CNode) -> str:
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
-    return Converter(flat, registry).run()
+    converter = Converter(flat, registry)
+    try:
+        return converter.run()
+    finally:
+        converter.close_regex()

@@ -45,6 +45,13 @@ def slider_range(p) -> Optional[Tuple[float, float]]:
 
 
 PLACES = 9              # the decimals a typed number keeps (0.12345 stays 0.12345)
+# A range a little short of a round one is read as that one: denoise 0.01..1 and Canny's 0.01..0.99 stepped by
+# 0.001 and dragged at 0.0005 a pixel, ten and two times finer than a 0..1 strength.
+NEARLY = 1.12
+
+
+def _span(p) -> float:
+    return (p.max - p.min) * NEARLY
 
 
 def places(x: float) -> int:
@@ -63,7 +70,7 @@ def value_step(p) -> float:
         return 1.0
     if p.min is None or p.max is None or p.max <= p.min:
         return 0.1
-    return min(1.0, 10.0 ** math.floor(math.log10((p.max - p.min) / 100)))
+    return min(1.0, 10.0 ** math.floor(math.log10(_span(p) / 100)))
 
 
 def decimals(p, v=None) -> int:
@@ -86,7 +93,7 @@ def drag_rate(p) -> float:
     if p.step:
         return float(p.step) / 4
     ranged = p.min is not None and p.max is not None and p.max > p.min
-    rate = _nice((p.max - p.min) / 1000) if ranged else value_step(p) / 4
+    rate = _nice(_span(p) / 1000) if ranged else value_step(p) / 4
     return min(1.0, max(0.1, rate)) if p.type == "int" else rate
 
 

@@ -170,7 +170,7 @@ class NodeItem(QGraphicsItem):
     def _resized(self) -> None:
         self.sync(self.inst, {"collapsed": self.collapsed})
         if self.scene() is not None:
-            self.scene().fit_groups()           # the frame around it grows with it
+            self.scene().fit_groups(self.node_id)       # the frame around it grows with it
 
     # -- geometry ---------------------------------------------------------------------------
     def boundingRect(self) -> QRectF:

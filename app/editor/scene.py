@@ -109,6 +109,10 @@ class GraphScene(QGraphicsScene):
             self._refresh(ev.node)
         elif k == "param_changed":
             self._refresh(ev.node)
+            self.fit_groups(ev.node)        # it grew or shrank where it stands
+            self.overview_changed()
+            self.layoutChanged.emit()
+            return
         elif k in ("node_changed", "ui_changed") and ev.node in self.nodes:
             g = self.doc.graph
             self.nodes[ev.node].sync(g.nodes[ev.node], g.ui.get(ev.node) or {})
@@ -147,17 +151,25 @@ class GraphScene(QGraphicsScene):
     def _sync_groups(self) -> None:
         self._sync_keyed(GROUPS, self.groups, GroupItem)
 
-    def fit_groups(self) -> None:
+    def fit_groups(self, grown: Optional[str] = None) -> None:
         """Each frame drawn around the nodes it holds at their plain size, grown by what they show beyond
-        it (a thumbnail, a loader's footer), with the margin it had below and right of them."""
-        for grp in self.groups.values():
-            frame = QRectF(grp.pos(), QSizeF(*grp.base))
+        it (a thumbnail, a loader's footer), with the margin it had below and right of them. `grown`: only the
+        node whose size changed where it stands (a thumbnail, an edit), so only the frames holding it: every
+        frame against every node took 24 ms for 200 nodes in 20 frames, at each thumbnail after a run and each
+        pixel of a field's drag."""
+        def plain(item):
+            return QRectF(item.pos(), QSizeF(*node_size(item.spec, item.collapsed)))
+        frames = {grp: QRectF(grp.pos(), QSizeF(*grp.base)) for grp in self.groups.values()}
+        if grown is not None:
+            at = plain(self.nodes[grown]) if grown in self.nodes else None
+            frames = {grp: f for grp, f in frames.items() if at is not None and f.contains(at)}
+        rects = [(item, plain(item)) for item in self.nodes.values()] if frames else []
+        for grp, frame in frames.items():
             right, bottom = frame.right(), frame.bottom()
-            for item in self.nodes.values():
-                plain = QRectF(item.pos(), QSizeF(*node_size(item.spec, item.collapsed)))
-                if frame.contains(plain):
-                    right = max(right, item.x() + item.w + frame.right() - plain.right())
-                    bottom = max(bottom, item.y() + item.h + frame.bottom() - plain.bottom())
+            for item, rect in rects:
+                if frame.contains(rect):
+                    right = max(right, item.x() + item.w + frame.right() - rect.right())
+                    bottom = max(bottom, item.y() + item.h + frame.bottom() - rect.bottom())
             grp.fit(right - frame.left(), bottom - frame.top())
 
     def _sync_notes(self) -> None:

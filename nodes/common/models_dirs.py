@@ -348,10 +348,10 @@ def as_given(path: str, workflow_dir) -> str:
     return path if rel.startswith("..") else rel
 
 
-def locator(*kinds: str):
+def locator(*kinds: str, kind_of=None):
     """For `Param(locate=...)`: the file a model name resolves to in the first of `kinds` holding it (None
     when absent), so the engine fingerprints the weights themselves and notices a replaced file under the
-    same name."""
+    same name. `kind_of(name)`: the kind a missing name belongs in, where one param takes files of two kinds."""
     def locate(name: str) -> Optional[Path]:
         for kind in kinds:
             found = find_model(name, kind, required=False)
@@ -360,8 +360,9 @@ def locator(*kinds: str):
         return None
     # Where a missing file goes, for `kinograph validate` to say (as the run's not_found does): the first kind's
     # folder, not the model folders' roots, where nothing is looked for.
-    locate.folder = lambda: _kind_dirs(kinds[0])[0]
-    locate.close = lambda name: close_names(name, kinds[0])
+    kind_of = kind_of or (lambda name: kinds[0])
+    locate.folder = lambda name="": _kind_dirs(kind_of(name))[0]
+    locate.close = lambda name: close_names(name, kind_of(name))
     return locate
 
 

@@ -78,6 +78,37 @@ def build(path: Path, dtype, device: str):
     return model.to(device=device, dtype=dtype).eval()
 
 
+SPEECH_FILES = ("load.audio_encoder reads wav2vec2 (Wan 2.2 S2V: audio_encoders/wav2vec2_large_english_fp16.safetensors, "
+                "InfiniteTalk: wav2vec2-chinese-base_fp16.safetensors) or whisper (HuMo: whisper_large_v3_fp16.safetensors)")
+
+
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a file in audio_encoders/, from its header: wav2vec2 (large or base, as config_of
+    tells them) or whisper, or what other model it is. detect's rules know no speech encoder, so a good one was
+    listed as 'unknown: no known key pattern' and not loading."""
+    from nodes.generate import whisper
+    from nodes.generate.detect import precision_of
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.weights import read_header
+    try:
+        header = read_header(path)
+    except NodeError as exc:
+        return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
+                "note": str(exc).splitlines()[0]}
+    row = {"role": "audio_encoder", "precision": precision_of(header), "loads": "yes"}
+    if whisper.encoder_state(header.shapes) is not None:
+        return dict(row, family="whisper", variant="", note="load.audio_encoder: HuMo's speech encoder")
+    sd = _renamed(header.shapes)
+    if _PROBE in sd:
+        convs = sorted(int(m[1]) for k in sd if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.conv\.weight$", k)))
+        large = bool(convs) and f"feature_extractor.conv_layers.{convs[-1]}.layer_norm.weight" in sd
+        return dict(row, family="wav2vec2", variant="large" if large else "base",
+                    note="load.audio_encoder: " + ("Wan 2.2 S2V's" if large else "InfiniteTalk's") + " speech encoder")
+    other = describe_model(path)
+    what = " ".join(v for v in (other["family"], other["variant"], other["role"]) if v and v != "unknown")
+    return dict(other, loads="no", note=f"not a speech encoder{f' (a {what} file)' if what else ''}: {SPEECH_FILES}")
+
+
 def holding(make, sd: dict, name: str, kind: str):
     """The module `make` builds (on the meta device), holding the tensors of `sd` in float32; the file `name` lacking
     some of them is named with what is wrong."""

@@ -19,11 +19,14 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
     from nodes.generate.model_manager import detect_family, manager_for, resolve_model_path
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if family == "auto" and path:
-        found, why = detect_family(_resolve_any(path))
+        resolved = _resolve_any(path)
+        found, why = detect_family(resolved)
         if found in (None, "motion"):
             raise NodeError(f"cannot tell which model family {path} is ({why}); use the family's own loader "
                             "(load.animatediff, load.wan, ...)")
-        family = found
+        # the file found, whose family's folder may be another: a Wan denoiser in checkpoints/ was looked for by
+        # its name in diffusion_models/ and called missing
+        family, path = found, str(resolved)
     for part, handle in given.items():
         if handle.family != family:
             raise NodeError(f"the {part} input is a {handle.family} part; load.{family} needs {family} parts")

@@ -39,7 +39,8 @@ def with_guide(vae, positive, negative, latent, frames: np.ndarray, frame_idx: i
     from nodes.generate.vae_ops import encode_pixels
     if vae.family != "ltx2" or latent.family != "ltx2":
         raise NodeError(f"condition.guide_video is LTX-2's; this VAE is {vae.family}'s and the latent "
-                        f"{latent.family}'s")
+                        f"{latent.family}'s: give it an LTX-2 checkpoint's VAE and a latent made with it (LTX-Video "
+                        "pins a first or last frame with condition.frames)")
     if strength < 0:
         raise NodeError(f"condition.guide_video's strength is {strength}: give 0 or more (1 keeps the guide as it is)")
     t, h, w = latent.samples.shape[2:]
@@ -106,18 +107,20 @@ def with_keyframes(latent, conds):
                                mask=torch.cat([mask, keep], 2))
 
 
-def attention_bias(weight: torch.Tensor, total: int) -> torch.Tensor:
-    """The additive self-attention bias [1, T, T] of ComfyUI's guide attention mask for `weight` (the last tokens'
-    strengths, of T): log(strength) where the video's tokens read a guide's and where a guide's read the video's (a
-    strength of 0 shuts them off), nothing between guide tokens."""
-    g = total - weight.shape[0]
-    floor = torch.finfo(weight.dtype).min
-    log_w = torch.where(weight > 0, weight.clamp(min=torch.finfo(weight.dtype).tiny).log(),
-                        torch.full_like(weight, floor))
-    bias = torch.zeros(1, total, total, dtype=weight.dtype, device=weight.device)
-    bias[0, :g, g:] = log_w[None, :]
-    bias[0, g:, :g] = log_w[:, None]
-    return bias
+def attention_blocks(weight: torch.Tensor, total: int, dtype=torch.float32):
+    """ComfyUI's guide attention mask for `weight` (the last tokens' strengths, of `total`) as the additive biases of
+    its two blocks of queries, never the [T, T] matrix: the video's rows [1, 1, T] (log(strength) on the guides'
+    columns: one row for all of them) and the guides' rows [1, G, T] (log of each one's strength on the video's
+    columns, nothing between guide tokens). A strength of 0 shuts the pair off (the dtype's lowest value)."""
+    w = weight.float()
+    g = total - w.shape[0]
+    log_w = torch.where(w > 0, w.clamp(min=torch.finfo(torch.float32).tiny).log(),
+                        torch.full_like(w, torch.finfo(dtype).min))
+    row = torch.zeros(1, 1, total, device=w.device)
+    row[0, 0, g:] = log_w
+    block = torch.zeros(1, w.shape[0], total, device=w.device)
+    block[0, :, :g] = log_w[:, None]
+    return row.to(dtype), block.to(dtype)
 
 
 def needs_bias(weight: torch.Tensor) -> bool:

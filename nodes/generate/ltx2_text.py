@@ -8,16 +8,22 @@ from pathlib import Path
 from graph_engine import NodeError
 from nodes.generate.detect import Detection, detect_file
 
-def connectors(path: Path, dtype, device: str):
-    """The LTX-2 checkpoint's text connectors (LTX2TextConnectors), its other tensors left unread."""
-    from nodes.generate import converters
-    from nodes.generate.converters.ltx2 import CONNECTOR_KEYS
-    from nodes.generate.weights import dequantise, read_header
+def checkpoint_of(path: Path) -> Detection:
+    """The LTX-2 checkpoint `path`'s detection (its header only); another file is refused by what it is."""
     det = detect_file(path)
     if det.family != "ltx2" or det.role != "checkpoint":
         raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph knows'}: LTX-2 reads prompts "
                         "through Gemma 3 and the text connectors in its all-in-one checkpoint; give the text encoder "
                         "loader ltx-2-19b-dev.safetensors (or -distilled) as its checkpoint")
+    return det
+
+
+def connectors(path: Path, dtype, device: str):
+    """The LTX-2 checkpoint's text connectors (LTX2TextConnectors), its other tensors left unread."""
+    from nodes.generate import converters
+    from nodes.generate.converters.ltx2 import CONNECTOR_KEYS
+    from nodes.generate.weights import dequantise, read_header
+    det = checkpoint_of(path)
     read_header(path)
     from safetensors import safe_open
     with safe_open(str(path), "pt") as f:
@@ -54,6 +60,7 @@ def load_ltx2_text(mm, path: Path, det: Detection, checkpoint: str, type_: str, 
                         "checkpoint, so give the loader that file too (name2 / ckpt_name: ltx-2-19b-dev.safetensors), "
                         "as ComfyUI's LTXAVTextEncoderLoader takes it")
     ckpt = _resolve(checkpoint, "checkpoints", "LTX-2 checkpoint")
+    checkpoint_of(ckpt)     # before Gemma's 12B load, which build() makes first
     _, dtype = dtype_of("auto", "ltx2", device)
 
     def build():

@@ -349,6 +349,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     x0 = adapter.pack(latent)
     handle = adapter.for_latent(handle, latent)
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    if noise is not None and latent is not given and tuple(noise.shape) == tuple(given.samples.shape):
+        # a noise.* node's noise is the given latent's: the frames the prompts add take seeded noise after it
+        more = (*noise.shape[:2], latent.samples.shape[2] - noise.shape[2], *noise.shape[3:])
+        noise = torch.cat([noise.float(), torch.randn(more, generator=gen)], 2)
     handle, noise = fit_frame_limit(handle, adapter, x0.shape, noise, gen, log)
     note = unchanging_schedule(handle, adapter, positive, given.samples.shape[2])
     if note:

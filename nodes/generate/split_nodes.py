@@ -2,6 +2,9 @@
 so users recognise them: one file each from diffusion_models/, text_encoders/, vae/, clip_vision/."""
 from __future__ import annotations
 
+import os
+import re
+
 from graph_engine import Param, node
 from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
@@ -24,13 +27,21 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
     return run(manager_for(ctx), name, weight_dtype, ctx.device)
 
 
+def _second_file_kind(name: str) -> str:
+    """LTX-2's second file is its checkpoint (ComfyUI's LTXAVTextEncoderLoader takes it from checkpoints/), told by
+    its name as detect.ltx2_release tells LTX-2's files; any other is a second text encoder."""
+    return "checkpoints" if re.match(r"ltx-?2", os.path.basename(name.replace("\\", "/")).lower()) else "text_encoders"
+
+
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
 def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
                                              help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3, "
                                                   "qwen_2.5_vl, qwen3vl)"),
-                      name2: str = Param("", kind="path", locate=locator("text_encoders"),
+                      name2: str = Param("", kind="path", locate=locator("text_encoders", "checkpoints",
+                                                                          kind_of=_second_file_kind),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "
-                                              "with t5xxl, either order)"),
+                                              "with t5xxl, either order); for LTX-2, the checkpoint in checkpoints/ "
+                                              "whose text connectors read Gemma's features (ComfyUI's ckpt_name)"),
                       name3: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="third file, for Stable Diffusion 3 (clip_l, clip_g, t5xxl in any order)"),
                       type: str = Param("auto", choices=TEXT_TYPES,

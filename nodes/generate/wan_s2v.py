@@ -1,7 +1,7 @@
 """Wan 2.2 S2V (sound to video): the parts wan2.2_s2v_14B adds to Wan's text-to-video transformer, and its forward.
 
-diffusers (0.42) has no S2V model. The rest of it is diffusers' WanTransformer3DModel, whose blocks run unchanged
-(given one timestep per token and rotary angles at positions of S2V's own); the added parts are attached as
+diffusers (0.42) has no S2V model. The rest of it is diffusers' WanTransformer3DModel, whose blocks' own modules run
+(at rotary angles of S2V's positions, modulated by segment: `_block`); the added parts are attached as
 submodules under the released files' names. How the model reads them (Wan-Video/Wan2.2's wan/modules/s2v,
 Apache-2.0; ComfyUI's WanModel_S2V reads them the same way):
 - the voice: the speech encoder's layers mixed by learned weights (SiLU'd, normalised to sum 1), then causal 1-D
@@ -201,6 +201,32 @@ def _motion_tokens(model, motion, f64):
     return torch.cat(tokens, 1), torch.cat(pos)
 
 
+def _block(block, x, context, rows, seq, rotary):
+    """diffusers' WanTransformerBlock.forward with the tokens before `seq` modulated by rows[0] [B, 6, dim] and the
+    rest by rows[1]. The block's forward takes one row for all tokens or one per token ([B, N, 6, dim], and then
+    adds its table to them in float32 in every block: gigabytes at the released size, where ComfyUI keeps one row
+    per segment); so this wraps the block, running its own norms, attention processors and MLP, and repeats only its
+    modulation arithmetic, by segment."""
+    mods = [(block.scale_shift_table + r.float()).chunk(6, dim=1) for r in rows]
+    spans = (slice(None, seq), slice(seq, None))
+
+    def modulated(norm, shift, scale):
+        h = norm(x.float())
+        for s, m in zip(spans, mods):
+            h[:, s] = h[:, s] * (1 + m[scale]) + m[shift]
+        return h.type_as(x)
+
+    def gated(y, gate):
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        for s, m in zip(spans, mods):
+            out[:, s] = x[:, s].float() + y[:, s] * m[gate]
+        return out.type_as(x)
+
+    x = gated(block.attn1(modulated(block.norm1, 0, 1), None, None, rotary), 2)
+    x = x + block.attn2(block.norm2(x.float()).type_as(x), context, None, None)
+    return gated(block.ffn(modulated(block.norm3, 3, 4)).float(), 5)
+
+
 def forward(model, x, t, context, audio=None, reference=None, motion=None, control=None):
     """The S2V model's prediction for the noisy latent x [B, C, F, H, W] at timestep t [B].
 
@@ -234,11 +260,10 @@ def forward(model, x, t, context, audio=None, reference=None, motion=None, contr
         pos.append(mpos)
     hidden = torch.cat(parts, 1).contiguous()
     rotary = tuple(r.to(x.device) for r in _rotary(torch.cat(pos).to(torch.float64), cfg.attention_head_dim))
-    # the video's tokens at t, the reference's and motion's clean (timestep 0)
-    steps = torch.zeros(b, hidden.shape[1], device=x.device, dtype=t.dtype)
-    steps[:, :seq] = t.reshape(-1, 1).to(x.device)
-    temb, proj, context, _ = model.condition_embedder(steps.flatten(), context, None, timestep_seq_len=steps.shape[1])
-    proj = proj.unflatten(2, (6, -1))
+    # the video's tokens at t, the reference's and motion's clean (timestep 0): one modulation row each
+    t = t.reshape(-1).to(x.device)
+    temb, proj, context, _ = model.condition_embedder(torch.cat([t, torch.zeros_like(t)]), context, None)
+    rows = proj.unflatten(1, (6, -1)).split(b)
     sound = None
     if audio is not None:
         if audio.shape[-1] < 4 * frames:
@@ -249,14 +274,13 @@ def forward(model, x, t, context, audio=None, reference=None, motion=None, contr
         sound = glob.flatten(0, 1), tokens.flatten(0, 1)
     at = {block: i for i, block in enumerate(INJECT_AFTER)}
     for i, block in enumerate(model.blocks):
-        hidden = block(hidden, context, proj, rotary)
+        hidden = _block(block, hidden, context, rows, seq, rotary)
         if sound is not None and i in at:
             inj = model.audio_injector
             per_frame = hidden[:, :seq].reshape(b * f, h * w, -1)
             normed = inj.injector_adain_layers[at[i]](per_frame, sound[0])
-            added = inj.injector[at[i]](normed, sound[1]).reshape(b, seq, -1)
-            hidden = torch.cat([hidden[:, :seq] + added, hidden[:, seq:]], 1)
-    shift, scale = (model.scale_shift_table.unsqueeze(0) + temb[:, :seq].unsqueeze(2)).chunk(2, dim=2)
-    out = (model.norm_out(hidden[:, :seq].float()) * (1 + scale.squeeze(2)) + shift.squeeze(2)).type_as(hidden)
+            hidden[:, :seq] += inj.injector[at[i]](normed, sound[1]).reshape(b, seq, -1)
+    shift, scale = (model.scale_shift_table + temb[:b].unsqueeze(1)).chunk(2, dim=1)
+    out = (model.norm_out(hidden[:, :seq].float()) * (1 + scale) + shift).type_as(hidden)
     out = model.proj_out(out).reshape(b, f, h, w, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
     return out.flatten(6, 7).flatten(4, 5).flatten(2, 3)

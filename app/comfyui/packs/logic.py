@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -49,35 +51,88 @@ MAX_FOLDED = 16_000_000
 # when its user presses Queue on a workflow they chose to run; Kinograph matches them on import, and (a|aa)+$ on forty
 # characters backtracks for hours in re. Nothing stops re from outside in the same process: an alarm signal reaches
 # the main thread only, and a length cap does not help (forty characters suffice). The `regex` package's timeout
-# would, but its compiler expands counted repeats (a{100000000} took all memory). So the pattern runs in a child
-# process (Python's own re, ComfyUI's semantics exactly) that is killed when the time is up, its memory capped;
-# starting one costs some 30 ms, and a workflow has a handful of regex nodes.
+# would, but its compiler expands counted repeats (a{100000000} took all memory). So the patterns run in a child
+# process (Python's own re, ComfyUI's semantics exactly) that is killed when the time is up, its memory capped.
 REGEX_SECONDS = 5.0
 
 
-def regex_in_child(function: str, args, seconds: float) -> str:
-    """regex_child's `function` on `args`, in a child process given `seconds`."""
-    if seconds <= 0:
-        raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
-                         f"({_short(str(args[1]))}) was not tried")
-    try:
-        done = subprocess.run([sys.executable, "-I", regex_child.__file__], input=json.dumps(
-            {"function": function, "args": list(args)}), capture_output=True, text=True, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        raise ValueError(f"regex_pattern {_short(str(args[1]))} did not finish in the {seconds:.3g} s left to the "
-                         f"file's patterns on its {len(args[0])} characters of text: it backtracks without end (as "
-                         f"(a|aa)+$ does); simplify it") from None
-    try:
-        out = json.loads(done.stdout)
-    except ValueError:
-        raise ValueError(f"regex_pattern {_short(str(args[1]))} stopped the process matching it (exit code "
-                         f"{done.returncode}); simplify it") from None
-    if "error" in out:
-        raise ValueError(out["error"])
-    return out["value"]
+class RegexChild:
+    """One child process for all of a file's patterns, asked one line at a time: a process each cost 45 ms
+    (more on Windows), which thirty regex nodes spent before any matching, and which counted against the file's
+    REGEX_SECONDS. A plain executable and a script, not fork, so it starts the same on Windows and macOS."""
+
+    def __init__(self):
+        self.proc: Optional[subprocess.Popen] = None
+
+    def _start(self, pattern: str) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", regex_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True, encoding="ascii",
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))   # no console flashing up on Windows
+        except OSError as e:
+            raise ValueError(f"regex_pattern {pattern}: no Python process could be started to match it ({e})") \
+                from None
+        # a pipe has no read timeout on Windows, so a thread reads and the caller waits on the queue
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+
+    def call(self, function: str, args, seconds: float) -> str:
+        """regex_child's `function` on `args`, given `seconds`; the child is killed when they are spent."""
+        pattern = _short(str(args[1]))
+        if seconds <= 0:
+            raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
+                             f"({pattern}) was not tried")
+        if self.proc is None:
+            self._start(pattern)
+        try:
+            self.proc.stdin.write(json.dumps({"function": function, "args": list(args)}) + "\n")
+            self.proc.stdin.flush()
+            line = self.lines.get(timeout=seconds)
+        except queue.Empty:
+            self.close()
+            raise ValueError(f"regex_pattern {pattern} did not finish in the {seconds:.3g} s left to the file's "
+                             f"patterns on its {len(args[0])} characters of text: it backtracks without end (as "
+                             f"(a|aa)+$ does); simplify it") from None
+        except OSError:             # the child died before reading (its memory cap)
+            line = ""
+        if not line:
+            code = self.close()
+            raise ValueError(f"regex_pattern {pattern} stopped the process matching it (exit code {code}); "
+                             f"simplify it")
+        out = json.loads(line)
+        if "error" in out:
+            raise ValueError(out["error"])
+        return out["value"]
+
+    def close(self) -> Optional[int]:
+        """Kill the child and reap it (no zombie is left); its exit code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        proc.kill()
+        code = proc.wait()
+        try:
+            proc.stdin.close()
+        except OSError:             # a broken pipe's unflushed request
+            pass
+        return code
+
+
+def _pump(stream, lines) -> None:
+    # the stream is closed here, at its end, not by close(): closed under this thread's read it raised in it
+    with stream:
+        for line in stream:
+            lines.put(line)
+    lines.put("")
 
 
 _short = regex_child._short
+
+
+# JsonExtractString tries each '{' in turn, and one opening objects nested to the text's end is read to it: 450 of
+# them in a megabyte read 225M characters (8 s, 40 s for four megabytes, minutes for a 64 MB file) on import.
+MAX_JSON_READ = 10 * MAX_TEXT
 
 
 def json_extract(json_string, key) -> str:
@@ -86,10 +141,16 @@ def json_extract(json_string, key) -> str:
     value comes out as Python prints a dict ({'mu': 0.5}), not JSON: ComfyUI's Ideogram template turns its quotes
     with a StringReplace before a second JsonExtractString reads it, and so must a file that chains two."""
     decoder = json.JSONDecoder()
+    read = 0
     for start in re.finditer(r"\{", json_string):
         try:
             data, _ = decoder.raw_decode(json_string, start.start())
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
+            read += e.pos - start.start()
+            if read > MAX_JSON_READ:
+                raise ValueError(f"json_string's {len(json_string)} characters hold objects that open and never "
+                                 f"close, each read to its end, more than {MAX_JSON_READ} characters in all; no "
+                                 f"model's answer is built so") from None
             continue
         except RecursionError:
             raise ValueError("json_string nests deeper than Python's JSON reader goes") from None
@@ -206,11 +267,18 @@ class LogicNodes:
         """regex_child's regex_extract or regex_replace in what is left of the file's REGEX_SECONDS (ten thousand
         regex nodes must not take the whole time each)."""
         left = getattr(self, "_regex_left", REGEX_SECONDS)
+        if getattr(self, "_regex", None) is None:
+            self._regex = RegexChild()
         start = time.monotonic()
         try:
-            return regex_in_child(function, args, left)
+            return self._regex.call(function, args, left)
         finally:
             self._regex_left = left - (time.monotonic() - start)
+
+    def close_regex(self) -> None:
+        """End the file's regex child, if it started one."""
+        if getattr(self, "_regex", None) is not None:
+            self._regex.close()
 
     def special_resolution(self, cn, rule, params, notes):
         v = self.known(cn, ("aspect_ratio", "megapixels", "multiple"), {"aspect_ratio": "1:1 (Square)",

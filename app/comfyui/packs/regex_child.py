@@ -1,6 +1,7 @@
 """ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), for the importer to run in a child
-process it can stop (logic.py says why). Run as a script it reads {"function", "args"} as JSON on stdin and writes
-{"value"} or {"error"}; it imports nothing of Kinograph, so that it starts in milliseconds."""
+process it can stop (logic.py says why). Run as a script it reads one {"function", "args"} JSON line at a time on
+stdin and writes a {"value"} or {"error"} line for each; it imports nothing of Kinograph, so that it starts in
+milliseconds."""
 import json
 import re
 import sys
@@ -76,19 +77,22 @@ def main():
         resource.setrlimit(resource.RLIMIT_AS, (MAX_BYTES, MAX_BYTES))
     except (ImportError, ValueError, OSError):      # Windows has no resource module; a lower limit stays
         pass
-    call = json.load(sys.stdin)
+    for line in sys.stdin:
+        print(json.dumps(answer(json.loads(line))), flush=True)
+
+
+def answer(call) -> dict:
     pattern = _short(str(call["args"][1]))
     try:
-        out = {"value": FUNCTIONS[call["function"]](*call["args"])}
+        return {"value": FUNCTIONS[call["function"]](*call["args"])}
     except ValueError as e:
-        out = {"error": str(e)}
+        return {"error": str(e)}
     except (IndexError, OverflowError, re.error) as e:      # a group it lacks, a{99999999999}
-        out = {"error": f"regex_pattern {pattern}: {e}"}
+        return {"error": f"regex_pattern {pattern}: {e}"}
     except RecursionError:
-        out = {"error": f"regex_pattern {pattern} nests too deep for Python's re; simplify it"}
+        return {"error": f"regex_pattern {pattern} nests too deep for Python's re; simplify it"}
     except MemoryError:
-        out = {"error": f"regex_pattern {pattern} needs more than {MAX_BYTES >> 20} MB to match; simplify it"}
-    json.dump(out, sys.stdout)
+        return {"error": f"regex_pattern {pattern} needs more than {MAX_BYTES >> 20} MB to match; simplify it"}
 
 
 if __name__ == "__main__":

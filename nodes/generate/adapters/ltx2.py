@@ -134,7 +134,7 @@ class LTX2Adapter(LTXAdapter):
             audio_timestep = timestep[:, None] * heard[:, 0, :, 0].float()
         tokens, coords, bias = pipe._pack_latents(video, 1, 1), None, None
         if "guide" in inputs:           # condition.guide_video's frames end the latent, each at its own place in time
-            from nodes.generate.ltx2_guide import attention_bias, needs_bias
+            from nodes.generate.ltx2_guide import attention_blocks, needs_bias
             at, weight = inputs["guide"], inputs["guide_weight"]
             k = at.shape[2] // (h * w)
             if at.shape[2] != k * h * w or k >= f:
@@ -145,7 +145,7 @@ class LTX2Adapter(LTXAdapter):
             place = model.rope.prepare_video_coords(n, f - k, h, w, x_in.device, fps=fps)
             coords = torch.cat([place, kf.to(place.dtype)], 2)
             if needs_bias(weight):
-                bias = attention_bias(weight.float(), tokens.shape[1]).to(x_in.device, model.dtype)
+                bias = attention_blocks(weight.to(x_in.device), tokens.shape[1], model.dtype)
         sound, sound_coords, heard_from = pipe._pack_audio_latents(audio).to(model.dtype), None, 0
         if REFERENCE in inputs:
             sound, sound_coords, audio_timestep = _with_reference(model.audio_rope, inputs[REFERENCE], sound,
@@ -188,30 +188,48 @@ class LTX2Adapter(LTXAdapter):
 
 
 class _Biased:
-    """An attention processor whose self-attention (no encoder states, no mask of its own) adds `bias`."""
+    """An attention processor whose self-attention (no encoder states, no mask of its own) adds the guides' biases
+    `blocks` (ltx2_guide.attention_blocks), as ComfyUI applies its guide mask: the video's queries and the guides'
+    are attended in two calls against all keys, each with its own block (one broadcast row for the video's), so no
+    [T, T] bias is made; the keys' projections are computed for each call."""
 
-    def __init__(self, inner, bias):
-        self.inner, self.bias = inner, bias
+    def __init__(self, inner, blocks):
+        self.inner, (self.row, self.block) = inner, blocks
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kw):
-        if encoder_hidden_states is None and attention_mask is None:
-            # one row per batch and head, as the processor's own preparation would repeat it, without copying
-            attention_mask = self.bias.expand(hidden_states.shape[0] * attn.heads, -1, -1)
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kw)
+    # The arguments are named: diffusers' attention drops (with a warning, every block and step) whatever keyword
+    # its processor's signature does not name, such as LTX-2.3's perturbation_mask and all_perturbed.
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, query_rotary_emb=None,
+                 key_rotary_emb=None, perturbation_mask=None, all_perturbed=None):
+        perturbed = {} if perturbation_mask is None and all_perturbed is None else {
+            "perturbation_mask": perturbation_mask, "all_perturbed": all_perturbed}
+        if encoder_hidden_states is not None or attention_mask is not None:
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, query_rotary_emb,
+                              key_rotary_emb, **perturbed)
+        g, rows = hidden_states.shape[1] - self.block.shape[1], hidden_states.shape[0] * attn.heads
+        keys = key_rotary_emb if key_rotary_emb is not None else query_rotary_emb
+        out = []
+        for part, bias in ((slice(0, g), self.row), (slice(g, None), self.block)):
+            # the rotary tables' token axis: 1 ([B, T, D], interleaved) or 2 ([B, heads, T, r], split)
+            rope = None if query_rotary_emb is None else tuple(
+                c[:, part] if c.ndim == 3 else c[:, :, part] for c in query_rotary_emb)
+            # one mask per batch and head, as the processor's own preparation would repeat it, without copying
+            out.append(self.inner(attn, hidden_states[:, part], hidden_states, bias.expand(rows, -1, -1), rope, keys,
+                                  **perturbed))
+        return torch.cat(out, 1)
 
 
 @contextlib.contextmanager
-def _video_self_attention_bias(model, bias):
-    """The video's self-attention in every block with `bias` added (ComfyUI's guide attention mask), for one call;
-    nothing changes where bias is None."""
-    blocks = [b.attn1 for b in model.transformer_blocks] if bias is not None else []
-    before = [a.processor for a in blocks]
+def _video_self_attention_bias(model, blocks):
+    """The video's self-attention in every block weighed by the guides' biases `blocks` (ComfyUI's guide attention
+    mask), for one call; nothing changes where blocks is None."""
+    layers = [b.attn1 for b in model.transformer_blocks] if blocks is not None else []
+    before = [a.processor for a in layers]
     try:
-        for a, p in zip(blocks, before):
-            a.processor = _Biased(p, bias)
+        for a, p in zip(layers, before):
+            a.processor = _Biased(p, blocks)
         yield
     finally:
-        for a, p in zip(blocks, before):
+        for a, p in zip(layers, before):
             a.processor = p
 
 
