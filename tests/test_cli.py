@@ -11,6 +11,13 @@ import pytest
 from graph_engine.cache import DiskCache
 
 ROOT = Path(__file__).resolve().parents[1]
+# What a newcomer reads and copies from: the README and the docs/ pages its detail moved to.
+GUIDE = ["README.md", "docs/workflows.md", "docs/footage.md", "docs/masks.md", "docs/outputs.md", "docs/editor.md",
+         "docs/headless.md", "docs/comfyui.md", "docs/deforum.md", "docs/models.md"]
+
+
+def _guide() -> str:
+    return "\n".join((ROOT / page).read_text() for page in GUIDE)
 
 
 def cli(*args, env=None):
@@ -244,13 +251,14 @@ def test_nodes_finds_what_someone_from_comfyui_types(capsys):
 def test_the_readme_sets_parameters_its_example_workflows_have():
     """The README's headless example and its Python one set `pattern.frames` on examples/default.yaml,
     which has no node `pattern`: a newcomer's second command failed. Every --set and wf.set the README
-    shows on an example workflow is applied here to that workflow."""
+    (and the docs/ pages its detail moved to: the Python one is in docs/headless.md) shows on an example
+    workflow is applied here to that workflow."""
     import re
     import shlex
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
     from graph_engine.validate import apply_overrides
-    readme = (ROOT / "README.md").read_text()
+    readme = _guide()
     # The examples' own descriptions say how to run them too ("Try: kinograph run ...").
     texts = [readme] + [f.read_text() for f in sorted((ROOT / "examples").rglob("*.yaml"))]
     checked = 0
@@ -271,13 +279,13 @@ def test_the_readme_sets_parameters_its_example_workflows_have():
 def test_every_file_a_readme_command_names_in_examples_is_there_and_its_sweep_plans():
     """README's Ray section ran `kinograph batch shot.yaml --sweep seeds.yaml`, files a newcomer does not have:
     the command they copied failed. Every examples/ file a README command names exists, and each --sweep file
-    plans its jobs on its workflow, one output per case."""
+    plans its jobs on its workflow, one output per case (the README and the docs/ pages its detail moved to)."""
     import re
     import shlex
     from app.sweep import load_sweep, plan_jobs
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    readme = (ROOT / "README.md").read_text()
+    readme = _guide()
     commands = [shlex.split(m.group(1)) for m in re.finditer(r"^kinograph ([^#\n]+)", readme, re.M)]
     named = {a for args in commands for a in args if a.startswith("examples/") and "/out/" not in a}
     assert sorted(a for a in named if not (ROOT / a).is_file()) == []
@@ -293,12 +301,13 @@ def test_every_file_a_readme_command_names_in_examples_is_there_and_its_sweep_pl
 def test_the_readme_commands_parse_and_the_node_types_it_names_exist():
     """Seven people change nodes and the README at once: a renamed node or option left the README naming one
     that is gone, and only a newcomer copying it found out. Every `kinograph` command line in its code blocks
-    is read by the command's own parser, and every node type it names (`load.mini`) is registered."""
+    is read by the command's own parser, and every node type it names (`load.mini`) is registered; so are the
+    docs/ pages the README's detail moved to."""
     import re
     import shlex
     from app.cli import _parser
     from graph_engine.registry import default_registry
-    readme = (ROOT / "README.md").read_text()
+    readme = _guide()
     lines = [m.group(1) for m in re.finditer(r"^kinograph ([^#\n]+)", readme, re.M)]
     assert len(lines) >= 15
     for line in lines:
