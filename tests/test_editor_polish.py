@@ -77,6 +77,15 @@ def test_a_float_shows_the_decimals_its_step_needs_and_keeps_what_is_typed(make_
     assert _show(w, g)["exposure"].spin.text() == "1.25"
 
 
+
+def test_a_float_that_is_not_finite_still_gets_its_decimals(registry):
+    """places() looked for the point in nan's and inf's text and raised: a stranger's workflow holding `.nan`
+    broke the panel's formatting. They take the step's decimals."""
+    from app.editor.geometry import decimals
+    p = registry.get("color.grade").params["saturation"]
+    for v in (float("nan"), float("inf"), float("-inf")):
+        assert decimals(p, v) == decimals(p) == 2
+
 def _drag_field(w, node, name, pixels, mods=Qt.NoModifier):
     """Press on a field without a key held (Shift/Ctrl at the press select), drag `pixels` screen pixels
     right with `mods` held, release."""

@@ -55,7 +55,10 @@ def _span(p) -> float:
 
 
 def places(x: float) -> int:
-    """The decimals `x` needs to read exactly (up to PLACES): 6500.0 needs none, 0.125 three."""
+    """The decimals `x` needs to read exactly (up to PLACES): 6500.0 needs none, 0.125 three; nan and inf none
+    (they print without a point: a stranger's workflow can hold them, and the panel must still draw)."""
+    if not math.isfinite(x):
+        return 0
     text = f"{abs(x):.{PLACES}f}".rstrip("0")
     return len(text) - text.index(".") - 1
 
