@@ -226,7 +226,7 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
                 clip_skip: int = Param(1, min=1, max=24, help="1 and 2: the penultimate layer SDXL was trained on"),
                 weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
                                        help="emphasis rule, as encode.text's"),
-                aesthetic: float = Param(0.0, min=0.0, max=10.0, help="refiner only: the aesthetic score it is "
+                aesthetic: float = Param(0.0, zero="auto", min=0.0, max=10.0, help="refiner only: the aesthetic score it is "
                                                                      "told; 0 = 6 positive, 2.5 negative")):
     """SDXL's prompt with its size conditioning (ComfyUI's CLIPTextEncodeSDXL and CLIPTextEncodeSDXLRefiner): SDXL
     was told each training image's original size and crop; a large original size and no crop steer it to sharp,
