@@ -351,3 +351,16 @@ def test_the_humo_template_imports_and_runs_on_tiny_weights(humo, whisper, tmp_p
     assert iio.immeta(tmp_path / "out.mp4")["fps"] == 25
     with av.open(str(tmp_path / "out.mp4")) as c:         # the voice under it
         assert c.streams.audio and np.abs(np.concatenate([f.to_ndarray().mean(0) for f in c.decode(audio=0)])).max() > 0.1
+
+
+def test_a_half_copied_humo_or_s2v_file_names_the_tensor_it_lacks():
+    """HuMo's and S2V's extra layers are taken out of the Wan file by name; a file without one of the parts their
+    size is read from says which and that the file is damaged, and leaves the base model's tensors in place."""
+    from nodes.generate import wan_humo, wan_s2v
+    for module, kept, needle in ((wan_humo, "audio_proj.audio_proj_glob_1.layer.weight", "voice projection"),
+                                 (wan_s2v, "frame_packer.proj.weight", "sound, motion or control encoders")):
+        state = {kept: torch.zeros(1), "blocks.0.attn1.to_q.weight": torch.zeros(1)}
+        with pytest.raises(NodeError, match=needle) as e:
+            module.parts(state)
+        assert "damaged" in str(e.value) and next(k for k in module.NEEDED if k != kept) in str(e.value)
+        assert list(state) == ["blocks.0.attn1.to_q.weight"]

@@ -19,6 +19,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.wan_s2v import _grid, _rotary
+from nodes.generate.weights import take_parts
 
 WRAPPER = ".audio_cross_attn_wrapper."
 NEEDED = ("audio_proj.audio_proj_glob_1.layer.weight", "audio_proj.audio_proj_glob_3.layer.weight",
@@ -87,12 +88,8 @@ class _AudioWrapper(nn.Module):
 
 def parts(state: dict) -> dict:
     """HuMo's tensors, taken out of a Wan file's `state`."""
-    found = {k: state.pop(k) for k in [k for k in state if k.startswith("audio_proj.") or WRAPPER in k]}
-    lacking = [k for k in NEEDED if k not in found]
-    if lacking:
-        raise NodeError(f"this HuMo file lacks part of its voice projection ({lacking[0]}): it is incomplete or "
-                        "damaged. Copy the file again")
-    return found
+    return take_parts(state, lambda k: k.startswith("audio_proj.") or WRAPPER in k, NEEDED,
+                      "this HuMo file lacks part of its voice projection")
 
 
 def attach(transformer, state: dict):

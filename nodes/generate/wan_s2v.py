@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graph_engine import NodeError
+from nodes.generate.weights import take_parts
 
 PARTS = ("casual_audio_encoder.", "audio_injector.", "frame_packer.", "trainable_cond_mask.", "cond_encoder.")
 # The blocks the released model's audio layers follow (its config; the file does not say)
@@ -121,12 +122,8 @@ class _FramePacker(nn.Module):
 
 def parts(state: dict) -> dict:
     """The S2V parts' tensors, taken out of a Wan file's `state`."""
-    found = {k: state.pop(k) for k in [k for k in state if k.startswith(PARTS)]}
-    lacking = [k for k in NEEDED if k not in found]
-    if lacking:
-        raise NodeError(f"this Wan 2.2 S2V file lacks part of its sound, motion or control encoders ({lacking[0]}): "
-                        "it is incomplete or damaged. Copy the file again")
-    return found
+    return take_parts(state, lambda k: k.startswith(PARTS), NEEDED,
+                      "this Wan 2.2 S2V file lacks part of its sound, motion or control encoders")
 
 
 def attach(transformer, state: dict):

@@ -191,6 +191,16 @@ def strip_prefix(state: Dict[str, "object"], prefix: str) -> Dict[str, "object"]
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def take_parts(state: Dict[str, "object"], wanted, needed, damaged: str) -> Dict[str, "object"]:
+    """The tensors whose names `wanted(name)` accepts, taken out of `state` (what is left builds the base model);
+    `damaged` is the message's start when one of `needed` is absent (a truncated or half-copied file)."""
+    found = {k: state.pop(k) for k in [k for k in state if wanted(k)]}
+    lacking = [k for k in needed if k not in found]
+    if lacking:
+        raise NodeError(f"{damaged} ({lacking[0]}): it is incomplete or damaged. Copy the file again")
+    return found
+
+
 def torch_dtype(name: Optional[str]):
     import torch
     return {None: None, "": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
