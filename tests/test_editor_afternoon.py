@@ -243,3 +243,29 @@ def test_b_says_first_how_it_differs_from_a(qtbot):
     v.set_source("A", small, "take1.mp4")                # A changed: B's line follows
     assert "≠" not in v.labels["B"].text()
     v.shutdown()
+
+
+def test_a_folder_dragged_over_the_canvas_and_viewer_is_listed_once(make_window, tmp_path, monkeypatch):
+    """A dragged folder was listed to find its frames at every mouse move over the canvas or the viewer (a plate of
+    thousands of frames, at each pixel): it is judged when the drag enters, and each move reuses that."""
+    from PySide6.QtGui import QDragMoveEvent
+    from app.editor import view as view_mod
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    (plate / "shot.1001.png").write_bytes(b"")
+    listed = []
+    real = view_mod.frames_folder
+    monkeypatch.setattr(view_mod, "frames_folder", lambda p: listed.append(p) or real(p))
+    w = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(plate))])
+    for widget in (w.view.viewport(), w.viewer):
+        listed.clear()
+        QApplication.sendEvent(widget, QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton,
+                                                       Qt.NoModifier))
+        moves = [QDragMoveEvent(QPoint(50 + i, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+                 for i in range(20)]
+        for move in moves:
+            QApplication.sendEvent(widget, move)
+        assert len(listed) == 1, (widget, len(listed))
+        assert all(move.isAccepted() for move in moves)

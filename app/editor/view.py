@@ -44,6 +44,8 @@ def frames_folder(path) -> bool:
                                   for f in p.iterdir())
     except OSError:
         return False
+
+
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 
@@ -458,13 +460,16 @@ class GraphView(QGraphicsView):
             or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):
-        if event.mimeData().hasFormat(NODE_MIME) or self._dropped_paths(event.mimeData()):
+        # Judged once per drag: a dropped folder is listed to find its frames, and dragMoveEvent comes at every
+        # mouse move (a plate of 10,000 frames was listed at each one)
+        self._drag_ok = bool(event.mimeData().hasFormat(NODE_MIME) or self._dropped_paths(event.mimeData()))
+        if self._drag_ok:
             event.acceptProposedAction()
         else:
             super().dragEnterEvent(event)
 
     def dragMoveEvent(self, event):
-        if event.mimeData().hasFormat(NODE_MIME) or self._dropped_paths(event.mimeData()):
+        if getattr(self, "_drag_ok", False):
             event.acceptProposedAction()
         else:
             super().dragMoveEvent(event)

@@ -1118,11 +1118,13 @@ class ViewerPanel(QWidget):
             and not Path(u.toLocalFile()).is_dir() or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):
-        if self._media(event.mimeData()):
+        # judged once per drag, as on the canvas: a frames folder is listed to tell, and moves come at every pixel
+        self._drag_ok = bool(self._media(event.mimeData()))
+        if self._drag_ok:
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event):
-        if self._media(event.mimeData()):
+        if getattr(self, "_drag_ok", False):
             event.acceptProposedAction()
 
     def dropEvent(self, event):
