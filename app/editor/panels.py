@@ -210,7 +210,15 @@ class QueuePanel(QWidget):
     def height_for(self, rows: int) -> int:
         """The panel's height with `rows` finished runs in view: the button row, margins and frames, the rows."""
         h = self.history
-        row = h.sizeHintForRow(0) if h.count() else h.fontMetrics().height() + 2 * h.spacing() + 4
+        if h.count():
+            row = h.sizeHintForRow(0)
+        else:
+            # An empty list's row measured on a probe row, not from the font: the theme pads each row (20 px
+            # against the font's 14), and the panel sized from the font showed four runs, not six.
+            h.ensurePolished()
+            h.addItem("✔ 00:00:00  #0")
+            row = h.sizeHintForRow(0)
+            h.takeItem(0)
         m = self.layout().contentsMargins()
         return (m.top() + m.bottom() + self.layout().spacing() + self.open_button.sizeHint().height()
                 + 2 * h.frameWidth() + rows * row)

@@ -351,6 +351,16 @@ class MainWindow(QMainWindow):
         # Tall enough for six finished runs under the tabs: at 110 px the queue & history showed two.
         bottom = self.bottom_tabs.tabBar().sizeHint().height() + self.queue.height_for(6) + 8
         self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [round(side * 0.75), bottom], Qt.Vertical)
+        QTimer.singleShot(0, self._fit_queue)
+
+    def _fit_queue(self) -> None:
+        # The tabs' frame and the theme's padding are known only once laid out: the estimate above left the
+        # themed panel four runs tall. Grow the dock by what the panel still lacks.
+        # the page shown (the Log) has the height every page gets; a page not shown keeps a stale one
+        lacking = self.queue.height_for(6) - self.bottom_tabs.currentWidget().height()
+        if lacking > 0:
+            viewer, log = self.docks["Viewer"], self.docks["Log"]
+            self.resizeDocks([viewer, log], [viewer.height() - lacking, log.height() + lacking], Qt.Vertical)
         QTimer.singleShot(0, self.view.frame_legible)       # the canvas has its final size now
 
     def _update_title(self, *_):
