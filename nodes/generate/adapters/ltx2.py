@@ -14,6 +14,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters.base import stack_global
 from nodes.generate.adapters.ltx import LTXAdapter
+from nodes.generate import ltx2_guide as guides
 from nodes.generate.ltx2_sound import REFERENCE
 
 STREAMS = "ltx2_streams"            # the handle option for_latent sets: (video [C, T, h, w], audio [C, L, M], fps)
@@ -66,8 +67,7 @@ class LTX2Adapter(LTXAdapter):
         return px[:, :, None]
 
     def with_keyframes(self, latent, conds):
-        from nodes.generate.ltx2_guide import with_keyframes
-        return with_keyframes(latent, conds)
+        return guides.with_keyframes(latent, conds)
 
     def without_keyframes(self, given, out):
         # ComfyUI's LTXVCropGuides: the guides' frames cut off after the run
@@ -104,8 +104,7 @@ class LTX2Adapter(LTXAdapter):
         cfg = handle.pipe.transformer.config
         audio = int(cfg.caption_channels if cfg.use_prompt_embeddings else cfg.audio_cross_attention_dim)
         inputs = {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
-        from nodes.generate.ltx2_guide import guide_of
-        guide = guide_of(conds)
+        guide = guides.guide_of(conds)
         if guide is not None:
             inputs["guide"] = guide[1].to(device)
             inputs["guide_weight"] = guide[2].to(device)
@@ -134,7 +133,6 @@ class LTX2Adapter(LTXAdapter):
             audio_timestep = timestep[:, None] * heard[:, 0, :, 0].float()
         tokens, coords, bias = pipe._pack_latents(video, 1, 1), None, None
         if "guide" in inputs:           # condition.guide_video's frames end the latent, each at its own place in time
-            from nodes.generate.ltx2_guide import attention_blocks, needs_bias
             at, weight = inputs["guide"], inputs["guide_weight"]
             k = at.shape[2] // (h * w)
             if at.shape[2] != k * h * w or k >= f:
@@ -144,8 +142,8 @@ class LTX2Adapter(LTXAdapter):
             kf[:, 0] = kf[:, 0] / fps
             place = model.rope.prepare_video_coords(n, f - k, h, w, x_in.device, fps=fps)
             coords = torch.cat([place, kf.to(place.dtype)], 2)
-            if needs_bias(weight):
-                bias = attention_blocks(weight.to(x_in.device), tokens.shape[1], model.dtype)
+            if guides.needs_bias(weight):
+                bias = guides.attention_blocks(weight.to(x_in.device), tokens.shape[1], model.dtype)
         sound, sound_coords, heard_from = pipe._pack_audio_latents(audio).to(model.dtype), None, 0
         if REFERENCE in inputs:
             sound, sound_coords, audio_timestep = _with_reference(model.audio_rope, inputs[REFERENCE], sound,
