@@ -20,11 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
-from nodes.generate.adapters import get_adapter
-from nodes.generate.families import family as family_spec
-from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.latent import Conditioning
 from nodes.generate.vace import cover
-from nodes.generate.wan_animate import _from, _held, _rgb01
+from nodes.generate.wan_animate import AnimateClip, _from, _held, continued
 
 NOT_ANIMATE2 = ("condition.wan_animate2 feeds Wan Animate 2 models (wan_animate_2_*.safetensors, whose config "
                 "metadata says model_type animate2); this Wan model is not one")
@@ -50,35 +48,15 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
     if vae.family != "wan":
         raise NodeError(f"condition.wan_animate2 is for Wan Animate 2 models; this VAE is {vae.family}'s. Connect "
                         "the Wan 2.1 VAE (wan_2.1_vae.safetensors or Wan2_1_VAE_bf16.safetensors)")
-    if reference is not None and (not isinstance(reference, np.ndarray) or reference.ndim != 3):
-        raise NodeError("the reference must be one RGB image (H x W x 3): the character to animate")
-    adapter = get_adapter("wan")
-    spec = family_spec("wan")
-    tf, sf, channels = adapter.factors(vae.pipe)
-    spec.check_frames(length, tf)
-    spec.check_size(width, height, sf)
-    frames, h, w = spec.latent_frames(length, tf), height // sf, width // sf
-    from nodes.generate.vae_ops import check_fits, encode_pixels
-    check_fits(f"Wan Animate 2's {length} frames at {width}x{height} as pictures", (length, height, width, 3))
-    video = torch.full((length, height, width, 3), 0.5)
-    kept = 0
-    if continue_motion is not None:
-        # ComfyUI's WanAnimate2ToVideo continues from the previous clip's last frame (CONTINUE_MOTION_FRAMES = 1)
-        video[:1] = cover(_rgb01(continue_motion, continue_motion.length - 1, continue_motion.length), width, height)
-        kept = 1
-        offset = max(0, offset - 1)
-    ref = torch.zeros(1, height, width, 3) if reference is None else \
-        cover(torch.from_numpy(np.ascontiguousarray(reference[..., :3])).float()[None] / 255.0, width, height)
-
-    def encode(rgb01: torch.Tensor) -> torch.Tensor:     # [T, H, W, 3] in [0, 1] -> normalised latent
-        return encode_pixels(adapter, vae.pipe, (rgb01 * 2 - 1).permute(3, 0, 1, 2)[None],
-                             "encoding Wan Animate 2's pictures").float().cpu()
-
+    c = AnimateClip(vae, "Wan Animate 2", reference, width, height, length)
+    # ComfyUI's WanAnimate2ToVideo continues from the previous clip's last frame (CONTINUE_MOTION_FRAMES = 1)
+    kept, offset = continued(c.video, continue_motion, 1, offset) if continue_motion is not None else (0, offset)
+    encode = c.encode
     with torch.inference_mode():
-        concat = torch.cat([encode(ref), encode(video)], dim=2)
+        concat = torch.cat([encode(c.ref), encode(c.video)], dim=2)
         pose_z = None if pose is None else \
             encode(cover(_held(_from(pose, offset, length, "pose video"), length), width, height))
-    mask = torch.zeros(1, 4, frames + 1, h, w)
+    mask = torch.zeros(1, 4, c.frames + 1, c.h, c.w)
     mask[:, :, :1 + kept] = 1                       # the reference frame and the continued frame are kept
     extra = {"concat": torch.cat([mask, concat], dim=1)}
     if image_embeds is not None:
@@ -93,9 +71,8 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
             "animate2_reference_strength": float(reference_strength)}
     pos = positive.with_extra(**extra).with_meta(**meta)
     neg = None if negative is None else negative.with_extra(**extra).with_meta(**meta)
-    latent = Latent(torch.zeros(1, channels, frames + 1, h, w), "wan", spec.pixel_frames(frames + 1, tf), spec.fps,
-                    width, height)
-    return {"positive": pos, "negative": neg, "latent": latent, "trim_image": kept, "offset": offset + length}
+    return {"positive": pos, "negative": neg, "latent": c.latent(c.frames + 1), "trim_image": kept,
+            "offset": offset + length}
 
 
 def animate2_inputs(conds, frames, batch: int, device, dtype) -> dict:
