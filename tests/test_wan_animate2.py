@@ -226,7 +226,8 @@ def test_condition_lays_out_wan_animate2_to_video(animate2):
 
 
 def test_sampling_runs_the_pose_branch_and_names_what_is_missing(animate2, tmp_path):
-    """sample on condition.wan_animate2's output runs Wan Animate 2's forward (the pose moves the result); without
+    """sample on condition.wan_animate2's output runs Wan Animate 2's forward (the pose moves the result), the pose
+    branch only over its window of noise levels; without
     the reference's CLIP tokens the message names condition.wan_animate2's image_embeds, and another Wan model given
     condition.wan_animate2's conditioning says it is not Wan Animate 2."""
     from nodes.generate.latent import Conditioning
@@ -242,6 +243,21 @@ def test_sampling_runs_the_pose_branch_and_names_what_is_missing(animate2, tmp_p
         runs.append(run_sampling(handle, out["positive"], None, out["latent"], steps=1, cfg=1.0,
                                  sampler="flow_euler", seed=3).samples)
     assert runs[0].shape == (1, 16, 3, 4, 4) and (runs[0] - runs[1]).abs().max() > 1e-3
+    # pose_start / pose_end (ComfyUI's pose_start_percent / pose_end_percent): a one-step run starts at the top noise
+    # level, inside a window from 0 and outside one from 0.5, where it samples as with no driving video at all
+    plain = animate2_condition(vae, text, None, size, size, frames, ref[0], None, tokens)
+    alone = run_sampling(handle, plain["positive"], None, plain["latent"], steps=1, cfg=1.0, sampler="flow_euler",
+                         seed=3).samples
+    for start, end, same in ((0.0, 0.4, runs[0]), (0.5, 1.0, alone)):
+        out = animate2_condition(vae, text, None, size, size, frames, ref[0], Clip.from_array(drive), tokens,
+                                 pose_start=start, pose_end=end)
+        got = run_sampling(handle, out["positive"], None, out["latent"], steps=1, cfg=1.0, sampler="flow_euler",
+                           seed=3).samples
+        assert torch.allclose(got, same, atol=1e-5), (start, end)
+    assert (alone - runs[0]).abs().max() > 1e-3
+    with pytest.raises(NodeError, match="give a pose_start no greater than pose_end"):
+        animate2_condition(vae, text, None, size, size, frames, ref[0], Clip.from_array(drive), tokens,
+                           pose_start=0.6, pose_end=0.2)
     bare = animate2_condition(vae, text, None, size, size, frames, ref[0], Clip.from_array(drive))
     with pytest.raises(NodeError, match="condition.wan_animate2's image_embeds"):
         run_sampling(handle, bare["positive"], None, bare["latent"], steps=1, cfg=1.0, sampler="flow_euler")

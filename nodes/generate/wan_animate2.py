@@ -40,7 +40,8 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
                        length: int, reference: Optional[np.ndarray] = None, pose=None,
                        image_embeds: Optional[Conditioning] = None, pose_text: Optional[Conditioning] = None,
                        pose_image_embeds: Optional[Conditioning] = None, continue_motion=None, offset: int = 0,
-                       pose_strength: float = 1.0, reference_strength: float = 1.0) -> dict:
+                       pose_strength: float = 1.0, reference_strength: float = 1.0, pose_start: float = 0.0,
+                       pose_end: float = 1.0) -> dict:
     """positive/negative carrying Wan Animate 2's inputs (both the same pose inputs: the pose branch never reads the
     negative prompt), the latent to sample (the reference frame in front: drop it with latent.trim, amount 1), how
     many frames of the decoded clip repeat the continued clip (`trim_image`) and the driving video's frame where the
@@ -48,6 +49,9 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
     if vae.family != "wan":
         raise NodeError(f"condition.wan_animate2 is for Wan Animate 2 models; this VAE is {vae.family}'s. Connect "
                         "the Wan 2.1 VAE (wan_2.1_vae.safetensors or Wan2_1_VAE_bf16.safetensors)")
+    if pose_start > pose_end:
+        raise NodeError(f"the pose branch starts at {pose_start} of the way, after it ends ({pose_end}): give a "
+                        "pose_start no greater than pose_end")
     c = AnimateClip(vae, "Wan Animate 2", reference, width, height, length)
     # ComfyUI's WanAnimate2ToVideo continues from the previous clip's last frame (CONTINUE_MOTION_FRAMES = 1)
     kept, offset = continued(c.video, continue_motion, 1, offset) if continue_motion is not None else (0, offset)
@@ -68,7 +72,8 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
         if tokens is not None:
             extra["animate2_image"] = tokens.embeds
     meta = {"animate2": True, "animate2_pose_strength": float(pose_strength),
-            "animate2_reference_strength": float(reference_strength)}
+            "animate2_reference_strength": float(reference_strength),
+            "animate2_pose_window": (float(pose_start), float(pose_end))}
     pos = positive.with_extra(**extra).with_meta(**meta)
     neg = None if negative is None else negative.with_extra(**extra).with_meta(**meta)
     return {"positive": pos, "negative": neg, "latent": c.latent(c.frames + 1), "trim_image": kept,
@@ -77,17 +82,31 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
 
 def animate2_inputs(conds, frames, batch: int, device, dtype) -> dict:
     """The pose branch's inputs for one model call, per conditioning and batch item: the driving video's latents, its
-    prompt's and CLIP tokens, and the two strengths (forward's keywords)."""
+    prompt's and CLIP tokens, the two strengths (forward's keywords) and the share of the way from noise the branch
+    runs over (`pose_window`, for posed())."""
     total = conds[-1].extra["concat"].shape[2]
     if [int(i) for i in frames] != list(range(total)):
         raise NodeError(WINDOWED)
     meta = conds[-1].meta
     out = {"pose_strength": float(meta.get("animate2_pose_strength", 1.0)),
-           "reference_strength": float(meta.get("animate2_reference_strength", 1.0))}
+           "reference_strength": float(meta.get("animate2_reference_strength", 1.0)),
+           "pose_window": tuple(meta.get("animate2_pose_window", (0.0, 1.0)))}
     for key, name in (("animate2_pose", "pose"), ("animate2_text", "pose_text"), ("animate2_image", "pose_image")):
         if key in conds[-1].extra:
             out[name] = torch.cat([c.extra.get(key, conds[-1].extra[key]) for c in conds
                                    for _ in range(batch)]).to(device, dtype)
+    return out
+
+
+def posed(inputs: dict, sigma: float, to_sigma) -> dict:
+    """forward's keywords at noise level `sigma`: without the pose branch outside its window (ComfyUI's
+    pose_start_percent / pose_end_percent, through the model's percent_to_sigma `to_sigma`), as ComfyUI's window
+    leaves the pose inputs off its conditioning there."""
+    start, end = inputs["pose_window"]
+    out = {k: v for k, v in inputs.items() if k != "pose_window"}
+    if not to_sigma(end) <= sigma <= to_sigma(start):
+        for k in ("pose", "pose_text", "pose_image"):
+            out.pop(k, None)
     return out
 
 

@@ -69,7 +69,12 @@ def condition_wan_animate2(ctx, vae: VAE, positive: CONDITIONING, negative: COND
                                                                                      "followed (1: as trained)"),
                            reference_strength: float = Param(1.0, min=0.0, max=10.0,
                                                              help="how strongly the frames hold to the reference "
-                                                                  "(1: as trained)")):
+                                                                  "(1: as trained)"),
+                           pose_start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise where "
+                                                                                 "the motion starts steering"),
+                           pose_end: float = Param(1.0, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                               "stops (e.g. 0.7: the choreography "
+                                                                               "kept, fine detail loosened)")):
     """Animate a character (Wan Animate 2, load.diffusion_model with wan_animate_2_*.safetensors): the reference
     image's character moves as the driving video moves - face, body and hands.
 
@@ -79,4 +84,4 @@ def condition_wan_animate2(ctx, vae: VAE, positive: CONDITIONING, negative: COND
     from nodes.generate.wan_animate2 import animate2_condition
     return animate2_condition(vae, positive, negative, width, height, frames, reference, pose, image_embeds,
                               pose_text, pose_image_embeds, continue_motion, offset, pose_strength,
-                              reference_strength)
+                              reference_strength, pose_start, pose_end)

@@ -205,8 +205,10 @@ class WanAdapter(Adapter):
             if not wan_animate2.is_animate2(model):
                 from graph_engine import NodeError
                 raise NodeError(wan_animate2.NOT_ANIMATE2)
+            kw = wan_animate2.posed(inputs["animate2"], float(t.flatten()[0]) / 1000.0, lambda p: self.percent_sigma(
+                handle.pipe, p, handle.option("flow_shift")))
             return wan_animate2.forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
-                                        inputs.get("encoder_hidden_states_image"), **inputs["animate2"])
+                                        inputs.get("encoder_hidden_states_image"), **kw)
         kw = {k: inputs[k] for k in ("encoder_hidden_states_image", "pose_hidden_states", "face_pixel_values")
               if k in inputs}
         layers = getattr(model.config, "vace_layers", None)
