@@ -14,7 +14,7 @@ import torch
 
 from graph_engine import Clip, NodeError
 from test_wan_fun_control import _encode, _video
-from tiny_wan22 import comfy_rope, tiny_wan_folder
+from tiny_wan22 import comfy_ops, comfy_rope, tiny_wan_folder
 
 HEADS, LAYERS, TEXT, CLIP = 2, 2, 32, 24
 DIM = 128 * HEADS
@@ -59,14 +59,7 @@ def _reference(sd, x, t, context, clip, pose=None, context_pose=None, clip_pose=
     feeding each generation block (forward_gen) its K/V, frame j reading driving frame j - 1."""
     import torch.nn.functional as F
 
-    def lin(v, k):
-        return F.linear(v, sd[k + ".weight"], sd.get(k + ".bias"))
-
-    def rms(v, k):
-        return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * sd[k + ".weight"]
-
-    def ln(v, k=None, eps=1e-6):
-        return F.layer_norm(v, v.shape[-1:], sd.get(f"{k}.weight"), sd.get(f"{k}.bias"), eps=eps)
+    lin, rms, ln = comfy_ops(sd)
 
     def ids(t_len, h_len, w_len, t0=0, w0=0):
         g = torch.zeros(t_len, h_len, w_len, 3, dtype=torch.float64)
