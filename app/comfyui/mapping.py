@@ -177,6 +177,18 @@ def clip_type(v):
     return {"stable_diffusion": "sd"}.get(v, v)
 
 
+def attention_backend(v):
+    """ModelAttentionBackend's choice (comfy_extras/nodes_model_advanced.py): "pytorch attention" is PyTorch's
+    scaled_dot_product_attention at the model's precision, which Kinograph's models use; "comfy kitchen attention" is
+    Comfy Kitchen's INT8-quantized attention, which Kinograph does not have (ComfyUI too falls back to PyTorch's where
+    Comfy Kitchen is unavailable)."""
+    if v == "comfy kitchen attention":
+        raise Approx(v, "Kinograph attends at the model's own precision (PyTorch attention, ComfyUI's \"pytorch "
+                        "attention\"), where Comfy Kitchen attention quantizes queries and keys to INT8: the "
+                        "picture differs a little")
+    return v
+
+
 def sd3_clip_prompt(v):
     if not v:
         raise Approx("", "an empty CLIP prompt reads the t5xxl prompt in encode.sd3; ComfyUI encodes it empty "
@@ -1230,6 +1242,9 @@ RULES: Dict[str, Rule] = {
     "LTXVPreprocess": Rule("image.ltx_preprocess", ("img_compression",), (P("img_compression", "compression"),),
                            {"image": "image"}, ("image",)),
     # model tweaks
+    # which attention kernel ComfyUI runs the model with: Kinograph's loaders choose their own, so the model passes on
+    "ModelAttentionBackend": Rule(None, ("attention",), (P("attention", "attention", attention_backend),),
+                                  {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
