@@ -1266,6 +1266,14 @@ RULES: Dict[str, Rule] = {
                                  ("model",),
                                  note="single_layers is not carried: it names single-stream blocks (Flux's, "
                                       "HunyuanVideo's), and Kinograph runs skip-layer guidance on Wan, which has none"),
+    # the negative prompt's own pass made with the blocks skipped (no extra pass, no scale)
+    "SkipLayerGuidanceDiTSimple": Rule("guide.skip_layers_negative",
+                                       ("double_layers", "single_layers", "start_percent", "end_percent"),
+                                       (P("double_layers", "layers"), P("start_percent", "start"),
+                                        P("end_percent", "end")), {"model": "model"}, ("model",),
+                                       note="single_layers is not carried: it names single-stream blocks (Flux's, "
+                                            "HunyuanVideo's), and Kinograph skips layers on Wan and SD3.5, which "
+                                            "have none"),
     "SkipLayerGuidanceSD3": Rule("guide.skip_layer_guidance", ("layers", "scale", "start_percent", "end_percent"),
                                  (P("layers", "layers"), P("scale", "scale"), P("start_percent", "start"),
                                   P("end_percent", "end")), {"model": "model"}, ("model",)),

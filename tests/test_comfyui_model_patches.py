@@ -1,7 +1,8 @@
-"""ComfyUI's ModelAttentionBackend (comfy_extras/nodes_model_advanced.py) sets which attention kernel runs the model:
-PyTorch's scaled_dot_product_attention (what Kinograph's models run) or Comfy Kitchen's INT8 one. It computes the
-same layers, so the model passes on to the sampler unchanged: exactly for "pytorch attention", approximately (and
-said so) for the quantized kernel."""
+"""ComfyUI's patches of how the model runs: ModelAttentionBackend (comfy_extras/nodes_model_advanced.py) sets which
+attention kernel runs the model, PyTorch's scaled_dot_product_attention (what Kinograph's models run) or Comfy
+Kitchen's INT8 one; it computes the same layers, so the model passes on to the sampler unchanged: exactly for
+"pytorch attention", approximately (and said so) for the quantized kernel. SkipLayerGuidanceDiTSimple becomes
+guide.skip_layers_negative (its sampling is checked against a reference in test_wan_fun_control.py)."""
 from app.comfyui import import_data
 
 
@@ -40,3 +41,18 @@ def test_comfy_kitchen_attention_is_said_to_differ():
     assert _model_of_sampler(res).type == "load.diffusion_model"
     entry = res.report.entries["2"]
     assert entry.status == "approx" and "INT8" in " ".join(entry.notes), entry.notes
+
+
+def test_skip_layer_guidance_simple_becomes_the_negative_pass_kind():
+    """SkipLayerGuidanceDiTSimple (comfy_extras/nodes_slg.py) skips its double_layers in the negative prompt's pass
+    between start_percent and end_percent: guide.skip_layers_negative with the same layers and share of the steps."""
+    wf = _wan("pytorch attention")
+    wf["8"] = {"class_type": "SkipLayerGuidanceDiTSimple",
+               "inputs": {"model": ["2", 0], "double_layers": "9, 10", "single_layers": "", "start_percent": 0.2,
+                          "end_percent": 0.8}}
+    wf["7"]["inputs"]["model"] = ["8", 0]
+    res = import_data(wf)
+    slg = _model_of_sampler(res)
+    assert slg.type == "guide.skip_layers_negative"
+    assert slg.params == {"layers": "9, 10", "start": 0.2, "end": 0.8}
+    assert res.graph.nodes[res.graph.inputs[slg.id]["model"][0]].type == "load.diffusion_model"
