@@ -178,10 +178,8 @@ def clip_type(v):
 
 
 def attention_backend(v):
-    """ModelAttentionBackend's choice (comfy_extras/nodes_model_advanced.py): "pytorch attention" is PyTorch's
-    scaled_dot_product_attention at the model's precision, which Kinograph's models use; "comfy kitchen attention" is
-    Comfy Kitchen's INT8-quantized attention, which Kinograph does not have (ComfyUI too falls back to PyTorch's where
-    Comfy Kitchen is unavailable)."""
+    """PyTorch attention as Kinograph's models run it; Comfy Kitchen's INT8 attention only approximately."""
+    # ComfyUI (comfy_extras/nodes_model_advanced.py) itself falls back to PyTorch's where Comfy Kitchen is unavailable
     if v == "comfy kitchen attention":
         raise Approx(v, "Kinograph attends at the model's own precision (PyTorch attention, ComfyUI's \"pytorch "
                         "attention\"), where Comfy Kitchen attention quantizes queries and keys to INT8: the "
