@@ -1179,6 +1179,24 @@ RULES: Dict[str, Rule] = {
                                    "laid over the latent frames as Wan's own code and diffusers' WanAnimatePipeline "
                                    "lay it (ComfyUI gives the first latent frame the mask's first four frames); "
                                    "trim_image counts the continued frames (ComfyUI: rounded up to 4n+1)"),
+    # Wan Animate 2: trim_latent is the reference frame in front, always one (as Animate's, special_wan_animate)
+    "WanAnimate2ToVideo": Rule("condition.wan_animate2", ("width", "height", "length", "batch_size",
+                                                          "video_frame_offset", "pose_strength", "pose_start_percent",
+                                                          "pose_end_percent", "reference_image_strength"),
+                               LATENT_SIZE + (P("length", "frames"), P("video_frame_offset", "offset"),
+                                              P("pose_strength", "pose_strength"),
+                                              P("reference_image_strength", "reference_strength"),
+                                              P("pose_start_percent", "pose_start"), P("pose_end_percent", "pose_end")),
+                               {"positive": "positive", "negative": "negative", "vae": "vae",
+                                "reference_image": "reference", "pose_video": "pose",
+                                "clip_vision_output": "image_embeds", "positive_pose": "pose_text",
+                                "clip_vision_output_pose": "pose_image_embeds", "continue_motion": "continue_motion"},
+                               ("positive", "negative", "latent", None, "trim_image", "offset"), special="wan_animate",
+                               ignore={"batch_size": 1},
+                               note="pictures fitted by a centre crop and a bilinear resize (ComfyUI: area)"),
+    "WanAnimate2Cache": Rule(None, ("device", "dtype"), (), {"model": "model"}, special="animate2_cache",
+                             note="the model passes on: ComfyUI's cache of the pose branch saves time (its int8 / "
+                                  "int4 storage rounds what it keeps), Kinograph reruns the branch each step"),
     "ImageBatch": Rule("video.concat", (), (), {"image1": "video", "image2": "other"}, ("video",),
                        note="a second clip of another size: ComfyUI resizes it to the first's, Kinograph's video.concat "
                             "stops and says so"),
