@@ -129,7 +129,8 @@ def test_a_loops_values_are_not_known_on_import():
            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}
     res = import_data(api)
     notes = _notes(res, "GetItemFromList")
-    assert "its list is the values StartLoop #1 carries from pass to pass" in notes
+    assert "its list comes from the loop's StartLoop #1, which is not unrolled" in notes
+    assert "the loop is not unrolled: it has no one End Loop that its nodes lead to" in _notes(res, "StartLoop")
     assert {e.class_type for e in res.report.blocking} == {"StartLoop", "GetItemFromList"}
 
 
@@ -200,3 +201,110 @@ def test_rebatching_a_list_of_clips_plays_them_one_after_another():
     concat, = [n for n in nodes.values() if n["type"] == "video.concat"]
     assert concat["inputs"] == {"video": "load_video_1.video", "other": "load_video_2.video"}
     assert not [n for n in nodes.values() if n["type"] == "video.match_size"]     # torch.cat: no resize
+
+
+# -- loops ---------------------------------------------------------------------------------------------------------
+def _comfy_loop(mode, body, initial=None, accumulate=False):
+    """StartLoop / EndLoop (comfy_extras/nodes_looping.py) written out: the passes' values as StartLoop.execute makes
+    them, each pass handed (iteration_index, is_first, is_last, current_iteration_value), the carried value the
+    pass's next_iteration_value; EndLoop returns the last output, or all with accumulate."""
+    if mode["mode"] == "simple":
+        values = range(mode["num_iterations"])
+    else:
+        values = range(mode["start_iteration_index"], mode["max_iteration"], mode["step"])
+    carried, outs = initial, []
+    for i, value in enumerate(values):
+        out, carried = body(value, i == 0, i == len(values) - 1, carried)
+        outs.append(out)
+    return outs if accumulate else (outs[-1] if outs else None)
+
+
+def _loop_api(mode, accumulate=False):
+    """A picture inverted once per pass (the carried value), each pass's picture repeated iteration_index times,
+    and the first pass's kept as it is (a switch on is_first)."""
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+            "2": {"class_type": "StartLoop", "inputs": {**{f"mode.{k}" if k != "mode" else k: v
+                                                           for k, v in mode.items()},
+                                                        "initial_iteration_value": ["1", 0]}},
+            "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 4]}},
+            "4": {"class_type": "ComfySwitchNode", "inputs": {"switch": ["2", 1], "on_true": ["2", 4],
+                                                              "on_false": ["3", 0]}},
+            "5": {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": ["2", 0]}},
+            "6": {"class_type": "EndLoop", "inputs": {"output_value": ["5", 0], "next_iteration_value": ["4", 0],
+                                                      "accumulate": accumulate}},
+            "7": {"class_type": "RebatchImages", "inputs": {"images": ["6", 0], "batch_size": 4096}},
+            "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "x"}}}
+
+
+def _pass(value, first, last, carried):
+    """The loop body of _loop_api in Kinograph's terms: what each node reads."""
+    picked = carried if first else f"invert({carried})"
+    return f"repeat({picked}, {value})", picked
+
+
+def _walk(nodes, port):
+    """A Kinograph output as the same kind of expression, read back from the imported workflow."""
+    name = port.split(".")[0]
+    n = nodes[name]
+    if n["type"] == "video.invert":
+        return f"invert({_walk(nodes, n['inputs']['video'])})"
+    if n["type"] == "video.repeat":
+        return f"repeat({_walk(nodes, n['inputs']['video'])}, {n['params']['times']})"
+    if n["type"] == "video.concat":
+        return f"{_walk(nodes, n['inputs']['video'])} + {_walk(nodes, n['inputs']['other'])}"
+    return "a.png"
+
+
+@pytest.mark.parametrize("mode", [{"mode": "simple", "num_iterations": 3},
+                                  {"mode": "For", "start_iteration_index": 2, "max_iteration": 11, "step": 3},
+                                  {"mode": "simple", "num_iterations": 1}])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_a_loop_with_its_passes_in_the_file_is_unrolled_as_comfyui_runs_it(mode, accumulate):
+    res = import_data(_loop_api(mode, accumulate))
+    assert not res.report.blocking, [(e.class_type, e.notes) for e in res.report.blocking]
+    nodes = _nodes(res)
+    save, = [n for n in nodes.values() if n["type"] == "io.save_frames"]
+    want = _comfy_loop(mode, _pass, "a.png", accumulate)
+    assert _walk(nodes, save["inputs"]["video"]) == (" + ".join(want) if accumulate else want)
+
+
+def test_a_loop_of_no_pass_gives_nothing():
+    res = import_data(_loop_api({"mode": "simple", "num_iterations": 0}))
+    assert _comfy_loop({"mode": "simple", "num_iterations": 0}, _pass) is None
+    assert not [n for n in _nodes(res).values() if n["type"] in ("video.invert", "video.repeat")]
+
+
+@pytest.mark.parametrize("mode, why", [
+    ({"mode": "simple", "num_iterations": ["9", 0]}, "its number of passes is known only as the workflow runs"),
+    ({"mode": "simple", "num_iterations": 65}, "it asks for 65 passes; Kinograph unrolls a loop of up to 64"),
+    ({"mode": "For", "start_iteration_index": 0, "max_iteration": 4, "step": 0}, "its step is 0"),
+    ({"mode": "List", "list": ["9", 0]}, "it loops over a list known only as the workflow runs")])
+def test_a_loop_not_unrolled_says_why(mode, why):
+    api = _loop_api(mode)
+    api["9"] = {"class_type": "SomeNodePack_Count", "inputs": {}}
+    res = import_data(api)
+    assert {"StartLoop", "EndLoop"} <= {e.class_type for e in res.report.blocking}
+    assert f"the loop is not unrolled: {why}" in _notes(res, "StartLoop")
+
+
+def test_a_loop_over_a_created_list_hands_each_item_to_its_pass():
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "2": {"class_type": "LoadImage", "inputs": {"image": "b.png"}},
+           "3": {"class_type": "CreateList", "inputs": {"inputs.input0": ["1", 0], "inputs.input1": ["2", 0]}},
+           "4": {"class_type": "StartLoop", "inputs": {"mode": "List", "mode.list": ["3", 0]}},
+           "5": {"class_type": "ImageInvert", "inputs": {"image": ["4", 3]}},
+           "6": {"class_type": "EndLoop", "inputs": {"output_value": ["5", 0], "accumulate": True}},
+           "7": {"class_type": "RebatchImages", "inputs": {"images": ["6", 0], "batch_size": 4096}},
+           "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "x"}}}
+    res = import_data(api)
+    assert not res.report.blocking
+    nodes = _nodes(res)
+    inverts = [n["inputs"]["video"] for n in nodes.values() if n["type"] == "video.invert"]
+    assert inverts == ["load_image_1.image", "load_image_2.image"]
+
+
+def test_a_loop_too_big_to_copy_is_refused_by_name(monkeypatch):
+    from app.comfyui import loops
+    monkeypatch.setattr(loops, "MAX_COPIES", 8)
+    res = import_data(_loop_api({"mode": "simple", "num_iterations": 3}))
+    assert "3 passes of its 3 nodes would make 9; Kinograph unrolls up to 8" in _notes(res, "StartLoop")

@@ -2010,11 +2010,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
-    # ComfyUI's loops: GetItemFromList reads the values a StartLoop / EndLoop carries round (the templates never feed
-    # it anything else)
-    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop, and GetItemFromList reading the values a loop "
-             "carries) run part of the graph again and again as it runs; a Kinograph workflow has no loops. Run the "
-             "part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop")},
+    # ComfyUI's loops: unrolled on import where the number of passes is in the file (app.comfyui.loops); the
+    # others are these
+    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop) run part of the graph again and again as it runs; "
+             "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
+             "only where its number of passes is in the file. Run the part once per pass (one workflow per "
+             "segment) instead" for name in ("StartLoop", "EndLoop")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

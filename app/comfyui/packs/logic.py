@@ -360,8 +360,8 @@ class LogicNodes:
         if src is not None and src.class_type in LOOP_NODES:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(
-                f"its list is the values {src.class_type} #{src.id} carries from pass to pass, which Kinograph "
-                "does not run (its workflows have no loops)")
+                f"its list comes from the loop's {src.class_type} #{src.id}, which is not unrolled (its line says "
+                "why)")
             return None
         v = self.known(cn, ("index",), {"index": 0})
         if v is None:
