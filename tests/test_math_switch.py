@@ -67,17 +67,8 @@ nodes:
 
 @pytest.mark.parametrize("width, picked", [(48, "big"), (32, "kept")])
 def test_the_side_not_picked_computes_no_frame(tmp_path, monkeypatch, width, picked):
-    from graph_engine.executor import Executor
-    from graph_engine.registry import Registry
-    from graph_engine.workflow import parse_workflow
     monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
-    reg = Registry()
-    reg.load_entry_points()
-    reg.register(counted)
-    wf, problems = parse_workflow(WF.format(width=width), None, reg)
-    assert not problems
-    READ.clear()
-    res = Executor(reg, use_disk=False).run(wf)
+    res = _run(WF.format(width=width))
     assert res.ok, res.failed
     clip = res.outputs["pick"]["value"]
     assert isinstance(clip, Clip) and clip.frames(0, 4).shape[0] == 4
@@ -99,8 +90,8 @@ def fails(ctx, video: VIDEO) -> VIDEO:
     raise NodeError("no model here")
 
 
-def _run(text, **kw):
-    from graph_engine.executor import Executor
+def _workflow(text):
+    """The workflow and a registry with the test nodes."""
     from graph_engine.registry import Registry
     from graph_engine.workflow import parse_workflow
     reg = Registry()
@@ -109,6 +100,12 @@ def _run(text, **kw):
     reg.register(fails)
     wf, problems = parse_workflow(text, None, reg)
     assert not problems
+    return wf, reg
+
+
+def _run(text, **kw):
+    from graph_engine.executor import Executor
+    wf, reg = _workflow(text)
     READ.clear()
     CALLS.clear()
     return Executor(reg, use_disk=False).run(wf, **kw)
@@ -146,11 +143,5 @@ def test_a_node_asked_for_runs_though_only_the_side_not_picked_reads_it(tmp_path
 def test_the_switch_decides_before_the_sides_are_reached():
     """The plan puts what the switch's test needs first, so the sides come after it is known."""
     from graph_engine.plan import plan_run
-    from graph_engine.registry import Registry
-    from graph_engine.workflow import parse_workflow
-    reg = Registry()
-    reg.load_entry_points()
-    reg.register(counted)
-    wf, _ = parse_workflow(WF.format(width=32), None, reg)
-    order = plan_run(wf, reg).order
+    order = plan_run(*_workflow(WF.format(width=32))).order
     assert max(order.index(n) for n in ("p", "size", "wide")) < min(order.index(n) for n in ("small", "big", "kept"))
