@@ -303,6 +303,15 @@ def test_a_loop_over_a_created_list_hands_each_item_to_its_pass():
     assert inverts == ["load_image_1.image", "load_image_2.image"]
 
 
+def test_a_loop_of_nodes_kinograph_lacks_is_not_copied():
+    api = _loop_api({"mode": "simple", "num_iterations": 3})
+    api["3"]["class_type"] = "SomeNodePack_Invert"
+    res = import_data(api)
+    assert "the loop is not unrolled: its nodes include SomeNodePack_Invert, which Kinograph has no equivalent " \
+           "for" in _notes(res, "StartLoop")
+    assert len([e for e in res.report.entries.values() if e.class_type == "SomeNodePack_Invert"]) == 1
+
+
 def test_a_loop_too_big_to_copy_is_refused_by_name(monkeypatch):
     from app.comfyui import loops
     monkeypatch.setattr(loops, "MAX_COPIES", 8)

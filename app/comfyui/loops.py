@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from .flatten import CNode, Flat, Ref
+from .mapping import RULES
 
 # Each pass copies the body: a file from a stranger asking for 10 ** 9 passes must not fill memory on import, and a
 # Kinograph workflow of thousands of copies is no longer one anyone can read. ComfyUI's own templates loop a few times.
@@ -105,6 +106,10 @@ def _unroll_one(flat: Flat, sid: str) -> Optional[str]:
         return "it holds another loop (nested loops are not unrolled)"
     if isinstance(start.inputs.get("parent_iteration"), Ref):
         return "it is nested in another loop"
+    lacking = sorted({flat.nodes[n].class_type for n in body} - set(RULES))
+    if lacking:
+        # copies of a node Kinograph cannot run would only repeat its report line once per pass
+        return f"its nodes include {', '.join(lacking)}, which Kinograph has no equivalent for"
     got = passes(start, flat)
     if isinstance(got, str):
         return got
