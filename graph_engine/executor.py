@@ -104,24 +104,25 @@ class Reads:
 
     def ports(self, nid, params, values, dead) -> Optional[set]:
         """The inputs and linked params `nid` reads; None: all of them (not a switch, bypassed, or its params are
-        not known yet). One that will not run (a param's source failed) reads nothing."""
+        not known yet). One that will not run (a param's source failed) reads only its params."""
         inst = self.g.nodes[nid]
         spec = self.registry.get(inst.type)
         if spec.reads is None or inst.bypass:
             return None
         p = dict(params[nid])
         links = self.g.inputs.get(nid, {})
+        linked = {port for port in links if port in spec.params}
         for port, (src, sport) in links.items():
             if port in spec.params:
                 if src in dead:
-                    return set()
+                    return linked           # it is skipped for that, and says so
                 if src not in values:
                     return None
                 try:
                     p[port] = linked_param(spec.params[port], values[src][sport])
                 except NodeError:          # the switch itself says so when it runs
                     return None
-        return set(spec.reads(p)) | {port for port in links if port in spec.params}
+        return set(spec.reads(p)) | linked
 
     def wanted(self, nid, params, values, dead) -> bool:
         if not self.active:

@@ -134,6 +134,13 @@ def test_a_failure_on_the_side_not_picked_stops_nothing(tmp_path, monkeypatch):
     assert not res.ok and "no model here" in res.failed["big"] and res.skipped == ["pick"]
 
 
+def test_a_switch_whose_test_fails_runs_neither_side(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    res = _run(WF.replace("expression: a > 40", "expression: 1 / (a - a) > 0").format(width=32))
+    assert "wide" in res.failed and res.skipped == ["pick"]
+    assert sorted(res.unread) == ["big", "kept", "small"] and CALLS == []
+
+
 def test_a_node_asked_for_runs_though_only_the_side_not_picked_reads_it(tmp_path, monkeypatch):
     monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
     res = _run(WF.format(width=32), targets=["pick", "big"])
