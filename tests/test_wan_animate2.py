@@ -293,3 +293,6 @@ def test_the_distilled_template_converts_its_animate2_nodes():
     (stitch,) = [n for n in graph.nodes.values() if n.type == "video.stitch"]
     saved, driving = (graph.inputs[graph.inputs[stitch.id][k][0]]["video"][0] for k in ("video", "other"))
     assert (saved, graph.nodes[driving].type) == (decode.id, "io.load_video")
+    # ComfyUI lays the driving clip's sound under the generated frames (CreateVideo's audio); the decoded clip has none
+    # here, and the report says so (the clip was taken to keep it, through the sampler's pose conditioning)
+    assert "the audio input is not carried" in report.entries["245"].notes
