@@ -499,8 +499,11 @@ def _marker(clip: Clip, workflow_yaml: str) -> str:
 def _without_layout(text: str):
     """A workflow's text as what it computes: a node moved in the editor between the runs changes nothing."""
     import yaml
+    from graph_engine.workflow import load_yaml_with_lines
     try:
-        data = yaml.safe_load(text)
+        # Screened as a workflow file is (no aliases, nesting or size past the limits): the folder's workflow.yaml
+        # may be anyone's, and one nested 200,000 deep stopped the render with a RecursionError.
+        data = load_yaml_with_lines(text)[0]
     except yaml.YAMLError:
         return None
     if isinstance(data, dict):
@@ -512,16 +515,21 @@ def _interrupted(final: Path, clip: Clip, workflow_yaml: str, fmt: str, first: i
     """How many frames, from the first, a render of this same workflow that stopped part way left in `final`
     (each frame file is whole: atomic_output); 0 when there is none to go on from: the folder holds another
     workflow's render, a whole one, or the workflow is not known."""
-    from graph_engine.atomic import FRAMES_WORKFLOW
+    from graph_engine.atomic import FRAMES_WORKFLOW, read_plain
+    from graph_engine.workflow import MAX_YAML_BYTES
     if not workflow_yaml:
         return 0
+    mark, _, ours = _marker(clip, workflow_yaml).partition("\n")
     try:
-        with open(final / FRAMES_WORKFLOW, encoding="utf-8") as f:
-            head, held = f.readline(), f.read()
+        # As far as a workflow file may go past the mark line, and not through a link (written_by_kinograph).
+        raw = read_plain(final / FRAMES_WORKFLOW, len(mark.encode()) + 1 + MAX_YAML_BYTES, follow=False)
+        head, _, held = raw.decode("utf-8").partition("\n")
     except (OSError, UnicodeDecodeError):
         return 0
-    mark, _, ours = _marker(clip, workflow_yaml).partition("\n")
-    if head.rstrip("\n") != mark or _without_layout(held) != _without_layout(ours):
+    if head.rstrip("\r") != mark:
+        return 0
+    before = _without_layout(held)
+    if before is None or before != _without_layout(ours):      # None: unreadable, or refused as a workflow
         return 0
     done = next((i for i in range(clip.length) if not os.path.isfile(final / frame_name(first + i, fmt))),
                 clip.length)

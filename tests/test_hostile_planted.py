@@ -1,0 +1,72 @@
+"""What a stranger plants in a frames folder (a project sent as a tar: the output folder comes with it) or hands
+over as the workflow file itself: a named pipe or a link to /dev/zero named workflow.yaml, and a workflow.yaml
+carrying Kinograph's mark over a YAML bomb. Each is refused or ignored with a message naming it, in a child with
+a time and memory limit: before, the pipe hung the render for ever, /dev/zero was read until memory ran out and
+the bomb stopped the render with a RecursionError."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Address space for the child: far above what writing two tiny frames takes, far below reading /dev/zero for ever.
+LIMIT = 1536 << 20
+
+CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+import numpy as np
+from graph_engine import Clip, NodeError
+from nodes.io.images import write_frames
+clip = Clip.from_array(np.full((2, 16, 16, 3), 7, np.uint8), fps=8)
+try:
+    print(write_frames(clip, sys.argv[1], workflow_yaml="kinograph: 1\\nnodes: {{}}\\n"))
+except NodeError as e:
+    print("NodeError:", e)
+"""
+
+
+def child(code: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code.format(limit=LIMIT), *map(str, args)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_pipe_or_a_device_planted_as_a_frames_folders_workflow_is_refused(tmp_path):
+    pipe, zero = tmp_path / "pipe", tmp_path / "zero"
+    pipe.mkdir()
+    zero.mkdir()
+    os.mkfifo(pipe / "workflow.yaml")
+    (zero / "workflow.yaml").symlink_to("/dev/zero")
+    for folder in (pipe, zero):
+        r = child(CHILD, folder)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.stdout.strip() == f"NodeError: {folder} already holds workflow.yaml and Kinograph did not fill this " \
+                                   f"folder: choose another folder or set `overwrite: true`"
+        assert sorted(p.name for p in folder.iterdir()) == ["workflow.yaml"]
+
+
+def test_a_planted_workflow_bomb_under_kinographs_mark_is_not_gone_on_from(tmp_path):
+    """The mark says 'a render of this clip stopped here'; what follows it is compared with this render's workflow
+    to go on from its frames. A bomb there is no workflow: the folder is rendered whole, the earlier files kept."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    planted = "# Kinograph frames: 2 frames, 16x16 at 8 fps\n" + "[" * 200_000
+    (folder / "workflow.yaml").write_text(planted)
+    r = child(CHILD, folder)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.strip().startswith(f"{{'path': '{folder}', 'frames': 2"), r.stdout
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
+    assert (tmp_path / "takes" / "frames.001" / "workflow.yaml").read_text() == planted
+
+
+def test_a_workflow_file_that_is_a_pipe_or_a_device_is_refused_by_name(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
+            "from pathlib import Path\nfrom graph_engine.errors import WorkflowError\n"
+            "from graph_engine.workflow import read_text\n"
+            "try:\n    read_text(Path(sys.argv[1]))\nexcept WorkflowError as e:\n    print(e)\n")
+    for name, kind in (("pipe.yaml", "a named pipe (FIFO)"), ("zero.yaml", "a device")):
+        r = child(code, tmp_path / name)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.stdout.strip() == f"{tmp_path / name}: cannot read: it is {kind}, not a file: give a plain file"
