@@ -70,3 +70,26 @@ def test_a_workflow_file_that_is_a_pipe_or_a_device_is_refused_by_name(tmp_path)
         r = child(code, tmp_path / name)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert r.stdout.strip() == f"{tmp_path / name}: cannot read: it is {kind}, not a file: give a plain file"
+
+
+def test_a_comfyui_file_that_is_a_pipe_or_a_device_is_refused_by_name(tmp_path):
+    """File > Open, `kinograph run` and a drop ask whether a file holds a ComfyUI workflow: a `.json` linked to
+    /dev/zero was read until memory ran out (3.7 GB in 10 s under a 4 GB limit) and a named pipe, whether `.json`,
+    `.png` or `.gif`, waited for ever; a drop froze the editor."""
+    os.mkfifo(tmp_path / "pipe.json")
+    os.mkfifo(tmp_path / "pipe.png")
+    os.mkfifo(tmp_path / "pipe.gif")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
+            "from app.comfyui import ComfyImportError, import_workflow, is_comfyui_file\n"
+            "from app.editor.window import loader_for\n"
+            "for name in sys.argv[1:]:\n"
+            "    try:\n        import_workflow(name)\n    except ComfyImportError as e:\n"
+            "        print(is_comfyui_file(name), loader_for(name), e)\n")
+    r = child(code, *(tmp_path / n for n in ("pipe.json", "pipe.png", "pipe.gif", "zero.json")))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    pipe = "is a named pipe (FIFO), not a workflow file: give the .json, PNG or video itself"
+    assert r.stdout.splitlines() == [
+        f"True None {tmp_path / 'pipe.json'}: {pipe}", f"False io.load_image {tmp_path / 'pipe.png'}: {pipe}",
+        f"False io.load_video {tmp_path / 'pipe.gif'}: {pipe}",
+        f"True None {tmp_path / 'zero.json'}: is a device, not a workflow file: give the .json, PNG or video itself"]
