@@ -37,3 +37,54 @@ def test_a_frame_declaring_more_pixels_than_the_sequence_is_refused_from_its_hea
         with pytest.raises(NodeError) as e:
             clip.linear(0, 3)
         assert str(e.value) == said
+
+
+GGUF_LIAR = """
+import struct, sys
+from pathlib import Path
+from graph_engine import NodeError
+from nodes.generate.detect import gguf_header
+key = b"general.liar"
+# GGUF v3, no tensors, one key: an array of 10^12 uint32 (type 9 of type 4) over 16 bytes of file.
+head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+Path(sys.argv[1]).write_bytes(head + struct.pack("<IIQ", 9, 4, 10 ** 12) + bytes(16))
+try:
+    gguf_header(Path(sys.argv[1]))
+except NodeError as e:
+    print(e)
+"""
+
+
+def test_a_gguf_header_declaring_more_than_its_bytes_is_refused(tmp_path):
+    """The gguf package reads an array value by value, each past the end of the file reading as nothing: 88 bytes
+    declaring 10^12 numbers kept it looping, its lists growing, for ever (killed after 60 s). In a child with a
+    time limit, as the loop never ended."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    path = tmp_path / "liar.gguf"
+    r = subprocess.run([sys.executable, "-c", GGUF_LIAR, str(path)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.strip() == (f"{path} is not a readable GGUF file (its header declares 1,000,000,000,000 array "
+                                f"values, more than its 16 bytes left hold): it is truncated or corrupt. Copy the "
+                                f"file again.")
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_whole_gguf_with_arrays_and_strings_is_read_in_either_byte_order(tmp_path, big):
+    import gguf
+    from nodes.generate.detect import gguf_header
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "wan", endianess=gguf.GGUFEndian.BIG if big else gguf.GGUFEndian.LITTLE)
+    writer.add_array("tokenizer.ggml.tokens", ["a", "", "ccc"])
+    writer.add_array("tokenizer.ggml.scores", [0.5, 1.5])
+    writer.add_string("general.name", "tiny")
+    writer.add_tensor("blocks.0.weight", np.zeros((3, 5), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    header = gguf_header(path)
+    assert header.shapes == {"blocks.0.weight": (3, 5)} and header.dtypes == {"blocks.0.weight": "F32"}
