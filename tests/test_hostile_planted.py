@@ -93,3 +93,19 @@ def test_a_comfyui_file_that_is_a_pipe_or_a_device_is_refused_by_name(tmp_path):
         f"True None {tmp_path / 'pipe.json'}: {pipe}", f"False io.load_image {tmp_path / 'pipe.png'}: {pipe}",
         f"False io.load_video {tmp_path / 'pipe.gif'}: {pipe}",
         f"True None {tmp_path / 'zero.json'}: is a device, not a workflow file: give the .json, PNG or video itself"]
+
+
+def test_an_alias_bomb_in_an_extra_model_paths_yaml_is_not_written_out(tmp_path):
+    """A shared ComfyUI folder's extra_model_paths.yaml (read at every model lookup) whose base_path is a list of
+    aliases nested 9 deep: 486 bytes, and writing it out as a folder name never ended (killed after 60 s). Only a
+    text names a folder; the file's other sections still count."""
+    lines = ['a0: &a0 ["x"]'] + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    lines += ["bomb:", "  base_path: *a9", "  checkpoints: models/checkpoints",
+              "fine:", "  base_path: shared", "  loras: models/loras"]
+    (tmp_path / "extra_model_paths.yaml").write_text("\n".join(lines) + "\n")
+    code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
+            "from pathlib import Path\nfrom nodes.common.models_dirs import extra_model_paths\n"
+            "print({{k: [str(p) for p in v] for k, v in extra_model_paths(Path(sys.argv[1])).items()}})\n")
+    r = child(code, tmp_path / "extra_model_paths.yaml")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.strip() == str({"loras": [str(tmp_path / "shared" / "models" / "loras")]})
