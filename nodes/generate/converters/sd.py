@@ -50,6 +50,9 @@ def unet(state, det) -> Built:
     if det.layout != "original":
         raise NodeError("an SD UNet in diffusers layout loads from its diffusers folder (unet/ + config.json)")
     cfg = _unet_config(state)
+    if det.variant.startswith("lotus"):
+        from nodes.generate.lotus import unet_config
+        cfg = unet_config(cfg, det.variant)
     converted = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in state.items()}, cfg)
     return Built(lambda: UNet2DConditionModel.from_config(cfg), converted, cfg)
 
