@@ -169,3 +169,14 @@ def test_lotus_file_is_told_apart():
         == "lotus-g"
     assert _sd(Keys({**base, "label_emb.0.0.weight": (256, 2816)})).variant == "sdxl"
     assert _sd(Keys(base)).variant == "sd2"
+
+
+def test_lotus_g_is_refused_by_name():
+    """Lotus-G (8 input channels: the picture's latent beside noise), which ComfyUI does not run either: the loader
+    names it and the Lotus-D file to use."""
+    from graph_engine import NodeError
+    from nodes.generate.lotus import unet_config
+    with pytest.raises(NodeError, match="Lotus-G.*lotus-depth-d-v1-1"):
+        unet_config({"in_channels": 8, "cross_attention_dim": 1024, "block_out_channels": [320]}, "lotus-g")
+    assert unet_config({"in_channels": 4, "cross_attention_dim": 1024, "block_out_channels": [320, 640, 1280, 1280]},
+                       "lotus-d")["attention_head_dim"] == [5, 10, 20, 20]     # SD 2's heads of 64

@@ -1,5 +1,5 @@
 """Lotus-D (He et al. 2024, "Lotus: Diffusion-based Visual Foundation Model for High-quality Dense Prediction"): a
-Stable Diffusion 2 UNet fine-tuned to draw a depth map (or normals) of a picture in one step, as ComfyUI runs it.
+Stable Diffusion 2 UNet fine-tuned to draw a depth map of a picture in one step, as ComfyUI runs it.
 
 The UNet reads the picture's latent (no noise) at timestep 999 with a fixed prompt and a task embedding, and predicts
 the clean latent of the map (x0), which the picture's VAE decodes. In ComfyUI that is UNETLoader (ComfyUI's LotusD
@@ -54,8 +54,8 @@ def unet_config(cfg: dict, variant: str) -> dict:
     task embedding. Lotus-G (the picture's latent beside noise, 8 channels in) is refused: ComfyUI runs Lotus-D."""
     if variant != "lotus-d":
         raise NodeError(f"this is Lotus-G (a UNet of {cfg['in_channels']} input channels: the picture's latent "
-                        "beside noise), which ComfyUI and Kinograph do not run; use Lotus-D (lotus-depth-d-v1-1 or "
-                        "lotus-normal-d-v1-1 from Comfy-Org/lotus, in diffusion_models/)")
+                        "beside noise), which ComfyUI and Kinograph do not run; use Lotus-D (lotus-depth-d-v1-1 from "
+                        "Comfy-Org/lotus, in diffusion_models/)")
     if cfg["cross_attention_dim"] != 1024:
         raise NodeError(f"this UNet has the Lotus task embedding but reads a {cfg['cross_attention_dim']}-wide prompt, "
                         "not SD 2's 1024: it is not a Lotus model Kinograph knows")
@@ -76,9 +76,9 @@ def check_model(unet, conds) -> None:
     if is_lotus(unet) or not any(c is not None and c.meta.get("lotus") for c in conds):
         return
     raise NodeError("condition.lotus (ComfyUI's LotusConditioning) is Lotus' fixed prompt, but the model is a plain "
-                    "Stable Diffusion UNet, not Lotus': load lotus-depth-d-v1-1.safetensors (or lotus-normal-d-v1-1) "
-                    "with load.diffusion_model")
+                    "Stable Diffusion UNet, not Lotus': load lotus-depth-d-v1-1.safetensors with "
+                    "load.diffusion_model")
 
 
-SUPPORT = ("load.diffusion_model: Lotus-D, a depth map (or normals) of a picture in one step: condition.lotus as its "
+SUPPORT = ("load.diffusion_model: Lotus-D, a depth map of a picture in one step: condition.lotus as its "
            "prompt, the picture's latent from vae.encode (an SD VAE), sample with add_noise off, 1 step, cfg 1")
