@@ -66,6 +66,9 @@ def lotus(tmp_path_factory):
         (models / sub).mkdir(parents=True)
     save_file({k: v.half().contiguous() for k, v in _ldm_unet(unet).items()},
               str(models / "diffusion_models" / "lotus-depth-d-v1-1.safetensors"))
+    # the same UNet in diffusers' names (Lotus' own release is a diffusers folder)
+    save_file({k: v.half().contiguous() for k, v in unet.state_dict().items()},
+              str(models / "diffusion_models" / "lotus_diffusers_layout.safetensors"))
     save_file({k: v.half().contiguous() for k, v in sd_ldm_vae(vae.state_dict(), 2).items()},
               str(models / "vae" / "vae-ft-mse-840000-ema-pruned.safetensors"))
     # a plain SD 2 UNet (no task embedding) of the same size: the wrong file for the template
@@ -131,16 +134,18 @@ def test_shipped_lotus_prompt_is_comfyuis():
     assert float(got[0, 0].max()) == 13.0234375     # the start token's outlier, as published
 
 
-def test_lotus_template_runs_as_lotus_depth(lotus):
+@pytest.mark.parametrize("unet_file", ["lotus-depth-d-v1-1.safetensors", "lotus_diffusers_layout.safetensors"])
+def test_lotus_template_runs_as_lotus_depth(lotus, unet_file):
     """ComfyUI's image_lotus_depth_v1_1 template imported node for node (UNETLoader, LotusConditioning, VAEEncode,
     DisableNoise, BasicScheduler + SetFirstSigma 999, Euler, VAEDecode, ImageInvert) gives Lotus-D's depth map: the
-    published single step on the same weights, to within 8-bit rounding."""
+    published single step on the same weights, to within 8-bit rounding; from the LDM-layout file and from the same
+    UNet in diffusers' names."""
     from PIL import Image
-    wf, run = _run_template(lotus["root"])
+    wf, run = _run_template(lotus["root"], unet_file)
     assert run.ok, run.failed
     sample = next(n for n in wf.graph.nodes.values() if n.type == "generate.sample")
     assert sample.params["first_sigma"] == pytest.approx(999.0) and sample.params["add_noise"] is False
-    png = sorted((lotus["root"] / "out").rglob("*.png"))
+    png = sorted((lotus["root"] / "out" / unet_file).rglob("*.png"))
     assert len(png) == 1
     got = np.asarray(Image.open(png[0]).convert("RGB")).astype(np.float32) / 255.0
     want = _reference(lotus["unet"], lotus["vae"], lotus["picture"])

@@ -64,6 +64,22 @@ def unet_config(cfg: dict, variant: str) -> dict:
             "projection_class_embeddings_input_dim": 4}
 
 
+def diffusers_config(cfg: dict, state) -> dict:
+    """SD's UNet config (`cfg`) with the widths, attention levels and channels a diffusers-layout state dict shows
+    (two resnets a level, as SD 2's and Lotus')."""
+    levels = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("down_blocks."))
+    attn = [f"down_blocks.{i}.attentions.0.proj_in.weight" in state for i in range(levels)]
+    first = attn.index(True)
+    return {**cfg, "block_out_channels": [int(state[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0])
+                                          for i in range(levels)],
+            "in_channels": int(state["conv_in.weight"].shape[1]), "out_channels": int(state["conv_out.weight"].shape[0]),
+            "cross_attention_dim": int(state[f"down_blocks.{first}.attentions.0.transformer_blocks.0.attn2.to_k.weight"]
+                                       .shape[1]),
+            "use_linear_projection": state[f"down_blocks.{first}.attentions.0.proj_in.weight"].ndim == 2,
+            "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
+            "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)]}
+
+
 def conditioning():
     """Lotus' prompt as a conditioning of SD's (meta lotus: the sampler refuses it on a UNet that is not Lotus')."""
     from nodes.generate.latent import Conditioning

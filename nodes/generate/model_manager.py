@@ -740,7 +740,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")
-    if det.family == "sd" and det.variant.startswith("lotus") and det.layout == "original":
+    if det.family == "sd" and det.variant.startswith("lotus"):
         from nodes.generate.lotus import SUPPORT
         return det.variant == "lotus-d", SUPPORT if det.variant == "lotus-d" else \
             "Lotus-G (the picture's latent beside noise), which Kinograph does not run; Lotus-D loads"
