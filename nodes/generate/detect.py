@@ -577,6 +577,31 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
         return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
+    return _minimax_h3(k)
+
+
+H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
+
+
+def _minimax_h3(k: Keys) -> Optional[Detection]:
+    """MiniMax H3's files as ComfyUI's templates hold them (comfy/ldm/minimax: model.py, vae.py, audio_vae.py) and
+    its transformer in diffusers' names (MiniMaxH3Transformer3DModel)."""
+    for q, joint in (("video_patch_proj.weight", "final_layer.audio_out.weight"),
+                     ("transformer_blocks.0.adaln_proj.linear.weight", "audio_proj_out.weight")):
+        if k.has(q, joint):
+            # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
+            # embedding's curve instead of a time embedder
+            variant = "pruned" if k.has("adaln_t_table") else ""
+            return Detection(None, "minimax_h3", variant, prefix=k.prefix_of(q) or "",
+                             why=f"MiniMax H3's audio-video transformer, which Kinograph does not run yet; {H3_INSTEAD}")
+    if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
+            k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
+        return Detection(None, "minimax_h3", "vae", why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and "
+                                                        f"a ViT decoder), which Kinograph does not read yet; {H3_INSTEAD}")
+    if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
+        return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
+                                                              "decoder), which Kinograph does not read yet; "
+                                                              + H3_INSTEAD)
     return None
 
 
@@ -1163,6 +1188,13 @@ def detect_header(header: Header) -> Detection:
             det.extra["rope_type"] = cfg["rope_type"]
         if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
             det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("i2v-") and \
+            _transformer_config(header.metadata).get("model_type") == "animate2":
+        # Wan Animate 2 (wan_animate_2_*.safetensors): Wan 2.1 I2V-14B's very tensors, run with a pose branch
+        # (nodes/generate/wan_animate2.py); only the file's metadata says so, as ComfyUI reads it
+        det.variant = "animate2-" + det.variant[len("i2v-"):]
+        det.extra["animate2"] = True
+        det.why += "; config metadata model_type animate2"
     if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
             _transformer_config(header.metadata).get("causal_ar") is True:
         # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made
