@@ -146,3 +146,44 @@ def test_comfyui_zimage_turbo_template_imports_and_runs(zimage, tmp_path, monkey
     text = next(n for n in sub if n["type"] == "CLIPTextEncode")["widgets_values"][0]
     seed = next(n for n in sub if n["type"] == "KSampler")["widgets_values"][0]
     assert _err(_reference(zimage, text, None, 1.0, seed, sigmas=[1.0, 0.75]), got) < 1e-3
+
+
+def test_zimage_loras_in_comfyuis_and_diffusers_names_apply(zimage):
+    """Z-Image LoRAs name the transformer's layers as the model they were made on: diffusers' (attention.to_q, as
+    ai-toolkit saves them) or ComfyUI's, whose attention.qkv and attention.out diffusers ignored with a warning (the
+    LoRA half applied). Both now sample as the transformer with the LoRA merged into its weights."""
+    from safetensors.torch import load_file, save_file
+    from tiny_flux import comfy_lora
+    from tiny_zimage import comfy_transformer
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    models = zimage / "models"
+    (models / "loras").mkdir(exist_ok=True)
+    sd = {k: v.float() for k, v in
+          load_file(str(zimage / "diffusers" / "transformer" / "diffusion_pytorch_model.safetensors")).items()}
+    comfy = comfy_transformer(sd)
+    layouts = {"diffusers": comfy_lora(sd, ("layers.0.attention.to_q", "noise_refiner.0.attention.to_out.0",
+                                            "layers.1.feed_forward.w1")),
+               "comfyui": comfy_lora(comfy, ("layers.0.attention.qkv", "layers.1.attention.out", "x_embedder",
+                                             "context_refiner.0.feed_forward.w2"))}
+    mm = ModelManager()
+    te = load_text_encoder(mm, "qwen_3_4b_tiny.safetensors", "", "lumina2", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+
+    def sample(model):
+        return run_sampling(model, encode_prompt(te, "a cat"), None, empty_latent(vae, 1, W, H, 8.0), steps=2,
+                            cfg=1.0, sampler="euler", seed=7).samples
+    model = load_diffusion_model(mm, "z_image_turbo_tiny.safetensors", "default", "cpu")
+    for name, (lora, merged) in layouts.items():
+        save_file(lora, str(models / "loras" / f"zimage_lora_{name}.safetensors"))
+        if name == "diffusers":
+            merged = comfy_transformer(merged)
+        save_file({k: v.contiguous() for k, v in merged.items()},
+                  str(models / "diffusion_models" / f"zimage_merged_{name}.safetensors"))
+        want = sample(load_diffusion_model(mm, f"zimage_merged_{name}.safetensors", "default", "cpu"))
+        assert _err(want, sample(add_lora(model, f"zimage_lora_{name}.safetensors", 1.0))) < 1e-4, name
+        assert _err(want, sample(model)) > 1e-2, name
