@@ -69,6 +69,15 @@ def model_config(family: str, name: str) -> dict:
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
+def converted(state: Dict[str, object], marker: str, convert: Callable, cls, config: Callable) -> Built:
+    """A denoiser from a file in its authors' or ComfyUI's names, through diffusers' own single-file converter (which
+    empties the dict it is given), or already in diffusers' names (`marker` is one of them): `cls` built from
+    config(the converted tensors)."""
+    conv = dict(state) if marker in state else convert(dict(state))
+    cfg = config(conv)
+    return Built(lambda: cls.from_config(cfg), conv, cfg)
+
+
 def split_single_block(key: str, value, width: int) -> Optional[dict]:
     """A single-stream block's fused `single_blocks.N.linear1` (FLUX.1, HunyuanVideo: q, k, v of `width` rows each,
     then the MLP's rows) as diffusers' four tensors; None for any other key."""

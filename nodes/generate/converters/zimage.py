@@ -6,7 +6,7 @@
   vae/ae.safetensors: FLUX.1's VAE (converters/flux.py)"""
 from __future__ import annotations
 
-from nodes.generate.converters import Built, count, model_config, register
+from nodes.generate.converters import Built, converted, count, model_config, register
 
 
 def transformer_config(state) -> dict:
@@ -26,9 +26,8 @@ def transformer_config(state) -> dict:
 
 @register("zimage", "diffusion_model")
 def transformer(state, det) -> Built:
+    """ComfyUI's names (fused attention.qkv ...) or a ZImagePipeline folder's (all_x_embedder.2-1 ...)."""
     from diffusers import ZImageTransformer2DModel
     from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
-    conv = dict(state) if "all_x_embedder.2-1.weight" in state else \
-        convert_z_image_transformer_checkpoint_to_diffusers(dict(state))     # it empties the dict it is given
-    cfg = transformer_config(conv)
-    return Built(lambda: ZImageTransformer2DModel.from_config(cfg), conv, cfg)
+    return converted(state, "all_x_embedder.2-1.weight", convert_z_image_transformer_checkpoint_to_diffusers,
+                     ZImageTransformer2DModel, transformer_config)
