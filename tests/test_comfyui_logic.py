@@ -109,16 +109,17 @@ def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
     assert (sample.params["steps"], sample.params["cfg"], sample.params["seed"]) == (12, 12.0, 1234)
 
 
-def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
-    """TextGenerate runs an LLM, which Kinograph does not: it is not mapped, and the nodes computing on its text
-    say that their input is known only as the workflow runs; the preset's steps, from constants, still fold."""
+def test_string_nodes_on_a_language_models_text_stay_not_mapped_and_say_why():
+    """TextGenerate runs (text.generate), but its text is known only as the workflow runs: the string nodes computing
+    on it are not mapped and say so; the preset's steps, from constants, still fold."""
     api = _strings_api()
     api["20"] = {"class_type": "TextGenerate", "inputs": {"clip": ["1", 1], "prompt": "describe a city",
                                                           "max_length": 256}}
     api["3"]["inputs"]["replace"] = ["20", 0]
     res = import_data(api)
     blocking = {e.class_type: e for e in res.report.blocking}
-    assert set(blocking) == {"TextGenerate", "StringReplace", "StringConcatenate", "RegexExtract", "RegexReplace"}
+    assert set(blocking) == {"StringReplace", "StringConcatenate", "RegexExtract", "RegexReplace"}
+    assert _by_type(res.graph, "text.generate")[0].params["prompt"] == "describe a city"
     assert "its replace input is only known when the workflow runs" in blocking["StringReplace"].notes
     assert "its string_a input is only known when the workflow runs" in blocking["StringConcatenate"].notes
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12

@@ -108,3 +108,27 @@ def test_an_encoder_without_a_language_model_is_refused_by_name():
     with pytest.raises(NodeError) as err:
         generate_text(handle, "a cat")
     assert "t5xxl_fp16.safetensors" in str(err.value) and "Qwen3" in str(err.value) and "Gemma 3" in str(err.value)
+
+
+def test_comfyuis_qwen3_template_runs_and_writes_what_transformers_writes(models):
+    """llm_qwen3_text_gen.json as published (qwen_3_4b loaded with type ltxv, which only text generation uses) runs
+    on the tiny file: its TextGenerate writes transformers' tokens for that prompt and seed, decoded."""
+    import json
+    from transformers import AutoTokenizer
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.workflow import to_yaml
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_qwen3_text_gen.json").read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    loader, = [n for n in res.graph.nodes.values() if n.type == "load.text_encoder"]
+    assert loader.params["type"] == "auto"
+    loader.params["name"] = "qwen3_tied_tiny.safetensors"
+    gen.params["max_length"] = 12
+    prompt, seed = gen.params["prompt"], gen.params["seed"]
+    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False)
+    assert run.ok, run.failed
+    want = reference(models, "qwen3_tied_tiny", prompt, seed, do_sample=True, max_new_tokens=12, temperature=0.7,
+                     top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3_tied_tiny"))
+    assert run.outputs[gen.id]["text"] == tok.decode(want, skip_special_tokens=True).strip()
