@@ -132,3 +132,54 @@ def test_comfyuis_qwen3_template_runs_and_writes_what_transformers_writes(models
                      top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
     tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3_tied_tiny"))
     assert run.outputs[gen.id]["text"] == tok.decode(want, skip_special_tokens=True).strip()
+
+
+# Gemma 3 12B's published text_config (google/gemma-3-12b-it), sizes cut down: six layers, so the sixth attends
+# globally with its linearly scaled rope, the first five in 1024-token windows
+GEMMA = dict(vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=6, num_attention_heads=2,
+             num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, rms_norm_eps=1e-6, sliding_window=1024,
+             hidden_activation="gelu_pytorch_tanh", max_position_embeddings=131072,
+             rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                              "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}})
+GEMMA_SPECIAL = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>")
+
+
+def test_gemma3_as_ltx2_loads_it_writes_transformers_tokens(tmp_path):
+    """Gemma 3 (LTX-2's gemma_3_12B_it layout: model.*, head tied, no chat template in its tokenizer) through
+    Kinograph's own loading of the file writes what Gemma3ForCausalLM.generate writes in Gemma's user turn."""
+    from safetensors.torch import save_file
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from tiny_flux2 import tokenizer
+    from nodes.generate.detect import detect_file
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.split import _module
+    from nodes.generate.textgen import generate_ids
+    torch.manual_seed(8)
+    ref = Gemma3ForCausalLM(Gemma3TextConfig(**GEMMA, tie_word_embeddings=True)).eval()
+    path = tmp_path / "gemma_3_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items() if not k.startswith("lm_head")}, str(path))
+    tok = tokenizer(tmp_path / "gemma_3_tiny", None, GEMMA_SPECIAL)
+    te = _module(path, detect_file(path), torch.float32, "cpu")
+    handle = ComponentHandle("ltx2", f"{path}+/m/checkpoints/ltx-2-19b-dev.safetensors",
+                             types.SimpleNamespace(text_encoder=te, tokenizer=tok), "text_encoder")
+    got, _ = generate_ids(handle, "a fox at dusk", seed=2, **SAMPLED)
+    ids = tok("<start_of_turn>user\na fox at dusk<end_of_turn>\n<start_of_turn>model\n", return_tensors="pt").input_ids
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>")]
+    torch.manual_seed(2)
+    want = ref.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops, pad_token_id=stops[0],
+                        do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64, top_p=0.95, min_p=0.05,
+                        repetition_penalty=1.05)[0, ids.shape[1]:].tolist()
+    assert got == want and len(got) > 1
+
+
+def test_sampling_mode_off_is_greedy_and_its_later_widgets_keep_their_names():
+    """ComfyUI stores no sampling widgets when sampling_mode is off: the two values after it are thinking and
+    use_default_template, not temperature and top_k."""
+    import json
+    from app.comfyui import import_data
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_qwen3_text_gen.json").read_text(encoding="utf-8"))
+    node = next(n for n in data["nodes"] if n["type"] == "TextGenerate")
+    node["widgets_values"] = ["a haiku", 64, "off", True, False]
+    gen, = [n for n in import_data(data).graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params == {"prompt": "a haiku", "max_length": 64, "sampling": False, "thinking": True,
+                          "use_default_template": False}
