@@ -107,7 +107,8 @@ def test_an_encoder_without_a_language_model_is_refused_by_name():
                              types.SimpleNamespace(text_encoder=t5, tokenizer=None), "text_encoder")
     with pytest.raises(NodeError) as err:
         generate_text(handle, "a cat")
-    assert "t5xxl_fp16.safetensors" in str(err.value) and "Qwen3" in str(err.value) and "Gemma 3" in str(err.value)
+    msg = str(err.value)
+    assert "t5xxl_fp16.safetensors" in msg and "no language model" in msg and "Qwen3" in msg and "Gemma 3" in msg
 
 
 def test_comfyuis_qwen3_template_runs_and_writes_what_transformers_writes(models):

@@ -14,6 +14,8 @@ from graph_engine import NodeError
 
 # Encoder module -> (its causal-LM class in transformers, the family's name in messages)
 CAUSAL_LM = {"Qwen3Model": ("Qwen3ForCausalLM", "Qwen3"), "Gemma3TextModel": ("Gemma3ForCausalLM", "Gemma 3")}
+# Encoders that only encode (CLIP, T5, UMT5): no language model head was ever trained on them
+NO_LM = ("CLIP", "T5", "UMT5")
 # The turn ends that stop generation, by name (ComfyUI's stop_tokens: Qwen3 151643/151645, Gemma 3 1/106)
 STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<eos>", "<end_of_turn>")
 # Gemma 3's published chat turn, for its sentencepiece tokenizer (ComfyUI keeps no chat template in the file)
@@ -32,8 +34,10 @@ def causal_lm(handle):
     module = getattr(pipe, "text_encoder", None)
     name = type(module).__name__
     if name not in CAUSAL_LM:
-        raise NodeError(f"{_file(handle)} is a {name} text encoder ({handle.family}), which encodes prompts but "
-                        f"has no language model to write text with; text generation takes {CAN_GENERATE}")
+        what = "has no language model to write text with" if name.startswith(NO_LM) else \
+            "is not a language model Kinograph generates text with yet"
+        raise NodeError(f"{_file(handle)} is a {name} text encoder ({handle.family}), which {what}; text "
+                        f"generation takes {CAN_GENERATE}")
     cls_name, title = CAUSAL_LM[name]
     head = _file_head(handle)
     if head is None:
