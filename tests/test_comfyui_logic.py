@@ -125,6 +125,19 @@ def test_string_nodes_on_a_language_models_text_stay_not_mapped_and_say_why():
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
 
 
+def test_a_prompt_written_by_a_language_model_leaves_its_encoder_not_mapped():
+    """TextGenerate runs, but encode.text's prompt is typed in: a CLIPTextEncode reading the generated text is not
+    mapped, saying why, where set by hand it would encode an empty prompt in place of ComfyUI's generated one."""
+    api = _strings_api()
+    api["20"] = {"class_type": "TextGenerate", "inputs": {"clip": ["1", 1], "prompt": "describe a city",
+                                                          "max_length": 256}}
+    api["7"]["inputs"]["text"] = ["20", 0]
+    res = import_data(api)
+    blocking = {e.comfy_id: e for e in res.report.blocking}
+    assert set(blocking) == {"7"} and "text.generate" in blocking["7"].notes[0]
+    assert "20" not in blocking and _by_type(res.graph, "text.generate")
+
+
 def test_json_extract_gives_what_comfyuis_node_gives():
     """ComfyUI's JsonExtractString: str() of the value in the first JSON object the text holds, so an object value
     is Python's print of a dict (single quotes, True), which a second JsonExtractString cannot read ('')."""

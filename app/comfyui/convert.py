@@ -268,10 +268,29 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             made = []
         else:
             made = [self.plain(cn, rule, params, notes)]
-        for param, _, comfy in self.param_links.pop(cn.id, ()):
+        left = self.param_links.pop(cn.id, ())
+        generated = [comfy for _, out, comfy in left if self.graph.nodes[out.port[0]].type == "text.generate"]
+        if generated:
+            self.unmake(cn, made)
+            self.report.entries[cn.id].notes[0] = (
+                f"its {', '.join(generated)} is the text a language model writes as the workflow runs "
+                f"(text.generate), which this node's setting cannot take through a link: set by hand, the words "
+                f"ComfyUI generates would be missing")
+            return
+        for param, _, comfy in left:
             notes.append(f"{comfy} comes from another node's output, which Kinograph's {param} cannot take through a "
                          f"link; set {param} by hand")
         self.finish(cn, rule, made, notes)
+
+    def unmake(self, cn: CNode, made: List[str]) -> None:
+        """Take back the nodes `cn` became, leaving it not mapped (a placeholder)."""
+        for nid in made:
+            if nid in self.graph.nodes:
+                self.graph.remove_node(nid)
+                self.graph.ui.pop(nid, None)
+        for key in [k for k in self.outs if k[0] == cn.id]:
+            del self.outs[key]
+        self.placeholder(cn)
 
     def link_params(self, cn: CNode, nid: str) -> None:
         """Link the widgets another node's output feeds (a width from GetImageSize) to the params of Kinograph node
