@@ -107,6 +107,7 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     """The generated token ids (the stop token included, as ComfyUI's) and the tokenizer that reads them.
     Deterministic for a seed: the draw runs on its own seeded random stream, the global one left as it was."""
     import torch
+    from nodes.generate.text import _text_loras
     lm = causal_lm(handle)
     tok = handle.pipe.tokenizer
     text = chat_prompt(tok, prompt, lm.title, thinking, use_template)
@@ -118,7 +119,8 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
               repetition_penalty=repetition_penalty) if sample else dict(do_sample=False, temperature=None,
                                                                           top_k=None, top_p=None)
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    # the encoder's LoRAs (ComfyUI's LoraLoader strength_clip: LTX-2's abliterated Gemma) act as they do in encoding
+    with _text_loras(handle), torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
         out = lm.generate(enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device),
                           max_new_tokens=max_length, eos_token_id=stops, pad_token_id=stops[0] if stops else None,
