@@ -184,3 +184,14 @@ def test_sampling_mode_off_is_greedy_and_its_later_widgets_keep_their_names():
     gen, = [n for n in import_data(data).graph.nodes.values() if n.type == "text.generate"]
     assert gen.params == {"prompt": "a haiku", "max_length": 64, "sampling": False, "thinking": True,
                           "use_default_template": False}
+
+
+def test_a_file_of_an_untied_model_without_its_head_is_refused_by_name(models, monkeypatch):
+    """Qwen3-8B keeps its own output head: a file of it without lm_head cannot generate (its embeddings are not the
+    head), and says so; one with lm_head generates. The tiny width stands for 8B's 4096 here."""
+    from graph_engine import NodeError
+    from nodes.generate import textgen
+    monkeypatch.setitem(textgen.UNTIED, "Qwen3Model", {48: "Qwen3-8B"})
+    with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is Qwen3-8B, whose output head \(lm_head\)"):
+        textgen.generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2)
+    assert textgen.generate_ids(encoder("qwen3_head_tiny.safetensors"), "a cat", max_length=2)[0]
