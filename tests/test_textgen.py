@@ -127,12 +127,17 @@ def test_comfyuis_qwen3_template_runs_and_writes_what_transformers_writes(models
     loader.params["name"] = "qwen3_tied_tiny.safetensors"
     gen.params["max_length"] = 12
     prompt, seed = gen.params["prompt"], gen.params["seed"]
-    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False)
+    events = []
+    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False,
+                                    on_event=events.append)
     assert run.ok, run.failed
     want = reference(models, "qwen3_tied_tiny", prompt, seed, do_sample=True, max_new_tokens=12, temperature=0.7,
                      top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
     tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3_tied_tiny"))
-    assert run.outputs[gen.id]["text"] == tok.decode(want, skip_special_tokens=True).strip()
+    text = tok.decode(want, skip_special_tokens=True).strip()
+    assert run.outputs[gen.id]["text"] == text
+    assert {"event": "log", "node": gen.id, "message": f"generated: {text}"} in events
+    assert not any("saves a file" in r for r in res.report.remarks)
 
 
 # Gemma 3 12B's published text_config (google/gemma-3-12b-it), sizes cut down: six layers, so the sixth attends

@@ -393,8 +393,9 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             return
         for inst in self.graph.nodes.values():
             spec = self.registry.get(inst.type)
-            if spec is None or spec.output:
-                return              # a placeholder (the import is not done) or a node that writes a file
+            if spec is None or spec.output or inst.type == "text.generate":
+                return              # a placeholder (the import is not done), a node that writes a file, or text
+                                    # generation, whose text the run's log shows (ComfyUI's PreviewAny of it)
         previews = [f"{e.class_type} #{e.comfy_id}" for e in self.report.entries.values()
                     if e.class_type in ("PreviewImage", "PreviewAny") or "previews show" in " ".join(e.notes)]
         shown = (f" ({', '.join(previews)} only show{'s' if len(previews) == 1 else ''} frames, in the editor's "

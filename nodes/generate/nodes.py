@@ -227,12 +227,14 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
                                                                 "the text as written")):
     """Write text with the text encoder's own language model (ComfyUI's TextGenerate): Qwen3 (qwen_3_4b) or
     Gemma 3 (LTX-2's gemma_3_12B_it) loaded by load.text_encoder answer `prompt` through transformers' generate.
-    The same seed gives the same text. CLIP and T5 encoders have no language model and are refused."""
+    The same seed gives the same text, which the run's log shows. CLIP and T5 encoders have no language model and
+    are refused."""
     from nodes.generate.textgen import generate_text
     text, reasoning = generate_text(text_encoder, prompt, max_length=max_length, sample=sampling,
                                     temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                     repetition_penalty=repetition_penalty, seed=seed, thinking=thinking,
                                     use_template=use_default_template)
+    ctx.log(f"generated: {text}")       # what ComfyUI's PreviewAny shows, in the run's log
     return {"text": text, "thinking": reasoning}
 
 
