@@ -177,6 +177,16 @@ def clip_type(v):
     return {"stable_diffusion": "sd"}.get(v, v)
 
 
+def attention_backend(v):
+    """PyTorch attention as Kinograph's models run it; Comfy Kitchen's INT8 attention only approximately."""
+    # ComfyUI (comfy_extras/nodes_model_advanced.py) itself falls back to PyTorch's where Comfy Kitchen is unavailable
+    if v == "comfy kitchen attention":
+        raise Approx(v, "Kinograph attends at the model's own precision (PyTorch attention, ComfyUI's \"pytorch "
+                        "attention\"), where Comfy Kitchen attention quantizes queries and keys to INT8: the "
+                        "picture differs a little")
+    return v
+
+
 def sd3_clip_prompt(v):
     if not v:
         raise Approx("", "an empty CLIP prompt reads the t5xxl prompt in encode.sd3; ComfyUI encodes it empty "
@@ -1230,6 +1240,9 @@ RULES: Dict[str, Rule] = {
     "LTXVPreprocess": Rule("image.ltx_preprocess", ("img_compression",), (P("img_compression", "compression"),),
                            {"image": "image"}, ("image",)),
     # model tweaks
+    # which attention kernel ComfyUI runs the model with: Kinograph's loaders choose their own, so the model passes on
+    "ModelAttentionBackend": Rule(None, ("attention",), (P("attention", "attention", attention_backend),),
+                                  {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
@@ -1251,6 +1264,14 @@ RULES: Dict[str, Rule] = {
                                  ("model",),
                                  note="single_layers is not carried: it names single-stream blocks (Flux's, "
                                       "HunyuanVideo's), and Kinograph runs skip-layer guidance on Wan, which has none"),
+    # the negative prompt's own pass made with the blocks skipped (no extra pass, no scale)
+    "SkipLayerGuidanceDiTSimple": Rule("guide.skip_layers_negative",
+                                       ("double_layers", "single_layers", "start_percent", "end_percent"),
+                                       (P("double_layers", "layers"), P("start_percent", "start"),
+                                        P("end_percent", "end")), {"model": "model"}, ("model",),
+                                       note="single_layers is not carried: it names single-stream blocks (Flux's, "
+                                            "HunyuanVideo's), and Kinograph skips layers on Wan and SD3.5, which "
+                                            "have none"),
     "SkipLayerGuidanceSD3": Rule("guide.skip_layer_guidance", ("layers", "scale", "start_percent", "end_percent"),
                                  (P("layers", "layers"), P("scale", "scale"), P("start_percent", "start"),
                                   P("end_percent", "end")), {"model": "model"}, ("model",)),

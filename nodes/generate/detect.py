@@ -577,6 +577,31 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
         return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
+    return _minimax_h3(k)
+
+
+H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
+
+
+def _minimax_h3(k: Keys) -> Optional[Detection]:
+    """MiniMax H3's files as ComfyUI's templates hold them (comfy/ldm/minimax: model.py, vae.py, audio_vae.py) and
+    its transformer in diffusers' names (MiniMaxH3Transformer3DModel)."""
+    for q, joint in (("video_patch_proj.weight", "final_layer.audio_out.weight"),
+                     ("transformer_blocks.0.adaln_proj.linear.weight", "audio_proj_out.weight")):
+        if k.has(q, joint):
+            # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
+            # embedding's curve instead of a time embedder
+            variant = "pruned" if k.has("adaln_t_table") else ""
+            return Detection(None, "minimax_h3", variant, prefix=k.prefix_of(q) or "",
+                             why=f"MiniMax H3's audio-video transformer, which Kinograph does not run yet; {H3_INSTEAD}")
+    if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
+            k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
+        return Detection(None, "minimax_h3", "vae", why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and "
+                                                        f"a ViT decoder), which Kinograph does not read yet; {H3_INSTEAD}")
+    if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
+        return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
+                                                              "decoder), which Kinograph does not read yet; "
+                                                              + H3_INSTEAD)
     return None
 
 

@@ -968,6 +968,20 @@ def skip_layer_guidance(ctx, model: MODEL,
     return model.with_option("skip_layer_guidance", SkipLayers.parse(layers, scale, start, end, rescale))
 
 
+@node("guide.skip_layers_negative", title="Skip Layer Guidance (negative pass)", category="Sampling",
+      passes={"model": "model"})
+def skip_layers_negative(ctx, model: MODEL,
+                         layers: str = Param("7, 8, 9", help="the transformer blocks skipped, counted from 0"),
+                         start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                          "starts (ComfyUI's start_percent)"),
+                         end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
+    """Skip-layer guidance without an extra pass, on Wan and SD3.5 (ComfyUI's SkipLayerGuidanceDiTSimple): over part
+    of the steps the negative prompt's prediction is made with these blocks skipped, so CFG pushes away from a
+    weakened prediction. Needs a negative prompt and cfg above 1; otherwise it changes nothing."""
+    from nodes.generate.skip_layers import SkipLayers
+    return model.with_option("skip_layers_negative", SkipLayers.parse(layers, 0.0, start, end, 0.0, negative=True))
+
+
 _ATTN = dict(min=0.0, max=10.0)
 
 

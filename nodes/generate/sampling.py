@@ -145,6 +145,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     zero_star = handle.option("cfg_zero_star")
     norm = handle.option("cfg_norm")
     skip = handle.option("skip_layer_guidance")
+    weak_negative = handle.option("skip_layers_negative")
     identity = handle.option("identity_guidance")
     tfn = adapter.timestep_fn(levels)
     true_cfg = handle.option("true_cfg")
@@ -157,7 +158,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
                         f"(FLUX.1 Kontext); this {handle.family} model would ignore them: remove the "
                         f"condition.reference, or load a FLUX.1 Kontext model")
-    if skip is not None and regions.is_regional(*conds):
+    if (skip is not None or weak_negative is not None and guided) and regions.is_regional(*conds):
         raise NodeError("skip-layer guidance (guide.skip_layer_guidance) and regional prompts cannot be sampled "
                         "together yet: remove one of them")
     clean_keep = keep is not None and adapter.keeps_clean(handle)
@@ -217,6 +218,12 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
                     adapter.factors(pipe)[0], lambda p: adapter.percent_sigma(levels, p, handle.option("flow_shift"))))
             den = torch.cat(regions.denoised(plans["sides"], x, idx, lambda c, xs, sl: run(
                 [c], xs, sigma, idx, mask, sl if sl[-1] != slice(None) else None), float(sigma)))
+        elif guided and weak_negative is not None and weak_negative.steers(float(sigma), lambda p: adapter.percent_sigma(
+                levels, p, handle.option("flow_shift"))):
+            # ComfyUI's SkipLayerGuidanceDiTSimple: the negative prompt's pass made without the blocks
+            with weak_negative.skipped(pipe):
+                uncond = run([negative], x, sigma, idx, mask)
+            den = torch.cat([uncond, run([positive], x, sigma, idx, mask)])
         else:
             den = run(conds, x, sigma, idx, mask)
         guided_den = guide(x, s, den, idx)

@@ -42,6 +42,12 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "clip_skip": params.get("clip_skip", 1)})
         return []
 
+    def special_model_through(self, cn, rule, params, notes):
+        """A setting of how ComfyUI runs the model, not of what it computes: the model passes on unchanged."""
+        src = self.resolve(cn.inputs.get("model"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        return []
+
     def special_t5_options(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
