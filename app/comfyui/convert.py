@@ -577,6 +577,8 @@ def unmapped_note(cn: CNode) -> str:
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
+    from .loops import unroll
+    unroll(flat)
     converter = Converter(flat, registry)
     try:
         return converter.run()

@@ -111,6 +111,15 @@ def shuffle_seed(v):
     return v
 
 
+def crop_region(key, default):
+    """ImageCropV2's crop_region ({x, y, width, height}) -> one of its numbers, ComfyUI's default where it lacks it"""
+    def convert(v):
+        if not isinstance(v, dict):
+            raise ValueError(v)
+        return int(v.get(key, default))
+    return convert
+
+
 def depth_folder(v):
     """comfyui_controlnet_aux's depth checkpoint (its authors' file) as the same model's Hugging Face folder, which
     depth.estimate reads from a depth/ model folder"""
@@ -1179,6 +1188,24 @@ RULES: Dict[str, Rule] = {
                                    "laid over the latent frames as Wan's own code and diffusers' WanAnimatePipeline "
                                    "lay it (ComfyUI gives the first latent frame the mask's first four frames); "
                                    "trim_image counts the continued frames (ComfyUI: rounded up to 4n+1)"),
+    # Wan Animate 2: trim_latent is the reference frame in front, always one (as Animate's, special_wan_animate)
+    "WanAnimate2ToVideo": Rule("condition.wan_animate2", ("width", "height", "length", "batch_size",
+                                                          "video_frame_offset", "pose_strength", "pose_start_percent",
+                                                          "pose_end_percent", "reference_image_strength"),
+                               LATENT_SIZE + (P("length", "frames"), P("video_frame_offset", "offset"),
+                                              P("pose_strength", "pose_strength"),
+                                              P("reference_image_strength", "reference_strength"),
+                                              P("pose_start_percent", "pose_start"), P("pose_end_percent", "pose_end")),
+                               {"positive": "positive", "negative": "negative", "vae": "vae",
+                                "reference_image": "reference", "pose_video": "pose",
+                                "clip_vision_output": "image_embeds", "positive_pose": "pose_text",
+                                "clip_vision_output_pose": "pose_image_embeds", "continue_motion": "continue_motion"},
+                               ("positive", "negative", "latent", None, "trim_image", "offset"), special="wan_animate",
+                               ignore={"batch_size": 1},
+                               note="pictures fitted by a centre crop and a bilinear resize (ComfyUI: area)"),
+    "WanAnimate2Cache": Rule(None, ("device", "dtype"), (), {"model": "model"}, special="animate2_cache",
+                             note="the model passes on: ComfyUI's cache of the pose branch saves time (its int8 / "
+                                  "int4 storage rounds what it keeps), Kinograph reruns the branch each step"),
     "ImageBatch": Rule("video.concat", (), (), {"image1": "video", "image2": "other"}, ("video",),
                        note="a second clip of another size: ComfyUI resizes it to the first's, Kinograph's video.concat "
                             "stops and says so"),
@@ -1737,8 +1764,16 @@ RULES: Dict[str, Rule] = {
                              "optional_interpolation_states": None}, special="vfi",
                      note="FILM is not in Kinograph: its optical-flow interpolation (no weights) makes the in-betweens; "
                           "interpolate.rife with RIFE weights is closer to FILM on large motion"),
+    # ComfyUI's crops (comfy_extras/nodes_images.py); ImageCropV2 keeps its rectangle as one widget, a dict
+    "ImageCrop": Rule("video.crop", ("width", "height", "x", "y"),
+                      (P("width", "width"), P("height", "height"), P("x", "x"), P("y", "y")), {"image": "video"},
+                      ("video",)),
+    "ImageCropV2": Rule("video.crop", ("crop_region",), tuple(P("crop_region", k, crop_region(k, d)) for k, d in
+                                                              (("x", 0), ("y", 0), ("width", 512), ("height", 512))),
+                        {"image": "video"}, ("video",)),
     # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
+    "RebatchImages": Rule(None, ("batch_size", "overlap", "merge_overlap_mode"), fold=True, special="rebatch"),
     "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
                         (P("start_time", "start"), P("duration", "duration"), P("strict_duration", "strict")),
                         {"video": "video"}, ("video",)),
@@ -1817,6 +1852,11 @@ RULES: Dict[str, Rule] = {
     "RegexReplace": Rule(None, ("string", "regex_pattern", "replace", "case_insensitive", "multiline", "dotall",
                                 "count"), fold=True, special="regex_replace"),
     "JsonExtractString": Rule(None, ("json_string", "key"), fold=True, special="json_extract"),
+    "StringCompare": Rule(None, ("string_a", "string_b", "mode", "case_sensitive"), fold=True, special="compare"),
+    # ComfyUI's lists (comfy_extras/nodes_toolkit.py): a CreateList's items are known on import, so an item picked
+    # from it by a constant index is that item's own link (a clip, a model, a number); a loop's values are not
+    "CreateList": Rule(None, (), fold=True, special="create_list"),
+    "GetItemFromList": Rule(None, ("index",), fold=True, special="item_from_list"),
     # the file keeps the option picked, its index, then the editor's list of options
     "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
     "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
@@ -2024,12 +2064,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
-    # ComfyUI's loops: GetItemFromList reads the values a StartLoop / EndLoop carries round (the templates never feed
-    # it anything else)
-    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop, and GetItemFromList reading the values a loop "
-             "carries) run part of the graph again and again as it runs; a Kinograph workflow has no loops. Run the "
-             "part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop",
-                                                                                   "GetItemFromList")},
+    # ComfyUI's loops: unrolled on import where the number of passes is in the file (app.comfyui.loops); the
+    # others are these
+    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop) run part of the graph again and again as it runs; "
+             "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
+             "only where its number of passes is in the file. Run the part once per pass (one workflow per "
+             "segment) instead" for name in ("StartLoop", "EndLoop")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

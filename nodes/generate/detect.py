@@ -1179,6 +1179,13 @@ def detect_header(header: Header) -> Detection:
             det.extra["rope_type"] = cfg["rope_type"]
         if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
             det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("i2v-") and \
+            _transformer_config(header.metadata).get("model_type") == "animate2":
+        # Wan Animate 2 (wan_animate_2_*.safetensors): Wan 2.1 I2V-14B's very tensors, run with a pose branch
+        # (nodes/generate/wan_animate2.py); only the file's metadata says so, as ComfyUI reads it
+        det.variant = "animate2-" + det.variant[len("i2v-"):]
+        det.extra["animate2"] = True
+        det.why += "; config metadata model_type animate2"
     if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
             _transformer_config(header.metadata).get("causal_ar") is True:
         # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made

@@ -104,7 +104,7 @@ class CoreNodes:
 
     def special_switch(self, cn, rule, params, notes):
         if not isinstance(params.get("switch"), bool):
-            return self.running_switch(cn, notes)
+            return self.running_switch(cn)
         pick, other = ("on_true", "on_false") if params["switch"] else ("on_false", "on_true")
         src = self.resolve(cn.inputs.get(pick))
         if src is not None:
@@ -115,10 +115,10 @@ class CoreNodes:
             self.skipped[cn.id] = {unpicked.node}
         return []
 
-    def running_switch(self, cn, notes):
+    def running_switch(self, cn):
         """A switch whose test is only known as the workflow runs (math.expression's bool on a picture's size):
-        math.switch, the test and both sides linked in. Kinograph has no lazy inputs, so the side not picked is made
-        too: of clips no frame is computed, but a model or generation on that side runs, which ComfyUI skips."""
+        math.switch, the test and both sides linked in. Like ComfyUI's, it makes only the side it picks (NodeSpec.reads):
+        a model or generation feeding only the other does not run."""
         test = self.resolve(cn.inputs.get("switch"))
         sides = {k: self.resolve(cn.inputs.get(k)) for k in ("on_false", "on_true")}
         if not (isinstance(test, Out) and test.port) or any(k in cn.inputs and not (isinstance(v, Out) and v.port)
@@ -130,8 +130,6 @@ class CoreNodes:
             if k in cn.inputs:
                 self.graph.connect(*v.port, nid, k)
         self.outs[(cn.id, 0)] = Out((nid, "value"))
-        notes.append("both of its inputs are made before it picks one (ComfyUI makes only the one picked): frames of "
-                     "the other are never computed, but a model or generation feeding only it still runs")
         return [nid]
 
     def special_math(self, cn, rule, params, notes):

@@ -1,4 +1,4 @@
-"""ComfyUI's own conditioning nodes of the video models: Wan (image-to-video, ATI, WanMove, VACE, Animate, camera), LTX-Video, SVD."""
+"""ComfyUI's own conditioning nodes of the video models: Wan (image-to-video, ATI, WanMove, VACE, Animate, Animate 2, camera), LTX-Video, SVD."""
 from __future__ import annotations
 
 import re
@@ -144,6 +144,13 @@ class VideoModels:
         nid = self.plain(cn, rule, params, notes)
         self.outs[(cn.id, 3)] = Out(None, {"value": 1})
         return [nid]
+
+    def special_animate2_cache(self, cn, rule, params, notes):
+        """WanAnimate2Cache: the model passes on; its cache of the pose branch saves ComfyUI time, not a change to
+        the picture (bar int8/int4 rounding), and Kinograph reruns that branch each step instead."""
+        model = self.resolve(cn.inputs.get("model"))
+        self.outs[(cn.id, 0)] = model if isinstance(model, Out) else Out()
+        return []
 
     def special_ltxv_guide(self, cn, rule, params, notes):
         """LTX-2's guides (any frame, any strength, a picture or a clip) are condition.guide_video; LTX-Video's
