@@ -233,3 +233,52 @@ def test_the_normal_map_nodes_are_found_by_an_artists_words(win):
     for words in ("surface normals", "bump map", "normalmap", "normal map"):
         palette.edit.setText(words)
         assert set(palette.results()[:2]) == {"normals.midas", "normals.bae"}, (words, palette.results())
+
+
+def _slow_import(monkeypatch, gate):
+    """The importer made to wait for `gate`, as a big template keeps it busy; where it ran is recorded."""
+    import threading
+    import app.comfyui
+    real, seen = app.comfyui.import_workflow, {}
+
+    def slow(*a, **k):
+        seen["on_ui_thread"] = threading.current_thread() is threading.main_thread()
+        seen["gate_opened"] = gate.wait(10)     # never opens when the UI thread is the one waiting here
+        return real(*a, **k)
+    monkeypatch.setattr(app.comfyui, "import_workflow", slow)
+    return seen
+
+
+def test_a_comfyui_import_leaves_the_window_drawing(win, monkeypatch):
+    """The largest templates took 1 to 3 s to import on the UI thread, the window frozen meanwhile; the import
+    runs on a worker thread while the window goes on handling events (here a timer, which opens the gate)."""
+    import threading
+    from PySide6.QtCore import QTimer
+    gate = threading.Event()
+    seen = _slow_import(monkeypatch, gate)
+    QTimer.singleShot(20, gate.set)
+    assert win.open_path(DATA / "svd_i2v.json") is win
+    assert seen == {"on_ui_thread": False, "gate_opened": True}
+    assert "k_sampler_3" in win.doc.graph.nodes and win._comfyui_report.isVisible()
+
+
+def test_a_slow_comfyui_import_shows_a_busy_dialog_whose_cancel_keeps_the_graph(win, monkeypatch):
+    import threading
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QProgressDialog, QPushButton
+    from app.editor import comfyui_open
+    monkeypatch.setattr(comfyui_open, "BUSY_AFTER_MS", 0)
+    before = set(win.doc.graph.nodes)
+    gate, shown = threading.Event(), []
+
+    def cancel():
+        busy = win.findChild(QProgressDialog, "busyImport")
+        shown.append(busy.isVisible() and busy.labelText())
+        busy.findChild(QPushButton).click()
+    QTimer.singleShot(100, cancel)
+    _slow_import(monkeypatch, gate)
+    assert win.open_path(DATA / "svd_i2v.json") is None
+    gate.set()
+    assert shown == ["Importing svd_i2v.json…"]
+    assert set(win.doc.graph.nodes) == before and not win.doc.modified
+    assert "cancelled" in win.statusBar().currentMessage()

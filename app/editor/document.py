@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from PySide6.QtCore import QObject, QSaveFile, Signal
 from PySide6.QtGui import QUndoStack
@@ -222,14 +222,8 @@ class Document(QObject):
         """A document from workflow YAML; located problems are kept in `.problems` for the log,
         and only a text that yields no graph at all is refused."""
         reg = registry or default_registry()
-        wf, problems = parse_workflow(text, Path(path).resolve() if path else None, reg)
-        if problems and not wf.graph.nodes and not _empty_but_valid(text):
-            raise WorkflowError(problems)
-        problems += usable_layout(wf)
-        place_unplaced(wf.graph, reg)
-        doc = cls(wf.graph, wf.path, reg, problems)
-        doc.problems += [p for p in validate(wf, reg) if p not in problems]
-        return doc
+        wf, problems = read_workflow(text, path, reg)
+        return cls(wf.graph, wf.path, reg, problems)
 
     @classmethod
     def load(cls, path: Path, registry=None) -> "Document":
@@ -292,6 +286,17 @@ def relative_paths(graph: Graph, registry, base: Path) -> Graph:
             if not rel.startswith(os.path.join("..", "..")):
                 inst.params[name] = Path(rel).as_posix()
     return out
+
+
+def read_workflow(text: str, path: Optional[Path], registry) -> Tuple[Workflow, List[Problem]]:
+    """What Document.from_text makes a document of, with no Qt object: a ComfyUI import reads it on a
+    worker thread (validating a big template looks for every model file it names)."""
+    wf, problems = parse_workflow(text, Path(path).resolve() if path else None, registry)
+    if problems and not wf.graph.nodes and not _empty_but_valid(text):
+        raise WorkflowError(problems)
+    problems += usable_layout(wf)
+    place_unplaced(wf.graph, registry)
+    return wf, problems + [p for p in validate(wf, registry) if p not in problems]
 
 
 def _empty_but_valid(text: str) -> bool:

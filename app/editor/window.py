@@ -434,9 +434,14 @@ class MainWindow(QMainWindow):
         return recent or Path.home()
 
     def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False) -> Optional["MainWindow"]:
-        from .comfyui_open import open_comfyui, show_report
+        from .comfyui_open import CANCELLED, off_ui_thread, read_comfyui, show_report, to_document
         try:
-            imported = open_comfyui(path, self.doc.registry, bypass_unmapped)
+            read = off_ui_thread(self, f"Importing {Path(path).name}…", read_comfyui, path, self.doc.registry,
+                                 bypass_unmapped)
+            if read is CANCELLED:
+                self.message(f"Did not open {Path(path).name}: the import was cancelled")
+                return None
+            imported = to_document(read) if read else None
             doc = imported[0] if imported else Document.load(Path(path), self.doc.registry)
         except (WorkflowError, KinographError, OSError) as e:
             self.log.log("error", f"cannot open {path}: {e}")
