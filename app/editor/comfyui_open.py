@@ -19,6 +19,7 @@ from .document import Document, read_workflow
 class Imported(NamedTuple):
     graph: Graph
     problems: List[Problem]
+    checked: List[Problem]
     registry: object
     report: object
     origin: Path
@@ -42,7 +43,7 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
         return None
     registry = registry or default_registry()
     result = import_workflow(p, registry=registry, bypass_unmapped=bypass_unmapped)
-    wf, problems = read_workflow(result.yaml, None, registry)
+    wf, problems, checked = read_workflow(result.yaml, None, registry)
     if not result.report.blocking:
         from graph_engine.api import load_workflow
         from graph_engine.errors import WorkflowError
@@ -53,12 +54,12 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
             missing = []
         result.report.remarks += missing
     _unstack(wf.graph, registry)
-    return Imported(wf.graph, problems, registry, result.report, p.resolve())
+    return Imported(wf.graph, problems, checked, registry, result.report, p.resolve())
 
 
 def to_document(read: Imported) -> Tuple[Document, object]:
     """The document of what read_comfyui read (on the UI thread: a Document is a Qt object)."""
-    doc = Document(read.graph, None, read.registry, read.problems)
+    doc = Document(read.graph, None, read.registry, read.problems, read.checked)
     doc.origin = read.origin                 # unsaved: Save asks where, the ComfyUI file is never overwritten
     return doc, read.report
 
