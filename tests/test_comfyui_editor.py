@@ -282,3 +282,22 @@ def test_a_slow_comfyui_import_shows_a_busy_dialog_whose_cancel_keeps_the_graph(
     assert shown == ["Importing svd_i2v.json…"]
     assert set(win.doc.graph.nodes) == before and not win.doc.modified
     assert "cancelled" in win.statusBar().currentMessage()
+
+
+def test_a_comfyui_group_still_holds_its_nodes_once_they_are_kinograph_sized(win):
+    """SVD's group framed its sampler in ComfyUI; the Kinograph sampler, with more fields, hung out of the frame,
+    so dragging the group (which carries what lies wholly inside it) left the sampler behind."""
+    from PySide6.QtCore import QPointF
+    assert win.open_path(DATA / "svd_i2v.json") is win
+    scene = win.view.scene()
+    frame = scene.groups["group_1"].scene_rect()
+    for nid in ("video_linear_cfg_guidance_14", "k_sampler_3", "vae_decode_8", "svd_img2vid_conditioning_12"):
+        assert frame.contains(scene.nodes[nid].sceneBoundingRect()), nid
+    assert not frame.intersects(scene.nodes["load_image_23"].sceneBoundingRect())
+    group = scene.groups["group_1"]
+    scene.clearSelection()
+    group.setSelected(True)
+    before = scene.nodes["k_sampler_3"].pos()
+    scene.begin_move()
+    group.setPos(group.pos() + QPointF(100, 0))
+    assert scene.nodes["k_sampler_3"].pos().x() > before.x() + 50        # carried (then snapped to the grid)

@@ -71,9 +71,26 @@ def _unstack(g: Graph, registry) -> None:
     from .layout import separate
     pos = {n: tuple(g.ui[n]["pos"]) for n in g.nodes if isinstance((g.ui.get(n) or {}).get("pos"), list)}
     sizes = {n: node_size(registry.get(g.nodes[n].type), bool(g.ui[n].get("collapsed"))) for n in pos}
-    for n, (x, y) in separate(pos, sizes).items():
+    placed = separate(pos, sizes)
+    for n, (x, y) in placed.items():
         if (x, y) != pos[n]:
             g.ui[n] = dict(g.ui[n], pos=[round(x), round(y)])
+    _hold_members(g, pos, placed, sizes)
+
+
+def _hold_members(g: Graph, was, placed, sizes) -> None:
+    """A group grows to hold the nodes it held in ComfyUI, now that they are taller and moved down: the sampler
+    hung out of its group's frame, and dragging or copying the group (which takes what lies wholly inside it)
+    left the sampler behind."""
+    from .geometry import PORT_R
+    edge = PORT_R + 2 + 10          # a node's ports and outline reach past its body; and a little room
+    groups = g.ui.get("_groups")
+    for key, grp in (groups.items() if isinstance(groups, dict) else ()):
+        x0, y0, w, h = grp["rect"]
+        held = [n for n, (x, y) in was.items() if x0 <= x <= x0 + w and y0 <= y <= y0 + h]
+        right = max([x0 + w] + [placed[n][0] + sizes[n][0] + edge for n in held])
+        bottom = max([y0 + h] + [placed[n][1] + sizes[n][1] + edge for n in held])
+        groups[key] = dict(grp, rect=[x0, y0, round(right - x0), round(bottom - y0)])
 
 
 CANCELLED = object()           # what off_ui_thread returns when the user gave up waiting
