@@ -301,3 +301,23 @@ def test_a_comfyui_group_still_holds_its_nodes_once_they_are_kinograph_sized(win
     scene.begin_move()
     group.setPos(group.pos() + QPointF(100, 0))
     assert scene.nodes["k_sampler_3"].pos().x() > before.x() + 50        # carried (then snapped to the grid)
+
+
+def test_a_red_placeholder_says_to_replace_it_not_to_install_a_node_pack(win, tmp_path):
+    """Selecting a red ComfyUI node said "install the node pack that provides it": no pack provides
+    comfyui.ImageQuantize; the import found no Kinograph equivalent, and the node is to be replaced."""
+    from PySide6.QtWidgets import QLabel
+    wf = json.loads((DATA / "svd_i2v.json").read_text())
+    wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0,
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [16, "none"]})
+    wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
+    (tmp_path / "q.json").write_text(json.dumps(wf))
+    assert win.open_path(tmp_path / "q.json") is win
+    win.view.scene().select_nodes(["image_quantize_30"])
+    said = [l.text() for l in win.properties.findChildren(QLabel, "FieldError")]
+    assert said == ["ComfyUI's ImageQuantize has no Kinograph equivalent: replace it with Kinograph nodes that do "
+                    "the same (Tab adds one), then delete it"]
+    win.view_node("image_quantize_30", "A")
+    assert win.statusBar().currentMessage() == ("ComfyUI's ImageQuantize has no Kinograph equivalent: replace it "
+                                                "to see an output there")

@@ -16,6 +16,9 @@ from graph_engine.workflow import Problem
 from .document import Document, read_workflow
 
 
+PLACEHOLDER = "comfyui."       # the type the import gives a ComfyUI node it has no equivalent for
+
+
 class Imported(NamedTuple):
     graph: Graph
     problems: List[Problem]
@@ -91,6 +94,18 @@ def _hold_members(g: Graph, was, placed, sizes) -> None:
         right = max([x0 + w] + [placed[n][0] + sizes[n][0] + edge for n in held])
         bottom = max([y0 + h] + [placed[n][1] + sizes[n][1] + edge for n in held])
         groups[key] = dict(grp, rect=[x0, y0, round(right - x0), round(bottom - y0)])
+
+
+def placeholder_advice(type_name: str) -> Optional[str]:
+    """What to do with a placeholder the import left for a ComfyUI node with no Kinograph equivalent (None for
+    another type): the editor said to install the node pack that provides it, which no pack does."""
+    if not type_name.startswith(PLACEHOLDER):
+        return None
+    from app.comfyui.mapping import INSTEAD
+    name = type_name[len(PLACEHOLDER):]
+    return (f"ComfyUI's {name} is {INSTEAD[name]}" if name in INSTEAD else
+            f"ComfyUI's {name} has no Kinograph equivalent: replace it with Kinograph nodes that do the same "
+            f"(Tab adds one), then delete it")
 
 
 CANCELLED = object()           # what off_ui_thread returns when the user gave up waiting

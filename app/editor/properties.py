@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QFormLayout, QGridLayout
 
 from graph_engine.graph import Event
 
+from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
 from .help_text import help_html, help_tip
 from .param_widgets import PlainTextField, TextEditor, make_editor
@@ -147,7 +148,8 @@ class PropertiesPanel(QScrollArea):
                      + (f" v{spec.version} · {html.escape(spec.category)}" if spec else "") + "</span>")
         lay.addWidget(sub)
         if spec is None:
-            lay.addWidget(self._error(f"Unknown node type {inst.type!r}: install the node pack that provides it."))
+            lay.addWidget(self._error(placeholder_advice(inst.type) or
+                                      f"Unknown node type {inst.type!r}: install the node pack that provides it."))
             for p in self.doc.problems:          # e.g. the user's node file that failed to load
                 if p.node == node_id and "failed to load" in p.message:
                     lay.addWidget(self._error(p.message))

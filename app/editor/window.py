@@ -20,6 +20,7 @@ from graph_engine.workflow import read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
+from .comfyui_open import placeholder_advice
 from .controller import GROUP_COLORS, Controller, Refused, counted
 from .document import Document
 from .help_overlay import HelpOverlay
@@ -1255,7 +1256,9 @@ class MainWindow(QMainWindow):
             if inst is not None and self.doc.spec(node_id) is None:
                 # A typo in a hand-written file ('vae.decod') was told to install a node pack.
                 close = did_you_mean(inst.type, self.doc.registry)
-                self.message(f"{node_id} is of type {inst.type}, which this Kinograph does not have"
+                advice = placeholder_advice(inst.type)
+                self.message(advice.split(": ")[0] + ": replace it to see an output there" if advice else
+                             f"{node_id} is of type {inst.type}, which this Kinograph does not have"
                              + (f"{close}: correct the type in the file" if close else
                                 ": install the node pack that provides it") + " to see its output")
             else:
