@@ -80,6 +80,7 @@ class Document(QObject):
         # Those of them that validating the graph found when it was read: true of the graph then, not
         # necessarily now (Document.still_found).
         self.checked: List[Problem] = list(checked)
+        self._read_as = {n: self._state(n) for n in {p.node for p in self.checked} if n in self.graph.nodes}
         self.on_disk: Optional[str] = None          # digest of the file as read or last written here
         # What the file at `path` holds that the graph does not (parse problems marked dropped):
         # saving over it would remove them, so the window asks first. Empty once a save wrote it.
@@ -110,10 +111,15 @@ class Document(QObject):
         """The problems of `node_id` found when the workflow was read, less those that validating it now does
         not find: the field set right still had the red 'out of range' under it until the file was reopened."""
         mine = [p for p in self.problems if p.node == node_id]
-        if not any(p in self.checked for p in mine):
-            return mine
+        if not any(p in self.checked for p in mine) or self._state(node_id) == self._read_as.get(node_id):
+            return mine                     # untouched since: no validating (it looks for model files)
         now = {p.message for p in validate(self.workflow, self.registry, only=[node_id]) if p.node == node_id}
         return [p for p in mine if p not in self.checked or p.message in now]
+
+    def _state(self, node_id: str):
+        inst = self.graph.nodes.get(node_id)
+        return inst and (inst.type, repr(sorted(inst.params.items())), inst.bypass,
+                         sorted(self.graph.inputs.get(node_id, {}).items()))
 
     def spec(self, node_id: str):
         inst = self.graph.nodes.get(node_id)
