@@ -1446,15 +1446,30 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # the prompt enhancer (a language model rewriting the prompt); Kinograph generates no text
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3) answers the prompt. Its
+    # sampling_mode "off" leaves out the sampling widgets, so the values after it are read by the special
+    "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
+                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
+                                           "use_default_template"),
+                         (P("prompt", "prompt"), P("max_length", "max_length"), P("temperature", "temperature"),
+                          P("top_k", "top_k"), P("top_p", "top_p"), P("min_p", "min_p"),
+                          P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
+                          P("thinking", "thinking"), P("use_default_template", "use_default_template")),
+                         {"clip": "text_encoder"}, ("text", "thinking"), ignore={"presence_penalty": 0},
+                         special="text_generate",
+                         note="sampled by transformers' generate with the same settings but not ComfyUI's random "
+                              "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
+                              "every run)"),
+    # the prompt enhancer (Gemma rewriting the prompt): text.generate could write it, but its text cannot become
+    # encode.text's prompt (a typed-in setting, whose embedding names validation reads), so the prompt goes as written
     "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
                                           "use_default_template"), (P("prompt", "value"),), fold=True,
                                    special="prompt_as_written",
-                                   note="the prompt is encoded as written: Kinograph does not generate text, so it is "
-                                        "not rewritten by Gemma into LTX-2's long shot description as ComfyUI's "
-                                        "enhancer does (write it in that style: subject, action, camera, light, "
-                                        "sound)"),
+                                   note="the prompt is encoded as written: Kinograph's generated text cannot become "
+                                        "encode.text's prompt yet, so it is not rewritten by Gemma into LTX-2's long "
+                                        "shot description as ComfyUI's enhancer does (write it in that style: "
+                                        "subject, action, camera, light, sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
@@ -1832,7 +1847,7 @@ RULES: Dict[str, Rule] = {
     "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
     # ComfyUI's value nodes over constants (their inputs in the file, or constants linked in): computed as its
     # code computes them, each result handed to the settings it feeds. Fed by a running node (an LLM's text, a
-    # picture's size) they stay not mapped. TextGenerate is a language model Kinograph does not run: not mapped.
+    # picture's size) they stay not mapped.
     "ResolutionSelector": Rule(None, ("aspect_ratio", "megapixels", "multiple", "minimum"), fold=True,
                                special="resolution"),
     "StringConcatenate": Rule(None, ("string_a", "string_b", "delimiter"), fold=True, special="concatenate"),

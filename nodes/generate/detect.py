@@ -1155,6 +1155,30 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
+LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
+
+
+def _zimage(k: Keys) -> Optional[Detection]:
+    """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
+    attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
+    (all_x_embedder.2-1: a ZImagePipeline folder's transformer file). Lumina-Image 2.0 has the same blocks reading
+    Gemma 2's 2304-wide states: another model."""
+    if k.has("cap_embedder.0.weight", "layers.0.attention.qkv.weight", "x_embedder.weight"):
+        layout, x = "original", "x_embedder.weight"
+    elif k.has("cap_embedder.0.weight", "all_x_embedder.2-1.weight"):
+        layout, x = "diffusers", "all_x_embedder.2-1.weight"
+    else:
+        return None
+    caption = (k.shape("cap_embedder.0.weight") or (0,))[0]
+    if caption == LUMINA2_CAPTION:
+        return Detection(None, "lumina2", "", prefix=k.prefix_of(x) or "",
+                         why="Lumina-Image 2.0 (NextDiT reading Gemma 2), which Kinograph does not run; Z-Image, the "
+                             "same blocks reading Qwen3-4B, it does")
+    return Detection("diffusion_model", "zimage", "", layout=layout, prefix=k.prefix_of(x) or "",
+                     why="cap_embedder / " + ("layers.N.attention.qkv" if layout == "original" else "all_x_embedder"),
+                     extra={"caption_width": caption})
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1163,7 +1187,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _zimage, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
