@@ -743,6 +743,10 @@ def _svd(k: Keys) -> Optional[Detection]:
         "model.diffusion_model.") else "", why="time_stack / temporal blocks")
 
 
+# The width of Lotus' task embedding (sin and cos of its two-number task switch), ComfyUI's adm_in_channels for it
+LOTUS_TASK_WIDTH = 4
+
+
 def _sd(k: Keys) -> Optional[Detection]:
     if k.has("input_blocks.0.0.weight", "out.2.weight"):
         layout = "original"
@@ -759,7 +763,12 @@ def _sd(k: Keys) -> Optional[Detection]:
         prefix = k.prefix_of("conv_in.weight")
     else:
         return None
-    if k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
+    task = k.shape("label_emb.0.0.weight") or k.shape("class_embedding.linear_1.weight")
+    if task is not None and task[1] == LOTUS_TASK_WIDTH:
+        # Lotus (depth / normals from a picture): SD 2's UNet with a 4-wide task embedding where SDXL's is 2816-wide;
+        # Lotus-D reads the picture's latent alone (4 channels), Lotus-G it beside noise (8)
+        variant = "lotus-d" if in_ch == 4 else "lotus-g"
+    elif k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
         # The refiner reads OpenCLIP-G alone (1280-wide context, conditioner.embedders.0 is OpenCLIP); the base
         # model both encoders (2048-wide).
         refiner = k.starts("conditioner.embedders.0.model.") or (ctx is not None and ctx[1] == 1280)
@@ -768,7 +777,7 @@ def _sd(k: Keys) -> Optional[Detection]:
         variant = "sd2"
     else:
         variant = "sd15"
-    if in_ch == 9:
+    if in_ch == 9 and not variant.startswith("lotus"):
         variant += "-inpainting"
     role = "checkpoint" if k.starts("cond_stage_model.", "first_stage_model.", "conditioner.") else "diffusion_model"
     extra = {"context_dim": ctx[1] if ctx else 0}
