@@ -641,6 +641,31 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
         return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
+    return _minimax_h3(k)
+
+
+H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
+
+
+def _minimax_h3(k: Keys) -> Optional[Detection]:
+    """MiniMax H3's files as ComfyUI's templates hold them (comfy/ldm/minimax: model.py, vae.py, audio_vae.py) and
+    its transformer in diffusers' names (MiniMaxH3Transformer3DModel)."""
+    for q, joint in (("video_patch_proj.weight", "final_layer.audio_out.weight"),
+                     ("transformer_blocks.0.adaln_proj.linear.weight", "audio_proj_out.weight")):
+        if k.has(q, joint):
+            # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
+            # embedding's curve instead of a time embedder
+            variant = "pruned" if k.has("adaln_t_table") else ""
+            return Detection(None, "minimax_h3", variant, prefix=k.prefix_of(q) or "",
+                             why=f"MiniMax H3's audio-video transformer, which Kinograph does not run yet; {H3_INSTEAD}")
+    if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
+            k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
+        return Detection(None, "minimax_h3", "vae", why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and "
+                                                        f"a ViT decoder), which Kinograph does not read yet; {H3_INSTEAD}")
+    if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
+        return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
+                                                              "decoder), which Kinograph does not read yet; "
+                                                              + H3_INSTEAD)
     return None
 
 
@@ -782,6 +807,10 @@ def _svd(k: Keys) -> Optional[Detection]:
         "model.diffusion_model.") else "", why="time_stack / temporal blocks")
 
 
+# The width of Lotus' task embedding (sin and cos of its two-number task switch), ComfyUI's adm_in_channels for it
+LOTUS_TASK_WIDTH = 4
+
+
 def _sd(k: Keys) -> Optional[Detection]:
     if k.has("input_blocks.0.0.weight", "out.2.weight"):
         layout = "original"
@@ -798,7 +827,12 @@ def _sd(k: Keys) -> Optional[Detection]:
         prefix = k.prefix_of("conv_in.weight")
     else:
         return None
-    if k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
+    task = k.shape("label_emb.0.0.weight") or k.shape("class_embedding.linear_1.weight")
+    if task is not None and task[1] == LOTUS_TASK_WIDTH:
+        # Lotus (depth / normals from a picture): SD 2's UNet with a 4-wide task embedding where SDXL's is 2816-wide;
+        # Lotus-D reads the picture's latent alone (4 channels), Lotus-G it beside noise (8)
+        variant = "lotus-d" if in_ch == 4 else "lotus-g"
+    elif k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
         # The refiner reads OpenCLIP-G alone (1280-wide context, conditioner.embedders.0 is OpenCLIP); the base
         # model both encoders (2048-wide).
         refiner = k.starts("conditioner.embedders.0.model.") or (ctx is not None and ctx[1] == 1280)
@@ -807,7 +841,7 @@ def _sd(k: Keys) -> Optional[Detection]:
         variant = "sd2"
     else:
         variant = "sd15"
-    if in_ch == 9:
+    if in_ch == 9 and not variant.startswith("lotus"):
         variant += "-inpainting"
     role = "checkpoint" if k.starts("cond_stage_model.", "first_stage_model.", "conditioner.") else "diffusion_model"
     extra = {"context_dim": ctx[1] if ctx else 0}
@@ -1185,6 +1219,30 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
+LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
+
+
+def _zimage(k: Keys) -> Optional[Detection]:
+    """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
+    attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
+    (all_x_embedder.2-1: a ZImagePipeline folder's transformer file). Lumina-Image 2.0 has the same blocks reading
+    Gemma 2's 2304-wide states: another model."""
+    if k.has("cap_embedder.0.weight", "layers.0.attention.qkv.weight", "x_embedder.weight"):
+        layout, x = "original", "x_embedder.weight"
+    elif k.has("cap_embedder.0.weight", "all_x_embedder.2-1.weight"):
+        layout, x = "diffusers", "all_x_embedder.2-1.weight"
+    else:
+        return None
+    caption = (k.shape("cap_embedder.0.weight") or (0,))[0]
+    if caption == LUMINA2_CAPTION:
+        return Detection(None, "lumina2", "", prefix=k.prefix_of(x) or "",
+                         why="Lumina-Image 2.0 (NextDiT reading Gemma 2), which Kinograph does not run; Z-Image, the "
+                             "same blocks reading Qwen3-4B, it does")
+    return Detection("diffusion_model", "zimage", "", layout=layout, prefix=k.prefix_of(x) or "",
+                     why="cap_embedder / " + ("layers.N.attention.qkv" if layout == "original" else "all_x_embedder"),
+                     extra={"caption_width": caption})
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1193,7 +1251,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _zimage, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
@@ -1218,6 +1276,13 @@ def detect_header(header: Header) -> Detection:
             det.extra["rope_type"] = cfg["rope_type"]
         if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
             det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("i2v-") and \
+            _transformer_config(header.metadata).get("model_type") == "animate2":
+        # Wan Animate 2 (wan_animate_2_*.safetensors): Wan 2.1 I2V-14B's very tensors, run with a pose branch
+        # (nodes/generate/wan_animate2.py); only the file's metadata says so, as ComfyUI reads it
+        det.variant = "animate2-" + det.variant[len("i2v-"):]
+        det.extra["animate2"] = True
+        det.why += "; config metadata model_type animate2"
     if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
             _transformer_config(header.metadata).get("causal_ar") is True:
         # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made
