@@ -1381,11 +1381,12 @@ RULES: Dict[str, Rule] = {
                           (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("cfg", "cfg")),
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
-                                                                       "fps", "sigmas")),
+                                                                       "fps", "sigmas", "first_sigma")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
-                                                            "sigmas", "start_step", "end_step", "leftover_noise")),
+                                                            "sigmas", "first_sigma", "start_step", "end_step",
+                                                            "leftover_noise")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1427,6 +1428,10 @@ RULES: Dict[str, Rule] = {
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover
     # noise on) and start_step
     "SplitSigmas": Rule(None, ("step",), (P("step", "step"),), fold=True, special="split_sigmas"),
+    # the schedule with its first level replaced: sample's first_sigma (Lotus' one step from 999, timestep 999)
+    "SetFirstSigma": Rule(None, ("sigma",), (P("sigma", "first_sigma"),), fold=True, special="first_sigma"),
+    # Lotus' fixed prompt (the empty prompt as SD 2's text encoder reads it), shipped with Kinograph
+    "LotusConditioning": Rule("condition.lotus", (), (), {}, ("conditioning",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -1441,15 +1446,30 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # the prompt enhancer (a language model rewriting the prompt); Kinograph generates no text
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3) answers the prompt. Its
+    # sampling_mode "off" leaves out the sampling widgets, so the values after it are read by the special
+    "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
+                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
+                                           "use_default_template"),
+                         (P("prompt", "prompt"), P("max_length", "max_length"), P("temperature", "temperature"),
+                          P("top_k", "top_k"), P("top_p", "top_p"), P("min_p", "min_p"),
+                          P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
+                          P("thinking", "thinking"), P("use_default_template", "use_default_template")),
+                         {"clip": "text_encoder"}, ("text", "thinking"), ignore={"presence_penalty": 0},
+                         special="text_generate",
+                         note="sampled by transformers' generate with the same settings but not ComfyUI's random "
+                              "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
+                              "every run)"),
+    # the prompt enhancer (Gemma rewriting the prompt): text.generate could write it, but its text cannot become
+    # encode.text's prompt (a typed-in setting, whose embedding names validation reads), so the prompt goes as written
     "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
                                           "use_default_template"), (P("prompt", "value"),), fold=True,
                                    special="prompt_as_written",
-                                   note="the prompt is encoded as written: Kinograph does not generate text, so it is "
-                                        "not rewritten by Gemma into LTX-2's long shot description as ComfyUI's "
-                                        "enhancer does (write it in that style: subject, action, camera, light, "
-                                        "sound)"),
+                                   note="the prompt is encoded as written: Kinograph's generated text cannot become "
+                                        "encode.text's prompt yet, so it is not rewritten by Gemma into LTX-2's long "
+                                        "shot description as ComfyUI's enhancer does (write it in that style: "
+                                        "subject, action, camera, light, sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
@@ -1827,7 +1847,7 @@ RULES: Dict[str, Rule] = {
     "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
     # ComfyUI's value nodes over constants (their inputs in the file, or constants linked in): computed as its
     # code computes them, each result handed to the settings it feeds. Fed by a running node (an LLM's text, a
-    # picture's size) they stay not mapped. TextGenerate is a language model Kinograph does not run: not mapped.
+    # picture's size) they stay not mapped.
     "ResolutionSelector": Rule(None, ("aspect_ratio", "megapixels", "multiple", "minimum"), fold=True,
                                special="resolution"),
     "StringConcatenate": Rule(None, ("string_a", "string_b", "delimiter"), fold=True, special="concatenate"),
@@ -2017,12 +2037,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
-    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
-             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
-             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
-             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
-             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
                "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
