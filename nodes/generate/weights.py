@@ -10,12 +10,12 @@ mixed-precision files (flux2_dev_fp8mixed: some layers fp8 with a `<layer>.weigh
 description and an `.input_scale`, the rest bf16) are folded the same way. ComfyUI's ConvRot files
 (`*_int8_convrot`: int8 weights of a matrix rotated by a Hadamard transform over groups of its inputs, one scale per
 row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back at load, as comfy-kitchen's
-dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds. A safetensors file is read one tensor
-at a time, so that a quantised file never sits in memory beside its dequantised weights."""
+dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time: a
+safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Optional
 
 from graph_engine import NodeError
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
@@ -78,9 +78,9 @@ def _numel(shape) -> int:
     return n
 
 
-def dequantise(state: Mapping[str, "object"], dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
+def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
     """fp8_scaled folded (weight * scale_weight), ConvRot rotated back, fp8 cast to `dtype` unless keep_fp8, markers
-    dropped. `state` may read its tensors lazily (a safetensors file): each is read once, when its turn comes.
+    dropped.
 
     dtype None keeps fp16/bf16/fp32 tensors as stored, casts fp8 to float32 and gives ConvRot layers in bfloat16."""
     import torch
@@ -188,8 +188,8 @@ def hadamard(size: int):
     return h / size ** 0.5
 
 
-# Rows dequantised at once: float32 work of about 64 MB for a layer of any size.
-_ROTATE_ELEMENTS = 1 << 24
+# Rows dequantised at once: float32 work of about 32 MB for a layer of any size.
+_ROTATE_ELEMENTS = 1 << 22
 
 
 def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
@@ -256,36 +256,9 @@ def _checked_scale(base: str, scale, shape):
 def load_weights(path, dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
     """A file's state dict with correct values: see the module docstring."""
     try:
-        if Path(path).suffix.lower() in SAFE_EXT:
-            read_header(Path(path))         # a clear error for a truncated file, before safetensors' own
-            from safetensors import safe_open
-            with safe_open(str(path), framework="pt") as f:
-                return dequantise(_Lazy(f), dtype, keep_fp8)
         return dequantise(read_raw(path), dtype, keep_fp8)
     except NodeError as exc:        # a format refused: name the file too
         raise NodeError(f"{Path(path).name}: {exc}") from None
-
-
-class _Lazy(Mapping):
-    """An open safetensors file as a mapping that reads a tensor when it is asked for, and keeps none."""
-
-    def __init__(self, f):
-        self._f, self._names = f, list(f.keys())
-        self._set = set(self._names)
-
-    def __getitem__(self, name):
-        if name not in self._set:
-            raise KeyError(name)
-        return self._f.get_tensor(name)
-
-    def __contains__(self, name):
-        return name in self._set
-
-    def __iter__(self):
-        return iter(self._names)
-
-    def __len__(self):
-        return len(self._names)
 
 
 def strip_prefix(state: Dict[str, "object"], prefix: str) -> Dict[str, "object"]:
