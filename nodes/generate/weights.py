@@ -216,11 +216,15 @@ def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
     scale = scale.reshape(rows, 1)
     h_t = hadamard(group).T
     out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16)
-    step = max(1, _ROTATE_ELEMENTS // cols)
+    step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
+    # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
+    scaled, rotated = torch.empty(step, cols), torch.empty(step, cols // group, group)
     for r in range(0, rows, step):
         block = _unpack_int4(q[r:r + step]) if packed else q[r:r + step]
-        w = block.to(torch.float32) * scale[r:r + step]
-        out[r:r + step] = (w.reshape(w.shape[0], cols // group, group) @ h_t).reshape(w.shape[0], cols)
+        n = block.shape[0]
+        torch.mul(block, scale[r:r + step], out=scaled[:n])
+        torch.matmul(scaled[:n].view(n, cols // group, group), h_t, out=rotated[:n])
+        out[r:r + n] = rotated[:n].view(n, cols)
     return out
 
 
