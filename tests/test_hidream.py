@@ -57,6 +57,21 @@ def _close(want, got):
     assert err < 1e-4, err
 
 
+def test_hidream_files_are_detected_and_a_missing_encoder_is_named(models):
+    """The transformer file is told from the others by its names; three of the four encoders load, and encoding
+    with them names the missing one and the loader that takes it (not a traceback from inside the pipeline)."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    det = detect_file(models / "diffusion_models" / "hidream_i1_tiny.safetensors")
+    assert (det.role, det.family) == ("diffusion_model", "hidream")
+    te = load_text_encoder(ModelManager(), "clip_l_hidream.safetensors", "clip_g_hidream.safetensors", "hidream",
+                           "cpu", "t5xxl_tiny.safetensors")
+    with pytest.raises(NodeError, match="has no Llama 3.1 8B.*name4, type hidream"):
+        encode_prompt(te, "a cat")
+
+
 @pytest.mark.parametrize("cfg", [5.0, 1.0])
 def test_hidream_split_files_match_hidreamimagepipeline(hidream, models, cfg):
     """full (true CFG with a negative) and dev / fast (cfg 1, no negative pass): the transformer file, the four

@@ -15,8 +15,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import torch
-
 from tiny_flux import parts as flux_parts
 from tiny_models import _seed, clip_text_encoder, clip_tokenizer, llama_tokenizer, sd_ldm_vae, t5_encoder, t5_tokenizer
 
