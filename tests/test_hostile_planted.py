@@ -109,3 +109,15 @@ def test_an_alias_bomb_in_an_extra_model_paths_yaml_is_not_written_out(tmp_path)
     r = child(code, tmp_path / "extra_model_paths.yaml")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.strip() == str({"loras": [str(tmp_path / "shared" / "models" / "loras")]})
+
+
+def test_a_section_named_again_by_an_alias_is_read_once(tmp_path):
+    """Each alias to a section handed back the same mapping, read again in full: its folders listed once per alias
+    (tens of thousands of aliases to a section of tens of thousands of keys fit in 1 MB: billions of keys read)."""
+    lines = ["comfy: &comfy", "  base_path: shared", "  loras: models/loras", "  checkpoints: models/checkpoints"]
+    lines += [f"again{i}: *comfy" for i in range(3)]
+    (tmp_path / "extra_model_paths.yaml").write_text("\n".join(lines) + "\n")
+    from nodes.common.models_dirs import extra_model_paths
+    found = extra_model_paths(tmp_path / "extra_model_paths.yaml")
+    assert found == {"loras": [tmp_path / "shared" / "models" / "loras"],
+                     "checkpoints": [tmp_path / "shared" / "models" / "checkpoints"]}

@@ -99,9 +99,14 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
         return {}
     out: Dict[str, List[Path]] = {}
+    seen = set()
     for section in (data.values() if isinstance(data, dict) else ()):
-        if not isinstance(section, dict):
+        # A section named again by an alias (`more: *comfy`) is the same mapping and adds nothing new; read again,
+        # tens of thousands of aliases to a section of tens of thousands of keys (under 1 MB) meant billions of
+        # keys looked at and as many folders listed.
+        if not isinstance(section, dict) or id(section) in seen:
             continue
+        seen.add(id(section))
         base = section.get("base_path") or "."
         # Only a text names a folder; written out, a list (a 486-byte file of aliases nesting lists 9 deep) made
         # hundreds of millions of strings and never ended.
