@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # Address space for the child: far above what writing two tiny frames takes, far below reading /dev/zero for ever.
 LIMIT = 1536 << 20
@@ -121,3 +123,18 @@ def test_a_section_named_again_by_an_alias_is_read_once(tmp_path):
     found = extra_model_paths(tmp_path / "extra_model_paths.yaml")
     assert found == {"loras": [tmp_path / "shared" / "models" / "loras"],
                      "checkpoints": [tmp_path / "shared" / "models" / "checkpoints"]}
+
+
+def test_an_oversized_comfyui_file_is_told_the_limit(tmp_path):
+    """A .json past the importer's limit (sparse: no bytes written) is refused naming its size, the limit and what
+    to give instead; it said "64 MB is too large for a workflow file" of a 64.5 MB file."""
+    from app.comfyui import import_workflow
+    from app.comfyui.errors import ComfyImportError
+    from app.comfyui.sources import MAX_JSON_BYTES
+    big = tmp_path / "huge.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_JSON_BYTES + (MAX_JSON_BYTES >> 7))
+    with pytest.raises(ComfyImportError) as e:
+        import_workflow(str(big))
+    assert str(e.value) == (f"{big}: 64.5 MB is more than a workflow file may be (at most 64 MB; ComfyUI's own are "
+                            "under 1 MB): give the workflow's .json, or the PNG ComfyUI saved it in")
