@@ -36,7 +36,6 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"Painter"},
-    "video_ltx2_depth_to_video.json": {"LotusConditioning", "SetFirstSigma"},
     "llm_qwen3vl_text_gen.json": {"TextGenerate"},          # asked about a picture: text.generate reads none
     # its Animate 2 nodes convert (tests/test_wan_animate2.py); the stitching's BatchImagesNode is ComfyUI's batch nodes'
     "video_wan_animate2_distilled.json": {"BatchImagesNode"},
