@@ -1,8 +1,8 @@
 """Kandinsky 5 image (Lite) keyframes from ComfyUI's split files (the image_kandinsky5_t2i template's: kandinskylab's
 transformer without start-frame channels, FLUX.1's ae.safetensors, Qwen2.5-VL + CLIP-L as DualCLIPLoader type
-kandinsky5_image): recognised, loaded and sampled through Kinograph's sampler to the latent diffusers' own
-Kandinsky5T2IPipeline gives for the same weights, prompts and seed; the template imports and runs on them."""
-import json
+kandinsky5_image; and a diffusers Kandinsky5T2IPipeline folder): recognised, loaded and sampled through Kinograph's
+sampler to the latent diffusers' own Kandinsky5T2IPipeline gives for the same weights, prompts and seed; the
+template imports and runs on them."""
 import sys
 from pathlib import Path
 
@@ -90,6 +90,17 @@ def test_kandinsky5_image_split_files_sample_as_diffusers_pipeline(k5i):
     want = _reference(k5i, PROMPT, NEGATIVE, CFG, SEED)
     assert got.shape == want.shape == (1, 16, 1, H // 8, W // 8)
     assert _err(want, got) < 1e-4
+    # a diffusers Kandinsky5T2IPipeline folder of the same modules loads through load.model and samples the same
+    folder = k5i / "diffusers"
+    if not folder.is_dir():
+        _pipeline(k5i).save_pretrained(str(folder), safe_serialization=True)
+    h = mm.load("kandinsky5image", str(folder))
+    p = mm.components(h)
+    assert h.family == "kandinsky5image"
+    from_folder = run_sampling(h, encode_prompt(p["text_encoder"], PROMPT), encode_prompt(p["text_encoder"], NEGATIVE),
+                               empty_latent(p["vae"], 1, W, H, 8.0), steps=STEPS, cfg=CFG, sampler="euler",
+                               seed=SEED).samples
+    assert _err(want, from_folder) < 1e-4
     # ae.safetensors decodes it as the FLUX.1 VAE it is (its scale and shift undone, as for every FLUX.1 latent;
     # Kandinsky5T2IPipeline's own decode leaves the shift out)
     from nodes.generate.adapters import get_adapter
@@ -105,21 +116,15 @@ def test_comfyui_kandinsky5_t2i_template_imports_and_runs(k5i, tmp_path, monkeyp
     Before: refused at DualCLIPLoader's type. Every node maps now and it runs on the tiny model under the template's
     file names (48x32, 2 steps); the latent is Kandinsky5T2IPipeline's with its prompts, seed and cfg on ComfyUI's
     simple levels at shift 3 (1, 0.75)."""
-    from app.comfyui import import_data
-    from comfy_layouts import link_as
+    from comfy_layouts import imported_template
     from graph_engine.api import Session, load_workflow
-    models = k5i / "models"
-    for link, target in (("diffusion_models/kandinsky5lite_t2i.safetensors",
+    monkeypatch.chdir(tmp_path)
+    data, yaml = imported_template(
+        k5i / "models", (("diffusion_models/kandinsky5lite_t2i.safetensors",
                           "diffusion_models/kandinsky5lite_t2i_tiny.safetensors"),
                          ("text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors",
-                          "text_encoders/qwen_2.5_vl_tiny.safetensors")):
-        link_as(models / link, models / target)
-    data = json.loads((TEMPLATES / "image_kandinsky5_t2i.json").read_text("utf-8"))
-    monkeypatch.chdir(tmp_path)
-    res = import_data(data)
-    assert "unmapped" not in {e.status for e in res.report.entries.values()}
-    yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
-    yaml = yaml.replace("steps: 50", f"steps: {STEPS}")
+                          "text_encoders/qwen_2.5_vl_tiny.safetensors")),
+        TEMPLATES / "image_kandinsky5_t2i.json", (W, H), (50, STEPS))
     assert yaml.count(f"width: {W}") == 1 and "type: kandinsky5_image" in yaml and "shift: 3" in yaml, yaml
     wf = tmp_path / "k5i.kino.yaml"
     wf.write_text(yaml, encoding="utf-8")
