@@ -152,3 +152,25 @@ def test_the_switch_decides_before_the_sides_are_reached():
     from graph_engine.plan import plan_run
     order = plan_run(*_workflow(WF.format(width=32))).order
     assert max(order.index(n) for n in ("p", "size", "wide")) < min(order.index(n) for n in ("small", "big", "kept"))
+
+
+def test_the_editor_badges_the_nodes_not_picked_as_not_run(tmp_path, monkeypatch):
+    """The editor's badge of a node the switch did not pick says why it did not run; it stayed 'queued', then
+    read 'skipped: the run ended before it' when the run finished."""
+    from PySide6.QtWidgets import QApplication
+    from app.editor.runner import RunController
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    QApplication.instance() or QApplication([])
+    events = []
+    res = _run(WF.format(width=32), on_event=events.append)
+    assert sorted(res.unread) == ["big", "small"]
+    runs = RunController(_workflow(WF.format(width=32))[1])
+    try:
+        for ev in events:
+            runs._on_event(0, ev)
+        for n in ("small", "big"):
+            st = runs.status[n]
+            assert st.state == "skipped" and "switch" in st.message, (n, st)
+        assert runs.status["kept"].state == "done"
+    finally:
+        runs.shutdown()
