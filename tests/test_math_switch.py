@@ -174,3 +174,20 @@ def test_the_editor_badges_the_nodes_not_picked_as_not_run(tmp_path, monkeypatch
         assert runs.status["kept"].state == "done"
     finally:
         runs.shutdown()
+
+
+def test_a_switch_whose_output_decides_another_decides_before_its_own_sides(tmp_path, monkeypatch):
+    """A switch (outer) whose test reads another switch's value (pick): pick's sides are among what decides outer,
+    and the plan put them in their plain order there, before pick's own test; `small`, on pick's side not picked,
+    ran."""
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    text = WF.format(width=32) + """  bw: {type: video.size, inputs: {video: pick.value}}
+  narrow: {type: math.expression, inputs: {a: bw.width}, params: {expression: a > 20}}
+  one: {type: test.counted, inputs: {video: p.video}}
+  two: {type: test.counted, inputs: {video: p.video}}
+  outer: {type: math.switch, inputs: {on_true: one.video, on_false: two.video, switch: narrow.bool}}
+"""
+    res = _run(text)
+    assert res.ok, res.failed
+    assert sorted(res.unread) == ["big", "small", "two"]
+    assert res.outputs["outer"]["value"].width == 32
