@@ -346,3 +346,20 @@ def test_a_copy_does_not_replace_a_node_of_the_file_with_its_id():
     api["11"] = {"class_type": "SaveImage", "inputs": {"images": ["3@0", 0], "filename_prefix": "z"}}
     res = import_data(api)
     assert "other.png" in res.yaml
+
+
+def test_lists_of_lists_that_double_are_refused_past_a_cap():
+    """CreateList splices a list it is given, so a chain of CreateLists each taking the one before twice doubles at
+    every node: 40 nodes of a hostile file asked for 2 ** 40 items and the import filled the memory."""
+    from app.comfyui.packs.logic import MAX_LIST
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "L0": {"class_type": "CreateList", "inputs": {"inputs.input0": ["1", 0], "inputs.input1": ["1", 0]}}}
+    for k in range(1, 40):
+        api[f"L{k}"] = {"class_type": "CreateList", "inputs": {"inputs.input0": [f"L{k - 1}", 0],
+                                                               "inputs.input1": [f"L{k - 1}", 0]}}
+    api["g"] = {"class_type": "GetItemFromList", "inputs": {"list": ["L39", 0], "index": 3}}
+    api["s"] = {"class_type": "SaveImage", "inputs": {"images": ["g", 0], "filename_prefix": "x"}}
+    res = import_data(api)
+    assert f"its list would hold {2 * MAX_LIST} items; Kinograph folds lists of up to {MAX_LIST} on import" in \
+        _notes(res, "CreateList")
+    assert "g" in {e.comfy_id for e in res.report.blocking}
