@@ -396,15 +396,18 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             # "copy the file there" named the model folders themselves, where a file is not looked for: say the
             # folder the loader searches (a locate's `folder`), as the run's message does.
             folder = getattr(p.locate, "folder", None)
-            put = f"put it into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder else \
-                "copy the file into the right folder of one of them"
+            file = os.path.basename(value.replace("\\", "/"))
+            put = f"put {file} into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder \
+                else "copy the file into the right folder of one of them"
+            searched = getattr(p.locate, "searched", None)
+            looked = f" (looked in {', '.join(str(d) for d in searched(value))})" if searched else where
             # The run's message names the close names a folder holds; validate said only 'not there' to someone
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
             close = getattr(p.locate, "close", None)
             close = close(value) if close else []
             beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
                 os.path.dirname(value.replace("\\", "/")) else ""
-            problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
+            problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{looked} nor beside the "
                                        f"workflow{beside}; "
                                        + (f"close names there: {', '.join(close)} (set {name} to one); " if close
                                           else "")

@@ -363,6 +363,9 @@ def locator(*kinds: str, kind_of=None):
     kind_of = kind_of or (lambda name: kinds[0])
     locate.folder = lambda name="": _kind_dirs(kind_of(name))[0]
     locate.close = lambda name: close_names(name, kind_of(name))
+    # Every folder looked in, an extra_model_paths.yaml's included: validate named only the model folders' roots,
+    # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
+    locate.searched = lambda name="": _kind_dirs(kind_of(name))
     return locate
 
 
