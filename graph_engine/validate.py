@@ -368,7 +368,7 @@ def origin_chain(g, specs: Dict[str, NodeSpec], link, troubled=()) -> Optional[L
             if through is None:
                 return None
         else:
-            through = spec.passes.get(port)
+            through = spec.passes.get(port) or spec.made_from.get(port)
             if through not in ins:
                 return chain
         src, port = ins[through]

@@ -18,7 +18,8 @@ def load_audio_encoder(ctx, name: str = Param("", kind="path", locate=locator("a
     return {"audio_encoder": load(manager_for(ctx), name, ctx.device)}
 
 
-@node("encode.audio", title="Encode Audio (speech)", category="Conditioning", device="gpu")
+@node("encode.audio", title="Encode Audio (speech)", category="Conditioning", device="gpu",
+      made_from={"audio_embeds": "audio_encoder"})
 def encode_audio(ctx, audio_encoder: AUDIO_ENCODER, audio: AUDIO) -> AUDIO_EMBEDS:
     """The speech encoder's features of a sound (ComfyUI's AudioEncoderEncode): every layer's, 50 a second,
     for Wan 2.2 S2V (wav2vec2) or HuMo (whisper: each 30 s heard in turn; ComfyUI hears the first 30 s only). The
