@@ -816,6 +816,32 @@ def test_validate_names_every_folder_searched_for_a_missing_model_extra_model_pa
     assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
 
 
+def test_info_shows_the_extra_model_paths_folders_and_no_export_line_for_a_folder_already_searched(tmp_path,
+                                                                                                 monkeypatch, capsys):
+    """`kinograph info ~/ComfyUI/models` listed the model folders without the second drive its
+    extra_model_paths.yaml adds (searched all the same), told someone whose KINOGRAPH_MODELS already named that
+    folder to export it, and, finding nothing, to put files into the default folder or to name a folder: the one
+    just named. Now the drive's folders are listed under the file adding them, and the export line comes only for
+    a folder not yet searched."""
+    from app.cli import main
+    comfy, drive = tmp_path / "ComfyUI", tmp_path / "drive2"
+    (comfy / "models" / "vae").mkdir(parents=True)
+    (drive / "vae").mkdir(parents=True)
+    (comfy / "extra_model_paths.yaml").write_text(f"second:\n  base_path: {drive}\n  vae: vae\n  loras: loras\n")
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    assert main(["info", str(comfy / "models")]) == 0
+    out = capsys.readouterr().out
+    assert (f"  and, from {comfy / 'extra_model_paths.yaml'}:\n    {drive / 'vae'}\n    {drive / 'loras'}  (missing)\n"
+            in out), out
+    assert "export KINOGRAPH_MODELS" not in out
+    assert ("models found: none. Model files go in the sub-folder of their kind (checkpoints/, diffusion_models/, "
+            "text_encoders/, vae/, loras/ ...) of a folder above") in out
+    monkeypatch.delenv("KINOGRAPH_MODELS")
+    assert main(["info", str(comfy)]) == 0
+    assert f"export KINOGRAPH_MODELS={comfy} " in capsys.readouterr().out
+
+
 def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, monkeypatch, capsys):
     """A Wan folder in checkpoints/: `kinograph validate` said ok (load.wan's name was looked up in checkpoints/ and
     diffusion_models/), and the run stopped at load.wan, which looks in diffusion_models/ only. validate now
