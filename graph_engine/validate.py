@@ -214,7 +214,7 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
         for name, value in inst.params.items():
             p = spec.params.get(name)
             if p is None:
-                problems.append(wf.problem(f"{inst.type} has no parameter {name!r}{did_you_mean(name, spec.params)}",
+                problems.append(wf.problem(unknown_param(spec, name),
                                            "nodes", nid, "params", name, node=nid))
                 continue
             why = check_param(p, value)
@@ -300,6 +300,13 @@ def link_problem(g, spec: NodeSpec, port: str, src: str, sport: str, sspec: Opti
     if not want.can_take(have):
         return f"input {port!r}: {have.name} ({src}.{sport}) cannot connect to {want.name}{want.refusal_hint(have)}"
     return None
+
+
+def unknown_param(spec: NodeSpec, name: str) -> str:
+    """A parameter the node lacks, with the close name, else the names it has: `--set latent.length=5` (ComfyUI's
+    name for frames) said only that there was no such parameter, and no name was close enough to suggest."""
+    close = did_you_mean(name, spec.params)
+    return f"{spec.type} has no parameter {name!r}" + (close or f"; its parameters: {', '.join(spec.params) or 'none'}")
 
 
 def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, Any]:
@@ -514,8 +521,7 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "
             continue
         spec = registry.get(g.nodes[node_id].type)
         if spec is not None and param not in spec.params:
-            problems.append(Problem(source, 0, node_id, f"{spec.type} has no parameter {param!r}"
-                                                        f"{did_you_mean(param, spec.params)}"))
+            problems.append(Problem(source, 0, node_id, unknown_param(spec, param)))
             continue
         link = g.inputs.get(node_id, {}).get(param)
         if link is not None:            # the link's value would be used: the override would change nothing

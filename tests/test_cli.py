@@ -454,3 +454,17 @@ def test_a_loader_with_no_file_named_is_refused_by_validate_or_left_out(tmp_path
                   "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out.mp4}}\n")
     r = cli("run", str(wf))
     assert r.returncode == 0 and "not run: sd (" in r.stderr
+
+
+def test_a_parameter_no_name_is_close_to_is_answered_with_the_nodes_parameters(tmp_path, capsys):
+    """`--set latent.length=5` on an imported ComfyUI graph (EmptyHunyuanLatentVideo's `length` is latent.empty's
+    `frames`) said only "latent.empty has no parameter 'length'": no name was close enough to suggest, and the
+    newcomer was left guessing. The node's parameters are listed; a close name is still suggested alone."""
+    from app.cli import main
+    wf = tmp_path / "w.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  latent: {type: latent.empty}\n")
+    assert main(["validate", str(wf), "--set", "latent.length=5"]) == 2
+    assert ("--set: node latent: latent.empty has no parameter 'length'; its parameters: frames, width, height, fps, "
+            "size_fit\n") in capsys.readouterr().err
+    assert main(["validate", str(wf), "--set", "latent.frame=5"]) == 2
+    assert "latent.empty has no parameter 'frame' (did you mean 'frames'?)\n" in capsys.readouterr().err
