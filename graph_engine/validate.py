@@ -407,7 +407,9 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             put = f"put {file} into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder \
                 else "copy the file into the right folder of one of them"
             searched = getattr(p.locate, "searched", None)
-            looked = f" (looked in {', '.join(str(d) for d in searched(value))})" if searched else where
+            # A folder that is not there is said so: an extra_model_paths.yaml's drive not mounted, a base_path mistyped.
+            looked = (f" (looked in {', '.join(str(d) + ('' if d.is_dir() else ' (missing)') for d in searched(value))})"
+                      if searched else where)
             # The run's message names the close names a folder holds; validate said only 'not there' to someone
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
             close = getattr(p.locate, "close", None)

@@ -810,7 +810,7 @@ def test_validate_names_every_folder_searched_for_a_missing_model_extra_model_pa
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr().err
     assert (f"{wf}:3: node vae: name: 'wan_2.1_vae.safetensors' is not in the model folders (looked in "
-            f"{comfy / 'models' / 'vae'}, {tmp_path / 'data' / 'models' / 'vae'}, {drive / 'vae'}) nor beside the "
+            f"{comfy / 'models' / 'vae'}, {tmp_path / 'data' / 'models' / 'vae'} (missing), {drive / 'vae'}) nor beside the "
             f"workflow; put wan_2.1_vae.safetensors into {comfy / 'models' / 'vae'}, ") in err, err
     (drive / "vae" / "wan_2.1_vae.safetensors").write_bytes(b"x")
     assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
