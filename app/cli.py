@@ -351,7 +351,7 @@ def cmd_validate(args) -> int:
         raise WorkflowError(problems)
     # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
     missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})") + \
-        missing_input_files(wf, default_registry())
+        missing_input_files(wf, default_registry(), [d.parent / "input" for d in model_dirs() if d.name == "models"])
     if missing:
         raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]

@@ -439,10 +439,11 @@ def _named_files(wf: Workflow, registry: Registry):
                 yield nid, name, p, value
 
 
-def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
+def missing_input_files(wf: Workflow, registry: Registry, input_dirs=()) -> List[Problem]:
     """Footage, pictures and other files the workflow reads (path params without a model-folder lookup)
     that are not there, for `kinograph validate`: it said ok, and the run failed at the loader. Not part
-    of `validate`, as with model files: a shared workflow is valid before its files are copied in."""
+    of `validate`, as with model files: a shared workflow is valid before its files are copied in.
+    `input_dirs`: ComfyUI's input/ folders, where a ComfyUI workflow's LoadVideo / LoadImage names its files."""
     import glob
     import os
     from .outputs import resolve_path
@@ -457,8 +458,11 @@ def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
             continue
         from .portable import missing_hint
         near = missing_hint(path)
+        # An imported ComfyUI workflow names its footage as ComfyUI's input/ folder holds it: say where it is.
+        held = [str(d / value) for d in input_dirs if not os.path.isabs(value) and os.path.isfile(d / value)]
+        there = f"; ComfyUI's input folder holds it: set {name} to {held[0]}" if held else ""
         problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are taken "
-                                   "from the workflow file's folder", "nodes", nid, "params", name, node=nid))
+                                   f"from the workflow file's folder{there}", "nodes", nid, "params", name, node=nid))
     return problems
 
 
