@@ -78,11 +78,12 @@ nodes:
 """
 
 
-def test_validate_refuses_a_whisper_encoded_voice_for_infinitetalk_before_anything_loads(tmp_path, monkeypatch,
+def test_validate_refuses_a_voice_from_the_wrong_speech_encoder_before_anything_loads(tmp_path, monkeypatch,
                                                                                         capsys, encoder):  # noqa: F811
     """HuMo's whisper file in load.audio_encoder feeding condition.infinitetalk (which reads wav2vec2 features) was
     refused only when the conditioning ran, after the Wan model, the patch and the encoder had loaded. The encoder
-    file's header tells at once: `kinograph validate` names it (exit 2); a wav2vec2 file draws no such word."""
+    file's header tells at once: `kinograph validate` names it (exit 2); a wav2vec2 file draws no such word, and
+    condition.humo (whisper's features) refuses a wav2vec2 one."""
     from safetensors.torch import save_file
     from transformers import WhisperConfig, WhisperModel
     from app.cli import main
@@ -102,10 +103,18 @@ def test_validate_refuses_a_whisper_encoded_voice_for_infinitetalk_before_anythi
     wf.write_text(TALK % "whisper_large_v3_fp16.safetensors")
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr().err
-    assert (f"{wf}:11: node talk: audio_embeds: the voice is encoded by whisper (whisper_large_v3_fp16.safetensors, "
-            "HuMo's speech encoder); InfiniteTalk reads wav2vec2 features: load "
+    assert (f"{wf}:11: node talk: audio_embeds: the voice is encoded by whisper (whisper_large_v3_fp16.safetensors); "
+            "InfiniteTalk reads wav2vec2 features: load "
             "audio_encoders/wav2vec2-chinese-base_fp16.safetensors in the load.audio_encoder that feeds it") in err, err
     wf.write_text(TALK % "wav2vec2-chinese-base_fp16.safetensors")
     assert main(["validate", str(wf)]) == 2          # the Wan files are not there: that, and nothing on the voice
     err = capsys.readouterr().err
     assert "wan2.1_i2v_480p_14B_fp16.safetensors' is not in the model folders" in err and "whisper" not in err, err
+    # HuMo the other way round: it reads whisper's features, and a wav2vec2 file is named as early.
+    humo = TALK.split("  talk:")[0] % "wav2vec2-chinese-base_fp16.safetensors" + \
+        "  humo: {type: condition.humo, inputs: {vae: vae.vae, positive: prompt.positive, audio_embeds: feats.audio_embeds}}\n"
+    wf.write_text(humo)
+    assert main(["validate", str(wf)]) == 2
+    assert (f"{wf}:11: node humo: audio_embeds: the voice is encoded by wav2vec2 (wav2vec2-chinese-base_fp16.safetensors);"
+            " HuMo reads whisper features: load audio_encoders/whisper_large_v3_fp16.safetensors in the "
+            "load.audio_encoder that feeds it") in capsys.readouterr().err

@@ -6,6 +6,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import (AUDIO_EMBEDS, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, MODEL_PATCH, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import locator
+from nodes.generate.audio_encoder import voice_preflight
 
 
 @node("load.model_patch", title="Load Model Patch", category="Models", device="gpu",
@@ -20,20 +21,9 @@ def load_model_patch(ctx, name: str = Param("", kind="path", locate=locator("mod
     return {"model_patch": load(manager_for(ctx), name)}
 
 
-def voices_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
-    """condition.infinitetalk at validation: a voice encoded by whisper (HuMo's encoder) was refused only when the
-    conditioning ran, after the Wan model, the patch and the encoder had loaded; the encoder's file tells at once."""
-    from nodes.generate.audio_encoder import encoder_family
-    from pathlib import Path
-    return [(port, f"the voice is encoded by whisper ({Path(sources[port][1]['name']).name}, HuMo's speech encoder); "
-                   "InfiniteTalk reads wav2vec2 features: load audio_encoders/wav2vec2-chinese-base_fp16.safetensors "
-                   "in the load.audio_encoder that feeds it")
-            for port in ("audio_embeds", "audio_embeds_2")
-            if port in sources and encoder_family(*sources[port]) == "whisper"]
-
-
 @node("condition.infinitetalk", title="Wan InfiniteTalk", category="Conditioning", device="gpu",
-      preflight=voices_preflight, outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim": INT})
+      preflight=voice_preflight("wav2vec2", "InfiniteTalk", "wav2vec2-chinese-base_fp16.safetensors",
+                                "audio_embeds", "audio_embeds_2"), outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim": INT})
 def condition_infinitetalk(ctx, model: MODEL, model_patch: MODEL_PATCH, vae: VAE, positive: CONDITIONING,
                            audio_embeds: AUDIO_EMBEDS = Input(help="encode.audio of the (first) speaker's voice"),
                            negative: CONDITIONING = Input(optional=True),
