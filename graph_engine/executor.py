@@ -33,12 +33,14 @@ EventFn = Callable[[Dict[str, Any]], None]
 class RunResult:
     """What a run did: `ok` (no node failed, not cancelled); `results` (node -> what it reports: a writer's
     `path`, `frames`, `bytes`, a metric's value); `failed` (node -> message); `skipped` (nodes not run because
-    a node they need failed); `outputs` (node -> port -> value, for the nodes asked for with `keep`);
-    `executed` (nodes computed rather than served from a cache); `seconds`."""
+    a node they need failed); `unread` (nodes not run because only inputs a switch did not pick read them:
+    NodeSpec.reads); `outputs` (node -> port -> value, for the nodes asked for with `keep`); `executed` (nodes
+    computed rather than served from a cache); `seconds`."""
     ok: bool
     results: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     failed: Dict[str, str] = field(default_factory=dict)      # node -> message
     skipped: List[str] = field(default_factory=list)
+    unread: List[str] = field(default_factory=list)
     cancelled: bool = False
     outputs: Dict[str, Dict[str, Any]] = field(default_factory=dict)   # node -> port -> value
     executed: List[str] = field(default_factory=list)
@@ -84,6 +86,57 @@ def linked_param(ps, value: Any) -> Any:
     if why:
         raise NodeError(f"parameter {ps.name!r} got {value!r} through its link: {why}")
     return v
+
+
+class Reads:
+    """Which nodes of a run are read, where some node reads only some of its inputs as its params say (a switch:
+    NodeSpec.reads). A node is wanted when the run asks for it, nothing in the run reads it (it is an end: a
+    writer), or a wanted node reads it; an input of a switch whose params are not known yet counts as read."""
+
+    def __init__(self, g, registry, order, targets):
+        self.g, self.registry, self.targets = g, registry, set(targets or ())
+        self.consumers: Dict[str, List[tuple]] = {}
+        for n in order:
+            for port, (src, _) in g.inputs.get(n, {}).items():
+                self.consumers.setdefault(src, []).append((n, port))
+        self.active = any(registry.get(g.nodes[n].type).reads is not None for n in order)
+        self.skipped: set = set()
+
+    def ports(self, nid, params, values, dead) -> Optional[set]:
+        """The inputs and linked params `nid` reads; None: all of them (not a switch, bypassed, or its params are
+        not known yet). One that will not run (a param's source failed) reads only its params."""
+        inst = self.g.nodes[nid]
+        spec = self.registry.get(inst.type)
+        if spec.reads is None or inst.bypass:
+            return None
+        p = dict(params[nid])
+        links = self.g.inputs.get(nid, {})
+        linked = {port for port in links if port in spec.params}
+        for port, (src, sport) in links.items():
+            if port in spec.params:
+                if src in dead:
+                    return linked           # it is skipped for that, and says so
+                if src not in values:
+                    return None
+                try:
+                    p[port] = linked_param(spec.params[port], values[src][sport])
+                except NodeError:          # the switch itself says so when it runs
+                    return None
+        return set(spec.reads(p)) | linked
+
+    def wanted(self, nid, params, values, dead) -> bool:
+        if not self.active:
+            return True
+        memo: Dict[str, bool] = {}
+
+        def want(n):
+            if n not in memo:
+                memo[n] = False             # a cycle is no reader (a plan has none)
+                memo[n] = n in self.targets or n not in self.consumers or any(
+                    c not in self.skipped and (read is None or port in read) and want(c)
+                    for c, port in self.consumers[n] for read in [self.ports(c, params, values, dead)])
+            return memo[n]
+        return want(nid)
 
 
 def _in_upstream(g, nid: str, error: BaseException, message: str) -> str:
@@ -202,6 +255,7 @@ class Executor:
         dead: Dict[str, str] = {}
         workflow_yaml = None
         shared = self._read_twice(g, order, keys, use_cache)
+        reads = Reads(g, self.registry, order, targets)
         from . import config
         spill = Spill(config.cache_dir() / "spill")
         emit({"event": "run_started", "nodes": order})
@@ -214,14 +268,22 @@ class Executor:
                 cancel.check()
                 inst = g.nodes[nid]
                 spec = self.registry.get(inst.type)
-                bad = [s for s, _ in g.inputs.get(nid, {}).values() if s in dead]
+                if not reads.wanted(nid, params, values, dead):
+                    reads.skipped.add(nid)
+                    res.unread.append(nid)
+                    emit({"event": "log", "node": nid, "message": "not run: only a switch's input it does not "
+                                                                  "pick reads it"})
+                    continue
+                read = reads.ports(nid, params, values, dead)
+                bad = [s for port, (s, _) in g.inputs.get(nid, {}).items()
+                       if s in dead and (read is None or port in read)]
                 if bad:
                     dead[nid] = bad[0]
                     res.skipped.append(nid)
                     emit({"event": "node_skipped", "node": nid, "because": bad[0]})
                     continue
                 key = keys[nid]
-                ins = self._gather(g, spec, nid, values, shared, spill)
+                ins = self._gather(g, spec, nid, values, shared, spill, read)
                 empty = self._empty_input(g, spec, nid, ins)
                 if empty and not inst.bypass:
                     self._fail(res, dead, nid, empty, None, emit)
@@ -402,11 +464,14 @@ class Executor:
                 readers[src] = readers.get(src, 0) + 1
         return {src for src, n in readers.items() if n > 1}
 
-    def _gather(self, g, spec, nid, values, shared, spill) -> Dict[str, Any]:
+    def _gather(self, g, spec, nid, values, shared, spill, read=None) -> Dict[str, Any]:
         """Input values by port, through a converter where the socket types differ (IMAGE into VIDEO). A clip
-        that more than one node reads comes through the run's spill, so it is computed once."""
+        that more than one node reads comes through the run's spill, so it is computed once. `read`: the only
+        ports read (a switch's picked side; None: all)."""
         ins = {}
         for port, (src, sport) in g.inputs.get(nid, {}).items():
+            if read is not None and port not in read:
+                continue
             v = values[src][sport]
             if isinstance(v, Clip) and (src, sport) in shared:
                 v = spill.share((src, sport), v)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 from .types import BOOL, FLOAT, INT, STRING, SocketType, PY_PARAM_TYPES
 
@@ -159,6 +159,10 @@ class NodeSpec:
     # Imports what the node's first run needs (a model library: seconds of CPU), called by a front end on a thread
     # of its own while the user is still preparing the node (picking its points), so that run does not wait.
     warm: Optional[Callable[[], None]] = None
+    # A node that reads only some of its inputs, as its params say (a switch reads the side it picks): params (a
+    # linked one as its link brought it) -> the inputs it reads. A node feeding only inputs it will not read is
+    # not run (see executor's wanted), so a model or a generation on a switch's unpicked side costs nothing.
+    reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None
 
     def port_type(self, port: str) -> Optional[SocketType]:
         """The socket type a link into `port` must bring: an input's, or a linkable param's (param_socket)."""
@@ -195,7 +199,7 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
          migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
          temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None,
          passes: Optional[Dict[str, str]] = None, made_from: Optional[Dict[str, str]] = None,
-         warm: Optional[Callable[[], None]] = None):
+         warm: Optional[Callable[[], None]] = None, reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None):
     """Declare a node type; see the module docstring."""
 
     def deco(func: Callable) -> Callable:
@@ -206,6 +210,7 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
         spec.passes = _passes(spec, passes or {})
         spec.made_from = _passes(spec, made_from or {}, same_type=False)
         spec.warm = warm
+        spec.reads = reads
         func.__kinograph_spec__ = spec
         return func
 

@@ -42,7 +42,8 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
     problems = validate(wf, registry, only=needed)
     if problems:
         raise WorkflowError(problems)
-    order = list(graphlib.TopologicalSorter({n: list(g.upstream(n)) for n in needed}).static_order())
+    order = _deciders_first(list(graphlib.TopologicalSorter({n: list(g.upstream(n)) for n in needed}).static_order()),
+                            wf, registry)
     keys: Dict[str, str] = {}
     params: Dict[str, Dict[str, Any]] = {}
     parts: Dict[str, Dict[str, Any]] = {}
@@ -79,6 +80,18 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
             parts[nid] = {"type": inst.type, "version": spec.version, "params": typed, "inputs": ins, "files": files}
         keys[nid] = hash_key(parts[nid])
     return Plan(order, keys, params, parts, last_use, left_out)
+
+
+def _deciders_first(order: List[str], wf: Workflow, registry: Registry) -> List[str]:
+    """The order with what a switch's params are linked from (and all that feeds it) first, still topological (what
+    feeds a node first is first too): its value is known before the nodes on the switch's sides are reached, so the
+    side it does not pick need not run (NodeSpec.reads)."""
+    g = wf.graph
+    lazy = [n for n in order if registry.get(g.nodes[n].type).reads is not None]
+    srcs = [src for n in lazy for port, (src, _) in g.inputs.get(n, {}).items()
+            if port in registry.get(g.nodes[n].type).params]
+    first = set(g.ancestors(srcs))
+    return [n for n in order if n in first] + [n for n in order if n not in first]
 
 
 def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str:

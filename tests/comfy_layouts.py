@@ -32,6 +32,25 @@ def built(builder, tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def auto_encoder_mismatch(model_file: str, text_encoder_file: str) -> str:
+    """The message sampling the tiny model in `model_file` gives with a text encoder file loaded as type auto, which
+    reads it for another family (t5xxl: LTX-Video's, qwen_3_4b: FLUX.2 [klein]'s)."""
+    import pytest
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    mm = ModelManager()
+    model = load_diffusion_model(mm, model_file, "default", "cpu")
+    te = load_text_encoder(mm, text_encoder_file, "", "auto", "cpu")
+    with pytest.raises(NodeError) as e:
+        run_sampling(model, encode_prompt(te, "a cat"), None, empty_latent(load_vae(mm, "ae.safetensors", "cpu"), 1,
+                     64, 48, 8.0), steps=1, cfg=1.0, sampler="euler", seed=1)
+    return str(e.value)
+
+
 def models_dir(tmp_path_factory, builder, name: str, **kw):
     """A module fixture's body for builders of ComfyUI's model folder layout: built once under `name`, with
     KINOGRAPH_MODELS pointing at its models/ and one torch thread (as `built`)."""

@@ -233,3 +233,91 @@ def test_the_normal_map_nodes_are_found_by_an_artists_words(win):
     for words in ("surface normals", "bump map", "normalmap", "normal map"):
         palette.edit.setText(words)
         assert set(palette.results()[:2]) == {"normals.midas", "normals.bae"}, (words, palette.results())
+
+
+def _slow_import(monkeypatch, gate):
+    """The importer made to wait for `gate`, as a big template keeps it busy; where it ran is recorded."""
+    import threading
+    import app.comfyui
+    real, seen = app.comfyui.import_workflow, {}
+
+    def slow(*a, **k):
+        seen["on_ui_thread"] = threading.current_thread() is threading.main_thread()
+        seen["gate_opened"] = gate.wait(10)     # never opens when the UI thread is the one waiting here
+        return real(*a, **k)
+    monkeypatch.setattr(app.comfyui, "import_workflow", slow)
+    return seen
+
+
+def test_a_comfyui_import_leaves_the_window_drawing(win, monkeypatch):
+    """The largest templates took 1 to 3 s to import on the UI thread, the window frozen meanwhile; the import
+    runs on a worker thread while the window goes on handling events (here a timer, which opens the gate)."""
+    import threading
+    from PySide6.QtCore import QTimer
+    gate = threading.Event()
+    seen = _slow_import(monkeypatch, gate)
+    QTimer.singleShot(20, gate.set)
+    assert win.open_path(DATA / "svd_i2v.json") is win
+    assert seen == {"on_ui_thread": False, "gate_opened": True}
+    assert "k_sampler_3" in win.doc.graph.nodes and win._comfyui_report.isVisible()
+
+
+def test_a_slow_comfyui_import_shows_a_busy_dialog_whose_cancel_keeps_the_graph(win, monkeypatch):
+    import threading
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QProgressDialog, QPushButton
+    from app.editor import comfyui_open
+    monkeypatch.setattr(comfyui_open, "BUSY_AFTER_MS", 0)
+    before = set(win.doc.graph.nodes)
+    gate, shown = threading.Event(), []
+
+    def cancel():
+        busy = win.findChild(QProgressDialog, "busyImport")
+        shown.append(busy.isVisible() and busy.labelText())
+        busy.findChild(QPushButton).click()
+    QTimer.singleShot(100, cancel)
+    _slow_import(monkeypatch, gate)
+    assert win.open_path(DATA / "svd_i2v.json") is None
+    gate.set()
+    assert shown == ["Importing svd_i2v.json…"]
+    assert set(win.doc.graph.nodes) == before and not win.doc.modified
+    assert "cancelled" in win.statusBar().currentMessage()
+
+
+def test_a_comfyui_group_still_holds_its_nodes_once_they_are_kinograph_sized(win):
+    """SVD's group framed its sampler in ComfyUI; the Kinograph sampler, with more fields, hung out of the frame,
+    so dragging the group (which carries what lies wholly inside it) left the sampler behind."""
+    from PySide6.QtCore import QPointF
+    assert win.open_path(DATA / "svd_i2v.json") is win
+    scene = win.view.scene()
+    frame = scene.groups["group_1"].scene_rect()
+    for nid in ("video_linear_cfg_guidance_14", "k_sampler_3", "vae_decode_8", "svd_img2vid_conditioning_12"):
+        assert frame.contains(scene.nodes[nid].sceneBoundingRect()), nid
+    assert not frame.intersects(scene.nodes["load_image_23"].sceneBoundingRect())
+    group = scene.groups["group_1"]
+    scene.clearSelection()
+    group.setSelected(True)
+    before = scene.nodes["k_sampler_3"].pos()
+    scene.begin_move()
+    group.setPos(group.pos() + QPointF(100, 0))
+    assert scene.nodes["k_sampler_3"].pos().x() > before.x() + 50        # carried (then snapped to the grid)
+
+
+def test_a_red_placeholder_says_to_replace_it_not_to_install_a_node_pack(win, tmp_path):
+    """Selecting a red ComfyUI node said "install the node pack that provides it": no pack provides
+    comfyui.ImageQuantize; the import found no Kinograph equivalent, and the node is to be replaced."""
+    from PySide6.QtWidgets import QLabel
+    wf = json.loads((DATA / "svd_i2v.json").read_text())
+    wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0,
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [16, "none"]})
+    wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
+    (tmp_path / "q.json").write_text(json.dumps(wf))
+    assert win.open_path(tmp_path / "q.json") is win
+    win.view.scene().select_nodes(["image_quantize_30"])
+    said = [l.text() for l in win.properties.findChildren(QLabel, "FieldError")]
+    assert said == ["ComfyUI's ImageQuantize has no Kinograph equivalent: replace it with Kinograph nodes that do "
+                    "the same (Tab adds one), then delete it"]
+    win.view_node("image_quantize_30", "A")
+    assert win.statusBar().currentMessage() == ("ComfyUI's ImageQuantize has no Kinograph equivalent: replace it "
+                                                "to see an output there")

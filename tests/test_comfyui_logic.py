@@ -109,19 +109,34 @@ def test_string_nodes_over_constants_become_the_prompt_comfyui_builds():
     assert (sample.params["steps"], sample.params["cfg"], sample.params["seed"]) == (12, 12.0, 1234)
 
 
-def test_a_string_from_a_language_model_stays_not_mapped_and_says_why():
-    """TextGenerate runs an LLM, which Kinograph does not: it is not mapped, and the nodes computing on its text
-    say that their input is known only as the workflow runs; the preset's steps, from constants, still fold."""
+def _generated_into(node: str, name: str):
+    """_strings_api with a TextGenerate (node 20) whose text feeds input `name` of `node`."""
     api = _strings_api()
     api["20"] = {"class_type": "TextGenerate", "inputs": {"clip": ["1", 1], "prompt": "describe a city",
                                                           "max_length": 256}}
-    api["3"]["inputs"]["replace"] = ["20", 0]
-    res = import_data(api)
+    api[node]["inputs"][name] = ["20", 0]
+    return api
+
+
+def test_string_nodes_on_a_language_models_text_stay_not_mapped_and_say_why():
+    """TextGenerate runs (text.generate), but its text is known only as the workflow runs: the string nodes computing
+    on it are not mapped and say so; the preset's steps, from constants, still fold."""
+    res = import_data(_generated_into("3", "replace"))
     blocking = {e.class_type: e for e in res.report.blocking}
-    assert set(blocking) == {"TextGenerate", "StringReplace", "StringConcatenate", "RegexExtract", "RegexReplace"}
+    assert set(blocking) == {"StringReplace", "StringConcatenate", "RegexExtract", "RegexReplace"}
+    assert _by_type(res.graph, "text.generate")[0].params["prompt"] == "describe a city"
     assert "its replace input is only known when the workflow runs" in blocking["StringReplace"].notes
     assert "its string_a input is only known when the workflow runs" in blocking["StringConcatenate"].notes
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
+
+
+def test_a_prompt_written_by_a_language_model_leaves_its_encoder_not_mapped():
+    """TextGenerate runs, but encode.text's prompt is typed in: a CLIPTextEncode reading the generated text is not
+    mapped, saying why, where set by hand it would encode an empty prompt in place of ComfyUI's generated one."""
+    res = import_data(_generated_into("7", "text"))
+    blocking = {e.comfy_id: e for e in res.report.blocking}
+    assert set(blocking) == {"7"} and "text.generate" in blocking["7"].notes[0]
+    assert "20" not in blocking and _by_type(res.graph, "text.generate")
 
 
 def test_json_extract_gives_what_comfyuis_node_gives():

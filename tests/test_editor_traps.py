@@ -674,3 +674,31 @@ def test_14c_a_screenshot_never_replaces_a_picture_kinograph_did_not_write(tmp_p
     for _ in range(2):          # its own earlier screenshot is replaced
         assert editor_main.run_editor(None, screenshot=str(shot)) == 0
     assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_value_set_right_loses_its_red_message(make_window, registry, qtbot):
+    """A workflow read with frames: 0 showed "out of range" under the field; typing 8 there left the message
+    in red (and selecting the node again showed it again) until the file was reopened: the properties showed
+    what validating the graph had found when it was read. It goes once the value is right, and Undo brings it
+    back with the 0."""
+    doc = Document.from_text("kinograph: 1\nnodes:\n  count: {type: test.count, params: {frames: 0}}\n", None, registry)
+    w = active(make_window(doc), qtbot)
+    w.scene.select_nodes(["count"])
+    unwired = "required input 'video' (VIDEO) is not connected"
+
+    def red():
+        QApplication.processEvents()            # a field added to the shown panel shows at the next event
+        return [l.text() for l in w.properties.findChildren(QLabel, "FieldError") if l.isVisible()]
+    assert red() == ["parameter 'frames' 0 is out of range (1..64)", unwired]
+    box = w.properties.editors["frames"].spin
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "8")
+    qtbot.keyClick(box.lineEdit(), Qt.Key_Return)
+    assert w.doc.graph.nodes["count"].params["frames"] == 8
+    assert red() == [unwired]                   # still true: it stays
+    w.scene.select_nodes([])
+    w.scene.select_nodes(["count"])
+    assert red() == [unwired]                   # still true: it stays
+    w.doc.undo.undo()
+    assert red() == ["parameter 'frames' 0 is out of range (1..64)", unwired]

@@ -1,6 +1,7 @@
 """math.switch: ComfyUI's Switch whose test is only known as the workflow runs (`a > 2048` on a picture's width, as
-ComfyUI's LTX-2.3 IC-LoRA template resizes only a large picture). The side not picked is made as a clip, but none of
-its frames is computed."""
+ComfyUI's LTX-2.3 IC-LoRA template resizes only a large picture). As ComfyUI's inputs are lazy (comfy_extras/
+nodes_logic.py's check_lazy_status asks only for the side picked), the nodes that feed only the other side do not
+run at all (graph_engine's NodeSpec.reads)."""
 import pytest
 
 from app.comfyui import import_data
@@ -8,11 +9,14 @@ from graph_engine import Clip, node
 from graph_engine.types import VIDEO
 
 READ = []       # (node, first frame, stop) of each read of the test node's frames
+CALLS = []      # the test nodes run, in order
 
 
 @node("test.counted", category="Test")
 def counted(ctx, video: VIDEO) -> VIDEO:
     """Passes its clip on, noting each read of its frames."""
+    CALLS.append(ctx.node_id)
+
     def read(a, b):
         READ.append((ctx.node_id, a, b))
         return video.frames(a, b)
@@ -37,7 +41,7 @@ def test_a_switch_on_a_pictures_width_picks_as_the_workflow_runs(width, size):
     res = import_data(_picture_switch(width))
     assert not res.report.blocking
     entry = res.report.entries["5"]
-    assert entry.status == "approx" and "both of its inputs are made" in entry.notes[0]
+    assert entry.status == "exact", entry.notes
     g = res.graph
     switch, = [n for n in g.nodes.values() if n.type == "math.switch"]
     assert g.inputs[switch.id] == {"switch": ("comfy_math_expression_3", "bool"),
@@ -63,17 +67,8 @@ nodes:
 
 @pytest.mark.parametrize("width, picked", [(48, "big"), (32, "kept")])
 def test_the_side_not_picked_computes_no_frame(tmp_path, monkeypatch, width, picked):
-    from graph_engine.executor import Executor
-    from graph_engine.registry import Registry
-    from graph_engine.workflow import parse_workflow
     monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
-    reg = Registry()
-    reg.load_entry_points()
-    reg.register(counted)
-    wf, problems = parse_workflow(WF.format(width=width), None, reg)
-    assert not problems
-    READ.clear()
-    res = Executor(reg, use_disk=False).run(wf)
+    res = _run(WF.format(width=width))
     assert res.ok, res.failed
     clip = res.outputs["pick"]["value"]
     assert isinstance(clip, Clip) and clip.frames(0, 4).shape[0] == 4
@@ -86,3 +81,74 @@ def test_a_switch_with_nothing_on_the_side_picked_says_so():
     assert switch(None, on_false=None, on_true=5, switch=True) == {"value": 5}
     with pytest.raises(NodeError, match="switch is off and on_false has nothing linked"):
         switch(None, on_false=None, on_true=5, switch=False)
+
+
+@node("test.fails", category="Test")
+def fails(ctx, video: VIDEO) -> VIDEO:
+    """Fails, as a generation on a side whose model is missing would."""
+    from graph_engine import NodeError
+    raise NodeError("no model here")
+
+
+def _workflow(text):
+    """The workflow and a registry with the test nodes."""
+    from graph_engine.registry import Registry
+    from graph_engine.workflow import parse_workflow
+    reg = Registry()
+    reg.load_entry_points()
+    reg.register(counted)
+    reg.register(fails)
+    wf, problems = parse_workflow(text, None, reg)
+    assert not problems
+    return wf, reg
+
+
+def _run(text, **kw):
+    from graph_engine.executor import Executor
+    wf, reg = _workflow(text)
+    READ.clear()
+    CALLS.clear()
+    return Executor(reg, use_disk=False).run(wf, **kw)
+
+
+@pytest.mark.parametrize("width, picked, unpicked", [(48, ["small", "big"], ["kept"]),
+                                                     (32, ["kept"], ["small", "big"])])
+def test_the_nodes_feeding_only_the_side_not_picked_do_not_run(tmp_path, monkeypatch, width, picked, unpicked):
+    """ComfyUI runs neither the side not picked nor what feeds only it; what feeds both sides (p) runs, once."""
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    res = _run(WF.format(width=width))
+    assert res.ok, res.failed
+    assert sorted(res.unread) == sorted(unpicked)
+    assert not set(res.executed) & set(unpicked) and set(picked) <= set(res.executed)
+    assert {"p", "size", "wide", "pick"} <= set(res.executed)
+    assert CALLS == [n for n in picked if n != "small"]
+
+
+def test_a_failure_on_the_side_not_picked_stops_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    text = WF.replace("big: {{type: test.counted", "big: {{type: test.fails")
+    res = _run(text.format(width=32))
+    assert res.ok, res.failed
+    assert sorted(res.unread) == ["big", "small"]
+    res = _run(text.format(width=48))
+    assert not res.ok and "no model here" in res.failed["big"] and res.skipped == ["pick"]
+
+
+def test_a_switch_whose_test_fails_runs_neither_side(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    res = _run(WF.replace("expression: a > 40", "expression: 1 / (a - a) > 0").format(width=32))
+    assert "wide" in res.failed and res.skipped == ["pick"]
+    assert sorted(res.unread) == ["big", "kept", "small"] and CALLS == []
+
+
+def test_a_node_asked_for_runs_though_only_the_side_not_picked_reads_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    res = _run(WF.format(width=32), targets=["pick", "big"])
+    assert res.ok and "big" in res.executed and res.unread == []
+
+
+def test_the_switch_decides_before_the_sides_are_reached():
+    """The plan puts what the switch's test needs first, so the sides come after it is known."""
+    from graph_engine.plan import plan_run
+    order = plan_run(*_workflow(WF.format(width=32))).order
+    assert max(order.index(n) for n in ("p", "size", "wide")) < min(order.index(n) for n in ("small", "big", "kept"))

@@ -172,6 +172,35 @@ def test_sd3_skip_layer_guidance_matches_pipeline(sd3):
     _close(want, got)
 
 
+def test_sd3_skip_layers_in_the_negative_pass(sd3):
+    """guide.skip_layers_negative (ComfyUI's SkipLayerGuidanceDiTSimple) on SD3's joint blocks: one Euler step to 0
+    lands on the x0 prediction, checked against uncond_skipped + cfg (cond - uncond_skipped), the skipped run made
+    with the test's own stand-in for joint block 1 (text and picture handed on unchanged)."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.nodes import skip_layers_negative
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    mm = ModelManager()
+    h = mm.load("sd3", str(sd3 / "diffusers"))
+    p = mm.components(h)
+    pos, neg = encode_prompt(p["text_encoder"], "a cat"), encode_prompt(p["text_encoder"], "blurry")
+    lat = empty_latent(p["vae"], 1, W, H, 8.0)
+
+    def step(m, positive, negative, cfg):
+        return run_sampling(m, positive, negative, lat, steps=1, cfg=cfg, sampler="euler", seed=SEED).samples
+    cond = step(h, pos, None, 1.0)
+    block = h.pipe.transformer.transformer_blocks[1]
+    block.forward = lambda hidden_states, encoder_hidden_states, *a, **k: (encoder_hidden_states, hidden_states)
+    try:
+        uncond_skipped = step(h, neg, None, 1.0)
+    finally:
+        del block.forward
+    assert (step(h, neg, None, 1.0) - uncond_skipped).abs().max() > 1e-3
+    _close(uncond_skipped + (cond - uncond_skipped) * CFG, step(skip_layers_negative(None, h, "1", 0.0, 1.0), pos,
+                                                                neg, CFG))
+
+
 # ComfyUI's SD 3.5 template (Comfy-Org/workflow_templates sd3.5_simple_example.json) in API form: the checkpoint with
 # its text encoders, CLIPTextEncode for both prompts, KSampler euler / sgm_uniform at cfg 4.01. Its size, steps and
 # seed are the tiny model's.

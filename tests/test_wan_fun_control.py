@@ -205,6 +205,35 @@ def test_skip_layer_guidance_pushes_away_from_the_prediction_without_those_block
         step(skip_layer_guidance(None, model, "5", 2.0, 0.0, 1.0, 0.0), neg, 5.0)
 
 
+def test_skip_layers_in_the_negative_pass_as_comfyuis_simple_kind(models, mm):
+    """guide.skip_layers_negative (ComfyUI's SkipLayerGuidanceDiTSimple, calc_cond_batch_function): the negative
+    prompt's prediction is made with block 1 skipped, the prompt's in full, and CFG mixes them. One Euler step to
+    noise level 0 lands on the x0 prediction, so it is checked against uncond_skipped + cfg (cond - uncond_skipped),
+    each made here by a plain run (the skipped one with the test's own stand-in for the block). Outside its share of
+    the steps, or without CFG, it changes nothing."""
+    from nodes.generate.nodes import skip_layers_negative
+    from nodes.generate.sampling import run_sampling
+    g = torch.Generator().manual_seed(5)
+    model, pos, neg, lat = _guided(mm, g)
+
+    def step(m, positive, negative, cfg):
+        return run_sampling(m, positive, negative, lat, steps=1, cfg=cfg, sampler="euler", seed=3).samples
+    guided, cond = step(model, pos, neg, 5.0), step(model, pos, None, 1.0)
+    block = model.pipe.transformer.blocks[1]
+    block.forward = lambda hidden_states, *a, **k: hidden_states
+    try:
+        uncond_skipped = step(model, neg, None, 1.0)
+    finally:
+        del block.forward
+    assert (step(model, neg, None, 1.0) - uncond_skipped).abs().max() > 1e-3
+    got = step(skip_layers_negative(None, model, "1", 0.0, 1.0), pos, neg, 5.0)
+    assert torch.allclose(got, uncond_skipped + (cond - uncond_skipped) * 5.0, atol=1e-4)
+    assert torch.allclose(step(model, pos, neg, 5.0), guided)         # the blocks are back as they were
+    late = skip_layers_negative(None, model, "1", 0.5, 1.0)           # the one step is at the top noise level
+    assert torch.allclose(step(late, pos, neg, 5.0), guided)
+    assert torch.allclose(step(skip_layers_negative(None, model, "1", 0.0, 1.0), pos, None, 1.0), cond)
+
+
 def test_unet_attention_multiply_changes_nothing_on_wan(models, mm):
     """ComfyUI's UNetTemporalAttentionMultiply scales UNet attention weights by name, which Wan has none of: on
     the Fun templates' Wan model it is a no-op there and in Kinograph."""

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_rope, encode_voice_logs, on_tiny_files, perturbed_wan, tiny_wan_folder
+from tiny_wan22 import comfy_ops, comfy_rope, encode_voice_logs, on_tiny_files, perturbed_wan, tiny_wan_folder
 
 # A tiny HuMo 17B-like file: 36 input channels (noise, a 4-channel mask, the image latent), 2 blocks of one 128-wide
 # head; its voice projection reads 8 frames x 5 groups of 16-wide whisper features into 16 tokens 24 wide.
@@ -65,14 +65,7 @@ def _reference_humo(sd, x, t, context, audio, ref):
     tensors: one head, patch (1, 2, 2)."""
     import torch.nn.functional as F
 
-    def lin(v, k):
-        return F.linear(v, sd[k + ".weight"], sd.get(k + ".bias"))
-
-    def rms(v, k):
-        return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * sd[k + ".weight"]
-
-    def ln(v, k=None, eps=1e-6):
-        return F.layer_norm(v, v.shape[-1:], sd.get(f"{k}.weight"), sd.get(f"{k}.bias"), eps=eps)
+    lin, rms, ln = comfy_ops(sd)
 
     def ids(t_len, h_len, w_len, t0=0):
         g = torch.zeros(t_len, h_len, w_len, 3, dtype=torch.float64)

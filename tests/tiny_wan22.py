@@ -258,6 +258,23 @@ def build_wan22_animate(root: Path) -> Path:
     return root
 
 
+def comfy_ops(sd: dict):
+    """(lin, rms, ln) over a state dict's tensors, as ComfyUI's Wan layers compute: a Linear, WanRMSNorm (eps 1e-6)
+    and a LayerNorm (eps 1e-6 unless told, affine where the file has its weight and bias) named by key prefix."""
+    import torch
+    import torch.nn.functional as F
+
+    def lin(v, k):
+        return F.linear(v, sd[k + ".weight"], sd.get(k + ".bias"))
+
+    def rms(v, k):
+        return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * sd[k + ".weight"]
+
+    def ln(v, k=None, eps=1e-6):
+        return F.layer_norm(v, v.shape[-1:], sd.get(f"{k}.weight"), sd.get(f"{k}.bias"), eps=eps)
+    return lin, rms, ln
+
+
 def comfy_rope(v, pos):
     """ComfyUI's Wan rotary embedding written out (flux's EmbedND / apply_rope1): v [..., N, head] rotated pairwise by
     2x2 matrices at the positions pos [N, 3] (time, height, width), the head split as ComfyUI's WanModel splits it."""

@@ -212,7 +212,13 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             if n in seen or self.graph.nodes[n].type in changers:
                 continue
             seen.add(n)
-            starts += [src for src, _ in self.graph.inputs.get(n, {}).values()]
+            # the frames' own line only (through a latent: LTX-2's sound rides on it): a sampler whose conditioning
+            # was made from the clip (Wan Animate 2's pose) decodes frames of its own, without the clip's sound
+            ins = self.graph.inputs.get(n, {})
+            line = [ins[k] for k in ("video", "frames", "images", "latent") if k in ins]
+            if not line and len(ins) == 1:
+                line = list(ins.values())
+            starts += [src for src, _ in line]
         return False
 
     def rate_factor(self, cn: CNode, load: str) -> Optional[float]:
@@ -268,10 +274,29 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             made = []
         else:
             made = [self.plain(cn, rule, params, notes)]
-        for param, _, comfy in self.param_links.pop(cn.id, ()):
+        left = self.param_links.pop(cn.id, ())
+        generated = [comfy for _, out, comfy in left if self.graph.nodes[out.port[0]].type == "text.generate"]
+        if generated:
+            self.unmake(cn, made)
+            self.report.entries[cn.id].notes[0] = (
+                f"its {', '.join(generated)} is the text a language model writes as the workflow runs "
+                f"(text.generate), which this node's setting cannot take through a link: set by hand, the words "
+                f"ComfyUI generates would be missing")
+            return
+        for param, _, comfy in left:
             notes.append(f"{comfy} comes from another node's output, which Kinograph's {param} cannot take through a "
                          f"link; set {param} by hand")
         self.finish(cn, rule, made, notes)
+
+    def unmake(self, cn: CNode, made: List[str]) -> None:
+        """Take back the nodes `cn` became, leaving it not mapped (a placeholder)."""
+        for nid in made:
+            if nid in self.graph.nodes:
+                self.graph.remove_node(nid)
+                self.graph.ui.pop(nid, None)
+        for key in [k for k in self.outs if k[0] == cn.id]:
+            del self.outs[key]
+        self.placeholder(cn)
 
     def link_params(self, cn: CNode, nid: str) -> None:
         """Link the widgets another node's output feeds (a width from GetImageSize) to the params of Kinograph node
@@ -374,8 +399,9 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             return
         for inst in self.graph.nodes.values():
             spec = self.registry.get(inst.type)
-            if spec is None or spec.output:
-                return              # a placeholder (the import is not done) or a node that writes a file
+            if spec is None or spec.output or inst.type == "text.generate":
+                return              # a placeholder (the import is not done), a node that writes a file, or text
+                                    # generation, whose text the run's log shows (ComfyUI's PreviewAny of it)
         previews = [f"{e.class_type} #{e.comfy_id}" for e in self.report.entries.values()
                     if e.class_type in ("PreviewImage", "PreviewAny") or "previews show" in " ".join(e.notes)]
         shown = (f" ({', '.join(previews)} only show{'s' if len(previews) == 1 else ''} frames, in the editor's "
@@ -557,6 +583,8 @@ def unmapped_note(cn: CNode) -> str:
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
+    from .loops import unroll
+    unroll(flat)
     converter = Converter(flat, registry)
     try:
         return converter.run()

@@ -27,8 +27,8 @@ Constants (`PrimitiveInt` and its kin), a `ComfySwitchNode` whose switch is a co
 `RegexExtract`, `RegexReplace`, `JsonExtractString`, `CustomCombo`) over constants are computed on import as
 ComfyUI's code computes them, each result handed to the settings it feeds; a `ComfyMathExpression` of values
 known only as the workflow runs (a picture's size) becomes `math.expression`, those values linked in, and a
-`ComfySwitchNode` whose switch is only known then becomes `math.switch` (mapped approximately: both its inputs are
-made, though of clips only the picked one's frames are computed); nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
+`ComfySwitchNode` whose switch is only known then becomes `math.switch` (which, as ComfyUI's, runs only what feeds
+the input it picks); nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
 no output needs (outputs: nodes that save or preview, and a node of an unknown class that takes a link and feeds
 nothing, as its pack may mark it an output, and a group node without its definition; a file with no output keeps every node). A widget that
 another node's output feeds (a width from `GetImageSize`) becomes a link into the Kinograph parameter, where it

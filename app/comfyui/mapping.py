@@ -111,6 +111,15 @@ def shuffle_seed(v):
     return v
 
 
+def crop_region(key, default):
+    """ImageCropV2's crop_region ({x, y, width, height}) -> one of its numbers, ComfyUI's default where it lacks it"""
+    def convert(v):
+        if not isinstance(v, dict):
+            raise ValueError(v)
+        return int(v.get(key, default))
+    return convert
+
+
 def depth_folder(v):
     """comfyui_controlnet_aux's depth checkpoint (its authors' file) as the same model's Hugging Face folder, which
     depth.estimate reads from a depth/ model folder"""
@@ -175,6 +184,16 @@ def flux_mu(v):
 
 def clip_type(v):
     return {"stable_diffusion": "sd"}.get(v, v)
+
+
+def attention_backend(v):
+    """PyTorch attention as Kinograph's models run it; Comfy Kitchen's INT8 attention only approximately."""
+    # ComfyUI (comfy_extras/nodes_model_advanced.py) itself falls back to PyTorch's where Comfy Kitchen is unavailable
+    if v == "comfy kitchen attention":
+        raise Approx(v, "Kinograph attends at the model's own precision (PyTorch attention, ComfyUI's \"pytorch "
+                        "attention\"), where Comfy Kitchen attention quantizes queries and keys to INT8: the "
+                        "picture differs a little")
+    return v
 
 
 def sd3_clip_prompt(v):
@@ -1169,6 +1188,24 @@ RULES: Dict[str, Rule] = {
                                    "laid over the latent frames as Wan's own code and diffusers' WanAnimatePipeline "
                                    "lay it (ComfyUI gives the first latent frame the mask's first four frames); "
                                    "trim_image counts the continued frames (ComfyUI: rounded up to 4n+1)"),
+    # Wan Animate 2: trim_latent is the reference frame in front, always one (as Animate's, special_wan_animate)
+    "WanAnimate2ToVideo": Rule("condition.wan_animate2", ("width", "height", "length", "batch_size",
+                                                          "video_frame_offset", "pose_strength", "pose_start_percent",
+                                                          "pose_end_percent", "reference_image_strength"),
+                               LATENT_SIZE + (P("length", "frames"), P("video_frame_offset", "offset"),
+                                              P("pose_strength", "pose_strength"),
+                                              P("reference_image_strength", "reference_strength"),
+                                              P("pose_start_percent", "pose_start"), P("pose_end_percent", "pose_end")),
+                               {"positive": "positive", "negative": "negative", "vae": "vae",
+                                "reference_image": "reference", "pose_video": "pose",
+                                "clip_vision_output": "image_embeds", "positive_pose": "pose_text",
+                                "clip_vision_output_pose": "pose_image_embeds", "continue_motion": "continue_motion"},
+                               ("positive", "negative", "latent", None, "trim_image", "offset"), special="wan_animate",
+                               ignore={"batch_size": 1},
+                               note="pictures fitted by a centre crop and a bilinear resize (ComfyUI: area)"),
+    "WanAnimate2Cache": Rule(None, ("device", "dtype"), (), {"model": "model"}, special="animate2_cache",
+                             note="the model passes on: ComfyUI's cache of the pose branch saves time (its int8 / "
+                                  "int4 storage rounds what it keeps), Kinograph reruns the branch each step"),
     "ImageBatch": Rule("video.concat", (), (), {"image1": "video", "image2": "other"}, ("video",),
                        note="a second clip of another size: ComfyUI resizes it to the first's, Kinograph's video.concat "
                             "stops and says so"),
@@ -1230,6 +1267,9 @@ RULES: Dict[str, Rule] = {
     "LTXVPreprocess": Rule("image.ltx_preprocess", ("img_compression",), (P("img_compression", "compression"),),
                            {"image": "image"}, ("image",)),
     # model tweaks
+    # which attention kernel ComfyUI runs the model with: Kinograph's loaders choose their own, so the model passes on
+    "ModelAttentionBackend": Rule(None, ("attention",), (P("attention", "attention", attention_backend),),
+                                  {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
@@ -1251,6 +1291,14 @@ RULES: Dict[str, Rule] = {
                                  ("model",),
                                  note="single_layers is not carried: it names single-stream blocks (Flux's, "
                                       "HunyuanVideo's), and Kinograph runs skip-layer guidance on Wan, which has none"),
+    # the negative prompt's own pass made with the blocks skipped (no extra pass, no scale)
+    "SkipLayerGuidanceDiTSimple": Rule("guide.skip_layers_negative",
+                                       ("double_layers", "single_layers", "start_percent", "end_percent"),
+                                       (P("double_layers", "layers"), P("start_percent", "start"),
+                                        P("end_percent", "end")), {"model": "model"}, ("model",),
+                                       note="single_layers is not carried: it names single-stream blocks (Flux's, "
+                                            "HunyuanVideo's), and Kinograph skips layers on Wan and SD3.5, which "
+                                            "have none"),
     "SkipLayerGuidanceSD3": Rule("guide.skip_layer_guidance", ("layers", "scale", "start_percent", "end_percent"),
                                  (P("layers", "layers"), P("scale", "scale"), P("start_percent", "start"),
                                   P("end_percent", "end")), {"model": "model"}, ("model",)),
@@ -1333,11 +1381,12 @@ RULES: Dict[str, Rule] = {
                           (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("cfg", "cfg")),
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
-                                                                       "fps", "sigmas")),
+                                                                       "fps", "sigmas", "first_sigma")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
-                                                            "sigmas", "start_step", "end_step", "leftover_noise")),
+                                                            "sigmas", "first_sigma", "start_step", "end_step",
+                                                            "leftover_noise")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1379,6 +1428,10 @@ RULES: Dict[str, Rule] = {
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover
     # noise on) and start_step
     "SplitSigmas": Rule(None, ("step",), (P("step", "step"),), fold=True, special="split_sigmas"),
+    # the schedule with its first level replaced: sample's first_sigma (Lotus' one step from 999, timestep 999)
+    "SetFirstSigma": Rule(None, ("sigma",), (P("sigma", "first_sigma"),), fold=True, special="first_sigma"),
+    # Lotus' fixed prompt (the empty prompt as SD 2's text encoder reads it), shipped with Kinograph
+    "LotusConditioning": Rule("condition.lotus", (), (), {}, ("conditioning",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -1393,15 +1446,30 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # the prompt enhancer (a language model rewriting the prompt); Kinograph generates no text
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3) answers the prompt. Its
+    # sampling_mode "off" leaves out the sampling widgets, so the values after it are read by the special
+    "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
+                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
+                                           "use_default_template"),
+                         (P("prompt", "prompt"), P("max_length", "max_length"), P("temperature", "temperature"),
+                          P("top_k", "top_k"), P("top_p", "top_p"), P("min_p", "min_p"),
+                          P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
+                          P("thinking", "thinking"), P("use_default_template", "use_default_template")),
+                         {"clip": "text_encoder"}, ("text", "thinking"), ignore={"presence_penalty": 0},
+                         special="text_generate",
+                         note="sampled by transformers' generate with the same settings but not ComfyUI's random "
+                              "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
+                              "every run)"),
+    # the prompt enhancer (Gemma rewriting the prompt): text.generate could write it, but its text cannot become
+    # encode.text's prompt (a typed-in setting, whose embedding names validation reads), so the prompt goes as written
     "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
                                           "use_default_template"), (P("prompt", "value"),), fold=True,
                                    special="prompt_as_written",
-                                   note="the prompt is encoded as written: Kinograph does not generate text, so it is "
-                                        "not rewritten by Gemma into LTX-2's long shot description as ComfyUI's "
-                                        "enhancer does (write it in that style: subject, action, camera, light, "
-                                        "sound)"),
+                                   note="the prompt is encoded as written: Kinograph's generated text cannot become "
+                                        "encode.text's prompt yet, so it is not rewritten by Gemma into LTX-2's long "
+                                        "shot description as ComfyUI's enhancer does (write it in that style: "
+                                        "subject, action, camera, light, sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
@@ -1555,7 +1623,7 @@ RULES: Dict[str, Rule] = {
     "SaveVideo": Rule("io.save_video", ("filename_prefix", "format", "codec"),
                       (P("filename_prefix", "path", out_path(".mp4")),), {"video": "video"},
                       fixed={"codec": "h264"}, ignore={"format": ("auto", "mp4"), "codec": ("auto", "h264")},
-                      takes=VIDEO_SAVE_TAKES),
+                      takes=VIDEO_SAVE_TAKES, special="saved_passes_on"),
     "CreateVideo": Rule(None, ("fps",), (P("fps", "fps"),), fold=True, special="create_video"),
     "VHS_VideoCombine": Rule("io.save_video", ("frame_rate", "loop_count", "filename_prefix", "format", "pingpong",
                                                "save_output"),
@@ -1701,8 +1769,16 @@ RULES: Dict[str, Rule] = {
                              "optional_interpolation_states": None}, special="vfi",
                      note="FILM is not in Kinograph: its optical-flow interpolation (no weights) makes the in-betweens; "
                           "interpolate.rife with RIFE weights is closer to FILM on large motion"),
+    # ComfyUI's crops (comfy_extras/nodes_images.py); ImageCropV2 keeps its rectangle as one widget, a dict
+    "ImageCrop": Rule("video.crop", ("width", "height", "x", "y"),
+                      (P("width", "width"), P("height", "height"), P("x", "x"), P("y", "y")), {"image": "video"},
+                      ("video",)),
+    "ImageCropV2": Rule("video.crop", ("crop_region",), tuple(P("crop_region", k, crop_region(k, d)) for k, d in
+                                                              (("x", 0), ("y", 0), ("width", 512), ("height", 512))),
+                        {"image": "video"}, ("video",)),
     # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
+    "RebatchImages": Rule(None, ("batch_size", "overlap", "merge_overlap_mode"), fold=True, special="rebatch"),
     "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
                         (P("start_time", "start"), P("duration", "duration"), P("strict_duration", "strict")),
                         {"video": "video"}, ("video",)),
@@ -1710,7 +1786,7 @@ RULES: Dict[str, Rule] = {
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
-                      {"images": "video"}),
+                      {"images": "video"}, special="saved_passes_on"),
     # a sound as a file of its own: the file type from the node (or SaveAudioAdvanced's format), its quality as given
     "SaveAudio": Rule("io.save_audio", ("filename_prefix", "audioUI"), (P("filename_prefix", "path", out_path("")),),
                       {"audio": "audio"}, fixed={"format": "flac"}, ignore={"audioUI": None}, special="save_audio"),
@@ -1771,7 +1847,7 @@ RULES: Dict[str, Rule] = {
     "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
     # ComfyUI's value nodes over constants (their inputs in the file, or constants linked in): computed as its
     # code computes them, each result handed to the settings it feeds. Fed by a running node (an LLM's text, a
-    # picture's size) they stay not mapped. TextGenerate is a language model Kinograph does not run: not mapped.
+    # picture's size) they stay not mapped.
     "ResolutionSelector": Rule(None, ("aspect_ratio", "megapixels", "multiple", "minimum"), fold=True,
                                special="resolution"),
     "StringConcatenate": Rule(None, ("string_a", "string_b", "delimiter"), fold=True, special="concatenate"),
@@ -1781,6 +1857,11 @@ RULES: Dict[str, Rule] = {
     "RegexReplace": Rule(None, ("string", "regex_pattern", "replace", "case_insensitive", "multiline", "dotall",
                                 "count"), fold=True, special="regex_replace"),
     "JsonExtractString": Rule(None, ("json_string", "key"), fold=True, special="json_extract"),
+    "StringCompare": Rule(None, ("string_a", "string_b", "mode", "case_sensitive"), fold=True, special="compare"),
+    # ComfyUI's lists (comfy_extras/nodes_toolkit.py): a CreateList's items are known on import, so an item picked
+    # from it by a constant index is that item's own link (a clip, a model, a number); a loop's values are not
+    "CreateList": Rule(None, (), fold=True, special="create_list"),
+    "GetItemFromList": Rule(None, ("index",), fold=True, special="item_from_list"),
     # the file keeps the option picked, its index, then the editor's list of options
     "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
     "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
@@ -1956,12 +2037,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
-    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
-             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
-             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
-             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
-             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
                "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
@@ -1988,12 +2063,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
-    # ComfyUI's loops: GetItemFromList reads the values a StartLoop / EndLoop carries round (the templates never feed
-    # it anything else)
-    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop, and GetItemFromList reading the values a loop "
-             "carries) run part of the graph again and again as it runs; a Kinograph workflow has no loops. Run the "
-             "part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop",
-                                                                                   "GetItemFromList")},
+    # ComfyUI's loops: unrolled on import where the number of passes is in the file (app.comfyui.loops); the
+    # others are these
+    **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop) run part of the graph again and again as it runs; "
+             "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
+             "only where its number of passes is in the file. Run the part once per pass (one workflow per "
+             "segment) instead" for name in ("StartLoop", "EndLoop")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -3,10 +3,29 @@ importer as `kinograph import`, and its report opens beside the canvas. Unmapped
 nodes (`comfyui.<class_type>`), which the canvas draws in red as missing types."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
-from .document import Document
+from PySide6.QtCore import QObject, Qt, Signal
+
+from graph_engine.graph import Graph
+from graph_engine.registry import default_registry
+from graph_engine.workflow import Problem
+
+from .document import Document, read_workflow
+
+
+PLACEHOLDER = "comfyui."       # the type the import gives a ComfyUI node it has no equivalent for
+
+
+class Imported(NamedTuple):
+    graph: Graph
+    problems: List[Problem]
+    checked: List[Problem]
+    registry: object
+    report: object
+    origin: Path
 
 
 def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tuple[Document, object]]:
@@ -14,12 +33,20 @@ def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tupl
     bypasses the nodes with no equivalent that pass a value on, as `kinograph import --bypass-unmapped` does.
 
     Raises ComfyImportError (a KinographError) with a message when the file cannot be read."""
+    read = read_comfyui(path, registry, bypass_unmapped)
+    return None if read is None else to_document(read)
+
+
+def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Imported]:
+    """The slow part of open_comfyui, with no Qt object, so that it may run off the UI thread: a big template
+    took 1 to 3 s (each model file it names is looked for in every model folder) with the window frozen."""
     from app.comfyui import import_workflow, is_comfyui_file
     p = Path(path)
     if not is_comfyui_file(p):
         return None
+    registry = registry or default_registry()
     result = import_workflow(p, registry=registry, bypass_unmapped=bypass_unmapped)
-    doc = Document.from_text(result.yaml, None, registry)
+    wf, problems, checked = read_workflow(result.yaml, None, registry)
     if not result.report.blocking:
         from graph_engine.api import load_workflow
         from graph_engine.errors import WorkflowError
@@ -29,22 +56,101 @@ def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tupl
         except WorkflowError:       # the canvas shows what does not validate yet
             missing = []
         result.report.remarks += missing
-    doc.origin = p.resolve()                 # unsaved: Save asks where, the ComfyUI file is never overwritten
-    _unstack(doc)
-    return doc, result.report
+    _unstack(wf.graph, registry)
+    return Imported(wf.graph, problems, checked, registry, result.report, p.resolve())
 
 
-def _unstack(doc: Document) -> None:
+def to_document(read: Imported) -> Tuple[Document, object]:
+    """The document of what read_comfyui read (on the UI thread: a Document is a Qt object)."""
+    doc = Document(read.graph, None, read.registry, read.problems, read.checked)
+    doc.origin = read.origin                 # unsaved: Save asks where, the ComfyUI file is never overwritten
+    return doc, read.report
+
+
+def _unstack(g: Graph, registry) -> None:
     """ComfyUI's positions were laid out for its node sizes; a Kinograph node is often taller (the
     sampler carries more fields), and would cover the one below it. Move those down."""
     from .geometry import node_size
     from .layout import separate
-    g = doc.graph
     pos = {n: tuple(g.ui[n]["pos"]) for n in g.nodes if isinstance((g.ui.get(n) or {}).get("pos"), list)}
-    sizes = {n: node_size(doc.spec(n), bool(g.ui[n].get("collapsed"))) for n in pos}
-    for n, (x, y) in separate(pos, sizes).items():
+    sizes = {n: node_size(registry.get(g.nodes[n].type), bool(g.ui[n].get("collapsed"))) for n in pos}
+    placed = separate(pos, sizes)
+    for n, (x, y) in placed.items():
         if (x, y) != pos[n]:
             g.ui[n] = dict(g.ui[n], pos=[round(x), round(y)])
+    _hold_members(g, pos, placed, sizes)
+
+
+def _hold_members(g: Graph, was, placed, sizes) -> None:
+    """A group grows to hold the nodes it held in ComfyUI, now that they are taller and moved down: the sampler
+    hung out of its group's frame, and dragging or copying the group (which takes what lies wholly inside it)
+    left the sampler behind."""
+    from .geometry import PORT_R
+    edge = PORT_R + 2 + 10          # a node's ports and outline reach past its body; and a little room
+    groups = g.ui.get("_groups")
+    for key, grp in (groups.items() if isinstance(groups, dict) else ()):
+        x0, y0, w, h = grp["rect"]
+        held = [n for n, (x, y) in was.items() if x0 <= x <= x0 + w and y0 <= y <= y0 + h]
+        right = max([x0 + w] + [placed[n][0] + sizes[n][0] + edge for n in held])
+        bottom = max([y0 + h] + [placed[n][1] + sizes[n][1] + edge for n in held])
+        groups[key] = dict(grp, rect=[x0, y0, round(right - x0), round(bottom - y0)])
+
+
+def placeholder_advice(type_name: str) -> Optional[str]:
+    """What to do with a placeholder the import left for a ComfyUI node with no Kinograph equivalent (None for
+    another type): the editor said to install the node pack that provides it, which no pack does."""
+    if not type_name.startswith(PLACEHOLDER):
+        return None
+    from app.comfyui.mapping import INSTEAD
+    name = type_name[len(PLACEHOLDER):]
+    return (f"ComfyUI's {name} is {INSTEAD[name]}" if name in INSTEAD else
+            f"ComfyUI's {name} has no Kinograph equivalent: replace it with Kinograph nodes that do the same "
+            f"(Tab adds one), then delete it")
+
+
+CANCELLED = object()           # what off_ui_thread returns when the user gave up waiting
+BUSY_AFTER_MS = 300            # a quicker import shows no dialog (it would only flash)
+
+
+class _Finished(QObject):
+    finished = Signal()
+
+
+def off_ui_thread(parent, label: str, fn: Callable, *args):
+    """fn(*args) on a worker thread, returned (or its exception raised) here, while the window goes on drawing:
+    after a moment a busy dialog, modal to `parent`, says what it waits for, and its Cancel gives up on the
+    result (CANCELLED; the work ends unseen). The window cannot be edited meanwhile, so nothing changes the
+    graph under what is read."""
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QProgressDialog
+    out: dict = {}
+    finished = _Finished()
+    loop = QEventLoop()
+    finished.finished.connect(loop.quit)        # queued: emitted on the worker thread
+
+    def work():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as e:              # raised again on the UI thread, where the caller handles it
+            out["error"] = e
+        finished.finished.emit()
+
+    busy = QProgressDialog(label, "Cancel", 0, 0, parent)   # 0..0: a busy bar, the importer counts nothing
+    busy.setObjectName("busyImport")
+    busy.setWindowTitle("Kinograph")
+    busy.setWindowModality(Qt.WindowModal)
+    busy.canceled.connect(loop.quit)
+    shown = QTimer(busy, singleShot=True, interval=BUSY_AFTER_MS, timeout=busy.show)
+    shown.start()
+    threading.Thread(target=work, name="kinograph-import", daemon=True).start()
+    loop.exec()
+    shown.stop()
+    busy.canceled.disconnect(loop.quit)
+    busy.close()
+    busy.deleteLater()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value", CANCELLED)
 
 
 def _hang_under_status(text) -> None:

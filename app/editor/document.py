@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from PySide6.QtCore import QObject, QSaveFile, Signal
 from PySide6.QtGui import QUndoStack
@@ -67,7 +67,7 @@ class Document(QObject):
     pathChanged = Signal(object)
 
     def __init__(self, graph: Optional[Graph] = None, path: Optional[Path] = None, registry=None,
-                 problems: Sequence[Problem] = ()):
+                 problems: Sequence[Problem] = (), checked: Sequence[Problem] = ()):
         super().__init__()
         self.registry = registry or default_registry()
         self.graph = graph if graph is not None else Graph()
@@ -77,6 +77,10 @@ class Document(QObject):
         # editing its output path must not move its outputs into the render's folder.
         self.render_dir: Optional[Path] = None
         self.problems: List[Problem] = list(problems)
+        # Those of them that validating the graph found when it was read: true of the graph then, not
+        # necessarily now (Document.still_found).
+        self.checked: List[Problem] = list(checked)
+        self._read_as = {n: self._state(n) for n in {p.node for p in self.checked} if n in self.graph.nodes}
         self.on_disk: Optional[str] = None          # digest of the file as read or last written here
         # What the file at `path` holds that the graph does not (parse problems marked dropped):
         # saving over it would remove them, so the window asks first. Empty once a save wrote it.
@@ -102,6 +106,20 @@ class Document(QObject):
         cmd = GraphCommand(self.graph, text, operations, gesture)
         self.undo.push(cmd)
         return cmd
+
+    def still_found(self, node_id: str) -> List[Problem]:
+        """The problems of `node_id` found when the workflow was read, less those that validating it now does
+        not find: the field set right still had the red 'out of range' under it until the file was reopened."""
+        mine = [p for p in self.problems if p.node == node_id]
+        if not any(p in self.checked for p in mine) or self._state(node_id) == self._read_as.get(node_id):
+            return mine                     # untouched since: no validating (it looks for model files)
+        now = {p.message for p in validate(self.workflow, self.registry, only=[node_id]) if p.node == node_id}
+        return [p for p in mine if p not in self.checked or p.message in now]
+
+    def _state(self, node_id: str):
+        inst = self.graph.nodes.get(node_id)
+        return inst and (inst.type, repr(sorted(inst.params.items())), inst.bypass,
+                         sorted(self.graph.inputs.get(node_id, {}).items()))
 
     def spec(self, node_id: str):
         inst = self.graph.nodes.get(node_id)
@@ -222,14 +240,8 @@ class Document(QObject):
         """A document from workflow YAML; located problems are kept in `.problems` for the log,
         and only a text that yields no graph at all is refused."""
         reg = registry or default_registry()
-        wf, problems = parse_workflow(text, Path(path).resolve() if path else None, reg)
-        if problems and not wf.graph.nodes and not _empty_but_valid(text):
-            raise WorkflowError(problems)
-        problems += usable_layout(wf)
-        place_unplaced(wf.graph, reg)
-        doc = cls(wf.graph, wf.path, reg, problems)
-        doc.problems += [p for p in validate(wf, reg) if p not in problems]
-        return doc
+        wf, problems, checked = read_workflow(text, path, reg)
+        return cls(wf.graph, wf.path, reg, problems, checked)
 
     @classmethod
     def load(cls, path: Path, registry=None) -> "Document":
@@ -292,6 +304,19 @@ def relative_paths(graph: Graph, registry, base: Path) -> Graph:
             if not rel.startswith(os.path.join("..", "..")):
                 inst.params[name] = Path(rel).as_posix()
     return out
+
+
+def read_workflow(text: str, path: Optional[Path], registry) -> Tuple[Workflow, List[Problem], List[Problem]]:
+    """What Document.from_text makes a document of, with no Qt object (a ComfyUI import reads it on a
+    worker thread: validating a big template looks for every model file it names): the workflow, all
+    its problems, and those of them that validation found (an edit may end them)."""
+    wf, problems = parse_workflow(text, Path(path).resolve() if path else None, registry)
+    if problems and not wf.graph.nodes and not _empty_but_valid(text):
+        raise WorkflowError(problems)
+    problems += usable_layout(wf)
+    place_unplaced(wf.graph, registry)
+    checked = [p for p in validate(wf, registry) if p not in problems]
+    return wf, problems + checked, checked
 
 
 def _empty_but_valid(text: str) -> bool:

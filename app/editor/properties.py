@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QFormLayout, QGridLayout
 
 from graph_engine.graph import Event
 
+from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
 from .help_text import help_html, help_tip
 from .param_widgets import PlainTextField, TextEditor, make_editor
@@ -54,6 +55,7 @@ class PropertiesPanel(QScrollArea):
         self.node_id: Optional[str] = None
         self.editors: Dict[str, QWidget] = {}
         self.status_label: Optional[QLabel] = None
+        self.problem_labels: list = []      # (problem found when the workflow was read, its red label)
         self.help_open = False               # a node's whole help shown (More), for every node after
         # The workflow page (shown with nothing selected) validates the whole graph: rebuilt once
         # after an edit, not at each of its events (pasting 200 nodes rebuilt it 300 times: 10 s).
@@ -83,7 +85,7 @@ class PropertiesPanel(QScrollArea):
         if old is not None:
             old.deleteLater()
         self.setWidget(w)
-        self.editors, self.status_label, self.preview_label = {}, None, None
+        self.editors, self.status_label, self.preview_label, self.problem_labels = {}, None, None, []
         self._meta_edits = None             # the workflow page's name and description fields
         QTimer.singleShot(0, self._fit_height)
         return lay
@@ -146,7 +148,8 @@ class PropertiesPanel(QScrollArea):
                      + (f" v{spec.version} · {html.escape(spec.category)}" if spec else "") + "</span>")
         lay.addWidget(sub)
         if spec is None:
-            lay.addWidget(self._error(f"Unknown node type {inst.type!r}: install the node pack that provides it."))
+            lay.addWidget(self._error(placeholder_advice(inst.type) or
+                                      f"Unknown node type {inst.type!r}: install the node pack that provides it."))
             for p in self.doc.problems:          # e.g. the user's node file that failed to load
                 if p.node == node_id and "failed to load" in p.message:
                     lay.addWidget(self._error(p.message))
@@ -186,9 +189,11 @@ class PropertiesPanel(QScrollArea):
         self.status_label.setObjectName("StatusText")
         self.status_label.hide()
         lay.addWidget(self.status_label)
-        for p in self.doc.problems:
-            if p.node == node_id:
-                lay.addWidget(self._error(p.message))
+        found = self.doc.still_found(node_id)
+        self.problem_labels = [(p, self._error(p.message)) for p in self.doc.problems if p.node == node_id]
+        for p, label in self.problem_labels:
+            lay.addWidget(label)
+            label.setHidden(p not in found)      # hidden, not left out: Undo may bring it back
         if spec.inputs:
             ins = ", ".join(f"{n} ({p.type.name}{', optional' if p.optional else ''})" for n, p in spec.inputs.items())
             inputs = QLabel(f"<span style='color:#9a9ca3'>inputs: {html.escape(ins)}</span>")
@@ -325,6 +330,10 @@ class PropertiesPanel(QScrollArea):
                 self.show_node(self.node_id)        # a param's field comes or goes with its link
         elif ev.kind == "param_changed" and ev.data.get("name") in self.editors:
             self.editors[ev.data["name"]].set_value(ev.data.get("value"))
+        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed") and self.problem_labels:
+            found = self.doc.still_found(self.node_id)      # the value set right: its red message goes
+            for p, label in self.problem_labels:
+                label.setHidden(p not in found)
         elif ev.kind == "node_changed":
             inst = self.doc.graph.nodes[self.node_id]
             self.bypass_box.blockSignals(True)

@@ -20,6 +20,7 @@ from graph_engine.workflow import read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
+from .comfyui_open import placeholder_advice
 from .controller import GROUP_COLORS, Controller, Refused, counted
 from .document import Document
 from .help_overlay import HelpOverlay
@@ -434,9 +435,14 @@ class MainWindow(QMainWindow):
         return recent or Path.home()
 
     def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False) -> Optional["MainWindow"]:
-        from .comfyui_open import open_comfyui, show_report
+        from .comfyui_open import CANCELLED, off_ui_thread, read_comfyui, show_report, to_document
         try:
-            imported = open_comfyui(path, self.doc.registry, bypass_unmapped)
+            read = off_ui_thread(self, f"Importing {Path(path).name}…", read_comfyui, path, self.doc.registry,
+                                 bypass_unmapped)
+            if read is CANCELLED:
+                self.message(f"Did not open {Path(path).name}: the import was cancelled")
+                return None
+            imported = to_document(read) if read else None
             doc = imported[0] if imported else Document.load(Path(path), self.doc.registry)
         except (WorkflowError, KinographError, OSError) as e:
             self.log.log("error", f"cannot open {path}: {e}")
@@ -1250,7 +1256,9 @@ class MainWindow(QMainWindow):
             if inst is not None and self.doc.spec(node_id) is None:
                 # A typo in a hand-written file ('vae.decod') was told to install a node pack.
                 close = did_you_mean(inst.type, self.doc.registry)
-                self.message(f"{node_id} is of type {inst.type}, which this Kinograph does not have"
+                advice = placeholder_advice(inst.type)
+                self.message(advice.split(": ")[0] + ": replace it to see an output there" if advice else
+                             f"{node_id} is of type {inst.type}, which this Kinograph does not have"
                              + (f"{close}: correct the type in the file" if close else
                                 ": install the node pack that provides it") + " to see its output")
             else:
@@ -1421,6 +1429,7 @@ def loader_for(path) -> Optional[str]:
     for a folder of frames) or applies it (color.lut, color.cdl), or None when the file is a workflow to
     open: YAML, ComfyUI, or a render that carries one."""
     from app.comfyui import is_comfyui_file
+    from graph_engine.atomic import special_file
     from graph_engine.embedded import read_embedded_workflow
     from graph_engine.workflow import MEDIA_SUFFIXES
     from .view import STILL_SUFFIXES, frames_folder
@@ -1434,7 +1443,7 @@ def loader_for(path) -> Optional[str]:
         return None
     if suffix in MEDIA_SUFFIXES and read_embedded_workflow(p) is not None:
         return None
-    if suffix in (".gif", ".webp"):         # animated or not
+    if suffix in (".gif", ".webp") and not special_file(p):     # animated or not; a pipe would hang the drop
         try:
             from PIL import Image
             with Image.open(p) as im:

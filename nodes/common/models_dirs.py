@@ -117,7 +117,10 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     for section in (data.values() if isinstance(data, dict) else ()):
         if not isinstance(section, dict):
             continue
-        base = _yaml_path(str(section.get("base_path") or "."))
+        base = section.get("base_path") or "."
+        # Only a text names a folder; written out, a list (a 486-byte file of aliases nesting lists 9 deep) made
+        # hundreds of millions of strings and never ended.
+        base = _yaml_path(base) if isinstance(base, str) else None
         if base is None:        # C:\ComfyUI on the Windows machine the file came from: nothing here
             continue
         base = base if base.is_absolute() else path.parent / base

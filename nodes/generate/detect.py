@@ -117,6 +117,7 @@ def gguf_header(path: Path) -> Header:
     except ImportError:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
+        _gguf_counts_fit(path)
         reader = GGUFReader(str(path))
     except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
@@ -141,6 +142,69 @@ def gguf_header(path: Path) -> Header:
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
+
+
+# GGUF's value types: the bytes of each fixed-size one (the gguf package's GGUFValueType); 8 is a string, 9 an array.
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def _gguf_counts_fit(path: Path) -> None:
+    """Raise ValueError where a GGUF header declares more entries than the file has bytes for. The gguf package
+    reads an array element by element, and past the end of the file each one reads as nothing: an 88-byte file
+    declaring an array of 10^12 numbers kept it looping, its lists growing, for ever. Each element, key and
+    tensor takes some bytes, so what the bytes left cannot hold is refused before the package reads it."""
+    import mmap
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        end = len(data)
+
+        # A file written on a big-endian machine says so by its version read backwards (as the package tells).
+        order = "<" if len(data) < 8 or struct.unpack_from("<I", data, 4)[0] & 0xFFFF else ">"
+
+        def number(at: int, fmt: str) -> Tuple[int, int]:
+            if at + struct.calcsize(fmt) > end:
+                raise ValueError(f"it ends at byte {end}, inside its header")
+            return struct.unpack_from(order + fmt[1:], data, at)[0], at + struct.calcsize(fmt)
+
+        def many(count: int, least: int, at: int, what: str) -> None:
+            if count * least > end - at:
+                raise ValueError(f"its header declares {count:,} {what}, more than its {end - at:,} bytes left hold")
+
+        def text(at: int) -> int:
+            n, at = number(at, "<Q")
+            many(n, 1, at, "bytes of text")
+            return at + n
+
+        def value(kind: int, at: int) -> int:
+            if kind in _GGUF_SIZES:
+                return number(at, "<" + {1: "B", 2: "H", 4: "I", 8: "Q"}[_GGUF_SIZES[kind]])[1]
+            if kind == 8:
+                return text(at)
+            if kind != 9:
+                raise ValueError(f"a value of unknown type {kind}")
+            item, at = number(at, "<I")
+            count, at = number(at, "<Q")
+            if item in _GGUF_SIZES:
+                many(count, _GGUF_SIZES[item], at, "array values")
+                return at + count * _GGUF_SIZES[item]
+            many(count, 8 if item == 8 else 12, at, "array entries")
+            for _ in range(count):
+                at = value(item, at)
+            return at
+
+        magic = bytes(data[:4])
+        if magic != b"GGUF":
+            raise ValueError("it does not start with GGUF")
+        version, at = number(4, "<I")
+        if version == 1:        # 32-bit counts: the package refuses this old version itself
+            return
+        tensors, at = number(at, "<Q")
+        keys, at = number(at, "<Q")
+        many(keys, 8 + 4, at, "metadata keys")
+        many(tensors, 8 + 4 + 4 + 8, at, "tensors")
+        for _ in range(keys):
+            at = text(at)
+            kind, at = number(at, "<I")
+            at = value(kind, at)
 
 
 def torch_load(path: Path) -> dict:
@@ -577,6 +641,31 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
         return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
+    return _minimax_h3(k)
+
+
+H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
+
+
+def _minimax_h3(k: Keys) -> Optional[Detection]:
+    """MiniMax H3's files as ComfyUI's templates hold them (comfy/ldm/minimax: model.py, vae.py, audio_vae.py) and
+    its transformer in diffusers' names (MiniMaxH3Transformer3DModel)."""
+    for q, joint in (("video_patch_proj.weight", "final_layer.audio_out.weight"),
+                     ("transformer_blocks.0.adaln_proj.linear.weight", "audio_proj_out.weight")):
+        if k.has(q, joint):
+            # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
+            # embedding's curve instead of a time embedder
+            variant = "pruned" if k.has("adaln_t_table") else ""
+            return Detection(None, "minimax_h3", variant, prefix=k.prefix_of(q) or "",
+                             why=f"MiniMax H3's audio-video transformer, which Kinograph does not run yet; {H3_INSTEAD}")
+    if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
+            k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
+        return Detection(None, "minimax_h3", "vae", why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and "
+                                                        f"a ViT decoder), which Kinograph does not read yet; {H3_INSTEAD}")
+    if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
+        return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
+                                                              "decoder), which Kinograph does not read yet; "
+                                                              + H3_INSTEAD)
     return None
 
 
@@ -718,6 +807,10 @@ def _svd(k: Keys) -> Optional[Detection]:
         "model.diffusion_model.") else "", why="time_stack / temporal blocks")
 
 
+# The width of Lotus' task embedding (sin and cos of its two-number task switch), ComfyUI's adm_in_channels for it
+LOTUS_TASK_WIDTH = 4
+
+
 def _sd(k: Keys) -> Optional[Detection]:
     if k.has("input_blocks.0.0.weight", "out.2.weight"):
         layout = "original"
@@ -734,7 +827,12 @@ def _sd(k: Keys) -> Optional[Detection]:
         prefix = k.prefix_of("conv_in.weight")
     else:
         return None
-    if k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
+    task = k.shape("label_emb.0.0.weight") or k.shape("class_embedding.linear_1.weight")
+    if task is not None and task[1] == LOTUS_TASK_WIDTH:
+        # Lotus (depth / normals from a picture): SD 2's UNet with a 4-wide task embedding where SDXL's is 2816-wide;
+        # Lotus-D reads the picture's latent alone (4 channels), Lotus-G it beside noise (8)
+        variant = "lotus-d" if in_ch == 4 else "lotus-g"
+    elif k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
         # The refiner reads OpenCLIP-G alone (1280-wide context, conditioner.embedders.0 is OpenCLIP); the base
         # model both encoders (2048-wide).
         refiner = k.starts("conditioner.embedders.0.model.") or (ctx is not None and ctx[1] == 1280)
@@ -743,7 +841,7 @@ def _sd(k: Keys) -> Optional[Detection]:
         variant = "sd2"
     else:
         variant = "sd15"
-    if in_ch == 9:
+    if in_ch == 9 and not variant.startswith("lotus"):
         variant += "-inpainting"
     role = "checkpoint" if k.starts("cond_stage_model.", "first_stage_model.", "conditioner.") else "diffusion_model"
     extra = {"context_dim": ctx[1] if ctx else 0}
@@ -1121,6 +1219,30 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
+LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
+
+
+def _zimage(k: Keys) -> Optional[Detection]:
+    """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
+    attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
+    (all_x_embedder.2-1: a ZImagePipeline folder's transformer file). Lumina-Image 2.0 has the same blocks reading
+    Gemma 2's 2304-wide states: another model."""
+    if k.has("cap_embedder.0.weight", "layers.0.attention.qkv.weight", "x_embedder.weight"):
+        layout, x = "original", "x_embedder.weight"
+    elif k.has("cap_embedder.0.weight", "all_x_embedder.2-1.weight"):
+        layout, x = "diffusers", "all_x_embedder.2-1.weight"
+    else:
+        return None
+    caption = (k.shape("cap_embedder.0.weight") or (0,))[0]
+    if caption == LUMINA2_CAPTION:
+        return Detection(None, "lumina2", "", prefix=k.prefix_of(x) or "",
+                         why="Lumina-Image 2.0 (NextDiT reading Gemma 2), which Kinograph does not run; Z-Image, the "
+                             "same blocks reading Qwen3-4B, it does")
+    return Detection("diffusion_model", "zimage", "", layout=layout, prefix=k.prefix_of(x) or "",
+                     why="cap_embedder / " + ("layers.N.attention.qkv" if layout == "original" else "all_x_embedder"),
+                     extra={"caption_width": caption})
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1129,7 +1251,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _zimage, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
@@ -1154,6 +1276,13 @@ def detect_header(header: Header) -> Detection:
             det.extra["rope_type"] = cfg["rope_type"]
         if det.family == "ltx2" and cfg.get("frequencies_precision") in ("float32", "float64"):
             det.extra["rope_double_precision"] = cfg["frequencies_precision"] == "float64"
+    if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("i2v-") and \
+            _transformer_config(header.metadata).get("model_type") == "animate2":
+        # Wan Animate 2 (wan_animate_2_*.safetensors): Wan 2.1 I2V-14B's very tensors, run with a pose branch
+        # (nodes/generate/wan_animate2.py); only the file's metadata says so, as ComfyUI reads it
+        det.variant = "animate2-" + det.variant[len("i2v-"):]
+        det.extra["animate2"] = True
+        det.why += "; config metadata model_type animate2"
     if det.family == "wan" and det.role == "diffusion_model" and det.variant.startswith("t2v-") and \
             _transformer_config(header.metadata).get("causal_ar") is True:
         # Causal Forcing / Self-Forcing (causal_forcing-framewise.safetensors): Wan 2.1 T2V's very tensors, made

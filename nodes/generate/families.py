@@ -95,6 +95,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # [klein]: true CFG (its distilled releases at cfg 1), prompts read by Qwen3.
     Family("flux2", "FLUX.2 (image)", ("Flux2Pipeline", "Flux2KleinPipeline"), ("Flux2Transformer2DModel",),
            space_factor=16, fps=8.0, flow=True, cfg=4.0, steps=50, size=(1024, 1024), frames=1),
+    # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
+    # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
+    # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
+    Family("zimage", "Z-Image (image)", ("ZImagePipeline",), ("ZImageTransformer2DModel",), fps=8.0, flow=True,
+           cfg=1.0, steps=8, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # Stable Diffusion 3 medium, 3.5 medium / large / large turbo keyframes: an MMDiT over 2x2 patches of a 16-channel
     # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
     Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),

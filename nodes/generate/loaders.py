@@ -74,6 +74,8 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                        "vae": "load.vae (an SD3 VAE, family sd3)"},
                "qwenimage": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image)",
                              "vae": "load.vae (qwen_image_vae.safetensors)"},
+               "zimage": {"text_encoder": "load.text_encoder (qwen_3_4b.safetensors, type lumina2)",
+                          "vae": "load.vae (FLUX.1's ae.safetensors)"},
                "chroma": {"text_encoder": "load.text_encoder (t5xxl_fp16.safetensors, type chroma)",
                           "vae": "load.vae (FLUX.1's ae.safetensors)"}}
 

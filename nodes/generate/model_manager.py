@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.converters.lora import kohya_modules, lora_state, qwen21_lora
+from nodes.generate.converters.lora import FUSED_LAYERS, fused_lora, kohya_modules, lora_state
 from nodes.generate.detect import Detection, detect_file, detect_header, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -184,7 +184,7 @@ def dtype_of(name: str, family: str, device: str):
             # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers'
             # do; Qwen-Image 2.1 runs in bf16 as QwenImage21Pipeline's own example runs it
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
-                                        "qwenimage21", "chroma") and \
+                                        "qwenimage21", "chroma", "zimage") and \
                 device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
@@ -257,8 +257,9 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
             modules = kohya_modules(pipe)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
                                flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"))
-            if type(pipe).__name__ == "QwenImage21Pipeline" and not alone:
-                state = qwen21_lora(state, (n for n, _ in pipe.transformer.named_modules()))
+            fused = FUSED_LAYERS.get(type(pipe).__name__)
+            if fused and not alone:
+                state = fused_lora(state, (n for n, _ in pipe.transformer.named_modules()), fused)
             if alone:
                 # Only the LoRA's text-encoder layers, if any; diffusers stopped at the missing unet with an
                 # AttributeError.
@@ -734,12 +735,19 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("causal"):
         return True, ("load.diffusion_model: autoregressive Wan (Causal Forcing), made block by block: sample's "
                       "sampler ar_video (condition.ar_start for a start image)")
+    if det.family == "wan" and det.variant.startswith("animate2"):
+        return True, ("load.diffusion_model: Wan Animate 2, a character from a reference image moved as a driving "
+                      "video moves (condition.wan_animate2)")
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")
+    if det.family == "sd" and det.variant.startswith("lotus"):
+        from nodes.generate.lotus import SUPPORT
+        return det.variant == "lotus-d", SUPPORT if det.variant == "lotus-d" else \
+            "Lotus-G (the picture's latent beside noise), which Kinograph does not run; Lotus-D loads"
     if det.family == "sd" and det.role in ("diffusion_model", "vae") and det.layout == "diffusers":
         part = {"diffusion_model": "UNet", "vae": "VAE"}[det.role]
         return False, f"an SD {part} in diffusers layout loads from its diffusers folder (with its config.json)"

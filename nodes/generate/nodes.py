@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (AUDIO, CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
+from graph_engine.types import (AUDIO, CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, STRING, TEXT_ENCODER, TRACKS, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
@@ -38,7 +38,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "chroma", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -121,6 +121,12 @@ transformer (diffusion_models/Chroma1-HD.safetensors) here or through load.diffu
 (t5xxl alone, type chroma) and load.vae (FLUX.1's ae.safetensors).
 
 True CFG: connect a negative prompt (cfg 3.5-5 is usual); sizes divisible by 16.""")
+load_zimage = _family_loader("zimage", "Load Z-Image", """Z-Image text-to-image (Tongyi's Z-Image Turbo and Z-Image):
+keyframes to animate with an image-to-video model. A diffusers ZImagePipeline folder, or ComfyUI's files: the
+transformer (diffusion_models/z_image_turbo_bf16.safetensors) here or through load.diffusion_model, with
+load.text_encoder (qwen_3_4b.safetensors, type lumina2) and load.vae (FLUX.1's ae.safetensors).
+
+Turbo: 8 steps at cfg 1 (no negative pass); the base model: cfg 3-5 with a negative prompt. Sizes divisible by 16.""")
 load_sd3 = _family_loader("sd3", "Load Stable Diffusion 3", """Stable Diffusion 3 medium and 3.5 medium, large and large
 turbo text-to-image: keyframes to animate with an image-to-video model. A diffusers folder, or ComfyUI's checkpoint
 (checkpoints/sd3.5_medium.safetensors ...): the MMDiT and VAE, and the text encoders where the file holds them; else
@@ -206,6 +212,36 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     pos = encode_prompt(text_encoder, text, ctx.log, clip_skip=clip_skip, weighting=weighting)
     neg = encode_prompt(text_encoder, negative, ctx.log, clip_skip=clip_skip, weighting=weighting)
     return {"positive": pos, "negative": neg}
+
+
+@node("text.generate", title="Generate Text", category="Conditioning", device="gpu",
+      outputs={"text": STRING, "thinking": STRING})
+def text_generate(ctx, text_encoder: TEXT_ENCODER,
+                  prompt: str = Param("", kind="text", help="what to ask the model (write or enhance a prompt)"),
+                  max_length: int = Param(512, min=1, max=32768, help="most tokens to generate"),
+                  sampling: bool = Param(True, help="sample with the settings below; off: greedy (the likeliest "
+                                                    "token each step)"),
+                  temperature: float = Param(0.7, min=0.01, max=2.0),
+                  top_k: int = Param(64, min=0, max=1000, help="0 = off"),
+                  top_p: float = Param(0.95, min=0.0, max=1.0),
+                  min_p: float = Param(0.05, min=0.0, max=1.0, help="0 = off"),
+                  repetition_penalty: float = Param(1.05, min=0.0, max=5.0),
+                  seed: int = Param(0, min=0, max=0xffffffffffffffff),
+                  thinking: bool = Param(False, help="let the model reason first (Qwen3); its reasoning comes out "
+                                                     "as `thinking`"),
+                  use_default_template: bool = Param(True, help="wrap the prompt in the model's chat turn; off: "
+                                                                "the text as written")):
+    """Write text with the text encoder's own language model (ComfyUI's TextGenerate): Qwen3 (qwen_3_4b) or
+    Gemma 3 (LTX-2's gemma_3_12B_it) loaded by load.text_encoder answer `prompt` through transformers' generate.
+    The same seed gives the same text, which the run's log shows. CLIP and T5 encoders have no language model and
+    are refused."""
+    from nodes.generate.textgen import generate_text
+    text, reasoning = generate_text(text_encoder, prompt, max_length=max_length, sample=sampling,
+                                    temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                    repetition_penalty=repetition_penalty, seed=seed, thinking=thinking,
+                                    use_template=use_default_template)
+    ctx.log(f"generated: {text}")       # what ComfyUI's PreviewAny shows, in the run's log
+    return {"text": text, "thinking": reasoning}
 
 
 _SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
@@ -560,7 +596,10 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                         "(ComfyUI's ManualSigmas), e.g. LTX-Video 0.9.8 distilled's 1.0, 0.9937, "
                                         "0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0; a first level below "
                                         "the top refines the input latent (its second pass: 0.9094, 0.725, "
-                                        "0.4219, 0.0)")) -> LATENT:
+                                        "0.4219, 0.0)"),
+           first_sigma: float = Param(0.0, zero="the schedule's", min=0.0, max=100000.0,
+                                      help="the first noise level in place of the schedule's (ComfyUI's "
+                                           "SetFirstSigma; Lotus depth: 999, its timestep 999)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
@@ -589,7 +628,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
-                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas)
+                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
+                       first_sigma=first_sigma)
     return out
 
 
@@ -936,6 +976,20 @@ def skip_layer_guidance(ctx, model: MODEL,
     result is pushed away from it. One more network call a step there."""
     from nodes.generate.skip_layers import SkipLayers
     return model.with_option("skip_layer_guidance", SkipLayers.parse(layers, scale, start, end, rescale))
+
+
+@node("guide.skip_layers_negative", title="Skip Layer Guidance (negative pass)", category="Sampling",
+      passes={"model": "model"})
+def skip_layers_negative(ctx, model: MODEL,
+                         layers: str = Param("7, 8, 9", help="the transformer blocks skipped, counted from 0"),
+                         start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                          "starts (ComfyUI's start_percent)"),
+                         end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
+    """Skip-layer guidance without an extra pass, on Wan and SD3.5 (ComfyUI's SkipLayerGuidanceDiTSimple): over part
+    of the steps the negative prompt's prediction is made with these blocks skipped, so CFG pushes away from a
+    weakened prediction. Needs a negative prompt and cfg above 1; otherwise it changes nothing."""
+    from nodes.generate.skip_layers import SkipLayers
+    return model.with_option("skip_layers_negative", SkipLayers.parse(layers, 0.0, start, end, 0.0, negative=True))
 
 
 _ATTN = dict(min=0.0, max=10.0)

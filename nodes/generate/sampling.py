@@ -145,6 +145,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     zero_star = handle.option("cfg_zero_star")
     norm = handle.option("cfg_norm")
     skip = handle.option("skip_layer_guidance")
+    weak_negative = handle.option("skip_layers_negative")
     identity = handle.option("identity_guidance")
     tfn = adapter.timestep_fn(levels)
     true_cfg = handle.option("true_cfg")
@@ -157,7 +158,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
                         f"(FLUX.1 Kontext); this {handle.family} model would ignore them: remove the "
                         f"condition.reference, or load a FLUX.1 Kontext model")
-    if skip is not None and regions.is_regional(*conds):
+    if (skip is not None or weak_negative is not None and guided) and regions.is_regional(*conds):
         raise NodeError("skip-layer guidance (guide.skip_layer_guidance) and regional prompts cannot be sampled "
                         "together yet: remove one of them")
     clean_keep = keep is not None and adapter.keeps_clean(handle)
@@ -217,6 +218,12 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
                     adapter.factors(pipe)[0], lambda p: adapter.percent_sigma(levels, p, handle.option("flow_shift"))))
             den = torch.cat(regions.denoised(plans["sides"], x, idx, lambda c, xs, sl: run(
                 [c], xs, sigma, idx, mask, sl if sl[-1] != slice(None) else None), float(sigma)))
+        elif guided and weak_negative is not None and weak_negative.steers(float(sigma), lambda p: adapter.percent_sigma(
+                levels, p, handle.option("flow_shift"))):
+            # ComfyUI's SkipLayerGuidanceDiTSimple: the negative prompt's pass made without the blocks
+            with weak_negative.skipped(pipe):
+                uncond = run([negative], x, sigma, idx, mask)
+            den = torch.cat([uncond, run([positive], x, sigma, idx, mask)])
         else:
             den = run(conds, x, sigma, idx, mask)
         guided_den = guide(x, s, den, idx)
@@ -321,7 +328,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
-                 noise_scale: float = 1.0, sigmas: str = "") -> Latent:
+                 noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -333,7 +340,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     `noise_scale` multiplies the noise the run starts from (A1111's initial noise multiplier for img2img, which
     Deforum schedules per frame). `sigmas`, when given, is the whole schedule written out (manual_sigmas): it
     replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
-    latent noised to it, as denoise below 1 does."""
+    latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the schedule's first level
+    (ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -371,6 +379,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     manual = bool(sigmas.strip())
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
                                                               given.samples.shape, shift)
+    if first_sigma > 0:
+        sigmas = sigmas.clone()
+        sigmas[0] = float(first_sigma)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1

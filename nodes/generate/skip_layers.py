@@ -1,7 +1,10 @@
 """Skip-layer guidance (ComfyUI's SkipLayerGuidanceDiT, after Stability's SD3 experiment): over part of the steps
 the prompt's prediction is made once more with some transformer blocks skipped, and the guided result is pushed
 away from that weakened prediction: guided + scale (cond - cond_skipped). It sharpens structure on Wan, and on SD3.5
-(ComfyUI's SkipLayerGuidanceSD3, diffusers' skip_guidance_layers: 7, 8, 9 on 3.5 medium) its joint blocks."""
+(ComfyUI's SkipLayerGuidanceSD3, diffusers' skip_guidance_layers: 7, 8, 9 on 3.5 medium) its joint blocks.
+
+The negative-pass kind (ComfyUI's SkipLayerGuidanceDiTSimple) makes no extra pass: over its share of the steps the
+negative prompt's own prediction is made with the blocks skipped, and CFG pushes away from that."""
 from __future__ import annotations
 
 import re
@@ -19,17 +22,22 @@ class SkipLayers:
     start: float = 0.01         # share of the way from noise, as ComfyUI's start_percent / end_percent
     end: float = 0.15
     rescale: float = 0.0        # pull the result's spread back towards the prompt's prediction (rescaling_scale)
+    negative: bool = False      # skip them in the negative prompt's pass instead of an extra pass (scale unused)
 
     @classmethod
-    def parse(cls, layers: str, scale: float, start: float, end: float, rescale: float) -> "SkipLayers":
+    def parse(cls, layers: str, scale: float, start: float, end: float, rescale: float,
+              negative: bool = False) -> "SkipLayers":
         """Layers as ComfyUI reads them: every whole number in the text ("7, 8, 9")."""
         if start > end:
             raise NodeError(f"skip-layer guidance's start ({start}) must not come after its end ({end})")
         return cls(tuple(int(n) for n in re.findall(r"\d+", layers)), float(scale), float(start), float(end),
-                   float(rescale))
+                   float(rescale), negative)
 
     def steers(self, sigma: float, level_at) -> bool:
-        """ComfyUI's test on the step's noise level: level_at(end) <= sigma <= level_at(start)."""
+        """ComfyUI's test on the step's noise level: level_at(end) <= sigma <= level_at(start); for the negative-pass
+        kind SkipLayerGuidanceDiTSimple's, level_at(end) < sigma <= level_at(start)."""
+        if self.negative:
+            return bool(self.layers) and level_at(self.end) < sigma <= level_at(self.start)
         return bool(self.layers) and self.scale > 0 and level_at(self.end) <= sigma <= level_at(self.start)
 
     @contextmanager

@@ -33,6 +33,42 @@ def _rgb01(clip, start: int, stop: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(clip.frames(start, stop)[..., :3])).float() / 255.0
 
 
+class AnimateClip:
+    """What both Animate nodes (condition.wan_animate, condition.wan_animate2) start from: the latent's sizes, a grey clip, the reference fitted, an encoder."""
+
+    def __init__(self, vae, what: str, reference, width: int, height: int, length: int):
+        if reference is not None and (not isinstance(reference, np.ndarray) or reference.ndim != 3):
+            raise NodeError("the reference must be one RGB image (H x W x 3): the character to animate")
+        self.adapter, spec = get_adapter("wan"), family_spec("wan")
+        self.tf, sf, self.channels = self.adapter.factors(vae.pipe)
+        spec.check_frames(length, self.tf)
+        spec.check_size(width, height, sf)
+        self.frames, self.h, self.w = spec.latent_frames(length, self.tf), height // sf, width // sf
+        self.latent = lambda n: Latent(torch.zeros(1, self.channels, n, self.h, self.w), "wan",
+                                       spec.pixel_frames(n, self.tf), spec.fps, width, height)
+        from nodes.generate.vae_ops import check_fits
+        check_fits(f"{what}'s {length} frames at {width}x{height} as pictures", (length, height, width, 3))
+        self.video = torch.full((length, height, width, 3), 0.5)
+        self.ref = torch.zeros(1, height, width, 3) if reference is None else \
+            cover(torch.from_numpy(np.ascontiguousarray(reference[..., :3])).float()[None] / 255.0, width, height)
+        self.vae, self.what, self.size = vae, what, (width, height)
+
+    def encode(self, rgb01: torch.Tensor) -> torch.Tensor:     # [T, H, W, 3] in [0, 1] -> normalised latent
+        from nodes.generate.vae_ops import encode_pixels
+        return encode_pixels(self.adapter, self.vae.pipe, (rgb01 * 2 - 1).permute(3, 0, 1, 2)[None],
+                             f"encoding {self.what}'s pictures").float().cpu()
+
+
+def continued(video: torch.Tensor, motion, count: int, offset: int):
+    """The last `count` frames of the clip continued laid at the start of `video` (fitted to its size): (how many,
+    the driving videos' offset moved back by them)."""
+    kept = min(count, motion.length, video.shape[0])
+    if kept <= 0:
+        return 0, offset
+    video[:kept] = cover(_rgb01(motion, motion.length - kept, motion.length), video.shape[2], video.shape[1])
+    return kept, max(0, offset - kept)
+
+
 def _from(clip, offset: int, length: int, what: str) -> torch.Tensor:
     """The clip's frames from `offset`, at most `length` of them."""
     if clip.length <= offset:
@@ -99,39 +135,18 @@ def animate_condition(vae, positive: Conditioning, negative: Optional[Conditioni
     if pose is None or face is None:
         raise NodeError("condition.wan_animate needs the pose video (the body's skeleton, e.g. DWPose's) and the face "
                         "video (the face cropped from the driving video) of the motion to follow")
-    if reference is not None and (not isinstance(reference, np.ndarray) or reference.ndim != 3):
-        raise NodeError("the reference must be one RGB image (H x W x 3): the character to animate")
-    adapter = get_adapter("wan")
-    spec = family_spec("wan")
-    tf, sf, channels = adapter.factors(vae.pipe)
-    spec.check_frames(length, tf)
-    spec.check_size(width, height, sf)
-    frames, h, w = spec.latent_frames(length, tf), height // sf, width // sf
-    from nodes.generate.vae_ops import check_fits
-    check_fits(f"Wan Animate's {length} frames at {width}x{height} as pictures", (length, height, width, 3))
-    video = torch.full((length, height, width, 3), 0.5)
-    kept = 0
-    if continue_motion is not None and continue_frames > 0:
-        kept = min(continue_frames, continue_motion.length, length)
-        video[:kept] = cover(_rgb01(continue_motion, continue_motion.length - kept, continue_motion.length),
-                             width, height)
-        offset = max(0, offset - kept)
+    c = AnimateClip(vae, "Wan Animate", reference, width, height, length)
+    tf, frames, h, w, video, encode = c.tf, c.frames, c.h, c.w, c.video, c.encode
+    kept, offset = continued(video, continue_motion, continue_frames, offset) if continue_motion is not None else \
+        (0, offset)
     if background is not None:
         bg = cover(_from(background, offset, length, "background video"), width, height)
         video[kept:bg.shape[0]] = bg[kept:]
     keep = _keep_mask(character_mask, offset, length, kept, h, w)
     pose_px = cover(_held(_from(pose, offset, length, "pose video"), length), width, height)
     face_px = _square(_held(_from(face, offset, length, "face video"), length))
-    ref = torch.zeros(1, height, width, 3) if reference is None else \
-        cover(torch.from_numpy(np.ascontiguousarray(reference[..., :3])).float()[None] / 255.0, width, height)
-
-    def encode(rgb01: torch.Tensor) -> torch.Tensor:     # [T, H, W, 3] in [0, 1] -> normalised latent
-        from nodes.generate.vae_ops import encode_pixels
-        return encode_pixels(adapter, vae.pipe, (rgb01 * 2 - 1).permute(3, 0, 1, 2)[None],
-                             "encoding Wan Animate's videos").float().cpu()
-
     with torch.inference_mode():
-        ref_z, video_z, pose_z = encode(ref), encode(video), encode(pose_px)
+        ref_z, video_z, pose_z = encode(c.ref), encode(video), encode(pose_px)
     concat = torch.cat([torch.cat([torch.ones(1, tf, 1, h, w), ref_z], dim=1),
                         torch.cat([_i2v_layout(keep, tf), video_z], dim=1)], dim=2)
     extra = {"concat": concat, "animate_pose": pose_z, "animate_face": face_px}
@@ -139,9 +154,8 @@ def animate_condition(vae, positive: Conditioning, negative: Optional[Conditioni
         extra["image_embeds"] = image_embeds.embeds
     pos = positive.with_extra(**extra)
     neg = None if negative is None else negative.with_extra(**extra).with_meta(animate_face_blank=True)
-    latent = Latent(torch.zeros(1, channels, frames + 1, h, w), "wan", spec.pixel_frames(frames + 1, tf), spec.fps,
-                    width, height)
-    return {"positive": pos, "negative": neg, "latent": latent, "trim_image": kept, "offset": offset + length}
+    return {"positive": pos, "negative": neg, "latent": c.latent(frames + 1), "trim_image": kept,
+            "offset": offset + length}
 
 
 def animate_inputs(model, conds, frames, batch: int, device, dtype) -> dict:

@@ -34,14 +34,17 @@ def expression(ctx, expression: str = Param("a + b", check=lambda v: check(v, LE
     return {"float": float(result), "int": int(result), "bool": bool(result)}
 
 
-@node("math.switch", title="Switch", category="Math", outputs={"value": ANY})
+def _picked(params) -> set:
+    return {"on_true" if params["switch"] else "on_false"}
+
+
+@node("math.switch", title="Switch", category="Math", outputs={"value": ANY}, reads=_picked)
 def switch(ctx, on_false: ANY = Input(optional=True, help="what passes on when switch is off"),
            on_true: ANY = Input(optional=True, help="what passes on when switch is on"),
            switch: bool = Param(False, help="which input passes on: link a test into it (math.expression's bool, "
                                             "a > 2048 on a picture's width)")) -> dict:
-    """One of two values, picked as the workflow runs (ComfyUI's Switch). Both inputs are made before it picks:
-    where they are clips (what video nodes give), the one not picked is never read, so none of its frames is
-    computed; a model or a generation on that side still does its work."""
+    """One of two values, picked as the workflow runs (ComfyUI's Switch). Only the input picked is made, as in
+    ComfyUI: the nodes that feed only the other (a model loaded, a generation) do not run."""
     from graph_engine import NodeError
     name = "on_true" if switch else "on_false"
     value = on_true if switch else on_false

@@ -253,6 +253,20 @@ def comfy_resize(clip: Clip, width: int, height: int, method: str, crop: bool = 
                        move)
 
 
+def crop(clip: Clip, x: int, y: int, width: int, height: int) -> Clip:
+    """The rectangle at (x, y) of every frame, as ComfyUI's ImageCrop cuts it: a corner past the picture is moved
+    onto its last column or row (so something is always left), and the rectangle is cut at the picture's edge."""
+    if width < 1 or height < 1:
+        raise NodeError(f"width and height must both be 1 or more, got {width} x {height}")
+    x, y = min(max(x, 0), clip.width - 1), min(max(y, 0), clip.height - 1)
+    x1, y1 = min(x + width, clip.width), min(y + height, clip.height)
+
+    def move(frames: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(frames[:, y:y1, x:x1])
+    return moved_float(clip.map(move, x1 - x, y1 - y).with_(matte=moved(clip.matte, move, x1 - x, y1 - y)), clip,
+                       move)
+
+
 def side_size(w0: int, h0: int, size: int, side: str = "longer"):
     """The size with the longer (or shorter) side `size`, the other rounded as ComfyUI's scale_longer_dimension
     and scale_shorter_dimension round it (a square: both)."""

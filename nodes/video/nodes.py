@@ -192,6 +192,17 @@ def match_size(ctx, video: VIDEO, reference: VIDEO = Input(help="the clip (or pi
     return edit.comfy_resize(video, reference.width, reference.height, method, crop)
 
 
+@node("video.crop", title="Crop", category="Video", temporal_radius=0)
+def crop(ctx, video: VIDEO, x: int = Param(0, min=0, max=16384, help="the rectangle's left edge in pixels"),
+         y: int = Param(0, min=0, max=16384, help="the rectangle's top edge in pixels"),
+         width: int = Param(512, min=1, max=16384, help="the rectangle's width (cut at the picture's edge)"),
+         height: int = Param(512, min=1, max=16384, help="the rectangle's height (cut at the picture's edge)")
+         ) -> VIDEO:
+    """A rectangle of every frame (ComfyUI's Image Crop): a corner past the picture moves onto its last pixel,
+    and the rectangle is cut where the picture ends. The alpha is cut alike."""
+    return edit.crop(video, x, y, width, height)
+
+
 @node("video.flip", category="Video", temporal_radius=0)
 def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
                                                    help="horizontal: mirror left and right (Nuke's flop); "

@@ -42,6 +42,12 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "clip_skip": params.get("clip_skip", 1)})
         return []
 
+    def special_model_through(self, cn, rule, params, notes):
+        """A setting of how ComfyUI runs the model, not of what it computes: the model passes on unchanged."""
+        src = self.resolve(cn.inputs.get("model"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        return []
+
     def special_t5_options(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
@@ -61,6 +67,13 @@ class CoreNodes:
         step = int(params.get("step", 0))
         self.outs[(cn.id, 0)] = Out(None, {**base, "end_step": step, "leftover_noise": True})
         self.outs[(cn.id, 1)] = Out(None, {**base, "start_step": step})
+        return []
+
+    def special_first_sigma(self, cn, rule, params, notes):
+        """ComfyUI's SetFirstSigma: the schedule folded so far, with sample's first_sigma."""
+        src = self.resolve(cn.inputs.get("sigmas"))
+        base = src.attrs if isinstance(src, Out) else {}
+        self.outs[(cn.id, 0)] = Out(None, {**base, "first_sigma": params.get("first_sigma", 0.0)})
         return []
 
     def _unshifted(self, out: Out) -> Out:
@@ -98,7 +111,7 @@ class CoreNodes:
 
     def special_switch(self, cn, rule, params, notes):
         if not isinstance(params.get("switch"), bool):
-            return self.running_switch(cn, notes)
+            return self.running_switch(cn)
         pick, other = ("on_true", "on_false") if params["switch"] else ("on_false", "on_true")
         src = self.resolve(cn.inputs.get(pick))
         if src is not None:
@@ -109,10 +122,10 @@ class CoreNodes:
             self.skipped[cn.id] = {unpicked.node}
         return []
 
-    def running_switch(self, cn, notes):
+    def running_switch(self, cn):
         """A switch whose test is only known as the workflow runs (math.expression's bool on a picture's size):
-        math.switch, the test and both sides linked in. Kinograph has no lazy inputs, so the side not picked is made
-        too: of clips no frame is computed, but a model or generation on that side runs, which ComfyUI skips."""
+        math.switch, the test and both sides linked in. Like ComfyUI's, it makes only the side it picks (NodeSpec.reads):
+        a model or generation feeding only the other does not run."""
         test = self.resolve(cn.inputs.get("switch"))
         sides = {k: self.resolve(cn.inputs.get(k)) for k in ("on_false", "on_true")}
         if not (isinstance(test, Out) and test.port) or any(k in cn.inputs and not (isinstance(v, Out) and v.port)
@@ -124,8 +137,6 @@ class CoreNodes:
             if k in cn.inputs:
                 self.graph.connect(*v.port, nid, k)
         self.outs[(cn.id, 0)] = Out((nid, "value"))
-        notes.append("both of its inputs are made before it picks one (ComfyUI makes only the one picked): frames of "
-                     "the other are never computed, but a model or generation feeding only it still runs")
         return [nid]
 
     def special_math(self, cn, rule, params, notes):

@@ -43,29 +43,53 @@ class CoreMedia:
         """ComfyUI's batch of images is a clip's frames: batching decoded clips plays them one after another."""
         keys = sorted((k for k in cn.inputs if k.startswith("images.")),
                       key=lambda k: int(re.sub(r"\D", "", k) or 0))
-        srcs = [self.resolve(cn.inputs[k]) for k in keys]
-        # a single image is a one-frame clip (IMAGE links into VIDEO), a still mask made a picture too
-        if len(srcs) < 2 or not all(isinstance(s, Out) and s.port and self._type(*s.port, True) in ("VIDEO", "IMAGE")
-                                    for s in srcs):
+        # an input slot left unlinked is no picture (ComfyUI batches only what is linked)
+        srcs = [self.resolve(cn.inputs[k]) for k in keys if cn.inputs[k] is not None]
+        # ComfyUI brings each picture to the first's size (bilinear, cut at the middle)
+        return self.joined(cn, srcs, fit=True)
+
+    def joined(self, cn, srcs, fit: bool):
+        """Clips (a single image is a one-frame clip: IMAGE links into VIDEO) played one after another as
+        video.concat, each first brought to the first's size where `fit` (video.match_size passes one of that size
+        unchanged); one alone is itself, as ComfyUI's batch of one is."""
+        if not srcs or not all(isinstance(s, Out) and s.port and self._type(*s.port, True) in ("VIDEO", "IMAGE")
+                               for s in srcs):
             self.placeholder(cn)
-            self.report.entries[cn.id].notes.append("it batches single images (or a node that did not convert): "
-                                                    "Kinograph concatenates clips only")
+            self.report.entries[cn.id].notes.append("a picture it batches comes from a node that did not convert "
+                                                    "(or none is linked)")
             return None
         made, cur = [], srcs[0]
         for k, src in enumerate(srcs[1:], 1):
-            # ComfyUI brings each picture to the first's size (bilinear, cut at the middle); one of that size
-            # passes video.match_size unchanged
-            fit = self.add("video.match_size", cn, {"method": "bilinear", "crop": True}, f"_size{k}",
-                           dy=120.0 * (k - len(srcs)) - 60.0)
-            self.link(src, fit, "video")
-            self.link(srcs[0], fit, "reference")
-            nid = self.add(rule.node, cn, {}, "" if k == len(srcs) - 1 else f"_{k}", dy=120.0 * (k - len(srcs) + 1))
+            dy = 120.0 * (k - len(srcs) + 1)
+            if fit:
+                nid = self.add("video.match_size", cn, {"method": "bilinear", "crop": True}, f"_size{k}", dy - 180.0)
+                self.link(src, nid, "video")
+                self.link(srcs[0], nid, "reference")
+                made.append(nid)
+                src = Out((nid, "video"))
+            nid = self.add("video.concat", cn, {}, "" if k == len(srcs) - 1 else f"_{k}", dy=dy)
             self.link(cur, nid, "video")
-            self.graph.connect(fit, "video", nid, "other")
+            self.link(src, nid, "other")
             cur = Out((nid, "video"))
-            made += [fit, nid]
+            made.append(nid)
         self.outs[(cn.id, 0)] = cur
         return made
+
+    def special_rebatch(self, cn, rule, params, notes):
+        """RebatchImages (comfy_extras/nodes_rebatch.py) joins the batches it is given (a CreateList of clips) and
+        hands the frames on in batches of batch_size, each run through the nodes after it on its own. A Kinograph
+        clip is one batch of all its frames, so batches of 4096 (the most ComfyUI allows) are the clip itself."""
+        v = self.resolve(cn.inputs.get("images"))
+        items = v.attrs["list"] if isinstance(v, Out) and "list" in v.attrs else [v]
+        size = self.resolve(cn.inputs.get("batch_size"))
+        if isinstance(size, int) and size < 4096:
+            notes.append(f"ComfyUI runs the nodes after it once per batch of {size} frames (CreateVideo writing a "
+                         "file each); Kinograph runs them once on the whole clip, the same where it has at most "
+                         f"{size} frames")
+        if self.resolve(cn.inputs.get("overlap")) not in (None, 0):
+            notes.append("its overlap between batches is not carried (the batches are one clip here)")
+        # ComfyUI joins them with torch.cat, which needs one size: video.concat refuses two sizes by name too
+        return self.joined(cn, items, fit=False)
 
     def special_video_components(self, cn, rule, params, notes):
         """The frames are the clip itself; its audio and frame rate are not separate values in Kinograph (the
@@ -226,6 +250,16 @@ class CoreMedia:
         else:
             params["model"] = model
         return [self.plain(cn, rule, params, notes)]
+
+    def special_saved_passes_on(self, cn, rule, params, notes):
+        """ComfyUI's SaveVideo (comfy_extras/nodes_video.py: "The input video, unchanged.") and SaveImage (nodes.py:
+        `"result": (images,)`) hand on what they save, and templates read it there (Wan Animate 2's side-by-side of
+        the saved clip and its driving video): their output is their input's link, a folded CreateVideo's rate with
+        it."""
+        made = self.plain(cn, rule, params, notes)
+        src = self.resolve(cn.inputs.get(next(iter(rule.inputs))))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        return [made]
 
     def special_save_audio(self, cn, rule, params, notes):
         """The prefix's path with the format's file type; the quality (MP3's V0 or a bit rate, Opus's bit rate) as

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from ..flatten import Ref
 from ..out import Out
 from . import regex_child
 
@@ -178,6 +179,20 @@ def number(value):
         return f, int(f)
 
 
+def compare(a: str, b: str, mode: str, case_sensitive: bool) -> bool:
+    """StringCompare: a starts with, ends with or equals b, its case ignored unless case_sensitive."""
+    if not case_sensitive:
+        a, b = a.lower(), b.lower()
+    tests = {"Starts With": a.startswith, "Ends With": a.endswith, "Equal": a.__eq__}
+    if mode not in tests:
+        raise ValueError(f"mode {mode!r} is not one of ComfyUI's: {', '.join(tests)}")
+    return tests[mode](b)
+
+
+# the loop nodes, whose values GetItemFromList may read (not a list known on import)
+LOOP_NODES = ("StartLoop", "EndLoop")
+
+
 def _string(cn_values, name):
     v = cn_values[name]
     return v if isinstance(v, str) else str(v)
@@ -318,6 +333,56 @@ class LogicNodes:
         v = self.known(cn, ("json_string", "key"), {})
         return None if v is None else self.computed(
             cn, lambda: (json_extract(_string(v, "json_string"), _string(v, "key")),))
+
+    def special_compare(self, cn, rule, params, notes):
+        v = self.known(cn, ("string_a", "string_b", "mode", "case_sensitive"), {"case_sensitive": True})
+        return None if v is None else self.computed(cn, lambda: (compare(
+            _string(v, "string_a"), _string(v, "string_b"), v["mode"], bool(v["case_sensitive"])),))
+
+    def special_create_list(self, cn, rule, params, notes):
+        """CreateList: its linked inputs in order, a list inside spliced in (ComfyUI adds each input's list); what
+        each item is (a clip, a number, a model) is kept for GetItemFromList to hand on. Nothing runs: a node
+        reading the whole list (ComfyUI runs it once per item) gets nothing and says so."""
+        keys = sorted((k for k in cn.inputs if k.startswith("inputs.") and cn.inputs[k] is not None),
+                      key=lambda k: int(re.sub(r"\D", "", k) or 0))
+        items = []
+        for k in keys:
+            v = self.resolve(cn.inputs[k])
+            items += v.attrs["list"] if isinstance(v, Out) and "list" in v.attrs else [v]
+        self.outs[(cn.id, 0)] = Out(None, {"list": items})
+        return []
+
+    def special_item_from_list(self, cn, rule, params, notes):
+        """GetItemFromList: the item at index (from the end where negative) of a CreateList's list; anything
+        else linked is a list of one, as ComfyUI reads it. A loop's carried values are not known on import."""
+        link = cn.inputs.get("list")
+        src = self.flat.nodes.get(link.node) if isinstance(link, Ref) else None
+        if src is not None and src.class_type in LOOP_NODES:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"its list comes from the loop's {src.class_type} #{src.id}, which is not unrolled (its line says "
+                "why)")
+            return None
+        v = self.known(cn, ("index",), {"index": 0})
+        if v is None:
+            return None
+        whole = self.resolve(link)
+        items = whole.attrs["list"] if isinstance(whole, Out) and "list" in whole.attrs else [whole]
+        index = v["index"]
+        if link is None or not isinstance(index, int) or not -len(items) <= index < len(items):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"index {index!r} is not an item of its list of {len(items)} (0 to {len(items) - 1}, or -1 for the "
+                "last): ComfyUI stops there too")
+            return None
+        item = items[index]
+        if item is None:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"item {index} of its list comes from a node that did not "
+                                                    "convert")
+            return None
+        self.outs[(cn.id, 0)] = item if isinstance(item, Out) else Out(None, {"value": item})
+        return []
 
     def special_custom_combo(self, cn, rule, params, notes):
         """CustomCombo: the option picked and its index (the file keeps both; the options after them are the

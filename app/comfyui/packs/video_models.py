@@ -1,4 +1,4 @@
-"""ComfyUI's own conditioning nodes of the video models: Wan (image-to-video, ATI, WanMove, VACE, Animate, camera), LTX-Video, SVD."""
+"""ComfyUI's own conditioning nodes of the video models: Wan (image-to-video, ATI, WanMove, VACE, Animate, Animate 2, camera), LTX-Video, SVD."""
 from __future__ import annotations
 
 import re
@@ -144,6 +144,13 @@ class VideoModels:
         nid = self.plain(cn, rule, params, notes)
         self.outs[(cn.id, 3)] = Out(None, {"value": 1})
         return [nid]
+
+    def special_animate2_cache(self, cn, rule, params, notes):
+        """WanAnimate2Cache: the model passes on; its cache of the pose branch saves ComfyUI time, not a change to
+        the picture (bar int8/int4 rounding), and Kinograph reruns that branch each step instead."""
+        model = self.resolve(cn.inputs.get("model"))
+        self.outs[(cn.id, 0)] = model if isinstance(model, Out) else Out()
+        return []
 
     def special_ltxv_guide(self, cn, rule, params, notes):
         """LTX-2's guides (any frame, any strength, a picture or a clip) are condition.guide_video; LTX-Video's
@@ -302,6 +309,45 @@ class VideoModels:
             notes.append(f"audio_cfg {audio} is not carried: Kinograph guides the sound at the video's cfg {video}")
         self.fold(cn, rule, params)
         return []
+
+    def special_text_generate(self, cn, rule, params, notes):
+        """TextGenerate: text.generate. With sampling_mode off ComfyUI's dynamic combo stores no sampling widgets,
+        so the two values read as temperature and top_k are thinking and use_default_template (greedy). Pictures,
+        video or sound given to it would be described by ComfyUI: text.generate reads none, so it is not mapped."""
+        media = sorted(k for k, v in cn.inputs.items() if isinstance(v, Ref) and k not in ("clip", "prompt")
+                       and k not in rule.widgets)
+        if media:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"its {', '.join(media)} input is a picture, video or sound for the language model to read: "
+                "Kinograph's text.generate reads text only")
+            return None
+        if cn.inputs.get("sampling_mode") == "off":
+            for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):
+                params.pop(k, None)
+            params.pop("thinking", None)
+            params.pop("use_default_template", None)
+            for src, dst in (("temperature", "thinking"), ("top_k", "use_default_template")):
+                if isinstance(cn.inputs.get(src), bool):
+                    params[dst] = cn.inputs[src]
+            params["sampling"] = False
+        self.any_type_generates(cn, notes)
+        return [self.plain(cn, rule, params, notes)]
+
+    def any_type_generates(self, cn, notes):
+        """A CLIPLoader that only feeds TextGenerate loads its file as what it is: ComfyUI builds the language model
+        from the file whatever its type (llm_qwen3_text_gen loads qwen_3_4b as ltxv), where load.text_encoder's type
+        pairs the encoder with a model family, which generating text has none of."""
+        ref, src = cn.inputs.get("clip"), self.resolve(cn.inputs.get("clip"))
+        if not isinstance(ref, Ref) or not isinstance(src, Out) or not src.port:
+            return
+        loader = self.graph.nodes[src.port[0]]
+        if loader.type != "load.text_encoder" or loader.params.get("type", "auto") == "auto":
+            return
+        if all(self.flat.nodes[c].class_type == "TextGenerate" for c in self.consumers.get(ref.node, [])):
+            notes.append(f"its text encoder's type {loader.params['type']} is read as auto: only text generation "
+                         "uses it")
+            loader.params["type"] = "auto"
 
     def special_prompt_as_written(self, cn, rule, params, notes):
         """TextGenerateLTX2Prompt hands its prompt on; what only its language model (and its LoRA) or its pictures

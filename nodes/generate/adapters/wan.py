@@ -4,7 +4,8 @@ Image-to-video / first-last-frame models (36 input channels) take a 4-channel fr
 VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens. Wan Fun camera models
 (32 channels: no mask, the start frame's latent only) also take Plücker rays of a camera path, read by the
 camera encoder nodes/generate/wan_camera.py attaches to the transformer. Wan 2.2 Animate models (36 channels) read
-a reference latent frame ahead of the video, pose latents and face pixels (nodes/generate/wan_animate.py). Wan 2.2
+a reference latent frame ahead of the video, pose latents and face pixels (nodes/generate/wan_animate.py); Wan
+Animate 2 models (the i2v transformer) the reference frame and a pose branch (nodes/generate/wan_animate2.py). Wan 2.2
 S2V models read a voice's features, a reference image, motion frames and a pose video (nodes/generate/wan_s2v.py);
 HuMo models a voice's whisper features and a reference image (nodes/generate/wan_humo.py).
 
@@ -117,6 +118,9 @@ class WanAdapter(Adapter):
                     inputs[key] = torch.cat([t[:, :, idx] for t in each for _ in range(batch)]).to(device, dtype)
         if "vace" in inputs:
             inputs["vace_strength"] = float(conds[-1].meta.get("vace_strength", 1.0))
+        if conds[-1].meta.get("animate2"):
+            from nodes.generate.wan_animate2 import animate2_inputs
+            inputs["animate2"] = animate2_inputs(conds, frames, batch, device, dtype)
         if "animate_pose" in conds[-1].extra:
             from nodes.generate.wan_animate import animate_inputs
             inputs.update(animate_inputs(handle.pipe.transformer, conds, frames, batch, device, dtype))
@@ -171,8 +175,9 @@ class WanAdapter(Adapter):
         if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs \
                 and "text_as_image" not in inputs:
             from graph_engine import NodeError
+            from nodes.generate.wan_animate2 import NEEDS_TOKENS
             raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.camera") if is_camera_model(model)
-                            else NEEDS_IMAGE)
+                            else NEEDS_TOKENS if "animate2" in inputs else NEEDS_IMAGE)
         if "encoder_hidden_states_image" in inputs and not getattr(model.config, "image_dim", None):
             inputs = {k: v for k, v in inputs.items() if k != "encoder_hidden_states_image"}
         if "camera" in inputs and not is_camera_model(model):
@@ -195,6 +200,15 @@ class WanAdapter(Adapter):
                             f"{x.shape[1]}: " + (CAMERA_FRAMES if is_camera_model(model) else FUN_CONTROL_FRAMES
                                                  if is_fun_control(model) else
                                                  "connect the conditioning node made for this model"))
+        if "animate2" in inputs:
+            from nodes.generate import wan_animate2
+            if not wan_animate2.is_animate2(model):
+                from graph_engine import NodeError
+                raise NodeError(wan_animate2.NOT_ANIMATE2)
+            kw = wan_animate2.posed(inputs["animate2"], float(t.flatten()[0]) / 1000.0, lambda p: self.percent_sigma(
+                handle.pipe, p, handle.option("flow_shift")))
+            return wan_animate2.forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
+                                        inputs.get("encoder_hidden_states_image"), **kw)
         kw = {k: inputs[k] for k in ("encoder_hidden_states_image", "pose_hidden_states", "face_pixel_values")
               if k in inputs}
         layers = getattr(model.config, "vace_layers", None)

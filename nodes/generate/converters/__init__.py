@@ -23,7 +23,7 @@ MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
            "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "qwen3vl": "qwenimage21", "qwen25vl": "qwenimage", "chroma": "chroma", "flux2": "flux2", "mistral3": "flux2",
-           "qwen3": "flux2"}
+           "qwen3": "flux2", "zimage": "zimage"}
 
 
 @dataclass
@@ -67,6 +67,15 @@ def model_config(family: str, name: str) -> dict:
     except (OSError, ValueError) as exc:
         raise NodeError(f"the shipped model config {path} is missing or broken ({exc}); reinstall Kinograph") from None
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def converted(state: Dict[str, object], marker: str, convert: Callable, cls, config: Callable) -> Built:
+    """A denoiser from a file in its authors' or ComfyUI's names, through diffusers' own single-file converter (which
+    empties the dict it is given), or already in diffusers' names (`marker` is one of them): `cls` built from
+    config(the converted tensors)."""
+    conv = dict(state) if marker in state else convert(dict(state))
+    cfg = config(conv)
+    return Built(lambda: cls.from_config(cfg), conv, cfg)
 
 
 def split_single_block(key: str, value, width: int) -> Optional[dict]:

@@ -10,7 +10,7 @@
       full_encoder_small_decoder.safetensors (which ComfyUI's FLUX.2 templates load) the same with a narrower decoder"""
 from __future__ import annotations
 
-from nodes.generate.converters import Built, count, decoder_sizes, model_config, register
+from nodes.generate.converters import Built, converted, count, decoder_sizes, model_config, register
 
 FAMILY = "flux2"
 
@@ -36,10 +36,8 @@ def transformer_config(state) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import Flux2Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
-    conv = dict(state) if "x_embedder.weight" in state else \
-        convert_flux2_transformer_checkpoint_to_diffusers(dict(state))     # it empties the dict it is given
-    cfg = transformer_config(conv)
-    return Built(lambda: Flux2Transformer2DModel.from_config(cfg), conv, cfg)
+    return converted(state, "x_embedder.weight", convert_flux2_transformer_checkpoint_to_diffusers,
+                     Flux2Transformer2DModel, transformer_config)
 
 
 @register("flux2", "vae")

@@ -349,30 +349,44 @@ def kohya_modules(pipe) -> Dict[str, object]:
     return out
 
 
-# -- Qwen-Image 2.1 ----------------------------------------------------------------------------
-_QWEN21_PREFIX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.|lora_unet_|"
+# -- ComfyUI's fused layers (Qwen-Image 2.1, Z-Image) ---------------------------------------------------
+_LORA_PREFIX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.|lora_unet_|"
                             r"lora_transformer_)")
-_QWEN21_PART = re.compile(r"\.(lora_A\.weight|lora_B\.weight|lora_down\.weight|lora_up\.weight|alpha)$")
+_LORA_PART = re.compile(r"\.(lora_A\.weight|lora_B\.weight|lora_down\.weight|lora_up\.weight|alpha)$")
 
 
-def qwen21_lora(state: Dict[str, object], layers) -> Dict[str, object]:
-    """A Qwen-Image 2.1 LoRA under the names QwenImage21Pipeline's load_lora_weights reads unconverted
-    (transformer.<layer>.lora_A/B.weight). `layers`: the transformer's module names.
+# ComfyUI's layers that diffusers splits or names otherwise: {ComfyUI's layer name (its end): the diffusers layers its
+# output rows go to, in order}. Qwen-Image 2.1's SwiGLU gate and up projections are one img_mlp.gate_up (gate rows
+# first); Z-Image's attention q, k, v one attention.qkv, and its one patch size's embedder and final layer are not
+# wrapped in all_*.2-1.
+FUSED_LAYERS = {
+    "QwenImage21Pipeline": {"img_mlp.gate_up": ("img_mlp.gate_layer", "img_mlp.proj")},
+    "ZImagePipeline": {"attention.qkv": ("attention.to_q", "attention.to_k", "attention.to_v"),
+                       "attention.out": ("attention.to_out.0",), "x_embedder": ("all_x_embedder.2-1",),
+                       "final_layer.linear": ("all_final_layer.2-1.linear",),
+                       "final_layer.adaLN_modulation.1": ("all_final_layer.2-1.adaLN_modulation.1",)}}
 
-    ComfyUI fuses each block's SwiGLU gate and up projections into one img_mlp.gate_up (gate rows first), so a LoRA
-    made on ComfyUI's model changes that layer; diffusers ignored it with a warning. Its down matrix is shared and its
-    up matrix's rows split between gate_layer and proj, which is the same change. kohya's names (lora_unet_
+
+def fused_lora(state: Dict[str, object], layers, fused: Dict[str, Tuple[str, ...]]) -> Dict[str, object]:
+    """A LoRA of a Qwen-Image 2.1 or Z-Image transformer under the names their pipelines' load_lora_weights reads
+    unconverted (transformer.<layer>.lora_A/B.weight). `layers`: the transformer's module names; `fused`: the
+    pipeline's FUSED_LAYERS.
+
+    A LoRA made on ComfyUI's model changes ComfyUI's fused layers (Qwen-Image 2.1's img_mlp.gate_up, Z-Image's
+    attention.qkv), which diffusers ignored with a warning. Its down matrix is shared and its up matrix's rows split
+    between the diffusers layers, which is the same change. kohya's names (lora_unet_
     transformer_blocks_0_img_mlp_gate_layer) are module paths with dots as underscores; diffusers' Qwen-Image
     converter reads them as Qwen-Image 1.x's and mangled 2.1's gate_layer and txt_in.in_layer. A kohya alpha is
     folded into the up matrix (scale alpha / rank), as diffusers applies it."""
     layers = set(layers)
-    layers |= {n.replace(".gate_layer", ".gate_up") for n in layers if n.endswith("img_mlp.gate_layer")}
+    layers |= {n[: len(n) - len(parts[0])] + name for name, parts in fused.items() for n in layers
+               if n == parts[0] or n.endswith("." + parts[0])}
     flat = {n.replace(".", "_"): n for n in layers}
     groups: Dict[str, Dict[str, object]] = {}
     out = {}
     for k, v in state.items():
-        part = _QWEN21_PART.search(k)
-        bare = _QWEN21_PREFIX.sub("", k[: part.start()]) if part else None
+        part = _LORA_PART.search(k)
+        bare = _LORA_PREFIX.sub("", k[: part.start()]) if part else None
         layer = bare if bare in layers else flat.get(bare or "")
         if layer is None:
             out[k] = v
@@ -385,10 +399,9 @@ def qwen21_lora(state: Dict[str, object], layers) -> Dict[str, object]:
             raise NodeError(f"the LoRA's layer {layer} has no {'up' if 'down' in g else 'down'} matrix: the file is "
                             "incomplete; download it again")
         up = g["up"] * (float(g["alpha"]) / g["down"].shape[0]) if "alpha" in g else g["up"]
-        pieces = [(layer, up)]
-        if layer.endswith("img_mlp.gate_up"):
-            half = up.shape[0] // 2
-            pieces = [(layer.replace("gate_up", "gate_layer"), up[:half]), (layer.replace("gate_up", "proj"), up[half:])]
+        name = next((f for f in fused if layer == f or layer.endswith("." + f)), None)
+        pieces = [(layer, up)] if name is None else \
+            [(layer[: len(layer) - len(name)] + p, b) for p, b in zip(fused[name], up.chunk(len(fused[name])))]
         for name, b in pieces:
             out[f"transformer.{name}.lora_A.weight"] = g["down"]
             out[f"transformer.{name}.lora_B.weight"] = b.contiguous()

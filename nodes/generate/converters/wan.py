@@ -7,7 +7,8 @@ and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel. Wa
 (wan2.2_animate_14B_*) are the Wan 2.1 i2v transformer plus a pose patch embedding, a face motion encoder
 and face adapters; they become diffusers' WanAnimateTransformer3DModel. Wan 2.2 S2V files (wan2.2_s2v_14B_*) are
 the text-to-video transformer plus the sound, reference-motion and control parts nodes/generate/wan_s2v.py attaches;
-HuMo files (humo_17B_*, 1.7B) likewise, with the voice layers nodes/generate/wan_humo.py attaches."""
+HuMo files (humo_17B_*, 1.7B) likewise, with the voice layers nodes/generate/wan_humo.py attaches. Wan Animate 2
+files (wan_animate_2_*) are the Wan 2.1 i2v transformer, marked so (nodes/generate/wan_animate2.py runs them)."""
 from __future__ import annotations
 
 import re
@@ -38,7 +39,7 @@ def transformer(state, det) -> Built:
     if kind == "camera":
         _check_camera(state)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
-                               "control": "transformer_i2v", "animate": "transformer_i2v",
+                               "control": "transformer_i2v", "animate": "transformer_i2v", "animate2": "transformer_i2v",
                                "vace": "transformer_vace", "ti2v": "transformer_ti2v"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
@@ -79,14 +80,18 @@ def transformer(state, det) -> Built:
         from diffusers import WanVACETransformer3DModel
         cfg.update(vace_settings(state, cfg["num_layers"]))
         return Built(lambda: WanVACETransformer3DModel.from_config(cfg), state, cfg)
+    if kind == "animate2":
+        # Wan Animate 2: the i2v transformer's tensors, run by nodes/generate/wan_animate2.py's forward
+        return Built(lambda: _marked(WanTransformer3DModel.from_config(cfg), "animate2"), state, cfg)
     if det.extra.get("causal_ar"):
         # the autoregressive Wan (Causal Forcing): Wan 2.1's tensors, made block by block (nodes/generate/causal_wan.py)
-        return Built(lambda: _causal(WanTransformer3DModel.from_config(cfg)), state, cfg)
+        return Built(lambda: _marked(WanTransformer3DModel.from_config(cfg), "causal_ar"), state, cfg)
     return Built(lambda: WanTransformer3DModel.from_config(cfg), state, cfg)
 
 
-def _causal(model):
-    model.register_to_config(causal_ar=True)
+def _marked(model, what: str):
+    """The model told (in its config) what only the file's metadata said: causal_ar, animate2."""
+    model.register_to_config(**{what: True})
     return model
 
 

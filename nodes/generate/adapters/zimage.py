@@ -1,0 +1,81 @@
+"""Z-Image (Tongyi's Z-Image Turbo and Z-Image; images): one single-stream transformer over 2x2 patches of FLUX.1's
+latent (its ae.safetensors scales and shifts it), reading the next-to-last hidden states of Qwen3-4B on the prompt in
+Qwen3's chat template, each prompt as long as its own tokens (no padding read).
+
+Sampled as diffusers' ZImagePipeline samples it: the transformer is told 1 - sigma and predicts x0 - noise (the flow
+velocity's negative); the schedule is 1 down to 1/steps at a fixed shift of 3 (ComfyUI's ModelSamplingAuraFlow 3 in
+its Z-Image templates, its tabulated schedules at the same shift). Turbo runs at cfg 1 (no negative pass); the base
+model takes true CFG with a negative, Kinograph's cfg being ZImagePipeline's guidance_scale + 1."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import frames_from_batch, masked_text
+from nodes.generate.adapters.mmdit import MMDiTAdapter
+
+MAX_TOKENS = 512
+NO_QWEN3 = ("Z-Image reads one text encoder, Qwen3-4B (qwen_3_4b.safetensors); this text encoder has none. Give "
+            "load.text_encoder that file with type lumina2, as ComfyUI's CLIPLoader does, or load a Z-Image diffusers "
+            "folder, which holds it")
+
+
+class ZImageAdapter(MMDiTAdapter):
+    family = "zimage"
+    name = "Z-Image"
+    encoders = "Qwen3-4B"
+    max_tokens = MAX_TOKENS
+
+    def factors(self, pipe):
+        if getattr(pipe, "vae", None) is None:      # a transformer from its own file: FLUX.1's latent geometry
+            return 1, 8, int(pipe.transformer.config.in_channels)
+        return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
+
+    # -- text ----------------------------------------------------------------------------
+    def encode_text(self, pipe, prompts, device):
+        """Qwen3's next-to-last hidden states of each prompt in its chat template (ZImagePipeline._encode_prompt),
+        padded to the longest with the mask of each prompt's own tokens."""
+        if getattr(pipe, "text_encoder", None) is None or not type(pipe.text_encoder).__name__.startswith("Qwen3"):
+            raise NodeError(NO_QWEN3)
+        from diffusers import ZImagePipeline
+        rows = ZImagePipeline._encode_prompt(pipe, list(prompts), device=device, max_sequence_length=self.max_tokens)
+        length = max(r.shape[0] for r in rows)
+        embeds = torch.stack([torch.cat([r, r.new_zeros(length - r.shape[0], r.shape[1])]) for r in rows])
+        mask = torch.stack([torch.arange(length, device=r.device) < r.shape[0] for r in rows])
+        return embeds, mask, None
+
+    def clip_pooled(self, pipe, prompts, device):
+        raise NodeError("Z-Image reads no CLIP: encode its prompt with encode.text (Qwen3-4B alone)")
+
+    def token_offsets(self, pipe, text):
+        return None             # the chat template's tokens come first: no span of the prompt maps onto them
+
+    # -- sampling ------------------------------------------------------------------------
+    def default_sigmas(self, pipe, steps, latent_shape):
+        sch = self.scheduler(pipe)
+        sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps))
+        return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        out = masked_text(conds, frames, batch, device, dtype)
+        reads = int(handle.pipe.transformer.config.cap_feat_dim)
+        if out["encoder_hidden_states"].shape[-1] != reads:
+            raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and this Z-Image "
+                            f"transformer reads {reads}: encode it with Z-Image's Qwen3-4B (qwen_3_4b.safetensors, "
+                            "type lumina2)")
+        return out
+
+    def forward(self, handle, x_in, t, inputs):
+        """Each frame with its prompt's own tokens (the mask's), as ZImagePipeline hands the transformer lists."""
+        model = handle.pipe.transformer
+        n = x_in.shape[0]
+        flat = self.in_patches(x_in).to(model.dtype)
+        ehs, mask = inputs["encoder_hidden_states"], inputs["mask"]
+        captions = [e[m] for e, m in zip(ehs, mask)]
+        timestep = (1 - t.float() / 1000).to(flat.device).expand(flat.shape[0])
+        out = model([x[:, None] for x in flat], timestep, captions, return_dict=False)[0]
+        return frames_from_batch(-torch.stack([o.float() for o in out]).squeeze(2), n)
+
+
+ADAPTERS = {"zimage": ZImageAdapter()}

@@ -1,0 +1,202 @@
+"""text.generate (ComfyUI's TextGenerate): a Qwen3 text encoder file in ComfyUI's names (qwen_3_4b's layout: model.*,
+its head tied to the embeddings; and one holding its own lm_head, as qwen_3_8b does) writes the same tokens as
+transformers' own Qwen3ForCausalLM.generate on the same weights, prompt, chat template and seed; encoders without a
+language model are refused by name."""
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+SIZES = dict(vocab_size=300, hidden_size=48, intermediate_size=48, num_hidden_layers=2, num_attention_heads=1,
+             num_key_value_heads=1, head_dim=128, rms_norm_eps=1e-6, rope_theta=1000000.0,
+             max_position_embeddings=1024)
+SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+
+
+def build(root: Path) -> Path:
+    """text_encoders/qwen3_tied_tiny.safetensors (no lm_head) and qwen3_head_tiny.safetensors (its own lm_head),
+    bf16 as ComfyUI ships them, each with its tokenizer (Qwen3's chat template) in a folder named after it."""
+    from safetensors.torch import save_file
+    from transformers import Qwen3Config, Qwen3Model
+    from tiny_flux2 import QWEN3_CHAT, tokenizer
+    te = root / "models" / "text_encoders"
+    te.mkdir(parents=True)
+    torch.manual_seed(3)
+    model = Qwen3Model(Qwen3Config(**SIZES))
+    state = {"model." + k: v.bfloat16().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(te / "qwen3_tied_tiny.safetensors"))
+    head = (torch.randn(300, 48) * 0.5).bfloat16()
+    save_file({**state, "lm_head.weight": head}, str(te / "qwen3_head_tiny.safetensors"))
+    for name in ("qwen3_tied_tiny", "qwen3_head_tiny"):
+        tokenizer(te / name, QWEN3_CHAT, SPECIAL)
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from comfy_layouts import models_dir
+    yield from models_dir(tmp_path_factory, build, "textgen")
+
+
+def reference(models: Path, name: str, prompt: str, seed: int, **kw):
+    """transformers alone: Qwen3ForCausalLM from the file's tensors (model.* as they are, the head tied where the file
+    has none), the prompt in Qwen3's chat template with thinking off, generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+    state = {k: v.float() for k, v in load_file(str(models / "models/text_encoders" / f"{name}.safetensors")).items()}
+    tied = "lm_head.weight" not in state
+    lm = Qwen3ForCausalLM(Qwen3Config(**SIZES, tie_word_embeddings=tied)).eval()
+    lm.load_state_dict(state, strict=not tied)
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders" / name))
+    text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    torch.manual_seed(seed)
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def encoder(name: str):
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    return load_text_encoder(ModelManager(), name, "", "auto", "cpu")
+
+
+SAMPLED = dict(max_length=12, temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+
+
+@pytest.mark.parametrize("name", ["qwen3_tied_tiny", "qwen3_head_tiny"])
+def test_sampled_tokens_equal_transformers_generate(models, name):
+    from nodes.generate.textgen import generate_ids
+    got, _ = generate_ids(encoder(f"{name}.safetensors"), "a cat on a roof", seed=11, **SAMPLED)
+    want = reference(models, name, "a cat on a roof", 11, do_sample=True, max_new_tokens=12, temperature=0.7,
+                     top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want and len(got) > 1
+
+
+def test_greedy_tokens_equal_transformers_generate(models):
+    from nodes.generate.textgen import generate_ids
+    got, _ = generate_ids(encoder("qwen3_head_tiny.safetensors"), "a red kite", max_length=10, sample=False)
+    assert got == reference(models, "qwen3_head_tiny", "a red kite", 0, do_sample=False, max_new_tokens=10)
+
+
+def test_a_seed_gives_the_same_text_and_leaves_the_global_stream_alone(models):
+    from nodes.generate.textgen import generate_text
+    te = encoder("qwen3_tied_tiny.safetensors")
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    first = generate_text(te, "a boat", seed=4, **SAMPLED)
+    assert torch.equal(torch.rand(1), before)
+    assert generate_text(te, "a boat", seed=4, **SAMPLED) == first
+    assert generate_text(te, "a boat", seed=5, **SAMPLED) != first
+
+
+def test_an_encoder_without_a_language_model_is_refused_by_name():
+    from transformers import T5Config, T5EncoderModel
+    from graph_engine import NodeError
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.textgen import generate_text
+    t5 = T5EncoderModel(T5Config(vocab_size=32, d_model=8, d_kv=4, d_ff=8, num_layers=1, num_heads=2))
+    handle = ComponentHandle("ltx", "/m/text_encoders/t5xxl_fp16.safetensors",
+                             types.SimpleNamespace(text_encoder=t5, tokenizer=None), "text_encoder")
+    with pytest.raises(NodeError) as err:
+        generate_text(handle, "a cat")
+    msg = str(err.value)
+    assert "t5xxl_fp16.safetensors" in msg and "no language model" in msg and "Qwen3" in msg and "Gemma 3" in msg
+
+
+def test_comfyuis_qwen3_template_runs_and_writes_what_transformers_writes(models):
+    """llm_qwen3_text_gen.json as published (qwen_3_4b loaded with type ltxv, which only text generation uses) runs
+    on the tiny file: its TextGenerate writes transformers' tokens for that prompt and seed, decoded."""
+    import json
+    from transformers import AutoTokenizer
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.workflow import to_yaml
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_qwen3_text_gen.json").read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    loader, = [n for n in res.graph.nodes.values() if n.type == "load.text_encoder"]
+    assert loader.params["type"] == "auto"
+    loader.params["name"] = "qwen3_tied_tiny.safetensors"
+    gen.params["max_length"] = 12
+    prompt, seed = gen.params["prompt"], gen.params["seed"]
+    events = []
+    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False,
+                                    on_event=events.append)
+    assert run.ok, run.failed
+    want = reference(models, "qwen3_tied_tiny", prompt, seed, do_sample=True, max_new_tokens=12, temperature=0.7,
+                     top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3_tied_tiny"))
+    text = tok.decode(want, skip_special_tokens=True).strip()
+    assert run.outputs[gen.id]["text"] == text
+    assert {"event": "log", "node": gen.id, "message": f"generated: {text}"} in events
+    assert not any("saves a file" in r for r in res.report.remarks)
+
+
+# Gemma 3 12B's published text_config (google/gemma-3-12b-it), sizes cut down: six layers, so the sixth attends
+# globally with its linearly scaled rope, the first five in 1024-token windows
+GEMMA = dict(vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=6, num_attention_heads=2,
+             num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, rms_norm_eps=1e-6, sliding_window=1024,
+             hidden_activation="gelu_pytorch_tanh", max_position_embeddings=131072,
+             rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                              "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}})
+GEMMA_SPECIAL = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>")
+
+
+def test_gemma3_as_ltx2_loads_it_writes_transformers_tokens(tmp_path):
+    """Gemma 3 (LTX-2's gemma_3_12B_it layout: model.*, head tied, no chat template in its tokenizer) through
+    Kinograph's own loading of the file writes what Gemma3ForCausalLM.generate writes in Gemma's user turn."""
+    from safetensors.torch import save_file
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from tiny_flux2 import tokenizer
+    from nodes.generate.detect import detect_file
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.split import _module
+    from nodes.generate.textgen import generate_ids
+    torch.manual_seed(8)
+    ref = Gemma3ForCausalLM(Gemma3TextConfig(**GEMMA, tie_word_embeddings=True)).eval()
+    path = tmp_path / "gemma_3_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items() if not k.startswith("lm_head")}, str(path))
+    tok = tokenizer(tmp_path / "gemma_3_tiny", None, GEMMA_SPECIAL)
+    te = _module(path, detect_file(path), torch.float32, "cpu")
+    handle = ComponentHandle("ltx2", f"{path}+/m/checkpoints/ltx-2-19b-dev.safetensors",
+                             types.SimpleNamespace(text_encoder=te, tokenizer=tok), "text_encoder")
+    got, _ = generate_ids(handle, "a fox at dusk", seed=2, **SAMPLED)
+    ids = tok("<start_of_turn>user\na fox at dusk<end_of_turn>\n<start_of_turn>model\n", return_tensors="pt").input_ids
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>")]
+    torch.manual_seed(2)
+    want = ref.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops, pad_token_id=stops[0],
+                        do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64, top_p=0.95, min_p=0.05,
+                        repetition_penalty=1.05)[0, ids.shape[1]:].tolist()
+    assert got == want and len(got) > 1
+
+
+def test_sampling_mode_off_is_greedy_and_its_later_widgets_keep_their_names():
+    """ComfyUI stores no sampling widgets when sampling_mode is off: the two values after it are thinking and
+    use_default_template, not temperature and top_k."""
+    import json
+    from app.comfyui import import_data
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_qwen3_text_gen.json").read_text(encoding="utf-8"))
+    node = next(n for n in data["nodes"] if n["type"] == "TextGenerate")
+    node["widgets_values"] = ["a haiku", 64, "off", True, False]
+    gen, = [n for n in import_data(data).graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params == {"prompt": "a haiku", "max_length": 64, "sampling": False, "thinking": True,
+                          "use_default_template": False}
+
+
+def test_a_file_of_an_untied_model_without_its_head_is_refused_by_name(models, monkeypatch):
+    """Qwen3-8B keeps its own output head: a file of it without lm_head cannot generate (its embeddings are not the
+    head), and says so; one with lm_head generates. The tiny width stands for 8B's 4096 here."""
+    from graph_engine import NodeError
+    from nodes.generate import textgen
+    monkeypatch.setitem(textgen.UNTIED, "Qwen3Model", {48: "Qwen3-8B"})
+    with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is Qwen3-8B, whose output head \(lm_head\)"):
+        textgen.generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2)
+    assert textgen.generate_ids(encoder("qwen3_head_tiny.safetensors"), "a cat", max_length=2)[0]
