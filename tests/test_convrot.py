@@ -151,3 +151,14 @@ def test_layers_described_in_the_files_quantization_metadata_are_rotated_back(tm
     save_file(state, str(path), metadata={"_quantization_metadata": "{layers"})
     with pytest.raises(Exception, match=r"^meta_int8_convrot\.safetensors: its _quantization_metadata is not the JSON"):
         load_weights(path)
+
+
+def test_a_group_size_written_as_text_is_read_as_comfyui_reads_it(tmp_path):
+    """ComfyUI's comfy/ops.py reads the group with int(): "256" (a tag written by another tool) loads there."""
+    from nodes.generate.weights import load_weights
+    w = _layers()["small"]
+    q, s = cr.quantize_int8_convrot_weight(w, 16)
+    for group in ("16", 16.0):
+        tag = cr.tag({"format": "int8_tensorwise", "params": {"convrot": True, "convrot_groupsize": group}})
+        path = _save(tmp_path, {"l.weight": q, "l.weight_scale": s, "l.comfy_quant": tag})
+        assert torch.equal(load_weights(path, torch.float32)["l.weight"], cr.dequantize_int8_convrot_weight(q, s, 16))

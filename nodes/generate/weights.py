@@ -213,6 +213,10 @@ def quant_config(layer: str, quant) -> Optional[dict]:
     params = cfg.get("params") if isinstance(cfg.get("params"), dict) else {}
     rotated = fmt == "convrot_w4a4" or (fmt == "int8_tensorwise" and bool(cfg.get("convrot", params.get("convrot"))))
     group = cfg.get("convrot_groupsize", params.get("convrot_groupsize", 256))
+    try:        # ComfyUI reads it with int(): "256" and 256.0 load there
+        group = int(group) if rotated and not isinstance(group, bool) else group
+    except (ValueError, TypeError, OverflowError):
+        pass
     if rotated and (not isinstance(group, int) or group < 4 or (group & (group - 1)) or group.bit_length() % 2 == 0):
         raise NodeError(f"{layer}'s comfy_quant tag gives a rotation group of {group!r}; ComfyUI's ConvRot rotates "
                         "groups of a power of 4 inputs (256 in its files): the file is damaged; copy it again")
