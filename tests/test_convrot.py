@@ -102,6 +102,12 @@ def test_damaged_or_lying_tags_and_scales_are_named(tmp_path):
         "a scale of other rows": ({"blk.proj.weight_scale": torch.ones(5, 1)}, "does not fit"),
         "a NaN scale": ({"blk.proj.weight_scale": torch.full((8, 1), float("nan"))}, "NaN"),
         "a float weight": ({"blk.proj.weight": w}, "tagged int8_tensorwise but its weight is float32"),
+        # ComfyUI's mixture-of-experts bank, not a damaged file: said so (it was called damaged)
+        "an experts' bank": ({"blk.proj.weight": good["blk.proj.weight"].expand(3, -1, -1).contiguous(),
+                              "blk.proj.weight_scale": good["blk.proj.weight_scale"].expand(3, -1, -1).contiguous(),
+                              "blk.proj.comfy_quant": cr.tag({"format": "int8_tensorwise", "convrot": True,
+                                                              "convrot_groupsize": 16, "num_experts": 3})},
+                             "a bank of 3 experts' matrices"),
         "a format not read": ({"blk.proj.comfy_quant": cr.tag({"format": "awq_w4a16"})},
                               "ComfyUI's awq_w4a16 format, which Kinograph cannot read yet"),
     }

@@ -245,6 +245,9 @@ def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
     (bfloat16 when None: ComfyUI's files are bf16 models, and float32 would double the memory)."""
     import torch
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
+    if q.dtype == torch.int8 and q.ndim == 3:       # ComfyUI's MoEExperts: [experts, out, in], num_experts in the tag
+        raise NodeError(f"{layer} is a bank of {q.shape[0]} experts' matrices (a mixture-of-experts model, as ComfyUI's "
+                        "MoEExperts loads it), which no model Kinograph runs has: use a model Kinograph lists")
     if q.dtype != torch.int8 or q.ndim != 2:
         raise NodeError(f"{layer} is tagged {cfg['format']} but its weight is {str(q.dtype).replace('torch.', '')} "
                         f"of shape {list(q.shape)}, not an int8 matrix: the file is damaged; copy it again")
