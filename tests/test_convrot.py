@@ -168,3 +168,12 @@ def test_a_group_size_written_as_text_is_read_as_comfyui_reads_it(tmp_path):
         tag = cr.tag({"format": "int8_tensorwise", "params": {"convrot": True, "convrot_groupsize": group}})
         path = _save(tmp_path, {"l.weight": q, "l.weight_scale": s, "l.comfy_quant": tag})
         assert torch.equal(load_weights(path, torch.float32)["l.weight"], cr.dequantize_int8_convrot_weight(q, s, 16))
+
+
+def test_an_int8_convrot_file_is_not_called_fp8(tmp_path):
+    """`kinograph info` called every file with a per-layer weight_scale fp8_mixed, int8_convrot ones too."""
+    from nodes.generate.detect import precision_of, read_header
+    state = cr.quantise_file_state({"a.weight": _layers()["big"], "b.weight": torch.randn(4, 4)}, 256)
+    assert precision_of(read_header(_save(tmp_path, state))) == "int8_mixed"
+    fp8 = {"a.weight": torch.randn(4, 4).to(torch.float8_e4m3fn), "a.weight_scale": torch.tensor(1.0)}
+    assert precision_of(read_header(_save(tmp_path, fp8, "fp8mixed.safetensors"))) == "fp8_mixed"
