@@ -105,13 +105,21 @@ def test_a_broken_comfyui_file_is_a_message(win, tmp_path):
 
 
 def test_the_command_line_opens_a_comfyui_file_as_file_open_does(qtbot, monkeypatch):
-    from app.editor import main as editor_main
+    # `kinograph gui big.json` imported before the window existed: nothing on screen for seconds. The window
+    # shows first, then the import runs as File > Open's does (off the UI thread, behind its busy dialog).
+    from app.editor import main as editor_main, comfyui_open
     monkeypatch.setattr(QApplication, "exec", lambda *a: 0)
     before = list(window_mod.WINDOWS)
+    shown_then = []
+    read = comfyui_open.read_comfyui
+    monkeypatch.setattr(comfyui_open, "read_comfyui", lambda *a: (
+        shown_then.append([w.isVisible() for w in window_mod.WINDOWS if w not in before]), read(*a))[1])
     assert editor_main.run_editor(str(DATA / "svd_i2v.json")) == 0
     new = [w for w in window_mod.WINDOWS if w not in before]
     try:
         (w,) = new
+        qtbot.waitUntil(lambda: bool(w.doc.graph.nodes), timeout=20000)
+        assert shown_then == [[True]]
         assert "generate.sample" in {n.type for n in w.doc.graph.nodes.values()}
         assert w.doc.path is None and w._comfyui_report.isVisible()
     finally:
@@ -321,3 +329,15 @@ def test_a_red_placeholder_says_to_replace_it_not_to_install_a_node_pack(win, tm
     win.view_node("image_quantize_30", "A")
     assert win.statusBar().currentMessage() == ("ComfyUI's ImageQuantize has no Kinograph equivalent: replace it "
                                                 "to see an output there")
+
+
+def test_save_changes_is_asked_before_the_import_so_cancel_wastes_nothing(win, monkeypatch):
+    # A modified graph: "Save changes?" came only once the import (seconds for a big template) had finished.
+    from app.editor import comfyui_open
+    win.controller.add_node("load.text_encoder", (0, 0))
+    before = dict(win.doc.graph.nodes)
+    said = []
+    monkeypatch.setattr(comfyui_open, "read_comfyui", lambda *a: said.append("import"))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (said.append("asked"), QMessageBox.Cancel)[1])
+    assert win.open_path(DATA / "svd_i2v.json") is None
+    assert said == ["asked"] and win.doc.graph.nodes == before and win.doc.modified
