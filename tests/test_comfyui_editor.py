@@ -341,3 +341,43 @@ def test_save_changes_is_asked_before_the_import_so_cancel_wastes_nothing(win, m
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (said.append("asked"), QMessageBox.Cancel)[1])
     assert win.open_path(DATA / "svd_i2v.json") is None
     assert said == ["asked"] and win.doc.graph.nodes == before and win.doc.modified
+
+
+def test_a_comfyui_file_opens_at_the_view_it_was_saved_with(win, qtbot, tmp_path):
+    # It opened framed from its top left, in many templates a tall Markdown note; ComfyUI reopens at extra.ds,
+    # under which LiteGraph draws a point p at (p + offset) * scale.
+    data = json.loads((DATA / "svd_i2v.json").read_text())
+    data.setdefault("extra", {})["ds"] = {"offset": [-800, -300], "scale": 0.6}
+    path = tmp_path / "saved_view.json"
+    path.write_text(json.dumps(data))
+    assert win.open_path(path) is win
+    qtbot.wait(50)                      # the first view is set once the canvas has its size
+    top_left = win.view.mapToScene(QPoint(0, 0))
+    assert win.view.zoom() == pytest.approx(0.6)
+    assert (top_left.x(), top_left.y()) == (pytest.approx(800, abs=2), pytest.approx(300, abs=2))
+
+
+def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(win, qtbot):
+    note = win.controller.add_note((-3000, -200), "## Models\n" + "- a link\n" * 200)
+    node = win.controller.add_node("load.text_encoder", (0, 0))
+    win.view.frame_legible()
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert seen.contains(win.scene.nodes[node].sceneBoundingRect())
+    assert not seen.intersects(win.scene.notes[note].sceneBoundingRect())
+
+
+def test_a_note_draws_its_markdown_and_is_typed_raw(win, qtbot):
+    raw = "## Model links\n**checkpoints**: [svd](https://example.com/svd)\nsecond line"
+    nid = win.controller.add_note((0, 0), raw)
+    note = win.scene.notes[nid]
+    shown = note.text_item.toPlainText()
+    assert "##" not in shown and "**" not in shown and "](" not in shown
+    assert "Model links" in shown and "checkpoints: svd" in shown
+    assert shown.replace("\u2028", "\n").splitlines()[-2:] == ["checkpoints: svd", "second line"]   # lines kept
+    assert note.h >= note.text_item.boundingRect().height()      # the box holds its wrapped text
+    note.start_editing(select_all=False)
+    assert note.text_item.toPlainText() == raw
+    qtbot.keyClicks(win.view.viewport(), "!")
+    note.text_item.clearFocus()
+    assert win.doc.graph.ui["_notes"][nid]["text"] == raw + "!"
+    assert "**" not in note.text_item.toPlainText()             # drawn again once typed

@@ -26,6 +26,7 @@ class Imported(NamedTuple):
     registry: object
     report: object
     origin: Path
+    view: Optional[Tuple[float, float, float]] = None
 
 
 def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tuple[Document, object]]:
@@ -57,13 +58,29 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
             missing = []
         result.report.remarks += missing
     _unstack(wf.graph, registry)
-    return Imported(wf.graph, problems, checked, registry, result.report, p.resolve())
+    return Imported(wf.graph, problems, checked, registry, result.report, p.resolve(), saved_view(p))
+
+
+def saved_view(path) -> Optional[Tuple[float, float, float]]:
+    """(x, y, zoom): the scene point at the top left of the view a ComfyUI file was saved with (its `extra.ds`:
+    LiteGraph draws a point p at (p + offset) * scale), and that view's zoom; None when it keeps none."""
+    from app.comfyui import comfyui_source
+    src = comfyui_source(path)
+    data = src.data if src is not None and isinstance(src.data, dict) else {}
+    ds = data.get("extra", {}).get("ds") if isinstance(data.get("extra"), dict) else None
+    try:
+        offset, scale = ds["offset"], float(ds["scale"])
+        ox, oy = (offset["0"], offset["1"]) if isinstance(offset, dict) else offset[:2]
+        return (-float(ox), -float(oy), scale) if scale > 0 else None
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def to_document(read: Imported) -> Tuple[Document, object]:
     """The document of what read_comfyui read (on the UI thread: a Document is a Qt object)."""
     doc = Document(read.graph, None, read.registry, read.problems, read.checked)
     doc.origin = read.origin                 # unsaved: Save asks where, the ComfyUI file is never overwritten
+    doc.saved_view = read.view
     return doc, read.report
 
 
