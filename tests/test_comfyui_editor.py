@@ -381,3 +381,31 @@ def test_a_note_draws_its_markdown_and_is_typed_raw(win, qtbot):
     note.text_item.clearFocus()
     assert win.doc.graph.ui["_notes"][nid]["text"] == raw + "!"
     assert "**" not in note.text_item.toPlainText()             # drawn again once typed
+
+
+def test_a_red_placeholder_has_the_sockets_and_wires_it_had_in_comfyui(win, tmp_path):
+    # Its links were kept only in its params (shown in Properties): no socket, no wire, and the save node it fed
+    # said "connect by hand". Now they are links of the graph, drawn on sockets named as in ComfyUI; it still
+    # does not run (its type is unknown); deleted, it hands its input on to what it fed, as any deleted node does.
+    wf = json.loads((DATA / "svd_i2v.json").read_text())
+    wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0,
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [51]}], "widgets_values": [16, "none"]})
+    save = next(n for n in wf["nodes"] if n["id"] == 10)
+    save["inputs"][0]["link"] = 51
+    wf["links"] = [x for x in wf["links"] if x[0] != 10] + [[50, 8, 0, 30, 0, "IMAGE"], [51, 30, 0, 10, 0, "IMAGE"]]
+    src = tmp_path / "quantized.json"
+    src.write_text(json.dumps(wf))
+    assert win.open_path(src) is win
+    g, red = win.doc.graph, "image_quantize_30"
+    (saver,) = [n for n, i in g.nodes.items() if i.type.startswith("io.save") or i.type.startswith("io.write")]
+    assert g.inputs[red] == {"image": ("vae_decode_8", "video")}
+    assert next(iter(g.inputs[saver].values())) == (red, "image")
+    item, scene = win.scene.nodes[red], win.scene
+    assert [n for n, _ in item._port_rows(True)] == ["image"] and [n for n, _ in item._port_rows(False)] == ["image"]
+    wire_in, wire_out = scene.links[f"{red}.image"], scene.links[f"{saver}.{next(iter(g.inputs[saver]))}"]
+    assert wire_in.path().pointAtPercent(1) == item.port_scene_pos("image", True)
+    assert wire_out.path().pointAtPercent(0) == item.port_scene_pos("image", False)
+    assert any("unknown node type 'comfyui.ImageQuantize'" in str(p) for p in win.doc.problems)
+    win.controller.delete([red])
+    assert list(g.inputs[saver].values()) == [("vae_decode_8", "video")]

@@ -87,10 +87,17 @@ def to_document(read: Imported) -> Tuple[Document, object]:
 def _unstack(g: Graph, registry) -> None:
     """ComfyUI's positions were laid out for its node sizes; a Kinograph node is often taller (the
     sampler carries more fields), and would cover the one below it. Move those down."""
-    from .geometry import node_size
+    from .geometry import HEADER_H, PAD, ROW_H, node_size
     from .layout import separate
     pos = {n: tuple(g.ui[n]["pos"]) for n in g.nodes if isinstance((g.ui.get(n) or {}).get("pos"), list)}
     sizes = {n: node_size(registry.get(g.nodes[n].type), bool(g.ui[n].get("collapsed"))) for n in pos}
+    fed: dict = {}
+    for ins in g.inputs.values():
+        for src, sport in ins.values():
+            fed.setdefault(src, set()).add(sport)
+    for n, (w, h) in sizes.items():
+        if registry.get(g.nodes[n].type) is None and not g.ui[n].get("collapsed"):     # a row a socket, as drawn
+            sizes[n] = (w, max(h, HEADER_H + 2 * PAD + ROW_H * max(len(g.inputs.get(n, {})), len(fed.get(n, ())))))
     placed = separate(pos, sizes)
     for n, (x, y) in placed.items():
         if (x, y) != pos[n]:
