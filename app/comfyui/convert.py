@@ -352,9 +352,9 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             out = self.resolve(v)
             if isinstance(out, Out) and out.port is not None:
                 self.graph.connect(*out.port, nid, _socket(k))
-        for slot, kind in enumerate(cn.out_types):
-            self.outs.setdefault((cn.id, slot), Out((nid, _socket(f"{kind}_{slot}" if cn.out_types.count(kind) > 1
-                                                                   else kind)), {}))
+        names = [_socket((cn.out_names[k:k + 1] or [""])[0] or kind) for k, kind in enumerate(cn.out_types)]
+        for slot, name in enumerate(names):
+            self.outs.setdefault((cn.id, slot), Out((nid, f"{name}_{slot}" if names.count(name) > 1 else name), {}))
         notes = [unmapped_note(cn)]
         if cn.mode == 0 and not is_bundle(cn.class_type) and possible_output(cn, self.consumers, False):
             notes.append("it feeds no other node, so it is taken as an output node of its pack (ComfyUI runs those; "
