@@ -362,17 +362,20 @@ def test_comfyui_ltx2_canny_template_runs_with_its_guide_clip(tiny, gemma, tmp_p
     assert not torch.allclose(unguided["123"]["latent"].samples, first.samples, atol=1e-4)
 
 
-def test_comfyui_ltx2_depth_template_names_what_it_lacks():
-    """video_ltx2_depth_to_video's depth map comes from a Lotus-D subgraph (an SD 2 UNet Kinograph does not load):
-    it imports with LotusConditioning and SetFirstSigma reported as what to replace (depth.estimate) and why, and
-    the rest of the graph (the guide clip into the IC-LoRA pass) as the canny template's."""
+def test_comfyui_ltx2_depth_template_maps_its_lotus_subgraph():
+    """video_ltx2_depth_to_video's depth map comes from a Lotus-D subgraph: it imports with every node mapped, the
+    subgraph as Lotus' prompt (condition.lotus) into a one-step sample from level 999 without noise (SetFirstSigma,
+    DisableNoise), and the rest of the graph (the guide clip into the IC-LoRA pass) as the canny template's."""
     from app.comfyui import import_data
     res = import_data(json.loads((TEMPLATES / "video_ltx2_depth_to_video.json").read_text()))
-    missing = {e.class_type: e.notes for e in res.report.entries.values() if e.status == "unmapped"}
-    assert set(missing) == {"LotusConditioning", "SetFirstSigma"}
-    for notes in missing.values():
-        assert "Lotus depth" in notes[0] and "depth.estimate" in notes[0]
-    assert [n.type for n in res.graph.nodes.values()].count("condition.guide_video") == 1
+    assert not [e for e in res.report.entries.values() if e.status == "unmapped"]
+    nodes = list(res.graph.nodes.values())
+    lotus = [n for n in nodes if n.type == "condition.lotus"]
+    assert len(lotus) == 1
+    depth = next(n for n in nodes if n.type == "generate.sample" and res.graph.inputs[n.id]["positive"][0] == lotus[0].id)
+    assert depth.params["first_sigma"] == pytest.approx(999.0) and depth.params["add_noise"] is False
+    assert depth.params["steps"] == 1
+    assert [n.type for n in nodes].count("condition.guide_video") == 1
 
 
 def test_importing_an_ltx25_template_says_its_model_does_not_run_before_its_files_are_fetched(tmp_path, monkeypatch):

@@ -1381,11 +1381,12 @@ RULES: Dict[str, Rule] = {
                           (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("cfg", "cfg")),
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
-                                                                       "fps", "sigmas")),
+                                                                       "fps", "sigmas", "first_sigma")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
-                                                            "sigmas", "start_step", "end_step", "leftover_noise")),
+                                                            "sigmas", "first_sigma", "start_step", "end_step",
+                                                            "leftover_noise")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1427,6 +1428,10 @@ RULES: Dict[str, Rule] = {
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover
     # noise on) and start_step
     "SplitSigmas": Rule(None, ("step",), (P("step", "step"),), fold=True, special="split_sigmas"),
+    # the schedule with its first level replaced: sample's first_sigma (Lotus' one step from 999, timestep 999)
+    "SetFirstSigma": Rule(None, ("sigma",), (P("sigma", "first_sigma"),), fold=True, special="first_sigma"),
+    # Lotus' fixed prompt (the empty prompt as SD 2's text encoder reads it), shipped with Kinograph
+    "LotusConditioning": Rule("condition.lotus", (), (), {}, ("conditioning",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -1618,7 +1623,7 @@ RULES: Dict[str, Rule] = {
     "SaveVideo": Rule("io.save_video", ("filename_prefix", "format", "codec"),
                       (P("filename_prefix", "path", out_path(".mp4")),), {"video": "video"},
                       fixed={"codec": "h264"}, ignore={"format": ("auto", "mp4"), "codec": ("auto", "h264")},
-                      takes=VIDEO_SAVE_TAKES),
+                      takes=VIDEO_SAVE_TAKES, special="saved_passes_on"),
     "CreateVideo": Rule(None, ("fps",), (P("fps", "fps"),), fold=True, special="create_video"),
     "VHS_VideoCombine": Rule("io.save_video", ("frame_rate", "loop_count", "filename_prefix", "format", "pingpong",
                                                "save_output"),
@@ -1781,7 +1786,7 @@ RULES: Dict[str, Rule] = {
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
-                      {"images": "video"}),
+                      {"images": "video"}, special="saved_passes_on"),
     # a sound as a file of its own: the file type from the node (or SaveAudioAdvanced's format), its quality as given
     "SaveAudio": Rule("io.save_audio", ("filename_prefix", "audioUI"), (P("filename_prefix", "path", out_path("")),),
                       {"audio": "audio"}, fixed={"format": "flac"}, ignore={"audioUI": None}, special="save_audio"),
@@ -2032,12 +2037,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    # ComfyUI's "Image to Depth Map (Lotus)" subgraph (LTX-2's depth-to-video template): Lotus-D's one step
-    **{name: "not mapped: Lotus depth (lotus-depth-d-v1-1, a Stable Diffusion 2 UNet that draws a depth map in one "
-             "step from the picture's latent, LotusConditioning's fixed prompt and SetFirstSigma's first sigma) is "
-             "not a model Kinograph loads. Make the depth map with depth.estimate (Depth Anything V2: near white, as "
-             "the Lotus subgraph's ImageInvert leaves it) on the same frames and link it where the subgraph's IMAGE "
-             "went" for name in ("LotusConditioning", "SetFirstSigma")},
     "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
                "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
                "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "

@@ -1,6 +1,6 @@
 """Depth estimation node."""
 from graph_engine import Param, node
-from graph_engine.types import VIDEO
+from graph_engine.types import CONDITIONING, VIDEO
 from nodes.common.models_dirs import as_given, locator
 
 
@@ -19,3 +19,14 @@ def estimate(ctx, video: VIDEO,
     (depth_type disparity) for parallax. The model is read from your own folder; nothing is downloaded."""
     from nodes.depth.estimate import depth_clip
     return depth_clip(video, as_given(model, ctx.workflow_dir), device=ctx.device, ctx=ctx, spread=spread)
+
+
+@node("condition.lotus", title="Lotus Prompt", category="Conditioning")
+def lotus_prompt(ctx) -> CONDITIONING:
+    """Lotus' fixed prompt (ComfyUI's LotusConditioning): the empty prompt as SD 2's text encoder reads it, which
+    Lotus-D was trained with, shipped with Kinograph so no text encoder is loaded. For a depth map of a picture: load
+    lotus-depth-d-v1-1 with load.diffusion_model, encode the picture with an SD VAE (vae.encode), and sample it with
+    this prompt, add_noise off, 1 step, cfg 1 and first_sigma 999; vae.decode gives the map far white, near black
+    (video.invert turns it round, as ComfyUI's Lotus templates do)."""
+    from nodes.generate.lotus import conditioning
+    return conditioning()

@@ -744,6 +744,10 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")
+    if det.family == "sd" and det.variant.startswith("lotus"):
+        from nodes.generate.lotus import SUPPORT
+        return det.variant == "lotus-d", SUPPORT if det.variant == "lotus-d" else \
+            "Lotus-G (the picture's latent beside noise), which Kinograph does not run; Lotus-D loads"
     if det.family == "sd" and det.role in ("diffusion_model", "vae") and det.layout == "diffusers":
         part = {"diffusion_model": "UNet", "vae": "VAE"}[det.role]
         return False, f"an SD {part} in diffusers layout loads from its diffusers folder (with its config.json)"

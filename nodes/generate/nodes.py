@@ -596,7 +596,10 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                         "(ComfyUI's ManualSigmas), e.g. LTX-Video 0.9.8 distilled's 1.0, 0.9937, "
                                         "0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0; a first level below "
                                         "the top refines the input latent (its second pass: 0.9094, 0.725, "
-                                        "0.4219, 0.0)")) -> LATENT:
+                                        "0.4219, 0.0)"),
+           first_sigma: float = Param(0.0, zero="the schedule's", min=0.0, max=100000.0,
+                                      help="the first noise level in place of the schedule's (ComfyUI's "
+                                           "SetFirstSigma; Lotus depth: 999, its timestep 999)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
@@ -625,7 +628,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
-                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas)
+                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
+                       first_sigma=first_sigma)
     return out
 
 

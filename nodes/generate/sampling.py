@@ -328,7 +328,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
-                 noise_scale: float = 1.0, sigmas: str = "") -> Latent:
+                 noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -340,7 +340,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     `noise_scale` multiplies the noise the run starts from (A1111's initial noise multiplier for img2img, which
     Deforum schedules per frame). `sigmas`, when given, is the whole schedule written out (manual_sigmas): it
     replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
-    latent noised to it, as denoise below 1 does."""
+    latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the schedule's first level
+    (ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -378,6 +379,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     manual = bool(sigmas.strip())
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
                                                               given.samples.shape, shift)
+    if first_sigma > 0:
+        sigmas = sigmas.clone()
+        sigmas[0] = float(first_sigma)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1

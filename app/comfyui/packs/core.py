@@ -69,6 +69,13 @@ class CoreNodes:
         self.outs[(cn.id, 1)] = Out(None, {**base, "start_step": step})
         return []
 
+    def special_first_sigma(self, cn, rule, params, notes):
+        """ComfyUI's SetFirstSigma: the schedule folded so far, with sample's first_sigma."""
+        src = self.resolve(cn.inputs.get("sigmas"))
+        base = src.attrs if isinstance(src, Out) else {}
+        self.outs[(cn.id, 0)] = Out(None, {**base, "first_sigma": params.get("first_sigma", 0.0)})
+        return []
+
     def _unshifted(self, out: Out) -> Out:
         """`out` with the model.flow_shift nodes before it stepped over."""
         for _ in range(64):

@@ -47,6 +47,8 @@ class SDAdapter(Adapter):
         return norm(hidden[-min(clip_skip, len(hidden) - 1)]).to(enc.dtype), None, None
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        from nodes.generate.lotus import check_model
+        check_model(handle.pipe.unet, conds)
         pix = frame_centres(frames, 1)
         ehs = []
         for c in conds:
@@ -56,9 +58,17 @@ class SDAdapter(Adapter):
                               len(conds) * batch, device, dtype)
         return with_concat(inputs, conds, frames, batch, device, dtype)
 
+    def model_input(self, pipe, x, sigma):
+        from nodes.generate.lotus import is_lotus
+        # Lotus reads the picture's latent as it is (ComfyUI's IMG_TO_IMG sampling), not scaled to the noise level
+        return x if is_lotus(pipe.unet) else super().model_input(pipe, x, sigma)
+
     def forward(self, handle, x_in, t, inputs):
+        from nodes.generate.lotus import is_lotus, task_embedding
         ehs = inputs["encoder_hidden_states"]
         extra = control_residuals(frames_in_batch(x_in), t, ehs, inputs.get("control"))
+        if is_lotus(handle.pipe.unet):
+            extra["class_labels"] = task_embedding(ehs.shape[0]).to(ehs.device, ehs.dtype)
         out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t, encoder_hidden_states=ehs, return_dict=False,
                                **extra)[0]
         return frames_from_batch(out, x_in.shape[0])

@@ -47,9 +47,17 @@ def _unet_config(state, base: str = "unet_sd15", family: str = "sd") -> dict:
 def unet(state, det) -> Built:
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
+    if det.layout != "original" and det.variant.startswith("lotus"):
+        # Lotus' own release is a diffusers folder whose pipeline diffusers lacks: its UNet file loads as it is
+        from nodes.generate.lotus import diffusers_config, unet_config
+        cfg = unet_config(diffusers_config(model_config("sd", "unet_sd15"), state), det.variant)
+        return Built(lambda: UNet2DConditionModel.from_config(cfg), dict(state), cfg)
     if det.layout != "original":
         raise NodeError("an SD UNet in diffusers layout loads from its diffusers folder (unet/ + config.json)")
     cfg = _unet_config(state)
+    if det.variant.startswith("lotus"):
+        from nodes.generate.lotus import unet_config
+        cfg = unet_config(cfg, det.variant)
     converted = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in state.items()}, cfg)
     return Built(lambda: UNet2DConditionModel.from_config(cfg), converted, cfg)
 
