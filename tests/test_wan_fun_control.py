@@ -125,7 +125,8 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     width, height, length = node["widgets_values"][:3]
     assert (lat.params["width"], lat.params["height"], lat.params["frames"]) == (width, height, length)
     # comfyui_controlnet_aux's CannyEdgePreprocessor in Canny's place is its control.canny_edges; a preprocessor
-    # Kinograph does not have (MediaPipe's face mesh) leaves the control video to connect by hand, said
+    # Kinograph does not have (MediaPipe's face mesh) is a red placeholder, and the control video stays linked to
+    # it, as in ComfyUI, for whatever replaces it
     canny = next(n for n in data["nodes"] if n["type"] == "Canny")
     canny["type"], canny["widgets_values"] = "CannyEdgePreprocessor", [100, 200, 512]
     swapped = import_data(data)
@@ -133,8 +134,10 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     control = swapped.graph.inputs[cond.id]["control"][0]
     assert swapped.graph.nodes[control].type == "control.canny_edges"
     canny["type"], canny["widgets_values"] = "MediaPipe-FaceMeshPreprocessor", [10, 0.5, 512]
-    assert import_data(data).report.entries[str(node["id"])].notes == [
-        "input control_video comes from a node that did not convert; connect control by hand"]
+    faced = import_data(data)
+    control, port = faced.graph.inputs[cond.id]["control"]
+    assert (faced.graph.nodes[control].type, port) == ("comfyui.MediaPipe-FaceMeshPreprocessor", "image")
+    assert faced.report.entries[str(canny["id"])].status == "unmapped"
 
 
 def _guided(mm, g):
