@@ -1445,6 +1445,10 @@ RULES: Dict[str, Rule] = {
                           fold=True, fixed={"scheduler": "default"},
                           note="LTX-Video's own scheduler (its diffusers config) replaces max_shift/base_shift/stretch/"
                                "terminal"),
+    # SD-Turbo's and SDXL-Turbo's schedule: every 100th level of SD's table (the one ComfyUI gives these models),
+    # written out for sample
+    "SDTurboScheduler": Rule(None, ("steps", "denoise"), (P("steps", "steps"), P("denoise", "denoise")),
+                             {"model": "schedule_model"}, fold=True, special="sd_turbo"),
     # a schedule written out (LTX-Video's distilled models: Lightricks' workflows give the list): sample's sigmas
     "ManualSigmas": Rule(None, ("sigmas",), (P("sigmas", "sigmas"),), fold=True),
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover

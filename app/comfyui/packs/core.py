@@ -69,6 +69,13 @@ class CoreNodes:
         self.outs[(cn.id, 1)] = Out(None, {**base, "start_step": step})
         return []
 
+    def special_sd_turbo(self, cn, rule, params, notes):
+        """SDTurboScheduler: its levels of SD's table written out as sample's sigmas (ManualSigmas' way)."""
+        from nodes.generate.samplers import sd_table, sd_turbo_sigmas
+        levels = sd_turbo_sigmas(sd_table(), int(params.get("steps", 1)), float(params.get("denoise", 1.0)))
+        self.outs[(cn.id, 0)] = Out(None, {"sigmas": ", ".join(repr(float(x)) for x in levels)})
+        return []
+
     def special_first_sigma(self, cn, rule, params, notes):
         """ComfyUI's SetFirstSigma: the schedule folded so far, with sample's first_sigma."""
         src = self.resolve(cn.inputs.get("sigmas"))
