@@ -55,3 +55,46 @@ def test_sd_turbo_scheduler_writes_comfyui_levels_out():
     got = _sample_sigmas(import_data(wf))
     assert len(got) == 4
     torch.testing.assert_close(got.float(), _comfy_turbo_sigmas(3, 0.5), rtol=1e-6, atol=0)
+
+
+def _comfy_iclora_factor(metadata):
+    """comfy_extras/nodes_lt.py GetICLoRAParameters.execute on a LoRA's metadata, as published."""
+    factor = 1
+    if metadata:
+        try:
+            factor = max(1, round(float(next(v for k, v in metadata.items() if k.endswith("reference_downscale_factor")))))
+        except (StopIteration, TypeError, ValueError):
+            factor = 1
+    return factor
+
+
+def test_get_iclora_parameters_reads_the_factor_comfyui_reads(tmp_path, monkeypatch):
+    """template_ltx2_3_ic_lora_ingredients was blocked on GetICLoRAParameters. It reads the IC-LoRA's
+    reference_downscale_factor from the file's metadata as ComfyUI's node does, and LTXVAddGuide is exact where that
+    is 1 (the file's metadata without one, or 1) and says what differs where it is above 1 (ComfyUI then reads the
+    guide smaller, spread over the video) or where the file is not there to read."""
+    from safetensors.torch import save_file
+    from app.comfyui import import_data
+    wf = json.loads((DATA / "templates" / "template_ltx2_3_ic_lora_ingredients.json").read_text(encoding="utf-8"))
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+
+    def guide_notes():
+        res = import_data(wf)
+        status = {e.class_type: e.status for e in res.report.entries.values()}
+        assert status["GetICLoRAParameters"] == "exact", status
+        guide = next(e for e in res.report.entries.values() if e.class_type == "LTXVAddGuide")
+        return [n for n in guide.notes if n.startswith("iclora_parameters")]
+    assert "not in the model folders" in guide_notes()[0]
+    for metadata in ({}, {"format": "pt"}, {"reference_downscale_factor": "1"}, {"ss_reference_downscale_factor": "2"},
+                     {"reference_downscale_factor": "3.4"}, {"reference_downscale_factor": "x"}):
+        save_file({"a.lora_A.weight": torch.zeros(1, 1)}, str(loras / "ltx-2.3-22b-ic-lora-ingredients-0.9.safetensors"),
+                  metadata=metadata or None)
+        want = _comfy_iclora_factor(metadata)
+        got = guide_notes()
+        if want == 1:
+            assert got == [], (metadata, got)
+        else:
+            assert len(got) == 1 and f"reference_downscale_factor {want}, so ComfyUI reads the guide at 1/{want}" \
+                in got[0], (metadata, got)

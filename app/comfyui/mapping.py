@@ -1245,6 +1245,9 @@ RULES: Dict[str, Rule] = {
     "LTXVAddGuide": Rule("condition.frames", ("frame_idx", "strength"), (),
                          {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
                          ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),
+    # an IC-LoRA's reference_downscale_factor (its file's metadata, 1 without) for LTXVAddGuide: read here where the
+    # file is in the model folders, so the guide says whether Kinograph reads it as ComfyUI does
+    "GetICLoRAParameters": Rule(None, (), (), {"iclora_model": "model"}, fold=True, special="iclora_parameters"),
     "LTXVCropGuides": Rule(None, (), (), fold=True, special="crop_guides",
                            note=""),
     # LTX-2 (video and sound in one latent): Gemma 3 with the checkpoint's text connectors is load.text_encoder's
