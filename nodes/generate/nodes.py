@@ -311,9 +311,10 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
                      template: str = Param("plus", choices=("edit", "plus"),
                                            help="edit: Qwen-Image-Edit's, one picture; plus: Qwen-Image-Edit-2509's "
                                                 "and later, up to three (\"Picture 1: ...\")"),
-                     size: int = Param(1024, min=32, max=4096,
+                     size: int = Param(1024, min=0, max=4096,
                                        help="Qwen-Image 2.1: each picture is read at about size x size pixels "
-                                            "(QwenImage21Pipeline's output_resolution)")) -> CONDITIONING:
+                                            "(QwenImage21Pipeline's output_resolution); 0 = at its own size, each "
+                                            "side rounded to a multiple of 32 (ComfyUI's resolution 0)")) -> CONDITIONING:
     """Tell Qwen-Image-Edit (or Qwen-Image 2.1) what to change in a keyframe: Qwen2.5-VL (2.1: Qwen3-VL) reads the
     prompt and sees the pictures, and (with a VAE) each picture's latent rides in the conditioning for the
     transformer to read beside the noise (ComfyUI's TextEncodeQwenImageEdit / TextEncodeQwenImageEditPlus;
