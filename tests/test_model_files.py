@@ -934,3 +934,23 @@ def test_a_comment_inside_an_extra_model_paths_block_is_part_of_the_folder_name_
     assert main(["info", str(comfy)]) == 0
     assert (f"    {comfyui[1]}  (missing: a # inside a | block is part of the folder name, for ComfyUI too; take the "
             "comment out of the block)\n") in capsys.readouterr().out
+
+
+def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that_sub_folder(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """A ComfyUI workflow names models by their sub-folder (wan\\wan_2.1_vae.safetensors, written on Windows), and
+    the loader looks for that sub-folder: `kinograph validate` said to put wan_2.1_vae.safetensors into vae/, where
+    the run still did not find it."""
+    from app.cli import main
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    wf = tmp_path / "w.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  vae: {type: load.vae, params: {name: 'wan\\wan_2.1_vae.safetensors'}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert f"put wan_2.1_vae.safetensors into {models / 'vae' / 'wan'}, or add" in err, err
+    (models / "vae" / "wan").mkdir()
+    (models / "vae" / "wan" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
