@@ -6,6 +6,7 @@ substring match (SD 1.5's `transformer_blocks.0.attn1.to_q.weight` contains Wan'
 `blocks.0.attn1.to_q.weight`)."""
 import json
 import os
+import re
 import struct
 import textwrap
 import sys
@@ -940,7 +941,7 @@ def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that
                                                                                             capsys):
     """A ComfyUI workflow names models by their sub-folder (wan\\wan_2.1_vae.safetensors, written on Windows), and
     the loader looks for that sub-folder: `kinograph validate` said to put wan_2.1_vae.safetensors into vae/, where
-    the run still did not find it."""
+    the run still did not find it (the run's own message too)."""
     from app.cli import main
     models = tmp_path / "models"
     (models / "vae").mkdir(parents=True)
@@ -951,6 +952,9 @@ def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr().err
     assert f"put wan_2.1_vae.safetensors into {models / 'vae' / 'wan'}, or add" in err, err
+    from nodes.common.models_dirs import find_model      # the run's own message, the same
+    with pytest.raises(NodeError, match=f"put wan_2.1_vae.safetensors into {re.escape(str(models / 'vae' / 'wan'))},"):
+        find_model("wan\\wan_2.1_vae.safetensors", "vae")
     (models / "vae" / "wan").mkdir()
     (models / "vae" / "wan" / "wan_2.1_vae.safetensors").write_bytes(b"x")
     assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
