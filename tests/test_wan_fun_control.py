@@ -234,6 +234,19 @@ def test_skip_layers_in_the_negative_pass_as_comfyuis_simple_kind(models, mm):
     assert torch.allclose(step(skip_layers_negative(None, model, "1", 0.0, 1.0), pos, None, 1.0), cond)
 
 
+def test_skip_layers_on_a_model_without_the_blocks_name_the_node_used():
+    """Both kinds refuse a model whose blocks they cannot skip; the negative-pass kind told the user to remove
+    guide.skip_layer_guidance, a node the graph did not hold."""
+    from types import SimpleNamespace
+
+    from graph_engine import NodeError
+    from nodes.generate.skip_layers import SkipLayers
+    for negative, node in ((False, "guide.skip_layer_guidance"), (True, "guide.skip_layers_negative")):
+        with pytest.raises(NodeError, match=rf"remove {node} for this model"):
+            with SkipLayers.parse("1", 3.0, 0.0, 1.0, 0.0, negative=negative).skipped(SimpleNamespace(unet=None)):
+                pass
+
+
 def test_unet_attention_multiply_changes_nothing_on_wan(models, mm):
     """ComfyUI's UNetTemporalAttentionMultiply scales UNet attention weights by name, which Wan has none of: on
     the Fun templates' Wan model it is a no-op there and in Kinograph."""
