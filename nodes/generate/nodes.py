@@ -191,7 +191,7 @@ def _prompt_to_text(params):
 
 # Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text).
 @node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
-      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
                                   help="the prompt; (word:1.3) emphasis; a schedule '0: a caterpillar, 24: a "
@@ -210,7 +210,9 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     clip_skip 2 takes the penultimate CLIP layer (many SD 1.5 / AnimateDiff checkpoints want it)."""
     from nodes.generate.text import encode_prompt
     pos = encode_prompt(text_encoder, text, ctx.log, clip_skip=clip_skip, weighting=weighting)
-    neg = encode_prompt(text_encoder, negative, ctx.log, clip_skip=clip_skip, weighting=weighting)
+    # An imported CLIPTextEncode links `positive` only: its (empty) negative would be encoded for nothing.
+    neg = None if "negative" in ctx.unread else encode_prompt(text_encoder, negative, ctx.log, clip_skip=clip_skip,
+                                                              weighting=weighting)
     return {"positive": pos, "negative": neg}
 
 
