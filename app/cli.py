@@ -541,7 +541,12 @@ def cmd_info(args) -> int:
     for file, folders in extra_model_folders().items():
         print(f"  and, from {file}:")
         for d in folders:
-            print(f"    {d}{'' if d.exists() else '  (missing)'}")
+            # ComfyUI's own example has "models/clip/  # legacy location still supported" in a | block, where a #
+            # is text: ComfyUI and Kinograph both look for a folder of that name, which the bare (missing) left
+            # unexplained.
+            hint = ": a # inside a | block is part of the folder name, for ComfyUI too; take the comment out of the " \
+                "block" if " #" in d.name else ""
+            print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
     for p in loose_models():
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
