@@ -513,6 +513,7 @@ def cmd_info(args) -> int:
     from graph_engine import config
     from graph_engine.cache import DiskCache
     from graph_engine.devices import available_devices
+    from graph_engine.shipped import resource
     print(f"{'python':<24}{platform.python_version()} ({platform.platform()})")
     for pkg in ("kinograph", "torch", "diffusers", "transformers", "PySide6-Essentials", "opencv-python-headless",
                 "av", "imageio-ffmpeg", "numba", "spandrel", "ray"):
@@ -571,7 +572,7 @@ def cmd_info(args) -> int:
         # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads: its note does.
         if d["note"] and (d["loads"] != "yes" or d["role"] == "ipadapter"):
             print(f"  {'':<66}({d['note']})")
-    bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
+    bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")
     new = [f for f in named if model_dir(str(f)) not in searched_before]

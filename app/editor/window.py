@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.registry import did_you_mean
+from graph_engine.shipped import shipped
 from graph_engine.versions import previous_versions
 from graph_engine.workflow import read_text
 
@@ -1401,7 +1402,7 @@ class MainWindow(QMainWindow):
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
 
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = shipped("examples")
 
 
 def example_workflows(folder: Path = EXAMPLES, registry=None) -> List[tuple]:
