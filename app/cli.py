@@ -513,6 +513,7 @@ def cmd_info(args) -> int:
     from graph_engine import config
     from graph_engine.cache import DiskCache
     from graph_engine.devices import available_devices
+    from graph_engine.shipped import resource
     print(f"{'python':<24}{platform.python_version()} ({platform.platform()})")
     for pkg in ("kinograph", "torch", "diffusers", "transformers", "PySide6-Essentials", "opencv-python-headless",
                 "av", "imageio-ffmpeg", "numba", "spandrel", "ray"):
@@ -540,7 +541,12 @@ def cmd_info(args) -> int:
     for file, folders in extra_model_folders().items():
         print(f"  and, from {file}:")
         for d in folders:
-            print(f"    {d}{'' if d.exists() else '  (missing)'}")
+            # ComfyUI's own example has "models/clip/  # legacy location still supported" in a | block, where a #
+            # is text: ComfyUI and Kinograph both look for a folder of that name, which the bare (missing) left
+            # unexplained.
+            hint = ": a # inside a | block is part of the folder name, for ComfyUI too; take the comment out of the " \
+                "block" if " #" in d.name else ""
+            print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
     for p in loose_models():
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
@@ -566,7 +572,7 @@ def cmd_info(args) -> int:
         # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads: its note does.
         if d["note"] and (d["loads"] != "yes" or d["role"] == "ipadapter"):
             print(f"  {'':<66}({d['note']})")
-    bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
+    bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")
     new = [f for f in named if model_dir(str(f)) not in searched_before]

@@ -46,6 +46,9 @@ class Context:
         # Set by a node whose result ends its input's alpha on purpose (laid over a background, removed when
         # asked): the executor then does not log the alpha as lost there (Clip.matte).
         self.alpha_handled = False
+        # The node's optional outputs (NodeSpec.optional_outputs) nothing in this run reads: it may return None for
+        # them rather than make them.
+        self.unread: frozenset = frozenset()
 
     @property
     def device(self) -> str:

@@ -312,6 +312,7 @@ class Executor:
                 ctx = Context(nid, device=self.device, cancel=cancel, emit=emit, workflow_yaml=workflow_yaml,
                               models=self.models, workflow_dir=wf.base_dir, previews=self.previews,
                               partial=partial)
+                ctx.unread = frozenset(p.parts[nid].get("unmade", ()))
                 try:
                     outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())

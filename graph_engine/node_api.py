@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from .types import BOOL, FLOAT, INT, STRING, SocketType, PY_PARAM_TYPES
 
@@ -163,6 +163,10 @@ class NodeSpec:
     # linked one as its link brought it) -> the inputs it reads. A node feeding only inputs it will not read is
     # not run (see executor's wanted), so a model or a generation on a switch's unpicked side costs nothing.
     reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None
+    # Outputs the node need not make when nothing in the run reads them (Context.unread lists those; the node
+    # returns None for them): an imported ComfyUI CLIPTextEncode is encode.text with only `positive` linked, and
+    # its empty negative went through the text encoder for nothing (UMT5-XXL: the slowest encode of a Wan run).
+    optional_outputs: Tuple[str, ...] = ()
 
     def port_type(self, port: str) -> Optional[SocketType]:
         """The socket type a link into `port` must bring: an input's, or a linkable param's (param_socket)."""
@@ -199,7 +203,8 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
          migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
          temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None,
          passes: Optional[Dict[str, str]] = None, made_from: Optional[Dict[str, str]] = None,
-         warm: Optional[Callable[[], None]] = None, reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None):
+         warm: Optional[Callable[[], None]] = None, reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None,
+         optional_outputs: Iterable[str] = ()):
     """Declare a node type; see the module docstring."""
 
     def deco(func: Callable) -> Callable:
@@ -211,6 +216,10 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
         spec.made_from = _passes(spec, made_from or {}, same_type=False)
         spec.warm = warm
         spec.reads = reads
+        spec.optional_outputs = tuple(optional_outputs)
+        for out in spec.optional_outputs:
+            if out not in spec.outputs:
+                raise DeclarationError(f"node {spec.type!r}: optional_outputs names no such output {out!r}")
         func.__kinograph_spec__ = spec
         return func
 

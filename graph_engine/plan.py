@@ -17,7 +17,7 @@ from .cache import fingerprint, hash_key
 from .errors import WorkflowError
 from .outputs import resolve_path
 from .registry import Registry
-from .validate import coerce_param, run_scope, validate
+from .validate import coerce_param, read_outputs, run_scope, validate
 from .workflow import Workflow
 
 
@@ -44,6 +44,7 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
         raise WorkflowError(problems)
     order = _deciders_first(list(graphlib.TopologicalSorter({n: list(g.upstream(n)) for n in needed}).static_order()),
                             wf, registry)
+    asked = set(targets or ())
     keys: Dict[str, str] = {}
     params: Dict[str, Dict[str, Any]] = {}
     parts: Dict[str, Dict[str, Any]] = {}
@@ -78,6 +79,11 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
             # a param a link sets is keyed by the link (its source's key), not by the value typed in under it
             typed = {k: v for k, v in p.items() if k not in links}
             parts[nid] = {"type": inst.type, "version": spec.version, "params": typed, "inputs": ins, "files": files}
+            # Outputs left unmade for want of a reader (NodeSpec.optional_outputs) are keyed: a cached result
+            # without them must not serve a run that links one. A node asked for by name makes all of them.
+            unmade = [] if nid in asked else [o for o in spec.optional_outputs if o not in read_outputs(g, nid)]
+            if unmade:
+                parts[nid]["unmade"] = unmade
         keys[nid] = hash_key(parts[nid])
     return Plan(order, keys, params, parts, last_use, left_out)
 

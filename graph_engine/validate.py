@@ -389,6 +389,7 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
     searched, for the message."""
     import os
     from .outputs import resolve_path
+    from .portable import windows_root
     problems = []
     for nid, name, p, value in _named_files(wf, registry):
         if p.locate is None:
@@ -403,9 +404,16 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             # "copy the file there" named the model folders themselves, where a file is not looked for: say the
             # folder the loader searches (a locate's `folder`), as the run's message does.
             folder = getattr(p.locate, "folder", None)
-            file = os.path.basename(value.replace("\\", "/"))
-            put = f"put {file} into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder \
-                else "copy the file into the right folder of one of them"
+            sub, file = os.path.split(value.replace("\\", "/"))
+            # A name with its sub-folder (ComfyUI's wan/wan_2.1_vae.safetensors) is looked for in that sub-folder:
+            # the kind's folder alone was named, and the file put there was still not found.
+            if folder:
+                into = folder(value)
+                if sub and not os.path.isabs(value) and not windows_root(value):
+                    into = into / sub
+                put = f"put {file} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
+            else:
+                put = "copy the file into the right folder of one of them"
             searched = getattr(p.locate, "searched", None)
             # A folder that is not there is said so: an extra_model_paths.yaml's drive not mounted, a base_path mistyped.
             looked = (f" (looked in {', '.join(str(d) + ('' if d.is_dir() else ' (missing)') for d in searched(value))})"

@@ -331,6 +331,17 @@ def _read_ui(g: Graph, data: dict) -> None:
         g.ui = {str(k): v for k, v in ui.items()}
 
 
+def _shipped_example_hint(path: Path) -> str:
+    """Where examples/NAME is when it is not in the working folder: the README's first command names
+    examples/default.yaml, which a pip-installed Kinograph carries inside the package."""
+    parts = Path(path).parts
+    if "examples" not in parts:
+        return ""
+    from .shipped import shipped
+    found = shipped("examples").joinpath(*parts[len(parts) - parts[::-1].index("examples"):])
+    return f"; Kinograph's own example is {found}" if found.is_file() else ""
+
+
 def read_text(path: Path) -> str:
     """The workflow text of a YAML file, or the one embedded in a rendered video or image."""
     if path.suffix.lower() in MEDIA_SUFFIXES:
@@ -349,7 +360,7 @@ def read_text(path: Path) -> str:
                                                              f"workflow file is at most {MAX_YAML_BYTES >> 20} MB")])
         return decode_text(data, str(path))
     except FileNotFoundError:
-        raise WorkflowError([Problem(str(path), 0, None, "no such file")])
+        raise WorkflowError([Problem(str(path), 0, None, "no such file" + _shipped_example_hint(path))])
     except OSError as e:
         raise WorkflowError([Problem(str(path), 0, None, f"cannot read: {e.strerror}")])
 

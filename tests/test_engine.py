@@ -14,7 +14,7 @@ from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 from graph_engine.executor import Executor
 from graph_engine.registry import Registry
-from graph_engine.types import FLOAT, INT, VIDEO
+from graph_engine.types import CONDITIONING, FLOAT, INT, TEXT_ENCODER, VIDEO
 from graph_engine.validate import validate
 from graph_engine.workflow import parse_workflow, to_yaml
 
@@ -475,3 +475,48 @@ def test_a_clip_keeps_a_window_of_chunks_but_not_a_whole_read():
     whole = Clip(40, 24, 4, 4, lambda a, b: data[a:b], chunk=2)
     assert np.array_equal(whole.to_array(), data)
     assert sum(len(c) for c in whole._chunks.cache.values()) <= 3 * 2
+
+
+@node("test.text_encoder", category="Test")
+def fake_text_encoder(ctx) -> TEXT_ENCODER:
+    """A stand-in text encoder handle (encode_prompt is counted, not run)."""
+    return "umt5"
+
+
+@node("test.guide", category="Test", output=True)
+def guide(ctx, positive: CONDITIONING, negative: CONDITIONING) -> None:
+    """Reports the conditionings a sampler would get."""
+    ctx.report(positive=positive, negative=negative)
+
+
+# An imported ComfyUI graph: one CLIPTextEncode (encode.text, `positive` linked only) per prompt.
+IMPORTED_PROMPTS = """
+kinograph: 1
+nodes:
+  te: {type: test.text_encoder}
+  pos: {type: encode.text, inputs: {text_encoder: te.text_encoder}, params: {text: a cat}}
+  neg: {type: encode.text, inputs: {text_encoder: te.text_encoder}, params: {text: blurry}}
+  s: {type: test.guide, inputs: {positive: pos.positive, negative: NEG}}
+"""
+
+
+def test_an_imported_prompt_pair_encodes_each_prompt_once_and_a_linked_negative_is_still_made(registry, tmp_path,
+                                                                                             monkeypatch):
+    # Each imported CLIPTextEncode also put its unused empty negative through the text encoder: four UMT5 encodes
+    # for a Wan graph's two prompts, the slowest load-and-encode of a CPU run, doubled.
+    import nodes.generate.text as text
+    encoded = []
+    monkeypatch.setattr(text, "encode_prompt", lambda te, prompt, log, **kw: encoded.append(prompt) or f"<{prompt}>")
+    registry.register(fake_text_encoder, guide)
+    ex = Executor(registry, disk=DiskCache(tmp_path, 1 << 30))
+    r = ex.run(wf_of(IMPORTED_PROMPTS.replace("NEG", "neg.positive"), registry))
+    assert r.ok and sorted(encoded) == ["a cat", "blurry"]
+    assert r.results["s"] == {"positive": "<a cat>", "negative": "<blurry>"}
+    # Kinograph's own graph reads encode.text's negative: it is made, and the cached run above (which did not
+    # make it) does not stand in for it.
+    encoded.clear()
+    r = ex.run(wf_of(IMPORTED_PROMPTS.replace("NEG", "pos.negative"), registry))
+    assert r.ok and encoded == ["a cat", ""] and r.results["s"] == {"positive": "<a cat>", "negative": "<>"}
+    # A node asked for by name makes all its outputs (a script reading them back).
+    r = ex.run(wf_of(IMPORTED_PROMPTS.replace("NEG", "neg.positive"), registry), targets=["neg"], use_cache=False)
+    assert r.ok and r.outputs["neg"]["negative"] == "<>"

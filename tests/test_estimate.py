@@ -124,12 +124,13 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     assert (decode.node, decode.frames) == ("vae_decode_8", 33) and decode.flops == wan_vae_decode_flops(vae, 9, 60, 104)
     counted = _decode_flops_counted(wan, 2, 4, 6)       # two latent frames: the later ones' time convolutions too
     assert abs(wan_vae_decode_flops(vae, 2, 4, 6) - counted) / counted < 0.01, counted
-    # Its two encode.text nodes, each its text and its negative through the UMT5 encoder at 512 tokens (not counted).
+    # Its two encode.text nodes (CLIPTextEncode: `positive` read only), each its text alone through the UMT5 encoder
+    # at 512 tokens (not counted): each also encoded an empty negative nothing read.
     with safe_open(str(wan / "models" / "text_encoders" / "umt5_tiny_fp16.safetensors"), "pt") as f:
         umt5 = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("encoder.")}
     encodes = encode_work(wf, default_registry())
     assert [(e.node, e.weights, e.flops) for e in encodes] == [
-        (n, sum(map(math.prod, umt5.values())), 2 * t5_encoder_flops(umt5, 512))
+        (n, sum(map(math.prod, umt5.values())), t5_encoder_flops(umt5, 512))
         for n in ("clip_text_encode_6", "clip_text_encode_7")]
     assert t5_encoder_flops(umt5, 512) == _encode_flops_counted(512)
 
@@ -141,7 +142,7 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     assert "k_sampler_3: 60 passes (30 steps x 2 (guidance: a negative pass each)) of a" in out
     assert "Wan 2.1/2.2 denoiser over 33 frames at 832x480 (14,040 latent tokens a pass)" in out
     assert "vae_decode_8: decoding 33 frames at 832x480 with the Wan 2.1 VAE: " in out
-    assert "clip_text_encode_7: 2 prompts (its text and its negative) of 512 tokens through a 15,520-parameter UMT5 " \
+    assert "clip_text_encode_7: 1 prompt (its text) of 512 tokens through a 15,520-parameter UMT5 " \
            "text encoder" in out, out
     assert f"about {hours} of sampling, text encoding and VAE decoding on this CPU" in out, out
     assert f"warning: this run will take about {hours} on this CPU. To make it shorter: fewer steps (k_sampler_3 " \

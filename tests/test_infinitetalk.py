@@ -118,3 +118,21 @@ def test_validate_refuses_a_voice_from_the_wrong_speech_encoder_before_anything_
     assert (f"{wf}:11: node humo: audio_embeds: the voice is encoded by wav2vec2 (wav2vec2-chinese-base_fp16.safetensors);"
             " HuMo reads whisper features: load audio_encoders/whisper_large_v3_fp16.safetensors in the "
             "load.audio_encoder that feeds it") in capsys.readouterr().err
+
+
+def test_a_speech_encoder_file_that_cannot_be_told_draws_no_word_on_the_voice_at_validation(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """encoder_family is to say nothing where the header cannot tell whisper from wav2vec2: a damaged file was
+    refused as 'the voice is encoded by unreadable', a word no encoder has and a fix (load the wav2vec2 file) that
+    was not the problem. The load names what is wrong with such a file."""
+    from app.cli import main
+    folder = tmp_path / "models" / "audio_encoders"
+    folder.mkdir(parents=True)
+    (folder / "wav2vec2-chinese-base_fp16.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    _tone(tmp_path / "voice.wav", 0.5)
+    wf = tmp_path / "talk.yaml"
+    wf.write_text(TALK % "wav2vec2-chinese-base_fp16.safetensors")
+    assert main(["validate", str(wf)]) == 2          # the Wan files are not there: that, and nothing on the voice
+    err = capsys.readouterr().err
+    assert "wan2.1_i2v_480p_14B_fp16.safetensors' is not in the model folders" in err and "encoded by" not in err, err

@@ -6,6 +6,7 @@ substring match (SD 1.5's `transformer_blocks.0.attn1.to_q.weight` contains Wan'
 `blocks.0.attn1.to_q.weight`)."""
 import json
 import os
+import re
 import struct
 import textwrap
 import sys
@@ -907,3 +908,53 @@ def test_weights_replaced_under_the_same_name_are_the_ones_a_rerun_samples_with(
         assert len(session.executor.models._cache) == 1       # the old pipeline went with its files
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_comment_inside_an_extra_model_paths_block_is_part_of_the_folder_name_as_comfyui_reads_it(tmp_path,
+                                                                                                    monkeypatch, capsys):
+    """ComfyUI's own example extra_model_paths.yaml has `models/clip/  # legacy location still supported` inside a
+    `|` block, where YAML keeps the # as text; ComfyUI (utils/extra_config.py: each line of the block joined to
+    base_path as it is) then looks in a folder of that name, not in models/clip/. Kinograph searches the same
+    folders, and `kinograph info` says why that one is missing rather than a bare (missing)."""
+    import yaml
+    from app.cli import main
+    from nodes.common.models_dirs import extra_model_paths
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "text_encoders").mkdir(parents=True)
+    (comfy / "models" / "clip").mkdir()
+    yaml_file = comfy / "extra_model_paths.yaml"
+    yaml_file.write_text(f"comfyui:\n     base_path: {comfy}/\n     text_encoders: |\n          models/text_encoders/\n"
+                         "          models/clip/  # legacy location still supported\n")
+    # ComfyUI's reading, written out: yaml's block text split on newlines, each non-empty line joined to base_path.
+    block = yaml.safe_load(yaml_file.read_text())["comfyui"]["text_encoders"]
+    comfyui = [os.path.normpath(os.path.join(f"{comfy}/", line)) for line in block.split("\n") if line]
+    assert [str(d) for d in extra_model_paths(yaml_file)["text_encoders"]] == comfyui
+    assert comfyui[1] == str(comfy / "models" / "clip" / "  # legacy location still supported")
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
+    assert main(["info", str(comfy)]) == 0
+    assert (f"    {comfyui[1]}  (missing: a # inside a | block is part of the folder name, for ComfyUI too; take the "
+            "comment out of the block)\n") in capsys.readouterr().out
+
+
+def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that_sub_folder(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """A ComfyUI workflow names models by their sub-folder (wan\\wan_2.1_vae.safetensors, written on Windows), and
+    the loader looks for that sub-folder: `kinograph validate` said to put wan_2.1_vae.safetensors into vae/, where
+    the run still did not find it (the run's own message too)."""
+    from app.cli import main
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    wf = tmp_path / "w.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  vae: {type: load.vae, params: {name: 'wan\\wan_2.1_vae.safetensors'}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert f"put wan_2.1_vae.safetensors into {models / 'vae' / 'wan'}, or add" in err, err
+    from nodes.common.models_dirs import find_model      # the run's own message, the same
+    with pytest.raises(NodeError, match=f"put wan_2.1_vae.safetensors into {re.escape(str(models / 'vae' / 'wan'))},"):
+        find_model("wan\\wan_2.1_vae.safetensors", "vae")
+    (models / "vae" / "wan").mkdir()
+    (models / "vae" / "wan" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    assert main(["validate", str(wf)]) == 0, capsys.readouterr().err

@@ -367,3 +367,100 @@ nodes:
         got = describe_model(path)
         assert (got["family"], got["loads"]) == ("qwenimage21", "no") and note in got["note"], (kind, got)
 
+
+
+def _comfy_qwen21(folder, pictures, resolution, cache="default"):
+    """ComfyUI's Qwen-Image 2.1 graph as its templates build it (API format): UNETLoader, CLIPLoader (qwen_image),
+    QwenImage21Cache, TextEncodeQwenImage21 (prompt, negative, the pictures) whose latent the KSampler samples."""
+    encode = {"clip": ["2", 0], "prompt": "make it red", "negative_prompt": NEGATIVE, "resolution": resolution,
+              "vae": ["3", 2]}
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "qwen_image_2.1_tiny_bf16.safetensors",
+                                                      "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen3vl_tiny_bf16.safetensors",
+                                                      "type": "qwen_image", "device": "default"}},
+        "3": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": str(folder)}},
+        "4": {"class_type": "QwenImage21Cache", "inputs": {"model": ["1", 0], "device": "auto", "dtype": cache}},
+        "5": {"class_type": "TextEncodeQwenImage21", "inputs": encode},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["5", 0], "negative": ["5", 1],
+                                                    "latent_image": ["5", 2], "seed": 7, "steps": 2, "cfg": 3.0,
+                                                    "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["3", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "q21"}},
+    }
+    for i, name in enumerate(pictures):
+        prompt[f"1{i}"] = {"class_type": "LoadImage", "inputs": {"image": name}}
+        encode[f"images.image_{i + 1}"] = [f"1{i}", 0]
+    return prompt
+
+
+def test_comfyui_qwen_image_21_nodes_run_as_kinograph_nodes(qwen21, tmp_path, monkeypatch):
+    """ComfyUI's TextEncodeQwenImage21 and QwenImage21Cache (the two nodes its five Qwen-Image 2.1 templates lacked)
+    import and sample the latent of Kinograph's own nodes for the same prompts and pictures: without pictures
+    encode.text's prompt and negative and an empty latent resolution square; with pictures an encode.qwen_edit for
+    each (the negative reading the pictures too) and an empty latent of the first picture's size as ComfyUI's node
+    rounds it (written out below), at resolution 112 and at 0 (each picture kept at its size, rounded to 32). The
+    cache changes nothing at dtype default; its int8 is named as approximate."""
+    import math
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    folder = qwen21 / "Qwen-Image-2.1"
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(qwen21 / "models"))
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(_picture(1, 128, 64)).save(tmp_path / "first.png")
+    Image.fromarray(_picture(2, 64, 64)).save(tmp_path / "second.png")
+
+    def comfy_size(w, h, resolution):
+        """TextEncodeQwenImage21's picture size (comfy_extras/nodes_qwen.py), as published"""
+        if resolution > 0:
+            ratio = w / h
+            width = round(math.sqrt(resolution * resolution * ratio) / 32) * 32
+            height = round(math.sqrt(resolution * resolution / ratio) / 32) * 32
+        else:
+            width, height = round(w / 32) * 32, round(h / 32) * 32
+        return max(32, width), max(32, height)
+
+    def run(name, text):
+        wf = tmp_path / f"{name}.kino.yaml"
+        wf.write_text(text, encoding="utf-8")
+        done = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        assert done.ok, done.failed
+        return next(v["latent"] for k, v in done.outputs.items() if k.startswith(("k_sampler", "sample"))).samples
+
+    head = f"""kinograph: 1
+nodes:
+  load: {{type: load.model, params: {{path: {folder}}}}}
+  unet: {{type: load.diffusion_model, params: {{name: qwen_image_2.1_tiny_bf16.safetensors}}}}
+  clip: {{type: load.text_encoder, params: {{name: qwen3vl_tiny_bf16.safetensors, type: qwen_image}}}}
+  first: {{type: io.load_image, params: {{path: first.png}}}}
+  second: {{type: io.load_image, params: {{path: second.png}}}}
+"""
+    sample = """  sample: {type: generate.sample, params: {steps: 2, seed: 7, cfg: 3.0, sampler: euler, scheduler: simple},
+            inputs: {model: unet.model, positive: pos.conditioning, negative: neg.conditioning, latent: latent.latent}}
+"""
+    for pictures, resolution in (((), 64), (("first.png", "second.png"), 112), (("first.png",), 0)):
+        res = import_data(_comfy_qwen21(folder, pictures, resolution))
+        status = {e.class_type: e.status for e in res.report.entries.values()}
+        assert status["QwenImage21Cache"] == "exact" and status["TextEncodeQwenImage21"] != "unmapped", status
+        got = run(f"comfy{len(pictures)}", res.yaml)
+        if pictures:
+            width, height = comfy_size(128, 64, resolution)
+            ins = "text_encoder: clip.text_encoder, vae: load.vae, image: first.image" + \
+                  (", image2: second.image" if len(pictures) > 1 else "")
+            encode = "".join(f"  {k}: {{type: encode.qwen_edit, params: {{text: \"{t}\", size: {resolution}}}, "
+                             f"inputs: {{{ins}}}}}\n" for k, t in (("pos", "make it red"), ("neg", NEGATIVE)))
+        else:
+            width = height = resolution
+            encode = "".join(f"  {k}: {{type: encode.text, params: {{text: \"{t}\"}}, inputs: {{text_encoder: "
+                             f"clip.text_encoder}}}}\n" for k, t in (("pos", "make it red"), ("neg", NEGATIVE)))
+            sample = sample.replace(".conditioning", ".positive")
+        latent = f"  latent: {{type: latent.empty, params: {{width: {width}, height: {height}, frames: 1}}, " \
+                 "inputs: {vae: load.vae}}\n"
+        want = run(f"kino{len(pictures)}", head + encode + latent + sample)
+        sample = sample.replace(".positive", ".conditioning")
+        assert got.shape == want.shape == (1, 64, 1, height // 16, width // 16), (got.shape, want.shape)
+        assert torch.equal(got, want)
+    res = import_data(_comfy_qwen21(folder, (), 64, cache="int8"))
+    entry = next(e for e in res.report.entries.values() if e.class_type == "QwenImage21Cache")
+    assert entry.status == "approx" and "int8" in entry.notes[0], entry

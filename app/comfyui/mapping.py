@@ -196,6 +196,15 @@ def attention_backend(v):
     return v
 
 
+def qwen21_cache_dtype(v):
+    """QwenImage21Cache's storage: default keeps the prompt's and pictures' keys and values as computed"""
+    if v in ("int8", "int4"):
+        raise Approx(v, f"ComfyUI keeps Qwen-Image 2.1's cached prompt and picture keys and values in {v} (its "
+                        "tooltip: int8 at about bf16 accuracy, int4 roughly doubling the per-step error); Kinograph "
+                        "computes them in full, as dtype default does: the picture differs a little")
+    return v
+
+
 def sd3_clip_prompt(v):
     if not v:
         raise Approx("", "an empty CLIP prompt reads the t5xxl prompt in encode.sd3; ComfyUI encodes it empty "
@@ -956,6 +965,15 @@ RULES: Dict[str, Rule] = {
                                         {"clip": "text_encoder", "vae": "vae", "image1": "image", "image2": "image2",
                                          "image3": "image3"}, ("conditioning",), fixed={"template": "plus"},
                                         note=QWEN_EDIT_NOTE),
+    # Qwen-Image 2.1's prompt and negative, each read by Qwen3-VL with the pictures and their latents (encode.qwen_edit,
+    # as QwenImage21Pipeline's image=) or without pictures alone (encode.text); its latent an empty one of the first
+    # picture's size (video.resize_pixels rounds as it does) or resolution square. A picture's alpha: ComfyUI shows
+    # Qwen3-VL the picture over white and encodes all four channels; Kinograph's pictures reach it without alpha
+    "TextEncodeQwenImage21": Rule("encode.qwen_edit", ("prompt", "negative_prompt", "resolution"),
+                                  (P("prompt", "text"), P("negative_prompt", "negative"), P("resolution", "size")),
+                                  {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                                   "images.image_2": "image2", "images.image_3": "image3"},
+                                  ("positive", "negative", "latent"), special="qwen21_text"),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1231,6 +1249,9 @@ RULES: Dict[str, Rule] = {
     "LTXVAddGuide": Rule("condition.frames", ("frame_idx", "strength"), (),
                          {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
                          ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),
+    # an IC-LoRA's reference_downscale_factor (its file's metadata, 1 without) for LTXVAddGuide: read here where the
+    # file is in the model folders, so the guide says whether Kinograph reads it as ComfyUI does
+    "GetICLoRAParameters": Rule(None, (), (), {"iclora_model": "model"}, fold=True, special="iclora_parameters"),
     "LTXVCropGuides": Rule(None, (), (), fold=True, special="crop_guides",
                            note=""),
     # LTX-2 (video and sound in one latent): Gemma 3 with the checkpoint's text connectors is load.text_encoder's
@@ -1274,6 +1295,10 @@ RULES: Dict[str, Rule] = {
     # which attention kernel ComfyUI runs the model with: Kinograph's loaders choose their own, so the model passes on
     "ModelAttentionBackend": Rule(None, ("attention",), (P("attention", "attention", attention_backend),),
                                   {"model": "model"}, ("model",), fold=True, special="model_through"),
+    # Qwen-Image 2.1's cache of what every step attends to alike (the prompt's and pictures' keys and values):
+    # where ComfyUI keeps it changes speed, not the picture; a quantized one changes the picture a little
+    "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
+                             {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
@@ -1427,6 +1452,10 @@ RULES: Dict[str, Rule] = {
                           fold=True, fixed={"scheduler": "default"},
                           note="LTX-Video's own scheduler (its diffusers config) replaces max_shift/base_shift/stretch/"
                                "terminal"),
+    # SD-Turbo's and SDXL-Turbo's schedule: every 100th level of SD's table (the one ComfyUI gives these models),
+    # written out for sample
+    "SDTurboScheduler": Rule(None, ("steps", "denoise"), (P("steps", "steps"), P("denoise", "denoise")),
+                             {"model": "schedule_model"}, fold=True, special="sd_turbo"),
     # a schedule written out (LTX-Video's distilled models: Lightricks' workflows give the list): sample's sigmas
     "ManualSigmas": Rule(None, ("sigmas",), (P("sigmas", "sigmas"),), fold=True),
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover

@@ -3,11 +3,12 @@ colours the canvas paints with."""
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 from PySide6.QtGui import QColor, QPalette
 
-THEME_DIR = Path(__file__).resolve().parents[2] / "resources" / "theme"
+from graph_engine.shipped import resource
+
+THEME_DIR = resource("theme")
 
 CANVAS = QColor("#1b1c1f")
 GRID_MINOR = QColor("#232428")

@@ -381,11 +381,14 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
     close = close_names(name, kind)
     elsewhere = [(k, f) for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
     head = f"{what} not found: {name!r}" if what else f"{kind} model {name!r} not found"
+    from graph_engine.portable import windows_root
+    # A name with its sub-folder (wan/wan_2.1_vae.safetensors) is looked for in that sub-folder of the kind's.
+    sub = os.path.dirname(name.replace("\\", "/"))
+    into = searched[0] / sub if sub and not os.path.isabs(name) and not windows_root(name) else searched[0]
     lines = [head + (f" (nor at {tried})" if tried and str(tried) != name else "") +
-             f". Kinograph never downloads models: put the file into {searched[0]}, or add the folder that holds "
+             f". Kinograph never downloads models: put {base} into {into}, or add the folder that holds "
              "it to KINOGRAPH_MODELS or to model_dirs in config.yaml. Looked in:"]
     lines += [f"  {d}" for d in searched]
-    from graph_engine.portable import windows_root
     if windows_root(name):
         lines.append(f"{name} is a path on a Windows computer: here the model is looked up by its name, "
                      f"{_below_kind(name, kind)}, in the folders above")

@@ -92,7 +92,10 @@ def encoder_family(kind: str, params: dict) -> str:
     path = resolve_model_path(name, "audio_encoders", "speech encoder (wav2vec2 or whisper)")
     if path.suffix.lower() not in (".safetensors", ".sft"):
         return ""
-    return describe(path).get("family", "") if path.is_file() else ""
+    # describe names other models' families too, and "unreadable": those are the load's to explain (a damaged
+    # file was refused as "encoded by unreadable", with the file already loaded as the fix).
+    family = describe(path).get("family", "") if path.is_file() else ""
+    return family if family in ("whisper", "wav2vec2") else ""
 
 
 def voice_preflight(wants: str, reader: str, file: str, *ports: str):

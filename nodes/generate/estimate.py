@@ -353,9 +353,11 @@ class EncodeWork:
     node: str
     weights: int
     flops: float
+    prompts: int = 2
 
     def describe(self) -> str:
-        return f"{self.node}: 2 prompts (its text and its negative) of {WAN_PROMPT_TOKENS} tokens through a " \
+        what = "2 prompts (its text and its negative)" if self.prompts == 2 else "1 prompt (its text)"
+        return f"{self.node}: {what} of {WAN_PROMPT_TOKENS} tokens through a " \
                f"{_count(self.weights)}-parameter UMT5 text encoder: {_flops(self.flops)}"
 
 
@@ -365,8 +367,9 @@ WAN_PROMPT_TOKENS = 512
 
 def encode_work(wf, registry) -> List[EncodeWork]:
     """Each encode.text through a UMT5 encoder file (load.text_encoder): Wan's, 4.8 TFLOP a prompt at the
-    released size, and each node encodes two (its text and its negative, empty or not). Other text encoders are
-    not counted."""
+    released size, and each node encodes its text and, where something reads it, its negative (empty or not: an
+    imported CLIPTextEncode's is read by nothing). Other text encoders are not counted."""
+    from graph_engine.validate import read_outputs
     from nodes.generate.encoder_work import t5_encoder_flops
     found = []
     for nid, header, det in _loaded_headers(wf, registry, "encode.text", "text_encoder", "load.text_encoder",
@@ -374,8 +377,9 @@ def encode_work(wf, registry) -> List[EncodeWork]:
         if (det.role, det.family) != ("text_encoder", "umt5"):
             continue
         shapes = {k: s for k, s in header.shapes.items() if k.startswith("encoder.")}
+        prompts = 2 if "negative" in read_outputs(wf.graph, nid) else 1
         found.append(EncodeWork(nid, sum(math.prod(s) for s in shapes.values()),
-                                2 * t5_encoder_flops(shapes, WAN_PROMPT_TOKENS)))
+                                prompts * t5_encoder_flops(shapes, WAN_PROMPT_TOKENS), prompts))
     return found
 
 

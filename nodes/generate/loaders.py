@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Optional
 
 from graph_engine import NodeError
+from graph_engine.shipped import resource
 
-MINI_DEFAULT = Path(__file__).resolve().parents[2] / "resources" / "models" / "kinograph-mini"
+MINI_DEFAULT = resource("models", "kinograph-mini")
 
 
 def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str = "auto",

@@ -198,7 +198,7 @@ def _prompt_to_text(params):
 
 # Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text).
 @node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
-      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
                                   help="the prompt; (word:1.3) emphasis; a schedule '0: a caterpillar, 24: a "
@@ -217,7 +217,9 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     clip_skip 2 takes the penultimate CLIP layer (many SD 1.5 / AnimateDiff checkpoints want it)."""
     from nodes.generate.text import encode_prompt
     pos = encode_prompt(text_encoder, text, ctx.log, clip_skip=clip_skip, weighting=weighting)
-    neg = encode_prompt(text_encoder, negative, ctx.log, clip_skip=clip_skip, weighting=weighting)
+    # An imported CLIPTextEncode links `positive` only: its (empty) negative would be encoded for nothing.
+    neg = None if "negative" in ctx.unread else encode_prompt(text_encoder, negative, ctx.log, clip_skip=clip_skip,
+                                                              weighting=weighting)
     return {"positive": pos, "negative": neg}
 
 
@@ -318,9 +320,10 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
                      template: str = Param("plus", choices=("edit", "plus"),
                                            help="edit: Qwen-Image-Edit's, one picture; plus: Qwen-Image-Edit-2509's "
                                                 "and later, up to three (\"Picture 1: ...\")"),
-                     size: int = Param(1024, min=32, max=4096,
+                     size: int = Param(1024, min=0, max=4096,
                                        help="Qwen-Image 2.1: each picture is read at about size x size pixels "
-                                            "(QwenImage21Pipeline's output_resolution)")) -> CONDITIONING:
+                                            "(QwenImage21Pipeline's output_resolution); 0 = at its own size, each "
+                                            "side rounded to a multiple of 32 (ComfyUI's resolution 0)")) -> CONDITIONING:
     """Tell Qwen-Image-Edit (or Qwen-Image 2.1) what to change in a keyframe: Qwen2.5-VL (2.1: Qwen3-VL) reads the
     prompt and sees the pictures, and (with a VAE) each picture's latent rides in the conditioning for the
     transformer to read beside the noise (ComfyUI's TextEncodeQwenImageEdit / TextEncodeQwenImageEditPlus;

@@ -34,7 +34,8 @@ def check_size(image_processor, width: int, height: int, source: str) -> None:
 
 def encode_edit21(text_encoder, vae, prompt: str, pictures: List[np.ndarray], size: int = SIZE,
                   log: Callable[[str], None] = lambda m: None) -> Conditioning:
-    """The prompt and pictures (uint8 H x W x 3) as Qwen-Image 2.1's edit conditioning."""
+    """The prompt and pictures (uint8 H x W x 3) as Qwen-Image 2.1's edit conditioning; size 0 reads each picture
+    at its own size, its sides rounded to multiples of 32 (ComfyUI's TextEncodeQwenImage21 at resolution 0)."""
     from nodes.generate.adapters import get_adapter
     from nodes.generate.qwen_edit import picture_size, resized
     from nodes.generate.reference import add_reference
@@ -52,7 +53,7 @@ def encode_edit21(text_encoder, vae, prompt: str, pictures: List[np.ndarray], si
     seen, encoded = [], []
     for i, pic in enumerate(pictures):
         h, w = pic.shape[:2]
-        size_w, size_h = picture_size(w, h, size * size)
+        size_w, size_h = picture_size(w, h, size * size) if size else (round(w / SLOT) * SLOT, round(h / SLOT) * SLOT)
         check_size(pipe.processor.image_processor, size_w, size_h, f"image{i + 1 if i else ''}, {w}x{h}")
         seen.append(resized(pic, size_w, size_h))
         encoded.append(np.array(seen[-1]))

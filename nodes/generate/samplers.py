@@ -303,4 +303,18 @@ def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float =
     return _with_zero([float(table.sigmas[t]) for t in picked])
 
 
+def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """ComfyUI's SDTurboScheduler: the levels at every 100th timestep from the noisiest (999, 899, ...; at most
+    ten), denoise starting that many tenths lower, then 0."""
+    start = 10 - int(10 * denoise)
+    picked = [999 - 100 * k for k in range(start, min(10, start + steps))]
+    return _with_zero([float(table.sigmas[t]) for t in picked])
+
+
+def sd_table() -> SigmaTable:
+    """Stable Diffusion's (and SDXL's) noise levels: scaled_linear betas from 0.00085 to 0.012 over 1000 steps."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return SigmaTable.vp(torch.cumprod(1 - betas, 0))
+
+
 TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas}

@@ -22,9 +22,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from graph_engine import NodeError
+from graph_engine.shipped import resource
 from nodes.interpolate import kernels as K
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "models" / "flow-refine" / "flow_refine.safetensors"
+WEIGHTS = resource("models", "flow-refine", "flow_refine.safetensors")
 IN_CHANNELS = 14
 # Mismatch (grey levels, window mean) and motion (flow pixels) are divided by these so that
 # the usual range of every input is about 0..1.

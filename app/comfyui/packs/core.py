@@ -70,6 +70,13 @@ class CoreNodes:
         self.outs[(cn.id, 1)] = Out(None, {**{k: v for k, v in base.items() if k != "first_sigma"}, "start_step": step})
         return []
 
+    def special_sd_turbo(self, cn, rule, params, notes):
+        """SDTurboScheduler: its levels of SD's table written out as sample's sigmas (ManualSigmas' way)."""
+        from nodes.generate.samplers import sd_table, sd_turbo_sigmas
+        levels = sd_turbo_sigmas(sd_table(), int(params.get("steps", 1)), float(params.get("denoise", 1.0)))
+        self.outs[(cn.id, 0)] = Out(None, {"sigmas": ", ".join(repr(float(x)) for x in levels)})
+        return []
+
     def special_first_sigma(self, cn, rule, params, notes):
         """ComfyUI's SetFirstSigma: the schedule folded so far, with sample's first_sigma."""
         src = self.resolve(cn.inputs.get("sigmas"))
@@ -109,6 +116,79 @@ class CoreNodes:
         src = self.resolve(cn.inputs.get(next((p.comfy for p in rule.params if p.param == "value"), "value")))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
         return []
+
+    def special_qwen21_text(self, cn, rule, params, notes):
+        """TextEncodeQwenImage21: with pictures (images.image_1 ...), an encode.qwen_edit for the prompt and one for
+        the negative, each reading the pictures (the negative with them, as ComfyUI's); without, one encode.text for
+        both. Its latent, where read: an empty one of the first picture's size as read (video.resize_pixels rounds to
+        32 as the node does), or resolution square."""
+        v = lambda k: self.resolve(cn.inputs.get(k))       # noqa: E731
+        slots = sorted((k for k in cn.inputs if k.startswith("images.image_") and isinstance(v(k), Out)),
+                       key=lambda k: int(k.rsplit("_", 1)[-1]))
+        if len(slots) > 3:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"{len(slots)} pictures are connected; encode.qwen_edit reads up "
+                                                    "to three (image, image2, image3)")
+            return None
+        size = params.pop("size", 1024)
+        links = self.param_links.pop(cn.id, [])
+        text_links = [x for x in links if x[0] == "text"]
+        negative_links = [("text", out, comfy) for p, out, comfy in links if p == "negative"]
+        text, vae = v("clip"), v("vae")
+        if not (params.get("negative") or negative_links):
+            notes.append("ComfyUI reads an empty negative prompt as one space; Kinograph reads it empty (the negative "
+                         "only counts at cfg above 1)")
+        if slots:
+            made = []
+            for suffix, wording, linked in (("", params.get("text", ""), text_links),
+                                            ("_negative", params.get("negative", ""), negative_links)):
+                self.param_links[cn.id] = linked
+                made.append(self.add("encode.qwen_edit", cn, {"text": wording, "size": size}, suffix,
+                                     dy=120 if suffix else 0))
+                self.link(text, made[-1], "text_encoder")
+                self.link(vae, made[-1], "vae")
+                for slot, port in zip(slots, ("image", "image2", "image3")):
+                    self.link(v(slot), made[-1], port)
+            if not isinstance(vae, Out):
+                notes.append("no VAE is connected: ComfyUI then keeps the pictures' vision tokens in the prompt, "
+                             "Kinograph's Qwen-Image 2.1 edits need the VAE (connect it)")
+            positive, negative = Out((made[0], "conditioning")), Out((made[1], "conditioning"))
+        else:
+            self.param_links[cn.id] = text_links + [("negative", out, comfy) for _, out, comfy in negative_links]
+            made = [self.add("encode.text", cn, {k: params[k] for k in ("text", "negative") if k in params})]
+            self.link(text, made[0], "text_encoder")
+            positive, negative = Out((made[0], "positive")), Out((made[0], "negative"))
+        self.outs.update({(cn.id, 0): positive, (cn.id, 1): negative})
+        if self.slot_read(cn.id, 2):
+            made += self.qwen21_latent(cn, v(slots[0]) if slots else None, size, vae, notes)
+        return made
+
+    def qwen21_latent(self, cn, picture, size, vae, notes) -> List[str]:
+        """TextEncodeQwenImage21's empty latent: the first picture's size as the node reads it, or size square."""
+        made = []
+        if picture is None:
+            made.append(self.add("latent.empty", cn, {"width": size or 1024, "height": size or 1024, "frames": 1},
+                                 "_latent", dy=240))
+        else:
+            if size:
+                made.append(self.add("video.resize_pixels", cn, {"megapixels": size * size / 2 ** 20, "step": 32,
+                                                                 "method": "lanczos"}, "_read", dy=240))
+                self.link(picture, made[-1], "video")
+                picture = Out((made[-1], "video"))
+            else:
+                notes.append("resolution 0: the latent is the first picture's size rounded down to multiples of 16 "
+                             "where ComfyUI rounds it to the nearest 32 (the same for sides of multiples of 32)")
+            made.append(self.add("video.size", cn, {}, "_size", dy=360))
+            self.link(picture, made[-1], "video")
+            made.append(self.add("latent.empty", cn, {"frames": 1, "size_fit": "floor"}, "_latent", dy=480))
+            for side in ("width", "height"):
+                self.graph.connect(made[-2], side, made[-1], side)
+        if isinstance(vae, Out):
+            self.link(vae, made[-1], "vae")
+        else:
+            self.pending_vae.append((made[-1], cn.id))
+        self.outs[(cn.id, 2)] = Out((made[-1], "latent"))
+        return made
 
     def special_switch(self, cn, rule, params, notes):
         if not isinstance(params.get("switch"), bool):

@@ -177,6 +177,30 @@ class VideoModels:
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
 
+    def special_iclora_parameters(self, cn, rule, params, notes):
+        """GetICLoRAParameters: the reference_downscale_factor of the IC-LoRA its model was given (the last lora.image
+        before it), from the file's metadata as ComfyUI reads it (a key ending so, rounded, at least 1; 1 without);
+        None where the file cannot be read here."""
+        model = self.resolve(cn.inputs.get("iclora_model"))
+        node = self.graph.nodes.get(model.port[0]) if isinstance(model, Out) and model.port else None
+        factor = None
+        if node is not None and node.type == "lora.image":
+            try:
+                from nodes.generate.detect import read_header
+                from nodes.generate.model_manager import resolve_model_path
+                path = resolve_model_path(str(node.params.get("path", "")), "loras", "LoRA")
+                meta = read_header(path).metadata if path.is_file() else None
+            except Exception:  # noqa: BLE001 - a file that is not there or not readable: the guide says so
+                meta = None
+            if meta is not None:
+                found = next((v for k, v in meta.items() if k.endswith("reference_downscale_factor")), 1)
+                try:
+                    factor = max(1, round(float(found)))
+                except (TypeError, ValueError):
+                    factor = 1
+        self.outs[(cn.id, 0)] = Out(None, {"reference_downscale_factor": factor})
+        return []
+
     def _ltx2_vae(self, cn) -> bool:
         """Whether the node's VAE comes from an LTX-2 file (ltx-2-19b-..., ltx-2.3-22b-..., ltx-2.5-video-vae...)."""
         ref = cn.inputs.get("vae")
@@ -193,10 +217,17 @@ class VideoModels:
             self.not_constant(cn, "frame_idx or strength")
             return None
         notes[:] = [n for n in notes if not n.startswith("strength=")]
-        notes += [f"{k} is not carried: {why}" for k, why in (
-            ("attention_mask", "Kinograph weighs the guide's attention by its strength alone, over the whole picture"),
-            ("iclora_parameters", "Kinograph reads the guide at the video's size (a reference_downscale_factor of "
-                                  "1)")) if isinstance(cn.inputs.get(k), Ref)]
+        if isinstance(cn.inputs.get("attention_mask"), Ref):
+            notes.append("attention_mask is not carried: Kinograph weighs the guide's attention by its strength alone, "
+                         "over the whole picture")
+        iclora = self.resolve(cn.inputs.get("iclora_parameters"))
+        factor = iclora.attrs.get("reference_downscale_factor") if isinstance(iclora, Out) else None
+        if isinstance(cn.inputs.get("iclora_parameters"), Ref) and factor != 1:
+            why = f"its IC-LoRA's metadata gives reference_downscale_factor {factor}, so ComfyUI reads the guide at " \
+                  f"1/{factor} of the video's size, spread over it" if factor else \
+                "its IC-LoRA's file is not in the model folders here to read its reference_downscale_factor (1, " \
+                "the same, where its metadata gives none)"
+            notes.append(f"iclora_parameters: Kinograph reads the guide at the video's size; {why}")
         cond = self.add("condition.guide_video", cn, {"frame_idx": idx, "strength": float(strength)})
         clip = isinstance(image, Out) and image.port and self._type(*image.port, True) == "VIDEO"
         self.link(image if isinstance(image, Out) else None, cond, "video" if clip else "image")

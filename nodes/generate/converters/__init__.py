@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from graph_engine import NodeError
+from graph_engine.shipped import resource
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "resources" / "model_configs"
+CONFIG_DIR = resource("model_configs")
 # family (or encoder name) -> module under nodes.generate.converters that registers it.
 MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "sd3_clip": "sd3", "animatediff": "sd", "umt5": "text", "t5": "text", "clip_l": "text",
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
