@@ -351,7 +351,7 @@ def cmd_validate(args) -> int:
         raise WorkflowError(problems)
     # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
     missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})") + \
-        missing_input_files(wf, default_registry())
+        missing_input_files(wf, default_registry(), [d.parent / "input" for d in model_dirs() if d.name == "models"])
     if missing:
         raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]
@@ -525,8 +525,10 @@ def cmd_info(args) -> int:
     print(f"{'cache':<24}{disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
-    from nodes.common.models_dirs import loose_models, model_dirs
+    from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs
     from nodes.generate.model_manager import list_found_models
+    # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
+    searched_before = set(model_dirs())
     if named:
         os.environ["KINOGRAPH_MODELS"] = os.pathsep.join([str(f) for f in named]
                                                           + [os.environ.get("KINOGRAPH_MODELS", "")]).rstrip(os.pathsep)
@@ -534,12 +536,21 @@ def cmd_info(args) -> int:
           + "KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
     for d in model_dirs():
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
+    # A second drive named in an extra_model_paths.yaml is searched too, and was not shown: say which file adds what.
+    for file, folders in extra_model_folders().items():
+        print(f"  and, from {file}:")
+        for d in folders:
+            print(f"    {d}{'' if d.exists() else '  (missing)'}")
     for p in loose_models():
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
               "go')")
     found = list_found_models()
-    if not found:
+    if not found and named:
+        # The advice was to put files into the default folder, or to name a folder: the one just named.
+        print("models found: none. Model files go in the sub-folder of their kind (checkpoints/, diffusion_models/, "
+              "text_encoders/, vae/, loras/ ...) of a folder above (README, 'Where models go').")
+    elif not found:
         print(f"models found: none. Put model files into the sub-folder of their kind (checkpoints/, "
               f"diffusion_models/, text_encoders/, vae/, loras/ ...) of {model_dirs()[-1]}, or name the folder "
               f"that holds yours: `kinograph info ~/ComfyUI/models` shows what is found there (README, 'Where "
@@ -558,10 +569,11 @@ def cmd_info(args) -> int:
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")
-    if named:
-        print(f"to search {'these folders' if len(named) > 1 else 'this folder'} in every run: export "
-              f"KINOGRAPH_MODELS={os.pathsep.join(str(f) for f in named)} (or list "
-              f"{'them' if len(named) > 1 else 'it'} under model_dirs: in {config.config_dir() / 'config.yaml'})")
+    new = [f for f in named if model_dir(str(f)) not in searched_before]
+    if new:
+        print(f"to search {'these folders' if len(new) > 1 else 'this folder'} in every run: export "
+              f"KINOGRAPH_MODELS={os.pathsep.join(str(f) for f in new)} (or list "
+              f"{'them' if len(new) > 1 else 'it'} under model_dirs: in {config.config_dir() / 'config.yaml'})")
     return EXIT_OK
 
 

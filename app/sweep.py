@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from graph_engine.errors import WorkflowError
 from graph_engine.registry import Registry, did_you_mean
+from graph_engine.validate import unknown_param
 from graph_engine.validate import check_param
 from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines
 
@@ -174,7 +175,7 @@ def _check_key(key: str, wf: Workflow, registry: Registry):
     if spec is None:
         return None, None          # the workflow's own validation names the unknown node type
     if param not in spec.params:
-        return f"`{key}`: {spec.type} has no parameter {param!r}{did_you_mean(param, spec.params)}", None
+        return f"`{key}`: {unknown_param(spec, param)}", None
     return None, spec.params[param]
 
 

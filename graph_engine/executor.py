@@ -271,8 +271,9 @@ class Executor:
                 if not reads.wanted(nid, params, values, dead):
                     reads.skipped.add(nid)
                     res.unread.append(nid)
-                    emit({"event": "log", "node": nid, "message": "not run: only a switch's input it does not "
-                                                                  "pick reads it"})
+                    # `unread`: a front end's badge says so (a bare log line left the editor's 'queued')
+                    emit({"event": "log", "node": nid, "unread": True,
+                          "message": "not run: only a switch's input it does not pick reads it"})
                     continue
                 read = reads.ports(nid, params, values, dead)
                 bad = [s for port, (s, _) in g.inputs.get(nid, {}).items()

@@ -155,6 +155,10 @@ class NodeSpec:
     # linked, to the node behind it, so a VAE or model that reaches a check through a LoRA or a context-window
     # node is checked as if linked directly.
     passes: Dict[str, str] = field(default_factory=dict)
+    # Outputs made from an input whose origin decides what may take them (a speech encoder's features: which encoder
+    # made them): output -> input. A preflight's sources look through them too, so a check on the features is made
+    # on the loader behind them (InfiniteTalk refusing whisper features before anything loads).
+    made_from: Dict[str, str] = field(default_factory=dict)
     # Imports what the node's first run needs (a model library: seconds of CPU), called by a front end on a thread
     # of its own while the user is still preparing the node (picking its points), so that run does not wait.
     warm: Optional[Callable[[], None]] = None
@@ -197,8 +201,8 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
          outputs: Optional[Dict[str, SocketType]] = None, output: bool = False, expensive: bool = False,
          migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
          temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None,
-         passes: Optional[Dict[str, str]] = None, warm: Optional[Callable[[], None]] = None,
-         reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None):
+         passes: Optional[Dict[str, str]] = None, made_from: Optional[Dict[str, str]] = None,
+         warm: Optional[Callable[[], None]] = None, reads: Optional[Callable[[Dict[str, Any]], Iterable[str]]] = None):
     """Declare a node type; see the module docstring."""
 
     def deco(func: Callable) -> Callable:
@@ -207,6 +211,7 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
                           temporal_radius=temporal_radius)
         spec.preflight = preflight
         spec.passes = _passes(spec, passes or {})
+        spec.made_from = _passes(spec, made_from or {}, same_type=False)
         spec.warm = warm
         spec.reads = reads
         func.__kinograph_spec__ = spec
@@ -215,12 +220,12 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
     return deco
 
 
-def _passes(spec: NodeSpec, passes: Dict[str, str]) -> Dict[str, str]:
+def _passes(spec: NodeSpec, passes: Dict[str, str], same_type: bool = True) -> Dict[str, str]:
     for out, inp in passes.items():
         if out not in spec.outputs or inp not in spec.inputs:
-            raise DeclarationError(f"node {spec.type!r}: passes={{{out!r}: {inp!r}}} names no such "
-                                   f"{'output' if out not in spec.outputs else 'input'}")
-        if spec.outputs[out].type is not spec.inputs[inp].type:
+            raise DeclarationError(f"node {spec.type!r}: {'passes' if same_type else 'made_from'}={{{out!r}: "
+                                   f"{inp!r}}} names no such {'output' if out not in spec.outputs else 'input'}")
+        if same_type and spec.outputs[out].type is not spec.inputs[inp].type:
             raise DeclarationError(f"node {spec.type!r}: output {out!r} ({spec.outputs[out].type.name}) cannot pass "
                                    f"input {inp!r} ({spec.inputs[inp].type.name}) through")
     return dict(passes)

@@ -86,13 +86,18 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
 def _deciders_first(order: List[str], wf: Workflow, registry: Registry) -> List[str]:
     """The order with what a switch's params are linked from (and all that feeds it) first, still topological (what
     feeds a node first is first too): its value is known before the nodes on the switch's sides are reached, so the
-    side it does not pick need not run (NodeSpec.reads)."""
+    side it does not pick need not run (NodeSpec.reads). What decides a switch may hold another switch and its sides
+    (a test on a switch's value): that part is ordered the same way in turn, each pass a smaller part (its last switch
+    decides nothing in it), so that switch's test too comes before its sides."""
     g = wf.graph
     lazy = [n for n in order if registry.get(g.nodes[n].type).reads is not None]
     srcs = [src for n in lazy for port, (src, _) in g.inputs.get(n, {}).items()
             if port in registry.get(g.nodes[n].type).params]
     first = set(g.ancestors(srcs))
-    return [n for n in order if n in first] + [n for n in order if n not in first]
+    head = [n for n in order if n in first]
+    if len(head) < len(order):
+        head = _deciders_first(head, wf, registry)
+    return head + [n for n in order if n not in first]
 
 
 def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str:

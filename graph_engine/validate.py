@@ -214,7 +214,7 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
         for name, value in inst.params.items():
             p = spec.params.get(name)
             if p is None:
-                problems.append(wf.problem(f"{inst.type} has no parameter {name!r}{did_you_mean(name, spec.params)}",
+                problems.append(wf.problem(unknown_param(spec, name),
                                            "nodes", nid, "params", name, node=nid))
                 continue
             why = check_param(p, value)
@@ -302,6 +302,13 @@ def link_problem(g, spec: NodeSpec, port: str, src: str, sport: str, sspec: Opti
     return None
 
 
+def unknown_param(spec: NodeSpec, name: str) -> str:
+    """A parameter the node lacks, with the close name, else the names it has: `--set latent.length=5` (ComfyUI's
+    name for frames) said only that there was no such parameter, and no name was close enough to suggest."""
+    close = did_you_mean(name, spec.params)
+    return f"{spec.type} has no parameter {name!r}" + (close or f"; its parameters: {', '.join(spec.params) or 'none'}")
+
+
 def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, Any]:
     """Every param as the node function gets it: defaults filled in, numbers coerced, paths resolved
     against the workflow's folder."""
@@ -368,7 +375,7 @@ def origin_chain(g, specs: Dict[str, NodeSpec], link, troubled=()) -> Optional[L
             if through is None:
                 return None
         else:
-            through = spec.passes.get(port)
+            through = spec.passes.get(port) or spec.made_from.get(port)
             if through not in ins:
                 return chain
         src, port = ins[through]
@@ -396,15 +403,20 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             # "copy the file there" named the model folders themselves, where a file is not looked for: say the
             # folder the loader searches (a locate's `folder`), as the run's message does.
             folder = getattr(p.locate, "folder", None)
-            put = f"put it into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder else \
-                "copy the file into the right folder of one of them"
+            file = os.path.basename(value.replace("\\", "/"))
+            put = f"put {file} into {folder(value)}, or add the folder that holds it to KINOGRAPH_MODELS" if folder \
+                else "copy the file into the right folder of one of them"
+            searched = getattr(p.locate, "searched", None)
+            # A folder that is not there is said so: an extra_model_paths.yaml's drive not mounted, a base_path mistyped.
+            looked = (f" (looked in {', '.join(str(d) + ('' if d.is_dir() else ' (missing)') for d in searched(value))})"
+                      if searched else where)
             # The run's message names the close names a folder holds; validate said only 'not there' to someone
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
             close = getattr(p.locate, "close", None)
             close = close(value) if close else []
             beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
                 os.path.dirname(value.replace("\\", "/")) else ""
-            problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
+            problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{looked} nor beside the "
                                        f"workflow{beside}; "
                                        + (f"close names there: {', '.join(close)} (set {name} to one); " if close
                                           else "")
@@ -427,10 +439,11 @@ def _named_files(wf: Workflow, registry: Registry):
                 yield nid, name, p, value
 
 
-def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
+def missing_input_files(wf: Workflow, registry: Registry, input_dirs=()) -> List[Problem]:
     """Footage, pictures and other files the workflow reads (path params without a model-folder lookup)
     that are not there, for `kinograph validate`: it said ok, and the run failed at the loader. Not part
-    of `validate`, as with model files: a shared workflow is valid before its files are copied in."""
+    of `validate`, as with model files: a shared workflow is valid before its files are copied in.
+    `input_dirs`: ComfyUI's input/ folders, where a ComfyUI workflow's LoadVideo / LoadImage names its files."""
     import glob
     import os
     from .outputs import resolve_path
@@ -445,8 +458,11 @@ def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
             continue
         from .portable import missing_hint
         near = missing_hint(path)
+        # An imported ComfyUI workflow names its footage as ComfyUI's input/ folder holds it: say where it is.
+        held = [str(d / value) for d in input_dirs if not os.path.isabs(value) and os.path.isfile(d / value)]
+        there = f"; ComfyUI's input folder holds it: set {name} to {held[0]}" if held else ""
         problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are taken "
-                                   "from the workflow file's folder", "nodes", nid, "params", name, node=nid))
+                                   f"from the workflow file's folder{there}", "nodes", nid, "params", name, node=nid))
     return problems
 
 
@@ -511,8 +527,7 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "
             continue
         spec = registry.get(g.nodes[node_id].type)
         if spec is not None and param not in spec.params:
-            problems.append(Problem(source, 0, node_id, f"{spec.type} has no parameter {param!r}"
-                                                        f"{did_you_mean(param, spec.params)}"))
+            problems.append(Problem(source, 0, node_id, unknown_param(spec, param)))
             continue
         link = g.inputs.get(node_id, {}).get(param)
         if link is not None:            # the link's value would be used: the override would change nothing

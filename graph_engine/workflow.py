@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from .atomic import read_only
+from .atomic import read_only, read_plain
 from .atomic import save_text as atomic_write_text
 from .errors import NodeError, WorkflowError
 from .graph import Graph, ID_RE
@@ -58,15 +58,8 @@ def rendered_from(path: Optional[Path]) -> Optional[Path]:
         return None
     if path.suffix.lower() in MEDIA_SUFFIXES:
         return path
-    from .atomic import FRAMES_MARK, FRAMES_WORKFLOW
-    if path.name == FRAMES_WORKFLOW:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                if f.readline().startswith(FRAMES_MARK):
-                    return path.parent
-        except OSError:
-            pass
-    return None
+    from .atomic import FRAMES_WORKFLOW, frames_marked
+    return path.parent if path.name == FRAMES_WORKFLOW and frames_marked(path) else None
 
 
 @dataclass
@@ -349,10 +342,12 @@ def read_text(path: Path) -> str:
         return text
     try:
         size = path.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise WorkflowError([Problem(str(path), 1, None, f"the file is {size / 1e6:.1f} MB; a workflow file is "
-                                                             f"at most {MAX_YAML_BYTES >> 20} MB")])
-        return decode_text(path.read_bytes(), str(path))
+        # Read as far as the limit only (read_plain): a link to /dev/zero has a size of 0 and no end.
+        data = b"" if size > MAX_YAML_BYTES else read_plain(path, MAX_YAML_BYTES)
+        if size > MAX_YAML_BYTES or len(data) > MAX_YAML_BYTES:
+            raise WorkflowError([Problem(str(path), 1, None, f"the file is {max(size, len(data)) / 1e6:.1f} MB; a "
+                                                             f"workflow file is at most {MAX_YAML_BYTES >> 20} MB")])
+        return decode_text(data, str(path))
     except FileNotFoundError:
         raise WorkflowError([Problem(str(path), 0, None, "no such file")])
     except OSError as e:

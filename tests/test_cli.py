@@ -454,3 +454,40 @@ def test_a_loader_with_no_file_named_is_refused_by_validate_or_left_out(tmp_path
                   "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out.mp4}}\n")
     r = cli("run", str(wf))
     assert r.returncode == 0 and "not run: sd (" in r.stderr
+
+
+def test_a_parameter_no_name_is_close_to_is_answered_with_the_nodes_parameters(tmp_path, capsys):
+    """`--set latent.length=5` on an imported ComfyUI graph (EmptyHunyuanLatentVideo's `length` is latent.empty's
+    `frames`) said only "latent.empty has no parameter 'length'": no name was close enough to suggest, and the
+    newcomer was left guessing. The node's parameters are listed; a close name is still suggested alone."""
+    from app.cli import main
+    wf = tmp_path / "w.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  latent: {type: latent.empty}\n")
+    assert main(["validate", str(wf), "--set", "latent.length=5"]) == 2
+    assert ("--set: node latent: latent.empty has no parameter 'length'; its parameters: frames, width, height, fps, "
+            "size_fit\n") in capsys.readouterr().err
+    assert main(["validate", str(wf), "--set", "latent.frame=5"]) == 2
+    assert "latent.empty has no parameter 'frame' (did you mean 'frames'?)\n" in capsys.readouterr().err
+
+
+def test_validate_says_where_comfyuis_input_folder_holds_footage_an_imported_workflow_names(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A ComfyUI workflow's LoadVideo names its clip as ComfyUI's input/ folder holds it; imported elsewhere, validate
+    said only that the file was not beside the workflow, though the ComfyUI folder named in KINOGRAPH_MODELS has it
+    in input/. The message now gives that path to set."""
+    from app.cli import main
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "vae").mkdir(parents=True)
+    (comfy / "input").mkdir()
+    clip = comfy / "input" / "phone.mp4"
+    clip.write_bytes(b"x")          # validate looks for the file; reading it is the run's
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    wf = tmp_path / "shot" / "w.yaml"
+    wf.parent.mkdir()
+    wf.write_text("kinograph: 1\nnodes:\n  clip: {type: io.load_video, params: {path: phone.mp4}}\n"
+                  "  save: {type: io.save_video, inputs: {video: clip.video}}\n")
+    assert main(["validate", str(wf)]) == 2
+    assert (f"{wf}:3: node clip: path: 'phone.mp4' is not there ({wf.parent / 'phone.mp4'}); relative paths are taken "
+            f"from the workflow file's folder; ComfyUI's input folder holds it: set path to {clip}\n"
+            ) in capsys.readouterr().err
+    assert main(["validate", str(wf), "--set", f"clip.path={clip}"]) == 0, capsys.readouterr().err

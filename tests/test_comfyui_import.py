@@ -37,8 +37,6 @@ BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"Painter"},
     "llm_qwen3vl_text_gen.json": {"TextGenerate"},          # asked about a picture: text.generate reads none
-    # its Animate 2 nodes convert (tests/test_wan_animate2.py); the stitching's BatchImagesNode is ComfyUI's batch nodes'
-    "video_wan_animate2_distilled.json": {"BatchImagesNode"},
 }
 
 
@@ -712,6 +710,87 @@ def test_core_video_nodes_load_and_save_the_clip():
     assert res.report.entries["4"].status == "exact"
     assert "fps" not in _by_type(res.graph, "io.save_video")[0].params
     load_workflow(text=res.yaml)
+
+
+def _stitch_subgraph():
+    """Wan Animate 2's "Video Stitch" subgraph cut down: the frames of its two clips side by side, at the first's
+    rate (GetVideoComponents, ImageStitch, CreateVideo inside; the clips come in as subgraph inputs)."""
+    def node(nid, typ, inputs, outputs, widgets=None):
+        return {"id": nid, "type": typ, "pos": [nid * 200, 0], "mode": 0, "widgets_values": widgets or [],
+                "inputs": [{"name": a, "type": t, "link": lk} for a, t, lk in inputs],
+                "outputs": [{"name": o, "type": o} for o in outputs]}
+    parts = ["images", "AUDIO", "FLOAT", "INT"]
+    return {"id": "5717c4e1-0000-4000-8000-00000000a2f1", "name": "Video Stitch", "inputNode": {"id": -10},
+            "outputNode": {"id": -20},
+            "inputs": [{"name": "video", "type": "VIDEO", "linkIds": [201]},
+                       {"name": "video_1", "type": "VIDEO", "linkIds": [202]}],
+            "outputs": [{"name": "VIDEO", "type": "VIDEO", "linkIds": [207]}],
+            "nodes": [node(11, "GetVideoComponents", [("video", "VIDEO", 201)], parts),
+                      node(12, "GetVideoComponents", [("video", "VIDEO", 202)], parts),
+                      node(13, "ImageStitch", [("image1", "IMAGE", 203), ("image2", "IMAGE", 204)], ["IMAGE"],
+                           ["right", True, 0, "white"]),
+                      node(14, "CreateVideo", [("images", "IMAGE", 205), ("fps", "FLOAT", 206)], ["VIDEO"], [30])],
+            "links": [{"id": i, "origin_id": o, "origin_slot": os, "target_id": t, "target_slot": ts, "type": "*"}
+                      for i, o, os, t, ts in ((201, -10, 0, 11, 0), (202, -10, 1, 12, 0), (203, 11, 0, 13, 0),
+                                              (204, 12, 0, 13, 1), (205, 13, 0, 14, 0), (206, 11, 2, 14, 1),
+                                              (207, 14, 0, -20, 0))]}
+
+
+def test_what_savevideo_saves_is_handed_on_to_the_nodes_reading_it(tmp_path):
+    """ComfyUI's SaveVideo hands on the clip it saves (comfy_extras/nodes_video.py: outputs=[io.Video.Output("video",
+    tooltip="The input video, unchanged.")], execute returns io.NodeOutput(video, ...)); SaveImage its pictures
+    (nodes.py: "result": (images,)). Wan Animate 2's templates stitch the saved clip beside the driving clip in a
+    subgraph from SaveVideo's output: that link was lost (video.size and video.trim inside: "required input 'video'
+    is not connected"). Run here on a 16x16 clip: the second file is the inverted clip beside the clip, as ComfyUI
+    computes it (ImageStitch right with no spacing is torch.cat on the width)."""
+    import numpy as np
+
+    from comfyui_workflows import ui_format
+    from graph_engine import Clip
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.workflow import to_yaml
+    from nodes.io.video_read import load_video
+    from nodes.io.video_write import write_video
+    sub = _stitch_subgraph()
+    data = ui_format([
+        (1, "LoadVideo", ["drive.mkv", "image"], {}, ["VIDEO"]),
+        (2, "GetVideoComponents", [], {"video": (1, 0, "VIDEO")}, ["IMAGE", "AUDIO", "FLOAT", "INT"]),
+        (3, "ImageInvert", [], {"image": (2, 0, "IMAGE")}, ["IMAGE"]),
+        (4, "CreateVideo", [30], {"images": (3, 0, "IMAGE"), "fps": (2, 2, "FLOAT")}, ["VIDEO"]),
+        (5, "SaveVideo", ["video/made", "auto", "auto"], {"video": (4, 0, "VIDEO")}, ["VIDEO"]),
+        (6, sub["id"], [], {"video": (5, 0, "VIDEO"), "video_1": (1, 0, "VIDEO")}, ["VIDEO"]),
+        (7, "SaveVideo", ["video/stitched", "auto", "auto"], {"video": (6, 0, "VIDEO")}, ["VIDEO"])])
+    data["definitions"] = {"subgraphs": [sub]}
+    res = import_data(data)
+    assert res.report.blocking == [] and res.report.entries["5"].status == "exact", res.report.text()
+    load_workflow(text=res.yaml)            # validates: the stitch's clips are both connected
+    g = res.graph
+    (invert,), (stitch,) = _by_type(g, "video.invert"), _by_type(g, "video.stitch")
+    saves = {n.params["path"]: n for n in _by_type(g, "io.save_video")}
+    assert g.inputs[saves["out/video/made.mp4"].id]["video"] == (invert.id, "video")
+    assert g.inputs[stitch.id] == {"video": (invert.id, "video"), "other": ("load_video_1", "video")}
+    # run losslessly (ffv1) so that the frames can be compared exactly
+    for n in saves.values():
+        n.params.update(codec="ffv1", path=n.params["path"].replace(".mp4", ".mkv"))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    write_video(Clip.from_array(frames, fps=12), str(tmp_path / "drive.mkv"), codec="ffv1")
+    wf = tmp_path / "imported.kino.yaml"
+    wf.write_text(to_yaml(g, default_registry()))
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    got = load_video(str(tmp_path / "out" / "video" / "stitched.mkv")).to_array()
+    assert np.array_equal(got, np.concatenate([255 - frames, frames], axis=2))
+    # SaveImage's pictures likewise (ImageCompare beside the source reads them in many templates)
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+           "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+           "4": {"class_type": "ImageStitch", "inputs": {"image1": ["3", 0], "image2": ["1", 0], "direction": "right",
+                                                         "match_image_size": True, "spacing_width": 0,
+                                                         "spacing_color": "white"}},
+           "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "y"}}}
+    g = import_data(api).graph
+    assert g.inputs[_by_type(g, "video.stitch")[0].id]["video"] == (_by_type(g, "video.invert")[0].id, "video")
 
 
 def test_wan_fun_inpaint_is_first_last_frame_conditioning():

@@ -317,3 +317,49 @@ def test_a_loop_too_big_to_copy_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(loops, "MAX_COPIES", 8)
     res = import_data(_loop_api({"mode": "simple", "num_iterations": 3}))
     assert "3 passes of its 3 nodes would make 9; Kinograph unrolls up to 8" in _notes(res, "StartLoop")
+
+
+def test_a_loop_count_past_what_a_machine_holds_is_not_unrolled_and_the_file_imports():
+    """A count of 10 ** 20 (a hostile or damaged file) left range's len() raising OverflowError: the whole file was
+    refused as damaged, rather than this loop alone left not unrolled."""
+    for mode in ({"mode": "simple", "num_iterations": 10 ** 20},
+                 {"mode": "For", "start_iteration_index": 0, "max_iteration": 10 ** 20, "step": 1}):
+        res = import_data(_loop_api(mode))
+        assert f"the loop is not unrolled: it asks for {10 ** 20} passes; Kinograph unrolls a loop of up to 64" \
+            in _notes(res, "StartLoop")
+
+
+def test_a_node_after_the_loop_reading_inside_it_stops_the_unrolling():
+    """A node after EndLoop that also reads a node of the body: the body's nodes are replaced by their copies, and
+    its link was dropped without a word (a blend left with one input, imported as exact)."""
+    api = _loop_api({"mode": "simple", "num_iterations": 2})
+    api["9"] = {"class_type": "ImageBlend", "inputs": {"image1": ["6", 0], "image2": ["3", 0], "blend_factor": 0.5,
+                                                       "blend_mode": "normal"}}
+    api["10"] = {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "y"}}
+    res = import_data(api)
+    assert "the loop is not unrolled: ImageBlend #9 after it reads ImageInvert #3 inside it" in _notes(res, "StartLoop")
+
+
+def test_a_copy_does_not_replace_a_node_of_the_file_with_its_id():
+    api = _loop_api({"mode": "simple", "num_iterations": 2})
+    api["3@0"] = {"class_type": "LoadImage", "inputs": {"image": "other.png"}}
+    api["11"] = {"class_type": "SaveImage", "inputs": {"images": ["3@0", 0], "filename_prefix": "z"}}
+    res = import_data(api)
+    assert "other.png" in res.yaml
+
+
+def test_lists_of_lists_that_double_are_refused_past_a_cap():
+    """CreateList splices a list it is given, so a chain of CreateLists each taking the one before twice doubles at
+    every node: 40 nodes of a hostile file asked for 2 ** 40 items and the import filled the memory."""
+    from app.comfyui.packs.logic import MAX_LIST
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "L0": {"class_type": "CreateList", "inputs": {"inputs.input0": ["1", 0], "inputs.input1": ["1", 0]}}}
+    for k in range(1, 40):
+        api[f"L{k}"] = {"class_type": "CreateList", "inputs": {"inputs.input0": [f"L{k - 1}", 0],
+                                                               "inputs.input1": [f"L{k - 1}", 0]}}
+    api["g"] = {"class_type": "GetItemFromList", "inputs": {"list": ["L39", 0], "index": 3}}
+    api["s"] = {"class_type": "SaveImage", "inputs": {"images": ["g", 0], "filename_prefix": "x"}}
+    res = import_data(api)
+    assert f"its list would hold {2 * MAX_LIST} items; Kinograph folds lists of up to {MAX_LIST} on import" in \
+        _notes(res, "CreateList")
+    assert "g" in {e.comfy_id for e in res.report.blocking}

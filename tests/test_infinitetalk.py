@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_wan_s2v import RATE, _tone  # noqa: E402
+from test_wan_s2v import RATE, _tone, encoder  # noqa: E402,F401  (the tiny wav2vec2 file)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_1_infinitetalk.json"
@@ -59,3 +59,62 @@ def test_audio_concat_joins_two_voices_and_create_video_lays_them_under_the_fram
         np.testing.assert_allclose(side[1000:4000], a[1000:4000], atol=0.03)     # AAC's loss
     why = {s[0]: s[2] for s in status.values() if s[1] == "unmapped"}
     assert set(why) == {"Painter"} and "io.load_image's alpha" in why["Painter"][0]
+
+
+TALK = """kinograph: 1
+nodes:
+  unet: {type: load.diffusion_model, params: {name: wan2.1_i2v_480p_14B_fp16.safetensors}}
+  clip: {type: load.text_encoder, params: {name: umt5_xxl_fp8_e4m3fn_scaled.safetensors, type: wan}}
+  vae: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}
+  patch: {type: load.model_patch, params: {name: wan2.1_infiniteTalk_single_fp16.safetensors}}
+  speech: {type: load.audio_encoder, params: {name: %s}}
+  voice: {type: io.load_audio, params: {path: voice.wav}}
+  feats: {type: encode.audio, inputs: {audio_encoder: speech.audio_encoder, audio: voice.audio}}
+  prompt: {type: encode.text, inputs: {text_encoder: clip.text_encoder}, params: {text: a person talking}}
+  talk:
+    type: condition.infinitetalk
+    inputs: {model: unet.model, model_patch: patch.model_patch, vae: vae.vae, positive: prompt.positive,
+             audio_embeds: feats.audio_embeds}
+"""
+
+
+def test_validate_refuses_a_voice_from_the_wrong_speech_encoder_before_anything_loads(tmp_path, monkeypatch,
+                                                                                        capsys, encoder):  # noqa: F811
+    """HuMo's whisper file in load.audio_encoder feeding condition.infinitetalk (which reads wav2vec2 features) was
+    refused only when the conditioning ran, after the Wan model, the patch and the encoder had loaded. The encoder
+    file's header tells at once: `kinograph validate` names it (exit 2); a wav2vec2 file draws no such word, and
+    condition.humo (whisper's features) refuses a wav2vec2 one."""
+    from safetensors.torch import save_file
+    from transformers import WhisperConfig, WhisperModel
+    from app.cli import main
+    folder = tmp_path / "models" / "audio_encoders"
+    folder.mkdir(parents=True)
+    cfg = WhisperConfig(d_model=16, encoder_layers=2, encoder_attention_heads=1, encoder_ffn_dim=16, num_mel_bins=8,
+                        max_source_positions=16, decoder_layers=1, decoder_attention_heads=1, decoder_ffn_dim=8,
+                        vocab_size=64, max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                        decoder_start_token_id=1)
+    # ComfyUI's layout of whisper_large_v3_fp16.safetensors: WhisperModel's tensors under `model.`.
+    save_file({f"model.{k}": v.contiguous() for k, v in WhisperModel(cfg).state_dict().items()},
+              str(folder / "whisper_large_v3_fp16.safetensors"))
+    (folder / "wav2vec2-chinese-base_fp16.safetensors").write_bytes(encoder[0].read_bytes())
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    _tone(tmp_path / "voice.wav", 0.5)
+    wf = tmp_path / "talk.yaml"
+    wf.write_text(TALK % "whisper_large_v3_fp16.safetensors")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{wf}:11: node talk: audio_embeds: the voice is encoded by whisper (whisper_large_v3_fp16.safetensors); "
+            "InfiniteTalk reads wav2vec2 features: load "
+            "audio_encoders/wav2vec2-chinese-base_fp16.safetensors in the load.audio_encoder that feeds it") in err, err
+    wf.write_text(TALK % "wav2vec2-chinese-base_fp16.safetensors")
+    assert main(["validate", str(wf)]) == 2          # the Wan files are not there: that, and nothing on the voice
+    err = capsys.readouterr().err
+    assert "wan2.1_i2v_480p_14B_fp16.safetensors' is not in the model folders" in err and "whisper" not in err, err
+    # HuMo the other way round: it reads whisper's features, and a wav2vec2 file is named as early.
+    humo = TALK.split("  talk:")[0] % "wav2vec2-chinese-base_fp16.safetensors" + \
+        "  humo: {type: condition.humo, inputs: {vae: vae.vae, positive: prompt.positive, audio_embeds: feats.audio_embeds}}\n"
+    wf.write_text(humo)
+    assert main(["validate", str(wf)]) == 2
+    assert (f"{wf}:11: node humo: audio_embeds: the voice is encoded by wav2vec2 (wav2vec2-chinese-base_fp16.safetensors);"
+            " HuMo reads whisper features: load audio_encoders/whisper_large_v3_fp16.safetensors in the "
+            "load.audio_encoder that feeds it") in capsys.readouterr().err

@@ -152,3 +152,42 @@ def test_the_switch_decides_before_the_sides_are_reached():
     from graph_engine.plan import plan_run
     order = plan_run(*_workflow(WF.format(width=32))).order
     assert max(order.index(n) for n in ("p", "size", "wide")) < min(order.index(n) for n in ("small", "big", "kept"))
+
+
+def test_the_editor_badges_the_nodes_not_picked_as_not_run(tmp_path, monkeypatch):
+    """The editor's badge of a node the switch did not pick says why it did not run; it stayed 'queued', then
+    read 'skipped: the run ended before it' when the run finished."""
+    from PySide6.QtWidgets import QApplication
+    from app.editor.runner import RunController
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    QApplication.instance() or QApplication([])
+    events = []
+    res = _run(WF.format(width=32), on_event=events.append)
+    assert sorted(res.unread) == ["big", "small"]
+    runs = RunController(_workflow(WF.format(width=32))[1])
+    try:
+        for ev in events:
+            runs._on_event(0, ev)
+        for n in ("small", "big"):
+            st = runs.status[n]
+            assert st.state == "skipped" and "switch" in st.message, (n, st)
+        assert runs.status["kept"].state == "done"
+    finally:
+        runs.shutdown()
+
+
+def test_a_switch_whose_output_decides_another_decides_before_its_own_sides(tmp_path, monkeypatch):
+    """A switch (outer) whose test reads another switch's value (pick): pick's sides are among what decides outer,
+    and the plan put them in their plain order there, before pick's own test; `small`, on pick's side not picked,
+    ran."""
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+    text = WF.format(width=32) + """  bw: {type: video.size, inputs: {video: pick.value}}
+  narrow: {type: math.expression, inputs: {a: bw.width}, params: {expression: a > 20}}
+  one: {type: test.counted, inputs: {video: p.video}}
+  two: {type: test.counted, inputs: {video: p.video}}
+  outer: {type: math.switch, inputs: {on_true: one.video, on_false: two.video, switch: narrow.bool}}
+"""
+    res = _run(text)
+    assert res.ok, res.failed
+    assert sorted(res.unread) == ["big", "small", "two"]
+    assert res.outputs["outer"]["value"].width == 32

@@ -725,7 +725,7 @@ def test_validate_names_model_files_that_are_not_in_the_model_folders(tmp_path, 
     err = capsys.readouterr().err
     assert f"{wf}:3: node unet: name: 'wan2.1_t2v_1.3B_fp16.safetensors' is not in the model folders" in err
     # The folder it goes in, as the run says it: a file copied into the model folder itself is not looked for.
-    assert f"put it into {models / 'diffusion_models'}," in err
+    assert f"put wan2.1_t2v_1.3B_fp16.safetensors into {models / 'diffusion_models'}," in err
     assert f"{wf}:7: node lora3: path: 'other.safetensors'" in err
     assert "node up: model: 'RealESRGAN_x4plus.pth'" in err
     assert "node vae" not in err and "node lora:" not in err and "node lora2" not in err
@@ -784,13 +784,62 @@ def test_an_artists_comfyui_folder_is_named_to_info_and_validate_names_its_close
     assert main(["validate", str(example), "--set", "load.path=../models/svd.safetensors"]) == 2
     err = capsys.readouterr().err
     assert (f"nor beside the workflow ({ROOT / 'examples' / 'models' / 'svd.safetensors'}); close names there: "
-            "svd_xt.safetensors (set path to one); put it into") in err
+            "svd_xt.safetensors (set path to one); put svd.safetensors into") in err
     # ComfyUI's own SVD workflow names svd.safetensors: the import says so, where it said only 'mapped exactly'.
     assert main(["import", str(ROOT / "tests" / "data" / "comfyui" / "svd_i2v.json"), "-o", str(tmp_path / "svd.yaml")]) == 0
     err = capsys.readouterr().err
     assert ("model files it names that your model folders do not hold" in err
             and "path: 'svd.safetensors' is not in the model folders" in err
             and "close names there: svd_xt.safetensors" in err), err
+
+
+def test_validate_names_every_folder_searched_for_a_missing_model_extra_model_paths_included(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """An artist's ComfyUI folder whose extra_model_paths.yaml adds a second drive: `kinograph validate` listed
+    only the model folders' roots (not the drive, which was searched), so whether the drive was looked in could not
+    be told. The message now names every folder the loader searched, the drive's vae/ among them, and the file."""
+    from app.cli import main
+    comfy, drive = tmp_path / "ComfyUI", tmp_path / "drive2"
+    (comfy / "models" / "vae").mkdir(parents=True)
+    (drive / "vae").mkdir(parents=True)
+    (comfy / "extra_model_paths.yaml").write_text(f"second:\n  base_path: {drive}\n  vae: vae\n")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    wf = tmp_path / "w.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  vae: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{wf}:3: node vae: name: 'wan_2.1_vae.safetensors' is not in the model folders (looked in "
+            f"{comfy / 'models' / 'vae'}, {tmp_path / 'data' / 'models' / 'vae'} (missing), {drive / 'vae'}) nor beside the "
+            f"workflow; put wan_2.1_vae.safetensors into {comfy / 'models' / 'vae'}, ") in err, err
+    (drive / "vae" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
+
+
+def test_info_shows_the_extra_model_paths_folders_and_no_export_line_for_a_folder_already_searched(tmp_path,
+                                                                                                 monkeypatch, capsys):
+    """`kinograph info ~/ComfyUI/models` listed the model folders without the second drive its
+    extra_model_paths.yaml adds (searched all the same), told someone whose KINOGRAPH_MODELS already named that
+    folder to export it, and, finding nothing, to put files into the default folder or to name a folder: the one
+    just named. Now the drive's folders are listed under the file adding them, and the export line comes only for
+    a folder not yet searched."""
+    from app.cli import main
+    comfy, drive = tmp_path / "ComfyUI", tmp_path / "drive2"
+    (comfy / "models" / "vae").mkdir(parents=True)
+    (drive / "vae").mkdir(parents=True)
+    (comfy / "extra_model_paths.yaml").write_text(f"second:\n  base_path: {drive}\n  vae: vae\n  loras: loras\n")
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    assert main(["info", str(comfy / "models")]) == 0
+    out = capsys.readouterr().out
+    assert (f"  and, from {comfy / 'extra_model_paths.yaml'}:\n    {drive / 'vae'}\n    {drive / 'loras'}  (missing)\n"
+            in out), out
+    assert "export KINOGRAPH_MODELS" not in out
+    assert ("models found: none. Model files go in the sub-folder of their kind (checkpoints/, diffusion_models/, "
+            "text_encoders/, vae/, loras/ ...) of a folder above") in out
+    monkeypatch.delenv("KINOGRAPH_MODELS")
+    assert main(["info", str(comfy)]) == 0
+    assert f"export KINOGRAPH_MODELS={comfy} " in capsys.readouterr().out
 
 
 def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, monkeypatch, capsys):
@@ -808,7 +857,7 @@ def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, mo
     err = capsys.readouterr().err
     line = next(i for i, text in enumerate(wf.read_text().splitlines(), 1) if text.startswith("  load:"))
     assert f"{wf}:{line}: node load: path: 'wan' is not in the model folders" in err
-    assert f"put it into {models / 'diffusion_models'}," in err
+    assert f"put wan into {models / 'diffusion_models'}," in err
     model.rename(models / "checkpoints" / "elsewhere")
     (models / "diffusion_models").mkdir()
     (models / "checkpoints" / "elsewhere").rename(models / "diffusion_models" / "wan")

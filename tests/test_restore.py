@@ -263,6 +263,32 @@ def test_a_nan_or_oversized_psf_is_refused_before_any_frame(sharp, tmp_path):
                        kernel_path=str(tmp_path / "photo.png"))
     assert pulled == []
 
+
+def test_a_psf_file_is_judged_by_its_header_before_its_values_are_read(sharp, tmp_path):
+    """A 64-byte .npy whose header claims 60000x60000 float64 values asked numpy for 27 GB and failed as 'out of
+    memory: give it smaller frames'; a 20000x20000 PNG (400 KB) was decoded whole (400 MB) to be refused as larger
+    than the frames. The .npy's shape is checked against its bytes, the picture's size read from its header."""
+    import struct
+    import zlib
+    from numpy.lib import format as npy
+    h, w = sharp.shape[1:3]
+    with open(tmp_path / "liar.npy", "wb") as f:
+        npy.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (60000, 60000)})
+        f.write(bytes(64))
+    with pytest.raises(NodeError, match=r"liar\.npy is not a whole \.npy array \(.*\): save it again"):
+        restore.deblur(Context("n"), Clip.from_array(sharp), kernel="file", kernel_path=str(tmp_path / "liar.npy"))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    # The PNG's IHDR alone (8-bit grayscale): the header is all that may be read of it.
+    for side, said in ((8000, rf"the blur kernel is 8000x8000, larger than the {w}x{h} frames: .*; crop "),
+                       (20000, r"is a picture of over 178,956,970 pixels, not the blur of one point .*: crop ")):
+        ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+        (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+        with pytest.raises(NodeError, match=said + r".*huge\.png's image to the blur"):
+            restore.deblur(Context("n"), Clip.from_array(sharp), kernel="file", kernel_path=str(tmp_path / "huge.png"))
+
+
 def test_denoise_motion_compensated(clean):
     rng = np.random.default_rng(0)
     noisy = np.clip(clean + rng.normal(0, 10, clean.shape), 0, 255).astype(np.uint8)

@@ -97,6 +97,19 @@ def test_a_seed_gives_the_same_text_and_leaves_the_global_stream_alone(models):
     assert generate_text(te, "a boat", seed=5, **SAMPLED) != first
 
 
+def test_a_seed_reseeds_no_gpu_stream_it_does_not_restore(models, monkeypatch):
+    """torch.manual_seed reseeds every GPU's stream (and Apple's MPS) while fork_rng restored only the model's device:
+    an encoder on the CPU of a CUDA machine left the GPUs' global streams reseeded to the text's seed."""
+    from nodes.generate.textgen import generate_text
+    te = encoder("qwen3_tied_tiny.safetensors")
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(("cuda", seed)))
+    monkeypatch.setattr(torch.mps, "manual_seed", lambda seed: reseeded.append(("mps", seed)))
+    first = generate_text(te, "a boat", seed=4, **SAMPLED)
+    assert reseeded == []
+    assert generate_text(te, "a boat", seed=4, **SAMPLED) == first
+
+
 def test_an_encoder_without_a_language_model_is_refused_by_name():
     from transformers import T5Config, T5EncoderModel
     from graph_engine import NodeError

@@ -267,12 +267,15 @@ def test_sampling_runs_the_pose_branch_and_names_what_is_missing(animate2, tmp_p
 def test_the_distilled_template_converts_its_animate2_nodes():
     """ComfyUI's video_wan_animate2_distilled template was blocked by WanAnimate2ToVideo and WanAnimate2Cache: the
     first becomes condition.wan_animate2 (its prompt for the pose branch, the reference's and the driving video's
-    CLIP tokens linked; its trim_latent 1 for TrimVideoLatent), the cache passes the model on. No other node of the
-    Animate 2 subgraph blocks it (the stitching's BatchImagesNode is ComfyUI's batch nodes' own matter)."""
+    CLIP tokens linked; its trim_latent 1 for TrimVideoLatent), the cache passes the model on. Nothing blocks it and
+    it validates: its side-by-side stitches what SaveVideo saved (SaveVideo hands its clip on) beside the driving
+    clip."""
     from app.comfyui import import_workflow
+    from graph_engine.api import load_workflow
     result = import_workflow(TEMPLATE)
     report = result.report
-    assert {e.class_type for e in report.blocking} <= {"BatchImagesNode"}, report.summary()
+    assert report.blocking == [], report.summary()
+    load_workflow(text=result.yaml)
     ran = [e for e in report.entries.values() if e.class_type in ("WanAnimate2ToVideo", "WanAnimate2Cache")
            and e.status != "ui"]
     assert sorted(e.class_type for e in ran) == ["WanAnimate2Cache", "WanAnimate2ToVideo"]
@@ -286,3 +289,10 @@ def test_the_distilled_template_converts_its_animate2_nodes():
             "pose_image_embeds"} <= into
     trims = [n for n in graph.nodes.values() if n.type == "latent.trim"]
     assert trims and all(n.params.get("amount") == 1 for n in trims)
+    (decode,) = [n for n in graph.nodes.values() if n.type == "vae.decode"]
+    (stitch,) = [n for n in graph.nodes.values() if n.type == "video.stitch"]
+    saved, driving = (graph.inputs[graph.inputs[stitch.id][k][0]]["video"][0] for k in ("video", "other"))
+    assert (saved, graph.nodes[driving].type) == (decode.id, "io.load_video")
+    # ComfyUI lays the driving clip's sound under the generated frames (CreateVideo's audio); the decoded clip has none
+    # here, and the report says so (the clip was taken to keep it, through the sampler's pose conditioning)
+    assert "the audio input is not carried" in report.entries["245"].notes

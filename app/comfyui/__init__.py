@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from graph_engine.atomic import read_plain
+
 from .errors import ComfyImportError
 from .report import Report
+from .sources import MAX_JSON_BYTES
 
 __all__ = ["ComfyImportError", "ImportResult", "import_workflow", "import_data", "comfyui_source", "is_comfyui_file"]
 
@@ -118,7 +121,12 @@ def is_comfyui_file(path) -> bool:
     if p.suffix.lower() != ".json":
         return False
     try:
-        data = json.loads(p.read_text(encoding="utf-8-sig"))
+        # As far as the importer reads (sources.MAX_JSON_BYTES) and a plain file only: a .json linked to /dev/zero
+        # was read here until memory ran out.
+        raw = read_plain(p, MAX_JSON_BYTES)
+        if len(raw) > MAX_JSON_BYTES:
+            return True
+        data = json.loads(raw.decode("utf-8-sig"))
     except (OSError, ValueError, RecursionError):      # the importer says what is wrong with it
         return True
     return not (isinstance(data, dict) and "kinograph" in data)

@@ -212,7 +212,13 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             if n in seen or self.graph.nodes[n].type in changers:
                 continue
             seen.add(n)
-            starts += [src for src, _ in self.graph.inputs.get(n, {}).values()]
+            # the frames' own line only (through a latent: LTX-2's sound rides on it): a sampler whose conditioning
+            # was made from the clip (Wan Animate 2's pose) decodes frames of its own, without the clip's sound
+            ins = self.graph.inputs.get(n, {})
+            line = [ins[k] for k in ("video", "frames", "images", "latent") if k in ins]
+            if not line and len(ins) == 1:
+                line = list(ins.values())
+            starts += [src for src, _ in line]
         return False
 
     def rate_factor(self, cn: CNode, load: str) -> Optional[float]:

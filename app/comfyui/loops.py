@@ -51,8 +51,10 @@ def passes(cn: CNode, flat: Flat):
         return f"its mode {mode!r} is not one of ComfyUI's (simple, For, List)"
     if values is None:
         return "its number of passes is known only as the workflow runs"
-    if len(values) > MAX_PASSES:
-        return f"it asks for {len(values)} passes; Kinograph unrolls a loop of up to {MAX_PASSES} on import"
+    # len() of a range past 2 ** 63 (a count of 10 ** 20 in a hostile file) raises OverflowError
+    count = max(0, -((values.start - values.stop) // values.step))
+    if count > MAX_PASSES:
+        return f"it asks for {count} passes; Kinograph unrolls a loop of up to {MAX_PASSES} on import"
     return values, items
 
 
@@ -110,10 +112,20 @@ def _unroll_one(flat: Flat, sid: str) -> Optional[str]:
     if lacking:
         # copies of a node Kinograph cannot run would only repeat its report line once per pass
         return f"its nodes include {', '.join(lacking)}, which Kinograph has no equivalent for"
+    # A node after the loop reading inside it would be left linked to nothing once the body is copies
+    inside = body | {sid}
+    for cn in flat.nodes.values():
+        if cn.id not in inside and cn.id != eid:
+            src = next((v.node for v in cn.inputs.values() if isinstance(v, Ref) and v.node in inside), None)
+            if src is not None:
+                return f"{cn.class_type} #{cn.id} after it reads {flat.nodes[src].class_type} #{src} inside it"
     got = passes(start, flat)
     if isinstance(got, str):
         return got
     values, items = got
+    clash = next((f"{n}@{i}" for n in body for i in range(len(values)) if f"{n}@{i}" in flat.nodes), None)
+    if clash:
+        return f"the file already has a node {clash}, the id its copy would take"
     if len(values) * len(body) > MAX_COPIES:
         return (f"{len(values)} passes of its {len(body)} nodes would make {len(values) * len(body)}; Kinograph "
                 f"unrolls up to {MAX_COPIES}")

@@ -1624,7 +1624,7 @@ RULES: Dict[str, Rule] = {
     "SaveVideo": Rule("io.save_video", ("filename_prefix", "format", "codec"),
                       (P("filename_prefix", "path", out_path(".mp4")),), {"video": "video"},
                       fixed={"codec": "h264"}, ignore={"format": ("auto", "mp4"), "codec": ("auto", "h264")},
-                      takes=VIDEO_SAVE_TAKES),
+                      takes=VIDEO_SAVE_TAKES, special="saved_passes_on"),
     "CreateVideo": Rule(None, ("fps",), (P("fps", "fps"),), fold=True, special="create_video"),
     "VHS_VideoCombine": Rule("io.save_video", ("frame_rate", "loop_count", "filename_prefix", "format", "pingpong",
                                                "save_output"),
@@ -1787,7 +1787,7 @@ RULES: Dict[str, Rule] = {
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
-                      {"images": "video"}),
+                      {"images": "video"}, special="saved_passes_on"),
     # a sound as a file of its own: the file type from the node (or SaveAudioAdvanced's format), its quality as given
     "SaveAudio": Rule("io.save_audio", ("filename_prefix", "audioUI"), (P("filename_prefix", "path", out_path("")),),
                       {"audio": "audio"}, fixed={"format": "flac"}, ignore={"audioUI": None}, special="save_audio"),

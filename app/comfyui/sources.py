@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from graph_engine.atomic import read_plain, special_file
 from graph_engine.errors import NodeError
 
 from .errors import ComfyImportError
@@ -112,6 +113,10 @@ def read_source(path) -> Source:
         raise ComfyImportError(f"{label}: no such file")
     if p.is_dir():
         raise ComfyImportError(f"{label}: is a folder, not a workflow file")
+    kind = special_file(p)
+    if kind:
+        # Opened, a named pipe waits for a writer for ever and a link to /dev/zero (size 0) never ends.
+        raise ComfyImportError(f"{label}: is {kind}, not a workflow file: give the .json, PNG or video itself")
     suffix = p.suffix.lower()
     if suffix in PNG_SUFFIXES | WEBP_SUFFIXES:
         return _pick(_image_metadata(p), label)
@@ -120,7 +125,10 @@ def read_source(path) -> Source:
     if p.stat().st_size > MAX_JSON_BYTES:
         raise ComfyImportError(f"{label}: {p.stat().st_size // 2**20} MB is too large for a workflow file")
     try:
-        text = _decode(p.read_bytes(), label)
+        raw = read_plain(p, MAX_JSON_BYTES)
+        if len(raw) > MAX_JSON_BYTES:           # it grew since, or its size was not what it holds
+            raise ComfyImportError(f"{label}: over {MAX_JSON_BYTES // 2**20} MB is too large for a workflow file")
+        text = _decode(raw, label)
     except OSError as e:
         raise ComfyImportError(f"{label}: cannot read ({e.strerror})") from None
     data = _parse_json(text, "file", label)

@@ -321,6 +321,8 @@ class RunController(QObject):
         elif kind == "node_preview":
             self.previewed.emit(node, ev.get("image"), self.status.get(node))
         elif kind == "log":
+            if ev.get("unread"):        # a switch did not pick what it feeds: the badge says so, not 'queued'
+                self._set(node, NodeStatus("skipped", message=ev.get("message", "")))
             self.logged.emit("info", f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
 
     def _estimated(self, job: Optional[Job], est) -> None:

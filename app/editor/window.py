@@ -1429,6 +1429,7 @@ def loader_for(path) -> Optional[str]:
     for a folder of frames) or applies it (color.lut, color.cdl), or None when the file is a workflow to
     open: YAML, ComfyUI, or a render that carries one."""
     from app.comfyui import is_comfyui_file
+    from graph_engine.atomic import special_file
     from graph_engine.embedded import read_embedded_workflow
     from graph_engine.workflow import MEDIA_SUFFIXES
     from .view import STILL_SUFFIXES, frames_folder
@@ -1442,7 +1443,7 @@ def loader_for(path) -> Optional[str]:
         return None
     if suffix in MEDIA_SUFFIXES and read_embedded_workflow(p) is not None:
         return None
-    if suffix in (".gif", ".webp"):         # animated or not
+    if suffix in (".gif", ".webp") and not special_file(p):     # animated or not; a pipe would hang the drop
         try:
             from PIL import Image
             with Image.open(p) as im:

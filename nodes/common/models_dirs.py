@@ -64,17 +64,23 @@ def model_dirs() -> List[Path]:
     raw = [p for p in os.environ.get("KINOGRAPH_MODELS", "").split(os.pathsep) if p.strip()]
     out: List[Path] = []
     for p in raw + _configured() + [str(_default_dir())]:
-        d = Path(os.path.expandvars(p.strip())).expanduser()
-        # A ComfyUI folder itself, rather than its models/ folder, works too.
-        if not any((d / k).is_dir() for k in KINDS) and (d / "models").is_dir():
-            d = d / "models"
-        # One kind's own folder (ComfyUI/models/checkpoints) named instead: its files were 'in the model folder
-        # itself' and the advice was to move them, which would have broken the ComfyUI install holding them.
-        elif d.name in _KIND_FOLDERS and not any((d / k).is_dir() for k in KINDS):
-            d = d.parent
+        d = model_dir(p)
         if d not in out:
             out.append(d)
     return out
+
+
+def model_dir(p: str) -> Path:
+    """The model folder a named folder stands for."""
+    d = Path(os.path.expandvars(p.strip())).expanduser()
+    # A ComfyUI folder itself, rather than its models/ folder, works too.
+    if not any((d / k).is_dir() for k in KINDS) and (d / "models").is_dir():
+        return d / "models"
+    # One kind's own folder (ComfyUI/models/checkpoints) named instead: its files were 'in the model folder
+    # itself' and the advice was to move them, which would have broken the ComfyUI install holding them.
+    if d.name in _KIND_FOLDERS and not any((d / k).is_dir() for k in KINDS):
+        return d.parent
+    return d
 
 
 def _yaml_files() -> List[Path]:
@@ -86,6 +92,15 @@ def _yaml_files() -> List[Path]:
             if f.is_file() and f not in files and (d.name == "models" or f.parent == d):
                 files.append(f)
     return files
+
+
+def extra_model_folders() -> Dict[Path, List[Path]]:
+    """Each extra_model_paths.yaml searched -> the folders it adds (every kind's, in its order), for `kinograph info`."""
+    out: Dict[Path, List[Path]] = {}
+    for f in _yaml_files():
+        folders = [d for ds in extra_model_paths(f).values() for d in ds]
+        out[f] = list(dict.fromkeys(folders))
+    return out
 
 
 def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
@@ -102,7 +117,10 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     for section in (data.values() if isinstance(data, dict) else ()):
         if not isinstance(section, dict):
             continue
-        base = _yaml_path(str(section.get("base_path") or "."))
+        base = section.get("base_path") or "."
+        # Only a text names a folder; written out, a list (a 486-byte file of aliases nesting lists 9 deep) made
+        # hundreds of millions of strings and never ended.
+        base = _yaml_path(base) if isinstance(base, str) else None
         if base is None:        # C:\ComfyUI on the Windows machine the file came from: nothing here
             continue
         base = base if base.is_absolute() else path.parent / base
@@ -363,6 +381,9 @@ def locator(*kinds: str, kind_of=None):
     kind_of = kind_of or (lambda name: kinds[0])
     locate.folder = lambda name="": _kind_dirs(kind_of(name))[0]
     locate.close = lambda name: close_names(name, kind_of(name))
+    # Every folder looked in, an extra_model_paths.yaml's included: validate named only the model folders' roots,
+    # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
+    locate.searched = lambda name="": _kind_dirs(kind_of(name))
     return locate
 
 

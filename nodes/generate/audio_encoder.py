@@ -82,6 +82,35 @@ SPEECH_FILES = ("load.audio_encoder reads wav2vec2 (Wan 2.2 S2V: audio_encoders/
                 "InfiniteTalk: wav2vec2-chinese-base_fp16.safetensors) or whisper (HuMo: whisper_large_v3_fp16.safetensors)")
 
 
+def encoder_family(kind: str, params: dict) -> str:
+    """'whisper' or 'wav2vec2' for the encoder a load.audio_encoder node loads, from its file's header, before it
+    loads (a preflight's source); '' where that cannot be told (another node, a missing or pickled file)."""
+    from nodes.generate.model_manager import resolve_model_path
+    name = params.get("name") or ""
+    if kind != "load.audio_encoder" or not name:
+        return ""
+    path = resolve_model_path(name, "audio_encoders", "speech encoder (wav2vec2 or whisper)")
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return ""
+    return describe(path).get("family", "") if path.is_file() else ""
+
+
+def voice_preflight(wants: str, reader: str, file: str, *ports: str):
+    """A node's preflight refusing voices encoded by the other kind of speech encoder (InfiniteTalk and S2V read
+    wav2vec2's features, HuMo whisper's): it was refused only when the conditioning ran, after the Wan model and the
+    encoder had loaded; the encoder's file header tells at once."""
+    def preflight(params: dict, sources: dict) -> list:
+        found = []
+        for port in ports:
+            got = encoder_family(*sources[port]) if port in sources else ""
+            if got and got != wants:
+                found.append((port, f"the voice is encoded by {got} ({Path(sources[port][1]['name']).name}); "
+                                    f"{reader} reads {wants} features: load audio_encoders/{file} in the "
+                                    "load.audio_encoder that feeds it"))
+        return found
+    return preflight
+
+
 def describe(path: Path) -> dict:
     """`kinograph info`'s row for a file in audio_encoders/, from its header: wav2vec2 (large or base, as config_of
     tells them) or whisper, or what other model it is. detect's rules know no speech encoder, so a good one was

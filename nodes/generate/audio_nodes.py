@@ -4,6 +4,7 @@ from __future__ import annotations
 from graph_engine import Input, Param, node
 from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER, CONDITIONING, IMAGE, LATENT, VAE, VIDEO
 from nodes.common.models_dirs import locator
+from nodes.generate.audio_encoder import voice_preflight
 
 
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
@@ -18,7 +19,8 @@ def load_audio_encoder(ctx, name: str = Param("", kind="path", locate=locator("a
     return {"audio_encoder": load(manager_for(ctx), name, ctx.device)}
 
 
-@node("encode.audio", title="Encode Audio (speech)", category="Conditioning", device="gpu")
+@node("encode.audio", title="Encode Audio (speech)", category="Conditioning", device="gpu",
+      made_from={"audio_embeds": "audio_encoder"})
 def encode_audio(ctx, audio_encoder: AUDIO_ENCODER, audio: AUDIO) -> AUDIO_EMBEDS:
     """The speech encoder's features of a sound (ComfyUI's AudioEncoderEncode): every layer's, 50 a second,
     for Wan 2.2 S2V (wav2vec2) or HuMo (whisper: each 30 s heard in turn; ComfyUI hears the first 30 s only). The
@@ -33,6 +35,7 @@ def encode_audio(ctx, audio_encoder: AUDIO_ENCODER, audio: AUDIO) -> AUDIO_EMBED
 
 
 @node("condition.s2v", title="Wan S2V Sound to Video", category="Conditioning", device="gpu",
+      preflight=voice_preflight("wav2vec2", "Wan 2.2 S2V", "wav2vec2_large_english_fp16.safetensors", "audio_embeds"),
       outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
 def condition_s2v(ctx, vae: VAE, positive: CONDITIONING,
                   negative: CONDITIONING = Input(optional=True),
@@ -56,7 +59,7 @@ def condition_s2v(ctx, vae: VAE, positive: CONDITIONING,
 
 
 @node("condition.humo", title="HuMo Image to Video", category="Conditioning", device="gpu",
-      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+      preflight=voice_preflight("whisper", "HuMo", "whisper_large_v3_fp16.safetensors", "audio_embeds"), outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
 def condition_humo(ctx, vae: VAE, positive: CONDITIONING,
                    negative: CONDITIONING = Input(optional=True),
                    audio_embeds: AUDIO_EMBEDS = Input(optional=True, help="encode.audio of the voice or song "

@@ -117,6 +117,7 @@ def gguf_header(path: Path) -> Header:
     except ImportError:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
+        _gguf_counts_fit(path)
         reader = GGUFReader(str(path))
     except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
@@ -141,6 +142,69 @@ def gguf_header(path: Path) -> Header:
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
+
+
+# GGUF's value types: the bytes of each fixed-size one (the gguf package's GGUFValueType); 8 is a string, 9 an array.
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def _gguf_counts_fit(path: Path) -> None:
+    """Raise ValueError where a GGUF header declares more entries than the file has bytes for. The gguf package
+    reads an array element by element, and past the end of the file each one reads as nothing: an 88-byte file
+    declaring an array of 10^12 numbers kept it looping, its lists growing, for ever. Each element, key and
+    tensor takes some bytes, so what the bytes left cannot hold is refused before the package reads it."""
+    import mmap
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        end = len(data)
+
+        # A file written on a big-endian machine says so by its version read backwards (as the package tells).
+        order = "<" if len(data) < 8 or struct.unpack_from("<I", data, 4)[0] & 0xFFFF else ">"
+
+        def number(at: int, fmt: str) -> Tuple[int, int]:
+            if at + struct.calcsize(fmt) > end:
+                raise ValueError(f"it ends at byte {end}, inside its header")
+            return struct.unpack_from(order + fmt[1:], data, at)[0], at + struct.calcsize(fmt)
+
+        def many(count: int, least: int, at: int, what: str) -> None:
+            if count * least > end - at:
+                raise ValueError(f"its header declares {count:,} {what}, more than its {end - at:,} bytes left hold")
+
+        def text(at: int) -> int:
+            n, at = number(at, "<Q")
+            many(n, 1, at, "bytes of text")
+            return at + n
+
+        def value(kind: int, at: int) -> int:
+            if kind in _GGUF_SIZES:
+                return number(at, "<" + {1: "B", 2: "H", 4: "I", 8: "Q"}[_GGUF_SIZES[kind]])[1]
+            if kind == 8:
+                return text(at)
+            if kind != 9:
+                raise ValueError(f"a value of unknown type {kind}")
+            item, at = number(at, "<I")
+            count, at = number(at, "<Q")
+            if item in _GGUF_SIZES:
+                many(count, _GGUF_SIZES[item], at, "array values")
+                return at + count * _GGUF_SIZES[item]
+            many(count, 8 if item == 8 else 12, at, "array entries")
+            for _ in range(count):
+                at = value(item, at)
+            return at
+
+        magic = bytes(data[:4])
+        if magic != b"GGUF":
+            raise ValueError("it does not start with GGUF")
+        version, at = number(4, "<I")
+        if version == 1:        # 32-bit counts: the package refuses this old version itself
+            return
+        tensors, at = number(at, "<Q")
+        keys, at = number(at, "<Q")
+        many(keys, 8 + 4, at, "metadata keys")
+        many(tensors, 8 + 4 + 4 + 8, at, "tensors")
+        for _ in range(keys):
+            at = text(at)
+            kind, at = number(at, "<I")
+            at = value(kind, at)
 
 
 def torch_load(path: Path) -> dict:

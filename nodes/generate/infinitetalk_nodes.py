@@ -6,6 +6,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import (AUDIO_EMBEDS, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, MODEL_PATCH, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import locator
+from nodes.generate.audio_encoder import voice_preflight
 
 
 @node("load.model_patch", title="Load Model Patch", category="Models", device="gpu",
@@ -21,7 +22,8 @@ def load_model_patch(ctx, name: str = Param("", kind="path", locate=locator("mod
 
 
 @node("condition.infinitetalk", title="Wan InfiniteTalk", category="Conditioning", device="gpu",
-      outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim": INT})
+      preflight=voice_preflight("wav2vec2", "InfiniteTalk", "wav2vec2-chinese-base_fp16.safetensors",
+                                "audio_embeds", "audio_embeds_2"), outputs={"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "trim": INT})
 def condition_infinitetalk(ctx, model: MODEL, model_patch: MODEL_PATCH, vae: VAE, positive: CONDITIONING,
                            audio_embeds: AUDIO_EMBEDS = Input(help="encode.audio of the (first) speaker's voice"),
                            negative: CONDITIONING = Input(optional=True),

@@ -118,10 +118,18 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     kw = dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p or None,
               repetition_penalty=repetition_penalty) if sample else dict(do_sample=False, temperature=None,
                                                                           top_k=None, top_p=None)
-    devices = [device] if device.type == "cuda" else []
+    gpu = device.type != "cpu"
     # the encoder's LoRAs (ComfyUI's LoraLoader strength_clip: LTX-2's abliterated Gemma) act as they do in encoding
-    with _text_loras(handle), torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
+    with _text_loras(handle), torch.random.fork_rng(devices=[device] if gpu else [],
+                                                   device_type=device.type if gpu else None), torch.no_grad():
+        # Only the streams forked above (the CPU's, the model's device's): torch.manual_seed reseeds every GPU's and
+        # MPS's, which fork_rng does not put back
+        torch.random.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        elif gpu:
+            torch.get_device_module(device.type).manual_seed(seed)
         out = lm.generate(enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device),
                           max_new_tokens=max_length, eos_token_id=stops, pad_token_id=stops[0] if stops else None,
                           **kw)

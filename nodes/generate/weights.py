@@ -7,7 +7,11 @@ compute dtype (or kept in fp8 when asked); ComfyUI's fp8_scaled (a `scaled_fp8` 
 `<layer>.scale_weight` per matrix) dequantised as weight * scale_weight: loading the raw fp8
 values instead gives weights hundreds of times too large, which is what a naive loader does. ComfyUI's newer
 mixed-precision files (flux2_dev_fp8mixed: some layers fp8 with a `<layer>.weight_scale`, a `<layer>.comfy_quant`
-description and an `.input_scale`, the rest bf16) are folded the same way."""
+description and an `.input_scale`, the rest bf16) are folded the same way. ComfyUI's ConvRot files
+(`*_int8_convrot`: int8 weights of a matrix rotated by a Hadamard transform over groups of its inputs, one scale per
+row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back at load, as comfy-kitchen's
+dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time: a
+safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -75,22 +79,27 @@ def _numel(shape) -> int:
 
 
 def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
-    """fp8_scaled folded (weight * scale_weight), fp8 cast to `dtype` unless keep_fp8, markers dropped.
+    """fp8_scaled folded (weight * scale_weight), ConvRot rotated back, fp8 cast to `dtype` unless keep_fp8, markers
+    dropped.
 
-    dtype None keeps fp16/bf16/fp32 tensors as stored and casts fp8 to float32."""
+    dtype None keeps fp16/bf16/fp32 tensors as stored, casts fp8 to float32 and gives ConvRot layers in bfloat16."""
     import torch
     fp8 = _fp8_dtypes()
     out = {}
-    for name, t in state.items():
+    for name in state:
         if name == "scaled_fp8" or name.endswith(_SCALE_SUFFIXES):
             continue
+        t = state[name]
         if not hasattr(t, "dtype"):
             continue
         if name.endswith(".weight"):
             base = name[: -len(".weight")]
             if base + ".weight_scale_2" in state:
                 raise NodeError(_nvfp4(base))
-            _refuse_rotated(base, state.get(base + ".comfy_quant"))
+            cfg = quant_config(base, state.get(base + ".comfy_quant"))
+            if cfg is not None and cfg["rotation"]:
+                out[name] = convrot_weight(base, t, state.get(base + ".weight_scale"), cfg, dtype)
+                continue
             scale = state.get(base + ".scale_weight")
             if scale is None:
                 scale = state.get(base + ".weight_scale")
@@ -118,7 +127,7 @@ _TAGS_READ = 16
 
 
 def unreadable_format(path, names) -> Optional[str]:
-    """Why load_weights would refuse a file's quantisation (NVFP4, ConvRot), from its tensor names and its few small
+    """Why load_weights would refuse a file's quantisation (NVFP4, formats not read), from its tensor names and its few small
     comfy_quant tags, without reading a weight: `kinograph info` listed such files as loading."""
     for name in names:
         if name.endswith(".weight_scale_2"):
@@ -130,7 +139,7 @@ def unreadable_format(path, names) -> Optional[str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             for name in tags:
-                _refuse_rotated(name[: -len(".comfy_quant")], f.get_tensor(name))
+                quant_config(name[: -len(".comfy_quant")], f.get_tensor(name))
     except NodeError as exc:
         return str(exc)
     except (OSError, SafetensorError):      # a damaged file: load_weights names it when it is read
@@ -138,22 +147,94 @@ def unreadable_format(path, names) -> Optional[str]:
     return None
 
 
-def _refuse_rotated(layer: str, quant) -> None:
-    """ComfyUI's ConvRot formats (int8_convrot, convrot_w4a4: qwen_image_2.1_int8_convrot and the like) quantise a
-    weight after rotating it (a Hadamard transform over groups of inputs) and undo the rotation on the activations;
-    folded as weight * weight_scale the rotated weight gave a wrong picture without a word."""
+# comfy_quant formats (ComfyUI's comfy/quant_ops.py QUANT_ALGOS) whose weights Kinograph turns into plain matrices.
+_READ_FORMATS = ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise", "convrot_w4a4")
+
+
+def quant_config(layer: str, quant) -> Optional[dict]:
+    """A layer's `comfy_quant` tag as ComfyUI's comfy/ops.py reads it: its format, and for a ConvRot layer the
+    rotation's group size (`convrot`/`convrot_groupsize` at the top or under `params`, 256 when absent); None without
+    a tag. A tag that is not JSON, or of a format Kinograph cannot read, is refused by name: guessing gave wrong
+    weights without a word."""
     import json
     if quant is None:
-        return
+        return None
     try:
-        cfg = json.loads(bytes(quant.flatten().tolist()).decode("utf-8"))
-    except (ValueError, TypeError, AttributeError):
-        return
-    fmt = str(cfg.get("format", ""))
-    if cfg.get("convrot") or "convrot" in fmt:
-        raise NodeError(f"{layer} is stored in ComfyUI's ConvRot format ({fmt}{', convrot' if cfg.get('convrot') else ''}"
-                        "; weights rotated before quantising) that Kinograph cannot read; use the bf16 (or fp8) file "
-                        "of this model, e.g. qwen_image_2.1_bf16 instead of qwen_image_2.1_int8_convrot")
+        cfg = json.loads(bytes(quant.flatten().to("cpu").tolist()).decode("utf-8"))
+        fmt = cfg["format"]
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError):
+        raise NodeError(f"{layer}'s comfy_quant tag is not the JSON description ComfyUI writes (a format and its "
+                        "settings): the file is damaged; copy it again") from None
+    if fmt not in _READ_FORMATS:
+        raise NodeError(f"{layer} is stored in ComfyUI's {fmt} format, which Kinograph cannot read yet; use the "
+                        "bf16, fp8 or int8_convrot file of this model")
+    params = cfg.get("params") if isinstance(cfg.get("params"), dict) else {}
+    rotated = fmt == "convrot_w4a4" or (fmt == "int8_tensorwise" and bool(cfg.get("convrot", params.get("convrot"))))
+    group = cfg.get("convrot_groupsize", params.get("convrot_groupsize", 256))
+    if rotated and (not isinstance(group, int) or group < 4 or (group & (group - 1)) or group.bit_length() % 2 == 0):
+        raise NodeError(f"{layer}'s comfy_quant tag gives a rotation group of {group!r}; ComfyUI's ConvRot rotates "
+                        "groups of a power of 4 inputs (256 in its files): the file is damaged; copy it again")
+    return {"format": fmt, "rotation": group if rotated else 0}
+
+
+def hadamard(size: int):
+    """comfy-kitchen's regular Hadamard matrix of a power-of-4 size (Kronecker powers of a symmetric 4 x 4 one),
+    normalised: symmetric and orthogonal, so it is its own inverse."""
+    import torch
+    h4 = torch.tensor([[1, 1, 1, -1], [1, 1, -1, 1], [1, -1, 1, 1], [-1, 1, 1, 1]], dtype=torch.float32)
+    h = h4
+    while h.shape[0] < size:
+        h = torch.kron(h, h4)
+    return h / size ** 0.5
+
+
+# Rows dequantised at once: float32 work of about 32 MB for a layer of any size.
+_ROTATE_ELEMENTS = 1 << 22
+
+
+def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
+    """A ConvRot layer's plain weight: the stored values (int8, or two signed 4-bit values a byte, the even column in
+    the low nibble) times the row's scale, each group of inputs rotated back by the Hadamard matrix (W = Q s H^T per
+    group, as comfy-kitchen's dequantize_int8_convrot_weight), in float32 a slice of rows at a time, given in `dtype`
+    (bfloat16 when None: ComfyUI's files are bf16 models, and float32 would double the memory)."""
+    import torch
+    group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
+    if q.dtype != torch.int8 or q.ndim != 2:
+        raise NodeError(f"{layer} is tagged {cfg['format']} but its weight is {str(q.dtype).replace('torch.', '')} "
+                        f"of shape {list(q.shape)}, not an int8 matrix: the file is damaged; copy it again")
+    rows, cols = q.shape[0], q.shape[1] * (2 if packed else 1)
+    if cols % group:
+        raise NodeError(f"{layer} has {cols} inputs, not a multiple of its ConvRot group of {group}: the file is "
+                        "damaged; copy it again")
+    if scale is None:
+        raise NodeError(f"{layer} is tagged {cfg['format']} but has no weight_scale: the file is incomplete or "
+                        "damaged; copy it again")
+    scale = _checked_scale(layer, scale.to(torch.float32), (rows, 1))
+    if scale.numel() != rows:
+        raise NodeError(f"{layer}'s scale of shape {list(scale.shape)} is not one per row of its {rows} rows: the "
+                        "file is damaged or of a layout Kinograph does not know")
+    scale = scale.reshape(rows, 1)
+    h_t = hadamard(group).T
+    out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16)
+    step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
+    # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
+    scaled, rotated = torch.empty(step, cols), torch.empty(step, cols // group, group)
+    for r in range(0, rows, step):
+        block = _unpack_int4(q[r:r + step]) if packed else q[r:r + step]
+        n = block.shape[0]
+        torch.mul(block, scale[r:r + step], out=scaled[:n])
+        torch.matmul(scaled[:n].view(n, cols // group, group), h_t, out=rotated[:n])
+        out[r:r + n] = rotated[:n].view(n, cols)
+    return out
+
+
+def _unpack_int4(packed):
+    """Two signed 4-bit values a byte, the even column in the low nibble (comfy-kitchen's _unpack_int4_row_major)."""
+    import torch
+    x = packed.to(torch.int32)
+    lo, hi = x & 0x0F, (x >> 4) & 0x0F
+    lo, hi = torch.where(lo >= 8, lo - 16, lo), torch.where(hi >= 8, hi - 16, hi)
+    return torch.stack([lo, hi], dim=-1).reshape(packed.shape[0], -1)
 
 
 def _checked_scale(base: str, scale, shape):

@@ -211,6 +211,16 @@ def stated_timing(path, fps: float) -> tuple:
     return rate, (Timecode.parse(label, rate or fps) if label and (rate or fps) > 0 else None)
 
 
+def display_size(path) -> Optional[Tuple[int, int]]:
+    """(width, height) of the first part's display window, from the header alone; None where it cannot be read."""
+    try:
+        with _openexr().File(str(path), header_only=True) as f:
+            (x0, y0), (x1, y1) = np.array(f.parts[0].header["displayWindow"])
+    except Exception:           # no bindings, or a damaged header: reading the file says what is wrong
+        return None
+    return max(int(x1) - int(x0) + 1, 0), max(int(y1) - int(y0) + 1, 0)
+
+
 def _check_windows(OpenEXR, path) -> None:
     """Every part's data and display window within the pixels any image may have, from the header alone:
     reading allocates the data window and _in_display_window the display window, whatever the file holds."""

@@ -5,7 +5,7 @@ import glob
 import os
 import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -221,6 +221,7 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, h, w, 4 if keyed else 3), np.uint8)
         for i in range(a, b):
+            _fits(files[i], w, h)
             img, alpha = read_image_alpha(files[i]) if keyed else (read_image(files[i]), None)
             _sized(files[i], img, w, h)
             out[i - a, ..., :3] = img
@@ -239,13 +240,13 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
 
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
-            return stack_rgba([_sized(f, read_exr_linear(f), w, h) for f in files[a:b]])
+            return stack_rgba([_sized(f, _fits(f, w, h) or read_exr_linear(f), w, h) for f in files[a:b]])
     elif not layer.strip() and deep(files[0]):
         # A 16-bit TIFF/PNG or 10-bit DPX plate keeps its depth for the nodes and writers that can (as an EXR's
         # float pixels do): read as 8 bits only, its shadows came out of a grade in 8-bit steps.
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
-            return stack_rgba([_sized(f, read_deep_linear(f), w, h) for f in files[a:b]])
+            return stack_rgba([_sized(f, _fits(f, w, h) or read_deep_linear(f), w, h) for f in files[a:b]])
     colour, matte = split_reader(reader) if keyed else (reader, None)
     return Clip(len(files), fps, w, h, colour, number=first_number(listed), linear=linear,
                 timecode=timecode).with_matte(matte)
@@ -255,9 +256,46 @@ def _sized(path, picture: np.ndarray, w: int, h: int) -> np.ndarray:
     """picture, if it is the sequence's size (w x h); else a NodeError naming the file. The float readers
     (Clip.linear) said only "all input arrays must have the same shape" for a frame of another size."""
     if picture.shape[:2] != (h, w):
-        raise NodeError(f"{path} is {picture.shape[1]}x{picture.shape[0]} but the sequence is {w}x{h}; "
-                        f"all frames must have one size")
+        raise NodeError(_other_size(path, picture.shape[1], picture.shape[0], w, h))
     return picture
+
+
+def _other_size(path, pw: int, ph: int, w: int, h: int) -> str:
+    return f"{path} is {pw}x{ph} but the sequence is {w}x{h}; all frames must have one size"
+
+
+def _fits(path, w: int, h: int) -> None:
+    """Refuse a frame whose header declares more pixels than the sequence's frames hold, before it is decoded:
+    a 420 KB PNG of 12000x12000 in a sequence of 16x16 frames was decoded whole (2.5 GB, 16 s) to be refused
+    by _sized. A frame turned by its EXIF orientation keeps its count; one whose size is not known from here
+    is judged once read."""
+    size = declared_size(path)
+    if size is not None and size[0] * size[1] > w * h:
+        raise NodeError(_other_size(path, *size, w, h))
+
+
+def declared_size(path) -> Optional[Tuple[int, int]]:
+    """(width, height) a picture's header declares, read without decoding it: an EXR's display window (what
+    reading it gives), a DPX's image size, else what Pillow reads of the header; None where none of them can."""
+    low = str(path).lower()
+    if low.endswith(".dpx"):
+        from .film import _header
+        w, h = _header(path)[1:3]
+        return (w, h) if w and h else None
+    if low.endswith(".exr"):
+        from .exr import display_size
+        return display_size(path)
+    import warnings
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():     # Pillow's 'could be a decompression bomb': judged here, by the caller
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        raise NodeError(too_big(path, str(e))) from None
+    except Exception:       # not a picture Pillow knows, or damaged: reading it says what is wrong
+        return None
 
 
 def deep(path: str) -> bool:
@@ -499,8 +537,11 @@ def _marker(clip: Clip, workflow_yaml: str) -> str:
 def _without_layout(text: str):
     """A workflow's text as what it computes: a node moved in the editor between the runs changes nothing."""
     import yaml
+    from graph_engine.workflow import load_yaml_with_lines
     try:
-        data = yaml.safe_load(text)
+        # Screened as a workflow file is (no aliases, nesting or size past the limits): the folder's workflow.yaml
+        # may be anyone's, and one nested 200,000 deep stopped the render with a RecursionError.
+        data = load_yaml_with_lines(text)[0]
     except yaml.YAMLError:
         return None
     if isinstance(data, dict):
@@ -512,16 +553,21 @@ def _interrupted(final: Path, clip: Clip, workflow_yaml: str, fmt: str, first: i
     """How many frames, from the first, a render of this same workflow that stopped part way left in `final`
     (each frame file is whole: atomic_output); 0 when there is none to go on from: the folder holds another
     workflow's render, a whole one, or the workflow is not known."""
-    from graph_engine.atomic import FRAMES_WORKFLOW
+    from graph_engine.atomic import FRAMES_WORKFLOW, read_plain
+    from graph_engine.workflow import MAX_YAML_BYTES
     if not workflow_yaml:
         return 0
+    mark, _, ours = _marker(clip, workflow_yaml).partition("\n")
     try:
-        with open(final / FRAMES_WORKFLOW, encoding="utf-8") as f:
-            head, held = f.readline(), f.read()
+        # As far as a workflow file may go past the mark line, and not through a link (written_by_kinograph).
+        raw = read_plain(final / FRAMES_WORKFLOW, len(mark.encode()) + 1 + MAX_YAML_BYTES, follow=False)
+        head, _, held = raw.decode("utf-8").partition("\n")
     except (OSError, UnicodeDecodeError):
         return 0
-    mark, _, ours = _marker(clip, workflow_yaml).partition("\n")
-    if head.rstrip("\n") != mark or _without_layout(held) != _without_layout(ours):
+    if head.rstrip("\r") != mark:
+        return 0
+    before = _without_layout(held)
+    if before is None or before != _without_layout(ours):      # None: unreadable, or refused as a workflow
         return 0
     done = next((i for i in range(clip.length) if not os.path.isfile(final / frame_name(first + i, fmt))),
                 clip.length)

@@ -8,7 +8,7 @@ median ratio over strong edges gives sigma. It assumes roughly uniform Gaussian-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -45,20 +45,58 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     return k / k.sum()
 
 
-def load_kernel(path: str) -> np.ndarray:
-    """A PSF from an image (grayscale, any bit depth) or a .npy array, normalised to sum 1."""
+def load_kernel(path: str, most: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """A PSF from an image (grayscale, any bit depth) or a .npy array, normalised to sum 1. `most`: the largest
+    (height, width) it may be (the frames'), refused from the file's header before its values are read."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"blur kernel file {path} not found: give a grayscale PSF image or a .npy array")
-    k = np.load(p) if p.suffix.lower() == ".npy" else cv2.imread(str(p), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
-    if k is None or np.asarray(k).ndim != 2:
-        raise ValueError(f"blur kernel file {path} is not a 2-D grayscale image or array")
+    if p.suffix.lower() == ".npy":
+        try:
+            # Mapped, not read: the header's shape is checked against the file's size (a 64-byte .npy claiming
+            # 60000x60000 values asked for 27 GB and failed as 'out of memory: give it smaller frames').
+            k = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"blur kernel file {path} is not a whole .npy array ({e}): save it again with numpy.save")
+    else:
+        _check_declared(p, most)
+        k = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    if k is None or np.asarray(k).ndim != 2 or np.asarray(k).dtype.kind not in "biuf":
+        raise ValueError(f"blur kernel file {path} is not a 2-D grayscale image or array of numbers")
+    check_size(k.shape, most, _crop(path))
     k = np.asarray(k, np.float32)
     # NaN passes both comparisons below; a NaN kernel deblurred every frame to black with only numpy's
     # 'invalid value' warnings.
     if not np.isfinite(k).all() or k.min() < 0 or k.sum() <= 0:
         raise ValueError(f"blur kernel in {path} must be finite, non-negative and not all zero")
     return k / k.sum()
+
+
+def check_size(shape, most: Optional[Tuple[int, int]], fix: str) -> None:
+    """Refuse a kernel of `shape` larger than frames of `most` (height, width), saying `fix`."""
+    if most is not None and (shape[0] > most[0] or shape[1] > most[1]):
+        # A picture given as the PSF: deconvolving by it is meaningless, and Richardson-Lucy spent minutes on it.
+        raise ValueError(f"the blur kernel is {shape[1]}x{shape[0]}, larger than the {most[1]}x{most[0]} frames: a "
+                         f"PSF is the blur of one point (a few to a few dozen pixels across); {fix}")
+
+
+def _crop(path) -> str:
+    return f"crop {path}'s image to the blur"
+
+
+def _check_declared(p: Path, most: Optional[Tuple[int, int]]) -> None:
+    """Refuse a PSF picture by the size its header declares, before OpenCV decodes it: a 400 KB PNG of
+    20000x20000 took 400 MB to be refused as larger than the frames."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(p) as im:
+            width, height = im.size
+    except Image.DecompressionBombError:       # over Pillow's pixel limit: no frame is that large either
+        raise ValueError(f"blur kernel file {p} is a picture of over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, not the "
+                         f"blur of one point (a few to a few dozen pixels across): {_crop(p)}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return          # a format Pillow does not know: OpenCV says what it makes of it
+    check_size((height, width), most, _crop(p))
 
 
 def estimate_sigma(frame: np.ndarray) -> float:
@@ -135,10 +173,11 @@ def richardson_lucy(frame: np.ndarray, k: np.ndarray, iterations: int = 20) -> n
 
 
 def choose_kernel(kind: str, sigma: float, length: float, angle: float, path: Optional[str],
-                  sample_frames) -> np.ndarray:
-    """The PSF for a whole clip; 'auto' estimates a Gaussian from a few frames spread over it."""
+                  sample_frames, most: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """The PSF for a whole clip; 'auto' estimates a Gaussian from a few frames spread over it. `most`: the largest
+    (height, width) a kernel file may be (load_kernel)."""
     if kind == "file":
-        return load_kernel(path or "")
+        return load_kernel(path or "", most)
     if kind == "motion":
         return motion_kernel(length, angle)
     if kind == "auto":

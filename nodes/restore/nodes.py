@@ -109,14 +109,11 @@ def deblur(ctx, video: VIDEO,
     samples = [video.frame(i) for i in sorted({0, video.length // 3, 2 * video.length // 3})] \
         if kernel == "auto" and video.length else []
     try:
-        k = d.choose_kernel(kernel, sigma, length, angle, kernel_path, samples)
+        most = (video.height, video.width)
+        k = d.choose_kernel(kernel, sigma, length, angle, kernel_path, samples, most)
+        d.check_size(k.shape, most, "give a smaller sigma or length")     # a Gaussian or streak on tiny frames
     except (OSError, ValueError) as e:
         raise NodeError(f"restore.deblur: {e}") from None
-    if k.shape[0] > video.height or k.shape[1] > video.width:
-        # A picture given as the PSF: deconvolving by it is meaningless, and Richardson-Lucy spent minutes on it.
-        raise NodeError(f"restore.deblur: the blur kernel is {k.shape[1]}x{k.shape[0]}, larger than the "
-                        f"{video.width}x{video.height} frames: a PSF is the blur of one point (a few to a few dozen "
-                        f"pixels across); crop kernel_path's image to the blur")
     ctx.report(kernel_size=list(k.shape))
     # Each works on 8-bit frames or on a deep plate's float levels alike (levels_frames).
     fn = (lambda f: d.wiener(f, k, balance)) if method == "wiener" else (lambda f: d.richardson_lucy(f, k, iterations))

@@ -251,6 +251,16 @@ class CoreMedia:
             params["model"] = model
         return [self.plain(cn, rule, params, notes)]
 
+    def special_saved_passes_on(self, cn, rule, params, notes):
+        """ComfyUI's SaveVideo (comfy_extras/nodes_video.py: "The input video, unchanged.") and SaveImage (nodes.py:
+        `"result": (images,)`) hand on what they save, and templates read it there (Wan Animate 2's side-by-side of
+        the saved clip and its driving video): their output is their input's link, a folded CreateVideo's rate with
+        it."""
+        made = self.plain(cn, rule, params, notes)
+        src = self.resolve(cn.inputs.get(next(iter(rule.inputs))))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        return [made]
+
     def special_save_audio(self, cn, rule, params, notes):
         """The prefix's path with the format's file type; the quality (MP3's V0 or a bit rate, Opus's bit rate) as
         ComfyUI's widget gives it, Opus's default 128k where none is given."""

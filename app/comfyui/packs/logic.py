@@ -189,6 +189,9 @@ def compare(a: str, b: str, mode: str, case_sensitive: bool) -> bool:
     return tests[mode](b)
 
 
+# CreateList splices the lists it is given, so a chain of them may double at each node (2 ** 40 items in 40 nodes of
+# a hostile file); ComfyUI's own templates list a few pictures or prompts
+MAX_LIST = 4096
 # the loop nodes, whose values GetItemFromList may read (not a list known on import)
 LOOP_NODES = ("StartLoop", "EndLoop")
 
@@ -348,7 +351,14 @@ class LogicNodes:
         items = []
         for k in keys:
             v = self.resolve(cn.inputs[k])
-            items += v.attrs["list"] if isinstance(v, Out) and "list" in v.attrs else [v]
+            part = v.attrs["list"] if isinstance(v, Out) and "list" in v.attrs else [v]
+            if len(items) + len(part) > MAX_LIST:
+                self.placeholder(cn)
+                self.report.entries[cn.id].notes.append(
+                    f"its list would hold {len(items) + len(part)} items; Kinograph folds lists of up to {MAX_LIST} "
+                    "on import")
+                return None
+            items += part
         self.outs[(cn.id, 0)] = Out(None, {"list": items})
         return []
 
