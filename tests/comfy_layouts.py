@@ -32,6 +32,21 @@ def built(builder, tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def imported_template(models: Path, links, template: Path, size: tuple, steps: tuple):
+    """A ComfyUI template run on tiny models: each (name it asks for, tiny file) linked under models/, the template
+    imported with every node mapped, and its Kinograph YAML at the tiny `size` (width, height for its 1024 x 1024)
+    with `steps` (as published, as run). Returns (the template's JSON, the YAML)."""
+    import json
+    from app.comfyui import import_data
+    for link, target in links:
+        link_as(models / link, models / target)
+    data = json.loads(template.read_text("utf-8"))
+    res = import_data(data)
+    assert "unmapped" not in {e.status for e in res.report.entries.values()}
+    yaml = res.yaml.replace("width: 1024", f"width: {size[0]}").replace("height: 1024", f"height: {size[1]}")
+    return data, yaml.replace(f"steps: {steps[0]}", f"steps: {steps[1]}")
+
+
 def auto_encoder_mismatch(model_file: str, text_encoder_file: str) -> str:
     """The message sampling the tiny model in `model_file` gives with a text encoder file loaded as type auto, which
     reads it for another family (t5xxl: LTX-Video's, qwen_3_4b: FLUX.2 [klein]'s)."""

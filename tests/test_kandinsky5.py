@@ -60,9 +60,10 @@ def test_new_video_families_are_named_by_kinograph_info(k5):
         assert words in d["note"] and "does not" in d["note"], d["note"]
 
 
-def test_kandinsky5_image_model_is_named_not_offered_as_the_video_one(tmp_path):
-    # ComfyUI's Kandinsky5Image (model_dim 2560, visual_embed_dim 64) samples FLUX.1's latents at shift 3; it was
-    # taken for the video family and reported as loading, to be sampled on HunyuanVideo's latents
+def test_kandinsky5_image_model_is_its_own_family_not_the_video_one(tmp_path):
+    # ComfyUI's Kandinsky5Image (model_dim 2560, visual_embed_dim 64: no start-frame channels) samples FLUX.1's latents
+    # at shift 3; it was once taken for the video family, to be sampled on HunyuanVideo's latents (tests/
+    # test_kandinsky5_image.py samples it)
     from safetensors.torch import save_file
     from nodes.generate.model_manager import describe_model
     shapes = {"visual_embeddings.in_layer.weight": (2560, 64), "out_layer.out_layer.weight": (64, 2560),
@@ -71,8 +72,7 @@ def test_kandinsky5_image_model_is_named_not_offered_as_the_video_one(tmp_path):
     save_file({k: torch.zeros(v, dtype=torch.bfloat16) for k, v in shapes.items()},
               str(tmp_path / "kandinsky5lite_t2i.safetensors"))
     d = describe_model(tmp_path / "kandinsky5lite_t2i.safetensors")
-    assert (d["family"], d["loads"]) == ("kandinsky5", "no"), d
-    assert "image model" in d["note"] and "does not run yet" in d["note"], d["note"]
+    assert (d["family"], d["role"], d["loads"]) == ("kandinsky5image", "diffusion_model", "yes"), d
 
 
 def test_kandinsky5_comfyui_files_sample_as_diffusers_pipeline(k5, loaded):

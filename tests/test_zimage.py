@@ -3,7 +3,6 @@ qwen_3_4b loaded with CLIPLoader type lumina2, FLUX.1's ae.safetensors; a diffus
 recognised, load, and sample what diffusers' own ZImagePipeline gives for the same weights, prompts and seed: Turbo at
 cfg 1, the base model with true CFG and a negative prompt. ComfyUI's Z-Image Turbo template imports and runs on them.
 The tiny model's ComfyUI-layout file is written by inverting diffusers' converter by hand (tests/tiny_zimage.py)."""
-import json
 import sys
 from pathlib import Path
 
@@ -109,20 +108,15 @@ def test_comfyui_zimage_turbo_template_imports_and_runs(zimage, tmp_path, monkey
     KSampler 8 steps cfg 1 res_multistep / simple). Every node maps and it runs on the tiny model under the template's
     file names (64x48, 2 steps); with euler the latent is ZImagePipeline's with its prompt and seed on ComfyUI's levels
     (simple at shift 3: 1, 0.75)."""
-    from app.comfyui import import_data
-    from comfy_layouts import link_as
+    from comfy_layouts import imported_template
     from graph_engine.api import Session, load_workflow
-    models = zimage / "models"
-    for link, target in (("diffusion_models/z_image_turbo_bf16.safetensors", "diffusion_models/z_image_turbo_tiny.safetensors"),
-                         ("text_encoders/qwen_3_4b.safetensors", "text_encoders/qwen_3_4b_tiny.safetensors"),
-                         ("text_encoders/qwen_3_4b", "text_encoders/qwen_3_4b_tiny")):
-        link_as(models / link, models / target)
-    data = json.loads((TEMPLATES / "image_z_image_turbo.json").read_text("utf-8"))
     monkeypatch.chdir(tmp_path)
-    res = import_data(data)
-    assert "unmapped" not in {e.status for e in res.report.entries.values()}
-    yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
-    yaml = yaml.replace("steps: 8", "steps: 2")
+    data, yaml = imported_template(
+        zimage / "models",
+        (("diffusion_models/z_image_turbo_bf16.safetensors", "diffusion_models/z_image_turbo_tiny.safetensors"),
+         ("text_encoders/qwen_3_4b.safetensors", "text_encoders/qwen_3_4b_tiny.safetensors"),
+         ("text_encoders/qwen_3_4b", "text_encoders/qwen_3_4b_tiny")),
+        TEMPLATES / "image_z_image_turbo.json", (W, H), (8, 2))
     assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: res_multistep" in yaml, yaml
 
     def run(yaml):

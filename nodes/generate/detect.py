@@ -616,12 +616,12 @@ def _kandinsky5(k: Keys) -> Optional[Detection]:
     if not k.has("visual_transformer_blocks.0.visual_modulation.out_layer.weight", "pooled_text_embeddings.in_layer.weight"):
         return None
     prefix = k.prefix_of("visual_embeddings.in_layer.weight") or ""
-    if k.shape("visual_embeddings.in_layer.weight") == (2560, 64):
-        # ComfyUI's Kandinsky5Image (model_dim 2560, visual_embed_dim 64: no start-frame channels) samples FLUX.1's
-        # latents, not HunyuanVideo's, at its own shift
-        return Detection(None, "kandinsky5", "image", prefix=prefix,
-                         why="Kandinsky 5's image model (kandinsky5lite_t2i, FLUX.1's VAE), which Kinograph does not "
-                         "run yet; its video models (kandinsky5lite_t2v / _i2v) run")
+    visual, out = k.shape("visual_embeddings.in_layer.weight"), k.shape("out_layer.out_layer.weight")
+    if visual and out and visual[1] == out[0]:
+        # no start-frame channels beside the noise (the video models hold 2 x 16 + 1): ComfyUI's Kandinsky5Image
+        # (kandinsky5lite_t2i), which samples FLUX.1's latents, not HunyuanVideo's
+        return Detection("diffusion_model", "kandinsky5image", "", prefix=prefix,
+                         why="Kandinsky 5's image model (no start-frame channels; FLUX.1's VAE)")
     return Detection("diffusion_model", "kandinsky5", "", prefix=prefix,
                      why="text / visual transformer blocks with pooled CLIP embeddings (Kandinsky 5)")
 

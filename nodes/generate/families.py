@@ -146,6 +146,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("kandinsky5", "Kandinsky 5 video", ("Kandinsky5T2VPipeline", "Kandinsky5I2VPipeline"),
            ("Kandinsky5Transformer3DModel",), time_factor=4, fps=24.0, flow=True, cfg=5.0, steps=50, size=(768, 512),
            frames=121, patch=2, latents="hunyuan"),
+    # Kandinsky 5 image (Lite 6B) keyframes: the video model's transformer (no start-frame channels) over 2x2 patches
+    # of FLUX.1's latent (its ae.safetensors), the prompt read by Qwen2.5-VL in the image chat template and CLIP-L's
+    # pooled output, true CFG with a negative prompt.
+    Family("kandinsky5image", "Kandinsky 5 (image)", ("Kandinsky5T2IPipeline",), ("Kandinsky5Transformer3DModel",),
+           fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

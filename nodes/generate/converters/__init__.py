@@ -21,7 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[3] / "resources" / "model_configs"
 # family (or encoder name) -> module under nodes.generate.converters that registers it.
 MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "sd3_clip": "sd3", "animatediff": "sd", "umt5": "text", "t5": "text", "clip_l": "text",
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
-           "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
+           "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
            "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "qwen3vl": "qwenimage21", "qwen25vl": "qwenimage", "chroma": "chroma", "flux2": "flux2", "mistral3": "flux2",
            "qwen3": "flux2", "zimage": "zimage"}
 

@@ -1,5 +1,5 @@
-"""Kandinsky 5 video transformers as ComfyUI users hold them (diffusion_models/kandinsky5lite_t2v_sft_5s.safetensors,
-kandinsky5lite_i2v_5s ...): kandinskylab's own names, which diffusers' Kandinsky5Transformer3DModel keeps one to one,
+"""Kandinsky 5 transformers as ComfyUI users hold them (diffusion_models/kandinsky5lite_t2v_sft_5s.safetensors,
+kandinsky5lite_i2v_5s ..., and the image model's kandinsky5lite_t2i.safetensors): kandinskylab's own names, which diffusers' Kandinsky5Transformer3DModel keeps one to one,
 so the tensors load as they are; widths, depths and the start-frame channels are read from their shapes."""
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def transformer_config(state: Mapping) -> dict:
 
 
 @register(FAMILY, "diffusion_model")
+@register("kandinsky5image", "diffusion_model")
 def transformer(state, det) -> Built:
     from diffusers import Kandinsky5Transformer3DModel
     cfg = transformer_config(state)
