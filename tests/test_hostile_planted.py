@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # Address space for the child: far above what writing two tiny frames takes, far below reading /dev/zero for ever.
 LIMIT = 1536 << 20
@@ -109,3 +111,49 @@ def test_an_alias_bomb_in_an_extra_model_paths_yaml_is_not_written_out(tmp_path)
     r = child(code, tmp_path / "extra_model_paths.yaml")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.strip() == str({"loras": [str(tmp_path / "shared" / "models" / "loras")]})
+
+
+def test_a_section_named_again_by_an_alias_is_read_once(tmp_path):
+    """Each alias to a section handed back the same mapping, read again in full: its folders listed once per alias
+    (tens of thousands of aliases to a section of tens of thousands of keys fit in 1 MB: billions of keys read)."""
+    lines = ["comfy: &comfy", "  base_path: shared", "  loras: models/loras", "  checkpoints: models/checkpoints"]
+    lines += [f"again{i}: *comfy" for i in range(3)]
+    (tmp_path / "extra_model_paths.yaml").write_text("\n".join(lines) + "\n")
+    from nodes.common.models_dirs import extra_model_paths
+    found = extra_model_paths(tmp_path / "extra_model_paths.yaml")
+    assert found == {"loras": [tmp_path / "shared" / "models" / "loras"],
+                     "checkpoints": [tmp_path / "shared" / "models" / "checkpoints"]}
+
+
+def test_an_oversized_comfyui_file_is_told_the_limit(tmp_path):
+    """A .json past the importer's limit (sparse: no bytes written) is refused naming its size, the limit and what
+    to give instead; it said "64 MB is too large for a workflow file" of a 64.5 MB file."""
+    from app.comfyui import import_workflow
+    from app.comfyui.errors import ComfyImportError
+    from app.comfyui.sources import MAX_JSON_BYTES
+    big = tmp_path / "huge.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_JSON_BYTES + (MAX_JSON_BYTES >> 7))
+    with pytest.raises(ComfyImportError) as e:
+        import_workflow(str(big))
+    assert str(e.value) == (f"{big}: 64.5 MB is more than a workflow file may be (at most 64 MB; ComfyUI's own are "
+                            "under 1 MB): give the workflow's .json, or the PNG ComfyUI saved it in")
+
+
+def test_a_merge_key_bomb_in_an_extra_model_paths_yaml_is_not_built(tmp_path):
+    """Sections that each merge (`<<: *base`) one large section: every merge copies it, so 1 MB of them was billions
+    of keys to build, at every model lookup (25 KB: 14 s). Sections are built while the entries built, merges
+    written out, stay within 100,000 YAML nodes: the ones past that are left out, and a file of a few sections sharing one by a merge key, as people write them, still reads."""
+    from nodes.common.models_dirs import extra_model_paths
+    lines = ["base: &base", "  base_path: shared", "  loras: models/loras"] + [f"  pad{i}: x" for i in range(400)]
+    lines += [f"s{i}: {{<<: *base, checkpoints: c{i}}}" for i in range(300)]
+    (tmp_path / "extra_model_paths.yaml").write_text("\n".join(lines) + "\n")
+    found = extra_model_paths(tmp_path / "extra_model_paths.yaml")
+    base = 1 + 2 * (2 + 400)                # the mapping, then a key and a value node for each of its entries
+    merged = 1 + 1 + base + 2               # the mapping, `<<`, the base written out, its own checkpoints entry
+    assert found["checkpoints"] == [tmp_path / "shared" / f"c{i}" for i in range((100_000 - base) // merged)]
+    (tmp_path / "fine.yaml").write_text("base: &base\n  base_path: shared\n  loras: models/loras\n"
+                                        "more:\n  <<: *base\n  checkpoints: models/checkpoints\n")
+    assert extra_model_paths(tmp_path / "fine.yaml") == {
+        "loras": [tmp_path / "shared" / "models" / "loras"] * 2,
+        "checkpoints": [tmp_path / "shared" / "models" / "checkpoints"]}

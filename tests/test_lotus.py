@@ -185,3 +185,58 @@ def test_lotus_g_is_refused_by_name():
         unet_config({"in_channels": 8, "cross_attention_dim": 1024, "block_out_channels": [320]}, "lotus-g")
     assert unet_config({"in_channels": 4, "cross_attention_dim": 1024, "block_out_channels": [320, 640, 1280, 1280]},
                        "lotus-d")["attention_head_dim"] == [5, 10, 20, 20]     # SD 2's heads of 64
+
+
+def _split_template(first_sigma_after_split: bool) -> dict:
+    """The Lotus template with a SplitSigmas (3 steps, split at 2) whose low half the sampler runs: between
+    BasicScheduler and SetFirstSigma, or after SetFirstSigma."""
+    data = json.loads((TEMPLATES / "image_lotus_depth_v1_1.json").read_text("utf-8"))
+    sub = data["definitions"]["subgraphs"][0]
+    nodes = {n["type"]: n for n in sub["nodes"]}
+    nodes["BasicScheduler"]["widgets_values"][1] = 3
+    cut = 66 if first_sigma_after_split else 194          # BasicScheduler -> SetFirstSigma, or it -> the sampler
+    link = next(l for l in sub["links"] if l["id"] == cut)
+    target, slot = link["target_id"], link["target_slot"]
+    link.update(target_id=75, target_slot=0)
+    sub["links"].append({"id": 247, "origin_id": 75, "origin_slot": 1, "target_id": target, "target_slot": slot,
+                         "type": "SIGMAS"})
+    next(n for n in sub["nodes"] if n["id"] == target)["inputs"][slot]["link"] = 247
+    sub["nodes"].append({"id": 75, "type": "SplitSigmas", "pos": [0, 0], "size": [200, 80], "mode": 0, "order": 0,
+                         "inputs": [{"name": "sigmas", "type": "SIGMAS", "link": cut}],
+                         "outputs": [{"name": "high_sigmas", "type": "SIGMAS", "links": []},
+                                     {"name": "low_sigmas", "type": "SIGMAS", "links": [247]}],
+                         "widgets_values": [2]})
+    return data
+
+
+def test_first_sigma_set_after_a_split_is_where_the_run_starts(lotus):
+    """SetFirstSigma on SplitSigmas' low half sets the first level of the steps the sampler runs: imported as
+    start_step 2 with first_sigma 999, that run is Lotus' one step from 999 (the published step). It was set on the
+    whole schedule's first level, a step the run skips, and the step ran from the schedule's level instead."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    res = import_data(_split_template(True))
+    wf = load_workflow(text=res.yaml, check=False)
+    for n in wf.graph.nodes.values():
+        if n.type == "io.load_image":
+            n.params["path"] = str(lotus["root"] / "picture.png")
+        if n.type == "io.save_frames":
+            n.params["path"] = str(lotus["root"] / "out" / "split")
+    sample = next(n for n in wf.graph.nodes.values() if n.type == "generate.sample")
+    assert (sample.params["start_step"], sample.params["first_sigma"]) == (2, pytest.approx(999.0))
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    png = sorted((lotus["root"] / "out" / "split").rglob("*.png"))
+    got = np.asarray(Image.open(png[0]).convert("RGB")).astype(np.float32) / 255.0
+    want = _reference(lotus["unet"], lotus["vae"], lotus["picture"])
+    assert np.abs(got - want).max() <= 1.5 / 255.0
+
+
+def test_first_sigma_set_before_a_split_stays_with_the_high_half():
+    """SetFirstSigma before SplitSigmas changes the whole schedule's first level, which the low half does not run:
+    the sampler of the low half gets no first_sigma."""
+    from app.comfyui import import_data
+    res = import_data(_split_template(False))
+    sample = next(n for n in res.graph.nodes.values() if n.type == "generate.sample")
+    assert sample.params["start_step"] == 2 and not sample.params.get("first_sigma")

@@ -122,12 +122,14 @@ def read_source(path) -> Source:
         return _pick(_image_metadata(p), label)
     if suffix in VIDEO_SUFFIXES:
         return _pick(_video_metadata(p), label)
-    if p.stat().st_size > MAX_JSON_BYTES:
-        raise ComfyImportError(f"{label}: {p.stat().st_size // 2**20} MB is too large for a workflow file")
+    size = p.stat().st_size
     try:
-        raw = read_plain(p, MAX_JSON_BYTES)
-        if len(raw) > MAX_JSON_BYTES:           # it grew since, or its size was not what it holds
-            raise ComfyImportError(f"{label}: over {MAX_JSON_BYTES // 2**20} MB is too large for a workflow file")
+        raw = b"" if size > MAX_JSON_BYTES else read_plain(p, MAX_JSON_BYTES)
+        if size > MAX_JSON_BYTES or len(raw) > MAX_JSON_BYTES:      # len: it grew since, or stat did not say
+            # The limit and the way on: "64 MB is too large" for a file of 64.4 MB named no limit at all
+            raise ComfyImportError(f"{label}: {max(size, len(raw)) / 2**20:.1f} MB is more than a workflow file "
+                                   f"may be (at most {MAX_JSON_BYTES >> 20} MB; ComfyUI's own are under 1 MB): give "
+                                   f"the workflow's .json, or the PNG ComfyUI saved it in")
         text = _decode(raw, label)
     except OSError as e:
         raise ComfyImportError(f"{label}: cannot read ({e.strerror})") from None

@@ -110,13 +110,18 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     try:
         if path.stat().st_size > 1 << 20:
             return {}
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        sections = _sections(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
         return {}
     out: Dict[str, List[Path]] = {}
-    for section in (data.values() if isinstance(data, dict) else ()):
-        if not isinstance(section, dict):
+    seen = set()
+    for section in sections:
+        # A section named again by an alias (`more: *comfy`) is the same mapping and adds nothing new; read again,
+        # tens of thousands of aliases to a section of tens of thousands of keys (under 1 MB) meant billions of
+        # keys looked at and as many folders listed.
+        if not isinstance(section, dict) or id(section) in seen:
             continue
+        seen.add(id(section))
         base = section.get("base_path") or "."
         # Only a text names a folder; written out, a list (a 486-byte file of aliases nesting lists 9 deep) made
         # hundreds of millions of strings and never ended.
@@ -133,6 +138,44 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
                 if p is not None:
                     out.setdefault(kind, []).append(p if p.is_absolute() else base / p)
     return out
+
+
+# Entries an extra_model_paths.yaml may have once its aliases and merge keys (`<<: *comfy`) are written out: ComfyUI's
+# example has a few dozen. A 25 KB file of 1,000 sections each merging one of 1,000 keys took 14 s to read, and 1 MB
+# holds a thousand times that.
+MAX_YAML_ENTRIES = 100_000
+
+
+def _sections(text: str) -> list:
+    """The top-level values of an extra_model_paths.yaml, each built only if the entries built so far, aliases and
+    merge keys written out, stay within MAX_YAML_ENTRIES: a section that would pass it is left out, the others count."""
+    import yaml
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if not isinstance(root, yaml.MappingNode):
+            return []
+        counted: dict = {}
+        out, total = [], 0
+        for _, node in root.value:
+            size = _written_out(node, counted)
+            if total + size <= MAX_YAML_ENTRIES:
+                total += size
+                out.append(loader.construct_object(node, deep=True))
+        return out
+    finally:
+        loader.dispose()
+
+
+def _written_out(node, seen: dict) -> int:
+    """How many nodes the composed YAML `node` holds with every alias written out: a node used in k places counts
+    k times, as building the data (merge keys copy their mapping) does the work k times."""
+    if id(node) not in seen:
+        seen[id(node)] = 1          # a node that holds itself counts once more there, then stops
+        parts = [p for item in node.value for p in (item if isinstance(item, tuple) else (item,))] \
+            if isinstance(node.value, list) else []
+        seen[id(node)] = 1 + sum(_written_out(p, seen) for p in parts)
+    return seen[id(node)]
 
 
 def _yaml_path(text: str) -> Optional[Path]:

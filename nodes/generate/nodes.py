@@ -598,8 +598,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                         "the top refines the input latent (its second pass: 0.9094, 0.725, "
                                         "0.4219, 0.0)"),
            first_sigma: float = Param(0.0, zero="the schedule's", min=0.0, max=100000.0,
-                                      help="the first noise level in place of the schedule's (ComfyUI's "
-                                           "SetFirstSigma; Lotus depth: 999, its timestep 999)")) -> LATENT:
+                                      help="the first noise level this run starts from (after start_step) in place of "
+                                           "the schedule's (ComfyUI's SetFirstSigma; Lotus depth: 999, its timestep "
+                                           "999)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),

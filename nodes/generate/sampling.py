@@ -340,8 +340,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     `noise_scale` multiplies the noise the run starts from (A1111's initial noise multiplier for img2img, which
     Deforum schedules per frame). `sigmas`, when given, is the whole schedule written out (manual_sigmas): it
     replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
-    latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the schedule's first level
-    (ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999)."""
+    latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the first level this run starts from
+    (after start_step; ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -379,9 +379,6 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     manual = bool(sigmas.strip())
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
                                                               given.samples.shape, shift)
-    if first_sigma > 0:
-        sigmas = sigmas.clone()
-        sigmas[0] = float(first_sigma)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
@@ -400,6 +397,11 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # ComfyUI's KSamplerAdvanced passes the latent through here; a latent that comes out as it
             # went in (zeros, noise) decodes to a black or noisy video with no sign of what went wrong.
             raise NodeError(_empty_window(start_step, end_step, steps, total))
+    if first_sigma > 0:
+        # The level this run starts from, after start_step: set before the window was cut, it landed on a step the
+        # run skips (ComfyUI's SetFirstSigma after SplitSigmas sets the second half's first level)
+        sigmas = sigmas.clone()
+        sigmas[0] = float(first_sigma)
     work = torch.float32
     if add_noise:
         x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work),

@@ -66,7 +66,8 @@ class CoreNodes:
         base = src.attrs if isinstance(src, Out) else {}
         step = int(params.get("step", 0))
         self.outs[(cn.id, 0)] = Out(None, {**base, "end_step": step, "leftover_noise": True})
-        self.outs[(cn.id, 1)] = Out(None, {**base, "start_step": step})
+        # a SetFirstSigma before the split set the high half's first level, not the low half's
+        self.outs[(cn.id, 1)] = Out(None, {**{k: v for k, v in base.items() if k != "first_sigma"}, "start_step": step})
         return []
 
     def special_first_sigma(self, cn, rule, params, notes):
