@@ -105,13 +105,21 @@ def test_a_broken_comfyui_file_is_a_message(win, tmp_path):
 
 
 def test_the_command_line_opens_a_comfyui_file_as_file_open_does(qtbot, monkeypatch):
-    from app.editor import main as editor_main
+    # `kinograph gui big.json` imported before the window existed: nothing on screen for seconds. The window
+    # shows first, then the import runs as File > Open's does (off the UI thread, behind its busy dialog).
+    from app.editor import main as editor_main, comfyui_open
     monkeypatch.setattr(QApplication, "exec", lambda *a: 0)
     before = list(window_mod.WINDOWS)
+    shown_then = []
+    read = comfyui_open.read_comfyui
+    monkeypatch.setattr(comfyui_open, "read_comfyui", lambda *a: (
+        shown_then.append([w.isVisible() for w in window_mod.WINDOWS if w not in before]), read(*a))[1])
     assert editor_main.run_editor(str(DATA / "svd_i2v.json")) == 0
     new = [w for w in window_mod.WINDOWS if w not in before]
     try:
         (w,) = new
+        qtbot.waitUntil(lambda: bool(w.doc.graph.nodes), timeout=20000)
+        assert shown_then == [[True]]
         assert "generate.sample" in {n.type for n in w.doc.graph.nodes.values()}
         assert w.doc.path is None and w._comfyui_report.isVisible()
     finally:
@@ -321,3 +329,83 @@ def test_a_red_placeholder_says_to_replace_it_not_to_install_a_node_pack(win, tm
     win.view_node("image_quantize_30", "A")
     assert win.statusBar().currentMessage() == ("ComfyUI's ImageQuantize has no Kinograph equivalent: replace it "
                                                 "to see an output there")
+
+
+def test_save_changes_is_asked_before_the_import_so_cancel_wastes_nothing(win, monkeypatch):
+    # A modified graph: "Save changes?" came only once the import (seconds for a big template) had finished.
+    from app.editor import comfyui_open
+    win.controller.add_node("load.text_encoder", (0, 0))
+    before = dict(win.doc.graph.nodes)
+    said = []
+    monkeypatch.setattr(comfyui_open, "read_comfyui", lambda *a: said.append("import"))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (said.append("asked"), QMessageBox.Cancel)[1])
+    assert win.open_path(DATA / "svd_i2v.json") is None
+    assert said == ["asked"] and win.doc.graph.nodes == before and win.doc.modified
+
+
+def test_a_comfyui_file_opens_at_the_view_it_was_saved_with(win, qtbot, tmp_path):
+    # It opened framed from its top left, in many templates a tall Markdown note; ComfyUI reopens at extra.ds,
+    # under which LiteGraph draws a point p at (p + offset) * scale.
+    data = json.loads((DATA / "svd_i2v.json").read_text())
+    data.setdefault("extra", {})["ds"] = {"offset": [-800, -300], "scale": 0.6}
+    path = tmp_path / "saved_view.json"
+    path.write_text(json.dumps(data))
+    assert win.open_path(path) is win
+    qtbot.wait(50)                      # the first view is set once the canvas has its size
+    top_left = win.view.mapToScene(QPoint(0, 0))
+    assert win.view.zoom() == pytest.approx(0.6)
+    assert (top_left.x(), top_left.y()) == (pytest.approx(800, abs=2), pytest.approx(300, abs=2))
+
+
+def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(win, qtbot):
+    note = win.controller.add_note((-3000, -200), "## Models\n" + "- a link\n" * 200)
+    node = win.controller.add_node("load.text_encoder", (0, 0))
+    win.view.frame_legible()
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert seen.contains(win.scene.nodes[node].sceneBoundingRect())
+    assert not seen.intersects(win.scene.notes[note].sceneBoundingRect())
+
+
+def test_a_note_draws_its_markdown_and_is_typed_raw(win, qtbot):
+    raw = "## Model links\n**checkpoints**: [svd](https://example.com/svd)\nsecond line"
+    nid = win.controller.add_note((0, 0), raw)
+    note = win.scene.notes[nid]
+    shown = note.text_item.toPlainText()
+    assert "##" not in shown and "**" not in shown and "](" not in shown
+    assert "Model links" in shown and "checkpoints: svd" in shown
+    assert shown.replace("\u2028", "\n").splitlines()[-2:] == ["checkpoints: svd", "second line"]   # lines kept
+    assert note.h >= note.text_item.boundingRect().height()      # the box holds its wrapped text
+    note.start_editing(select_all=False)
+    assert note.text_item.toPlainText() == raw
+    qtbot.keyClicks(win.view.viewport(), "!")
+    note.text_item.clearFocus()
+    assert win.doc.graph.ui["_notes"][nid]["text"] == raw + "!"
+    assert "**" not in note.text_item.toPlainText()             # drawn again once typed
+
+
+def test_a_red_placeholder_has_the_sockets_and_wires_it_had_in_comfyui(win, tmp_path):
+    # Its links were kept only in its params (shown in Properties): no socket, no wire, and the save node it fed
+    # said "connect by hand". Now they are links of the graph, drawn on sockets named as in ComfyUI; it still
+    # does not run (its type is unknown); deleted, it hands its input on to what it fed, as any deleted node does.
+    wf = json.loads((DATA / "svd_i2v.json").read_text())
+    wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0,
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [51]}], "widgets_values": [16, "none"]})
+    save = next(n for n in wf["nodes"] if n["id"] == 10)
+    save["inputs"][0]["link"] = 51
+    wf["links"] = [x for x in wf["links"] if x[0] != 10] + [[50, 8, 0, 30, 0, "IMAGE"], [51, 30, 0, 10, 0, "IMAGE"]]
+    src = tmp_path / "quantized.json"
+    src.write_text(json.dumps(wf))
+    assert win.open_path(src) is win
+    g, red = win.doc.graph, "image_quantize_30"
+    (saver,) = [n for n, i in g.nodes.items() if i.type.startswith("io.save") or i.type.startswith("io.write")]
+    assert g.inputs[red] == {"image": ("vae_decode_8", "video")}
+    assert next(iter(g.inputs[saver].values())) == (red, "image")
+    item, scene = win.scene.nodes[red], win.scene
+    assert [n for n, _ in item._port_rows(True)] == ["image"] and [n for n, _ in item._port_rows(False)] == ["image"]
+    wire_in, wire_out = scene.links[f"{red}.image"], scene.links[f"{saver}.{next(iter(g.inputs[saver]))}"]
+    assert wire_in.path().pointAtPercent(1) == item.port_scene_pos("image", True)
+    assert wire_out.path().pointAtPercent(0) == item.port_scene_pos("image", False)
+    assert any("unknown node type 'comfyui.ImageQuantize'" in str(p) for p in win.doc.problems)
+    win.controller.delete([red])
+    assert list(g.inputs[saver].values()) == [("vae_decode_8", "video")]

@@ -102,6 +102,12 @@ def test_damaged_or_lying_tags_and_scales_are_named(tmp_path):
         "a scale of other rows": ({"blk.proj.weight_scale": torch.ones(5, 1)}, "does not fit"),
         "a NaN scale": ({"blk.proj.weight_scale": torch.full((8, 1), float("nan"))}, "NaN"),
         "a float weight": ({"blk.proj.weight": w}, "tagged int8_tensorwise but its weight is float32"),
+        # ComfyUI's mixture-of-experts bank, not a damaged file: said so (it was called damaged)
+        "an experts' bank": ({"blk.proj.weight": good["blk.proj.weight"].expand(3, -1, -1).contiguous(),
+                              "blk.proj.weight_scale": good["blk.proj.weight_scale"].expand(3, -1, -1).contiguous(),
+                              "blk.proj.comfy_quant": cr.tag({"format": "int8_tensorwise", "convrot": True,
+                                                              "convrot_groupsize": 16, "num_experts": 3})},
+                             "a bank of 3 experts' matrices"),
         "a format not read": ({"blk.proj.comfy_quant": cr.tag({"format": "awq_w4a16"})},
                               "ComfyUI's awq_w4a16 format, which Kinograph cannot read yet"),
     }
@@ -113,3 +119,61 @@ def test_damaged_or_lying_tags_and_scales_are_named(tmp_path):
     lacking = {k: v for k, v in good.items() if not k.endswith(".weight_scale")}
     with pytest.raises(NodeError, match=r"^damaged_int8_convrot\.safetensors: blk\.proj .*has no weight_scale"):
         load_weights(_save(tmp_path, lacking, "damaged_int8_convrot.safetensors"))
+
+
+def test_layers_described_in_the_files_quantization_metadata_are_rotated_back(tmp_path):
+    """ComfyUI's documented form of a quantised file: the layers' descriptions in the safetensors metadata
+    (`_quantization_metadata`, which comfy/utils.py convert_old_quants turns into tags), no comfy_quant tensors; a
+    layer may be named without the file's key prefix, as ComfyUI strips it first."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from nodes.generate.detect import read_header
+    from nodes.generate.weights import load_weights, unreadable_format
+    w = _layers()["big"]
+    q, s = cr.quantize_int8_convrot_weight(w, 256)
+    q4, s4 = cr.quantize_convrot_w4a4_weight(w, 256)
+    state = {"model.diffusion_model.blk.a.weight": q, "model.diffusion_model.blk.a.weight_scale": s,
+             "model.diffusion_model.blk.b.weight": q4, "model.diffusion_model.blk.b.weight_scale": s4,
+             "model.diffusion_model.blk.c.weight": w.to(torch.bfloat16)}
+    layers = {"model.diffusion_model.blk.a": {"format": "int8_tensorwise", "convrot": True, "convrot_groupsize": 256},
+              "blk.b": {"format": "convrot_w4a4", "params": {"convrot_groupsize": 256}}}
+    path = tmp_path / "meta_int8_convrot.safetensors"
+    save_file(state, str(path), metadata={"_quantization_metadata": json.dumps({"layers": layers})})
+    got = load_weights(path, torch.float32)
+    assert torch.equal(got["model.diffusion_model.blk.a.weight"], cr.dequantize_int8_convrot_weight(q, s, 256))
+    assert torch.equal(got["model.diffusion_model.blk.b.weight"], cr.dequantize_convrot_w4a4_weight(q4, s4, 256))
+    assert torch.equal(got["model.diffusion_model.blk.c.weight"], w.to(torch.bfloat16).float())
+    header = read_header(path)
+    assert unreadable_format(path, header.shapes, header.metadata) is None
+    # a format Kinograph does not read, described only there, is named by `kinograph info` and by the load
+    layers["blk.b"] = {"format": "awq_w4a16", "group_size": 64}
+    save_file(state, str(path), metadata={"_quantization_metadata": json.dumps({"layers": layers})})
+    header = read_header(path)
+    assert "awq_w4a16" in unreadable_format(path, header.shapes, header.metadata)
+    with pytest.raises(Exception, match=r"^meta_int8_convrot\.safetensors: model\.diffusion_model\.blk\.b .*awq_w4a16"):
+        load_weights(path)
+    save_file(state, str(path), metadata={"_quantization_metadata": "{layers"})
+    with pytest.raises(Exception, match=r"^meta_int8_convrot\.safetensors: its _quantization_metadata is not the JSON"):
+        load_weights(path)
+
+
+def test_a_group_size_written_as_text_is_read_as_comfyui_reads_it(tmp_path):
+    """ComfyUI's comfy/ops.py reads the group with int(): "256" (a tag written by another tool) loads there."""
+    from nodes.generate.weights import load_weights
+    w = _layers()["small"]
+    q, s = cr.quantize_int8_convrot_weight(w, 16)
+    for group in ("16", 16.0):
+        tag = cr.tag({"format": "int8_tensorwise", "params": {"convrot": True, "convrot_groupsize": group}})
+        path = _save(tmp_path, {"l.weight": q, "l.weight_scale": s, "l.comfy_quant": tag})
+        assert torch.equal(load_weights(path, torch.float32)["l.weight"], cr.dequantize_int8_convrot_weight(q, s, 16))
+
+
+def test_an_int8_convrot_file_is_not_called_fp8(tmp_path):
+    """`kinograph info` called every file with a per-layer weight_scale fp8_mixed, int8_convrot ones too."""
+    from nodes.generate.detect import precision_of, read_header
+    state = cr.quantise_file_state({"a.weight": _layers()["big"], "b.weight": torch.randn(4, 4)}, 256)
+    assert precision_of(read_header(_save(tmp_path, state))) == "int8_mixed"
+    fp8 = {"a.weight": torch.randn(4, 4).to(torch.float8_e4m3fn), "a.weight_scale": torch.tensor(1.0)}
+    assert precision_of(read_header(_save(tmp_path, fp8, "fp8mixed.safetensors"))) == "fp8_mixed"

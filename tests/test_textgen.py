@@ -213,3 +213,27 @@ def test_a_file_of_an_untied_model_without_its_head_is_refused_by_name(models, m
     with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is Qwen3-8B, whose output head \(lm_head\)"):
         textgen.generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2)
     assert textgen.generate_ids(encoder("qwen3_head_tiny.safetensors"), "a cat", max_length=2)[0]
+
+
+def test_a_quantised_output_head_is_dequantised(tmp_path):
+    """The file's own lm_head, int8_convrot or fp8 scaled as ComfyUI's quantised text encoders may hold it, read as
+    its plain matrix: its names were cut to `weight`, which the loader's `.weight` rules never matched, so the raw
+    int8 (or unscaled fp8) values became the head."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    import comfy_convrot as cr
+    from nodes.generate.textgen import _file_head
+    w = torch.randn(8, 256, generator=torch.Generator().manual_seed(0)) * 0.05
+    q, s = cr.quantize_int8_convrot_weight(w, 256)
+    path = tmp_path / "qwen_3_8b_int8_convrot.safetensors"
+    save_file({"lm_head.weight": q, "lm_head.weight_scale": s, "model.norm.weight": torch.ones(256),
+               "lm_head.comfy_quant": cr.tag({"format": "int8_tensorwise", "convrot": True})}, str(path))
+    assert torch.equal(_file_head(SimpleNamespace(path=str(path))).float(),
+                       cr.dequantize_int8_convrot_weight(q, s, 256).to(torch.bfloat16).float())
+    scale = torch.tensor(0.01)
+    save_file({"lm_head.weight": (w / scale).to(torch.float8_e4m3fn), "lm_head.scale_weight": scale,
+               "scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}, str(path))
+    want = (w / scale).to(torch.float8_e4m3fn).float() * scale
+    assert torch.equal(_file_head(SimpleNamespace(path=str(path))), want)

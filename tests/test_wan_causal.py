@@ -271,6 +271,20 @@ def test_skip_layer_guidance_is_refused_by_a_block_wise_run(causal):
                      sampler="ar_video", scheduler="simple")
 
 
+def test_skip_layers_in_the_negative_pass_are_refused_by_a_block_wise_run(causal):
+    """guide.skip_layers_negative runs the negative prompt apart from the prompt, at a batch of one, while the cache
+    holds both prompts' keys: it failed at the first step, on the cache's batch, with a message naming neither the
+    node nor the fix. Refused by name before any step."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.skip_layers import SkipLayers
+    handle = causal[2].with_option("skip_layers_negative", SkipLayers.parse("1", 0.0, 0.0, 1.0, 0.0, negative=True))
+    lat = Latent(torch.zeros(1, 16, 2, 4, 6), "wan", 5, 16, 48, 32)
+    with pytest.raises(NodeError, match="remove guide.skip_layers_negative"):
+        run_sampling(handle, Conditioning("wan", torch.randn(1, 5, TEXT)), Conditioning("wan", torch.zeros(1, 5, TEXT)),
+                     lat, steps=2, cfg=4.0, sampler="ar_video", scheduler="simple")
+
+
 def test_a_prompt_over_an_area_is_refused_by_a_block_wise_run(causal):
     """A prompt over part of the picture (condition.area) runs the model on that part alone: its keys in the cache
     would stand for whole frames (or whole frames' for its part). Refused by name, not sampled so."""

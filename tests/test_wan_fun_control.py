@@ -125,7 +125,8 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     width, height, length = node["widgets_values"][:3]
     assert (lat.params["width"], lat.params["height"], lat.params["frames"]) == (width, height, length)
     # comfyui_controlnet_aux's CannyEdgePreprocessor in Canny's place is its control.canny_edges; a preprocessor
-    # Kinograph does not have (MediaPipe's face mesh) leaves the control video to connect by hand, said
+    # Kinograph does not have (MediaPipe's face mesh) is a red placeholder, and the control video stays linked to
+    # it, as in ComfyUI, for whatever replaces it
     canny = next(n for n in data["nodes"] if n["type"] == "Canny")
     canny["type"], canny["widgets_values"] = "CannyEdgePreprocessor", [100, 200, 512]
     swapped = import_data(data)
@@ -133,8 +134,10 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     control = swapped.graph.inputs[cond.id]["control"][0]
     assert swapped.graph.nodes[control].type == "control.canny_edges"
     canny["type"], canny["widgets_values"] = "MediaPipe-FaceMeshPreprocessor", [10, 0.5, 512]
-    assert import_data(data).report.entries[str(node["id"])].notes == [
-        "input control_video comes from a node that did not convert; connect control by hand"]
+    faced = import_data(data)
+    control, port = faced.graph.inputs[cond.id]["control"]
+    assert (faced.graph.nodes[control].type, port) == ("comfyui.MediaPipe-FaceMeshPreprocessor", "image")
+    assert faced.report.entries[str(canny["id"])].status == "unmapped"
 
 
 def _guided(mm, g):
@@ -232,6 +235,19 @@ def test_skip_layers_in_the_negative_pass_as_comfyuis_simple_kind(models, mm):
     late = skip_layers_negative(None, model, "1", 0.5, 1.0)           # the one step is at the top noise level
     assert torch.allclose(step(late, pos, neg, 5.0), guided)
     assert torch.allclose(step(skip_layers_negative(None, model, "1", 0.0, 1.0), pos, None, 1.0), cond)
+
+
+def test_skip_layers_on_a_model_without_the_blocks_name_the_node_used():
+    """Both kinds refuse a model whose blocks they cannot skip; the negative-pass kind told the user to remove
+    guide.skip_layer_guidance, a node the graph did not hold."""
+    from types import SimpleNamespace
+
+    from graph_engine import NodeError
+    from nodes.generate.skip_layers import SkipLayers
+    for negative, node in ((False, "guide.skip_layer_guidance"), (True, "guide.skip_layers_negative")):
+        with pytest.raises(NodeError, match=rf"remove {node} for this model"):
+            with SkipLayers.parse("1", 3.0, 0.0, 1.0, 0.0, negative=negative).skipped(SimpleNamespace(unet=None)):
+                pass
 
 
 def test_unet_attention_multiply_changes_nothing_on_wan(models, mm):

@@ -305,7 +305,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
         left = []
         for param, out, comfy in self.param_links.pop(cn.id, ()):
             src, sport = out.port
-            have = self.registry.get(self.graph.nodes[src].type).outputs[sport].type if spec else None
+            source = self.registry.get(self.graph.nodes[src].type) if spec else None     # None: a placeholder's
+            have = source.outputs[sport].type if source else None
             want = spec.port_type(param) if spec else None
             if want is not None and have is not None and want.can_take(have):
                 self.graph.connect(src, sport, nid, param)
@@ -351,6 +352,15 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             params["widgets_values"] = cn.widgets
         nid = self.add("comfyui." + re.sub(r"[^A-Za-z0-9_\-]+", "_", cn.class_type), cn, params)
         self.graph.ui.setdefault(nid, {})["placeholder"] = True
+        # Its links are links, on sockets named as in ComfyUI, so that the graph reads as it did there (it still
+        # does not run: its type is unknown). They showed only in its properties, the nodes it fed unlinked.
+        for k, v in cn.inputs.items():
+            out = self.resolve(v)
+            if isinstance(out, Out) and out.port is not None:
+                self.graph.connect(*out.port, nid, _socket(k))
+        names = [_socket((cn.out_names[k:k + 1] or [""])[0] or kind) for k, kind in enumerate(cn.out_types)]
+        for slot, name in enumerate(names):
+            self.outs.setdefault((cn.id, slot), Out((nid, f"{name}_{slot}" if names.count(name) > 1 else name), {}))
         notes = [unmapped_note(cn)]
         if cn.mode == 0 and not is_bundle(cn.class_type) and possible_output(cn, self.consumers, False):
             notes.append("it feeds no other node, so it is taken as an output node of its pack (ComfyUI runs those; "
@@ -590,3 +600,8 @@ def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
         return converter.run()
     finally:
         converter.close_regex()
+
+
+def _socket(name: str) -> str:
+    """A placeholder's socket for a ComfyUI input or output type: a name a link (`node.socket`) can hold."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_").lower() or "value"

@@ -60,6 +60,7 @@ class CNode:
     mode: int = 0
     missing_widgets: Tuple[str, ...] = ()       # named widgets the file's widgets_values stops short of
     pack: str = ""                              # the custom node pack ComfyUI recorded for it (cnr_id / aux_id)
+    out_names: List[str] = field(default_factory=list)     # its outputs' names, for a placeholder's sockets
 
 
 @dataclass
@@ -767,7 +768,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 or n.raw.get("mode", 0) == MODE_NEVER or nid in flat.orphaned:
             continue
         cn = CNode(nid, t, title(n), pos=_pos(n.raw.get("pos")), out_types=[o["type"] for o in n.outputs],
-                   mode=n.raw.get("mode", 0))
+                   mode=n.raw.get("mode", 0), out_names=[str(o.get("name") or "") for o in n.outputs])
         props = n.raw.get("properties") if isinstance(n.raw.get("properties"), dict) else {}
         pack = props.get("cnr_id") or props.get("aux_id")
         if isinstance(pack, str) and pack:

@@ -26,6 +26,7 @@ class Imported(NamedTuple):
     registry: object
     report: object
     origin: Path
+    view: Optional[Tuple[float, float, float]] = None
 
 
 def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tuple[Document, object]]:
@@ -57,23 +58,46 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
             missing = []
         result.report.remarks += missing
     _unstack(wf.graph, registry)
-    return Imported(wf.graph, problems, checked, registry, result.report, p.resolve())
+    return Imported(wf.graph, problems, checked, registry, result.report, p.resolve(), saved_view(p))
+
+
+def saved_view(path) -> Optional[Tuple[float, float, float]]:
+    """(x, y, zoom): the scene point at the top left of the view a ComfyUI file was saved with (its `extra.ds`:
+    LiteGraph draws a point p at (p + offset) * scale), and that view's zoom; None when it keeps none."""
+    from app.comfyui import comfyui_source
+    src = comfyui_source(path)
+    data = src.data if src is not None and isinstance(src.data, dict) else {}
+    ds = data.get("extra", {}).get("ds") if isinstance(data.get("extra"), dict) else None
+    try:
+        offset, scale = ds["offset"], float(ds["scale"])
+        ox, oy = (offset["0"], offset["1"]) if isinstance(offset, dict) else offset[:2]
+        return (-float(ox), -float(oy), scale) if scale > 0 else None
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def to_document(read: Imported) -> Tuple[Document, object]:
     """The document of what read_comfyui read (on the UI thread: a Document is a Qt object)."""
     doc = Document(read.graph, None, read.registry, read.problems, read.checked)
     doc.origin = read.origin                 # unsaved: Save asks where, the ComfyUI file is never overwritten
+    doc.saved_view = read.view
     return doc, read.report
 
 
 def _unstack(g: Graph, registry) -> None:
     """ComfyUI's positions were laid out for its node sizes; a Kinograph node is often taller (the
     sampler carries more fields), and would cover the one below it. Move those down."""
-    from .geometry import node_size
+    from .geometry import HEADER_H, PAD, ROW_H, node_size
     from .layout import separate
     pos = {n: tuple(g.ui[n]["pos"]) for n in g.nodes if isinstance((g.ui.get(n) or {}).get("pos"), list)}
     sizes = {n: node_size(registry.get(g.nodes[n].type), bool(g.ui[n].get("collapsed"))) for n in pos}
+    fed: dict = {}
+    for ins in g.inputs.values():
+        for src, sport in ins.values():
+            fed.setdefault(src, set()).add(sport)
+    for n, (w, h) in sizes.items():
+        if registry.get(g.nodes[n].type) is None and not g.ui[n].get("collapsed"):     # a row a socket, as drawn
+            sizes[n] = (w, max(h, HEADER_H + 2 * PAD + ROW_H * max(len(g.inputs.get(n, {})), len(fed.get(n, ())))))
     placed = separate(pos, sizes)
     for n, (x, y) in placed.items():
         if (x, y) != pos[n]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPainterPath, QPen, QTextCursor
+from PySide6.QtGui import QColor, QFont, QKeySequence, QPainterPath, QPen, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from . import theme
@@ -153,6 +153,17 @@ class _NoteText(QGraphicsTextItem):
         self.parentItem().commit_text()
 
 
+def _hard_breaks(text: str) -> str:
+    """Markdown with each line break kept (outside code blocks, which keep theirs): Markdown joins lines into
+    paragraphs, and a plain note (ComfyUI's Note, a Kinograph note) would lose its lines."""
+    out, code = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            code = not code
+        out.append(line if code or not line.strip() or line.lstrip().startswith(("```", "~~~")) else line + "  ")
+    return "\n".join(out)
+
+
 class NoteItem(QGraphicsItem):
     """A sticky note; double-click to edit its text in place."""
 
@@ -170,14 +181,22 @@ class NoteItem(QGraphicsItem):
     def sync(self, data: dict) -> None:
         self.prepareGeometryChange()
         self.w, self.h = (float(v) for v in data.get("size", [220, 120]))
-        text = str(data.get("text", ""))
-        if self.text_item.toPlainText() != text:
-            self.text_item.setPlainText(text)
+        self.text = str(data.get("text", ""))
         self.text_item.setTextWidth(self.w - 16)
+        if not self.text_item.editing():
+            self.show_text()
+        elif self.text_item.toPlainText() != self.text:
+            self.text_item.setPlainText(self.text)
         x, y = data.get("pos", [0, 0])
         if QPointF(x, y) != self.pos():
             self.setPos(QPointF(x, y))
+        self._fit()         # the text wraps to its width only now: it ran past the note's foot, dark on the canvas
         self.update()
+
+    def show_text(self) -> None:
+        """The note's text drawn as Markdown (raw while typed): ComfyUI's templates open on notes of headings,
+        links and lists, which showed as ## and ** marks."""
+        self.text_item.document().setMarkdown(_hard_breaks(self.text), QTextDocument.MarkdownDialectGitHub)
 
     def _fit(self):
         need = self.text_item.boundingRect().height() + 14
@@ -208,6 +227,11 @@ class NoteItem(QGraphicsItem):
 
     def start_editing(self, select_all: bool = True) -> None:
         """Type into the note (a new one starts this way, its placeholder text selected)."""
+        if self.text_item.toPlainText() != self.text:     # drawn as Markdown: typed raw, from its end
+            self.text_item.setPlainText(self.text)
+            cur = self.text_item.textCursor()
+            cur.movePosition(QTextCursor.End)
+            self.text_item.setTextCursor(cur)
         self.text_item.setTextInteractionFlags(Qt.TextEditorInteraction)
         self.text_item.setFocus(Qt.MouseFocusReason)
         if select_all:
@@ -219,3 +243,5 @@ class NoteItem(QGraphicsItem):
         if self.scene() is not None:
             self.scene().controller.update_note(self.nid, text=self.text_item.toPlainText(),
                                                 size=[round(self.w), round(self.h)])
+        if not self.text_item.editing():      # typing done, and the same text (no sync follows): drawn again
+            self.show_text()

@@ -79,16 +79,20 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
                              "(package names for Debian and Ubuntu; other systems name them alike)")
     app = _app()
     from graph_engine.errors import WorkflowError
+    from PySide6.QtCore import QTimer
+    from app.comfyui import is_comfyui_file
     from .document import Document
     from .window import MainWindow, offer_recovery
 
-    from .comfyui_open import open_comfyui, show_report
+    from .comfyui_open import open_comfyui
 
-    doc, report, failed = None, None, ""
-    if workflow:
+    doc, failed = None, ""
+    # A ComfyUI file opens as it does from File > Open, once the window is up: imported off the UI thread behind
+    # its busy dialog, with its report beside it. Imported first, a big template kept the window away for seconds.
+    later = bool(workflow) and not screenshot and is_comfyui_file(workflow)
+    if workflow and not later:
         try:
-            # A ComfyUI file opens as it does from File > Open: imported, with its report beside it.
-            doc, report = open_comfyui(workflow, None) or (Document.load(Path(workflow)), None)
+            doc = (open_comfyui(workflow, None) or (Document.load(Path(workflow)),))[0]     # YAML, or --screenshot
         except (WorkflowError, KinographError) as e:
             print(f"kinograph: cannot open {workflow}:\n{e}", file=sys.stderr)
             if screenshot:
@@ -104,9 +108,9 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
         from PySide6.QtWidgets import QMessageBox
         w.log.log("error", f"cannot open {workflow}: {failed}")
         QMessageBox.warning(w, "Cannot open workflow", f"Cannot open {Path(workflow).name}:\n\n{failed}")
-    if report is not None:
-        show_report(w, report, workflow)
     offer_recovery(w)
+    if later:
+        QTimer.singleShot(0, lambda: w.open_path(workflow, warn=True))
     restore = autosave_on_termination(app)
     try:
         return app.exec()

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import textwrap
-from typing import Any, List, Optional, Tuple
+from types import SimpleNamespace
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
@@ -15,7 +16,7 @@ from PySide6.QtWidgets import QGraphicsItem
 
 from graph_engine.validate import check_param
 
-from . import theme
+from . import rules, theme
 from .geometry import (DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, drag_rate, node_size, places,
                        slider_range, snap)
 from .help_text import help_tip
@@ -102,6 +103,15 @@ def format_value(p, v) -> str:
     return str(v)
 
 
+class _Socket(NamedTuple):
+    """What the painter needs of a port, for a node whose type (and so ports) this install lacks."""
+    type: Any
+    optional: bool = False
+
+
+_UNKNOWN = SimpleNamespace(color="#888888", name="?")
+
+
 class NodeItem(QGraphicsItem):
     def __init__(self, node_id: str, spec, inst, ui: dict):
         super().__init__()
@@ -129,6 +139,9 @@ class NodeItem(QGraphicsItem):
         self.inst = inst
         self.collapsed = bool(ui.get("collapsed"))
         self.w, self.h = node_size(self.spec, self.collapsed, self.thumb is not None and not self.collapsed)
+        if self.spec is None and not self.collapsed:        # a row for each of its sockets
+            rows = max(len(self._linked_rows(True)), len(self._linked_rows(False)))
+            self.h = max(self.h, HEADER_H + 2 * PAD + rows * ROW_H)
         if self.info and not self.collapsed:
             self.h += ROW_H
         self._rect = QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
@@ -182,7 +195,28 @@ class NodeItem(QGraphicsItem):
         return p
 
     def _port_rows(self, is_input: bool):
-        return list((self.spec.inputs if is_input else self.spec.outputs).items()) if self.spec else []
+        if self.spec is None:
+            return self._linked_rows(is_input)
+        return list((self.spec.inputs if is_input else self.spec.outputs).items())
+
+    def _linked_rows(self, is_input: bool):
+        """A node of a type this install lacks (a ComfyUI node the import has no equivalent for) has the sockets
+        its links use, coloured as the other end: without them its wires were not drawn, as if it stood alone."""
+        scene = self.scene()
+        if scene is None:
+            return []
+        g, reg = scene.doc.graph, scene.doc.registry
+        if is_input:
+            ends = [(name, rules.port_type(reg, g, src, sport, False))
+                    for name, (src, sport) in g.inputs.get(self.node_id, {}).items()]
+        else:
+            seen: dict = {}
+            for dst, ins in g.inputs.items():
+                for port, (src, sport) in ins.items():
+                    if src == self.node_id:
+                        seen[sport] = seen.get(sport) or rules.port_type(reg, g, dst, port, True)
+            ends = sorted(seen.items())
+        return [(name, _Socket(t or _UNKNOWN)) for name, t in ends]
 
     def linked_params(self) -> List[str]:
         """The params a link sets (a width from video.size): each shows a socket at its field's left edge."""
@@ -417,6 +451,8 @@ class NodeItem(QGraphicsItem):
                 sc.overview_changed()
                 if sc._moving:
                     sc.node_dragged(self)
+        if change == QGraphicsItem.ItemSceneHasChanged and self.spec is None and value is not None:
+            self.sync(self.inst, {"collapsed": self.collapsed})      # its sockets are its links: known now
         return super().itemChange(change, value)
 
     def hoverMoveEvent(self, event):
@@ -435,6 +471,9 @@ class NodeItem(QGraphicsItem):
 
     def _port_tip(self, port) -> str:
         name, is_input = port
+        if self.spec is None:
+            return (f"ComfyUI's {'input' if is_input else 'output'} {name}: kept linked as in ComfyUI, "
+                    f"for the nodes that replace this one")
         if is_input and name in self.spec.params:
             src = self.scene().doc.graph.inputs.get(self.node_id, {}).get(name, ("?", "?"))
             return (f"{name}: set by {'.'.join(src)} ({self.spec.port_type(name).name}); drag the wire away to type "

@@ -78,7 +78,9 @@ class GraphScene(QGraphicsScene):
         a, b = self.nodes.get(l.src), self.nodes.get(l.dst)
         if a is None or b is None:
             return
-        t = rules.port_type(self.doc.registry, self.doc.graph, l.src, l.src_port, False)
+        # out of a node of an unknown type (a red placeholder): the colour of what it feeds
+        t = rules.port_type(self.doc.registry, self.doc.graph, l.src, l.src_port, False) or \
+            rules.port_type(self.doc.registry, self.doc.graph, l.dst, l.dst_port, True)
         item = LinkItem(a, l.src_port, b, l.dst_port, t.color if t else "#888888")
         item.points = [QPointF(*p) for p in (self.doc.graph.ui.get(REROUTES) or {}).get(item.key, [])]
         item.update_path()
@@ -104,9 +106,11 @@ class GraphScene(QGraphicsScene):
             self._remove_link(f"{ev.node}.{ev.data['link'].dst_port}")
             self._add_link(ev.data["link"])
             self._refresh(ev.data["link"].dst)
+            self._resize_unknown(ev.data["link"])
         elif k == "unlinked":
             self._remove_link(f"{ev.node}.{ev.data['link'].dst_port}")
             self._refresh(ev.node)
+            self._resize_unknown(ev.data["link"])
         elif k == "param_changed":
             self._refresh(ev.node)
             self.fit_groups(ev.node)        # it grew or shrank where it stands
@@ -129,6 +133,13 @@ class GraphScene(QGraphicsScene):
         self.fit_groups()
         self.overview_changed()
         self.layoutChanged.emit()
+
+    def _resize_unknown(self, link: Link) -> None:
+        """A node of an unknown type has a socket per link: one more or less changes its height."""
+        for nid in (link.src, link.dst):
+            item = self.nodes.get(nid)
+            if item is not None and item.spec is None:
+                item.sync(item.inst, {"collapsed": item.collapsed})
 
     def _refresh(self, nid: str) -> None:
         item = self.nodes.get(nid)

@@ -214,12 +214,17 @@ class GraphView(QGraphicsView):
     def frame_legible(self) -> None:
         """The first view of a workflow: all of it when that is legible, otherwise its start (the
         sources, top left) at the smallest zoom that still shows titles, sockets and fields; the
-        minimap shows where the rest is."""
-        rect = self.scene().nodes_rect()
+        minimap shows where the rest is. An imported ComfyUI workflow opens at the view it was saved with, as in
+        ComfyUI; without one the view frames the nodes, not the notes (a template's top left is often a tall note
+        of model links: the artist saw a wall of text)."""
+        scene = self.scene()
+        if scene.doc.saved_view is not None and self._at_saved(*scene.doc.saved_view):
+            return
+        rect = scene.nodes_rect(list(scene.nodes))
         if rect.isEmpty():
             self.frame(rect)
             return
-        self.reach(rect)
+        self.reach(scene.nodes_rect())
         vw, vh = self.viewport().width(), self.viewport().height()
         m = 40.0
         fit = min(vw / (rect.width() + 2 * m), vh / (rect.height() + 2 * m))
@@ -231,6 +236,19 @@ class GraphView(QGraphicsView):
         cy = rect.center().y() if rect.height() * LEGIBLE_ZOOM + 2 * m <= vh else rect.top() - m + vh / (2 * LEGIBLE_ZOOM)
         self.centerOn(QPointF(cx, cy))
         self.minimap.update()
+
+    def _at_saved(self, x: float, y: float, scale: float) -> bool:
+        """Show scene point (x, y) at the top left at zoom `scale`, as ComfyUI reopens a workflow; False (nothing
+        moved) when no node would be in sight there."""
+        z = max(MIN_ZOOM, min(MAX_ZOOM, scale))
+        seen = QRectF(x, y, self.viewport().width() / z, self.viewport().height() / z)
+        if not any(seen.intersects(item.sceneBoundingRect()) for item in self.scene().nodes.values()):
+            return False
+        self.reach(self.scene().nodes_rect())
+        self.zoom_by(z / self.zoom())
+        self.centerOn(seen.center())
+        self.minimap.update()
+        return True
 
     def frame_selected(self) -> None:
         ids = self.scene().selected_nodes()

@@ -3,6 +3,7 @@ right, log and run queue below; menus carry every command with its shortcut."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -434,8 +435,15 @@ class MainWindow(QMainWindow):
         recent = next((Path(f).parent for f in self.settings.recent_files if Path(f).parent.is_dir()), None)
         return recent or Path.home()
 
-    def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False) -> Optional["MainWindow"]:
+    def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False,
+                  warn: bool = False) -> Optional["MainWindow"]:
+        """Open a workflow or import a ComfyUI file here (or in a new window). `warn`: a file that cannot be read
+        is also said in a message box, for `kinograph gui FILE` run from a file manager (no terminal, no glance at
+        the status line)."""
         from .comfyui_open import CANCELLED, off_ui_thread, read_comfyui, show_report, to_document
+        # Asked before the import, not after: Cancel there wasted the seconds a big template takes to read.
+        if not new_window and not self.confirm_discard():
+            return None
         try:
             read = off_ui_thread(self, f"Importing {Path(path).name}…", read_comfyui, path, self.doc.registry,
                                  bypass_unmapped)
@@ -447,6 +455,9 @@ class MainWindow(QMainWindow):
         except (WorkflowError, KinographError, OSError) as e:
             self.log.log("error", f"cannot open {path}: {e}")
             self.message(f"Cannot open {Path(path).name}: {str(e).splitlines()[0]}")
+            if warn:
+                print(f"kinograph: cannot open {path}:\n{e}", file=sys.stderr)
+                QMessageBox.warning(self, "Cannot open workflow", f"Cannot open {Path(path).name}:\n\n{e}")
             return None
         self.settings.add_recent_file(str(Path(path).resolve()))
         if new_window:
@@ -455,9 +466,6 @@ class MainWindow(QMainWindow):
             if imported:
                 show_report(w, imported[1], path, lambda: w.open_path(path, bypass_unmapped=True))
             return w
-        if not self.confirm_discard():
-            doc.close()
-            return None
         self.set_document(doc)
         if imported:
             show_report(self, imported[1], path, lambda: self.open_path(path, bypass_unmapped=True))

@@ -182,6 +182,10 @@ def ar_options(handle, seed: int):
         raise NodeError("skip-layer guidance runs the model again with blocks left out, and in the ar_video sampler "
                         "every run at noise 0 writes the attention cache the blocks after it read: remove "
                         "guide.skip_layer_guidance")
+    if handle.option("skip_layers_negative") is not None:
+        raise NodeError("guide.skip_layers_negative runs the negative prompt on its own with blocks left out, and the "
+                        "ar_video sampler's attention cache holds the prompt and its negative together: remove "
+                        "guide.skip_layers_negative")
     return kv_cached(transformer), {"block": int(handle.option("ar_block", 1)), "seed": int(seed),
                                     "start": handle.option("ar_start")}
 

@@ -490,8 +490,9 @@ def precision_of(header: Header) -> str:
     """fp16 / bf16 / fp32 / fp8_e4m3fn / fp8_e5m2 / fp8_scaled / gguf-<quant> of the file's matrices."""
     if "scaled_fp8" in header.shapes or any(k.endswith(".scale_weight") for k in header.shapes):
         return "fp8_scaled"
-    if any(k.endswith(".weight_scale") for k in header.shapes):     # ComfyUI's fp8mixed (per-layer quantisation)
-        return "fp8_mixed"
+    scaled = Counter(header.dtypes.get(k[: -len("_scale")]) for k in header.shapes if k.endswith(".weight_scale"))
+    if scaled:      # ComfyUI's per-layer quantisation: fp8mixed, or int8 (int8_convrot's layers are int8)
+        return "int8_mixed" if scaled.most_common(1)[0][0] == "I8" else "fp8_mixed"
     big = Counter(header.dtypes[k] for k, s in header.shapes.items() if len(s) >= 2 and k in header.dtypes)
     if not big:
         return ""

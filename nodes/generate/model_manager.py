@@ -819,7 +819,7 @@ def describe_model(path: Path) -> Dict[str, str]:
     ok, note = will_load(det)
     if ok:
         from nodes.generate.weights import unreadable_format
-        refused = unreadable_format(path, header.shapes)
+        refused = unreadable_format(path, header.shapes, header.metadata)
         ok, note = (False, refused) if refused else (ok, note)
     return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}

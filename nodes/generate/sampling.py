@@ -159,8 +159,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
                         f"(FLUX.1 Kontext); this {handle.family} model would ignore them: remove the "
                         f"condition.reference, or load a FLUX.1 Kontext model")
     if (skip is not None or weak_negative is not None and guided) and regions.is_regional(*conds):
-        raise NodeError("skip-layer guidance (guide.skip_layer_guidance) and regional prompts cannot be sampled "
-                        "together yet: remove one of them")
+        raise NodeError(f"skip-layer guidance ({(skip or weak_negative).node}) and regional prompts cannot be "
+                        "sampled together yet: remove one of them")
     clean_keep = keep is not None and adapter.keeps_clean(handle)
     plans: dict = {}
     # The ControlNet's frames are the whole picture: prompts for part of the steps (condition.timestep_range) run

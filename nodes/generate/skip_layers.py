@@ -40,6 +40,10 @@ class SkipLayers:
             return bool(self.layers) and level_at(self.end) < sigma <= level_at(self.start)
         return bool(self.layers) and self.scale > 0 and level_at(self.end) <= sigma <= level_at(self.start)
 
+    @property
+    def node(self) -> str:
+        return "guide.skip_layers_negative" if self.negative else "guide.skip_layer_guidance"
+
     @contextmanager
     def skipped(self, pipe):
         """While active, the listed blocks of the pipeline's transformers hand their input on unchanged (ComfyUI's
@@ -48,8 +52,7 @@ class SkipLayers:
         blocks = [getattr(d, JOINT.get(type(d).__name__, "blocks"), None) for d in dens]
         if not dens or any(b is None for b in blocks):
             raise NodeError("skip-layer guidance runs on Wan and Stable Diffusion 3 models in Kinograph (their "
-                            "transformer blocks are the layers it skips); remove guide.skip_layer_guidance for this "
-                            "model")
+                            f"transformer blocks are the layers it skips); remove {self.node} for this model")
         through = _through_joint if type(dens[0]).__name__ in JOINT else _through
         wrong = [n for n in self.layers if n >= min(len(b) for b in blocks)]
         if wrong:

@@ -35,9 +35,11 @@ def read_raw(path) -> Dict[str, "object"]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SAFE_EXT:
-        read_header(path)                 # a clear error for a truncated file, before safetensors' own
+        header = read_header(path)        # a clear error for a truncated file, before safetensors' own
         from safetensors.torch import load_file
-        return load_file(str(path))
+        state = load_file(str(path))
+        state.update(metadata_tags(header.metadata, state))
+        return state
     if suffix in GGUF_EXT:
         return _read_gguf(path)
     if suffix in PICKLE_EXT:
@@ -126,12 +128,18 @@ def _nvfp4(layer: str) -> str:
 _TAGS_READ = 16
 
 
-def unreadable_format(path, names) -> Optional[str]:
-    """Why load_weights would refuse a file's quantisation (NVFP4, formats not read), from its tensor names and its few small
-    comfy_quant tags, without reading a weight: `kinograph info` listed such files as loading."""
+def unreadable_format(path, names, metadata=None) -> Optional[str]:
+    """Why load_weights would refuse a file's quantisation (NVFP4, formats not read), from its tensor names, its
+    metadata and its few small comfy_quant tags, without reading a weight: `kinograph info` listed such files as
+    loading."""
     for name in names:
         if name.endswith(".weight_scale_2"):
             return _nvfp4(name[: -len(".weight_scale_2")])
+    try:
+        for name, tag in list(metadata_tags(metadata, names).items())[:_TAGS_READ]:
+            quant_config(name[: -len(".comfy_quant")], tag)
+    except NodeError as exc:
+        return str(exc)
     tags = [n for n in names if n.endswith(".comfy_quant")][:_TAGS_READ]
     if not tags or Path(path).suffix not in (".safetensors", ".sft"):
         return None
@@ -145,6 +153,40 @@ def unreadable_format(path, names) -> Optional[str]:
     except (OSError, SafetensorError):      # a damaged file: load_weights names it when it is read
         return None
     return None
+
+
+def metadata_tags(metadata, names) -> Dict[str, "object"]:
+    """The `comfy_quant` tags of the layers a file's `_quantization_metadata` describes: ComfyUI's documented form of a
+    quantised file ({"layers": {layer: {"format": ...}}} in the safetensors metadata), which its comfy/utils.py
+    convert_old_quants turns into one tag per layer, over any tag the file holds. Read without it, an int8_convrot
+    layer described only there loaded as q * scale, unrotated, without a word. A layer named without the file's key
+    prefix (ComfyUI strips `model.diffusion_model.` first) is the one weight whose name ends so."""
+    import json
+    import torch
+    raw = (metadata or {}).get("_quantization_metadata")
+    if raw is None:
+        return {}
+    try:
+        layers = json.loads(raw)["layers"].items()
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise NodeError("its _quantization_metadata is not the JSON description ComfyUI writes ({\"layers\": {layer: "
+                        "{\"format\": ...}}}): the file is damaged; copy it again") from None
+    bases = {n[: -len(".weight")] for n in names if n.endswith(".weight")}
+    tails: Dict[str, list] = {}
+    out = {}
+    for layer, cfg in layers:
+        base = layer if layer in bases else None
+        if base is None:
+            if not tails:
+                for b in bases:
+                    parts = b.split(".")
+                    for i in range(1, len(parts)):
+                        tails.setdefault(".".join(parts[i:]), []).append(b)
+            found = tails.get(layer, [])
+            base = found[0] if len(found) == 1 else None
+        if base is not None:        # a layer of no weight here: ComfyUI's tag is read by nothing either
+            out[base + ".comfy_quant"] = torch.tensor(list(json.dumps(cfg).encode("utf-8")), dtype=torch.uint8)
+    return out
 
 
 # comfy_quant formats (ComfyUI's comfy/quant_ops.py QUANT_ALGOS) whose weights Kinograph turns into plain matrices.
@@ -171,6 +213,10 @@ def quant_config(layer: str, quant) -> Optional[dict]:
     params = cfg.get("params") if isinstance(cfg.get("params"), dict) else {}
     rotated = fmt == "convrot_w4a4" or (fmt == "int8_tensorwise" and bool(cfg.get("convrot", params.get("convrot"))))
     group = cfg.get("convrot_groupsize", params.get("convrot_groupsize", 256))
+    try:        # ComfyUI reads it with int(): "256" and 256.0 load there
+        group = int(group) if rotated and not isinstance(group, bool) else group
+    except (ValueError, TypeError, OverflowError):
+        pass
     if rotated and (not isinstance(group, int) or group < 4 or (group & (group - 1)) or group.bit_length() % 2 == 0):
         raise NodeError(f"{layer}'s comfy_quant tag gives a rotation group of {group!r}; ComfyUI's ConvRot rotates "
                         "groups of a power of 4 inputs (256 in its files): the file is damaged; copy it again")
@@ -199,6 +245,9 @@ def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
     (bfloat16 when None: ComfyUI's files are bf16 models, and float32 would double the memory)."""
     import torch
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
+    if q.dtype == torch.int8 and q.ndim == 3:       # ComfyUI's MoEExperts: [experts, out, in], num_experts in the tag
+        raise NodeError(f"{layer} is a bank of {q.shape[0]} experts' matrices (a mixture-of-experts model, as ComfyUI's "
+                        "MoEExperts loads it), which no model Kinograph runs has: use a model Kinograph lists")
     if q.dtype != torch.int8 or q.ndim != 2:
         raise NodeError(f"{layer} is tagged {cfg['format']} but its weight is {str(q.dtype).replace('torch.', '')} "
                         f"of shape {list(q.shape)}, not an int8 matrix: the file is damaged; copy it again")
