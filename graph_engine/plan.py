@@ -54,6 +54,7 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
         spec = registry.get(inst.type)
         p = {name: coerce_param(ps, inst.params.get(name, ps.default)) for name, ps in spec.params.items()}
         files = {}
+        links = g.inputs.get(nid, {})
         for name, ps in spec.params.items():
             if ps.kind == "path" and isinstance(p[name], str) and p[name]:
                 given = p[name]
@@ -66,10 +67,10 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
                         files[name] = _located_fingerprint(ps.locate, given)
             elif ps.locate is not None and isinstance(p[name], str) and p[name]:
                 files[name] = _located_fingerprint(ps.locate, p[name])
-            elif ps.names_files is not None and isinstance(p[name], str) and p[name]:
+            elif ps.names_files is not None and isinstance(p[name], str) and p[name] and name not in links:
+                # a linked prompt's text (and so the files it names) is known only when the node runs
                 files[name] = _named_fingerprints(ps.names_files, p[name])
         params[nid] = p
-        links = g.inputs.get(nid, {})
         ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(links.items())}
         for src, _ in links.values():
             last_use[src] = step
