@@ -169,6 +169,7 @@ class NodeSpec:
     # Outputs the node need not make when nothing in the run reads them (Context.unread lists those; the node
     # returns None for them): an imported ComfyUI CLIPTextEncode is encode.text with only `positive` linked, and
     # its empty negative went through the text encoder for nothing (UMT5-XXL: the slowest encode of a Wan run).
+    # Making one or not must leave the other outputs as they are: what reads them is keyed by the full result.
     optional_outputs: Tuple[str, ...] = ()
 
     def port_type(self, port: str) -> Optional[SocketType]:
