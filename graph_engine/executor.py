@@ -294,6 +294,8 @@ class Executor:
                     emit({"event": "node_finished", "node": nid, "cached": True, "seconds": 0.0, "bypassed": True})
                     continue
                 hit = self._lookup(key, spec) if use_cache else None
+                if hit is None and use_cache and nid in p.full:     # made with every output: it serves as well
+                    hit = self._lookup(p.full[nid], spec)
                 if hit is not None:
                     outputs, results = hit
                     values[nid] = outputs

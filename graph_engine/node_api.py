@@ -47,6 +47,9 @@ class Param:
     # Files a value names inside it (the embeddings a prompt uses: `embedding:EasyNegative`): value -> the paths
     # found. Their fingerprints enter the cache key, so a file replaced under the same name re-runs the node; a
     # name not found is the node's to report when it runs (a prompt is no file name to check at validation).
+    # Such a param still takes a link (a prompt a language model wrote): its text, known only as the run goes, is
+    # keyed by the link, and the node reads (and names a missing one of) the files it names when it runs; so there a
+    # file replaced under the same name re-runs nothing by itself.
     names_files: Optional[Callable[[str], Any]] = None
     # Validation the node adds for this value (a model file's presence and format...): value ->
     # None when fine, else the problem in words. Runs for defaults too, before anything renders.
@@ -81,15 +84,15 @@ class Param:
 
 
 # The params a link may set instead of a typed-in value (ComfyUI's widgets turned into inputs: a latent's width from
-# GetImageSize): numbers, switches and words. A path, a schedule, JSON or a file name stays typed in: validation and
-# the cache key read those files (and check the names) before anything runs, and a value known only as the
-# workflow runs cannot be checked then.
+# GetImageSize): numbers, switches and words, prompts among them. A path, a schedule, JSON or a file name stays typed
+# in: validation and the cache key read those files (and check the names) before anything runs, and a value known
+# only as the workflow runs cannot be checked then.
 _LINKABLE = {"int": INT, "float": FLOAT, "bool": BOOL, "str": STRING}
 
 
 def param_socket(p: Param) -> Optional[SocketType]:
     """The socket type that can feed param `p` through a link, or None where it must be typed in."""
-    if p.kind in ("path", "schedule", "json") or p.locate or p.names_files or p.check or p.required:
+    if p.kind in ("path", "schedule", "json") or p.locate or p.check or p.required:
         return None
     return _LINKABLE.get(p.type)
 
@@ -166,6 +169,7 @@ class NodeSpec:
     # Outputs the node need not make when nothing in the run reads them (Context.unread lists those; the node
     # returns None for them): an imported ComfyUI CLIPTextEncode is encode.text with only `positive` linked, and
     # its empty negative went through the text encoder for nothing (UMT5-XXL: the slowest encode of a Wan run).
+    # Making one or not must leave the other outputs as they are: what reads them is keyed by the full result.
     optional_outputs: Tuple[str, ...] = ()
 
     def port_type(self, port: str) -> Optional[SocketType]:

@@ -10,7 +10,7 @@ of the files it reads): changing one parameter changes that node's key and its d
 from __future__ import annotations
 
 import graphlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
 from .cache import fingerprint, hash_key
@@ -29,6 +29,9 @@ class Plan:
     parts: Dict[str, Dict[str, Any]]          # node -> what its key hashes (for `explain`)
     last_use: Dict[str, int]                  # node -> index in `order` of its last consumer
     left_out: List[str] = ()                  # nodes a whole run does not run (validate.run_scope)
+    # node -> the key of its result with every output made, for a node this run leaves some unmade (its
+    # optional_outputs nothing reads): that result serves too, and what reads the node is keyed by it
+    full: Dict[str, str] = field(default_factory=dict)
 
     def releasable(self, step: int) -> List[str]:
         """Nodes whose values nothing after `order[step]` reads (free them once that node ran)."""
@@ -49,11 +52,13 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
     params: Dict[str, Dict[str, Any]] = {}
     parts: Dict[str, Dict[str, Any]] = {}
     last_use: Dict[str, int] = {}
+    full: Dict[str, str] = {}
     for step, nid in enumerate(order):
         inst = g.nodes[nid]
         spec = registry.get(inst.type)
         p = {name: coerce_param(ps, inst.params.get(name, ps.default)) for name, ps in spec.params.items()}
         files = {}
+        links = g.inputs.get(nid, {})
         for name, ps in spec.params.items():
             if ps.kind == "path" and isinstance(p[name], str) and p[name]:
                 given = p[name]
@@ -66,11 +71,13 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
                         files[name] = _located_fingerprint(ps.locate, given)
             elif ps.locate is not None and isinstance(p[name], str) and p[name]:
                 files[name] = _located_fingerprint(ps.locate, p[name])
-            elif ps.names_files is not None and isinstance(p[name], str) and p[name]:
+            elif ps.names_files is not None and isinstance(p[name], str) and p[name] and name not in links:
+                # a linked prompt's text (and so the files it names) is known only when the node runs
                 files[name] = _named_fingerprints(ps.names_files, p[name])
         params[nid] = p
-        links = g.inputs.get(nid, {})
-        ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(links.items())}
+        # Keyed by the source's full result: an output it leaves unmade changes none of the others, so linking or
+        # unlinking a reader of it (a viewer on a prompt's negative) does not re-run what reads the rest.
+        ins = {port: f"{full.get(src, keys[src])}.{sport}" for port, (src, sport) in sorted(links.items())}
         for src, _ in links.values():
             last_use[src] = step
         if inst.bypass:
@@ -83,9 +90,10 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
             # without them must not serve a run that links one. A node asked for by name makes all of them.
             unmade = [] if nid in asked else [o for o in spec.optional_outputs if o not in read_outputs(g, nid)]
             if unmade:
+                full[nid] = hash_key(parts[nid])
                 parts[nid]["unmade"] = unmade
         keys[nid] = hash_key(parts[nid])
-    return Plan(order, keys, params, parts, last_use, left_out)
+    return Plan(order, keys, params, parts, last_use, left_out, full)
 
 
 def _deciders_first(order: List[str], wf: Workflow, registry: Registry) -> List[str]:
@@ -124,6 +132,9 @@ def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str
             reasons.append(f"file of {name} changed on disk")
     if old.get("version") != new.get("version"):
         reasons.append("node version changed")
+    made = sorted(set(old.get("unmade", ())) - set(new.get("unmade", ())))
+    if made:
+        reasons.append(f"output {', '.join(made)} is read now (the last run left it unmade)")
     return "; ".join(reasons) or "nothing changed: it was served from the cache"
 
 

@@ -208,7 +208,8 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
         spec = registry.get(inst.type)
         if spec is None:
             problems.append(wf.problem(f"unknown node type {inst.type!r}{registry.suggest(inst.type)}"
-                                       f"{_failed_packs(registry)}", "nodes", nid, "type", node=nid))
+                                       f"{_failed_packs(registry)}{_imported_placeholder(g, nid, inst.type)}",
+                                       "nodes", nid, "type", node=nid))
             continue
         specs[nid] = spec
         for name, value in inst.params.items():
@@ -263,6 +264,17 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
                                    f"split it (save the middle result, load it in a second workflow)",
                                    "nodes", deep[-1], node=deep[-1]))
     return problems
+
+
+def _imported_placeholder(g, nid: str, type_name: str) -> str:
+    """What to do with a ComfyUI node the importer kept as a placeholder (type comfyui.X, linked as in ComfyUI):
+    its readers are linked to it, so they raise no "not connected" of their own to name the fix."""
+    if not type_name.startswith("comfyui."):
+        return ""
+    fed = sorted(f"{n}.{port}" for n, ins in g.inputs.items() for port, (src, _) in ins.items() if src == nid)
+    what = f"; it feeds {', '.join(fed)}" if fed else ""
+    return (f": a ComfyUI node Kinograph has no equivalent for, kept from the import{what}. Replace it with a "
+            f"Kinograph node that does the same (linked as it is), or delete it")
 
 
 def read_outputs(g, nid: str) -> set:

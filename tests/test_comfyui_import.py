@@ -1417,3 +1417,21 @@ def test_empty_latents_floor_their_size_as_comfyui_does():
         notes = "; ".join(res.report.entries["1"].notes)
         assert ("need a multiple of 16 in Kinograph, so a size that is not one comes out up to 8 px smaller than "
                 "ComfyUI's" in notes) == warned, notes
+
+
+def test_a_red_node_feeding_a_required_input_is_named_in_validate_with_what_it_feeds_and_the_fix():
+    # Since red placeholders keep their links, the sampler it feeds no longer says "connect latent by hand": the
+    # one message left, "unknown node type 'comfyui.MyLatentMaker'", said neither what it was nor what to do.
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import validate
+    from graph_engine.workflow import parse_workflow, to_yaml
+    reg = default_registry()
+    data = _load("templates/sdxlturbo_example.json")
+    next(n for n in data["nodes"] if n["type"] == "EmptyLatentImage")["type"] = "MyLatentMaker"
+    g = import_data(data, registry=reg).graph
+    wf, problems = parse_workflow(to_yaml(g, reg), registry=reg)         # saves and loads as YAML
+    assert problems == [] and g.inputs["sampler_custom_13"]["latent"] == ("my_latent_maker_5", "latent")
+    (problem,) = [str(p) for p in validate(wf, reg)]
+    assert "unknown node type 'comfyui.MyLatentMaker'" in problem
+    assert "ComfyUI node Kinograph has no equivalent for" in problem and "sampler_custom_13.latent" in problem
+    assert "Replace it with a Kinograph node" in problem

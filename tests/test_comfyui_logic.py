@@ -130,13 +130,24 @@ def test_string_nodes_on_a_language_models_text_stay_not_mapped_and_say_why():
     assert _by_type(res.graph, "generate.sample")[0].params["steps"] == 12
 
 
-def test_a_prompt_written_by_a_language_model_leaves_its_encoder_not_mapped():
-    """TextGenerate runs, but encode.text's prompt is typed in: a CLIPTextEncode reading the generated text is not
-    mapped, saying why, where set by hand it would encode an empty prompt in place of ComfyUI's generated one."""
+def test_a_prompt_written_by_a_language_model_is_linked_into_its_encoder():
+    """A CLIPTextEncode reading TextGenerate's text (ComfyUI's prompt enhancers) gets it through a link into
+    encode.text's text, which validates; a setting that cannot take words known only as the run goes (a file name to
+    load) still leaves its node not mapped, saying why, where set by hand it would miss the generated words."""
+    from graph_engine.api import load_workflow
+    from graph_engine.workflow import to_yaml
     res = import_data(_generated_into("7", "text"))
-    blocking = {e.comfy_id: e for e in res.report.blocking}
-    assert set(blocking) == {"7"} and "text.generate" in blocking["7"].notes[0]
-    assert "20" not in blocking and _by_type(res.graph, "text.generate")
+    assert not res.report.blocking
+    gen, = _by_type(res.graph, "text.generate")
+    linked = [n for n in _by_type(res.graph, "encode.text") if res.graph.inputs.get(n.id, {}).get("text")]
+    assert [res.graph.inputs[n.id]["text"] for n in linked] == [(gen.id, "text")]
+    load_workflow(text=to_yaml(res.graph), check=True)
+    api = _generated_into("7", "text")
+    api["30"] = {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora_name": ["20", 0],
+                                                        "strength_model": 1.0, "strength_clip": 1.0}}
+    api["15"]["inputs"]["model"] = ["30", 0]
+    blocking = {e.comfy_id: e for e in import_data(api).report.blocking}
+    assert set(blocking) == {"30"} and "its lora_name is the text a language model writes" in blocking["30"].notes[0]
 
 
 def test_json_extract_gives_what_comfyuis_node_gives():
@@ -430,3 +441,15 @@ def test_a_json_text_of_objects_that_never_close_is_refused_before_it_is_read_fo
     with pytest.raises(ValueError, match="open and never close"):
         logic.json_extract(nested, "a")
     assert logic.json_extract('say {"a": 1, then ```{"a": {"b": 2}}```', "a") == "{'b': 2}"
+
+
+def test_a_system_prompt_given_to_textgenerate_is_named_not_taken_for_a_picture():
+    """Newer TextGenerate has a system_prompt (MOSS-Image's, FLUX.3 [klein]'s upsamplers): text.generate writes the
+    user's turn only, so the node is not mapped, named for what it is (it was called a picture to read)."""
+    api = _generated_into("7", "text")
+    api["20"]["inputs"]["system_prompt"] = "Expand the request into one detailed paragraph."
+    blocking = {e.comfy_id: e for e in import_data(api).report.blocking}
+    assert "20" in blocking and "its system_prompt (instructions in the chat's system turn) is not carried" in \
+        blocking["20"].notes[-1]
+    api["20"]["inputs"]["system_prompt"] = ""
+    assert "20" not in {e.comfy_id for e in import_data(api).report.blocking}

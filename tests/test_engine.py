@@ -520,3 +520,44 @@ def test_an_imported_prompt_pair_encodes_each_prompt_once_and_a_linked_negative_
     # A node asked for by name makes all its outputs (a script reading them back).
     r = ex.run(wf_of(IMPORTED_PROMPTS.replace("NEG", "neg.positive"), registry), targets=["neg"], use_cache=False)
     assert r.ok and r.outputs["neg"]["negative"] == "<>"
+
+
+SAMPLED = []
+
+
+@node("test.sampler", category="Test", expensive=True)
+def sampler(ctx, positive: CONDITIONING) -> FLOAT:
+    """An expensive reader of one conditioning (a sampler): counted."""
+    SAMPLED.append(positive)
+    return 1.0
+
+
+GENERATION = """
+kinograph: 1
+nodes:
+  te: {type: test.text_encoder}
+  pos: {type: encode.text, inputs: {text_encoder: te.text_encoder}, params: {text: a cat}}
+  s: {type: test.sampler, inputs: {positive: pos.positive}}
+"""
+
+
+def test_linking_or_unlinking_a_prompts_negative_does_not_re_run_what_reads_its_positive(registry, tmp_path,
+                                                                                          monkeypatch):
+    # An unread negative was keyed into the encode's key, and so into the key of every node downstream of its
+    # positive: adding a viewer on the negative (or taking it off) re-ran the sampler on the same positive.
+    import nodes.generate.text as text
+    encoded = []
+    monkeypatch.setattr(text, "encode_prompt", lambda te, prompt, log, **kw: encoded.append(prompt) or f"<{prompt}>")
+    registry.register(fake_text_encoder, sampler, guide)
+    SAMPLED.clear()
+    ex = Executor(registry, disk=DiskCache(tmp_path, 1 << 30))
+    assert ex.run(wf_of(GENERATION, registry)).ok and encoded == ["a cat"] and SAMPLED == ["<a cat>"]
+    viewed = GENERATION + "  v: {type: test.guide, inputs: {positive: pos.negative, negative: pos.negative}}\n"
+    encoded.clear()
+    r = ex.run(wf_of(viewed, registry))
+    assert r.ok and r.results["v"] == {"positive": "<>", "negative": "<>"}
+    assert SAMPLED == ["<a cat>"]               # the sampler's positive is the same: served from the cache
+    assert ex.why("pos") == "output negative is read now (the last run left it unmade)"
+    # The viewer taken off again: the encode made with both outputs serves, nothing is encoded again.
+    encoded.clear()
+    assert ex.run(wf_of(GENERATION, registry)).ok and encoded == [] and SAMPLED == ["<a cat>"]

@@ -147,3 +147,49 @@ def test_frame_rules_name_the_nearest_valid_counts():
     assert [p for p, _ in latent_preflight({"frames": 9, "width": 700, "height": 480}, ltx)] == ["width"]
     assert [p for p, _ in latent_preflight({"frames": 9, "width": 640, "height": 20, "size_fit": "floor"}, ltx)] == \
         ["height"]
+
+
+def _comfy_start(sigmas, noise, latent_image, betas_range=(0.00085, 0.012)):
+    """ComfyUI's first state for a VP (EPS / V_PREDICTION) model, written out: comfy/model_sampling.py's
+    ModelSamplingDiscrete sigmas from the scaled_linear betas (sigma_max their last), comfy/samplers.py's
+    Sampler.max_denoise and EPS.noise_scaling, which KSAMPLER.sample calls with sigmas[0]."""
+    start, end = betas_range
+    betas = torch.linspace(start ** 0.5, end ** 0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    max_sigma = float((((1 - alphas_cumprod) / alphas_cumprod) ** 0.5)[-1])
+    sigma = float(sigmas[0])
+    max_denoise = math.isclose(max_sigma, sigma, rel_tol=1e-05) or sigma > max_sigma
+    if max_denoise:
+        noise = noise * math.sqrt(1.0 + sigma ** 2.0)
+    else:
+        noise = noise * sigma
+    return noise + latent_image, max_sigma
+
+
+def test_a_first_level_set_by_hand_starts_from_comfyuis_noise():
+    """SetFirstSigma on a full schedule, noise added (ComfyUI's KSAMPLER.sample): the noise is scaled by
+    sqrt(1 + s^2) only when the first level reaches the model's top level, else by s. Kinograph scaled it by
+    sqrt(1 + s^2) for any first level of a full schedule (1.41x ComfyUI's noise at level 1)."""
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import first_noised
+    adapter = get_adapter("sd")
+    levels = SimpleNamespace(scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012,
+                                                     beta_schedule="scaled_linear"))
+    g = torch.Generator().manual_seed(0)
+    noise, latent = torch.randn(1, 4, 1, 4, 4, generator=g), torch.randn(1, 4, 1, 4, 4, generator=g)
+    _, top = _comfy_start(torch.tensor([1.0]), noise, latent)
+    for first in (1.0, 5.0, top, 30.0):
+        want, _ = _comfy_start(torch.tensor([first, 0.0]), noise, latent)
+        got = first_noised(adapter, levels, first, noise, latent, True, True)
+        assert torch.allclose(got, want.float(), atol=1e-5), first
+    # without a level set by hand the full schedule's first level is the top one: pure noise, as before
+    full = first_noised(adapter, levels, top, noise, latent, True, False)
+    assert torch.allclose(full, latent + noise * math.sqrt(1 + top ** 2), atol=1e-5)
+    # a flow model's start does not depend on it (ComfyUI's CONST.noise_scaling)
+    flow = get_adapter("wan")
+    got = first_noised(flow, None, 0.5, noise, latent, True, True)
+    assert torch.allclose(got, 0.5 * noise + 0.5 * latent)

@@ -295,6 +295,31 @@ def test_gemma3_prompt_through_the_checkpoints_connectors_matches_diffusers(tiny
     assert torch.equal(cond.mask, keep.bool())
 
 
+def test_connectors_quantised_only_in_the_files_metadata_are_rotated_back(tiny, tmp_path):
+    """A checkpoint whose text projection is int8_convrot, described only in the file's `_quantization_metadata` (no
+    comfy_quant tensor): the connectors read their subset of the file through the shared loader's rules, so the
+    weight is comfy-kitchen's dequantize_int8_convrot_weight of it, not the unrotated q * scale."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    import comfy_convrot as cr
+    from nodes.generate.ltx2_text import connectors
+    name = "text_embedding_projection.aggregate_embed"
+    state = load_file(str(tiny[1]))
+    w = state[name + ".weight"].float()
+    assert w.shape[1] % 16 == 0
+    q, s = cr.quantize_int8_convrot_weight(w, 16)
+    state[name + ".weight"], state[name + ".weight_scale"] = q, s
+    path = tmp_path / "ltx-2-19b-distilled.safetensors"
+    meta = {"layers": {name: {"format": "int8_tensorwise", "convrot": True, "convrot_groupsize": 16}}}
+    save_file(state, str(path), metadata={"_quantization_metadata": json.dumps(meta)})
+    got = connectors(path, torch.float32, "cpu").text_proj_in.weight.detach()
+    want = cr.dequantize_int8_convrot_weight(q, s, 16)
+    assert torch.equal(got, want)
+    assert not torch.allclose(got, q.float() * s, atol=1e-3)      # the unrotated reading is far from it
+
+
 def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
     """load.model on the checkpoint, Gemma 3 prompts, latent.empty (video and sound), generate.sample with a
     negative prompt at cfg 3: the video and sound latents of LTX2Pipeline's own loop on the same weights, prompt and

@@ -1493,16 +1493,17 @@ RULES: Dict[str, Rule] = {
                          note="sampled by transformers' generate with the same settings but not ComfyUI's random "
                               "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
                               "every run)"),
-    # the prompt enhancer (Gemma rewriting the prompt): text.generate could write it, but its text cannot become
-    # encode.text's prompt (a typed-in setting, whose embedding names validation reads), so the prompt goes as written
+    # the prompt enhancer (Gemma rewriting the prompt): text.generate's words can feed encode.text, but what makes
+    # this node LTX-2's is ComfyUI's own system prompts (one for text, one reading the picture, others for Gemma 4),
+    # which text.generate does not carry; so the prompt goes as written
     "TextGenerateLTX2Prompt": Rule(None, ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
                                           "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
                                           "use_default_template"), (P("prompt", "value"),), fold=True,
                                    special="prompt_as_written",
-                                   note="the prompt is encoded as written: Kinograph's generated text cannot become "
-                                        "encode.text's prompt yet, so it is not rewritten by Gemma into LTX-2's long "
-                                        "shot description as ComfyUI's enhancer does (write it in that style: "
-                                        "subject, action, camera, light, sound)"),
+                                   note="the prompt is encoded as written, not rewritten by Gemma into LTX-2's long "
+                                        "shot description as ComfyUI's enhancer does with its own LTX-2 system "
+                                        "prompt, which Kinograph does not carry (write it in that style: subject, "
+                                        "action, camera, light, sound)"),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),

@@ -18,7 +18,6 @@ from graph_engine import NodeError
 # Lotus' task switch: (1, 0) asks the UNet for the map, (0, 1) for the picture back (its training's reconstruction
 # task); the UNet reads it as [sin, cos] of both numbers, ComfyUI's LotusD extra condition.
 MAP_TASK = (1.0, 0.0)
-HEAD_WIDTH = 64                 # SD 2's attention head width (ComfyUI's num_head_channels for LotusD)
 
 
 def task_embedding(batch: int):
@@ -59,8 +58,10 @@ def unet_config(cfg: dict, variant: str) -> dict:
     if cfg["cross_attention_dim"] != 1024:
         raise NodeError(f"this UNet has the Lotus task embedding but reads a {cfg['cross_attention_dim']}-wide prompt, "
                         "not SD 2's 1024: it is not a Lotus model Kinograph knows")
-    heads = [c // HEAD_WIDTH for c in cfg["block_out_channels"]]
-    return {**cfg, "attention_head_dim": heads, "class_embed_type": "projection",
+    from nodes.generate.converters.sd import SD2_HEAD_WIDTH
+    heads = [c // SD2_HEAD_WIDTH for c in cfg["block_out_channels"]]
+    # ComfyUI's LotusD keeps SD 2's heads but not SD20's float32 attention
+    return {**cfg, "attention_head_dim": heads, "upcast_attention": False, "class_embed_type": "projection",
             "projection_class_embeddings_input_dim": 4}
 
 

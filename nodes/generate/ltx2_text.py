@@ -22,12 +22,9 @@ def connectors(path: Path, dtype, device: str):
     """The LTX-2 checkpoint's text connectors (LTX2TextConnectors), its other tensors left unread."""
     from nodes.generate import converters
     from nodes.generate.converters.ltx2 import CONNECTOR_KEYS
-    from nodes.generate.weights import dequantise, read_header
+    from nodes.generate.weights import dequantise, read_selected
     det = checkpoint_of(path)
-    read_header(path)
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys() if k.startswith(CONNECTOR_KEYS)}
+    state = read_selected(path, lambda k: k.startswith(CONNECTOR_KEYS))
     part = Detection("connectors", "ltx2", det.variant, det.precision, det.layout, "", det.why, det.extra)
     return converters.build(part, dequantise(state, dtype), dtype, str(path)).to(device)
 

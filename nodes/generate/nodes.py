@@ -230,12 +230,12 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
                   max_length: int = Param(512, min=1, max=32768, help="most tokens to generate"),
                   sampling: bool = Param(True, help="sample with the settings below; off: greedy (the likeliest "
                                                     "token each step)"),
-                  temperature: float = Param(0.7, min=0.01, max=2.0),
+                  temperature: float = Param(0.7, min=0.01, max=2.0, help="higher: more varied words; lower: safer"),
                   top_k: int = Param(64, min=0, max=1000, help="0 = off"),
-                  top_p: float = Param(0.95, min=0.0, max=1.0),
+                  top_p: float = Param(0.95, min=0.0, max=1.0, help="sample among the likeliest tokens that make up this share"),
                   min_p: float = Param(0.05, min=0.0, max=1.0, help="0 = off"),
-                  repetition_penalty: float = Param(1.05, min=0.0, max=5.0),
-                  seed: int = Param(0, min=0, max=0xffffffffffffffff),
+                  repetition_penalty: float = Param(1.05, min=0.0, max=5.0, help="above 1: repeats less; 1 = off"),
+                  seed: int = Param(0, min=0, max=0xffffffffffffffff, help="the same seed writes the same text"),
                   thinking: bool = Param(False, help="let the model reason first (Qwen3); its reasoning comes out "
                                                      "as `thinking`"),
                   use_default_template: bool = Param(True, help="wrap the prompt in the model's chat turn; off: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
@@ -404,8 +405,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         sigmas[0] = float(first_sigma)
     work = torch.float32
     if add_noise:
-        x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work),
-                                  full=denoise >= 1.0 and start_step == 0 and not manual)
+        x = first_noised(adapter, levels, float(sigmas[0]), noise.to(x0.device, work), x0.to(work),
+                         denoise >= 1.0 and start_step == 0 and not manual, first_sigma > 0)
     else:
         x = x0.to(work)
     x = x.to(device)
@@ -514,6 +515,18 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             mask = keep.mask if mask_at is None else mask_at(keep.mask, float(sigmas[-2]))
             out = out * mask + keep.samples * (1 - mask)
     return adapter.without_keyframes(given, adapter.unpack(latent, out.float().cpu()))
+
+
+def first_noised(adapter, levels, sigma: float, noise: torch.Tensor, latent: torch.Tensor, whole: bool,
+                 set_first: bool) -> torch.Tensor:
+    """The state a run starts from: `latent` noised to its first level `sigma`, pure noise scaled to the top level
+    when `whole` (the full schedule from its first step). A first level set by hand (first_sigma) is pure noise only
+    where it reaches the model's top level, as ComfyUI's Sampler.max_denoise decides after SetFirstSigma: a VP
+    model's noise at level 1 on a full schedule was scaled by sqrt(2), where ComfyUI scales it by 1."""
+    if set_first:
+        top = adapter.sigma_range(levels)[1]
+        whole = math.isclose(top, sigma, rel_tol=1e-5) or sigma > top
+    return adapter.noise_scaling(sigma, noise, latent, full=whole)
 
 
 def _mask_on(mask: torch.Tensor, shape) -> torch.Tensor:

@@ -63,15 +63,12 @@ def _file(handle) -> str:
 
 def _file_head(handle):
     """The file's own lm_head (fp8 scaled and int8_convrot folded), or None where it has none."""
-    from safetensors import safe_open
-    from nodes.generate.weights import dequantise, metadata_tags
+    from nodes.generate.weights import dequantise, read_selected
     path = Path(str(handle.path).split("+")[0])
     if path.suffix.lower() not in (".safetensors", ".sft"):
         return None
-    with safe_open(str(path), "pt") as f:
-        # whole names kept (lm_head.weight, its .weight_scale and .comfy_quant): the loader's rules match on them
-        state = {k: f.get_tensor(k) for k in f.keys() if "lm_head." in k and k.split("lm_head.", 1)[0] in ("", "model.")}
-        state.update(metadata_tags(f.metadata(), state))
+    # whole names kept (lm_head.weight, its .weight_scale and .comfy_quant): the loader's rules match on them
+    state = read_selected(path, lambda k: "lm_head." in k and k.split("lm_head.", 1)[0] in ("", "model."))
     head = next((k for k in ("lm_head.weight", "model.lm_head.weight") if k in state), None)
     return None if head is None else dequantise(state)[head]
 

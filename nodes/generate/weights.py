@@ -47,6 +47,17 @@ def read_raw(path) -> Dict[str, "object"]:
     raise NodeError(f"{path}: unknown weights format {suffix!r}; Kinograph reads {', '.join(WEIGHT_EXT)}")
 
 
+def read_selected(path, wanted) -> Dict[str, "object"]:
+    """The tensors of safetensors file `path` whose names `wanted(name)` accepts, as stored, with the `comfy_quant`
+    tags its `_quantization_metadata` gives them (dequantise() reads them): the rest of a large file left unread."""
+    from safetensors import safe_open
+    read_header(path)       # a clear error for a truncated file, before safetensors' own
+    with safe_open(str(path), "pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
+        state.update(metadata_tags(f.metadata(), state))
+    return state
+
+
 def _read_gguf(path: Path) -> dict:
     """GGUF tensors dequantised to float32, in torch dimension order and their original shapes."""
     import torch

@@ -17,6 +17,10 @@ SD2_FOLDER = ("Load its diffusers folder instead (stabilityai/stable-diffusion-2
               "model.sampling sets it for a folder that does not")
 
 
+SD2_CONTEXT = 1024              # OpenCLIP-H's width, the prompt SD 2.x reads
+SD2_HEAD_WIDTH = 64
+
+
 def _unet_config(state, base: str = "unet_sd15", family: str = "sd") -> dict:
     """A shipped UNet config (SD 1.5's, SDXL's) with the widths, depths and attention levels an LDM state dict
     shows. Transformer depths per level are counted (SDXL's are 1/2/10, SD 1.5's 1)."""
@@ -33,6 +37,11 @@ def _unet_config(state, base: str = "unet_sd15", family: str = "sd") -> dict:
                use_linear_projection=proj.ndim == 2,
                down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
                up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)])
+    if cfg["cross_attention_dim"] == SD2_CONTEXT:
+        # SD 2.x (512 base and 768-v alike) reads OpenCLIP-H's 1024-wide prompt with heads of 64 channels where SD 1.5
+        # has 8 heads a level, in float32 (ComfyUI's SD20: num_head_channels 64, attn_precision float32); diffusers
+        # counts heads per level ([5, 10, 20, 20] at 320 channels)
+        cfg.update(attention_head_dim=[c // SD2_HEAD_WIDTH for c in chans], upcast_attention=True)
     if "transformer_layers_per_block" in cfg:
         # Levels without attention keep diffusers' 1 (unused there); the middle block takes the last level's, so a
         # last level without attention (the SDXL refiner's: depths 0/4/4/0, middle 4) carries the middle's depth.
