@@ -621,6 +621,10 @@ RULES: Dict[str, Rule] = {
     "TripleCLIPLoader": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3"),
                              (P("clip_name1", "name"), P("clip_name2", "name2"), P("clip_name3", "name3")),
                              outputs=("text_encoder",), fixed={"type": "sd3"}),
+    # HiDream-I1's four encoders (long CLIP-L, long CLIP-G, T5-XXL, Llama 3.1 8B; no type widget)
+    "QuadrupleCLIPLoader": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3", "clip_name4"),
+                                (P("clip_name1", "name"), P("clip_name2", "name2"), P("clip_name3", "name3"),
+                                 P("clip_name4", "name4")), outputs=("text_encoder",), fixed={"type": "hidream"}),
     "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
     "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
     # cubiq's ComfyUI_IPAdapter_plus (v2): weight types, embeds scaling, attention masks, negative images and one

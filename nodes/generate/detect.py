@@ -1244,6 +1244,17 @@ def _zimage(k: Keys) -> Optional[Detection]:
                      extra={"caption_width": caption})
 
 
+def _hidream(k: Keys) -> Optional[Detection]:
+    """HiDream-I1's sparse DiT (hidream_i1_full/dev/fast): its own names, which are diffusers' (double_stream_blocks.N.block
+    with mixture-of-experts feed-forwards, a caption projection per block)."""
+    if not k.has("double_stream_blocks.0.block.adaLN_modulation.1.bias", "x_embedder.proj.weight",
+                 "caption_projection.0.linear.weight"):
+        return None
+    return Detection("diffusion_model", "hidream", "", layout="original",
+                     prefix=k.prefix_of("x_embedder.proj.weight") or "",
+                     why="double_stream_blocks.N.block / caption_projection")
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1252,7 +1263,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _zimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _zimage, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

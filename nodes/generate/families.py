@@ -100,6 +100,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
     Family("zimage", "Z-Image (image)", ("ZImagePipeline",), ("ZImageTransformer2DModel",), fps=8.0, flow=True,
            cfg=1.0, steps=8, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # HiDream-I1 (full, dev, fast) keyframes: a sparse DiT (mixture-of-experts feed-forwards) over 2x2 patches of FLUX.1's
+    # latent, reading T5-XXL's states and, in each block, one layer of Llama 3.1 8B's; CLIP-L and CLIP-G pooled. Full:
+    # true CFG; dev and fast are distilled to cfg 1.
+    Family("hidream", "HiDream-I1 (image)", ("HiDreamImagePipeline",), ("HiDreamImageTransformer2DModel",), fps=8.0,
+           flow=True, cfg=5.0, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # Stable Diffusion 3 medium, 3.5 medium / large / large turbo keyframes: an MMDiT over 2x2 patches of a 16-channel
     # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
     Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),

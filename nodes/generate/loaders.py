@@ -77,6 +77,9 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                              "vae": "load.vae (qwen_image_vae.safetensors)"},
                "zimage": {"text_encoder": "load.text_encoder (qwen_3_4b.safetensors, type lumina2)",
                           "vae": "load.vae (FLUX.1's ae.safetensors)"},
+               "hidream": {"text_encoder": "load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl_fp8_e4m3fn_scaled, "
+                                           "llama_3.1_8b_instruct_fp8_scaled: name .. name4, type hidream)",
+                           "vae": "load.vae (FLUX.1's ae.safetensors)"},
                "kandinsky5image": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors + "
                                                    "clip_l.safetensors, type kandinsky5_image)",
                                    "vae": "load.vae (FLUX.1's ae.safetensors)"},

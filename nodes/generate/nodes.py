@@ -38,7 +38,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "hidream", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -127,6 +127,13 @@ transformer (diffusion_models/z_image_turbo_bf16.safetensors) here or through lo
 load.text_encoder (qwen_3_4b.safetensors, type lumina2) and load.vae (FLUX.1's ae.safetensors).
 
 Turbo: 8 steps at cfg 1 (no negative pass); the base model: cfg 3-5 with a negative prompt. Sizes divisible by 16.""")
+load_hidream = _family_loader("hidream", "Load HiDream-I1", """HiDream-I1 text-to-image (full, dev, fast): keyframes
+to animate with an image-to-video model. ComfyUI's files: the transformer (diffusion_models/hidream_i1_full_fp16.safetensors)
+here or through load.diffusion_model, with load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl, llama_3.1_8b_instruct:
+name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
+
+Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
+(model.flow_shift). Sizes divisible by 16.""")
 load_sd3 = _family_loader("sd3", "Load Stable Diffusion 3", """Stable Diffusion 3 medium and 3.5 medium, large and large
 turbo text-to-image: keyframes to animate with an image-to-video model. A diffusers folder, or ComfyUI's checkpoint
 (checkpoints/sd3.5_medium.safetensors ...): the MMDiT and VAE, and the text encoders where the file holds them; else

@@ -26,7 +26,7 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage",
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
-              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage"}
+              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -37,12 +37,13 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "chroma": ("t5",),
                    "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5"),
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
-                   "ltx2": ("gemma3",), "zimage": ("qwen3",)}
+                   "ltx2": ("gemma3",), "zimage": ("qwen3",),
+                   "hidream": ("clip_l", "clip", "clip_g", "t5", "llama")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
-           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2"}
+           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
@@ -188,10 +189,16 @@ def _weight_dtype(name: str, family: str, device: str, dtype_of):
     return dtype_of(name, family, device)
 
 
-def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3: str = "") -> ComponentHandle:
+def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3: str = "",
+                      name4: str = "") -> ComponentHandle:
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "text_encoders", "text encoder")
     det = _detect(path, ("text_encoder",), "a text encoder")
+    if name4 or type_ == "hidream":
+        return _load_sd3_text(mm, [(path, det)] + [
+            (p, _detect(p, ("text_encoder",), "a text encoder"))
+            for p in (_resolve(n, "text_encoders", "text encoder") for n in (name2, name3, name4) if n)], type_,
+            device, "hidream")
     if det.family == "gemma3" or type_ == "ltx2":
         from nodes.generate.ltx2_text import load_ltx2_text
         return load_ltx2_text(mm, path, det, name2, type_, device)
@@ -254,36 +261,43 @@ def hunyuan15_files(files):
     return qwen[:1]
 
 
-SD3_SLOTS = {"clip_l": "clip_l", "clip": "clip_l", "clip_g": "clip_g", "t5": "t5"}
-SD3_PARTS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"}
+SD3_SLOTS = {"clip_l": "clip_l", "clip": "clip_l", "clip_g": "clip_g", "t5": "t5", "llama": "llama"}
+SD3_PARTS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3", "llama": "text_encoder_4"}
 
 
-def _load_sd3_text(mm, files, type_: str, device: str) -> ComponentHandle:
+def _load_sd3_text(mm, files, type_: str, device: str, family: str = "sd3") -> ComponentHandle:
     """SD3's text encoders from their files in any order (ComfyUI's TripleCLIPLoader, or DualCLIPLoader with CLIP-L
-    and CLIP-G, type sd3): CLIP-L, OpenCLIP-G and T5-XXL, each into its place in the pipeline."""
+    and CLIP-G, type sd3): CLIP-L, OpenCLIP-G and T5-XXL, each into its place in the pipeline. HiDream-I1's
+    (QuadrupleCLIPLoader) are the same three and Llama 3.1 8B, its pipeline's text_encoder_4."""
     from nodes.generate.converters.sd3 import text_encoder, tokenizers
     from nodes.generate.model_manager import dtype_of
     from nodes.generate.weights import load_weights
-    if type_ not in ("", "auto", "sd3"):
-        raise NodeError(f"three text encoders (name3) are Stable Diffusion 3's; set type to sd3 or auto, not {type_!r}")
+    if type_ not in ("", "auto", TYPE_OF[family]):
+        raise NodeError(f"three text encoders (name3) are Stable Diffusion 3's, four (name4) HiDream-I1's; set type "
+                        f"to {TYPE_OF[family]} or auto, not {type_!r}")
     slots = {}
     for p, d in files:
-        _check_encoder(p, d, "sd3")
+        _check_encoder(p, d, family)
         slot = SD3_SLOTS[d.family]
         if slot in slots:
-            raise NodeError(f"{slots[slot].name} and {p.name} are both {slot} text encoders; Stable Diffusion 3 reads "
-                            "one each of clip_l, clip_g and t5xxl")
+            raise NodeError(f"{slots[slot].name} and {p.name} are both {slot} text encoders; "
+                            f"{FAMILIES[family].title} reads one each of {', '.join(FAMILY_ENCODERS[family])}")
         slots[slot] = p
-    _, dtype = dtype_of("auto", "sd3", device)
+    _, dtype = dtype_of("auto", family, device)
 
     def build():
         parts = {SD3_PARTS[slot]: text_encoder(slot, load_weights(p, dtype), dtype, str(p)).to(device)
-                 for slot, p in slots.items()}
+                 for slot, p in slots.items() if slot != "llama"}
         clip = slots.get("clip_l") or slots.get("clip_g")
-        return pipeline("sd3", **parts, **tokenizers({"clip_l": clip, "t5": slots.get("t5")}, list(slots)))
-    where = "+".join(str(slots[s]) for s in ("clip_l", "clip_g", "t5") if s in slots)
-    pipe = mm.cached(("text_encoder", where, "sd3", str(dtype), device), build, files=list(slots.values()))
-    return ComponentHandle("sd3", where, pipe, "text_encoder", device)
+        parts.update(tokenizers({"clip_l": clip, "t5": slots.get("t5")}, list(slots)))
+        if "llama" in slots:
+            det = next(d for p, d in files if p == slots["llama"])
+            parts.update(text_encoder_4=_module(slots["llama"], det, dtype, device),
+                         tokenizer_4=tokenizer(slots["llama"], det))
+        return pipeline(family, **parts)
+    where = "+".join(str(slots[s]) for s in ("clip_l", "clip_g", "t5", "llama") if s in slots)
+    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=list(slots.values()))
+    return ComponentHandle(family, where, pipe, "text_encoder", device)
 
 
 def _check_encoder(path: Path, det: Detection, family: str) -> None:

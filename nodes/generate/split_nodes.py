@@ -11,7 +11,7 @@ from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
 TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
-              "flux2", "kandinsky5", "kandinsky5_image", "ltx2", "lumina2")
+              "flux2", "kandinsky5", "kandinsky5_image", "ltx2", "lumina2", "hidream")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
@@ -44,15 +44,18 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
                                               "whose text connectors read Gemma's features (ComfyUI's ckpt_name)"),
                       name3: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="third file, for Stable Diffusion 3 (clip_l, clip_g, t5xxl in any order)"),
+                      name4: str = Param("", kind="path", locate=locator("text_encoders"),
+                                         help="fourth file, for HiDream-I1 (clip_l, clip_g, t5xxl, llama_3.1_8b in any "
+                                              "order)"),
                       type: str = Param("auto", choices=TEXT_TYPES,
                                         help="which model family reads it; auto = from the encoder (clip_l with t5xxl: "
                                              "flux; with clip_g: sd3; t5xxl alone: ltxv, set chroma for Chroma; "
                                              "lumina2: Z-Image's Qwen3-4B)")) -> TEXT_ENCODER:
-    """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader / TripleCLIPLoader), with its
+    """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader / TripleCLIPLoader / QuadrupleCLIPLoader), with its
     tokenizer found inside the file, beside it, or in a local model folder; never downloaded."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_text_encoder as run
-    return run(manager_for(ctx), name, name2, type, ctx.device, name3)
+    return run(manager_for(ctx), name, name2, type, ctx.device, name3, name4)
 
 
 @node("load.vae", title="Load VAE", category="Models", device="gpu")

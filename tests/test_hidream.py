@@ -1,0 +1,134 @@
+"""HiDream-I1 keyframes: the files a ComfyUI user holds (the transformer in diffusion_models/, the four text encoders
+as QuadrupleCLIPLoader takes them, FLUX.1's ae.safetensors) load, sample and give what diffusers' own
+HiDreamImagePipeline gives for the same weights, prompt, negative and seed (tests/tiny_hidream.py: the reference is
+built from the modules, not through Kinograph's loading). ComfyUI's three HiDream-I1 templates import and validate."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
+W = H = 64
+STEPS, SEED = 3, 7
+ENCODERS = ("t5xxl_tiny.safetensors", "clip_g_hidream.safetensors", "llama_3.1_8b_tiny.safetensors",
+            "clip_l_hidream.safetensors")       # any order, as QuadrupleCLIPLoader's slots are filled
+
+
+@pytest.fixture(scope="module")
+def hidream(tmp_path_factory):
+    from comfy_layouts import built
+    from tiny_hidream import build_hidream
+    yield from built(build_hidream, tmp_path_factory)
+
+
+@pytest.fixture
+def models(hidream, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(hidream / "models"))
+    return hidream / "models"
+
+
+def _parts():
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    mm = ModelManager()
+    model = load_diffusion_model(mm, "hidream_i1_tiny.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, ENCODERS[0], ENCODERS[1], "auto", "cpu", ENCODERS[2], ENCODERS[3])
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+    return model, te, vae
+
+
+def _sample(model, te, vae, cfg, negative="blurry"):
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    pos, neg = encode_prompt(te, "a cat"), encode_prompt(te, negative)
+    return run_sampling(model, pos, neg, empty_latent(vae, 1, W, H, 8.0), steps=STEPS, cfg=cfg, sampler="euler",
+                        seed=SEED).samples[:, :, 0]
+
+
+def _close(want, got):
+    err = float((want - got).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+
+
+def test_hidream_files_are_detected_and_a_missing_encoder_is_named(models):
+    """The transformer file is told from the others by its names; three of the four encoders load, and encoding
+    with them names the missing one and the loader that takes it (not a traceback from inside the pipeline)."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    det = detect_file(models / "diffusion_models" / "hidream_i1_tiny.safetensors")
+    assert (det.role, det.family) == ("diffusion_model", "hidream")
+    te = load_text_encoder(ModelManager(), "clip_l_hidream.safetensors", "clip_g_hidream.safetensors", "hidream",
+                           "cpu", "t5xxl_tiny.safetensors")
+    with pytest.raises(NodeError, match="has no Llama 3.1 8B.*name4, type hidream"):
+        encode_prompt(te, "a cat")
+
+
+@pytest.mark.parametrize("cfg", [5.0, 1.0])
+def test_hidream_split_files_match_hidreamimagepipeline(hidream, models, cfg):
+    """full (true CFG with a negative) and dev / fast (cfg 1, no negative pass): the transformer file, the four
+    encoders in any order and FLUX.1's VAE sample what HiDreamImagePipeline samples at its scheduler's shift 3.
+    (model.flow_shift is ComfyUI's ModelSamplingSD3: its line from 1 to 0, not diffusers' 1 to 1/1000; the
+    template test runs dev's shift 6 that way.)"""
+    from tiny_hidream import reference
+    model, te, vae = _parts()
+    assert (model.family, te.family, vae.family) == ("hidream", "hidream", "flux")
+    ref = reference(hidream)
+    ref.default_sample_size = W // 8     # the pipeline scales every size to this area (128 -> 1024x1024): keep 64x64
+    want = ref("a cat", negative_prompt="blurry", width=W, height=H, num_inference_steps=STEPS, guidance_scale=cfg,
+               generator=torch.Generator().manual_seed(SEED), output_type="latent").images
+    _close(want, _sample(model, te, vae, cfg))
+
+
+def test_comfyui_hidream_templates_import_and_dev_runs(hidream, models, tmp_path, monkeypatch):
+    """ComfyUI's HiDream-I1 full, dev and fast templates (UNETLoader, QuadrupleCLIPLoader, VAELoader ae,
+    ModelSamplingSD3, EmptySD3LatentImage, KSampler) import with every node mapped and validate. dev (shift 6, cfg 1)
+    runs on the tiny model under the template's file names (64x64, 2 steps); with euler its latent is
+    HiDreamImagePipeline's with the template's prompt, negative and seed on Kinograph's levels (ComfyUI's line at
+    shift 6: 1, 6/7)."""
+    from app.comfyui import import_data
+    from comfy_layouts import link_as
+    from comfyui_corpus import check
+    from graph_engine.api import Session, load_workflow
+    from tiny_hidream import reference
+    for name in ("full", "dev", "fast"):
+        good, how = check(TEMPLATES / f"hidream_i1_{name}.json")
+        assert good, how
+    for link, target in (("diffusion_models/hidream_i1_dev_fp8.safetensors", "diffusion_models/hidream_i1_tiny.safetensors"),
+                         ("text_encoders/t5xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders/t5xxl_tiny.safetensors"),
+                         ("text_encoders/t5xxl_fp8_e4m3fn_scaled", "text_encoders/t5xxl_tiny"),
+                         ("text_encoders/llama_3.1_8b_instruct_fp8_scaled.safetensors",
+                          "text_encoders/llama_3.1_8b_tiny.safetensors"),
+                         ("text_encoders/llama_3.1_8b_instruct_fp8_scaled", "text_encoders/llama_3.1_8b_tiny"),
+                         ("text_encoders/clip_g_hidream", "text_encoders/clip_l_hidream")):
+        link_as(models / link, models / target)
+    data = json.loads((TEMPLATES / "hidream_i1_dev.json").read_text("utf-8"))
+    monkeypatch.chdir(tmp_path)
+    res = import_data(data)
+    yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
+    yaml = yaml.replace("steps: 28", "steps: 2")
+    assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: euler_ancestral" in yaml, yaml
+
+    def run(yaml):
+        wf = tmp_path / "hidream.kino.yaml"
+        wf.write_text(yaml)
+        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        assert out.ok, out.failed
+        return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    assert torch.isfinite(run(yaml)).all()       # lcm, as imported (euler_ancestral)
+    got = run(yaml.replace("sampler: euler_ancestral", "sampler: euler"))
+    text = [n["widgets_values"][0] for n in data["nodes"] if n["type"] == "CLIPTextEncode"]
+    seed = next(n for n in data["nodes"] if n["type"] == "KSampler")["widgets_values"][0]
+    ref = reference(hidream, shift=1.0)
+    ref.default_sample_size = W // 8
+    want = ref(text[0], negative_prompt=text[1], width=W, height=H, sigmas=[1.0, 6 / 7], guidance_scale=1.0,
+               generator=torch.Generator().manual_seed(seed), output_type="latent").images
+    _close(want, got)
