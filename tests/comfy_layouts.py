@@ -47,6 +47,15 @@ def imported_template(models: Path, links, template: Path, size: tuple, steps: t
     return data, yaml.replace(f"steps: {steps[0]}", f"steps: {steps[1]}")
 
 
+def sampled_latent(workflow: Path, yaml: str):
+    """The first frame of the k_sampler's latent from running `yaml` (written to `workflow`) on the CPU, uncached."""
+    from graph_engine.api import Session, load_workflow
+    workflow.write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
+    assert out.ok, out.failed
+    return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+
+
 def auto_encoder_mismatch(model_file: str, text_encoder_file: str) -> str:
     """The message sampling the tiny model in `model_file` gives with a text encoder file loaded as type auto, which
     reads it for another family (t5xxl: LTX-Video's, qwen_3_4b: FLUX.2 [klein]'s)."""

@@ -108,8 +108,7 @@ def test_comfyui_zimage_turbo_template_imports_and_runs(zimage, tmp_path, monkey
     KSampler 8 steps cfg 1 res_multistep / simple). Every node maps and it runs on the tiny model under the template's
     file names (64x48, 2 steps); with euler the latent is ZImagePipeline's with its prompt and seed on ComfyUI's levels
     (simple at shift 3: 1, 0.75)."""
-    from comfy_layouts import imported_template
-    from graph_engine.api import Session, load_workflow
+    from comfy_layouts import imported_template, sampled_latent
     monkeypatch.chdir(tmp_path)
     data, yaml = imported_template(
         zimage / "models",
@@ -120,11 +119,7 @@ def test_comfyui_zimage_turbo_template_imports_and_runs(zimage, tmp_path, monkey
     assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: res_multistep" in yaml, yaml
 
     def run(yaml):
-        wf = tmp_path / "zimage.kino.yaml"
-        wf.write_text(yaml)
-        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
-        assert out.ok, out.failed
-        return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+        return sampled_latent(tmp_path / "zimage.kino.yaml", yaml)
     assert torch.isfinite(run(yaml)).all()
     got = run(yaml.replace("sampler: res_multistep", "sampler: euler"))
     sub = data["definitions"]["subgraphs"][0]["nodes"]

@@ -13,7 +13,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frames_from_batch
-from nodes.generate.adapters.mmdit import MMDiTAdapter
+from nodes.generate.adapters.mmdit import MMDiTAdapter, flux_ae_factors
 
 MAX_TOKENS = 128                # HiDreamImagePipeline's max_sequence_length, for T5 and Llama alike
 NO_ENCODERS = ("HiDream-I1 reads four text encoders, CLIP-L and CLIP-G (clip_l_hidream, clip_g_hidream), T5-XXL "
@@ -30,9 +30,7 @@ class HiDreamAdapter(MMDiTAdapter):
     max_tokens = MAX_TOKENS
 
     def factors(self, pipe):
-        if getattr(pipe, "vae", None) is None:      # a transformer from its own file: FLUX.1's latent geometry
-            return 1, 8, int(pipe.transformer.config.in_channels)
-        return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
+        return flux_ae_factors(pipe)
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):

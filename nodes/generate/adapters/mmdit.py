@@ -19,6 +19,14 @@ def patch_frames(x_in: torch.Tensor, title: str) -> torch.Tensor:
     return frames_in_batch(x_in)
 
 
+def flux_ae_factors(pipe):
+    """(frames, space, channels) of a latent for a transformer that draws with FLUX.1's VAE (Z-Image, HiDream): read
+    from the VAE, or for a transformer from its own file (no VAE yet) FLUX.1's geometry and the file's channels."""
+    if getattr(pipe, "vae", None) is None:
+        return 1, 8, int(pipe.transformer.config.in_channels)
+    return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
+
+
 class MMDiTAdapter(Adapter):
     space = "flow"
     prediction = "flow"

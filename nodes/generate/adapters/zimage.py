@@ -13,7 +13,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frames_from_batch, masked_text
-from nodes.generate.adapters.mmdit import MMDiTAdapter
+from nodes.generate.adapters.mmdit import MMDiTAdapter, flux_ae_factors
 
 MAX_TOKENS = 512
 NO_QWEN3 = ("Z-Image reads one text encoder, Qwen3-4B (qwen_3_4b.safetensors); this text encoder has none. Give "
@@ -28,9 +28,7 @@ class ZImageAdapter(MMDiTAdapter):
     max_tokens = MAX_TOKENS
 
     def factors(self, pipe):
-        if getattr(pipe, "vae", None) is None:      # a transformer from its own file: FLUX.1's latent geometry
-            return 1, 8, int(pipe.transformer.config.in_channels)
-        return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
+        return flux_ae_factors(pipe)
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
