@@ -23,6 +23,7 @@ def test_sd2_unet_file_builds_with_heads_of_64(tmp_path, name):
     import torch
     from safetensors.torch import save_file
     from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import will_load
     from nodes.generate.split import _module
     from tiny_models import sd_ldm_unet
     ref = _sd2_unet()
@@ -30,6 +31,8 @@ def test_sd2_unet_file_builds_with_heads_of_64(tmp_path, name):
     save_file({k: v.contiguous() for k, v in sd_ldm_unet(ref.state_dict(), 2, [True, True]).items()}, str(path))
     det = detect_file(path)
     assert (det.role, det.family, det.variant) == ("diffusion_model", "sd", "sd2")
+    loads, how = will_load(det)         # what `kinograph info` says of the file: it loaded, so it says so
+    assert loads and how.startswith("load.diffusion_model"), how
     net = _module(path, det, torch.float32, "cpu").eval()
     assert list(net.config.attention_head_dim) == [1, 2]
     gen = torch.Generator().manual_seed(1)

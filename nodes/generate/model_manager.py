@@ -687,6 +687,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             return True, f"load.sd3 (or load.model): the MMDiT and {held} from the one file"
     if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
+    if det.role == "diffusion_model" and det.family == "sd" and det.variant == "sd2":
+        return True, ("load.diffusion_model: an SD 2.x UNet, built with SD 2's heads of 64; a 768-v file samples as "
+                      "v_prediction only when model.sampling says so (the file does not)")
     if det.family == "sd" and det.variant.startswith("sd2"):
         from nodes.generate.converters.sd import SD2_FOLDER
         return False, f"Stable Diffusion 2.x does not load from one file. {SD2_FOLDER}"
