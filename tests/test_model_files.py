@@ -804,12 +804,7 @@ def test_validate_names_every_folder_searched_for_a_missing_model_extra_model_pa
     (comfy / "models" / "vae").mkdir(parents=True)
     (drive / "vae").mkdir(parents=True)
     (comfy / "extra_model_paths.yaml").write_text(f"second:\n  base_path: {drive}\n  vae: vae\n")
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
-    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
-    wf = tmp_path / "w.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  vae: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}\n")
-    assert main(["validate", str(wf)]) == 2
-    err = capsys.readouterr().err
+    wf, err = _validate_vae(tmp_path, monkeypatch, capsys, comfy, "wan_2.1_vae.safetensors")
     assert (f"{wf}:3: node vae: name: 'wan_2.1_vae.safetensors' is not in the model folders (looked in "
             f"{comfy / 'models' / 'vae'}, {tmp_path / 'data' / 'models' / 'vae'} (missing), {drive / 'vae'}) nor beside the "
             f"workflow; put wan_2.1_vae.safetensors into {comfy / 'models' / 'vae'}, ") in err, err
@@ -937,6 +932,18 @@ def test_a_comment_inside_an_extra_model_paths_block_is_part_of_the_folder_name_
             "comment out of the block)\n") in capsys.readouterr().out
 
 
+def _validate_vae(tmp_path, monkeypatch, capsys, models, name: str):
+    """(the workflow, what `kinograph validate` printed) for one load.vae naming `name` (as YAML writes it) that is
+    in no model folder, with `models` as KINOGRAPH_MODELS and an empty data folder."""
+    from app.cli import main
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    wf = tmp_path / "w.yaml"
+    wf.write_text(f"kinograph: 1\nnodes:\n  vae: {{type: load.vae, params: {{name: {name}}}}}\n")
+    assert main(["validate", str(wf)]) == 2
+    return wf, capsys.readouterr().err
+
+
 def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that_sub_folder(tmp_path, monkeypatch,
                                                                                             capsys):
     """A ComfyUI workflow names models by their sub-folder (wan\\wan_2.1_vae.safetensors, written on Windows), and
@@ -945,12 +952,7 @@ def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that
     from app.cli import main
     models = tmp_path / "models"
     (models / "vae").mkdir(parents=True)
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
-    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
-    wf = tmp_path / "w.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  vae: {type: load.vae, params: {name: 'wan\\wan_2.1_vae.safetensors'}}\n")
-    assert main(["validate", str(wf)]) == 2
-    err = capsys.readouterr().err
+    wf, err = _validate_vae(tmp_path, monkeypatch, capsys, models, "'wan\\wan_2.1_vae.safetensors'")
     assert f"put wan_2.1_vae.safetensors into {models / 'vae' / 'wan'}, or add" in err, err
     from nodes.common.models_dirs import find_model      # the run's own message, the same
     with pytest.raises(NodeError, match=f"put wan_2.1_vae.safetensors into {re.escape(str(models / 'vae' / 'wan'))},"):
