@@ -22,6 +22,7 @@ class BuildPyShipped(build_py):
             return
         for name in SHIPPED:
             dest = Path(self.build_lib) / "graph_engine" / "_shipped" / name
+            # dest lies in setuptools' own build folder: a copy an earlier build left there, never the checkout
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(HERE / name, dest, ignore=SKIP)
 
