@@ -127,3 +127,34 @@ def test_comfyui_hidream_templates_import_and_dev_runs(hidream, models, tmp_path
     want = ref(text[0], negative_prompt=text[1], width=W, height=H, sigmas=[1.0, 6 / 7], guidance_scale=1.0,
                generator=torch.Generator().manual_seed(seed), output_type="latent").images
     _close(want, got)
+
+
+def test_dual_cfg_as_comfyuis_dualcfgguider(models):
+    """guide.dual_cfg (ComfyUI's DualCFGGuider, in the HiDream-E1 and OmniGen2 templates) against Guider_DualCFG's
+    maths written out here: one Euler step to noise level 0 lands on the step's x0 prediction, so each style is
+    checked against the three prompts' predictions, each made by a plain run at cfg 1. regular is
+    cfg_function(middle, negative, cfg2) + cfg1 (prompt - middle), with CFGNorm's post-CFG step on that cfg_function
+    (as in the E1.1 template); nested is negative + cfg2 (middle + cfg1 (prompt - middle) - negative)."""
+    from nodes.generate.nodes import cfg_norm_guide, dual_cfg_guide
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    model, te, vae = _parts()
+    pos, mid, neg = (encode_prompt(te, t) for t in ("a cat", "blurry", "a dog on a sofa"))
+    lat = empty_latent(vae, 1, W, H, 8.0)
+
+    def step(m, p, n, cfg):
+        return run_sampling(m, p, n, lat, steps=1, cfg=cfg, sampler="euler", seed=SEED).samples.double()
+    cond, middle, uncond = (step(model, c, None, 1.0) for c in (pos, mid, neg))
+    assert (cond - middle).abs().max() > 1e-3 and (middle - uncond).abs().max() > 1e-3
+    cfg1, cfg2 = 3.0, 1.5
+    _close(uncond + cfg2 * (middle - uncond) + cfg1 * (cond - middle),
+           step(dual_cfg_guide(None, model, mid, cfg2, "regular"), pos, neg, cfg1))
+    _close(uncond + cfg2 * (middle + cfg1 * (cond - middle) - uncond),
+           step(dual_cfg_guide(None, model, mid, cfg2, "nested"), pos, neg, cfg1))
+    pair = uncond + cfg2 * (middle - uncond)        # ComfyUI's CFGNorm: cond_denoised is the middle's here
+    capped = pair * (middle.norm(dim=1, keepdim=True) / (pair.norm(dim=1, keepdim=True) + 1e-8)).clamp(0.0, 1.0)
+    normed = dual_cfg_guide(None, cfg_norm_guide(None, model, 1.0), mid, cfg2, "regular")
+    _close(capped + cfg1 * (cond - middle), step(normed, pos, neg, cfg1))
+    with pytest.raises(NodeError, match="guide.dual_cfg guides between three prompts: connect sample's negative"):
+        step(dual_cfg_guide(None, model, mid, cfg2, "regular"), pos, None, 1.0)

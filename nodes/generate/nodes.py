@@ -964,6 +964,22 @@ def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=
     return model.with_option("cfg_norm", float(strength))
 
 
+@node("guide.dual_cfg", title="Dual CFG (two prompts)", category="Sampling", passes={"model": "model"})
+def dual_cfg_guide(ctx, model: MODEL, middle: CONDITIONING,
+                   middle_cfg: float = Param(2.0, min=0.0, max=100.0, help="how far the middle prompt pushes away "
+                                                                           "from sample's negative"),
+                   style: str = Param("regular", choices=("regular", "nested"),
+                                      help="regular: the two pushes added; nested: the middle-to-prompt guidance "
+                                           "itself pushed away from the negative")) -> MODEL:
+    """Guidance between three prompts (ComfyUI's DualCFGGuider; HiDream-E1 and OmniGen2 edit with it): sample's
+    prompt, this middle one and sample's negative. regular: negative + middle_cfg (middle - negative) + cfg (prompt -
+    middle); nested: negative + middle_cfg (middle + cfg (prompt - middle) - negative), sample's cfg being the
+    prompt's scale over the middle. For editing, the middle is the negative text with the picture, so cfg weighs
+    the instruction and middle_cfg the picture. Three network calls a step; connect sample's negative prompt."""
+    from nodes.generate.sampling import DualCfg
+    return model.with_option("dual_cfg", DualCfg(middle, float(middle_cfg), style == "nested"))
+
+
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})
 def cfg_zero_star_guide(ctx, model: MODEL) -> MODEL:
     """Guidance that first scales the unconditional prediction to the part the prompt does not already agree with
