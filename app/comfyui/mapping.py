@@ -1639,7 +1639,8 @@ RULES: Dict[str, Rule] = {
                                note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
-    # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
+    # FLUX.1 Depth / Canny's control picture, HiDream-E1's picture to edit (SD's InstructPix2Pix models, which use the
+    # node too, are refused there)
     "InstructPixToPixConditioning": Rule("condition.control_image", (), (),
                                          {"positive": "positive", "negative": "negative", "vae": "vae",
                                           "pixels": "video"}, ("positive", "negative", "latent")),

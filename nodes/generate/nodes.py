@@ -445,7 +445,8 @@ def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO 
         help="the depth map (depth.estimate) or edges (control.canny) to follow: one picture, or a clip"),
         negative: CONDITIONING = Input(optional=True)):
     """Steer a FLUX.1 Depth or Canny model by a depth map or edge picture (ComfyUI's InstructPixToPixConditioning):
-    its latent rides beside the noise on the model's extra channels. Sample the latent this gives (empty, of the
+    its latent rides beside the noise on the model's extra channels. For HiDream-E1 it is the picture to edit, read
+    beside the noise (with guide.dual_cfg, as ComfyUI's E1 templates). Sample the latent this gives (empty, of the
     picture's size) at denoise 1."""
     from nodes.generate.image_cond import condition_control_image as run
     return run(vae, positive, negative, video, ctx.check, ctx.progress)
