@@ -79,7 +79,8 @@ class HiDreamAdapter(MMDiTAdapter):
         for edit in (False, True):
             rows = [i for i, p in enumerate(pictures) if (p is not None) == edit]
             if rows:
-                part = {k: v[rows] for k, v in inputs.items() if k != "image_cond"}
+                part = {k: v[rows] if torch.is_tensor(v) and len(v) == len(pictures) else v
+                        for k, v in inputs.items() if k != "image_cond"}
                 picture = torch.cat([pictures[i] for i in rows]).to(x_in.device) if edit else None
                 out[rows] = self._forward(handle, x_in[rows], t, part, picture).to(out.dtype)
         return out
