@@ -209,6 +209,7 @@ def test_comfyui_hidream_e1_templates_import_and_full_runs(hidream, models, tmp_
     from primitive nodes) import with every node mapped and validate; E1 full's runs on the tiny model under the
     template's file names (its 768x768 picture at 32x32, 2 steps) and saves the edited picture."""
     from PIL import Image
+    from app.comfyui import import_data
     from comfy_layouts import imported_template
     from comfyui_corpus import check
     from graph_engine.api import Session, load_workflow
@@ -224,7 +225,12 @@ def test_comfyui_hidream_e1_templates_import_and_full_runs(hidream, models, tmp_
              ("text_encoders/clip_g_hidream", "text_encoders/clip_l_hidream")]
     _, yaml = imported_template(models, links, TEMPLATES / "hidream_e1_full.json", (1024, 1024), (28, 2))
     yaml = yaml.replace("width: 768", "width: 32").replace("height: 768", "height: 32")
-    assert "width: 32" in yaml and "steps: 2" in yaml and "guide.dual_cfg" in yaml and "middle_cfg: 2" in yaml, yaml
+    assert "width: 32" in yaml and "steps: 2" in yaml and "cfg: 5" in yaml and "middle_cfg: 2" in yaml, yaml
+    # cond2 (the negative text with the picture) is the middle prompt; sample's negative is the text alone
+    assert "middle: instruct_pix_to_pix_conditioning_52.negative" in yaml, yaml
+    assert "negative: clip_text_encode_7.positive" in yaml.split("sampler_custom_advanced_54:")[1], yaml
+    e1_1 = import_data(json.loads((TEMPLATES / "hidream_e1_1.json").read_text("utf-8"))).yaml
+    assert "guide.cfg_norm" in e1_1 and "cfg: 3" in e1_1 and "middle_cfg: 1.5" in e1_1, e1_1
     Image.fromarray(torch.randint(0, 256, (48, 40, 3), dtype=torch.uint8).numpy()).save(
         tmp_path / "hidream_e1_full_input_image.jpg")
     monkeypatch.chdir(tmp_path)
