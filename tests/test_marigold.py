@@ -239,3 +239,63 @@ def test_img_to_img_velocity_with_noise_is_refused(marigold):
     _, run = _run(marigold["root"], TASKS["depth"][0], "noisy", noisy)
     assert not run.ok
     assert "add_noise off" in " ".join(str(v) for v in run.failed.values())
+
+
+def test_a_whole_clip_gets_one_depth_range(marigold, tmp_path):
+    """The depth template on a plate sequence (its LoadImage swapped for io.load_frames, the pass's spread clip):
+    every frame is the published step, and all are stretched by the clip's lowest and highest depth together, so a
+    frame's levels do not jump with what is in it."""
+    import cv2
+    from PIL import Image
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    frames = [np.roll(marigold["picture"], 8 * i, axis=1) // (1 + i) for i in range(3)]
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(plate / f"shot.{1001 + i}.png"), f[:, :, ::-1])
+    yaml = import_workflow(str(TEMPLATES / TASKS["depth"][0])).yaml
+    yaml = yaml.replace("type: io.load_image", "type: io.load_frames").replace(
+        "path: ev_suv_gold_desert_pavilion.png", f"path: {plate}/shot.####.png").replace(
+        "spread: frame", "spread: clip").replace("load_image_12.image", "load_image_12.video")
+    wf = load_workflow(text=yaml, check=False)
+    next(n for n in wf.graph.nodes.values() if n.type == "io.save_frames").params["path"] = str(tmp_path / "out")
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    got = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((tmp_path / "out").rglob("*.png"))])
+    transformer, cond = marigold["refs"]["depth"]
+    decoded = np.stack([np.round(_published_step(transformer, marigold["vae"], cond, f) * 255) / 255 for f in frames])
+    d = decoded.mean(-1, keepdims=True)
+    want = np.repeat((d.max() - d) / (d.max() - d.min()), 3, -1)
+    assert got.shape == want.shape == (3, H, W, 3)
+    assert np.abs(got / 255 - want).max() <= 1.5 / 255
+
+
+@pytest.mark.parametrize("spread", ["clip", "frame"])
+def test_depth_pass_on_a_sequence(tmp_path, spread):
+    """depth.marigold_pass over a plate sequence whose frames' depths span different ranges: spread clip stretches
+    all by the clip's lowest and highest mean, spread frame each by its own (ComfyUI's maths)."""
+    import cv2
+    from PIL import Image
+    from graph_engine.api import Session, load_workflow
+    rng = np.random.default_rng(5)
+    frames = [(rng.uniform(lo, hi, (12, 16, 3)) * 255).round().astype(np.uint8) for lo, hi in ((0.1, 0.4), (0.5, 0.9))]
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"d.{i:04d}.png"), f[:, :, ::-1])
+    wf = load_workflow(text=f"""kinograph: 1
+nodes:
+  plate: {{type: io.load_frames, params: {{path: "{tmp_path}/d.####.png"}}}}
+  pass: {{type: depth.marigold_pass, params: {{prediction: depth, spread: {spread}}}, inputs: {{video: plate.video}}}}
+  save: {{type: io.save_frames, params: {{path: "{tmp_path}/out"}}, inputs: {{video: pass.video}}}}
+""", check=False)
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    got = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((tmp_path / "out").rglob("*.png"))])
+    x = torch.from_numpy(np.stack(frames).astype(np.float32) / 255)
+    if spread == "frame":
+        want = _comfy_post(x, "depth").numpy()
+    else:
+        d = x.mean(-1, keepdim=True)
+        want = ((d.max() - d) / (d.max() - d.min())).repeat(1, 1, 1, 3).numpy()
+        assert want[0].min() > 0.3 and want[1].max() < 0.7     # the far frame stays dark, the near one light
+    assert np.abs(got / 255 - want).max() <= 0.6 / 255
