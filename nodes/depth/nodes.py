@@ -43,7 +43,10 @@ def marigold_pass(ctx, video: VIDEO,
     """The pass a compositor reads from a decoded Marigold v2 picture (ComfyUI's MarigoldV2PostProcess; vae.decode's
     output of the task's VAE). depth: relative depth, near 1 (white), far 0, the same in R, G and B; it is
     affine-invariant (a relative log depth, not metres). normals: camera-space unit normals, x, y, z each stored as
-    (n + 1) / 2 in R, G, B (0.5 is 0). albedo: the surface colour without lighting, sRGB-coded."""
+    (n + 1) / 2 in R, G, B (0.5 is 0). albedo: the surface colour without lighting, sRGB-coded. Depth and normals
+    are data, not colour: io.save_frames' PNG holds them as they are, so read those files in Nuke with colorspace
+    raw (an EXR from here holds them decoded as sRGB light). Marigold v2 sees each frame alone: depth from frame to
+    frame keeps its levels (spread clip), not its scale."""
     import numpy as np
     from nodes.common.stream import map_frames
     from nodes.generate.marigold import post
