@@ -182,3 +182,37 @@ def test_not_a_stable_audio_checkpoint(tiny):
     with pytest.raises(NodeError, match="not a Stable Audio Open checkpoint.*stable-audio-open-1.0.safetensors"):
         sa.load(ModelManager(), str(tiny / "models" / "text_encoders" / "t5-base.safetensors"),
                 "t5-base.safetensors", "cpu")
+
+
+def test_comfyui_template_runs_and_saves_its_sound(tiny, tmp_path):
+    """ComfyUI's Stable Audio Open template (tests/data/comfyui/templates): its loaders, prompts, EmptyLatentAudio,
+    KSampler and VAEDecodeAudio become one generate.stable_audio, its SaveAudioAdvanced io.save_audio; run on the
+    tiny files (1 s, 3 steps), the FLAC holds the reference's sound for its prompt, cfg and seed."""
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    template = Path(__file__).parent / "data" / "comfyui" / "templates" / "audio_stable_audio_example.json"
+    result = import_workflow(str(template))
+    wf = load_workflow(text=result.yaml, check=False)
+    (sound,) = [n for n in wf.graph.nodes.values() if n.type == "generate.stable_audio"]
+    (save,) = [n for n in wf.graph.nodes.values() if n.type == "io.save_audio"]
+    assert {k: sound.params[k] for k in ("prompt", "negative", "seconds", "cfg", "sampler", "scheduler", "text_encoder")} \
+        == {"prompt": "heaven church electronic dance music", "negative": "", "seconds": 47.6, "cfg": 4.98,
+            "sampler": "dpmpp_2m", "scheduler": "exponential", "text_encoder": "t5-base.safetensors"}
+    assert save.params["path"] == "out/audio/ComfyUI.flac"
+    sound.params.update(checkpoint=CKPT, seconds=SECONDS, steps=3)
+    save.params["path"] = str(tmp_path / "ComfyUI.flac")
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    codec, rate, got = decoded(tmp_path / "ComfyUI.flac")
+    want = reference(PARTS["diffusers"], "heaven church electronic dance music", "", 3, 4.98, sound.params["seed"])
+    assert (codec, rate, got.shape) == ("flac", 44100, (2, FRAMES * HOP))
+    assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768
+
+
+def test_stable_audio_3_templates_say_the_model_is_not_in_kinograph():
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    template = Path(__file__).parent / "data" / "comfyui" / "templates" / "audio_stable_audio_3_medium.json"
+    (decode,) = [e for e in import_workflow(str(template)).report.entries.values() if e.class_type == "VAEDecodeAudio"]
+    assert decode.status == "unmapped" and "Stable Audio 3's sound, a model Kinograph does not have" in decode.notes[-1]
