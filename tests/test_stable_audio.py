@@ -166,6 +166,9 @@ nodes:
   sound: {{type: generate.stable_audio, params: {{checkpoint: {CKPT}, prompt: rain on a tin roof, seconds: {SECONDS},
            steps: 3, cfg: 4.0, seed: 7}}}}
   save: {{type: io.save_audio, inputs: {{audio: sound.audio}}, params: {{path: '{out}'}}}}
+  clip: {{type: generate.solid, params: {{width: 32, height: 32, frames: 3, fps: 24}}}}
+  scored: {{type: io.set_audio, inputs: {{video: clip.video, audio: sound.audio}}}}
+  film: {{type: io.save_video, inputs: {{video: scored.video}}, params: {{path: '{tmp_path / "scored.mp4"}'}}}}
 """
     run = Session(device="cpu").run(load_workflow(text=text, check=False), use_cache=False)
     assert run.ok, run.failed
@@ -173,6 +176,9 @@ nodes:
     want = reference(PARTS["diffusers"], "rain on a tin roof", "", 3, 4.0, 7).numpy()
     assert (codec, rate, got.shape) == ("flac", 44100, (2, FRAMES * HOP))
     assert np.abs(got - np.clip(want, -1, 1)).max() < 2 / 32768        # 16-bit FLAC of the same waveform
+    _, rate, muxed = decoded(tmp_path / "scored.mp4")                   # the clip's sound: it, then silence
+    assert rate == 44100 and muxed.shape[0] == 2 and muxed.shape[1] >= 3 / 24 * 44100 - 1024
+    assert np.abs(muxed).max() > 0.05
 
 
 def test_not_a_stable_audio_checkpoint(tiny):
