@@ -222,3 +222,30 @@ def test_stable_audio_3_templates_say_the_model_is_not_in_kinograph():
     template = Path(__file__).parent / "data" / "comfyui" / "templates" / "audio_stable_audio_3_medium.json"
     (decode,) = [e for e in import_workflow(str(template)).report.entries.values() if e.class_type == "VAEDecodeAudio"]
     assert decode.status == "unmapped" and "Stable Audio 3's sound, a model Kinograph does not have" in decode.notes[-1]
+
+
+def test_a_written_prompt_stays_linked():
+    """A prompt a language model writes (TextGenerate into CLIPTextEncode) reaches generate.stable_audio's prompt
+    through its link; the graph validates."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    api = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "stable-audio-open-1.0.safetensors"}},
+           "10": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5-base.safetensors", "type": "stable_audio"}},
+           "20": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "stable_diffusion"}},
+           "21": {"class_type": "TextGenerate", "inputs": {"clip": ["20", 0], "prompt": "a rainy night",
+                                                           "max_length": 64, "sampling_mode": "off"}},
+           "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["10", 0], "text": ["21", 0]}},
+           "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["10", 0], "text": "noise"}},
+           "11": {"class_type": "EmptyLatentAudio", "inputs": {"seconds": 10.0, "batch_size": 1}},
+           "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+                                                      "latent_image": ["11", 0], "seed": 1, "steps": 20, "cfg": 5.0,
+                                                      "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
+           "12": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+           "13": {"class_type": "SaveAudio", "inputs": {"audio": ["12", 0], "filename_prefix": "audio/x"}}}
+    result = import_data(api)
+    g = load_workflow(text=result.yaml).graph
+    assert sorted(n.type for n in g.nodes.values()) == ["generate.stable_audio", "io.save_audio", "load.text_encoder",
+                                                        "text.generate"]
+    assert g.inputs["k_sampler_3"]["prompt"] == ("text_generate_21", "text")
+    assert {k: g.nodes["k_sampler_3"].params[k] for k in ("negative", "seconds", "sampler", "scheduler")} == \
+        {"negative": "noise", "seconds": 10.0, "sampler": "euler", "scheduler": "karras"}

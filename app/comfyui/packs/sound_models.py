@@ -68,15 +68,16 @@ class SoundModels:
             params["scheduler"] = raw["scheduler"]
         else:
             notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for Stable Audio: exponential")
-        nid = self.add("generate.stable_audio", ks, params)
-        for enc, port in ((pos, "prompt"), (neg, "negative")):      # a prompt a language model writes stays linked
-            src = g.inputs.get(enc, {}).get("text")
-            if src and src[0] in g.nodes:
-                g.connect(src[0], src[1], nid, port)
+        # a prompt a language model writes stays linked
+        texts = {port: g.inputs.get(enc, {}).get("text") for enc, port in ((pos, "prompt"), (neg, "negative"))}
         made = {n for n in (sample, pos, neg, model, text) if n in g.nodes}
         gone = made - {l.src for l in g.links() if l.src in made and l.dst not in made}
         for n in gone:
             g.remove_node(n)
+        nid = self.add("generate.stable_audio", ks, params)
+        for port, src in texts.items():
+            if src and src[0] in g.nodes:
+                g.connect(src[0], src[1], nid, port)
         for entry in self.report.entries.values():
             if set(entry.kinograph) & gone:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
