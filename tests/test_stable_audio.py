@@ -114,7 +114,7 @@ def tiny(tmp_path_factory):
     yield from models_dir(tmp_path_factory, build, "stable_audio")
 
 
-def reference(parts, prompt: str, negative: str, steps: int, cfg: float, seed: int) -> torch.Tensor:
+def reference(parts, prompt: str, negative: str, steps: int, cfg: float, seed: int, start: float = 0.0) -> torch.Tensor:
     """diffusers' StableAudioPipeline, sampled by DPM-Solver++(2M) over ComfyUI's exponential schedule (500 to
     0.03) with the model's atan(sigma) * 2 / pi time input, then VAEDecodeAudio's loudness rule."""
     from diffusers import EDMDPMSolverMultistepScheduler, StableAudioPipeline
@@ -128,7 +128,8 @@ def reference(parts, prompt: str, negative: str, steps: int, cfg: float, seed: i
                    prediction_type="v_prediction", algorithm_type="dpmsolver++", solver_order=2)
     pipe = StableAudioPipeline(vae=vae, text_encoder=text, projection_model=proj, tokenizer=tok, transformer=dit,
                                scheduler=sch)
-    wave = pipe(prompt, negative_prompt=negative, audio_end_in_s=SECONDS, num_inference_steps=steps,
+    wave = pipe(prompt, negative_prompt=negative, audio_start_in_s=start, audio_end_in_s=SECONDS,
+                num_inference_steps=steps,
                 guidance_scale=cfg, generator=torch.Generator().manual_seed(seed), output_type="pt").audios[0]
     std = float(wave.std()) * 5.0
     return wave / max(std, 1.0)
@@ -143,6 +144,25 @@ def test_waveform_matches_diffusers(tiny):
     assert got.shape == want.shape == (2, FRAMES * HOP)
     assert float(want.abs().max()) > 0.05
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-3), float((got - want).abs().max())
+
+
+
+def test_told_a_later_part_of_a_piece(tiny):
+    """ConditioningStableAudio's seconds_start and seconds_total are diffusers' audio_start_in_s and audio_end_in_s
+    (whose pipeline then keeps the waveform from the start on; the loudness rule is taken over that part)."""
+    from nodes.generate import stable_audio as sa
+    from nodes.generate.model_manager import ModelManager
+    model = sa.load(ModelManager(), CKPT, "t5-base.safetensors", "cpu")
+    got = sa.generate(model, "rain on a tin roof", "", SECONDS, 4, 4.0, "dpmpp_2m", "exponential", 3,
+                      seconds_start=0.25, seconds_total=SECONDS)
+    want = reference(PARTS["diffusers"], "rain on a tin roof", "", 4, 4.0, 3, start=0.25)
+    cut = FRAMES * HOP // 4
+    assert want.shape == (2, FRAMES * HOP - cut)
+    got = got[:, cut:] / got[:, cut:].std()                            # each side's loudness rule scales its own
+    want = want / want.std()                                            # part: compared at one loudness
+    assert float(want.abs().max()) > 0.5
+    # (the start's embedding moves this tiny model's sound by 5e-5: told 0 instead, it fails)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), float((got - want).abs().max())
 
 
 def decoded(path):
@@ -226,7 +246,7 @@ def test_stable_audio_3_templates_say_the_model_is_not_in_kinograph():
 
 def test_a_written_prompt_stays_linked():
     """A prompt a language model writes (TextGenerate into CLIPTextEncode) reaches generate.stable_audio's prompt
-    through its link; the graph validates."""
+    through its link, ConditioningStableAudio's seconds its seconds_start and seconds_total; the graph validates."""
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
     api = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "stable-audio-open-1.0.safetensors"}},
@@ -236,8 +256,10 @@ def test_a_written_prompt_stays_linked():
                                                            "max_length": 64, "sampling_mode": "off"}},
            "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["10", 0], "text": ["21", 0]}},
            "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["10", 0], "text": "noise"}},
+           "8": {"class_type": "ConditioningStableAudio", "inputs": {"positive": ["6", 0], "negative": ["7", 0],
+                                                                     "seconds_start": 4.0, "seconds_total": 30.0}},
            "11": {"class_type": "EmptyLatentAudio", "inputs": {"seconds": 10.0, "batch_size": 1}},
-           "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+           "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["8", 0], "negative": ["8", 1],
                                                       "latent_image": ["11", 0], "seed": 1, "steps": 20, "cfg": 5.0,
                                                       "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
            "12": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
@@ -247,5 +269,7 @@ def test_a_written_prompt_stays_linked():
     assert sorted(n.type for n in g.nodes.values()) == ["generate.stable_audio", "io.save_audio", "load.text_encoder",
                                                         "text.generate"]
     assert g.inputs["k_sampler_3"]["prompt"] == ("text_generate_21", "text")
-    assert {k: g.nodes["k_sampler_3"].params[k] for k in ("negative", "seconds", "sampler", "scheduler")} == \
-        {"negative": "noise", "seconds": 10.0, "sampler": "euler", "scheduler": "karras"}
+    assert {k: g.nodes["k_sampler_3"].params[k] for k in ("negative", "seconds", "seconds_start", "seconds_total",
+                                                          "sampler", "scheduler")} == \
+        {"negative": "noise", "seconds": 10.0, "seconds_start": 4.0, "seconds_total": 30.0, "sampler": "euler",
+         "scheduler": "karras"}

@@ -90,6 +90,12 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
                           prompt: str = Param("", kind="text", help="the sound: genre, instruments, mood, BPM"),
                           negative: str = Param("", kind="text", help="what to steer away from"),
                           seconds: float = Param(47.6, min=0.1, max=500.0, help="length (trained on up to 47 s)"),
+                          seconds_start: float = Param(0.0, min=0.0, max=512.0,
+                                                       help="where in a longer piece this part starts (ComfyUI's "
+                                                            "ConditioningStableAudio)"),
+                          seconds_total: float = Param(0.0, zero="auto", min=0.0, max=512.0,
+                                                       help="the whole piece's length the model is told; auto = "
+                                                            "this sound's whole seconds"),
                           steps: int = Param(50, min=1, max=1000),
                           cfg: float = Param(7.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass"),
                           sampler: str = Param("dpmpp_2m", choices=tuple(s for s in SAMPLERS if s != "ar_video")),
@@ -101,6 +107,7 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
     from nodes.generate import stable_audio as sa
     from nodes.generate.model_manager import manager_for
     model = sa.load(manager_for(ctx), checkpoint, text_encoder, ctx.device)
-    wave = sa.generate(model, prompt, negative, seconds, steps, cfg, sampler, scheduler, seed, ctx.progress)
+    wave = sa.generate(model, prompt, negative, seconds, steps, cfg, sampler, scheduler, seed, ctx.progress,
+                       seconds_start, seconds_total)
     ctx.log(f"{wave.shape[-1] / sa.RATE:.2f} s of sound, {wave.shape[0]} channels at {sa.RATE} Hz")
     return {"audio": sa.as_audio(wave)}

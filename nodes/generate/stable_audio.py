@@ -230,8 +230,10 @@ def sigmas(steps: int, scheduler: str) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model: StableAudio, prompt: str, negative: str, seconds: float, steps: int, cfg: float,
-             sampler: str, scheduler: str, seed: int, progress=None) -> torch.Tensor:
-    """The sound's waveform [channels, samples] at 44.1 kHz, loudness as VAEDecodeAudio leaves it."""
+             sampler: str, scheduler: str, seed: int, progress=None, seconds_start: float = 0.0,
+             seconds_total: float = 0.0) -> torch.Tensor:
+    """The sound's waveform [channels, samples] at 44.1 kHz, loudness as VAEDecodeAudio leaves it. The model is
+    told the piece starts at `seconds_start` and lasts `seconds_total` (0: the sound's whole seconds)."""
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
     from nodes.generate.samplers import SAMPLERS
     if sampler not in SAMPLERS or sampler == "ar_video":
@@ -239,11 +241,12 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     frames = latent_frames(seconds)
     if frames < 2:
         raise NodeError(f"seconds={seconds:g} gives no sound: give at least 0.1 s (ComfyUI's minimum is 1)")
-    total = int(frames / 21.53)          # ComfyUI's seconds_total when no ConditioningStableAudio sets it
-    if total > SECONDS_MAX:
-        raise NodeError(f"seconds={seconds:g}: Stable Audio's conditioning reaches {SECONDS_MAX} s; give less "
-                        "(it was trained on up to 47 s)")
-    conds = [conditioning(model, text, 0.0, total) for text in (negative, prompt)]
+    # ComfyUI's seconds_total when no ConditioningStableAudio sets it
+    total = seconds_total or int(frames / 21.53)
+    if max(total, seconds_start) > SECONDS_MAX:
+        raise NodeError(f"seconds={seconds:g}, seconds_start={seconds_start:g}: Stable Audio's conditioning reaches "
+                        f"{SECONDS_MAX} s; give less (it was trained on up to 47 s)")
+    conds = [conditioning(model, text, seconds_start, total) for text in (negative, prompt)]
     guided = cfg != 1.0
     cross = torch.cat([c[0] for c in conds]) if guided else conds[1][0]
     glob = torch.cat([c[1] for c in conds]) if guided else conds[1][1]

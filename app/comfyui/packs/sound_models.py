@@ -32,6 +32,14 @@ class SoundModels:
         self.outs[(cn.id, 0)] = Out(None, {"audio_seconds": params.get("seconds")})
         return []
 
+    def special_stable_audio_seconds(self, cn, rule, params, notes):
+        """ConditioningStableAudio: the prompts pass on, with the seconds generate.stable_audio is told."""
+        told = {k: params[k] for k in ("seconds_start", "seconds_total") if k in params}
+        for slot, port in enumerate(("positive", "negative")):
+            v = self.resolve(cn.inputs.get(port))
+            self.outs[(cn.id, slot)] = Out(v.port, {**v.attrs, "audio_told": told}) if isinstance(v, Out) else Out()
+        return []
+
     def stable_audio(self, cn, ks, notes):
         """generate.stable_audio in place of the nodes the KSampler's chain became; None (left unmapped, with
         why) where the chain is not the one the templates use."""
@@ -53,6 +61,8 @@ class SoundModels:
                   **{k: sp[k] for k in ("steps", "cfg", "seed") if k in sp}}
         if text in g.nodes:
             params["text_encoder"] = g.nodes[text].params.get("name", "")
+        told = self.resolve(ks.inputs.get("positive"))
+        params.update(told.attrs.get("audio_told", {}) if isinstance(told, Out) else {})
         seconds = self.resolve(ks.inputs.get("latent_image"))
         seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
         if seconds is not None:
