@@ -261,7 +261,7 @@ def test_a_written_prompt_stays_linked():
            "11": {"class_type": "EmptyLatentAudio", "inputs": {"seconds": 10.0, "batch_size": 1}},
            "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["8", 0], "negative": ["8", 1],
                                                       "latent_image": ["11", 0], "seed": 1, "steps": 20, "cfg": 5.0,
-                                                      "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}},
+                                                      "sampler_name": "euler", "scheduler": "karras", "denoise": 0.8}},
            "12": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
            "13": {"class_type": "SaveAudio", "inputs": {"audio": ["12", 0], "filename_prefix": "audio/x"}}}
     result = import_data(api)
@@ -269,6 +269,8 @@ def test_a_written_prompt_stays_linked():
     assert sorted(n.type for n in g.nodes.values()) == ["generate.stable_audio", "io.save_audio", "load.text_encoder",
                                                         "text.generate"]
     assert g.inputs["k_sampler_3"]["prompt"] == ("text_generate_21", "text")
+    (decode,) = [e for e in result.report.entries.values() if e.class_type == "VAEDecodeAudio"]
+    assert decode.notes == ["denoise 0.8 is not carried: generate.stable_audio makes the sound from noise (1.0)"]
     assert {k: g.nodes["k_sampler_3"].params[k] for k in ("negative", "seconds", "seconds_start", "seconds_total",
                                                           "sampler", "scheduler")} == \
         {"negative": "noise", "seconds": 10.0, "seconds_start": 4.0, "seconds_total": 30.0, "sampler": "euler",

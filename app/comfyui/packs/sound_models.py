@@ -74,6 +74,9 @@ class SoundModels:
         if sampler in NEAREST_SAMPLER:
             notes.append(f"sampler {sampler} (stochastic) is not in Kinograph: DPM-Solver++(2M) samples it "
                          "(deterministic, the same steps)")
+        if float(sp.get("denoise", 1.0)) != 1.0:
+            notes.append(f"denoise {sp['denoise']} is not carried: generate.stable_audio makes the sound from noise "
+                         "(1.0)")
         if raw["scheduler"] in ("exponential", "karras", "simple"):
             params["scheduler"] = raw["scheduler"]
         else:
