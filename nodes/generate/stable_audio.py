@@ -5,8 +5,8 @@ under pretransform.model., the seconds conditioners under conditioner.conditione
 StableAudioDiTModel, AutoencoderOobleck and StableAudioProjectionModel.
 
 Made as ComfyUI makes it: EmptyLatentAudio's length (an even count of 44100/2048 latent frames a second), the
-prompt's T5 states zeroed past its tokens and padded to 128, then the seconds_start (0) and seconds_total (the
-latent's whole seconds) embeddings; a v-prediction model sampled in the variance-exploding frame between its
+prompt's T5 states zeroed past its tokens and padded to 128, then the seconds_start and seconds_total embeddings
+(0 and the latent's whole seconds, unless ConditioningStableAudio's are given); a v-prediction model sampled in the variance-exploding frame between its
 sigma_min 0.03 and sigma_max 500; VAEDecodeAudio's rule that quietens a decode louder than 0.2 standard deviation."""
 from __future__ import annotations
 
@@ -153,10 +153,6 @@ class StableAudio:
     text_encoder: object
     tokenizer: object
     device: str
-
-    def nbytes_estimate(self) -> int:
-        return sum(t.numel() * t.element_size() for m in (self.transformer, self.vae, self.projection,
-                                                          self.text_encoder) for t in m.state_dict().values())
 
 
 def load(mm, checkpoint: str, text_encoder: str, device: str) -> StableAudio:
