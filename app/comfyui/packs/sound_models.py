@@ -1,3 +1,4 @@
+"""ComfyUI's sound-model nodes: Stable Audio Open's text-to-sound chain, folded into generate.stable_audio."""
 from __future__ import annotations
 
 import re
