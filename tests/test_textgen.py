@@ -1,11 +1,13 @@
 """text.generate (ComfyUI's TextGenerate): a Qwen3 text encoder file in ComfyUI's names (qwen_3_4b's layout: model.*,
 its head tied to the embeddings; and one holding its own lm_head, as qwen_3_8b does) writes the same tokens as
-transformers' own Qwen3ForCausalLM.generate on the same weights, prompt, chat template and seed; encoders without a
-language model are refused by name."""
+transformers' own Qwen3ForCausalLM.generate on the same weights, prompt, chat template (with a system turn) and seed;
+a Qwen3-VL file (qwen3vl_4b's layout: model.*, visual.*) reading a picture writes what
+Qwen3VLForConditionalGeneration.generate writes; encoders without a language model are refused by name."""
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,7 +36,21 @@ def build(root: Path) -> Path:
     save_file({**state, "lm_head.weight": head}, str(te / "qwen3_head_tiny.safetensors"))
     for name in ("qwen3_tied_tiny", "qwen3_head_tiny"):
         tokenizer(te / name, QWEN3_CHAT, SPECIAL)
+    build_qwen3vl(te)
     return root
+
+
+def build_qwen3vl(te: Path) -> None:
+    """text_encoders/qwen3vl_tiny.safetensors: Qwen3-VL in ComfyUI's names (model.*, visual.*) with its lm_head, and
+    its tokenizer (Qwen's chat and vision tokens) in qwen3vl_tiny/."""
+    from safetensors.torch import save_file
+    from tiny_qwen import qwen_tokenizer
+    from tiny_qwen21 import comfy_text_encoder, text_encoder
+    torch.manual_seed(4)
+    vl = text_encoder()
+    state = {**comfy_text_encoder(vl.state_dict()), "lm_head.weight": vl.lm_head.weight}
+    save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(te / "qwen3vl_tiny.safetensors"))
+    qwen_tokenizer(te / "qwen3vl_tiny")
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +59,10 @@ def models(tmp_path_factory):
     yield from models_dir(tmp_path_factory, build, "textgen")
 
 
-def reference(models: Path, name: str, prompt: str, seed: int, **kw):
+def reference(models: Path, name: str, prompt: str, seed: int, system: str = "", **kw):
     """transformers alone: Qwen3ForCausalLM from the file's tensors (model.* as they are, the head tied where the file
-    has none), the prompt in Qwen3's chat template with thinking off, generate under torch.manual_seed."""
+    has none), the prompt in Qwen3's chat template with thinking off (after Qwen's system turn where `system` is
+    given), generate under torch.manual_seed."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
     state = {k: v.float() for k, v in load_file(str(models / "models/text_encoders" / f"{name}.safetensors")).items()}
@@ -54,6 +71,8 @@ def reference(models: Path, name: str, prompt: str, seed: int, **kw):
     lm.load_state_dict(state, strict=not tied)
     tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders" / name))
     text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    if system:
+        text = f"<|im_start|>system\n{system}<|im_end|>\n" + text
     ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
     torch.manual_seed(seed)
     stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
@@ -83,6 +102,74 @@ def test_greedy_tokens_equal_transformers_generate(models):
     from nodes.generate.textgen import generate_ids
     got, _ = generate_ids(encoder("qwen3_head_tiny.safetensors"), "a red kite", max_length=10, sample=False)
     assert got == reference(models, "qwen3_head_tiny", "a red kite", 0, do_sample=False, max_new_tokens=10)
+
+
+def test_a_system_turn_comes_before_the_users(models):
+    from nodes.generate.textgen import generate_ids
+    system = "Answer in one line."
+    got, _ = generate_ids(encoder("qwen3_head_tiny.safetensors"), "a red kite", seed=7, system=system, **SAMPLED)
+    want = reference(models, "qwen3_head_tiny", "a red kite", 7, system=system, do_sample=True, max_new_tokens=12,
+                     temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want
+    assert got != reference(models, "qwen3_head_tiny", "a red kite", 7, do_sample=True, max_new_tokens=12,
+                            temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+
+
+PICTURE = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+
+
+def qwen3vl_reference(models: Path, prompt: str, seed: int, image=PICTURE, system: str = "", **kw):
+    """transformers alone: Qwen3VLForConditionalGeneration from the file's tensors (transformers 5's names), Qwen3-VL's
+    published processing (16-pixel patches merged 2x2, pixels to -1..1) and its chat turn written out, the picture
+    first; generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, Qwen2VLImageProcessor, Qwen3VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+    from tiny_qwen21 import text_encoder
+    lm = text_encoder()
+    state = load_file(str(models / "models/text_encoders/qwen3vl_tiny.safetensors"))
+    lm.load_state_dict({k.replace("model.", "model.language_model.", 1).replace("visual.", "model.visual.", 1)
+                        if not k.startswith("lm_head") else k: v.float() for k, v in state.items()})
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3vl_tiny"))
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None   # no video processor
+    try:
+        proc = Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2,
+                                                                      image_mean=[0.5] * 3, image_std=[0.5] * 3),
+                                tokenizer=tok)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = check
+    picture = "<|vision_start|><|image_pad|><|vision_end|>" if image is not None else ""
+    text = f"<|im_start|>user\n{picture}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+    if system:
+        text = f"<|im_start|>system\n{system}<|im_end|>\n" + text
+    enc = proc(text=[text], images=None if image is None else [image], return_tensors="pt")
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(**enc, eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, enc.input_ids.shape[1]:].tolist()
+
+
+def test_qwen3vl_reading_a_picture_writes_transformers_tokens(models):
+    from nodes.generate.textgen import generate_ids
+    te = encoder("qwen3vl_tiny.safetensors")
+    got, _ = generate_ids(te, "what is it", max_length=10, sample=False, image=PICTURE)
+    assert got == qwen3vl_reference(models, "what is it", 0, do_sample=False, max_new_tokens=10)
+    got, _ = generate_ids(te, "what is it", seed=3, image=PICTURE, system="be brief", **SAMPLED)
+    want = qwen3vl_reference(models, "what is it", 3, system="be brief", do_sample=True, max_new_tokens=12,
+                             temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want and len(got) > 1
+    assert got != qwen3vl_reference(models, "what is it", 3, image=PICTURE[::-1].copy(), system="be brief",
+                                    do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64, top_p=0.95,
+                                    min_p=0.05, repetition_penalty=1.05)
+
+
+def test_a_picture_for_a_model_that_reads_none_is_refused_by_name(models):
+    from graph_engine import NodeError
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is a Qwen3 language model, which reads no "
+                                        r"pictures.*Qwen3-VL"):
+        generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
 
 
 def test_a_seed_gives_the_same_text_and_leaves_the_global_stream_alone(models):
@@ -237,3 +324,46 @@ def test_a_quantised_output_head_is_dequantised(tmp_path):
                "scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}, str(path))
     want = (w / scale).to(torch.float8_e4m3fn).float() * scale
     assert torch.equal(_file_head(SimpleNamespace(path=str(path))), want)
+
+
+def test_comfyuis_qwen3vl_template_reads_its_picture_as_transformers_does(models, tmp_path):
+    """llm_qwen3vl_text_gen.json as published (qwen3vl_4b loaded as ideogram4, LoadImage into TextGenerate's image)
+    runs on the tiny file: its text is transformers' tokens for that picture, prompt and seed, decoded."""
+    import json
+    from PIL import Image
+    from transformers import AutoTokenizer
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.workflow import to_yaml
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_qwen3vl_text_gen.json").read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    for n in res.graph.nodes.values():
+        if n.type == "load.text_encoder":
+            n.params["name"] = "qwen3vl_tiny.safetensors"
+        if n.type == "io.load_image":
+            Image.fromarray(PICTURE).save(tmp_path / "example.png")
+            n.params["path"] = str(tmp_path / "example.png")
+    gen.params["max_length"] = 12
+    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False)
+    assert run.ok, run.failed
+    want = qwen3vl_reference(models, gen.params["prompt"], gen.params["seed"], do_sample=True, max_new_tokens=12,
+                             temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3vl_tiny"))
+    assert run.outputs[gen.id]["text"] == tok.decode(want, skip_special_tokens=True).strip()
+
+
+def test_comfyuis_system_prompt_and_mtp_are_read():
+    """The newer TextGenerate (ming_image_01_design_t2i's): its system prompt from a text primitive becomes
+    text.generate's system_prompt, and its thirteenth widget mtp (auto) is a speed setting that changes no token."""
+    import json
+    from app.comfyui import import_data
+    data = json.loads((ROOT / "tests/data/comfyui/templates/image_ming_image_01_design_t2i.json")
+                      .read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params["system_prompt"].startswith("You are a senior visual designer and image-prompt engineer.")
+    assert gen.params["prompt"].startswith("A retro 1950s mid-century e-commerce homepage design")
+    assert gen.params["max_length"] == 4096 and gen.params["repetition_penalty"] == 1.05
+    entry, = [e for e in res.report.entries.values() if e.class_type == "TextGenerate"]
+    assert not any("mtp" in n or "system_prompt" in n for n in entry.notes)
