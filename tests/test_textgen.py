@@ -37,7 +37,34 @@ def build(root: Path) -> Path:
     for name in ("qwen3_tied_tiny", "qwen3_head_tiny"):
         tokenizer(te / name, QWEN3_CHAT, SPECIAL)
     build_qwen3vl(te)
+    build_qwen35(te)
     return root
+
+
+# Qwen3.5's published text config (Qwen/Qwen3.5-9B), sizes cut down: three gated delta-net layers, then full
+# attention with its rope on a quarter of each head
+Q35 = dict(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=4, num_attention_heads=2,
+           num_key_value_heads=1, head_dim=32, linear_num_key_heads=2, linear_num_value_heads=4,
+           linear_key_head_dim=16, linear_value_head_dim=16, linear_conv_kernel_dim=4, rms_norm_eps=1e-6,
+           rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                            "mrope_section": [11, 11, 10], "mrope_interleaved": True})
+
+
+def build_qwen35(te: Path) -> None:
+    """text_encoders/qwen35_tiny.safetensors: Qwen3.5 in ComfyUI's names (model.*, its own head as model.lm_head, as
+    qwen3.5_9b holds it), bf16, with its tokenizer in qwen35_tiny/."""
+    from safetensors.torch import save_file
+    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+    from tiny_flux2 import QWEN3_CHAT, tokenizer
+    torch.manual_seed(5)
+    lm = Qwen3_5ForCausalLM(Qwen3_5TextConfig(**Q35))
+    with torch.no_grad():
+        for name, w in lm.named_parameters():
+            if name.endswith("norm.weight"):        # zero-initialised: every norm would read as (1 + 0)
+                w.normal_(0, 0.3)
+    save_file({("model." + k if k.startswith("lm_head") else k): v.bfloat16().contiguous()
+               for k, v in lm.state_dict().items()}, str(te / "qwen35_tiny.safetensors"))
+    tokenizer(te / "qwen35_tiny", QWEN3_CHAT, SPECIAL)
 
 
 def build_qwen3vl(te: Path) -> None:
@@ -162,6 +189,51 @@ def test_qwen3vl_reading_a_picture_writes_transformers_tokens(models):
     assert got != qwen3vl_reference(models, "what is it", 3, image=PICTURE[::-1].copy(), system="be brief",
                                     do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64, top_p=0.95,
                                     min_p=0.05, repetition_penalty=1.05)
+
+
+def qwen35_reference(models: Path, text: str, seed: int, **kw):
+    """transformers alone: Qwen3_5ForCausalLM in the published config from the file's tensors (the head renamed),
+    `text` as written, generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, Qwen3_5ForCausalLM, Qwen3_5TextConfig
+    state = load_file(str(models / "models/text_encoders/qwen35_tiny.safetensors"))
+    lm = Qwen3_5ForCausalLM(Qwen3_5TextConfig(**Q35)).eval()
+    lm.load_state_dict({k.replace("model.lm_head", "lm_head"): v.float() for k, v in state.items()})
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen35_tiny"))
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_qwen35_writes_transformers_tokens(models):
+    """Qwen3.5 (ComfyUI's turn: an empty reasoning block when it is not to think, none when it is) after a system
+    turn, sampled and greedy."""
+    from nodes.generate.textgen import generate_ids
+    te = encoder("qwen35_tiny.safetensors")
+    turn = "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n"
+    got, _ = generate_ids(te, "a cat", seed=2, system="be brief", **SAMPLED)
+    assert got == qwen35_reference(models, turn + "<think>\n</think>\n", 2, do_sample=True, max_new_tokens=12,
+                                   temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    got, _ = generate_ids(te, "a cat", max_length=8, sample=False, thinking=True, system="be brief")
+    assert got == qwen35_reference(models, turn, 0, do_sample=False, max_new_tokens=8) and len(got) > 1
+
+
+def test_qwen35_for_a_model_family_or_with_a_picture_is_refused_by_name(models):
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"qwen35_tiny\.safetensors is Qwen3\.5, which Kinograph generates text with "
+                                        r"\(text\.generate\) but pairs with no model family.*set type auto"):
+        load_text_encoder(ModelManager(), "qwen35_tiny.safetensors", "", "wan", "cpu")
+    with pytest.raises(NodeError, match=r"Qwen3\.5 language model, whose vision tower Kinograph does not load yet"):
+        generate_ids(encoder("qwen35_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
+    from nodes.generate.text import encode_prompt
+    with pytest.raises(NodeError, match=r"qwen35_tiny\.safetensors is Qwen3\.5, which Kinograph writes text with "
+                                        r"\(text\.generate\), but none of its model families reads prompts with it"):
+        encode_prompt(encoder("qwen35_tiny.safetensors"), "a cat")
 
 
 def test_a_picture_for_a_model_that_reads_none_is_refused_by_name(models):

@@ -997,6 +997,10 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
         return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
+    if emb is not None and k.any("layers.0.linear_attn.A_log", "language_model.layers.0.linear_attn.A_log"):
+        # Qwen3.5 (MOSS-Image's qwen3.5_9b, ComfyUI's text generation): gated delta-net layers between full ones
+        return Detection("text_encoder", "qwen35", {2048: "2b", 2560: "4b", 4096: "9b", 5120: "27b"}.get(
+            emb[1], f"h{emb[1]}"), why="Qwen3.5 layers (linear_attn)", extra={"hidden": emb[1]})
     if k.has("layers.0.self_attn.q_proj.weight", "embed_tokens.weight") or \
             k.has("model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"):
         hidden = (k.shape("embed_tokens.weight") or k.shape("model.embed_tokens.weight"))[1]

@@ -1,9 +1,11 @@
 """Text generation with a text encoder's own language model, as ComfyUI's TextGenerate does it (a prompt written or
-enhanced by Qwen3, Gemma 3 or Qwen3-VL, the very file that encodes prompts; Qwen3-VL reading a picture too).
+enhanced by Qwen3, Gemma 3, Qwen3-VL or Qwen3.5, the very file that encodes prompts; Qwen3-VL reading a picture
+too).
 
 The encoder Kinograph already loads (load.text_encoder: Qwen3Model, Gemma3TextModel) is wrapped in transformers'
 causal-LM class of the same family, its output head the file's own `lm_head` or, where the model ties it, the token
-embeddings (Qwen3-4B, Gemma 3); Qwen3-VL loads as Qwen3VLForConditionalGeneration, which generates as it is.
+embeddings (Qwen3-4B, Gemma 3); Qwen3-VL and Qwen3.5 load as Qwen3VLForConditionalGeneration and Qwen3_5ForCausalLM,
+which generate as they are.
 transformers' `generate` samples: no sampler is written here. A file whose model has an untied head that the file left
 out (ComfyUI's conditioning-only cuts) cannot generate and says so."""
 from __future__ import annotations
@@ -21,15 +23,19 @@ NO_LM = ("CLIP", "T5", "UMT5")
 STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<eos>", "<end_of_turn>")
 # Gemma 3's published chat turn, for its sentencepiece tokenizer (ComfyUI keeps no chat template in the file)
 GEMMA_TURN = "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
-# Qwen3-VL's user turn as its published chat template writes it (ComfyUI's Qwen3-VL text generation too): the
-# picture's placeholder first, which the processor widens to the picture's patch count
-QWEN_VL_TURN = "<|im_start|>user\n{image}{prompt}<|im_end|>\n<|im_start|>assistant\n"
-QWEN_VL_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+# Qwen's user turn with the picture's placeholder first, which the processor widens to the picture's patch count, and
+# what each model's turn adds for thinking off and on, as ComfyUI writes them: Qwen3-VL's published turn (a model that
+# does not think unless told), Qwen3.5's with an empty reasoning block when it is not to think
+QWEN_TURN = "<|im_start|>user\n{image}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+QWEN_THINK = {"Qwen3-VL": ("", "<think>\n"), "Qwen3.5": ("<think>\n</think>\n", "")}
+# Models that generate as loaded (no causal-LM wrapper), by class, with their family's name
+GENERATES = {"Qwen3VLForConditionalGeneration": "Qwen3-VL", "Qwen3_5ForCausalLM": "Qwen3.5"}
 # Hidden sizes whose released models keep an untied output head: without lm_head in the file they cannot generate
-UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"}}
-CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it) and Qwen3-VL "
-                "(qwen3vl_4b, qwen3vl_8b with its lm_head; it reads a picture too)")
-VISION = "Qwen3VLForConditionalGeneration"
+UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"},
+          "Qwen3_5ForCausalLM": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"}}
+CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it), Qwen3-VL (qwen3vl_4b, "
+                "qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 (qwen3.5_4b, qwen3.5_9b)")
 
 
 def causal_lm(handle):
@@ -40,8 +46,9 @@ def causal_lm(handle):
     pipe = handle.pipe
     module = getattr(pipe, "text_encoder", None)
     name = type(module).__name__
-    if name == VISION:
-        _check_head(handle, name, module.config.text_config.hidden_size, module.config.tie_word_embeddings)
+    if name in GENERATES:
+        text = getattr(module.config, "text_config", module.config)
+        _check_head(handle, name, text.hidden_size, module.config.tie_word_embeddings)
         return module
     if name not in CAUSAL_LM:
         what = "has no language model to write text with" if name.startswith(NO_LM) else \
@@ -73,7 +80,7 @@ def _check_head(handle, name: str, hidden: int, tied: bool) -> None:
 
 
 def title_of(lm) -> str:
-    return "Qwen3-VL" if type(lm).__name__ == VISION else lm.title
+    return GENERATES.get(type(lm).__name__) or lm.title
 
 
 def _file(handle) -> str:
@@ -94,16 +101,16 @@ def _file_head(handle):
 
 def chat_prompt(tokenizer, prompt: str, title: str, thinking: bool, use_template: bool, system: str = "",
                 image: bool = False) -> str:
-    """The prompt as the model reads a user's turn, after the system turn where `system` gives one: Qwen3-VL's turn
-    (the picture first), the tokenizer's own chat template (Qwen3's, thinking on or off), Gemma 3's turn where its
+    """The prompt as the model reads a user's turn, after the system turn where `system` gives one: Qwen3-VL's or
+    Qwen3.5's turn (the picture first), the tokenizer's own chat template (Qwen3's, thinking on or off), Gemma 3's turn where its
     sentencepiece tokenizer carries none (its template puts the instructions at the head of the user's turn), or the
     text as written."""
     if not use_template:
         return prompt
-    if title == "Qwen3-VL":
+    if title in QWEN_THINK:
         head = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
-        turn = QWEN_VL_TURN.format(image=QWEN_VL_IMAGE if image else "", prompt=prompt)
-        return head + turn + ("<think>\n" if thinking else "")
+        turn = QWEN_TURN.format(image=QWEN_IMAGE if image else "", prompt=prompt)
+        return head + turn + QWEN_THINK[title][thinking]
     if getattr(tokenizer, "chat_template", None):
         turns = [{"role": "system", "content": system}] if system else []
         return tokenizer.apply_chat_template(turns + [{"role": "user", "content": prompt}], tokenize=False,
@@ -136,8 +143,9 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     lm = causal_lm(handle)
     title = title_of(lm)
     if image is not None and title != "Qwen3-VL":
-        raise NodeError(f"{_file(handle)} is a {title} language model, which reads no pictures: leave `image` "
-                        "unlinked, or generate with Qwen3-VL (qwen3vl_4b, qwen3vl_8b), which reads one")
+        what = "whose vision tower Kinograph does not load yet" if title == "Qwen3.5" else "which reads no pictures"
+        raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or "
+                        "generate with Qwen3-VL (qwen3vl_4b, qwen3vl_8b), which reads one")
     text = chat_prompt(getattr(handle.pipe, "tokenizer", None), prompt, title, thinking, use_template, system,
                        image is not None)
     if title == "Qwen3-VL":
