@@ -52,10 +52,12 @@ Q35 = dict(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_laye
 
 def build_qwen35(te: Path) -> None:
     """text_encoders/qwen35_tiny.safetensors: Qwen3.5 in ComfyUI's names (model.*, its own head as model.lm_head, as
-    qwen3.5_9b holds it), bf16, with its tokenizer in qwen35_tiny/."""
+    qwen3.5_9b holds it) without a vision tower, and qwen35vl_tiny.safetensors with one (visual.*), bf16, each with
+    its tokenizer in a folder named after it."""
     from safetensors.torch import save_file
     from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
     from tiny_flux2 import QWEN3_CHAT, tokenizer
+    from tiny_qwen import qwen_tokenizer
     torch.manual_seed(5)
     lm = Qwen3_5ForCausalLM(Qwen3_5TextConfig(**Q35))
     with torch.no_grad():
@@ -65,6 +67,30 @@ def build_qwen35(te: Path) -> None:
     save_file({("model." + k if k.startswith("lm_head") else k): v.bfloat16().contiguous()
                for k, v in lm.state_dict().items()}, str(te / "qwen35_tiny.safetensors"))
     tokenizer(te / "qwen35_tiny", QWEN3_CHAT, SPECIAL)
+    vl = qwen35_vision()
+    save_file({k.replace("model.language_model.", "model.", 1).replace("model.visual.", "visual.", 1)
+               .replace("lm_head", "model.lm_head"): v.bfloat16().contiguous() for k, v in vl.state_dict().items()},
+              str(te / "qwen35vl_tiny.safetensors"))
+    qwen_tokenizer(te / "qwen35vl_tiny")
+
+
+def qwen35_vision():
+    """Qwen3_5ForConditionalGeneration in the published config (Q35 and a one-block tower), its vision token ids
+    the tiny Qwen tokenizer's."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+    from tiny_qwen import TEMPLATE_TOKENS
+    ids = {k: 256 + TEMPLATE_TOKENS.index(t) for k, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    torch.manual_seed(6)
+    lm = Qwen3_5ForConditionalGeneration(Qwen3_5Config(
+        text_config=Q35, vision_config=dict(depth=1, hidden_size=32, intermediate_size=16, num_heads=1,
+                                            out_hidden_size=64, num_position_embeddings=64), **ids)).eval()
+    with torch.no_grad():
+        for name, w in lm.named_parameters():
+            if name.endswith("norm.weight") and "visual" not in name:
+                w.normal_(0, 0.3)
+    return lm
 
 
 def build_qwen3vl(te: Path) -> None:
@@ -145,27 +171,32 @@ def test_a_system_turn_comes_before_the_users(models):
 PICTURE = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
 
 
+def processor(tok, mean, std):
+    """transformers' Qwen3VLProcessor with Qwen-VL's 16-pixel patches merged 2x2, pixels normalised by mean and std."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None   # no video processor
+    try:
+        return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=mean,
+                                                                      image_std=std), tokenizer=tok)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = check
+
+
 def qwen3vl_reference(models: Path, prompt: str, seed: int, image=PICTURE, system: str = "", **kw):
     """transformers alone: Qwen3VLForConditionalGeneration from the file's tensors (transformers 5's names), Qwen3-VL's
     published processing (16-pixel patches merged 2x2, pixels to -1..1) and its chat turn written out, the picture
     first; generate under torch.manual_seed."""
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, Qwen2VLImageProcessor, Qwen3VLProcessor
-    from transformers.processing_utils import ProcessorMixin
+    from transformers import AutoTokenizer
     from tiny_qwen21 import text_encoder
     lm = text_encoder()
     state = load_file(str(models / "models/text_encoders/qwen3vl_tiny.safetensors"))
     lm.load_state_dict({k.replace("model.", "model.language_model.", 1).replace("visual.", "model.visual.", 1)
                         if not k.startswith("lm_head") else k: v.float() for k, v in state.items()})
     tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3vl_tiny"))
-    check = ProcessorMixin.check_argument_for_proper_class
-    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None   # no video processor
-    try:
-        proc = Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2,
-                                                                      image_mean=[0.5] * 3, image_std=[0.5] * 3),
-                                tokenizer=tok)
-    finally:
-        ProcessorMixin.check_argument_for_proper_class = check
+    proc = processor(tok, [0.5] * 3, [0.5] * 3)
     picture = "<|vision_start|><|image_pad|><|vision_end|>" if image is not None else ""
     text = f"<|im_start|>user\n{picture}{prompt}<|im_end|>\n<|im_start|>assistant\n"
     if system:
@@ -228,7 +259,7 @@ def test_qwen35_for_a_model_family_or_with_a_picture_is_refused_by_name(models):
     with pytest.raises(NodeError, match=r"qwen35_tiny\.safetensors is Qwen3\.5, which Kinograph generates text with "
                                         r"\(text\.generate\) but pairs with no model family.*set type auto"):
         load_text_encoder(ModelManager(), "qwen35_tiny.safetensors", "", "wan", "cpu")
-    with pytest.raises(NodeError, match=r"Qwen3\.5 language model, whose vision tower Kinograph does not load yet"):
+    with pytest.raises(NodeError, match=r"Qwen3\.5 language model, a file without its vision tower"):
         generate_ids(encoder("qwen35_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
     from nodes.generate.text import encode_prompt
     with pytest.raises(NodeError, match=r"qwen35_tiny\.safetensors is Qwen3\.5, which Kinograph writes text with "
@@ -236,11 +267,41 @@ def test_qwen35_for_a_model_family_or_with_a_picture_is_refused_by_name(models):
         encode_prompt(encoder("qwen35_tiny.safetensors"), "a cat")
 
 
+def qwen35vl_reference(models: Path, prompt: str, seed: int, **kw):
+    """transformers alone: Qwen3_5ForConditionalGeneration from the file's tensors (transformers' names), the picture
+    as ComfyUI prepares it for Qwen3.5 (16-pixel patches merged 2x2, CLIP's mean and spread), ComfyUI's Qwen3.5 turn
+    written out (thinking off); generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+    lm = qwen35_vision()
+    state = load_file(str(models / "models/text_encoders/qwen35vl_tiny.safetensors"))
+    lm.load_state_dict({k.replace("model.lm_head", "lm_head").replace("model.", "model.language_model.", 1)
+                        .replace("visual.", "model.visual.", 1): v.float() for k, v in state.items()})
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen35vl_tiny"))
+    proc = processor(tok, [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+    text = (f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{prompt}<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n</think>\n")
+    enc = proc(text=[text], images=[PICTURE], return_tensors="pt")
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(**enc, eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, enc.input_ids.shape[1]:].tolist()
+
+
+def test_qwen35_reading_a_picture_writes_transformers_tokens(models):
+    """Qwen3.5 with its vision tower (ComfyUI's qwen3.5_4b layout) reads a picture and writes what
+    Qwen3_5ForConditionalGeneration.generate writes."""
+    from nodes.generate.textgen import generate_ids
+    got, _ = generate_ids(encoder("qwen35vl_tiny.safetensors"), "what is it", seed=5, image=PICTURE, **SAMPLED)
+    assert got == qwen35vl_reference(models, "what is it", 5, do_sample=True, max_new_tokens=12, temperature=0.7,
+                                     top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05) and len(got) > 1
+
+
 def test_a_picture_for_a_model_that_reads_none_is_refused_by_name(models):
     from graph_engine import NodeError
     from nodes.generate.textgen import generate_ids
-    with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is a Qwen3 language model, which reads no "
-                                        r"pictures.*Qwen3-VL"):
+    with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is a Qwen3 language model, a model that "
+                                        r"reads no pictures.*Qwen3-VL"):
         generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
 
 
@@ -398,30 +459,34 @@ def test_a_quantised_output_head_is_dequantised(tmp_path):
     assert torch.equal(_file_head(SimpleNamespace(path=str(path))), want)
 
 
-def test_comfyuis_qwen3vl_template_reads_its_picture_as_transformers_does(models, tmp_path):
-    """llm_qwen3vl_text_gen.json as published (qwen3vl_4b loaded as ideogram4, LoadImage into TextGenerate's image)
-    runs on the tiny file: its text is transformers' tokens for that picture, prompt and seed, decoded."""
+@pytest.mark.parametrize("template, name, reference", [
+    ("llm_qwen3vl_text_gen.json", "qwen3vl_tiny", qwen3vl_reference),
+    ("llm_qwen3_5_text_gen.json", "qwen35vl_tiny", qwen35vl_reference)])
+def test_comfyuis_picture_templates_read_it_as_transformers_does(models, tmp_path, template, name, reference):
+    """llm_qwen3vl_text_gen.json and llm_qwen3_5_text_gen.json as published (qwen3vl_4b loaded as ideogram4,
+    qwen3.5_4b as stable_diffusion; LoadImage into TextGenerate's image) run on the tiny files: their text is
+    transformers' tokens for that picture, prompt and seed, decoded."""
     import json
     from PIL import Image
     from transformers import AutoTokenizer
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
     from graph_engine.workflow import to_yaml
-    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_qwen3vl_text_gen.json").read_text(encoding="utf-8"))
+    data = json.loads((ROOT / "tests/data/comfyui/templates" / template).read_text(encoding="utf-8"))
     res = import_data(data)
     gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    Image.fromarray(PICTURE).save(tmp_path / "picture.png")
     for n in res.graph.nodes.values():
         if n.type == "load.text_encoder":
-            n.params["name"] = "qwen3vl_tiny.safetensors"
+            n.params["name"] = f"{name}.safetensors"
         if n.type == "io.load_image":
-            Image.fromarray(PICTURE).save(tmp_path / "example.png")
-            n.params["path"] = str(tmp_path / "example.png")
+            n.params["path"] = str(tmp_path / "picture.png")
     gen.params["max_length"] = 12
     run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False)
     assert run.ok, run.failed
-    want = qwen3vl_reference(models, gen.params["prompt"], gen.params["seed"], do_sample=True, max_new_tokens=12,
-                             temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
-    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3vl_tiny"))
+    want = reference(models, gen.params["prompt"], gen.params["seed"], do_sample=True, max_new_tokens=12,
+                     temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders" / name))
     assert run.outputs[gen.id]["text"] == tok.decode(want, skip_special_tokens=True).strip()
 
 

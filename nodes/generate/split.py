@@ -46,6 +46,10 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
+# How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
+QWEN35_PICTURES = dict(patch_size=16, merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                       image_std=[0.26862954, 0.26130258, 0.27577711],
+                       size={"shortest_edge": 3136, "longest_edge": 12845056})
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
@@ -256,7 +260,7 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
 
 def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str) -> ComponentHandle:
     """A language model no Kinograph model family encodes prompts with (Qwen3.5: MOSS-Image's encoder), loaded for
-    text.generate alone, with its tokenizer."""
+    text.generate alone, with its tokenizer (and, with its vision tower, the processor that prepares pictures)."""
     from types import SimpleNamespace
     from nodes.generate.model_manager import dtype_of
     title = LANGUAGE_ONLY[det.family]
@@ -264,9 +268,16 @@ def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str
         raise NodeError(f"{path.name} is {title}, which Kinograph generates text with (text.generate) but pairs with "
                         f"no model family it draws with: set type auto, not {type_!r}")
     _, dtype = dtype_of("auto", "zimage", device)      # bf16 on CUDA, as Qwen3 runs for Z-Image (fp16 overflows)
-    pipe = mm.cached(("text_encoder", str(path), det.family, str(dtype), device),
-                     lambda: SimpleNamespace(text_encoder=_module(path, det, dtype, device),
-                                             tokenizer=tokenizer(path, det)), files=[path])
+
+    def build():
+        parts = SimpleNamespace(text_encoder=_module(path, det, dtype, device), tokenizer=tokenizer(path, det))
+        if hasattr(parts.text_encoder.model, "visual"):
+            from nodes.generate.converters.qwenimage import link_vision_tokens
+            from nodes.generate.adapters.qwenimage21 import file_processor
+            link_vision_tokens(parts.text_encoder, parts.tokenizer)
+            parts.processor = file_processor(parts.tokenizer, QWEN35_PICTURES)
+        return parts
+    pipe = mm.cached(("text_encoder", str(path), det.family, str(dtype), device), build, files=[path])
     return ComponentHandle(det.family, str(path), pipe, "text_encoder", device)
 
 

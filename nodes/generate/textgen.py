@@ -30,10 +30,12 @@ QWEN_TURN = "<|im_start|>user\n{image}{prompt}<|im_end|>\n<|im_start|>assistant\
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 QWEN_THINK = {"Qwen3-VL": ("", "<think>\n"), "Qwen3.5": ("<think>\n</think>\n", "")}
 # Models that generate as loaded (no causal-LM wrapper), by class, with their family's name
-GENERATES = {"Qwen3VLForConditionalGeneration": "Qwen3-VL", "Qwen3_5ForCausalLM": "Qwen3.5"}
+GENERATES = {"Qwen3VLForConditionalGeneration": "Qwen3-VL", "Qwen3_5ForCausalLM": "Qwen3.5",
+             "Qwen3_5ForConditionalGeneration": "Qwen3.5"}
 # Hidden sizes whose released models keep an untied output head: without lm_head in the file they cannot generate
 UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"},
-          "Qwen3_5ForCausalLM": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"}}
+          "Qwen3_5ForCausalLM": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"},
+          "Qwen3_5ForConditionalGeneration": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"}}
 CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it), Qwen3-VL (qwen3vl_4b, "
                 "qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 (qwen3.5_4b, qwen3.5_9b)")
 
@@ -142,15 +144,15 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     from nodes.generate.text import _text_loras
     lm = causal_lm(handle)
     title = title_of(lm)
-    if image is not None and title != "Qwen3-VL":
-        what = "whose vision tower Kinograph does not load yet" if title == "Qwen3.5" else "which reads no pictures"
-        raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or "
-                        "generate with Qwen3-VL (qwen3vl_4b, qwen3vl_8b), which reads one")
+    proc = getattr(handle.pipe, "processor", None)
+    if image is not None and proc is None:
+        what = "a file without its vision tower (visual.*)" if title == "Qwen3.5" else "a model that reads no pictures"
+        raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
+                        "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b) or Qwen3.5 with its vision tower, which read one")
     text = chat_prompt(getattr(handle.pipe, "tokenizer", None), prompt, title, thinking, use_template, system,
                        image is not None)
-    if title == "Qwen3-VL":
+    if proc is not None:
         # the processor widens the picture's placeholder to its patch count and makes the patches
-        proc = handle.pipe.processor
         tok = proc.tokenizer
         enc = proc(text=[text], images=None if image is None else [image], return_tensors="pt")
     else:

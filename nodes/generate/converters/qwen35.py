@@ -1,8 +1,9 @@
 """Qwen3.5 as ComfyUI users hold it (text_encoders/qwen3.5_4b_bf16.safetensors, qwen3.5_9b_*: MOSS-Image's encoder
 and ComfyUI's text generation): the hybrid language model in transformers' names under model. (gated delta-net
 linear attention in three layers of four, gated full attention in the fourth), its head as model.lm_head where the
-model keeps its own (9B, 27B), the vision tower as visual.*. Loaded as transformers' Qwen3_5ForCausalLM; the sizes
-come from the tensors, the rest from the released config."""
+model keeps its own (9B, 27B), the vision tower as visual.*. Loaded as transformers' Qwen3_5ForConditionalGeneration
+(Qwen3_5ForCausalLM where the file holds no vision tower); the sizes come from the tensors, the rest from the released
+configs."""
 from __future__ import annotations
 
 from nodes.generate.converters import Built, count, register
@@ -13,11 +14,17 @@ ROPE = {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor
         "mrope_section": [11, 11, 10], "mrope_interleaved": True}
 
 
+# The released vision towers' heads by width (ComfyUI's QWEN35_VISION_DEFAULTS and its per-size overrides)
+VISION_HEADS = {768: 12, 1024: 16, 1152: 16}
+
+
 @register("qwen35", "text_encoder")
 def qwen35(state, det) -> Built:
-    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
-    from nodes.generate.converters.qwenimage import language_model
+    from transformers import (Qwen3_5Config, Qwen3_5ForCausalLM, Qwen3_5ForConditionalGeneration,
+                              Qwen3_5TextConfig)
+    from nodes.generate.converters.qwenimage import language_model, vision_tower
     head = state.get("model.lm_head.weight", state.get("lm_head.weight"))
+    vision = vision_tower(state)
     state = language_model(state)
     layers = count(state, "layers.{}.")
     kinds = ["linear_attention" if f"layers.{i}.linear_attn.A_log" in state else "full_attention"
@@ -39,7 +46,18 @@ def qwen35(state, det) -> Built:
         linear_num_key_heads=keys // value_dim, linear_conv_kernel_dim=int(state[delta + "conv1d.weight"].shape[-1]),
         rms_norm_eps=1e-6, max_position_embeddings=262144, rope_parameters=dict(ROPE),
         tie_word_embeddings=head is None)
-    tensors = {"model." + k: v for k, v in state.items()}
-    if head is not None:
-        tensors["lm_head.weight"] = head
-    return Built(lambda: Qwen3_5ForCausalLM(config), tensors, config.to_dict())
+    tensors = {"lm_head.weight": head} if head is not None else {}
+    if not vision:
+        tensors.update({"model." + k: v for k, v in state.items()})
+        return Built(lambda: Qwen3_5ForCausalLM(config), tensors, config.to_dict())
+    patch, width = vision["patch_embed.proj.weight"], int(vision["patch_embed.proj.weight"].shape[0])
+    sight = dict(depth=count(vision, "blocks.{}."), hidden_size=width,
+                 num_heads=VISION_HEADS.get(width, max(1, width // 64)), patch_size=int(patch.shape[-1]),
+                 temporal_patch_size=int(patch.shape[2]), spatial_merge_size=2,
+                 intermediate_size=int(vision["blocks.0.mlp.linear_fc1.weight"].shape[0]),
+                 out_hidden_size=int(vision["merger.linear_fc2.weight"].shape[0]),
+                 num_position_embeddings=int(vision["pos_embed.weight"].shape[0]))
+    both = Qwen3_5Config(text_config=config.to_dict(), vision_config=sight, tie_word_embeddings=head is None)
+    tensors.update({**{"model.language_model." + k: v for k, v in state.items()},
+                    **{"model.visual." + k: v for k, v in vision.items()}})
+    return Built(lambda: Qwen3_5ForConditionalGeneration(both), tensors, both.to_dict())
