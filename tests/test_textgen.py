@@ -504,3 +504,23 @@ def test_comfyuis_system_prompt_and_mtp_are_read():
     assert gen.params["max_length"] == 4096 and gen.params["repetition_penalty"] == 1.05
     entry, = [e for e in res.report.entries.values() if e.class_type == "TextGenerate"]
     assert not any("mtp" in n or "system_prompt" in n for n in entry.notes)
+
+
+def test_a_gemma4_file_is_named_not_read_as_gemma3(tmp_path, monkeypatch):
+    """Gemma 4 (ComfyUI's gemma4_e4b_it: Gemma 3's norms and a scale on each layer) was taken for Gemma 3 and sent to
+    LTX-2's loader, which asked for LTX-2's checkpoint: it is named as what it is, and as not loaded yet."""
+    from safetensors.torch import save_file
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    from graph_engine import NodeError
+    lm = Gemma4ForCausalLM(Gemma4TextConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, hidden_size_per_layer_input=8, vocab_size_per_layer_input=300,
+        layer_types=["sliding_attention", "full_attention"], per_layer_config={}))
+    te = tmp_path / "models" / "text_encoders"
+    te.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")},
+              str(te / "gemma4_e4b_it_tiny.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    with pytest.raises(NodeError, match=r"gemma4_e4b_it_tiny\.safetensors: Gemma 4 .* which Kinograph does not load "
+                                        r"yet; text generation takes Qwen3, Gemma 3, Qwen3-VL or Qwen3\.5"):
+        encoder("gemma4_e4b_it_tiny.safetensors")
