@@ -1471,6 +1471,11 @@ RULES: Dict[str, Rule] = {
                         fixed={"cfg": 1.0}),
     "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
                       {"model": "model", "positive": "positive", "negative": "negative"}, fold=True),
+    # three prompts (HiDream-E1's and OmniGen2's edit templates): cond2 is guide.dual_cfg's middle prompt on the
+    # model, and the guider is then CFGGuider's with cond1 as the prompt and cfg_conds as its cfg
+    "DualCFGGuider": Rule("guide.dual_cfg", ("cfg_conds", "cfg_cond2_negative", "style"),
+                          (P("cfg_conds", "cfg"), P("cfg_cond2_negative", "middle_cfg"), P("style", "style")),
+                          {"model": "model", "cond2": "middle"}, ("model",), special="dual_cfg_guider"),
     # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
     # is Euler; at eta 1 it is euler_ancestral's full fresh noise
     "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,
@@ -1636,7 +1641,8 @@ RULES: Dict[str, Rule] = {
                                note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
-    # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
+    # FLUX.1 Depth / Canny's control picture, HiDream-E1's picture to edit (SD's InstructPix2Pix models, which use the
+    # node too, are refused there)
     "InstructPixToPixConditioning": Rule("condition.control_image", (), (),
                                          {"positive": "positive", "negative": "negative", "vae": "vae",
                                           "pixels": "video"}, ("positive", "negative", "latent")),

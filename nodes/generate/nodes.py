@@ -448,7 +448,8 @@ def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO 
         help="the depth map (depth.estimate) or edges (control.canny) to follow: one picture, or a clip"),
         negative: CONDITIONING = Input(optional=True)):
     """Steer a FLUX.1 Depth or Canny model by a depth map or edge picture (ComfyUI's InstructPixToPixConditioning):
-    its latent rides beside the noise on the model's extra channels. Sample the latent this gives (empty, of the
+    its latent rides beside the noise on the model's extra channels. For HiDream-E1 it is the picture to edit, read
+    beside the noise (with guide.dual_cfg, as ComfyUI's E1 templates). Sample the latent this gives (empty, of the
     picture's size) at denoise 1."""
     from nodes.generate.image_cond import condition_control_image as run
     return run(vae, positive, negative, video, ctx.check, ctx.progress)
@@ -965,6 +966,22 @@ def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=
     at each latent pixel the guided result is scaled down to the conditional prediction's norm over the channels
     where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing."""
     return model.with_option("cfg_norm", float(strength))
+
+
+@node("guide.dual_cfg", title="Dual CFG (two prompts)", category="Sampling", passes={"model": "model"})
+def dual_cfg_guide(ctx, model: MODEL, middle: CONDITIONING,
+                   middle_cfg: float = Param(2.0, min=0.0, max=100.0, help="how far the middle prompt pushes away "
+                                                                           "from sample's negative"),
+                   style: str = Param("regular", choices=("regular", "nested"),
+                                      help="regular: the two pushes added; nested: the middle-to-prompt guidance "
+                                           "itself pushed away from the negative")) -> MODEL:
+    """Guidance between three prompts (ComfyUI's DualCFGGuider; HiDream-E1 and OmniGen2 edit with it): sample's
+    prompt, this middle one and sample's negative. regular: negative + middle_cfg (middle - negative) + cfg (prompt -
+    middle); nested: negative + middle_cfg (middle + cfg (prompt - middle) - negative), sample's cfg being the
+    prompt's scale over the middle. For editing, the middle is the negative text with the picture, so cfg weighs
+    the instruction and middle_cfg the picture. Three network calls a step; connect sample's negative prompt."""
+    from nodes.generate.sampling import DualCfg
+    return model.with_option("dual_cfg", DualCfg(middle, float(middle_cfg), style == "nested"))
 
 
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})
