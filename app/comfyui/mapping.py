@@ -1490,17 +1490,19 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3) answers the prompt. Its
-    # sampling_mode "off" leaves out the sampling widgets, so the values after it are read by the special
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3, Qwen3-VL with its picture)
+    # answers the prompt, after the system turn. Its sampling_mode "off" leaves out the sampling widgets, so the values
+    # after it are read by the special. mtp (multi-token prediction) drafts tokens ahead to go faster: greedy, it
+    # writes the same tokens as one at a time
     "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
                                            "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
-                                           "use_default_template"),
-                         (P("prompt", "prompt"), P("max_length", "max_length"), P("temperature", "temperature"),
-                          P("top_k", "top_k"), P("top_p", "top_p"), P("min_p", "min_p"),
-                          P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
+                                           "use_default_template", "mtp"),
+                         (P("prompt", "prompt"), P("system_prompt", "system_prompt"), P("max_length", "max_length"),
+                          P("temperature", "temperature"), P("top_k", "top_k"), P("top_p", "top_p"),
+                          P("min_p", "min_p"), P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
                           P("thinking", "thinking"), P("use_default_template", "use_default_template")),
-                         {"clip": "text_encoder"}, ("text", "thinking"), ignore={"presence_penalty": 0},
-                         special="text_generate",
+                         {"clip": "text_encoder", "image": "image"}, ("text", "thinking"),
+                         ignore={"presence_penalty": 0, "mtp": ("auto", "off")}, special="text_generate",
                          note="sampled by transformers' generate with the same settings but not ComfyUI's random "
                               "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
                               "every run)"),
