@@ -38,7 +38,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "hidream", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "hidream", "longcat", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -134,6 +134,15 @@ name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
 (model.flow_shift). Sizes divisible by 16.""")
+load_longcat = _family_loader("longcat", "Load LongCat-Image", """LongCat-Image text-to-image and LongCat-Image-Edit
+(Meituan): keyframes to animate with an image-to-video model. A diffusers LongCatImagePipeline folder, or ComfyUI's
+files: the transformer (diffusion_models/longcat_image_bf16.safetensors, longcat_image_edit_bf16.safetensors) here or
+through load.diffusion_model, with load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image) and
+load.vae (FLUX.1's ae.safetensors).
+
+True CFG: cfg 4-4.5 with a negative prompt, 50 steps (guide.cfg_norm as ComfyUI's template sets CFGNorm). Text in
+quotes is read a character at a time. Edit: encode.qwen_edit with the picture and condition.reference. Sizes divisible
+by 16.""")
 load_sd3 = _family_loader("sd3", "Load Stable Diffusion 3", """Stable Diffusion 3 medium and 3.5 medium, large and large
 turbo text-to-image: keyframes to animate with an image-to-video model. A diffusers folder, or ComfyUI's checkpoint
 (checkpoints/sd3.5_medium.safetensors ...): the MMDiT and VAE, and the text encoders where the file holds them; else
