@@ -84,9 +84,13 @@ def test_comfyui_longcat_template_imports_and_runs(longcat, models, tmp_path, mo
     imports with every node mapped and runs on the tiny model under its file names (64x48, 2 steps). Without CFGNorm
     (ComfyUI caps over each latent pixel, LongCatImagePipeline's renorm over each 2x2 patch) its latent is
     LongCatImagePipeline's with the template's prompts and seed on ComfyUI's levels (simple on FLUX.1's shift
-    e^1.15: 1, then 1.15's time shift of 1/2)."""
+    e^1.15: 1, then 1.15's time shift of 1/2). The LongCat-Image-Edit template (TextEncodeQwenImageEdit with the
+    picture on both prompts, FluxKontextMultiReferenceLatentMethod index) imports and validates."""
     import math
     from comfy_layouts import imported_template, sampled_latent
+    from comfyui_corpus import check
+    good, how = check(TEMPLATES / "image_longcat_image_edit.json")      # its picture is read at a megapixel: not run
+    assert good, how
     data, yaml = imported_template(models, (("diffusion_models/longcat_image_bf16.safetensors", f"diffusion_models/{MODEL}"),
                                             ("text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors", f"text_encoders/{TEXT}")),
                                    TEMPLATES / "image_longcat_text_to_image.json", (W, H), (20, STEPS))
@@ -108,3 +112,33 @@ def test_comfyui_longcat_template_imports_and_runs(longcat, models, tmp_path, mo
                enable_prompt_rewrite=False, enable_cfg_renorm=False, output_type="latent",
                generator=torch.Generator().manual_seed(seed)).images
     _close(unpack(want, H // 8, W // 8), got)
+
+
+def test_longcat_edit_matches_longcatimageeditpipeline(longcat, models):
+    """LongCat-Image-Edit: encode.qwen_edit with LongCat's text encoder reads the prompt with the picture as
+    LongCatImageEditPipeline does (its vision tower at half the megapixel size), the picture's latent rides along as
+    the reference on plane 2; sampling the picture's size with true CFG (the negative sees the picture too) gives the
+    pipeline's latent. One step: the pipeline works at a megapixel whatever the tiny model."""
+    import numpy as np
+    from PIL import Image
+    from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import calculate_dimensions
+    from nodes.generate.adapters.flux import unpack
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.qwen_edit import encode_edit
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_longcat import reference
+    picture = np.random.default_rng(3).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    w, h = calculate_dimensions(1024 * 1024, 80 / 48)
+    mm = ModelManager()
+    model = load_diffusion_model(mm, MODEL, "default", "cpu")
+    te = load_text_encoder(mm, TEXT, "", "longcat_image", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+    pos, neg = (encode_edit(te, vae, text, [picture], "edit") for text in ("make it night", ""))
+    got = run_sampling(model, pos, neg, empty_latent(vae, 1, w, h, 8.0), steps=1, cfg=4.5, sampler="euler",
+                       seed=SEED).samples[:, :, 0]
+    ref = reference(longcat, edit=True)
+    want = ref(Image.fromarray(picture), "make it night", negative_prompt="", num_inference_steps=1, guidance_scale=4.5,
+               generator=torch.Generator().manual_seed(SEED), output_type="latent").images
+    _close(unpack(want, h // 8, w // 8), got)

@@ -59,11 +59,13 @@ def build_longcat(root: Path) -> Path:
 
 
 def reference(root: Path, edit: bool = False):
-    """diffusers' LongCatImagePipeline (or LongCatImageEditPipeline) on the same weights, from the modules."""
+    """diffusers' LongCatImagePipeline (or LongCatImageEditPipeline, with Qwen2.5-VL's released image processor) on the
+    same weights, from the modules."""
     import diffusers
     from nodes.generate.split import scheduler
+    from tiny_qwen import edit_processor
     _, vae, _, _ = flux_parts(True)
     cls = diffusers.LongCatImageEditPipeline if edit else diffusers.LongCatImagePipeline
-    return cls(scheduler=scheduler("longcat"), vae=vae, text_encoder=encoder(),
-               tokenizer=qwen_tokenizer(root / "comfy" / "text_encoders" / "qwen25_tokenizer"),
-               text_processor=None, transformer=transformer())
+    tok = qwen_tokenizer(root / "comfy" / "text_encoders" / "qwen25_tokenizer")
+    return cls(scheduler=scheduler("longcat"), vae=vae, text_encoder=encoder(), tokenizer=tok,
+               text_processor=edit_processor(tok) if edit else None, transformer=transformer())

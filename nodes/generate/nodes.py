@@ -339,7 +339,8 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
     diffusers' QwenImage21Pipeline with image=). The pictures are resized to about a megapixel, multiples of 32, as
     diffusers' pipelines resize them; sample a latent of the size to make (the picture's vae.encode, at denoise 1).
     Give the negative prompt its own encode.qwen_edit with the same pictures. Qwen-Image 2.1 needs the VAE (its
-    latents fill the places Qwen3-VL saw the pictures) and ignores template."""
+    latents fill the places Qwen3-VL saw the pictures) and ignores template. With LongCat-Image's text encoder (type
+    longcat_image) it is LongCat-Image-Edit's encoding: one picture, FLUX.1's VAE, template ignored."""
     from nodes.generate.qwen_edit import encode_edit
     pictures = [p for p in (image, image2, image3) if p is not None]
     return encode_edit(text_encoder, vae, text, pictures, template, ctx.log, size)
