@@ -20,48 +20,36 @@ MODEL, TEXT = "longcat_image_tiny_bf16.safetensors", "qwen_2.5_vl_tiny_bf16.safe
 
 @pytest.fixture(scope="module")
 def longcat(tmp_path_factory):
-    from comfy_layouts import built
+    from comfy_layouts import models_dir
     from tiny_longcat import build_longcat
-    yield from built(build_longcat, tmp_path_factory)
+    yield from models_dir(tmp_path_factory, build_longcat, "longcat")
 
 
-@pytest.fixture
-def models(longcat, monkeypatch):
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(longcat / "models"))
-    return longcat / "models"
-
-
-def _close(want, got):
-    err = float((want - got).abs().max() / want.abs().max())
-    assert err < 1e-4, err
-
-
-def _reference(root, prompt, negative, cfg, seed, **kw):
-    """LongCatImagePipeline's latent, unpacked to [1, 16, h, w]; its prompt rewriting (a generation by the text
-    encoder) and cfg renorm off, as ComfyUI's LongCat nodes run it."""
-    from nodes.generate.adapters.flux import unpack
+def _reference(root, prompt, negative, cfg, seed, scheduler=None, **kw):
+    """LongCatImagePipeline's latent; its prompt rewriting (a generation by the text encoder) and cfg renorm off, as
+    ComfyUI's LongCat nodes run it."""
+    from comfy_layouts import packed_latent
     from tiny_longcat import reference
-    ref = reference(root)
-    out = ref(prompt, negative_prompt=negative, width=W, height=H, guidance_scale=cfg, enable_prompt_rewrite=False,
-              enable_cfg_renorm=False, generator=torch.Generator().manual_seed(seed), output_type="latent", **kw).images
-    return unpack(out, H // 8, W // 8)
+    return packed_latent(reference(root, scheduler=scheduler), prompt, negative, cfg, seed, (W, H),
+                         enable_prompt_rewrite=False, enable_cfg_renorm=False, **kw)
 
 
-def test_longcat_files_are_detected_and_another_familys_encoder_is_named(models):
+def test_longcat_files_are_detected_and_another_familys_encoder_is_named(longcat):
     """The transformer file is told from FLUX.1's by its missing vector_in; qwen_2.5_vl loaded with type auto is
     Qwen-Image's (its template, not LongCat's): sampling LongCat-Image with it names the mismatch."""
     from comfy_layouts import auto_encoder_mismatch
     from nodes.generate.model_manager import describe_model
-    got = describe_model(models / "diffusion_models" / MODEL)
+    got = describe_model(longcat / "models" / "diffusion_models" / MODEL)
     assert (got["family"], got["role"], got["loads"]) == ("longcat", "diffusion_model", "yes"), got
     message = auto_encoder_mismatch(MODEL, TEXT)
     assert "encoded for qwenimage, but the model is longcat" in message, message
 
 
 @pytest.mark.parametrize("cfg", [4.0, 1.0])
-def test_longcat_split_files_match_longcatimagepipeline(longcat, models, cfg):
+def test_longcat_split_files_match_longcatimagepipeline(longcat, cfg):
     """True CFG with a negative (cfg 4) and the prompt alone (cfg 1): the transformer file, Qwen2.5-VL (type
     longcat_image) and FLUX.1's VAE sample what LongCatImagePipeline samples (its schedule shifted for the size)."""
+    from comfy_layouts import close_to
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.sampling import run_sampling
     from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
@@ -75,10 +63,10 @@ def test_longcat_split_files_match_longcatimagepipeline(longcat, models, cfg):
     prompt = 'a cat holding a sign that says "hi"'      # quoted text: a token a character
     got = run_sampling(model, encode_prompt(te, prompt), encode_prompt(te, "blurry"), empty_latent(vae, 1, W, H, 8.0),
                        steps=STEPS, cfg=cfg, sampler="euler", seed=SEED).samples[:, :, 0]
-    _close(_reference(longcat, prompt, "blurry", cfg, SEED, num_inference_steps=STEPS), got)
+    close_to(_reference(longcat, prompt, "blurry", cfg, SEED, num_inference_steps=STEPS), got)
 
 
-def test_comfyui_longcat_template_imports_and_runs(longcat, models, tmp_path, monkeypatch):
+def test_comfyui_longcat_template_imports_and_runs(longcat, tmp_path, monkeypatch):
     """ComfyUI's own LongCat-Image template (a subgraph: UNETLoader, CLIPLoader qwen_2.5_vl_7b type longcat_image,
     VAELoader ae, CFGNorm, FluxGuidance 4 on both prompts, EmptySD3LatentImage, KSampler 20 steps cfg 4 euler / simple)
     imports with every node mapped and runs on the tiny model under its file names (64x48, 2 steps). Without CFGNorm
@@ -87,11 +75,11 @@ def test_comfyui_longcat_template_imports_and_runs(longcat, models, tmp_path, mo
     e^1.15: 1, then 1.15's time shift of 1/2). The LongCat-Image-Edit template (TextEncodeQwenImageEdit with the
     picture on both prompts, FluxKontextMultiReferenceLatentMethod index) imports and validates."""
     import math
-    from comfy_layouts import imported_template, sampled_latent
+    from comfy_layouts import close_to, imported_template, sampled_latent
     from comfyui_corpus import check
     good, how = check(TEMPLATES / "image_longcat_image_edit.json")      # its picture is read at a megapixel: not run
     assert good, how
-    data, yaml = imported_template(models, (("diffusion_models/longcat_image_bf16.safetensors", f"diffusion_models/{MODEL}"),
+    data, yaml = imported_template(longcat / "models", (("diffusion_models/longcat_image_bf16.safetensors", f"diffusion_models/{MODEL}"),
                                             ("text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors", f"text_encoders/{TEXT}")),
                                    TEMPLATES / "image_longcat_text_to_image.json", (W, H), (20, STEPS))
     monkeypatch.chdir(tmp_path)
@@ -103,22 +91,18 @@ def test_comfyui_longcat_template_imports_and_runs(longcat, models, tmp_path, mo
     text = {n["id"]: n["widgets_values"][0] for n in inner if n["type"] == "CLIPTextEncode"}
     seed = next(n for n in inner if n["type"] == "KSampler")["widgets_values"][0]
     from diffusers import FlowMatchEulerDiscreteScheduler
-    from nodes.generate.adapters.flux import unpack
-    from tiny_longcat import reference
-    ref = reference(longcat)
-    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)         # levels given as they are
     half = math.exp(1.15) / (math.exp(1.15) + 1)
-    want = ref(text[4], negative_prompt=text[5], width=W, height=H, sigmas=[1.0, half], guidance_scale=4.0,
-               enable_prompt_rewrite=False, enable_cfg_renorm=False, output_type="latent",
-               generator=torch.Generator().manual_seed(seed)).images
-    _close(unpack(want, H // 8, W // 8), got)
+    want = _reference(longcat, text[4], text[5], 4.0, seed, FlowMatchEulerDiscreteScheduler(shift=1.0),
+                      sigmas=[1.0, half])         # the levels given as they are
+    close_to(want, got)
 
 
-def test_longcat_edit_matches_longcatimageeditpipeline(longcat, models):
+def test_longcat_edit_matches_longcatimageeditpipeline(longcat):
     """LongCat-Image-Edit: encode.qwen_edit with LongCat's text encoder reads the prompt with the picture as
     LongCatImageEditPipeline does (its vision tower at half the megapixel size), the picture's latent rides along as
     the reference on plane 2; sampling the picture's size with true CFG (the negative sees the picture too) gives the
     pipeline's latent. One step: the pipeline works at a megapixel whatever the tiny model."""
+    from comfy_layouts import close_to
     import numpy as np
     from PIL import Image
     from diffusers.pipelines.longcat_image.pipeline_longcat_image_edit import calculate_dimensions
@@ -141,4 +125,4 @@ def test_longcat_edit_matches_longcatimageeditpipeline(longcat, models):
     ref = reference(longcat, edit=True)
     want = ref(Image.fromarray(picture), "make it night", negative_prompt="", num_inference_steps=1, guidance_scale=4.5,
                generator=torch.Generator().manual_seed(SEED), output_type="latent").images
-    _close(unpack(want, h // 8, w // 8), got)
+    close_to(unpack(want, h // 8, w // 8), got)

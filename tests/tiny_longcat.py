@@ -58,14 +58,14 @@ def build_longcat(root: Path) -> Path:
     return root
 
 
-def reference(root: Path, edit: bool = False):
+def reference(root: Path, edit: bool = False, scheduler=None):
     """diffusers' LongCatImagePipeline (or LongCatImageEditPipeline, with Qwen2.5-VL's released image processor) on the
-    same weights, from the modules."""
+    same weights, from the modules; its scheduler the shipped one unless given."""
     import diffusers
-    from nodes.generate.split import scheduler
+    from nodes.generate.split import scheduler as shipped
     from tiny_qwen import edit_processor
     _, vae, _, _ = flux_parts(True)
     cls = diffusers.LongCatImageEditPipeline if edit else diffusers.LongCatImagePipeline
     tok = qwen_tokenizer(root / "comfy" / "text_encoders" / "qwen25_tokenizer")
-    return cls(scheduler=scheduler("longcat"), vae=vae, text_encoder=encoder(), tokenizer=tok,
+    return cls(scheduler=scheduler or shipped("longcat"), vae=vae, text_encoder=encoder(), tokenizer=tok,
                text_processor=edit_processor(tok) if edit else None, transformer=transformer())

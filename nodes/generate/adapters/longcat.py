@@ -40,6 +40,7 @@ class LongCatAdapter(FluxAdapter):
     encoders = "Qwen2.5-VL 7B"
     max_tokens = 512
     reads_references = True           # LongCat-Image-Edit's picture to edit
+    no_encoder = NO_QWEN
 
     def load(self, path: Path, dtype, device: str, **opts):
         return Adapter.load(self, path, dtype, device, **opts)
@@ -67,7 +68,7 @@ class LongCatAdapter(FluxAdapter):
         reads = int(handle.pipe.transformer.config.joint_attention_dim)
         if out["encoder_hidden_states"].shape[-1] != reads:
             raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and this "
-                            f"{self.name} transformer reads {reads}: " + NO_QWEN.format(what="another"))
+                            f"{self.name} transformer reads {reads}: " + self.no_encoder.format(what="another model's"))
         refs, _ = reference_rows(conds, frames, batch)
         if refs:
             out["references"] = [r.to(device, dtype) for r in refs]
