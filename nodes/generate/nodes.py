@@ -135,19 +135,18 @@ name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
 (model.flow_shift). Sizes divisible by 16.""")
 load_longcat = _family_loader("longcat", "Load LongCat-Image", """LongCat-Image text-to-image and LongCat-Image-Edit
-(Meituan): keyframes to animate with an image-to-video model. A diffusers LongCatImagePipeline folder, or ComfyUI's
-files: the transformer (diffusion_models/longcat_image_bf16.safetensors, longcat_image_edit_bf16.safetensors) here or
-through load.diffusion_model, with load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image) and
-load.vae (FLUX.1's ae.safetensors).
+(Meituan): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
+(diffusion_models/longcat_image_bf16.safetensors, longcat_image_edit_bf16.safetensors) here or through
+load.diffusion_model, with load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image) and load.vae
+(FLUX.1's ae.safetensors).
 
 True CFG: cfg 4-4.5 with a negative prompt, 50 steps (guide.cfg_norm as ComfyUI's template sets CFGNorm). Text in
 quotes is read a character at a time. Edit: encode.qwen_edit with the picture and condition.reference. Sizes divisible
 by 16.""")
 load_ovis = _family_loader("ovis", "Load Ovis-Image", """Ovis-Image text-to-image (AIDC-AI's Ovis-Image-7B, made for text
-in pictures): keyframes to animate with an image-to-video model. A diffusers OvisImagePipeline folder, or ComfyUI's
-files: the transformer (diffusion_models/ovis_image_bf16.safetensors) here or through load.diffusion_model, with
-load.text_encoder (ovis_2.5.safetensors, type ovis; its Qwen3 tokenizer in a folder beside it) and load.vae (FLUX.1's
-ae.safetensors).
+in pictures): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
+(diffusion_models/ovis_image_bf16.safetensors) here or through load.diffusion_model, with load.text_encoder
+(ovis_2.5.safetensors, type ovis; its Qwen3 tokenizer in a folder beside it) and load.vae (FLUX.1's ae.safetensors).
 
 True CFG: cfg 5 with a negative prompt, 50 steps (ComfyUI's template: 20 steps at shift 3, model.flow_shift). Sizes
 divisible by 16.""")
