@@ -36,7 +36,6 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"Painter"},
-    "llm_qwen3vl_text_gen.json": {"TextGenerate"},          # asked about a picture: text.generate reads none
 }
 
 

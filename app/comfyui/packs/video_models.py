@@ -343,22 +343,15 @@ class VideoModels:
 
     def special_text_generate(self, cn, rule, params, notes):
         """TextGenerate: text.generate. With sampling_mode off ComfyUI's dynamic combo stores no sampling widgets,
-        so the two values read as temperature and top_k are thinking and use_default_template (greedy). Pictures,
-        video or sound given to it would be described by ComfyUI: text.generate reads none, so it is not mapped."""
-        media = sorted(k for k, v in cn.inputs.items() if isinstance(v, Ref) and k not in ("clip", "prompt")
-                       and k not in rule.widgets and k != "system_prompt")
+        so the values read as temperature, top_k and top_p are thinking, use_default_template and mtp (greedy). A
+        picture goes to text.generate's image (Qwen3-VL reads it); video or sound given to it would be described by
+        ComfyUI: text.generate reads none, so it is not mapped."""
+        media = sorted(k for k in ("video", "audio") if isinstance(cn.inputs.get(k), Ref))
         if media:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(
-                f"its {', '.join(media)} input is a picture, video or sound for the language model to read: "
-                "Kinograph's text.generate reads text only")
-            return None
-        if cn.inputs.get("system_prompt"):
-            # newer TextGenerate: instructions in the chat's system turn, which text.generate does not write
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append(
-                "its system_prompt (instructions in the chat's system turn) is not carried: Kinograph's text.generate "
-                "writes the user's turn only")
+                f"its {', '.join(media)} input is a video or sound for the language model to read: Kinograph's "
+                "text.generate reads text and one picture only")
             return None
         if cn.inputs.get("sampling_mode") == "off":
             for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):
