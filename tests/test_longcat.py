@@ -42,7 +42,8 @@ def test_longcat_files_are_detected_and_another_familys_encoder_is_named(longcat
     got = describe_model(longcat / "models" / "diffusion_models" / MODEL)
     assert (got["family"], got["role"], got["loads"]) == ("longcat", "diffusion_model", "yes"), got
     message = auto_encoder_mismatch(MODEL, TEXT)
-    assert "encoded for qwenimage, but the model is longcat" in message, message
+    assert ("encoded for qwenimage, but the model is longcat: encode it with this model's text encoder "
+            "(load.text_encoder with type longcat_image)") in message, message
 
 
 @pytest.mark.parametrize("cfg", [4.0, 1.0])

@@ -38,7 +38,8 @@ def test_ovis_files_are_detected_and_another_familys_encoder_is_named(ovis):
     got = describe_model(ovis / "models" / "diffusion_models" / MODEL)
     assert (got["family"], got["role"], got["loads"]) == ("ovis", "diffusion_model", "yes"), got
     message = auto_encoder_mismatch(MODEL, TEXT)
-    assert "encoded for flux2, but the model is ovis" in message, message
+    assert ("encoded for flux2, but the model is ovis: encode it with this model's text encoder "
+            "(load.text_encoder with type ovis)") in message, message
 
 
 @pytest.mark.parametrize("cfg", [5.0, 1.0])
