@@ -70,7 +70,7 @@ def test_longcat_split_files_match_longcatimagepipeline(longcat, cfg):
 def test_comfyui_longcat_template_imports_and_runs(longcat, tmp_path, monkeypatch):
     """ComfyUI's own LongCat-Image template (a subgraph: UNETLoader, CLIPLoader qwen_2.5_vl_7b type longcat_image,
     VAELoader ae, CFGNorm, FluxGuidance 4 on both prompts, EmptySD3LatentImage, KSampler 20 steps cfg 4 euler / simple)
-    imports with every node mapped and runs on the tiny model under its file names (64x48, 2 steps). Without CFGNorm
+    imports with every node mapped (FluxGuidance's value not taken for cfg: ComfyUI's model drops it) and runs on the tiny model under its file names (64x48, 2 steps). Without CFGNorm
     (ComfyUI caps over each latent pixel, LongCatImagePipeline's renorm over each 2x2 patch) its latent is
     LongCatImagePipeline's with the template's prompts and seed on ComfyUI's levels (simple on FLUX.1's shift
     e^1.15: 1, then 1.15's time shift of 1/2). The LongCat-Image-Edit template (TextEncodeQwenImageEdit with the
@@ -85,6 +85,11 @@ def test_comfyui_longcat_template_imports_and_runs(longcat, tmp_path, monkeypatc
                                    TEMPLATES / "image_longcat_text_to_image.json", (W, H), (20, STEPS))
     monkeypatch.chdir(tmp_path)
     assert "type: guide.cfg_norm" in yaml and "cfg: 4" in yaml and "sampler: euler" in yaml, yaml
+    from app.comfyui import import_data
+    for n in data["definitions"]["subgraphs"][0]["nodes"]:
+        if n["type"] == "FluxGuidance":     # ComfyUI's LongCat-Image drops it: sample's cfg stays the KSampler's 4
+            n["widgets_values"] = [9.0]
+    assert "cfg: 4\n" in import_data(data).yaml
     assert torch.isfinite(sampled_latent(tmp_path / "longcat.kino.yaml", yaml)).all()
     plain = yaml.replace("model: cfg_norm_13_10.model", "model: unet_loader_13_1.model")
     got = sampled_latent(tmp_path / "longcat.kino.yaml", plain)
