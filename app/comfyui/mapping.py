@@ -1274,8 +1274,14 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
-    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    # ComfyUI's core audio decoder on an audio VAE: LTX-2's sound (the decoded clip's own), or Stable Audio Open's,
+    # where the chain from EmptyLatentAudio through KSampler folds into generate.stable_audio
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                             special="empty_latent_audio", ignore={"batch_size": 1}),
+    "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
+                                    (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
+                                    fold=True, special="stable_audio_seconds"),
     # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
     # latent.set_sound on the video latent, made where the two streams are joined
     "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
