@@ -26,7 +26,7 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage",
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
-              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream"}
+              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream", "krea2": "krea2"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -37,13 +37,13 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "chroma": ("t5",),
                    "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5"),
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
-                   "ltx2": ("gemma3",), "zimage": ("qwen3",),
+                   "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
-           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream"}
+           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream", "krea2": "krea2"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
@@ -58,7 +58,8 @@ TOKENIZER_FOLDER = {"QwenImage21Pipeline": "processor"}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
 # Pipeline settings a model variant needs, as its diffusers folder's model_index.json has them
 # (Wan 2.2 TI2V-5B: per-token timesteps, so a start image's latent frames stay clean).
-PIPELINE_OPTIONS = {("wan", "ti2v"): {"expand_timesteps": True}}
+# Krea 2 from ComfyUI's files: the fixed time shift ComfyUI samples every Krea 2 file with (Krea2Pipeline's Turbo one).
+PIPELINE_OPTIONS = {("wan", "ti2v"): {"expand_timesteps": True}, ("krea2", ""): {"is_distilled": True}}
 
 
 def _resolve(name: str, kind: str, what: str) -> Path:
@@ -477,6 +478,8 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
         pipes += FAMILIES["sd3"].pipelines
     if det.family == "t5":              # a FLUX.1 folder keeps T5-XXL's as tokenizer_2/, an SD3 folder as tokenizer_3/
         pipes += FAMILIES["flux"].pipelines + FAMILIES["sd3"].pipelines + FAMILIES["chroma"].pipelines
+    if det.family == "qwen3vl":         # Qwen3-VL-4B is Krea 2's: a Krea2Pipeline folder's tokenizer/
+        pipes += FAMILIES["krea2"].pipelines
     if det.family == "qwen3":           # Qwen3-4B is Z-Image's encoder too: a ZImagePipeline folder's tokenizer/
         pipes += FAMILIES["zimage"].pipelines
     for kind in ("diffusers", "checkpoints", "diffusion_models"):

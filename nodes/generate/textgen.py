@@ -14,6 +14,9 @@ from graph_engine import NodeError
 
 # Encoder module -> (its causal-LM class in transformers, the family's name in messages)
 CAUSAL_LM = {"Qwen3Model": ("Qwen3ForCausalLM", "Qwen3"), "Gemma3TextModel": ("Gemma3ForCausalLM", "Gemma 3")}
+# Encoders loaded as transformers' causal LM already, their head the file's or tied to the embeddings (Qwen3-VL: Krea 2's
+# and Qwen-Image 2.1's)
+OWN_LM = {"Qwen3VLForConditionalGeneration": "Qwen3-VL"}
 # Encoders that only encode (CLIP, T5, UMT5): no language model head was ever trained on them
 NO_LM = ("CLIP", "T5", "UMT5")
 # The turn ends that stop generation, by name (ComfyUI's stop_tokens: Qwen3 151643/151645, Gemma 3 1/106)
@@ -21,8 +24,8 @@ STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<eos>", "<end_of_turn>")
 # Gemma 3's published chat turn, for its sentencepiece tokenizer (ComfyUI keeps no chat template in the file)
 GEMMA_TURN = "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
 # Hidden sizes whose released models keep an untied output head: without lm_head in the file they cannot generate
-UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}}
-CAN_GENERATE = "Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head) and Gemma 3 (gemma_3_12B_it)"
+UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"}}
+CAN_GENERATE = "Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Qwen3-VL (qwen3vl_4b) and Gemma 3 (gemma_3_12B_it)"
 
 
 def causal_lm(handle):
@@ -33,19 +36,17 @@ def causal_lm(handle):
     pipe = handle.pipe
     module = getattr(pipe, "text_encoder", None)
     name = type(module).__name__
+    if name in OWN_LM:
+        _check_head(handle, name, module.config.text_config.hidden_size)
+        return OwnHead(module, OWN_LM[name])
     if name not in CAUSAL_LM:
         what = "has no language model to write text with" if name.startswith(NO_LM) else \
             "is not a language model Kinograph generates text with yet"
         raise NodeError(f"{_file(handle)} is a {name} text encoder ({handle.family}), which {what}; text "
                         f"generation takes {CAN_GENERATE}")
     cls_name, title = CAUSAL_LM[name]
-    head = _file_head(handle)
+    head = _check_head(handle, name, module.config.hidden_size)
     if head is None:
-        untied = UNTIED.get(name, {}).get(module.config.hidden_size)
-        if untied:
-            raise NodeError(f"{_file(handle)} is {untied}, whose output head (lm_head) is its own, and the file "
-                            "holds none: it can encode prompts but not generate text. Use a file with lm_head.weight "
-                            f"or another encoder: {CAN_GENERATE}")
         head = module.embed_tokens.weight          # Qwen3-4B and Gemma 3 tie the head to the embeddings
     with init_empty_weights():
         lm = getattr(transformers, cls_name)(module.config)
@@ -55,6 +56,27 @@ def causal_lm(handle):
     lm.eval()
     lm.title = title
     return lm
+
+
+class OwnHead:
+    """An encoder that is its own causal LM, under the name messages give it."""
+    def __init__(self, module, title: str):
+        self.module, self.title, self.lm_head = module, title, module.lm_head
+
+    def generate(self, *args, **kw):
+        return self.module.generate(*args, **kw)
+
+
+def _check_head(handle, name: str, hidden: int):
+    """The file's own lm_head, or None where the released model ties it to the embeddings; a model whose head is its
+    own, in a file without it, named."""
+    head = _file_head(handle)
+    untied = UNTIED.get(name, {}).get(hidden)
+    if head is None and untied:
+        raise NodeError(f"{_file(handle)} is {untied}, whose output head (lm_head) is its own, and the file "
+                        "holds none: it can encode prompts but not generate text. Use a file with lm_head.weight "
+                        f"or another encoder: {CAN_GENERATE}")
+    return head
 
 
 def _file(handle) -> str:
@@ -106,7 +128,8 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     import torch
     from nodes.generate.text import _text_loras
     lm = causal_lm(handle)
-    tok = handle.pipe.tokenizer
+    pipe = handle.pipe          # Qwen-Image 2.1 keeps Qwen3-VL's tokenizer in its processor
+    tok = getattr(pipe, "tokenizer", None) or pipe.processor.tokenizer
     text = chat_prompt(tok, prompt, lm.title, thinking, use_template)
     # Gemma's <bos> is in its turn text's tokenization already (add_bos_token); Qwen3's template adds nothing
     enc = tok(text, return_tensors="pt", add_special_tokens=not use_template or lm.title == "Gemma 3")
