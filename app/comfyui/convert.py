@@ -533,6 +533,20 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         except Exception:  # noqa: BLE001 - a file that is not there or not readable: the import goes on without
             return None
 
+    def _text_type_behind(self, out) -> Optional[str]:
+        """The type of the load.text_encoder whose prompt `out` carries, through the nodes that add to a
+        conditioning; None where there is none."""
+        node = out.port[0] if isinstance(out, Out) and out.port else None
+        for _ in range(64):
+            if node is None:
+                return None
+            ins = self.graph.inputs.get(node, {})
+            if "text_encoder" in ins:
+                return self.graph.nodes[ins["text_encoder"][0]].params.get("type")
+            src = ins.get("conditioning") or ins.get("positive")
+            node = src[0] if src else None
+        return None
+
     def _loader_behind(self, out) -> Optional[str]:
         node = out.port[0] if isinstance(out, Out) and out.port else None
         for _ in range(64):
