@@ -8,12 +8,15 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QImage, QPainter  # noqa: E402
+from PySide6.QtWidgets import QStyleOptionGraphicsItem  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
 check_qt_binding()
 
 import test_editor  # noqa: E402
+from app.editor import node_item  # noqa: E402
 from test_editor import chain  # noqa: E402
 
 make_window, no_modal_dialogs, registry = test_editor.make_window, test_editor.no_modal_dialogs, test_editor.registry
@@ -418,3 +421,44 @@ def test_a_decimal_comma_typed_into_a_number_is_its_point(win, qtbot):
     qtbot.keyClicks(ed, "0,75")
     qtbot.keyClick(ed, Qt.Key_Return)
     assert win.doc.graph.nodes[n].params["ambient"] == 0.75
+
+
+# -- probe of stop 34: an afternoon with ComfyUI's templates ----------------------------------------------------
+def _painted_labels(item, monkeypatch):
+    """[(left, right, baseline, text)] of the socket labels `item` paints, in its own coordinates."""
+    drawn = []
+    label = node_item.LABEL
+    monkeypatch.setattr(label, "left", lambda p, x, cy, s: drawn.append((x, x + label.width(s), cy, s)))
+    monkeypatch.setattr(label, "right", lambda p, x, cy, s: drawn.append((x - label.width(s), x, cy, s)))
+    image = QImage(400, 400, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    painter.translate(50, 50)
+    item.paint(painter, QStyleOptionGraphicsItem())
+    painter.end()
+    return drawn
+
+
+def test_a_placeholders_long_comfyui_socket_names_do_not_draw_over_each_other(win, tmp_path, monkeypatch):
+    """SCAIL2ColoredMask imported from video_wan21_scail2_character_replacement.json (a red placeholder keeping
+    ComfyUI's socket names): its rows read 'driving_track_dapose_video_mask', the input's and the output's names
+    drawn over each other."""
+    path = tmp_path / "scail.yaml"
+    path.write_text("kinograph: 1\nnodes:\n  pat: {type: generate.test_pattern}\n"
+                    "  mask: {type: comfyui.SCAIL2ColoredMask,\n"
+                    "         inputs: {driving_track_data: pat.video, ref_track_data: pat.video}}\n"
+                    "  a: {type: video.reverse, inputs: {video: mask.pose_video_mask}}\n"
+                    "  b: {type: video.reverse, inputs: {video: mask.reference_image_mask}}\n")
+    assert win.open_path(str(path)) is win
+    item = win.scene.nodes["mask"]
+    drawn = [d for d in _painted_labels(item, monkeypatch) if d[2] > node_item.HEADER_H]
+    assert len(drawn) == 4
+    for left, right, _, text in drawn:
+        assert 0 <= left and right <= item.w, text
+    rows = {}
+    for d in drawn:
+        rows.setdefault(d[2], []).append(d)
+    assert len(rows) == 2
+    for (l1, r1, _, t1), (l2, r2, _, t2) in (sorted(row) for row in rows.values()):
+        assert r1 + 4 <= l2, (t1, t2)
+        # each keeps the end that tells it from its neighbours (image_1 from image_2)
+        assert t1.endswith("_data") and t2.endswith("_mask"), (t1, t2)
