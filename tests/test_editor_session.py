@@ -8,8 +8,10 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtGui import QImage, QPainter  # noqa: E402
-from PySide6.QtWidgets import QStyleOptionGraphicsItem  # noqa: E402
+from PySide6.QtGui import QImage, QPainter, QTextCursor  # noqa: E402
+from PySide6.QtWidgets import QApplication, QPlainTextEdit, QStyleOptionGraphicsItem  # noqa: E402
+
+from graph_engine.workflow import parse_workflow  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -462,3 +464,47 @@ def test_a_placeholders_long_comfyui_socket_names_do_not_draw_over_each_other(wi
         assert r1 + 4 <= l2, (t1, t2)
         # each keeps the end that tells it from its neighbours (image_1 from image_2)
         assert t1.endswith("_data") and t2.endswith("_mask"), (t1, t2)
+
+
+def _click_field(w, qtbot, node, name):
+    """A click on a field drawn on the node, as the mouse gives it."""
+    item = w.scene.nodes[node]
+    w.view.centerOn(item)
+    at = w.view.mapFromScene(item.mapRectToScene(item.param_rect(name)).center())
+    qtbot.mouseClick(w.view.viewport(), Qt.LeftButton, Qt.NoModifier, at)
+
+
+def test_ctrl_c_and_ctrl_v_after_a_click_on_a_prompt_copy_and_paste_the_nodes(win, qtbot):
+    """Nodes copied, then a click on a prompt node's text (to pick where to paste, or to select that node): the
+    click puts the keyboard in the panel's box for the prompt, and Ctrl+V pasted the nodes' YAML into the prompt,
+    applied as the focus left; Ctrl+C there copied nothing, and the next paste brought the nodes copied before."""
+    p, r, _ = chain(win)
+    c = win.controller
+    prompt = c.add_node("encode.text", (0, 300))
+    c.set_param(prompt, "text", "a red fox")
+    win.scene.select_nodes([p, r])
+    win.view.setFocus()
+    assert win.copy()
+    _click_field(win, qtbot, prompt, "text")
+    box = QApplication.focusWidget()
+    assert isinstance(box, QPlainTextEdit) and box.toPlainText() == "a red fox"      # the keyboard is in the panel
+    before = set(win.doc.graph.nodes)
+    qtbot.keyClick(box, Qt.Key_V, Qt.ControlModifier)
+    pasted = set(win.doc.graph.nodes) - before
+    assert {win.doc.graph.nodes[n].type for n in pasted} == {"generate.test_pattern", "video.resize"}
+    assert win.view.hasFocus()
+    assert win.doc.graph.nodes[prompt].params["text"] == "a red fox" and box.toPlainText() == "a red fox"
+    assert "Pasted 2 nodes" in win.statusBar().currentMessage()
+
+    # Ctrl+C in the prompt's box, nothing typed there selected: the node is what is copied
+    _click_field(win, qtbot, prompt, "text")
+    box = QApplication.focusWidget()
+    qtbot.keyClick(box, Qt.Key_C, Qt.ControlModifier)
+    assert set(parse_workflow(QApplication.clipboard().text())[0].graph.nodes) == {prompt}
+    # text selected in the box is copied as text, and text on the clipboard is pasted into the box
+    box.selectAll()
+    qtbot.keyClick(box, Qt.Key_C, Qt.ControlModifier)
+    assert QApplication.clipboard().text() == "a red fox"
+    box.moveCursor(QTextCursor.End)
+    qtbot.keyClick(box, Qt.Key_V, Qt.ControlModifier)
+    assert box.toPlainText() == "a red foxa red fox" and len(win.doc.graph.nodes) == len(before) + 2

@@ -12,6 +12,8 @@ from . import ops
 from .document import usable_layout
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
+# Beside the YAML text, a copy of nodes says it is one, so that a text field can tell it from text to type in
+NODES_MIME = "application/x-kinograph-nodes"
 
 
 def copy_text(graph: Graph, registry, node_ids: Iterable[str], note_ids: Iterable[str] = (),
