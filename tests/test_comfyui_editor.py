@@ -438,3 +438,16 @@ def test_a_seed_set_to_randomize_in_comfyui_draws_a_new_one_at_each_run(win, nam
     if node is not None:
         win.scene.select_nodes([node])
         assert win.properties.editors["seed"].mode.currentText() == "random"
+
+
+def test_an_imported_workflow_is_named_after_its_file_until_saved(win, monkeypatch, tmp_path):
+    """The window's title, 'Save changes to …?' and the queue said 'untitled' of image_z_image_turbo.json."""
+    assert win.open_path(DATA / "wan_t2v.json") is win
+    win.controller.set_param("k_sampler_3", "steps", 7)
+    assert win.windowTitle().startswith("wan_t2v (unsaved)")
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: asked.append(text) or QMessageBox.Cancel)
+    assert not win.confirm_discard()
+    assert asked == ["Save changes to wan_t2v (unsaved)?"]
+    win.doc.save(tmp_path / "shot.yaml")
+    assert win.windowTitle().startswith("shot.yaml")
