@@ -19,6 +19,9 @@ check_qt_binding()
 
 import test_editor  # noqa: E402
 from app.editor import node_item  # noqa: E402
+from app.editor.document import Document  # noqa: E402
+from app.editor.settings import EditorSettings  # noqa: E402
+from app.editor.window import MainWindow  # noqa: E402
 from test_editor import chain  # noqa: E402
 
 make_window, no_modal_dialogs, registry = test_editor.make_window, test_editor.no_modal_dialogs, test_editor.registry
@@ -508,3 +511,26 @@ def test_ctrl_c_and_ctrl_v_after_a_click_on_a_prompt_copy_and_paste_the_nodes(wi
     box.moveCursor(QTextCursor.End)
     qtbot.keyClick(box, Qt.Key_V, Qt.ControlModifier)
     assert box.toPlainText() == "a red foxa red fox" and len(win.doc.graph.nodes) == len(before) + 2
+    win.commit_pending()                # applied, so that closing the window asks nothing
+
+
+def test_a_workflow_reopens_at_the_view_it_was_closed_at(make_window, qtbot, tmp_path, registry):
+    """Zoomed in on the sampler, saved, closed: reopened, the canvas was back at the workflow's start at its first
+    zoom, and the artist had to find the sampler again (ComfyUI reopens a workflow where it was left)."""
+    w = MainWindow(Document(registry=registry), settings=EditorSettings(tmp_path / "editor.json"))
+    w.resize(1600, 1000)
+    w.show()
+    qtbot.waitExposed(w)
+    p, r, s = chain(w)
+    path = tmp_path / "shot.yaml"
+    w.doc.save(path)
+    w.view.zoom_by(1.6 / w.view.zoom())
+    w.view.centerOn(w.scene.nodes[s])
+    left = w.view.mapToScene(0, 0)
+    w.close()
+    again = make_window()
+    assert again.open_path(str(path)) is again
+    qtbot.wait(50)                      # the first view is set once the canvas has its size
+    top_left = again.view.mapToScene(0, 0)
+    assert again.view.zoom() == pytest.approx(1.6, rel=1e-3)
+    assert (top_left.x(), top_left.y()) == (pytest.approx(left.x(), abs=2), pytest.approx(left.y(), abs=2))

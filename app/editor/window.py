@@ -294,6 +294,11 @@ class MainWindow(QMainWindow):
 
     def set_document(self, doc: Document) -> None:
         old, old_scene = self.doc, self.view.scene()
+        if old_scene is not None:
+            self._remember_view()
+        if doc.path is not None and doc.saved_view is None:
+            # A workflow reopened at the view it was left at (as ComfyUI reopens one), not back at its start
+            doc.saved_view = self.settings.view_of(str(doc.path))
         if self.autosaver is not None:
             self.autosaver.stop()
         self.doc = doc
@@ -339,6 +344,12 @@ class MainWindow(QMainWindow):
         self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
+
+    def _remember_view(self) -> None:
+        """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit)."""
+        if self.doc is not None and self.doc.path is not None:
+            top_left = self.view.mapToScene(0, 0)
+            self.settings.remember_view(str(self.doc.path), (top_left.x(), top_left.y(), self.view.zoom()))
 
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
@@ -665,6 +676,7 @@ class MainWindow(QMainWindow):
         if self.autosaver is not None:
             self.autosaver.stop()
             self.autosaver = None
+        self._remember_view()
         self.runs.shutdown()
         self.viewer.shutdown()
         self._detach(self.scene)
