@@ -513,6 +513,18 @@ def test_ctrl_c_and_ctrl_v_after_a_click_on_a_prompt_copy_and_paste_the_nodes(wi
     assert box.toPlainText() == "a red foxa red fox" and len(win.doc.graph.nodes) == len(before) + 2
     win.commit_pending()                # applied, so that closing the window asks nothing
 
+    # a click on a number opens its field on the canvas: Ctrl+V there pastes the nodes, the number stays
+    win.scene.select_nodes([p, r])
+    win.view.setFocus()
+    assert win.copy()
+    skip = win.doc.graph.nodes[prompt].params.get("clip_skip")
+    _click_field(win, qtbot, prompt, "clip_skip")
+    field, before = win.view._editor, set(win.doc.graph.nodes)
+    assert field is not None and field.hasFocus()
+    qtbot.keyClick(field, Qt.Key_V, Qt.ControlModifier)
+    assert len(set(win.doc.graph.nodes) - before) == 2
+    assert win.view._editor is None and win.doc.graph.nodes[prompt].params.get("clip_skip") == skip
+
 
 def test_a_workflow_reopens_at_the_view_it_was_closed_at(make_window, qtbot, tmp_path, registry):
     """Zoomed in on the sampler, saved, closed: reopened, the canvas was back at the workflow's start at its first

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSp
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 from graph_engine.validate import check_param
 
-from .clipboard import NODES_MIME
+from .clipboard import holds_nodes
 from .curve_editor import CurveEditor
 from .geometry import PLACES, decimals, places, slider_range, value_step, zero_meaning
 from .help_text import help_tip
@@ -648,8 +648,7 @@ class _ClipboardRoute(QObject):
 
     def _which(self, event) -> str:
         if event.matches(QKeySequence.Paste):
-            mime = QApplication.clipboard().mimeData()
-            return "paste" if mime is not None and mime.hasFormat(NODES_MIME) else ""
+            return "paste" if holds_nodes() else ""
         return "copy" if event.matches(QKeySequence.Copy) and not self._selected_text() else ""
 
     def eventFilter(self, obj, event):
