@@ -47,6 +47,25 @@ def imported_template(models: Path, links, template: Path, size: tuple, steps: t
     return data, yaml.replace(f"steps: {steps[0]}", f"steps: {steps[1]}")
 
 
+def run_on_picture(template: Path, picture: Path, out: Path, edit=None):
+    """A ComfyUI template that reads one picture and saves frames, imported with every node mapped and run on the
+    CPU uncached: its LoadImage reading `picture`, its save writing into `out`, `edit(node)` on each node before
+    the run. Returns (the workflow, the run)."""
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    res = import_workflow(str(template))
+    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
+    wf = load_workflow(text=res.yaml, check=False)
+    for n in wf.graph.nodes.values():
+        if n.type == "io.load_image":
+            n.params["path"] = str(picture)
+        if n.type == "io.save_frames":
+            n.params["path"] = str(out)
+        if edit:
+            edit(n)
+    return wf, Session(device="cpu").run(wf, use_cache=False)
+
+
 def sampled_latent(workflow: Path, yaml: str):
     """The first frame of the k_sampler's latent from running `yaml` (written to `workflow`) on the CPU, uncached."""
     from graph_engine.api import Session, load_workflow

@@ -350,6 +350,21 @@ def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
     return run(image_encoder, image, crop)
 
 
+@node("condition.load", title="Load Conditioning", category="Conditioning")
+def load_conditioning(ctx, name: str = Param("", kind="path", required=True, locate=locator("embeddings"),
+                                             help="a stored prompt: its .safetensors file (a float tensor named "
+                                                  "'conditioning') in an 'embeddings' model folder, or its path"),
+                      family: str = Param("qwenimage", choices=("qwenimage",),
+                                          help="the model the prompt was encoded for")) -> CONDITIONING:
+    """A prompt stored as its embedding (ComfyUI's Load Conditioning), for a model run without its text encoder:
+    Marigold v2's task prompts (marigold_v2_depth_conditioning and its normals and albedo twins, Qwen-Image-Edit's
+    [1, tokens, 3584]). Read as tensors only: safetensors, or a torch file through weights_only (a file that would
+    run code is refused); anything but the 'conditioning' tensor and its attention_mask is refused by name."""
+    from nodes.generate.marigold import load_conditioning as load
+    from nodes.generate.model_manager import resolve_model_path
+    return load(resolve_model_path(as_given(name, ctx.workflow_dir), "embeddings", "conditioning file"), family)
+
+
 @node("condition.frames", title="First/Last Frame", category="Conditioning",
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
@@ -895,11 +910,21 @@ def control_canny(ctx, video: VIDEO,
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
 @node("model.flow_shift", title="Flow Shift", category="Sampling", passes={"model": "model"})
 def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
-                                                        help="above 1 spends more steps at high noise")) -> MODEL:
+                                                        help="above 1 spends more steps at high noise"),
+               sampling: str = Param("flow", choices=("flow", "img_to_img_velocity"),
+                                     help="flow: the model's output is a velocity scaled by the noise level; "
+                                          "img_to_img_velocity: it is the whole way from the picture's latent to "
+                                          "the result's (Marigold v2), sampled with add_noise off")) -> MODEL:
     """Set a flow-matching model's time shift (Wan, LTX, HunyuanVideo): noise levels
     shift * s / (1 + (shift - 1) * s) over the schedule, as ComfyUI's ModelSamplingSD3 sets them. Shift 0 would
-    make every level 0 (nothing sampled: a black video), so it starts at 0.01."""
-    return model.with_option("flow_shift", float(shift))
+    make every level 0 (nothing sampled: a black video), so it starts at 0.01. `sampling` img_to_img_velocity is
+    ComfyUI's ModelSamplingAuraFlow sampling of that name: the model reads the picture's latent as it is and the
+    result is that latent minus the model's output (Marigold v2's depth, normals and albedo from Qwen-Image-Edit)."""
+    model = model.with_option("flow_shift", float(shift))
+    velocity = sampling == "img_to_img_velocity"
+    # set only where it is or was on, so the models of every other workflow stay as they were (their cache keys)
+    return model.with_option("img_to_img_velocity", velocity) if velocity or model.option("img_to_img_velocity") \
+        else model
 
 
 @node("model.differential_diffusion", title="Differential Diffusion", category="Sampling", passes={"model": "model"})
