@@ -300,6 +300,7 @@ class CoreNodes:
         for k in rule.takes:
             if k in bundles and not isinstance(bundles[k], Out):
                 params[k] = bundles[k]
+        self.take_seed_modes(cn, bundles, rule.takes)
         if "guider" in cn.inputs and "cfg" not in params:
             params["cfg"] = 1.0
         wires = {"model": cn.inputs.get("model"), "positive": cn.inputs.get("positive"),
