@@ -570,9 +570,10 @@ def cmd_info(args) -> int:
         # a family name of 12 letters or more (kandinsky5image, stable_audio) kept apart from its variant
         print(f"  {d['family']:<11} {d['variant'] or '-':<16}{d['role'] or '-':<17}{d['precision'] or '-':<14}"
               f"{d['loads']:<7}{path}")
-        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads, and Stable Audio's
-        # checkpoint is read by no loader in checkpoints/: their notes say.
-        if d["note"] and (d["loads"] != "yes" or d["role"] == "ipadapter" or d["family"] == "stable_audio"):
+        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; Stable Audio's
+        # checkpoint, an embedding and a stored prompt are read by no loader: their notes say by what.
+        if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning")
+                          or d["family"] == "stable_audio"):
             print(f"  {'':<66}({d['note']})")
     bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():

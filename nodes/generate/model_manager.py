@@ -850,7 +850,8 @@ def list_found_models() -> List[Tuple[str, str, Dict[str, str]]]:
 # Kinds whose models are no diffusion weights (TorchScript pose networks, SAM folders): the module that loads them
 # says what each is and whether it loads; read as weights, a good DWPose file was 'unreadable ... corrupt'.
 DESCRIBED_BY = {"pose": "nodes.pose.dwpose", "sam2": "nodes.mask.segment", "annotators": "nodes.lines.extract",
-                "depth": "nodes.depth.estimate", "audio_encoders": "nodes.generate.audio_encoder"}
+                "depth": "nodes.depth.estimate", "audio_encoders": "nodes.generate.audio_encoder",
+                "embeddings": "nodes.generate.embeddings"}
 
 
 def _describe(kind: str, path: Path) -> Dict[str, str]:
