@@ -1,11 +1,11 @@
-"""MiniMax H3's files (ComfyUI's video_minimax_h3_* templates) are named for what they are, and said not to run.
+"""MiniMax H3's files (ComfyUI's video_minimax_h3_* templates) are named for what they are: the transformer loads
+(tests/test_minimax_h3.py samples it), its pruned release, the video VAE and the audio VAE are said not to run.
 
 Before, each was "unknown ... no known key pattern". The ComfyUI names below are the parameters of the published
 modules (Comfy-Org/ComfyUI comfy/ldm/minimax: model.py MiniMaxH3Model, vae.py MiniMaxH3VideoVAE, audio_vae.py
 MiniMaxH3AudioVAE), written out here; diffusers' names come from its own modules, built tiny."""
 from __future__ import annotations
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -43,17 +43,20 @@ def _file(tmp_path, name, keys, prefix=""):
     return path
 
 
-def _named(d, variant, words):
+def _named(d, variant, words, instead="LTX-2"):
     assert (d["family"], d["variant"], d["loads"]) == ("minimax_h3", variant, "no"), d
-    assert words in d["note"] and "does not" in d["note"] and "LTX-2" in d["note"], d["note"]
+    assert words in d["note"] and "does not" in d["note"] and instead in d["note"], d["note"]
 
 
-@pytest.mark.parametrize("name, keys, prefix, variant", [
-    ("minimax_h3_fl2va_pruned_int8_convrot.safetensors", H3 + ["adaln_t_table"], "", "pruned"),
-    ("minimax_h3_fl2va_bf16.safetensors", H3 + TIME_EMBEDDER, "model.diffusion_model.", ""),
-])
-def test_comfyui_transformer_is_named(tmp_path, name, keys, prefix, variant):
-    _named(describe_model(_file(tmp_path, name, keys, prefix)), variant, "MiniMax H3's audio-video transformer")
+def _loads(d):
+    assert (d["family"], d["role"], d["loads"]) == ("minimax_h3", "diffusion_model", "yes"), d
+
+
+def test_comfyui_transformer_is_named(tmp_path):
+    _named(describe_model(_file(tmp_path, "minimax_h3_fl2va_pruned_int8_convrot.safetensors", H3 + ["adaln_t_table"])),
+           "pruned", "MiniMax H3's pruned audio-video transformer", "minimax_h3_fl2va_bf16")
+    _loads(describe_model(_file(tmp_path, "minimax_h3_fl2va_bf16.safetensors", H3 + TIME_EMBEDDER,
+                                "model.diffusion_model.")))
 
 
 def test_comfyui_vaes_are_named(tmp_path):
@@ -74,8 +77,10 @@ def test_diffusers_modules_are_named(tmp_path):
                                         num_attention_heads=2, decoder_dim=8, decoder_rates=(2,),
                                         decoder_kernel_sizes=(4,), resblock_kernel_sizes=(3,),
                                         resblock_dilation_sizes=((1,),))
-    for module, variant, words in ((transformer, "", "transformer"), (vae, "vae", "video VAE"),
-                                   (audio, "audio-vae", "audio VAE")):
-        path = tmp_path / f"{type(module).__name__}.safetensors"
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
-        _named(describe_model(path), variant, words)
+    paths = {}
+    for module in (transformer, vae, audio):
+        paths[module] = tmp_path / f"{type(module).__name__}.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(paths[module]))
+    _loads(describe_model(paths[transformer]))
+    _named(describe_model(paths[vae]), "vae", "video VAE")
+    _named(describe_model(paths[audio]), "audio-vae", "audio VAE")

@@ -105,7 +105,10 @@ def pipeline(family: str, variant: str = "", **parts):
     name = next((n for n in names if image and "ImageToVideo" in n), names[0])
     if variant.startswith("vace-"):
         name = next(n for n in names if "VACE" in n)
-    cls = getattr(diffusers, name)
+    if family == "minimax_h3":
+        from nodes.generate.adapters.minimax_h3 import MiniMaxH3Parts as cls
+    else:
+        cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
         from nodes.generate.adapters.qwenimage21 import without_processor
         cls = without_processor(cls)

@@ -1,0 +1,87 @@
+"""MiniMax H3 pictures: ComfyUI's transformer file (MiniMax's names, as image_minimax_h3_t2i loads it with UNETLoader)
+is recognised, loads, and samples what diffusers' MiniMaxH3 transformer and scheduler give for the same weights, prompt
+states and noise, laid out by diffusers' own MiniMaxH3PrepareLayoutStep (one latent frame, no sound rows). The tiny
+model's ComfyUI-layout file is written by inverting diffusers' converter by hand (tests/tiny_minimax_h3.py)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+W, H = 96, 64               # a 6 x 4 latent: 3 x 2 patches, not square, so the area-normalised grid is seen
+
+
+@pytest.fixture(scope="module")
+def minimax(tmp_path_factory):
+    from comfy_layouts import models_dir
+    from tiny_minimax_h3 import build_minimax_h3
+    yield from models_dir(tmp_path_factory, build_minimax_h3, "minimax_h3")
+
+
+def _reference(states, noise, sigmas):
+    """diffusers' MiniMaxH3 denoising loop on one picture: its layout step's packed sequence (text, then the frame's
+    patches; no audio), its transformer told t = 1 - sigma, MiniMaxH3Scheduler stepping the video rows."""
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
+                                                                       patchify_video_latents)
+    from tiny_minimax_h3 import transformer
+    model = transformer()
+    c, h, w = noise.shape[1], noise.shape[-2], noise.shape[-1]
+    pos, tags, video, audio, text, _, _ = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
+        torch.ones(states.shape[1], dtype=torch.long), 1, h, w, 0, (1, 2, 2), 2, 2, 0)
+    sch = MiniMaxH3Scheduler(shift=12.0)
+    sch.set_timesteps(sigmas=sigmas)
+    rows = patchify_video_latents(noise, (1, 2, 2))
+    with torch.no_grad():
+        for t in sch.timesteps:
+            vel = model(hidden_states=rows[None], audio_hidden_states=torch.zeros(1, 0, 32), encoder_hidden_states=states,
+                        timestep=t.reshape(1), timestep_indices=torch.zeros(pos.shape[0], dtype=torch.long),
+                        token_tags=tags, position_ids=pos, video_indices=video, audio_indices=audio,
+                        text_indices=text, return_dict=False)[0]
+            rows = sch.step(vel[0].float(), t, rows, return_dict=False)[0]
+    return rows.reshape(h // 2, w // 2, c, 2, 2).permute(2, 0, 3, 1, 4).reshape(1, c, 1, h, w)
+
+
+def _err(want, got):
+    return float((want - got).abs().max() / want.abs().max())
+
+
+def test_comfyui_transformer_loads_and_samples_as_diffusers(minimax):
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT
+    got = describe_model(minimax / "models" / "diffusion_models" / "minimax_h3_tiny.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("minimax_h3", "diffusion_model", "yes"), got
+    model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
+    states = torch.randn(1, 5, TEXT, generator=torch.Generator().manual_seed(1))
+    latent = empty_latent(model, 1, W, H, 24.0)
+    assert tuple(latent.samples.shape) == (1, 24, 1, H // 16, W // 16)
+    noise = torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(2))
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool))
+    out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise).samples
+    from nodes.generate.adapters import get_adapter
+    sigmas = get_adapter("minimax_h3").default_sigmas(model.pipe, 3, None)
+    assert len(sigmas) == 4 and float(sigmas[0]) == 1.0 and float(sigmas[-1]) == 0.0
+    want = _reference(states, noise, sigmas.float())
+    assert _err(want, out) < 1e-4, _err(want, out)
+
+
+def test_pruned_transformer_is_named_not_loaded(tmp_path):
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from tiny_minimax_h3 import comfy_transformer, transformer
+    sd = comfy_transformer(transformer())
+    sd = {k: v.contiguous() for k, v in sd.items() if not k.startswith("time_embedder.")}
+    sd["adaln_t_table"] = torch.zeros(8, 16)
+    path = tmp_path / "minimax_h3_fl2va_pruned_tiny.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(NodeError, match="pruned .*minimax_h3_fl2va_bf16"):
+        load_diffusion_model(ModelManager(), str(path), "default", "cpu")

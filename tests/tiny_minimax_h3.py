@@ -1,0 +1,74 @@
+"""A tiny random-weight MiniMax H3 transformer in the layout ComfyUI users hold it (Comfy-Org/MiniMax-H3's
+diffusion_models/minimax_h3_fl2va_bf16.safetensors): MiniMax's own module names, written here from diffusers'
+MiniMaxH3Transformer3DModel by inverting diffusers' single-file converter by hand (fused qkv_proj in [q; k; v] rows,
+mlp.fc1 as [gate; value] where diffusers' SwiGLU holds [value; gate], the rope.inv_freq buffer ComfyUI reads), so the
+reference does not go through Kinograph's loading code:
+
+  root/models/diffusion_models/minimax_h3_tiny.safetensors   MiniMax's names, bf16
+
+Widths are tiny, the structure is the released model's: 24 latent channels in 1x2x2 patches, 32 audio channels, a
+token refiner, 16-wide heads of which 2 x 3 x 2 channels turn with the (time, height, width) rotary axes, a rotary
+base of 500 (not diffusers' default 10000, so a loader that ignores the file's inv_freq is seen)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from tiny_models import _seed
+
+TEXT = 40                   # Qwen3-VL's hidden width here (the released 32B's is 5120)
+ROPE_THETA = 500.0
+
+
+def transformer():
+    from diffusers import MiniMaxH3Transformer3DModel
+    _seed(5)
+    model = MiniMaxH3Transformer3DModel(num_attention_heads=2, attention_head_dim=16, hidden_size=24, num_layers=2,
+                                        num_refiner_layers=1, ffn_dim=40, text_dim=TEXT, freq_dim=32,
+                                        time_embed_hidden_dim=24, time_embed_dim=16, rope_freq_dim=2,
+                                        rope_theta=ROPE_THETA)
+    return model.bfloat16().float().eval()
+
+
+RENAMES = [("token_refiner.refiner_blocks.", "token_refiner.blocks."), ("time_embedder.linear_1.", "time_embedder.proj_in."),
+           ("time_embedder.linear_2.", "time_embedder.proj_out."), ("audio_proj_in.", "audio_patch_proj."),
+           ("context_embedder.", "condition_proj."), ("norm_out.norm.", "final_layer.norm."),
+           ("norm_out.linear.", "final_layer.adaln_proj.linear."), ("audio_proj_out.", "final_layer.audio_out."),
+           (".attn.norm_q.", ".attn.q_norm."), (".attn.norm_k.", ".attn.k_norm."), (".attn.to_out.0.", ".attn.out_proj."),
+           (".ff.net.0.proj.", ".mlp.fc1."), (".ff.net.2.", ".mlp.fc2.")]
+
+
+def comfy_transformer(model) -> dict:
+    sd = model.state_dict()
+    out = {"rope.inv_freq": model.rope.inv_freq.clone()}
+    for k, v in sd.items():
+        m = re.match(r"^(.*)\.attn\.to_q\.weight$", k)
+        if m:
+            out[f"{m.group(1)}.attn.qkv_proj.weight"] = torch.cat([sd[f"{m.group(1)}.attn.{p}.weight"]
+                                                                   for p in ("to_q", "to_k", "to_v")])
+            continue
+        if re.search(r"\.attn\.(to_k|to_v)\.weight$", k):
+            continue
+        if k.endswith(".ff.net.0.proj.weight"):
+            value, gate = v.chunk(2)
+            v = torch.cat([gate, value])
+        k = re.sub(r"^transformer_blocks\.", "blocks.", k)
+        k = re.sub(r"^proj_in\.", "video_patch_proj.", k)
+        k = re.sub(r"^proj_out\.", "final_layer.video_out.", k)
+        for a, b in RENAMES:
+            k = k.replace(a, b)
+        out[k] = v
+    return out
+
+
+def build_minimax_h3(root: Path) -> Path:
+    from safetensors.torch import save_file
+    models = root / "models"
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    model = transformer()
+    save_file({k: v.bfloat16().contiguous() if v.dtype != torch.float32 or not k.startswith("rope") else v.contiguous()
+               for k, v in comfy_transformer(model).items()},
+              str(models / "diffusion_models" / "minimax_h3_tiny.safetensors"))
+    return root
