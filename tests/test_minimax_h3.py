@@ -85,3 +85,23 @@ def test_pruned_transformer_is_named_not_loaded(tmp_path):
     save_file(sd, str(path))
     with pytest.raises(NodeError, match="pruned .*minimax_h3_fl2va_bf16"):
         load_diffusion_model(ModelManager(), str(path), "default", "cpu")
+
+
+def test_qwen3vl_type_minimax_encodes_as_diffusers(minimax, tmp_path):
+    """qwen3vl loaded with type minimax (ComfyUI's CLIPLoader in image_minimax_h3_t2i): the prompt's tokens alone, the
+    state after layer 50, as diffusers' get_qwen3vl_prompt_embeds gives it."""
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import processor
+    te = load_text_encoder(ModelManager(), "qwen3vl_minimax_tiny.safetensors", "", "minimax", "cpu")
+    assert te.family == "minimax_h3"
+    got = encode_prompt(te, "a red panda on a rock")
+    proc = processor(tmp_path / "tokenizer")
+    ids = proc.tokenizer("a red panda on a rock", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        want = get_qwen3vl_prompt_embeds(text_encoder(), proc, ids, {})
+    assert got.embeds.shape == want.shape and bool(got.mask.all())
+    assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)

@@ -5,6 +5,9 @@ mlp.fc1 as [gate; value] where diffusers' SwiGLU holds [value; gate], the rope.i
 reference does not go through Kinograph's loading code:
 
   root/models/diffusion_models/minimax_h3_tiny.safetensors   MiniMax's names, bf16
+  root/models/text_encoders/qwen3vl_minimax_tiny.safetensors Qwen3-VL in ComfyUI's names (model.layers.*, visual.*;
+                                                             tests/tiny_qwen21.py's), 52 layers (MiniMax H3 reads the
+                                                             state after layer 50), its tokenizer in a folder after it
 
 Widths are tiny, the structure is the released model's: 24 latent channels in 1x2x2 patches, 32 audio channels, a
 token refiner, 16-wide heads of which 2 x 3 x 2 channels turn with the (time, height, width) rotary axes, a rotary
@@ -22,6 +25,15 @@ TEXT = 40                   # Qwen3-VL's hidden width here (the released 32B's i
 ROPE_THETA = 500.0
 
 
+def bf16_weights(model):
+    """The model with bf16 values in its weights (as the bf16 files users hold) and its computed buffers (the rotary
+    frequencies) left float32, as a module.bfloat16() would not leave them."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.bfloat16().float())
+    return model.eval()
+
+
 def transformer():
     from diffusers import MiniMaxH3Transformer3DModel
     _seed(5)
@@ -29,7 +41,7 @@ def transformer():
                                         num_refiner_layers=1, ffn_dim=40, text_dim=TEXT, freq_dim=32,
                                         time_embed_hidden_dim=24, time_embed_dim=16, rope_freq_dim=2,
                                         rope_theta=ROPE_THETA)
-    return model.bfloat16().float().eval()
+    return bf16_weights(model)
 
 
 RENAMES = [("token_refiner.refiner_blocks.", "token_refiner.blocks."), ("time_embedder.linear_1.", "time_embedder.proj_in."),
@@ -63,12 +75,29 @@ def comfy_transformer(model) -> dict:
     return out
 
 
+def text_encoder():
+    """Qwen3-VL (tests/tiny_qwen21.py's vision tower and vocabulary) as wide as the tiny transformer reads, 52 layers."""
+    from transformers import Qwen3VLForConditionalGeneration
+    from tiny_qwen21 import text_encoder as qwen21
+    cfg = qwen21().config
+    cfg.text_config.update(dict(hidden_size=TEXT, num_hidden_layers=52))
+    cfg.vision_config.update(dict(out_hidden_size=TEXT))
+    _seed(6)
+    return bf16_weights(Qwen3VLForConditionalGeneration(cfg))
+
+
 def build_minimax_h3(root: Path) -> Path:
     from safetensors.torch import save_file
+    from tiny_qwen21 import comfy_text_encoder, processor
     models = root / "models"
-    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    for sub in ("diffusion_models", "text_encoders"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    te = text_encoder()
+    te_file = models / "text_encoders" / "qwen3vl_minimax_tiny.safetensors"
+    save_file({k: v.bfloat16().contiguous() for k, v in comfy_text_encoder(te.state_dict()).items()}, str(te_file))
+    processor(te_file.with_suffix(""))         # writes its tokenizer there
     model = transformer()
-    save_file({k: v.bfloat16().contiguous() if v.dtype != torch.float32 or not k.startswith("rope") else v.contiguous()
+    save_file({k: v.contiguous() if k == "rope.inv_freq" else v.bfloat16().contiguous()
                for k, v in comfy_transformer(model).items()},
               str(models / "diffusion_models" / "minimax_h3_tiny.safetensors"))
     return root

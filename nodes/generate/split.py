@@ -26,7 +26,8 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage",
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
-              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream"}
+              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
+              "minimax": "minimax_h3"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -38,12 +39,13 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5"),
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
                    "ltx2": ("gemma3",), "zimage": ("qwen3",),
-                   "hidream": ("clip_l", "clip", "clip_g", "t5", "llama")}
+                   "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "minimax_h3": ("qwen3vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
-           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream"}
+           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
+           "minimax_h3": "minimax"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",

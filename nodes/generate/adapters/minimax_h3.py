@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, masked_text_of_width, padded_rows
@@ -133,12 +134,13 @@ class MiniMaxH3Adapter(Adapter):
         return frames_from_batch(torch.stack(outs), n)
 
 
-class MiniMaxH3Parts:
+class MiniMaxH3Parts(DiffusionPipeline):
     """The loaded parts of a MiniMax H3 (diffusers has only a modular pipeline for it, which loads whole repositories):
     the transformer, its scheduler, the VAE, Qwen3-VL and its tokenizer, any of them None."""
     def __init__(self, transformer=None, scheduler=None, vae=None, text_encoder=None, tokenizer=None):
-        self.transformer, self.scheduler, self.vae = transformer, scheduler, vae
-        self.text_encoder, self.tokenizer = text_encoder, tokenizer
+        super().__init__()
+        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+                              tokenizer=tokenizer)
 
 
 ADAPTERS = {"minimax_h3": MiniMaxH3Adapter()}
