@@ -105,3 +105,28 @@ def test_qwen3vl_type_minimax_encodes_as_diffusers(minimax, tmp_path):
         want = get_qwen3vl_prompt_embeds(text_encoder(), proc, ids, {})
     assert got.embeds.shape == want.shape and bool(got.mask.all())
     assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)
+
+
+def test_comfyui_video_vae_decodes_a_picture_as_diffusers(minimax):
+    """ComfyUI's video VAE file decodes one latent frame into the picture the released VAE gives for it: diffusers'
+    AutoencoderKLMiniMaxH3 decoder on the latent de-normalised by the file's statistics, the last of the 4 pixel frames
+    it makes (ComfyUI's one-frame decode), ImageNet's pixel normalisation undone (diffusers' decode step)."""
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_vae
+    from nodes.generate.adapters import get_adapter
+    from tiny_minimax_h3 import vae as reference_vae
+    got = describe_model(minimax / "models" / "vae" / "minimax_h3_video_vae_tiny.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("minimax_h3", "vae", "yes"), got
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    z = torch.randn(1, 24, 1, H // 16, W // 16, generator=torch.Generator().manual_seed(3))
+    ref = reference_vae()
+    with torch.no_grad():
+        mean = torch.tensor(ref.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(ref.config.latents_std).view(1, -1, 1, 1, 1)
+        pix = ref.decoder(ref.post_quant_conv(z * std + mean))[:, :, -1]
+    want = (pix * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+            + torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)).clamp(0, 1)
+    with torch.no_grad():
+        got = get_adapter("minimax_h3").vae_decode(vae.pipe, z)
+    assert tuple(got.shape) == (1, 3, 1, H, W)
+    assert _err(want, (got[:, :, 0] + 1) / 2) < 1e-3, _err(want, (got[:, :, 0] + 1) / 2)

@@ -5,6 +5,8 @@ mlp.fc1 as [gate; value] where diffusers' SwiGLU holds [value; gate], the rope.i
 reference does not go through Kinograph's loading code:
 
   root/models/diffusion_models/minimax_h3_tiny.safetensors   MiniMax's names, bf16
+  root/models/vae/minimax_h3_video_vae_tiny.safetensors      ComfyUI's names (x_embedder, to_qkv head by head, ff.w1,
+                                                             latents_mean / latents_std buffers), fp16
   root/models/text_encoders/qwen3vl_minimax_tiny.safetensors Qwen3-VL in ComfyUI's names (model.layers.*, visual.*;
                                                              tests/tiny_qwen21.py's), 52 layers (MiniMax H3 reads the
                                                              state after layer 50), its tokenizer in a folder after it
@@ -86,16 +88,61 @@ def text_encoder():
     return bf16_weights(Qwen3VLForConditionalGeneration(cfg))
 
 
+def vae():
+    """The video VAE: six encoder levels (the released strides), two 64-wide decoder heads (the released head width;
+    two, so the head-by-head fused qkv is seen), latent statistics that are not 0 / 1, so a loader that drops the
+    file's is seen."""
+    from diffusers import AutoencoderKLMiniMaxH3
+    _seed(7)
+    g = torch.Generator().manual_seed(8)
+    return bf16_weights(AutoencoderKLMiniMaxH3(
+        block_out_channels=(32,) * 6, layers_per_block=1, decoder_num_layers=1, decoder_num_attention_heads=2,
+        decoder_attention_head_dim=64, latents_mean=(torch.randn(24, generator=g) * 0.5).tolist(),
+        latents_std=(torch.rand(24, generator=g) + 0.5).tolist()))
+
+
+VAE_RENAMES = [("encoder.down_blocks.", "encoder.down."), (".resnets.", ".block."), (".conv_shortcut.", ".nin_shortcut."),
+               (".downsamplers.0.conv.", ".downsample.conv."), ("decoder.proj_in.", "decoder.x_embedder."),
+               (".attn.to_out.0.", ".attn.to_out."), (".ff.net.2.", ".ff.w2.")]
+
+
+def comfy_vae(model) -> dict:
+    """AutoencoderKLMiniMaxH3 -> ComfyUI's MiniMaxH3VideoVAE names (comfy/ldm/minimax/vae.py): the decoder's q, k, v
+    fused into to_qkv head by head ([head 0: q k v, ...]), ff.net.0.proj's [value; gate] as w1's [gate; value],
+    the latent statistics as buffers, the unused mask_token."""
+    sd, out, head = model.state_dict(), {}, model.config.decoder_attention_head_dim
+    for k, v in sd.items():
+        if ".attn.to_k." in k or ".attn.to_v." in k:
+            continue
+        if ".attn.to_q." in k:
+            parts = [sd[k.replace("to_q", p)] for p in ("to_q", "to_k", "to_v")]
+            heads = v.shape[0] // head
+            k, v = k.replace("to_q", "to_qkv"), torch.stack(
+                [p.reshape(heads, head, *v.shape[1:]) for p in parts], 1).reshape(3 * v.shape[0], *v.shape[1:])
+        if ".ff.net.0.proj." in k:
+            value, gate = v.chunk(2)
+            k, v = k.replace(".ff.net.0.proj.", ".ff.w1."), torch.cat([gate, value])
+        for a, b in VAE_RENAMES:
+            k = k.replace(a, b)
+        out[k] = v
+    dim = sd["decoder.proj_in.weight"].shape[0]
+    out.update({"decoder.mask_token": torch.zeros(1, 1, dim), "latents_mean": torch.tensor(model.config.latents_mean),
+                "latents_std": torch.tensor(model.config.latents_std)})
+    return out
+
+
 def build_minimax_h3(root: Path) -> Path:
     from safetensors.torch import save_file
     from tiny_qwen21 import comfy_text_encoder, processor
     models = root / "models"
-    for sub in ("diffusion_models", "text_encoders"):
+    for sub in ("diffusion_models", "text_encoders", "vae"):
         (models / sub).mkdir(parents=True, exist_ok=True)
     te = text_encoder()
     te_file = models / "text_encoders" / "qwen3vl_minimax_tiny.safetensors"
     save_file({k: v.bfloat16().contiguous() for k, v in comfy_text_encoder(te.state_dict()).items()}, str(te_file))
     processor(te_file.with_suffix(""))         # writes its tokenizer there
+    save_file({k: v.contiguous() if k.startswith("latents_") else v.half().contiguous()
+               for k, v in comfy_vae(vae()).items()}, str(models / "vae" / "minimax_h3_video_vae_tiny.safetensors"))
     model = transformer()
     save_file({k: v.contiguous() if k == "rope.inv_freq" else v.bfloat16().contiguous()
                for k, v in comfy_transformer(model).items()},

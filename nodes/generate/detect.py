@@ -666,8 +666,8 @@ def _minimax_h3(k: Keys) -> Optional[Detection]:
                              else "diffusers", prefix=prefix, why="video_patch_proj / final_layer.audio_out")
     if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
             k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
-        return Detection(None, "minimax_h3", "vae", why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and "
-                                                        f"a ViT decoder), which Kinograph does not read yet; {H3_INSTEAD}")
+        return Detection("vae", "minimax_h3", "", layout="original" if k.has("decoder.x_embedder.weight") else "diffusers",
+                         why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and a ViT decoder)")
     if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
         return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
                                                               "decoder), which Kinograph does not read yet; "

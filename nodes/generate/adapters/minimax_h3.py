@@ -19,6 +19,7 @@ from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_b
 TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
 TEXT_TAG, VIDEO_TAG = 1, 0
 SPATIAL_SCALE = 32.0
+PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # ImageNet's
 NO_QWEN3VL = ("MiniMax H3 reads its prompt with Qwen3-VL 32B (text_encoders/qwen3vl_32b_minimax_h3_*.safetensors); "
               "this text encoder is not one. Give load.text_encoder that file with type minimax, as ComfyUI's "
               "CLIPLoader does")
@@ -65,6 +66,37 @@ class MiniMaxH3Adapter(Adapter):
         if getattr(pipe, "vae", None) is None:
             return 1, 16, int(pipe.transformer.config.in_channels)
         return 1, int(pipe.vae.spatial_compression_ratio), int(pipe.vae.config.latent_channels)
+
+    # -- VAE ------------------------------------------------------------------------------
+    # The VAE reads and writes pixels normalised by ImageNet's statistics (diffusers' MiniMaxH3ModularPipeline's
+    # pixel_mean / pixel_std) and latents normalised by the file's latents_mean / latents_std. One picture is one
+    # latent frame: the decoder makes the 4 pixel frames a latent frame covers from it, of which the last is the picture
+    # (ComfyUI's MiniMaxH3VideoVAE.decode for one frame); the encoder reads one frame alone (diffusers' _encode).
+    @staticmethod
+    def _stats(mean, std, like):
+        return tuple(torch.tensor(s, device=like.device, dtype=torch.float32).view(1, -1, 1, 1, 1) for s in (mean, std))
+
+    def vae_per_frame(self):
+        return True
+
+    def vae_encode(self, pipe, pixels, generator=None):
+        vae = pipe.vae
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, pixels)
+        frames = frames_in_batch(pixels).float()[:, :, None]
+        x = (((frames + 1) / 2 - pmean) / pstd).to(vae.device, vae.dtype)
+        z = vae.encode(x).latent_dist.mode().float()
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, z)
+        return frames_from_batch(((z - mean) / std)[:, :, 0], pixels.shape[0])
+
+    def vae_decode(self, pipe, latent):
+        vae = pipe.vae
+        z = frames_in_batch(latent).float()[:, :, None]
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, z)
+        z = (z * std + mean).to(vae.device, vae.dtype)
+        out = vae.decoder(vae.post_quant_conv(z))[:, :, -1:].float()
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, out)
+        pictures = (out * pstd + pmean).clamp(0, 1) * 2 - 1
+        return frames_from_batch(pictures[:, :, 0], latent.shape[0])
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
