@@ -17,6 +17,7 @@ base of 500 (not diffusers' default 10000, so a loader that ignores the file's i
 from __future__ import annotations
 
 import re
+from functools import reduce
 from pathlib import Path
 
 import torch
@@ -120,11 +121,8 @@ def comfy_vae(model) -> dict:
             k, v = k.replace("to_q", "to_qkv"), torch.stack(
                 [p.reshape(heads, head, *v.shape[1:]) for p in parts], 1).reshape(3 * v.shape[0], *v.shape[1:])
         if ".ff.net.0.proj." in k:
-            value, gate = v.chunk(2)
-            k, v = k.replace(".ff.net.0.proj.", ".ff.w1."), torch.cat([gate, value])
-        for a, b in VAE_RENAMES:
-            k = k.replace(a, b)
-        out[k] = v
+            k, v = k.replace(".ff.net.0.proj.", ".ff.w1."), torch.cat(v.chunk(2)[::-1])
+        out[reduce(lambda name, rename: name.replace(*rename), VAE_RENAMES, k)] = v
     dim = sd["decoder.proj_in.weight"].shape[0]
     out.update({"decoder.mask_token": torch.zeros(1, 1, dim), "latents_mean": torch.tensor(model.config.latents_mean),
                 "latents_std": torch.tensor(model.config.latents_std)})
