@@ -47,13 +47,14 @@ def imported_template(models: Path, links, template: Path, size: tuple, steps: t
     return data, yaml.replace(f"steps: {steps[0]}", f"steps: {steps[1]}")
 
 
-def sampled_latent(workflow: Path, yaml: str):
-    """The first frame of the k_sampler's latent from running `yaml` (written to `workflow`) on the CPU, uncached."""
+def sampled_latent(workflow: Path, yaml: str, sampler: str = "k_sampler"):
+    """The first frame of the sampler's latent (the node whose name starts with `sampler`) from running `yaml`
+    (written to `workflow`) on the CPU, uncached."""
     from graph_engine.api import Session, load_workflow
     workflow.write_text(yaml)
     out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
     assert out.ok, out.failed
-    return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    return next(v["latent"] for k, v in out.outputs.items() if k.startswith(sampler)).samples[:, :, 0]
 
 
 def auto_encoder_mismatch(model_file: str, text_encoder_file: str) -> str:

@@ -11,6 +11,7 @@ import torch
 from graph_engine import NodeError
 
 ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
 sys.path.insert(0, str(ROOT / "tests"))
 W, H = 96, 64               # a 6 x 4 latent: 3 x 2 patches, not square, so the area-normalised grid is seen
 
@@ -130,3 +131,38 @@ def test_comfyui_video_vae_decodes_a_picture_as_diffusers(minimax):
         got = get_adapter("minimax_h3").vae_decode(vae.pipe, z)
     assert tuple(got.shape) == (1, 3, 1, H, W)
     assert _err(want, (got[:, :, 0] + 1) / 2) < 1e-3, _err(want, (got[:, :, 0] + 1) / 2)
+
+def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, monkeypatch):
+    """ComfyUI's own "MiniMax H3 text to image" template (a subgraph: UNETLoader, CLIPLoader qwen3vl_32b type minimax,
+    VAELoader, ResolutionSelector 16:9 into EmptyLatentImage, the turbo LoRA switched off as published, BasicGuider,
+    BasicScheduler simple 30 steps, res_multistep, LTXVSeparateAVLatent, VAEDecode). Every node maps and it runs on the
+    tiny files under the template's names (96x64, 2 steps) to a picture; with euler the latent is diffusers' MiniMax H3
+    transformer and scheduler's on ComfyUI's levels (simple at shift 12: 1, 12 * 0.5 / (1 + 11 * 0.5)) from ComfyUI's
+    noise for the template's seed, the prompt read by diffusers' get_qwen3vl_prompt_embeds."""
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from comfy_layouts import imported_template, sampled_latent
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import processor
+    monkeypatch.chdir(tmp_path)
+    data, yaml = imported_template(
+        minimax / "models",
+        (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safetensors", "diffusion_models/minimax_h3_tiny.safetensors"),
+         ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors", "text_encoders/qwen3vl_minimax_tiny.safetensors"),
+         ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq", "text_encoders/qwen3vl_minimax_tiny"),
+         ("vae/minimax_h3_video_vae_fp16.safetensors", "vae/minimax_h3_video_vae_tiny.safetensors")),
+        TEMPLATES / "image_minimax_h3_t2i.json", (W, H), (30, 2))
+    yaml = yaml.replace("width: 1296", f"width: {W}").replace("height: 728", f"height: {H}")
+    assert f"width: {W}" in yaml and "steps: 2" in yaml and "sampler: res_multistep" in yaml, yaml
+    workflow = tmp_path / "minimax.kino.yaml"
+    assert torch.isfinite(sampled_latent(workflow, yaml, "sampler_custom_advanced")).all()
+    assert list(tmp_path.glob("out/image_minimax_h3_t2i*"))
+    got = sampled_latent(workflow, yaml.replace("sampler: res_multistep", "sampler: euler"),
+                         "sampler_custom_advanced")
+    outer = next(n for n in data["nodes"] if n["type"] == data["definitions"]["subgraphs"][0]["id"])
+    text, seed = outer["widgets_values"][0], outer["widgets_values"][5]
+    proc = processor(tmp_path / "tokenizer")
+    with torch.no_grad():
+        states = get_qwen3vl_prompt_embeds(text_encoder(), proc, proc.tokenizer(text, add_special_tokens=False)["input_ids"], {})
+    noise = torch.randn(1, 24, 1, H // 16, W // 16, generator=torch.Generator().manual_seed(seed))
+    want = _reference(states, noise, torch.tensor([1.0, 6 / 6.5, 0.0]))
+    assert _err(want[:, :, 0], got) < 1e-3, _err(want[:, :, 0], got)
