@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from graph_engine import NodeError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
@@ -23,14 +22,15 @@ def minimax(tmp_path_factory):
     yield from models_dir(tmp_path_factory, build_minimax_h3, "minimax_h3")
 
 
-def _reference(states, noise, sigmas):
+def _reference(states, noise, sigmas, model=None):
     """diffusers' MiniMaxH3 denoising loop on one picture: its layout step's packed sequence (text, then the frame's
-    patches; no audio), its transformer told t = 1 - sigma, MiniMaxH3Scheduler stepping the video rows."""
+    patches; no audio), its transformer (the tiny one unless given) told t = 1 - sigma, MiniMaxH3Scheduler stepping the
+    video rows."""
     from diffusers import MiniMaxH3Scheduler
     from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
                                                                        patchify_video_latents)
     from tiny_minimax_h3 import transformer
-    model = transformer()
+    model = model or transformer()
     c, h, w = noise.shape[1], noise.shape[-2], noise.shape[-1]
     pos, tags, video, audio, text, _, _ = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
         torch.ones(states.shape[1], dtype=torch.long), 1, h, w, 0, (1, 2, 2), 2, 2, 0)
@@ -74,18 +74,54 @@ def test_comfyui_transformer_loads_and_samples_as_diffusers(minimax):
     assert _err(want, out) < 1e-4, _err(want, out)
 
 
-def test_pruned_transformer_is_named_not_loaded(tmp_path):
+def _silu_inverse(v: torch.Tensor) -> torch.Tensor:
+    """The x > -1.278 (where SiLU rises) with silu(x) = v, by Newton's method in float64."""
+    x = v.double().clone()
+    for _ in range(60):
+        s = torch.sigmoid(x)
+        x = x - (x * s - v.double()) / (s * (1 + x * (1 - s)))
+    return x.float()
+
+
+def test_pruned_comfyui_transformer_samples_as_its_curve_form(minimax, tmp_path):
+    """The pruned release ComfyUI's templates load (minimax_h3_fl2va_pruned_*: adaln_t_table in place of a time
+    embedder, no SiLU before the modulation projections; comfy/ldm/minimax/model.py's curve form, written out here:
+    row t * (rows - 1) of the table, linearly interpolated) samples as diffusers' transformer fed, in place of its time
+    embedding, the value whose SiLU is that interpolated row (the table's values are where SiLU is invertible)."""
     from safetensors.torch import save_file
-    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
     from nodes.generate.split import load_diffusion_model
-    from tiny_minimax_h3 import comfy_transformer, transformer
-    sd = comfy_transformer(transformer())
-    sd = {k: v.contiguous() for k, v in sd.items() if not k.startswith("time_embedder.")}
-    sd["adaln_t_table"] = torch.zeros(8, 16)
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT, comfy_transformer, transformer
+    ref = transformer()
+    table = torch.rand(9, 16, generator=torch.Generator().manual_seed(4)) * 1.2 - 0.2
+    sd = {k: v.contiguous() for k, v in comfy_transformer(ref).items() if not k.startswith("time_embedder.")}
     path = tmp_path / "minimax_h3_fl2va_pruned_tiny.safetensors"
-    save_file(sd, str(path))
-    with pytest.raises(NodeError, match="pruned .*minimax_h3_fl2va_bf16"):
-        load_diffusion_model(ModelManager(), str(path), "default", "cpu")
+    save_file({**sd, "adaln_t_table": table}, str(path))
+    got = describe_model(path)
+    assert (got["family"], got["variant"], got["loads"]) == ("minimax_h3", "pruned", "yes"), got
+
+    class Curve(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", table)
+
+        def forward(self, t):
+            pos = t.float().clamp(0, 1) * 8
+            i0 = pos.floor().long().clamp(max=7)
+            return _silu_inverse(table[i0] + (table[i0 + 1] - table[i0]) * (pos - i0)[:, None])
+    ref.time_proj, ref.time_embedder = torch.nn.Identity(), Curve()
+    model = load_diffusion_model(ModelManager(), str(path), "default", "cpu")
+    states = torch.randn(1, 4, TEXT, generator=torch.Generator().manual_seed(1))
+    latent = empty_latent(model, 1, W, H, 24.0)
+    noise = torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(2))
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 4, dtype=torch.bool))
+    out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise).samples
+    from nodes.generate.adapters import get_adapter
+    want = _reference(states, noise, get_adapter("minimax_h3").default_sigmas(model.pipe, 3, None).float(), ref)
+    assert _err(want, out) < 1e-4, _err(want, out)
 
 
 def test_qwen3vl_type_minimax_encodes_as_diffusers(minimax, tmp_path):

@@ -1,6 +1,6 @@
-"""MiniMax H3's files (ComfyUI's video_minimax_h3_* templates) are named for what they are: the transformer loads
-and the video VAE load (tests/test_minimax_h3.py samples and decodes with them), its pruned release and the audio VAE are
-said not to run.
+"""MiniMax H3's files (ComfyUI's video_minimax_h3_* templates) are named for what they are: the transformer (pruned
+or not) and the video VAE load (tests/test_minimax_h3.py samples and decodes with them), the audio VAE is said not to
+run.
 
 Before, each was "unknown ... no known key pattern". The ComfyUI names below are the parameters of the published
 modules (Comfy-Org/ComfyUI comfy/ldm/minimax: model.py MiniMaxH3Model, vae.py MiniMaxH3VideoVAE, audio_vae.py
@@ -44,9 +44,9 @@ def _file(tmp_path, name, keys, prefix=""):
     return path
 
 
-def _named(d, variant, words, instead="LTX-2"):
+def _named(d, variant, words):
     assert (d["family"], d["variant"], d["loads"]) == ("minimax_h3", variant, "no"), d
-    assert words in d["note"] and "does not" in d["note"] and instead in d["note"], d["note"]
+    assert words in d["note"] and "does not" in d["note"] and "LTX-2" in d["note"], d["note"]
 
 
 def _loads(d, role="diffusion_model"):
@@ -54,10 +54,9 @@ def _loads(d, role="diffusion_model"):
 
 
 def test_comfyui_transformer_is_named(tmp_path):
-    _named(describe_model(_file(tmp_path, "minimax_h3_fl2va_pruned_int8_convrot.safetensors", H3 + ["adaln_t_table"])),
-           "pruned", "MiniMax H3's pruned audio-video transformer", "minimax_h3_fl2va_bf16")
-    _loads(describe_model(_file(tmp_path, "minimax_h3_fl2va_bf16.safetensors", H3 + TIME_EMBEDDER,
-                                "model.diffusion_model.")))
+    for name, keys, prefix in (("minimax_h3_fl2va_pruned_int8_convrot.safetensors", H3 + ["adaln_t_table"], ""),
+                               ("minimax_h3_fl2va_bf16.safetensors", H3 + TIME_EMBEDDER, "model.diffusion_model.")):
+        _loads(describe_model(_file(tmp_path, name, keys, prefix)))
 
 
 def test_comfyui_vaes_are_named(tmp_path):

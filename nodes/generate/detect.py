@@ -654,16 +654,11 @@ def _minimax_h3(k: Keys) -> Optional[Detection]:
     for q, joint in (("video_patch_proj.weight", "final_layer.audio_out.weight"),
                      ("transformer_blocks.0.adaln_proj.linear.weight", "audio_proj_out.weight")):
         if k.has(q, joint):
-            prefix = k.prefix_of(q) or ""
-            if k.has("adaln_t_table"):
-                # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
-                # embedding's curve instead of a time embedder, which diffusers' transformer has no place for
-                return Detection(None, "minimax_h3", "pruned", prefix=prefix,
-                                 why="MiniMax H3's pruned audio-video transformer (adaln_t_table in place of a time "
-                                     "embedder), which Kinograph does not run; it runs the unpruned release "
-                                     "(diffusion_models/minimax_h3_fl2va_bf16.safetensors) with load.diffusion_model")
-            return Detection("diffusion_model", "minimax_h3", "", layout="original" if q == "video_patch_proj.weight"
-                             else "diffusers", prefix=prefix, why="video_patch_proj / final_layer.audio_out")
+            # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
+            # embedding's curve (adaln_t_table) instead of a time embedder
+            return Detection("diffusion_model", "minimax_h3", "pruned" if k.has("adaln_t_table") else "",
+                             layout="original" if q == "video_patch_proj.weight" else "diffusers",
+                             prefix=k.prefix_of(q) or "", why="video_patch_proj / final_layer.audio_out")
     if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
             k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
         return Detection("vae", "minimax_h3", "", layout="original" if k.has("decoder.x_embedder.weight") else "diffusers",

@@ -1,8 +1,10 @@
 """MiniMax H3's transformer as ComfyUI users hold it (Comfy-Org/MiniMax-H3: diffusion_models/minimax_h3_fl2va_bf16 and
 its quantised copies): MiniMax's own names (video_patch_proj, blocks.N.attn.qkv_proj in [q; k; v] rows, mlp.fc1 as
 [gate; value], final_layer.video_out), through diffusers' own single-file converter; a MiniMaxH3Transformer3DModel
-file in diffusers' names loads as it is. The pruned release (adaln_t_table instead of a time embedder) is refused
-by detection.
+file in diffusers' names loads as it is. The pruned release ComfyUI's templates load (minimax_h3_fl2va_pruned_*) has
+no time embedder: its modulation reads a table of the time embedding's curve (adaln_t_table, interpolated at t) with
+no SiLU before the projections (comfy/ldm/minimax/model.py's curve form), which diffusers' module does not have; it is
+built here as diffusers' module with that table in place of the time embedder and those projections without SiLU.
 
 Its video VAE (vae/minimax_h3_video_vae_*: a causal 3-D CNN encoder, a ViT decoder) in ComfyUI's names, rewritten here
 into AutoencoderKLMiniMaxH3's (diffusers has no single-file converter for it), or in diffusers' own."""
@@ -15,22 +17,61 @@ import torch
 from nodes.generate.converters import Built, count, model_config, register
 
 
-def transformer_config(state) -> dict:
-    """MiniMaxH3Transformer3DModel's settings from its (diffusers-named) tensors; the rotary base is the file's own
-    (ComfyUI reads rope.inv_freq from it, diffusers recomputes it from rope_theta)."""
+def transformer_config(state, table=None) -> dict:
+    """MiniMaxH3Transformer3DModel's settings from its (diffusers-named) tensors; the pruned release's from its curve
+    table (`table`) in place of a time embedder."""
     cfg = model_config("minimax_h3", "transformer")
     x = state["proj_in.weight"]
     head = int(state["transformer_blocks.0.attn.norm_q.weight"].shape[0])
-    t1, t2 = state["time_embedder.linear_1.weight"], state["time_embedder.linear_2.weight"]
     patch = math.prod(cfg["patch_size"])
+    if table is None:
+        t1, t2 = state["time_embedder.linear_1.weight"], state["time_embedder.linear_2.weight"]
+        cfg.update(freq_dim=int(t1.shape[1]), time_embed_hidden_dim=int(t1.shape[0]), time_embed_dim=int(t2.shape[0]))
+    else:
+        cfg.update(time_embed_dim=int(table.shape[1]))
     cfg.update(hidden_size=int(x.shape[0]), in_channels=int(x.shape[1]) // patch,
                audio_in_channels=int(state["audio_proj_in.weight"].shape[1]),
                text_dim=int(state["context_embedder.weight"].shape[1]),
                attention_head_dim=head, num_attention_heads=int(state["transformer_blocks.0.attn.to_q.weight"].shape[0]) // head,
                ffn_dim=int(state["transformer_blocks.0.ff.net.2.weight"].shape[1]),
-               num_layers=count(state, "transformer_blocks.{}."), num_refiner_layers=count(state, "token_refiner.refiner_blocks.{}."),
-               freq_dim=int(t1.shape[1]), time_embed_hidden_dim=int(t1.shape[0]), time_embed_dim=int(t2.shape[0]))
+               num_layers=count(state, "transformer_blocks.{}."), num_refiner_layers=count(state, "token_refiner.refiner_blocks.{}."))
     return cfg
+
+
+class CurveTable(torch.nn.Module):
+    """The pruned release's time embedding: row t * (rows - 1) of adaln_t_table, linearly interpolated (t clamped to
+    [0, 1], the last interval holding t = 1)."""
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def forward(self, t):
+        pos = t.float().clamp(0.0, 1.0) * (self.table.shape[0] - 1)
+        i0 = pos.floor().long().clamp(max=self.table.shape[0] - 2)
+        return torch.lerp(self.table[i0], self.table[i0 + 1], (pos - i0).unsqueeze(1).to(self.table.dtype))
+
+
+def _curve_form(model, table):
+    """diffusers' transformer as the pruned release computes: the time embedder is the curve table (told t itself,
+    no sinusoids), and the block and output modulations project it without SiLU."""
+    from diffusers.models.transformers.transformer_minimax_h3 import (MiniMaxH3AdaLayerNormModulation,
+                                                                      MiniMaxH3AdaLayerNormOut)
+
+    class Modulation(MiniMaxH3AdaLayerNormModulation):
+        def forward(self, temb):
+            return self.linear(temb.to(self.linear.weight.dtype)).view(-1, 6 * self.hidden_size).chunk(6, dim=-1)
+
+    class NormOut(MiniMaxH3AdaLayerNormOut):
+        def forward(self, hidden_states, temb, timestep_indices):
+            shift, scale = self.linear(temb.to(self.linear.weight.dtype)).chunk(2, dim=-1)
+            return self.norm(hidden_states) * (1.0 + scale.index_select(0, timestep_indices)) + \
+                shift.index_select(0, timestep_indices)
+
+    model.time_proj, model.time_embedder = torch.nn.Identity(), CurveTable(table)
+    for block in model.transformer_blocks:
+        block.adaln_proj.__class__ = Modulation
+    model.norm_out.__class__ = NormOut
+    return model
 
 
 @register("minimax_h3", "diffusion_model")
@@ -41,18 +82,22 @@ def transformer(state, det) -> Built:
     from diffusers import MiniMaxH3Transformer3DModel
     from diffusers.loaders.single_file_utils import convert_minimax_h3_transformer_checkpoint_to_diffusers
     inv = state.get("rope.inv_freq")
-    conv = dict(state) if "proj_in.weight" in state else \
-        convert_minimax_h3_transformer_checkpoint_to_diffusers(dict(state), config={})
+    state = dict(state)
+    table = state.pop("adaln_t_table", None)
+    conv = state if "proj_in.weight" in state else \
+        convert_minimax_h3_transformer_checkpoint_to_diffusers(state, config={})
     conv.pop("rope.inv_freq", None)
-    cfg = transformer_config(conv)
+    cfg = transformer_config(conv, table)
     if inv is not None:
         cfg["rope_freq_dim"] = int(inv.shape[0])
+    if table is not None:
+        conv["time_embedder.table"] = table
 
     def make():
         model = MiniMaxH3Transformer3DModel.from_config(cfg)
         if inv is not None:
             model.rope.inv_freq = inv.float().clone()
-        return model
+        return model if table is None else _curve_form(model, torch.empty_like(table, device="meta"))
     return Built(make, conv, cfg)
 
 
