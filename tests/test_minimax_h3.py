@@ -174,7 +174,8 @@ def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, mon
     BasicScheduler simple 30 steps, res_multistep, LTXVSeparateAVLatent, VAEDecode). Every node maps and it runs on the
     tiny files under the template's names (96x64, 2 steps) to a picture; with euler the latent is diffusers' MiniMax H3
     transformer and scheduler's on ComfyUI's levels (simple at shift 12: 1, 12 * 0.5 / (1 + 11 * 0.5)) from ComfyUI's
-    noise for the template's seed, the prompt read by diffusers' get_qwen3vl_prompt_embeds."""
+    noise for the template's seed, the prompt read by diffusers' get_qwen3vl_prompt_embeds; load.minimax_h3 in place of
+    UNETLoader's load.diffusion_model samples the same."""
     from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
     from comfy_layouts import imported_template, sampled_latent
     from tiny_minimax_h3 import text_encoder
@@ -202,3 +203,10 @@ def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, mon
     noise = torch.randn(1, 24, 1, H // 16, W // 16, generator=torch.Generator().manual_seed(seed))
     want = _reference(states, noise, torch.tensor([1.0, 6 / 6.5, 0.0]))
     assert _err(want[:, :, 0], got) < 1e-3, _err(want[:, :, 0], got)
+    # load.minimax_h3 in place of load.diffusion_model: the same model
+    family = yaml.replace("type: load.diffusion_model", "type: load.minimax_h3").replace(
+        "name: minimax_h3_fl2va_pruned_int8_convrot.safetensors\n      weight_dtype: default",
+        "path: minimax_h3_fl2va_pruned_int8_convrot.safetensors")
+    assert "load.minimax_h3" in family and "weight_dtype" not in family.split("clip_loader")[0]
+    assert torch.equal(sampled_latent(workflow, family.replace("sampler: res_multistep", "sampler: euler"),
+                                      "sampler_custom_advanced"), got)
