@@ -210,3 +210,42 @@ def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, mon
     assert "load.minimax_h3" in family and "weight_dtype" not in family.split("clip_loader")[0]
     assert torch.equal(sampled_latent(workflow, family.replace("sampler: res_multistep", "sampler: euler"),
                                       "sampler_custom_advanced"), got)
+
+
+def test_comfyui_lora_samples_as_the_merged_transformer(minimax, tmp_path):
+    """A LoRA in MiniMax's names (ai-toolkit's diffusion_model. prefix, as ComfyUI's turbo LoRAs name the layers: the
+    fused qkv_proj, mlp.fc1, the modulation and output projections, the text refiner) is told as MiniMax H3's and
+    samples as the transformer with it merged into its weights (written out here in MiniMax's names)."""
+    from safetensors.torch import save_file
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT, comfy_transformer, transformer
+    base = {k: v.float() for k, v in comfy_transformer(transformer()).items()}
+    g = torch.Generator().manual_seed(9)
+    lora, merged = {}, dict(base)
+    for layer in ("blocks.0.attn.qkv_proj", "blocks.1.mlp.fc1", "token_refiner.blocks.0.attn.out_proj",
+                  "blocks.0.adaln_proj.linear", "final_layer.video_out"):
+        w = base[layer + ".weight"]
+        down, up = torch.randn(4, w.shape[1], generator=g) * 0.1, torch.randn(w.shape[0], 4, generator=g) * 0.1
+        lora.update({f"diffusion_model.{layer}.lora_A.weight": down, f"diffusion_model.{layer}.lora_B.weight": up})
+        merged[layer + ".weight"] = w + 0.8 * up @ down
+    lora_file, merged_file = tmp_path / "minimax_h3_lora_tiny.safetensors", tmp_path / "merged.safetensors"
+    save_file({k: v.contiguous() for k, v in lora.items()}, str(lora_file))
+    save_file({k: v.contiguous() for k, v in merged.items()}, str(merged_file))
+    got = describe_model(lora_file)
+    assert (got["family"], got["role"], got["loads"]) == ("minimax_h3", "lora", "yes"), got
+    mm = ModelManager()
+    model = load_diffusion_model(mm, "minimax_h3_tiny.safetensors", "default", "cpu")
+    cond = Conditioning("minimax_h3", torch.randn(1, 5, TEXT, generator=torch.Generator().manual_seed(1)),
+                        torch.ones(1, 5, dtype=torch.bool))
+    latent = empty_latent(model, 1, W, H, 24.0)
+
+    def sample(handle):
+        return run_sampling(handle, cond, None, latent, steps=2, cfg=1.0, sampler="euler", seed=3).samples
+    want = sample(load_diffusion_model(mm, str(merged_file), "default", "cpu"))
+    assert _err(want, sample(add_lora(model, str(lora_file), 0.8))) < 1e-4
+    assert _err(want, sample(model)) > 1e-2         # the LoRA changes the picture; unloaded, the model is as it was

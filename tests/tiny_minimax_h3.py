@@ -59,13 +59,12 @@ def comfy_transformer(model) -> dict:
     sd = model.state_dict()
     out = {"rope.inv_freq": model.rope.inv_freq.clone()}
     for k, v in sd.items():
-        m = re.match(r"^(.*)\.attn\.to_q\.weight$", k)
-        if m:
-            out[f"{m.group(1)}.attn.qkv_proj.weight"] = torch.cat([sd[f"{m.group(1)}.attn.{p}.weight"]
-                                                                   for p in ("to_q", "to_k", "to_v")])
-            continue
         if re.search(r"\.attn\.(to_k|to_v)\.weight$", k):
             continue
+        m = re.match(r"^(.*)\.attn\.to_q\.weight$", k)
+        if m:
+            k, v = f"{m.group(1)}.attn.qkv_proj.weight", torch.cat([sd[f"{m.group(1)}.attn.{p}.weight"]
+                                                                    for p in ("to_q", "to_k", "to_v")])
         if k.endswith(".ff.net.0.proj.weight"):
             value, gate = v.chunk(2)
             v = torch.cat([gate, value])

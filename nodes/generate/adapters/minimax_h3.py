@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.loaders import MiniMaxH3LoraLoaderMixin
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, masked_text_of_width, padded_rows
@@ -166,9 +167,10 @@ class MiniMaxH3Adapter(Adapter):
         return frames_from_batch(torch.stack(outs), n)
 
 
-class MiniMaxH3Parts(DiffusionPipeline):
+class MiniMaxH3Parts(DiffusionPipeline, MiniMaxH3LoraLoaderMixin):
     """The loaded parts of a MiniMax H3 (diffusers has only a modular pipeline for it, which loads whole repositories):
-    the transformer, its scheduler, the VAE, Qwen3-VL and its tokenizer, any of them None."""
+    the transformer, its scheduler, the VAE, Qwen3-VL and its tokenizer, any of them None. LoRAs load into the
+    transformer through diffusers' MiniMax H3 LoRA loader (MiniMax's / ComfyUI's names, kohya's, musubi-tuner's)."""
     def __init__(self, transformer=None, scheduler=None, vae=None, text_encoder=None, tokenizer=None):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder,
