@@ -83,25 +83,13 @@ def _silu_inverse(v: torch.Tensor) -> torch.Tensor:
     return x.float()
 
 
-def test_pruned_comfyui_transformer_samples_as_its_curve_form(minimax, tmp_path):
-    """The pruned release ComfyUI's templates load (minimax_h3_fl2va_pruned_*: adaln_t_table in place of a time
-    embedder, no SiLU before the modulation projections; comfy/ldm/minimax/model.py's curve form, written out here:
-    row t * (rows - 1) of the table, linearly interpolated) samples as diffusers' transformer fed, in place of its time
-    embedding, the value whose SiLU is that interpolated row (the table's values are where SiLU is invertible)."""
-    from safetensors.torch import save_file
-    from nodes.generate.latent import Conditioning
-    from nodes.generate.model_manager import ModelManager, describe_model
-    from nodes.generate.sampling import run_sampling
-    from nodes.generate.split import load_diffusion_model
-    from nodes.generate.vae_ops import empty_latent
-    from tiny_minimax_h3 import TEXT, comfy_transformer, transformer
-    ref = transformer()
-    table = torch.rand(9, 16, generator=torch.Generator().manual_seed(4)) * 1.2 - 0.2
-    sd = {k: v.contiguous() for k, v in comfy_transformer(ref).items() if not k.startswith("time_embedder.")}
-    path = tmp_path / "minimax_h3_fl2va_pruned_tiny.safetensors"
-    save_file({**sd, "adaln_t_table": table}, str(path))
-    got = describe_model(path)
-    assert (got["family"], got["variant"], got["loads"]) == ("minimax_h3", "pruned", "yes"), got
+def _pruned_reference():
+    """The tiny transformer as the pruned release computes (comfy/ldm/minimax/model.py's curve form, written out:
+    row t * (rows - 1) of adaln_t_table, linearly interpolated, projected without SiLU): diffusers' transformer fed, in
+    place of its time embedding, the value whose SiLU is that interpolated row."""
+    from tiny_minimax_h3 import curve_table, transformer
+    table = curve_table()
+    rows = table.shape[0]
 
     class Curve(torch.nn.Module):
         def __init__(self):
@@ -109,19 +97,34 @@ def test_pruned_comfyui_transformer_samples_as_its_curve_form(minimax, tmp_path)
             self.register_buffer("table", table)
 
         def forward(self, t):
-            pos = t.float().clamp(0, 1) * 8
-            i0 = pos.floor().long().clamp(max=7)
+            pos = t.float().clamp(0, 1) * (rows - 1)
+            i0 = pos.floor().long().clamp(max=rows - 2)
             return _silu_inverse(table[i0] + (table[i0 + 1] - table[i0]) * (pos - i0)[:, None])
+    ref = transformer()
     ref.time_proj, ref.time_embedder = torch.nn.Identity(), Curve()
-    model = load_diffusion_model(ModelManager(), str(path), "default", "cpu")
+    return ref
+
+
+def test_pruned_comfyui_transformer_samples_as_its_curve_form(minimax):
+    """The pruned release ComfyUI's templates load (minimax_h3_fl2va_pruned_*: adaln_t_table in place of a time
+    embedder, no SiLU before the modulation projections) samples as its curve form (_pruned_reference)."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT
+    got = describe_model(minimax / "models" / "diffusion_models" / "minimax_h3_pruned_tiny.safetensors")
+    assert (got["family"], got["variant"], got["loads"]) == ("minimax_h3", "pruned", "yes"), got
+    model = load_diffusion_model(ModelManager(), "minimax_h3_pruned_tiny.safetensors", "default", "cpu")
     states = torch.randn(1, 4, TEXT, generator=torch.Generator().manual_seed(1))
     latent = empty_latent(model, 1, W, H, 24.0)
     noise = torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(2))
     cond = Conditioning("minimax_h3", states, torch.ones(1, 4, dtype=torch.bool))
     out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise).samples
-    from nodes.generate.adapters import get_adapter
-    want = _reference(states, noise, get_adapter("minimax_h3").default_sigmas(model.pipe, 3, None).float(), ref)
-    assert _err(want, out) < 1e-4, _err(want, out)
+    sigmas = get_adapter("minimax_h3").default_sigmas(model.pipe, 3, None).float()
+    assert _err(_reference(states, noise, sigmas, _pruned_reference()), out) < 1e-4
 
 
 def test_qwen3vl_type_minimax_encodes_as_diffusers(minimax, tmp_path):
@@ -168,14 +171,16 @@ def test_comfyui_video_vae_decodes_a_picture_as_diffusers(minimax):
     assert tuple(got.shape) == (1, 3, 1, H, W)
     assert _err(want, (got[:, :, 0] + 1) / 2) < 1e-3, _err(want, (got[:, :, 0] + 1) / 2)
 
+
 def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, monkeypatch):
     """ComfyUI's own "MiniMax H3 text to image" template (a subgraph: UNETLoader, CLIPLoader qwen3vl_32b type minimax,
     VAELoader, ResolutionSelector 16:9 into EmptyLatentImage, the turbo LoRA switched off as published, BasicGuider,
     BasicScheduler simple 30 steps, res_multistep, LTXVSeparateAVLatent, VAEDecode). Every node maps and it runs on the
-    tiny files under the template's names (96x64, 2 steps) to a picture; with euler the latent is diffusers' MiniMax H3
-    transformer and scheduler's on ComfyUI's levels (simple at shift 12: 1, 12 * 0.5 / (1 + 11 * 0.5)) from ComfyUI's
-    noise for the template's seed, the prompt read by diffusers' get_qwen3vl_prompt_embeds; load.minimax_h3 in place of
-    UNETLoader's load.diffusion_model samples the same."""
+    tiny files under the template's names (the pruned transformer; 96x64, 2 steps) to a picture; with euler the latent
+    is diffusers' MiniMax H3 transformer (in the pruned release's curve form) and scheduler's on ComfyUI's levels
+    (simple at shift 12: 1, 12 * 0.5 / (1 + 11 * 0.5)) from ComfyUI's noise for the template's seed, the prompt read by
+    diffusers' get_qwen3vl_prompt_embeds; load.minimax_h3 in place of UNETLoader's load.diffusion_model samples the
+    same."""
     from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
     from comfy_layouts import imported_template, sampled_latent
     from tiny_minimax_h3 import text_encoder
@@ -183,7 +188,8 @@ def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     data, yaml = imported_template(
         minimax / "models",
-        (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safetensors", "diffusion_models/minimax_h3_tiny.safetensors"),
+        (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safetensors",
+          "diffusion_models/minimax_h3_pruned_tiny.safetensors"),
          ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors", "text_encoders/qwen3vl_minimax_tiny.safetensors"),
          ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq", "text_encoders/qwen3vl_minimax_tiny"),
          ("vae/minimax_h3_video_vae_fp16.safetensors", "vae/minimax_h3_video_vae_tiny.safetensors")),
@@ -201,7 +207,7 @@ def test_comfyui_minimax_h3_t2i_template_imports_and_runs(minimax, tmp_path, mon
     with torch.no_grad():
         states = get_qwen3vl_prompt_embeds(text_encoder(), proc, proc.tokenizer(text, add_special_tokens=False)["input_ids"], {})
     noise = torch.randn(1, 24, 1, H // 16, W // 16, generator=torch.Generator().manual_seed(seed))
-    want = _reference(states, noise, torch.tensor([1.0, 6 / 6.5, 0.0]))
+    want = _reference(states, noise, torch.tensor([1.0, 6 / 6.5, 0.0]), _pruned_reference())
     assert _err(want[:, :, 0], got) < 1e-3, _err(want[:, :, 0], got)
     # load.minimax_h3 in place of load.diffusion_model: the same model
     family = yaml.replace("type: load.diffusion_model", "type: load.minimax_h3").replace(

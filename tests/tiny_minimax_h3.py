@@ -5,6 +5,8 @@ mlp.fc1 as [gate; value] where diffusers' SwiGLU holds [value; gate], the rope.i
 reference does not go through Kinograph's loading code:
 
   root/models/diffusion_models/minimax_h3_tiny.safetensors   MiniMax's names, bf16
+  root/models/diffusion_models/minimax_h3_pruned_tiny.safetensors  the same weights as the pruned release holds them:
+                                                             no time embedder, a curve table adaln_t_table (9 rows)
   root/models/vae/minimax_h3_video_vae_tiny.safetensors      ComfyUI's names (x_embedder, to_qkv head by head, ff.w1,
                                                              latents_mean / latents_std buffers), fp16
   root/models/text_encoders/qwen3vl_minimax_tiny.safetensors Qwen3-VL in ComfyUI's names (model.layers.*, visual.*;
@@ -128,6 +130,12 @@ def comfy_vae(model) -> dict:
     return out
 
 
+def curve_table() -> torch.Tensor:
+    """The pruned release's adaln_t_table for the tiny transformer: 9 rows of its 16-wide time embedding, in
+    [-0.2, 1), where SiLU is invertible (the tests' reference feeds diffusers' transformer SiLU's inverse of it)."""
+    return torch.rand(9, 16, generator=torch.Generator().manual_seed(4)) * 1.2 - 0.2
+
+
 def build_minimax_h3(root: Path) -> Path:
     from safetensors.torch import save_file
     from tiny_qwen21 import comfy_text_encoder, processor
@@ -140,8 +148,9 @@ def build_minimax_h3(root: Path) -> Path:
     processor(te_file.with_suffix(""))         # writes its tokenizer there
     save_file({k: v.contiguous() if k.startswith("latents_") else v.half().contiguous()
                for k, v in comfy_vae(vae()).items()}, str(models / "vae" / "minimax_h3_video_vae_tiny.safetensors"))
-    model = transformer()
-    save_file({k: v.contiguous() if k == "rope.inv_freq" else v.bfloat16().contiguous()
-               for k, v in comfy_transformer(model).items()},
-              str(models / "diffusion_models" / "minimax_h3_tiny.safetensors"))
+    comfy = {k: v.contiguous() if k == "rope.inv_freq" else v.bfloat16().contiguous()
+             for k, v in comfy_transformer(transformer()).items()}
+    save_file(comfy, str(models / "diffusion_models" / "minimax_h3_tiny.safetensors"))
+    save_file({**{k: v for k, v in comfy.items() if not k.startswith("time_embedder.")}, "adaln_t_table": curve_table()},
+              str(models / "diffusion_models" / "minimax_h3_pruned_tiny.safetensors"))
     return root
