@@ -371,22 +371,20 @@ def masked_text(conds, frames, batch: int, device, dtype) -> dict:
     return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
 
 
-def padded_rows(rows):
-    """Each prompt's own hidden states ([L_i, D] each) padded to the longest: (embeds [K, L, D], mask [K, L] of each
-    prompt's own tokens), for transformers that read every prompt at its own length (Z-Image, MiniMax H3)."""
+def padded_rows(rows) -> tuple:
+    """Prompts of their own lengths ([L_i, D] each) as one batch [K, L, D] padded to the longest, and the mask [K, L]
+    of each one's own tokens (Z-Image's and Krea 2's prompts, which read no padding)."""
     length = max(r.shape[0] for r in rows)
     embeds = torch.stack([torch.cat([r, r.new_zeros(length - r.shape[0], r.shape[1])]) for r in rows])
-    mask = torch.stack([torch.arange(length, device=r.device) < r.shape[0] for r in rows])
-    return embeds, mask
+    return embeds, torch.stack([torch.arange(length, device=r.device) < r.shape[0] for r in rows])
 
 
-def masked_text_of_width(conds, frames, batch: int, device, dtype, reads: int, model: str, encoder: str) -> dict:
-    """masked_text, refused by name when the prompt was encoded another width than the transformer (`model`) reads:
-    `encoder` says which text encoder (and loader type) makes its prompts."""
+def text_of_width(conds, frames, batch: int, device, dtype, reads: int, what: str) -> dict:
+    """masked_text, checked to be as wide as the transformer `reads`: a prompt another family's encoder read is named
+    (`what`: the transformer's width and the encoder to use) rather than failing inside the model."""
     out = masked_text(conds, frames, batch, device, dtype)
     if out["encoder_hidden_states"].shape[-1] != reads:
-        raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and this {model} "
-                        f"transformer reads {reads}: encode it with {encoder}")
+        raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and {what}")
     return out
 
 

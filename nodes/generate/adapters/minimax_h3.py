@@ -15,7 +15,7 @@ from diffusers import DiffusionPipeline
 from diffusers.loaders import MiniMaxH3LoraLoaderMixin
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, masked_text_of_width, padded_rows
+from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, padded_rows, text_of_width
 
 TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
 TEXT_TAG, VIDEO_TAG = 1, 0
@@ -136,8 +136,10 @@ class MiniMaxH3Adapter(Adapter):
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        return masked_text_of_width(conds, frames, batch, device, dtype, int(handle.pipe.transformer.config.text_dim),
-                                    "MiniMax H3", "MiniMax H3's Qwen3-VL (type minimax)")
+        reads = int(handle.pipe.transformer.config.text_dim)
+        return text_of_width(conds, frames, batch, device, dtype, reads,
+                             f"this MiniMax H3 transformer reads {reads}: encode it with MiniMax H3's Qwen3-VL (type "
+                             "minimax)")
 
     def forward(self, handle, x_in, t, inputs):
         """Each frame as its own packed sequence with its prompt's own tokens (a sequence is one request)."""

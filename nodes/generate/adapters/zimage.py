@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, masked_text_of_width, padded_rows
+from nodes.generate.adapters.base import frames_from_batch, padded_rows, text_of_width
 from nodes.generate.adapters.mmdit import MMDiTAdapter, flux_ae_factors
 
 MAX_TOKENS = 512
@@ -53,9 +53,10 @@ class ZImageAdapter(MMDiTAdapter):
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        return masked_text_of_width(conds, frames, batch, device, dtype,
-                                    int(handle.pipe.transformer.config.cap_feat_dim), "Z-Image",
-                                    "Z-Image's Qwen3-4B (qwen_3_4b.safetensors, type lumina2)")
+        reads = int(handle.pipe.transformer.config.cap_feat_dim)
+        return text_of_width(conds, frames, batch, device, dtype, reads,
+                             f"this Z-Image transformer reads {reads}: encode it with Z-Image's Qwen3-4B "
+                             "(qwen_3_4b.safetensors, type lumina2)")
 
     def forward(self, handle, x_in, t, inputs):
         """Each frame with its prompt's own tokens (the mask's), as ZImagePipeline hands the transformer lists."""
