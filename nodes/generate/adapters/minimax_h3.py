@@ -20,6 +20,7 @@ from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_b
 TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
 TEXT_TAG, VIDEO_TAG = 1, 0
 SPATIAL_SCALE = 32.0
+OTHER_WIDTH = "this MiniMax H3 transformer reads {}: encode it with MiniMax H3's Qwen3-VL (type minimax)"
 PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # ImageNet's
 NO_QWEN3VL = ("MiniMax H3 reads its prompt with Qwen3-VL 32B (text_encoders/qwen3vl_32b_minimax_h3_*.safetensors); "
               "this text encoder is not one. Give load.text_encoder that file with type minimax, as ComfyUI's "
@@ -129,17 +130,15 @@ class MiniMaxH3Adapter(Adapter):
                              add_special_tokens=False)
 
     # -- sampling ------------------------------------------------------------------------
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        reads = int(handle.pipe.transformer.config.text_dim)
+        return text_of_width(conds, frames, batch, device, dtype, reads, OTHER_WIDTH.format(reads))
+
     def default_sigmas(self, pipe, steps, latent_shape):
         """MiniMaxH3Scheduler's steps + 1 levels (its grid counts the final 0)."""
         sch = self.scheduler(pipe)
         sch.set_timesteps(steps + 1)
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
-
-    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        reads = int(handle.pipe.transformer.config.text_dim)
-        return text_of_width(conds, frames, batch, device, dtype, reads,
-                             f"this MiniMax H3 transformer reads {reads}: encode it with MiniMax H3's Qwen3-VL (type "
-                             "minimax)")
 
     def forward(self, handle, x_in, t, inputs):
         """Each frame as its own packed sequence with its prompt's own tokens (a sequence is one request)."""
