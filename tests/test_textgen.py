@@ -305,6 +305,16 @@ def test_a_picture_for_a_model_that_reads_none_is_refused_by_name(models):
         generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
 
 
+def test_a_picture_without_the_chat_turn_is_refused_by_name(models):
+    """The picture's place is a placeholder in the model's chat turn: with use_default_template off the prompt goes
+    as written, with no place for it (transformers' processor raised a ValueError here)."""
+    from graph_engine import NodeError
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"qwen3vl_tiny\.safetensors reads a picture inside its chat turn.*"
+                                        r"use_default_template on"):
+        generate_ids(encoder("qwen3vl_tiny.safetensors"), "a cat", max_length=2, image=PICTURE, use_template=False)
+
+
 def test_a_seed_gives_the_same_text_and_leaves_the_global_stream_alone(models):
     from nodes.generate.textgen import generate_text
     te = encoder("qwen3_tied_tiny.safetensors")
