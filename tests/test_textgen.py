@@ -434,6 +434,20 @@ def test_sampling_mode_off_is_greedy_and_its_later_widgets_keep_their_names():
                           "use_default_template": False}
 
 
+def test_sampling_mode_off_in_an_api_file_keeps_thinking_and_the_template_switch():
+    """An API-format file names each value, so with sampling_mode off thinking and use_default_template are under
+    their own names (only a UI file's widget list moves them up): they were dropped, thinking on read as off."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "stable_diffusion"}},
+           "2": {"class_type": "TextGenerate", "inputs": {"clip": ["1", 0], "prompt": "a haiku", "max_length": 64,
+                                                          "sampling_mode": "off", "thinking": True,
+                                                          "use_default_template": False}},
+           "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    gen, = [n for n in import_data(api).graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params == {"prompt": "a haiku", "max_length": 64, "sampling": False, "thinking": True,
+                          "use_default_template": False}
+
+
 def test_a_file_of_an_untied_model_without_its_head_is_refused_by_name(models, monkeypatch):
     """Qwen3-8B keeps its own output head: a file of it without lm_head cannot generate (its embeddings are not the
     head), and says so; one with lm_head generates. The tiny width stands for 8B's 4096 here."""
