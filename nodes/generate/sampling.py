@@ -732,8 +732,10 @@ def _check_inputs(handle, positive, negative, latent, sampler, middle=None):
                         f"{sd_vae_hint(latent.family, adapter.latents(handle.pipe))}")
     for name, c in (("positive", positive), ("negative", negative), ("guide.dual_cfg's middle", middle)):
         if c is not None and c.family not in compatible:
+            from nodes.generate.split import TYPE_OF
+            how = f" (load.text_encoder with type {TYPE_OF[fam]})" if fam in TYPE_OF else ""
             raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "
-                            f"it with this model's text encoder")
+                            f"it with this model's text encoder{how}")
         vace = None if c is None else c.extra.get("vace")
         if vace is not None and vace.shape[2] != latent.samples.shape[2]:
             raise NodeError(f"the {name} VACE conditioning covers {vace.shape[2]} latent frames but the latent has "
