@@ -32,8 +32,10 @@ def tiny_parts():
     torch.manual_seed(0)
     attn = dict(num_attention_heads=4, num_key_value_heads=2, head_dim=8, intermediate_size=48)
     dit = AceStepTransformer1DModel(hidden_size=32, num_hidden_layers=2, in_channels=192, **attn)
+    # as ComfyUI's: its lyric and timbre encoders attend to every token (diffusers' default slides a 128-token
+    # window in every other layer)
     enc = AceStepConditionEncoder(hidden_size=32, text_hidden_dim=32, num_lyric_encoder_hidden_layers=2,
-                                  num_timbre_encoder_hidden_layers=1, **attn)
+                                  num_timbre_encoder_hidden_layers=1, layer_types=["full_attention"] * 2, **attn)
     # ComfyUI's pooler and detokenizer: 16 heads, 8 for keys and values, MLPs 3 x as wide
     pool = dict(hidden_size=32, num_attention_heads=16, num_key_value_heads=8, head_dim=8, intermediate_size=96,
                 num_attention_pooler_hidden_layers=1)
@@ -119,8 +121,8 @@ def comfy_texts(prompt, lyrics="", vocal_language="en", audio_duration=60.0, ins
             f"# Languages\n{vocal_language}\n\n# Lyric\n{lyrics}<|endoftext|><|endoftext|>")
 
 
-def reference(codes, steps: int, seed: int, cfg: float = 1.0, shift: float = 3.0) -> torch.Tensor:
-    """diffusers' AceStepPipeline on the same modules: ComfyUI's texts, the codes as its audio_codes string (its
+def reference(codes, steps: int, seed: int, cfg: float = 1.0, shift: float = 3.0, song=SONG) -> torch.Tensor:
+    """diffusers' AceStepPipeline on the same modules: ComfyUI's texts (uncut, as ComfyUI's), the codes as its audio_codes string (its
     cover path: the codes' hints as the source), ComfyUI's silence as its silence latent, KSampler's noise (drawn
     [1, 64, T] on the CPU) as its latents, plain CFG against the null embedding in place of its APG (ComfyUI's
     KSampler), then VAEDecodeAudio's loudness rule on the decode."""
@@ -139,11 +141,11 @@ def reference(codes, steps: int, seed: int, cfg: float = 1.0, shift: float = 3.0
     module.normalized_guidance = lambda pred_cond, pred_uncond, guidance_scale, **_: \
         pred_uncond + (guidance_scale + 1) * (pred_cond - pred_uncond)
     try:
-        latent = pipe(SONG["tags"], lyrics=SONG["lyrics"], audio_duration=SECONDS, num_inference_steps=steps,
-                      guidance_scale=cfg, shift=shift, bpm=SONG["bpm"], keyscale=SONG["keyscale"],
-                      timesignature=SONG["timesignature"], vocal_language=SONG["language"],
+        latent = pipe(song["tags"].strip(), lyrics=song["lyrics"], audio_duration=SECONDS, num_inference_steps=steps,
+                      guidance_scale=cfg, shift=shift, bpm=song["bpm"], keyscale=song["keyscale"],
+                      timesignature=song["timesignature"], vocal_language=song["language"],
                       audio_codes="".join(f"<|audio_code_{c}|>" for c in codes), latents=noise,
-                      output_type="latent").audios
+                      max_text_length=100000, max_lyric_length=100000, output_type="latent").audios
     finally:
         module.normalized_guidance = plain
     with torch.no_grad():
@@ -256,3 +258,54 @@ def test_not_an_ace_step_model(tiny):
     with pytest.raises(NodeError, match="not an ACE-Step 1.5 diffusion model.*acestep_v1.5_turbo.safetensors"):
         ace.load(ModelManager(), str(tiny / "models" / "vae" / FILES["vae"]), FILES["text_encoder"], "",
                  FILES["vae"], "cpu")
+
+
+def imported(name: str):
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    from graph_engine.api import load_workflow
+    result = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" / name))
+    wf = load_workflow(text=result.yaml, check=False)
+    (song,) = [n for n in wf.graph.nodes.values() if n.type == "generate.ace_step"]
+    (save,) = [n for n in wf.graph.nodes.values() if n.type == "io.save_audio"]
+    return wf, song, save
+
+
+def test_comfyui_split_template_imports():
+    """ComfyUI's ACE-Step 1.5 turbo template (split files): its loaders, TextEncodeAceStepAudio1.5,
+    ConditioningZeroOut, EmptyAceStep1.5LatentAudio, ModelSamplingAuraFlow, KSampler and VAEDecodeAudio become one
+    generate.ace_step with their settings; SaveAudioAdvanced (MP3 V0) io.save_audio."""
+    _, song, save = imported("audio_ace_step_1_5_split.json")
+    p = song.params
+    assert {k: p[k] for k in ("diffusion_model", "text_encoder", "lm", "vae", "seconds", "bpm", "timesignature",
+                              "language", "keyscale", "steps", "cfg", "sampler", "scheduler", "shift", "seed",
+                              "generate_audio_codes", "lm_seed", "lm_cfg", "temperature", "top_p", "top_k")} == \
+        {"diffusion_model": "acestep_v1.5_turbo.safetensors", "text_encoder": "qwen_0.6b_ace15.safetensors",
+         "lm": "qwen_1.7b_ace15.safetensors", "vae": "ace_1.5_vae.safetensors", "seconds": 120.0, "bpm": 190,
+         "timesignature": "4", "language": "en", "keyscale": "E minor", "steps": 8, "cfg": 1, "sampler": "euler",
+         "scheduler": "simple", "shift": 3.0, "seed": 31, "generate_audio_codes": True, "lm_seed": 31, "lm_cfg": 2,
+         "temperature": 0.85, "top_p": 0.9, "top_k": 0}
+    assert p["tags"].startswith("K-Pop: A slick") and p["lyrics"].startswith("[Intro - Synth Rise & Vocal Chop]")
+    assert (save.params["path"], save.params["quality"]) == ("out/audio/ComfyUI.mp3", "V0")
+
+
+def test_comfyui_xl_sft_template_runs_and_saves_its_song(model, tmp_path):
+    """ComfyUI's XL SFT template (cfg 7, 50 steps, the 4B language model's codes) run on the tiny files (1 s, 4
+    steps): its FLAC holds the reference's waveform for its caption, lyrics, metas, codes and seed."""
+    from graph_engine.api import Session
+    from nodes.generate import ace_step as ace
+    wf, song, save = imported("audio_ace_step1_5_xl_sft.json")
+    p = song.params
+    assert (p["cfg"], p["steps"], p["lm"], save.params["path"]) == (7, 50, "qwen_4b_ace15.safetensors",
+                                                                     "out/audio/ComfyUI.flac")
+    p.update(FILES, seconds=SECONDS, steps=4)
+    save.params["path"] = str(tmp_path / "ComfyUI.flac")
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    widgets = {k: p[k] for k in ("tags", "lyrics", "bpm", "timesignature", "language", "keyscale")}
+    codes = ace.audio_codes(model, ace.Song(**widgets, duration=SECONDS),
+                            ace.Drawing(p["lm_seed"], p["lm_cfg"], p["temperature"], p["top_p"], p["top_k"]))
+    want = reference(codes, 4, p["seed"], cfg=7.0, song={**widgets, "duration": SECONDS})
+    codec, rate, got = decoded(tmp_path / "ComfyUI.flac")
+    assert (codec, rate, got.shape) == ("flac", 48000, (2, FRAMES * HOP))
+    assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768
