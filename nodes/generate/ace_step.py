@@ -323,12 +323,11 @@ class Drawing:
     top_k: int = 0
 
 
-def _token(model: AceStep, text: str) -> int:
+def _token(model: AceStep, text: str, comfy: int) -> int:
+    """The token's id in the tokenizer beside the encoder; ComfyUI's fixed id where it has none (ComfyUI's bundled
+    Qwen tokenizer has no audio-code tokens: the codes sit after its vocabulary, from 151669)."""
     tid = model.tokenizer.convert_tokens_to_ids(text)
-    if tid is None or tid == model.tokenizer.unk_token_id:
-        raise NodeError(f"the Qwen3 tokenizer beside the text encoder has no {text} token: give the one ComfyUI "
-                        "ships (comfy/text_encoders/qwen25_tokenizer)")
-    return int(tid)
+    return comfy if tid is None or tid == model.tokenizer.unk_token_id else int(tid)
 
 
 @torch.no_grad()
@@ -342,14 +341,17 @@ def audio_codes(model: AceStep, song: Song, drawing: Drawing, progress=None) -> 
                         "qwen_4b_ace15) from text_encoders/, or turn generate_audio_codes off")
     p = prompts(song)
     n = math.ceil(song.duration) * POOL
-    first = _token(model, "<|audio_code_0|>")
+    first = _token(model, "<|audio_code_0|>", 151669)
     last = first + model.audio_tokenizer.quantizer.codebook_size
+    if model.lm.config.vocab_size < last:
+        raise NodeError(f"the language model has {model.lm.config.vocab_size} tokens, not the audio codes (up to "
+                        f"{last}): give ACE-Step's qwen_1.7b_ace15.safetensors or qwen_4b_ace15 from text_encoders/")
     pos = model.tokenizer(p["lm"], add_special_tokens=False)["input_ids"]
     rows, pads = [pos], [0]
     if drawing.cfg != 1.0:
         neg = model.tokenizer(p["lm_negative"], add_special_tokens=False)["input_ids"]
         width = max(len(pos), len(neg))
-        pad = _token(model, "<|endoftext|>")
+        pad = _token(model, "<|endoftext|>", 151643)
         rows = [[pad] * (width - len(r)) + r for r in (pos, neg)]
         pads = [width - len(pos), width - len(neg)]
     ids = torch.tensor(rows, device=model.device)
