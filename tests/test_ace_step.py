@@ -309,3 +309,37 @@ def test_comfyui_xl_sft_template_runs_and_saves_its_song(model, tmp_path):
     codec, rate, got = decoded(tmp_path / "ComfyUI.flac")
     assert (codec, rate, got.shape) == ("flac", 48000, (2, FRAMES * HOP))
     assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768
+
+
+def test_told_duration_apart_from_length(model):
+    """TextEncodeAceStepAudio1.5's duration may differ from the latent's seconds: 2 s told (10 codes, "duration: 2
+    seconds" in the metas) for 1 s of sound; the imported graph carries it."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    from nodes.generate import ace_step as ace
+    song = ace.Song(**{**SONG, "duration": 2.0})
+    codes = ace.audio_codes(model, song, ace.Drawing(seed=3, cfg=1.0))
+    assert len(codes) == 10
+    got = ace.generate(model, song, SECONDS, 4, 1.0, "euler", "simple", 3.0, 8, codes)
+    told_one = ace.generate(model, ace.Song(**SONG), SECONDS, 4, 1.0, "euler", "simple", 3.0, 8, codes)
+    assert got.shape == (2, FRAMES * HOP) and float((got - told_one).abs().max()) > 1e-5     # the metas' text moved it
+    api = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": FILES["diffusion_model"], "weight_dtype": "default"}},
+           "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": FILES["text_encoder"], "clip_name2": FILES["lm"],
+                                                            "type": "ace", "device": "default"}},
+           "3": {"class_type": "VAELoader", "inputs": {"vae_name": FILES["vae"]}},
+           "4": {"class_type": "TextEncodeAceStepAudio1.5", "inputs": {
+               "clip": ["2", 0], "tags": "rain", "lyrics": "", "seed": 3, "bpm": 90, "duration": 2.0,
+               "timesignature": "4", "language": "en", "keyscale": "A minor", "generate_audio_codes": True,
+               "cfg_scale": 1.0, "temperature": 0.85, "top_p": 0.9, "top_k": 0, "min_p": 0.0}},
+           "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
+           "6": {"class_type": "EmptyAceStep1.5LatentAudio", "inputs": {"seconds": 1.0, "batch_size": 1}},
+           "7": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
+           "8": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["4", 0], "negative": ["5", 0],
+                                                      "latent_image": ["6", 0], "seed": 8, "steps": 4, "cfg": 1.0,
+                                                      "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+           "9": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
+           "10": {"class_type": "SaveAudio", "inputs": {"audio": ["9", 0], "filename_prefix": "audio/x"}}}
+    g = load_workflow(text=import_data(api).yaml).graph
+    (node,) = [n for n in g.nodes.values() if n.type == "generate.ace_step"]
+    assert (node.params["seconds"], node.params["duration"], node.params["lm_seed"], node.params["seed"]) == \
+        (1.0, 2.0, 3, 8)

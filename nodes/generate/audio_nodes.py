@@ -132,6 +132,9 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                       tags: str = Param("", kind="text", help="the song: genre, instruments, voice, mood"),
                       lyrics: str = Param("", kind="text", help="the words, with [verse] / [chorus] marks"),
                       seconds: float = Param(120.0, min=1.0, max=1000.0, help="length"),
+                      duration: float = Param(0.0, zero="auto", min=0.0, max=2000.0,
+                                              help="the length the model is told and the codes are drawn for "
+                                                   "(TextEncodeAceStepAudio1.5's duration); auto = seconds"),
                       bpm: int = Param(120, min=10, max=300),
                       timesignature: str = Param("4", choices=("2", "3", "4", "6")),
                       language: str = Param("en", help="the lyrics' language code"),
@@ -161,7 +164,7 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
     from nodes.generate.stable_audio import as_audio
     model = ace.load(manager_for(ctx), diffusion_model, text_encoder, lm if generate_audio_codes else "", vae,
                      ctx.device)
-    song = ace.Song(tags, lyrics, bpm, seconds, timesignature, language, keyscale)
+    song = ace.Song(tags, lyrics, bpm, duration or seconds, timesignature, language, keyscale)
     codes = ace.audio_codes(model, song, ace.Drawing(lm_seed, lm_cfg, temperature, top_p, top_k), ctx.progress) \
         if generate_audio_codes else None
     wave = ace.generate(model, song, seconds, steps, cfg, sampler, scheduler, shift, seed, codes, ctx.progress)

@@ -178,9 +178,8 @@ class SoundModels:
         seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
         if seconds is not None:
             params["seconds"] = float(seconds)
-        if song.get("duration") is not None and seconds is not None and float(song["duration"]) != float(seconds):
-            notes.append(f"TextEncodeAceStepAudio1.5's duration {song['duration']} is not the latent's {seconds} s: "
-                         "generate.ace_step tells the model the latent's")
+        if song.get("duration") is not None and (seconds is None or float(song["duration"]) != float(seconds)):
+            params["duration"] = float(song["duration"])
         if raw["sampler_name"] in SAMPLERS_KEPT:
             params["sampler"] = raw["sampler_name"]
         else:
