@@ -66,13 +66,14 @@ def run_on_picture(template: Path, picture: Path, out: Path, edit=None):
     return wf, Session(device="cpu").run(wf, use_cache=False)
 
 
-def sampled_latent(workflow: Path, yaml: str):
-    """The first frame of the k_sampler's latent from running `yaml` (written to `workflow`) on the CPU, uncached."""
+def sampled_latent(workflow: Path, yaml: str, sampler: str = "k_sampler"):
+    """The first frame of the sampler's latent (the node whose name starts with `sampler`) from running `yaml`
+    (written to `workflow`) on the CPU, uncached."""
     from graph_engine.api import Session, load_workflow
     workflow.write_text(yaml)
     out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
     assert out.ok, out.failed
-    return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    return next(v["latent"] for k, v in out.outputs.items() if k.startswith(sampler)).samples[:, :, 0]
 
 
 def sample_cat(model, te, vae, cfg: float, negative, size: tuple):
