@@ -1,6 +1,7 @@
-"""Small files from strangers that ask for huge work: ComfyUI loops unrolled on import, a ConvRot layer claiming a
-rotation group the size of a model, a prompt longer than the language model reads. Each runs in a child process with
-a memory limit and a time limit, and must end in one message naming the thing and what to do, never a traceback."""
+"""Small files from strangers that ask for huge work or numbers nothing can hold: ComfyUI loops unrolled on import, a
+ConvRot layer claiming a rotation group the size of a model, a prompt longer than the language model reads, a canvas
+layout at NaN or a 400-digit coordinate. Each runs in a child process with a memory limit and a time limit, and must
+end in one message naming the thing and what to do, never a traceback."""
 import json
 import os
 import subprocess
@@ -106,3 +107,48 @@ def test_a_prompt_the_language_model_cannot_read_is_refused_by_name(tmp_path):
         "text.generate's prompt is empty and use_default_template is off, so the model has no token to start from: "
         "write a prompt, or turn use_default_template on",
         "5"]       # the context of 1,030 less the 1,025 tokens of the prompt in its chat turn
+
+
+# Opens a workflow in the editor's window off screen and prints what the canvas kept and what it said it left out.
+EDITOR = """
+import os
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from pathlib import Path
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from app.editor.document import Document
+from app.editor.window import MainWindow
+from graph_engine.registry import default_registry
+w = MainWindow(Document.load(Path(sys.argv[1]), default_registry()))
+w.show()
+app.processEvents()
+print(sorted(w.doc.graph.ui.get("_notes", {})), w.doc.graph.ui["p"].get("pos") == [0, 0] or w.doc.graph.ui["p"])
+print(sorted(p.message.split(";")[0] for p in w.doc.problems if p.dropped))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_layout_numbers_no_canvas_can_draw_are_left_out_with_a_word(tmp_path):
+    """A stranger's workflow placing its node at (.nan, .inf) froze the editor as it opened the file (killed after
+    40 s), a note at x = a whole number of 400 digits stopped it with an OverflowError traceback from Qt, and a
+    ComfyUI file whose saved view (extra.ds) was such a number raised the same out of File > Open. Each is left out as
+    a layout the canvas cannot draw, said so (Save asks before writing the file without it)."""
+    big = "1" + "0" * 400
+    wf = tmp_path / "far.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 1, width: 16, "
+                  "height: 16}}\nui:\n  p: {pos: [.nan, .inf]}\n  _notes:\n    n1: {pos: [" + big + ", 0], text: far}\n"
+                  "    n2: {pos: [40, 40], text: near}\n")
+    r = child(EDITOR, wf)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    kept, said = r.stdout.splitlines()
+    assert kept == "['n2'] True"
+    assert said == str(["layout of n1: pos [" + big + ", 0] is not [x, y]", "layout of p: pos [nan, inf] is not [x, y]"])
+    comfy = tmp_path / "view.json"
+    comfy.write_text(json.dumps({"last_node_id": 1, "last_link_id": 0, "links": [], "version": 0.4, "nodes": [
+        {"id": 1, "type": "EmptyImage", "pos": [0, 0], "size": [200, 100], "mode": 0, "widgets_values": [64, 64, 1, 0],
+         "outputs": [], "inputs": []}]})[:-1] + ', "extra": {"ds": {"scale": 1, "offset": [' + big + ', 0]}}}')
+    code = "from app.editor.comfyui_open import saved_view\nprint(saved_view(sys.argv[1]))\n"
+    r = child(code, comfy)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stdout.strip() == "None"
