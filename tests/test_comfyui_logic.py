@@ -443,13 +443,17 @@ def test_a_json_text_of_objects_that_never_close_is_refused_before_it_is_read_fo
     assert logic.json_extract('say {"a": 1, then ```{"a": {"b": 2}}```', "a") == "{'b': 2}"
 
 
-def test_a_system_prompt_given_to_textgenerate_is_named_not_taken_for_a_picture():
-    """Newer TextGenerate has a system_prompt (MOSS-Image's, FLUX.3 [klein]'s upsamplers): text.generate writes the
-    user's turn only, so the node is not mapped, named for what it is (it was called a picture to read)."""
+def test_a_system_prompt_given_to_textgenerate_becomes_text_generates():
+    """Newer TextGenerate has a system_prompt (MOSS-Image's, FLUX.3 [klein]'s upsamplers): text.generate writes it in
+    the chat's system turn (it was refused, and before that called a picture to read); a video or sound to read is
+    still refused by name."""
     api = _generated_into("7", "text")
     api["20"]["inputs"]["system_prompt"] = "Expand the request into one detailed paragraph."
+    res = import_data(api)
+    assert "20" not in {e.comfy_id for e in res.report.blocking}
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params["system_prompt"] == "Expand the request into one detailed paragraph."
+    api["1000"] = {"class_type": "LoadAudio", "inputs": {"audio": "a.wav"}}
+    api["20"]["inputs"]["audio"] = ["1000", 0]
     blocking = {e.comfy_id: e for e in import_data(api).report.blocking}
-    assert "20" in blocking and "its system_prompt (instructions in the chat's system turn) is not carried" in \
-        blocking["20"].notes[-1]
-    api["20"]["inputs"]["system_prompt"] = ""
-    assert "20" not in {e.comfy_id for e in import_data(api).report.blocking}
+    assert "its audio input is a video or sound for the language model to read" in blocking["20"].notes[-1]

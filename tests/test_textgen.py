@@ -1,11 +1,13 @@
 """text.generate (ComfyUI's TextGenerate): a Qwen3 text encoder file in ComfyUI's names (qwen_3_4b's layout: model.*,
 its head tied to the embeddings; and one holding its own lm_head, as qwen_3_8b does) writes the same tokens as
-transformers' own Qwen3ForCausalLM.generate on the same weights, prompt, chat template and seed; encoders without a
-language model are refused by name."""
+transformers' own Qwen3ForCausalLM.generate on the same weights, prompt, chat template (with a system turn) and seed;
+a Qwen3-VL file (qwen3vl_4b's layout: model.*, visual.*) reading a picture writes what
+Qwen3VLForConditionalGeneration.generate writes; encoders without a language model are refused by name."""
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,7 +36,74 @@ def build(root: Path) -> Path:
     save_file({**state, "lm_head.weight": head}, str(te / "qwen3_head_tiny.safetensors"))
     for name in ("qwen3_tied_tiny", "qwen3_head_tiny"):
         tokenizer(te / name, QWEN3_CHAT, SPECIAL)
+    build_qwen3vl(te)
+    build_qwen35(te)
     return root
+
+
+# Qwen3.5's published text config (Qwen/Qwen3.5-9B), sizes cut down: three gated delta-net layers, then full
+# attention with its rope on a quarter of each head
+Q35 = dict(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=4, num_attention_heads=2,
+           num_key_value_heads=1, head_dim=32, linear_num_key_heads=2, linear_num_value_heads=4,
+           linear_key_head_dim=16, linear_value_head_dim=16, linear_conv_kernel_dim=4, rms_norm_eps=1e-6,
+           rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                            "mrope_section": [11, 11, 10], "mrope_interleaved": True})
+
+
+def build_qwen35(te: Path) -> None:
+    """text_encoders/qwen35_tiny.safetensors: Qwen3.5 in ComfyUI's names (model.*, its own head as model.lm_head, as
+    qwen3.5_9b holds it) without a vision tower, and qwen35vl_tiny.safetensors with one (visual.*), bf16, each with
+    its tokenizer in a folder named after it."""
+    from safetensors.torch import save_file
+    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+    from tiny_flux2 import QWEN3_CHAT, tokenizer
+    from tiny_qwen import qwen_tokenizer
+    torch.manual_seed(5)
+    lm = Qwen3_5ForCausalLM(Qwen3_5TextConfig(**Q35))
+    with torch.no_grad():
+        for name, w in lm.named_parameters():
+            if name.endswith("norm.weight"):        # zero-initialised: every norm would read as (1 + 0)
+                w.normal_(0, 0.3)
+    save_file({("model." + k if k.startswith("lm_head") else k): v.bfloat16().contiguous()
+               for k, v in lm.state_dict().items()}, str(te / "qwen35_tiny.safetensors"))
+    tokenizer(te / "qwen35_tiny", QWEN3_CHAT, SPECIAL)
+    vl = qwen35_vision()
+    save_file({k.replace("model.language_model.", "model.", 1).replace("model.visual.", "visual.", 1)
+               .replace("lm_head", "model.lm_head"): v.bfloat16().contiguous() for k, v in vl.state_dict().items()},
+              str(te / "qwen35vl_tiny.safetensors"))
+    qwen_tokenizer(te / "qwen35vl_tiny")
+
+
+def qwen35_vision():
+    """Qwen3_5ForConditionalGeneration in the published config (Q35 and a one-block tower), its vision token ids
+    the tiny Qwen tokenizer's."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+    from tiny_qwen import TEMPLATE_TOKENS
+    ids = {k: 256 + TEMPLATE_TOKENS.index(t) for k, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    torch.manual_seed(6)
+    lm = Qwen3_5ForConditionalGeneration(Qwen3_5Config(
+        text_config=Q35, vision_config=dict(depth=1, hidden_size=32, intermediate_size=16, num_heads=1,
+                                            out_hidden_size=64, num_position_embeddings=64), **ids)).eval()
+    with torch.no_grad():
+        for name, w in lm.named_parameters():
+            if name.endswith("norm.weight") and "visual" not in name:
+                w.normal_(0, 0.3)
+    return lm
+
+
+def build_qwen3vl(te: Path) -> None:
+    """text_encoders/qwen3vl_tiny.safetensors: Qwen3-VL in ComfyUI's names (model.*, visual.*) with its lm_head, and
+    its tokenizer (Qwen's chat and vision tokens) in qwen3vl_tiny/."""
+    from safetensors.torch import save_file
+    from tiny_qwen import qwen_tokenizer
+    from tiny_qwen21 import comfy_text_encoder, text_encoder
+    torch.manual_seed(4)
+    vl = text_encoder()
+    state = {**comfy_text_encoder(vl.state_dict()), "lm_head.weight": vl.lm_head.weight}
+    save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(te / "qwen3vl_tiny.safetensors"))
+    qwen_tokenizer(te / "qwen3vl_tiny")
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +112,10 @@ def models(tmp_path_factory):
     yield from models_dir(tmp_path_factory, build, "textgen")
 
 
-def reference(models: Path, name: str, prompt: str, seed: int, **kw):
+def reference(models: Path, name: str, prompt: str, seed: int, system: str = "", **kw):
     """transformers alone: Qwen3ForCausalLM from the file's tensors (model.* as they are, the head tied where the file
-    has none), the prompt in Qwen3's chat template with thinking off, generate under torch.manual_seed."""
+    has none), the prompt in Qwen3's chat template with thinking off (after Qwen's system turn where `system` is
+    given), generate under torch.manual_seed."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
     state = {k: v.float() for k, v in load_file(str(models / "models/text_encoders" / f"{name}.safetensors")).items()}
@@ -54,6 +124,8 @@ def reference(models: Path, name: str, prompt: str, seed: int, **kw):
     lm.load_state_dict(state, strict=not tied)
     tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders" / name))
     text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    if system:
+        text = f"<|im_start|>system\n{system}<|im_end|>\n" + text
     ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
     torch.manual_seed(seed)
     stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
@@ -83,6 +155,154 @@ def test_greedy_tokens_equal_transformers_generate(models):
     from nodes.generate.textgen import generate_ids
     got, _ = generate_ids(encoder("qwen3_head_tiny.safetensors"), "a red kite", max_length=10, sample=False)
     assert got == reference(models, "qwen3_head_tiny", "a red kite", 0, do_sample=False, max_new_tokens=10)
+
+
+def test_a_system_turn_comes_before_the_users(models):
+    from nodes.generate.textgen import generate_ids
+    system = "Answer in one line."
+    got, _ = generate_ids(encoder("qwen3_head_tiny.safetensors"), "a red kite", seed=7, system=system, **SAMPLED)
+    want = reference(models, "qwen3_head_tiny", "a red kite", 7, system=system, do_sample=True, max_new_tokens=12,
+                     temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want
+    assert got != reference(models, "qwen3_head_tiny", "a red kite", 7, do_sample=True, max_new_tokens=12,
+                            temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+
+
+PICTURE = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+
+
+def processor(tok, mean, std):
+    """transformers' Qwen3VLProcessor with Qwen-VL's 16-pixel patches merged 2x2, pixels normalised by mean and std."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None   # no video processor
+    try:
+        return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=mean,
+                                                                      image_std=std), tokenizer=tok)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = check
+
+
+def qwen3vl_reference(models: Path, prompt: str, seed: int, image=PICTURE, system: str = "", **kw):
+    """transformers alone: Qwen3VLForConditionalGeneration from the file's tensors (transformers 5's names), Qwen3-VL's
+    published processing (16-pixel patches merged 2x2, pixels to -1..1) and its chat turn written out, the picture
+    first; generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+    from tiny_qwen21 import text_encoder
+    lm = text_encoder()
+    state = load_file(str(models / "models/text_encoders/qwen3vl_tiny.safetensors"))
+    lm.load_state_dict({k.replace("model.", "model.language_model.", 1).replace("visual.", "model.visual.", 1)
+                        if not k.startswith("lm_head") else k: v.float() for k, v in state.items()})
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen3vl_tiny"))
+    proc = processor(tok, [0.5] * 3, [0.5] * 3)
+    picture = "<|vision_start|><|image_pad|><|vision_end|>" if image is not None else ""
+    text = f"<|im_start|>user\n{picture}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+    if system:
+        text = f"<|im_start|>system\n{system}<|im_end|>\n" + text
+    enc = proc(text=[text], images=None if image is None else [image], return_tensors="pt")
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(**enc, eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, enc.input_ids.shape[1]:].tolist()
+
+
+def test_qwen3vl_reading_a_picture_writes_transformers_tokens(models):
+    from nodes.generate.textgen import generate_ids
+    te = encoder("qwen3vl_tiny.safetensors")
+    got, _ = generate_ids(te, "what is it", max_length=10, sample=False, image=PICTURE)
+    assert got == qwen3vl_reference(models, "what is it", 0, do_sample=False, max_new_tokens=10)
+    got, _ = generate_ids(te, "what is it", seed=3, image=PICTURE, system="be brief", **SAMPLED)
+    want = qwen3vl_reference(models, "what is it", 3, system="be brief", do_sample=True, max_new_tokens=12,
+                             temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want and len(got) > 1
+    assert got != qwen3vl_reference(models, "what is it", 3, image=PICTURE[::-1].copy(), system="be brief",
+                                    do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64, top_p=0.95,
+                                    min_p=0.05, repetition_penalty=1.05)
+
+
+def qwen35_reference(models: Path, text: str, seed: int, **kw):
+    """transformers alone: Qwen3_5ForCausalLM in the published config from the file's tensors (the head renamed),
+    `text` as written, generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, Qwen3_5ForCausalLM, Qwen3_5TextConfig
+    state = load_file(str(models / "models/text_encoders/qwen35_tiny.safetensors"))
+    lm = Qwen3_5ForCausalLM(Qwen3_5TextConfig(**Q35)).eval()
+    lm.load_state_dict({k.replace("model.lm_head", "lm_head"): v.float() for k, v in state.items()})
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen35_tiny"))
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_qwen35_writes_transformers_tokens(models):
+    """Qwen3.5 (ComfyUI's turn: an empty reasoning block when it is not to think, none when it is) after a system
+    turn, sampled and greedy."""
+    from nodes.generate.textgen import generate_ids
+    te = encoder("qwen35_tiny.safetensors")
+    turn = "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n"
+    got, _ = generate_ids(te, "a cat", seed=2, system="be brief", **SAMPLED)
+    assert got == qwen35_reference(models, turn + "<think>\n</think>\n", 2, do_sample=True, max_new_tokens=12,
+                                   temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    got, _ = generate_ids(te, "a cat", max_length=8, sample=False, thinking=True, system="be brief")
+    assert got == qwen35_reference(models, turn, 0, do_sample=False, max_new_tokens=8) and len(got) > 1
+
+
+def test_qwen35_for_a_model_family_or_with_a_picture_is_refused_by_name(models):
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"qwen35_tiny\.safetensors is Qwen3\.5, which Kinograph generates text with "
+                                        r"\(text\.generate\) but pairs with no model family.*set type auto"):
+        load_text_encoder(ModelManager(), "qwen35_tiny.safetensors", "", "wan", "cpu")
+    with pytest.raises(NodeError, match=r"Qwen3\.5 language model, a file without its vision tower"):
+        generate_ids(encoder("qwen35_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
+    from nodes.generate.text import encode_prompt
+    with pytest.raises(NodeError, match=r"qwen35_tiny\.safetensors is Qwen3\.5, which Kinograph writes text with "
+                                        r"\(text\.generate\), but none of its model families reads prompts with it"):
+        encode_prompt(encoder("qwen35_tiny.safetensors"), "a cat")
+
+
+def qwen35vl_reference(models: Path, prompt: str, seed: int, **kw):
+    """transformers alone: Qwen3_5ForConditionalGeneration from the file's tensors (transformers' names), the picture
+    as ComfyUI prepares it for Qwen3.5 (16-pixel patches merged 2x2, CLIP's mean and spread), ComfyUI's Qwen3.5 turn
+    written out (thinking off); generate under torch.manual_seed."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+    lm = qwen35_vision()
+    state = load_file(str(models / "models/text_encoders/qwen35vl_tiny.safetensors"))
+    lm.load_state_dict({k.replace("model.lm_head", "lm_head").replace("model.", "model.language_model.", 1)
+                        .replace("visual.", "model.visual.", 1): v.float() for k, v in state.items()})
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders/qwen35vl_tiny"))
+    proc = processor(tok, [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+    text = (f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{prompt}<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n</think>\n")
+    enc = proc(text=[text], images=[PICTURE], return_tensors="pt")
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(**enc, eos_token_id=stops, pad_token_id=stops[0], **kw)
+    return out[0, enc.input_ids.shape[1]:].tolist()
+
+
+def test_qwen35_reading_a_picture_writes_transformers_tokens(models):
+    """Qwen3.5 with its vision tower (ComfyUI's qwen3.5_4b layout) reads a picture and writes what
+    Qwen3_5ForConditionalGeneration.generate writes."""
+    from nodes.generate.textgen import generate_ids
+    got, _ = generate_ids(encoder("qwen35vl_tiny.safetensors"), "what is it", seed=5, image=PICTURE, **SAMPLED)
+    assert got == qwen35vl_reference(models, "what is it", 5, do_sample=True, max_new_tokens=12, temperature=0.7,
+                                     top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05) and len(got) > 1
+
+
+def test_a_picture_for_a_model_that_reads_none_is_refused_by_name(models):
+    from graph_engine import NodeError
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"qwen3_tied_tiny\.safetensors is a Qwen3 language model, a model that "
+                                        r"reads no pictures.*Qwen3-VL"):
+        generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
 
 
 def test_a_seed_gives_the_same_text_and_leaves_the_global_stream_alone(models):
@@ -237,3 +457,70 @@ def test_a_quantised_output_head_is_dequantised(tmp_path):
                "scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}, str(path))
     want = (w / scale).to(torch.float8_e4m3fn).float() * scale
     assert torch.equal(_file_head(SimpleNamespace(path=str(path))), want)
+
+
+@pytest.mark.parametrize("template, name, reference", [
+    ("llm_qwen3vl_text_gen.json", "qwen3vl_tiny", qwen3vl_reference),
+    ("llm_qwen3_5_text_gen.json", "qwen35vl_tiny", qwen35vl_reference)])
+def test_comfyuis_picture_templates_read_it_as_transformers_does(models, tmp_path, template, name, reference):
+    """llm_qwen3vl_text_gen.json and llm_qwen3_5_text_gen.json as published (qwen3vl_4b loaded as ideogram4,
+    qwen3.5_4b as stable_diffusion; LoadImage into TextGenerate's image) run on the tiny files: their text is
+    transformers' tokens for that picture, prompt and seed, decoded."""
+    import json
+    from PIL import Image
+    from transformers import AutoTokenizer
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.workflow import to_yaml
+    data = json.loads((ROOT / "tests/data/comfyui/templates" / template).read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    Image.fromarray(PICTURE).save(tmp_path / "picture.png")
+    for n in res.graph.nodes.values():
+        if n.type == "load.text_encoder":
+            n.params["name"] = f"{name}.safetensors"
+        if n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "picture.png")
+    gen.params["max_length"] = 12
+    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False)
+    assert run.ok, run.failed
+    want = reference(models, gen.params["prompt"], gen.params["seed"], do_sample=True, max_new_tokens=12,
+                     temperature=0.7, top_k=64, top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    tok = AutoTokenizer.from_pretrained(str(models / "models/text_encoders" / name))
+    assert run.outputs[gen.id]["text"] == tok.decode(want, skip_special_tokens=True).strip()
+
+
+def test_comfyuis_system_prompt_and_mtp_are_read():
+    """The newer TextGenerate (ming_image_01_design_t2i's): its system prompt from a text primitive becomes
+    text.generate's system_prompt, and its thirteenth widget mtp (auto) is a speed setting that changes no token."""
+    import json
+    from app.comfyui import import_data
+    data = json.loads((ROOT / "tests/data/comfyui/templates/image_ming_image_01_design_t2i.json")
+                      .read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params["system_prompt"].startswith("You are a senior visual designer and image-prompt engineer.")
+    assert gen.params["prompt"].startswith("A retro 1950s mid-century e-commerce homepage design")
+    assert gen.params["max_length"] == 4096 and gen.params["repetition_penalty"] == 1.05
+    entry, = [e for e in res.report.entries.values() if e.class_type == "TextGenerate"]
+    assert not any("mtp" in n or "system_prompt" in n for n in entry.notes)
+
+
+def test_a_gemma4_file_is_named_not_read_as_gemma3(tmp_path, monkeypatch):
+    """Gemma 4 (ComfyUI's gemma4_e4b_it: Gemma 3's norms and a scale on each layer) was taken for Gemma 3 and sent to
+    LTX-2's loader, which asked for LTX-2's checkpoint: it is named as what it is, and as not loaded yet."""
+    from safetensors.torch import save_file
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    from graph_engine import NodeError
+    lm = Gemma4ForCausalLM(Gemma4TextConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, hidden_size_per_layer_input=8, vocab_size_per_layer_input=300,
+        layer_types=["sliding_attention", "full_attention"], per_layer_config={}))
+    te = tmp_path / "models" / "text_encoders"
+    te.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")},
+              str(te / "gemma4_e4b_it_tiny.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    with pytest.raises(NodeError, match=r"gemma4_e4b_it_tiny\.safetensors: Gemma 4 .* which Kinograph does not load "
+                                        r"yet; text generation takes Qwen3, Gemma 3, Qwen3-VL or Qwen3\.5"):
+        encoder("gemma4_e4b_it_tiny.safetensors")

@@ -15,12 +15,12 @@ from .report import APPROX, EXACT, UI, Entry, Report
 from .out import LOADERS, Out
 from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, EasyUse,
                     Efficiency, FizzNodes, FrameInterpolation, Inspire, IPAdapters, KJNodes, LogicNodes, Rgthree,
-                    Segmentation, VideoModels, WanVideoWrapper, XLabs)
+                    Segmentation, SoundModels, VideoModels, WanVideoWrapper, XLabs)
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
-class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters, Segmentation,
-                KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
+class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters,
+                Segmentation, KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
                 EasyUse, Inspire, LogicNodes):
     def __init__(self, flat: Flat, registry=None):
         self.flat = flat

@@ -1274,8 +1274,14 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
-    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    # ComfyUI's core audio decoder on an audio VAE: LTX-2's sound (the decoded clip's own), or Stable Audio Open's,
+    # where the chain from EmptyLatentAudio through KSampler folds into generate.stable_audio
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                             special="empty_latent_audio", ignore={"batch_size": 1}),
+    "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
+                                    (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
+                                    fold=True, special="stable_audio_seconds"),
     # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
     # latent.set_sound on the video latent, made where the two streams are joined
     "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
@@ -1471,6 +1477,11 @@ RULES: Dict[str, Rule] = {
                         fixed={"cfg": 1.0}),
     "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
                       {"model": "model", "positive": "positive", "negative": "negative"}, fold=True),
+    # three prompts (HiDream-E1's and OmniGen2's edit templates): cond2 is guide.dual_cfg's middle prompt on the
+    # model, and the guider is then CFGGuider's with cond1 as the prompt and cfg_conds as its cfg
+    "DualCFGGuider": Rule("guide.dual_cfg", ("cfg_conds", "cfg_cond2_negative", "style"),
+                          (P("cfg_conds", "cfg"), P("cfg_cond2_negative", "middle_cfg"), P("style", "style")),
+                          {"model": "model", "cond2": "middle"}, ("model",), special="dual_cfg_guider"),
     # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
     # is Euler; at eta 1 it is euler_ancestral's full fresh noise
     "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,
@@ -1479,17 +1490,19 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3) answers the prompt. Its
-    # sampling_mode "off" leaves out the sampling widgets, so the values after it are read by the special
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3, Qwen3-VL with its picture)
+    # answers the prompt, after the system turn. Its sampling_mode "off" leaves out the sampling widgets, so the values
+    # after it are read by the special. mtp (multi-token prediction) drafts tokens ahead to go faster: greedy, it
+    # writes the same tokens as one at a time
     "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
                                            "min_p", "repetition_penalty", "seed", "presence_penalty", "thinking",
-                                           "use_default_template"),
-                         (P("prompt", "prompt"), P("max_length", "max_length"), P("temperature", "temperature"),
-                          P("top_k", "top_k"), P("top_p", "top_p"), P("min_p", "min_p"),
-                          P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
+                                           "use_default_template", "mtp"),
+                         (P("prompt", "prompt"), P("system_prompt", "system_prompt"), P("max_length", "max_length"),
+                          P("temperature", "temperature"), P("top_k", "top_k"), P("top_p", "top_p"),
+                          P("min_p", "min_p"), P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
                           P("thinking", "thinking"), P("use_default_template", "use_default_template")),
-                         {"clip": "text_encoder"}, ("text", "thinking"), ignore={"presence_penalty": 0},
-                         special="text_generate",
+                         {"clip": "text_encoder", "image": "image"}, ("text", "thinking"),
+                         ignore={"presence_penalty": 0, "mtp": ("auto", "off")}, special="text_generate",
                          note="sampled by transformers' generate with the same settings but not ComfyUI's random "
                               "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
                               "every run)"),
@@ -1634,7 +1647,8 @@ RULES: Dict[str, Rule] = {
                                note=LATENT_MASK_NOTE, special="latent_noise_mask"),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
-    # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
+    # FLUX.1 Depth / Canny's control picture, HiDream-E1's picture to edit (SD's InstructPix2Pix models, which use the
+    # node too, are refused there)
     "InstructPixToPixConditioning": Rule("condition.control_image", (), (),
                                          {"positive": "positive", "negative": "negative", "vae": "vae",
                                           "pixels": "video"}, ("positive", "negative", "latent")),

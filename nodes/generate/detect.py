@@ -710,6 +710,12 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     elif k.any("text_embedding_projection.weight", "text_embedding_projection.aggregate_embed.weight",
                "video_embeddings_connector.learnable_registers"):
         return Detection(None, "ltx2", "connectors", why=f"LTX-2's text projection and connectors alone: {LTX2_FILES}")
+    elif k.any("layers.0.layer_scalar", "language_model.layers.0.layer_scalar"):
+        # Gemma 4 (ComfyUI's gemma4_*: LTX-2.5's encoder and enhancer, text generation): Gemma 3's norms, a learned
+        # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
+        return Detection(None, "gemma4", "", why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text "
+                         "encoders), which Kinograph does not load yet; text generation takes Qwen3, Gemma 3, Qwen3-VL "
+                         "or Qwen3.5")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.
@@ -997,6 +1003,10 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
         return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
+    if emb is not None and k.any("layers.0.linear_attn.A_log", "language_model.layers.0.linear_attn.A_log"):
+        # Qwen3.5 (MOSS-Image's qwen3.5_9b, ComfyUI's text generation): gated delta-net layers between full ones
+        return Detection("text_encoder", "qwen35", {2048: "2b", 2560: "4b", 4096: "9b", 5120: "27b"}.get(
+            emb[1], f"h{emb[1]}"), why="Qwen3.5 layers (linear_attn)", extra={"hidden": emb[1]})
     if k.has("layers.0.self_attn.q_proj.weight", "embed_tokens.weight") or \
             k.has("model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"):
         hidden = (k.shape("embed_tokens.weight") or k.shape("model.embed_tokens.weight"))[1]

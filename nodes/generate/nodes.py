@@ -226,7 +226,10 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
 @node("text.generate", title="Generate Text", category="Conditioning", device="gpu",
       outputs={"text": STRING, "thinking": STRING})
 def text_generate(ctx, text_encoder: TEXT_ENCODER,
+                  image: IMAGE = Input(optional=True, help="a picture for the model to read (Qwen3-VL, Qwen3.5)"),
                   prompt: str = Param("", kind="text", help="what to ask the model (write or enhance a prompt)"),
+                  system_prompt: str = Param("", kind="text", help="instructions in the chat's system turn (how to "
+                                                                   "answer); empty: none"),
                   max_length: int = Param(512, min=1, max=32768, help="most tokens to generate"),
                   sampling: bool = Param(True, help="sample with the settings below; off: greedy (the likeliest "
                                                     "token each step)"),
@@ -239,16 +242,16 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
                   thinking: bool = Param(False, help="let the model reason first (Qwen3); its reasoning comes out "
                                                      "as `thinking`"),
                   use_default_template: bool = Param(True, help="wrap the prompt in the model's chat turn; off: "
-                                                                "the text as written")):
-    """Write text with the text encoder's own language model (ComfyUI's TextGenerate): Qwen3 (qwen_3_4b) or
-    Gemma 3 (LTX-2's gemma_3_12B_it) loaded by load.text_encoder answer `prompt` through transformers' generate.
-    The same seed gives the same text, which the run's log shows. CLIP and T5 encoders have no language model and
-    are refused."""
+                                                                "the text as written (no system turn)")):
+    """Write text with the text encoder's own language model (ComfyUI's TextGenerate): Qwen3 (qwen_3_4b), Gemma 3
+    (LTX-2's gemma_3_12B_it), Qwen3-VL (qwen3vl_4b) or Qwen3.5 (qwen3.5_4b), both of which also read `image`, loaded
+    by load.text_encoder answer `prompt`, following `system_prompt`, through transformers' generate. The same seed gives the same text, which
+    the run's log shows. CLIP and T5 encoders have no language model and are refused."""
     from nodes.generate.textgen import generate_text
     text, reasoning = generate_text(text_encoder, prompt, max_length=max_length, sample=sampling,
                                     temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                     repetition_penalty=repetition_penalty, seed=seed, thinking=thinking,
-                                    use_template=use_default_template)
+                                    use_template=use_default_template, system=system_prompt, image=image)
     ctx.log(f"generated: {text}")       # what ComfyUI's PreviewAny shows, in the run's log
     return {"text": text, "thinking": reasoning}
 
@@ -445,7 +448,8 @@ def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO 
         help="the depth map (depth.estimate) or edges (control.canny) to follow: one picture, or a clip"),
         negative: CONDITIONING = Input(optional=True)):
     """Steer a FLUX.1 Depth or Canny model by a depth map or edge picture (ComfyUI's InstructPixToPixConditioning):
-    its latent rides beside the noise on the model's extra channels. Sample the latent this gives (empty, of the
+    its latent rides beside the noise on the model's extra channels. For HiDream-E1 it is the picture to edit, read
+    beside the noise (with guide.dual_cfg, as ComfyUI's E1 templates). Sample the latent this gives (empty, of the
     picture's size) at denoise 1."""
     from nodes.generate.image_cond import condition_control_image as run
     return run(vae, positive, negative, video, ctx.check, ctx.progress)
@@ -962,6 +966,22 @@ def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=
     at each latent pixel the guided result is scaled down to the conditional prediction's norm over the channels
     where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing."""
     return model.with_option("cfg_norm", float(strength))
+
+
+@node("guide.dual_cfg", title="Dual CFG (two prompts)", category="Sampling", passes={"model": "model"})
+def dual_cfg_guide(ctx, model: MODEL, middle: CONDITIONING,
+                   middle_cfg: float = Param(2.0, min=0.0, max=100.0, help="how far the middle prompt pushes away "
+                                                                           "from sample's negative"),
+                   style: str = Param("regular", choices=("regular", "nested"),
+                                      help="regular: the two pushes added; nested: the middle-to-prompt guidance "
+                                           "itself pushed away from the negative")) -> MODEL:
+    """Guidance between three prompts (ComfyUI's DualCFGGuider; HiDream-E1 and OmniGen2 edit with it): sample's
+    prompt, this middle one and sample's negative. regular: negative + middle_cfg (middle - negative) + cfg (prompt -
+    middle); nested: negative + middle_cfg (middle + cfg (prompt - middle) - negative), sample's cfg being the
+    prompt's scale over the middle. For editing, the middle is the negative text with the picture, so cfg weighs
+    the instruction and middle_cfg the picture. Three network calls a step; connect sample's negative prompt."""
+    from nodes.generate.sampling import DualCfg
+    return model.with_option("dual_cfg", DualCfg(middle, float(middle_cfg), style == "nested"))
 
 
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})

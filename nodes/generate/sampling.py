@@ -48,6 +48,14 @@ class SamplingInfo:
     window_done: Callable[[int, int, int], None] = lambda step, done, count: None
 
 
+@dataclass(frozen=True)
+class DualCfg:
+    """guide.dual_cfg's middle prompt, its scale against the negative, and whether the guidance nests."""
+    middle: Conditioning
+    scale: float
+    nested: bool
+
+
 def manual_sigmas(text: str) -> torch.Tensor:
     """A schedule written out as numbers ("1.0, 0.9937, ..., 0.0": ComfyUI's ManualSigmas, the list Lightricks gives
     its distilled LTX-Video models), checked: at least two levels, falling, none negative."""
@@ -126,7 +134,7 @@ def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
                     batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None,
                     keep_noise: Optional[torch.Tensor] = None, mask_at: Optional[Callable] = None, ip_feed=None,
-                    true_from: float = -1.0):
+                    true_from: float = -1.0, dual: Optional[DualCfg] = None):
     """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
 
     With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
@@ -138,7 +146,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     diffusion's, inpaint.differential). `ip_feed`: what the IP-Adapter processors installed for the run read
     (ipadapter.installed), set before each network call. With the handle's `true_cfg` option (guide.true_cfg) a
     model told cfg as its guidance also takes true CFG at that scale against `negative`, at levels from `true_from`
-    down (the level of its first step), its prompt alone above."""
+    down (the level of its first step), its prompt alone above. `dual` (guide.dual_cfg, its middle prompt made ready
+    for the run) adds a third prompt between the two, guided as ComfyUI's DualCFGGuider guides it."""
     pipe = handle.pipe
     levels = sampling_view(handle)
     min_cfg = handle.option("min_cfg")
@@ -153,12 +162,19 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     if true_cfg is not None and not adapter.distilled_guidance(handle):
         raise NodeError(f"guide.true_cfg adds true CFG to a model told cfg as its guidance (FLUX.1 dev); this "
                         f"{handle.family} model takes sample's cfg as true CFG already: remove guide.true_cfg")
-    guided = negative is not None and (true_cfg is not None or cfg != 1.0 and not adapter.distilled_guidance(handle))
-    conds = [negative, positive] if guided else [positive]
+    if dual is not None:
+        _check_dual(handle, adapter, negative, {"guide.skip_layer_guidance": skip, "guide.skip_layers_negative":
+                                                weak_negative, "condition.reference_voice": identity,
+                                                "guide.true_cfg": true_cfg, "guide.linear_cfg": min_cfg})
+    guided = negative is not None and (true_cfg is not None or dual is not None
+                                       or cfg != 1.0 and not adapter.distilled_guidance(handle))
+    conds = [negative, dual.middle, positive] if dual is not None else [negative, positive] if guided else [positive]
     if not adapter.reads_references and any(references(e) for c in conds for e in c.entries()):
         raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
                         f"(FLUX.1 Kontext); this {handle.family} model would ignore them: remove the "
                         f"condition.reference, or load a FLUX.1 Kontext model")
+    if dual is not None and regions.is_regional(*conds):
+        raise NodeError("guide.dual_cfg and regional prompts cannot be sampled together yet: remove one of them")
     if (skip is not None or weak_negative is not None and guided) and regions.is_regional(*conds):
         raise NodeError(f"skip-layer guidance ({(skip or weak_negative).node}) and regional prompts cannot be "
                         "sampled together yet: remove one of them")
@@ -239,17 +255,27 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             return skip.apply(den.chunk(2)[1] if guided else den, run([positive], x, sigma, idx, mask), guided_den)
 
     def guide(x, s, den, idx):
-        mixed = mix(x, s, den, idx)
+        if dual is None:
+            return guide_pair(x, s, den, idx, cfg)
+        # ComfyUI's Guider_DualCFG: one CFG step (its post-CFG steps, CFGNorm's, with it) between two of the three
+        # predictions, the third prompt's push added (regular) or pushing that result (nested)
+        uncond, middle, cond = den.chunk(3)
+        if dual.nested:
+            return uncond + (guide_pair(x, s, torch.cat([middle, cond]), idx, cfg) - uncond) * dual.scale
+        return guide_pair(x, s, torch.cat([uncond, middle]), idx, dual.scale) + (cond - middle) * cfg
+
+    def guide_pair(x, s, den, idx, scale):
+        mixed = mix(x, s, den, idx, scale)
         return mixed if norm is None else cfg_norm(den.chunk(2)[1] if guided else den, mixed, norm)
 
-    def mix(x, s, den, idx):
+    def mix(x, s, den, idx, scale):
         if not guided:
             return den
         uncond, cond = den.chunk(2)
         if true_cfg is not None:    # float32 levels against the schedule's: a relative margin
             return cond if float(s.flatten()[0]) > true_from * (1 + 1e-6) else uncond + (cond - uncond) * true_cfg[0]
         if min_cfg is None:
-            g = adapter.guidance_scale(cfg, len(idx), x.device)
+            g = adapter.guidance_scale(scale, len(idx), x.device)
         else:
             g = linear_cfg(min_cfg, cfg, max(num_frames, max(idx) + 1))[idx].to(x.device, x.dtype).view(1, 1, -1, 1, 1)
         mixed = uncond + (cond - uncond) * g
@@ -258,6 +284,19 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         return cfg_zero_star(x, cond, uncond, mixed, g) if zero_star else mixed
 
     return model_fn
+
+
+def _check_dual(handle, adapter, negative, others: dict):
+    """guide.dual_cfg's run needs a negative prompt and true CFG, and does not yet mix with the guidance options
+    that take sample's two predictions apart."""
+    if negative is None:
+        raise NodeError("guide.dual_cfg guides between three prompts: connect sample's negative prompt")
+    if adapter.distilled_guidance(handle):
+        raise NodeError(f"guide.dual_cfg needs true CFG; this {handle.family} model is told cfg as its guidance "
+                        "(a distilled model): remove guide.dual_cfg")
+    names = [name for name, option in others.items() if option is not None]
+    if names:
+        raise NodeError(f"guide.dual_cfg cannot be sampled together with {', '.join(names)} yet: remove one of them")
 
 
 def cfg_norm(cond, guided, strength: float):
@@ -346,7 +385,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
-    _check_inputs(handle, positive, negative, latent, sampler)
+    _check_inputs(handle, positive, negative, latent, sampler, getattr(handle.option("dual_cfg"), "middle", None))
     adapter.check_latent(handle, latent)
     if negative is None and not adapter.distilled_guidance(handle):
         negative = adapter.uncond(pipe, positive)
@@ -430,9 +469,14 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     if packed_mask is not None:
         keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
                       _mask_on(packed_mask, x0.shape).to(device))
-    positive, negative = model_concat(handle, positive, negative, latent,
-                                      lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
+    def encode(px):
+        return adapter.vae_encode(pipe, px.to(x0.dtype))
+    positive, negative = model_concat(handle, positive, negative, latent, encode)
     positive, negative = adapter.for_run(handle, positive, negative, int(seed), sigmas)
+    dual = handle.option("dual_cfg")
+    if dual is not None:        # the middle prompt made ready for the run as the other two are
+        middle = model_concat(handle, dual.middle, None, latent, encode)
+        dual = replace(dual, middle=adapter.for_run(handle, middle[0], None, int(seed), sigmas)[0])
     mask_at = None
     if keep is not None and handle.option("differential") is not None:
         mask_at = differential(adapter.timestep_fn(levels), sigmas, adapter.sigma_range(levels)[0],
@@ -441,7 +485,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     true_at = (handle.option("true_cfg") or (0.0, 0))[1]
     guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep,
                              noise.to(device), mask_at, ip_feed,
-                             float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0)
+                             float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0, dual)
 
     def wrapped(pass_info: SamplingInfo):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
@@ -665,7 +709,7 @@ def _pipe_lock(pipe):
     return _LOCKS.setdefault(id(pipe), threading.Lock())
 
 
-def _check_inputs(handle, positive, negative, latent, sampler):
+def _check_inputs(handle, positive, negative, latent, sampler, middle=None):
     if sampler not in SAMPLERS:
         raise NodeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     fam = handle.family
@@ -677,7 +721,7 @@ def _check_inputs(handle, positive, negative, latent, sampler):
         raise NodeError(f"the latent was made for {made}, but the model is {adapter.title(handle.pipe)}: make the "
                         f"latent with this model's VAE (latent.empty / vae.encode)"
                         f"{sd_vae_hint(latent.family, adapter.latents(handle.pipe))}")
-    for name, c in (("positive", positive), ("negative", negative)):
+    for name, c in (("positive", positive), ("negative", negative), ("guide.dual_cfg's middle", middle)):
         if c is not None and c.family not in compatible:
             raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "
                             f"it with this model's text encoder")

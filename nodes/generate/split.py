@@ -44,13 +44,19 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream"}
+# Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
+LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
+# How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
+QWEN35_PICTURES = dict(patch_size=16, merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                       image_std=[0.26862954, 0.26130258, 0.27577711],
+                       size={"shortest_edge": 3136, "longest_edge": 12845056})
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
                  "qwen3vl": "Qwen/Qwen3-VL-8B-Instruct", "gemma3": "google/gemma-3-12b-it"}
 COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
                     "llama": "comfy/text_encoders/llama_tokenizer", "qwen25vl": "comfy/text_encoders/qwen25_tokenizer",
-                    "qwen3vl": "comfy/text_encoders/qwen25_tokenizer"}
+                    "qwen3vl": "comfy/text_encoders/qwen25_tokenizer", "qwen35": "comfy/text_encoders/qwen35_tokenizer"}
 # Where a pipeline folder keeps T5-XXL's tokenizer, beside CLIP's tokenizer/.
 T5_TOKENIZER = {"FluxPipeline": "tokenizer_2", "StableDiffusion3Pipeline": "tokenizer_3"}
 # Where a pipeline folder keeps its tokenizer when not in tokenizer/ (Qwen-Image 2.1: Qwen3-VL's processor/).
@@ -199,6 +205,8 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             (p, _detect(p, ("text_encoder",), "a text encoder"))
             for p in (_resolve(n, "text_encoders", "text encoder") for n in (name2, name3, name4) if n)], type_,
             device, "hidream")
+    if det.family in LANGUAGE_ONLY:
+        return _load_language_model(mm, path, det, type_, device)
     if det.family == "gemma3" or type_ == "ltx2":
         from nodes.generate.ltx2_text import load_ltx2_text
         return load_ltx2_text(mm, path, det, name2, type_, device)
@@ -248,6 +256,29 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
     return ComponentHandle(family, where, pipe, "text_encoder", device)
+
+
+def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str) -> ComponentHandle:
+    """A language model no Kinograph model family encodes prompts with (Qwen3.5: MOSS-Image's encoder), loaded for
+    text.generate alone, with its tokenizer (and, with its vision tower, the processor that prepares pictures)."""
+    from types import SimpleNamespace
+    from nodes.generate.model_manager import dtype_of
+    title = LANGUAGE_ONLY[det.family]
+    if type_ not in ("", "auto"):
+        raise NodeError(f"{path.name} is {title}, which Kinograph generates text with (text.generate) but pairs with "
+                        f"no model family it draws with: set type auto, not {type_!r}")
+    _, dtype = dtype_of("auto", "zimage", device)      # bf16 on CUDA, as Qwen3 runs for Z-Image (fp16 overflows)
+
+    def build():
+        parts = SimpleNamespace(text_encoder=_module(path, det, dtype, device), tokenizer=tokenizer(path, det))
+        if hasattr(parts.text_encoder.model, "visual"):
+            from nodes.generate.converters.qwenimage import link_vision_tokens
+            from nodes.generate.adapters.qwenimage21 import file_processor
+            link_vision_tokens(parts.text_encoder, parts.tokenizer)
+            parts.processor = file_processor(parts.tokenizer, QWEN35_PICTURES)
+        return parts
+    pipe = mm.cached(("text_encoder", str(path), det.family, str(dtype), device), build, files=[path])
+    return ComponentHandle(det.family, str(path), pipe, "text_encoder", device)
 
 
 def hunyuan15_files(files):

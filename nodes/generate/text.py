@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -20,6 +21,10 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     moved away from the empty prompt's embedding at the same position, e + (w - 1) (e - e_empty)."""
     if weighting not in ("kinograph", "comfy"):
         raise NodeError(f"unknown prompt weighting {weighting!r}; choose kinograph or comfy")
+    from nodes.generate.split import LANGUAGE_ONLY
+    if text_encoder is not None and text_encoder.family in LANGUAGE_ONLY:
+        raise NodeError(f"{Path(text_encoder.path).name} is {LANGUAGE_ONLY[text_encoder.family]}, which Kinograph "
+                        "writes text with (text.generate), but none of its model families reads prompts with it")
     if text_encoder is None or not get_adapter(text_encoder.family).has_text:
         raise NodeError("this model takes no text prompt (Stable Video Diffusion is image-to-video): use "
                         "encode.image for its conditioning")

@@ -1,10 +1,13 @@
 """Text generation with a text encoder's own language model, as ComfyUI's TextGenerate does it (a prompt written or
-enhanced by Qwen3 or Gemma 3, the very file that encodes prompts).
+enhanced by Qwen3, Gemma 3, Qwen3-VL or Qwen3.5, the very file that encodes prompts; Qwen3-VL reading a picture
+too).
 
 The encoder Kinograph already loads (load.text_encoder: Qwen3Model, Gemma3TextModel) is wrapped in transformers'
 causal-LM class of the same family, its output head the file's own `lm_head` or, where the model ties it, the token
-embeddings (Qwen3-4B, Gemma 3), and transformers' `generate` samples: no sampler is written here. A file whose model
-has an untied head that the file left out (ComfyUI's conditioning-only cuts) cannot generate and says so."""
+embeddings (Qwen3-4B, Gemma 3); Qwen3-VL and Qwen3.5 load as Qwen3VLForConditionalGeneration and Qwen3_5ForCausalLM,
+which generate as they are.
+transformers' `generate` samples: no sampler is written here. A file whose model has an untied head that the file left
+out (ComfyUI's conditioning-only cuts) cannot generate and says so."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +23,21 @@ NO_LM = ("CLIP", "T5", "UMT5")
 STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<eos>", "<end_of_turn>")
 # Gemma 3's published chat turn, for its sentencepiece tokenizer (ComfyUI keeps no chat template in the file)
 GEMMA_TURN = "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
+# Qwen's user turn with the picture's placeholder first, which the processor widens to the picture's patch count, and
+# what each model's turn adds for thinking off and on, as ComfyUI writes them: Qwen3-VL's published turn (a model that
+# does not think unless told), Qwen3.5's with an empty reasoning block when it is not to think
+QWEN_TURN = "<|im_start|>user\n{image}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+QWEN_THINK = {"Qwen3-VL": ("", "<think>\n"), "Qwen3.5": ("<think>\n</think>\n", "")}
+# Models that generate as loaded (no causal-LM wrapper), by class, with their family's name
+GENERATES = {"Qwen3VLForConditionalGeneration": "Qwen3-VL", "Qwen3_5ForCausalLM": "Qwen3.5",
+             "Qwen3_5ForConditionalGeneration": "Qwen3.5"}
 # Hidden sizes whose released models keep an untied output head: without lm_head in the file they cannot generate
-UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}}
-CAN_GENERATE = "Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head) and Gemma 3 (gemma_3_12B_it)"
+UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"},
+          "Qwen3_5ForCausalLM": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"},
+          "Qwen3_5ForConditionalGeneration": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"}}
+CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it), Qwen3-VL (qwen3vl_4b, "
+                "qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 (qwen3.5_4b, qwen3.5_9b)")
 
 
 def causal_lm(handle):
@@ -33,6 +48,10 @@ def causal_lm(handle):
     pipe = handle.pipe
     module = getattr(pipe, "text_encoder", None)
     name = type(module).__name__
+    if name in GENERATES:
+        text = getattr(module.config, "text_config", module.config)
+        _check_head(handle, name, text.hidden_size, module.config.tie_word_embeddings)
+        return module
     if name not in CAUSAL_LM:
         what = "has no language model to write text with" if name.startswith(NO_LM) else \
             "is not a language model Kinograph generates text with yet"
@@ -41,11 +60,7 @@ def causal_lm(handle):
     cls_name, title = CAUSAL_LM[name]
     head = _file_head(handle)
     if head is None:
-        untied = UNTIED.get(name, {}).get(module.config.hidden_size)
-        if untied:
-            raise NodeError(f"{_file(handle)} is {untied}, whose output head (lm_head) is its own, and the file "
-                            "holds none: it can encode prompts but not generate text. Use a file with lm_head.weight "
-                            f"or another encoder: {CAN_GENERATE}")
+        _check_head(handle, name, module.config.hidden_size, True)
         head = module.embed_tokens.weight          # Qwen3-4B and Gemma 3 tie the head to the embeddings
     with init_empty_weights():
         lm = getattr(transformers, cls_name)(module.config)
@@ -55,6 +70,19 @@ def causal_lm(handle):
     lm.eval()
     lm.title = title
     return lm
+
+
+def _check_head(handle, name: str, hidden: int, tied: bool) -> None:
+    """Refuse a file of a model with its own output head that the file left out (its embeddings are not the head)."""
+    untied = UNTIED.get(name, {}).get(hidden)
+    if tied and untied:
+        raise NodeError(f"{_file(handle)} is {untied}, whose output head (lm_head) is its own, and the file "
+                        "holds none: it can encode prompts but not generate text. Use a file with lm_head.weight "
+                        f"or another encoder: {CAN_GENERATE}")
+
+
+def title_of(lm) -> str:
+    return GENERATES.get(type(lm).__name__) or lm.title
 
 
 def _file(handle) -> str:
@@ -73,16 +101,24 @@ def _file_head(handle):
     return None if head is None else dequantise(state)[head]
 
 
-def chat_prompt(tokenizer, prompt: str, title: str, thinking: bool, use_template: bool) -> str:
-    """The prompt as the model reads a user's turn: the tokenizer's own chat template (Qwen3's, thinking on or off),
-    Gemma 3's turn where its sentencepiece tokenizer carries none, or the text as written."""
+def chat_prompt(tokenizer, prompt: str, title: str, thinking: bool, use_template: bool, system: str = "",
+                image: bool = False) -> str:
+    """The prompt as the model reads a user's turn, after the system turn where `system` gives one: Qwen3-VL's or
+    Qwen3.5's turn (the picture first), the tokenizer's own chat template (Qwen3's, thinking on or off), Gemma 3's turn where its
+    sentencepiece tokenizer carries none (its template puts the instructions at the head of the user's turn), or the
+    text as written."""
     if not use_template:
         return prompt
+    if title in QWEN_THINK:
+        head = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+        turn = QWEN_TURN.format(image=QWEN_IMAGE if image else "", prompt=prompt)
+        return head + turn + QWEN_THINK[title][thinking]
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+        turns = [{"role": "system", "content": system}] if system else []
+        return tokenizer.apply_chat_template(turns + [{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True, enable_thinking=thinking)
     if title == "Gemma 3":
-        return GEMMA_TURN.format(prompt=prompt)
+        return GEMMA_TURN.format(prompt=f"{system}\n\n{prompt}" if system else prompt)
     raise NodeError(f"the {title} tokenizer has no chat template: give its tokenizer_config.json with one "
                     "(the model's own), or set use_default_template off to send the prompt as written")
 
@@ -100,19 +136,35 @@ def stop_ids(tokenizer) -> List[int]:
 
 def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True, temperature: float = 0.7,
                  top_k: int = 64, top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.05,
-                 seed: int = 0, thinking: bool = False, use_template: bool = True) -> Tuple[List[int], object]:
+                 seed: int = 0, thinking: bool = False, use_template: bool = True, system: str = "",
+                 image=None) -> Tuple[List[int], object]:
     """The generated token ids (the stop token included, as ComfyUI's) and the tokenizer that reads them: at most
     max_length, and never past the model's context. Deterministic for a seed: the draw runs on its own seeded random
     stream, the global one left as it was."""
     import torch
     from nodes.generate.text import _text_loras
     lm = causal_lm(handle)
-    tok = handle.pipe.tokenizer
-    text = chat_prompt(tok, prompt, lm.title, thinking, use_template)
-    # Gemma's <bos> is in its turn text's tokenization already (add_bos_token); Qwen3's template adds nothing
-    enc = tok(text, return_tensors="pt", add_special_tokens=not use_template or lm.title == "Gemma 3")
-    max_length = min(max_length, _room(enc.input_ids.shape[1], lm, use_template))
+    title = title_of(lm)
+    proc = getattr(handle.pipe, "processor", None)
+    if image is not None and proc is None:
+        what = "a file without its vision tower (visual.*)" if title == "Qwen3.5" else "a model that reads no pictures"
+        raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
+                        "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b) or Qwen3.5 with its vision tower, which read one")
+    text = chat_prompt(getattr(handle.pipe, "tokenizer", None), prompt, title, thinking, use_template, system,
+                       image is not None)
+    if proc is not None:
+        # the processor widens the picture's placeholder to its patch count and makes the patches
+        tok = proc.tokenizer
+        enc = proc(text=[text], images=None if image is None else [image], return_tensors="pt")
+    else:
+        tok = handle.pipe.tokenizer
+        # Gemma's <bos> is in its turn text's tokenization already (add_bos_token); Qwen3's template adds nothing
+        enc = tok(text, return_tensors="pt", add_special_tokens=not use_template or title == "Gemma 3")
+    max_length = _room(enc["input_ids"].shape[1], lm, title, use_template, max_length)
     device = lm.lm_head.weight.device
+    inputs = {k: v.to(device) for k, v in enc.items() if k != "token_type_ids"}
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(lm.lm_head.weight.dtype)
     stops = stop_ids(tok)
     kw = dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p or None,
               repetition_penalty=repetition_penalty) if sample else dict(do_sample=False, temperature=None,
@@ -129,26 +181,28 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
                 torch.cuda.manual_seed(seed)
         elif gpu:
             torch.get_device_module(device.type).manual_seed(seed)
-        out = lm.generate(enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device),
-                          max_new_tokens=max_length, eos_token_id=stops, pad_token_id=stops[0] if stops else None,
-                          **kw)
-    return out[0, enc.input_ids.shape[1]:].tolist(), tok
+        out = lm.generate(**inputs, max_new_tokens=max_length, eos_token_id=stops,
+                          pad_token_id=stops[0] if stops else None, **kw)
+    return out[0, enc["input_ids"].shape[1]:].tolist(), tok
 
 
-def _room(tokens: int, lm, use_template: bool) -> int:
-    """How many tokens the model can write after a prompt of `tokens`: up to its context (max_position_embeddings),
-    past which its positions were never trained. No token to start from (an empty prompt sent as written) and a
+def _room(tokens: int, lm, title: str, use_template: bool, max_length: int) -> int:
+    """How many tokens the model writes after a prompt of `tokens`: max_length, up to its context
+    (max_position_embeddings), past which its positions were never trained. No token to start from (an empty prompt sent as written) and a
     prompt filling the context are refused: the first failed in transformers with a reshape error and a traceback,
     the second ran on positions the model never learnt, its cache growing with the prompt."""
     if tokens == 0:
         raise NodeError("text.generate's prompt is empty and use_default_template is off, so the model has no token "
                         "to start from: write a prompt, or turn use_default_template on")
-    context = getattr(lm.config, "max_position_embeddings", None) or tokens + 1
+    config = getattr(lm.config, "text_config", None) or lm.config        # Qwen3-VL's is its language model's
+    context = getattr(config, "max_position_embeddings", None)
+    if context is None:
+        return max_length
     if tokens >= context:
         how = "the prompt in the model's chat turn" if use_template else "the prompt"
-        raise NodeError(f"text.generate: {how} is {tokens:,} tokens, and {lm.title} reads at most {context:,}: "
+        raise NodeError(f"text.generate: {how} is {tokens:,} tokens, and {title} reads at most {context:,}: "
                         "shorten the prompt")
-    return context - tokens
+    return min(max_length, context - tokens)
 
 
 def generate_text(handle, prompt: str, **kw) -> Tuple[str, str]:

@@ -275,6 +275,20 @@ class CoreNodes:
         self.outs[(cn.id, 1)] = Out(None, {"value": size[1]})
         return made
 
+    def special_dual_cfg_guider(self, cn, rule, params, notes):
+        """DualCFGGuider: guide.dual_cfg on its model (cond2 the middle prompt), then a guider as CFGGuider's."""
+        cfg = params.pop("cfg", None)
+        nid = self.plain(cn, rule, params, notes)
+        attrs = {"model": self.outs[(cn.id, 0)], **({} if cfg is None else {"cfg": cfg})}
+        for comfy, port in (("cond1", "positive"), ("negative", "negative")):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                attrs[port] = v
+            elif comfy in cn.inputs:
+                notes.append(f"input {comfy} comes from a node that did not convert; connect sample's {port} by hand")
+        self.outs[(cn.id, 0)] = Out(None, attrs)
+        return [nid]
+
     def special_sampler(self, cn, rule, params, notes):
         bundles = {}
         for comfy in ("sampler", "sigmas", "noise", "guider"):

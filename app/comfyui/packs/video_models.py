@@ -312,14 +312,18 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has LTX-2 alone, whose sound vae.decode gives with the frames: known by its audio VAE
-        (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's). Another model's is left for the user."""
+        of those Kinograph has Stable Audio Open's (packs/sound_models.py) and LTX-2's, whose sound vae.decode gives
+        with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
+        Another model's is left for the user."""
+        ks = self.stable_audio_sampler(cn)
+        if ks is not None:
+            return self.stable_audio(cn, ks, notes)
         made_by = {k: self.flat.nodes[v.node].class_type for k, v in cn.inputs.items()
                    if isinstance(v, Ref) and v.node in self.flat.nodes}
         if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":
             self.placeholder(cn)
-            self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's sound only in Kinograph (the one "
-                                                    "audio VAE it has); this latent comes from another model")
+            self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's and Stable Audio Open's sound in "
+                                                    "Kinograph; this latent comes from another model")
             return None
         return self.special_ltx2_audio_decode(cn, rule, params, notes)
 
@@ -343,22 +347,15 @@ class VideoModels:
 
     def special_text_generate(self, cn, rule, params, notes):
         """TextGenerate: text.generate. With sampling_mode off ComfyUI's dynamic combo stores no sampling widgets,
-        so the two values read as temperature and top_k are thinking and use_default_template (greedy). Pictures,
-        video or sound given to it would be described by ComfyUI: text.generate reads none, so it is not mapped."""
-        media = sorted(k for k, v in cn.inputs.items() if isinstance(v, Ref) and k not in ("clip", "prompt")
-                       and k not in rule.widgets and k != "system_prompt")
+        so the values read as temperature, top_k and top_p are thinking, use_default_template and mtp (greedy). A
+        picture goes to text.generate's image (Qwen3-VL reads it); video or sound given to it would be described by
+        ComfyUI: text.generate reads none, so it is not mapped."""
+        media = sorted(k for k in ("video", "audio") if isinstance(cn.inputs.get(k), Ref))
         if media:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(
-                f"its {', '.join(media)} input is a picture, video or sound for the language model to read: "
-                "Kinograph's text.generate reads text only")
-            return None
-        if cn.inputs.get("system_prompt"):
-            # newer TextGenerate: instructions in the chat's system turn, which text.generate does not write
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append(
-                "its system_prompt (instructions in the chat's system turn) is not carried: Kinograph's text.generate "
-                "writes the user's turn only")
+                f"its {', '.join(media)} input is a video or sound for the language model to read: Kinograph's "
+                "text.generate reads text and one picture only")
             return None
         if cn.inputs.get("sampling_mode") == "off":
             for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):

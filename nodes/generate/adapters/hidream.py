@@ -6,7 +6,13 @@ its pooled embedding. T5 and Llama read 128 tokens each, padded, as HiDreamImage
 The conditioning holds T5's 128 positions followed by Llama's layers' 128 each (one sequence, so batching and CFG treat
 it as any prompt); forward takes it apart. Sampled as HiDreamImagePipeline samples: the transformer is told the
 timestep (sigma x 1000) and predicts the flow velocity's negative; the schedule is shifted (full 3, dev 6: ComfyUI's
-ModelSamplingSD3 in its templates), true CFG with a negative for full, cfg 1 for dev and fast."""
+ModelSamplingSD3 in its templates), true CFG with a negative for full, cfg 1 for dev and fast.
+
+HiDream-E1 (full, 1.1; the same transformer and files as I1's) edits a picture: condition.control_image (ComfyUI's
+InstructPixToPixConditioning) puts its latent on the prompt, and the transformer reads it to the right of the noise,
+one picture twice as wide, the output cut back to the noise's width (ComfyUI's HiDream model, image_cond). That wide
+picture runs as it is, no padding to the model's largest size as diffusers' non-square path pads, as ComfyUI runs it;
+a prompt without the picture (the templates' DualCFGGuider's negative) runs the plain way in its own call."""
 from __future__ import annotations
 
 import torch
@@ -56,7 +62,30 @@ class HiDreamAdapter(MMDiTAdapter):
         return None             # Llama's layers repeat the prompt's tokens: no one span of positions maps onto them
 
     # -- sampling ------------------------------------------------------------------------
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        """The prompts' inputs, and each batch item's picture to edit (None where its prompt has none)."""
+        inputs = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
+        pictures = [c.extra.get("concat") for c in conds]
+        if any(p is not None for p in pictures):
+            inputs["image_cond"] = [None if p is None else p[:, :, [min(int(f), p.shape[2] - 1) for f in frames]]
+                                    for p in pictures for _ in range(batch)]
+        return inputs
+
     def forward(self, handle, x_in, t, inputs):
+        pictures = inputs.get("image_cond")
+        if pictures is None:
+            return self._forward(handle, x_in, t, inputs)
+        out = torch.empty_like(x_in)
+        for edit in (False, True):
+            rows = [i for i, p in enumerate(pictures) if (p is not None) == edit]
+            if rows:
+                part = {k: v[rows] if torch.is_tensor(v) and len(v) == len(pictures) else v
+                        for k, v in inputs.items() if k != "image_cond"}
+                picture = torch.cat([pictures[i] for i in rows]).to(x_in.device) if edit else None
+                out[rows] = self._forward(handle, x_in[rows], t, part, picture).to(out.dtype)
+        return out
+
+    def _forward(self, handle, x_in, t, inputs, picture=None):
         model = handle.pipe.transformer
         n = x_in.shape[0]
         flat = self.in_patches(x_in).to(model.dtype)
@@ -66,10 +95,29 @@ class HiDreamAdapter(MMDiTAdapter):
             raise NodeError(f"this prompt's encoding ({ehs.shape[1]} positions) is not HiDream-I1's (T5's 128, then "
                             f"128 for each of Llama's layers): encode it with HiDream's four text encoders")
         llama = ehs[:, length:].unflatten(1, (-1, length)).permute(1, 0, 2, 3)
-        out = model(hidden_states=flat, timesteps=t.float().to(flat.device).expand(flat.shape[0]),
-                    encoder_hidden_states_t5=ehs[:, :length], encoder_hidden_states_llama3=llama,
-                    pooled_embeds=inputs["pooled_projections"], return_dict=False)[0]
-        return frames_from_batch(-out, n)
+        wide = {} if picture is None else _beside(flat, self.in_patches(picture).to(flat.device, model.dtype))
+        out = model(hidden_states=wide.get("hidden_states", flat),
+                    timesteps=t.float().to(flat.device).expand(flat.shape[0]), encoder_hidden_states_t5=ehs[:, :length],
+                    encoder_hidden_states_llama3=llama, pooled_embeds=inputs["pooled_projections"],
+                    return_dict=False, **{k: v for k, v in wide.items() if k != "hidden_states"})[0]
+        return frames_from_batch(-out[..., :flat.shape[-1]], n)
+
+
+def _beside(flat: torch.Tensor, picture: torch.Tensor) -> dict:
+    """The transformer's inputs for the noise [B, C, h, w] with the picture to edit to its right, as 2x2-patch tokens
+    row by row (the transformer's own order) with their rows and columns as positions, all of them attended."""
+    if picture.shape[-2] != flat.shape[-2]:
+        raise NodeError(f"the picture to edit is {picture.shape[-2] * 8} pixels high, the latent sampled "
+                        f"{flat.shape[-2] * 8}: sample the latent condition.control_image gives with it")
+    x = torch.cat([flat, picture.expand(flat.shape[0], -1, -1, -1)], dim=-1)
+    b, c, h, w = x.shape
+    rows, cols = h // 2, w // 2
+    tokens = x.reshape(b, c, rows, 2, cols, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, rows * cols, 4 * c)
+    ids = torch.zeros(rows, cols, 3, device=x.device)
+    ids[..., 1] += torch.arange(rows, device=x.device)[:, None]
+    ids[..., 2] += torch.arange(cols, device=x.device)[None, :]
+    return {"hidden_states": tokens, "hidden_states_masks": torch.ones(b, rows * cols, device=x.device, dtype=x.dtype),
+            "img_sizes": [(rows, cols)] * b, "img_ids": ids.reshape(1, rows * cols, 3).expand(b, -1, -1)}
 
 
 ADAPTERS = {"hidream": HiDreamAdapter()}

@@ -148,12 +148,14 @@ SYSTEM_TURN = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in 
                "{% endfor %}<|im_end|>\n{% endfor %}")
 
 
-def file_processor(tokenizer):
+def file_processor(tokenizer, pictures=None):
     """Qwen3VLProcessor for a text encoder file (ComfyUI's qwen3vl_8b): the tokenizer found for it (a Qwen-Image 2.1
     folder's processor/, one named after the file, or ComfyUI's bundled Qwen tokenizer) with Qwen3-VL's image
-    settings (16-pixel patches merged 2x2, pixels to -1..1)."""
+    settings (16-pixel patches merged 2x2, pixels to -1..1), or another model's (`pictures`: Qwen2VLImageProcessor's
+    settings; Qwen3.5 reads pictures through the same processor)."""
     from transformers import Qwen2VLImageProcessor
-    images = Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    images = Qwen2VLImageProcessor(**(pictures or dict(patch_size=16, merge_size=2, image_mean=[0.5] * 3,
+                                                        image_std=[0.5] * 3)))
     return _processor(images, tokenizer, getattr(tokenizer, "chat_template", None) or SYSTEM_TURN)
 
 
