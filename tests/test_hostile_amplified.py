@@ -152,3 +152,31 @@ def test_layout_numbers_no_canvas_can_draw_are_left_out_with_a_word(tmp_path):
     r = child(code, comfy)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stdout.strip() == "None"
+
+
+def test_a_model_file_of_empty_tensors_claiming_a_huge_network_is_refused_before_it_is_built(tmp_path):
+    """Converters read a network's widths from tensor shapes, and a tensor of shape (4,000,000, 0) holds no byte: a
+    Kandinsky 5 file of such tensors (a few hundred bytes) was built as a model of 496 trillion values, torch's
+    allocator asked for 64 TB (init_empty_weights makes each parameter before moving it to the meta device) and the
+    load ended in a RuntimeError traceback; at widths of tens of thousands the same build takes gigabytes. The
+    network is now measured on the meta device first and compared with the values the file holds."""
+    import torch
+    from safetensors.torch import save_file
+    width = 4_000_000
+    f = tmp_path / "kandinsky5lite_t2v_sft_5s.safetensors"
+    save_file({"out_layer.out_layer.weight": torch.zeros(64, 0), "visual_embeddings.in_layer.weight": torch.zeros(0, 64),
+               "visual_transformer_blocks.0.self_attention.query_norm.weight": torch.zeros(128),
+               "text_embeddings.in_layer.weight": torch.zeros(width, 0),
+               "pooled_text_embeddings.in_layer.weight": torch.zeros(0, 8),
+               "time_embeddings.out_layer.weight": torch.zeros(width, 0),
+               "visual_transformer_blocks.0.feed_forward.in_layer.weight": torch.zeros(0, 0),
+               "text_transformer_blocks.0.norm.weight": torch.zeros(0)}, str(f))
+    code = ("from graph_engine import NodeError\nfrom nodes.generate import converters\n"
+            "from nodes.generate.detect import Detection\nfrom nodes.generate.weights import load_weights\n"
+            "try:\n    converters.build(Detection('diffusion_model', 'kandinsky5'), load_weights(sys.argv[1]), None, "
+            "'kandinsky5lite_t2v_sft_5s.safetensors')\nexcept NodeError as e:\n    print(e)\n")
+    r = child(code, f, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stdout.strip() == ("kandinsky5lite_t2v_sft_5s.safetensors: its tensor shapes make a network of "
+                                "496,000,696,074,560 values, far more than the file's 128: the file is damaged or made "
+                                "to fill memory. Get it again from where it was published")
