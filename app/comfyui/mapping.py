@@ -1279,6 +1279,19 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
     "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
                              special="empty_latent_audio", ignore={"batch_size": 1}),
+    # ACE-Step 1.5: the chain from EmptyAceStep1.5LatentAudio through KSampler folds into generate.ace_step
+    "EmptyAceStep1.5LatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                       special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio1.5": Rule(None, ("tags", "lyrics", "seed", "bpm", "duration", "timesignature", "language",
+                                             "keyscale", "generate_audio_codes", "cfg_scale", "temperature", "top_p",
+                                             "top_k", "min_p"),
+                                      (P("tags", "tags"), P("lyrics", "lyrics"), P("seed", "lm_seed"),
+                                       P("bpm", "bpm"), P("duration", "duration"),
+                                       P("timesignature", "timesignature"), P("language", "language"),
+                                       P("keyscale", "keyscale"), P("generate_audio_codes", "generate_audio_codes"),
+                                       P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
+                                       P("top_p", "top_p"), P("top_k", "top_k")),
+                                      fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),
@@ -1308,8 +1321,8 @@ RULES: Dict[str, Rule] = {
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
-    "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"},
-                                  ("model",)),
+    "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
+                                  (P("shift", "shift"), P("sampling", "sampling")), {"model": "model"}, ("model",)),
     # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
     # 4096), the shifted line sigma = e^mu t / (1 + (e^mu - 1) t), which is model.flow_shift's at e^mu
     "ModelSamplingFlux": Rule("model.flow_shift", ("max_shift", "base_shift", "width", "height"),
@@ -1471,6 +1484,14 @@ RULES: Dict[str, Rule] = {
     "SetFirstSigma": Rule(None, ("sigma",), (P("sigma", "first_sigma"),), fold=True, special="first_sigma"),
     # Lotus' fixed prompt (the empty prompt as SD 2's text encoder reads it), shipped with Kinograph
     "LotusConditioning": Rule("condition.lotus", (), (), {}, ("conditioning",)),
+    # a stored prompt from models/embeddings/; every ComfyUI template that loads one is Marigold v2's (Qwen-Image-Edit)
+    "ConditioningLoader": Rule("condition.load", ("conditioning_name",), (P("conditioning_name", "name"),), {},
+                               ("conditioning",), fixed={"family": "qwenimage"},
+                               note="read as a Qwen-Image prompt (Marigold v2's task prompts): the file does not "
+                                    "say which model it was made for"),
+    # Marigold v2's depth, normals and albedo from its decoded picture
+    "MarigoldV2PostProcess": Rule("depth.marigold_pass", ("prediction",), (P("prediction", "prediction"),),
+                                  {"image": "video"}, ("video",), fixed={"spread": "frame"}),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -2117,6 +2138,15 @@ INSTEAD = {
              "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
              "only where its number of passes is in the file. Run the part once per pass (one workflow per "
              "segment) instead" for name in ("StartLoop", "EndLoop")},
+    # picture editors whose models Kinograph does not load yet (their transformer files are named as such)
+    "TextEncodeFibo2": "not mapped yet: Bria's FIBO 2 (Fibo-2.0: a JSON prompt read by Qwen3-VL-4B in six bundles of "
+                       "its layers, the pictures to edit as FLUX.2 VAE latents beside the image's) is not run by "
+                       "Kinograph yet. The template's prompt writer (TextGenerate on qwen3vl_8b with the picture and "
+                       "the system prompt) imports as text.generate and writes the JSON prompt on its own; edit the "
+                       "picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
+    "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
+                              "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
+                              "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
