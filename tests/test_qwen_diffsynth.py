@@ -19,6 +19,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
 W, H = 64, 48
 PATCH = "qwen_image_canny_diffsynth_tiny.safetensors"
+FILES = ("qwen_image_tiny_bf16.safetensors", ("qwen_2.5_vl_tiny_fp8_scaled.safetensors", "qwen_image"),
+         "qwen_image_vae.safetensors")
 
 
 class ComfyBlock(torch.nn.Module):
@@ -50,32 +52,20 @@ class ComfyNet(torch.nn.Module):
 
 
 def comfy_net():
-    from tiny_models import _seed
-    _seed(13)
-    net = ComfyNet()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.1)
-    return net.bfloat16().float().eval()
+    from comfy_layouts import randomised
+    return randomised(ComfyNet(), 13)
 
 
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory):
-    from safetensors.torch import save_file
-
-    from comfy_layouts import models_dir
+    from comfy_layouts import models_dir, with_patches
     from tiny_qwen import build_qwen
 
-    def build(root):
-        build_qwen(root)
-        patches = root / "models" / "model_patches"
-        patches.mkdir()
+    def patches():
         state = comfy_net().state_dict()
-        save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(patches / PATCH))
-        inpaint = dict(state, **{"img_in.weight": torch.zeros(64, 68)})
-        save_file(inpaint, str(patches / "qwen_image_inpaint_diffsynth_tiny.safetensors"))
-        return root
-    yield from models_dir(tmp_path_factory, build, "qwen_diffsynth")
+        return {PATCH: state, "qwen_image_inpaint_diffsynth_tiny.safetensors":
+                dict(state, **{"img_in.weight": torch.zeros(64, 68)})}
+    yield from models_dir(tmp_path_factory, with_patches(build_qwen, patches), "qwen_diffsynth")
 
 
 def picture():
@@ -119,23 +109,11 @@ def test_the_diffsynth_patch_steers_qwen_image_as_comfyuis_code(qwen):
     ComfyUI's patch code gives on QwenImagePipeline at strength 0.8 (and moves with the strength); `kinograph info`
     names the file, and the inpainting one as not run."""
     from graph_engine import Clip
-    from nodes.generate.model_manager import ModelManager, describe_model
+    from comfy_layouts import patch_steered
+    from nodes.generate.model_manager import describe_model
     from nodes.generate.model_patch import apply, load
-    from nodes.generate.sampling import run_sampling
-    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
-    from nodes.generate.text import encode_prompt
-    from nodes.generate.vae_ops import empty_latent
-    mm = ModelManager()
-    model = load_diffusion_model(mm, "qwen_image_tiny_bf16.safetensors", "default", "cpu")
-    te = load_text_encoder(mm, "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "qwen_image", "cpu")
-    vae = load_vae(mm, "qwen_image_vae.safetensors", "cpu")
-    patch = load(mm, PATCH)
     control = picture()
-
-    def sample(strength):
-        steered = apply(model, patch, vae, Clip.from_array(control[None]), strength)
-        return run_sampling(steered, encode_prompt(te, "a cat"), None, empty_latent(vae, 1, W, H, 8.0), steps=2,
-                            cfg=1.0, sampler="euler", seed=7).samples[:, :, 0]
+    sample, model, vae, patch, mm = patch_steered(FILES, PATCH, control, (W, H))
     got = sample(0.8)
     assert _err(_reference(qwen, "a cat", control, 0.8, 7), got) < 1e-4
     assert (got - sample(0.0)).abs().max() > 1e-3

@@ -17,38 +17,27 @@ sys.path.insert(0, str(ROOT / "tests"))
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
 W, H = 64, 48
 PATCH = "Z-Image-Turbo-Fun-Controlnet-Union_tiny.safetensors"
+FILES = ("z_image_turbo_tiny.safetensors", ("qwen_3_4b_tiny.safetensors", "lumina2"), "ae.safetensors")
 
 
 def controlnet():
     """ZImageControlNetModel as the union file lays it out (control layers steering the tiny transformer's layers 0
     and 1, a refiner block of the control picture's tokens), every weight random (its projections start at zero)."""
     from diffusers import ZImageControlNetModel
-    from tiny_models import _seed
-    _seed(11)
-    net = ZImageControlNetModel(control_layers_places=[0, 1], control_refiner_layers_places=[0], control_in_dim=16,
-                                dim=64, n_refiner_layers=1, n_heads=2, n_kv_heads=2)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.1)
-    return net.bfloat16().float().eval()
+
+    from comfy_layouts import randomised
+    return randomised(ZImageControlNetModel(control_layers_places=[0, 1], control_refiner_layers_places=[0],
+                                            control_in_dim=16, dim=64, n_refiner_layers=1, n_heads=2, n_kv_heads=2), 11)
 
 
 @pytest.fixture(scope="module")
 def zimage(tmp_path_factory):
-    from safetensors.torch import save_file
-
-    from comfy_layouts import models_dir
+    from comfy_layouts import models_dir, with_patches
     from tiny_zimage import build_zimage
-
-    def build(root):
-        build_zimage(root)
-        (root / "models" / "model_patches").mkdir()
-        save_file({k: v.bfloat16().contiguous() for k, v in controlnet().state_dict().items()},
-                  str(root / "models" / "model_patches" / PATCH))
-        save_file({"controlnet_blocks.0.y_rms.weight": torch.ones(4), "img_in.weight": torch.ones(4, 64)},
-                  str(root / "models" / "model_patches" / "qwen_image_canny_diffsynth_controlnet.safetensors"))
-        return root
-    yield from models_dir(tmp_path_factory, build, "zimage_control")
+    patches = lambda: {PATCH: controlnet().state_dict(),  # noqa: E731
+                       "qwen_image_canny_diffsynth_controlnet.safetensors": {
+                           "controlnet_blocks.0.y_rms.weight": torch.ones(4), "img_in.weight": torch.ones(4, 64)}}
+    yield from models_dir(tmp_path_factory, with_patches(build_zimage, patches), "zimage_control")
 
 
 def picture():
@@ -76,24 +65,10 @@ def _err(want, got):
 def test_the_fun_union_patch_steers_zimage_as_zimagecontrolnetpipeline(zimage):
     """load.model_patch on the file, control.model_patch on ComfyUI's split Z-Image files: the sampled latent is
     ZImageControlNetPipeline's at strength 0.7 (and moves with the strength); `kinograph info` names the file."""
-    from graph_engine import Clip
-    from nodes.generate.model_manager import ModelManager, describe_model
-    from nodes.generate.model_patch import apply, load
-    from nodes.generate.sampling import run_sampling
-    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
-    from nodes.generate.text import encode_prompt
-    from nodes.generate.vae_ops import empty_latent
-    mm = ModelManager()
-    model = load_diffusion_model(mm, "z_image_turbo_tiny.safetensors", "default", "cpu")
-    te = load_text_encoder(mm, "qwen_3_4b_tiny.safetensors", "", "lumina2", "cpu")
-    vae = load_vae(mm, "ae.safetensors", "cpu")
-    patch = load(mm, PATCH)
+    from comfy_layouts import patch_steered
+    from nodes.generate.model_manager import describe_model
     control = picture()
-
-    def sample(strength):
-        steered = apply(model, patch, vae, Clip.from_array(control[None]), strength)
-        return run_sampling(steered, encode_prompt(te, "a cat"), None, empty_latent(vae, 1, W, H, 8.0), steps=2,
-                            cfg=1.0, sampler="euler", seed=7).samples[:, :, 0]
+    sample = patch_steered(FILES, PATCH, control, (W, H))[0]
     got = sample(0.7)
     assert _err(_reference(zimage, "a cat", control, 0.7, 7), got) < 1e-3
     assert (got - sample(0.0)).abs().max() > 1e-3
@@ -104,13 +79,9 @@ def test_the_fun_union_patch_steers_zimage_as_zimagecontrolnetpipeline(zimage):
 
 def test_a_patch_for_another_model_or_of_another_kind_is_named(zimage):
     from graph_engine import Clip
-    from nodes.generate.model_manager import ModelManager
+    from comfy_layouts import patch_steered
     from nodes.generate.model_patch import apply, load
-    from nodes.generate.split import load_diffusion_model, load_vae
-    mm = ModelManager()
-    model = load_diffusion_model(mm, "z_image_turbo_tiny.safetensors", "default", "cpu")
-    vae = load_vae(mm, "ae.safetensors", "cpu")
-    patch = load(mm, PATCH)
+    _, model, vae, patch, mm = patch_steered(FILES, PATCH, picture(), (W, H))
     clip = Clip.from_array(picture()[None])
     with pytest.raises(NodeError, match=r"is a Z-Image Fun ControlNet, made for Z-Image Turbo; this model is Qwen"):
         apply(replace(model, family="qwenimage"), patch, vae, clip, 1.0)
