@@ -47,6 +47,25 @@ def imported_template(models: Path, links, template: Path, size: tuple, steps: t
     return data, yaml.replace(f"steps: {steps[0]}", f"steps: {steps[1]}")
 
 
+def run_on_picture(template: Path, picture: Path, out: Path, edit=None):
+    """A ComfyUI template that reads one picture and saves frames, imported with every node mapped and run on the
+    CPU uncached: its LoadImage reading `picture`, its save writing into `out`, `edit(node)` on each node before
+    the run. Returns (the workflow, the run)."""
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    res = import_workflow(str(template))
+    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
+    wf = load_workflow(text=res.yaml, check=False)
+    for n in wf.graph.nodes.values():
+        if n.type == "io.load_image":
+            n.params["path"] = str(picture)
+        if n.type == "io.save_frames":
+            n.params["path"] = str(out)
+        if edit:
+            edit(n)
+    return wf, Session(device="cpu").run(wf, use_cache=False)
+
+
 def sampled_latent(workflow: Path, yaml: str):
     """The first frame of the k_sampler's latent from running `yaml` (written to `workflow`) on the CPU, uncached."""
     from graph_engine.api import Session, load_workflow
@@ -54,6 +73,23 @@ def sampled_latent(workflow: Path, yaml: str):
     out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
     assert out.ok, out.failed
     return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+
+
+def close_to(want, got, tol: float = 1e-4) -> None:
+    """got is want within tol of want's largest magnitude (a reference pipeline's latent against Kinograph's)."""
+    err = float((want - got).abs().max() / want.abs().max())
+    assert err < tol, err
+
+
+def packed_latent(pipe, prompt: str, negative: str, cfg: float, seed: int, size: tuple, **kw):
+    """A FLUX.1-packed pipeline's latent (LongCat-Image's, Ovis-Image's: output_type latent gives the 2x2-patch
+    tokens) for `prompt` against `negative` at `size` (width, height), unpacked to [1, 16, h, w]."""
+    import torch
+    from nodes.generate.adapters.flux import unpack
+    w, h = size
+    out = pipe(prompt, negative_prompt=negative, width=w, height=h, guidance_scale=cfg, output_type="latent",
+               generator=torch.Generator().manual_seed(seed), **kw).images
+    return unpack(out, h // 8, w // 8)
 
 
 def auto_encoder_mismatch(model_file: str, text_encoder_file: str) -> str:

@@ -409,3 +409,45 @@ def test_a_red_placeholder_has_the_sockets_and_wires_it_had_in_comfyui(win, tmp_
     assert any("unknown node type 'comfyui.ImageQuantize'" in str(p) for p in win.doc.problems)
     win.controller.delete([red])
     assert list(g.inputs[saver].values()) == [("vae_decode_8", "video")]
+
+
+@pytest.mark.parametrize("name, node, control", [
+    ("wan_t2v.json", "k_sampler_3", "randomize"),                                # KSampler's own widget
+    ("templates/image_flux2.json", "sampler_custom_advanced_68_13", "randomize"),  # RandomNoise folded in
+    ("templates/video_wanmove_480p.json", None, "increment"),
+    ("wan_t2v_optimalsteps.json", None, "fixed"),
+])
+def test_a_seed_set_to_randomize_in_comfyui_draws_a_new_one_at_each_run(win, name, node, control):
+    """ComfyUI's control after generate (randomize, its KSampler's default) was dropped: every seed came in fixed,
+    so Run after Run gave the same picture (from the cache, at once) where ComfyUI draws a new seed at each queue."""
+    import random
+    assert win.open_path(DATA / name) is win
+    g = win.doc.graph
+    samplers = [n for n, i in g.nodes.items() if i.type == "generate.sample" and (node is None or n == node)]
+    assert samplers
+    before = {n: g.nodes[n].params["seed"] for n in samplers}
+    win.controller.next_seeds(random.Random(7))       # what Run does before it starts
+    after = {n: g.nodes[n].params["seed"] for n in samplers}
+    # ComfyUI: randomize draws another seed, increment adds one, fixed keeps it
+    if control == "randomize":
+        assert all(after[n] != before[n] for n in samplers)
+    elif control == "increment":
+        assert any(after[n] == before[n] + 1 for n in samplers)
+    else:
+        assert after == before
+    if node is not None:
+        win.scene.select_nodes([node])
+        assert win.properties.editors["seed"].mode.currentText() == "random"
+
+
+def test_an_imported_workflow_is_named_after_its_file_until_saved(win, monkeypatch, tmp_path):
+    """The window's title, 'Save changes to …?' and the queue said 'untitled' of image_z_image_turbo.json."""
+    assert win.open_path(DATA / "wan_t2v.json") is win
+    win.controller.set_param("k_sampler_3", "steps", 7)
+    assert win.windowTitle().startswith("wan_t2v (unsaved)")
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: asked.append(text) or QMessageBox.Cancel)
+    assert not win.confirm_discard()
+    assert asked == ["Save changes to wan_t2v (unsaved)?"]
+    win.doc.save(tmp_path / "shot.yaml")
+    assert win.windowTitle().startswith("shot.yaml")

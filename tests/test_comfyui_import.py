@@ -36,6 +36,8 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"Painter"},
+    "audio_stable_audio_3_medium.json": {"VAEDecodeAudio"},        # Stable Audio 3's sound: a model Kinograph has not
+    "audio_stable_audio_3_medium_base.json": {"VAEDecodeAudio"},
 }
 
 

@@ -8,12 +8,20 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QImage, QPainter, QTextCursor  # noqa: E402
+from PySide6.QtWidgets import QApplication, QPlainTextEdit, QStyleOptionGraphicsItem  # noqa: E402
+
+from graph_engine.workflow import parse_workflow  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
 check_qt_binding()
 
 import test_editor  # noqa: E402
+from app.editor import node_item  # noqa: E402
+from app.editor.document import Document  # noqa: E402
+from app.editor.settings import EditorSettings  # noqa: E402
+from app.editor.window import MainWindow  # noqa: E402
 from test_editor import chain  # noqa: E402
 
 make_window, no_modal_dialogs, registry = test_editor.make_window, test_editor.no_modal_dialogs, test_editor.registry
@@ -418,3 +426,123 @@ def test_a_decimal_comma_typed_into_a_number_is_its_point(win, qtbot):
     qtbot.keyClicks(ed, "0,75")
     qtbot.keyClick(ed, Qt.Key_Return)
     assert win.doc.graph.nodes[n].params["ambient"] == 0.75
+
+
+# -- probe of stop 34: an afternoon with ComfyUI's templates ----------------------------------------------------
+def _painted_labels(item, monkeypatch):
+    """[(left, right, baseline, text)] of the socket labels `item` paints, in its own coordinates."""
+    drawn = []
+    label = node_item.LABEL
+    monkeypatch.setattr(label, "left", lambda p, x, cy, s: drawn.append((x, x + label.width(s), cy, s)))
+    monkeypatch.setattr(label, "right", lambda p, x, cy, s: drawn.append((x - label.width(s), x, cy, s)))
+    image = QImage(400, 400, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    painter.translate(50, 50)
+    item.paint(painter, QStyleOptionGraphicsItem())
+    painter.end()
+    return drawn
+
+
+def test_a_placeholders_long_comfyui_socket_names_do_not_draw_over_each_other(win, tmp_path, monkeypatch):
+    """SCAIL2ColoredMask imported from video_wan21_scail2_character_replacement.json (a red placeholder keeping
+    ComfyUI's socket names): its rows read 'driving_track_dapose_video_mask', the input's and the output's names
+    drawn over each other."""
+    path = tmp_path / "scail.yaml"
+    path.write_text("kinograph: 1\nnodes:\n  pat: {type: generate.test_pattern}\n"
+                    "  mask: {type: comfyui.SCAIL2ColoredMask,\n"
+                    "         inputs: {driving_track_data: pat.video, ref_track_data: pat.video}}\n"
+                    "  a: {type: video.reverse, inputs: {video: mask.pose_video_mask}}\n"
+                    "  b: {type: video.reverse, inputs: {video: mask.reference_image_mask}}\n")
+    assert win.open_path(str(path)) is win
+    item = win.scene.nodes["mask"]
+    drawn = [d for d in _painted_labels(item, monkeypatch) if d[2] > node_item.HEADER_H]
+    assert len(drawn) == 4
+    for left, right, _, text in drawn:
+        assert 0 <= left and right <= item.w, text
+    rows = {}
+    for d in drawn:
+        rows.setdefault(d[2], []).append(d)
+    assert len(rows) == 2
+    for (l1, r1, _, t1), (l2, r2, _, t2) in (sorted(row) for row in rows.values()):
+        assert r1 + 4 <= l2, (t1, t2)
+        # each keeps the end that tells it from its neighbours (image_1 from image_2)
+        assert t1.endswith("_data") and t2.endswith("_mask"), (t1, t2)
+
+
+def _click_field(w, qtbot, node, name):
+    """A click on a field drawn on the node, as the mouse gives it."""
+    item = w.scene.nodes[node]
+    w.view.centerOn(item)
+    at = w.view.mapFromScene(item.mapRectToScene(item.param_rect(name)).center())
+    qtbot.mouseClick(w.view.viewport(), Qt.LeftButton, Qt.NoModifier, at)
+
+
+def test_ctrl_c_and_ctrl_v_after_a_click_on_a_prompt_copy_and_paste_the_nodes(win, qtbot):
+    """Nodes copied, then a click on a prompt node's text (to pick where to paste, or to select that node): the
+    click puts the keyboard in the panel's box for the prompt, and Ctrl+V pasted the nodes' YAML into the prompt,
+    applied as the focus left; Ctrl+C there copied nothing, and the next paste brought the nodes copied before."""
+    p, r, _ = chain(win)
+    c = win.controller
+    prompt = c.add_node("encode.text", (0, 300))
+    c.set_param(prompt, "text", "a red fox")
+    win.scene.select_nodes([p, r])
+    win.view.setFocus()
+    assert win.copy()
+    _click_field(win, qtbot, prompt, "text")
+    box = QApplication.focusWidget()
+    assert isinstance(box, QPlainTextEdit) and box.toPlainText() == "a red fox"      # the keyboard is in the panel
+    before = set(win.doc.graph.nodes)
+    qtbot.keyClick(box, Qt.Key_V, Qt.ControlModifier)
+    pasted = set(win.doc.graph.nodes) - before
+    assert {win.doc.graph.nodes[n].type for n in pasted} == {"generate.test_pattern", "video.resize"}
+    assert win.view.hasFocus()
+    assert win.doc.graph.nodes[prompt].params["text"] == "a red fox" and box.toPlainText() == "a red fox"
+    assert "Pasted 2 nodes" in win.statusBar().currentMessage()
+
+    # Ctrl+C in the prompt's box, nothing typed there selected: the node is what is copied
+    _click_field(win, qtbot, prompt, "text")
+    box = QApplication.focusWidget()
+    qtbot.keyClick(box, Qt.Key_C, Qt.ControlModifier)
+    assert set(parse_workflow(QApplication.clipboard().text())[0].graph.nodes) == {prompt}
+    # text selected in the box is copied as text, and text on the clipboard is pasted into the box
+    box.selectAll()
+    qtbot.keyClick(box, Qt.Key_C, Qt.ControlModifier)
+    assert QApplication.clipboard().text() == "a red fox"
+    box.moveCursor(QTextCursor.End)
+    qtbot.keyClick(box, Qt.Key_V, Qt.ControlModifier)
+    assert box.toPlainText() == "a red foxa red fox" and len(win.doc.graph.nodes) == len(before) + 2
+    win.commit_pending()                # applied, so that closing the window asks nothing
+
+    # a click on a number opens its field on the canvas: Ctrl+V there pastes the nodes, the number stays
+    win.scene.select_nodes([p, r])
+    win.view.setFocus()
+    assert win.copy()
+    skip = win.doc.graph.nodes[prompt].params.get("clip_skip")
+    _click_field(win, qtbot, prompt, "clip_skip")
+    field, before = win.view._editor, set(win.doc.graph.nodes)
+    assert field is not None and field.hasFocus()
+    qtbot.keyClick(field, Qt.Key_V, Qt.ControlModifier)
+    assert len(set(win.doc.graph.nodes) - before) == 2
+    assert win.view._editor is None and win.doc.graph.nodes[prompt].params.get("clip_skip") == skip
+
+
+def test_a_workflow_reopens_at_the_view_it_was_closed_at(make_window, qtbot, tmp_path, registry):
+    """Zoomed in on the sampler, saved, closed: reopened, the canvas was back at the workflow's start at its first
+    zoom, and the artist had to find the sampler again (ComfyUI reopens a workflow where it was left)."""
+    w = MainWindow(Document(registry=registry), settings=EditorSettings(tmp_path / "editor.json"))
+    w.resize(1600, 1000)
+    w.show()
+    qtbot.waitExposed(w)
+    p, r, s = chain(w)
+    path = tmp_path / "shot.yaml"
+    w.doc.save(path)
+    w.view.zoom_by(1.6 / w.view.zoom())
+    w.view.centerOn(w.scene.nodes[s])
+    left = w.view.mapToScene(0, 0)
+    w.close()
+    again = make_window()
+    assert again.open_path(str(path)) is again
+    qtbot.wait(50)                      # the first view is set once the canvas has its size
+    top_left = again.view.mapToScene(0, 0)
+    assert again.view.zoom() == pytest.approx(1.6, rel=1e-3)
+    assert (top_left.x(), top_left.y()) == (pytest.approx(left.x(), abs=2), pytest.approx(left.y(), abs=2))

@@ -93,19 +93,13 @@ def lotus(tmp_path_factory):
 
 
 def _run_template(root: Path, unet_name: str = "lotus-depth-d-v1-1.safetensors"):
-    from app.comfyui import import_workflow
-    from graph_engine.api import Session, load_workflow
-    res = import_workflow(str(TEMPLATES / "image_lotus_depth_v1_1.json"))
-    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
-    wf = load_workflow(text=res.yaml, check=False)
-    for n in wf.graph.nodes.values():
-        if n.type == "io.load_image":
-            n.params["path"] = str(root / "picture.png")
+    from comfy_layouts import run_on_picture
+
+    def unet(n):
         if n.type == "load.diffusion_model":
             n.params["name"] = unet_name
-        if n.type == "io.save_frames":
-            n.params["path"] = str(root / "out" / unet_name)
-    return wf, Session(device="cpu").run(wf, use_cache=False)
+    return run_on_picture(TEMPLATES / "image_lotus_depth_v1_1.json", root / "picture.png", root / "out" / unet_name,
+                          unet)
 
 
 def _reference(unet, vae, picture: np.ndarray) -> np.ndarray:

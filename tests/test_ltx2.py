@@ -722,12 +722,12 @@ def test_comfyui_song_to_video_chain_imports_and_keeps_the_song(tiny, gemma, tmp
     res = import_data(_song_prompt(str(tmp_path / "song.wav")))
     assert {e.class_type: e.status for e in res.report.entries.values()} == dict.fromkeys(
         [n["class_type"] for n in _song_prompt("").values()], "exact") | {"LTXVAudioVAELoader": "approx"}
-    # VAEDecodeAudio on another model's latent (Stable Audio's EmptyLatentAudio) is left unmapped, said why
+    # VAEDecodeAudio on a latent no model it knows sampled (EmptyLatentAudio's, no KSampler) is left unmapped, said why
     other = import_data({"1": {"class_type": "EmptyLatentAudio", "inputs": {"seconds": 47.6, "batch_size": 1}},
                          "2": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["1", 0], "vae": ["3", 0]}},
                          "3": {"class_type": "VAELoader", "inputs": {"vae_name": "stable_audio_vae.safetensors"}}})
     decode, = [e for e in other.report.entries.values() if e.class_type == "VAEDecodeAudio"]
-    assert decode.status == "unmapped" and "decodes LTX-2's sound only" in decode.notes[-1]
+    assert decode.status == "unmapped" and "decodes LTX-2's and Stable Audio Open's sound" in decode.notes[-1]
     sound, = [n for n in res.graph.nodes.values() if n.type == "latent.set_sound"]
     assert {l.dst_port: l.src_port for l in res.graph.links_to(sound.id)} == {"vae": "vae", "latent": "latent",
                                                                                 "audio": "audio"}

@@ -15,12 +15,16 @@ from .report import APPROX, EXACT, UI, Entry, Report
 from .out import LOADERS, Out
 from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, EasyUse,
                     Efficiency, FizzNodes, FrameInterpolation, Inspire, IPAdapters, KJNodes, LogicNodes, Rgthree,
-                    Segmentation, VideoModels, WanVideoWrapper, XLabs)
+                    Segmentation, SoundModels, VideoModels, WanVideoWrapper, XLabs)
+
+# ComfyUI's "control after generate" as the editor's seed modes (it draws new seeds before each run);
+# ComfyUI's decrement has no Kinograph mode and stays fixed
+SEED_MODES = {"randomize": "random", "increment": "increment"}
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
-class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters, Segmentation,
-                KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
+class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters,
+                Segmentation, KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
                 EasyUse, Inspire, LogicNodes):
     def __init__(self, flat: Flat, registry=None):
         self.flat = flat
@@ -34,6 +38,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
         self.control_nodes: Dict[Tuple[Tuple[str, str], int], str] = {}   # (model port, control) -> control.apply
         # ComfyUI node -> its widgets that a node's output feeds (Kinograph param, the output, ComfyUI's name)
         self.param_links: Dict[str, List[Tuple[str, Out, str]]] = {}
+        # ComfyUI node -> {Kinograph param: the "control after generate" of the seed widget it came from}
+        self.seed_modes: Dict[str, Dict[str, str]] = {}
         for cn in flat.nodes.values():
             for v in cn.inputs.values():
                 if isinstance(v, Ref):
@@ -60,7 +66,19 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
         self.link_params(cn, nid)
         if cn.pos is not None:
             self.graph.ui[nid] = {"pos": [round(cn.pos[0]), round(cn.pos[1] + dy)]}
+        # ComfyUI draws a new seed at each queue for randomize (its KSampler's default): left fixed, every run gave
+        # the picture before again (from the cache, at once)
+        modes = {k: SEED_MODES[m] for k, m in self.seed_modes.get(cn.id, {}).items()
+                 if m in SEED_MODES and spec is not None and k in spec.params and spec.params[k].kind == "seed"}
+        if modes:
+            self.graph.ui.setdefault(nid, {})["seed"] = modes
         return nid
+
+    def take_seed_modes(self, cn: CNode, attrs: Dict[str, Any], taken) -> None:
+        """The seed modes of folded nodes (RandomNoise) whose settings `cn` takes from `attrs`."""
+        for k, mode in (attrs.get("seed_modes") or {}).items():
+            if k in taken:
+                self.seed_modes.setdefault(cn.id, {})[k] = mode
 
     def link(self, out: Optional[Out], dst: str, port: str) -> bool:
         if out is None or out.port is None:
@@ -182,6 +200,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
                 continue
+            if p.comfy in cn.controls:
+                self.seed_modes.setdefault(cn.id, {})[p.param] = cn.controls[p.comfy]
             try:
                 params[p.param] = p.convert(v) if p.convert else v
             except Approx as a:
@@ -317,6 +337,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
 
     def fold(self, cn: CNode, rule: Rule, params: Dict[str, Any]) -> None:
         attrs = dict(params)
+        if cn.id in self.seed_modes:
+            attrs["seed_modes"] = self.seed_modes[cn.id]
         for comfy, port in rule.inputs.items():
             v = self.resolve(cn.inputs.get(comfy))
             if isinstance(v, Out):
@@ -330,6 +352,7 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
                 for k in rule.takes:
                     if k in v.attrs and not isinstance(v.attrs[k], Out):
                         params.setdefault(k, v.attrs[k])
+                self.take_seed_modes(cn, v.attrs, rule.takes)
         nid = nid or self.add(rule.node, cn, params)
         for comfy, port in rule.inputs.items():
             v = self.resolve(cn.inputs.get(comfy))
@@ -532,6 +555,20 @@ class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, A
             return family_of_file(detect_file(path)) if path is not None and path.is_file() else None
         except Exception:  # noqa: BLE001 - a file that is not there or not readable: the import goes on without
             return None
+
+    def _text_type_behind(self, out) -> Optional[str]:
+        """The type of the load.text_encoder whose prompt `out` carries, through the nodes that add to a
+        conditioning; None where there is none."""
+        node = out.port[0] if isinstance(out, Out) and out.port else None
+        for _ in range(64):
+            if node is None:
+                return None
+            ins = self.graph.inputs.get(node, {})
+            if "text_encoder" in ins:
+                return self.graph.nodes[ins["text_encoder"][0]].params.get("type")
+            src = ins.get("conditioning") or ins.get("positive")
+            node = src[0] if src else None
+        return None
 
     def _loader_behind(self, out) -> Optional[str]:
         node = out.port[0] if isinstance(out, Out) and out.port else None

@@ -61,6 +61,7 @@ class CNode:
     missing_widgets: Tuple[str, ...] = ()       # named widgets the file's widgets_values stops short of
     pack: str = ""                              # the custom node pack ComfyUI recorded for it (cnr_id / aux_id)
     out_names: List[str] = field(default_factory=list)     # its outputs' names, for a placeholder's sockets
+    controls: Dict[str, str] = field(default_factory=dict)  # seed widget -> its "control after generate"
 
 
 @dataclass
@@ -783,6 +784,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
             else:
                 by_name = _name_widgets(names, values)
                 cn.inputs.update(by_name)
+                cn.controls = _controls(names, values)
                 cn.missing_widgets = tuple(k for k in names if k not in by_name)
             # rgthree's Power Lora Loader keeps one dict widget per LoRA; its API format names them lora_1, ...
             loras = [x for x in values if isinstance(x, dict) and "lora" in x]
@@ -809,6 +811,17 @@ def _name_widgets(names, values) -> Dict[str, Any]:
     widgets, is that toggle (read as steps, it shifted every later value one place). Values past the known
     widgets are left: the frontend stores some of its own there (an upload button, a preview)."""
     return {name: values[a] for name, a, _ in _widget_spans(names, values)}
+
+
+def _controls(names, values) -> Dict[str, str]:
+    """Each seed widget's "control after generate" (fixed, increment, decrement, randomize) where the file holds
+    one; the early toggle's true is randomize."""
+    out = {}
+    for name, a, b in _widget_spans(names, values):
+        if b - a == 2:
+            c = values[a + 1]
+            out[name] = c if isinstance(c, str) else "randomize" if c else "fixed"
+    return out
 
 
 def _widget_spans(names, values) -> List[Tuple[str, int, int]]:

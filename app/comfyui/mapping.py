@@ -1280,8 +1280,14 @@ RULES: Dict[str, Rule] = {
     "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
     "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
     "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
-    # ComfyUI's core audio decoder on an audio VAE: in Kinograph only LTX-2's sound, which is the decoded clip's own
+    # ComfyUI's core audio decoder on an audio VAE: LTX-2's sound (the decoded clip's own), or Stable Audio Open's,
+    # where the chain from EmptyLatentAudio through KSampler folds into generate.stable_audio
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
+    "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                             special="empty_latent_audio", ignore={"batch_size": 1}),
+    "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
+                                    (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
+                                    fold=True, special="stable_audio_seconds"),
     # A given song (ComfyUI's ia2v: LTXVAudioVAEEncode, SetLatentNoiseMask 0, LTXVConcatAVLatent) becomes
     # latent.set_sound on the video latent, made where the two streams are joined
     "LTXVReferenceAudio": Rule("condition.reference_voice", ("identity_guidance_scale", "start_percent", "end_percent"),
@@ -1308,8 +1314,8 @@ RULES: Dict[str, Rule] = {
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
-    "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"},
-                                  ("model",)),
+    "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
+                                  (P("shift", "shift"), P("sampling", "sampling")), {"model": "model"}, ("model",)),
     # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
     # 4096), the shifted line sigma = e^mu t / (1 + (e^mu - 1) t), which is model.flow_shift's at e^mu
     "ModelSamplingFlux": Rule("model.flow_shift", ("max_shift", "base_shift", "width", "height"),
@@ -1471,6 +1477,14 @@ RULES: Dict[str, Rule] = {
     "SetFirstSigma": Rule(None, ("sigma",), (P("sigma", "first_sigma"),), fold=True, special="first_sigma"),
     # Lotus' fixed prompt (the empty prompt as SD 2's text encoder reads it), shipped with Kinograph
     "LotusConditioning": Rule("condition.lotus", (), (), {}, ("conditioning",)),
+    # a stored prompt from models/embeddings/; every ComfyUI template that loads one is Marigold v2's (Qwen-Image-Edit)
+    "ConditioningLoader": Rule("condition.load", ("conditioning_name",), (P("conditioning_name", "name"),), {},
+                               ("conditioning",), fixed={"family": "qwenimage"},
+                               note="read as a Qwen-Image prompt (Marigold v2's task prompts): the file does not "
+                                    "say which model it was made for"),
+    # Marigold v2's depth, normals and albedo from its decoded picture
+    "MarigoldV2PostProcess": Rule("depth.marigold_pass", ("prediction",), (P("prediction", "prediction"),),
+                                  {"image": "video"}, ("video",), fixed={"spread": "frame"}),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

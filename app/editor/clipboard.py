@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
+from PySide6.QtGui import QGuiApplication
+
 from graph_engine.graph import ID_RE, Graph
 from graph_engine.workflow import parse_workflow, to_yaml
 
@@ -12,6 +14,14 @@ from . import ops
 from .document import usable_layout
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
+# Beside the YAML text, a copy of nodes says it is one, so that a text field can tell it from text to type in
+NODES_MIME = "application/x-kinograph-nodes"
+
+
+def holds_nodes() -> bool:
+    """The clipboard holds nodes copied in an editor's window (this one or another)."""
+    mime = QGuiApplication.clipboard().mimeData()
+    return mime is not None and mime.hasFormat(NODES_MIME)
 
 
 def copy_text(graph: Graph, registry, node_ids: Iterable[str], note_ids: Iterable[str] = (),

@@ -146,6 +146,10 @@ class Document(QObject):
 
     @property
     def title(self) -> str:
+        # An imported ComfyUI file (or a render's workflow) read 'untitled' in the window's title, in 'Save changes
+        # to untitled?' and in the queue: the artist had opened a file by name.
+        if self.path is None and self.origin is not None:
+            return f"{self.origin.stem} (unsaved)"
         return self.path.name if self.path else "untitled"
 
     def validate(self) -> List[Problem]:

@@ -326,8 +326,15 @@ class NodeItem(QGraphicsItem):
     def _paint_ports(self, painter, labels: bool):
         painter.setFont(LABEL_FONT)
         linked_in = self.scene().doc.graph.inputs.get(self.node_id, {}) if self.scene() else {}
+        rows = {True: self._port_rows(True), False: self._port_rows(False)}
+        texts = {}
+        if labels:
+            room = self.w - 2 * (PORT_R + 5)
+            for i in range(max(len(rows[True]), len(rows[False]))):
+                left, right = (rows[side][i][0] if i < len(rows[side]) else "" for side in (True, False))
+                texts[True, left], texts[False, right] = socket_texts(left, right, room)
         for is_input in (True, False):
-            for name, port in self._port_rows(is_input):
+            for name, port in rows[is_input]:
                 c = QColor(port.type.color)
                 p = self.port_pos(name, is_input)
                 hover = self._hover_port == (name, is_input)
@@ -341,9 +348,9 @@ class NodeItem(QGraphicsItem):
                 if labels:
                     painter.setPen(theme.TEXT if (not is_input or name in linked_in) else theme.TEXT_DIM)
                     if is_input:
-                        LABEL.left(painter, PORT_R + 5, p.y(), name)
+                        LABEL.left(painter, PORT_R + 5, p.y(), texts[True, name])
                     else:
-                        LABEL.right(painter, self.w - PORT_R - 5, p.y(), name)
+                        LABEL.right(painter, self.w - PORT_R - 5, p.y(), texts[False, name])
         if self.collapsed:
             return
         for name in self.linked_params():
@@ -566,6 +573,16 @@ def field_texts(name: str, shown: str, width: float) -> Tuple[str, str]:
     name_room = min(LABEL.width(name), max(room * 0.5, room - LABEL.width(shown)))
     label = LABEL.elide(name, name_room)
     return label, LABEL.elide(shown, room - LABEL.width(label), Qt.ElideMiddle)
+
+
+def socket_texts(left: str, right: str, width: float) -> Tuple[str, str]:
+    """(input, output) labels of one row of sockets `width` apart, each elided in the middle (names that share a
+    start differ at the end: model_reference_images_image_1) to keep a gap between them. A placeholder's ComfyUI
+    names drew over each other ('driving_track_dapose_video_mask'); the socket's tooltip has them whole."""
+    room = width - (8 if left and right else 0)
+    right_room = min(LABEL.width(right), max(room * 0.5, room - LABEL.width(left)))
+    shown = LABEL.elide(right, right_room, Qt.ElideMiddle)
+    return LABEL.elide(left, room - LABEL.width(shown), Qt.ElideMiddle), shown
 
 
 def _zoom(event) -> float:

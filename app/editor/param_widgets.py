@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSp
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 from graph_engine.validate import check_param
 
+from .clipboard import holds_nodes
 from .curve_editor import CurveEditor
 from .geometry import PLACES, decimals, places, slider_range, value_step, zero_meaning
 from .help_text import help_tip
@@ -626,6 +627,48 @@ class _UndoRoute(QObject):
             event.ignore()          # not the field's: the window's Undo / Redo takes the key
             return True
         return False
+
+
+class _ClipboardRoute(QObject):
+    """Ctrl+V in a field while the clipboard holds nodes copied on the canvas pastes them there, and Ctrl+C with no
+    text selected copies the selected nodes: a click on a node's prompt (to select the node) puts the keyboard in
+    the panel's box for it, and Ctrl+V there pasted the copied nodes' YAML into the prompt, applied as soon as the
+    focus left, while Ctrl+C copied nothing. `to_canvas("copy" | "paste")` does the canvas's."""
+
+    def __init__(self, field, to_canvas: Callable[[str], None]):
+        super().__init__(field)
+        self.field, self.to_canvas = field, to_canvas
+
+    def _selected_text(self) -> bool:
+        f = self.field
+        if isinstance(f, QPlainTextEdit):
+            return f.textCursor().hasSelection()
+        line = f if isinstance(f, QLineEdit) else f.findChild(QLineEdit)
+        return line is not None and line.hasSelectedText()
+
+    def _which(self, event) -> str:
+        if event.matches(QKeySequence.Paste):
+            return "paste" if holds_nodes() else ""
+        return "copy" if event.matches(QKeySequence.Copy) and not self._selected_text() else ""
+
+    def eventFilter(self, obj, event):
+        if event.type() not in (QEvent.ShortcutOverride, QEvent.KeyPress):
+            return False
+        which = self._which(event)
+        if not which:
+            return False
+        event.accept()
+        if event.type() == QEvent.KeyPress:
+            self.to_canvas(which)
+        return True
+
+
+def route_clipboard(editor: QWidget, to_canvas: Callable[[str], None]) -> QWidget:
+    for field in editor.findChildren(QWidget):
+        if isinstance(field, (QPlainTextEdit, QAbstractSpinBox)) or (
+                isinstance(field, QLineEdit) and not isinstance(field.parentWidget(), QAbstractSpinBox)):
+            field.installEventFilter(_ClipboardRoute(field, to_canvas))
+    return editor
 
 
 def route_undo(editor: QWidget) -> QWidget:

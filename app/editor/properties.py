@@ -16,7 +16,7 @@ from graph_engine.graph import Event
 from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
 from .help_text import help_html, help_tip
-from .param_widgets import PlainTextField, TextEditor, make_editor
+from .param_widgets import PlainTextField, TextEditor, make_editor, route_clipboard
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
 
@@ -43,6 +43,7 @@ class PropertiesPanel(QScrollArea):
     previewRequested = Signal(str)           # a node whose output draws in the panel (camera paths)
     pickRequested = Signal(str)              # a node whose points or box are to be clicked on its picture
     backToCanvas = Signal()                  # Esc in a field
+    clipboardRequested = Signal(str)         # "copy" or "paste" of nodes, asked for in a field
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -216,6 +217,7 @@ class PropertiesPanel(QScrollArea):
                              base_dir=lambda: self.doc.workflow.base_dir,
                              frames=lambda: self._frames(node_id),
                              pick=lambda: self.pickRequested.emit(node_id))
+            route_clipboard(ed, self.clipboardRequested.emit)
             ed.set_value(inst.params.get(name, p.default))
             label = QLabel(name)
             label.setToolTip(help_tip(p.help or name))

@@ -1,10 +1,11 @@
-"""The editor's own preferences (recent files, favourite and recent nodes, snapping) in
+"""The editor's own preferences (recent files, favourite and recent nodes, snapping, each workflow's last view) in
 `editor.json` beside Kinograph's config, written atomically."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from graph_engine import config
 from graph_engine.errors import NodeError
@@ -12,6 +13,7 @@ from graph_engine.workflow import atomic_write_text
 
 MAX_RECENT_FILES = 10
 MAX_RECENT_NODES = 8
+MAX_VIEWS = 50
 
 
 class EditorSettings:
@@ -52,6 +54,19 @@ class EditorSettings:
     def add_recent_file(self, path: str) -> None:
         items = [p for p in self.recent_files if p != path]
         self.data["recent_files"] = [path] + items[: MAX_RECENT_FILES - 1]
+        self._save()
+
+    def view_of(self, path: str) -> Optional[Tuple[float, float, float]]:
+        """(x, y, zoom) of the canvas when workflow `path` was last closed here: the scene point at its top left."""
+        v = (self.data.get("views") or {}).get(path) if isinstance(self.data.get("views"), dict) else None
+        ok = isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+        return (float(v[0]), float(v[1]), float(v[2])) if ok and v[2] > 0 else None
+
+    def remember_view(self, path: str, view: Tuple[float, float, float]) -> None:
+        views = self.data.get("views") if isinstance(self.data.get("views"), dict) else {}
+        views.pop(path, None)
+        views[path] = [round(view[0], 1), round(view[1], 1), round(view[2], 4)]
+        self.data["views"] = dict(list(views.items())[-MAX_VIEWS:])
         self._save()
 
     @property

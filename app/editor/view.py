@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QLineF, QPoint, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QPainter, QPainterPath, QPainterPathStroker, QPen
+from PySide6.QtCore import QEvent, QLineF, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QPainter, QPainterPath, QPainterPathStroker, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsTextItem, QGraphicsView, QLabel, QLineEdit, QMenu
 
 from graph_engine.workflow import MEDIA_SUFFIXES
 
 from . import rules, theme
+from .clipboard import holds_nodes
 from .controller import Refused
 from .decor_items import GroupItem
 from .geometry import FAR_ZOOM, GRID, nearest_toward, node_size
@@ -614,6 +615,15 @@ class InlineEditor(QLineEdit):
         self._commit, self._current, self._closed, self._toast = commit, current, closed, toast
         self._done = False
         self.returnPressed.connect(lambda: self.finish(True, keep_on_error=True))
+
+    def event(self, event):
+        if event.type() == QEvent.ShortcutOverride and event.matches(QKeySequence.Paste) and holds_nodes():
+            # Copied nodes go on the canvas (its Paste takes the key), not into the field as their YAML, which a
+            # click on a number (to pick where to paste) had opened
+            self.finish(True)
+            event.ignore()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event):
         if event.key() == Qt.Key_Escape:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from PySide6.QtCore import QPoint, QPointF, QSize, Qt, QTimer
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget,
                                QWidget)
@@ -22,6 +22,7 @@ from graph_engine.workflow import read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
+from .clipboard import NODES_MIME
 from .comfyui_open import placeholder_advice
 from .controller import GROUP_COLORS, Controller, Refused, counted
 from .document import Document
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self.properties.whyRequested.connect(self.explain)
         self.properties.previewRequested.connect(lambda n: self.view_node(n, PREVIEW))
         self.properties.backToCanvas.connect(self.view.setFocus)
+        self.properties.clipboardRequested.connect(self._clipboard_from_panel)
         self.properties.pickRequested.connect(self.pick)
         self.viewer.pickingEnded.connect(self._picking_ended)
         self.view.viewRequested.connect(self.view_node)
@@ -292,6 +294,11 @@ class MainWindow(QMainWindow):
 
     def set_document(self, doc: Document) -> None:
         old, old_scene = self.doc, self.view.scene()
+        if old_scene is not None:
+            self._remember_view()
+        if doc.path is not None and doc.saved_view is None:
+            # A workflow reopened at the view it was left at (as ComfyUI reopens one), not back at its start
+            doc.saved_view = self.settings.view_of(str(doc.path))
         if self.autosaver is not None:
             self.autosaver.stop()
         self.doc = doc
@@ -337,6 +344,12 @@ class MainWindow(QMainWindow):
         self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
+
+    def _remember_view(self) -> None:
+        """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit)."""
+        if self.doc is not None and self.doc.path is not None:
+            top_left = self.view.mapToScene(0, 0)
+            self.settings.remember_view(str(self.doc.path), (top_left.x(), top_left.y(), self.view.zoom()))
 
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
@@ -663,6 +676,7 @@ class MainWindow(QMainWindow):
         if self.autosaver is not None:
             self.autosaver.stop()
             self.autosaver = None
+        self._remember_view()
         self.runs.shutdown()
         self.viewer.shutdown()
         self._detach(self.scene)
@@ -692,8 +706,23 @@ class MainWindow(QMainWindow):
             self.message("Nothing selected to copy: click a node (or Ctrl+A) first; the clipboard is unchanged")
             return ""
         text = self.controller.copy_text(nodes, notes, groups)
-        QGuiApplication.clipboard().setText(text)
+        data = QMimeData()
+        data.setText(text)
+        data.setData(NODES_MIME, text.encode())
+        QGuiApplication.clipboard().setMimeData(data)
         return text
+
+    def _clipboard_from_panel(self, what: str) -> None:
+        """Ctrl+C / Ctrl+V in a field of the panel that meant the nodes (param_widgets.route_clipboard)."""
+        if what == "copy":
+            if self.copy():
+                self.message("Copied the selected nodes (no text was selected in the field)")
+            return
+        ids = self.paste()
+        if ids:
+            self.view.setFocus(Qt.OtherFocusReason)     # Delete, arrows and Ctrl+D act on what was pasted
+            self.message(f"Pasted {counted(len(ids), 'node')} on the canvas: the clipboard held nodes, "
+                         f"not text for the field")
 
     def cut(self) -> None:
         if self.copy():

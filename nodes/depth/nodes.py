@@ -30,3 +30,30 @@ def lotus_prompt(ctx) -> CONDITIONING:
     (video.invert turns it round, as ComfyUI's Lotus templates do)."""
     from nodes.generate.lotus import conditioning
     return conditioning()
+
+
+@node("depth.marigold_pass", title="Marigold Pass", category="Conditioning", temporal_radius=0)
+def marigold_pass(ctx, video: VIDEO,
+                  prediction: str = Param("depth", choices=("depth", "normals", "albedo"),
+                                          help="what the decoded Marigold v2 picture holds: the task its LoRA, VAE "
+                                               "and conditioning were made for"),
+                  spread: str = Param("clip", choices=("clip", "frame"),
+                                      help="depth: one range for the whole clip, so levels hold over a shot; frame: "
+                                           "each frame by its own range, as ComfyUI's node does")) -> VIDEO:
+    """The pass a compositor reads from a decoded Marigold v2 picture (ComfyUI's MarigoldV2PostProcess; vae.decode's
+    output of the task's VAE). depth: relative depth, near 1 (white), far 0, the same in R, G and B; it is
+    affine-invariant (a relative log depth, not metres). normals: camera-space unit normals, x, y, z each stored as
+    (n + 1) / 2 in R, G, B (0.5 is 0). albedo: the surface colour without lighting, sRGB-coded. Depth and normals
+    are data, not colour: io.save_frames' PNG holds them as they are, so read those files in Nuke with colorspace
+    raw (an EXR from here holds them decoded as sRGB light). Marigold v2 sees each frame alone: depth from frame to
+    frame keeps its levels (spread clip), not its scale."""
+    import numpy as np
+    from nodes.common.stream import map_frames
+    from nodes.generate.marigold import post
+    span = None
+    if prediction == "depth" and spread == "clip":
+        ends = [(float(m.min()), float(m.max())) for m in (b.astype(np.float32).mean(-1) / 255
+                                                           for _, b in video.chunks())]
+        span = (min(lo for lo, _ in ends), max(hi for _, hi in ends))
+    return map_frames(ctx, video, lambda f: (np.clip(post(f[None] / 255.0, prediction, span)[0], 0, 1) * 255 + 0.5)
+                      .astype(np.uint8))

@@ -1,10 +1,13 @@
-"""Speech encoder nodes: the voice features Wan 2.2 S2V and HuMo move a face by, and their conditioning."""
+"""Sound nodes: the speech encoder features Wan 2.2 S2V and HuMo move a face by, their conditioning, and Stable Audio
+Open's text to sound."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
 from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER, CONDITIONING, IMAGE, LATENT, VAE, VIDEO
 from nodes.common.models_dirs import locator
 from nodes.generate.audio_encoder import voice_preflight
+from nodes.generate.samplers import SAMPLERS
+from nodes.generate.stable_audio import SCHEDULERS
 
 
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
@@ -74,3 +77,37 @@ def condition_humo(ctx, vae: VAE, positive: CONDITIONING,
     size and centre-cropped (ComfyUI: bilinear; here the VAE's processor)."""
     from nodes.generate.wan_humo_cond import condition
     return condition(vae, positive, negative, frames, width, height, audio_embeds, reference)
+
+
+@node("generate.stable_audio", title="Stable Audio (text to sound)", category="Sampling", device="gpu",
+      outputs={"audio": AUDIO})
+def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.safetensors", kind="path",
+                                                       locate=locator("checkpoints"), required=True,
+                                                       help="Stable Audio Open 1.0's checkpoint in checkpoints/"),
+                          text_encoder: str = Param("t5-base.safetensors", kind="path", locate=locator("text_encoders"),
+                                                    required=True, help="T5-base in text_encoders/, its tokenizer "
+                                                                        "beside it (t5-base/)"),
+                          prompt: str = Param("", kind="text", help="the sound: genre, instruments, mood, BPM"),
+                          negative: str = Param("", kind="text", help="what to steer away from"),
+                          seconds: float = Param(47.6, min=0.1, max=500.0, help="length (trained on up to 47 s)"),
+                          seconds_start: float = Param(0.0, min=0.0, max=512.0,
+                                                       help="where in a longer piece this part starts (ComfyUI's "
+                                                            "ConditioningStableAudio)"),
+                          seconds_total: float = Param(0.0, zero="auto", min=0.0, max=512.0,
+                                                       help="the whole piece's length the model is told; auto = "
+                                                            "this sound's whole seconds"),
+                          steps: int = Param(50, min=1, max=1000),
+                          cfg: float = Param(7.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass"),
+                          sampler: str = Param("dpmpp_2m", choices=tuple(s for s in SAMPLERS if s != "ar_video")),
+                          scheduler: str = Param("exponential", choices=SCHEDULERS),
+                          seed: int = Param(0, min=0, max=2 ** 64 - 1)):
+    """Stable Audio Open 1.0's sound for a prompt, from ComfyUI's files (its EmptyLatentAudio, CLIPTextEncode with
+    T5-base, KSampler and VAEDecodeAudio in one node): 44.1 kHz stereo, `seconds` long, as loud as ComfyUI leaves it.
+    Save it with io.save_audio, or lay it under a clip with io.set_audio."""
+    from nodes.generate import stable_audio as sa
+    from nodes.generate.model_manager import manager_for
+    model = sa.load(manager_for(ctx), checkpoint, text_encoder, ctx.device)
+    wave = sa.generate(model, prompt, negative, seconds, steps, cfg, sampler, scheduler, seed, ctx.progress,
+                       seconds_start, seconds_total)
+    ctx.log(f"{wave.shape[-1] / sa.RATE:.2f} s of sound, {wave.shape[0]} channels at {sa.RATE} Hz")
+    return {"audio": sa.as_audio(wave)}

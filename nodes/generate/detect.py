@@ -1168,6 +1168,30 @@ def _flux(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": (k.shape(img_in) or (0, 64))[1]})
 
 
+def _unpooled_flux(k: Keys) -> Optional[Detection]:
+    """FLUX.1's blocks told no pooled embedding and no guidance (no vector_in): LongCat-Image's (Qwen2.5-VL's states,
+    longcat_image_bf16 and longcat_image_edit_bf16) and Ovis-Image's (gated feed-forwards, gate_proj / up_proj, and a
+    norm on the text's states, txt_norm), in the names ComfyUI loads them with (comfy/ldm/flux: Black Forest Labs') or
+    in diffusers' (a LongCatImagePipeline's or OvisImagePipeline's transformer file). Before _flux, which reads the
+    same block names."""
+    if k.has("double_blocks.0.img_attn.qkv.weight", "img_in.weight", "txt_in.weight"):
+        if k.any("vector_in.in_layer.weight", "distilled_guidance_layer.in_proj.weight",
+                 "double_stream_modulation_img.lin.weight"):
+            return None
+        layout, x = "original", "img_in.weight"
+        ovis = k.any("double_blocks.0.img_mlp.gate_proj.weight")
+    elif k.has("x_embedder.weight", "context_embedder.weight", "time_embed.timestep_embedder.linear_1.weight"):
+        layout, x, ovis = "diffusers", "x_embedder.weight", False
+    elif k.has("x_embedder.weight", "context_embedder_norm.weight", "timestep_embedder.linear_1.weight"):
+        layout, x, ovis = "diffusers", "x_embedder.weight", True
+    else:
+        return None
+    return Detection("diffusion_model", "ovis" if ovis else "longcat", "", layout=layout, prefix=k.prefix_of(x) or "",
+                     why=("gated double blocks, txt_norm" if ovis else "double blocks without vector_in")
+                     if layout == "original" else "x_embedder / " + ("context_embedder_norm" if ovis else "time_embed"),
+                     extra={"in_channels": (k.shape(x) or (0, 64))[1]})
+
+
 def _chroma(k: Keys) -> Optional[Detection]:
     """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
     names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
@@ -1283,7 +1307,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _zimage, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

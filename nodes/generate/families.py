@@ -105,6 +105,16 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # true CFG; dev and fast are distilled to cfg 1.
     Family("hidream", "HiDream-I1 (image)", ("HiDreamImagePipeline",), ("HiDreamImageTransformer2DModel",), fps=8.0,
            flow=True, cfg=5.0, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # LongCat-Image (Meituan) keyframes and edits: FLUX.1's double and single blocks told no pooled embedding and no
+    # guidance, over 2x2 patches of FLUX.1's latent; prompts read by Qwen2.5-VL 7B (its last layer), true CFG with a
+    # negative. LongCat-Image-Edit: the same transformer reading the picture to edit beside the noise.
+    Family("longcat", "LongCat-Image (image)", ("LongCatImagePipeline", "LongCatImageEditPipeline"),
+           ("LongCatImageTransformer2DModel",), fps=8.0, flow=True, cfg=4.5, steps=50, size=(1024, 1024), frames=1,
+           patch=2, latents="flux"),
+    # Ovis-Image (AIDC-AI) keyframes, made for text in pictures: FLUX.1's blocks with gated feed-forwards, told no pooled
+    # embedding and no guidance, over 2x2 patches of FLUX.1's latent; prompts read by Ovis 2.5's Qwen3 (2B), true CFG.
+    Family("ovis", "Ovis-Image (image)", ("OvisImagePipeline",), ("OvisImageTransformer2DModel",), fps=8.0, flow=True,
+           cfg=5.0, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # Stable Diffusion 3 medium, 3.5 medium / large / large turbo keyframes: an MMDiT over 2x2 patches of a 16-channel
     # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
     Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),

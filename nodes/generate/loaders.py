@@ -83,6 +83,10 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                "kandinsky5image": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors + "
                                                    "clip_l.safetensors, type kandinsky5_image)",
                                    "vae": "load.vae (FLUX.1's ae.safetensors)"},
+               "longcat": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image)",
+                           "vae": "load.vae (FLUX.1's ae.safetensors)"},
+               "ovis": {"text_encoder": "load.text_encoder (ovis_2.5.safetensors, type ovis)",
+                        "vae": "load.vae (FLUX.1's ae.safetensors)"},
                "chroma": {"text_encoder": "load.text_encoder (t5xxl_fp16.safetensors, type chroma)",
                           "vae": "load.vae (FLUX.1's ae.safetensors)"}}
 

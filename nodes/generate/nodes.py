@@ -38,7 +38,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "hidream", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "hidream", "longcat", "ovis", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -134,6 +134,22 @@ name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
 (model.flow_shift). Sizes divisible by 16.""")
+load_longcat = _family_loader("longcat", "Load LongCat-Image", """LongCat-Image text-to-image and LongCat-Image-Edit
+(Meituan): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
+(diffusion_models/longcat_image_bf16.safetensors, longcat_image_edit_bf16.safetensors) here or through
+load.diffusion_model, with load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image) and load.vae
+(FLUX.1's ae.safetensors).
+
+True CFG: cfg 4-4.5 with a negative prompt, 50 steps (guide.cfg_norm as ComfyUI's template sets CFGNorm). Text in
+quotes is read a character at a time. Edit: encode.qwen_edit with the picture and condition.reference. Sizes divisible
+by 16.""")
+load_ovis = _family_loader("ovis", "Load Ovis-Image", """Ovis-Image text-to-image (AIDC-AI's Ovis-Image-7B, made for text
+in pictures): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
+(diffusion_models/ovis_image_bf16.safetensors) here or through load.diffusion_model, with load.text_encoder
+(ovis_2.5.safetensors, type ovis; its Qwen3 tokenizer in a folder beside it) and load.vae (FLUX.1's ae.safetensors).
+
+True CFG: cfg 5 with a negative prompt, 50 steps (ComfyUI's template: 20 steps at shift 3, model.flow_shift). Sizes
+divisible by 16.""")
 load_sd3 = _family_loader("sd3", "Load Stable Diffusion 3", """Stable Diffusion 3 medium and 3.5 medium, large and large
 turbo text-to-image: keyframes to animate with an image-to-video model. A diffusers folder, or ComfyUI's checkpoint
 (checkpoints/sd3.5_medium.safetensors ...): the MMDiT and VAE, and the text encoders where the file holds them; else
@@ -333,7 +349,8 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
     diffusers' QwenImage21Pipeline with image=). The pictures are resized to about a megapixel, multiples of 32, as
     diffusers' pipelines resize them; sample a latent of the size to make (the picture's vae.encode, at denoise 1).
     Give the negative prompt its own encode.qwen_edit with the same pictures. Qwen-Image 2.1 needs the VAE (its
-    latents fill the places Qwen3-VL saw the pictures) and ignores template."""
+    latents fill the places Qwen3-VL saw the pictures) and ignores template. With LongCat-Image's text encoder (type
+    longcat_image) it is LongCat-Image-Edit's encoding: one picture, FLUX.1's VAE, template ignored."""
     from nodes.generate.qwen_edit import encode_edit
     pictures = [p for p in (image, image2, image3) if p is not None]
     return encode_edit(text_encoder, vae, text, pictures, template, ctx.log, size)
@@ -348,6 +365,21 @@ def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
     HunyuanVideo i2v's llava image tokens for encode.text_image)."""
     from nodes.generate.image_cond import encode_image as run
     return run(image_encoder, image, crop)
+
+
+@node("condition.load", title="Load Conditioning", category="Conditioning")
+def load_conditioning(ctx, name: str = Param("", kind="path", required=True, locate=locator("embeddings"),
+                                             help="a stored prompt: its .safetensors file (a float tensor named "
+                                                  "'conditioning') in an 'embeddings' model folder, or its path"),
+                      family: str = Param("qwenimage", choices=("qwenimage",),
+                                          help="the model the prompt was encoded for")) -> CONDITIONING:
+    """A prompt stored as its embedding (ComfyUI's Load Conditioning), for a model run without its text encoder:
+    Marigold v2's task prompts (marigold_v2_depth_conditioning and its normals and albedo twins, Qwen-Image-Edit's
+    [1, tokens, 3584]). Read as tensors only: safetensors, or a torch file through weights_only (a file that would
+    run code is refused); anything but the 'conditioning' tensor and its attention_mask is refused by name."""
+    from nodes.generate.marigold import load_conditioning as load
+    from nodes.generate.model_manager import resolve_model_path
+    return load(resolve_model_path(as_given(name, ctx.workflow_dir), "embeddings", "conditioning file"), family)
 
 
 @node("condition.frames", title="First/Last Frame", category="Conditioning",
@@ -895,11 +927,21 @@ def control_canny(ctx, video: VIDEO,
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
 @node("model.flow_shift", title="Flow Shift", category="Sampling", passes={"model": "model"})
 def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
-                                                        help="above 1 spends more steps at high noise")) -> MODEL:
+                                                        help="above 1 spends more steps at high noise"),
+               sampling: str = Param("flow", choices=("flow", "img_to_img_velocity"),
+                                     help="flow: the model's output is a velocity scaled by the noise level; "
+                                          "img_to_img_velocity: it is the whole way from the picture's latent to "
+                                          "the result's (Marigold v2), sampled with add_noise off")) -> MODEL:
     """Set a flow-matching model's time shift (Wan, LTX, HunyuanVideo): noise levels
     shift * s / (1 + (shift - 1) * s) over the schedule, as ComfyUI's ModelSamplingSD3 sets them. Shift 0 would
-    make every level 0 (nothing sampled: a black video), so it starts at 0.01."""
-    return model.with_option("flow_shift", float(shift))
+    make every level 0 (nothing sampled: a black video), so it starts at 0.01. `sampling` img_to_img_velocity is
+    ComfyUI's ModelSamplingAuraFlow sampling of that name: the model reads the picture's latent as it is and the
+    result is that latent minus the model's output (Marigold v2's depth, normals and albedo from Qwen-Image-Edit)."""
+    model = model.with_option("flow_shift", float(shift))
+    velocity = sampling == "img_to_img_velocity"
+    # set only where it is or was on, so the models of every other workflow stay as they were (their cache keys)
+    return model.with_option("img_to_img_velocity", velocity) if velocity or model.option("img_to_img_velocity") \
+        else model
 
 
 @node("model.differential_diffusion", title="Differential Diffusion", category="Sampling", passes={"model": "model"})

@@ -93,6 +93,9 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
     if template not in TEMPLATES:
         raise NodeError(f"template={template!r}: choose edit (Qwen-Image-Edit) or plus (Qwen-Image-Edit-2509 and "
                         "later)")
+    if getattr(text_encoder, "family", None) == "longcat":
+        from nodes.generate.longcat_edit import encode_longcat_edit
+        return encode_longcat_edit(text_encoder, vae, prompt, pictures, log)
     if getattr(text_encoder, "family", None) == "qwenimage21":
         from nodes.generate.qwen21_edit import encode_edit21
         return encode_edit21(text_encoder, vae, prompt, pictures, size, log)

@@ -158,6 +158,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     weak_negative = handle.option("skip_layers_negative")
     identity = handle.option("identity_guidance")
     tfn = adapter.timestep_fn(levels)
+    velocity_from_image = handle.option("img_to_img_velocity")
     true_cfg = handle.option("true_cfg")
     if true_cfg is not None and not adapter.distilled_guidance(handle):
         raise NodeError(f"guide.true_cfg adds true CFG to a model told cfg as its guidance (FLUX.1 dev); this "
@@ -224,6 +225,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         else:
             out = regions.padded_run(lambda xx, ii: adapter.forward(handle, xx, t, ii), batch_in, inputs,
                                      family(handle.family).patch)
+        if velocity_from_image:     # Marigold v2: x0 = x - v at any level (the reference's latent - model_pred)
+            return torch.cat([x] * len(cs)) - out.to(x.device, x.dtype)
         return adapter.denoised(levels, torch.cat([x] * len(cs)), s, out.to(x.device))
 
     def predict(x, sigma, idx, mask=None):
@@ -419,6 +422,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     manual = bool(sigmas.strip())
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
                                                               given.samples.shape, shift)
+    if handle.option("img_to_img_velocity") and (add_noise or adapter.space != "flow"):
+        raise NodeError("model.flow_shift's sampling img_to_img_velocity (Marigold v2) starts from the picture's "
+                        "latent itself, on a flow model (Qwen-Image): set sample's add_noise off (ComfyUI's "
+                        "DisableNoise)" if adapter.space == "flow" else
+                        f"model.flow_shift's sampling img_to_img_velocity is for flow models (Qwen-Image); "
+                        f"{handle.family} is not one: set sampling to flow")
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
@@ -723,8 +732,10 @@ def _check_inputs(handle, positive, negative, latent, sampler, middle=None):
                         f"{sd_vae_hint(latent.family, adapter.latents(handle.pipe))}")
     for name, c in (("positive", positive), ("negative", negative), ("guide.dual_cfg's middle", middle)):
         if c is not None and c.family not in compatible:
+            from nodes.generate.split import TYPE_OF
+            how = f" (load.text_encoder with type {TYPE_OF[fam]})" if fam in TYPE_OF else ""
             raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "
-                            f"it with this model's text encoder")
+                            f"it with this model's text encoder{how}")
         vace = None if c is None else c.extra.get("vace")
         if vace is not None and vace.shape[2] != latent.samples.shape[2]:
             raise NodeError(f"the {name} VACE conditioning covers {vace.shape[2]} latent frames but the latent has "

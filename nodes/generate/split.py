@@ -26,7 +26,8 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage",
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
-              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream"}
+              "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
+              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -38,12 +39,14 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5"),
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
                    "ltx2": ("gemma3",), "zimage": ("qwen3",),
-                   "hidream": ("clip_l", "clip", "clip_g", "t5", "llama")}
+                   "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
+                   "ovis": ("qwen3",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
-           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream"}
+           "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
+           "longcat": "longcat_image", "ovis": "ovis"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -246,7 +249,7 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
-        if family in ("qwenimage", "qwenimage21"):
+        if family in ("qwenimage", "qwenimage21", "longcat"):
             from nodes.generate.converters.qwenimage import link_vision_tokens
             link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
         if family == "qwenimage21":
@@ -366,9 +369,11 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
         found = sd_vae_family(path, family)
     elif found == "flux" and det.role == "vae":
         found = flat_vae_family(path, family)
-    elif found == "wan" and det.variant == "2.1" and (family == "qwenimage" or family == "auto" and
-                                                      "qwen" in path.stem.lower()):
-        found = "qwenimage"         # qwen_image_vae: the Wan 2.1 VAE's network and names, Qwen-Image's weights
+    elif found == "wan" and det.variant == "2.1" and (family == "qwenimage" or family == "auto" and any(
+            k in path.stem.lower() for k in ("qwen", "marigold_v2"))):
+        # qwen_image_vae: the Wan 2.1 VAE's network and names, Qwen-Image's weights; Marigold v2's task VAEs
+        # (marigold_v2_depth_log_stage2_vae, ...) are Qwen-Image's, fine-tuned
+        found = "qwenimage"
     elif family not in ("auto", found):
         raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
                         f"to auto or {found}")
@@ -509,7 +514,7 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
     if det.family == "t5":              # a FLUX.1 folder keeps T5-XXL's as tokenizer_2/, an SD3 folder as tokenizer_3/
         pipes += FAMILIES["flux"].pipelines + FAMILIES["sd3"].pipelines + FAMILIES["chroma"].pipelines
     if det.family == "qwen3":           # Qwen3-4B is Z-Image's encoder too: a ZImagePipeline folder's tokenizer/
-        pipes += FAMILIES["zimage"].pipelines
+        pipes += FAMILIES["zimage"].pipelines + FAMILIES["ovis"].pipelines      # and Ovis 2.5's, an OvisImagePipeline's
     for kind in ("diffusers", "checkpoints", "diffusion_models"):
         for folder in list_models().get(kind, []):
             index = folder / "model_index.json"

@@ -11,7 +11,8 @@ from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
 TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
-              "flux2", "kandinsky5", "kandinsky5_image", "ltx2", "lumina2", "hidream")
+              "flux2", "kandinsky5", "kandinsky5_image", "ltx2", "lumina2", "hidream",
+              "longcat_image", "ovis")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")

@@ -3,6 +3,7 @@ methods the handlers that mapping.py's rules name with special=<name>."""
 from .core import CoreNodes
 from .core_media import CoreMedia
 from .video_models import VideoModels
+from .sound_models import SoundModels
 from .controlnet import ControlNets
 from .controlnet_aux import ControlnetAux
 from .animatediff import AnimateDiff
@@ -22,4 +23,4 @@ from .easyuse import EasyUse
 from .inspire import Inspire
 from .logic import LogicNodes
 
-__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse", "Inspire", "LogicNodes"]
+__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "SoundModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse", "Inspire", "LogicNodes"]

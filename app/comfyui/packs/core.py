@@ -300,13 +300,19 @@ class CoreNodes:
         for k in rule.takes:
             if k in bundles and not isinstance(bundles[k], Out):
                 params[k] = bundles[k]
+        self.take_seed_modes(cn, bundles, rule.takes)
         if "guider" in cn.inputs and "cfg" not in params:
             params["cfg"] = 1.0
         wires = {"model": cn.inputs.get("model"), "positive": cn.inputs.get("positive"),
                  "negative": cn.inputs.get("negative")}
         outs = {k: (self.resolve(v) if v is not None else bundles.get(k)) for k, v in wires.items()}
         pos = outs.get("positive")
-        if isinstance(pos, Out) and "guidance" in pos.attrs:
+        if isinstance(pos, Out) and "guidance" in pos.attrs and (
+                self._loads_family(outs.get("model")) == "longcat" or self._text_type_behind(pos) == "longcat_image"):
+            # ComfyUI's LongCat-Image model drops FluxGuidance's value: the sampler's cfg is its true CFG
+            notes.append(f"FluxGuidance {pos.attrs['guidance']} is not read by LongCat-Image (ComfyUI's model drops "
+                         "it): sample's cfg is the sampler's")
+        elif isinstance(pos, Out) and "guidance" in pos.attrs:
             if params.get("cfg", 1.0) in (1, 1.0):
                 params["cfg"] = pos.attrs["guidance"]       # distilled guidance: Kinograph's cfg for HunyuanVideo
             else:

@@ -312,14 +312,18 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has LTX-2 alone, whose sound vae.decode gives with the frames: known by its audio VAE
-        (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's). Another model's is left for the user."""
+        of those Kinograph has Stable Audio Open's (packs/sound_models.py) and LTX-2's, whose sound vae.decode gives
+        with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
+        Another model's is left for the user."""
+        ks = self.stable_audio_sampler(cn)
+        if ks is not None:
+            return self.stable_audio(cn, ks, notes)
         made_by = {k: self.flat.nodes[v.node].class_type for k, v in cn.inputs.items()
                    if isinstance(v, Ref) and v.node in self.flat.nodes}
         if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":
             self.placeholder(cn)
-            self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's sound only in Kinograph (the one "
-                                                    "audio VAE it has); this latent comes from another model")
+            self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's and Stable Audio Open's sound in "
+                                                    "Kinograph; this latent comes from another model")
             return None
         return self.special_ltx2_audio_decode(cn, rule, params, notes)
 

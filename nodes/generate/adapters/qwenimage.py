@@ -77,6 +77,11 @@ class QwenImageAdapter(Adapter):
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         """Each conditioning's embeddings per frame, padded to the longest with its mask zero there."""
         out = masked_text(conds, frames, batch, device, dtype)
+        reads = handle.pipe.transformer.config.joint_attention_dim
+        if out["encoder_hidden_states"].shape[-1] != reads:     # a loaded one (condition.load) can be anything
+            raise NodeError(f"the conditioning is {out['encoder_hidden_states'].shape[-1]} wide, but this Qwen-Image "
+                            f"transformer reads {reads}-wide prompts (Qwen2.5-VL 7B's): encode the prompt for it, or "
+                            "load a conditioning made for Qwen-Image")
         refs, method = reference_rows(conds, frames, batch, default="default")
         if refs and method not in TIMESTEP_ZERO:
             raise NodeError(f"Qwen-Image-Edit places its pictures by index (each on its own plane), not {method!r}: "

@@ -48,6 +48,22 @@ def transformer_to_diffusers(state: Mapping, convert=None) -> dict:
     return out
 
 
+def unpooled_to_diffusers(state: Mapping, renamed: Mapping) -> dict:
+    """BFL's names of FLUX.1's blocks told no pooled embedding (LongCat-Image's, Ovis-Image's: no vector_in) ->
+    diffusers', through transformer_to_diffusers. diffusers' converter reads a vector_in whatever the file holds: it
+    is handed an empty stand-in, whose converted pieces are dropped; `renamed` moves the time embedder (and any other
+    name the model's diffusers class gives differently from FluxTransformer2DModel) by prefix."""
+    import torch
+    stand_in = {f"vector_in.{layer}.{p}": torch.empty(0) for layer in ("in_layer", "out_layer") for p in ("weight", "bias")}
+    out = {}
+    for k, v in transformer_to_diffusers({**state, **stand_in}).items():
+        if k.startswith("time_text_embed.text_embedder."):
+            continue
+        old = next((o for o in renamed if k.startswith(o)), None)
+        out[renamed[old] + k[len(old):] if old else k] = v
+    return out
+
+
 def transformer_config(state: Mapping) -> dict:
     cfg = model_config(FAMILY, "transformer")
     w = state["x_embedder.weight"]
