@@ -210,6 +210,20 @@ def test_not_a_stable_audio_checkpoint(tiny):
                 "t5-base.safetensors", "cpu")
 
 
+def test_a_t5_of_another_width_is_named(tiny):
+    """T5-XXL beside T5-base in text_encoders/ (FLUX.1's, SD3's) is T5 too, but its states are wider than the DiT's
+    cross-attention reads: named, where it stopped in a tensor size mismatch."""
+    import shutil
+    from graph_engine import NodeError
+    from nodes.generate import stable_audio as sa
+    from nodes.generate.model_manager import ModelManager
+    te = tiny / "models" / "text_encoders"
+    _save(t5_file(t5_encoder(48)), te / "t5xxl_wide_tiny.safetensors")
+    shutil.copytree(te / "t5-base", te / "t5xxl_wide_tiny", dirs_exist_ok=True)
+    with pytest.raises(NodeError, match=r"t5xxl_wide_tiny\.safetensors gives 48-wide states.*reads 32.*t5-base"):
+        sa.load(ModelManager(), CKPT, "t5xxl_wide_tiny.safetensors", "cpu")
+
+
 def test_comfyui_template_runs_and_saves_its_sound(tiny, tmp_path):
     """ComfyUI's Stable Audio Open template (tests/data/comfyui/templates): its loaders, prompts, EmptyLatentAudio,
     KSampler and VAEDecodeAudio become one generate.stable_audio, its SaveAudioAdvanced io.save_audio; run on the

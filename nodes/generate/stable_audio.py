@@ -182,7 +182,13 @@ def load(mm, checkpoint: str, text_encoder: str, device: str) -> StableAudio:
                                 f": the file is damaged or another model's")
             parts.append(module.to(device).eval())
         return StableAudio(*parts, _module(t5, det, torch.float32, device).eval(), tokenizer(t5, det), device)
-    return mm.cached(("stable_audio", str(ckpt), str(t5), device), build, files=[ckpt, t5])
+    model = mm.cached(("stable_audio", str(ckpt), str(t5), device), build, files=[ckpt, t5])
+    # T5-XXL is T5 as well (FLUX.1's and SD3's, often beside T5-base): its wider states fit no layer of the DiT
+    width, reads = model.text_encoder.config.d_model, model.transformer.config.cross_attention_input_dim
+    if width != reads:
+        raise NodeError(f"{t5.name} gives {width}-wide states, but this Stable Audio model reads {reads}-wide ones "
+                        "(T5-base's): give t5-base.safetensors from text_encoders/")
+    return model
 
 
 @torch.no_grad()

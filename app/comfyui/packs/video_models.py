@@ -360,8 +360,7 @@ class VideoModels:
         if cn.inputs.get("sampling_mode") == "off":
             for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):
                 params.pop(k, None)
-            params.pop("thinking", None)
-            params.pop("use_default_template", None)
+            # a UI file's widget list moved them up into the sampling widgets' places; an API file names them
             for src, dst in (("temperature", "thinking"), ("top_k", "use_default_template")):
                 if isinstance(cn.inputs.get(src), bool):
                     params[dst] = cn.inputs[src]
