@@ -1153,6 +1153,12 @@ RULES: Dict[str, Rule] = {
     # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
     # what is connected: a second voice and both masks make two speakers)
     "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
+    # ControlNets from model_patches/ (Z-Image Fun's union, DiffSynth's Qwen-Image ones), laid into the model's
+    # blocks: the picture as it is
+    **{name: Rule("control.model_patch", ("strength",), (P("strength", "strength"),),
+                  {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
+                  ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
+       for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),

@@ -1075,8 +1075,18 @@ def _style_model(k: Keys) -> Optional[Detection]:
 
 
 def _model_patch(k: Keys) -> Optional[Detection]:
-    """InfiniteTalk's patch for Wan 2.1 I2V 14B (model_patches/wan2.1_infiniteTalk_*): audio_proj and per-block audio
-    cross-attention."""
+    """ComfyUI's model_patches/: InfiniteTalk's patch for Wan 2.1 I2V 14B (audio_proj and per-block audio
+    cross-attention), Alibaba PAI's Z-Image Fun ControlNets (control_all_x_embedder) and DiffSynth's blockwise
+    Qwen-Image ones (controlnet_blocks.N.y_rms)."""
+    fun = k.shape("control_all_x_embedder.2-1.weight")
+    if fun is not None:
+        return Detection("model_patch", "zimage", "fun-controlnet", why="control_all_x_embedder / control_layers",
+                         extra={"layers": k.count("control_layers.{}.after_proj.weight")})
+    blockwise = k.shape("img_in.weight")
+    if k.shape("controlnet_blocks.0.y_rms.weight") is not None and blockwise is not None:
+        return Detection("model_patch", "qwenimage", "diffsynth" if blockwise[1] == 64 else "diffsynth-inpaint",
+                         why="img_in / controlnet_blocks.N.x_rms, y_rms",
+                         extra={"layers": k.count("controlnet_blocks.{}.y_rms.weight")})
     if k.shape("audio_proj.proj1.weight") is None or k.shape("blocks.0.audio_cross_attn.proj.weight") is None:
         return None
     return Detection("model_patch", "wan", "infinitetalk", why="audio_proj / blocks.N.audio_cross_attn")

@@ -717,6 +717,14 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
                                    "one has")
+    if det.role == "model_patch" and det.family == "zimage":
+        return True, (f"load.model_patch: a Z-Image Fun ControlNet ({det.extra['layers']} control layers) for Z-Image "
+                      "Turbo (control.model_patch)")
+    if det.role == "model_patch" and det.family == "qwenimage":
+        return det.variant == "diffsynth", (
+            f"load.model_patch: a Qwen-Image DiffSynth ControlNet ({det.extra['layers']} blocks) for Qwen-Image "
+            "(control.model_patch)" if det.variant == "diffsynth" else "DiffSynth's Qwen-Image inpainting ControlNet, "
+            "which Kinograph does not run yet; the canny and depth files load")
     if det.role == "model_patch":
         return True, "load.model_patch: InfiniteTalk's audio layers over Wan 2.1 I2V 14B (condition.infinitetalk)"
     if det.role == "style_model":
