@@ -1153,6 +1153,12 @@ RULES: Dict[str, Rule] = {
     # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
     # what is connected: a second voice and both masks make two speakers)
     "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
+    # ControlNets from model_patches/ (Z-Image Fun's union, DiffSynth's Qwen-Image ones), laid into the model's
+    # blocks: the picture as it is
+    **{name: Rule("control.model_patch", ("strength",), (P("strength", "strength"),),
+                  {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
+                  ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
+       for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
@@ -1279,6 +1285,19 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
     "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
                              special="empty_latent_audio", ignore={"batch_size": 1}),
+    # ACE-Step 1.5: the chain from EmptyAceStep1.5LatentAudio through KSampler folds into generate.ace_step
+    "EmptyAceStep1.5LatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                       special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio1.5": Rule(None, ("tags", "lyrics", "seed", "bpm", "duration", "timesignature", "language",
+                                             "keyscale", "generate_audio_codes", "cfg_scale", "temperature", "top_p",
+                                             "top_k", "min_p"),
+                                      (P("tags", "tags"), P("lyrics", "lyrics"), P("seed", "lm_seed"),
+                                       P("bpm", "bpm"), P("duration", "duration"),
+                                       P("timesignature", "timesignature"), P("language", "language"),
+                                       P("keyscale", "keyscale"), P("generate_audio_codes", "generate_audio_codes"),
+                                       P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
+                                       P("top_p", "top_p"), P("top_k", "top_k")),
+                                      fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),

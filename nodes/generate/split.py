@@ -27,7 +27,8 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
-              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2"}
+              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2",
+              "minimax": "minimax_h3"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -40,13 +41,14 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
-                   "ovis": ("qwen3",)}
+                   "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
-           "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2"}
+           "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2",
+           "minimax_h3": "minimax"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -115,7 +117,10 @@ def pipeline(family: str, variant: str = "", **parts):
     name = next((n for n in names if image and "ImageToVideo" in n), names[0])
     if variant.startswith("vace-"):
         name = next(n for n in names if "VACE" in n)
-    cls = getattr(diffusers, name)
+    if family == "minimax_h3":
+        from nodes.generate.adapters.minimax_h3 import MiniMaxH3Parts as cls
+    else:
+        cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
         from nodes.generate.adapters.qwenimage21 import without_processor
         cls = without_processor(cls)

@@ -138,8 +138,9 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
                  top_k: int = 64, top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.05,
                  seed: int = 0, thinking: bool = False, use_template: bool = True, system: str = "",
                  image=None) -> Tuple[List[int], object]:
-    """The generated token ids (the stop token included, as ComfyUI's) and the tokenizer that reads them.
-    Deterministic for a seed: the draw runs on its own seeded random stream, the global one left as it was."""
+    """The generated token ids (the stop token included, as ComfyUI's) and the tokenizer that reads them: at most
+    max_length, and never past the model's context. Deterministic for a seed: the draw runs on its own seeded random
+    stream, the global one left as it was."""
     import torch
     from nodes.generate.text import _text_loras
     lm = causal_lm(handle)
@@ -149,6 +150,11 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
         what = "a file without its vision tower (visual.*)" if title == "Qwen3.5" else "a model that reads no pictures"
         raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
                         "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b) or Qwen3.5 with its vision tower, which read one")
+    if image is not None and not use_template:
+        # the picture's place is a placeholder in the chat turn, which the processor widens to its patches
+        raise NodeError(f"{_file(handle)} reads a picture inside its chat turn, and use_default_template off sends the "
+                        "prompt as written, with no place for it: set use_default_template on, or leave `image` "
+                        "unlinked")
     text = chat_prompt(getattr(handle.pipe, "tokenizer", None), prompt, title, thinking, use_template, system,
                        image is not None)
     if proc is not None:
@@ -159,6 +165,7 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
         tok = handle.pipe.tokenizer
         # Gemma's <bos> is in its turn text's tokenization already (add_bos_token); Qwen3's template adds nothing
         enc = tok(text, return_tensors="pt", add_special_tokens=not use_template or title == "Gemma 3")
+    max_length = _room(enc["input_ids"].shape[1], lm, title, use_template, max_length)
     device = lm.lm_head.weight.device
     inputs = {k: v.to(device) for k, v in enc.items() if k != "token_type_ids"}
     if "pixel_values" in inputs:
@@ -182,6 +189,25 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
         out = lm.generate(**inputs, max_new_tokens=max_length, eos_token_id=stops,
                           pad_token_id=stops[0] if stops else None, **kw)
     return out[0, enc["input_ids"].shape[1]:].tolist(), tok
+
+
+def _room(tokens: int, lm, title: str, use_template: bool, max_length: int) -> int:
+    """How many tokens the model writes after a prompt of `tokens`: max_length, up to its context
+    (max_position_embeddings), past which its positions were never trained. No token to start from (an empty prompt sent as written) and a
+    prompt filling the context are refused: the first failed in transformers with a reshape error and a traceback,
+    the second ran on positions the model never learnt, its cache growing with the prompt."""
+    if tokens == 0:
+        raise NodeError("text.generate's prompt is empty and use_default_template is off, so the model has no token "
+                        "to start from: write a prompt, or turn use_default_template on")
+    config = getattr(lm.config, "text_config", None) or lm.config        # Qwen3-VL's is its language model's
+    context = getattr(config, "max_position_embeddings", None)
+    if context is None:
+        return max_length
+    if tokens >= context:
+        how = "the prompt in the model's chat turn" if use_template else "the prompt"
+        raise NodeError(f"text.generate: {how} is {tokens:,} tokens, and {title} reads at most {context:,}: "
+                        "shorten the prompt")
+    return min(max_length, context - tokens)
 
 
 def generate_text(handle, prompt: str, **kw) -> Tuple[str, str]:
