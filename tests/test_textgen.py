@@ -93,14 +93,22 @@ def qwen35_vision():
     return lm
 
 
+# Qwen3-VL-4B's tower heads are 64 wide (1024 = 16 x 64), the 8B's 72 (1152 = 16 x 72): two of the 4B's heads
+TOWER = dict(tower_width=128, tower_heads=2)
+
+
 def build_qwen3vl(te: Path) -> None:
-    """text_encoders/qwen3vl_tiny.safetensors: Qwen3-VL in ComfyUI's names (model.*, visual.*) with its lm_head, and
-    its tokenizer (Qwen's chat and vision tokens) in qwen3vl_tiny/."""
+    """text_encoders/qwen3vl_tiny.safetensors: Qwen3-VL in ComfyUI's names (model.*, visual.*) with its lm_head, its
+    vision tower's heads as wide as the 4B's, and its tokenizer (Qwen's chat and vision tokens) in qwen3vl_tiny/."""
     from safetensors.torch import save_file
     from tiny_qwen import qwen_tokenizer
     from tiny_qwen21 import comfy_text_encoder, text_encoder
     torch.manual_seed(4)
-    vl = text_encoder()
+    vl = text_encoder(**TOWER)
+    with torch.no_grad():       # sharp attention in the tower, where how it splits into heads shows in the tokens
+        for name, w in vl.named_parameters():
+            if name.startswith("model.visual.") and name.endswith("attn.qkv.weight"):
+                w.normal_(0, 1.0)
     state = {**comfy_text_encoder(vl.state_dict()), "lm_head.weight": vl.lm_head.weight}
     save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(te / "qwen3vl_tiny.safetensors"))
     qwen_tokenizer(te / "qwen3vl_tiny")
@@ -191,7 +199,7 @@ def qwen3vl_reference(models: Path, prompt: str, seed: int, image=PICTURE, syste
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
     from tiny_qwen21 import text_encoder
-    lm = text_encoder()
+    lm = text_encoder(**TOWER)
     state = load_file(str(models / "models/text_encoders/qwen3vl_tiny.safetensors"))
     lm.load_state_dict({k.replace("model.", "model.language_model.", 1).replace("visual.", "model.visual.", 1)
                         if not k.startswith("lm_head") else k: v.float() for k, v in state.items()})
