@@ -38,6 +38,7 @@ def build(root: Path) -> Path:
         tokenizer(te / name, QWEN3_CHAT, SPECIAL)
     build_qwen3vl(te)
     build_qwen35(te)
+    build_gemma4(te)
     return root
 
 
@@ -514,21 +515,79 @@ def test_comfyuis_system_prompt_and_mtp_are_read():
     assert not any("mtp" in n or "system_prompt" in n for n in entry.notes)
 
 
-def test_a_gemma4_file_is_named_not_read_as_gemma3(tmp_path, monkeypatch):
-    """Gemma 4 (ComfyUI's gemma4_e4b_it: Gemma 3's norms and a scale on each layer) was taken for Gemma 3 and sent to
-    LTX-2's loader, which asked for LTX-2's checkpoint: it is named as what it is, and as not loaded yet."""
+# Gemma 4's published text config (google/gemma-4-E2B-it), sizes cut down: sliding layers with full-attention ones of
+# twice the head width, the last two reading the keys and values of the last layer of their kind before them, with
+# the double-wide MLP; per-layer inputs; logits capped at 30
+G4 = dict(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=4, num_attention_heads=2,
+          num_key_value_heads=1, head_dim=32, global_head_dim=64, hidden_size_per_layer_input=16,
+          vocab_size_per_layer_input=300, num_kv_shared_layers=2, use_double_wide_mlp=True, sliding_window=512,
+          layer_types=["sliding_attention", "full_attention"] * 2, final_logit_softcapping=30.0, rms_norm_eps=1e-6)
+G4_SPECIAL = ("<pad>", "<eos>", "<bos>", "<|turn>", "<turn|>", "<|think|>")
+
+
+def build_gemma4(te: Path) -> None:
+    """text_encoders/gemma4_tiny.safetensors as ComfyUI's gemma4_e4b_it holds it: transformers' names under model.,
+    no head (tied), a tower's tensor beside, and the tokenizer's JSON inside as the uint8 tensor tokenizer_json."""
     from safetensors.torch import save_file
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    from tiny_flux2 import tokenizer
+    torch.manual_seed(8)
+    lm = Gemma4ForCausalLM(Gemma4TextConfig(**G4))
+    with torch.no_grad():
+        for name, w in lm.named_parameters():
+            if name.endswith("norm.weight"):
+                w.normal_(1, 0.3)
+        lm.model.embed_tokens.weight.normal_(0, 4)     # logits (the tied head) well past the cap at 30
+    tokenizer(te / "_gemma4_tok", "", G4_SPECIAL)
+    data = (te / "_gemma4_tok" / "tokenizer.json").read_bytes()
+    state = {k: v.bfloat16().contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")}
+    save_file({**state, "vision_model.patch_embedder.input_proj.weight": torch.zeros(4, 768, dtype=torch.bfloat16),
+               "tokenizer_json": torch.frombuffer(bytearray(data), dtype=torch.uint8)},
+              str(te / "gemma4_tiny.safetensors"))
+
+
+def gemma4_reference(models: Path, text: str, seed: int, **kw):
+    """transformers alone: Gemma4ForCausalLM in the config above from the file's tensors, the turn written out (as
+    ComfyUI writes it: <bos>, a system turn for thinking or a system prompt), the file's tokenizer JSON read by
+    `tokenizers`; generate under torch.manual_seed, stopping at <eos> or <turn|>."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    state = load_file(str(models / "models/text_encoders/gemma4_tiny.safetensors"))
+    tok = Tokenizer.from_str(bytes(state.pop("tokenizer_json").tolist()).decode("utf-8"))
+    lm = Gemma4ForCausalLM(Gemma4TextConfig(**G4)).eval()
+    lm.load_state_dict({k: v.float() for k, v in state.items() if k.startswith("model.")}, strict=False)
+    lm.tie_weights()
+    ids = torch.tensor([tok.encode(text, add_special_tokens=False).ids])
+    stops = [tok.token_to_id("<eos>"), tok.token_to_id("<turn|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops,
+                      pad_token_id=tok.token_to_id("<pad>"), **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_gemma4_writes_transformers_tokens(models):
+    """ComfyUI's Gemma 4 file (its sizes read from the tensors, its tokenizer from inside it): greedy, and seeded
+    sampling with a system prompt and thinking on, token-equal to Gemma4ForCausalLM.generate on the same weights."""
+    from nodes.generate.textgen import generate_ids
+    te = encoder("gemma4_tiny.safetensors")
+    got, _ = generate_ids(te, "a red fox", max_length=10, sample=False)
+    assert got == gemma4_reference(models, "<bos><|turn>user\na red fox<turn|>\n<|turn>model\n", 0,
+                                   do_sample=False, max_new_tokens=10)
+    got, _ = generate_ids(te, "a red fox", seed=3, system="be brief", thinking=True, **SAMPLED)
+    want = gemma4_reference(models, "<bos><|turn>system\n<|think|>be brief<turn|>\n<|turn>user\na red fox<turn|>\n"
+                            "<|turn>model\n", 3, do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64,
+                            top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want and len(got) > 1
+
+
+def test_gemma4_with_a_picture_or_a_model_family_is_refused_by_name(models):
     from graph_engine import NodeError
-    lm = Gemma4ForCausalLM(Gemma4TextConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, hidden_size_per_layer_input=8, vocab_size_per_layer_input=300,
-        layer_types=["sliding_attention", "full_attention"], per_layer_config={}))
-    te = tmp_path / "models" / "text_encoders"
-    te.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")},
-              str(te / "gemma4_e4b_it_tiny.safetensors"))
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
-    with pytest.raises(NodeError, match=r"gemma4_e4b_it_tiny\.safetensors: Gemma 4 .* which Kinograph does not load "
-                                        r"yet; text generation takes Qwen3, Gemma 3, Qwen3-VL or Qwen3\.5"):
-        encoder("gemma4_e4b_it_tiny.safetensors")
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"gemma4_tiny\.safetensors is a Gemma 4 language model, whose vision tower "
+                                        r"Kinograph does not read yet: leave `image` unlinked"):
+        generate_ids(encoder("gemma4_tiny.safetensors"), "what is it", image=PICTURE)
+    with pytest.raises(NodeError, match=r"gemma4_tiny\.safetensors is Gemma 4, .* set type auto, not 'ltx2'"):
+        load_text_encoder(ModelManager(), "gemma4_tiny.safetensors", "", "ltx2", "cpu")
