@@ -522,40 +522,47 @@ G4 = dict(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layer
           num_key_value_heads=1, head_dim=32, global_head_dim=64, hidden_size_per_layer_input=16,
           vocab_size_per_layer_input=300, num_kv_shared_layers=2, use_double_wide_mlp=True, sliding_window=512,
           layer_types=["sliding_attention", "full_attention"] * 2, final_logit_softcapping=30.0, rms_norm_eps=1e-6)
+# google/gemma-4-31B-it's shape: no per-layer inputs or shared layers, global layers with fewer key heads than the
+# sliding ones and their keys as values (no v_proj)
+G4_31B = dict(G4, hidden_size_per_layer_input=0, num_kv_shared_layers=0, use_double_wide_mlp=False,
+              num_key_value_heads=2, num_global_key_value_heads=1, attention_k_eq_v=True)
+GEMMA4 = {"gemma4_tiny": G4, "gemma4_31b_tiny": G4_31B}
 G4_SPECIAL = ("<pad>", "<eos>", "<bos>", "<|turn>", "<turn|>", "<|think|>")
 
 
 def build_gemma4(te: Path) -> None:
-    """text_encoders/gemma4_tiny.safetensors as ComfyUI's gemma4_e4b_it holds it: transformers' names under model.,
-    no head (tied), a tower's tensor beside, and the tokenizer's JSON inside as the uint8 tensor tokenizer_json."""
+    """text_encoders/gemma4_tiny.safetensors and gemma4_31b_tiny.safetensors as ComfyUI's gemma4_e4b_it holds it:
+    transformers' names under model., no head (tied), a tower's tensor beside, and the tokenizer's JSON inside as the
+    uint8 tensor tokenizer_json."""
     from safetensors.torch import save_file
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
     from tiny_flux2 import tokenizer
-    torch.manual_seed(8)
-    lm = Gemma4ForCausalLM(Gemma4TextConfig(**G4))
-    with torch.no_grad():
-        for name, w in lm.named_parameters():
-            if name.endswith("norm.weight"):
-                w.normal_(1, 0.3)
-        lm.model.embed_tokens.weight.normal_(0, 4)     # logits (the tied head) well past the cap at 30
     tokenizer(te / "_gemma4_tok", "", G4_SPECIAL)
     data = (te / "_gemma4_tok" / "tokenizer.json").read_bytes()
-    state = {k: v.bfloat16().contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")}
-    save_file({**state, "vision_model.patch_embedder.input_proj.weight": torch.zeros(4, 768, dtype=torch.bfloat16),
-               "tokenizer_json": torch.frombuffer(bytearray(data), dtype=torch.uint8)},
-              str(te / "gemma4_tiny.safetensors"))
+    for name, config in GEMMA4.items():
+        torch.manual_seed(8)
+        lm = Gemma4ForCausalLM(Gemma4TextConfig(**config))
+        with torch.no_grad():
+            for key, w in lm.named_parameters():
+                if key.endswith("norm.weight"):
+                    w.normal_(1, 0.3)
+            lm.model.embed_tokens.weight.normal_(0, 4)     # logits (the tied head) well past the cap at 30
+        state = {k: v.bfloat16().contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")}
+        save_file({**state, "vision_model.patch_embedder.input_proj.weight": torch.zeros(4, 768, dtype=torch.bfloat16),
+                   "tokenizer_json": torch.frombuffer(bytearray(data), dtype=torch.uint8)},
+                  str(te / f"{name}.safetensors"))
 
 
-def gemma4_reference(models: Path, text: str, seed: int, **kw):
+def gemma4_reference(models: Path, name: str, text: str, seed: int, **kw):
     """transformers alone: Gemma4ForCausalLM in the config above from the file's tensors, the turn written out (as
     ComfyUI writes it: <bos>, a system turn for thinking or a system prompt), the file's tokenizer JSON read by
     `tokenizers`; generate under torch.manual_seed, stopping at <eos> or <turn|>."""
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
-    state = load_file(str(models / "models/text_encoders/gemma4_tiny.safetensors"))
+    state = load_file(str(models / "models/text_encoders" / f"{name}.safetensors"))
     tok = Tokenizer.from_str(bytes(state.pop("tokenizer_json").tolist()).decode("utf-8"))
-    lm = Gemma4ForCausalLM(Gemma4TextConfig(**G4)).eval()
+    lm = Gemma4ForCausalLM(Gemma4TextConfig(**GEMMA4[name])).eval()
     lm.load_state_dict({k: v.float() for k, v in state.items() if k.startswith("model.")}, strict=False)
     lm.tie_weights()
     ids = torch.tensor([tok.encode(text, add_special_tokens=False).ids])
@@ -566,16 +573,18 @@ def gemma4_reference(models: Path, text: str, seed: int, **kw):
     return out[0, ids.shape[1]:].tolist()
 
 
-def test_gemma4_writes_transformers_tokens(models):
-    """ComfyUI's Gemma 4 file (its sizes read from the tensors, its tokenizer from inside it): greedy, and seeded
-    sampling with a system prompt and thinking on, token-equal to Gemma4ForCausalLM.generate on the same weights."""
+@pytest.mark.parametrize("name", list(GEMMA4))
+def test_gemma4_writes_transformers_tokens(models, name):
+    """ComfyUI's Gemma 4 files (E2B's and 31B's shapes, their sizes read from the tensors, the tokenizer from inside
+    them): greedy, and seeded sampling with a system prompt and thinking on, token-equal to Gemma4ForCausalLM.generate
+    on the same weights."""
     from nodes.generate.textgen import generate_ids
-    te = encoder("gemma4_tiny.safetensors")
+    te = encoder(f"{name}.safetensors")
     got, _ = generate_ids(te, "a red fox", max_length=10, sample=False)
-    assert got == gemma4_reference(models, "<bos><|turn>user\na red fox<turn|>\n<|turn>model\n", 0,
+    assert got == gemma4_reference(models, name, "<bos><|turn>user\na red fox<turn|>\n<|turn>model\n", 0,
                                    do_sample=False, max_new_tokens=10)
     got, _ = generate_ids(te, "a red fox", seed=3, system="be brief", thinking=True, **SAMPLED)
-    want = gemma4_reference(models, "<bos><|turn>system\n<|think|>be brief<turn|>\n<|turn>user\na red fox<turn|>\n"
+    want = gemma4_reference(models, name, "<bos><|turn>system\n<|think|>be brief<turn|>\n<|turn>user\na red fox<turn|>\n"
                             "<|turn>model\n", 3, do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64,
                             top_p=0.95, min_p=0.05, repetition_penalty=1.05)
     assert got == want and len(got) > 1

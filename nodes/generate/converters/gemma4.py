@@ -25,7 +25,8 @@ def language_model(state) -> dict:
 def gemma4(state, det) -> Built:
     """Global (full-attention) layers have twice the sliding layers' head width (their q_norm); the trailing layers
     without k_proj read the keys and values of the last layer of their kind that has them (num_kv_shared_layers); the
-    double-wide MLP (E2B) is on those shared layers."""
+    double-wide MLP (E2B) is on those shared layers; global layers with keys but no v_proj take the keys as values
+    (attention_k_eq_v, the 31B's)."""
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
     from graph_engine import NodeError
     state = language_model(state)
@@ -51,6 +52,7 @@ def gemma4(state, det) -> Built:
         num_key_value_heads=int(state[sliding + "k_proj.weight"].shape[0]) // head_dim,
         num_global_key_value_heads=int(state[full + "k_proj.weight"].shape[0]) // global_dim,
         head_dim=head_dim, global_head_dim=global_dim, num_kv_shared_layers=shared,
+        attention_k_eq_v=full + "v_proj.weight" not in state,
         hidden_size_per_layer_input=0 if per_layer is None else int(per_layer.shape[0]),
         vocab_size_per_layer_input=int(state.get("model.embed_tokens_per_layer.weight", emb).shape[0]),
         sliding_window=SLIDING.get(hidden, 512), final_logit_softcapping=SOFTCAP, rms_norm_eps=1e-6,
