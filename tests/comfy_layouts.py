@@ -75,6 +75,18 @@ def sampled_latent(workflow: Path, yaml: str):
     return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
 
 
+def sample_cat(model, te, vae, cfg: float, negative, size: tuple):
+    """The first frame of the latent Kinograph samples for "a cat" (with `negative` where given) at `cfg`, 2 euler steps,
+    seed 7, on an empty latent of `size` (width, height): what the family tests compare with their pipeline's."""
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    pos = encode_prompt(te, "a cat")
+    neg = encode_prompt(te, negative) if negative is not None else None
+    return run_sampling(model, pos, neg, empty_latent(vae, 1, *size, 8.0), steps=2, cfg=cfg, sampler="euler",
+                        seed=7).samples[:, :, 0]
+
+
 def close_to(want, got, tol: float = 1e-4) -> None:
     """got is want within tol of want's largest magnitude (a reference pipeline's latent against Kinograph's)."""
     err = float((want - got).abs().max() / want.abs().max())

@@ -70,6 +70,18 @@ def comfy_checkpoint(dit, vae, proj) -> dict:
             [sd[b + f"attn2.to_{n}.weight"] for n in "kv"])
     # stable-audio-tools' RotaryEmbedding(max(64 // 2, 32)) buffer
     out["model.model.transformer.rotary_pos_emb.inv_freq"] = 1.0 / 10000 ** (torch.arange(0, 32, 2).float() / 32)
+    out.update({"pretransform.model." + k: v for k, v in oobleck_original(vae).items()})
+    for k, v in proj.state_dict().items():
+        k = k.replace("start_number_conditioner.time_positional_embedding", "seconds_start.embedder.embedding")
+        k = k.replace("end_number_conditioner.time_positional_embedding", "seconds_total.embedder.embedding")
+        out["conditioner.conditioners." + k] = v
+    return out
+
+
+def oobleck_original(vae) -> dict:
+    """AutoencoderOobleck's tensors in stable-audio-tools' names (encoder.layers.N / decoder.layers.N), as ComfyUI's
+    Oobleck VAE files hold them."""
+    out = {}
     blocks = len(vae.config.downsampling_ratios)
     for k, v in vae.state_dict().items():
         side, rest = k.split(".", 1)
@@ -87,11 +99,7 @@ def comfy_checkpoint(dit, vae, proj) -> dict:
                 unit, tail = tail.split(".", 1)
                 tail = f"layers.{_UNIT[unit]}.{tail}"
             rest = f"layers.{int(m.group(1)) + 1}.layers.{layer}.{tail}"
-        out[f"pretransform.model.{side}.{rest}"] = v.reshape(-1) if k.endswith(("alpha", "beta")) else v
-    for k, v in proj.state_dict().items():
-        k = k.replace("start_number_conditioner.time_positional_embedding", "seconds_start.embedder.embedding")
-        k = k.replace("end_number_conditioner.time_positional_embedding", "seconds_total.embedder.embedding")
-        out["conditioner.conditioners." + k] = v
+        out[f"{side}.{rest}"] = v.reshape(-1) if k.endswith(("alpha", "beta")) else v
     return out
 
 
@@ -208,6 +216,20 @@ def test_not_a_stable_audio_checkpoint(tiny):
     with pytest.raises(NodeError, match="not a Stable Audio Open checkpoint.*stable-audio-open-1.0.safetensors"):
         sa.load(ModelManager(), str(tiny / "models" / "text_encoders" / "t5-base.safetensors"),
                 "t5-base.safetensors", "cpu")
+
+
+def test_a_t5_of_another_width_is_named(tiny):
+    """T5-XXL beside T5-base in text_encoders/ (FLUX.1's, SD3's) is T5 too, but its states are wider than the DiT's
+    cross-attention reads: named, where it stopped in a tensor size mismatch."""
+    import shutil
+    from graph_engine import NodeError
+    from nodes.generate import stable_audio as sa
+    from nodes.generate.model_manager import ModelManager
+    te = tiny / "models" / "text_encoders"
+    _save(t5_file(t5_encoder(48)), te / "t5xxl_wide_tiny.safetensors")
+    shutil.copytree(te / "t5-base", te / "t5xxl_wide_tiny", dirs_exist_ok=True)
+    with pytest.raises(NodeError, match=r"t5xxl_wide_tiny\.safetensors gives 48-wide states.*reads 32.*t5-base"):
+        sa.load(ModelManager(), CKPT, "t5xxl_wide_tiny.safetensors", "cpu")
 
 
 def test_comfyui_template_runs_and_saves_its_sound(tiny, tmp_path):

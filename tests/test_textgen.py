@@ -305,6 +305,16 @@ def test_a_picture_for_a_model_that_reads_none_is_refused_by_name(models):
         generate_ids(encoder("qwen3_tied_tiny.safetensors"), "a cat", max_length=2, image=PICTURE)
 
 
+def test_a_picture_without_the_chat_turn_is_refused_by_name(models):
+    """The picture's place is a placeholder in the model's chat turn: with use_default_template off the prompt goes
+    as written, with no place for it (transformers' processor raised a ValueError here)."""
+    from graph_engine import NodeError
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"qwen3vl_tiny\.safetensors reads a picture inside its chat turn.*"
+                                        r"use_default_template on"):
+        generate_ids(encoder("qwen3vl_tiny.safetensors"), "a cat", max_length=2, image=PICTURE, use_template=False)
+
+
 def test_a_seed_gives_the_same_text_and_leaves_the_global_stream_alone(models):
     from nodes.generate.textgen import generate_text
     te = encoder("qwen3_tied_tiny.safetensors")
@@ -420,6 +430,20 @@ def test_sampling_mode_off_is_greedy_and_its_later_widgets_keep_their_names():
     node = next(n for n in data["nodes"] if n["type"] == "TextGenerate")
     node["widgets_values"] = ["a haiku", 64, "off", True, False]
     gen, = [n for n in import_data(data).graph.nodes.values() if n.type == "text.generate"]
+    assert gen.params == {"prompt": "a haiku", "max_length": 64, "sampling": False, "thinking": True,
+                          "use_default_template": False}
+
+
+def test_sampling_mode_off_in_an_api_file_keeps_thinking_and_the_template_switch():
+    """An API-format file names each value, so with sampling_mode off thinking and use_default_template are under
+    their own names (only a UI file's widget list moves them up): they were dropped, thinking on read as off."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "stable_diffusion"}},
+           "2": {"class_type": "TextGenerate", "inputs": {"clip": ["1", 0], "prompt": "a haiku", "max_length": 64,
+                                                          "sampling_mode": "off", "thinking": True,
+                                                          "use_default_template": False}},
+           "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    gen, = [n for n in import_data(api).graph.nodes.values() if n.type == "text.generate"]
     assert gen.params == {"prompt": "a haiku", "max_length": 64, "sampling": False, "thinking": True,
                           "use_default_template": False}
 

@@ -65,28 +65,21 @@ def test_zimage_split_files_and_folder_match_zimagepipeline(zimage):
     """The transformer from ComfyUI's names, qwen_3_4b (type lumina2) and FLUX.1's ae.safetensors; and the diffusers
     folder through load.model: both give ZImagePipeline's latent, Turbo's way (cfg 1, no negative pass) and the base
     model's (cfg 4 with a negative prompt of another length)."""
+    from comfy_layouts import sample_cat
     from nodes.generate.model_manager import ModelManager
-    from nodes.generate.sampling import run_sampling
     from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
     from nodes.generate.text import encode_prompt
-    from nodes.generate.vae_ops import empty_latent
     mm = ModelManager()
     model = load_diffusion_model(mm, "z_image_turbo_tiny.safetensors", "default", "cpu")
     te = load_text_encoder(mm, "qwen_3_4b_tiny.safetensors", "", "lumina2", "cpu")
     vae = load_vae(mm, "ae.safetensors", "cpu")
     assert (model.family, te.family, vae.family) == ("zimage", "zimage", "flux")
-
-    def sample(model, te, vae, cfg, negative):
-        pos = encode_prompt(te, "a cat")
-        neg = encode_prompt(te, negative) if negative is not None else None
-        return run_sampling(model, pos, neg, empty_latent(vae, 1, W, H, 8.0), steps=2, cfg=cfg, sampler="euler",
-                            seed=7).samples[:, :, 0]
     h = mm.load("zimage", str(zimage / "diffusers"))
     p = mm.components(h)
     for cfg, negative in ((1.0, None), (4.0, "blurry, low quality")):
         want = _reference(zimage, "a cat", negative, cfg, 7)
-        assert _err(want, sample(model, te, vae, cfg, negative)) < 1e-3
-        assert _err(want, sample(h, p["text_encoder"], p["vae"], cfg, negative)) < 1e-4
+        assert _err(want, sample_cat(model, te, vae, cfg, negative, (W, H))) < 1e-3
+        assert _err(want, sample_cat(h, p["text_encoder"], p["vae"], cfg, negative, (W, H))) < 1e-4
     # each prompt reads its own tokens: the chat template's around "a cat", no padding
     cond = encode_prompt(te, "a cat")
     ids = te.pipe.tokenizer.apply_chat_template([{"role": "user", "content": "a cat"}], tokenize=True,

@@ -100,6 +100,19 @@ def dequantised(fp8: dict) -> dict:
     return out
 
 
+def save_fp8_scaled(te, comfy: dict, path: Path) -> None:
+    """A Qwen-VL text encoder's tensors in ComfyUI's names (`comfy`) saved as ComfyUI's fp8_scaled file, and `te`
+    given the values a loader reads back from it: the reference reads what the file holds. A file without the head
+    (tied to the embeddings) leaves te's."""
+    from safetensors.torch import save_file
+    fp8 = to_fp8_scaled(comfy)
+    save_file({k: v.contiguous() for k, v in fp8.items()}, str(path))
+    back = {("model.language_model." + k[len("model."):] if k.startswith("model.") else
+             "model." + k if k.startswith("visual.") else k): v for k, v in dequantised(fp8).items()}
+    missing, unexpected = te.load_state_dict(back, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+
+
 def build_qwen(root: Path) -> Path:
     from diffusers import QwenImagePipeline
     from safetensors.torch import save_file
@@ -108,13 +121,7 @@ def build_qwen(root: Path) -> Path:
     for sub in ("diffusion_models", "text_encoders", "vae"):
         (models / sub).mkdir(parents=True, exist_ok=True)
     transformer, vae, te = parts()
-    fp8 = to_fp8_scaled(comfy_text_encoder(te))
-    save_file({k: v.contiguous() for k, v in fp8.items()},
-              str(models / "text_encoders" / "qwen_2.5_vl_tiny_fp8_scaled.safetensors"))
-    # the reference reads what the fp8 file holds
-    back = {("model.language_model." + k[len("model."):] if k.startswith("model.") else
-             "model." + k if k.startswith("visual.") else k): v for k, v in dequantised(fp8).items()}
-    te.load_state_dict(back)
+    save_fp8_scaled(te, comfy_text_encoder(te), models / "text_encoders" / "qwen_2.5_vl_tiny_fp8_scaled.safetensors")
     # where ComfyUI bundles Qwen2.5-VL's tokenizer, beside its models/ folder
     tok = qwen_tokenizer(root / "comfy" / "text_encoders" / "qwen25_tokenizer")
     QwenImagePipeline(scheduler=scheduler("qwenimage"), vae=vae, text_encoder=te, tokenizer=tok,

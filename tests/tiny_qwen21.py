@@ -31,13 +31,13 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c i
                  "{% endfor %}<|im_end|>\n{% endfor %}")
 
 
-def text_encoder():
+def text_encoder(layers: int = 2):
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
     ids = {k: 256 + TEMPLATE_TOKENS.index(t) for k, t in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
     cfg = Qwen3VLConfig(
-        text_config=dict(hidden_size=64, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        text_config=dict(hidden_size=64, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=2,
                          num_key_value_heads=1, head_dim=32, vocab_size=300, rms_norm_eps=1e-6,
                          rope_scaling={"mrope_section": [6, 5, 5], "rope_type": "default", "mrope_interleaved": True},
                          rope_theta=5000000.0),

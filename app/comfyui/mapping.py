@@ -1289,6 +1289,19 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
     "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
                              special="empty_latent_audio", ignore={"batch_size": 1}),
+    # ACE-Step 1.5: the chain from EmptyAceStep1.5LatentAudio through KSampler folds into generate.ace_step
+    "EmptyAceStep1.5LatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                       special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio1.5": Rule(None, ("tags", "lyrics", "seed", "bpm", "duration", "timesignature", "language",
+                                             "keyscale", "generate_audio_codes", "cfg_scale", "temperature", "top_p",
+                                             "top_k", "min_p"),
+                                      (P("tags", "tags"), P("lyrics", "lyrics"), P("seed", "lm_seed"),
+                                       P("bpm", "bpm"), P("duration", "duration"),
+                                       P("timesignature", "timesignature"), P("language", "language"),
+                                       P("keyscale", "keyscale"), P("generate_audio_codes", "generate_audio_codes"),
+                                       P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
+                                       P("top_p", "top_p"), P("top_k", "top_k")),
+                                      fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),
@@ -2135,6 +2148,15 @@ INSTEAD = {
              "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
              "only where its number of passes is in the file. Run the part once per pass (one workflow per "
              "segment) instead" for name in ("StartLoop", "EndLoop")},
+    # picture editors whose models Kinograph does not load yet (their transformer files are named as such)
+    "TextEncodeFibo2": "not mapped yet: Bria's FIBO 2 (Fibo-2.0: a JSON prompt read by Qwen3-VL-4B in six bundles of "
+                       "its layers, the pictures to edit as FLUX.2 VAE latents beside the image's) is not run by "
+                       "Kinograph yet. The template's prompt writer (TextGenerate on qwen3vl_8b with the picture and "
+                       "the system prompt) imports as text.generate and writes the JSON prompt on its own; edit the "
+                       "picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
+    "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
+                              "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
+                              "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -645,6 +645,24 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     return _minimax_h3(k)
 
 
+def _not_yet_editors(k: Keys) -> Optional[Detection]:
+    """Picture editors whose ComfyUI templates (image_fibo2_edit_*, image_joyai_image_edit) Kinograph does not run yet:
+    named, so a user knows what the file is. JoyImage Edit's transformer holds the same names in ComfyUI's file
+    (comfy/ldm/joyimage) as in diffusers' JoyImageEditTransformer3DModel; FIBO 2's is read by its Perceiver's queries
+    and patch embedder, which diffusers' BriaFibo2Transformer2DModel names so (ComfyUI's own file was not at hand)."""
+    instead = "Qwen-Image Edit, FLUX.2, LongCat-Image-Edit and HiDream-E1 edit pictures today"
+    q = "double_blocks.0.img_mod.modulate_table"
+    if k.has(q, "double_blocks.0.attn.img_attn_qkv.weight", "condition_embedder.text_embedder.linear_1.weight"):
+        return Detection(None, "joyimage", "", prefix=k.prefix_of(q) or "",
+                         why=f"JD's JoyImage Edit transformer (JoyAI-Image-Edit), which Kinograph does not run yet; "
+                             f"{instead}")
+    if k.has("perceiver.latent_queries", "x_embedder.weight", "t_embedder.mlp.0.weight"):
+        return Detection(None, "fibo2", "", prefix=k.prefix_of("perceiver.latent_queries") or "",
+                         why=f"Bria's FIBO 2 transformer (Fibo-2.0, structured JSON prompts), which Kinograph does not "
+                             f"run yet; {instead}")
+    return None
+
+
 H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
 
 
@@ -996,8 +1014,8 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
                          why="Mistral's 131072-token vocabulary", extra={"hidden": emb[1]})
     qk_norm = k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight")
     if emb is not None and qk_norm and k.any("visual.patch_embed.proj.weight"):
-        # Qwen3-VL (Qwen-Image 2.1's qwen3vl_8b): Qwen3's layers with a vision tower, not [klein]'s Qwen3
-        return Detection("text_encoder", "qwen3vl", {4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+        # Qwen3-VL (Qwen-Image 2.1's qwen3vl_8b, Krea 2's qwen3vl_4b): Qwen3's layers with a vision tower, not [klein]'s Qwen3
+        return Detection("text_encoder", "qwen3vl", {4096: "8b", 2560: "4b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen3 layers with a vision tower", extra={"hidden": emb[1]})
     if emb is not None and qk_norm:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
@@ -1289,6 +1307,16 @@ def _hidream(k: Keys) -> Optional[Detection]:
                      why="double_stream_blocks.N.block / caption_projection")
 
 
+def _krea2(k: Keys) -> Optional[Detection]:
+    """Krea 2's single-stream DiT in Krea's and ComfyUI's names (krea2_turbo_*.safetensors: txtfusion, blocks.N.attn.wq)
+    or in diffusers' (text_fusion: a Krea2Pipeline folder's transformer file)."""
+    for layout, x in (("original", "txtfusion.projector.weight"), ("diffusers", "text_fusion.projector.weight")):
+        if k.any(x):
+            return Detection("diffusion_model", "krea2", "", layout=layout, prefix=k.prefix_of(x) or "",
+                             why=x.rsplit(".", 1)[0] + " (its text fusion over 12 of Qwen3-VL's layers)")
+    return None
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1297,7 +1325,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

@@ -100,6 +100,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
     Family("zimage", "Z-Image (image)", ("ZImagePipeline",), ("ZImageTransformer2DModel",), fps=8.0, flow=True,
            cfg=1.0, steps=8, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # Krea 2 (Turbo and Raw) keyframes: one single-stream transformer over the prompt's tokens and 2x2 patches of
+    # Qwen-Image's latent, read by its VAE; prompts read by 12 of Qwen3-VL-4B's layers, fused by the transformer.
+    # Turbo: 8 steps at cfg 1 (no negative pass) on a fixed time shift.
+    Family("krea2", "Krea 2 (image)", ("Krea2Pipeline",), ("Krea2Transformer2DModel",), fps=8.0, flow=True, cfg=1.0,
+           steps=8, size=(1024, 1024), frames=1, patch=2, latents="qwenimage"),
     # HiDream-I1 (full, dev, fast) keyframes: a sparse DiT (mixture-of-experts feed-forwards) over 2x2 patches of FLUX.1's
     # latent, reading T5-XXL's states and, in each block, one layer of Llama 3.1 8B's; CLIP-L and CLIP-G pooled. Full:
     # true CFG; dev and fast are distilled to cfg 1.

@@ -55,11 +55,6 @@ def load_conditioning(path: Path, family: str):
     return Conditioning(family, embeds, mask)
 
 
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """The sRGB transfer curve (IEC 61966-2-1) of linear values in 0..1."""
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055)
-
-
 def post(frames: np.ndarray, prediction: str, span=None) -> np.ndarray:
     """The pass from decoded Marigold v2 pictures (float [N, H, W, 3] in 0..1), as ComfyUI's MarigoldV2PostProcess
     makes it: depth, the channels' mean (affine-invariant log depth, far bright) stretched to 0..1 and turned round
@@ -73,7 +68,8 @@ def post(frames: np.ndarray, prediction: str, span=None) -> np.ndarray:
         n = x * 2 - 1
         return (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12) + 1) * 0.5
     if prediction == "albedo":
-        return linear_to_srgb(x)
+        from nodes.common.color import linear_to_srgb_unclamped
+        return linear_to_srgb_unclamped(x)
     d = x.mean(-1, keepdims=True)
     lo, hi = (d.min(axis=(1, 2, 3), keepdims=True), d.max(axis=(1, 2, 3), keepdims=True)) if span is None else span
     return np.repeat((hi - d) / np.maximum(hi - lo, 1e-6), 3, -1)

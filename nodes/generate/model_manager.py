@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -133,9 +133,11 @@ OPTIONAL_PARTS = ("safety_checker", "feature_extractor")
 
 def _check_parts(folder: Path) -> None:
     """Every part model_index.json lists is there: a partial copy or download is named by the part it lacks
-    (diffusers says 'no file named config.json found in <the model folder>')."""
+    (diffusers says 'no file named config.json found in <the model folder>'). A part is a [library, class] pair; other
+    lists are settings (Krea2Pipeline's text_encoder_select_layers)."""
     for part, value in read_index(folder).items():
-        if part.startswith("_") or part in OPTIONAL_PARTS or not isinstance(value, list) or None in value:
+        if part.startswith("_") or part in OPTIONAL_PARTS or not isinstance(value, list) or len(value) != 2 or \
+                not all(isinstance(v, str) for v in value):
             continue
         if not (folder / part).is_dir():
             raise NodeError(f"{part}/ is missing from {folder} (its model_index.json lists it): the copy is "
@@ -182,9 +184,9 @@ def dtype_of(name: str, family: str, device: str):
             name = "fp32"
         else:
             # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers'
-            # do; Qwen-Image 2.1 runs in bf16 as QwenImage21Pipeline's own example runs it
+            # do; Qwen-Image 2.1 and Krea 2 run in bf16 as their pipelines' own examples run them
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
-                                        "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis") and \
+                                        "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2") and \
                 device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

@@ -38,7 +38,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "hidream", "longcat", "ovis", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "auto", "sd", "sdxl", "flux", "chroma", "zimage", "krea2", "hidream", "longcat", "ovis", "flux2", "sd3", "qwenimage", "qwenimage21", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -127,6 +127,13 @@ transformer (diffusion_models/z_image_turbo_bf16.safetensors) here or through lo
 load.text_encoder (qwen_3_4b.safetensors, type lumina2) and load.vae (FLUX.1's ae.safetensors).
 
 Turbo: 8 steps at cfg 1 (no negative pass); the base model: cfg 3-5 with a negative prompt. Sizes divisible by 16.""")
+load_krea2 = _family_loader("krea2", "Load Krea 2", """Krea 2 text-to-image (Krea 2 Turbo, Krea 2 Raw): keyframes to
+animate with an image-to-video model. A diffusers Krea2Pipeline folder, or ComfyUI's files: the transformer
+(diffusion_models/krea2_turbo_fp8_scaled.safetensors, _bf16 or _int8_convrot) here or through load.diffusion_model,
+with load.text_encoder (qwen3vl_4b_fp8_scaled.safetensors, type krea2) and load.vae (qwen_image_vae.safetensors).
+
+Turbo: 8 steps at cfg 1 (no negative pass); Raw: 28 steps, cfg 5.5 with a negative prompt (Krea2Pipeline's
+guidance_scale 4.5 + 1). Sizes divisible by 16.""")
 load_hidream = _family_loader("hidream", "Load HiDream-I1", """HiDream-I1 text-to-image (full, dev, fast): keyframes
 to animate with an image-to-video model. ComfyUI's files: the transformer (diffusion_models/hidream_i1_full_fp16.safetensors)
 here or through load.diffusion_model, with load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl, llama_3.1_8b_instruct:

@@ -99,6 +99,11 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
     if getattr(text_encoder, "family", None) == "qwenimage21":
         from nodes.generate.qwen21_edit import encode_edit21
         return encode_edit21(text_encoder, vae, prompt, pictures, size, log)
+    if getattr(text_encoder, "family", None) == "krea2":
+        raise NodeError("Krea 2 reading pictures (ComfyUI's Krea 2 style-reference template: its Qwen3-VL seeing the "
+                        "picture, the picture's latent read beside the noise) is not something Kinograph runs: "
+                        "diffusers' Krea2Pipeline has no such input to check it against. Krea 2 text-to-image runs: "
+                        "encode the prompt with encode.text")
     if text_encoder is None or text_encoder.family != "qwenimage":
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.qwen_edit reads the prompt with Qwen2.5-VL; this text encoder is {fam}'s: load "

@@ -27,7 +27,7 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
-              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis"}
+              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -38,7 +38,7 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "chroma": ("t5",),
                    "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5"),
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
-                   "ltx2": ("gemma3",), "zimage": ("qwen3",),
+                   "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",)}
 # Family -> the `type` naming it, as the node offers it.
@@ -46,7 +46,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
-           "longcat": "longcat_image", "ovis": "ovis"}
+           "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -67,7 +67,8 @@ TOKENIZER_FOLDER = {"QwenImage21Pipeline": "processor"}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
 # Pipeline settings a model variant needs, as its diffusers folder's model_index.json has them
 # (Wan 2.2 TI2V-5B: per-token timesteps, so a start image's latent frames stay clean).
-PIPELINE_OPTIONS = {("wan", "ti2v"): {"expand_timesteps": True}}
+# Krea 2 from ComfyUI's files: the fixed time shift ComfyUI samples every Krea 2 file with (Krea2Pipeline's Turbo one).
+PIPELINE_OPTIONS = {("wan", "ti2v"): {"expand_timesteps": True}, ("krea2", ""): {"is_distilled": True}}
 
 
 def _resolve(name: str, kind: str, what: str) -> Path:
@@ -513,6 +514,8 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
         pipes += FAMILIES["sd3"].pipelines
     if det.family == "t5":              # a FLUX.1 folder keeps T5-XXL's as tokenizer_2/, an SD3 folder as tokenizer_3/
         pipes += FAMILIES["flux"].pipelines + FAMILIES["sd3"].pipelines + FAMILIES["chroma"].pipelines
+    if det.family == "qwen3vl":         # Qwen3-VL-4B is Krea 2's: a Krea2Pipeline folder's tokenizer/
+        pipes += FAMILIES["krea2"].pipelines
     if det.family == "qwen3":           # Qwen3-4B is Z-Image's encoder too: a ZImagePipeline folder's tokenizer/
         pipes += FAMILIES["zimage"].pipelines + FAMILIES["ovis"].pipelines      # and Ovis 2.5's, an OvisImagePipeline's
     for kind in ("diffusers", "checkpoints", "diffusion_models"):

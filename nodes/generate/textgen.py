@@ -149,6 +149,11 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
         what = "a file without its vision tower (visual.*)" if title == "Qwen3.5" else "a model that reads no pictures"
         raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
                         "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b) or Qwen3.5 with its vision tower, which read one")
+    if image is not None and not use_template:
+        # the picture's place is a placeholder in the chat turn, which the processor widens to its patches
+        raise NodeError(f"{_file(handle)} reads a picture inside its chat turn, and use_default_template off sends the "
+                        "prompt as written, with no place for it: set use_default_template on, or leave `image` "
+                        "unlinked")
     text = chat_prompt(getattr(handle.pipe, "tokenizer", None), prompt, title, thinking, use_template, system,
                        image is not None)
     if proc is not None:

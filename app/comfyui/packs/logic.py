@@ -401,10 +401,14 @@ class LogicNodes:
         return None if v is None else self.computed(cn, lambda: (_string(v, "choice"), int(v["index"])))
 
     def special_preview_any(self, cn, rule, params, notes):
-        """PreviewAny's output is the text it shows: a number or switch as str() writes it (7, 0.5, True)."""
+        """PreviewAny's output is the text it shows: a number or switch as str() writes it (7, 0.5, True), or the
+        text a node writes as it runs (a prompt enhancer's, which Krea 2's templates preview on its way to the
+        prompt)."""
         v = self.resolve(cn.inputs.get("source"))
         if isinstance(v, (str, int, float, bool)):
             self.outs[(cn.id, 0)] = Out(None, {"value": v if isinstance(v, str) else str(v)})
+        elif isinstance(v, Out) and v.port is not None:
+            self.outs[(cn.id, 0)] = v
 
     def special_number_convert(self, cn, rule, params, notes):
         v = self.known(cn, ("value",), {})

@@ -371,6 +371,23 @@ def masked_text(conds, frames, batch: int, device, dtype) -> dict:
     return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
 
 
+def padded_rows(rows) -> tuple:
+    """Prompts of their own lengths ([L_i, D] each) as one batch [K, L, D] padded to the longest, and the mask [K, L]
+    of each one's own tokens (Z-Image's and Krea 2's prompts, which read no padding)."""
+    length = max(r.shape[0] for r in rows)
+    embeds = torch.stack([torch.cat([r, r.new_zeros(length - r.shape[0], r.shape[1])]) for r in rows])
+    return embeds, torch.stack([torch.arange(length, device=r.device) < r.shape[0] for r in rows])
+
+
+def text_of_width(conds, frames, batch: int, device, dtype, reads: int, what: str) -> dict:
+    """masked_text, checked to be as wide as the transformer `reads`: a prompt another family's encoder read is named
+    (`what`: the transformer's width and the encoder to use) rather than failing inside the model."""
+    out = masked_text(conds, frames, batch, device, dtype)
+    if out["encoder_hidden_states"].shape[-1] != reads:
+        raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and {what}")
+    return out
+
+
 def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
     """inputs with "concat" [N, C', f, h, w]: an inpainting model's mask and masked-picture channels
     (Conditioning.extra["concat"], nodes/generate/inpaint.py) at these latent frames, per conditioning."""

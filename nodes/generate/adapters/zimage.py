@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, masked_text
+from nodes.generate.adapters.base import frames_from_batch, padded_rows, text_of_width
 from nodes.generate.adapters.mmdit import MMDiTAdapter, flux_ae_factors
 
 MAX_TOKENS = 512
@@ -38,10 +38,7 @@ class ZImageAdapter(MMDiTAdapter):
             raise NodeError(NO_QWEN3)
         from diffusers import ZImagePipeline
         rows = ZImagePipeline._encode_prompt(pipe, list(prompts), device=device, max_sequence_length=self.max_tokens)
-        length = max(r.shape[0] for r in rows)
-        embeds = torch.stack([torch.cat([r, r.new_zeros(length - r.shape[0], r.shape[1])]) for r in rows])
-        mask = torch.stack([torch.arange(length, device=r.device) < r.shape[0] for r in rows])
-        return embeds, mask, None
+        return *padded_rows(rows), None
 
     def clip_pooled(self, pipe, prompts, device):
         raise NodeError("Z-Image reads no CLIP: encode its prompt with encode.text (Qwen3-4B alone)")
@@ -56,13 +53,10 @@ class ZImageAdapter(MMDiTAdapter):
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        out = masked_text(conds, frames, batch, device, dtype)
         reads = int(handle.pipe.transformer.config.cap_feat_dim)
-        if out["encoder_hidden_states"].shape[-1] != reads:
-            raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and this Z-Image "
-                            f"transformer reads {reads}: encode it with Z-Image's Qwen3-4B (qwen_3_4b.safetensors, "
-                            "type lumina2)")
-        return out
+        return text_of_width(conds, frames, batch, device, dtype, reads,
+                             f"this Z-Image transformer reads {reads}: encode it with Z-Image's Qwen3-4B "
+                             "(qwen_3_4b.safetensors, type lumina2)")
 
     def forward(self, handle, x_in, t, inputs):
         """Each frame with its prompt's own tokens (the mask's), as ZImagePipeline hands the transformer lists."""
