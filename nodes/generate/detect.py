@@ -731,9 +731,10 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     elif k.any("layers.0.layer_scalar", "language_model.layers.0.layer_scalar"):
         # Gemma 4 (ComfyUI's gemma4_*: LTX-2.5's encoder and enhancer, text generation): Gemma 3's norms, a learned
         # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
-        return Detection(None, "gemma4", "", why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text "
-                         "encoders), which Kinograph does not load yet; text generation takes Qwen3, Gemma 3, Qwen3-VL "
-                         "or Qwen3.5")
+        hidden = (k.shape("model.embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight") or
+                  (0, 0))[1]
+        return Detection("text_encoder", "gemma4", {1536: "e2b", 2560: "e4b", 5376: "31b"}.get(hidden, f"h{hidden}"),
+                         why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders), read by text.generate")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.
