@@ -135,8 +135,9 @@ with load.text_encoder (qwen3vl_4b_fp8_scaled.safetensors, type krea2) and load.
 Turbo: 8 steps at cfg 1 (no negative pass); Raw: 28 steps, cfg 5.5 with a negative prompt (Krea2Pipeline's
 guidance_scale 4.5 + 1). Sizes divisible by 16.""")
 load_hidream = _family_loader("hidream", "Load HiDream-I1", """HiDream-I1 text-to-image (full, dev, fast): keyframes
-to animate with an image-to-video model. ComfyUI's files: the transformer (diffusion_models/hidream_i1_full_fp16.safetensors)
-here or through load.diffusion_model, with load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl, llama_3.1_8b_instruct:
+to animate with an image-to-video model; HiDream-E1 / E1.1 picture edits (hidream_e1_full_bf16, hidream_e1_1_bf16: the
+picture through condition.control_image, guide.dual_cfg). ComfyUI's files: the transformer
+(diffusion_models/hidream_i1_full_fp16.safetensors) here or through load.diffusion_model, with load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl, llama_3.1_8b_instruct:
 name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
