@@ -136,3 +136,11 @@ def test_a_damaged_or_sft_patch_file_is_named_not_a_traceback(tmp_path):
     sft = tmp_path / "union.sft"
     save_file({"control_all_x_embedder.2-1.weight": torch.zeros(4, 8)}, str(sft))
     assert load(ModelManager(), str(sft)).family == "zimage"
+
+
+def test_a_fun_patch_without_its_control_layers_is_named():
+    """A Z-Image Fun file with its embedder and no control layer (cut or edited) is named as damaged; it was a bare
+    KeyError out of control.model_patch."""
+    from nodes.generate.zimage_control import PROBE, build
+    with pytest.raises(NodeError, match="cut.safetensors.*control_layers"):
+        build({PROBE: torch.zeros(32, 64)}, None, "cut.safetensors")
