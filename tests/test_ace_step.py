@@ -260,6 +260,27 @@ def test_not_an_ace_step_model(tiny):
                  FILES["vae"], "cpu")
 
 
+
+def test_dual_clip_files_told_apart_by_width(tiny):
+    """ComfyUI's DualCLIPLoader (type ace) tells Qwen3-0.6B from the language model by its width, in either order: a
+    graph with the 1.7B / 4B first loads with each file in its place; a text encoder of another width alone is named
+    (it was a shape error inside the condition encoder)."""
+    from graph_engine import NodeError
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from nodes.generate import ace_step as ace
+    from nodes.generate.model_manager import ModelManager
+    wide = Qwen3ForCausalLM(Qwen3Config(vocab_size=CODE0 + 64000, hidden_size=48, intermediate_size=48,
+                                        num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                        tie_word_embeddings=True))
+    _save({k: v for k, v in wide.state_dict().items() if k != "lm_head.weight"},
+          tiny / "models" / "text_encoders" / "qwen_wide_lm.safetensors")
+    m = ace.load(ModelManager(), FILES["diffusion_model"], "qwen_wide_lm.safetensors", FILES["text_encoder"],
+                 FILES["vae"], "cpu")
+    assert (m.text_encoder.config.hidden_size, m.lm.config.hidden_size) == (32, 48)
+    with pytest.raises(NodeError, match="qwen_wide_lm.safetensors.*48.*32.*qwen_0.6b_ace15"):
+        ace.load(ModelManager(), FILES["diffusion_model"], "qwen_wide_lm.safetensors", "", FILES["vae"], "cpu")
+
+
 def imported(name: str):
     from pathlib import Path
     from app.comfyui import import_workflow
