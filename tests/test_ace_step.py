@@ -258,6 +258,11 @@ def test_not_an_ace_step_model(tiny):
     with pytest.raises(NodeError, match="not an ACE-Step 1.5 diffusion model.*acestep_v1.5_turbo.safetensors"):
         ace.load(ModelManager(), str(tiny / "models" / "vae" / FILES["vae"]), FILES["text_encoder"], "",
                  FILES["vae"], "cpu")
+    # the diffusion model (its decoder.layers.0 is the DiT's) in the VAE's place: named as ACE-Step's VAE, not as
+    # a Stable Audio checkpoint
+    with pytest.raises(NodeError, match="not an ACE-Step 1.5 VAE.*ace_1.5_vae.safetensors"):
+        ace.load(ModelManager(), FILES["diffusion_model"], FILES["text_encoder"], "",
+                 str(tiny / "models" / "diffusion_models" / FILES["diffusion_model"]), "cpu")
 
 
 

@@ -168,7 +168,7 @@ def vae_part(state: dict, name: str):
     top level, or under vae. in a checkpoint), at 48 kHz."""
     from nodes.generate.stable_audio import vae_weights
     for pre in ("", "vae.", "first_stage_model."):
-        if any(k.startswith(pre + "decoder.layers.0.") for k in state):
+        if {pre + "decoder.layers.0.weight_v", pre + "decoder.layers.0.parametrizations.weight.original1"} & set(state):
             return vae_weights(state, name, prefix=pre, rate=RATE)
     raise NodeError(NOT_ACE.format(name=name, what="VAE", why="no Oobleck decoder.layers",
                                    want="ace_1.5_vae.safetensors from vae/"))
