@@ -337,6 +337,26 @@ def test_comfyui_xl_sft_template_runs_and_saves_its_song(model, tmp_path):
     assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768
 
 
+def api_graph() -> dict:
+    """ComfyUI's ACE-Step 1.5 chain in its API format (1 s latent, 2 s told, codes lm_seed 3, noise seed 8)."""
+    return {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": FILES["diffusion_model"], "weight_dtype": "default"}},
+            "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": FILES["text_encoder"], "clip_name2": FILES["lm"],
+                                                             "type": "ace", "device": "default"}},
+            "3": {"class_type": "VAELoader", "inputs": {"vae_name": FILES["vae"]}},
+            "4": {"class_type": "TextEncodeAceStepAudio1.5", "inputs": {
+                "clip": ["2", 0], "tags": "rain", "lyrics": "", "seed": 3, "bpm": 90, "duration": 2.0,
+                "timesignature": "4", "language": "en", "keyscale": "A minor", "generate_audio_codes": True,
+                "cfg_scale": 1.0, "temperature": 0.85, "top_p": 0.9, "top_k": 0, "min_p": 0.0}},
+            "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
+            "6": {"class_type": "EmptyAceStep1.5LatentAudio", "inputs": {"seconds": 1.0, "batch_size": 1}},
+            "7": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
+            "8": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["4", 0], "negative": ["5", 0],
+                                                       "latent_image": ["6", 0], "seed": 8, "steps": 4, "cfg": 1.0,
+                                                       "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+            "9": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
+            "10": {"class_type": "SaveAudio", "inputs": {"audio": ["9", 0], "filename_prefix": "audio/x"}}}
+
+
 def test_told_duration_apart_from_length(model):
     """TextEncodeAceStepAudio1.5's duration may differ from the latent's seconds: 2 s told (10 codes, "duration: 2
     seconds" in the metas) for 1 s of sound; the imported graph carries it."""
@@ -349,23 +369,27 @@ def test_told_duration_apart_from_length(model):
     got = ace.generate(model, song, SECONDS, 4, 1.0, "euler", "simple", 3.0, 8, codes)
     told_one = ace.generate(model, ace.Song(**SONG), SECONDS, 4, 1.0, "euler", "simple", 3.0, 8, codes)
     assert got.shape == (2, FRAMES * HOP) and float((got - told_one).abs().max()) > 1e-5     # the metas' text moved it
-    api = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": FILES["diffusion_model"], "weight_dtype": "default"}},
-           "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": FILES["text_encoder"], "clip_name2": FILES["lm"],
-                                                            "type": "ace", "device": "default"}},
-           "3": {"class_type": "VAELoader", "inputs": {"vae_name": FILES["vae"]}},
-           "4": {"class_type": "TextEncodeAceStepAudio1.5", "inputs": {
-               "clip": ["2", 0], "tags": "rain", "lyrics": "", "seed": 3, "bpm": 90, "duration": 2.0,
-               "timesignature": "4", "language": "en", "keyscale": "A minor", "generate_audio_codes": True,
-               "cfg_scale": 1.0, "temperature": 0.85, "top_p": 0.9, "top_k": 0, "min_p": 0.0}},
-           "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
-           "6": {"class_type": "EmptyAceStep1.5LatentAudio", "inputs": {"seconds": 1.0, "batch_size": 1}},
-           "7": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
-           "8": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["4", 0], "negative": ["5", 0],
-                                                      "latent_image": ["6", 0], "seed": 8, "steps": 4, "cfg": 1.0,
-                                                      "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-           "9": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
-           "10": {"class_type": "SaveAudio", "inputs": {"audio": ["9", 0], "filename_prefix": "audio/x"}}}
+    api = api_graph()
     g = load_workflow(text=import_data(api).yaml).graph
     (node,) = [n for n in g.nodes.values() if n.type == "generate.ace_step"]
     assert (node.params["seconds"], node.params["duration"], node.params["lm_seed"], node.params["seed"]) == \
         (1.0, 2.0, 3, 8)
+
+
+def test_negative_not_carried_leaves_a_valid_graph():
+    """A negative generate.ace_step does not carry (two prompts combined, cfg 3) is folded away whole and said so
+    on each of its nodes: before, its CLIPTextEncodes stayed on DualCLIPLoader type ace and the graph was invalid."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    api = api_graph()
+    api.update({"11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "harsh"}},
+                "12": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "off-key"}},
+                "13": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["11", 0],
+                                                                       "conditioning_2": ["12", 0]}}})
+    api["8"]["inputs"].update(negative=["13", 0], cfg=3.0)
+    result = import_data(api)
+    g = load_workflow(text=result.yaml).graph
+    assert sorted(n.type for n in g.nodes.values()) == ["generate.ace_step", "io.save_audio"]
+    for cid in ("11", "12", "13"):
+        entry = result.report.entries[cid]
+        assert entry.status == "approx" and "not carried" in " ".join(entry.notes)

@@ -190,12 +190,27 @@ class SoundModels:
             notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
         if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
             notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
+        carried = [model, *shifts, pos, clip, vae]
+        # the negative's nodes fold away whole (none is left dangling on the folded loaders)
+        negative = [n for n in self._feeding(neg) if n not in carried]
+        dropped = set()
         if neg is None or neg.class_type != "ConditioningZeroOut":
             notes.append("the negative is not ConditioningZeroOut's: generate.ace_step guides against the model's "
                          "null embedding, as ComfyUI does for a zeroed one")
-        return self._fold_ace_step(cn, ks, params, [model, *shifts, pos, neg, clip, vae])
+            dropped = {n.id for n in negative}
+        return self._fold_ace_step(cn, ks, params, [*carried, *negative], dropped)
 
-    def _fold_ace_step(self, cn, ks, params, folded):
+    def _feeding(self, node):
+        """`node` and every ComfyUI node upstream of it."""
+        seen, todo = {}, [node]
+        while todo:
+            n = todo.pop()
+            if n is not None and n.id not in seen:
+                seen[n.id] = n
+                todo += [self.flat.nodes.get(v.node) for v in n.inputs.values() if isinstance(v, Ref)]
+        return list(seen.values())
+
+    def _fold_ace_step(self, cn, ks, params, folded, dropped):
         g = self.graph
         made = {k for n in [ks, *folded] if n is not None and n.id in self.report.entries
                 for k in self.report.entries[n.id].kinograph if k in g.nodes}
@@ -206,9 +221,10 @@ class SoundModels:
         for entry in self.report.entries.values():
             if set(entry.kinograph) & gone:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
-                entry.status = "exact"      # (a zeroed negative is the null embedding generate.ace_step takes)
+                entry.status = "approx" if entry.comfy_id in dropped else "exact"
                 entry.notes = [f"folded into {nid} (generate.ace_step), with the loaders, prompt, "
                                "EmptyAceStep1.5LatentAudio and VAEDecodeAudio"] if entry.comfy_id == ks.id else \
-                    [f"folded into {nid} (generate.ace_step)"]
+                    [f"part of the negative, not carried: {nid} (generate.ace_step) guides against the model's null "
+                     "embedding"] if entry.comfy_id in dropped else [f"folded into {nid} (generate.ace_step)"]
         self.outs[(cn.id, 0)] = Out((nid, "audio"))
         return [nid]
