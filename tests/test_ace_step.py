@@ -393,3 +393,9 @@ def test_negative_not_carried_leaves_a_valid_graph():
     for cid in ("11", "12", "13"):
         entry = result.report.entries[cid]
         assert entry.status == "approx" and "not carried" in " ".join(entry.notes)
+    # what feeds the positive is not the negative's, though ConditioningZeroOut reads the positive: an unmapped node
+    # writing the tags stays unmapped (not folded away as 'exact')
+    api = api_graph()
+    api["11"] = {"class_type": "GeminiNodeV2", "inputs": {"prompt": "write a song"}}
+    api["4"]["inputs"]["tags"] = ["11", 0]
+    assert [e.class_type for e in import_data(api).report.blocking] == ["GeminiNodeV2"]

@@ -192,7 +192,7 @@ class SoundModels:
             notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
         carried = [model, *shifts, pos, clip, vae]
         # the negative's nodes fold away whole (none is left dangling on the folded loaders)
-        negative = [n for n in self._feeding(neg) if n not in carried]
+        negative = self._feeding(neg, {n.id for n in carried if n is not None})
         dropped = set()
         if neg is None or neg.class_type != "ConditioningZeroOut":
             notes.append("the negative is not ConditioningZeroOut's: generate.ace_step guides against the model's "
@@ -200,12 +200,12 @@ class SoundModels:
             dropped = {n.id for n in negative}
         return self._fold_ace_step(cn, ks, params, [*carried, *negative], dropped)
 
-    def _feeding(self, node):
-        """`node` and every ComfyUI node upstream of it."""
+    def _feeding(self, node, stop):
+        """`node` and every ComfyUI node upstream of it, short of the nodes `stop` (ids) and what feeds them."""
         seen, todo = {}, [node]
         while todo:
             n = todo.pop()
-            if n is not None and n.id not in seen:
+            if n is not None and n.id not in seen and n.id not in stop:
                 seen[n.id] = n
                 todo += [self.flat.nodes.get(v.node) for v in n.inputs.values() if isinstance(v, Ref)]
         return list(seen.values())
