@@ -399,3 +399,18 @@ def test_negative_not_carried_leaves_a_valid_graph():
     api["11"] = {"class_type": "GeminiNodeV2", "inputs": {"prompt": "write a song"}}
     api["4"]["inputs"]["tags"] = ["11", 0]
     assert [e.class_type for e in import_data(api).report.blocking] == ["GeminiNodeV2"]
+
+
+def test_ace_step_latent_through_another_sampler_is_named():
+    """ACE-Step 1.5's latent decoded after a KSamplerAdvanced (not folded): the report names ACE-Step and what it
+    takes; it said Kinograph decodes only LTX-2's and Stable Audio Open's sound."""
+    from app.comfyui import import_data
+    api = api_graph()
+    ks = api["8"]["inputs"]
+    api["8"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        **{k: ks[k] for k in ("model", "positive", "negative", "latent_image", "steps", "cfg", "sampler_name",
+                              "scheduler")}, "add_noise": "enable", "noise_seed": 8, "start_at_step": 0,
+        "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    report = import_data(api).report
+    assert [e.class_type for e in report.blocking] == ["VAEDecodeAudio"]
+    assert "ACE-Step 1.5's latent, from KSamplerAdvanced" in " ".join(report.entries["9"].notes)
