@@ -414,3 +414,16 @@ def test_ace_step_latent_through_another_sampler_is_named():
     report = import_data(api).report
     assert [e.class_type for e in report.blocking] == ["VAEDecodeAudio"]
     assert "ACE-Step 1.5's latent, from KSamplerAdvanced" in " ".join(report.entries["9"].notes)
+
+
+def test_lora_on_the_model_is_refused_by_name():
+    """A LoRA between UNETLoader and ModelSamplingAuraFlow: generate.ace_step takes none, so the chain is left
+    unmapped with the LoRA node named (it said 'the all-in-one checkpoint or other nodes')."""
+    from app.comfyui import import_data
+    api = api_graph()
+    api["11"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "voice.safetensors",
+                                                                 "strength_model": 0.8}}
+    api["7"]["inputs"]["model"] = ["11", 0]
+    report = import_data(api).report
+    assert [e.class_type for e in report.blocking] == ["VAEDecodeAudio"]
+    assert "LoraLoaderModelOnly" in report.entries["9"].notes[-1]

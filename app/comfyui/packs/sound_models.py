@@ -153,8 +153,9 @@ class SoundModels:
         vae = self._upstream(cn, "vae")[0]
         why = ""
         if model is None or model.class_type != "UNETLoader":
-            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader): "
-                   "the all-in-one checkpoint or other nodes on the model's way are not read")
+            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader) with "
+                   f"only ModelSamplingAuraFlow between: {getattr(model, 'class_type', 'nothing')} on the model's way "
+                   "is not read")
         elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or clip is None or \
                 clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader":
             why = ("generate.ace_step takes the prompt from TextEncodeAceStepAudio1.5 on DualCLIPLoader's encoders "
