@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -70,6 +70,10 @@ def _read_json(p: Path) -> dict:
 
 
 # -- detection -----------------------------------------------------------------------------
+STABLE_AUDIO_READER = ("generate.stable_audio reads it as its checkpoint, with T5-base from "
+                       "text_encoders/t5-base.safetensors and its tokenizer folder text_encoders/t5-base/")
+
+
 def detect_family(path: Path) -> Tuple[Optional[str], str]:
     """(family or None, what it was recognised by). "motion" = an AnimateDiff motion module file."""
     path = Path(path)
@@ -93,6 +97,9 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
                 return family_of_classes(denoiser=cls), f"{cfg.relative_to(path)} names {cls}"
         return None, "no model_index.json or config.json"
     det = detect_file(path)
+    if det.family == "stable_audio":
+        raise NodeError(f"{path.name} is Stable Audio Open 1.0's checkpoint (sound, not pictures): "
+                        f"{STABLE_AUDIO_READER}, not a model loader")
     if det.role == "motion_module":
         return "motion", "its motion_modules tensors"
     if det.role in ("diffusion_model", "checkpoint"):
@@ -650,10 +657,13 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:
             return True, "lora.image on a FLUX.1 or HunyuanVideo model (its layer names are both's)"
-        ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox",
+                            "minimax_h3")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "ipadapter":
         return ipadapter_support(det)
+    if det.family == "stable_audio":
+        return True, STABLE_AUDIO_READER
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
@@ -716,6 +726,14 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
                                    "one has")
+    if det.role == "model_patch" and det.family == "zimage":
+        return True, (f"load.model_patch: a Z-Image Fun ControlNet ({det.extra['layers']} control layers) for Z-Image "
+                      "Turbo (control.model_patch)")
+    if det.role == "model_patch" and det.family == "qwenimage":
+        return det.variant == "diffsynth", (
+            f"load.model_patch: a Qwen-Image DiffSynth ControlNet ({det.extra['layers']} blocks) for Qwen-Image "
+            "(control.model_patch)" if det.variant == "diffsynth" else "DiffSynth's Qwen-Image inpainting ControlNet, "
+            "which Kinograph does not run yet; the canny and depth files load")
     if det.role == "model_patch":
         return True, "load.model_patch: InfiniteTalk's audio layers over Wan 2.1 I2V 14B (condition.infinitetalk)"
     if det.role == "style_model":
@@ -841,7 +859,8 @@ def list_found_models() -> List[Tuple[str, str, Dict[str, str]]]:
 # Kinds whose models are no diffusion weights (TorchScript pose networks, SAM folders): the module that loads them
 # says what each is and whether it loads; read as weights, a good DWPose file was 'unreadable ... corrupt'.
 DESCRIBED_BY = {"pose": "nodes.pose.dwpose", "sam2": "nodes.mask.segment", "annotators": "nodes.lines.extract",
-                "depth": "nodes.depth.estimate", "audio_encoders": "nodes.generate.audio_encoder"}
+                "depth": "nodes.depth.estimate", "audio_encoders": "nodes.generate.audio_encoder",
+                "embeddings": "nodes.generate.embeddings"}
 
 
 def _describe(kind: str, path: Path) -> Dict[str, str]:
