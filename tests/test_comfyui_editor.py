@@ -451,3 +451,18 @@ def test_an_imported_workflow_is_named_after_its_file_until_saved(win, monkeypat
     assert asked == ["Save changes to wan_t2v (unsaved)?"]
     win.doc.save(tmp_path / "shot.yaml")
     assert win.windowTitle().startswith("shot.yaml")
+
+
+def test_the_first_run_of_an_imported_file_uses_the_seed_it_was_saved_with(win, monkeypatch):
+    """ComfyUI applies 'randomize' after a queue, so the seed a ComfyUI file (or a picture carrying it) holds is the
+    one its picture was made with. The editor drew a new seed before the first run: an artist who opened a file to
+    make that picture again got another one. The first run keeps it; the next ones draw."""
+    monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)
+    ran = []
+    monkeypatch.setattr(win.runs, "submit", lambda doc, **kw: ran.append(doc.graph.nodes["k_sampler_3"].params["seed"]))
+    assert win.open_path(DATA / "wan_t2v.json") is win
+    saved = win.doc.graph.nodes["k_sampler_3"].params["seed"]
+    assert win.doc.graph.ui["k_sampler_3"]["seed"] == {"seed": "random"}
+    win.run()
+    win.run()
+    assert ran[0] == saved and ran[1] != saved

@@ -1005,7 +1005,10 @@ class MainWindow(QMainWindow):
         if allow is None:
             self.message("Run cancelled: it would write outside the workflow's folder")
             return None
-        self.controller.next_seeds()
+        if self.doc.seeds_as_read:
+            self.doc.seeds_as_read = False
+        else:
+            self.controller.next_seeds()
         self.bottom_tabs.setCurrentWidget(self.log)
         self._autosave_before_running()
         return self.runs.submit(self.doc, targets=targets, allow_outside=allow)
@@ -1017,6 +1020,7 @@ class MainWindow(QMainWindow):
         if allow is None:
             return None
         self.controller.next_seeds(reroll=True)
+        self.doc.seeds_as_read = False
         self._autosave_before_running()
         return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)", allow_outside=allow)
 
