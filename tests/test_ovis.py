@@ -104,11 +104,12 @@ def _flux_guidance_graph(clip_type: str, cfg: float) -> dict:
 
 @pytest.mark.parametrize("clip_type, cfg, want", [
     ("ovis", 5.0, 5.0), ("ovis", 1.0, 1.0),       # Ovis-Image: no guidance_in, ComfyUI's Flux model ignores it
+    ("krea2", 1.0, 1.0),                          # Krea 2: ComfyUI's model reads no guidance either
     ("flux", 1.0, 4.0),                           # FLUX.1 dev: the guidance is what Kinograph's cfg means
 ])
-def test_flux_guidance_before_an_ovis_sampler_leaves_its_true_cfg(clip_type, cfg, want):
-    """ComfyUI runs Ovis-Image as its Flux model without guidance_in, so FluxGuidance's value reaches nothing and the
-    KSampler's cfg is the true CFG. The importer took the guidance for sample's cfg (true CFG 4 instead of 5; at
+def test_flux_guidance_before_a_model_without_guidance_leaves_its_true_cfg(clip_type, cfg, want):
+    """ComfyUI runs Ovis-Image as its Flux model without guidance_in (and Krea 2 as a model with no guidance input),
+    so FluxGuidance's value reaches nothing and the KSampler's cfg is the true CFG. The importer took the guidance for sample's cfg (true CFG 4 instead of 5; at
     cfg 1, a negative pass ComfyUI never runs), as it rightly does for FLUX.1 dev."""
     from app.comfyui import import_data
     graph = import_data(_flux_guidance_graph(clip_type, cfg)).graph
