@@ -66,13 +66,14 @@ def run_on_picture(template: Path, picture: Path, out: Path, edit=None):
     return wf, Session(device="cpu").run(wf, use_cache=False)
 
 
-def sampled_latent(workflow: Path, yaml: str):
-    """The first frame of the k_sampler's latent from running `yaml` (written to `workflow`) on the CPU, uncached."""
+def sampled_latent(workflow: Path, yaml: str, sampler: str = "k_sampler"):
+    """The first frame of the sampler's latent (the node whose name starts with `sampler`) from running `yaml`
+    (written to `workflow`) on the CPU, uncached."""
     from graph_engine.api import Session, load_workflow
     workflow.write_text(yaml)
     out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
     assert out.ok, out.failed
-    return next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    return next(v["latent"] for k, v in out.outputs.items() if k.startswith(sampler)).samples[:, :, 0]
 
 
 def sample_cat(model, te, vae, cfg: float, negative, size: tuple):
@@ -788,3 +789,53 @@ def run_example(name: str, models: Path, out: Path, overrides=()):
             os.environ["KINOGRAPH_MODELS"] = old
     assert res.ok, res.failed
     return res.outputs["sample"]["latent"].samples, res.outputs["decode"]["video"].to_array()
+
+
+def randomised(net, seed: int):
+    """`net` with every weight drawn from N(0, 0.1) after `seed` (projections that start at zero included), held at
+    bf16 values (as the bf16 files written from it give them back), in eval mode."""
+    import torch
+    _seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    return net.bfloat16().float().eval()
+
+
+def with_patches(builder, patches):
+    """A builder for models_dir: `builder`'s folders plus models/model_patches/ holding patches() ({file name: state
+    dict}), stored in bf16."""
+    from safetensors.torch import save_file
+
+    def build(root):
+        builder(root)
+        folder = root / "models" / "model_patches"
+        folder.mkdir()
+        for name, state in patches().items():
+            save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(folder / name))
+        return root
+    return build
+
+
+def patch_steered(files: tuple, patch: str, control, size: tuple):
+    """On ComfyUI's split files (diffusion model, (text encoder, type), VAE), load.model_patch's `patch` and
+    sample(strength): the first latent frame of 2 euler steps at cfg 1 for "a cat" (seed 7) at `size`, steered by it
+    at that strength by the picture `control` (uint8 H x W x 3). Returns (sample, model, vae, the patch, manager)."""
+    from graph_engine import Clip
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_patch import apply, load
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    mm = ModelManager()
+    model = load_diffusion_model(mm, files[0], "default", "cpu")
+    te = load_text_encoder(mm, files[1][0], "", files[1][1], "cpu")
+    vae = load_vae(mm, files[2], "cpu")
+    handle = load(mm, patch)
+
+    def sample(strength):
+        steered = apply(model, handle, vae, Clip.from_array(control[None]), strength)
+        return run_sampling(steered, encode_prompt(te, "a cat"), None, empty_latent(vae, 1, *size, 8.0), steps=2,
+                            cfg=1.0, sampler="euler", seed=7).samples[:, :, 0]
+    return sample, model, vae, handle, mm

@@ -1,11 +1,12 @@
-"""MiniMax H3's files (ComfyUI's video_minimax_h3_* templates) are named for what they are, and said not to run.
+"""MiniMax H3's files (ComfyUI's video_minimax_h3_* templates) are named for what they are: the transformer (pruned
+or not) and the video VAE load (tests/test_minimax_h3.py samples and decodes with them), the audio VAE is said not to
+run.
 
 Before, each was "unknown ... no known key pattern". The ComfyUI names below are the parameters of the published
 modules (Comfy-Org/ComfyUI comfy/ldm/minimax: model.py MiniMaxH3Model, vae.py MiniMaxH3VideoVAE, audio_vae.py
 MiniMaxH3AudioVAE), written out here; diffusers' names come from its own modules, built tiny."""
 from __future__ import annotations
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -48,17 +49,18 @@ def _named(d, variant, words):
     assert words in d["note"] and "does not" in d["note"] and "LTX-2" in d["note"], d["note"]
 
 
-@pytest.mark.parametrize("name, keys, prefix, variant", [
-    ("minimax_h3_fl2va_pruned_int8_convrot.safetensors", H3 + ["adaln_t_table"], "", "pruned"),
-    ("minimax_h3_fl2va_bf16.safetensors", H3 + TIME_EMBEDDER, "model.diffusion_model.", ""),
-])
-def test_comfyui_transformer_is_named(tmp_path, name, keys, prefix, variant):
-    _named(describe_model(_file(tmp_path, name, keys, prefix)), variant, "MiniMax H3's audio-video transformer")
+def _loads(d, role="diffusion_model"):
+    assert (d["family"], d["role"], d["loads"]) == ("minimax_h3", role, "yes"), d
+
+
+def test_comfyui_transformer_is_named(tmp_path):
+    for name, keys, prefix in (("minimax_h3_fl2va_pruned_int8_convrot.safetensors", H3 + ["adaln_t_table"], ""),
+                               ("minimax_h3_fl2va_bf16.safetensors", H3 + TIME_EMBEDDER, "model.diffusion_model.")):
+        _loads(describe_model(_file(tmp_path, name, keys, prefix)))
 
 
 def test_comfyui_vaes_are_named(tmp_path):
-    _named(describe_model(_file(tmp_path, "minimax_h3_video_vae_fp16.safetensors", H3_VAE)), "vae",
-           "MiniMax H3's video VAE")
+    _loads(describe_model(_file(tmp_path, "minimax_h3_video_vae_fp16.safetensors", H3_VAE)), "vae")
     _named(describe_model(_file(tmp_path, "minimax_h3_audio_vae_fp32.safetensors", H3_AUDIO_VAE)), "audio-vae",
            "MiniMax H3's stereo audio VAE")
 
@@ -74,8 +76,10 @@ def test_diffusers_modules_are_named(tmp_path):
                                         num_attention_heads=2, decoder_dim=8, decoder_rates=(2,),
                                         decoder_kernel_sizes=(4,), resblock_kernel_sizes=(3,),
                                         resblock_dilation_sizes=((1,),))
-    for module, variant, words in ((transformer, "", "transformer"), (vae, "vae", "video VAE"),
-                                   (audio, "audio-vae", "audio VAE")):
-        path = tmp_path / f"{type(module).__name__}.safetensors"
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
-        _named(describe_model(path), variant, words)
+    paths = {}
+    for module in (transformer, vae, audio):
+        paths[module] = tmp_path / f"{type(module).__name__}.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(paths[module]))
+    _loads(describe_model(paths[transformer]))
+    _loads(describe_model(paths[vae]), "vae")
+    _named(describe_model(paths[audio]), "audio-vae", "audio VAE")

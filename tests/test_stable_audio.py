@@ -70,6 +70,18 @@ def comfy_checkpoint(dit, vae, proj) -> dict:
             [sd[b + f"attn2.to_{n}.weight"] for n in "kv"])
     # stable-audio-tools' RotaryEmbedding(max(64 // 2, 32)) buffer
     out["model.model.transformer.rotary_pos_emb.inv_freq"] = 1.0 / 10000 ** (torch.arange(0, 32, 2).float() / 32)
+    out.update({"pretransform.model." + k: v for k, v in oobleck_original(vae).items()})
+    for k, v in proj.state_dict().items():
+        k = k.replace("start_number_conditioner.time_positional_embedding", "seconds_start.embedder.embedding")
+        k = k.replace("end_number_conditioner.time_positional_embedding", "seconds_total.embedder.embedding")
+        out["conditioner.conditioners." + k] = v
+    return out
+
+
+def oobleck_original(vae) -> dict:
+    """AutoencoderOobleck's tensors in stable-audio-tools' names (encoder.layers.N / decoder.layers.N), as ComfyUI's
+    Oobleck VAE files hold them."""
+    out = {}
     blocks = len(vae.config.downsampling_ratios)
     for k, v in vae.state_dict().items():
         side, rest = k.split(".", 1)
@@ -87,11 +99,7 @@ def comfy_checkpoint(dit, vae, proj) -> dict:
                 unit, tail = tail.split(".", 1)
                 tail = f"layers.{_UNIT[unit]}.{tail}"
             rest = f"layers.{int(m.group(1)) + 1}.layers.{layer}.{tail}"
-        out[f"pretransform.model.{side}.{rest}"] = v.reshape(-1) if k.endswith(("alpha", "beta")) else v
-    for k, v in proj.state_dict().items():
-        k = k.replace("start_number_conditioner.time_positional_embedding", "seconds_start.embedder.embedding")
-        k = k.replace("end_number_conditioner.time_positional_embedding", "seconds_total.embedder.embedding")
-        out["conditioner.conditioners." + k] = v
+        out[f"{side}.{rest}"] = v.reshape(-1) if k.endswith(("alpha", "beta")) else v
     return out
 
 

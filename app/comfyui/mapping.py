@@ -842,6 +842,16 @@ RULES: Dict[str, Rule] = {
                             P("pose_estimator", "estimator", pose_torchscript),
                             P("scale_stick_for_xinsr_cn", "xinsr_sticks", enable)), {"image": "video"},
                            ("video", None)),
+    # ComfyUI's SDPose-OOD nodes (comfy_extras/nodes_sdpose.py): the keypoints of one person a frame from the SDPose
+    # checkpoint's model and VAE, and their OpenPose-style picture
+    "SDPoseKeypointExtractor": Rule("pose.sdpose_keypoints", ("batch_size",), (P("batch_size", "batch_size"),),
+                                    {"model": "model", "vae": "vae", "image": "video"}, ("keypoints",)),
+    "SDPoseDrawKeypoints": Rule("pose.sdpose_draw", ("draw_body", "draw_hands", "draw_face", "draw_feet",
+                                                     "stick_width", "face_point_size", "score_threshold"),
+                                (P("draw_body", "draw_body"), P("draw_hands", "draw_hands"),
+                                 P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
+                                 P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
+                                 P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
     # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
     "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
                                                  "scale_stick_for_xinsr_cn"),
@@ -1153,6 +1163,12 @@ RULES: Dict[str, Rule] = {
     # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
     # what is connected: a second voice and both masks make two speakers)
     "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
+    # ControlNets from model_patches/ (Z-Image Fun's union, DiffSynth's Qwen-Image ones), laid into the model's
+    # blocks: the picture as it is
+    **{name: Rule("control.model_patch", ("strength",), (P("strength", "strength"),),
+                  {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
+                  ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
+       for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
@@ -1279,6 +1295,19 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeAudio": Rule(None, (), (), fold=True, special="vae_decode_audio"),
     "EmptyLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
                              special="empty_latent_audio", ignore={"batch_size": 1}),
+    # ACE-Step 1.5: the chain from EmptyAceStep1.5LatentAudio through KSampler folds into generate.ace_step
+    "EmptyAceStep1.5LatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                       special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio1.5": Rule(None, ("tags", "lyrics", "seed", "bpm", "duration", "timesignature", "language",
+                                             "keyscale", "generate_audio_codes", "cfg_scale", "temperature", "top_p",
+                                             "top_k", "min_p"),
+                                      (P("tags", "tags"), P("lyrics", "lyrics"), P("seed", "lm_seed"),
+                                       P("bpm", "bpm"), P("duration", "duration"),
+                                       P("timesignature", "timesignature"), P("language", "language"),
+                                       P("keyscale", "keyscale"), P("generate_audio_codes", "generate_audio_codes"),
+                                       P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
+                                       P("top_p", "top_p"), P("top_k", "top_k")),
+                                      fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),

@@ -13,7 +13,7 @@ from graph_engine.graph import Graph
 from graph_engine.registry import default_registry
 from graph_engine.workflow import Problem
 
-from .document import Document, read_workflow
+from .document import FARTHEST, Document, read_workflow
 
 
 PLACEHOLDER = "comfyui."       # the type the import gives a ComfyUI node it has no equivalent for
@@ -71,9 +71,11 @@ def saved_view(path) -> Optional[Tuple[float, float, float]]:
     try:
         offset, scale = ds["offset"], float(ds["scale"])
         ox, oy = (offset["0"], offset["1"]) if isinstance(offset, dict) else offset[:2]
-        return (-float(ox), -float(oy), scale) if scale > 0 else None
-    except (TypeError, KeyError, ValueError):
+        x, y = -float(ox), -float(oy)
+    except (TypeError, KeyError, ValueError, OverflowError):     # a number of 400 digits: OverflowError
         return None
+    # the view of a stranger's file: infinity or NaN there made Qt's view unusable
+    return (x, y, scale) if 0 < scale < float("inf") and max(abs(x), abs(y)) <= FARTHEST else None
 
 
 def to_document(read: Imported) -> Tuple[Document, object]:

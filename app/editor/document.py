@@ -336,9 +336,15 @@ def _empty_but_valid(text: str) -> bool:
     return isinstance(data, dict) and data.get("kinograph") == 1 and data.get("nodes") in ({}, None)
 
 
+# The farthest coordinate or size the canvas draws, ten thousand screens across. NaN or infinity (YAML's .nan, .inf)
+# as a node's position froze the editor as it opened the file, and a whole number of 400 digits stopped it with an
+# OverflowError traceback where Qt took it as a float.
+FARTHEST = 1e7
+
+
 def _numbers(v, n: int) -> bool:
     return isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                        for x in v)
+                                                        and abs(x) <= FARTHEST for x in v)
 
 
 def _text(v) -> bool:

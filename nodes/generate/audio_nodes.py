@@ -1,5 +1,5 @@
-"""Sound nodes: the speech encoder features Wan 2.2 S2V and HuMo move a face by, their conditioning, and Stable Audio
-Open's text to sound."""
+"""Sound nodes: the speech encoder features Wan 2.2 S2V and HuMo move a face by, their conditioning, Stable Audio
+Open's text to sound and ACE-Step 1.5's songs."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
@@ -7,6 +7,7 @@ from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER, CONDITIONING,
 from nodes.common.models_dirs import locator
 from nodes.generate.audio_encoder import voice_preflight
 from nodes.generate.samplers import SAMPLERS
+from nodes.generate.ace_step import SCHEDULERS as ACE_SCHEDULERS
 from nodes.generate.stable_audio import SCHEDULERS
 
 
@@ -111,3 +112,61 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
                        seconds_start, seconds_total)
     ctx.log(f"{wave.shape[-1] / sa.RATE:.2f} s of sound, {wave.shape[0]} channels at {sa.RATE} Hz")
     return {"audio": sa.as_audio(wave)}
+
+
+@node("generate.ace_step", title="ACE-Step 1.5 (song from text and lyrics)", category="Sampling", device="gpu",
+      outputs={"audio": AUDIO})
+def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safetensors", kind="path",
+                                                        locate=locator("diffusion_models"), required=True,
+                                                        help="ACE-Step 1.5's diffusion model in diffusion_models/ "
+                                                             "(turbo, base, sft or an xl one)"),
+                      text_encoder: str = Param("qwen_0.6b_ace15.safetensors", kind="path",
+                                                locate=locator("text_encoders"), required=True,
+                                                help="Qwen3-0.6B in text_encoders/, its tokenizer beside it "
+                                                     "(qwen_0.6b_ace15/) or ComfyUI's qwen25_tokenizer"),
+                      lm: str = Param("qwen_1.7b_ace15.safetensors", kind="path", locate=locator("text_encoders"),
+                                      help="the language model that writes the audio codes (qwen_1.7b_ace15 or "
+                                           "qwen_4b_ace15); empty: none (generate_audio_codes off)"),
+                      vae: str = Param("ace_1.5_vae.safetensors", kind="path", locate=locator("vae"), required=True,
+                                       help="ACE-Step 1.5's VAE in vae/"),
+                      tags: str = Param("", kind="text", help="the song: genre, instruments, voice, mood"),
+                      lyrics: str = Param("", kind="text", help="the words, with [verse] / [chorus] marks"),
+                      seconds: float = Param(120.0, min=1.0, max=1000.0, help="length"),
+                      duration: float = Param(0.0, zero="auto", min=0.0, max=2000.0,
+                                              help="the length the model is told and the codes are drawn for "
+                                                   "(TextEncodeAceStepAudio1.5's duration); auto = seconds"),
+                      bpm: int = Param(120, min=10, max=300),
+                      timesignature: str = Param("4", choices=("2", "3", "4", "6")),
+                      language: str = Param("en", help="the lyrics' language code"),
+                      keyscale: str = Param("C major", help="key and scale, e.g. E minor"),
+                      steps: int = Param(8, min=1, max=1000, help="turbo: 8; base / sft: 50"),
+                      cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance against the model's null "
+                                                                       "embedding; turbo: 1 (no second pass)"),
+                      sampler: str = Param("euler", choices=tuple(s for s in SAMPLERS if s != "ar_video")),
+                      scheduler: str = Param("simple", choices=ACE_SCHEDULERS),
+                      shift: float = Param(3.0, min=0.0, max=100.0, help="ModelSamplingAuraFlow's shift"),
+                      seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the noise's seed (KSampler's)"),
+                      generate_audio_codes: bool = Param(True, help="let the language model write the song's "
+                                                                    "codes first (5 a second)"),
+                      lm_seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the codes' seed"),
+                      lm_cfg: float = Param(2.0, min=0.0, max=100.0, help="the language model's guidance "
+                                                                          "against the prompt without metas"),
+                      temperature: float = Param(0.85, min=0.0, max=2.0),
+                      top_p: float = Param(0.9, min=0.0, max=1.0),
+                      top_k: int = Param(0, min=0, max=100)):
+    """ACE-Step 1.5's song for a caption and lyrics, from ComfyUI's files (its EmptyAceStep1.5LatentAudio,
+    TextEncodeAceStepAudio1.5, ConditioningZeroOut negative, ModelSamplingAuraFlow, KSampler and VAEDecodeAudio in one
+    node): 48 kHz stereo, `seconds` long. With generate_audio_codes the language model first writes the song's plan
+    as audio codes (as ComfyUI draws them for lm_seed). Save it with io.save_audio, or lay it under a clip with
+    io.set_audio."""
+    from nodes.generate import ace_step as ace
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.stable_audio import as_audio
+    model = ace.load(manager_for(ctx), diffusion_model, text_encoder, lm if generate_audio_codes else "", vae,
+                     ctx.device)
+    song = ace.Song(tags, lyrics, bpm, duration or seconds, timesignature, language, keyscale)
+    codes = ace.audio_codes(model, song, ace.Drawing(lm_seed, lm_cfg, temperature, top_p, top_k), ctx.progress) \
+        if generate_audio_codes else None
+    wave = ace.generate(model, song, seconds, steps, cfg, sampler, scheduler, shift, seed, codes, ctx.progress)
+    ctx.log(f"{wave.shape[-1] / ace.RATE:.2f} s of song, {len(codes or ())} audio codes")
+    return {"audio": as_audio(wave, ace.RATE)}

@@ -673,14 +673,14 @@ def _minimax_h3(k: Keys) -> Optional[Detection]:
                      ("transformer_blocks.0.adaln_proj.linear.weight", "audio_proj_out.weight")):
         if k.has(q, joint):
             # the pruned release (minimax_h3_fl2va_pruned_*) reads its modulation from a table of the time
-            # embedding's curve instead of a time embedder
-            variant = "pruned" if k.has("adaln_t_table") else ""
-            return Detection(None, "minimax_h3", variant, prefix=k.prefix_of(q) or "",
-                             why=f"MiniMax H3's audio-video transformer, which Kinograph does not run yet; {H3_INSTEAD}")
+            # embedding's curve (adaln_t_table) instead of a time embedder
+            return Detection("diffusion_model", "minimax_h3", "pruned" if k.has("adaln_t_table") else "",
+                             layout="original" if q == "video_patch_proj.weight" else "diffusers",
+                             prefix=k.prefix_of(q) or "", why="video_patch_proj / final_layer.audio_out")
     if k.has("decoder.register_tokens", "post_quant_conv.weight") and \
             k.any("decoder.x_embedder.weight", "decoder.proj_in.weight"):      # ComfyUI's names, diffusers'
-        return Detection(None, "minimax_h3", "vae", why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and "
-                                                        f"a ViT decoder), which Kinograph does not read yet; {H3_INSTEAD}")
+        return Detection("vae", "minimax_h3", "", layout="original" if k.has("decoder.x_embedder.weight") else "diffusers",
+                         why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and a ViT decoder)")
     if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
         return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
                                                               "decoder), which Kinograph does not read yet; "
@@ -731,9 +731,10 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     elif k.any("layers.0.layer_scalar", "language_model.layers.0.layer_scalar"):
         # Gemma 4 (ComfyUI's gemma4_*: LTX-2.5's encoder and enhancer, text generation): Gemma 3's norms, a learned
         # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
-        return Detection(None, "gemma4", "", why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text "
-                         "encoders), which Kinograph does not load yet; text generation takes Qwen3, Gemma 3, Qwen3-VL "
-                         "or Qwen3.5")
+        hidden = (k.shape("model.embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight") or
+                  (0, 0))[1]
+        return Detection("text_encoder", "gemma4", {1536: "e2b", 2560: "e4b", 5376: "31b"}.get(hidden, f"h{hidden}"),
+                         why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders), read by text.generate")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.
@@ -1075,8 +1076,18 @@ def _style_model(k: Keys) -> Optional[Detection]:
 
 
 def _model_patch(k: Keys) -> Optional[Detection]:
-    """InfiniteTalk's patch for Wan 2.1 I2V 14B (model_patches/wan2.1_infiniteTalk_*): audio_proj and per-block audio
-    cross-attention."""
+    """ComfyUI's model_patches/: InfiniteTalk's patch for Wan 2.1 I2V 14B (audio_proj and per-block audio
+    cross-attention), Alibaba PAI's Z-Image Fun ControlNets (control_all_x_embedder) and DiffSynth's blockwise
+    Qwen-Image ones (controlnet_blocks.N.y_rms)."""
+    fun = k.shape("control_all_x_embedder.2-1.weight")
+    if fun is not None:
+        return Detection("model_patch", "zimage", "fun-controlnet", why="control_all_x_embedder / control_layers",
+                         extra={"layers": k.count("control_layers.{}.after_proj.weight")})
+    blockwise = k.shape("img_in.weight")
+    if k.shape("controlnet_blocks.0.y_rms.weight") is not None and blockwise is not None:
+        return Detection("model_patch", "qwenimage", "diffsynth" if blockwise[1] == 64 else "diffsynth-inpaint",
+                         why="img_in / controlnet_blocks.N.x_rms, y_rms",
+                         extra={"layers": k.count("controlnet_blocks.{}.y_rms.weight")})
     if k.shape("audio_proj.proj1.weight") is None or k.shape("blocks.0.audio_cross_attn.proj.weight") is None:
         return None
     return Detection("model_patch", "wan", "infinitetalk", why="audio_proj / blocks.N.audio_cross_attn")
@@ -1116,6 +1127,11 @@ def _lora(k: Keys) -> Optional[Detection]:
         return Detection("lora", "flux", "xlabs", why="XLabs' double_blocks processor LoRA (qkv_lora / proj_lora)")
     if "motion_modules" in text:
         fam, why = "animatediff", "motion_modules LoRA"
+    elif re.search(r"(^|[._])(blocks[._]\d+[._](attn[._]qkv_proj|mlp[._]fc1|adaln_proj)|final_layer[._](video|audio)_out|"
+                   r"video_patch_proj|condition_proj)", text) and "double_blocks" not in text:
+        # MiniMax H3's own names (qkv_proj, mlp.fc1, adaln_proj, video_out), as ComfyUI's, ai-toolkit's and
+        # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them
+        fam, why = "minimax_h3", "MiniMax H3 block names"
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
             "transformer_blocks" not in text and "double_blocks" not in text:
         fam, why = "wan", "Wan block names"

@@ -110,6 +110,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # true CFG; dev and fast are distilled to cfg 1.
     Family("hidream", "HiDream-I1 (image)", ("HiDreamImagePipeline",), ("HiDreamImageTransformer2DModel",), fps=8.0,
            flow=True, cfg=5.0, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # MiniMax H3 keyframes: its audio-video transformer making one picture (one latent frame, no sound rows) of its
+    # 24-channel latent (16x smaller per side), prompts read by Qwen3-VL 32B (layer 50); guidance distilled (cfg 1).
+    Family("minimax_h3", "MiniMax H3 (image)", ("MiniMaxH3Parts",), ("MiniMaxH3Transformer3DModel",), space_factor=16,
+           fps=24.0, flow=True, cfg=1.0, steps=30, size=(1024, 1024), frames=1, patch=2),
     # LongCat-Image (Meituan) keyframes and edits: FLUX.1's double and single blocks told no pooled embedding and no
     # guidance, over 2x2 patches of FLUX.1's latent; prompts read by Qwen2.5-VL 7B (its last layer), true CFG with a
     # negative. LongCat-Image-Edit: the same transformer reading the picture to edit beside the noise.

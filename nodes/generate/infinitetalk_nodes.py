@@ -1,24 +1,13 @@
-"""InfiniteTalk nodes: its patch file, and the conditioning that makes a Wan 2.1 I2V model talk with one or two
-voices (nodes/generate/infinitetalk.py)."""
+"""InfiniteTalk's node: the conditioning that makes a Wan 2.1 I2V model talk with one or two voices, its patch file
+from load.model_patch (nodes/generate/infinitetalk.py)."""
 from __future__ import annotations
 
-from graph_engine import Input, Param, node
+from pathlib import Path
+
+from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import (AUDIO_EMBEDS, CONDITIONING, IMAGE, INT, LATENT, MASK, MODEL, MODEL_PATCH, VAE,
                                 VIDEO)
-from nodes.common.models_dirs import locator
 from nodes.generate.audio_encoder import voice_preflight
-
-
-@node("load.model_patch", title="Load Model Patch", category="Models", device="gpu",
-      outputs={"model_patch": MODEL_PATCH})
-def load_model_patch(ctx, name: str = Param("", kind="path", locate=locator("model_patches"), required=True,
-                                             help="file in model_patches/ "
-                                                  "(wan2.1_infiniteTalk_multi_fp16.safetensors)")):
-    """Weights laid over a model's (ComfyUI's ModelPatchLoader): InfiniteTalk's audio projection and per-block
-    audio attention for Wan 2.1 I2V 14B, for condition.infinitetalk. Other kinds of patch are named and refused."""
-    from nodes.generate.infinitetalk import load
-    from nodes.generate.model_manager import manager_for
-    return {"model_patch": load(manager_for(ctx), name)}
 
 
 @node("condition.infinitetalk", title="Wan InfiniteTalk", category="Conditioning", device="gpu",
@@ -48,6 +37,9 @@ def condition_infinitetalk(ctx, model: MODEL, model_patch: MODEL_PATCH, vae: VAE
     frames start this one (the sound from there on), and `trim` is how many frames to drop from the decoded
     result, which repeats them."""
     from nodes.generate.infinitetalk import condition
+    if model_patch.family != "wan":
+        raise NodeError(f"{Path(model_patch.path).name} is a ControlNet patch, not InfiniteTalk's: connect it to "
+                        "control.model_patch; condition.infinitetalk reads wan2.1_infiniteTalk_single_fp16 or _multi")
     voices = [v for v in (audio_embeds, audio_embeds_2) if v is not None]
     masks = [m for m in (mask_1, mask_2) if m is not None]
     return condition(model, model_patch.pipe, vae, positive, negative, voices, masks, start, image_embeds, previous,

@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -650,7 +650,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:
             return True, "lora.image on a FLUX.1 or HunyuanVideo model (its layer names are both's)"
-        ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox",
+                            "minimax_h3")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "ipadapter":
         return ipadapter_support(det)
@@ -716,6 +717,14 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
                                    "one has")
+    if det.role == "model_patch" and det.family == "zimage":
+        return True, (f"load.model_patch: a Z-Image Fun ControlNet ({det.extra['layers']} control layers) for Z-Image "
+                      "Turbo (control.model_patch)")
+    if det.role == "model_patch" and det.family == "qwenimage":
+        return det.variant == "diffsynth", (
+            f"load.model_patch: a Qwen-Image DiffSynth ControlNet ({det.extra['layers']} blocks) for Qwen-Image "
+            "(control.model_patch)" if det.variant == "diffsynth" else "DiffSynth's Qwen-Image inpainting ControlNet, "
+            "which Kinograph does not run yet; the canny and depth files load")
     if det.role == "model_patch":
         return True, "load.model_patch: InfiniteTalk's audio layers over Wan 2.1 I2V 14B (condition.infinitetalk)"
     if det.role == "style_model":

@@ -141,6 +141,13 @@ name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
 (model.flow_shift). Sizes divisible by 16.""")
+load_minimax_h3 = _family_loader("minimax_h3", "Load MiniMax H3", """MiniMax H3 text-to-image (its audio-video model
+making one picture): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
+(diffusion_models/minimax_h3_fl2va_pruned_*.safetensors, pruned or not) here or through load.diffusion_model, with
+load.text_encoder (qwen3vl_32b_minimax_h3_int8_convrot.safetensors, type minimax; the nvfp4 file is not read) and
+load.vae (minimax_h3_video_vae_fp16.safetensors).
+
+30 steps (50 for the most detail) at cfg 1: its guidance is distilled, no negative pass. Sizes divisible by 32.""")
 load_longcat = _family_loader("longcat", "Load LongCat-Image", """LongCat-Image text-to-image and LongCat-Image-Edit
 (Meituan): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
 (diffusion_models/longcat_image_bf16.safetensors, longcat_image_edit_bf16.safetensors) here or through

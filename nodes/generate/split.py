@@ -27,7 +27,8 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
-              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2"}
+              "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2",
+              "minimax": "minimax_h3"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -40,15 +41,16 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
-                   "ovis": ("qwen3",)}
+                   "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
-           "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2"}
+           "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2",
+           "minimax_h3": "minimax"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
-LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
+LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
 QWEN35_PICTURES = dict(patch_size=16, merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
                        image_std=[0.26862954, 0.26130258, 0.27577711],
@@ -115,7 +117,10 @@ def pipeline(family: str, variant: str = "", **parts):
     name = next((n for n in names if image and "ImageToVideo" in n), names[0])
     if variant.startswith("vace-"):
         name = next(n for n in names if "VACE" in n)
-    cls = getattr(diffusers, name)
+    if family == "minimax_h3":
+        from nodes.generate.adapters.minimax_h3 import MiniMaxH3Parts as cls
+    else:
+        cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
         from nodes.generate.adapters.qwenimage21 import without_processor
         cls = without_processor(cls)
@@ -469,7 +474,7 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
     (FLUX.1's all-in-one checkpoint) gives each its own."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    embedded = _embedded_spiece(path, det)
+    embedded = _embedded_spiece(path, det) or _embedded_json(path)
     if embedded is not None:
         return embedded
     looked.append(f"a spiece_model tensor inside {path.name}")
@@ -533,6 +538,22 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
     return out
+
+
+def _embedded_json(path: Path):
+    """ComfyUI stores Gemma 4's tokenizer in the file as its tokenizer.json's bytes (`tokenizer_json`, uint8)."""
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return None
+    from nodes.generate.detect import read_header
+    if "tokenizer_json" not in read_header(path).shapes:
+        return None
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    with safe_open(str(path), "pt") as f:
+        data = f.get_tensor("tokenizer_json").numpy().tobytes()
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(data.decode("utf-8")), bos_token="<bos>",
+                                   eos_token="<eos>", pad_token="<pad>")
 
 
 def _embedded_spiece(path: Path, det: Detection):

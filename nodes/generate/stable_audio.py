@@ -85,13 +85,14 @@ def dit_weights(state: dict, name: str):
     return cfg, out
 
 
-def vae_weights(state: dict, name: str):
-    """(AutoencoderOobleck's config, its state dict) from the checkpoint's pretransform.model. tensors: the
-    encoder's and decoder's layer lists become diffusers' named blocks; strides from the decoder's transposed
-    convolutions (kernel 2 x stride), widths from the convolutions."""
-    sd = _part(state, VAE)
-    if "decoder.layers.0.weight_v" not in sd:
-        raise NodeError(NOT_STABLE_AUDIO.format(name=name, what="Oobleck VAE", prefix=VAE))
+def vae_weights(state: dict, name: str, prefix: str = VAE, rate: int = RATE):
+    """(AutoencoderOobleck's config, its state dict) from the `prefix` tensors (the checkpoint's pretransform.model.;
+    ACE-Step 1.5's VAE file has them at the top level, at 48 kHz): the encoder's and decoder's layer lists become
+    diffusers' named blocks; strides from the decoder's transposed convolutions (kernel 2 x stride), widths from
+    the convolutions."""
+    sd = _part(state, prefix)
+    if not {"decoder.layers.0.weight_v", "decoder.layers.0.parametrizations.weight.original1"} & set(sd):
+        raise NodeError(NOT_STABLE_AUDIO.format(name=name, what="Oobleck VAE", prefix=prefix))
     blocks = max(int(k.split(".")[2]) for k in sd if k.startswith("decoder.layers.")) - 2
     out = {}
     for k, v in sd.items():
@@ -116,7 +117,7 @@ def vae_weights(state: dict, name: str):
     cfg = dict(encoder_hidden_size=hidden, downsampling_ratios=strides,
                channel_multiples=[c // hidden for c in enc], decoder_channels=dec[0],
                decoder_input_channels=dec_in, audio_channels=int(out["encoder.conv1.weight_v"].shape[1]),
-               sampling_rate=RATE)
+               sampling_rate=rate)
     return cfg, out
 
 
@@ -284,9 +285,9 @@ def loudness(wave: torch.Tensor) -> torch.Tensor:
     return wave / std if std > 1.0 else wave
 
 
-def as_audio(wave: torch.Tensor):
+def as_audio(wave: torch.Tensor, rate: int = RATE):
     """The waveform as the AUDIO Kinograph nodes pass on: a WAV file (written once, named by its content)."""
     from graph_engine.clip import Audio
     from nodes.generate.sound import write_wav
-    path = write_wav(wave.numpy(), RATE)
-    return Audio(str(path), 0.0, wave.shape[-1] / RATE)
+    path = write_wav(wave.numpy(), rate)
+    return Audio(str(path), 0.0, wave.shape[-1] / rate)

@@ -200,6 +200,9 @@ def metadata_tags(metadata, names) -> Dict[str, "object"]:
     return out
 
 
+# The largest rotation group read: rotating back builds a group x group matrix, 64 MB at 4,096. A 64 KB file tagged
+# with a group of 65,536 (one row of that many inputs) asked for 16 GB.
+MAX_ROTATION = 4 ** 6
 # comfy_quant formats (ComfyUI's comfy/quant_ops.py QUANT_ALGOS) whose weights Kinograph turns into plain matrices.
 _READ_FORMATS = ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise", "convrot_w4a4")
 
@@ -231,6 +234,10 @@ def quant_config(layer: str, quant) -> Optional[dict]:
     if rotated and (not isinstance(group, int) or group < 4 or (group & (group - 1)) or group.bit_length() % 2 == 0):
         raise NodeError(f"{layer}'s comfy_quant tag gives a rotation group of {group!r}; ComfyUI's ConvRot rotates "
                         "groups of a power of 4 inputs (256 in its files): the file is damaged; copy it again")
+    if rotated and group > MAX_ROTATION:
+        raise NodeError(f"{layer}'s comfy_quant tag gives a rotation group of {group} inputs; ComfyUI's ConvRot "
+                        f"rotates groups of at most {MAX_ROTATION} (256 in its files): the file is damaged; copy it "
+                        "again")
     return {"format": fmt, "rotation": group if rotated else 0}
 
 

@@ -1,4 +1,5 @@
-"""ComfyUI's sound-model nodes: Stable Audio Open's text-to-sound chain, folded into generate.stable_audio."""
+"""ComfyUI's sound-model nodes: Stable Audio Open's text-to-sound chain, folded into generate.stable_audio, and
+ACE-Step 1.5's song chain, folded into generate.ace_step."""
 from __future__ import annotations
 
 import re
@@ -9,6 +10,8 @@ from ..out import Out
 # ComfyUI's samplers generate.stable_audio has not, and the nearest it has
 NEAREST_SAMPLER = {"dpmpp_3m_sde": "dpmpp_2m", "dpmpp_3m_sde_gpu": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m",
                    "dpmpp_2m_sde_gpu": "dpmpp_2m", "dpmpp_sde": "dpmpp_2m", "dpmpp_sde_gpu": "dpmpp_2m"}
+# ComfyUI's samplers generate.ace_step takes as they are
+SAMPLERS_KEPT = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "unipc", "res_multistep")
 # the models whose sound ComfyUI's EmptyLatentAudio and VAEDecodeAudio make, told by their files' names
 OTHER_SOUND_MODELS = (("stable_audio_3", "Stable Audio 3"), ("t5gemma", "Stable Audio 3"))
 
@@ -18,15 +21,15 @@ class SoundModels:
     CLIPTextEncode, EmptyLatentAudio, KSampler, VAEDecodeAudio): the nodes those became fold into one
     generate.stable_audio, whose sound the save nodes write."""
 
-    def stable_audio_sampler(self, cn):
-        """The KSampler whose latent (EmptyLatentAudio's) VAEDecodeAudio `cn` decodes, or None."""
+    def stable_audio_sampler(self, cn, empty_type: str = "EmptyLatentAudio"):
+        """The KSampler whose latent (`empty_type`'s) VAEDecodeAudio `cn` decodes, or None."""
         ref = cn.inputs.get("samples")
         ks = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
         if ks is None or ks.class_type != "KSampler":
             return None
         lat = ks.inputs.get("latent_image")
         empty = self.flat.nodes.get(lat.node) if isinstance(lat, Ref) else None
-        return ks if empty is not None and empty.class_type == "EmptyLatentAudio" else None
+        return ks if empty is not None and empty.class_type == empty_type else None
 
     def special_empty_latent_audio(self, cn, rule, params, notes):
         """Its length is generate.stable_audio's seconds (VAEDecodeAudio folds the chain into it)."""
@@ -122,3 +125,90 @@ class SoundModels:
                 return (f"this is {title}'s sound, a model Kinograph does not have: generate.stable_audio makes "
                         "Stable Audio Open 1.0's (stable-audio-open-1.0.safetensors with t5-base.safetensors)")
         return ""
+
+    def special_ace_step_song(self, cn, rule, params, notes):
+        """TextEncodeAceStepAudio1.5: its widgets are generate.ace_step's (VAEDecodeAudio folds the chain into it)."""
+        self.outs[(cn.id, 0)] = Out(None, {"ace_song": params})
+        return []
+
+    def _upstream(self, cn, port: str, through=()):
+        """The ComfyUI node feeding `port` of `cn`, past any of the class types `through` (their nodes listed)."""
+        passed = []
+        ref = cn.inputs.get(port)
+        node = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
+        while node is not None and node.class_type in through:
+            passed.append(node)
+            ref = node.inputs.get("model")
+            node = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
+        return node, passed
+
+    def ace_step(self, cn, ks, notes):
+        """generate.ace_step in place of the nodes the chain (UNETLoader, DualCLIPLoader type ace, VAELoader,
+        TextEncodeAceStepAudio1.5, ConditioningZeroOut, EmptyAceStep1.5LatentAudio, ModelSamplingAuraFlow, KSampler)
+        became; None (left unmapped, with why) where the chain is another."""
+        model, shifts = self._upstream(ks, "model", ("ModelSamplingAuraFlow",))
+        pos, _ = self._upstream(ks, "positive")
+        neg, _ = self._upstream(ks, "negative")
+        clip = self._upstream(pos, "clip")[0] if pos is not None else None
+        vae = self._upstream(cn, "vae")[0]
+        why = ""
+        if model is None or model.class_type != "UNETLoader":
+            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader): "
+                   "the all-in-one checkpoint or other nodes on the model's way are not read")
+        elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or clip is None or \
+                clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader":
+            why = ("generate.ace_step takes the prompt from TextEncodeAceStepAudio1.5 on DualCLIPLoader's encoders "
+                   "and the VAE from VAELoader")
+        if why:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(why)
+            return None
+        song = self.resolve(ks.inputs.get("positive"))
+        song = dict(song.attrs.get("ace_song", {})) if isinstance(song, Out) else {}
+        raw = {k: self.resolve(ks.inputs.get(k)) for k in ("seed", "steps", "cfg", "sampler_name", "scheduler",
+                                                           "denoise")}
+        params = {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
+                  "text_encoder": self.resolve(clip.inputs.get("clip_name1")),
+                  "lm": self.resolve(clip.inputs.get("clip_name2")), "vae": self.resolve(vae.inputs.get("vae_name")),
+                  **{k: v for k, v in song.items() if k != "duration"},
+                  **{k: raw[k] for k in ("seed", "steps", "cfg") if raw[k] is not None}}
+        if shifts:
+            params["shift"] = float(self.resolve(shifts[0].inputs.get("shift")))
+        seconds = self.resolve(ks.inputs.get("latent_image"))
+        seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
+        if seconds is not None:
+            params["seconds"] = float(seconds)
+        if song.get("duration") is not None and (seconds is None or float(song["duration"]) != float(seconds)):
+            params["duration"] = float(song["duration"])
+        if raw["sampler_name"] in SAMPLERS_KEPT:
+            params["sampler"] = raw["sampler_name"]
+        else:
+            notes.append(f"sampler {raw['sampler_name']} is not one Kinograph has: euler")
+        if raw["scheduler"] in ("simple", "sgm_uniform", "beta"):
+            params["scheduler"] = raw["scheduler"]
+        else:
+            notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
+        if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
+            notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
+        if neg is None or neg.class_type != "ConditioningZeroOut":
+            notes.append("the negative is not ConditioningZeroOut's: generate.ace_step guides against the model's "
+                         "null embedding, as ComfyUI does for a zeroed one")
+        return self._fold_ace_step(cn, ks, params, [model, *shifts, pos, neg, clip, vae])
+
+    def _fold_ace_step(self, cn, ks, params, folded):
+        g = self.graph
+        made = {k for n in [ks, *folded] if n is not None and n.id in self.report.entries
+                for k in self.report.entries[n.id].kinograph if k in g.nodes}
+        gone = made - {link.src for link in g.links() if link.src in made and link.dst not in made}
+        for n in gone:
+            g.remove_node(n)
+        nid = self.add("generate.ace_step", ks, params)
+        for entry in self.report.entries.values():
+            if set(entry.kinograph) & gone:
+                entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
+                entry.status = "exact"      # (a zeroed negative is the null embedding generate.ace_step takes)
+                entry.notes = [f"folded into {nid} (generate.ace_step), with the loaders, prompt, "
+                               "EmptyAceStep1.5LatentAudio and VAEDecodeAudio"] if entry.comfy_id == ks.id else \
+                    [f"folded into {nid} (generate.ace_step)"]
+        self.outs[(cn.id, 0)] = Out((nid, "audio"))
+        return [nid]

@@ -312,12 +312,15 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has Stable Audio Open's (packs/sound_models.py) and LTX-2's, whose sound vae.decode gives
+        of those Kinograph has Stable Audio Open's and ACE-Step 1.5's (packs/sound_models.py) and LTX-2's, whose sound vae.decode gives
         with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
         Another model's is left for the user."""
         ks = self.stable_audio_sampler(cn)
         if ks is not None:
             return self.stable_audio(cn, ks, notes)
+        ks = self.stable_audio_sampler(cn, "EmptyAceStep1.5LatentAudio")
+        if ks is not None:
+            return self.ace_step(cn, ks, notes)
         made_by = {k: self.flat.nodes[v.node].class_type for k, v in cn.inputs.items()
                    if isinstance(v, Ref) and v.node in self.flat.nodes}
         if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":

@@ -105,27 +105,39 @@ class QwenImageAdapter(Adapter):
         mask = inputs["mask"]
         mask = None if bool(mask.all()) else mask       # QwenImagePipeline passes no mask when no token is padding
         timestep = (t.float() / 1000).to(tokens.device).expand(n * f)
-        control = None
-        if inputs.get("control"):
-            control = self._control(inputs, tokens[:, :own].to(model.dtype), h, w, model, timestep, mask, n * f,
-                                    tokens.shape[1])
-        with timestep_zero(model, inputs.get("timestep_zero")):
+        from nodes.generate.qwen_diffsynth import BlockwiseNet, steering
+        control, blockwise = None, []
+        if inputs.get("control"):       # DiffSynth's blockwise nets step in after each block; InstantX's add residuals
+            nets = {True: [], False: []}
+            for c in inputs["control"]:
+                nets[isinstance(c.net, BlockwiseNet)].append(c)
+            blockwise = [(c, p) for c, p in zip(nets[True], self._pictures(inputs, nets[True], h, w, n * f, model))]
+            if nets[False]:
+                control = self._control({**inputs, "control": nets[False]}, tokens[:, :own].to(model.dtype), h, w,
+                                        model, timestep, mask, n * f, tokens.shape[1])
+        with timestep_zero(model, inputs.get("timestep_zero")), steering(model.transformer_blocks, blockwise, own):
             out = model(hidden_states=tokens.to(model.dtype), timestep=timestep,
                         encoder_hidden_states=inputs["encoder_hidden_states"], encoder_hidden_states_mask=mask,
                         img_shapes=[shapes] * (n * f), controlnet_block_samples=control, return_dict=False)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
 
-    def _control(self, inputs, own, h, w, model, timestep, mask, rows, tokens):
-        """The active ControlNets' residuals (qwen_control.residuals), their pictures encoded for these frames and
-        repeated for each conditioning and batch item, as the frames are."""
+    def _pictures(self, inputs, controls, h, w, rows, model) -> list:
+        """Each control's pictures encoded for these frames, packed, and repeated for each conditioning and batch
+        item, as the frames are."""
         from nodes.generate.control import control_latents
-        from nodes.generate.qwen_control import residuals
         from nodes.generate.vae_ops import encode_pixels
-        controls = []
-        for c in inputs["control"]:
+        out = []
+        for c in controls:
             enc = lambda px, pipe=c.vae: encode_pixels(self, pipe, px, "encoding the ControlNet's picture")  # noqa: E731
             packed = pack(control_latents(c, inputs["control_frames"], h, w, enc, self.factors(c.vae)[1]))
-            controls.append(c._replace(frames=packed.repeat(rows // packed.shape[0], 1, 1).to(own.device, own.dtype)))
+            out.append(packed.repeat(rows // packed.shape[0], 1, 1).to(model.device, model.dtype))
+        return out
+
+    def _control(self, inputs, own, h, w, model, timestep, mask, rows, tokens):
+        """The active ControlNets' residuals (qwen_control.residuals)."""
+        from nodes.generate.qwen_control import residuals
+        controls = [c._replace(frames=p) for c, p in zip(inputs["control"],
+                                                         self._pictures(inputs, inputs["control"], h, w, rows, model))]
         return residuals(controls, len(model.transformer_blocks), own.shape[1], tokens, hidden_states=own,
                          timestep=timestep, encoder_hidden_states=inputs["encoder_hidden_states"],
                          encoder_hidden_states_mask=mask, img_shapes=[[(1, h // 2, w // 2)]] * rows)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, padded_rows, text_of_width
+from nodes.generate.adapters.base import frame_centres, frames_from_batch, padded_rows, text_of_width
 from nodes.generate.adapters.mmdit import MMDiTAdapter, flux_ae_factors
 
 MAX_TOKENS = 512
@@ -54,9 +54,13 @@ class ZImageAdapter(MMDiTAdapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         reads = int(handle.pipe.transformer.config.cap_feat_dim)
-        return text_of_width(conds, frames, batch, device, dtype, reads,
-                             f"this Z-Image transformer reads {reads}: encode it with Z-Image's Qwen3-4B "
-                             "(qwen_3_4b.safetensors, type lumina2)")
+        out = text_of_width(conds, frames, batch, device, dtype, reads,
+                            f"this Z-Image transformer reads {reads}: encode it with Z-Image's Qwen3-4B "
+                            "(qwen_3_4b.safetensors, type lumina2)")
+        controls = handle.option("controlnet")
+        if controls:                        # control.model_patch: encoded in forward, at the latent's size
+            out.update(control=list(controls), control_frames=frame_centres(frames, 1))
+        return out
 
     def forward(self, handle, x_in, t, inputs):
         """Each frame with its prompt's own tokens (the mask's), as ZImagePipeline hands the transformer lists."""
@@ -66,8 +70,26 @@ class ZImageAdapter(MMDiTAdapter):
         ehs, mask = inputs["encoder_hidden_states"], inputs["mask"]
         captions = [e[m] for e, m in zip(ehs, mask)]
         timestep = (1 - t.float() / 1000).to(flat.device).expand(flat.shape[0])
-        out = model([x[:, None] for x in flat], timestep, captions, return_dict=False)[0]
+        x = [f[:, None] for f in flat]
+        samples = None
+        if inputs.get("control"):
+            samples = self._control(inputs, x, timestep, captions, flat.shape)
+        out = model(x, timestep, captions, controlnet_block_samples=samples, return_dict=False)[0]
         return frames_from_batch(-torch.stack([o.float() for o in out]).squeeze(2), n)
+
+    def _control(self, inputs, x, timestep, captions, shape):
+        """The active Fun ControlNets' outputs per layer (zimage_control.block_samples), their pictures encoded for
+        these frames and repeated for each conditioning and batch item, as the frames are."""
+        from nodes.generate.control import control_latents
+        from nodes.generate.vae_ops import encode_pixels
+        from nodes.generate.zimage_control import block_samples
+        rows, _, h, w = shape
+
+        def latents(c):
+            enc = lambda px: encode_pixels(self, c.vae, px, "encoding the ControlNet's picture")  # noqa: E731
+            z = control_latents(c, inputs["control_frames"], h, w, enc, self.factors(c.vae)[1])
+            return z.repeat(rows // z.shape[0], 1, 1, 1).to(x[0].device)
+        return block_samples(inputs["control"], x, timestep, captions, latents)
 
 
 ADAPTERS = {"zimage": ZImageAdapter()}

@@ -23,7 +23,7 @@ MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
            "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "qwen3vl": "qwenimage21", "qwen25vl": "qwenimage", "chroma": "chroma", "flux2": "flux2", "mistral3": "flux2",
-           "qwen3": "flux2", "qwen35": "qwen35", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2"}
+           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "minimax_h3": "minimax_h3"}
 
 
 @dataclass
@@ -133,6 +133,7 @@ def build(det, state: Dict[str, object], dtype, where: str):
     unknown = "The file may be damaged or a variant Kinograph does not know."
     try:
         built = fn(state, det)
+        _check_claim(built, state, where)
         with init_empty_weights():
             module = built.make()
     except NodeError as exc:
@@ -167,6 +168,34 @@ def build(det, state: Dict[str, object], dtype, where: str):
     if dtype is not None:
         _cast(module, dtype)
     return module.eval()
+
+
+# Values a network may have beyond the file's own: its buffers (rotary tables) and a few tied or computed tensors.
+# A file whose shapes make more is damaged or made to fill memory.
+_CLAIM_SLACK = 1 << 24
+
+
+def _check_claim(built, state: Dict[str, object], where: str) -> None:
+    """Refuse a file whose tensor shapes make a network far larger than the values it holds, from a build on the meta
+    device (nothing allocated): the sizes converters read from shapes, a tensor of shape (4,000,000, 0) holding no
+    byte among them, built for real under init_empty_weights, which moves parameters to the meta device only after
+    making them (a Kandinsky 5 file of empty tensors asked the allocator for 64 TB, a RuntimeError traceback) and
+    keeps buffers real (a rotary table 1,024 times its head's width)."""
+    import itertools
+    import torch
+    held = sum(int(t.numel()) for t in state.values() if hasattr(t, "numel"))
+    try:
+        with torch.device("meta"):
+            dry = built.make()
+    except NodeError:
+        raise
+    except Exception:       # a constructor reading values back (.item()) cannot build there; the real build will say
+        return
+    made = sum(int(t.numel()) for t in itertools.chain(dry.parameters(), dry.buffers()))
+    if made > 2 * held + _CLAIM_SLACK:
+        raise NodeError(f"{where}: its tensor shapes make a network of {made:,} values, far more than the file's "
+                        f"{held:,}: the file is damaged or made to fill memory. Get it again from where it was "
+                        "published")
 
 
 def _cast(module, dtype) -> None:

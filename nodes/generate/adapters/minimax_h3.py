@@ -1,0 +1,181 @@
+"""MiniMax H3 (MiniMax's audio-video model) making pictures: one single-stream transformer over a packed sequence of
+the prompt's rows, then the picture's 2x2 patches of its 24-channel latent (one latent frame, no sound rows, as
+ComfyUI's image_minimax_h3_t2i samples it). The prompt is Qwen3-VL's hidden state after decoder layer 50, the
+prompt's tokens alone (no chat template). Rows carry (time, height, width) rotary coordinates: the prompt's i-th token
+at (i, 0, 0), the picture's patches at the prompt's length in time and on a grid normalised by the picture's area.
+
+Sampled as diffusers' MiniMaxH3 pipeline samples it: the transformer is told t = 1 - sigma and predicts x0 - noise
+(the flow velocity's negative); the schedule is linspace(1, 0) shifted by 12 (MiniMaxH3Scheduler; ComfyUI's
+MiniMaxH3 sampling settings have the same shift). Guidance is distilled: cfg 1, no negative pass."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.loaders import MiniMaxH3LoraLoaderMixin
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, padded_rows, text_of_width
+
+TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
+TEXT_TAG, VIDEO_TAG = 1, 0
+SPATIAL_SCALE = 32.0
+OTHER_WIDTH = "this MiniMax H3 transformer reads {}: encode it with MiniMax H3's Qwen3-VL (type minimax)"
+PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # ImageNet's
+NO_QWEN3VL = ("MiniMax H3 reads its prompt with Qwen3-VL 32B (text_encoders/qwen3vl_32b_minimax_h3_*.safetensors); "
+              "this text encoder is not one. Give load.text_encoder that file with type minimax, as ComfyUI's "
+              "CLIPLoader does")
+
+
+def spatial_grid(dim: int, patch: int, sqrt_area: float) -> torch.Tensor:
+    """One rotary axis of the picture: dim // patch points over [(1 - r) / 2, (1 + r) / 2), r = dim / sqrt(area),
+    times 32 (numpy's linspace without its endpoint, in float64, as the released coordinates are)."""
+    ratio = dim / sqrt_area
+    left = (1.0 - ratio) / 2.0
+    return torch.from_numpy(np.linspace(left, left + ratio, dim // patch, endpoint=False) * SPATIAL_SCALE)
+
+
+def image_layout(text_len: int, h: int, w: int, patch=(2, 2)):
+    """(position_ids [S, 3] float64, token_tags [S]) of the prompt's rows then one latent frame's patch rows."""
+    area = float(np.sqrt(h * w))
+    hh, ww = torch.meshgrid(spatial_grid(h, patch[0], area), spatial_grid(w, patch[1], area), indexing="ij")
+    n = hh.numel()
+    pos = torch.zeros(text_len + n, 3, dtype=torch.float64)
+    pos[:text_len, 0] = torch.arange(text_len, dtype=torch.float64)
+    pos[text_len:, 0] = float(text_len)
+    pos[text_len:, 1], pos[text_len:, 2] = hh.reshape(-1), ww.reshape(-1)
+    tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((n,), VIDEO_TAG)])
+    return pos, tags
+
+
+def patchify(x: torch.Tensor) -> torch.Tensor:
+    """[C, h, w] -> [h/2 * w/2, C * 4] rows, row-major, each patch's channels outermost."""
+    c, h, w = x.shape
+    return x.reshape(c, h // 2, 2, w // 2, 2).permute(1, 3, 0, 2, 4).reshape(-1, c * 4)
+
+
+def unpatchify(rows: torch.Tensor, c: int, h: int, w: int) -> torch.Tensor:
+    return rows.reshape(h // 2, w // 2, c, 2, 2).permute(2, 0, 3, 1, 4).reshape(c, h, w)
+
+
+class MiniMaxH3Adapter(Adapter):
+    family = "minimax_h3"
+    space = "flow"
+    prediction = "flow"
+    single_file = True
+
+    def factors(self, pipe):
+        if getattr(pipe, "vae", None) is None:
+            return 1, 16, int(pipe.transformer.config.in_channels)
+        return 1, int(pipe.vae.spatial_compression_ratio), int(pipe.vae.config.latent_channels)
+
+    # -- VAE ------------------------------------------------------------------------------
+    # The VAE reads and writes pixels normalised by ImageNet's statistics (diffusers' MiniMaxH3ModularPipeline's
+    # pixel_mean / pixel_std) and latents normalised by the file's latents_mean / latents_std. One picture is one
+    # latent frame: the decoder makes the 4 pixel frames a latent frame covers from it, of which the last is the picture
+    # (ComfyUI's MiniMaxH3VideoVAE.decode for one frame); the encoder reads one frame alone (diffusers' _encode).
+    @staticmethod
+    def _stats(mean, std, like):
+        return tuple(torch.tensor(s, device=like.device, dtype=torch.float32).view(1, -1, 1, 1, 1) for s in (mean, std))
+
+    def vae_per_frame(self):
+        return True
+
+    def vae_encode(self, pipe, pixels, generator=None):
+        vae = pipe.vae
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, pixels)
+        frames = frames_in_batch(pixels).float()[:, :, None]
+        x = (((frames + 1) / 2 - pmean) / pstd).to(vae.device, vae.dtype)
+        z = vae.encode(x).latent_dist.mode().float()
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, z)
+        return frames_from_batch(((z - mean) / std)[:, :, 0], pixels.shape[0])
+
+    def vae_decode(self, pipe, latent):
+        vae = pipe.vae
+        z = frames_in_batch(latent).float()[:, :, None]
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, z)
+        z = (z * std + mean).to(vae.device, vae.dtype)
+        out = vae.decoder(vae.post_quant_conv(z))[:, :, -1:].float()
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, out)
+        pictures = (out * pstd + pmean).clamp(0, 1) * 2 - 1
+        return frames_from_batch(pictures[:, :, 0], latent.shape[0])
+
+    # -- text ----------------------------------------------------------------------------
+    def encode_text(self, pipe, prompts, device):
+        """Qwen3-VL's hidden state after layer 50 on each prompt's own tokens (diffusers' MiniMaxH3TextEncoderStep),
+        padded to the longest with the mask of each prompt's own tokens."""
+        te = getattr(pipe, "text_encoder", None)
+        if te is None or not type(te).__name__.startswith("Qwen3VL"):
+            raise NodeError(NO_QWEN3VL)
+        layers = te.config.text_config.num_hidden_layers
+        if layers <= TEXT_LAYER:
+            raise NodeError(f"MiniMax H3 reads Qwen3-VL's state after layer {TEXT_LAYER}; this text encoder has "
+                            f"{layers} layers: give it qwen3vl_32b_minimax_h3 (64 layers)")
+        rows = []
+        for prompt in prompts:
+            ids = pipe.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise NodeError("MiniMax H3 needs a prompt: this one has no words")
+            ids = torch.tensor([ids], device=device)
+            out = te.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
+                           output_hidden_states=True)
+            rows.append(out.hidden_states[TEXT_LAYER][0])
+        return *padded_rows(rows), None
+
+    def clip_pooled(self, pipe, prompts, device):
+        raise NodeError("MiniMax H3 reads no CLIP: encode its prompt with encode.text (Qwen3-VL alone)")
+
+    def token_offsets(self, pipe, text):
+        return self._offsets(pipe.tokenizer, text, len(pipe.tokenizer(text, add_special_tokens=False)["input_ids"]),
+                             add_special_tokens=False)
+
+    # -- sampling ------------------------------------------------------------------------
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        reads = int(handle.pipe.transformer.config.text_dim)
+        return text_of_width(conds, frames, batch, device, dtype, reads, OTHER_WIDTH.format(reads))
+
+    def default_sigmas(self, pipe, steps, latent_shape):
+        """MiniMaxH3Scheduler's steps + 1 levels (its grid counts the final 0)."""
+        sch = self.scheduler(pipe)
+        sch.set_timesteps(steps + 1)
+        return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
+
+    def forward(self, handle, x_in, t, inputs):
+        """Each frame as its own packed sequence with its prompt's own tokens (a sequence is one request)."""
+        model = handle.pipe.transformer
+        n = x_in.shape[0]
+        frames = frames_in_batch(x_in)
+        c, h, w = frames.shape[1:]
+        if h % 2 or w % 2:
+            raise NodeError(f"MiniMax H3 reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into "
+                            "them: make width and height multiples of 32")
+        ehs, mask = inputs["encoder_hidden_states"], inputs["mask"]
+        timestep = (1 - t.float().reshape(-1)[:1] / 1000).to(frames.device)
+        outs = []
+        for x, e, m in zip(frames, ehs, mask):
+            text = e[m][None]
+            pos, tags = image_layout(text.shape[1], h, w)
+            rows = patchify(x)
+            seq = pos.shape[0]
+            dev = x.device
+            vel = model(hidden_states=rows[None].to(model.dtype), audio_hidden_states=rows.new_zeros(1, 0, model.config.audio_in_channels),
+                        encoder_hidden_states=text, timestep=timestep,
+                        timestep_indices=torch.zeros(seq, dtype=torch.long, device=dev), token_tags=tags.to(dev),
+                        position_ids=pos.to(dev), video_indices=torch.arange(text.shape[1], seq, device=dev),
+                        audio_indices=torch.zeros(0, dtype=torch.long, device=dev),
+                        text_indices=torch.arange(text.shape[1], device=dev), return_dict=False)[0]
+            outs.append(-unpatchify(vel[0].float(), c, h, w))
+        return frames_from_batch(torch.stack(outs), n)
+
+
+class MiniMaxH3Parts(DiffusionPipeline, MiniMaxH3LoraLoaderMixin):
+    """The loaded parts of a MiniMax H3 (diffusers has only a modular pipeline for it, which loads whole repositories):
+    the transformer, its scheduler, the VAE, Qwen3-VL and its tokenizer, any of them None. LoRAs load into the
+    transformer through diffusers' MiniMax H3 LoRA loader (MiniMax's / ComfyUI's names, kohya's, musubi-tuner's)."""
+    def __init__(self, transformer=None, scheduler=None, vae=None, text_encoder=None, tokenizer=None):
+        super().__init__()
+        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+                              tokenizer=tokenizer)
+
+
+ADAPTERS = {"minimax_h3": MiniMaxH3Adapter()}

@@ -1,0 +1,67 @@
+"""ComfyUI's model_patches/ files, told apart by their tensors as ModelPatchLoader tells them: InfiniteTalk's audio layers
+for Wan 2.1 (nodes/generate/infinitetalk.py), and ControlNets laid into a model's blocks - Alibaba PAI's Z-Image Fun
+union (nodes/generate/zimage_control.py), DiffSynth's blockwise Qwen-Image ones (nodes/generate/qwen_diffsynth.py) -
+which control.model_patch (ComfyUI's QwenImageDiffsynthControlnet) puts on the model they steer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from graph_engine import Clip, NodeError
+from nodes.generate.qwen_diffsynth import PROBE as DIFFSYNTH
+from nodes.generate.zimage_control import PROBE as ZIMAGE
+
+# the tensor that marks the kind: (family, what it is, the model it steers, the VAE family and file it reads through)
+KINDS = {ZIMAGE: ("zimage", "a Z-Image Fun ControlNet", "Z-Image Turbo", "flux", "FLUX.1's ae.safetensors"),
+         DIFFSYNTH: ("qwenimage", "a Qwen-Image DiffSynth ControlNet", "Qwen-Image", "qwenimage",
+                     "qwen_image_vae.safetensors")}
+
+
+def load(mm, name: str):
+    """The patch in `name` (a file in model_patches/), cached by the model manager: a ControlNet's tensors (built
+    around the model it is applied to), or InfiniteTalk's patch."""
+    from safetensors import safe_open
+
+    from nodes.generate import infinitetalk
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.model_manager import resolve_model_path
+    from nodes.generate.weights import load_weights
+    path = resolve_model_path(name, "model_patches", "model patch")
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), "pt") as f:
+            keys = set(f.keys())
+        kind = next((KINDS[k] for k in KINDS if k in keys), None)
+        if kind is not None:
+            state = mm.cached(("model_patch", str(path.resolve())), lambda: load_weights(path), files=(path,))
+            return ComponentHandle(kind[0], str(path), state, "model_patch")
+    return infinitetalk.load(mm, name)
+
+
+def apply(model, patch, vae, clip: Clip, strength: float, mask=None):
+    """The model with the patch's ControlNet steering it by the control pictures (the first frame of `clip` for a
+    picture; frame i of a video for frame i), encoded by `vae`; on a model that has ControlNets already, all steer."""
+    from nodes.generate.control import Control, preprocess
+    from nodes.generate.families import family
+    name = Path(patch.path).name
+    kind = next((k for k in KINDS.values() if k[0] == patch.family), None)
+    if kind is None:
+        raise NodeError(f"{name} is InfiniteTalk's audio patch for Wan 2.1, not a ControlNet: connect it to "
+                        "condition.infinitetalk; control.model_patch takes a Z-Image Fun ControlNet "
+                        "(Z-Image-Turbo-Fun-Controlnet-Union.safetensors) or a Qwen-Image DiffSynth one")
+    if model.family != patch.family:
+        raise NodeError(f"{name} is {kind[1]}, made for {kind[2]}; this model is {family(model.family).title}: load "
+                        f"{kind[2]} to apply it, or pick a patch made for this model")
+    if vae is not None and vae.family != kind[3]:
+        raise NodeError(f"control.model_patch's vae is a {vae.family} VAE; {kind[1]} reads pictures through "
+                        f"{kind[4]}")
+    if vae is None and getattr(model.pipe, "vae", None) is None:
+        raise NodeError(f"{kind[1]} reads the control picture through {kind[4]}, and this model was loaded without "
+                        "it: connect load.vae to control.model_patch's vae")
+    if mask is not None:
+        raise NodeError(f"{name} steers by the control picture alone and reads no mask: disconnect the mask")
+    if patch.family == "zimage":
+        from nodes.generate.zimage_control import build
+    else:
+        from nodes.generate.qwen_diffsynth import build
+    net = build(patch.pipe, model.pipe.transformer, name)
+    control = Control(net, preprocess(clip, "none"), float(strength), vae=(vae or model).pipe, cache={})
+    return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
