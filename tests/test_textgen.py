@@ -38,6 +38,7 @@ def build(root: Path) -> Path:
         tokenizer(te / name, QWEN3_CHAT, SPECIAL)
     build_qwen3vl(te)
     build_qwen35(te)
+    build_gemma4(te)
     return root
 
 
@@ -93,14 +94,22 @@ def qwen35_vision():
     return lm
 
 
+# Qwen3-VL-4B's tower heads are 64 wide (1024 = 16 x 64), the 8B's 72 (1152 = 16 x 72): two of the 4B's heads
+TOWER = dict(tower_width=128, tower_heads=2)
+
+
 def build_qwen3vl(te: Path) -> None:
-    """text_encoders/qwen3vl_tiny.safetensors: Qwen3-VL in ComfyUI's names (model.*, visual.*) with its lm_head, and
-    its tokenizer (Qwen's chat and vision tokens) in qwen3vl_tiny/."""
+    """text_encoders/qwen3vl_tiny.safetensors: Qwen3-VL in ComfyUI's names (model.*, visual.*) with its lm_head, its
+    vision tower's heads as wide as the 4B's, and its tokenizer (Qwen's chat and vision tokens) in qwen3vl_tiny/."""
     from safetensors.torch import save_file
     from tiny_qwen import qwen_tokenizer
     from tiny_qwen21 import comfy_text_encoder, text_encoder
     torch.manual_seed(4)
-    vl = text_encoder()
+    vl = text_encoder(**TOWER)
+    with torch.no_grad():       # sharp attention in the tower, where how it splits into heads shows in the tokens
+        for name, w in vl.named_parameters():
+            if name.startswith("model.visual.") and name.endswith("attn.qkv.weight"):
+                w.normal_(0, 1.0)
     state = {**comfy_text_encoder(vl.state_dict()), "lm_head.weight": vl.lm_head.weight}
     save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(te / "qwen3vl_tiny.safetensors"))
     qwen_tokenizer(te / "qwen3vl_tiny")
@@ -191,7 +200,7 @@ def qwen3vl_reference(models: Path, prompt: str, seed: int, image=PICTURE, syste
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
     from tiny_qwen21 import text_encoder
-    lm = text_encoder()
+    lm = text_encoder(**TOWER)
     state = load_file(str(models / "models/text_encoders/qwen3vl_tiny.safetensors"))
     lm.load_state_dict({k.replace("model.", "model.language_model.", 1).replace("visual.", "model.visual.", 1)
                         if not k.startswith("lm_head") else k: v.float() for k, v in state.items()})
@@ -530,21 +539,88 @@ def test_comfyuis_system_prompt_and_mtp_are_read():
     assert not any("mtp" in n or "system_prompt" in n for n in entry.notes)
 
 
-def test_a_gemma4_file_is_named_not_read_as_gemma3(tmp_path, monkeypatch):
-    """Gemma 4 (ComfyUI's gemma4_e4b_it: Gemma 3's norms and a scale on each layer) was taken for Gemma 3 and sent to
-    LTX-2's loader, which asked for LTX-2's checkpoint: it is named as what it is, and as not loaded yet."""
+# Gemma 4's published text config (google/gemma-4-E2B-it), sizes cut down: sliding layers with full-attention ones of
+# twice the head width, the last two reading the keys and values of the last layer of their kind before them, with
+# the double-wide MLP; per-layer inputs; logits capped at 30
+G4 = dict(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=4, num_attention_heads=2,
+          num_key_value_heads=1, head_dim=32, global_head_dim=64, hidden_size_per_layer_input=16,
+          vocab_size_per_layer_input=300, num_kv_shared_layers=2, use_double_wide_mlp=True, sliding_window=512,
+          layer_types=["sliding_attention", "full_attention"] * 2, final_logit_softcapping=30.0, rms_norm_eps=1e-6)
+# google/gemma-4-31B-it's shape: no per-layer inputs or shared layers, global layers with fewer key heads than the
+# sliding ones and their keys as values (no v_proj)
+G4_31B = dict(G4, hidden_size_per_layer_input=0, num_kv_shared_layers=0, use_double_wide_mlp=False,
+              num_key_value_heads=2, num_global_key_value_heads=1, attention_k_eq_v=True)
+GEMMA4 = {"gemma4_tiny": G4, "gemma4_31b_tiny": G4_31B}
+G4_SPECIAL = ("<pad>", "<eos>", "<bos>", "<|turn>", "<turn|>", "<|think|>")
+
+
+def build_gemma4(te: Path) -> None:
+    """text_encoders/gemma4_tiny.safetensors and gemma4_31b_tiny.safetensors as ComfyUI's gemma4_e4b_it holds it:
+    transformers' names under model., no head (tied), a tower's tensor beside, and the tokenizer's JSON inside as the
+    uint8 tensor tokenizer_json."""
     from safetensors.torch import save_file
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    from tiny_flux2 import tokenizer
+    tokenizer(te / "_gemma4_tok", "", G4_SPECIAL)
+    data = (te / "_gemma4_tok" / "tokenizer.json").read_bytes()
+    for name, config in GEMMA4.items():
+        torch.manual_seed(8)
+        lm = Gemma4ForCausalLM(Gemma4TextConfig(**config))
+        with torch.no_grad():
+            for key, w in lm.named_parameters():
+                if key.endswith("norm.weight"):
+                    w.normal_(1, 0.3)
+            lm.model.embed_tokens.weight.normal_(0, 4)     # logits (the tied head) well past the cap at 30
+        state = {k: v.bfloat16().contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")}
+        save_file({**state, "vision_model.patch_embedder.input_proj.weight": torch.zeros(4, 768, dtype=torch.bfloat16),
+                   "tokenizer_json": torch.frombuffer(bytearray(data), dtype=torch.uint8)},
+                  str(te / f"{name}.safetensors"))
+
+
+def gemma4_reference(models: Path, name: str, text: str, seed: int, **kw):
+    """transformers alone: Gemma4ForCausalLM in the config above from the file's tensors, the turn written out (as
+    ComfyUI writes it: <bos>, a system turn for thinking or a system prompt), the file's tokenizer JSON read by
+    `tokenizers`; generate under torch.manual_seed, stopping at <eos> or <turn|>."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+    state = load_file(str(models / "models/text_encoders" / f"{name}.safetensors"))
+    tok = Tokenizer.from_str(bytes(state.pop("tokenizer_json").tolist()).decode("utf-8"))
+    lm = Gemma4ForCausalLM(Gemma4TextConfig(**GEMMA4[name])).eval()
+    lm.load_state_dict({k: v.float() for k, v in state.items() if k.startswith("model.")}, strict=False)
+    lm.tie_weights()
+    ids = torch.tensor([tok.encode(text, add_special_tokens=False).ids])
+    stops = [tok.token_to_id("<eos>"), tok.token_to_id("<turn|>")]
+    torch.manual_seed(seed)
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), eos_token_id=stops,
+                      pad_token_id=tok.token_to_id("<pad>"), **kw)
+    return out[0, ids.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("name", list(GEMMA4))
+def test_gemma4_writes_transformers_tokens(models, name):
+    """ComfyUI's Gemma 4 files (E2B's and 31B's shapes, their sizes read from the tensors, the tokenizer from inside
+    them): greedy, and seeded sampling with a system prompt and thinking on, token-equal to Gemma4ForCausalLM.generate
+    on the same weights."""
+    from nodes.generate.textgen import generate_ids
+    te = encoder(f"{name}.safetensors")
+    got, _ = generate_ids(te, "a red fox", max_length=10, sample=False)
+    assert got == gemma4_reference(models, name, "<bos><|turn>user\na red fox<turn|>\n<|turn>model\n", 0,
+                                   do_sample=False, max_new_tokens=10)
+    got, _ = generate_ids(te, "a red fox", seed=3, system="be brief", thinking=True, **SAMPLED)
+    want = gemma4_reference(models, name, "<bos><|turn>system\n<|think|>be brief<turn|>\n<|turn>user\na red fox<turn|>\n"
+                            "<|turn>model\n", 3, do_sample=True, max_new_tokens=12, temperature=0.7, top_k=64,
+                            top_p=0.95, min_p=0.05, repetition_penalty=1.05)
+    assert got == want and len(got) > 1
+
+
+def test_gemma4_with_a_picture_or_a_model_family_is_refused_by_name(models):
     from graph_engine import NodeError
-    lm = Gemma4ForCausalLM(Gemma4TextConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, hidden_size_per_layer_input=8, vocab_size_per_layer_input=300,
-        layer_types=["sliding_attention", "full_attention"], per_layer_config={}))
-    te = tmp_path / "models" / "text_encoders"
-    te.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in lm.state_dict().items() if not k.startswith("lm_head")},
-              str(te / "gemma4_e4b_it_tiny.safetensors"))
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
-    with pytest.raises(NodeError, match=r"gemma4_e4b_it_tiny\.safetensors: Gemma 4 .* which Kinograph does not load "
-                                        r"yet; text generation takes Qwen3, Gemma 3, Qwen3-VL or Qwen3\.5"):
-        encoder("gemma4_e4b_it_tiny.safetensors")
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.textgen import generate_ids
+    with pytest.raises(NodeError, match=r"gemma4_tiny\.safetensors is a Gemma 4 language model, whose vision tower "
+                                        r"Kinograph does not read yet: leave `image` unlinked"):
+        generate_ids(encoder("gemma4_tiny.safetensors"), "what is it", image=PICTURE)
+    with pytest.raises(NodeError, match=r"gemma4_tiny\.safetensors is Gemma 4, .* set type auto, not 'ltx2'"):
+        load_text_encoder(ModelManager(), "gemma4_tiny.safetensors", "", "ltx2", "cpu")

@@ -31,7 +31,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c i
                  "{% endfor %}<|im_end|>\n{% endfor %}")
 
 
-def text_encoder(layers: int = 2):
+def text_encoder(layers: int = 2, tower_width: int = 32, tower_heads: int = 1):
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
     ids = {k: 256 + TEMPLATE_TOKENS.index(t) for k, t in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
@@ -41,7 +41,7 @@ def text_encoder(layers: int = 2):
                          num_key_value_heads=1, head_dim=32, vocab_size=300, rms_norm_eps=1e-6,
                          rope_scaling={"mrope_section": [6, 5, 5], "rope_type": "default", "mrope_interleaved": True},
                          rope_theta=5000000.0),
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=16, num_heads=1, out_hidden_size=64,
+        vision_config=dict(depth=1, hidden_size=tower_width, intermediate_size=16, num_heads=tower_heads, out_hidden_size=64,
                            deepstack_visual_indexes=[0]),
         **ids)
     return Qwen3VLForConditionalGeneration(cfg).eval()

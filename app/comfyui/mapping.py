@@ -842,6 +842,16 @@ RULES: Dict[str, Rule] = {
                             P("pose_estimator", "estimator", pose_torchscript),
                             P("scale_stick_for_xinsr_cn", "xinsr_sticks", enable)), {"image": "video"},
                            ("video", None)),
+    # ComfyUI's SDPose-OOD nodes (comfy_extras/nodes_sdpose.py): the keypoints of one person a frame from the SDPose
+    # checkpoint's model and VAE, and their OpenPose-style picture
+    "SDPoseKeypointExtractor": Rule("pose.sdpose_keypoints", ("batch_size",), (P("batch_size", "batch_size"),),
+                                    {"model": "model", "vae": "vae", "image": "video"}, ("keypoints",)),
+    "SDPoseDrawKeypoints": Rule("pose.sdpose_draw", ("draw_body", "draw_hands", "draw_face", "draw_feet",
+                                                     "stick_width", "face_point_size", "score_threshold"),
+                                (P("draw_body", "draw_body"), P("draw_hands", "draw_hands"),
+                                 P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
+                                 P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
+                                 P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
     # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
     "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
                                                  "scale_stick_for_xinsr_cn"),

@@ -731,9 +731,10 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     elif k.any("layers.0.layer_scalar", "language_model.layers.0.layer_scalar"):
         # Gemma 4 (ComfyUI's gemma4_*: LTX-2.5's encoder and enhancer, text generation): Gemma 3's norms, a learned
         # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
-        return Detection(None, "gemma4", "", why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text "
-                         "encoders), which Kinograph does not load yet; text generation takes Qwen3, Gemma 3, Qwen3-VL "
-                         "or Qwen3.5")
+        hidden = (k.shape("model.embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight") or
+                  (0, 0))[1]
+        return Detection("text_encoder", "gemma4", {1536: "e2b", 2560: "e4b", 5376: "31b"}.get(hidden, f"h{hidden}"),
+                         why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders), read by text.generate")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.
@@ -1334,6 +1335,17 @@ def _krea2(k: Keys) -> Optional[Detection]:
     return None
 
 
+def _stable_audio(k: Keys) -> Optional[Detection]:
+    """Stable Audio Open 1.0's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors: the DiT under
+    model.model., the Oobleck VAE under pretransform.model., the seconds conditioners), which generate.stable_audio
+    reads whole; no model loader takes it."""
+    if not k.has("model.model.transformer.project_in.weight",
+                 "conditioner.conditioners.seconds_total.embedder.embedding.1.weight"):
+        return None
+    return Detection("checkpoint", "stable_audio", "open-1.0", why="model.model.transformer / pretransform / "
+                     "conditioner.conditioners.seconds_total (stable-audio-tools' names)")
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1342,7 +1354,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

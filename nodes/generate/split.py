@@ -50,7 +50,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2",
            "minimax_h3": "minimax"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
-LANGUAGE_ONLY = {"qwen35": "Qwen3.5"}
+LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
 QWEN35_PICTURES = dict(patch_size=16, merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
                        image_std=[0.26862954, 0.26130258, 0.27577711],
@@ -474,7 +474,7 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
     (FLUX.1's all-in-one checkpoint) gives each its own."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    embedded = _embedded_spiece(path, det)
+    embedded = _embedded_spiece(path, det) or _embedded_json(path)
     if embedded is not None:
         return embedded
     looked.append(f"a spiece_model tensor inside {path.name}")
@@ -538,6 +538,22 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
     return out
+
+
+def _embedded_json(path: Path):
+    """ComfyUI stores Gemma 4's tokenizer in the file as its tokenizer.json's bytes (`tokenizer_json`, uint8)."""
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return None
+    from nodes.generate.detect import read_header
+    if "tokenizer_json" not in read_header(path).shapes:
+        return None
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    with safe_open(str(path), "pt") as f:
+        data = f.get_tensor("tokenizer_json").numpy().tobytes()
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(data.decode("utf-8")), bos_token="<bos>",
+                                   eos_token="<eos>", pad_token="<pad>")
 
 
 def _embedded_spiece(path: Path, det: Detection):

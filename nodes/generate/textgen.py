@@ -1,11 +1,11 @@
 """Text generation with a text encoder's own language model, as ComfyUI's TextGenerate does it (a prompt written or
-enhanced by Qwen3, Gemma 3, Qwen3-VL or Qwen3.5, the very file that encodes prompts; Qwen3-VL reading a picture
+enhanced by Qwen3, Gemma 3, Gemma 4, Qwen3-VL or Qwen3.5, the very file that encodes prompts; Qwen3-VL reading a picture
 too).
 
 The encoder Kinograph already loads (load.text_encoder: Qwen3Model, Gemma3TextModel) is wrapped in transformers'
 causal-LM class of the same family, its output head the file's own `lm_head` or, where the model ties it, the token
-embeddings (Qwen3-4B, Gemma 3); Qwen3-VL and Qwen3.5 load as Qwen3VLForConditionalGeneration and Qwen3_5ForCausalLM,
-which generate as they are.
+embeddings (Qwen3-4B, Gemma 3); Qwen3-VL, Qwen3.5 and Gemma 4 load as Qwen3VLForConditionalGeneration,
+Qwen3_5ForCausalLM and Gemma4ForCausalLM, which generate as they are.
 transformers' `generate` samples: no sampler is written here. A file whose model has an untied head that the file left
 out (ComfyUI's conditioning-only cuts) cannot generate and says so."""
 from __future__ import annotations
@@ -19,10 +19,14 @@ from graph_engine import NodeError
 CAUSAL_LM = {"Qwen3Model": ("Qwen3ForCausalLM", "Qwen3"), "Gemma3TextModel": ("Gemma3ForCausalLM", "Gemma 3")}
 # Encoders that only encode (CLIP, T5, UMT5): no language model head was ever trained on them
 NO_LM = ("CLIP", "T5", "UMT5")
-# The turn ends that stop generation, by name (ComfyUI's stop_tokens: Qwen3 151643/151645, Gemma 3 1/106)
-STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<eos>", "<end_of_turn>")
+# The turn ends that stop generation, by name (ComfyUI's stop_tokens: Qwen3 151643/151645, Gemma 3 1/106, Gemma 4 1/106)
+STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<eos>", "<end_of_turn>", "<turn|>")
 # Gemma 3's published chat turn, for its sentencepiece tokenizer (ComfyUI keeps no chat template in the file)
 GEMMA_TURN = "<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
+# Gemma 4's turn as ComfyUI writes it (its file keeps no chat template): <bos> first, thinking asked for in a system
+# turn that also holds the system prompt where one is given
+GEMMA4_TURN = "<bos>{system}<|turn>user\n{prompt}<turn|>\n<|turn>model\n"
+GEMMA4_SYSTEM = "<|turn>system\n{think}{system}<turn|>\n"
 # Qwen's user turn with the picture's placeholder first, which the processor widens to the picture's patch count, and
 # what each model's turn adds for thinking off and on, as ComfyUI writes them: Qwen3-VL's published turn (a model that
 # does not think unless told), Qwen3.5's with an empty reasoning block when it is not to think
@@ -31,13 +35,14 @@ QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 QWEN_THINK = {"Qwen3-VL": ("", "<think>\n"), "Qwen3.5": ("<think>\n</think>\n", "")}
 # Models that generate as loaded (no causal-LM wrapper), by class, with their family's name
 GENERATES = {"Qwen3VLForConditionalGeneration": "Qwen3-VL", "Qwen3_5ForCausalLM": "Qwen3.5",
-             "Qwen3_5ForConditionalGeneration": "Qwen3.5"}
+             "Qwen3_5ForConditionalGeneration": "Qwen3.5", "Gemma4ForCausalLM": "Gemma 4"}
 # Hidden sizes whose released models keep an untied output head: without lm_head in the file they cannot generate
 UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"},
           "Qwen3_5ForCausalLM": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"},
           "Qwen3_5ForConditionalGeneration": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"}}
-CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it), Qwen3-VL (qwen3vl_4b, "
-                "qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 (qwen3.5_4b, qwen3.5_9b)")
+CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it), Gemma 4 (gemma4_e4b_it, "
+                "text only), Qwen3-VL (qwen3vl_4b, qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 "
+                "(qwen3.5_4b, qwen3.5_9b)")
 
 
 def causal_lm(handle):
@@ -117,6 +122,9 @@ def chat_prompt(tokenizer, prompt: str, title: str, thinking: bool, use_template
         turns = [{"role": "system", "content": system}] if system else []
         return tokenizer.apply_chat_template(turns + [{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True, enable_thinking=thinking)
+    if title == "Gemma 4":
+        head = GEMMA4_SYSTEM.format(think="<|think|>" if thinking else "", system=system) if thinking or system else ""
+        return GEMMA4_TURN.format(system=head, prompt=prompt)
     if title == "Gemma 3":
         return GEMMA_TURN.format(prompt=f"{system}\n\n{prompt}" if system else prompt)
     raise NodeError(f"the {title} tokenizer has no chat template: give its tokenizer_config.json with one "
@@ -147,7 +155,8 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     title = title_of(lm)
     proc = getattr(handle.pipe, "processor", None)
     if image is not None and proc is None:
-        what = "a file without its vision tower (visual.*)" if title == "Qwen3.5" else "a model that reads no pictures"
+        what = {"Qwen3.5": "a file without its vision tower (visual.*)",
+                "Gemma 4": "whose vision tower Kinograph does not read yet"}.get(title, "a model that reads no pictures")
         raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
                         "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b) or Qwen3.5 with its vision tower, which read one")
     if image is not None and not use_template:

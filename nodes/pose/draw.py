@@ -77,3 +77,48 @@ def draw_people(height: int, width: int, people, body: bool = True, hands: bool 
         if face and person.get("face") is not None:
             draw_face(canvas, person["face"])
     return canvas
+
+
+def _point(canvas, x: float, y: float, radius: int, colour, edge: bool = False) -> None:
+    h, w = canvas.shape[:2]
+    x, y = int(x), int(y)
+    if (not edge or (x > EPS and y > EPS)) and 0 <= x < w and 0 <= y < h:
+        cv2.circle(canvas, (x, y), radius, colour, thickness=-1)
+
+
+def draw_wholebody(canvas: np.ndarray, kp: np.ndarray, threshold: float = 0.3, body: bool = True, feet: bool = False,
+                   face: bool = True, hands: bool = True, stick_width: int = 4, face_point_size: int = 3) -> None:
+    """One person's [134, 3] keypoints (x, y, score; OpenPose body 0-17, feet 18-23, face 24-91, right hand
+    92-112, left hand 113-133) drawn as ComfyUI's SDPoseDrawKeypoints draws them: full-colour limbs `stick_width`
+    wide, keypoints scoring under `threshold` and points off the canvas left out, hand lines in whole-number
+    colours."""
+    ok = kp[:, 2] >= threshold
+    h, w = canvas.shape[:2]
+    if body:
+        for (a, b), colour in zip(LIMBS, COLOURS):
+            (x0, y0), (x1, y1) = kp[a, :2], kp[b, :2]
+            length = math.hypot(x0 - x1, y0 - y1)
+            if not (ok[a] and ok[b]) or length < 1:
+                continue
+            angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
+            poly = cv2.ellipse2Poly((int((x0 + x1) / 2), int((y0 + y1) / 2)), (int(length / 2), stick_width),
+                                    int(angle), 0, 360, 1)
+            cv2.fillConvexPoly(canvas, poly, colour)
+        for i in np.flatnonzero(ok[:18]):
+            _point(canvas, *kp[i, :2], 4, COLOURS[i])
+    if feet:
+        for i in 18 + np.flatnonzero(ok[18:24]):
+            _point(canvas, *kp[i, :2], 4, COLOURS[i % len(COLOURS)])
+    if hands:
+        for base in (92, 113):
+            for (a, b), colour in zip(HAND_EDGES, HAND_COLOURS):
+                if not (ok[base + a] and ok[base + b]):
+                    continue
+                x0, y0, x1, y1 = (int(v) for v in (*kp[base + a, :2], *kp[base + b, :2]))
+                if min(x0, y0, x1, y1) > EPS and max(x0, x1) < w and max(y0, y1) < h:
+                    cv2.line(canvas, (x0, y0), (x1, y1), tuple(int(c) for c in colour), thickness=2)
+            for i in base + np.flatnonzero(ok[base:base + 21]):
+                _point(canvas, *kp[i, :2], 4, (0, 0, 255), edge=True)
+    if face:
+        for i in 24 + np.flatnonzero(ok[24:92]):
+            _point(canvas, *kp[i, :2], face_point_size, (255, 255, 255), edge=True)

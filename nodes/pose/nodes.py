@@ -1,6 +1,6 @@
 """Pose estimation nodes."""
 from graph_engine import Param, node
-from graph_engine.types import INT, VIDEO
+from graph_engine.types import INT, MODEL, POSE_KEYPOINT, VAE, VIDEO
 from nodes.common.models_dirs import as_given, locator
 
 from .geometry import RESIZE_MODES
@@ -46,3 +46,33 @@ def pixel_perfect(ctx, video: VIDEO, width: int = Param(512, min=64, max=16384, 
     pixel for pixel, from the clip's size (ComfyUI's PixelPerfectResolution). Reads no frames."""
     from .geometry import pixel_perfect as estimate
     return {"resolution": estimate(video.height, video.width, width, height, resize_mode)}
+
+
+@node("pose.sdpose_keypoints", title="SDPose Keypoints", category="Conditioning", device="gpu")
+def sdpose_keypoints(ctx, model: MODEL, vae: VAE, video: VIDEO,
+                     batch_size: int = Param(16, min=1, max=10000, help="frames read in one pass of the model")
+                     ) -> POSE_KEYPOINT:
+    """Whole-body keypoints (body, feet, face, hands) of the person in each frame, read by SDPose-OOD as
+    ComfyUI's SDPoseKeypointExtractor reads them: load sdpose_wholebody_fp16.safetensors (Comfy-Org/SDPose, in
+    checkpoints/) with load.model and link its model and vae. Each frame is one person (the whole frame); made as
+    the keypoints are read, so a long clip streams. Draw them with pose.sdpose_draw."""
+    from .sdpose import track
+    return track(video, model, vae, batch_size, device=ctx.device, ctx=ctx)
+
+
+@node("pose.sdpose_draw", title="Draw SDPose Keypoints", category="Conditioning", temporal_radius=0)
+def sdpose_draw(ctx, keypoints: POSE_KEYPOINT,
+                draw_body: bool = Param(True, help="the body's 18 joints and limbs"),
+                draw_hands: bool = Param(True, help="both hands' 21 points and lines"),
+                draw_face: bool = Param(True, help="the face's 68 points"),
+                draw_feet: bool = Param(False, help="the feet's 6 points"),
+                stick_width: int = Param(4, min=1, max=10, help="the limbs' half-width in pixels"),
+                face_point_size: int = Param(3, min=1, max=10, help="the face points' radius in pixels"),
+                score_threshold: float = Param(0.3, min=0.0, max=1.0, step=0.01,
+                                               help="keypoints scoring under this are not drawn")) -> VIDEO:
+    """OpenPose-style pose pictures of keypoints, at the keypoints' frame size on black, drawn as ComfyUI's
+    SDPoseDrawKeypoints draws them (the picture Wan 2.2 Animate's pose video and openpose ControlNets read)."""
+    from .draw import draw_wholebody
+    from .sdpose import draw_track
+    return draw_track(keypoints, lambda canvas, kp: draw_wholebody(
+        canvas, kp, score_threshold, draw_body, draw_feet, draw_face, draw_hands, stick_width, face_point_size), ctx)

@@ -14,15 +14,12 @@ ROPE = {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor
         "mrope_section": [11, 11, 10], "mrope_interleaved": True}
 
 
-# The released vision towers' heads by width (ComfyUI's QWEN35_VISION_DEFAULTS and its per-size overrides)
-VISION_HEADS = {768: 12, 1024: 16, 1152: 16}
-
 
 @register("qwen35", "text_encoder")
 def qwen35(state, det) -> Built:
     from transformers import (Qwen3_5Config, Qwen3_5ForCausalLM, Qwen3_5ForConditionalGeneration,
                               Qwen3_5TextConfig)
-    from nodes.generate.converters.qwenimage import language_model, vision_tower
+    from nodes.generate.converters.qwenimage import language_model, qwen3_vision_heads, vision_tower
     head = state.get("model.lm_head.weight", state.get("lm_head.weight"))
     vision = vision_tower(state)
     state = language_model(state)
@@ -52,7 +49,7 @@ def qwen35(state, det) -> Built:
         return Built(lambda: Qwen3_5ForCausalLM(config), tensors, config.to_dict())
     patch, width = vision["patch_embed.proj.weight"], int(vision["patch_embed.proj.weight"].shape[0])
     sight = dict(depth=count(vision, "blocks.{}."), hidden_size=width,
-                 num_heads=VISION_HEADS.get(width, max(1, width // 64)), patch_size=int(patch.shape[-1]),
+                 num_heads=qwen3_vision_heads(width), patch_size=int(patch.shape[-1]),
                  temporal_patch_size=int(patch.shape[2]), spatial_merge_size=2,
                  intermediate_size=int(vision["blocks.0.mlp.linear_fc1.weight"].shape[0]),
                  out_hidden_size=int(vision["merger.linear_fc2.weight"].shape[0]),

@@ -76,6 +76,17 @@ def vision_tower(state: Mapping) -> dict:
     return out
 
 
+# Qwen3-VL's and Qwen3.5's released vision towers' heads by width, which no tensor shows (the attention is one fused
+# qkv without per-head norms): ComfyUI's QWEN3VL_VISION_COMMON gives every Qwen3-VL size 16 heads (2B/4B 1024 wide:
+# 64 each; 8B/32B 1152: 72 each), its QWEN35_VISION_DEFAULTS 16 and 12 for the 768-wide tower.
+QWEN3_VISION_HEADS = {768: 12, 1024: 16, 1152: 16}
+
+
+def qwen3_vision_heads(width: int) -> int:
+    """A Qwen3-VL / Qwen3.5 vision tower's heads: the released ones by width, 64 wide for any other width."""
+    return QWEN3_VISION_HEADS.get(width, max(1, width // 64))
+
+
 def vision_sizes(state: Mapping) -> dict:
     """The vision tower's sizes from its tensors; its heads are the released 7B's, 80 wide."""
     width = int(state["patch_embed.proj.weight"].shape[0])

@@ -36,7 +36,7 @@ def qwen3vl(state, det) -> Built:
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
     from graph_engine import NodeError
     from nodes.generate.converters import decoder_sizes
-    from nodes.generate.converters.qwenimage import language_model, vision_tower
+    from nodes.generate.converters.qwenimage import language_model, qwen3_vision_heads, vision_tower
     head = state.get("lm_head.weight")
     vision = vision_tower(state)
     state = language_model(state)
@@ -54,7 +54,7 @@ def qwen3vl(state, det) -> Built:
     depth, mergers = count(vision, "blocks.{}."), count(vision, "deepstack_merger_list.{}.")
     if depth != vis["depth"] or mergers != len(vis["deepstack_visual_indexes"]):
         vis["deepstack_visual_indexes"] = [i * depth // mergers for i in range(mergers)]
-    vis.update(depth=depth, hidden_size=int(patch.shape[0]), num_heads=max(1, int(patch.shape[0]) // 72),
+    vis.update(depth=depth, hidden_size=int(patch.shape[0]), num_heads=qwen3_vision_heads(int(patch.shape[0])),
                temporal_patch_size=int(patch.shape[2]), patch_size=int(patch.shape[3]),
                intermediate_size=int(vision["blocks.0.mlp.linear_fc1.weight"].shape[0]),
                out_hidden_size=int(vision["merger.linear_fc2.weight"].shape[0]),

@@ -113,6 +113,8 @@ def sd15_pipeline(path, dtype):
     if det.family == "sd" and det.variant.startswith("sd2"):
         raise NodeError(f"{path.name} is a Stable Diffusion 2.x checkpoint (OpenCLIP-H text encoder), which Kinograph "
                         f"does not load from one file. {SD2_FOLDER}")
+    if det.role == "checkpoint" and det.variant == "lotus-d":
+        return _lotus_pipeline(path, det, dtype)
     if det.role != "checkpoint" or det.family != "sd" or det.variant not in ("sd15", "sd15-inpainting"):
         raise NodeError(f"{path.name} is {det.describe()}, not a Stable Diffusion 1.5 checkpoint (UNet, VAE and text "
                         "encoder in one file)")
@@ -126,6 +128,25 @@ def sd15_pipeline(path, dtype):
     text = converters.build(clip_det, clip, dtype, where)
     from nodes.generate.detect import read_header
     return StableDiffusionPipeline(vae=vae_net, text_encoder=text, tokenizer=tokenizer(path, clip_det), unet=net,
+                                   scheduler=file_scheduler("sd", read_header(path).shapes), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def _lotus_pipeline(path, det, dtype):
+    """A Lotus-D UNet and SD's VAE in one file, without a text encoder (Lotus' prompt is shipped): SDPose's
+    checkpoint (sdpose_wholebody_fp16, whose heatmap head pose.sdpose_keypoints reads from the file itself)."""
+    from diffusers import StableDiffusionPipeline
+    from nodes.generate import converters
+    from nodes.generate.detect import read_header
+    from nodes.generate.weights import load_weights
+    state = load_weights(path, dtype)
+    if not any(k.startswith("first_stage_model.") for k in state):
+        raise NodeError(f"{path.name} is a Lotus UNet without a VAE: load it with load.diffusion_model and an SD VAE "
+                        "with load.vae")
+    unet = converters.build(Detection("diffusion_model", "sd", det.variant, layout="original", prefix=det.prefix),
+                            state, dtype, str(path))
+    vae = converters.build(Detection("vae", "sd", layout="original"), state, dtype, str(path))
+    return StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet,
                                    scheduler=file_scheduler("sd", read_header(path).shapes), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
 
