@@ -156,8 +156,9 @@ load.diffusion_model, with load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetens
 (FLUX.1's ae.safetensors).
 
 True CFG: cfg 4-4.5 with a negative prompt, 50 steps (guide.cfg_norm as ComfyUI's template sets CFGNorm). Text in
-quotes is read a character at a time. Edit: encode.qwen_edit with the picture and condition.reference. Sizes divisible
-by 16.""")
+quotes is read a character at a time. Edit: encode.qwen_edit with the picture and the VAE, which carries the picture's
+latent as the reference (a condition.reference given a latent as well would add a second one). Sizes divisible by
+16.""")
 load_ovis = _family_loader("ovis", "Load Ovis-Image", """Ovis-Image text-to-image (AIDC-AI's Ovis-Image-7B, made for text
 in pictures): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
 (diffusion_models/ovis_image_bf16.safetensors) here or through load.diffusion_model, with load.text_encoder
