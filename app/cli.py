@@ -567,10 +567,13 @@ def cmd_info(args) -> int:
     if found:
         print(f"  {'family':<12}{'variant':<16}{'role':<17}{'precision':<14}{'loads':<7}path")
     for kind, path, d in found:
-        print(f"  {d['family']:<12}{d['variant'] or '-':<16}{d['role'] or '-':<17}{d['precision'] or '-':<14}"
+        # a family name of 12 letters or more (kandinsky5image, stable_audio) kept apart from its variant
+        print(f"  {d['family']:<11} {d['variant'] or '-':<16}{d['role'] or '-':<17}{d['precision'] or '-':<14}"
               f"{d['loads']:<7}{path}")
-        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads: its note does.
-        if d["note"] and (d["loads"] != "yes" or d["role"] == "ipadapter"):
+        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; Stable Audio's
+        # checkpoint, an embedding and a stored prompt are read by no loader: their notes say by what.
+        if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning")
+                          or d["family"] == "stable_audio"):
             print(f"  {'':<66}({d['note']})")
     bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():

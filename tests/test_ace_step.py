@@ -258,6 +258,32 @@ def test_not_an_ace_step_model(tiny):
     with pytest.raises(NodeError, match="not an ACE-Step 1.5 diffusion model.*acestep_v1.5_turbo.safetensors"):
         ace.load(ModelManager(), str(tiny / "models" / "vae" / FILES["vae"]), FILES["text_encoder"], "",
                  FILES["vae"], "cpu")
+    # the diffusion model (its decoder.layers.0 is the DiT's) in the VAE's place: named as ACE-Step's VAE, not as
+    # a Stable Audio checkpoint
+    with pytest.raises(NodeError, match="not an ACE-Step 1.5 VAE.*ace_1.5_vae.safetensors"):
+        ace.load(ModelManager(), FILES["diffusion_model"], FILES["text_encoder"], "",
+                 str(tiny / "models" / "diffusion_models" / FILES["diffusion_model"]), "cpu")
+
+
+
+def test_dual_clip_files_told_apart_by_width(tiny):
+    """ComfyUI's DualCLIPLoader (type ace) tells Qwen3-0.6B from the language model by its width, in either order: a
+    graph with the 1.7B / 4B first loads with each file in its place; a text encoder of another width alone is named
+    (it was a shape error inside the condition encoder)."""
+    from graph_engine import NodeError
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from nodes.generate import ace_step as ace
+    from nodes.generate.model_manager import ModelManager
+    wide = Qwen3ForCausalLM(Qwen3Config(vocab_size=CODE0 + 64000, hidden_size=48, intermediate_size=48,
+                                        num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                        tie_word_embeddings=True))
+    _save({k: v for k, v in wide.state_dict().items() if k != "lm_head.weight"},
+          tiny / "models" / "text_encoders" / "qwen_wide_lm.safetensors")
+    m = ace.load(ModelManager(), FILES["diffusion_model"], "qwen_wide_lm.safetensors", FILES["text_encoder"],
+                 FILES["vae"], "cpu")
+    assert (m.text_encoder.config.hidden_size, m.lm.config.hidden_size) == (32, 48)
+    with pytest.raises(NodeError, match="qwen_wide_lm.safetensors.*48.*32.*qwen_0.6b_ace15"):
+        ace.load(ModelManager(), FILES["diffusion_model"], "qwen_wide_lm.safetensors", "", FILES["vae"], "cpu")
 
 
 def imported(name: str):
@@ -311,6 +337,26 @@ def test_comfyui_xl_sft_template_runs_and_saves_its_song(model, tmp_path):
     assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768
 
 
+def api_graph() -> dict:
+    """ComfyUI's ACE-Step 1.5 chain in its API format (1 s latent, 2 s told, codes lm_seed 3, noise seed 8)."""
+    return {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": FILES["diffusion_model"], "weight_dtype": "default"}},
+            "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": FILES["text_encoder"], "clip_name2": FILES["lm"],
+                                                             "type": "ace", "device": "default"}},
+            "3": {"class_type": "VAELoader", "inputs": {"vae_name": FILES["vae"]}},
+            "4": {"class_type": "TextEncodeAceStepAudio1.5", "inputs": {
+                "clip": ["2", 0], "tags": "rain", "lyrics": "", "seed": 3, "bpm": 90, "duration": 2.0,
+                "timesignature": "4", "language": "en", "keyscale": "A minor", "generate_audio_codes": True,
+                "cfg_scale": 1.0, "temperature": 0.85, "top_p": 0.9, "top_k": 0, "min_p": 0.0}},
+            "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
+            "6": {"class_type": "EmptyAceStep1.5LatentAudio", "inputs": {"seconds": 1.0, "batch_size": 1}},
+            "7": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
+            "8": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["4", 0], "negative": ["5", 0],
+                                                       "latent_image": ["6", 0], "seed": 8, "steps": 4, "cfg": 1.0,
+                                                       "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+            "9": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
+            "10": {"class_type": "SaveAudio", "inputs": {"audio": ["9", 0], "filename_prefix": "audio/x"}}}
+
+
 def test_told_duration_apart_from_length(model):
     """TextEncodeAceStepAudio1.5's duration may differ from the latent's seconds: 2 s told (10 codes, "duration: 2
     seconds" in the metas) for 1 s of sound; the imported graph carries it."""
@@ -323,23 +369,61 @@ def test_told_duration_apart_from_length(model):
     got = ace.generate(model, song, SECONDS, 4, 1.0, "euler", "simple", 3.0, 8, codes)
     told_one = ace.generate(model, ace.Song(**SONG), SECONDS, 4, 1.0, "euler", "simple", 3.0, 8, codes)
     assert got.shape == (2, FRAMES * HOP) and float((got - told_one).abs().max()) > 1e-5     # the metas' text moved it
-    api = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": FILES["diffusion_model"], "weight_dtype": "default"}},
-           "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": FILES["text_encoder"], "clip_name2": FILES["lm"],
-                                                            "type": "ace", "device": "default"}},
-           "3": {"class_type": "VAELoader", "inputs": {"vae_name": FILES["vae"]}},
-           "4": {"class_type": "TextEncodeAceStepAudio1.5", "inputs": {
-               "clip": ["2", 0], "tags": "rain", "lyrics": "", "seed": 3, "bpm": 90, "duration": 2.0,
-               "timesignature": "4", "language": "en", "keyscale": "A minor", "generate_audio_codes": True,
-               "cfg_scale": 1.0, "temperature": 0.85, "top_p": 0.9, "top_k": 0, "min_p": 0.0}},
-           "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
-           "6": {"class_type": "EmptyAceStep1.5LatentAudio", "inputs": {"seconds": 1.0, "batch_size": 1}},
-           "7": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
-           "8": {"class_type": "KSampler", "inputs": {"model": ["7", 0], "positive": ["4", 0], "negative": ["5", 0],
-                                                      "latent_image": ["6", 0], "seed": 8, "steps": 4, "cfg": 1.0,
-                                                      "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-           "9": {"class_type": "VAEDecodeAudio", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
-           "10": {"class_type": "SaveAudio", "inputs": {"audio": ["9", 0], "filename_prefix": "audio/x"}}}
+    api = api_graph()
     g = load_workflow(text=import_data(api).yaml).graph
     (node,) = [n for n in g.nodes.values() if n.type == "generate.ace_step"]
     assert (node.params["seconds"], node.params["duration"], node.params["lm_seed"], node.params["seed"]) == \
         (1.0, 2.0, 3, 8)
+
+
+def test_negative_not_carried_leaves_a_valid_graph():
+    """A negative generate.ace_step does not carry (two prompts combined, cfg 3) is folded away whole and said so
+    on each of its nodes: before, its CLIPTextEncodes stayed on DualCLIPLoader type ace and the graph was invalid."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    api = api_graph()
+    api.update({"11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "harsh"}},
+                "12": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "off-key"}},
+                "13": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["11", 0],
+                                                                       "conditioning_2": ["12", 0]}}})
+    api["8"]["inputs"].update(negative=["13", 0], cfg=3.0)
+    result = import_data(api)
+    g = load_workflow(text=result.yaml).graph
+    assert sorted(n.type for n in g.nodes.values()) == ["generate.ace_step", "io.save_audio"]
+    for cid in ("11", "12", "13"):
+        entry = result.report.entries[cid]
+        assert entry.status == "approx" and "not carried" in " ".join(entry.notes)
+    # what feeds the positive is not the negative's, though ConditioningZeroOut reads the positive: an unmapped node
+    # writing the tags stays unmapped (not folded away as 'exact')
+    api = api_graph()
+    api["11"] = {"class_type": "GeminiNodeV2", "inputs": {"prompt": "write a song"}}
+    api["4"]["inputs"]["tags"] = ["11", 0]
+    assert [e.class_type for e in import_data(api).report.blocking] == ["GeminiNodeV2"]
+
+
+def test_ace_step_latent_through_another_sampler_is_named():
+    """ACE-Step 1.5's latent decoded after a KSamplerAdvanced (not folded): the report names ACE-Step and what it
+    takes; it said Kinograph decodes only LTX-2's and Stable Audio Open's sound."""
+    from app.comfyui import import_data
+    api = api_graph()
+    ks = api["8"]["inputs"]
+    api["8"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        **{k: ks[k] for k in ("model", "positive", "negative", "latent_image", "steps", "cfg", "sampler_name",
+                              "scheduler")}, "add_noise": "enable", "noise_seed": 8, "start_at_step": 0,
+        "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    report = import_data(api).report
+    assert [e.class_type for e in report.blocking] == ["VAEDecodeAudio"]
+    assert "ACE-Step 1.5's latent, from KSamplerAdvanced" in " ".join(report.entries["9"].notes)
+
+
+def test_lora_on_the_model_is_refused_by_name():
+    """A LoRA between UNETLoader and ModelSamplingAuraFlow: generate.ace_step takes none, so the chain is left
+    unmapped with the LoRA node named (it said 'the all-in-one checkpoint or other nodes')."""
+    from app.comfyui import import_data
+    api = api_graph()
+    api["11"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "voice.safetensors",
+                                                                 "strength_model": 0.8}}
+    api["7"]["inputs"]["model"] = ["11", 0]
+    report = import_data(api).report
+    assert [e.class_type for e in report.blocking] == ["VAEDecodeAudio"]
+    assert "LoraLoaderModelOnly" in report.entries["9"].notes[-1]

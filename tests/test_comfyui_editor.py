@@ -2,6 +2,7 @@
 unmapped nodes drawn as red placeholders."""
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -451,3 +452,33 @@ def test_an_imported_workflow_is_named_after_its_file_until_saved(win, monkeypat
     assert asked == ["Save changes to wan_t2v (unsaved)?"]
     win.doc.save(tmp_path / "shot.yaml")
     assert win.windowTitle().startswith("shot.yaml")
+
+
+def test_the_first_run_of_an_imported_file_uses_the_seed_it_was_saved_with(win, monkeypatch):
+    """ComfyUI applies 'randomize' after a queue, so the seed a ComfyUI file (or a picture carrying it) holds is the
+    one its picture was made with. The editor drew a new seed before the first run: an artist who opened a file to
+    make that picture again got another one. The first run keeps it; the next ones draw."""
+    monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)
+    ran = []
+    monkeypatch.setattr(win.runs, "submit", lambda doc, **kw: ran.append(doc.graph.nodes["k_sampler_3"].params["seed"])
+                        or SimpleNamespace())
+    assert win.open_path(DATA / "wan_t2v.json") is win
+    saved = win.doc.graph.nodes["k_sampler_3"].params["seed"]
+    assert win.doc.graph.ui["k_sampler_3"]["seed"] == {"seed": "random"}
+    win.run()
+    win.run()
+    assert ran[0] == saved and ran[1] != saved
+
+
+def test_a_first_run_that_stops_short_leaves_the_files_seed_for_the_next(win, tmp_path, monkeypatch):
+    """The first run of a ComfyUI file usually stops at a model not yet in the folders; ComfyUI, refusing that
+    queue, keeps the seed. Fixed and run again, the file's seed must still be the one sampled."""
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))       # empty: the run stops at loading
+    monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)
+    assert win.open_path(DATA / "wan_t2v.json") is win
+    saved = win.doc.graph.nodes["k_sampler_3"].params["seed"]
+    first = win.run()
+    assert win.runs.wait_idle(120) and first.state == "failed", first.error
+    again = win.run()
+    assert again.workflow.graph.nodes["k_sampler_3"].params["seed"] == saved
+    assert win.runs.wait_idle(120)

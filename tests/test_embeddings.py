@@ -182,3 +182,26 @@ def test_an_embedding_replaced_under_its_name_changes_the_prompts_cache_key(sd, 
     save_file({"emb_params": torch.randn(1, WIDTH)}, str(emb))
     after = keys()
     assert after["p"] != before["p"] and after["q"] == before["q"] and after["m"] == before["m"]
+
+
+def test_kinograph_info_lists_embeddings_and_stored_prompts_as_read(models, capsys):
+    """A ComfyUI embeddings/ folder was all 'unknown ... no known key pattern', loads 'no': A1111's textual inversions
+    (read by prompts as embedding:NAME) and Marigold v2's stored prompts (read by condition.load) alike."""
+    from app.cli import main
+    emb = models / "embeddings"
+    torch.save({"string_to_param": {"*": torch.randn(3, 768)}, "name": "bad_hands"}, emb / "bad_hands.pt")
+    save_file({"emb_params": torch.randn(2, 768)}, str(emb / "EasyNegative.safetensors"))
+    save_file({"clip_l": torch.randn(2, 768), "clip_g": torch.randn(2, 1280)}, str(emb / "neg" / "sdxl_neg.safetensors"))
+    save_file({"conditioning": torch.randn(1, 5, 3584).bfloat16()}, str(emb / "marigold_v2_depth_conditioning.safetensors"))
+    save_file({"x": torch.randn(4, 4), "y": torch.randn(4)}, str(emb / "other.safetensors"))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.rsplit("/", 1)[-1]: line.split()[:5] for line in out if str(emb) in line}
+    assert rows["bad_hands.pt"] == ["embedding", "sd15", "embedding", "fp32", "yes"]
+    assert rows["EasyNegative.safetensors"] == ["embedding", "sd15", "embedding", "fp32", "yes"]
+    assert rows["sdxl_neg.safetensors"] == ["embedding", "sdxl", "embedding", "fp32", "yes"]
+    assert rows["marigold_v2_depth_conditioning.safetensors"] == ["conditioning", "5x3584", "conditioning", "bf16", "yes"]
+    assert rows["other.safetensors"][0] == "unknown" and rows["other.safetensors"][4] == "no"
+    notes = "\n".join(out)
+    assert "(embedding:EasyNegative in an SD 1.5 or AnimateDiff prompt)" in notes
+    assert "(condition.load: a stored prompt, 5 tokens 3584 wide" in notes

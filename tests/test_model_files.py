@@ -137,6 +137,11 @@ CASES = {
     "flux lora (kohya)": ({"lora_unet_double_blocks_0_img_mod_lin.lora_down.weight": (16, 3072),
                            "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (16, 3072)},
                           ("lora", "flux", "kohya")),
+    # its text refiner's blocks.N.mlp.fc1 is also MiniMax H3's block name: the single blocks say HunyuanVideo
+    "hunyuan lora (single blocks, token refiner)": ({
+        "diffusion_model.single_blocks.0.linear1.lora_A.weight": (16, 3072),
+        "diffusion_model.txt_in.individual_token_refiner.blocks.0.mlp.fc1.lora_A.weight": (16, 3072)},
+        ("lora", "hunyuan", "peft")),
     "hunyuan lora (kohya)": ({"lora_unet_double_blocks_0_img_mlp_fc1.lora_down.weight": (16, 3072),
                               "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (16, 3072)},
                              ("lora", "hunyuan", "kohya")),

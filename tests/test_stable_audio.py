@@ -218,6 +218,24 @@ def test_not_a_stable_audio_checkpoint(tiny):
                 "t5-base.safetensors", "cpu")
 
 
+def test_kinograph_info_names_the_checkpoint_and_the_node_that_reads_it(tiny, capsys):
+    """A newcomer's `kinograph info` listed Stable Audio Open's checkpoint as 'unknown ... no known key pattern',
+    loads 'no', and load.model (what checkpoints/ is read by) said it could not tell the family."""
+    from app.cli import main
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import describe_model, detect_family
+    ckpt = tiny / "models" / "checkpoints" / CKPT
+    d = describe_model(ckpt)
+    assert (d["family"], d["role"], d["loads"]) == ("stable_audio", "checkpoint", "yes"), d
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.endswith(str(ckpt)))
+    assert row.split()[:3] == ["stable_audio", "open-1.0", "checkpoint"], row
+    assert "generate.stable_audio reads it as its checkpoint" in out
+    with pytest.raises(NodeError, match=f"{CKPT} is Stable Audio Open 1.0's checkpoint.*generate.stable_audio"):
+        detect_family(ckpt)
+
+
 def test_a_t5_of_another_width_is_named(tiny):
     """T5-XXL beside T5-base in text_encoders/ (FLUX.1's, SD3's) is T5 too, but its states are wider than the DiT's
     cross-attention reads: named, where it stopped in a tensor size mismatch."""

@@ -15,7 +15,7 @@ differs) or not mapped. This page is generated from `app/comfyui/mapping.py`
 (`python -m app.comfyui.docs`); a test fails when it is out of date.
 
 How the two formats are read: UI files store widget values by position (the "control after generate"
-value after a seed becomes the editor's seed mode: randomize draws a new seed at each run, increment adds one,
+value after a seed becomes the editor's seed mode: randomize draws a new seed at each run after the first, increment adds one,
 fixed and decrement keep it), VideoHelperSuite stores them by name; reroutes, KJNodes'
 SetNode/GetNode pairs and primitive nodes are inlined, muted nodes dropped, bypassed nodes rewired
 past (each output takes the input of the same type; an input left with nothing is named in its

@@ -83,6 +83,7 @@ def to_document(read: Imported) -> Tuple[Document, object]:
     doc = Document(read.graph, None, read.registry, read.problems, read.checked)
     doc.origin = read.origin                 # unsaved: Save asks where, the ComfyUI file is never overwritten
     doc.saved_view = read.view
+    doc.seeds_as_read = True
     return doc, read.report
 
 

@@ -77,6 +77,9 @@ class Document(QObject):
         # Where that render's workflow takes relative paths from, found when it was read (Workflow.render_dir):
         # editing its output path must not move its outputs into the render's folder.
         self.render_dir: Optional[Path] = None
+        # ComfyUI draws a 'randomize' seed after a run, so an imported file's seeds made its picture: the editor, which
+        # draws before a run, keeps them for the first one (comfyui_open.to_document sets this)
+        self.seeds_as_read = False
         self.problems: List[Problem] = list(problems)
         # Those of them that validating the graph found when it was read: true of the graph then, not
         # necessarily now (Document.still_found).

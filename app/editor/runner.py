@@ -73,6 +73,7 @@ class Job:
     owner: Any = None               # the document whose canvas shows this job's badges
     failed: Dict[str, str] = field(default_factory=dict)    # node -> message, of this job alone
     estimates: Dict[str, float] = field(default_factory=dict)   # node -> seconds told before the run
+    seeds_as_read: bool = False     # run on an imported file's own seeds (Document.seeds_as_read)
 
     @property
     def outputs(self) -> List[str]:

@@ -1005,10 +1005,14 @@ class MainWindow(QMainWindow):
         if allow is None:
             self.message("Run cancelled: it would write outside the workflow's folder")
             return None
-        self.controller.next_seeds()
+        as_read, self.doc.seeds_as_read = self.doc.seeds_as_read, False
+        if not as_read:
+            self.controller.next_seeds()
         self.bottom_tabs.setCurrentWidget(self.log)
         self._autosave_before_running()
-        return self.runs.submit(self.doc, targets=targets, allow_outside=allow)
+        job = self.runs.submit(self.doc, targets=targets, allow_outside=allow)
+        job.seeds_as_read = as_read
+        return job
 
     def queue_new_seeds(self) -> Optional[Job]:
         """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""
@@ -1017,6 +1021,7 @@ class MainWindow(QMainWindow):
         if allow is None:
             return None
         self.controller.next_seeds(reroll=True)
+        self.doc.seeds_as_read = False
         self._autosave_before_running()
         return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)", allow_outside=allow)
 
@@ -1109,6 +1114,10 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
+        if job.seeds_as_read and job.state == "failed":
+            # it made no picture (a model not in the folders yet, as ComfyUI refuses such a queue): the next run
+            # still samples the file's seeds
+            self.doc.seeds_as_read = True
         self._remember_run(job)
         self._clip_info(job)
         if job.kind == "view":

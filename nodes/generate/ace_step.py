@@ -168,7 +168,7 @@ def vae_part(state: dict, name: str):
     top level, or under vae. in a checkpoint), at 48 kHz."""
     from nodes.generate.stable_audio import vae_weights
     for pre in ("", "vae.", "first_stage_model."):
-        if any(k.startswith(pre + "decoder.layers.0.") for k in state):
+        if {pre + "decoder.layers.0.weight_v", pre + "decoder.layers.0.parametrizations.weight.original1"} & set(state):
             return vae_weights(state, name, prefix=pre, rate=RATE)
     raise NodeError(NOT_ACE.format(name=name, what="VAE", why="no Oobleck decoder.layers",
                                    want="ace_1.5_vae.safetensors from vae/"))
@@ -244,12 +244,28 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
             mods["condition_encoder"].silence_latent.copy_(silence(mods["condition_encoder"].silence_latent.shape[1]))
         vcfg, vsd = vae_part(load_weights(vae_path, torch.float32), vae_path.name)
         decoder = _loaded(AutoencoderOobleck(**vcfg), vsd, vae_path.name, "VAE")
-        encoder = qwen3(load_weights(te, torch.float32), te.name, head=False)
-        writer = qwen3(load_weights(lm_path, torch.float32), lm_path.name, head=True) if lm_path else None
-        tok = tokenizer(te, _detect(te, ("text_encoder",), "a text encoder"))
+        te_file, lm_file = te, lm_path
+        te_sd, lm_sd = load_weights(te, torch.float32), load_weights(lm_path, torch.float32) if lm_path else None
+        want = mods["condition_encoder"].config.text_hidden_dim
+        # ComfyUI's DualCLIPLoader (ace) takes the two Qwen files in either order, told apart by their width
+        if _width(te_sd) != want and lm_sd is not None and _width(lm_sd) == want:
+            te_file, lm_file, te_sd, lm_sd = lm_path, te, lm_sd, te_sd
+        if _width(te_sd) not in (want, None):
+            raise NodeError(f"{te_file.name} is {_width(te_sd)} wide, the text encoder ACE-Step reads is {want}: "
+                            "give qwen_0.6b_ace15.safetensors as text_encoder (qwen_1.7b_ace15 / qwen_4b_ace15 "
+                            "are the lm)")
+        encoder = qwen3(te_sd, te_file.name, head=False)
+        writer = qwen3(lm_sd, lm_file.name, head=True) if lm_sd is not None else None
+        tok = tokenizer(te_file, _detect(te_file, ("text_encoder",), "a text encoder"))
         return AceStep(*(m.to(device) for m in (*mods.values(), decoder, encoder)),
                        writer.to(device) if writer is not None else None, tok, device)
     return mm.cached(("ace_step", *map(str, files), device), build, files=files)
+
+
+def _width(state: dict) -> Optional[int]:
+    """A Qwen3 file's hidden width (None where it holds no Qwen3 embeddings: qwen3 names the file)."""
+    emb = state.get("model.embed_tokens.weight")
+    return int(emb.shape[1]) if emb is not None else None
 
 
 def _loaded(module, sd: dict, name: str, part: str):

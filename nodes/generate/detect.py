@@ -1128,9 +1128,11 @@ def _lora(k: Keys) -> Optional[Detection]:
     if "motion_modules" in text:
         fam, why = "animatediff", "motion_modules LoRA"
     elif re.search(r"(^|[._])(blocks[._]\d+[._](attn[._]qkv_proj|mlp[._]fc1|adaln_proj)|final_layer[._](video|audio)_out|"
-                   r"video_patch_proj|condition_proj)", text) and "double_blocks" not in text:
+                   r"video_patch_proj|condition_proj)", text) and \
+            not re.search("double_blocks|single_blocks|individual_token_refiner", text):
         # MiniMax H3's own names (qkv_proj, mlp.fc1, adaln_proj, video_out), as ComfyUI's, ai-toolkit's and
-        # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them
+        # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them; HunyuanVideo's text refiner
+        # (txt_in.individual_token_refiner.blocks.N.mlp.fc1) has one of them too
         fam, why = "minimax_h3", "MiniMax H3 block names"
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
             "transformer_blocks" not in text and "double_blocks" not in text:
@@ -1333,6 +1335,17 @@ def _krea2(k: Keys) -> Optional[Detection]:
     return None
 
 
+def _stable_audio(k: Keys) -> Optional[Detection]:
+    """Stable Audio Open 1.0's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors: the DiT under
+    model.model., the Oobleck VAE under pretransform.model., the seconds conditioners), which generate.stable_audio
+    reads whole; no model loader takes it."""
+    if not k.has("model.model.transformer.project_in.weight",
+                 "conditioner.conditioners.seconds_total.embedder.embedding.1.weight"):
+        return None
+    return Detection("checkpoint", "stable_audio", "open-1.0", why="model.model.transformer / pretransform / "
+                     "conditioner.conditioners.seconds_total (stable-audio-tools' names)")
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1341,7 +1354,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

@@ -107,3 +107,35 @@ def _tokens(pipe, name: str, log) -> list:
     added[key] = tokens
     log(f"embedding {name}: {vec.shape[0]} vector{'s' if vec.shape[0] != 1 else ''} from {path}")
     return tokens
+
+
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a file in embeddings/, from its header: a textual inversion (named in a prompt as
+    embedding:NAME) or a stored prompt (condition.load: Marigold v2's *_conditioning), else what detection makes of it.
+    detect's rules know neither, so ComfyUI's embeddings/ folder was listed as 'unknown: no known key pattern', none
+    of it loading."""
+    from nodes.generate.detect import precision_of
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.weights import read_header
+    try:
+        header = read_header(path)
+    except NodeError as exc:
+        return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
+                "note": str(exc).splitlines()[0]}
+    shapes = header.shapes
+    row = {"precision": precision_of(header), "loads": "yes"}
+    cond = shapes.get("conditioning")
+    if cond is not None and len(cond) in (2, 3):
+        return dict(row, family="conditioning", variant=f"{cond[-2]}x{cond[-1]}", role="conditioning",
+                    note=f"condition.load: a stored prompt, {cond[-2]} tokens {cond[-1]} wide (Marigold v2's task "
+                         "prompts are Qwen-Image's, 3584 wide)")
+    stem = Path(path).stem
+    if "clip_l" in shapes and "clip_g" in shapes:
+        return dict(row, family="embedding", variant="sdxl", role="embedding",
+                    note=f"embedding:{stem} in an SDXL prompt; its clip_l half in an SD 1.5 or AnimateDiff one")
+    found = [s for k, s in shapes.items() if k.startswith("string_to_param.") or k == "emb_params"] or \
+        (list(shapes.values()) if len(shapes) == 1 else [])
+    if not found or len(found[0]) not in (1, 2) or found[0][-1] != 768:     # CLIP-L's width: SD 1.x's vectors
+        return describe_model(path)
+    return dict(row, family="embedding", variant="sd15", role="embedding",
+                note=f"embedding:{stem} in an SD 1.5 or AnimateDiff prompt")

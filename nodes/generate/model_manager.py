@@ -70,6 +70,10 @@ def _read_json(p: Path) -> dict:
 
 
 # -- detection -----------------------------------------------------------------------------
+STABLE_AUDIO_READER = ("generate.stable_audio reads it as its checkpoint, with T5-base from "
+                       "text_encoders/t5-base.safetensors and its tokenizer folder text_encoders/t5-base/")
+
+
 def detect_family(path: Path) -> Tuple[Optional[str], str]:
     """(family or None, what it was recognised by). "motion" = an AnimateDiff motion module file."""
     path = Path(path)
@@ -93,6 +97,9 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
                 return family_of_classes(denoiser=cls), f"{cfg.relative_to(path)} names {cls}"
         return None, "no model_index.json or config.json"
     det = detect_file(path)
+    if det.family == "stable_audio":
+        raise NodeError(f"{path.name} is Stable Audio Open 1.0's checkpoint (sound, not pictures): "
+                        f"{STABLE_AUDIO_READER}, not a model loader")
     if det.role == "motion_module":
         return "motion", "its motion_modules tensors"
     if det.role in ("diffusion_model", "checkpoint"):
@@ -655,6 +662,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "ipadapter":
         return ipadapter_support(det)
+    if det.family == "stable_audio":
+        return True, STABLE_AUDIO_READER
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
@@ -850,7 +859,8 @@ def list_found_models() -> List[Tuple[str, str, Dict[str, str]]]:
 # Kinds whose models are no diffusion weights (TorchScript pose networks, SAM folders): the module that loads them
 # says what each is and whether it loads; read as weights, a good DWPose file was 'unreadable ... corrupt'.
 DESCRIBED_BY = {"pose": "nodes.pose.dwpose", "sam2": "nodes.mask.segment", "annotators": "nodes.lines.extract",
-                "depth": "nodes.depth.estimate", "audio_encoders": "nodes.generate.audio_encoder"}
+                "depth": "nodes.depth.estimate", "audio_encoders": "nodes.generate.audio_encoder",
+                "embeddings": "nodes.generate.embeddings"}
 
 
 def _describe(kind: str, path: Path) -> Dict[str, str]:

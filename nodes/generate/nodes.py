@@ -135,8 +135,9 @@ with load.text_encoder (qwen3vl_4b_fp8_scaled.safetensors, type krea2) and load.
 Turbo: 8 steps at cfg 1 (no negative pass); Raw: 28 steps, cfg 5.5 with a negative prompt (Krea2Pipeline's
 guidance_scale 4.5 + 1). Sizes divisible by 16.""")
 load_hidream = _family_loader("hidream", "Load HiDream-I1", """HiDream-I1 text-to-image (full, dev, fast): keyframes
-to animate with an image-to-video model. ComfyUI's files: the transformer (diffusion_models/hidream_i1_full_fp16.safetensors)
-here or through load.diffusion_model, with load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl, llama_3.1_8b_instruct:
+to animate with an image-to-video model; HiDream-E1 / E1.1 picture edits (hidream_e1_full_bf16, hidream_e1_1_bf16: the
+picture through condition.control_image, guide.dual_cfg). ComfyUI's files: the transformer
+(diffusion_models/hidream_i1_full_fp16.safetensors) here or through load.diffusion_model, with load.text_encoder (clip_l_hidream, clip_g_hidream, t5xxl, llama_3.1_8b_instruct:
 name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
@@ -155,8 +156,9 @@ load.diffusion_model, with load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetens
 (FLUX.1's ae.safetensors).
 
 True CFG: cfg 4-4.5 with a negative prompt, 50 steps (guide.cfg_norm as ComfyUI's template sets CFGNorm). Text in
-quotes is read a character at a time. Edit: encode.qwen_edit with the picture and condition.reference. Sizes divisible
-by 16.""")
+quotes is read a character at a time. Edit: encode.qwen_edit with the picture and the VAE, which carries the picture's
+latent as the reference (a condition.reference given a latent as well would add a second one). Sizes divisible by
+16.""")
 load_ovis = _family_loader("ovis", "Load Ovis-Image", """Ovis-Image text-to-image (AIDC-AI's Ovis-Image-7B, made for text
 in pictures): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
 (diffusion_models/ovis_image_bf16.safetensors) here or through load.diffusion_model, with load.text_encoder

@@ -21,8 +21,10 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
                                                    help="compute precision; default = the device's usual "
                                                         "(fp8 files are dequantised to it)")) -> MODEL:
-    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2, FLUX.1, Qwen-Image or Qwen-Image 2.1 in
-    fp16, bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
+    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader), in fp16, bf16, fp8, fp8_scaled,
+    int8_convrot or GGUF: Wan, HunyuanVideo, LTX-Video, FLUX.1 and FLUX.2, Chroma, Z-Image, Krea 2, HiDream-I1 and E1,
+    LongCat-Image, Ovis-Image, Qwen-Image and others (`kinograph info` lists each file's family and whether it loads).
+    Feed it text from load.text_encoder and latents through load.vae."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_diffusion_model as run
     return run(manager_for(ctx), name, weight_dtype, ctx.device)

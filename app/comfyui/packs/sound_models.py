@@ -153,8 +153,9 @@ class SoundModels:
         vae = self._upstream(cn, "vae")[0]
         why = ""
         if model is None or model.class_type != "UNETLoader":
-            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader): "
-                   "the all-in-one checkpoint or other nodes on the model's way are not read")
+            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader) with "
+                   f"only ModelSamplingAuraFlow between: {getattr(model, 'class_type', 'nothing')} on the model's way "
+                   "is not read")
         elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or clip is None or \
                 clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader":
             why = ("generate.ace_step takes the prompt from TextEncodeAceStepAudio1.5 on DualCLIPLoader's encoders "
@@ -190,12 +191,27 @@ class SoundModels:
             notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
         if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
             notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
+        carried = [model, *shifts, pos, clip, vae]
+        # the negative's nodes fold away whole (none is left dangling on the folded loaders)
+        negative = self._feeding(neg, {n.id for n in carried if n is not None})
+        dropped = set()
         if neg is None or neg.class_type != "ConditioningZeroOut":
             notes.append("the negative is not ConditioningZeroOut's: generate.ace_step guides against the model's "
                          "null embedding, as ComfyUI does for a zeroed one")
-        return self._fold_ace_step(cn, ks, params, [model, *shifts, pos, neg, clip, vae])
+            dropped = {n.id for n in negative}
+        return self._fold_ace_step(cn, ks, params, [*carried, *negative], dropped)
 
-    def _fold_ace_step(self, cn, ks, params, folded):
+    def _feeding(self, node, stop):
+        """`node` and every ComfyUI node upstream of it, short of the nodes `stop` (ids) and what feeds them."""
+        seen, todo = {}, [node]
+        while todo:
+            n = todo.pop()
+            if n is not None and n.id not in seen and n.id not in stop:
+                seen[n.id] = n
+                todo += [self.flat.nodes.get(v.node) for v in n.inputs.values() if isinstance(v, Ref)]
+        return list(seen.values())
+
+    def _fold_ace_step(self, cn, ks, params, folded, dropped):
         g = self.graph
         made = {k for n in [ks, *folded] if n is not None and n.id in self.report.entries
                 for k in self.report.entries[n.id].kinograph if k in g.nodes}
@@ -206,9 +222,10 @@ class SoundModels:
         for entry in self.report.entries.values():
             if set(entry.kinograph) & gone:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
-                entry.status = "exact"      # (a zeroed negative is the null embedding generate.ace_step takes)
+                entry.status = "approx" if entry.comfy_id in dropped else "exact"
                 entry.notes = [f"folded into {nid} (generate.ace_step), with the loaders, prompt, "
                                "EmptyAceStep1.5LatentAudio and VAEDecodeAudio"] if entry.comfy_id == ks.id else \
-                    [f"folded into {nid} (generate.ace_step)"]
+                    [f"part of the negative, not carried: {nid} (generate.ace_step) guides against the model's null "
+                     "embedding"] if entry.comfy_id in dropped else [f"folded into {nid} (generate.ace_step)"]
         self.outs[(cn.id, 0)] = Out((nid, "audio"))
         return [nid]

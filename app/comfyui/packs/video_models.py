@@ -325,8 +325,16 @@ class VideoModels:
                    if isinstance(v, Ref) and v.node in self.flat.nodes}
         if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":
             self.placeholder(cn)
-            self.report.entries[cn.id].notes.append("VAEDecodeAudio decodes LTX-2's and Stable Audio Open's sound in "
-                                                    "Kinograph; this latent comes from another model")
+            sampler = self.flat.nodes[cn.inputs["samples"].node] if "samples" in made_by else None
+            empty = sampler.inputs.get("latent_image") if sampler is not None else None
+            if isinstance(empty, Ref) and getattr(self.flat.nodes.get(empty.node), "class_type", "") == \
+                    "EmptyAceStep1.5LatentAudio":
+                why = (f"ACE-Step 1.5's latent, from {sampler.class_type}: generate.ace_step takes the chain with "
+                       "KSampler (EmptyAceStep1.5LatentAudio -> KSampler -> VAEDecodeAudio)")
+            else:
+                why = "VAEDecodeAudio decodes LTX-2's and Stable Audio Open's sound in Kinograph; this latent comes " \
+                      "from another model"
+            self.report.entries[cn.id].notes.append(why)
             return None
         return self.special_ltx2_audio_decode(cn, rule, params, notes)
 
