@@ -226,18 +226,33 @@ def _comfy_draw(canvas, keypoints, scores, threshold, draw_body, draw_feet, draw
     return canvas
 
 
+def _comfy_remap(kp, sx, sy):
+    kp = kp.copy()
+    invalid = kp[..., 0] < 0
+    kp[..., 0] = kp[..., 0] / sx
+    kp[..., 1] = kp[..., 1] / sy
+    kp[invalid] = -1
+    return kp
+
+
 def _comfy_pictures(sdpose, frames, draw=(True, True, True, True, 4, 2, 0.5)):
-    """The templates' pictures of `frames` ([T, H, W, 3] uint8, sizes of whole eighths) and the keypoints."""
+    """The templates' pictures of `frames` ([T, H, W, 3] uint8, any size) and the keypoints: each frame stretched
+    to the head's 768x1024 (_resize_to_model: area when shrinking both ways, else bilinear), keypoints mapped back."""
     import torch
     body, hands, face, feet, stick, face_size, threshold = draw
     vae = sdpose["vae"]
-    x = torch.from_numpy(frames.astype(np.float32) / 255.0).permute(0, 3, 1, 2) * 2 - 1
+    h, w = frames.shape[1:3]
+    x = torch.from_numpy(frames.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    x = torch.nn.functional.interpolate(x, size=(1024, 768), mode="area" if (1024 <= h and 768 <= w) else "bilinear")
     with torch.no_grad():
-        z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+        # contiguous: a channels-last stride (left by the permute) only changes the convolutions' float rounding,
+        # which the Newton step of the decode turns into a pixel on a random peak of a lone frame
+        z = vae.encode((x * 2 - 1).contiguous()).latent_dist.mean * vae.config.scaling_factor
     heat = _comfy_head(sdpose["head"], _comfy_feature(sdpose["unet"], z))
     pictures, points = [], []
     for hm in heat:
-        kp, sc = _comfy_openpose(*_comfy_decode(hm))
+        kp, sc = _comfy_decode(hm)
+        kp, sc = _comfy_openpose(_comfy_remap(kp, 768 / w, 1024 / h), sc)
         # SDPoseDrawKeypoints drops the face's two appended eye points and draws the 134 as they are
         pictures.append(_comfy_draw(np.zeros(frames.shape[1:], np.uint8), kp, sc, threshold, body, feet, face, hands,
                                     stick, face_size))
@@ -285,19 +300,21 @@ def test_image_template_draws_comfyuis_pose(sdpose):
 
 
 def test_keypoints_are_comfyuis(sdpose):
-    """The extractor's keypoints of a 3-frame clip read in batches of 2 (the UNet's pass on frames 0-1, then 2, as
-    ComfyUI's batch_size splits a clip) against ComfyUI's code on the same batches: scores to 1e-4 of their size, points
+    """The extractor's keypoints of a 3-frame clip of odd, non-square frames (45 x 61: ComfyUI stretches each to the
+    head's 768 x 1024 and maps the points back) read in batches of 2 (the UNet's pass on frames 0-1, then the last
+    batch of one, as ComfyUI's batch_size splits a clip) against ComfyUI's code on the same batches: scores to 1e-4 of
+    their size, points
     within 0.05 pixel, or 1e-3 of their distance for those a nearly flat peak throws hundreds of pixels off the
     picture (the sub-pixel Newton step on random heatmaps turns float rounding of the convolutions into a few
     hundredths of a pixel)."""
     from types import SimpleNamespace
     from nodes.generate.handles import ComponentHandle, ModelHandle
     from nodes.pose.sdpose import PoseTrack, SDPose
-    frames = sdpose["frames"]
+    frames = np.ascontiguousarray(sdpose["frames"][:, 1:46, 2:63])
     pipe = SimpleNamespace(unet=sdpose["unet"], vae=sdpose["vae"])
     path = str(sdpose["root"] / "models" / "checkpoints" / "sdpose_wholebody_fp16.safetensors")
     model = SDPose(ModelHandle("sd", path, pipe), ComponentHandle("sd", path, pipe, "vae"))
-    video = SimpleNamespace(length=3, width=SIZE, height=48, fps=24.0, frames=lambda a, b: frames[a:b])
+    video = SimpleNamespace(length=3, width=61, height=45, fps=24.0, frames=lambda a, b: frames[a:b])
     got = PoseTrack(video, model, 2).people(0, 3)
     want = _comfy_pictures(sdpose, frames[:2])[1] + _comfy_pictures(sdpose, frames[2:])[1]
     for people, w in zip(got, want):

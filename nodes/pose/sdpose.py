@@ -4,7 +4,7 @@ SDPose is Lotus-D's network (a Stable Diffusion 2 UNet with the 4-wide task embe
 latent at timestep 999 with Lotus' empty prompt) plus a heatmap head in the same checkpoint
 (model.diffusion_model.heatmap_head.*, Comfy-Org/SDPose sdpose_wholebody_fp16.safetensors). The head reads the
 UNet's decoder features where the last output block starts (its input and skip joined: 640 channels on SD 2's
-widths), draws 133 COCO-WholeBody heatmaps at a quarter of the picture's size, and each keypoint is the heatmap's
+widths), draws 133 COCO-WholeBody heatmaps at a quarter of the 768x1024 picture it reads, and each keypoint is the heatmap's
 peak refined a sub-pixel (DARK/UDP: blurred, in log space, one Newton step), scaled by the head's fixed factor.
 Keypoints come out in ComfyUI's 134-point OpenPose order (the neck inserted, body remapped): body 0-17, feet
 18-23, face 24-91, right hand 92-112, left hand 113-133."""
@@ -168,20 +168,32 @@ class SDPose:
         return wide[-1]
 
     def keypoints(self, frames: np.ndarray) -> List[np.ndarray]:
-        """Per frame, one person's [134, 3] keypoints in the frame's pixels (the frame cropped, centred, to
-        whole eighths as ComfyUI's VAE encode crops it)."""
+        """Per frame, one person's [134, 3] keypoints in the frame's pixels: each frame stretched to the head's
+        input size, as ComfyUI's _resize_to_model does (area when it shrinks both ways, else bilinear; the network
+        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back."""
         import torch
+        from torch.nn.functional import interpolate
         from nodes.generate.adapters import get_adapter
-        h, w = frames.shape[1] // 8 * 8, frames.shape[2] // 8 * 8
-        y, x = (frames.shape[1] - h) // 2, (frames.shape[2] - w) // 2
-        # [1, 3, T, H, W] in [-1, 1] as ComfyUI makes it (x / 255 * 2 - 1): the peak's sub-pixel step is sensitive
-        # enough that a different rounding of the pixels moves points by hundredths of a pixel
-        pixels = (torch.from_numpy(np.ascontiguousarray(frames[:, y:y + h, x:x + w])).float() / 255.0 * 2 - 1)
-        pixels = pixels.permute(3, 0, 1, 2)[None]
+        h, w = frames.shape[1:3]
+        mw, mh = INPUT_SIZE
+        # [1, 3, T, H, W] in [-1, 1] as ComfyUI makes it (x / 255, resized, * 2 - 1): the peak's sub-pixel step is
+        # sensitive enough that a different rounding of the pixels moves points by hundredths of a pixel
+        pixels = torch.from_numpy(np.ascontiguousarray(frames)).float().permute(0, 3, 1, 2) / 255.0
+        pixels = interpolate(pixels, size=(mh, mw), mode="area" if (mh <= h and mw <= w) else "bilinear")
+        # contiguous, so the VAE's convolutions round alike whatever the batch (a channels-last stride does not)
+        pixels = (pixels * 2 - 1).contiguous().transpose(0, 1)[None]
         with torch.inference_mode():
             z = get_adapter(self.vae.family).vae_encode(self.vae.pipe, pixels)[0].transpose(0, 1)
             heat = self.head(self.features(z).float().to(self.device)).float().cpu().numpy()
-        return [openpose_order(*decode(m)) for m in heat]
+        out = []
+        for m in heat:
+            points, scores = decode(m)
+            # ComfyUI's _remap_keypoints: a point left of the picture (x < 0) is dropped to (-1, -1)
+            invalid = points[:, 0] < 0
+            points = points / np.array([mw / w, mh / h], np.float32)
+            points[invalid] = -1
+            out.append(openpose_order(points, scores))
+        return out
 
 
 def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None) -> "PoseTrack":
