@@ -480,7 +480,39 @@ def cmd_nodes(args) -> int:
     else:
         from .docs import nodes_text
         print(nodes_text(specs, full=bool(args.find)))
+        also = _mentioned(reg, args.find, specs) if args.find else []
+        if also:
+            # Names only: a common word ('sound' in every clip node's help) would bury what was found under
+            # whole helps. The Marigold templates' condition.load, the audio nodes for 'sound' were not found.
+            more = f" and {len(also) - MENTIONS_SHOWN} more" if len(also) > MENTIONS_SHOWN else ""
+            print(f"\n  also named in the help of: {', '.join(s.type for s in also[:MENTIONS_SHOWN])}{more}")
     return EXIT_OK
+
+
+MENTIONS_SHOWN = 15
+
+
+def _search_forms(words: List[str]) -> List[List[str]]:
+    """The words as typed, and as the nodes say them ('sound' is 'audio' in their names)."""
+    from .editor.fuzzy import expand
+    typed = [w.lower() for w in words]
+    return list({tuple(f): f for f in (typed, expand(" ".join(typed)).split())}.values())
+
+
+def _mentioned(reg, words: List[str], shown) -> list:
+    """The nodes whose help names every word (as a word's start: 'marigold' in Marigold v2, not inside another
+    word), left out of `shown`."""
+    import re
+    if len(words) > 1 and all(w in reg for w in words):
+        return []
+    seen = {s.type for s in shown}
+    found = []
+    for t in reg:
+        s = reg.get(t)
+        if t not in seen and any(all(re.search(rf"\b{re.escape(w)}", s.help, re.I) for w in form)
+                                 for form in _search_forms(words)):
+            found.append(s)
+    return found
 
 
 def _find_nodes(reg, specs, words: List[str]) -> list:
@@ -492,13 +524,16 @@ def _find_nodes(reg, specs, words: List[str]) -> list:
 
     def holding(ws):
         return [s for s in specs if all(w in f"{s.type} {s.title} {s.category}".lower() for w in ws)]
-    found = holding([w.lower() for w in words])
+    typed, *named = _search_forms(words)
+    found = holding(typed)
     if not found:
-        from .editor.fuzzy import comfyui_names, expand
-        asked = {w.lower() for w in words}
-        found = [s for s in specs if asked & {n.lower() for n in comfyui_names(s.type).split()}]
-        found = found or holding(expand(" ".join(words)).split())
-    return found
+        from .editor.fuzzy import comfyui_names
+        found = [s for s in specs if set(typed) & {n.lower() for n in comfyui_names(s.type).split()}]
+        if found:
+            return found
+    for form in named:      # 'sound' found three nodes, none of the audio ones
+        found += [s for s in holding(form) if s not in found]
+    return found or _mentioned(reg, words, [])
 
 
 def cmd_info(args) -> int:

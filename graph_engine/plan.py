@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import graphlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from .cache import fingerprint, hash_key
@@ -151,4 +152,8 @@ def _located_fingerprint(locate, name: str) -> Any:
         found = locate(name)
     except Exception:   # a name that does not resolve is the node's error to report, not the key's
         return None
-    return fingerprint(str(found)) if found else None
+    if not found:
+        return None
+    # A text encoder's tokenizer folder beside it: a tokenizer replaced there changes what the node makes
+    companions = getattr(locate, "companions", None)
+    return [fingerprint(str(f)) for f in (found, *companions(Path(found)))] if companions else fingerprint(str(found))

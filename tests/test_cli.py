@@ -491,3 +491,26 @@ def test_validate_says_where_comfyuis_input_folder_holds_footage_an_imported_wor
             f"from the workflow file's folder; ComfyUI's input folder holds it: set path to {clip}\n"
             ) in capsys.readouterr().err
     assert main(["validate", str(wf), "--set", f"clip.path={clip}"]) == 0, capsys.readouterr().err
+
+
+def test_nodes_word_search_reads_the_help_and_the_nodes_words_for_a_task(capsys):
+    """`kinograph nodes marigold` found depth.marigold_pass only, not the stored prompt, VAE and LoRA loaders the
+    Marigold v2 templates use; `kinograph nodes sound` none of the audio nodes, which say 'audio' in their names.
+    Nodes whose help only mentions the word are named on one line, not shown whole."""
+    from app.cli import main
+
+    def found(*words):
+        assert main(["nodes", *words]) == 0
+        out = capsys.readouterr().out
+        shown = [line.split()[0] for line in out.splitlines() if line and line[0] != " "]
+        also = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("  also named in the help of")]
+        return shown, (also[0].split(" and ")[0].split(", ") if also else [])
+    shown, also = found("marigold")
+    assert shown == ["depth.marigold_pass"]
+    assert {"condition.load", "load.vae", "lora.image", "model.flow_shift"} <= set(also)
+    for word in ("sound", "audio"):
+        shown, also = found(word)
+        assert {"io.save_audio", "io.set_audio", "generate.stable_audio"} <= set(shown)
+        assert "generate.ace_step" in shown + also
+        assert len(also) <= 15
+    assert found("KSampler")[0] == ["generate.sample"]

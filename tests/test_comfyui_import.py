@@ -1441,6 +1441,38 @@ def test_a_red_node_feeding_a_required_input_is_named_in_validate_with_what_it_f
     assert "Replace it with a Kinograph node" in problem
 
 
+def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_properties():
+    """Chroma1 Radiance's template feeds a sampler's sigmas from BetaSamplingScheduler, which Kinograph does not map:
+    sigmas is a setting of generate.sample, so the placeholder's SIGMAS link has nowhere to land. It was dropped and
+    nothing said so."""
+    from comfyui_workflows import ui_format
+    data = ui_format([
+        (1, "UNETLoader", ["chroma.safetensors", "default"], {}, ["MODEL"]),
+        (2, "CLIPLoader", ["t5xxl.safetensors", "chroma", "default"], {}, ["CLIP"]),
+        (3, "CLIPTextEncode", ["a fox"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (4, "CLIPTextEncode", [""], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (5, "CFGGuider", [4.0], {"model": (1, 0, "MODEL"), "positive": (3, 0, "CONDITIONING"),
+                                 "negative": (4, 0, "CONDITIONING")}, ["GUIDER"]),
+        (6, "BetaSamplingScheduler", [30, 0.4, 0.4], {"model": (1, 0, "MODEL")}, ["SIGMAS"]),
+        (7, "RandomNoise", [1, "fixed"], {}, ["NOISE"]),
+        (8, "KSamplerSelect", ["euler"], {}, ["SAMPLER"]),
+        (9, "EmptySD3LatentImage", [512, 512, 1], {}, ["LATENT"]),
+        (10, "SamplerCustomAdvanced", [], {"noise": (7, 0, "NOISE"), "guider": (5, 0, "GUIDER"),
+                                           "sampler": (8, 0, "SAMPLER"), "sigmas": (6, 0, "SIGMAS"),
+                                           "latent_image": (9, 0, "LATENT")}, ["LATENT", "LATENT"]),
+        (11, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
+        (12, "VAEDecode", [], {"samples": (10, 0, "LATENT"), "vae": (11, 0, "VAE")}, ["IMAGE"]),
+        (13, "SaveImage", ["fox"], {"images": (12, 0, "IMAGE")}, [])])
+    res = import_data(data)
+    rep = res.report.entries
+    (place,) = rep["6"].kinograph
+    assert "its SIGMAS link to SamplerCustomAdvanced #10's sigmas" in rep["6"].why(), res.report.text()
+    assert "its sigmas input from BetaSamplingScheduler #6's SIGMAS is dropped" in rep["10"].why()
+    assert rep["10"].status == "approx"
+    assert res.graph.nodes[place].params["comfyui_outputs"] == {"SIGMAS": "ComfyUI node 10 input sigmas: not linked "
+                                                                          "(dropped)"}
+
+
 @pytest.mark.parametrize("primitive, ksampler, want", [("randomize", "fixed", {"seed": "random"}),
                                                        ("fixed", "randomize", None)])
 def test_a_primitive_driving_a_seed_gives_its_control_after_generate(primitive, ksampler, want):

@@ -457,3 +457,28 @@ def test_a_system_prompt_given_to_textgenerate_becomes_text_generates():
     api["20"]["inputs"]["audio"] = ["1000", 0]
     blocking = {e.comfy_id: e for e in import_data(api).report.blocking}
     assert "its audio input is a video or sound for the language model to read" in blocking["20"].notes[-1]
+
+
+def test_a_batch_of_pictures_given_to_textgenerate_is_said_to_be_read_first_only():
+    """TextGenerate given a clip's frames (ComfyUI's IMAGE batch) became text.generate reading the first picture
+    through a video.frame, with no word in the report nor in the run's log that the others were not read."""
+    from graph_engine.api import Session, load_workflow
+    api = _generated_into("7", "text")
+    api["40"] = {"class_type": "LoadVideo", "inputs": {"file": "shot.mp4"}}
+    api["41"] = {"class_type": "GetVideoComponents", "inputs": {"video": ["40", 0]}}
+    api["20"]["inputs"]["image"] = ["41", 0]
+    res = import_data(api)
+    gen, = _by_type(res.graph, "text.generate")
+    still = res.graph.inputs[gen.id]["image"][0]
+    assert res.graph.nodes[still].type == "video.frame"
+    assert f"its image is a batch of pictures: text.generate reads one picture, the batch's first ({still}" in \
+        res.report.entries["20"].why(), res.report.text()
+    logs = []
+    wf = load_workflow(text="""
+kinograph: 1
+nodes:
+  p: {type: generate.test_pattern, params: {frames: 3, width: 16, height: 16}}
+  f: {type: video.frame, inputs: {video: p.video}}
+""")
+    assert Session(device="cpu").run(wf, on_event=logs.append, use_cache=False).ok
+    assert "frame 0 of 3: the other 2 are not passed on" in [e.get("message") for e in logs if e.get("node") == "f"]

@@ -667,3 +667,21 @@ def test_the_minimap_is_not_drawn_over_an_empty_canvas(win, qtbot):
     win.controller.add_node("generate.test_pattern", (0, 0))
     mm.rebuild()
     assert painted() > 0 and not mm.testAttribute(Qt.WA_TransparentForMouseEvents)
+
+
+def test_ctrl_g_groups_and_leaves_the_keys_on_the_nodes_f2_names_the_group(win, qtbot):
+    p, r, s = chain(win)
+    win.scene.select_nodes([p, r])
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_G, Qt.ControlModifier)
+    (gid,) = win.doc.graph.ui["_groups"]
+    # The next key acts on the grouped nodes: it went into the group's title before.
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_B)
+    assert win.doc.graph.nodes[p].bypass and win.doc.graph.nodes[r].bypass
+    assert win.doc.graph.ui["_groups"][gid]["title"] == "Group"
+    assert "F2" in win.statusBar().currentMessage()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_F2)
+    qtbot.keyClicks(win.view._editor, "Plates")
+    qtbot.keyClick(win.view._editor, Qt.Key_Return)
+    assert win.doc.graph.ui["_groups"][gid]["title"] == "Plates"

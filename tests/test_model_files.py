@@ -137,6 +137,11 @@ CASES = {
     "flux lora (kohya)": ({"lora_unet_double_blocks_0_img_mod_lin.lora_down.weight": (16, 3072),
                            "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (16, 3072)},
                           ("lora", "flux", "kohya")),
+    # its text refiner's blocks.N.mlp.fc1 is also MiniMax H3's block name: the single blocks say HunyuanVideo
+    "hunyuan lora (single blocks, token refiner)": ({
+        "diffusion_model.single_blocks.0.linear1.lora_A.weight": (16, 3072),
+        "diffusion_model.txt_in.individual_token_refiner.blocks.0.mlp.fc1.lora_A.weight": (16, 3072)},
+        ("lora", "hunyuan", "peft")),
     "hunyuan lora (kohya)": ({"lora_unet_double_blocks_0_img_mlp_fc1.lora_down.weight": (16, 3072),
                               "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (16, 3072)},
                              ("lora", "hunyuan", "kohya")),
@@ -973,3 +978,44 @@ def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that
     (models / "vae" / "wan").mkdir()
     (models / "vae" / "wan" / "wan_2.1_vae.safetensors").write_bytes(b"x")
     assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
+
+
+def test_a_changed_tokenizer_folder_reruns_the_sound_nodes(tmp_path, monkeypatch):
+    """generate.stable_audio and generate.ace_step read their text encoder's tokenizer from the folder beside it
+    (t5-base/ beside t5-base.safetensors), which was not in their cache keys: a tokenizer replaced there was not
+    read again (the run and the loaded model served the old one's sound)."""
+    import time
+    from graph_engine.api import load_workflow
+    from graph_engine.plan import plan_run
+    from graph_engine.registry import default_registry
+    from nodes.common.models_dirs import tokenizer_beside
+    from nodes.generate.model_manager import on_disk
+    models = tmp_path / "models"
+    for rel in ("checkpoints/sa.safetensors", "text_encoders/t5-base.safetensors", "text_encoders/t5-base/tokenizer.json",
+                "text_encoders/qwen.safetensors", "text_encoders/qwen/tokenizer.json",
+                "diffusion_models/ace.safetensors", "vae/ace_vae.safetensors"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"old")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf_file = tmp_path / "w.yaml"
+    wf_file.write_text(textwrap.dedent("""\
+        kinograph: 1
+        nodes:
+          sa: {type: generate.stable_audio, params: {checkpoint: sa.safetensors, text_encoder: t5-base.safetensors}}
+          ace: {type: generate.ace_step, params: {diffusion_model: ace.safetensors, text_encoder: qwen.safetensors,
+                                                  lm: "", vae: ace_vae.safetensors}}
+          s1: {type: io.save_audio, inputs: {audio: sa.audio}, params: {path: a.flac}}
+          s2: {type: io.save_audio, inputs: {audio: ace.audio}, params: {path: b.flac}}
+        """))
+
+    def keys():
+        return plan_run(load_workflow(str(wf_file)), default_registry()).keys
+    t5 = models / "text_encoders" / "t5-base.safetensors"
+    before, loaded = keys(), on_disk(t5, *tokenizer_beside(t5))
+    time.sleep(0.01)
+    (models / "text_encoders" / "t5-base" / "tokenizer.json").write_bytes(b"a new tokenizer")
+    after = keys()
+    assert after["sa"] != before["sa"] and after["ace"] == before["ace"]
+    assert on_disk(t5, *tokenizer_beside(t5)) != loaded        # the loaded model's key too
+    (models / "text_encoders" / "qwen" / "tokenizer.json").write_bytes(b"a new tokenizer")
+    assert keys()["ace"] != after["ace"]

@@ -120,3 +120,27 @@ def test_comfyui_zimage_turbo_fun_union_template_imports_and_runs(zimage, tmp_pa
     seed = next(n for n in sub if n["type"] == "KSampler")["widgets_values"][0]
     edges = canny_comfy(picture(), 0.1, 0.32)
     assert _err(_reference(zimage, text, edges, 1.0, seed, sigmas=[1.0, 0.75]), got) < 1e-3
+
+
+def test_a_damaged_or_sft_patch_file_is_named_not_a_traceback(tmp_path):
+    """A cut-off .safetensors in model_patches/ is named as load.model_patch reads it (it was safetensors' own
+    SafetensorError, a traceback); a Z-Image Fun union saved as .sft (a safetensors name ComfyUI reads) is told as
+    one, not refused as not InfiniteTalk's."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_patch import load
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    with pytest.raises(NodeError, match="cut.safetensors"):
+        load(ModelManager(), str(cut))
+    sft = tmp_path / "union.sft"
+    save_file({"control_all_x_embedder.2-1.weight": torch.zeros(4, 8)}, str(sft))
+    assert load(ModelManager(), str(sft)).family == "zimage"
+
+
+def test_a_fun_patch_without_its_control_layers_is_named():
+    """A Z-Image Fun file with its embedder and no control layer (cut or edited) is named as damaged; it was a bare
+    KeyError out of control.model_patch."""
+    from nodes.generate.zimage_control import PROBE, build
+    with pytest.raises(NodeError, match="cut.safetensors.*control_layers"):
+        build({PROBE: torch.zeros(32, 64)}, None, "cut.safetensors")

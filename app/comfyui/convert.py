@@ -145,6 +145,7 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         self.connect_vaes()
         self.layout_extras()
         self.add_remarks()
+        self.name_dropped_links()
         self.say_if_nothing_is_saved()
         return self.graph, self.report
 
@@ -424,6 +425,40 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
                                   ["not run: it only feeds what does not run (a switch's unpicked input, a prompt "
                                    "enhancer's language model)"]))
             todo += [v.node for v in cn.inputs.values() if isinstance(v, Ref)]
+
+    def name_dropped_links(self) -> None:
+        """A placeholder's output link that became a setting in Kinograph (BetaSamplingScheduler's SIGMAS to a
+        sampler's sigmas) has no socket to land on: it was lost without a word. The report names it on both
+        nodes, and the placeholder's properties list it beside its inputs."""
+        for c in self.flat.nodes.values():
+            reader = self.report.entries.get(c.id)
+            if reader is None or reader.status == UI:
+                continue
+            for k, v in c.inputs.items():
+                entry = self.report.entries.get(v.node) if isinstance(v, Ref) else None
+                if entry is None or entry.status != "unmapped" or not entry.kinograph:
+                    continue
+                nid, src = entry.kinograph[0], self.flat.nodes[v.node]
+                out = self.outs.get((v.node, v.slot))
+                port = out.port[1] if out is not None and out.port and out.port[0] == nid else None
+                targets = [n for n in reader.kinograph if n in self.graph.nodes]
+                if port and any(link.src_port == port and (not targets or link.dst in targets)
+                                for link in self.graph.links_from(nid)):
+                    continue
+                name = (src.out_names[v.slot:v.slot + 1] or src.out_types[v.slot:v.slot + 1] or [""])[0] \
+                    or f"output {v.slot}"
+                into = f" ({', '.join(targets)})" if targets else ""
+                # next to "no Kinograph equivalent": the hints after it (bypass, what it reads) stay last
+                entry.notes.insert(1, f"its {name} link to {c.class_type} #{c.id}'s {k}{into} is not linked in "
+                                      f"Kinograph (no input takes it there): that link is dropped")
+                if not any(k in n for n in reader.notes):       # unless the reader already said its input is lost
+                    reader.notes.append(f"its {k} input from {src.class_type} #{src.id}'s {name} is dropped (not "
+                                        f"linked in Kinograph); set what it gave by hand")
+                if reader.status == EXACT:
+                    reader.status = APPROX
+                if nid in self.graph.nodes:
+                    self.graph.nodes[nid].params.setdefault("comfyui_outputs", {})[name] = \
+                        f"ComfyUI node {c.id} input {k}: not linked (dropped)"
 
     def say_if_nothing_is_saved(self) -> None:
         """A workflow that ends in ComfyUI's previews saves nothing: ComfyUI shows them, but `kinograph run` would

@@ -65,6 +65,7 @@ ALIASES = {
     "timewarp": "interpolation", "keyer": "key", "keylight": "key", "primatte": "key", "keying": "key",
     "green screen": "key", "roto": "track points", "rotoscope": "track points", "tracker": "track", "movie clip": "load video",
     "file output": "save", "color balance": "cdl", "colour balance": "cdl",
+    "sound": "audio", "music": "audio",
 }
 _ALIAS = re.compile("|".join(rf"\b{re.escape(p)}\b" for p in sorted(ALIASES, key=len, reverse=True)))
 

@@ -775,6 +775,10 @@ class MainWindow(QMainWindow):
         return ids
 
     def _rename_selected(self) -> None:
+        groups = self.scene.selected_groups()
+        if len(groups) == 1:
+            self.view.rename("group", groups[0])
+            return
         ids = self._selected("Rename")
         if len(ids) > 1:
             self.message(f"Rename: select one node ({len(ids)} are selected)")
@@ -782,9 +786,15 @@ class MainWindow(QMainWindow):
             self.view.rename("node", ids[0])
 
     def group_selection(self) -> None:
-        gid = self.controller.group_selection(self._selected("Group Selection"))
+        ids = self._selected("Group Selection")
+        gid = self.controller.group_selection(ids)
         if gid:
-            self.view.rename("group", gid)
+            # Selected with its nodes, not its title opened for typing: the next key (H, B, Delete)
+            # acts on the nodes as it did before Ctrl+G, instead of going into the title.
+            self.scene.select_nodes(ids)
+            self.scene.groups[gid].setSelected(True)
+            self.message(f"Grouped {len(ids)} node{'s' if len(ids) > 1 else ''}: F2 or a double-click on its title "
+                         "names the group")
 
     def add_note(self) -> None:
         # A field still open on the canvas (a rename, from the menu) kept the keyboard: what was

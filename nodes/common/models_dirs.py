@@ -412,10 +412,17 @@ def as_given(path: str, workflow_dir) -> str:
     return path if rel.startswith("..") else rel
 
 
-def locator(*kinds: str, kind_of=None):
+def tokenizer_beside(path: Path) -> List[Path]:
+    """The folders beside a text encoder file that its tokenizer is looked for in first (t5-base/ beside
+    t5-base.safetensors)."""
+    return [path.parent / path.stem, path.parent / f"{path.stem}_tokenizer", path.parent / "tokenizer"]
+
+
+def locator(*kinds: str, kind_of=None, companions=None):
     """For `Param(locate=...)`: the file a model name resolves to in the first of `kinds` holding it (None
     when absent), so the engine fingerprints the weights themselves and notices a replaced file under the
-    same name. `kind_of(name)`: the kind a missing name belongs in, where one param takes files of two kinds."""
+    same name. `kind_of(name)`: the kind a missing name belongs in, where one param takes files of two kinds.
+    `companions(file)`: what the node reads with the file (a text encoder's tokenizer folder), keyed with it."""
     def locate(name: str) -> Optional[Path]:
         for kind in kinds:
             found = find_model(name, kind, required=False)
@@ -430,6 +437,7 @@ def locator(*kinds: str, kind_of=None):
     # Every folder looked in, an extra_model_paths.yaml's included: validate named only the model folders' roots,
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
     locate.searched = lambda name="": _kind_dirs(kind_of(name))
+    locate.companions = companions
     return locate
 
 

@@ -221,6 +221,7 @@ class AceStep:
 
 def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device: str) -> AceStep:
     """The model from ComfyUI's files (cached by the model manager), in float32; `lm` may be "" (no codes)."""
+    from nodes.common.models_dirs import tokenizer_beside
     from nodes.generate.model_manager import resolve_model_path
     from nodes.generate.split import _detect, tokenizer
     dm = resolve_model_path(diffusion_model, "diffusion_models", "ACE-Step 1.5 diffusion model")
@@ -259,7 +260,7 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
         tok = tokenizer(te_file, _detect(te_file, ("text_encoder",), "a text encoder"))
         return AceStep(*(m.to(device) for m in (*mods.values(), decoder, encoder)),
                        writer.to(device) if writer is not None else None, tok, device)
-    return mm.cached(("ace_step", *map(str, files), device), build, files=files)
+    return mm.cached(("ace_step", *map(str, files), device), build, files=[*files, *tokenizer_beside(te)])
 
 
 def _width(state: dict) -> Optional[int]:

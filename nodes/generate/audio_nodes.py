@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graph_engine import Input, Param, node
 from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER, CONDITIONING, IMAGE, LATENT, VAE, VIDEO
-from nodes.common.models_dirs import locator
+from nodes.common.models_dirs import locator, tokenizer_beside
 from nodes.generate.audio_encoder import voice_preflight
 from nodes.generate.samplers import SAMPLERS
 from nodes.generate.ace_step import SCHEDULERS as ACE_SCHEDULERS
@@ -85,7 +85,8 @@ def condition_humo(ctx, vae: VAE, positive: CONDITIONING,
 def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.safetensors", kind="path",
                                                        locate=locator("checkpoints"), required=True,
                                                        help="Stable Audio Open 1.0's checkpoint in checkpoints/"),
-                          text_encoder: str = Param("t5-base.safetensors", kind="path", locate=locator("text_encoders"),
+                          text_encoder: str = Param("t5-base.safetensors", kind="path",
+                                                    locate=locator("text_encoders", companions=tokenizer_beside),
                                                     required=True, help="T5-base in text_encoders/, its tokenizer "
                                                                         "beside it (t5-base/)"),
                           prompt: str = Param("", kind="text", help="the sound: genre, instruments, mood, BPM"),
@@ -121,7 +122,8 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                                                         help="ACE-Step 1.5's diffusion model in diffusion_models/ "
                                                              "(turbo, base, sft or an xl one)"),
                       text_encoder: str = Param("qwen_0.6b_ace15.safetensors", kind="path",
-                                                locate=locator("text_encoders"), required=True,
+                                                locate=locator("text_encoders", companions=tokenizer_beside),
+                                                required=True,
                                                 help="Qwen3-0.6B in text_encoders/, its tokenizer beside it "
                                                      "(qwen_0.6b_ace15/) or ComfyUI's qwen25_tokenizer"),
                       lm: str = Param("qwen_1.7b_ace15.safetensors", kind="path", locate=locator("text_encoders"),

@@ -1128,9 +1128,11 @@ def _lora(k: Keys) -> Optional[Detection]:
     if "motion_modules" in text:
         fam, why = "animatediff", "motion_modules LoRA"
     elif re.search(r"(^|[._])(blocks[._]\d+[._](attn[._]qkv_proj|mlp[._]fc1|adaln_proj)|final_layer[._](video|audio)_out|"
-                   r"video_patch_proj|condition_proj)", text) and "double_blocks" not in text:
+                   r"video_patch_proj|condition_proj)", text) and \
+            not re.search("double_blocks|single_blocks|individual_token_refiner", text):
         # MiniMax H3's own names (qkv_proj, mlp.fc1, adaln_proj, video_out), as ComfyUI's, ai-toolkit's and
-        # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them
+        # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them; HunyuanVideo's text refiner
+        # (txt_in.individual_token_refiner.blocks.N.mlp.fc1) has one of them too
         fam, why = "minimax_h3", "MiniMax H3 block names"
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
             "transformer_blocks" not in text and "double_blocks" not in text:

@@ -19,16 +19,14 @@ KINDS = {ZIMAGE: ("zimage", "a Z-Image Fun ControlNet", "Z-Image Turbo", "flux",
 def load(mm, name: str):
     """The patch in `name` (a file in model_patches/), cached by the model manager: a ControlNet's tensors (built
     around the model it is applied to), or InfiniteTalk's patch."""
-    from safetensors import safe_open
-
     from nodes.generate import infinitetalk
+    from nodes.generate.detect import SAFE_EXT, read_header
     from nodes.generate.handles import ComponentHandle
     from nodes.generate.model_manager import resolve_model_path
     from nodes.generate.weights import load_weights
     path = resolve_model_path(name, "model_patches", "model patch")
-    if path.suffix == ".safetensors":
-        with safe_open(str(path), "pt") as f:
-            keys = set(f.keys())
+    if path.suffix.lower() in SAFE_EXT:
+        keys = read_header(path).shapes      # a cut-off file named, where safe_open raised its own error
         kind = next((KINDS[k] for k in KINDS if k in keys), None)
         if kind is not None:
             state = mm.cached(("model_patch", str(path.resolve())), lambda: load_weights(path), files=(path,))

@@ -213,7 +213,8 @@ def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=loca
                                                   "text-encoder layers (SD 1.5 kohya LoRAs); pass it on to encode.text"),
                clip_strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA's text-encoder "
                                                                           "layers to add (ComfyUI's strength_clip)")):
-    """Apply a LoRA (image or motion) to the model with a strength; chains of LoRAs add up.
+    """Apply a LoRA (image or motion) to the model with a strength; chains of LoRAs add up. Marigold v2's task LoRA
+    on Qwen-Image-Edit (marigold_v2_*.safetensors: depth, normals or albedo) applies here too.
 
     The loaded model stays shared: the LoRA is active only while this branch samples, and its text-encoder layers
     (with a text encoder connected) only while the encode.text after it encodes."""

@@ -509,8 +509,8 @@ def _rel(folder: Path, path: Path) -> str:
 
 def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] = None) -> List[Path]:
     from nodes.common.models_dirs import list_models, model_dirs
-    out = list(beside) if beside is not None else \
-        [path.parent / path.stem, path.parent / f"{path.stem}_tokenizer", path.parent / "tokenizer"]
+    from nodes.common.models_dirs import tokenizer_beside
+    out = list(beside) if beside is not None else tokenizer_beside(path)
     family = ENCODER_FAMILY.get(det.family or "")
     pipes = FAMILIES[family].pipelines if family else ()
     if det.family == "clip_l":          # an SDXL folder's tokenizer/ is CLIP-L's too, and a FLUX.1 folder's

@@ -69,7 +69,8 @@ def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), requ
                                  help="whose latents: SD 1.5's or SDXL's (the files look alike; auto = sdxl when its "
                                       "name says xl), FLUX.1's or SD3's (auto = sd3 when its name says sd3); qwenimage: "
                                       "a Wan 2.1 VAE file that is Qwen-Image's (auto when its name says qwen)")) -> VAE:
-    """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file."""
+    """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file. Marigold v2's VAE for its task
+    (marigold_v2_*_vae.safetensors: depth, normals or albedo) loads here too."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_vae as run
     return run(manager_for(ctx), name, ctx.device, family)

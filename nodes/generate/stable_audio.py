@@ -158,6 +158,7 @@ class StableAudio:
 
 def load(mm, checkpoint: str, text_encoder: str, device: str) -> StableAudio:
     """The model from ComfyUI's two files (cached by the model manager), in float32."""
+    from nodes.common.models_dirs import tokenizer_beside
     from nodes.generate.model_manager import resolve_model_path
     from nodes.generate.split import _detect, _module, tokenizer
     ckpt = resolve_model_path(checkpoint, "checkpoints", "Stable Audio checkpoint")
@@ -183,7 +184,7 @@ def load(mm, checkpoint: str, text_encoder: str, device: str) -> StableAudio:
                                 f": the file is damaged or another model's")
             parts.append(module.to(device).eval())
         return StableAudio(*parts, _module(t5, det, torch.float32, device).eval(), tokenizer(t5, det), device)
-    model = mm.cached(("stable_audio", str(ckpt), str(t5), device), build, files=[ckpt, t5])
+    model = mm.cached(("stable_audio", str(ckpt), str(t5), device), build, files=[ckpt, t5, *tokenizer_beside(t5)])
     # T5-XXL is T5 as well (FLUX.1's and SD3's, often beside T5-base): its wider states fit no layer of the DiT
     width, reads = model.text_encoder.config.d_model, model.transformer.config.cross_attention_input_dim
     if width != reads:

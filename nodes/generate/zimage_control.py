@@ -28,6 +28,9 @@ def build(state: dict, transformer, name: str):
     and sharing its embedders; a net of another width than the transformer is named."""
     from diffusers import ZImageControlNetModel
     embed = state[PROBE]
+    if "control_layers.0.attention.norm_q.weight" not in state:
+        raise NodeError(f"{name} has a Z-Image Fun ControlNet's embedder but no control_layers.0: the file is damaged; "
+                        "get it again from where it was published")
     dim, head = int(embed.shape[0]), int(state["control_layers.0.attention.norm_q.weight"].shape[0])
     theirs = int(transformer.config.dim)
     if dim != theirs:

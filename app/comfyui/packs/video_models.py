@@ -377,7 +377,13 @@ class VideoModels:
                     params[dst] = cn.inputs[src]
             params["sampling"] = False
         self.any_type_generates(cn, notes)
-        return [self.plain(cn, rule, params, notes)]
+        nid = self.plain(cn, rule, params, notes)
+        src = self.graph.inputs.get(nid, {}).get("image")
+        if src and self.graph.nodes[src[0]].type == "video.frame":
+            # a batch (ComfyUI's IMAGE of several pictures) came in: link() took its first as the one picture
+            notes.append("its image is a batch of pictures: text.generate reads one picture, the batch's first "
+                         f"({src[0]}, video.frame index 0); the others are not read")
+        return [nid]
 
     def any_type_generates(self, cn, notes):
         """A CLIPLoader that only feeds TextGenerate loads its file as what it is: ComfyUI builds the language model
