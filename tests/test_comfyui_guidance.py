@@ -80,3 +80,16 @@ def test_the_model_file_tells_a_release_without_a_guidance_input(release, clip_t
     name = _write(tmp_path / "diffusion_models" / f"{release}.safetensors", state)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
     assert _sample_cfg(_graph(clip_type, 1.0, name)) == [4.0 if reads else 1.0]
+
+
+def test_flux_guidance_rides_through_instruct_pix_to_pix_conditioning():
+    """ComfyUI's FLUX.1 Depth / Canny / Fill templates set FluxGuidance (10 here, 30 in the others) before
+    InstructPixToPixConditioning or InpaintModelConditioning, which keep it on the prompts they pass on; the KSampler
+    is at cfg 1. The importer carried the guidance only through single-conditioning nodes, so these sampled at
+    guidance 1."""
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    template = Path(__file__).parent / "data" / "comfyui" / "templates" / "flux_depth_lora_example.json"
+    graph = import_workflow(template).graph
+    assert graph.inputs["k_sampler_150_3"]["positive"][0] == "instruct_pix_to_pix_conditioning_150_35"
+    assert graph.nodes["k_sampler_150_3"].params["cfg"] == 10

@@ -20,6 +20,7 @@ from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets
 # ComfyUI's "control after generate" as the editor's seed modes (it draws new seeds before each run);
 # ComfyUI's decrement has no Kinograph mode and stays fixed
 SEED_MODES = {"randomize": "random", "increment": "increment"}
+CONDITIONINGS = ("conditioning", "positive", "negative")
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
@@ -360,12 +361,14 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
         # FluxGuidance's guidance rides on the conditioning to the sampler, through the nodes that add to it
-        # (FLUX.2's template sets it before ReferenceLatent)
-        given = self.resolve(cn.inputs.get("conditioning")) if "conditioning" in rule.inputs else None
-        carried = {"guidance": given.attrs["guidance"]} if isinstance(given, Out) and "guidance" in given.attrs else {}
+        # (FLUX.2's template sets it before ReferenceLatent; FLUX.1 Canny / Depth / Fill's before
+        # InstructPixToPixConditioning / InpaintModelConditioning, each prompt's on its own output)
         for slot, port in enumerate(rule.outputs):
             if port:
-                self.outs[(cn.id, slot)] = Out((nid, port), dict(carried) if port == "conditioning" else {})
+                given = self.resolve(cn.inputs.get(port)) if port in CONDITIONINGS and port in rule.inputs else None
+                carried = {"guidance": given.attrs["guidance"]} if isinstance(given, Out) and "guidance" in given.attrs \
+                    else {}
+                self.outs[(cn.id, slot)] = Out((nid, port), carried)
         return nid
 
     def placeholder(self, cn: CNode) -> None:
