@@ -98,11 +98,14 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
                           seconds_total: float = Param(0.0, zero="auto", min=0.0, max=512.0,
                                                        help="the whole piece's length the model is told; auto = "
                                                             "this sound's whole seconds"),
-                          steps: int = Param(50, min=1, max=1000),
+                          steps: int = Param(50, min=1, max=1000, help="denoising steps (ComfyUI's template: 50)"),
                           cfg: float = Param(7.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass"),
-                          sampler: str = Param("dpmpp_2m", choices=tuple(s for s in SAMPLERS if s != "ar_video")),
-                          scheduler: str = Param("exponential", choices=SCHEDULERS),
-                          seed: int = Param(0, min=0, max=2 ** 64 - 1)):
+                          sampler: str = Param("dpmpp_2m", choices=tuple(s for s in SAMPLERS if s != "ar_video"),
+                                               help="KSampler's sampler; ComfyUI's dpmpp_3m_sde runs as dpmpp_2m "
+                                                    "(no SDE samplers here)"),
+                          scheduler: str = Param("exponential", choices=SCHEDULERS,
+                                                 help="KSampler's scheduler: the noise levels the steps visit"),
+                          seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the noise's seed (KSampler's)")):
     """Stable Audio Open 1.0's sound for a prompt, from ComfyUI's files (its EmptyLatentAudio, CLIPTextEncode with
     T5-base, KSampler and VAEDecodeAudio in one node): 44.1 kHz stereo, `seconds` long, as loud as ComfyUI leaves it.
     Save it with io.save_audio, or lay it under a clip with io.set_audio."""
@@ -137,15 +140,18 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                       duration: float = Param(0.0, zero="auto", min=0.0, max=2000.0,
                                               help="the length the model is told and the codes are drawn for "
                                                    "(TextEncodeAceStepAudio1.5's duration); auto = seconds"),
-                      bpm: int = Param(120, min=10, max=300),
-                      timesignature: str = Param("4", choices=("2", "3", "4", "6")),
+                      bpm: int = Param(120, min=10, max=300, help="tempo the model is told, beats a minute"),
+                      timesignature: str = Param("4", choices=("2", "3", "4", "6"),
+                                                 help="beats in a bar the model is told"),
                       language: str = Param("en", help="the lyrics' language code"),
                       keyscale: str = Param("C major", help="key and scale, e.g. E minor"),
                       steps: int = Param(8, min=1, max=1000, help="turbo: 8; base / sft: 50"),
                       cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance against the model's null "
                                                                        "embedding; turbo: 1 (no second pass)"),
-                      sampler: str = Param("euler", choices=tuple(s for s in SAMPLERS if s != "ar_video")),
-                      scheduler: str = Param("simple", choices=ACE_SCHEDULERS),
+                      sampler: str = Param("euler", choices=tuple(s for s in SAMPLERS if s != "ar_video"),
+                                           help="KSampler's sampler (the templates: euler)"),
+                      scheduler: str = Param("simple", choices=ACE_SCHEDULERS,
+                                             help="KSampler's scheduler (the templates: simple)"),
                       shift: float = Param(3.0, min=0.0, max=100.0, help="ModelSamplingAuraFlow's shift"),
                       seed: int = Param(0, kind="seed", help="the noise's seed (KSampler's)"),
                       generate_audio_codes: bool = Param(True, help="let the language model write the song's "
@@ -153,9 +159,12 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                       lm_seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the codes' seed"),
                       lm_cfg: float = Param(2.0, min=0.0, max=100.0, help="the language model's guidance "
                                                                           "against the prompt without metas"),
-                      temperature: float = Param(0.85, min=0.0, max=2.0),
-                      top_p: float = Param(0.9, min=0.0, max=1.0),
-                      top_k: int = Param(0, min=0, max=100)):
+                      temperature: float = Param(0.85, min=0.0, max=2.0,
+                                                 help="the codes' randomness: lower follows the prompt more closely"),
+                      top_p: float = Param(0.9, min=0.0, max=1.0,
+                                           help="draw codes only from the likeliest ones summing to this share"),
+                      top_k: int = Param(0, min=0, max=100, zero="off",
+                                         help="draw codes only from this many likeliest ones")):
     """ACE-Step 1.5's song for a caption and lyrics, from ComfyUI's files (its EmptyAceStep1.5LatentAudio,
     TextEncodeAceStepAudio1.5, ConditioningZeroOut negative, ModelSamplingAuraFlow, KSampler and VAEDecodeAudio in one
     node): 48 kHz stereo, `seconds` long. With generate_audio_codes the language model first writes the song's plan
