@@ -1471,3 +1471,22 @@ def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_prope
     assert rep["10"].status == "approx"
     assert res.graph.nodes[place].params["comfyui_outputs"] == {"SIGMAS": "ComfyUI node 10 input sigmas: not linked "
                                                                           "(dropped)"}
+
+
+@pytest.mark.parametrize("primitive, ksampler, want", [("randomize", "fixed", {"seed": "random"}),
+                                                       ("fixed", "randomize", None)])
+def test_a_primitive_driving_a_seed_gives_its_control_after_generate(primitive, ksampler, want):
+    """ComfyUI's editor applies the control after generate of the Primitive node that drives a seed (the KSampler's
+    own seed widget, turned into an input, keeps a stale one). The importer read the KSampler's: a Primitive set to
+    randomize came in fixed, and the other way round. ComfyUI's ACE-Step 1.5 template (a Primitive on the KSampler's
+    and the text encoder's seed), its two controls set apart."""
+    wf = _load("templates/audio_ace_step_1_5_split.json")
+    ks = next(n for n in wf["nodes"] if n["type"] == "KSampler")
+    link = next(i["link"] for i in ks["inputs"] if (i.get("widget") or {}).get("name") == "seed")
+    src = next(lk[1] for lk in wf["links"] if lk[0] == link)
+    prim = next(n for n in wf["nodes"] if n["id"] == src)
+    assert prim["type"] == "PrimitiveNode"
+    prim["widgets_values"][1], ks["widgets_values"][1] = primitive, ksampler
+    g = import_data(wf).graph
+    assert g.nodes["k_sampler_3"].params["seed"] == 31
+    assert g.ui["k_sampler_3"].get("seed") == want

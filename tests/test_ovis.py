@@ -82,35 +82,3 @@ def test_comfyui_ovis_template_imports_and_runs(ovis, tmp_path, monkeypatch):
     want = _reference(ovis, text[45], text[49], 5.0, seed, FlowMatchEulerDiscreteScheduler(shift=1.0),
                       sigmas=[1.0, 0.75])
     close_to(want, got)
-
-
-def _flux_guidance_graph(clip_type: str, cfg: float) -> dict:
-    """ComfyUI's API format: CLIPLoader of `clip_type`, FluxGuidance 4 on the prompt, KSampler at `cfg`."""
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "absent.safetensors", "weight_dtype": "default"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "te.safetensors", "type": clip_type,
-                                                     "device": "default"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "a sign that says hi"}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "blurry"}},
-        "5": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["3", 0], "guidance": 4.0}},
-        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": W, "height": H, "batch_size": 1}},
-        "7": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["5", 0], "negative": ["4", 0],
-                                                   "latent_image": ["6", 0], "seed": 1, "steps": 20, "cfg": cfg,
-                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
-        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["8", 0]}},
-        "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "x"}}}
-
-
-@pytest.mark.parametrize("clip_type, cfg, want", [
-    ("ovis", 5.0, 5.0), ("ovis", 1.0, 1.0),       # Ovis-Image: no guidance_in, ComfyUI's Flux model ignores it
-    ("krea2", 1.0, 1.0),                          # Krea 2: ComfyUI's model reads no guidance either
-    ("flux", 1.0, 4.0),                           # FLUX.1 dev: the guidance is what Kinograph's cfg means
-])
-def test_flux_guidance_before_a_model_without_guidance_leaves_its_true_cfg(clip_type, cfg, want):
-    """ComfyUI runs Ovis-Image as its Flux model without guidance_in (and Krea 2 as a model with no guidance input),
-    so FluxGuidance's value reaches nothing and the KSampler's cfg is the true CFG. The importer took the guidance for sample's cfg (true CFG 4 instead of 5; at
-    cfg 1, a negative pass ComfyUI never runs), as it rightly does for FLUX.1 dev."""
-    from app.comfyui import import_data
-    graph = import_data(_flux_guidance_graph(clip_type, cfg)).graph
-    assert [i.params["cfg"] for i in graph.nodes.values() if i.type == "generate.sample"] == [want]

@@ -20,6 +20,7 @@ from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets
 # ComfyUI's "control after generate" as the editor's seed modes (it draws new seeds before each run);
 # ComfyUI's decrement has no Kinograph mode and stays fixed
 SEED_MODES = {"randomize": "random", "increment": "increment"}
+CONDITIONINGS = ("conditioning", "positive", "negative")
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
@@ -360,12 +361,14 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
         # FluxGuidance's guidance rides on the conditioning to the sampler, through the nodes that add to it
-        # (FLUX.2's template sets it before ReferenceLatent)
-        given = self.resolve(cn.inputs.get("conditioning")) if "conditioning" in rule.inputs else None
-        carried = {"guidance": given.attrs["guidance"]} if isinstance(given, Out) and "guidance" in given.attrs else {}
+        # (FLUX.2's template sets it before ReferenceLatent; FLUX.1 Canny / Depth / Fill's before
+        # InstructPixToPixConditioning / InpaintModelConditioning, each prompt's on its own output)
         for slot, port in enumerate(rule.outputs):
             if port:
-                self.outs[(cn.id, slot)] = Out((nid, port), dict(carried) if port == "conditioning" else {})
+                given = self.resolve(cn.inputs.get(port)) if port in CONDITIONINGS and port in rule.inputs else None
+                carried = {"guidance": given.attrs["guidance"]} if isinstance(given, Out) and "guidance" in given.attrs \
+                    else {}
+                self.outs[(cn.id, slot)] = Out((nid, port), carried)
         return nid
 
     def placeholder(self, cn: CNode) -> None:
@@ -577,9 +580,13 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
     def _loads_family(self, out) -> Optional[str]:
         """The family of the model file the loader behind `out` names, where it is in the model folders now (the
         importer reads headers only); None when there is none or it cannot be read."""
+        return self._loads_kind(out)[0]
+
+    def _loads_kind(self, out) -> Tuple[Optional[str], str]:
+        """(family, detected variant) of the model file the loader behind `out` names; (None, "") as _loads_family."""
         loader = self._loader_behind(out)
         if loader is None:
-            return None
+            return None, ""
         params = self.graph.nodes[loader].params
         name = params.get("name") or params.get("path")
         try:
@@ -587,9 +594,20 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             from nodes.generate.model_manager import family_of_file, resolve_model_path
             kind = "diffusion_models" if self.graph.nodes[loader].type == "load.diffusion_model" else "checkpoints"
             path = resolve_model_path(str(name), kind, "model") if name else None
-            return family_of_file(detect_file(path)) if path is not None and path.is_file() else None
+            det = detect_file(path) if path is not None and path.is_file() else None
+            return (family_of_file(det), det.variant or "") if det is not None else (None, "")
         except Exception:  # noqa: BLE001 - a file that is not there or not readable: the import goes on without
-            return None
+            return None, ""
+
+    def _reads_guidance(self, model, positive) -> bool:
+        """Whether the model sampled is told FluxGuidance's value (its family's fact, the file's variant where the file
+        is in the folders, else the family its prompt's text encoder type names). Unknown: the FLUX.1 dev reading,
+        FluxGuidance's model."""
+        from nodes.generate.families import FAMILIES
+        from nodes.generate.split import TEXT_TYPES
+        family, variant = self._loads_kind(model)
+        family = family or TEXT_TYPES.get(self._text_type_behind(positive) or "")
+        return family not in FAMILIES or FAMILIES[family].reads_guidance(variant)
 
     def _text_type_behind(self, out) -> Optional[str]:
         """The type of the load.text_encoder whose prompt `out` carries, through the nodes that add to a

@@ -629,6 +629,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
 
     # 1. editor-only nodes become values or disappear; muted nodes are dropped
     literal: Dict[Tuple[str, int], Any] = {}
+    literal_controls: Dict[Tuple[str, int], Optional[str]] = {}
     passthrough: Dict[str, Optional[int]] = {}       # reroute / bypassed node -> how outputs map to inputs
     sets: Dict[str, str] = {}                        # SetNode name -> node id
     for nid, n in nodes.items():
@@ -644,6 +645,10 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
         elif t in PRIMITIVES:
             vals = n.raw.get("widgets_values") or [None]
             literal[(nid, 0)] = vals[0] if isinstance(vals, list) else vals
+            # a primitive on a seed has its own "control after generate", the one ComfyUI's editor applies (the
+            # seed widget it drives keeps a stale one); a subgraph's promoted widget (made a primitive on
+            # expansion) holds none, and its inner seed widget's stands
+            literal_controls[(nid, 0)] = _controls(["seed"], vals[:2]).get("seed") if isinstance(vals, list) else None
         elif t in EVERYWHERE:
             flat.dropped.append((nid, t, title(n), "cg-use-everywhere's broadcast: what it receives is linked to the "
                                                    "inputs it reaches, as ComfyUI's editor links them when it queues"))
@@ -678,7 +683,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
             return Lost("it passes through more than 256 reroutes or bypassed nodes")
         o, o_slot, _, _ = links[link_id]
         if (o, o_slot) in literal:
-            return ("literal", literal[(o, o_slot)])
+            return ("literal", literal[(o, o_slot)], literal_controls.get((o, o_slot)))
         n = nodes.get(o)
         if n is None:
             return Lost(f"it is linked to node {o}, which is not in the file")
@@ -798,6 +803,8 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 continue
             if isinstance(src, tuple) and src[0] == "literal":
                 cn.inputs[i["widget"] or i["name"]] = src[1]
+                if src[2] is not None and (i["widget"] or i["name"]) in SEED_WIDGETS:
+                    cn.controls[i["widget"] or i["name"]] = src[2]
             else:
                 cn.inputs[i["widget"] or i["name"]] = src
         flat.nodes[nid] = cn

@@ -153,7 +153,7 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                       scheduler: str = Param("simple", choices=ACE_SCHEDULERS,
                                              help="KSampler's scheduler (the templates: simple)"),
                       shift: float = Param(3.0, min=0.0, max=100.0, help="ModelSamplingAuraFlow's shift"),
-                      seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the noise's seed (KSampler's)"),
+                      seed: int = Param(0, kind="seed", help="the noise's seed (KSampler's)"),
                       generate_audio_codes: bool = Param(True, help="let the language model write the song's "
                                                                     "codes first (5 a second)"),
                       lm_seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the codes' seed"),

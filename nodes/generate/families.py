@@ -31,6 +31,15 @@ class Family:
     patch: int = 1
     # The family whose VAE and latents this one's are (Chroma samples FLUX.1's latents, read by its ae.safetensors)
     latents: str = ""
+    # Guidance distilled in: sample's cfg is the guidance the model is told (ComfyUI's FluxGuidance; its model has a
+    # guidance input) and there is no negative pass. Detected variants ending in one of guidance_free (FLUX.1 schnell,
+    # FLUX.2 [klein]) have no guidance input: ComfyUI ignores FluxGuidance there and its sampler's cfg is a true CFG.
+    distilled_guidance: bool = False
+    guidance_free: Tuple[str, ...] = ()
+
+    def reads_guidance(self, variant: str = "") -> bool:
+        """Whether a model of this family (of this detected variant, where known) is told FluxGuidance's value."""
+        return self.distilled_guidance and not (variant and variant.endswith(self.guidance_free))
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
         k = time_factor or self.time_factor
@@ -84,7 +93,7 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # FLUX.1 keyframes (dev: guidance distilled in, a shifted schedule; schnell: 4 steps, no shift): a flow-matching
     # transformer on 2x2 patches of a 16-channel latent, so sizes step by 16.
     Family("flux", "FLUX.1 (image)", ("FluxPipeline",), ("FluxTransformer2DModel",), fps=8.0, flow=True, cfg=3.5,
-           steps=20, size=(1024, 1024), frames=1, patch=2),
+           steps=20, size=(1024, 1024), frames=1, patch=2, distilled_guidance=True, guidance_free=("schnell",)),
     # Chroma keyframes (Chroma1-HD, chroma-unlocked-v*): FLUX.1 schnell's transformer pruned, T5-XXL alone (its
     # padding masked), true CFG with a negative prompt; FLUX.1's VAE and latents.
     Family("chroma", "Chroma (image)", ("ChromaPipeline",), ("ChromaTransformer2DModel",), fps=8.0, flow=True, cfg=5.0,
@@ -94,7 +103,8 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # channel one token feature), so sizes step by 16. dev: guidance distilled in, prompts read by Mistral Small 3;
     # [klein]: true CFG (its distilled releases at cfg 1), prompts read by Qwen3.
     Family("flux2", "FLUX.2 (image)", ("Flux2Pipeline", "Flux2KleinPipeline"), ("Flux2Transformer2DModel",),
-           space_factor=16, fps=8.0, flow=True, cfg=4.0, steps=50, size=(1024, 1024), frames=1),
+           space_factor=16, fps=8.0, flow=True, cfg=4.0, steps=50, size=(1024, 1024), frames=1, distilled_guidance=True,
+           guidance_free=("klein",)),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
@@ -159,7 +169,8 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            frames=49, patch=2),
     Family("hunyuan", "HunyuanVideo", ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline"),
            ("HunyuanVideoTransformer3DModel",),
-           time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61, patch=2),
+           time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61, patch=2,
+           distilled_guidance=True),
     # HunyuanVideo 1.5 (8.3B): one dual-stream transformer over the 32-channel latent of its own 16x VAE (patch 1), a
     # prompt read by Qwen2.5-VL (and quoted text by a glyph ByT5), true CFG with a negative prompt.
     Family("hunyuan15", "HunyuanVideo 1.5", ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline"),

@@ -307,13 +307,11 @@ class CoreNodes:
                  "negative": cn.inputs.get("negative")}
         outs = {k: (self.resolve(v) if v is not None else bundles.get(k)) for k, v in wires.items()}
         pos = outs.get("positive")
-        if isinstance(pos, Out) and "guidance" in pos.attrs and (
-                self._loads_family(outs.get("model")) in ("longcat", "ovis", "krea2")
-                or self._text_type_behind(pos) in ("longcat_image", "ovis", "krea2")):
-            # ComfyUI's LongCat-Image model drops FluxGuidance's value, and Ovis-Image (no guidance_in) and Krea 2
-            # have nothing to read it with: the sampler's cfg is their true CFG
-            notes.append(f"FluxGuidance {pos.attrs['guidance']} is not read by LongCat-Image, Ovis-Image or Krea 2 "
-                         "(ComfyUI's model ignores it): sample's cfg is the sampler's")
+        if isinstance(pos, Out) and "guidance" in pos.attrs and not self._reads_guidance(outs.get("model"), pos):
+            # a model with no guidance input (Chroma, FLUX.1 schnell, LongCat-Image, ...): ComfyUI's model drops the
+            # value and the sampler's cfg is its true CFG
+            notes.append(f"FluxGuidance {pos.attrs['guidance']} is not read by this model (it has no guidance input; "
+                         "ComfyUI ignores it): sample's cfg is the sampler's")
         elif isinstance(pos, Out) and "guidance" in pos.attrs:
             if params.get("cfg", 1.0) in (1, 1.0):
                 params["cfg"] = pos.attrs["guidance"]       # distilled guidance: Kinograph's cfg for HunyuanVideo

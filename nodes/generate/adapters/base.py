@@ -17,7 +17,6 @@ class Adapter:
     family = ""
     space = "vp"
     prediction = "epsilon"            # or "v_prediction" / "flow"
-    embedded_guidance = False         # guidance distilled into the model (HunyuanVideo): no negative pass
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
     reads_references = False          # reference latents (condition.reference) join its tokens (FLUX.1 Kontext)
     has_text = True
@@ -92,7 +91,7 @@ class Adapter:
     def distilled_guidance(self, handle) -> bool:
         """Whether this model is told sample's cfg as its guidance (no negative pass): the family's, or the
         model's own where a family has both kinds (FLUX.2 dev and [klein])."""
-        return self.embedded_guidance
+        return self.spec.distilled_guidance
 
     def alphas_cumprod(self, pipe) -> torch.Tensor:
         ac = self.scheduler(pipe).alphas_cumprod.double()

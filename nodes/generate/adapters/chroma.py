@@ -21,7 +21,6 @@ NO_T5 = ("Chroma reads one text encoder, T5-XXL (t5xxl_fp16.safetensors); this t
 
 class ChromaAdapter(FluxAdapter):
     family = "chroma"
-    embedded_guidance = False
     reads_references = False
     name = "Chroma"
     encoders = "T5-XXL"

@@ -100,7 +100,6 @@ def size_shifted_sigmas(sch, steps: int, latent_shape) -> torch.Tensor:
 
 class FluxAdapter(MMDiTAdapter):
     family = "flux"
-    embedded_guidance = True
     name = "FLUX.1"
     encoders = "CLIP-L and T5-XXL"
     max_tokens = 512

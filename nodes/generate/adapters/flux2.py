@@ -74,7 +74,6 @@ class Flux2Adapter(Adapter):
     prediction = "flow"
     per_frame_text = True
     single_file = True
-    embedded_guidance = True
     reads_references = True
     max_tokens = MAX_TOKENS
 

@@ -28,7 +28,6 @@ class HunyuanAdapter(Adapter):
     single_file = True
     space = "flow"
     prediction = "flow"
-    embedded_guidance = True
     max_tokens = 256
 
     def encode_text(self, pipe, prompts, device):

@@ -35,7 +35,6 @@ def text_ids(length: int) -> torch.Tensor:
 
 class LongCatAdapter(FluxAdapter):
     family = "longcat"
-    embedded_guidance = False
     name = "LongCat-Image"
     encoders = "Qwen2.5-VL 7B"
     max_tokens = 512
