@@ -20,13 +20,13 @@ from typing import Optional
 import torch
 
 from graph_engine import NodeError
+from nodes.generate.audio_nodes import ACE_SCHEDULERS as SCHEDULERS
 from nodes.generate.stable_audio import loudness
 
 RATE = 48000                # the VAE's sample rate
 HOP = 1920                  # samples per latent frame (strides 2 x 4 x 4 x 6 x 10)
 POOL = 5                    # latent frames per audio code (5 codes a second)
 PAD_CODE = 35847            # ComfyUI pads codes shorter than the latent with this one
-SCHEDULERS = ("simple", "sgm_uniform", "beta")
 NOT_ACE = ("{name} is not an ACE-Step 1.5 {what} ({why}): give {want}")
 # ComfyUI's get_silence_latent (comfy/ldm/ace/ace_step15.py): the VAE latent of silence, 64 channels; its first
 # four frames differ (the decoder's warm-up), every later frame is the last row

@@ -6,9 +6,12 @@ from graph_engine import Input, Param, node
 from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER, CONDITIONING, IMAGE, LATENT, VAE, VIDEO
 from nodes.common.models_dirs import locator, tokenizer_beside
 from nodes.generate.audio_encoder import voice_preflight
-from nodes.generate.samplers import SAMPLERS
-from nodes.generate.ace_step import SCHEDULERS as ACE_SCHEDULERS
-from nodes.generate.stable_audio import SCHEDULERS
+from nodes.generate.nodes import PICTURE_SAMPLERS
+
+# The sound models' schedulers are declared here, where the registry reads them without importing torch (the
+# engine's listing must not); nodes.generate.stable_audio and .ace_step check against these.
+STABLE_AUDIO_SCHEDULERS = ("exponential", "karras", "simple")
+ACE_SCHEDULERS = ("simple", "sgm_uniform", "beta")
 
 
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
@@ -100,10 +103,10 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
                                                             "this sound's whole seconds"),
                           steps: int = Param(50, min=1, max=1000, help="denoising steps (ComfyUI's template: 50)"),
                           cfg: float = Param(7.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass"),
-                          sampler: str = Param("dpmpp_2m", choices=tuple(s for s in SAMPLERS if s != "ar_video"),
+                          sampler: str = Param("dpmpp_2m", choices=PICTURE_SAMPLERS,
                                                help="KSampler's sampler; ComfyUI's dpmpp_3m_sde runs as dpmpp_2m "
                                                     "(no SDE samplers here)"),
-                          scheduler: str = Param("exponential", choices=SCHEDULERS,
+                          scheduler: str = Param("exponential", choices=STABLE_AUDIO_SCHEDULERS,
                                                  help="KSampler's scheduler: the noise levels the steps visit"),
                           seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the noise's seed (KSampler's)")):
     """Stable Audio Open 1.0's sound for a prompt, from ComfyUI's files (its EmptyLatentAudio, CLIPTextEncode with
@@ -148,7 +151,7 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                       steps: int = Param(8, min=1, max=1000, help="turbo: 8; base / sft: 50"),
                       cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance against the model's null "
                                                                        "embedding; turbo: 1 (no second pass)"),
-                      sampler: str = Param("euler", choices=tuple(s for s in SAMPLERS if s != "ar_video"),
+                      sampler: str = Param("euler", choices=PICTURE_SAMPLERS,
                                            help="KSampler's sampler (the templates: euler)"),
                       scheduler: str = Param("simple", choices=ACE_SCHEDULERS,
                                              help="KSampler's scheduler (the templates: simple)"),

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import torch
 
 from graph_engine import NodeError
+from nodes.generate.audio_nodes import STABLE_AUDIO_SCHEDULERS as SCHEDULERS
 
 RATE = 44100                # the VAE's sample rate and ComfyUI's EmptyLatentAudio's
 HOP = 2048                  # samples per latent frame
 SIGMA_MIN, SIGMA_MAX = 0.03, 500.0      # ComfyUI's sampling_settings for Stable Audio
 MIN_TOKENS = 128            # ComfyUI's T5-base tokenizer pads every prompt to at least this
 SECONDS_MAX = 512           # the seconds conditioners' range (0 to 512)
-SCHEDULERS = ("exponential", "karras", "simple")
 DIT, VAE, COND = "model.model.", "pretransform.model.", "conditioner.conditioners."
 NOT_STABLE_AUDIO = ("{name} is not a Stable Audio Open checkpoint (it has no {what} under {prefix}): give "
                     "stable-audio-open-1.0.safetensors from checkpoints/ (Comfy-Org/stable-audio-open-1.0_repackaged)")
