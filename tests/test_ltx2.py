@@ -449,10 +449,13 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
     saved = sorted((tmp_path / "out").rglob("*.mp4"))
     with av.open(str(saved[0])) as f:                     # SaveVideo's file holds the frames and the sound
         assert len(f.streams.video) == 1 and len(f.streams.audio) == 1
-    # the distilled LoRA (ComfyUI's names) changes the second pass only
+    # the distilled LoRA (ComfyUI's names) changes the second pass only. Compared with a second run of the same
+    # file: a process's first run (before the LoRA's layers are wrapped) differs from later ones by float rounding
+    # (1.2e-6 here), which says nothing about the LoRA.
+    again = run(yaml)
     plain = run(yaml.replace("strength: 1\n", "strength: 0\n"))
-    assert torch.equal(plain["41"]["latent"].samples, first.samples)
-    assert not torch.allclose(plain["70"]["latent"].samples, second.samples)
+    assert torch.equal(plain["41"]["latent"].samples, again["41"]["latent"].samples)
+    assert not torch.allclose(plain["70"]["latent"].samples, again["70"]["latent"].samples)
 
 
 def test_image_to_video_samples_as_ltx2_image_to_video_pipeline(tiny, gemma):
