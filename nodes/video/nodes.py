@@ -270,7 +270,7 @@ def frame(ctx, video: VIDEO, index: int = Param(0, help="frame number; negative 
     from graph_engine import NodeError
     if not -video.length <= index < video.length:
         raise NodeError(f"frame {index} is outside the clip's {video.length} frames")
-    if video.length > 1:        # a batch of pictures where one is read (text.generate's image from ComfyUI)
+    if ctx is not None and video.length > 1:   # a batch of pictures where one is read (text.generate's image)
         ctx.log(f"frame {index} of {video.length}: the other {video.length - 1} are not passed on")
     return video.frame(index)
 
