@@ -440,9 +440,8 @@ def generate(model: AceStep, song: Song, seconds: float, steps: int, cfg: float,
              shift: float, seed: int, codes: Optional[list] = None, progress=None) -> torch.Tensor:
     """The song's waveform [2, samples] at 48 kHz, as loud as VAEDecodeAudio leaves it. `codes`: the language
     model's (audio_codes), or None for none."""
-    from nodes.generate.samplers import SAMPLERS
-    if sampler not in SAMPLERS or sampler == "ar_video":
-        raise NodeError(f"sampler={sampler!r}: choose one of {', '.join(s for s in SAMPLERS if s != 'ar_video')}")
+    from nodes.generate.samplers import latent_sampler
+    sample = latent_sampler(sampler)
     frames = latent_frames(seconds)
     if frames < 1:
         raise NodeError(f"seconds={seconds:g} gives no sound: give at least 0.04 s (ComfyUI's minimum is 1)")
@@ -477,6 +476,6 @@ def generate(model: AceStep, song: Song, seconds: float, steps: int, cfg: float,
     levels = sigmas(steps, scheduler, shift)
     kw = {"noise_sampler": lambda i: torch.randn(noise.shape, generator=gen)}
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
-    latent = SAMPLERS[sampler](denoised, noise.to(model.device) * float(levels[0]), levels, callback, flow=True, **kw)
+    latent = sample(denoised, noise.to(model.device) * float(levels[0]), levels, callback, flow=True, **kw)
     return loudness(model.vae.decode(latent).sample.float()[0].cpu())
 

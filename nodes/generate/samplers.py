@@ -318,3 +318,12 @@ def sd_table() -> SigmaTable:
 
 
 TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas}
+
+
+def latent_sampler(name: str):
+    """The sampler `name` for a plain latent (every one but ar_video, which needs an autoregressive Wan model's
+    cache); the sound models call it directly, outside run_sampling."""
+    if name not in SAMPLERS or name == "ar_video":
+        from graph_engine import NodeError
+        raise NodeError(f"sampler={name!r}: choose one of {', '.join(s for s in SAMPLERS if s != 'ar_video')}")
+    return SAMPLERS[name]

@@ -239,9 +239,8 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     """The sound's waveform [channels, samples] at 44.1 kHz, loudness as VAEDecodeAudio leaves it. The model is
     told the piece starts at `seconds_start` and lasts `seconds_total` (0: the sound's whole seconds)."""
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
-    from nodes.generate.samplers import SAMPLERS
-    if sampler not in SAMPLERS or sampler == "ar_video":
-        raise NodeError(f"sampler={sampler!r}: choose one of {', '.join(s for s in SAMPLERS if s != 'ar_video')}")
+    from nodes.generate.samplers import latent_sampler
+    sample = latent_sampler(sampler)
     frames = latent_frames(seconds)
     if frames < 2:
         raise NodeError(f"seconds={seconds:g} gives no sound: give at least 0.1 s (ComfyUI's minimum is 1)")
@@ -276,7 +275,7 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     x = noise.to(model.device) * math.sqrt(float(levels[0]) ** 2 + 1)     # ComfyUI's full-denoise noise scaling
     kw = {"noise_sampler": lambda i: torch.randn(noise.shape, generator=gen)}
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
-    latent = SAMPLERS[sampler](denoised, x, levels, callback, flow=False, **kw)
+    latent = sample(denoised, x, levels, callback, flow=False, **kw)
     return loudness(model.vae.decode(latent).sample.float()[0].cpu())
 
 
