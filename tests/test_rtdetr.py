@@ -42,6 +42,7 @@ def _tiny_dfine():
                 t.uniform_(0.5, 1.5)
         # the cells off the picture's edge (their memory zeroed) all score alike: kept under the others, as a
         # trained detector's are, so which 300 queries are picked does not hang on how ties are broken
+        model.model.enc_output[0].bias.zero_()
         model.model.enc_output[1].bias.zero_()
         model.model.enc_score_head.bias.fill_(-3.0)
     dec = model.model.decoder
@@ -150,3 +151,89 @@ def test_network_is_dfines(detector):
     logits, boxes = RTDETR(read_state(str(detector["path"])))(pictures)
     assert torch.allclose(boxes, ref.pred_boxes, atol=1e-4), (boxes - ref.pred_boxes).abs().max()
     assert torch.allclose(logits, ref.logits, atol=1e-3), (logits - ref.logits).abs().max()
+
+
+def _comfy_detect(logits, boxes, size, threshold, class_name, limit):
+    """ComfyUI's RTv4.postprocess and RTDETR_detect's filter, written out."""
+    import torch
+    from nodes.detect.rtdetr import COCO_CLASSES
+    cx, cy, w, h = boxes.unbind(-1)        # torchvision's box_convert cxcywh -> xyxy
+    boxes = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
+    boxes = boxes * torch.tensor(size).repeat(1, 2).unsqueeze(1)
+    scores, idx = torch.topk(torch.sigmoid(logits).flatten(1), 300, dim=-1)
+    labels, boxes = idx % 80, boxes.gather(1, (idx // 80).unsqueeze(-1).expand(-1, -1, 4))
+    keep = scores[0] > threshold
+    found = [(*b.tolist(), int(lb), float(s)) for b, lb, s in zip(boxes[0][keep], labels[0][keep], scores[0][keep])
+             if class_name == "all" or COCO_CLASSES[int(lb)] == class_name]
+    return sorted(found, key=lambda d: -d[5])[:limit]
+
+
+def _comfy_draw(frame, found):
+    """ComfyUI's DrawBBoxes.draw_detections, written out (PIL's default font, as where Arial is missing)."""
+    from PIL import Image, ImageDraw, ImageFont
+    from nodes.detect.rtdetr import COCO_CLASSES
+    img = Image.fromarray(frame)
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    colors = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 165, 0), (128, 0, 128), (0, 255, 255), (255, 20, 147),
+              (100, 149, 237)]
+    for x1, y1, x2, y2, label, score in sorted(found, key=lambda d: d[5]):
+        c = colors[label % len(colors)]
+        draw.rectangle([x1, y1, x2, y2], outline=c, width=3)
+        draw.text((x1 + 2, y1 + 2), f"{COCO_CLASSES[label]} {score:.2f}", fill=c, font=font)
+    return np.asarray(img)
+
+
+def test_boxes_and_picture_are_comfyuis(detector):
+    """A 96x64 frame: the boxes ComfyUI's RTDETR_detect keeps (over 0.05 on random weights, of a class, at most 5) and DrawBBoxes'
+    picture of them."""
+    import torch
+    import torch.nn.functional as F
+    from nodes.detect.rtdetr import RTDETR, detect, draw_boxes, label_name, read_state
+    frame = (np.random.default_rng(2).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
+    pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
+                             mode="bilinear")
+    with torch.no_grad():
+        ref = detector["model"](pixel_values=pictures)
+    net = RTDETR(read_state(str(detector["path"])))
+    best = label_name(_comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, "all", 1)[0][4])
+    for class_name, limit in ((best, 300), ("all", 5)):
+        want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, class_name, limit)
+        got = detect(net, frame[None], 0.05, class_name, limit)[0]
+        assert [g[4] for g in got] == [w[4] for w in want]
+        assert np.allclose(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), atol=1e-3)
+    assert len({g[0] for g in got}) == 5      # the five best of all classes, different boxes, drawn
+    picture = draw_boxes(frame, got)
+    assert (picture != frame).any() and np.array_equal(picture, _comfy_draw(frame, got))
+
+
+def test_a_wrong_file_is_named(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import read_state
+    other = tmp_path / "flux.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2)}, str(other))
+    with pytest.raises(NodeError, match="not ComfyUI's RT-DETR v4 detector.*rt_detr_v4-x-hgnet_fp16"):
+        read_state(str(other))
+    junk = tmp_path / "rt_detr.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(NodeError, match="cannot be read as a safetensors file"):
+        read_state(str(junk))
+
+
+def test_multi_person_template_imports():
+    """utility_sdpose_multi_person: RT-DETR's UNETLoader folds into detect.rtdetr's model (no diffusion-model
+    loader left), whose person boxes feed both SDPose and the box picture, with the template's settings."""
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    from graph_engine.api import load_workflow
+    res = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" /
+                              "utility_sdpose_multi_person.json"))
+    graph = load_workflow(text=res.yaml, check=False).graph
+    types = [n.type for n in graph.nodes.values()]
+    assert "load.diffusion_model" not in types
+    (det,) = [n for n in graph.nodes.values() if n.type == "detect.rtdetr"]
+    assert det.params["model"] == "rt_detr_v4-x-hgnet_fp16.safetensors"
+    assert (det.params["threshold"], det.params["class_name"], det.params["max_detections"]) == (0.5, "person", 1)
+    fed = {graph.nodes[k.dst].type: k.dst_port for k in graph.links_from(det.id)}
+    assert fed == {"pose.sdpose_keypoints": "boxes", "detect.draw_boxes": "boxes"}

@@ -8,6 +8,7 @@ Every width is read from the file; ComfyUI fixes the rest (8 heads, 300 queries,
 Boxes come out as x0, y0, x1, y1 in the frame's pixels, with a COCO class and a score."""
 from __future__ import annotations
 
+import threading
 from typing import List, Tuple
 
 import numpy as np
@@ -36,10 +37,11 @@ Box = Tuple[float, float, float, float, int, float]     # x0, y0, x1, y1, class,
 def read_state(path: str) -> dict:
     """The detector's tensors from a safetensors file, named as ComfyUI's RTv4 names them; a clear error for
     any other file."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     try:
         sd = load_file(path)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise NodeError(f"{path} cannot be read as a safetensors file ({exc}): {HINT}") from None
     for prefix in PREFIXES:
         if any(k.startswith(prefix) for k in sd):
@@ -242,7 +244,6 @@ class RTDETR:
     def decoder(self, feats):
         """(logits [B, 300, classes], boxes [B, 300, 4] as normalised cx, cy, w, h)."""
         import torch
-        import torch.nn.functional as F
         proj = [self._conv(f, f"decoder.input_proj.{i}") if f"decoder.input_proj.{i}.conv.weight" in self.sd
                 else f for i, f in enumerate(feats)]
         shapes = [tuple(f.shape[2:]) for f in proj]
@@ -348,3 +349,68 @@ def detect(net: RTDETR, frames: np.ndarray, threshold: float, class_name: str, l
 
 def label_name(label: int) -> str:
     return COCO_CLASSES[label] if label < len(COCO_CLASSES) else str(label)
+
+
+class BoxTrack:
+    """A clip's boxes, found by the chunk as they are read: boxes(a, b) gives, for frames a..b, a list of
+    (x0, y0, x1, y1, class, score) per frame, in the clip's pixels."""
+
+    def __init__(self, video, net: RTDETR, threshold: float, class_name: str, limit: int, batch: int = 8, ctx=None):
+        self.video, self.net, self.batch, self.ctx = video, net, batch, ctx
+        self.threshold, self.class_name, self.limit = threshold, class_name, limit
+        self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
+        self._done: dict = {}
+        self._lock = threading.Lock()
+
+    def boxes(self, a: int, b: int) -> List[List[Box]]:
+        out = []
+        with self._lock:
+            for i in range(a, b):
+                if i >= self.length:           # boxes of a shorter clip: none past its end
+                    out.append([])
+                    continue
+                lo = i // self.batch * self.batch
+                if lo not in self._done:       # one batch kept: a clip is read forwards
+                    if self.ctx is not None:
+                        self.ctx.check()
+                    frames = self.video.frames(lo, min(lo + self.batch, self.length))
+                    self._done = {lo: detect(self.net, frames, self.threshold, self.class_name, self.limit)}
+                out.append(self._done[lo][i - lo])
+        return out
+
+    def __repr__(self):
+        return f"Boxes({self.length} frames of {self.width}x{self.height})"
+
+
+# ComfyUI's DrawBBoxes colours, by class
+BOX_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 165, 0), (128, 0, 128), (0, 255, 255), (255, 20, 147),
+               (100, 149, 237))
+
+
+def draw_boxes(frame: np.ndarray, boxes: List[Box]) -> np.ndarray:
+    """`frame` with each box outlined 3 pixels wide in its class's colour and labelled with class and score,
+    the best drawn last, as ComfyUI's DrawBBoxes draws them (PIL's default font: ComfyUI asks for Arial,
+    which it finds only on Windows)."""
+    from PIL import Image, ImageDraw, ImageFont
+    img = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    for x0, y0, x1, y1, label, score in sorted(boxes, key=lambda d: d[5]):
+        colour = BOX_COLOURS[label % len(BOX_COLOURS)]
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=3)
+        draw.text((x0 + 2, y0 + 2), f"{label_name(label)} {score:.2f}", fill=colour, font=font)
+    return np.asarray(img)
+
+
+def load(path: str, device: str = "cpu") -> RTDETR:
+    """The detector of `path`, kept while the file is unchanged."""
+    import os
+    key = (os.path.abspath(path), os.path.getmtime(path), device)
+    with _lock:
+        if key not in _loaded:
+            _loaded.clear()
+            _loaded[key] = RTDETR(read_state(path), device)
+        return _loaded[key]
+
+
+_loaded: dict = {}
+_lock = threading.Lock()

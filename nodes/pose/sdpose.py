@@ -167,10 +167,11 @@ class SDPose:
                             "decoder never has: the checkpoint's head and UNet do not belong together")
         return wide[-1]
 
-    def keypoints(self, frames: np.ndarray) -> List[np.ndarray]:
+    def keypoints(self, frames: np.ndarray, origin=(0, 0)) -> List[np.ndarray]:
         """Per frame, one person's [134, 3] keypoints in the frame's pixels: each frame stretched to the head's
         input size, as ComfyUI's _resize_to_model does (area when it shrinks both ways, else bilinear; the network
-        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back."""
+        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back
+        and moved by `origin` (a crop's corner in its frame)."""
         import torch
         from torch.nn.functional import interpolate
         from nodes.generate.adapters import get_adapter
@@ -190,23 +191,24 @@ class SDPose:
             points, scores = decode(m)
             # ComfyUI's _remap_keypoints: a point left of the picture (x < 0) is dropped to (-1, -1)
             invalid = points[:, 0] < 0
-            points = points / np.array([mw / w, mh / h], np.float32)
+            points = points / np.array([mw / w, mh / h], np.float32) + np.array(origin, np.float32)
             points[invalid] = -1
             out.append(openpose_order(points, scores))
         return out
 
 
-def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None) -> "PoseTrack":
-    """Keypoints of every frame of `video`, made as far as read, `batch` frames a UNet pass."""
-    return PoseTrack(video, SDPose(model, vae, device), batch, ctx)
+def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None, boxes=None) -> "PoseTrack":
+    """Keypoints of every frame of `video`, made as far as read, `batch` frames a UNet pass; with `boxes`
+    (detect.rtdetr's), one person a box."""
+    return PoseTrack(video, SDPose(model, vae, device), batch, ctx, boxes)
 
 
 class PoseTrack:
     """A clip's keypoints, made by the chunk as they are read: people(a, b) gives, for frames a..b, a list of
     [134, 3] arrays (one per person), in the clip's pixels."""
 
-    def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None):
-        self.video, self.model, self.batch, self.ctx = video, model, max(1, int(batch)), ctx
+    def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None, boxes=None):
+        self.video, self.model, self.batch, self.ctx, self.boxes = video, model, max(1, int(batch)), ctx, boxes
         self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
         self._done: dict = {}
         self._lock = threading.Lock()
@@ -223,9 +225,26 @@ class PoseTrack:
                 if self.ctx is not None:
                     self.ctx.check()
                 frames = self.video.frames(lo, min(lo + self.batch, self.length))
-                self._done = {lo: [[p] for p in self.model.keypoints(frames)]}
+                if self.boxes is None:
+                    self._done = {lo: [[p] for p in self.model.keypoints(frames)]}
+                else:
+                    found = self.boxes.boxes(lo, lo + len(frames))
+                    self._done = {lo: [self._in_boxes(f, b) for f, b in zip(frames, found)]}
             out.append(self._done[lo][i - lo])
         return out
+
+    def _in_boxes(self, frame: np.ndarray, boxes) -> List[np.ndarray]:
+        """One person a box, each read from its crop (its corners cut to whole pixels inside the frame, as
+        ComfyUI's SDPoseKeypointExtractor cuts them); a frame without boxes is one person."""
+        if not boxes:
+            return self.model.keypoints(frame[None])
+        h, w = frame.shape[:2]
+        people = []
+        for x0, y0, x1, y1, *_ in boxes:
+            left, top, right, bottom = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
+            if right > left and bottom > top:
+                people += self.model.keypoints(frame[None, top:bottom, left:right], (left, top))
+        return people
 
     def __repr__(self):
         return f"PoseKeypoints({self.length} frames of {self.width}x{self.height})"
