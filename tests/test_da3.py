@@ -217,6 +217,13 @@ def test_templates_import_to_the_reference_settings(tiny, clip):
     assert out.shape == (1, 74, 74, 3) and np.abs(out[0, ..., 0].astype(int) - want).max() <= 1
 
 
+def test_info_lists_the_file_as_read_by_depth_da3(tiny, tiny_small):
+    from nodes.depth.estimate import describe
+    mono, small = describe(tiny[0]), describe(tiny_small[0])
+    assert (mono["loads"], mono["variant"]) == ("yes", "DA3 Mono/Metric 64-wide") and "depth.da3" in mono["note"]
+    assert (small["loads"], small["variant"]) == ("yes", "DA3 64-wide")
+
+
 def test_wrong_files_say_what_they_are(tmp_path):
     from safetensors.torch import save_file
     from graph_engine import NodeError
@@ -239,3 +246,225 @@ def test_bad_choices_and_missing_maps_are_named(tiny, clip):
     geo = da3.infer(_video(clip), model, 504, "upper_bound_resize", "mono", 8, "first")
     with pytest.raises(NodeError, match="has no confidence map"):
         da3.render(geo, "confidence", "v2_style", False, False)
+
+
+# -- DA3 Small / Base: QK-norm, 2D RoPE, alternating attention, the camera token, a DualDPT head ------------------
+ALT, SMALL_OUT = 4, (5, 7, 9, 11)       # da3-small / da3-base's alt_start (= qknorm_start = rope_start), out layers
+
+
+class AnyViewEncoder(nn.Module):
+    """ComfyUI's Dinov2Model with DA3's extensions (comfy/image_encoders/dino2.py), written out."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.randn(1, 1, DIM) * 0.02)
+        self.position_embeddings = nn.Parameter(torch.randn(1, 37 * 37 + 1, DIM) * 0.02)
+        self.camera_token = nn.Parameter(torch.randn(1, 2, DIM) * 0.5)
+        self.patch = nn.Conv2d(3, DIM, 14, 14)
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "norm1": nn.LayerNorm(DIM, eps=1e-6), "norm2": nn.LayerNorm(DIM, eps=1e-6),
+            "query": nn.Linear(DIM, DIM), "key": nn.Linear(DIM, DIM), "value": nn.Linear(DIM, DIM),
+            "dense": nn.Linear(DIM, DIM), "fc1": nn.Linear(DIM, 4 * DIM), "fc2": nn.Linear(4 * DIM, DIM),
+            **({"q_norm": nn.LayerNorm(DIM), "k_norm": nn.LayerNorm(DIM)} if i >= ALT else {})}) for i in range(12))
+        self.ls = nn.ParameterList(nn.Parameter(torch.rand(DIM) + 0.5) for _ in range(24))
+        self.layernorm = nn.LayerNorm(DIM, eps=1e-6)
+
+    def state(self):
+        out = {"embeddings.cls_token": self.cls_token, "embeddings.position_embeddings": self.position_embeddings,
+               "embeddings.camera_token": self.camera_token,
+               "embeddings.patch_embeddings.projection.weight": self.patch.weight,
+               "embeddings.patch_embeddings.projection.bias": self.patch.bias,
+               "layernorm.weight": self.layernorm.weight, "layernorm.bias": self.layernorm.bias}
+        where = {"norm1": "norm1", "norm2": "norm2", "query": "attention.attention.query",
+                 "key": "attention.attention.key", "value": "attention.attention.value",
+                 "dense": "attention.output.dense", "fc1": "mlp.fc1", "fc2": "mlp.fc2",
+                 "q_norm": "attention.q_norm", "k_norm": "attention.k_norm"}
+        for i, b in enumerate(self.blocks):
+            for n, m in b.items():
+                out.update({f"encoder.layer.{i}.{where[n]}.{p}": t for p, t in m.named_parameters()})
+            out[f"encoder.layer.{i}.layer_scale1.lambda1"] = self.ls[2 * i]
+            out[f"encoder.layer.{i}.layer_scale2.lambda1"] = self.ls[2 * i + 1]
+        return {"backbone." + k: v.detach().contiguous() for k, v in out.items()}
+
+    @staticmethod
+    def rope(tokens, positions):
+        d = tokens.size(-1) // 2
+        inv = 1.0 / (100.0 ** (torch.arange(0, d, 2).float() / d))
+        ang = torch.einsum("i,j->ij", torch.arange(int(positions.max()) + 1).float(), inv)
+        ang = torch.cat((ang, ang), dim=-1)
+        cos_c, sin_c = ang.cos(), ang.sin()
+
+        def one(x, p):
+            cos, sin = F.embedding(p, cos_c)[:, None], F.embedding(p, sin_c)[:, None]
+            x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+            return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+        v, h = tokens.chunk(2, dim=-1)
+        return torch.cat((one(v, positions[..., 0]), one(h, positions[..., 1])), dim=-1)
+
+    def block(self, i, x, pos):
+        b, ls = self.blocks[i], self.ls
+        y = b["norm1"](x)
+        B, N, C = y.shape
+        q, k, v = (b[n](y).view(B, N, 1, C).transpose(1, 2) for n in ("query", "key", "value"))
+        if "q_norm" in b:
+            q, k = b["q_norm"](q), b["k_norm"](k)
+        if pos is not None:
+            q, k = self.rope(q, pos), self.rope(k, pos)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, C)
+        x = x + ls[2 * i] * b["dense"](a)
+        return x + ls[2 * i + 1] * b["fc2"](F.gelu(b["fc1"](b["norm2"](x))))
+
+    @staticmethod
+    def select(x):      # saddle_balanced
+        S = x.shape[1]
+        f = x[:, :, 0] / x[:, :, 0].norm(dim=-1, keepdim=True)
+        sim = torch.matmul(f, f.transpose(1, 2)) - torch.eye(S)[None]
+        score = sim.sum(dim=-1) / (S - 1)
+
+        def norm(m):
+            return (m - m.min(1, keepdim=True).values) / (m.max(1, keepdim=True).values - m.min(1, keepdim=True).values + 1e-8)
+        bal = (norm(score) - 0.5).abs() + (norm(x[:, :, 0].norm(dim=-1)) - 0.5).abs() + (norm(f.var(dim=-1)) - 0.5).abs()
+        return bal.argmin(dim=1)
+
+    @staticmethod
+    def reorder(x, b_idx):
+        S = x.shape[1]
+        pos = torch.arange(S)[None]
+        r = torch.where((pos > 0) & (pos <= b_idx[:, None]), pos - 1, pos)
+        r[:, 0] = b_idx
+        return x[torch.arange(x.shape[0])[:, None], r]
+
+    @staticmethod
+    def restore(x, b_idx):
+        S = x.shape[1]
+        t = torch.arange(S)[None]
+        r = torch.where(t < b_idx[:, None], t + 1, t)
+        r = torch.scatter(r, 1, b_idx[:, None], torch.zeros_like(b_idx[:, None]))
+        return x[torch.arange(x.shape[0])[:, None], r]
+
+    def forward(self, px):
+        B, S, _, H, W = px.shape
+        x = self.patch(px.reshape(B * S, 3, H, W)).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(B * S, -1, -1), x], dim=1)
+        ph, pw = H // 14, W // 14
+        grid = F.interpolate(self.position_embeddings[:, 1:].reshape(1, 37, 37, DIM).permute(0, 3, 1, 2),
+                             scale_factor=((ph + 0.1) / 37, (pw + 0.1) / 37), mode="bicubic", antialias=False)
+        x = x + torch.cat([self.position_embeddings[:, :1], grid.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
+        x = x.reshape(B, S, -1, DIM)
+        pos = torch.cartesian_prod(torch.arange(ph), torch.arange(pw)).view(1, -1, 2).expand(B * S, -1, -1) + 1
+        cls = torch.zeros(B * S, 1, 2, dtype=pos.dtype)
+        pos_local, pos_global = torch.cat([cls, pos], 1), torch.cat([cls, torch.zeros_like(pos) + 1], 1)
+        local_x, b_idx, outs = x, None, []
+        for i in range(12):
+            rope = i >= ALT
+            if i == ALT - 1 and S >= 3:
+                b_idx = self.last_ref = self.select(x)
+                x, local_x = self.reorder(x, b_idx), self.reorder(local_x, b_idx)
+            if i == ALT:
+                x = x.clone()
+                x[:, :, 0] = torch.cat([self.camera_token[:, :1].expand(B, -1, -1),
+                                        self.camera_token[:, 1:].expand(B, S - 1, -1)], dim=1)
+            if i >= ALT and i % 2 == 1:
+                p = pos_global.reshape(B, -1, 2) if rope else None
+                x = self.block(i, x.reshape(B, -1, DIM), p).reshape(x.shape)
+            else:
+                p = pos_local if rope else None
+                x = self.block(i, x.reshape(B * S, -1, DIM), p).reshape(x.shape)
+                local_x = x
+            if i in SMALL_OUT:
+                o = torch.cat([local_x, x], dim=-1)
+                outs.append(self.restore(o, b_idx) if b_idx is not None else o)
+        return [torch.cat([o[..., :DIM], self.layernorm(o[..., DIM:])], -1)[..., 1:, :] for o in outs]
+
+
+def _uv_embed(x, W, H):
+    """DualDPT's _add_pos_embed (_create_uv_grid, _position_grid_to_embed), written out."""
+    pw, ph, C = x.shape[-1], x.shape[-2], x.shape[1]
+    ar = W / H
+    diag = (ar ** 2 + 1.0) ** 0.5
+    sx, sy = ar / diag, 1.0 / diag
+    xs = torch.linspace(-sx * (pw - 1) / pw, sx * (pw - 1) / pw, steps=pw)
+    ys = torch.linspace(-sy * (ph - 1) / ph, sy * (ph - 1) / ph, steps=ph)
+    uu, vv = torch.meshgrid(xs, ys, indexing="xy")
+    grid = torch.stack((uu, vv), dim=-1).reshape(-1, 2)
+
+    def sincos(d, p):
+        omega = 1.0 / 100.0 ** (torch.arange(d // 2).float() / (d / 2.0))
+        o = torch.einsum("m,d->md", p, omega)
+        return torch.cat([o.sin(), o.cos()], dim=1)
+    pe = torch.cat([sincos(C // 2, grid[:, 0]), sincos(C // 2, grid[:, 1])], -1).view(ph, pw, C)
+    return x + 0.1 * pe.permute(2, 0, 1)[None]
+
+
+class DualDPT(DPT):
+    """ComfyUI's DualDPT main branch (depth through exp, confidence through exp + 1), written out; the auxiliary
+    ray branch's tensors are in the file but not run (mono and multiview depth do not use it)."""
+
+    def __init__(self):
+        super().__init__()
+        oc = CHANNELS
+        self.norm = nn.LayerNorm(2 * DIM)
+        self.projects = nn.ModuleList(nn.Conv2d(2 * DIM, c, 1) for c in oc)
+        del self.scratch.sky_output_conv2
+        self.scratch.output_conv2 = nn.Sequential(nn.Conv2d(FEATURES // 2, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 2, 1))
+        self.scratch.refinenet1_aux = Fusion(FEATURES)
+
+    def forward(self, feats, H, W):
+        ph, pw = H // 14, W // 14
+        r = []
+        for i, x in enumerate(feats):
+            x = self.norm(x).permute(0, 2, 1).reshape(x.shape[0], 2 * DIM, ph, pw)
+            r.append(self.resize_layers[i](_uv_embed(self.projects[i](x), W, H)))
+        s = self.scratch
+        l1, l2, l3, l4 = (getattr(s, f"layer{i + 1}_rn")(r[i]) for i in range(4))
+        m = s.refinenet4(l4, size=l3.shape[2:])
+        m = s.refinenet3(m, l3, size=l2.shape[2:])
+        m = s.refinenet2(m, l2, size=l1.shape[2:])
+        m = s.output_conv1(s.refinenet1(m, l1))
+        m = _uv_embed(F.interpolate(m, (ph * 14, pw * 14), mode="bilinear", align_corners=True), W, H)
+        fmap = s.output_conv2(m).permute(0, 2, 3, 1)
+        return torch.exp(fmap[..., 0]), torch.exp(fmap[..., -1]) + 1
+
+
+@pytest.fixture(scope="module")
+def tiny_small(tmp_path_factory):
+    from safetensors.torch import save_file
+    torch.manual_seed(1)
+    enc, head = AnyViewEncoder().eval(), DualDPT().eval()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.mul_(2.0)
+    state = enc.state()
+    state.update({"head." + k: v.contiguous() for k, v in head.state_dict().items()})
+    path = tmp_path_factory.mktemp("da3s") / "depth_anything_3_tiny_small.safetensors"
+    save_file(state, str(path))
+    return path, enc, head
+
+
+def test_any_view_model_matches_comfyui_code_mono_and_multiview(tiny_small):
+    """A Small-style file (QK-norm, RoPE and all-view attention from layer 4, the camera token, a DualDPT head):
+    depth and confidence equal ComfyUI's code written out, each frame alone (mono, 40 x 60 frames at 70 px: the
+    position code resampled to 3 x 5) and the five frames as one scene (multiview, the reference view chosen
+    saddle_balanced among them)."""
+    from PIL import Image
+    from nodes.depth import da3
+    path, enc, head = tiny_small
+    model = da3.load(str(path))
+    assert (model.cfg.alt_start, model.cfg.cat_token, model.cfg.dual, model.cfg.out_layers) == (4, True, True, SMALL_OUT)
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 255, (5, 40, 60, 3)).astype(np.uint8)
+    x = np.stack([np.asarray(Image.fromarray(f).resize((70, 42), Image.LANCZOS)) for f in frames]) / np.float32(255)
+    x = (x - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    px = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))
+    size = dict(size=(40, 60), mode="bilinear", align_corners=False)
+    seen = {}
+    for mode, scenes in (("mono", px[:, None]), ("multiview", px[None])):
+        with torch.no_grad():
+            feats = [f.flatten(0, 1) for f in enc(scenes)]
+            depth, conf = head(feats, 42, 70)
+        geo = da3.infer(_video(frames), model, 70, "upper_bound_resize", mode, 5, "saddle_balanced")
+        got = seen[mode] = geo.maps(0, 5)
+        np.testing.assert_allclose(got["depth"], F.interpolate(depth[:, None], **size)[:, 0].numpy(), rtol=1e-4)
+        np.testing.assert_allclose(got["confidence"], F.interpolate(conf[:, None], **size)[:, 0].numpy(), rtol=1e-4)
+    assert int(enc.last_ref[0]) != 0         # the scene was reordered round its reference view and back
+    assert np.abs(seen["mono"]["depth"] - seen["multiview"]["depth"]).max() > 1e-3    # the views saw each other

@@ -60,9 +60,9 @@ class Config:
         return f"DA3 {size}" if self.alt_start >= 0 else f"DA3 Mono/Metric {size}"
 
 
-def detect(state: Dict[str, "object"], name: str = "") -> Config:
+def detect(shapes: Dict[str, Tuple[int, ...]], name: str = "") -> Config:
     """The variant from the tensors' names and shapes, or a NodeError naming what the file is instead."""
-    what = name or "the file"
+    what, state = name or "the file", shapes
     if any(k.startswith("model.backbone.pretrained.") or k.startswith("backbone.pretrained.") for k in state):
         raise NodeError(f"{what} is Depth Anything 3 in its authors' layout (model.backbone.pretrained.*), which "
                         f"Kinograph does not convert; use {WHAT}")
@@ -72,12 +72,12 @@ def detect(state: Dict[str, "object"], name: str = "") -> Config:
                             f"Face folder); depth.da3 reads {WHAT}")
         raise NodeError(f"{what} is not a Depth Anything 3 file (no backbone.embeddings / head.projects tensors); "
                         f"use {WHAT}")
-    dim = state["backbone.embeddings.patch_embeddings.projection.weight"].shape[0]
+    dim = state["backbone.embeddings.patch_embeddings.projection.weight"][0]
     layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("backbone.encoder.layer."))
     qk = sorted(int(k.split(".")[3]) for k in state if k.startswith("backbone.encoder.layer.")
                 and k.endswith("attention.q_norm.weight"))
     alt = qk[0] if qk else -1
-    dim_in = state["head.projects.0.weight"].shape[1]
+    dim_in = state["head.projects.0.weight"][1]
     key = (layers, alt >= 0)
     if key not in OUT_LAYERS or dim_in not in (dim, 2 * dim):
         raise NodeError(f"{what}: a Depth Anything 3 layout with {layers} encoder layers{' and QK-norm' if qk else ''} "
@@ -85,9 +85,9 @@ def detect(state: Dict[str, "object"], name: str = "") -> Config:
     return Config(dim=dim, layers=layers, swiglu="backbone.encoder.layer.0.mlp.weights_in.weight" in state,
                   alt_start=alt, cat_token=dim_in == 2 * dim, out_layers=OUT_LAYERS[key],
                   dual="head.scratch.refinenet1_aux.out_conv.weight" in state,
-                  features=state["head.scratch.layer1_rn.weight"].shape[0],
-                  out_channels=tuple(state[f"head.projects.{i}.weight"].shape[0] for i in range(4)),
-                  output_dim=state["head.scratch.output_conv2.2.weight"].shape[0],
+                  features=state["head.scratch.layer1_rn.weight"][0],
+                  out_channels=tuple(state[f"head.projects.{i}.weight"][0] for i in range(4)),
+                  output_dim=state["head.scratch.output_conv2.2.weight"][0],
                   sky="head.scratch.sky_output_conv2.0.weight" in state, head_norm="head.norm.weight" in state)
 
 
@@ -410,7 +410,7 @@ def _load(path: str, stamp: tuple, device: str, precision: str) -> DA3:
     import torch
     from nodes.generate.weights import load_weights
     state = _unprefixed(load_weights(path))
-    cfg = detect(state, Path(path).name)
+    cfg = detect({k: tuple(v.shape) for k, v in state.items()}, Path(path).name)
     net = _build(cfg)
     wanted = net.state_dict()
     missing = [k for k in wanted if k not in state]
@@ -426,6 +426,18 @@ def _load(path: str, stamp: tuple, device: str, precision: str) -> DA3:
     if dtype is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return DA3(cfg, net.to(device, dtype).eval(), device, dtype)
+
+
+def describe(path: Path) -> Optional[dict]:
+    """`kinograph info`'s variant and note for a Depth Anything 3 file (its header only), None for another file."""
+    from nodes.generate.detect import read_header
+    if path.suffix not in (".safetensors", ".sft"):
+        return None
+    try:
+        cfg = detect(_unprefixed(read_header(path).shapes), path.name)
+    except NodeError:
+        return None
+    return {"variant": cfg.variant, "loads": "yes", "note": "depth.da3 (ComfyUI's LoadDA3Model / DA3Inference)"}
 
 
 def load(name: str, device: str = "cpu", precision: str = "default") -> DA3:

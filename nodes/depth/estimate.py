@@ -138,6 +138,10 @@ def describe(path: Path) -> dict:
     why it does not load (an authors' file, a folder short of the files transformers needs)."""
     row = {"family": "depth", "variant": "", "role": "", "precision": "", "loads": "no", "note": ""}
     if path.is_file():
+        from nodes.depth.da3 import describe as da3_row
+        da3 = da3_row(path)
+        if da3 is not None:
+            return dict(row, **da3)
         return dict(row, note=authors_file(path) or f"a single weight file; depth.estimate reads {HF_FOLDER}")
     try:
         kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") or ""
