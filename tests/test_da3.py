@@ -194,27 +194,60 @@ def test_depth_and_sky_match_comfyui_code_on_transformers_encoder(tiny, clip):
     assert np.abs(coloured.astype(int) - want).max() <= 1
 
 
-def test_templates_import_to_the_reference_settings(tiny, clip):
-    """ComfyUI's image and video templates import node for node (LoadDA3Model folded into depth.da3), and the image
-    one's settings (504 px, upper_bound_resize, depth v2_style) on the tiny file give the reference's picture."""
+def test_templates_import_and_run_to_the_reference_picture(tiny, clip, tmp_path):
+    """ComfyUI's image and video templates import node for node (LoadDA3Model folded into depth.da3); the image one,
+    run by the engine on the tiny file (504 px, upper_bound_resize, depth v2_style), gives the reference's picture."""
+    from PIL import Image
     from app.comfyui import import_workflow
-    from graph_engine.api import load_workflow
-    from nodes.depth import da3
+    from graph_engine.api import Session, load_workflow
     from tests.comfyui_corpus import CORPUS
-    for name, resize in (("image", "upper_bound_resize"), ("video", "lower_bound_resize")):
+    for name, resize in (("video", "lower_bound_resize"), ("image", "upper_bound_resize")):
         res = import_workflow(str(CORPUS / "templates" / f"utility_depth_anything3_{name}_depth_estimation.json"))
-        nodes = load_workflow(text=res.yaml, check=False).graph.nodes.values()
-        inf = next(n for n in nodes if n.type == "depth.da3").params
-        draw = next(n for n in nodes if n.type == "depth.da3_render").params
-        assert inf == {"model": "depth_anything_3_mono_large.safetensors", "precision": "default", "resolution": 504,
-                       "resize_method": resize, "mode": "mono"}
-        assert draw == {"output": "depth", "normalization": "v2_style", "sky_clip": False}
-    model = da3.load(str(tiny[0]))
-    geo = da3.infer(_video(clip[:1]), model, inf["resolution"], "upper_bound_resize", inf["mode"], 8, "first")
-    out = da3.render(geo, draw["output"], draw["normalization"], draw["sky_clip"], False).frames(0, 1)
+        wf = load_workflow(text=res.yaml, check=False)
+        nodes = wf.graph.nodes
+        inf = next(i for i, n in nodes.items() if n.type == "depth.da3")
+        draw = next(i for i, n in nodes.items() if n.type == "depth.da3_render")
+        assert nodes[inf].params == {"model": "depth_anything_3_mono_large.safetensors", "precision": "default",
+                                     "resolution": 504, "resize_method": resize, "mode": "mono"}
+        assert nodes[draw].params == {"output": "depth", "normalization": "v2_style", "sky_clip": False}
+    Image.fromarray(clip[0]).save(tmp_path / "in.png")
+    for n in nodes.values():
+        if n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "in.png")
+    nodes[inf].params["model"] = str(tiny[0])
+    wf.graph.add_node("io.save_frames", "save", {"path": str(tmp_path / "out")})
+    wf.graph.connect(draw, "video", "save", "video")
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    out = np.asarray(Image.open(sorted((tmp_path / "out").rglob("*.png"))[0]).convert("RGB"))
     ref = _reference(tiny[1], tiny[2], clip[:1], 504)[0]
     want = np.clip(_v2_style(*ref) * 255 + 0.5, 0, 255).astype(np.uint8)
-    assert out.shape == (1, 74, 74, 3) and np.abs(out[0, ..., 0].astype(int) - want).max() <= 1
+    assert out.shape == (74, 74, 3) and np.abs(out[..., 0].astype(int) - want).max() <= 1
+
+
+def test_multiview_and_mask_widgets_import_as_comfyui_stores_them(tmp_path):
+    """DA3Inference's multiview widgets (ref_view_strategy, pose_method after mode) and DA3Render's sky_mask /
+    confidence one (colored, where depth's normalization is) land on depth.da3's ref_view and da3_render's colored."""
+    import json
+    from app.comfyui import import_workflow
+    from graph_engine.api import load_workflow
+    from tests.comfyui_corpus import CORPUS
+    doc = json.loads((CORPUS / "templates" / "utility_depth_anything3_image_depth_estimation.json").read_text())
+    for sub in doc["definitions"]["subgraphs"]:
+        for n in sub["nodes"]:
+            if n["type"] == "DA3Inference":
+                n["widgets_values"] = [504, "upper_bound_resize", "multiview", "middle", "cam_dec"]
+            if n["type"] == "DA3Render":
+                n["widgets_values"] = ["confidence", True]
+    (tmp_path / "mv.json").write_text(json.dumps(doc))
+    res = import_workflow(str(tmp_path / "mv.json"))
+    nodes = load_workflow(text=res.yaml, check=False).graph.nodes.values()
+    inf = next(n for n in nodes if n.type == "depth.da3").params
+    draw = next(n for n in nodes if n.type == "depth.da3_render").params
+    assert (inf["mode"], inf["ref_view"]) == ("multiview", "middle")
+    assert draw == {"output": "confidence", "colored": True}
+    assert any("groups of `views`" in note for e in res.report.entries.values() if e.class_type == "DA3Inference"
+               for note in e.notes)
 
 
 def test_info_lists_the_file_as_read_by_depth_da3(tiny, tiny_small):

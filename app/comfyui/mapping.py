@@ -856,10 +856,13 @@ RULES: Dict[str, Rule] = {
     # depth.da3 (DA3Inference), whose maps depth.da3_render draws
     "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
                          (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
-    "DA3Inference": Rule("depth.da3", ("resolution", "resize_method", "mode"),
-                         (P("resolution", "resolution"), P("resize_method", "resize_method"), P("mode", "mode"),
-                          P("mode.ref_view_strategy", "ref_view")), {"image": "video"}, ("geometry",),
-                         special="da3"),
+    # mode's multiview widgets follow it only in multiview: special_da3 reads ref_view_strategy there (pose_method
+    # picks how camera poses are found, which nothing here reads)
+    "DA3Inference": Rule("depth.da3", ("resolution", "resize_method", "mode", "mode.ref_view_strategy",
+                                       "mode.pose_method"),
+                         (P("resolution", "resolution"), P("resize_method", "resize_method"), P("mode", "mode")),
+                         {"image": "video"}, ("geometry",), special="da3",
+                         ignore={"mode.ref_view_strategy": None, "mode.pose_method": None}),
     "DA3Render": Rule("depth.da3_render", ("output", "output.normalization", "output.apply_sky_clip"),
                       (P("output", "output"), P("output.normalization", "normalization"),
                        P("output.apply_sky_clip", "sky_clip"), P("output.colored", "colored")),

@@ -47,11 +47,10 @@ class CoreNodes:
         else:
             notes.append("its da3_model does not come from LoadDA3Model: set depth.da3's model by hand")
         if params.get("mode") == "multiview":
-            # the widgets after mode are multiview's: ref_view_strategy, then pose_method (camera poses, unread here)
             from nodes.depth.da3 import REF_VIEWS
-            extra = [w for w in cn.widgets[3:5]] if isinstance(cn.widgets, list) else []
-            if extra and extra[0] in REF_VIEWS:
-                params["ref_view"] = extra[0]
+            ref = self.resolve(cn.inputs.get("mode.ref_view_strategy"))
+            if ref in REF_VIEWS:
+                params["ref_view"] = ref
             notes.append("multiview sees the frames in groups of `views` (8 here), ComfyUI the whole batch as one "
                          "scene; the camera poses it also finds there are not made (nothing here reads them)")
         return [self.plain(cn, rule, params, notes)]
