@@ -474,7 +474,6 @@ class Geometry:
                 if lo not in self._done:       # one pass kept: a clip is read forwards
                     if self.ctx is not None:
                         self.ctx.check()
-                        self.ctx.progress(lo, self.length, "Depth Anything 3")
                     frames = self.video.frames(lo, min(lo + self.batch, self.length))
                     self._done = {lo: self.model.maps(frames, self.resolution, self.method, self.views,
                                                       self.ref_view)}
