@@ -205,3 +205,8 @@ def test_seedvr2_files_are_named_not_taken_for_others(tmp_path):
         d = describe_model(tmp_path / name)
         assert (d["family"], d["loads"]) == ("seedvr2", "no"), (name, d)
         assert words in d["note"] and "does not" in d["note"], d["note"]
+    from nodes.generate.split import load_diffusion_model, load_vae
+    with pytest.raises(NodeError, match="SeedVR2 3B restoration transformer .* does not run yet"):
+        load_diffusion_model(None, str(tmp_path / "seedvr2_3b_int8_convrot.safetensors"), "default", "cpu")
+    with pytest.raises(NodeError, match="SeedVR2 video VAE .* does not read yet"):
+        load_vae(None, str(tmp_path / "seedvr2_ema_vae_fp16.safetensors"), "cpu")
