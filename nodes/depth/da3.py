@@ -10,7 +10,6 @@ bilinearly. Mono: each frame alone, as ComfyUI's mono mode. Multi-view (Small / 
 from __future__ import annotations
 
 import functools
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -455,31 +454,22 @@ class Geometry:
     confidence), float32 (b - a, H, W) at the clip's size."""
 
     def __init__(self, video, model: DA3, resolution: int, method: str, views: int, ref_view: str, ctx=None):
-        self.video, self.model, self.ctx = video, model, ctx
-        self.resolution, self.method, self.views, self.ref_view = resolution, method, views, ref_view
+        from nodes.common.stream import ByBatch
+        self.video, self.model = video, model
         self.length, self.width, self.height = video.length, video.width, video.height
-        self.batch = max(views, 4)         # frames a pass; a scene never split
-        self.batch -= self.batch % views
+        batch = max(views, 4)        # frames a pass; a scene never split
         cfg = model.cfg
         self.has = {"depth"} | ({"confidence"} if cfg.output_dim > 1 else set()) | (
             {"sky"} if cfg.sky and not cfg.dual else set())
-        self._done: dict = {}
-        self._lock = threading.Lock()
+
+        def make(frames):
+            maps = model.maps(frames, resolution, method, views, ref_view)
+            return [{k: v[j] for k, v in maps.items()} for j in range(len(frames))]
+        self._made = ByBatch(video, batch - batch % views, make, ctx)
 
     def maps(self, a: int, b: int) -> Dict[str, np.ndarray]:
-        with self._lock:
-            parts: Dict[str, list] = {}
-            for i in range(a, b):
-                lo = i // self.batch * self.batch
-                if lo not in self._done:       # one pass kept: a clip is read forwards
-                    if self.ctx is not None:
-                        self.ctx.check()
-                    frames = self.video.frames(lo, min(lo + self.batch, self.length))
-                    self._done = {lo: self.model.maps(frames, self.resolution, self.method, self.views,
-                                                      self.ref_view)}
-                for k, v in self._done[lo].items():
-                    parts.setdefault(k, []).append(v[i - lo])
-            return {k: np.stack(v) for k, v in parts.items()}
+        frames = self._made.get(a, b)
+        return {k: np.stack([f[k] for f in frames]) for k in frames[0]}
 
 
 def infer(video, model: DA3, resolution: int, method: str, mode: str, views: int, ref_view: str,
