@@ -208,6 +208,24 @@ def test_depth_and_sky_match_comfyui_code_on_transformers_encoder(tiny, clip):
     assert np.abs(coloured.astype(int) - want).max() <= 1
 
 
+def test_clip_spread_holds_one_range_over_the_clip(tiny, clip):
+    """spread clip: every frame's depth over one range, the nearest of the frames' 1st percentiles of ground to the
+    farthest of their 99th (v2_style's ends), the sky black: within one level of that computed on the reference."""
+    from nodes.depth import da3
+    model = da3.load(str(tiny[0]))
+    geo = da3.infer(_video(clip), model, 140, "upper_bound_resize", "mono", 8, "first")
+    got = da3.render(geo, "depth", "v2_style", False, False, spread="clip").frames(0, 3)[..., 0].astype(int)
+    ref = _reference(tiny[1], tiny[2], clip, 140)
+    ground = [torch.from_numpy(d[s < 0.3] if (s < 0.3).any() else d.ravel()) for d, s in ref]
+    lo = min(float(torch.quantile(g, 0.01)) for g in ground)
+    hi = max(float(torch.quantile(g, 0.99)) for g in ground)
+    for k, (depth, sky) in enumerate(ref):
+        want = np.where(sky >= 0.3, 0.0, 1.0 - np.clip((depth - lo) / (hi - lo), 0, 1))
+        assert np.abs(got[k] - (want * 255 + 0.5).astype(int)).max() <= 1
+    per_frame = da3.render(geo, "depth", "v2_style", False, False).frames(0, 3)[..., 0].astype(int)
+    assert np.abs(per_frame - got).max() > 2          # the frames' own ranges differ from the clip's
+
+
 def test_templates_import_and_run_to_the_reference_picture(tiny, clip, tmp_path):
     """ComfyUI's image and video templates import node for node (LoadDA3Model folded into depth.da3); the image one,
     run by the engine on the tiny file (upper_bound_resize, depth v2_style; 140 px, not 504, to keep it quick),
@@ -294,6 +312,8 @@ def test_bad_choices_and_missing_maps_are_named(tiny, clip):
     geo = da3.infer(_video(clip), model, 504, "upper_bound_resize", "mono", 8, "first")
     with pytest.raises(NodeError, match="has no confidence map"):
         da3.render(geo, "confidence", "v2_style", False, False)
+    with pytest.raises(NodeError, match="spread 'shot': use one of frame, clip"):
+        da3.render(geo, "depth", "v2_style", False, False, spread="shot")
 
 
 # -- DA3 Small / Base: QK-norm, 2D RoPE, alternating attention, the camera token, a DualDPT head ------------------

@@ -472,14 +472,16 @@ class Geometry:
         return {k: np.stack([f[k] for f in frames]) for k in frames[0]}
 
 
+def one_of(node: str, name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise NodeError(f"{node}: {name} {value!r}: use one of {', '.join(choices)}")
+
+
 def infer(video, model: DA3, resolution: int, method: str, mode: str, views: int, ref_view: str,
           ctx=None) -> Geometry:
-    if method not in RESIZES:
-        raise NodeError(f"depth.da3: resize_method {method!r}: use one of {', '.join(RESIZES)}")
-    if mode not in MODES:
-        raise NodeError(f"depth.da3: mode {mode!r}: use one of {', '.join(MODES)}")
-    if ref_view not in REF_VIEWS:
-        raise NodeError(f"depth.da3: ref_view {ref_view!r}: use one of {', '.join(REF_VIEWS)}")
+    for name, value, choices in (("resize_method", method, RESIZES), ("mode", mode, MODES),
+                                 ("ref_view", ref_view, REF_VIEWS)):
+        one_of("depth.da3", name, value, choices)
     if mode == "multiview" and model.cfg.alt_start < 0:
         raise NodeError(f"depth.da3: multiview needs DA3 Small or Base (their all-view attention); the loaded model "
                         f"is {model.cfg.variant}, which sees one view: set mode to mono")
@@ -501,16 +503,23 @@ def sky_clipped(depth: np.ndarray, sky: np.ndarray) -> np.ndarray:
     return np.where(ground, depth, quantile(depth[ground], 0.99)).astype(np.float32)
 
 
-def normalised(depth: np.ndarray, sky: Optional[np.ndarray], how: str) -> np.ndarray:
-    """One frame's depth as 0..1, near 1: v2_style spreads the 1st..99th percentile of the ground (the sky
-    black), min_max the whole range; raw is the depth itself."""
+def depth_range(depth: np.ndarray, sky: Optional[np.ndarray], how: str) -> Tuple[float, float]:
+    """(near, far) ends of one frame's spread: v2_style the 1st and 99th percentile of the ground, min_max the
+    whole range."""
+    if how == "min_max":
+        return float(depth.min()), float(depth.max())
+    ground = depth[sky < SKY_THRESHOLD] if sky is not None and (sky < SKY_THRESHOLD).any() else depth.ravel()
+    return quantile(ground, 0.01), quantile(ground, 0.99)
+
+
+def normalised(depth: np.ndarray, sky: Optional[np.ndarray], how: str,
+               span: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """One frame's depth as 0..1, near 1, spread over `span` or its own depth_range (v2_style: the sky black);
+    raw is the depth itself."""
     from nodes.depth.estimate import spread_unit
     if how == "raw":
         return depth
-    ground = depth[sky < SKY_THRESHOLD] if sky is not None and (sky < SKY_THRESHOLD).any() else depth.ravel()
-    lo, hi = ((quantile(ground, 0.01), quantile(ground, 0.99)) if how == "v2_style"
-              else (float(depth.min()), float(depth.max())))
-    out = 1.0 - spread_unit(depth, (lo, hi))
+    out = 1.0 - spread_unit(depth, span or depth_range(depth, sky, how))
     if how == "v2_style" and sky is not None:
         out[sky >= SKY_THRESHOLD] = 0.0
     return out
@@ -529,15 +538,18 @@ OUTPUTS = ("depth", "depth_colored", "sky_mask", "confidence")
 NORMALISATIONS = ("v2_style", "min_max", "raw")
 
 
+def ground_depth(maps: Dict[str, np.ndarray], k: int, sky_clip: bool):
+    """Frame k's depth (the sky clipped to the ground's far end if asked) and its sky map (None without one)."""
+    depth, sky = maps["depth"][k], maps.get("sky")
+    sky = None if sky is None else sky[k]
+    return (sky_clipped(depth, sky) if sky_clip and sky is not None else depth), sky
+
+
 def picture(maps: Dict[str, np.ndarray], k: int, output: str, normalization: str, sky_clip: bool,
-            colored: bool) -> np.ndarray:
-    """uint8 HxWx3 of frame k of `maps`, as ComfyUI's DA3Render draws it."""
+            colored: bool, span: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """uint8 HxWx3 of frame k of `maps`, as ComfyUI's DA3Render draws it (the depth over `span` if given)."""
     if output in ("depth", "depth_colored"):
-        depth, sky = maps["depth"][k], maps.get("sky")
-        sky = None if sky is None else sky[k]
-        if sky_clip and sky is not None:
-            depth = sky_clipped(depth, sky)
-        grey = normalised(depth, sky, normalization)
+        grey = normalised(*ground_depth(maps, k, sky_clip), normalization, span)
         rgb = turbo(grey) if output == "depth_colored" else np.repeat(grey[..., None], 3, -1)
     else:
         m = maps["sky"][k] if output == "sky_mask" else maps["confidence"][k]
@@ -548,13 +560,19 @@ def picture(maps: Dict[str, np.ndarray], k: int, output: str, normalization: str
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def render(geometry: Geometry, output: str, normalization: str, sky_clip: bool, colored: bool, ctx=None):
-    """A lazy clip of `geometry`'s pictures."""
+SPREADS = ("frame", "clip")
+
+
+def render(geometry: Geometry, output: str, normalization: str, sky_clip: bool, colored: bool, ctx=None,
+           spread: str = "frame"):
+    """A lazy clip of `geometry`'s pictures. spread "clip": the depth over one range for the whole clip (the
+    nearest and farthest of every frame's ends), found by reading the clip once first, so levels hold from frame to
+    frame; "frame": each frame by its own, as ComfyUI does."""
+    import threading
     from nodes.common.stream import Progress
-    if output not in OUTPUTS:
-        raise NodeError(f"depth.da3_render: output {output!r}: use one of {', '.join(OUTPUTS)}")
-    if normalization not in NORMALISATIONS:
-        raise NodeError(f"depth.da3_render: normalization {normalization!r}: use one of {', '.join(NORMALISATIONS)}")
+    for name, value, choices in (("output", output, OUTPUTS), ("normalization", normalization, NORMALISATIONS),
+                                 ("spread", spread, SPREADS)):
+        one_of("depth.da3_render", name, value, choices)
     variant = geometry.model.cfg.variant
     if (output == "sky_mask" or sky_clip and output != "confidence") and "sky" not in geometry.has:
         raise NodeError(f"depth.da3_render: {variant} has no sky map (Mono / Metric Large have one): "
@@ -562,11 +580,27 @@ def render(geometry: Geometry, output: str, normalization: str, sky_clip: bool, 
     if output == "confidence" and "confidence" not in geometry.has:
         raise NodeError(f"depth.da3_render: {variant} has no confidence map (Small / Base have one): choose "
                         f"another output")
-    progress = Progress(ctx, geometry.length)
+    whole = spread == "clip" and output in ("depth", "depth_colored") and normalization != "raw"
+    progress = Progress(ctx, geometry.length * (2 if whole else 1))
+    found: list = []
+    lock = threading.Lock()
+
+    def clip_span() -> Optional[Tuple[float, float]]:
+        with lock:
+            if whole and not found:
+                ends = []
+                for a in range(0, geometry.length, 16):
+                    b = min(a + 16, geometry.length)
+                    maps = geometry.maps(a, b)
+                    ends += [depth_range(*ground_depth(maps, k, sky_clip), normalization) for k in range(b - a)]
+                    progress.add(b - a)
+                found.append((min(e[0] for e in ends), max(e[1] for e in ends)))
+            return found[0] if found else None
 
     def reader(a: int, b: int) -> np.ndarray:
+        span = clip_span()
         maps = geometry.maps(a, b)
-        out = np.stack([picture(maps, k, output, normalization, sky_clip, colored) for k in range(b - a)])
+        out = np.stack([picture(maps, k, output, normalization, sky_clip, colored, span) for k in range(b - a)])
         progress.add(b - a)
         return out
 

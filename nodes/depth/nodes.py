@@ -2,7 +2,7 @@
 from graph_engine import Param, node
 from graph_engine.types import CONDITIONING, GEOMETRY, VIDEO
 from nodes.common.models_dirs import as_given, locator
-from nodes.depth.da3 import MODES, NORMALISATIONS, OUTPUTS, REF_VIEWS, RESIZES
+from nodes.depth.da3 import MODES, NORMALISATIONS, OUTPUTS, REF_VIEWS, RESIZES, SPREADS
 
 
 @node("depth.estimate", title="Estimate Depth", category="Conditioning", device="gpu", temporal_radius=0)
@@ -99,9 +99,13 @@ def da3_render(ctx, geometry: GEOMETRY,
                                                "more is white)"),
                sky_clip: bool = Param(False, help="depth: the sky set to the ground's 99th percentile first "
                                                   "(Mono / Metric)"),
-               colored: bool = Param(False, help="sky_mask / confidence: through the Turbo colour map")) -> VIDEO:
-    """Pictures of Depth Anything 3's maps, drawn as ComfyUI's DA3Render draws them, each frame by its own range.
-    Feed depth to control.apply for a depth ControlNet, or to motion.apply_camera (depth_type disparity) for
-    parallax."""
+               colored: bool = Param(False, help="sky_mask / confidence: through the Turbo colour map"),
+               spread: str = Param("frame", choices=SPREADS,
+                                   help="depth: frame spreads each frame by its own range, as ComfyUI does (levels "
+                                        "pump when something comes into the shot); clip one range for the whole "
+                                        "clip, so levels hold (the model runs over the clip twice)")) -> VIDEO:
+    """Pictures of Depth Anything 3's maps, drawn as ComfyUI's DA3Render draws them. Feed depth to control.apply
+    for a depth ControlNet, or to motion.apply_camera (depth_type disparity) for parallax: spread clip keeps its
+    levels steady over a shot."""
     from nodes.depth.da3 import render
-    return render(geometry, output, normalization, sky_clip, colored, ctx=ctx)
+    return render(geometry, output, normalization, sky_clip, colored, ctx=ctx, spread=spread)
