@@ -288,6 +288,7 @@ def test_info_lists_the_file_as_read_by_depth_da3(tiny, tiny_small):
     mono, small = describe(tiny[0]), describe(tiny_small[0])
     assert (mono["loads"], mono["variant"]) == ("yes", "DA3 Mono/Metric 64-wide") and "depth.da3" in mono["note"]
     assert (small["loads"], small["variant"]) == ("yes", "DA3 64-wide")
+    assert describe(tiny_small[0].parent / "da3_small_authors.safetensors")["variant"] == "DA3 64-wide"
 
 
 def test_wrong_files_say_what_they_are(tmp_path):
@@ -296,11 +297,11 @@ def test_wrong_files_say_what_they_are(tmp_path):
     from nodes.depth import da3
     save_file({"pretrained.blocks.0.attn.qkv.weight": torch.zeros(3, 1), "depth_head.x": torch.zeros(1)},
               str(tmp_path / "depth_anything_v2_vits.safetensors"))
-    save_file({"model.backbone.pretrained.cls_token": torch.zeros(1)}, str(tmp_path / "authors.safetensors"))
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}, str(tmp_path / "unet.safetensors"))
     with pytest.raises(NodeError, match="Depth Anything V1/V2 file: depth.estimate reads those"):
         da3.load(str(tmp_path / "depth_anything_v2_vits.safetensors"))
-    with pytest.raises(NodeError, match="authors' layout"):
-        da3.load(str(tmp_path / "authors.safetensors"))
+    with pytest.raises(NodeError, match="unet.safetensors is not a Depth Anything 3 file"):
+        da3.load(str(tmp_path / "unet.safetensors"))
 
 
 def test_bad_choices_and_missing_maps_are_named(tiny, clip):
@@ -353,6 +354,22 @@ class AnyViewEncoder(nn.Module):
             out[f"encoder.layer.{i}.layer_scale1.lambda1"] = self.ls[2 * i]
             out[f"encoder.layer.{i}.layer_scale2.lambda1"] = self.ls[2 * i + 1]
         return {"backbone." + k: v.detach().contiguous() for k, v in out.items()}
+
+    def authors_state(self):
+        """The same tensors in the authors' layout (depth-anything/DA3-SMALL's model.safetensors: DINOv2's timm
+        names under model.backbone.pretrained., one fused qkv a block)."""
+        out = {"cls_token": self.cls_token, "pos_embed": self.position_embeddings, "camera_token": self.camera_token,
+               "patch_embed.proj.weight": self.patch.weight, "patch_embed.proj.bias": self.patch.bias,
+               "norm.weight": self.layernorm.weight, "norm.bias": self.layernorm.bias}
+        for i, b in enumerate(self.blocks):
+            for p in ("weight", "bias"):
+                out[f"blocks.{i}.attn.qkv.{p}"] = torch.cat([getattr(b[n], p) for n in ("query", "key", "value")])
+                for n, name in (("norm1", "norm1"), ("norm2", "norm2"), ("dense", "attn.proj"), ("fc1", "mlp.fc1"),
+                                ("fc2", "mlp.fc2"), ("q_norm", "attn.q_norm"), ("k_norm", "attn.k_norm")):
+                    if n in b:
+                        out[f"blocks.{i}.{name}.{p}"] = getattr(b[n], p)
+            out[f"blocks.{i}.ls1.gamma"], out[f"blocks.{i}.ls2.gamma"] = self.ls[2 * i], self.ls[2 * i + 1]
+        return {"model.backbone.pretrained." + k: v.detach().contiguous() for k, v in out.items()}
 
     @staticmethod
     def rope(tokens, positions):
@@ -504,8 +521,12 @@ def tiny_small(tmp_path_factory):
             p.mul_(2.0)
     state = enc.state()
     state.update({"head." + k: v.contiguous() for k, v in head.state_dict().items()})
-    path = tmp_path_factory.mktemp("da3s") / "depth_anything_3_tiny_small.safetensors"
+    folder = tmp_path_factory.mktemp("da3s")
+    path = folder / "depth_anything_3_tiny_small.safetensors"
     save_file(state, str(path))
+    authors = enc.authors_state()
+    authors.update({"model.head." + k: v.contiguous() for k, v in head.state_dict().items()})
+    save_file(authors, str(folder / "da3_small_authors.safetensors"))
     return path, enc, head
 
 
@@ -534,5 +555,9 @@ def test_any_view_model_matches_comfyui_code_mono_and_multiview(tiny_small):
         got = seen[mode] = geo.maps(0, 5)
         np.testing.assert_allclose(got["depth"], F.interpolate(depth[:, None], **size)[:, 0].numpy(), rtol=1e-4)
         np.testing.assert_allclose(got["confidence"], F.interpolate(conf[:, None], **size)[:, 0].numpy(), rtol=1e-4)
+    authors = da3.load(str(path.parent / "da3_small_authors.safetensors"))     # the same net, the authors' names
+    assert authors.cfg == model.cfg
+    again = da3.infer(_video(frames), authors, 70, "upper_bound_resize", "multiview", 5, "saddle_balanced").maps(0, 5)
+    np.testing.assert_allclose(again["depth"], seen["multiview"]["depth"], rtol=1e-5)
     assert int(enc.last_ref[0]) != 0         # the scene was reordered round its reference view and back
     assert np.abs(seen["mono"]["depth"] - seen["multiview"]["depth"]).max() > 1e-3    # the views saw each other

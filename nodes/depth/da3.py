@@ -4,8 +4,8 @@ between each view and all views, a camera token) and a DPT head (Mono / Metric L
 head (Small / Base: depth and its confidence). The file's tensors keep ComfyUI's names (backbone.* is Hugging Face's
 DINOv2 layout, head.* the authors'); what the names do not say (the encoder layers the head reads, where the
 alternating attention starts) is the released variants' settings, found from the encoder's depth and whether it
-has QK-norm. Frames are sized as ComfyUI sizes them (Lanczos, sides rounded to the patch) and the maps sized back
-bilinearly. Mono: each frame alone, as ComfyUI's mono mode. Multi-view (Small / Base): the frames of each group of
+has QK-norm; the authors' own layout (depth-anything/DA3-*'s model.safetensors) is read too. Frames are sized as
+ComfyUI sizes them (Lanczos, sides rounded to the patch) and the maps sized back bilinearly. Mono: each frame alone, as ComfyUI's mono mode. Multi-view (Small / Base): the frames of each group of
 `views` are one scene, seen together through the all-view attention; ComfyUI takes the whole batch as one scene."""
 from __future__ import annotations
 
@@ -62,9 +62,6 @@ class Config:
 def detect(shapes: Dict[str, Tuple[int, ...]], name: str = "") -> Config:
     """The variant from the tensors' names and shapes, or a NodeError naming what the file is instead."""
     what, state = name or "the file", shapes
-    if any(k.startswith("model.backbone.pretrained.") or k.startswith("backbone.pretrained.") for k in state):
-        raise NodeError(f"{what} is Depth Anything 3 in its authors' layout (model.backbone.pretrained.*), which "
-                        f"Kinograph does not convert; use {WHAT}")
     if "backbone.embeddings.patch_embeddings.projection.weight" not in state or "head.projects.0.weight" not in state:
         if any("depth_head" in k or k.startswith("pretrained.") for k in state):
             raise NodeError(f"{what} is a Depth Anything V1/V2 file: depth.estimate reads those (as their Hugging "
@@ -95,6 +92,39 @@ def _unprefixed(state: Dict[str, "object"]) -> Dict[str, "object"]:
         if p and any(k.startswith(p + "backbone.") for k in state):
             return {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
     return state
+
+
+# The authors' encoder names (DINOv2's, under backbone.pretrained.) in ComfyUI's: whole names, then a block's parts.
+AUTHORS_TOP = (("patch_embed.proj.", "embeddings.patch_embeddings.projection."), ("cls_token", "embeddings.cls_token"),
+               ("pos_embed", "embeddings.position_embeddings"), ("camera_token", "embeddings.camera_token"),
+               ("mask_token", "embeddings.mask_token"), ("norm.", "layernorm."))
+AUTHORS_BLOCK = (("attn.proj.", "attention.output.dense."), ("attn.q_norm.", "attention.q_norm."),
+                 ("attn.k_norm.", "attention.k_norm."), ("ls1.gamma", "layer_scale1.lambda1"),
+                 ("ls2.gamma", "layer_scale2.lambda1"), ("mlp.w12.", "mlp.weights_in."), ("mlp.w3.", "mlp.weights_out."))
+
+
+def comfy_names(state: Dict[str, "object"], thirds) -> Dict[str, "object"]:
+    """`state` with the authors' layout (the Hugging Face depth-anything/DA3-* files: backbone.pretrained.*, one
+    fused qkv a block) in ComfyUI's names, which the rest reads; ComfyUI's own files pass as they are. `thirds(v)`
+    splits a fused qkv tensor (or its shape) into q, k and v."""
+    out = {}
+    for k, v in state.items():
+        if not k.startswith("backbone.pretrained."):
+            out[k] = v
+            continue
+        rest = k[len("backbone.pretrained."):]
+        if not rest.startswith("blocks."):
+            new = next((b + rest[len(a):] for a, b in AUTHORS_TOP if rest.startswith(a)), rest)
+            out["backbone." + new] = v
+            continue
+        n, part = rest[len("blocks."):].split(".", 1)
+        base = f"backbone.encoder.layer.{n}."
+        if part.startswith("attn.qkv."):
+            for name, third in zip(("query", "key", "value"), thirds(v)):
+                out[f"{base}attention.attention.{name}.{part.rsplit('.', 1)[1]}"] = third
+            continue
+        out[base + next((b + part[len(a):] for a, b in AUTHORS_BLOCK if part.startswith(a)), part)] = v
+    return out
 
 
 # -- the network -----------------------------------------------------------------------------------------------
@@ -408,7 +438,7 @@ def model_input(frames: np.ndarray, resolution: int, method: str) -> np.ndarray:
 def _load(path: str, stamp: tuple, device: str, precision: str) -> DA3:
     import torch
     from nodes.generate.weights import load_weights
-    state = _unprefixed(load_weights(path))
+    state = comfy_names(_unprefixed(load_weights(path)), lambda v: v.chunk(3, 0))
     cfg = detect({k: tuple(v.shape) for k, v in state.items()}, Path(path).name)
     net = _build(cfg)
     wanted = net.state_dict()
@@ -433,7 +463,8 @@ def describe(path: Path) -> Optional[dict]:
     if path.suffix not in (".safetensors", ".sft"):
         return None
     try:
-        cfg = detect(_unprefixed(read_header(path).shapes), path.name)
+        shapes = comfy_names(_unprefixed(read_header(path).shapes), lambda s: [(s[0] // 3,) + tuple(s[1:])] * 3)
+        cfg = detect(shapes, path.name)
     except NodeError:
         return None
     return {"variant": cfg.variant, "loads": "yes", "note": "depth.da3 (ComfyUI's LoadDA3Model / DA3Inference)"}
