@@ -283,6 +283,31 @@ def test_multiview_and_mask_widgets_import_as_comfyui_stores_them(tmp_path):
                for note in e.notes)
 
 
+def test_camera_path_matches_comfyui_code(tiny_small):
+    """depth.da3_camera: the five frames as one scene through ComfyUI's camera decoder and pose decoding written out
+    (c2w from the translation and xyzw quaternion, focal lengths from the fields of view at the model's 42 x 70),
+    re-expressed from frame 0 and scaled to the 40 x 60 frames, as Kinograph's CAMERA holds a path."""
+    from PIL import Image
+    from nodes.depth import da3
+    path, enc, _ = tiny_small
+    model = da3.load(str(path))
+    rng = np.random.default_rng(8)
+    frames = rng.integers(0, 255, (5, 40, 60, 3)).astype(np.uint8)
+    x = np.stack([np.asarray(Image.fromarray(f).resize((70, 42), Image.LANCZOS)) for f in frames]) / np.float32(255)
+    x = (x - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    with torch.no_grad():
+        enc(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))[None])
+        c2w, fx, fy = _pose_encoding_to_c2w_k(enc.cam_dec(enc.last_token[0]), 42, 70)
+    rel = torch.linalg.inv(c2w[:1]) @ c2w
+    geo = da3.infer(_video(frames), model, 70, "upper_bound_resize", "multiview", 8, "saddle_balanced")
+    cam = da3.camera(geo)
+    assert (cam.length, cam.width, cam.height) == (5, 60, 40)
+    np.testing.assert_allclose(cam.c2w, rel.double().numpy(), atol=2e-5)
+    np.testing.assert_allclose(cam.intrinsics[:, 0], fx.numpy() * 60 / 70, rtol=1e-5)
+    np.testing.assert_allclose(cam.intrinsics[:, 1], fy.numpy() * 40 / 42, rtol=1e-5)
+    assert np.abs(cam.c2w[1:, :3, 3]).max() > 1e-3        # the views are not all at frame 0's place
+
+
 def test_info_lists_the_file_as_read_by_depth_da3(tiny, tiny_small):
     from nodes.depth.estimate import describe
     mono, small = describe(tiny[0]), describe(tiny_small[0])
@@ -313,6 +338,8 @@ def test_bad_choices_and_missing_maps_are_named(tiny, clip):
     geo = da3.infer(_video(clip), model, 504, "upper_bound_resize", "mono", 8, "first")
     with pytest.raises(NodeError, match="has no confidence map"):
         da3.render(geo, "confidence", "v2_style", False, False)
+    with pytest.raises(NodeError, match="has no camera decoder"):
+        da3.camera(geo)
     with pytest.raises(NodeError, match="spread 'shot': use one of frame, clip"):
         da3.render(geo, "depth", "v2_style", False, False, spread="shot")
 
@@ -459,6 +486,7 @@ class AnyViewEncoder(nn.Module):
             if i in SMALL_OUT:
                 o = torch.cat([local_x, x], dim=-1)
                 outs.append(self.restore(o, b_idx) if b_idx is not None else o)
+        self.last_token = outs[-1][:, :, 0]         # model.py: cam_feat = feats[-1][1], the cls tokens, not normed
         return [torch.cat([o[..., :DIM], self.layernorm(o[..., DIM:])], -1)[..., 1:, :] for o in outs]
 
 
@@ -511,21 +539,56 @@ class DualDPT(DPT):
         return torch.exp(fmap[..., 0]), torch.exp(fmap[..., -1]) + 1
 
 
+class CameraDec(nn.Module):
+    """ComfyUI's CameraDec (camera.py), written out."""
+
+    def __init__(self, d=2 * DIM):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU())
+        self.fc_t, self.fc_qvec = nn.Linear(d, 3), nn.Linear(d, 4)
+        self.fc_fov = nn.Sequential(nn.Linear(d, 2), nn.ReLU())
+        with torch.no_grad():
+            self.fc_fov[0].bias.fill_(1.0)        # fields of view about a radian, as a trained decoder gives
+
+    def forward(self, feat):
+        f = self.backbone(feat)
+        return torch.cat([self.fc_t(f), self.fc_qvec(f), self.fc_fov(f)], dim=-1)
+
+
+def _pose_encoding_to_c2w_k(enc, H, W):
+    """transform.py's pose_encoding_to_extri_intri (quat_to_mat, xyzw), written out."""
+    T, quat, fov_h, fov_w = enc[..., :3], enc[..., 3:7], enc[..., 7], enc[..., 8]
+    quat = quat / quat.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    i, j, k, r = torch.unbind(quat, -1)
+    two_s = 2.0 / (quat * quat).sum(-1)
+    R = torch.stack((1 - two_s * (j * j + k * k), two_s * (i * j - k * r), two_s * (i * k + j * r),
+                     two_s * (i * j + k * r), 1 - two_s * (i * i + k * k), two_s * (j * k - i * r),
+                     two_s * (i * k - j * r), two_s * (j * k + i * r), 1 - two_s * (i * i + j * j)), -1)
+    c2w = torch.eye(4).repeat(enc.shape[0], 1, 1)
+    c2w[:, :3, :3], c2w[:, :3, 3] = R.reshape(-1, 3, 3), T
+    fy = (H / 2.0) / torch.clamp(torch.tan(fov_h / 2.0), 1e-6)
+    fx = (W / 2.0) / torch.clamp(torch.tan(fov_w / 2.0), 1e-6)
+    return c2w, fx, fy
+
+
 @pytest.fixture(scope="module")
 def tiny_small(tmp_path_factory):
     from safetensors.torch import save_file
     torch.manual_seed(1)
-    enc, head = AnyViewEncoder().eval(), DualDPT().eval()
+    enc, head, cam_dec = AnyViewEncoder().eval(), DualDPT().eval(), CameraDec().eval()
+    enc.cam_dec = cam_dec
     with torch.no_grad():
         for p in head.parameters():
             p.mul_(2.0)
     state = enc.state()
     state.update({"head." + k: v.contiguous() for k, v in head.state_dict().items()})
+    state.update({"cam_dec." + k: v.contiguous() for k, v in cam_dec.state_dict().items()})
     folder = tmp_path_factory.mktemp("da3s")
     path = folder / "depth_anything_3_tiny_small.safetensors"
     save_file(state, str(path))
     authors = enc.authors_state()
     authors.update({"model.head." + k: v.contiguous() for k, v in head.state_dict().items()})
+    authors.update({"model.cam_dec." + k: v.contiguous() for k, v in cam_dec.state_dict().items()})
     save_file(authors, str(folder / "da3_small_authors.safetensors"))
     return path, enc, head
 

@@ -48,6 +48,7 @@ class Config:
     output_dim: int
     sky: bool
     head_norm: bool
+    cam_dec: bool = False     # the camera decoder (Small / Base): each view's pose and field of view
 
     @property
     def heads(self) -> int:
@@ -84,7 +85,8 @@ def detect(shapes: Dict[str, Tuple[int, ...]], name: str = "") -> Config:
                   features=state["head.scratch.layer1_rn.weight"][0],
                   out_channels=tuple(state[f"head.projects.{i}.weight"][0] for i in range(4)),
                   output_dim=state["head.scratch.output_conv2.2.weight"][0],
-                  sky="head.scratch.sky_output_conv2.0.weight" in state, head_norm="head.norm.weight" in state)
+                  sky="head.scratch.sky_output_conv2.0.weight" in state, head_norm="head.norm.weight" in state,
+                  cam_dec="cam_dec.fc_t.weight" in state)
 
 
 def _unprefixed(state: Dict[str, "object"]) -> Dict[str, "object"]:
@@ -233,8 +235,8 @@ def _build(cfg: Config):
                 cls = torch.zeros(1, 2, dtype=yx.dtype, device=px.device)
                 local_pos = torch.cat([cls, yx])[None]
                 global_pos = torch.cat([cls, torch.ones_like(yx)])[None].repeat(1, s, 1)
-            order, local, outs = None, x, []
-            for i, blk in enumerate(self.backbone_layers()):
+            order, local, outs, token = None, x, [], None
+            for i, blk in enumerate(self.encoder.layer):
                 roped = cfg.alt_start >= 0 and i >= cfg.alt_start
                 if cfg.alt_start >= 0 and i == cfg.alt_start - 1 and s >= 3:
                     order = reference_order(x, ref_view)
@@ -249,14 +251,12 @@ def _build(cfg: Config):
                     x = blk(x.flatten(0, 1), local_pos if roped else None).view(x.shape)
                     local = x
                 if i in cfg.out_layers:
+                    back = np.argsort(order) if order is not None else slice(None)
                     o = torch.cat([local, self.layernorm(x)], -1) if cfg.cat_token else self.layernorm(x)
-                    if order is not None:
-                        o = o[:, np.argsort(order)]
-                    outs.append(o[:, :, 1:])
-            return outs
-
-        def backbone_layers(self):
-            return self.encoder.layer
+                    outs.append(o[:, back][:, :, 1:])
+                    # the camera decoder reads the last out layer's camera token, not normed
+                    token = (torch.cat([local, x], -1) if cfg.cat_token else x)[:, back][:, :, 0]
+            return outs, token
 
     def rope(t, pos):
         half = t.shape[-1] // 2
@@ -375,15 +375,34 @@ def _build(cfg: Config):
         pe = torch.cat([code(uu, c // 2), code(vv, c // 2)], -1).view(h, w, c).permute(2, 0, 1)
         return x + 0.1 * pe[None].to(x.dtype)
 
+    class CamDec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            d = (2 if cfg.cat_token else 1) * cfg.dim
+            self.backbone = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU())
+            self.fc_t, self.fc_qvec, self.fc_fov = nn.Linear(d, 3), nn.Linear(d, 4), nn.Sequential(nn.Linear(d, 2),
+                                                                                                     nn.ReLU())
+
+        def forward(self, token):
+            """(views, d) -> (views, 9): translation, quaternion (x, y, z, w), vertical and horizontal fov."""
+            f = self.backbone(token)
+            return torch.cat([self.fc_t(f), self.fc_qvec(f), self.fc_fov(f)], -1).float()
+
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.backbone, self.head = Backbone(), Head()
+            if cfg.cam_dec:
+                self.cam_dec = CamDec()
 
-        def forward(self, px, ref_view: str = "saddle_balanced"):
-            """px: (scenes, views, 3, H, W) normalised -> maps (scenes * views, H, W)."""
-            feats = self.backbone(px, ref_view)
-            return self.head([f.flatten(0, 1) for f in feats], px.shape[-2], px.shape[-1])
+        def forward(self, px, ref_view: str = "saddle_balanced", pose: bool = False):
+            """px: (scenes, views, 3, H, W) normalised -> maps (scenes * views, H, W); with pose, each view's
+            pose code (scenes * views, 9) too."""
+            feats, token = self.backbone(px, ref_view)
+            out = self.head([f.flatten(0, 1) for f in feats], px.shape[-2], px.shape[-1])
+            if pose:
+                out["pose"] = self.cam_dec(token.flatten(0, 1))
+            return out
 
     return Net()
 
@@ -410,6 +429,34 @@ class DA3:
                     v = F.interpolate(v.float()[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
                     out.setdefault(k, []).append(v.cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
+
+
+    def camera(self, frames: np.ndarray, resolution: int, method: str, ref_view: str = "saddle_balanced"):
+        """The Camera of `frames` seen as one scene (2 or more), frame 0 at the origin, as DA3's camera decoder
+        finds it: each view's rotation (a unit quaternion) and position, and its focal lengths from the fields
+        of view, at the frames' size."""
+        import torch
+        from nodes.motion.camera import Camera
+        n, h, w = frames.shape[:3]
+        px = torch.from_numpy(model_input(frames, resolution, method)).to(self.device, self.dtype)
+        with torch.inference_mode():
+            code = self.net(px[None], ref_view, pose=True)["pose"].double().cpu().numpy()
+        th, tw = px.shape[-2:]
+        q = code[:, 3:7] / np.maximum(np.linalg.norm(code[:, 3:7], axis=1, keepdims=True), 1e-6)
+        c2w = np.tile(np.eye(4), (n, 1, 1))
+        c2w[:, :3, :3], c2w[:, :3, 3] = rotations(q), code[:, :3]
+        fy = th / 2 / np.maximum(np.tan(code[:, 7] / 2), 1e-6) * h / th
+        fx = tw / 2 / np.maximum(np.tan(code[:, 8] / 2), 1e-6) * w / tw
+        k = np.stack([fx, fy, np.full(n, w / 2), np.full(n, h / 2)], 1)
+        return Camera(k, c2w, w, h).relative()
+
+
+def rotations(q: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotation matrices of unit quaternions (x, y, z, w)."""
+    x, y, z, r = q.T
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * r), 2 * (x * z + y * r),
+                     2 * (x * y + z * r), 1 - 2 * (x * x + z * z), 2 * (y * z - x * r),
+                     2 * (x * z - y * r), 2 * (y * z + x * r), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
 
 
 def target_size(h: int, w: int, resolution: int, method: str) -> Tuple[int, int]:
@@ -486,7 +533,7 @@ class Geometry:
 
     def __init__(self, video, model: DA3, resolution: int, method: str, views: int, ref_view: str, ctx=None):
         from nodes.common.stream import ByBatch
-        self.video, self.model = video, model
+        self.video, self.model, self.resolution, self.method, self.ref_view = video, model, resolution, method, ref_view
         self.length, self.width, self.height = video.length, video.width, video.height
         batch = max(views, 4)        # frames a pass; a scene never split
         cfg = model.cfg
@@ -517,6 +564,19 @@ def infer(video, model: DA3, resolution: int, method: str, mode: str, views: int
         raise NodeError(f"depth.da3: multiview needs DA3 Small or Base (their all-view attention); the loaded model "
                         f"is {model.cfg.variant}, which sees one view: set mode to mono")
     return Geometry(video, model, int(resolution), method, views if mode == "multiview" else 1, ref_view, ctx)
+
+
+def camera(geometry: Geometry):
+    """The clip's camera path as DA3 Small / Base find it, every frame one view of one scene."""
+    cfg = geometry.model.cfg
+    if not cfg.cam_dec:
+        raise NodeError(f"depth.da3_camera: {cfg.variant} has no camera decoder (DA3 Small and Base have one): load "
+                        f"depth_anything_3_small or _base")
+    if geometry.length < 2:
+        raise NodeError("depth.da3_camera: a camera path needs 2 frames or more; the clip has "
+                        f"{geometry.length}")
+    return geometry.model.camera(geometry.video.frames(0, geometry.length), geometry.resolution, geometry.method,
+                                 geometry.ref_view)
 
 
 # -- pictures of the maps --------------------------------------------------------------------------------------

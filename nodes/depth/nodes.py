@@ -1,6 +1,6 @@
 """Depth estimation node."""
 from graph_engine import Param, node
-from graph_engine.types import CONDITIONING, GEOMETRY, VIDEO
+from graph_engine.types import CAMERA, CONDITIONING, GEOMETRY, VIDEO
 from nodes.common.models_dirs import as_given, locator
 from nodes.depth.da3 import MODES, NORMALISATIONS, OUTPUTS, REF_VIEWS, RESIZES, SPREADS
 
@@ -109,3 +109,14 @@ def da3_render(ctx, geometry: GEOMETRY,
     levels steady over a shot."""
     from nodes.depth.da3 import render
     return render(geometry, output, normalization, sky_clip, colored, ctx=ctx, spread=spread)
+
+
+@node("depth.da3_camera", title="Depth Anything 3 Camera", category="Motion", device="gpu")
+def da3_camera(ctx, geometry: GEOMETRY) -> CAMERA:
+    """The camera path of the footage depth.da3 reads, found by DA3 Small or Base's camera decoder with every frame
+    one view of one scene (the model's resolution, resize and ref_view): each frame's rotation, position and field
+    of view, frame 0 at the origin. The whole clip is seen at once, so keep it short (tens of frames) or the
+    resolution low. Positions are in DA3's own scale, not metres; motion.camera_save writes the path out, the
+    camera nodes move or combine it."""
+    from nodes.depth.da3 import camera
+    return camera(geometry)
