@@ -1950,6 +1950,9 @@ RULES: Dict[str, Rule] = {
     # the file keeps the option picked, its index, then the editor's list of options
     "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
     "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
+    # the shot's words for a prompt (Qwen-Image-Edit's multi-angle LoRA); its camera_info is for 3D nodes
+    "CameraAngle": Rule(None, ("horizontal_angle", "vertical_angle", "zoom", "view"), fold=True,
+                        special="camera_angle", ignore={"view": None}),
     "SeedNode": Rule(None, ("seed", "control_after_generate"), (P("seed", "value"),), fold=True, special="constant",
                      ignore={"control_after_generate": None}),
     # kijai's ComfyUI-KJNodes, in most community video graphs (WanVideoWrapper's, HunyuanVideo's). ImageResizeKJ's
