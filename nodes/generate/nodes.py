@@ -961,6 +961,28 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
         else model
 
 
+@node("model.scale_rope", title="Scale RoPE", category="Sampling", passes={"model": "model"})
+def scale_rope(ctx, model: MODEL,
+               scale_x: float = Param(1.0, min=0.0, max=100.0, help="spacing of the columns' positions"),
+               shift_x: float = Param(0.0, min=-256.0, max=256.0, help="position of the first column"),
+               scale_y: float = Param(1.0, min=0.0, max=100.0, help="spacing of the rows' positions"),
+               shift_y: float = Param(0.0, min=-256.0, max=256.0, help="position of the first row"),
+               scale_t: float = Param(1.0, min=0.0, max=100.0, help="spacing of the latent frames' positions "
+                                                                    "(ChronoEdit: 7)"),
+               shift_t: float = Param(0.0, min=-256.0, max=256.0, help="position of the first latent frame")) -> MODEL:
+    """Move the rotary positions a Wan model reads its latent by (ComfyUI's ScaleROPE): along each axis the i-th
+    latent frame, row or column sits at shift + i * scale instead of i. ChronoEdit reads a picture and its edit as
+    two latent frames 7 apart: scale_t 7 on a 5-frame (2 latent frames) condition.frames, as ComfyUI's ChronoEdit
+    template and diffusers' ChronoEditPipeline have it."""
+    from nodes.generate.rope_scale import IDENTITY
+    if model.family != "wan":
+        raise NodeError(f"model.scale_rope moves the rotary positions of Wan models; this is a {model.family} model: "
+                        "remove it")
+    scale = (scale_x, shift_x, scale_y, shift_y, scale_t, shift_t)
+    # the identity leaves the model as it was (and its cache keys)
+    return model if scale == IDENTITY else model.with_option("rope_scale", tuple(float(v) for v in scale))
+
+
 @node("model.differential_diffusion", title="Differential Diffusion", category="Sampling", passes={"model": "model"})
 def differential_diffusion(ctx, model: MODEL,
                            strength: float = Param(1.0, min=0.0, max=1.0, help="1: each step redraws where the "
