@@ -1372,6 +1372,11 @@ RULES: Dict[str, Rule] = {
                                            P("self_temporal", "self_temporal"),
                                            P("cross_structural", "cross_structural"),
                                            P("cross_temporal", "cross_temporal")), {"model": "model"}, ("model",)),
+    # a drawing made in ComfyUI's page, saved as a PNG (input/painter/...): its path; the frontend may store one value
+    # more after bg_color (its brush colour), which changes nothing that runs
+    "Painter": Rule("mask.painter", ("mask", "width", "height", "bg_color"),
+                    (P("mask", "path", comfy_file), P("width", "width"), P("height", "height"),
+                     P("bg_color", "bg_color")), {"image": "image"}, ("image", "mask")),
     "ScaleROPE": Rule("model.scale_rope", ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t"),
                       tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
                       {"model": "model"}, ("model",)),
@@ -2128,10 +2133,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
-               "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
-               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "
