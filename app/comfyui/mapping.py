@@ -1377,6 +1377,10 @@ RULES: Dict[str, Rule] = {
     "Painter": Rule("mask.painter", ("mask", "width", "height", "bg_color"),
                     (P("mask", "path", comfy_file), P("width", "width"), P("height", "height"),
                      P("bg_color", "bg_color")), {"image": "image"}, ("image", "mask")),
+    "FluxKVCache": Rule("model.reference_kv", (), (), {"model": "model"}, ("model",),
+                        note="its pictures attend only to each other at every step, as diffusers' "
+                             "Flux2KleinKVPipeline reads them; ComfyUI lets them read the prompt and image too on the "
+                             "first step and keeps those keys and values for the rest"),
     "ScaleROPE": Rule("model.scale_rope", ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t"),
                       tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
                       {"model": "model"}, ("model",)),

@@ -983,6 +983,18 @@ def scale_rope(ctx, model: MODEL,
     return model if scale == IDENTITY else model.with_option("rope_scale", tuple(float(v) for v in scale))
 
 
+@node("model.reference_kv", title="Reference KV (FLUX.2 [klein] KV)", category="Sampling", passes={"model": "model"})
+def reference_kv(ctx, model: MODEL) -> MODEL:
+    """Read the pictures to edit as FLUX.2 [klein] 9B KV was trained to (ComfyUI's FluxKVCache,
+    diffusers' Flux2KleinKVPipeline): they are clean (timestep 0) and attend only to each other, and the image and
+    prompt read them (the model of the `flux-2-klein-9b-kv` files). Without it, pictures are read at the step's
+    noise level beside the image, as the other FLUX.2 models read them."""
+    if model.family != "flux2":
+        raise NodeError(f"model.reference_kv reads pictures as FLUX.2 [klein] 9B KV does; this is a {model.family} "
+                        "model: remove it")
+    return model.with_option("reference_kv", True)
+
+
 @node("model.differential_diffusion", title="Differential Diffusion", category="Sampling", passes={"model": "model"})
 def differential_diffusion(ctx, model: MODEL,
                            strength: float = Param(1.0, min=0.0, max=1.0, help="1: each step redraws where the "
