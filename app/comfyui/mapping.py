@@ -1377,6 +1377,14 @@ RULES: Dict[str, Rule] = {
     "Painter": Rule("mask.painter", ("mask", "width", "height", "bg_color"),
                     (P("mask", "path", comfy_file), P("width", "width"), P("height", "height"),
                      P("bg_color", "bg_color")), {"image": "image"}, ("image", "mask")),
+    # its reference pictures are an autogrow list: the first slot's pictures (a batch: one stream each) are carried
+    "BerniniConditioning": Rule("condition.bernini", ("width", "height", "length", "batch_size", "ref_max_size"),
+                                (P("width", "width"), P("height", "height"), P("length", "length"),
+                                 P("ref_max_size", "ref_max_size")),
+                                {"positive": "positive", "negative": "negative", "vae": "vae",
+                                 "source_video": "source_video", "reference_video": "reference_video",
+                                 "reference_images.reference_image_0": "references"},
+                                ("positive", "negative", "latent"), ignore={"batch_size": 1}),
     "FluxKVCache": Rule("model.reference_kv", (), (), {"model": "model"}, ("model",),
                         note="its pictures attend only to each other at every step, as diffusers' "
                              "Flux2KleinKVPipeline reads them; ComfyUI lets them read the prompt and image too on the "

@@ -25,22 +25,28 @@ def axis_freqs(dim: int, count: int, scale: float, shift: float, theta: float = 
                                    freqs_dtype=torch.float64)
 
 
+def grid_freqs(rope, f: int, h: int, w: int, scale: Scale = IDENTITY):
+    """cos and sin [1, f h w, 1, head dim] (float64) of a grid of f x h x w patches, as diffusers' WanRotaryPosEmbed
+    `rope` lays them out, at the positions of `scale`."""
+    sx, hx, sy, hy, st, ht = scale
+    parts = [axis_freqs(rope.t_dim, f, st, ht), axis_freqs(rope.h_dim, h, sy, hy), axis_freqs(rope.w_dim, w, sx, hx)]
+    views = ((f, 1, 1, -1), (1, h, 1, -1), (1, 1, w, -1))
+    return tuple(torch.cat([p[k].view(v).expand(f, h, w, -1) for p, v in zip(parts, views)], -1)
+                 .reshape(1, f * h * w, 1, -1) for k in range(2))
+
+
+def patches(rope, x):
+    """The patch grid (frames, rows, columns) of a latent x [B, C, T, H, W]."""
+    pt, ph, pw = rope.patch_size
+    return x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw
+
+
 @contextmanager
 def scaled_rope(transformer, scale: Scale):
     """While active, the transformer's rotary table (diffusers' WanRotaryPosEmbed) gives the positions of `scale`."""
-    rope = transformer.rope
-    sx, hx, sy, hy, st, ht = scale
-
     def positions(module, args, out):
-        (x,) = args
-        pt, ph, pw = module.patch_size
-        f, h, w = x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw
-        parts = [axis_freqs(module.t_dim, f, st, ht), axis_freqs(module.h_dim, h, sy, hy),
-                 axis_freqs(module.w_dim, w, sx, hx)]
-        views = ((f, 1, 1, -1), (1, h, 1, -1), (1, 1, w, -1))
-        return tuple(torch.cat([p[k].view(v).expand(f, h, w, -1) for p, v in zip(parts, views)], -1)
-                     .reshape(1, f * h * w, 1, -1).to(o.device, o.dtype) for k, o in enumerate(out))
-    hook = rope.register_forward_hook(positions)
+        return tuple(f.to(o.device, o.dtype) for f, o in zip(grid_freqs(module, *patches(module, args[0]), scale), out))
+    hook = transformer.rope.register_forward_hook(positions)
     try:
         yield
     finally:
