@@ -168,18 +168,23 @@ def _comfy_detect(logits, boxes, size, threshold, class_name, limit):
     return sorted(found, key=lambda d: -d[5])[:limit]
 
 
-def _comfy_draw(frame, found):
-    """ComfyUI's DrawBBoxes.draw_detections, written out (PIL's default font, as where Arial is missing)."""
+def _comfy_draw(frame, detections):
+    """ComfyUI's DrawBBoxes on one picture's box dicts, written out (PIL's default font, as where Arial is
+    missing)."""
     from PIL import Image, ImageDraw, ImageFont
     from nodes.detect.rtdetr import COCO_CLASSES
     img = Image.fromarray(frame)
+    boxes = [[d["x"], d["y"], d["x"] + d["width"], d["y"] + d["height"]] for d in detections]
+    labels = [d.get("label") if d.get("label") in COCO_CLASSES else None for d in detections]
+    scores = [d.get("score", 1.0) for d in detections]
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
     colors = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 165, 0), (128, 0, 128), (0, 255, 255), (255, 20, 147),
               (100, 149, 237)]
-    for x1, y1, x2, y2, label, score in sorted(found, key=lambda d: d[5]):
-        c = colors[label % len(colors)]
+    for (x1, y1, x2, y2), label, score in sorted(zip(boxes, labels, scores), key=lambda x: x[2]):
+        c = colors[(COCO_CLASSES.index(label) if label is not None else 0) % len(colors)]
         draw.rectangle([x1, y1, x2, y2], outline=c, width=3)
-        draw.text((x1 + 2, y1 + 2), f"{COCO_CLASSES[label]} {score:.2f}", fill=c, font=font)
+        if label is not None:
+            draw.text((x1 + 2, y1 + 2), f"{label} {score:.2f}", fill=c, font=font)
     return np.asarray(img)
 
 
@@ -188,6 +193,7 @@ def test_boxes_and_picture_are_comfyuis(detector):
     picture of them."""
     import torch
     import torch.nn.functional as F
+    from nodes.common.boxes import Box
     from nodes.detect.rtdetr import RTDETR, detect, draw_boxes, label_name, read_state
     frame = (np.random.default_rng(2).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
     pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
@@ -202,8 +208,12 @@ def test_boxes_and_picture_are_comfyuis(detector):
         assert [g[4] for g in got] == [w[4] for w in want]
         assert np.allclose(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), atol=1e-3)
     assert len({g[0] for g in got}) == 5      # the five best of all classes, different boxes, drawn
-    picture = draw_boxes(frame, got)
-    assert (picture != frame).any() and np.array_equal(picture, _comfy_draw(frame, got))
+    boxes = [Box(x0, y0, x1 - x0, y1 - y0, kind=label_name(label), score=score)
+             for x0, y0, x1, y1, label, score in got] + [Box(40.5, 20.0, 30.0, 20.0, kind="text")]
+    picture = draw_boxes(frame, boxes)
+    comfy = [{"x": b.x, "y": b.y, "width": b.width, "height": b.height, "label": b.kind, "score": b.score}
+             for b in boxes]
+    assert (picture != frame).any() and np.array_equal(picture, _comfy_draw(frame, comfy))
 
 
 def test_a_wrong_file_is_named(tmp_path):

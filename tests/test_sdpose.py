@@ -345,17 +345,19 @@ def test_people_in_boxes_are_comfyuis(sdpose):
     weights: a box reaching past the frame's top and right edges beside one left empty once cut to whole pixels;
     points within 0.05 pixel (or 1e-3 of their distance), scores to 1e-4."""
     from types import SimpleNamespace
+    from nodes.common.boxes import Box, Boxes
     from nodes.generate.handles import ComponentHandle, ModelHandle
     from nodes.pose.sdpose import PoseTrack, SDPose
     frames = np.ascontiguousarray(sdpose["frames"][:1, 1:46, 2:63])
-    boxes = [[(20.5, -2.0, 70.0, 44.9, 0, 0.9), (10.2, 10.9, 10.8, 30.0, 0, 0.7)]]
+    boxes = Boxes(61, 45, (Box(20.5, -2.0, 49.5, 46.9, "person", score=0.9),
+                           Box(10.2, 10.9, 0.6, 19.1, "person", score=0.7)))
     pipe = SimpleNamespace(unet=sdpose["unet"], vae=sdpose["vae"])
     path = str(sdpose["root"] / "models" / "checkpoints" / "sdpose_wholebody_fp16.safetensors")
     model = SDPose(ModelHandle("sd", path, pipe), ComponentHandle("sd", path, pipe, "vae"))
     video = SimpleNamespace(length=1, width=61, height=45, fps=24.0, frames=lambda a, b: frames[a:b])
-    people = PoseTrack(video, model, 2, boxes=SimpleNamespace(boxes=lambda a, b: boxes[a:b])).people(0, 1)[0]
-    want = _comfy_people(sdpose, frames[0], [{"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
-                                             for x0, y0, x1, y1, *_ in boxes[0]])
+    people = PoseTrack(video, model, 2, boxes=boxes).people(0, 1)[0]
+    want = _comfy_people(sdpose, frames[0], [{"x": b.x, "y": b.y, "width": b.width, "height": b.height}
+                                             for b in boxes.boxes])
     assert len(people) == len(want) == 1
     np.testing.assert_allclose(people[0][:, :2], want[0][:, :2], rtol=1e-3, atol=0.05)
     np.testing.assert_allclose(people[0][:, 2], want[0][:, 2], rtol=1e-4)

@@ -19,25 +19,26 @@ def rtdetr(ctx, video: VIDEO,
            max_detections: int = Param(100, min=1, max=300, help="at most this many boxes a frame, best first"),
            ) -> BOXES:
     """Boxes of the objects in each frame (people, with class_name person), found by RT-DETR v4 as ComfyUI's
-    RTDETR_detect finds them: each frame stretched to 640x640, boxes in the frame's pixels. Link them to
-    pose.sdpose_keypoints for one skeleton a person, or to detect.draw_boxes to see them. Found as the frames
-    are read, so a long clip streams."""
-    from .rtdetr import BoxTrack, load
+    RTDETR_detect finds them: each frame stretched to 640x640, boxes in the frame's pixels, each marked with its
+    frame and its class. Link them to pose.sdpose_keypoints for one skeleton a person, or to detect.draw_boxes to
+    see them. The whole clip is read once, 8 frames a pass."""
+    from .rtdetr import find, load
     path = str(find_model(as_given(model, ctx.workflow_dir), "diffusion_models"))
-    return BoxTrack(video, load(path, ctx.device), threshold, class_name, max_detections, ctx=ctx)
+    return find(load(path, ctx.device), video, threshold, class_name, max_detections, ctx=ctx)
 
 
 @node("detect.draw_boxes", title="Draw Boxes", category="Conditioning", temporal_radius=0)
 def draw_boxes(ctx, video: VIDEO, boxes: BOXES) -> VIDEO:
-    """The clip with each box outlined in its class's colour and labelled with its class and score, as ComfyUI's
-    DrawBBoxes draws them."""
+    """The clip with each frame's boxes outlined in their class's colour and labelled with class and score, as
+    ComfyUI's DrawBBoxes draws them (a box marked with a frame past the clip's end is not drawn)."""
     from nodes.common.stream import Progress
     from .rtdetr import draw_boxes as draw
     progress = Progress(ctx, video.length)
 
     def reader(a, b):
         import numpy as np
-        out = np.stack([draw(f, found) for f, found in zip(video.frames(a, b), boxes.boxes(a, b))])
+        out = np.stack([draw(f, [box for box in boxes.boxes if box.frame == i])
+                        for i, f in enumerate(video.frames(a, b), a)])
         progress.add(b - a)
         return out
 

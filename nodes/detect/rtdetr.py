@@ -31,7 +31,7 @@ REQUIRED = ("backbone.stem.stem1.conv.weight", "encoder.pan_blocks.1.cv4.conv.we
 HINT = ("load ComfyUI's RT-DETR v4 detector, rt_detr_v4-x-hgnet_fp16.safetensors (or _fp32; Comfy-Org/SDPose, in "
         "diffusion_models/)")
 
-Box = Tuple[float, float, float, float, int, float]     # x0, y0, x1, y1, class, score
+Found = Tuple[float, float, float, float, int, float]     # x0, y0, x1, y1, class, score
 
 
 def read_state(path: str) -> dict:
@@ -324,7 +324,7 @@ def make_anchors(shapes, device, grid: float = 0.05, eps: float = 1e-2):
     return anchors, valid.float()
 
 
-def detect(net: RTDETR, frames: np.ndarray, threshold: float, class_name: str, limit: int) -> List[List[Box]]:
+def detect(net: RTDETR, frames: np.ndarray, threshold: float, class_name: str, limit: int) -> List[List[Found]]:
     """Per frame, the boxes scoring over `threshold` (of `class_name`, or any for 'all'), best first, at most
     `limit`: the frames stretched to 640x640 (bilinear), each query's best classes kept as ComfyUI keeps them."""
     import torch
@@ -351,53 +351,41 @@ def label_name(label: int) -> str:
     return COCO_CLASSES[label] if label < len(COCO_CLASSES) else str(label)
 
 
-class BoxTrack:
-    """A clip's boxes, found by the chunk as they are read: boxes(a, b) gives, for frames a..b, a list of
-    (x0, y0, x1, y1, class, score) per frame, in the clip's pixels."""
-
-    def __init__(self, video, net: RTDETR, threshold: float, class_name: str, limit: int, batch: int = 8, ctx=None):
-        self.video, self.net, self.batch, self.ctx = video, net, batch, ctx
-        self.threshold, self.class_name, self.limit = threshold, class_name, limit
-        self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
-        self._done: dict = {}
-        self._lock = threading.Lock()
-
-    def boxes(self, a: int, b: int) -> List[List[Box]]:
-        out = []
-        with self._lock:
-            for i in range(a, b):
-                if i >= self.length:           # boxes of a shorter clip: none past its end
-                    out.append([])
-                    continue
-                lo = i // self.batch * self.batch
-                if lo not in self._done:       # one batch kept: a clip is read forwards
-                    if self.ctx is not None:
-                        self.ctx.check()
-                    frames = self.video.frames(lo, min(lo + self.batch, self.length))
-                    self._done = {lo: detect(self.net, frames, self.threshold, self.class_name, self.limit)}
-                out.append(self._done[lo][i - lo])
-        return out
-
-    def __repr__(self):
-        return f"Boxes({self.length} frames of {self.width}x{self.height})"
+def find(net: RTDETR, video, threshold: float, class_name: str, limit: int, batch: int = 8, ctx=None):
+    """The clip's boxes as a BOXES value (each marked with its frame, its kind the COCO class), `batch` frames a
+    pass."""
+    from nodes.common.boxes import Box, Boxes
+    from nodes.common.stream import Progress
+    progress, found = Progress(ctx, video.length), []
+    for lo in range(0, video.length, batch):
+        if ctx is not None:
+            ctx.check()
+        frames = video.frames(lo, min(lo + batch, video.length))
+        for i, boxes in enumerate(detect(net, frames, threshold, class_name, limit), lo):
+            found += [Box(x0, y0, x1 - x0, y1 - y0, kind=label_name(label), score=score, frame=i)
+                      for x0, y0, x1, y1, label, score in boxes]
+        progress.add(len(frames))
+    return Boxes(video.width, video.height, tuple(found))
 
 
-# ComfyUI's DrawBBoxes colours, by class
+# ComfyUI's DrawBBoxes colours, by COCO class
 BOX_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 165, 0), (128, 0, 128), (0, 255, 255), (255, 20, 147),
                (100, 149, 237))
 
 
-def draw_boxes(frame: np.ndarray, boxes: List[Box]) -> np.ndarray:
-    """`frame` with each box outlined 3 pixels wide in its class's colour and labelled with class and score,
-    the best drawn last, as ComfyUI's DrawBBoxes draws them (PIL's default font: ComfyUI asks for Arial,
-    which it finds only on Windows)."""
+def draw_boxes(frame: np.ndarray, boxes) -> np.ndarray:
+    """`frame` with each box (nodes.common.boxes.Box) outlined 3 pixels wide and, where its kind is a COCO class,
+    in that class's colour and labelled with it and the score; the best drawn last, as ComfyUI's DrawBBoxes draws
+    them (PIL's default font: ComfyUI asks for Arial, which it finds only on Windows)."""
     from PIL import Image, ImageDraw, ImageFont
     img = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
-    for x0, y0, x1, y1, label, score in sorted(boxes, key=lambda d: d[5]):
-        colour = BOX_COLOURS[label % len(BOX_COLOURS)]
-        draw.rectangle([x0, y0, x1, y1], outline=colour, width=3)
-        draw.text((x0 + 2, y0 + 2), f"{label_name(label)} {score:.2f}", fill=colour, font=font)
+    for box in sorted(boxes, key=lambda b: b.score):
+        known = box.kind in COCO_CLASSES
+        colour = BOX_COLOURS[COCO_CLASSES.index(box.kind) % len(BOX_COLOURS) if known else 0]
+        draw.rectangle([box.x, box.y, box.x + box.width, box.y + box.height], outline=colour, width=3)
+        if known:
+            draw.text((box.x + 2, box.y + 2), f"{box.kind} {box.score:.2f}", fill=colour, font=font)
     return np.asarray(img)
 
 

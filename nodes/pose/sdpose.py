@@ -10,7 +10,6 @@ Keypoints come out in ComfyUI's 134-point OpenPose order (the neck inserted, bod
 18-23, face 24-91, right hand 92-112, left hand 113-133."""
 from __future__ import annotations
 
-import threading
 from typing import List, Optional
 
 import numpy as np
@@ -208,30 +207,17 @@ class PoseTrack:
     [134, 3] arrays (one per person), in the clip's pixels."""
 
     def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None, boxes=None):
-        self.video, self.model, self.batch, self.ctx, self.boxes = video, model, max(1, int(batch)), ctx, boxes
+        from nodes.common.stream import ByBatch
+        self.video, self.model = video, model
         self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
-        self._done: dict = {}
-        self._lock = threading.Lock()
+        if boxes is None:
+            self._made = ByBatch(video, batch, lambda frames: [[p] for p in model.keypoints(frames)], ctx)
+        else:
+            self._made = ByBatch(_Boxed(video, boxes), batch,
+                                 lambda pairs: [self._in_boxes(f, b) for f, b in pairs], ctx)
 
     def people(self, a: int, b: int) -> List[List[np.ndarray]]:
-        with self._lock:
-            return self._people(a, b)
-
-    def _people(self, a: int, b: int) -> List[List[np.ndarray]]:
-        out = []
-        for i in range(a, b):
-            lo = i // self.batch * self.batch
-            if lo not in self._done:       # one batch kept: a clip is read forwards
-                if self.ctx is not None:
-                    self.ctx.check()
-                frames = self.video.frames(lo, min(lo + self.batch, self.length))
-                if self.boxes is None:
-                    self._done = {lo: [[p] for p in self.model.keypoints(frames)]}
-                else:
-                    found = self.boxes.boxes(lo, lo + len(frames))
-                    self._done = {lo: [self._in_boxes(f, b) for f, b in zip(frames, found)]}
-            out.append(self._done[lo][i - lo])
-        return out
+        return self._made.get(a, b)
 
     def _in_boxes(self, frame: np.ndarray, boxes) -> List[np.ndarray]:
         """One person a box, each read from its crop (its corners cut to whole pixels inside the frame, as
@@ -240,14 +226,30 @@ class PoseTrack:
             return self.model.keypoints(frame[None])
         h, w = frame.shape[:2]
         people = []
-        for x0, y0, x1, y1, *_ in boxes:
-            left, top, right, bottom = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
+        for box in boxes:
+            left, top = max(0, int(box.x)), max(0, int(box.y))
+            right, bottom = min(w, int(box.x + box.width)), min(h, int(box.y + box.height))
             if right > left and bottom > top:
                 people += self.model.keypoints(frame[None, top:bottom, left:right], (left, top))
         return people
 
     def __repr__(self):
         return f"PoseKeypoints({self.length} frames of {self.width}x{self.height})"
+
+
+class _Boxed:
+    """A clip's frames, each with its boxes (those of a BOXES value marked with its frame), read as ByBatch reads
+    a clip."""
+
+    def __init__(self, video, boxes):
+        self.video, self.length = video, video.length
+        self.by_frame: List[list] = [[] for _ in range(video.length)]
+        for box in boxes.boxes:
+            if box.frame < video.length:
+                self.by_frame[box.frame].append(box)
+
+    def frames(self, a: int, b: int) -> list:
+        return list(zip(self.video.frames(a, b), self.by_frame[a:b]))
 
 
 def draw_track(track: PoseTrack, draw, ctx=None):
