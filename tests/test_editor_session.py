@@ -546,3 +546,36 @@ def test_a_workflow_reopens_at_the_view_it_was_closed_at(make_window, qtbot, tmp
     top_left = again.view.mapToScene(0, 0)
     assert again.view.zoom() == pytest.approx(1.6, rel=1e-3)
     assert (top_left.x(), top_left.y()) == (pytest.approx(left.x(), abs=2), pytest.approx(left.y(), abs=2))
+
+
+def _overlaps(win):
+    rects = {n: i.sceneBoundingRect() for n, i in win.scene.nodes.items()}
+    return [(a, b) for a in rects for b in rects if a < b and rects[a].intersects(rects[b])]
+
+
+def test_a_node_added_or_pasted_at_the_cursor_lands_beside_the_node_under_it(win, qtbot):
+    """Tab with the cursor on a node (nothing selected), then Enter: the new node was laid on the
+    one under the cursor, hiding it. Ctrl+V with the cursor on a node did the same, and Ctrl+D
+    put the copy 40 px from its original, over its fields."""
+    from PySide6.QtGui import QCursor
+    p, r, s = chain(win)
+    win.scene.clearSelection()
+    on_r = win.scene.nodes[r].sceneBoundingRect().center()
+    QCursor.setPos(win.view.viewport().mapToGlobal(win.view.mapFromScene(on_r)))
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_Tab)
+    qtbot.keyClicks(win.view.palette.edit, "grade")
+    qtbot.keyClick(win.view.palette.edit, Qt.Key_Return)
+    (new,) = set(win.doc.graph.nodes) - {p, r, s}
+    assert not _overlaps(win), "the node added with Tab covers another"
+    # Near the cursor still: beside the node it was on, not at the far end of the workflow.
+    assert win.scene.nodes[new].sceneBoundingRect().center().x() < win.scene.nodes[s].sceneBoundingRect().right()
+    win.scene.select_nodes([p, r])
+    assert win.copy()
+    pasted = win.paste()
+    assert len(pasted) == 2 and not _overlaps(win), "the pasted nodes cover others"
+    assert win.doc.graph.inputs[pasted[1]]["video"] == (pasted[0], "video")
+    win.scene.select_nodes([s])
+    win.duplicate()
+    assert len(win.doc.graph.nodes) == 7 and not _overlaps(win), "the duplicate covers its original"

@@ -425,14 +425,17 @@ class GraphView(QGraphicsView):
         port = rules.output_feeding(src, spec) if src is not None and link_from is None else None
         if port is not None:
             link_from, pos = (after, port, False), self._beside(after, node_size(spec))
+        else:
+            # At the cursor it landed on the node under it, hiding both: it goes beside that node.
+            pos = QPointF(*self.scene().controller.clear_spot((pos.x(), pos.y(), *node_size(spec))))
         try:
             nid = self.scene().controller.add_node(type_name, (pos.x(), pos.y()), link_from=link_from)
         except Refused as e:
             self.message.emit(str(e))
             return
         self.scene().select_nodes([nid])
+        self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
         if port is not None:
-            self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
             self.message.emit(f"{spec.title} added after {self.scene().nodes[after].label}, wired from its {port}")
         self.setFocus()
 
