@@ -238,16 +238,30 @@ class GraphView(QGraphicsView):
         self.centerOn(QPointF(cx, cy))
         self.minimap.update()
 
-    def _at_saved(self, x: float, y: float, scale: float) -> bool:
-        """Show scene point (x, y) at the top left at zoom `scale`, as ComfyUI reopens a workflow; False (nothing
-        moved) when no node would be in sight there."""
+    def _at_saved(self, x: float, y: float, scale: float, width: float = 0.0, height: float = 0.0) -> bool:
+        """Show scene point (x, y) at the top left at zoom `scale`, as the workflow was left here; False (nothing
+        moved) when no node would be in sight there. A ComfyUI file's view comes with the size of the canvas it
+        was made on (a browser window's): the view opens on the nodes and notes that canvas showed. Put at this
+        smaller canvas' top left, they sat in a corner or past its edge, the canvas mostly empty."""
         z = max(MIN_ZOOM, min(MAX_ZOOM, scale))
-        seen = QRectF(x, y, self.viewport().width() / z, self.viewport().height() / z)
-        if not any(seen.intersects(item.sceneBoundingRect()) for item in self.scene().nodes.values()):
+        m, w, h = 40.0 / z, self.viewport().width() / z, self.viewport().height() / z
+        shown = QRectF(x, y, (width / z) or w, (height / z) or h)
+        items = list(self.scene().nodes.values()) + (list(self.scene().notes.values()) if width else [])
+        seen = QRectF()
+        for item in items:
+            if item.sceneBoundingRect().intersects(shown):
+                seen = seen.united(item.sceneBoundingRect().intersected(shown))
+        if seen.isEmpty():
             return False
         self.reach(self.scene().nodes_rect())
         self.zoom_by(z / self.zoom())
-        self.centerOn(seen.center())
+        if width:
+            # What does not fit starts at its top left, as a page is read.
+            cx = seen.center().x() if seen.width() + 2 * m <= w else seen.left() - m + w / 2
+            cy = seen.center().y() if seen.height() + 2 * m <= h else seen.top() - m + h / 2
+            self.centerOn(QPointF(cx, cy))
+        else:
+            self.centerOn(QRectF(x, y, w, h).center())
         self.minimap.update()
         return True
 
