@@ -382,6 +382,19 @@ def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(wi
     assert not seen.intersects(win.scene.notes[note].sceneBoundingRect())
 
 
+def test_a_code_block_in_a_note_wraps_inside_the_note(win, qtbot):
+    """The Model Links note of the Wan 2.2 templates ends in a code block, a tree of model folders: its lines
+    did not wrap and ran past the note's right edge, the file names dark on the canvas or under the nodes."""
+    raw = ("## Model links\n```\nComfyUI/\n├── models/\n│   └── loras/\n"
+           "│       └── wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors\n```\nafter the block")
+    nid = win.controller.add_note((0, 0), raw)
+    note = win.scene.notes[nid]
+    text = note.text_item
+    assert "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors" in text.toPlainText().replace("\u2028", "")
+    inside = note.mapRectToScene(note.boundingRect())
+    assert inside.contains(text.mapRectToScene(text.boundingRect())), "the note's text is drawn past its edge"
+
+
 def test_a_note_draws_its_markdown_and_is_typed_raw(win, qtbot):
     raw = "## Model links\n**checkpoints**: [svd](https://example.com/svd)\nsecond line"
     nid = win.controller.add_note((0, 0), raw)
