@@ -446,7 +446,12 @@ class MainWindow(QMainWindow):
             return self.doc.path.parent
         if self.doc.origin is not None:
             return self.doc.render_dir or self.doc.origin.parent
-        recent = next((Path(f).parent for f in self.settings.recent_files if Path(f).parent.is_dir()), None)
+        return self._known_dir()
+
+    def _known_dir(self) -> Path:
+        """The folder of the last workflow opened or saved that can be written to, else the home folder."""
+        recent = next((Path(f).parent for f in self.settings.recent_files
+                       if Path(f).parent.is_dir() and os.access(Path(f).parent, os.W_OK)), None)
         return recent or Path.home()
 
     def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False,
@@ -568,6 +573,9 @@ class MainWindow(QMainWindow):
             # render, its output 'out/x.mp4' would name out/out/x.mp4.
             offer = self.doc.render_dir / f"{origin.stem}.yaml"
             offer = offer.with_name(f"{origin.stem}-run.yaml") if offer.exists() else offer
+        if offer and not os.access(offer.parent, os.W_OK):
+            # ComfyUI's templates are installed read-only (a Python package): Save there failed.
+            offer = self._known_dir() / offer.name
         start = str(self.doc.path or offer or self._dir() / "workflow.yaml")
         if other and self.doc.path is not None:
             start = str(self.doc.path.with_name(f"{self.doc.path.stem}-mine{self.doc.path.suffix}"))
