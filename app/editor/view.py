@@ -531,13 +531,14 @@ class GraphView(QGraphicsView):
         super().dropEvent(event)
 
     # -- inline editors -------------------------------------------------------------------------
-    def _line_editor(self, rect: QRectF, text: str, commit, current=None) -> "InlineEditor":
+    def _line_editor(self, rect: QRectF, text: str, commit, current=None, step=None) -> "InlineEditor":
         """A field editor over `rect`. `commit(text)` applies it and returns an error text, which
         keeps the editor open and says what is wrong; `current()` is the model's value now, which
-        an unmodified editor follows (an undo, a panel edit)."""
+        an unmodified editor follows (an undo, a panel edit); `step(1 or -1)`, once Tab or
+        Shift+Tab has applied it, opens the next or previous field."""
         self.commit_editor()
         r = self.mapFromScene(rect).boundingRect()
-        ed = InlineEditor(text, self.viewport(), commit, current, self._editor_closed, self.show_toast)
+        ed = InlineEditor(text, self.viewport(), commit, current, self._editor_closed, self.show_toast, step)
         ed.setGeometry(r.x(), r.y(), max(r.width(), 120), max(r.height(), 22))
         ed.selectAll()
         ed.show()
@@ -587,7 +588,7 @@ class GraphView(QGraphicsView):
                 a.triggered.connect(lambda _=False, c=c: sc.controller.set_param(node_id, name, c))
             menu.popup(self.mapToGlobal(self.mapFromScene(rect.bottomLeft())))
             return
-        if p.type == "schedule" or p.kind not in INLINE_KINDS:
+        if not _typed_inline(p):
             self.propertyFocusRequested.emit(node_id, name)
             return
 
@@ -606,7 +607,21 @@ class GraphView(QGraphicsView):
             v = inst.params.get(name, p.default)
             return "" if v is None else str(v)
 
-        self._line_editor(rect, "" if cur is None else str(cur), commit, current)
+        self._line_editor(rect, "" if cur is None else str(cur), commit, current,
+                          lambda d: self._edit_next(node_id, name, d))
+
+    def _edit_next(self, node_id: str, name: str, d: int) -> None:
+        """Tab in a node's field goes on to its next field typed on the canvas (Shift+Tab: the one before),
+        as in Blender and Nuke; past the last, the keyboard is the canvas'. It went to the canvas at once:
+        the next value typed fired the canvas' one-key commands, and Enter opened the selected node's
+        panel (another node's, often), its first field ready to be typed over."""
+        item = self.scene().nodes.get(node_id)
+        if item is None or item.collapsed:
+            return
+        names = [n for n, p in item.spec.params.items() if _typed_inline(p)]
+        i = names.index(name) + d if name in names else -1
+        if 0 <= i < len(names):
+            self.edit_param(node_id, names[i])
 
     def rename(self, what: str, key: str) -> None:
         sc = self.scene()
@@ -626,10 +641,10 @@ class InlineEditor(QLineEdit):
     Esc cancels; leaving it (a click elsewhere, a run) applies what was typed and closes it, so
     it never lingers showing an old value."""
 
-    def __init__(self, text, parent, commit, current, closed, toast):
+    def __init__(self, text, parent, commit, current, closed, toast, step=None):
         super().__init__(text, parent)
         self.setObjectName("InlineEditor")
-        self._commit, self._current, self._closed, self._toast = commit, current, closed, toast
+        self._commit, self._current, self._closed, self._toast, self._step = commit, current, closed, toast, step
         self._done = False
         self.returnPressed.connect(lambda: self.finish(True, keep_on_error=True))
 
@@ -650,8 +665,14 @@ class InlineEditor(QLineEdit):
             # Applies, as Enter does. It went on to the canvas, which opened the node search over
             # the field and left the field open, its value not applied, behind it.
             self.finish(True, keep_on_error=True)
+            if self._done and self._step is not None:
+                self._step(-1 if event.key() == Qt.Key_Backtab else 1)
             return
         super().keyPressEvent(event)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter):
+            # A line edit passes Enter on (for a dialog's default button): the canvas took it as Enter on the
+            # selected node, and put the keyboard in its panel, its first field (another node's path) selected.
+            event.accept()
 
     def focusOutEvent(self, event):
         super().focusOutEvent(event)
@@ -691,6 +712,11 @@ class InlineEditor(QLineEdit):
         self.hide()
         self.deleteLater()
         self._closed(self)
+
+
+def _typed_inline(p) -> bool:
+    """Whether parameter `p` is typed in a field on the canvas (a choice opens a menu, the others the panel)."""
+    return not p.choices and p.type not in ("schedule", "bool") and p.kind in INLINE_KINDS
 
 
 def parse_field(p, text: str):
