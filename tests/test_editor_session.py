@@ -579,3 +579,29 @@ def test_a_node_added_or_pasted_at_the_cursor_lands_beside_the_node_under_it(win
     win.scene.select_nodes([s])
     win.duplicate()
     assert len(win.doc.graph.nodes) == 7 and not _overlaps(win), "the duplicate covers its original"
+
+
+def _canvas_on_screen(win):
+    """The canvas as it stands on screen (the window's backing store), not as a fresh paint would draw it."""
+    from PySide6.QtCore import QPoint, QRect
+    vp = win.view.viewport()
+    return win.screen().grabWindow(win.winId()).toImage().copy(QRect(vp.mapTo(win, QPoint(0, 0)), vp.size()))
+
+
+def test_the_empty_canvas_hint_goes_when_nodes_are_pasted_into_a_new_workflow(win, qtbot):
+    """File > New after a workflow, then Ctrl+V: the first nodes came, but the hint ('Tab or double-click: add a
+    node…') stayed drawn on the canvas around them, until something else repainted it."""
+    from PySide6.QtGui import QGuiApplication
+    p, r, s = chain(win)
+    win.scene.select_nodes([p, r])
+    assert win.copy()
+    win.doc.undo.setClean()
+    win.new_document()
+    qtbot.wait(300)
+    hint = _canvas_on_screen(win)
+    win.controller.paste(QGuiApplication.clipboard().text(), (0.0, 0.0))
+    qtbot.wait(300)
+    shown = _canvas_on_screen(win)
+    win.view.viewport().repaint()
+    qtbot.wait(300)
+    assert shown != hint and shown == _canvas_on_screen(win), "part of the canvas was left as it was drawn before"

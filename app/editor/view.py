@@ -114,6 +114,10 @@ class GraphView(QGraphicsView):
         scene.refused.connect(self.show_toast)
         scene.doc.changed.connect(self._follow_model)
         self.minimap.rebuild()
+        # Whether the hint is drawn is this scene's: kept from the last one (File > New after a workflow), the
+        # first node pasted or added left the hint's text on the canvas around it.
+        self._was_empty = None
+        self._hint_changed()
 
     def reach(self, rect: QRectF) -> None:
         """Let the view wander SCENE_EXTENT past `rect` (the graph): a node placed further out than
@@ -145,7 +149,7 @@ class GraphView(QGraphicsView):
 
     def _hint_changed(self) -> None:
         empty = not self.scene().nodes and not self.scene().notes
-        if empty != getattr(self, "_was_empty", None):
+        if empty != self._was_empty:
             self._was_empty = empty
             self.viewport().update()        # the empty-canvas hint appears or goes
 
