@@ -553,10 +553,8 @@ def _overlaps(win):
     return [(a, b) for a in rects for b in rects if a < b and rects[a].intersects(rects[b])]
 
 
-def test_a_node_added_or_pasted_at_the_cursor_lands_beside_the_node_under_it(win, qtbot):
-    """Tab with the cursor on a node (nothing selected), then Enter: the new node was laid on the
-    one under the cursor, hiding it. Ctrl+V with the cursor on a node did the same, and Ctrl+D
-    put the copy 40 px from its original, over its fields."""
+def _cursor_on_resize(win, qtbot):
+    """A chain with nothing selected, the cursor on its middle node and the keyboard on the canvas."""
     from PySide6.QtGui import QCursor
     p, r, s = chain(win)
     win.scene.clearSelection()
@@ -564,6 +562,14 @@ def test_a_node_added_or_pasted_at_the_cursor_lands_beside_the_node_under_it(win
     QCursor.setPos(win.view.viewport().mapToGlobal(win.view.mapFromScene(on_r)))
     win.view.setFocus()
     qtbot.waitUntil(win.view.hasFocus)
+    return p, r, s
+
+
+def test_a_node_added_or_pasted_at_the_cursor_lands_beside_the_node_under_it(win, qtbot):
+    """Tab with the cursor on a node (nothing selected), then Enter: the new node was laid on the
+    one under the cursor, hiding it. Ctrl+V with the cursor on a node did the same, and Ctrl+D
+    put the copy 40 px from its original, over its fields."""
+    p, r, s = _cursor_on_resize(win, qtbot)
     qtbot.keyClick(win.view, Qt.Key_Tab)
     qtbot.keyClicks(win.view.palette.edit, "grade")
     qtbot.keyClick(win.view.palette.edit, Qt.Key_Return)
@@ -605,3 +611,15 @@ def test_the_empty_canvas_hint_goes_when_nodes_are_pasted_into_a_new_workflow(wi
     win.view.viewport().repaint()
     qtbot.wait(300)
     assert shown != hint and shown == _canvas_on_screen(win), "part of the canvas was left as it was drawn before"
+
+
+def test_a_note_added_with_the_cursor_on_a_node_is_not_hidden_under_it(win, qtbot):
+    """N with the cursor on a node: the note was laid at the cursor, beneath the node (notes are drawn under nodes),
+    and what was typed into it could not be seen."""
+    p, r, s = _cursor_on_resize(win, qtbot)
+    qtbot.keyClick(win.view, Qt.Key_N)
+    (nid,) = win.scene.notes
+    note = win.scene.notes[nid]
+    assert note.text_item.hasFocus()
+    covered = [n for n, i in win.scene.nodes.items() if i.sceneBoundingRect().intersects(note.sceneBoundingRect())]
+    assert not covered, f"the note is under {covered}"

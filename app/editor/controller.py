@@ -21,6 +21,7 @@ from .geometry import node_size
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
+NOTE_SIZE = (220, 120)
 GROUP_COLORS = ("#3d5a80", "#6b4f7a", "#4f7a5a", "#7a6a4f", "#7a4f4f", "#4f6f7a")
 
 
@@ -362,7 +363,7 @@ class Controller:
     def add_note(self, pos: Tuple[float, float], text: str = "Note") -> str:
         notes = self._ui(NOTES)
         nid = clipboard._fresh_id("note", set(notes))
-        notes[nid] = {"text": text, "pos": [round(pos[0]), round(pos[1])], "size": [220, 120]}
+        notes[nid] = {"text": text, "pos": [round(pos[0]), round(pos[1])], "size": list(NOTE_SIZE)}
         self.doc.push("Add note", [ops.SetUi(NOTES, notes)])
         return nid
 
@@ -409,7 +410,7 @@ class Controller:
     def clear_spot(self, rect: Tuple[float, float, float, float]) -> Tuple[float, float]:
         """The top-left nearest to `rect`'s where it covers no node or note of the workflow."""
         others = [(*(self.graph.ui.get(n) or {}).get("pos", (0, 0))[:2], *self.size_of(n)) for n in self.graph.nodes]
-        others += [(*n.get("pos", (0, 0))[:2], *n.get("size", (220, 120))[:2]) for n in self._ui(NOTES).values()]
+        others += [(*n.get("pos", (0, 0))[:2], *n.get("size", NOTE_SIZE)[:2]) for n in self._ui(NOTES).values()]
         x, y = layout.clear_spot(rect, others)
         return round(x), round(y)
 

@@ -24,7 +24,7 @@ from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
 from .clipboard import NODES_MIME
 from .comfyui_open import placeholder_advice
-from .controller import GROUP_COLORS, Controller, Refused, counted
+from .controller import GROUP_COLORS, NOTE_SIZE, Controller, Refused, counted
 from .document import Document
 from .help_overlay import HelpOverlay
 from .outside import allow_outside_for_run
@@ -809,7 +809,9 @@ class MainWindow(QMainWindow):
         # typed for the new note went into that field instead.
         self.view.commit_editor()
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
-        nid = self.controller.add_note((at.x(), at.y()))
+        # Not under the node at the cursor (notes are drawn beneath nodes): its text was hidden as it was typed.
+        nid = self.controller.add_note(self.controller.clear_spot((at.x(), at.y(), *NOTE_SIZE)))
+        self.view.ensureVisible(self.scene.notes[nid].sceneBoundingRect(), 40, 40)
         self.scene.notes[nid].start_editing()
 
     def _toggle_takes(self, on: bool, save: bool = True) -> None:
