@@ -391,6 +391,30 @@ def test_a_node_edited_after_a_run_says_so_and_so_does_what_it_feeds(win, qtbot,
     assert [badge[n]() for n in (p, r, s)] == ["cached", "done", "done"]
 
 
+def test_a_failed_node_put_right_says_edited_not_failed(win, qtbot, tmp_path):
+    """A Load Video run on a path that does not exist failed; with the path put right, the node still said
+    'failed: video file not found: nope.mp4', as if the fix had not been taken, and the Save Video it feeds
+    'skipped', until the next run."""
+    c = win.controller
+    load = c.add_node("io.load_video", (0, 0))
+    save = c.add_node("io.save_video", (300, 0))
+    c.connect(load, "video", save, "video")
+    c.set_param(load, "path", str(tmp_path / "nope.mp4"))
+    c.set_param(save, "path", str(tmp_path / "out.mkv"))
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "failed"
+    status = lambda: win.scene.nodes[load].status
+    assert (status().state, win.scene.nodes[save].status.state) == ("failed", "skipped")
+    c.set_param(load, "path", str(tmp_path / "plate.mp4"))
+    qtbot.waitUntil(lambda: status().state == "edited")
+    assert win.scene.nodes[save].status.state == "edited"
+    win.scene.select_nodes([load])
+    shown = win.properties.status_label.text()
+    assert "the next run tries it again" in shown and "nope.mp4" in shown      # what failed, said as past
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: status().state == "failed")
+
+
 def test_a_colour_parameter_shows_its_colour_on_the_node(win):
     """relight.directional's colour read '#ff8040' on the node, as text only: it shows a swatch of
     that colour at the end of its field, the value beside it; none for a colour the node refuses."""

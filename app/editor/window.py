@@ -41,6 +41,7 @@ from .viewer import ViewerPanel
 WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
+RAN = ("done", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
 FILE_FILTER = ("Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
                "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;Deforum settings (*.txt *.json);;All files (*)")
 
@@ -1075,21 +1076,30 @@ class MainWindow(QMainWindow):
         for n in g.nodes:
             st = self.runs.status.get(n)
             # (A file shown in the viewer runs as a graph of its own, whose node ids are not this one's.)
-            if st is not None and st.state in ("done", "cached") and n in mine and mine[n].type == g.nodes[n].type:
+            if st is not None and st.state in RAN and n in mine and mine[n].type == g.nodes[n].type:
                 self._ran[n] = self._signature(g, n)
         self._mark_edited()
 
     def _mark_edited(self) -> None:
-        """Badges of nodes computed by a run: 'edited' where the node or something it reads changed
-        since (it runs again), the run's own badge where not, or no longer (an undo back)."""
+        """Badges of nodes a run computed, failed or skipped: 'edited' where the node or something it reads changed
+        since (it runs again), the run's own badge where not, or no longer (an undo back). A failed node kept
+        'failed' and its reason ('video file not found: nope.mp4') once its path was put right, as if the fix
+        had not been taken, and what it feeds 'skipped'."""
         g = self.doc.graph
         changed = [n for n, sig in self._ran.items() if n in g.nodes and self._signature(g, n) != sig]
         dirty = set(changed).union(*(g.descendants(n) for n in changed)) if changed else set()
         for n, st in self.runs.status.items():
-            if st is None or st.state not in ("done", "cached") or n not in self.scene.nodes:
+            if st is None or st.state not in RAN or n not in self.scene.nodes:
                 continue
-            self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
-                                                         "the next run computes it again") if n in dirty else st)
+            if n not in dirty:
+                self._status(n, st)
+            elif st.state in ("failed", "skipped"):
+                verb = "failed on" if st.state == "failed" else "skipped"
+                self._status(n, NodeStatus("edited", message=f"changed since the last run {verb} it: the next run "
+                                                             f"tries it again. That run said: {st.message}"))
+            else:
+                self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
+                                                             "the next run computes it again"))
 
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""
