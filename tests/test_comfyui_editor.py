@@ -363,14 +363,21 @@ def test_a_comfyui_file_opens_at_the_view_it_was_saved_with(win, qtbot, tmp_path
 def test_a_saved_view_opens_on_what_comfyui_showed_not_on_empty_canvas(win, qtbot):
     """ComfyUI's saved view filled a browser window; put at the top left of the editor's smaller canvas, a
     template's nodes sat in its bottom corner or below it (z_image_turbo: the top half of the canvas empty)."""
-    vh = win.view.viewport().height()
-    shown = win.controller.add_node("load.text_encoder", (20.0, vh - 60.0))    # in the top half of ComfyUI's 980 px
+    vw, vh = win.view.viewport().width(), win.view.viewport().height()
+    # In the top half of ComfyUI's 980 px, across its left edge (ComfyUI showed it cut there too).
+    shown = win.controller.add_node("load.text_encoder", (-100.0, vh - 60.0))
     win.controller.add_node("load.vae", (5000.0, 5000.0))                     # far off, as a template's other parts
     win.doc.saved_view = (0.0, 0.0, 1.0, 1920.0, 980.0)
     win.view.frame_legible()
     assert win.view.zoom() == pytest.approx(1.0)
     seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
     assert seen.contains(win.scene.nodes[shown].sceneBoundingRect()), "the node ComfyUI showed is cut by the edge"
+    # More than the canvas holds: from the top left of what ComfyUI showed, the node across its edge whole.
+    win.controller.add_node("load.vae", (vw + 100.0, vh - 60.0))
+    win.view.frame_legible()
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    node = win.scene.nodes[shown].sceneBoundingRect()
+    assert seen.left() <= node.left() and seen.top() <= node.top(), "the node ComfyUI showed is cut by the edge"
 
 
 def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(win, qtbot):

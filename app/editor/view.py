@@ -254,7 +254,7 @@ class GraphView(QGraphicsView):
         seen = QRectF()
         for item in items:
             if item.sceneBoundingRect().intersects(shown):
-                seen = seen.united(item.sceneBoundingRect().intersected(shown))
+                seen = seen.united(item.sceneBoundingRect())        # whole: a node at the edge is not cut
         if seen.isEmpty():
             return False
         self.reach(self.scene().nodes_rect())
