@@ -132,13 +132,14 @@ def test_the_run_bar_says_cancelling_until_the_run_stops(win, qtbot):
     pat = c.add_node("generate.test_pattern", (0, 0))
     slow = c.add_node("test.slow", (300, 0))
     c.set_param(slow, "steps", 100000)
+    c.set_title(slow, "Hero denoise")           # the bar names it as the canvas does, not by its id
     c.connect(pat, "video", slow, "video")
     job = win.run([slow])
     qtbot.waitUntil(lambda: win.runs.status.get(slow) is not None and win.runs.status[slow].state == "running",
                     timeout=30000)
     assert win.queue_label.text().strip() == f"running {job.label}"
     win.runs.cancel()              # the worker's 'stopped' arrives through the event loop, not yet run
-    assert win.queue_label.text().strip() == f"cancelling {job.label} (stops when {slow} ends its step)"
+    assert win.queue_label.text().strip() == f"cancelling {job.label} (stops when Hero denoise ends its step)"
     assert win.runs.wait_idle(30)
     assert win.queue_label.text().strip() == "idle"
 

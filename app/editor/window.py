@@ -1058,7 +1058,9 @@ class MainWindow(QMainWindow):
         if cur is not None and cur.cancel.cancelled:
             # A node stops at its next step; one that has none (a model being read, seconds) runs
             # to its end. The bar said 'running' all that while, and Cancel looked ignored.
-            busy = [n for n, st in self.runs.status.items() if st is not None and st.state == "running"]
+            # Named as on the canvas: 'load' said nothing beside a node titled Load kinograph-mini.
+            busy = [self.scene.nodes[n].label if n in self.scene.nodes else n
+                    for n, st in self.runs.status.items() if st is not None and st.state == "running"]
             text = f"cancelling {cur.label}" + (f" (stops when {', '.join(busy)} ends its step)" if busy else "…")
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
