@@ -239,6 +239,11 @@ class Adapter:
         node's), the other streams' drawn."""
         return self.draw_noise(latent.samples.shape, generator) if video is None else video
 
+    def run_noise(self, handle, noise: torch.Tensor) -> torch.Tensor:
+        """The noise in the sampler's state for one run (for_latent's handle): `noise` as drawn, unless a stream is
+        held at another scale (MiniMax H3's sound)."""
+        return noise
+
     def sound_latent(self, pipe, frames: int, fps: float):
         """The silent sound latent an empty latent of `frames` at fps carries (None: the model makes no sound)."""
         return None
@@ -398,3 +403,17 @@ def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
         cat = c.extra.get("concat", conds[-1].extra["concat"])
         parts += [cat[:, :, idx.clamp(max=cat.shape[2] - 1)]] * batch
     return {**inputs, "concat": torch.cat(parts).to(device, dtype)}
+
+
+def joined(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """[N, 1, 1, 1, video + audio elements]: the two streams as one sampler state."""
+    n = video.shape[0]
+    return torch.cat([video.reshape(n, -1), audio.reshape(n, -1).to(video.dtype)], 1).view(n, 1, 1, 1, -1)
+
+
+def apart(x: torch.Tensor, video_shape, audio_shape):
+    """joined's inverse: (video [N, *video_shape], audio [N, *audio_shape])."""
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    cut = math.prod(video_shape)
+    return flat[:, :cut].reshape(n, *video_shape), flat[:, cut:].reshape(n, *audio_shape)
