@@ -95,3 +95,64 @@ def test_sigma_shift_sets_both_schedules(minimax):
     got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
     assert _err(video, out.samples) < 1e-4, _err(video, out.samples)
     assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)
+
+
+def test_comfyui_video_vae_decodes_a_video_as_diffusers(minimax):
+    """vae.decode of a 22-frame latent made with its sound: the video VAE decodes its 7 latent frames together into
+    22 frames (diffusers' MiniMaxH3VideoDecodeStep written out on the same weights)."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import _frames, empty_latent
+    from tiny_minimax_h3 import vae as tiny_vae
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(vae, FRAMES, W, H, 24.0)
+    latent = latent.with_samples(torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(3)))
+    clip = _frames(vae, latent)
+    assert (clip.length, clip.width, clip.height) == (FRAMES, W, H)
+    got = torch.from_numpy(clip.frames(0, FRAMES)).float()
+    ref = tiny_vae().float()
+    mean, std = (torch.tensor(s).view(1, -1, 1, 1, 1) for s in (ref.config.latents_mean, ref.config.latents_std))
+    with torch.no_grad():
+        video = ref.decode(latent.samples * std + mean, return_dict=False)[0]
+    pmean, pstd = (torch.tensor(s).view(1, -1, 1, 1, 1) for s in ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    want = ((video * pstd + pmean).clamp(0, 1) * 255).round()[0].permute(1, 2, 3, 0)
+    assert want.shape == got.shape
+    assert float((want - got).abs().max()) <= 2.0, float((want - got).abs().max())     # the file is fp16, uint8 out
+
+
+def test_comfyui_audio_vae_decodes_the_sound_as_diffusers(minimax):
+    """vae.decode_sound with ComfyUI's audio VAE file (weight norms folded): the stereo channels decoded apart after
+    the latent statistics are undone, as diffusers' MiniMaxH3AudioDecodeStep does with its own (weight-normed)
+    module; the video VAE is refused by name, and vae.decode with it gives the frames without sound."""
+    import wave
+    import numpy as np
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.nodes import vae_decode_sound
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import decode_latent, empty_latent
+    from tiny_minimax_h3 import audio_vae
+    path = minimax / "models" / "vae" / "minimax_h3_audio_vae_tiny.safetensors"
+    got = describe_model(path)
+    assert (got["family"], got["role"], got["loads"]) == ("minimax_h3", "vae", "yes"), got
+    sound_vae = load_vae(ModelManager(), path.name, "cpu")
+    video_vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(video_vae, 5, W, H, 24.0)       # 5 frames: 8 sound latents a channel
+    sound = torch.randn(latent.audio.shape, generator=torch.Generator().manual_seed(4))
+    latent = type(latent)(latent.samples, latent.family, latent.frames, latent.fps, latent.width, latent.height,
+                          audio=sound)
+    audio = vae_decode_sound(None, sound_vae, latent)
+    with wave.open(audio.path) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 32000)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).T / 32767.0
+    ref = audio_vae()
+    mean, std = (torch.tensor(s).view(1, -1, 1) for s in (ref.config.latents_mean, ref.config.latents_std))
+    with torch.no_grad():
+        want = ref.decode(sound[0].permute(1, 0, 2) * std + mean, return_dict=False)[0][:, 0].numpy()
+    n = min(pcm.shape[1], want.shape[1])
+    assert n == 8 * 800, n                                 # 800 samples a sound latent
+    assert float(np.abs(pcm[:, :n] - want[:, :n]).max()) < 2e-4 + 1 / 32767, float(np.abs(pcm[:, :n] - want[:, :n]).max())
+    assert float(np.abs(want).max()) > 1e-3                 # not silence
+    with pytest.raises(NodeError, match="decodes frames"):
+        vae_decode_sound(None, video_vae, latent)
+    assert decode_latent(video_vae, latent).audio is None

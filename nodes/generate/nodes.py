@@ -563,6 +563,15 @@ def vae_decode(ctx, vae: VAE, latent: LATENT) -> VIDEO:
     return decode_latent(vae, latent)
 
 
+@node("vae.decode_sound", title="VAE Decode Sound", category="Latent", device="gpu")
+def vae_decode_sound(ctx, vae: VAE, latent: LATENT) -> AUDIO:
+    """The soundtrack of a video latent made with its sound, decoded by the model's audio VAE (ComfyUI's
+    VAEDecodeAudio on MiniMax H3's minimax_h3_audio_vae_*); give it to the frames with io.set_audio. LTX-2's sound
+    comes out of vae.decode with the frames."""
+    from nodes.generate.vae_ops import decode_sound
+    return decode_sound(vae, latent)
+
+
 @node("latent.empty", title="Empty Latent", category="Latent", preflight=latent_preflight)
 def latent_empty(ctx, vae: VAE,
                  start_image: IMAGE = Input(optional=True, help="Wan 2.2 TI2V-5B: the video's first frame, kept "

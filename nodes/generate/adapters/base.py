@@ -249,7 +249,8 @@ class Adapter:
         return None
 
     def decode_sound(self, pipe, audio: torch.Tensor):
-        """(samples [channels, n] in [-1, 1], sample rate) of a latent's sound stream."""
+        """(samples [channels, n] in [-1, 1], sample rate) of a latent's sound stream; None where this VAE decodes
+        frames alone (the sound has a VAE of its own)."""
         raise NodeError(f"{self.spec.title} makes no sound: this latent's sound stream is not its")
 
     def for_latent(self, handle, latent):
@@ -306,6 +307,11 @@ class Adapter:
     def vae_per_frame(self) -> bool:
         """True when frames decode independently (a 2-D VAE), so a clip can be decoded chunk by chunk."""
         return False
+
+    def clip_decoder(self, latent):
+        """vae_decode's like for a latent whose frames decode together where this model's pictures decode one by one
+        (MiniMax H3's videos), or None: vae_decode as vae_per_frame says."""
+        return None
 
     def set_vae_tiling(self, pipe, on: bool) -> None:
         vae = pipe.vae

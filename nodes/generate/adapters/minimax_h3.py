@@ -141,7 +141,7 @@ class MiniMaxH3Adapter(Adapter):
         return True
 
     def vae_encode(self, pipe, pixels, generator=None):
-        vae = pipe.vae
+        vae = video_vae(pipe)
         pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, pixels)
         frames = frames_in_batch(pixels).float()[:, :, None]
         x = (((frames + 1) / 2 - pmean) / pstd).to(vae.device, vae.dtype)
@@ -150,7 +150,7 @@ class MiniMaxH3Adapter(Adapter):
         return frames_from_batch(((z - mean) / std)[:, :, 0], pixels.shape[0])
 
     def vae_decode(self, pipe, latent):
-        vae = pipe.vae
+        vae = video_vae(pipe)
         z = frames_in_batch(latent).float()[:, :, None]
         mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, z)
         z = (z * std + mean).to(vae.device, vae.dtype)
@@ -158,6 +158,18 @@ class MiniMaxH3Adapter(Adapter):
         pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, out)
         pictures = (out * pstd + pmean).clamp(0, 1) * 2 - 1
         return frames_from_batch(pictures[:, :, 0], latent.shape[0])
+
+    def clip_decoder(self, latent):
+        return None if latent.audio is None else self.decode_video
+
+    def decode_video(self, pipe, latent):
+        """A video's 5n+2 latent frames -> its 17n+5 frames, the VAE decoding them together (diffusers'
+        MiniMaxH3VideoDecodeStep)."""
+        vae = video_vae(pipe)
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, latent)
+        video = vae.decode((latent.float() * std + mean).to(vae.device, vae.dtype), return_dict=False)[0].float()
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, video)
+        return (video * pstd + pmean).clamp(0, 1) * 2 - 1
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
@@ -252,6 +264,19 @@ class MiniMaxH3Adapter(Adapter):
         video = handle.option("flow_shift") or self.flow_shift(handle.pipe)
         return float(video) / float(handle.option(SOUND_SHIFT) or DEFAULT_SOUND_SHIFT)
 
+    def decode_sound(self, pipe, audio):
+        """The stereo waveform [2, n] at 32 kHz of a sound latent [1, C, 2, L]: the two channels decoded apart by the
+        audio VAE after its latent statistics are undone (diffusers' MiniMaxH3AudioDecodeStep); None where `pipe` is
+        not the audio VAE (vae.decode of the video VAE gives the frames alone)."""
+        avae = pipe.vae
+        if not is_audio_vae(avae):
+            return None
+        mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1) for s in (avae.config.latents_mean,
+                                                                                    avae.config.latents_std))
+        z = audio[0].float().permute(1, 0, 2) * std + mean
+        wave = avae.decode(z.to(avae.device, avae.dtype), return_dict=False)[0]
+        return wave.float()[:, 0].cpu().numpy(), int(avae.config.sampling_rate)
+
     def for_latent(self, handle, latent):
         if latent.audio is None:
             return handle.with_option(STREAMS, None)
@@ -323,6 +348,17 @@ class MiniMaxH3Adapter(Adapter):
             clean, noise = a - heard * v, a + (1 - heard) * v
             outs.append(joined(-unpatchify(vel[0].float(), c, f, h, w)[None], (noise / k - clean)[None]))
         return torch.cat(outs)
+
+
+def is_audio_vae(vae) -> bool:
+    return type(vae).__name__ == "AutoencoderKLMiniMaxH3Audio"
+
+
+def video_vae(pipe):
+    if is_audio_vae(pipe.vae):
+        raise NodeError("this is MiniMax H3's audio VAE (minimax_h3_audio_vae_*): it decodes a video's sound "
+                        "(vae.decode_sound); load the video VAE (minimax_h3_video_vae_*) for the frames")
+    return pipe.vae
 
 
 class MiniMaxH3Parts(DiffusionPipeline, MiniMaxH3LoraLoaderMixin):
