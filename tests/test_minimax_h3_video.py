@@ -20,22 +20,23 @@ def minimax(tmp_path_factory):
     yield from models_dir(tmp_path_factory, build_minimax_h3, "minimax_h3")
 
 
-def _reference(states, video_noise, sound_rows, steps, shifts=(12.0, 3.0)):
+def _reference(states, video_noise, sound_rows, steps, shifts=(12.0, 3.0), model=None, sigmas=None):
     """diffusers' t2va loop (MiniMaxH3DenoiseStep's denoiser and update written out over its own layout and
-    timestep blocks): (video latent [1, C, T, h, w], sound rows [2 * L, 32])."""
+    timestep blocks) on the tiny transformer unless given, its two schedulers at `shifts` over steps + 1 levels
+    (or the video's and the sound's `sigmas` given whole): (video latent [1, C, T, h, w], sound rows [2 * L, 32])."""
     from diffusers import MiniMaxH3Scheduler
     from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
                                                                        MiniMaxH3SetTimestepsStep,
                                                                        patchify_video_latents)
     from tiny_minimax_h3 import transformer
-    model = transformer()
+    model = model or transformer()
     c, t, h, w = video_noise.shape[1:]
     length = sound_rows.shape[0] // 2
     pos, tags, video, audio, text, _, _ = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
         torch.ones(states.shape[1], dtype=torch.long), t, h, w, length, (1, 2, 2), 2, 2, 0)
     sch, sound_sch = MiniMaxH3Scheduler(shift=shifts[0]), MiniMaxH3Scheduler(shift=shifts[1])
-    sch.set_timesteps(steps + 1)
-    sound_sch.set_timesteps(steps + 1)
+    for scheduler, given in zip((sch, sound_sch), sigmas or (None, None)):
+        scheduler.set_timesteps(steps + 1) if given is None else scheduler.set_timesteps(sigmas=given)
     rows, sound = patchify_video_latents(video_noise, (1, 2, 2)), sound_rows.clone()
     with torch.no_grad():
         for tv, ta in zip(sch.timesteps, sound_sch.timesteps):
@@ -156,3 +157,85 @@ def test_comfyui_audio_vae_decodes_the_sound_as_diffusers(minimax):
     with pytest.raises(NodeError, match="decodes frames"):
         vae_decode_sound(None, video_vae, latent)
     assert decode_latent(video_vae, latent).audio is None
+
+
+TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
+TEMPLATE_FILES = (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safetensors",
+                   "diffusion_models/minimax_h3_pruned_tiny.safetensors"),
+                  ("diffusion_models/fastvideo_fasth3_8step_v2_pruned_int8_convrot.safetensors",
+                   "diffusion_models/minimax_h3_fasth3_tiny.safetensors"),
+                  ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors",
+                   "text_encoders/qwen3vl_minimax_tiny.safetensors"),
+                  ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq", "text_encoders/qwen3vl_minimax_tiny"),
+                  ("vae/minimax_h3_video_vae_int8_convrot.safetensors", "vae/minimax_h3_video_vae_tiny.safetensors"),
+                  ("vae/minimax_h3_audio_vae_fp32.safetensors", "vae/minimax_h3_audio_vae_tiny.safetensors"))
+
+
+def _template_run(minimax, tmp_path, name, published):
+    """ComfyUI's template imported with every node mapped, at 96x64, 22 frames, 2 steps, euler; run on the tiny files
+    under its names to a saved video. Returns (its JSON, the sampler's latent, CreateVideo's video)."""
+    from comfy_layouts import imported_template
+    from graph_engine.api import Session, load_workflow
+    (w, h, frames, steps) = published
+    data, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
+    for a, b in ((f"width: {w}", f"width: {W}"), (f"height: {h}", f"height: {H}"), (f"frames: {frames}",
+                                                                                     f"frames: {FRAMES}"),
+                 ("sampler: res_multistep", "sampler: euler")):
+        assert a in yaml, a
+        yaml = yaml.replace(a, b)
+    workflow = tmp_path / "minimax_video.kino.yaml"
+    workflow.write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
+    assert out.ok, out.failed
+    latent = next(v["latent"] for k, v in out.outputs.items() if k.startswith("sampler_custom_advanced"))
+    assert list(tmp_path.glob("out/video/MiniMax_H3*"))
+    return data, latent, next(v["video"] for k, v in out.outputs.items() if k.startswith("create_video"))
+
+
+def _template_reference(data, tmp_path, sigmas, sound_sigmas):
+    """The template's latent as diffusers' t2va loop makes it on the tiny pruned transformer (its curve form, as
+    tests/test_minimax_h3.py writes it out): the prompt read by diffusers' get_qwen3vl_prompt_embeds, the noise of
+    the template's seed drawn in diffusers' t2va order (video, then the sound's rows)."""
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from test_minimax_h3 import _pruned_reference
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import processor
+    outer = next(n for n in data["nodes"] if n["type"] == data["definitions"]["subgraphs"][0]["id"])
+    text, seed = outer["widgets_values"][0], outer["widgets_values"][4]
+    proc = processor(tmp_path / "tokenizer")
+    with torch.no_grad():
+        states = get_qwen3vl_prompt_embeds(text_encoder(), proc, proc.tokenizer(text, add_special_tokens=False)
+                                           ["input_ids"], {})
+    g = torch.Generator().manual_seed(seed)
+    video_noise = torch.randn(1, 24, 7, H // 16, W // 16, generator=g)
+    sound = torch.randn(2 * 37, 32, generator=g)
+    return _reference(states, video_noise, sound, len(sigmas) - 1, model=_pruned_reference(),
+                      sigmas=(sigmas, sound_sigmas))
+
+
+def _shifted(base, shift):
+    return [shift * s / (1 + (shift - 1) * s) for s in base]
+
+
+@pytest.mark.parametrize("name,published,shifts", [
+    ("video_minimax_h3_t2v.json", (864, 480, 124, 20), (12.0, 3.0)),
+    # FastVideo's FastH3: MiniMaxH3SigmaShift 10 / 3, BlockSparseAttention (dense here, its VSA gates not read)
+    ("video_fastvideo_fasth3_t2v.json", (640, 640, 124, 8), (10.0, 3.0))])
+def test_comfyui_minimax_h3_t2v_templates_run_with_their_sound(minimax, tmp_path, monkeypatch, name, published,
+                                                                shifts):
+    """ComfyUI's MiniMax H3 text-to-video templates (a subgraph: UNETLoader, CLIPLoader type minimax, the video and the
+    audio VAELoader, MiniMaxH3ImageToVideo without keyframes, BasicScheduler simple, SamplerCustomAdvanced, VAEDecode
+    and VAEDecodeAudio into CreateVideo) import with every node mapped and run on the tiny files under their names to
+    a video with its stereo soundtrack; with euler the latent and its sound are diffusers' t2va loop's on ComfyUI's
+    simple levels at the template's shifts (the sound's: the same base levels shifted by 3)."""
+    import wave
+    monkeypatch.chdir(tmp_path)
+    data, latent, clip = _template_run(minimax, tmp_path, name, published)
+    assert (clip.length, clip.width, clip.height) == (FRAMES, W, H)
+    with wave.open(clip.audio.path) as sound:
+        assert (sound.getnchannels(), sound.getframerate()) == (2, 32000)
+    base = [1.0, 0.5, 0.0]
+    video, sound = _template_reference(data, tmp_path, _shifted(base, shifts[0]), _shifted(base, shifts[1]))
+    got_sound = latent.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, latent.samples) < 1e-4, _err(video, latent.samples)
+    assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)

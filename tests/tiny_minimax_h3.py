@@ -7,6 +7,8 @@ reference does not go through Kinograph's loading code:
   root/models/diffusion_models/minimax_h3_tiny.safetensors   MiniMax's names, bf16
   root/models/diffusion_models/minimax_h3_pruned_tiny.safetensors  the same weights as the pruned release holds them:
                                                              no time embedder, a curve table adaln_t_table (9 rows)
+  root/models/diffusion_models/minimax_h3_fasth3_tiny.safetensors  the pruned file with FastH3's VSA gates
+                                                             (blocks.N.attn.to_gate_compress)
   root/models/vae/minimax_h3_video_vae_tiny.safetensors      ComfyUI's names (x_embedder, to_qkv head by head, ff.w1,
                                                              latents_mean / latents_std buffers), fp16
   root/models/vae/minimax_h3_audio_vae_tiny.safetensors      ComfyUI's names (weight norms folded), fp32 as released
@@ -182,6 +184,11 @@ def build_minimax_h3(root: Path) -> Path:
     comfy = {k: v.contiguous() if k == "rope.inv_freq" else v.bfloat16().contiguous()
              for k, v in comfy_transformer(transformer()).items()}
     save_file(comfy, str(models / "diffusion_models" / "minimax_h3_tiny.safetensors"))
-    save_file({**{k: v for k, v in comfy.items() if not k.startswith("time_embedder.")}, "adaln_t_table": curve_table()},
-              str(models / "diffusion_models" / "minimax_h3_pruned_tiny.safetensors"))
+    pruned = {**{k: v for k, v in comfy.items() if not k.startswith("time_embedder.")}, "adaln_t_table": curve_table()}
+    save_file(pruned, str(models / "diffusion_models" / "minimax_h3_pruned_tiny.safetensors"))
+    # FastVideo's FastH3 (fastvideo_fasth3_*_pruned_*): the pruned file with VSA's coarse-attention gate in each block
+    g = torch.Generator().manual_seed(11)
+    gates = {f"blocks.{i}.attn.to_gate_compress.{p}": torch.randn(shape, generator=g).bfloat16()
+             for i in range(2) for p, shape in (("weight", (32, 24)), ("bias", (32,)))}
+    save_file({**pruned, **gates}, str(models / "diffusion_models" / "minimax_h3_fasth3_tiny.safetensors"))
     return root

@@ -20,6 +20,9 @@ class Adapter:
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
     reads_references = False          # reference latents (condition.reference) join its tokens (FLUX.1 Kontext)
     has_text = True
+    # The prompt is read as written, brackets and all (ComfyUI tokenizes it with disable_weights: MiniMax H3): no
+    # (word:1.2) emphasis is parsed out of it
+    literal_prompts = False
     frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
     single_file = False               # load() also takes one weights file (ComfyUI's layouts)
     flow_levels = 1000                # a flow model's table of levels for the tabulated schedules (simple, beta)

@@ -122,6 +122,7 @@ class MiniMaxH3Adapter(Adapter):
     space = "flow"
     prediction = "flow"
     single_file = True
+    literal_prompts = True
 
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:

@@ -76,13 +76,16 @@ def _curve_form(model, table):
 
 @register("minimax_h3", "diffusion_model")
 def transformer(state, det) -> Built:
-    """MiniMax's / ComfyUI's names (blocks.N.attn.qkv_proj ...) or diffusers' (proj_in, transformer_blocks.N ...).
+    """MiniMax's / ComfyUI's names (blocks.N.attn.qkv_proj ...) or diffusers' (proj_in, transformer_blocks.N ...),
+    FastVideo's FastH3 too.
     The rotary frequencies are the file's rope.inv_freq where it has them (ComfyUI reads that buffer; diffusers'
     converter drops it and its module recomputes it from a base the file does not state)."""
     from diffusers import MiniMaxH3Transformer3DModel
     from diffusers.loaders.single_file_utils import convert_minimax_h3_transformer_checkpoint_to_diffusers
     inv = state.get("rope.inv_freq")
-    state = dict(state)
+    # FastVideo's FastH3 adds VSA's coarse-attention gate to each block: only ComfyUI's sparse kernel
+    # (BlockSparseAttention) reads it; its model attends densely without it, as this one does
+    state = {k: v for k, v in state.items() if ".attn.to_gate_compress." not in k}
     table = state.pop("adaln_t_table", None)
     conv = state if "proj_in.weight" in state else \
         convert_minimax_h3_transformer_checkpoint_to_diffusers(state, config={})
