@@ -71,6 +71,10 @@ def _sample(minimax, shifts=None):
     latent = empty_latent(model, FRAMES, W, H, 24.0)
     assert tuple(latent.samples.shape) == (1, 24, 7, H // 16, W // 16)
     assert tuple(latent.audio.shape) == (1, 32, 2, 37)
+    from graph_engine import NodeError
+    for frames, fps, words in ((24, 24.0, r"17n\+5 frames"), (FRAMES, 30.0, "at 24 fps")):
+        with pytest.raises(NodeError, match=words):
+            empty_latent(model, frames, W, H, fps)
     g = torch.Generator().manual_seed(2)
     states = torch.randn(1, 5, TEXT, generator=g)
     video_noise = torch.randn(latent.samples.shape, generator=g)

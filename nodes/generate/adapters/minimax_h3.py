@@ -218,6 +218,9 @@ class MiniMaxH3Adapter(Adapter):
         has none."""
         if frames <= 1:
             return None
+        if float(fps) != 24.0:
+            raise NodeError(f"MiniMax H3 makes its videos and their sound at 24 fps; this latent asks for {fps:g}: "
+                            "set latent.empty's fps to 0 (24), and change the rate after decoding if needed")
         model = getattr(pipe, "transformer", None)
         channels = int(model.config.audio_in_channels) if model is not None else SOUND_CHANNELS
         return torch.zeros(1, channels, STEREO, sound_latents(frames))
