@@ -471,6 +471,16 @@ def reference_method(v):
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
 
 
+def editor_boxes(v):
+    """the box editor's list of boxes, as JSON"""
+    return json.dumps(v)
+
+
+def reference_resolution(v):
+    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize"""
+    return "resize" if v == "resize" else "keep"
+
+
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
 # LTX-2's start picture and guide clip: ComfyUI's common_upscale against the VAE processor diffusers' pipelines use
 LATENT_FIT_NOTE = ("fitted to the latent's size by a centre crop and a bilinear resize in ComfyUI, by diffusers' "
@@ -963,6 +973,23 @@ RULES: Dict[str, Rule] = {
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
     # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
+    # FLUX.2 / FLUX.3 klein editing: several pictures encoded and added to both prompts in one node; its latent the
+    # first picture's, zeroed. Resizing to megapixels: ComfyUI's resampling is not documented; Kinograph's is area
+    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "megapixels"),
+                                 (P("resolution", "resolution", reference_resolution), P("megapixels", "megapixels")),
+                                 {"positive": "positive", "negative": "negative", "vae": "vae",
+                                  "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
+                                  "images.image3": "image4"}, ("positive", "negative", "latent"),
+                                 note="a picture resized to megapixels is resampled by area, which ComfyUI's may "
+                                      "not be"),
+    # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
+    # behind the editor, and the preview picture is not drawn
+    "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),
+                                (P("width", "width"), P("height", "height"), P("editor_state", "boxes", editor_boxes)),
+                                {}, (None, "boxes", "boxes"), ignore={"state_extra": []}),
+    # FLUX.3 klein's layout prompt: the prompt with the boxes as a JSON table after it
+    "Flux3LayoutPrompt": Rule("text.flux3_layout", ("prompt",), (P("prompt", "prompt"),), {"element": "boxes"},
+                              ("string",)),
     # resize before it is known at import (what GenerateTracks, drawn at import, needs)
     "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames"),
                          special="image_size"),
@@ -1755,6 +1782,14 @@ RULES: Dict[str, Rule] = {
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py); SeedVR2Conditioning needs the NaDiT
+    "SeedVR2Preprocess": Rule("upscale.seedvr2_pad", (), (), {"resized_images": "video"}, ("video",)),
+    "SeedVR2PostProcessing": Rule("upscale.seedvr2_finish", ("color_correction_method",),
+                                  (P("color_correction_method", "color_correction"),),
+                                  {"images": "video", "original_resized_images": "reference"}, ("video",),
+                                  note="lab's CIE conversion (Kinograph's colour maths) rounds otherwise than "
+                                       "ComfyUI's: at most a level of 255 on a few pixels; a reference larger than the "
+                                       "decoded frames is resized by OpenCV's bicubic, not torchvision's antialiased"),
     "ImageUpscaleWithModel": Rule("upscale.model", (), (), {"image": "video"}, ("video",), special="upscale_model"),
     "ImageScaleBy": Rule("upscale.resize", ("upscale_method", "scale_by"),
                          (P("upscale_method", "method", resize_method_no_bilinear), P("scale_by", "scale")),
