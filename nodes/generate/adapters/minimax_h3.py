@@ -12,9 +12,9 @@ A video (17n+5 frames, 5n+2 latent frames) is sampled with its stereo soundtrack
 lays it out: [prompt | sound rows (channel-major, 40 latents a second) | the frames' patches]. The sound steps down its
 own schedule, shifted by 3 where the video's is by 12; both come from one base grid, so the sound's noise-to-signal
 ratio is the video's divided by k = 12 / 3 at every step. The sampler steps both streams on the video's levels: it
-holds the sound as y = (1 - sigma) * k * x0 + sigma * noise, which is the sound's own flow state rescaled, so every
-step of a first-order sampler is the step diffusers' audio scheduler takes (ComfyUI's ModelSamplingAV carries the sound
-the same way, with the scale on the noise)."""
+holds the sound as y = (1 - sigma) * x0 + sigma * noise / k, which is the sound's own flow state rescaled, so every
+step of a first-order sampler is the step diffusers' audio scheduler takes (ComfyUI's ModelSamplingAV also carries the
+sound under the video's levels by a scale on its noise)."""
 from __future__ import annotations
 
 import dataclasses
@@ -315,7 +315,6 @@ class MiniMaxH3Adapter(Adapter):
                         text_indices=torch.arange(text.shape[1], device=dev), return_dict=False)[0]
             outs.append(-unpatchify(vel[0].float(), c, 1, h, w)[:, 0])
         return frames_from_batch(torch.stack(outs), n)
-
 
     def _video(self, handle, x_in, t, inputs):
         """The video's rows and its sound's in one sequence per prompt: the sound told its own level (sound_sigma),
