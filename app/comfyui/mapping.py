@@ -1415,6 +1415,26 @@ RULES: Dict[str, Rule] = {
                                            P("self_temporal", "self_temporal"),
                                            P("cross_structural", "cross_structural"),
                                            P("cross_temporal", "cross_temporal")), {"model": "model"}, ("model",)),
+    # a drawing made in ComfyUI's page, saved as a PNG (input/painter/...): its path; the frontend may store one value
+    # more after bg_color (its brush colour), which changes nothing that runs
+    "Painter": Rule("mask.painter", ("mask", "width", "height", "bg_color"),
+                    (P("mask", "path", comfy_file), P("width", "width"), P("height", "height"),
+                     P("bg_color", "bg_color")), {"image": "image"}, ("image", "mask")),
+    # its reference pictures are an autogrow list: the first slot's pictures (a batch: one stream each) are carried
+    "BerniniConditioning": Rule("condition.bernini", ("width", "height", "length", "batch_size", "ref_max_size"),
+                                (P("width", "width"), P("height", "height"), P("length", "length"),
+                                 P("ref_max_size", "ref_max_size")),
+                                {"positive": "positive", "negative": "negative", "vae": "vae",
+                                 "source_video": "source_video", "reference_video": "reference_video",
+                                 "reference_images.reference_image_0": "references"},
+                                ("positive", "negative", "latent"), ignore={"batch_size": 1}),
+    "FluxKVCache": Rule("model.reference_kv", (), (), {"model": "model"}, ("model",),
+                        note="its pictures attend only to each other at every step, as diffusers' "
+                             "Flux2KleinKVPipeline reads them; ComfyUI lets them read the prompt and image too on the "
+                             "first step and keeps those keys and values for the rest"),
+    "ScaleROPE": Rule("model.scale_rope", ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t"),
+                      tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
+                      {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
     "CFGNorm": Rule("guide.cfg_norm", ("strength",), (P("strength", "strength"),), {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
@@ -2001,6 +2021,9 @@ RULES: Dict[str, Rule] = {
     # the file keeps the option picked, its index, then the editor's list of options
     "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
     "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
+    # the shot's words for a prompt (Qwen-Image-Edit's multi-angle LoRA); its camera_info is for 3D nodes
+    "CameraAngle": Rule(None, ("horizontal_angle", "vertical_angle", "zoom", "view"), fold=True,
+                        special="camera_angle", ignore={"view": None}),
     "SeedNode": Rule(None, ("seed", "control_after_generate"), (P("seed", "value"),), fold=True, special="constant",
                      ignore={"control_after_generate": None}),
     # kijai's ComfyUI-KJNodes, in most community video graphs (WanVideoWrapper's, HunyuanVideo's). ImageResizeKJ's
@@ -2173,10 +2196,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
-               "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
-               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "
