@@ -15,7 +15,6 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from graph_engine import NodeError
 from nodes.generate.latent import Conditioning
@@ -25,15 +24,11 @@ STRIDE = 16
 
 
 def area(px: torch.Tensor, width: int, height: int, crop: bool) -> torch.Tensor:
-    """ComfyUI's common_upscale with "area" on [N, 3, H, W]: cut to the new shape about the centre first (`crop`),
-    then average each output pixel's area."""
-    if crop:
-        h, w = px.shape[-2:]
-        old, new = w / h, width / height
-        x = round((w - w * (new / old)) / 2) if old > new else 0
-        y = round((h - h * (old / new)) / 2) if old < new else 0
-        px = px[..., y:h - y, x:w - x]
-    return F.interpolate(px, size=(height, width), mode="area")
+    """ComfyUI's common_upscale with "area" on [N, 3, H, W] in [0, 1] (nodes/video/edit.py's comfy_scaled, kept in
+    float): cut to the new shape about the centre first (`crop`), then average each output pixel's area."""
+    from nodes.video.edit import comfy_scaled
+    out = comfy_scaled(px.permute(0, 2, 3, 1).numpy(), width, height, "area", crop)
+    return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2)
 
 
 def long_edge(h: int, w: int, max_size: int):
