@@ -21,6 +21,7 @@ from nodes.generate.latent import Conditioning
 
 KEY = "bernini"
 STRIDE = 16
+WAN21_CHANNELS = 16     # the Wan 2.1 VAE's latent channels, which Bernini-R reads its streams in
 
 
 def area(px: torch.Tensor, width: int, height: int, crop: bool) -> torch.Tensor:
@@ -94,9 +95,14 @@ def context_input(transformer, latents: List[torch.Tensor], scale=None):
     rope, embed = transformer.rope, transformer.patch_embedding
     state = {}
     for lat in latents:
-        if lat.shape[1] != embed.in_channels:
+        if lat.shape[1] != embed.in_channels and lat.shape[1] != WAN21_CHANNELS:
             raise NodeError(f"Bernini's context latents have {lat.shape[1]} channels and this Wan model reads "
                             f"{embed.in_channels}: encode them with the Wan 2.1 VAE (wan_2.1_vae)")
+        if lat.shape[1] != embed.in_channels:
+            # the Wan 2.1 VAE's latents, on an image-to-video, VACE or TI2V-5B transformer: the model is wrong
+            raise NodeError(f"this Wan model reads {embed.in_channels} channels a token, not the {WAN21_CHANNELS} of "
+                            "the Wan 2.1 VAE's latents that Bernini-R's transformer (wan2.2_bernini_r_high/"
+                            "low_noise) reads its streams from: load a Bernini-R model")
 
     def freqs(module, args, out):
         parts = [[o] for o in out]
