@@ -865,6 +865,21 @@ RULES: Dict[str, Rule] = {
                                  P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
                                  P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
                                  P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
+    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_da3.py): the loader's file and weight type ride to
+    # depth.da3 (DA3Inference), whose maps depth.da3_render draws
+    "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
+                         (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
+    # mode's multiview widgets follow it only in multiview: special_da3 reads ref_view_strategy there (pose_method
+    # picks how camera poses are found, which nothing here reads)
+    "DA3Inference": Rule("depth.da3", ("resolution", "resize_method", "mode", "mode.ref_view_strategy",
+                                       "mode.pose_method"),
+                         (P("resolution", "resolution"), P("resize_method", "resize_method"), P("mode", "mode")),
+                         {"image": "video"}, ("geometry",), special="da3",
+                         ignore={"mode.ref_view_strategy": None, "mode.pose_method": None}),
+    "DA3Render": Rule("depth.da3_render", ("output", "output.normalization", "output.apply_sky_clip"),
+                      (P("output", "output"), P("output.normalization", "normalization"),
+                       P("output.apply_sky_clip", "sky_clip"), P("output.colored", "colored")),
+                      {"da3_geometry": "geometry"}, ("video",), special="da3_render"),
     # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
     "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
                                                  "scale_stick_for_xinsr_cn"),
@@ -1116,6 +1131,11 @@ RULES: Dict[str, Rule] = {
                             {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
+    # MiniMax H3 text-to-video: its prompt (the CLIP it is given reads it) and the empty video latent with its
+    # soundtrack; keyframes (first_frame / last_frame, fl2va) are not made yet
+    "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
+                                  (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
+                                  {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
     # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
     # sample's ar_video sampler reads) and the empty latent is the video's
     "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
@@ -1365,6 +1385,17 @@ RULES: Dict[str, Rule] = {
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
                              {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    # MiniMax H3's two flow shifts: the video's levels (the sampler's) and its soundtrack's
+    "MiniMaxH3SigmaShift": Rule("model.flow_shift", ("shift_video", "shift_audio"),
+                                (P("shift_video", "shift"), P("shift_audio", "sound_shift")), {"model": "model"},
+                                ("model",)),
+    # a faster attention for long sequences; FastVideo's FastH3 (vsa) was distilled to attend through it, with a
+    # coarse branch (to_gate_compress) its blocks add: Kinograph attends densely and without that branch, as
+    # ComfyUI's MiniMax H3 model does without this node
+    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="model_through",
+                                 note="attention is dense here: the model attends to every token (ComfyUI: each block "
+                                      "of queries to a chosen few blocks of keys), and FastH3's VSA coarse branch "
+                                      "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
     "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
