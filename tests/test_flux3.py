@@ -102,8 +102,19 @@ def test_flux3_split_files_match_the_flux3_pipelines(flux3):
     assert _err(got[BASE], got[DISTILLED]) > 1e-2
     # the same Qwen3-VL read for Krea 2 (12 layers a token, not 8) is named, not fed to the transformer
     other = encode_prompt(load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "krea2", "cpu"), "a cat")
-    with pytest.raises(NodeError, match="encoded for krea2, but the model is flux3|FLUX.3's Qwen3-VL-4B"):
+    with pytest.raises(NodeError, match="encoded for krea2, but the model is flux3"):
         run_sampling(model, other, None, empty_latent(vae, 1, W, H, 8.0), steps=1, cfg=1.0, sampler="euler", seed=1)
+    # a Qwen3-VL without a 32nd layer (Qwen3-VL 2B's 28) cannot give FLUX.3's prompt
+    from safetensors.torch import save_file
+    from comfy_layouts import link_as
+    from tiny_qwen21 import comfy_text_encoder, text_encoder
+    te_dir = flux3 / "models" / "text_encoders"
+    save_file({k: v.contiguous() for k, v in comfy_text_encoder(text_encoder(28).state_dict()).items()},
+              str(te_dir / "qwen3vl_2b_tiny.safetensors"))
+    link_as(te_dir / "qwen3vl_2b_tiny", te_dir / TE_NAME)
+    small = load_text_encoder(mm, "qwen3vl_2b_tiny.safetensors", "", "flux3", "cpu")
+    with pytest.raises(NodeError, match="hidden state 32; this text encoder has 28 layers"):
+        encode_prompt(small, "a cat")
 
 
 def test_flux3_edits_match_the_flux3_pipelines(flux3):

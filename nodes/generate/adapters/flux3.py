@@ -27,9 +27,6 @@ TEXT_LAYERS = (4, 8, 12, 16, 20, 24, 28, 32)     # Flux3TextEncoderStep's text_e
 PAD_MULTIPLE = 80                                # its pad_multiple: part of the model's recipe
 MAX_TOKENS = 8192
 ROPE_SCALE = 0.5                                 # the picture's rows and columns, as the model was trained
-NO_QWEN3VL = ("FLUX.3 [klein] reads its prompt with Qwen3-VL-4B (text_encoders/qwen3vl_4b_int8_convrot.safetensors); "
-              "this text encoder is not one. Give load.text_encoder that file with type flux3, as ComfyUI's CLIPLoader "
-              "does")
 
 
 def positions(h: int, w: int, layer: int = 0) -> torch.Tensor:
@@ -60,13 +57,12 @@ class Flux3Adapter(Flux2Adapter):
         """Each prompt as Flux3TextEncoderStep reads it (its own window, a multiple of 80 tokens), padded to the
         longest with the mask of each one's own window."""
         from diffusers.modular_pipelines.flux3.encoders import Flux3TextEncoderStep
-        te = getattr(pipe, "text_encoder", None)
-        if te is None or not type(te).__name__.startswith("Qwen3VL"):
-            raise NodeError(NO_QWEN3VL)
+        te = pipe.text_encoder
         layers = te.config.text_config.num_hidden_layers
-        if layers < TEXT_LAYERS[-1]:
+        if layers < TEXT_LAYERS[-1]:        # a smaller Qwen3-VL (2B: 28 layers)
             raise NodeError(f"FLUX.3 reads Qwen3-VL's hidden state {TEXT_LAYERS[-1]}; this text encoder has {layers} "
-                            "layers: give it qwen3vl_4b (36 layers)")
+                            "layers: give load.text_encoder FLUX.3's Qwen3-VL-4B (qwen3vl_4b_int8_convrot.safetensors, "
+                            "36 layers)")
         # the step wants a processor: its chat template and its tokenizer
         tok = SimpleNamespace(apply_chat_template=pipe.tokenizer.apply_chat_template, tokenizer=pipe.tokenizer)
         rows = [Flux3TextEncoderStep._get_qwen3_vl_prompt_embeds(te, tok, p, device, MAX_TOKENS, PAD_MULTIPLE,
