@@ -681,9 +681,6 @@ def _seedvr2(k: Keys) -> Optional[Detection]:
     return None
 
 
-H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
-
-
 def _minimax_h3(k: Keys) -> Optional[Detection]:
     """MiniMax H3's files as ComfyUI's templates hold them (comfy/ldm/minimax: model.py, vae.py, audio_vae.py) and
     its transformer in diffusers' names (MiniMaxH3Transformer3DModel)."""
@@ -700,9 +697,8 @@ def _minimax_h3(k: Keys) -> Optional[Detection]:
         return Detection("vae", "minimax_h3", "", layout="original" if k.has("decoder.x_embedder.weight") else "diffusers",
                          why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and a ViT decoder)")
     if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
-        return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
-                                                              "decoder), which Kinograph does not read yet; "
-                                                              + H3_INSTEAD)
+        return Detection("vae", "minimax_h3", "audio", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
+                                                           "decoder): vae.decode_sound reads a video's soundtrack")
     return None
 
 
