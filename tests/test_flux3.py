@@ -100,12 +100,20 @@ def test_flux3_split_files_match_the_flux3_pipelines(flux3):
         got[name] = sample_cat(model, te, vae, cfg, negative, (W, H))
         assert _err(want, got[name]) < 1e-4
     assert _err(got[BASE], got[DISTILLED]) > 1e-2
+    # ComfyUI's fp8_scaled form of the base file (its blocks' matrices as fp8 with their scales) samples the same
+    # within fp8 rounding
+    from safetensors.torch import load_file, save_file
+    from comfy_layouts import fp8_scaled
+    fp8 = flux3 / "models" / "diffusion_models" / "flux3-image-klein-base-tiny-fp8-scaled.safetensors"
+    save_file(fp8_scaled(load_file(str(flux3 / "models" / "diffusion_models" / BASE))), str(fp8))
+    assert describe_model(fp8)["precision"] == "fp8_scaled"
+    model, te, vae = _split(mm, fp8.name)
+    assert 0 < _err(got[BASE], sample_cat(model, te, vae, 3.5, "blurry, low quality, watermark " * 4, (W, H))) < 2e-2
     # the same Qwen3-VL read for Krea 2 (12 layers a token, not 8) is named, not fed to the transformer
     other = encode_prompt(load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "krea2", "cpu"), "a cat")
     with pytest.raises(NodeError, match="encoded for krea2, but the model is flux3"):
         run_sampling(model, other, None, empty_latent(vae, 1, W, H, 8.0), steps=1, cfg=1.0, sampler="euler", seed=1)
     # a Qwen3-VL without a 32nd layer (Qwen3-VL 2B's 28) cannot give FLUX.3's prompt
-    from safetensors.torch import save_file
     from comfy_layouts import link_as
     from tiny_qwen21 import comfy_text_encoder, text_encoder
     te_dir = flux3 / "models" / "text_encoders"
