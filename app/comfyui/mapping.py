@@ -477,8 +477,11 @@ def editor_boxes(v):
 
 
 def reference_resolution(v):
-    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize"""
-    return "resize" if v == "resize" else "keep"
+    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize (resize resamples by area, which
+    ComfyUI's may not)"""
+    if v == "resize":
+        raise Approx("resize", "a picture resized to megapixels is resampled by area, which ComfyUI's may not be")
+    return "keep"
 
 
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
@@ -990,13 +993,13 @@ RULES: Dict[str, Rule] = {
     # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
     # FLUX.2 / FLUX.3 klein editing: several pictures encoded and added to both prompts in one node; its latent the
     # first picture's, zeroed. Resizing to megapixels: ComfyUI's resampling is not documented; Kinograph's is area
-    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "megapixels"),
-                                 (P("resolution", "resolution", reference_resolution), P("megapixels", "megapixels")),
+    # megapixels is resolution's "resize" option's own widget: resolution.megapixels, as an API prompt names it
+    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "resolution.megapixels"),
+                                 (P("resolution", "resolution", reference_resolution),
+                                  P("resolution.megapixels", "megapixels")),
                                  {"positive": "positive", "negative": "negative", "vae": "vae",
                                   "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
-                                  "images.image3": "image4"}, ("positive", "negative", "latent"),
-                                 note="a picture resized to megapixels is resampled by area, which ComfyUI's may "
-                                      "not be"),
+                                  "images.image3": "image4"}, ("positive", "negative", "latent")),
     # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
     # behind the editor, and the preview picture is not drawn
     "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),

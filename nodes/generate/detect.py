@@ -675,7 +675,10 @@ def _seedvr2(k: Keys) -> Optional[Detection]:
         return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
                          why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
                              f"run yet; {instead}")
-    if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight"):
+    # diffusers' Wan and Qwen-Image VAEs have these names on 3-D convolutions too, with RMS norms (gamma) where
+    # SeedVR2's (SD3's autoencoder inflated) has group norms
+    if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight") \
+            and not k.any("decoder.up_blocks.0.resnets.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
         return Detection(None, "seedvr2", "vae", why=f"ByteDance's SeedVR2 video VAE (3-D convolutions, 16 latent "
                                                      f"channels), which Kinograph does not read yet; {instead}")
     return None
