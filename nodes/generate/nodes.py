@@ -723,7 +723,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     Long clips: past the most frames a model takes at once (AnimateDiff's motion module: 32, 24 for v1)
     the clip is sampled in uniform context windows of 16 frames overlapping by 4, with FreeNoise when no
     noise is connected, and the log says so; a context.windows node before sample chooses them instead."""
-    from nodes.generate.families import family
+    from nodes.generate.adapters import get_adapter
     from nodes.generate.sampling import run_sampling
     preview = None
     if ctx.wants_previews:
@@ -731,7 +731,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 
         def preview(x, i, n):
             ctx.preview(latent_preview(x), i, n)
-    out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or family(model.family).cfg,
+    out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or get_adapter(model.family).usual_cfg(model),
                        sampler=sampler, scheduler=scheduler, denoise=denoise, seed=seed,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
