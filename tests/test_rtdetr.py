@@ -231,6 +231,22 @@ def test_a_wrong_file_is_named(tmp_path):
         read_state(str(junk))
 
 
+def test_a_file_short_of_the_network_is_named(detector, tmp_path):
+    """A safetensors file with the tensors RT-DETR's file is told by, but not every one the network reads (another
+    RT-DETR version's, one cut short), is named with the tensor it lacks, whether that is read when it loads or
+    while it detects."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import detect, load
+    sd = load_file(str(detector["path"]))
+    for n, gone in enumerate(("decoder.reg_scale", "encoder.fpn_blocks.0.cv4.conv.weight")):
+        path = tmp_path / f"rt_detr_short_{n}.safetensors"
+        save_file({k: v for k, v in sd.items() if k != gone}, str(path))
+        with pytest.raises(NodeError, match=f"{path.name} is not ComfyUI's RT-DETR v4 detector "
+                                            f"\\(it has no {re.escape(gone)}\\).*rt_detr_v4-x-hgnet_fp16"):
+            detect(load(str(path)), np.zeros((1, 32, 48, 3), np.uint8), 0.5, "all", 10)
+
+
 def test_multi_person_template_imports():
     """utility_sdpose_multi_person: RT-DETR's UNETLoader folds into detect.rtdetr's model (no diffusion-model
     loader left), whose person boxes feed both SDPose and the box picture, with the template's settings."""
