@@ -471,6 +471,19 @@ def reference_method(v):
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
 
 
+def editor_boxes(v):
+    """the box editor's list of boxes, as JSON"""
+    return json.dumps(v)
+
+
+def reference_resolution(v):
+    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize (resize resamples by area, which
+    ComfyUI's may not)"""
+    if v == "resize":
+        raise Approx("resize", "a picture resized to megapixels is resampled by area, which ComfyUI's may not be")
+    return "keep"
+
+
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
 # LTX-2's start picture and guide clip: ComfyUI's common_upscale against the VAE processor diffusers' pipelines use
 LATENT_FIT_NOTE = ("fitted to the latent's size by a centre crop and a bilinear resize in ComfyUI, by diffusers' "
@@ -852,6 +865,21 @@ RULES: Dict[str, Rule] = {
                                  P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
                                  P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
                                  P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
+    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_da3.py): the loader's file and weight type ride to
+    # depth.da3 (DA3Inference), whose maps depth.da3_render draws
+    "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
+                         (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
+    # mode's multiview widgets follow it only in multiview: special_da3 reads ref_view_strategy there (pose_method
+    # picks how camera poses are found, which nothing here reads)
+    "DA3Inference": Rule("depth.da3", ("resolution", "resize_method", "mode", "mode.ref_view_strategy",
+                                       "mode.pose_method"),
+                         (P("resolution", "resolution"), P("resize_method", "resize_method"), P("mode", "mode")),
+                         {"image": "video"}, ("geometry",), special="da3",
+                         ignore={"mode.ref_view_strategy": None, "mode.pose_method": None}),
+    "DA3Render": Rule("depth.da3_render", ("output", "output.normalization", "output.apply_sky_clip"),
+                      (P("output", "output"), P("output.normalization", "normalization"),
+                       P("output.apply_sky_clip", "sky_clip"), P("output.colored", "colored")),
+                      {"da3_geometry": "geometry"}, ("video",), special="da3_render"),
     # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
     "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
                                                  "scale_stick_for_xinsr_cn"),
@@ -963,6 +991,23 @@ RULES: Dict[str, Rule] = {
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
     # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
+    # FLUX.2 / FLUX.3 klein editing: several pictures encoded and added to both prompts in one node; its latent the
+    # first picture's, zeroed. Resizing to megapixels: ComfyUI's resampling is not documented; Kinograph's is area
+    # megapixels is resolution's "resize" option's own widget: resolution.megapixels, as an API prompt names it
+    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "resolution.megapixels"),
+                                 (P("resolution", "resolution", reference_resolution),
+                                  P("resolution.megapixels", "megapixels")),
+                                 {"positive": "positive", "negative": "negative", "vae": "vae",
+                                  "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
+                                  "images.image3": "image4"}, ("positive", "negative", "latent")),
+    # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
+    # behind the editor, and the preview picture is not drawn
+    "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),
+                                (P("width", "width"), P("height", "height"), P("editor_state", "boxes", editor_boxes)),
+                                {}, (None, "boxes", "boxes"), ignore={"state_extra": []}),
+    # FLUX.3 klein's layout prompt: the prompt with the boxes as a JSON table after it
+    "Flux3LayoutPrompt": Rule("text.flux3_layout", ("prompt",), (P("prompt", "prompt"),), {"element": "boxes"},
+                              ("string",)),
     # resize before it is known at import (what GenerateTracks, drawn at import, needs)
     "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames"),
                          special="image_size"),
@@ -1086,6 +1131,11 @@ RULES: Dict[str, Rule] = {
                             {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
+    # MiniMax H3 text-to-video: its prompt (the CLIP it is given reads it) and the empty video latent with its
+    # soundtrack; keyframes (first_frame / last_frame, fl2va) are not made yet
+    "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
+                                  (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
+                                  {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
     # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
     # sample's ar_video sampler reads) and the empty latent is the video's
     "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
@@ -1335,6 +1385,17 @@ RULES: Dict[str, Rule] = {
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
                              {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    # MiniMax H3's two flow shifts: the video's levels (the sampler's) and its soundtrack's
+    "MiniMaxH3SigmaShift": Rule("model.flow_shift", ("shift_video", "shift_audio"),
+                                (P("shift_video", "shift"), P("shift_audio", "sound_shift")), {"model": "model"},
+                                ("model",)),
+    # a faster attention for long sequences; FastVideo's FastH3 (vsa) was distilled to attend through it, with a
+    # coarse branch (to_gate_compress) its blocks add: Kinograph attends densely and without that branch, as
+    # ComfyUI's MiniMax H3 model does without this node
+    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="model_through",
+                                 note="attention is dense here: the model attends to every token (ComfyUI: each block "
+                                      "of queries to a chosen few blocks of keys), and FastH3's VSA coarse branch "
+                                      "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
     "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
@@ -1372,6 +1433,26 @@ RULES: Dict[str, Rule] = {
                                            P("self_temporal", "self_temporal"),
                                            P("cross_structural", "cross_structural"),
                                            P("cross_temporal", "cross_temporal")), {"model": "model"}, ("model",)),
+    # a drawing made in ComfyUI's page, saved as a PNG (input/painter/...): its path; the frontend may store one value
+    # more after bg_color (its brush colour), which changes nothing that runs
+    "Painter": Rule("mask.painter", ("mask", "width", "height", "bg_color"),
+                    (P("mask", "path", comfy_file), P("width", "width"), P("height", "height"),
+                     P("bg_color", "bg_color")), {"image": "image"}, ("image", "mask")),
+    # its reference pictures are an autogrow list: the first slot's pictures (a batch: one stream each) are carried
+    "BerniniConditioning": Rule("condition.bernini", ("width", "height", "length", "batch_size", "ref_max_size"),
+                                (P("width", "width"), P("height", "height"), P("length", "length"),
+                                 P("ref_max_size", "ref_max_size")),
+                                {"positive": "positive", "negative": "negative", "vae": "vae",
+                                 "source_video": "source_video", "reference_video": "reference_video",
+                                 "reference_images.reference_image_0": "references"},
+                                ("positive", "negative", "latent"), ignore={"batch_size": 1}),
+    "FluxKVCache": Rule("model.reference_kv", (), (), {"model": "model"}, ("model",),
+                        note="its pictures attend only to each other at every step, as diffusers' "
+                             "Flux2KleinKVPipeline reads them; ComfyUI lets them read the prompt and image too on the "
+                             "first step and keeps those keys and values for the rest"),
+    "ScaleROPE": Rule("model.scale_rope", ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t"),
+                      tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
+                      {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
     "CFGNorm": Rule("guide.cfg_norm", ("strength",), (P("strength", "strength"),), {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
@@ -1739,6 +1820,14 @@ RULES: Dict[str, Rule] = {
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py); SeedVR2Conditioning needs the NaDiT
+    "SeedVR2Preprocess": Rule("upscale.seedvr2_pad", (), (), {"resized_images": "video"}, ("video",)),
+    "SeedVR2PostProcessing": Rule("upscale.seedvr2_finish", ("color_correction_method",),
+                                  (P("color_correction_method", "color_correction"),),
+                                  {"images": "video", "original_resized_images": "reference"}, ("video",),
+                                  note="lab's CIE conversion (Kinograph's colour maths) rounds otherwise than "
+                                       "ComfyUI's: at most a level of 255 on a few pixels; a reference larger than the "
+                                       "decoded frames is resized by OpenCV's bicubic, not torchvision's antialiased"),
     "ImageUpscaleWithModel": Rule("upscale.model", (), (), {"image": "video"}, ("video",), special="upscale_model"),
     "ImageScaleBy": Rule("upscale.resize", ("upscale_method", "scale_by"),
                          (P("upscale_method", "method", resize_method_no_bilinear), P("scale_by", "scale")),
@@ -1950,6 +2039,9 @@ RULES: Dict[str, Rule] = {
     # the file keeps the option picked, its index, then the editor's list of options
     "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
     "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
+    # the shot's words for a prompt (Qwen-Image-Edit's multi-angle LoRA); its camera_info is for 3D nodes
+    "CameraAngle": Rule(None, ("horizontal_angle", "vertical_angle", "zoom", "view"), fold=True,
+                        special="camera_angle", ignore={"view": None}),
     "SeedNode": Rule(None, ("seed", "control_after_generate"), (P("seed", "value"),), fold=True, special="constant",
                      ignore={"control_after_generate": None}),
     # kijai's ComfyUI-KJNodes, in most community video graphs (WanVideoWrapper's, HunyuanVideo's). ImageResizeKJ's
@@ -2122,10 +2214,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
-               "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
-               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "

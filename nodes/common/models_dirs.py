@@ -31,7 +31,7 @@ KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models
 # ControlNets, IP-Adapters and LoRAs.
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora", "xlabs/loras"),
-           "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
+           "depth": ("depthanything", "geometry_estimation"), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
            "ipadapter": ("xlabs/ipadapters",),
            "sam2": ("sam3", "sams")}
 # Kinds comfyui_controlnet_aux keeps in its ckpts/ folder, each file under its Hugging Face repository.
