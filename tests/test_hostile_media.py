@@ -51,3 +51,17 @@ def test_hours_of_compressed_silence_are_stopped_as_they_are_decoded(tmp_path):
     assert "Traceback" not in r.stderr and r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.splitlines() == ["long.flac plays longer than 3 hours: Kinograph reads sounds up to that long; cut "
                                      "the part you need (ffmpeg -ss START -t SECONDS) and give it"] * 2
+
+
+def test_a_sound_joined_to_itself_over_and_over_is_refused_before_it_doubles_away():
+    """30 io.concat_audio nodes in a chain, each joining the one before to itself: a billion pieces. The run hung at
+    the 20th (a million pieces, 37 s a node, memory growing). Refused at the join that passes 100,000."""
+    code = ("from graph_engine import Audio, NodeError\nfrom nodes.io.sound import concat\n"
+            "a = Audio('song.wav', 0.0, 1.0)\n"
+            "for i in range(30):\n    try:\n        a = concat(a, a)\n    except NodeError as e:\n"
+            "        print(i, e)\n        break\n")
+    r = child(code, timeout=60)
+    assert "Traceback" not in r.stderr and r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines() == ["16 this sound would be made of 131,072 pieces, and Kinograph joins up to 100,000 "
+                                     "in one sound: a sound joined to itself doubles its pieces at each join; join "
+                                     "fewer times, or write it out (io.save_audio) and read that file back"]
