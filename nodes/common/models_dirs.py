@@ -31,7 +31,7 @@ KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models
 # ControlNets, IP-Adapters and LoRAs.
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora", "xlabs/loras"),
-           "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
+           "depth": ("depthanything", "geometry_estimation"), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
            "ipadapter": ("xlabs/ipadapters",),
            "sam2": ("sam3", "sams")}
 # Kinds comfyui_controlnet_aux keeps in its ckpts/ folder, each file under its Hugging Face repository.
@@ -353,7 +353,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "latent_upscale_models": "latent.ltx_upsample", "rife": "interpolate.rife", "diffusers": "load.model",
-             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
+             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate (MoGe: depth.moge)",
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
              "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "
                            "normals.bae",

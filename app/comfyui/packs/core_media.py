@@ -236,6 +236,25 @@ class CoreMedia:
             notes.append("its upscale_model comes from a node that did not convert; set model by hand")
         return [self.plain(cn, rule, params, notes)]
 
+    def special_moge(self, cn, rule, params, notes):
+        """MoGeRender becomes depth.moge with the model, settings and image of the MoGeInference that feeds it."""
+        geometry = self.resolve(cn.inputs.get("moge_geometry"))
+        attrs = geometry.attrs if isinstance(geometry, Out) else {}
+        loader = attrs.get("loader")
+        model = loader.attrs.get("model") if isinstance(loader, Out) else None
+        if isinstance(model, str) and model:
+            params["model"] = model
+        else:
+            notes.append("its moge_model comes from a node that did not convert; set model by hand")
+        for k in rule.takes:
+            if k in attrs and not isinstance(attrs[k], Out):
+                params.setdefault(k, attrs[k])
+        nid = self.add(rule.node, cn, params)
+        if not self.link(attrs.get("video"), nid, "video"):
+            notes.append("its moge_geometry's image comes from a node that did not convert; connect video by hand")
+        self.outs[(cn.id, 0)] = Out((nid, "video"), {})
+        return [nid]
+
     def special_frame_interpolate(self, cn, rule, params, notes):
         """RIFE weights run as interpolate.rife; FILM's, which Kinograph has no network for, as FILM VFI's do."""
         loader = self.resolve(cn.inputs.get("interp_model") or cn.inputs.get("model"))
