@@ -525,7 +525,12 @@ def test_files_that_are_not_moge_2_are_named(tmp_path):
     save_file({"backbone.cls_token": torch.zeros(1, 1, 8), "head.projects.0.weight": torch.zeros(2)}, str(v1))
     other = tmp_path / "flux_vae.safetensors"
     save_file({"decoder.conv_in.weight": torch.zeros(2)}, str(other))
-    for path, said in ((v3, "MoGe-3"), (v1, "MoGe-1"), (other, "is not a MoGe-2 model")):
+    cut = tmp_path / "moge_2_cut.safetensors"      # a half-copied file: the points head's last levels missing
+    state = tiny_moge(seed=11).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items() if not k.startswith("points_head.output_blocks")},
+              str(cut))
+    for path, said in ((v3, "MoGe-3"), (v1, "MoGe-1"), (other, "is not a MoGe-2 model"),
+                       (cut, "does not fit MoGe-2's layout")):
         with pytest.raises(NodeError) as e:
             model_of(path)
         assert said in str(e.value) and "moge_2_vitl_normal_fp16.safetensors" in str(e.value)

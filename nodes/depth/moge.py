@@ -213,6 +213,10 @@ class MoGe2(nn.Module):
         for head in ("neck", "points_head", "mask_head", "normal_head"):
             if any(k.startswith(head + ".") for k in state):
                 setattr(self, head, _ConvStack(state, head + "."))
+        for head, channels in (("points_head", 3), ("mask_head", 1), ("normal_head", 3)):
+            last = getattr(self, head).output_blocks[-1] if hasattr(self, head) else None
+            if last is not None and getattr(last, "out_channels", None) != channels:
+                raise ValueError(f"{head}'s last level gives no {channels}-channel map")
         linears = sorted({int(k.split(".")[1]) for k in state if k.startswith("scale_head.")})
         layers: List[nn.Module] = []
         for i in linears:
@@ -397,8 +401,11 @@ def moge_state(path: Path) -> Dict:
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str) -> MoGe2:
     state = moge_state(Path(path))
-    model = MoGe2(state)
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    try:
+        model = MoGe2(state)
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    except (KeyError, IndexError, ValueError, RuntimeError) as e:     # a part missing or of another shape
+        missing, unexpected = [f"{type(e).__name__}: {str(e)[:200]}"], []
     if missing or unexpected:
         raise NodeError(f"{Path(path).name} does not fit MoGe-2's layout (missing {missing[:3]}, unexpected "
                         f"{unexpected[:3]}); it should be {WANT}")
