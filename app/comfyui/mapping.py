@@ -1762,6 +1762,14 @@ RULES: Dict[str, Rule] = {
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py); SeedVR2Conditioning needs the NaDiT
+    "SeedVR2Preprocess": Rule("upscale.seedvr2_pad", (), (), {"resized_images": "video"}, ("video",)),
+    "SeedVR2PostProcessing": Rule("upscale.seedvr2_finish", ("color_correction_method",),
+                                  (P("color_correction_method", "color_correction"),),
+                                  {"images": "video", "original_resized_images": "reference"}, ("video",),
+                                  note="lab's CIE conversion (Kinograph's colour maths) rounds otherwise than "
+                                       "ComfyUI's: at most a level of 255 on a few pixels; a reference larger than the "
+                                       "decoded frames is resized by OpenCV's bicubic, not torchvision's antialiased"),
     "ImageUpscaleWithModel": Rule("upscale.model", (), (), {"image": "video"}, ("video",), special="upscale_model"),
     "ImageScaleBy": Rule("upscale.resize", ("upscale_method", "scale_by"),
                          (P("upscale_method", "method", resize_method_no_bilinear), P("scale_by", "scale")),

@@ -663,6 +663,24 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
     return None
 
 
+def _seedvr2(k: Keys) -> Optional[Detection]:
+    """ByteDance's SeedVR2 restorer as ComfyUI keeps it (seedvr2_3b/7b_*.safetensors in diffusion_models, any precision:
+    its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning; and
+    seedvr2_ema_vae_fp16 in vae, SD3's autoencoder names on 3-D convolutions): named, as Kinograph does not run them
+    yet. Its VAE was taken for FLUX.1's (the same names, 16 latent channels) and failed on its 5-D weights."""
+    instead = "upscale.model (ESRGAN and the like) and upscale.multiframe upscale today"
+    dim = k.shape("vid_in.proj.weight")
+    if dim is not None and k.any("emb_in.proj_in.weight"):
+        size = {2560: "3B", 3072: "7B"}.get(dim[0], f"width {dim[0]}")
+        return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
+                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
+                             f"run yet; {instead}")
+    if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight"):
+        return Detection(None, "seedvr2", "vae", why=f"ByteDance's SeedVR2 video VAE (3-D convolutions, 16 latent "
+                                                     f"channels), which Kinograph does not read yet; {instead}")
+    return None
+
+
 H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
 
 
@@ -1354,7 +1372,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

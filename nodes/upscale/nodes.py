@@ -1,7 +1,7 @@
 """Upscaling nodes: plain resampling, multi-frame super-resolution, and learned single-image models."""
 from typing import Optional
 
-from graph_engine import Param, node
+from graph_engine import Input, Param, node
 from graph_engine.types import VIDEO
 from nodes.common.models_dirs import as_given, locator
 
@@ -77,3 +77,25 @@ def _with_alpha(video, out):
     """The upscaled clip with the source's alpha resampled to its size (lanczos), where it had one."""
     from nodes.upscale.resize import resized_matte
     return out.with_(matte=resized_matte(video.matte, out.size))
+
+
+@node("upscale.seedvr2_pad", title="Pad for SeedVR2", category="Upscale", temporal_radius=0)
+def seedvr2_pad(ctx, video: VIDEO) -> VIDEO:
+    """Pad a clip, already resized to the size wanted, for SeedVR2's VAE and transformer (ComfyUI's
+    SeedVR2Preprocess): black on the right and bottom to a multiple of 16 a side, the last frame repeated to 4n+1
+    frames (a still stays one). Alpha is dropped; upscale.seedvr2_finish gives it back from the unpadded clip."""
+    from nodes.upscale.seedvr2 import pad_clip
+    return pad_clip(ctx, video)
+
+
+@node("upscale.seedvr2_finish", title="Finish SeedVR2 Output", category="Upscale", temporal_radius=0)
+def seedvr2_finish(ctx, video: VIDEO, reference: VIDEO = Input(help="the clip before upscale.seedvr2_pad"),
+                   color_correction: str = Param("lab", choices=("lab", "wavelet", "adain", "none"),
+                                                 help="lab: a*/b* histograms matched in CIE Lab over the wavelet "
+                                                      "result (most faithful); wavelet: the reference's coarse colour "
+                                                      "under the result's detail; adain: each channel's mean and "
+                                                      "spread (a global tint); none: crop only")) -> VIDEO:
+    """Crop SeedVR2's decoded frames back to the reference's frames and size (evened to whole pairs of pixels), bring
+    their colours back to the reference's and give them its alpha (ComfyUI's SeedVR2PostProcessing)."""
+    from nodes.upscale.seedvr2 import finish_clip
+    return finish_clip(ctx, video, reference, color_correction)
