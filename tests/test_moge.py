@@ -172,15 +172,15 @@ class RefMLP(nn.Sequential):
 
 
 class RefConvStack(nn.Module):
-    def __init__(self, dim_in, dim_res_blocks, dim_out, resamplers, num_res_blocks=1, norms=True):
+    def __init__(self, dim_in, dim_res_blocks, dim_out, resamplers, num_res_blocks, norms=False):
         super().__init__()
         self.input_blocks = nn.ModuleList([nn.Conv2d(a, b, 1) if a is not None else nn.Identity()
                                            for a, b in zip(dim_in, dim_res_blocks)])
         self.resamplers = nn.ModuleList([RefResampler(a, b, r) for a, b, r in
                                          zip(dim_res_blocks[:-1], dim_res_blocks[1:], resamplers)])
         norm = ("layer_norm", "group_norm") if norms else ("none", "none")
-        self.res_blocks = nn.ModuleList([nn.Sequential(*(RefResidualConvBlock(d, d, d, *norm)
-                                                         for _ in range(num_res_blocks))) for d in dim_res_blocks])
+        self.res_blocks = nn.ModuleList([nn.Sequential(*(RefResidualConvBlock(d, d, d, *norm) for _ in range(n)))
+                                         for d, n in zip(dim_res_blocks, num_res_blocks)])
         self.output_blocks = nn.ModuleList([nn.Conv2d(d, o, 1) if o is not None else nn.Identity()
                                             for o, d in zip(dim_out, dim_res_blocks)])
 
@@ -386,17 +386,23 @@ class RefMoGe(nn.Module):
 
 
 def tiny_moge(seed=0, swiglu=False, normal=True, resampler="conv_transpose"):
-    """A random MoGe-2 in the authors' layout: a ViT of 4 blocks of 128 (2 heads), a neck of 32 channels."""
+    """A random MoGe-2 in the authors' layout, shaped as the shipped ViT-L (its config: neck and heads of five
+    levels narrowing, no residual blocks at the first and last, no norms, three transposed-conv resamplers then a
+    bilinear one; heads with a 1x1 input at each level) at a tiny width: a ViT of 4 blocks of 128 (2 heads)."""
     torch.manual_seed(seed)
     dim, hidden = 128, 96
     vit = RefDino(dim, 4, 2, hidden, swiglu, grid=4)
-    # the neck with its norms, handing each level on through a 1x1 conv; heads of 16 channels without norms
-    neck = dict(dim_in=[32 + 2, 2, 2, 2, 2], dim_res_blocks=[32] * 5, dim_out=[16] * 5, resamplers=[resampler] * 4)
-    head = dict(dim_in=[None] * 5, dim_res_blocks=[16] * 5, resamplers=[resampler] * 4, norms=False)
-    heads = {"points_head": dict(head, dim_out=[None] * 4 + [3]), "mask_head": dict(head, dim_out=[None] * 4 + [1])}
+    widths = [64, 32, 32, 32, 16]
+    steps = [resampler] * 3 + ["bilinear"]
+    neck = dict(dim_in=[32 + 2, 2, 2, 2, 2], dim_res_blocks=widths, dim_out=[None] * 5, resamplers=steps,
+                num_res_blocks=[0, 2, 2, 2, 0])
+    head = dict(dim_in=widths, dim_res_blocks=widths, resamplers=steps, num_res_blocks=[0, 1, 1, 1, 0])
+    # the mask head with the norms other MoGe-2 configs use (group norms of 32 channels)
+    heads = {"points_head": dict(head, dim_out=[None] * 4 + [3]),
+             "mask_head": dict(head, dim_out=[None] * 4 + [1], norms=True)}
     if normal:
-        heads["normal_head"] = dict(head, dim_out=[None] * 4 + [3], num_res_blocks=2)
-    ref = RefMoGe(vit, [0, 1, 2, 3], 32, neck, heads, [dim, 16, 1]).eval()
+        heads["normal_head"] = dict(head, dim_out=[None] * 4 + [3])
+    ref = RefMoGe(vit, [0, 1, 2, 3], 32, neck, heads, [dim, 16, 16, 1]).eval()
     with torch.no_grad():
         for p in ref.parameters():      # PyTorch's own init, with the ones and zeros (norms, tokens) stirred
             if p.ndim < 2 or p.shape[0] == 1:
@@ -477,7 +483,7 @@ def comfy_pictures(geo, output):
 
 def test_clip_pictures_match_the_authors_and_comfyui(tmp_path, monkeypatch):
     """depth.moge's pictures of a 3-frame clip (batch 2: a full and a part batch) are ComfyUI's renders of the
-    authors' geometry, frame by frame, to the rounding of 8 bits."""
+    authors' geometry, frame by frame, to one 8-bit level (geometry a few 1e-5 apart can round the other way)."""
     from graph_engine.clip import Clip
     from nodes.depth import moge
     ref = tiny_moge(seed=5)
@@ -490,7 +496,7 @@ def test_clip_pictures_match_the_authors_and_comfyui(tmp_path, monkeypatch):
     for output in moge.OUTPUTS:
         for i in range(3):
             expected = comfy_pictures({k: v[i] for k, v in want.items()}, output).numpy() * 255
-            assert np.abs(got[output][i].astype(float) - expected).max() <= 0.5 + 1e-3, (output, i)
+            assert np.abs(got[output][i].astype(float) - expected).max() <= 1.0, (output, i)
     # the pictures hold something: near white and far black in depth, sky (masked) and geometry in the mask
     assert (got["depth"] == 255).any() and ((got["depth"] == 0) & want["mask"].numpy()[..., None]).any()
     assert (got["mask"] == 0).any() and (got["mask"] == 255).any()
@@ -513,7 +519,7 @@ def test_normals_of_a_model_without_a_normal_head(tmp_path, monkeypatch):
     n = torch.where(finite, F.normalize(torch.cross(dy, dx, dim=-1), dim=-1), torch.zeros_like(p))
     got = moge.moge_clip(clip, str(path), "normal_directx").frames(0, 1)[0]
     expected = comfy_pictures({"normal": n}, "normal_directx").numpy() * 255
-    assert np.abs(got.astype(float) - expected).max() <= 0.5 + 1e-3
+    assert np.abs(got.astype(float) - expected).max() <= 1.0
     assert len(np.unique(got.reshape(-1, 3), axis=0)) > 10
 
 
@@ -566,4 +572,4 @@ def test_comfyui_template_runs_as_comfyui_renders(tmp_path, monkeypatch):
     for output, nid in renders.items():
         got = run.outputs[nid]["video"].frames(0, 1)[0]
         expected = comfy_pictures({k: v[0] for k, v in want.items()}, output).numpy() * 255
-        assert np.abs(got.astype(float) - expected).max() <= 0.5 + 1e-3, output
+        assert np.abs(got.astype(float) - expected).max() <= 1.0, output

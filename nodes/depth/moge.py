@@ -24,7 +24,6 @@ from graph_engine import NodeError
 OUTPUTS = ("depth", "depth_colored", "normal_opengl", "normal_directx", "mask")
 TOKENS = (1200, 3600)       # MoGe-2's num_tokens_range: resolution_level 0 .. 9 spans it
 PATCH = 14
-LAYERS_TAKEN = 4
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 # quantiles of the disparity spread over 0..1 (ComfyUI's _normalize_disparity): a speck at the lens is left out
@@ -144,35 +143,42 @@ def _conv1(state, key):
     return nn.Identity() if w is None else nn.Conv2d(w.shape[1], w.shape[0], 1)
 
 
-def _resampler(state, key, dim_in, dim_out):
+def _resampler(state, key):
+    """Twice the size: a 2x2 transposed conv (its weight in, out, 2, 2) or bilinear, each then a 3x3 conv."""
     w = state.get(key + ".0.weight")
     if w is not None and w.ndim == 4 and w.shape[-1] == 2:
-        return nn.Sequential(nn.ConvTranspose2d(dim_in, dim_out, 2, stride=2),
-                             nn.Conv2d(dim_out, dim_out, 3, padding=1, padding_mode="replicate"))
+        return nn.Sequential(nn.ConvTranspose2d(w.shape[0], w.shape[1], 2, stride=2),
+                             nn.Conv2d(w.shape[1], w.shape[1], 3, padding=1, padding_mode="replicate"))
+    w = state[key + ".1.weight"]
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                         nn.Conv2d(dim_in, dim_out, 3, padding=1, padding_mode="replicate"))
+                         nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1, padding_mode="replicate"))
+
+
+def _dims(resampler: nn.Sequential):
+    conv = resampler[0] if isinstance(resampler[0], nn.ConvTranspose2d) else resampler[1]
+    return conv.in_channels, conv.out_channels
 
 
 class _ConvStack(nn.Module):
-    """The neck and each head: per level, the input added to the running map, residual blocks, an output; twice
-    the size to the next level. Its shape is read from the state dict under `prefix`."""
+    """The neck and each head: per level, the input added to the running map, residual blocks (none at some
+    levels: the shipped ViT-L has none at the first and last), an output; twice the size to the next level. Its
+    shape is read from the state dict under `prefix`: the resamplers give the levels and their widths."""
 
     def __init__(self, state: Dict, prefix: str):
         super().__init__()
-        levels = 1 + max(int(k[len(prefix):].split(".")[1]) for k in state if k.startswith(prefix + "res_blocks."))
-        dims, blocks = [], []
-        for i in range(levels):
+        steps = 1 + max(int(k[len(prefix):].split(".")[1]) for k in state if k.startswith(prefix + "resamplers."))
+        self.resamplers = nn.ModuleList(_resampler(state, f"{prefix}resamplers.{i}") for i in range(steps))
+        dims = [_dims(r)[0] for r in self.resamplers] + [_dims(self.resamplers[-1])[1]]
+        blocks = []
+        for i, dim in enumerate(dims):
             key = f"{prefix}res_blocks.{i}."
             count = len({k[len(key):].split(".")[0] for k in state if k.startswith(key)})
-            first = state[f"{key}0.layers.2.weight"]
-            dims.append(first.shape[1])
+            hidden = state[f"{key}0.layers.2.weight"].shape[0] if count else dim
             norms = f"{key}0.layers.0.weight" in state
-            blocks.append(nn.Sequential(*(_ResBlock(first.shape[1], first.shape[0], norms) for _ in range(count))))
-        self.input_blocks = nn.ModuleList(_conv1(state, f"{prefix}input_blocks.{i}") for i in range(levels))
-        self.resamplers = nn.ModuleList(_resampler(state, f"{prefix}resamplers.{i}", dims[i], dims[i + 1])
-                                        for i in range(levels - 1))
+            blocks.append(nn.Sequential(*(_ResBlock(dim, hidden, norms) for _ in range(count))))
+        self.input_blocks = nn.ModuleList(_conv1(state, f"{prefix}input_blocks.{i}") for i in range(len(dims)))
         self.res_blocks = nn.ModuleList(blocks)
-        self.output_blocks = nn.ModuleList(_conv1(state, f"{prefix}output_blocks.{i}") for i in range(levels))
+        self.output_blocks = nn.ModuleList(_conv1(state, f"{prefix}output_blocks.{i}") for i in range(len(dims)))
 
     def forward(self, features):
         out, x = [], None
@@ -206,10 +212,12 @@ class MoGe2(nn.Module):
             1 if swiglu else 0]
         self.encoder = nn.Module()
         self.encoder.backbone = _ViT(dim, depth, hidden, swiglu, state[vit + "pos_embed"].shape[1] - 1)
+        taken = len({k.split(".")[2] for k in state if k.startswith("encoder.output_projections.")})
         self.encoder.output_projections = nn.ModuleList(_conv1(state, f"encoder.output_projections.{i}")
-                                                        for i in range(LAYERS_TAKEN))
-        # four layers evenly spread, the last one last (ComfyUI's reading of the shipped configs: 5, 11, 17, 23)
-        self.take = [(depth // LAYERS_TAKEN) * (i + 1) - 1 for i in range(LAYERS_TAKEN)]
+                                                        for i in range(taken))
+        # one projection per layer read, the layers evenly spread and the last one last (the shipped ViT-L's config:
+        # 5, 11, 17, 23)
+        self.take = [(depth // taken) * (i + 1) - 1 for i in range(taken)]
         for head in ("neck", "points_head", "mask_head", "normal_head"):
             if any(k.startswith(head + ".") for k in state):
                 setattr(self, head, _ConvStack(state, head + "."))
@@ -390,9 +398,9 @@ def moge_state(path: Path) -> Dict:
                         f"{WANT}")
     if any(k.startswith("backbone.") for k in state):
         raise NodeError(f"{path.name} is MoGe-1 (moge_1_vitl), which Kinograph does not run; use {WANT}")
-    needed = ("encoder.backbone.cls_token", "neck.res_blocks.0.0.layers.2.weight", "points_head.res_blocks.0.0.layers"
-              ".2.weight", "mask_head.res_blocks.0.0.layers.2.weight", "scale_head.0.weight")
-    missing = [k for k in needed if k not in state]
+    needed = ("encoder.backbone.cls_token", "encoder.output_projections.", "neck.resamplers.",
+              "points_head.resamplers.", "mask_head.resamplers.", "scale_head.0.weight")
+    missing = [k for k in needed if not any(name.startswith(k) for name in state)]
     if missing:
         raise NodeError(f"{path.name} is not a MoGe-2 model (it has no {missing[0]}); it should be {WANT}")
     return {k: v for k, v in state.items() if k not in ("encoder.image_mean", "encoder.image_std")}
