@@ -413,8 +413,14 @@ def tiny_moge(seed=0, swiglu=False, normal=True, resampler="conv_transpose"):
 
 
 def save(ref, path):
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    """ComfyUI's file (a safetensors state dict), or the authors' model.pt (the state dict under "model" beside
+    its config)."""
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    if path.suffix == ".pt":
+        torch.save({"model": state, "model_config": {"encoder": {"backbone": "dinov2_vitl14"}}}, str(path))
+    else:
+        from safetensors.torch import save_file
+        save_file(state, str(path))
     return path
 
 
@@ -427,10 +433,12 @@ def model_of(path):
     return moge.load_moge(str(path))
 
 
-@pytest.mark.parametrize("swiglu,resampler", [(False, "conv_transpose"), (True, "bilinear")])
-def test_forward_matches_the_authors(tmp_path, swiglu, resampler):
+@pytest.mark.parametrize("swiglu,resampler,file", [(False, "conv_transpose", "moge_2_tiny.safetensors"),
+                                                   (True, "bilinear", "model.pt")])
+def test_forward_matches_the_authors(tmp_path, swiglu, resampler, file):
+    """ViT-L's MLP and ViT-g's SwiGLU, transposed-conv and bilinear resamplers, ComfyUI's file and the authors'."""
     ref = tiny_moge(swiglu=swiglu, resampler=resampler)
-    net = model_of(save(ref, tmp_path / "moge_2_tiny.safetensors"))
+    net = model_of(save(ref, tmp_path / file))
     image = torch.from_numpy(frames()).permute(0, 3, 1, 2).float() / 255
     for tokens in (16, 20):     # the stored 4 x 4 grid as it is, and 4 x 5 through DINOv2's interpolation
         with torch.no_grad():

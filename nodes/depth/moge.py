@@ -97,7 +97,6 @@ class _ViT(nn.Module):
         self.patch_embed.proj = nn.Conv2d(3, dim, PATCH, PATCH)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, positions + 1, dim))
-        self.mask_token = nn.Parameter(torch.zeros(1, dim))
         self.blocks = nn.ModuleList(_Block(dim, dim // 64, hidden, swiglu) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
@@ -390,9 +389,7 @@ def picture(geo: Dict[str, np.ndarray], output: str) -> np.ndarray:
 def moge_state(path: Path) -> Dict:
     """The MoGe-2 state dict in `path`, or a NodeError saying what the file is instead."""
     from nodes.generate.weights import load_weights
-    state = load_weights(path)
-    if "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = load_weights(path)      # the authors' model.pt unwrapped: its "model" tensors, its config dropped
     if any(k.startswith("refiner.") for k in state):
         raise NodeError(f"{path.name} is MoGe-3 (its sparse 3D refiner), which Kinograph does not run yet; use "
                         f"{WANT}")
@@ -403,7 +400,9 @@ def moge_state(path: Path) -> Dict:
     missing = [k for k in needed if not any(name.startswith(k) for name in state)]
     if missing:
         raise NodeError(f"{path.name} is not a MoGe-2 model (it has no {missing[0]}); it should be {WANT}")
-    return {k: v for k, v in state.items() if k not in ("encoder.image_mean", "encoder.image_std")}
+    # the normalisation constants and DINOv2's mask token (used in its training only) are not read
+    return {k: v for k, v in state.items()
+            if k not in ("encoder.image_mean", "encoder.image_std", "encoder.backbone.mask_token")}
 
 
 @functools.lru_cache(maxsize=2)
