@@ -2,12 +2,12 @@
 "-normal" models, normals of one picture, read from the file ComfyUI keeps in models/geometry_estimation/
 (moge_2_vitl_normal_fp16.safetensors: the authors' state dict, their DINOv2 names kept).
 
-The network is built from the file's shapes: a DINOv2 ViT (Meta's layout: blocks.N.attn.qkv, ls1.gamma), four of
-its layers projected and summed into a feature map at `num_tokens` patches, and a convolutional neck whose five
-levels (each twice the last) the points, mask and normal heads read. The point map is affine (x/z, y/z and log z up
-to a shift); the camera's focal length and the z shift are solved from it (the authors' least squares), which gives
-depth, then metric scale from the class token. The pictures (depth, depth_colored, normal_*, mask) are ComfyUI's
-MoGeRender's."""
+The network is built from the file's shapes: a DINOv2 ViT (Meta's layout: blocks.N.attn.qkv, ls1.gamma), some of
+its layers (four in the shipped models) projected and summed into a feature map at `num_tokens` patches, and a
+convolutional neck whose five levels (each twice the last) the points, mask and normal heads read. The point map is
+affine (x/z, y/z and log z up to a shift); the camera's focal length and the z shift are solved from it (the authors'
+least squares), which gives depth, then metric scale from the class token. The pictures (depth, depth_colored,
+normal_*, mask) are ComfyUI's MoGeRender's."""
 from __future__ import annotations
 
 import functools
