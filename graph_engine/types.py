@@ -88,6 +88,9 @@ FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair"
 TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 POSE_KEYPOINT = register_type("POSE_KEYPOINT", "#c0e060", port="keypoints",
                               help="people's whole-body keypoints per frame (pose.sdpose_keypoints)")
+BOXES = register_type("BOXES", "#e0c080", port="boxes",
+                      help="boxes on a canvas, in its pixels, with a kind, words and a description each "
+                           "(nodes/common/boxes.py; ComfyUI's BOUNDING_BOX and box elements)")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")
 SIGMAS = register_type("SIGMAS", "#c0c0c0", help="noise levels of a sampling schedule")
 UPSCALE_MODEL = register_type("UPSCALE_MODEL", "#c08040", port="upscale_model", help="a super-resolution network")

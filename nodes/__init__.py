@@ -15,6 +15,7 @@ NODE_MODULES = [
     "nodes.generate.infinitetalk_nodes",
     "nodes.generate.ipadapter_nodes",
     "nodes.generate.kandinsky5_nodes",
+    "nodes.generate.layout_nodes",
     "nodes.generate.ltx2_nodes",
     "nodes.generate.model_patch_nodes",
     "nodes.generate.nodes",

@@ -35,7 +35,6 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "video_wan2_1_infinitetalk.json": {"Painter"},
     "audio_stable_audio_3_medium.json": {"VAEDecodeAudio"},        # Stable Audio 3's sound: a model Kinograph has not
     "audio_stable_audio_3_medium_base.json": {"VAEDecodeAudio"},
     "audio_ace_step_1_5_checkpoint.json": {"VAEDecodeAudio"},      # ACE-Step 1.5's all-in-one file: not read yet

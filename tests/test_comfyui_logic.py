@@ -482,3 +482,25 @@ nodes:
 """)
     assert Session(device="cpu").run(wf, on_event=logs.append, use_cache=False).ok
     assert "frame 0 of 3: the other 2 are not passed on" in [e.get("message") for e in logs if e.get("node") == "f"]
+
+
+@pytest.mark.parametrize("angles, prompt", [
+    # comfy_extras/nodes_camera_angle.py: sector int(((h % 360) + 22.5) // 45) % 8 of its eight views; elevation the
+    # first of -15 / 15 / 45 it is under (else high-angle); zoom the first of 2 / 6 it is under (else close-up).
+    # The multi-angle template's (333, 17, 5): sector 355.5 // 45 = 7, 17 < 45, 5 < 6
+    ((333, 17, 5), "front-left quarter view elevated shot medium shot"),
+    # int() first: 337.9 -> 337, 359.5 // 45 = 7; 338 + 22.5 -> sector 8 % 8 = 0; -15 is not under -15; 6 not under 6
+    ((337.9, 0, 0), "front-left quarter view eye-level shot wide shot"),
+    ((338, -15, 6), "front view eye-level shot close-up"),
+    # clamped to its ranges first: 400 -> 360 (sector 8 % 8), -90 -> -30, zoom -3 -> 0
+    ((400, -90, -3), "front view low-angle shot wide shot"),
+    ((180, 60, 1.9), "back view high-angle shot wide shot")])
+def test_camera_angle_becomes_the_shot_comfyui_words(angles, prompt):
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+           "2": {"class_type": "CameraAngle", "inputs": dict(zip(("horizontal_angle", "vertical_angle", "zoom"),
+                                                                 angles))},
+           "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["2", 1]}}}
+    res = import_data(api)
+    assert not res.report.blocking
+    encode, = _by_type(res.graph, "encode.text")
+    assert encode.params["text"] == prompt

@@ -191,3 +191,43 @@ def test_comfyui_flux2_template_imports_and_validates():
     assert "condition.reference" in types and "latent.empty" in types
     assert types["load.text_encoder"] == {"name": "mistral_3_small_flux2_bf16.safetensors", "type": "flux2"}
     load_workflow(text=res.yaml)            # validates: raises on any problem
+
+
+def test_flux2_klein_kv_reads_its_pictures_as_the_kv_pipeline(flux2, split):
+    """FLUX.2 [klein] 9B KV (ComfyUI's FluxKVCache, model.reference_kv): the picture's tokens read at timestep 0,
+    attending only to each other, give the latent diffusers' Flux2KleinKVPipeline gives for the same weights, picture,
+    prompt and seed (its first step keeps their keys and values, its later steps reuse them; here every step
+    computes them again); read the plain way, they give another one."""
+    from types import SimpleNamespace
+    from diffusers import Flux2KleinKVPipeline
+    from PIL import Image
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.nodes import reference_kv
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent, encode_clip
+    picture = _picture()
+    ref = Flux2KleinKVPipeline.from_pretrained(str(flux2 / "FLUX.2-klein"), local_files_only=True)
+    want = ref(image=[Image.fromarray(picture)], prompt="a cat", width=W, height=H, num_inference_steps=2,
+               generator=torch.Generator().manual_seed(7), output_type="latent").images
+    mean = ref.vae.bn.running_mean.view(1, -1, 1, 1)
+    std = torch.sqrt(ref.vae.bn.running_var.view(1, -1, 1, 1) + ref.vae.config.batch_norm_eps)
+    mm = ModelManager()
+    klein = load_diffusion_model(mm, "flux-2-klein-base-4b-tiny.safetensors", "default", "cpu")
+    vae = split[2]
+    pos = add_reference(encode_prompt(load_text_encoder(mm, "qwen_3_4b_tiny.safetensors", "", "auto", "cpu"), "a cat"),
+                        encode_clip(vae, Clip.from_array(picture[None])))
+
+    def sample(model):
+        got = run_sampling(model, pos, None, empty_latent(vae, 1, W, H, 8.0), steps=2, cfg=1.0, sampler="euler",
+                           seed=7).samples[:, :, 0]
+        return ref._unpatchify_latents(got * std + mean)
+    # measured: 1.3e-7 read as the KV pipeline reads it, 3.5e-4 read the plain way (one picture's pull on a
+    # one-block model: small, but three orders above the match)
+    assert _err(want, sample(reference_kv(None, klein))) < 1e-5
+    assert _err(want, sample(klein)) > 1e-4
+    with pytest.raises(NodeError, match="this is a wan model: remove it"):
+        reference_kv(None, SimpleNamespace(family="wan"))

@@ -57,8 +57,8 @@ def test_audio_concat_joins_two_voices_and_create_video_lays_them_under_the_fram
     # the woman first, her mono voice at its own level on both sides as ComfyUI duplicates it (was 3 dB down on each)
     for side in heard:
         np.testing.assert_allclose(side[1000:4000], a[1000:4000], atol=0.03)     # AAC's loss
-    why = {s[0]: s[2] for s in status.values() if s[1] == "unmapped"}
-    assert set(why) == {"Painter"} and "io.load_image's alpha" in why["Painter"][0]
+    assert not result.report.blocking
+    assert {status[s][:2] for s in ("174", "175")} == {("Painter", "exact")}
 
 
 TALK = """kinograph: 1

@@ -337,9 +337,9 @@ def test_a_photo_and_a_voice_become_a_talking_clip_through_the_nodes(files, enco
 
 def test_the_infinitetalk_template_imports_and_runs_two_speakers_on_tiny_weights(files, encoder, tmp_path):  # noqa: F811
     """ComfyUI's video_wan2_1_infinitetalk template: ModelPatchLoader and WanInfiniteTalkToVideo (two speakers, the
-    second clip continuing the first from its last frames) import; Painter's masks, drawn in ComfyUI's page, do not,
-    and are connected by hand from two pictures' alpha, as the import report says. The graph runs on the tiny model to
-    the two clips joined with the two voices under them."""
+    second clip continuing the first from its last frames) import, Painter as mask.painter; the speakers' masks, drawn
+    in ComfyUI's page (blank as published), are given as two drawings. The graph runs on the tiny model to the two
+    clips joined with the two voices under them."""
     import av
     import imageio.v3 as iio
     from PIL import Image
@@ -349,23 +349,20 @@ def test_the_infinitetalk_template_imports_and_runs_two_speakers_on_tiny_weights
     template = Path(__file__).resolve().parent / "data" / "comfyui" / "templates" / "video_wan2_1_infinitetalk.json"
     import json
     result = import_data(json.loads(template.read_text(encoding="utf-8")))
-    why = {e.class_type for e in result.report.entries.values() if e.status == "unmapped"}
-    assert why == {"Painter"}
+    assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
     g = result.graph
     talks = [n for n in g.nodes.values() if n.type == "condition.infinitetalk"]
     assert len(talks) == 2 and all(n.params == {"width": 832, "height": 480, "frames": 81, "motion_frames": 9,
                                                 "audio_scale": 1} for n in talks)
-    for n in [n for n in g.nodes.values() if n.type == "comfyui.Painter"]:
-        g.remove_node(n.id)
+    painters = sorted((n for n in g.nodes.values() if n.type == "mask.painter"), key=lambda n: n.id)
+    assert [n.title for n in painters] == ["Painter (Draw Mask for Character 1)", "Painter (Draw Mask for Character 2)"]
     rgb = np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "two.png")
     for i, side in enumerate((slice(0, 24), slice(24, 48))):
         alpha = np.zeros((40, 48), np.uint8)
         alpha[:, side] = 255
         Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / f"speaker{i + 1}.png")
-        g.add_node("io.load_image", f"speaker{i + 1}", {"path": str(tmp_path / f"speaker{i + 1}.png")})
-        for n in talks:
-            g.connect(f"speaker{i + 1}", "alpha", n.id, f"mask_{i + 1}")
+        painters[i].params["path"] = str(tmp_path / f"speaker{i + 1}.png")
     _tone(tmp_path / "woman.wav", 0.3)
     _tone(tmp_path / "man.wav", 0.25)
     names = {"load.diffusion_model": "wan_tiny_i2v_fp16.safetensors", "load.text_encoder": "umt5_tiny_fp16.safetensors",
@@ -378,7 +375,7 @@ def test_the_infinitetalk_template_imports_and_runs_two_speakers_on_tiny_weights
             g.set_bypass(n.id, True)
         elif n.type == "io.load_audio":
             n.params["path"] = str(tmp_path / ("woman.wav" if "woman" in n.params["path"] else "man.wav"))
-        elif n.type == "io.load_image" and not n.id.startswith("speaker"):
+        elif n.type == "io.load_image":
             n.params["path"] = str(tmp_path / "two.png")
         elif n.type == "condition.infinitetalk":
             n.params.update(frames=9, width=32, height=32, motion_frames=5)

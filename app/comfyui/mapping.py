@@ -481,6 +481,16 @@ def reference_method(v):
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
 
 
+def editor_boxes(v):
+    """the box editor's list of boxes, as JSON"""
+    return json.dumps(v)
+
+
+def reference_resolution(v):
+    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize"""
+    return "resize" if v == "resize" else "keep"
+
+
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
 # LTX-2's start picture and guide clip: ComfyUI's common_upscale against the VAE processor diffusers' pipelines use
 LATENT_FIT_NOTE = ("fitted to the latent's size by a centre crop and a bilinear resize in ComfyUI, by diffusers' "
@@ -973,6 +983,23 @@ RULES: Dict[str, Rule] = {
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
     # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
+    # FLUX.2 / FLUX.3 klein editing: several pictures encoded and added to both prompts in one node; its latent the
+    # first picture's, zeroed. Resizing to megapixels: ComfyUI's resampling is not documented; Kinograph's is area
+    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "megapixels"),
+                                 (P("resolution", "resolution", reference_resolution), P("megapixels", "megapixels")),
+                                 {"positive": "positive", "negative": "negative", "vae": "vae",
+                                  "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
+                                  "images.image3": "image4"}, ("positive", "negative", "latent"),
+                                 note="a picture resized to megapixels is resampled by area, which ComfyUI's may "
+                                      "not be"),
+    # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
+    # behind the editor, and the preview picture is not drawn
+    "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),
+                                (P("width", "width"), P("height", "height"), P("editor_state", "boxes", editor_boxes)),
+                                {}, (None, "boxes", "boxes"), ignore={"state_extra": []}),
+    # FLUX.3 klein's layout prompt: the prompt with the boxes as a JSON table after it
+    "Flux3LayoutPrompt": Rule("text.flux3_layout", ("prompt",), (P("prompt", "prompt"),), {"element": "boxes"},
+                              ("string",)),
     # resize before it is known at import (what GenerateTracks, drawn at import, needs)
     "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames"),
                          special="image_size"),
@@ -1382,6 +1409,26 @@ RULES: Dict[str, Rule] = {
                                            P("self_temporal", "self_temporal"),
                                            P("cross_structural", "cross_structural"),
                                            P("cross_temporal", "cross_temporal")), {"model": "model"}, ("model",)),
+    # a drawing made in ComfyUI's page, saved as a PNG (input/painter/...): its path; the frontend may store one value
+    # more after bg_color (its brush colour), which changes nothing that runs
+    "Painter": Rule("mask.painter", ("mask", "width", "height", "bg_color"),
+                    (P("mask", "path", comfy_file), P("width", "width"), P("height", "height"),
+                     P("bg_color", "bg_color")), {"image": "image"}, ("image", "mask")),
+    # its reference pictures are an autogrow list: the first slot's pictures (a batch: one stream each) are carried
+    "BerniniConditioning": Rule("condition.bernini", ("width", "height", "length", "batch_size", "ref_max_size"),
+                                (P("width", "width"), P("height", "height"), P("length", "length"),
+                                 P("ref_max_size", "ref_max_size")),
+                                {"positive": "positive", "negative": "negative", "vae": "vae",
+                                 "source_video": "source_video", "reference_video": "reference_video",
+                                 "reference_images.reference_image_0": "references"},
+                                ("positive", "negative", "latent"), ignore={"batch_size": 1}),
+    "FluxKVCache": Rule("model.reference_kv", (), (), {"model": "model"}, ("model",),
+                        note="its pictures attend only to each other at every step, as diffusers' "
+                             "Flux2KleinKVPipeline reads them; ComfyUI lets them read the prompt and image too on the "
+                             "first step and keeps those keys and values for the rest"),
+    "ScaleROPE": Rule("model.scale_rope", ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t"),
+                      tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
+                      {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
     "CFGNorm": Rule("guide.cfg_norm", ("strength",), (P("strength", "strength"),), {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
@@ -1981,6 +2028,9 @@ RULES: Dict[str, Rule] = {
     # the file keeps the option picked, its index, then the editor's list of options
     "CustomCombo": Rule(None, ("choice", "index"), fold=True, special="custom_combo"),
     "ComfyNumberConvert": Rule(None, ("value",), fold=True, special="number_convert"),
+    # the shot's words for a prompt (Qwen-Image-Edit's multi-angle LoRA); its camera_info is for 3D nodes
+    "CameraAngle": Rule(None, ("horizontal_angle", "vertical_angle", "zoom", "view"), fold=True,
+                        special="camera_angle", ignore={"view": None}),
     "SeedNode": Rule(None, ("seed", "control_after_generate"), (P("seed", "value"),), fold=True, special="constant",
                      ignore={"control_after_generate": None}),
     # kijai's ComfyUI-KJNodes, in most community video graphs (WanVideoWrapper's, HunyuanVideo's). ImageResizeKJ's
@@ -2153,10 +2203,6 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
             "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
             "or link its model input on)")
 INSTEAD = {
-    "Painter": "not mapped yet: ComfyUI's Painter is a drawing made in ComfyUI's page (saved as a PNG in input/); its "
-               "MASK is the drawing's alpha at the image's size, all 0 where nothing was drawn (as the InfiniteTalk "
-               "template ships it). Draw the speaker's mask in an image editor and connect io.load_image's alpha to "
-               "condition.infinitetalk's mask_1 or mask_2",
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
     **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "

@@ -399,6 +399,41 @@ def load_conditioning(ctx, name: str = Param("", kind="path", required=True, loc
     return load(resolve_model_path(as_given(name, ctx.workflow_dir), "embeddings", "conditioning file"), family)
 
 
+@node("condition.bernini", title="Bernini-R Conditioning", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_bernini(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITIONING = Input(optional=True),
+                      source_video: VIDEO = Input(optional=True, help="the video (or picture) to edit: fitted to "
+                                                                       "width x height"),
+                      reference_video: VIDEO = Input(optional=True, help="moving content to put into the source"),
+                      references: VIDEO = Input(optional=True, help="reference pictures (each frame one: image0, "
+                                                                     "image1, ... in the prompt)"),
+                      width: int = Param(832, min=16, max=8192, help="video width, a multiple of 16"),
+                      height: int = Param(480, min=16, max=8192, help="video height, a multiple of 16"),
+                      length: int = Param(81, min=1, max=8192, help="frames (4n+1; 1 for a picture)"),
+                      ref_max_size: int = Param(848, min=16, max=8192,
+                                                help="longest side of the reference video and pictures")):
+    """Bernini-R's in-context conditioning (ComfyUI's BerniniConditioning): the source video, the reference video and
+    each reference picture encoded by the Wan VAE as streams the model reads beside the video it draws, and the empty
+    latent to draw it in. What is connected says the task: nothing text-to-video, the source video editing, the
+    source and pictures reference-guided editing, pictures alone reference-to-video, the source and the reference
+    video putting one into the other. The source is resized to the video's size (area, centre-cropped), the
+    references keep their shape, the long side at most ref_max_size, sides snapped to 16. A size off Wan's 16-pixel
+    grid is taken down to it (the log says so): ComfyUI takes it down to 8 and pads the model's input."""
+    from nodes.generate.families import family
+    from nodes.generate.vae_ops import empty_latent
+    from nodes.generate.wan_bernini import streams, with_streams
+    if vae.family != "wan":
+        raise NodeError(f"condition.bernini encodes Bernini-R's streams with the Wan 2.1 VAE (wan_2.1_vae); this is a "
+                        f"{vae.family} VAE")
+    if width % 16 or height % 16:
+        ctx.log(f"condition.bernini: {width}x{height} taken down to {width // 16 * 16}x{height // 16 * 16}, Wan's "
+                "16-pixel grid")
+        width, height = max(16, width // 16 * 16), max(16, height // 16 * 16)
+    latents = streams(vae, width, height, length, source_video, reference_video, references, ref_max_size)
+    return {"positive": with_streams(positive, latents), "negative": with_streams(negative, latents),
+            "latent": empty_latent(vae, length, width, height, family("wan").fps)}
+
+
 @node("condition.frames", title="First/Last Frame", category="Conditioning",
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
@@ -959,6 +994,40 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
     # set only where it is or was on, so the models of every other workflow stay as they were (their cache keys)
     return model.with_option("img_to_img_velocity", velocity) if velocity or model.option("img_to_img_velocity") \
         else model
+
+
+@node("model.scale_rope", title="Scale RoPE", category="Sampling", passes={"model": "model"})
+def scale_rope(ctx, model: MODEL,
+               scale_x: float = Param(1.0, min=0.0, max=100.0, help="spacing of the columns' positions"),
+               shift_x: float = Param(0.0, min=-256.0, max=256.0, help="position of the first column"),
+               scale_y: float = Param(1.0, min=0.0, max=100.0, help="spacing of the rows' positions"),
+               shift_y: float = Param(0.0, min=-256.0, max=256.0, help="position of the first row"),
+               scale_t: float = Param(1.0, min=0.0, max=100.0, help="spacing of the latent frames' positions "
+                                                                    "(ChronoEdit: 7)"),
+               shift_t: float = Param(0.0, min=-256.0, max=256.0, help="position of the first latent frame")) -> MODEL:
+    """Move the rotary positions a Wan model reads its latent by (ComfyUI's ScaleROPE): along each axis the i-th
+    latent frame, row or column sits at shift + i * scale instead of i. ChronoEdit reads a picture and its edit as
+    two latent frames 7 apart: scale_t 7 on a 5-frame (2 latent frames) condition.frames, as ComfyUI's ChronoEdit
+    template and diffusers' ChronoEditPipeline have it."""
+    from nodes.generate.rope_scale import IDENTITY
+    if model.family != "wan":
+        raise NodeError(f"model.scale_rope moves the rotary positions of Wan models; this is a {model.family} model: "
+                        "remove it")
+    scale = (scale_x, shift_x, scale_y, shift_y, scale_t, shift_t)
+    # the identity leaves the model as it was (and its cache keys)
+    return model if scale == IDENTITY else model.with_option("rope_scale", tuple(float(v) for v in scale))
+
+
+@node("model.reference_kv", title="Reference KV (FLUX.2 [klein] KV)", category="Sampling", passes={"model": "model"})
+def reference_kv(ctx, model: MODEL) -> MODEL:
+    """Read the pictures to edit as FLUX.2 [klein] 9B KV was trained to (ComfyUI's FluxKVCache,
+    diffusers' Flux2KleinKVPipeline): they are clean (timestep 0) and attend only to each other, and the image and
+    prompt read them (the model of the `flux-2-klein-9b-kv` files). Without it, pictures are read at the step's
+    noise level beside the image, as the other FLUX.2 models read them."""
+    if model.family != "flux2":
+        raise NodeError(f"model.reference_kv reads pictures as FLUX.2 [klein] 9B KV does; this is a {model.family} "
+                        "model: remove it")
+    return model.with_option("reference_kv", True)
 
 
 @node("model.differential_diffusion", title="Differential Diffusion", category="Sampling", passes={"model": "model"})

@@ -81,3 +81,27 @@ def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: 
             parts += [r[0, :, idx if t > 1 else torch.zeros_like(idx)].permute(1, 0, 2, 3)] * batch
         rows.append(torch.cat(parts))
     return rows, methods.pop()
+
+
+def add_references(vae, positive: Conditioning, negative, pictures: Sequence, megapixels=None,
+                   check=lambda: None, progress=None):
+    """(positive, negative, latent) of ComfyUI's ReferenceMultiLatent: each picture (resized to about `megapixels`
+    million pixels, keeping its shape, where given) encoded on its own and added, in order, to both prompts as one
+    more reference; the negative is the positive where none is given; the latent is the first reference's, zeroed
+    (the picture made is the first reference's size)."""
+    from nodes.generate.vae_ops import encode_clip, fit_to_grid
+    from nodes.video import edit
+    if not pictures:
+        raise NodeError("condition.references needs at least one picture: connect the pictures to edit to image, "
+                        "image2, ...")
+    latents = []
+    for clip in pictures:
+        if megapixels is not None:
+            clip = edit.comfy_resize(clip, *edit.pixel_count_size(clip.width, clip.height, megapixels), "area")
+        latents.append(encode_clip(vae, fit_to_grid(vae, clip)[0], check, progress))
+    for latent in latents:
+        positive = add_reference(positive, latent)
+        negative = None if negative is None else add_reference(negative, latent)
+    first = latents[0]
+    empty = Latent(torch.zeros_like(first.samples), first.family, first.frames, first.fps, first.width, first.height)
+    return positive, positive if negative is None else negative, empty

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graph_engine import Input, Param, node
-from graph_engine.types import MASK, VIDEO, add_hint
+from graph_engine.types import IMAGE, MASK, VIDEO, add_hint
 from nodes.common import masks
 from nodes.common.models_dirs import locator
 from nodes.mask.segment import box_problem, points_problem, prompt_problem, warm_imports
@@ -103,6 +103,21 @@ def solid(ctx, value: float = Param(1.0, min=0.0, max=1.0, help="the mask's valu
           height: int = Param(512, min=1, max=16384, help="mask height in pixels")) -> MASK:
     """A mask of one value (ComfyUI's SolidMask): 1 redraws or pastes everything, 0 nothing."""
     return np.full((height, width), value, np.float32)
+
+
+@node("mask.painter", title="Painter (drawn mask)", category=_CAT, outputs={"image": IMAGE, "mask": MASK})
+def painter(ctx, image: IMAGE = Input(optional=True, help="the picture drawn over (none: a plain bg_color one)"),
+            path: str = Param("", kind="path", help="the drawing: a PNG whose alpha is where the brush went (ComfyUI "
+                                                    "keeps it in its input folder, painter/...); empty: nothing drawn"),
+            width: int = Param(512, min=64, max=4096, help="picture width without an image"),
+            height: int = Param(512, min=64, max=4096, help="picture height without an image"),
+            bg_color: str = Param("#000000", kind="color", help="picture colour without an image")):
+    """A drawing over a picture (ComfyUI's Painter): its image is the drawing laid over the picture by the drawing's
+    alpha, its mask that alpha, both at the picture's size (the drawing resized to it, Lanczos). Nothing drawn: the
+    picture and a mask of 0 (InfiniteTalk refuses such a speaker's mask by name: draw the speaker's region)."""
+    from nodes.mask.painter import painted
+    picture, mask = painted(image, path, width, height, bg_color)
+    return {"image": picture, "mask": mask}
 
 
 @node("mask.outpaint_pad", title="Pad for Outpainting", category=_CAT, temporal_radius=0,

@@ -218,6 +218,37 @@ def replace_text(string: str, find: str, replace: str) -> str:
     return string.replace(find, replace)
 
 
+# comfy_extras/nodes_camera_angle.py: the words its prompt is made of, by sector of the circle around the subject,
+# by elevation (the first bound a value is under) and by zoom (0 wide to 10 close)
+HORIZONTAL_TERMS = ("front view", "front-right quarter view", "right side view", "back-right quarter view", "back view",
+                    "back-left quarter view", "left side view", "front-left quarter view")
+VERTICAL_TERMS = ((-15, "low-angle shot"), (15, "eye-level shot"), (45, "elevated shot"), (None, "high-angle shot"))
+DISTANCE_TERMS = ((2, "wide shot"), (6, "medium shot"), (None, "close-up"))
+# its scene: a camera SUBJECT_DISTANCE from the subject at the origin, its zoom factor 1 (zoom 0) to 1.875 (zoom 10)
+SUBJECT_DISTANCE, CAMERA_FOV, ZOOM_FACTORS = 6.0, 35.0, (1.0, 1.875)
+
+
+def _term(value: float, terms) -> str:
+    return next(term for upper, term in terms if upper is None or value < upper)
+
+
+def camera_angle(horizontal_angle, vertical_angle, zoom):
+    """CameraAngle: its camera_info (the camera on a sphere around the subject, for 3D nodes) and its prompt, the shot
+    in words ("front-left quarter view elevated shot medium shot"), the angles clamped to its ranges first."""
+    h = max(0, min(360, int(horizontal_angle)))
+    v = max(-30, min(60, int(vertical_angle)))
+    z = max(0.0, min(10.0, float(zoom)))
+    yaw, pitch = math.radians(h), math.radians(v)
+    info = {"position": {"x": SUBJECT_DISTANCE * math.cos(pitch) * math.sin(yaw),
+                         "y": SUBJECT_DISTANCE * math.sin(pitch),
+                         "z": SUBJECT_DISTANCE * math.cos(pitch) * math.cos(yaw)},
+            "target": {"x": 0.0, "y": 0.0, "z": 0.0},
+            "zoom": ZOOM_FACTORS[0] + (ZOOM_FACTORS[1] - ZOOM_FACTORS[0]) * z / 10.0,
+            "cameraType": "perspective", "fov": CAMERA_FOV}
+    sector = int(((h % 360) + 22.5) // 45) % len(HORIZONTAL_TERMS)
+    return info, f"{HORIZONTAL_TERMS[sector]} {_term(v, VERTICAL_TERMS)} {_term(z, DISTANCE_TERMS)}"
+
+
 class LogicNodes:
     def known(self, cn, names: Sequence[str], defaults: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The node's inputs, where every one is a constant in the file (None: the node is made a placeholder,
@@ -409,6 +440,12 @@ class LogicNodes:
             self.outs[(cn.id, 0)] = Out(None, {"value": v if isinstance(v, str) else str(v)})
         elif isinstance(v, Out) and v.port is not None:
             self.outs[(cn.id, 0)] = v
+
+    def special_camera_angle(self, cn, rule, params, notes):
+        v = self.known(cn, ("horizontal_angle", "vertical_angle", "zoom"),
+                       {"horizontal_angle": 0, "vertical_angle": 0, "zoom": 5.0})
+        return None if v is None else self.computed(
+            cn, lambda: camera_angle(v["horizontal_angle"], v["vertical_angle"], v["zoom"]))
 
     def special_number_convert(self, cn, rule, params, notes):
         v = self.known(cn, ("value",), {})

@@ -13,6 +13,8 @@ Pictures to edit (condition.reference, ComfyUI's ReferenceLatent) are read as mo
 i-th on time plane 10 + 10 i, never denoised (Flux2Pipeline's image argument)."""
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 import torch
 
@@ -66,6 +68,24 @@ def bn_stats(vae):
     mean = vae.bn.running_mean.view(1, -1, 1, 1)
     std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps)
     return mean.float(), std.float()
+
+
+@contextmanager
+def kv_processors(transformer):
+    """While active, the transformer's attention takes the KV arguments (diffusers' Flux2KV processors, which
+    Flux2KleinKVPipeline installs for good; without those arguments they compute what the plain ones do)."""
+    from diffusers.models.transformers.transformer_flux2 import (Flux2KVAttnProcessor,
+                                                                  Flux2KVParallelSelfAttnProcessor)
+    blocks = [(b, Flux2KVAttnProcessor) for b in transformer.transformer_blocks] + \
+        [(b, Flux2KVParallelSelfAttnProcessor) for b in transformer.single_transformer_blocks]
+    before = [b.attn.processor for b, _ in blocks]
+    for b, cls in blocks:
+        b.attn.set_processor(cls())
+    try:
+        yield
+    finally:
+        for (b, _), p in zip(blocks, before):
+            b.attn.set_processor(p)
 
 
 class Flux2Adapter(Adapter):
@@ -146,9 +166,19 @@ class Flux2Adapter(Adapter):
         flat = frames_in_batch(x_in)
         tokens, ids = tokens_of(flat), positions(h, w)
         own = tokens.shape[1]
-        for i, ref in enumerate(inputs.get("references", ())):     # the pictures to edit, read and not denoised
-            tokens = torch.cat([tokens, tokens_of(ref).to(tokens)], 1)
-            ids = torch.cat([ids, positions(ref.shape[-2], ref.shape[-1], 10 + 10 * i)])
+        refs = [(tokens_of(ref).to(tokens), positions(ref.shape[-2], ref.shape[-1], 10 + 10 * i))
+                for i, ref in enumerate(inputs.get("references", ()))]     # the pictures to edit, not denoised
+        kv = {}
+        if refs and handle.option("reference_kv"):
+            # [klein] KV (Flux2KleinKVPipeline): the pictures' tokens first, read at timestep 0 and attending only
+            # to each other, so their keys and values are the same at every step; its pipeline keeps them from
+            # the first step, here they are computed again (the same values)
+            kv = {"kv_cache_mode": "extract", "num_ref_tokens": sum(r.shape[1] for r, _ in refs)}
+            tokens = torch.cat([r for r, _ in refs] + [tokens], 1)
+            ids = torch.cat([i for _, i in refs] + [ids])
+        else:
+            for r, i in refs:
+                tokens, ids = torch.cat([tokens, r], 1), torch.cat([ids, i])
         ehs = inputs["encoder_hidden_states"]
         rows = n * f
         guidance = None
@@ -157,10 +187,12 @@ class Flux2Adapter(Adapter):
             guidance = torch.full((rows,), float(4.0 if g is None else g), device=flat.device, dtype=torch.float32)
         txt_ids = positions(1, 1).repeat(ehs.shape[1], 1)
         txt_ids[:, 3] = torch.arange(ehs.shape[1])
-        out = model(hidden_states=tokens.to(model.dtype), encoder_hidden_states=ehs,
-                    timestep=(t.float() / 1000).to(flat.device).expand(rows),
-                    img_ids=ids.to(flat.device).expand(rows, -1, -1), txt_ids=txt_ids.to(flat.device).expand(rows, -1, -1),
-                    guidance=guidance, return_dict=False)[0]
+        with kv_processors(model) if kv else nullcontext():
+            out = model(hidden_states=tokens.to(model.dtype), encoder_hidden_states=ehs,
+                        timestep=(t.float() / 1000).to(flat.device).expand(rows),
+                        img_ids=ids.to(flat.device).expand(rows, -1, -1),
+                        txt_ids=txt_ids.to(flat.device).expand(rows, -1, -1), guidance=guidance, return_dict=False,
+                        **kv)[0]
         out = out[:, :own].permute(0, 2, 1).reshape(rows, -1, h, w)
         return frames_from_batch(out, n)
 

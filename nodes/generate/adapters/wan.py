@@ -21,6 +21,8 @@ import torch
 
 from nodes.generate.adapters.base import Adapter, stack_global
 from nodes.generate.wan_camera import NOT_CAMERA, camera_input, is_camera_model
+from nodes.generate.rope_scale import scaled_rope
+from nodes.generate.wan_bernini import context_input, context_of
 from nodes.generate.wan_reference import reference_input
 from nodes.generate.wan_humo import is_humo
 from nodes.generate.wan_s2v import is_s2v
@@ -63,6 +65,10 @@ NOT_HUMO = ("condition.humo (ComfyUI's WanHuMoImageToVideo) feeds HuMo models (h
             "Wan model has no voice layers")
 
 
+ROPE_ELSEWHERE = ("model.scale_rope (ComfyUI's ScaleROPE) moves the positions plain Wan transformers read (ChronoEdit's "
+                  "picture and edit); S2V, HuMo and Wan-Animate 2 place their frames themselves: remove it")
+CONTEXT_ELSEWHERE = ("condition.bernini's pictures and videos are read in context by Bernini-R (Wan 2.2 A14B's "
+                     "transformer); S2V, HuMo and Wan-Animate 2 read their own inputs: use a Bernini-R model")
 NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
             "model has no VACE blocks")
 
@@ -116,6 +122,10 @@ class WanAdapter(Adapter):
                     inputs[key] = each[0][:, :, idx].to(device, dtype)
                 else:
                     inputs[key] = torch.cat([t[:, :, idx] for t in each for _ in range(batch)]).to(device, dtype)
+        if context_of(conds[-1]):       # Bernini-R's streams (condition.bernini), whole latents per conditioning
+            each = [context_of(c) or context_of(conds[-1]) for c in conds]
+            inputs["context"] = [torch.cat([e[k] for e in each for _ in range(batch)]).to(device, dtype)
+                                 for k in range(len(each[-1]))]
         if "vace" in inputs:
             inputs["vace_strength"] = float(conds[-1].meta.get("vace_strength", 1.0))
         if conds[-1].meta.get("animate2"):
@@ -143,6 +153,10 @@ class WanAdapter(Adapter):
             raise NodeError(f"the latent is {x.shape[-1]}x{x.shape[-2]}, which this Wan model's {patch[2]}x{patch[1]} "
                             "patches do not tile: use a width and height divisible by 16 (Wan 2.1, A14B) or by 32 "
                             "(Wan 2.2 TI2V-5B)")
+        rope = handle.option("rope_scale")
+        if (rope is not None or "context" in inputs) and (is_s2v(model) or is_humo(model) or "animate2" in inputs):
+            from graph_engine import NodeError
+            raise NodeError(ROPE_ELSEWHERE if rope is not None else CONTEXT_ELSEWHERE)
         if is_s2v(model):
             from nodes.generate.wan_s2v import forward as s2v_forward
             return s2v_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
@@ -228,7 +242,10 @@ class WanAdapter(Adapter):
         reference = reference_input(model, inputs["reference"]) if "reference" in inputs else nullcontext()
         from nodes.generate.infinitetalk import patched
         talking = patched(model, talk.patch, talk.tokens, talk.masks, talk.scale) if talk is not None else nullcontext()
-        with camera, reference, talking:
+        scaled = scaled_rope(model, rope) if rope is not None else nullcontext()
+        # after scaled: its table of the video's positions first, the streams' appended to it
+        context = context_input(model, inputs["context"], rope) if "context" in inputs else nullcontext()
+        with camera, reference, talking, scaled, context:
             out = model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
                         return_dict=False, **kw)[0]
         if talk is None:

@@ -1,0 +1,41 @@
+"""ComfyUI's Painter: a drawing made over a picture (or a plain background) in ComfyUI's page, saved as a PNG whose
+alpha is where the brush went. Its picture is the drawing laid over the base by that alpha, its mask the alpha,
+both at the base's size (the drawing resized to it with Pillow's Lanczos, as ComfyUI resizes it); with no drawing,
+the base and a mask of 0 everywhere."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from graph_engine import NodeError
+
+
+def hex_rgb(text: str) -> Tuple[int, int, int]:
+    s = str(text).strip().lstrip("#")
+    if len(s) != 6 or any(c not in "0123456789abcdefABCDEF" for c in s):
+        raise NodeError(f"bg_color {text!r} is not a #rrggbb colour (e.g. #000000 for black)")
+    return int(s[0:2], 16), int(s[2:4], 16), int(s[4:6], 16)
+
+
+def painted(image: Optional[np.ndarray], drawing: str, width: int, height: int, bg_color: str):
+    """(uint8 picture HxWx3, float32 mask HxW): the drawing at `drawing` (a PNG path; empty: none) over `image`, or
+    over a width x height plain `bg_color` picture when there is no image."""
+    from PIL import Image
+    base = np.asarray(image, np.float32)[..., :3] / 255.0 if image is not None else \
+        np.broadcast_to(np.float32(hex_rgb(bg_color)) / 255.0, (height, width, 3))
+    h, w = base.shape[:2]
+    if not drawing.strip():
+        return np.round(base * 255.0).astype(np.uint8), np.zeros((h, w), np.float32)
+    if not os.path.isfile(drawing):
+        raise NodeError(f"the drawing {drawing} is not there: give the PNG drawn over the picture (its alpha is the "
+                        "mask), or empty for none")
+    with Image.open(drawing) as im:
+        im = im.convert("RGBA")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.LANCZOS)
+        rgba = np.asarray(im, np.float32) / 255.0
+    alpha = rgba[..., 3:]
+    out = rgba[..., :3] * alpha + base * (1.0 - alpha)
+    return np.round(out * 255.0).astype(np.uint8), np.ascontiguousarray(rgba[..., 3])
