@@ -872,6 +872,21 @@ RULES: Dict[str, Rule] = {
                                  P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
                                  P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
                                  P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
+    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_da3.py): the loader's file and weight type ride to
+    # depth.da3 (DA3Inference), whose maps depth.da3_render draws
+    "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
+                         (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
+    # mode's multiview widgets follow it only in multiview: special_da3 reads ref_view_strategy there (pose_method
+    # picks how camera poses are found, which nothing here reads)
+    "DA3Inference": Rule("depth.da3", ("resolution", "resize_method", "mode", "mode.ref_view_strategy",
+                                       "mode.pose_method"),
+                         (P("resolution", "resolution"), P("resize_method", "resize_method"), P("mode", "mode")),
+                         {"image": "video"}, ("geometry",), special="da3",
+                         ignore={"mode.ref_view_strategy": None, "mode.pose_method": None}),
+    "DA3Render": Rule("depth.da3_render", ("output", "output.normalization", "output.apply_sky_clip"),
+                      (P("output", "output"), P("output.normalization", "normalization"),
+                       P("output.apply_sky_clip", "sky_clip"), P("output.colored", "colored")),
+                      {"da3_geometry": "geometry"}, ("video",), special="da3_render"),
     # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
     "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
                                                  "scale_stick_for_xinsr_cn"),

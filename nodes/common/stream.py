@@ -354,6 +354,29 @@ def _window_fits(ctx, clip, radius: int, behind: bool = True) -> None:
                     f"frames smaller first (video.resize, or io.load_video's width and height)")
 
 
+class ByBatch:
+    """Per-frame results of `make(frames)` (a sequence, one item a frame) over a clip, made `batch` frames a pass as
+    they are read: get(a, b) gives frames a..b's. One pass is kept, as a clip is read forwards; chunks read side by
+    side wait for each other, so no pass is made twice at once."""
+
+    def __init__(self, video, batch: int, make: Callable, ctx=None):
+        self.video, self.batch, self.make, self.ctx = video, max(1, int(batch)), make, ctx
+        self._done: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, a: int, b: int) -> list:
+        with self._lock:
+            out = []
+            for i in range(a, b):
+                lo = i // self.batch * self.batch
+                if lo not in self._done:
+                    if self.ctx is not None:
+                        self.ctx.check()
+                    self._done = {lo: self.make(self.video.frames(lo, min(lo + self.batch, self.video.length)))}
+                out.append(self._done[lo][i - lo])
+            return out
+
+
 def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{max(1, round(n / 1e6))} MB"
 

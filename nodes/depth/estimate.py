@@ -74,12 +74,17 @@ def model_sized(frame: np.ndarray) -> np.ndarray:
 def depth_picture(disparity: np.ndarray, spread: Optional[Tuple[float, float]] = None) -> np.ndarray:
     """uint8 HxWx3 grey: disparity spread over 0..255 (near white) by `spread` (farthest, nearest), clipped; without
     one, by the frame's own range, as ControlNet's depth preprocessors make a picture's. A flat one is mid-grey."""
-    lo, hi = spread if spread is not None else (float(disparity.min()), float(disparity.max()))
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-12:
-        grey = np.full(disparity.shape, 128, np.uint8)
-    else:
-        grey = np.clip(np.rint((disparity - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    grey = np.rint(spread_unit(disparity, spread) * 255).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
+
+
+def spread_unit(values: np.ndarray, span: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """float32 `values` spread over 0..1 by `span` (lo, hi), clipped; without one, by their own range. A flat one
+    is 0.5."""
+    lo, hi = span if span is not None else (float(values.min()), float(values.max()))
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-12:
+        return np.full(values.shape, 0.5, np.float32)
+    return np.clip((values - lo) * (1.0 / (hi - lo)), 0, 1).astype(np.float32)
 
 
 def clip_spread(disparities) -> Optional[Tuple[float, float]]:
@@ -148,6 +153,10 @@ def describe(path: Path) -> dict:
         return dict(row, family="moge", variant=version, loads="yes" if version == "MoGe-2" else "no",
                     note="depth.moge" if version == "MoGe-2" else f"{version}: depth.moge runs MoGe-2 files")
     if path.is_file():
+        from nodes.depth.da3 import describe as da3_row
+        da3 = da3_row(path)
+        if da3 is not None:
+            return dict(row, **da3)
         return dict(row, note=authors_file(path) or f"a single weight file; depth.estimate reads {HF_FOLDER}")
     try:
         kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") or ""

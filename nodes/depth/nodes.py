@@ -1,7 +1,8 @@
 """Depth estimation node."""
 from graph_engine import Param, node
-from graph_engine.types import CONDITIONING, VIDEO
+from graph_engine.types import CAMERA, CONDITIONING, GEOMETRY, VIDEO
 from nodes.common.models_dirs import as_given, locator
+from nodes.depth.da3 import MODES, NORMALISATIONS, OUTPUTS, REF_VIEWS, RESIZES, SPREADS
 
 
 @node("depth.estimate", title="Estimate Depth", category="Conditioning", device="gpu", temporal_radius=0)
@@ -57,6 +58,68 @@ def marigold_pass(ctx, video: VIDEO,
         span = (min(lo for lo, _ in ends), max(hi for _, hi in ends))
     return map_frames(ctx, video, lambda f: (np.clip(post(f[None] / 255.0, prediction, span)[0], 0, 1) * 255 + 0.5)
                       .astype(np.uint8))
+
+
+@node("depth.da3", title="Depth Anything 3", category="Conditioning", device="gpu")
+def da3(ctx, video: VIDEO,
+        model: str = Param("depth_anything_3_mono_large.safetensors", kind="path", locate=locator("depth"),
+                           help="a Depth Anything 3 file as ComfyUI keeps it (Comfy-Org/Depth-Anything-3, in "
+                                "models/geometry_estimation/ or a depth folder): _mono_large (depth and sky), "
+                                "_metric_large (depth in metres, sky), _small / _base (depth and confidence)"),
+        precision: str = Param("default", choices=("default", "fp16", "bf16", "fp32"),
+                               help="the weights' type on the device: default is fp16 on a GPU, fp32 on the CPU"),
+        resolution: int = Param(504, min=140, max=2520, step=14,
+                                help="the side the model sees, a multiple of 14 (the maps are sized back)"),
+        resize_method: str = Param("upper_bound_resize", choices=RESIZES,
+                                   help="upper_bound_resize: the longer side to resolution; lower_bound_resize: the "
+                                        "shorter (more detail, more memory)"),
+        mode: str = Param("mono", choices=MODES,
+                          help="mono: each frame alone; multiview (Small / Base): each group of `views` frames "
+                               "seen together as one scene, so their depth agrees"),
+        views: int = Param(8, min=2, max=256, help="multiview: frames seen together (a clip goes by in groups)"),
+        ref_view: str = Param("saddle_balanced", choices=REF_VIEWS,
+                              help="multiview: the view the scene is anchored to (3 views or more)")) -> GEOMETRY:
+    """Depth of every frame by Depth Anything 3, as ComfyUI's DA3Inference finds it, with the sky (Mono / Metric
+    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Made as far as read, so a long
+    clip streams; the model is read from your own folder, nothing is downloaded."""
+    from nodes.depth import da3 as d
+    net = d.load(as_given(model, ctx.workflow_dir), ctx.device, precision)
+    return d.infer(video, net, resolution, resize_method, mode, views, ref_view, ctx=ctx)
+
+
+@node("depth.da3_render", title="Render Depth Anything 3", category="Conditioning", temporal_radius=0)
+def da3_render(ctx, geometry: GEOMETRY,
+               output: str = Param("depth", choices=OUTPUTS,
+                                   help="depth: grey, near white; depth_colored: through the Turbo colour map; "
+                                        "sky_mask: the sky's probability (Mono / Metric); confidence: the depth's, "
+                                        "spread over each frame (Small / Base)"),
+               normalization: str = Param("v2_style", choices=NORMALISATIONS,
+                                          help="depth: v2_style spreads each frame's 1st..99th percentile (sky "
+                                               "black); min_max its whole range; raw the depth as it is (0..1 shown, "
+                                               "more is white)"),
+               sky_clip: bool = Param(False, help="depth: the sky set to the ground's 99th percentile first "
+                                                  "(Mono / Metric)"),
+               colored: bool = Param(False, help="sky_mask / confidence: through the Turbo colour map"),
+               spread: str = Param("frame", choices=SPREADS,
+                                   help="depth: frame spreads each frame by its own range, as ComfyUI does (levels "
+                                        "pump when something comes into the shot); clip one range for the whole "
+                                        "clip, so levels hold (the model runs over the clip twice)")) -> VIDEO:
+    """Pictures of Depth Anything 3's maps, drawn as ComfyUI's DA3Render draws them. Feed depth to control.apply
+    for a depth ControlNet, or to motion.apply_camera (depth_type disparity) for parallax: spread clip keeps its
+    levels steady over a shot."""
+    from nodes.depth.da3 import render
+    return render(geometry, output, normalization, sky_clip, colored, ctx=ctx, spread=spread)
+
+
+@node("depth.da3_camera", title="Depth Anything 3 Camera", category="Motion", device="gpu")
+def da3_camera(ctx, geometry: GEOMETRY) -> CAMERA:
+    """The camera path of the footage depth.da3 reads, found by DA3 Small or Base's camera decoder with every frame
+    one view of one scene (the model's resolution, resize and ref_view): each frame's rotation, position and field
+    of view, frame 0 at the origin. The whole clip is seen at once, so keep it short (tens of frames) or the
+    resolution low. Positions are in DA3's own scale, not metres; motion.camera_save writes the path out, the
+    camera nodes move or combine it."""
+    from nodes.depth.da3 import camera
+    return camera(geometry)
 
 
 @node("depth.moge", title="MoGe Geometry", category="Conditioning", device="gpu", temporal_radius=0)

@@ -10,7 +10,6 @@ Keypoints come out in ComfyUI's 134-point OpenPose order (the neck inserted, bod
 18-23, face 24-91, right hand 92-112, left hand 113-133."""
 from __future__ import annotations
 
-import threading
 from typing import List, Optional
 
 import numpy as np
@@ -206,26 +205,13 @@ class PoseTrack:
     [134, 3] arrays (one per person), in the clip's pixels."""
 
     def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None):
-        self.video, self.model, self.batch, self.ctx = video, model, max(1, int(batch)), ctx
+        from nodes.common.stream import ByBatch
+        self.video, self.model = video, model
         self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
-        self._done: dict = {}
-        self._lock = threading.Lock()
+        self._made = ByBatch(video, batch, lambda frames: [[p] for p in model.keypoints(frames)], ctx)
 
     def people(self, a: int, b: int) -> List[List[np.ndarray]]:
-        with self._lock:
-            return self._people(a, b)
-
-    def _people(self, a: int, b: int) -> List[List[np.ndarray]]:
-        out = []
-        for i in range(a, b):
-            lo = i // self.batch * self.batch
-            if lo not in self._done:       # one batch kept: a clip is read forwards
-                if self.ctx is not None:
-                    self.ctx.check()
-                frames = self.video.frames(lo, min(lo + self.batch, self.length))
-                self._done = {lo: [[p] for p in self.model.keypoints(frames)]}
-            out.append(self._done[lo][i - lo])
-        return out
+        return self._made.get(a, b)
 
     def __repr__(self):
         return f"PoseKeypoints({self.length} frames of {self.width}x{self.height})"

@@ -36,6 +36,39 @@ class CoreNodes:
         self.finish(cn, dataclasses.replace(rule, note=""), [], notes)     # no mask reaches a latent grid here
         return None
 
+    def special_da3(self, cn, rule, params, notes):
+        """DA3Inference reads the network LoadDA3Model loads: its file and weight type become depth.da3's model
+        and precision."""
+        loader = self.resolve(cn.inputs.get("da3_model"))
+        if isinstance(loader, Out) and loader.port is None and "model" in loader.attrs:
+            for k in ("model", "precision"):
+                if k in loader.attrs:
+                    params.setdefault(k, loader.attrs[k])
+        else:
+            notes.append("its da3_model does not come from LoadDA3Model: set depth.da3's model by hand")
+        if params.get("mode") == "multiview":
+            from nodes.depth.da3 import REF_VIEWS
+            ref = self.resolve(cn.inputs.get("mode.ref_view_strategy"))
+            if ref in REF_VIEWS:
+                params["ref_view"] = ref
+            notes.append("multiview sees the frames in groups of `views` (8 here), ComfyUI the whole batch as one "
+                         "scene; the camera poses it also finds there are not made (nothing here reads them)")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_da3_render(self, cn, rule, params, notes):
+        """DA3Render's widgets after `output` are that output's: normalization and apply_sky_clip for the depth
+        pictures, colored for sky_mask and confidence (stored where normalization is for depth)."""
+        if params.get("output") in ("sky_mask", "confidence"):
+            if "normalization" in params:
+                params.setdefault("colored", bool(params.pop("normalization")))
+            params.pop("sky_clip", None)
+        elif params.get("normalization", "v2_style") == "v2_style":
+            notes.append("v2_style takes each frame's percentiles over all its pixels, ComfyUI over 100,000 drawn at "
+                         "random (on a frame larger than that its levels move a little from run to run)")
+        elif params.get("normalization") == "raw":
+            notes.append("raw depth is shown 0..1 (more is white) in 8-bit pictures, where ComfyUI keeps the float")
+        return [self.plain(cn, rule, params, notes)]
+
     def special_clip_skip(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         base = src if isinstance(src, Out) else Out()
