@@ -349,41 +349,31 @@ def _normals_from_points(points: np.ndarray) -> np.ndarray:
     return np.where(finite[..., None], n, 0.0)
 
 
-# Mikhailov's polynomial fit of Turbo, the one ComfyUI's MoGeRender colours depth with: OpenCV's Turbo table is the
-# map itself and differs from it by up to 32 levels at the ends, so a picture made with it is not ComfyUI's
-_TURBO = np.array([[0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
-                   [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
-                   [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973]])
-
-
-def turbo(x: np.ndarray) -> np.ndarray:
-    """uint8 (..., 3) RGB of x in 0..1 through ComfyUI's Turbo polynomial."""
-    powers = np.clip(x, 0.0, 1.0)[..., None] ** np.arange(6)
-    return np.clip(np.rint(np.clip(powers @ _TURBO.T, 0.0, 1.0) * 255), 0, 255).astype(np.uint8)
-
-
 def picture(geo: Dict[str, np.ndarray], output: str) -> np.ndarray:
     """uint8 HxWx3 of one frame's geometry (numpy arrays), as ComfyUI's MoGeRender draws it. depth: disparity
     spread over the frame's own range (0.1 / 99.9 percentiles), near white, masked pixels black; depth_colored: the
     same through the turbo colour map; normal_*: camera-facing normals as (n + 1) / 2, green up (OpenGL: Blender,
     Substance, glTF) or down (DirectX: Unreal), masked pixels mid-grey; mask: white where MoGe found geometry."""
+    from nodes.common.color import to_uint8
+    from .da3 import turbo
+    from .estimate import spread_unit
     if output in ("depth", "depth_colored"):
         d = geo["depth"]
         valid = np.isfinite(d) & (d > 0)
         disparity = np.where(valid, 1.0 / np.maximum(np.where(valid, d, 1.0), 1e-6), 0.0)
         near = np.zeros(d.shape, np.float32)
         if valid.any():
-            lo, hi = np.quantile(disparity[valid], (TAIL, 1 - TAIL))
-            near = np.where(valid, np.clip((disparity - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 0.0)
+            span = tuple(float(q) for q in np.quantile(disparity[valid], (TAIL, 1 - TAIL)))
+            near = np.where(valid, spread_unit(disparity, span), 0.0)
         if output == "depth_colored":
-            return turbo(near)
-        return np.repeat(np.rint(near * 255).astype(np.uint8)[..., None], 3, axis=2)
+            return to_uint8(turbo(near))      # ComfyUI's polynomial Turbo: OpenCV's table is up to 32 levels off it
+        return np.repeat(to_uint8(near)[..., None], 3, axis=2)
     if output == "mask":
         return np.repeat((geo["mask"].astype(np.uint8) * 255)[..., None], 3, axis=2)
     n = geo["normal"] if "normal" in geo else _normals_from_points(geo["points"])
     # MoGe is OpenCV's camera (y down, z into the scene); a normal map's z leaves the surface
     n = n * np.array([1.0, -1.0 if output == "normal_opengl" else 1.0, -1.0])
-    return np.clip(np.rint((n * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8)
+    return to_uint8(np.clip(n * 0.5 + 0.5, 0.0, 1.0))
 
 
 def moge_state(path: Path) -> Dict:
