@@ -490,7 +490,7 @@ def comfy_pictures(geo, output):
 
 
 def test_clip_pictures_match_the_authors_and_comfyui(tmp_path, monkeypatch):
-    """depth.moge's pictures of a 3-frame clip (batch 2: a full and a part batch) are ComfyUI's renders of the
+    """depth.moge_render's pictures of a 3-frame clip (batch 2: a full and a part batch) are ComfyUI's renders of the
     authors' geometry, frame by frame, to one 8-bit level (geometry a few 1e-5 apart can round the other way)."""
     from graph_engine.clip import Clip
     from nodes.depth import moge
@@ -500,7 +500,8 @@ def test_clip_pictures_match_the_authors_and_comfyui(tmp_path, monkeypatch):
     clip = Clip.from_array(frames(3, seed=6), fps=24)
     image = torch.from_numpy(clip.frames(0, 3)).permute(0, 3, 1, 2).float() / 255
     want = ref.infer(image, 16)
-    got = {o: moge.moge_clip(clip, str(path), o, batch=2).frames(0, 3) for o in moge.OUTPUTS}
+    geo = moge.infer(clip, str(path), batch=2)
+    got = {o: moge.render(geo, o).frames(0, 3) for o in moge.OUTPUTS}
     for output in moge.OUTPUTS:
         for i in range(3):
             expected = comfy_pictures({k: v[i] for k, v in want.items()}, output).numpy() * 255
@@ -525,7 +526,7 @@ def test_normals_of_a_model_without_a_normal_head(tmp_path, monkeypatch):
     dx = F.pad((p[:, 2:] - p[:, :-2]).permute(2, 0, 1), (1, 1, 0, 0)).permute(1, 2, 0)
     dy = F.pad((p[2:] - p[:-2]).permute(2, 0, 1), (0, 0, 1, 1)).permute(1, 2, 0)
     n = torch.where(finite, F.normalize(torch.cross(dy, dx, dim=-1), dim=-1), torch.zeros_like(p))
-    got = moge.moge_clip(clip, str(path), "normal_directx").frames(0, 1)[0]
+    got = moge.render(moge.infer(clip, str(path)), "normal_directx").frames(0, 1)[0]
     expected = comfy_pictures({"normal": n}, "normal_directx").numpy() * 255
     assert np.abs(got.astype(float) - expected).max() <= 1.0
     assert len(np.unique(got.reshape(-1, 3), axis=0)) > 10
@@ -550,6 +551,16 @@ def test_files_that_are_not_moge_2_are_named(tmp_path):
         assert said in str(e.value) and "moge_2_vitl_normal_fp16.safetensors" in str(e.value)
 
 
+def test_each_render_reads_only_its_own_models_geometry():
+    """depth.moge_render given Depth Anything 3's GEOMETRY, or depth.da3_render MoGe's, says which render to use."""
+    from nodes.depth import da3, moge
+    with pytest.raises(NodeError, match="depth.da3_render"):
+        moge.render(object.__new__(da3.Geometry), "depth")
+    for call in (lambda g: da3.render(g, "depth", "v2_style", False, False), da3.camera):
+        with pytest.raises(NodeError, match="depth.moge_render"):
+            call(object.__new__(moge.Geometry))
+
+
 def test_comfyui_template_runs_as_comfyui_renders(tmp_path, monkeypatch):
     """utility_moge_depth_estimation imported (LoadImage, its size switch, the MoGe subgraph: LoadMoGeModel,
     MoGeInference, three MoGeRenders) and run on a tiny MoGe-2 kept as ComfyUI keeps it
@@ -569,7 +580,8 @@ def test_comfyui_template_runs_as_comfyui_renders(tmp_path, monkeypatch):
     cv2.imwrite(str(tmp_path / "plate.png"), frame[:, :, ::-1])
     res = import_workflow(str(TEMPLATES / "utility_moge_depth_estimation.json"))
     wf = load_workflow(text=res.yaml, check=False)
-    renders = {n.params["output"]: nid for nid, n in wf.graph.nodes.items() if n.type == "depth.moge"}
+    renders = {n.params["output"]: nid for nid, n in wf.graph.nodes.items() if n.type == "depth.moge_render"}
+    assert [n.type for n in wf.graph.nodes.values()].count("depth.moge") == 1     # one model pass for all three
     assert sorted(renders) == ["depth", "depth_colored", "mask"]
     for n in wf.graph.nodes.values():
         if n.type == "io.load_image":

@@ -1580,19 +1580,16 @@ RULES: Dict[str, Rule] = {
     # Marigold v2's depth, normals and albedo from its decoded picture
     "MarigoldV2PostProcess": Rule("depth.marigold_pass", ("prediction",), (P("prediction", "prediction"),),
                                   {"image": "video"}, ("video",), fixed={"spread": "frame"}),
-    # MoGe (comfy_extras/nodes_moge.py): the loader's file and the inference's settings and image go to each render,
-    # which depth.moge makes in one node
+    # MoGe (comfy_extras/nodes_moge.py): the loader's file goes to the inference, whose geometry each render draws
     "LoadMoGeModel": Rule(None, ("model_name",), (P("model_name", "model", moge_file),), fold=True),
-    "MoGeInference": Rule(None, ("resolution_level", "fov_x_degrees", "batch_size", "force_projection", "apply_mask",
-                                 "refine_steps"),
+    "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
+                                         "apply_mask", "refine_steps"),
                           (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
                            P("batch_size", "batch"), P("force_projection", "force_projection"),
                            P("apply_mask", "apply_mask")),
-                          {"moge_model": "loader", "image": "video"}, fold=True, ignore={"refine_steps": 0}),
-    "MoGeRender": Rule("depth.moge", ("output",), (P("output", "output"),), {}, ("video",), special="moge",
-                       takes=("resolution_level", "fov_x", "batch", "force_projection", "apply_mask"),
-                       note="each render runs MoGe over the frames (ComfyUI runs it once for all of them); the "
-                            "pictures are the same"),
+                          {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
+                       ("video",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

@@ -419,30 +419,47 @@ def load_moge(name: str, device: str = "cpu") -> MoGe2:
     return _load(str(path), (st.st_mtime_ns, st.st_size), device)
 
 
-def moge_clip(video, model: str, output: str = "depth", resolution_level: int = 9, fov_x: float = 0.0,
-              force_projection: bool = True, apply_mask: bool = True, batch: int = 4, device: str = "cpu", ctx=None):
-    """A lazy Clip of MoGe's `output` picture of every frame of `video`, `batch` frames through the model at once."""
+class Geometry:
+    """A clip's MoGe geometry (depth.moge's GEOMETRY), made `batch` frames a pass as it is read: frames(a, b) gives
+    frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Every render of it reads the same
+    passes, as ComfyUI's renders read one MOGE_GEOMETRY."""
+
+    def __init__(self, video, net: MoGe2, resolution_level: int, fov_x: float, force_projection: bool,
+                 apply_mask: bool, batch: int, ctx=None):
+        from nodes.common.stream import ByBatch
+        self.video, self.length = video, video.length
+        p = next(net.parameters())
+
+        def make(frames):
+            x = torch.from_numpy(np.ascontiguousarray(frames)).to(p.device).permute(0, 3, 1, 2).to(p.dtype) / 255.0
+            geo = geometry(net, x, resolution_level, fov_x, force_projection, apply_mask)
+            geo = {k: (v.float() if v.is_floating_point() else v).cpu().numpy() for k, v in geo.items()}
+            return [{k: v[j] for k, v in geo.items()} for j in range(len(frames))]
+        self._made = ByBatch(video, batch, make, ctx)
+
+    def frames(self, a: int, b: int) -> list:
+        return self._made.get(a, b)
+
+
+def infer(video, model: str, resolution_level: int = 9, fov_x: float = 0.0, force_projection: bool = True,
+          apply_mask: bool = True, batch: int = 4, device: str = "cpu", ctx=None) -> Geometry:
+    """MoGe's geometry of every frame of `video` (ComfyUI's LoadMoGeModel and MoGeInference), made as it is read."""
+    return Geometry(video, load_moge(model, device), resolution_level, fov_x, force_projection, apply_mask, batch, ctx)
+
+
+def render(geo, output: str = "depth", ctx=None):
+    """A lazy clip of `geo`'s `output` picture of every frame (ComfyUI's MoGeRender)."""
     from nodes.common.stream import Progress
     if output not in OUTPUTS:
-        raise NodeError(f"depth.moge: output {output!r}: use one of {', '.join(OUTPUTS)}")
-    net = load_moge(model, device)
-    dtype = next(net.parameters()).dtype
-    progress = Progress(ctx, video.length)
+        raise NodeError(f"depth.moge_render: output {output!r}: use one of {', '.join(OUTPUTS)}")
+    if not isinstance(geo, Geometry):
+        raise NodeError("depth.moge_render draws depth.moge's geometry; this one is another model's (Depth Anything "
+                        "3's: draw it with depth.da3_render)")
+    progress = Progress(ctx, geo.length)
 
     def reader(a: int, b: int) -> np.ndarray:
-        out = np.empty((b - a, video.height, video.width, 3), np.uint8)
-        for lo, block in video.pieces(a, b):
-            for s in range(0, len(block), batch):
-                if ctx is not None:
-                    ctx.check()
-                frames = torch.from_numpy(np.ascontiguousarray(block[s:s + batch])).to(device)
-                geo = geometry(net, frames.permute(0, 3, 1, 2).to(dtype) / 255.0, resolution_level, fov_x,
-                               force_projection, apply_mask)
-                geo = {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-                       for k, v in geo.items()}
-                for j in range(len(frames)):
-                    out[lo - a + s + j] = picture({k: v[j] for k, v in geo.items()}, output)
-                progress.add(len(frames))
+        out = np.stack([picture(f, output) for f in geo.frames(a, b)])
+        progress.add(b - a)
         return out
 
-    return video.with_(reader=reader, local=True)
+    return geo.video.with_(reader=reader, local=True)
