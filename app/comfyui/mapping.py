@@ -868,7 +868,16 @@ RULES: Dict[str, Rule] = {
     # ComfyUI's SDPose-OOD nodes (comfy_extras/nodes_sdpose.py): the keypoints of one person a frame from the SDPose
     # checkpoint's model and VAE, and their OpenPose-style picture
     "SDPoseKeypointExtractor": Rule("pose.sdpose_keypoints", ("batch_size",), (P("batch_size", "batch_size"),),
-                                    {"model": "model", "vae": "vae", "image": "video"}, ("keypoints",)),
+                                    {"model": "model", "vae": "vae", "image": "video", "bboxes": "boxes"},
+                                    ("keypoints",)),
+    # ComfyUI's RT-DETR v4 (comfy_extras/nodes_rtdetr.py): its file, from a UNETLoader, folds into detect.rtdetr
+    "RTDETR_detect": Rule("detect.rtdetr", ("threshold", "class_name", "max_detections"),
+                          (P("threshold", "threshold"), P("class_name", "class_name"),
+                           P("max_detections", "max_detections")), {"image": "video"}, ("boxes",),
+                          special="rtdetr_detect"),
+    "DrawBBoxes": Rule("detect.draw_boxes", (), (), {"image": "video", "bboxes": "boxes"}, ("video",),
+                       note="labels in PIL's default font, as ComfyUI writes them where Arial is missing (it has "
+                            "Arial on Windows); the boxes of one picture are not repeated over a longer clip"),
     "SDPoseDrawKeypoints": Rule("pose.sdpose_draw", ("draw_body", "draw_hands", "draw_face", "draw_feet",
                                                      "stick_width", "face_point_size", "score_threshold"),
                                 (P("draw_body", "draw_body"), P("draw_hands", "draw_hands"),
