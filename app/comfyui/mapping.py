@@ -132,6 +132,16 @@ def depth_folder(v):
     return name
 
 
+def moge_file(v):
+    """MoGe's file as it is; MoGe-1 and MoGe-3 files are named as ones depth.moge does not run"""
+    from nodes.depth.estimate import moge_version
+    version = moge_version(str(v))
+    if version in ("MoGe-1", "MoGe-3"):
+        raise Approx(v, f"{v} is {version}, which Kinograph does not run yet: depth.moge stops with that message; "
+                        f"set model to moge_2_vitl_normal_fp16.safetensors (Comfy-Org/MoGe) to run it")
+    return v
+
+
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
@@ -1598,6 +1608,16 @@ RULES: Dict[str, Rule] = {
     # Marigold v2's depth, normals and albedo from its decoded picture
     "MarigoldV2PostProcess": Rule("depth.marigold_pass", ("prediction",), (P("prediction", "prediction"),),
                                   {"image": "video"}, ("video",), fixed={"spread": "frame"}),
+    # MoGe (comfy_extras/nodes_moge.py): the loader's file goes to the inference, whose geometry each render draws
+    "LoadMoGeModel": Rule(None, ("model_name",), (P("model_name", "model", moge_file),), fold=True),
+    "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
+                                         "apply_mask", "refine_steps"),
+                          (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
+                           P("batch_size", "batch"), P("force_projection", "force_projection"),
+                           P("apply_mask", "apply_mask")),
+                          {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
+                       ("video",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
