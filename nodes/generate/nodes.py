@@ -681,7 +681,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            negative: CONDITIONING = Input(optional=True),
            noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),
            steps: int = Param(20, min=1, max=1000, help="denoising steps: more is slower and usually cleaner"),
-           cfg: float = Param(0.0, zero="auto", min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
+           cfg: float = Param(0.0, zero="auto", min=0.0, max=50.0,
+                              help="guidance scale; 0 = the model's usual value (its family's; 1 for FLUX.3 "
+                                   "[klein]'s step-distilled file)"),
            sampler: str = Param("euler", choices=SAMPLERS,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
@@ -772,7 +774,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                          "is drawn again; 0 keeps it as moved (Deforum's "
                                          "strength is 1 - denoise)"),
              cfg: float = Param(7.0, kind="schedule", **_within("cfg"),
-                                help="guidance per frame; 0 = the family's usual value"),
+                                help="guidance per frame; 0 = the model's usual value"),
              steps: int = Param(20, kind="schedule", **_within("steps"),
                                 help="denoising steps per frame (a diffused frame runs the "
                                      "last `denoise` share of them)"),
