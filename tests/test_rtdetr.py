@@ -216,6 +216,38 @@ def test_boxes_and_picture_are_comfyuis(detector):
     assert (picture != frame).any() and np.array_equal(picture, _comfy_draw(frame, comfy))
 
 
+def test_comfyuis_unbounded_settings_import_as_they_run(detector):
+    """RTDETR_detect's threshold and max_detections have no bounds in ComfyUI: a workflow's 1.5 / -0.5 / 500 / 0
+    import as values Kinograph takes (scores lie in 0..1; there are 300 queries) and find the boxes ComfyUI's code
+    keeps with the workflow's own values."""
+    import torch
+    import torch.nn.functional as F
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    from nodes.detect.rtdetr import RTDETR, detect, read_state
+    frame = (np.random.default_rng(3).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
+    pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
+                             mode="bilinear")
+    with torch.no_grad():
+        ref = detector["model"](pixel_values=pictures)
+    net = RTDETR(read_state(str(detector["path"])))
+    for threshold, limit in ((1.5, 5), (-0.5, 500), (0.05, 0)):
+        api = {"1": {"class_type": "LoadImage", "inputs": {"image": "people.png"}},
+               "2": {"class_type": "UNETLoader", "inputs": {"unet_name": "rt_detr_v4-x-hgnet_fp16.safetensors",
+                                                             "weight_dtype": "default"}},
+               "3": {"class_type": "RTDETR_detect", "inputs": {"model": ["2", 0], "image": ["1", 0],
+                                                               "threshold": threshold, "class_name": "all",
+                                                               "max_detections": limit}},
+               "4": {"class_type": "DrawBBoxes", "inputs": {"image": ["1", 0], "bboxes": ["3", 0]}},
+               "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "boxes"}}}
+        graph = load_workflow(text=import_data(api, name="rtdetr").yaml, check=True).graph
+        (node,) = [n for n in graph.nodes.values() if n.type == "detect.rtdetr"]
+        got = detect(net, frame[None], node.params["threshold"], "all", node.params["max_detections"])[0]
+        want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), threshold, "all", limit)
+        assert len(got) == len(want) == {1.5: 0, -0.5: 300, 0.05: 0}[threshold]
+        assert np.allclose(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), atol=1e-3)
+
+
 def test_a_wrong_file_is_named(tmp_path):
     import torch
     from safetensors.torch import save_file
