@@ -188,19 +188,26 @@ def _comfy_draw(frame, detections):
     return np.asarray(img)
 
 
-def test_boxes_and_picture_are_comfyuis(detector):
-    """A 96x64 frame: the boxes ComfyUI's RTDETR_detect keeps (over 0.05 on random weights, of a class, at most 5) and DrawBBoxes'
-    picture of them."""
+def _frame_and_both(detector, seed):
+    """A random 96x64 frame, the reference D-FINE's outputs on it stretched to 640x640 as ComfyUI stretches it, and
+    Kinograph's network on the same file."""
     import torch
     import torch.nn.functional as F
-    from nodes.common.boxes import Box
-    from nodes.detect.rtdetr import RTDETR, detect, draw_boxes, label_name, read_state
-    frame = (np.random.default_rng(2).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
+    from nodes.detect.rtdetr import RTDETR, read_state
+    frame = (np.random.default_rng(seed).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
     pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
                              mode="bilinear")
     with torch.no_grad():
         ref = detector["model"](pixel_values=pictures)
-    net = RTDETR(read_state(str(detector["path"])))
+    return frame, ref, RTDETR(read_state(str(detector["path"])))
+
+
+def test_boxes_and_picture_are_comfyuis(detector):
+    """A 96x64 frame: the boxes ComfyUI's RTDETR_detect keeps (over 0.05 on random weights, of a class, at most 5) and DrawBBoxes'
+    picture of them."""
+    from nodes.common.boxes import Box
+    from nodes.detect.rtdetr import detect, draw_boxes, label_name
+    frame, ref, net = _frame_and_both(detector, 2)
     best = label_name(_comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, "all", 1)[0][4])
     for class_name, limit in ((best, 300), ("all", 5)):
         want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, class_name, limit)
@@ -220,17 +227,10 @@ def test_comfyuis_unbounded_settings_import_as_they_run(detector):
     """RTDETR_detect's threshold and max_detections have no bounds in ComfyUI: a workflow's 1.5 / -0.5 / 500 / 0
     import as values Kinograph takes (scores lie in 0..1; there are 300 queries) and find the boxes ComfyUI's code
     keeps with the workflow's own values."""
-    import torch
-    import torch.nn.functional as F
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
-    from nodes.detect.rtdetr import RTDETR, detect, read_state
-    frame = (np.random.default_rng(3).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
-    pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
-                             mode="bilinear")
-    with torch.no_grad():
-        ref = detector["model"](pixel_values=pictures)
-    net = RTDETR(read_state(str(detector["path"])))
+    from nodes.detect.rtdetr import detect
+    frame, ref, net = _frame_and_both(detector, 3)
     for threshold, limit in ((1.5, 5), (-0.5, 500), (0.05, 0)):
         api = {"1": {"class_type": "LoadImage", "inputs": {"image": "people.png"}},
                "2": {"class_type": "UNETLoader", "inputs": {"unet_name": "rt_detr_v4-x-hgnet_fp16.safetensors",
