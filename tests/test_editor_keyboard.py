@@ -331,3 +331,23 @@ def test_enter_in_a_field_on_a_node_applies_it_and_gives_the_keyboard_back_to_th
     qtbot.keyClick(ed, Qt.Key_Return)
     assert win.doc.graph.nodes[p].params["frames"] == 12
     assert win.view.hasFocus(), f"the keyboard went to {type(QApplication.focusWidget()).__name__}"
+
+
+def test_tab_in_a_field_on_a_node_passes_over_a_field_a_link_sets(win, qtbot):
+    """A field whose value a link sets shows '← size.width' and does not edit on a click; Tab from the field before
+    it opened an editor over it anyway, on the value the link hides, and what was typed there did nothing."""
+    c = win.controller
+    p = c.add_node("generate.test_pattern", (0, 0))
+    for name, value in (("frames", 5), ("width", 64), ("height", 48)):
+        c.set_param(p, name, value)
+    src = c.add_node("generate.test_pattern", (0, 400))
+    size = c.add_node("video.size", (300, 400))
+    c.connect(src, "video", size, "video")
+    c.connect(size, "width", p, "width")
+    win.view.edit_param(p, "frames")
+    for key, shown in ((Qt.Key_Tab, "48"), (Qt.Key_Backtab, "5")):
+        ed = win.view._editor
+        qtbot.waitUntil(ed.hasFocus)
+        qtbot.keyClick(ed, key)
+        qtbot.waitUntil(lambda: win.view._editor not in (None, ed))
+        assert win.view._editor.text() == shown, "the keyboard went into the field the link sets"

@@ -622,7 +622,9 @@ class GraphView(QGraphicsView):
         item = self.scene().nodes.get(node_id)
         if item is None or item.collapsed:
             return
-        names = [n for n, p in item.spec.params.items() if _typed_inline(p)]
+        # Not a field a link sets: it shows where its value comes from, and what was typed over it did nothing.
+        linked = item.linked_params()
+        names = [n for n, p in item.spec.params.items() if _typed_inline(p) and n not in linked]
         i = names.index(name) + d if name in names else -1
         if 0 <= i < len(names):
             self.edit_param(node_id, names[i])
