@@ -250,13 +250,20 @@ class GraphView(QGraphicsView):
         z = max(MIN_ZOOM, min(MAX_ZOOM, scale))
         m, w, h = 40.0 / z, self.viewport().width() / z, self.viewport().height() / z
         shown = QRectF(x, y, (width / z) or w, (height / z) or h)
-        items = list(self.scene().nodes.values()) + (list(self.scene().notes.values()) if width else [])
-        seen = QRectF()
-        for item in items:
+        nodes = QRectF()
+        for item in self.scene().nodes.values():
             if item.sceneBoundingRect().intersects(shown):
-                seen = seen.united(item.sceneBoundingRect())        # whole: a node at the edge is not cut
-        if seen.isEmpty():
+                nodes = nodes.united(item.sceneBoundingRect())      # whole: a node at the edge is not cut
+        if nodes.isEmpty():
             return False
+        seen = nodes
+        for item in self.scene().notes.values() if width else ():
+            if item.sceneBoundingRect().intersects(shown):
+                seen = seen.united(item.sceneBoundingRect())
+        if seen.width() + 2 * m > w or seen.height() + 2 * m > h:
+            # Read from the nodes' top left, not a note's: on a small window a tall note of model links beside
+            # them (Depth Anything 3's templates) filled the canvas, not one node in sight.
+            seen = nodes
         self.reach(self.scene().nodes_rect())
         self.zoom_by(z / self.zoom())
         if width:
