@@ -351,3 +351,22 @@ def test_tab_in_a_field_on_a_node_passes_over_a_field_a_link_sets(win, qtbot):
         qtbot.keyClick(ed, key)
         qtbot.waitUntil(lambda: win.view._editor not in (None, ed))
         assert win.view._editor.text() == shown, "the keyboard went into the field the link sets"
+
+
+def test_tab_to_a_field_below_the_canvas_edge_brings_it_into_sight(win, qtbot):
+    """Zoomed in on a node, Tab from its field at the canvas' foot opened the next field's editor below the edge:
+    the keyboard was in a field no one could see, and the value was typed blind."""
+    p = win.controller.add_node("generate.test_pattern", (0, 0))
+    item = win.scene.nodes[p]
+    win.view.zoom_by(2.0 / win.view.zoom())
+    frames = item.mapRectToScene(item.param_rect("frames"))
+    # The frames field just above the canvas' foot: the width field, a row lower, below it.
+    vp = win.view.viewport().rect()
+    win.view.centerOn(frames.center().x(), frames.bottom() + 2 - vp.height() / 2 / win.view.zoom())
+    assert vp.contains(win.view.mapFromScene(frames).boundingRect())
+    win.view.edit_param(p, "frames")
+    ed = win.view._editor
+    qtbot.waitUntil(ed.hasFocus)
+    qtbot.keyClick(ed, Qt.Key_Tab)
+    qtbot.waitUntil(lambda: win.view._editor not in (None, ed))
+    assert vp.contains(win.view._editor.geometry()), "the next field opened out of sight"

@@ -634,6 +634,8 @@ class GraphView(QGraphicsView):
         names = [n for n, p in item.spec.params.items() if _typed_inline(p) and n not in linked]
         i = names.index(name) + d if name in names else -1
         if 0 <= i < len(names):
+            # Zoomed in, the next field may lie past the canvas' edge: typed there, the value went in blind.
+            self.ensureVisible(item.mapRectToScene(item.param_rect(names[i])), 20, 20)
             self.edit_param(node_id, names[i])
 
     def rename(self, what: str, key: str) -> None:
