@@ -648,3 +648,19 @@ def test_a_note_added_with_the_cursor_on_a_node_is_not_hidden_under_it(win, qtbo
     assert note.text_item.hasFocus()
     covered = [n for n, i in win.scene.nodes.items() if i.sceneBoundingRect().intersects(note.sceneBoundingRect())]
     assert not covered, f"the note is under {covered}"
+
+
+def test_a_duplicated_note_does_not_cover_its_original(win):
+    """Ctrl+D on a note laid the copy 40 px from it, over its text: only the nodes of what is pasted were placed
+    clear of the workflow, a note alone not at all."""
+    c = win.controller
+    note = c.add_note((0.0, 0.0), "Grade the plate first")
+    node = c.add_node("generate.test_pattern", (300.0, 0.0))
+    for notes, nodes in (([note], []), ([note], [node])):
+        before = set(win.scene.notes)
+        c.duplicate(nodes, notes)
+        (copy,) = set(win.scene.notes) - before
+        rect = win.scene.notes[copy].sceneBoundingRect()
+        covered = [n for n in list(win.scene.nodes) + list(before)
+                   if (win.scene.nodes.get(n) or win.scene.notes.get(n)).sceneBoundingRect().intersects(rect)]
+        assert not covered, f"the copied note covers {covered}"
