@@ -370,3 +370,19 @@ def test_tab_to_a_field_below_the_canvas_edge_brings_it_into_sight(win, qtbot):
     qtbot.keyClick(ed, Qt.Key_Tab)
     qtbot.waitUntil(lambda: win.view._editor not in (None, ed))
     assert vp.contains(win.view._editor.geometry()), "the next field opened out of sight"
+
+
+@pytest.mark.parametrize("type_name,name", [("encode.qwen_edit", "text"), ("text.flux3_layout", "prompt")])
+def test_enter_in_an_edit_or_layout_prompt_starts_a_new_line(win, qtbot, type_name, name):
+    """Qwen-Image-Edit's prompt and FLUX.3's layout caption were one-line fields, on the node and in the panel: Enter
+    applied them, and a prompt of several lines (ComfyUI's are multi-line) could not be written."""
+    nid = win.controller.add_node(type_name, (0, 0))
+    win.view.edit_param(nid, name)             # a click on the field on the node: into the panel's field
+    qtbot.waitUntil(lambda: win.properties.node_id == nid and name in win.properties.editors)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None and QApplication.focusWidget() is not win.view)
+    field = QApplication.focusWidget()
+    qtbot.keyClicks(field, "a red car")
+    qtbot.keyClick(field, Qt.Key_Return)
+    qtbot.keyClicks(field, "at dusk")
+    field.clearFocus()
+    qtbot.waitUntil(lambda: win.doc.graph.nodes[nid].params.get(name) == "a red car\nat dusk")
