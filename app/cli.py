@@ -414,7 +414,8 @@ def _say_nothing_kept(wf, note) -> None:
     PreviewImage shows in the editor only) ran for seconds, said "ok" and wrote nothing, with nothing said."""
     from graph_engine.registry import default_registry
     reg = default_registry()
-    if not any(getattr(reg.get(n.type), "output", False) for n in wf.graph.nodes.values()):
+    # text.generate's text is kept in the run's log (ComfyUI's PreviewAny of it)
+    if not any(getattr(reg.get(n.type), "output", False) or n.type == "text.generate" for n in wf.graph.nodes.values()):
         note("warning: nothing in this workflow saves a file or measures anything: the run computes it and keeps "
              "nothing; add io.save_video (or io.save_frames) after the node whose result you want")
 

@@ -1489,3 +1489,18 @@ def test_a_primitive_driving_a_seed_gives_its_control_after_generate(primitive, 
     g = import_data(wf).graph
     assert g.nodes["k_sampler_3"].params["seed"] == 31
     assert g.ui["k_sampler_3"].get("seed") == want
+
+
+def test_two_saves_of_one_prefix_write_two_files(tmp_path):
+    """InfiniteTalk's template saves its first pass and the whole clip under one filename_prefix: ComfyUI numbers the
+    files, Kinograph wrote both to out/video/ComfyUI.mp4, the first pass kept only as the second's earlier take."""
+    from app.comfyui import import_workflow
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png", "upload": "image"}}}
+    for nid in ("2", "3", "4"):
+        api[nid] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "shot"}}
+    api["5"] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "shot_2"}}
+    (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
+    result = import_workflow(tmp_path / "w.json")
+    paths = sorted(n.params["path"] for n in result.graph.nodes.values() if n.type == "io.save_frames")
+    assert paths == ["out/shot", "out/shot_2", "out/shot_3", "out/shot_4"]
+    assert "an earlier save of this workflow writes out/shot (ComfyUI numbers each file" in result.report.text()
