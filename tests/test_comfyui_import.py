@@ -1504,3 +1504,20 @@ def test_two_saves_of_one_prefix_write_two_files(tmp_path):
     paths = sorted(n.params["path"] for n in result.graph.nodes.values() if n.type == "io.save_frames")
     assert paths == ["out/shot", "out/shot_2", "out/shot_3", "out/shot_4"]
     assert "an earlier save of this workflow writes out/shot (ComfyUI numbers each file" in result.report.text()
+
+
+def test_a_text_encoder_type_kinograph_loads_no_model_of_is_named_as_such(tmp_path):
+    """FLUX.3 klein's CLIPLoader (type flux3) failed validation with "(did you mean 'flux'?)" alone, sending a newcomer
+    to FLUX.1's type; its report line now says Kinograph loads nothing of that family yet."""
+    from app.comfyui import import_workflow
+    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "flux3",
+                                                        "device": "default"}},
+           "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "a cat"}},
+           "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan",
+                                                        "device": "default"}},
+           "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a cat"}}}
+    (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
+    report = import_workflow(tmp_path / "w.json").report
+    assert ("type 'flux3': Kinograph loads no text encoder, and no model, of ComfyUI's flux3 family yet"
+            in report.entries["1"].why())
+    assert report.entries["1"].status == "approx" and not report.entries["3"].notes

@@ -149,6 +149,7 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         self.add_remarks()
         self.name_dropped_links()
         self.part_shared_outputs()
+        self.name_unknown_text_types()
         self.say_if_nothing_is_saved()
         return self.graph, self.report
 
@@ -489,6 +490,21 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             if entry is not None:
                 entry.notes.append(f"writes {inst.params['path']}: an earlier save of this workflow writes {path} (ComfyUI "
                                    f"numbers each file of one filename_prefix)")
+
+    def name_unknown_text_types(self) -> None:
+        """A CLIPLoader of a type Kinograph loads no model of (FLUX.3 klein's flux3) failed validation with "(did you
+        mean 'flux'?)", sending a newcomer to FLUX.1's: its report line says what the type is instead."""
+        from nodes.generate.split_nodes import TEXT_TYPES
+        for nid, inst in self.graph.nodes.items():
+            kind = inst.params.get("type")
+            if inst.type != "load.text_encoder" or not isinstance(kind, str) or kind in TEXT_TYPES:
+                continue
+            entry = next((e for e in self.report.entries.values() if nid in e.kinograph), None)
+            if entry is not None:
+                entry.notes.append(f"type {kind!r}: Kinograph loads no text encoder, and no model, of ComfyUI's {kind} "
+                                   "family yet (README, 'What runs', lists those it loads); another type does not "
+                                   "make it run")
+                entry.status = APPROX if entry.status == EXACT else entry.status
 
     def say_if_nothing_is_saved(self) -> None:
         """A workflow that ends in ComfyUI's previews saves nothing: ComfyUI shows them, but `kinograph run` would
