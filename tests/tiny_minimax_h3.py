@@ -7,8 +7,11 @@ reference does not go through Kinograph's loading code:
   root/models/diffusion_models/minimax_h3_tiny.safetensors   MiniMax's names, bf16
   root/models/diffusion_models/minimax_h3_pruned_tiny.safetensors  the same weights as the pruned release holds them:
                                                              no time embedder, a curve table adaln_t_table (9 rows)
+  root/models/diffusion_models/minimax_h3_fasth3_tiny.safetensors  the pruned file with FastH3's VSA gates
+                                                             (blocks.N.attn.to_gate_compress)
   root/models/vae/minimax_h3_video_vae_tiny.safetensors      ComfyUI's names (x_embedder, to_qkv head by head, ff.w1,
                                                              latents_mean / latents_std buffers), fp16
+  root/models/vae/minimax_h3_audio_vae_tiny.safetensors      ComfyUI's names (weight norms folded), fp32 as released
   root/models/text_encoders/qwen3vl_minimax_tiny.safetensors Qwen3-VL in ComfyUI's names (model.layers.*, visual.*;
                                                              tests/tiny_qwen21.py's), 52 layers (MiniMax H3 reads the
                                                              state after layer 50), its tokenizer in a folder after it
@@ -130,6 +133,34 @@ def comfy_vae(model) -> dict:
     return out
 
 
+def audio_vae():
+    """The stereo audio VAE: the released encoder strides and BigVGAN decoder (ComfyUI fixes its rates, kernels and
+    residual blocks), 64 wide at the latent, 128 at the decoder's start; latent statistics that are not 0 / 1."""
+    from diffusers import AutoencoderKLMiniMaxH3Audio
+    _seed(9)
+    g = torch.Generator().manual_seed(10)
+    model = AutoencoderKLMiniMaxH3Audio(encoder_dim=2, latent_dim=64, latent_channels=32, decoder_dim=128,
+                                        latents_mean=(torch.randn(32, generator=g) * 0.5).tolist(),
+                                        latents_std=(torch.rand(32, generator=g) + 0.5).tolist())
+    with torch.no_grad():       # SnakeBeta's log-scale parameters start at 0 (exp 1): spread them as trained ones are
+        for name, p in model.named_parameters():
+            if name.endswith((".alpha", ".beta")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model.eval()
+
+
+def comfy_audio_vae() -> dict:
+    """audio_vae() as ComfyUI's MiniMaxH3AudioVAE file (comfy/ldm/minimax/audio_vae.py): the same names with each
+    weight norm folded into its plain weight, the latent statistics as buffers."""
+    model = folded = audio_vae()
+    for module in folded.modules():
+        if hasattr(module, "weight_g"):
+            torch.nn.utils.remove_weight_norm(module)
+    out = {k: v.detach().clone() for k, v in folded.state_dict().items()}
+    out.update(latents_mean=torch.tensor(model.config.latents_mean), latents_std=torch.tensor(model.config.latents_std))
+    return out
+
+
 def curve_table() -> torch.Tensor:
     """The pruned release's adaln_t_table for the tiny transformer: 9 rows of its 16-wide time embedding, in
     [-0.2, 1), where SiLU is invertible (the tests' reference feeds diffusers' transformer SiLU's inverse of it)."""
@@ -148,9 +179,16 @@ def build_minimax_h3(root: Path) -> Path:
     processor(te_file.with_suffix(""))         # writes its tokenizer there
     save_file({k: v.contiguous() if k.startswith("latents_") else v.half().contiguous()
                for k, v in comfy_vae(vae()).items()}, str(models / "vae" / "minimax_h3_video_vae_tiny.safetensors"))
+    save_file({k: v.float().contiguous() for k, v in comfy_audio_vae().items()},
+              str(models / "vae" / "minimax_h3_audio_vae_tiny.safetensors"))
     comfy = {k: v.contiguous() if k == "rope.inv_freq" else v.bfloat16().contiguous()
              for k, v in comfy_transformer(transformer()).items()}
     save_file(comfy, str(models / "diffusion_models" / "minimax_h3_tiny.safetensors"))
-    save_file({**{k: v for k, v in comfy.items() if not k.startswith("time_embedder.")}, "adaln_t_table": curve_table()},
-              str(models / "diffusion_models" / "minimax_h3_pruned_tiny.safetensors"))
+    pruned = {**{k: v for k, v in comfy.items() if not k.startswith("time_embedder.")}, "adaln_t_table": curve_table()}
+    save_file(pruned, str(models / "diffusion_models" / "minimax_h3_pruned_tiny.safetensors"))
+    # FastVideo's FastH3 (fastvideo_fasth3_*_pruned_*): the pruned file with VSA's coarse-attention gate in each block
+    g = torch.Generator().manual_seed(11)
+    gates = {f"blocks.{i}.attn.to_gate_compress.{p}": torch.randn(shape, generator=g).bfloat16()
+             for i in range(2) for p, shape in (("weight", (32, 24)), ("bias", (32,)))}
+    save_file({**pruned, **gates}, str(models / "diffusion_models" / "minimax_h3_fasth3_tiny.safetensors"))
     return root

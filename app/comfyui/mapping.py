@@ -477,8 +477,11 @@ def editor_boxes(v):
 
 
 def reference_resolution(v):
-    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize"""
-    return "resize" if v == "resize" else "keep"
+    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize (resize resamples by area, which
+    ComfyUI's may not)"""
+    if v == "resize":
+        raise Approx("resize", "a picture resized to megapixels is resampled by area, which ComfyUI's may not be")
+    return "keep"
 
 
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
@@ -990,13 +993,13 @@ RULES: Dict[str, Rule] = {
     # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
     # FLUX.2 / FLUX.3 klein editing: several pictures encoded and added to both prompts in one node; its latent the
     # first picture's, zeroed. Resizing to megapixels: ComfyUI's resampling is not documented; Kinograph's is area
-    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "megapixels"),
-                                 (P("resolution", "resolution", reference_resolution), P("megapixels", "megapixels")),
+    # megapixels is resolution's "resize" option's own widget: resolution.megapixels, as an API prompt names it
+    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "resolution.megapixels"),
+                                 (P("resolution", "resolution", reference_resolution),
+                                  P("resolution.megapixels", "megapixels")),
                                  {"positive": "positive", "negative": "negative", "vae": "vae",
                                   "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
-                                  "images.image3": "image4"}, ("positive", "negative", "latent"),
-                                 note="a picture resized to megapixels is resampled by area, which ComfyUI's may "
-                                      "not be"),
+                                  "images.image3": "image4"}, ("positive", "negative", "latent")),
     # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
     # behind the editor, and the preview picture is not drawn
     "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),
@@ -1128,6 +1131,11 @@ RULES: Dict[str, Rule] = {
                             {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
+    # MiniMax H3 text-to-video: its prompt (the CLIP it is given reads it) and the empty video latent with its
+    # soundtrack; keyframes (first_frame / last_frame, fl2va) are not made yet
+    "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
+                                  (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
+                                  {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
     # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
     # sample's ar_video sampler reads) and the empty latent is the video's
     "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
@@ -1377,6 +1385,17 @@ RULES: Dict[str, Rule] = {
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
                              {"model": "model"}, ("model",), fold=True, special="model_through"),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    # MiniMax H3's two flow shifts: the video's levels (the sampler's) and its soundtrack's
+    "MiniMaxH3SigmaShift": Rule("model.flow_shift", ("shift_video", "shift_audio"),
+                                (P("shift_video", "shift"), P("shift_audio", "sound_shift")), {"model": "model"},
+                                ("model",)),
+    # a faster attention for long sequences; FastVideo's FastH3 (vsa) was distilled to attend through it, with a
+    # coarse branch (to_gate_compress) its blocks add: Kinograph attends densely and without that branch, as
+    # ComfyUI's MiniMax H3 model does without this node
+    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="model_through",
+                                 note="attention is dense here: the model attends to every token (ComfyUI: each block "
+                                      "of queries to a chosen few blocks of keys), and FastH3's VSA coarse branch "
+                                      "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
     "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),

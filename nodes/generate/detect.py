@@ -675,13 +675,13 @@ def _seedvr2(k: Keys) -> Optional[Detection]:
         return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
                          why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
                              f"run yet; {instead}")
-    if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight"):
+    # diffusers' Wan and Qwen-Image VAEs have these names on 3-D convolutions too, with RMS norms (gamma) where
+    # SeedVR2's (SD3's autoencoder inflated) has group norms
+    if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight") \
+            and not k.any("decoder.up_blocks.0.resnets.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
         return Detection(None, "seedvr2", "vae", why=f"ByteDance's SeedVR2 video VAE (3-D convolutions, 16 latent "
                                                      f"channels), which Kinograph does not read yet; {instead}")
     return None
-
-
-H3_INSTEAD = "LTX-2 makes a video with its sound today (load.model on checkpoints/ltx-2-19b-dev.safetensors)"
 
 
 def _minimax_h3(k: Keys) -> Optional[Detection]:
@@ -700,9 +700,8 @@ def _minimax_h3(k: Keys) -> Optional[Detection]:
         return Detection("vae", "minimax_h3", "", layout="original" if k.has("decoder.x_embedder.weight") else "diffusers",
                          why="MiniMax H3's video VAE (24 channels, a causal 3-D encoder and a ViT decoder)")
     if k.has("pre_block.attn.q_bias", "dec_in_proj.weight", "mean_proj.weight"):
-        return Detection(None, "minimax_h3", "audio-vae", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
-                                                              "decoder), which Kinograph does not read yet; "
-                                                              + H3_INSTEAD)
+        return Detection("vae", "minimax_h3", "audio", why="MiniMax H3's stereo audio VAE (32 kHz, a BigVGAN "
+                                                           "decoder): vae.decode_sound reads a video's soundtrack")
     return None
 
 

@@ -36,16 +36,26 @@ class Family:
     # FLUX.2 [klein]) have no guidance input: ComfyUI ignores FluxGuidance there and its sampler's cfg is a true CFG.
     distilled_guidance: bool = False
     guidance_free: Tuple[str, ...] = ()
+    # A VAE that encodes time in chunks (MiniMax H3's: 17 pixel frames to 5 latent frames, after a first 5 to 2):
+    # (pixel frames per chunk, latent frames per chunk, pixel frames of the first, its latent frames); videos take
+    # chunk * n + first frames. A picture (1 frame) is one latent frame all the same.
+    chunks: Tuple[int, int, int, int] = ()
 
     def reads_guidance(self, variant: str = "") -> bool:
         """Whether a model of this family (of this detected variant, where known) is told FluxGuidance's value."""
         return self.distilled_guidance and not (variant and variant.endswith(self.guidance_free))
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
+        if self.chunks and frames >= self.chunks[2]:
+            a, c, b, d = self.chunks
+            return (frames - b) // a * c + d
         k = time_factor or self.time_factor
         return frames if k == 1 else (frames - 1) // k + 1
 
     def pixel_frames(self, latent_frames: int, time_factor: Optional[int] = None) -> int:
+        if self.chunks and latent_frames >= self.chunks[3]:
+            a, c, b, d = self.chunks
+            return (latent_frames - d) // c * a + b
         k = time_factor or self.time_factor
         return latent_frames if k == 1 else (latent_frames - 1) * k + 1
 
@@ -58,6 +68,14 @@ class Family:
         k = time_factor or self.time_factor
         if frames < 1:
             raise NodeError(f"{self.title} needs at least 1 frame, got {frames}")
+        if self.chunks and frames > 1:
+            a, _, b, _ = self.chunks
+            if frames < b or (frames - b) % a:
+                lo = b + max(0, frames - b) // a * a
+                near = f"{lo} or {lo + a}" if b <= lo < frames else f"{lo}"
+                raise NodeError(f"{self.title} takes 1 frame or {a}n+{b} frames (its VAE encodes time in chunks of "
+                                f"{a}); {frames} is not one of them. The nearest valid frame counts are {near}.")
+            return
         if k > 1 and frames % k != 1:
             lo = frames - (frames - 1) % k
             hi = lo + k
@@ -120,10 +138,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # true CFG; dev and fast are distilled to cfg 1.
     Family("hidream", "HiDream-I1 (image)", ("HiDreamImagePipeline",), ("HiDreamImageTransformer2DModel",), fps=8.0,
            flow=True, cfg=5.0, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
-    # MiniMax H3 keyframes: its audio-video transformer making one picture (one latent frame, no sound rows) of its
-    # 24-channel latent (16x smaller per side), prompts read by Qwen3-VL 32B (layer 50); guidance distilled (cfg 1).
-    Family("minimax_h3", "MiniMax H3 (image)", ("MiniMaxH3Parts",), ("MiniMaxH3Transformer3DModel",), space_factor=16,
-           fps=24.0, flow=True, cfg=1.0, steps=30, size=(1024, 1024), frames=1, patch=2),
+    # MiniMax H3: its audio-video transformer making a picture (one latent frame, no sound rows) or a video with its
+    # stereo soundtrack (17n+5 frames at 24 fps) of its 24-channel latent (16x smaller per side), prompts read by
+    # Qwen3-VL 32B (layer 50); guidance distilled (cfg 1).
+    Family("minimax_h3", "MiniMax H3 (image, video with sound)", ("MiniMaxH3Parts",), ("MiniMaxH3Transformer3DModel",),
+           space_factor=16, fps=24.0, flow=True, cfg=1.0, steps=30, size=(1024, 1024), frames=1, patch=2,
+           chunks=(17, 5, 5, 2)),
     # LongCat-Image (Meituan) keyframes and edits: FLUX.1's double and single blocks told no pooled embedding and no
     # guidance, over 2x2 patches of FLUX.1's latent; prompts read by Qwen2.5-VL 7B (its last layer), true CFG with a
     # negative. LongCat-Image-Edit: the same transformer reading the picture to edit beside the noise.

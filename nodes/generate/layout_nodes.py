@@ -18,8 +18,8 @@ def boxes_create(ctx, width: int = Param(1024, min=1, max=16384, help="the canva
                                                'text), "text", "desc" and "palette" (ComfyUI\'s box editor '
                                                'writes this)')) -> BOXES:
     """Boxes laid out on a canvas, each with what goes in it (ComfyUI's CreateBoundingBoxes): feed them to
-    text.flux3_layout to place things where a FLUX.3 klein picture draws them (FLUX.3 klein itself does not load
-    in Kinograph yet: the text can be read and saved, not sampled)."""
+    text.flux3_layout to place things where a FLUX.3 klein picture draws them (Kinograph does not run FLUX.3 klein
+    yet: docs/models.md)."""
     import json
 
     from graph_engine import NodeError
@@ -40,8 +40,8 @@ def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <
     """The prompt with FLUX.3 klein's layout table after it (ComfyUI's Flux3LayoutPrompt): a JSON list of the boxes
     in order as obj_1, obj_2, ..., each with its [y0, x0, y1, x1] on a 0-1000 grid over the canvas and its
     description. Palettes and words to letter are not read: say colours and text in the description. Without
-    boxes the prompt is given back as written. It is FLUX.3 klein's prompt, and Kinograph does not load FLUX.3 klein
-    yet (its text encoder type flux3 included): ComfyUI's FLUX.3 klein templates import but do not run."""
+    boxes the prompt is given back as written. FLUX.3 klein reads it; Kinograph does not run that model yet
+    (docs/models.md), so the text is for a FLUX.3 klein graph imported from ComfyUI or run elsewhere."""
     from nodes.common.boxes import flux3_layout_prompt
     return flux3_layout_prompt(prompt, boxes)
 
@@ -57,9 +57,9 @@ def condition_references(ctx, vae: VAE, positive: CONDITIONING, image: VIDEO = I
                                                       "megapixels first, keeping its shape"),
                          megapixels: float = Param(1.0, min=0.01, max=16.0, help="each picture's size with resize, "
                                                                                  "in millions of pixels")):
-    """Give an edit model (FLUX.2; FLUX.3 klein once it loads) several pictures at once (ComfyUI's
-    ReferenceMultiLatent): each is encoded on its own and added, in order, to the prompt and the negative as a
-    reference (condition.reference chained). The negative is the prompt where none is given. Sample the latent it gives (empty, the first picture's
+    """Give an edit model (FLUX.2) several pictures at once (ComfyUI's ReferenceMultiLatent): each is
+    encoded on its own and added, in order, to the prompt and the negative as a reference (condition.reference
+    chained). The negative is the prompt where none is given. Sample the latent it gives (empty, the first picture's
     size) at denoise 1."""
     from nodes.generate.reference import add_references
     pictures = [p for p in (image, image2, image3, image4) if p is not None]

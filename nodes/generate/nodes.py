@@ -598,6 +598,15 @@ def vae_decode(ctx, vae: VAE, latent: LATENT) -> VIDEO:
     return decode_latent(vae, latent)
 
 
+@node("vae.decode_sound", title="VAE Decode Sound", category="Latent", device="gpu")
+def vae_decode_sound(ctx, vae: VAE, latent: LATENT) -> AUDIO:
+    """The soundtrack of a video latent made with its sound, decoded by the model's audio VAE (ComfyUI's
+    VAEDecodeAudio on MiniMax H3's minimax_h3_audio_vae_*); give it to the frames with io.set_audio. LTX-2's sound
+    comes out of vae.decode with the frames."""
+    from nodes.generate.vae_ops import decode_sound
+    return decode_sound(vae, latent)
+
+
 @node("latent.empty", title="Empty Latent", category="Latent", preflight=latent_preflight)
 def latent_empty(ctx, vae: VAE,
                  start_image: IMAGE = Input(optional=True, help="Wan 2.2 TI2V-5B: the video's first frame, kept "
@@ -983,20 +992,26 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
                sampling: str = Param("flow", choices=("flow", "img_to_img_velocity"),
                                      help="flow: the model's output is a velocity scaled by the noise level; "
                                           "img_to_img_velocity: it is the whole way from the picture's latent to "
-                                          "the result's (Marigold v2), sampled with add_noise off")) -> MODEL:
+                                          "the result's (Marigold v2), sampled with add_noise off"),
+               sound_shift: float = Param(0.0, zero="auto", min=0.0, max=100.0,
+                                          help="MiniMax H3: its soundtrack's own shift (0 = 3, as released)")) -> MODEL:
     """Set a flow-matching model's time shift (Wan, LTX, HunyuanVideo): noise levels
     shift * s / (1 + (shift - 1) * s) over the schedule, as ComfyUI's ModelSamplingSD3 sets them. Shift 0 would
     make every level 0 (nothing sampled: a black video), so it starts at 0.01. `sampling` img_to_img_velocity is
     ComfyUI's ModelSamplingAuraFlow sampling of that name: the model reads the picture's latent as it is and the
-    result is that latent minus the model's output (Marigold v2's depth, normals and albedo from Qwen-Image-Edit)."""
+    result is that latent minus the model's output (Marigold v2's depth, normals and albedo from Qwen-Image-Edit).
+    MiniMax H3 samples a video's soundtrack on a schedule of its own: sound_shift sets it (ComfyUI's
+    MiniMaxH3SigmaShift shift_audio)."""
     model = model.with_option("flow_shift", float(shift))
+    if sound_shift:
+        model = model.with_option("minimax_h3_sound_shift", float(sound_shift))
     velocity = sampling == "img_to_img_velocity"
     # set only where it is or was on, so the models of every other workflow stay as they were (their cache keys)
     return model.with_option("img_to_img_velocity", velocity) if velocity or model.option("img_to_img_velocity") \
         else model
 
 
-@node("model.scale_rope", title="Scale RoPE", category="Sampling", passes={"model": "model"})
+@node("model.scale_rope", title="RoPE Positions Scale", category="Sampling", passes={"model": "model"})
 def scale_rope(ctx, model: MODEL,
                scale_x: float = Param(1.0, min=0.0, max=100.0, help="spacing of the columns' positions"),
                shift_x: float = Param(0.0, min=-256.0, max=256.0, help="position of the first column"),

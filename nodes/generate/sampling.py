@@ -415,6 +415,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                         "noise from the same latent")
     if noise_scale != 1.0:
         noise = noise * float(noise_scale)
+    noise = adapter.run_noise(handle, noise)
     dtype = handle.denoiser.dtype
     device = handle.denoiser.device if handle.device == "cpu" else torch.device(handle.device)
     shift = handle.option("flow_shift")
@@ -525,7 +526,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     smp = SAMPLERS[sampler]
     kw = {"flow": adapter.space == "flow"}
     if sampler in STOCHASTIC:
-        kw["noise_sampler"] = lambda i: torch.randn(x0.shape, generator=gen, dtype=torch.float32)
+        kw["noise_sampler"] = lambda i: adapter.run_noise(handle, torch.randn(x0.shape, generator=gen,
+                                                                           dtype=torch.float32))
     blockwise = contextlib.nullcontext()
     if sampler == "ar_video":
         from nodes.generate.causal_wan import ar_options

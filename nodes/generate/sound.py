@@ -52,7 +52,8 @@ def _write_once(path: Path, channels: int, rate: int, data: bytes) -> Path:
 
 def clip_sound(adapter, pipe, latent) -> Optional[Audio]:
     """The latent's sound as the Audio of its clip, cut to the video's length; None for a latent without one."""
-    if latent.audio is None:
+    got = None if latent.audio is None else adapter.decode_sound(pipe, latent.audio[:1])
+    if got is None:     # no sound, or a VAE that decodes frames alone (MiniMax H3's video VAE)
         return None
-    samples, rate = adapter.decode_sound(pipe, latent.audio[:1])
+    samples, rate = got
     return Audio(str(write_wav(samples, rate)), 0.0, latent.frames / float(latent.fps))

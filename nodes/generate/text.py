@@ -33,7 +33,8 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     pipe = text_encoder.pipe
     device = _device(pipe)
     clip = getattr(adapter, "clip_layers", False)
-    cleaned = [clean_and_weights(insert_embeddings(pipe, text, clip, log)) for _, text in keys]
+    texts = [insert_embeddings(pipe, text, clip, log) for _, text in keys]
+    cleaned = [(t, []) for t in texts] if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
     kw = {}
     if clip_skip > 1:
         if getattr(adapter, "clip_layers", False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from pathlib import Path
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -69,6 +70,22 @@ def decode_latent(vae, latent: Latent) -> Clip:
         return clip.with_(audio=clip_sound(get_adapter(vae.family), vae.pipe, latent))
 
 
+def decode_sound(vae, latent: Latent):
+    """The latent's soundtrack (an Audio) decoded by `vae`, a model's audio VAE."""
+    from nodes.generate.sound import clip_sound
+    if latent.audio is None:
+        raise NodeError("this latent has no sound: a video made with its soundtrack (MiniMax H3) has one")
+    if latent.family != vae.family:
+        raise NodeError(f"this latent was made for {family_spec(latent.family).title}; decode its sound with that "
+                        f"model's audio VAE, not {family_spec(vae.family).title}'s")
+    with torch.inference_mode():
+        audio = clip_sound(get_adapter(vae.family), vae.pipe, latent)
+    if audio is None:
+        raise NodeError(f"{Path(vae.path).name} decodes frames: give vae.decode_sound the model's audio VAE "
+                        "(MiniMax H3: minimax_h3_audio_vae_*)")
+    return audio
+
+
 def _frames(vae, latent: Latent) -> Clip:
     adapter = get_adapter(vae.family)
     if latent.family not in latent_families(vae.family):
@@ -79,9 +96,13 @@ def _frames(vae, latent: Latent) -> Clip:
     z = latent.samples[:1]
     n, w, h = latent.frames, latent.width, latent.height
 
+    # a model whose VAE decodes pictures one by one and videos in time (MiniMax H3) names the video's decoder
+    video = adapter.clip_decoder(latent)
+    vae_decode = video or adapter.vae_decode
+
     def decode(zz: torch.Tensor, chunked: bool) -> torch.Tensor:
-        attempts = [("a plain decode", lambda: adapter.vae_decode(pipe, zz)),
-                    ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_decode(pipe, zz)))]
+        attempts = [("a plain decode", lambda: vae_decode(pipe, zz)),
+                    ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: vae_decode(pipe, zz)))]
         if chunked and zz.shape[2] > 1:
             attempts.append(("tiled, one frame at a time", lambda: torch.cat(
                 [_tiled(adapter, pipe, lambda k=k: adapter.vae_decode(pipe, zz[:, :, k:k + 1]))
@@ -93,7 +114,7 @@ def _frames(vae, latent: Latent) -> Clip:
             raise NodeError(_not_finite(vae, zz))
         return pixels
 
-    if adapter.vae_per_frame():
+    if adapter.vae_per_frame() and video is None:
         def reader(a: int, b: int) -> np.ndarray:
             return to_uint8(decode(z[:, :, a:b], True)[0])[:, :h, :w]
         return _clip(n, latent.fps, w, h, reader, DECODE_CHUNK, decodes_alpha(pipe))

@@ -46,6 +46,24 @@ class VideoModels:
             self.outs[(cn.id, slot)] = Out((cond, rule.outputs[slot]))
         return [lat, cond]
 
+    def special_minimax_h3_video(self, cn, rule, params, notes):
+        """MiniMaxH3ImageToVideo without keyframes (t2va): encode.text on its prompt, and latent.empty of its size
+        and length (snapped up to the 17n+5 frames ComfyUI makes), which holds the soundtrack's latent too."""
+        if any(isinstance(cn.inputs.get(k), Ref) for k in ("first_frame", "last_frame")):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                "its first_frame / last_frame keyframes (MiniMax H3 image-to-video) are not made in Kinograph yet; "
+                "without them it is text-to-video")
+            return None
+        frames = max(5, int(params.pop("frames", 124)))
+        frames += (5 - frames % 17) % 17
+        size = {k: params.pop(k) for k in ("width", "height") if k in params}
+        text = self.plain(cn, rule, params, notes)
+        lat = self.add("latent.empty", cn, {**size, "frames": frames}, "_latent", dy=-160)
+        self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
+        self.outs[(cn.id, 1)] = Out((lat, "latent"))
+        return [text, lat]
+
     def special_ati(self, cn, rule, params, notes):
         """WanTrackToVideo: ComfyUI's track JSON (121 {x, y} samples per track) as a motion.tracks node of one
         point per frame, feeding condition.frames with the node's temperature and topk. No tracks: plain i2v,
@@ -321,6 +339,14 @@ class VideoModels:
         ks = self.stable_audio_sampler(cn, "EmptyAceStep1.5LatentAudio")
         if ks is not None:
             return self.ace_step(cn, ks, notes)
+        if self.minimax_h3_audio_vae(cn):
+            nid = self.add("vae.decode_sound", cn, {})
+            for comfy, port in (("vae", "vae"), ("samples", "latent")):
+                v = self.resolve(cn.inputs.get(comfy))
+                if not self.link(v if isinstance(v, Out) else None, nid, port):
+                    notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
+            self.outs[(cn.id, 0)] = Out((nid, "audio"))
+            return [nid]
         made_by = {k: self.flat.nodes[v.node].class_type for k, v in cn.inputs.items()
                    if isinstance(v, Ref) and v.node in self.flat.nodes}
         if made_by.get("vae") != "LTXVAudioVAELoader" and made_by.get("samples") != "LTXVSeparateAVLatent":
@@ -337,6 +363,13 @@ class VideoModels:
             self.report.entries[cn.id].notes.append(why)
             return None
         return self.special_ltx2_audio_decode(cn, rule, params, notes)
+
+    def minimax_h3_audio_vae(self, cn) -> bool:
+        """Whether VAEDecodeAudio's VAE is MiniMax H3's audio VAE, told by its file's name (minimax_h3_audio_vae_*)."""
+        ref = cn.inputs.get("vae")
+        loader = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
+        name = str(loader.inputs.get("vae_name", "")).lower() if loader is not None else ""
+        return loader is not None and loader.class_type == "VAELoader" and "minimax" in name and "audio" in name
 
     def special_crop_guides(self, cn, rule, params, notes):
         """The latent passes through (Kinograph's holds no guide frames); prompts that carry guides give way to

@@ -20,6 +20,9 @@ class Adapter:
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
     reads_references = False          # reference latents (condition.reference) join its tokens (FLUX.1 Kontext)
     has_text = True
+    # The prompt is read as written, brackets and all (ComfyUI tokenizes it with disable_weights: MiniMax H3): no
+    # (word:1.2) emphasis is parsed out of it
+    literal_prompts = False
     frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
     single_file = False               # load() also takes one weights file (ComfyUI's layouts)
     flow_levels = 1000                # a flow model's table of levels for the tabulated schedules (simple, beta)
@@ -239,12 +242,18 @@ class Adapter:
         node's), the other streams' drawn."""
         return self.draw_noise(latent.samples.shape, generator) if video is None else video
 
+    def run_noise(self, handle, noise: torch.Tensor) -> torch.Tensor:
+        """The noise in the sampler's state for one run (for_latent's handle): `noise` as drawn, unless a stream is
+        held at another scale (MiniMax H3's sound)."""
+        return noise
+
     def sound_latent(self, pipe, frames: int, fps: float):
         """The silent sound latent an empty latent of `frames` at fps carries (None: the model makes no sound)."""
         return None
 
     def decode_sound(self, pipe, audio: torch.Tensor):
-        """(samples [channels, n] in [-1, 1], sample rate) of a latent's sound stream."""
+        """(samples [channels, n] in [-1, 1], sample rate) of a latent's sound stream; None where this VAE decodes
+        frames alone (the sound has a VAE of its own)."""
         raise NodeError(f"{self.spec.title} makes no sound: this latent's sound stream is not its")
 
     def for_latent(self, handle, latent):
@@ -301,6 +310,11 @@ class Adapter:
     def vae_per_frame(self) -> bool:
         """True when frames decode independently (a 2-D VAE), so a clip can be decoded chunk by chunk."""
         return False
+
+    def clip_decoder(self, latent):
+        """vae_decode's like for a latent whose frames decode together where this model's pictures decode one by one
+        (MiniMax H3's videos), or None: vae_decode as vae_per_frame says."""
+        return None
 
     def set_vae_tiling(self, pipe, on: bool) -> None:
         vae = pipe.vae
@@ -398,3 +412,17 @@ def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
         cat = c.extra.get("concat", conds[-1].extra["concat"])
         parts += [cat[:, :, idx.clamp(max=cat.shape[2] - 1)]] * batch
     return {**inputs, "concat": torch.cat(parts).to(device, dtype)}
+
+
+def joined(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """[N, 1, 1, 1, video + audio elements]: the two streams as one sampler state."""
+    n = video.shape[0]
+    return torch.cat([video.reshape(n, -1), audio.reshape(n, -1).to(video.dtype)], 1).view(n, 1, 1, 1, -1)
+
+
+def apart(x: torch.Tensor, video_shape, audio_shape):
+    """joined's inverse: (video [N, *video_shape], audio [N, *audio_shape])."""
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    cut = math.prod(video_shape)
+    return flat[:, :cut].reshape(n, *video_shape), flat[:, cut:].reshape(n, *audio_shape)

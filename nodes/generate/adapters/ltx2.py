@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 
 import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import stack_global
+from nodes.generate.adapters.base import apart, joined, stack_global
 from nodes.generate.adapters.ltx import LTXAdapter
 from nodes.generate import ltx2_guide as guides
 from nodes.generate.ltx2_sound import REFERENCE
@@ -258,20 +257,6 @@ def empty_audio(pipe, frames: int, fps: float) -> torch.Tensor:
     cfg = pipe.audio_vae.config
     return torch.zeros(1, int(cfg.latent_channels), audio_length(pipe, frames, fps),
                        int(cfg.mel_bins) // int(pipe.audio_vae_mel_compression_ratio))
-
-
-def joined(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-    """[N, 1, 1, 1, video + audio elements]: the two streams as one sampler state."""
-    n = video.shape[0]
-    return torch.cat([video.reshape(n, -1), audio.reshape(n, -1).to(video.dtype)], 1).view(n, 1, 1, 1, -1)
-
-
-def apart(x: torch.Tensor, video_shape, audio_shape):
-    """joined's inverse: (video [N, *video_shape], audio [N, *audio_shape])."""
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
-    cut = math.prod(video_shape)
-    return flat[:, :cut].reshape(n, *video_shape), flat[:, cut:].reshape(n, *audio_shape)
 
 
 ADAPTERS = {"ltx2": LTX2Adapter()}

@@ -6,8 +6,18 @@ at (i, 0, 0), the picture's patches at the prompt's length in time and on a grid
 
 Sampled as diffusers' MiniMaxH3 pipeline samples it: the transformer is told t = 1 - sigma and predicts x0 - noise
 (the flow velocity's negative); the schedule is linspace(1, 0) shifted by 12 (MiniMaxH3Scheduler; ComfyUI's
-MiniMaxH3 sampling settings have the same shift). Guidance is distilled: cfg 1, no negative pass."""
+MiniMaxH3 sampling settings have the same shift). Guidance is distilled: cfg 1, no negative pass.
+
+A video (17n+5 frames, 5n+2 latent frames) is sampled with its stereo soundtrack in one sequence, as diffusers' t2va
+lays it out: [prompt | sound rows (channel-major, 40 latents a second) | the frames' patches]. The sound steps down its
+own schedule, shifted by 3 where the video's is by 12; both come from one base grid, so the sound's noise-to-signal
+ratio is the video's divided by k = 12 / 3 at every step. The sampler steps both streams on the video's levels: it
+holds the sound as y = (1 - sigma) * x0 + sigma * noise / k, which is the sound's own flow state rescaled, so every
+step of a first-order sampler is the step diffusers' audio scheduler takes (ComfyUI's ModelSamplingAV also carries the
+sound under the video's levels by a scale on its noise)."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -15,11 +25,17 @@ from diffusers import DiffusionPipeline
 from diffusers.loaders import MiniMaxH3LoraLoaderMixin
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, padded_rows, text_of_width
+from nodes.generate.adapters.base import (Adapter, apart, frames_from_batch, frames_in_batch, joined, padded_rows,
+                                          text_of_width)
 
 TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
-TEXT_TAG, VIDEO_TAG = 1, 0
+TEXT_TAG, VIDEO_TAG, AUDIO_TAG = 1, 0, 2
 SPATIAL_SCALE = 32.0
+FRAME_TIME = (1.0, 4.0, 4.0, 4.0, 4.0)      # pixel frames per latent frame, repeating (the VAE's chunks)
+FRAME_RESCALE = 5.0 / 3.0                   # rotary time per pixel frame: 40 sound latents a second over 24 frames
+SOUND_RATE, STEREO, SOUND_CHANNELS = 40, 2, 32
+STREAMS = "minimax_h3_streams"              # the handle option for_latent sets: (video [C, T, h, w], sound [C, 2, L])
+SOUND_SHIFT, DEFAULT_SOUND_SHIFT = "minimax_h3_sound_shift", 3.0     # MiniMaxH3SigmaShift's shift_audio
 OTHER_WIDTH = "this MiniMax H3 transformer reads {}: encode it with MiniMax H3's Qwen3-VL (type minimax)"
 PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # ImageNet's
 NO_QWEN3VL = ("MiniMax H3 reads its prompt with Qwen3-VL 32B (text_encoders/qwen3vl_32b_minimax_h3_*.safetensors); "
@@ -48,14 +64,57 @@ def image_layout(text_len: int, h: int, w: int, patch=(2, 2)):
     return pos, tags
 
 
+def video_layout(text_len: int, frames: int, h: int, w: int, sound: int):
+    """(position_ids [S, 3] float64, token_tags [S]) of [prompt | sound rows | frames' patch rows]: the sound's
+    latents one rotary time unit apart from the prompt's length, both stereo channels at the same times, pinned to the
+    width grid's two ends; the frames at the prompt's length plus 5/3 per pixel frame before them."""
+    area = float(np.sqrt(h * w))
+    width = spatial_grid(w, 2, area)
+    hh, ww = torch.meshgrid(spatial_grid(h, 2, area), width, indexing="ij")
+    per_frame = hh.numel()
+    spans = torch.tensor([FRAME_RESCALE * FRAME_TIME[i % len(FRAME_TIME)] for i in range(frames)], dtype=torch.float64)
+    times = text_len + torch.cat([torch.zeros(1, dtype=torch.float64), spans[:-1].cumsum(0)])
+    pos = torch.zeros(text_len + STEREO * sound + frames * per_frame, 3, dtype=torch.float64)
+    pos[:text_len, 0] = torch.arange(text_len, dtype=torch.float64)
+    at = slice(text_len, text_len + STEREO * sound)
+    pos[at, 0] = (text_len + torch.arange(sound, dtype=torch.float64)).repeat(STEREO)
+    pos[at, 2] = torch.cat([torch.full((sound,), float(width[0])), torch.full((sound,), float(width[-1]))])
+    video = pos[at.stop:].view(frames, per_frame, 3)
+    video[:, :, 0] = times[:, None]
+    video[:, :, 1], video[:, :, 2] = hh.reshape(-1), ww.reshape(-1)
+    tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((STEREO * sound,), AUDIO_TAG),
+                      torch.full((frames * per_frame,), VIDEO_TAG)])
+    return pos, tags
+
+
+def sound_latents(frames: int) -> int:
+    """Sound latents (per stereo channel) of a video of `frames` at MiniMax H3's 24 frames a second."""
+    return int(round(frames / 24 * SOUND_RATE))
+
+
+def sound_sigma(sigma: torch.Tensor, k: float) -> torch.Tensor:
+    """The sound's level at the video's: the same base step through a shift k times smaller, i.e. its
+    noise-to-signal ratio sigma / (1 - sigma) divided by k."""
+    return sigma / (sigma + k * (1 - sigma))
+
+
 def patchify(x: torch.Tensor) -> torch.Tensor:
-    """[C, h, w] -> [h/2 * w/2, C * 4] rows, row-major, each patch's channels outermost."""
-    c, h, w = x.shape
-    return x.reshape(c, h // 2, 2, w // 2, 2).permute(1, 3, 0, 2, 4).reshape(-1, c * 4)
+    """[C, T, h, w] -> [T * h/2 * w/2, C * 4] rows, frame-major then row-major, each patch's channels outermost."""
+    c, t, h, w = x.shape
+    return x.reshape(c, t, h // 2, 2, w // 2, 2).permute(1, 2, 4, 0, 3, 5).reshape(-1, c * 4)
 
 
-def unpatchify(rows: torch.Tensor, c: int, h: int, w: int) -> torch.Tensor:
-    return rows.reshape(h // 2, w // 2, c, 2, 2).permute(2, 0, 3, 1, 4).reshape(c, h, w)
+def unpatchify(rows: torch.Tensor, c: int, t: int, h: int, w: int) -> torch.Tensor:
+    return rows.reshape(t, h // 2, w // 2, c, 2, 2).permute(3, 0, 1, 4, 2, 5).reshape(c, t, h, w)
+
+
+def sound_rows(audio: torch.Tensor) -> torch.Tensor:
+    """[C, 2, L] -> [2 * L, C]: the left channel's latents, then the right's (diffusers' channel-major rows)."""
+    return audio.permute(1, 2, 0).reshape(-1, audio.shape[0])
+
+
+def sound_of_rows(rows: torch.Tensor, c: int, length: int) -> torch.Tensor:
+    return rows.reshape(STEREO, length, c).permute(2, 0, 1)
 
 
 class MiniMaxH3Adapter(Adapter):
@@ -63,6 +122,7 @@ class MiniMaxH3Adapter(Adapter):
     space = "flow"
     prediction = "flow"
     single_file = True
+    literal_prompts = True
 
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:
@@ -82,7 +142,7 @@ class MiniMaxH3Adapter(Adapter):
         return True
 
     def vae_encode(self, pipe, pixels, generator=None):
-        vae = pipe.vae
+        vae = video_vae(pipe)
         pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, pixels)
         frames = frames_in_batch(pixels).float()[:, :, None]
         x = (((frames + 1) / 2 - pmean) / pstd).to(vae.device, vae.dtype)
@@ -91,7 +151,7 @@ class MiniMaxH3Adapter(Adapter):
         return frames_from_batch(((z - mean) / std)[:, :, 0], pixels.shape[0])
 
     def vae_decode(self, pipe, latent):
-        vae = pipe.vae
+        vae = video_vae(pipe)
         z = frames_in_batch(latent).float()[:, :, None]
         mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, z)
         z = (z * std + mean).to(vae.device, vae.dtype)
@@ -99,6 +159,18 @@ class MiniMaxH3Adapter(Adapter):
         pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, out)
         pictures = (out * pstd + pmean).clamp(0, 1) * 2 - 1
         return frames_from_batch(pictures[:, :, 0], latent.shape[0])
+
+    def clip_decoder(self, latent):
+        return None if latent.audio is None else self.decode_video
+
+    def decode_video(self, pipe, latent):
+        """A video's 5n+2 latent frames -> its 17n+5 frames, the VAE decoding them together (diffusers'
+        MiniMaxH3VideoDecodeStep)."""
+        vae = video_vae(pipe)
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, latent)
+        video = vae.decode((latent.float() * std + mean).to(vae.device, vae.dtype), return_dict=False)[0].float()
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, video)
+        return (video * pstd + pmean).clamp(0, 1) * 2 - 1
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
@@ -140,8 +212,85 @@ class MiniMaxH3Adapter(Adapter):
         sch.set_timesteps(steps + 1)
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
+    # -- a video and its soundtrack -----------------------------------------------------------
+    def sound_latent(self, pipe, frames, fps):
+        """A video's silent stereo soundtrack [1, 32, 2, L] (L: 40 a second of its frames at 24 fps); a picture
+        has none."""
+        if frames <= 1:
+            return None
+        if float(fps) != 24.0:
+            raise NodeError(f"MiniMax H3 makes its videos and their sound at 24 fps; this latent asks for {fps:g}: "
+                            "set latent.empty's fps to 0 (24), and change the rate after decoding if needed")
+        model = getattr(pipe, "transformer", None)
+        channels = int(model.config.audio_in_channels) if model is not None else SOUND_CHANNELS
+        return torch.zeros(1, channels, STEREO, sound_latents(frames))
+
+    def check_latent(self, handle, latent):
+        if latent.samples.shape[2] > 1 and latent.audio is None:
+            raise NodeError("MiniMax H3 makes a video with its soundtrack: this latent has none. Make it with "
+                            "latent.empty on the MiniMax H3 VAE (or ComfyUI's MiniMaxH3ImageToVideo)")
+
+    def pack(self, latent):
+        return latent.samples.float() if latent.audio is None else joined(latent.samples.float(), latent.audio.float())
+
+    def unpack(self, latent, x):
+        if latent.audio is None:
+            return latent.with_samples(x)
+        video, audio = apart(x, latent.samples.shape[1:], latent.audio.shape[1:])
+        return dataclasses.replace(latent, samples=video, audio=audio)
+
+    def pack_mask(self, latent):
+        if latent.audio is None or latent.mask is None:
+            return latent.mask
+        video = latent.mask.float().expand(1, *latent.samples.shape[1:])
+        return joined(video, torch.ones(1, *latent.audio.shape[1:]))
+
+    def latent_noise(self, latent, generator, video=None):
+        # diffusers' t2va draws the video's noise, then the sound's in its rows (left channel's latents first).
+        if video is None:
+            video = torch.randn(tuple(latent.samples.shape), generator=generator, dtype=torch.float32)
+        if latent.audio is None:
+            return video
+        c, _, length = latent.audio.shape[1:]
+        rows = torch.randn((STEREO * length, c), generator=generator, dtype=torch.float32)
+        return joined(video.float(), sound_of_rows(rows, c, length)[None])
+
+    def run_noise(self, handle, noise):
+        """The sound's share of the noise divided by k: the sampler holds the sound as (1 - s) x0 + s noise / k."""
+        streams = handle.option(STREAMS)
+        if streams is None:
+            return noise
+        video, sound = apart(noise, *streams)
+        return joined(video, sound / self.sound_ratio(handle))
+
+    def sound_ratio(self, handle) -> float:
+        """k: the video's shift over the sound's (12 / 3 as released; MiniMaxH3SigmaShift sets both)."""
+        video = handle.option("flow_shift") or self.flow_shift(handle.pipe)
+        return float(video) / float(handle.option(SOUND_SHIFT) or DEFAULT_SOUND_SHIFT)
+
+    def decode_sound(self, pipe, audio):
+        """The stereo waveform [2, n] at 32 kHz of a sound latent [1, C, 2, L]: the two channels decoded apart by the
+        audio VAE after its latent statistics are undone (diffusers' MiniMaxH3AudioDecodeStep); None where `pipe` is
+        not the audio VAE (vae.decode of the video VAE gives the frames alone)."""
+        avae = pipe.vae
+        if not is_audio_vae(avae):
+            return None
+        mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1) for s in (avae.config.latents_mean,
+                                                                                    avae.config.latents_std))
+        z = audio[0].float().permute(1, 0, 2) * std + mean
+        wave = avae.decode(z.to(avae.device, avae.dtype), return_dict=False)[0]
+        return wave.float()[:, 0].cpu().numpy(), int(avae.config.sampling_rate)
+
+    def for_latent(self, handle, latent):
+        if latent.audio is None:
+            return handle.with_option(STREAMS, None)
+        return handle.with_option(STREAMS, (tuple(latent.samples.shape[1:]), tuple(latent.audio.shape[1:])))
+
     def forward(self, handle, x_in, t, inputs):
-        """Each frame as its own packed sequence with its prompt's own tokens (a sequence is one request)."""
+        """Each frame as its own packed sequence with its prompt's own tokens (a sequence is one request); a
+        video with its soundtrack as one."""
+        if handle.option(STREAMS) is not None:
+            return self._video(handle, x_in, t, inputs)
         model = handle.pipe.transformer
         n = x_in.shape[0]
         frames = frames_in_batch(x_in)
@@ -155,7 +304,7 @@ class MiniMaxH3Adapter(Adapter):
         for x, e, m in zip(frames, ehs, mask):
             text = e[m][None]
             pos, tags = image_layout(text.shape[1], h, w)
-            rows = patchify(x)
+            rows = patchify(x[:, None])
             seq = pos.shape[0]
             dev = x.device
             vel = model(hidden_states=rows[None].to(model.dtype), audio_hidden_states=rows.new_zeros(1, 0, model.config.audio_in_channels),
@@ -164,8 +313,55 @@ class MiniMaxH3Adapter(Adapter):
                         position_ids=pos.to(dev), video_indices=torch.arange(text.shape[1], seq, device=dev),
                         audio_indices=torch.zeros(0, dtype=torch.long, device=dev),
                         text_indices=torch.arange(text.shape[1], device=dev), return_dict=False)[0]
-            outs.append(-unpatchify(vel[0].float(), c, h, w))
+            outs.append(-unpatchify(vel[0].float(), c, 1, h, w)[:, 0])
         return frames_from_batch(torch.stack(outs), n)
+
+    def _video(self, handle, x_in, t, inputs):
+        """The video's rows and its sound's in one sequence per prompt: the sound told its own level (sound_sigma),
+        read back from the sampler's state and its prediction put in it (the module docstring's y)."""
+        model = handle.pipe.transformer
+        video_shape, sound_shape = handle.option(STREAMS)
+        c, f, h, w = video_shape
+        if h % 2 or w % 2:
+            raise NodeError(f"MiniMax H3 reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into "
+                            "them: make width and height multiples of 32")
+        k = self.sound_ratio(handle)
+        sigma = t.double().reshape(-1)[:1].cpu() / 1000
+        heard = sound_sigma(sigma, k)
+        timestep = (1 - torch.cat([sigma, heard])).float().to(x_in.device)
+        video, held = apart(x_in.float(), video_shape, sound_shape)
+        sound = held * (k / (sigma + k * (1 - sigma))).to(held)
+        heard = heard.to(held)
+        length, dev = sound_shape[2], x_in.device
+        outs = []
+        for x, a, e, m in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"]):
+            text = e[m][None]
+            n = text.shape[1]
+            pos, tags = video_layout(n, f, h, w, length)
+            which = torch.zeros(pos.shape[0], dtype=torch.long, device=dev)
+            which[n:n + STEREO * length] = 1
+            vel, vel_sound = model(hidden_states=patchify(x)[None].to(model.dtype),
+                                   audio_hidden_states=sound_rows(a)[None].to(model.dtype), encoder_hidden_states=text,
+                                   timestep=timestep, timestep_indices=which, token_tags=tags.to(dev),
+                                   position_ids=pos.to(dev), video_indices=torch.arange(n + STEREO * length,
+                                                                                        pos.shape[0], device=dev),
+                                   audio_indices=torch.arange(n, n + STEREO * length, device=dev),
+                                   text_indices=torch.arange(n, device=dev), return_dict=False)
+            v = -sound_of_rows(vel_sound[0].float(), sound_shape[0], length)
+            clean, noise = a - heard * v, a + (1 - heard) * v
+            outs.append(joined(-unpatchify(vel[0].float(), c, f, h, w)[None], (noise / k - clean)[None]))
+        return torch.cat(outs)
+
+
+def is_audio_vae(vae) -> bool:
+    return type(vae).__name__ == "AutoencoderKLMiniMaxH3Audio"
+
+
+def video_vae(pipe):
+    if is_audio_vae(pipe.vae):
+        raise NodeError("this is MiniMax H3's audio VAE (minimax_h3_audio_vae_*): it decodes a video's sound "
+                        "(vae.decode_sound); load the video VAE (minimax_h3_video_vae_*) for the frames")
+    return pipe.vae
 
 
 class MiniMaxH3Parts(DiffusionPipeline, MiniMaxH3LoraLoaderMixin):

@@ -76,13 +76,16 @@ def _curve_form(model, table):
 
 @register("minimax_h3", "diffusion_model")
 def transformer(state, det) -> Built:
-    """MiniMax's / ComfyUI's names (blocks.N.attn.qkv_proj ...) or diffusers' (proj_in, transformer_blocks.N ...).
+    """MiniMax's / ComfyUI's names (blocks.N.attn.qkv_proj ...) or diffusers' (proj_in, transformer_blocks.N ...),
+    FastVideo's FastH3 too.
     The rotary frequencies are the file's rope.inv_freq where it has them (ComfyUI reads that buffer; diffusers'
     converter drops it and its module recomputes it from a base the file does not state)."""
     from diffusers import MiniMaxH3Transformer3DModel
     from diffusers.loaders.single_file_utils import convert_minimax_h3_transformer_checkpoint_to_diffusers
     inv = state.get("rope.inv_freq")
-    state = dict(state)
+    # FastVideo's FastH3 adds VSA's coarse-attention gate to each block: only ComfyUI's sparse kernel
+    # (BlockSparseAttention) reads it; its model attends densely without it, as this one does
+    state = {k: v for k, v in state.items() if ".attn.to_gate_compress." not in k}
     table = state.pop("adaln_t_table", None)
     conv = state if "proj_in.weight" in state else \
         convert_minimax_h3_transformer_checkpoint_to_diffusers(state, config={})
@@ -136,7 +139,9 @@ def vae_from_comfy(state) -> dict:
 def vae(state, det) -> Built:
     """MiniMax H3's video VAE (ComfyUI's minimax_h3_video_vae_*, or diffusers' AutoencoderKLMiniMaxH3 names): widths,
     depths and the latent statistics from the file; the down-sampling strides (their convolutions have the same
-    shapes either way) and the decoder's head width are the released model's."""
+    shapes either way) and the decoder's head width are the released model's. Its audio VAE: audio_vae."""
+    if det.variant == "audio":
+        return audio_vae(state)
     from diffusers import AutoencoderKLMiniMaxH3
     conv = vae_from_comfy(state) if "decoder.x_embedder.weight" in state else dict(state)
     mean, std = conv.pop("latents_mean", None), conv.pop("latents_std", None)
@@ -153,3 +158,45 @@ def vae(state, det) -> Built:
     if mean is not None and std is not None:
         cfg.update(latents_mean=[float(x) for x in mean], latents_std=[float(x) for x in std])
     return Built(lambda: AutoencoderKLMiniMaxH3.from_config(cfg), conv, cfg)
+
+
+# comfy/ldm/minimax/audio_vae.py fixes these (the released 32 kHz BigVGAN decoder): its file holds no trace of the
+# upsampling rates, only the kernels' widths, which several rates would fit
+AUDIO_DECODER = dict(decoder_rates=(5, 5, 2, 2, 2, 2, 2), decoder_kernel_sizes=(9, 9, 4, 4, 4, 4, 4),
+                     resblock_kernel_sizes=(3, 7, 11), resblock_dilation_sizes=((1, 3, 5),) * 3, num_attention_heads=8,
+                     sampling_rate=32000)
+
+
+def audio_vae(state) -> Built:
+    """MiniMax H3's stereo audio VAE (ComfyUI's minimax_h3_audio_vae_*: AutoencoderKLMiniMaxH3Audio's names with its
+    weight norms folded into plain weights): widths and encoder strides (each stride convolution is twice as wide)
+    from the file; the module is built with its weight norms removed, so the file's weights are its own. The
+    anti-aliasing filters are computed (the module's formula), not read: ComfyUI's module computes its own too."""
+    from diffusers import AutoencoderKLMiniMaxH3Audio
+    from diffusers.models.autoencoders.autoencoder_kl_minimax_h3_audio import kaiser_sinc_filter1d
+    conv = {k: v for k, v in state.items() if not k.endswith(".filter") and not k.startswith("latents_")}
+    folded = "decoder.conv_pre.weight_v" not in conv       # diffusers' own files keep the weight norms
+
+    def width(name):
+        return conv[f"{name}.weight" if folded else f"{name}.weight_v"].shape
+    levels = count(conv, "encoder.block.{}.") - 3           # the first convolution, the last snake and convolution
+    cfg = dict(AUDIO_DECODER, encoder_dim=int(width("encoder.block.0")[0]),
+               encoder_rates=tuple(int(width(f"encoder.block.{i}.block.4")[-1]) // 2 for i in range(1, levels + 1)),
+               latent_dim=int(conv["dec_in_proj.weight"].shape[0]), latent_channels=int(conv["mean_proj.weight"].shape[0]),
+               decoder_dim=int(width("decoder.conv_pre")[0]))
+    if "latents_mean" in state and "latents_std" in state:
+        cfg.update(latents_mean=[float(x) for x in state["latents_mean"]],
+                   latents_std=[float(x) for x in state["latents_std"]])
+    # every alias-free activation resamples by 2 through 12 taps: the same filter, from the module's own formula
+    taps = kaiser_sinc_filter1d(cutoff=0.25, half_width=0.3, kernel_size=12)
+    acts = [f"decoder.resblocks.{r}.activations.{a}." for r in range(count(conv, "decoder.resblocks.{}."))
+            for a in range(2 * len(AUDIO_DECODER["resblock_dilation_sizes"][0]))] + ["decoder.activation_post."]
+    conv.update({a + f: taps.clone() for a in acts for f in ("upsample.filter", "downsample.lowpass.filter")})
+
+    def make():
+        model = AutoencoderKLMiniMaxH3Audio.from_config(cfg)
+        for module in model.modules() if folded else ():
+            if hasattr(module, "weight_g"):
+                torch.nn.utils.remove_weight_norm(module)
+        return model
+    return Built(make, conv, cfg)

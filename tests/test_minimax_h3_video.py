@@ -1,0 +1,245 @@
+"""MiniMax H3 videos with their soundtrack: ComfyUI's transformer file samples a 17n+5-frame latent and its stereo
+sound as diffusers' t2va denoising loop does on the same weights, prompt states and noise: diffusers' own
+MiniMaxH3PrepareLayoutStep (prompt, sound rows, frame rows), MiniMaxH3SetTimestepsStep's per-row timesteps and its two
+MiniMaxH3Schedulers (the video's shifted by 12, the sound's by 3) stepping each stream (tests/tiny_minimax_h3.py)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+W, H, FRAMES = 96, 64, 22           # 7 latent frames of 3 x 2 patches, 37 sound latents a channel
+
+
+@pytest.fixture(scope="module")
+def minimax(tmp_path_factory):
+    from comfy_layouts import models_dir
+    from tiny_minimax_h3 import build_minimax_h3
+    yield from models_dir(tmp_path_factory, build_minimax_h3, "minimax_h3")
+
+
+def _reference(states, video_noise, sound_rows, steps, shifts=(12.0, 3.0), model=None, sigmas=None):
+    """diffusers' t2va loop (MiniMaxH3DenoiseStep's denoiser and update written out over its own layout and
+    timestep blocks) on the tiny transformer unless given, its two schedulers at `shifts` over steps + 1 levels
+    (or the video's and the sound's `sigmas` given whole): (video latent [1, C, T, h, w], sound rows [2 * L, 32])."""
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
+                                                                       MiniMaxH3SetTimestepsStep,
+                                                                       patchify_video_latents)
+    from tiny_minimax_h3 import transformer
+    model = model or transformer()
+    c, t, h, w = video_noise.shape[1:]
+    length = sound_rows.shape[0] // 2
+    pos, tags, video, audio, text, _, _ = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
+        torch.ones(states.shape[1], dtype=torch.long), t, h, w, length, (1, 2, 2), 2, 2, 0)
+    sch, sound_sch = MiniMaxH3Scheduler(shift=shifts[0]), MiniMaxH3Scheduler(shift=shifts[1])
+    for scheduler, given in zip((sch, sound_sch), sigmas or (None, None)):
+        scheduler.set_timesteps(steps + 1) if given is None else scheduler.set_timesteps(sigmas=given)
+    rows, sound = patchify_video_latents(video_noise, (1, 2, 2)), sound_rows.clone()
+    with torch.no_grad():
+        for tv, ta in zip(sch.timesteps, sound_sch.timesteps):
+            unique, which = MiniMaxH3SetTimestepsStep.build_row_timesteps(video, audio, 0, 0, text.numel(), float(tv),
+                                                                           float(ta), 1.0, 1.0)
+            vel, vel_sound = model(hidden_states=rows[None], audio_hidden_states=sound[None],
+                                   encoder_hidden_states=states, timestep=unique, timestep_indices=which,
+                                   token_tags=tags, position_ids=pos, video_indices=video, audio_indices=audio,
+                                   text_indices=text, return_dict=False)
+            rows = sch.step(vel[0].float(), tv, rows, return_dict=False)[0]
+            sound = sound_sch.step(vel_sound[0].float(), ta, sound, return_dict=False)[0]
+    latent = rows.reshape(t, h // 2, w // 2, c, 2, 2).permute(3, 0, 1, 4, 2, 5).reshape(1, c, t, h, w)
+    return latent, sound
+
+
+def _err(want, got):
+    return float((want - got).abs().max() / want.abs().max())
+
+
+def _sample(minimax, shifts=None):
+    """Kinograph's run on the tiny ComfyUI-layout file, euler at its default schedule; (result, the reference)."""
+    from nodes.generate.adapters.base import joined
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT
+    model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
+    if shifts is not None:
+        model = model.with_option("flow_shift", shifts[0]).with_option("minimax_h3_sound_shift", shifts[1])
+    latent = empty_latent(model, FRAMES, W, H, 24.0)
+    assert tuple(latent.samples.shape) == (1, 24, 7, H // 16, W // 16)
+    assert tuple(latent.audio.shape) == (1, 32, 2, 37)
+    from graph_engine import NodeError
+    for frames, fps, words in ((24, 24.0, r"17n\+5 frames"), (FRAMES, 30.0, "at 24 fps")):
+        with pytest.raises(NodeError, match=words):
+            empty_latent(model, frames, W, H, fps)
+    g = torch.Generator().manual_seed(2)
+    states = torch.randn(1, 5, TEXT, generator=g)
+    video_noise = torch.randn(latent.samples.shape, generator=g)
+    sound_rows = torch.randn(2 * 37, 32, generator=g)
+    # the sound's rows [left channel's 37 latents; right's] as ComfyUI's [1, 32, 2, 37]
+    noise = joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool))
+    out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise)
+    want = _reference(states, video_noise, sound_rows, 3, *(() if shifts is None else (shifts,)))
+    return out, want
+
+
+def test_comfyui_transformer_samples_a_video_and_its_sound_as_diffusers(minimax):
+    out, (video, sound) = _sample(minimax)
+    got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, out.samples) < 1e-4, _err(video, out.samples)
+    assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)
+
+
+def test_sigma_shift_sets_both_schedules(minimax):
+    """ComfyUI's fasth3 templates' MiniMaxH3SigmaShift 10 / 3: the video's levels shifted by 10, the sound's by 3."""
+    out, (video, sound) = _sample(minimax, (10.0, 3.0))
+    got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, out.samples) < 1e-4, _err(video, out.samples)
+    assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)
+
+
+def test_comfyui_video_vae_decodes_a_video_as_diffusers(minimax):
+    """vae.decode of a 22-frame latent made with its sound: the video VAE decodes its 7 latent frames together into
+    22 frames (diffusers' MiniMaxH3VideoDecodeStep written out on the same weights)."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import _frames, empty_latent
+    from tiny_minimax_h3 import vae as tiny_vae
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(vae, FRAMES, W, H, 24.0)
+    latent = latent.with_samples(torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(3)))
+    clip = _frames(vae, latent)
+    assert (clip.length, clip.width, clip.height) == (FRAMES, W, H)
+    got = torch.from_numpy(clip.frames(0, FRAMES)).float()
+    ref = tiny_vae().float()
+    mean, std = (torch.tensor(s).view(1, -1, 1, 1, 1) for s in (ref.config.latents_mean, ref.config.latents_std))
+    with torch.no_grad():
+        video = ref.decode(latent.samples * std + mean, return_dict=False)[0]
+    pmean, pstd = (torch.tensor(s).view(1, -1, 1, 1, 1) for s in ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    want = ((video * pstd + pmean).clamp(0, 1) * 255).round()[0].permute(1, 2, 3, 0)
+    assert want.shape == got.shape
+    assert float((want - got).abs().max()) <= 2.0, float((want - got).abs().max())     # the file is fp16, uint8 out
+
+
+def test_comfyui_audio_vae_decodes_the_sound_as_diffusers(minimax):
+    """vae.decode_sound with ComfyUI's audio VAE file (weight norms folded): the stereo channels decoded apart after
+    the latent statistics are undone, as diffusers' MiniMaxH3AudioDecodeStep does with its own (weight-normed)
+    module; the video VAE is refused by name, and vae.decode with it gives the frames without sound."""
+    import wave
+    import numpy as np
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.nodes import vae_decode_sound
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import decode_latent, empty_latent
+    from tiny_minimax_h3 import audio_vae
+    path = minimax / "models" / "vae" / "minimax_h3_audio_vae_tiny.safetensors"
+    got = describe_model(path)
+    assert (got["family"], got["role"], got["loads"]) == ("minimax_h3", "vae", "yes"), got
+    sound_vae = load_vae(ModelManager(), path.name, "cpu")
+    video_vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(video_vae, 5, W, H, 24.0)       # 5 frames: 8 sound latents a channel
+    sound = torch.randn(latent.audio.shape, generator=torch.Generator().manual_seed(4))
+    latent = type(latent)(latent.samples, latent.family, latent.frames, latent.fps, latent.width, latent.height,
+                          audio=sound)
+    audio = vae_decode_sound(None, sound_vae, latent)
+    with wave.open(audio.path) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 32000)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).T / 32767.0
+    ref = audio_vae()
+    mean, std = (torch.tensor(s).view(1, -1, 1) for s in (ref.config.latents_mean, ref.config.latents_std))
+    with torch.no_grad():
+        want = ref.decode(sound[0].permute(1, 0, 2) * std + mean, return_dict=False)[0][:, 0].numpy()
+    n = min(pcm.shape[1], want.shape[1])
+    assert n == 8 * 800, n                                 # 800 samples a sound latent
+    assert float(np.abs(pcm[:, :n] - want[:, :n]).max()) < 2e-4 + 1 / 32767, float(np.abs(pcm[:, :n] - want[:, :n]).max())
+    assert float(np.abs(want).max()) > 1e-3                 # not silence
+    with pytest.raises(NodeError, match="decodes frames"):
+        vae_decode_sound(None, video_vae, latent)
+    assert decode_latent(video_vae, latent).audio is None
+
+
+TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
+TEMPLATE_FILES = (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safetensors",
+                   "diffusion_models/minimax_h3_pruned_tiny.safetensors"),
+                  ("diffusion_models/fastvideo_fasth3_8step_v2_pruned_int8_convrot.safetensors",
+                   "diffusion_models/minimax_h3_fasth3_tiny.safetensors"),
+                  ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors",
+                   "text_encoders/qwen3vl_minimax_tiny.safetensors"),
+                  ("text_encoders/qwen3vl_32b_minimax_h3_nvfp4_awq", "text_encoders/qwen3vl_minimax_tiny"),
+                  ("vae/minimax_h3_video_vae_int8_convrot.safetensors", "vae/minimax_h3_video_vae_tiny.safetensors"),
+                  ("vae/minimax_h3_audio_vae_fp32.safetensors", "vae/minimax_h3_audio_vae_tiny.safetensors"))
+
+
+def _template_run(minimax, tmp_path, name, published):
+    """ComfyUI's template imported with every node mapped, at 96x64, 22 frames, 2 steps, euler; run on the tiny files
+    under its names to a saved video. Returns (its JSON, the sampler's latent, CreateVideo's video)."""
+    from comfy_layouts import imported_template
+    from graph_engine.api import Session, load_workflow
+    (w, h, frames, steps) = published
+    data, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
+    for a, b in ((f"width: {w}", f"width: {W}"), (f"height: {h}", f"height: {H}"), (f"frames: {frames}",
+                                                                                     f"frames: {FRAMES}"),
+                 ("sampler: res_multistep", "sampler: euler")):
+        assert a in yaml, a
+        yaml = yaml.replace(a, b)
+    workflow = tmp_path / "minimax_video.kino.yaml"
+    workflow.write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
+    assert out.ok, out.failed
+    latent = next(v["latent"] for k, v in out.outputs.items() if k.startswith("sampler_custom_advanced"))
+    assert list(tmp_path.glob("out/video/MiniMax_H3*"))
+    return data, latent, next(v["video"] for k, v in out.outputs.items() if k.startswith("create_video"))
+
+
+def _template_reference(data, tmp_path, sigmas, sound_sigmas):
+    """The template's latent as diffusers' t2va loop makes it on the tiny pruned transformer (its curve form, as
+    tests/test_minimax_h3.py writes it out): the prompt read by diffusers' get_qwen3vl_prompt_embeds, the noise of
+    the template's seed drawn in diffusers' t2va order (video, then the sound's rows)."""
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from test_minimax_h3 import _pruned_reference
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import processor
+    outer = next(n for n in data["nodes"] if n["type"] == data["definitions"]["subgraphs"][0]["id"])
+    text, seed = outer["widgets_values"][0], outer["widgets_values"][4]
+    proc = processor(tmp_path / "tokenizer")
+    with torch.no_grad():
+        states = get_qwen3vl_prompt_embeds(text_encoder(), proc, proc.tokenizer(text, add_special_tokens=False)
+                                           ["input_ids"], {})
+    g = torch.Generator().manual_seed(seed)
+    video_noise = torch.randn(1, 24, 7, H // 16, W // 16, generator=g)
+    sound = torch.randn(2 * 37, 32, generator=g)
+    return _reference(states, video_noise, sound, len(sigmas) - 1, model=_pruned_reference(),
+                      sigmas=(sigmas, sound_sigmas))
+
+
+def _shifted(base, shift):
+    return [shift * s / (1 + (shift - 1) * s) for s in base]
+
+
+@pytest.mark.parametrize("name,published,shifts", [
+    ("video_minimax_h3_t2v.json", (864, 480, 124, 20), (12.0, 3.0)),
+    # FastVideo's FastH3: MiniMaxH3SigmaShift 10 / 3, BlockSparseAttention (dense here, its VSA gates not read)
+    ("video_fastvideo_fasth3_t2v.json", (640, 640, 124, 8), (10.0, 3.0))])
+def test_comfyui_minimax_h3_t2v_templates_run_with_their_sound(minimax, tmp_path, monkeypatch, name, published,
+                                                                shifts):
+    """ComfyUI's MiniMax H3 text-to-video templates (a subgraph: UNETLoader, CLIPLoader type minimax, the video and the
+    audio VAELoader, MiniMaxH3ImageToVideo without keyframes, BasicScheduler simple, SamplerCustomAdvanced, VAEDecode
+    and VAEDecodeAudio into CreateVideo) import with every node mapped and run on the tiny files under their names to
+    a video with its stereo soundtrack; with euler the latent and its sound are diffusers' t2va loop's on ComfyUI's
+    simple levels at the template's shifts (the sound's: the same base levels shifted by 3)."""
+    import wave
+    monkeypatch.chdir(tmp_path)
+    data, latent, clip = _template_run(minimax, tmp_path, name, published)
+    assert (clip.length, clip.width, clip.height) == (FRAMES, W, H)
+    with wave.open(clip.audio.path) as sound:
+        assert (sound.getnchannels(), sound.getframerate()) == (2, 32000)
+    base = [1.0, 0.5, 0.0]
+    video, sound = _template_reference(data, tmp_path, _shifted(base, shifts[0]), _shifted(base, shifts[1]))
+    got_sound = latent.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, latent.samples) < 1e-4, _err(video, latent.samples)
+    assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)
