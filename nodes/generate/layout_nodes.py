@@ -43,7 +43,9 @@ def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <
     boxes the prompt is given back as written. FLUX.3 klein reads it; Kinograph does not run that model yet
     (docs/models.md), so the text is for a FLUX.3 klein graph imported from ComfyUI or run elsewhere."""
     from nodes.common.boxes import flux3_layout_prompt
-    return flux3_layout_prompt(prompt, boxes)
+    text = flux3_layout_prompt(prompt, boxes)
+    ctx.log(f"layout prompt: {text}")       # the only place a headless run shows it (no node saves text)
+    return text
 
 
 @node("condition.references", title="Reference Latents (several pictures)", category="Conditioning", device="gpu",
