@@ -481,6 +481,11 @@ def cmd_nodes(args) -> int:
         if not specs:
             from graph_engine.errors import KinographError
             from graph_engine.registry import did_you_mean
+            # A ComfyUI node Kinograph does not map (SeedVR2Conditioning) has the import's word on what to use instead
+            from app.comfyui.mapping import INSTEAD
+            said = INSTEAD.get(args.find[0])
+            if len(args.find) == 1 and isinstance(said, str):
+                raise KinographError(f"no node type matches {args.find[0]!r}, a ComfyUI node: {said}")
             raise KinographError(f"no node type matches {' '.join(args.find)!r}"
                                  f"{did_you_mean(args.find[0], [*reg, *(t.split('.', 1)[-1] for t in reg)])}; "
                                  "`kinograph nodes` lists them all")
