@@ -1030,11 +1030,10 @@ def test_a_missing_file_goes_into_the_folder_of_its_kind_the_models_folder_has(t
     models = tmp_path / "models"
     (models / "geometry_estimation").mkdir(parents=True)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
-    wf = tmp_path / "w.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern}\n"
-                  "  d: {type: depth.da3, inputs: {video: p.video}, params: {model: depth_anything_3_small.safetensors}}\n"
-                  "  v: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}\n")
-    assert main(["validate", str(wf)]) == 2
+    nodes = ["p: {type: generate.test_pattern}", "v: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}",
+             "d: {type: depth.da3, inputs: {video: p.video}, params: {model: depth_anything_3_small.safetensors}}"]
+    (tmp_path / "w.yaml").write_text("kinograph: 1\nnodes:\n" + "".join(f"  {n}\n" for n in nodes))
+    assert main(["validate", str(tmp_path / "w.yaml")]) == 2
     err = capsys.readouterr().err
     assert f"put depth_anything_3_small.safetensors into {models / 'geometry_estimation'}," in err
     assert f"put wan_2.1_vae.safetensors into {models / 'vae'}," in err
