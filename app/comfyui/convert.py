@@ -492,8 +492,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
                                    f"numbers each file of one filename_prefix)")
 
     def name_unknown_text_types(self) -> None:
-        """A CLIPLoader of a type Kinograph loads no model of (FLUX.3 klein's flux3) failed validation with "(did you
-        mean 'flux'?)", sending a newcomer to FLUX.1's: its report line says what the type is instead."""
+        """A CLIPLoader of a type Kinograph loads no model of (FLUX.3 klein's flux3 before it loaded) failed validation
+        with "(did you mean 'flux'?)", sending a newcomer to FLUX.1's: its report line says what the type is instead."""
         from nodes.generate.split_nodes import TEXT_TYPES
         for nid, inst in self.graph.nodes.items():
             kind = inst.params.get("type")

@@ -166,10 +166,11 @@ class SDPose:
                             "decoder never has: the checkpoint's head and UNet do not belong together")
         return wide[-1]
 
-    def keypoints(self, frames: np.ndarray) -> List[np.ndarray]:
+    def keypoints(self, frames: np.ndarray, origin=(0, 0)) -> List[np.ndarray]:
         """Per frame, one person's [134, 3] keypoints in the frame's pixels: each frame stretched to the head's
         input size, as ComfyUI's _resize_to_model does (area when it shrinks both ways, else bilinear; the network
-        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back."""
+        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back
+        and moved by `origin` (a crop's corner in its frame)."""
         import torch
         from torch.nn.functional import interpolate
         from nodes.generate.adapters import get_adapter
@@ -189,32 +190,66 @@ class SDPose:
             points, scores = decode(m)
             # ComfyUI's _remap_keypoints: a point left of the picture (x < 0) is dropped to (-1, -1)
             invalid = points[:, 0] < 0
-            points = points / np.array([mw / w, mh / h], np.float32)
+            points = points / np.array([mw / w, mh / h], np.float32) + np.array(origin, np.float32)
             points[invalid] = -1
             out.append(openpose_order(points, scores))
         return out
 
 
-def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None) -> "PoseTrack":
-    """Keypoints of every frame of `video`, made as far as read, `batch` frames a UNet pass."""
-    return PoseTrack(video, SDPose(model, vae, device), batch, ctx)
+def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None, boxes=None) -> "PoseTrack":
+    """Keypoints of every frame of `video`, made as far as read, `batch` frames a UNet pass; with `boxes`
+    (detect.rtdetr's), one person a box."""
+    return PoseTrack(video, SDPose(model, vae, device), batch, ctx, boxes)
 
 
 class PoseTrack:
     """A clip's keypoints, made by the chunk as they are read: people(a, b) gives, for frames a..b, a list of
     [134, 3] arrays (one per person), in the clip's pixels."""
 
-    def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None):
+    def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None, boxes=None):
         from nodes.common.stream import ByBatch
         self.video, self.model = video, model
         self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
-        self._made = ByBatch(video, batch, lambda frames: [[p] for p in model.keypoints(frames)], ctx)
+        if boxes is None:
+            self._made = ByBatch(video, batch, lambda frames: [[p] for p in model.keypoints(frames)], ctx)
+        else:
+            self._made = ByBatch(_Boxed(video, boxes), batch,
+                                 lambda pairs: [self._in_boxes(f, b) for f, b in pairs], ctx)
 
     def people(self, a: int, b: int) -> List[List[np.ndarray]]:
         return self._made.get(a, b)
 
+    def _in_boxes(self, frame: np.ndarray, boxes) -> List[np.ndarray]:
+        """One person a box, each read from its crop (its corners cut to whole pixels inside the frame, as
+        ComfyUI's SDPoseKeypointExtractor cuts them); a frame without boxes is one person."""
+        if not boxes:
+            return self.model.keypoints(frame[None])
+        h, w = frame.shape[:2]
+        people = []
+        for box in boxes:
+            left, top = max(0, int(box.x)), max(0, int(box.y))
+            right, bottom = min(w, int(box.x + box.width)), min(h, int(box.y + box.height))
+            if right > left and bottom > top:
+                people += self.model.keypoints(frame[None, top:bottom, left:right], (left, top))
+        return people
+
     def __repr__(self):
         return f"PoseKeypoints({self.length} frames of {self.width}x{self.height})"
+
+
+class _Boxed:
+    """A clip's frames, each with its boxes (those of a BOXES value marked with its frame), read as ByBatch reads
+    a clip."""
+
+    def __init__(self, video, boxes):
+        self.video, self.length = video, video.length
+        self.by_frame: List[list] = [[] for _ in range(video.length)]
+        for box in boxes.boxes:
+            if box.frame < video.length:
+                self.by_frame[box.frame].append(box)
+
+    def frames(self, a: int, b: int) -> list:
+        return list(zip(self.video.frames(a, b), self.by_frame[a:b]))
 
 
 def draw_track(track: PoseTrack, draw, ctx=None):
