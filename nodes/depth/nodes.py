@@ -80,8 +80,8 @@ def da3(ctx, video: VIDEO,
         ref_view: str = Param("saddle_balanced", choices=REF_VIEWS,
                               help="multiview: the view the scene is anchored to (3 views or more)")) -> GEOMETRY:
     """Depth of every frame by Depth Anything 3, as ComfyUI's DA3Inference finds it, with the sky (Mono / Metric
-    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Made as far as read, so a long
-    clip streams; the model is read from your own folder, nothing is downloaded."""
+    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Frames are computed as they are
+    read, so a long clip streams; the model is read from your own folder, nothing is downloaded."""
     from nodes.depth import da3 as d
     net = d.load(as_given(model, ctx.workflow_dir), ctx.device, precision)
     return d.infer(video, net, resolution, resize_method, mode, views, ref_view, ctx=ctx)

@@ -42,7 +42,9 @@ def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <
     boxes the prompt is given back as written. Encode it with encode.text on FLUX.3 klein's text encoder
     (qwen3vl_4b, type flux3)."""
     from nodes.common.boxes import flux3_layout_prompt
-    return flux3_layout_prompt(prompt, boxes)
+    text = flux3_layout_prompt(prompt, boxes)
+    ctx.log(f"layout prompt: {text}")       # the only place a headless run shows it (no node saves text)
+    return text
 
 
 @node("condition.references", title="Reference Latents (several pictures)", category="Conditioning", device="gpu",
