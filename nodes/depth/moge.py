@@ -285,8 +285,8 @@ def focal_shift(points, mask, focal=None, size=(64, 64)):
     keep = (F.interpolate(mask.float()[:, None], size, mode="nearest")[:, 0] > 0).cpu().numpy()
     focals, shifts = [], []
     for i in range(points.shape[0]):
-        if keep[i].sum() < 2:
-            f, s = 1.0, 0.0
+        if keep[i].sum() < 2:       # nothing to fit: no shift, and the focal given stays
+            f, s = 1.0 if focal is None else float(focal[i]), 0.0
         else:
             f, s = _shift_for(uv[keep[i]], pts[i][keep[i]], None if focal is None else float(focal[i]))
         focals.append(float(f))
