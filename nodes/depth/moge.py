@@ -421,8 +421,9 @@ def load_moge(name: str, device: str = "cpu") -> MoGe2:
 
 class Geometry:
     """A clip's MoGe geometry (depth.moge's GEOMETRY), made `batch` frames a pass as it is read: frames(a, b) gives
-    frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Every render of it reads the same
-    passes, as ComfyUI's renders read one MOGE_GEOMETRY."""
+    frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Only the last pass is held (a whole
+    plate's maps would not fit): renders reading the same frames together share it, a render read after another
+    makes the passes again (ComfyUI holds the whole MOGE_GEOMETRY)."""
 
     def __init__(self, video, net: MoGe2, resolution_level: int, fov_x: float, force_projection: bool,
                  apply_mask: bool, batch: int, ctx=None):
