@@ -608,3 +608,17 @@ def test_a_given_field_of_view_is_kept_where_nothing_is_left_to_fit():
     focal, shift = moge.focal_shift(points, mask, given)
     assert torch.allclose(focal, want_focal) and torch.allclose(shift, want_shift)
     assert torch.allclose(focal, given)
+
+
+@pytest.mark.parametrize("output", ["depth", "depth_colored"])
+def test_a_frame_of_one_depth_is_drawn_as_comfyui_draws_it(output):
+    """A frame whose valid pixels all lie at one depth (one pixel left by the mask, a flat card): ComfyUI's
+    _normalize_disparity divides by its 1e-6 floor, so they are drawn at 0 (black; Turbo's dark blue); they came
+    out mid-grey (the shared spread's 'flat is 0.5')."""
+    from nodes.depth import moge
+    depth = np.full((6, 8), np.inf, np.float32)
+    depth[2:4, 3:6] = 2.5
+    geo = {"depth": depth, "mask": np.isfinite(depth)}
+    got = moge.picture(geo, output)
+    expected = comfy_pictures({"depth": torch.from_numpy(depth)}, output).numpy() * 255
+    assert np.abs(got.astype(float) - expected).max() <= 1.0

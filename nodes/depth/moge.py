@@ -356,15 +356,15 @@ def picture(geo: Dict[str, np.ndarray], output: str) -> np.ndarray:
     Substance, glTF) or down (DirectX: Unreal), masked pixels mid-grey; mask: white where MoGe found geometry."""
     from nodes.common.color import to_uint8
     from .da3 import turbo
-    from .estimate import spread_unit
     if output in ("depth", "depth_colored"):
         d = geo["depth"]
         valid = np.isfinite(d) & (d > 0)
         disparity = np.where(valid, 1.0 / np.maximum(np.where(valid, d, 1.0), 1e-6), 0.0)
         near = np.zeros(d.shape, np.float32)
         if valid.any():
-            span = tuple(float(q) for q in np.quantile(disparity[valid], (TAIL, 1 - TAIL)))
-            near = np.where(valid, spread_unit(disparity, span), 0.0)
+            lo, hi = (float(q) for q in np.quantile(disparity[valid], (TAIL, 1 - TAIL)))
+            # ComfyUI's floor on the span: a frame of one depth is drawn at 0, not mid-grey
+            near = np.where(valid, np.clip((disparity - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 0.0)
         if output == "depth_colored":
             return to_uint8(turbo(near))      # ComfyUI's polynomial Turbo: OpenCV's table is up to 32 levels off it
         return np.repeat(to_uint8(near)[..., None], 3, axis=2)
