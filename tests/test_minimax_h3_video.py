@@ -243,3 +243,21 @@ def test_comfyui_minimax_h3_t2v_templates_run_with_their_sound(minimax, tmp_path
     got_sound = latent.audio[0].permute(1, 2, 0).reshape(-1, 32)
     assert _err(video, latent.samples) < 1e-4, _err(video, latent.samples)
     assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)
+
+
+def test_a_video_latent_is_not_cut_or_joined_in_time_into_garbage():
+    """The video's latent frames come in VAE chunks (2, then 5 at a time) and its sound is [1, 32, stereo, L]:
+    cutting or joining frames had cut the sound across its stereo axis (LTX-2's time axis) and named a frame count
+    the VAE cannot make. Refused by name; a cut across the picture keeps the sound whole."""
+    from graph_engine import NodeError
+    from nodes.generate.latent import Latent, concat_latents, cut_latent
+    video = Latent(torch.zeros(1, 24, 7, 4, 6), "minimax_h3", FRAMES, 24.0, W, H, audio=torch.zeros(1, 32, 2, 37))
+    for cut in ((0, 2), (2, 5), (-3, 3)):
+        with pytest.raises(NodeError, match="video.trim"):
+            cut_latent(video, "t", *cut)
+    for axis in ("t", "-t"):
+        with pytest.raises(NodeError, match="video.concat"):
+            concat_latents(video, video, axis)
+    assert cut_latent(video, "y", 0, 2).audio.shape == (1, 32, 2, 37)
+    picture = Latent(torch.zeros(1, 24, 1, 4, 6), "minimax_h3", 1, 24.0, W, H)
+    assert concat_latents(picture, picture, "x").samples.shape == (1, 24, 1, 4, 12)
