@@ -161,6 +161,9 @@ def test_comfyui_audio_vae_decodes_the_sound_as_diffusers(minimax):
     with pytest.raises(NodeError, match="decodes frames"):
         vae_decode_sound(None, video_vae, latent)
     assert decode_latent(video_vae, latent).audio is None
+    for frames in (1, 22):      # the audio VAE wired where frames are made: named, not an AttributeError
+        with pytest.raises(NodeError, match="minimax_h3_video_vae"):
+            empty_latent(sound_vae, frames, W, H, 24.0)
 
 
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
