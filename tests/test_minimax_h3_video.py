@@ -264,3 +264,21 @@ def test_a_video_latent_is_not_cut_or_joined_in_time_into_garbage():
     assert cut_latent(video, "y", 0, 2).audio.shape == (1, 32, 2, 37)
     picture = Latent(torch.zeros(1, 24, 1, 4, 6), "minimax_h3", 1, 24.0, W, H)
     assert concat_latents(picture, picture, "x").samples.shape == (1, 24, 1, 4, 12)
+
+
+def test_size_fit_floor_takes_the_valid_frame_count_at_or_below():
+    """latent.empty's size_fit floor on MiniMax H3: the largest frame count its VAE makes (1, or 17n+5) at or below
+    the one asked for, found here by trying every count against check_frames; 2 to 4 frames had become 5."""
+    from graph_engine import NodeError
+    from nodes.generate.families import family
+    spec = family("minimax_h3")
+
+    def valid(n):
+        try:
+            spec.check_frames(n)
+        except NodeError:
+            return False
+        return True
+    for frames in range(1, 60):
+        assert spec.floor_frames(frames) == max(n for n in range(1, frames + 1) if valid(n)), frames
+    assert spec.frame_rule() == "1 frame or 17n+5 frames" and family("wan").frame_rule() == "4n+1 frames"
