@@ -282,3 +282,18 @@ def test_size_fit_floor_takes_the_valid_frame_count_at_or_below():
     for frames in range(1, 60):
         assert spec.floor_frames(frames) == max(n for n in range(1, frames + 1) if valid(n)), frames
     assert spec.frame_rule() == "1 frame or 17n+5 frames" and family("wan").frame_rule() == "4n+1 frames"
+
+
+def test_a_later_flow_shift_sets_the_sound_shift_anew():
+    """model.flow_shift's sound_shift 0 is 3, as its help says, also after an earlier flow_shift set another (as a
+    second ComfyUI MiniMaxH3SigmaShift sets both shifts anew): k = video shift / sound shift."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.handles import ModelHandle
+    from nodes.generate.nodes import flow_shift
+    adapter = get_adapter("minimax_h3")
+    first = flow_shift(None, ModelHandle("minimax_h3", "h3.safetensors", None), 12.0, "flow", 6.0)
+    assert adapter.sound_ratio(first) == 2.0
+    assert adapter.sound_ratio(flow_shift(None, first, 10.0, "flow", 0.0)) == 10.0 / 3.0
+    assert adapter.sound_ratio(flow_shift(None, first, 10.0, "flow", 5.0)) == 2.0
+    wan = ModelHandle("wan", "wan.safetensors", None)
+    assert flow_shift(None, wan, 5.0, "flow", 0.0).options == (("flow_shift", 5.0),)   # other models' keys kept

@@ -1003,7 +1003,7 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
     MiniMax H3 samples a video's soundtrack on a schedule of its own: sound_shift sets it (ComfyUI's
     MiniMaxH3SigmaShift shift_audio)."""
     model = model.with_option("flow_shift", float(shift))
-    if sound_shift:
+    if sound_shift or model.option("minimax_h3_sound_shift"):     # 0 (as released) also over an earlier one
         model = model.with_option("minimax_h3_sound_shift", float(sound_shift))
     velocity = sampling == "img_to_img_velocity"
     # set only where it is or was on, so the models of every other workflow stay as they were (their cache keys)
