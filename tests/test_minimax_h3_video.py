@@ -297,3 +297,20 @@ def test_a_later_flow_shift_sets_the_sound_shift_anew():
     assert adapter.sound_ratio(flow_shift(None, first, 10.0, "flow", 5.0)) == 2.0
     wan = ModelHandle("wan", "wan.safetensors", None)
     assert flow_shift(None, wan, 5.0, "flow", 0.0).options == (("flow_shift", 5.0),)   # other models' keys kept
+
+
+def test_the_audio_vae_keeps_fp32_on_a_gpu():
+    """diffusers pins every module of AutoencoderKLMiniMaxH3Audio to fp32 (_keep_in_fp32_modules: its BigVGAN stack
+    decodes ~20 dB quieter in bf16); load.vae's automatic dtype on a GPU (fp16 for MiniMax H3) had cast it down. The
+    video VAE keeps the family's."""
+    import torch
+    from diffusers import AutoencoderKLMiniMaxH3Audio
+    from nodes.generate.detect import Detection
+    from nodes.generate.split import vae_dtype
+    sound = AutoencoderKLMiniMaxH3Audio(encoder_dim=4, encoder_rates=(2,), latent_dim=8, latent_channels=4,
+                                        num_attention_heads=1, decoder_dim=8, decoder_rates=(2,),
+                                        decoder_kernel_sizes=(4,))
+    assert {n for n, _ in sound.named_children()} <= set(AutoencoderKLMiniMaxH3Audio._keep_in_fp32_modules)
+    for device in ("cuda", "cuda:1", "cpu"):
+        assert vae_dtype(Detection("vae", "minimax_h3", "audio"), device) == torch.float32
+    assert vae_dtype(Detection("vae", "minimax_h3", "", layout="original"), "cuda") == torch.float16
