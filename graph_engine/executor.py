@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
+from .types import get_type
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
@@ -482,6 +483,11 @@ class Executor:
             want = spec.port_type(port)
             have = self.registry.get(g.nodes[src].type).outputs[sport].type
             conv = want.converter(have) if have is not want else None
+            if conv is None and have.name == "ANY" and want.name == "VIDEO" and v is not None \
+                    and not isinstance(v, Clip):
+                # a switch passes on the picture it picked (ComfyUI's small-image branch): a clip's port gets it as
+                # a direct IMAGE link would, as a one-frame clip
+                conv = want.converter(get_type("IMAGE"))
             ins[port] = conv(v) if conv else v
         return ins
 

@@ -89,7 +89,7 @@ TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 POSE_KEYPOINT = register_type("POSE_KEYPOINT", "#c0e060", port="keypoints",
                               help="people's whole-body keypoints per frame (pose.sdpose_keypoints)")
 GEOMETRY = register_type("GEOMETRY", "#60c0e0", help="per-frame depth and the maps a geometry model gives with it "
-                                                    "(sky, confidence): depth.da3")
+                                                    "(sky, confidence; a mask, points and normals): depth.da3, depth.moge")
 BOXES = register_type("BOXES", "#e0c080", port="boxes",
                       help="boxes on a canvas, in its pixels, with a kind, words and a description each "
                            "(nodes/common/boxes.py; ComfyUI's BOUNDING_BOX and box elements)")

@@ -5,7 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -353,9 +353,31 @@ def test_a_comfyui_file_opens_at_the_view_it_was_saved_with(win, qtbot, tmp_path
     path.write_text(json.dumps(data))
     assert win.open_path(path) is win
     qtbot.wait(50)                      # the first view is set once the canvas has its size
-    top_left = win.view.mapToScene(QPoint(0, 0))
     assert win.view.zoom() == pytest.approx(0.6)
-    assert (top_left.x(), top_left.y()) == (pytest.approx(800, abs=2), pytest.approx(300, abs=2))
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    comfy = QRectF(800, 300, 1920 / 0.6, 980 / 0.6)       # what ComfyUI showed in a full-HD browser
+    shown = [n for n, i in win.scene.nodes.items() if i.sceneBoundingRect().intersects(comfy)]
+    assert shown and any(seen.intersects(win.scene.nodes[n].sceneBoundingRect()) for n in shown)
+
+
+def test_a_saved_view_opens_on_what_comfyui_showed_not_on_empty_canvas(win, qtbot):
+    """ComfyUI's saved view filled a browser window; put at the top left of the editor's smaller canvas, a
+    template's nodes sat in its bottom corner or below it (z_image_turbo: the top half of the canvas empty)."""
+    vw, vh = win.view.viewport().width(), win.view.viewport().height()
+    # In the top half of ComfyUI's 980 px, across its left edge (ComfyUI showed it cut there too).
+    shown = win.controller.add_node("load.text_encoder", (-100.0, vh - 60.0))
+    win.controller.add_node("load.vae", (5000.0, 5000.0))                     # far off, as a template's other parts
+    win.doc.saved_view = (0.0, 0.0, 1.0, 1920.0, 980.0)
+    win.view.frame_legible()
+    assert win.view.zoom() == pytest.approx(1.0)
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert seen.contains(win.scene.nodes[shown].sceneBoundingRect()), "the node ComfyUI showed is cut by the edge"
+    # More than the canvas holds: from the top left of what ComfyUI showed, the node across its edge whole.
+    win.controller.add_node("load.vae", (vw + 100.0, vh - 60.0))
+    win.view.frame_legible()
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    node = win.scene.nodes[shown].sceneBoundingRect()
+    assert seen.left() <= node.left() and seen.top() <= node.top(), "the node ComfyUI showed is cut by the edge"
 
 
 def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(win, qtbot):
@@ -365,6 +387,19 @@ def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(wi
     seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
     assert seen.contains(win.scene.nodes[node].sceneBoundingRect())
     assert not seen.intersects(win.scene.notes[note].sceneBoundingRect())
+
+
+def test_a_code_block_in_a_note_wraps_inside_the_note(win, qtbot):
+    """The Model Links note of the Wan 2.2 templates ends in a code block, a tree of model folders: its lines
+    did not wrap and ran past the note's right edge, the file names dark on the canvas or under the nodes."""
+    raw = ("## Model links\n```\nComfyUI/\n├── models/\n│   └── loras/\n"
+           "│       └── wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors\n```\nafter the block")
+    nid = win.controller.add_note((0, 0), raw)
+    note = win.scene.notes[nid]
+    text = note.text_item
+    assert "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors" in text.toPlainText().replace("\u2028", "")
+    inside = note.mapRectToScene(note.boundingRect())
+    assert inside.contains(text.mapRectToScene(text.boundingRect())), "the note's text is drawn past its edge"
 
 
 def test_a_note_draws_its_markdown_and_is_typed_raw(win, qtbot):

@@ -291,3 +291,43 @@ def test_nodes_brought_back_by_undo_or_redo_are_selected_so_the_keys_act_on_them
     assert win.scene.selected_nodes() == [a]
     qtbot.keyClick(win.view, Qt.Key_B)          # bypass: on the node that came back
     assert win.doc.graph.nodes[a].bypass and not win.doc.graph.nodes[b].bypass
+
+
+def test_tab_in_a_field_on_a_node_goes_to_the_nodes_next_field(win, qtbot):
+    """Frames typed on a Test Pattern node, then Tab to type its width (as in Blender and Nuke): the keyboard went
+    to the canvas, the width typed fired its one-key commands, and Enter opened the selected node's panel (here
+    Save Video's) with its path selected, ready to be typed over."""
+    p, r, s = test_editor.chain(win)
+    win.scene.select_nodes([s])
+    win.view.edit_param(p, "frames")
+    qtbot.waitUntil(lambda: win.view._editor is not None and win.view._editor.hasFocus())
+    for key, typed in ((Qt.Key_Tab, "12"), (Qt.Key_Tab, "64"), (Qt.Key_Backtab, "40")):
+        ed = win.view._editor
+        ed.selectAll()
+        qtbot.keyClicks(ed, typed)
+        qtbot.keyClick(ed, key)
+        qtbot.waitUntil(lambda: win.view._editor not in (None, ed) and win.view._editor.hasFocus())
+    params = win.doc.graph.nodes[p].params
+    assert (params["frames"], params["width"], params["height"]) == (12, 64, 40)
+    assert win.view._editor.text() == "64"          # Shift+Tab went back from the height to the width
+    assert win.doc.graph.nodes[s].params["path"] == "unused.mp4"
+    qtbot.keyClick(win.view._editor, Qt.Key_Escape)
+    # Past the last field of the node, the keyboard is the canvas'.
+    win.view.edit_param(p, "fps")
+    qtbot.keyClick(win.view._editor, Qt.Key_Tab)
+    assert win.view._editor is None and win.view.hasFocus()
+
+
+def test_enter_in_a_field_on_a_node_applies_it_and_gives_the_keyboard_back_to_the_canvas(win, qtbot):
+    """Enter went on from the field to the canvas, which took it as Enter on the selected node: the keyboard was put
+    in that node's panel with its first field selected (Save Video's path), and the next keys typed replaced it."""
+    p, r, s = test_editor.chain(win)
+    win.scene.select_nodes([s])
+    qtbot.waitUntil(lambda: win.properties.node_id == s)
+    win.view.edit_param(p, "frames")
+    ed = win.view._editor
+    qtbot.waitUntil(ed.hasFocus)
+    qtbot.keyClicks(ed, "12")
+    qtbot.keyClick(ed, Qt.Key_Return)
+    assert win.doc.graph.nodes[p].params["frames"] == 12
+    assert win.view.hasFocus(), f"the keyboard went to {type(QApplication.focusWidget()).__name__}"

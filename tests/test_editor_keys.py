@@ -511,7 +511,7 @@ def test_pasting_what_is_not_nodes_says_what_the_clipboard_holds(win, qtbot):
         assert said in win.statusBar().currentMessage() and not win.doc.graph.nodes
 
 
-def test_tab_in_a_field_typed_on_the_canvas_applies_it_and_opens_nothing(win, qtbot):
+def test_tab_in_a_field_typed_on_the_canvas_applies_it_and_opens_no_search(win, qtbot):
     from test_editor import drag
     p, r, s = chain(win)
     item = win.scene.nodes[r]
@@ -521,6 +521,9 @@ def test_tab_in_a_field_typed_on_the_canvas_applies_it_and_opens_nothing(win, qt
     qtbot.keyClicks(ed, "24")
     qtbot.keyClick(ed, Qt.Key_Tab)
     assert win.doc.graph.nodes[r].params["width"] == 24
+    # On to the height, the node's last field typed on the canvas (the others are menus); past it, the canvas.
+    assert win.view._editor is not None and win.view._editor.text() == "16" and not win.view.palette.isVisible()
+    qtbot.keyClick(win.view._editor, Qt.Key_Tab)
     assert win.view._editor is None and not win.view.palette.isVisible() and win.view.hasFocus()
 
 

@@ -132,13 +132,14 @@ def test_the_run_bar_says_cancelling_until_the_run_stops(win, qtbot):
     pat = c.add_node("generate.test_pattern", (0, 0))
     slow = c.add_node("test.slow", (300, 0))
     c.set_param(slow, "steps", 100000)
+    c.set_title(slow, "Hero denoise")           # the bar names it as the canvas does, not by its id
     c.connect(pat, "video", slow, "video")
     job = win.run([slow])
     qtbot.waitUntil(lambda: win.runs.status.get(slow) is not None and win.runs.status[slow].state == "running",
                     timeout=30000)
     assert win.queue_label.text().strip() == f"running {job.label}"
     win.runs.cancel()              # the worker's 'stopped' arrives through the event loop, not yet run
-    assert win.queue_label.text().strip() == f"cancelling {job.label} (stops when {slow} ends its step)"
+    assert win.queue_label.text().strip() == f"cancelling {job.label} (stops when Hero denoise ends its step)"
     assert win.runs.wait_idle(30)
     assert win.queue_label.text().strip() == "idle"
 
@@ -391,6 +392,30 @@ def test_a_node_edited_after_a_run_says_so_and_so_does_what_it_feeds(win, qtbot,
     assert [badge[n]() for n in (p, r, s)] == ["cached", "done", "done"]
 
 
+def test_a_failed_node_put_right_says_edited_not_failed(win, qtbot, tmp_path):
+    """A Load Video run on a path that does not exist failed; with the path put right, the node still said
+    'failed: video file not found: nope.mp4', as if the fix had not been taken, and the Save Video it feeds
+    'skipped', until the next run."""
+    c = win.controller
+    load = c.add_node("io.load_video", (0, 0))
+    save = c.add_node("io.save_video", (300, 0))
+    c.connect(load, "video", save, "video")
+    c.set_param(load, "path", str(tmp_path / "nope.mp4"))
+    c.set_param(save, "path", str(tmp_path / "out.mkv"))
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "failed"
+    status = lambda: win.scene.nodes[load].status
+    assert (status().state, win.scene.nodes[save].status.state) == ("failed", "skipped")
+    c.set_param(load, "path", str(tmp_path / "plate.mp4"))
+    qtbot.waitUntil(lambda: status().state == "edited")
+    assert win.scene.nodes[save].status.state == "edited"
+    win.scene.select_nodes([load])
+    shown = win.properties.status_label.text()
+    assert "the next run tries it again" in shown and "nope.mp4" in shown      # what failed, said as past
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: status().state == "failed")
+
+
 def test_a_colour_parameter_shows_its_colour_on_the_node(win):
     """relight.directional's colour read '#ff8040' on the node, as text only: it shows a swatch of
     that colour at the end of its field, the value beside it; none for a colour the node refuses."""
@@ -546,3 +571,80 @@ def test_a_workflow_reopens_at_the_view_it_was_closed_at(make_window, qtbot, tmp
     top_left = again.view.mapToScene(0, 0)
     assert again.view.zoom() == pytest.approx(1.6, rel=1e-3)
     assert (top_left.x(), top_left.y()) == (pytest.approx(left.x(), abs=2), pytest.approx(left.y(), abs=2))
+
+
+def _overlaps(win):
+    rects = {n: i.sceneBoundingRect() for n, i in win.scene.nodes.items()}
+    return [(a, b) for a in rects for b in rects if a < b and rects[a].intersects(rects[b])]
+
+
+def _cursor_on_resize(win, qtbot):
+    """A chain with nothing selected, the cursor on its middle node and the keyboard on the canvas."""
+    from PySide6.QtGui import QCursor
+    p, r, s = chain(win)
+    win.scene.clearSelection()
+    on_r = win.scene.nodes[r].sceneBoundingRect().center()
+    QCursor.setPos(win.view.viewport().mapToGlobal(win.view.mapFromScene(on_r)))
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    return p, r, s
+
+
+def test_a_node_added_or_pasted_at_the_cursor_lands_beside_the_node_under_it(win, qtbot):
+    """Tab with the cursor on a node (nothing selected), then Enter: the new node was laid on the
+    one under the cursor, hiding it. Ctrl+V with the cursor on a node did the same, and Ctrl+D
+    put the copy 40 px from its original, over its fields."""
+    p, r, s = _cursor_on_resize(win, qtbot)
+    qtbot.keyClick(win.view, Qt.Key_Tab)
+    qtbot.keyClicks(win.view.palette.edit, "grade")
+    qtbot.keyClick(win.view.palette.edit, Qt.Key_Return)
+    (new,) = set(win.doc.graph.nodes) - {p, r, s}
+    assert not _overlaps(win), "the node added with Tab covers another"
+    # Near the cursor still: beside the node it was on, not at the far end of the workflow.
+    assert win.scene.nodes[new].sceneBoundingRect().center().x() < win.scene.nodes[s].sceneBoundingRect().right()
+    win.scene.select_nodes([p, r])
+    assert win.copy()
+    pasted = win.paste()
+    assert len(pasted) == 2 and not _overlaps(win), "the pasted nodes cover others"
+    assert win.doc.graph.inputs[pasted[1]]["video"] == (pasted[0], "video")
+    win.scene.select_nodes([s])
+    win.duplicate()
+    assert len(win.doc.graph.nodes) == 7 and not _overlaps(win), "the duplicate covers its original"
+
+
+def _canvas_on_screen(win):
+    """The canvas as it stands on screen (the window's backing store), not as a fresh paint would draw it."""
+    from PySide6.QtCore import QPoint, QRect
+    vp = win.view.viewport()
+    return win.screen().grabWindow(win.winId()).toImage().copy(QRect(vp.mapTo(win, QPoint(0, 0)), vp.size()))
+
+
+def test_the_empty_canvas_hint_goes_when_nodes_are_pasted_into_a_new_workflow(win, qtbot):
+    """File > New after a workflow, then Ctrl+V: the first nodes came, but the hint ('Tab or double-click: add a
+    node…') stayed drawn on the canvas around them, until something else repainted it."""
+    from PySide6.QtGui import QGuiApplication
+    p, r, s = chain(win)
+    win.scene.select_nodes([p, r])
+    assert win.copy()
+    win.doc.undo.setClean()
+    win.new_document()
+    qtbot.wait(300)
+    hint = _canvas_on_screen(win)
+    win.controller.paste(QGuiApplication.clipboard().text(), (0.0, 0.0))
+    qtbot.wait(300)
+    shown = _canvas_on_screen(win)
+    win.view.viewport().repaint()
+    qtbot.wait(300)
+    assert shown != hint and shown == _canvas_on_screen(win), "part of the canvas was left as it was drawn before"
+
+
+def test_a_note_added_with_the_cursor_on_a_node_is_not_hidden_under_it(win, qtbot):
+    """N with the cursor on a node: the note was laid at the cursor, beneath the node (notes are drawn under nodes),
+    and what was typed into it could not be seen."""
+    p, r, s = _cursor_on_resize(win, qtbot)
+    qtbot.keyClick(win.view, Qt.Key_N)
+    (nid,) = win.scene.notes
+    note = win.scene.notes[nid]
+    assert note.text_item.hasFocus()
+    covered = [n for n, i in win.scene.nodes.items() if i.sceneBoundingRect().intersects(note.sceneBoundingRect())]
+    assert not covered, f"the note is under {covered}"

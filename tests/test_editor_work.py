@@ -816,3 +816,28 @@ def test_a_running_badge_tells_the_estimate_until_a_pace_is_measured_and_hours_a
     assert NodeStatus("running", 0.5, steps=(15, 30), eta=5400, estimate=3 * 3600).badge() == "15/30 · 90.0 min"
     assert NodeStatus("running", estimate=40).badge() == "running · est. 40.0 s"
     assert NodeStatus("done", seconds=9720).badge() == "2.7 h"
+
+
+def test_save_as_of_a_template_from_a_read_only_folder_starts_where_work_is_saved(win, tmp_path, monkeypatch):
+    """ComfyUI's templates are installed read-only (a Python package): Save on one opened from there
+    offered that folder, and saving failed with 'Permission denied'."""
+    import shutil
+    from PySide6.QtWidgets import QFileDialog
+    package = tmp_path / "site-packages" / "templates"
+    package.mkdir(parents=True)
+    src = package / "wan_t2v.json"
+    shutil.copy(Path(test_editor.__file__).parent / "data" / "comfyui" / "wan_t2v.json", src)
+    mine = tmp_path / "my workflows" / "a.yaml"
+    mine.parent.mkdir()
+    mine.write_text("kinograph: 1\nnodes: {}\n")
+    win.settings.add_recent_file(str(mine))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    assert win.open_path(str(src)) is win
+    # Read-only as a package is for a user; the tests may run as root, whom no mode bit stops.
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: writable(p, mode) and Path(p).resolve() != package.resolve())
+    starts = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda parent, title, start, *a, **k: starts.append(start)
+                        or ("", ""))
+    assert not win.save()
+    assert starts == [str(mine.parent.resolve() / "wan_t2v.yaml")]

@@ -148,3 +148,23 @@ def test_several_references_match_flux2_pipeline(flux2):
     assert (resized.width, resized.height) == (round(80 * scale) // side * side, round(64 * scale) // side * side)
     with pytest.raises(NodeError, match="needs at least one picture"):
         add_references(vae, pos, None, [])
+
+
+@pytest.mark.parametrize("resolution, want", [
+    ({"resolution": "resize", "resolution.megapixels": 0.25}, ({"resolution": "resize", "megapixels": 0.25}, "approx")),
+    ({"resolution": "keep resolution"}, ({"resolution": "keep"}, "exact"))])
+def test_reference_multi_latent_from_an_api_prompt(resolution, want):
+    """An API prompt names megapixels after the resolution option it belongs to (resolution.megapixels): it was
+    dropped, the pictures resized to 1 megapixel; and keeping the resolution resamples nothing, so is exact."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "flux2-vae.safetensors"}},
+           "2": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"}},
+           "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a cat"}},
+           "5": {"class_type": "ReferenceMultiLatent",
+                 "inputs": {"positive": ["4", 0], "vae": ["1", 0], "images.image0": ["2", 0], **resolution}},
+           "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 2]}}}
+    res = import_data(api)
+    node, = [n for n in res.graph.nodes.values() if n.type == "condition.references"]
+    entry, = [e for e in res.report.entries.values() if e.class_type == "ReferenceMultiLatent"]
+    assert (node.params, entry.status) == want

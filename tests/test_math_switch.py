@@ -191,3 +191,21 @@ def test_a_switch_whose_output_decides_another_decides_before_its_own_sides(tmp_
     assert res.ok, res.failed
     assert sorted(res.unread) == ["big", "small", "two"]
     assert res.outputs["outer"]["value"].width == 32
+
+
+def test_a_picture_the_switch_passes_into_a_clip_input_arrives_as_a_one_frame_clip(tmp_path):
+    """A loaded picture (IMAGE) through the switch into a node that takes a clip (utility_moge_depth_estimation's
+    small-picture branch) arrives as a one-frame clip, as a direct link gives it; it arrived as the bare array
+    ("'numpy.ndarray' object has no attribute 'length'")."""
+    import cv2
+    import numpy as np
+    picture = np.zeros((8, 12, 3), np.uint8)
+    picture[..., 1] = 200
+    cv2.imwrite(str(tmp_path / "p.png"), picture)
+    wf = (f"kinograph: 1\nnodes:\n  img: {{type: io.load_image, params: {{path: '{tmp_path / 'p.png'}'}}}}\n"
+          "  pick: {type: math.switch, inputs: {on_false: img.image}, params: {switch: false}}\n"
+          "  use: {type: test.counted, inputs: {video: pick.value}}\n")
+    run = _run(wf, targets=["use"], keep=["use"])
+    assert run.ok, run.failed
+    clip = run.outputs["use"]["video"]
+    assert clip.length == 1 and (clip.frames(0, 1)[0] == picture).all()

@@ -64,3 +64,11 @@ def test_bad_colour_and_missing_drawing_say_what_to_give(tmp_path):
         painted(None, "", 64, 64, "red")
     with pytest.raises(NodeError, match="is not there"):
         painted(None, str(tmp_path / "gone.png"), 64, 64, "#000000")
+
+
+def test_a_file_that_is_no_picture_is_named(tmp_path):
+    """Before: Pillow's UnidentifiedImageError came out as a traceback."""
+    bad = tmp_path / "painter-2.png"
+    bad.write_text("not a png")
+    with pytest.raises(NodeError, match="cannot read the drawing .*painter-2.png as a picture"):
+        painted(None, str(bad), 64, 64, "#000000")

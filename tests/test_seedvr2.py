@@ -210,3 +210,17 @@ def test_seedvr2_files_are_named_not_taken_for_others(tmp_path):
         load_diffusion_model(None, str(tmp_path / "seedvr2_3b_int8_convrot.safetensors"), "default", "cpu")
     with pytest.raises(NodeError, match="SeedVR2 video VAE .* does not read yet"):
         load_vae(None, str(tmp_path / "seedvr2_ema_vae_fp16.safetensors"), "cpu")
+
+
+@pytest.mark.parametrize("cls", ["AutoencoderKLWan", "AutoencoderKLQwenImage"])
+def test_diffusers_wan_vae_is_not_taken_for_seedvr2s(tmp_path, cls):
+    """diffusers' Wan 2.1 and Qwen-Image VAEs (vae/diffusion_pytorch_model.safetensors of their Diffusers repos) have
+    a 5-D decoder.conv_in and up_blocks' conv1 too: they were named SeedVR2's VAE and refused by load.vae."""
+    import diffusers
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import describe_model
+    vae = getattr(diffusers, cls)(base_dim=8, z_dim=4, dim_mult=[1, 1], num_res_blocks=1, temperal_downsample=[False])
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
+    d = describe_model(path)
+    assert (d["family"], d["loads"]) == ("wan", "yes"), d

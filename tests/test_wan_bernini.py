@@ -140,3 +140,22 @@ def test_image_editing_template_runs_on_tiny_weights(wan_t2v, tmp_path):
     assert run.ok, run.failed
     saved, = (tmp_path / "out").rglob("*.png")
     assert Image.open(saved).size == (48, 32)
+
+
+def test_a_model_of_other_channels_is_named_not_the_vae():
+    """An image-to-video Wan transformer (36 channels a token) given Wan 2.1 VAE streams was told to encode them with
+    the Wan 2.1 VAE, which they already were; a Wan 2.2 VAE's 48-channel streams on Bernini-R's 16 are the VAE's fault."""
+    from diffusers import WanTransformer3DModel
+    from graph_engine import NodeError
+    from nodes.generate.wan_bernini import context_input
+
+    def tiny(ch):
+        return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=24,
+                                     in_channels=ch, out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32,
+                                     num_layers=1, rope_max_seq_len=64)
+    with pytest.raises(NodeError, match="reads 36 channels .* load a Bernini-R model"):
+        with context_input(tiny(36), [torch.zeros(1, 16, 1, 4, 4)]):
+            pass
+    with pytest.raises(NodeError, match="48 channels .* encode them with the Wan 2.1 VAE"):
+        with context_input(tiny(16), [torch.zeros(1, 48, 1, 4, 4)]):
+            pass

@@ -132,6 +132,16 @@ def depth_folder(v):
     return name
 
 
+def moge_file(v):
+    """MoGe's file as it is; MoGe-1 and MoGe-3 files are named as ones depth.moge does not run"""
+    from nodes.depth.estimate import moge_version
+    version = moge_version(str(v))
+    if version in ("MoGe-1", "MoGe-3"):
+        raise Approx(v, f"{v} is {version}, which Kinograph does not run yet: depth.moge stops with that message; "
+                        f"set model to moge_2_vitl_normal_fp16.safetensors (Comfy-Org/MoGe) to run it")
+    return v
+
+
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
@@ -477,8 +487,11 @@ def editor_boxes(v):
 
 
 def reference_resolution(v):
-    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize"""
-    return "resize" if v == "resize" else "keep"
+    """ReferenceMultiLatent's "keep resolution" / "resize" -> keep / resize (resize resamples by area, which
+    ComfyUI's may not)"""
+    if v == "resize":
+        raise Approx("resize", "a picture resized to megapixels is resampled by area, which ComfyUI's may not be")
+    return "keep"
 
 
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
@@ -855,7 +868,16 @@ RULES: Dict[str, Rule] = {
     # ComfyUI's SDPose-OOD nodes (comfy_extras/nodes_sdpose.py): the keypoints of one person a frame from the SDPose
     # checkpoint's model and VAE, and their OpenPose-style picture
     "SDPoseKeypointExtractor": Rule("pose.sdpose_keypoints", ("batch_size",), (P("batch_size", "batch_size"),),
-                                    {"model": "model", "vae": "vae", "image": "video"}, ("keypoints",)),
+                                    {"model": "model", "vae": "vae", "image": "video", "bboxes": "boxes"},
+                                    ("keypoints",)),
+    # ComfyUI's RT-DETR v4 (comfy_extras/nodes_rtdetr.py): its file, from a UNETLoader, folds into detect.rtdetr
+    "RTDETR_detect": Rule("detect.rtdetr", ("threshold", "class_name", "max_detections"),
+                          (P("threshold", "threshold"), P("class_name", "class_name"),
+                           P("max_detections", "max_detections")), {"image": "video"}, ("boxes",),
+                          special="rtdetr_detect"),
+    "DrawBBoxes": Rule("detect.draw_boxes", (), (), {"image": "video", "bboxes": "boxes"}, ("video",),
+                       note="labels in PIL's default font, as ComfyUI writes them where Arial is missing (it has "
+                            "Arial on Windows); the boxes of one picture are not repeated over a longer clip"),
     "SDPoseDrawKeypoints": Rule("pose.sdpose_draw", ("draw_body", "draw_hands", "draw_face", "draw_feet",
                                                      "stick_width", "face_point_size", "score_threshold"),
                                 (P("draw_body", "draw_body"), P("draw_hands", "draw_hands"),
@@ -990,13 +1012,13 @@ RULES: Dict[str, Rule] = {
     # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
     # FLUX.2 / FLUX.3 klein editing: several pictures encoded and added to both prompts in one node; its latent the
     # first picture's, zeroed. Resizing to megapixels: ComfyUI's resampling is not documented; Kinograph's is area
-    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "megapixels"),
-                                 (P("resolution", "resolution", reference_resolution), P("megapixels", "megapixels")),
+    # megapixels is resolution's "resize" option's own widget: resolution.megapixels, as an API prompt names it
+    "ReferenceMultiLatent": Rule("condition.references", ("resolution", "resolution.megapixels"),
+                                 (P("resolution", "resolution", reference_resolution),
+                                  P("resolution.megapixels", "megapixels")),
                                  {"positive": "positive", "negative": "negative", "vae": "vae",
                                   "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
-                                  "images.image3": "image4"}, ("positive", "negative", "latent"),
-                                 note="a picture resized to megapixels is resampled by area, which ComfyUI's may "
-                                      "not be"),
+                                  "images.image3": "image4"}, ("positive", "negative", "latent")),
     # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
     # behind the editor, and the preview picture is not drawn
     "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),
@@ -1586,6 +1608,16 @@ RULES: Dict[str, Rule] = {
     # Marigold v2's depth, normals and albedo from its decoded picture
     "MarigoldV2PostProcess": Rule("depth.marigold_pass", ("prediction",), (P("prediction", "prediction"),),
                                   {"image": "video"}, ("video",), fixed={"spread": "frame"}),
+    # MoGe (comfy_extras/nodes_moge.py): the loader's file goes to the inference, whose geometry each render draws
+    "LoadMoGeModel": Rule(None, ("model_name",), (P("model_name", "model", moge_file),), fold=True),
+    "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
+                                         "apply_mask", "refine_steps"),
+                          (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
+                           P("batch_size", "batch"), P("force_projection", "force_projection"),
+                           P("apply_mask", "apply_mask")),
+                          {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
+                       ("video",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

@@ -17,6 +17,7 @@ from .document import FARTHEST, Document, read_workflow
 
 
 PLACEHOLDER = "comfyui."       # the type the import gives a ComfyUI node it has no equivalent for
+COMFY_CANVAS = (1920.0, 980.0)  # the canvas a template's view was saved on: a full-HD browser less ComfyUI's bars
 
 
 class Imported(NamedTuple):
@@ -26,7 +27,7 @@ class Imported(NamedTuple):
     registry: object
     report: object
     origin: Path
-    view: Optional[Tuple[float, float, float]] = None
+    view: Optional[Tuple[float, float, float, float, float]] = None
 
 
 def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tuple[Document, object]]:
@@ -61,9 +62,10 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
     return Imported(wf.graph, problems, checked, registry, result.report, p.resolve(), saved_view(p))
 
 
-def saved_view(path) -> Optional[Tuple[float, float, float]]:
-    """(x, y, zoom): the scene point at the top left of the view a ComfyUI file was saved with (its `extra.ds`:
-    LiteGraph draws a point p at (p + offset) * scale), and that view's zoom; None when it keeps none."""
+def saved_view(path) -> Optional[Tuple[float, float, float, float, float]]:
+    """(x, y, zoom, width, height): the scene point at the top left of the view a ComfyUI file was saved with (its
+    `extra.ds`: LiteGraph draws a point p at (p + offset) * scale), that view's zoom and the size of the canvas it
+    showed (COMFY_CANVAS: the file does not keep it); None when it keeps none."""
     from app.comfyui import comfyui_source
     src = comfyui_source(path)
     data = src.data if src is not None and isinstance(src.data, dict) else {}
@@ -75,7 +77,7 @@ def saved_view(path) -> Optional[Tuple[float, float, float]]:
     except (TypeError, KeyError, ValueError, OverflowError):     # a number of 400 digits: OverflowError
         return None
     # the view of a stranger's file: infinity or NaN there made Qt's view unusable
-    return (x, y, scale) if 0 < scale < float("inf") and max(abs(x), abs(y)) <= FARTHEST else None
+    return (x, y, scale, *COMFY_CANVAS) if 0 < scale < float("inf") and max(abs(x), abs(y)) <= FARTHEST else None
 
 
 def to_document(read: Imported) -> Tuple[Document, object]:

@@ -21,6 +21,7 @@ from .geometry import node_size
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
+NOTE_SIZE = (220, 120)
 GROUP_COLORS = ("#3d5a80", "#6b4f7a", "#4f7a5a", "#7a6a4f", "#7a4f4f", "#4f6f7a")
 
 
@@ -362,7 +363,7 @@ class Controller:
     def add_note(self, pos: Tuple[float, float], text: str = "Note") -> str:
         notes = self._ui(NOTES)
         nid = clipboard._fresh_id("note", set(notes))
-        notes[nid] = {"text": text, "pos": [round(pos[0]), round(pos[1])], "size": [220, 120]}
+        notes[nid] = {"text": text, "pos": [round(pos[0]), round(pos[1])], "size": list(NOTE_SIZE)}
         self.doc.push("Add note", [ops.SetUi(NOTES, notes)])
         return nid
 
@@ -385,21 +386,33 @@ class Controller:
         return clipboard.copy_text(g, self.doc.registry, node_ids, note_ids, group_ids)
 
     def paste(self, text: str, at: Optional[Tuple[float, float]] = None) -> List[str]:
-        # Ctrl+D twice, or Ctrl+V twice at one spot, laid the copies exactly on each other (two
-        # nodes looking like one): a copy that would land on a node goes one step further.
-        taken = {tuple(u["pos"]) for n, u in self.graph.ui.items() if n in self.graph.nodes and "pos" in (u or {})}
-        for step in range(50):
-            d = 40.0 * step
+        # Pasted nodes (and Ctrl+D's copies) landed on the nodes under the cursor, or 40 px from
+        # their originals, hiding them: the copies go to the nearest place clear of the workflow.
+        def build(d):
             try:
-                todo, mapping = clipboard.paste_ops(text, self.graph, self.doc.registry,
-                                                    None if at is None else (at[0] + d, at[1] + d),
-                                                    offset=(40.0 + d, 40.0 + d))
+                return clipboard.paste_ops(text, self.graph, self.doc.registry,
+                                           None if at is None else (at[0] + d[0], at[1] + d[1]),
+                                           offset=(40.0 + d[0], 40.0 + d[1]))
             except ValueError as e:
                 raise Refused(f"nothing to paste: {_not_nodes(text) or e}")
-            if not any(tuple(op.args[4]["pos"]) in taken for op in todo if isinstance(op, ops.AddNode)):
-                break
+        todo, mapping = build((0.0, 0.0))
+        rects = [(*op.args[4]["pos"], *node_size(self.doc.registry.get(op.args[0]), bool(op.args[4].get("collapsed"))))
+                 for op in todo if isinstance(op, ops.AddNode)]
+        if rects:
+            left, top = min(r[0] for r in rects), min(r[1] for r in rects)
+            block = (left, top, max(r[0] + r[2] for r in rects) - left, max(r[1] + r[3] for r in rects) - top)
+            x, y = self.clear_spot(block)
+            if (x, y) != (left, top):
+                todo, mapping = build((x - left, y - top))
         self.doc.push(f"Paste {counted(len(mapping), 'node')}" if mapping else "Paste", todo)
         return list(mapping.values())
+
+    def clear_spot(self, rect: Tuple[float, float, float, float]) -> Tuple[float, float]:
+        """The top-left nearest to `rect`'s where it covers no node or note of the workflow."""
+        others = [(*(self.graph.ui.get(n) or {}).get("pos", (0, 0))[:2], *self.size_of(n)) for n in self.graph.nodes]
+        others += [(*n.get("pos", (0, 0))[:2], *n.get("size", NOTE_SIZE)[:2]) for n in self._ui(NOTES).values()]
+        x, y = layout.clear_spot(rect, others)
+        return round(x), round(y)
 
     def duplicate(self, node_ids: Sequence[str], note_ids: Sequence[str] = (), group_ids: Sequence[str] = ()) -> List[str]:
         ids = [n for n in node_ids if n in self.graph.nodes]

@@ -196,7 +196,18 @@ class NoteItem(QGraphicsItem):
     def show_text(self) -> None:
         """The note's text drawn as Markdown (raw while typed): ComfyUI's templates open on notes of headings,
         links and lists, which showed as ## and ** marks."""
-        self.text_item.document().setMarkdown(_hard_breaks(self.text), QTextDocument.MarkdownDialectGitHub)
+        doc = self.text_item.document()
+        doc.setMarkdown(_hard_breaks(self.text), QTextDocument.MarkdownDialectGitHub)
+        # A code block's lines do not wrap: a template's tree of model folders ran far past the note's
+        # right edge, its file names dark on the canvas or under the nodes beside it.
+        block = doc.begin()
+        while block.isValid():
+            if block.blockFormat().nonBreakableLines():
+                fmt = block.blockFormat()
+                fmt.setNonBreakableLines(False)
+                QTextCursor(block).setBlockFormat(fmt)
+            block = block.next()
+        doc.clearUndoRedoStacks()       # Ctrl+Z in the note undoes typing, not this
 
     def _fit(self):
         need = self.text_item.boundingRect().height() + 14

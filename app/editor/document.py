@@ -73,7 +73,7 @@ class Document(QObject):
         self.graph = graph if graph is not None else Graph()
         self.path = Path(path).resolve() if path else None
         self.origin: Optional[Path] = None          # the rendered file a workflow was read from
-        self.saved_view: Optional[tuple] = None     # (x, y, zoom) of the top left ComfyUI's file was saved showing
+        self.saved_view: Optional[tuple] = None     # (x, y, zoom) of the top left it was left at (and a ComfyUI file's canvas size)
         # Where that render's workflow takes relative paths from, found when it was read (Workflow.render_dir):
         # editing its output path must not move its outputs into the render's folder.
         self.render_dir: Optional[Path] = None

@@ -17,6 +17,7 @@ GESTURES = (
     ("middle-drag / Space+drag / arrows", "pan"),
     ("wheel", "zoom under the cursor"),
     ("drag a field on a node", "scrub its value (Shift: fine, Ctrl: coarse)"),
+    ("click a field on a node", "type its value (Tab / Shift+Tab: the node's next / previous field)"),
     ("Ctrl+Shift+click a node", "show its output in the viewer (Alt: as B)"),
     ("double-click a title", "rename"),
     ("Enter on a node", "into its parameters (Enter or Tab applies; Esc puts the value back, to the canvas)"),

@@ -120,3 +120,23 @@ def separate(pos: Dict[str, Pos], sizes: Dict[str, Size], gap: float = 20.0) -> 
                     y, moved = my + mh + gap, True
         placed[n] = (x, y)
     return placed
+
+
+Rect = Tuple[float, float, float, float]
+
+
+def clear_spot(rect: Rect, others: Iterable[Rect], gap: float = 20.0) -> Pos:
+    """The top-left nearest to `rect`'s where it overlaps none of `others` by less than `gap`.
+    The places tried are its own and those flush against another rect's sides, so a node lands
+    beside what it would have covered rather than somewhere on a grid."""
+    x, y, w, h = rect
+    near = [(ox - gap, oy - gap, ox + ow + gap, oy + oh + gap) for ox, oy, ow, oh in others]
+
+    def free(px: float, py: float) -> bool:
+        return not any(px < r and l < px + w and py < b and t < py + h for l, t, r, b in near)
+
+    xs = {x} | {v for l, _, r, _ in near for v in (r, l - w)}
+    ys = {y} | {v for _, t, _, b in near for v in (b, t - h)}
+    # Nearest first: the first free one is usually among the first few, on a canvas of 150 nodes too.
+    tries = sorted(((px - x) ** 2 + (py - y) ** 2, py, px) for px in xs for py in ys)
+    return next((px, py) for _, py, px in tries if free(px, py))

@@ -114,6 +114,10 @@ class GraphView(QGraphicsView):
         scene.refused.connect(self.show_toast)
         scene.doc.changed.connect(self._follow_model)
         self.minimap.rebuild()
+        # Whether the hint is drawn is this scene's: kept from the last one (File > New after a workflow), the
+        # first node pasted or added left the hint's text on the canvas around it.
+        self._was_empty = None
+        self._hint_changed()
 
     def reach(self, rect: QRectF) -> None:
         """Let the view wander SCENE_EXTENT past `rect` (the graph): a node placed further out than
@@ -145,7 +149,7 @@ class GraphView(QGraphicsView):
 
     def _hint_changed(self) -> None:
         empty = not self.scene().nodes and not self.scene().notes
-        if empty != getattr(self, "_was_empty", None):
+        if empty != self._was_empty:
             self._was_empty = empty
             self.viewport().update()        # the empty-canvas hint appears or goes
 
@@ -238,16 +242,30 @@ class GraphView(QGraphicsView):
         self.centerOn(QPointF(cx, cy))
         self.minimap.update()
 
-    def _at_saved(self, x: float, y: float, scale: float) -> bool:
-        """Show scene point (x, y) at the top left at zoom `scale`, as ComfyUI reopens a workflow; False (nothing
-        moved) when no node would be in sight there."""
+    def _at_saved(self, x: float, y: float, scale: float, width: float = 0.0, height: float = 0.0) -> bool:
+        """Show scene point (x, y) at the top left at zoom `scale`, as the workflow was left here; False (nothing
+        moved) when no node would be in sight there. A ComfyUI file's view comes with the size of the canvas it
+        was made on (a browser window's): the view opens on the nodes and notes that canvas showed. Put at this
+        smaller canvas' top left, they sat in a corner or past its edge, the canvas mostly empty."""
         z = max(MIN_ZOOM, min(MAX_ZOOM, scale))
-        seen = QRectF(x, y, self.viewport().width() / z, self.viewport().height() / z)
-        if not any(seen.intersects(item.sceneBoundingRect()) for item in self.scene().nodes.values()):
+        m, w, h = 40.0 / z, self.viewport().width() / z, self.viewport().height() / z
+        shown = QRectF(x, y, (width / z) or w, (height / z) or h)
+        items = list(self.scene().nodes.values()) + (list(self.scene().notes.values()) if width else [])
+        seen = QRectF()
+        for item in items:
+            if item.sceneBoundingRect().intersects(shown):
+                seen = seen.united(item.sceneBoundingRect())        # whole: a node at the edge is not cut
+        if seen.isEmpty():
             return False
         self.reach(self.scene().nodes_rect())
         self.zoom_by(z / self.zoom())
-        self.centerOn(seen.center())
+        if width:
+            # What does not fit starts at its top left, as a page is read.
+            cx = seen.center().x() if seen.width() + 2 * m <= w else seen.left() - m + w / 2
+            cy = seen.center().y() if seen.height() + 2 * m <= h else seen.top() - m + h / 2
+            self.centerOn(QPointF(cx, cy))
+        else:
+            self.centerOn(QRectF(x, y, w, h).center())
         self.minimap.update()
         return True
 
@@ -425,14 +443,17 @@ class GraphView(QGraphicsView):
         port = rules.output_feeding(src, spec) if src is not None and link_from is None else None
         if port is not None:
             link_from, pos = (after, port, False), self._beside(after, node_size(spec))
+        else:
+            # At the cursor it landed on the node under it, hiding both: it goes beside that node.
+            pos = QPointF(*self.scene().controller.clear_spot((pos.x(), pos.y(), *node_size(spec))))
         try:
             nid = self.scene().controller.add_node(type_name, (pos.x(), pos.y()), link_from=link_from)
         except Refused as e:
             self.message.emit(str(e))
             return
         self.scene().select_nodes([nid])
+        self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
         if port is not None:
-            self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
             self.message.emit(f"{spec.title} added after {self.scene().nodes[after].label}, wired from its {port}")
         self.setFocus()
 
@@ -514,13 +535,14 @@ class GraphView(QGraphicsView):
         super().dropEvent(event)
 
     # -- inline editors -------------------------------------------------------------------------
-    def _line_editor(self, rect: QRectF, text: str, commit, current=None) -> "InlineEditor":
+    def _line_editor(self, rect: QRectF, text: str, commit, current=None, step=None) -> "InlineEditor":
         """A field editor over `rect`. `commit(text)` applies it and returns an error text, which
         keeps the editor open and says what is wrong; `current()` is the model's value now, which
-        an unmodified editor follows (an undo, a panel edit)."""
+        an unmodified editor follows (an undo, a panel edit); `step(1 or -1)`, once Tab or
+        Shift+Tab has applied it, opens the next or previous field."""
         self.commit_editor()
         r = self.mapFromScene(rect).boundingRect()
-        ed = InlineEditor(text, self.viewport(), commit, current, self._editor_closed, self.show_toast)
+        ed = InlineEditor(text, self.viewport(), commit, current, self._editor_closed, self.show_toast, step)
         ed.setGeometry(r.x(), r.y(), max(r.width(), 120), max(r.height(), 22))
         ed.selectAll()
         ed.show()
@@ -570,7 +592,7 @@ class GraphView(QGraphicsView):
                 a.triggered.connect(lambda _=False, c=c: sc.controller.set_param(node_id, name, c))
             menu.popup(self.mapToGlobal(self.mapFromScene(rect.bottomLeft())))
             return
-        if p.type == "schedule" or p.kind not in INLINE_KINDS:
+        if not _typed_inline(p):
             self.propertyFocusRequested.emit(node_id, name)
             return
 
@@ -589,7 +611,21 @@ class GraphView(QGraphicsView):
             v = inst.params.get(name, p.default)
             return "" if v is None else str(v)
 
-        self._line_editor(rect, "" if cur is None else str(cur), commit, current)
+        self._line_editor(rect, "" if cur is None else str(cur), commit, current,
+                          lambda d: self._edit_next(node_id, name, d))
+
+    def _edit_next(self, node_id: str, name: str, d: int) -> None:
+        """Tab in a node's field goes on to its next field typed on the canvas (Shift+Tab: the one before),
+        as in Blender and Nuke; past the last, the keyboard is the canvas'. It went to the canvas at once:
+        the next value typed fired the canvas' one-key commands, and Enter opened the selected node's
+        panel (another node's, often), its first field ready to be typed over."""
+        item = self.scene().nodes.get(node_id)
+        if item is None or item.collapsed:
+            return
+        names = [n for n, p in item.spec.params.items() if _typed_inline(p)]
+        i = names.index(name) + d if name in names else -1
+        if 0 <= i < len(names):
+            self.edit_param(node_id, names[i])
 
     def rename(self, what: str, key: str) -> None:
         sc = self.scene()
@@ -609,10 +645,10 @@ class InlineEditor(QLineEdit):
     Esc cancels; leaving it (a click elsewhere, a run) applies what was typed and closes it, so
     it never lingers showing an old value."""
 
-    def __init__(self, text, parent, commit, current, closed, toast):
+    def __init__(self, text, parent, commit, current, closed, toast, step=None):
         super().__init__(text, parent)
         self.setObjectName("InlineEditor")
-        self._commit, self._current, self._closed, self._toast = commit, current, closed, toast
+        self._commit, self._current, self._closed, self._toast, self._step = commit, current, closed, toast, step
         self._done = False
         self.returnPressed.connect(lambda: self.finish(True, keep_on_error=True))
 
@@ -633,8 +669,14 @@ class InlineEditor(QLineEdit):
             # Applies, as Enter does. It went on to the canvas, which opened the node search over
             # the field and left the field open, its value not applied, behind it.
             self.finish(True, keep_on_error=True)
+            if self._done and self._step is not None:
+                self._step(-1 if event.key() == Qt.Key_Backtab else 1)
             return
         super().keyPressEvent(event)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter):
+            # A line edit passes Enter on (for a dialog's default button): the canvas took it as Enter on the
+            # selected node, and put the keyboard in its panel, its first field (another node's path) selected.
+            event.accept()
 
     def focusOutEvent(self, event):
         super().focusOutEvent(event)
@@ -674,6 +716,11 @@ class InlineEditor(QLineEdit):
         self.hide()
         self.deleteLater()
         self._closed(self)
+
+
+def _typed_inline(p) -> bool:
+    """Whether parameter `p` is typed in a field on the canvas (a choice opens a menu, the others the panel)."""
+    return not p.choices and p.type not in ("schedule", "bool") and p.kind in INLINE_KINDS
 
 
 def parse_field(p, text: str):

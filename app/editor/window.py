@@ -24,7 +24,7 @@ from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
 from .clipboard import NODES_MIME
 from .comfyui_open import placeholder_advice
-from .controller import GROUP_COLORS, Controller, Refused, counted
+from .controller import GROUP_COLORS, NOTE_SIZE, Controller, Refused, counted
 from .document import Document
 from .help_overlay import HelpOverlay
 from .outside import allow_outside_for_run
@@ -41,6 +41,7 @@ from .viewer import ViewerPanel
 WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
+RAN = ("done", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
 FILE_FILTER = ("Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
                "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;Deforum settings (*.txt *.json);;All files (*)")
 
@@ -446,7 +447,12 @@ class MainWindow(QMainWindow):
             return self.doc.path.parent
         if self.doc.origin is not None:
             return self.doc.render_dir or self.doc.origin.parent
-        recent = next((Path(f).parent for f in self.settings.recent_files if Path(f).parent.is_dir()), None)
+        return self._known_dir()
+
+    def _known_dir(self) -> Path:
+        """The folder of the last workflow opened or saved that can be written to, else the home folder."""
+        recent = next((Path(f).parent for f in self.settings.recent_files
+                       if Path(f).parent.is_dir() and os.access(Path(f).parent, os.W_OK)), None)
         return recent or Path.home()
 
     def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False,
@@ -568,6 +574,9 @@ class MainWindow(QMainWindow):
             # render, its output 'out/x.mp4' would name out/out/x.mp4.
             offer = self.doc.render_dir / f"{origin.stem}.yaml"
             offer = offer.with_name(f"{origin.stem}-run.yaml") if offer.exists() else offer
+        if offer and not os.access(offer.parent, os.W_OK):
+            # ComfyUI's templates are installed read-only (a Python package): Save there failed.
+            offer = self._known_dir() / offer.name
         start = str(self.doc.path or offer or self._dir() / "workflow.yaml")
         if other and self.doc.path is not None:
             start = str(self.doc.path.with_name(f"{self.doc.path.stem}-mine{self.doc.path.suffix}"))
@@ -801,7 +810,9 @@ class MainWindow(QMainWindow):
         # typed for the new note went into that field instead.
         self.view.commit_editor()
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
-        nid = self.controller.add_note((at.x(), at.y()))
+        # Not under the node at the cursor (notes are drawn beneath nodes): its text was hidden as it was typed.
+        nid = self.controller.add_note(self.controller.clear_spot((at.x(), at.y(), *NOTE_SIZE)))
+        self.view.ensureVisible(self.scene.notes[nid].sceneBoundingRect(), 40, 40)
         self.scene.notes[nid].start_editing()
 
     def _toggle_takes(self, on: bool, save: bool = True) -> None:
@@ -1047,7 +1058,9 @@ class MainWindow(QMainWindow):
         if cur is not None and cur.cancel.cancelled:
             # A node stops at its next step; one that has none (a model being read, seconds) runs
             # to its end. The bar said 'running' all that while, and Cancel looked ignored.
-            busy = [n for n, st in self.runs.status.items() if st is not None and st.state == "running"]
+            # Named as on the canvas: 'load' said nothing beside a node titled Load kinograph-mini.
+            busy = [self.scene.nodes[n].label if n in self.scene.nodes else n
+                    for n, st in self.runs.status.items() if st is not None and st.state == "running"]
             text = f"cancelling {cur.label}" + (f" (stops when {', '.join(busy)} ends its step)" if busy else "…")
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
@@ -1065,21 +1078,30 @@ class MainWindow(QMainWindow):
         for n in g.nodes:
             st = self.runs.status.get(n)
             # (A file shown in the viewer runs as a graph of its own, whose node ids are not this one's.)
-            if st is not None and st.state in ("done", "cached") and n in mine and mine[n].type == g.nodes[n].type:
+            if st is not None and st.state in RAN and n in mine and mine[n].type == g.nodes[n].type:
                 self._ran[n] = self._signature(g, n)
         self._mark_edited()
 
     def _mark_edited(self) -> None:
-        """Badges of nodes computed by a run: 'edited' where the node or something it reads changed
-        since (it runs again), the run's own badge where not, or no longer (an undo back)."""
+        """Badges of nodes a run computed, failed or skipped: 'edited' where the node or something it reads changed
+        since (it runs again), the run's own badge where not, or no longer (an undo back). A failed node kept
+        'failed' and its reason ('video file not found: nope.mp4') once its path was put right, as if the fix
+        had not been taken, and what it feeds 'skipped'."""
         g = self.doc.graph
         changed = [n for n, sig in self._ran.items() if n in g.nodes and self._signature(g, n) != sig]
         dirty = set(changed).union(*(g.descendants(n) for n in changed)) if changed else set()
         for n, st in self.runs.status.items():
-            if st is None or st.state not in ("done", "cached") or n not in self.scene.nodes:
+            if st is None or st.state not in RAN or n not in self.scene.nodes:
                 continue
-            self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
-                                                         "the next run computes it again") if n in dirty else st)
+            if n not in dirty:
+                self._status(n, st)
+            elif st.state in ("failed", "skipped"):
+                verb = "failed on" if st.state == "failed" else "skipped"
+                self._status(n, NodeStatus("edited", message=f"changed since the last run {verb} it: the next run "
+                                                             f"tries it again. That run said: {st.message}"))
+            else:
+                self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
+                                                             "the next run computes it again"))
 
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""

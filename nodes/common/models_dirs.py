@@ -353,7 +353,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "latent_upscale_models": "latent.ltx_upsample", "rife": "interpolate.rife", "diffusers": "load.model",
-             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
+             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate (Depth Anything 3: depth.da3; MoGe: depth.moge)",
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
              "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "
                            "normals.bae",

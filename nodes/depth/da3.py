@@ -557,8 +557,16 @@ def infer(video, model: DA3, resolution: int, method: str, mode: str, views: int
     return Geometry(video, model, int(resolution), method, views if mode == "multiview" else 1, ref_view, ctx)
 
 
+def drawn_here(geometry, node: str) -> None:
+    """A NodeError where `geometry` is another model's (depth.moge's), not a traceback at its first read."""
+    if not isinstance(geometry, Geometry):
+        raise NodeError(f"{node} reads depth.da3's geometry; this one is another model's (MoGe's: draw it with "
+                        f"depth.moge_render)")
+
+
 def camera(geometry: Geometry):
     """The clip's camera path as DA3 Small / Base find it, every frame one view of one scene."""
+    drawn_here(geometry, "depth.da3_camera")
     cfg = geometry.model.cfg
     if not cfg.cam_dec:
         raise NodeError(f"depth.da3_camera: {cfg.variant} has no camera decoder (DA3 Small and Base have one): load "
@@ -652,6 +660,7 @@ def render(geometry: Geometry, output: str, normalization: str, sky_clip: bool, 
     frame; "frame": each frame by its own, as ComfyUI does."""
     import threading
     from nodes.common.stream import Progress
+    drawn_here(geometry, "depth.da3_render")
     for name, value, choices in (("output", output, OUTPUTS), ("normalization", normalization, NORMALISATIONS),
                                  ("spread", spread, SPREADS)):
         one_of("depth.da3_render", name, value, choices)

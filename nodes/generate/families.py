@@ -129,6 +129,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("flux2", "FLUX.2 (image)", ("Flux2Pipeline", "Flux2KleinPipeline"), ("Flux2Transformer2DModel",),
            space_factor=16, fps=8.0, flow=True, cfg=4.0, steps=50, size=(1024, 1024), frames=1, distilled_guidance=True,
            guidance_free=("klein",)),
+    # FLUX.3 [klein] keyframes and edits: FLUX.2's normalised, patched latent (its VAE) read by a transformer with
+    # per-mode blocks (picture, reference pictures, prompt) before joint ones; prompts read by 8 of Qwen3-VL-4B's layers.
+    # base: 50 steps, true CFG 3.5; the step-distilled file: 16 steps at cfg 1 (no negative pass).
+    Family("flux3", "FLUX.3 [klein] (image)", ("Flux3Parts",), ("Flux3Transformer2DModel",), space_factor=16,
+           fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, latents="flux2"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.

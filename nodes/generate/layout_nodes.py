@@ -39,7 +39,8 @@ def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <
     """The prompt with FLUX.3 klein's layout table after it (ComfyUI's Flux3LayoutPrompt): a JSON list of the boxes
     in order as obj_1, obj_2, ..., each with its [y0, x0, y1, x1] on a 0-1000 grid over the canvas and its
     description. Palettes and words to letter are not read: say colours and text in the description. Without
-    boxes the prompt is given back as written. Encode it with encode.text on FLUX.3 klein's text encoder."""
+    boxes the prompt is given back as written. Encode it with encode.text on FLUX.3 klein's text encoder
+    (qwen3vl_4b, type flux3)."""
     from nodes.common.boxes import flux3_layout_prompt
     return flux3_layout_prompt(prompt, boxes)
 

@@ -1013,7 +1013,7 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
         else model
 
 
-@node("model.scale_rope", title="Scale RoPE", category="Sampling", passes={"model": "model"})
+@node("model.scale_rope", title="RoPE Positions Scale", category="Sampling", passes={"model": "model"})
 def scale_rope(ctx, model: MODEL,
                scale_x: float = Param(1.0, min=0.0, max=100.0, help="spacing of the columns' positions"),
                shift_x: float = Param(0.0, min=-256.0, max=256.0, help="position of the first column"),

@@ -15,25 +15,21 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from graph_engine import NodeError
 from nodes.generate.latent import Conditioning
 
 KEY = "bernini"
 STRIDE = 16
+WAN21_CHANNELS = 16     # the Wan 2.1 VAE's latent channels, which Bernini-R reads its streams in
 
 
 def area(px: torch.Tensor, width: int, height: int, crop: bool) -> torch.Tensor:
-    """ComfyUI's common_upscale with "area" on [N, 3, H, W]: cut to the new shape about the centre first (`crop`),
-    then average each output pixel's area."""
-    if crop:
-        h, w = px.shape[-2:]
-        old, new = w / h, width / height
-        x = round((w - w * (new / old)) / 2) if old > new else 0
-        y = round((h - h * (old / new)) / 2) if old < new else 0
-        px = px[..., y:h - y, x:w - x]
-    return F.interpolate(px, size=(height, width), mode="area")
+    """ComfyUI's common_upscale with "area" on [N, 3, H, W] in [0, 1] (nodes/video/edit.py's comfy_scaled, kept in
+    float): cut to the new shape about the centre first (`crop`), then average each output pixel's area."""
+    from nodes.video.edit import comfy_scaled
+    out = comfy_scaled(px.permute(0, 2, 3, 1).numpy(), width, height, "area", crop)
+    return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2)
 
 
 def long_edge(h: int, w: int, max_size: int):
@@ -99,9 +95,14 @@ def context_input(transformer, latents: List[torch.Tensor], scale=None):
     rope, embed = transformer.rope, transformer.patch_embedding
     state = {}
     for lat in latents:
-        if lat.shape[1] != embed.in_channels:
+        if lat.shape[1] != embed.in_channels and lat.shape[1] != WAN21_CHANNELS:
             raise NodeError(f"Bernini's context latents have {lat.shape[1]} channels and this Wan model reads "
                             f"{embed.in_channels}: encode them with the Wan 2.1 VAE (wan_2.1_vae)")
+        if lat.shape[1] != embed.in_channels:
+            # the Wan 2.1 VAE's latents, on an image-to-video, VACE or TI2V-5B transformer: the model is wrong
+            raise NodeError(f"this Wan model reads {embed.in_channels} channels a token, not the {WAN21_CHANNELS} of "
+                            "the Wan 2.1 VAE's latents that Bernini-R's transformer (wan2.2_bernini_r_high/"
+                            "low_noise) reads its streams from: load a Bernini-R model")
 
     def freqs(module, args, out):
         parts = [[o] for o in out]

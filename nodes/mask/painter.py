@@ -31,11 +31,15 @@ def painted(image: Optional[np.ndarray], drawing: str, width: int, height: int, 
     if not os.path.isfile(drawing):
         raise NodeError(f"the drawing {drawing} is not there: give the PNG drawn over the picture (its alpha is the "
                         "mask), or empty for none")
-    with Image.open(drawing) as im:
-        im = im.convert("RGBA")
-        if im.size != (w, h):
-            im = im.resize((w, h), Image.LANCZOS)
-        rgba = np.asarray(im, np.float32) / 255.0
+    try:
+        with Image.open(drawing) as im:
+            im = im.convert("RGBA")
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.LANCZOS)
+            rgba = np.asarray(im, np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError) as e:     # Pillow's UnidentifiedImageError is an OSError
+        raise NodeError(f"cannot read the drawing {drawing} as a picture ({e}): give the PNG drawn over the picture "
+                        "(its alpha is the mask), or empty for none") from None
     alpha = rgba[..., 3:]
     out = rgba[..., :3] * alpha + base * (1.0 - alpha)
     return np.round(out * 255.0).astype(np.uint8), np.ascontiguousarray(rgba[..., 3])
