@@ -884,7 +884,7 @@ RULES: Dict[str, Rule] = {
                                  P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
                                  P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
                                  P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
-    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_da3.py): the loader's file and weight type ride to
+    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_depth_anything_3.py): the loader's file and weight type ride to
     # depth.da3 (DA3Inference), whose maps depth.da3_render draws
     "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
                          (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
