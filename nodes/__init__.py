@@ -9,6 +9,7 @@ NODE_MODULES = [
     "nodes.consistency.noise_nodes",
     "nodes.consistency.sampling_nodes",
     "nodes.depth.nodes",
+    "nodes.detect.nodes",
     "nodes.generate.audio_nodes",
     "nodes.generate.causal_nodes",
     "nodes.generate.hunyuan_nodes",

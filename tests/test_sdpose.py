@@ -226,18 +226,19 @@ def _comfy_draw(canvas, keypoints, scores, threshold, draw_body, draw_feet, draw
     return canvas
 
 
-def _comfy_remap(kp, sx, sy):
+def _comfy_remap(kp, sx, sy, offset_x=0, offset_y=0):
     kp = kp.copy()
     invalid = kp[..., 0] < 0
-    kp[..., 0] = kp[..., 0] / sx
-    kp[..., 1] = kp[..., 1] / sy
+    kp[..., 0] = kp[..., 0] / sx + offset_x
+    kp[..., 1] = kp[..., 1] / sy + offset_y
     kp[invalid] = -1
     return kp
 
 
-def _comfy_pictures(sdpose, frames, draw=(True, True, True, True, 4, 2, 0.5)):
+def _comfy_pictures(sdpose, frames, draw=(True, True, True, True, 4, 2, 0.5), offset=(0, 0)):
     """The templates' pictures of `frames` ([T, H, W, 3] uint8, any size) and the keypoints: each frame stretched
-    to the head's 768x1024 (_resize_to_model: area when shrinking both ways, else bilinear), keypoints mapped back."""
+    to the head's 768x1024 (_resize_to_model: area when shrinking both ways, else bilinear), keypoints mapped back
+    (and moved by a crop's `offset`)."""
     import torch
     body, hands, face, feet, stick, face_size, threshold = draw
     vae = sdpose["vae"]
@@ -252,7 +253,7 @@ def _comfy_pictures(sdpose, frames, draw=(True, True, True, True, 4, 2, 0.5)):
     pictures, points = [], []
     for hm in heat:
         kp, sc = _comfy_decode(hm)
-        kp, sc = _comfy_openpose(_comfy_remap(kp, 768 / w, 1024 / h), sc)
+        kp, sc = _comfy_openpose(_comfy_remap(kp, 768 / w, 1024 / h, *offset), sc)
         # SDPoseDrawKeypoints drops the face's two appended eye points and draws the 134 as they are
         pictures.append(_comfy_draw(np.zeros(frames.shape[1:], np.uint8), kp, sc, threshold, body, feet, face, hands,
                                     stick, face_size))
@@ -323,6 +324,47 @@ def test_keypoints_are_comfyuis(sdpose):
         np.testing.assert_allclose(people[0][:, 2], w[:, 2], rtol=1e-4)
 
 
+def _comfy_people(sdpose, frame, bboxes):
+    """SDPoseKeypointExtractor's bbox-crop mode, written out: each box (x, y, width, height) cut to whole pixels
+    inside the frame, skipped when empty, its crop read alone; no box: the whole frame."""
+    if not bboxes:
+        return _comfy_pictures(sdpose, frame[None])[1]
+    height, width = frame.shape[:2]
+    people = []
+    for bbox in bboxes:
+        x1, y1 = max(0, int(bbox["x"])), max(0, int(bbox["y"]))
+        x2, y2 = min(width, int(bbox["x"] + bbox["width"])), min(height, int(bbox["y"] + bbox["height"]))
+        if x2 <= x1 or y2 <= y1:
+            continue
+        people += _comfy_pictures(sdpose, np.ascontiguousarray(frame[None, y1:y2, x1:x2]), offset=(x1, y1))[1]
+    return people
+
+
+def test_people_in_boxes_are_comfyuis(sdpose):
+    """With detect.rtdetr's boxes, one person a box read from its crop, against ComfyUI's crop mode on the same
+    weights: a box reaching past the frame's top and right edges beside one left empty once cut to whole pixels;
+    points within 0.05 pixel (or 1e-3 of their distance), scores to 1e-4."""
+    from types import SimpleNamespace
+    from nodes.common.boxes import Box, Boxes
+    from nodes.generate.handles import ComponentHandle, ModelHandle
+    from nodes.pose.sdpose import PoseTrack, SDPose
+    frames = np.ascontiguousarray(sdpose["frames"][:1, 1:46, 2:63])
+    boxes = Boxes(61, 45, (Box(20.5, -2.0, 49.5, 46.9, "person", score=0.9),
+                           Box(10.2, 10.9, 0.6, 19.1, "person", score=0.7)))
+    pipe = SimpleNamespace(unet=sdpose["unet"], vae=sdpose["vae"])
+    path = str(sdpose["root"] / "models" / "checkpoints" / "sdpose_wholebody_fp16.safetensors")
+    model = SDPose(ModelHandle("sd", path, pipe), ComponentHandle("sd", path, pipe, "vae"))
+    video = SimpleNamespace(length=1, width=61, height=45, fps=24.0, frames=lambda a, b: frames[a:b])
+    people = PoseTrack(video, model, 2, boxes=boxes).people(0, 1)[0]
+    want = _comfy_people(sdpose, frames[0], [{"x": b.x, "y": b.y, "width": b.width, "height": b.height}
+                                             for b in boxes.boxes])
+    assert len(people) == len(want) == 1
+    np.testing.assert_allclose(people[0][:, :2], want[0][:, :2], rtol=1e-3, atol=0.05)
+    np.testing.assert_allclose(people[0][:, 2], want[0][:, 2], rtol=1e-4)
+    inside = people[0][:, 0] >= 0
+    assert inside.any() and people[0][inside, 0].min() >= 20       # the crop's points, moved into its box
+
+
 def test_video_template_streams_a_clip(sdpose):
     """utility_sdpose_ood_video_to_pose_map (LoadVideo, GetVideoComponents, the subgraph, CreateVideo, SaveVideo)
     on a 3-frame clip: a pose video of 3 frames at the source's fps, each ComfyUI's picture of the frame as
@@ -357,3 +399,36 @@ def test_a_model_without_the_head_is_named(sdpose, tmp_path):
     pipe = SimpleNamespace(unet=sdpose["unet"], vae=sdpose["vae"])
     with pytest.raises(NodeError, match="no SDPose heatmap head.*sdpose_wholebody_fp16"):
         SDPose(ModelHandle("sd", str(plain), pipe), ComponentHandle("sd", str(plain), pipe, "vae"))
+
+
+HEAD = "model.diffusion_model.heatmap_head."
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"deconv_layers.0.weight": (128, 128, 5, 5)}, "damaged.safetensors holds tensors of shapes SDPose's heatmap head "
+     "does not have (a deconvolution of kernel 5): the file is cut short or another model's; download it again"),
+    ({"final_layer.weight": None}, "damaged.safetensors lacks final_layer.weight, which gives SDPose's heatmap head's "
+     "size: the file is cut short or another model's; download it again"),
+    ({"conv_layers.0.bias": None}, "damaged.safetensors: its heatmap head's tensors do not fit the head its shapes "
+     "describe (missing conv_layers.0.bias; unexpected none): the file is damaged; download "
+     "sdpose_wholebody_fp16.safetensors again"),
+    ({"final_layer.weight": (3, 128, 1, 1), "final_layer.bias": (3,)}, "damaged.safetensors: its heatmap head draws "
+     "3 heatmaps, where SDPose's wholebody head draws 133 (one a COCO-WholeBody keypoint): load "
+     "sdpose_wholebody_fp16.safetensors (Comfy-Org/SDPose)")])
+def test_a_damaged_heatmap_head_is_named(sdpose, tmp_path, damage, message):
+    """A head with a 5x5 deconvolution, without its last layer or a bias, or drawing 3 heatmaps: a KeyError (5, or
+    'final_layer.weight'), load_state_dict's RuntimeError, or an IndexError as the keypoints were read."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.pose.sdpose import build_head, head_state
+    state = load_file(str(sdpose["root"] / "models" / "checkpoints" / "sdpose_wholebody_fp16.safetensors"))
+    for k, shape in damage.items():
+        state.pop(HEAD + k)
+        if shape is not None:
+            state[HEAD + k] = torch.zeros(shape, dtype=torch.float16)
+    path = tmp_path / "damaged.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(NodeError) as e:
+        build_head(head_state(str(path)), str(path))
+    assert str(e.value) == message

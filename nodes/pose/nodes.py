@@ -1,6 +1,6 @@
 """Pose estimation nodes."""
-from graph_engine import Param, node
-from graph_engine.types import INT, MODEL, POSE_KEYPOINT, VAE, VIDEO
+from graph_engine import Input, Param, node
+from graph_engine.types import BOXES, INT, MODEL, POSE_KEYPOINT, VAE, VIDEO
 from nodes.common.models_dirs import as_given, locator
 
 from .geometry import RESIZE_MODES
@@ -50,14 +50,17 @@ def pixel_perfect(ctx, video: VIDEO, width: int = Param(512, min=64, max=16384, 
 
 @node("pose.sdpose_keypoints", title="SDPose Keypoints", category="Conditioning", device="gpu")
 def sdpose_keypoints(ctx, model: MODEL, vae: VAE, video: VIDEO,
+                     boxes: BOXES = Input(optional=True, help="people's boxes (detect.rtdetr, class person): one "
+                                                                "skeleton a box"),
                      batch_size: int = Param(16, min=1, max=10000, help="frames read in one pass of the model")
                      ) -> POSE_KEYPOINT:
-    """Whole-body keypoints (body, feet, face, hands) of the person in each frame, read by SDPose-OOD as
+    """Whole-body keypoints (body, feet, face, hands) of the people in each frame, read by SDPose-OOD as
     ComfyUI's SDPoseKeypointExtractor reads them: load sdpose_wholebody_fp16.safetensors (Comfy-Org/SDPose, in
-    checkpoints/) with load.model and link its model and vae. Each frame is one person (the whole frame); made as
-    the keypoints are read, so a long clip streams. Draw them with pose.sdpose_draw."""
+    checkpoints/) with load.model and link its model and vae. Without boxes each frame is one person (the whole
+    frame); with detect.rtdetr's boxes each box is one person, read from its crop (a frame with no box is read
+    whole). Made as the keypoints are read, so a long clip streams. Draw them with pose.sdpose_draw."""
     from .sdpose import track
-    return track(video, model, vae, batch_size, device=ctx.device, ctx=ctx)
+    return track(video, model, vae, batch_size, device=ctx.device, ctx=ctx, boxes=boxes)
 
 
 @node("pose.sdpose_draw", title="Draw SDPose Keypoints", category="Conditioning", temporal_radius=0)

@@ -16,6 +16,9 @@ import numpy as np
 
 from graph_engine import NodeError
 
+KEYPOINTS = 133
+# a deconvolution's kernel -> (padding, output padding) that double the picture, as mmpose's head builds them
+DOUBLING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 HEAD_PREFIXES = ("model.diffusion_model.heatmap_head.", "diffusion_model.heatmap_head.", "heatmap_head.")
 # The head's training input (width, height) and its heatmap's scale: ComfyUI scales every keypoint by
 # (input - 1) / (heatmap - 1) of these, whatever the picture's size
@@ -44,10 +47,34 @@ def head_state(path: str) -> dict:
                         f"safetensors checkpoint ({exc})") from None
 
 
-def build_head(state: dict):
+def build_head(state: dict, name: str):
     """The head as the file's widths make it: deconvolutions (x2, instance norm, SiLU), 1x1 convolutions (the
-    same), then the final convolution to one heatmap a keypoint."""
+    same), then the final convolution to one heatmap a keypoint. A head the file `name` holds damaged (a tensor
+    lacking, flat or of another shape, a kernel no deconvolution here doubles with, another count of heatmaps) is
+    named, where it was a KeyError, IndexError or RuntimeError out of the node."""
+    from pathlib import Path
     import torch
+    from nodes.generate.weights import misfit, sizes_of
+    name = Path(name).name
+    with sizes_of(name, "SDPose's heatmap head"):
+        head = _head(state)
+    why = misfit(head, state)
+    if why:
+        raise NodeError(f"{name}: its heatmap head's tensors do not fit the head its shapes describe ({why}): the "
+                        "file is damaged; download sdpose_wholebody_fp16.safetensors again")
+    if head[2].out_channels != KEYPOINTS:
+        raise NodeError(f"{name}: its heatmap head draws {head[2].out_channels} heatmaps, where SDPose's wholebody "
+                        f"head draws {KEYPOINTS} (one a COCO-WholeBody keypoint): load sdpose_wholebody_fp16."
+                        "safetensors (Comfy-Org/SDPose)")
+    first = state.get("deconv_layers.0.weight")
+    head.in_channels = int(first.shape[0]) if first is not None else \
+        int(state.get("conv_layers.0.weight", state["final_layer.weight"]).shape[1])
+    return head.eval().to(torch.float32)
+
+
+def _head(state: dict):
+    """The head's layers under the file's own names (deconv_layers.0.weight ...)."""
+    from collections import OrderedDict
     from torch import nn
 
     def stage(name, make):
@@ -60,23 +87,18 @@ def build_head(state: dict):
 
     def deconv(w):
         k = w.shape[-1]
-        pad, out_pad = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[k]
+        if k not in DOUBLING:
+            raise ValueError(f"a deconvolution of kernel {k}")
+        pad, out_pad = DOUBLING[k]
         return nn.ConvTranspose2d(w.shape[0], w.shape[1], k, 2, pad, out_pad, bias=False)
 
     def conv(w):
         return nn.Conv2d(w.shape[1], w.shape[0], w.shape[-1], padding=(w.shape[-1] - 1) // 2)
 
     final = state["final_layer.weight"]
-    head = nn.Sequential(stage("deconv_layers", deconv), stage("conv_layers", conv),
-                         nn.Conv2d(final.shape[1], final.shape[0], final.shape[-1], padding=final.shape[-1] // 2))
-    names = {f"0.{k[len('deconv_layers.'):]}" if k.startswith("deconv_layers.") else
-             f"1.{k[len('conv_layers.'):]}" if k.startswith("conv_layers.") else
-             f"2.{k[len('final_layer.'):]}": v for k, v in state.items()}
-    head.load_state_dict(names)
-    first = state.get("deconv_layers.0.weight")
-    head.in_channels = int(first.shape[0]) if first is not None else \
-        int(state.get("conv_layers.0.weight", final).shape[1])
-    return head.eval().to(torch.float32)
+    return nn.Sequential(OrderedDict(
+        deconv_layers=stage("deconv_layers", deconv), conv_layers=stage("conv_layers", conv),
+        final_layer=nn.Conv2d(final.shape[1], final.shape[0], final.shape[-1], padding=final.shape[-1] // 2)))
 
 
 def decode(heatmaps: np.ndarray):
@@ -141,7 +163,7 @@ class SDPose:
             raise NodeError(f"SDPose reads pictures through Stable Diffusion's VAE; this VAE is {vae.family}'s: "
                             "link the vae output of the same load.model")
         self.unet, self.vae, self.device = unet, vae, device
-        self.head = build_head(head_state(model.path)).to(device)
+        self.head = build_head(head_state(model.path), model.path).to(device)
 
     def features(self, latent):
         """The decoder features the head reads: the input of the last output block whose width is the head's
@@ -166,10 +188,11 @@ class SDPose:
                             "decoder never has: the checkpoint's head and UNet do not belong together")
         return wide[-1]
 
-    def keypoints(self, frames: np.ndarray) -> List[np.ndarray]:
+    def keypoints(self, frames: np.ndarray, origin=(0, 0)) -> List[np.ndarray]:
         """Per frame, one person's [134, 3] keypoints in the frame's pixels: each frame stretched to the head's
         input size, as ComfyUI's _resize_to_model does (area when it shrinks both ways, else bilinear; the network
-        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back."""
+        reads people at the size it was trained on, whatever the clip's size and shape), the points mapped back
+        and moved by `origin` (a crop's corner in its frame)."""
         import torch
         from torch.nn.functional import interpolate
         from nodes.generate.adapters import get_adapter
@@ -189,32 +212,66 @@ class SDPose:
             points, scores = decode(m)
             # ComfyUI's _remap_keypoints: a point left of the picture (x < 0) is dropped to (-1, -1)
             invalid = points[:, 0] < 0
-            points = points / np.array([mw / w, mh / h], np.float32)
+            points = points / np.array([mw / w, mh / h], np.float32) + np.array(origin, np.float32)
             points[invalid] = -1
             out.append(openpose_order(points, scores))
         return out
 
 
-def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None) -> "PoseTrack":
-    """Keypoints of every frame of `video`, made as far as read, `batch` frames a UNet pass."""
-    return PoseTrack(video, SDPose(model, vae, device), batch, ctx)
+def track(video, model, vae, batch: int = 16, device: str = "cpu", ctx=None, boxes=None) -> "PoseTrack":
+    """Keypoints of every frame of `video`, made as far as read, `batch` frames a UNet pass; with `boxes`
+    (detect.rtdetr's), one person a box."""
+    return PoseTrack(video, SDPose(model, vae, device), batch, ctx, boxes)
 
 
 class PoseTrack:
     """A clip's keypoints, made by the chunk as they are read: people(a, b) gives, for frames a..b, a list of
     [134, 3] arrays (one per person), in the clip's pixels."""
 
-    def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None):
+    def __init__(self, video, model: Optional[SDPose], batch: int, ctx=None, boxes=None):
         from nodes.common.stream import ByBatch
         self.video, self.model = video, model
         self.length, self.width, self.height, self.fps = video.length, video.width, video.height, video.fps
-        self._made = ByBatch(video, batch, lambda frames: [[p] for p in model.keypoints(frames)], ctx)
+        if boxes is None:
+            self._made = ByBatch(video, batch, lambda frames: [[p] for p in model.keypoints(frames)], ctx)
+        else:
+            self._made = ByBatch(_Boxed(video, boxes), batch,
+                                 lambda pairs: [self._in_boxes(f, b) for f, b in pairs], ctx)
 
     def people(self, a: int, b: int) -> List[List[np.ndarray]]:
         return self._made.get(a, b)
 
+    def _in_boxes(self, frame: np.ndarray, boxes) -> List[np.ndarray]:
+        """One person a box, each read from its crop (its corners cut to whole pixels inside the frame, as
+        ComfyUI's SDPoseKeypointExtractor cuts them); a frame without boxes is one person."""
+        if not boxes:
+            return self.model.keypoints(frame[None])
+        h, w = frame.shape[:2]
+        people = []
+        for box in boxes:
+            left, top = max(0, int(box.x)), max(0, int(box.y))
+            right, bottom = min(w, int(box.x + box.width)), min(h, int(box.y + box.height))
+            if right > left and bottom > top:
+                people += self.model.keypoints(frame[None, top:bottom, left:right], (left, top))
+        return people
+
     def __repr__(self):
         return f"PoseKeypoints({self.length} frames of {self.width}x{self.height})"
+
+
+class _Boxed:
+    """A clip's frames, each with its boxes (those of a BOXES value marked with its frame), read as ByBatch reads
+    a clip."""
+
+    def __init__(self, video, boxes):
+        self.video, self.length = video, video.length
+        self.by_frame: List[list] = [[] for _ in range(video.length)]
+        for box in boxes.boxes:
+            if box.frame < video.length:
+                self.by_frame[box.frame].append(box)
+
+    def frames(self, a: int, b: int) -> list:
+        return list(zip(self.video.frames(a, b), self.by_frame[a:b]))
 
 
 def draw_track(track: PoseTrack, draw, ctx=None):

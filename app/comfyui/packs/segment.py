@@ -1,4 +1,4 @@
-"""SAM 3 and kijai's SAM 2 nodes, with KJNodes' PointsEditor that feeds them."""
+"""SAM 3 and kijai's SAM 2 nodes, with KJNodes' PointsEditor that feeds them, and RT-DETR's detector."""
 from __future__ import annotations
 
 import math
@@ -47,6 +47,12 @@ class Segmentation:
                 notes.append(f"{port} is not carried: {rule.node} finds objects from the "
                              f"{'text prompt' if rule.node == 'mask.segment' else 'points'}")
         nid = self.plain(cn, rule, params, notes)
+        self._fold_sources(cn, sources, nid, f"folded into {rule.node}: SAM 3's model" + " and prompt" * (
+            rule.node == "mask.segment"))
+        return [nid]
+
+    def _fold_sources(self, cn, sources, nid, why):
+        """The loaders whose file became a param of `nid` go where nothing else uses them."""
         for cid in sources:
             if set(self.consumers.get(cid, ())) <= set(sources) | {cn.id}:
                 gone = self.report.entries[cid]
@@ -54,9 +60,21 @@ class Segmentation:
                     if made in self.graph.nodes:
                         self.graph.remove_node(made)
                         self.graph.ui.pop(made, None)
-                self.report.add(Entry(cid, gone.class_type, gone.title, EXACT, [nid],
-                                      [f"folded into {rule.node}: SAM 3's model" + " and prompt" * (
-                                          rule.node == "mask.segment")]))
+                self.report.add(Entry(cid, gone.class_type, gone.title, EXACT, [nid], [why]))
+
+    def special_rtdetr_detect(self, cn, rule, params, notes):
+        """ComfyUI loads RT-DETR's file with a UNETLoader; that file becomes detect.rtdetr's model (a
+        load.diffusion_model of it would not run) and the loader goes where nothing else uses it."""
+        ref = cn.inputs.get("model")
+        out = self.resolve(ref)
+        node = out.port[0] if isinstance(out, Out) and out.port else None
+        name = self.graph.nodes[node].params.get("name") if node is not None else None
+        if not name:
+            notes.append("its model comes from a node Kinograph cannot read a file name from; set model by hand")
+            return [self.plain(cn, rule, params, notes)]
+        params["model"] = name
+        nid = self.plain(cn, rule, params, notes)
+        self._fold_sources(cn, {ref.node: node}, nid, f"folded into {rule.node}: RT-DETR's file")
         return [nid]
 
     def special_points_editor(self, cn, rule, params, notes):

@@ -1,0 +1,249 @@
+"""RT-DETR v4 as ComfyUI's RTDETR_detect runs it (comfy/ldm/rt_detr/rtdetr_v4.py, comfy_extras/nodes_rtdetr.py),
+against transformers' D-FINE (the same network: HGNetv2, the CSP-ELAN hybrid encoder, D-FINE's decoder) on the
+same tiny random weights, written out in ComfyUI's key layout as ComfyUI's file has it: the encoder's batch norms
+folded into its convolutions, each RepVGG pair folded into one 3x3 convolution, the decoder heads renamed. ComfyUI's
+MLPs put SiLU between their layers where transformers' D-FINE puts ReLU, so the reference's are set to SiLU."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+
+def _tiny_dfine():
+    import torch
+    from torch import nn
+    from transformers import DFineConfig, DFineForObjectDetection, HGNetV2Config
+    from transformers.models.d_fine.modeling_d_fine import DFineMLP
+    torch.manual_seed(0)
+    backbone = HGNetV2Config(stem_channels=[3, 8, 8], stage_in_channels=[8, 16, 32, 32],
+                             stage_mid_channels=[8, 8, 16, 16], stage_out_channels=[16, 32, 32, 64],
+                             stage_num_blocks=[1, 1, 2, 1], stage_downsample=[False, True, True, True],
+                             stage_light_block=[False, False, True, True], stage_kernel_size=[3, 3, 5, 5],
+                             stage_numb_of_layers=[2, 2, 2, 2], out_indices=[2, 3, 4], hidden_sizes=[16, 32, 32, 64])
+    config = DFineConfig(backbone_config=backbone, encoder_in_channels=[32, 32, 64], encoder_hidden_dim=32,
+                         encoder_ffn_dim=64, d_model=32, decoder_in_channels=[32, 32, 32], decoder_ffn_dim=64,
+                         decoder_layers=3, decoder_n_points=[3, 6, 3], num_labels=80, reg_scale=8.0, depth_mult=0.34,
+                         hidden_expansion=0.5)
+    model = DFineForObjectDetection(config).eval()
+    with torch.no_grad():      # every weight random at its fan-in's scale (D-FINE starts its box heads at 0, its
+        for name, t in model.named_parameters():          # convolutions near it), and the norms' statistics
+            if t.dim() > 1:
+                t.normal_(0, t[0].numel() ** -0.5)
+            elif not name.endswith(("decoder.up", "decoder.reg_scale")):
+                t.normal_(0, 0.1)
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.uniform_(0.5, 1.5)
+            elif name.endswith(("running_mean", "normalization.bias", "norm.bias")):
+                t.normal_(0, 0.1)
+            elif name.endswith(("normalization.weight", "norm.weight")) and t.dim() == 1:
+                t.uniform_(0.5, 1.5)
+        # the cells off the picture's edge (their memory zeroed) all score alike: kept under the others, as a
+        # trained detector's are, so which 300 queries are picked does not hang on how ties are broken
+        model.model.enc_output[0].bias.zero_()
+        model.model.enc_output[1].bias.zero_()
+        model.model.enc_score_head.bias.fill_(-3.0)
+    dec = model.model.decoder
+    for mlp in (dec.pre_bbox_head, *dec.bbox_embed, *(q.reg_conf for q in dec.lqe_layers)):
+        mlp.act = nn.SiLU()
+    for owner, name in ((dec, "query_pos_head"), (model.model, "enc_bbox_head")):
+        old = getattr(owner, name)
+        new = DFineMLP(old.layers[0].in_features, old.layers[0].out_features, old.layers[-1].out_features,
+                       len(old.layers), act="silu")
+        new.load_state_dict(old.state_dict())
+        setattr(owner, name, new)
+    return model
+
+
+def _fold(sd, conv, norm):
+    """A convolution and its batch norm as one convolution with a bias."""
+    scale = sd[norm + ".weight"] / (sd[norm + ".running_var"] + 1e-5).sqrt()
+    return sd[conv + ".weight"] * scale[:, None, None, None], sd[norm + ".bias"] - sd[norm + ".running_mean"] * scale
+
+
+def _comfy_layout(model) -> dict:
+    """The reference's weights named as ComfyUI's RTv4 names them (its module tree: backbone, encoder, decoder)."""
+    import torch.nn.functional as F
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = {}
+    for k, v in sd.items():
+        if not k.startswith("model.backbone.model."):
+            continue
+        k = k[len("model.backbone.model."):].replace("embedder.", "stem.").replace("encoder.stages", "stages")
+        k = k.replace("convolution.", "conv.").replace("normalization.", "bn.")
+        if not k.endswith("num_batches_tracked"):
+            out["backbone." + k] = v
+
+    def conv(dst, src, conv_name="conv", norm_name="norm"):
+        w, b = _fold(sd, f"{src}.{conv_name}", f"{src}.{norm_name}")
+        out[dst + ".conv.weight"], out[dst + ".conv.bias"] = w, b
+
+    def csp(dst, src):
+        conv(dst + ".conv1", src + ".conv1")
+        conv(dst + ".conv2", src + ".conv2")
+        n = 0
+        while f"{src}.bottlenecks.{n}.conv1.conv.weight" in sd:
+            w3, b3 = _fold(sd, f"{src}.bottlenecks.{n}.conv1.conv", f"{src}.bottlenecks.{n}.conv1.norm")
+            w1, b1 = _fold(sd, f"{src}.bottlenecks.{n}.conv2.conv", f"{src}.bottlenecks.{n}.conv2.norm")
+            out[f"{dst}.bottlenecks.{n}.conv.weight"] = w3 + F.pad(w1, (1, 1, 1, 1))
+            out[f"{dst}.bottlenecks.{n}.conv.bias"] = b3 + b1
+            n += 1
+
+    for i in range(3):
+        conv(f"encoder.input_proj.{i}", f"model.encoder_input_proj.{i}", "0", "1")
+    for k, v in sd.items():
+        m = re.match(r"model\.encoder\.aifi\.0\.layers\.(\d+)\.(.*)", k)
+        if m:
+            rest = m.group(2).replace("o_proj", "out_proj").replace("self_attn_layer_norm", "norm1")
+            rest = rest.replace("final_layer_norm", "norm2").replace("mlp.layers.0", "linear1")
+            out[f"encoder.encoder.0.layers.{m.group(1)}.{rest.replace('mlp.layers.1', 'linear2')}"] = v
+    for j in range(2):
+        conv(f"encoder.lateral_convs.{j}", f"model.encoder.lateral_convs.{j}")
+        conv(f"encoder.downsample_convs.{j}.0.cv1", f"model.encoder.downsample_convs.{j}.conv1")
+        conv(f"encoder.downsample_convs.{j}.0.cv2", f"model.encoder.downsample_convs.{j}.conv2")
+        for blocks in ("fpn_blocks", "pan_blocks"):
+            dst, src = f"encoder.{blocks}.{j}", f"model.encoder.{blocks}.{j}"
+            conv(dst + ".cv1", src + ".conv1")
+            csp(dst + ".cv2.0", src + ".csp_rep1")
+            conv(dst + ".cv2.1", src + ".conv2")
+            csp(dst + ".cv3.0", src + ".csp_rep2")
+            conv(dst + ".cv3.1", src + ".conv3")
+            conv(dst + ".cv4", src + ".conv4")
+    renames = ((r"model\.decoder\.layers\.", "decoder.decoder.layers."), (r"\.o_proj", ".out_proj"),
+               (r"self_attn_layer_norm", "norm1"), (r"encoder_attn", "cross_attn"), (r"mlp\.layers\.0", "linear1"),
+               (r"mlp\.layers\.1", "linear2"), (r"final_layer_norm", "norm3"),
+               (r"model\.decoder\.lqe_layers", "decoder.decoder.lqe_layers"),
+               (r"model\.decoder\.(up|reg_scale|query_pos_head|pre_bbox_head)", r"decoder.\1"),
+               (r"model\.enc_output\.0", "decoder.enc_output.proj"), (r"model\.enc_output\.1", "decoder.enc_output.norm"),
+               (r"model\.(enc_score_head|enc_bbox_head)", r"decoder.\1"),
+               (r"model\.decoder\.class_embed", "decoder.dec_score_head"),
+               (r"model\.decoder\.bbox_embed", "decoder.dec_bbox_head"))
+    for k, v in sd.items():
+        if k.startswith(("model.decoder.", "model.enc_")):
+            for a, b in renames:
+                k = re.sub(a, b, k)
+            out[k] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    import torch
+    from safetensors.torch import save_file
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    model = _tiny_dfine()
+    path = tmp_path_factory.mktemp("rtdetr") / "rt_detr_v4-x-hgnet_fp32.safetensors"
+    save_file({k: v.contiguous() for k, v in _comfy_layout(model).items()}, str(path))
+    yield {"model": model, "path": path}
+    torch.set_num_threads(threads)
+
+
+def test_network_is_dfines(detector):
+    """Logits and boxes of every query match transformers' D-FINE on a 640x640 picture."""
+    import torch
+    from nodes.detect.rtdetr import RTDETR, read_state
+    pictures = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = detector["model"](pixel_values=pictures)
+    logits, boxes = RTDETR(read_state(str(detector["path"])))(pictures)
+    assert torch.allclose(boxes, ref.pred_boxes, atol=1e-4), (boxes - ref.pred_boxes).abs().max()
+    assert torch.allclose(logits, ref.logits, atol=1e-3), (logits - ref.logits).abs().max()
+
+
+def _comfy_detect(logits, boxes, size, threshold, class_name, limit):
+    """ComfyUI's RTv4.postprocess and RTDETR_detect's filter, written out."""
+    import torch
+    from nodes.detect.rtdetr import COCO_CLASSES
+    cx, cy, w, h = boxes.unbind(-1)        # torchvision's box_convert cxcywh -> xyxy
+    boxes = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
+    boxes = boxes * torch.tensor(size).repeat(1, 2).unsqueeze(1)
+    scores, idx = torch.topk(torch.sigmoid(logits).flatten(1), 300, dim=-1)
+    labels, boxes = idx % 80, boxes.gather(1, (idx // 80).unsqueeze(-1).expand(-1, -1, 4))
+    keep = scores[0] > threshold
+    found = [(*b.tolist(), int(lb), float(s)) for b, lb, s in zip(boxes[0][keep], labels[0][keep], scores[0][keep])
+             if class_name == "all" or COCO_CLASSES[int(lb)] == class_name]
+    return sorted(found, key=lambda d: -d[5])[:limit]
+
+
+def _comfy_draw(frame, detections):
+    """ComfyUI's DrawBBoxes on one picture's box dicts, written out (PIL's default font, as where Arial is
+    missing)."""
+    from PIL import Image, ImageDraw, ImageFont
+    from nodes.detect.rtdetr import COCO_CLASSES
+    img = Image.fromarray(frame)
+    boxes = [[d["x"], d["y"], d["x"] + d["width"], d["y"] + d["height"]] for d in detections]
+    labels = [d.get("label") if d.get("label") in COCO_CLASSES else None for d in detections]
+    scores = [d.get("score", 1.0) for d in detections]
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    colors = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 165, 0), (128, 0, 128), (0, 255, 255), (255, 20, 147),
+              (100, 149, 237)]
+    for (x1, y1, x2, y2), label, score in sorted(zip(boxes, labels, scores), key=lambda x: x[2]):
+        c = colors[(COCO_CLASSES.index(label) if label is not None else 0) % len(colors)]
+        draw.rectangle([x1, y1, x2, y2], outline=c, width=3)
+        if label is not None:
+            draw.text((x1 + 2, y1 + 2), f"{label} {score:.2f}", fill=c, font=font)
+    return np.asarray(img)
+
+
+def test_boxes_and_picture_are_comfyuis(detector):
+    """A 96x64 frame: the boxes ComfyUI's RTDETR_detect keeps (over 0.05 on random weights, of a class, at most 5) and DrawBBoxes'
+    picture of them."""
+    import torch
+    import torch.nn.functional as F
+    from nodes.common.boxes import Box
+    from nodes.detect.rtdetr import RTDETR, detect, draw_boxes, label_name, read_state
+    frame = (np.random.default_rng(2).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
+    pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
+                             mode="bilinear")
+    with torch.no_grad():
+        ref = detector["model"](pixel_values=pictures)
+    net = RTDETR(read_state(str(detector["path"])))
+    best = label_name(_comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, "all", 1)[0][4])
+    for class_name, limit in ((best, 300), ("all", 5)):
+        want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, class_name, limit)
+        got = detect(net, frame[None], 0.05, class_name, limit)[0]
+        assert [g[4] for g in got] == [w[4] for w in want]
+        assert np.allclose(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), atol=1e-3)
+    assert len({g[0] for g in got}) == 5      # the five best of all classes, different boxes, drawn
+    boxes = [Box(x0, y0, x1 - x0, y1 - y0, kind=label_name(label), score=score)
+             for x0, y0, x1, y1, label, score in got] + [Box(40.5, 20.0, 30.0, 20.0, kind="text")]
+    picture = draw_boxes(frame, boxes)
+    comfy = [{"x": b.x, "y": b.y, "width": b.width, "height": b.height, "label": b.kind, "score": b.score}
+             for b in boxes]
+    assert (picture != frame).any() and np.array_equal(picture, _comfy_draw(frame, comfy))
+
+
+def test_a_wrong_file_is_named(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import read_state
+    other = tmp_path / "flux.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2)}, str(other))
+    with pytest.raises(NodeError, match="not ComfyUI's RT-DETR v4 detector.*rt_detr_v4-x-hgnet_fp16"):
+        read_state(str(other))
+    junk = tmp_path / "rt_detr.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(NodeError, match="cannot be read as a safetensors file"):
+        read_state(str(junk))
+
+
+def test_multi_person_template_imports():
+    """utility_sdpose_multi_person: RT-DETR's UNETLoader folds into detect.rtdetr's model (no diffusion-model
+    loader left), whose person boxes feed both SDPose and the box picture, with the template's settings."""
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    from graph_engine.api import load_workflow
+    res = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" /
+                              "utility_sdpose_multi_person.json"))
+    graph = load_workflow(text=res.yaml, check=False).graph
+    types = [n.type for n in graph.nodes.values()]
+    assert "load.diffusion_model" not in types
+    (det,) = [n for n in graph.nodes.values() if n.type == "detect.rtdetr"]
+    assert det.params["model"] == "rt_detr_v4-x-hgnet_fp16.safetensors"
+    assert (det.params["threshold"], det.params["class_name"], det.params["max_detections"]) == (0.5, "person", 1)
+    fed = {graph.nodes[k.dst].type: k.dst_port for k in graph.links_from(det.id)}
+    assert fed == {"pose.sdpose_keypoints": "boxes", "detect.draw_boxes": "boxes"}
