@@ -354,7 +354,7 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
                                                           "edit keeps them); without it only the prompt sees them"),
                      image2: IMAGE = Input(optional=True, help="a second picture (template plus)"),
                      image3: IMAGE = Input(optional=True, help="a third picture (template plus)"),
-                     text: str = Param("", help="what to change"),
+                     text: str = Param("", kind="text", help="what to change"),
                      template: str = Param("plus", choices=("edit", "plus"),
                                            help="edit: Qwen-Image-Edit's, one picture; plus: Qwen-Image-Edit-2509's "
                                                 "and later, up to three (\"Picture 1: ...\")"),
