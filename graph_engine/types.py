@@ -114,6 +114,24 @@ def _image_to_mask(img):
     return (img[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)) / 255.0
 
 
+def _is_image(v) -> bool:
+    import numpy as np
+    return isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 3 and v.shape[-1] == 3
+
+
+# How to tell a value of these types where only the value says its type (what an ANY output, math.switch's, passes on)
+_IS = {"IMAGE": _is_image}
+
+
+def value_converter(to: SocketType, value: Any) -> Optional[Callable[[Any], Any]]:
+    """The converter `to` applies to `value`, an ANY output's, as to a direct link of the type the value is (a
+    switch's picked picture into a clip input: a one-frame clip); None when it is no value `to` converts."""
+    for name, fn in to.accepts.items():
+        if name in _IS and _IS[name](value):
+            return fn
+    return None
+
+
 add_conversion(VIDEO, IMAGE, _image_to_video)
 add_conversion(MASK, IMAGE, _image_to_mask)
 add_conversion(FLOAT, INT, float)

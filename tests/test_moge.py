@@ -593,3 +593,32 @@ def test_comfyui_template_runs_as_comfyui_renders(tmp_path, monkeypatch):
         got = run.outputs[nid]["video"].frames(0, 1)[0]
         expected = comfy_pictures({k: v[0] for k, v in want.items()}, output).numpy() * 255
         assert np.abs(got.astype(float) - expected).max() <= 1.0, output
+
+
+def test_a_given_field_of_view_is_kept_where_nothing_is_left_to_fit():
+    """With fov_x given and fewer than two unmasked samples (a frame of sky), the authors' recover_focal_shift keeps
+    the given focal (only the shift falls back to 0): it came back as 1.0, so the points were projected with
+    another camera than the one asked for."""
+    from nodes.depth import moge
+    torch.manual_seed(0)
+    points = torch.randn(2, 8, 8, 3)
+    mask = torch.zeros(2, 8, 8, dtype=torch.bool)
+    given = torch.tensor([0.7, 1.3])
+    want_focal, want_shift = recover_focal_shift(points, mask, given)
+    focal, shift = moge.focal_shift(points, mask, given)
+    assert torch.allclose(focal, want_focal) and torch.allclose(shift, want_shift)
+    assert torch.allclose(focal, given)
+
+
+@pytest.mark.parametrize("output", ["depth", "depth_colored"])
+def test_a_frame_of_one_depth_is_drawn_as_comfyui_draws_it(output):
+    """A frame whose valid pixels all lie at one depth (one pixel left by the mask, a flat card): ComfyUI's
+    _normalize_disparity divides by its 1e-6 floor, so they are drawn at 0 (black; Turbo's dark blue); they came
+    out mid-grey (the shared spread's 'flat is 0.5')."""
+    from nodes.depth import moge
+    depth = np.full((6, 8), np.inf, np.float32)
+    depth[2:4, 3:6] = 2.5
+    geo = {"depth": depth, "mask": np.isfinite(depth)}
+    got = moge.picture(geo, output)
+    expected = comfy_pictures({"depth": torch.from_numpy(depth)}, output).numpy() * 255
+    assert np.abs(got.astype(float) - expected).max() <= 1.0

@@ -887,7 +887,7 @@ RULES: Dict[str, Rule] = {
                                  P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
                                  P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
                                  P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
-    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_da3.py): the loader's file and weight type ride to
+    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_depth_anything_3.py): the loader's file and weight type ride to
     # depth.da3 (DA3Inference), whose maps depth.da3_render draws
     "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
                          (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
@@ -2283,6 +2283,10 @@ INSTEAD = {
     "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
+    "SeedVR2Conditioning": "not mapped yet: ByteDance's SeedVR2 restorer (its NaDiT transformer, seedvr2_3b / _7b in "
+                           "diffusion_models/, and its VAE) is not run by Kinograph yet; its preparation and finishing "
+                           "import (upscale.seedvr2_pad, upscale.seedvr2_finish). Upscale with upscale.model (an "
+                           "ESRGAN-style file in upscale_models/) or upscale.multiframe instead",
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

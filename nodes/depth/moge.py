@@ -285,8 +285,8 @@ def focal_shift(points, mask, focal=None, size=(64, 64)):
     keep = (F.interpolate(mask.float()[:, None], size, mode="nearest")[:, 0] > 0).cpu().numpy()
     focals, shifts = [], []
     for i in range(points.shape[0]):
-        if keep[i].sum() < 2:
-            f, s = 1.0, 0.0
+        if keep[i].sum() < 2:       # nothing to fit: no shift, and the focal given stays
+            f, s = 1.0 if focal is None else float(focal[i]), 0.0
         else:
             f, s = _shift_for(uv[keep[i]], pts[i][keep[i]], None if focal is None else float(focal[i]))
         focals.append(float(f))
@@ -356,15 +356,15 @@ def picture(geo: Dict[str, np.ndarray], output: str) -> np.ndarray:
     Substance, glTF) or down (DirectX: Unreal), masked pixels mid-grey; mask: white where MoGe found geometry."""
     from nodes.common.color import to_uint8
     from .da3 import turbo
-    from .estimate import spread_unit
     if output in ("depth", "depth_colored"):
         d = geo["depth"]
         valid = np.isfinite(d) & (d > 0)
         disparity = np.where(valid, 1.0 / np.maximum(np.where(valid, d, 1.0), 1e-6), 0.0)
         near = np.zeros(d.shape, np.float32)
         if valid.any():
-            span = tuple(float(q) for q in np.quantile(disparity[valid], (TAIL, 1 - TAIL)))
-            near = np.where(valid, spread_unit(disparity, span), 0.0)
+            lo, hi = (float(q) for q in np.quantile(disparity[valid], (TAIL, 1 - TAIL)))
+            # ComfyUI's floor on the span: a frame of one depth is drawn at 0, not mid-grey
+            near = np.where(valid, np.clip((disparity - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 0.0)
         if output == "depth_colored":
             return to_uint8(turbo(near))      # ComfyUI's polynomial Turbo: OpenCV's table is up to 32 levels off it
         return np.repeat(to_uint8(near)[..., None], 3, axis=2)
@@ -421,8 +421,9 @@ def load_moge(name: str, device: str = "cpu") -> MoGe2:
 
 class Geometry:
     """A clip's MoGe geometry (depth.moge's GEOMETRY), made `batch` frames a pass as it is read: frames(a, b) gives
-    frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Every render of it reads the same
-    passes, as ComfyUI's renders read one MOGE_GEOMETRY."""
+    frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Only the last pass is held (a whole
+    plate's maps would not fit): renders reading the same frames together share it, a render read after another
+    makes the passes again (ComfyUI holds the whole MOGE_GEOMETRY)."""
 
     def __init__(self, video, net: MoGe2, resolution_level: int, fov_x: float, force_projection: bool,
                  apply_mask: bool, batch: int, ctx=None):

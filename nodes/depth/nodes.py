@@ -80,8 +80,8 @@ def da3(ctx, video: VIDEO,
         ref_view: str = Param("saddle_balanced", choices=REF_VIEWS,
                               help="multiview: the view the scene is anchored to (3 views or more)")) -> GEOMETRY:
     """Depth of every frame by Depth Anything 3, as ComfyUI's DA3Inference finds it, with the sky (Mono / Metric
-    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Made as far as read, so a long
-    clip streams; the model is read from your own folder, nothing is downloaded."""
+    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Frames are computed as they are
+    read, so a long clip streams; the model is read from your own folder, nothing is downloaded."""
     from nodes.depth import da3 as d
     net = d.load(as_given(model, ctx.workflow_dir), ctx.device, precision)
     return d.infer(video, net, resolution, resize_method, mode, views, ref_view, ctx=ctx)
@@ -137,8 +137,8 @@ def moge(ctx, video: VIDEO,
          ) -> GEOMETRY:
     """Monocular geometry of every frame with MoGe-2 (ComfyUI's LoadMoGeModel and MoGeInference): depth in metres,
     the camera, the validity mask (sky, voids) and normals. Draw it with depth.moge_render. Made as far as read, a
-    batch of frames a pass, so a long plate streams; the model is read from your own folder, nothing is
-    downloaded."""
+    batch of frames a pass, so a long plate streams; only the last pass is held, so each render of a clip read
+    after another runs the model again. The model is read from your own folder, nothing is downloaded."""
     from nodes.depth.moge import infer
     return infer(video, as_given(model, ctx.workflow_dir), resolution_level, fov_x, force_projection, apply_mask,
                  batch, device=ctx.device, ctx=ctx)
@@ -153,6 +153,7 @@ def moge_render(ctx, geometry: GEOMETRY,
                                          "map with green up (Blender, Substance, glTF) or down (Unreal); mask: white "
                                          "where there is geometry (black: sky, voids)")) -> VIDEO:
     """Pictures of depth.moge's geometry, drawn as ComfyUI's MoGeRender draws them. Feed depth to a depth
-    ControlNet or to LTX-2.3's IC-LoRA as its control clip. Renders of one geometry share its model passes."""
+    ControlNet or to LTX-2.3's IC-LoRA as its control clip. Renders of one still share its model pass; on a clip
+    each render read after another runs the model again (three renders of a plate: three times the model)."""
     from nodes.depth.moge import render
     return render(geometry, output, ctx=ctx)

@@ -361,7 +361,9 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
             if empty:
                 raise NodeError(f"mask_{empty[0]} covers none of the video's {spans.shape[1]} patches (it is empty, "
                                 "or its region is smaller than one): without it the model cannot tell where that "
-                                "speaker is. Paint the speaker's region white")
+                                "speaker is. Paint the speaker's region white: give the mask.painter feeding it a "
+                                "drawing (path: a PNG whose alpha covers that speaker, from any paint program), or "
+                                "feed it another mask (mask.from_video of a white-on-black picture)")
     talk = Talk(patch, tokens.cpu(), spans, float(scale), motion)
     out = model.with_option("infinitetalk", talk)
     if previous is not None:
