@@ -69,11 +69,22 @@ def run_on_picture(template: Path, picture: Path, out: Path, edit=None):
 def sampled_latent(workflow: Path, yaml: str, sampler: str = "k_sampler"):
     """The first frame of the sampler's latent (the node whose name starts with `sampler`) from running `yaml`
     (written to `workflow`) on the CPU, uncached."""
+    return _ran(workflow, yaml, sampler)[1]
+
+
+def written_and_sampled(workflow: Path, yaml: str):
+    """(the text its text.generate node wrote, the first frame of its k_sampler's latent) from running `yaml` (written
+    to `workflow`) on the CPU, uncached: a template whose prompt a language model rewrites first."""
+    out, latent = _ran(workflow, yaml, "k_sampler")
+    return next(v["text"] for k, v in out.outputs.items() if k.startswith("text_generate")), latent
+
+
+def _ran(workflow: Path, yaml: str, sampler: str):
     from graph_engine.api import Session, load_workflow
     workflow.write_text(yaml)
     out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
     assert out.ok, out.failed
-    return next(v["latent"] for k, v in out.outputs.items() if k.startswith(sampler)).samples[:, :, 0]
+    return out, next(v["latent"] for k, v in out.outputs.items() if k.startswith(sampler)).samples[:, :, 0]
 
 
 def sample_cat(model, te, vae, cfg: float, negative, size: tuple):

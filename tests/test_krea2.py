@@ -102,16 +102,6 @@ def test_krea2_split_files_and_folder_match_krea2pipeline(krea2):
     assert bool(cond.mask.all()) and cond.embeds.shape[-1] == 12 * model.pipe.transformer.config.text_hidden_dim
 
 
-def _run(path: Path, yaml: str):
-    """(the prompt the enhancer wrote, the sampler's latent [1, 16, h, w]) of an imported Krea 2 template."""
-    from graph_engine.api import Session, load_workflow
-    path.write_text(yaml)
-    out = Session(device="cpu").run(load_workflow(path, check=False), use_cache=False)
-    assert out.ok, out.failed
-    text = next(v["text"] for k, v in out.outputs.items() if k.startswith("text_generate"))
-    return text, next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
-
-
 def test_comfyui_krea2_turbo_templates_import_and_run(krea2, tmp_path, monkeypatch):
     """ComfyUI's "Krea 2 Turbo text to image" templates (a subgraph: UNETLoader krea2_turbo_fp8_scaled or
     _int8_convrot, CLIPLoader qwen3vl_4b_fp8_scaled type krea2, VAELoader qwen_image_vae, the prompt enhanced by
@@ -122,7 +112,7 @@ def test_comfyui_krea2_turbo_templates_import_and_run(krea2, tmp_path, monkeypat
     0.5 shifted by mu 1.15); the int8_convrot file, ComfyUI's quantisation of it, the same within int8 error."""
     from safetensors.torch import load_file, save_file
     import comfy_convrot as cr
-    from comfy_layouts import imported_template, link_as
+    from comfy_layouts import imported_template, link_as, written_and_sampled
     from tiny_krea2 import TE_NAME
     models = krea2 / "models"
     quantised = cr.quantise_file_state(load_file(str(models / "diffusion_models" / BF16)), 16,
@@ -142,14 +132,14 @@ def test_comfyui_krea2_turbo_templates_import_and_run(krea2, tmp_path, monkeypat
         assert "type: krea2" in yaml and "sampler: euler" in yaml and "scheduler: simple" in yaml, yaml
         assert re.search(r"text: text_generate_\S+\.text", yaml), yaml
         yaml = yaml.replace("max_length: 512", "max_length: 8")
-        latents[template] = _run(tmp_path / "krea2.kino.yaml", yaml)
+        latents[template] = written_and_sampled(tmp_path / "krea2.kino.yaml", yaml)
         seed = int(re.search(r"k_sampler.*?seed: (\d+)", yaml, re.S).group(1))
         if tiny == BF16:
             text, got = latents[template]
             assert _err(_reference(krea2, text, None, 1.0, seed, sigmas=[1.0, 0.5]), got) < 1e-3
         else:           # the same template on the bf16 file
             link_as(models / "diffusion_models" / published, models / "diffusion_models" / BF16)
-            text, want = _run(tmp_path / "krea2.kino.yaml", yaml)
+            text, want = written_and_sampled(tmp_path / "krea2.kino.yaml", yaml)
             assert text == latents[template][0]
             assert 0 < _err(want, latents[template][1]) < 2e-2
 

@@ -1342,6 +1342,21 @@ def _hidream(k: Keys) -> Optional[Detection]:
                      why="double_stream_blocks.N.block / caption_projection")
 
 
+def _flux3(k: Keys) -> Optional[Detection]:
+    """FLUX.3 [klein] in Black Forest Labs' names (ComfyUI's flux3-image-klein*-*.safetensors: per-mode blocks and
+    modulations, early_stream_modulations.image) or diffusers' (.linear instead of .lin). The step-distilled file
+    (flux3-image-klein-*, 16 steps at cfg 1) is a flow map told the level each step goes to (ref_time_in /
+    target_timestep_embedder); the base file (flux3-image-klein-base-*) is sampled with true CFG."""
+    for layout, x in (("original", "early_stream_modulations.image.lin.weight"),
+                      ("diffusers", "early_stream_modulations.image.linear.weight")):
+        if k.any(x):
+            distilled = k.any("ref_time_in.in_layer.weight", "target_timestep_embedder.linear_1.weight")
+            return Detection("diffusion_model", "flux3", "distilled" if distilled else "base", layout=layout,
+                             prefix=k.prefix_of(x) or "", why="per-mode modulations (early_stream_modulations)"
+                             + (", a second time embedder (step-distilled)" if distilled else ""))
+    return None
+
+
 def _krea2(k: Keys) -> Optional[Detection]:
     """Krea 2's single-stream DiT in Krea's and ComfyUI's names (krea2_turbo_*.safetensors: txtfusion, blocks.N.attn.wq)
     or in diffusers' (text_fusion: a Krea2Pipeline folder's transformer file)."""
@@ -1371,7 +1386,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

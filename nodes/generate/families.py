@@ -46,9 +46,9 @@ class Family:
         return self.distilled_guidance and not (variant and variant.endswith(self.guidance_free))
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
-        if self.chunks and frames >= self.chunks[2]:
+        if self.chunks and frames > 1:
             a, c, b, d = self.chunks
-            return (frames - b) // a * c + d
+            return (frames - b) // a * c + d if frames >= b else 1     # under a first chunk: the picture below it
         k = time_factor or self.time_factor
         return frames if k == 1 else (frames - 1) // k + 1
 
@@ -64,6 +64,12 @@ class Family:
         or below it."""
         return self.pixel_frames(self.latent_frames(frames, time_factor), time_factor) if frames >= 1 else frames
 
+    def frame_rule(self, time_factor: Optional[int] = None) -> str:
+        """The frame counts its VAE makes, in words for messages."""
+        if self.chunks:
+            return f"1 frame or {self.chunks[0]}n+{self.chunks[2]} frames"
+        return f"{time_factor or self.time_factor}n+1 frames"
+
     def check_frames(self, frames: int, time_factor: Optional[int] = None) -> None:
         k = time_factor or self.time_factor
         if frames < 1:
@@ -72,15 +78,15 @@ class Family:
             a, _, b, _ = self.chunks
             if frames < b or (frames - b) % a:
                 lo = b + max(0, frames - b) // a * a
-                near = f"{lo} or {lo + a}" if b <= lo < frames else f"{lo}"
-                raise NodeError(f"{self.title} takes 1 frame or {a}n+{b} frames (its VAE encodes time in chunks of "
+                near = f"1 or {b}" if frames < b else f"{lo} or {lo + a}"
+                raise NodeError(f"{self.title} takes {self.frame_rule()} (its VAE encodes time in chunks of "
                                 f"{a}); {frames} is not one of them. The nearest valid frame counts are {near}.")
             return
         if k > 1 and frames % k != 1:
             lo = frames - (frames - 1) % k
             hi = lo + k
             near = f"{lo} or {hi}" if lo >= 1 else f"{hi}"
-            raise NodeError(f"{self.title} takes {k}n+1 frames (its VAE compresses time {k}x); {frames} is not "
+            raise NodeError(f"{self.title} takes {self.frame_rule(k)} (its VAE compresses time {k}x); {frames} is not "
                             f"one of them. The nearest valid frame counts are {near}.")
 
     def size_step(self, space_factor: Optional[int] = None) -> int:
@@ -123,6 +129,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("flux2", "FLUX.2 (image)", ("Flux2Pipeline", "Flux2KleinPipeline"), ("Flux2Transformer2DModel",),
            space_factor=16, fps=8.0, flow=True, cfg=4.0, steps=50, size=(1024, 1024), frames=1, distilled_guidance=True,
            guidance_free=("klein",)),
+    # FLUX.3 [klein] keyframes and edits: FLUX.2's normalised, patched latent (its VAE) read by a transformer with
+    # per-mode blocks (picture, reference pictures, prompt) before joint ones; prompts read by 8 of Qwen3-VL-4B's layers.
+    # base: 50 steps, true CFG 3.5; the step-distilled file: 16 steps at cfg 1 (no negative pass).
+    Family("flux3", "FLUX.3 [klein] (image)", ("Flux3Parts",), ("Flux3Transformer2DModel",), space_factor=16,
+           fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, latents="flux2"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.

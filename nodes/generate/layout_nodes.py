@@ -18,8 +18,7 @@ def boxes_create(ctx, width: int = Param(1024, min=1, max=16384, help="the canva
                                                'text), "text", "desc" and "palette" (ComfyUI\'s box editor '
                                                'writes this)')) -> BOXES:
     """Boxes laid out on a canvas, each with what goes in it (ComfyUI's CreateBoundingBoxes): feed them to
-    text.flux3_layout to place things where a FLUX.3 klein picture draws them (Kinograph does not run FLUX.3 klein
-    yet: docs/models.md)."""
+    text.flux3_layout to place things where a FLUX.3 klein picture draws them."""
     import json
 
     from graph_engine import NodeError
@@ -40,10 +39,12 @@ def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <
     """The prompt with FLUX.3 klein's layout table after it (ComfyUI's Flux3LayoutPrompt): a JSON list of the boxes
     in order as obj_1, obj_2, ..., each with its [y0, x0, y1, x1] on a 0-1000 grid over the canvas and its
     description. Palettes and words to letter are not read: say colours and text in the description. Without
-    boxes the prompt is given back as written. FLUX.3 klein reads it; Kinograph does not run that model yet
-    (docs/models.md), so the text is for a FLUX.3 klein graph imported from ComfyUI or run elsewhere."""
+    boxes the prompt is given back as written. Encode it with encode.text on FLUX.3 klein's text encoder
+    (qwen3vl_4b, type flux3)."""
     from nodes.common.boxes import flux3_layout_prompt
-    return flux3_layout_prompt(prompt, boxes)
+    text = flux3_layout_prompt(prompt, boxes)
+    ctx.log(f"layout prompt: {text}")       # the only place a headless run shows it (no node saves text)
+    return text
 
 
 @node("condition.references", title="Reference Latents (several pictures)", category="Conditioning", device="gpu",
@@ -57,7 +58,7 @@ def condition_references(ctx, vae: VAE, positive: CONDITIONING, image: VIDEO = I
                                                       "megapixels first, keeping its shape"),
                          megapixels: float = Param(1.0, min=0.01, max=16.0, help="each picture's size with resize, "
                                                                                  "in millions of pixels")):
-    """Give an edit model (FLUX.2) several pictures at once (ComfyUI's ReferenceMultiLatent): each is
+    """Give an edit model (FLUX.2, FLUX.3 klein) several pictures at once (ComfyUI's ReferenceMultiLatent): each is
     encoded on its own and added, in order, to the prompt and the negative as a reference (condition.reference
     chained). The negative is the prompt where none is given. Sample the latent it gives (empty, the first picture's
     size) at denoise 1."""

@@ -28,7 +28,7 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2",
-              "minimax": "minimax_h3"}
+              "minimax": "minimax_h3", "flux3": "flux3"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -41,14 +41,14 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
-                   "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",)}
+                   "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2",
-           "minimax_h3": "minimax"}
+           "minimax_h3": "minimax", "flux3": "flux3"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -119,6 +119,8 @@ def pipeline(family: str, variant: str = "", **parts):
         name = next(n for n in names if "VACE" in n)
     if family == "minimax_h3":
         from nodes.generate.adapters.minimax_h3 import MiniMaxH3Parts as cls
+    elif family == "flux3":
+        from nodes.generate.adapters.flux3 import Flux3Parts as cls
     else:
         cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
@@ -366,8 +368,18 @@ def _text_family(det: Detection, type_: str) -> str:
     return fam
 
 
+def vae_dtype(det: Detection, device: str):
+    """The dtype load.vae builds a VAE in: its family's automatic one, save MiniMax H3's audio VAE, which diffusers
+    keeps whole in fp32 (_keep_in_fp32_modules: its BigVGAN decoder loses about 20 dB in bf16)."""
+    import torch
+    from nodes.generate.model_manager import dtype_of
+    if (det.family, det.variant) == ("minimax_h3", "audio"):
+        return torch.float32
+    return dtype_of("auto", det.family, device)[1]
+
+
 def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandle:
-    from nodes.generate.model_manager import dtype_of, family_of_file
+    from nodes.generate.model_manager import family_of_file
     path = _resolve(name, "vae", "VAE")
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
     found = family_of_file(det)
@@ -384,7 +396,7 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
         raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
                         f"to auto or {found}")
     det = dataclasses.replace(det, family=found)
-    _, dtype = dtype_of("auto", found, device)
+    dtype = vae_dtype(det, device)
     pipe = mm.cached(("vae", str(path.resolve()), found, str(dtype), device),
                      lambda: pipeline(found, vae=_module(path, det, dtype, device, "vae")), files=(path,))
     return ComponentHandle(found, str(path), pipe, "vae", device)

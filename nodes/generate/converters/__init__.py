@@ -23,7 +23,7 @@ MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
            "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "qwen3vl": "qwenimage21", "qwen25vl": "qwenimage", "chroma": "chroma", "flux2": "flux2", "mistral3": "flux2",
-           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "minimax_h3": "minimax_h3"}
+           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "minimax_h3": "minimax_h3", "flux3": "flux3"}
 
 
 @dataclass
@@ -163,6 +163,13 @@ def build(det, state: Dict[str, object], dtype, where: str):
         k = bad[0]
         raise NodeError(f"{where} ({det.describe()}): tensor {k} has shape {tuple(built.state_dict[k].shape)}, "
                         f"expected {tuple(wanted[k].shape)}. {unknown}")
+    # A tensor of whole numbers where the model keeps fractions (an int8 layer of a quantisation Kinograph does not
+    # read, or a damaged header) was torch's RuntimeError 'While copying the parameter' with a traceback.
+    k = next((k for k, v in built.state_dict.items() if k in wanted and v.is_floating_point() !=
+              wanted[k].is_floating_point()), None)
+    if k is not None:
+        raise NodeError(f"{where} ({det.describe()}): tensor {k} holds {built.state_dict[k].dtype} values, where the "
+                        f"model keeps {wanted[k].dtype} ones. {unknown}")
     module.load_state_dict(built.state_dict, strict=False, assign=True)
     _tie(module)
     if dtype is not None:
