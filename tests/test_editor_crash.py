@@ -185,3 +185,38 @@ def test_damaged_recovery_files_are_offered_or_named_and_never_stop_the_editor(t
             assert recover(rec).graph.nodes == {}
     with pytest.raises(WorkflowError, match="a workflow file is at most"):
         recover(found["huge.yaml"])
+
+
+QUITTING = r"""
+import gc, os
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from app.editor.window import MainWindow
+for _ in range(3):
+    w = MainWindow()
+    c = w.controller
+    a, b = c.add_node("generate.test_pattern", (0, 0)), c.add_node("color.grade", (300, 0))
+    c.connect(a, "video", b, "video")
+    c.set_param(b, "exposure", 1.5)
+    w.scene.select_nodes([a, b])
+    assert w.copy()
+    w.doc.undo.setClean()
+    w.close()
+    w.deleteLater()
+    QApplication.sendPostedEvents()
+    gc.collect()
+print("closed", flush=True)
+"""
+
+
+def test_the_editor_quits_cleanly_after_edits_and_a_copy(tmp_path):
+    """A closed window's edits, and nodes left on the clipboard, crashed the process at a later gc pass or at its
+    exit (a segfault after the last window closed, under pytest at every editor test file's end): the undo
+    commands were deleted twice, and the clipboard's copy was deleted by Qt after Python had gone."""
+    script = tmp_path / "child.py"
+    script.write_text(QUITTING)
+    env = dict(os.environ, PYTHONPATH=str(REPO), KINOGRAPH_CONFIG_DIR=str(tmp_path / "config"))
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "closed"), done.stderr[-2000:]

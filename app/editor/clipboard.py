@@ -24,6 +24,17 @@ def holds_nodes() -> bool:
     return mime is not None and mime.hasFormat(NODES_MIME)
 
 
+def keep_as_text() -> None:
+    """Hand the clipboard nodes copied here as plain text in a QMimeData Qt made itself: the one the
+    editor made is a Python object, and a platform whose clipboard outlives the interpreter (offscreen's
+    is a C++ static) deleted it at exit, through shiboken after Python had gone - a segfault at every
+    quit after a copy. The YAML text still pastes as nodes; only the tag that tells a text field so goes."""
+    board = QGuiApplication.clipboard()
+    mime = board.mimeData()
+    if mime is not None and mime.hasFormat(NODES_MIME):
+        board.setText(mime.text())
+
+
 def copy_text(graph: Graph, registry, node_ids: Iterable[str], note_ids: Iterable[str] = (),
               group_ids: Iterable[str] = ()) -> str:
     ids = [n for n in node_ids if n in graph.nodes]

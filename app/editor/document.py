@@ -185,6 +185,13 @@ class Document(QObject):
 
     def close(self) -> None:
         self._unsubscribe()
+        # The stack's commands go now, while all of it is alive. Left to Python's cycle collector (the
+        # document, its stack and the commands' graph hold each other), shiboken may clear a command's
+        # wrapper first and give it the C++ command its stack still lists (PYSIDE-2221): ~QUndoStack then
+        # deleted it again, a segfault at a later gc pass or at quit. Blocked: the window now showing
+        # another document is still connected to this stack's canUndoChanged and the like.
+        self.undo.blockSignals(True)
+        self.undo.clear()
 
     # -- files ------------------------------------------------------------------------------
     def save(self, path: Optional[Path] = None) -> Path:

@@ -22,7 +22,7 @@ from graph_engine.workflow import read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
-from .clipboard import NODES_MIME
+from .clipboard import NODES_MIME, keep_as_text
 from .comfyui_open import placeholder_advice
 from .controller import GROUP_COLORS, NOTE_SIZE, Controller, Refused, counted
 from .document import Document
@@ -689,8 +689,11 @@ class MainWindow(QMainWindow):
         self.runs.shutdown()
         self.viewer.shutdown()
         self._detach(self.scene)
+        self.doc.close()
         if self in WINDOWS:
             WINDOWS.remove(self)
+        if not WINDOWS:
+            keep_as_text()
 
     # -- editing --------------------------------------------------------------------------------
     def _guard(self, fn, *args):
