@@ -384,6 +384,7 @@ def cmd_run(args) -> int:
         return run_distributed(args, wf)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     _say_estimate(wf, args.device, printer.note)
+    _say_nothing_kept(wf, printer.note)
     with cancel_on_interrupt(CancelToken(), printer.note) as cancel:
         result = Session(device=args.device).run(wf, on_event=printer, cancel=cancel, use_cache=not args.no_cache,
                                                  keep=())
@@ -406,6 +407,17 @@ def _say_estimate(wf, device: str, note) -> None:
         note(f"estimate: {line}")
     if est.warning:
         note(f"warning: {est.warning}")
+
+
+def _say_nothing_kept(wf, note) -> None:
+    """A warning before a run of a graph with no save or metric node: an imported depth template (its
+    PreviewImage shows in the editor only) ran for seconds, said "ok" and wrote nothing, with nothing said."""
+    from graph_engine.registry import default_registry
+    reg = default_registry()
+    # text.generate's text is kept in the run's log (ComfyUI's PreviewAny of it)
+    if not any(getattr(reg.get(n.type), "output", False) or n.type == "text.generate" for n in wf.graph.nodes.values()):
+        note("warning: nothing in this workflow saves a file or measures anything: the run computes it and keeps "
+             "nothing; add io.save_video (or io.save_frames) after the node whose result you want")
 
 
 def _apply_sets(sets: List[str], wf) -> None:
@@ -469,6 +481,11 @@ def cmd_nodes(args) -> int:
         if not specs:
             from graph_engine.errors import KinographError
             from graph_engine.registry import did_you_mean
+            # A ComfyUI node Kinograph does not map (SeedVR2Conditioning) has the import's word on what to use instead
+            from app.comfyui.mapping import INSTEAD
+            said = INSTEAD.get(args.find[0])
+            if len(args.find) == 1 and isinstance(said, str):
+                raise KinographError(f"no node type matches {args.find[0]!r}, a ComfyUI node: {said}")
             raise KinographError(f"no node type matches {' '.join(args.find)!r}"
                                  f"{did_you_mean(args.find[0], [*reg, *(t.split('.', 1)[-1] for t in reg)])}; "
                                  "`kinograph nodes` lists them all")
@@ -599,17 +616,21 @@ def cmd_info(args) -> int:
               f"examples/mini_text_to_video.yaml.")
     else:
         print("models found:")
+    # Each column as wide as its longest entry (DA3 Mono/Metric Large, gguf-Q4_K_M ...) and two spaces more, so a
+    # long variant never runs into the role beside it.
+    rows = [(d["family"], d["variant"] or "-", d["role"] or "-", d["precision"] or "-", d["loads"], str(path), d)
+            for kind, path, d in found]
+    widths = [max([w] + [len(r[i]) + 2 for r in rows]) for i, w in enumerate((12, 16, 17, 14, 7))]
     if found:
-        print(f"  {'family':<12}{'variant':<16}{'role':<17}{'precision':<14}{'loads':<7}path")
-    for kind, path, d in found:
-        # a family name of 12 letters or more (kandinsky5image, stable_audio) kept apart from its variant
-        print(f"  {d['family']:<11} {d['variant'] or '-':<16}{d['role'] or '-':<17}{d['precision'] or '-':<14}"
-              f"{d['loads']:<7}{path}")
+        print("  " + "".join(f"{h:<{w}}" for h, w in zip(("family", "variant", "role", "precision", "loads"), widths))
+              + "path")
+    for *cells, path, d in rows:
+        print("  " + "".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + path)
         # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; Stable Audio's
         # checkpoint, an embedding and a stored prompt are read by no loader: their notes say by what.
         if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning")
                           or d["family"] == "stable_audio"):
-            print(f"  {'':<66}({d['note']})")
+            print(f"  {'':<{sum(widths[:4])}}({d['note']})")
     bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")

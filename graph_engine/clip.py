@@ -42,6 +42,10 @@ Reader = Callable[[int, int], np.ndarray]
 # (encoder pipes, OpenCV batch calls), small enough that a chain of clips stays light.
 CHUNK_BYTES = 24 << 20
 MAX_CHUNK = 32
+# The most pieces one sound is made of, all tracks together: a clip re-timed frame by frame over ten minutes makes
+# 14,400. A sound joined to itself doubles its pieces: 30 io.concat_audio nodes in a chain made a billion (the run
+# hung at the 20th, a million pieces, 37 s a node), and every join, span and writer walks them all.
+MAX_PIECES = 100_000
 # Chunks a clip keeps: the one a consumer reads frame by frame (a reverse, a trim, interpolation's pairs) and the
 # one before, for a pair across their boundary. Every node of a chain keeps its own, so a third, never read again
 # in a pass, cost a chunk a node: 120 MB in a join of three 1080p clips, 55 MB in a 4K grade and crop.
@@ -118,6 +122,12 @@ class Audio:
         tracks = [t for t in (_track(pieces), *map(_track, mix)) if any(p.path for p in t)]
         if not tracks:
             return None
+        count = sum(map(len, tracks))
+        if count > MAX_PIECES:
+            from .errors import NodeError
+            raise NodeError(f"this sound would be made of {count:,} pieces, and Kinograph joins up to {MAX_PIECES:,} "
+                            "in one sound: a sound joined to itself doubles its pieces at each join; join fewer "
+                            "times, or write it out (io.save_audio) and read that file back")
         first = tracks[0]
         return Audio(*first[0][:3], then=first[1:], speed=first[0].speed, tape=first[0].tape, gain=first[0].gain,
                      mix=tuple(tracks[1:]))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
+from .types import value_converter
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
@@ -285,7 +286,7 @@ class Executor:
                     continue
                 key = keys[nid]
                 ins = self._gather(g, spec, nid, values, shared, spill, read)
-                empty = self._empty_input(g, spec, nid, ins)
+                empty = self._bad_input(g, spec, nid, ins)
                 if empty and not inst.bypass:
                     self._fail(res, dead, nid, empty, None, emit)
                     continue
@@ -482,14 +483,26 @@ class Executor:
             want = spec.port_type(port)
             have = self.registry.get(g.nodes[src].type).outputs[sport].type
             conv = want.converter(have) if have is not want else None
+            if have.name == "ANY":
+                # a switch passes on what it picked (a picture: ComfyUI's small-image branch), converted as a direct
+                # link of its type would be
+                conv = value_converter(want, v)
             ins[port] = conv(v) if conv else v
         return ins
 
-    @staticmethod
-    def _empty_input(g, spec, nid, ins) -> Optional[str]:
+    def _bad_input(self, g, spec, nid, ins) -> Optional[str]:
         """Why a required input that is linked got no value, or None. A loader leaves a part its model lacks
         empty (SVD has no text encoder, a text-to-video model no image encoder); the node was then called
-        without it and failed with Python's "missing 1 required positional argument"."""
+        without it and failed with Python's "missing 1 required positional argument". Also why a clip input got
+        what is no clip from an ANY output (a mask through a switch): the node failed on the array."""
+        for port, v in ins.items():
+            src, sport = g.inputs[nid][port]
+            if spec.port_type(port).name == "VIDEO" and v is not None and not isinstance(v, Clip) \
+                    and self.registry.get(g.nodes[src].type).outputs[sport].type.name == "ANY":
+                what = f"{v.dtype} array {v.shape}" if hasattr(v, "dtype") and hasattr(v, "shape") \
+                    else type(v).__name__
+                return (f"input {port!r} takes a clip, and {src}.{sport} passed on a {what}: link a clip or a "
+                        f"picture (IMAGE) there")
         for port, p in spec.inputs.items():
             if not p.optional and port in ins and ins[port] is None:
                 src, sport = g.inputs[nid][port]

@@ -108,6 +108,7 @@ def control_characters(value: str) -> str:
 
 
 # Where macOS keeps users' files and other drives; on Linux such a path is from a Mac.
+_WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 _MAC_ROOTS = ("/Users/", "/Volumes/")
 
 
@@ -126,6 +127,10 @@ def missing_hint(path: str) -> str:
         names = os.listdir(folder or ".")
     except OSError:
         return ""
+    # An imported template's picture (image_chrono_edit_input_image.png) was 'meant' to be the workflow beside it
+    # (image_chrono_edit_14B.yaml): a workflow file is never the footage or picture a node reads.
+    if os.path.splitext(name)[1].lower() not in _WORKFLOW_SUFFIXES:
+        names = [n for n in names if os.path.splitext(n)[1].lower() not in _WORKFLOW_SUFFIXES]
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -89,7 +89,7 @@ TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 POSE_KEYPOINT = register_type("POSE_KEYPOINT", "#c0e060", port="keypoints",
                               help="people's whole-body keypoints per frame (pose.sdpose_keypoints)")
 GEOMETRY = register_type("GEOMETRY", "#60c0e0", help="per-frame depth and the maps a geometry model gives with it "
-                                                    "(sky, confidence): depth.da3")
+                                                    "(sky, confidence; a mask, points and normals): depth.da3, depth.moge")
 BOXES = register_type("BOXES", "#e0c080", port="boxes",
                       help="boxes on a canvas, in its pixels, with a kind, words and a description each "
                            "(nodes/common/boxes.py; ComfyUI's BOUNDING_BOX and box elements)")
@@ -112,6 +112,24 @@ def _image_to_mask(img):
     import numpy as np
     # Rec. 709 luma: a painted picture's white areas become 1.
     return (img[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)) / 255.0
+
+
+def _is_image(v) -> bool:
+    import numpy as np
+    return isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 3 and v.shape[-1] == 3
+
+
+# How to tell a value of these types where only the value says its type (what an ANY output, math.switch's, passes on)
+_IS = {"IMAGE": _is_image}
+
+
+def value_converter(to: SocketType, value: Any) -> Optional[Callable[[Any], Any]]:
+    """The converter `to` applies to `value`, an ANY output's, as to a direct link of the type the value is (a
+    switch's picked picture into a clip input: a one-frame clip); None when it is no value `to` converts."""
+    for name, fn in to.accepts.items():
+        if name in _IS and _IS[name](value):
+            return fn
+    return None
 
 
 add_conversion(VIDEO, IMAGE, _image_to_video)

@@ -51,6 +51,44 @@ def test_nodes_listing_formats():
     assert bare == []
 
 
+def test_a_run_that_keeps_nothing_says_so_before_it_runs(tmp_path, capsys):
+    """An imported ComfyUI depth template (its PreviewImage only shows in the editor) ran, said ok and wrote
+    nothing, with nothing said; a graph with a save node hears nothing of it."""
+    from app.cli import main
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n")
+    assert main(["run", str(wf)]) == 0
+    assert "nothing in this workflow saves a file or measures anything" in capsys.readouterr().err
+    wf.write_text(wf.read_text() + "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: o.mkv}}\n")
+    assert main(["run", str(wf)]) == 0
+    assert "nothing in this workflow saves" not in capsys.readouterr().err
+
+
+def test_info_keeps_a_long_variant_apart_from_its_role(tmp_path, monkeypatch, capsys):
+    """A real DA3 file's variant ("DA3 Mono/Metric Large", 21 letters) ran into the role column."""
+    import nodes.generate.model_manager as mm
+    from app.cli import main
+    row = {"family": "depth", "variant": "DA3 Mono/Metric Large", "role": "depth_estimator", "precision": "fp16",
+           "loads": "yes", "note": ""}
+    monkeypatch.setattr(mm, "list_found_models", lambda: [("file", tmp_path / "d.safetensors", row)])
+    assert main(["info"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "d.safetensors" in ln)
+    assert [c.strip() for c in line.split("  ") if c.strip()] == ["depth", "DA3 Mono/Metric Large", "depth_estimator",
+                                                            "fp16", "yes", str(tmp_path / "d.safetensors")]
+
+
+def test_nodes_answers_a_comfyui_node_kinograph_does_not_map_with_what_to_use_instead(capsys):
+    """`kinograph nodes SeedVR2Conditioning` (a ComfyUI artist looking for the node of a template) said only that no
+    node matches; it now gives the import's line on it, which names what to use instead."""
+    from app.cli import main
+    assert main(["nodes", "SeedVR2Conditioning"]) == 1
+    err = capsys.readouterr().err
+    assert "no node type matches 'SeedVR2Conditioning', a ComfyUI node: not mapped yet" in err
+    assert "upscale.model" in err and "upscale.multiframe" in err
+    assert main(["nodes", "NoSuchNodeAnywhere"]) == 1
+    assert "a ComfyUI node" not in capsys.readouterr().err
+
+
 def test_info_lists_versions_and_folders():
     r = cli("info")
     assert r.returncode == 0, r.stderr

@@ -380,6 +380,28 @@ def test_a_saved_view_opens_on_what_comfyui_showed_not_on_empty_canvas(win, qtbo
     assert seen.left() <= node.left() and seen.top() <= node.top(), "the node ComfyUI showed is cut by the edge"
 
 
+def test_a_saved_view_on_a_small_canvas_opens_on_nodes_not_on_the_note_beside_them(win, qtbot):
+    """On a small window, the Depth Anything 3 templates opened on their tall note of model links and not one node:
+    what ComfyUI showed did not fit, and the view started at its top left, which was the note's."""
+    win.resize(700, 500)
+    qtbot.wait(50)
+    vw, vh = win.view.viewport().width(), win.view.viewport().height()
+    note = win.controller.add_note((0.0, 0.0), "## Models\n" + "- a link\n" * 60)
+    win.controller.update_note(note, size=[vw - 60, 3 * vh])
+    node = win.controller.add_node("load.text_encoder", (vw + 40.0, 2.0 * vh))
+    win.doc.saved_view = (0.0, 0.0, 1.0, 1920.0, 980.0)
+    win.view.frame_legible()
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert seen.intersects(win.scene.nodes[node].sceneBoundingRect()), "no node in sight, only the note"
+    # Only a note where ComfyUI's view was: the nodes are framed, as with no saved view.
+    win.doc.saved_view = (-3000.0, -3000.0, 1.0, 1920.0, 980.0)
+    far = win.controller.add_note((-2900.0, -2900.0), "far")
+    win.view.frame_legible()
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert seen.intersects(win.scene.nodes[node].sceneBoundingRect()) and not seen.intersects(
+        win.scene.notes[far].sceneBoundingRect())
+
+
 def test_without_a_saved_view_the_first_view_frames_the_nodes_not_a_tall_note(win, qtbot):
     note = win.controller.add_note((-3000, -200), "## Models\n" + "- a link\n" * 200)
     node = win.controller.add_node("load.text_encoder", (0, 0))

@@ -1489,3 +1489,58 @@ def test_a_primitive_driving_a_seed_gives_its_control_after_generate(primitive, 
     g = import_data(wf).graph
     assert g.nodes["k_sampler_3"].params["seed"] == 31
     assert g.ui["k_sampler_3"].get("seed") == want
+
+
+def test_two_saves_of_one_prefix_write_two_files(tmp_path):
+    """InfiniteTalk's template saves its first pass and the whole clip under one filename_prefix: ComfyUI numbers the
+    files, Kinograph wrote both to out/video/ComfyUI.mp4, the first pass kept only as the second's earlier take."""
+    from app.comfyui import import_workflow
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png", "upload": "image"}}}
+    for nid in ("2", "3", "4"):
+        api[nid] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "shot"}}
+    api["5"] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "shot_2"}}
+    (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
+    result = import_workflow(tmp_path / "w.json")
+    paths = sorted(n.params["path"] for n in result.graph.nodes.values() if n.type == "io.save_frames")
+    assert paths == ["out/shot", "out/shot_2", "out/shot_3", "out/shot_4"]
+    assert "an earlier save of this workflow writes out/shot (ComfyUI numbers each file" in result.report.text()
+
+
+def test_a_text_encoder_type_kinograph_loads_no_model_of_is_named_as_such(tmp_path):
+    """A CLIPLoader of a type Kinograph has no family for (FLUX.3 klein's flux3 before it loaded; OmniGen2's omnigen2)
+    failed validation with "(did you mean 'flux'?)" alone, sending a newcomer to FLUX.1's type; its report line now
+    says Kinograph loads nothing of that family yet."""
+    from app.comfyui import import_workflow
+    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "omnigen2",
+                                                        "device": "default"}},
+           "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "a cat"}},
+           "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan",
+                                                        "device": "default"}},
+           "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a cat"}}}
+    (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
+    report = import_workflow(tmp_path / "w.json").report
+    assert ("type 'omnigen2': Kinograph loads no text encoder, and no model, of ComfyUI's omnigen2 family yet"
+            in report.entries["1"].why())
+    assert report.entries["1"].status == "approx" and not report.entries["3"].notes
+
+
+def test_a_file_two_loaders_name_is_said_missing_once(tmp_path, monkeypatch):
+    """InfiniteTalk's template loads each of its six files in both its passes: the import listed each missing file
+    twice, eleven long lines. Now one line per file names every node that reads it."""
+    from app.comfyui import import_workflow
+    from app.comfyui.cli import missing_models
+    from graph_engine.api import load_workflow
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    api = {str(i): {"class_type": "VAELoader", "inputs": {"vae_name": name}}
+           for i, name in ((1, "wan_2.1_vae.safetensors"), (2, "wan_2.1_vae.safetensors"), (3, "other_vae.safetensors"))}
+    api.update({str(i + 3): {"class_type": "VAEDecode", "inputs": {"vae": [str(i), 0], "samples": ["9", 0]}}
+                for i in (1, 2, 3)})
+    api["9"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    api.update({str(i + 10): {"class_type": "SaveImage", "inputs": {"images": [str(i + 3), 0], "filename_prefix": "x"}}
+                for i in (1, 2, 3)})
+    (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
+    lines = missing_models(load_workflow(text=import_workflow(tmp_path / "w.json").yaml, check=False), tmp_path)
+    assert len(lines) == 2 and all("is not in the model folders" in line for line in lines)
+    both = next(line for line in lines if "'wan_2.1_vae.safetensors'" in line)
+    one = next(line for line in lines if "'other_vae.safetensors'" in line)
+    assert both.startswith("nodes vae_loader_1, vae_loader_2: name:") and one.startswith("node vae_loader_3: name:")

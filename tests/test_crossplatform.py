@@ -225,6 +225,20 @@ def test_missing_footage_says_a_mac_path_or_the_near_name(tmp_path):
     assert "'/Users/anna/Movies/clip.png' is not there (/Users/anna/Movies/clip.png) (a path on a Mac" in str(problems[0])
 
 
+def test_a_missing_picture_is_not_taken_for_the_workflow_beside_it(tmp_path):
+    """ComfyUI's ChronoEdit template imported as image_chrono_edit_14B.yaml: its missing picture
+    image_chrono_edit_input_image.png was answered "did you mean 'image_chrono_edit_14B.yaml'?"."""
+    from graph_engine import NodeError
+    from nodes.io.images import read_image_alpha
+    (tmp_path / "image_chrono_edit_14B.yaml").write_text("kinograph: 1\n")
+    with pytest.raises(NodeError) as e:
+        read_image_alpha(str(tmp_path / "image_chrono_edit_input_image.png"))
+    assert "did you mean" not in str(e.value)
+    _picture(tmp_path / "image_chrono_edit_input.png")
+    with pytest.raises(NodeError, match=r"\(did you mean 'image_chrono_edit_input\.png'\?\)"):
+        read_image_alpha(str(tmp_path / "image_chrono_edit_input_image.png"))
+
+
 def test_frames_folder_from_a_mac_drive_skips_its_dot_underscore_files(tmp_path):
     """macOS writes ._NAME (AppleDouble metadata) beside every file on exFAT drives and SMB shares."""
     from nodes.io.images import load_frames

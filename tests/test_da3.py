@@ -2,7 +2,7 @@
 encoder layers 64 wide, a small DPT head with the sky head). The reference is independent of nodes/depth/da3.py:
 transformers' Dinov2Model on the same encoder weights, and the DA3 DPT head, the preprocessing and DA3Render's
 normalisation written out from ComfyUI's published code (comfy/ldm/depth_anything_3/dpt.py, preprocess.py,
-comfy_extras/nodes_da3.py)."""
+comfy_extras/nodes_depth_anything_3.py)."""
 from __future__ import annotations
 
 import numpy as np

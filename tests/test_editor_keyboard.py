@@ -331,3 +331,58 @@ def test_enter_in_a_field_on_a_node_applies_it_and_gives_the_keyboard_back_to_th
     qtbot.keyClick(ed, Qt.Key_Return)
     assert win.doc.graph.nodes[p].params["frames"] == 12
     assert win.view.hasFocus(), f"the keyboard went to {type(QApplication.focusWidget()).__name__}"
+
+
+def test_tab_in_a_field_on_a_node_passes_over_a_field_a_link_sets(win, qtbot):
+    """A field whose value a link sets shows '← size.width' and does not edit on a click; Tab from the field before
+    it opened an editor over it anyway, on the value the link hides, and what was typed there did nothing."""
+    c = win.controller
+    p = c.add_node("generate.test_pattern", (0, 0))
+    for name, value in (("frames", 5), ("width", 64), ("height", 48)):
+        c.set_param(p, name, value)
+    src = c.add_node("generate.test_pattern", (0, 400))
+    size = c.add_node("video.size", (300, 400))
+    c.connect(src, "video", size, "video")
+    c.connect(size, "width", p, "width")
+    win.view.edit_param(p, "frames")
+    for key, shown in ((Qt.Key_Tab, "48"), (Qt.Key_Backtab, "5")):
+        ed = win.view._editor
+        qtbot.waitUntil(ed.hasFocus)
+        qtbot.keyClick(ed, key)
+        qtbot.waitUntil(lambda: win.view._editor not in (None, ed))
+        assert win.view._editor.text() == shown, "the keyboard went into the field the link sets"
+
+
+def test_tab_to_a_field_below_the_canvas_edge_brings_it_into_sight(win, qtbot):
+    """Zoomed in on a node, Tab from its field at the canvas' foot opened the next field's editor below the edge:
+    the keyboard was in a field no one could see, and the value was typed blind."""
+    p = win.controller.add_node("generate.test_pattern", (0, 0))
+    item = win.scene.nodes[p]
+    win.view.zoom_by(2.0 / win.view.zoom())
+    frames = item.mapRectToScene(item.param_rect("frames"))
+    # The frames field just above the canvas' foot: the width field, a row lower, below it.
+    vp = win.view.viewport().rect()
+    win.view.centerOn(frames.center().x(), frames.bottom() + 2 - vp.height() / 2 / win.view.zoom())
+    assert vp.contains(win.view.mapFromScene(frames).boundingRect())
+    win.view.edit_param(p, "frames")
+    ed = win.view._editor
+    qtbot.waitUntil(ed.hasFocus)
+    qtbot.keyClick(ed, Qt.Key_Tab)
+    qtbot.waitUntil(lambda: win.view._editor not in (None, ed))
+    assert vp.contains(win.view._editor.geometry()), "the next field opened out of sight"
+
+
+@pytest.mark.parametrize("type_name,name", [("encode.qwen_edit", "text"), ("text.flux3_layout", "prompt")])
+def test_enter_in_an_edit_or_layout_prompt_starts_a_new_line(win, qtbot, type_name, name):
+    """Qwen-Image-Edit's prompt and FLUX.3's layout caption were one-line fields, on the node and in the panel: Enter
+    applied them, and a prompt of several lines (ComfyUI's are multi-line) could not be written."""
+    nid = win.controller.add_node(type_name, (0, 0))
+    win.view.edit_param(nid, name)             # a click on the field on the node: into the panel's field
+    qtbot.waitUntil(lambda: win.properties.node_id == nid and name in win.properties.editors)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None and QApplication.focusWidget() is not win.view)
+    field = QApplication.focusWidget()
+    qtbot.keyClicks(field, "a red car")
+    qtbot.keyClick(field, Qt.Key_Return)
+    qtbot.keyClicks(field, "at dusk")
+    field.clearFocus()
+    qtbot.waitUntil(lambda: win.doc.graph.nodes[nid].params.get(name) == "a red car\nat dusk")

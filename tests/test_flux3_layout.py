@@ -42,6 +42,24 @@ def test_layout_prompt_is_diffusers_flux3_caption():
     assert flux3_layout_prompt(PROMPT, from_editor(w, h, [])) == PROMPT == flux3_layout_prompt(PROMPT, None)
 
 
+def test_a_run_shows_the_layout_prompt_it_made(tmp_path):
+    """A headless run of boxes.create -> text.flux3_layout showed nothing of the prompt (no node saves text, and
+    Kinograph does not sample FLUX.3 klein): its log line is the caption diffusers' Flux3 pipeline writes."""
+    from diffusers.modular_pipelines.flux3.prompt_upsampler import boxes_to_canvas, reconcile_boxes
+    from graph_engine.api import Session, load_workflow
+    w, h = CANVAS
+    wf = load_workflow(text="kinograph: 1\nnodes:\n"
+                       f"  boxes: {{type: boxes.create, params: {{width: {w}, height: {h}, boxes: '{json.dumps(EDITOR[:1])}'}}}}\n"
+                       f"  layout: {{type: text.flux3_layout, inputs: {{boxes: boxes.boxes}}, params: {{prompt: '{PROMPT}'}}}}\n")
+    logs = []
+    assert Session(device="cpu").run(wf, use_cache=False, on_event=lambda e: logs.append(e)).ok
+    r = EDITOR[0]
+    user = [{"id": "obj_1", "desc": "dress", "bbox": [r["y"] / h, r["x"] / w, (r["y"] + r["height"]) / h,
+                                                      (r["x"] + r["width"]) / w]}]
+    said = [e["message"] for e in logs if e.get("event") == "log" and e.get("node") == "layout"]
+    assert said == ["layout prompt: " + reconcile_boxes(PROMPT, boxes_to_canvas(user))]
+
+
 def test_boxes_keep_through_the_disk_cache(tmp_path):
     """BOXES go to disk and back whole (a cached run hands the same boxes on)."""
     from graph_engine.cache import _decode, _encode, trust_package

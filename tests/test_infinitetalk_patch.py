@@ -442,7 +442,8 @@ def test_a_continuation_starts_from_the_clip_so_far_where_its_voices_go_on(loade
     other = condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, right],
                       None, None, None, 9, 32, 32)
     assert other["model"].option("infinitetalk").masks.tolist() == talk.masks.tolist()
-    with pytest.raises(NodeError, match="mask_2 covers none of the video's 4 patches"):
+    with pytest.raises(NodeError, match="mask_2 covers none of the video's 4 patches.*give the mask.painter feeding "
+                                        "it a drawing"):
         condition(model, patch, vae, pos, None, [{"layers": v, "fps": 50} for v in layers], [left, 0 * right],
                   None, None, None, 9, 32, 32)
 

@@ -2,13 +2,15 @@
 ComfyUI's LTX-2.3 IC-LoRA template resizes only a large picture). As ComfyUI's inputs are lazy (comfy_extras/
 nodes_logic.py's check_lazy_status asks only for the side picked), the nodes that feed only the other side do not
 run at all (graph_engine's NodeSpec.reads)."""
+import numpy as np
 import pytest
 
 from app.comfyui import import_data
 from graph_engine import Clip, node
-from graph_engine.types import VIDEO
+from graph_engine.types import MASK, VIDEO
 
 READ = []       # (node, first frame, stop) of each read of the test node's frames
+MASKS = []      # (node, mask) each test.takes_mask got
 CALLS = []      # the test nodes run, in order
 
 
@@ -21,6 +23,13 @@ def counted(ctx, video: VIDEO) -> VIDEO:
         READ.append((ctx.node_id, a, b))
         return video.frames(a, b)
     return video.with_(reader=read)
+
+
+@node("test.takes_mask", category="Test")
+def takes_mask(ctx, mask: MASK) -> VIDEO:
+    """Notes the mask it got."""
+    MASKS.append((ctx.node_id, mask))
+    return Clip.from_array(np.zeros((1, 2, 2, 3), np.uint8))
 
 
 def _picture_switch(width):
@@ -98,6 +107,7 @@ def _workflow(text):
     reg.load_entry_points()
     reg.register(counted)
     reg.register(fails)
+    reg.register(takes_mask)
     wf, problems = parse_workflow(text, None, reg)
     assert not problems
     return wf, reg
@@ -108,6 +118,7 @@ def _run(text, **kw):
     wf, reg = _workflow(text)
     READ.clear()
     CALLS.clear()
+    MASKS.clear()
     return Executor(reg, use_disk=False).run(wf, **kw)
 
 
@@ -191,3 +202,59 @@ def test_a_switch_whose_output_decides_another_decides_before_its_own_sides(tmp_
     assert res.ok, res.failed
     assert sorted(res.unread) == ["big", "small", "two"]
     assert res.outputs["outer"]["value"].width == 32
+
+
+def test_a_picture_the_switch_passes_into_a_clip_input_arrives_as_a_one_frame_clip(tmp_path):
+    """A loaded picture (IMAGE) through the switch into a node that takes a clip (utility_moge_depth_estimation's
+    small-picture branch) arrives as a one-frame clip, as a direct link gives it; it arrived as the bare array
+    ("'numpy.ndarray' object has no attribute 'length'")."""
+    import cv2
+    import numpy as np
+    picture = np.zeros((8, 12, 3), np.uint8)
+    picture[..., 1] = 200
+    cv2.imwrite(str(tmp_path / "p.png"), picture)
+    wf = (f"kinograph: 1\nnodes:\n  img: {{type: io.load_image, params: {{path: '{tmp_path / 'p.png'}'}}}}\n"
+          "  pick: {type: math.switch, inputs: {on_false: img.image}, params: {switch: false}}\n"
+          "  use: {type: test.counted, inputs: {video: pick.value}}\n")
+    run = _run(wf, targets=["use"], keep=["use"])
+    assert run.ok, run.failed
+    clip = run.outputs["use"]["video"]
+    assert clip.length == 1 and (clip.frames(0, 1)[0] == picture).all()
+
+
+@pytest.mark.parametrize("side, named", [("mask", "float32 array (8, 12)"), ("alpha", "float32 array (8, 12)")])
+def test_what_the_switch_passes_into_a_clip_input_that_is_no_picture_is_named_not_converted(tmp_path, side, named):
+    """Only a picture becomes a one-frame clip: a mask through the switch into a clip input fails that node with a
+    message naming what arrived (the run stopped with Clip.from_array's ValueError, a traceback)."""
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(tmp_path / "p.png"), np.zeros((8, 12, 3), np.uint8))
+    wf = (f"kinograph: 1\nnodes:\n  img: {{type: io.load_image, params: {{path: '{tmp_path / 'p.png'}'}}}}\n"
+          f"  pick: {{type: math.switch, inputs: {{on_false: img.{side}}}, params: {{switch: false}}}}\n"
+          "  use: {type: test.counted, inputs: {video: pick.value}}\n")
+    run = _run(wf, targets=["use"], keep=["use"])
+    assert not run.ok and list(run.failed) == ["use"]
+    assert named in run.failed["use"] and "pick.value" in run.failed["use"] and "clip" in run.failed["use"]
+    assert CALLS == []
+
+
+def test_a_picture_the_switch_passes_into_a_mask_input_arrives_as_its_mask(tmp_path):
+    """Into a MASK input the switch's picture converts as a direct IMAGE link does (Rec. 709 luma / 255), not as the
+    bare 3-channel array; a mask passed on stays the same mask."""
+    import cv2
+    import numpy as np
+    picture = np.zeros((4, 6, 3), np.uint8)
+    picture[:, :3] = 255
+    cv2.imwrite(str(tmp_path / "p.png"), picture)
+    wf = (f"kinograph: 1\nnodes:\n  img: {{type: io.load_image, params: {{path: '{tmp_path / 'p.png'}'}}}}\n"
+          "  pick: {type: math.switch, inputs: {on_false: img.image}, params: {switch: false}}\n"
+          "  keep: {type: math.switch, inputs: {on_false: img.alpha}, params: {switch: false}}\n"
+          "  a: {type: test.takes_mask, inputs: {mask: pick.value}}\n"
+          "  b: {type: test.takes_mask, inputs: {mask: keep.value}}\n")
+    run = _run(wf, targets=["a", "b"])
+    assert run.ok, run.failed
+    got = dict(MASKS)
+    want = np.zeros((4, 6), np.float32)
+    want[:, :3] = 1.0
+    assert got["a"].shape == (4, 6) and np.allclose(got["a"], want, atol=1e-6)
+    assert got["b"].shape == (4, 6) and (got["b"] == 1.0).all()

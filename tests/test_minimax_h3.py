@@ -147,6 +147,31 @@ def test_qwen3vl_type_minimax_encodes_as_diffusers(minimax, tmp_path):
     assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)
 
 
+def test_minimax_prompts_are_read_as_comfyui_reads_them_with_weights_off(minimax, tmp_path):
+    """ComfyUI tokenizes MiniMax H3's prompts with disable_weights: brackets stay as written, yet its
+    escape_important / unescape_important still turn the escaped \\( and \\) into plain brackets (written out
+    below); the prompt's states are diffusers' on that text."""
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import processor
+
+    def comfy_reads(text):      # comfy/sd1_clip.py: escape_important, then unescape_important on the one segment
+        text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+        return text.replace("\0\1", ")").replace("\0\2", "(")
+    te = load_text_encoder(ModelManager(), "qwen3vl_minimax_tiny.safetensors", "", "minimax", "cpu")
+    proc = processor(tmp_path / "tokenizer")
+    for prompt in ("a \\(red\\) panda on [a rock]", "a (red:1.3) panda, \\[wet\\]"):
+        got = encode_prompt(te, prompt)
+        ids = proc.tokenizer(comfy_reads(prompt), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            want = get_qwen3vl_prompt_embeds(text_encoder(), proc, ids, {})
+        assert got.embeds.shape == want.shape, (prompt, got.embeds.shape, want.shape)
+        assert _err(want, got.embeds) < 1e-4, (prompt, _err(want, got.embeds))
+
+
 def test_comfyui_video_vae_decodes_a_picture_as_diffusers(minimax):
     """ComfyUI's video VAE file decodes one latent frame into the picture the released VAE gives for it: diffusers'
     AutoencoderKLMiniMaxH3 decoder on the latent de-normalised by the file's statistics, the last of the 4 pixel frames

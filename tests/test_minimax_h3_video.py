@@ -161,6 +161,9 @@ def test_comfyui_audio_vae_decodes_the_sound_as_diffusers(minimax):
     with pytest.raises(NodeError, match="decodes frames"):
         vae_decode_sound(None, video_vae, latent)
     assert decode_latent(video_vae, latent).audio is None
+    for frames in (1, 22):      # the audio VAE wired where frames are made: named, not an AttributeError
+        with pytest.raises(NodeError, match="minimax_h3_video_vae"):
+            empty_latent(sound_vae, frames, W, H, 24.0)
 
 
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
@@ -434,3 +437,71 @@ def test_condition_frames_reads_the_prompt_after_the_keyframes_as_diffusers(mini
         assert got.embeds.shape == want.shape, (got.embeds.shape, want.shape)
         assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)
         assert got.extra["minimax_h3_seen"][0].tolist() == seen + [False] * len(words)
+
+
+def test_a_video_latent_is_not_cut_or_joined_in_time_into_garbage():
+    """The video's latent frames come in VAE chunks (2, then 5 at a time) and its sound is [1, 32, stereo, L]:
+    cutting or joining frames had cut the sound across its stereo axis (LTX-2's time axis) and named a frame count
+    the VAE cannot make. Refused by name; a cut across the picture keeps the sound whole."""
+    from graph_engine import NodeError
+    from nodes.generate.latent import Latent, concat_latents, cut_latent
+    video = Latent(torch.zeros(1, 24, 7, 4, 6), "minimax_h3", FRAMES, 24.0, W, H, audio=torch.zeros(1, 32, 2, 37))
+    for cut in ((0, 2), (2, 5), (-3, 3)):
+        with pytest.raises(NodeError, match="video.trim"):
+            cut_latent(video, "t", *cut)
+    for axis in ("t", "-t"):
+        with pytest.raises(NodeError, match="video.concat"):
+            concat_latents(video, video, axis)
+    assert cut_latent(video, "y", 0, 2).audio.shape == (1, 32, 2, 37)
+    picture = Latent(torch.zeros(1, 24, 1, 4, 6), "minimax_h3", 1, 24.0, W, H)
+    assert concat_latents(picture, picture, "x").samples.shape == (1, 24, 1, 4, 12)
+
+
+def test_size_fit_floor_takes_the_valid_frame_count_at_or_below():
+    """latent.empty's size_fit floor on MiniMax H3: the largest frame count its VAE makes (1, or 17n+5) at or below
+    the one asked for, found here by trying every count against check_frames; 2 to 4 frames had become 5."""
+    from graph_engine import NodeError
+    from nodes.generate.families import family
+    spec = family("minimax_h3")
+
+    def valid(n):
+        try:
+            spec.check_frames(n)
+        except NodeError:
+            return False
+        return True
+    for frames in range(1, 60):
+        assert spec.floor_frames(frames) == max(n for n in range(1, frames + 1) if valid(n)), frames
+    assert spec.frame_rule() == "1 frame or 17n+5 frames" and family("wan").frame_rule() == "4n+1 frames"
+
+
+def test_a_later_flow_shift_sets_the_sound_shift_anew():
+    """model.flow_shift's sound_shift 0 is 3, as its help says, also after an earlier flow_shift set another (as a
+    second ComfyUI MiniMaxH3SigmaShift sets both shifts anew): k = video shift / sound shift."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.handles import ModelHandle
+    from nodes.generate.nodes import flow_shift
+    adapter = get_adapter("minimax_h3")
+    first = flow_shift(None, ModelHandle("minimax_h3", "h3.safetensors", None), 12.0, "flow", 6.0)
+    assert adapter.sound_ratio(first) == 2.0
+    assert adapter.sound_ratio(flow_shift(None, first, 10.0, "flow", 0.0)) == 10.0 / 3.0
+    assert adapter.sound_ratio(flow_shift(None, first, 10.0, "flow", 5.0)) == 2.0
+    wan = ModelHandle("wan", "wan.safetensors", None)
+    assert flow_shift(None, wan, 5.0, "flow", 0.0).options == (("flow_shift", 5.0),)   # other models' keys kept
+
+
+def test_the_audio_vae_keeps_fp32_on_a_gpu():
+    """diffusers pins every module of AutoencoderKLMiniMaxH3Audio to fp32 (_keep_in_fp32_modules: its BigVGAN stack
+    decodes ~20 dB quieter in bf16); load.vae's automatic dtype on a GPU (fp16 for MiniMax H3) had cast it down. The
+    video VAE keeps the family's."""
+    import torch
+    from diffusers import AutoencoderKLMiniMaxH3Audio
+    from nodes.generate.detect import Detection
+    from nodes.generate.split import vae_dtype
+    sound = AutoencoderKLMiniMaxH3Audio(encoder_dim=4, encoder_rates=(2,), latent_dim=8, latent_channels=4,
+                                        num_attention_heads=1, decoder_dim=8, decoder_rates=(2,),
+                                        decoder_kernel_sizes=(4,))
+    assert {n for n, _ in sound.named_children()} <= set(AutoencoderKLMiniMaxH3Audio._keep_in_fp32_modules)
+    for device in ("cuda", "cuda:1", "cpu"):
+        assert vae_dtype(Detection("vae", "minimax_h3", "audio"), device) == torch.float32
+    assert vae_dtype(Detection("vae", "minimax_h3", "", layout="original"), "cuda") == torch.float16

@@ -1019,3 +1019,24 @@ def test_a_changed_tokenizer_folder_reruns_the_sound_nodes(tmp_path, monkeypatch
     assert on_disk(t5, *tokenizer_beside(t5)) != loaded        # the loaded model's key too
     (models / "text_encoders" / "qwen" / "tokenizer.json").write_bytes(b"a new tokenizer")
     assert keys()["ace"] != after["ace"]
+
+
+def test_a_missing_file_goes_into_the_folder_of_its_kind_the_models_folder_has(tmp_path, monkeypatch, capsys):
+    """A ComfyUI folder keeps Depth Anything 3 in geometry_estimation/ (one of the depth kind's folders): validate and
+    the run said to put depth_anything_3_small there into depth/, a folder it does not have. Now the kind's folder the
+    models folder holds is named; without one, the kind's own name as before."""
+    from app.cli import main
+    from nodes.common.models_dirs import find_model
+    models = tmp_path / "models"
+    (models / "geometry_estimation").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    nodes = ["p: {type: generate.test_pattern}", "v: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}",
+             "d: {type: depth.da3, inputs: {video: p.video}, params: {model: depth_anything_3_small.safetensors}}"]
+    (tmp_path / "w.yaml").write_text("kinograph: 1\nnodes:\n" + "".join(f"  {n}\n" for n in nodes))
+    assert main(["validate", str(tmp_path / "w.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"put depth_anything_3_small.safetensors into {models / 'geometry_estimation'}," in err
+    assert f"put wan_2.1_vae.safetensors into {models / 'vae'}," in err
+    with pytest.raises(NodeError, match=re.escape(f"put depth_anything_3_small.safetensors into "
+                                                  f"{models / 'geometry_estimation'},")):
+        find_model("depth_anything_3_small.safetensors", "depth")

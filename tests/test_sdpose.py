@@ -399,3 +399,36 @@ def test_a_model_without_the_head_is_named(sdpose, tmp_path):
     pipe = SimpleNamespace(unet=sdpose["unet"], vae=sdpose["vae"])
     with pytest.raises(NodeError, match="no SDPose heatmap head.*sdpose_wholebody_fp16"):
         SDPose(ModelHandle("sd", str(plain), pipe), ComponentHandle("sd", str(plain), pipe, "vae"))
+
+
+HEAD = "model.diffusion_model.heatmap_head."
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"deconv_layers.0.weight": (128, 128, 5, 5)}, "damaged.safetensors holds tensors of shapes SDPose's heatmap head "
+     "does not have (a deconvolution of kernel 5): the file is cut short or another model's; download it again"),
+    ({"final_layer.weight": None}, "damaged.safetensors lacks final_layer.weight, which gives SDPose's heatmap head's "
+     "size: the file is cut short or another model's; download it again"),
+    ({"conv_layers.0.bias": None}, "damaged.safetensors: its heatmap head's tensors do not fit the head its shapes "
+     "describe (missing conv_layers.0.bias; unexpected none): the file is damaged; download "
+     "sdpose_wholebody_fp16.safetensors again"),
+    ({"final_layer.weight": (3, 128, 1, 1), "final_layer.bias": (3,)}, "damaged.safetensors: its heatmap head draws "
+     "3 heatmaps, where SDPose's wholebody head draws 133 (one a COCO-WholeBody keypoint): load "
+     "sdpose_wholebody_fp16.safetensors (Comfy-Org/SDPose)")])
+def test_a_damaged_heatmap_head_is_named(sdpose, tmp_path, damage, message):
+    """A head with a 5x5 deconvolution, without its last layer or a bias, or drawing 3 heatmaps: a KeyError (5, or
+    'final_layer.weight'), load_state_dict's RuntimeError, or an IndexError as the keypoints were read."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.pose.sdpose import build_head, head_state
+    state = load_file(str(sdpose["root"] / "models" / "checkpoints" / "sdpose_wholebody_fp16.safetensors"))
+    for k, shape in damage.items():
+        state.pop(HEAD + k)
+        if shape is not None:
+            state[HEAD + k] = torch.zeros(shape, dtype=torch.float16)
+    path = tmp_path / "damaged.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(NodeError) as e:
+        build_head(head_state(str(path)), str(path))
+    assert str(e.value) == message

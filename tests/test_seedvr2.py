@@ -224,3 +224,18 @@ def test_diffusers_wan_vae_is_not_taken_for_seedvr2s(tmp_path, cls):
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
     d = describe_model(path)
     assert (d["family"], d["loads"]) == ("wan", "yes"), d
+
+
+def test_seedvr2_conditioning_names_what_to_upscale_with_instead():
+    """ComfyUI's utility_seedvr2_* templates: SeedVR2Conditioning was reported only as "no Kinograph equivalent"; its
+    line now says the restorer is not run yet and what upscales instead (the file-naming upscalers exist)."""
+    from app.comfyui import import_data
+    from graph_engine.registry import default_registry
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png", "upload": "image"}},
+           "2": {"class_type": "SeedVR2Preprocess", "inputs": {"resized_images": ["1", 0]}},
+           "3": {"class_type": "SeedVR2Conditioning", "inputs": {"vae_conditioning": ["2", 0], "model": ["2", 0]}},
+           "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
+    entry = import_data(api).report.entries["3"]
+    assert entry.status == "unmapped" and "SeedVR2 restorer" in entry.why()
+    for named in ("upscale.model", "upscale.multiframe", "upscale.seedvr2_pad", "upscale.seedvr2_finish"):
+        assert named in entry.why() and default_registry().get(named) is not None

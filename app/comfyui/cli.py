@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from .errors import ComfyImportError
 from .report import EXIT_UNMAPPED
@@ -78,7 +78,12 @@ def missing_models(wf, folder: Path) -> List[str]:
     from graph_engine.registry import default_registry
     from graph_engine.validate import missing_model_files
     wf.folder = folder
-    missing = [f"node {p.node}: {p.message}" for p in missing_model_files(wf, default_registry())]
+    # One line per file: InfiniteTalk's template loads each of its six files twice (its two passes), and the same
+    # long line came twice for each, eleven lines in all.
+    nodes: Dict[str, List[str]] = {}
+    for p in missing_model_files(wf, default_registry()):
+        nodes.setdefault(p.message, []).append(p.node)
+    missing = [f"node{'s' if len(ids) > 1 else ''} {', '.join(ids)}: {message}" for message, ids in nodes.items()]
     # LTX-2.5's templates map node for node (their nodes are LTX-2.3's) but its model does not load yet: say so before
     # its files are downloaded. They are told by name, as detect.ltx2_release tells LTX-2's releases.
     names = (Path(str(v).replace("\\", "/")).name for n in wf.graph.nodes.values() for v in n.params.values())

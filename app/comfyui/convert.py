@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import graphlib
+import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -147,6 +148,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         self.layout_extras()
         self.add_remarks()
         self.name_dropped_links()
+        self.part_shared_outputs()
+        self.name_unknown_text_types()
         self.say_if_nothing_is_saved()
         return self.graph, self.report
 
@@ -462,6 +465,46 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
                 if nid in self.graph.nodes:
                     self.graph.nodes[nid].params.setdefault("comfyui_outputs", {})[name] = \
                         f"ComfyUI node {c.id} input {k}: not linked (dropped)"
+
+    def part_shared_outputs(self) -> None:
+        """Two saves of one filename_prefix (InfiniteTalk's first pass and its whole clip, both video/ComfyUI): ComfyUI
+        numbers each file it writes, Kinograph wrote both to one path, the first kept only as the second's earlier
+        take. The second and later get _2, _3 ... on their name, and their report line says so."""
+        if self.registry is None:
+            return
+        saves = [(nid, inst) for nid, inst in self.graph.nodes.items()
+                 if getattr(self.registry.get(inst.type), "output", False)
+                 and isinstance(inst.params.get("path"), str) and inst.params["path"]]
+        taken, kept = {inst.params["path"].lower() for _, inst in saves}, set()
+        for nid, inst in saves:
+            path = inst.params["path"]
+            if path.lower() not in kept:
+                kept.add(path.lower())
+                continue
+            stem, ext, n = *os.path.splitext(path), 2
+            while f"{stem}_{n}{ext}".lower() in taken:
+                n += 1
+            inst.params["path"] = f"{stem}_{n}{ext}"
+            taken.add(inst.params["path"].lower())
+            entry = next((e for e in self.report.entries.values() if nid in e.kinograph), None)
+            if entry is not None:
+                entry.notes.append(f"writes {inst.params['path']}: an earlier save of this workflow writes {path} (ComfyUI "
+                                   f"numbers each file of one filename_prefix)")
+
+    def name_unknown_text_types(self) -> None:
+        """A CLIPLoader of a type Kinograph loads no model of (FLUX.3 klein's flux3 before it loaded) failed validation
+        with "(did you mean 'flux'?)", sending a newcomer to FLUX.1's: its report line says what the type is instead."""
+        from nodes.generate.split_nodes import TEXT_TYPES
+        for nid, inst in self.graph.nodes.items():
+            kind = inst.params.get("type")
+            if inst.type != "load.text_encoder" or not isinstance(kind, str) or kind in TEXT_TYPES:
+                continue
+            entry = next((e for e in self.report.entries.values() if nid in e.kinograph), None)
+            if entry is not None:
+                entry.notes.append(f"type {kind!r}: Kinograph loads no text encoder, and no model, of ComfyUI's {kind} "
+                                   "family yet (README, 'What runs', lists those it loads); another type does not "
+                                   "make it run")
+                entry.status = APPROX if entry.status == EXACT else entry.status
 
     def say_if_nothing_is_saved(self) -> None:
         """A workflow that ends in ComfyUI's previews saves nothing: ComfyUI shows them, but `kinograph run` would

@@ -132,6 +132,16 @@ def depth_folder(v):
     return name
 
 
+def moge_file(v):
+    """MoGe's file as it is; MoGe-1 and MoGe-3 files are named as ones depth.moge does not run"""
+    from nodes.depth.estimate import moge_version
+    version = moge_version(str(v))
+    if version in ("MoGe-1", "MoGe-3"):
+        raise Approx(v, f"{v} is {version}, which Kinograph does not run yet: depth.moge stops with that message; "
+                        f"set model to moge_2_vitl_normal_fp16.safetensors (Comfy-Org/MoGe) to run it")
+    return v
+
+
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
@@ -874,7 +884,7 @@ RULES: Dict[str, Rule] = {
                                  P("draw_face", "draw_face"), P("draw_feet", "draw_feet"),
                                  P("stick_width", "stick_width"), P("face_point_size", "face_point_size"),
                                  P("score_threshold", "score_threshold")), {"keypoints": "keypoints"}, ("video",)),
-    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_da3.py): the loader's file and weight type ride to
+    # ComfyUI's Depth Anything 3 nodes (comfy_extras/nodes_depth_anything_3.py): the loader's file and weight type ride to
     # depth.da3 (DA3Inference), whose maps depth.da3_render draws
     "LoadDA3Model": Rule(None, ("model_name", "weight_dtype"),
                          (P("model_name", "model"), P("weight_dtype", "precision")), fold=True),
@@ -1598,6 +1608,16 @@ RULES: Dict[str, Rule] = {
     # Marigold v2's depth, normals and albedo from its decoded picture
     "MarigoldV2PostProcess": Rule("depth.marigold_pass", ("prediction",), (P("prediction", "prediction"),),
                                   {"image": "video"}, ("video",), fixed={"spread": "frame"}),
+    # MoGe (comfy_extras/nodes_moge.py): the loader's file goes to the inference, whose geometry each render draws
+    "LoadMoGeModel": Rule(None, ("model_name",), (P("model_name", "model", moge_file),), fold=True),
+    "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
+                                         "apply_mask", "refine_steps"),
+                          (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
+                           P("batch_size", "batch"), P("force_projection", "force_projection"),
+                           P("apply_mask", "apply_mask")),
+                          {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
+                       ("video",)),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -2260,6 +2280,10 @@ INSTEAD = {
     "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
+    "SeedVR2Conditioning": "not mapped yet: ByteDance's SeedVR2 restorer (its NaDiT transformer, seedvr2_3b / _7b in "
+                           "diffusion_models/, and its VAE) is not run by Kinograph yet; its preparation and finishing "
+                           "import (upscale.seedvr2_pad, upscale.seedvr2_finish). Upscale with upscale.model (an "
+                           "ESRGAN-style file in upscale_models/) or upscale.multiframe instead",
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -398,6 +398,10 @@ class Controller:
         todo, mapping = build((0.0, 0.0))
         rects = [(*op.args[4]["pos"], *node_size(self.doc.registry.get(op.args[0]), bool(op.args[4].get("collapsed"))))
                  for op in todo if isinstance(op, ops.AddNode)]
+        # Its notes too: Ctrl+D on a note laid the copy 40 px from the original, over its text.
+        mine = set(self.graph.ui.get(NOTES) or {})
+        rects += [(*n["pos"][:2], *n.get("size", NOTE_SIZE)[:2]) for op in todo if isinstance(op, ops.SetUi)
+                  and op.key == NOTES for k, n in op.value.items() if k not in mine]
         if rects:
             left, top = min(r[0] for r in rects), min(r[1] for r in rects)
             block = (left, top, max(r[0] + r[2] for r in rects) - left, max(r[1] + r[3] for r in rects) - top)

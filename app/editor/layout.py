@@ -3,6 +3,7 @@
 Positions are top-left corners in scene units; sizes are (width, height)."""
 from __future__ import annotations
 
+import heapq
 from typing import Dict, Iterable, Tuple
 
 import networkx as nx
@@ -135,8 +136,21 @@ def clear_spot(rect: Rect, others: Iterable[Rect], gap: float = 20.0) -> Pos:
     def free(px: float, py: float) -> bool:
         return not any(px < r and l < px + w and py < b and t < py + h for l, t, r, b in near)
 
-    xs = {x} | {v for l, _, r, _ in near for v in (r, l - w)}
-    ys = {y} | {v for _, t, _, b in near for v in (b, t - h)}
-    # Nearest first: the first free one is usually among the first few, on a canvas of 150 nodes too.
-    tries = sorted(((px - x) ** 2 + (py - y) ** 2, py, px) for px in xs for py in ys)
-    return next((px, py) for _, py, px in tries if free(px, py))
+    xs = sorted({x} | {v for l, _, r, _ in near for v in (r, l - w)}, key=lambda v: (v - x) ** 2)
+    ys = sorted({y} | {v for _, t, _, b in near for v in (b, t - h)}, key=lambda v: (v - y) ** 2)
+
+    def cost(i: int, j: int) -> float:
+        return (xs[i] - x) ** 2 + (ys[j] - y) ** 2
+
+    # Nearest first, walked outwards from (xs[0], ys[0]): sorting all 2N x 2N places first took 0.8 s on
+    # 300 nodes and 3 s on 500, at each Tab, paste or note. Of places as near, the highest, then leftmost.
+    heap, queued, best = [(cost(0, 0), 0, 0)], {(0, 0)}, None
+    while heap and (best is None or heap[0][0] <= best[0]):
+        d, i, j = heapq.heappop(heap)
+        if free(xs[i], ys[j]) and (best is None or (ys[j], xs[i]) < best[1:]):
+            best = (d, ys[j], xs[i])
+        for a, b in ((i + 1, j), (i, j + 1)):
+            if a < len(xs) and b < len(ys) and (a, b) not in queued:
+                queued.add((a, b))
+                heapq.heappush(heap, (cost(a, b), a, b))
+    return best[2], best[1]

@@ -250,13 +250,20 @@ class GraphView(QGraphicsView):
         z = max(MIN_ZOOM, min(MAX_ZOOM, scale))
         m, w, h = 40.0 / z, self.viewport().width() / z, self.viewport().height() / z
         shown = QRectF(x, y, (width / z) or w, (height / z) or h)
-        items = list(self.scene().nodes.values()) + (list(self.scene().notes.values()) if width else [])
-        seen = QRectF()
-        for item in items:
+        nodes = QRectF()
+        for item in self.scene().nodes.values():
             if item.sceneBoundingRect().intersects(shown):
-                seen = seen.united(item.sceneBoundingRect())        # whole: a node at the edge is not cut
-        if seen.isEmpty():
+                nodes = nodes.united(item.sceneBoundingRect())      # whole: a node at the edge is not cut
+        if nodes.isEmpty():
             return False
+        seen = nodes
+        for item in self.scene().notes.values() if width else ():
+            if item.sceneBoundingRect().intersects(shown):
+                seen = seen.united(item.sceneBoundingRect())
+        if seen.width() + 2 * m > w or seen.height() + 2 * m > h:
+            # Read from the nodes' top left, not a note's: on a small window a tall note of model links beside
+            # them (Depth Anything 3's templates) filled the canvas, not one node in sight.
+            seen = nodes
         self.reach(self.scene().nodes_rect())
         self.zoom_by(z / self.zoom())
         if width:
@@ -622,9 +629,13 @@ class GraphView(QGraphicsView):
         item = self.scene().nodes.get(node_id)
         if item is None or item.collapsed:
             return
-        names = [n for n, p in item.spec.params.items() if _typed_inline(p)]
+        # Not a field a link sets: it shows where its value comes from, and what was typed over it did nothing.
+        linked = item.linked_params()
+        names = [n for n, p in item.spec.params.items() if _typed_inline(p) and n not in linked]
         i = names.index(name) + d if name in names else -1
         if 0 <= i < len(names):
+            # Zoomed in, the next field may lie past the canvas' edge: typed there, the value went in blind.
+            self.ensureVisible(item.mapRectToScene(item.param_rect(names[i])), 20, 20)
             self.edit_param(node_id, names[i])
 
     def rename(self, what: str, key: str) -> None:

@@ -237,6 +237,14 @@ def _kind_dirs(kind: str) -> List[Path]:
     return out
 
 
+def _put_into(kind: str) -> Path:
+    """Where a missing file of `kind` goes: the first of its folders (aliases too) that a model folder holds, else
+    its own name in the first model folder. A ComfyUI folder keeping Depth Anything 3 in geometry_estimation/ was
+    told to put depth_anything_3_small there into depth/, a folder it does not have."""
+    names = (kind,) + ALIASES.get(kind, ())
+    return next((d / k for d in model_dirs() for k in names if (d / k).is_dir()), _kind_dirs(kind)[0])
+
+
 def _walk(root: Path) -> List[Path]:
     """Every file and folder under `root`, sorted, following linked folders as ComfyUI does (a models
     folder often links to a bigger drive; Path.rglob does not enter links). A link back up is walked once."""
@@ -293,7 +301,7 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
         if not required:
             return None
         raise NodeError(f"model not found: {given} - check the path, or give just the file name and put the "
-                        f"file into {_kind_dirs(kind)[0]}")
+                        f"file into {_put_into(kind)}")
     if windows_root(name):
         # A Windows path (C:\ComfyUI\models\checkpoints\SDXL\x.safetensors) means nothing here: the file is
         # looked up by the part below the kind's folder (SDXL\x.safetensors), else by its name.
@@ -353,7 +361,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "latent_upscale_models": "latent.ltx_upsample", "rife": "interpolate.rife", "diffusers": "load.model",
-             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
+             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate (Depth Anything 3: depth.da3; MoGe: depth.moge)",
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
              "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "
                            "normals.bae",
@@ -384,7 +392,8 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
     from graph_engine.portable import windows_root
     # A name with its sub-folder (wan/wan_2.1_vae.safetensors) is looked for in that sub-folder of the kind's.
     sub = os.path.dirname(name.replace("\\", "/"))
-    into = searched[0] / sub if sub and not os.path.isabs(name) and not windows_root(name) else searched[0]
+    into = _put_into(kind)
+    into = into / sub if sub and not os.path.isabs(name) and not windows_root(name) else into
     lines = [head + (f" (nor at {tried})" if tried and str(tried) != name else "") +
              f". Kinograph never downloads models: put {base} into {into}, or add the folder that holds "
              "it to KINOGRAPH_MODELS or to model_dirs in config.yaml. Looked in:"]
@@ -394,7 +403,7 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
                      f"{_below_kind(name, kind)}, in the folders above")
     lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
               for p in broken]
-    lines += [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {searched[0]}"
+    lines += [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
               for p in loose_models() if base in (p.name, p.stem)]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
@@ -432,7 +441,7 @@ def locator(*kinds: str, kind_of=None, companions=None):
     # Where a missing file goes, for `kinograph validate` to say (as the run's not_found does): the first kind's
     # folder, not the model folders' roots, where nothing is looked for.
     kind_of = kind_of or (lambda name: kinds[0])
-    locate.folder = lambda name="": _kind_dirs(kind_of(name))[0]
+    locate.folder = lambda name="": _put_into(kind_of(name))
     locate.close = lambda name: close_names(name, kind_of(name))
     # Every folder looked in, an extra_model_paths.yaml's included: validate named only the model folders' roots,
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.

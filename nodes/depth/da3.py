@@ -436,27 +436,18 @@ class DA3:
         finds it: each view's rotation (a unit quaternion) and position, and its focal lengths from the fields
         of view, at the frames' size."""
         import torch
-        from nodes.motion.camera import Camera
+        from scipy.spatial.transform import Rotation
+        from nodes.motion.camera import Camera, poses
         n, h, w = frames.shape[:3]
         px = torch.from_numpy(model_input(frames, resolution, method)).to(self.device, self.dtype)
         with torch.inference_mode():
             code = self.net(px[None], ref_view, pose=True)["pose"].double().cpu().numpy()
         th, tw = px.shape[-2:]
-        q = code[:, 3:7] / np.maximum(np.linalg.norm(code[:, 3:7], axis=1, keepdims=True), 1e-6)
-        c2w = np.tile(np.eye(4), (n, 1, 1))
-        c2w[:, :3, :3], c2w[:, :3, 3] = rotations(q), code[:, :3]
+        c2w = poses(Rotation.from_quat(code[:, 3:7]).as_matrix(), code[:, :3])     # scipy's quaternions: x y z w
         fy = th / 2 / np.maximum(np.tan(code[:, 7] / 2), 1e-6) * h / th
         fx = tw / 2 / np.maximum(np.tan(code[:, 8] / 2), 1e-6) * w / tw
         k = np.stack([fx, fy, np.full(n, w / 2), np.full(n, h / 2)], 1)
         return Camera(k, c2w, w, h).relative()
-
-
-def rotations(q: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) rotation matrices of unit quaternions (x, y, z, w)."""
-    x, y, z, r = q.T
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * r), 2 * (x * z + y * r),
-                     2 * (x * y + z * r), 1 - 2 * (x * x + z * z), 2 * (y * z - x * r),
-                     2 * (x * z - y * r), 2 * (y * z + x * r), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
 
 
 def target_size(h: int, w: int, resolution: int, method: str) -> Tuple[int, int]:
@@ -566,8 +557,16 @@ def infer(video, model: DA3, resolution: int, method: str, mode: str, views: int
     return Geometry(video, model, int(resolution), method, views if mode == "multiview" else 1, ref_view, ctx)
 
 
+def drawn_here(geometry, node: str) -> None:
+    """A NodeError where `geometry` is another model's (depth.moge's), not a traceback at its first read."""
+    if not isinstance(geometry, Geometry):
+        raise NodeError(f"{node} reads depth.da3's geometry; this one is another model's (MoGe's: draw it with "
+                        f"depth.moge_render)")
+
+
 def camera(geometry: Geometry):
     """The clip's camera path as DA3 Small / Base find it, every frame one view of one scene."""
+    drawn_here(geometry, "depth.da3_camera")
     cfg = geometry.model.cfg
     if not cfg.cam_dec:
         raise NodeError(f"depth.da3_camera: {cfg.variant} has no camera decoder (DA3 Small and Base have one): load "
@@ -661,6 +660,7 @@ def render(geometry: Geometry, output: str, normalization: str, sky_clip: bool, 
     frame; "frame": each frame by its own, as ComfyUI does."""
     import threading
     from nodes.common.stream import Progress
+    drawn_here(geometry, "depth.da3_render")
     for name, value, choices in (("output", output, OUTPUTS), ("normalization", normalization, NORMALISATIONS),
                                  ("spread", spread, SPREADS)):
         one_of("depth.da3_render", name, value, choices)

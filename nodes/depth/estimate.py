@@ -133,10 +133,25 @@ def authors_file(path: Path) -> str:
             f"{repo.split('/')[1]}")
 
 
+def moge_version(name: str) -> str:
+    """"MoGe-1", "MoGe-2" or "MoGe-3" by a MoGe file's name as Comfy-Org/MoGe and the authors name them, "" for
+    another file: read by name, as a listing or an import cannot open a 1.3 GB file."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if "moge" not in name:
+        return ""
+    if "moge_3" in name or "moge-3" in name:
+        return "MoGe-3"
+    return "MoGe-1" if "moge_1" in name or "moge-vit" in name else "MoGe-2"
+
+
 def describe(path: Path) -> dict:
     """`kinograph info`'s row for a model in a depth folder: its type by config.json and the nodes that read it, or
     why it does not load (an authors' file, a folder short of the files transformers needs)."""
     row = {"family": "depth", "variant": "", "role": "", "precision": "", "loads": "no", "note": ""}
+    version = moge_version(path.name)
+    if path.is_file() and version:
+        return dict(row, family="moge", variant=version, loads="yes" if version == "MoGe-2" else "no",
+                    note="depth.moge" if version == "MoGe-2" else f"{version}: depth.moge runs MoGe-2 files")
     if path.is_file():
         from nodes.depth.da3 import describe as da3_row
         da3 = da3_row(path)

@@ -80,8 +80,8 @@ def da3(ctx, video: VIDEO,
         ref_view: str = Param("saddle_balanced", choices=REF_VIEWS,
                               help="multiview: the view the scene is anchored to (3 views or more)")) -> GEOMETRY:
     """Depth of every frame by Depth Anything 3, as ComfyUI's DA3Inference finds it, with the sky (Mono / Metric
-    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Made as far as read, so a long
-    clip streams; the model is read from your own folder, nothing is downloaded."""
+    Large) or the depth's confidence (Small / Base). Draw it with depth.da3_render. Frames are computed as they are
+    read, so a long clip streams; the model is read from your own folder, nothing is downloaded."""
     from nodes.depth import da3 as d
     net = d.load(as_given(model, ctx.workflow_dir), ctx.device, precision)
     return d.infer(video, net, resolution, resize_method, mode, views, ref_view, ctx=ctx)
@@ -120,3 +120,40 @@ def da3_camera(ctx, geometry: GEOMETRY) -> CAMERA:
     camera nodes move or combine it."""
     from nodes.depth.da3 import camera
     return camera(geometry)
+
+
+@node("depth.moge", title="MoGe Geometry", category="Conditioning", device="gpu")
+def moge(ctx, video: VIDEO,
+         model: str = Param("moge_2_vitl_normal_fp16.safetensors", kind="path", locate=locator("depth"),
+                            help="a MoGe-2 file: ComfyUI's models/geometry_estimation/moge_2_*.safetensors (or the "
+                                 "authors' model.pt), in a geometry_estimation or depth model folder"),
+         resolution_level: int = Param(9, min=0, max=9, help="detail: 0 is fastest, 9 reads the most patches"),
+         fov_x: float = Param(0.0, min=0.0, max=170.0,
+                              help="the camera's horizontal field of view in degrees; 0 recovers it from each frame"),
+         force_projection: bool = Param(True, help="rebuild the points from depth and the recovered camera"),
+         apply_mask: bool = Param(True, help="masked-out pixels (sky) have no depth: black in depth pictures, "
+                                             "mid-grey in normal maps"),
+         batch: int = Param(4, min=1, max=64, help="frames through the model at once (lower if memory runs out)")
+         ) -> GEOMETRY:
+    """Monocular geometry of every frame with MoGe-2 (ComfyUI's LoadMoGeModel and MoGeInference): depth in metres,
+    the camera, the validity mask (sky, voids) and normals. Draw it with depth.moge_render. Made as far as read, a
+    batch of frames a pass, so a long plate streams; only the last pass is held, so each render of a clip read
+    after another runs the model again. The model is read from your own folder, nothing is downloaded."""
+    from nodes.depth.moge import infer
+    return infer(video, as_given(model, ctx.workflow_dir), resolution_level, fov_x, force_projection, apply_mask,
+                 batch, device=ctx.device, ctx=ctx)
+
+
+@node("depth.moge_render", title="Render MoGe Geometry", category="Conditioning", temporal_radius=0)
+def moge_render(ctx, geometry: GEOMETRY,
+                output: str = Param("depth", choices=("depth", "depth_colored", "normal_opengl", "normal_directx",
+                                                      "mask"),
+                                    help="depth: near white, far black, each frame by its own range; depth_colored: "
+                                         "the same in the Turbo colour map; normal_opengl / normal_directx: a normal "
+                                         "map with green up (Blender, Substance, glTF) or down (Unreal); mask: white "
+                                         "where there is geometry (black: sky, voids)")) -> VIDEO:
+    """Pictures of depth.moge's geometry, drawn as ComfyUI's MoGeRender draws them. Feed depth to a depth
+    ControlNet or to LTX-2.3's IC-LoRA as its control clip. Renders of one still share its model pass; on a clip
+    each render read after another runs the model again (three renders of a plate: three times the model)."""
+    from nodes.depth.moge import render
+    return render(geometry, output, ctx=ctx)

@@ -22,6 +22,8 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.audio_nodes import ACE_SCHEDULERS as SCHEDULERS
 from nodes.generate.stable_audio import loudness
+from nodes.generate.textgen import context_of
+from nodes.generate.weights import misfit, sizes_of
 
 RATE = 48000                # the VAE's sample rate
 HOP = 1920                  # samples per latent frame (strides 2 x 4 x 4 x 6 x 10)
@@ -198,11 +200,9 @@ def qwen3(state: dict, name: str, head: bool):
     else:
         module = Qwen3Model(cfg)
         sd = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    missing, unexpected = module.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise NodeError(f"{name}: its tensors do not match Qwen3's (missing {', '.join(missing[:3]) or 'none'}; "
-                        f"unexpected {', '.join(unexpected[:3]) or 'none'})")
+    why = misfit(module, sd, ("lm_head.weight",) if tied else ())
+    if why:
+        raise NodeError(f"{name}: its tensors do not match Qwen3's ({why})")
     return module.eval()
 
 
@@ -239,11 +239,14 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
         classes = {"transformer": AceStepTransformer1DModel, "condition_encoder": AceStepConditionEncoder,
                    "audio_tokenizer": AceStepAudioTokenizer, "audio_token_detokenizer": AceStepAudioTokenDetokenizer}
         mods = {}
-        for part, (cfg, sd) in model_parts(state, dm.name).items():
+        with sizes_of(dm.name, "an ACE-Step 1.5 diffusion model"):
+            parts = model_parts(state, dm.name)
+        for part, (cfg, sd) in parts.items():
             mods[part] = _loaded(classes[part](**cfg), sd, dm.name, part)
         with torch.no_grad():
             mods["condition_encoder"].silence_latent.copy_(silence(mods["condition_encoder"].silence_latent.shape[1]))
-        vcfg, vsd = vae_part(load_weights(vae_path, torch.float32), vae_path.name)
+        with sizes_of(vae_path.name, "ACE-Step 1.5's VAE"):
+            vcfg, vsd = vae_part(load_weights(vae_path, torch.float32), vae_path.name)
         decoder = _loaded(AutoencoderOobleck(**vcfg), vsd, vae_path.name, "VAE")
         te_file, lm_file = te, lm_path
         te_sd, lm_sd = load_weights(te, torch.float32), load_weights(lm_path, torch.float32) if lm_path else None
@@ -255,8 +258,10 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
             raise NodeError(f"{te_file.name} is {_width(te_sd)} wide, the text encoder ACE-Step reads is {want}: "
                             "give qwen_0.6b_ace15.safetensors as text_encoder (qwen_1.7b_ace15 / qwen_4b_ace15 "
                             "are the lm)")
-        encoder = qwen3(te_sd, te_file.name, head=False)
-        writer = qwen3(lm_sd, lm_file.name, head=True) if lm_sd is not None else None
+        with sizes_of(te_file.name, "a Qwen3 text encoder"):
+            encoder = qwen3(te_sd, te_file.name, head=False)
+        with sizes_of(lm_file.name if lm_file else "", "a Qwen3 language model"):
+            writer = qwen3(lm_sd, lm_file.name, head=True) if lm_sd is not None else None
         tok = tokenizer(te_file, _detect(te_file, ("text_encoder",), "a text encoder"))
         return AceStep(*(m.to(device) for m in (*mods.values(), decoder, encoder)),
                        writer.to(device) if writer is not None else None, tok, device)
@@ -266,16 +271,14 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
 def _width(state: dict) -> Optional[int]:
     """A Qwen3 file's hidden width (None where it holds no Qwen3 embeddings: qwen3 names the file)."""
     emb = state.get("model.embed_tokens.weight")
-    return int(emb.shape[1]) if emb is not None else None
+    return int(emb.shape[-1]) if emb is not None else None
 
 
 def _loaded(module, sd: dict, name: str, part: str):
-    missing, unexpected = module.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if k != "silence_latent"]
-    if missing or unexpected:
-        raise NodeError(f"{name}: its {part} tensors do not match ACE-Step 1.5's (missing "
-                        f"{', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}): "
-                        "the file is damaged or another model's")
+    why = misfit(module, sd, ("silence_latent",))
+    if why:
+        raise NodeError(f"{name}: its {part} tensors do not match ACE-Step 1.5's ({why}): the file is damaged or "
+                        "another model's")
     return module.eval()
 
 
@@ -317,16 +320,23 @@ def prompts(song: Song) -> dict:
             "lm_negative": lm.format(caption, song.lyrics.strip(), "<think>\n\n</think>")}
 
 
-def _ids(model: AceStep, text: str) -> torch.Tensor:
-    return torch.tensor([model.tokenizer(text, add_special_tokens=False)["input_ids"]], device=model.device)
+def _ids(model: AceStep, text: str, what: str) -> torch.Tensor:
+    """`text`'s tokens, refused past what the text encoder reads: a stranger's file with a megabyte of lyrics was
+    read whole, the lyric encoder's attention growing with the square of its length."""
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    context = context_of(model.text_encoder)
+    if context is not None and len(ids) > context:
+        raise NodeError(f"generate.ace_step: {what} make {len(ids):,} tokens, and ACE-Step's text encoder reads at "
+                        f"most {context:,}: shorten them")
+    return torch.tensor([ids], device=model.device)
 
 
 @torch.no_grad()
 def text_states(model: AceStep, song: Song):
     """(the caption's last hidden states [1, N, 1024], the lyrics' token embeddings [1, M, 1024])."""
     p = prompts(song)
-    caption = model.text_encoder(input_ids=_ids(model, p["caption"])).last_hidden_state.float()
-    lyrics = model.text_encoder.get_input_embeddings()(_ids(model, p["lyrics"])).float()
+    caption = model.text_encoder(input_ids=_ids(model, p["caption"], "the tags")).last_hidden_state.float()
+    lyrics = model.text_encoder.get_input_embeddings()(_ids(model, p["lyrics"], "the lyrics")).float()
     return caption, lyrics
 
 
@@ -371,6 +381,12 @@ def audio_codes(model: AceStep, song: Song, drawing: Drawing, progress=None) -> 
         pad = _token(model, "<|endoftext|>", 151643)
         rows = [[pad] * (width - len(r)) + r for r in (pos, neg)]
         pads = [width - len(pos), width - len(neg)]
+    context = context_of(model.lm)
+    if context is not None and len(rows[0]) + n > context:
+        raise NodeError(f"generate.ace_step: the language model's prompt (the tags and lyrics, {len(rows[0]):,} "
+                        f"tokens) and the {n:,} audio codes of {math.ceil(song.duration)} s make "
+                        f"{len(rows[0]) + n:,}, and it reads at most {context:,}: shorten the lyrics or the duration, "
+                        "or turn generate_audio_codes off")
     ids = torch.tensor(rows, device=model.device)
     mask = torch.ones_like(ids)
     for i, k in enumerate(pads):
@@ -405,6 +421,10 @@ def _draw(logits: torch.Tensor, first: int, last: int, drawing: Drawing, gen) ->
         drop[..., 1:] = drop[..., :-1].clone()
         drop[..., 0] = False
         logits[drop.scatter(1, order, drop)] = low
+    if torch.isnan(logits).any():
+        # torch.multinomial's RuntimeError 'probability tensor contains either inf, nan' was the node's traceback
+        raise NodeError("ACE-Step's language model (lm) gives scores that are not numbers (NaN): its file holds "
+                        "damaged tensors; download it again, or turn generate_audio_codes off")
     if drawing.temperature > 0:
         return int(torch.multinomial(torch.softmax(logits / drawing.temperature, -1), 1, generator=gen))
     return int(logits.argmax(-1))

@@ -145,15 +145,10 @@ def holding(make, sd: dict, name: str, kind: str):
     """The module `make` builds (on the meta device), holding the tensors of `sd` in float32; the file `name` lacking
     some of them is named with what is wrong."""
     import torch
+    from nodes.generate.weights import sizes_of
     damaged = "the file is cut short or another model's; download it again"
-    try:
-        with torch.device("meta"):
-            model = make()
-    except KeyError as e:
-        # the size is read from named tensors: a file without its first layer, or its convolutions, was a KeyError
-        raise NodeError(f"{name} lacks {e.args[0]}, which gives a {kind} encoder's size: {damaged}") from None
-    except (IndexError, ValueError, ZeroDivisionError) as e:      # a tensor of too few dimensions, or a 0 in one
-        raise NodeError(f"{name} holds tensors of shapes no {kind} encoder has ({e}): {damaged}") from None
+    with sizes_of(name, f"a {kind} encoder"), torch.device("meta"):
+        model = make()
     want = model.state_dict()
     missing = sorted(set(want) - set(sd))
     if missing:

@@ -46,9 +46,9 @@ class Family:
         return self.distilled_guidance and not (variant and variant.endswith(self.guidance_free))
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
-        if self.chunks and frames >= self.chunks[2]:
+        if self.chunks and frames > 1:
             a, c, b, d = self.chunks
-            return (frames - b) // a * c + d
+            return (frames - b) // a * c + d if frames >= b else 1     # under a first chunk: the picture below it
         k = time_factor or self.time_factor
         return frames if k == 1 else (frames - 1) // k + 1
 
@@ -64,6 +64,12 @@ class Family:
         or below it."""
         return self.pixel_frames(self.latent_frames(frames, time_factor), time_factor) if frames >= 1 else frames
 
+    def frame_rule(self, time_factor: Optional[int] = None) -> str:
+        """The frame counts its VAE makes, in words for messages."""
+        if self.chunks:
+            return f"1 frame or {self.chunks[0]}n+{self.chunks[2]} frames"
+        return f"{time_factor or self.time_factor}n+1 frames"
+
     def check_frames(self, frames: int, time_factor: Optional[int] = None) -> None:
         k = time_factor or self.time_factor
         if frames < 1:
@@ -72,15 +78,15 @@ class Family:
             a, _, b, _ = self.chunks
             if frames < b or (frames - b) % a:
                 lo = b + max(0, frames - b) // a * a
-                near = f"{lo} or {lo + a}" if b <= lo < frames else f"{lo}"
-                raise NodeError(f"{self.title} takes 1 frame or {a}n+{b} frames (its VAE encodes time in chunks of "
+                near = f"1 or {b}" if frames < b else f"{lo} or {lo + a}"
+                raise NodeError(f"{self.title} takes {self.frame_rule()} (its VAE encodes time in chunks of "
                                 f"{a}); {frames} is not one of them. The nearest valid frame counts are {near}.")
             return
         if k > 1 and frames % k != 1:
             lo = frames - (frames - 1) % k
             hi = lo + k
             near = f"{lo} or {hi}" if lo >= 1 else f"{hi}"
-            raise NodeError(f"{self.title} takes {k}n+1 frames (its VAE compresses time {k}x); {frames} is not "
+            raise NodeError(f"{self.title} takes {self.frame_rule(k)} (its VAE compresses time {k}x); {frames} is not "
                             f"one of them. The nearest valid frame counts are {near}.")
 
     def size_step(self, space_factor: Optional[int] = None) -> int:

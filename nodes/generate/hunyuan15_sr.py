@@ -57,7 +57,7 @@ class Upsampler(nn.Module):
 def load_upsampler(path, dtype, device) -> Upsampler:
     """The 1080p upsampler of a weights file, built from its shapes; a clear refusal for any other file."""
     from nodes.generate.converters import count
-    from nodes.generate.weights import load_weights
+    from nodes.generate.weights import load_weights, misfit
     name = Path(path).name
     state = load_weights(path)
     if "up.0.block.0.conv1.conv.weight" not in state or "conv_in.conv.weight" not in state:
@@ -71,10 +71,10 @@ def load_upsampler(path, dtype, device) -> Upsampler:
     net = Upsampler(int(state["conv_in.conv.weight"].shape[1]), int(state["conv_out.conv.weight"].shape[0]),
                     tuple(int(state[f"up.{i}.block.0.conv1.conv.weight"].shape[0]) for i in range(stages)),
                     count(state, "up.0.block.{}."))
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    why = misfit(net, state)
+    if why:
         raise NodeError(f"{name}: its tensors do not fit the HunyuanVideo 1.5 latent upsampler its shapes describe "
-                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+                        f"({why})")
     return net.to(device=device, dtype=dtype).eval()
 
 

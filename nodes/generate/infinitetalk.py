@@ -86,7 +86,7 @@ class InfiniteTalkPatch(nn.Module):
 
 def read(path: Path) -> InfiniteTalkPatch:
     """The InfiniteTalk patch in `path`; another kind of patch, or a file short of tensors, is named."""
-    from nodes.generate.weights import load_weights
+    from nodes.generate.weights import load_weights, misfit
     state = load_weights(path, torch.float32)
     if PROBE not in state:
         kinds = {"controlnet_blocks.0.y_rms.weight": "a Qwen-Image DiffSynth ControlNet",
@@ -99,10 +99,9 @@ def read(path: Path) -> InfiniteTalkPatch:
         raise NodeError(f"{path.name} has InfiniteTalk's audio projection but no per-block audio attention "
                         "(blocks.0.audio_cross_attn): the file is cut short; download it again")
     patch = InfiniteTalkPatch(state)
-    missing, unexpected = patch.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise NodeError(f"{path.name} is not a complete InfiniteTalk patch ({(missing or unexpected)[0]} "
-                        f"{'missing' if missing else 'unexpected'}): download it again")
+    why = misfit(patch, state)
+    if why:
+        raise NodeError(f"{path.name} is not a complete InfiniteTalk patch ({why}): download it again")
     return patch.eval()
 
 
@@ -362,7 +361,9 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
             if empty:
                 raise NodeError(f"mask_{empty[0]} covers none of the video's {spans.shape[1]} patches (it is empty, "
                                 "or its region is smaller than one): without it the model cannot tell where that "
-                                "speaker is. Paint the speaker's region white")
+                                "speaker is. Paint the speaker's region white: give the mask.painter feeding it a "
+                                "drawing (path: a PNG whose alpha covers that speaker, from any paint program), or "
+                                "feed it another mask (mask.from_video of a white-on-black picture)")
     talk = Talk(patch, tokens.cpu(), spans, float(scale), motion)
     out = model.with_option("infinitetalk", talk)
     if previous is not None:

@@ -224,6 +224,19 @@ def _sized(latent: Latent, samples, mask, audio=None) -> Latent:
                    audio=latent.audio if audio is None else audio.contiguous())
 
 
+def _whole_in_time(latent: Latent, instead: str) -> None:
+    """Refuses to cut or join the frames of a video whose VAE encodes time in chunks (MiniMax H3's, its sound beside
+    it as [1, C, stereo, L]): any part of it would decode as a clip's start, to a frame count the VAE cannot make."""
+    from graph_engine import NodeError
+    from nodes.generate.families import family as family_spec
+    spec = family_spec(latent.family)
+    if spec.chunks and latent.samples.shape[2] > 1:
+        a, _, b, _ = spec.chunks
+        raise NodeError(f"{spec.title}'s video latent holds its frames in chunks (the first {b} frames, then {a} at a "
+                        f"time) with its soundtrack beside them, so its latent frames cannot be cut or joined: "
+                        f"decode it (vae.decode, vae.decode_sound) and use {instead} on the video")
+
+
 def cut_sound(latent: Latent, index: int, amount: int):
     """The sound stream (LTX-2's [B, C, L, bins]) under latent frames index..index+amount: the span of the clip's
     time that ends where those frames end and lasts as long as they decode to, so the cut clip's sound stays in
@@ -245,6 +258,8 @@ def cut_latent(latent: Latent, axis: str, index: int, amount: int) -> Latent:
         raise NodeError(f"axis {axis!r}: choose one of {', '.join(_AXES)}")
     if amount < 1:
         raise NodeError(f"amount must be 1 or more, got {amount}")
+    if axis == "t":
+        _whole_in_time(latent, "video.trim")
     d, n = _AXES[axis], latent.samples.shape[_AXES[axis]]
     if index >= 0:
         index = min(index, n - 1)
@@ -270,6 +285,9 @@ def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
         raise NodeError(f"cannot join a {first.family} latent and a {second.family} latent: they decode with "
                         f"different VAEs")
     d = _AXES[axis.lstrip("-")]
+    if d == -3:
+        for lat in (first, second):
+            _whole_in_time(lat, "video.concat")
     a, b = first.samples, second.samples
     if b.shape[0] != a.shape[0]:
         b = b.repeat(-(-a.shape[0] // b.shape[0]), 1, 1, 1, 1)[:a.shape[0]]

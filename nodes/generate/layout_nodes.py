@@ -33,8 +33,8 @@ def boxes_create(ctx, width: int = Param(1024, min=1, max=16384, help="the canva
 
 
 @node("text.flux3_layout", title="FLUX.3 Layout Prompt", category="Conditioning")
-def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <obj_N> to tie its words to it "
-                                                   "(and a picture to edit as <ref_image_0>, ...)"),
+def flux3_layout(ctx, prompt: str = Param("", kind="text", help="the caption; cite box N as <obj_N> to tie its words to it "
+                                                               "(and a picture to edit as <ref_image_0>, ...)"),
                  boxes: BOXES = Input(optional=True, help="boxes.create's boxes")) -> STRING:
     """The prompt with FLUX.3 klein's layout table after it (ComfyUI's Flux3LayoutPrompt): a JSON list of the boxes
     in order as obj_1, obj_2, ..., each with its [y0, x0, y1, x1] on a 0-1000 grid over the canvas and its
@@ -42,7 +42,9 @@ def flux3_layout(ctx, prompt: str = Param("", help="the caption; cite box N as <
     boxes the prompt is given back as written. Encode it with encode.text on FLUX.3 klein's text encoder
     (qwen3vl_4b, type flux3)."""
     from nodes.common.boxes import flux3_layout_prompt
-    return flux3_layout_prompt(prompt, boxes)
+    text = flux3_layout_prompt(prompt, boxes)
+    ctx.log(f"layout prompt: {text}")       # the only place a headless run shows it (no node saves text)
+    return text
 
 
 @node("condition.references", title="Reference Latents (several pictures)", category="Conditioning", device="gpu",

@@ -39,22 +39,12 @@ def stereo(audio, rate: int) -> np.ndarray:
 
 def _decode(path: str, rate: int) -> np.ndarray:
     import av
-    from pathlib import Path
-    from nodes.io.sound import REDO
-    parts = []
-    try:
-        with av.open(str(path)) as c:
-            mono = c.streams.audio[0].codec_context.channels == 1
-            # A mono file is read as mono and copied to both sides: ffmpeg's upmix would put it on each at -3 dB.
-            down = av.AudioResampler(format="fltp", layout="mono" if mono else "stereo", rate=rate)
-            for frame in c.decode(c.streams.audio[0]):
-                parts += [f.to_ndarray() for f in down.resample(frame)]
-            parts += [f.to_ndarray() for f in down.resample(None)]
-    except av.FFmpegError as e:
-        raise NodeError(f"{Path(path).name}: its sound stops decoding ({getattr(e, 'strerror', None) or e}): the file "
-                        f"is damaged or cut short; {REDO}") from None
-    if not parts:
-        raise NodeError(f"{Path(path).name} holds a sound track with no sound in it (0 samples): {REDO}")
+    from nodes.io.sound import decoded
+    with av.open(str(path)) as c:
+        mono = c.streams.audio[0].codec_context.channels == 1
+    # A mono file is read as mono and copied to both sides: ffmpeg's upmix would put it on each at -3 dB.
+    down = av.AudioResampler(format="fltp", layout="mono" if mono else "stereo", rate=rate)
+    parts = [f.to_ndarray() for _, _, frames in decoded(path, down) for f in frames]
     out = np.concatenate(parts, 1).astype(np.float32)
     return np.repeat(out, 2, 0) if out.shape[0] == 1 else out
 

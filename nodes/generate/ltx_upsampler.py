@@ -47,7 +47,7 @@ def load_upsampler(path, dtype, device):
     from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
 
     from nodes.generate.config_bound import refuse_built_beyond
-    from nodes.generate.weights import load_weights
+    from nodes.generate.weights import load_weights, misfit
     name = Path(path).name
     state = load_weights(path)
     config = upsampler_config(state, name)
@@ -57,10 +57,9 @@ def load_upsampler(path, dtype, device):
                         "its tensor names and shapes make an LTX-Video latent upscaler",
                         "Hugging Face Lightricks/LTX-Video (ltxv-spatial-upscaler-0.9.8.safetensors)")
     model = LTXLatentUpsamplerModel.from_config(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise NodeError(f"{name}: its tensors do not fit the LTX-Video upscaler its shapes describe "
-                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    why = misfit(model, state)
+    if why:
+        raise NodeError(f"{name}: its tensors do not fit the LTX-Video upscaler its shapes describe ({why})")
     return model.to(device=device, dtype=dtype).eval()
 
 

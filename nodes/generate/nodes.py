@@ -142,11 +142,13 @@ name .. name4, type hidream) and load.vae (FLUX.1's ae.safetensors).
 
 Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, shift 6; fast: 16 steps at cfg 1, shift 3
 (model.flow_shift). Sizes divisible by 16.""")
-load_minimax_h3 = _family_loader("minimax_h3", "Load MiniMax H3", """MiniMax H3 text-to-image (its audio-video model
-making one picture): keyframes to animate with an image-to-video model. ComfyUI's files: the transformer
+load_minimax_h3 = _family_loader("minimax_h3", "Load MiniMax H3", """MiniMax H3 text-to-image and text-to-video with its
+stereo soundtrack (FastVideo's FastH3 too). ComfyUI's files: the transformer
 (diffusion_models/minimax_h3_fl2va_pruned_*.safetensors, pruned or not) here or through load.diffusion_model, with
 load.text_encoder (qwen3vl_32b_minimax_h3_int8_convrot.safetensors, type minimax; the nvfp4 file is not read) and
-load.vae (minimax_h3_video_vae_fp16.safetensors).
+load.vae (minimax_h3_video_vae_fp16.safetensors). A video: latent.empty of 1 or 17n+5 frames at 24 fps holds its sound
+too; vae.decode gives the frames, vae.decode_sound with load.vae's minimax_h3_audio_vae_* the sound, io.set_audio
+joins them. Prompts are read as written (no (word:1.2) emphasis, as ComfyUI reads them).
 
 30 steps (50 for the most detail) at cfg 1: its guidance is distilled, no negative pass. Sizes divisible by 32.""")
 load_longcat = _family_loader("longcat", "Load LongCat-Image", """LongCat-Image text-to-image and LongCat-Image-Edit
@@ -352,7 +354,7 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
                                                           "edit keeps them); without it only the prompt sees them"),
                      image2: IMAGE = Input(optional=True, help="a second picture (template plus)"),
                      image3: IMAGE = Input(optional=True, help="a third picture (template plus)"),
-                     text: str = Param("", help="what to change"),
+                     text: str = Param("", kind="text", help="what to change"),
                      template: str = Param("plus", choices=("edit", "plus"),
                                            help="edit: Qwen-Image-Edit's, one picture; plus: Qwen-Image-Edit-2509's "
                                                 "and later, up to three (\"Picture 1: ...\")"),
@@ -1007,7 +1009,7 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
     MiniMax H3 samples a video's soundtrack on a schedule of its own: sound_shift sets it (ComfyUI's
     MiniMaxH3SigmaShift shift_audio)."""
     model = model.with_option("flow_shift", float(shift))
-    if sound_shift:
+    if sound_shift or model.option("minimax_h3_sound_shift"):     # 0 (as released) also over an earlier one
         model = model.with_option("minimax_h3_sound_shift", float(sound_shift))
     velocity = sampling == "img_to_img_velocity"
     # set only where it is or was on, so the models of every other workflow stay as they were (their cache keys)

@@ -79,6 +79,12 @@ def clean_and_weights(text: str) -> Tuple[str, List[Tuple[int, int, float]]]:
     return "".join(out), spans
 
 
+def literal(text: str) -> str:
+    """The prompt as ComfyUI reads it with weights off (disable_weights: MiniMax H3): brackets as written, save the
+    escaped \\( and \\) it still turns into plain ones."""
+    return text.replace("\\)", ")").replace("\\(", "(")
+
+
 def token_weights(offsets, spans) -> List[float]:
     """Weight of each token from its character offsets (None for special/padding tokens -> 1.0)."""
     weights = []

@@ -371,8 +371,18 @@ def _text_family(det: Detection, type_: str) -> str:
     return fam
 
 
+def vae_dtype(det: Detection, device: str):
+    """The dtype load.vae builds a VAE in: its family's automatic one, save MiniMax H3's audio VAE, which diffusers
+    keeps whole in fp32 (_keep_in_fp32_modules: its BigVGAN decoder loses about 20 dB in bf16)."""
+    import torch
+    from nodes.generate.model_manager import dtype_of
+    if (det.family, det.variant) == ("minimax_h3", "audio"):
+        return torch.float32
+    return dtype_of("auto", det.family, device)[1]
+
+
 def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandle:
-    from nodes.generate.model_manager import dtype_of, family_of_file
+    from nodes.generate.model_manager import family_of_file
     path = _resolve(name, "vae", "VAE")
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
     found = family_of_file(det)
@@ -389,7 +399,7 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
         raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
                         f"to auto or {found}")
     det = dataclasses.replace(det, family=found)
-    _, dtype = dtype_of("auto", found, device)
+    dtype = vae_dtype(det, device)
     pipe = mm.cached(("vae", str(path.resolve()), found, str(dtype), device),
                      lambda: pipeline(found, vae=_module(path, det, dtype, device, "vae")), files=(path,))
     return ComponentHandle(found, str(path), pipe, "vae", device)

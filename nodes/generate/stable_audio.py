@@ -170,18 +170,18 @@ def load(mm, checkpoint: str, text_encoder: str, device: str) -> StableAudio:
 
     def build():
         from diffusers import AutoencoderOobleck, StableAudioDiTModel, StableAudioProjectionModel
-        from nodes.generate.weights import load_weights
+        from nodes.generate.weights import load_weights, misfit, sizes_of
         state = load_weights(ckpt, torch.float32)
         parts = []
         for cls, read in ((StableAudioDiTModel, dit_weights), (AutoencoderOobleck, vae_weights),
                           (StableAudioProjectionModel, projection_weights)):
-            cfg, sd = read(state, ckpt.name)
+            with sizes_of(ckpt.name, f"Stable Audio Open's {cls.__name__}"):
+                cfg, sd = read(state, ckpt.name)
             module = cls(**cfg)
-            missing, unexpected = module.load_state_dict(sd, strict=False)
-            if missing or unexpected:
-                raise NodeError(f"{ckpt.name}: its {cls.__name__} tensors do not match the model's (missing "
-                                f"{', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'})"
-                                f": the file is damaged or another model's")
+            why = misfit(module, sd)
+            if why:
+                raise NodeError(f"{ckpt.name}: its {cls.__name__} tensors do not match the model's ({why}): the file "
+                                "is damaged or another model's")
             parts.append(module.to(device).eval())
         return StableAudio(*parts, _module(t5, det, torch.float32, device).eval(), tokenizer(t5, det), device)
     model = mm.cached(("stable_audio", str(ckpt), str(t5), device), build, files=[ckpt, t5, *tokenizer_beside(t5)])

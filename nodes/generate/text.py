@@ -12,7 +12,7 @@ from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
 from nodes.generate.adapters import get_adapter
 from nodes.generate.embeddings import insert_embeddings
 from nodes.generate.latent import Conditioning
-from nodes.generate.prompts import clean_and_weights, token_weights
+from nodes.generate.prompts import clean_and_weights, literal, token_weights
 
 
 def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None, *,
@@ -34,7 +34,7 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     device = _device(pipe)
     clip = getattr(adapter, "clip_layers", False)
     texts = [insert_embeddings(pipe, text, clip, log) for _, text in keys]
-    cleaned = [(t, []) for t in texts] if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
+    cleaned = [(literal(t), []) for t in texts] if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
     kw = {}
     if clip_skip > 1:
         if getattr(adapter, "clip_layers", False):

@@ -11,7 +11,7 @@ out (ComfyUI's conditioning-only cuts) cannot generate and says so."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from graph_engine import NodeError
 
@@ -195,9 +195,23 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
                 torch.cuda.manual_seed(seed)
         elif gpu:
             torch.get_device_module(device.type).manual_seed(seed)
-        out = lm.generate(**inputs, max_new_tokens=max_length, eos_token_id=stops,
-                          pad_token_id=stops[0] if stops else None, **kw)
+        try:
+            out = lm.generate(**inputs, max_new_tokens=max_length, eos_token_id=stops,
+                              pad_token_id=stops[0] if stops else None, **kw)
+        except RuntimeError as e:
+            # torch.multinomial on the scores of a file with damaged (NaN) tensors: a traceback before
+            if "probability tensor contains" not in str(e):
+                raise
+            raise NodeError(f"{_file(handle)}: its language model gives scores that are not numbers (NaN or inf): "
+                            "the file holds damaged tensors; download it again") from None
     return out[0, enc["input_ids"].shape[1]:].tolist(), tok
+
+
+def context_of(model) -> Optional[int]:
+    """The most tokens a transformers language model (or text encoder) was trained to read at once
+    (max_position_embeddings; Qwen3-VL's is its language model's), or None where its config says none."""
+    config = getattr(model.config, "text_config", None) or model.config
+    return getattr(config, "max_position_embeddings", None)
 
 
 def _room(tokens: int, lm, title: str, use_template: bool, max_length: int) -> int:
@@ -208,8 +222,7 @@ def _room(tokens: int, lm, title: str, use_template: bool, max_length: int) -> i
     if tokens == 0:
         raise NodeError("text.generate's prompt is empty and use_default_template is off, so the model has no token "
                         "to start from: write a prompt, or turn use_default_template on")
-    config = getattr(lm.config, "text_config", None) or lm.config        # Qwen3-VL's is its language model's
-    context = getattr(config, "max_position_embeddings", None)
+    context = context_of(lm)
     if context is None:
         return max_length
     if tokens >= context:

@@ -257,7 +257,7 @@ def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_im
         width, height = fitted
         fitted = spec.floor_frames(frames, tf)
         if fitted != frames and log is not None:
-            log(f"{spec.title} takes {tf}n+1 frames: {frames} is made as {fitted} (size_fit floor, as ComfyUI's "
+            log(f"{spec.title} takes {spec.frame_rule(tf)}: {frames} is made as {fitted} (size_fit floor, as ComfyUI's "
                 "empty latent does)")
         frames = fitted
     spec.check_frames(frames, tf)

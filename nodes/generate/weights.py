@@ -14,6 +14,7 @@ dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a 
 safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -354,3 +355,33 @@ def torch_dtype(name: Optional[str]):
     return {None: None, "": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
             "fp8_e4m3fn": getattr(torch, "float8_e4m3fn", None),
             "fp8_e5m2": getattr(torch, "float8_e5m2", None)}[name]
+
+
+def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
+    """Why `state` does not load into `module` (None: it does, and it is loaded, strict=False): a tensor missing
+    (other than `allowed`), one the module has no place for, or one of another shape, named with both shapes. A
+    damaged file's tensor of another shape was torch's size-mismatch RuntimeError, a traceback, where the
+    loaders named only missing and unexpected ones."""
+    own = module.state_dict()
+    for k, v in state.items():
+        if k in own and tuple(v.shape) != tuple(own[k].shape):
+            return f"its {k} is {tuple(v.shape)}, where the model its other tensors describe has {tuple(own[k].shape)}"
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in allowed]
+    if missing or unexpected:
+        return f"missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}"
+    return None
+
+
+@contextmanager
+def sizes_of(name: str, what: str):
+    """Around reading `what`'s sizes (a model's, with its article: "an ACE-Step 1.5 transformer") from the named
+    tensors of the file `name`: a tensor the file lacks (a KeyError), one of too few dimensions (IndexError,
+    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback."""
+    damaged = "the file is cut short or another model's; download it again"
+    try:
+        yield
+    except KeyError as e:
+        raise NodeError(f"{name} lacks {e.args[0]}, which gives {what}'s size: {damaged}") from None
+    except (IndexError, ValueError, ZeroDivisionError) as e:
+        raise NodeError(f"{name} holds tensors of shapes {what} does not have ({e}): {damaged}") from None

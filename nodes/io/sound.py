@@ -13,6 +13,14 @@ from graph_engine.clip import sequence
 FIT = ("clip", "song")
 ANALYSIS_RATE = 11025       # what beats are found in: a kick's or snare's rise is well under 5 ms at it
 REDO = "export it again as WAV, FLAC or MP3"
+# Sample rates a sound file may state: 8 kHz telephone sound is the lowest in use, 768 kHz the highest studio rate.
+# A 200 KB WAV stating 1 Hz plays 28 hours, read at ANALYSIS_RATE into 4 GB; one stating 20 MHz made the writer's mix
+# of it with any other sound 20 MHz, its hours of samples written out at that rate.
+RATES = (1000, 768000)
+# The longest sound read into memory (io.load_audio, io.add_audio, the speech and sound encoders): a feature's
+# soundtrack. Samples are counted as they are decoded, so a file stating a shorter length, or a compressed hour of
+# silence, is stopped there (3 h at ANALYSIS_RATE is 476 MB).
+MAX_SECONDS = 3 * 3600
 
 
 def clock(seconds: float) -> str:
@@ -35,6 +43,10 @@ def sound_problem(path: str) -> Optional[str]:
             s = c.streams.audio[0]
             if s.codec_context is None or not s.codec_context.name:
                 return f"{p.name}: its sound is in a codec this ffmpeg cannot decode: {REDO}"
+            rate = s.codec_context.sample_rate or 0
+            if not RATES[0] <= rate <= RATES[1]:
+                return (f"{p.name} states a sample rate of {rate:,} Hz, where sound is recorded at {RATES[0]:,} to "
+                        f"{RATES[1]:,}: the file is damaged or made to fill memory; {REDO}")
     except av.FFmpegError as e:
         return f"{p.name} cannot be read as sound ({_reason(e)}): the file is damaged, cut short or not audio; {REDO}"
     return None
@@ -44,43 +56,58 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def read_sound(path: str, rate_out: int = ANALYSIS_RATE, mean: bool = False) -> tuple:
-    """(seconds of sound in `path`, counted by decoding it, for an MP3's header states only an estimate; the
-    sound as mono float samples at `rate_out`: ANALYSIS_RATE for beat_times). `mean`: a stereo sound's mono is
-    the mean of its two channels, as ComfyUI's speech encoders take it (ffmpeg's downmix adds them at 1/sqrt(2)
-    each, 41% louder); more channels are mixed by ffmpeg either way. Raises NodeError naming what is wrong."""
+def decoded(path: str, resampler=None):
+    """The frames of `path`'s first sound track as `resampler` makes them (lists; none without one), decoded one at
+    a time, its leftover last; the file checked first (sound_problem). Counts the samples and stops past
+    MAX_SECONDS, so what a caller keeps stays bounded whatever the file states. Yields (input samples, rate,
+    frames); raises NodeError naming what is wrong."""
     import av
     why = sound_problem(path)
     if why:
         raise NodeError(why)
-    name, samples, rate, mono = Path(path).name, 0, 0, []
-    with av.open(str(path)) as c:
-        stereo = mean and c.streams.audio[0].codec_context.channels == 2
-    # Mixed to one channel by the resampler: PyAV's to_ndarray crashed the process on 8-channel (7.1) frames.
-    down = av.AudioResampler(format="fltp", layout="stereo", rate=rate_out) if stereo else \
-        av.AudioResampler(format="flt", layout="mono", rate=rate_out)
-
-    def one(frames):
-        return [f.to_ndarray().mean(0) if stereo else f.to_ndarray().reshape(-1) for f in frames]
+    name, samples, rate = Path(path).name, 0, 0
     try:
         with av.open(str(path)) as c:
             for frame in c.decode(c.streams.audio[0]):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-                mono += one(down.resample(frame))
-            mono += one(down.resample(None))
+                if rate and samples > MAX_SECONDS * rate:
+                    raise NodeError(f"{name} plays longer than {MAX_SECONDS // 3600} hours: Kinograph reads sounds up "
+                                    f"to that long; cut the part you need (ffmpeg -ss START -t SECONDS) and give it")
+                yield samples, rate, resampler.resample(frame) if resampler else []
+            yield samples, rate, resampler.resample(None) if resampler else []
     except av.FFmpegError as e:
         heard = f" after {clock(samples / rate)}" if rate else ""
         raise NodeError(f"{name}: its sound stops decoding{heard} ({_reason(e)}): the file is damaged or cut "
                         f"short; {REDO}") from None
     if not samples or not rate:
         raise NodeError(f"{name} holds a sound track with no sound in it (0 samples): {REDO}")
+
+
+def read_sound(path: str, rate_out: int = ANALYSIS_RATE, mean: bool = False, keep: bool = True) -> tuple:
+    """(seconds of sound in `path`, counted by decoding it, for an MP3's header states only an estimate; the
+    sound as mono float samples at `rate_out`: ANALYSIS_RATE for beat_times; empty unless `keep`). `mean`: a
+    stereo sound's mono is the mean of its two channels, as ComfyUI's speech encoders take it (ffmpeg's downmix
+    adds them at 1/sqrt(2) each, 41% louder); more channels are mixed by ffmpeg either way. Raises NodeError
+    naming what is wrong."""
+    import av
+    why = sound_problem(path)
+    if why:
+        raise NodeError(why)
+    with av.open(str(path)) as c:
+        stereo = mean and c.streams.audio[0].codec_context.channels == 2
+    # Mixed to one channel by the resampler: PyAV's to_ndarray crashed the process on 8-channel (7.1) frames.
+    down = None if not keep else av.AudioResampler(format="fltp", layout="stereo", rate=rate_out) if stereo else \
+        av.AudioResampler(format="flt", layout="mono", rate=rate_out)
+    samples, rate, mono = 0, 1, []
+    for samples, rate, frames in decoded(path, down):
+        mono += [f.to_ndarray().mean(0) if stereo else f.to_ndarray().reshape(-1) for f in frames]
     return samples / rate, np.concatenate(mono) if mono else np.zeros(0, np.float32)
 
 
 def sound_span(path: str, start: float, duration: float) -> Audio:
     """The sound of `path` from `start` seconds for `duration` (0: to its end), checked to be there."""
-    total, _ = read_sound(path)
+    total, _ = read_sound(path, keep=False)
     if start >= total:
         raise NodeError(f"start {start:g} s is past the end of {Path(path).name} ({clock(total)} of sound): give a "
                         f"start below {total:.2f}")

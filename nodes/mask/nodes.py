@@ -114,7 +114,10 @@ def painter(ctx, image: IMAGE = Input(optional=True, help="the picture drawn ove
             bg_color: str = Param("#000000", kind="color", help="picture colour without an image")):
     """A drawing over a picture (ComfyUI's Painter): its image is the drawing laid over the picture by the drawing's
     alpha, its mask that alpha, both at the picture's size (the drawing resized to it, Lanczos). Nothing drawn: the
-    picture and a mask of 0 (InfiniteTalk refuses such a speaker's mask by name: draw the speaker's region)."""
+    picture and a mask of 0 (InfiniteTalk refuses such a speaker's mask by name: draw the speaker's region).
+    Kinograph's editor has no brush: paint the region on a transparent layer over the picture in any paint program
+    (Krita, GIMP, Photoshop) and save that layer as a PNG with transparency; ComfyUI's drawings are in its
+    input/painter/ folder."""
     from nodes.mask.painter import painted
     picture, mask = painted(image, path, width, height, bg_color)
     return {"image": picture, "mask": mask}

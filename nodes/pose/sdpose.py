@@ -16,6 +16,9 @@ import numpy as np
 
 from graph_engine import NodeError
 
+KEYPOINTS = 133
+# a deconvolution's kernel -> (padding, output padding) that double the picture, as mmpose's head builds them
+DOUBLING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 HEAD_PREFIXES = ("model.diffusion_model.heatmap_head.", "diffusion_model.heatmap_head.", "heatmap_head.")
 # The head's training input (width, height) and its heatmap's scale: ComfyUI scales every keypoint by
 # (input - 1) / (heatmap - 1) of these, whatever the picture's size
@@ -44,10 +47,34 @@ def head_state(path: str) -> dict:
                         f"safetensors checkpoint ({exc})") from None
 
 
-def build_head(state: dict):
+def build_head(state: dict, name: str):
     """The head as the file's widths make it: deconvolutions (x2, instance norm, SiLU), 1x1 convolutions (the
-    same), then the final convolution to one heatmap a keypoint."""
+    same), then the final convolution to one heatmap a keypoint. A head the file `name` holds damaged (a tensor
+    lacking, flat or of another shape, a kernel no deconvolution here doubles with, another count of heatmaps) is
+    named, where it was a KeyError, IndexError or RuntimeError out of the node."""
+    from pathlib import Path
     import torch
+    from nodes.generate.weights import misfit, sizes_of
+    name = Path(name).name
+    with sizes_of(name, "SDPose's heatmap head"):
+        head = _head(state)
+    why = misfit(head, state)
+    if why:
+        raise NodeError(f"{name}: its heatmap head's tensors do not fit the head its shapes describe ({why}): the "
+                        "file is damaged; download sdpose_wholebody_fp16.safetensors again")
+    if head[2].out_channels != KEYPOINTS:
+        raise NodeError(f"{name}: its heatmap head draws {head[2].out_channels} heatmaps, where SDPose's wholebody "
+                        f"head draws {KEYPOINTS} (one a COCO-WholeBody keypoint): load sdpose_wholebody_fp16."
+                        "safetensors (Comfy-Org/SDPose)")
+    first = state.get("deconv_layers.0.weight")
+    head.in_channels = int(first.shape[0]) if first is not None else \
+        int(state.get("conv_layers.0.weight", state["final_layer.weight"]).shape[1])
+    return head.eval().to(torch.float32)
+
+
+def _head(state: dict):
+    """The head's layers under the file's own names (deconv_layers.0.weight ...)."""
+    from collections import OrderedDict
     from torch import nn
 
     def stage(name, make):
@@ -60,23 +87,18 @@ def build_head(state: dict):
 
     def deconv(w):
         k = w.shape[-1]
-        pad, out_pad = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[k]
+        if k not in DOUBLING:
+            raise ValueError(f"a deconvolution of kernel {k}")
+        pad, out_pad = DOUBLING[k]
         return nn.ConvTranspose2d(w.shape[0], w.shape[1], k, 2, pad, out_pad, bias=False)
 
     def conv(w):
         return nn.Conv2d(w.shape[1], w.shape[0], w.shape[-1], padding=(w.shape[-1] - 1) // 2)
 
     final = state["final_layer.weight"]
-    head = nn.Sequential(stage("deconv_layers", deconv), stage("conv_layers", conv),
-                         nn.Conv2d(final.shape[1], final.shape[0], final.shape[-1], padding=final.shape[-1] // 2))
-    names = {f"0.{k[len('deconv_layers.'):]}" if k.startswith("deconv_layers.") else
-             f"1.{k[len('conv_layers.'):]}" if k.startswith("conv_layers.") else
-             f"2.{k[len('final_layer.'):]}": v for k, v in state.items()}
-    head.load_state_dict(names)
-    first = state.get("deconv_layers.0.weight")
-    head.in_channels = int(first.shape[0]) if first is not None else \
-        int(state.get("conv_layers.0.weight", final).shape[1])
-    return head.eval().to(torch.float32)
+    return nn.Sequential(OrderedDict(
+        deconv_layers=stage("deconv_layers", deconv), conv_layers=stage("conv_layers", conv),
+        final_layer=nn.Conv2d(final.shape[1], final.shape[0], final.shape[-1], padding=final.shape[-1] // 2)))
 
 
 def decode(heatmaps: np.ndarray):
@@ -141,7 +163,7 @@ class SDPose:
             raise NodeError(f"SDPose reads pictures through Stable Diffusion's VAE; this VAE is {vae.family}'s: "
                             "link the vae output of the same load.model")
         self.unet, self.vae, self.device = unet, vae, device
-        self.head = build_head(head_state(model.path)).to(device)
+        self.head = build_head(head_state(model.path), model.path).to(device)
 
     def features(self, latent):
         """The decoder features the head reads: the input of the last output block whose width is the head's

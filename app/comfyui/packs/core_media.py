@@ -226,14 +226,24 @@ class CoreMedia:
         self.outs[(cn.id, 1)] = Out((inv, "mask"))
         return [nid, inv]
 
-    def special_upscale_model(self, cn, rule, params, notes):
-        """The loader's file becomes upscale.model's `model`; ComfyUI's tiles (512, overlap 32) are its defaults."""
-        loader = self.resolve(cn.inputs.get("upscale_model") or cn.inputs.get("model"))
+    def loader_file(self, cn, params, notes, *inputs) -> None:
+        """The file of the folded loader on the first of `inputs` that `cn` has becomes params' `model`."""
+        name = next((i for i in inputs if cn.inputs.get(i) is not None), inputs[0])
+        loader = self.resolve(cn.inputs.get(name))
         model = loader.attrs.get("model") if isinstance(loader, Out) else None
         if isinstance(model, str) and model:
             params["model"] = model
         else:
-            notes.append("its upscale_model comes from a node that did not convert; set model by hand")
+            notes.append(f"its {name} comes from a node that did not convert; set model by hand")
+
+    def special_upscale_model(self, cn, rule, params, notes):
+        """The loader's file becomes upscale.model's `model`; ComfyUI's tiles (512, overlap 32) are its defaults."""
+        self.loader_file(cn, params, notes, "upscale_model", "model")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_moge(self, cn, rule, params, notes):
+        """MoGeInference becomes depth.moge with its loader's file."""
+        self.loader_file(cn, params, notes, "moge_model")
         return [self.plain(cn, rule, params, notes)]
 
     def special_frame_interpolate(self, cn, rule, params, notes):

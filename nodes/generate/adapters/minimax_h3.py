@@ -154,7 +154,8 @@ class MiniMaxH3Adapter(Adapter):
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:
             return 1, 16, int(pipe.transformer.config.in_channels)
-        return 1, int(pipe.vae.spatial_compression_ratio), int(pipe.vae.config.latent_channels)
+        vae = video_vae(pipe)
+        return 1, int(vae.spatial_compression_ratio), int(vae.config.latent_channels)
 
     # -- VAE ------------------------------------------------------------------------------
     # The VAE reads and writes pixels normalised by ImageNet's statistics (diffusers' MiniMaxH3ModularPipeline's

@@ -163,6 +163,13 @@ def build(det, state: Dict[str, object], dtype, where: str):
         k = bad[0]
         raise NodeError(f"{where} ({det.describe()}): tensor {k} has shape {tuple(built.state_dict[k].shape)}, "
                         f"expected {tuple(wanted[k].shape)}. {unknown}")
+    # A tensor of whole numbers where the model keeps fractions (an int8 layer of a quantisation Kinograph does not
+    # read, or a damaged header) was torch's RuntimeError 'While copying the parameter' with a traceback.
+    k = next((k for k, v in built.state_dict.items() if k in wanted and v.is_floating_point() !=
+              wanted[k].is_floating_point()), None)
+    if k is not None:
+        raise NodeError(f"{where} ({det.describe()}): tensor {k} holds {built.state_dict[k].dtype} values, where the "
+                        f"model keeps {wanted[k].dtype} ones. {unknown}")
     module.load_state_dict(built.state_dict, strict=False, assign=True)
     _tie(module)
     if dtype is not None:
