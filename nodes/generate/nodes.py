@@ -441,7 +441,7 @@ def condition_bernini(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITION
 def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      negative: CONDITIONING = Input(optional=True),
                      first: IMAGE = Input(optional=True, help="the video's first frame"),
-                     last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V)"),
+                     last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V, MiniMax H3)"),
                      image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the frame (Wan i2v)"),
                      motion: int = Param(127, min=1, max=255, help="SVD motion bucket: more = more motion"),
                      noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image"),
