@@ -211,6 +211,40 @@ def test_values_the_run_refuses_are_named_not_counted():
         assert est.lines[0].startswith(f"sample: not estimated: {node}'s {param}: ") and why in est.lines[0] and \
             est.lines[0].endswith(", which the run refuses") and est.seconds is None, est.lines
 
+def test_flux3_distilled_counts_one_pass_a_step_at_auto_cfg(tmp_path, monkeypatch):
+    """FLUX.3 [klein]'s step-distilled file samples unguided when sample's cfg is left at auto (one pass a step, as
+    Flux3DistilledAutoBlocks, which has no guider); the base file's auto is the pipeline's true CFG 3.5 (two)."""
+    import torch
+    from safetensors.torch import save_file
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import sampler_work
+    models = tmp_path / "models" / "diffusion_models"
+    models.mkdir(parents=True)
+    p = "model.diffusion_model."
+    base = {p + "early_stream_modulations.image.lin.weight": torch.zeros(48, 8),
+            p + "single_blocks.0.linear1.weight": torch.zeros(8, 8)}
+    save_file(base, str(models / "flux3-image-klein-base-tiny.safetensors"))
+    save_file({**base, p + "ref_time_in.in_layer.weight": torch.zeros(8, 4)},
+              str(models / "flux3-image-klein-tiny.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    for name, passes in (("flux3-image-klein-tiny.safetensors", 1), ("flux3-image-klein-base-tiny.safetensors", 2)):
+        wf = load_workflow(text=f"""kinograph: 1
+nodes:
+  load: {{type: load.diffusion_model, params: {{name: {name}}}}}
+  te: {{type: load.text_encoder, params: {{name: qwen3vl_4b.safetensors, type: flux3}}}}
+  vae: {{type: load.vae, params: {{name: flux2-vae.safetensors}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: te.text_encoder}}, params: {{text: a cat, negative: blur}}}}
+  empty: {{type: latent.empty, inputs: {{vae: vae.vae}}, params: {{frames: 1, width: 64, height: 64}}}}
+  sample:
+    type: generate.sample
+    inputs: {{model: load.model, positive: prompt.positive, negative: prompt.negative, latent: empty.latent}}
+    params: {{steps: 4, seed: 1}}
+""", check=False)
+        [work] = sampler_work(wf, default_registry())
+        assert (work.family, work.unknown, work.steps, work.guidance) == ("flux3", "", 4, passes), work
+
+
 def test_a_log_tells_the_measured_pace_after_the_first_step(monkeypatch, capsys):
     import app.progress as progress
     clock = [0.0]

@@ -153,6 +153,33 @@ def test_flux3_edits_match_the_flux3_pipelines(flux3):
         assert _err(plain, got) > 1e-2
 
 
+def test_flux3_cfg_left_at_auto_is_each_files_own(flux3, tmp_path):
+    """generate.sample with cfg left at 0 (auto) and no negative samples the step-distilled file as
+    Flux3DistilledAutoBlocks does (no guider: cfg 1, one pass), and the preflight asks no negative of it; the base
+    file's auto is still the Flux3 pipeline's guidance_scale 3.5, which needs one."""
+    from comfy_layouts import sampled_latent
+    from nodes.generate.preflight import guidance_preflight
+    from tiny_flux3 import BASE, DISTILLED, TE_NAME
+    yaml = f"""kinograph: 1
+nodes:
+  load: {{type: load.diffusion_model, params: {{name: {DISTILLED}}}}}
+  te: {{type: load.text_encoder, params: {{name: {TE_NAME}.safetensors, type: flux3}}}}
+  vae: {{type: load.vae, params: {{name: flux2-vae.safetensors}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: te.text_encoder}}, params: {{text: a cat}}}}
+  empty: {{type: latent.empty, inputs: {{vae: vae.vae}}, params: {{frames: 1, width: {W}, height: {H}}}}}
+  k_sampler:
+    type: generate.sample
+    inputs: {{model: load.model, positive: prompt.positive, latent: empty.latent}}
+    params: {{steps: 2, sampler: euler, seed: 7}}
+"""
+    got = sampled_latent(tmp_path / "auto.kino.yaml", yaml)
+    assert _err(_reference(flux3, "a cat", None, 1.0, 7, True), got) < 1e-4
+    no_negative = {"model": ("load.diffusion_model", {"name": DISTILLED})}
+    assert guidance_preflight({"cfg": 0.0}, no_negative) == []
+    no_negative["model"][1]["name"] = BASE
+    assert "cfg 3.5 needs a negative" in guidance_preflight({"cfg": 0.0}, no_negative)[0][1]
+
+
 # template -> the transformer it loads; the distilled text-to-image one is also run on its int8_convrot file
 TEMPLATE_FILES = {"image_flux3_klein_t2i.json": "flux3-image-klein-base-int8-convrot.safetensors",
                   "image_flux3_klein_distilled_t2i.json": "flux3-image-klein-int8-convrot.safetensors",

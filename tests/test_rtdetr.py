@@ -188,19 +188,26 @@ def _comfy_draw(frame, detections):
     return np.asarray(img)
 
 
-def test_boxes_and_picture_are_comfyuis(detector):
-    """A 96x64 frame: the boxes ComfyUI's RTDETR_detect keeps (over 0.05 on random weights, of a class, at most 5) and DrawBBoxes'
-    picture of them."""
+def _frame_and_both(detector, seed):
+    """A random 96x64 frame, the reference D-FINE's outputs on it stretched to 640x640 as ComfyUI stretches it, and
+    Kinograph's network on the same file."""
     import torch
     import torch.nn.functional as F
-    from nodes.common.boxes import Box
-    from nodes.detect.rtdetr import RTDETR, detect, draw_boxes, label_name, read_state
-    frame = (np.random.default_rng(2).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
+    from nodes.detect.rtdetr import RTDETR, read_state
+    frame = (np.random.default_rng(seed).uniform(0, 1, (64, 96, 3)) * 255).astype(np.uint8)
     pictures = F.interpolate(torch.from_numpy(frame).float().permute(2, 0, 1)[None] / 255, size=(640, 640),
                              mode="bilinear")
     with torch.no_grad():
         ref = detector["model"](pixel_values=pictures)
-    net = RTDETR(read_state(str(detector["path"])))
+    return frame, ref, RTDETR(read_state(str(detector["path"])))
+
+
+def test_boxes_and_picture_are_comfyuis(detector):
+    """A 96x64 frame: the boxes ComfyUI's RTDETR_detect keeps (over 0.05 on random weights, of a class, at most 5) and DrawBBoxes'
+    picture of them."""
+    from nodes.common.boxes import Box
+    from nodes.detect.rtdetr import detect, draw_boxes, label_name
+    frame, ref, net = _frame_and_both(detector, 2)
     best = label_name(_comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, "all", 1)[0][4])
     for class_name, limit in ((best, 300), ("all", 5)):
         want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, class_name, limit)
@@ -216,6 +223,31 @@ def test_boxes_and_picture_are_comfyuis(detector):
     assert (picture != frame).any() and np.array_equal(picture, _comfy_draw(frame, comfy))
 
 
+def test_comfyuis_unbounded_settings_import_as_they_run(detector):
+    """RTDETR_detect's threshold and max_detections have no bounds in ComfyUI: a workflow's 1.5 / -0.5 / 500 / 0
+    import as values Kinograph takes (scores lie in 0..1; there are 300 queries) and find the boxes ComfyUI's code
+    keeps with the workflow's own values."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    from nodes.detect.rtdetr import detect
+    frame, ref, net = _frame_and_both(detector, 3)
+    for threshold, limit in ((1.5, 5), (-0.5, 500), (0.05, 0)):
+        api = {"1": {"class_type": "LoadImage", "inputs": {"image": "people.png"}},
+               "2": {"class_type": "UNETLoader", "inputs": {"unet_name": "rt_detr_v4-x-hgnet_fp16.safetensors",
+                                                             "weight_dtype": "default"}},
+               "3": {"class_type": "RTDETR_detect", "inputs": {"model": ["2", 0], "image": ["1", 0],
+                                                               "threshold": threshold, "class_name": "all",
+                                                               "max_detections": limit}},
+               "4": {"class_type": "DrawBBoxes", "inputs": {"image": ["1", 0], "bboxes": ["3", 0]}},
+               "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "boxes"}}}
+        graph = load_workflow(text=import_data(api, name="rtdetr").yaml, check=True).graph
+        (node,) = [n for n in graph.nodes.values() if n.type == "detect.rtdetr"]
+        got = detect(net, frame[None], node.params["threshold"], "all", node.params["max_detections"])[0]
+        want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), threshold, "all", limit)
+        assert len(got) == len(want) == {1.5: 0, -0.5: 300, 0.05: 0}[threshold]
+        assert np.allclose(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), atol=1e-3)
+
+
 def test_a_wrong_file_is_named(tmp_path):
     import torch
     from safetensors.torch import save_file
@@ -229,6 +261,22 @@ def test_a_wrong_file_is_named(tmp_path):
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(NodeError, match="cannot be read as a safetensors file"):
         read_state(str(junk))
+
+
+def test_a_file_short_of_the_network_is_named(detector, tmp_path):
+    """A safetensors file with the tensors RT-DETR's file is told by, but not every one the network reads (another
+    RT-DETR version's, one cut short), is named with the tensor it lacks, whether that is read when it loads or
+    while it detects."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import detect, load
+    sd = load_file(str(detector["path"]))
+    for n, gone in enumerate(("decoder.reg_scale", "encoder.fpn_blocks.0.cv4.conv.weight")):
+        path = tmp_path / f"rt_detr_short_{n}.safetensors"
+        save_file({k: v for k, v in sd.items() if k != gone}, str(path))
+        with pytest.raises(NodeError, match=f"{path.name} is not ComfyUI's RT-DETR v4 detector "
+                                            f"\\(it has no {re.escape(gone)}\\).*rt_detr_v4-x-hgnet_fp16"):
+            detect(load(str(path)), np.zeros((1, 32, 48, 3), np.uint8), 0.5, "all", 10)
 
 
 def test_multi_person_template_imports():

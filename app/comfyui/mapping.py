@@ -870,11 +870,14 @@ RULES: Dict[str, Rule] = {
     "SDPoseKeypointExtractor": Rule("pose.sdpose_keypoints", ("batch_size",), (P("batch_size", "batch_size"),),
                                     {"model": "model", "vae": "vae", "image": "video", "bboxes": "boxes"},
                                     ("keypoints",)),
-    # ComfyUI's RT-DETR v4 (comfy_extras/nodes_rtdetr.py): its file, from a UNETLoader, folds into detect.rtdetr
+    # ComfyUI's RT-DETR v4 (comfy_extras/nodes_rtdetr.py): its file, from a UNETLoader, folds into detect.rtdetr.
+    # Its threshold and max_detections are unbounded there; scores lie in 0..1 and there are 300 queries, so the
+    # values past those bounds keep what the bounds keep.
     "RTDETR_detect": Rule("detect.rtdetr", ("threshold", "class_name", "max_detections"),
-                          (P("threshold", "threshold"), P("class_name", "class_name"),
-                           P("max_detections", "max_detections")), {"image": "video"}, ("boxes",),
-                          special="rtdetr_detect"),
+                          (P("threshold", "threshold", lambda v: min(max(float(v), 0.0), 1.0)),
+                           P("class_name", "class_name"),
+                           P("max_detections", "max_detections", lambda v: min(max(int(v), 0), 300))),
+                          {"image": "video"}, ("boxes",), special="rtdetr_detect"),
     "DrawBBoxes": Rule("detect.draw_boxes", (), (), {"image": "video", "bboxes": "boxes"}, ("video",),
                        note="labels in PIL's default font, as ComfyUI writes them where Arial is missing (it has "
                             "Arial on Windows); the boxes of one picture are not repeated over a longer clip"),

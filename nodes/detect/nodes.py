@@ -16,7 +16,8 @@ def rtdetr(ctx, video: VIDEO,
                                                                           "dropped"),
            class_name: str = Param("all", choices=("all",) + COCO_CLASSES, help="the COCO class kept; all: every "
                                                                                   "class"),
-           max_detections: int = Param(100, min=1, max=300, help="at most this many boxes a frame, best first"),
+           max_detections: int = Param(100, min=0, max=300, help="at most this many boxes a frame, best first (0: "
+                                                                  "none, as in ComfyUI)"),
            ) -> BOXES:
     """Boxes of the objects in each frame (people, with class_name person), found by RT-DETR v4 as ComfyUI's
     RTDETR_detect finds them: each frame stretched to 640x640, boxes in the frame's pixels, each marked with its

@@ -34,7 +34,19 @@ HINT = ("load ComfyUI's RT-DETR v4 detector, rt_detr_v4-x-hgnet_fp16.safetensors
 Found = Tuple[float, float, float, float, int, float]     # x0, y0, x1, y1, class, score
 
 
-def read_state(path: str) -> dict:
+class Tensors(dict):
+    """A detector file's tensors by name: one the network reads and the file lacks (another RT-DETR version's file,
+    one cut short) is named with the file, not a KeyError."""
+
+    def __init__(self, path: str, tensors: dict):
+        super().__init__(tensors)
+        self.path = path
+
+    def __missing__(self, key):
+        raise NodeError(f"{self.path} is not ComfyUI's RT-DETR v4 detector (it has no {key}): {HINT}")
+
+
+def read_state(path: str) -> Tensors:
     """The detector's tensors from a safetensors file, named as ComfyUI's RTv4 names them; a clear error for
     any other file."""
     from safetensors import SafetensorError
@@ -51,15 +63,15 @@ def read_state(path: str) -> dict:
         what = ("a Hugging Face D-FINE / RT-DETR layout, which ComfyUI does not read"
                 if any(k.startswith("model.backbone.model.") for k in sd) else f"it has no {missing[0]}")
         raise NodeError(f"{path} is not ComfyUI's RT-DETR v4 detector ({what}): {HINT}")
-    return {k: v.float() for k, v in sd.items()}
+    return Tensors(path, {k: v.float() for k, v in sd.items()})
 
 
 class RTDETR:
     """The network over a state dict in ComfyUI's layout, run as plain functions of its tensors."""
 
-    def __init__(self, sd: dict, device: str = "cpu"):
+    def __init__(self, sd: Tensors, device: str = "cpu"):
         import torch
-        self.sd = {k: v.to(device) for k, v in sd.items()}
+        self.sd = Tensors(sd.path, {k: v.to(device) for k, v in sd.items()})
         self.device = device
         self._keys, self._counts = tuple(sd), {}
         self.stages = self.count("backbone.stages")

@@ -159,23 +159,23 @@ def _level(key: str, depth: int) -> int:
 
 
 # -- the denoiser's weights, from headers --------------------------------------------------
-def denoiser_shapes(kind: str, params: dict) -> Tuple[str, Dict[str, Tuple[int, ...]]]:
-    """(family, denoiser tensor name -> shape) of the model a loader node hands out, read from headers;
-    NodeError naming why where that cannot be told before loading."""
+def denoiser_shapes(kind: str, params: dict) -> Tuple[str, Dict[str, Tuple[int, ...]], str]:
+    """(family, denoiser tensor name -> shape, detected variant or "") of the model a loader node hands out, read
+    from headers; NodeError naming why where that cannot be told before loading."""
     from nodes.generate.detect import GGUF_EXT, SAFE_EXT, detect_header, read_header
     from nodes.generate.loaders import _resolve_any
     from nodes.generate.model_manager import detect_family, family_of_file, resolve_family_path, resolve_model_path
     if kind == "load.diffusion_model":
         path = resolve_model_path(params.get("name") or "", "diffusion_models", "diffusion model")
     elif kind == "load.mini":
-        return "mini", {}
+        return "mini", {}, ""
     elif kind == "load.model":
         path = _resolve_any(params.get("path") or "")
     elif kind.startswith("load.") and params.get("path"):
         path = resolve_family_path(params["path"], kind[len("load."):], "model")
     else:
         raise NodeError(f"its model comes from {kind}, whose weights are known only when it runs")
-    files, prefix = [path], ""
+    files, prefix, variant = [path], "", ""
     if path.is_dir():
         fam = detect_family(path)[0]
         files = [f for sub in ("transformer", "unet", "motion_adapter", "") for f in sorted((path / sub).glob("*"))
@@ -186,7 +186,7 @@ def denoiser_shapes(kind: str, params: dict) -> Tuple[str, Dict[str, Tuple[int, 
         raise NodeError(f"{path.name} is a pickled checkpoint, whose weights are read only when it loads")
     else:
         det = detect_header(read_header(path))
-        fam, prefix = family_of_file(det), det.prefix
+        fam, prefix, variant = family_of_file(det), det.prefix, det.variant
     shapes: Dict[str, Tuple[int, ...]] = {}
     for f in files:
         shapes.update({k[len(prefix):]: s for k, s in read_header(f).shapes.items() if k.startswith(prefix)})
@@ -198,7 +198,7 @@ def denoiser_shapes(kind: str, params: dict) -> Tuple[str, Dict[str, Tuple[int, 
         fam = kind[len("load."):] if fam in (None, "motion") else fam
     if fam is None:
         raise NodeError(f"{path.name}'s family is not recognised from its files")
-    return fam, shapes
+    return fam, shapes, variant
 
 
 # -- the workflow's samplers ---------------------------------------------------------------
@@ -248,7 +248,7 @@ def _count_sampler(work: SamplerWork, g, specs, p: dict, chain_of, params_of) ->
         raise NodeError(f"the size of {latent[-1]} comes through a link, known only when it runs")
     if not model:
         raise NodeError("its model's loader cannot be told from the graph")
-    fam, shapes = denoiser_shapes(g.nodes[model[-1]].type, params_of(model[-1]))
+    fam, shapes, variant = denoiser_shapes(g.nodes[model[-1]].type, params_of(model[-1]))
     if fam not in FAMILIES or fam == "mini":
         raise NodeError("kinograph-mini's denoiser is not counted: a few million weights, it samples in seconds "
                         "on any CPU" if fam == "mini" else f"its model's family {fam!r} is not one Kinograph samples")
@@ -258,7 +258,7 @@ def _count_sampler(work: SamplerWork, g, specs, p: dict, chain_of, params_of) ->
     steps = max(1, round(p["steps"] * p["denoise"])) if p["denoise"] < 1 else p["steps"]
     work.steps = max(0, min(steps, p["end_step"]) - p["start_step"])
     distilled = fam in ("hunyuan", "flux") or (fam == "flux2" and "guidance_in.in_layer.weight" in shapes)
-    work.guidance = 1 if distilled or (p["cfg"] or spec.cfg) == 1.0 else 2
+    work.guidance = 1 if distilled or (p["cfg"] or spec.usual_cfg(variant)) == 1.0 else 2
     lat_frames = spec.latent_frames(work.frames)
     sf = spec.space_factor
     windows = _windows(g, model, params_of, fam, lat_frames, spec.time_factor)

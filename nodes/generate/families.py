@@ -36,6 +36,8 @@ class Family:
     # FLUX.2 [klein]) have no guidance input: ComfyUI ignores FluxGuidance there and its sampler's cfg is a true CFG.
     distilled_guidance: bool = False
     guidance_free: Tuple[str, ...] = ()
+    # Detected variants whose usual cfg (sample's cfg left at 0) is not the family's: (variant, cfg) pairs
+    variant_cfg: Tuple[Tuple[str, float], ...] = ()
     # A VAE that encodes time in chunks (MiniMax H3's: 17 pixel frames to 5 latent frames, after a first 5 to 2):
     # (pixel frames per chunk, latent frames per chunk, pixel frames of the first, its latent frames); videos take
     # chunk * n + first frames. A picture (1 frame) is one latent frame all the same.
@@ -44,6 +46,10 @@ class Family:
     def reads_guidance(self, variant: str = "") -> bool:
         """Whether a model of this family (of this detected variant, where known) is told FluxGuidance's value."""
         return self.distilled_guidance and not (variant and variant.endswith(self.guidance_free))
+
+    def usual_cfg(self, variant: str = "") -> float:
+        """sample's cfg when it is left at 0 (auto), for a model of this detected variant where known."""
+        return dict(self.variant_cfg).get(variant, self.cfg)
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
         if self.chunks and frames > 1:
@@ -133,7 +139,8 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # per-mode blocks (picture, reference pictures, prompt) before joint ones; prompts read by 8 of Qwen3-VL-4B's layers.
     # base: 50 steps, true CFG 3.5; the step-distilled file: 16 steps at cfg 1 (no negative pass).
     Family("flux3", "FLUX.3 [klein] (image)", ("Flux3Parts",), ("Flux3Transformer2DModel",), space_factor=16,
-           fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, latents="flux2"),
+           fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, latents="flux2",
+           variant_cfg=(("distilled", 1.0),)),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.

@@ -340,11 +340,11 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
     The picture is prepared first (grey, contrast, sharpening, noise: prepared); denoise 0 then keeps it (no model
     call). The model's ControlNet frames are frame k's (control_at)."""
     from graph_engine import Clip
+    from nodes.generate.adapters import get_adapter
     from nodes.generate.control import control_at
-    from nodes.generate.families import family
     from nodes.generate.sampling import run_sampling
     from nodes.generate.vae_ops import decode_latent, empty_latent, encode_clip
-    default_cfg = family(model.family).cfg
+    default_cfg = get_adapter(model.family).usual_cfg(model)
 
     def diffuse(picture: Optional[Picture], k: int) -> Picture:
         denoise = 1.0 if picture is None else float(plan.denoise[k])

@@ -687,7 +687,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            negative: CONDITIONING = Input(optional=True),
            noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),
            steps: int = Param(20, min=1, max=1000, help="denoising steps: more is slower and usually cleaner"),
-           cfg: float = Param(0.0, zero="auto", min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
+           cfg: float = Param(0.0, zero="auto", min=0.0, max=50.0,
+                              help="guidance scale; 0 = the model's usual value (its family's; 1 for FLUX.3 "
+                                   "[klein]'s step-distilled file)"),
            sampler: str = Param("euler", choices=SAMPLERS,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
@@ -729,7 +731,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     Long clips: past the most frames a model takes at once (AnimateDiff's motion module: 32, 24 for v1)
     the clip is sampled in uniform context windows of 16 frames overlapping by 4, with FreeNoise when no
     noise is connected, and the log says so; a context.windows node before sample chooses them instead."""
-    from nodes.generate.families import family
+    from nodes.generate.adapters import get_adapter
     from nodes.generate.sampling import run_sampling
     preview = None
     if ctx.wants_previews:
@@ -737,7 +739,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 
         def preview(x, i, n):
             ctx.preview(latent_preview(x), i, n)
-    out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or family(model.family).cfg,
+    out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or get_adapter(model.family).usual_cfg(model),
                        sampler=sampler, scheduler=scheduler, denoise=denoise, seed=seed,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
@@ -778,7 +780,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                          "is drawn again; 0 keeps it as moved (Deforum's "
                                          "strength is 1 - denoise)"),
              cfg: float = Param(7.0, kind="schedule", **_within("cfg"),
-                                help="guidance per frame; 0 = the family's usual value"),
+                                help="guidance per frame; 0 = the model's usual value"),
              steps: int = Param(20, kind="schedule", **_within("steps"),
                                 help="denoising steps per frame (a diffused frame runs the "
                                      "last `denoise` share of them)"),

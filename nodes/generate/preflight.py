@@ -122,16 +122,18 @@ def latent_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
                        params.get("size_fit", "exact"))
 
 
-def model_family(kind: str, params: dict) -> Optional[str]:
-    """The family of the model a loader node hands out, without loading it; None where that cannot be told."""
+def model_family(kind: str, params: dict) -> Tuple[Optional[str], str]:
+    """(family, detected variant or "") of the model a loader node hands out, without loading it; the family None
+    where that cannot be told."""
     if kind == "load.diffusion_model":
         from nodes.generate.detect import detect_file
         from nodes.generate.model_manager import resolve_model_path
         name = params.get("name") or ""
         file = resolve_model_path(name, "diffusion_models", "diffusion model") if name else None
-        return detect_file(file).family if file is not None and _header_only(file) else None
+        det = detect_file(file) if file is not None and _header_only(file) else None
+        return (det.family, det.variant) if det is not None else (None, "")
     found = vae_source(kind, params) if kind != "load.vae" else None
-    return found[0] if found else None
+    return (found[0] if found else None), ""
 
 
 def guidance_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
@@ -140,13 +142,13 @@ def guidance_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
     if "negative" in sources or "model" not in sources:
         return []
     try:
-        fam = model_family(*sources["model"])
+        fam, variant = model_family(*sources["model"])
     except (NodeError, OSError, ValueError):
         return []
     if fam is None or fam in ("svd", "hunyuan", "flux"):
         return []
     from nodes.generate.families import family
-    cfg = params["cfg"] or family(fam).cfg
+    cfg = params["cfg"] or family(fam).usual_cfg(variant)
     if cfg == 1.0:
         return []
     return [("cfg", f"cfg {cfg} needs a negative conditioning: connect encode.text's negative output to "

@@ -91,6 +91,10 @@ class Adapter:
     def scheduler(self, pipe):
         return type(pipe.scheduler).from_config(pipe.scheduler.config)
 
+    def usual_cfg(self, handle) -> float:
+        """sample's cfg when it is left at 0 (auto): the family's, or its variant's where the model tells which."""
+        return self.spec.cfg
+
     def distilled_guidance(self, handle) -> bool:
         """Whether this model is told sample's cfg as its guidance (no negative pass): the family's, or the
         model's own where a family has both kinds (FLUX.2 dev and [klein])."""

@@ -79,6 +79,10 @@ class Flux3Adapter(Flux2Adapter):
         """The tabulated schedules' shift (simple, beta, ...): the recipe's constant."""
         return float(self.scheduler(pipe).config.shift)
 
+    def usual_cfg(self, handle) -> float:
+        """The step-distilled file (a flow map) samples unguided, at cfg 1; the base file at the pipeline's 3.5."""
+        return self.spec.usual_cfg("distilled" if handle.pipe.transformer.config.flow_map else "base")
+
     def distilled_guidance(self, handle) -> bool:
         return False            # no guidance input: the base model takes true CFG, the distilled one none
 
