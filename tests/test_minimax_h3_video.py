@@ -248,6 +248,197 @@ def test_comfyui_minimax_h3_t2v_templates_run_with_their_sound(minimax, tmp_path
     assert _err(sound, got_sound) < 1e-4, _err(sound, got_sound)
 
 
+def _keyframe_reference(states, seen, keys, anchors, seed, video_noise, sound_rows, steps):
+    """diffusers' fl2va loop written out: the keyframes noised to t = 0.999 by the request's generator, one draw each
+    before anything else (MiniMaxH3PrepareConditionLatentsStep; the video's and sound's noise given, as its
+    PrepareLatentsStep takes them), laid out with their anchors, told max(t, 0.999), never stepped; the prompt's
+    rows `seen` (a keyframe's vision block) tagged as video (0), the others as text (1)."""
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
+                                                                       MiniMaxH3SetTimestepsStep,
+                                                                       patchify_video_latents)
+    from tiny_minimax_h3 import transformer
+    model = transformer()
+    c, t, h, w = video_noise.shape[1:]
+    length = sound_rows.shape[0] // 2
+    sch, sound_sch = MiniMaxH3Scheduler(shift=12.0), MiniMaxH3Scheduler(shift=3.0)
+    gen = torch.Generator().manual_seed(seed)
+    held = torch.cat([patchify_video_latents(sch.scale_noise(k[None, :, None], 0.999, torch.randn(
+        (1, c, 1, h, w), generator=gen, dtype=torch.float32)), (1, 2, 2)) for k in keys])
+    pos, tags, video, audio, text, n_held, _ = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
+        (~seen).long(), t, h, w, length, (1, 2, 2), 2, 2, 0, anchors)
+    for scheduler in (sch, sound_sch):
+        scheduler.set_timesteps(steps + 1)
+    rows = torch.cat([held, patchify_video_latents(video_noise, (1, 2, 2))])
+    sound = sound_rows.clone()
+    with torch.no_grad():
+        for tv, ta in zip(sch.timesteps, sound_sch.timesteps):
+            unique, which = MiniMaxH3SetTimestepsStep.build_row_timesteps(
+                video, audio, n_held, 0, text.numel(), float(tv), float(ta), max(float(tv), 0.999), 1.0)
+            vel, vel_sound = model(hidden_states=rows[None], audio_hidden_states=sound[None],
+                                   encoder_hidden_states=states, timestep=unique, timestep_indices=which,
+                                   token_tags=tags, position_ids=pos, video_indices=video, audio_indices=audio,
+                                   text_indices=text, return_dict=False)
+            rows[n_held:] = sch.step(vel[0, n_held:].float(), tv, rows[n_held:], return_dict=False)[0]
+            sound = sound_sch.step(vel_sound[0].float(), ta, sound, return_dict=False)[0]
+    latent = rows[n_held:].reshape(t, h // 2, w // 2, c, 2, 2).permute(3, 0, 1, 4, 2, 5).reshape(1, c, t, h, w)
+    return latent, sound
+
+
+@pytest.mark.parametrize("anchors", [("first",), ("last",), ("first", "last")])
+def test_keyframes_pin_the_video_as_diffusers_fl2va(minimax, anchors):
+    """condition.frames' keyframes on MiniMax H3: each a latent frame of rows of its own at its anchor's time, noised
+    from the run's seed and held at t = 0.999, the prompt's vision rows tagged as video, as diffusers' fl2va samples
+    them."""
+    from nodes.generate.adapters.base import joined
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT
+    model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
+    latent = empty_latent(model, FRAMES, W, H, 24.0)
+    g = torch.Generator().manual_seed(4)
+    states = torch.randn(1, 5, TEXT, generator=g)
+    keys = torch.randn(len(anchors), 24, H // 16, W // 16, generator=g)
+    video_noise = torch.randn(latent.samples.shape, generator=g)
+    sound_rows = torch.randn(2 * 37, 32, generator=g)
+    noise = joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
+    seen = torch.tensor([False, True, True, False, False])
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool), extra={
+        "minimax_h3_keyframes": keys, "minimax_h3_seen": seen[None]}, meta={"minimax_h3_anchors": list(anchors)})
+    out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise, seed=11)
+    video, sound = _keyframe_reference(states, seen, keys, anchors, 11, video_noise, sound_rows, 3)
+    got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, out.samples) < 1e-5, _err(video, out.samples)
+    assert _err(sound, got_sound) < 1e-5, _err(sound, got_sound)
+    plain = run_sampling(model, Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool)), None, latent,
+                         steps=3, cfg=1.0, sampler="euler", noise=noise, seed=11)
+    assert _err(video, plain.samples) > 1e-3       # the keyframes change the video: the test can fail
+
+
+def test_condition_frames_encodes_keyframes_as_diffusers(minimax):
+    """condition.frames on the MiniMax H3 video VAE: the first keyframe stretched onto the canvas, the last
+    cover-cropped (both Lanczos; diffusers' MiniMaxH3ResizeStep written out), each encoded by diffusers' own
+    encode_vae_condition on the same weights (posterior sampled under seed 42, float16-rounded, normalised)."""
+    import numpy as np
+    from diffusers.modular_pipelines.minimax_h3.encoders import encode_vae_condition
+    from PIL import Image
+    from graph_engine import NodeError
+    from nodes.generate.image_cond import condition_frames
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import vae as tiny_vae
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(vae, FRAMES, W, H, 24.0)
+    rng = np.random.default_rng(5)
+    first, last = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((50, 90), (90, 40)))
+    cond = Conditioning("minimax_h3", torch.zeros(1, 2, 8))
+    out = condition_frames(vae, cond, None, latent, first, last, None)["positive"]
+    assert out.meta["minimax_h3_anchors"] == ["first", "last"]
+    got = out.extra["minimax_h3_keyframes"]
+    pic = Image.fromarray(last)
+    scale = max(W / 40, H / 90)
+    size = (max(W, round(40 * scale)), max(H, round(90 * scale)))
+    left, top = max(0, (size[0] - W) // 2), max(0, (size[1] - H) // 2)
+    pictures = [Image.fromarray(first).resize((W, H), Image.LANCZOS),
+                pic.resize(size, Image.LANCZOS).crop((left, top, left + W, top + H))]
+    ref = tiny_vae().float()
+    for i, p in enumerate(pictures):
+        px = torch.from_numpy(np.array(p)).permute(2, 0, 1)[None, :, None]
+        with torch.no_grad():
+            want = encode_vae_condition(ref, px, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 42)[0, :, 0]
+        assert _err(want, got[i]) < 1e-3, (i, _err(want, got[i]))     # a float16 rounding apart at most
+    with pytest.raises(NodeError, match="video made with its sound"):
+        condition_frames(vae, cond, None, empty_latent(vae, 1, W, H, 24.0), first, None, None)
+
+
+@pytest.mark.parametrize("name,picture,published", [
+    ("video_minimax_h3_i2v.json", "transparent_rgb_gaming_mouse.png", (("width: 640", "height: 640"), 20)),
+    ("video_minimax_h3_i2v_continuation.json", "transparent_rgb_gaming_mouse.png",
+     (("width: 640", "height: 640"), 20)),
+    # FastH3: the canvas is the picture's, scaled to 0.4 megapixels (here to 0.01, the least it takes)
+    ("video_fastvideo_fasth3_i2v.json", "red_line_barrier.png", (("megapixels: 0.4",), 8))])
+def test_comfyui_minimax_h3_i2v_templates_run_from_their_keyframe(minimax, tmp_path, monkeypatch, name, picture,
+                                                                  published):
+    """ComfyUI's MiniMax H3 image-to-video templates (MiniMaxH3ImageToVideo with its first_frame from LoadImage)
+    import with every node mapped (encode.text, latent.empty, condition.frames) and run on the tiny files under their
+    names to a 22-frame video with its stereo soundtrack, the keyframe pinned."""
+    import wave
+    import numpy as np
+    from PIL import Image
+    from comfy_layouts import imported_template
+    from graph_engine.api import Session, load_workflow
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(tmp_path / picture)
+    sizes, steps = published
+    _, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
+    for a, b in (*zip(sizes, (f"width: {W}", f"height: {H}") if len(sizes) == 2 else ("megapixels: 0.01",)),
+                 ("frames: 124", f"frames: {FRAMES}"), ("sampler: res_multistep", "sampler: euler"),
+                 (f"path: {picture}", f"path: {tmp_path / picture}")):
+        assert a in yaml, a
+        yaml = yaml.replace(a, b)
+    assert "type: condition.frames" in yaml
+    workflow = tmp_path / "minimax_i2v.kino.yaml"
+    workflow.write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(workflow, check=False), use_cache=False)
+    assert out.ok, out.failed
+    clip = next(v["video"] for k, v in out.outputs.items() if k.startswith("create_video"))
+    assert clip.length == FRAMES and (clip.width, clip.height) == ((W, H) if len(sizes) == 2 else (128, 96))
+    with wave.open(clip.audio.path) as sound:
+        assert (sound.getnchannels(), sound.getframerate()) == (2, 32000)
+    assert list(tmp_path.glob("out/video/MiniMax_H3*"))
+
+
+def test_condition_frames_reads_the_prompt_after_the_keyframes_as_diffusers(minimax, tmp_path):
+    """condition.frames with MiniMax H3's Qwen3-VL connected: the prompt read again after a "<Picture i>: " label and
+    the vision block of each keyframe (diffusers' MiniMaxH3FL2VATextEncoderStep written out over its own
+    get_qwen3vl_prompt_embeds, Qwen3-VL's published image settings), the blocks' rows tagged as video; an empty
+    prompt is read with the pictures alone."""
+    import numpy as np
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
+    from nodes.generate.image_cond import condition_frames
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import qwen_tokenizer
+    te = load_text_encoder(ModelManager(), "qwen3vl_minimax_tiny.safetensors", "", "minimax", "cpu")
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(vae, FRAMES, W, H, 24.0)
+    rng = np.random.default_rng(7)
+    first, last = (rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(2))
+    tok = qwen_tokenizer(tmp_path / "tokenizer")
+    images = Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    proc = Qwen3VLProcessor.__new__(Qwen3VLProcessor)
+    proc.tokenizer, proc.image_processor = tok, images
+    proc.image_token_id, proc.video_token_id = (tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>",
+                                                                                      "<|video_pad|>"))
+    for prompt in ("<Picture 1> opens, <Picture 2> closes", ""):
+        got = condition_frames(vae, encode_prompt(te, prompt), None, latent, first, last, None,
+                               text_encoder=te)["positive"]
+        pictures = [Image.fromarray(k) for k in (first, last)]     # already the canvas' size
+        vision = images(images=pictures, return_tensors="pt")
+        ids, seen = [], []
+        for i, grid in enumerate(vision["image_grid_thw"]):
+            label = tok(f"<Picture {i + 1}>: ", add_special_tokens=False)["input_ids"]
+            block = ([tok.convert_tokens_to_ids("<|vision_start|>")] + [tok.convert_tokens_to_ids("<|image_pad|>")]
+                     * (int(grid.prod()) // 4) + [tok.convert_tokens_to_ids("<|vision_end|>")])
+            ids, seen = ids + label + block, seen + [False] * len(label) + [True] * len(block)
+        words = tok(prompt, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            want = get_qwen3vl_prompt_embeds(text_encoder(), proc, ids + words, dict(vision))
+        assert got.embeds.shape == want.shape, (got.embeds.shape, want.shape)
+        assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)
+        assert got.extra["minimax_h3_seen"][0].tolist() == seen + [False] * len(words)
+
+
 def test_a_video_latent_is_not_cut_or_joined_in_time_into_garbage():
     """The video's latent frames come in VAE chunks (2, then 5 at a time) and its sound is [1, 32, stereo, L]:
     cutting or joining frames had cut the sound across its stereo axis (LTX-2's time axis) and named a frame count

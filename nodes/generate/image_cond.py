@@ -45,9 +45,10 @@ def condition_frames(vae, positive: Conditioning, negative: Optional[Conditionin
                      first: Optional[np.ndarray], last: Optional[np.ndarray],
                      image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02,
                      tracks=None, method: str = "ati", temperature: float = 220.0, topk: int = 2,
-                     strength: float = 1.0):
+                     strength: float = 1.0, text_encoder=None):
     """(positive, negative) carrying the frames the video must start (and end) with; tracks steer Wan ATI or
-    Wan-Move models (nodes.motion.wan_tracks)."""
+    Wan-Move models (nodes.motion.wan_tracks); `text_encoder` reads positive's prompt again after the frames'
+    pictures (MiniMax H3)."""
     if first is None and last is None:
         raise NodeError("condition.frames needs a first frame (and optionally a last frame)")
     adapter = get_adapter(vae.family)
@@ -66,6 +67,13 @@ def condition_frames(vae, positive: Conditioning, negative: Optional[Conditionin
         neg_extra = extra
         if tracks is not None:
             extra, neg_extra = _steer(extra, tracks, latent, method, temperature, topk, strength)
+    if text_encoder is not None:
+        if not hasattr(adapter, "read_with_pictures"):
+            raise NodeError(f"{vae.family} models read no prompt with their frames: leave condition.frames' "
+                            "text_encoder unconnected (MiniMax H3 reads one)")
+        with torch.inference_mode():
+            positive = adapter.read_with_pictures(text_encoder, positive, latent,
+                                                  *(None if k is None else _pil(k) for k in (first, last)))
     pos = positive.with_extra(**extra).with_meta(**meta)
     neg = None if negative is None else negative.with_extra(**neg_extra).with_meta(**meta)
     return {"positive": pos, "negative": neg}

@@ -441,7 +441,7 @@ def condition_bernini(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITION
 def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      negative: CONDITIONING = Input(optional=True),
                      first: IMAGE = Input(optional=True, help="the video's first frame"),
-                     last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V)"),
+                     last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V, MiniMax H3)"),
                      image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the frame (Wan i2v)"),
                      motion: int = Param(127, min=1, max=255, help="SVD motion bucket: more = more motion"),
                      noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image"),
@@ -451,14 +451,18 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      temperature: float = Param(220.0, min=1.0, max=1000.0,
                                                 help="ATI: sharpness of each track's spot (more = smaller)"),
                      topk: int = Param(2, min=1, max=10, help="ATI: tracks blended at each latent pixel"),
-                     strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move")):
-    """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video.
+                     strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move"),
+                     text_encoder: TEXT_ENCODER = Input(optional=True, help="MiniMax H3: its Qwen3-VL, to read "
+                                                                            "positive's prompt after the keyframes")):
+    """Image-to-video conditioning: pin the first (and for Wan and MiniMax H3, the last) frame of the generated video.
 
     Wan ATI (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) and Wan-Move (ComfyUI's WanMoveTrackToVideo) models
-    also take point tracks: what is under each track's start in the first frame is carried along it."""
+    also take point tracks: what is under each track's start in the first frame is carried along it. MiniMax H3
+    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder."""
     from nodes.generate.image_cond import condition_frames as run
     return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
-               tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength)
+               tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength,
+               text_encoder=text_encoder)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",

@@ -257,9 +257,12 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
-        if family in ("qwenimage", "qwenimage21", "longcat"):
+        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3"):
             from nodes.generate.converters.qwenimage import link_vision_tokens
             link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
+        if family == "minimax_h3":      # its Qwen3-VL also reads image-to-video's keyframes (condition.frames)
+            from nodes.generate.adapters.qwenimage21 import file_processor
+            parts["processor"] = file_processor(parts["tokenizer"])
         if family == "qwenimage21":
             from nodes.generate.adapters.qwenimage21 import file_processor
             parts["processor"] = file_processor(parts.pop("tokenizer"))

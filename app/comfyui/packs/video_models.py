@@ -47,14 +47,9 @@ class VideoModels:
         return [lat, cond]
 
     def special_minimax_h3_video(self, cn, rule, params, notes):
-        """MiniMaxH3ImageToVideo without keyframes (t2va): encode.text on its prompt, and latent.empty of its size
-        and length (snapped up to the 17n+5 frames ComfyUI makes), which holds the soundtrack's latent too."""
-        if any(isinstance(cn.inputs.get(k), Ref) for k in ("first_frame", "last_frame")):
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append(
-                "its first_frame / last_frame keyframes (MiniMax H3 image-to-video) are not made in Kinograph yet; "
-                "without them it is text-to-video")
-            return None
+        """MiniMaxH3ImageToVideo: encode.text on its prompt, and latent.empty of its size and length (snapped up to
+        the 17n+5 frames ComfyUI makes), which holds the soundtrack's latent too; its first_frame / last_frame
+        (fl2va) pinned by condition.frames on the VAE and that latent, which reads the prompt again after them."""
         frames = max(5, int(params.pop("frames", 124)))
         frames += (5 - frames % 17) % 17
         size = {k: params.pop(k) for k in ("width", "height") if k in params}
@@ -62,7 +57,18 @@ class VideoModels:
         lat = self.add("latent.empty", cn, {**size, "frames": frames}, "_latent", dy=-160)
         self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
         self.outs[(cn.id, 1)] = Out((lat, "latent"))
-        return [text, lat]
+        keys = {k: self.resolve(cn.inputs.get(c)) for c, k in (("first_frame", "first"), ("last_frame", "last"))}
+        if not any(keys.values()):
+            return [text, lat]
+        frames_node = self.add("condition.frames", cn, {}, "_keyframes", dy=160)
+        self.link(self.resolve(cn.inputs.get("clip")), frames_node, "text_encoder")
+        self.link(Out((text, "positive")), frames_node, "positive")
+        self.link(Out((lat, "latent")), frames_node, "latent")
+        self.link(self.resolve(cn.inputs.get("vae")), frames_node, "vae")
+        for port, out in keys.items():
+            self.link(out, frames_node, port)
+        self.outs[(cn.id, 0)] = Out((frames_node, "positive"))
+        return [text, lat, frames_node]
 
     def special_ati(self, cn, rule, params, notes):
         """WanTrackToVideo: ComfyUI's track JSON (121 {x, y} samples per track) as a motion.tracks node of one

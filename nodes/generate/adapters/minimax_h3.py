@@ -14,7 +14,13 @@ own schedule, shifted by 3 where the video's is by 12; both come from one base g
 ratio is the video's divided by k = 12 / 3 at every step. The sampler steps both streams on the video's levels: it
 holds the sound as y = (1 - sigma) * x0 + sigma * noise / k, which is the sound's own flow state rescaled, so every
 step of a first-order sampler is the step diffusers' audio scheduler takes (ComfyUI's ModelSamplingAV also carries the
-sound under the video's levels by a scale on its noise)."""
+sound under the video's levels by a scale on its noise).
+
+Image-to-video (condition.frames, diffusers' fl2va): each keyframe is one latent frame of its own, encoded as the
+released model encodes it (ImageNet pixels, the posterior sampled under seed 42, rounded to float16, normalised), laid
+in the sequence between the prompt and the sound at the rotary time of the frame it pins ("first": the first frame,
+"last": the last pixel frame), mixed with 0.1% noise drawn from the run's seed (t = 0.999) and told t = max(the
+step's, 0.999) at every step; its rows are read, never written."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,6 +28,7 @@ import dataclasses
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from PIL import Image
 from diffusers.loaders import MiniMaxH3LoraLoaderMixin
 
 from graph_engine import NodeError
@@ -38,6 +45,9 @@ STREAMS = "minimax_h3_streams"              # the handle option for_latent sets:
 SOUND_SHIFT, DEFAULT_SOUND_SHIFT = "minimax_h3_sound_shift", 3.0     # MiniMaxH3SigmaShift's shift_audio
 OTHER_WIDTH = "this MiniMax H3 transformer reads {}: encode it with MiniMax H3's Qwen3-VL (type minimax)"
 PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # ImageNet's
+KEYFRAMES, ANCHORS, HELD = "minimax_h3_keyframes", "minimax_h3_anchors", "minimax_h3_held"
+SEEN = "minimax_h3_seen"                    # the prompt's rows that are a keyframe's vision tokens (bool [1, L])
+KEYFRAME_T, KEYFRAME_SEED = 0.999, 42       # diffusers' keyframe_noise_aug and keyframe_encode_seed
 NO_QWEN3VL = ("MiniMax H3 reads its prompt with Qwen3-VL 32B (text_encoders/qwen3vl_32b_minimax_h3_*.safetensors); "
               "this text encoder is not one. Give load.text_encoder that file with type minimax, as ComfyUI's "
               "CLIPLoader does")
@@ -64,26 +74,43 @@ def image_layout(text_len: int, h: int, w: int, patch=(2, 2)):
     return pos, tags
 
 
-def video_layout(text_len: int, frames: int, h: int, w: int, sound: int):
-    """(position_ids [S, 3] float64, token_tags [S]) of [prompt | sound rows | frames' patch rows]: the sound's
-    latents one rotary time unit apart from the prompt's length, both stereo channels at the same times, pinned to the
-    width grid's two ends; the frames at the prompt's length plus 5/3 per pixel frame before them."""
+def anchor_time(text_len: int, frames: int, anchor: str) -> float:
+    """The rotary time of a keyframe pinning the first frame, or the last pixel frame of `frames` latent frames
+    (their spans summed pairwise in float64, as numpy sums them in the released code: the ulp matters)."""
+    if anchor == "first":
+        return float(text_len)
+    spans = np.ones(frames, dtype=np.float64) * FRAME_RESCALE
+    for offset, n in enumerate(FRAME_TIME):
+        spans[offset::len(FRAME_TIME)] *= n
+    return float(text_len) + float(spans.sum()) - FRAME_RESCALE
+
+
+def video_layout(text_len: int, frames: int, h: int, w: int, sound: int, anchors=()):
+    """(position_ids [S, 3] float64, token_tags [S]) of [prompt | keyframes' patch rows | sound rows | frames' patch
+    rows]: each keyframe at its anchor_time; the sound's latents one rotary time unit apart from the prompt's length,
+    both stereo channels at the same times, pinned to the width grid's two ends; the frames at the prompt's length
+    plus 5/3 per pixel frame before them."""
     area = float(np.sqrt(h * w))
     width = spatial_grid(w, 2, area)
     hh, ww = torch.meshgrid(spatial_grid(h, 2, area), width, indexing="ij")
     per_frame = hh.numel()
     spans = torch.tensor([FRAME_RESCALE * FRAME_TIME[i % len(FRAME_TIME)] for i in range(frames)], dtype=torch.float64)
     times = text_len + torch.cat([torch.zeros(1, dtype=torch.float64), spans[:-1].cumsum(0)])
-    pos = torch.zeros(text_len + STEREO * sound + frames * per_frame, 3, dtype=torch.float64)
+    held = len(anchors) * per_frame
+    pos = torch.zeros(text_len + held + STEREO * sound + frames * per_frame, 3, dtype=torch.float64)
     pos[:text_len, 0] = torch.arange(text_len, dtype=torch.float64)
-    at = slice(text_len, text_len + STEREO * sound)
+    keys = pos[text_len:text_len + held].view(len(anchors), per_frame, 3)
+    for i, anchor in enumerate(anchors):
+        keys[i, :, 0] = anchor_time(text_len, frames, anchor)
+    keys[:, :, 1], keys[:, :, 2] = hh.reshape(-1), ww.reshape(-1)
+    at = slice(text_len + held, text_len + held + STEREO * sound)
     pos[at, 0] = (text_len + torch.arange(sound, dtype=torch.float64)).repeat(STEREO)
     pos[at, 2] = torch.cat([torch.full((sound,), float(width[0])), torch.full((sound,), float(width[-1]))])
     video = pos[at.stop:].view(frames, per_frame, 3)
     video[:, :, 0] = times[:, None]
     video[:, :, 1], video[:, :, 2] = hh.reshape(-1), ww.reshape(-1)
-    tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((STEREO * sound,), AUDIO_TAG),
-                      torch.full((frames * per_frame,), VIDEO_TAG)])
+    tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((held,), VIDEO_TAG),
+                      torch.full((STEREO * sound,), AUDIO_TAG), torch.full((frames * per_frame,), VIDEO_TAG)])
     return pos, tags
 
 
@@ -173,27 +200,90 @@ class MiniMaxH3Adapter(Adapter):
         pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, video)
         return (video * pstd + pmean).clamp(0, 1) * 2 - 1
 
+    def frame_condition(self, pipe, latent, first, last, image_embeds, **_):
+        """condition.frames: the keyframes at the latent's size (the first stretched onto it, the last cover-cropped,
+        both Lanczos, as diffusers' MiniMaxH3ResizeStep), each encoded alone (MiniMaxH3KeyframeVaeEncoderStep)."""
+        if latent.audio is None:
+            raise NodeError("MiniMax H3 pins keyframes of a video made with its sound: make the latent with "
+                            "latent.empty on the MiniMax H3 video VAE with 17n+5 frames")
+        vae = video_vae(pipe)
+        keys = keyframe_pictures(latent, first, last)
+        pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, torch.zeros(1))
+        z = []
+        for _, pic in keys:
+            px = torch.from_numpy(np.array(pic.convert("RGB"))).permute(2, 0, 1)[None, :, None].float() / 255.0
+            posterior = vae.encode(((px - pmean) / pstd).to(vae.device, vae.dtype)).latent_dist
+            drawn = posterior.sample(generator=torch.Generator().manual_seed(KEYFRAME_SEED)).to(torch.float16).float()
+            mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, drawn)
+            z.append(((drawn.cpu() - mean.cpu()) / std.cpu())[0, :, 0])
+        return {KEYFRAMES: torch.stack(z)}, {ANCHORS: [a for a, _ in keys]}
+
+    def for_run(self, handle, positive, negative, seed, sigmas):
+        """The keyframes mixed with their 0.1% noise, drawn from the run's seed one keyframe after another."""
+        out = []
+        for c in (positive, negative):
+            if c is None or KEYFRAMES not in c.extra:
+                out.append(c)
+                continue
+            gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+            keys = c.extra[KEYFRAMES].float()
+            noise = torch.stack([torch.randn((1, *k.shape[:1], 1, *k.shape[1:]), generator=gen)[0, :, 0]
+                                 for k in keys])
+            t = torch.tensor(KEYFRAME_T, dtype=torch.float32)
+            out.append(c.with_extra(**{HELD: t * keys + (1.0 - t) * noise}))
+        return tuple(out)
+
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
         """Qwen3-VL's hidden state after layer 50 on each prompt's own tokens (diffusers' MiniMaxH3TextEncoderStep),
         padded to the longest with the mask of each prompt's own tokens."""
-        te = getattr(pipe, "text_encoder", None)
-        if te is None or not type(te).__name__.startswith("Qwen3VL"):
-            raise NodeError(NO_QWEN3VL)
-        layers = te.config.text_config.num_hidden_layers
-        if layers <= TEXT_LAYER:
-            raise NodeError(f"MiniMax H3 reads Qwen3-VL's state after layer {TEXT_LAYER}; this text encoder has "
-                            f"{layers} layers: give it qwen3vl_32b_minimax_h3 (64 layers)")
+        te = qwen3vl(pipe)
         rows = []
         for prompt in prompts:
             ids = pipe.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise NodeError("MiniMax H3 needs a prompt: this one has no words")
+            if not ids:     # read after keyframes (condition.frames), it has their pictures' rows
+                rows.append(torch.zeros(0, te.config.text_config.hidden_size, device=device))
+                continue
             ids = torch.tensor([ids], device=device)
             out = te.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
                            output_hidden_states=True)
             rows.append(out.hidden_states[TEXT_LAYER][0])
         return *padded_rows(rows), None
+
+    def read_with_pictures(self, text_encoder, positive, latent, first, last):
+        """condition.frames' text_encoder: `positive`'s prompt read again after the keyframes, each a "<Picture i>: "
+        label and its vision block (diffusers' MiniMaxH3FL2VATextEncoderStep), the block's rows marked SEEN."""
+        from nodes.generate.text import _device
+        pipe = text_encoder.pipe
+        te = qwen3vl(pipe)
+        if getattr(pipe, "processor", None) is None or not hasattr(te.model, "visual"):
+            raise NodeError("this Qwen3-VL file holds no vision tower to see the keyframes with: give "
+                            "load.text_encoder MiniMax H3's qwen3vl_32b_minimax_h3 file, or leave text_encoder off")
+        if len(positive.prompts) != 1:
+            raise NodeError("MiniMax H3 reads its keyframes with one prompt: a prompt schedule cannot be read "
+                            "with them")
+        device = _device(pipe)
+        tok, proc = pipe.tokenizer, pipe.processor
+        pictures = [pic.convert("RGB") for _, pic in keyframe_pictures(latent, first, last)]
+        vision = proc.image_processor(images=pictures, return_tensors="pt")
+        grid = vision["image_grid_thw"]
+        ids, seen = [], []
+        for i in range(len(pictures)):
+            label = tok(f"<Picture {i + 1}>: ", add_special_tokens=False)["input_ids"]
+            block = tok.convert_tokens_to_ids(["<|vision_start|>"] + ["<|image_pad|>"] * (
+                int(grid[i].prod()) // proc.image_processor.merge_size ** 2) + ["<|vision_end|>"])
+            ids += label + block
+            seen += [False] * len(label) + [True] * len(block)
+        words = tok(positive.prompts[0], add_special_tokens=False)["input_ids"]
+        ids, seen = ids + words, seen + [False] * len(words)
+        types = torch.tensor(proc.create_mm_token_type_ids([ids]), device=device)
+        ids = torch.tensor([ids], device=device)
+        out = te.model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types,
+                       pixel_values=vision["pixel_values"].to(device, te.dtype),
+                       image_grid_thw=grid.to(device), use_cache=False, output_hidden_states=True)
+        rows = out.hidden_states[TEXT_LAYER].float().cpu()
+        return dataclasses.replace(positive, embeds=rows, mask=torch.ones(rows.shape[:2], dtype=torch.bool),
+                                   extra={**positive.extra, SEEN: torch.tensor([seen])})
 
     def clip_pooled(self, pipe, prompts, device):
         raise NodeError("MiniMax H3 reads no CLIP: encode its prompt with encode.text (Qwen3-VL alone)")
@@ -205,7 +295,15 @@ class MiniMaxH3Adapter(Adapter):
     # -- sampling ------------------------------------------------------------------------
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         reads = int(handle.pipe.transformer.config.text_dim)
-        return text_of_width(conds, frames, batch, device, dtype, reads, OTHER_WIDTH.format(reads))
+        out = text_of_width(conds, frames, batch, device, dtype, reads, OTHER_WIDTH.format(reads))
+        if not out["mask"].any(-1).all():
+            raise NodeError("MiniMax H3 needs a prompt: this one has no words (an empty prompt is read with "
+                            "keyframes' pictures alone: condition.frames with its text_encoder connected)")
+        if any(SEEN in c.extra for c in conds):
+            out["seen"] = [c.extra.get(SEEN) for c in conds for _ in range(batch)]
+        if any(HELD in c.extra for c in conds):
+            out["keyframes"] = [(c.extra.get(HELD), c.meta.get(ANCHORS, ())) for c in conds for _ in range(batch)]
+        return out
 
     def default_sigmas(self, pipe, steps, latent_shape):
         """MiniMaxH3Scheduler's steps + 1 levels (its grid counts the final 0)."""
@@ -292,6 +390,9 @@ class MiniMaxH3Adapter(Adapter):
         video with its soundtrack as one."""
         if handle.option(STREAMS) is not None:
             return self._video(handle, x_in, t, inputs)
+        if "keyframes" in inputs:
+            raise NodeError("MiniMax H3 pins keyframes (condition.frames) of a video, not of a picture: make the "
+                            "latent with latent.empty on the MiniMax H3 video VAE with 17n+5 frames")
         model = handle.pipe.transformer
         n = x_in.shape[0]
         frames = frames_in_batch(x_in)
@@ -333,25 +434,66 @@ class MiniMaxH3Adapter(Adapter):
         video, held = apart(x_in.float(), video_shape, sound_shape)
         sound = held * (k / (sigma + k * (1 - sigma))).to(held)
         heard = heard.to(held)
+        # the keyframes' rows are told the step's time or KEYFRAME_T, whichever is cleaner (timestep 2)
+        timestep = torch.cat([timestep, timestep[:1].clamp(min=KEYFRAME_T)])
         length, dev = sound_shape[2], x_in.device
+        keyframes = inputs.get("keyframes") or [(None, ())] * video.shape[0]
+        seen = inputs.get("seen") or [None] * video.shape[0]
         outs = []
-        for x, a, e, m in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"]):
+        for x, a, e, m, (keys, anchors), s in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"],
+                                                  keyframes, seen):
             text = e[m][None]
             n = text.shape[1]
-            pos, tags = video_layout(n, f, h, w, length)
+            pos, tags = video_layout(n, f, h, w, length, anchors)
+            if s is not None:       # a keyframe's vision rows are tagged as video
+                tags[:n][s[0]] = VIDEO_TAG
+            held = 0 if keys is None else keys.shape[0] * (h // 2) * (w // 2)
+            rows = patchify(x) if keys is None else torch.cat([patchify(keys.to(x).transpose(0, 1)), patchify(x)])
+            audio = torch.arange(n + held, n + held + STEREO * length, device=dev)
             which = torch.zeros(pos.shape[0], dtype=torch.long, device=dev)
-            which[n:n + STEREO * length] = 1
-            vel, vel_sound = model(hidden_states=patchify(x)[None].to(model.dtype),
+            which[n:n + held] = 2
+            which[audio] = 1
+            vel, vel_sound = model(hidden_states=rows[None].to(model.dtype),
                                    audio_hidden_states=sound_rows(a)[None].to(model.dtype), encoder_hidden_states=text,
                                    timestep=timestep, timestep_indices=which, token_tags=tags.to(dev),
-                                   position_ids=pos.to(dev), video_indices=torch.arange(n + STEREO * length,
-                                                                                        pos.shape[0], device=dev),
-                                   audio_indices=torch.arange(n, n + STEREO * length, device=dev),
-                                   text_indices=torch.arange(n, device=dev), return_dict=False)
+                                   position_ids=pos.to(dev),
+                                   video_indices=torch.cat([torch.arange(n, n + held, device=dev),
+                                                            torch.arange(audio[-1] + 1, pos.shape[0], device=dev)]),
+                                   audio_indices=audio, text_indices=torch.arange(n, device=dev), return_dict=False)
+            vel = vel[:, held:]
             v = -sound_of_rows(vel_sound[0].float(), sound_shape[0], length)
             clean, noise = a - heard * v, a + (1 - heard) * v
             outs.append(joined(-unpatchify(vel[0].float(), c, f, h, w)[None], (noise / k - clean)[None]))
         return torch.cat(outs)
+
+
+def cover(picture, width: int, height: int):
+    """The picture scaled to cover width x height and centre-cropped, in the released model's arithmetic (rounded
+    size, (excess) // 2 offsets)."""
+    scale = max(width / picture.size[0], height / picture.size[1])
+    size = (max(width, round(picture.size[0] * scale)), max(height, round(picture.size[1] * scale)))
+    left, top = max(0, (size[0] - width) // 2), max(0, (size[1] - height) // 2)
+    return picture.resize(size, Image.LANCZOS).crop((left, top, left + width, top + height))
+
+
+def keyframe_pictures(latent, first, last):
+    """[(anchor, picture)] of the keyframes at the latent's size: the first stretched onto it, the last
+    cover-cropped, both Lanczos (diffusers' MiniMaxH3ResizeStep)."""
+    size = (latent.width, latent.height)
+    return [(a, k.resize(size, Image.LANCZOS) if a == "first" else cover(k, *size))
+            for a, k in (("first", first), ("last", last)) if k is not None]
+
+
+def qwen3vl(pipe):
+    """The text encoder, checked to be Qwen3-VL deep enough for the state MiniMax H3 reads."""
+    te = getattr(pipe, "text_encoder", None)
+    if te is None or not type(te).__name__.startswith("Qwen3VL"):
+        raise NodeError(NO_QWEN3VL)
+    layers = te.config.text_config.num_hidden_layers
+    if layers <= TEXT_LAYER:
+        raise NodeError(f"MiniMax H3 reads Qwen3-VL's state after layer {TEXT_LAYER}; this text encoder has "
+                        f"{layers} layers: give it qwen3vl_32b_minimax_h3 (64 layers)")
+    return te
 
 
 def is_audio_vae(vae) -> bool:
@@ -367,12 +509,12 @@ def video_vae(pipe):
 
 class MiniMaxH3Parts(DiffusionPipeline, MiniMaxH3LoraLoaderMixin):
     """The loaded parts of a MiniMax H3 (diffusers has only a modular pipeline for it, which loads whole repositories):
-    the transformer, its scheduler, the VAE, Qwen3-VL and its tokenizer, any of them None. LoRAs load into the
+    the transformer, its scheduler, the VAE, Qwen3-VL, its tokenizer and processor, any of them None. LoRAs load into the
     transformer through diffusers' MiniMax H3 LoRA loader (MiniMax's / ComfyUI's names, kohya's, musubi-tuner's)."""
-    def __init__(self, transformer=None, scheduler=None, vae=None, text_encoder=None, tokenizer=None):
+    def __init__(self, transformer=None, scheduler=None, vae=None, text_encoder=None, tokenizer=None, processor=None):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder,
-                              tokenizer=tokenizer)
+                              tokenizer=tokenizer, processor=processor)
 
 
 ADAPTERS = {"minimax_h3": MiniMaxH3Adapter()}
