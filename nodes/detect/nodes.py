@@ -35,11 +35,14 @@ def draw_boxes(ctx, video: VIDEO, boxes: BOXES) -> VIDEO:
     from nodes.common.stream import Progress
     from .rtdetr import draw_boxes as draw
     progress = Progress(ctx, video.length)
+    # Grouped once: each frame scanning every box of the clip was frames x boxes.
+    by_frame: dict = {}
+    for box in boxes.boxes:
+        by_frame.setdefault(box.frame, []).append(box)
 
     def reader(a, b):
         import numpy as np
-        out = np.stack([draw(f, [box for box in boxes.boxes if box.frame == i])
-                        for i, f in enumerate(video.frames(a, b), a)])
+        out = np.stack([draw(f, by_frame.get(i, ())) for i, f in enumerate(video.frames(a, b), a)])
         progress.add(b - a)
         return out
 
