@@ -136,9 +136,9 @@ def moge(ctx, video: VIDEO,
          batch: int = Param(4, min=1, max=64, help="frames through the model at once (lower if memory runs out)")
          ) -> GEOMETRY:
     """Monocular geometry of every frame with MoGe-2 (ComfyUI's LoadMoGeModel and MoGeInference): depth in metres,
-    the camera, the validity mask (sky, voids) and normals. Draw it with depth.moge_render. Made as far as read, a
-    batch of frames a pass, so a long plate streams; only the last pass is held, so each render of a clip read
-    after another runs the model again. The model is read from your own folder, nothing is downloaded."""
+    the camera, the validity mask (sky, voids) and normals. Draw it with depth.moge_render. Frames are computed as
+    they are read, a batch of frames a pass, so a long plate streams; only the last pass is held, so each render of
+    a clip read after another runs the model again. The model is read from your own folder, nothing is downloaded."""
     from nodes.depth.moge import infer
     return infer(video, as_given(model, ctx.workflow_dir), resolution_level, fov_x, force_projection, apply_mask,
                  batch, device=ctx.device, ctx=ctx)
