@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
-from .types import value_converter
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
@@ -24,6 +23,7 @@ from .partial import Partials
 from .plan import explain, plan_run
 from .registry import Registry, default_registry
 from .spill import Spill
+from .types import value_converter
 from .validate import bypass_problem, read_outputs, left_out_note
 from .workflow import Workflow
 

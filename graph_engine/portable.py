@@ -108,8 +108,9 @@ def control_characters(value: str) -> str:
 
 
 # Where macOS keeps users' files and other drives; on Linux such a path is from a Mac.
-_WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 _MAC_ROOTS = ("/Users/", "/Volumes/")
+# Workflow files: never what a node reads as footage or a picture, so never its near-name hint.
+_WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def missing_hint(path: str) -> str:
