@@ -346,3 +346,13 @@ def histogram_matcher(reference: np.ndarray, space: str = "rgb"):
         return img if code is None else cv2.cvtColor(np.ascontiguousarray(img), code)
     cdfs = channel_cdfs(conv(reference, to))
     return lambda frame: conv(match_cdfs(conv(frame, to), cdfs), back)
+
+
+def turbo(x: np.ndarray) -> np.ndarray:
+    """Mikhailov's polynomial Turbo colour map of values in 0..1: (..., 3) in 0..1. ComfyUI draws depth with it
+    (DA3Render, MoGeRender); OpenCV's Turbo table is up to 32 levels off it."""
+    x = np.clip(x.astype(np.float32), 0, 1)
+    rows = ((0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943),
+            (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604),
+            (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973))
+    return np.clip(np.stack([np.polynomial.polynomial.polyval(x, r) for r in rows], -1), 0, 1)

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from graph_engine import NodeError
+from nodes.common.color import turbo
 
 PATCH = 14
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -613,15 +614,6 @@ def normalised(depth: np.ndarray, sky: Optional[np.ndarray], how: str,
     if how == "v2_style" and sky is not None:
         out[sky >= SKY_THRESHOLD] = 0.0
     return out
-
-
-def turbo(x: np.ndarray) -> np.ndarray:
-    """Mikhailov's polynomial Turbo colour map (the one ComfyUI draws with) of values in 0..1: (..., 3) in 0..1."""
-    x = np.clip(x.astype(np.float32), 0, 1)
-    rows = ((0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943),
-            (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604),
-            (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973))
-    return np.clip(np.stack([np.polynomial.polynomial.polyval(x, r) for r in rows], -1), 0, 1)
 
 
 OUTPUTS = ("depth", "depth_colored", "sky_mask", "confidence")

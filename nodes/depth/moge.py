@@ -354,8 +354,7 @@ def picture(geo: Dict[str, np.ndarray], output: str) -> np.ndarray:
     spread over the frame's own range (0.1 / 99.9 percentiles), near white, masked pixels black; depth_colored: the
     same through the turbo colour map; normal_*: camera-facing normals as (n + 1) / 2, green up (OpenGL: Blender,
     Substance, glTF) or down (DirectX: Unreal), masked pixels mid-grey; mask: white where MoGe found geometry."""
-    from nodes.common.color import to_uint8
-    from .da3 import turbo
+    from nodes.common.color import to_uint8, turbo
     if output in ("depth", "depth_colored"):
         d = geo["depth"]
         valid = np.isfinite(d) & (d > 0)
@@ -366,7 +365,7 @@ def picture(geo: Dict[str, np.ndarray], output: str) -> np.ndarray:
             # ComfyUI's floor on the span: a frame of one depth is drawn at 0, not mid-grey
             near = np.where(valid, np.clip((disparity - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 0.0)
         if output == "depth_colored":
-            return to_uint8(turbo(near))      # ComfyUI's polynomial Turbo: OpenCV's table is up to 32 levels off it
+            return to_uint8(turbo(near))
         return np.repeat(to_uint8(near)[..., None], 3, axis=2)
     if output == "mask":
         return np.repeat((geo["mask"].astype(np.uint8) * 255)[..., None], 3, axis=2)
