@@ -9,6 +9,8 @@ import functools
 
 import numpy as np
 
+from graph_engine import NodeError
+
 # Rec. 709 / sRGB primaries: luminance weights for linear light, and the same weights used as
 # luma on encoded values (what video metrics and ffmpeg's filters measure).
 LUMA_709 = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -118,6 +120,15 @@ def stack_rgba(pictures) -> np.ndarray:
     if len({p.shape[-1] for p in pictures}) > 1:
         pictures = [p if p.shape[-1] == 4 else np.concatenate([p, np.ones_like(p[..., :1])], -1) for p in pictures]
     return np.stack(pictures)
+
+
+def hex_rgb(text: str, what: str) -> tuple:
+    """(r, g, b) 0..255 of a #rrggbb colour param (the editor's swatch writes it; validate refuses other forms before
+    a run, this says so to a node called directly); `what` names the param in the message."""
+    s = str(text).strip().lstrip("#")
+    if len(s) != 6 or any(c not in "0123456789abcdefABCDEF" for c in s):
+        raise NodeError(f"{what} {text!r} is not a #rrggbb colour (e.g. #ffd8a8)")
+    return int(s[0:2], 16), int(s[2:4], 16), int(s[4:6], 16)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

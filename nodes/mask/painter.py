@@ -5,26 +5,21 @@ the base and a mask of 0 everywhere."""
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
 from graph_engine import NodeError
 
 
-def hex_rgb(text: str) -> Tuple[int, int, int]:
-    s = str(text).strip().lstrip("#")
-    if len(s) != 6 or any(c not in "0123456789abcdefABCDEF" for c in s):
-        raise NodeError(f"bg_color {text!r} is not a #rrggbb colour (e.g. #000000 for black)")
-    return int(s[0:2], 16), int(s[2:4], 16), int(s[4:6], 16)
-
-
 def painted(image: Optional[np.ndarray], drawing: str, width: int, height: int, bg_color: str):
     """(uint8 picture HxWx3, float32 mask HxW): the drawing at `drawing` (a PNG path; empty: none) over `image`, or
     over a width x height plain `bg_color` picture when there is no image."""
     from PIL import Image
+
+    from nodes.common.color import hex_rgb
     base = np.asarray(image, np.float32)[..., :3] / 255.0 if image is not None else \
-        np.broadcast_to(np.float32(hex_rgb(bg_color)) / 255.0, (height, width, 3))
+        np.broadcast_to(np.float32(hex_rgb(bg_color, "bg_color")) / 255.0, (height, width, 3))
     h, w = base.shape[:2]
     if not drawing.strip():
         return np.round(base * 255.0).astype(np.uint8), np.zeros((h, w), np.float32)

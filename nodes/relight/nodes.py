@@ -4,13 +4,10 @@ from graph_engine.types import VIDEO
 
 
 def _hex_color(text: str):
-    s = text.strip().lstrip("#")
-    if len(s) != 6 or any(c not in "0123456789abcdefABCDEF" for c in s):
-        raise NodeError(f"relight.directional: colour {text!r} is not a #rrggbb hex colour (e.g. #ffd8a8)")
     # The swatch is sRGB, as every colour picker shows it; the light multiplies linear light. Taken as linear
     # gains, #ffd8a8 lit a white wall (255, 236, 213): paler than the colour picked.
-    from nodes.common.color import srgb_to_linear
-    return tuple(float(srgb_to_linear(int(s[i:i + 2], 16) / 255.0)) for i in (0, 2, 4))
+    from nodes.common.color import hex_rgb, srgb_to_linear
+    return tuple(float(srgb_to_linear(v / 255.0)) for v in hex_rgb(text, "relight.directional: colour"))
 
 
 @node("relight.directional", title="Directional Relight", category="Relight", temporal_radius=0)
