@@ -580,18 +580,13 @@ def camera(geometry: Geometry):
 
 
 # -- pictures of the maps --------------------------------------------------------------------------------------
-def quantile(x: np.ndarray, q: float) -> float:
-    """torch.quantile's linear interpolation (numpy's default)."""
-    return float(np.quantile(x, q))
-
-
 def sky_clipped(depth: np.ndarray, sky: np.ndarray) -> np.ndarray:
     """The sky's depth set to the 99th percentile of the rest (ComfyUI's apply_sky_clip), so the sky does not
     stretch the range; unchanged where sky or ground is under 11 pixels."""
     ground = sky < SKY_THRESHOLD
     if ground.sum() <= 10 or (~ground).sum() <= 10:
         return depth
-    return np.where(ground, depth, quantile(depth[ground], 0.99)).astype(np.float32)
+    return np.where(ground, depth, float(np.quantile(depth[ground], 0.99))).astype(np.float32)
 
 
 def depth_range(depth: np.ndarray, sky: Optional[np.ndarray], how: str) -> Tuple[float, float]:
@@ -600,7 +595,8 @@ def depth_range(depth: np.ndarray, sky: Optional[np.ndarray], how: str) -> Tuple
     if how == "min_max":
         return float(depth.min()), float(depth.max())
     ground = depth[sky < SKY_THRESHOLD] if sky is not None and (sky < SKY_THRESHOLD).any() else depth.ravel()
-    return quantile(ground, 0.01), quantile(ground, 0.99)
+    lo, hi = np.quantile(ground, (0.01, 0.99))       # linear, as torch.quantile
+    return float(lo), float(hi)
 
 
 def normalised(depth: np.ndarray, sky: Optional[np.ndarray], how: str,
