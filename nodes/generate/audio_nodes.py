@@ -124,19 +124,22 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
 @node("generate.ace_step", title="ACE-Step 1.5 (song from text and lyrics)", category="Sampling", device="gpu",
       outputs={"audio": AUDIO})
 def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safetensors", kind="path",
-                                                        locate=locator("diffusion_models"), required=True,
+                                                        locate=locator("diffusion_models"),
                                                         help="ACE-Step 1.5's diffusion model in diffusion_models/ "
                                                              "(turbo, base, sft or an xl one)"),
                       text_encoder: str = Param("qwen_0.6b_ace15.safetensors", kind="path",
                                                 locate=locator("text_encoders", companions=tokenizer_beside),
-                                                required=True,
                                                 help="Qwen3-0.6B in text_encoders/, its tokenizer beside it "
                                                      "(qwen_0.6b_ace15/) or ComfyUI's qwen25_tokenizer"),
                       lm: str = Param("qwen_1.7b_ace15.safetensors", kind="path", locate=locator("text_encoders"),
                                       help="the language model that writes the audio codes (qwen_1.7b_ace15 or "
                                            "qwen_4b_ace15); empty: none (generate_audio_codes off)"),
-                      vae: str = Param("ace_1.5_vae.safetensors", kind="path", locate=locator("vae"), required=True,
+                      vae: str = Param("ace_1.5_vae.safetensors", kind="path", locate=locator("vae"),
                                        help="ACE-Step 1.5's VAE in vae/"),
+                      checkpoint: str = Param("", kind="path", locate=locator("checkpoints", companions=tokenizer_beside),
+                                              help="ComfyUI's all-in-one ace_step_1.5_*_aio.safetensors in "
+                                                   "checkpoints/ (its Qwen3 tokenizer beside it); set, it is read in "
+                                                   "place of the four files above"),
                       tags: str = Param("", kind="text", help="the song: genre, instruments, voice, mood"),
                       lyrics: str = Param("", kind="text", help="the words, with [verse] / [chorus] marks"),
                       seconds: float = Param(120.0, min=1.0, max=1000.0, help="length"),
@@ -168,16 +171,16 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                                            help="draw codes only from the likeliest ones summing to this share"),
                       top_k: int = Param(0, min=0, max=100, zero="off",
                                          help="draw codes only from this many likeliest ones")):
-    """ACE-Step 1.5's song for a caption and lyrics, from ComfyUI's files (its EmptyAceStep1.5LatentAudio,
-    TextEncodeAceStepAudio1.5, ConditioningZeroOut negative, ModelSamplingAuraFlow, KSampler and VAEDecodeAudio in one
-    node): 48 kHz stereo, `seconds` long. With generate_audio_codes the language model first writes the song's plan
+    """ACE-Step 1.5's song for a caption and lyrics, from ComfyUI's split files or its all-in-one checkpoint (its
+    EmptyAceStep1.5LatentAudio, TextEncodeAceStepAudio1.5, ConditioningZeroOut negative, ModelSamplingAuraFlow,
+    KSampler and VAEDecodeAudio in one node): 48 kHz stereo, `seconds` long. With generate_audio_codes the language model first writes the song's plan
     as audio codes (as ComfyUI draws them for lm_seed). Save it with io.save_audio, or lay it under a clip with
     io.set_audio."""
     from nodes.generate import ace_step as ace
     from nodes.generate.model_manager import manager_for
     from nodes.generate.stable_audio import as_audio
     model = ace.load(manager_for(ctx), diffusion_model, text_encoder, lm if generate_audio_codes else "", vae,
-                     ctx.device)
+                     ctx.device, checkpoint, generate_audio_codes)
     song = ace.Song(tags, lyrics, bpm, duration or seconds, timesignature, language, keyscale)
     codes = ace.audio_codes(model, song, ace.Drawing(lm_seed, lm_cfg, temperature, top_p, top_k), ctx.progress) \
         if generate_audio_codes else None

@@ -144,22 +144,24 @@ class SoundModels:
 
     def ace_step(self, cn, ks, notes):
         """generate.ace_step in place of the nodes the chain (UNETLoader, DualCLIPLoader type ace, VAELoader,
-        TextEncodeAceStepAudio1.5, ConditioningZeroOut, EmptyAceStep1.5LatentAudio, ModelSamplingAuraFlow, KSampler)
-        became; None (left unmapped, with why) where the chain is another."""
+        TextEncodeAceStepAudio1.5, ConditioningZeroOut, EmptyAceStep1.5LatentAudio, ModelSamplingAuraFlow, KSampler,
+        or CheckpointLoaderSimple in the three loaders' place) became; None (left unmapped, with why) where the chain is another."""
         model, shifts = self._upstream(ks, "model", ("ModelSamplingAuraFlow",))
         pos, _ = self._upstream(ks, "positive")
         neg, _ = self._upstream(ks, "negative")
         clip = self._upstream(pos, "clip")[0] if pos is not None else None
         vae = self._upstream(cn, "vae")[0]
+        # the all-in-one checkpoint: CheckpointLoaderSimple gives the model, both Qwen3s and the VAE
+        aio = model is not None and model.class_type == "CheckpointLoaderSimple" and clip is model and vae is model
         why = ""
-        if model is None or model.class_type != "UNETLoader":
-            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader) with "
-                   f"only ModelSamplingAuraFlow between: {getattr(model, 'class_type', 'nothing')} on the model's way "
-                   "is not read")
-        elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or clip is None or \
-                clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader":
+        if model is None or model.class_type != "UNETLoader" and not aio:
+            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader) or its "
+                   "all-in-one checkpoint (CheckpointLoaderSimple) with only ModelSamplingAuraFlow between: "
+                   f"{getattr(model, 'class_type', 'nothing')} on the model's way is not read")
+        elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or not aio and (
+                clip is None or clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader"):
             why = ("generate.ace_step takes the prompt from TextEncodeAceStepAudio1.5 on DualCLIPLoader's encoders "
-                   "and the VAE from VAELoader")
+                   "and the VAE from VAELoader, or both from the all-in-one checkpoint's CheckpointLoaderSimple")
         if why:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(why)
@@ -168,10 +170,12 @@ class SoundModels:
         song = dict(song.attrs.get("ace_song", {})) if isinstance(song, Out) else {}
         raw = {k: self.resolve(ks.inputs.get(k)) for k in ("seed", "steps", "cfg", "sampler_name", "scheduler",
                                                            "denoise")}
-        params = {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
-                  "text_encoder": self.resolve(clip.inputs.get("clip_name1")),
-                  "lm": self.resolve(clip.inputs.get("clip_name2")), "vae": self.resolve(vae.inputs.get("vae_name")),
-                  **{k: v for k, v in song.items() if k != "duration"},
+        files = {"checkpoint": self.resolve(model.inputs.get("ckpt_name")), "diffusion_model": "",
+                 "text_encoder": "", "lm": "", "vae": ""} if aio else \
+            {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
+             "text_encoder": self.resolve(clip.inputs.get("clip_name1")),
+             "lm": self.resolve(clip.inputs.get("clip_name2")), "vae": self.resolve(vae.inputs.get("vae_name"))}
+        params = {**files, **{k: v for k, v in song.items() if k != "duration"},
                   **{k: raw[k] for k in ("seed", "steps", "cfg") if raw[k] is not None}}
         if shifts:
             params["shift"] = float(self.resolve(shifts[0].inputs.get("shift")))
@@ -191,7 +195,7 @@ class SoundModels:
             notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
         if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
             notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
-        carried = [model, *shifts, pos, clip, vae]
+        carried = [model, *shifts, pos] + ([] if aio else [clip, vae])
         # the negative's nodes fold away whole (none is left dangling on the folded loaders)
         negative = self._feeding(neg, {n.id for n in carried if n is not None})
         dropped = set()
