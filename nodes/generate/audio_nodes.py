@@ -1,5 +1,5 @@
 """Sound nodes: the speech encoder features Wan 2.2 S2V and HuMo move a face by, their conditioning, Stable Audio
-Open's text to sound and ACE-Step 1.5's songs."""
+Open's and Stable Audio 3's text to sound and ACE-Step 1.5's songs."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
@@ -12,6 +12,7 @@ from nodes.generate.nodes import PICTURE_SAMPLERS
 # engine's listing must not); nodes.generate.stable_audio and .ace_step check against these.
 STABLE_AUDIO_SCHEDULERS = ("exponential", "karras", "simple")
 ACE_SCHEDULERS = ("simple", "sgm_uniform", "beta")
+STABLE_AUDIO3_SCHEDULERS = ACE_SCHEDULERS       # both flow models: ComfyUI's table schedules
 
 
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
@@ -119,6 +120,41 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
                        seconds_start, seconds_total)
     ctx.log(f"{wave.shape[-1] / sa.RATE:.2f} s of sound, {wave.shape[0]} channels at {sa.RATE} Hz")
     return {"audio": sa.as_audio(wave)}
+
+
+@node("generate.stable_audio3", title="Stable Audio 3 (text to music and sound)", category="Sampling", device="gpu",
+      outputs={"audio": AUDIO})
+def generate_stable_audio3(ctx, checkpoint: str = Param("stable_audio_3_medium.safetensors", kind="path",
+                                                        locate=locator("checkpoints"), required=True,
+                                                        help="Stable Audio 3's checkpoint in checkpoints/ (medium: "
+                                                             "distilled, 8 lcm steps; medium_base: 50 steps, cfg 7)"),
+                           text_encoder: str = Param("t5gemma_b_b_ul2.safetensors", kind="path",
+                                                     locate=locator("text_encoders", companions=tokenizer_beside),
+                                                     required=True,
+                                                     help="T5Gemma in text_encoders/ (its tokenizer inside, as "
+                                                          "ComfyUI's file has it, or beside it)"),
+                           prompt: str = Param("", kind="text", help="the sound: genre, instruments, mood, BPM"),
+                           negative: str = Param("", kind="text", help="what to steer away from (cfg above 1)"),
+                           seconds: float = Param(60.0, min=0.1, max=384.0, help="length"),
+                           steps: int = Param(8, min=1, max=1000, help="medium: 8; medium_base: 50"),
+                           cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass "
+                                                                            "(medium); medium_base: 7"),
+                           sampler: str = Param("lcm", choices=("lcm", *PICTURE_SAMPLERS),
+                                                help="KSampler's sampler; lcm re-noises after each step, as the "
+                                                     "distilled model was trained to be sampled"),
+                           scheduler: str = Param("simple", choices=STABLE_AUDIO3_SCHEDULERS,
+                                                  help="KSampler's scheduler on the model's shift-2 flow levels"),
+                           seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the noise's seed (KSampler's)")):
+    """Stable Audio 3's music or sound for a prompt, from ComfyUI's files (its EmptyLatentAudio, CLIPTextEncode with
+    T5Gemma, KSampler and VAEDecodeAudio in one node): 44.1 kHz stereo, `seconds` long, as loud as ComfyUI leaves
+    it. Save it with io.save_audio, or lay it under a clip with io.set_audio."""
+    from nodes.generate import stable_audio3 as sa3
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.stable_audio import RATE, as_audio
+    model = sa3.load(manager_for(ctx), checkpoint, text_encoder, ctx.device)
+    wave = sa3.generate(model, prompt, negative, seconds, steps, cfg, sampler, scheduler, seed, ctx.progress)
+    ctx.log(f"{wave.shape[-1] / RATE:.2f} s of sound, {wave.shape[0]} channels at {RATE} Hz")
+    return {"audio": as_audio(wave)}
 
 
 @node("generate.ace_step", title="ACE-Step 1.5 (song from text and lyrics)", category="Sampling", device="gpu",

@@ -1,5 +1,5 @@
-"""ComfyUI's sound-model nodes: Stable Audio Open's text-to-sound chain, folded into generate.stable_audio, and
-ACE-Step 1.5's song chain, folded into generate.ace_step."""
+"""ComfyUI's sound-model nodes: Stable Audio Open's and Stable Audio 3's text-to-sound chain, folded into
+generate.stable_audio or generate.stable_audio3, and ACE-Step 1.5's song chain, folded into generate.ace_step."""
 from __future__ import annotations
 
 import re
@@ -12,14 +12,18 @@ NEAREST_SAMPLER = {"dpmpp_3m_sde": "dpmpp_2m", "dpmpp_3m_sde_gpu": "dpmpp_2m", "
                    "dpmpp_2m_sde_gpu": "dpmpp_2m", "dpmpp_sde": "dpmpp_2m", "dpmpp_sde_gpu": "dpmpp_2m"}
 # ComfyUI's samplers generate.ace_step takes as they are
 SAMPLERS_KEPT = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "unipc", "res_multistep")
-# the models whose sound ComfyUI's EmptyLatentAudio and VAEDecodeAudio make, told by their files' names
-OTHER_SOUND_MODELS = (("stable_audio_3", "Stable Audio 3"), ("t5gemma", "Stable Audio 3"))
+# Stable Audio 3's sound, which ComfyUI's EmptyLatentAudio and VAEDecodeAudio make as Stable Audio Open's, told by
+# its files' names (stable_audio_3_*, with T5Gemma): it folds into generate.stable_audio3
+STABLE_AUDIO3 = re.compile(r"stable_audio_3|t5gemma")
+# ComfyUI's schedulers generate.stable_audio3 takes as they are (the flow tables'); lcm is its own sampler too
+SA3_SCHEDULERS = ("simple", "sgm_uniform", "beta")
 
 
 class SoundModels:
-    """Stable Audio Open 1.0 as ComfyUI's templates run it (CheckpointLoaderSimple, CLIPLoader type stable_audio,
-    CLIPTextEncode, EmptyLatentAudio, KSampler, VAEDecodeAudio): the nodes those became fold into one
-    generate.stable_audio, whose sound the save nodes write."""
+    """Stable Audio Open 1.0 and Stable Audio 3 as ComfyUI's templates run them (CheckpointLoaderSimple, CLIPLoader
+    type stable_audio, CLIPTextEncode, EmptyLatentAudio, KSampler, VAEDecodeAudio): the nodes those became fold into
+    one generate.stable_audio (or generate.stable_audio3, told by the files' names), whose sound the save nodes
+    write."""
 
     def stable_audio_sampler(self, cn, empty_type: str = "EmptyLatentAudio"):
         """The KSampler whose latent (`empty_type`'s) VAEDecodeAudio `cn` decodes, or None."""
@@ -65,42 +69,52 @@ class SoundModels:
                   **{k: sp[k] for k in ("steps", "cfg", "seed") if k in sp}}
         if text in g.nodes:
             params["text_encoder"] = g.nodes[text].params.get("name", "")
+        sa3 = bool(STABLE_AUDIO3.search(f"{params['checkpoint']} {params.get('text_encoder', '')}".lower()))
+        kind = "generate.stable_audio3" if sa3 else "generate.stable_audio"
         told = self.resolve(ks.inputs.get("positive"))
-        params.update(told.attrs.get("audio_told", {}) if isinstance(told, Out) else {})
+        told = told.attrs.get("audio_told", {}) if isinstance(told, Out) else {}
+        if sa3 and told:
+            notes.append("ConditioningStableAudio's seconds are not carried: Stable Audio 3 is told the sound's own "
+                         "length")
+        elif told:
+            params.update(told)
         seconds = self.resolve(ks.inputs.get("latent_image"))
         seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
         if seconds is not None:
             params["seconds"] = float(seconds)
         else:
-            notes.append("EmptyLatentAudio's seconds did not convert: Kinograph's 47.6 s is used; set it by hand")
+            notes.append(f"EmptyLatentAudio's seconds did not convert: {kind}'s default is used; set it by hand")
         sampler = raw["sampler_name"] if isinstance(raw["sampler_name"], str) else ""
         params["sampler"] = NEAREST_SAMPLER.get(sampler, sampler)
         if sampler in NEAREST_SAMPLER:
             notes.append(f"sampler {sampler} (stochastic) is not in Kinograph: DPM-Solver++(2M) samples it "
                          "(deterministic, the same steps)")
         if float(sp.get("denoise", 1.0)) != 1.0:
-            notes.append(f"denoise {sp['denoise']} is not carried: generate.stable_audio makes the sound from noise "
-                         "(1.0)")
-        if raw["scheduler"] in ("exponential", "karras", "simple"):
+            notes.append(f"denoise {sp['denoise']} is not carried: {kind} makes the sound from noise (1.0)")
+        kept = SA3_SCHEDULERS if sa3 else ("exponential", "karras", "simple")
+        if raw["scheduler"] in kept:
             params["scheduler"] = raw["scheduler"]
         else:
-            notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for Stable Audio: exponential")
+            notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for Stable Audio: {kept[0]}")
+        # the KSampler's own mapping said whether generate.sample had its sampler: said here anew
+        sampled = sampler not in NEAREST_SAMPLER and raw["scheduler"] in kept and float(sp.get("denoise", 1.0)) == 1.0
         # a prompt a language model writes stays linked
         texts = {port: g.inputs.get(enc, {}).get("text") for enc, port in ((pos, "prompt"), (neg, "negative"))}
         made = {n for n in (sample, pos, neg, model, text) if n in g.nodes}
         gone = made - {l.src for l in g.links() if l.src in made and l.dst not in made}
         for n in gone:
             g.remove_node(n)
-        nid = self.add("generate.stable_audio", ks, params)
+        nid = self.add(kind, ks, params)
         for port, src in texts.items():
             if src and src[0] in g.nodes:
                 g.connect(src[0], src[1], nid, port)
         for entry in self.report.entries.values():
             if set(entry.kinograph) & gone:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
-                if entry.comfy_id == ks.id:     # what it said of generate.sample's sampler is said here anew
-                    entry.notes = [f"folded into {nid} (generate.stable_audio), with the loaders, prompts, "
-                                   "EmptyLatentAudio and VAEDecodeAudio"]
+                if entry.comfy_id == ks.id:
+                    entry.status = "exact" if sampled else "approx"
+                    entry.notes = [f"folded into {nid} ({kind}), with the loaders, prompts, EmptyLatentAudio and "
+                                   "VAEDecodeAudio"]
         self.outs[(cn.id, 0)] = Out((nid, "audio"))
         return [nid]
 
@@ -117,13 +131,6 @@ class SoundModels:
         if got.get("positive") is None or got["positive"].type != "encode.text" or \
                 ("negative" in got and got["negative"].type != "encode.text"):
             return "its prompts are not CLIPTextEncode's: generate.stable_audio takes the prompt as text"
-        text = g.inputs.get(ins["positive"][0], {}).get("text_encoder", (None,))[0]
-        names = " ".join([str(got["model"].params.get("path", "")),
-                          str(g.nodes[text].params.get("name", "")) if text in g.nodes else ""]).lower()
-        for pattern, title in OTHER_SOUND_MODELS:
-            if re.search(pattern, names):
-                return (f"this is {title}'s sound, a model Kinograph does not have: generate.stable_audio makes "
-                        "Stable Audio Open 1.0's (stable-audio-open-1.0.safetensors with t5-base.safetensors)")
         return ""
 
     def special_ace_step_song(self, cn, rule, params, notes):
