@@ -211,7 +211,31 @@ class GraphView(QGraphicsView):
             self.zoom_by(max_zoom / self.zoom())
         self.zoom_by(1.0)
         self.centerOn(rect.center())
+        self._clear_of_minimap(rect)
         self.minimap.update()
+
+    def _clear_of_minimap(self, rect: QRectF) -> None:
+        """Frame `rect` beside or above the minimap when a node framed lies under it: Frame All on Stable Audio
+        3's template hid its Generate Text node (at the graph's bottom right) there, its title's corner alone in
+        sight. Of the two, the side that keeps the larger zoom; never zoomed in past the plain fit."""
+        if not self.minimap.isVisible():
+            return
+        mini = QRectF(self.minimap.geometry().translated(-self.viewport().pos()))
+        if not any(self.mapFromScene(n.sceneBoundingRect()).boundingRect().intersects(mini.toRect())
+                   for n in self.scene().nodes.values() if n.sceneBoundingRect().intersects(rect)):
+            return
+        pad, vw, vh = 24.0, self.viewport().width(), self.viewport().height()
+        areas = [QRectF(0, 0, mini.left(), vh), QRectF(0, 0, vw, mini.top())]
+        scale = [min((a.width() - 2 * pad) / max(rect.width(), 1.0), (a.height() - 2 * pad) / max(rect.height(), 1.0))
+                 for a in areas]
+        k = max(range(2), key=lambda i: scale[i])
+        if scale[k] <= 0:
+            return
+        self.zoom_by(min(scale[k], self.zoom()) / self.zoom())
+        z = self.zoom()
+        # the view's centre is the viewport's; `rect` goes to the centre of the chosen area
+        off = QRectF(0, 0, vw, vh).center() - areas[k].center()
+        self.centerOn(rect.center() + off / z)
 
     def frame_all(self) -> None:
         self.frame(self.scene().nodes_rect())
