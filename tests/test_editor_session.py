@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import QRectF, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QPainter, QTextCursor  # noqa: E402
 from PySide6.QtWidgets import QApplication, QPlainTextEdit, QStyleOptionGraphicsItem  # noqa: E402
 
@@ -689,3 +689,20 @@ def test_the_free_spot_is_the_nearest_clear_place_as_a_search_of_every_place_fin
                    rng.randrange(60, 300, 10)) for _ in range(rng.randrange(1, 40))]
         rect = (rng.randrange(0, 3000, 10), rng.randrange(0, 2000, 10), rng.choice((220, 240, 900)), rng.choice((120, 600)))
         assert clear_spot(rect, others) == every_place(rect, others), case
+
+
+@pytest.mark.parametrize("spread", [(1100, 100, 690, 1580, 1200, 1580, 820, 1120), (0, 0, 0, 900, 1400, 900, 1400, 0)])
+def test_frame_all_leaves_no_node_under_the_minimap(win, spread):
+    """Stable Audio 3's template framed with F (View > Frame All): its Generate Text node, at the
+    bottom right of the graph, lay under the minimap, only its title's corner in sight."""
+    c = win.controller
+    ids = [c.add_node(t, (spread[2 * k], spread[2 * k + 1]))
+           for k, t in enumerate(("generate.test_pattern", "video.resize", "io.save_video", "video.resize"))]
+    win.view.frame_all()
+    mini = win.view.minimap.geometry().translated(-win.view.viewport().pos())
+    assert win.view.minimap.isVisible()
+    port = win.view.viewport().rect()
+    for nid in ids:
+        box = QRectF(win.view.mapFromScene(win.scene.nodes[nid].sceneBoundingRect()).boundingRect())
+        assert port.contains(box.toRect()), (nid, box, port)
+        assert not box.intersects(QRectF(mini)), (nid, box, mini)
