@@ -90,6 +90,25 @@ def test_the_node_search_finds_what_nuke_and_blender_call_a_node(make_window, ty
     assert w.view.palette.results()[0].startswith(first)
 
 
+@pytest.mark.parametrize("typed, says", [
+    ("PreviewImage", "previews show in Kinograph's viewer"), ("previewimage ", "previews show"),
+    ("FluxGuidance", "guidance becomes its cfg"), ("KSamplerSelect", "sampler_name becomes its sampler"),
+    ("ControlNetApply", "folds it into the node it feeds"), ("Note", "sticky note"),
+    ("MarkdownNote", "sticky note"), ("Reroute", "double-click a link"), ("PrimitiveNode", "type its value"),
+    ("PrimitiveInt", "type its value"),
+])
+def test_the_node_search_says_where_a_comfyui_node_with_no_node_here_went(make_window, typed, says):
+    """ComfyUI's Preview Image, FluxGuidance, KSamplerSelect, ControlNetApply, Note or Reroute typed in the
+    node search: 'No node matches' (or, for Note, unrelated nodes), nothing said of where that job is done."""
+    w = make_window()
+    w.view.open_palette(w.view.viewport().rect().center())
+    pal = w.view.palette
+    pal.edit.setText(typed)
+    assert pal.comfyui_label.isVisible() and says in pal.comfyui_label.text(), pal.comfyui_label.text()
+    pal.edit.setText("KSampler")                    # a ComfyUI node with a node here is found as before
+    assert not pal.comfyui_label.isVisible() and pal.results()[0] == "generate.sample"
+
+
 def _drop(widget, paths, at=QPoint(200, 200)):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
