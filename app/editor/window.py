@@ -204,9 +204,11 @@ class MainWindow(QMainWindow):
 
         n = mb.addMenu("&Node")
         self._act(n, "Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(QCursor.pos())), "Shift+A", canvas=True)
-        self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), "B", canvas=True)
-        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")), "H",
+        # ComfyUI's keys too (Ctrl+B, Alt+C, '.'): someone from there pressed them and nothing happened.
+        self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), ["B", "Ctrl+B"],
                   canvas=True)
+        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")),
+                  ["H", "Alt+C"], canvas=True)
         # The keyboard's way to a node it did not just add (arrows alone pan the canvas).
         for label, keys, d in (("Left", "Alt+Left", (-1, 0)), ("Right", "Alt+Right", (1, 0)),
                                ("Above", "Alt+Up", (0, -1)), ("Below", "Alt+Down", (0, 1))):
@@ -237,7 +239,7 @@ class MainWindow(QMainWindow):
 
         v = mb.addMenu("&View")
         self._act(v, "Frame All", lambda: self.view.frame_all(), "Home", canvas=True)
-        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), "F", canvas=True)
+        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), ["F", "."], canvas=True)
         self._act(v, "Zoom In", lambda: self.view.zoom_by(1.25), ["Ctrl+=", "Ctrl++"])
         self._act(v, "Zoom Out", lambda: self.view.zoom_by(0.8), "Ctrl+-")
         # Zoom In and Out had keys but the way back to the size text is drawn for had none.
