@@ -706,3 +706,19 @@ def test_frame_all_leaves_no_node_under_the_minimap(win, spread):
         box = QRectF(win.view.mapFromScene(win.scene.nodes[nid].sceneBoundingRect()).boundingRect())
         assert port.contains(box.toRect()), (nid, box, port)
         assert not box.intersects(QRectF(mini)), (nid, box, mini)
+
+
+def test_pasted_nodes_are_not_left_under_the_minimap(win, qtbot):
+    """A group with its nodes copied from FLUX.3 Klein's template and pasted into the Wan 2.2 one: the view
+    scrolled to the pasted nodes, but one of them lay wholly under the minimap, as if it had not come."""
+    p, r, s = chain(win)
+    view = win.view
+    win._select_all()
+    win.copy()
+    view.centerOn(win.scene.nodes_rect().center())
+    mini = QRectF(view.minimap.geometry().translated(-view.viewport().pos()))
+    ids = win.paste()
+    assert len(ids) == 3
+    for nid in ids:
+        box = QRectF(view.mapFromScene(win.scene.nodes[nid].sceneBoundingRect()).boundingRect())
+        assert view.viewport().rect().contains(box.toRect()) and not box.intersects(mini), (nid, box, mini)

@@ -211,18 +211,21 @@ class GraphView(QGraphicsView):
             self.zoom_by(max_zoom / self.zoom())
         self.zoom_by(1.0)
         self.centerOn(rect.center())
-        self._clear_of_minimap(rect)
+        self.clear_of_minimap(rect)
         self.minimap.update()
 
-    def _clear_of_minimap(self, rect: QRectF) -> None:
-        """Frame `rect` beside or above the minimap when a node framed lies under it: Frame All on Stable Audio
-        3's template hid its Generate Text node (at the graph's bottom right) there, its title's corner alone in
-        sight. Of the two, the side that keeps the larger zoom; never zoomed in past the plain fit."""
+    def clear_of_minimap(self, rect: QRectF, ids=None) -> None:
+        """Show `rect` beside or above the minimap when one of its nodes (or of `ids`) lies under it: Frame All on
+        Stable Audio 3's template hid its Generate Text node (at the graph's bottom right) there, its title's
+        corner alone in sight, and a pasted node could land there. Of the two sides, the one that keeps the larger
+        zoom; never zoomed in past the zoom it is at."""
         if not self.minimap.isVisible():
             return
         mini = QRectF(self.minimap.geometry().translated(-self.viewport().pos()))
-        if not any(self.mapFromScene(n.sceneBoundingRect()).boundingRect().intersects(mini.toRect())
-                   for n in self.scene().nodes.values() if n.sceneBoundingRect().intersects(rect)):
+        nodes = self.scene().nodes
+        items = [nodes[n] for n in ids if n in nodes] if ids is not None else \
+            [n for n in nodes.values() if n.sceneBoundingRect().intersects(rect)]
+        if not any(self.mapFromScene(n.sceneBoundingRect()).boundingRect().intersects(mini.toRect()) for n in items):
             return
         pad, vw, vh = 24.0, self.viewport().width(), self.viewport().height()
         areas = [QRectF(0, 0, mini.left(), vh), QRectF(0, 0, vw, mini.top())]

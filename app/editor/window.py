@@ -763,6 +763,7 @@ class MainWindow(QMainWindow):
         self.scene.select_nodes(ids)
         if ids:
             self.view.ensureVisible(self.scene.nodes_rect(ids), 40, 40)
+            self.view.clear_of_minimap(self.scene.nodes_rect(ids), ids)
 
     def delete(self, reconnect: bool) -> None:
         sc = self.scene
