@@ -722,3 +722,29 @@ def test_pasted_nodes_are_not_left_under_the_minimap(win, qtbot):
     for nid in ids:
         box = QRectF(view.mapFromScene(win.scene.nodes[nid].sceneBoundingRect()).boundingRect())
         assert view.viewport().rect().contains(box.toRect()) and not box.intersects(mini), (nid, box, mini)
+
+
+def test_a_note_added_or_a_node_selected_by_the_keyboard_is_not_left_under_the_minimap(win, qtbot):
+    """N with the cursor in the canvas' bottom right corner laid the note under the minimap, and what was typed
+    into it could not be seen; Alt+Down selected a node lying under the minimap and left it there."""
+    from PySide6.QtGui import QCursor
+    view = win.view
+    p, r, s = chain(win)
+    far = win.controller.add_node("video.resize", (300.0, 600.0))          # straight below resize
+    mini = QRectF(view.minimap.geometry().translated(-view.viewport().pos()))
+    view.centerOn(win.scene.nodes[far].sceneBoundingRect().center() + QRectF(view.viewport().rect()).center()
+                  - mini.center())                                          # far under the minimap
+
+    def clear(item):
+        box = QRectF(view.mapFromScene(item.sceneBoundingRect()).boundingRect())
+        return view.viewport().rect().contains(box.toRect()) and not box.intersects(mini)
+    assert not clear(win.scene.nodes[far])
+    win.scene.select_nodes([r])
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key_Down, Qt.AltModifier)
+    assert win.scene.selected_nodes() == [far] and clear(win.scene.nodes[far])
+    QCursor.setPos(view.viewport().mapToGlobal(mini.center().toPoint()))
+    qtbot.keyClick(view, Qt.Key_N)
+    (nid,) = win.scene.notes
+    assert clear(win.scene.notes[nid])

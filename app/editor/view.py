@@ -214,17 +214,25 @@ class GraphView(QGraphicsView):
         self.clear_of_minimap(rect)
         self.minimap.update()
 
-    def clear_of_minimap(self, rect: QRectF, ids=None) -> None:
-        """Show `rect` beside or above the minimap when one of its nodes (or of `ids`) lies under it: Frame All on
-        Stable Audio 3's template hid its Generate Text node (at the graph's bottom right) there, its title's
-        corner alone in sight, and a pasted node could land there. Of the two sides, the one that keeps the larger
-        zoom; never zoomed in past the zoom it is at."""
+    def bring_into_sight(self, items, margin: int = 40) -> None:
+        """Scroll the canvas items (nodes pasted, a node the keyboard selected, a note added) into sight, clear of
+        the minimap: ensureVisible counts the canvas under the minimap as seen."""
+        rect = QRectF()
+        for it in items:
+            rect = rect.united(it.sceneBoundingRect())
+        self.ensureVisible(rect, margin, margin)
+        self.clear_of_minimap(rect, items)
+
+    def clear_of_minimap(self, rect: QRectF, items=None) -> None:
+        """Show `rect` beside or above the minimap when one of its nodes (or of `items`) lies under it: Frame All
+        on Stable Audio 3's template hid its Generate Text node (at the graph's bottom right) there, its title's
+        corner alone in sight; a pasted node, a note added at the cursor or a node Alt+arrow selected was left
+        there. Of the two sides, the one that keeps the larger zoom; never zoomed in past the zoom it is at."""
         if not self.minimap.isVisible():
             return
         mini = QRectF(self.minimap.geometry().translated(-self.viewport().pos()))
-        nodes = self.scene().nodes
-        items = [nodes[n] for n in ids if n in nodes] if ids is not None else \
-            [n for n in nodes.values() if n.sceneBoundingRect().intersects(rect)]
+        if items is None:
+            items = [n for n in self.scene().nodes.values() if n.sceneBoundingRect().intersects(rect)]
         if not any(self.mapFromScene(n.sceneBoundingRect()).boundingRect().intersects(mini.toRect()) for n in items):
             return
         pad, vw, vh = 24.0, self.viewport().width(), self.viewport().height()
@@ -486,7 +494,7 @@ class GraphView(QGraphicsView):
             self.message.emit(str(e))
             return
         self.scene().select_nodes([nid])
-        self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
+        self.bring_into_sight([self.scene().nodes[nid]])
         if port is not None:
             self.message.emit(f"{spec.title} added after {self.scene().nodes[after].label}, wired from its {port}")
         self.setFocus()
@@ -523,7 +531,7 @@ class GraphView(QGraphicsView):
             self.message.emit(f"No node {side} {nodes[sel[-1]].label}")
             return
         self.scene().select_nodes([pick])
-        self.ensureVisible(nodes[pick].sceneBoundingRect(), 40, 40)
+        self.bring_into_sight([nodes[pick]])
         self.message.emit(f"{nodes[pick].label} selected")
 
     # -- drops ----------------------------------------------------------------------------------

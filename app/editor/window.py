@@ -762,8 +762,7 @@ class MainWindow(QMainWindow):
         off screen: the paste looked as if it had done nothing."""
         self.scene.select_nodes(ids)
         if ids:
-            self.view.ensureVisible(self.scene.nodes_rect(ids), 40, 40)
-            self.view.clear_of_minimap(self.scene.nodes_rect(ids), ids)
+            self.view.bring_into_sight([self.scene.nodes[n] for n in ids if n in self.scene.nodes])
 
     def delete(self, reconnect: bool) -> None:
         sc = self.scene
@@ -818,7 +817,7 @@ class MainWindow(QMainWindow):
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
         # Not under the node at the cursor (notes are drawn beneath nodes): its text was hidden as it was typed.
         nid = self.controller.add_note(self.controller.clear_spot((at.x(), at.y(), *NOTE_SIZE)))
-        self.view.ensureVisible(self.scene.notes[nid].sceneBoundingRect(), 40, 40)
+        self.view.bring_into_sight([self.scene.notes[nid]])
         self.scene.notes[nid].start_editing()
 
     def _toggle_takes(self, on: bool, save: bool = True) -> None:
