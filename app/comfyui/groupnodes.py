@@ -171,7 +171,9 @@ def _group_widget_names(sub_nodes, links_from, links_to, spans) -> Dict[str, Tup
 
 def place_at(sub_nodes, pos) -> None:
     """Inner nodes keep the positions they had when the group (or subgraph) was made; each instance's are moved to
-    where the instance stands (their top left corner at it), as ComfyUI's Convert to nodes places them."""
+    where the instance stands (their top left corner at it), as ComfyUI's Convert to nodes places a group node's
+    (its Unpack Subgraph centres a subgraph's on the node instead; from the corner, the nodes begin where the
+    instance began, the wires into it coming from the left)."""
     at = [m.get("pos") for m in sub_nodes]
     at = [p for p in at if isinstance(p, list) and len(p) >= 2 and all(isinstance(v, (int, float)) for v in p[:2])]
     if not at or not (isinstance(pos, list) and len(pos) >= 2 and all(isinstance(v, (int, float)) for v in pos[:2])):
