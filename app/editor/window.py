@@ -42,8 +42,12 @@ WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
 RAN = ("done", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
-FILE_FILTER = ("Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
-               "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;Deforum settings (*.txt *.json);;All files (*)")
+# The first filter is the one the dialog opens on: everything File > Open reads. It was Kinograph's .yaml alone, and a
+# folder of ComfyUI workflows (.json) looked empty to someone coming from ComfyUI.
+COMFYUI_FILTER = "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm)"
+FILE_FILTER = ("Workflows, renders and ComfyUI files (*.yaml *.yml *.json *.png *.webp *.mp4 *.mov *.mkv *.webm *.txt);;"
+               "Kinograph workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
+               f"{COMFYUI_FILTER};;Deforum settings (*.txt *.json);;All files (*)")
 
 
 class MainWindow(QMainWindow):
@@ -172,7 +176,9 @@ class MainWindow(QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         self._act(f, "&New", self.new_document, "Ctrl+N")
-        self._act(f, "&Open…", self.open_dialog, "Ctrl+O")
+        self._act(f, "&Open…", lambda: self.open_dialog(), "Ctrl+O")
+        # Where someone from ComfyUI looks for it; the same as Open, on ComfyUI's files.
+        self._act(f, "&Import ComfyUI Workflow…", lambda: self.open_dialog(COMFYUI_FILTER))
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self.examples_menu = f.addMenu("Open E&xample")
@@ -436,8 +442,8 @@ class MainWindow(QMainWindow):
         if self.confirm_discard():
             self.set_document(Document(registry=self.doc.registry))
 
-    def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", str(self._dir()), FILE_FILTER)
+    def open_dialog(self, selected: str = "") -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", str(self._dir()), FILE_FILTER, selected)
         if path:
             self.open_path(path)
 
