@@ -748,3 +748,19 @@ def test_a_note_added_or_a_node_selected_by_the_keyboard_is_not_left_under_the_m
     qtbot.keyClick(view, Qt.Key_N)
     (nid,) = win.scene.notes
     assert clear(win.scene.notes[nid])
+
+
+def test_nodes_from_one_subgraph_keep_their_own_names_on_the_canvas(win):
+    """Wan 2.2's template titles the nodes of its subgraph 'Image to Video (Wan2.2) / CLIP Text Encode (Positive
+    Prompt)' and '... (Negative Prompt)': both read 'Image to Video (Wan2.2) …' on the canvas, and the positive prompt
+    could not be told from the negative one. The subgraph's name gives way first."""
+    c = win.controller
+    shown = {}
+    for k, which in enumerate(("Positive", "Negative")):
+        n = c.add_node("encode.text", (0, 300 * k))
+        c.set_title(n, f"Image to Video (Wan2.2) / CLIP Text Encode ({which} Prompt)")
+        shown[which] = win.scene.nodes[n].title
+    assert "(Posit" in shown["Positive"] and "(Nega" in shown["Negative"], shown      # told apart
+    r = c.add_node("video.resize", (600, 0))
+    c.set_title(r, "Grade / Resize")                    # room for all of it: shown whole
+    assert win.scene.nodes[r].title == "Grade / Resize"

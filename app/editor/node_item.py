@@ -165,7 +165,7 @@ class NodeItem(QGraphicsItem):
         the default example with no badge or a short one ('9.6 s') there."""
         # The badge's left edge (as _paint_status draws it) less a gap, or the node's right padding.
         end = self.w - (BADGE.width(self.status.badge()) + 12 + 5 + 6 if self.status is not None else PAD)
-        return TITLE.elide(self.label, end - (PAD + 2))
+        return fit_title(self.label, end - (PAD + 2))
 
     def set_status(self, status) -> None:
         self.status = status
@@ -563,6 +563,21 @@ class NodeItem(QGraphicsItem):
             self.scene().rename_node(self)
             return
         super().mouseDoubleClickEvent(event)
+
+
+def fit_title(label: str, room: float) -> str:
+    """`label` cut to `room`. A node from a ComfyUI subgraph is titled 'Subgraph / Its own name': the subgraph's name
+    gives way first, then the node's own name is cut at its end. Cut at the end, Wan 2.2's positive and negative
+    prompts both read 'Image to Video (Wan2.2) …'."""
+    if TITLE.width(label) <= room:
+        return label
+    head, sep, own = label.rpartition(" / ")
+    if not sep:
+        return TITLE.elide(label, room)
+    left = room - TITLE.width(sep + own)
+    if left >= TITLE.width("Ima…"):
+        return TITLE.elide(head, left) + sep + own
+    return TITLE.elide(own, room)
 
 
 def field_texts(name: str, shown: str, width: float) -> Tuple[str, str]:
