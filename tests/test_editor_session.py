@@ -764,3 +764,22 @@ def test_nodes_from_one_subgraph_keep_their_own_names_on_the_canvas(win):
     r = c.add_node("video.resize", (600, 0))
     c.set_title(r, "Grade / Resize")                    # room for all of it: shown whole
     assert win.scene.nodes[r].title == "Grade / Resize"
+
+
+def test_two_model_names_that_differ_in_the_middle_read_apart_on_the_canvas(win):
+    """Wan 2.2's two Load Diffusion Model nodes, wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors and
+    ..._low_noise_...: both read 'wan2.2_i2...fetensors' on the canvas (cut in the middle, where they differ, to keep
+    '.safetensors'), so which one fed which sampler could not be seen. A weights file is cut at its end, as ComfyUI
+    cuts it; a name that fits is shown whole."""
+    from app.editor.node_item import field_texts, format_value
+    c = win.controller
+    shown = []
+    for k, which in enumerate(("high", "low")):
+        n = c.add_node("load.diffusion_model", (0, 200 * k))
+        c.set_param(n, "name", f"wan2.2_i2v_{which}_noise_14B_fp8_scaled.safetensors")
+        item = win.scene.nodes[n]
+        p = item.spec.params["name"]
+        width = item._param_rect(list(item.spec.params).index("name")).adjusted(6, 0, -6, 0).width()
+        shown.append(field_texts("name", format_value(p, item.inst.params["name"]), width, file=True)[1])
+    assert "high" in shown[0] and "low" in shown[1], shown
+    assert field_texts("name", "wan_2.1_vae.safetensors", 400, file=True)[1] == "wan_2.1_vae.safetensors"
