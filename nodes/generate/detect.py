@@ -1310,6 +1310,17 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
+def _boogu(k: Keys) -> Optional[Detection]:
+    """Boogu-Image 0.1's transformer (ComfyUI's boogu_image_{turbo,edit}_*.safetensors): OmniGen2's refiners and
+    single-stream blocks with dual-stream blocks before them (double_stream_layers.N.img_instruct_attn). The edit
+    release reads reference pictures with the same tensors, so one detection serves both."""
+    x = "double_stream_layers.0.img_instruct_attn.processor.img_to_q.weight"
+    if not k.has(x, "x_embedder.weight", "time_caption_embed.caption_embedder.0.weight"):
+        return None
+    return Detection("diffusion_model", "boogu", "", prefix=k.prefix_of(x) or "",
+                     why="double_stream_layers.N.img_instruct_attn / time_caption_embed")
+
+
 def _zimage(k: Keys) -> Optional[Detection]:
     """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
     attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
@@ -1386,7 +1397,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _boogu, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
