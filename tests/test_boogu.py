@@ -107,3 +107,105 @@ def test_comfyui_boogu_turbo_template_imports_and_runs(boogu, tmp_path, monkeypa
     seed = next(n for n in sub if n["type"] == "KSampler")["widgets_values"][0]
     want = _euler(reference(boogu, TURBO), _states(boogu, text), seed, (W, H))
     assert _err(want, got) < 1e-4
+
+
+def _area(x, w, h):          # comfy.utils.common_upscale(..., "area", "disabled")
+    return torch.nn.functional.interpolate(x, size=(h, w), mode="area")
+
+
+def _about(w, h, size, step=1):
+    s = (size * size / (w * h)) ** 0.5
+    return round(w * s / step) * step, round(h * s / step) * step
+
+
+def _edit_states(root, prompt, picture, vision_size):
+    """TextEncodeBooguEdit's positive: the picture area-resized to about vision_size squared, read as ComfyUI's
+    qwen_vl.process_qwen2vl_images reads it (bilinear to multiples of 32, to -1..1, 16-pixel patches in its order)
+    in the image turn, through transformers' Qwen3-VL."""
+    from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
+    from tiny_boogu import TE_NAME
+    x = torch.from_numpy(picture).permute(2, 0, 1)[None]
+    x = _area(x, *_about(x.shape[3], x.shape[2], vision_size))
+    hb, wb = round(x.shape[2] / 32) * 32, round(x.shape[3] / 32) * 32
+    x = torch.nn.functional.interpolate(x, size=(hb, wb), mode="bilinear", align_corners=False)[0]
+    x = (x - 0.5) / 0.5
+    gh, gw = hb // 16, wb // 16
+    patches = x[None].repeat(2, 1, 1, 1).reshape(1, 2, 3, gh // 2, 2, 16, gw // 2, 2, 16)
+    patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gh * gw, -1)
+    vision = "<|vision_start|>" + "<|image_pad|>" * (gh * gw // 4) + "<|vision_end|>"
+    text = f"<|im_start|>system\n{DROP_SYSTEM}<|im_end|>\n<|im_start|>user\n{vision}{prompt}<|im_end|>\n"
+    tok = AutoTokenizer.from_pretrained(str(root / "models" / "text_encoders" / TE_NAME))
+    te = Qwen3VLForConditionalGeneration.from_pretrained(str(root / "reference" / "text_encoder")).eval()
+    ids = tok(text, return_tensors="pt").input_ids
+    kinds = (ids == tok.convert_tokens_to_ids("<|image_pad|>")).long()       # transformers' mark of image tokens
+    with torch.no_grad():
+        return te.model(input_ids=ids, mm_token_type_ids=kinds, pixel_values=patches,
+                        image_grid_thw=torch.tensor([[1, gh, gw]])).last_hidden_state
+
+
+def _edit_latent(root, picture, size):
+    """The reference latent: the picture area-resized to about size squared (multiples of 16), FLUX.1's VAE's mean,
+    in ComfyUI's Flux latent format ((z - 0.1159) * 0.3611)."""
+    from diffusers import AutoencoderKL
+    x = torch.from_numpy(picture).permute(2, 0, 1)[None]
+    x = _area(x, *_about(x.shape[3], x.shape[2], size, 16))
+    vae = AutoencoderKL.from_pretrained(str(root / "reference" / "vae")).eval()
+    with torch.no_grad():
+        return (vae.encode(x * 2 - 1).latent_dist.mode() - 0.1159) * 0.3611
+
+
+def _guided(model, positive, negative, cfg):
+    def run(x, sigma, _, refs):
+        u, c = model(x, sigma, negative, refs), model(x, sigma, positive, refs)
+        return u + cfg * (c - u)
+    return run
+
+
+def test_comfyui_boogu_edit_templates_import_and_run(boogu, tmp_path, monkeypatch):
+    """ComfyUI's two Boogu-Image Edit templates (a subgraph: UNETLoader boogu_image_edit_fp8_scaled or
+    _int8_convrot, CLIPLoader qwen3vl_8b_fp8_scaled type boogu, VAELoader ae, TextEncodeBooguEdit reading the loaded
+    picture, its latent the size of the picture resized to a megapixel, SamplerCustom cfg 3.5 dpmpp_2m on
+    BasicScheduler simple at ModelSamplingAuraFlow 3.16). Every node maps and each runs on the tiny files under the
+    templates' names (the picture's latent and Qwen3-VL's view of it at 64 rather than 1024 and 384, the resize to
+    160x224, 2 steps) and saves a picture; with euler the fp8_scaled file's latent is ComfyUI's: Qwen3-VL seeing the
+    picture in the positive only, the picture's latent on both prompts, guided at 3.5. The int8_convrot file
+    (ComfyUI's quantisation of the same weights) samples the same within int8 error."""
+    from PIL import Image
+    from safetensors.torch import load_file, save_file
+    import comfy_convrot as cr
+    from comfy_layouts import imported_template, sampled_latent
+    from tiny_boogu import EDIT, reference
+    from tiny_qwen import dequantised
+    models = boogu / "models"
+    state = {k: v.bfloat16() for k, v in dequantised(load_file(str(models / "diffusion_models" / EDIT))).items()}
+    save_file(cr.quantise_file_state(state, 16, prefix="model.diffusion_model."),
+              str(models / "diffusion_models" / "boogu_image_edit_int8_convrot.safetensors"))
+    rng = torch.Generator().manual_seed(5)
+    picture = (torch.rand(84, 60, 3, generator=rng) * 255).to(torch.uint8).numpy()
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    monkeypatch.chdir(tmp_path)
+    latents, prompts = {}, {}
+    for template in ("image_boogu_image_0_1_edit.json", "image_boogu_image_0_1_edit_int8.json"):
+        data, yaml = imported_template(models, (), TEMPLATES / template, (W, H), (25, 2))
+        assert "type: encode.boogu_edit" in yaml and "sampler: dpmpp_2m" in yaml and "cfg: 3.5" in yaml, yaml
+        sub = data["definitions"]["subgraphs"][0]["nodes"]
+        prompts[template] = next(n for n in sub if n["type"] == "TextEncodeBooguEdit")["widgets_values"][0]
+        yaml = re.sub(r"path: \S+\.png", f"path: {tmp_path / 'picture.png'}", yaml)
+        yaml = yaml.replace("megapixels: 1.0", f"megapixels: {160 * 224 / 2 ** 20}")
+        yaml = yaml.replace("      negative: ''\n", "      negative: ''\n      size: 64\n      vision_size: 64\n")
+        assert torch.isfinite(sampled_latent(tmp_path / "edit.kino.yaml", yaml, "sampler_custom")).all()
+        assert list((tmp_path / "out").rglob("*.png"))
+        latents[template] = sampled_latent(tmp_path / "edit.kino.yaml", yaml.replace("dpmpp_2m", "euler"),
+                                           "sampler_custom")
+    got = latents["image_boogu_image_0_1_edit.json"]
+    assert got.shape[-2:] == (28, 20)
+    prompt = prompts["image_boogu_image_0_1_edit.json"]
+    floats = picture.astype("float32") / 255
+    model = _guided(reference(boogu, EDIT), _edit_states(boogu, prompt, floats, 64), _states(boogu, ""), 3.5)
+    want = _euler(model, None, 22, (160, 224), refs=[_edit_latent(boogu, floats, 64)])
+    assert _err(want, got) < 1e-4
+    # the int8 template asks for another edit: its latent against the fp8_scaled file's with its prompt
+    int8 = latents["image_boogu_image_0_1_edit_int8.json"]
+    model = _guided(reference(boogu, EDIT), _edit_states(boogu, prompts["image_boogu_image_0_1_edit_int8.json"],
+                                                         floats, 64), _states(boogu, ""), 3.5)
+    assert 0 < _err(_euler(model, None, 22, (160, 224), refs=[_edit_latent(boogu, floats, 64)]), int8) < 2e-2

@@ -45,7 +45,10 @@ def last_states(pipe, text: str, device, pictures=None) -> torch.Tensor:
     if pictures is None:
         inputs = {"input_ids": pipe.tokenizer(text, return_tensors="pt").input_ids}
     else:
-        inputs = dict(pipe.processor(text=[text], images=pictures, return_tensors="pt"))
+        # pictures come at the size and scale to read them at (boogu_edit.seen): ComfyUI's resizing, not the
+        # processor's
+        inputs = dict(pipe.processor(text=[text], images=pictures, do_rescale=False, do_resize=False,
+                                     return_tensors="pt"))
         inputs.pop("attention_mask", None)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     model = getattr(encoder, "model", encoder)
@@ -56,6 +59,7 @@ class BooguAdapter(ZImageAdapter):
     family = "boogu"
     name = "Boogu-Image"
     encoders = "Qwen3-VL-8B"
+    reads_references = True           # Boogu-Image Edit's pictures to edit (boogu_edit.py)
 
     def encode_text(self, pipe, prompts, device):
         """Each prompt in Boogu's chat turn, its own length, padded to the longest with the mask of each one's."""
