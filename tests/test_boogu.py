@@ -209,3 +209,22 @@ def test_comfyui_boogu_edit_templates_import_and_run(boogu, tmp_path, monkeypatc
     model = _guided(reference(boogu, EDIT), _edit_states(boogu, prompts["image_boogu_image_0_1_edit_int8.json"],
                                                          floats, 64), _states(boogu, ""), 3.5)
     assert 0 < _err(_euler(model, None, 22, (160, 224), refs=[_edit_latent(boogu, floats, 64)]), int8) < 2e-2
+
+
+def test_boogu_edit_names_the_text_encoder_it_needs(boogu):
+    """Qwen3-VL loaded for another model (type krea2) is refused by encode.boogu_edit with the file and type to use,
+    and a picture too narrow for 16-pixel squares is refused with what to change."""
+    from graph_engine import NodeError
+    from nodes.generate.boogu_edit import encode_boogu_edit
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder, load_vae
+    from tiny_boogu import TE_NAME
+    mm = ModelManager()
+    picture = torch.zeros(64, 64, 3, dtype=torch.uint8).numpy()
+    krea2 = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "krea2", "cpu")
+    with pytest.raises(NodeError, match="qwen3vl_8b_fp8_scaled.safetensors with type boogu"):
+        encode_boogu_edit(krea2, None, "remove the hat", "", [picture])
+    te = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "boogu", "cpu")
+    narrow = torch.zeros(256, 2, 3, dtype=torch.uint8).numpy()
+    with pytest.raises(NodeError, match="too narrow for Boogu-Image"):
+        encode_boogu_edit(te, load_vae(mm, "ae.safetensors", "cpu"), "remove the hat", "", [narrow], 64, 64)

@@ -43,7 +43,8 @@ def seen(picture: np.ndarray, vision_size: int = VISION_SIZE) -> np.ndarray:
     import torch.nn.functional as F
     from nodes.video.edit import comfy_scaled
     h, w = picture.shape[:2]
-    small = comfy_scaled(picture[None], *about(w, h, vision_size), "area")[0]
+    vw, vh = about(w, h, vision_size)
+    small = comfy_scaled(picture[None], max(1, vw), max(1, vh), "area")[0]     # ComfyUI fails on a side of 0
     wb, hb = read_size(small.shape[1], small.shape[0])
     x = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None]
     return F.interpolate(x, size=(hb, wb), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
