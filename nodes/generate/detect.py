@@ -656,6 +656,16 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
         return Detection(None, "joyimage", "", prefix=k.prefix_of(q) or "",
                          why=f"JD's JoyImage Edit transformer (JoyAI-Image-Edit), which Kinograph does not run yet; "
                              f"{instead}")
+    # Mage-Flow's transformer has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but
+    # reads 128-channel latent pixels one by one and Qwen3-VL-4B's 2560-wide states: it was taken for Qwen-Image's
+    if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
+            (k.shape("txt_norm.weight") or (0,))[0] == MAGE_TEXT and k.has("transformer_blocks.0.img_mod.1.weight"):
+        return Detection(None, "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
+                         why=f"Microsoft's Mage-Flow transformer (mage_flow_*), which Kinograph does not run yet; "
+                             f"{instead}")
+    if k.has("dconv_encoder.patch_cond_embed.weight", "decoder_model.y_embedder.decoder.conv_in.weight"):
+        return Detection(None, "mage_flow", "vae", why="Microsoft's Mage-VAE (mage_flow_vae), Mage-Flow's, which "
+                                                       "Kinograph does not read yet")
     if k.has("perceiver.latent_queries", "x_embedder.weight", "t_embedder.mlp.0.weight"):
         return Detection(None, "fibo2", "", prefix=k.prefix_of("perceiver.latent_queries") or "",
                          why=f"Bria's FIBO 2 transformer (Fibo-2.0, structured JSON prompts), which Kinograph does not "
@@ -1307,6 +1317,7 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
+MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE's) and Qwen3-VL-4B's width
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
