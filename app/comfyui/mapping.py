@@ -1051,6 +1051,12 @@ RULES: Dict[str, Rule] = {
                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                    "images.image_2": "image2", "images.image_3": "image3"},
                                   ("positive", "negative", "latent"), special="qwen21_text"),
+    # Boogu-Image Edit's prompt (Qwen3-VL seeing the pictures) and negative (alone), the pictures' latents on both
+    "TextEncodeBooguEdit": Rule("encode.boogu_edit", ("prompt", "negative_prompt"),
+                                (P("prompt", "text"), P("negative_prompt", "negative")),
+                                {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                                 "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
+                                ("positive", "negative")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),

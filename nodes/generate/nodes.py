@@ -375,6 +375,31 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
     return encode_edit(text_encoder, vae, text, pictures, template, ctx.log, size)
 
 
+@node("encode.boogu_edit", title="Encode Edit (Boogu-Image)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def encode_boogu_edit(ctx, text_encoder: TEXT_ENCODER,
+                      vae: VAE = Input(optional=True, help="FLUX.1's ae: to give the transformer the pictures' latents "
+                                                          "(the edit keeps them); without it only the prompt sees them"),
+                      image: IMAGE = Input(optional=True, help="the picture to edit"),
+                      image2: IMAGE = Input(optional=True, help="a second picture"),
+                      image3: IMAGE = Input(optional=True, help="a third picture"),
+                      image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                      text: str = Param("", kind="text", help="what to change"),
+                      negative: str = Param("", kind="text", help="the negative prompt, read without the pictures"),
+                      size: int = Param(1024, min=16, max=4096,
+                                        help="each picture's latent is about size x size pixels (ComfyUI's 1024)"),
+                      vision_size: int = Param(384, min=16, max=4096,
+                                               help="Qwen3-VL sees each picture at about this size squared (the "
+                                                    "reference pipeline's 384)")):
+    """Tell Boogu-Image Edit what to change (ComfyUI's TextEncodeBooguEdit): Qwen3-VL-8B reads the instruction having
+    seen the pictures (positive only), and each picture's latent rides on both prompts for the transformer to read
+    beside the noise. Sample a latent of the size to make at cfg 3.5 or so (Turbo: 1)."""
+    from nodes.generate.boogu_edit import encode_boogu_edit as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg = run(text_encoder, vae, text, negative, pictures, size, vision_size)
+    return {"positive": positive, "negative": neg}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
