@@ -172,6 +172,66 @@ def test_comfyui_image_to_layers_template_imports_and_runs(models, tmp_path, mon
     assert float(np.abs(merged - hand).max()) <= 3
 
 
+class _ComfyPositions(torch.nn.Module):
+    """ComfyUI's rotary positions of the layered model reading no picture (its QwenImageTransformer2DModel's
+    process_img for t > 1 frames, written out): each layer on plane t, rows and columns centred (index - n // 2),
+    the text's tokens from max(rows // 2, columns // 2) on every axis; as diffusers' complex rotations, each axis
+    position times theta^(-2k/d)."""
+    def __init__(self, f, h, w, axes):
+        super().__init__()
+        t, y, x = torch.meshgrid(torch.arange(f), torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+        self.ids, self.start, self.axes = torch.stack([t, y, x], -1).reshape(-1, 3), max(h // 2, w // 2), axes
+
+    def rotations(self, ids):
+        parts = [torch.polar(torch.ones(len(ids), d // 2), torch.outer(ids[:, k].float(), 1.0 / torch.pow(
+            10000, torch.arange(0, d, 2).float() / d))) for k, d in enumerate(self.axes)]
+        return torch.cat(parts, 1)
+
+    def forward(self, video_fhw, max_txt_seq_len, device=None):
+        txt = (torch.arange(int(max_txt_seq_len)) + self.start)[:, None].repeat(1, 3)
+        return self.rotations(self.ids), self.rotations(txt)
+
+
+def test_text_to_layers_positions_are_comfyuis(models):
+    """Layers from a prompt alone (the template's text-to-layers subgraph, bypassed as published): diffusers'
+    layered rotary embedding always takes its last shape for a picture to split, so Kinograph computes the layers'
+    positions with a stand-in there; the latent is ComfyUI's (its positions written out above, into diffusers'
+    transformer) for two layers at 64x64, cfg 2, 2 euler steps on the simple schedule at shift 1."""
+    from diffusers import QwenImageLayeredPipeline
+    from comfy_layouts import close_to
+    from test_qwen_image import comfy_simple_sigmas
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import layered_latent
+    from tiny_qwen import AXES
+    mm = ModelManager()
+    model = load_diffusion_model(mm, "qwen_image_layered_tiny_bf16.safetensors", "default", "cpu").with_option(
+        "flow_shift", 1.0)          # ModelSamplingAuraFlow's shift 1, as the template sets it
+    te = load_text_encoder(mm, "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "auto", "cpu")
+    vae = load_vae(mm, "qwen_image_layered_vae.safetensors", "cpu")
+    got = run_sampling(model, encode_prompt(te, "a cat on a chair"), encode_prompt(te, ""),
+                       layered_latent(vae, 1, 64, 64), steps=2, cfg=2.0, sampler="euler", scheduler="simple",
+                       seed=5).samples
+    ref = QwenImageLayeredPipeline.from_pretrained(str(models.parent / "Qwen-Image-Layered"), local_files_only=True,
+                                                   processor=None)
+    sigmas = comfy_simple_sigmas(2, 1.0)
+    with torch.no_grad():
+        pe, pm = ref.encode_prompt("a cat on a chair", device="cpu")
+        ne, nm = ref.encode_prompt("", device="cpu")
+        noise = torch.randn((1, 16, 2, 8, 8), generator=torch.Generator().manual_seed(5))
+        x = ref._pack_latents(noise.permute(0, 2, 1, 3, 4), 1, 16, 8, 8, 2)
+        ref.transformer.pos_embed = _ComfyPositions(2, 4, 4, AXES)
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            t = torch.tensor([s], dtype=torch.float32)
+            v = [ref.transformer(hidden_states=x, timestep=t, encoder_hidden_states=e, encoder_hidden_states_mask=m,
+                                 img_shapes=None, additional_t_cond=torch.zeros(1, dtype=torch.long),
+                                 return_dict=False)[0] for e, m in ((pe, pm), (ne, nm))]
+            x = x + (s_next - s) * (v[1] + 2.0 * (v[0] - v[1]))
+    close_to(ref._unpack_latents(x, 64, 64, 1, ref.vae_scale_factor), got)
+
+
 def test_layered_latent_and_cut_to_batch_say_what_they_take(models):
     """latent.layers is Qwen-Image's (another family's VAE is named); latent.cut_to_batch keeps a picture model's
     frames and refuses runs of a video VAE's frames, naming what does it."""
