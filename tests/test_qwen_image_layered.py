@@ -172,6 +172,44 @@ def test_comfyui_image_to_layers_template_imports_and_runs(models, tmp_path, mon
     assert float(np.abs(merged - hand).max()) <= 3
 
 
+def test_default_schedule_samples_as_the_layered_pipeline(models):
+    """sample's default schedule on the layered model: QwenImageLayeredPipeline's own (its shift from the picture's
+    patch count, mu = sqrt(patches / 256)), so condition.reference on a prompt and latent.layers sample what the
+    pipeline gives for the same picture, prompt, noise and 3 steps (the pipeline's 640x640 bucket, 1 layer; with 2
+    steps every shift gives the same levels: its scheduler stretches the last to 0.02)."""
+    from PIL import Image
+    from diffusers import QwenImageLayeredPipeline
+    from comfy_layouts import close_to
+    from graph_engine import Clip
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import encode_clip, layered_latent
+    size = 640
+    picture = np.asarray(Image.fromarray(_picture()).resize((size, size), Image.BILINEAR))
+    mm = ModelManager()
+    model = load_diffusion_model(mm, "qwen_image_layered_tiny_bf16.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "auto", "cpu")
+    vae = load_vae(mm, "qwen_image_layered_vae.safetensors", "cpu")
+    positive = add_reference(encode_prompt(te, "a cat"), encode_clip(vae, Clip.from_array(picture[None], 8.0)))
+    got = run_sampling(model, positive, None, layered_latent(vae, 1, size, size), steps=3, cfg=1.0, sampler="euler",
+                       seed=3).samples
+    ref = QwenImageLayeredPipeline.from_pretrained(str(models.parent / "Qwen-Image-Layered"), local_files_only=True,
+                                                   processor=None)
+    noise = torch.randn((1, 16, 2, size // 8, size // 8), generator=torch.Generator().manual_seed(3))
+    last = {}
+
+    def keep(pipe, step, t, kw):      # its output_type "latent" fails in 0.42.1 (an unset name): the last step's
+        last["latents"] = kw["latents"]
+        return {}
+    ref(Image.fromarray(picture).convert("RGBA"), "a cat", true_cfg_scale=1.0, layers=1, num_inference_steps=3,
+        resolution=size, output_type="pt", callback_on_step_end=keep,
+        latents=ref._pack_latents(noise.permute(0, 2, 1, 3, 4), 1, 16, size // 8, size // 8, 2))
+    close_to(ref._unpack_latents(last["latents"], size, size, 1, ref.vae_scale_factor), got)
+
+
 class _ComfyPositions(torch.nn.Module):
     """ComfyUI's rotary positions of the layered model reading no picture (its QwenImageTransformer2DModel's
     process_img for t > 1 frames, written out): each layer on plane t, rows and columns centred (index - n // 2),

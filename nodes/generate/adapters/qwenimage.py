@@ -69,7 +69,11 @@ class QwenImageAdapter(Adapter):
 
     # -- sampling ------------------------------------------------------------------------
     def default_sigmas(self, pipe, steps, latent_shape):
-        return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape)
+        if not layered(pipe.transformer):
+            return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape)
+        # QwenImageLayeredPipeline's shift: the square root of the picture's 2x2-patch count over 256's
+        return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape,
+                                   mu=((latent_shape[-2] // 2) * (latent_shape[-1] // 2) / 256) ** 0.5)
 
     def flow_shift(self, pipe) -> float:
         return COMFY_SHIFT
@@ -95,7 +99,7 @@ class QwenImageAdapter(Adapter):
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
-        if getattr(model.config, "use_layer3d_rope", False):
+        if layered(model):
             return self._layers(model, x_in, t, inputs)
         n, c, f, h, w = x_in.shape
         tokens = frame_tokens(x_in, "Qwen-Image")
@@ -195,6 +199,11 @@ def text_only(pipe):
         return pipe
     return QwenImagePipeline(scheduler=None, vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                              transformer=None)
+
+
+def layered(transformer) -> bool:
+    """Whether a Qwen-Image transformer is Qwen-Image-Layered's (its layers' rotary positions)."""
+    return bool(getattr(getattr(transformer, "config", None), "use_layer3d_rope", False))
 
 
 def vae_channels(vae, side: str = "in_channels") -> int:
