@@ -270,14 +270,20 @@ def test_text_to_layers_positions_are_comfyuis(models):
     close_to(ref._unpack_latents(x, 64, 64, 1, ref.vae_scale_factor), got)
 
 
-def test_layered_latent_and_cut_to_batch_say_what_they_take(models):
+def test_layered_nodes_say_what_they_take(models):
     """latent.layers is Qwen-Image's (another family's VAE is named); latent.cut_to_batch keeps a picture model's
-    frames and refuses runs of a video VAE's frames, naming what does it."""
+    frames and refuses runs of a video VAE's frames, naming what does it; the layered model given two pictures to
+    split says it splits one."""
+    from graph_engine import Clip
     from nodes.generate.latent import Latent, cut_to_batch
     from nodes.generate.model_manager import ModelManager
-    from nodes.generate.split import load_vae
-    from nodes.generate.vae_ops import layered_latent
-    vae = load_vae(ModelManager(), "qwen_image_layered_vae.safetensors", "cpu")
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import encode_clip, layered_latent
+    mm = ModelManager()
+    vae = load_vae(mm, "qwen_image_layered_vae.safetensors", "cpu")
     lat = layered_latent(vae, 3, 70, 50)
     assert tuple(lat.samples.shape) == (1, 16, 4, 48 // 8, 64 // 8) and (lat.width, lat.height) == (64, 48)
     assert cut_to_batch(lat, 1) is lat
@@ -290,3 +296,10 @@ def test_layered_latent_and_cut_to_batch_say_what_they_take(models):
         family = "wan"
     with pytest.raises(NodeError, match="give it qwen_image_layered_vae"):
         layered_latent(Other(), 2, 64, 64)
+    model = load_diffusion_model(mm, "qwen_image_layered_tiny_bf16.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "auto", "cpu")
+    picture = encode_clip(vae, Clip.from_array(_picture()[None], 8.0))
+    two = add_reference(add_reference(encode_prompt(te, "a cat"), picture), picture)
+    with pytest.raises(NodeError, match="splits one picture into layers, and this prompt holds 2: give "
+                                        "condition.reference one picture"):
+        run_sampling(model, two, None, layered_latent(vae, 1, W, H), steps=1, cfg=1.0, sampler="euler")
