@@ -273,7 +273,7 @@ def test_text_to_layers_positions_are_comfyuis(models):
 def test_layered_nodes_say_what_they_take(models):
     """latent.layers is Qwen-Image's (another family's VAE is named); latent.cut_to_batch keeps a picture model's
     frames and refuses runs of a video VAE's frames, naming what does it; the layered model given two pictures to
-    split says it splits one."""
+    split says it splits one, and a ControlNet on it is refused (Qwen-Image's steer one picture's tokens)."""
     from graph_engine import Clip
     from nodes.generate.latent import Latent, cut_to_batch
     from nodes.generate.model_manager import ModelManager
@@ -303,3 +303,7 @@ def test_layered_nodes_say_what_they_take(models):
     with pytest.raises(NodeError, match="splits one picture into layers, and this prompt holds 2: give "
                                         "condition.reference one picture"):
         run_sampling(model, two, None, layered_latent(vae, 1, W, H), steps=1, cfg=1.0, sampler="euler")
+    from nodes.generate.adapters import get_adapter
+    with pytest.raises(NodeError, match="takes no ControlNet"):
+        get_adapter("qwenimage").forward(model, torch.zeros(1, 16, 2, 6, 8), torch.tensor([500.0]),
+                                         {"control": ["a net"]})

@@ -132,6 +132,9 @@ class QwenImageAdapter(Adapter):
         one sequence with each layer on its own plane of the rotary positions, the picture to split after them on
         plane -1 (QwenImageLayeredPipeline's img_shapes; ComfyUI's ReferenceLatent on it); the additional timestep
         condition 0 (the layers are RGBA, as both give it)."""
+        if inputs.get("control"):
+            raise NodeError("Qwen-Image-Layered takes no ControlNet (the Qwen-Image ones steer a single picture's "
+                            "tokens, not its layers): remove control.apply from its model")
         n, c, f, h, w = x_in.shape
         own = f * (h // 2) * (w // 2)
         tokens = pack(frames_in_batch(x_in)).reshape(n, own, 4 * c)
