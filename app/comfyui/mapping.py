@@ -1081,6 +1081,10 @@ RULES: Dict[str, Rule] = {
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
                                   special="empty_latent"),
+    # Qwen-Image-Layered's: the whole picture and its layers as frames (Kinograph sizes it from the VAE it is given)
+    "EmptyQwenImageLayeredLatentImage": Rule("latent.layers", ("width", "height", "layers", "batch_size"),
+                                             LATENT_SIZE + (P("layers", "layers"),), outputs=("latent",),
+                                             special="empty_latent", ignore={"batch_size": 1}),
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
@@ -2050,6 +2054,9 @@ RULES: Dict[str, Rule] = {
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
+    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are)
+    "LatentCutToBatch": Rule("latent.cut_to_batch", ("dim", "slice_size"), (P("slice_size", "size"),),
+                             {"samples": "latent"}, ("latent",), ignore={"dim": "t"}),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
                          ("latent",)),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),

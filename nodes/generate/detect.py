@@ -978,8 +978,9 @@ def _vae(k: Keys) -> Optional[Detection]:
         z = (k.shape("conv1.weight") or (32,))[0] // 2
         if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
             return Detection(None, "qwenimage21", "", why=qwen21_files("VAE"))
+        # RGBA (4 channels in: Qwen-Image-Layered's qwen_image_layered_vae) or RGB
         return Detection("vae", "wan", "2.2" if z == 48 else "2.1", why="decoder.middle residual gamma",
-                         extra={"z_dim": z})
+                         extra={"z_dim": z, "channels": (k.shape("encoder.conv1.weight") or (0, 3))[1]})
     if k.any("encoder.down_blocks.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
         z = (k.shape("quant_conv.weight") or (32,))[0] // 2
         if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE

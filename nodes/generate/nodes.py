@@ -1253,6 +1253,30 @@ def latent_cut(ctx, latent: LATENT,
     return cut_latent(latent, axis, index, amount)
 
 
+@node("latent.cut_to_batch", title="Cut Latent into Pictures", category="Latent")
+def latent_cut_to_batch(ctx, latent: LATENT,
+                        size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
+                        ) -> LATENT:
+    """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
+    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
+    model's runs are refused (cut them with latent.cut and decode each)."""
+    from nodes.generate.latent import cut_to_batch
+    return cut_to_batch(latent, size)
+
+
+@node("latent.layers", title="Empty Layered Latent", category="Latent")
+def latent_layers(ctx, vae: VAE,
+                  width: int = Param(640, min=16, max=8192, help="picture width in pixels (a multiple of 16)"),
+                  height: int = Param(640, min=16, max=8192, help="picture height in pixels (a multiple of 16)"),
+                  layers: int = Param(3, min=0, max=64, help="layers besides the whole picture")) -> LATENT:
+    """An all-zero latent for Qwen-Image-Layered (ComfyUI's EmptyQwenImageLayeredLatentImage): the whole picture and
+    its layers, one frame each. Sample it with the layered model (condition.reference on both prompts gives the
+    picture to split), drop the first frame with latent.cut, and vae.decode with qwen_image_layered_vae: each
+    layer a picture with its alpha. layers 0 makes a plain Qwen-Image latent."""
+    from nodes.generate.vae_ops import layered_latent
+    return layered_latent(vae, layers, width, height, ctx.log)
+
+
 @node("latent.concat", title="Join Latents", category="Latent")
 def latent_concat(ctx, latent: LATENT, other: LATENT,
                   axis: str = Param("t", choices=("t", "-t", "y", "-y", "x", "-x"),

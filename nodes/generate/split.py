@@ -392,10 +392,10 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
         found = sd_vae_family(path, family)
     elif found == "flux" and det.role == "vae":
         found = flat_vae_family(path, family)
-    elif found == "wan" and det.variant == "2.1" and (family == "qwenimage" or family == "auto" and any(
-            k in path.stem.lower() for k in ("qwen", "marigold_v2"))):
+    elif found == "wan" and det.variant == "2.1" and (family == "qwenimage" or family == "auto" and (any(
+            k in path.stem.lower() for k in ("qwen", "marigold_v2")) or det.extra.get("channels") == 4)):
         # qwen_image_vae: the Wan 2.1 VAE's network and names, Qwen-Image's weights; Marigold v2's task VAEs
-        # (marigold_v2_depth_log_stage2_vae, ...) are Qwen-Image's, fine-tuned
+        # (marigold_v2_depth_log_stage2_vae, ...) are Qwen-Image's, fine-tuned; an RGBA one is Qwen-Image-Layered's
         found = "qwenimage"
     elif family not in ("auto", found):
         raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
