@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SCALE, SHIFT = 0.9152, 0.0
-TINY_WIDTHS = (32, 32, 64, 64)
+TINY_WIDTHS = (32, 64, 64, 64)         # the released widths step up where these do (conv_shortcut at the same levels)
 FILE = "seedvr2_ema_vae_tiny.safetensors"
 
 

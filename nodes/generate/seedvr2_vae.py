@@ -9,7 +9,8 @@ Interface (for the restorer's wiring):
                                      ComfyUI's VAEEncode gives SeedVR2Conditioning (the posterior's mean, scaled)
     vae.decode(latent)               latent in that same scaled space [B, 16, t, h, w]
                                      -> pixels [B, 3, 4 (t - 1) + 1, 8 h, 8 w] in about [-1, 1] (not clamped)
-    vae.chunk                        pixel frames (encode; a multiple of 4) and latent frames x 4 (decode) per pass
+    vae.chunk                        pixel frames per pass after the first frame (4, ComfyUI's slices: an encode
+                                     takes a multiple of 4, a decode chunk / 4 latent frames, at least 1)
     vae.tile, vae.overlap            spatial tiles in pixels (None: whole frames); enable_tiling() sets ComfyUI
                                      template's 512 / 128 (VAEEncodeTiled / VAEDecodeTiled on utility_seedvr2_*)
 
@@ -36,7 +37,8 @@ LATENT_CHANNELS = 16
 SPACE, TIME = 8, 4        # the released model's compression; a file's own is read from its shapes
 GROUPS = 32               # every group norm's groups
 EPS = 1e-6
-ENCODE_CHUNK = 4          # ComfyUI's slicing_sample_min_size: pixel frames per pass after the first
+ENCODE_CHUNK = 4          # ComfyUI's slicing_sample_min_size: pixel frames per pass after the first (its
+                          # activations at full size bound the memory: 128 channels of 4 frames)
 TEMPLATE_TILE, TEMPLATE_OVERLAP = 512, 128    # pixels: VAEEncodeTiled / VAEDecodeTiled on utility_seedvr2_*
 
 
@@ -252,7 +254,7 @@ class SeedVR2VAE(nn.Module):
         self.time = 2 ** sum(temporal_down)
         self.config = SimpleNamespace(latent_channels=latent_channels, scaling_factor=SCALE, out_channels=3,
                                       widths=list(widths))
-        self.chunk = 4 * ENCODE_CHUNK
+        self.chunk = ENCODE_CHUNK
         self.tile: Optional[int] = None
         self.overlap = TEMPLATE_OVERLAP
 
