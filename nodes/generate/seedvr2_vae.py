@@ -15,8 +15,9 @@ Interface (for the restorer's wiring):
                                      template's 512 / 128 (VAEEncodeTiled / VAEDecodeTiled on utility_seedvr2_*)
 
 Time only passes through the causal convolutions: every group norm and the middle blocks' attention work on each
-frame alone. So a clip goes through in chunks of frames, each convolution keeping the frames its next window needs
-(its left context) from the chunk before, and the result is the whole clip's: a first chunk's convolutions see its
+frame alone. So a clip goes through in chunks of frames (and the full-size levels a frame at a time, as ComfyUI's
+encoder head and decoder tail go), each convolution keeping the frames its next window needs (its left context) from
+the chunk before, and the result is the whole clip's: a first chunk's convolutions see its
 first frame repeated before it (ComfyUI's extend_head), and its temporal upsamplers drop the second of the first
 frame's two outputs (remove_head), which only happens once. Tiles are passes of their own, blended over their
 overlap by a raised-cosine ramp as ComfyUI's tiled_vae blends them."""
@@ -72,6 +73,14 @@ class CausalConv3d(nn.Conv3d):
             # the frames from the next window's start on: a window of stride st begins at st * (outputs)
             state.tails[id(self)] = x[:, :, st * ((x.shape[2] - kt) // st + 1):].clone()
         return super().forward(x)
+
+
+def by_frame(run: Callable, x: torch.Tensor, state: Optional[_Pass]) -> torch.Tensor:
+    """run over x's frames one at a time (the same result: its convolutions keep their left context in `state`), so
+    only a frame's activations are held at the sizes where they are largest; at once without a pass's state."""
+    if state is None or x.shape[2] == 1:
+        return run(x)
+    return torch.cat([run(x[:, :, i:i + 1]) for i in range(x.shape[2])], dim=2)
 
 
 def frame_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
@@ -194,9 +203,17 @@ class Encoder3D(nn.Module):
         self.conv_norm_out = nn.GroupNorm(GROUPS, widths[-1], eps=EPS)
         self.conv_out = CausalConv3d(widths[-1], 2 * latent, 3, padding=1)
 
+        # the full-size levels before the first that halves the frames: run a frame at a time within a chunk
+        self.head = next((i for i, t in enumerate(temporal) if t), len(temporal))
+
     def forward(self, x, state):
-        x = self.conv_in(x, state)
-        for level in self.down_blocks:
+        def head(f):
+            f = self.conv_in(f, state)
+            for level in self.down_blocks[:self.head]:
+                f = level(f, state)
+            return f
+        x = by_frame(head, x, state)
+        for level in self.down_blocks[self.head:]:
             x = level(x, state)
         x = self.mid_block(x, state)
         return self.conv_out(F.silu(frame_norm(self.conv_norm_out, x)), state)
@@ -215,11 +232,19 @@ class Decoder3D(nn.Module):
         self.conv_norm_out = nn.GroupNorm(GROUPS, widths[0], eps=EPS)
         self.conv_out = CausalConv3d(widths[0], 3, 3, padding=1)
 
+        # the levels after the last that doubles the frames, at the largest sizes: run a frame at a time
+        self.tail = 1 + max((i for i, t in enumerate(temporal) if t), default=-1)
+
     def forward(self, z, state):
         x = self.mid_block(self.conv_in(z, state), state)
-        for level in self.up_blocks:
+        for level in self.up_blocks[:self.tail]:
             x = level(x, state)
-        return self.conv_out(F.silu(frame_norm(self.conv_norm_out, x)), state)
+
+        def tail(f):
+            for level in self.up_blocks[self.tail:]:
+                f = level(f, state)
+            return self.conv_out(F.silu(frame_norm(self.conv_norm_out, f)), state)
+        return by_frame(tail, x, state)
 
 
 def config_from_state(state: Dict[str, torch.Tensor]) -> dict:
