@@ -113,6 +113,12 @@ def test_load_vae_encodes_and_decodes_a_clip_as_comfyui(models):
     with pytest.raises(NodeError, match=r"4n\+1 frames"):
         encode_clip(vae, Clip(6, 24.0, 32, 16, lambda a, b: frames[a:b]))
     assert SCALE == vae.pipe.vae.config.scaling_factor
+    # the decode's retry on out-of-memory tiles as the utility_seedvr2_* templates' VAEDecodeTiled (512, overlap 128)
+    from nodes.generate.adapters import get_adapter
+    get_adapter("seedvr2").set_vae_tiling(vae.pipe, True)
+    assert (vae.pipe.vae.tile, vae.pipe.vae.overlap) == (512, 128)
+    get_adapter("seedvr2").set_vae_tiling(vae.pipe, False)
+    assert vae.pipe.vae.tile is None
 
 
 def test_bad_files_are_named_with_what_is_wrong(models, tmp_path):
