@@ -2284,9 +2284,8 @@ INSTEAD = {
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     "SeedVR2Conditioning": "not mapped yet: ByteDance's SeedVR2 restorer (its NaDiT transformer, seedvr2_3b / _7b in "
-                           "diffusion_models/) is not run by Kinograph yet; its VAE (load.vae, vae.encode / "
-                           "vae.decode), preparation and finishing import (upscale.seedvr2_pad, "
-                           "upscale.seedvr2_finish). Upscale with upscale.model (an "
+                           "diffusion_models/, and its VAE) is not run by Kinograph yet; its preparation and finishing "
+                           "import (upscale.seedvr2_pad, upscale.seedvr2_finish). Upscale with upscale.model (an "
                            "ESRGAN-style file in upscale_models/) or upscale.multiframe instead",
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
