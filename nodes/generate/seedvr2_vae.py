@@ -9,6 +9,8 @@ Interface (for the restorer's wiring):
                                      ComfyUI's VAEEncode gives SeedVR2Conditioning (the posterior's mean, scaled)
     vae.decode(latent)               latent in that same scaled space [B, 16, t, h, w]
                                      -> pixels [B, 3, 4 (t - 1) + 1, 8 h, 8 w] in about [-1, 1] (not clamped)
+                                     Both take their input on any device and give float32 on the CPU: a pass's
+                                     frames go to the network's device as it needs them
     vae.chunk                        pixel frames per pass after the first frame (4, ComfyUI's slices: an encode
                                      takes a multiple of 4, a decode chunk / 4 latent frames, at least 1)
     vae.tile, vae.overlap            spatial tiles in pixels (None: whole frames); enable_tiling() sets ComfyUI
@@ -307,32 +309,37 @@ class SeedVR2VAE(nn.Module):
         if (t - 1) % self.time or h % self.space or w % self.space:
             raise NodeError(f"SeedVR2 VAE encodes {self.time}n+1 frames of sides divisible by {self.space}; got {t} "
                             f"frames of {w}x{h}: pad the clip with upscale.seedvr2_pad")
-        x = pixels.to(self.device, self.dtype)
-        return self._tiled(x, self._encode_pass, 1 / self.space).float() * SCALE
+        return self._tiled(pixels, self._encode_pass, 1 / self.space) * SCALE
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         c = self.config.latent_channels
         if latent.ndim != 5 or latent.shape[1] != c:
             raise NodeError(f"SeedVR2 VAE decodes latents [B, {c}, t, h, w]; got {list(latent.shape)}")
-        z = (latent.float() / SCALE).to(self.device, self.dtype)
-        return self._tiled(z, self._decode_pass, self.space).float()
+        return self._tiled(latent.float() / SCALE, self._decode_pass, self.space)
 
     def _encode_pass(self, x: torch.Tensor) -> torch.Tensor:
         """Whole frames' latent means, `chunk` frames a pass after the first frame (with the first chunk)."""
         step = max(self.time, self.chunk // self.time * self.time)
-        return self._chunked(x, step, lambda piece, state: self.encoder(piece, state)[:, :self.config.latent_channels])
+        return self._chunked(x, step, (x.shape[2] - 1) // self.time + 1,
+                             lambda piece, state: self.encoder(piece, state)[:, :self.config.latent_channels])
 
     def _decode_pass(self, z: torch.Tensor) -> torch.Tensor:
-        return self._chunked(z, max(1, self.chunk // self.time), self.decoder)
+        return self._chunked(z, max(1, self.chunk // self.time), self.time * (z.shape[2] - 1) + 1, self.decoder)
 
-    @staticmethod
-    def _chunked(x: torch.Tensor, step: int, run: Callable) -> torch.Tensor:
-        state, outs = _Pass(), []
+    def _chunked(self, x: torch.Tensor, step: int, frames: int, run: Callable) -> torch.Tensor:
+        """run over x's frames in passes of `step` after the first frame (which joins the first pass), one pass's
+        frames on the device at a time; the `frames` of the result gather in float32 in host memory (a decoded clip
+        upscaled to 4K would not fit beside the network's activations)."""
+        state, out, at = _Pass(), None, 0
         for a in range(1, max(x.shape[2], 2), step):
             piece = x[:, :, :a + step] if a == 1 else x[:, :, a:a + step]
-            outs.append(run(piece, state))
+            y = run(piece.to(self.device, self.dtype), state).float().cpu()
             state.first = False
-        return torch.cat(outs, dim=2)
+            if out is None:
+                out = torch.empty((*y.shape[:2], frames, *y.shape[3:]))
+            out[:, :, at:at + y.shape[2]] = y
+            at += y.shape[2]
+        return out
 
     def _tiled(self, x: torch.Tensor, run: Callable, scale: float) -> torch.Tensor:
         """run(x) over spatial tiles of `tile` pixels overlapping by `overlap`, blended (ComfyUI's tiled_vae plan)."""
@@ -347,12 +354,12 @@ class SeedVR2VAE(nn.Module):
         out = count = None
         for y0, y1 in spans_h:
             for x0, x1 in spans_w:
-                part = run(x[..., y0:y1, x0:x1]).float()
+                part = run(x[..., y0:y1, x0:x1])
                 if out is None:
-                    out = x.new_zeros((*part.shape[:3], round(h * scale), round(w * scale)), dtype=torch.float32)
-                    count = x.new_zeros((round(h * scale), round(w * scale)), dtype=torch.float32)
-                wy = _ramp(part.shape[3], blend, y0 > 0, y1 < h, part.device)
-                wx = _ramp(part.shape[4], blend, x0 > 0, x1 < w, part.device)
+                    out = torch.zeros((*part.shape[:3], round(h * scale), round(w * scale)))
+                    count = torch.zeros((round(h * scale), round(w * scale)))
+                wy = _ramp(part.shape[3], blend, y0 > 0, y1 < h)
+                wx = _ramp(part.shape[4], blend, x0 > 0, x1 < w)
                 weight = wy[:, None] * wx[None, :]
                 ys, xs = int(y0 * scale), int(x0 * scale)
                 out[..., ys:ys + part.shape[3], xs:xs + part.shape[4]] += part * weight
@@ -371,12 +378,12 @@ def _spans(n: int, tile: int, overlap: int) -> List[Tuple[int, int]]:
     return out
 
 
-def _ramp(n: int, blend: int, rise: bool, fall: bool, device) -> torch.Tensor:
+def _ramp(n: int, blend: int, rise: bool, fall: bool) -> torch.Tensor:
     """A tile's weights along one side: a raised cosine over `blend` cells where it overlaps a neighbour."""
-    weight = torch.ones(n, device=device)
+    weight = torch.ones(n)
     blend = max(0, min(blend, n // 2))
     if blend:
-        r = 0.5 - 0.5 * torch.cos(torch.linspace(0, 1, blend, device=device) * math.pi)
+        r = 0.5 - 0.5 * torch.cos(torch.linspace(0, 1, blend) * math.pi)
         if rise:
             weight[:blend] = r
         if fall:
