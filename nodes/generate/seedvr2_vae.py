@@ -15,14 +15,15 @@ Interface (for the restorer's wiring):
                                      takes a multiple of 4, a decode chunk / 4 latent frames, at least 1)
     vae.tile, vae.overlap            spatial tiles in pixels (None: whole frames); enable_tiling() sets ComfyUI
                                      template's 512 / 128 (VAEEncodeTiled / VAEDecodeTiled on utility_seedvr2_*)
+    vae.time, vae.space              frames per latent frame after the first (4), pixels per latent pixel (8)
 
 Time only passes through the causal convolutions: every group norm and the middle blocks' attention work on each
 frame alone. So a clip goes through in chunks of frames (and the full-size levels a frame at a time, as ComfyUI's
 encoder head and decoder tail go), each convolution keeping the frames its next window needs (its left context) from
-the chunk before, and the result is the whole clip's: a first chunk's convolutions see its
-first frame repeated before it (ComfyUI's extend_head), and its temporal upsamplers drop the second of the first
-frame's two outputs (remove_head), which only happens once. Tiles are passes of their own, blended over their
-overlap by a raised-cosine ramp as ComfyUI's tiled_vae blends them."""
+the chunk before, and the result is the whole clip's: a first chunk's convolutions see its first frame repeated before
+it (ComfyUI's extend_head), and its temporal upsamplers drop the second of the first frame's two outputs
+(remove_head), which only happens once. Tiles are passes of their own, blended over their overlap by a raised-cosine
+ramp as ComfyUI's tiled_vae blends them."""
 from __future__ import annotations
 
 import math
@@ -62,8 +63,8 @@ class CausalConv3d(nn.Conv3d):
         self.lead = 2 * self.padding[0]
         self.padding = (0, *self.padding[1:])
 
-    def forward(self, x: torch.Tensor, state: Optional[_Pass] = None) -> torch.Tensor:
-        tail = None if state is None else state.tails.get(id(self))
+    def forward(self, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+        tail = state.tails.get(id(self))
         if tail is not None:
             x = torch.cat((tail.to(x), x), dim=2)
         elif self.lead:
@@ -71,16 +72,16 @@ class CausalConv3d(nn.Conv3d):
         kt, st = self.kernel_size[0], self.stride[0]
         if x.shape[2] < kt:
             raise NodeError(f"SeedVR2 VAE: a chunk of {x.shape[2]} frames is too short for a {kt}-frame convolution")
-        if state is not None and kt > 1:
+        if kt > 1:
             # the frames from the next window's start on: a window of stride st begins at st * (outputs)
             state.tails[id(self)] = x[:, :, st * ((x.shape[2] - kt) // st + 1):].clone()
         return super().forward(x)
 
 
-def by_frame(run: Callable, x: torch.Tensor, state: Optional[_Pass]) -> torch.Tensor:
-    """run over x's frames one at a time (the same result: its convolutions keep their left context in `state`), so
-    only a frame's activations are held at the sizes where they are largest; at once without a pass's state."""
-    if state is None or x.shape[2] == 1:
+def by_frame(run: Callable, x: torch.Tensor) -> torch.Tensor:
+    """run over x's frames one at a time (the same result: its convolutions keep their left context in the pass's
+    state), so only a frame's activations are held at the sizes where they are largest."""
+    if x.shape[2] == 1:
         return run(x)
     return torch.cat([run(x[:, :, i:i + 1]) for i in range(x.shape[2])], dim=2)
 
@@ -171,7 +172,7 @@ class Upsample3D(nn.Module):
         c = y.shape[1] // (4 * r)
         # channels are ordered (row offset, column offset, frame offset, channel)
         y = y.view(b, 2, 2, r, c, t, h, w).permute(0, 4, 5, 3, 6, 1, 7, 2).reshape(b, c, t * r, h * 2, w * 2)
-        if r > 1 and (state is None or state.first):
+        if r > 1 and state.first:
             y = torch.cat((y[:, :, :1], y[:, :, 2:]), dim=2)
         return self.conv(y, state)
 
@@ -214,7 +215,7 @@ class Encoder3D(nn.Module):
             for level in self.down_blocks[:self.head]:
                 f = level(f, state)
             return f
-        x = by_frame(head, x, state)
+        x = by_frame(head, x)
         for level in self.down_blocks[self.head:]:
             x = level(x, state)
         x = self.mid_block(x, state)
@@ -246,7 +247,7 @@ class Decoder3D(nn.Module):
             for level in self.up_blocks[self.tail:]:
                 f = level(f, state)
             return self.conv_out(F.silu(frame_norm(self.conv_norm_out, f)), state)
-        return by_frame(tail, x, state)
+        return by_frame(tail, x)
 
 
 def config_from_state(state: Dict[str, torch.Tensor]) -> dict:
