@@ -1369,14 +1369,17 @@ def _krea2(k: Keys) -> Optional[Detection]:
 
 
 def _stable_audio(k: Keys) -> Optional[Detection]:
-    """Stable Audio Open 1.0's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors: the DiT under
-    model.model., the Oobleck VAE under pretransform.model., the seconds conditioners), which generate.stable_audio
-    reads whole; no model loader takes it."""
+    """Stable Audio Open 1.0's or Stable Audio 3's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors,
+    stable_audio_3_medium.safetensors: the DiT under model.model., the VAE under pretransform.model., the seconds
+    conditioners), which generate.stable_audio or generate.stable_audio3 reads whole; no model loader takes it.
+    Stable Audio 3's DiT is told by its adaLN (a global conditioning embedder)."""
     if not k.has("model.model.transformer.project_in.weight",
                  "conditioner.conditioners.seconds_total.embedder.embedding.1.weight"):
         return None
-    return Detection("checkpoint", "stable_audio", "open-1.0", why="model.model.transformer / pretransform / "
-                     "conditioner.conditioners.seconds_total (stable-audio-tools' names)")
+    return Detection("checkpoint", "stable_audio",
+                     "3" if k.has("model.model.transformer.global_cond_embedder.0.weight") else "open-1.0",
+                     why="model.model.transformer / pretransform / conditioner.conditioners.seconds_total "
+                     "(stable-audio-tools' names)")
 
 
 def qwen21_files(part: str) -> str:

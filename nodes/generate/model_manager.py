@@ -70,8 +70,12 @@ def _read_json(p: Path) -> dict:
 
 
 # -- detection -----------------------------------------------------------------------------
-STABLE_AUDIO_READER = ("generate.stable_audio reads it as its checkpoint, with T5-base from "
-                       "text_encoders/t5-base.safetensors and its tokenizer folder text_encoders/t5-base/")
+# by the checkpoint's variant (its detection's)
+STABLE_AUDIO_READER = {"open-1.0": ("Stable Audio Open 1.0", "generate.stable_audio reads it as its checkpoint, with "
+                                    "T5-base from text_encoders/t5-base.safetensors and its tokenizer folder "
+                                    "text_encoders/t5-base/"),
+                       "3": ("Stable Audio 3", "generate.stable_audio3 reads it as its checkpoint, with T5Gemma from "
+                             "text_encoders/t5gemma_b_b_ul2.safetensors")}
 
 
 def detect_family(path: Path) -> Tuple[Optional[str], str]:
@@ -98,8 +102,8 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
         return None, "no model_index.json or config.json"
     det = detect_file(path)
     if det.family == "stable_audio":
-        raise NodeError(f"{path.name} is Stable Audio Open 1.0's checkpoint (sound, not pictures): "
-                        f"{STABLE_AUDIO_READER}, not a model loader")
+        title, reader = STABLE_AUDIO_READER[det.variant]
+        raise NodeError(f"{path.name} is {title}'s checkpoint (sound, not pictures): {reader}, not a model loader")
     if det.role == "motion_module":
         return "motion", "its motion_modules tensors"
     if det.role in ("diffusion_model", "checkpoint"):
@@ -663,7 +667,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "ipadapter":
         return ipadapter_support(det)
     if det.family == "stable_audio":
-        return True, STABLE_AUDIO_READER
+        return True, STABLE_AUDIO_READER[det.variant][1]
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
