@@ -1251,6 +1251,12 @@ RULES: Dict[str, Rule] = {
                   {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
                   ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
        for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
+    # Anima's ControlNet-LLLite nets from model_patches/: the picture centre-cropped and resized bicubically, as
+    # ComfyUI's AnimaLLLitePatch does
+    "AnimaLLLiteApply": Rule("control.anima_lllite", ("strength", "start_percent", "end_percent"),
+                             (P("strength", "strength"), P("start_percent", "start"), P("end_percent", "end")),
+                             {"model": "model", "model_patch": "model_patch", "image": "video", "mask": "mask"},
+                             ("model",)),
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
