@@ -222,9 +222,9 @@ def encoded(control, height: int, width: int, device, dtype):
         net = control.net
         image = torch.from_numpy(control.frames).float() / 255.0
         mask = None if control.keep is None else 1.0 - torch.from_numpy(control.keep).float()
-        net.to(device)
+        net.to(device, dtype)       # run in the transformer's dtype, as ComfyUI casts the net's weights to its input
         control.cache.clear()       # one size at a time: a new size replaces the last
-        control.cache[key] = net.lllite_conditioning1(picture(net, image, mask, height, width).to(device)).to(dtype)
+        control.cache[key] = net.lllite_conditioning1(picture(net, image, mask, height, width).to(device, dtype))
     return control.cache[key]
 
 
