@@ -59,8 +59,11 @@ def _reference(root, prompt, noise, steps, cfg, late, mu, std):
     assert cfg in schedule and late in schedule, levels       # the override takes some steps, not all
     # its window keeps the first level at 0.99988: ComfyUI (and Kinograph) start from the noise scaled to it, the
     # pipeline from the noise as drawn
+    chat = pipe.tokenizer.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+                                              add_generation_prompt=True, tokenize=False)
+    length = len(pipe.tokenizer(chat, add_special_tokens=False)["input_ids"])     # its buffer: no padding to read
     out = pipe(prompt, height=h, width=w, num_inference_steps=steps, guidance_schedule=schedule, mu=mu, std=std,
-               max_sequence_length=4096, latents=_tokens(noise) * float(levels[0]), output_type="latent").images
+               max_sequence_length=length, latents=_tokens(noise) * float(levels[0]), output_type="latent").images
     return _latent(out, h // 16, w // 16)
 
 
@@ -128,20 +131,24 @@ def test_ideogram4_files_match_ideogram4pipeline(ideogram4):
 
 
 def test_ideogram4_wrong_parts_are_named(ideogram4):
+    """A negative model of another family, and the same Qwen3-VL loaded with type auto (it then reads prompts for
+    Qwen-Image 2.1), are refused by name before any sampling."""
+    from dataclasses import replace
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.nodes import negative_model_guide
-    from nodes.generate.split import load_diffusion_model, load_text_encoder
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
     from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
     from tiny_ideogram4 import TE_NAME
     mm = ModelManager()
     model = load_diffusion_model(mm, "ideogram4_tiny_fp8_scaled.safetensors", "default", "cpu")
-    # the same Qwen3-VL loaded with type auto reads prompts for Qwen-Image 2.1, not Ideogram 4
-    other = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "auto", "cpu")
-    assert other.family != "ideogram4"
-    with pytest.raises(NodeError, match="negative_model is .* and the model ideogram4"):
-        negative_model_guide(None, model, model.__class__(**{**model.__dict__, "family": "flux2"}))
-    assert encode_prompt(load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "ideogram4", "cpu"), "x").embeds.shape[-1] \
-        == 13 * 64
+    with pytest.raises(NodeError, match="negative_model is flux2 and the model ideogram4"):
+        negative_model_guide(None, model, replace(model, family="flux2"))
+    other = encode_prompt(load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "auto", "cpu"), "a cat")
+    latent = empty_latent(load_vae(mm, "flux2-vae.safetensors", "cpu"), 1, W, H, 8.0)
+    with pytest.raises(NodeError, match="encoded for qwenimage21, but the model is ideogram4"):
+        run_sampling(model, other, None, latent, steps=1, cfg=1.0, sampler="euler", seed=1)
 
 
 def test_comfyui_ideogram4_templates_import_and_run(ideogram4, tmp_path, monkeypatch):
