@@ -131,8 +131,8 @@ def test_ideogram4_files_match_ideogram4pipeline(ideogram4):
 
 
 def test_ideogram4_wrong_parts_are_named(ideogram4):
-    """A negative model of another family, and the same Qwen3-VL loaded with type auto (it then reads prompts for
-    Qwen-Image 2.1), are refused by name before any sampling."""
+    """A negative model of another family or with LoRAs (its pass would not apply them), and the same Qwen3-VL loaded
+    with type auto (it then reads prompts for Qwen-Image 2.1), are refused by name before any sampling."""
     from dataclasses import replace
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.nodes import negative_model_guide
@@ -145,6 +145,8 @@ def test_ideogram4_wrong_parts_are_named(ideogram4):
     model = load_diffusion_model(mm, "ideogram4_tiny_fp8_scaled.safetensors", "default", "cpu")
     with pytest.raises(NodeError, match="negative_model is flux2 and the model ideogram4"):
         negative_model_guide(None, model, replace(model, family="flux2"))
+    with pytest.raises(NodeError, match="negative_model has LoRAs"):
+        negative_model_guide(None, model, replace(model, loras=(("style.safetensors", 1.0),)))
     other = encode_prompt(load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "auto", "cpu"), "a cat")
     latent = empty_latent(load_vae(mm, "flux2-vae.safetensors", "cpu"), 1, W, H, 8.0)
     with pytest.raises(NodeError, match="encoded for qwenimage21, but the model is ideogram4"):

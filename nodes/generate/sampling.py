@@ -312,6 +312,9 @@ def check_negative_model(model, negative_model) -> None:
         raise NodeError(f"guide.negative_model's negative_model is {negative_model.family} and the model "
                         f"{model.family}: the negative pass must be made by a model of the same family (Ideogram 4's "
                         "ideogram4_unconditional_* beside its ideogram4_*)")
+    if negative_model.loras:
+        raise NodeError("guide.negative_model's negative_model has LoRAs, which its pass does not apply yet: put the "
+                        "LoRA on the model that reads the prompt, or leave it off")
 
 
 def _check_dual(handle, adapter, negative, others: dict):
