@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from graph_engine import NodeError
-from nodes.generate.seedvr2_dit import load_nadit
 
 # ---------------------------------------------------------------- ComfyUI's NaDiT, written out -----------------------
 
@@ -241,6 +240,17 @@ class Ref:
 
 # ---------------------------------------------------------------- tiny files in ComfyUI's layout ---------------------
 
+
+def load_nadit(path, dtype=torch.float32):
+    """The transformer as load.diffusion_model builds it: the file detected, its converter, Kinograph's weights
+    loader (fp8 / int8_convrot read into plain matrices)."""
+    from nodes.generate.converters import build
+    from nodes.generate.detect import detect_file
+    from nodes.generate.weights import load_weights
+    det = detect_file(path)
+    assert (det.role, det.family) == ("diffusion_model", "seedvr2"), det
+    return build(det, load_weights(path, dtype), dtype, str(path))
+
 DIM, HEADS, HD, TXT = 64, 2, 32, 48
 
 
@@ -286,7 +296,7 @@ def run_both(tmp_path, seven_b, shape, timesteps):
     sd = tiny_state(seven_b)
     path = tmp_path / ("seedvr2_7b_tiny.safetensors" if seven_b else "seedvr2_3b_tiny.safetensors")
     save_file(sd, str(path))
-    net = load_nadit(path, torch.float32, "cpu")
+    net = load_nadit(path)
     g = torch.Generator().manual_seed(1)
     b, t, h, w = shape
     x = torch.randn(b, 16, t, h, w, generator=g)
@@ -301,8 +311,8 @@ def run_both(tmp_path, seven_b, shape, timesteps):
 
 @pytest.mark.parametrize("seven_b", [False, True], ids=["3b", "7b"])
 def test_nadit_matches_comfyui_time_windows(tmp_path, seven_b):
-    """A clip of 5 latent frames (3 time windows, 4 shifted) midway. One clip a run: in a batch, ComfyUI's 3B hands
-    the second clip the first's text queries and keys after the first block (txt[t_tgt] reads the first rows of the
+    """A clip of 5 latent frames (3 time windows, shifted by one frame in odd blocks) midway. One clip a run: in a
+    batch, ComfyUI's 3B hands the second clip the first's text queries and keys after the first block (txt[t_tgt] reads the first rows of the
     repeated text), where Kinograph runs each clip on its own."""
     diff, scale = run_both(tmp_path, seven_b, (1, 5, 6, 10), [374.5])
     assert scale > 0.1 and diff < 1e-4, (diff, scale)
@@ -310,18 +320,61 @@ def test_nadit_matches_comfyui_time_windows(tmp_path, seven_b):
 
 @pytest.mark.parametrize("seven_b", [False, True], ids=["3b", "7b"])
 def test_nadit_matches_comfyui_space_windows(tmp_path, seven_b):
-    """A picture whose patched grid (40 x 100) is past the 720p area: 4 x 4 windows, shifted ones clipped."""
-    diff, scale = run_both(tmp_path, seven_b, (1, 1, 80, 200), [1000.0])
+    """A picture whose patched grid (20 x 30) is cut 2 x 2 (the 720p grid's thirds scaled to it), elsewhere when
+    shifted."""
+    diff, scale = run_both(tmp_path, seven_b, (1, 1, 40, 60), [1000.0])
     assert scale > 0.1 and diff < 1e-4, (diff, scale)
 
 
-def test_damaged_file_is_named(tmp_path):
+def test_damaged_or_other_files_are_named(tmp_path):
+    """A file cut short, one lacking a size-giving tensor, one of other channels: messages naming the file."""
     sd = tiny_state(False)
     del sd["blocks.3.mlp.all.proj_in.weight"]
     path = tmp_path / "seedvr2_3b_cut.safetensors"
     save_file(sd, str(path))
-    with pytest.raises(NodeError, match="seedvr2_3b_cut.safetensors: its tensors do not fit .*copy it again"):
-        load_nadit(path, torch.float32, "cpu")
-    save_file({"vid_in.proj.weight": torch.zeros(64, 132)}, str(path))
-    with pytest.raises(NodeError, match="seedvr2_3b_cut.safetensors lacks"):
-        load_nadit(path, torch.float32, "cpu")
+    with pytest.raises(NodeError, match="seedvr2_3b_cut.safetensors .*does not match the expected NaDiT: missing "
+                                        r"\['blocks.3.mlp.all.proj_in.weight'\]"):
+        load_nadit(path)
+    save_file({"vid_in.proj.weight": torch.zeros(64, 132), "emb_in.proj_in.weight": torch.zeros(64, 256)}, str(path))
+    with pytest.raises(NodeError, match="seedvr2_3b_cut.safetensors .*lacks the tensor blocks.0.attn"):
+        load_nadit(path)
+    sd = tiny_state(False)
+    sd["vid_in.proj.weight"] = torch.zeros(DIM, 17 * 4)
+    save_file(sd, str(path))
+    with pytest.raises(NodeError, match="seedvr2_3b_cut.safetensors: it reads 17 latent channels .*another model's"):
+        load_nadit(path)
+
+
+def test_int8_convrot_file_runs_as_comfyui_dequantises_it(tmp_path):
+    """seedvr2_3b_int8_convrot (the templates' file): the tiny 3B's matrices quantised as ComfyUI's int8_convrot
+    files hold them (blocks only, as ComfyUI's quantiser leaves the outer layers), run against the reference on the
+    published dequantisation of the same file."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import comfy_convrot as cr
+    sd = tiny_state(False)
+    state = cr.quantise_file_state(sd, 16, prefix="blocks.")
+    path = tmp_path / "seedvr2_3b_int8_convrot.safetensors"
+    save_file(state, str(path))
+    published = {}
+    for k, v in state.items():
+        if k.endswith((".weight_scale", ".comfy_quant")):
+            continue
+        if f"{k}_scale" in state:
+            s = state[f"{k}_scale"]
+            published[k] = (cr.dequantize_int8_convrot_weight(v, s, 16) if v.shape[1] % 16 == 0 else v.float() * s)
+        else:
+            published[k] = v
+    net = load_nadit(path)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 16, 2, 6, 10, generator=g)
+    cond = torch.cat((torch.randn(1, 16, 2, 6, 10, generator=g), torch.ones(1, 1, 2, 6, 10)), 1)
+    ts = torch.tensor([1000.0])
+    with torch.no_grad():
+        mine = net(x, cond, ts, [sd["positive_conditioning"]])
+        ref = Ref(published, HEADS, HD, 4, 2, True, False)(x, cond, ts, [sd["positive_conditioning"]])
+        plain = Ref(sd, HEADS, HD, 4, 2, True, False)(x, cond, ts, [sd["positive_conditioning"]])
+    assert float((mine - ref).abs().max()) < 1e-4
+    # and within int8's error of the unquantised model
+    assert float((mine - plain).abs().max() / plain.abs().max()) < 5e-2

@@ -672,9 +672,8 @@ def _seedvr2(k: Keys) -> Optional[Detection]:
     dim = k.shape("vid_in.proj.weight")
     if dim is not None and k.any("emb_in.proj_in.weight"):
         size = {2560: "3B", 3072: "7B"}.get(dim[0], f"width {dim[0]}")
-        return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
-                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
-                             f"run yet; {instead}")
+        return Detection("diffusion_model", "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
+                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT)")
     # diffusers' Wan and Qwen-Image VAEs have these names on 3-D convolutions too, with RMS norms (gamma) where
     # SeedVR2's (SD3's autoencoder inflated) has group norms
     if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight") \

@@ -18,7 +18,6 @@ are averaged over the windows. They differ so (read from the file, not its width
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import List, Tuple
 
 import torch
@@ -178,8 +177,11 @@ class Block(nn.Module):
 
 
 class NaDiT(nn.Module):
+    _keep_in_fp32_modules = ("rope",)      # RoPE frequencies stay float32, as ComfyUI's buffers do
+
     def __init__(self, dim: int, in_channels: int, out_channels: int, txt_in_dim: int, heads: int, head_dim: int,
-                 hidden: int, shared: Tuple[bool, ...], swiglu: bool, rope_freqs: int, seven_b: bool):
+                 hidden: int, shared: Tuple[bool, ...], swiglu: bool, rope_freqs: int, seven_b: bool,
+                 prompt_tokens: Tuple[int, int]):
         super().__init__()
         self.dim, self.heads, self.head_dim, self.seven_b = dim, heads, head_dim, seven_b
         self.vid_in = nn.Module()
@@ -197,8 +199,9 @@ class NaDiT(nn.Module):
             self.vid_out_ada = Ada(dim, ("out",))
         self.vid_out = nn.Module()
         self.vid_out.proj = Linear(dim, out_channels * 4)
-        self.register_buffer("positive_conditioning", torch.zeros(0, txt_in_dim))
-        self.register_buffer("negative_conditioning", torch.zeros(0, txt_in_dim))
+        # the prompts it was trained on, read by the text stream (ComfyUI's SeedVR2Conditioning hands them out)
+        self.register_buffer("positive_conditioning", torch.zeros(prompt_tokens[0], txt_in_dim))
+        self.register_buffer("negative_conditioning", torch.zeros(prompt_tokens[1], txt_in_dim))
 
     @property
     def dtype(self):
@@ -301,53 +304,44 @@ class NaDiT(nn.Module):
 
 def nadit_config(state) -> dict:
     """NaDiT's sizes from a file's tensors (ComfyUI's names): KeyError / IndexError where one is missing."""
+    from nodes.generate.converters import count
     dim, patch_in = state["vid_in.proj.weight"].shape
-    n = count_blocks(state)
+    n = count(state, "blocks.{}.")
     if n < 1:
         raise KeyError("blocks.0.attn.proj_qkv.vid.weight")
     shared = tuple(f"blocks.{i}.attn.proj_qkv.all.weight" in state for i in range(n))
     first = "all" if shared[0] else "vid"
-    head_dim = state[f"blocks.0.attn.norm_q.{first}.weight"].shape[0]
-    swiglu = f"blocks.0.mlp.{first}.proj_in_gate.weight" in state
-    return dict(dim=int(dim), in_channels=int(patch_in) // 4, out_channels=int(state["vid_out.proj.weight"].shape[0]) // 4,
-                txt_in_dim=int(state["txt_in.weight"].shape[1]), head_dim=int(head_dim),
-                heads=int(state[f"blocks.0.attn.proj_qkv.{first}.weight"].shape[0]) // (3 * int(head_dim)),
-                hidden=int(state[f"blocks.0.mlp.{first}.proj_in.weight"].shape[0]), shared=shared, swiglu=swiglu,
-                rope_freqs=int(state["blocks.0.attn.rope.rope.freqs"].shape[0]),
-                seven_b="vid_out_norm.weight" not in state)
+    head_dim = int(state[f"blocks.0.attn.norm_q.{first}.weight"].shape[0])
+    cfg = dict(dim=int(dim), in_channels=int(patch_in) // 4, out_channels=int(state["vid_out.proj.weight"].shape[0]) // 4,
+               txt_in_dim=int(state["txt_in.weight"].shape[1]), head_dim=head_dim,
+               heads=int(state[f"blocks.0.attn.proj_qkv.{first}.weight"].shape[0]) // (3 * head_dim),
+               hidden=int(state[f"blocks.0.mlp.{first}.proj_in.weight"].shape[0]), shared=shared,
+               swiglu=f"blocks.0.mlp.{first}.proj_in_gate.weight" in state,
+               rope_freqs=int(state["blocks.0.attn.rope.rope.freqs"].shape[0]),
+               seven_b="vid_out_norm.weight" not in state,
+               prompt_tokens=(int(state["positive_conditioning"].shape[0]), int(state["negative_conditioning"].shape[0])))
+    if cfg["in_channels"] != 2 * LATENT + 1 or cfg["out_channels"] != LATENT:
+        raise NodeError(f"it reads {cfg['in_channels']} latent channels and writes {cfg['out_channels']}, where "
+                        f"SeedVR2's transformer reads {2 * LATENT + 1} and writes {LATENT}: the file is another model's")
+    return cfg
 
 
-def count_blocks(state) -> int:
-    from nodes.generate.converters import count
-    return count(state, "blocks.{}.")
-
-
-def load_nadit(path, dtype, device) -> NaDiT:
-    """The NaDiT of a SeedVR2 diffusion model file, built from its shapes; a clear refusal for a damaged file."""
-    from nodes.generate.weights import load_weights, misfit, sizes_of
-    name = Path(path).name
-    state = load_weights(path, dtype)
-    if "vid_in.proj.weight" not in state:
-        raise NodeError(f"{name} is not a SeedVR2 transformer (it has no vid_in.proj.weight): give "
-                        "diffusion_models/seedvr2_3b_* or seedvr2_7b_* (bf16, fp16, fp8 or int8_convrot)")
-    with sizes_of(name, "a SeedVR2 transformer"):
-        cfg = nadit_config(state)
-        if cfg["in_channels"] != 2 * LATENT + 1 or cfg["out_channels"] != LATENT:
-            raise NodeError(f"{name} reads {cfg['in_channels']} latent channels and writes {cfg['out_channels']}; "
-                            f"SeedVR2 reads {2 * LATENT + 1} and writes {LATENT}: the file is another model's")
-        for key in ("positive_conditioning", "negative_conditioning"):
-            if key not in state:
-                raise KeyError(key)
-    with torch.device("meta"):
-        net = NaDiT(**cfg)
-    net = net.to_empty(device="cpu")
-    net.positive_conditioning = torch.empty(state["positive_conditioning"].shape)
-    net.negative_conditioning = torch.empty(state["negative_conditioning"].shape)
-    why = misfit(net, state)
-    if why:
-        raise NodeError(f"{name}: its tensors do not fit the SeedVR2 transformer its shapes describe ({why}); the "
-                        "file is damaged, copy it again")
-    net = net.to(device=device, dtype=dtype).eval()
-    for i, block in enumerate(net.blocks):      # RoPE frequencies stay float32 (ComfyUI's buffers do)
-        block.attn.rope.rope.freqs = state[f"blocks.{i}.attn.rope.rope.freqs"].float().to(device)
-    return net
+def seedvr2_conditioning(model, latent):
+    """ComfyUI's SeedVR2Conditioning: (positive, negative) carrying the transformer's own prompt embeddings
+    (positive_conditioning / negative_conditioning of its file) and, as the channels read beside the noise, the
+    clip's latent and a plane of ones."""
+    from nodes.generate.latent import Conditioning
+    if model.family != "seedvr2":
+        raise NodeError(f"condition.seedvr2 takes SeedVR2's transformer (diffusion_models/seedvr2_3b_* or _7b_*); "
+                        f"this model is {model.family}'s")
+    if latent.family != "seedvr2":
+        raise NodeError(f"condition.seedvr2 reads a clip encoded by SeedVR2's VAE (vae/seedvr2_ema_vae_fp16); this "
+                        f"latent is {latent.family}'s: encode the padded clip with SeedVR2's VAE")
+    z = latent.samples.float()
+    if z.ndim != 5 or z.shape[1] != LATENT:
+        raise NodeError(f"condition.seedvr2 reads a {LATENT}-channel video latent [B, {LATENT}, T, h, w]; this one "
+                        f"is {list(z.shape)}")
+    net = model.denoiser
+    concat = torch.cat((z, torch.ones_like(z[:, :1])), 1)
+    return tuple(Conditioning("seedvr2", e.detach().float().cpu()[None], extra={"concat": concat})
+                 for e in (net.positive_conditioning, net.negative_conditioning))
