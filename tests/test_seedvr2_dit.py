@@ -378,3 +378,16 @@ def test_int8_convrot_file_runs_as_comfyui_dequantises_it(tmp_path):
     assert float((mine - ref).abs().max()) < 1e-4
     # and within int8's error of the unquantised model
     assert float((mine - plain).abs().max() / plain.abs().max()) < 5e-2
+
+
+def test_seedvr2_conditioning_imports_as_condition_seedvr2():
+    """ComfyUI's SeedVR2Conditioning (model, vae_conditioning -> positive, negative) was reported not mapped."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "seedvr2_3b_int8_convrot.safetensors",
+                                                        "weight_dtype": "default"}},
+           "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+           "3": {"class_type": "SeedVR2Conditioning", "inputs": {"model": ["1", 0], "vae_conditioning": ["2", 0]}}}
+    result = import_data(api)
+    entry = result.report.entries["3"]
+    assert entry.status == "exact", entry.why()
+    assert "condition.seedvr2" in result.yaml
