@@ -188,7 +188,8 @@ def test_finish_refuses_clearly():
 
 def test_seedvr2_files_are_named_not_taken_for_others(tmp_path):
     """Before: the transformer was "unknown (no known key pattern)", and the VAE was taken for FLUX.1's (the same
-    names, 16 latent channels) and failed loading its 3-D convolutions."""
+    names, 16 latent channels) and failed loading its 3-D convolutions. The VAE loads now (tests/test_seedvr2_vae.py):
+    this stub of three tensors is named by load.vae as a SeedVR2 VAE lacking the rest."""
     from safetensors.torch import save_file
     from nodes.generate.model_manager import describe_model
     files = {"seedvr2_3b_int8_convrot.safetensors": {"vid_in.proj.weight": (2560, 132), "emb_in.proj_in.weight": (4, 4),
@@ -199,17 +200,16 @@ def test_seedvr2_files_are_named_not_taken_for_others(tmp_path):
                                                   "encoder.down_blocks.0.resnets.0.conv1.weight": (4, 4)}}
     for name, shapes in files.items():
         save_file({k: torch.zeros(v, dtype=torch.float16) for k, v in shapes.items()}, str(tmp_path / name))
-    for name, words in (("seedvr2_ema_vae_fp16.safetensors", "SeedVR2 video VAE"),):
-        d = describe_model(tmp_path / name)
-        assert (d["family"], d["loads"]) == ("seedvr2", "no"), (name, d)
-        assert words in d["note"] and "does not" in d["note"], d["note"]
-    # the transformers load (tests/test_seedvr2_dit.py)
+    # the transformers load (tests/test_seedvr2_dit.py), the VAE too (tests/test_seedvr2_vae.py)
     for name, size in (("seedvr2_3b_int8_convrot.safetensors", "3b"), ("seedvr2_7b_fp16.safetensors", "7b")):
         d = describe_model(tmp_path / name)
         assert (d["family"], d["variant"], d["role"], d["loads"]) == ("seedvr2", size, "diffusion_model", "yes"), d
+    d = describe_model(tmp_path / "seedvr2_ema_vae_fp16.safetensors")
+    assert (d["family"], d["role"], d["loads"]) == ("seedvr2", "vae", "yes"), d
+    from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
-    with pytest.raises(NodeError, match="SeedVR2 video VAE .* does not read yet"):
-        load_vae(None, str(tmp_path / "seedvr2_ema_vae_fp16.safetensors"), "cpu")
+    with pytest.raises(NodeError, match="seedvr2_ema_vae_fp16.safetensors: SeedVR2 VAE: level widths \\[4\\] do not divide"):
+        load_vae(ModelManager(), str(tmp_path / "seedvr2_ema_vae_fp16.safetensors"), "cpu")
 
 
 @pytest.mark.parametrize("cls", ["AutoencoderKLWan", "AutoencoderKLQwenImage"])

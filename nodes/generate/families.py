@@ -224,6 +224,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # pooled output, true CFG with a negative prompt.
     Family("kandinsky5image", "Kandinsky 5 (image)", ("Kandinsky5T2IPipeline",), ("Kandinsky5Transformer3DModel",),
            fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # SeedVR2 (ByteDance's one-step video restorer): its NaDiT over 2x2 patches of the 16-channel latent of its own
+    # causal video VAE (8x, 4n+1 frames; nodes/generate/seedvr2_vae.py), the clip to restore read beside the noise.
+    Family("seedvr2", "SeedVR2 (restoration)", ("SeedVR2Parts",), ("NaDiT",), time_factor=4, fps=24.0, flow=True,
+           cfg=1.0, steps=1, size=(1280, 720), frames=1, patch=2),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

@@ -207,6 +207,10 @@ class NaDiT(nn.Module):
     def dtype(self):
         return self.vid_in.proj.weight.dtype
 
+    @property
+    def device(self):
+        return self.vid_in.proj.weight.device
+
     def time_embedding(self, timestep: torch.Tensor, dtype) -> torch.Tensor:
         """[B, 6D]: the sinusoid of the timestep (sines first, frequencies 10000^(-i/128)) through the MLP."""
         half = TIME_DIM // 2

@@ -121,6 +121,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.minimax_h3 import MiniMaxH3Parts as cls
     elif family == "flux3":
         from nodes.generate.adapters.flux3 import Flux3Parts as cls
+    elif family == "seedvr2":
+        from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
     else:
         cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
