@@ -391,3 +391,21 @@ def test_seedvr2_conditioning_imports_as_condition_seedvr2():
     entry = result.report.entries["3"]
     assert entry.status == "exact", entry.why()
     assert "condition.seedvr2" in result.yaml
+
+
+def test_temporal_chunks_switched_on_say_what_to_do():
+    """The video template with its chunking switch on: SeedVR2TemporalChunk / Merge were "no Kinograph equivalent";
+    they now say Kinograph restores the clip in one pass and to trim a long clip instead."""
+    import json
+    from pathlib import Path
+    from app.comfyui import import_data
+    path = Path(__file__).parent / "data" / "comfyui" / "templates" / "utility_seedvr2_3b_int8_upscale_video.json"
+    data = json.loads(path.read_text("utf-8"))
+    for n in data["definitions"]["subgraphs"][0]["nodes"]:
+        if n["type"] == "PrimitiveBoolean":
+            n["widgets_values"] = [True]
+    entries = import_data(data).report.entries.values()
+    chunks = [e for e in entries if e.class_type.startswith("SeedVR2Temporal")]
+    assert len(chunks) == 2
+    for e in chunks:
+        assert e.status == "unmapped" and "one pass" in e.why() and "trim" in e.why(), e.why()

@@ -2286,6 +2286,10 @@ INSTEAD = {
     "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
+    **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
+              "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
+              "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"
+       for name in ("SeedVR2TemporalChunk", "SeedVR2TemporalMerge")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
