@@ -254,7 +254,8 @@ def load_nadit(path, dtype=torch.float32):
 DIM, HEADS, HD, TXT = 64, 2, 32, 48
 
 
-def tiny_state(seven_b: bool, layers: int = 4, mm_layers: int = 2, rope_freqs: int = 5, seed: int = 0):
+def tiny_state(seven_b: bool, layers: int = 4, mm_layers: int = 2, rope_freqs: int = 5, seed: int = 0,
+               heads: int = HEADS, hd: int = HD):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s, scale=0.1: (torch.randn(*s, generator=g) * scale)  # noqa: E731
     sd = {"vid_in.proj.weight": r(DIM, 33 * 4), "vid_in.proj.bias": r(DIM), "txt_in.weight": r(DIM, TXT),
@@ -270,11 +271,11 @@ def tiny_state(seven_b: bool, layers: int = 4, mm_layers: int = 2, rope_freqs: i
         sd[p + "attn.rope.rope.freqs"] = (torch.linspace(1.0, 128.0, rope_freqs) * math.pi if seven_b else
                                           1.0 / (10000 ** (torch.arange(0, 2 * rope_freqs, 2).float() / (2 * rope_freqs))))
         for b in branches:
-            sd[p + f"attn.proj_qkv.{b}.weight"] = r(3 * HEADS * HD, DIM)
-            sd[p + f"attn.proj_out.{b}.weight"] = r(DIM, HEADS * HD)
+            sd[p + f"attn.proj_qkv.{b}.weight"] = r(3 * heads * hd, DIM)
+            sd[p + f"attn.proj_out.{b}.weight"] = r(DIM, heads * hd)
             sd[p + f"attn.proj_out.{b}.bias"] = r(DIM)
-            sd[p + f"attn.norm_q.{b}.weight"] = 1 + r(HD)
-            sd[p + f"attn.norm_k.{b}.weight"] = 1 + r(HD)
+            sd[p + f"attn.norm_q.{b}.weight"] = 1 + r(hd)
+            sd[p + f"attn.norm_k.{b}.weight"] = 1 + r(hd)
             if seven_b:
                 sd[p + f"mlp.{b}.proj_in.weight"], sd[p + f"mlp.{b}.proj_in.bias"] = r(hidden, DIM), r(hidden)
                 sd[p + f"mlp.{b}.proj_out.weight"], sd[p + f"mlp.{b}.proj_out.bias"] = r(DIM, hidden), r(DIM)
@@ -409,3 +410,22 @@ def test_temporal_chunks_switched_on_say_what_to_do():
     assert len(chunks) == 2
     for e in chunks:
         assert e.status == "unmapped" and "one pass" in e.why() and "trim" in e.why(), e.why()
+
+
+@pytest.mark.parametrize("seven_b", [False, True], ids=["3b", "7b"])
+def test_file_without_rope_buffers_runs_on_comfyuis_own(tmp_path, seven_b):
+    """A file saved without the blocks' RoPE frequency buffers (they are computed, not learnt) runs on the ones
+    ComfyUI's NaDiT makes: the reference reads those written into its weights."""
+    sd = tiny_state(seven_b, rope_freqs=10 if seven_b else 21, heads=1, hd=128)     # 126 / 60 features turned
+    kept = {k: v for k, v in sd.items() if not k.endswith("rope.rope.freqs")}
+    path = tmp_path / "seedvr2_norope.safetensors"
+    save_file(kept, str(path))
+    net = load_nadit(path)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 16, 3, 6, 10, generator=g)
+    cond = torch.cat((torch.randn(1, 16, 3, 6, 10, generator=g), torch.ones(1, 1, 3, 6, 10)), 1)
+    with torch.no_grad():
+        mine = net(x, cond, torch.tensor([500.0]), [sd["positive_conditioning"]])
+        ref = Ref(sd, 1, 128, 4, 4 if seven_b else 2, not seven_b, seven_b)(
+            x, cond, torch.tensor([500.0]), [sd["positive_conditioning"]])
+    assert float((mine - ref).abs().max()) < 1e-4

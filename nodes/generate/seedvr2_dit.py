@@ -276,7 +276,7 @@ class NaDiT(nn.Module):
             a = (pos[:, None] * freqs[None]).repeat(1, 3)
             qt, kt = rotate(qt, a), rotate(kt, a)
         idx = torch.arange(t * h * w, device=vid.device).reshape(t, h, w)
-        out_v = torch.empty_like(vid)
+        out_v = vid.new_empty(vid.shape[0], heads * hd)
         out_t = torch.zeros(l, heads, hd, device=vid.device, dtype=torch.float32)
         wins = window_slices(t, h, w, shifted)
         q4, k4, v4 = (z.reshape(t, h, w, heads, hd) for z in (qv, kv, vv))
@@ -306,6 +306,20 @@ class NaDiT(nn.Module):
         return rotate(q, a), rotate(k, a)
 
 
+def rope_frequencies(seven_b: bool) -> torch.Tensor:
+    """The RoPE frequencies ComfyUI's NaDiT makes when it builds itself (a file may leave them out): the 3B's 21 of
+    theta 10000 over 42 features (rope_dim 128 / 3), the 7B's 10 of pi .. 128 pi."""
+    if seven_b:
+        return torch.linspace(1, PIXEL_ROPE_MAX / 2, 10) * math.pi
+    return 1.0 / ROPE_THETA ** (torch.arange(0, 42, 2, dtype=torch.float32) / 42)
+
+
+def with_rope(state, cfg: dict) -> dict:
+    """state with each block's RoPE frequencies, ComfyUI's own where the file has none."""
+    made = rope_frequencies(cfg["seven_b"])
+    return {**{f"blocks.{i}.attn.rope.rope.freqs": made for i in range(len(cfg["shared"]))}, **state}
+
+
 def nadit_config(state) -> dict:
     """NaDiT's sizes from a file's tensors (ComfyUI's names): KeyError / IndexError where one is missing."""
     from nodes.generate.converters import count
@@ -321,7 +335,8 @@ def nadit_config(state) -> dict:
                heads=int(state[f"blocks.0.attn.proj_qkv.{first}.weight"].shape[0]) // (3 * head_dim),
                hidden=int(state[f"blocks.0.mlp.{first}.proj_in.weight"].shape[0]), shared=shared,
                swiglu=f"blocks.0.mlp.{first}.proj_in_gate.weight" in state,
-               rope_freqs=int(state["blocks.0.attn.rope.rope.freqs"].shape[0]),
+               rope_freqs=int(state["blocks.0.attn.rope.rope.freqs"].shape[0]) if "blocks.0.attn.rope.rope.freqs" in state
+               else len(rope_frequencies("vid_out_norm.weight" not in state)),
                seven_b="vid_out_norm.weight" not in state,
                prompt_tokens=(int(state["positive_conditioning"].shape[0]), int(state["negative_conditioning"].shape[0])))
     if cfg["in_channels"] != 2 * LATENT + 1 or cfg["out_channels"] != LATENT:

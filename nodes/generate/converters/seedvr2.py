@@ -9,9 +9,9 @@ from nodes.generate.converters import Built, register
 def nadit(state, det) -> Built:
     """The NaDiT restorer in the file's own names (ComfyUI loads it into its module unconverted), its sizes and
     layout (3B or 7B) read from the tensors."""
-    from nodes.generate.seedvr2_dit import NaDiT, nadit_config
+    from nodes.generate.seedvr2_dit import NaDiT, nadit_config, with_rope
     cfg = nadit_config(state)
-    return Built(lambda: NaDiT(**cfg), dict(state), cfg)
+    return Built(lambda: NaDiT(**cfg), with_rope(state, cfg), cfg)
 
 
 @register("seedvr2", "vae")
