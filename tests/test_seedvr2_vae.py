@@ -68,6 +68,24 @@ def test_encode_and_decode_match_comfyui_in_any_chunks(pair):
     mine.chunk = 4
 
 
+def test_a_clip_goes_through_a_few_frames_at_a_time(pair):
+    """At the default 4 frames a pass the encoder is handed 5 frames, then 4 at a time, and the decoder 2 latent
+    frames then 1 (as ComfyUI's slices); the result comes back in float32 on the CPU."""
+    _, mine = pair
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((mod is mine.encoder, args[0].shape[2])))
+             for m in (mine.encoder, mine.decoder)]
+    try:
+        with torch.no_grad():
+            z = mine.encode(torch.zeros(1, 3, 13, 16, 16))
+            x = mine.decode(z.double())
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen == [(True, 5), (True, 4), (True, 4), (False, 2), (False, 1), (False, 1)]
+    assert (z.dtype, z.device.type, x.dtype, x.device.type) == (torch.float32, "cpu", torch.float32, "cpu")
+
+
 def test_tiles_blend_as_comfyuis_tiled_vae(pair):
     """48x32 frames in 24-pixel tiles overlapping by 8 (6 tiles), encode and decode: ComfyUI's tiled_vae's plan and
     raised-cosine blend (max abs diff ~4e-7 / ~5e-6), and not the untiled result (the tiles' seams differ)."""

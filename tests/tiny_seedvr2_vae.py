@@ -183,40 +183,43 @@ class Attention(nn.Module):
         return hidden_states / self.rescale_output_factor
 
 
-class DownEncoderBlock3D(nn.Module):
-    def __init__(self, in_channels, out_channels, num_layers=1, add_downsample=True, temporal_down=True,
-                 spatial_down=True, **kw):
-        super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, **kw)
-                                      for i in range(num_layers)])
-        self.downsamplers = nn.ModuleList([Downsample3D(out_channels, out_channels, temporal_down=temporal_down,
-                                                        spatial_down=spatial_down)]) if add_downsample else None
-
-    def forward(self, hidden_states, memory_state=None, memory_cache=None):
-        for resnet in self.resnets:
-            hidden_states = resnet(hidden_states, temb=None, memory_state=memory_state, memory_cache=memory_cache)
-        if self.downsamplers is not None:
-            for downsampler in self.downsamplers:
-                hidden_states = downsampler(hidden_states, memory_state=memory_state, memory_cache=memory_cache)
-        return hidden_states
-
-
-class UpDecoderBlock3D(nn.Module):
-    def __init__(self, in_channels, out_channels, num_layers=1, add_upsample=True, temporal_up=True,
-                 spatial_up=True, **kw):
-        super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, **kw)
-                                      for i in range(num_layers)])
-        self.upsamplers = nn.ModuleList([Upsample3D(out_channels, out_channels, temporal_up=temporal_up,
-                                                    spatial_up=spatial_up)]) if add_upsample else None
+class _ResnetsThenSampler(nn.Module):
+    """DownEncoderBlock3D's and UpDecoderBlock3D's shared forward: the resnets, then the block's down- or upsampler."""
+    samplers = ""
 
     def forward(self, hidden_states, temb=None, memory_state=None, memory_cache=None):
         for resnet in self.resnets:
             hidden_states = resnet(hidden_states, temb=None, memory_state=memory_state, memory_cache=memory_cache)
-        if self.upsamplers is not None:
-            for upsampler in self.upsamplers:
-                hidden_states = upsampler(hidden_states, memory_state=memory_state, memory_cache=memory_cache)
+        for sampler in getattr(self, self.samplers) or ():
+            hidden_states = sampler(hidden_states, memory_state=memory_state, memory_cache=memory_cache)
         return hidden_states
+
+
+def _resnets(in_channels, out_channels, num_layers, **kw):
+    return nn.ModuleList([ResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, **kw)
+                          for i in range(num_layers)])
+
+
+class DownEncoderBlock3D(_ResnetsThenSampler):
+    samplers = "downsamplers"
+
+    def __init__(self, in_channels, out_channels, num_layers=1, add_downsample=True, temporal_down=True,
+                 spatial_down=True, **kw):
+        super().__init__()
+        self.resnets = _resnets(in_channels, out_channels, num_layers, **kw)
+        self.downsamplers = nn.ModuleList([Downsample3D(out_channels, out_channels, temporal_down=temporal_down,
+                                                        spatial_down=spatial_down)]) if add_downsample else None
+
+
+class UpDecoderBlock3D(_ResnetsThenSampler):
+    samplers = "upsamplers"
+
+    def __init__(self, in_channels, out_channels, num_layers=1, add_upsample=True, temporal_up=True,
+                 spatial_up=True, **kw):
+        super().__init__()
+        self.resnets = _resnets(in_channels, out_channels, num_layers, **kw)
+        self.upsamplers = nn.ModuleList([Upsample3D(out_channels, out_channels, temporal_up=temporal_up,
+                                                    spatial_up=spatial_up)]) if add_upsample else None
 
 
 class UNetMidBlock3D(nn.Module):

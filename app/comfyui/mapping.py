@@ -1051,6 +1051,12 @@ RULES: Dict[str, Rule] = {
                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                    "images.image_2": "image2", "images.image_3": "image3"},
                                   ("positive", "negative", "latent"), special="qwen21_text"),
+    # Boogu-Image Edit's prompt (Qwen3-VL seeing the pictures) and negative (alone), the pictures' latents on both
+    "TextEncodeBooguEdit": Rule("encode.boogu_edit", ("prompt", "negative_prompt"),
+                                (P("prompt", "text"), P("negative_prompt", "negative")),
+                                {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                                 "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
+                                ("positive", "negative")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1075,6 +1081,10 @@ RULES: Dict[str, Rule] = {
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
                                   special="empty_latent"),
+    # Qwen-Image-Layered's: the whole picture and its layers as frames (Kinograph sizes it from the VAE it is given)
+    "EmptyQwenImageLayeredLatentImage": Rule("latent.layers", ("width", "height", "layers", "batch_size"),
+                                             LATENT_SIZE + (P("layers", "layers"),), outputs=("latent",),
+                                             special="empty_latent", ignore={"batch_size": 1}),
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
@@ -2047,6 +2057,9 @@ RULES: Dict[str, Rule] = {
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
+    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are)
+    "LatentCutToBatch": Rule("latent.cut_to_batch", ("dim", "slice_size"), (P("slice_size", "size"),),
+                             {"samples": "latent"}, ("latent",), ignore={"dim": "t"}),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
                          ("latent",)),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),

@@ -656,6 +656,16 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
         return Detection(None, "joyimage", "", prefix=k.prefix_of(q) or "",
                          why=f"JD's JoyImage Edit transformer (JoyAI-Image-Edit), which Kinograph does not run yet; "
                              f"{instead}")
+    # Mage-Flow's transformer has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but
+    # reads 128-channel latent pixels one by one and Qwen3-VL-4B's 2560-wide states: it was taken for Qwen-Image's
+    if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
+            (k.shape("txt_norm.weight") or (0,))[0] == MAGE_TEXT and k.has("transformer_blocks.0.img_mod.1.weight"):
+        return Detection(None, "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
+                         why=f"Microsoft's Mage-Flow transformer (mage_flow_*), which Kinograph does not run yet; "
+                             f"{instead}")
+    if k.has("dconv_encoder.patch_cond_embed.weight", "decoder_model.y_embedder.decoder.conv_in.weight"):
+        return Detection(None, "mage_flow", "vae", why="Microsoft's Mage-VAE (mage_flow_vae), Mage-Flow's, which "
+                                                       "Kinograph does not read yet")
     if k.has("perceiver.latent_queries", "x_embedder.weight", "t_embedder.mlp.0.weight"):
         return Detection(None, "fibo2", "", prefix=k.prefix_of("perceiver.latent_queries") or "",
                          why=f"Bria's FIBO 2 transformer (Fibo-2.0, structured JSON prompts), which Kinograph does not "
@@ -967,8 +977,9 @@ def _vae(k: Keys) -> Optional[Detection]:
         z = (k.shape("conv1.weight") or (32,))[0] // 2
         if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
             return Detection(None, "qwenimage21", "", why=qwen21_files("VAE"))
+        # RGBA (4 channels in: Qwen-Image-Layered's qwen_image_layered_vae) or RGB
         return Detection("vae", "wan", "2.2" if z == 48 else "2.1", why="decoder.middle residual gamma",
-                         extra={"z_dim": z})
+                         extra={"z_dim": z, "channels": (k.shape("encoder.conv1.weight") or (0, 3))[1]})
     if k.any("encoder.down_blocks.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
         z = (k.shape("quant_conv.weight") or (32,))[0] // 2
         if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
@@ -1306,7 +1317,19 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
+MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE's) and Qwen3-VL-4B's width
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
+
+
+def _boogu(k: Keys) -> Optional[Detection]:
+    """Boogu-Image 0.1's transformer (ComfyUI's boogu_image_{turbo,edit}_*.safetensors): OmniGen2's refiners and
+    single-stream blocks with dual-stream blocks before them (double_stream_layers.N.img_instruct_attn). The edit
+    release reads reference pictures with the same tensors, so one detection serves both."""
+    x = "double_stream_layers.0.img_instruct_attn.processor.img_to_q.weight"
+    if not k.has(x, "x_embedder.weight", "time_caption_embed.caption_embedder.0.weight"):
+        return None
+    return Detection("diffusion_model", "boogu", "", prefix=k.prefix_of(x) or "",
+                     why="double_stream_layers.N.img_instruct_attn / time_caption_embed")
 
 
 def _zimage(k: Keys) -> Optional[Detection]:
@@ -1367,14 +1390,17 @@ def _krea2(k: Keys) -> Optional[Detection]:
 
 
 def _stable_audio(k: Keys) -> Optional[Detection]:
-    """Stable Audio Open 1.0's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors: the DiT under
-    model.model., the Oobleck VAE under pretransform.model., the seconds conditioners), which generate.stable_audio
-    reads whole; no model loader takes it."""
+    """Stable Audio Open 1.0's or Stable Audio 3's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors,
+    stable_audio_3_medium.safetensors: the DiT under model.model., the VAE under pretransform.model., the seconds
+    conditioners), which generate.stable_audio or generate.stable_audio3 reads whole; no model loader takes it.
+    Stable Audio 3's DiT is told by its adaLN (a global conditioning embedder)."""
     if not k.has("model.model.transformer.project_in.weight",
                  "conditioner.conditioners.seconds_total.embedder.embedding.1.weight"):
         return None
-    return Detection("checkpoint", "stable_audio", "open-1.0", why="model.model.transformer / pretransform / "
-                     "conditioner.conditioners.seconds_total (stable-audio-tools' names)")
+    return Detection("checkpoint", "stable_audio",
+                     "3" if k.has("model.model.transformer.global_cond_embedder.0.weight") else "open-1.0",
+                     why="model.model.transformer / pretransform / conditioner.conditioners.seconds_total "
+                     "(stable-audio-tools' names)")
 
 
 def qwen21_files(part: str) -> str:
@@ -1385,7 +1411,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _boogu, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

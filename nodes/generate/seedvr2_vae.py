@@ -9,18 +9,21 @@ Interface (for the restorer's wiring):
                                      ComfyUI's VAEEncode gives SeedVR2Conditioning (the posterior's mean, scaled)
     vae.decode(latent)               latent in that same scaled space [B, 16, t, h, w]
                                      -> pixels [B, 3, 4 (t - 1) + 1, 8 h, 8 w] in about [-1, 1] (not clamped)
+                                     Both take their input on any device and give float32 on the CPU: a pass's
+                                     frames go to the network's device as it needs them
     vae.chunk                        pixel frames per pass after the first frame (4, ComfyUI's slices: an encode
                                      takes a multiple of 4, a decode chunk / 4 latent frames, at least 1)
     vae.tile, vae.overlap            spatial tiles in pixels (None: whole frames); enable_tiling() sets ComfyUI
                                      template's 512 / 128 (VAEEncodeTiled / VAEDecodeTiled on utility_seedvr2_*)
+    vae.time, vae.space              frames per latent frame after the first (4), pixels per latent pixel (8)
 
 Time only passes through the causal convolutions: every group norm and the middle blocks' attention work on each
 frame alone. So a clip goes through in chunks of frames (and the full-size levels a frame at a time, as ComfyUI's
 encoder head and decoder tail go), each convolution keeping the frames its next window needs (its left context) from
-the chunk before, and the result is the whole clip's: a first chunk's convolutions see its
-first frame repeated before it (ComfyUI's extend_head), and its temporal upsamplers drop the second of the first
-frame's two outputs (remove_head), which only happens once. Tiles are passes of their own, blended over their
-overlap by a raised-cosine ramp as ComfyUI's tiled_vae blends them."""
+the chunk before, and the result is the whole clip's: a first chunk's convolutions see its first frame repeated before
+it (ComfyUI's extend_head), and its temporal upsamplers drop the second of the first frame's two outputs
+(remove_head), which only happens once. Tiles are passes of their own, blended over their overlap by a raised-cosine
+ramp as ComfyUI's tiled_vae blends them."""
 from __future__ import annotations
 
 import math
@@ -60,8 +63,8 @@ class CausalConv3d(nn.Conv3d):
         self.lead = 2 * self.padding[0]
         self.padding = (0, *self.padding[1:])
 
-    def forward(self, x: torch.Tensor, state: Optional[_Pass] = None) -> torch.Tensor:
-        tail = None if state is None else state.tails.get(id(self))
+    def forward(self, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+        tail = state.tails.get(id(self))
         if tail is not None:
             x = torch.cat((tail.to(x), x), dim=2)
         elif self.lead:
@@ -69,16 +72,16 @@ class CausalConv3d(nn.Conv3d):
         kt, st = self.kernel_size[0], self.stride[0]
         if x.shape[2] < kt:
             raise NodeError(f"SeedVR2 VAE: a chunk of {x.shape[2]} frames is too short for a {kt}-frame convolution")
-        if state is not None and kt > 1:
+        if kt > 1:
             # the frames from the next window's start on: a window of stride st begins at st * (outputs)
             state.tails[id(self)] = x[:, :, st * ((x.shape[2] - kt) // st + 1):].clone()
         return super().forward(x)
 
 
-def by_frame(run: Callable, x: torch.Tensor, state: Optional[_Pass]) -> torch.Tensor:
-    """run over x's frames one at a time (the same result: its convolutions keep their left context in `state`), so
-    only a frame's activations are held at the sizes where they are largest; at once without a pass's state."""
-    if state is None or x.shape[2] == 1:
+def by_frame(run: Callable, x: torch.Tensor) -> torch.Tensor:
+    """run over x's frames one at a time (the same result: its convolutions keep their left context in the pass's
+    state), so only a frame's activations are held at the sizes where they are largest."""
+    if x.shape[2] == 1:
         return run(x)
     return torch.cat([run(x[:, :, i:i + 1]) for i in range(x.shape[2])], dim=2)
 
@@ -169,7 +172,7 @@ class Upsample3D(nn.Module):
         c = y.shape[1] // (4 * r)
         # channels are ordered (row offset, column offset, frame offset, channel)
         y = y.view(b, 2, 2, r, c, t, h, w).permute(0, 4, 5, 3, 6, 1, 7, 2).reshape(b, c, t * r, h * 2, w * 2)
-        if r > 1 and (state is None or state.first):
+        if r > 1 and state.first:
             y = torch.cat((y[:, :, :1], y[:, :, 2:]), dim=2)
         return self.conv(y, state)
 
@@ -212,7 +215,7 @@ class Encoder3D(nn.Module):
             for level in self.down_blocks[:self.head]:
                 f = level(f, state)
             return f
-        x = by_frame(head, x, state)
+        x = by_frame(head, x)
         for level in self.down_blocks[self.head:]:
             x = level(x, state)
         x = self.mid_block(x, state)
@@ -244,7 +247,7 @@ class Decoder3D(nn.Module):
             for level in self.up_blocks[self.tail:]:
                 f = level(f, state)
             return self.conv_out(F.silu(frame_norm(self.conv_norm_out, f)), state)
-        return by_frame(tail, x, state)
+        return by_frame(tail, x)
 
 
 def config_from_state(state: Dict[str, torch.Tensor]) -> dict:
@@ -307,32 +310,37 @@ class SeedVR2VAE(nn.Module):
         if (t - 1) % self.time or h % self.space or w % self.space:
             raise NodeError(f"SeedVR2 VAE encodes {self.time}n+1 frames of sides divisible by {self.space}; got {t} "
                             f"frames of {w}x{h}: pad the clip with upscale.seedvr2_pad")
-        x = pixels.to(self.device, self.dtype)
-        return self._tiled(x, self._encode_pass, 1 / self.space).float() * SCALE
+        return self._tiled(pixels, self._encode_pass, 1 / self.space) * SCALE
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         c = self.config.latent_channels
         if latent.ndim != 5 or latent.shape[1] != c:
             raise NodeError(f"SeedVR2 VAE decodes latents [B, {c}, t, h, w]; got {list(latent.shape)}")
-        z = (latent.float() / SCALE).to(self.device, self.dtype)
-        return self._tiled(z, self._decode_pass, self.space).float()
+        return self._tiled(latent.float() / SCALE, self._decode_pass, self.space)
 
     def _encode_pass(self, x: torch.Tensor) -> torch.Tensor:
         """Whole frames' latent means, `chunk` frames a pass after the first frame (with the first chunk)."""
         step = max(self.time, self.chunk // self.time * self.time)
-        return self._chunked(x, step, lambda piece, state: self.encoder(piece, state)[:, :self.config.latent_channels])
+        return self._chunked(x, step, (x.shape[2] - 1) // self.time + 1,
+                             lambda piece, state: self.encoder(piece, state)[:, :self.config.latent_channels])
 
     def _decode_pass(self, z: torch.Tensor) -> torch.Tensor:
-        return self._chunked(z, max(1, self.chunk // self.time), self.decoder)
+        return self._chunked(z, max(1, self.chunk // self.time), self.time * (z.shape[2] - 1) + 1, self.decoder)
 
-    @staticmethod
-    def _chunked(x: torch.Tensor, step: int, run: Callable) -> torch.Tensor:
-        state, outs = _Pass(), []
+    def _chunked(self, x: torch.Tensor, step: int, frames: int, run: Callable) -> torch.Tensor:
+        """run over x's frames in passes of `step` after the first frame (which joins the first pass), one pass's
+        frames on the device at a time; the `frames` of the result gather in float32 in host memory (a decoded clip
+        upscaled to 4K would not fit beside the network's activations)."""
+        state, out, at = _Pass(), None, 0
         for a in range(1, max(x.shape[2], 2), step):
             piece = x[:, :, :a + step] if a == 1 else x[:, :, a:a + step]
-            outs.append(run(piece, state))
+            y = run(piece.to(self.device, self.dtype), state).float().cpu()
             state.first = False
-        return torch.cat(outs, dim=2)
+            if out is None:
+                out = torch.empty((*y.shape[:2], frames, *y.shape[3:]))
+            out[:, :, at:at + y.shape[2]] = y
+            at += y.shape[2]
+        return out
 
     def _tiled(self, x: torch.Tensor, run: Callable, scale: float) -> torch.Tensor:
         """run(x) over spatial tiles of `tile` pixels overlapping by `overlap`, blended (ComfyUI's tiled_vae plan)."""
@@ -347,12 +355,12 @@ class SeedVR2VAE(nn.Module):
         out = count = None
         for y0, y1 in spans_h:
             for x0, x1 in spans_w:
-                part = run(x[..., y0:y1, x0:x1]).float()
+                part = run(x[..., y0:y1, x0:x1])
                 if out is None:
-                    out = x.new_zeros((*part.shape[:3], round(h * scale), round(w * scale)), dtype=torch.float32)
-                    count = x.new_zeros((round(h * scale), round(w * scale)), dtype=torch.float32)
-                wy = _ramp(part.shape[3], blend, y0 > 0, y1 < h, part.device)
-                wx = _ramp(part.shape[4], blend, x0 > 0, x1 < w, part.device)
+                    out = torch.zeros((*part.shape[:3], round(h * scale), round(w * scale)))
+                    count = torch.zeros((round(h * scale), round(w * scale)))
+                wy = _ramp(part.shape[3], blend, y0 > 0, y1 < h)
+                wx = _ramp(part.shape[4], blend, x0 > 0, x1 < w)
                 weight = wy[:, None] * wx[None, :]
                 ys, xs = int(y0 * scale), int(x0 * scale)
                 out[..., ys:ys + part.shape[3], xs:xs + part.shape[4]] += part * weight
@@ -371,12 +379,12 @@ def _spans(n: int, tile: int, overlap: int) -> List[Tuple[int, int]]:
     return out
 
 
-def _ramp(n: int, blend: int, rise: bool, fall: bool, device) -> torch.Tensor:
+def _ramp(n: int, blend: int, rise: bool, fall: bool) -> torch.Tensor:
     """A tile's weights along one side: a raised cosine over `blend` cells where it overlaps a neighbour."""
-    weight = torch.ones(n, device=device)
+    weight = torch.ones(n)
     blend = max(0, min(blend, n // 2))
     if blend:
-        r = 0.5 - 0.5 * torch.cos(torch.linspace(0, 1, blend, device=device) * math.pi)
+        r = 0.5 - 0.5 * torch.cos(torch.linspace(0, 1, blend) * math.pi)
         if rise:
             weight[:blend] = r
         if fall:
