@@ -1876,7 +1876,10 @@ RULES: Dict[str, Rule] = {
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
-    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py); SeedVR2Conditioning needs the NaDiT
+    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py), and its conditioning: the transformer's
+    # own prompt embeddings and the clip's latent beside the noise (nodes/generate/seedvr2_dit.py)
+    "SeedVR2Conditioning": Rule("condition.seedvr2", (), (), {"model": "model", "vae_conditioning": "latent"},
+                                ("positive", "negative")),
     "SeedVR2Preprocess": Rule("upscale.seedvr2_pad", (), (), {"resized_images": "video"}, ("video",)),
     "SeedVR2PostProcessing": Rule("upscale.seedvr2_finish", ("color_correction_method",),
                                   (P("color_correction_method", "color_correction"),),
@@ -2310,10 +2313,10 @@ INSTEAD = {
     "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
-    "SeedVR2Conditioning": "not mapped yet: ByteDance's SeedVR2 restorer (its NaDiT transformer, seedvr2_3b / _7b in "
-                           "diffusion_models/, and its VAE) is not run by Kinograph yet; its preparation and finishing "
-                           "import (upscale.seedvr2_pad, upscale.seedvr2_finish). Upscale with upscale.model (an "
-                           "ESRGAN-style file in upscale_models/) or upscale.multiframe instead",
+    **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
+              "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
+              "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"
+       for name in ("SeedVR2TemporalChunk", "SeedVR2TemporalMerge")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -674,18 +674,16 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
 
 
 def _seedvr2(k: Keys) -> Optional[Detection]:
-    """ByteDance's SeedVR2 restorer as ComfyUI keeps it (seedvr2_3b/7b_*.safetensors in diffusion_models, any precision:
-    its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning), named as
-    Kinograph does not run it yet; and seedvr2_ema_vae_fp16 in vae (SD3's autoencoder names on 3-D convolutions),
-    which load.vae reads (nodes/generate/seedvr2_vae.py). That VAE was taken for FLUX.1's (the same names, 16 latent
-    channels) and failed on its 5-D weights."""
-    instead = "upscale.model (ESRGAN and the like) and upscale.multiframe upscale today"
+    """ByteDance's SeedVR2 restorer as ComfyUI keeps it: seedvr2_3b/7b_*.safetensors in diffusion_models (any
+    precision; its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning),
+    which load.diffusion_model reads (nodes/generate/seedvr2_dit.py); and seedvr2_ema_vae_fp16 in vae (SD3's
+    autoencoder names on 3-D convolutions), which load.vae reads (nodes/generate/seedvr2_vae.py). That VAE was taken
+    for FLUX.1's (the same names, 16 latent channels) and failed on its 5-D weights."""
     dim = k.shape("vid_in.proj.weight")
     if dim is not None and k.any("emb_in.proj_in.weight"):
         size = {2560: "3B", 3072: "7B"}.get(dim[0], f"width {dim[0]}")
-        return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
-                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
-                             f"run yet; {instead}")
+        return Detection("diffusion_model", "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
+                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT)")
     # diffusers' Wan and Qwen-Image VAEs have these names on 3-D convolutions too, with RMS norms (gamma) where
     # SeedVR2's (SD3's autoencoder inflated) has group norms
     if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight") \
