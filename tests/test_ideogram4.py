@@ -131,8 +131,8 @@ def test_ideogram4_files_match_ideogram4pipeline(ideogram4):
 
 
 def test_ideogram4_wrong_parts_are_named(ideogram4):
-    """A negative model of another family or with LoRAs (its pass would not apply them), and the same Qwen3-VL loaded
-    with type auto (it then reads prompts for Qwen-Image 2.1), are refused by name before any sampling."""
+    """A negative model of another family or with LoRAs (its pass would not apply them), the same Qwen3-VL loaded with
+    type auto (it then reads prompts for Qwen-Image 2.1) and a Qwen3-VL without layer 35 are refused by name."""
     from dataclasses import replace
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.nodes import negative_model_guide
@@ -151,6 +151,12 @@ def test_ideogram4_wrong_parts_are_named(ideogram4):
     latent = empty_latent(load_vae(mm, "flux2-vae.safetensors", "cpu"), 1, W, H, 8.0)
     with pytest.raises(NodeError, match="encoded for qwenimage21, but the model is ideogram4"):
         run_sampling(model, other, None, latent, steps=1, cfg=1.0, sampler="euler", seed=1)
+    # a Qwen3-VL too shallow for Ideogram 4's layer 35 (Qwen3-VL-4B's 36 layers pass; the tiny 2-layer one does not)
+    from types import SimpleNamespace
+    from nodes.generate.adapters.ideogram4 import Ideogram4Adapter
+    from tiny_qwen21 import text_encoder as qwen3vl
+    with pytest.raises(NodeError, match="this Qwen3-VL has 2 layers and Ideogram 4 reads layer 35"):
+        Ideogram4Adapter().encode_text(SimpleNamespace(text_encoder=qwen3vl(2), tokenizer=None), ["a cat"], "cpu")
 
 
 def test_comfyui_ideogram4_templates_import_and_run(ideogram4, tmp_path, monkeypatch):
