@@ -1604,6 +1604,11 @@ RULES: Dict[str, Rule] = {
     # written out for sample
     "SDTurboScheduler": Rule(None, ("steps", "denoise"), (P("steps", "steps"), P("denoise", "denoise")),
                              {"model": "schedule_model"}, fold=True, special="sd_turbo"),
+    # Ideogram 4's logit-normal schedule for its picture size, written out for sample as ManualSigmas' is; the
+    # templates' scheduler ends at 0 (a later ComfyUI adds a full_denoise widget, off: its last level 5.5e-4)
+    "Ideogram4Scheduler": Rule(None, ("steps", "width", "height", "mu", "std"),
+                               (P("steps", "steps"), P("width", "width"), P("height", "height"), P("mu", "mu"),
+                                P("std", "std")), fold=True, special="ideogram4_scheduler"),
     # a schedule written out (LTX-Video's distilled models: Lightricks' workflows give the list): sample's sigmas
     "ManualSigmas": Rule(None, ("sigmas",), (P("sigmas", "sigmas"),), fold=True),
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover
@@ -1642,6 +1647,15 @@ RULES: Dict[str, Rule] = {
     "DualCFGGuider": Rule("guide.dual_cfg", ("cfg_conds", "cfg_cond2_negative", "style"),
                           (P("cfg_conds", "cfg"), P("cfg_cond2_negative", "middle_cfg"), P("style", "style")),
                           {"model": "model", "cond2": "middle"}, ("model",), special="dual_cfg_guider"),
+    # Ideogram 4's asymmetric CFG: the negative prompt's pass made by a second model (its unconditional transformer),
+    # then a guider as CFGGuider's
+    "DualModelGuider": Rule("guide.negative_model", ("cfg",), (P("cfg", "cfg"),),
+                            {"model": "model", "model_negative": "negative_model"}, ("model",),
+                            special="dual_model_guider"),
+    # another cfg over a share of the way from noise (Ideogram 4's last steps at 3, Pixal3D's structure stage at 1)
+    "CFGOverride": Rule("guide.cfg_override", ("cfg", "start_percent", "end_percent"),
+                        (P("cfg", "cfg"), P("start_percent", "start"), P("end_percent", "end")), {"model": "model"},
+                        ("model",)),
     # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
     # is Euler; at eta 1 it is euler_ancestral's full fresh noise
     "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,

@@ -1160,6 +1160,31 @@ def dual_cfg_guide(ctx, model: MODEL, middle: CONDITIONING,
     return model.with_option("dual_cfg", DualCfg(middle, float(middle_cfg), style == "nested"))
 
 
+@node("guide.negative_model", title="Negative Pass on a Second Model", category="Sampling",
+      passes={"model": "model"})
+def negative_model_guide(ctx, model: MODEL, negative_model: MODEL) -> MODEL:
+    """Classifier-free guidance whose negative pass a second model makes (ComfyUI's DualModelGuider): Ideogram 4's
+    unconditional transformer (ideogram4_unconditional_*), trained without text, reads sample's negative prompt (the
+    zeroed prompt, condition.zero) while this model reads the prompt. Both must be of one family; at cfg 1 the second
+    model is not run."""
+    from nodes.generate.sampling import check_negative_model
+    check_negative_model(model, negative_model)
+    return model.with_option("negative_model", negative_model)
+
+
+@node("guide.cfg_override", title="CFG Override for Part of the Steps", category="Sampling",
+      passes={"model": "model"})
+def cfg_override_guide(ctx, model: MODEL, cfg: float = Param(3.0, min=0.0, max=100.0,
+                                                             help="the guidance scale over that part"),
+                       start: float = Param(0.7, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                        "starts (ComfyUI's start_percent)"),
+                       end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
+    """Another guidance scale over part of the steps (ComfyUI's CFGOverride): at the noise levels from `start` to
+    `end` of the way from noise (levels, not step counts, as ComfyUI's percents) sample uses this cfg in place of
+    its own. Ideogram 4's templates polish with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    return model.with_option("cfg_override", (float(cfg), float(start), float(end)))
+
+
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})
 def cfg_zero_star_guide(ctx, model: MODEL) -> MODEL:
     """Guidance that first scales the unconditional prediction to the part the prompt does not already agree with
