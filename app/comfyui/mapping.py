@@ -442,6 +442,14 @@ LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_MASK_NOTE = ("the mask reaches the latent grid averaged over each latent pixel's pixels (ComfyUI: bilinear), "
                     "so its edge can differ by a fraction of a latent pixel")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
+
+
+def minimax_ref_size(v):
+    """MiniMaxH3ReferenceToVideo's ref_image_size -> condition.references' resolution: match (down to the video's
+    size) or keep (max: at most a 2048-pixel short side)."""
+    return "match" if v == "match" else "keep"
+
+
 S2V_NOTE = ("the reference, motion and pose pictures are resized by the VAE's processor (ComfyUI: bilinear), and the "
             "video is encoded whole (ComfyUI: in tiles)")
 VIDEO_SAVE_TAKES = ("fps",)
@@ -1154,10 +1162,17 @@ RULES: Dict[str, Rule] = {
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
     # MiniMax H3 text-to-video: its prompt (the CLIP it is given reads it) and the empty video latent with its
-    # soundtrack; keyframes (first_frame / last_frame, fl2va) are not made yet
+    # soundtrack; keyframes (first_frame / last_frame, fl2va) through condition.frames
     "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
                                   (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
                                   {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
+    # MiniMax H3 reference-to-video (ref2va): the same, and its reference pictures through condition.references
+    "MiniMaxH3ReferenceToVideo": Rule("encode.text", ("prompt", "width", "height", "length", "ref_image_size"),
+                                      (P("prompt", "text"),) + LATENT_SIZE + (
+                                          P("length", "frames"), P("ref_image_size", "resolution",
+                                                                   minimax_ref_size)),
+                                      {"clip": "text_encoder"}, ("positive", "latent"),
+                                      special="minimax_h3_reference"),
     # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
     # sample's ar_video sampler reads) and the empty latent is the video's
     "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),

@@ -1,0 +1,196 @@
+"""MiniMax H3 reference-to-video (ref2va): reference pictures read beside the video it makes, judged against
+diffusers 0.42.1's own ref2va blocks on the same tiny weights (MiniMaxH3Ref2VAPrepareLayoutStep's packed sequence,
+MiniMaxH3SetTimestepsStep's per-row timesteps, encode_vae_condition, get_qwen3vl_prompt_embeds) and ComfyUI's
+MiniMaxH3ReferenceToVideo sizing written out (comfy_extras/nodes_minimax_h3.py: ref_image_size match)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_minimax_h3_video import TEMPLATE_FILES as VIDEO_FILES  # noqa: E402
+W, H, FRAMES = 96, 64, 22           # 7 latent frames of 3 x 2 patches, 37 sound latents a channel
+PIXEL = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.fixture(scope="module")
+def minimax(tmp_path_factory):
+    from comfy_layouts import models_dir
+    from tiny_minimax_h3 import build_minimax_h3
+    yield from models_dir(tmp_path_factory, build_minimax_h3, "minimax_h3")
+
+
+def _err(want, got):
+    return float((want - got).abs().max() / want.abs().max())
+
+
+class _Picture:
+    """diffusers' ref2va layout reads only a reference's kind (MiniMaxH3ImageReference's)."""
+    kind, has_audio = "image", False
+
+
+def _ref2va_reference(states, seen, refs, seed, video_noise, sound_rows, steps):
+    """diffusers' ref2va loop written out: each reference picture noised to t = 0.999 by the request's generator, one
+    draw each in packed order (MiniMaxH3PrepareConditionLatentsStep), laid out by diffusers'
+    build_ref2va_packed_sequence, told max(t, 0.999), never stepped (test_minimax_h3_video's held_loop)."""
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3Ref2VAPrepareLayoutStep,
+                                                                       patchify_video_latents)
+    from test_minimax_h3_video import held_loop
+    from tiny_minimax_h3 import transformer
+    t, h, w = video_noise.shape[2:]
+    sch, sound_sch = MiniMaxH3Scheduler(shift=12.0), MiniMaxH3Scheduler(shift=3.0)
+    gen = torch.Generator().manual_seed(seed)
+    held = torch.cat([patchify_video_latents(sch.scale_noise(r, 0.999, torch.randn(r.shape, generator=gen)),
+                                             (1, 2, 2)) for r in refs])
+    layout = MiniMaxH3Ref2VAPrepareLayoutStep.build_ref2va_packed_sequence(
+        (~seen).long(), [_Picture()] * len(refs), refs, [], t, h, w, sound_rows.shape[0] // 2, (1, 2, 2), 2, 2, 0)
+    return held_loop(transformer(), (sch, sound_sch), states, layout, held, video_noise, sound_rows, steps)
+
+
+def test_reference_pictures_sample_as_diffusers_ref2va(minimax):
+    """Two reference pictures of their own sizes (condition.references' reference latents) laid before the video and
+    its sound, noised from the run's seed and held at t = 0.999, the video's clock starting one unit a picture
+    later, the prompt's vision rows tagged as video: diffusers' ref2va samples the same latent and sound."""
+    from nodes.generate.adapters.base import joined
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT
+    model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
+    latent = empty_latent(model, FRAMES, W, H, 24.0)
+    g = torch.Generator().manual_seed(8)
+    states = torch.randn(1, 6, TEXT, generator=g)
+    refs = [torch.randn(1, 24, 1, 4, 6, generator=g), torch.randn(1, 24, 1, 2, 4, generator=g)]
+    video_noise = torch.randn(latent.samples.shape, generator=g)
+    sound_rows = torch.randn(2 * 37, 32, generator=g)
+    noise = joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
+    seen = torch.tensor([False, True, True, False, True, False])
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 6, dtype=torch.bool), extra={
+        "reference0": refs[0], "reference1": refs[1], "minimax_h3_seen": seen[None]})
+    out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise, seed=13)
+    video, sound = _ref2va_reference(states, seen, refs, 13, video_noise, sound_rows, 3)
+    got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, out.samples) < 1e-5, _err(video, out.samples)
+    assert _err(sound, got_sound) < 1e-5, _err(sound, got_sound)
+    plain = run_sampling(model, Conditioning("minimax_h3", states, torch.ones(1, 6, dtype=torch.bool),
+                                             extra={"minimax_h3_seen": seen[None]}), None, latent, steps=3, cfg=1.0,
+                         sampler="euler", noise=noise, seed=13)
+    assert _err(video, plain.samples) > 1e-3       # the references change the video: the test can fail
+
+
+def _comfy_match(picture, width, height):
+    """ComfyUI's MiniMaxH3ReferenceToVideo, ref_image_size match: scaled down (never up) to the video's pixel area,
+    keeping its shape, each side rounded to 32, Lanczos without a crop."""
+    import math
+    from PIL import Image
+    w, h = picture.size
+    scale = min(1.0, math.sqrt((width * height) / (w * h)))
+    tw, th = (max(32, round(d * scale / 32) * 32) for d in (w, h))
+    return picture.resize((tw, th), Image.LANCZOS)
+
+
+def test_condition_references_encode_and_read_the_pictures_as_diffusers(minimax, tmp_path):
+    """condition.references on the MiniMax H3 video VAE with the video's latent and Qwen3-VL: each picture sized as
+    ComfyUI's match does, encoded by diffusers' encode_vae_condition on the same weights, and the prompt read after a
+    "<Picture i>: " label and vision block of each (diffusers' ref2va presentation over get_qwen3vl_prompt_embeds);
+    the latent passes on as given. A clip, a missing latent and another family's VAE given a latent are named."""
+    import numpy as np
+    from diffusers.modular_pipelines.minimax_h3.encoders import encode_vae_condition
+    from PIL import Image
+    from graph_engine import NodeError
+    from graph_engine import Clip
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.reference import add_references
+    from nodes.generate.split import load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    from test_minimax_h3_video import read_after_pictures
+    from tiny_minimax_h3 import vae as tiny_vae
+    te = load_text_encoder(ModelManager(), "qwen3vl_minimax_tiny.safetensors", "", "minimax", "cpu")
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(vae, FRAMES, W, H, 24.0)
+    rng = np.random.default_rng(9)
+    arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((90, 50), (40, 40))]
+    pictures = [Clip.from_array(a[None]) for a in arrays]
+    prompt = "<Picture 2> walks into <Picture 1>"
+    pos, neg, out = add_references(vae, encode_prompt(te, prompt), None, pictures, latent=latent, text_encoder=te,
+                                   area=W * H)
+    assert out is latent and neg is pos
+    sized = [_comfy_match(Image.fromarray(a), W, H) for a in arrays]
+    assert [p.size for p in sized] == [(64, 96), (32, 32)]      # 50x90 -> 64x96 (not up to its area), 40x40 -> 32x32
+    ref = tiny_vae().float()
+    for i, p in enumerate(sized):
+        px = torch.from_numpy(np.array(p)).permute(2, 0, 1)[None, :, None]
+        with torch.no_grad():
+            want = encode_vae_condition(ref, px, *PIXEL, 42)
+        got = pos.extra[f"reference{i}"]
+        assert got.shape == want.shape, (got.shape, want.shape)
+        assert _err(want, got) < 1e-3, (i, _err(want, got))     # a float16 rounding apart at most
+    want, seen = read_after_pictures(tmp_path, sized, prompt)
+    assert pos.embeds.shape == want.shape, (pos.embeds.shape, want.shape)
+    assert _err(want, pos.embeds) < 1e-4, _err(want, pos.embeds)
+    assert pos.extra["minimax_h3_seen"][0].tolist() == seen
+    with pytest.raises(NodeError, match="reference videos"):
+        add_references(vae, encode_prompt(te, prompt), None, [Clip.from_array(np.stack(arrays[1:] * 2))],
+                       latent=latent, area=W * H)
+    with pytest.raises(NodeError, match="connect latent.empty's latent"):
+        add_references(vae, encode_prompt(te, prompt), None, pictures, text_encoder=te)
+    with pytest.raises(NodeError, match="made with its sound"):
+        add_references(vae, encode_prompt(te, prompt), None, pictures, latent=empty_latent(vae, 1, W, H, 24.0))
+
+
+TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
+# the t2v / i2v templates' files, and the ref2va transformers (the same layout as fl2va's)
+TEMPLATE_FILES = VIDEO_FILES + (("diffusion_models/minimax_h3_ref2va_pruned_int8_convrot.safetensors",
+                                 "diffusion_models/minimax_h3_pruned_tiny.safetensors"),
+                                ("diffusion_models/fasth3_omniref_8step_pruned_int8_convrot.safetensors",
+                                 "diffusion_models/minimax_h3_fasth3_tiny.safetensors"))
+
+
+def run_template(minimax, tmp_path, name, size, steps, pictures, sampler="res_multistep"):
+    """ComfyUI's template imported with every node mapped, at 96x64, 22 frames, 2 euler steps, its LoadImage
+    pictures random ones of their own sizes; run on the tiny files under its names. Returns (the YAML, the run's
+    outputs, CreateVideo's video)."""
+    import numpy as np
+    from PIL import Image
+    from comfy_layouts import _ran, imported_template
+    _, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
+    rng = np.random.default_rng(10)
+    swaps = [(f"width: {size[0]}", f"width: {W}"), (f"height: {size[1]}", f"height: {H}"),
+             ("frames: 124", f"frames: {FRAMES}"), (f"sampler: {sampler}", "sampler: euler")]
+    for picture, (h, w) in pictures.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / picture)
+        swaps.append((f"path: {picture}", f"path: {tmp_path / picture}"))
+    for a, b in swaps:
+        assert a in yaml, a
+        yaml = yaml.replace(a, b)
+    out, _ = _ran(tmp_path / "minimax_r2v.kino.yaml", yaml, "sampler_custom_advanced")
+    return yaml, out.outputs, next(v["video"] for k, v in out.outputs.items() if k.startswith("create_video"))
+
+
+@pytest.mark.parametrize("name,size,steps,pictures,sampler", [
+    ("video_minimax_h3_r2v.json", (864, 480), 20,
+     {"red_superboy_on_city_roof.png": (90, 50), "mecha_dragon_lightning.png": (48, 80)}, "res_multistep"),
+    # FastVideo's FastH3 OmniRef: MiniMaxH3SigmaShift 12 / 3, BlockSparseAttention (dense here)
+    ("video_fasth3_ominiref_r2v.json", (1376, 768), 8, {"yellow_plane_ref.png": (64, 96)}, "euler")])
+def test_comfyui_minimax_h3_r2v_templates_run_from_their_pictures(minimax, tmp_path, monkeypatch, name, size, steps,
+                                                                  pictures, sampler):
+    """ComfyUI's MiniMax H3 reference-to-video templates (MiniMaxH3ReferenceToVideo with ref_images from LoadImage,
+    ref_image_size match) import with every node mapped (encode.text, latent.empty, condition.references reading the
+    pictures with the prompt) and run on the tiny files under their names to a 22-frame video with its stereo
+    soundtrack, the pictures read beside it."""
+    import wave
+    monkeypatch.chdir(tmp_path)
+    yaml, outputs, clip = run_template(minimax, tmp_path, name, size, steps, pictures, sampler)
+    assert "type: condition.references" in yaml and "resolution: match" in yaml
+    assert clip.length == FRAMES and (clip.width, clip.height) == (W, H)
+    with wave.open(clip.audio.path) as sound:
+        assert (sound.getnchannels(), sound.getframerate()) == (2, 32000)
+    positive = next(v["positive"] for k, v in outputs.items() if k.endswith("_pictures"))
+    assert len([k for k in positive.extra if k.startswith("reference")]) == len(pictures)
+    assert positive.extra["minimax_h3_seen"].any()
