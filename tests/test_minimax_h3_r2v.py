@@ -152,9 +152,9 @@ TEMPLATE_FILES = VIDEO_FILES + (("diffusion_models/minimax_h3_ref2va_pruned_int8
                                  "diffusion_models/minimax_h3_fasth3_tiny.safetensors"))
 
 
-def run_template(minimax, tmp_path, name, size, steps, pictures, sampler="res_multistep"):
+def run_template(minimax, tmp_path, name, size, steps, pictures, sampler="res_multistep", frames=None):
     """ComfyUI's template imported with every node mapped, at 96x64, 22 frames, 2 euler steps, its LoadImage
-    pictures random ones of their own sizes; run on the tiny files under its names. Returns (the YAML, the run's
+    pictures random ones of their own sizes, `frames`' replacements made; run on the tiny files under its names. Returns (the YAML, the run's
     outputs, CreateVideo's video)."""
     import numpy as np
     from PIL import Image
@@ -162,7 +162,8 @@ def run_template(minimax, tmp_path, name, size, steps, pictures, sampler="res_mu
     _, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
     rng = np.random.default_rng(10)
     swaps = [(f"width: {size[0]}", f"width: {W}"), (f"height: {size[1]}", f"height: {H}"),
-             ("frames: 124", f"frames: {FRAMES}"), (f"sampler: {sampler}", "sampler: euler")]
+             ("frames: 124", f"frames: {FRAMES}"), (f"sampler: {sampler}", "sampler: euler"),
+             *(frames or {}).items()]
     for picture, (h, w) in pictures.items():
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / picture)
         swaps.append((f"path: {picture}", f"path: {tmp_path / picture}"))
@@ -194,3 +195,124 @@ def test_comfyui_minimax_h3_r2v_templates_run_from_their_pictures(minimax, tmp_p
     positive = next(v["positive"] for k, v in outputs.items() if k.endswith("_pictures"))
     assert len([k for k in positive.extra if k.startswith("reference")]) == len(pictures)
     assert positive.extra["minimax_h3_seen"].any()
+
+
+def _guided_reference(states, seen, keys, frames_at, refs, seed, video_noise, sound_rows, steps):
+    """ComfyUI's MiniMax H3 model with guides and references (comfy/ldm/minimax/model.py's PackedLayout, written out
+    on diffusers' ref2va layout): the guides' rows right after the prompt, on the video's grid, at rotary time
+    prompt length + one unit a reference picture + 5/3 per pixel frame, then the references as diffusers lays them;
+    all held at t = 0.999 and noised from the request's generator in that order (diffusers' one draw each)."""
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3Ref2VAPrepareLayoutStep,
+                                                                       patchify_video_latents)
+    from test_minimax_h3_video import held_loop
+    from tiny_minimax_h3 import transformer
+    t, h, w = video_noise.shape[2:]
+    sch, sound_sch = MiniMaxH3Scheduler(shift=12.0), MiniMaxH3Scheduler(shift=3.0)
+    gen = torch.Generator().manual_seed(seed)
+    conds = [k[None, :, None] for k in keys] + refs
+    held = torch.cat([patchify_video_latents(sch.scale_noise(r, 0.999, torch.randn(r.shape, generator=gen)),
+                                             (1, 2, 2)) for r in conds])
+    pos, tags, video, audio, text, n_held, n_sound = MiniMaxH3Ref2VAPrepareLayoutStep.build_ref2va_packed_sequence(
+        (~seen).long(), [_Picture()] * len(refs), refs, [], t, h, w, sound_rows.shape[0] // 2, (1, 2, 2), 2, 2, 0)
+    n, per_frame = text.numel(), (h // 2) * (w // 2)
+    guide = torch.zeros(len(keys) * per_frame, 3, dtype=torch.float64)
+    guide[:, 1:] = pos[-per_frame:, 1:].repeat(len(keys), 1)       # the video's own (h, w) grid
+    guide[:, 0] = torch.tensor([n + len(refs) + 5.0 / 3.0 * f for f in frames_at],
+                               dtype=torch.float64).repeat_interleave(per_frame)
+    more = len(keys) * per_frame
+    layout = (torch.cat([pos[:n], guide, pos[n:]]), torch.cat([tags[:n], torch.zeros(more, dtype=tags.dtype),
+                                                                 tags[n:]]),
+              torch.cat([torch.arange(n, n + more), video + more]), audio + more, text, n_held + more, n_sound)
+    return held_loop(transformer(), (sch, sound_sch), states, layout, held, video_noise, sound_rows, steps)
+
+
+def test_guides_and_references_sample_as_comfyuis_layout(minimax):
+    """Guides at frames 5 and 21 (ComfyUI's MiniMaxH3AddGuide, chained) with two reference pictures: laid as
+    ComfyUI's model lays them, held and noised as the conditioning rows of diffusers' loop."""
+    from nodes.generate.adapters.base import joined
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import TEXT
+    model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
+    latent = empty_latent(model, FRAMES, W, H, 24.0)
+    g = torch.Generator().manual_seed(12)
+    states = torch.randn(1, 5, TEXT, generator=g)
+    keys = torch.randn(2, 24, H // 16, W // 16, generator=g)
+    refs = [torch.randn(1, 24, 1, 2, 6, generator=g), torch.randn(1, 24, 1, 4, 4, generator=g)]
+    video_noise = torch.randn(latent.samples.shape, generator=g)
+    sound_rows = torch.randn(2 * 37, 32, generator=g)
+    noise = joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
+    seen = torch.tensor([False, True, True, False, False])
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool), extra={
+        "minimax_h3_keyframes": keys, "reference0": refs[0], "reference1": refs[1], "minimax_h3_seen": seen[None]},
+        meta={"minimax_h3_anchors": [5, 21]})
+    out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise, seed=14)
+    video, sound = _guided_reference(states, seen, keys, (5, 21), refs, 14, video_noise, sound_rows, 3)
+    got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, out.samples) < 1e-5, _err(video, out.samples)
+    assert _err(sound, got_sound) < 1e-5, _err(sound, got_sound)
+    moved = run_sampling(model, Conditioning("minimax_h3", states, cond.mask, extra=cond.extra,
+                                             meta={"minimax_h3_anchors": [5, 20]}), None, latent, steps=3, cfg=1.0,
+                         sampler="euler", noise=noise, seed=14)
+    assert _err(video, moved.samples) > 1e-4       # the guide's frame matters: the test can fail
+
+
+def test_condition_frames_chains_guides(minimax):
+    """condition.frames' guide on MiniMax H3 (ComfyUI's MiniMaxH3AddGuide): the picture cover-cropped onto the
+    canvas and encoded by diffusers' encode_vae_condition, pinned after the keyframes the prompt holds; frame -1 is
+    the last; a frame outside the video is named."""
+    import numpy as np
+    from diffusers.modular_pipelines.minimax_h3.encoders import encode_vae_condition
+    from PIL import Image
+    from graph_engine import NodeError
+    from nodes.generate.image_cond import condition_frames
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import empty_latent
+    from tiny_minimax_h3 import vae as tiny_vae
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    latent = empty_latent(vae, FRAMES, W, H, 24.0)
+    rng = np.random.default_rng(11)
+    first, guide = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), rng.integers(0, 256, (90, 40, 3), dtype=np.uint8)
+    cond = Conditioning("minimax_h3", torch.zeros(1, 2, 8))
+    out = condition_frames(vae, cond, None, latent, first, None, None)["positive"]
+    out = condition_frames(vae, out, None, latent, None, None, None, guide=guide, guide_frame=-1)["positive"]
+    assert out.meta["minimax_h3_anchors"] == ["first", FRAMES - 1]
+    keys = out.extra["minimax_h3_keyframes"]
+    assert keys.shape == (2, 24, H // 16, W // 16)
+    scale = max(W / 40, H / 90)     # ComfyUI's common_upscale "center": cover, then the middle
+    size = (max(W, round(40 * scale)), max(H, round(90 * scale)))
+    left, top = (size[0] - W) // 2, (size[1] - H) // 2
+    pic = Image.fromarray(guide).resize(size, Image.LANCZOS).crop((left, top, left + W, top + H))
+    px = torch.from_numpy(np.array(pic)).permute(2, 0, 1)[None, :, None]
+    with torch.no_grad():
+        want = encode_vae_condition(tiny_vae().float(), px, *PIXEL, 42)[0, :, 0]
+    assert _err(want, keys[1]) < 1e-3, _err(want, keys[1])
+    for frame in (FRAMES, -FRAMES - 1):
+        with pytest.raises(NodeError, match="outside the video's 22 frames"):
+            condition_frames(vae, out, None, latent, None, None, None, guide=guide, guide_frame=frame)
+
+
+def test_comfyui_minimax_h3_multiframe_reference_template_runs(minimax, tmp_path, monkeypatch):
+    """ComfyUI's MiniMax H3 multi-frame reference template (MiniMaxH3ReferenceToVideo with one picture, then three
+    MiniMaxH3AddGuide chained) imports with every node mapped (condition.references, then condition.frames with a
+    guide each) and runs on the tiny files; its guide frames 36, 72 and 120 of 124 put at 5, 10 and -1 of 22."""
+    import wave
+    monkeypatch.chdir(tmp_path)
+    pictures = {f"h3_frame_ref_{i}.png": (40 + 8 * i, 70) for i in (1, 2, 3, 4)}
+    yaml, outputs, clip = run_template(minimax, tmp_path, "video_minimax_h3_multiframe_reference.json", (864, 480),
+                                       20, pictures, frames={"guide_frame: 36": "guide_frame: 5",
+                                                             "guide_frame: 72": "guide_frame: 10",
+                                                             "guide_frame: 120": "guide_frame: -1"})
+    assert yaml.count("type: condition.frames") == 3
+    assert clip.length == FRAMES and (clip.width, clip.height) == (W, H)
+    with wave.open(clip.audio.path) as sound:
+        assert (sound.getnchannels(), sound.getframerate()) == (2, 32000)
+    positive = next(v["positive"] for k, v in outputs.items() if k.startswith("mini_max_h3_add_guide_169"))
+    assert positive.meta["minimax_h3_anchors"] == [5, 10, FRAMES - 1]
+    assert "reference0" in positive.extra and "reference1" not in positive.extra

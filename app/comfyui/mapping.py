@@ -1166,6 +1166,10 @@ RULES: Dict[str, Rule] = {
     "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
                                   (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
                                   {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
+    # MiniMax H3's guide picture at any frame (chained to pin several); its guide clips and sound are not read yet
+    "MiniMaxH3AddGuide": Rule("condition.frames", ("frame_idx",), (P("frame_idx", "guide_frame"),),
+                              {"positive": "positive", "vae": "vae", "latent": "latent", "image": "guide"},
+                              ("positive",), special="minimax_h3_guide"),
     # MiniMax H3 reference-to-video (ref2va): the same, and its reference pictures through condition.references
     "MiniMaxH3ReferenceToVideo": Rule("encode.text", ("prompt", "width", "height", "length", "ref_image_size"),
                                       (P("prompt", "text"),) + LATENT_SIZE + (

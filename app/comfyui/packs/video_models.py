@@ -79,6 +79,18 @@ class VideoModels:
         return self.minimax_h3_pictures(cn, rule, params, notes, "condition.references",
                                         dict(zip(REFERENCE_PORTS, pictures)), {"resolution": resolution})
 
+    def special_minimax_h3_guide(self, cn, rule, params, notes):
+        """MiniMaxH3AddGuide: condition.frames pinning its image at frame_idx (a clip of 5 frames or more is a guide
+        clip in ComfyUI, of which the first picture is pinned here); its audio is not read yet."""
+        if "audio" in cn.inputs:
+            notes.append("audio: MiniMax H3's guide sound is not read yet; the picture is pinned without it")
+        ref = cn.inputs.get("image")
+        source = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
+        if source is not None and source.class_type != "LoadImage":
+            notes.append("image: a guide clip (5 frames or more) pins its first picture here, where ComfyUI pins "
+                         "the clip")
+        return [self.plain(cn, rule, params, notes)]
+
     def minimax_h3_pictures(self, cn, rule, params, notes, node, pictures, settings):
         """encode.text and latent.empty of MiniMax H3's conditioning node (its length snapped up to the 17n+5 frames
         ComfyUI makes), and `node` on the VAE, that latent and the prompt reading `pictures` where any are given."""

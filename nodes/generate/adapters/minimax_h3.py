@@ -236,6 +236,22 @@ class MiniMaxH3Adapter(Adapter):
         keys = keyframe_pictures(latent, first, last)
         return {KEYFRAMES: torch.stack([self.encode_held(pipe, pic) for _, pic in keys])}, {ANCHORS: [a for a, _ in keys]}
 
+    def guide_condition(self, pipe, latent, positive, extra, meta, picture, frame: int):
+        """condition.frames' guide: `picture` cover-cropped to the latent's size and pinned at pixel frame `frame`
+        (negative: from the end), after the keyframes `positive` holds and those of `extra` / `meta` (ComfyUI's
+        MiniMaxH3AddGuide, chained)."""
+        if latent.audio is None:
+            raise NodeError("MiniMax H3 pins guides in a video made with its sound: make the latent with latent.empty "
+                            "on the MiniMax H3 video VAE with 17n+5 frames")
+        at = frame if frame >= 0 else latent.frames + frame
+        if not 0 <= at < latent.frames:
+            raise NodeError(f"guide_frame {frame} is outside the video's {latent.frames} frames (0 to "
+                            f"{latent.frames - 1}, or -1 for the last): change guide_frame")
+        keys = [k for k in (positive.extra.get(KEYFRAMES), extra.get(KEYFRAMES)) if k is not None]
+        anchors = list(positive.meta.get(ANCHORS, ())) + list(meta.get(ANCHORS, ()))
+        keys.append(self.encode_held(pipe, cover(picture, latent.width, latent.height))[None])
+        return {**extra, KEYFRAMES: torch.cat(keys)}, {**meta, ANCHORS: anchors + [at]}
+
     def encode_held(self, pipe, picture) -> torch.Tensor:
         """A keyframe or reference picture's latent frame [C, h, w] as the released model encodes it (diffusers'
         encode_vae_condition: ImageNet pixels, the posterior sampled under seed 42, rounded to float16, normalised)."""
