@@ -316,3 +316,20 @@ def test_comfyui_minimax_h3_multiframe_reference_template_runs(minimax, tmp_path
     positive = next(v["positive"] for k, v in outputs.items() if k.startswith("mini_max_h3_add_guide_169"))
     assert positive.meta["minimax_h3_anchors"] == [5, 10, FRAMES - 1]
     assert "reference0" in positive.extra and "reference1" not in positive.extra
+
+
+def test_reference_videos_and_sounds_are_named_at_import():
+    """MiniMaxH3ReferenceToVideo with a reference video or sound connected imports approximately, saying they are not
+    read (not dropped without a word); its pictures map exactly."""
+    import json
+    from app.comfyui import import_data
+    data = json.loads((TEMPLATES / "video_minimax_h3_r2v.json").read_text("utf-8"))
+    node = next(n for n in data["nodes"] if n["type"] == "MiniMaxH3ReferenceToVideo")
+    assert import_data(data).report.entries[str(node["id"])].status == "exact"
+    picture = next(i["link"] for i in node["inputs"] if i["name"] == "ref_images.ref_image_0")
+    for name in ("ref_videos.ref_video_0", "ref_audios.ref_audio_0"):
+        slot = next(i for i in node["inputs"] if i["name"] == name)
+        slot["link"] = picture
+        entry = import_data(data).report.entries[str(node["id"])]
+        assert entry.status == "approx" and any(n.startswith(name) and "not read yet" in n for n in entry.notes)
+        slot["link"] = None
