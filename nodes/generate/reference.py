@@ -95,7 +95,8 @@ def add_references(vae, positive: Conditioning, negative, pictures: Sequence, me
     if not pictures:
         raise NodeError("condition.references needs at least one picture: connect the pictures to edit to image, "
                         "image2, ...")
-    if latent is not None or text_encoder is not None or area is not None:
+    from nodes.generate.adapters import get_adapter
+    if latent is not None or text_encoder is not None or hasattr(get_adapter(vae.family), "reference_latents"):
         return _read_references(vae, positive, negative, pictures, latent, text_encoder, area)
     latents = []
     for clip in pictures:
