@@ -334,3 +334,19 @@ def test_reference_videos_and_sounds_are_named_at_import():
         entry = import_data(data).report.entries[str(node["id"])]
         assert entry.status == "approx" and any(n.startswith(name) and "not read yet" in n for n in entry.notes)
         slot["link"] = None
+
+
+def test_the_fun_controlnet_patch_is_named(tmp_path, monkeypatch):
+    """MiniMax H3's Fun ControlNet (model_patches/minimax_h3_fun_controlnet_union_*, comfy/ldm/minimax/controlnet.py's
+    control_blocks) given to load.model_patch is named as what it is, not 'a model patch Kinograph does not know'."""
+    from safetensors.torch import save_file
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_patch import load
+    (tmp_path / "model_patches").mkdir()
+    save_file({k: torch.zeros(2, 2) for k in ("control_proj_in.weight", "control_blocks.0.before_proj.weight",
+                                             "control_blocks.0.after_proj.weight")},
+              tmp_path / "model_patches" / "minimax_h3_fun_controlnet_union_tiny.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    with pytest.raises(NodeError, match="a MiniMax H3 Fun ControlNet, which Kinograph does not run yet"):
+        load(ModelManager(), "minimax_h3_fun_controlnet_union_tiny.safetensors")
