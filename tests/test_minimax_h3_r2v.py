@@ -336,17 +336,169 @@ def test_reference_videos_and_sounds_are_named_at_import():
         slot["link"] = None
 
 
-def test_the_fun_controlnet_patch_is_named(tmp_path, monkeypatch):
-    """MiniMax H3's Fun ControlNet (model_patches/minimax_h3_fun_controlnet_union_*, comfy/ldm/minimax/controlnet.py's
-    control_blocks) given to load.model_patch is named as what it is, not 'a model patch Kinograph does not know'."""
+def _tiny_fun_control(path):
+    """A tiny Fun ControlNet in ComfyUI's names (comfy/ldm/minimax/controlnet.py: control_proj_in over 49 channels'
+    2x2 patches, control_blocks.N as MiniMax's blocks, before_proj on the first, after_proj on each), two blocks for
+    the tiny transformer's two; returns (the file's diffusers-side modules: blocks, proj_in, before, afters)."""
     from safetensors.torch import save_file
-    from graph_engine import NodeError
+    from diffusers import MiniMaxH3Transformer3DModel
+    from tiny_minimax_h3 import bf16_weights, comfy_transformer, transformer
+    base = transformer()
+    torch.manual_seed(15)
+    tower = bf16_weights(MiniMaxH3Transformer3DModel.from_config(base.config))
+    hidden = base.config.hidden_size
+    lin = [bf16_weights(torch.nn.Linear(a, hidden)) for a in (49 * 4, hidden, hidden, hidden)]
+    for m in lin[1:]:       # zero-initialised in training; random here so that the test can fail
+        torch.nn.init.normal_(m.weight, std=0.3)
+    lin = [bf16_weights(m) for m in lin]
+    state = {k.replace("blocks.", "control_blocks.", 1): v for k, v in comfy_transformer(tower).items()
+             if k.startswith("blocks.")}
+    for k, v in lin[0].state_dict().items():
+        state[f"control_proj_in.{k}"] = v
+    for k, v in lin[1].state_dict().items():
+        state[f"control_blocks.0.before_proj.{k}"] = v
+    for i, m in enumerate(lin[2:]):
+        for k, v in m.state_dict().items():
+            state[f"control_blocks.{i}.after_proj.{k}"] = v
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return tower.transformer_blocks, lin[0], lin[1], lin[2:]
+
+
+def _comfy_control_latent(vae, frames, count, width, height):
+    """ComfyUI's MiniMaxH3FunControlPatch: frame i of the control video (its last held), common_upscale bilinear
+    "center" (the middle cut to the canvas' shape, then torch's bilinear), encoded to the posterior's mean,
+    normalised (comfy/ldm/minimax/vae.py's encode) by diffusers' VAE on the same weights."""
+    import torch.nn.functional as F
+    x = torch.from_numpy(frames).float().div(255.0).permute(0, 3, 1, 2)
+    x = x[torch.arange(count).clamp(max=len(frames) - 1)]
+    h0, w0 = x.shape[-2:]
+    old, new = w0 / h0, width / height
+    dx = round((w0 - w0 * (new / old)) / 2) if old > new else 0
+    dy = round((h0 - h0 * (old / new)) / 2) if old < new else 0
+    x = F.interpolate(x[:, :, dy:h0 - dy, dx:w0 - dx], size=(height, width), mode="bilinear")
+    mean, std = (torch.tensor(s).view(1, 3, 1, 1, 1) for s in PIXEL)
+    with torch.no_grad():
+        z = vae.encode((x.permute(1, 0, 2, 3)[None] - mean) / std).latent_dist.mode()
+    lmean, lstd = (torch.tensor(s).view(1, -1, 1, 1, 1) for s in (vae.config.latents_mean, vae.config.latents_std))
+    return (z - lmean) / lstd
+
+
+def test_fun_controlnet_steers_as_comfyuis_patch(minimax, tmp_path, monkeypatch):
+    """control.model_patch with MiniMax H3's Fun ControlNet (a tiny one in ComfyUI's names): the video and its sound
+    sampled as diffusers' t2va loop with ComfyUI's MiniMaxH3FunControlPatch written out around diffusers' transformer
+    (the tower's stream started at block 0 from its input, the control rows in the generated video's rows, each
+    block's after_proj times the strength added after the transformer's block, the sound's rows left alone)."""
+    import numpy as np
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
+                                                                       patchify_video_latents)
+    from graph_engine import Clip
+    from nodes.generate.latent import Conditioning
     from nodes.generate.model_manager import ModelManager
-    from nodes.generate.model_patch import load
-    (tmp_path / "model_patches").mkdir()
-    save_file({k: torch.zeros(2, 2) for k in ("control_proj_in.weight", "control_blocks.0.before_proj.weight",
-                                             "control_blocks.0.after_proj.weight")},
-              tmp_path / "model_patches" / "minimax_h3_fun_controlnet_union_tiny.safetensors")
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
-    with pytest.raises(NodeError, match="a MiniMax H3 Fun ControlNet, which Kinograph does not run yet"):
-        load(ModelManager(), "minimax_h3_fun_controlnet_union_tiny.safetensors")
+    from nodes.generate.model_patch import apply, load
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_vae
+    from nodes.generate.vae_ops import empty_latent
+    from test_minimax_h3_video import draws, held_loop
+    from tiny_minimax_h3 import transformer, vae as tiny_vae
+    patches = minimax / "models" / "model_patches"
+    patches.mkdir(exist_ok=True)
+    blocks, proj_in, before, afters = _tiny_fun_control(patches / "minimax_h3_fun_controlnet_tiny.safetensors")
+    model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
+    vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
+    frames = np.random.default_rng(16).integers(0, 256, (9, 50, 80, 3), dtype=np.uint8)   # shorter: its last held
+    steered = apply(model, load(ModelManager(), "minimax_h3_fun_controlnet_tiny.safetensors"), vae,
+                    Clip.from_array(frames), 0.7)
+    latent = empty_latent(model, FRAMES, W, H, 24.0)
+    states, video_noise, sound_rows, noise = draws(latent, 17)
+    cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool))
+    out = run_sampling(steered, cond, None, latent, steps=2, cfg=1.0, sampler="euler", noise=noise, seed=3)
+
+    base = transformer()
+    z = _comfy_control_latent(tiny_vae().float(), frames, FRAMES, W, H)
+    rows = torch.nn.functional.pad(patchify_video_latents(z, (1, 2, 2)), (0, 49 * 4 - 24 * 4))
+
+    def comfy(hidden_states, audio_hidden_states, encoder_hidden_states, timestep, timestep_indices, token_tags,
+              position_ids, video_indices, audio_indices, text_indices, return_dict):
+        rotary = base.rope(position_ids)
+        text = base.token_refiner(base.context_embedder(encoder_hidden_states))
+        h = text.new_zeros(1, position_ids.shape[0], text.shape[-1]).index_copy(1, text_indices, text)
+        h = h.index_copy(1, video_indices, base.proj_in(hidden_states.float()))
+        h = h.index_copy(1, audio_indices, base.audio_proj_in(audio_hidden_states.float()))
+        temb = base.time_embedder(base.time_proj(timestep))
+        which = timestep_indices * 3 + token_tags
+        for i, block in enumerate(base.transformer_blocks):
+            pristine, h = h, block(h, temb, which, rotary)
+            if i == 0:      # init_stream: every video row's control row; the generated ones hold the control video
+                c = pristine.clone()
+                full = rows.new_zeros(video_indices.numel(), rows.shape[1])
+                full[-rows.shape[0]:] = rows
+                c[:, video_indices] = proj_in(full)
+                c = before(c) + pristine
+            c = blocks[i](c, temb, which, rotary)
+            skip = afters[i](c)
+            skip[:, audio_indices] = 0
+            h = h + 0.7 * skip
+        h = base.norm_out(h, temb, timestep_indices)
+        return base.proj_out(h).index_select(1, video_indices), base.audio_proj_out(h).index_select(1, audio_indices)
+    t, h, w = video_noise.shape[2:]
+    layout = MiniMaxH3PrepareLayoutStep.build_packed_sequence(torch.ones(5, dtype=torch.long), t, h, w, 37, (1, 2, 2),
+                                                              2, 2, 0)
+    video, sound = held_loop(comfy, (MiniMaxH3Scheduler(shift=12.0), MiniMaxH3Scheduler(shift=3.0)), states, layout,
+                             torch.zeros(0, 96), video_noise, sound_rows, 2)
+    got_sound = out.audio[0].permute(1, 2, 0).reshape(-1, 32)
+    assert _err(video, out.samples) < 1e-5, _err(video, out.samples)
+    assert _err(sound, got_sound) < 1e-5, _err(sound, got_sound)
+    plain = run_sampling(model, cond, None, latent, steps=2, cfg=1.0, sampler="euler", noise=noise, seed=3)
+    assert _err(video, plain.samples) > 1e-3       # the control steers: the test can fail
+    from graph_engine import NodeError
+    with pytest.raises(NodeError, match="inpainting"):     # its mask (inpainting) is named, not ignored
+        apply(model, load(ModelManager(), "minimax_h3_fun_controlnet_tiny.safetensors"), vae,
+              Clip.from_array(frames), 0.7, np.ones((9, 50, 80), dtype=np.float32))
+
+
+POSE_NODES = ("checkpoint_loader_simple_700_673", "resize_image_mask_node_700_674", "rtdetr_detect_700_678",
+              "sd_pose_keypoint_extractor_700_671", "sd_pose_draw_keypoints_700_672")
+
+
+def test_comfyui_minimax_h3_fun_controlnet_template_runs(minimax, tmp_path, monkeypatch):
+    """ComfyUI's MiniMax H3 Fun ControlNet template (MiniMaxH3ReferenceToVideo without pictures, ModelPatchLoader,
+    MiniMaxH3FunControlNetApply on the control video through PreviewImage) imports with every node mapped
+    (control.model_patch on the model) and runs on the tiny files to a video with its sound; its pose pictures
+    (SDPose, RT-DETR: tests/test_sdpose.py, test_rtdetr.py) are replaced by the loaded control video here."""
+    import wave
+    import numpy as np
+    import yaml as yml
+    from graph_engine import Clip
+    from comfy_layouts import _ran, imported_template, link_as
+    from nodes.io.video_write import write_video
+    monkeypatch.chdir(tmp_path)
+    patches = minimax / "models" / "model_patches"
+    patches.mkdir(exist_ok=True)
+    _tiny_fun_control(patches / "minimax_h3_fun_controlnet_tiny.safetensors")
+    link_as(patches / "minimax_h3_fun_controlnet_union_pruned_int8_convrot.safetensors",
+            patches / "minimax_h3_fun_controlnet_tiny.safetensors")
+    write_video(Clip.from_array(np.random.default_rng(18).integers(0, 256, (12, 48, 80, 3), dtype=np.uint8)),
+                str(tmp_path / "dancer_field_pose.mp4"), fps=24.0)
+    _, text = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / "video_minimax_h3_fun_controlnet_union"
+                                ".json", (W, H), (20, 2))
+    wf = yml.safe_load(text)
+    for name in POSE_NODES:
+        del wf["nodes"][name]
+        wf["ui"].pop(name, None)
+    control = wf["nodes"]["mini_max_h3_fun_control_net_apply_172"]
+    assert control["type"] == "control.model_patch" and control["inputs"]["video"].startswith("sd_pose_draw")
+    control["inputs"]["video"] = "video_slice_705.video"
+    wf["nodes"]["load_video_174"]["params"]["path"] = str(tmp_path / "dancer_field_pose.mp4")
+    latent = wf["nodes"]["mini_max_h3_reference_to_video_136_latent"]["params"]
+    assert (latent["width"], latent["height"], latent["frames"]) == (864, 480, 124)
+    latent.update(width=W, height=H, frames=FRAMES)
+    wf["nodes"]["sampler_custom_advanced_125"]["params"]["sampler"] = "euler"
+    out, _ = _ran(tmp_path / "minimax_fun.kino.yaml", yml.safe_dump(wf, sort_keys=False, allow_unicode=True),
+                  "sampler_custom_advanced")
+    clip = next(v["video"] for k, v in out.outputs.items() if k.startswith("create_video"))
+    assert clip.length == FRAMES and (clip.width, clip.height) == (W, H)
+    with wave.open(clip.audio.path) as sound:
+        assert (sound.getnchannels(), sound.getframerate()) == (2, 32000)
+    steered = next(v["model"] for k, v in out.outputs.items() if k.startswith("mini_max_h3_fun_control_net_apply"))
+    assert len(steered.option("controlnet")) == 1

@@ -58,13 +58,11 @@ def _err(want, got):
 
 def _sample(minimax, shifts=None):
     """Kinograph's run on the tiny ComfyUI-layout file, euler at its default schedule; (result, the reference)."""
-    from nodes.generate.adapters.base import joined
     from nodes.generate.latent import Conditioning
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.sampling import run_sampling
     from nodes.generate.split import load_diffusion_model
     from nodes.generate.vae_ops import empty_latent
-    from tiny_minimax_h3 import TEXT
     model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
     if shifts is not None:
         model = model.with_option("flow_shift", shifts[0]).with_option("minimax_h3_sound_shift", shifts[1])
@@ -75,16 +73,24 @@ def _sample(minimax, shifts=None):
     for frames, fps, words in ((24, 24.0, r"17n\+5 frames"), (FRAMES, 30.0, "at 24 fps")):
         with pytest.raises(NodeError, match=words):
             empty_latent(model, frames, W, H, fps)
-    g = torch.Generator().manual_seed(2)
-    states = torch.randn(1, 5, TEXT, generator=g)
-    video_noise = torch.randn(latent.samples.shape, generator=g)
-    sound_rows = torch.randn(2 * 37, 32, generator=g)
-    # the sound's rows [left channel's 37 latents; right's] as ComfyUI's [1, 32, 2, 37]
-    noise = joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
+    states, video_noise, sound_rows, noise = draws(latent, 2)
     cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool))
     out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise)
     want = _reference(states, video_noise, sound_rows, 3, *(() if shifts is None else (shifts,)))
     return out, want
+
+
+def draws(latent, seed):
+    """(prompt states [1, 5, TEXT], video noise, the sound's noise rows [2 * 37, 32], the noise Kinograph's sampler
+    takes) drawn from `seed` for a 22-frame latent: the sound's rows [left channel's 37 latents; right's] as ComfyUI's
+    [1, 32, 2, 37]."""
+    from nodes.generate.adapters.base import joined
+    from tiny_minimax_h3 import TEXT
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(1, 5, TEXT, generator=g)
+    video_noise = torch.randn(latent.samples.shape, generator=g)
+    sound_rows = torch.randn(2 * 37, 32, generator=g)
+    return states, video_noise, sound_rows, joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
 
 
 def test_comfyui_transformer_samples_a_video_and_its_sound_as_diffusers(minimax):

@@ -1260,6 +1260,12 @@ RULES: Dict[str, Rule] = {
                   {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
                   ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
        for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
+    # MiniMax H3's Fun ControlNet-Union by its control video (its inpainting: mask / source_video not run yet)
+    "MiniMaxH3FunControlNetApply": Rule("control.model_patch", ("strength", "start_percent", "end_percent"),
+                                        (P("strength", "strength"),),
+                                        {"model": "model", "model_patch": "model_patch", "vae": "vae",
+                                         "control_video": "video", "mask": "mask"}, ("model",),
+                                        ignore={"start_percent": 0.0, "end_percent": 1.0}),
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
@@ -2023,7 +2029,8 @@ RULES: Dict[str, Rule] = {
                           ignore={"audioUI": None}, special="save_audio"),
     "SaveAudioAdvanced": Rule("io.save_audio", ("filename_prefix", "format", "format.quality"),
                               (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
-    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # newer ComfyUI's PreviewImage hands the pictures it shows on (MiniMax H3's Fun ControlNet template)
+    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
     "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_any"),

@@ -91,10 +91,7 @@ def read(path: Path) -> InfiniteTalkPatch:
     if PROBE not in state:
         kinds = {"controlnet_blocks.0.y_rms.weight": "a Qwen-Image DiffSynth ControlNet",
                  "feature_embedder.mid_layer_norm.bias": "a USO style projector (FLUX.1)",
-                 "control_all_x_embedder.2-1.weight": "a Z-Image Fun ControlNet",
-                 # comfy/ldm/minimax/controlnet.py's tower (ComfyUI's MiniMaxH3FunControlNetApply)
-                 "control_blocks.0.before_proj.weight": "a MiniMax H3 Fun ControlNet, which Kinograph does not run "
-                                                         "yet"}
+                 "control_all_x_embedder.2-1.weight": "a Z-Image Fun ControlNet"}
         what = next((v for k, v in kinds.items() if k in state), "not a model patch Kinograph knows")
         raise NodeError(f"{path.name} is {what}, not InfiniteTalk's (no {PROBE}): condition.infinitetalk reads "
                         "model_patches/wan2.1_infiniteTalk_single_fp16.safetensors or _multi_fp16")

@@ -40,6 +40,7 @@ from diffusers.loaders import MiniMaxH3LoraLoaderMixin
 from graph_engine import NodeError
 from nodes.generate.adapters.base import (Adapter, apart, frames_from_batch, frames_in_batch, joined, padded_rows,
                                           text_of_width)
+from nodes.generate.minimax_fun_control import control_latent as fun_control_latent, control_rows, steering
 from nodes.generate.reference import references
 
 TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
@@ -300,6 +301,15 @@ class MiniMaxH3Adapter(Adapter):
             out.append(c.with_extra(**extra))
         return tuple(out)
 
+    @staticmethod
+    def control_latent(control, video_shape) -> torch.Tensor:
+        """A Fun ControlNet's control video encoded for this video (minimax_fun_control.control_latent), kept."""
+        key = tuple(video_shape)
+        if key not in control.cache:
+            with torch.inference_mode():
+                control.cache[key] = fun_control_latent(control.vae, control.frames, video_shape)
+        return control.cache[key]
+
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
         """Qwen3-VL's hidden state after layer 50 on each prompt's own tokens (diffusers' MiniMaxH3TextEncoderStep),
@@ -378,6 +388,9 @@ class MiniMaxH3Adapter(Adapter):
             out["keyframes"] = [(c.extra.get(HELD), c.meta.get(ANCHORS, ())) for c in conds for _ in range(batch)]
         if any(f"{HELD_REF}0" in c.extra for c in conds):
             out["refs"] = [held_refs(c) for c in conds for _ in range(batch)]
+        controls = handle.option("controlnet")
+        if controls:                        # control.model_patch's Fun ControlNet: encoded in forward
+            out["control"] = list(controls)
         return out
 
     def default_sigmas(self, pipe, steps, latent_shape):
@@ -465,7 +478,7 @@ class MiniMaxH3Adapter(Adapter):
         video with its soundtrack as one."""
         if handle.option(STREAMS) is not None:
             return self._video(handle, x_in, t, inputs)
-        if "keyframes" in inputs or "refs" in inputs:
+        if "keyframes" in inputs or "refs" in inputs or "control" in inputs:
             raise NodeError("MiniMax H3 pins keyframes (condition.frames) and reads reference pictures "
                             "(condition.references) for a video, not a picture: make the latent with latent.empty on "
                             "the MiniMax H3 video VAE with 17n+5 frames")
@@ -516,6 +529,8 @@ class MiniMaxH3Adapter(Adapter):
         keyframes = inputs.get("keyframes") or [(None, ())] * video.shape[0]
         seen = inputs.get("seen") or [None] * video.shape[0]
         refs = inputs.get("refs") or [[]] * video.shape[0]
+        controls = [(c.net, c.strength, control_rows(c.net, self.control_latent(c, video_shape).to(x_in.device)))
+                    for c in inputs.get("control") or ()]
         outs = []
         for x, a, e, m, (keys, anchors), s, r in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"],
                                                      keyframes, seen, refs):
@@ -532,13 +547,15 @@ class MiniMaxH3Adapter(Adapter):
             which = torch.zeros(pos.shape[0], dtype=torch.long, device=dev)
             which[n:n + held] = 2
             which[audio] = 1
-            vel, vel_sound = model(hidden_states=rows[None].to(model.dtype),
-                                   audio_hidden_states=sound_rows(a)[None].to(model.dtype), encoder_hidden_states=text,
-                                   timestep=timestep, timestep_indices=which, token_tags=tags.to(dev),
-                                   position_ids=pos.to(dev),
-                                   video_indices=torch.cat([torch.arange(n, n + held, device=dev),
-                                                            torch.arange(audio[-1] + 1, pos.shape[0], device=dev)]),
-                                   audio_indices=audio, text_indices=torch.arange(n, device=dev), return_dict=False)
+            target = torch.arange(audio[-1] + 1, pos.shape[0], device=dev)
+            seen_rows = torch.cat([torch.arange(n, n + held, device=dev), target])
+            with steering(model.transformer_blocks, controls, seen_rows, target, audio):
+                vel, vel_sound = model(hidden_states=rows[None].to(model.dtype),
+                                       audio_hidden_states=sound_rows(a)[None].to(model.dtype),
+                                       encoder_hidden_states=text, timestep=timestep, timestep_indices=which,
+                                       token_tags=tags.to(dev), position_ids=pos.to(dev), video_indices=seen_rows,
+                                       audio_indices=audio, text_indices=torch.arange(n, device=dev),
+                                       return_dict=False)
             vel = vel[:, held:]
             v = -sound_of_rows(vel_sound[0].float(), sound_shape[0], length)
             clean, noise = a - heard * v, a + (1 - heard) * v
