@@ -451,10 +451,17 @@ def test_fun_controlnet_steers_as_comfyuis_patch(minimax, tmp_path, monkeypatch)
     assert _err(sound, got_sound) < 1e-5, _err(sound, got_sound)
     plain = run_sampling(model, cond, None, latent, steps=2, cfg=1.0, sampler="euler", noise=noise, seed=3)
     assert _err(video, plain.samples) > 1e-3       # the control steers: the test can fail
+    from safetensors.torch import load_file, save_file
     from graph_engine import NodeError
     with pytest.raises(NodeError, match="inpainting"):     # its mask (inpainting) is named, not ignored
         apply(model, load(ModelManager(), "minimax_h3_fun_controlnet_tiny.safetensors"), vae,
               Clip.from_array(frames), 0.7, np.ones((9, 50, 80), dtype=np.float32))
+    state = load_file(patches / "minimax_h3_fun_controlnet_tiny.safetensors")
+    for places, words in (("[0, 7]", "after transformer blocks \\[0, 7\\]; this MiniMax H3 transformer has 2"),
+                          ("[0, 'x']", "not a list of block numbers")):     # the file's placement, read and checked
+        save_file(state, patches / "minimax_h3_fun_placed.safetensors", metadata={"control_blocks_places": places})
+        with pytest.raises(NodeError, match=words):
+            apply(model, load(ModelManager(), "minimax_h3_fun_placed.safetensors"), vae, Clip.from_array(frames), 1.0)
 
 
 POSE_NODES = ("checkpoint_loader_simple_700_673", "resize_image_mask_node_700_674", "rtdetr_detect_700_678",

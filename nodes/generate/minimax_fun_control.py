@@ -37,13 +37,20 @@ class FunControl(nn.Module):
 
 def build(state: dict, transformer, name: str, metadata=None) -> FunControl:
     """The tower in `state` (ComfyUI's / MiniMax's names), its blocks of the transformer's own kind (the pruned
-    release's curve-form modulation where the transformer has it)."""
+    release's curve-form modulation where the transformer has it), placed where the file's `metadata` says or evenly
+    (ComfyUI's nodes_model_patch reads both)."""
     from diffusers.loaders.single_file_utils import convert_minimax_h3_transformer_checkpoint_to_diffusers
     from nodes.generate.control import assembled
     n = len({m.group(1) for k in state if (m := re.match(r"control_blocks\.(\d+)\.after_proj\.", k))})
     layers = len(transformer.transformer_blocks)
-    places = tuple(json.loads(metadata[PLACES])) if metadata and PLACES in metadata else \
-        tuple(range(0, layers, max(1, layers // n)))[:n]
+    if not n:
+        raise NodeError(f"{name} has a MiniMax H3 Fun ControlNet's first block but no after_proj: the file is damaged; "
+                        "get it again from where it was published")
+    try:
+        places = tuple(int(p) for p in json.loads(metadata[PLACES])) if metadata and PLACES in metadata else \
+            tuple(range(0, layers, max(1, layers // n)))[:n]
+    except (ValueError, TypeError):
+        raise NodeError(f"{name}'s {PLACES} metadata is not a list of block numbers: the file is damaged") from None
     if len(places) != n or places[0] != 0 or places[-1] >= layers or list(places) != sorted(set(places)):
         raise NodeError(f"{name} places its {n} control blocks after transformer blocks {list(places)}; this MiniMax "
                         f"H3 transformer has {layers}: apply it to the MiniMax H3 it was made for")

@@ -67,6 +67,10 @@ def apply(model, patch, vae, clip: Clip, strength: float, mask=None):
         from nodes.generate.minimax_fun_control import build
     else:
         from nodes.generate.qwen_diffsynth import build
-    net = build(patch.pipe, model.pipe.transformer, name)
+    if patch.family == "minimax_h3":      # where its blocks go may be in the file's metadata
+        from nodes.generate.detect import read_header
+        net = build(patch.pipe, model.pipe.transformer, name, read_header(Path(patch.path)).metadata)
+    else:
+        net = build(patch.pipe, model.pipe.transformer, name)
     control = Control(net, preprocess(clip, "none"), float(strength), vae=(vae or model).pipe, cache={})
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
