@@ -529,7 +529,9 @@ class MiniMaxH3Adapter(Adapter):
         keyframes = inputs.get("keyframes") or [(None, ())] * video.shape[0]
         seen = inputs.get("seen") or [None] * video.shape[0]
         refs = inputs.get("refs") or [[]] * video.shape[0]
-        controls = [(c.net, c.strength, control_rows(c.net, self.control_latent(c, video_shape).to(x_in.device)))
+        # each net runs where the transformer runs now (it may have been moved since control.model_patch)
+        controls = [(c.net.to(x_in.device), c.strength,
+                     control_rows(c.net, self.control_latent(c, video_shape).to(x_in.device)))
                     for c in inputs.get("control") or ()]
         outs = []
         for x, a, e, m, (keys, anchors), s, r in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"],
