@@ -479,9 +479,10 @@ class MiniMaxH3Adapter(Adapter):
         if handle.option(STREAMS) is not None:
             return self._video(handle, x_in, t, inputs)
         if "keyframes" in inputs or "refs" in inputs or "control" in inputs:
-            raise NodeError("MiniMax H3 pins keyframes (condition.frames) and reads reference pictures "
-                            "(condition.references) for a video, not a picture: make the latent with latent.empty on "
-                            "the MiniMax H3 video VAE with 17n+5 frames")
+            raise NodeError("MiniMax H3 pins keyframes (condition.frames), reads reference pictures "
+                            "(condition.references) and follows a Fun ControlNet (control.model_patch) for a video, "
+                            "not a picture: make the latent with latent.empty on the MiniMax H3 video VAE with 17n+5 "
+                            "frames")
         model = handle.pipe.transformer
         n = x_in.shape[0]
         frames = frames_in_batch(x_in)
