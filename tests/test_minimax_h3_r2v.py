@@ -81,6 +81,9 @@ def test_reference_pictures_sample_as_diffusers_ref2va(minimax):
                                              extra={"minimax_h3_seen": seen[None]}), None, latent, steps=3, cfg=1.0,
                          sampler="euler", noise=noise, seed=13)
     assert _err(video, plain.samples) > 1e-3       # the references change the video: the test can fail
+    from graph_engine import NodeError
+    with pytest.raises(NodeError, match="for a video, not a picture"):
+        run_sampling(model, cond, None, empty_latent(model, 1, W, H, 24.0), steps=1, cfg=1.0, sampler="euler", seed=13)
 
 
 def _comfy_match(picture, width, height):
