@@ -1059,6 +1059,12 @@ RULES: Dict[str, Rule] = {
                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                    "images.image_2": "image2", "images.image_3": "image3"},
                                   ("positive", "negative", "latent"), special="qwen21_text"),
+    # Boogu-Image Edit's prompt (Qwen3-VL seeing the pictures) and negative (alone), the pictures' latents on both
+    "TextEncodeBooguEdit": Rule("encode.boogu_edit", ("prompt", "negative_prompt"),
+                                (P("prompt", "text"), P("negative_prompt", "negative")),
+                                {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                                 "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
+                                ("positive", "negative")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1083,6 +1089,10 @@ RULES: Dict[str, Rule] = {
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
                                   special="empty_latent"),
+    # Qwen-Image-Layered's: the whole picture and its layers as frames (Kinograph sizes it from the VAE it is given)
+    "EmptyQwenImageLayeredLatentImage": Rule("latent.layers", ("width", "height", "layers", "batch_size"),
+                                             LATENT_SIZE + (P("layers", "layers"),), outputs=("latent",),
+                                             special="empty_latent", ignore={"batch_size": 1}),
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
@@ -1877,7 +1887,10 @@ RULES: Dict[str, Rule] = {
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
-    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py); SeedVR2Conditioning needs the NaDiT
+    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py), and its conditioning: the transformer's
+    # own prompt embeddings and the clip's latent beside the noise (nodes/generate/seedvr2_dit.py)
+    "SeedVR2Conditioning": Rule("condition.seedvr2", (), (), {"model": "model", "vae_conditioning": "latent"},
+                                ("positive", "negative")),
     "SeedVR2Preprocess": Rule("upscale.seedvr2_pad", (), (), {"resized_images": "video"}, ("video",)),
     "SeedVR2PostProcessing": Rule("upscale.seedvr2_finish", ("color_correction_method",),
                                   (P("color_correction_method", "color_correction"),),
@@ -2070,6 +2083,9 @@ RULES: Dict[str, Rule] = {
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
+    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are)
+    "LatentCutToBatch": Rule("latent.cut_to_batch", ("dim", "slice_size"), (P("slice_size", "size"),),
+                             {"samples": "latent"}, ("latent",), ignore={"dim": "t"}),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
                          ("latent",)),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),
@@ -2309,10 +2325,10 @@ INSTEAD = {
     "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
-    "SeedVR2Conditioning": "not mapped yet: ByteDance's SeedVR2 restorer (its NaDiT transformer, seedvr2_3b / _7b in "
-                           "diffusion_models/, and its VAE) is not run by Kinograph yet; its preparation and finishing "
-                           "import (upscale.seedvr2_pad, upscale.seedvr2_finish). Upscale with upscale.model (an "
-                           "ESRGAN-style file in upscale_models/) or upscale.multiframe instead",
+    **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
+              "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
+              "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"
+       for name in ("SeedVR2TemporalChunk", "SeedVR2TemporalMerge")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -141,6 +141,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("flux3", "FLUX.3 [klein] (image)", ("Flux3Parts",), ("Flux3Transformer2DModel",), space_factor=16,
            fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, latents="flux2",
            variant_cfg=(("distilled", 1.0),)),
+    # Boogu-Image 0.1 (base, Turbo, Edit) keyframes and edits: OmniGen2's refiners and Lumina 2's blocks with a
+    # dual-stream stage, over 2x2 patches of FLUX.1's latent (its ae.safetensors); prompts (and the pictures to edit)
+    # read by Qwen3-VL-8B's last layer. Base and Edit: true CFG; Turbo: 4 steps at cfg 1.
+    Family("boogu", "Boogu-Image (image)", ("BooguParts",), ("BooguTransformer",), fps=8.0, flow=True, cfg=3.5,
+           steps=25, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
@@ -224,6 +229,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # pooled output, true CFG with a negative prompt.
     Family("kandinsky5image", "Kandinsky 5 (image)", ("Kandinsky5T2IPipeline",), ("Kandinsky5Transformer3DModel",),
            fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # SeedVR2 (ByteDance's one-step video restorer): its NaDiT over 2x2 patches of the 16-channel latent of its own
+    # causal video VAE (8x, 4n+1 frames; nodes/generate/seedvr2_vae.py), the clip to restore read beside the noise.
+    Family("seedvr2", "SeedVR2 (restoration)", ("SeedVR2Parts",), ("NaDiT",), time_factor=4, fps=24.0, flow=True,
+           cfg=1.0, steps=1, size=(1280, 720), frames=1, patch=2),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

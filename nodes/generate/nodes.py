@@ -375,6 +375,31 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
     return encode_edit(text_encoder, vae, text, pictures, template, ctx.log, size)
 
 
+@node("encode.boogu_edit", title="Encode Edit (Boogu-Image)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def encode_boogu_edit(ctx, text_encoder: TEXT_ENCODER,
+                      vae: VAE = Input(optional=True, help="FLUX.1's ae: to give the transformer the pictures' latents "
+                                                          "(the edit keeps them); without it only the prompt sees them"),
+                      image: IMAGE = Input(optional=True, help="the picture to edit"),
+                      image2: IMAGE = Input(optional=True, help="a second picture"),
+                      image3: IMAGE = Input(optional=True, help="a third picture"),
+                      image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                      text: str = Param("", kind="text", help="what to change"),
+                      negative: str = Param("", kind="text", help="the negative prompt, read without the pictures"),
+                      size: int = Param(1024, min=16, max=4096,
+                                        help="each picture's latent is about size x size pixels (ComfyUI's 1024)"),
+                      vision_size: int = Param(384, min=16, max=4096,
+                                               help="Qwen3-VL sees each picture at about this size squared (the "
+                                                    "reference pipeline's 384)")):
+    """Tell Boogu-Image Edit what to change (ComfyUI's TextEncodeBooguEdit): Qwen3-VL-8B reads the instruction having
+    seen the pictures (positive only), and each picture's latent rides on both prompts for the transformer to read
+    beside the noise. Sample a latent of the size to make at cfg 3.5 or so (Turbo: 1)."""
+    from nodes.generate.boogu_edit import encode_boogu_edit as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg = run(text_encoder, vae, text, negative, pictures, size, vision_size)
+    return {"positive": positive, "negative": neg}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
@@ -1232,6 +1257,30 @@ def latent_cut(ctx, latent: LATENT,
     keeps the first frame of a clip this way."""
     from nodes.generate.latent import cut_latent
     return cut_latent(latent, axis, index, amount)
+
+
+@node("latent.cut_to_batch", title="Cut Latent into Pictures", category="Latent")
+def latent_cut_to_batch(ctx, latent: LATENT,
+                        size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
+                        ) -> LATENT:
+    """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
+    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
+    model's runs are refused (cut them with latent.cut and decode each)."""
+    from nodes.generate.latent import cut_to_batch
+    return cut_to_batch(latent, size)
+
+
+@node("latent.layers", title="Empty Layered Latent", category="Latent")
+def latent_layers(ctx, vae: VAE,
+                  width: int = Param(640, min=16, max=8192, help="picture width in pixels (a multiple of 16)"),
+                  height: int = Param(640, min=16, max=8192, help="picture height in pixels (a multiple of 16)"),
+                  layers: int = Param(3, min=0, max=64, help="layers besides the whole picture")) -> LATENT:
+    """An all-zero latent for Qwen-Image-Layered (ComfyUI's EmptyQwenImageLayeredLatentImage): the whole picture and
+    its layers, one frame each. Sample it with the layered model (condition.reference on both prompts gives the
+    picture to split), drop the first frame with latent.cut, and vae.decode with qwen_image_layered_vae: each
+    layer a picture with its alpha. layers 0 makes a plain Qwen-Image latent."""
+    from nodes.generate.vae_ops import layered_latent
+    return layered_latent(vae, layers, width, height, ctx.log)
 
 
 @node("latent.concat", title="Join Latents", category="Latent")

@@ -83,6 +83,24 @@ def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: 
     return rows, methods.pop()
 
 
+def with_indexed_references(out: dict, conds: Sequence[Conditioning], frames: Sequence[int], batch: int, device,
+                            dtype) -> dict:
+    """A network's inputs with "references": the conditionings' reference latents, one [rows, C, h, w] each, for
+    models that tell the pictures apart by their order (FLUX.2's and FLUX.3's layers, Boogu's index embeddings)."""
+    refs, _ = reference_rows(conds, frames, batch, default="index")
+    if refs:
+        out["references"] = [r.to(device, dtype) for r in refs]
+    return out
+
+
+def text_and_references(conds: Sequence[Conditioning], frames: Sequence[int], batch: int, device, dtype, reads: int,
+                        what: str) -> dict:
+    """A masked prompt checked to be `reads` wide (adapters.base.text_of_width) and the indexed references."""
+    from nodes.generate.adapters.base import text_of_width
+    out = text_of_width(conds, frames, batch, device, dtype, reads, what)
+    return with_indexed_references(out, conds, frames, batch, device, dtype)
+
+
 def add_references(vae, positive: Conditioning, negative, pictures: Sequence, megapixels=None,
                    check=lambda: None, progress=None, latent=None, text_encoder=None, area=None):
     """(positive, negative, latent) of ComfyUI's ReferenceMultiLatent: each picture (resized to about `megapixels`

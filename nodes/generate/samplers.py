@@ -171,6 +171,22 @@ def sample_flow_euler_denoised(model_fn, x, sigmas, callback=None, *, flow=True,
     return sample_flow_euler(lambda xx, s: (xx - model_fn(xx, s)) / s.to(xx.dtype), x, sigmas.float(), callback)
 
 
+@torch.no_grad()
+def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """ComfyUI's lcm (the ping-pong sampler of distilled models): each step jumps to the model's x0, then noises it
+    afresh to the next level (none after the last)."""
+    total = len(sigmas) - 1
+    for i in range(total):
+        x = model_fn(x, sigmas[i])
+        s = sigmas[i + 1]
+        if s > 0:
+            n = _noise_like(x, noise_sampler, i)
+            x = (1 - s).to(x.dtype) * x + s.to(x.dtype) * n if flow else x + s.to(x.dtype) * n
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
 SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sample_euler_ancestral,
             "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised}
 STOCHASTIC = {"euler_ancestral"}

@@ -379,7 +379,7 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has Stable Audio Open's and ACE-Step 1.5's (packs/sound_models.py) and LTX-2's, whose sound vae.decode gives
+        of those Kinograph has Stable Audio Open's and 3's and ACE-Step 1.5's (packs/sound_models.py) and LTX-2's, whose sound vae.decode gives
         with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
         Another model's is left for the user."""
         ks = self.stable_audio_sampler(cn)
