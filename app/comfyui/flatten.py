@@ -26,9 +26,6 @@ NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
 CONTEXTS = {"Context (rgthree)", "Context Big (rgthree)"}
 # rgthree's switches pass on their first input that receives something (ComfyUI skips muted and empty ones)
 SWITCHES = {"Any Switch (rgthree)"}
-# ComfyUI's previews hand on what they show (SaveImage's `"result": (images,)`, which PreviewImage inherits); the Anima
-# LLLite templates feed the control picture on through one
-PREVIEWS = {"PreviewImage", "MaskPreview"}
 # cg-use-everywhere's broadcasters: what their inputs receive goes to the unconnected inputs of its type elsewhere,
 # linked by the editor only when it queues the workflow (the file holds no link for them)
 EVERYWHERE = {"Anything Everywhere", "Anything Everywhere3", "Anything Everywhere?", "Prompts Everywhere"}
@@ -665,8 +662,6 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
             passthrough[nid] = None
             flat.dropped.append((nid, t, title(n), "bypassed in ComfyUI: its inputs pass straight through"))
         elif t in CONTEXTS or t in SWITCHES:
-            passthrough[nid] = None
-        elif t in PREVIEWS and any(o.get("links") for o in n.raw.get("outputs") or []):
             passthrough[nid] = None
         elif widget_names(t) is None and not t.startswith(("workflow>", "workflow/")) and _passes(n):
             if bypass_unmapped:
