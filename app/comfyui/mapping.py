@@ -2064,7 +2064,8 @@ RULES: Dict[str, Rule] = {
                               (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
     # newer ComfyUI's PreviewImage hands the pictures it shows on (MiniMax H3's Fun ControlNet template)
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
-    "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # it hands its mask on too (the Anima LLLite inpainting template's mask comes through one)
+    "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_any"),
     "ImageCompare": Rule(None, kind="ui", note="previews show in Kinograph's viewer (its compare mode shows two)"),
