@@ -405,3 +405,13 @@ def test_comfyui_anima_lllite_templates_import_to_control_anima_lllite():
         assert lllite["params"] == {"strength": 1, "start": 0, "end": 1}
         assert {"model", "model_patch", "video"} <= set(lllite["inputs"])
         assert ("mask" in lllite["inputs"]) == name.endswith("inpainting")
+
+
+def test_an_anima_dit_file_is_named_as_anima_not_run_yet(tmp_path):
+    """anima-base-v1.0 was told as a plain Cosmos-Predict2 transformer; its LLM adapter names it."""
+    from nodes.generate.model_manager import describe_model
+    keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight",
+            "net.llm_adapter.blocks.0.cross_attn.q_proj.weight"]
+    d = describe_model(save(tmp_path, "anima-base-v1.0.safetensors", {k: torch.zeros(2, 2) for k in keys}))
+    assert (d["family"], d["loads"]) == ("cosmos", "no"), d
+    assert "Anima" in d["note"] and "does not run yet" in d["note"] and "control.anima_lllite" in d["note"], d["note"]
