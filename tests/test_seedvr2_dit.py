@@ -429,3 +429,17 @@ def test_file_without_rope_buffers_runs_on_comfyuis_own(tmp_path, seven_b):
         ref = Ref(sd, 1, 128, 4, 4 if seven_b else 2, not seven_b, seven_b)(
             x, cond, torch.tensor([500.0]), [sd["positive_conditioning"]])
     assert float((mine - ref).abs().max()) < 1e-4
+
+
+def test_sampling_a_longer_latent_than_the_conditioned_clip_is_refused():
+    """The clip's latent is read beside the noise frame for frame; sampling a latent of more frames than
+    condition.seedvr2 read (another encode of the clip) repeated its last frame under the extra ones, with no word
+    (the frame indices were clamped before the shapes were compared)."""
+    from nodes.generate.adapters.seedvr2_denoise import SeedVR2Denoising
+    from nodes.generate.latent import Conditioning
+    cond = Conditioning("seedvr2", torch.zeros(1, 7, TXT), extra={"concat": torch.zeros(1, 17, 2, 4, 4)})
+    with pytest.raises(NodeError, match="condition.seedvr2's clip latent has 2 latent frames"):
+        SeedVR2Denoising().conditioning_inputs(None, [cond], [0, 1, 2], 1, "cpu", torch.float32)
+    # a context window inside the clip reads its own frames
+    got = SeedVR2Denoising().conditioning_inputs(None, [cond], [1], 1, "cpu", torch.float32)
+    assert got["concat"].shape == (1, 17, 1, 4, 4)
