@@ -293,11 +293,17 @@ def tiny_state(seven_b: bool, layers: int = 4, mm_layers: int = 2, rope_freqs: i
     return sd
 
 
-def run_both(tmp_path, seven_b, shape, timesteps):
+def run_both(tmp_path, seven_b, shape, timesteps, token_chunk=None, seen=None):
     sd = tiny_state(seven_b)
     path = tmp_path / ("seedvr2_7b_tiny.safetensors" if seven_b else "seedvr2_3b_tiny.safetensors")
     save_file(sd, str(path))
     net = load_nadit(path)
+    if token_chunk is not None:
+        net.token_chunk = token_chunk
+    if seen is not None:        # the rows each feed-forward is handed at once
+        for block in net.blocks:
+            for mlp in block.mlp.parts():
+                mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
     g = torch.Generator().manual_seed(1)
     b, t, h, w = shape
     x = torch.randn(b, 16, t, h, w, generator=g)
@@ -325,6 +331,17 @@ def test_nadit_matches_comfyui_space_windows(tmp_path, seven_b):
     shifted."""
     diff, scale = run_both(tmp_path, seven_b, (1, 1, 40, 60), [1000.0])
     assert scale > 0.1 and diff < 1e-4, (diff, scale)
+
+
+@pytest.mark.parametrize("seven_b", [False, True], ids=["3b", "7b"])
+def test_feed_forward_runs_a_bounded_number_of_tokens_at_once(tmp_path, seven_b):
+    """The feed-forward's hidden layer is the widest activation (3B: 4 x 6912 values a token through SwiGLU, 7B:
+    2 x 12288): over a whole clip (a 720p clip upscaled 2x, 121 frames: 446k tokens) that was ~25 GB at once, where
+    ComfyUI runs its linears in chunks. It runs token_chunk tokens at a time, with the same result."""
+    seen = []
+    diff, scale = run_both(tmp_path, seven_b, (1, 1, 40, 60), [1000.0], token_chunk=37, seen=seen)
+    assert scale > 0.1 and diff < 1e-4, (diff, scale)
+    assert seen and max(seen) <= 37, max(seen)
 
 
 def test_damaged_or_other_files_are_named(tmp_path):
