@@ -1403,6 +1403,17 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _ideogram4(k: Keys) -> Optional[Detection]:
+    """Ideogram 4's transformer (ideogram4_* and ideogram4_unconditional_*: the same tensors, the second trained
+    without text) in ComfyUI's names (comfy/ldm/ideogram4: layers.N.attention.qkv fused) or diffusers' (to_q: an
+    Ideogram4Pipeline folder's): read by its text-feature projection and its image-token marker."""
+    if not k.has("llm_cond_proj.weight", "embed_image_indicator.weight"):
+        return None
+    return Detection("diffusion_model", "ideogram4", "", prefix=k.prefix_of("llm_cond_proj.weight") or "",
+                     layout="original" if k.any("layers.0.attention.qkv.weight") else "diffusers",
+                     why="llm_cond_proj / embed_image_indicator (13 of Qwen3-VL's layers per token)")
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1411,7 +1422,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _boogu, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
