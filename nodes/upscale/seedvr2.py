@@ -154,9 +154,10 @@ def finish_clip(ctx, video, reference, method: str):
         progress.add(b - a)
         return out
 
-    # the decoded frames come from a latent and carry no sound: the reference's is the clip's (ComfyUI's video
+    # SeedVR2's decoded frames come from a latent and carry no sound: the reference's is the clip's (ComfyUI's video
     # template lays the loaded clip's sound under them again with CreateVideo)
-    out = video.with_(length=n, width=ew, height=eh, reader=reader, matte=None, linear=None, audio=reference.audio)
+    sound = video.audio if reference.audio is None else reference.audio
+    out = video.with_(length=n, width=ew, height=eh, reader=reader, matte=None, linear=None, audio=sound)
     if reference.matte is None:
         return out
     matte = reference.matte
