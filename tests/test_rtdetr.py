@@ -295,3 +295,43 @@ def test_multi_person_template_imports():
     assert (det.params["threshold"], det.params["class_name"], det.params["max_detections"]) == (0.5, "person", 1)
     fed = {graph.nodes[k.dst].type: k.dst_port for k in graph.links_from(det.id)}
     assert fed == {"pose.sdpose_keypoints": "boxes", "detect.draw_boxes": "boxes"}
+
+
+def _lying(path, **tensors):
+    """The few tensors RTDETR reads its sizes from, then `tensors`, as one file's state."""
+    import torch
+    from nodes.detect.rtdetr import Tensors
+    return Tensors(str(path), {"decoder.dec_score_head.0.weight": torch.zeros(80, 4),
+                               "decoder.dec_bbox_head.0.layers.2.weight": torch.zeros(132, 4),
+                               "decoder.up": torch.tensor([0.5]), "decoder.reg_scale": torch.tensor([4.0]), **tensors})
+
+
+@pytest.mark.timeout(20)
+def test_a_file_lying_about_its_sampling_points_is_named(tmp_path):
+    """The decoder's num_points_scale (1/n, n times a level) gives how many points each level samples: a scale of
+    1e-12 made 10^12 points, one of 1 then -1 went back and forth for ever, growing its list (both hung), 0 and NaN
+    were ZeroDivisionError / ValueError tracebacks, as was a bin head too small for D-FINE's bins."""
+    import torch
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import RTDETR
+    scale = "decoder.decoder.layers.0.cross_attn.num_points_scale"
+    for values in ([1e-12], [1.0, -1.0], [0.0], [float("nan")], [0.5]):
+        with pytest.raises(NodeError, match=r"det\.safetensors: its decoder's num_points_scale .* is not"):
+            RTDETR(_lying(tmp_path / "det.safetensors", **{scale: torch.tensor(values)}))
+    with pytest.raises(NodeError, match=r"det\.safetensors holds tensors of shapes an RT-DETR v4 detector"):
+        RTDETR(_lying(tmp_path / "det.safetensors", **{"decoder.dec_bbox_head.0.layers.2.weight": torch.zeros(12, 4)}))
+
+
+@pytest.mark.timeout(20)
+def test_a_file_naming_thousands_of_stages_is_named_at_once(tmp_path):
+    """Each numbered part was counted by scanning every tensor name once per number: 20,000 empty tensors naming
+    backbone stages (a 1 MB header) took ~35 s before anything was said, 50,000 minutes."""
+    import time
+    import torch
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import RTDETR
+    stages = {f"backbone.stages.{i}.downsample.conv.weight": torch.zeros(0) for i in range(20000)}
+    t = time.perf_counter()
+    with pytest.raises(NodeError, match=r"det\.safetensors.* 20,000 .*backbone\.stages"):
+        RTDETR(_lying(tmp_path / "det.safetensors", **stages))
+    assert time.perf_counter() - t < 5
