@@ -335,3 +335,20 @@ def test_a_file_naming_thousands_of_stages_is_named_at_once(tmp_path):
     with pytest.raises(NodeError, match=r"det\.safetensors.* 20,000 .*backbone\.stages"):
         RTDETR(_lying(tmp_path / "det.safetensors", **stages))
     assert time.perf_counter() - t < 5
+
+
+@pytest.mark.timeout(30)
+def test_a_box_far_outside_the_frame_is_drawn_at_once():
+    """A box from -1e9 to 1e9 pixels (boxes.create takes any finite number, as ComfyUI's editor state does) took
+    Pillow 18 s to outline on a 96x64 frame, each frame of a clip; a label at 1e300 was a SystemError traceback.
+    Drawn now as it shows, the same pixels as Pillow's own drawing of a box a little outside the frame."""
+    import time
+    from nodes.common.boxes import Box
+    from nodes.detect.rtdetr import draw_boxes
+    frame = np.zeros((64, 96, 3), np.uint8)
+    near = [Box(-50.5, 10.0, 400.0, 30.0, kind="person", score=0.9), Box(20.0, -70.0, 30.0, 100.0, kind="dog")]
+    assert np.array_equal(draw_boxes(frame, near), _comfy_draw(frame, [
+        {"x": b.x, "y": b.y, "width": b.width, "height": b.height, "label": b.kind, "score": b.score} for b in near]))
+    t = time.perf_counter()
+    far = draw_boxes(frame, [Box(-1e9, -1e9, 2e9, 2e9, kind="person"), Box(1e300, 5.0, 1e300, 5.0, kind="car")])
+    assert time.perf_counter() - t < 2 and not far.any()

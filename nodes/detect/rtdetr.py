@@ -433,13 +433,26 @@ def draw_boxes(frame: np.ndarray, boxes) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
     img = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    h, w = frame.shape[:2]
+    # Pillow outlines a box in time growing with its size (a box from -1e9 to 1e9 took 18 s a frame), and fails on a
+    # label placed past 1e18: a side past the frame is drawn on a line just outside it (the 3-pixel outline lies
+    # inside the box, so what shows is the same), a label that cannot show is left out.
+    x_side, y_side = (lambda v: min(max(v, -8.0), w + 8.0)), (lambda v: min(max(v, -8.0), h + 8.0))
     for box in sorted(boxes, key=lambda b: b.score):
+        corners = (box.x, box.y, box.x + box.width, box.y + box.height)
+        if not all(math.isfinite(v) for v in corners):
+            continue
         known = box.kind in COCO_CLASSES
         colour = BOX_COLOURS[COCO_CLASSES.index(box.kind) % len(BOX_COLOURS) if known else 0]
-        draw.rectangle([box.x, box.y, box.x + box.width, box.y + box.height], outline=colour, width=3)
-        if known:
+        draw.rectangle([x_side(corners[0]), y_side(corners[1]), x_side(corners[2]), y_side(corners[3])],
+                       outline=colour, width=3)
+        if known and -LABEL_ROOM < box.x < w and -LABEL_ROOM < box.y < h:
             draw.text((box.x + 2, box.y + 2), f"{box.kind} {box.score:.2f}", fill=colour, font=font)
     return np.asarray(img)
+
+
+# Far wider and taller than a label of Pillow's default font ever is: one placed further off the frame cannot show
+LABEL_ROOM = 10_000
 
 
 def load(path: str, device: str = "cpu") -> RTDETR:
