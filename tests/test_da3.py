@@ -624,3 +624,21 @@ def test_any_view_model_matches_comfyui_code_mono_and_multiview(tiny_small):
     np.testing.assert_allclose(again["depth"], seen["multiview"]["depth"], rtol=1e-5)
     assert int(enc.last_ref[0]) != 0         # the scene was reordered round its reference view and back
     assert np.abs(seen["mono"]["depth"] - seen["multiview"]["depth"]).max() > 1e-3    # the views saw each other
+
+
+def test_a_file_claiming_a_far_larger_network_is_named_before_it_is_built(tiny, tmp_path):
+    """DA3's width is the patch embedding's: a file whose embedding says 512 by a tensor of no values (512, 0, 14,
+    14) built 300 MB of layers the file does not hold before its shapes were compared (a larger claim fills the
+    machine's memory); refused from a build on the meta device."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.depth import da3
+    state = load_file(str(tiny[0]))
+    state["backbone.embeddings.patch_embeddings.projection.weight"] = torch.zeros(512, 0, 14, 14)
+    state["head.projects.0.weight"] = torch.zeros(0, 512, 1, 1)
+    path = tmp_path / "depth_anything_3_wide.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(NodeError, match="depth_anything_3_wide.safetensors: its tensor shapes make a network of .* "
+                                        "far more than the file's"):
+        da3.load(str(path))

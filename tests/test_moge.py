@@ -622,3 +622,21 @@ def test_a_frame_of_one_depth_is_drawn_as_comfyui_draws_it(output):
     got = moge.picture(geo, output)
     expected = comfy_pictures({"depth": torch.from_numpy(depth)}, output).numpy() * 255
     assert np.abs(got.astype(float) - expected).max() <= 1.0
+
+
+@pytest.mark.timeout(30)
+def test_a_file_claiming_a_far_larger_network_is_named_before_it_is_built(tmp_path):
+    """MoGe-2's network is made from the file's shapes and names: block 100,000 named by one empty tensor made
+    100,001 ViT blocks (built in memory before any word), and an MLP width said by a tensor of no values (50,000, 0)
+    built 200 MB of layers the file does not hold (a larger claim fills the machine's memory). Both are refused from
+    the names and a build on the meta device."""
+    from safetensors.torch import save_file
+    state = {k: v.contiguous() for k, v in tiny_moge(seed=12).state_dict().items()}
+    deep = tmp_path / "moge_2_deep.safetensors"
+    save_file({**state, "encoder.backbone.blocks.100000.norm1.weight": torch.zeros(0)}, str(deep))
+    wide = tmp_path / "moge_2_wide.safetensors"
+    save_file({**state, **{f"encoder.backbone.blocks.{i}.mlp.fc1.weight": torch.zeros(50_000, 0) for i in range(4)}},
+              str(wide))
+    for path, said in ((deep, "100,001 blocks of encoder.backbone.blocks"), (wide, "far more than the file's")):
+        with pytest.raises(NodeError, match=f"{path.name}.*{said}"):
+            model_of(path)

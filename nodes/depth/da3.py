@@ -476,9 +476,11 @@ def model_input(frames: np.ndarray, resolution: int, method: str) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str, precision: str) -> DA3:
     import torch
+    from nodes.generate.converters import check_claim
     from nodes.generate.weights import load_weights
     state = comfy_names(_unprefixed(load_weights(path)), lambda v: v.chunk(3, 0))
     cfg = detect({k: tuple(v.shape) for k, v in state.items()}, Path(path).name)
+    check_claim(lambda: _build(cfg), state, Path(path).name)     # its widths are the file's shapes
     net = _build(cfg)
     wanted = net.state_dict()
     missing = [k for k in wanted if k not in state]

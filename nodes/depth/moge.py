@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.converters import MAX_BLOCKS
 
 OUTPUTS = ("depth", "depth_colored", "normal_opengl", "normal_directx", "mask")
 TOKENS = (1200, 3600)       # MoGe-2's num_tokens_range: resolution_level 0 .. 9 spans it
@@ -206,6 +207,9 @@ class MoGe2(nn.Module):
         vit = "encoder.backbone."
         dim = state[vit + "cls_token"].shape[-1]
         depth = 1 + max(int(k[len(vit) + 7:].split(".")[0]) for k in state if k.startswith(vit + "blocks."))
+        if depth > MAX_BLOCKS:      # each is built before its weights are matched: a name is not a block
+            raise NodeError(f"its tensor names number {depth:,} blocks of {vit}blocks; MoGe-2 has 24 (Kinograph "
+                            f"reads at most {MAX_BLOCKS}): the file is damaged or made to fill memory")
         swiglu = vit + "blocks.0.mlp.w12.weight" in state
         hidden = state[vit + ("blocks.0.mlp.w3.weight" if swiglu else "blocks.0.mlp.fc1.weight")].shape[
             1 if swiglu else 0]
@@ -396,12 +400,18 @@ def moge_state(path: Path) -> Dict:
 
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str) -> MoGe2:
+    from nodes.generate.converters import check_claim
     state = moge_state(Path(path))
     try:
+        check_claim(lambda: MoGe2(state), state, Path(path).name)     # its depth and widths are the file's
         model = MoGe2(state)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except (KeyError, IndexError, ValueError, RuntimeError) as e:     # a part missing or of another shape
         missing, unexpected = [f"{type(e).__name__}: {str(e)[:200]}"], []
+    except NodeError as e:
+        if Path(path).name in str(e):
+            raise
+        raise NodeError(f"{Path(path).name}: {e}. It should be {WANT}") from None
     if missing or unexpected:
         raise NodeError(f"{Path(path).name} does not fit MoGe-2's layout (missing {missing[:3]}, unexpected "
                         f"{unexpected[:3]}); it should be {WANT}")
