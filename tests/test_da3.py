@@ -329,6 +329,29 @@ def test_wrong_files_say_what_they_are(tmp_path):
         da3.load(str(tmp_path / "unet.safetensors"))
 
 
+def test_damaged_headers_are_named_not_tracebacks(tmp_path):
+    """A file with DA3's two telling tensors but a 0-dimensional patch embedding, an encoder layer numbered 'x' or
+    an authors' block named without its part,
+    stopped `kinograph info` on the whole models folder (IndexError / ValueError traceback from depth's describe)
+    and was the same traceback in depth.da3; info now leaves it to the weights' row, the loader names it."""
+    from safetensors.torch import save_file
+    from graph_engine import NodeError
+    from nodes.depth import da3
+    from nodes.depth.estimate import describe
+    base = {"backbone.embeddings.patch_embeddings.projection.weight": torch.zeros(4, 3, 14, 14),
+            "head.projects.0.weight": torch.zeros(2, 4)}
+    for n, damage in enumerate(({"backbone.embeddings.patch_embeddings.projection.weight": torch.zeros(())},
+                                {"backbone.encoder.layer.x.norm1.weight": torch.zeros(1)},
+                                {"backbone.encoder.layer.": torch.zeros(1)},
+                                {"backbone.pretrained.blocks.5": torch.zeros(1)})):
+        path = tmp_path / f"da3_damaged_{n}.safetensors"
+        save_file({**base, **damage}, str(path))
+        assert describe(path)["variant"] != "DA3 4-wide"
+        with pytest.raises(NodeError, match=f"da3_damaged_{n}.safetensors holds tensors of shapes a Depth Anything 3 "
+                                            "file does not have"):
+            da3.load(str(path))
+
+
 def test_bad_choices_and_missing_maps_are_named(tiny, clip):
     from graph_engine import NodeError
     from nodes.depth import da3
