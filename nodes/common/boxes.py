@@ -54,11 +54,19 @@ class Boxes:
                 grid(box.y + box.height, self.height), grid(box.x + box.width, self.width)]
 
 
+# Boxes a drawn layout may hold: ComfyUI's box editor is drawn by hand, and FLUX.3's prompt window holds a few hundred.
+# 400,000 (a 28 MB list in a workflow file) took 6 s to read, 2.6 s a frame to draw and a 25 MB line of the run's log.
+MAX_BOXES = 1000
+
+
 def from_editor(width: int, height: int, rows: Sequence[Any]) -> Boxes:
     """Boxes from ComfyUI's box editor state (CreateBoundingBoxes' widget): rows of x, y, width, height in the
     canvas' pixels and a metadata of type, text, desc and palette."""
     if width < 1 or height < 1:
         raise NodeError(f"the canvas must be at least 1 x 1 pixels, got {width} x {height}")
+    if len(rows or ()) > MAX_BOXES:
+        raise NodeError(f"the layout has {len(rows):,} boxes: at most {MAX_BOXES:,} are read (FLUX.3 reads the first "
+                        f"8,192 tokens of its layout prompt, a few hundred boxes); keep the ones that matter")
     out = []
     for i, row in enumerate(rows or ()):
         if not isinstance(row, dict):
