@@ -640,3 +640,18 @@ def test_a_file_claiming_a_far_larger_network_is_named_before_it_is_built(tmp_pa
     for path, said in ((deep, "100,001 blocks of encoder.backbone.blocks"), (wide, "far more than the file's")):
         with pytest.raises(NodeError, match=f"{path.name}.*{said}"):
             model_of(path)
+
+
+def test_a_model_giving_nan_points_is_named(tmp_path):
+    """A MoGe-2 file whose weights hold NaN (damaged in a copy, or a broken quantisation) gave NaN points, which the
+    focal and shift fit stopped on with scipy's 'Residuals are not finite in the initial point' ValueError."""
+    ref = tiny_moge(seed=3)
+    with torch.no_grad():
+        ref.points_head.output_blocks[4].bias[0] = float("nan")
+        ref.mask_head.output_blocks[4].bias.fill_(10.0)       # every pixel kept, so the fit reads the NaN points
+    from graph_engine.clip import Clip
+    from nodes.depth import moge
+    geo = moge.infer(Clip.from_array(frames(n=1)), str(save(ref, tmp_path / "moge_2_nan.safetensors")))
+    with pytest.raises(NodeError, match="depth.moge: the model gave points that are not numbers .*damaged.*"
+                                        "moge_2_vitl_normal_fp16"):
+        geo.frames(0, 1)

@@ -312,6 +312,9 @@ def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0,
         num_tokens = int(TOKENS[0] + resolution_level / 9 * (TOKENS[1] - TOKENS[0]))
     out = model(image, num_tokens)
     points, mask = out["points"].float(), out["mask"] > 0.5
+    if not torch.isfinite(points[mask]).all():      # the fit below stopped on them with scipy's ValueError
+        raise NodeError(f"depth.moge: the model gave points that are not numbers (NaN or infinite) where its mask "
+                        f"keeps them: the model file's weights are damaged; use {WANT}")
     diag = (1 + aspect ** 2) ** 0.5
     if fov_x > 0:
         given = aspect / diag / np.tan(np.deg2rad(fov_x) / 2)
