@@ -665,3 +665,21 @@ def test_a_file_claiming_a_far_larger_network_is_named_before_it_is_built(tiny, 
     with pytest.raises(NodeError, match="depth_anything_3_wide.safetensors: its tensor shapes make a network of .* "
                                         "far more than the file's"):
         da3.load(str(path))
+
+
+def test_a_camera_decoder_giving_no_rotation_is_named(tiny_small, tmp_path):
+    """A Small-style file whose camera decoder's rotation layer holds zeros or NaN (damaged) gave quaternions of no
+    length, which scipy refused with 'Found zero norm quaternions in `quat`', a ValueError traceback."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.depth import da3
+    frames = np.random.default_rng(9).integers(0, 255, (2, 28, 28, 3)).astype(np.uint8)
+    for n, value in enumerate((0.0, float("nan"))):
+        state = load_file(str(tiny_small[0]))
+        for k in ("cam_dec.fc_qvec.weight", "cam_dec.fc_qvec.bias"):
+            state[k] = torch.full_like(state[k], value)
+        path = tmp_path / f"depth_anything_3_small_damaged_{n}.safetensors"
+        save_file(state, str(path))
+        geometry = da3.infer(_video(frames), da3.load(str(path)), 28, "upper_bound_resize", "multiview", 8, "first")
+        with pytest.raises(NodeError, match="depth.da3_camera: the camera decoder gave no rotation .*damaged"):
+            da3.camera(geometry)

@@ -447,8 +447,13 @@ class DA3:
         px = torch.from_numpy(model_input(frames, resolution, method)).to(self.device, self.dtype)
         with torch.inference_mode():
             code = self.net(px[None], ref_view, pose=True)["pose"].double().cpu().numpy()
+        quat = code[:, 3:7]
+        if not np.isfinite(code).all() or (np.linalg.norm(quat, axis=1) < 1e-12).any():
+            # scipy refuses such quaternions with a ValueError; only damaged weights give them
+            raise NodeError("depth.da3_camera: the camera decoder gave no rotation (NaN or zero quaternions) for "
+                            f"these frames: its weights (cam_dec) are damaged; use {WHAT}")
         th, tw = px.shape[-2:]
-        c2w = poses(Rotation.from_quat(code[:, 3:7]).as_matrix(), code[:, :3])     # scipy's quaternions: x y z w
+        c2w = poses(Rotation.from_quat(quat).as_matrix(), code[:, :3])     # scipy's quaternions: x y z w
         fy = th / 2 / np.maximum(np.tan(code[:, 7] / 2), 1e-6) * h / th
         fx = tw / 2 / np.maximum(np.tan(code[:, 8] / 2), 1e-6) * w / tw
         k = np.stack([fx, fy, np.full(n, w / 2), np.full(n, h / 2)], 1)
