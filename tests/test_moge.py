@@ -655,3 +655,13 @@ def test_a_model_giving_nan_points_is_named(tmp_path):
     with pytest.raises(NodeError, match="depth.moge: the model gave points that are not numbers .*damaged.*"
                                         "moge_2_vitl_normal_fp16"):
         geo.frames(0, 1)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX's")
+def test_a_named_pipe_in_place_of_the_model_is_named_as_one(tmp_path, monkeypatch):
+    """A named pipe called moge_2_vitl_normal_fp16.safetensors was said to be 'a folder'."""
+    import os
+    pipe = tmp_path / "moge_2_vitl_normal_fp16.safetensors"
+    os.mkfifo(pipe)
+    with pytest.raises(NodeError, match="named pipe"):
+        model_of(pipe)

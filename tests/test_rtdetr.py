@@ -352,3 +352,17 @@ def test_a_box_far_outside_the_frame_is_drawn_at_once():
     t = time.perf_counter()
     far = draw_boxes(frame, [Box(-1e9, -1e9, 2e9, 2e9, kind="person"), Box(1e300, 5.0, 1e300, 5.0, kind="car")])
     assert time.perf_counter() - t < 2 and not far.any()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX's")
+def test_a_named_pipe_in_place_of_the_detector_is_named(tmp_path):
+    """A named pipe called rt_detr_v4-x-hgnet_fp16.safetensors in the model folder (a received archive can hold
+    one): safetensors opened it and waited for a writer for ever."""
+    import os
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import read_state
+    pipe = tmp_path / "rt_detr_v4-x-hgnet_fp16.safetensors"
+    os.mkfifo(pipe)
+    with pytest.raises(NodeError, match="named pipe"):
+        read_state(str(pipe))

@@ -425,7 +425,7 @@ def _load(path: str, stamp: tuple, device: str) -> MoGe2:
 def load_moge(name: str, device: str = "cpu") -> MoGe2:
     from nodes.common.models_dirs import find_model
     path = find_model(name, "depth")
-    if not path.is_file():
+    if path.is_dir():       # a named pipe or device is named by load_weights
         raise NodeError(f"{path} is a folder; depth.moge reads one file: {WANT}")
     st = path.stat()
     return _load(str(path), (st.st_mtime_ns, st.st_size), device)

@@ -52,6 +52,11 @@ def read_state(path: str) -> Tensors:
     any other file."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from graph_engine.atomic import special_file
+    kind = special_file(path)
+    if kind:        # safetensors opens a named pipe and waits for a writer for ever, past Ctrl-C
+        raise NodeError(f"{path} is {kind}, not a model file: reading it waits for ever or never ends; {HINT}")
     try:
         sd = load_file(path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
