@@ -20,6 +20,8 @@ SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>",
 CODE0 = 256 + SPECIAL.index("<|audio_code_0|>")      # the byte tokenizer's first special id + its place
 FILES = dict(diffusion_model="acestep_tiny.safetensors", text_encoder="qwen_0.6b_ace15.safetensors",
              lm="qwen_1.7b_ace15.safetensors", vae="ace_1.5_vae.safetensors")
+# ComfyUI's all-in-one checkpoint (ace_step_1.5_turbo_aio's names): the four files under their prefixes
+AIO = "ace_step_1.5_tiny_aio.safetensors"
 SONG = dict(tags="lo-fi piano, rain", lyrics="[verse]\nla la la", bpm=90, duration=SECONDS, timesignature="4",
             language="en", keyscale="A minor")
 
@@ -94,6 +96,12 @@ def build(root):
           models / "text_encoders" / FILES["lm"])
     _save(oobleck_original(p["vae"]), models / "vae" / FILES["vae"])
     p["tokenizer"] = tokenizer(models / "text_encoders" / "qwen_0.6b_ace15", QWEN3_CHAT, SPECIAL)
+    lm = {k: v for k, v in p["lm"].state_dict().items() if k != "lm_head.weight"}
+    _save({**{"model.diffusion_model." + k: v for k, v in comfy_diffusion_model(p).items()},
+           **{"vae." + k: v for k, v in oobleck_original(p["vae"]).items()},
+           **{"text_encoders.qwen3_06b.transformer.model." + k: v for k, v in p["text_encoder"].state_dict().items()},
+           **{"text_encoders.qwen3_2b.transformer." + k: v for k, v in lm.items()}}, models / "checkpoints" / AIO)
+    tokenizer(models / "checkpoints" / AIO.removesuffix(".safetensors"), QWEN3_CHAT, SPECIAL)
     PARTS.update(p)
     return root
 
@@ -332,6 +340,60 @@ def test_comfyui_xl_sft_template_runs_and_saves_its_song(model, tmp_path):
     codes = ace.audio_codes(model, ace.Song(**widgets, duration=SECONDS),
                             ace.Drawing(p["lm_seed"], p["lm_cfg"], p["temperature"], p["top_p"], p["top_k"]))
     want = reference(codes, 4, p["seed"], cfg=7.0, song={**widgets, "duration": SECONDS})
+    codec, rate, got = decoded(tmp_path / "ComfyUI.flac")
+    assert (codec, rate, got.shape) == ("flac", 48000, (2, FRAMES * HOP))
+    assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768
+
+
+def test_all_in_one_checkpoint_is_the_split_files(model):
+    """ComfyUI's all-in-one checkpoint (the diffusion model, VAE, Qwen3-0.6B and the 1.7B language model in one file,
+    under ComfyUI's prefixes) read alone: diffusers' waveform for the same codes, and the codes the split files'
+    language model draws."""
+    from nodes.generate import ace_step as ace
+    from nodes.generate.model_manager import ModelManager
+    aio = ace.load(ModelManager(), "", "", "", "", "cpu", checkpoint=AIO)
+    codes = [17, 4000, 63999, 5, 31000]
+    got, want = generated(aio, codes, 8, 31), reference(codes, 8, 31)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), float((got - want).abs().max())
+    song = ace.Song(**{**SONG, "duration": 2.0})
+    drawn = ace.audio_codes(aio, song, ace.Drawing(seed=5, cfg=2.0))
+    assert len(drawn) == 10 and drawn == ace.audio_codes(model, song, ace.Drawing(seed=5, cfg=2.0))
+    assert ace.load(ModelManager(), "", "", "", "", "cpu", checkpoint=AIO, codes=False).lm is None
+
+
+def test_all_in_one_checkpoint_refusals(tiny):
+    """No files, or a checkpoint without ACE-Step's text encoders: named, with what to give."""
+    from graph_engine import NodeError
+    from nodes.generate import ace_step as ace
+    from nodes.generate.model_manager import ModelManager
+    with pytest.raises(NodeError, match="diffusion_model, text_encoder and vae.*or checkpoint"):
+        ace.load(ModelManager(), "", "", "", "", "cpu")
+    split = str(tiny / "models" / "diffusion_models" / FILES["diffusion_model"])
+    with pytest.raises(NodeError, match="acestep_tiny.safetensors is not an ACE-Step 1.5 all-in-one checkpoint "
+                                        "\\(no text_encoders.qwen3_06b.transformer.*ace_step_1.5_turbo_aio"):
+        ace.load(ModelManager(), "", "", "", "", "cpu", checkpoint=split)
+
+
+def test_comfyui_checkpoint_template_runs_and_saves_its_song(model, tmp_path):
+    """ComfyUI's ACE-Step 1.5 all-in-one template (CheckpointLoaderSimple for the model, both Qwen3s and the VAE)
+    becomes one generate.ace_step reading the checkpoint; run on the tiny one (1 s, 4 steps), its FLAC holds the
+    reference's waveform for its caption, lyrics, metas, codes and seed."""
+    from graph_engine.api import Session
+    from nodes.generate import ace_step as ace
+    wf, song, save = imported("audio_ace_step_1_5_checkpoint.json")
+    p = song.params
+    assert {k: p[k] for k in ("checkpoint", "diffusion_model", "text_encoder", "lm", "vae", "seconds", "steps", "cfg",
+                              "shift", "seed", "generate_audio_codes")} == \
+        {"checkpoint": "ace_step_1.5_turbo_aio.safetensors", "diffusion_model": "", "text_encoder": "", "lm": "",
+         "vae": "", "seconds": 120.0, "steps": 8, "cfg": 1, "shift": 3.0, "seed": 31, "generate_audio_codes": True}
+    p.update(checkpoint=AIO, seconds=SECONDS, steps=4)
+    save.params["path"] = str(tmp_path / "ComfyUI.flac")
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    widgets = {k: p[k] for k in ("tags", "lyrics", "bpm", "timesignature", "language", "keyscale")}
+    codes = ace.audio_codes(model, ace.Song(**widgets, duration=p.get("duration") or SECONDS),
+                            ace.Drawing(p["lm_seed"], p["lm_cfg"], p["temperature"], p["top_p"], p["top_k"]))
+    want = reference(codes, 4, p["seed"], song={**widgets, "duration": p.get("duration") or SECONDS})
     codec, rate, got = decoded(tmp_path / "ComfyUI.flac")
     assert (codec, rate, got.shape) == ("flac", 48000, (2, FRAMES * HOP))
     assert np.abs(got - np.clip(want.numpy(), -1, 1)).max() < 2 / 32768

@@ -35,9 +35,6 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "audio_stable_audio_3_medium.json": {"VAEDecodeAudio"},        # Stable Audio 3's sound: a model Kinograph has not
-    "audio_stable_audio_3_medium_base.json": {"VAEDecodeAudio"},
-    "audio_ace_step_1_5_checkpoint.json": {"VAEDecodeAudio"},      # ACE-Step 1.5's all-in-one file: not read yet
     "image_fibo2_edit_dev_pe.json": {"TextEncodeFibo2"},           # FIBO 2 and JoyImage Edit: models Kinograph
     "image_joyai_image_edit.json": {"TextEncodeJoyImageEdit"},     # does not run yet (their files are named)
 }

@@ -219,23 +219,62 @@ class AceStep:
     device: str
 
 
-def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device: str) -> AceStep:
-    """The model from ComfyUI's files (cached by the model manager), in float32; `lm` may be "" (no codes)."""
+# ComfyUI's all-in-one checkpoint (ace_step_1.5_*_aio; comfy/supported_models.py ACEStep15): the diffusion model
+# under model.diffusion_model., the VAE under vae., Qwen3-0.6B and the language model (1.7B or 4B) under these
+AIO_ENCODER = "text_encoders.qwen3_06b.transformer."
+AIO_LMS = ("text_encoders.qwen3_2b.transformer.", "text_encoders.qwen3_4b.transformer.")
+
+
+def aio_encoders(state: dict, name: str, lm: bool):
+    """(Qwen3-0.6B's, the language model's or None) tensors from an all-in-one checkpoint, in the split files' names;
+    the language model only where `lm`."""
+    def under(pre):
+        return {k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}
+    encoder = under(AIO_ENCODER)
+    if not encoder:
+        raise NodeError(NOT_ACE.format(name=name, what="all-in-one checkpoint", why=f"no {AIO_ENCODER}*",
+                                       want="ace_step_1.5_turbo_aio.safetensors from checkpoints/, or the split "
+                                            "files as diffusion_model, text_encoder, lm and vae"))
+    writer = next((sd for sd in map(under, AIO_LMS) if sd), None) if lm else None
+    if lm and writer is None:
+        raise NodeError(f"{name} holds no language model ({' or '.join(p + '*' for p in AIO_LMS)}): turn "
+                        "generate_audio_codes off, or give the split files")
+    return encoder, writer
+
+
+def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device: str,
+         checkpoint: str = "", codes: bool = True) -> AceStep:
+    """The model from ComfyUI's files (cached by the model manager), in float32; `lm` may be "" (no codes).
+    `checkpoint` (ComfyUI's all-in-one file) is read in place of the four, its language model where `codes`."""
     from nodes.common.models_dirs import tokenizer_beside
     from nodes.generate.model_manager import resolve_model_path
     from nodes.generate.split import _detect, tokenizer
-    dm = resolve_model_path(diffusion_model, "diffusion_models", "ACE-Step 1.5 diffusion model")
-    te = resolve_model_path(text_encoder, "text_encoders", "Qwen3-0.6B text encoder")
-    lm_path = resolve_model_path(lm, "text_encoders", "ACE-Step 1.5 language model") if lm else None
-    vae_path = resolve_model_path(vae, "vae", "ACE-Step 1.5 VAE")
-    files = [p for p in (dm, te, lm_path, vae_path) if p is not None]
+    if not checkpoint and not (diffusion_model and text_encoder and vae):
+        raise NodeError("generate.ace_step needs its files: diffusion_model, text_encoder and vae (ComfyUI's split "
+                        "files), or checkpoint (the all-in-one ace_step_1.5_*_aio.safetensors)")
+    if checkpoint:
+        aio = resolve_model_path(checkpoint, "checkpoints", "ACE-Step 1.5 all-in-one checkpoint")
+        dm = te = vae_path = aio
+        lm_path = aio if codes else None
+    else:
+        aio = None
+        dm = resolve_model_path(diffusion_model, "diffusion_models", "ACE-Step 1.5 diffusion model")
+        te = resolve_model_path(text_encoder, "text_encoders", "Qwen3-0.6B text encoder")
+        lm_path = resolve_model_path(lm, "text_encoders", "ACE-Step 1.5 language model") if lm else None
+        vae_path = resolve_model_path(vae, "vae", "ACE-Step 1.5 VAE")
+    files = list(dict.fromkeys(p for p in (dm, te, lm_path, vae_path) if p is not None))
 
     def build():
         from diffusers import AceStepTransformer1DModel, AutoencoderOobleck
         from diffusers.pipelines.ace_step.modeling_ace_step import (AceStepAudioTokenDetokenizer,
                                                                      AceStepAudioTokenizer, AceStepConditionEncoder)
+        from nodes.generate.detect import Detection
         from nodes.generate.weights import load_weights
         state = load_weights(dm, torch.float32)
+        if aio:     # named as a checkpoint before its parts are looked for
+            te_sd, lm_sd = aio_encoders(state, aio.name, codes)
+        else:
+            te_sd, lm_sd = load_weights(te, torch.float32), load_weights(lm_path, torch.float32) if lm_path else None
         classes = {"transformer": AceStepTransformer1DModel, "condition_encoder": AceStepConditionEncoder,
                    "audio_tokenizer": AceStepAudioTokenizer, "audio_token_detokenizer": AceStepAudioTokenDetokenizer}
         mods = {}
@@ -246,10 +285,9 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
         with torch.no_grad():
             mods["condition_encoder"].silence_latent.copy_(silence(mods["condition_encoder"].silence_latent.shape[1]))
         with sizes_of(vae_path.name, "ACE-Step 1.5's VAE"):
-            vcfg, vsd = vae_part(load_weights(vae_path, torch.float32), vae_path.name)
+            vcfg, vsd = vae_part(state if aio else load_weights(vae_path, torch.float32), vae_path.name)
         decoder = _loaded(AutoencoderOobleck(**vcfg), vsd, vae_path.name, "VAE")
         te_file, lm_file = te, lm_path
-        te_sd, lm_sd = load_weights(te, torch.float32), load_weights(lm_path, torch.float32) if lm_path else None
         want = mods["condition_encoder"].config.text_hidden_dim
         # ComfyUI's DualCLIPLoader (ace) takes the two Qwen files in either order, told apart by their width
         if _width(te_sd) != want and lm_sd is not None and _width(lm_sd) == want:
@@ -262,10 +300,13 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
             encoder = qwen3(te_sd, te_file.name, head=False)
         with sizes_of(lm_file.name if lm_file else "", "a Qwen3 language model"):
             writer = qwen3(lm_sd, lm_file.name, head=True) if lm_sd is not None else None
-        tok = tokenizer(te_file, _detect(te_file, ("text_encoder",), "a text encoder"))
+        # the all-in-one file's Qwen3-0.6B tokenizer: beside it (ace_step_1.5_turbo_aio/), as a split file's
+        tok = tokenizer(te_file, Detection("text_encoder", "qwen3") if aio else
+                        _detect(te_file, ("text_encoder",), "a text encoder"))
         return AceStep(*(m.to(device) for m in (*mods.values(), decoder, encoder)),
                        writer.to(device) if writer is not None else None, tok, device)
-    return mm.cached(("ace_step", *map(str, files), device), build, files=[*files, *tokenizer_beside(te)])
+    return mm.cached(("ace_step", *map(str, files), bool(lm_path), device), build,
+                     files=[*files, *tokenizer_beside(te)])
 
 
 def _width(state: dict) -> Optional[int]:

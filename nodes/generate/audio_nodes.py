@@ -1,5 +1,5 @@
 """Sound nodes: the speech encoder features Wan 2.2 S2V and HuMo move a face by, their conditioning, Stable Audio
-Open's text to sound and ACE-Step 1.5's songs."""
+Open's and Stable Audio 3's text to sound and ACE-Step 1.5's songs."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
@@ -12,6 +12,7 @@ from nodes.generate.nodes import PICTURE_SAMPLERS
 # engine's listing must not); nodes.generate.stable_audio and .ace_step check against these.
 STABLE_AUDIO_SCHEDULERS = ("exponential", "karras", "simple")
 ACE_SCHEDULERS = ("simple", "sgm_uniform", "beta")
+STABLE_AUDIO3_SCHEDULERS = ACE_SCHEDULERS       # both flow models: ComfyUI's table schedules
 
 
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
@@ -121,22 +122,60 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
     return {"audio": sa.as_audio(wave)}
 
 
+@node("generate.stable_audio3", title="Stable Audio 3 (text to music and sound)", category="Sampling", device="gpu",
+      outputs={"audio": AUDIO})
+def generate_stable_audio3(ctx, checkpoint: str = Param("stable_audio_3_medium.safetensors", kind="path",
+                                                        locate=locator("checkpoints"), required=True,
+                                                        help="Stable Audio 3's checkpoint in checkpoints/ (medium: "
+                                                             "distilled, 8 lcm steps; medium_base: 50 steps, cfg 7)"),
+                           text_encoder: str = Param("t5gemma_b_b_ul2.safetensors", kind="path",
+                                                     locate=locator("text_encoders", companions=tokenizer_beside),
+                                                     required=True,
+                                                     help="T5Gemma in text_encoders/ (its tokenizer inside, as "
+                                                          "ComfyUI's file has it, or beside it)"),
+                           prompt: str = Param("", kind="text", help="the sound: genre, instruments, mood, BPM"),
+                           negative: str = Param("", kind="text", help="what to steer away from (cfg above 1)"),
+                           seconds: float = Param(60.0, min=0.1, max=384.0, help="length"),
+                           steps: int = Param(8, min=1, max=1000, help="medium: 8; medium_base: 50"),
+                           cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass "
+                                                                            "(medium); medium_base: 7"),
+                           sampler: str = Param("lcm", choices=("lcm", *PICTURE_SAMPLERS),
+                                                help="KSampler's sampler; lcm re-noises after each step, as the "
+                                                     "distilled model was trained to be sampled"),
+                           scheduler: str = Param("simple", choices=STABLE_AUDIO3_SCHEDULERS,
+                                                  help="KSampler's scheduler on the model's shift-2 flow levels"),
+                           seed: int = Param(0, min=0, max=2 ** 64 - 1, help="the noise's seed (KSampler's)")):
+    """Stable Audio 3's music or sound for a prompt, from ComfyUI's files (its EmptyLatentAudio, CLIPTextEncode with
+    T5Gemma, KSampler and VAEDecodeAudio in one node): 44.1 kHz stereo, `seconds` long, as loud as ComfyUI leaves
+    it. Save it with io.save_audio, or lay it under a clip with io.set_audio."""
+    from nodes.generate import stable_audio3 as sa3
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.stable_audio import RATE, as_audio
+    model = sa3.load(manager_for(ctx), checkpoint, text_encoder, ctx.device)
+    wave = sa3.generate(model, prompt, negative, seconds, steps, cfg, sampler, scheduler, seed, ctx.progress)
+    ctx.log(f"{wave.shape[-1] / RATE:.2f} s of sound, {wave.shape[0]} channels at {RATE} Hz")
+    return {"audio": as_audio(wave)}
+
+
 @node("generate.ace_step", title="ACE-Step 1.5 (song from text and lyrics)", category="Sampling", device="gpu",
       outputs={"audio": AUDIO})
 def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safetensors", kind="path",
-                                                        locate=locator("diffusion_models"), required=True,
+                                                        locate=locator("diffusion_models"),
                                                         help="ACE-Step 1.5's diffusion model in diffusion_models/ "
                                                              "(turbo, base, sft or an xl one)"),
                       text_encoder: str = Param("qwen_0.6b_ace15.safetensors", kind="path",
                                                 locate=locator("text_encoders", companions=tokenizer_beside),
-                                                required=True,
                                                 help="Qwen3-0.6B in text_encoders/, its tokenizer beside it "
                                                      "(qwen_0.6b_ace15/) or ComfyUI's qwen25_tokenizer"),
                       lm: str = Param("qwen_1.7b_ace15.safetensors", kind="path", locate=locator("text_encoders"),
                                       help="the language model that writes the audio codes (qwen_1.7b_ace15 or "
                                            "qwen_4b_ace15); empty: none (generate_audio_codes off)"),
-                      vae: str = Param("ace_1.5_vae.safetensors", kind="path", locate=locator("vae"), required=True,
+                      vae: str = Param("ace_1.5_vae.safetensors", kind="path", locate=locator("vae"),
                                        help="ACE-Step 1.5's VAE in vae/"),
+                      checkpoint: str = Param("", kind="path", locate=locator("checkpoints", companions=tokenizer_beside),
+                                              help="ComfyUI's all-in-one ace_step_1.5_*_aio.safetensors in "
+                                                   "checkpoints/ (its Qwen3 tokenizer beside it); set, it is read in "
+                                                   "place of the four files above"),
                       tags: str = Param("", kind="text", help="the song: genre, instruments, voice, mood"),
                       lyrics: str = Param("", kind="text", help="the words, with [verse] / [chorus] marks"),
                       seconds: float = Param(120.0, min=1.0, max=1000.0, help="length"),
@@ -168,16 +207,16 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                                            help="draw codes only from the likeliest ones summing to this share"),
                       top_k: int = Param(0, min=0, max=100, zero="off",
                                          help="draw codes only from this many likeliest ones")):
-    """ACE-Step 1.5's song for a caption and lyrics, from ComfyUI's files (its EmptyAceStep1.5LatentAudio,
-    TextEncodeAceStepAudio1.5, ConditioningZeroOut negative, ModelSamplingAuraFlow, KSampler and VAEDecodeAudio in one
-    node): 48 kHz stereo, `seconds` long. With generate_audio_codes the language model first writes the song's plan
+    """ACE-Step 1.5's song for a caption and lyrics, from ComfyUI's split files or its all-in-one checkpoint (its
+    EmptyAceStep1.5LatentAudio, TextEncodeAceStepAudio1.5, ConditioningZeroOut negative, ModelSamplingAuraFlow,
+    KSampler and VAEDecodeAudio in one node): 48 kHz stereo, `seconds` long. With generate_audio_codes the language model first writes the song's plan
     as audio codes (as ComfyUI draws them for lm_seed). Save it with io.save_audio, or lay it under a clip with
     io.set_audio."""
     from nodes.generate import ace_step as ace
     from nodes.generate.model_manager import manager_for
     from nodes.generate.stable_audio import as_audio
     model = ace.load(manager_for(ctx), diffusion_model, text_encoder, lm if generate_audio_codes else "", vae,
-                     ctx.device)
+                     ctx.device, checkpoint, generate_audio_codes)
     song = ace.Song(tags, lyrics, bpm, duration or seconds, timesignature, language, keyscale)
     codes = ace.audio_codes(model, song, ace.Drawing(lm_seed, lm_cfg, temperature, top_p, top_k), ctx.progress) \
         if generate_audio_codes else None

@@ -656,6 +656,16 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
         return Detection(None, "joyimage", "", prefix=k.prefix_of(q) or "",
                          why=f"JD's JoyImage Edit transformer (JoyAI-Image-Edit), which Kinograph does not run yet; "
                              f"{instead}")
+    # Mage-Flow's transformer has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but
+    # reads 128-channel latent pixels one by one and Qwen3-VL-4B's 2560-wide states: it was taken for Qwen-Image's
+    if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
+            (k.shape("txt_norm.weight") or (0,))[0] == MAGE_TEXT and k.has("transformer_blocks.0.img_mod.1.weight"):
+        return Detection(None, "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
+                         why=f"Microsoft's Mage-Flow transformer (mage_flow_*), which Kinograph does not run yet; "
+                             f"{instead}")
+    if k.has("dconv_encoder.patch_cond_embed.weight", "decoder_model.y_embedder.decoder.conv_in.weight"):
+        return Detection(None, "mage_flow", "vae", why="Microsoft's Mage-VAE (mage_flow_vae), Mage-Flow's, which "
+                                                       "Kinograph does not read yet")
     if k.has("perceiver.latent_queries", "x_embedder.weight", "t_embedder.mlp.0.weight"):
         return Detection(None, "fibo2", "", prefix=k.prefix_of("perceiver.latent_queries") or "",
                          why=f"Bria's FIBO 2 transformer (Fibo-2.0, structured JSON prompts), which Kinograph does not "
@@ -664,23 +674,22 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
 
 
 def _seedvr2(k: Keys) -> Optional[Detection]:
-    """ByteDance's SeedVR2 restorer as ComfyUI keeps it (seedvr2_3b/7b_*.safetensors in diffusion_models, any precision:
-    its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning; and
-    seedvr2_ema_vae_fp16 in vae, SD3's autoencoder names on 3-D convolutions): named, as Kinograph does not run them
-    yet. Its VAE was taken for FLUX.1's (the same names, 16 latent channels) and failed on its 5-D weights."""
-    instead = "upscale.model (ESRGAN and the like) and upscale.multiframe upscale today"
+    """ByteDance's SeedVR2 restorer as ComfyUI keeps it: seedvr2_3b/7b_*.safetensors in diffusion_models (any
+    precision; its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning),
+    which load.diffusion_model reads (nodes/generate/seedvr2_dit.py); and seedvr2_ema_vae_fp16 in vae (SD3's
+    autoencoder names on 3-D convolutions), which load.vae reads (nodes/generate/seedvr2_vae.py). That VAE was taken
+    for FLUX.1's (the same names, 16 latent channels) and failed on its 5-D weights."""
     dim = k.shape("vid_in.proj.weight")
     if dim is not None and k.any("emb_in.proj_in.weight"):
         size = {2560: "3B", 3072: "7B"}.get(dim[0], f"width {dim[0]}")
-        return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
-                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
-                             f"run yet; {instead}")
+        return Detection("diffusion_model", "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
+                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT)")
     # diffusers' Wan and Qwen-Image VAEs have these names on 3-D convolutions too, with RMS norms (gamma) where
     # SeedVR2's (SD3's autoencoder inflated) has group norms
     if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight") \
             and not k.any("decoder.up_blocks.0.resnets.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
-        return Detection(None, "seedvr2", "vae", why=f"ByteDance's SeedVR2 video VAE (3-D convolutions, 16 latent "
-                                                     f"channels), which Kinograph does not read yet; {instead}")
+        return Detection("vae", "seedvr2", "", why="ByteDance's SeedVR2 video VAE (causal 3-D convolutions, 16 latent "
+                                                  "channels, 8x and 4n+1 frames)")
     return None
 
 
@@ -968,8 +977,9 @@ def _vae(k: Keys) -> Optional[Detection]:
         z = (k.shape("conv1.weight") or (32,))[0] // 2
         if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
             return Detection(None, "qwenimage21", "", why=qwen21_files("VAE"))
+        # RGBA (4 channels in: Qwen-Image-Layered's qwen_image_layered_vae) or RGB
         return Detection("vae", "wan", "2.2" if z == 48 else "2.1", why="decoder.middle residual gamma",
-                         extra={"z_dim": z})
+                         extra={"z_dim": z, "channels": (k.shape("encoder.conv1.weight") or (0, 3))[1]})
     if k.any("encoder.down_blocks.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
         z = (k.shape("quant_conv.weight") or (32,))[0] // 2
         if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
@@ -1307,7 +1317,19 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
+MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE's) and Qwen3-VL-4B's width
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
+
+
+def _boogu(k: Keys) -> Optional[Detection]:
+    """Boogu-Image 0.1's transformer (ComfyUI's boogu_image_{turbo,edit}_*.safetensors): OmniGen2's refiners and
+    single-stream blocks with dual-stream blocks before them (double_stream_layers.N.img_instruct_attn). The edit
+    release reads reference pictures with the same tensors, so one detection serves both."""
+    x = "double_stream_layers.0.img_instruct_attn.processor.img_to_q.weight"
+    if not k.has(x, "x_embedder.weight", "time_caption_embed.caption_embedder.0.weight"):
+        return None
+    return Detection("diffusion_model", "boogu", "", prefix=k.prefix_of(x) or "",
+                     why="double_stream_layers.N.img_instruct_attn / time_caption_embed")
 
 
 def _zimage(k: Keys) -> Optional[Detection]:
@@ -1368,14 +1390,28 @@ def _krea2(k: Keys) -> Optional[Detection]:
 
 
 def _stable_audio(k: Keys) -> Optional[Detection]:
-    """Stable Audio Open 1.0's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors: the DiT under
-    model.model., the Oobleck VAE under pretransform.model., the seconds conditioners), which generate.stable_audio
-    reads whole; no model loader takes it."""
+    """Stable Audio Open 1.0's or Stable Audio 3's checkpoint as ComfyUI keeps it (stable-audio-open-1.0.safetensors,
+    stable_audio_3_medium.safetensors: the DiT under model.model., the VAE under pretransform.model., the seconds
+    conditioners), which generate.stable_audio or generate.stable_audio3 reads whole; no model loader takes it.
+    Stable Audio 3's DiT is told by its adaLN (a global conditioning embedder)."""
     if not k.has("model.model.transformer.project_in.weight",
                  "conditioner.conditioners.seconds_total.embedder.embedding.1.weight"):
         return None
-    return Detection("checkpoint", "stable_audio", "open-1.0", why="model.model.transformer / pretransform / "
-                     "conditioner.conditioners.seconds_total (stable-audio-tools' names)")
+    return Detection("checkpoint", "stable_audio",
+                     "3" if k.has("model.model.transformer.global_cond_embedder.0.weight") else "open-1.0",
+                     why="model.model.transformer / pretransform / conditioner.conditioners.seconds_total "
+                     "(stable-audio-tools' names)")
+
+
+def _ideogram4(k: Keys) -> Optional[Detection]:
+    """Ideogram 4's transformer (ideogram4_* and ideogram4_unconditional_*: the same tensors, the second trained
+    without text) in ComfyUI's names (comfy/ldm/ideogram4: layers.N.attention.qkv fused) or diffusers' (to_q: an
+    Ideogram4Pipeline folder's): read by its text-feature projection and its image-token marker."""
+    if not k.has("llm_cond_proj.weight", "embed_image_indicator.weight"):
+        return None
+    return Detection("diffusion_model", "ideogram4", "", prefix=k.prefix_of("llm_cond_proj.weight") or "",
+                     layout="original" if k.any("layers.0.attention.qkv.weight") else "diffusers",
+                     why="llm_cond_proj / embed_image_indicator (13 of Qwen3-VL's layers per token)")
 
 
 def qwen21_files(part: str) -> str:
@@ -1386,7 +1422,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

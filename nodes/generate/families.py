@@ -141,6 +141,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("flux3", "FLUX.3 [klein] (image)", ("Flux3Parts",), ("Flux3Transformer2DModel",), space_factor=16,
            fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, latents="flux2",
            variant_cfg=(("distilled", 1.0),)),
+    # Boogu-Image 0.1 (base, Turbo, Edit) keyframes and edits: OmniGen2's refiners and Lumina 2's blocks with a
+    # dual-stream stage, over 2x2 patches of FLUX.1's latent (its ae.safetensors); prompts (and the pictures to edit)
+    # read by Qwen3-VL-8B's last layer. Base and Edit: true CFG; Turbo: 4 steps at cfg 1.
+    Family("boogu", "Boogu-Image (image)", ("BooguParts",), ("BooguTransformer",), fps=8.0, flow=True, cfg=3.5,
+           steps=25, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
@@ -151,6 +156,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # Turbo: 8 steps at cfg 1 (no negative pass) on a fixed time shift.
     Family("krea2", "Krea 2 (image)", ("Krea2Pipeline",), ("Krea2Transformer2DModel",), fps=8.0, flow=True, cfg=1.0,
            steps=8, size=(1024, 1024), frames=1, patch=2, latents="qwenimage"),
+    # Ideogram 4 keyframes, made for text in pictures (posters, signs): a single-stream transformer over the prompt's
+    # tokens (13 of Qwen3-VL-8B's layers each) and FLUX.2's normalised, patched latent (its VAE), each latent pixel's 128
+    # channels one token. Asymmetric CFG: a second, unconditional transformer that reads no text makes the negative
+    # pass (ComfyUI's DualModelGuider), cfg 7 then 3 for the last steps, on a logit-normal schedule.
+    Family("ideogram4", "Ideogram 4 (image)", ("Ideogram4Pipeline",), ("Ideogram4Transformer2DModel",), space_factor=16,
+           fps=8.0, flow=True, cfg=7.0, steps=48, size=(1024, 1024), frames=1, latents="flux2"),
     # HiDream-I1 (full, dev, fast) keyframes: a sparse DiT (mixture-of-experts feed-forwards) over 2x2 patches of FLUX.1's
     # latent, reading T5-XXL's states and, in each block, one layer of Llama 3.1 8B's; CLIP-L and CLIP-G pooled. Full:
     # true CFG; dev and fast are distilled to cfg 1.
@@ -224,6 +235,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # pooled output, true CFG with a negative prompt.
     Family("kandinsky5image", "Kandinsky 5 (image)", ("Kandinsky5T2IPipeline",), ("Kandinsky5Transformer3DModel",),
            fps=8.0, flow=True, cfg=3.5, steps=50, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # SeedVR2 (ByteDance's one-step video restorer): its NaDiT over 2x2 patches of the 16-channel latent of its own
+    # causal video VAE (8x, 4n+1 frames; nodes/generate/seedvr2_vae.py), the clip to restore read beside the noise.
+    Family("seedvr2", "SeedVR2 (restoration)", ("SeedVR2Parts",), ("NaDiT",), time_factor=4, fps=24.0, flow=True,
+           cfg=1.0, steps=1, size=(1280, 720), frames=1, patch=2),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

@@ -313,3 +313,24 @@ def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
             sb = sb.repeat(-(-sa.shape[0] // sb.shape[0]), 1, 1, 1)[:sa.shape[0]]
         audio = torch.cat((sb, sa) if axis.startswith("-") else (sa, sb), dim=2)
     return _sized(first, torch.cat(pair, dim=d), torch.cat(masks, dim=d) if masks else None, audio)
+
+
+def cut_to_batch(latent: Latent, size: int) -> Latent:
+    """ComfyUI's LatentCutToBatch along t: the latent's frames in runs of `size` (a remainder past the last whole
+    run dropped, as ComfyUI drops it), each run decoded on its own (ComfyUI: a batch item). Kinograph keeps pictures
+    as a latent's frames, so where the VAE decodes frame by frame (a picture model's: Qwen-Image-Layered's layers)
+    the runs are those frames as they are. A video VAE decodes a run as its own clip, which a latent's frames
+    cannot hold apart: that is refused, naming what does it."""
+    from graph_engine import NodeError
+    from nodes.generate.families import family as family_spec
+    if size < 1:
+        raise NodeError(f"size must be 1 or more, got {size}")
+    t = latent.samples.shape[2]
+    if size >= t:
+        return latent
+    if family_spec(latent.family).time_factor != 1:
+        raise NodeError(f"{family_spec(latent.family).title}'s VAE decodes frames together, so runs of {size} of "
+                        f"this latent's {t} frames cannot each be decoded alone here: cut each run with latent.cut, "
+                        "decode it (vae.decode) and join the clips with video.concat")
+    whole = t // size * size
+    return latent if whole == t else cut_latent(latent, "t", 0, whole)

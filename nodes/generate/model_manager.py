@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -70,8 +70,12 @@ def _read_json(p: Path) -> dict:
 
 
 # -- detection -----------------------------------------------------------------------------
-STABLE_AUDIO_READER = ("generate.stable_audio reads it as its checkpoint, with T5-base from "
-                       "text_encoders/t5-base.safetensors and its tokenizer folder text_encoders/t5-base/")
+# by the checkpoint's variant (its detection's)
+STABLE_AUDIO_READER = {"open-1.0": ("Stable Audio Open 1.0", "generate.stable_audio reads it as its checkpoint, with "
+                                    "T5-base from text_encoders/t5-base.safetensors and its tokenizer folder "
+                                    "text_encoders/t5-base/"),
+                       "3": ("Stable Audio 3", "generate.stable_audio3 reads it as its checkpoint, with T5Gemma from "
+                             "text_encoders/t5gemma_b_b_ul2.safetensors")}
 
 
 def detect_family(path: Path) -> Tuple[Optional[str], str]:
@@ -98,8 +102,8 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
         return None, "no model_index.json or config.json"
     det = detect_file(path)
     if det.family == "stable_audio":
-        raise NodeError(f"{path.name} is Stable Audio Open 1.0's checkpoint (sound, not pictures): "
-                        f"{STABLE_AUDIO_READER}, not a model loader")
+        title, reader = STABLE_AUDIO_READER[det.variant]
+        raise NodeError(f"{path.name} is {title}'s checkpoint (sound, not pictures): {reader}, not a model loader")
     if det.role == "motion_module":
         return "motion", "its motion_modules tensors"
     if det.role in ("diffusion_model", "checkpoint"):
@@ -191,9 +195,11 @@ def dtype_of(name: str, family: str, device: str):
             name = "fp32"
         else:
             # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers'
-            # do; Qwen-Image 2.1 and Krea 2 run in bf16 as their pipelines' own examples run them
+            # do; Qwen-Image 2.1 and Krea 2 run in bf16 as their pipelines' own examples run them; SeedVR2 as ComfyUI
+            # runs it on a bf16 device (its fp16 files cast up)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
-                                        "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3") and \
+                                        "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu",
+                                        "seedvr2", "ideogram4") and \
                 device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
@@ -663,7 +669,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "ipadapter":
         return ipadapter_support(det)
     if det.family == "stable_audio":
-        return True, STABLE_AUDIO_READER
+        return True, STABLE_AUDIO_READER[det.variant][1]
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):

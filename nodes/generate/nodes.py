@@ -375,6 +375,31 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
     return encode_edit(text_encoder, vae, text, pictures, template, ctx.log, size)
 
 
+@node("encode.boogu_edit", title="Encode Edit (Boogu-Image)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def encode_boogu_edit(ctx, text_encoder: TEXT_ENCODER,
+                      vae: VAE = Input(optional=True, help="FLUX.1's ae: to give the transformer the pictures' latents "
+                                                          "(the edit keeps them); without it only the prompt sees them"),
+                      image: IMAGE = Input(optional=True, help="the picture to edit"),
+                      image2: IMAGE = Input(optional=True, help="a second picture"),
+                      image3: IMAGE = Input(optional=True, help="a third picture"),
+                      image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                      text: str = Param("", kind="text", help="what to change"),
+                      negative: str = Param("", kind="text", help="the negative prompt, read without the pictures"),
+                      size: int = Param(1024, min=16, max=4096,
+                                        help="each picture's latent is about size x size pixels (ComfyUI's 1024)"),
+                      vision_size: int = Param(384, min=16, max=4096,
+                                               help="Qwen3-VL sees each picture at about this size squared (the "
+                                                    "reference pipeline's 384)")):
+    """Tell Boogu-Image Edit what to change (ComfyUI's TextEncodeBooguEdit): Qwen3-VL-8B reads the instruction having
+    seen the pictures (positive only), and each picture's latent rides on both prompts for the transformer to read
+    beside the noise. Sample a latent of the size to make at cfg 3.5 or so (Turbo: 1)."""
+    from nodes.generate.boogu_edit import encode_boogu_edit as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg = run(text_encoder, vae, text, negative, pictures, size, vision_size)
+    return {"positive": positive, "negative": neg}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
@@ -453,16 +478,22 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      topk: int = Param(2, min=1, max=10, help="ATI: tracks blended at each latent pixel"),
                      strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move"),
                      text_encoder: TEXT_ENCODER = Input(optional=True, help="MiniMax H3: its Qwen3-VL, to read "
-                                                                            "positive's prompt after the keyframes")):
+                                                                            "positive's prompt after the keyframes"),
+                     guide: IMAGE = Input(optional=True, help="MiniMax H3: a picture to pin at guide_frame "
+                                                              "(cover-cropped), after the frames positive holds"),
+                     guide_frame: int = Param(0, min=-9999, max=9999, help="MiniMax H3: the frame guide pins; "
+                                                                           "negative counts from the end")):
     """Image-to-video conditioning: pin the first (and for Wan and MiniMax H3, the last) frame of the generated video.
 
     Wan ATI (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) and Wan-Move (ComfyUI's WanMoveTrackToVideo) models
     also take point tracks: what is under each track's start in the first frame is carried along it. MiniMax H3
-    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder."""
+    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder.
+    MiniMax H3 also takes a guide picture at any frame: chain condition.frames to pin several (ComfyUI's
+    MiniMaxH3AddGuide); guides are not read with the prompt."""
     from nodes.generate.image_cond import condition_frames as run
     return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
                tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength,
-               text_encoder=text_encoder)
+               text_encoder=text_encoder, guide=guide, guide_frame=guide_frame)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",
@@ -1135,6 +1166,31 @@ def dual_cfg_guide(ctx, model: MODEL, middle: CONDITIONING,
     return model.with_option("dual_cfg", DualCfg(middle, float(middle_cfg), style == "nested"))
 
 
+@node("guide.negative_model", title="Negative Pass on a Second Model", category="Sampling",
+      passes={"model": "model"})
+def negative_model_guide(ctx, model: MODEL, negative_model: MODEL) -> MODEL:
+    """Classifier-free guidance whose negative pass a second model makes (ComfyUI's DualModelGuider): Ideogram 4's
+    unconditional transformer (ideogram4_unconditional_*), trained without text, reads sample's negative prompt (the
+    zeroed prompt, condition.zero) while this model reads the prompt. Both must be of one family; at cfg 1 the second
+    model is not run."""
+    from nodes.generate.sampling import check_negative_model
+    check_negative_model(model, negative_model)
+    return model.with_option("negative_model", negative_model)
+
+
+@node("guide.cfg_override", title="CFG Override for Part of the Steps", category="Sampling",
+      passes={"model": "model"})
+def cfg_override_guide(ctx, model: MODEL, cfg: float = Param(3.0, min=0.0, max=100.0,
+                                                             help="the guidance scale over that part"),
+                       start: float = Param(0.7, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                        "starts (ComfyUI's start_percent)"),
+                       end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
+    """Another guidance scale over part of the steps (ComfyUI's CFGOverride): at the noise levels from `start` to
+    `end` of the way from noise (levels, not step counts, as ComfyUI's percents) sample uses this cfg in place of
+    its own. Ideogram 4's templates polish with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    return model.with_option("cfg_override", (float(cfg), float(start), float(end)))
+
+
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})
 def cfg_zero_star_guide(ctx, model: MODEL) -> MODEL:
     """Guidance that first scales the unconditional prediction to the part the prompt does not already agree with
@@ -1226,6 +1282,30 @@ def latent_cut(ctx, latent: LATENT,
     keeps the first frame of a clip this way."""
     from nodes.generate.latent import cut_latent
     return cut_latent(latent, axis, index, amount)
+
+
+@node("latent.cut_to_batch", title="Cut Latent into Pictures", category="Latent")
+def latent_cut_to_batch(ctx, latent: LATENT,
+                        size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
+                        ) -> LATENT:
+    """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
+    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
+    model's runs are refused (cut them with latent.cut and decode each)."""
+    from nodes.generate.latent import cut_to_batch
+    return cut_to_batch(latent, size)
+
+
+@node("latent.layers", title="Empty Layered Latent", category="Latent")
+def latent_layers(ctx, vae: VAE,
+                  width: int = Param(640, min=16, max=8192, help="picture width in pixels (a multiple of 16)"),
+                  height: int = Param(640, min=16, max=8192, help="picture height in pixels (a multiple of 16)"),
+                  layers: int = Param(3, min=0, max=64, help="layers besides the whole picture")) -> LATENT:
+    """An all-zero latent for Qwen-Image-Layered (ComfyUI's EmptyQwenImageLayeredLatentImage): the whole picture and
+    its layers, one frame each. Sample it with the layered model (condition.reference on both prompts gives the
+    picture to split), drop the first frame with latent.cut, and vae.decode with qwen_image_layered_vae: each
+    layer a picture with its alpha. layers 0 makes a plain Qwen-Image latent."""
+    from nodes.generate.vae_ops import layered_latent
+    return layered_latent(vae, layers, width, height, ctx.log)
 
 
 @node("latent.concat", title="Join Latents", category="Latent")

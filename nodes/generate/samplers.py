@@ -171,6 +171,22 @@ def sample_flow_euler_denoised(model_fn, x, sigmas, callback=None, *, flow=True,
     return sample_flow_euler(lambda xx, s: (xx - model_fn(xx, s)) / s.to(xx.dtype), x, sigmas.float(), callback)
 
 
+@torch.no_grad()
+def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """ComfyUI's lcm (the ping-pong sampler of distilled models): each step jumps to the model's x0, then noises it
+    afresh to the next level (none after the last)."""
+    total = len(sigmas) - 1
+    for i in range(total):
+        x = model_fn(x, sigmas[i])
+        s = sigmas[i + 1]
+        if s > 0:
+            n = _noise_like(x, noise_sampler, i)
+            x = (1 - s).to(x.dtype) * x + s.to(x.dtype) * n if flow else x + s.to(x.dtype) * n
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
 SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sample_euler_ancestral,
             "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised}
 STOCHASTIC = {"euler_ancestral"}
@@ -309,6 +325,26 @@ def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torc
     start = 10 - int(10 * denoise)
     picked = [999 - 100 * k for k in range(start, min(10, start + steps))]
     return _with_zero([float(table.sigmas[t]) for t in picked])
+
+
+def ideogram4_sigmas(steps: int, width: int, height: int, mu: float = 0.0, std: float = 1.5) -> torch.Tensor:
+    """Ideogram 4's logit-normal flow schedule (ComfyUI's Ideogram4Scheduler, Ideogram4Pipeline's own): steps + 1
+    levels, the i-th from the noisy end 1 - t at the (steps - i) / steps quantile of t = 1 - sigmoid(N(mu', std)),
+    mu' = mu + ln(pixels / 512^2) / 2 (bigger pictures spend longer at high noise), t kept inside Ideogram's logSNR
+    window [-15, 18]. The window leaves the last level at about 5.5e-4; it ends at 0, as the pipeline and the
+    templates' scheduler end."""
+    import math
+    from statistics import NormalDist
+    mean = mu + 0.5 * math.log(width * height / (512 * 512))
+    t_min, t_max = 1 / (1 + math.exp(0.5 * 18.0)), 1 / (1 + math.exp(0.5 * -15.0))
+    levels = []
+    for i in range(steps, -1, -1):
+        u = i / steps
+        z = -math.inf if u <= 0 else math.inf if u >= 1 else NormalDist().inv_cdf(u)
+        t = 1 - 1 / (1 + math.exp(-(mean + std * z)))
+        levels.append(1 - min(max(t, t_min), t_max))
+    levels[-1] = 0.0
+    return torch.tensor(levels, dtype=torch.float64).float()
 
 
 def sd_table() -> SigmaTable:

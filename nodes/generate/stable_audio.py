@@ -45,6 +45,9 @@ def dit_weights(state: dict, name: str):
     sd = _part(state, DIT)
     if "transformer.project_in.weight" not in sd:
         raise NodeError(NOT_STABLE_AUDIO.format(name=name, what="diffusion transformer", prefix=DIT))
+    if "transformer.global_cond_embedder.0.weight" in sd:
+        raise NodeError(f"{name} is Stable Audio 3's checkpoint: generate.stable_audio3 reads it (with "
+                        "t5gemma_b_b_ul2.safetensors); generate.stable_audio reads Stable Audio Open 1.0's")
     out = {}
     for k, v in sd.items():
         if k.endswith(".beta") or k.endswith("rotary_pos_emb.inv_freq"):
@@ -146,6 +149,23 @@ def projection_weights(state: dict, name: str):
     return dict(text_encoder_dim=dim, conditioning_dim=dim, min_value=0, max_value=SECONDS_MAX), out
 
 
+def checkpoint_parts(state: dict, name: str, model: str, parts, device: str) -> list:
+    """The modules `parts` ((class, reader, buffers the file need not hold)) of one checkpoint: each reader turns
+    the file's tensors into (config, state dict); a mismatch is named as a damaged file or another model's."""
+    from nodes.generate.weights import misfit, sizes_of
+    out = []
+    for cls, read, computed in parts:
+        with sizes_of(name, f"{model}'s {cls.__name__}"):
+            cfg, sd = read(state, name)
+        module = cls(**cfg)
+        why = misfit(module, sd, computed)
+        if why:
+            raise NodeError(f"{name}: its {cls.__name__} tensors do not match the model's ({why}): the file is "
+                            "damaged or another model's")
+        out.append(module.to(device).eval())
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class StableAudio:
     transformer: object
@@ -170,19 +190,10 @@ def load(mm, checkpoint: str, text_encoder: str, device: str) -> StableAudio:
 
     def build():
         from diffusers import AutoencoderOobleck, StableAudioDiTModel, StableAudioProjectionModel
-        from nodes.generate.weights import load_weights, misfit, sizes_of
-        state = load_weights(ckpt, torch.float32)
-        parts = []
-        for cls, read in ((StableAudioDiTModel, dit_weights), (AutoencoderOobleck, vae_weights),
-                          (StableAudioProjectionModel, projection_weights)):
-            with sizes_of(ckpt.name, f"Stable Audio Open's {cls.__name__}"):
-                cfg, sd = read(state, ckpt.name)
-            module = cls(**cfg)
-            why = misfit(module, sd)
-            if why:
-                raise NodeError(f"{ckpt.name}: its {cls.__name__} tensors do not match the model's ({why}): the file "
-                                "is damaged or another model's")
-            parts.append(module.to(device).eval())
+        from nodes.generate.weights import load_weights
+        parts = checkpoint_parts(load_weights(ckpt, torch.float32), ckpt.name, "Stable Audio Open", (
+            (StableAudioDiTModel, dit_weights, ()), (AutoencoderOobleck, vae_weights, ()),
+            (StableAudioProjectionModel, projection_weights, ())), device)
         return StableAudio(*parts, _module(t5, det, torch.float32, device).eval(), tokenizer(t5, det), device)
     model = mm.cached(("stable_audio", str(ckpt), str(t5), device), build, files=[ckpt, t5, *tokenizer_beside(t5)])
     # T5-XXL is T5 as well (FLUX.1's and SD3's, often beside T5-base): its wider states fit no layer of the DiT

@@ -130,8 +130,11 @@ def _frames(vae, latent: Latent) -> Clip:
 
 
 def decodes_alpha(pipe) -> bool:
-    """Whether the VAE decodes RGBA (Qwen-Image 2.1's: a picture with its own transparency)."""
-    return getattr(getattr(getattr(pipe, "vae", None), "config", None), "out_channels", 3) == 4
+    """Whether the VAE decodes RGBA (Qwen-Image 2.1's, Qwen-Image-Layered's: pictures with their own
+    transparency)."""
+    from nodes.generate.adapters.qwenimage import vae_channels
+    vae = getattr(pipe, "vae", None)
+    return vae is not None and vae_channels(vae, "out_channels") == 4
 
 
 def _clip(n: int, fps: float, w: int, h: int, reader, chunk: int, alpha: bool) -> Clip:
@@ -288,3 +291,14 @@ def with_start_image(vae, latent: Latent, image: np.ndarray, strength: float = 1
         latent.mask.float().expand(1, 1, *samples.shape[2:]).clone()
     mask[:, :, :first.shape[2]] = 1.0 - strength
     return dataclasses.replace(latent, samples=samples, mask=mask)
+
+
+def layered_latent(vae, layers: int, width: int, height: int, log=None) -> Latent:
+    """Qwen-Image-Layered's empty latent: the whole picture and `layers` layers as frames, sized down to the 16
+    pixels Qwen-Image steps by (as ComfyUI's EmptyQwenImageLayeredLatentImage makes it)."""
+    if vae.family != "qwenimage":
+        raise NodeError(f"a layered latent is Qwen-Image-Layered's; this VAE is {family_spec(vae.family).title}'s: "
+                        "give it qwen_image_layered_vae (or use latent.empty for other models)")
+    if layers < 0:
+        raise NodeError(f"layers must be 0 or more, got {layers}")
+    return empty_latent(vae, layers + 1, width, height, family_spec(vae.family).fps, size_fit="floor", log=log)

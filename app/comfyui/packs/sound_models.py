@@ -1,5 +1,5 @@
-"""ComfyUI's sound-model nodes: Stable Audio Open's text-to-sound chain, folded into generate.stable_audio, and
-ACE-Step 1.5's song chain, folded into generate.ace_step."""
+"""ComfyUI's sound-model nodes: Stable Audio Open's and Stable Audio 3's text-to-sound chain, folded into
+generate.stable_audio or generate.stable_audio3, and ACE-Step 1.5's song chain, folded into generate.ace_step."""
 from __future__ import annotations
 
 import re
@@ -12,14 +12,18 @@ NEAREST_SAMPLER = {"dpmpp_3m_sde": "dpmpp_2m", "dpmpp_3m_sde_gpu": "dpmpp_2m", "
                    "dpmpp_2m_sde_gpu": "dpmpp_2m", "dpmpp_sde": "dpmpp_2m", "dpmpp_sde_gpu": "dpmpp_2m"}
 # ComfyUI's samplers generate.ace_step takes as they are
 SAMPLERS_KEPT = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "unipc", "res_multistep")
-# the models whose sound ComfyUI's EmptyLatentAudio and VAEDecodeAudio make, told by their files' names
-OTHER_SOUND_MODELS = (("stable_audio_3", "Stable Audio 3"), ("t5gemma", "Stable Audio 3"))
+# Stable Audio 3's sound, which ComfyUI's EmptyLatentAudio and VAEDecodeAudio make as Stable Audio Open's, told by
+# its files' names (stable_audio_3_*, with T5Gemma): it folds into generate.stable_audio3
+STABLE_AUDIO3 = re.compile(r"stable_audio_3|t5gemma")
+# ComfyUI's schedulers generate.stable_audio3 takes as they are (the flow tables'); lcm is its own sampler too
+SA3_SCHEDULERS = ("simple", "sgm_uniform", "beta")
 
 
 class SoundModels:
-    """Stable Audio Open 1.0 as ComfyUI's templates run it (CheckpointLoaderSimple, CLIPLoader type stable_audio,
-    CLIPTextEncode, EmptyLatentAudio, KSampler, VAEDecodeAudio): the nodes those became fold into one
-    generate.stable_audio, whose sound the save nodes write."""
+    """Stable Audio Open 1.0 and Stable Audio 3 as ComfyUI's templates run them (CheckpointLoaderSimple, CLIPLoader
+    type stable_audio, CLIPTextEncode, EmptyLatentAudio, KSampler, VAEDecodeAudio): the nodes those became fold into
+    one generate.stable_audio (or generate.stable_audio3, told by the files' names), whose sound the save nodes
+    write."""
 
     def stable_audio_sampler(self, cn, empty_type: str = "EmptyLatentAudio"):
         """The KSampler whose latent (`empty_type`'s) VAEDecodeAudio `cn` decodes, or None."""
@@ -65,42 +69,52 @@ class SoundModels:
                   **{k: sp[k] for k in ("steps", "cfg", "seed") if k in sp}}
         if text in g.nodes:
             params["text_encoder"] = g.nodes[text].params.get("name", "")
+        sa3 = bool(STABLE_AUDIO3.search(f"{params['checkpoint']} {params.get('text_encoder', '')}".lower()))
+        kind = "generate.stable_audio3" if sa3 else "generate.stable_audio"
         told = self.resolve(ks.inputs.get("positive"))
-        params.update(told.attrs.get("audio_told", {}) if isinstance(told, Out) else {})
+        told = told.attrs.get("audio_told", {}) if isinstance(told, Out) else {}
+        if sa3 and told:
+            notes.append("ConditioningStableAudio's seconds are not carried: Stable Audio 3 is told the sound's own "
+                         "length")
+        elif told:
+            params.update(told)
         seconds = self.resolve(ks.inputs.get("latent_image"))
         seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
         if seconds is not None:
             params["seconds"] = float(seconds)
         else:
-            notes.append("EmptyLatentAudio's seconds did not convert: Kinograph's 47.6 s is used; set it by hand")
+            notes.append(f"EmptyLatentAudio's seconds did not convert: {kind}'s default is used; set it by hand")
         sampler = raw["sampler_name"] if isinstance(raw["sampler_name"], str) else ""
         params["sampler"] = NEAREST_SAMPLER.get(sampler, sampler)
         if sampler in NEAREST_SAMPLER:
             notes.append(f"sampler {sampler} (stochastic) is not in Kinograph: DPM-Solver++(2M) samples it "
                          "(deterministic, the same steps)")
         if float(sp.get("denoise", 1.0)) != 1.0:
-            notes.append(f"denoise {sp['denoise']} is not carried: generate.stable_audio makes the sound from noise "
-                         "(1.0)")
-        if raw["scheduler"] in ("exponential", "karras", "simple"):
+            notes.append(f"denoise {sp['denoise']} is not carried: {kind} makes the sound from noise (1.0)")
+        kept = SA3_SCHEDULERS if sa3 else ("exponential", "karras", "simple")
+        if raw["scheduler"] in kept:
             params["scheduler"] = raw["scheduler"]
         else:
-            notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for Stable Audio: exponential")
+            notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for Stable Audio: {kept[0]}")
+        # the KSampler's own mapping said whether generate.sample had its sampler: said here anew
+        sampled = sampler not in NEAREST_SAMPLER and raw["scheduler"] in kept and float(sp.get("denoise", 1.0)) == 1.0
         # a prompt a language model writes stays linked
         texts = {port: g.inputs.get(enc, {}).get("text") for enc, port in ((pos, "prompt"), (neg, "negative"))}
         made = {n for n in (sample, pos, neg, model, text) if n in g.nodes}
         gone = made - {l.src for l in g.links() if l.src in made and l.dst not in made}
         for n in gone:
             g.remove_node(n)
-        nid = self.add("generate.stable_audio", ks, params)
+        nid = self.add(kind, ks, params)
         for port, src in texts.items():
             if src and src[0] in g.nodes:
                 g.connect(src[0], src[1], nid, port)
         for entry in self.report.entries.values():
             if set(entry.kinograph) & gone:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
-                if entry.comfy_id == ks.id:     # what it said of generate.sample's sampler is said here anew
-                    entry.notes = [f"folded into {nid} (generate.stable_audio), with the loaders, prompts, "
-                                   "EmptyLatentAudio and VAEDecodeAudio"]
+                if entry.comfy_id == ks.id:
+                    entry.status = "exact" if sampled else "approx"
+                    entry.notes = [f"folded into {nid} ({kind}), with the loaders, prompts, EmptyLatentAudio and "
+                                   "VAEDecodeAudio"]
         self.outs[(cn.id, 0)] = Out((nid, "audio"))
         return [nid]
 
@@ -117,13 +131,6 @@ class SoundModels:
         if got.get("positive") is None or got["positive"].type != "encode.text" or \
                 ("negative" in got and got["negative"].type != "encode.text"):
             return "its prompts are not CLIPTextEncode's: generate.stable_audio takes the prompt as text"
-        text = g.inputs.get(ins["positive"][0], {}).get("text_encoder", (None,))[0]
-        names = " ".join([str(got["model"].params.get("path", "")),
-                          str(g.nodes[text].params.get("name", "")) if text in g.nodes else ""]).lower()
-        for pattern, title in OTHER_SOUND_MODELS:
-            if re.search(pattern, names):
-                return (f"this is {title}'s sound, a model Kinograph does not have: generate.stable_audio makes "
-                        "Stable Audio Open 1.0's (stable-audio-open-1.0.safetensors with t5-base.safetensors)")
         return ""
 
     def special_ace_step_song(self, cn, rule, params, notes):
@@ -144,22 +151,24 @@ class SoundModels:
 
     def ace_step(self, cn, ks, notes):
         """generate.ace_step in place of the nodes the chain (UNETLoader, DualCLIPLoader type ace, VAELoader,
-        TextEncodeAceStepAudio1.5, ConditioningZeroOut, EmptyAceStep1.5LatentAudio, ModelSamplingAuraFlow, KSampler)
-        became; None (left unmapped, with why) where the chain is another."""
+        TextEncodeAceStepAudio1.5, ConditioningZeroOut, EmptyAceStep1.5LatentAudio, ModelSamplingAuraFlow, KSampler,
+        or CheckpointLoaderSimple in the three loaders' place) became; None (left unmapped, with why) where the chain is another."""
         model, shifts = self._upstream(ks, "model", ("ModelSamplingAuraFlow",))
         pos, _ = self._upstream(ks, "positive")
         neg, _ = self._upstream(ks, "negative")
         clip = self._upstream(pos, "clip")[0] if pos is not None else None
         vae = self._upstream(cn, "vae")[0]
+        # the all-in-one checkpoint: CheckpointLoaderSimple gives the model, both Qwen3s and the VAE
+        aio = model is not None and model.class_type == "CheckpointLoaderSimple" and clip is model and vae is model
         why = ""
-        if model is None or model.class_type != "UNETLoader":
-            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader) with "
-                   f"only ModelSamplingAuraFlow between: {getattr(model, 'class_type', 'nothing')} on the model's way "
-                   "is not read")
-        elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or clip is None or \
-                clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader":
+        if model is None or model.class_type != "UNETLoader" and not aio:
+            why = ("generate.ace_step takes ACE-Step 1.5's split files (UNETLoader, DualCLIPLoader, VAELoader) or its "
+                   "all-in-one checkpoint (CheckpointLoaderSimple) with only ModelSamplingAuraFlow between: "
+                   f"{getattr(model, 'class_type', 'nothing')} on the model's way is not read")
+        elif pos is None or pos.class_type != "TextEncodeAceStepAudio1.5" or not aio and (
+                clip is None or clip.class_type != "DualCLIPLoader" or vae is None or vae.class_type != "VAELoader"):
             why = ("generate.ace_step takes the prompt from TextEncodeAceStepAudio1.5 on DualCLIPLoader's encoders "
-                   "and the VAE from VAELoader")
+                   "and the VAE from VAELoader, or both from the all-in-one checkpoint's CheckpointLoaderSimple")
         if why:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(why)
@@ -168,10 +177,12 @@ class SoundModels:
         song = dict(song.attrs.get("ace_song", {})) if isinstance(song, Out) else {}
         raw = {k: self.resolve(ks.inputs.get(k)) for k in ("seed", "steps", "cfg", "sampler_name", "scheduler",
                                                            "denoise")}
-        params = {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
-                  "text_encoder": self.resolve(clip.inputs.get("clip_name1")),
-                  "lm": self.resolve(clip.inputs.get("clip_name2")), "vae": self.resolve(vae.inputs.get("vae_name")),
-                  **{k: v for k, v in song.items() if k != "duration"},
+        files = {"checkpoint": self.resolve(model.inputs.get("ckpt_name")), "diffusion_model": "",
+                 "text_encoder": "", "lm": "", "vae": ""} if aio else \
+            {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
+             "text_encoder": self.resolve(clip.inputs.get("clip_name1")),
+             "lm": self.resolve(clip.inputs.get("clip_name2")), "vae": self.resolve(vae.inputs.get("vae_name"))}
+        params = {**files, **{k: v for k, v in song.items() if k != "duration"},
                   **{k: raw[k] for k in ("seed", "steps", "cfg") if raw[k] is not None}}
         if shifts:
             params["shift"] = float(self.resolve(shifts[0].inputs.get("shift")))
@@ -191,7 +202,7 @@ class SoundModels:
             notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
         if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
             notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
-        carried = [model, *shifts, pos, clip, vae]
+        carried = [model, *shifts, pos] + ([] if aio else [clip, vae])
         # the negative's nodes fold away whole (none is left dangling on the folded loaders)
         negative = self._feeding(neg, {n.id for n in carried if n is not None})
         dropped = set()

@@ -88,12 +88,12 @@ def size_shift(config, tokens: int) -> float:
     return tokens * m + config.get("base_shift", 0.5) - m * lo
 
 
-def size_shifted_sigmas(sch, steps: int, latent_shape) -> torch.Tensor:
+def size_shifted_sigmas(sch, steps: int, latent_shape, mu=None) -> torch.Tensor:
     """The levels FluxPipeline and QwenImagePipeline visit: 1 down to 1/steps through their scheduler, which shifts
-    them by mu for the image's 2x2-patch count where it shifts dynamically, then 0."""
+    them by mu for the image's 2x2-patch count where it shifts dynamically (`mu`: a pipeline's own), then 0."""
     kw = {}
     if sch.config.get("use_dynamic_shifting"):
-        kw["mu"] = size_shift(sch.config, (latent_shape[-2] // 2) * (latent_shape[-1] // 2))
+        kw["mu"] = size_shift(sch.config, (latent_shape[-2] // 2) * (latent_shape[-1] // 2)) if mu is None else mu
     sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), **kw)
     return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 

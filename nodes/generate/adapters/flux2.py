@@ -20,7 +20,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
-from nodes.generate.reference import reference_rows
+from nodes.generate.reference import with_indexed_references
 
 TEXT_LAYERS = (10, 20, 30)          # Flux2Pipeline's text_encoder_out_layers (Mistral Small 3's)
 KLEIN_LAYERS = (9, 18, 27)          # Flux2KleinPipeline's (Qwen3's)
@@ -155,9 +155,7 @@ class Flux2Adapter(Adapter):
             raise NodeError("FLUX.2 prompts are all 512 tokens long; these conditionings differ: encode them with "
                             "the same FLUX.2 text encoder")
         out = {"encoder_hidden_states": torch.cat([e for e in rows for _ in range(batch)]).to(device, dtype)}
-        refs, _ = reference_rows(conds, frames, batch, default="index")
-        if refs:
-            out["references"] = [r.to(device, dtype) for r in refs]
+        with_indexed_references(out, conds, frames, batch, device, dtype)
         return out
 
     def forward(self, handle, x_in, t, inputs):

@@ -18,10 +18,10 @@ import torch
 from diffusers import DiffusionPipeline
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, padded_rows, text_of_width
+from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, padded_rows
 from nodes.generate.adapters.flux2 import Flux2Adapter, tokens_of
 from nodes.generate.adapters.hunyuan15 import next_level
-from nodes.generate.reference import reference_rows
+from nodes.generate.reference import text_and_references
 
 TEXT_LAYERS = (4, 8, 12, 16, 20, 24, 28, 32)     # Flux3TextEncoderStep's text_encoder_out_layers
 PAD_MULTIPLE = 80                                # its pad_multiple: part of the model's recipe
@@ -95,12 +95,9 @@ class Flux3Adapter(Flux2Adapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         reads = int(handle.pipe.transformer.config.joint_attention_dim)
-        out = text_of_width(conds, frames, batch, device, dtype, reads,
-                            f"this FLUX.3 transformer reads {reads}: encode it with FLUX.3's Qwen3-VL-4B "
-                            "(qwen3vl_4b_int8_convrot.safetensors, type flux3)")
-        refs, _ = reference_rows(conds, frames, batch, default="index")
-        if refs:
-            out["references"] = [r.to(device, dtype) for r in refs]
+        out = text_and_references(conds, frames, batch, device, dtype, reads,
+                                  f"this FLUX.3 transformer reads {reads}: encode it with FLUX.3's Qwen3-VL-4B "
+                                  "(qwen3vl_4b_int8_convrot.safetensors, type flux3)")
         if "schedule" in conds[-1].extra:
             out["schedule"] = conds[-1].extra["schedule"]
         return out

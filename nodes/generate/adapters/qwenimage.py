@@ -69,7 +69,11 @@ class QwenImageAdapter(Adapter):
 
     # -- sampling ------------------------------------------------------------------------
     def default_sigmas(self, pipe, steps, latent_shape):
-        return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape)
+        if not layered(pipe.transformer):
+            return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape)
+        # QwenImageLayeredPipeline's shift: the square root of the picture's 2x2-patch count over 256's
+        return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape,
+                                   mu=((latent_shape[-2] // 2) * (latent_shape[-1] // 2) / 256) ** 0.5)
 
     def flow_shift(self, pipe) -> float:
         return COMFY_SHIFT
@@ -95,6 +99,8 @@ class QwenImageAdapter(Adapter):
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
+        if layered(model):
+            return self._layers(model, x_in, t, inputs)
         n, c, f, h, w = x_in.shape
         tokens = frame_tokens(x_in, "Qwen-Image")
         own = tokens.shape[1]
@@ -120,6 +126,34 @@ class QwenImageAdapter(Adapter):
                         encoder_hidden_states=inputs["encoder_hidden_states"], encoder_hidden_states_mask=mask,
                         img_shapes=[shapes] * (n * f), controlnet_block_samples=control, return_dict=False)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
+
+    def _layers(self, model, x_in, t, inputs):
+        """Qwen-Image-Layered: each batch item's frames are one picture's layers (the whole picture first), read as
+        one sequence with each layer on its own plane of the rotary positions, the picture to split after them on
+        plane -1 (QwenImageLayeredPipeline's img_shapes; ComfyUI's ReferenceLatent on it); the additional timestep
+        condition 0 (the layers are RGBA, as both give it)."""
+        if inputs.get("control"):
+            raise NodeError("Qwen-Image-Layered takes no ControlNet (the Qwen-Image ones steer a single picture's "
+                            "tokens, not its layers): remove control.apply from its model")
+        n, c, f, h, w = x_in.shape
+        own = f * (h // 2) * (w // 2)
+        tokens = pack(frames_in_batch(x_in)).reshape(n, own, 4 * c)
+        shapes = [(1, h // 2, w // 2)] * f
+        refs = [r[::f] for r in inputs.get("references", ())]      # the rows repeat each item's for every frame
+        if len(refs) > 1:
+            raise NodeError(f"Qwen-Image-Layered splits one picture into layers, and this prompt holds {len(refs)}: "
+                            "give condition.reference one picture")
+        for ref in refs:
+            tokens = torch.cat([tokens, pack(ref).to(tokens)], 1)
+            shapes.append((1, ref.shape[-2] // 2, ref.shape[-1] // 2))
+        text, mask = inputs["encoder_hidden_states"][::f], inputs["mask"][::f]
+        with no_picture(model, not refs):
+            out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n),
+                        encoder_hidden_states=text, encoder_hidden_states_mask=None if bool(mask.all()) else mask,
+                        img_shapes=[shapes] * n, additional_t_cond=torch.zeros(n, dtype=torch.long,
+                                                                               device=tokens.device),
+                        return_dict=False)[0]
+        return frames_from_batch(unpack(out[:, :own].reshape(n * f, own // f, -1), h, w), n)
 
     def _pictures(self, inputs, controls, h, w, rows, model) -> list:
         """Each control's pictures encoded for these frames, packed, and repeated for each conditioning and batch
@@ -147,6 +181,10 @@ class QwenImageAdapter(Adapter):
         return True
 
     def vae_encode(self, pipe, pixels, generator=None):
+        """An RGBA VAE (Qwen-Image-Layered's, Qwen-Image 2.1's) reads a picture without alpha as opaque, as their
+        pipelines convert every picture to RGBA and ComfyUI pads the channel with 1."""
+        if pixels.shape[1] == 3 and vae_channels(pipe.vae) == 4:
+            pixels = torch.cat([pixels, torch.ones_like(pixels[:, :1])], 1)
         z = WAN.vae_encode(pipe, frames_in_batch(pixels).unsqueeze(2))[:, :, 0]
         return frames_from_batch(z, pixels.shape[0])
 
@@ -164,6 +202,44 @@ def text_only(pipe):
         return pipe
     return QwenImagePipeline(scheduler=None, vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                              transformer=None)
+
+
+def layered(transformer) -> bool:
+    """Whether a Qwen-Image transformer is Qwen-Image-Layered's (its layers' rotary positions)."""
+    return bool(getattr(getattr(transformer, "config", None), "use_layer3d_rope", False))
+
+
+def vae_channels(vae, side: str = "in_channels") -> int:
+    """The picture channels a VAE reads (side in_channels) or writes (out_channels): 4 for RGBA. diffusers names
+    them so on most VAEs (the Wan 2.2 network Qwen-Image 2.1's is); AutoencoderKLQwenImage has input_channels for
+    both."""
+    return int(getattr(vae.config, side, None) or getattr(vae.config, "input_channels", 3))
+
+
+class _StandIn(torch.nn.Module):
+    """QwenEmbedLayer3DRope reading layers without a picture to split (ComfyUI's text-to-layers): diffusers' takes
+    the last shape for the picture (plane -1), so a 2x2 stand-in is given there and its 4 positions dropped."""
+    def __init__(self, rope):
+        super().__init__()
+        self.rope = rope
+
+    def forward(self, video_fhw, max_txt_seq_len, device=None):
+        vid, txt = self.rope([list(video_fhw[0]) + [(1, 2, 2)]], max_txt_seq_len, device=device)
+        return vid[:-4], txt
+
+
+@contextlib.contextmanager
+def no_picture(model, on: bool):
+    """The layered transformer's positions without a picture to split, for one call (`on`)."""
+    if not on:
+        yield
+        return
+    rope = model.pos_embed
+    model.pos_embed = _StandIn(rope)
+    try:
+        yield
+    finally:
+        model.pos_embed = rope
 
 
 @contextlib.contextmanager

@@ -104,13 +104,6 @@ class QwenImage21Adapter(QwenImageAdapter):
                               img_shapes=[shapes] * len(rows), return_dict=False)[0][:, -h * w:]
         return frames_from_batch(out.transpose(1, 2).reshape(n * f, c, h, w), n)
 
-    # -- VAE: RGBA, one frame at a time (QwenImageAdapter's) ---------------------------------
-    def vae_encode(self, pipe, pixels, generator=None):
-        """A picture without alpha as opaque, as QwenImage21Pipeline converts every picture to RGBA for its VAE."""
-        if pixels.shape[1] == 3 and pipe.vae.config.in_channels == 4:
-            pixels = torch.cat([pixels, torch.ones_like(pixels[:, :1])], 1)
-        return super().vae_encode(pipe, pixels, generator)
-
 
 class _NoProcessor:
     """What QwenImage21Pipeline's constructor reads of a processor, for a pipeline that encodes no prompt."""

@@ -16,6 +16,7 @@ from nodes.generate.converters import Built, count, decoder_sizes, model_config,
 
 FAMILY = "qwenimage"
 TIMESTEP_ZERO_MARKER = "__index_timestep_zero__"      # ComfyUI's Edit-2511 files (its model's buffer)
+LAYERED_MARKER = "time_text_embed.addition_t_embedding.weight"    # Qwen-Image-Layered's alone
 
 
 @register("qwenimage", "diffusion_model")
@@ -30,6 +31,8 @@ def transformer(state, det) -> Built:
     state = dict(state)
     if state.pop(TIMESTEP_ZERO_MARKER, None) is not None:
         cfg["zero_cond_t"] = True
+    if LAYERED_MARKER in state:         # Qwen-Image-Layered: its RGB/RGBA flag's embedding, its layers' positions
+        cfg.update(use_additional_t_cond=True, use_layer3d_rope=True)
     w = state["img_in.weight"]
     head = int(state["transformer_blocks.0.attn.norm_q.weight"].shape[0])
     cfg.update(in_channels=int(w.shape[1]), num_attention_heads=int(w.shape[0]) // head, attention_head_dim=head,
@@ -41,13 +44,15 @@ def transformer(state, det) -> Built:
 
 @register("qwenimage", "vae")
 def vae(state, det) -> Built:
-    """qwen_image_vae.safetensors: converted as the Wan 2.1 VAE it is, built as diffusers' AutoencoderKLQwenImage."""
+    """qwen_image_vae.safetensors: converted as the Wan 2.1 VAE it is, built as diffusers' AutoencoderKLQwenImage;
+    Qwen-Image-Layered's qwen_image_layered_vae reads and writes RGBA (its first convolution 4 channels wide)."""
     import inspect
     from diffusers import AutoencoderKLQwenImage
     from nodes.generate.converters.wan import vae as wan_vae
     wan = wan_vae(state, det)
     takes = set(inspect.signature(AutoencoderKLQwenImage.__init__).parameters)
     cfg = {k: v for k, v in wan.config.items() if k in takes}
+    cfg["input_channels"] = int(wan.state_dict["encoder.conv_in.weight"].shape[1])
     return Built(lambda: AutoencoderKLQwenImage.from_config(cfg), wan.state_dict, cfg)
 
 
