@@ -307,6 +307,16 @@ def sgm_uniform_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     return _with_zero([table.sigma(float(t)) for t in ts])
 
 
+def normal_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's normal schedule: `steps` evenly spaced timesteps from the noisiest level to the least noisy one
+    (both ends in), then 0 (none where the least noisy level is already 0)."""
+    t0, t1 = table.timestep(float(table.sigmas[-1])), table.timestep(float(table.sigmas[0]))
+    last_zero = abs(table.sigma(t1)) < 1e-5
+    ts = torch.linspace(t0, t1, steps + last_zero, dtype=torch.float64)
+    levels = [table.sigma(float(t)) for t in ts]
+    return torch.as_tensor(levels, dtype=torch.float64) if last_zero else _with_zero(levels)
+
+
 def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
     """Timesteps at the quantiles of a Beta(alpha, beta) distribution (Lee et al. 2024, "Beta sampling is
     all you need"): with 0.6/0.6, denser at both ends of the schedule. Repeated timesteps are dropped."""

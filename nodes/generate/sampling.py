@@ -27,7 +27,7 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
+from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas, normal_sigmas,
                                      karras_sigmas)
 
 SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta")
@@ -101,8 +101,8 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
             SigmaTable.vp(adapter.alphas_cumprod(pipe))
         sig = TABLE_SCHEDULES[scheduler](table, steps)
     elif scheduler == "normal":
-        if adapter.space == "flow":
-            sig = flow_sigmas(steps, flow_shift).double()
+        if adapter.space == "flow":     # ComfyUI's: timesteps evenly spaced down to the least noisy level, not 0
+            sig = normal_sigmas(SigmaTable.flow(flow_shift, adapter.flow_levels), steps)
         else:
             ac = adapter.alphas_cumprod(pipe)
             t = torch.linspace(len(ac) - 1, 0, steps).round().long()
@@ -269,7 +269,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
 
     def guide_pair(x, s, den, idx, scale):
         mixed = mix(x, s, den, idx, scale)
-        return mixed if norm is None else cfg_norm(den.chunk(2)[1] if guided else den, mixed, norm)
+        if norm is None:
+            return mixed
+        cond = den.chunk(2)[1] if guided else den
+        return cfg_norm_pre(x, cond, mixed, norm[0]) if norm[1] else cfg_norm(cond, mixed, norm[0])
 
     def mix(x, s, den, idx, scale):
         if not guided:
@@ -307,6 +310,17 @@ def cfg_norm(cond, guided, strength: float):
     norm over the channels, then by strength."""
     scale = (cond.norm(dim=1, keepdim=True) / (guided.norm(dim=1, keepdim=True) + 1e-8)).clamp(0.0, 1.0)
     return guided * scale * strength
+
+
+def cfg_norm_pre(x, cond, guided, strength: float):
+    """ComfyUI's CFGNorm with pre_cfg: the guided noise x - guided rescaled, at each latent pixel, to the conditional
+    noise's norm over the channels (either way; left as it is where it is zero), blended back towards plain CFG by
+    1 - strength; returns the x0 prediction."""
+    noise, own = x - guided, x - cond
+    size = noise.norm(dim=1, keepdim=True)
+    rescaled = noise * torch.where(size > 0, own.norm(dim=1, keepdim=True) / size.clamp_min(1e-12),
+                                   torch.ones_like(size))
+    return x - (strength * rescaled + (1 - strength) * noise)
 
 
 def rescale_cfg(x, sigma, cond, guided, multiplier: float, flow: bool = False):
