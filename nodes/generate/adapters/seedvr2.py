@@ -1,5 +1,6 @@
 """SeedVR2 (ByteDance's one-step video restorer): the parts as loaded and what differs from the other families. Its
-VAE (nodes/generate/seedvr2_vae.py) takes and gives the latent in the denoiser's space (scaled by 0.9152) itself."""
+VAE (nodes/generate/seedvr2_vae.py) takes and gives the latent in the denoiser's space (scaled by 0.9152) itself; its
+transformer samples as adapters/seedvr2_denoise.py says."""
 from __future__ import annotations
 
 from typing import Tuple
@@ -7,7 +8,7 @@ from typing import Tuple
 import torch
 from diffusers import DiffusionPipeline
 
-from nodes.generate.adapters.base import Adapter
+from nodes.generate.adapters.seedvr2_denoise import SeedVR2Denoising
 from nodes.generate.seedvr2_vae import LATENT_CHANNELS, SPACE, TIME
 
 
@@ -20,7 +21,7 @@ class SeedVR2Parts(DiffusionPipeline):
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
 
 
-class SeedVR2Adapter(Adapter):
+class SeedVR2Adapter(SeedVR2Denoising):
     family = "seedvr2"
 
     def factors(self, pipe) -> Tuple[int, int, int]:
