@@ -1182,6 +1182,9 @@ def cfg_override_guide(ctx, model: MODEL, cfg: float = Param(3.0, min=0.0, max=1
     """Another guidance scale over part of the steps (ComfyUI's CFGOverride): at the noise levels from `start` to
     `end` of the way from noise (levels, not step counts, as ComfyUI's percents) sample uses this cfg in place of
     its own. Ideogram 4's templates polish with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    if start > end:
+        raise NodeError(f"guide.cfg_override: start {start:g} is after end {end:g}, a share of no steps: set start "
+                        "to the earlier share of the way (0 is the noisy end)")
     return model.with_option("cfg_override", (float(cfg), float(start), float(end)))
 
 
