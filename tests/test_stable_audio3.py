@@ -128,7 +128,8 @@ def prompt_embeds(text: str):
 
 def reference(prompt: str, negative: str, steps: int, cfg: float, seed: int, lcm: bool = True) -> torch.Tensor:
     """diffusers' StableAudio3Pipeline on the tiny modules, told ComfyUI's way: its sigmas, KSampler's noise (the
-    seed's first CPU draw) as the latents and lcm's second generator of the same seed as the pipeline's, the
+    seed's first CPU draw) as the latents and lcm's re-noising generator as the pipeline's: ComfyUI's
+    default_noise_sampler (comfy/k_diffusion/sampling.py) seeds a CPU latent's with seed + 1, the
     latent's whole seconds as the duration, an all-zero inpainting input to the DiT (ComfyUI's concat_cond); then
     the decode cut to the seconds and VAEDecodeAudio's loudness rule."""
     import diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 as module
@@ -150,7 +151,7 @@ def reference(prompt: str, negative: str, steps: int, cfg: float, seed: int, lcm
         latent = pipe(prompt_embeds=pos, encoder_attention_mask=pos_mask, negative_prompt_embeds=neg,
                       negative_encoder_attention_mask=neg_mask, duration=int(FRAMES / (44100 / 4096)),
                       num_inference_steps=steps, guidance_scale=cfg, latents=latents,
-                      generator=torch.Generator().manual_seed(seed), output_type="latent").audios
+                      generator=torch.Generator().manual_seed(seed + 1), output_type="latent").audios
     finally:
         dit.forward, module.logsnr_sigma_schedule = forward, schedule
     with torch.no_grad():
