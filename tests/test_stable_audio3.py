@@ -220,11 +220,16 @@ def test_each_stable_audio_node_names_the_other_for_its_checkpoint(tiny):
         sa3.dit_weights(open_checkpoint(dit, vae, proj), "open.safetensors")
 
 
-def imported(name: str):
+def imported(name: str, sampler: str = ""):
+    """The template imported (its KSampler's sampler_name set to `sampler` where given)."""
+    import json
     from pathlib import Path
-    from app.comfyui import import_workflow
+    from app.comfyui import import_data
     from graph_engine.api import load_workflow
-    result = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" / name))
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / name).read_text())
+    for node in (n for sub in data["definitions"]["subgraphs"] for n in sub["nodes"] if n["type"] == "KSampler"):
+        node["widgets_values"][4] = sampler or node["widgets_values"][4]
+    result = import_data(data)
     wf = load_workflow(text=result.yaml)
     (sound,) = [n for n in wf.graph.nodes.values() if n.type == "generate.stable_audio3"]
     (save,) = [n for n in wf.graph.nodes.values() if n.type == "io.save_audio"]
@@ -250,6 +255,17 @@ def test_comfyui_templates_import(name, ckpt, steps, cfg):
     assert (save.params["path"], save.params["quality"]) == ("out/audio/stable_audio_3.mp3", "V0")
     (ks,) = [e for e in result.report.entries.values() if e.class_type == "KSampler"]
     assert ks.status == "exact"
+
+
+@pytest.mark.parametrize("sampler, runs_as", [("heun", "euler"), ("dpmpp_3m_sde", "dpmpp_2m")])
+def test_a_template_sampler_kinograph_lacks_is_named_and_replaced(sampler, runs_as):
+    """A KSampler sampler generate.stable_audio3 does not have was written into the node as it was and reported
+    exact: the imported workflow then failed to load ("'heun' is not one of ...")."""
+    result, wf, sound, _ = imported("audio_stable_audio_3_medium.json", sampler)
+    assert sound.params["sampler"] == runs_as
+    (ks,) = [e for e in result.report.entries.values() if e.class_type == "KSampler"]
+    assert ks.status == "approx"
+    assert any(f"sampler {sampler}" in n for e in result.report.entries.values() for n in e.notes)
 
 
 def test_comfyui_template_runs_and_saves_its_sound(model, tmp_path):
