@@ -442,6 +442,14 @@ LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_MASK_NOTE = ("the mask reaches the latent grid averaged over each latent pixel's pixels (ComfyUI: bilinear), "
                     "so its edge can differ by a fraction of a latent pixel")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
+
+
+def minimax_ref_size(v):
+    """MiniMaxH3ReferenceToVideo's ref_image_size -> condition.references' resolution: match (down to the video's
+    size) or keep (max: at most a 2048-pixel short side)."""
+    return "match" if v == "match" else "keep"
+
+
 S2V_NOTE = ("the reference, motion and pose pictures are resized by the VAE's processor (ComfyUI: bilinear), and the "
             "video is encoded whole (ComfyUI: in tiles)")
 VIDEO_SAVE_TAKES = ("fps",)
@@ -1164,10 +1172,21 @@ RULES: Dict[str, Rule] = {
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
     # MiniMax H3 text-to-video: its prompt (the CLIP it is given reads it) and the empty video latent with its
-    # soundtrack; keyframes (first_frame / last_frame, fl2va) are not made yet
+    # soundtrack; keyframes (first_frame / last_frame, fl2va) through condition.frames
     "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
                                   (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
                                   {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
+    # MiniMax H3's guide picture at any frame (chained to pin several); its guide clips and sound are not read yet
+    "MiniMaxH3AddGuide": Rule("condition.frames", ("frame_idx",), (P("frame_idx", "guide_frame"),),
+                              {"positive": "positive", "vae": "vae", "latent": "latent", "image": "guide"},
+                              ("positive",), special="minimax_h3_guide"),
+    # MiniMax H3 reference-to-video (ref2va): the same, and its reference pictures through condition.references
+    "MiniMaxH3ReferenceToVideo": Rule("encode.text", ("prompt", "width", "height", "length", "ref_image_size"),
+                                      (P("prompt", "text"),) + LATENT_SIZE + (
+                                          P("length", "frames"), P("ref_image_size", "resolution",
+                                                                   minimax_ref_size)),
+                                      {"clip": "text_encoder"}, ("positive", "latent"),
+                                      special="minimax_h3_reference"),
     # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
     # sample's ar_video sampler reads) and the empty latent is the video's
     "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
@@ -1251,6 +1270,12 @@ RULES: Dict[str, Rule] = {
                   {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
                   ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
        for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
+    # MiniMax H3's Fun ControlNet-Union by its control video (its inpainting: mask / source_video not run yet)
+    "MiniMaxH3FunControlNetApply": Rule("control.model_patch", ("strength", "start_percent", "end_percent"),
+                                        (P("strength", "strength"),),
+                                        {"model": "model", "model_patch": "model_patch", "vae": "vae",
+                                         "control_video": "video", "mask": "mask"}, ("model",),
+                                        ignore={"start_percent": 0.0, "end_percent": 1.0}),
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
@@ -2031,7 +2056,8 @@ RULES: Dict[str, Rule] = {
                           ignore={"audioUI": None}, special="save_audio"),
     "SaveAudioAdvanced": Rule("io.save_audio", ("filename_prefix", "format", "format.quality"),
                               (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
-    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # newer ComfyUI's PreviewImage hands the pictures it shows on (MiniMax H3's Fun ControlNet template)
+    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
     "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_any"),

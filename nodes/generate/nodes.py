@@ -478,16 +478,22 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      topk: int = Param(2, min=1, max=10, help="ATI: tracks blended at each latent pixel"),
                      strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move"),
                      text_encoder: TEXT_ENCODER = Input(optional=True, help="MiniMax H3: its Qwen3-VL, to read "
-                                                                            "positive's prompt after the keyframes")):
+                                                                            "positive's prompt after the keyframes"),
+                     guide: IMAGE = Input(optional=True, help="MiniMax H3: a picture to pin at guide_frame "
+                                                              "(cover-cropped), after the frames positive holds"),
+                     guide_frame: int = Param(0, min=-9999, max=9999, help="MiniMax H3: the frame guide pins; "
+                                                                           "negative counts from the end")):
     """Image-to-video conditioning: pin the first (and for Wan and MiniMax H3, the last) frame of the generated video.
 
     Wan ATI (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) and Wan-Move (ComfyUI's WanMoveTrackToVideo) models
     also take point tracks: what is under each track's start in the first frame is carried along it. MiniMax H3
-    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder."""
+    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder.
+    MiniMax H3 also takes a guide picture at any frame: chain condition.frames to pin several (ComfyUI's
+    MiniMaxH3AddGuide); guides are not read with the prompt."""
     from nodes.generate.image_cond import condition_frames as run
     return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
                tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength,
-               text_encoder=text_encoder)
+               text_encoder=text_encoder, guide=guide, guide_frame=guide_frame)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",
