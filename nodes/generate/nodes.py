@@ -1172,7 +1172,7 @@ def negative_model_guide(ctx, model: MODEL, negative_model: MODEL) -> MODEL:
     """Classifier-free guidance whose negative pass a second model makes (ComfyUI's DualModelGuider): Ideogram 4's
     unconditional transformer (ideogram4_unconditional_*), trained without text, reads sample's negative prompt (the
     zeroed prompt, condition.zero) while this model reads the prompt. Both must be of one family; at cfg 1 the second
-    model is not run."""
+    model is not run. Not yet with regional prompts, guide.skip_layers_negative or a ControlNet (sample says so)."""
     from nodes.generate.sampling import check_negative_model
     check_negative_model(model, negative_model)
     return model.with_option("negative_model", negative_model)
@@ -1187,7 +1187,11 @@ def cfg_override_guide(ctx, model: MODEL, cfg: float = Param(3.0, min=0.0, max=1
                        end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
     """Another guidance scale over part of the steps (ComfyUI's CFGOverride): at the noise levels from `start` to
     `end` of the way from noise (levels, not step counts, as ComfyUI's percents) sample uses this cfg in place of
-    its own. Ideogram 4's templates polish with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    its own, also where its own cfg is 1 (the negative pass then runs over that part). Ideogram 4's templates polish
+    with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    if start > end:
+        raise NodeError(f"guide.cfg_override: start {start:g} is after end {end:g}, a share of no steps: set start "
+                        "to the earlier share of the way (0 is the noisy end)")
     return model.with_option("cfg_override", (float(cfg), float(start), float(end)))
 
 
