@@ -1064,7 +1064,7 @@ RULES: Dict[str, Rule] = {
                                 (P("prompt", "text"), P("negative_prompt", "negative")),
                                 {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                  "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
-                                ("positive", "negative")),
+                                ("positive", "negative"), special="boogu_edit"),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),

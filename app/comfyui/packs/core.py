@@ -163,6 +163,17 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
         return []
 
+    def special_boogu_edit(self, cn, rule, params, notes):
+        """TextEncodeBooguEdit: its pictures (an Autogrow of up to 16) beyond the four encode.boogu_edit takes are
+        named, not dropped unsaid."""
+        slots = [k for k in cn.inputs if k.startswith("images.image_") and k not in rule.inputs
+                 and isinstance(self.resolve(cn.inputs[k]), Out)]
+        if slots:
+            names = ", ".join(sorted(slots, key=lambda k: int(k.rsplit("_", 1)[-1])))
+            notes.append(f"{names}: encode.boogu_edit reads four pictures (image_1 to image_4), so the edit is made "
+                         "without these; give it the four that matter most")
+        return [self.plain(cn, rule, params, notes)]
+
     def special_qwen21_text(self, cn, rule, params, notes):
         """TextEncodeQwenImage21: with pictures (images.image_1 ...), an encode.qwen_edit for the prompt and one for
         the negative, each reading the pictures (the negative with them, as ComfyUI's); without, one encode.text for
