@@ -32,3 +32,22 @@ def test_boogu_edit_pictures_beyond_four_are_named_at_import():
     assert four.status == "exact" and not four.notes
     six = import_data(_boogu_edit_workflow(6)).report.entries["4"]
     assert six.status != "exact" and any("images.image_5, images.image_6:" in n for n in six.notes), (six.status, six.notes)
+
+
+def test_minimax_fun_controlnet_refuses_keyframes_and_references_as_comfyui():
+    """ComfyUI's MiniMaxH3FunControl.init_stream raises on a layout with keyframe or reference segments
+    (comfy/ldm/minimax/controlnet.py: "does not support keyframe or reference conditioning"); Kinograph ran it,
+    giving the held rows the projection of zeros, maths no reference has. It is named instead."""
+    import pytest
+    import torch
+    from graph_engine import NodeError
+    from nodes.generate.minimax_fun_control import steering
+    blocks = torch.nn.ModuleList([torch.nn.Identity()])
+    net = type("Net", (), {"places": (0,)})()
+    controls = [(net, 1.0, torch.zeros(4, 8))]
+    target, sound = torch.arange(10, 14), torch.arange(5, 7)
+    with steering(blocks, controls, target, target, sound):      # the generated video's rows only: steered
+        pass
+    with pytest.raises(NodeError, match="keyframes or reference pictures"):
+        with steering(blocks, controls, torch.cat([torch.arange(7, 10), target]), target, sound):
+            pass
