@@ -51,3 +51,43 @@ def test_minimax_fun_controlnet_refuses_keyframes_and_references_as_comfyui():
     with pytest.raises(NodeError, match="keyframes or reference pictures"):
         with steering(blocks, controls, torch.cat([torch.arange(7, 10), target]), target, sound):
             pass
+
+
+def test_an_rgba_vae_reads_a_pictures_alpha():
+    """Qwen-Image-Layered's (and Qwen-Image 2.1's) VAE reads RGBA: QwenImageLayeredPipeline gives it the picture's
+    straight colour and its alpha (image.convert("RGBA")), so a layer it made can be split again. Kinograph gave it
+    the colour laid over black and an opaque alpha, whatever the picture's matte: a cut-out read as a picture on
+    black. Reference: diffusers' AutoencoderKLQwenImage on the straight RGBA pixels."""
+    import types
+
+    import numpy as np
+    import torch
+    from graph_engine import Clip
+    from nodes.common.alpha import premultiplied
+    from nodes.generate.vae_ops import encode_clip, fit_to_grid
+    from tiny_qwen_layered import parts
+    _, ae = parts()
+    vae = types.SimpleNamespace(family="qwenimage", pipe=types.SimpleNamespace(vae=ae, vae_scale_factor=8))
+    rng = np.random.default_rng(5)
+    straight = rng.integers(0, 256, (1, 48, 64, 3), dtype=np.uint8)
+    alpha = np.zeros((1, 48, 64, 1), np.uint8)
+    alpha[:, 8:40, 16:48] = 255                       # a cut-out with a soft edge
+    alpha[:, 8:40, 12:16] = 128
+    clip = Clip.from_array(premultiplied(straight, alpha)).with_matte(lambda a, b: alpha[a:b])
+    rgba = np.concatenate([np.where(alpha > 0, straight, 0), alpha], -1)     # colour where alpha 0 is black here
+    px = torch.from_numpy(rgba).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    mean = torch.tensor(ae.config.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(ae.config.latents_std).view(1, 16, 1, 1, 1)
+    with torch.no_grad():
+        want = (ae.encode(px).latent_dist.mode() - mean) / std
+    got = encode_clip(vae, clip).samples
+    # under the half-transparent edge the colour comes back within a level (a Clip holds it over black in 8 bits):
+    # 1.7e-4 of the latent's range here; the colour over black read as opaque was 2.3e-2
+    bound = 1e-3 * float(want.abs().max())
+    assert float((got - want).abs().max()) < bound, float((got - want).abs().max())
+    # condition.references' crop to the grid keeps the matte with the colour
+    wide = Clip.from_array(np.pad(premultiplied(straight, alpha), ((0, 0), (0, 0), (4, 4), (0, 0)))).with_matte(
+        lambda a, b: np.pad(alpha, ((0, 0), (0, 0), (4, 4), (0, 0)))[a:b])
+    cut, _ = fit_to_grid(vae, wide)
+    assert cut.matte is not None and np.array_equal(cut.matte.frames(0, 1), alpha)
+    assert float((encode_clip(vae, cut).samples - want).abs().max()) < bound
