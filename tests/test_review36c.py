@@ -91,3 +91,18 @@ def test_an_rgba_vae_reads_a_pictures_alpha():
     cut, _ = fit_to_grid(vae, wide)
     assert cut.matte is not None and np.array_equal(cut.matte.frames(0, 1), alpha)
     assert float((encode_clip(vae, cut).samples - want).abs().max()) < bound
+
+
+def test_layers_need_the_rgba_vae():
+    """latent.layers with layers on Qwen-Image's RGB VAE (qwen_image_vae) made a latent whose layers decode without
+    alpha, and the picture to split encoded in another latent space than the layered model's: named instead. 0
+    layers (a plain Qwen-Image latent) stays allowed."""
+    import types
+
+    import pytest
+    from graph_engine import NodeError
+    from nodes.generate.vae_ops import layered_latent
+    rgb = types.SimpleNamespace(family="qwenimage", pipe=types.SimpleNamespace(
+        vae=types.SimpleNamespace(config=types.SimpleNamespace(input_channels=3))))
+    with pytest.raises(NodeError, match="qwen_image_layered_vae"):
+        layered_latent(rgb, 3, 64, 48)

@@ -322,4 +322,8 @@ def layered_latent(vae, layers: int, width: int, height: int, log=None) -> Laten
                         "give it qwen_image_layered_vae (or use latent.empty for other models)")
     if layers < 0:
         raise NodeError(f"layers must be 0 or more, got {layers}")
+    if layers and not encodes_alpha(vae.pipe):
+        raise NodeError("this is Qwen-Image's RGB VAE: its latents are not the layered model's, and its layers would "
+                        "decode without alpha; give latent.layers and vae.decode qwen_image_layered_vae (or set "
+                        "layers 0 for a plain Qwen-Image latent)")
     return empty_latent(vae, layers + 1, width, height, family_spec(vae.family).fps, size_fit="floor", log=log)
