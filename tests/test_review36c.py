@@ -31,7 +31,21 @@ def test_boogu_edit_pictures_beyond_four_are_named_at_import():
     four = import_data(_boogu_edit_workflow(4)).report.entries["4"]
     assert four.status == "exact" and not four.notes
     six = import_data(_boogu_edit_workflow(6)).report.entries["4"]
-    assert six.status != "exact" and any("images.image_5, images.image_6:" in n for n in six.notes), (six.status, six.notes)
+    assert six.status != "exact" and any(n.startswith("images.image_5, images.image_6: encode.boogu_edit reads 4") for n in six.notes), (six.status, six.notes)
+
+
+def test_reference_multi_latent_pictures_beyond_four_are_named_at_import():
+    """ReferenceMultiLatent (its images an Autogrow: image0, image1, ...) on condition.references, which takes 4: a
+    fifth was dropped under 'exact' too."""
+    from app.comfyui import import_data
+    api = _boogu_edit_workflow(1)
+    api["4"] = {"class_type": "ReferenceMultiLatent", "inputs": {
+        "positive": ["11", 0], "vae": ["2", 0], "resolution": "keep resolution",
+        **{f"images.image{i}": ["3", 0] for i in range(5)}}}
+    api["11"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "x"}}
+    api["8"]["inputs"]["negative"] = ["4", 0]
+    entry = import_data(api).report.entries["4"]
+    assert any(n.startswith("images.image4: condition.references reads 4") for n in entry.notes), entry.notes
 
 
 def test_minimax_fun_controlnet_refuses_keyframes_and_references_as_comfyui():

@@ -163,15 +163,16 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
         return []
 
-    def special_boogu_edit(self, cn, rule, params, notes):
-        """TextEncodeBooguEdit: its pictures (an Autogrow of up to 16) beyond the four encode.boogu_edit takes are
-        named, not dropped unsaid."""
-        slots = [k for k in cn.inputs if k.startswith("images.image_") and k not in rule.inputs
+    def special_more_pictures(self, cn, rule, params, notes):
+        """A node whose pictures are an Autogrow (TextEncodeBooguEdit's 16, ReferenceMultiLatent's): those beyond the
+        ones the Kinograph node takes are named, not dropped unsaid."""
+        taken = [k for k in rule.inputs if k.startswith("images.")]
+        slots = [k for k in cn.inputs if k.startswith("images.") and k not in rule.inputs
                  and isinstance(self.resolve(cn.inputs[k]), Out)]
         if slots:
-            names = ", ".join(sorted(slots, key=lambda k: int(k.rsplit("_", 1)[-1])))
-            notes.append(f"{names}: encode.boogu_edit reads four pictures (image_1 to image_4), so the edit is made "
-                         "without these; give it the four that matter most")
+            names = ", ".join(sorted(slots, key=lambda k: int(re.sub(r"\D", "", k) or 0)))
+            notes.append(f"{names}: {rule.node} reads {len(taken)} pictures ({taken[0]} to {taken[-1]}), so it is "
+                         f"made without these; give it the {len(taken)} that matter most")
         return [self.plain(cn, rule, params, notes)]
 
     def special_qwen21_text(self, cn, rule, params, notes):
