@@ -78,9 +78,11 @@ def test_an_rgba_vae_reads_a_pictures_alpha():
     import torch
     from graph_engine import Clip
     from nodes.common.alpha import premultiplied
+    from diffusers import AutoencoderKLQwenImage
     from nodes.generate.vae_ops import encode_clip, fit_to_grid
-    from tiny_qwen_layered import parts
-    _, ae = parts()
+    torch.manual_seed(3)
+    ae = AutoencoderKLQwenImage(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
+                                temperal_downsample=[False, True, True], input_channels=4).eval()
     vae = types.SimpleNamespace(family="qwenimage", pipe=types.SimpleNamespace(vae=ae, vae_scale_factor=8))
     rng = np.random.default_rng(5)
     straight = rng.integers(0, 256, (1, 48, 64, 3), dtype=np.uint8)
@@ -96,7 +98,7 @@ def test_an_rgba_vae_reads_a_pictures_alpha():
         want = (ae.encode(px).latent_dist.mode() - mean) / std
     got = encode_clip(vae, clip).samples
     # under the half-transparent edge the colour comes back within a level (a Clip holds it over black in 8 bits):
-    # 1.7e-4 of the latent's range here; the colour over black read as opaque was 2.3e-2
+    # 4.3e-4 of the latent's range here; the colour over black read as opaque was 4.1e-2
     bound = 1e-3 * float(want.abs().max())
     assert float((got - want).abs().max()) < bound, float((got - want).abs().max())
     # condition.references' crop to the grid keeps the matte with the colour
