@@ -1158,7 +1158,11 @@ RULES: Dict[str, Rule] = {
     "VAEDecode": Rule("vae.decode", (), (), {"samples": "latent", "vae": "vae"}, ("video",)),
     "VAEDecodeTiled": Rule("vae.decode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
                            {"samples": "latent", "vae": "vae"}, ("video",),
-                           ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None}),
+                           ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None},
+                           note="decoded as vae.decode decodes (whole frames, or its own tiles where memory asks); "
+                                "ComfyUI decodes in tile_size tiles blended over overlap (most video VAEs also "
+                                "temporal_size frames at a time), so frames larger than a tile differ a little along "
+                                "its tiles' edges"),
     "VAEEncode": Rule("vae.encode", (), (), {"pixels": "video", "vae": "vae"}, ("latent",)),
     "VAEEncodeTiled": Rule("vae.encode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
                            {"pixels": "video", "vae": "vae"}, ("latent",),
