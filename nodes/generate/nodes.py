@@ -580,7 +580,8 @@ def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO 
 def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1). A size the
     model's grid does not divide (16 pixels for most families) is cropped, centred, to the largest one it does,
-    as ComfyUI's VAEEncode crops; the log says what was cut."""
+    as ComfyUI's VAEEncode crops; the log says what was cut. An RGBA VAE (Qwen-Image-Layered's, Qwen-Image 2.1's)
+    reads the clip's alpha too."""
     from nodes.generate.vae_ops import encode_clip, fit_to_grid
     video, note = fit_to_grid(vae, video)
     if note:
