@@ -1029,7 +1029,8 @@ RULES: Dict[str, Rule] = {
                                   P("resolution.megapixels", "megapixels")),
                                  {"positive": "positive", "negative": "negative", "vae": "vae",
                                   "images.image0": "image", "images.image1": "image2", "images.image2": "image3",
-                                  "images.image3": "image4"}, ("positive", "negative", "latent")),
+                                  "images.image3": "image4"}, ("positive", "negative", "latent"),
+                                 special="more_pictures"),
     # boxes drawn in ComfyUI's box editor (its width, height and editor state); the background picture only shows
     # behind the editor, and the preview picture is not drawn
     "CreateBoundingBoxes": Rule("boxes.create", ("width", "height", "editor_state", "state_extra"),
@@ -1064,7 +1065,7 @@ RULES: Dict[str, Rule] = {
                                 (P("prompt", "text"), P("negative_prompt", "negative")),
                                 {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                  "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
-                                ("positive", "negative")),
+                                ("positive", "negative"), special="more_pictures"),
     # JoyImage Edit's prompt with Qwen3-VL seeing the pictures, their latents riding on it (ComfyUI's autogrow inputs
     # count from image0)
     "TextEncodeJoyImageEdit": Rule("encode.joyimage_edit", ("prompt",), (P("prompt", "text"),),

@@ -604,7 +604,8 @@ def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO 
 def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1). A size the
     model's grid does not divide (16 pixels for most families) is cropped, centred, to the largest one it does,
-    as ComfyUI's VAEEncode crops; the log says what was cut."""
+    as ComfyUI's VAEEncode crops; the log says what was cut. An RGBA VAE (Qwen-Image-Layered's, Qwen-Image 2.1's)
+    reads the clip's alpha too."""
     from nodes.generate.vae_ops import encode_clip, fit_to_grid
     video, note = fit_to_grid(vae, video)
     if note:
@@ -1199,7 +1200,7 @@ def negative_model_guide(ctx, model: MODEL, negative_model: MODEL) -> MODEL:
     """Classifier-free guidance whose negative pass a second model makes (ComfyUI's DualModelGuider): Ideogram 4's
     unconditional transformer (ideogram4_unconditional_*), trained without text, reads sample's negative prompt (the
     zeroed prompt, condition.zero) while this model reads the prompt. Both must be of one family; at cfg 1 the second
-    model is not run."""
+    model is not run. Not yet with regional prompts, guide.skip_layers_negative or a ControlNet (sample says so)."""
     from nodes.generate.sampling import check_negative_model
     check_negative_model(model, negative_model)
     return model.with_option("negative_model", negative_model)
@@ -1214,7 +1215,11 @@ def cfg_override_guide(ctx, model: MODEL, cfg: float = Param(3.0, min=0.0, max=1
                        end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
     """Another guidance scale over part of the steps (ComfyUI's CFGOverride): at the noise levels from `start` to
     `end` of the way from noise (levels, not step counts, as ComfyUI's percents) sample uses this cfg in place of
-    its own. Ideogram 4's templates polish with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    its own, also where its own cfg is 1 (the negative pass then runs over that part). Ideogram 4's templates polish
+    with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    if start > end:
+        raise NodeError(f"guide.cfg_override: start {start:g} is after end {end:g}, a share of no steps: set start "
+                        "to the earlier share of the way (0 is the noisy end)")
     return model.with_option("cfg_override", (float(cfg), float(start), float(end)))
 
 

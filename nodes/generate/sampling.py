@@ -165,6 +165,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     if negative_model is not None and (dual is not None or true_cfg is not None):
         raise NodeError("guide.negative_model makes sample's negative pass on a second model and cannot be mixed "
                         f"with {'guide.dual_cfg' if dual is not None else 'guide.true_cfg'} yet: remove one of them")
+    if override is not None:
+        _check_override(handle, adapter, {"guide.dual_cfg": dual, "guide.linear_cfg": min_cfg,
+                                          "guide.true_cfg": true_cfg})
     if true_cfg is not None and not adapter.distilled_guidance(handle):
         raise NodeError(f"guide.true_cfg adds true CFG to a model told cfg as its guidance (FLUX.1 dev); this "
                         f"{handle.family} model takes sample's cfg as true CFG already: remove guide.true_cfg")
@@ -172,9 +175,13 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         _check_dual(handle, adapter, negative, {"guide.skip_layer_guidance": skip, "guide.skip_layers_negative":
                                                 weak_negative, "condition.reference_voice": identity,
                                                 "guide.true_cfg": true_cfg, "guide.linear_cfg": min_cfg})
+    # guide.cfg_override's scale needs the negative pass also where sample's own cfg of 1 would skip it
+    scaled = cfg != 1.0 or override is not None and override[0] != 1.0
     guided = negative is not None and (true_cfg is not None or dual is not None
-                                       or cfg != 1.0 and not adapter.distilled_guidance(handle))
+                                       or scaled and not adapter.distilled_guidance(handle))
     conds = [negative, dual.middle, positive] if dual is not None else [negative, positive] if guided else [positive]
+    if negative_model is not None and guided:
+        _check_negative_pass(handle, conds, weak_negative)
     if not adapter.reads_references and any(references(e) for c in conds for e in c.entries()):
         raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
                         f"(FLUX.1 Kontext); this {handle.family} model would ignore them: remove the "
@@ -318,6 +325,33 @@ def check_negative_model(model, negative_model) -> None:
     if negative_model.loras:
         raise NodeError("guide.negative_model's negative_model has LoRAs, which its pass does not apply yet: put the "
                         "LoRA on the model that reads the prompt, or leave it off")
+
+
+def _check_override(handle, adapter, others: dict):
+    """guide.cfg_override replaces sample's cfg as the true CFG scale; the options that set the scale their own way
+    would leave it out."""
+    names = [name for name, option in others.items() if option is not None]
+    if names:
+        raise NodeError(f"guide.cfg_override cannot be sampled together with {', '.join(names)} yet (the scale is "
+                        "theirs): remove one of them")
+    if adapter.distilled_guidance(handle):
+        raise NodeError(f"guide.cfg_override changes the true CFG scale; this {handle.family} model is told cfg as "
+                        "its guidance (a distilled model), which the override does not change: remove "
+                        "guide.cfg_override, or add guide.true_cfg for a true CFG pass")
+
+
+def _check_negative_pass(handle, conds, weak_negative):
+    """guide.negative_model's pass is sample's plain negative pass on the second model; the options that make their
+    own negative passes on the first model, or ride on the first model alone, would leave it out."""
+    if regions.is_regional(*conds):
+        raise NodeError("guide.negative_model and regional prompts (condition.area, condition.mask, "
+                        "condition.timestep_range) cannot be sampled together yet: remove one of them")
+    if weak_negative is not None:
+        raise NodeError("guide.negative_model and guide.skip_layers_negative both make the negative pass: remove one "
+                        "of them")
+    if handle.option("controlnet") is not None:
+        raise NodeError("guide.negative_model's pass on the second model would run without the model's ControlNet "
+                        "(ComfyUI's steers both passes): apply the ControlNet in a run without guide.negative_model")
 
 
 def _check_dual(handle, adapter, negative, others: dict):
