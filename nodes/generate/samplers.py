@@ -5,6 +5,8 @@ applied by the caller. `callback(i, total, x)` runs after every step; raising fr
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nodes.generate.causal_wan import sample_ar_video
@@ -55,11 +57,21 @@ def _noise_like(x, noise_sampler, i):
     return noise_sampler(i).to(x)
 
 
+def comfy_noise_sampler(shape, seed: int, device, dtype=torch.float32):
+    """noise_sampler(step) drawing the fresh noise of ancestral and SDE steps as ComfyUI's default_noise_sampler does,
+    so a seed gives ComfyUI's picture: a generator of its own on the sampling device, seeded with the run's seed (the
+    seed + 1 on the CPU, where the seed itself would draw the starting noise again), one draw of the whole latent for
+    each step that adds noise."""
+    device = torch.device(device)
+    gen = torch.Generator(device).manual_seed((int(seed) + (device.type == "cpu")) & 0xFFFF_FFFF_FFFF_FFFF)
+    return lambda i: torch.randn(tuple(shape), generator=gen, dtype=dtype, device=device)
+
+
 @torch.no_grad()
-def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, noise_sampler=None):
+def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, noise_sampler=None, s_noise=1.0):
     """DDIM (eta = 0: deterministic; this is also first-order Euler on the probability-flow ODE in
     both frames). eta > 0 adds fresh noise each step while keeping the marginal at the next level:
-    the noise share is eta * sigma' * sqrt(1 - exp(-2h)), h the step in lambda."""
+    the noise share is eta * sigma' * sqrt(1 - exp(-2h)), h the step in lambda (s_noise scales the noise drawn)."""
     sigmas = sigmas.double()
     total = len(sigmas) - 1
     for i in range(total):
@@ -74,7 +86,7 @@ def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, nois
             c = eta * sg2 * (1 - torch.exp(-2 * (_lam(s2, flow) - _lam(s, flow)))).clamp(min=0).sqrt()
             x = a2.to(x.dtype) * den + (sg2 ** 2 - c ** 2).clamp(min=0).sqrt().to(x.dtype) * eps
             if eta > 0:
-                x = x + c.to(x.dtype) * _noise_like(x, noise_sampler, i)
+                x = x + (c * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
         if callback is not None:
             callback(i, total, x)
     return x
@@ -85,9 +97,41 @@ def sample_euler(model_fn, x, sigmas, callback=None, *, flow=False, noise_sample
     return sample_ddim(model_fn, x, sigmas, callback, flow=flow, eta=0.0)
 
 
-def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0):
-    """Euler ancestral: step down below the next level, then add seeded noise back up to it."""
-    return sample_ddim(model_fn, x, sigmas, callback, flow=flow, eta=eta, noise_sampler=noise_sampler)
+@torch.no_grad()
+def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0,
+                           s_noise=1.0):
+    """Euler ancestral: step down below the next level, then add seeded noise back up to it. Variance exploding, the
+    step down is DDIM's with eta (k-diffusion's sigma_down / sigma_up). In the flow frame it is ComfyUI's rectified-flow
+    variant, whose pictures a ComfyUI user expects: down to sigma_d = sigma' (1 + (sigma' / sigma - 1) eta), then
+    scaled by (1 - sigma') / (1 - sigma_d) and noised to sigma' (renoise^2 = sigma'^2 - (sigma_d alpha' / alpha_d)^2)."""
+    if not flow:
+        return sample_ddim(model_fn, x, sigmas, callback, eta=eta, noise_sampler=noise_sampler, s_noise=s_noise)
+
+    def update(i, x, den, s, s2):
+        down = s2 * (1 + (s2 / s - 1) * eta)
+        ratio = down / s
+        x = ratio.to(x.dtype) * x + (1 - ratio).to(x.dtype) * den
+        if eta > 0:
+            renoise = (s2 ** 2 - down ** 2 * (1 - s2) ** 2 / (1 - down) ** 2).sqrt()
+            x = ((1 - s2) / (1 - down)).to(x.dtype) * x + \
+                (renoise * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        return x
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
+@torch.no_grad()
+def _each_step(model_fn, x, sigmas, callback, update):
+    """The loop of a one-step sampler: the model's x0 at each level, `update(i, x, x0, sigma, sigma')` to the next, and
+    x0 itself into zero noise."""
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        x = den if s2 == 0 else update(i, x, den, s, s2)
+        if callback is not None:
+            callback(i, total, x)
+    return x
 
 
 @torch.no_grad()
@@ -172,24 +216,99 @@ def sample_flow_euler_denoised(model_fn, x, sigmas, callback=None, *, flow=True,
 
 
 @torch.no_grad()
-def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, s_noise=1.0,
+               s_noise_end=None, noise_clip=0.0):
     """ComfyUI's lcm (the ping-pong sampler of distilled models): each step jumps to the model's x0, then noises it
-    afresh to the next level (none after the last)."""
+    afresh to the next level (none after the last). As its SamplerLCM: the fresh noise is clamped to noise_clip times
+    its own standard deviation (0: not), then scaled by s_noise, fading linearly to s_noise_end at the last step."""
     total = len(sigmas) - 1
+    end = s_noise if s_noise_end is None else s_noise_end
     for i in range(total):
         x = model_fn(x, sigmas[i])
         s = sigmas[i + 1]
         if s > 0:
             n = _noise_like(x, noise_sampler, i)
+            if noise_clip > 0:
+                bound = noise_clip * n.std()
+                n = n.clamp(-bound, bound)
+            scale = s_noise + (end - s_noise) * (i / (total - 1) if total > 1 else 0.0)
+            n = n * scale if scale != 1.0 else n
             x = (1 - s).to(x.dtype) * x + s.to(x.dtype) * n if flow else x + s.to(x.dtype) * n
         if callback is not None:
             callback(i, total, x)
     return x
 
 
+def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, ge_gamma=2.0):
+    """Gradient estimation (Permenter & Yuan 2024, ComfyUI's gradient_estimation): Euler, plus (ge_gamma - 1) times the
+    change of the direction since the last step, along the step. x - sigma d = x0 in both frames, so one rule serves."""
+    old = {}
+
+    def update(i, x, den, s, s2):
+        d = (x - den) / s.to(x.dtype)
+        dt = (s2 - s).to(x.dtype)
+        x = x + d * dt
+        if "d" in old:
+            x = x + (ge_gamma - 1) * (d - old["d"]) * dt
+        old["d"] = d
+        return x
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
+def _er_sde_scaler(v):
+    """ER-SDE's noise scaler (Cui et al.'s default): more noise the noisier the level."""
+    return v * ((v ** 0.3).exp() + 10.0)
+
+
+@torch.no_grad()
+def sample_er_sde(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, s_noise=1.0, max_stage=3,
+                  top_level=1 - 1e-4):
+    """ER-SDE-Solver-3 (Cui et al. 2023, "Elucidating the solution space of extended reverse-time SDEs"), as ComfyUI's
+    er_sde: a stochastic exponential solver in er_lambda = sigma / alpha, up to third order from the last two steps'
+    predictions, the integrals of its noise scaler taken on 200 points. A flow run from pure noise starts at top_level
+    (ComfyUI's model_sampling.percent_to_sigma(1e-4)), where lambda is finite."""
+    sigmas = sigmas.double().clone()
+    if flow and sigmas[0] >= 1 and len(sigmas) > 1:
+        sigmas[0] = top_level
+    alphas = _alpha_sigma(sigmas, flow)[0]
+    lams = sigmas / alphas
+    points = torch.arange(200, dtype=torch.float64)
+    total = len(sigmas) - 1
+    old_den = old_dd = None
+    for i in range(total):
+        den = model_fn(x, sigmas[i].float())
+        stage = min(max_stage, i + 1)
+        if sigmas[i + 1] == 0:
+            x = den
+        else:
+            ls, lt, a_t = lams[i], lams[i + 1], alphas[i + 1]
+            r = _er_sde_scaler(lt) / _er_sde_scaler(ls)
+            x = (a_t / alphas[i] * r).to(x.dtype) * x + (a_t * (1 - r)).to(x.dtype) * den
+            if stage >= 2:
+                dt = lt - ls
+                step = -dt / 200
+                pos = lt + points * step
+                scaled = _er_sde_scaler(pos)
+                dd = (den - old_den) / (ls - lams[i - 1]).to(x.dtype)
+                x = x + (a_t * (dt + (1 / scaled).sum() * step * _er_sde_scaler(lt))).to(x.dtype) * dd
+                if stage >= 3:
+                    su = ((pos - ls) / scaled).sum() * step
+                    du = (dd - old_dd) / ((ls - lams[i - 2]) / 2).to(x.dtype)
+                    x = x + (a_t * (dt ** 2 / 2 + su * _er_sde_scaler(lt))).to(x.dtype) * du
+                old_dd = dd
+            if s_noise > 0:
+                spread = (lt ** 2 - ls ** 2 * r ** 2).clamp(min=0).sqrt()
+                x = x + (a_t * s_noise * spread).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        old_den = den
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
 SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sample_euler_ancestral,
-            "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised}
-STOCHASTIC = {"euler_ancestral"}
+            "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised,
+            "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation}
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"}
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
@@ -300,11 +419,27 @@ def simple_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     return _with_zero([float(table.sigmas[-(1 + int(i * stride))]) for i in range(steps)])
 
 
+def _timestep_span(table: SigmaTable):
+    """The timesteps of the table's noisiest and least noisy levels."""
+    return table.timestep(float(table.sigmas[-1])), table.timestep(float(table.sigmas[0]))
+
+
 def sgm_uniform_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     """Evenly spaced timesteps from the noisiest level towards the least noisy (that end excluded), then 0."""
-    t0, t1 = table.timestep(float(table.sigmas[-1])), table.timestep(float(table.sigmas[0]))
+    t0, t1 = _timestep_span(table)
     ts = torch.linspace(t0, t1, steps + 1, dtype=torch.float64)[:-1]
     return _with_zero([table.sigma(float(t)) for t in ts])
+
+
+def normal_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's normal: `steps` evenly spaced timesteps from the noisiest level to the least noisy (both ends, their
+    levels interpolated between whole timesteps, not rounded), then 0; a table whose least noisy level is 0 takes
+    steps + 1 timesteps and ends there."""
+    t0, t1 = _timestep_span(table)
+    if math.isclose(table.sigma(t1), 0.0, abs_tol=1e-5):
+        return torch.tensor([table.sigma(float(t)) for t in torch.linspace(t0, t1, steps + 1, dtype=torch.float64)],
+                            dtype=torch.float64)
+    return _with_zero([table.sigma(float(t)) for t in torch.linspace(t0, t1, steps, dtype=torch.float64)])
 
 
 def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
@@ -333,7 +468,8 @@ def sd_table() -> SigmaTable:
     return SigmaTable.vp(torch.cumprod(1 - betas, 0))
 
 
-TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas}
+TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas,
+                   "normal": normal_sigmas}
 
 
 def latent_sampler(name: str):
