@@ -341,3 +341,236 @@ def test_er_sde_is_comfyuis(flow, s_noise):
     ours = kinograph("er_sde", flow, sig, s_noise=s_noise, top_level=ms.percent_to_sigma(1e-4) if flow else None)
     assert torch.isfinite(ours).all()
     assert float((ours - ref).abs().max()) < 5e-5
+
+
+# -- ComfyUI's uni_pc (comfy/extra_samplers/uni_pc.py), written out ----------------------------------------------------
+class SigmaConvert:
+    def marginal_log_mean_coeff(self, sigma):
+        return 0.5 * torch.log(1 / ((sigma * sigma) + 1))
+
+    def marginal_alpha(self, t):
+        return torch.exp(self.marginal_log_mean_coeff(t))
+
+    def marginal_std(self, t):
+        return torch.sqrt(1. - torch.exp(2. * self.marginal_log_mean_coeff(t)))
+
+    def marginal_lambda(self, t):
+        log_mean_coeff = self.marginal_log_mean_coeff(t)
+        log_std = 0.5 * torch.log(1. - torch.exp(2. * log_mean_coeff))
+        return log_mean_coeff - log_std
+
+
+def expand_dims(v, dims):
+    return v[(...,) + (None,) * (dims - 1)]
+
+
+class RefUniPC:
+    def __init__(self, model_fn, noise_schedule, variant):
+        self.model, self.noise_schedule, self.variant = model_fn, noise_schedule, variant
+
+    def model_fn(self, x, t):      # data prediction
+        noise = self.model(x, t)
+        alpha_t, sigma_t = self.noise_schedule.marginal_alpha(t), self.noise_schedule.marginal_std(t)
+        return (x - expand_dims(sigma_t, x.dim()) * noise) / expand_dims(alpha_t, x.dim())
+
+    def update(self, x, model_prev_list, t_prev_list, t, order, use_corrector=True):
+        ns = self.noise_schedule
+        dims = x.dim()
+        t_prev_0 = t_prev_list[-1]
+        lambda_prev_0 = ns.marginal_lambda(t_prev_0)
+        lambda_t = ns.marginal_lambda(t)
+        model_prev_0 = model_prev_list[-1]
+        sigma_prev_0, sigma_t = ns.marginal_std(t_prev_0), ns.marginal_std(t)
+        alpha_t = torch.exp(ns.marginal_log_mean_coeff(t))
+        h = lambda_t - lambda_prev_0
+        rks = []
+        D1s = []
+        for i in range(1, order):
+            t_prev_i = t_prev_list[-(i + 1)]
+            model_prev_i = model_prev_list[-(i + 1)]
+            lambda_prev_i = ns.marginal_lambda(t_prev_i)
+            rk = ((lambda_prev_i - lambda_prev_0) / h)[0]
+            rks.append(rk)
+            D1s.append((model_prev_i - model_prev_0) / rk)
+        rks.append(1.)
+        rks = torch.tensor(rks, device=x.device)
+        R = []
+        b = []
+        hh = -h[0]
+        h_phi_1 = torch.expm1(hh)
+        h_phi_k = h_phi_1 / hh - 1
+        factorial_i = 1
+        B_h = hh if self.variant == 'bh1' else torch.expm1(hh)
+        for i in range(1, order + 1):
+            R.append(torch.pow(rks, i - 1))
+            b.append(h_phi_k * factorial_i / B_h)
+            factorial_i *= (i + 1)
+            h_phi_k = h_phi_k / hh - 1 / factorial_i
+        R = torch.stack(R)
+        b = torch.tensor(b, device=x.device)
+        use_predictor = len(D1s) > 0
+        if len(D1s) > 0:
+            D1s = torch.stack(D1s, dim=1)
+            rhos_p = torch.tensor([0.5], device=b.device) if order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
+        else:
+            D1s = None
+        if use_corrector:
+            rhos_c = torch.tensor([0.5], device=b.device) if order == 1 else torch.linalg.solve(R, b)
+        model_t = None
+        x_t_ = expand_dims(sigma_t / sigma_prev_0, dims) * x - expand_dims(alpha_t * h_phi_1, dims) * model_prev_0
+        pred_res = torch.einsum('k,bkcthw->bcthw', rhos_p, D1s) if use_predictor else 0
+        x_t = x_t_ - expand_dims(alpha_t * B_h, dims) * pred_res
+        if use_corrector:
+            model_t = self.model_fn(x_t, t)
+            corr_res = torch.einsum('k,bkcthw->bcthw', rhos_c[:-1], D1s) if D1s is not None else 0
+            D1_t = (model_t - model_prev_0)
+            x_t = x_t_ - expand_dims(alpha_t * B_h, dims) * (corr_res + rhos_c[-1] * D1_t)
+        return x_t, model_t
+
+    def sample(self, x, timesteps, order):
+        steps = len(timesteps) - 1
+        assert steps >= order
+        for step_index in range(steps):
+            if step_index == 0:
+                vec_t = timesteps[0].expand((x.shape[0]))
+                model_prev_list = [self.model_fn(x, vec_t)]
+                t_prev_list = [vec_t]
+            elif step_index < order:
+                init_order = step_index
+                vec_t = timesteps[init_order].expand(x.shape[0])
+                x, model_x = self.update(x, model_prev_list, t_prev_list, vec_t, init_order, use_corrector=True)
+                if model_x is None:
+                    model_x = self.model_fn(x, vec_t)
+                model_prev_list.append(model_x)
+                t_prev_list.append(vec_t)
+            else:
+                extra_final_step = 1 if step_index == (steps - 1) else 0
+                for step in range(step_index, step_index + 1 + extra_final_step):
+                    vec_t = timesteps[step].expand(x.shape[0])
+                    step_order = min(order, steps + 1 - step)
+                    use_corrector = step != steps
+                    x, model_x = self.update(x, model_prev_list, t_prev_list, vec_t, step_order,
+                                             use_corrector=use_corrector)
+                    for i in range(order - 1):
+                        t_prev_list[i] = t_prev_list[i + 1]
+                        model_prev_list[i] = model_prev_list[i + 1]
+                    t_prev_list[-1] = vec_t
+                    if step < steps:
+                        if model_x is None:
+                            model_x = self.model_fn(x, vec_t)
+                        model_prev_list[-1] = model_x
+        return x
+
+
+def ref_unipc(model, noise, sigmas, variant='bh1'):
+    timesteps = sigmas.clone()
+    if sigmas[-1] == 0:
+        timesteps = sigmas[:]
+        timesteps[-1] = 0.001
+    ns = SigmaConvert()
+    noise = noise / torch.sqrt(1.0 + timesteps[0] ** 2.0)
+
+    def predict_eps_sigma(input, sigma_in):     # model_wrapper's noise prediction, t_input = t
+        sigma = sigma_in.view(sigma_in.shape[:1] + (1,) * (input.ndim - 1))
+        input = input * ((sigma ** 2 + 1.0) ** 0.5)
+        return (input - model(input, sigma_in[0])) / sigma
+    order = min(3, len(timesteps) - 2)
+    x = RefUniPC(predict_eps_sigma, ns, variant).sample(noise, timesteps, order)
+    x /= ns.marginal_alpha(timesteps[-1])
+    return x
+
+
+@pytest.mark.parametrize("flow", [False, True])
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("steps", [2, 3, 10])
+def test_uni_pc_is_comfyuis(flow, variant, steps):
+    """ComfyUI runs uni_pc in log sigma on flow models too (x taken as x0 + sigma n), and stops at sigma 0.001. Its
+    steps are run here in float64: in float32 its SigmaConvert's log(1 - exp(2 log alpha)) cancels near sigma 0.001 and
+    1, which moves its own result by up to 1e-2 on this denoiser (rounding, not the method)."""
+    sig = schedule(flow, steps)
+    ref = ref_unipc(denoiser(flow), start(flow, float(sig[0])).double(), sig.clone().double(), variant)
+    ours = kinograph("uni_pc" if variant == "bh1" else "uni_pc_bh2", flow, sig)
+    assert float((ours.double() - ref).abs().max()) < 2e-5
+    # Kinograph's own unipc (the model's frame, bh2, second order) is another method
+    assert float((kinograph("unipc", flow, sig).double() - ref).abs().max()) > 1e-3
+
+
+def test_uni_pc_one_step_is_refused():
+    from graph_engine import NodeError
+    with pytest.raises(NodeError, match="at least 2 steps"):
+        kinograph("uni_pc", True, schedule(True, 1))
+
+
+# -- ComfyUI's dpmpp_2m and res_multistep: log sigma on every model ----------------------------------------------------
+def ref_dpmpp_2m(model, x, sigmas):
+    sigma_fn = lambda t: t.neg().exp()  # noqa: E731 (as ComfyUI writes them)
+    t_fn = lambda sigma: sigma.log().neg()  # noqa: E731
+    old_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        t, t_next = t_fn(sigmas[i]), t_fn(sigmas[i + 1])
+        h = t_next - t
+        if old_denoised is None or sigmas[i + 1] == 0:
+            x = (sigma_fn(t_next) / sigma_fn(t)) * x - (-h).expm1() * denoised
+        else:
+            h_last = t - t_fn(sigmas[i - 1])
+            r = h_last / h
+            denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+            x = (sigma_fn(t_next) / sigma_fn(t)) * x - (-h).expm1() * denoised_d
+        old_denoised = denoised
+    return x
+
+
+def ref_res_multistep(model, x, sigmas):
+    """res_multistep at eta 0 (sigma_down = the next level, sigma_up = 0: no noise drawn)."""
+    sigma_fn = lambda t: t.neg().exp()  # noqa: E731
+    t_fn = lambda sigma: sigma.log().neg()  # noqa: E731
+    phi1_fn = lambda t: torch.expm1(t) / t  # noqa: E731
+    phi2_fn = lambda t: (phi1_fn(t) - 1.0) / t  # noqa: E731
+    old_sigma_down = None
+    old_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        sigma_down = sigmas[i + 1]
+        if sigma_down == 0 or old_denoised is None:
+            d = to_d(x, sigmas[i], denoised)
+            dt = sigma_down - sigmas[i]
+            x = x + d * dt
+        else:
+            t, t_old, t_next, t_prev = t_fn(sigmas[i]), t_fn(old_sigma_down), t_fn(sigma_down), t_fn(sigmas[i - 1])
+            h = t_next - t
+            c2 = (t_prev - t_old) / h
+            phi1_val, phi2_val = phi1_fn(-h), phi2_fn(-h)
+            b1 = torch.nan_to_num(phi1_val - phi2_val / c2, nan=0.0)
+            b2 = torch.nan_to_num(phi2_val / c2, nan=0.0)
+            x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
+        old_denoised = denoised
+        old_sigma_down = sigma_down
+    return x
+
+
+@pytest.mark.parametrize("name,ref_fn", [("dpmpp_2m", ref_dpmpp_2m), ("res_multistep", ref_res_multistep)])
+def test_sigma_frame_is_comfyuis_on_flow_models(name, ref_fn):
+    """sample's frame sigma (what the import sets for these two) is ComfyUI's on a flow model; the model's own frame is
+    another method."""
+    sig = schedule(True, 10)
+    ref = ref_fn(denoiser(True), start(True, 1.0).double(), sig.double())
+    x = start(True, 1.0)
+    comfy = SAMPLERS[name](denoiser(True), x, sig, flow=False)
+    own = SAMPLERS[name](denoiser(True), x, sig, flow=True)
+    assert float((comfy.double() - ref).abs().max()) < 2e-5
+    assert float((own.double() - ref).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("name,settings", [("uni_pc", "sampler: uni_pc"), ("res_multistep", "frame: sigma"),
+                                           ("lcm", "sampler: lcm"), ("er_sde", "sampler: er_sde")])
+def test_import_maps_them_exactly(name, settings):
+    import json
+    from pathlib import Path
+    from app.comfyui import import_data
+    wf = json.loads((Path(__file__).parent / "data" / "comfyui" / "wan_t2v.json").read_text())
+    widgets = next(n for n in wf["nodes"] if n["type"] == "KSampler")["widgets_values"]
+    widgets[4], widgets[5] = name, "normal"
+    result = import_data(wf)
+    assert result.report.exit_code == 0, result.report.text()
+    assert settings in result.yaml and "scheduler: normal" in result.yaml

@@ -114,12 +114,12 @@ def test_comfyui_hidream_templates_import_and_dev_runs(hidream, models, tmp_path
     res = import_data(data)
     yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
     yaml = yaml.replace("steps: 28", "steps: 2")
-    assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: euler_ancestral" in yaml, yaml
+    assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: lcm" in yaml, yaml
 
     def run(yaml):
         return sampled_latent(tmp_path / "hidream.kino.yaml", yaml)
-    assert torch.isfinite(run(yaml)).all()       # lcm, as imported (euler_ancestral)
-    got = run(yaml.replace("sampler: euler_ancestral", "sampler: euler"))
+    assert torch.isfinite(run(yaml)).all()       # lcm, as imported
+    got = run(yaml.replace("sampler: lcm", "sampler: euler"))
     text = [n["widgets_values"][0] for n in data["nodes"] if n["type"] == "CLIPTextEncode"]
     seed = next(n for n in data["nodes"] if n["type"] == "KSampler")["widgets_values"][0]
     ref = reference(hidream, shift=1.0)

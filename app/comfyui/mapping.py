@@ -53,14 +53,17 @@ class Rule:
 
 # -- value converters ------------------------------------------------------------------------------------------
 SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
-                  "uni_pc_bh2": "unipc", "res_multistep": "res_multistep", "lcm": "lcm", "er_sde": "er_sde",
-                  "gradient_estimation": "gradient_estimation"}
-SAMPLERS_NEAR = {"uni_pc": "unipc", "dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
+                  "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
+                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation"}
+SAMPLERS_NEAR = {"dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
                  "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
                  "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
                  "heun": "euler", "dpm_2": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
                  "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
                  "deis": "unipc", "ipndm": "dpmpp_2m"}
+# ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
+# sigma (its uni_pc does as well, and Kinograph's uni_pc always)
+SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta",
                     "normal": "normal"}
 
@@ -148,9 +151,7 @@ def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
     if v in SAMPLERS_NEAR:
-        note = ("ComfyUI's uni_pc is UniPC-bh1; Kinograph's unipc is bh2" if v == "uni_pc"
-                else f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
-        raise Approx(SAMPLERS_NEAR[v], note)
+        raise Approx(SAMPLERS_NEAR[v], f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 

@@ -5,6 +5,7 @@ applied by the caller. `callback(i, total, x)` runs after every step; raising fr
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -255,6 +256,69 @@ def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False
     return _each_step(model_fn, x, sigmas, callback, update)
 
 
+@torch.no_grad()
+def sample_uni_pc(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, variant="bh1"):
+    """ComfyUI's uni_pc (variant bh1) and uni_pc_bh2: UniPC (Zhao et al. 2023) multistep up to third order with its
+    corrector, in log sigma on every model, as ComfyUI runs it (its flow models too: lambda = -log sigma, x taken as
+    x0 + sigma n, whatever `flow` says), stepping to sigma 0.001 where the schedule ends at 0 (the result keeps that
+    much noise, as ComfyUI's does). Kinograph's own unipc takes its steps in the model's frame (diffusers')."""
+    from graph_engine import NodeError
+    t = sigmas.double().clone()
+    steps = len(t) - 1
+    if steps < 2:
+        raise NodeError(f"uni_pc needs at least 2 steps, got {steps} (with one, ComfyUI's returns the noise as it was)")
+    if t[-1] == 0:
+        t[-1] = 0.001
+    order = min(3, steps - 1)
+    bh1 = variant == "bh1"
+
+    def update(x, models, levels, lt, k, correct):
+        lam0 = -levels[-1].log()
+        h = -lt.log() - lam0
+        m0 = models[-1]
+        rks = [(-levels[-(i + 1)].log() - lam0) / h for i in range(1, k)]
+        d1s = [(models[-(i + 1)] - m0) / rk.to(x.dtype) for i, rk in enumerate(rks, 1)]
+        rks = torch.stack(rks + [torch.ones((), dtype=torch.float64)])
+        hh = -h
+        h_phi_1 = torch.expm1(hh)
+        b_h = hh if bh1 else torch.expm1(hh)
+        phi_k, fact, rows, b = h_phi_1 / hh - 1, 1, [], []
+        for i in range(1, k + 1):
+            rows.append(rks ** (i - 1))
+            b.append(phi_k * fact / b_h)
+            fact *= i + 1
+            phi_k = phi_k / hh - 1 / fact
+        r_mat, b = torch.stack(rows), torch.stack(b)
+        base = (lt / levels[-1]).to(x.dtype) * x - h_phi_1.to(x.dtype) * m0
+        res = 0
+        if d1s:
+            rhos = torch.tensor([0.5], dtype=torch.float64) if k == 2 else torch.linalg.solve(r_mat[:-1, :-1], b[:-1])
+            res = sum(r.to(x.dtype) * d for r, d in zip(rhos, d1s))
+        x_t = base - b_h.to(x.dtype) * res
+        if not correct:
+            return x_t, None
+        m_t = model_fn(x_t, lt.float())
+        rhos = torch.tensor([0.5], dtype=torch.float64) if k == 1 else torch.linalg.solve(r_mat, b)
+        res = sum(r.to(x.dtype) * d for r, d in zip(rhos[:-1], d1s)) if d1s else 0
+        return base - b_h.to(x.dtype) * (res + rhos[-1].to(x.dtype) * (m_t - m0)), m_t
+
+    models, levels = [model_fn(x, t[0].float())], [t[0]]
+    for i in range(steps):
+        if 0 < i < order:
+            x, m = update(x, models, levels, t[i], i, True)
+            models.append(m)
+            levels.append(t[i])
+        elif i >= order:
+            for step in range(i, i + 1 + (i == steps - 1)):
+                x, m = update(x, models, levels, t[step], min(order, steps + 1 - step), step != steps)
+                models, levels = models[1:] + models[-1:], levels[1:] + [t[step]]
+                if step < steps:
+                    models[-1] = m if m is not None else model_fn(x, t[step].float())
+        if callback is not None:
+            callback(i, steps, x)
+    return x
+
+
 def _er_sde_scaler(v):
     """ER-SDE's noise scaler (Cui et al.'s default): more noise the noisier the level."""
     return v * ((v ** 0.3).exp() + 10.0)
@@ -307,7 +371,8 @@ def sample_er_sde(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampl
 
 SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sample_euler_ancestral,
             "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised,
-            "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation}
+            "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation,
+            "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2")}
 STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"}
 
 

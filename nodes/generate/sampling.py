@@ -365,7 +365,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
                  noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0, s_noise: float = 1.0,
-                 s_noise_end: float = -1.0, noise_clip: float = 0.0) -> Latent:
+                 s_noise_end: float = -1.0, noise_clip: float = 0.0, frame: str = "model") -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -380,7 +380,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the first level this run starts from
     (after start_step; ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999). `s_noise` scales the
     fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_noise_sampler); lcm
-    fades it to `s_noise_end` (below 0: the same) and clamps it to `noise_clip` standard deviations (0: not)."""
+    fades it to `s_noise_end` (below 0: the same) and clamps it to `noise_clip` standard deviations (0: not). `frame`
+    sigma takes a flow model's steps in log sigma, x read as x0 + sigma n (ComfyUI's dpmpp_2m and res_multistep); model
+    takes them in the model's own alpha and sigma (diffusers' flow schedulers)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -520,7 +522,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             preview(adapter.unpack(latent, x_now).samples, i + 1, total)
 
     smp = SAMPLERS[sampler]
-    kw = {"flow": adapter.space == "flow"}
+    if frame not in ("model", "sigma"):
+        raise NodeError(f"frame {frame!r}: choose model or sigma")
+    if frame == "sigma" and adapter.space == "flow" and sampler in STOCHASTIC:
+        raise NodeError(f"frame sigma: {sampler} adds its noise in the model's own frame (as ComfyUI's does on a flow "
+                        f"model): set frame to model")
+    kw = {"flow": adapter.space == "flow" and frame == "model"}
     if sampler in STOCHASTIC:
         draw = comfy_noise_sampler(x0.shape, int(seed), device)
         kw.update(noise_sampler=lambda i: adapter.run_noise(handle, draw(i)), s_noise=s_noise)
