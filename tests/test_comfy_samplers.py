@@ -574,3 +574,39 @@ def test_import_maps_them_exactly(name, settings):
     result = import_data(wf)
     assert result.report.exit_code == 0, result.report.text()
     assert settings in result.yaml and "scheduler: normal" in result.yaml
+
+
+def ref_linear_quadratic(model_sampling, steps, threshold_noise=0.025, linear_steps=None):
+    if steps == 1:
+        sigma_schedule = [1.0, 0.0]
+    else:
+        if linear_steps is None:
+            linear_steps = steps // 2
+        linear_sigma_schedule = [i * threshold_noise / linear_steps for i in range(linear_steps)]
+        threshold_noise_step_diff = linear_steps - threshold_noise * steps
+        quadratic_steps = steps - linear_steps
+        quadratic_coef = threshold_noise_step_diff / (linear_steps * quadratic_steps ** 2)
+        linear_coef = threshold_noise / linear_steps - 2 * threshold_noise_step_diff / (quadratic_steps ** 2)
+        const = quadratic_coef * (linear_steps ** 2)
+        quadratic_sigma_schedule = [quadratic_coef * (i ** 2) + linear_coef * i + const
+                                    for i in range(linear_steps, steps)]
+        sigma_schedule = linear_sigma_schedule + quadratic_sigma_schedule + [1.0]
+        sigma_schedule = [1.0 - x for x in sigma_schedule]
+    return torch.FloatTensor(sigma_schedule) * model_sampling.sigma_max.cpu()
+
+
+def ref_exponential(n, sigma_min, sigma_max):
+    sigmas = torch.linspace(math.log(sigma_max), math.log(sigma_min), n).exp()
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_linear_quadratic_and_exponential_schedules_are_comfyuis(flow):
+    from nodes.generate.samplers import exponential_sigmas, linear_quadratic_sigmas
+    ms = RefCONST() if flow else RefEPS()
+    table = SigmaTable.flow(3.0) if flow else sd_table()
+    for steps in (1, 2, 7, 30):
+        ref = ref_linear_quadratic(ms, steps).double()
+        assert float((linear_quadratic_sigmas(table, steps) - ref).abs().max() / ref.max()) < 1e-6
+        ref = ref_exponential(steps, float(ms.sigma_min), float(ms.sigma_max)).double()
+        assert float((exponential_sigmas(table, steps) - ref).abs().max() / ref.max()) < 1e-5

@@ -719,9 +719,11 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            sampler: str = Param("euler", choices=SAMPLERS,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
-           scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta"),
-                                  help="default = the noise levels of the model's own scheduler; simple, "
-                                       "sgm_uniform and beta pick them from its table as ComfyUI does"),
+           scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta",
+                                                      "linear_quadratic", "exponential"),
+                                  help="default = the noise levels of the model's own scheduler; normal, simple, "
+                                       "sgm_uniform, beta, linear_quadratic and exponential are ComfyUI's, from its "
+                                       "table"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video), running the last denoise "
                                                                 "share of the steps (ComfyUI's steps 20 at "

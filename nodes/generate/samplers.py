@@ -519,6 +519,27 @@ def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float =
     return _with_zero([float(table.sigmas[t]) for t in picked])
 
 
+def linear_quadratic_sigmas(table: SigmaTable, steps: int, threshold: float = 0.025) -> torch.Tensor:
+    """ComfyUI's linear_quadratic (Mochi's schedule): the first half of the steps falls linearly from the noisiest level
+    by `threshold` of it in all, the rest quadratically to 0."""
+    if steps == 1:
+        return torch.tensor([1.0, 0.0], dtype=torch.float64) * float(table.sigmas[-1])
+    lin = steps // 2
+    quad = steps - lin
+    diff = lin - threshold * steps
+    q_coef = diff / (lin * quad ** 2)
+    l_coef = threshold / lin - 2 * diff / quad ** 2
+    done = [i * threshold / lin for i in range(lin)] + \
+        [q_coef * i ** 2 + l_coef * i + q_coef * lin ** 2 for i in range(lin, steps)] + [1.0]
+    return (1.0 - torch.tensor(done, dtype=torch.float64)) * float(table.sigmas[-1])
+
+
+def exponential_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's exponential: levels evenly spaced in log sigma from the table's noisiest to its least noisy, then 0."""
+    hi, lo = float(table.sigmas[-1]), float(table.sigmas[0])
+    return _with_zero(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64).exp())
+
+
 def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torch.Tensor:
     """ComfyUI's SDTurboScheduler: the levels at every 100th timestep from the noisiest (999, 899, ...; at most
     ten), denoise starting that many tenths lower, then 0."""
@@ -534,7 +555,8 @@ def sd_table() -> SigmaTable:
 
 
 TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas,
-                   "normal": normal_sigmas}
+                   "normal": normal_sigmas, "linear_quadratic": linear_quadratic_sigmas,
+                   "exponential": exponential_sigmas}
 
 
 def latent_sampler(name: str):

@@ -30,7 +30,7 @@ from nodes.generate.reference import references
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_noise_sampler,
                                      flow_sigmas, karras_sigmas)
 
-SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta")
+SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential")
 
 
 @dataclass
