@@ -610,3 +610,29 @@ def test_linear_quadratic_and_exponential_schedules_are_comfyuis(flow):
         assert float((linear_quadratic_sigmas(table, steps) - ref).abs().max() / ref.max()) < 1e-6
         ref = ref_exponential(steps, float(ms.sigma_min), float(ms.sigma_max)).double()
         assert float((exponential_sigmas(table, steps) - ref).abs().max() / ref.max()) < 1e-5
+
+
+def ref_dpm_2(model, x, sigmas):
+    for i in range(len(sigmas) - 1):
+        sigma_hat = sigmas[i]
+        denoised = model(x, sigma_hat)
+        d = to_d(x, sigma_hat, denoised)
+        if sigmas[i + 1] == 0:
+            dt = sigmas[i + 1] - sigma_hat
+            x = x + d * dt
+        else:
+            sigma_mid = sigma_hat.log().lerp(sigmas[i + 1].log(), 0.5).exp()
+            dt_1 = sigma_mid - sigma_hat
+            dt_2 = sigmas[i + 1] - sigma_hat
+            x_2 = x + d * dt_1
+            denoised_2 = model(x_2, sigma_mid)
+            d_2 = to_d(x_2, sigma_mid, denoised_2)
+            x = x + d_2 * dt_2
+    return x
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_dpm_2_is_comfyuis(flow):
+    sig = schedule(flow)
+    ref = ref_dpm_2(denoiser(flow), start(flow, float(sig[0])).double(), sig.double())
+    assert float((kinograph("dpm_2", flow, sig).double() - ref).abs().max()) < 2e-5

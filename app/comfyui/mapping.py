@@ -54,11 +54,11 @@ class Rule:
 # -- value converters ------------------------------------------------------------------------------------------
 SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
                   "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
-                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation"}
+                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2"}
 SAMPLERS_NEAR = {"dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
                  "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
                  "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
-                 "heun": "euler", "dpm_2": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
+                 "heun": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
                  "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
                  "deis": "unipc", "ipndm": "dpmpp_2m"}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame

@@ -17,7 +17,7 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "uni_pc_bh2", "flow_euler",
-            "res_multistep", "lcm", "er_sde", "gradient_estimation", "ar_video")
+            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -759,7 +759,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
     unipc (in the model's own frame, as diffusers), uni_pc and uni_pc_bh2 (ComfyUI's: UniPC-bh1 / bh2 up to third
     order, in log sigma), res_multistep (second-order exponential), flow_euler (flow-matching models), lcm (distilled models' jump
-    to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation and ar_video
+    to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation, dpm_2 and ar_video
     (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
     (euler_ancestral, lcm, er_sde) draw their fresh noise from the seed as ComfyUI does, so a seed gives its picture.
     Progress per step; cancelling stops within one step and nothing is decoded. The result is kept in the disk
