@@ -78,13 +78,14 @@ def test_info_keeps_a_long_variant_apart_from_its_role(tmp_path, monkeypatch, ca
 
 
 def test_nodes_answers_a_comfyui_node_kinograph_does_not_map_with_what_to_use_instead(capsys):
-    """`kinograph nodes SeedVR2Conditioning` (a ComfyUI artist looking for the node of a template) said only that no
-    node matches; it now gives the import's line on it, which names what to use instead."""
+    """`kinograph nodes LeapfusionHunyuanI2VPatcher` (a ComfyUI artist looking for the node of a workflow) said only
+    that no node matches; it now gives the import's line on it, which names what to use instead. (It was
+    SeedVR2Conditioning, now mapped: condition.seedvr2.)"""
     from app.cli import main
-    assert main(["nodes", "SeedVR2Conditioning"]) == 1
+    assert main(["nodes", "LeapfusionHunyuanI2VPatcher"]) == 1
     err = capsys.readouterr().err
-    assert "no node type matches 'SeedVR2Conditioning', a ComfyUI node: not mapped yet" in err
-    assert "upscale.model" in err and "upscale.multiframe" in err
+    assert "no node type matches 'LeapfusionHunyuanI2VPatcher', a ComfyUI node: not mapped" in err
+    assert "condition.hunyuan_i2v" in err
     assert main(["nodes", "NoSuchNodeAnywhere"]) == 1
     assert "a ComfyUI node" not in capsys.readouterr().err
 

@@ -268,7 +268,11 @@ def test_a_whole_clip_gets_one_depth_range(marigold, tmp_path):
     d = decoded.mean(-1, keepdims=True)
     want = np.repeat((d.max() - d) / (d.max() - d.min()), 3, -1)
     assert got.shape == want.shape == (3, H, W, 3)
-    assert np.abs(got / 255 - want).max() <= 1.5 / 255
+    # Both sides pass the decode through 8 bits before the stretch; float rounding order (the CPU's vector width)
+    # may put one channel of a decoded pixel one level to the other side, which the stretch by 1 / range multiplies
+    # (a third of a level in the grey mean): 1.5 levels held on one machine and 2.1 on another for 3 pixels of 4608.
+    flip = 1 / 3 / (d.max() - d.min())
+    assert np.abs(got / 255 - want).max() <= (1.5 + flip) / 255
 
 
 @pytest.mark.parametrize("spread", ["clip", "frame"])

@@ -58,13 +58,11 @@ def _err(want, got):
 
 def _sample(minimax, shifts=None):
     """Kinograph's run on the tiny ComfyUI-layout file, euler at its default schedule; (result, the reference)."""
-    from nodes.generate.adapters.base import joined
     from nodes.generate.latent import Conditioning
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.sampling import run_sampling
     from nodes.generate.split import load_diffusion_model
     from nodes.generate.vae_ops import empty_latent
-    from tiny_minimax_h3 import TEXT
     model = load_diffusion_model(ModelManager(), "minimax_h3_tiny.safetensors", "default", "cpu")
     if shifts is not None:
         model = model.with_option("flow_shift", shifts[0]).with_option("minimax_h3_sound_shift", shifts[1])
@@ -75,16 +73,24 @@ def _sample(minimax, shifts=None):
     for frames, fps, words in ((24, 24.0, r"17n\+5 frames"), (FRAMES, 30.0, "at 24 fps")):
         with pytest.raises(NodeError, match=words):
             empty_latent(model, frames, W, H, fps)
-    g = torch.Generator().manual_seed(2)
-    states = torch.randn(1, 5, TEXT, generator=g)
-    video_noise = torch.randn(latent.samples.shape, generator=g)
-    sound_rows = torch.randn(2 * 37, 32, generator=g)
-    # the sound's rows [left channel's 37 latents; right's] as ComfyUI's [1, 32, 2, 37]
-    noise = joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
+    states, video_noise, sound_rows, noise = draws(latent, 2)
     cond = Conditioning("minimax_h3", states, torch.ones(1, 5, dtype=torch.bool))
     out = run_sampling(model, cond, None, latent, steps=3, cfg=1.0, sampler="euler", noise=noise)
     want = _reference(states, video_noise, sound_rows, 3, *(() if shifts is None else (shifts,)))
     return out, want
+
+
+def draws(latent, seed):
+    """(prompt states [1, 5, TEXT], video noise, the sound's noise rows [2 * 37, 32], the noise Kinograph's sampler
+    takes) drawn from `seed` for a 22-frame latent: the sound's rows [left channel's 37 latents; right's] as ComfyUI's
+    [1, 32, 2, 37]."""
+    from nodes.generate.adapters.base import joined
+    from tiny_minimax_h3 import TEXT
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(1, 5, TEXT, generator=g)
+    video_noise = torch.randn(latent.samples.shape, generator=g)
+    sound_rows = torch.randn(2 * 37, 32, generator=g)
+    return states, video_noise, sound_rows, joined(video_noise, sound_rows.reshape(2, 37, 32).permute(2, 0, 1)[None])
 
 
 def test_comfyui_transformer_samples_a_video_and_its_sound_as_diffusers(minimax):
@@ -255,7 +261,6 @@ def _keyframe_reference(states, seen, keys, anchors, seed, video_noise, sound_ro
     rows `seen` (a keyframe's vision block) tagged as video (0), the others as text (1)."""
     from diffusers import MiniMaxH3Scheduler
     from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3PrepareLayoutStep,
-                                                                       MiniMaxH3SetTimestepsStep,
                                                                        patchify_video_latents)
     from tiny_minimax_h3 import transformer
     model = transformer()
@@ -265,9 +270,20 @@ def _keyframe_reference(states, seen, keys, anchors, seed, video_noise, sound_ro
     gen = torch.Generator().manual_seed(seed)
     held = torch.cat([patchify_video_latents(sch.scale_noise(k[None, :, None], 0.999, torch.randn(
         (1, c, 1, h, w), generator=gen, dtype=torch.float32)), (1, 2, 2)) for k in keys])
-    pos, tags, video, audio, text, n_held, _ = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
-        (~seen).long(), t, h, w, length, (1, 2, 2), 2, 2, 0, anchors)
-    for scheduler in (sch, sound_sch):
+    layout = MiniMaxH3PrepareLayoutStep.build_packed_sequence((~seen).long(), t, h, w, length, (1, 2, 2), 2, 2, 0,
+                                                              anchors)
+    return held_loop(model, (sch, sound_sch), states, layout, held, video_noise, sound_rows, steps)
+
+
+def held_loop(model, schedulers, states, layout, held, video_noise, sound_rows, steps):
+    """diffusers' fl2va / ref2va denoising loop written out over a layout of its own blocks: the conditioning rows
+    `held` first, told max(t, 0.999) (build_row_timesteps) and never stepped; (video latent, sound rows)."""
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (MiniMaxH3SetTimestepsStep,
+                                                                       patchify_video_latents)
+    c, t, h, w = video_noise.shape[1:]
+    pos, tags, video, audio, text, n_held, _ = layout
+    sch, sound_sch = schedulers
+    for scheduler in schedulers:
         scheduler.set_timesteps(steps + 1)
     rows = torch.cat([held, patchify_video_latents(video_noise, (1, 2, 2))])
     sound = sound_rows.clone()
@@ -399,44 +415,51 @@ def test_condition_frames_reads_the_prompt_after_the_keyframes_as_diffusers(mini
     get_qwen3vl_prompt_embeds, Qwen3-VL's published image settings), the blocks' rows tagged as video; an empty
     prompt is read with the pictures alone."""
     import numpy as np
-    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
     from PIL import Image
-    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
     from nodes.generate.image_cond import condition_frames
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_text_encoder, load_vae
     from nodes.generate.text import encode_prompt
     from nodes.generate.vae_ops import empty_latent
-    from tiny_minimax_h3 import text_encoder
-    from tiny_qwen21 import qwen_tokenizer
     te = load_text_encoder(ModelManager(), "qwen3vl_minimax_tiny.safetensors", "", "minimax", "cpu")
     vae = load_vae(ModelManager(), "minimax_h3_video_vae_tiny.safetensors", "cpu")
     latent = empty_latent(vae, FRAMES, W, H, 24.0)
     rng = np.random.default_rng(7)
     first, last = (rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(2))
+    for prompt in ("<Picture 1> opens, <Picture 2> closes", ""):
+        got = condition_frames(vae, encode_prompt(te, prompt), None, latent, first, last, None,
+                               text_encoder=te)["positive"]
+        pictures = [Image.fromarray(k) for k in (first, last)]     # already the canvas' size
+        want, seen = read_after_pictures(tmp_path, pictures, prompt)
+        assert got.embeds.shape == want.shape, (got.embeds.shape, want.shape)
+        assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)
+        assert got.extra["minimax_h3_seen"][0].tolist() == seen
+
+
+def read_after_pictures(tmp_path, pictures, prompt):
+    """(states, which rows are a vision block) of `prompt` read after a "<Picture i>: " label and vision block of each
+    picture, as diffusers' fl2va / ref2va presentation tokenizes it (Qwen3-VL's published image settings) and its
+    get_qwen3vl_prompt_embeds reads it on the tiny Qwen3-VL."""
+    from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
+    from tiny_minimax_h3 import text_encoder
+    from tiny_qwen21 import qwen_tokenizer
     tok = qwen_tokenizer(tmp_path / "tokenizer")
     images = Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     proc = Qwen3VLProcessor.__new__(Qwen3VLProcessor)
     proc.tokenizer, proc.image_processor = tok, images
     proc.image_token_id, proc.video_token_id = (tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>",
                                                                                       "<|video_pad|>"))
-    for prompt in ("<Picture 1> opens, <Picture 2> closes", ""):
-        got = condition_frames(vae, encode_prompt(te, prompt), None, latent, first, last, None,
-                               text_encoder=te)["positive"]
-        pictures = [Image.fromarray(k) for k in (first, last)]     # already the canvas' size
-        vision = images(images=pictures, return_tensors="pt")
-        ids, seen = [], []
-        for i, grid in enumerate(vision["image_grid_thw"]):
-            label = tok(f"<Picture {i + 1}>: ", add_special_tokens=False)["input_ids"]
-            block = ([tok.convert_tokens_to_ids("<|vision_start|>")] + [tok.convert_tokens_to_ids("<|image_pad|>")]
-                     * (int(grid.prod()) // 4) + [tok.convert_tokens_to_ids("<|vision_end|>")])
-            ids, seen = ids + label + block, seen + [False] * len(label) + [True] * len(block)
-        words = tok(prompt, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            want = get_qwen3vl_prompt_embeds(text_encoder(), proc, ids + words, dict(vision))
-        assert got.embeds.shape == want.shape, (got.embeds.shape, want.shape)
-        assert _err(want, got.embeds) < 1e-4, _err(want, got.embeds)
-        assert got.extra["minimax_h3_seen"][0].tolist() == seen + [False] * len(words)
+    vision = images(images=pictures, return_tensors="pt")
+    ids, seen = [], []
+    for i, grid in enumerate(vision["image_grid_thw"]):
+        label = tok(f"<Picture {i + 1}>: ", add_special_tokens=False)["input_ids"]
+        block = ([tok.convert_tokens_to_ids("<|vision_start|>")] + [tok.convert_tokens_to_ids("<|image_pad|>")]
+                 * (int(grid.prod()) // 4) + [tok.convert_tokens_to_ids("<|vision_end|>")])
+        ids, seen = ids + label + block, seen + [False] * len(label) + [True] * len(block)
+    words = tok(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        return get_qwen3vl_prompt_embeds(text_encoder(), proc, ids + words, dict(vision)), seen + [False] * len(words)
 
 
 def test_a_video_latent_is_not_cut_or_joined_in_time_into_garbage():

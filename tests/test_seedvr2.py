@@ -188,7 +188,8 @@ def test_finish_refuses_clearly():
 
 def test_seedvr2_files_are_named_not_taken_for_others(tmp_path):
     """Before: the transformer was "unknown (no known key pattern)", and the VAE was taken for FLUX.1's (the same
-    names, 16 latent channels) and failed loading its 3-D convolutions."""
+    names, 16 latent channels) and failed loading its 3-D convolutions. The VAE loads now (tests/test_seedvr2_vae.py):
+    this stub of three tensors is named by load.vae as a SeedVR2 VAE lacking the rest."""
     from safetensors.torch import save_file
     from nodes.generate.model_manager import describe_model
     files = {"seedvr2_3b_int8_convrot.safetensors": {"vid_in.proj.weight": (2560, 132), "emb_in.proj_in.weight": (4, 4),
@@ -199,17 +200,16 @@ def test_seedvr2_files_are_named_not_taken_for_others(tmp_path):
                                                   "encoder.down_blocks.0.resnets.0.conv1.weight": (4, 4)}}
     for name, shapes in files.items():
         save_file({k: torch.zeros(v, dtype=torch.float16) for k, v in shapes.items()}, str(tmp_path / name))
-    for name, words in (("seedvr2_3b_int8_convrot.safetensors", "SeedVR2 3B restoration transformer"),
-                        ("seedvr2_7b_fp16.safetensors", "SeedVR2 7B restoration transformer"),
-                        ("seedvr2_ema_vae_fp16.safetensors", "SeedVR2 video VAE")):
+    # the transformers load (tests/test_seedvr2_dit.py), the VAE too (tests/test_seedvr2_vae.py)
+    for name, size in (("seedvr2_3b_int8_convrot.safetensors", "3b"), ("seedvr2_7b_fp16.safetensors", "7b")):
         d = describe_model(tmp_path / name)
-        assert (d["family"], d["loads"]) == ("seedvr2", "no"), (name, d)
-        assert words in d["note"] and "does not" in d["note"], d["note"]
-    from nodes.generate.split import load_diffusion_model, load_vae
-    with pytest.raises(NodeError, match="SeedVR2 3B restoration transformer .* does not run yet"):
-        load_diffusion_model(None, str(tmp_path / "seedvr2_3b_int8_convrot.safetensors"), "default", "cpu")
-    with pytest.raises(NodeError, match="SeedVR2 video VAE .* does not read yet"):
-        load_vae(None, str(tmp_path / "seedvr2_ema_vae_fp16.safetensors"), "cpu")
+        assert (d["family"], d["variant"], d["role"], d["loads"]) == ("seedvr2", size, "diffusion_model", "yes"), d
+    d = describe_model(tmp_path / "seedvr2_ema_vae_fp16.safetensors")
+    assert (d["family"], d["role"], d["loads"]) == ("seedvr2", "vae", "yes"), d
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    with pytest.raises(NodeError, match="seedvr2_ema_vae_fp16.safetensors: SeedVR2 VAE: level widths \\[4\\] do not divide"):
+        load_vae(ModelManager(), str(tmp_path / "seedvr2_ema_vae_fp16.safetensors"), "cpu")
 
 
 @pytest.mark.parametrize("cls", ["AutoencoderKLWan", "AutoencoderKLQwenImage"])
@@ -224,18 +224,3 @@ def test_diffusers_wan_vae_is_not_taken_for_seedvr2s(tmp_path, cls):
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
     d = describe_model(path)
     assert (d["family"], d["loads"]) == ("wan", "yes"), d
-
-
-def test_seedvr2_conditioning_names_what_to_upscale_with_instead():
-    """ComfyUI's utility_seedvr2_* templates: SeedVR2Conditioning was reported only as "no Kinograph equivalent"; its
-    line now says the restorer is not run yet and what upscales instead (the file-naming upscalers exist)."""
-    from app.comfyui import import_data
-    from graph_engine.registry import default_registry
-    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png", "upload": "image"}},
-           "2": {"class_type": "SeedVR2Preprocess", "inputs": {"resized_images": ["1", 0]}},
-           "3": {"class_type": "SeedVR2Conditioning", "inputs": {"vae_conditioning": ["2", 0], "model": ["2", 0]}},
-           "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
-    entry = import_data(api).report.entries["3"]
-    assert entry.status == "unmapped" and "SeedVR2 restorer" in entry.why()
-    for named in ("upscale.model", "upscale.multiframe", "upscale.seedvr2_pad", "upscale.seedvr2_finish"):
-        assert named in entry.why() and default_registry().get(named) is not None

@@ -176,6 +176,15 @@ def lora(stored: dict, models: Path) -> None:
               str(models / "diffusion_models" / "flux2_dev_tiny_lora_merged.safetensors"))
 
 
+def save_vae(vae, path: Path) -> None:
+    """FLUX.2's VAE as ComfyUI's flux2-vae.safetensors holds it: the LDM autoencoder names and the batch norm's
+    statistics."""
+    from safetensors.torch import save_file
+    ae = {k: v for k, v in vae.state_dict().items() if not k.startswith("bn.")}
+    save_file({k: v.contiguous() for k, v in {**sd_ldm_vae(ae, 2), "bn.running_mean": vae.bn.running_mean,
+                                               "bn.running_var": vae.bn.running_var}.items()}, str(path))
+
+
 def build_flux2(root: Path) -> Path:
     from diffusers import Flux2Pipeline
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
@@ -193,16 +202,9 @@ def build_flux2(root: Path) -> Path:
     save_file({"model." + k: v.bfloat16().contiguous() for k, v in te.state_dict().items()},
               str(models / "text_encoders" / f"{name}.safetensors"))
     tok = tokenizer(models / "text_encoders" / name)
-    ae = {k: v for k, v in vae.state_dict().items() if not k.startswith("bn.")}
-    save_file({k: v.contiguous() for k, v in {**sd_ldm_vae(ae, 2), "bn.running_mean": vae.bn.running_mean,
-                                               "bn.running_var": vae.bn.running_var}.items()},
-              str(models / "vae" / "flux2-vae.safetensors"))
+    save_vae(vae, models / "vae" / "flux2-vae.safetensors")
     small = small_decoder_vae(vae)
-    save_file({k: v.contiguous() for k, v in {**sd_ldm_vae({k: v for k, v in small.state_dict().items()
-                                                             if not k.startswith("bn.")}, 2),
-                                               "bn.running_mean": small.bn.running_mean,
-                                               "bn.running_var": small.bn.running_var}.items()},
-              str(models / "vae" / "full_encoder_small_decoder.safetensors"))
+    save_vae(small, models / "vae" / "full_encoder_small_decoder.safetensors")
     small.save_pretrained(str(root / "small_decoder_vae"))
     Flux2Pipeline(scheduler=scheduler("flux2"), vae=vae, text_encoder=te, tokenizer=tok,
                   transformer=transformer).save_pretrained(str(root / "FLUX.2-dev"), safe_serialization=True)

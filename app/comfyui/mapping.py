@@ -464,6 +464,14 @@ LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_MASK_NOTE = ("the mask reaches the latent grid averaged over each latent pixel's pixels (ComfyUI: bilinear), "
                     "so its edge can differ by a fraction of a latent pixel")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
+
+
+def minimax_ref_size(v):
+    """MiniMaxH3ReferenceToVideo's ref_image_size -> condition.references' resolution: match (down to the video's
+    size) or keep (max: at most a 2048-pixel short side)."""
+    return "match" if v == "match" else "keep"
+
+
 S2V_NOTE = ("the reference, motion and pose pictures are resized by the VAE's processor (ComfyUI: bilinear), and the "
             "video is encoded whole (ComfyUI: in tiles)")
 VIDEO_SAVE_TAKES = ("fps",)
@@ -1186,10 +1194,21 @@ RULES: Dict[str, Rule] = {
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="i2v", ignore={"batch_size": 1}),
     # MiniMax H3 text-to-video: its prompt (the CLIP it is given reads it) and the empty video latent with its
-    # soundtrack; keyframes (first_frame / last_frame, fl2va) are not made yet
+    # soundtrack; keyframes (first_frame / last_frame, fl2va) through condition.frames
     "MiniMaxH3ImageToVideo": Rule("encode.text", ("prompt", "width", "height", "length"),
                                   (P("prompt", "text"),) + LATENT_SIZE + (P("length", "frames"),),
                                   {"clip": "text_encoder"}, ("positive", "latent"), special="minimax_h3_video"),
+    # MiniMax H3's guide picture at any frame (chained to pin several); its guide clips and sound are not read yet
+    "MiniMaxH3AddGuide": Rule("condition.frames", ("frame_idx",), (P("frame_idx", "guide_frame"),),
+                              {"positive": "positive", "vae": "vae", "latent": "latent", "image": "guide"},
+                              ("positive",), special="minimax_h3_guide"),
+    # MiniMax H3 reference-to-video (ref2va): the same, and its reference pictures through condition.references
+    "MiniMaxH3ReferenceToVideo": Rule("encode.text", ("prompt", "width", "height", "length", "ref_image_size"),
+                                      (P("prompt", "text"),) + LATENT_SIZE + (
+                                          P("length", "frames"), P("ref_image_size", "resolution",
+                                                                   minimax_ref_size)),
+                                      {"clip": "text_encoder"}, ("positive", "latent"),
+                                      special="minimax_h3_reference"),
     # autoregressive Wan (Causal Forcing): the start image's latent fills the model's attention cache (a MODEL option
     # sample's ar_video sampler reads) and the empty latent is the video's
     "ARVideoI2V": Rule("condition.ar_start", ("width", "height", "length", "batch_size"),
@@ -1273,6 +1292,12 @@ RULES: Dict[str, Rule] = {
                   {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
                   ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
        for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
+    # MiniMax H3's Fun ControlNet-Union by its control video (its inpainting: mask / source_video not run yet)
+    "MiniMaxH3FunControlNetApply": Rule("control.model_patch", ("strength", "start_percent", "end_percent"),
+                                        (P("strength", "strength"),),
+                                        {"model": "model", "model_patch": "model_patch", "vae": "vae",
+                                         "control_video": "video", "mask": "mask"}, ("model",),
+                                        ignore={"start_percent": 0.0, "end_percent": 1.0}),
     "WanInfiniteTalkToVideo": Rule("condition.infinitetalk", ("mode", "width", "height", "length",
                                                               "motion_frame_count", "audio_scale"),
                                    LATENT_SIZE + (P("length", "frames"), P("motion_frame_count", "motion_frames"),
@@ -1627,6 +1652,11 @@ RULES: Dict[str, Rule] = {
     # written out for sample
     "SDTurboScheduler": Rule(None, ("steps", "denoise"), (P("steps", "steps"), P("denoise", "denoise")),
                              {"model": "schedule_model"}, fold=True, special="sd_turbo"),
+    # Ideogram 4's logit-normal schedule for its picture size, written out for sample as ManualSigmas' is; the
+    # templates' scheduler ends at 0 (a later ComfyUI adds a full_denoise widget, off: its last level 5.5e-4)
+    "Ideogram4Scheduler": Rule(None, ("steps", "width", "height", "mu", "std"),
+                               (P("steps", "steps"), P("width", "width"), P("height", "height"), P("mu", "mu"),
+                                P("std", "std")), fold=True, special="ideogram4_scheduler"),
     # a schedule written out (LTX-Video's distilled models: Lightricks' workflows give the list): sample's sigmas
     "ManualSigmas": Rule(None, ("sigmas",), (P("sigmas", "sigmas"),), fold=True),
     # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover
@@ -1665,6 +1695,15 @@ RULES: Dict[str, Rule] = {
     "DualCFGGuider": Rule("guide.dual_cfg", ("cfg_conds", "cfg_cond2_negative", "style"),
                           (P("cfg_conds", "cfg"), P("cfg_cond2_negative", "middle_cfg"), P("style", "style")),
                           {"model": "model", "cond2": "middle"}, ("model",), special="dual_cfg_guider"),
+    # Ideogram 4's asymmetric CFG: the negative prompt's pass made by a second model (its unconditional transformer),
+    # then a guider as CFGGuider's
+    "DualModelGuider": Rule("guide.negative_model", ("cfg",), (P("cfg", "cfg"),),
+                            {"model": "model", "model_negative": "negative_model"}, ("model",),
+                            special="dual_model_guider"),
+    # another cfg over a share of the way from noise (Ideogram 4's last steps at 3, Pixal3D's structure stage at 1)
+    "CFGOverride": Rule("guide.cfg_override", ("cfg", "start_percent", "end_percent"),
+                        (P("cfg", "cfg"), P("start_percent", "start"), P("end_percent", "end")), {"model": "model"},
+                        ("model",)),
     # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
     # is Euler; at eta 1 it is euler_ancestral's full fresh noise
     "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta), P("s_noise", "s_noise")),
@@ -1893,7 +1932,10 @@ RULES: Dict[str, Rule] = {
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
-    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py); SeedVR2Conditioning needs the NaDiT
+    # SeedVR2's picture preparation and finishing (nodes/upscale/seedvr2.py), and its conditioning: the transformer's
+    # own prompt embeddings and the clip's latent beside the noise (nodes/generate/seedvr2_dit.py)
+    "SeedVR2Conditioning": Rule("condition.seedvr2", (), (), {"model": "model", "vae_conditioning": "latent"},
+                                ("positive", "negative")),
     "SeedVR2Preprocess": Rule("upscale.seedvr2_pad", (), (), {"resized_images": "video"}, ("video",)),
     "SeedVR2PostProcessing": Rule("upscale.seedvr2_finish", ("color_correction_method",),
                                   (P("color_correction_method", "color_correction"),),
@@ -2045,7 +2087,8 @@ RULES: Dict[str, Rule] = {
                           ignore={"audioUI": None}, special="save_audio"),
     "SaveAudioAdvanced": Rule("io.save_audio", ("filename_prefix", "format", "format.quality"),
                               (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
-    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # newer ComfyUI's PreviewImage hands the pictures it shows on (MiniMax H3's Fun ControlNet template)
+    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
     "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_any"),
@@ -2327,10 +2370,10 @@ INSTEAD = {
     "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
                               "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
                               "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
-    "SeedVR2Conditioning": "not mapped yet: ByteDance's SeedVR2 restorer (its NaDiT transformer, seedvr2_3b / _7b in "
-                           "diffusion_models/, and its VAE) is not run by Kinograph yet; its preparation and finishing "
-                           "import (upscale.seedvr2_pad, upscale.seedvr2_finish). Upscale with upscale.model (an "
-                           "ESRGAN-style file in upscale_models/) or upscale.multiframe instead",
+    **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
+              "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
+              "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"
+       for name in ("SeedVR2TemporalChunk", "SeedVR2TemporalMerge")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -674,23 +674,22 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
 
 
 def _seedvr2(k: Keys) -> Optional[Detection]:
-    """ByteDance's SeedVR2 restorer as ComfyUI keeps it (seedvr2_3b/7b_*.safetensors in diffusion_models, any precision:
-    its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning; and
-    seedvr2_ema_vae_fp16 in vae, SD3's autoencoder names on 3-D convolutions): named, as Kinograph does not run them
-    yet. Its VAE was taken for FLUX.1's (the same names, 16 latent channels) and failed on its 5-D weights."""
-    instead = "upscale.model (ESRGAN and the like) and upscale.multiframe upscale today"
+    """ByteDance's SeedVR2 restorer as ComfyUI keeps it: seedvr2_3b/7b_*.safetensors in diffusion_models (any
+    precision; its NaDiT, with the prompt embeddings it was trained on baked in as positive/negative_conditioning),
+    which load.diffusion_model reads (nodes/generate/seedvr2_dit.py); and seedvr2_ema_vae_fp16 in vae (SD3's
+    autoencoder names on 3-D convolutions), which load.vae reads (nodes/generate/seedvr2_vae.py). That VAE was taken
+    for FLUX.1's (the same names, 16 latent channels) and failed on its 5-D weights."""
     dim = k.shape("vid_in.proj.weight")
     if dim is not None and k.any("emb_in.proj_in.weight"):
         size = {2560: "3B", 3072: "7B"}.get(dim[0], f"width {dim[0]}")
-        return Detection(None, "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
-                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT), which Kinograph does not "
-                             f"run yet; {instead}")
+        return Detection("diffusion_model", "seedvr2", size.lower(), prefix=k.prefix_of("vid_in.proj.weight") or "",
+                         why=f"ByteDance's SeedVR2 {size} restoration transformer (NaDiT)")
     # diffusers' Wan and Qwen-Image VAEs have these names on 3-D convolutions too, with RMS norms (gamma) where
     # SeedVR2's (SD3's autoencoder inflated) has group norms
     if len(k.shape("decoder.conv_in.weight") or ()) == 5 and k.any("decoder.up_blocks.0.resnets.0.conv1.weight") \
             and not k.any("decoder.up_blocks.0.resnets.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
-        return Detection(None, "seedvr2", "vae", why=f"ByteDance's SeedVR2 video VAE (3-D convolutions, 16 latent "
-                                                     f"channels), which Kinograph does not read yet; {instead}")
+        return Detection("vae", "seedvr2", "", why="ByteDance's SeedVR2 video VAE (causal 3-D convolutions, 16 latent "
+                                                  "channels, 8x and 4n+1 frames)")
     return None
 
 
@@ -1404,6 +1403,17 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _ideogram4(k: Keys) -> Optional[Detection]:
+    """Ideogram 4's transformer (ideogram4_* and ideogram4_unconditional_*: the same tensors, the second trained
+    without text) in ComfyUI's names (comfy/ldm/ideogram4: layers.N.attention.qkv fused) or diffusers' (to_q: an
+    Ideogram4Pipeline folder's): read by its text-feature projection and its image-token marker."""
+    if not k.has("llm_cond_proj.weight", "embed_image_indicator.weight"):
+        return None
+    return Detection("diffusion_model", "ideogram4", "", prefix=k.prefix_of("llm_cond_proj.weight") or "",
+                     layout="original" if k.any("layers.0.attention.qkv.weight") else "diffusers",
+                     why="llm_cond_proj / embed_image_indicator (13 of Qwen3-VL's layers per token)")
+
+
 def qwen21_files(part: str) -> str:
     return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
             "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
@@ -1412,7 +1422,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _flux3, _boogu, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 

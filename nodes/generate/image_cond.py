@@ -45,11 +45,12 @@ def condition_frames(vae, positive: Conditioning, negative: Optional[Conditionin
                      first: Optional[np.ndarray], last: Optional[np.ndarray],
                      image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02,
                      tracks=None, method: str = "ati", temperature: float = 220.0, topk: int = 2,
-                     strength: float = 1.0, text_encoder=None):
+                     strength: float = 1.0, text_encoder=None, guide: Optional[np.ndarray] = None,
+                     guide_frame: int = 0):
     """(positive, negative) carrying the frames the video must start (and end) with; tracks steer Wan ATI or
     Wan-Move models (nodes.motion.wan_tracks); `text_encoder` reads positive's prompt again after the frames'
-    pictures (MiniMax H3)."""
-    if first is None and last is None:
+    pictures (MiniMax H3); `guide` is pinned at `guide_frame` after the frames positive holds (MiniMax H3)."""
+    if first is None and last is None and guide is None:
         raise NodeError("condition.frames needs a first frame (and optionally a last frame)")
     adapter = get_adapter(vae.family)
     if not hasattr(adapter, "frame_condition"):
@@ -60,14 +61,21 @@ def condition_frames(vae, positive: Conditioning, negative: Optional[Conditionin
                         "unconnected")
     if tracks is not None and (first is None or last is not None):
         raise NodeError("tracks steer from the first frame only: connect first, and leave last unconnected")
+    if guide is not None and not hasattr(adapter, "guide_condition"):
+        raise NodeError(f"guide pins a picture at any frame of a MiniMax H3 video; a {vae.family} model takes "
+                        "first and last: connect the picture to first or last instead")
     with torch.inference_mode():
-        extra, meta = adapter.frame_condition(vae.pipe, latent, _pil(first) if first is not None else None,
-                                              _pil(last) if last is not None else None, image_embeds,
-                                              motion=motion, noise_aug=noise_aug)
+        extra, meta = {}, {}
+        if first is not None or last is not None:
+            extra, meta = adapter.frame_condition(vae.pipe, latent, _pil(first) if first is not None else None,
+                                                  _pil(last) if last is not None else None, image_embeds,
+                                                  motion=motion, noise_aug=noise_aug)
+        if guide is not None:
+            extra, meta = adapter.guide_condition(vae.pipe, latent, positive, extra, meta, _pil(guide), guide_frame)
         neg_extra = extra
         if tracks is not None:
             extra, neg_extra = _steer(extra, tracks, latent, method, temperature, topk, strength)
-    if text_encoder is not None:
+    if text_encoder is not None and (first is not None or last is not None):     # guides are not read with it
         if not hasattr(adapter, "read_with_pictures"):
             raise NodeError(f"{vae.family} models read no prompt with their frames: leave condition.frames' "
                             "text_encoder unconnected (MiniMax H3 reads one)")

@@ -3,8 +3,8 @@ several pictures to edit at once (ReferenceMultiLatent). The boxes' maths is in 
 references' in nodes/generate/reference.py."""
 from __future__ import annotations
 
-from graph_engine import Input, Param, node
-from graph_engine.types import BOXES, CONDITIONING, LATENT, STRING, VAE, VIDEO
+from graph_engine import Input, NodeError, Param, node
+from graph_engine.types import BOXES, CONDITIONING, LATENT, STRING, TEXT_ENCODER, VAE, VIDEO
 
 _PICTURE = Input(optional=True, help="one more picture to edit or take from, after the ones before it")
 
@@ -21,7 +21,6 @@ def boxes_create(ctx, width: int = Param(1024, min=1, max=16384, help="the canva
     text.flux3_layout to place things where a FLUX.3 klein picture draws them."""
     import json
 
-    from graph_engine import NodeError
     from nodes.common.boxes import from_editor
     try:
         rows = json.loads(boxes)
@@ -53,17 +52,34 @@ def condition_references(ctx, vae: VAE, positive: CONDITIONING, image: VIDEO = I
                                                                                          "edit (<ref_image_0>)"),
                          negative: CONDITIONING = Input(optional=True),
                          image2: VIDEO = _PICTURE, image3: VIDEO = _PICTURE, image4: VIDEO = _PICTURE,
-                         resolution: str = Param("keep", choices=("keep", "resize"),
-                                                 help="keep: encode each picture at its size; resize: to about "
-                                                      "megapixels first, keeping its shape"),
+                         resolution: str = Param("keep", choices=("keep", "resize", "match"),
+                                                 help="keep: encode each picture at its size (MiniMax H3: at most "
+                                                      "a 2048-pixel short side); resize: to about megapixels first, "
+                                                      "keeping its shape; match (MiniMax H3): down to the video's "
+                                                      "size in pixels, keeping its shape"),
                          megapixels: float = Param(1.0, min=0.01, max=16.0, help="each picture's size with resize, "
-                                                                                 "in millions of pixels")):
+                                                                                 "in millions of pixels"),
+                         latent: LATENT = Input(optional=True, help="MiniMax H3: the video latent (latent.empty) "
+                                                                    "the pictures are references of"),
+                         text_encoder: TEXT_ENCODER = Input(optional=True, help="MiniMax H3: its Qwen3-VL, to read "
+                                                                                "positive's prompt after the "
+                                                                                "pictures")):
     """Give an edit model (FLUX.2, FLUX.3 klein) several pictures at once (ComfyUI's ReferenceMultiLatent): each is
     encoded on its own and added, in order, to the prompt and the negative as a reference (condition.reference
     chained). The negative is the prompt where none is given. Sample the latent it gives (empty, the first picture's
-    size) at denoise 1."""
+    size) at denoise 1.
+
+    MiniMax H3 (reference-to-video, ComfyUI's MiniMaxH3ReferenceToVideo): connect the video's latent and the text
+    encoder; the prompt names the pictures <Picture 1>, <Picture 2>, ... in order, and the latent comes out as
+    given."""
     from nodes.generate.reference import add_references
     pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    area = None if latent is None else {"match": latent.width * latent.height,
+                                        "resize": megapixels * 1e6}.get(resolution)
+    if resolution == "match" and latent is None:
+        raise NodeError("resolution match sizes the pictures to the video's latent (MiniMax H3): connect latent, "
+                        "or choose keep or resize")
     pos, neg, latent = add_references(vae, positive, negative, pictures,
-                                      megapixels if resolution == "resize" else None, ctx.check, ctx.progress)
+                                      megapixels if resolution == "resize" else None, ctx.check, ctx.progress,
+                                      latent, text_encoder, area)
     return {"positive": pos, "negative": neg, "latent": latent}

@@ -75,6 +75,8 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                        "vae": "load.vae (an SD3 VAE, family sd3)"},
                "qwenimage": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image)",
                              "vae": "load.vae (qwen_image_vae.safetensors)"},
+               "ideogram4": {"text_encoder": "load.text_encoder (qwen3vl_8b_fp8_scaled.safetensors, type ideogram4)",
+                             "vae": "load.vae (flux2-vae.safetensors)"},
                "krea2": {"text_encoder": "load.text_encoder (qwen3vl_4b_fp8_scaled.safetensors, type krea2)",
                          "vae": "load.vae (qwen_image_vae.safetensors)"},
                "zimage": {"text_encoder": "load.text_encoder (qwen_3_4b.safetensors, type lumina2)",

@@ -7,13 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from graph_engine import Clip, NodeError
+from nodes.generate.minimax_fun_control import PROBE as MINIMAX_FUN
 from nodes.generate.qwen_diffsynth import PROBE as DIFFSYNTH
 from nodes.generate.zimage_control import PROBE as ZIMAGE
 
 # the tensor that marks the kind: (family, what it is, the model it steers, the VAE family and file it reads through)
 KINDS = {ZIMAGE: ("zimage", "a Z-Image Fun ControlNet", "Z-Image Turbo", "flux", "FLUX.1's ae.safetensors"),
          DIFFSYNTH: ("qwenimage", "a Qwen-Image DiffSynth ControlNet", "Qwen-Image", "qwenimage",
-                     "qwen_image_vae.safetensors")}
+                     "qwen_image_vae.safetensors"),
+         MINIMAX_FUN: ("minimax_h3", "a MiniMax H3 Fun ControlNet", "MiniMax H3", "minimax_h3",
+                       "minimax_h3_video_vae_*.safetensors")}
 
 
 def load(mm, name: str):
@@ -55,11 +58,19 @@ def apply(model, patch, vae, clip: Clip, strength: float, mask=None):
         raise NodeError(f"{kind[1]} reads the control picture through {kind[4]}, and this model was loaded without "
                         "it: connect load.vae to control.model_patch's vae")
     if mask is not None:
-        raise NodeError(f"{name} steers by the control picture alone and reads no mask: disconnect the mask")
+        raise NodeError(f"{name} steers by the control picture alone and reads no mask: disconnect the mask" if
+                        patch.family != "minimax_h3" else f"{name}'s inpainting (a mask) is not run yet: disconnect "
+                        "the mask and steer by the control video")
     if patch.family == "zimage":
         from nodes.generate.zimage_control import build
+    elif patch.family == "minimax_h3":
+        from nodes.generate.minimax_fun_control import build
     else:
         from nodes.generate.qwen_diffsynth import build
-    net = build(patch.pipe, model.pipe.transformer, name)
+    if patch.family == "minimax_h3":      # where its blocks go may be in the file's metadata
+        from nodes.generate.detect import read_header
+        net = build(patch.pipe, model.pipe.transformer, name, read_header(Path(patch.path)).metadata)
+    else:
+        net = build(patch.pipe, model.pipe.transformer, name)
     control = Control(net, preprocess(clip, "none"), float(strength), vae=(vae or model).pipe, cache={})
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))

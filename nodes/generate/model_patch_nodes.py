@@ -11,10 +11,12 @@ from nodes.common.models_dirs import locator
       outputs={"model_patch": MODEL_PATCH})
 def load_model_patch(ctx, name: str = Param("", kind="path", locate=locator("model_patches"), required=True,
                                              help="file in model_patches/ (wan2.1_infiniteTalk_multi_fp16"
-                                                  ".safetensors, Z-Image-Turbo-Fun-Controlnet-Union.safetensors)")):
+                                                  ".safetensors, Z-Image-Turbo-Fun-Controlnet-Union.safetensors, "
+                                                  "minimax_h3_fun_controlnet_union_*.safetensors)")):
     """Weights laid over a model's (ComfyUI's ModelPatchLoader), told apart by their tensors: InfiniteTalk's audio
     projection and per-block audio attention for Wan 2.1 I2V 14B (condition.infinitetalk), Alibaba PAI's Z-Image
-    Fun ControlNet union for Z-Image Turbo or DiffSynth's blockwise ControlNets for Qwen-Image (control.model_patch).
+    Fun ControlNet union for Z-Image Turbo, MiniMax H3's Fun ControlNet-Union or DiffSynth's blockwise ControlNets for
+    Qwen-Image (control.model_patch).
     Other kinds of patch are named and refused."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.model_patch import load
@@ -36,6 +38,8 @@ def control_model_patch(ctx, model: MODEL, model_patch: MODEL_PATCH, video: VIDE
     depth, pose or MLSD picture (made by lines.*, depth.estimate, pose.dwpose), told nothing of which; DiffSynth's
     canny and depth patches steer Qwen-Image after each of its blocks. The picture is
     taken as it is, stretched to the generation's size; a video steers frame by frame. Chained, the controls add up,
-    as control.apply's do."""
+    as control.apply's do. MiniMax H3's Fun ControlNet-Union (ComfyUI's MiniMaxH3FunControlNetApply) steers its video
+    by a control video (pose, depth, canny), fitted to the video's frames (its last frame held) and canvas (cut at
+    the middle), through the video VAE."""
     from nodes.generate.model_patch import apply
     return apply(model, model_patch, vae, video, strength, mask)

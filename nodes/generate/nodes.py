@@ -479,16 +479,22 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      topk: int = Param(2, min=1, max=10, help="ATI: tracks blended at each latent pixel"),
                      strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move"),
                      text_encoder: TEXT_ENCODER = Input(optional=True, help="MiniMax H3: its Qwen3-VL, to read "
-                                                                            "positive's prompt after the keyframes")):
+                                                                            "positive's prompt after the keyframes"),
+                     guide: IMAGE = Input(optional=True, help="MiniMax H3: a picture to pin at guide_frame "
+                                                              "(cover-cropped), after the frames positive holds"),
+                     guide_frame: int = Param(0, min=-9999, max=9999, help="MiniMax H3: the frame guide pins; "
+                                                                           "negative counts from the end")):
     """Image-to-video conditioning: pin the first (and for Wan and MiniMax H3, the last) frame of the generated video.
 
     Wan ATI (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) and Wan-Move (ComfyUI's WanMoveTrackToVideo) models
     also take point tracks: what is under each track's start in the first frame is carried along it. MiniMax H3
-    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder."""
+    reads its prompt after the keyframes' pictures ("<Picture 1>" is the first given): connect the text encoder.
+    MiniMax H3 also takes a guide picture at any frame: chain condition.frames to pin several (ComfyUI's
+    MiniMaxH3AddGuide); guides are not read with the prompt."""
     from nodes.generate.image_cond import condition_frames as run
     return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
                tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength,
-               text_encoder=text_encoder)
+               text_encoder=text_encoder, guide=guide, guide_frame=guide_frame)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",
@@ -1175,6 +1181,31 @@ def dual_cfg_guide(ctx, model: MODEL, middle: CONDITIONING,
     the instruction and middle_cfg the picture. Three network calls a step; connect sample's negative prompt."""
     from nodes.generate.sampling import DualCfg
     return model.with_option("dual_cfg", DualCfg(middle, float(middle_cfg), style == "nested"))
+
+
+@node("guide.negative_model", title="Negative Pass on a Second Model", category="Sampling",
+      passes={"model": "model"})
+def negative_model_guide(ctx, model: MODEL, negative_model: MODEL) -> MODEL:
+    """Classifier-free guidance whose negative pass a second model makes (ComfyUI's DualModelGuider): Ideogram 4's
+    unconditional transformer (ideogram4_unconditional_*), trained without text, reads sample's negative prompt (the
+    zeroed prompt, condition.zero) while this model reads the prompt. Both must be of one family; at cfg 1 the second
+    model is not run."""
+    from nodes.generate.sampling import check_negative_model
+    check_negative_model(model, negative_model)
+    return model.with_option("negative_model", negative_model)
+
+
+@node("guide.cfg_override", title="CFG Override for Part of the Steps", category="Sampling",
+      passes={"model": "model"})
+def cfg_override_guide(ctx, model: MODEL, cfg: float = Param(3.0, min=0.0, max=100.0,
+                                                             help="the guidance scale over that part"),
+                       start: float = Param(0.7, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                        "starts (ComfyUI's start_percent)"),
+                       end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
+    """Another guidance scale over part of the steps (ComfyUI's CFGOverride): at the noise levels from `start` to
+    `end` of the way from noise (levels, not step counts, as ComfyUI's percents) sample uses this cfg in place of
+    its own. Ideogram 4's templates polish with cfg 3 from 0.7 on (its pipeline's last steps at 3 after 7)."""
+    return model.with_option("cfg_override", (float(cfg), float(start), float(end)))
 
 
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})

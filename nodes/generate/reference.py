@@ -102,16 +102,20 @@ def text_and_references(conds: Sequence[Conditioning], frames: Sequence[int], ba
 
 
 def add_references(vae, positive: Conditioning, negative, pictures: Sequence, megapixels=None,
-                   check=lambda: None, progress=None):
+                   check=lambda: None, progress=None, latent=None, text_encoder=None, area=None):
     """(positive, negative, latent) of ComfyUI's ReferenceMultiLatent: each picture (resized to about `megapixels`
     million pixels, keeping its shape, where given) encoded on its own and added, in order, to both prompts as one
     more reference; the negative is the positive where none is given; the latent is the first reference's, zeroed
-    (the picture made is the first reference's size)."""
+    (the picture made is the first reference's size). With the video `latent` (MiniMax H3's reference-to-video), see
+    _read_references."""
     from nodes.generate.vae_ops import encode_clip, fit_to_grid
     from nodes.video import edit
     if not pictures:
         raise NodeError("condition.references needs at least one picture: connect the pictures to edit to image, "
                         "image2, ...")
+    from nodes.generate.adapters import get_adapter
+    if latent is not None or text_encoder is not None or hasattr(get_adapter(vae.family), "reference_latents"):
+        return _read_references(vae, positive, negative, pictures, latent, text_encoder, area)
     latents = []
     for clip in pictures:
         if megapixels is not None:
@@ -123,3 +127,32 @@ def add_references(vae, positive: Conditioning, negative, pictures: Sequence, me
     first = latents[0]
     empty = Latent(torch.zeros_like(first.samples), first.family, first.frames, first.fps, first.width, first.height)
     return positive, positive if negative is None else negative, empty
+
+
+def _read_references(vae, positive: Conditioning, negative, pictures: Sequence, latent, text_encoder, area):
+    """A model that reads reference pictures beside the video it makes (MiniMax H3's ref2va): each picture sized and
+    encoded by the model's own rule (its adapter's reference_latents, scaled down to `area` pixels or its own limit)
+    and added to both prompts as a reference; with `text_encoder` the positive prompt is read again after the
+    pictures. The latent is the video's, passed on."""
+    from PIL import Image
+    from nodes.generate.adapters import get_adapter
+    adapter = get_adapter(vae.family)
+    if not hasattr(adapter, "reference_latents"):
+        raise NodeError(f"condition.references' latent, text_encoder and resolution match are for MiniMax H3's "
+                        f"reference-to-video; a {vae.family} VAE takes the pictures alone: leave them unconnected")
+    if latent is None:
+        raise NodeError("MiniMax H3 reads its reference pictures beside the video it makes: connect latent.empty's "
+                        "latent (the MiniMax H3 video VAE, 17n+5 frames) to condition.references' latent")
+    if any(p.length != 1 for p in pictures):
+        raise NodeError("MiniMax H3's reference videos are not read yet: give condition.references pictures (one "
+                        "frame each), e.g. a frame of the video through video.trim")
+    with torch.inference_mode():
+        read = adapter.reference_latents(vae.pipe, latent, [Image.fromarray(p.frame(0)) for p in pictures], area)
+    for _, z in read:
+        ref = Latent(z, latent.family, 1, latent.fps, z.shape[-1] * 16, z.shape[-2] * 16)
+        positive = add_reference(positive, ref)
+        negative = None if negative is None else add_reference(negative, ref)
+    if text_encoder is not None:
+        with torch.inference_mode():
+            positive = adapter.read_after(text_encoder, positive, [pic for pic, _ in read])
+    return positive, positive if negative is None else negative, latent

@@ -562,6 +562,26 @@ def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torc
     return _with_zero([float(table.sigmas[t]) for t in picked])
 
 
+def ideogram4_sigmas(steps: int, width: int, height: int, mu: float = 0.0, std: float = 1.5) -> torch.Tensor:
+    """Ideogram 4's logit-normal flow schedule (ComfyUI's Ideogram4Scheduler, Ideogram4Pipeline's own): steps + 1
+    levels, the i-th from the noisy end 1 - t at the (steps - i) / steps quantile of t = 1 - sigmoid(N(mu', std)),
+    mu' = mu + ln(pixels / 512^2) / 2 (bigger pictures spend longer at high noise), t kept inside Ideogram's logSNR
+    window [-15, 18]. The window leaves the last level at about 5.5e-4; it ends at 0, as the pipeline and the
+    templates' scheduler end."""
+    import math
+    from statistics import NormalDist
+    mean = mu + 0.5 * math.log(width * height / (512 * 512))
+    t_min, t_max = 1 / (1 + math.exp(0.5 * 18.0)), 1 / (1 + math.exp(0.5 * -15.0))
+    levels = []
+    for i in range(steps, -1, -1):
+        u = i / steps
+        z = -math.inf if u <= 0 else math.inf if u >= 1 else NormalDist().inv_cdf(u)
+        t = 1 - 1 / (1 + math.exp(-(mean + std * z)))
+        levels.append(1 - min(max(t, t_min), t_max))
+    levels[-1] = 0.0
+    return torch.tensor(levels, dtype=torch.float64).float()
+
+
 def sd_table() -> SigmaTable:
     """Stable Diffusion's (and SDXL's) noise levels: scaled_linear betas from 0.00085 to 0.012 over 1000 steps."""
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2

@@ -153,6 +153,11 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     tfn = adapter.timestep_fn(levels)
     velocity_from_image = handle.option("img_to_img_velocity")
     true_cfg = handle.option("true_cfg")
+    negative_model = handle.option("negative_model")
+    override = handle.option("cfg_override")
+    if negative_model is not None and (dual is not None or true_cfg is not None):
+        raise NodeError("guide.negative_model makes sample's negative pass on a second model and cannot be mixed "
+                        f"with {'guide.dual_cfg' if dual is not None else 'guide.true_cfg'} yet: remove one of them")
     if true_cfg is not None and not adapter.distilled_guidance(handle):
         raise NodeError(f"guide.true_cfg adds true CFG to a model told cfg as its guidance (FLUX.1 dev); this "
                         f"{handle.family} model takes sample's cfg as true CFG already: remove guide.true_cfg")
@@ -194,12 +199,13 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             return mask * predict(x * mask + kept * (1 - mask), sigma, idx, mask) + clean * (1 - mask)
         return predict(x, sigma, idx)
 
-    def run(cs, x, sigma, idx, mask=None, sl=None):
-        """The model's x0 prediction under each conditioning of cs, batched; x (and mask) over an area: sl."""
+    def run(cs, x, sigma, idx, mask=None, sl=None, h=handle):
+        """The model's (h's: the negative pass's second model) x0 prediction under each conditioning of cs, batched;
+        x (and mask) over an area: sl."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32)
         s = sigma.to(x.device, x.dtype)
-        x_in = adapter.model_input(pipe, x, s)
-        inputs = adapter.conditioning_inputs(handle, cs, idx, x.shape[0], device, dtype)
+        x_in = adapter.model_input(h.pipe, x, s)
+        inputs = adapter.conditioning_inputs(h, cs, idx, x.shape[0], device, dtype)
         if "control" in inputs:     # ControlNets for part of the steps (control.apply's start / end)
             inputs["control"] = active(inputs["control"], float(sigma), lambda p: adapter.percent_sigma(
                 levels, p, handle.option("flow_shift")))
@@ -214,9 +220,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         t = tfn(sigma).to(device)
         batch_in = torch.cat([x_in] * len(cs)).to(device, dtype)
         if sl is None:
-            out = adapter.forward(handle, batch_in, t, inputs)
+            out = adapter.forward(h, batch_in, t, inputs)
         else:
-            out = regions.padded_run(lambda xx, ii: adapter.forward(handle, xx, t, ii), batch_in, inputs,
+            out = regions.padded_run(lambda xx, ii: adapter.forward(h, xx, t, ii), batch_in, inputs,
                                      family(handle.family).patch)
         if velocity_from_image:     # Marigold v2: x0 = x - v at any level (the reference's latent - model_pred)
             return torch.cat([x] * len(cs)) - out.to(x.device, x.dtype)
@@ -237,6 +243,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             with weak_negative.skipped(pipe):
                 uncond = run([negative], x, sigma, idx, mask)
             den = torch.cat([uncond, run([positive], x, sigma, idx, mask)])
+        elif guided and negative_model is not None:
+            den = torch.cat([run([negative], x, sigma, idx, mask, h=negative_model), run([positive], x, sigma, idx, mask)])
         else:
             den = run(conds, x, sigma, idx, mask)
         guided_den = guide(x, s, den, idx)
@@ -252,13 +260,22 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
 
     def guide(x, s, den, idx):
         if dual is None:
-            return guide_pair(x, s, den, idx, cfg)
+            return guide_pair(x, s, den, idx, cfg_at(float(s.flatten()[0])))
         # ComfyUI's Guider_DualCFG: one CFG step (its post-CFG steps, CFGNorm's, with it) between two of the three
         # predictions, the third prompt's push added (regular) or pushing that result (nested)
         uncond, middle, cond = den.chunk(3)
         if dual.nested:
             return uncond + (guide_pair(x, s, torch.cat([middle, cond]), idx, cfg) - uncond) * dual.scale
         return guide_pair(x, s, torch.cat([uncond, middle]), idx, dual.scale) + (cond - middle) * cfg
+
+    def cfg_at(sigma: float) -> float:
+        """sample's cfg, or guide.cfg_override's over its levels (ComfyUI's CFGOverride: start_percent down to
+        end_percent of the way, as the model's percent_to_sigma places them)."""
+        if override is None:
+            return cfg
+        to_sigma = lambda p: adapter.percent_sigma(levels, p, handle.option("flow_shift"))     # noqa: E731
+        hi, lo = to_sigma(override[1]), to_sigma(override[2])
+        return override[0] if lo * (1 - 1e-6) <= sigma <= hi * (1 + 1e-6) else cfg
 
     def guide_pair(x, s, den, idx, scale):
         mixed = mix(x, s, den, idx, scale)
@@ -280,6 +297,17 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         return cfg_zero_star(x, cond, uncond, mixed, g) if zero_star else mixed
 
     return model_fn
+
+
+def check_negative_model(model, negative_model) -> None:
+    """guide.negative_model's second model samples the same latents with the same prompts: one family."""
+    if model.family != negative_model.family:
+        raise NodeError(f"guide.negative_model's negative_model is {negative_model.family} and the model "
+                        f"{model.family}: the negative pass must be made by a model of the same family (Ideogram 4's "
+                        "ideogram4_unconditional_* beside its ideogram4_*)")
+    if negative_model.loras:
+        raise NodeError("guide.negative_model's negative_model has LoRAs, which its pass does not apply yet: put the "
+                        "LoRA on the model that reads the prompt, or leave it off")
 
 
 def _check_dual(handle, adapter, negative, others: dict):

@@ -110,6 +110,19 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = Out(None, {"sigmas": ", ".join(repr(float(x)) for x in levels)})
         return []
 
+    def special_ideogram4_scheduler(self, cn, rule, params, notes):
+        """Ideogram4Scheduler: its levels for the picture size it is given, written out as sample's sigmas."""
+        from nodes.generate.samplers import ideogram4_sigmas
+        levels = ideogram4_sigmas(int(params.get("steps", 20)), int(params.get("width", 1024)),
+                                  int(params.get("height", 1024)), float(params.get("mu", 0.0)),
+                                  float(params.get("std", 1.75)))
+        self.outs[(cn.id, 0)] = Out(None, {"sigmas": ", ".join(repr(float(x)) for x in levels)})
+        return []
+
+    def special_dual_model_guider(self, cn, rule, params, notes):
+        """DualModelGuider: guide.negative_model on its two models, then a guider as CFGGuider's."""
+        return self._guider_after(cn, rule, params, notes, (("positive", "positive"), ("negative", "negative")))
+
     def special_first_sigma(self, cn, rule, params, notes):
         """ComfyUI's SetFirstSigma: the schedule folded so far, with sample's first_sigma."""
         src = self.resolve(cn.inputs.get("sigmas"))
@@ -310,10 +323,15 @@ class CoreNodes:
 
     def special_dual_cfg_guider(self, cn, rule, params, notes):
         """DualCFGGuider: guide.dual_cfg on its model (cond2 the middle prompt), then a guider as CFGGuider's."""
+        return self._guider_after(cn, rule, params, notes, (("cond1", "positive"), ("negative", "negative")))
+
+    def _guider_after(self, cn, rule, params, notes, prompts):
+        """A model node (rule's) whose output becomes a guider as CFGGuider's: that model, the (ComfyUI input,
+        sample port) prompts and the node's cfg, for the sampler to take."""
         cfg = params.pop("cfg", None)
         nid = self.plain(cn, rule, params, notes)
         attrs = {"model": self.outs[(cn.id, 0)], **({} if cfg is None else {"cfg": cfg})}
-        for comfy, port in (("cond1", "positive"), ("negative", "negative")):
+        for comfy, port in prompts:
             v = self.resolve(cn.inputs.get(comfy))
             if isinstance(v, Out):
                 attrs[port] = v

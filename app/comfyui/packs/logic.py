@@ -441,6 +441,12 @@ class LogicNodes:
         elif isinstance(v, Out) and v.port is not None:
             self.outs[(cn.id, 0)] = v
 
+    def special_preview_image(self, cn, rule, params, notes):
+        """PreviewImage's output, where a workflow reads it: the pictures it shows."""
+        v = self.resolve(cn.inputs.get("images"))
+        if isinstance(v, Out) and v.port is not None:
+            self.outs[(cn.id, 0)] = v
+
     def special_camera_angle(self, cn, rule, params, notes):
         v = self.known(cn, ("horizontal_angle", "vertical_angle", "zoom"),
                        {"horizontal_angle": 0, "vertical_angle": 0, "zoom": 5.0})

@@ -7,6 +7,15 @@ from ..flatten import Ref
 from ..out import Out
 
 
+REFERENCE_PORTS = ("image", "image2", "image3", "image4")     # condition.references' pictures, in order
+
+
+def _slot(name: str):
+    """An Autogrow input's order (ref_images.ref_image_10 after ref_image_9)."""
+    tail = name.rsplit("_", 1)[-1]
+    return (name.rsplit("_", 1)[0], int(tail) if tail.isdigit() else 0)
+
+
 class VideoModels:
     def special_ltxv_conditioning(self, cn, rule, params, notes):
         for slot, name in enumerate(("positive", "negative")):
@@ -50,6 +59,41 @@ class VideoModels:
         """MiniMaxH3ImageToVideo: encode.text on its prompt, and latent.empty of its size and length (snapped up to
         the 17n+5 frames ComfyUI makes), which holds the soundtrack's latent too; its first_frame / last_frame
         (fl2va) pinned by condition.frames on the VAE and that latent, which reads the prompt again after them."""
+        keys = {k: self.resolve(cn.inputs.get(c)) for c, k in (("first_frame", "first"), ("last_frame", "last"))}
+        return self.minimax_h3_pictures(cn, rule, params, notes, "condition.frames", keys, {})
+
+    def special_minimax_h3_reference(self, cn, rule, params, notes):
+        """MiniMaxH3ReferenceToVideo: as MiniMaxH3ImageToVideo, its ref_images (in order) read by
+        condition.references on the VAE and that latent, which reads the prompt again after them. Reference videos
+        and sounds are not read yet."""
+        pictures = [self.resolve(v) for k, v in sorted(cn.inputs.items(), key=lambda kv: _slot(kv[0]))
+                    if k.startswith("ref_images.")]
+        for k in cn.inputs:
+            if k.startswith(("ref_videos.", "ref_video_audios.", "ref_audios.")):
+                notes.append(f"{k}: MiniMax H3's reference videos and sounds are not read yet; the video is made "
+                             "without it")
+        if len(pictures) > len(REFERENCE_PORTS):
+            notes.append(f"{len(pictures)} reference pictures: condition.references reads the first "
+                         f"{len(REFERENCE_PORTS)}")
+        resolution = params.pop("resolution", "match")
+        return self.minimax_h3_pictures(cn, rule, params, notes, "condition.references",
+                                        dict(zip(REFERENCE_PORTS, pictures)), {"resolution": resolution})
+
+    def special_minimax_h3_guide(self, cn, rule, params, notes):
+        """MiniMaxH3AddGuide: condition.frames pinning its image at frame_idx (a clip of 5 frames or more is a guide
+        clip in ComfyUI, of which the first picture is pinned here); its audio is not read yet."""
+        if "audio" in cn.inputs:
+            notes.append("audio: MiniMax H3's guide sound is not read yet; the picture is pinned without it")
+        ref = cn.inputs.get("image")
+        source = self.flat.nodes.get(ref.node) if isinstance(ref, Ref) else None
+        if source is not None and source.class_type != "LoadImage":
+            notes.append("image: a guide clip (5 frames or more) pins its first picture here, where ComfyUI pins "
+                         "the clip")
+        return [self.plain(cn, rule, params, notes)]
+
+    def minimax_h3_pictures(self, cn, rule, params, notes, node, pictures, settings):
+        """encode.text and latent.empty of MiniMax H3's conditioning node (its length snapped up to the 17n+5 frames
+        ComfyUI makes), and `node` on the VAE, that latent and the prompt reading `pictures` where any are given."""
         frames = max(5, int(params.pop("frames", 124)))
         frames += (5 - frames % 17) % 17
         size = {k: params.pop(k) for k in ("width", "height") if k in params}
@@ -57,18 +101,17 @@ class VideoModels:
         lat = self.add("latent.empty", cn, {**size, "frames": frames}, "_latent", dy=-160)
         self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
         self.outs[(cn.id, 1)] = Out((lat, "latent"))
-        keys = {k: self.resolve(cn.inputs.get(c)) for c, k in (("first_frame", "first"), ("last_frame", "last"))}
-        if not any(keys.values()):
+        if not any(pictures.values()):
             return [text, lat]
-        frames_node = self.add("condition.frames", cn, {}, "_keyframes", dy=160)
-        self.link(self.resolve(cn.inputs.get("clip")), frames_node, "text_encoder")
-        self.link(Out((text, "positive")), frames_node, "positive")
-        self.link(Out((lat, "latent")), frames_node, "latent")
-        self.link(self.resolve(cn.inputs.get("vae")), frames_node, "vae")
-        for port, out in keys.items():
-            self.link(out, frames_node, port)
-        self.outs[(cn.id, 0)] = Out((frames_node, "positive"))
-        return [text, lat, frames_node]
+        cond = self.add(node, cn, settings, "_pictures", dy=160)
+        self.link(self.resolve(cn.inputs.get("clip")), cond, "text_encoder")
+        self.link(Out((text, "positive")), cond, "positive")
+        self.link(Out((lat, "latent")), cond, "latent")
+        self.link(self.resolve(cn.inputs.get("vae")), cond, "vae")
+        for port, out in pictures.items():
+            self.link(out, cond, port)
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        return [text, lat, cond]
 
     def special_ati(self, cn, rule, params, notes):
         """WanTrackToVideo: ComfyUI's track JSON (121 {x, y} samples per track) as a motion.tracks node of one

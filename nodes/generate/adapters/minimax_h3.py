@@ -19,11 +19,17 @@ sound under the video's levels by a scale on its noise).
 Image-to-video (condition.frames, diffusers' fl2va): each keyframe is one latent frame of its own, encoded as the
 released model encodes it (ImageNet pixels, the posterior sampled under seed 42, rounded to float16, normalised), laid
 in the sequence between the prompt and the sound at the rotary time of the frame it pins ("first": the first frame,
-"last": the last pixel frame), mixed with 0.1% noise drawn from the run's seed (t = 0.999) and told t = max(the
-step's, 0.999) at every step; its rows are read, never written."""
+"last": the last pixel frame, a number: that pixel frame), mixed with 0.1% noise drawn from the run's seed
+(t = 0.999) and told t = max(the step's, 0.999) at every step; its rows are read, never written.
+
+Reference-to-video (condition.references, diffusers' / ComfyUI's ref2va): each reference picture is one latent frame
+at its own size, encoded as a keyframe is, laid after the keyframes at rotary time prompt length + i (one unit a
+picture), noised and held as a keyframe is; the video and its sound start after the pictures' time, and the prompt is
+read after a "<Picture i>: " label and vision block of each."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -34,6 +40,8 @@ from diffusers.loaders import MiniMaxH3LoraLoaderMixin
 from graph_engine import NodeError
 from nodes.generate.adapters.base import (Adapter, apart, frames_from_batch, frames_in_batch, joined, padded_rows,
                                           text_of_width)
+from nodes.generate.minimax_fun_control import control_latent as fun_control_latent, control_rows, steering
+from nodes.generate.reference import references
 
 TEXT_LAYER = 50          # the hidden state MiniMax H3 reads: after decoder layer 50 (not the last, not normed)
 TEXT_TAG, VIDEO_TAG, AUDIO_TAG = 1, 0, 2
@@ -48,6 +56,8 @@ PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # Image
 KEYFRAMES, ANCHORS, HELD = "minimax_h3_keyframes", "minimax_h3_anchors", "minimax_h3_held"
 SEEN = "minimax_h3_seen"                    # the prompt's rows that are a keyframe's vision tokens (bool [1, L])
 KEYFRAME_T, KEYFRAME_SEED = 0.999, 42       # diffusers' keyframe_noise_aug and keyframe_encode_seed
+HELD_REF = "minimax_h3_held_ref"            # + i: reference picture i mixed with its noise (for_run)
+REF_SHORT_SIDE, REF_MULTIPLE = 2048, 32     # ComfyUI's REF_IMAGE_SHORT_EDGE and CANVAS_MULTIPLE
 NO_QWEN3VL = ("MiniMax H3 reads its prompt with Qwen3-VL 32B (text_encoders/qwen3vl_32b_minimax_h3_*.safetensors); "
               "this text encoder is not one. Give load.text_encoder that file with type minimax, as ComfyUI's "
               "CLIPLoader does")
@@ -61,55 +71,72 @@ def spatial_grid(dim: int, patch: int, sqrt_area: float) -> torch.Tensor:
     return torch.from_numpy(np.linspace(left, left + ratio, dim // patch, endpoint=False) * SPATIAL_SCALE)
 
 
-def image_layout(text_len: int, h: int, w: int, patch=(2, 2)):
+def image_layout(text_len: int, h: int, w: int):
     """(position_ids [S, 3] float64, token_tags [S]) of the prompt's rows then one latent frame's patch rows."""
-    area = float(np.sqrt(h * w))
-    hh, ww = torch.meshgrid(spatial_grid(h, patch[0], area), spatial_grid(w, patch[1], area), indexing="ij")
-    n = hh.numel()
+    grid, _ = frame_grid(h, w)
+    n = grid.shape[0]
     pos = torch.zeros(text_len + n, 3, dtype=torch.float64)
     pos[:text_len, 0] = torch.arange(text_len, dtype=torch.float64)
     pos[text_len:, 0] = float(text_len)
-    pos[text_len:, 1], pos[text_len:, 2] = hh.reshape(-1), ww.reshape(-1)
+    pos[text_len:, 1:] = grid
     tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((n,), VIDEO_TAG)])
     return pos, tags
 
 
-def anchor_time(text_len: int, frames: int, anchor: str) -> float:
-    """The rotary time of a keyframe pinning the first frame, or the last pixel frame of `frames` latent frames
-    (their spans summed pairwise in float64, as numpy sums them in the released code: the ulp matters)."""
+def anchor_time(origin: float, frames: int, anchor) -> float:
+    """The rotary time of a keyframe pinning the first frame, the last pixel frame of `frames` latent frames (their
+    spans summed pairwise in float64, as numpy sums them in the released code: the ulp matters), or pixel frame
+    `anchor` (5/3 a frame, ComfyUI's MiniMaxH3AddGuide), counted from the video's start `origin`."""
     if anchor == "first":
-        return float(text_len)
+        return float(origin)
+    if not isinstance(anchor, str):
+        return float(origin) + FRAME_RESCALE * int(anchor)
     spans = np.ones(frames, dtype=np.float64) * FRAME_RESCALE
     for offset, n in enumerate(FRAME_TIME):
         spans[offset::len(FRAME_TIME)] *= n
-    return float(text_len) + float(spans.sum()) - FRAME_RESCALE
+    return float(origin) + float(spans.sum()) - FRAME_RESCALE
 
 
-def video_layout(text_len: int, frames: int, h: int, w: int, sound: int, anchors=()):
-    """(position_ids [S, 3] float64, token_tags [S]) of [prompt | keyframes' patch rows | sound rows | frames' patch
-    rows]: each keyframe at its anchor_time; the sound's latents one rotary time unit apart from the prompt's length,
-    both stereo channels at the same times, pinned to the width grid's two ends; the frames at the prompt's length
-    plus 5/3 per pixel frame before them."""
+def frame_grid(h: int, w: int):
+    """(h, w) rotary coordinates [h/2 * w/2, 2] of one latent frame's patches, and its width axis."""
     area = float(np.sqrt(h * w))
     width = spatial_grid(w, 2, area)
     hh, ww = torch.meshgrid(spatial_grid(h, 2, area), width, indexing="ij")
-    per_frame = hh.numel()
+    return torch.stack([hh.reshape(-1), ww.reshape(-1)], -1), width
+
+
+def video_layout(text_len: int, frames: int, h: int, w: int, sound: int, anchors=(), refs=()):
+    """(position_ids [S, 3] float64, token_tags [S]) of [prompt | keyframes' patch rows | reference pictures' patch
+    rows | sound rows | frames' patch rows]: the video starts after the prompt and one rotary time unit a reference
+    picture (reference i at the prompt's length + i, on its own size's grid; `refs` their latent (h, w)); each keyframe
+    at its anchor_time from the video's start; the sound's latents one unit apart from there, both stereo channels at
+    the same times, pinned to the width grid's two ends; the frames 5/3 per pixel frame before them apart."""
+    grid, width = frame_grid(h, w)
+    per_frame = grid.shape[0]
+    origin = text_len + len(refs)
     spans = torch.tensor([FRAME_RESCALE * FRAME_TIME[i % len(FRAME_TIME)] for i in range(frames)], dtype=torch.float64)
-    times = text_len + torch.cat([torch.zeros(1, dtype=torch.float64), spans[:-1].cumsum(0)])
+    times = origin + torch.cat([torch.zeros(1, dtype=torch.float64), spans[:-1].cumsum(0)])
     held = len(anchors) * per_frame
-    pos = torch.zeros(text_len + held + STEREO * sound + frames * per_frame, 3, dtype=torch.float64)
+    seen = held + sum((rh // 2) * (rw // 2) for rh, rw in refs)
+    pos = torch.zeros(text_len + seen + STEREO * sound + frames * per_frame, 3, dtype=torch.float64)
     pos[:text_len, 0] = torch.arange(text_len, dtype=torch.float64)
     keys = pos[text_len:text_len + held].view(len(anchors), per_frame, 3)
     for i, anchor in enumerate(anchors):
-        keys[i, :, 0] = anchor_time(text_len, frames, anchor)
-    keys[:, :, 1], keys[:, :, 2] = hh.reshape(-1), ww.reshape(-1)
-    at = slice(text_len + held, text_len + held + STEREO * sound)
-    pos[at, 0] = (text_len + torch.arange(sound, dtype=torch.float64)).repeat(STEREO)
+        keys[i, :, 0] = anchor_time(origin, frames, anchor)
+    keys[:, :, 1:] = grid
+    at = text_len + held
+    for i, (rh, rw) in enumerate(refs):
+        ref_grid, _ = frame_grid(rh, rw)
+        pos[at:at + ref_grid.shape[0], 0] = float(text_len + i)
+        pos[at:at + ref_grid.shape[0], 1:] = ref_grid
+        at += ref_grid.shape[0]
+    at = slice(text_len + seen, text_len + seen + STEREO * sound)
+    pos[at, 0] = (origin + torch.arange(sound, dtype=torch.float64)).repeat(STEREO)
     pos[at, 2] = torch.cat([torch.full((sound,), float(width[0])), torch.full((sound,), float(width[-1]))])
     video = pos[at.stop:].view(frames, per_frame, 3)
     video[:, :, 0] = times[:, None]
-    video[:, :, 1], video[:, :, 2] = hh.reshape(-1), ww.reshape(-1)
-    tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((held,), VIDEO_TAG),
+    video[:, :, 1:] = grid
+    tags = torch.cat([torch.full((text_len,), TEXT_TAG), torch.full((seen,), VIDEO_TAG),
                       torch.full((STEREO * sound,), AUDIO_TAG), torch.full((frames * per_frame,), VIDEO_TAG)])
     return pos, tags
 
@@ -150,6 +177,7 @@ class MiniMaxH3Adapter(Adapter):
     prediction = "flow"
     single_file = True
     literal_prompts = True
+    reads_references = True           # reference pictures (ref2va), laid before the video (condition.references)
 
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:
@@ -206,32 +234,81 @@ class MiniMaxH3Adapter(Adapter):
         if latent.audio is None:
             raise NodeError("MiniMax H3 pins keyframes of a video made with its sound: make the latent with "
                             "latent.empty on the MiniMax H3 video VAE with 17n+5 frames")
-        vae = video_vae(pipe)
         keys = keyframe_pictures(latent, first, last)
+        return {KEYFRAMES: torch.stack([self.encode_held(pipe, pic) for _, pic in keys])}, {ANCHORS: [a for a, _ in keys]}
+
+    def guide_condition(self, pipe, latent, positive, extra, meta, picture, frame: int):
+        """condition.frames' guide: `picture` cover-cropped to the latent's size and pinned at pixel frame `frame`
+        (negative: from the end), after the keyframes `positive` holds and those of `extra` / `meta` (ComfyUI's
+        MiniMaxH3AddGuide, chained)."""
+        if latent.audio is None:
+            raise NodeError("MiniMax H3 pins guides in a video made with its sound: make the latent with latent.empty "
+                            "on the MiniMax H3 video VAE with 17n+5 frames")
+        at = frame if frame >= 0 else latent.frames + frame
+        if not 0 <= at < latent.frames:
+            raise NodeError(f"guide_frame {frame} is outside the video's {latent.frames} frames (0 to "
+                            f"{latent.frames - 1}, or -1 for the last): change guide_frame")
+        keys = [k for k in (positive.extra.get(KEYFRAMES), extra.get(KEYFRAMES)) if k is not None]
+        anchors = list(positive.meta.get(ANCHORS, ())) + list(meta.get(ANCHORS, ()))
+        keys.append(self.encode_held(pipe, cover(picture, latent.width, latent.height))[None])
+        return {**extra, KEYFRAMES: torch.cat(keys)}, {**meta, ANCHORS: anchors + [at]}
+
+    def encode_held(self, pipe, picture) -> torch.Tensor:
+        """A keyframe or reference picture's latent frame [C, h, w] as the released model encodes it (diffusers'
+        encode_vae_condition: ImageNet pixels, the posterior sampled under seed 42, rounded to float16, normalised)."""
+        vae = video_vae(pipe)
         pmean, pstd = self._stats(PIXEL_MEAN, PIXEL_STD, torch.zeros(1))
-        z = []
-        for _, pic in keys:
-            px = torch.from_numpy(np.array(pic.convert("RGB"))).permute(2, 0, 1)[None, :, None].float() / 255.0
-            posterior = vae.encode(((px - pmean) / pstd).to(vae.device, vae.dtype)).latent_dist
-            drawn = posterior.sample(generator=torch.Generator().manual_seed(KEYFRAME_SEED)).to(torch.float16).float()
-            mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, drawn)
-            z.append(((drawn.cpu() - mean.cpu()) / std.cpu())[0, :, 0])
-        return {KEYFRAMES: torch.stack(z)}, {ANCHORS: [a for a, _ in keys]}
+        px = torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)[None, :, None].float() / 255.0
+        posterior = vae.encode(((px - pmean) / pstd).to(vae.device, vae.dtype)).latent_dist
+        drawn = posterior.sample(generator=torch.Generator().manual_seed(KEYFRAME_SEED)).to(torch.float16).float()
+        mean, std = self._stats(vae.config.latents_mean, vae.config.latents_std, drawn)
+        return ((drawn.cpu() - mean.cpu()) / std.cpu())[0, :, 0]
+
+    def reference_latents(self, pipe, latent, pictures, area=None):
+        """condition.references: [(picture as read, latent [1, C, 1, h, w])] of each reference picture, scaled down
+        (never up, keeping its shape) to `area` pixels, or to a 2048-pixel short side where None, each side rounded
+        to 32, Lanczos (ComfyUI's MiniMaxH3ReferenceToVideo, ref_image_size match / max), encoded as a keyframe."""
+        if latent.audio is None:
+            raise NodeError("MiniMax H3 reads reference pictures for a video made with its sound: give "
+                            "condition.references the latent of latent.empty on the MiniMax H3 video VAE (17n+5 "
+                            "frames)")
+        out = []
+        for pic in pictures:
+            w, h = pic.size
+            scale = min(1.0, math.sqrt(area / (w * h)) if area else REF_SHORT_SIDE / min(w, h))
+            size = tuple(max(REF_MULTIPLE, round(d * scale / REF_MULTIPLE) * REF_MULTIPLE) for d in (w, h))
+            pic = pic.convert("RGB").resize(size, Image.LANCZOS)
+            out.append((pic, self.encode_held(pipe, pic)[None, :, None]))
+        return out
 
     def for_run(self, handle, positive, negative, seed, sigmas):
-        """The keyframes mixed with their 0.1% noise, drawn from the run's seed one keyframe after another."""
+        """The keyframes, then the reference pictures, mixed with their 0.1% noise, drawn from the run's seed one
+        after another in the order the sequence holds them (diffusers' MiniMaxH3PrepareConditionLatentsStep)."""
         out = []
         for c in (positive, negative):
-            if c is None or KEYFRAMES not in c.extra:
+            refs = [] if c is None else [r[0, :, 0].float() for r in references(c)]
+            if c is None or KEYFRAMES not in c.extra and not refs:
                 out.append(c)
                 continue
             gen = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
-            keys = c.extra[KEYFRAMES].float()
-            noise = torch.stack([torch.randn((1, *k.shape[:1], 1, *k.shape[1:]), generator=gen)[0, :, 0]
-                                 for k in keys])
             t = torch.tensor(KEYFRAME_T, dtype=torch.float32)
-            out.append(c.with_extra(**{HELD: t * keys + (1.0 - t) * noise}))
+
+            def held(k):
+                return t * k + (1.0 - t) * torch.randn((1, *k.shape[:1], 1, *k.shape[1:]), generator=gen)[0, :, 0]
+            keys = c.extra.get(KEYFRAMES)
+            extra = {} if keys is None else {HELD: torch.stack([held(k) for k in keys.float()])}
+            extra.update({f"{HELD_REF}{i}": held(r) for i, r in enumerate(refs)})
+            out.append(c.with_extra(**extra))
         return tuple(out)
+
+    @staticmethod
+    def control_latent(control, video_shape) -> torch.Tensor:
+        """A Fun ControlNet's control video encoded for this video (minimax_fun_control.control_latent), kept."""
+        key = tuple(video_shape)
+        if key not in control.cache:
+            with torch.inference_mode():
+                control.cache[key] = fun_control_latent(control.vae, control.frames, video_shape)
+        return control.cache[key]
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
@@ -251,20 +328,26 @@ class MiniMaxH3Adapter(Adapter):
         return *padded_rows(rows), None
 
     def read_with_pictures(self, text_encoder, positive, latent, first, last):
-        """condition.frames' text_encoder: `positive`'s prompt read again after the keyframes, each a "<Picture i>: "
-        label and its vision block (diffusers' MiniMaxH3FL2VATextEncoderStep), the block's rows marked SEEN."""
+        """condition.frames' text_encoder: `positive`'s prompt read again after the keyframes (diffusers'
+        MiniMaxH3FL2VATextEncoderStep)."""
+        return self.read_after(text_encoder, positive, [pic for _, pic in keyframe_pictures(latent, first, last)])
+
+    def read_after(self, text_encoder, positive, pictures):
+        """`positive`'s prompt read again after the pictures (keyframes or references), each a "<Picture i>: " label
+        and its vision block (diffusers' MiniMaxH3FL2VATextEncoderStep / Ref2VATextEncoderStep for pictures), the
+        blocks' rows marked SEEN."""
         from nodes.generate.text import _device
         pipe = text_encoder.pipe
         te = qwen3vl(pipe)
         if getattr(pipe, "processor", None) is None or not hasattr(te.model, "visual"):
-            raise NodeError("this Qwen3-VL file holds no vision tower to see the keyframes with: give "
+            raise NodeError("this Qwen3-VL file holds no vision tower to see the pictures with: give "
                             "load.text_encoder MiniMax H3's qwen3vl_32b_minimax_h3 file, or leave text_encoder off")
         if len(positive.prompts) != 1:
-            raise NodeError("MiniMax H3 reads its keyframes with one prompt: a prompt schedule cannot be read "
+            raise NodeError("MiniMax H3 reads its pictures with one prompt: a prompt schedule cannot be read "
                             "with them")
         device = _device(pipe)
         tok, proc = pipe.tokenizer, pipe.processor
-        pictures = [pic.convert("RGB") for _, pic in keyframe_pictures(latent, first, last)]
+        pictures = [pic.convert("RGB") for pic in pictures]
         vision = proc.image_processor(images=pictures, return_tensors="pt")
         grid = vision["image_grid_thw"]
         ids, seen = [], []
@@ -303,6 +386,11 @@ class MiniMaxH3Adapter(Adapter):
             out["seen"] = [c.extra.get(SEEN) for c in conds for _ in range(batch)]
         if any(HELD in c.extra for c in conds):
             out["keyframes"] = [(c.extra.get(HELD), c.meta.get(ANCHORS, ())) for c in conds for _ in range(batch)]
+        if any(f"{HELD_REF}0" in c.extra for c in conds):
+            out["refs"] = [held_refs(c) for c in conds for _ in range(batch)]
+        controls = handle.option("controlnet")
+        if controls:                        # control.model_patch's Fun ControlNet: encoded in forward
+            out["control"] = list(controls)
         return out
 
     def default_sigmas(self, pipe, steps, latent_shape):
@@ -390,9 +478,11 @@ class MiniMaxH3Adapter(Adapter):
         video with its soundtrack as one."""
         if handle.option(STREAMS) is not None:
             return self._video(handle, x_in, t, inputs)
-        if "keyframes" in inputs:
-            raise NodeError("MiniMax H3 pins keyframes (condition.frames) of a video, not of a picture: make the "
-                            "latent with latent.empty on the MiniMax H3 video VAE with 17n+5 frames")
+        if "keyframes" in inputs or "refs" in inputs or "control" in inputs:
+            raise NodeError("MiniMax H3 pins keyframes (condition.frames), reads reference pictures "
+                            "(condition.references) and follows a Fun ControlNet (control.model_patch) for a video, "
+                            "not a picture: make the latent with latent.empty on the MiniMax H3 video VAE with 17n+5 "
+                            "frames")
         model = handle.pipe.transformer
         n = x_in.shape[0]
         frames = frames_in_batch(x_in)
@@ -439,27 +529,36 @@ class MiniMaxH3Adapter(Adapter):
         length, dev = sound_shape[2], x_in.device
         keyframes = inputs.get("keyframes") or [(None, ())] * video.shape[0]
         seen = inputs.get("seen") or [None] * video.shape[0]
+        refs = inputs.get("refs") or [[]] * video.shape[0]
+        # each net runs where the transformer runs now (it may have been moved since control.model_patch)
+        controls = [(c.net.to(x_in.device), c.strength,
+                     control_rows(c.net, self.control_latent(c, video_shape).to(x_in.device)))
+                    for c in inputs.get("control") or ()]
         outs = []
-        for x, a, e, m, (keys, anchors), s in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"],
-                                                  keyframes, seen):
+        for x, a, e, m, (keys, anchors), s, r in zip(video, sound, inputs["encoder_hidden_states"], inputs["mask"],
+                                                     keyframes, seen, refs):
             text = e[m][None]
             n = text.shape[1]
-            pos, tags = video_layout(n, f, h, w, length, anchors)
-            if s is not None:       # a keyframe's vision rows are tagged as video
+            pos, tags = video_layout(n, f, h, w, length, anchors, [tuple(p.shape[1:]) for p in r])
+            if s is not None:       # a keyframe's or reference's vision rows are tagged as video
                 tags[:n][s[0]] = VIDEO_TAG
-            held = 0 if keys is None else keys.shape[0] * (h // 2) * (w // 2)
-            rows = patchify(x) if keys is None else torch.cat([patchify(keys.to(x).transpose(0, 1)), patchify(x)])
+            held_rows = ([] if keys is None else [patchify(keys.to(x).transpose(0, 1))]) + [
+                patchify(p.to(x)[:, None]) for p in r]
+            held = sum(p.shape[0] for p in held_rows)
+            rows = torch.cat([*held_rows, patchify(x)])
             audio = torch.arange(n + held, n + held + STEREO * length, device=dev)
             which = torch.zeros(pos.shape[0], dtype=torch.long, device=dev)
             which[n:n + held] = 2
             which[audio] = 1
-            vel, vel_sound = model(hidden_states=rows[None].to(model.dtype),
-                                   audio_hidden_states=sound_rows(a)[None].to(model.dtype), encoder_hidden_states=text,
-                                   timestep=timestep, timestep_indices=which, token_tags=tags.to(dev),
-                                   position_ids=pos.to(dev),
-                                   video_indices=torch.cat([torch.arange(n, n + held, device=dev),
-                                                            torch.arange(audio[-1] + 1, pos.shape[0], device=dev)]),
-                                   audio_indices=audio, text_indices=torch.arange(n, device=dev), return_dict=False)
+            target = torch.arange(audio[-1] + 1, pos.shape[0], device=dev)
+            seen_rows = torch.cat([torch.arange(n, n + held, device=dev), target])
+            with steering(model.transformer_blocks, controls, seen_rows, target, audio):
+                vel, vel_sound = model(hidden_states=rows[None].to(model.dtype),
+                                       audio_hidden_states=sound_rows(a)[None].to(model.dtype),
+                                       encoder_hidden_states=text, timestep=timestep, timestep_indices=which,
+                                       token_tags=tags.to(dev), position_ids=pos.to(dev), video_indices=seen_rows,
+                                       audio_indices=audio, text_indices=torch.arange(n, device=dev),
+                                       return_dict=False)
             vel = vel[:, held:]
             v = -sound_of_rows(vel_sound[0].float(), sound_shape[0], length)
             clean, noise = a - heard * v, a + (1 - heard) * v
@@ -482,6 +581,14 @@ def keyframe_pictures(latent, first, last):
     size = (latent.width, latent.height)
     return [(a, k.resize(size, Image.LANCZOS) if a == "first" else cover(k, *size))
             for a, k in (("first", first), ("last", last)) if k is not None]
+
+
+def held_refs(cond):
+    """The reference pictures for_run mixed with their noise, [C, h, w] each, in order."""
+    out = []
+    while f"{HELD_REF}{len(out)}" in cond.extra:
+        out.append(cond.extra[f"{HELD_REF}{len(out)}"])
+    return out
 
 
 def qwen3vl(pipe):
