@@ -1292,6 +1292,12 @@ RULES: Dict[str, Rule] = {
                   {"model": "model", "model_patch": "model_patch", "vae": "vae", "image": "video", "mask": "mask"},
                   ("model",), note="the control picture is stretched to the latent's size bilinearly (ComfyUI: area)")
        for name in ("QwenImageDiffsynthControlnet", "ZImageFunControlnet")},
+    # Anima's ControlNet-LLLite nets from model_patches/: the picture centre-cropped and resized bicubically, as
+    # ComfyUI's AnimaLLLitePatch does
+    "AnimaLLLiteApply": Rule("control.anima_lllite", ("strength", "start_percent", "end_percent"),
+                             (P("strength", "strength"), P("start_percent", "start"), P("end_percent", "end")),
+                             {"model": "model", "model_patch": "model_patch", "image": "video", "mask": "mask"},
+                             ("model",)),
     # MiniMax H3's Fun ControlNet-Union by its control video (its inpainting: mask / source_video not run yet)
     "MiniMaxH3FunControlNetApply": Rule("control.model_patch", ("strength", "start_percent", "end_percent"),
                                         (P("strength", "strength"),),
@@ -2089,7 +2095,8 @@ RULES: Dict[str, Rule] = {
                               (P("filename_prefix", "path", out_path("")),), {"audio": "audio"}, special="save_audio"),
     # newer ComfyUI's PreviewImage hands the pictures it shows on (MiniMax H3's Fun ControlNet template)
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
-    "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # it hands its mask on too (the Anima LLLite inpainting template's mask comes through one)
+    "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_image"),
     # its STRING output is the text it shows: a constant shown and passed on (a picked index into a formula)
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="preview_any"),
     "ImageCompare": Rule(None, kind="ui", note="previews show in Kinograph's viewer (its compare mode shows two)"),

@@ -636,6 +636,11 @@ def _not_yet(k: Keys) -> Optional[Detection]:
                          why=f"Genmo's Mochi 1 transformer, which Kinograph does not run yet; {instead}")
     if k.has("decoder.blocks.0.0.weight", "decoder.output_proj.weight"):
         return Detection(None, "mochi", "", why="Genmo's Mochi 1 VAE (mochi_vae), which Kinograph does not read yet")
+    if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "llm_adapter.embed.weight"):
+        # Anima's DiT is Cosmos-Predict2's with an LLM adapter (Qwen3-0.6B's states to T5-token queries) before it
+        return Detection(None, "cosmos", "anima", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
+                         why="Anima (Cosmos-Predict2's DiT with an LLM adapter), which Kinograph does not run yet; its "
+                             f"ControlNet-LLLite nets load (control.anima_lllite) but steer nothing without it; {instead}")
     if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "pos_embedder.dim_spatial_range"):
         return Detection(None, "cosmos", "predict2", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos-Predict2 transformer, which Kinograph does not run yet; {instead}")

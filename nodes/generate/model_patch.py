@@ -1,12 +1,16 @@
 """ComfyUI's model_patches/ files, told apart by their tensors as ModelPatchLoader tells them: InfiniteTalk's audio layers
 for Wan 2.1 (nodes/generate/infinitetalk.py), and ControlNets laid into a model's blocks - Alibaba PAI's Z-Image Fun
 union (nodes/generate/zimage_control.py), DiffSynth's blockwise Qwen-Image ones (nodes/generate/qwen_diffsynth.py) -
-which control.model_patch (ComfyUI's QwenImageDiffsynthControlnet) puts on the model they steer."""
+which control.model_patch (ComfyUI's QwenImageDiffsynthControlnet) puts on the model they steer - and Anima's
+ControlNet-LLLite nets (nodes/generate/anima_lllite.py), which control.anima_lllite (ComfyUI's AnimaLLLiteApply) lays
+on Anima's DiT."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from graph_engine import Clip, NodeError
+from nodes.generate.anima_lllite import PROBE as LLLITE
+from nodes.generate.anima_lllite import SDXL_PREFIX as SDXL_LLLITE
 from nodes.generate.minimax_fun_control import PROBE as MINIMAX_FUN
 from nodes.generate.qwen_diffsynth import PROBE as DIFFSYNTH
 from nodes.generate.zimage_control import PROBE as ZIMAGE
@@ -29,7 +33,18 @@ def load(mm, name: str):
     from nodes.generate.weights import load_weights
     path = resolve_model_path(name, "model_patches", "model patch")
     if path.suffix.lower() in SAFE_EXT:
-        keys = read_header(path).shapes      # a cut-off file named, where safe_open raised its own error
+        header = read_header(path)      # a cut-off file named, where safe_open raised its own error
+        keys = header.shapes
+        if LLLITE in keys:
+            from nodes.generate.anima_lllite import build
+            net = mm.cached(("model_patch", str(path.resolve())),
+                            lambda: build(load_weights(path), header.metadata, path.name), files=(path,))
+            return ComponentHandle("anima_lllite", str(path), net, "model_patch")
+        if any(k.startswith(SDXL_LLLITE) for k in keys):
+            raise NodeError(f"{path.name} is a ControlNet-LLLite for SDXL (kohya's lllite_unet_* modules), which "
+                            "Kinograph does not apply; model_patches/ takes Anima's LLLite nets "
+                            "(Comfy-Org/Anima-LLLite: anima-lllite-depth-1.safetensors ...): for SDXL use a ControlNet "
+                            "from controlnet/ with control.apply")
         kind = next((KINDS[k] for k in KINDS if k in keys), None)
         if kind is not None:
             state = mm.cached(("model_patch", str(path.resolve())), lambda: load_weights(path), files=(path,))
@@ -44,6 +59,8 @@ def apply(model, patch, vae, clip: Clip, strength: float, mask=None):
     from nodes.generate.families import family
     name = Path(patch.path).name
     kind = next((k for k in KINDS.values() if k[0] == patch.family), None)
+    if patch.family == "anima_lllite":
+        raise NodeError(f"{name} is a ControlNet-LLLite for Anima: connect it to control.anima_lllite")
     if kind is None:
         raise NodeError(f"{name} is InfiniteTalk's audio patch for Wan 2.1, not a ControlNet: connect it to "
                         "condition.infinitetalk; control.model_patch takes a Z-Image Fun ControlNet "
@@ -74,3 +91,37 @@ def apply(model, patch, vae, clip: Clip, strength: float, mask=None):
         net = build(patch.pipe, model.pipe.transformer, name)
     control = Control(net, preprocess(clip, "none"), float(strength), vae=(vae or model).pipe, cache={})
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
+
+
+def apply_lllite(model, patch, clip: Clip, strength: float, start: float, end: float, mask=None):
+    """The model with an Anima LLLite net steering its DiT by the control picture (the first frame of `clip`), between
+    `start` and `end` (shares of the way down the noise levels); an inpainting net also reads `mask` (1 = repaint),
+    which the others, as in ComfyUI, leave unread. On a model that has LLLite nets already, all steer."""
+    import numpy as np
+
+    from nodes.common import masks
+    from nodes.generate.anima_lllite import check
+    from nodes.generate.control import Control, preprocess
+    from nodes.generate.families import family
+    name = Path(patch.path).name
+    if patch.family != "anima_lllite":
+        raise NodeError(f"{name} is not an Anima LLLite net: control.anima_lllite takes Comfy-Org/Anima-LLLite's files "
+                        "(anima-lllite-depth-1.safetensors ...); connect this patch to control.model_patch or "
+                        "condition.infinitetalk")
+    if not 0.0 <= start < end <= 1.0:
+        raise NodeError(f"the LLLite net's start ({start}) must come before its end ({end}), both between 0 (the first "
+                        "step) and 1 (the last)")
+    if patch.pipe.cond_in_channels == 4 and mask is None:
+        raise NodeError(f"{name} is an inpainting net: it reads the picture and the region to repaint; connect a mask "
+                        "(white = repaint)")
+    transformer = getattr(model.pipe, "transformer", None)
+    if type(transformer).__name__ != "CosmosTransformer3DModel":
+        raise NodeError(f"{name} steers Anima's DiT; this model is {family(model.family).title}: load Anima "
+                        "(anima-base-v1.0.safetensors) to apply it")
+    check(patch.pipe, transformer, name)
+    frames = preprocess(clip, "none")[:1]
+    keep = None
+    if patch.pipe.cond_in_channels == 4:
+        keep = np.float32(1.0) - masks.frames_of(mask, 0, 1)
+    control = Control(patch.pipe, frames, float(strength), float(start), float(end), cache={}, keep=keep)
+    return model.with_option("lllite", (model.option("lllite") or ()) + (control,))

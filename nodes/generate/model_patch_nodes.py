@@ -43,3 +43,21 @@ def control_model_patch(ctx, model: MODEL, model_patch: MODEL_PATCH, video: VIDE
     the middle), through the video VAE."""
     from nodes.generate.model_patch import apply
     return apply(model, model_patch, vae, video, strength, mask)
+
+
+@node("control.anima_lllite", title="ControlNet-LLLite (Anima)", category="Conditioning", device="gpu",
+      passes={"model": "model"})
+def control_anima_lllite(ctx, model: MODEL, model_patch: MODEL_PATCH, video: VIDEO,
+                         mask: MASK = Input(optional=True, help="the region an inpainting net repaints (white); the "
+                                                                "depth and line nets do not read it"),
+                         strength: float = Param(1.0, min=-10.0, max=10.0, help="how strongly the picture steers; "
+                                                                                 "0 = not at all"),
+                         start: float = Param(0.0, min=0.0, max=1.0, help="share of the way down the noise levels "
+                                                                          "where it begins to steer"),
+                         end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops")) -> MODEL:
+    """Guide Anima with a ControlNet-LLLite net from model_patches/ (ComfyUI's AnimaLLLiteApply; Comfy-Org/Anima-LLLite):
+    a depth map (depth.estimate), line art or edges (lines.*) for the depth and any-control nets, or a picture and a
+    mask for the inpainting net. The picture is centre-cropped to the generation's shape and resized; tiny networks
+    beside each DiT block's attention and MLP inputs read it. Chained, the nets add up."""
+    from nodes.generate.model_patch import apply_lllite
+    return apply_lllite(model, model_patch, video, strength, start, end, mask)

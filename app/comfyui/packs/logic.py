@@ -442,8 +442,8 @@ class LogicNodes:
             self.outs[(cn.id, 0)] = v
 
     def special_preview_image(self, cn, rule, params, notes):
-        """PreviewImage's output, where a workflow reads it: the pictures it shows."""
-        v = self.resolve(cn.inputs.get("images"))
+        """PreviewImage's (and MaskPreview's) output, where a workflow reads it: the pictures (mask) it shows."""
+        v = self.resolve(cn.inputs.get("images", cn.inputs.get("mask")))
         if isinstance(v, Out) and v.port is not None:
             self.outs[(cn.id, 0)] = v
 
