@@ -156,7 +156,7 @@ def test_dual_cfg_as_comfyuis_dualcfgguider(models):
            step(dual_cfg_guide(None, model, mid, cfg2, "nested"), pos, neg, cfg1))
     pair = uncond + cfg2 * (middle - uncond)        # ComfyUI's CFGNorm: cond_denoised is the middle's here
     capped = pair * (middle.norm(dim=1, keepdim=True) / (pair.norm(dim=1, keepdim=True) + 1e-8)).clamp(0.0, 1.0)
-    normed = dual_cfg_guide(None, cfg_norm_guide(None, model, 1.0), mid, cfg2, "regular")
+    normed = dual_cfg_guide(None, cfg_norm_guide(None, model, 1.0, False), mid, cfg2, "regular")
     _close(capped + cfg1 * (cond - middle), step(normed, pos, neg, cfg1))
     with pytest.raises(NodeError, match="guide.dual_cfg guides between three prompts: connect sample's negative"):
         step(dual_cfg_guide(None, model, mid, cfg2, "regular"), pos, None, 1.0)

@@ -1088,6 +1088,12 @@ RULES: Dict[str, Rule] = {
                                 {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                  "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
                                 ("positive", "negative"), special="more_pictures"),
+    # JoyImage Edit's prompt with Qwen3-VL seeing the pictures, their latents riding on it (ComfyUI's autogrow inputs
+    # count from image0)
+    "TextEncodeJoyImageEdit": Rule("encode.joyimage_edit", ("prompt",), (P("prompt", "text"),),
+                                   {"clip": "text_encoder", "vae": "vae", "images.image0": "image",
+                                    "images.image1": "image2", "images.image2": "image3", "images.image3": "image4",
+                                    "images.image4": "image5", "images.image5": "image6"}, ("conditioning",)),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1544,7 +1550,8 @@ RULES: Dict[str, Rule] = {
                       tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
                       {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
-    "CFGNorm": Rule("guide.cfg_norm", ("strength",), (P("strength", "strength"),), {"model": "model"}, ("model",)),
+    "CFGNorm": Rule("guide.cfg_norm", ("strength", "pre_cfg"), (P("strength", "strength"), P("pre_cfg", "pre_cfg")),
+                    {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
                        ("model",)),
     "DifferentialDiffusion": Rule("model.differential_diffusion", ("strength",), (P("strength", "strength"),),
@@ -2379,9 +2386,6 @@ INSTEAD = {
                        "Kinograph yet. The template's prompt writer (TextGenerate on qwen3vl_8b with the picture and "
                        "the system prompt) imports as text.generate and writes the JSON prompt on its own; edit the "
                        "picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
-    "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
-                              "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
-                              "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
               "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
               "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"

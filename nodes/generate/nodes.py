@@ -401,6 +401,30 @@ def encode_boogu_edit(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": positive, "negative": neg}
 
 
+@node("encode.joyimage_edit", title="Encode Edit (JoyImage)", category="Conditioning")
+def encode_joyimage_edit(ctx, text_encoder: TEXT_ENCODER,
+                         vae: VAE = Input(optional=True, help="the Wan 2.1 VAE: to give the transformer the pictures' "
+                                                             "latents (the edit keeps them); without it only the "
+                                                             "prompt sees them"),
+                         image: IMAGE = Input(optional=True, help="the picture to edit"),
+                         image2: IMAGE = Input(optional=True, help="a second picture"),
+                         image3: IMAGE = Input(optional=True, help="a third picture"),
+                         image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                         image5: IMAGE = Input(optional=True, help="a fifth picture"),
+                         image6: IMAGE = Input(optional=True, help="a sixth picture"),
+                         text: str = Param("", kind="text", help="what to change (or the negative prompt)"),
+                         size: int = Param(1024, min=256, max=4096, step=256,
+                                           help="the pictures are resized to JoyImage's trained shapes about size x "
+                                                "size pixels (ComfyUI's 1024)")) -> CONDITIONING:
+    """Tell JoyImage Edit what to change (ComfyUI's TextEncodeJoyImageEdit): each picture is cut to the nearest of
+    JoyImage's trained shapes, Qwen3-VL-8B reads the prompt having seen them, and their latents ride on the
+    conditioning for the transformer to read beside the noise. Encode the negative with its own node and the same
+    pictures; sample a latent of the size to make at cfg 4 (with guide.cfg_norm, as ComfyUI's template does)."""
+    from nodes.generate.joyimage_edit import encode_joyimage_edit as run
+    pictures = [p for p in (image, image2, image3, image4, image5, image6) if p is not None]
+    return run(text_encoder, vae, text, pictures, size)
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
@@ -1160,12 +1184,15 @@ def true_cfg_guide(ctx, model: MODEL, scale: float = Param(3.0, min=0.0, max=100
 
 @node("guide.cfg_norm", title="CFG Norm", category="Sampling", passes={"model": "model"})
 def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=100.0,
-                                                              help="the guided result's scale after the cap")
-                   ) -> MODEL:
+                                                              help="the guided result's scale after the cap"),
+                   pre_cfg: bool = Param(False, help="rescale the guided noise to the prompt's own noise's size, "
+                                                     "larger or smaller (JoyImage Edit's template; its pipeline's "
+                                                     "guidance), strength blending back to plain CFG")) -> MODEL:
     """Guidance capped at the prompt's own prediction's size (ComfyUI's CFGNorm, in its Qwen-Image-Edit template):
     at each latent pixel the guided result is scaled down to the conditional prediction's norm over the channels
-    where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing."""
-    return model.with_option("cfg_norm", float(strength))
+    where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing. pre_cfg: the guided noise
+    (x minus the prediction) is scaled to the conditional noise's norm instead, up or down."""
+    return model.with_option("cfg_norm", (float(strength), bool(pre_cfg)))
 
 
 @node("guide.dual_cfg", title="Dual CFG (two prompts)", category="Sampling", passes={"model": "model"})

@@ -286,7 +286,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
 
     def guide_pair(x, s, den, idx, scale):
         mixed = mix(x, s, den, idx, scale)
-        return mixed if norm is None else cfg_norm(den.chunk(2)[1] if guided else den, mixed, norm)
+        if norm is None:
+            return mixed
+        cond = den.chunk(2)[1] if guided else den
+        return cfg_norm_pre(x, cond, mixed, norm[0]) if norm[1] else cfg_norm(cond, mixed, norm[0])
 
     def mix(x, s, den, idx, scale):
         if not guided:
@@ -362,6 +365,17 @@ def cfg_norm(cond, guided, strength: float):
     norm over the channels, then by strength."""
     scale = (cond.norm(dim=1, keepdim=True) / (guided.norm(dim=1, keepdim=True) + 1e-8)).clamp(0.0, 1.0)
     return guided * scale * strength
+
+
+def cfg_norm_pre(x, cond, guided, strength: float):
+    """ComfyUI's CFGNorm with pre_cfg: the guided noise x - guided rescaled, at each latent pixel, to the conditional
+    noise's norm over the channels (either way; left as it is where it is zero), blended back towards plain CFG by
+    1 - strength; returns the x0 prediction."""
+    noise, own = x - guided, x - cond
+    size = noise.norm(dim=1, keepdim=True)
+    rescaled = noise * torch.where(size > 0, own.norm(dim=1, keepdim=True) / size.clamp_min(1e-12),
+                                   torch.ones_like(size))
+    return x - (strength * rescaled + (1 - strength) * noise)
 
 
 def rescale_cfg(x, sigma, cond, guided, multiplier: float, flow: bool = False):
