@@ -168,3 +168,15 @@ def test_comfyui_omnigen2_edit_template_imports_and_runs(omnigen2, tmp_path, mon
     assert _max_abs(want, got) < 1e-4
     unseen = _euler(_dual_cfg(model, (instruction, None), (negative, None), (negative, None), 5.0, 2.0), seed, (128, 96))
     assert _max_abs(unseen, got) > 1e-2
+
+
+def test_a_prompt_read_for_another_model_is_refused_by_name(omnigen2, tmp_path, monkeypatch):
+    """The same Qwen2.5-VL file loaded with Qwen-Image's type (qwen_image, its 7B's turn and layers) reads prompts
+    OmniGen2 was not trained on: the sample says which type to load it with instead of sampling noise."""
+    from graph_engine.api import Session, load_workflow
+    from comfy_layouts import imported_template
+    monkeypatch.chdir(tmp_path)
+    _, yaml = imported_template(omnigen2 / "models", (), TEMPLATES / "image_omnigen2_t2i.json", (W, H), (20, 1))
+    (tmp_path / "t2i.kino.yaml").write_text(yaml.replace("type: omnigen2", "type: qwen_image"))
+    out = Session(device="cpu").run(load_workflow(tmp_path / "t2i.kino.yaml", check=False), use_cache=False)
+    assert not out.ok and "load.text_encoder with type omnigen2" in "".join(out.failed.values()), out.failed
