@@ -39,7 +39,15 @@ def chat(prompt: str, pictures: int = 0) -> str:
 def last_states(pipe, text: str, device, pictures=None, reader: str = "Qwen3VL", missing: str = NO_QWEN3VL
                 ) -> torch.Tensor:
     """Qwen-VL's last layer (final norm applied) over every token of `text`, the pictures (processor inputs) in
-    their places: [L, D]. The text encoder must be a `reader` (class name prefix), else `missing` is the message."""
+    their places: [L, D]. The text encoder must be a `reader` (class name prefix: OmniGen2 reads Qwen2.5-VL), else
+    `missing` is the message."""
+    model, inputs = qwen3vl_inputs(pipe, text, device, pictures, missing, reader)
+    return model(**inputs).last_hidden_state[0]
+
+
+def qwen3vl_inputs(pipe, text: str, device, pictures, missing: str, reader: str = "Qwen3VL"):
+    """(Qwen3-VL's model, its inputs) for `text` with the pictures (processor inputs, or None) in their places; a
+    pipeline without Qwen3-VL (or the `reader` named) is refused with `missing`."""
     encoder = getattr(pipe, "text_encoder", None)
     if encoder is None or not type(encoder).__name__.startswith(reader):
         raise NodeError(missing)
@@ -51,9 +59,7 @@ def last_states(pipe, text: str, device, pictures=None, reader: str = "Qwen3VL",
         inputs = dict(pipe.processor(text=[text], images=pictures, do_rescale=False, do_resize=False,
                                      return_tensors="pt"))
         inputs.pop("attention_mask", None)
-    inputs = {k: v.to(device) for k, v in inputs.items()}
-    model = getattr(encoder, "model", encoder)
-    return model(**inputs).last_hidden_state[0]
+    return getattr(encoder, "model", encoder), {k: v.to(device) for k, v in inputs.items()}
 
 
 class BooguAdapter(ZImageAdapter):
