@@ -139,29 +139,38 @@ def _picture_latent(root, picture):
         return (vae.encode(x * 2 - 1).latent_dist.mode() - 0.1159) * 0.3611
 
 
-def test_comfyui_omnigen2_edit_template_imports_and_runs(omnigen2, tmp_path, monkeypatch):
+@pytest.mark.parametrize("second", [False, True], ids=["one picture", "second picture enabled"])
+def test_comfyui_omnigen2_edit_template_imports_and_runs(omnigen2, tmp_path, monkeypatch, second):
     """ComfyUI's OmniGen2 edit template: the loaded picture resized to a megapixel (here to its own 128x96), its
     latent given by ReferenceLatent to the instruction and to the negative, the latent the picture's size,
     DualCFGGuider 5 / 2 regular (instruction with the picture, negative with the picture, negative alone); the second
-    picture's nodes bypassed as published. Every node maps, it runs on the tiny files in 2 steps and saves a picture,
-    and its latent is ComfyUI's for its prompts, picture and seed; without the picture it differs."""
+    picture's nodes bypassed as published, or switched on as its note says (Ctrl + B): a second picture's latent
+    after the first on both. Every node maps, it runs on the tiny files in 2 steps and saves a picture, and its
+    latent is ComfyUI's for its prompts, pictures and seed; without the pictures it differs."""
+    import json
     from PIL import Image
     from comfy_layouts import imported_template, sampled_latent
     from tiny_omnigen2 import transformer
     rng = torch.Generator().manual_seed(5)
-    picture = (torch.rand(96, 128, 3, generator=rng) * 255).to(torch.uint8).numpy()
-    Image.fromarray(picture).save(tmp_path / "picture.png")
+    pictures = [(torch.rand(96, 128, 3, generator=rng) * 255).to(torch.uint8).numpy() for _ in range(2)]
+    for i, picture in enumerate(pictures):
+        Image.fromarray(picture).save(tmp_path / f"picture{i}.png")
+    data = json.loads((TEMPLATES / "image_omnigen2_image_edit.json").read_text("utf-8"))
+    for n in data["nodes"]:
+        n["mode"] = 0 if second else n["mode"]
+        if n["id"] == 33:         # the second LoadImage (published with the first's file name)
+            n["widgets_values"][0] = "picture1.png"
+    (tmp_path / "template.json").write_text(json.dumps(data), "utf-8")
     monkeypatch.chdir(tmp_path)
-    data, yaml = imported_template(omnigen2 / "models", (), TEMPLATES / "image_omnigen2_image_edit.json", (W, H),
-                                   (20, 2))
-    assert yaml.count("type: condition.reference") == 2 and "middle_cfg: 2" in yaml, yaml
-    yaml = re.sub(r"path: \S+\.png", f"path: {tmp_path / 'picture.png'}", yaml)
+    data, yaml = imported_template(omnigen2 / "models", (), tmp_path / "template.json", (W, H), (20, 2))
+    assert yaml.count("type: condition.reference") == (4 if second else 2) and "middle_cfg: 2" in yaml, yaml
+    yaml = re.sub(r"path: image_omnigen2\S+\.png", f"path: {tmp_path / 'picture0.png'}", yaml)
     yaml = yaml.replace("megapixels: 1\n", f"megapixels: {128 * 96 / 2 ** 20}\n")
     got = sampled_latent(tmp_path / "edit.kino.yaml", yaml, "sampler_custom_advanced")
     assert got.shape[-2:] == (12, 16) and list((tmp_path / "out").rglob("*.png"))
     nodes = {n["id"]: n for n in data["nodes"]}
     seed = nodes[21]["widgets_values"][0]
-    refs = [_picture_latent(omnigen2, picture)]
+    refs = [_picture_latent(omnigen2, p) for p in pictures[:1 + second]]
     instruction, negative = (_states(omnigen2, nodes[i]["widgets_values"][0]) for i in (6, 7))
     model = transformer()
     want = _euler(_dual_cfg(model, (instruction, refs), (negative, refs), (negative, None), 5.0, 2.0), seed, (128, 96))
