@@ -260,3 +260,14 @@ class ComfyBoogu(nn.Module):
         out = self.norm_out(x, temb)[:, -img_len:]
         out = out.view(b, hh // 2, ww // 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hh, ww)
         return -out
+
+
+def forward_pairs(model, ref, text_dim: int):
+    """(ComfyUI's output, Kinograph's) from one seeded latent and prompt, first alone then reading two reference
+    latents of two sizes: `ref` told sigma 0.6 as ComfyUI tells it, Kinograph's `model` 1 - sigma, its output negated."""
+    torch.manual_seed(0)
+    x, context = torch.randn(1, 16, 6, 8), torch.randn(1, 7, text_dim)
+    refs = [torch.randn(1, 16, 8, 6), torch.randn(1, 16, 4, 4)]
+    with torch.no_grad():
+        return [(ref(x, torch.tensor([0.6]), context, r), -model(x, torch.tensor([0.4]), context, r))
+                for r in (None, refs)]

@@ -77,19 +77,13 @@ def test_omnigen2_transformer_file_matches_comfyuis(omnigen2):
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model
+    from boogu_reference import forward_pairs
     from tiny_omnigen2 import MODEL, transformer
     assert detect_file(omnigen2 / "models" / "diffusion_models" / MODEL).family == "omnigen2"
     model = load_diffusion_model(ModelManager(), MODEL, "default", "cpu").pipe.transformer
     assert not list(model.double_stream_layers) and len(model.layers) == 2
-    ref = transformer()
-    torch.manual_seed(0)
-    x, context = torch.randn(1, 16, 6, 8), torch.randn(1, 7, 128)
-    refs = [torch.randn(1, 16, 8, 6), torch.randn(1, 16, 4, 4)]
-    with torch.no_grad():
-        for r in (None, refs):
-            want = ref(x, torch.tensor([0.6]), context, r)
-            got = -model(x, torch.tensor([0.4]), context, r)
-            assert _max_abs(want, got) < 5e-5     # fp32: 1 - 0.6 is not 0.4 exactly, and time is embedded x 1000
+    for want, got in forward_pairs(model, transformer(), 128):
+        assert _max_abs(want, got) < 5e-5     # fp32: 1 - 0.6 is not 0.4 exactly, and time is embedded x 1000
 
 
 def test_omnigen2_prompt_is_read_as_comfyui_reads_it(omnigen2):
