@@ -76,6 +76,11 @@ class Adapter:
                                        max_sequence_length=self.max_tokens, device=device)
         return embeds, None, None
 
+    def text_extra(self, pipe, prompts: List[str]) -> dict:
+        """Tensors beside the embeddings that a family's denoiser reads of each prompt (Conditioning.extra, one row
+        per prompt): Anima's T5 token ids."""
+        return {}
+
     def token_offsets(self, pipe, text: str) -> Optional[List[Optional[Tuple[int, int]]]]:
         """Character span of the prompt text behind each embedding position (None: special/padding)."""
         return self._offsets(pipe.tokenizer, text, self.max_tokens or pipe.tokenizer.model_max_length)

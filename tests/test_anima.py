@@ -1,0 +1,176 @@
+"""Anima pictures: the files an Anima user holds (ComfyUI's split files: anima-base-v1.0 in its released names,
+qwen_3_06b_base loaded with CLIPLoader type stable_diffusion, Qwen-Image's VAE) are recognised, load, and sample what
+ComfyUI's own code gives for the same weights, prompt and seed. The reference is ComfyUI's Anima written out here
+(comfy/ldm/anima/model.py's LLMAdapter and preprocess_text_embeds, comfy/text_encoders/anima.py's prompt reading,
+comfy/model_sampling.py's flow levels at shift 3) over diffusers' CosmosTransformer3DModel as built (never loaded
+through Kinograph) and transformers' Qwen3; it shares no code with Kinograph's."""
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
+W, H = 48, 32
+SHIFT = 3.0                 # comfy/supported_models.py Anima: shift 3.0, multiplier 1.0
+
+
+@pytest.fixture(scope="module")
+def anima(tmp_path_factory):
+    from comfy_layouts import models_dir
+    from tiny_anima import build_anima
+    yield from models_dir(tmp_path_factory, build_anima, "anima")
+
+
+# -- ComfyUI's Anima, written out ------------------------------------------------------------------------------------
+def _rms(x, w, eps=1e-6):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def _rope(n, head):
+    inv = 1.0 / (10000 ** (torch.arange(0, head, 2, dtype=torch.int64).float() / head))
+    f = torch.arange(n).float()[:, None] @ inv[None]
+    e = torch.cat((f, f), -1)
+    return e.cos(), e.sin()
+
+
+def _apply(x, cos, sin):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return x * cos + torch.cat((-x2, x1), -1) * sin
+
+
+def _attention(sd, p, x, context, pe, pe_c, heads):
+    b, n, _ = x.shape
+    m = context.shape[1]
+    q = _rms((x @ sd[p + "q_proj.weight"].T).view(b, n, heads, -1), sd[p + "q_norm.weight"]).transpose(1, 2)
+    k = _rms((context @ sd[p + "k_proj.weight"].T).view(b, m, heads, -1), sd[p + "k_norm.weight"]).transpose(1, 2)
+    v = (context @ sd[p + "v_proj.weight"].T).view(b, m, heads, -1).transpose(1, 2)
+    q, k = _apply(q, *pe), _apply(k, *pe_c)
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1)
+    return out @ sd[p + "o_proj.weight"].T
+
+
+def comfy_llm_adapter(sd, source, ids, heads=2):
+    """LLMAdapter.forward(source_hidden_states, target_input_ids) without masks, as preprocess_text_embeds calls it."""
+    x = sd["embed.weight"][ids]
+    head = x.shape[-1] // heads
+    pe, pe_c = _rope(x.shape[1], head), _rope(source.shape[1], head)
+    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("blocks.")})
+    for i in blocks:
+        p = f"blocks.{i}."
+        normed = _rms(x, sd[p + "norm_self_attn.weight"])
+        x = x + _attention(sd, p + "self_attn.", normed, normed, pe, pe, heads)
+        x = x + _attention(sd, p + "cross_attn.", _rms(x, sd[p + "norm_cross_attn.weight"]), source, pe, pe_c, heads)
+        h = _rms(x, sd[p + "norm_mlp.weight"]) @ sd[p + "mlp.0.weight"].T + sd[p + "mlp.0.bias"]
+        x = x + F.gelu(h) @ sd[p + "mlp.2.weight"].T + sd[p + "mlp.2.bias"]
+    out = _rms(x @ sd["out_proj.weight"].T + sd["out_proj.bias"], sd["norm.weight"])
+    return F.pad(out, (0, 0, 0, 512 - out.shape[1])) if out.shape[1] < 512 else out
+
+
+def comfy_prompt(root, qwen3, text):
+    """comfy/text_encoders/anima.py: Qwen3-0.6B's last (normed) states over the prompt's Qwen tokens (no start or end
+    token, at least one: the pad 151643, here the tiny vocabulary's <|endoftext|>), and its T5 ids with </s>."""
+    from transformers import AutoTokenizer
+    from tiny_anima import TE_NAME
+    folder = root / "models" / "text_encoders"
+    qtok = AutoTokenizer.from_pretrained(str(folder / TE_NAME))
+    ids = qtok(text, add_special_tokens=False).input_ids or [qtok.convert_tokens_to_ids("<|endoftext|>")]
+    t5 = AutoTokenizer.from_pretrained(str(folder / "t5_tokenizer"))(text).input_ids
+    with torch.no_grad():
+        states = qwen3(input_ids=torch.tensor([ids])).last_hidden_state
+    return states, torch.tensor([t5])
+
+
+def comfy_velocity(dit, adapter, x, sigma, states, ids):
+    """Anima.forward: the adapter's context, then MiniTrainDIT on x [B, 16, 1, h, w] told sigma (multiplier 1)."""
+    context = comfy_llm_adapter(adapter, states, ids)
+    x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)      # prepare_embedded_sequence: no padding mask, zeros
+    return dit(x, torch.full((x.shape[0],), float(sigma)), context.expand(x.shape[0], -1, -1), return_dict=False)[0]
+
+
+def _levels(steps):
+    """ComfyUI's simple schedule on ModelSamplingDiscreteFlow's 1000 levels shifted by 3, then 0."""
+    t = [1 - int(i * 1000 / steps) / 1000 for i in range(steps)]
+    return [SHIFT * s / (1 + (SHIFT - 1) * s) for s in t] + [0.0]
+
+
+def comfy_euler(root, positive, negative, seed, cfg, steps=2, size=(W, H)):
+    from tiny_anima import reference_parts
+    dit, adapter, qwen3 = reference_parts(root)
+    pos, neg = comfy_prompt(root, qwen3, positive), comfy_prompt(root, qwen3, negative)
+    w, h = size
+    x = torch.randn((1, 16, 1, h // 8, w // 8), generator=torch.Generator().manual_seed(seed))
+    levels = _levels(steps)
+    with torch.no_grad():
+        for s, nxt in zip(levels, levels[1:]):
+            c, u = comfy_velocity(dit, adapter, x, s, *pos), comfy_velocity(dit, adapter, x, s, *neg)
+            x = x + (u + (c - u) * cfg) * (nxt - s)
+    return x[:, :, 0]
+
+
+# -- the tests --------------------------------------------------------------------------------------------------------
+def test_anima_dit_file_matches_comfyuis(anima):
+    """anima-base-v1.0 in its released names (net. prefix, the rotary embedder's buffers) is told Anima's, loads with
+    load.diffusion_model, and gives ComfyUI's adapter context and velocity on the same weights; Qwen3-0.6B loaded with
+    type stable_diffusion reads the prompt as ComfyUI does (its states and T5 ids)."""
+    from nodes.generate.anima_model import context
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from tiny_anima import DIT_NAME, TE_NAME, reference_parts
+    assert detect_file(anima / "models" / "diffusion_models" / DIT_NAME).family == "anima"
+    mm = ModelManager()
+    model = load_diffusion_model(mm, DIT_NAME, "default", "cpu").pipe.transformer
+    te = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "sd", "cpu")
+    assert te.family == "anima"
+    dit, adapter, qwen3 = reference_parts(anima)
+    text = "a girl, blue hair"
+    states, ids = comfy_prompt(anima, qwen3, text)
+    cond = encode_prompt(te, text)
+    assert torch.equal(cond.extra["t5_ids"], ids)
+    assert (cond.embeds - states).abs().max() < 1e-5
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 1, 4, 6)
+    with torch.no_grad():
+        want_ctx = comfy_llm_adapter(adapter, states, ids)
+        got_ctx = context(model, states, ids)
+        assert got_ctx.shape == (1, 512, 32) and (want_ctx - got_ctx).abs().max() < 1e-5
+        want = comfy_velocity(dit, adapter, x, 0.7, states, ids)
+        got = model(torch.cat([x, torch.zeros_like(x[:, :1])], 1), torch.full((2,), 0.7), got_ctx.expand(2, -1, -1),
+                    return_dict=False)[0]
+    assert want.abs().max() > 0.1 and (want - got).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("template", ["image_anima_base_v1", "image_anima_preview"])
+def test_comfyui_anima_templates_import_and_run(anima, tmp_path, monkeypatch, template):
+    """ComfyUI's Anima text-to-image templates (subgraphs: UNETLoader, CLIPLoader qwen_3_06b_base type
+    stable_diffusion, VAELoader qwen_image_vae, a negative prompt, KSampler 30 steps cfg 4 euler (base; er_sde for
+    the preview) / simple; base's turbo LoRA switched off). Every node maps and each runs on the tiny files under the
+    template's names (48x32, 2 steps) and saves a picture; on euler the latent is ComfyUI's Anima's for its prompts and
+    seed at cfg 4 (levels 1, 0.75 at shift 3)."""
+    import re
+    from comfy_layouts import imported_template, sampled_latent
+    from tiny_anima import DIT_NAME, TE_NAME
+    monkeypatch.chdir(tmp_path)
+    links = [(f"diffusion_models/{n}", f"diffusion_models/{DIT_NAME}")
+             for n in ("anima-base-v1.0.safetensors", "anima-preview3-base.safetensors")]
+    links += [("text_encoders/qwen_3_06b_base.safetensors", f"text_encoders/{TE_NAME}.safetensors"),
+              ("text_encoders/qwen_3_06b_base", f"text_encoders/{TE_NAME}")]
+    data, yaml = imported_template(anima / "models", links, TEMPLATES / f"{template}.json", (W, H), (30, 2))
+    assert "type: sd" in yaml and "steps: 2" in yaml and "cfg: 4" in yaml, yaml
+    yaml = re.sub(r"sampler: \w+", "sampler: euler", yaml)
+    got = sampled_latent(tmp_path / "anima.kino.yaml", yaml)
+    assert (tmp_path / "out" / "Anima" / "frame_000000.png").is_file()
+    sub = data["definitions"]["subgraphs"][0]["nodes"]
+    prompts = [n["widgets_values"][0] for n in sub if n["type"] == "CLIPTextEncode"]
+    positive = next(p for p in prompts if "worst quality" not in p)
+    negative = next(p for p in prompts if "worst quality" in p)
+    seed = next(n for n in sub if n["type"] == "KSampler")["widgets_values"][0]
+    want = comfy_euler(anima, positive, negative, seed, 4.0)
+    assert math.isfinite(float(got.abs().max()))
+    assert (want - got).abs().max() < 1e-3 * want.abs().max()
