@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
 W, H = 48, 32
+PW, PH = 128, 96             # the LLLite template's picture: its resize keeps at least 0.01 (of 1024x1024) megapixels
 SHIFT = 3.0                 # comfy/supported_models.py Anima: shift 3.0, multiplier 1.0
 
 
@@ -98,9 +99,13 @@ def _levels(steps):
     return [SHIFT * s / (1 + (SHIFT - 1) * s) for s in t] + [0.0]
 
 
-def comfy_euler(root, positive, negative, seed, cfg, steps=2, size=(W, H)):
+def comfy_euler(root, positive, negative, seed, cfg, steps=2, size=(W, H), patch=None):
+    """ComfyUI's euler on simple levels at cfg with a negative prompt, from its noise for the seed; patch(dit): the
+    reference's model patches laid on its DiT."""
     from tiny_anima import reference_parts
     dit, adapter, qwen3 = reference_parts(root)
+    if patch is not None:
+        patch(dit)
     pos, neg = comfy_prompt(root, qwen3, positive), comfy_prompt(root, qwen3, negative)
     w, h = size
     x = torch.randn((1, 16, 1, h // 8, w // 8), generator=torch.Generator().manual_seed(seed))
@@ -174,3 +179,56 @@ def test_comfyui_anima_templates_import_and_run(anima, tmp_path, monkeypatch, te
     want = comfy_euler(anima, positive, negative, seed, 4.0)
     assert math.isfinite(float(got.abs().max()))
     assert (want - got).abs().max() < 1e-3 * want.abs().max()
+
+
+def test_comfyui_anima_lllite_any_control_template_runs_as_comfyui(anima, tmp_path):
+    """ComfyUI's Anima LLLite any-control template (LoadImage, Canny, ImageInvert, a 1-megapixel resize, PreviewImage,
+    ModelPatchLoader anima-lllite-any-test-like-v2, AnimaLLLiteApply strength 1 over every step, KSampler cfg 4 euler /
+    simple) runs on the tiny files and a 128x96 picture (resized to its own size, 2 steps) and saves a picture; the
+    latent is ComfyUI's Anima with ComfyUI's LLLite patch (tests/test_anima_lllite.py's reference) on the control
+    picture Kinograph made, and differs from the latent without the net by far more."""
+    import numpy as np
+    from PIL import Image
+    from comfy_layouts import link_as, run_on_picture
+    from test_anima_lllite import RefLLLite, lllite_state, ref_cond_emb, ref_patched, save
+    from tiny_anima import DIT_NAME, TE_NAME
+    models = anima / "models"
+    link_as(models / "diffusion_models" / "anima-base-v1.0.safetensors", models / "diffusion_models" / DIT_NAME)
+    link_as(models / "text_encoders" / "qwen_3_06b_base.safetensors", models / "text_encoders" / f"{TE_NAME}.safetensors")
+    if not (models / "text_encoders" / "qwen_3_06b_base").exists():
+        link_as(models / "text_encoders" / "qwen_3_06b_base", models / "text_encoders" / TE_NAME)
+    (models / "model_patches").mkdir(exist_ok=True)
+    state = lllite_state(blocks=(0, 1), width=48)
+    save(models / "model_patches", "anima-lllite-any-test-like-v2.safetensors", state, {"lllite.aspp_dilations": "1,2"})
+    rgb = np.random.default_rng(4).integers(0, 256, (PH, PW, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "picture.png")
+
+    def small(node):
+        node.params.update({"steps": 2} if node.type == "generate.sample" else
+                           {"megapixels": PW * PH / 1024 ** 2} if node.type == "video.resize_pixels" else {})
+        if node.type == "encode.text":      # its asides in brackets are weights, which Anima's reading leaves out
+            node.params["text"] = node.params["text"].replace("(", "").replace(")", "")
+    wf, out = run_on_picture(TEMPLATES / "image_anima_lllite_any_control_to_image.json", tmp_path / "picture.png",
+                             tmp_path / "out", small)
+    assert out.ok, out.failed
+    assert list((tmp_path / "out").glob("*.png"))
+    got = next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    control = next(v["video"] for k, v in out.outputs.items() if k.startswith("resize_image_mask_node"))
+    image = torch.from_numpy(np.asarray(control.frame(0))[None, ..., :3].copy()).float() / 255.0
+    assert got.shape[-2:] == (PH // 8, PW // 8) and image.shape[1:3] == (PH, PW)
+    ref = RefLLLite(state, {"lllite.aspp_dilations": "1,2"}).eval()
+    with torch.no_grad():
+        cond = ref_cond_emb(ref, image, None, PH // 8, PW // 8)
+    nodes = {n["type"]: n for n in __import__("json").loads(
+        (TEMPLATES / "image_anima_lllite_any_control_to_image.json").read_text())["definitions"]["subgraphs"][0]["nodes"]}
+    prompts = [n for n in wf.graph.nodes.values() if n.type == "encode.text"]
+    positive = next(n.params["text"] for n in prompts if "worst quality" not in n.params["text"])
+    negative = next(n.params["text"] for n in prompts if "worst quality" in n.params["text"])
+    seed = nodes["KSampler"]["widgets_values"][0]
+    want = comfy_euler(anima, positive, negative, seed, 4.0, size=(PW, PH),
+                       patch=lambda dit: ref_patched(dit, ref, {"cond": cond, "strength": 1.0}))
+    plain = comfy_euler(anima, positive, negative, seed, 4.0, size=(PW, PH))
+    err = float((want - got).abs().max())
+    print("max abs diff of the LLLite template's latent", err, "its steer", float((want - plain).abs().max()))
+    assert err < 1e-3 * float(want.abs().max())
+    assert float((want - plain).abs().max()) > 100 * max(err, 1e-6)
