@@ -232,3 +232,20 @@ def test_comfyui_anima_lllite_any_control_template_runs_as_comfyui(anima, tmp_pa
     print("max abs diff of the LLLite template's latent", err, "its steer", float((want - plain).abs().max()))
     assert err < 1e-3 * float(want.abs().max())
     assert float((want - plain).abs().max()) > 100 * max(err, 1e-6)
+
+
+def test_a_prompt_anima_cannot_read_is_named(anima):
+    """A prompt another family's encoder read (no T5 ids, another width) is named with the encoder to use, not met
+    with a tensor error inside the adapter."""
+    from graph_engine import NodeError
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from tiny_anima import DIT_NAME
+    handle = load_diffusion_model(ModelManager(), DIT_NAME, "default", "cpu")
+    for cond in (Conditioning("zimage", torch.zeros(1, 3, 48)),
+                 Conditioning("anima", torch.zeros(1, 3, 40), extra={"t5_ids": torch.ones(1, 2, dtype=torch.long)},
+                              keyframes=(0, 8), prompts=("a", "b"))):
+        with pytest.raises(NodeError, match="qwen_3_06b_base|one prompt"):
+            get_adapter("anima").conditioning_inputs(handle, [cond], [0], 1, "cpu", torch.float32)
