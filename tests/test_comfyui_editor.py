@@ -539,3 +539,40 @@ def test_a_first_run_that_stops_short_leaves_the_files_seed_for_the_next(win, tm
     again = win.run()
     assert again.workflow.graph.nodes["k_sampler_3"].params["seed"] == saved
     assert win.runs.wait_idle(120)
+
+
+def test_a_subgraphs_nodes_open_where_the_subgraph_stood(win):
+    """Stable Audio 3's template holds its nodes in a subgraph at (370, 1120), beside its notes and Save Audio: they
+    opened where the subgraph's own canvas had them, the sampler 1,000 px above everything and the text encoder far
+    below, as if the graph were three loose pieces; ComfyUI's Convert to nodes places them where the subgraph was."""
+    win.open_path(str(DATA / "templates" / "audio_stable_audio_3_medium.json"))
+    win._comfyui_report.close()
+    g = win.doc.graph
+    # the subgraph's canvas begins at (-390, 100) (its constants, folded on import): moved by (760, 1020), its
+    # layout kept, the sampler on Save Audio's row
+    assert {n: g.ui[n]["pos"] for n in g.nodes if "_52_" in n} == {
+        "k_sampler_52_3": [1100 + 760, 100 + 1020], "clip_loader_52_29": [690 + 760, 1580 + 1020],
+        "text_generate_52_28": [1200 + 760, 1580 + 1020]}
+    assert g.ui["save_audio_advanced_57"]["pos"] == [820, 1120]
+
+
+def test_file_open_shows_comfyui_files_without_changing_the_filter(win, monkeypatch):
+    """File > Open listed Kinograph's .yaml only (its first filter): the folder of ComfyUI workflows, .json all of
+    them, looked empty until the filter at the bottom of the dialog was changed. File > Import ComfyUI Workflow…
+    opens the dialog on ComfyUI's files."""
+    from PySide6.QtWidgets import QFileDialog
+    asked = []
+
+    def dialog(parent, caption, start, filters, selected="", *a):
+        asked.append((filters.split(";;"), selected))
+        return "", ""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", dialog)
+    (op,) = [a for a in win.menuBar().actions()[0].menu().actions() if a.text() == "&Open…"]
+    op.trigger()
+    assert asked[-1][1] == ""
+    shown = asked[-1][0][0]
+    assert all(f"*.{ext}" in shown for ext in ("yaml", "json", "png", "mp4", "webp")), shown
+    (imp,) = [a for a in win.menuBar().actions()[0].menu().actions() if a.text().startswith("&Import ComfyUI")]
+    imp.trigger()
+    filters, selected = asked[-1]
+    assert selected.startswith("ComfyUI workflows") and selected in filters

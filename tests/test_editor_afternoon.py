@@ -90,6 +90,25 @@ def test_the_node_search_finds_what_nuke_and_blender_call_a_node(make_window, ty
     assert w.view.palette.results()[0].startswith(first)
 
 
+@pytest.mark.parametrize("typed, says", [
+    ("PreviewImage", "previews show in Kinograph's viewer"), ("previewimage ", "previews show"),
+    ("FluxGuidance", "guidance becomes its cfg"), ("KSamplerSelect", "sampler_name becomes its sampler"),
+    ("ControlNetApply", "folds it into the node it feeds"), ("Note", "sticky note"),
+    ("MarkdownNote", "sticky note"), ("Reroute", "double-click a link"), ("PrimitiveNode", "type its value"),
+    ("PrimitiveInt", "type its value"),
+])
+def test_the_node_search_says_where_a_comfyui_node_with_no_node_here_went(make_window, typed, says):
+    """ComfyUI's Preview Image, FluxGuidance, KSamplerSelect, ControlNetApply, Note or Reroute typed in the
+    node search: 'No node matches' (or, for Note, unrelated nodes), nothing said of where that job is done."""
+    w = make_window()
+    w.view.open_palette(w.view.viewport().rect().center())
+    pal = w.view.palette
+    pal.edit.setText(typed)
+    assert pal.comfyui_label.isVisible() and says in pal.comfyui_label.text(), pal.comfyui_label.text()
+    pal.edit.setText("KSampler")                    # a ComfyUI node with a node here is found as before
+    assert not pal.comfyui_label.isVisible() and pal.results()[0] == "generate.sample"
+
+
 def _drop(widget, paths, at=QPoint(200, 200)):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
@@ -269,3 +288,32 @@ def test_a_folder_dragged_over_the_canvas_and_viewer_is_listed_once(make_window,
             QApplication.sendEvent(widget, move)
         assert len(listed) == 1, (widget, len(listed))
         assert all(move.isAccepted() for move in moves)
+
+
+def test_a_model_names_file_button_opens_in_its_model_folder_and_keeps_the_name(make_window, tmp_path, monkeypatch):
+    """The … beside Load Diffusion Model's name (a ComfyUI file's wan2.2 model, not there yet) opened the file
+    dialog in the home folder, not in the diffusion_models folder the loader looks in; and a file picked inside
+    that folder was kept as its full path (/home/…/models/diffusion_models/wan/…), which no other machine has,
+    where ComfyUI keeps the name as its model list shows it (wan/wan2.2_….safetensors)."""
+    from PySide6.QtWidgets import QFileDialog, QToolButton
+    folder = tmp_path / "models" / "diffusion_models"
+    (folder / "wan").mkdir(parents=True)
+    (folder / "wan" / "wan2.2_low.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    opened = []
+
+    def pick(parent, caption, start, *a):
+        opened.append(start)
+        return str(folder / "wan" / "wan2.2_low.safetensors"), ""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", pick)
+    w = make_window()
+    n = w.controller.add_node("load.diffusion_model", (0, 0))
+    w.controller.set_param(n, "name", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors")
+    w.scene.select_nodes([n])
+    ed = w.properties.editors["name"]
+    ed.findChild(QToolButton).click()
+    assert opened == [str(folder)]
+    assert w.doc.graph.nodes[n].params["name"] == "wan/wan2.2_low.safetensors"
+    assert ed.edit.text() == "wan/wan2.2_low.safetensors"
+    ed.findChild(QToolButton).click()                       # again: the file found opens its own folder
+    assert opened[-1] == str(folder / "wan")

@@ -688,3 +688,22 @@ def test_ctrl_g_groups_and_leaves_the_keys_on_the_nodes_f2_names_the_group(win, 
     qtbot.keyClicks(win.view._editor, "Plates")
     qtbot.keyClick(win.view._editor, Qt.Key_Return)
     assert win.doc.graph.ui["_groups"][gid]["title"] == "Plates"
+
+
+def test_comfyuis_keys_for_bypass_collapse_and_fit_work_on_the_canvas(win, qtbot):
+    """Someone from ComfyUI pressed Ctrl+B to bypass a node, Alt+C to collapse it and '.' to fit the view to it:
+    nothing happened (Kinograph's own keys are B, H and F), and the next run ran the node they meant to skip."""
+    p, r, s = chain(win)
+    win.scene.select_nodes([r])
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_B, Qt.ControlModifier)
+    assert win.doc.graph.nodes[r].bypass
+    qtbot.keyClick(win.view, Qt.Key_C, Qt.AltModifier)
+    assert win.doc.graph.ui[r].get("collapsed")
+    win.view.zoom_by(0.3 / win.view.zoom())
+    qtbot.keyClick(win.view, Qt.Key_Period)
+    seen = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert win.view.zoom() > 0.5 and seen.contains(win.scene.nodes[r].sceneBoundingRect())
+    d = seen.center() - win.scene.nodes[r].sceneBoundingRect().center()      # the selected node's, not all's
+    assert abs(d.x()) < 60 and abs(d.y()) < 60, d

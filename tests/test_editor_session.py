@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import QRectF, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QPainter, QTextCursor  # noqa: E402
 from PySide6.QtWidgets import QApplication, QPlainTextEdit, QStyleOptionGraphicsItem  # noqa: E402
 
@@ -689,3 +689,97 @@ def test_the_free_spot_is_the_nearest_clear_place_as_a_search_of_every_place_fin
                    rng.randrange(60, 300, 10)) for _ in range(rng.randrange(1, 40))]
         rect = (rng.randrange(0, 3000, 10), rng.randrange(0, 2000, 10), rng.choice((220, 240, 900)), rng.choice((120, 600)))
         assert clear_spot(rect, others) == every_place(rect, others), case
+
+
+@pytest.mark.parametrize("spread", [(1100, 100, 690, 1580, 1200, 1580, 820, 1120), (0, 0, 0, 900, 1400, 900, 1400, 0)])
+def test_frame_all_leaves_no_node_under_the_minimap(win, spread):
+    """Stable Audio 3's template framed with F (View > Frame All): its Generate Text node, at the
+    bottom right of the graph, lay under the minimap, only its title's corner in sight."""
+    c = win.controller
+    ids = [c.add_node(t, (spread[2 * k], spread[2 * k + 1]))
+           for k, t in enumerate(("generate.test_pattern", "video.resize", "io.save_video", "video.resize"))]
+    win.view.frame_all()
+    mini = win.view.minimap.geometry().translated(-win.view.viewport().pos())
+    assert win.view.minimap.isVisible()
+    port = win.view.viewport().rect()
+    for nid in ids:
+        box = QRectF(win.view.mapFromScene(win.scene.nodes[nid].sceneBoundingRect()).boundingRect())
+        assert port.contains(box.toRect()), (nid, box, port)
+        assert not box.intersects(QRectF(mini)), (nid, box, mini)
+
+
+def test_pasted_nodes_are_not_left_under_the_minimap(win, qtbot):
+    """A group with its nodes copied from FLUX.3 Klein's template and pasted into the Wan 2.2 one: the view
+    scrolled to the pasted nodes, but one of them lay wholly under the minimap, as if it had not come."""
+    p, r, s = chain(win)
+    view = win.view
+    win._select_all()
+    win.copy()
+    view.centerOn(win.scene.nodes_rect().center())
+    mini = QRectF(view.minimap.geometry().translated(-view.viewport().pos()))
+    ids = win.paste()
+    assert len(ids) == 3
+    for nid in ids:
+        box = QRectF(view.mapFromScene(win.scene.nodes[nid].sceneBoundingRect()).boundingRect())
+        assert view.viewport().rect().contains(box.toRect()) and not box.intersects(mini), (nid, box, mini)
+
+
+def test_a_note_added_or_a_node_selected_by_the_keyboard_is_not_left_under_the_minimap(win, qtbot):
+    """N with the cursor in the canvas' bottom right corner laid the note under the minimap, and what was typed
+    into it could not be seen; Alt+Down selected a node lying under the minimap and left it there."""
+    from PySide6.QtGui import QCursor
+    view = win.view
+    p, r, s = chain(win)
+    far = win.controller.add_node("video.resize", (300.0, 600.0))          # straight below resize
+    mini = QRectF(view.minimap.geometry().translated(-view.viewport().pos()))
+    view.centerOn(win.scene.nodes[far].sceneBoundingRect().center() + QRectF(view.viewport().rect()).center()
+                  - mini.center())                                          # far under the minimap
+
+    def clear(item):
+        box = QRectF(view.mapFromScene(item.sceneBoundingRect()).boundingRect())
+        return view.viewport().rect().contains(box.toRect()) and not box.intersects(mini)
+    assert not clear(win.scene.nodes[far])
+    win.scene.select_nodes([r])
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key_Down, Qt.AltModifier)
+    assert win.scene.selected_nodes() == [far] and clear(win.scene.nodes[far])
+    QCursor.setPos(view.viewport().mapToGlobal(mini.center().toPoint()))
+    qtbot.keyClick(view, Qt.Key_N)
+    (nid,) = win.scene.notes
+    assert clear(win.scene.notes[nid])
+
+
+def test_nodes_from_one_subgraph_keep_their_own_names_on_the_canvas(win):
+    """Wan 2.2's template titles the nodes of its subgraph 'Image to Video (Wan2.2) / CLIP Text Encode (Positive
+    Prompt)' and '... (Negative Prompt)': both read 'Image to Video (Wan2.2) …' on the canvas, and the positive prompt
+    could not be told from the negative one. The subgraph's name gives way first."""
+    c = win.controller
+    shown = {}
+    for k, which in enumerate(("Positive", "Negative")):
+        n = c.add_node("encode.text", (0, 300 * k))
+        c.set_title(n, f"Image to Video (Wan2.2) / CLIP Text Encode ({which} Prompt)")
+        shown[which] = win.scene.nodes[n].title
+    assert "(Posit" in shown["Positive"] and "(Nega" in shown["Negative"], shown      # told apart
+    r = c.add_node("video.resize", (600, 0))
+    c.set_title(r, "Grade / Resize")                    # room for all of it: shown whole
+    assert win.scene.nodes[r].title == "Grade / Resize"
+
+
+def test_two_model_names_that_differ_in_the_middle_read_apart_on_the_canvas(win):
+    """Wan 2.2's two Load Diffusion Model nodes, wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors and
+    ..._low_noise_...: both read 'wan2.2_i2...fetensors' on the canvas (cut in the middle, where they differ, to keep
+    '.safetensors'), so which one fed which sampler could not be seen. A weights file is cut at its end, as ComfyUI
+    cuts it; a name that fits is shown whole."""
+    from app.editor.node_item import field_texts, format_value
+    c = win.controller
+    shown = []
+    for k, which in enumerate(("high", "low")):
+        n = c.add_node("load.diffusion_model", (0, 200 * k))
+        c.set_param(n, "name", f"wan2.2_i2v_{which}_noise_14B_fp8_scaled.safetensors")
+        item = win.scene.nodes[n]
+        p = item.spec.params["name"]
+        width = item._param_rect(list(item.spec.params).index("name")).adjusted(6, 0, -6, 0).width()
+        shown.append(field_texts("name", format_value(p, item.inst.params["name"]), width, file=True)[1])
+    assert "high" in shown[0] and "low" in shown[1], shown
+    assert field_texts("name", "wan_2.1_vae.safetensors", 400, file=True)[1] == "wan_2.1_vae.safetensors"

@@ -19,7 +19,7 @@ value after a seed becomes the editor's seed mode: randomize draws a new seed at
 fixed and decrement keep it), VideoHelperSuite stores them by name; reroutes, KJNodes'
 SetNode/GetNode pairs and primitive nodes are inlined, muted nodes dropped, bypassed nodes rewired
 past (each output takes the input of the same type; an input left with nothing is named in its
-node's line), subgraphs expanded (inner ids become `outer:inner`; an input of the subgraph linked to nothing outside gives
+node's line), subgraphs expanded (inner ids become `outer:inner`, the inner nodes placed from where the subgraph node stood, their top left at it; an input of the subgraph linked to nothing outside gives
 every node it feeds the value of the subgraph node's widget, as ComfyUI does: the value stored on the subgraph node,
 or in files that show inner widgets (`proxyWidgets`) the widget of the first node inside it reaches), ComfyUI's older group nodes (`workflow>NAME`, defined in `extra.groupNodes`) expanded the
 same way (each instance's widget values go to its inner nodes in order), groups and notes kept in `ui:`. API prompts map the same way by input name.

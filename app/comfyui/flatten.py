@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ComfyImportError
-from .groupnodes import group_definitions
+from .groupnodes import group_definitions, place_at
 
 MODE_NEVER, MODE_BYPASS = 2, 4
 REROUTES = {"Reroute", "Reroute (rgthree)", "SetNode"}
@@ -372,6 +372,9 @@ def _inline(inst, sub, outer, table: _LinkTable, promoted, unread, remarks):
             m["mode"] = n.get("mode") if n.get("mode") in (MODE_NEVER, MODE_BYPASS) else inst.get("mode")
         m["inputs"] = [dict(i) for i in n.get("inputs") or []]
         inner_nodes.append(m)
+    # Where the instance stood, not where the subgraph's own canvas had them: Stable Audio 3's sampler landed 1,000
+    # px above the rest, and basic_image_color_adjustment's nine subgraphs piled up far from their empty groups.
+    place_at(inner_nodes, inst.get("pos"))
     inner = {m["id"]: m for m in inner_nodes}
     # which outer link feeds the subgraph's input k; which outer links leave its output k. The instance lists
     # only some of the subgraph's inputs (widget inputs left unlinked are not there), so its slots are matched

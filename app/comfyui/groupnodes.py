@@ -89,7 +89,7 @@ def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks, sp
             if s not in read.get(idx, ()) or (idx, s) in external:
                 outputs.append((idx, s))
     _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks, spans)
-    _place_at(sub_nodes, inst.get("pos"))
+    place_at(sub_nodes, inst.get("pos"))
 
     # the instance's inputs in the order the frontend made them: its slots, then the widgets turned into inputs
     ins = [dict(i) for i in inst.get("inputs") or [] if isinstance(i, dict)]
@@ -169,9 +169,11 @@ def _group_widget_names(sub_nodes, links_from, links_to, spans) -> Dict[str, Tup
     return out
 
 
-def _place_at(sub_nodes, pos) -> None:
-    """Inner nodes keep the positions they had when the group was made; each instance's are moved to where the
-    instance stands (their top left corner at it), as ComfyUI's Convert to nodes places them."""
+def place_at(sub_nodes, pos) -> None:
+    """Inner nodes keep the positions they had when the group (or subgraph) was made; each instance's are moved to
+    where the instance stands (their top left corner at it), as ComfyUI's Convert to nodes places a group node's
+    (its Unpack Subgraph centres a subgraph's on the node instead; from the corner, the nodes begin where the
+    instance began, the wires into it coming from the left)."""
     at = [m.get("pos") for m in sub_nodes]
     at = [p for p in at if isinstance(p, list) and len(p) >= 2 and all(isinstance(v, (int, float)) for v in p[:2])]
     if not at or not (isinstance(pos, list) and len(pos) >= 2 and all(isinstance(v, (int, float)) for v in pos[:2])):

@@ -133,6 +133,32 @@ def comfyui_names(node_type: str) -> str:
     return _COMFYUI.get(node_type, "")
 
 
+def comfyui_instead(query: str) -> str:
+    """Where the job of the ComfyUI node `query` names (its class, as typed in ComfyUI's search) is done when it
+    has no Kinograph node to add: folded into the node it feeds, a preview, a note, a reroute, a constant. '' when
+    `query` names no such node. Someone coming from ComfyUI typed PreviewImage, FluxGuidance or Note and got
+    'No node matches' or unrelated nodes."""
+    from app.comfyui.flatten import NOTES, REROUTES
+    from app.comfyui.mapping import RULES
+    typed = query.strip().lower()
+    cls = next((c for c in (*RULES, *NOTES, *REROUTES, "PrimitiveNode") if c.lower() == typed), None)
+    rule = RULES.get(cls)
+    if cls is None or (rule is not None and rule.node):
+        return ""
+    said = f"ComfyUI's {cls} is no node in Kinograph"
+    if cls in NOTES:
+        return f"{said}: add a sticky note with N on the canvas (Node > Add Sticky Note)"
+    if cls in REROUTES:
+        return f"{said}: File > Open joins the wires through it; double-click a link to add a reroute point"
+    if cls == "PrimitiveNode" or rule.special == "constant":
+        return f"{said}: type its value in the field it fed (File > Open puts it there)"
+    if rule.kind == "ui":
+        see = "; V on a node shows its output there" if "viewer" in rule.note else ""
+        return f"{said}: {rule.note or 'it only shows something in ComfyUI'}{see}"
+    becomes = "; ".join(f"{p.comfy} becomes its {p.param}" for p in rule.params)
+    return f"{said}: File > Open folds it into the node it feeds" + (f" ({becomes})" if becomes else "")
+
+
 def spec_fields(spec) -> Sequence[Tuple[str, float, bool]]:
     # The ComfyUI names too, whole words only: 'CLIPTextEncode', 'EmptyLatentImage' and
     # 'CheckpointLoaderSimple', typed by someone coming from ComfyUI, found nothing.

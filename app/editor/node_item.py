@@ -165,7 +165,7 @@ class NodeItem(QGraphicsItem):
         the default example with no badge or a short one ('9.6 s') there."""
         # The badge's left edge (as _paint_status draws it) less a gap, or the node's right padding.
         end = self.w - (BADGE.width(self.status.badge()) + 12 + 5 + 6 if self.status is not None else PAD)
-        return TITLE.elide(self.label, end - (PAD + 2))
+        return fit_title(self.label, end - (PAD + 2))
 
     def set_status(self, status) -> None:
         self.status = status
@@ -398,7 +398,7 @@ class NodeItem(QGraphicsItem):
                 painter.setPen(QPen(theme.NODE_BORDER, 1))
                 painter.setBrush(swatch[1])
                 painter.drawRoundedRect(swatch[0], 2, 2)
-            label, value = field_texts(name, shown, inner.width())
+            label, value = field_texts(name, shown, inner.width(), file=p.kind == "path")
             painter.setPen(self._label_color(fill, 6 + LABEL.width(label)))
             LABEL.left(painter, inner.x(), inner.center().y(), label)
             painter.setPen(theme.TEXT)
@@ -423,7 +423,7 @@ class NodeItem(QGraphicsItem):
         j = list(self.spec.params).index(name)
         p, r = self.spec.params[name], self._param_rect(j)
         shown = format_value(p, self.inst.params.get(name, p.default)) + (" ▾" if p.choices else "")
-        label, _ = field_texts(name, shown, r.width() - 12)
+        label, _ = field_texts(name, shown, r.width() - 12, file=p.kind == "path")
         return self._label_color(self._fill_width(p, self.inst.params.get(name, p.default), r), 6 + LABEL.width(label))
 
     def color_swatch(self, name: str) -> Optional[Tuple[QRectF, QColor]]:
@@ -565,14 +565,35 @@ class NodeItem(QGraphicsItem):
         super().mouseDoubleClickEvent(event)
 
 
-def field_texts(name: str, shown: str, width: float) -> Tuple[str, str]:
+def fit_title(label: str, room: float) -> str:
+    """`label` cut to `room`. A node from a ComfyUI subgraph is titled 'Subgraph / Its own name': the subgraph's name
+    gives way first, then the node's own name is cut at its end. Cut at the end, Wan 2.2's positive and negative
+    prompts both read 'Image to Video (Wan2.2) …'."""
+    if TITLE.width(label) <= room:
+        return label
+    head, sep, own = label.rpartition(" / ")
+    if not sep:
+        return TITLE.elide(label, room)
+    left = room - TITLE.width(sep + own)
+    if left >= TITLE.width("Ima…"):
+        return TITLE.elide(head, left) + sep + own
+    return TITLE.elide(own, room)
+
+
+WEIGHTS_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".sft")
+
+
+def field_texts(name: str, shown: str, width: float, file: bool = False) -> Tuple[str, str]:
     """(name, value) as a field `width` wide shows them: a long name (a user node's) ran past the
     node's edge and left the value no room at all; now it gives way down to half the field, elided
-    (the tooltip has it whole), and the value takes the rest."""
+    (the tooltip has it whole), and the value takes the rest. A value cut short is cut in the middle, but a weights
+    file's name (`file`) at its end, as ComfyUI cuts it: its suffix says little, and Wan 2.2's high- and low-noise
+    models both read 'wan2.2_i2...fetensors'."""
     room = width - 10
     name_room = min(LABEL.width(name), max(room * 0.5, room - LABEL.width(shown)))
     label = LABEL.elide(name, name_room)
-    return label, LABEL.elide(shown, room - LABEL.width(label), Qt.ElideMiddle)
+    weights = file and shown.lower().endswith(WEIGHTS_SUFFIXES)
+    return label, LABEL.elide(shown, room - LABEL.width(label), Qt.ElideRight if weights else Qt.ElideMiddle)
 
 
 def socket_texts(left: str, right: str, width: float) -> Tuple[str, str]:

@@ -53,11 +53,16 @@ class SearchPalette(QFrame):
         # category and help in the tooltip.
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.ElideRight)
+        # Where a ComfyUI node with no node here went (fuzzy.comfyui_instead), above what the search found.
+        self.comfyui_label = QLabel()
+        self.comfyui_label.setObjectName("PaletteComfyUI")
+        self.comfyui_label.setWordWrap(True)
+        self.comfyui_label.hide()
         self.help = QLabel()
         self.help.setObjectName("PaletteHelp")
         self.help.setWordWrap(True)
         self.help.setMinimumHeight(48)
-        for w in (self.filter_label, self.edit, self.list, self.help):
+        for w in (self.filter_label, self.edit, self.comfyui_label, self.list, self.help):
             lay.addWidget(w)
         self.edit.textChanged.connect(self.refresh)
         self.edit.installEventFilter(self)
@@ -118,6 +123,9 @@ class SearchPalette(QFrame):
         specs = self.candidates()
         favs = self.settings.favourites
         self.list.clear()
+        instead = fuzzy.comfyui_instead(query)
+        self.comfyui_label.setText(instead)
+        self.comfyui_label.setVisible(bool(instead))
         if query:
             ranked = [s for _, s in fuzzy.rank(query, specs, fuzzy.spec_fields)][:MAX_RESULTS]
             for s in ranked:
@@ -139,7 +147,7 @@ class SearchPalette(QFrame):
             if self.list.item(i).data(TYPE_ROLE):
                 self.list.setCurrentRow(i)
                 break
-        if query and not self.results():
+        if query and not self.results() and not instead:
             # Enter then did nothing and the list stood empty without a word.
             what = f" that takes {self.have.name}" if self.have else f" that makes {self.want.name}" if self.want else ""
             self.help.setText(f"No node{what} matches “{html.escape(query)}”: try another word (Esc closes)")

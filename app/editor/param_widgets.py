@@ -398,15 +398,56 @@ class PathEditor(LineEditor):
         # An untitled workflow's folder is the output folder, which a first run has not made yet:
         # the dialog then opened wherever the editor was started; the home folder is a known place.
         base = self.base_dir() if self.base_dir else None
-        start = str(base if base is not None and Path(base).is_dir() else Path.home())
+        start = self._model_folder() or str(base if base is not None and Path(base).is_dir() else Path.home())
         if self.p.reads:
             path, _ = QFileDialog.getOpenFileName(self, f"Choose {self.p.name}", start)
         else:
             path, _ = QFileDialog.getSaveFileName(self, f"Write {self.p.name} to", start)
         if path:
+            path = self._as_model_name(path)
             self.edit.setText(path)
             self.edit.setModified(False)
             self.commit(path, None)
+
+
+    def _located(self, name: str) -> Optional[Path]:
+        try:
+            found = self.p.locate(name) if name and self.p.locate is not None else None
+        except Exception:       # a name that cannot be looked up (a bad character) is not there
+            return None
+        return Path(found) if found else None
+
+    def _model_folder(self) -> Optional[str]:
+        """Where a model name's dialog opens: the folder of the file the name finds, else the first model folder
+        of its kind there is (models/diffusion_models), where the loader looks, not the home folder."""
+        name = clean_path(self.edit.text())
+        found = self._located(name)
+        if found is not None:
+            return str(found.parent)
+        searched = getattr(self.p.locate, "searched", None)
+        try:
+            return next((str(d) for d in (searched(name) if searched else ()) if d.is_dir()), None)
+        except ValueError:      # a name of no kind the loader knows
+            return None
+
+    def _as_model_name(self, path: str) -> str:
+        """A file picked inside a model folder kept as the name the loader finds it by (wan/x.safetensors), as
+        ComfyUI's model list shows it, not as a full path no other machine has; any other file as picked."""
+        searched = getattr(self.p.locate, "searched", None)
+        picked = Path(path).resolve()
+        try:
+            folders = searched(picked.name) if searched else ()
+        except ValueError:      # a name of no kind the loader knows
+            return path
+        for d in folders:
+            try:
+                name = picked.relative_to(d.resolve()).as_posix()
+            except ValueError:
+                continue
+            found = self._located(name)
+            if found is not None and found.resolve() == picked:
+                return name
+        return path
 
 
 class ColorEditor(LineEditor):

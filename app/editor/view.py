@@ -211,7 +211,42 @@ class GraphView(QGraphicsView):
             self.zoom_by(max_zoom / self.zoom())
         self.zoom_by(1.0)
         self.centerOn(rect.center())
+        self.clear_of_minimap(rect)
         self.minimap.update()
+
+    def bring_into_sight(self, items, margin: int = 40) -> None:
+        """Scroll the canvas items (nodes pasted, a node the keyboard selected, a note added) into sight, clear of
+        the minimap: ensureVisible counts the canvas under the minimap as seen."""
+        rect = QRectF()
+        for it in items:
+            rect = rect.united(it.sceneBoundingRect())
+        self.ensureVisible(rect, margin, margin)
+        self.clear_of_minimap(rect, items)
+
+    def clear_of_minimap(self, rect: QRectF, items=None) -> None:
+        """Show `rect` beside or above the minimap when one of its nodes (or of `items`) lies under it: Frame All
+        on Stable Audio 3's template hid its Generate Text node (at the graph's bottom right) there, its title's
+        corner alone in sight; a pasted node, a note added at the cursor or a node Alt+arrow selected was left
+        there. Of the two sides, the one that keeps the larger zoom; never zoomed in past the zoom it is at."""
+        if not self.minimap.isVisible():
+            return
+        mini = QRectF(self.minimap.geometry().translated(-self.viewport().pos()))
+        if items is None:
+            items = [n for n in self.scene().nodes.values() if n.sceneBoundingRect().intersects(rect)]
+        if not any(self.mapFromScene(n.sceneBoundingRect()).boundingRect().intersects(mini.toRect()) for n in items):
+            return
+        pad, vw, vh = 24.0, self.viewport().width(), self.viewport().height()
+        areas = [QRectF(0, 0, mini.left(), vh), QRectF(0, 0, vw, mini.top())]
+        scale = [min((a.width() - 2 * pad) / max(rect.width(), 1.0), (a.height() - 2 * pad) / max(rect.height(), 1.0))
+                 for a in areas]
+        k = max(range(2), key=lambda i: scale[i])
+        if scale[k] <= 0:
+            return
+        self.zoom_by(min(scale[k], self.zoom()) / self.zoom())
+        z = self.zoom()
+        # the view's centre is the viewport's; `rect` goes to the centre of the chosen area
+        off = QRectF(0, 0, vw, vh).center() - areas[k].center()
+        self.centerOn(rect.center() + off / z)
 
     def frame_all(self) -> None:
         self.frame(self.scene().nodes_rect())
@@ -459,7 +494,7 @@ class GraphView(QGraphicsView):
             self.message.emit(str(e))
             return
         self.scene().select_nodes([nid])
-        self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
+        self.bring_into_sight([self.scene().nodes[nid]])
         if port is not None:
             self.message.emit(f"{spec.title} added after {self.scene().nodes[after].label}, wired from its {port}")
         self.setFocus()
@@ -496,7 +531,7 @@ class GraphView(QGraphicsView):
             self.message.emit(f"No node {side} {nodes[sel[-1]].label}")
             return
         self.scene().select_nodes([pick])
-        self.ensureVisible(nodes[pick].sceneBoundingRect(), 40, 40)
+        self.bring_into_sight([nodes[pick]])
         self.message.emit(f"{nodes[pick].label} selected")
 
     # -- drops ----------------------------------------------------------------------------------

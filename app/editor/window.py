@@ -42,8 +42,12 @@ WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
 RAN = ("done", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
-FILE_FILTER = ("Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
-               "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;Deforum settings (*.txt *.json);;All files (*)")
+# The first filter is the one the dialog opens on: everything File > Open reads. It was Kinograph's .yaml alone, and a
+# folder of ComfyUI workflows (.json) looked empty to someone coming from ComfyUI.
+COMFYUI_FILTER = "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm)"
+FILE_FILTER = ("Workflows, renders and ComfyUI files (*.yaml *.yml *.json *.png *.webp *.mp4 *.mov *.mkv *.webm *.txt);;"
+               "Kinograph workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
+               f"{COMFYUI_FILTER};;Deforum settings (*.txt *.json);;All files (*)")
 
 
 class MainWindow(QMainWindow):
@@ -172,7 +176,9 @@ class MainWindow(QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         self._act(f, "&New", self.new_document, "Ctrl+N")
-        self._act(f, "&Open…", self.open_dialog, "Ctrl+O")
+        self._act(f, "&Open…", lambda: self.open_dialog(), "Ctrl+O")
+        # Where someone from ComfyUI looks for it; the same as Open, on ComfyUI's files.
+        self._act(f, "&Import ComfyUI Workflow…", lambda: self.open_dialog(COMFYUI_FILTER))
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self.examples_menu = f.addMenu("Open E&xample")
@@ -204,9 +210,11 @@ class MainWindow(QMainWindow):
 
         n = mb.addMenu("&Node")
         self._act(n, "Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(QCursor.pos())), "Shift+A", canvas=True)
-        self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), "B", canvas=True)
-        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")), "H",
+        # ComfyUI's keys too (Ctrl+B, Alt+C, '.'): someone from there pressed them and nothing happened.
+        self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), ["B", "Ctrl+B"],
                   canvas=True)
+        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")),
+                  ["H", "Alt+C"], canvas=True)
         # The keyboard's way to a node it did not just add (arrows alone pan the canvas).
         for label, keys, d in (("Left", "Alt+Left", (-1, 0)), ("Right", "Alt+Right", (1, 0)),
                                ("Above", "Alt+Up", (0, -1)), ("Below", "Alt+Down", (0, 1))):
@@ -237,7 +245,7 @@ class MainWindow(QMainWindow):
 
         v = mb.addMenu("&View")
         self._act(v, "Frame All", lambda: self.view.frame_all(), "Home", canvas=True)
-        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), "F", canvas=True)
+        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), ["F", "."], canvas=True)
         self._act(v, "Zoom In", lambda: self.view.zoom_by(1.25), ["Ctrl+=", "Ctrl++"])
         self._act(v, "Zoom Out", lambda: self.view.zoom_by(0.8), "Ctrl+-")
         # Zoom In and Out had keys but the way back to the size text is drawn for had none.
@@ -434,8 +442,8 @@ class MainWindow(QMainWindow):
         if self.confirm_discard():
             self.set_document(Document(registry=self.doc.registry))
 
-    def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", str(self._dir()), FILE_FILTER)
+    def open_dialog(self, selected: str = "") -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", str(self._dir()), FILE_FILTER, selected)
         if path:
             self.open_path(path)
 
@@ -760,7 +768,7 @@ class MainWindow(QMainWindow):
         off screen: the paste looked as if it had done nothing."""
         self.scene.select_nodes(ids)
         if ids:
-            self.view.ensureVisible(self.scene.nodes_rect(ids), 40, 40)
+            self.view.bring_into_sight([self.scene.nodes[n] for n in ids if n in self.scene.nodes])
 
     def delete(self, reconnect: bool) -> None:
         sc = self.scene
@@ -815,7 +823,7 @@ class MainWindow(QMainWindow):
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
         # Not under the node at the cursor (notes are drawn beneath nodes): its text was hidden as it was typed.
         nid = self.controller.add_note(self.controller.clear_spot((at.x(), at.y(), *NOTE_SIZE)))
-        self.view.ensureVisible(self.scene.notes[nid].sceneBoundingRect(), 40, 40)
+        self.view.bring_into_sight([self.scene.notes[nid]])
         self.scene.notes[nid].start_editing()
 
     def _toggle_takes(self, on: bool, save: bool = True) -> None:
