@@ -28,7 +28,7 @@ from tiny_zimage import text_encoder
 
 TE_NAME = "qwen_3_06b_tiny"
 DIT_NAME = "anima-tiny.safetensors"
-QWEN = 40                   # Qwen3's hidden width here (the released 0.6B's is 1024)
+QWEN = 1024                 # Qwen3-0.6B's hidden width, which tells it (two layers of one head here)
 TEXT = 32                   # the adapter's width, what the DiT's cross-attention reads (1024 released)
 T5_VOCAB = 200              # the adapter's T5 vocabulary (32128 released); the tiny T5 tokenizer's ids are below it
 

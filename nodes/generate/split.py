@@ -370,8 +370,8 @@ def _check_encoder(path: Path, det: Detection, family: str) -> None:
 
 
 def _text_family(det: Detection, type_: str) -> str:
-    if det.family == "qwen3" and (TEXT_TYPES.get(type_) == "sd" or type_ in ("", "auto") and det.variant == "0.6b"):
-        return "anima"                  # ComfyUI's CLIPLoader reads Qwen3-0.6B as Anima's, whatever the type
+    if det.family == "qwen3" and det.variant == "0.6b" and (type_ in ("", "auto") or TEXT_TYPES.get(type_) == "sd"):
+        return "anima"                  # ComfyUI's CLIPLoader reads Qwen3-0.6B as Anima's (its templates: stable_diffusion)
     if type_ and type_ != "auto":
         if type_ not in TEXT_TYPES:
             raise NodeError(f"unknown text encoder type {type_!r}; choose auto or one of {', '.join(TEXT_TYPES)}")
