@@ -55,8 +55,9 @@ def _attention(sd, p, x, context, pe, pe_c, heads):
     return out @ sd[p + "o_proj.weight"].T
 
 
-def comfy_llm_adapter(sd, source, ids, heads=2):
-    """LLMAdapter.forward(source_hidden_states, target_input_ids) without masks, as preprocess_text_embeds calls it."""
+def comfy_llm_adapter(sd, source, ids, weights=None, heads=2):
+    """preprocess_text_embeds: LLMAdapter.forward(source_hidden_states, target_input_ids) without masks, times the
+    t5xxl_weights, padded to 512."""
     x = sd["embed.weight"][ids]
     head = x.shape[-1] // heads
     pe, pe_c = _rope(x.shape[1], head), _rope(source.shape[1], head)
@@ -69,26 +70,89 @@ def comfy_llm_adapter(sd, source, ids, heads=2):
         h = _rms(x, sd[p + "norm_mlp.weight"]) @ sd[p + "mlp.0.weight"].T + sd[p + "mlp.0.bias"]
         x = x + F.gelu(h) @ sd[p + "mlp.2.weight"].T + sd[p + "mlp.2.bias"]
     out = _rms(x @ sd["out_proj.weight"].T + sd["out_proj.bias"], sd["norm.weight"])
+    if weights is not None:
+        out = out * weights.unsqueeze(-1)
     return F.pad(out, (0, 0, 0, 512 - out.shape[1])) if out.shape[1] < 512 else out
 
 
+def comfy_parentheses(string):
+    """sd1_clip.parse_parentheses."""
+    result, current, nesting = [], "", 0
+    for char in string:
+        if char == "(":
+            if nesting == 0:
+                if current:
+                    result.append(current)
+                current = "("
+            else:
+                current += char
+            nesting += 1
+        elif char == ")":
+            nesting -= 1
+            if nesting == 0:
+                result.append(current + ")")
+                current = ""
+            else:
+                current += char
+        else:
+            current += char
+    if current:
+        result.append(current)
+    return result
+
+
+def comfy_token_weights(string, current):
+    """sd1_clip.token_weights: (text, weight) parts, brackets 1.1 each, (text:w) w."""
+    out = []
+    for x in comfy_parentheses(string):
+        weight = current
+        if len(x) >= 2 and x[-1] == ")" and x[0] == "(":
+            x = x[1:-1]
+            xx = x.rfind(":")
+            weight *= 1.1
+            if xx > 0:
+                try:
+                    weight = float(x[xx + 1:])
+                    x = x[:xx]
+                except ValueError:
+                    pass
+            out += comfy_token_weights(x, weight)
+        else:
+            out += [(x, current)]
+    return out
+
+
 def comfy_prompt(root, qwen3, text):
-    """comfy/text_encoders/anima.py: Qwen3-0.6B's last (normed) states over the prompt's Qwen tokens (no start or end
-    token, at least one: the pad 151643, here the tiny vocabulary's <|endoftext|>), and its T5 ids with </s>."""
+    """comfy/text_encoders/anima.py on sd1_clip: each weighted part tokenized on its own; Qwen3-0.6B's last (normed)
+    states over the Qwen tokens (no start or end token, at least one: the pad 151643, here the tiny vocabulary's
+    <|endoftext|>), a weighted token's state (z - z_empty) w + z_empty against an all-pad prompt as long; the T5 ids
+    with </s> at the end, and their weights."""
     from transformers import AutoTokenizer
     from tiny_anima import TE_NAME
     folder = root / "models" / "text_encoders"
     qtok = AutoTokenizer.from_pretrained(str(folder / TE_NAME))
-    ids = qtok(text, add_special_tokens=False).input_ids or [qtok.convert_tokens_to_ids("<|endoftext|>")]
-    t5 = AutoTokenizer.from_pretrained(str(folder / "t5_tokenizer"))(text).input_ids
+    ttok = AutoTokenizer.from_pretrained(str(folder / "t5_tokenizer"))
+    pad = qtok.convert_tokens_to_ids("<|endoftext|>")
+    q, t = [], []
+    for part, w in comfy_token_weights(text, 1.0):
+        q += [(i, w) for i in qtok(part).input_ids]
+        t += [(i, w) for i in ttok(part).input_ids[:-1]]
+    q = q or [(pad, 1.0)]
+    t += [(1, 1.0)]
     with torch.no_grad():
-        states = qwen3(input_ids=torch.tensor([ids])).last_hidden_state
-    return states, torch.tensor([t5])
+        z = qwen3(input_ids=torch.tensor([[i for i, _ in q]])).last_hidden_state
+        if any(w != 1.0 for _, w in q):
+            z_empty = qwen3(input_ids=torch.tensor([[pad] * len(q)])).last_hidden_state
+            for j, (_, w) in enumerate(q):
+                if w != 1.0:
+                    z[0, j] = (z[0, j] - z_empty[0, j]) * w + z_empty[0, j]
+    return z, torch.tensor([[i for i, _ in t]]), torch.tensor([[w for _, w in t]])
 
 
-def comfy_velocity(dit, adapter, x, sigma, states, ids):
-    """Anima.forward: the adapter's context, then MiniTrainDIT on x [B, 16, 1, h, w] told sigma (multiplier 1)."""
-    context = comfy_llm_adapter(adapter, states, ids)
+def comfy_velocity(dit, adapter, x, sigma, states, ids, weights):
+    """Anima.forward: the adapter's context (scaled by the T5 tokens' weights), then MiniTrainDIT on x
+    [B, 16, 1, h, w] told sigma (multiplier 1)."""
+    context = comfy_llm_adapter(adapter, states, ids, weights)
     x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)      # prepare_embedded_sequence: no padding mask, zeros
     return dit(x, torch.full((x.shape[0],), float(sigma)), context.expand(x.shape[0], -1, -1), return_dict=False)[0]
 
@@ -134,18 +198,27 @@ def test_anima_dit_file_matches_comfyuis(anima):
     te = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "sd", "cpu")
     assert te.family == "anima" and load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "auto", "cpu").family == "anima"
     dit, adapter, qwen3 = reference_parts(anima)
-    text = "a girl, blue hair"
-    states, ids = comfy_prompt(anima, qwen3, text)
-    cond = encode_prompt(te, text)
-    assert torch.equal(cond.extra["t5_ids"], ids)
-    assert (cond.embeds - states).abs().max() < 1e-5
+    for text in ("a girl, blue hair", ""):
+        states, ids, weights = comfy_prompt(anima, qwen3, text)
+        cond = encode_prompt(te, text)
+        assert torch.equal(cond.extra["t5_ids"], ids) and torch.equal(cond.extra["t5_weights"], weights)
+        assert (cond.embeds - states).abs().max() < 1e-5
+    # weights as ComfyUI reads them, whatever the node's weighting: each part tokenized alone, Qwen3's states moved
+    # from an all-pad prompt's, the adapter's output scaled per T5 token
+    text = "a (girl:1.3), ((blue)) hair,(smile)"
+    states, ids, weights = comfy_prompt(anima, qwen3, text)
+    assert {round(w, 4) for w in weights[0].tolist()} == {1.0, 1.3, 1.21, 1.1}
+    for weighting in ("comfy", "kinograph"):
+        cond = encode_prompt(te, text, weighting=weighting)
+        assert torch.equal(cond.extra["t5_ids"], ids) and torch.allclose(cond.extra["t5_weights"], weights)
+        assert (cond.embeds - states).abs().max() < 1e-5
     torch.manual_seed(0)
     x = torch.randn(2, 16, 1, 4, 6)
     with torch.no_grad():
-        want_ctx = comfy_llm_adapter(adapter, states, ids)
-        got_ctx = context(model, states, ids)
+        want_ctx = comfy_llm_adapter(adapter, states, ids, weights)
+        got_ctx = context(model, states, ids, weights)
         assert got_ctx.shape == (1, 512, 32) and (want_ctx - got_ctx).abs().max() < 1e-5
-        want = comfy_velocity(dit, adapter, x, 0.7, states, ids)
+        want = comfy_velocity(dit, adapter, x, 0.7, states, ids, weights)
         got = model(torch.cat([x, torch.zeros_like(x[:, :1])], 1), torch.full((2,), 0.7), got_ctx.expand(2, -1, -1),
                     return_dict=False)[0]
     assert want.abs().max() > 0.1 and (want - got).abs().max() < 1e-4
@@ -206,8 +279,6 @@ def test_comfyui_anima_lllite_any_control_template_runs_as_comfyui(anima, tmp_pa
     def small(node):
         node.params.update({"steps": 2} if node.type == "generate.sample" else
                            {"megapixels": PW * PH / 1024 ** 2} if node.type == "video.resize_pixels" else {})
-        if node.type == "encode.text":      # its asides in brackets are weights, which Anima's reading leaves out
-            node.params["text"] = node.params["text"].replace("(", "").replace(")", "")
     wf, out = run_on_picture(TEMPLATES / "image_anima_lllite_any_control_to_image.json", tmp_path / "picture.png",
                              tmp_path / "out", small)
     assert out.ok, out.failed

@@ -114,10 +114,12 @@ def anima_transformer(config: dict, adapter: dict):
     return model
 
 
-def context(model, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def context(model, states: torch.Tensor, ids: torch.Tensor, weights=None) -> torch.Tensor:
     """What the DiT's cross-attention reads for one prompt: the adapter's output for its Qwen3 states [1, Ls, D] and T5
-    ids [1, Lt], zeros after it up to 512 tokens."""
+    ids [1, Lt], scaled by the ids' weights [1, Lt] where given, zeros after it up to 512 tokens."""
     out = model.llm_adapter(states.to(model.dtype), ids)
+    if weights is not None:
+        out = out * weights[..., None].to(out.dtype)
     if out.shape[1] < CONTEXT_TOKENS:
         out = F.pad(out, (0, 0, 0, CONTEXT_TOKENS - out.shape[1]))
     return out
