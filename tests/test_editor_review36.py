@@ -3,34 +3,21 @@ minimap-avoiding framing, missing model files after the import report is closed,
 wire to a node below its source. Driven through the real window offscreen; any Qt warning fails a test."""
 import os
 
-import pytest
-
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
 check_qt_binding()
 
-import test_editor  # noqa: E402
+import test_editor_session  # noqa: E402
 
 from app.editor import view as view_mod  # noqa: E402
 from app.editor.geometry import node_size  # noqa: E402
 
-make_window, no_modal_dialogs, registry = test_editor.make_window, test_editor.no_modal_dialogs, test_editor.registry
-pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
-              pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")]
-
-
-@pytest.fixture(autouse=True)
-def private_config(monkeypatch, tmp_path):
-    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
-
-
-@pytest.fixture
-def win(make_window):
-    return make_window()
-
+# The window fixtures of the session tests: a window, no modal dialog, a config folder of each test's own.
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
 
 def test_the_first_view_stays_legible_when_a_node_lies_under_the_minimap(win):
     """The first view shows the whole graph only where it reads (LEGIBLE_ZOOM), else its start; the minimap
