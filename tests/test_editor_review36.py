@@ -33,3 +33,29 @@ def test_the_first_view_stays_legible_when_a_node_lies_under_the_minimap(win):
     assert view.zoom() >= view_mod.LEGIBLE_ZOOM - 1e-6, view.zoom()
     box = view.mapFromScene(win.scene.nodes[first].sceneBoundingRect()).boundingRect()
     assert view.viewport().rect().contains(box), box       # its start in sight, as for any graph too big to read
+
+
+def test_a_file_picked_in_the_second_folder_a_loader_reads_is_kept_by_its_name(win, tmp_path, monkeypatch):
+    """Load Model reads checkpoints/ and diffusion_models/ (FLUX's file, as ComfyUI splits it): a file picked
+    with the … in diffusion_models/ was kept as its full path (/home/…/models/diffusion_models/flux/…), which no
+    other machine has, though the loader finds it by flux/x.safetensors; one in checkpoints/ was kept by its name."""
+    from PySide6.QtWidgets import QFileDialog, QToolButton
+    models = tmp_path / "models"
+    for kind in ("checkpoints", "diffusion_models"):
+        (models / kind / "flux").mkdir(parents=True)
+        (models / kind / "flux" / f"{kind}_x.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    picked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: (picked[-1], ""))
+    n = win.controller.add_node("load.model", (0, 0))
+    win.scene.select_nodes([n])
+    for kind in ("checkpoints", "diffusion_models"):
+        picked.append(str(models / kind / "flux" / f"{kind}_x.safetensors"))
+        win.properties.editors["path"].findChild(QToolButton).click()
+        assert win.doc.graph.nodes[n].params["path"] == f"flux/{kind}_x.safetensors", kind
+    # a file outside every model folder is kept as picked: the name alone would not find it
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "y.safetensors").write_bytes(b"")
+    picked.append(str(tmp_path / "elsewhere" / "y.safetensors"))
+    win.properties.editors["path"].findChild(QToolButton).click()
+    assert win.doc.graph.nodes[n].params["path"] == picked[-1]
