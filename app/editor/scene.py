@@ -65,7 +65,15 @@ class GraphScene(QGraphicsScene):
         self._sync_notes()
         self._sync_reroutes()
         self.fit_groups()
+        self.check_models()
         self.layoutChanged.emit()
+
+    def check_models(self, only=None) -> None:
+        """Mark the loaders (of `only`, or all) whose model file is not there, as `kinograph validate` finds them."""
+        found = self.doc.missing_models(only)
+        for nid in list(self.nodes) if only is None else only:
+            if nid in self.nodes:
+                self.nodes[nid].set_missing(found.get(nid, {}))
 
     def _add_node(self, nid: str) -> None:
         inst = self.doc.graph.nodes[nid]
@@ -98,6 +106,7 @@ class GraphScene(QGraphicsScene):
         k = ev.kind
         if k == "node_added":
             self._add_node(ev.node)
+            self.check_models([ev.node])
         elif k == "node_removed":
             item = self.nodes.pop(ev.node, None)
             if item is not None:
@@ -113,6 +122,7 @@ class GraphScene(QGraphicsScene):
             self._resize_unknown(ev.data["link"])
         elif k == "param_changed":
             self._refresh(ev.node)
+            self.check_models([ev.node])
             self.fit_groups(ev.node)        # it grew or shrank where it stands
             self.overview_changed()
             self.layoutChanged.emit()
@@ -120,6 +130,8 @@ class GraphScene(QGraphicsScene):
         elif k in ("node_changed", "ui_changed") and ev.node in self.nodes:
             g = self.doc.graph
             self.nodes[ev.node].sync(g.nodes[ev.node], g.ui.get(ev.node) or {})
+            if k == "node_changed":         # bypassed, a loader loads nothing
+                self.check_models([ev.node])
             for link in self.nodes[ev.node].links:
                 link.update()
         elif k == "ui_changed" and ev.node == GROUPS:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget,
                                QWidget)
@@ -363,6 +363,16 @@ class MainWindow(QMainWindow):
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
         scene.close()
+
+    def changeEvent(self, event):
+        super().changeEvent(event)
+        # Back from the file manager with a model file copied in: the loaders marked missing look again (those
+        # alone: every model file looked for at each return to the window would take seconds on a big template).
+        if event.type() == QEvent.ActivationChange and self.isActiveWindow() and getattr(self, "scene", None):
+            marked = [n for n, item in self.scene.nodes.items() if item.missing]
+            if marked:
+                self.scene.check_models(marked)
+                self.properties._show_missing()
 
     def showEvent(self, event):
         super().showEvent(event)
