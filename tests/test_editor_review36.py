@@ -90,3 +90,27 @@ def test_a_missing_model_file_is_said_on_its_loader_and_in_its_panel_after_the_r
     assert item.missing_lines() == [] and not said(), said()
     c.set_param(n, "name", "wan2.2_low.safetensors")                    # a name set that is not there: said at once
     assert item.missing_lines() == [("missing", str(folder))] and said()
+
+
+def test_undo_and_redo_name_nodes_by_the_title_the_canvas_shows(win):
+    """'Undone: Set k_sampler_advanced_129_86.sampler': the status bar and Edit > Undo named the node by its id, which
+    the canvas shows nowhere. They name it as the canvas does (its title; two of one title told apart by id)."""
+    c = win.controller
+    src = c.add_node("generate.test_pattern", (0, 0))
+    a = c.add_node("video.resize", (300, 0))
+    b = c.add_node("video.resize", (300, 300))
+    c.set_title(a, "Hero grade")
+    texts = []
+
+    def step(do):
+        do()
+        texts.append(win.doc.undo.undoText())
+    step(lambda: c.set_param(a, "width", 640))
+    step(lambda: c.connect(src, "video", b, "video"))
+    step(lambda: c.set_title(b, "Hero grade"))                      # two of one title now
+    step(lambda: c.set_param(b, "width", 320))
+    assert texts == ["Set width of Hero grade", "Connect Test Pattern's video to Resize's video",
+                     "Rename Resize to Hero grade", f"Set width of Hero grade ({b})"], texts
+    win.undo_action.trigger()
+    assert win.statusBar().currentMessage() == f"Undone: Set width of Hero grade ({b})"
+    assert not any(n in t for t in texts[:3] for n in (a, b, src)), texts
