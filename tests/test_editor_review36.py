@@ -114,3 +114,22 @@ def test_undo_and_redo_name_nodes_by_the_title_the_canvas_shows(win):
     win.undo_action.trigger()
     assert win.statusBar().currentMessage() == f"Undone: Set width of Hero grade ({b})"
     assert not any(n in t for t in texts[:3] for n in (a, b, src)), texts
+
+
+def test_comfyuis_ctrl_m_switches_a_node_off_and_says_how_kinograph_does_it(win, qtbot):
+    """Ctrl+M (ComfyUI's mute: the node never runs) did nothing, and the next run saved the video meant to be left
+    out. Kinograph's one way to switch a node off is bypass; Ctrl+M bypasses, and says how that differs (a
+    bypassed node passes its input on to what reads it, where a muted one leaves it nothing). The F1 sheet has it."""
+    from PySide6.QtCore import Qt
+    from test_editor import chain
+    p, r, s = chain(win)
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    win.scene.select_nodes([s])
+    for off in (True, False):                   # again: on, as ComfyUI's Ctrl+M toggles
+        qtbot.keyClick(win.view, Qt.Key_M, Qt.ControlModifier)
+        said = win.statusBar().currentMessage()
+        assert win.doc.graph.nodes[s].bypass is off
+        assert "mute" in said and "bypass" in said and "passes its input on" in said, said
+    sheet = [a for a in win.help._actions if "Ctrl+M" in [k.toString() for k in a.shortcuts()]]
+    assert len(sheet) == 1 and "Mute" in sheet[0].text(), [a.text() for a in sheet]
