@@ -13,7 +13,7 @@ import test_editor_session  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.editor import view as view_mod  # noqa: E402
-from app.editor.geometry import node_size  # noqa: E402
+from app.editor.geometry import PORT_R, node_size  # noqa: E402
 
 # The window fixtures of the session tests: a window, no modal dialog, a config folder of each test's own.
 make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
@@ -133,3 +133,27 @@ def test_comfyuis_ctrl_m_switches_a_node_off_and_says_how_kinograph_does_it(win,
         assert "mute" in said and "bypass" in said and "passes its input on" in said, said
     sheet = [a for a in win.help._actions if "Ctrl+M" in [k.toString() for k in a.shortcuts()]]
     assert len(sheet) == 1 and "Mute" in sheet[0].text(), [a.text() for a in sheet]
+
+
+def _inside(link, item, inset=4.0):
+    """The points of `link`'s wire that run over `item`'s body (behind it: wires are drawn under the nodes)."""
+    body = item.sceneBoundingRect().adjusted(PORT_R + inset, inset, -PORT_R - inset, -inset)
+    path = link.path()
+    return [path.pointAtPercent(k / 200) for k in range(201) if body.contains(path.pointAtPercent(k / 200))]
+
+
+def test_a_wire_to_a_node_below_its_source_runs_around_the_source_not_behind_it(win):
+    """Depth Anything 3 above Render Depth, its output wired to the input straight below: the wire ran from the
+    output on the right, behind the source node, and seemed to come out of its bottom edge (ComfyUI draws it the
+    same). It now goes round: out to the right, down past the source, across the gap and into the input."""
+    c = win.controller
+    src = c.add_node("generate.test_pattern", (0, 0))
+    h = win.scene.nodes[src].sceneBoundingRect().height()
+    for dx, dy in ((0, h + 40), (-60, h + 120), (80, h + 40)):          # straight below, below left, below right
+        dst = c.add_node("video.resize", (dx, dy))
+        c.connect(src, "video", dst, "video")
+        link = win.scene.links[f"{dst}.video"]
+        assert not _inside(link, win.scene.nodes[src]), (dx, dy)
+        assert not _inside(link, win.scene.nodes[dst]), (dx, dy)
+        win.doc.undo.undo()                                             # the link, then the node
+        win.doc.undo.undo()
