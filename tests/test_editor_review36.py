@@ -157,3 +157,14 @@ def test_a_wire_to_a_node_below_its_source_runs_around_the_source_not_behind_it(
         assert not _inside(link, win.scene.nodes[dst]), (dx, dy)
         win.doc.undo.undo()                                             # the link, then the node
         win.doc.undo.undo()
+
+
+def test_the_comfyui_hint_is_not_contradicted_by_what_was_typed_before(win):
+    """Typed letter by letter, 'PreviewIma' found nothing ('No node matches “PreviewIma”'), and that line stayed
+    under the hint once 'PreviewImage' was whole: the palette said where the job is done and, below, that the
+    half-typed word matched nothing."""
+    win.view.open_palette(win.view.viewport().rect().center())
+    pal = win.view.palette
+    for typed in ("Preview", "PreviewIma", "PreviewImage"):
+        pal.edit.setText(typed)
+    assert pal.comfyui_label.isVisible() and "PreviewIma" not in pal.help.text(), pal.help.text()
