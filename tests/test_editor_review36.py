@@ -62,7 +62,8 @@ def test_a_file_picked_in_the_second_folder_a_loader_reads_is_kept_by_its_name(w
     assert win.doc.graph.nodes[n].params["path"] == picked[-1]
 
 
-def test_a_missing_model_file_is_said_on_its_loader_and_in_its_panel_after_the_report(win, tmp_path, monkeypatch):
+def test_a_missing_model_file_is_said_on_its_loader_and_in_its_panel_after_the_report(win, tmp_path, monkeypatch,
+                                                                                      qtbot):
     """Wan 2.2's template names wan/wan2.2_i2v_high_noise….safetensors, not there yet: the import report said so,
     and once it was closed nothing did: the loader looked ready, its panel said nothing, and the run failed at it.
     The loader now says the file is missing and where to put it (graph_engine.validate's own check), in its panel
@@ -90,6 +91,9 @@ def test_a_missing_model_file_is_said_on_its_loader_and_in_its_panel_after_the_r
     assert item.missing_lines() == [] and not said(), said()
     c.set_param(n, "name", "wan2.2_low.safetensors")                    # a name set that is not there: said at once
     assert item.missing_lines() == [("missing", str(folder))] and said()
+    win.copy()                                                          # pasted: said of the copy too
+    (copy,) = win.paste()
+    qtbot.waitUntil(lambda: win.scene.nodes[copy].missing_lines() == [("missing", str(folder))])
 
 
 def test_undo_and_redo_name_nodes_by_the_title_the_canvas_shows(win):
