@@ -75,6 +75,13 @@ def render_home(wf: Workflow) -> Optional[Path]:
     return stable_name(render).parent
 
 
+def _nameable(value) -> bool:
+    """Whether a path param's value can name a file to check: text, not blank, without a NUL (refused as the
+    param's problem; every os call raises ValueError on one, which stopped validate, run and import in a
+    traceback)."""
+    return isinstance(value, str) and bool(value.strip()) and "\0" not in value
+
+
 def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]]:
     """(node, param, value as written, resolved path) of every output path the nodes will write."""
     out = []
@@ -84,7 +91,7 @@ def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]
             continue
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)
-            if is_output_param(p) and isinstance(value, str) and value.strip():
+            if is_output_param(p) and _nameable(value):
                 path = resolve_path(value, wf.base_dir)
                 out.append((nid, name, value, path))
                 out += [(nid, name, str(Path(value).with_suffix(x)), str(Path(path).with_suffix(x))) for x in p.beside
@@ -103,7 +110,7 @@ def _inputs(wf: Workflow, registry) -> List[Tuple[str, str]]:
             continue
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)
-            if p.kind == "path" and p.reads and isinstance(value, str) and value.strip():
+            if p.kind == "path" and p.reads and _nameable(value):
                 path = resolve_path(value, wf.base_dir, True)   # as the node will read it
                 # a pattern stands for its folder; a file whose own name has brackets ("shot [1].png") is that file
                 if glob.has_magic(path) and not os.path.exists(path):

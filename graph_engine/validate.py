@@ -63,11 +63,13 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
                     f"put the word in quotes")
         elif not isinstance(value, str):
             return f"expects text, got {value!r}"
-    if spec_param.kind == "path" and spec_param.locate is None and isinstance(value, str):
+    if spec_param.kind == "path" and isinstance(value, str):
         # A drive path from a workflow written on Windows: joined to the workflow's folder, it was 'not
-        # found' there, or an output made a folder named `C:` beside the workflow.
+        # found' there, or an output made a folder named `C:` beside the workflow. A model's name is looked
+        # for in the model folders, but holds no control character either (a NUL stopped the checks).
         from .portable import control_characters, foreign_path
-        why = foreign_path(value, spec_param.reads) or control_characters(value)
+        why = (foreign_path(value, spec_param.reads) if spec_param.locate is None else "") or \
+            control_characters(value)
         if why:
             return why
     if spec_param.kind == "color" and isinstance(value, str) and not _HEX_COLOR.match(value.strip()):

@@ -329,6 +329,29 @@ def test_wrong_files_say_what_they_are(tmp_path):
         da3.load(str(tmp_path / "unet.safetensors"))
 
 
+def test_damaged_headers_are_named_not_tracebacks(tmp_path):
+    """A file with DA3's two telling tensors but a 0-dimensional patch embedding, an encoder layer numbered 'x' or
+    an authors' block named without its part,
+    stopped `kinograph info` on the whole models folder (IndexError / ValueError traceback from depth's describe)
+    and was the same traceback in depth.da3; info now leaves it to the weights' row, the loader names it."""
+    from safetensors.torch import save_file
+    from graph_engine import NodeError
+    from nodes.depth import da3
+    from nodes.depth.estimate import describe
+    base = {"backbone.embeddings.patch_embeddings.projection.weight": torch.zeros(4, 3, 14, 14),
+            "head.projects.0.weight": torch.zeros(2, 4)}
+    for n, damage in enumerate(({"backbone.embeddings.patch_embeddings.projection.weight": torch.zeros(())},
+                                {"backbone.encoder.layer.x.norm1.weight": torch.zeros(1)},
+                                {"backbone.encoder.layer.": torch.zeros(1)},
+                                {"backbone.pretrained.blocks.5": torch.zeros(1)})):
+        path = tmp_path / f"da3_damaged_{n}.safetensors"
+        save_file({**base, **damage}, str(path))
+        assert describe(path)["variant"] != "DA3 4-wide"
+        with pytest.raises(NodeError, match=f"da3_damaged_{n}.safetensors holds tensors of shapes a Depth Anything 3 "
+                                            "file does not have"):
+            da3.load(str(path))
+
+
 def test_bad_choices_and_missing_maps_are_named(tiny, clip):
     from graph_engine import NodeError
     from nodes.depth import da3
@@ -624,3 +647,39 @@ def test_any_view_model_matches_comfyui_code_mono_and_multiview(tiny_small):
     np.testing.assert_allclose(again["depth"], seen["multiview"]["depth"], rtol=1e-5)
     assert int(enc.last_ref[0]) != 0         # the scene was reordered round its reference view and back
     assert np.abs(seen["mono"]["depth"] - seen["multiview"]["depth"]).max() > 1e-3    # the views saw each other
+
+
+def test_a_file_claiming_a_far_larger_network_is_named_before_it_is_built(tiny, tmp_path):
+    """DA3's width is the patch embedding's: a file whose embedding says 512 by a tensor of no values (512, 0, 14,
+    14) built 300 MB of layers the file does not hold before its shapes were compared (a larger claim fills the
+    machine's memory); refused from a build on the meta device."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.depth import da3
+    state = load_file(str(tiny[0]))
+    state["backbone.embeddings.patch_embeddings.projection.weight"] = torch.zeros(512, 0, 14, 14)
+    state["head.projects.0.weight"] = torch.zeros(0, 512, 1, 1)
+    path = tmp_path / "depth_anything_3_wide.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(NodeError, match="depth_anything_3_wide.safetensors: its tensor shapes make a network of .* "
+                                        "far more than the file's"):
+        da3.load(str(path))
+
+
+def test_a_camera_decoder_giving_no_rotation_is_named(tiny_small, tmp_path):
+    """A Small-style file whose camera decoder's rotation layer holds zeros or NaN (damaged) gave quaternions of no
+    length, which scipy refused with 'Found zero norm quaternions in `quat`', a ValueError traceback."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.depth import da3
+    frames = np.random.default_rng(9).integers(0, 255, (2, 28, 28, 3)).astype(np.uint8)
+    for n, value in enumerate((0.0, float("nan"))):
+        state = load_file(str(tiny_small[0]))
+        for k in ("cam_dec.fc_qvec.weight", "cam_dec.fc_qvec.bias"):
+            state[k] = torch.full_like(state[k], value)
+        path = tmp_path / f"depth_anything_3_small_damaged_{n}.safetensors"
+        save_file(state, str(path))
+        geometry = da3.infer(_video(frames), da3.load(str(path)), 28, "upper_bound_resize", "multiview", 8, "first")
+        with pytest.raises(NodeError, match="depth.da3_camera: the camera decoder gave no rotation .*damaged"):
+            da3.camera(geometry)

@@ -77,6 +77,25 @@ def test_bad_boxes_are_named():
         from_editor(*CANVAS, [{"x": 1, "y": 2, "width": 0, "height": 5}])
 
 
+def test_hostile_boxes_are_named():
+    """Python's JSON reads NaN, Infinity and 400-digit numbers, which a box's sides took as they were: a NaN width
+    passed the 'wider than 0' check and was drawn, a 400-digit x was an OverflowError traceback; metadata that is no
+    object, or a palette that is no list, were AttributeError / TypeError tracebacks; true was a pixel."""
+    from nodes.common.boxes import from_editor
+    box = {"x": 1, "y": 2, "width": 3, "height": 4}
+    for side, value in (("width", float("nan")), ("x", float("inf")), ("y", -float("inf")), ("x", 10 ** 400),
+                        ("height", True), ("x", "3")):
+        with pytest.raises(NodeError, match=f"box 1 must give x, y, width and height as numbers of pixels.*{side}"):
+            from_editor(*CANVAS, [{**box, side: value}])
+    for meta, what in (([1, 2], "metadata"), ({"palette": 7}, "palette"), ({"palette": "#fff"}, "palette")):
+        with pytest.raises(NodeError, match=f"box 2's {what} must be"):
+            from_editor(*CANVAS, [box, {**box, "metadata": meta}])
+    # 400,000 boxes (a 28 MB list, under a workflow file's 64 MB) took 6 s to read, 2.6 s a frame to draw, and wrote
+    # a 25 MB layout prompt into the run's log, of which FLUX.3 reads its first 8,192 tokens
+    with pytest.raises(NodeError, match="1,001 boxes: at most 1,000"):
+        from_editor(*CANVAS, [box] * 1001)
+
+
 def test_comfyui_layout_and_references_import_onto_flux2_klein():
     """The FLUX.3 klein templates' three nodes were unmapped. In a FLUX.2 [klein] edit they now import and validate:
     the editor's boxes and canvas, the layout prompt feeding the text encoder, both prompts given the picture

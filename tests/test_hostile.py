@@ -588,6 +588,28 @@ def test_an_output_name_longer_than_the_file_system_holds_is_refused_before_anyt
         assert main(["validate", str(wf)]) == code
         assert (code == 0) == ("folder name of 300 bytes (cccc" not in capsys.readouterr().err)
 
+def test_a_nul_character_in_a_path_is_named_not_a_traceback(tmp_path, capsys):
+    """A path holding a NUL character ("\\0" in YAML, "\\u0000" in a ComfyUI file) was refused as a param, but the
+    output checks went on to resolve it: validate, run and import stopped in os.path.realpath's 'embedded null
+    byte' ValueError traceback, for a picture or a drawing read, a model file named and a save path alike."""
+    import json
+    from app.cli import main
+    wf = tmp_path / "nul.yaml"
+    for node in ('{type: io.load_image, params: {path: "a\\0b.png"}}', '{type: mask.painter, params: {path: "a\\0.png"}}',
+                 '{type: detect.rtdetr, inputs: {video: p.video}, params: {model: "rt\\0.safetensors"}}',
+                 '{type: io.save_video, inputs: {video: p.video}, params: {path: "out/a\\0.mp4"}}'):
+        wf.write_text(f"kinograph: 1\nnodes:\n  p: {{type: generate.test_pattern, params: {{frames: 1}}}}\n  n: {node}\n")
+        assert main(["validate", str(wf)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"{wf}:4: node n:" in err and "\\x00" in err, err
+    api = tmp_path / "nul.json"
+    api.write_text(json.dumps({"1": {"class_type": "LoadImage", "inputs": {"image": "a\0b.png"}},
+                               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}))
+    assert main(["import", str(api), "-o", str(tmp_path / "imported.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out and "control characters" in captured.err, captured.err
+
+
 def test_terminal_escapes_in_a_workflow_print_as_text(tmp_path, capsys):
     """An output path holding ESC [2J (clear the screen) and a fake 'finished: ok' line reached the terminal
     raw inside the refusal that quoted it: the screen was cleared and the refusal hidden. Everything the

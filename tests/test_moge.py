@@ -622,3 +622,46 @@ def test_a_frame_of_one_depth_is_drawn_as_comfyui_draws_it(output):
     got = moge.picture(geo, output)
     expected = comfy_pictures({"depth": torch.from_numpy(depth)}, output).numpy() * 255
     assert np.abs(got.astype(float) - expected).max() <= 1.0
+
+
+@pytest.mark.timeout(30)
+def test_a_file_claiming_a_far_larger_network_is_named_before_it_is_built(tmp_path):
+    """MoGe-2's network is made from the file's shapes and names: block 100,000 named by one empty tensor made
+    100,001 ViT blocks (built in memory before any word), and an MLP width said by a tensor of no values (50,000, 0)
+    built 200 MB of layers the file does not hold (a larger claim fills the machine's memory). Both are refused from
+    the names and a build on the meta device."""
+    from safetensors.torch import save_file
+    state = {k: v.contiguous() for k, v in tiny_moge(seed=12).state_dict().items()}
+    deep = tmp_path / "moge_2_deep.safetensors"
+    save_file({**state, "encoder.backbone.blocks.100000.norm1.weight": torch.zeros(0)}, str(deep))
+    wide = tmp_path / "moge_2_wide.safetensors"
+    save_file({**state, **{f"encoder.backbone.blocks.{i}.mlp.fc1.weight": torch.zeros(50_000, 0) for i in range(4)}},
+              str(wide))
+    for path, said in ((deep, "100,001 blocks of encoder.backbone.blocks"), (wide, "far more than the file's")):
+        with pytest.raises(NodeError, match=f"{path.name}.*{said}"):
+            model_of(path)
+
+
+def test_a_model_giving_nan_points_is_named(tmp_path):
+    """A MoGe-2 file whose weights hold NaN (damaged in a copy, or a broken quantisation) gave NaN points, which the
+    focal and shift fit stopped on with scipy's 'Residuals are not finite in the initial point' ValueError."""
+    ref = tiny_moge(seed=3)
+    with torch.no_grad():
+        ref.points_head.output_blocks[4].bias[0] = float("nan")
+        ref.mask_head.output_blocks[4].bias.fill_(10.0)       # every pixel kept, so the fit reads the NaN points
+    from graph_engine.clip import Clip
+    from nodes.depth import moge
+    geo = moge.infer(Clip.from_array(frames(n=1)), str(save(ref, tmp_path / "moge_2_nan.safetensors")))
+    with pytest.raises(NodeError, match="depth.moge: the model gave points that are not numbers .*damaged.*"
+                                        "moge_2_vitl_normal_fp16"):
+        geo.frames(0, 1)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX's")
+def test_a_named_pipe_in_place_of_the_model_is_named_as_one(tmp_path, monkeypatch):
+    """A named pipe called moge_2_vitl_normal_fp16.safetensors was said to be 'a folder'."""
+    import os
+    pipe = tmp_path / "moge_2_vitl_normal_fp16.safetensors"
+    os.mkfifo(pipe)
+    with pytest.raises(NodeError, match="named pipe"):
+        model_of(pipe)

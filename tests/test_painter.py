@@ -72,3 +72,12 @@ def test_a_file_that_is_no_picture_is_named(tmp_path):
     bad.write_text("not a png")
     with pytest.raises(NodeError, match="cannot read the drawing .*painter-2.png as a picture"):
         painted(None, str(bad), 64, 64, "#000000")
+
+
+def test_a_drawing_past_pillows_pixel_limit_is_named(drawing, monkeypatch):
+    """A drawing whose header claims more pixels than Pillow reads (a small PNG unpacking to gigabytes) stopped the
+    node with Pillow's DecompressionBombError traceback; it is named with its pixels and the fix, as io.load_image
+    names it. The limit is lowered here so a 40 x 30 drawing stands for a 16000 x 12000 one."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(NodeError, match="painter-1.png has 1,200 pixels, more than the 1,000 an image may have"):
+        painted(None, drawing, 64, 64, "#000000")

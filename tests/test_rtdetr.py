@@ -295,3 +295,74 @@ def test_multi_person_template_imports():
     assert (det.params["threshold"], det.params["class_name"], det.params["max_detections"]) == (0.5, "person", 1)
     fed = {graph.nodes[k.dst].type: k.dst_port for k in graph.links_from(det.id)}
     assert fed == {"pose.sdpose_keypoints": "boxes", "detect.draw_boxes": "boxes"}
+
+
+def _lying(path, **tensors):
+    """The few tensors RTDETR reads its sizes from, then `tensors`, as one file's state."""
+    import torch
+    from nodes.detect.rtdetr import Tensors
+    return Tensors(str(path), {"decoder.dec_score_head.0.weight": torch.zeros(80, 4),
+                               "decoder.dec_bbox_head.0.layers.2.weight": torch.zeros(132, 4),
+                               "decoder.up": torch.tensor([0.5]), "decoder.reg_scale": torch.tensor([4.0]), **tensors})
+
+
+@pytest.mark.timeout(20)
+def test_a_file_lying_about_its_sampling_points_is_named(tmp_path):
+    """The decoder's num_points_scale (1/n, n times a level) gives how many points each level samples: a scale of
+    1e-12 made 10^12 points, one of 1 then -1 went back and forth for ever, growing its list (both hung), 0 and NaN
+    were ZeroDivisionError / ValueError tracebacks, as was a bin head too small for D-FINE's bins."""
+    import torch
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import RTDETR
+    scale = "decoder.decoder.layers.0.cross_attn.num_points_scale"
+    for values in ([1e-12], [1.0, -1.0], [0.0], [float("nan")], [0.5]):
+        with pytest.raises(NodeError, match=r"det\.safetensors: its decoder's num_points_scale .* is not"):
+            RTDETR(_lying(tmp_path / "det.safetensors", **{scale: torch.tensor(values)}))
+    with pytest.raises(NodeError, match=r"det\.safetensors holds tensors of shapes an RT-DETR v4 detector"):
+        RTDETR(_lying(tmp_path / "det.safetensors", **{"decoder.dec_bbox_head.0.layers.2.weight": torch.zeros(12, 4)}))
+
+
+@pytest.mark.timeout(20)
+def test_a_file_naming_thousands_of_stages_is_named_at_once(tmp_path):
+    """Each numbered part was counted by scanning every tensor name once per number: 20,000 empty tensors naming
+    backbone stages (a 1 MB header) took ~35 s before anything was said, 50,000 minutes."""
+    import time
+    import torch
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import RTDETR
+    stages = {f"backbone.stages.{i}.downsample.conv.weight": torch.zeros(0) for i in range(20000)}
+    t = time.perf_counter()
+    with pytest.raises(NodeError, match=r"det\.safetensors.* 20,000 .*backbone\.stages"):
+        RTDETR(_lying(tmp_path / "det.safetensors", **stages))
+    assert time.perf_counter() - t < 5
+
+
+@pytest.mark.timeout(30)
+def test_a_box_far_outside_the_frame_is_drawn_at_once():
+    """A box from -1e9 to 1e9 pixels (boxes.create takes any finite number, as ComfyUI's editor state does) took
+    Pillow 18 s to outline on a 96x64 frame, each frame of a clip; a label at 1e300 was a SystemError traceback.
+    Drawn now as it shows, the same pixels as Pillow's own drawing of a box a little outside the frame."""
+    import time
+    from nodes.common.boxes import Box
+    from nodes.detect.rtdetr import draw_boxes
+    frame = np.zeros((64, 96, 3), np.uint8)
+    near = [Box(-50.5, 10.0, 400.0, 30.0, kind="person", score=0.9), Box(20.0, -70.0, 30.0, 100.0, kind="dog")]
+    assert np.array_equal(draw_boxes(frame, near), _comfy_draw(frame, [
+        {"x": b.x, "y": b.y, "width": b.width, "height": b.height, "label": b.kind, "score": b.score} for b in near]))
+    t = time.perf_counter()
+    far = draw_boxes(frame, [Box(-1e9, -1e9, 2e9, 2e9, kind="person"), Box(1e300, 5.0, 1e300, 5.0, kind="car")])
+    assert time.perf_counter() - t < 2 and not far.any()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX's")
+def test_a_named_pipe_in_place_of_the_detector_is_named(tmp_path):
+    """A named pipe called rt_detr_v4-x-hgnet_fp16.safetensors in the model folder (a received archive can hold
+    one): safetensors opened it and waited for a writer for ever."""
+    import os
+    from graph_engine import NodeError
+    from nodes.detect.rtdetr import read_state
+    pipe = tmp_path / "rt_detr_v4-x-hgnet_fp16.safetensors"
+    os.mkfifo(pipe)
+    with pytest.raises(NodeError, match="named pipe"):
+        read_state(str(pipe))

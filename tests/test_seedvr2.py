@@ -178,6 +178,19 @@ def test_finish_gives_the_reference_alpha_back():
     assert np.array_equal(out.matte.to_array(), alpha)
 
 
+def test_finish_gives_the_reference_sound_back():
+    """The decoded frames come from a latent (vae.decode gives no sound); the video template's CreateVideo lays the
+    loaded clip's sound under the finished frames, and its import counts on the sound riding with them. Before, the
+    restored clip was saved silent."""
+    from graph_engine.clip import Audio
+    rng = np.random.default_rng(4)
+    reference = _clip(_smooth_frames(rng, 3, 16, 16)).with_(audio=Audio("take.wav", 0.0, 0.125))
+    decoded = _clip(pad_clip(None, reference).to_array())
+    assert decoded.audio is None
+    out = finish_clip(None, decoded, reference, "none")
+    assert out.audio == reference.audio
+
+
 def test_finish_refuses_clearly():
     frames = _clip(np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(NodeError, match="unknown colour correction"):

@@ -293,11 +293,17 @@ def tiny_state(seven_b: bool, layers: int = 4, mm_layers: int = 2, rope_freqs: i
     return sd
 
 
-def run_both(tmp_path, seven_b, shape, timesteps):
+def run_both(tmp_path, seven_b, shape, timesteps, token_chunk=None, seen=None):
     sd = tiny_state(seven_b)
     path = tmp_path / ("seedvr2_7b_tiny.safetensors" if seven_b else "seedvr2_3b_tiny.safetensors")
     save_file(sd, str(path))
     net = load_nadit(path)
+    if token_chunk is not None:
+        net.token_chunk = token_chunk
+    if seen is not None:        # the rows each feed-forward is handed at once
+        for block in net.blocks:
+            for mlp in block.mlp.parts():
+                mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
     g = torch.Generator().manual_seed(1)
     b, t, h, w = shape
     x = torch.randn(b, 16, t, h, w, generator=g)
@@ -325,6 +331,17 @@ def test_nadit_matches_comfyui_space_windows(tmp_path, seven_b):
     shifted."""
     diff, scale = run_both(tmp_path, seven_b, (1, 1, 40, 60), [1000.0])
     assert scale > 0.1 and diff < 1e-4, (diff, scale)
+
+
+@pytest.mark.parametrize("seven_b", [False, True], ids=["3b", "7b"])
+def test_feed_forward_runs_a_bounded_number_of_tokens_at_once(tmp_path, seven_b):
+    """The feed-forward's hidden layer is the widest activation (3B: 4 x 6912 values a token through SwiGLU, 7B:
+    2 x 12288): over a whole clip (a 720p clip upscaled 2x, 121 frames: 446k tokens) that was ~25 GB at once, where
+    ComfyUI runs its linears in chunks. It runs token_chunk tokens at a time, with the same result."""
+    seen = []
+    diff, scale = run_both(tmp_path, seven_b, (1, 1, 40, 60), [1000.0], token_chunk=37, seen=seen)
+    assert scale > 0.1 and diff < 1e-4, (diff, scale)
+    assert seen and max(seen) <= 37, max(seen)
 
 
 def test_damaged_or_other_files_are_named(tmp_path):
@@ -429,3 +446,17 @@ def test_file_without_rope_buffers_runs_on_comfyuis_own(tmp_path, seven_b):
         ref = Ref(sd, 1, 128, 4, 4 if seven_b else 2, not seven_b, seven_b)(
             x, cond, torch.tensor([500.0]), [sd["positive_conditioning"]])
     assert float((mine - ref).abs().max()) < 1e-4
+
+
+def test_sampling_a_longer_latent_than_the_conditioned_clip_is_refused():
+    """The clip's latent is read beside the noise frame for frame; sampling a latent of more frames than
+    condition.seedvr2 read (another encode of the clip) repeated its last frame under the extra ones, with no word
+    (the frame indices were clamped before the shapes were compared)."""
+    from nodes.generate.adapters.seedvr2_denoise import SeedVR2Denoising
+    from nodes.generate.latent import Conditioning
+    cond = Conditioning("seedvr2", torch.zeros(1, 7, TXT), extra={"concat": torch.zeros(1, 17, 2, 4, 4)})
+    with pytest.raises(NodeError, match="condition.seedvr2's clip latent has 2 latent frames"):
+        SeedVR2Denoising().conditioning_inputs(None, [cond], [0, 1, 2], 1, "cpu", torch.float32)
+    # a context window inside the clip reads its own frames
+    got = SeedVR2Denoising().conditioning_inputs(None, [cond], [1], 1, "cpu", torch.float32)
+    assert got["concat"].shape == (1, 17, 1, 4, 4)

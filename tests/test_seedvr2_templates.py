@@ -118,3 +118,14 @@ def test_seedvr2_video_template_runs(seedvr2, tmp_path, monkeypatch):
     finished = next(v["video"] for k, v in out.outputs.items() if k.startswith("seed_vr2_post"))
     assert sampled.samples.shape[2] == 3 and torch.isfinite(sampled.samples).all()
     assert (finished.width, finished.height, finished.length) == (32, 24, 6)
+
+
+def test_tiled_decode_is_reported_as_approximate():
+    """ComfyUI's VAEDecodeTiled decodes the templates' restored pictures (4x: over 512 pixels a side) in 512-pixel
+    tiles blended over 128 (comfy/ldm/seedvr/vae.py decode_tiled -> tiled_vae), where vae.decode decodes whole
+    frames: the import said "mapped exactly" for it, while its VAEEncodeTiled twin was reported as approximate."""
+    from app.comfyui import import_workflow
+    for name in ("utility_seedvr2_3b_int8_upscale_image", "utility_seedvr2_3b_int8_upscale_video"):
+        res = import_workflow(str(TEMPLATES / f"{name}.json"))
+        entry = next(e for e in res.report.entries.values() if e.class_type == "VAEDecodeTiled")
+        assert entry.status == "approx" and "tile" in " ".join(entry.notes), (name, entry)

@@ -128,7 +128,8 @@ def prompt_embeds(text: str):
 
 def reference(prompt: str, negative: str, steps: int, cfg: float, seed: int, lcm: bool = True) -> torch.Tensor:
     """diffusers' StableAudio3Pipeline on the tiny modules, told ComfyUI's way: its sigmas, KSampler's noise (the
-    seed's first CPU draw) as the latents and lcm's second generator of the same seed as the pipeline's, the
+    seed's first CPU draw) as the latents and lcm's re-noising generator as the pipeline's: ComfyUI's
+    default_noise_sampler (comfy/k_diffusion/sampling.py) seeds a CPU latent's with seed + 1, the
     latent's whole seconds as the duration, an all-zero inpainting input to the DiT (ComfyUI's concat_cond); then
     the decode cut to the seconds and VAEDecodeAudio's loudness rule."""
     import diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 as module
@@ -150,7 +151,7 @@ def reference(prompt: str, negative: str, steps: int, cfg: float, seed: int, lcm
         latent = pipe(prompt_embeds=pos, encoder_attention_mask=pos_mask, negative_prompt_embeds=neg,
                       negative_encoder_attention_mask=neg_mask, duration=int(FRAMES / (44100 / 4096)),
                       num_inference_steps=steps, guidance_scale=cfg, latents=latents,
-                      generator=torch.Generator().manual_seed(seed), output_type="latent").audios
+                      generator=torch.Generator().manual_seed(seed + 1), output_type="latent").audios
     finally:
         dit.forward, module.logsnr_sigma_schedule = forward, schedule
     with torch.no_grad():
@@ -219,11 +220,16 @@ def test_each_stable_audio_node_names_the_other_for_its_checkpoint(tiny):
         sa3.dit_weights(open_checkpoint(dit, vae, proj), "open.safetensors")
 
 
-def imported(name: str):
+def imported(name: str, sampler: str = ""):
+    """The template imported (its KSampler's sampler_name set to `sampler` where given)."""
+    import json
     from pathlib import Path
-    from app.comfyui import import_workflow
+    from app.comfyui import import_data
     from graph_engine.api import load_workflow
-    result = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" / name))
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / name).read_text())
+    for node in (n for sub in data["definitions"]["subgraphs"] for n in sub["nodes"] if n["type"] == "KSampler"):
+        node["widgets_values"][4] = sampler or node["widgets_values"][4]
+    result = import_data(data)
     wf = load_workflow(text=result.yaml)
     (sound,) = [n for n in wf.graph.nodes.values() if n.type == "generate.stable_audio3"]
     (save,) = [n for n in wf.graph.nodes.values() if n.type == "io.save_audio"]
@@ -249,6 +255,17 @@ def test_comfyui_templates_import(name, ckpt, steps, cfg):
     assert (save.params["path"], save.params["quality"]) == ("out/audio/stable_audio_3.mp3", "V0")
     (ks,) = [e for e in result.report.entries.values() if e.class_type == "KSampler"]
     assert ks.status == "exact"
+
+
+@pytest.mark.parametrize("sampler, runs_as", [("heun", "euler"), ("dpmpp_3m_sde", "dpmpp_2m")])
+def test_a_template_sampler_kinograph_lacks_is_named_and_replaced(sampler, runs_as):
+    """A KSampler sampler generate.stable_audio3 does not have was written into the node as it was and reported
+    exact: the imported workflow then failed to load ("'heun' is not one of ...")."""
+    result, wf, sound, _ = imported("audio_stable_audio_3_medium.json", sampler)
+    assert sound.params["sampler"] == runs_as
+    (ks,) = [e for e in result.report.entries.values() if e.class_type == "KSampler"]
+    assert ks.status == "approx"
+    assert any(f"sampler {sampler}" in n for e in result.report.entries.values() for n in e.notes)
 
 
 def test_comfyui_template_runs_and_saves_its_sound(model, tmp_path):

@@ -9,6 +9,7 @@ value feeds FLUX.3's layout prompt and can feed MOSS-Image's, Ming's and a detec
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -53,23 +54,46 @@ class Boxes:
                 grid(box.y + box.height, self.height), grid(box.x + box.width, self.width)]
 
 
+# Boxes a drawn layout may hold: ComfyUI's box editor is drawn by hand, and FLUX.3's prompt window holds a few hundred.
+# 400,000 (a 28 MB list in a workflow file) took 6 s to read, 2.6 s a frame to draw and a 25 MB line of the run's log.
+MAX_BOXES = 1000
+
+
 def from_editor(width: int, height: int, rows: Sequence[Any]) -> Boxes:
     """Boxes from ComfyUI's box editor state (CreateBoundingBoxes' widget): rows of x, y, width, height in the
     canvas' pixels and a metadata of type, text, desc and palette."""
     if width < 1 or height < 1:
         raise NodeError(f"the canvas must be at least 1 x 1 pixels, got {width} x {height}")
+    if len(rows or ()) > MAX_BOXES:
+        raise NodeError(f"the layout has {len(rows):,} boxes: at most {MAX_BOXES:,} are read (FLUX.3 reads the first "
+                        f"8,192 tokens of its layout prompt, a few hundred boxes); keep the ones that matter")
     out = []
     for i, row in enumerate(rows or ()):
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float))
-                                                for k in ("x", "y", "width", "height")):
-            raise NodeError(f"box {i + 1} must give x, y, width and height in pixels, got {row!r}")
-        if row["width"] <= 0 or row["height"] <= 0:
-            raise NodeError(f"box {i + 1} is {row['width']} x {row['height']} pixels: draw it wider and taller than 0")
+        if not isinstance(row, dict):
+            raise NodeError(f"box {i + 1} must give x, y, width and height in pixels, got {str(row)[:200]}")
+        x, y, w, h = (_pixels(row.get(k), i, k) for k in ("x", "y", "width", "height"))
+        if w <= 0 or h <= 0:
+            raise NodeError(f"box {i + 1} is {w:g} x {h:g} pixels: draw it wider and taller than 0")
         meta = row.get("metadata") or {}
-        out.append(Box(float(row["x"]), float(row["y"]), float(row["width"]), float(row["height"]),
-                       str(meta.get("type") or "obj"), str(meta.get("text") or ""), str(meta.get("desc") or ""),
-                       tuple(str(c) for c in meta.get("palette") or ())))
+        if not isinstance(meta, dict):
+            raise NodeError(f"box {i + 1}'s metadata must be an object of type, text, desc and palette, got "
+                            f"{str(meta)[:200]}")
+        palette = meta.get("palette") or ()
+        if not isinstance(palette, (list, tuple)):
+            raise NodeError(f"box {i + 1}'s palette must be a list of colours, got {str(palette)[:200]}")
+        out.append(Box(x, y, w, h, str(meta.get("type") or "obj"), str(meta.get("text") or ""),
+                       str(meta.get("desc") or ""), tuple(str(c) for c in palette)))
     return Boxes(int(width), int(height), tuple(out))
+
+
+def _pixels(v: Any, i: int, side: str) -> float:
+    """A box's side as a finite float: Python's JSON reads NaN, Infinity and numbers past a float's range, and
+    true is an int to Python, none of them a number of pixels (a NaN width passed the 'wider than 0' check)."""
+    number = isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, float) or abs(v) < 1e300)
+    if not number or not math.isfinite(v):
+        raise NodeError(f"box {i + 1} must give x, y, width and height as numbers of pixels; its {side} is "
+                        f"{str(v)[:40]}")
+    return float(v)
 
 
 def flux3_layout_rows(boxes: Boxes) -> List[Dict[str, Any]]:

@@ -70,24 +70,28 @@ def detect(shapes: Dict[str, Tuple[int, ...]], name: str = "") -> Config:
                             f"Face folder); depth.da3 reads {WHAT}")
         raise NodeError(f"{what} is not a Depth Anything 3 file (no backbone.embeddings / head.projects tensors); "
                         f"use {WHAT}")
-    dim = state["backbone.embeddings.patch_embeddings.projection.weight"][0]
-    layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("backbone.encoder.layer."))
-    qk = sorted(int(k.split(".")[3]) for k in state if k.startswith("backbone.encoder.layer.")
-                and k.endswith("attention.q_norm.weight"))
-    alt = qk[0] if qk else -1
-    dim_in = state["head.projects.0.weight"][1]
-    key = (layers, alt >= 0)
-    if key not in OUT_LAYERS or dim_in not in (dim, 2 * dim):
-        raise NodeError(f"{what}: a Depth Anything 3 layout with {layers} encoder layers{' and QK-norm' if qk else ''} "
-                        f"that no released variant has; use {WHAT}")
-    return Config(dim=dim, layers=layers, swiglu="backbone.encoder.layer.0.mlp.weights_in.weight" in state,
-                  alt_start=alt, cat_token=dim_in == 2 * dim, out_layers=OUT_LAYERS[key],
-                  dual="head.scratch.refinenet1_aux.out_conv.weight" in state,
-                  features=state["head.scratch.layer1_rn.weight"][0],
-                  out_channels=tuple(state[f"head.projects.{i}.weight"][0] for i in range(4)),
-                  output_dim=state["head.scratch.output_conv2.2.weight"][0],
-                  sky="head.scratch.sky_output_conv2.0.weight" in state, head_norm="head.norm.weight" in state,
-                  cam_dec="cam_dec.fc_t.weight" in state)
+    from nodes.generate.weights import sizes_of
+    # a damaged header (a 0-dimensional tensor, a layer numbered "x") is named, not an IndexError traceback that
+    # stopped `kinograph info` on the whole models folder
+    with sizes_of(what, "a Depth Anything 3 file"):
+        dim = state["backbone.embeddings.patch_embeddings.projection.weight"][0]
+        layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("backbone.encoder.layer."))
+        qk = sorted(int(k.split(".")[3]) for k in state if k.startswith("backbone.encoder.layer.")
+                    and k.endswith("attention.q_norm.weight"))
+        alt = qk[0] if qk else -1
+        dim_in = state["head.projects.0.weight"][1]
+        key = (layers, alt >= 0)
+        if key not in OUT_LAYERS or dim_in not in (dim, 2 * dim):
+            raise NodeError(f"{what}: a Depth Anything 3 layout with {layers} encoder layers{' and QK-norm' if qk else ''} "
+                            f"that no released variant has; use {WHAT}")
+        return Config(dim=dim, layers=layers, swiglu="backbone.encoder.layer.0.mlp.weights_in.weight" in state,
+                      alt_start=alt, cat_token=dim_in == 2 * dim, out_layers=OUT_LAYERS[key],
+                      dual="head.scratch.refinenet1_aux.out_conv.weight" in state,
+                      features=state["head.scratch.layer1_rn.weight"][0],
+                      out_channels=tuple(state[f"head.projects.{i}.weight"][0] for i in range(4)),
+                      output_dim=state["head.scratch.output_conv2.2.weight"][0],
+                      sky="head.scratch.sky_output_conv2.0.weight" in state, head_norm="head.norm.weight" in state,
+                      cam_dec="cam_dec.fc_t.weight" in state)
 
 
 def _unprefixed(state: Dict[str, "object"]) -> Dict[str, "object"]:
@@ -443,8 +447,13 @@ class DA3:
         px = torch.from_numpy(model_input(frames, resolution, method)).to(self.device, self.dtype)
         with torch.inference_mode():
             code = self.net(px[None], ref_view, pose=True)["pose"].double().cpu().numpy()
+        quat = code[:, 3:7]
+        if not np.isfinite(code).all() or (np.linalg.norm(quat, axis=1) < 1e-12).any():
+            # scipy refuses such quaternions with a ValueError; only damaged weights give them
+            raise NodeError("depth.da3_camera: the camera decoder gave no rotation (NaN or zero quaternions) for "
+                            f"these frames: its weights (cam_dec) are damaged; use {WHAT}")
         th, tw = px.shape[-2:]
-        c2w = poses(Rotation.from_quat(code[:, 3:7]).as_matrix(), code[:, :3])     # scipy's quaternions: x y z w
+        c2w = poses(Rotation.from_quat(quat).as_matrix(), code[:, :3])     # scipy's quaternions: x y z w
         fy = th / 2 / np.maximum(np.tan(code[:, 7] / 2), 1e-6) * h / th
         fx = tw / 2 / np.maximum(np.tan(code[:, 8] / 2), 1e-6) * w / tw
         k = np.stack([fx, fy, np.full(n, w / 2), np.full(n, h / 2)], 1)
@@ -476,9 +485,12 @@ def model_input(frames: np.ndarray, resolution: int, method: str) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str, precision: str) -> DA3:
     import torch
-    from nodes.generate.weights import load_weights
-    state = comfy_names(_unprefixed(load_weights(path)), lambda v: v.chunk(3, 0))
+    from nodes.generate.converters import check_claim
+    from nodes.generate.weights import load_weights, sizes_of
+    with sizes_of(Path(path).name, "a Depth Anything 3 file"):
+        state = comfy_names(_unprefixed(load_weights(path)), lambda v: v.chunk(3, 0))
     cfg = detect({k: tuple(v.shape) for k, v in state.items()}, Path(path).name)
+    check_claim(lambda: _build(cfg), state, Path(path).name)     # its widths are the file's shapes
     net = _build(cfg)
     wanted = net.state_dict()
     missing = [k for k in wanted if k not in state]
@@ -499,10 +511,12 @@ def _load(path: str, stamp: tuple, device: str, precision: str) -> DA3:
 def describe(path: Path) -> Optional[dict]:
     """`kinograph info`'s variant and note for a Depth Anything 3 file (its header only), None for another file."""
     from nodes.generate.detect import read_header
+    from nodes.generate.weights import sizes_of
     if path.suffix not in (".safetensors", ".sft"):
         return None
     try:
-        shapes = comfy_names(_unprefixed(read_header(path).shapes), lambda s: [(s[0] // 3,) + tuple(s[1:])] * 3)
+        with sizes_of(path.name, "a Depth Anything 3 file"):
+            shapes = comfy_names(_unprefixed(read_header(path).shapes), lambda s: [(s[0] // 3,) + tuple(s[1:])] * 3)
         cfg = detect(shapes, path.name)
     except NodeError:
         return None

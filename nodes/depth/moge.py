@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.converters import MAX_BLOCKS
 
 OUTPUTS = ("depth", "depth_colored", "normal_opengl", "normal_directx", "mask")
 TOKENS = (1200, 3600)       # MoGe-2's num_tokens_range: resolution_level 0 .. 9 spans it
@@ -206,6 +207,9 @@ class MoGe2(nn.Module):
         vit = "encoder.backbone."
         dim = state[vit + "cls_token"].shape[-1]
         depth = 1 + max(int(k[len(vit) + 7:].split(".")[0]) for k in state if k.startswith(vit + "blocks."))
+        if depth > MAX_BLOCKS:      # each is built before its weights are matched: a name is not a block
+            raise NodeError(f"its tensor names number {depth:,} blocks of {vit}blocks; MoGe-2 has 24 (Kinograph "
+                            f"reads at most {MAX_BLOCKS}): the file is damaged or made to fill memory")
         swiglu = vit + "blocks.0.mlp.w12.weight" in state
         hidden = state[vit + ("blocks.0.mlp.w3.weight" if swiglu else "blocks.0.mlp.fc1.weight")].shape[
             1 if swiglu else 0]
@@ -308,6 +312,9 @@ def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0,
         num_tokens = int(TOKENS[0] + resolution_level / 9 * (TOKENS[1] - TOKENS[0]))
     out = model(image, num_tokens)
     points, mask = out["points"].float(), out["mask"] > 0.5
+    if not torch.isfinite(points[mask]).all():      # the fit below stopped on them with scipy's ValueError
+        raise NodeError(f"depth.moge: the model gave points that are not numbers (NaN or infinite) where its mask "
+                        f"keeps them: the model file's weights are damaged; use {WANT}")
     diag = (1 + aspect ** 2) ** 0.5
     if fov_x > 0:
         given = aspect / diag / np.tan(np.deg2rad(fov_x) / 2)
@@ -396,12 +403,18 @@ def moge_state(path: Path) -> Dict:
 
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str) -> MoGe2:
+    from nodes.generate.converters import check_claim
     state = moge_state(Path(path))
     try:
+        check_claim(lambda: MoGe2(state), state, Path(path).name)     # its depth and widths are the file's
         model = MoGe2(state)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except (KeyError, IndexError, ValueError, RuntimeError) as e:     # a part missing or of another shape
         missing, unexpected = [f"{type(e).__name__}: {str(e)[:200]}"], []
+    except NodeError as e:
+        if Path(path).name in str(e):
+            raise
+        raise NodeError(f"{Path(path).name}: {e}. It should be {WANT}") from None
     if missing or unexpected:
         raise NodeError(f"{Path(path).name} does not fit MoGe-2's layout (missing {missing[:3]}, unexpected "
                         f"{unexpected[:3]}); it should be {WANT}")
@@ -412,7 +425,7 @@ def _load(path: str, stamp: tuple, device: str) -> MoGe2:
 def load_moge(name: str, device: str = "cpu") -> MoGe2:
     from nodes.common.models_dirs import find_model
     path = find_model(name, "depth")
-    if not path.is_file():
+    if path.is_dir():       # a named pipe or device is named by load_weights
         raise NodeError(f"{path} is a folder; depth.moge reads one file: {WANT}")
     st = path.stat()
     return _load(str(path), (st.st_mtime_ns, st.st_size), device)

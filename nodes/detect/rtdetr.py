@@ -8,6 +8,7 @@ Every width is read from the file; ComfyUI fixes the rest (8 heads, 300 queries,
 Boxes come out as x0, y0, x1, y1 in the frame's pixels, with a COCO class and a score."""
 from __future__ import annotations
 
+import math
 import threading
 from typing import List, Tuple
 
@@ -51,6 +52,11 @@ def read_state(path: str) -> Tensors:
     any other file."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from graph_engine.atomic import special_file
+    kind = special_file(path)
+    if kind:        # safetensors opens a named pipe and waits for a writer for ever, past Ctrl-C
+        raise NodeError(f"{path} is {kind}, not a model file: reading it waits for ever or never ends; {HINT}")
     try:
         sd = load_file(path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
@@ -70,33 +76,36 @@ class RTDETR:
     """The network over a state dict in ComfyUI's layout, run as plain functions of its tensors."""
 
     def __init__(self, sd: Tensors, device: str = "cpu"):
+        import os
+
         import torch
+        from nodes.generate.weights import sizes_of
         self.sd = Tensors(sd.path, {k: v.to(device) for k, v in sd.items()})
         self.device = device
-        self._keys, self._counts = tuple(sd), {}
-        self.stages = self.count("backbone.stages")
-        self.decoder_layers = self.count("decoder.decoder.layers")
-        self.classes = int(sd["decoder.dec_score_head.0.weight"].shape[0])
-        self.reg_max = int(sd["decoder.dec_bbox_head.0.layers.2.weight"].shape[0]) // 4 - 1
-        scale = sd.get("decoder.decoder.layers.0.cross_attn.num_points_scale")
-        points, i = [], 0
-        while scale is not None and i < len(scale):
-            n = int(round(1 / float(scale[i])))
-            points.append(n)
-            i += n
-        self.points = points or list(DEFAULT_POINTS)
-        up, reg = float(sd["decoder.up"].reshape(-1)[0]), float(sd["decoder.reg_scale"].reshape(-1)[0])
-        self.reg_scale = abs(reg)
-        self.project = torch.tensor(weighting(self.reg_max, up, reg), dtype=torch.float32, device=device)
+        self._numbers = numbered(sd)
+        with sizes_of(os.path.basename(sd.path), "an RT-DETR v4 detector"):
+            self.stages = self.count("backbone.stages")
+            self.decoder_layers = self.count("decoder.decoder.layers")
+            self.classes = int(sd["decoder.dec_score_head.0.weight"].shape[0])
+            self.reg_max = int(sd["decoder.dec_bbox_head.0.layers.2.weight"].shape[0]) // 4 - 1
+            scale = sd.get("decoder.decoder.layers.0.cross_attn.num_points_scale")
+            self.points = list(DEFAULT_POINTS) if scale is None else sampling_points(scale, sd.path)
+            up, reg = float(sd["decoder.up"].reshape(-1)[0]), float(sd["decoder.reg_scale"].reshape(-1)[0])
+            self.reg_scale = abs(reg)
+            self.project = torch.tensor(weighting(self.reg_max, up, reg), dtype=torch.float32, device=device)
 
     def count(self, prefix: str) -> int:
-        """How many numbered children prefix.0, prefix.1, ... the file has."""
-        if prefix not in self._counts:
-            n = 0
-            while any(k.startswith(f"{prefix}.{n}.") for k in self._keys):
-                n += 1
-            self._counts[prefix] = n
-        return self._counts[prefix]
+        """How many numbered children prefix.0, prefix.1, ... the file has; a NodeError past the most a published
+        model has."""
+        from nodes.generate.converters import MAX_BLOCKS
+        have, n = self._numbers.get(prefix, set()), 0
+        while n in have:
+            n += 1
+        if n > MAX_BLOCKS:
+            raise NodeError(f"{self.sd.path}: its tensor names number {n:,} parts of {prefix}; RT-DETR v4 has a few "
+                            f"(Kinograph reads at most {MAX_BLOCKS}): the file is damaged or made to hang the loader. "
+                            f"{HINT[0].upper()}{HINT[1:]}")
+        return n
 
     # -- pieces ------------------------------------------------------------------------------------------------
     def _cbn(self, x, p, stride=1, depthwise=False, act=True):
@@ -302,6 +311,43 @@ class RTDETR:
             return self.decoder(self.encoder(self.backbone(pictures.to(self.device, torch.float32))))
 
 
+def numbered(keys) -> dict:
+    """For each prefix of a tensor name that a number follows (backbone.stages in backbone.stages.3.x), the numbers
+    found there: one pass over the names, where asking each prefix.n in turn scanned every name once per n (20,000
+    names of stages took ~35 s)."""
+    found: dict = {}
+    for k in keys:
+        parts = k.split(".")
+        for i in range(1, len(parts)):
+            if parts[i].isascii() and parts[i].isdigit() and len(parts[i]) < 7:
+                found.setdefault(".".join(parts[:i]), set()).add(int(parts[i]))
+    return found
+
+
+# The points a level samples: ComfyUI's file has 3, 6 and 3 (D-FINE's configs at most 8 a level, 3 levels)
+MAX_POINTS, MAX_LEVELS = 64, 8
+
+
+def sampling_points(scale, path: str) -> List[int]:
+    """The points each level of the deformable attention samples, from the file's num_points_scale: 1/n, n times for
+    a level of n points. A value no level can have (0, NaN, negative, 1e-12) is named: read as it stood, it made
+    10^12 points or walked back and forth along the tensor for ever."""
+    values, points, i = [float(v) for v in scale.reshape(-1)], [], 0
+    while i < len(values) and len(points) <= MAX_LEVELS:
+        v = values[i]
+        n = round(1 / v) if math.isfinite(v) and v > 1 / (MAX_POINTS + 0.5) else 0
+        if not 1 <= n <= MAX_POINTS or i + n > len(values) or any(abs(x * n - 1) > 1e-3 for x in values[i:i + n]):
+            break
+        points.append(n)
+        i += n
+    if i != len(values) or not 1 <= len(points) <= MAX_LEVELS:
+        shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        raise NodeError(f"{path}: its decoder's num_points_scale ({shown}) is not 1/n written n times for each of up "
+                        f"to {MAX_LEVELS} levels of at most {MAX_POINTS} points (ComfyUI's file: 1/3 three times, 1/6 "
+                        f"six times, 1/3 three times); the file is damaged. {HINT[0].upper()}{HINT[1:]}")
+    return points
+
+
 def weighting(reg_max: int, up: float, reg_scale: float) -> List[float]:
     """D-FINE's bin positions: fine near 0, coarse towards +-2 up * reg_scale."""
     ub1 = abs(up) * abs(reg_scale)
@@ -392,13 +438,26 @@ def draw_boxes(frame: np.ndarray, boxes) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
     img = Image.fromarray(np.ascontiguousarray(frame[..., :3]))
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    h, w = frame.shape[:2]
+    # Pillow outlines a box in time growing with its size (a box from -1e9 to 1e9 took 18 s a frame), and fails on a
+    # label placed past 1e18: a side past the frame is drawn on a line just outside it (the 3-pixel outline lies
+    # inside the box, so what shows is the same), a label that cannot show is left out.
+    x_side, y_side = (lambda v: min(max(v, -8.0), w + 8.0)), (lambda v: min(max(v, -8.0), h + 8.0))
     for box in sorted(boxes, key=lambda b: b.score):
+        corners = (box.x, box.y, box.x + box.width, box.y + box.height)
+        if not all(math.isfinite(v) for v in corners):
+            continue
         known = box.kind in COCO_CLASSES
         colour = BOX_COLOURS[COCO_CLASSES.index(box.kind) % len(BOX_COLOURS) if known else 0]
-        draw.rectangle([box.x, box.y, box.x + box.width, box.y + box.height], outline=colour, width=3)
-        if known:
+        draw.rectangle([x_side(corners[0]), y_side(corners[1]), x_side(corners[2]), y_side(corners[3])],
+                       outline=colour, width=3)
+        if known and -LABEL_ROOM < box.x < w and -LABEL_ROOM < box.y < h:
             draw.text((box.x + 2, box.y + 2), f"{box.kind} {box.score:.2f}", fill=colour, font=font)
     return np.asarray(img)
+
+
+# Far wider and taller than a label of Pillow's default font ever is: one placed further off the frame cannot show
+LABEL_ROOM = 10_000
 
 
 def load(path: str, device: str = "cpu") -> RTDETR:

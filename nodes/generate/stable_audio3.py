@@ -235,10 +235,11 @@ def generate(model: StableAudio3, prompt: str, negative: str, seconds: float, st
             v = uncond + cfg * (cond - uncond)
         return x - s * v
 
-    # ComfyUI's noise: the seed's first draw; its lcm re-noises from a second generator of the same seed
+    # ComfyUI's noise: the seed's first draw; its lcm re-noises from default_noise_sampler's generator, seeded
+    # seed + 1 for a latent on the CPU (on a GPU it draws on the device, which no CPU generator repeats)
     noise = torch.randn((1, dit.config.io_channels, frames), generator=torch.Generator("cpu").manual_seed(
         int(seed) & 0xFFFF_FFFF_FFFF_FFFF))
-    again = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    again = torch.Generator("cpu").manual_seed((int(seed) + 1) & 0xFFFF_FFFF_FFFF_FFFF)
     levels = TABLE_SCHEDULES[scheduler](SigmaTable.flow(SHIFT), steps)
     x = noise.to(model.device) * float(levels[0])           # flow noise scaling of an empty latent
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None

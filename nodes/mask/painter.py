@@ -32,6 +32,9 @@ def painted(image: Optional[np.ndarray], drawing: str, width: int, height: int, 
             if im.size != (w, h):
                 im = im.resize((w, h), Image.LANCZOS)
             rgba = np.asarray(im, np.float32) / 255.0
+    except Image.DecompressionBombError as e:         # a small PNG claiming gigabytes of pixels
+        from nodes.io.images import too_big
+        raise NodeError(too_big(drawing, str(e))) from None
     except (OSError, SyntaxError, ValueError) as e:     # Pillow's UnidentifiedImageError is an OSError
         raise NodeError(f"cannot read the drawing {drawing} as a picture ({e}): give the PNG drawn over the picture "
                         "(its alpha is the mask), or empty for none") from None

@@ -96,6 +96,6 @@ def seedvr2_finish(ctx, video: VIDEO, reference: VIDEO = Input(help="the clip be
                                                       "under the result's detail; adain: each channel's mean and "
                                                       "spread (a global tint); none: crop only")) -> VIDEO:
     """Crop SeedVR2's decoded frames back to the reference's frames and size (evened to whole pairs of pixels), bring
-    their colours back to the reference's and give them its alpha (ComfyUI's SeedVR2PostProcessing)."""
+    their colours back to the reference's and give them its alpha and sound (ComfyUI's SeedVR2PostProcessing)."""
     from nodes.upscale.seedvr2 import finish_clip
     return finish_clip(ctx, video, reference, color_correction)

@@ -129,7 +129,7 @@ def colour_fixed(frame: np.ndarray, reference: np.ndarray, method: str) -> np.nd
 
 def finish_clip(ctx, video, reference, method: str):
     """video (SeedVR2's decoded frames) cropped to reference's frames and size, to even sides, its colours fixed
-    against reference by `method` and reference's alpha given it."""
+    against reference by `method` and reference's alpha and sound given it."""
     if method not in METHODS:
         raise NodeError(f"upscale.seedvr2_finish: unknown colour correction {method!r}; use one of {', '.join(METHODS)}")
     n = min(video.length, reference.length)
@@ -154,7 +154,10 @@ def finish_clip(ctx, video, reference, method: str):
         progress.add(b - a)
         return out
 
-    out = video.with_(length=n, width=ew, height=eh, reader=reader, matte=None, linear=None)
+    # SeedVR2's decoded frames come from a latent and carry no sound: the reference's is the clip's (ComfyUI's video
+    # template lays the loaded clip's sound under them again with CreateVideo)
+    sound = video.audio if reference.audio is None else reference.audio
+    out = video.with_(length=n, width=ew, height=eh, reader=reader, matte=None, linear=None, audio=sound)
     if reference.matte is None:
         return out
     matte = reference.matte

@@ -85,10 +85,16 @@ class SoundModels:
         else:
             notes.append(f"EmptyLatentAudio's seconds did not convert: {kind}'s default is used; set it by hand")
         sampler = raw["sampler_name"] if isinstance(raw["sampler_name"], str) else ""
-        params["sampler"] = NEAREST_SAMPLER.get(sampler, sampler)
+        # the node's own samplers (Stable Audio 3's lcm besides generate.sample's); another was written in as it was
+        # and the imported workflow failed to load
+        from nodes.generate.samplers import SAMPLERS
+        has = [s for s in SAMPLERS if s != "ar_video"] + (["lcm"] if sa3 else [])
+        params["sampler"] = sampler if sampler in has else NEAREST_SAMPLER.get(sampler, "euler")
         if sampler in NEAREST_SAMPLER:
             notes.append(f"sampler {sampler} (stochastic) is not in Kinograph: DPM-Solver++(2M) samples it "
                          "(deterministic, the same steps)")
+        elif sampler not in has:
+            notes.append(f"sampler {sampler} is not one {kind} has: euler")
         if float(sp.get("denoise", 1.0)) != 1.0:
             notes.append(f"denoise {sp['denoise']} is not carried: {kind} makes the sound from noise (1.0)")
         kept = SA3_SCHEDULERS if sa3 else ("exponential", "karras", "simple")
@@ -97,7 +103,7 @@ class SoundModels:
         else:
             notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for Stable Audio: {kept[0]}")
         # the KSampler's own mapping said whether generate.sample had its sampler: said here anew
-        sampled = sampler not in NEAREST_SAMPLER and raw["scheduler"] in kept and float(sp.get("denoise", 1.0)) == 1.0
+        sampled = sampler in has and raw["scheduler"] in kept and float(sp.get("denoise", 1.0)) == 1.0
         # a prompt a language model writes stays linked
         texts = {port: g.inputs.get(enc, {}).get("text") for enc, port in ((pos, "prompt"), (neg, "negative"))}
         made = {n for n in (sample, pos, neg, model, text) if n in g.nodes}

@@ -39,9 +39,16 @@ def chat(prompt: str, pictures: int = 0) -> str:
 def last_states(pipe, text: str, device, pictures=None) -> torch.Tensor:
     """Qwen3-VL's last layer (final norm applied) over every token of `text`, the pictures (processor inputs) in
     their places: [L, D]."""
+    model, inputs = qwen3vl_inputs(pipe, text, device, pictures, NO_QWEN3VL)
+    return model(**inputs).last_hidden_state[0]
+
+
+def qwen3vl_inputs(pipe, text: str, device, pictures, missing: str):
+    """(Qwen3-VL's model, its inputs) for `text` with the pictures (processor inputs, or None) in their places; a
+    pipeline without Qwen3-VL is refused with `missing`."""
     encoder = getattr(pipe, "text_encoder", None)
     if encoder is None or not type(encoder).__name__.startswith("Qwen3VL"):
-        raise NodeError(NO_QWEN3VL)
+        raise NodeError(missing)
     if pictures is None:
         inputs = {"input_ids": pipe.tokenizer(text, return_tensors="pt").input_ids}
     else:
@@ -50,9 +57,7 @@ def last_states(pipe, text: str, device, pictures=None) -> torch.Tensor:
         inputs = dict(pipe.processor(text=[text], images=pictures, do_rescale=False, do_resize=False,
                                      return_tensors="pt"))
         inputs.pop("attention_mask", None)
-    inputs = {k: v.to(device) for k, v in inputs.items()}
-    model = getattr(encoder, "model", encoder)
-    return model(**inputs).last_hidden_state[0]
+    return getattr(encoder, "model", encoder), {k: v.to(device) for k, v in inputs.items()}
 
 
 class BooguAdapter(ZImageAdapter):

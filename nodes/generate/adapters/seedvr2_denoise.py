@@ -35,9 +35,12 @@ class SeedVR2Denoising(Adapter):
                                 "SeedVR2Conditioning), which carry the clip to restore: connect them to positive and "
                                 "negative")
             cat = c.extra["concat"]
+            if int(idx.max()) >= cat.shape[2]:
+                raise NodeError(f"condition.seedvr2's clip latent has {cat.shape[2]} latent frames and the latent "
+                                f"sampled has {int(idx.max()) + 1} or more: sample the latent condition.seedvr2 read "
+                                "(SeedVR2's VAE encoding of the padded clip)")
             texts += [c.embeds[0]] * batch
-            concat += [cat[:, :, idx.clamp(max=cat.shape[2] - 1)].expand(batch, -1, -1, -1, -1)] \
-                if cat.shape[0] == 1 else [cat[:, :, idx.clamp(max=cat.shape[2] - 1)]]
+            concat += [cat[:, :, idx].expand(batch, -1, -1, -1, -1)] if cat.shape[0] == 1 else [cat[:, :, idx]]
         return {"text": texts, "concat": torch.cat(concat).to(device, dtype)}
 
     def forward(self, handle, x_in, t, inputs):

@@ -23,7 +23,7 @@ MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
            "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "qwen3vl": "qwenimage21", "qwen25vl": "qwenimage", "chroma": "chroma", "flux2": "flux2", "mistral3": "flux2",
-           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4", "minimax_h3": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "seedvr2": "seedvr2"}
+           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4", "minimax_h3": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "seedvr2": "seedvr2"}
 
 
 @dataclass
@@ -133,7 +133,7 @@ def build(det, state: Dict[str, object], dtype, where: str):
     unknown = "The file may be damaged or a variant Kinograph does not know."
     try:
         built = fn(state, det)
-        _check_claim(built, state, where)
+        check_claim(built.make, state, where)
         with init_empty_weights():
             module = built.make()
     except NodeError as exc:
@@ -182,18 +182,18 @@ def build(det, state: Dict[str, object], dtype, where: str):
 _CLAIM_SLACK = 1 << 24
 
 
-def _check_claim(built, state: Dict[str, object], where: str) -> None:
-    """Refuse a file whose tensor shapes make a network far larger than the values it holds, from a build on the meta
-    device (nothing allocated): the sizes converters read from shapes, a tensor of shape (4,000,000, 0) holding no
-    byte among them, built for real under init_empty_weights, which moves parameters to the meta device only after
-    making them (a Kandinsky 5 file of empty tensors asked the allocator for 64 TB, a RuntimeError traceback) and
-    keeps buffers real (a rotary table 1,024 times its head's width)."""
+def check_claim(make, state: Dict[str, object], where: str) -> None:
+    """Refuse a file whose tensor shapes make a network far larger than the values it holds, from `make()` run on
+    the meta device (nothing allocated): the sizes converters (and the depth models' loaders) read from shapes, a
+    tensor of shape (4,000,000, 0) holding no byte among them, built for real under init_empty_weights, which moves
+    parameters to the meta device only after making them (a Kandinsky 5 file of empty tensors asked the allocator
+    for 64 TB, a RuntimeError traceback) and keeps buffers real (a rotary table 1,024 times its head's width)."""
     import itertools
     import torch
     held = sum(int(t.numel()) for t in state.values() if hasattr(t, "numel"))
     try:
         with torch.device("meta"):
-            dry = built.make()
+            dry = make()
     except NodeError:
         raise
     except Exception:       # a constructor reading values back (.item()) cannot build there; the real build will say
