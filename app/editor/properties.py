@@ -4,6 +4,7 @@ description and problems."""
 from __future__ import annotations
 
 import html
+import os
 from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -274,6 +275,13 @@ class PropertiesPanel(QScrollArea):
         lay.addWidget(QLabel(f"{counted(len(g.nodes), 'node')}, {counted(sum(1 for _ in g.links()), 'link')}"))
         for p in self.doc.validate():
             lay.addWidget(self._error(f"{p.node + ': ' if p.node else ''}{p.message}"))
+        # The model files not there, one line each (the loader's panel says the whole of it): with the import
+        # report closed and nothing selected, this page said nothing of them.
+        for nid, params in self.doc.missing_models().items():
+            for name, m in params.items():
+                file = os.path.basename(str(g.nodes[nid].params.get(name, "")).replace("\\", "/"))
+                lay.addWidget(self._error(f"{self.controller.named(nid)}: {file} is missing"
+                                          + (f": put it in {m.into}" if m.into else "")))
         lay.addStretch(1)
 
     def _set_meta(self, name=None, description=None) -> None:
