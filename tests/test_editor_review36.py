@@ -2,6 +2,7 @@
 minimap-avoiding framing, missing model files after the import report is closed, undo texts, ComfyUI's Ctrl+M, a
 wire to a node below its source. Driven through the real window offscreen; any Qt warning fails a test."""
 import os
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -10,6 +11,7 @@ from app.editor.compat import check_qt_binding  # noqa: E402
 check_qt_binding()
 
 import test_editor_session  # noqa: E402
+from PySide6.QtCore import QRectF  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.editor import view as view_mod  # noqa: E402
@@ -187,3 +189,19 @@ def test_the_workflow_page_lists_the_model_files_that_are_not_there(win, tmp_pat
     win.properties.show_node(None)
     said = [lab.text() for lab in win.properties.findChildren(QLabel) if lab.objectName() == "FieldError"]
     assert f"Load VAE: wan_2.1_vae.safetensors is missing: put it in {tmp_path / 'models' / 'vae'}" in said, said
+
+
+def test_a_loader_saying_its_file_is_missing_covers_no_node_of_an_imported_template(win, tmp_path, monkeypatch):
+    """FLUX.3 Klein's template with no model here: Load Text Encoder, a row taller for saying its file is missing,
+    covered the Load VAE below it. The import makes room for that row, as for Kinograph's taller nodes."""
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    win.open_path(str(Path(__file__).resolve().parent / "data" / "comfyui" / "templates" /
+                      "image_flux2_klein_text_to_image.json"))
+    win._comfyui_report.close()
+    items = list(win.scene.nodes.values())
+    marked = [a for a in items if a.missing]
+    assert marked
+    for a in marked:
+        body = QRectF(a.pos().x(), a.pos().y(), a.w, a.h)
+        covered = [b.label for b in items if b is not a and body.intersects(QRectF(b.pos().x(), b.pos().y(), b.w, b.h))]
+        assert not covered, (a.label, covered)
