@@ -1341,6 +1341,17 @@ def _boogu(k: Keys) -> Optional[Detection]:
                      why="double_stream_layers.N.img_instruct_attn / time_caption_embed")
 
 
+def _omnigen2(k: Keys) -> Optional[Detection]:
+    """OmniGen2's transformer (ComfyUI's omnigen2_fp16.safetensors): Boogu's refiners and blocks without its
+    dual-stream stage, the single-stream blocks under layers.N with separate q/k/v (Lumina 2 / Z-Image fuse them in
+    attention.qkv) and a reference-picture refiner."""
+    x = "ref_image_refiner.0.attn.to_q.weight"
+    if not k.has(x, "layers.0.attn.to_q.weight", "x_embedder.weight", "time_caption_embed.caption_embedder.0.weight"):
+        return None
+    return Detection("diffusion_model", "omnigen2", "", prefix=k.prefix_of(x) or "",
+                     why="layers.N.attn.to_q / ref_image_refiner / time_caption_embed")
+
+
 def _zimage(k: Keys) -> Optional[Detection]:
     """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
     attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
@@ -1431,7 +1442,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _joyimage, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch]
 
 
