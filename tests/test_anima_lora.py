@@ -179,3 +179,84 @@ def test_anima_lora_of_unknown_or_misfit_layers_is_named(anima, tmp_path):
         h = add_lora(handle, path.name, 1.0)
         with pytest.raises(NodeError, match=f"{name}.safetensors: {why}"):
             activate_loras(h.pipe, h.loras)
+
+
+def test_comfyui_anima_lllite_inpainting_template_with_turbo_lora_runs_as_comfyui(anima, tmp_path):
+    """ComfyUI's Anima LLLite inpainting template (LoadImage, Painter's mask, ModelPatchLoader
+    anima-lllite-inpainting-v2, AnimaLLLiteApply, LoraLoaderModelOnly anima-turbo-lora-v0.2 switched on: 8 steps cfg 1
+    euler / simple) runs on the tiny files, a 128x96 picture and a drawn mask (2 steps) and saves a picture; the latent
+    is ComfyUI's Anima with the LoRA merged as comfy/lora.py merges it and ComfyUI's LLLite patch (test_anima_lllite's
+    reference) on the picture and mask Kinograph read, and differs by far more from the latent without the LoRA."""
+    import numpy as np
+    from PIL import Image
+    from comfy_layouts import link_as, run_on_picture
+    from test_anima import comfy_euler
+    from test_anima_lllite import RefLLLite, lllite_state, ref_cond_emb, ref_patched, save
+    from tiny_anima import DIT_NAME, TE_NAME
+    pw, ph = 128, 96
+    template = ROOT / "tests" / "data" / "comfyui" / "templates" / "image_anima_lllite_image_inpainting.json"
+    models = anima / "models"
+    link_as(models / "diffusion_models" / "anima-base-v1.0.safetensors", models / "diffusion_models" / DIT_NAME)
+    link_as(models / "text_encoders" / "qwen_3_06b_base.safetensors", models / "text_encoders" / f"{TE_NAME}.safetensors")
+    if not (models / "text_encoders" / "qwen_3_06b_base").exists():
+        link_as(models / "text_encoders" / "qwen_3_06b_base", models / "text_encoders" / TE_NAME)
+    (models / "model_patches").mkdir(exist_ok=True)
+    meta = {"lllite.inpaint_masked_input": "true"}
+    state = lllite_state(cond_in=4, aspp=False, blocks=(0, 1), seed=2, width=48)
+    save(models / "model_patches", "anima-lllite-inpainting-v2.safetensors", state, meta)
+    (models / "loras").mkdir(exist_ok=True)
+    from tiny_anima import reference_parts
+    dit, _, _ = reference_parts(anima)
+    turbo = write(models / "loras" / "anima-turbo-lora-v0.2.safetensors",
+                  lora_tensors({comfy_name(d): tuple(dict(dit.named_modules())[d].weight.shape) for d in DIT_LAYERS}, 8),
+                  "comfy")
+    rgb = np.random.default_rng(4).integers(0, 256, (ph, pw, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "picture.png")
+    alpha = np.zeros((ph, pw), np.uint8)
+    alpha[20:70, 30:100] = 255
+    Image.fromarray(np.dstack([np.zeros((ph, pw, 3), np.uint8), alpha]), "RGBA").save(tmp_path / "drawn.png")
+
+    def small(node):
+        node.params.update({"steps": 2} if node.type == "generate.sample" else
+                           {"path": str(tmp_path / "drawn.png"), "width": pw, "height": ph}
+                           if node.type == "mask.painter" else
+                           {"width": pw, "height": ph} if node.type == "latent.empty" else {})
+    wf, out = run_on_picture(template, tmp_path / "picture.png", tmp_path / "out", small)
+    assert out.ok, out.failed
+    assert list((tmp_path / "out").glob("*.png"))
+    sample = next(n for n in wf.graph.nodes.values() if n.type == "generate.sample")
+    assert (sample.params["cfg"], next(n for n in wf.graph.nodes.values() if n.type == "lora.image").params["strength"]) \
+        == (1, 1)
+    got = next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    painted = next(v for k, v in out.outputs.items() if k.startswith("painter"))
+    image = torch.from_numpy(np.asarray(painted["image"])[None, ..., :3].copy()).float()
+    image = image / 255.0 if painted["image"].dtype == np.uint8 else image
+    mask = torch.as_tensor(np.asarray(painted["mask"]), dtype=torch.float32).reshape(1, ph, pw)
+    ref = RefLLLite(state, meta).eval()
+    with torch.no_grad():
+        cond = ref_cond_emb(ref, image, mask, ph // 8, pw // 8)
+    prompts = [n.params["text"] for n in wf.graph.nodes.values() if n.type == "encode.text"]
+    positive = next(p for p in prompts if "worst quality" not in p)
+    negative = next(p for p in prompts if "worst quality" in p)
+    seed = sample.params["seed"]
+
+    def merged(dit):
+        from safetensors.torch import load_file
+        lora = load_file(str(turbo))
+        sd = dit.state_dict()
+        weights = {f"diffusion_model.{comfy_name(k[:-len('.weight')])}.weight": v for k, v in sd.items()
+                   if k.endswith(".weight")}
+        new = comfy_merge(weights, lora, 1.0)
+        sd.update({f"{k[:-len('.weight')]}.weight": new[f"diffusion_model.{comfy_name(k[:-len('.weight')])}.weight"]
+                   for k in sd if k.endswith(".weight")})
+        dit.load_state_dict(sd)
+    steer = {"cond": cond, "strength": 1.0}
+    want = comfy_euler(anima, positive, negative, seed, 1.0, size=(pw, ph),
+                       patch=lambda dit: (merged(dit), ref_patched(dit, ref, steer)))
+    plain = comfy_euler(anima, positive, negative, seed, 1.0, size=(pw, ph),
+                        patch=lambda dit: ref_patched(dit, ref, steer))
+    err = float((want - got).abs().max())
+    print(f"inpainting template with the turbo LoRA: latent max abs diff {err:.2e} (scale "
+          f"{float(want.abs().max()):.2f}, the LoRA's change {float((want - plain).abs().max()):.2f})")
+    assert err < 1e-3 * float(want.abs().max())
+    assert float((want - plain).abs().max()) > 100 * max(err, 1e-6)
