@@ -189,18 +189,13 @@ def test_comfyui_anima_lllite_inpainting_template_with_turbo_lora_runs_as_comfyu
     reference) on the picture and mask Kinograph read, and differs by far more from the latent without the LoRA."""
     import numpy as np
     from PIL import Image
-    from comfy_layouts import link_as, run_on_picture
+    from comfy_layouts import run_on_picture
     from test_anima import comfy_euler
     from test_anima_lllite import RefLLLite, lllite_state, ref_cond_emb, ref_patched, save
-    from tiny_anima import DIT_NAME, TE_NAME
+    from tiny_anima import released_names
     pw, ph = 128, 96
     template = ROOT / "tests" / "data" / "comfyui" / "templates" / "image_anima_lllite_image_inpainting.json"
-    models = anima / "models"
-    link_as(models / "diffusion_models" / "anima-base-v1.0.safetensors", models / "diffusion_models" / DIT_NAME)
-    link_as(models / "text_encoders" / "qwen_3_06b_base.safetensors", models / "text_encoders" / f"{TE_NAME}.safetensors")
-    if not (models / "text_encoders" / "qwen_3_06b_base").exists():
-        link_as(models / "text_encoders" / "qwen_3_06b_base", models / "text_encoders" / TE_NAME)
-    (models / "model_patches").mkdir(exist_ok=True)
+    models = released_names(anima)
     meta = {"lllite.inpaint_masked_input": "true"}
     state = lllite_state(cond_in=4, aspp=False, blocks=(0, 1), seed=2, width=48)
     save(models / "model_patches", "anima-lllite-inpainting-v2.safetensors", state, meta)
