@@ -92,6 +92,8 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                               "vae": "load.vae (minimax_h3_video_vae_fp16.safetensors)"},
                "flux3": {"text_encoder": "load.text_encoder (qwen3vl_4b_int8_convrot.safetensors, type flux3)",
                          "vae": "load.vae (flux2-vae.safetensors)"},
+               "lens": {"text_encoder": "load.text_encoder (gpt_oss_20b_*.safetensors, type lens)",
+                        "vae": "load.vae (flux2-vae.safetensors)"},
                "boogu": {"text_encoder": "load.text_encoder (qwen3vl_8b_fp8_scaled.safetensors, type boogu)",
                          "vae": "load.vae (FLUX.1's ae.safetensors)"},
                "longcat": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image)",
