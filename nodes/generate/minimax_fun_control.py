@@ -4,8 +4,9 @@ model_patches/minimax_h3_fun_controlnet_union_*), as ComfyUI's MiniMaxH3FunContr
 the transformer's (every tenth of fifty for five) or where the file's control_blocks_places says.
 
 At the first placed block the transformer's input sequence is copied; the control video's latent rows (2x2 patches of
-its 24 channels, zero-padded to the tower's width) are projected into the copy's generated-video rows (the keyframes'
-and references' rows get the projection of zeros), and before_proj of it is added to the sequence. After each placed
+its 24 channels, zero-padded to the tower's width) are projected into the copy's generated-video rows, and
+before_proj of it is added to the sequence. A sequence holding keyframes or reference pictures is refused, as
+ComfyUI's init_stream refuses it (no published code says what the tower reads in their rows). After each placed
 block the tower's block runs on the copy with the transformer's modulation table, rows and rotary angles, and
 after_proj of its output, times the strength, is added to the transformer's sequence everywhere but the sound's rows.
 The control video is fitted to the video (frame i of it, its last held; covering the canvas bilinearly, centred) and
@@ -96,10 +97,14 @@ def control_rows(net: FunControl, latent: torch.Tensor) -> torch.Tensor:
 def steering(blocks, controls, video_rows, target_rows, sound_rows):
     """While the transformer runs on one sequence: controls [(net, strength, rows)] (rows: control_rows of the
     generated video) steer it as the module docstring says. video_rows: every video row's place in the sequence
-    (held rows first), target_rows: the generated video's places, sound_rows: the sound's."""
+    (held rows first: refused), target_rows: the generated video's places, sound_rows: the sound's."""
     if not controls:
         yield
         return
+    if video_rows.numel() != target_rows.numel():
+        raise NodeError("MiniMax H3's Fun ControlNet steers a video made from its prompt alone, as ComfyUI's does (it "
+                        "refuses keyframe and reference conditioning): remove the keyframes or reference pictures "
+                        "(condition.frames, condition.references) or the control (control.model_patch)")
     streams = [None] * len(controls)
 
     def after(layer):

@@ -177,8 +177,26 @@ def sd_vae_hint(vae_family: str, wanted: str) -> str:
 
 
 def pixels_of(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> [1, 3, T, H, W] in [-1, 1]."""
+    """uint8 [T, H, W, C] -> [1, C, T, H, W] in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
+def encodes_alpha(pipe) -> bool:
+    """Whether the VAE reads RGBA (Qwen-Image 2.1's, Qwen-Image-Layered's)."""
+    from nodes.generate.adapters.qwenimage import vae_channels
+    vae = getattr(pipe, "vae", None)
+    return vae is not None and vae_channels(vae) == 4
+
+
+def clip_pixels(clip: Clip, a: int, block: np.ndarray, alpha: bool) -> torch.Tensor:
+    """pixels_of frames a.. of `clip` (`block`); for a VAE reading RGBA (`alpha`), the straight colour and the
+    clip's matte, as QwenImageLayeredPipeline gives a picture with transparency to its VAE (a clip without a matte
+    is opaque: the adapter adds the alpha)."""
+    if not alpha or clip.matte is None:
+        return pixels_of(block)
+    from nodes.common.alpha import unpremultiplied
+    matte = clip.matte.frames(a, a + len(block))
+    return pixels_of(np.concatenate([unpremultiplied(block, matte), matte], -1))
 
 
 def encode_clip(vae, clip: Clip, check: Callable[[], None] = lambda: None,
@@ -190,20 +208,21 @@ def encode_clip(vae, clip: Clip, check: Callable[[], None] = lambda: None,
     spec.check_frames(clip.length, tf)
     spec.check_size(clip.width, clip.height, sf)
     pipe = vae.pipe
+    alpha = encodes_alpha(pipe)
     with torch.inference_mode():
         if adapter.vae_per_frame():
             parts = []
             for a, block in clip.chunks(DECODE_CHUNK):
                 check()
+                px = clip_pixels(clip, a, block, alpha)
                 parts.append(with_oom_retries("encoding frames", [
-                    ("a plain encode", lambda b=block: adapter.vae_encode(pipe, pixels_of(b))),
-                    ("tiled and sliced", lambda b=block: _tiled(adapter, pipe,
-                                                                lambda: adapter.vae_encode(pipe, pixels_of(b))))]))
+                    ("a plain encode", lambda p=px: adapter.vae_encode(pipe, p)),
+                    ("tiled and sliced", lambda p=px: _tiled(adapter, pipe, lambda: adapter.vae_encode(pipe, p)))]))
                 if progress:
                     progress(a + len(block), clip.length)
             z = torch.cat(parts, dim=2)
         else:
-            z = encode_pixels(adapter, pipe, pixels_of(clip.frames(0, clip.length)))
+            z = encode_pixels(adapter, pipe, clip_pixels(clip, 0, clip.frames(0, clip.length), alpha))
     return Latent(z.float().cpu(), vae.family, clip.length, clip.fps, clip.width, clip.height)
 
 
@@ -222,7 +241,9 @@ def fit_to_grid(vae, clip: Clip) -> tuple:
     x, y = (clip.width - w) // 2, (clip.height - h) // 2
     note = (f"cropped {clip.width}x{clip.height} to {w}x{h} (centred): {family_spec(vae.family).title} needs sizes "
             f"divisible by {f}")
-    return clip.map(lambda a: a[:, y:y + h, x:x + w], w, h), note
+    cut = lambda a: a[:, y:y + h, x:x + w]      # noqa: E731
+    # the matte cut with the colour: an RGBA VAE reads it (encodes_alpha)
+    return clip.map(cut, w, h).with_matte(None if clip.matte is None else clip.matte.map(cut, w, h).frames), note
 
 
 def encode_pixels(adapter, pipe, px: torch.Tensor, what: str = "encoding the clip") -> torch.Tensor:
@@ -301,4 +322,8 @@ def layered_latent(vae, layers: int, width: int, height: int, log=None) -> Laten
                         "give it qwen_image_layered_vae (or use latent.empty for other models)")
     if layers < 0:
         raise NodeError(f"layers must be 0 or more, got {layers}")
+    if layers and not encodes_alpha(vae.pipe):
+        raise NodeError("this is Qwen-Image's RGB VAE: its latents are not the layered model's, and its layers would "
+                        "decode without alpha; give latent.layers and vae.decode qwen_image_layered_vae (or set "
+                        "layers 0 for a plain Qwen-Image latent)")
     return empty_latent(vae, layers + 1, width, height, family_spec(vae.family).fps, size_fit="floor", log=log)

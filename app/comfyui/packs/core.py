@@ -163,6 +163,18 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
         return []
 
+    def special_more_pictures(self, cn, rule, params, notes):
+        """A node whose pictures are an Autogrow (TextEncodeBooguEdit's 16, ReferenceMultiLatent's): those beyond the
+        ones the Kinograph node takes are named, not dropped unsaid."""
+        taken = [k for k in rule.inputs if k.startswith("images.")]
+        slots = [k for k in cn.inputs if k.startswith("images.") and k not in rule.inputs
+                 and isinstance(self.resolve(cn.inputs[k]), Out)]
+        if slots:
+            names = ", ".join(sorted(slots, key=lambda k: int(re.sub(r"\D", "", k) or 0)))
+            notes.append(f"{names}: {rule.node} reads {len(taken)} pictures ({taken[0]} to {taken[-1]}), so it is "
+                         f"made without these; give it the {len(taken)} that matter most")
+        return [self.plain(cn, rule, params, notes)]
+
     def special_qwen21_text(self, cn, rule, params, notes):
         """TextEncodeQwenImage21: with pictures (images.image_1 ...), an encode.qwen_edit for the prompt and one for
         the negative, each reading the pictures (the negative with them, as ComfyUI's); without, one encode.text for
@@ -398,6 +410,9 @@ class CoreNodes:
             pinned.append(self.add("model.ar_block", cn, {"frames": bundles["ar_block"]}, "_ar_block", dy=-200))
             self.link(outs["model"], pinned[-1], "model")
             outs["model"] = Out((pinned[-1], "model"))
+        from ..mapping import SIGMA_FRAME
+        if params.get("sampler") in SIGMA_FRAME:
+            params["frame"] = "sigma"
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
