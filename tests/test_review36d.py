@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_comfy_samplers import RefCONST, ref_normal_scheduler
+from test_stable_audio import tiny as stable_audio_tiny     # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data" / "comfyui"
 
@@ -121,3 +122,35 @@ def test_no_node_lists_a_choice_twice():
     twice = [(name, param) for name in registry for param, spec in registry.get(name).params.items()
              if spec.choices and len(set(spec.choices)) != len(spec.choices)]
     assert twice == []
+
+
+@pytest.mark.usefixtures("stable_audio_tiny")
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "uni_pc"])
+def test_stable_audio_takes_ksamplers_levels_and_step_noise(monkeypatch, sampler):
+    """generate.stable_audio runs 'KSampler's sampler': a stochastic one re-noises from ComfyUI's default_noise_sampler
+    (its own generator, seed + 1 on the CPU), not the starting noise's generator drawn on; uni_pc on KSampler's levels.
+    """
+    import math
+    from nodes.generate import samplers
+    from nodes.generate import stable_audio as sa
+    from nodes.generate.model_manager import ModelManager
+    from test_comfy_samplers import ref_default_noise_sampler
+    from test_stable_audio import CKPT, SECONDS
+    seen = {}
+
+    def spy(name):
+        def run(model_fn, x, sigmas, callback=None, noise_sampler=None, **kw):
+            seen.update(levels=sigmas.double(), draws=[noise_sampler(i) for i in range(2)], x=x)
+            return x
+        return run
+    monkeypatch.setattr(samplers, "latent_sampler", spy)
+    model = sa.load(ModelManager(), CKPT, "t5-base.safetensors", "cpu")
+    sa.generate(model, "rain on a tin roof", "", SECONDS, 4, 4.0, sampler, "exponential", 7)
+    steps = 5 if sampler == "uni_pc" else 4     # KSampler.calculate_sigmas, then its next-to-last dropped
+    want = torch.linspace(math.log(500.0), math.log(0.03), steps).exp()      # get_sigmas_exponential
+    want = torch.cat([want, want.new_zeros([1])])
+    if sampler == "uni_pc":
+        want = torch.cat([want[:-2], want[-1:]])
+    assert float((seen["levels"] - want.double()).abs().max()) < 1e-3
+    ref = ref_default_noise_sampler(torch.zeros(seen["x"].shape), 7)
+    assert all(torch.equal(d, ref(None, None)) for d in seen["draws"])
