@@ -40,6 +40,10 @@ def comfy_name(layer: str) -> str:
     return name[:-1]
 
 
+def diffusers_names() -> dict:
+    return {comfy_name(d): d for d in DIT_LAYERS + ADAPTER_LAYERS}
+
+
 def lora_tensors(shapes: dict, seed: int) -> dict:
     """{ComfyUI layer name: (up, down)} of rank RANK for layers of these weight shapes."""
     g = torch.Generator().manual_seed(seed)
@@ -54,6 +58,8 @@ def write(path: Path, tensors: dict, layout: str) -> Path:
     for name, (up, down) in tensors.items():
         if layout == "comfy":           # diffusion-pipe / ComfyUI's own saves: diffusion_model.<name>, PEFT's A/B
             key, a, b = f"diffusion_model.{name}", "lora_A.weight", "lora_B.weight"
+        elif layout == "diffusers":     # diffusers' own (its Anima loader's transformer.<its layer name>)
+            key, a, b = f"transformer.{diffusers_names()[name]}", "lora_A.weight", "lora_B.weight"
         else:                           # kohya sd-scripts (anima_train_network.py): lora_unet_<flat name>
             key, a, b = "lora_unet_" + name.replace(".", "_"), "lora_down.weight", "lora_up.weight"
         sd.update({f"{key}.{a}": down.contiguous(), f"{key}.{b}": up.contiguous(), f"{key}.alpha": torch.tensor(ALPHA)})
@@ -109,9 +115,10 @@ def shapes_of(model) -> dict:
     return {comfy_name(d): tuple(mods[d].weight.shape) for d in DIT_LAYERS + ADAPTER_LAYERS}
 
 
-@pytest.mark.parametrize("layout", ["comfy", "kohya"])
+@pytest.mark.parametrize("layout", ["comfy", "kohya", "diffusers"])
 def test_anima_lora_changes_the_model_as_comfyui(anima, tmp_path, layout):
-    """A LoRA on the DiT's and the LLM adapter's layers, in ComfyUI's diffusion_model. keys or kohya's lora_unet_ ones,
+    """A LoRA on the DiT's and the LLM adapter's layers, in ComfyUI's diffusion_model. keys, kohya's lora_unet_ ones or
+    diffusers' transformer. ones (the reference maps those by the test's own renames),
     is told Anima's, passes lora.image's check, and gives ComfyUI's merged weights and velocity at strength 0.7."""
     from nodes.generate.anima_model import context
     from nodes.generate.detect import detect_file
@@ -124,13 +131,17 @@ def test_anima_lora_changes_the_model_as_comfyui(anima, tmp_path, layout):
     model = handle.pipe.transformer
     loras = anima / "models" / "loras"
     loras.mkdir(exist_ok=True)
-    path = write(loras / f"style-{layout}.safetensors", lora_tensors(shapes_of(model), 5), layout)
+    tensors = lora_tensors(shapes_of(model), 5)
+    path = write(loras / f"style-{layout}.safetensors", tensors, layout)
+    # comfy/lora.py maps no diffusers names onto Anima (custom nodes patch them in): the same LoRA in ComfyUI's keys
+    # is the reference for that layout
+    ref_file = path if layout != "diffusers" else write(tmp_path / "as-comfy.safetensors", tensors, "comfy")
     det = detect_file(path)
-    assert (det.role, det.family) == ("lora", "anima"), det.why
+    assert (det.role, det.family) == ("lora", "anima"), det.why        # the diffusers one by its llm_adapter layers
     strength = 0.7
     handle = add_lora(handle, path.name, strength)
     activate_loras(handle.pipe, handle.loras)
-    dit, adapter, layers = reference(anima, path, strength)
+    dit, adapter, layers = reference(anima, ref_file, strength)
     mods = dict(model.named_modules())
     worst = 0.0
     for layer, want in layers.items():
