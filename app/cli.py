@@ -579,7 +579,7 @@ def cmd_info(args) -> int:
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs
-    from nodes.generate.model_manager import list_found_models
+    from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
     searched_before = set(model_dirs())
     if named:
@@ -626,10 +626,10 @@ def cmd_info(args) -> int:
               + "path")
     for *cells, path, d in rows:
         print("  " + "".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + path)
-        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; Stable Audio's
-        # checkpoint, an embedding and a stored prompt are read by no loader: their notes say by what.
-        if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning")
-                          or d["family"] == "stable_audio"):
+        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; sound models, model
+        # patches, an embedding and a stored prompt are read by no loader: their notes say by what.
+        if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning", "model_patch")
+                          or (d["family"], d["variant"]) in READ_BY_NODE):
             print(f"  {'':<{sum(widths[:4])}}({d['note']})")
     bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():

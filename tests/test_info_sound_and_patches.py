@@ -67,3 +67,16 @@ def test_load_diffusion_model_given_such_a_file_names_the_node_that_reads_it(tmp
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
     with pytest.raises(NodeError, match=reader):
         load_diffusion_model(ModelManager(), name, "default", "cpu")
+
+
+def test_kinograph_info_prints_the_reader_under_each_row(tmp_path, monkeypatch, capsys):
+    """The rows said 'yes' and no more: which node reads an ACE-Step or LLLite file was not printed."""
+    from app.cli import main
+    for sub, name, shapes in (("checkpoints", "ace_step_1.5_turbo_aio.safetensors", ACE_AIO),
+                              ("model_patches", "anima-lllite-depth-1.safetensors", LLLITE)):
+        (tmp_path / sub).mkdir()
+        save_file({k: torch.zeros(s) for k, s in shapes.items()}, str(tmp_path / sub / name))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "generate.ace_step reads it as its checkpoint" in out and "control.anima_lllite on Anima's DiT" in out, out
