@@ -436,12 +436,16 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
             close = getattr(p.locate, "close", None)
             close = close(value) if close else []
+            # The other model folder holding it (a VAE in diffusion_models/), as the run's message says
+            elsewhere = getattr(p.locate, "elsewhere", None)
+            elsewhere = elsewhere(value) if elsewhere else []
             beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
                 os.path.dirname(value.replace("\\", "/")) else ""
             problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{looked} nor beside the "
                                        f"workflow{beside}; "
                                        + (f"close names there: {', '.join(close)} (set {name} to one); " if close
                                           else "")
+                                       + "".join(f"{e}; " for e in elsewhere)
                                        + f"{put} (`kinograph info` lists the folders and the models in them)",
                                        "nodes", nid, "params", name, node=nid))
     return problems

@@ -80,3 +80,33 @@ def test_kinograph_info_prints_the_reader_under_each_row(tmp_path, monkeypatch, 
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "generate.ace_step reads it as its checkpoint" in out and "control.anima_lllite on Anima's DiT" in out, out
+
+
+def test_validate_names_a_diffusion_model_that_does_not_run_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """ComfyUI's Anima template with Anima's DiT in diffusion_models/: `kinograph validate` said 'ok' and the run
+    failed at the loader; the file's header tells at once (as `kinograph info` tells it)."""
+    from app.cli import main
+    (tmp_path / "diffusion_models").mkdir()
+    keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight"]
+    save_file({k: torch.zeros(2, 2) for k in keys}, str(tmp_path / "diffusion_models" / "anima-base-v1.0.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    wf = tmp_path / "anima.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  unet: {type: load.diffusion_model, params: {name: anima-base-v1.0.safetensors}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr()
+    assert "node unet" in err.err + err.out and "Anima" in err.err + err.out and "does not run yet" in err.err + err.out
+
+
+def test_validate_names_the_other_model_folder_a_missing_file_is_in(tmp_path, monkeypatch, capsys):
+    """SeedVR2's VAE put in diffusion_models/: the run's message said where it was, `kinograph validate`'s did not
+    (README: 'names close names and any other model folder holding it')."""
+    from app.cli import main
+    (tmp_path / "diffusion_models").mkdir()
+    (tmp_path / "vae").mkdir()
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "diffusion_models" / "seedvr2_ema_vae_fp16.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    wf = tmp_path / "w.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  vae: {type: load.vae, params: {name: seedvr2_ema_vae_fp16.safetensors}}\n")
+    assert main(["validate", str(wf)]) == 2
+    said = "".join(capsys.readouterr())
+    assert f"seedvr2_ema_vae_fp16.safetensors is in {tmp_path / 'diffusion_models'} (diffusion_models)" in said, said
