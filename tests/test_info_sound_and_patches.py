@@ -110,3 +110,10 @@ def test_validate_names_the_other_model_folder_a_missing_file_is_in(tmp_path, mo
     assert main(["validate", str(wf)]) == 2
     said = "".join(capsys.readouterr())
     assert f"seedvr2_ema_vae_fp16.safetensors is in {tmp_path / 'diffusion_models'} (diffusion_models)" in said, said
+
+
+def test_animas_dit_is_named_with_picture_models_that_run_instead(tmp_path):
+    """Anima draws anime pictures; its message offered Wan, HunyuanVideo, LTX-Video or Kandinsky 5 (video models)."""
+    keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight"]
+    d = described(tmp_path, "anima-base-v1.0.safetensors", {k: (2, 2) for k in keys})
+    assert "does not run yet" in d["note"] and "load.sdxl" in d["note"] and "Wan 2.1" not in d["note"], d["note"]

@@ -640,7 +640,8 @@ def _not_yet(k: Keys) -> Optional[Detection]:
         # Anima's DiT is Cosmos-Predict2's with an LLM adapter (Qwen3-0.6B's states to T5-token queries) before it
         return Detection(None, "cosmos", "anima", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why="Anima (Cosmos-Predict2's DiT with an LLM adapter), which Kinograph does not run yet; its "
-                             f"ControlNet-LLLite nets load (control.anima_lllite) but steer nothing without it; {instead}")
+                             "ControlNet-LLLite nets load (control.anima_lllite) but steer nothing without it; for anime pictures "
+                             "today, an SDXL fine-tune (checkpoints/, load.sdxl) runs")
     if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "pos_embedder.dim_spatial_range"):
         return Detection(None, "cosmos", "predict2", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos-Predict2 transformer, which Kinograph does not run yet; {instead}")
