@@ -51,6 +51,7 @@ def diffusion_model_preflight(params: dict, sources: dict) -> List[Tuple[str, st
     """load.diffusion_model given a file of a model Kinograph does not run (Anima's DiT, Mochi, a sound model, a
     model patch): validate said ok and the run failed at the loader; the file's header tells at once, with the
     loader's own message."""
+    from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import resolve_model_path
     from nodes.generate.split import _detect
     name = params.get("name") or ""
@@ -59,6 +60,10 @@ def diffusion_model_preflight(params: dict, sources: dict) -> List[Tuple[str, st
     except NodeError:           # not there: validate names the missing file on its own
         return []
     if file is None or not file.is_file() or not _header_only(file):
+        return []
+    try:
+        detect_file(file)
+    except (NodeError, OSError, ValueError):   # a damaged file: the loader names it when it runs
         return []
     try:
         _detect(file, ("diffusion_model", "checkpoint"), "a diffusion model")
