@@ -321,7 +321,7 @@ def test_was_node_suite_basic_workflow():
     g = res.graph
     sample = g.nodes["k_sampler_was_14"]
     # the early-2023 randomize toggle after the Seed's value is skipped, not read as anything
-    assert sample.params == {"seed": 904019488781965, "steps": 12, "cfg": 8, "sampler": "unipc", "scheduler": "simple",
+    assert sample.params == {"seed": 904019488781965, "steps": 12, "cfg": 8, "sampler": "uni_pc_bh2", "scheduler": "simple",
                              "denoise": 1}
     assert g.nodes["image_resize_35"].params == {"method": "lanczos", "width": 512, "height": 768, "fit": "stretch"}
     assert g.inputs["vae_encode_33"]["video"] == ("image_resize_35", "video")

@@ -35,8 +35,8 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "image_fibo2_edit_dev_pe.json": {"TextEncodeFibo2"},           # FIBO 2 and JoyImage Edit: models Kinograph
-    "image_joyai_image_edit.json": {"TextEncodeJoyImageEdit"},     # does not run yet (their files are named)
+    "image_fibo2_edit_dev_pe.json": {"TextEncodeFibo2"},           # FIBO 2: a model Kinograph does not run yet
+                                                                   # (its file is named)
 }
 
 
@@ -73,7 +73,7 @@ def test_every_family_is_in_the_corpus():
 def test_positional_widgets_with_and_without_control_after_generate():
     wf = _load("wan_t2v.json")
     sample = _by_type(import_data(wf).graph, "generate.sample")[0]
-    assert sample.params == {"seed": 878361741413693, "steps": 30, "cfg": 6, "sampler": "unipc",
+    assert sample.params == {"seed": 878361741413693, "steps": 30, "cfg": 6, "sampler": "uni_pc",
                              "scheduler": "simple", "denoise": 1}
     old = copy.deepcopy(wf)                         # files written before "control after generate" existed
     ks = next(n for n in old["nodes"] if n["type"] == "KSampler")
@@ -606,7 +606,7 @@ def test_editor_only_nodes_of_popular_packs_do_not_stop_an_import():
                      "inputs": [{"name": "image_a", "type": "IMAGE", "link": 400}], "outputs": [], "widgets_values": [[]]}]
     wf["links"].append([400, 8, 0, 91, 0, "IMAGE"])
     res = import_data(wf)
-    assert not res.report.blocking and res.report.exit_code == 3           # 3: uni_pc, as without them
+    assert not res.report.blocking and res.report.exit_code == 0           # all exact, as without them
     assert res.report.entries["90"].status == res.report.entries["91"].status == "ui"
     assert not [n for n in res.graph.nodes.values() if n.type.startswith("comfyui.")]
 
@@ -1008,9 +1008,13 @@ def test_an_animatediff_schedule_is_carried_where_the_module_samples_on_it(modul
 def test_exit_codes_and_partial(tmp_path, capsys):
     assert _cli(DATA / "svd_i2v.json", "-o", tmp_path / "svd.yaml") == 0
     assert (tmp_path / "svd.yaml").read_text().startswith("kinograph: 1")
-    assert _cli(DATA / "wan_t2v.json", "-o", tmp_path / "wan.yaml") == 3
+    assert _cli(DATA / "wan_t2v.json", "-o", tmp_path / "wan.yaml") == 0      # uni_pc is ComfyUI's own now
+    wan = _load("wan_t2v.json")
+    next(n for n in wan["nodes"] if n["type"] == "KSampler")["widgets_values"][4] = "dpmpp_2m_sde"
+    (tmp_path / "wan_sde.json").write_text(json.dumps(wan))
+    assert _cli(tmp_path / "wan_sde.json", "-o", tmp_path / "wan_sde.yaml") == 3
     err = capsys.readouterr().err
-    assert "mapped approximately   KSampler #3" in err and "UniPC-bh1" in err
+    assert "mapped approximately   KSampler #3" in err and "dpmpp_2m is the nearest" in err
     wf = _load("svd_i2v.json")
     wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0, "title": "Soft",
                         "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
@@ -1504,19 +1508,19 @@ def test_two_saves_of_one_prefix_write_two_files(tmp_path):
 
 
 def test_a_text_encoder_type_kinograph_loads_no_model_of_is_named_as_such(tmp_path):
-    """A CLIPLoader of a type Kinograph has no family for (FLUX.3 klein's flux3 before it loaded; OmniGen2's omnigen2)
-    failed validation with "(did you mean 'flux'?)" alone, sending a newcomer to FLUX.1's type; its report line now
-    says Kinograph loads nothing of that family yet."""
+    """A CLIPLoader of a type Kinograph has no family for (FLUX.3 klein's flux3 and OmniGen2's omnigen2 before they
+    loaded; HunyuanImage 2.1's hunyuan_image) failed validation with "(did you mean 'flux'?)" alone, sending a
+    newcomer to FLUX.1's type; its report line now says Kinograph loads nothing of that family yet."""
     from app.comfyui import import_workflow
-    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "omnigen2",
-                                                        "device": "default"}},
+    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_2.5_vl_7b.safetensors",
+                                                        "type": "hunyuan_image", "device": "default"}},
            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "a cat"}},
            "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan",
                                                         "device": "default"}},
            "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a cat"}}}
     (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
     report = import_workflow(tmp_path / "w.json").report
-    assert ("type 'omnigen2': Kinograph loads no text encoder, and no model, of ComfyUI's omnigen2 family yet"
+    assert ("type 'hunyuan_image': Kinograph loads no text encoder, and no model, of ComfyUI's hunyuan_image family yet"
             in report.entries["1"].why())
     assert report.entries["1"].status == "approx" and not report.entries["3"].notes
 

@@ -1,9 +1,8 @@
-"""FIBO 2's and JoyImage Edit's transformer files (ComfyUI's image_fibo2_edit_* and image_joyai_image_edit
-templates) are named for what they are and said not to run, and the templates' encoders say why they are not mapped.
+"""FIBO 2's transformer file (ComfyUI's image_fibo2_edit_* templates) is named for what it is and said not to run,
+and the template's encoder says why it is not mapped (JoyImage Edit, once named here too, runs: tests/test_joyimage.py).
 
-Before, both files were "unknown ... no known key pattern". JoyImage Edit's names are the same in ComfyUI's file
-(comfy/ldm/joyimage/model.py) and in diffusers' JoyImageEditTransformer3DModel, so diffusers' modules, built tiny,
-give them; FIBO 2's are diffusers' BriaFibo2Transformer2DModel's."""
+Before, the file was "unknown ... no known key pattern". FIBO 2's names are diffusers'
+BriaFibo2Transformer2DModel's, so diffusers' module, built tiny, gives them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,18 +15,6 @@ from nodes.generate.model_manager import describe_model
 TEMPLATES = Path(__file__).resolve().parent / "data" / "comfyui" / "templates"
 
 
-def _joyimage():
-    from diffusers import JoyImageEditTransformer3DModel
-    return JoyImageEditTransformer3DModel(hidden_size=64, num_attention_heads=2, text_dim=48, num_layers=1,
-                                          rope_dim_list=[4, 14, 14])
-
-
-def _joyimage_plus():
-    from diffusers import JoyImageEditPlusTransformer3DModel
-    return JoyImageEditPlusTransformer3DModel(hidden_size=64, num_attention_heads=2, text_dim=48, num_layers=1,
-                                              rope_dim_list=[4, 14, 14])
-
-
 def _fibo2():
     from diffusers import BriaFibo2Transformer2DModel
     return BriaFibo2Transformer2DModel(in_channels=4, dim=64, n_layers=2, n_refiner_layers=1, n_heads=2, cap_feat_dim=24,
@@ -37,8 +24,6 @@ def _fibo2():
 
 
 @pytest.mark.parametrize("build, name, family, words", [
-    (_joyimage, "joyai_image_edit_int8_convrot.safetensors", "joyimage", "JoyImage Edit transformer"),
-    (_joyimage_plus, "joyai_image_edit_plus_bf16.safetensors", "joyimage", "JoyImage Edit transformer"),
     (_fibo2, "fibo2_edit_turbo_bf16.safetensors", "fibo2", "FIBO 2 transformer"),
 ])
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
@@ -59,7 +44,6 @@ def test_transformer_files_are_named_and_refused(tmp_path, monkeypatch, build, n
 
 @pytest.mark.parametrize("template, encoder, model", [
     ("image_fibo2_edit_dev_pe.json", "TextEncodeFibo2", "FIBO 2"),
-    ("image_joyai_image_edit.json", "TextEncodeJoyImageEdit", "JoyImage Edit"),
 ])
 def test_templates_say_why_their_encoder_is_not_mapped(template, encoder, model):
     """The encoder is not mapped and its line says which model is missing; everything else in the template imports,

@@ -158,7 +158,9 @@ def test_comfyui_flux_fill_graph_imports_runs_and_keeps_the_unmasked_part(models
     """ComfyUI's Flux Fill inpainting template as an API prompt (its subgraph's nodes: UNETLoader with
     flux1-fill-dev, DifferentialDiffusion, InpaintModelConditioning with noise_mask, FluxGuidance 30, ConditioningZeroOut
     as the negative, KSampler at cfg 1): every node maps, it runs on the tiny Fill model, and outside the mask the
-    sampled latent is the picture's own (the noise mask keeps it)."""
+    sampled latent is the picture's own (the noise mask keeps it). The schedule is simple, not the template's normal:
+    ComfyUI's normal ends at the model's least noisy level, where DifferentialDiffusion's threshold is 0 and the last
+    step redraws every pixel, as it does in ComfyUI."""
     from PIL import Image
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
@@ -186,7 +188,7 @@ def test_comfyui_flux_fill_graph_imports_runs_and_keeps_the_unmasked_part(models
                                                                     "vae": ["32", 0], "pixels": ["17", 0],
                                                                     "mask": ["17", 1], "noise_mask": True}},
         "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 3, "cfg": 1, "sampler_name": "euler",
-                                                   "scheduler": "normal", "denoise": 1, "model": ["39", 0],
+                                                   "scheduler": "simple", "denoise": 1, "model": ["39", 0],
                                                    "positive": ["38", 0], "negative": ["38", 1],
                                                    "latent_image": ["38", 2]}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["32", 0]}},

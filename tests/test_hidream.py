@@ -92,8 +92,8 @@ def test_comfyui_hidream_templates_import_and_dev_runs(hidream, models, tmp_path
     """ComfyUI's HiDream-I1 full, dev and fast templates (UNETLoader, QuadrupleCLIPLoader, VAELoader ae,
     ModelSamplingSD3, EmptySD3LatentImage, KSampler) import with every node mapped and validate. dev (shift 6, cfg 1)
     runs on the tiny model under the template's file names (64x64, 2 steps); with euler its latent is
-    HiDreamImagePipeline's with the template's prompt, negative and seed on Kinograph's levels (ComfyUI's line at
-    shift 6: 1, 6/7)."""
+    HiDreamImagePipeline's with the template's prompt, negative and seed on Kinograph's levels (ComfyUI's normal
+    schedule at shift 6: its two timesteps are 1000 and 1000 x the least level, whose level is shifted once more)."""
     from app.comfyui import import_data
     from comfy_layouts import link_as, sampled_latent
     from comfyui_corpus import check
@@ -114,17 +114,19 @@ def test_comfyui_hidream_templates_import_and_dev_runs(hidream, models, tmp_path
     res = import_data(data)
     yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
     yaml = yaml.replace("steps: 28", "steps: 2")
-    assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: euler_ancestral" in yaml, yaml
+    assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml and "sampler: lcm" in yaml, yaml
 
     def run(yaml):
         return sampled_latent(tmp_path / "hidream.kino.yaml", yaml)
-    assert torch.isfinite(run(yaml)).all()       # lcm, as imported (euler_ancestral)
-    got = run(yaml.replace("sampler: euler_ancestral", "sampler: euler"))
+    assert torch.isfinite(run(yaml)).all()       # lcm, as imported
+    got = run(yaml.replace("sampler: lcm", "sampler: euler"))
     text = [n["widgets_values"][0] for n in data["nodes"] if n["type"] == "CLIPTextEncode"]
     seed = next(n for n in data["nodes"] if n["type"] == "KSampler")["widgets_values"][0]
     ref = reference(hidream, shift=1.0)
     ref.default_sample_size = W // 8
-    want = ref(text[0], negative_prompt=text[1], width=W, height=H, sigmas=[1.0, 6 / 7], guidance_scale=1.0,
+    least = 6 * 0.001 / (1 + 5 * 0.001)
+    want = ref(text[0], negative_prompt=text[1], width=W, height=H, sigmas=[1.0, 6 * least / (1 + 5 * least)],
+               guidance_scale=1.0,
                generator=torch.Generator().manual_seed(seed), output_type="latent").images
     _close(want, got)
 
@@ -154,7 +156,7 @@ def test_dual_cfg_as_comfyuis_dualcfgguider(models):
            step(dual_cfg_guide(None, model, mid, cfg2, "nested"), pos, neg, cfg1))
     pair = uncond + cfg2 * (middle - uncond)        # ComfyUI's CFGNorm: cond_denoised is the middle's here
     capped = pair * (middle.norm(dim=1, keepdim=True) / (pair.norm(dim=1, keepdim=True) + 1e-8)).clamp(0.0, 1.0)
-    normed = dual_cfg_guide(None, cfg_norm_guide(None, model, 1.0), mid, cfg2, "regular")
+    normed = dual_cfg_guide(None, cfg_norm_guide(None, model, 1.0, False), mid, cfg2, "regular")
     _close(capped + cfg1 * (cond - middle), step(normed, pos, neg, cfg1))
     with pytest.raises(NodeError, match="guide.dual_cfg guides between three prompts: connect sample's negative"):
         step(dual_cfg_guide(None, model, mid, cfg2, "regular"), pos, None, 1.0)

@@ -53,14 +53,19 @@ class Rule:
 
 # -- value converters ------------------------------------------------------------------------------------------
 SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
-                  "uni_pc_bh2": "unipc", "res_multistep": "res_multistep"}
-SAMPLERS_NEAR = {"uni_pc": "unipc", "dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
+                  "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
+                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2"}
+SAMPLERS_NEAR = {"dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
                  "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
-                 "lcm": "euler_ancestral", "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
-                 "heun": "euler", "dpm_2": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
+                 "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
+                 "heun": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
                  "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
-                 "gradient_estimation": "euler", "er_sde": "euler_ancestral", "deis": "unipc", "ipndm": "dpmpp_2m"}
-SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta"}
+                 "deis": "unipc", "ipndm": "dpmpp_2m"}
+# ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
+# sigma (its uni_pc does as well, and Kinograph's uni_pc always)
+SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
+SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta",
+                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential"}
 
 
 # SetUnionControlNetType's types by the index ComfyUI hands the net (xinsir's ControlNet++ order,
@@ -146,9 +151,7 @@ def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
     if v in SAMPLERS_NEAR:
-        note = ("ComfyUI's uni_pc is UniPC-bh1; Kinograph's unipc is bh2" if v == "uni_pc"
-                else f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
-        raise Approx(SAMPLERS_NEAR[v], note)
+        raise Approx(SAMPLERS_NEAR[v], f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
@@ -162,11 +165,30 @@ def ancestral_eta(v):
     return "euler_ancestral"
 
 
+def er_sde_solver(v):
+    """SamplerER_SDE's solver_type as the sampler it makes: its ER-SDE noise scaler is er_sde's"""
+    if v != "ER-SDE":
+        raise Approx("er_sde", f"solver_type {v!r} (another noise scaler) is not in Kinograph: er_sde uses ER-SDE's")
+    return "er_sde"
+
+
+def full_stage(v):
+    """SamplerER_SDE's max_stage: 3 (the default) is er_sde's"""
+    if int(v) != 3:
+        raise Approx(3, f"max_stage {v} is not in Kinograph: er_sde runs up to stage 3")
+    return 3
+
+
+def lcm_noise_end(v):
+    """SamplerLCM's s_noise_end as sample's (-1 there = s_noise; ComfyUI's 0 is held just above it)"""
+    if float(v) == 0:
+        raise Approx(1e-6, "s_noise_end 0 is held at 0.000001 (sample's 0 is not a value there)")
+    return float(v)
+
+
 def scheduler_name(v):
     if v in SCHEDULERS_EXACT:
         return SCHEDULERS_EXACT[v]
-    if v == "normal":
-        raise Approx("normal", "Kinograph's normal schedule rounds timesteps to whole steps")
     raise Approx("simple", f"scheduler {v!r} is not in Kinograph; simple used")
 
 
@@ -1066,6 +1088,12 @@ RULES: Dict[str, Rule] = {
                                 {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
                                  "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
                                 ("positive", "negative"), special="more_pictures"),
+    # JoyImage Edit's prompt with Qwen3-VL seeing the pictures, their latents riding on it (ComfyUI's autogrow inputs
+    # count from image0)
+    "TextEncodeJoyImageEdit": Rule("encode.joyimage_edit", ("prompt",), (P("prompt", "text"),),
+                                   {"clip": "text_encoder", "vae": "vae", "images.image0": "image",
+                                    "images.image1": "image2", "images.image2": "image3", "images.image3": "image4",
+                                    "images.image4": "image5", "images.image5": "image6"}, ("conditioning",)),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1522,7 +1550,8 @@ RULES: Dict[str, Rule] = {
                       tuple(P(k, k) for k in ("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")),
                       {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
-    "CFGNorm": Rule("guide.cfg_norm", ("strength",), (P("strength", "strength"),), {"model": "model"}, ("model",)),
+    "CFGNorm": Rule("guide.cfg_norm", ("strength", "pre_cfg"), (P("strength", "strength"), P("pre_cfg", "pre_cfg")),
+                    {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
                        ("model",)),
     "DifferentialDiffusion": Rule("model.differential_diffusion", ("strength",), (P("strength", "strength"),),
@@ -1594,12 +1623,13 @@ RULES: Dict[str, Rule] = {
                           (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("cfg", "cfg")),
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
-                                                                       "fps", "sigmas", "first_sigma")),
+                                                                       "fps", "sigmas", "first_sigma", "s_noise",
+                                                                       "s_noise_end", "noise_clip")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
                                                             "sigmas", "first_sigma", "start_step", "end_step",
-                                                            "leftover_noise")),
+                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1694,8 +1724,16 @@ RULES: Dict[str, Rule] = {
                         ("model",)),
     # LTX-2.3 / 2.5 templates: ComfyUI's Euler ancestral at eta 0 steps to the next level and adds no noise, which
     # is Euler; at eta 1 it is euler_ancestral's full fresh noise
-    "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta),), fold=True,
-                                  ignore={"s_noise": 1.0}),
+    "SamplerEulerAncestral": Rule(None, ("eta", "s_noise"), (P("eta", "sampler", ancestral_eta), P("s_noise", "s_noise")),
+                                  fold=True),
+    # ComfyUI's lcm with its per-step noise multiplier (fading from s_noise to s_noise_end) and noise clamp
+    "SamplerLCM": Rule(None, ("s_noise", "s_noise_end", "noise_clip_std"),
+                       (P("s_noise", "s_noise"), P("s_noise_end", "s_noise_end", lcm_noise_end),
+                        P("noise_clip_std", "noise_clip")), fold=True, fixed={"sampler": "lcm"}),
+    # ER-SDE-Solver-3 with ComfyUI's default (ER-SDE) noise scaler; eta only changes the other solver types
+    "SamplerER_SDE": Rule(None, ("solver_type", "max_stage", "eta", "s_noise"),
+                          (P("solver_type", "sampler", er_sde_solver), P("max_stage", "max_stage", full_stage),
+                           P("s_noise", "s_noise")), fold=True, ignore={"eta": None}),
     # one cfg for the video and the sound where the two are equal (as the templates set them): CFGGuider's
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
@@ -2348,9 +2386,6 @@ INSTEAD = {
                        "Kinograph yet. The template's prompt writer (TextGenerate on qwen3vl_8b with the picture and "
                        "the system prompt) imports as text.generate and writes the JSON prompt on its own; edit the "
                        "picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
-    "TextEncodeJoyImageEdit": "not mapped yet: JD's JoyImage Edit (JoyAI-Image-Edit: Qwen3-VL-8B reading the prompt "
-                              "and the pictures, their Wan 2.1 VAE latents beside the image's) is not run by Kinograph "
-                              "yet; edit the picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
               "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
               "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"

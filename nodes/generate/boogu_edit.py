@@ -27,12 +27,16 @@ def about(w: int, h: int, size: int, step: int = 1) -> Tuple[int, int]:
     return round(w * s / step) * step, round(h * s / step) * step
 
 
-def read_size(w: int, h: int) -> Tuple[int, int]:
+def read_size(w: int, h: int, min_pixels: int = MIN_PIXELS, max_pixels: int = 0) -> Tuple[int, int]:
     """The size ComfyUI's Qwen-VL reading resizes a picture to (comfy/text_encoders/qwen_vl.process_qwen2vl_images):
-    sides rounded to multiples of 32, scaled up where that leaves under MIN_PIXELS."""
+    sides rounded to multiples of 32, scaled down where that leaves over max_pixels (0: no bound), up where under
+    min_pixels."""
     wb, hb = round(w / SQUARE) * SQUARE, round(h / SQUARE) * SQUARE
-    if wb * hb < MIN_PIXELS:
-        beta = math.sqrt(MIN_PIXELS / (w * h))
+    if max_pixels and wb * hb > max_pixels:
+        beta = math.sqrt(w * h / max_pixels)
+        wb, hb = max(SQUARE, math.floor(w / beta / SQUARE) * SQUARE), max(SQUARE, math.floor(h / beta / SQUARE) * SQUARE)
+    elif wb * hb < min_pixels:
+        beta = math.sqrt(min_pixels / (w * h))
         wb, hb = math.ceil(w * beta / SQUARE) * SQUARE, math.ceil(h * beta / SQUARE) * SQUARE
     return wb, hb
 

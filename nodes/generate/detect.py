@@ -652,16 +652,10 @@ def _not_yet(k: Keys) -> Optional[Detection]:
 
 
 def _not_yet_editors(k: Keys) -> Optional[Detection]:
-    """Picture editors whose ComfyUI templates (image_fibo2_edit_*, image_joyai_image_edit) Kinograph does not run yet:
-    named, so a user knows what the file is. JoyImage Edit's transformer holds the same names in ComfyUI's file
-    (comfy/ldm/joyimage) as in diffusers' JoyImageEditTransformer3DModel; FIBO 2's is read by its Perceiver's queries
-    and patch embedder, which diffusers' BriaFibo2Transformer2DModel names so (ComfyUI's own file was not at hand)."""
-    instead = "Qwen-Image Edit, FLUX.2, LongCat-Image-Edit and HiDream-E1 edit pictures today"
-    q = "double_blocks.0.img_mod.modulate_table"
-    if k.has(q, "double_blocks.0.attn.img_attn_qkv.weight", "condition_embedder.text_embedder.linear_1.weight"):
-        return Detection(None, "joyimage", "", prefix=k.prefix_of(q) or "",
-                         why=f"JD's JoyImage Edit transformer (JoyAI-Image-Edit), which Kinograph does not run yet; "
-                             f"{instead}")
+    """Picture editors whose ComfyUI templates (image_fibo2_edit_*, image_mage_flow_*) Kinograph does not run yet:
+    named, so a user knows what the file is. FIBO 2's is read by its Perceiver's queries and patch embedder, which
+    diffusers' BriaFibo2Transformer2DModel names so (ComfyUI's own file was not at hand)."""
+    instead = "Qwen-Image Edit, FLUX.2, LongCat-Image-Edit, HiDream-E1 and JoyImage Edit edit pictures today"
     # Mage-Flow's transformer has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but
     # reads 128-channel latent pixels one by one and Qwen3-VL-4B's 2560-wide states: it was taken for Qwen-Image's
     if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
@@ -1327,6 +1321,16 @@ MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE'
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
+def _joyimage(k: Keys) -> Optional[Detection]:
+    """JoyImage Edit's transformer (ComfyUI's joyai_image_edit_*.safetensors, comfy/ldm/joyimage), which holds the
+    names of diffusers' JoyImageEditTransformer3DModel: a learnt modulation table per stream in each double block."""
+    q = "double_blocks.0.img_mod.modulate_table"
+    if not k.has(q, "double_blocks.0.attn.img_attn_qkv.weight", "condition_embedder.text_embedder.linear_1.weight"):
+        return None
+    return Detection("diffusion_model", "joyimage", "", prefix=k.prefix_of(q) or "",
+                     why="double_blocks.N.img_mod.modulate_table / condition_embedder.text_embedder")
+
+
 def _boogu(k: Keys) -> Optional[Detection]:
     """Boogu-Image 0.1's transformer (ComfyUI's boogu_image_{turbo,edit}_*.safetensors): OmniGen2's refiners and
     single-stream blocks with dual-stream blocks before them (double_stream_layers.N.img_instruct_attn). The edit
@@ -1336,6 +1340,17 @@ def _boogu(k: Keys) -> Optional[Detection]:
         return None
     return Detection("diffusion_model", "boogu", "", prefix=k.prefix_of(x) or "",
                      why="double_stream_layers.N.img_instruct_attn / time_caption_embed")
+
+
+def _omnigen2(k: Keys) -> Optional[Detection]:
+    """OmniGen2's transformer (ComfyUI's omnigen2_fp16.safetensors): Boogu's refiners and blocks without its
+    dual-stream stage, the single-stream blocks under layers.N with separate q/k/v (Lumina 2 / Z-Image fuse them in
+    attention.qkv) and a reference-picture refiner."""
+    x = "ref_image_refiner.0.attn.to_q.weight"
+    if not k.has(x, "layers.0.attn.to_q.weight", "x_embedder.weight", "time_caption_embed.caption_embedder.0.weight"):
+        return None
+    return Detection("diffusion_model", "omnigen2", "", prefix=k.prefix_of(x) or "",
+                     why="layers.N.attn.to_q / ref_image_refiner / time_caption_embed")
 
 
 def _zimage(k: Keys) -> Optional[Detection]:
@@ -1454,7 +1469,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

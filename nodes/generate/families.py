@@ -146,6 +146,17 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # read by Qwen3-VL-8B's last layer. Base and Edit: true CFG; Turbo: 4 steps at cfg 1.
     Family("boogu", "Boogu-Image (image)", ("BooguParts",), ("BooguTransformer",), fps=8.0, flow=True, cfg=3.5,
            steps=25, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners
+    # and Lumina 2's blocks) over 2x2 patches of FLUX.1's latent; prompts read by Qwen2.5-VL-3B's last layer, the
+    # pictures to edit read as reference latents (ReferenceLatent). True CFG, or DualCFGGuider's two in its templates.
+    Family("omnigen2", "OmniGen2 (image)", ("OmniGen2Parts",), ("OmniGen2Transformer",), fps=8.0, flow=True,
+           cfg=5.0, steps=20, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # JoyImage Edit (JD's JoyAI-Image-Edit) pictures and edits: a dual-stream transformer over 2x2 patches of the Wan
+    # 2.1 VAE's latent, the pictures to edit read beside the noise; prompts (and the pictures) read by Qwen3-VL-8B's
+    # last layer before its final norm. True CFG (ComfyUI's template adds CFGNorm).
+    Family("joyimage", "JoyImage Edit (image)", ("JoyImageParts", "JoyImageEditPipeline"),
+           ("JoyImageEditTransformer3DModel",), fps=8.0, flow=True, cfg=4.0, steps=40, size=(1024, 1024), frames=1,
+           patch=2, latents="wan"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.

@@ -94,6 +94,11 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                          "vae": "load.vae (flux2-vae.safetensors)"},
                "boogu": {"text_encoder": "load.text_encoder (qwen3vl_8b_fp8_scaled.safetensors, type boogu)",
                          "vae": "load.vae (FLUX.1's ae.safetensors)"},
+               "omnigen2": {"text_encoder": "load.text_encoder (qwen_2.5_vl_fp16.safetensors, type omnigen2)",
+                            "vae": "load.vae (FLUX.1's ae.safetensors)"},
+               "joyimage": {"text_encoder": "load.text_encoder (qwen3vl_8b_joyimage_edit_int8_convrot.safetensors, "
+                                            "type joyimage)",
+                            "vae": "load.vae (wan_2.1_vae.safetensors)"},
                "longcat": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image)",
                            "vae": "load.vae (FLUX.1's ae.safetensors)"},
                "ovis": {"text_encoder": "load.text_encoder (ovis_2.5.safetensors, type ovis)",

@@ -16,7 +16,8 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
               help="weights precision; auto = fp32 on CPU, fp16/bf16 on a GPU")
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
-SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep", "ar_video")
+SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "uni_pc_bh2", "flow_euler",
+            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -400,6 +401,30 @@ def encode_boogu_edit(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": positive, "negative": neg}
 
 
+@node("encode.joyimage_edit", title="Encode Edit (JoyImage)", category="Conditioning")
+def encode_joyimage_edit(ctx, text_encoder: TEXT_ENCODER,
+                         vae: VAE = Input(optional=True, help="the Wan 2.1 VAE: to give the transformer the pictures' "
+                                                             "latents (the edit keeps them); without it only the "
+                                                             "prompt sees them"),
+                         image: IMAGE = Input(optional=True, help="the picture to edit"),
+                         image2: IMAGE = Input(optional=True, help="a second picture"),
+                         image3: IMAGE = Input(optional=True, help="a third picture"),
+                         image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                         image5: IMAGE = Input(optional=True, help="a fifth picture"),
+                         image6: IMAGE = Input(optional=True, help="a sixth picture"),
+                         text: str = Param("", kind="text", help="what to change (or the negative prompt)"),
+                         size: int = Param(1024, min=256, max=4096, step=256,
+                                           help="the pictures are resized to JoyImage's trained shapes about size x "
+                                                "size pixels (ComfyUI's 1024)")) -> CONDITIONING:
+    """Tell JoyImage Edit what to change (ComfyUI's TextEncodeJoyImageEdit): each picture is cut to the nearest of
+    JoyImage's trained shapes, Qwen3-VL-8B reads the prompt having seen them, and their latents ride on the
+    conditioning for the transformer to read beside the noise. Encode the negative with its own node and the same
+    pictures; sample a latent of the size to make at cfg 4 (with guide.cfg_norm, as ComfyUI's template does)."""
+    from nodes.generate.joyimage_edit import encode_joyimage_edit as run
+    pictures = [p for p in (image, image2, image3, image4, image5, image6) if p is not None]
+    return run(text_encoder, vae, text, pictures, size)
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
@@ -725,9 +750,11 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            sampler: str = Param("euler", choices=SAMPLERS,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
-           scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta"),
-                                  help="default = the noise levels of the model's own scheduler; simple, "
-                                       "sgm_uniform and beta pick them from its table as ComfyUI does"),
+           scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta",
+                                                      "linear_quadratic", "exponential"),
+                                  help="default = the noise levels of the model's own scheduler; normal, simple, "
+                                       "sgm_uniform, beta, linear_quadratic and exponential are ComfyUI's, from its "
+                                       "table"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video), running the last denoise "
                                                                 "share of the steps (ComfyUI's steps 20 at "
@@ -747,15 +774,28 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            first_sigma: float = Param(0.0, zero="the schedule's", min=0.0, max=100000.0,
                                       help="the first noise level this run starts from (after start_step) in place of "
                                            "the schedule's (ComfyUI's SetFirstSigma; Lotus depth: 999, its timestep "
-                                           "999)")) -> LATENT:
+                                           "999)"),
+           s_noise: float = Param(1.0, min=0.0, max=64.0, help="euler_ancestral, lcm, er_sde: the share of the fresh "
+                                                               "noise they add each step (ComfyUI's s_noise); the "
+                                                               "other samplers add none"),
+           s_noise_end: float = Param(-1.0, min=-1.0, max=64.0, help="lcm: s_noise at the last step, fading linearly "
+                                                                     "from s_noise (ComfyUI's SamplerLCM); -1 = s_noise"),
+           noise_clip: float = Param(0.0, min=0.0, max=10.0, help="lcm: clamp the fresh noise to this many standard "
+                                                                  "deviations (ComfyUI's noise_clip_std); 0 = not"),
+           frame: str = Param("model", choices=("model", "sigma"),
+                              help="flow models: the frame dpmpp_2m, res_multistep and unipc take their steps in: the "
+                                   "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
-    unipc, res_multistep (second-order exponential), flow_euler (flow-matching models) and ar_video
-    (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). Progress per
-    step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier,
-    and so are the finished steps of a run that stops (cancelled, killed): running it again with the same
-    inputs takes up from there.
+    unipc (in the model's own frame, as diffusers), uni_pc and uni_pc_bh2 (ComfyUI's: UniPC-bh1 / bh2 up to third
+    order, in log sigma), res_multistep (second-order exponential), flow_euler (flow-matching models), lcm (distilled models' jump
+    to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation, dpm_2 and ar_video
+    (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
+    (euler_ancestral, lcm, er_sde) draw their fresh noise from the seed as ComfyUI does, so a seed gives its picture.
+    Progress per step; cancelling stops within one step and nothing is decoded. The result is kept in the disk
+    cache tier, and so are the finished steps of a run that stops (cancelled, killed): running it again with the
+    same inputs takes up from there.
 
     Two samplers can share one schedule (Wan 2.2's high- and low-noise experts): the first with
     end_step N and leftover_noise on, the second with start_step N and add_noise off.
@@ -777,7 +817,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
                        leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
-                       first_sigma=first_sigma)
+                       first_sigma=first_sigma, s_noise=s_noise, s_noise_end=s_noise_end, noise_clip=noise_clip,
+                       frame=frame)
     return out
 
 
@@ -1143,12 +1184,15 @@ def true_cfg_guide(ctx, model: MODEL, scale: float = Param(3.0, min=0.0, max=100
 
 @node("guide.cfg_norm", title="CFG Norm", category="Sampling", passes={"model": "model"})
 def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=100.0,
-                                                              help="the guided result's scale after the cap")
-                   ) -> MODEL:
+                                                              help="the guided result's scale after the cap"),
+                   pre_cfg: bool = Param(False, help="rescale the guided noise to the prompt's own noise's size, "
+                                                     "larger or smaller (JoyImage Edit's template; its pipeline's "
+                                                     "guidance), strength blending back to plain CFG")) -> MODEL:
     """Guidance capped at the prompt's own prediction's size (ComfyUI's CFGNorm, in its Qwen-Image-Edit template):
     at each latent pixel the guided result is scaled down to the conditional prediction's norm over the channels
-    where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing."""
-    return model.with_option("cfg_norm", float(strength))
+    where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing. pre_cfg: the guided noise
+    (x minus the prediction) is scaled to the conditional noise's norm instead, up or down."""
+    return model.with_option("cfg_norm", (float(strength), bool(pre_cfg)))
 
 
 @node("guide.dual_cfg", title="Dual CFG (two prompts)", category="Sampling", passes={"model": "model"})

@@ -5,6 +5,9 @@ applied by the caller. `callback(i, total, x)` runs after every step; raising fr
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 
 from nodes.generate.causal_wan import sample_ar_video
@@ -55,11 +58,21 @@ def _noise_like(x, noise_sampler, i):
     return noise_sampler(i).to(x)
 
 
+def comfy_noise_sampler(shape, seed: int, device, dtype=torch.float32):
+    """noise_sampler(step) drawing the fresh noise of ancestral and SDE steps as ComfyUI's default_noise_sampler does,
+    so a seed gives ComfyUI's picture: a generator of its own on the sampling device, seeded with the run's seed (the
+    seed + 1 on the CPU, where the seed itself would draw the starting noise again), one draw of the whole latent for
+    each step that adds noise."""
+    device = torch.device(device)
+    gen = torch.Generator(device).manual_seed((int(seed) + (device.type == "cpu")) & 0xFFFF_FFFF_FFFF_FFFF)
+    return lambda i: torch.randn(tuple(shape), generator=gen, dtype=dtype, device=device)
+
+
 @torch.no_grad()
-def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, noise_sampler=None):
+def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, noise_sampler=None, s_noise=1.0):
     """DDIM (eta = 0: deterministic; this is also first-order Euler on the probability-flow ODE in
     both frames). eta > 0 adds fresh noise each step while keeping the marginal at the next level:
-    the noise share is eta * sigma' * sqrt(1 - exp(-2h)), h the step in lambda."""
+    the noise share is eta * sigma' * sqrt(1 - exp(-2h)), h the step in lambda (s_noise scales the noise drawn)."""
     sigmas = sigmas.double()
     total = len(sigmas) - 1
     for i in range(total):
@@ -74,7 +87,7 @@ def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, nois
             c = eta * sg2 * (1 - torch.exp(-2 * (_lam(s2, flow) - _lam(s, flow)))).clamp(min=0).sqrt()
             x = a2.to(x.dtype) * den + (sg2 ** 2 - c ** 2).clamp(min=0).sqrt().to(x.dtype) * eps
             if eta > 0:
-                x = x + c.to(x.dtype) * _noise_like(x, noise_sampler, i)
+                x = x + (c * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
         if callback is not None:
             callback(i, total, x)
     return x
@@ -85,9 +98,41 @@ def sample_euler(model_fn, x, sigmas, callback=None, *, flow=False, noise_sample
     return sample_ddim(model_fn, x, sigmas, callback, flow=flow, eta=0.0)
 
 
-def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0):
-    """Euler ancestral: step down below the next level, then add seeded noise back up to it."""
-    return sample_ddim(model_fn, x, sigmas, callback, flow=flow, eta=eta, noise_sampler=noise_sampler)
+@torch.no_grad()
+def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0,
+                           s_noise=1.0):
+    """Euler ancestral: step down below the next level, then add seeded noise back up to it. Variance exploding, the
+    step down is DDIM's with eta (k-diffusion's sigma_down / sigma_up). In the flow frame it is ComfyUI's rectified-flow
+    variant, whose pictures a ComfyUI user expects: down to sigma_d = sigma' (1 + (sigma' / sigma - 1) eta), then
+    scaled by (1 - sigma') / (1 - sigma_d) and noised to sigma' (renoise^2 = sigma'^2 - (sigma_d alpha' / alpha_d)^2)."""
+    if not flow:
+        return sample_ddim(model_fn, x, sigmas, callback, eta=eta, noise_sampler=noise_sampler, s_noise=s_noise)
+
+    def update(i, x, den, s, s2):
+        down = s2 * (1 + (s2 / s - 1) * eta)
+        ratio = down / s
+        x = ratio.to(x.dtype) * x + (1 - ratio).to(x.dtype) * den
+        if eta > 0:
+            renoise = (s2 ** 2 - down ** 2 * (1 - s2) ** 2 / (1 - down) ** 2).sqrt()
+            x = ((1 - s2) / (1 - down)).to(x.dtype) * x + \
+                (renoise * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        return x
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
+@torch.no_grad()
+def _each_step(model_fn, x, sigmas, callback, update):
+    """The loop of a one-step sampler: the model's x0 at each level, `update(i, x, x0, sigma, sigma')` to the next, and
+    x0 itself into zero noise."""
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        x = den if s2 == 0 else update(i, x, den, s, s2)
+        if callback is not None:
+            callback(i, total, x)
+    return x
 
 
 @torch.no_grad()
@@ -172,24 +217,177 @@ def sample_flow_euler_denoised(model_fn, x, sigmas, callback=None, *, flow=True,
 
 
 @torch.no_grad()
-def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, s_noise=1.0,
+               s_noise_end=None, noise_clip=0.0):
     """ComfyUI's lcm (the ping-pong sampler of distilled models): each step jumps to the model's x0, then noises it
-    afresh to the next level (none after the last)."""
+    afresh to the next level (none after the last). As its SamplerLCM: the fresh noise is clamped to noise_clip times
+    its own standard deviation (0: not), then scaled by s_noise, fading linearly to s_noise_end at the last step."""
     total = len(sigmas) - 1
+    end = s_noise if s_noise_end is None else s_noise_end
     for i in range(total):
         x = model_fn(x, sigmas[i])
         s = sigmas[i + 1]
         if s > 0:
             n = _noise_like(x, noise_sampler, i)
+            if noise_clip > 0:
+                bound = noise_clip * n.std()
+                n = n.clamp(-bound, bound)
+            scale = s_noise + (end - s_noise) * (i / (total - 1) if total > 1 else 0.0)
+            n = n * scale if scale != 1.0 else n
             x = (1 - s).to(x.dtype) * x + s.to(x.dtype) * n if flow else x + s.to(x.dtype) * n
         if callback is not None:
             callback(i, total, x)
     return x
 
 
+def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, ge_gamma=2.0):
+    """Gradient estimation (Permenter & Yuan 2024, ComfyUI's gradient_estimation): Euler, plus (ge_gamma - 1) times the
+    change of the direction since the last step, along the step. x - sigma d = x0 in both frames, so one rule serves."""
+    old = {}
+
+    def update(i, x, den, s, s2):
+        d = (x - den) / s.to(x.dtype)
+        dt = (s2 - s).to(x.dtype)
+        x = x + d * dt
+        if "d" in old:
+            x = x + (ge_gamma - 1) * (d - old["d"]) * dt
+        old["d"] = d
+        return x
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
+@torch.no_grad()
+def sample_uni_pc(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, variant="bh1"):
+    """ComfyUI's uni_pc (variant bh1) and uni_pc_bh2: UniPC (Zhao et al. 2023) multistep up to third order with its
+    corrector, in log sigma on every model, as ComfyUI runs it (its flow models too: lambda = -log sigma, x taken as
+    x0 + sigma n, whatever `flow` says), stepping to sigma 0.001 where the schedule ends at 0 (the result keeps that
+    much noise, as ComfyUI's does). Kinograph's own unipc takes its steps in the model's frame (diffusers')."""
+    from graph_engine import NodeError
+    t = sigmas.double().clone()
+    steps = len(t) - 1
+    if steps < 2:
+        raise NodeError(f"uni_pc needs at least 2 steps, got {steps} (with one, ComfyUI's returns the noise as it was)")
+    if t[-1] == 0:
+        t[-1] = 0.001
+    order = min(3, steps - 1)
+    bh1 = variant == "bh1"
+
+    def update(x, models, levels, lt, k, correct):
+        lam0 = -levels[-1].log()
+        h = -lt.log() - lam0
+        m0 = models[-1]
+        rks = [(-levels[-(i + 1)].log() - lam0) / h for i in range(1, k)]
+        d1s = [(models[-(i + 1)] - m0) / rk.to(x.dtype) for i, rk in enumerate(rks, 1)]
+        rks = torch.stack(rks + [torch.ones((), dtype=torch.float64)])
+        hh = -h
+        h_phi_1 = torch.expm1(hh)
+        b_h = hh if bh1 else torch.expm1(hh)
+        phi_k, fact, rows, b = h_phi_1 / hh - 1, 1, [], []
+        for i in range(1, k + 1):
+            rows.append(rks ** (i - 1))
+            b.append(phi_k * fact / b_h)
+            fact *= i + 1
+            phi_k = phi_k / hh - 1 / fact
+        r_mat, b = torch.stack(rows), torch.stack(b)
+        base = (lt / levels[-1]).to(x.dtype) * x - h_phi_1.to(x.dtype) * m0
+        res = 0
+        if d1s:
+            rhos = torch.tensor([0.5], dtype=torch.float64) if k == 2 else torch.linalg.solve(r_mat[:-1, :-1], b[:-1])
+            res = sum(r.to(x.dtype) * d for r, d in zip(rhos, d1s))
+        x_t = base - b_h.to(x.dtype) * res
+        if not correct:
+            return x_t, None
+        m_t = model_fn(x_t, lt.float())
+        rhos = torch.tensor([0.5], dtype=torch.float64) if k == 1 else torch.linalg.solve(r_mat, b)
+        res = sum(r.to(x.dtype) * d for r, d in zip(rhos[:-1], d1s)) if d1s else 0
+        return base - b_h.to(x.dtype) * (res + rhos[-1].to(x.dtype) * (m_t - m0)), m_t
+
+    models, levels = [model_fn(x, t[0].float())], [t[0]]
+    for i in range(steps):
+        if 0 < i < order:
+            x, m = update(x, models, levels, t[i], i, True)
+            models.append(m)
+            levels.append(t[i])
+        elif i >= order:
+            for step in range(i, i + 1 + (i == steps - 1)):
+                x, m = update(x, models, levels, t[step], min(order, steps + 1 - step), step != steps)
+                models, levels = models[1:] + models[-1:], levels[1:] + [t[step]]
+                if step < steps:
+                    models[-1] = m if m is not None else model_fn(x, t[step].float())
+        if callback is not None:
+            callback(i, steps, x)
+    return x
+
+
+def sample_dpm_2(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """ComfyUI's dpm_2 (DPM-Solver-2 after Karras et al.): a half Euler step to the geometric mean of the two levels,
+    then the whole step along the direction found there (two model calls a step; Euler into zero noise). In sigma on
+    every model (x read as x0 + sigma n), as ComfyUI runs it."""
+    def update(i, x, den, s, s2):
+        mid = (s.log() + 0.5 * (s2.log() - s.log())).exp()
+        d = (x - den) / s.to(x.dtype)
+        x_mid = x + d * (mid - s).to(x.dtype)
+        d_mid = (x_mid - model_fn(x_mid, mid.float())) / mid.to(x.dtype)
+        return x + d_mid * (s2 - s).to(x.dtype)
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
+def _er_sde_scaler(v):
+    """ER-SDE's noise scaler (Cui et al.'s default): more noise the noisier the level."""
+    return v * ((v ** 0.3).exp() + 10.0)
+
+
+@torch.no_grad()
+def sample_er_sde(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, s_noise=1.0, max_stage=3,
+                  top_level=1 - 1e-4):
+    """ER-SDE-Solver-3 (Cui et al. 2023, "Elucidating the solution space of extended reverse-time SDEs"), as ComfyUI's
+    er_sde: a stochastic exponential solver in er_lambda = sigma / alpha, up to third order from the last two steps'
+    predictions, the integrals of its noise scaler taken on 200 points. A flow run from pure noise starts at top_level
+    (ComfyUI's model_sampling.percent_to_sigma(1e-4)), where lambda is finite."""
+    sigmas = sigmas.double().clone()
+    if flow and sigmas[0] >= 1 and len(sigmas) > 1:
+        sigmas[0] = top_level
+    alphas = _alpha_sigma(sigmas, flow)[0]
+    lams = sigmas / alphas
+    points = torch.arange(200, dtype=torch.float64)
+    total = len(sigmas) - 1
+    old_den = old_dd = None
+    for i in range(total):
+        den = model_fn(x, sigmas[i].float())
+        stage = min(max_stage, i + 1)
+        if sigmas[i + 1] == 0:
+            x = den
+        else:
+            ls, lt, a_t = lams[i], lams[i + 1], alphas[i + 1]
+            r = _er_sde_scaler(lt) / _er_sde_scaler(ls)
+            x = (a_t / alphas[i] * r).to(x.dtype) * x + (a_t * (1 - r)).to(x.dtype) * den
+            if stage >= 2:
+                dt = lt - ls
+                step = -dt / 200
+                pos = lt + points * step
+                scaled = _er_sde_scaler(pos)
+                dd = (den - old_den) / (ls - lams[i - 1]).to(x.dtype)
+                x = x + (a_t * (dt + (1 / scaled).sum() * step * _er_sde_scaler(lt))).to(x.dtype) * dd
+                if stage >= 3:
+                    su = ((pos - ls) / scaled).sum() * step
+                    du = (dd - old_dd) / ((ls - lams[i - 2]) / 2).to(x.dtype)
+                    x = x + (a_t * (dt ** 2 / 2 + su * _er_sde_scaler(lt))).to(x.dtype) * du
+                old_dd = dd
+            if s_noise > 0:
+                spread = (lt ** 2 - ls ** 2 * r ** 2).clamp(min=0).sqrt()
+                x = x + (a_t * s_noise * spread).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        old_den = den
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
 SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sample_euler_ancestral,
-            "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised}
-STOCHASTIC = {"euler_ancestral"}
+            "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised,
+            "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation,
+            "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
+            "dpm_2": sample_dpm_2}
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"}
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
@@ -300,11 +498,27 @@ def simple_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     return _with_zero([float(table.sigmas[-(1 + int(i * stride))]) for i in range(steps)])
 
 
+def _timestep_span(table: SigmaTable):
+    """The timesteps of the table's noisiest and least noisy levels."""
+    return table.timestep(float(table.sigmas[-1])), table.timestep(float(table.sigmas[0]))
+
+
 def sgm_uniform_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     """Evenly spaced timesteps from the noisiest level towards the least noisy (that end excluded), then 0."""
-    t0, t1 = table.timestep(float(table.sigmas[-1])), table.timestep(float(table.sigmas[0]))
+    t0, t1 = _timestep_span(table)
     ts = torch.linspace(t0, t1, steps + 1, dtype=torch.float64)[:-1]
     return _with_zero([table.sigma(float(t)) for t in ts])
+
+
+def normal_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's normal: `steps` evenly spaced timesteps from the noisiest level to the least noisy (both ends, their
+    levels interpolated between whole timesteps, not rounded), then 0; a table whose least noisy level is 0 takes
+    steps + 1 timesteps and ends there."""
+    t0, t1 = _timestep_span(table)
+    if math.isclose(table.sigma(t1), 0.0, abs_tol=1e-5):
+        return torch.tensor([table.sigma(float(t)) for t in torch.linspace(t0, t1, steps + 1, dtype=torch.float64)],
+                            dtype=torch.float64)
+    return _with_zero([table.sigma(float(t)) for t in torch.linspace(t0, t1, steps, dtype=torch.float64)])
 
 
 def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
@@ -317,6 +531,27 @@ def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float =
     idx = np.rint(beta_dist.ppf(q, alpha, beta) * total).astype(int)
     picked = [int(t) for k, t in enumerate(idx) if k == 0 or t != idx[k - 1]]
     return _with_zero([float(table.sigmas[t]) for t in picked])
+
+
+def linear_quadratic_sigmas(table: SigmaTable, steps: int, threshold: float = 0.025) -> torch.Tensor:
+    """ComfyUI's linear_quadratic (Mochi's schedule): the first half of the steps falls linearly from the noisiest level
+    by `threshold` of it in all, the rest quadratically to 0."""
+    if steps == 1:
+        return torch.tensor([1.0, 0.0], dtype=torch.float64) * float(table.sigmas[-1])
+    lin = steps // 2
+    quad = steps - lin
+    diff = lin - threshold * steps
+    q_coef = diff / (lin * quad ** 2)
+    l_coef = threshold / lin - 2 * diff / quad ** 2
+    done = [i * threshold / lin for i in range(lin)] + \
+        [q_coef * i ** 2 + l_coef * i + q_coef * lin ** 2 for i in range(lin, steps)] + [1.0]
+    return (1.0 - torch.tensor(done, dtype=torch.float64)) * float(table.sigmas[-1])
+
+
+def exponential_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's exponential: levels evenly spaced in log sigma from the table's noisiest to its least noisy, then 0."""
+    hi, lo = float(table.sigmas[-1]), float(table.sigmas[0])
+    return _with_zero(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64).exp())
 
 
 def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torch.Tensor:
@@ -353,7 +588,9 @@ def sd_table() -> SigmaTable:
     return SigmaTable.vp(torch.cumprod(1 - betas, 0))
 
 
-TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas}
+TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas,
+                   "normal": normal_sigmas, "linear_quadratic": linear_quadratic_sigmas,
+                   "exponential": exponential_sigmas}
 
 
 def latent_sampler(name: str):

@@ -27,10 +27,10 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
-                                     karras_sigmas)
+from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_noise_sampler,
+                                     flow_sigmas, karras_sigmas)
 
-SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta")
+SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential")
 
 
 @dataclass
@@ -100,13 +100,6 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
         table = SigmaTable.flow(flow_shift, adapter.flow_levels) if adapter.space == "flow" else \
             SigmaTable.vp(adapter.alphas_cumprod(pipe))
         sig = TABLE_SCHEDULES[scheduler](table, steps)
-    elif scheduler == "normal":
-        if adapter.space == "flow":
-            sig = flow_sigmas(steps, flow_shift).double()
-        else:
-            ac = adapter.alphas_cumprod(pipe)
-            t = torch.linspace(len(ac) - 1, 0, steps).round().long()
-            sig = torch.cat([((1 - ac[t]) / ac[t]) ** 0.5, torch.zeros(1, dtype=torch.float64)])
     else:
         raise NodeError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     keep = max(1, round(steps * denoise))
@@ -293,7 +286,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
 
     def guide_pair(x, s, den, idx, scale):
         mixed = mix(x, s, den, idx, scale)
-        return mixed if norm is None else cfg_norm(den.chunk(2)[1] if guided else den, mixed, norm)
+        if norm is None:
+            return mixed
+        cond = den.chunk(2)[1] if guided else den
+        return cfg_norm_pre(x, cond, mixed, norm[0]) if norm[1] else cfg_norm(cond, mixed, norm[0])
 
     def mix(x, s, den, idx, scale):
         if not guided:
@@ -371,6 +367,17 @@ def cfg_norm(cond, guided, strength: float):
     return guided * scale * strength
 
 
+def cfg_norm_pre(x, cond, guided, strength: float):
+    """ComfyUI's CFGNorm with pre_cfg: the guided noise x - guided rescaled, at each latent pixel, to the conditional
+    noise's norm over the channels (either way; left as it is where it is zero), blended back towards plain CFG by
+    1 - strength; returns the x0 prediction."""
+    noise, own = x - guided, x - cond
+    size = noise.norm(dim=1, keepdim=True)
+    rescaled = noise * torch.where(size > 0, own.norm(dim=1, keepdim=True) / size.clamp_min(1e-12),
+                                   torch.ones_like(size))
+    return x - (strength * rescaled + (1 - strength) * noise)
+
+
 def rescale_cfg(x, sigma, cond, guided, multiplier: float, flow: bool = False):
     """Guidance rescaled towards the conditional prediction's spread (Lin et al. 2024, section 3.4; ComfyUI's
     RescaleCFG): in velocity space, the guided output is scaled to the conditional one's standard deviation per
@@ -433,7 +440,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
-                 noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0) -> Latent:
+                 noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0, s_noise: float = 1.0,
+                 s_noise_end: float = -1.0, noise_clip: float = 0.0, frame: str = "model") -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -446,7 +454,11 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     Deforum schedules per frame). `sigmas`, when given, is the whole schedule written out (manual_sigmas): it
     replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
     latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the first level this run starts from
-    (after start_step; ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999)."""
+    (after start_step; ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999). `s_noise` scales the
+    fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_noise_sampler); lcm
+    fades it to `s_noise_end` (below 0: the same) and clamps it to `noise_clip` standard deviations (0: not). `frame`
+    sigma takes a flow model's steps in log sigma, x read as x0 + sigma n (ComfyUI's dpmpp_2m and res_multistep); model
+    takes them in the model's own alpha and sigma (diffusers' flow schedulers)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -586,10 +598,19 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             preview(adapter.unpack(latent, x_now).samples, i + 1, total)
 
     smp = SAMPLERS[sampler]
-    kw = {"flow": adapter.space == "flow"}
+    if frame not in ("model", "sigma"):
+        raise NodeError(f"frame {frame!r}: choose model or sigma")
+    if frame == "sigma" and adapter.space == "flow" and sampler in STOCHASTIC:
+        raise NodeError(f"frame sigma: {sampler} adds its noise in the model's own frame (as ComfyUI's does on a flow "
+                        f"model): set frame to model")
+    kw = {"flow": adapter.space == "flow" and frame == "model"}
     if sampler in STOCHASTIC:
-        kw["noise_sampler"] = lambda i: adapter.run_noise(handle, torch.randn(x0.shape, generator=gen,
-                                                                           dtype=torch.float32))
+        draw = comfy_noise_sampler(x0.shape, int(seed), device)
+        kw.update(noise_sampler=lambda i: adapter.run_noise(handle, draw(i)), s_noise=s_noise)
+    if sampler == "lcm":
+        kw.update(s_noise_end=s_noise_end if s_noise_end >= 0 else None, noise_clip=noise_clip)
+    if sampler == "er_sde":
+        kw["top_level"] = adapter.percent_sigma(levels, 1e-4, shift)
     blockwise = contextlib.nullcontext()
     if sampler == "ar_video":
         from nodes.generate.causal_wan import ar_options

@@ -28,7 +28,8 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-              "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu"}
+              "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
+              "omnigen2": "omnigen2"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -41,14 +42,16 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "kandinsky5": ("qwen25vl", "clip_l", "clip"), "kandinsky5image": ("qwen25vl", "clip_l", "clip"),
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",), "ideogram4": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
-                   "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",)}
+                   "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
+                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu"}
+           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
+           "omnigen2": "omnigen2"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -128,6 +131,10 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.flux3 import Flux3Parts as cls
     elif family == "boogu":
         from nodes.generate.adapters.boogu import BooguParts as cls
+    elif family == "omnigen2":
+        from nodes.generate.adapters.omnigen2 import OmniGen2Parts as cls
+    elif family == "joyimage":
+        from nodes.generate.adapters.joyimage import JoyImageParts as cls
     elif family == "seedvr2":
         from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
     else:
@@ -266,10 +273,10 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
-        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3", "boogu"):
+        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3", "boogu", "joyimage"):
             from nodes.generate.converters.qwenimage import link_vision_tokens
             link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
-        if family in ("minimax_h3", "boogu"):   # Qwen3-VL also reads MiniMax H3's keyframes, Boogu's edited pictures
+        if family in ("minimax_h3", "boogu", "joyimage"):   # Qwen3-VL also reads MiniMax H3's keyframes, edited pictures
             from nodes.generate.adapters.qwenimage21 import file_processor
             parts["processor"] = file_processor(parts["tokenizer"])
         if family == "qwenimage21":

@@ -410,6 +410,9 @@ class CoreNodes:
             pinned.append(self.add("model.ar_block", cn, {"frames": bundles["ar_block"]}, "_ar_block", dy=-200))
             self.link(outs["model"], pinned[-1], "model")
             outs["model"] = Out((pinned[-1], "model"))
+        from ..mapping import SIGMA_FRAME
+        if params.get("sampler") in SIGMA_FRAME:
+            params["frame"] = "sigma"
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
