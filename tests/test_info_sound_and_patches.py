@@ -117,3 +117,14 @@ def test_animas_dit_is_named_with_picture_models_that_run_instead(tmp_path):
     keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight"]
     d = described(tmp_path, "anima-base-v1.0.safetensors", {k: (2, 2) for k in keys})
     assert "does not run yet" in d["note"] and "load.sdxl" in d["note"] and "Wan 2.1" not in d["note"], d["note"]
+
+
+def test_kinograph_info_says_when_a_file_is_in_a_folder_its_loader_does_not_search(tmp_path, monkeypatch, capsys):
+    """An LLLite net in controlnet/ was listed as loading; load.model_patch looks in model_patches/ only."""
+    from app.cli import main
+    (tmp_path / "controlnet").mkdir()
+    save_file({k: torch.zeros(s) for k, s in LLLITE.items()}, str(tmp_path / "controlnet" / "anima-lllite-depth-1.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"move it into {tmp_path / 'model_patches'}" in out, out
