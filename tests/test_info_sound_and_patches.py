@@ -128,3 +128,17 @@ def test_kinograph_info_says_when_a_file_is_in_a_folder_its_loader_does_not_sear
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert f"move it into {tmp_path / 'model_patches'}" in out, out
+
+
+def test_a_too_shallow_qwen3vl_under_ideogram_4s_name_is_told_to_be_fetched_again():
+    """ComfyUI's Boogu and Ideogram 4 templates share qwen3vl_8b_fp8_scaled.safetensors: someone whose file of that name
+    was too shallow was told to give ... qwen3vl_8b_fp8_scaled.safetensors, the name they had given."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+    from graph_engine import NodeError
+    from nodes.generate.adapters.ideogram4 import Ideogram4Adapter
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_qwen21 import text_encoder as qwen3vl
+    with pytest.raises(NodeError, match="has 2 layers.*36 layers.*download it again"):
+        Ideogram4Adapter().encode_text(SimpleNamespace(text_encoder=qwen3vl(2), tokenizer=None), ["a cat"], "cpu")
