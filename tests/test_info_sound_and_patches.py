@@ -83,18 +83,21 @@ def test_kinograph_info_prints_the_reader_under_each_row(tmp_path, monkeypatch, 
 
 
 def test_validate_names_a_diffusion_model_that_does_not_run_before_anything_runs(tmp_path, monkeypatch, capsys):
-    """ComfyUI's Anima template with Anima's DiT in diffusion_models/: `kinograph validate` said 'ok' and the run
-    failed at the loader; the file's header tells at once (as `kinograph info` tells it)."""
+    """A Mage-Flow transformer in diffusion_models/ (ComfyUI's image_mage_flow_* download it): `kinograph validate`
+    said 'ok' and the run failed at the loader; the file's header tells at once (as `kinograph info` tells it)."""
     from app.cli import main
     (tmp_path / "diffusion_models").mkdir()
-    keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight"]
-    save_file({k: torch.zeros(2, 2) for k in keys}, str(tmp_path / "diffusion_models" / "anima-base-v1.0.safetensors"))
+    p = "model.diffusion_model."
+    shapes = {p + "img_in.weight": (8, 128), p + "txt_in.weight": (8, 2560), p + "txt_norm.weight": (2560,),
+              p + "transformer_blocks.0.img_mod.1.weight": (48, 8), p + "proj_out.weight": (128, 8)}
+    save_file({k: torch.zeros(s) for k, s in shapes.items()},
+              str(tmp_path / "diffusion_models" / "mage_flow_int8_convrot.safetensors"))
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
-    wf = tmp_path / "anima.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  unet: {type: load.diffusion_model, params: {name: anima-base-v1.0.safetensors}}\n")
+    wf = tmp_path / "mage.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  unet: {type: load.diffusion_model, params: {name: mage_flow_int8_convrot.safetensors}}\n")
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr()
-    assert "node unet" in err.err + err.out and "Anima" in err.err + err.out and "does not run yet" in err.err + err.out
+    assert "node unet" in err.err + err.out and "Mage-Flow" in err.err + err.out and "does not run yet" in err.err + err.out
 
 
 def test_validate_names_the_other_model_folder_a_missing_file_is_in(tmp_path, monkeypatch, capsys):
@@ -110,13 +113,6 @@ def test_validate_names_the_other_model_folder_a_missing_file_is_in(tmp_path, mo
     assert main(["validate", str(wf)]) == 2
     said = "".join(capsys.readouterr())
     assert f"seedvr2_ema_vae_fp16.safetensors is in {tmp_path / 'diffusion_models'} (diffusion_models)" in said, said
-
-
-def test_animas_dit_is_named_with_picture_models_that_run_instead(tmp_path):
-    """Anima draws anime pictures; its message offered Wan, HunyuanVideo, LTX-Video or Kandinsky 5 (video models)."""
-    keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight"]
-    d = described(tmp_path, "anima-base-v1.0.safetensors", {k: (2, 2) for k in keys})
-    assert "does not run yet" in d["note"] and "load.sdxl" in d["note"] and "Wan 2.1" not in d["note"], d["note"]
 
 
 def test_kinograph_info_says_when_a_file_is_in_a_folder_its_loader_does_not_search(tmp_path, monkeypatch, capsys):

@@ -454,6 +454,9 @@ def locator(*kinds: str, kind_of=None, companions=None):
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
     locate.searched = lambda name="": _kind_dirs(kind_of(name))
     locate.elsewhere = lambda name: held_elsewhere(name, kind_of(name))
+    # Every folder of every kind it reads (Load Model: checkpoints/ and diffusion_models/), for the editor to keep a
+    # file picked in any of them by the name it is found by: `searched` names the first kind's alone.
+    locate.every = lambda: [d for kind in kinds for d in _kind_dirs(kind)]
     locate.companions = companions
     return locate
 

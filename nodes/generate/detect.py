@@ -627,6 +627,15 @@ def _kandinsky5(k: Keys) -> Optional[Detection]:
                      why="text / visual transformer blocks with pooled CLIP embeddings (Kandinsky 5)")
 
 
+def _anima(k: Keys) -> Optional[Detection]:
+    """Anima's DiT (circlestone-labs/Anima's anima-base-v1.0, anima-preview*): Cosmos-Predict2's with an LLM adapter
+    (Qwen3-0.6B's states to queries on the prompt's T5 token ids) before it."""
+    if not k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "llm_adapter.embed.weight"):
+        return None
+    return Detection("diffusion_model", "anima", "", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
+                     why="Cosmos-Predict2's DiT with an LLM adapter (llm_adapter)")
+
+
 def _not_yet(k: Keys) -> Optional[Detection]:
     """Video families Kinograph recognises by the names their diffusers single-file converters read, and does not
     run yet: named, so a user knows what the file is and what to use instead."""
@@ -636,12 +645,6 @@ def _not_yet(k: Keys) -> Optional[Detection]:
                          why=f"Genmo's Mochi 1 transformer, which Kinograph does not run yet; {instead}")
     if k.has("decoder.blocks.0.0.weight", "decoder.output_proj.weight"):
         return Detection(None, "mochi", "", why="Genmo's Mochi 1 VAE (mochi_vae), which Kinograph does not read yet")
-    if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "llm_adapter.embed.weight"):
-        # Anima's DiT is Cosmos-Predict2's with an LLM adapter (Qwen3-0.6B's states to T5-token queries) before it
-        return Detection(None, "cosmos", "anima", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
-                         why="Anima (Cosmos-Predict2's DiT with an LLM adapter), which Kinograph does not run yet; its "
-                             "ControlNet-LLLite nets load (control.anima_lllite) but steer nothing without it; for anime pictures "
-                             "today, an SDXL fine-tune (checkpoints/, load.sdxl) runs")
     if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "pos_embedder.dim_spatial_range"):
         return Detection(None, "cosmos", "predict2", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos-Predict2 transformer, which Kinograph does not run yet; {instead}")
@@ -1047,7 +1050,7 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
                          why="Qwen3 layers with a vision tower", extra={"hidden": emb[1]})
     if emb is not None and qk_norm:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
-        return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+        return Detection("text_encoder", "qwen3", {1024: "0.6b", 2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
     if emb is not None and k.any("layers.0.linear_attn.A_log", "language_model.layers.0.linear_attn.A_log"):
         # Qwen3.5 (MOSS-Image's qwen3.5_9b, ComfyUI's text generation): gated delta-net layers between full ones
@@ -1469,7 +1472,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -43,7 +43,7 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",), "ideogram4": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
-                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",)}
+                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
@@ -51,7 +51,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
            "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
-           "omnigen2": "omnigen2"}
+           "omnigen2": "omnigen2", "anima": "sd"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -137,6 +137,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.joyimage import JoyImageParts as cls
     elif family == "seedvr2":
         from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
+    elif family == "anima":
+        from nodes.generate.adapters.anima import AnimaParts as cls
     else:
         cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
@@ -282,6 +284,8 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
         if family == "qwenimage21":
             from nodes.generate.adapters.qwenimage21 import file_processor
             parts["processor"] = file_processor(parts.pop("tokenizer"))
+        if family == "anima":           # Anima's DiT reads the prompt's T5 token ids beside Qwen3's states
+            parts["tokenizer_2"] = t5_tokenizer(path)
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
@@ -375,6 +379,8 @@ def _check_encoder(path: Path, det: Detection, family: str) -> None:
 
 
 def _text_family(det: Detection, type_: str) -> str:
+    if det.family == "qwen3" and det.variant == "0.6b" and (type_ in ("", "auto") or TEXT_TYPES.get(type_) == "sd"):
+        return "anima"                  # ComfyUI's CLIPLoader reads Qwen3-0.6B as Anima's (its templates: stable_diffusion)
     if type_ and type_ != "auto":
         if type_ not in TEXT_TYPES:
             raise NodeError(f"unknown text encoder type {type_!r}; choose auto or one of {', '.join(TEXT_TYPES)}")
@@ -529,6 +535,13 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
                     f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into "
                     f"{_rel(beside[0], path) if beside else path.stem + '/'} beside the file. Kinograph never downloads "
                     "them.")
+
+
+def t5_tokenizer(path: Path):
+    """T5-XXL's tokenizer for a text encoder that reads T5's token ids without T5 (Anima's Qwen3-0.6B): in
+    t5_tokenizer/ or <name>_t5/ beside the file, a FLUX.1 or SD3 folder, ComfyUI's own, or the Hugging Face cache."""
+    return tokenizer(path, Detection("text_encoder", "t5", ""),
+                     [path.parent / "t5_tokenizer", path.parent / f"{path.stem}_t5"])
 
 
 def _rel(folder: Path, path: Path) -> str:

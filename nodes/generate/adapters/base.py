@@ -76,6 +76,15 @@ class Adapter:
                                        max_sequence_length=self.max_tokens, device=device)
         return embeds, None, None
 
+    # encode_text and text_extra are given each prompt's weighted spans (spans=, prompts.clean_and_weights') and
+    # apply them themselves, instead of the weighting encode_prompt applies (Anima: ComfyUI's own rule)
+    reads_weights = False
+
+    def text_extra(self, pipe, prompts: List[str], spans) -> dict:
+        """Tensors beside the embeddings that a family's denoiser reads of each prompt (Conditioning.extra, one row
+        per prompt): Anima's T5 token ids and weights. spans: each prompt's weighted (start, end, weight) spans."""
+        return {}
+
     def token_offsets(self, pipe, text: str) -> Optional[List[Optional[Tuple[int, int]]]]:
         """Character span of the prompt text behind each embedding position (None: special/padding)."""
         return self._offsets(pipe.tokenizer, text, self.max_tokens or pipe.tokenizer.model_max_length)
