@@ -41,8 +41,13 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
+    if adapter.reads_weights:       # the family weighs its prompts itself (Anima, as ComfyUI does)
+        kw["spans"] = [s for _, s in cleaned]
     with _text_loras(text_encoder), torch.inference_mode():
         embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device, **kw)
+        extra = adapter.text_extra(pipe, [c for c, _ in cleaned], [s for _, s in cleaned])
+        if adapter.reads_weights:
+            cleaned = [(c, []) for c, _ in cleaned]
         empty = None
         if weighting == "comfy" and any(spans for _, spans in cleaned):
             empty = adapter.encode_text(pipe, [""], device, **kw)[0][0]
@@ -64,7 +69,7 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
                 embeds[row] = emphasise(embeds[row], w[: embeds.shape[1]])
     return Conditioning(text_encoder.family, embeds.cpu(), None if mask is None else mask.cpu().bool(),
                         None if pooled is None else pooled.cpu(), tuple(k for k, _ in keys),
-                        tuple(t for _, t in keys))
+                        tuple(t for _, t in keys), {k: v.cpu() for k, v in extra.items()})
 
 
 def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,
