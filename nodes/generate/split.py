@@ -87,6 +87,11 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path} is a folder; {what} takes one weights file (for a diffusers folder use load.model "
                         "or the family's loader)")
     det = detect_file(path)
+    from nodes.generate.model_manager import READ_BY_NODE
+    read_by = READ_BY_NODE.get((det.family, det.variant))
+    if read_by is not None:                    # a sound model or a patch: the node that reads it, not a loader
+        title, loads, reader = read_by
+        raise NodeError(f"{path.name} is {title}: {reader}" + (f", not {what}" if loads else ""))
     if det.role is None and det.family:        # a model Kinograph knows and says why it does not load this way
         raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:

@@ -8,6 +8,7 @@ import re
 from graph_engine import Param, node
 from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
+from nodes.generate.preflight import diffusion_model_preflight
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
 TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
@@ -15,7 +16,8 @@ TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", 
               "longcat_image", "ovis", "krea2", "minimax", "flux3", "boogu", "ideogram4", "joyimage", "omnigen2", "lens")
 
 
-@node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
+@node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu",
+      preflight=diffusion_model_preflight)
 def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator("diffusion_models"), required=True,
                                                 help="file in diffusion_models/ (or checkpoints/), or a path"),
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,

@@ -75,7 +75,8 @@ class Ideogram4Adapter(Flux2Adapter):
         lm = te.model.language_model if hasattr(te, "model") else te.language_model
         if len(lm.layers) <= TAPS[-1]:
             raise NodeError(f"this Qwen3-VL has {len(lm.layers)} layers and Ideogram 4 reads layer {TAPS[-1]}: "
-                            "give load.text_encoder Qwen3-VL-8B (qwen3vl_8b_fp8_scaled.safetensors)")
+                            "give load.text_encoder Qwen3-VL-8B (qwen3vl_8b_fp8_scaled.safetensors, 36 layers; a file of "
+                            "that name with fewer is another Qwen3-VL: download it again)")
         rows = []
         for prompt in prompts:
             chat = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
