@@ -262,15 +262,10 @@ def test_comfyui_anima_lllite_any_control_template_runs_as_comfyui(anima, tmp_pa
     picture Kinograph made, and differs from the latent without the net by far more."""
     import numpy as np
     from PIL import Image
-    from comfy_layouts import link_as, run_on_picture
+    from comfy_layouts import run_on_picture
     from test_anima_lllite import RefLLLite, lllite_state, ref_cond_emb, ref_patched, save
-    from tiny_anima import DIT_NAME, TE_NAME
-    models = anima / "models"
-    link_as(models / "diffusion_models" / "anima-base-v1.0.safetensors", models / "diffusion_models" / DIT_NAME)
-    link_as(models / "text_encoders" / "qwen_3_06b_base.safetensors", models / "text_encoders" / f"{TE_NAME}.safetensors")
-    if not (models / "text_encoders" / "qwen_3_06b_base").exists():
-        link_as(models / "text_encoders" / "qwen_3_06b_base", models / "text_encoders" / TE_NAME)
-    (models / "model_patches").mkdir(exist_ok=True)
+    from tiny_anima import released_names
+    models = released_names(anima)
     state = lllite_state(blocks=(0, 1), width=48)
     save(models / "model_patches", "anima-lllite-any-test-like-v2.safetensors", state, {"lllite.aspp_dilations": "1,2"})
     rgb = np.random.default_rng(4).integers(0, 256, (PH, PW, 3), dtype=np.uint8)

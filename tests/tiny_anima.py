@@ -122,3 +122,16 @@ def reference_parts(root: Path):
     return (CosmosTransformer3DModel.from_pretrained(str(ref / "dit")).eval(), load_file(str(ref / "adapter.safetensors")),
             Qwen3Model.from_pretrained(str(ref / "text_encoder")).eval())
 
+
+
+def released_names(root: Path) -> Path:
+    """root/models with the tiny DiT and Qwen3 also under the released names ComfyUI's templates load
+    (anima-base-v1.0, qwen_3_06b_base and its tokenizer folder), and a model_patches/ folder; returns models/."""
+    from comfy_layouts import link_as
+    models = root / "models"
+    link_as(models / "diffusion_models" / "anima-base-v1.0.safetensors", models / "diffusion_models" / DIT_NAME)
+    link_as(models / "text_encoders" / "qwen_3_06b_base.safetensors", models / "text_encoders" / f"{TE_NAME}.safetensors")
+    if not (models / "text_encoders" / "qwen_3_06b_base").exists():
+        link_as(models / "text_encoders" / "qwen_3_06b_base", models / "text_encoders" / TE_NAME)
+    (models / "model_patches").mkdir(exist_ok=True)
+    return models

@@ -1170,6 +1170,12 @@ def _lora(k: Keys) -> Optional[Detection]:
         # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them; HunyuanVideo's text refiner
         # (txt_in.individual_token_refiner.blocks.N.mlp.fc1) has one of them too
         fam, why = "minimax_h3", "MiniMax H3 block names"
+    elif re.search(r"(^|[._])blocks[._]\d+[._](self_attn|cross_attn)[._](q_proj|k_proj|v_proj|output_proj)|"
+                   r"[._]mlp[._]layer[12][._]|adaln_modulation_(self|cross)_attn|(^|[._])llm_adapter[._]", text):
+        # Cosmos-Predict2's MiniTrainDIT names (self_attn.q_proj, mlp.layer1; Wan's are self_attn.q, ffn.0), which
+        # Anima's DiT has, and its LLM adapter's, as ComfyUI's, kohya's (lora_unet_blocks_0_self_attn_q_proj) and
+        # diffusion-pipe's Anima LoRAs have them
+        fam, why = "anima", "Anima (Cosmos-Predict2) block names"
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
             "transformer_blocks" not in text and "double_blocks" not in text:
         fam, why = "wan", "Wan block names"

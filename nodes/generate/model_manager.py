@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.converters.lora import FUSED_LAYERS, fused_lora, kohya_modules, lora_state
+from nodes.generate.converters.lora import FUSED_LAYERS, anima_lora, fused_lora, kohya_modules, lora_state
 from nodes.generate.detect import Detection, detect_file, detect_header, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
@@ -298,7 +298,9 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
                                flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"))
             fused = FUSED_LAYERS.get(type(pipe).__name__)
-            if fused and not alone:
+            if type(pipe).__name__ == "AnimaParts" and not alone:
+                state = anima_lora(state, pipe.transformer, Path(path).name)
+            elif fused and not alone:
                 state = fused_lora(state, (n for n, _ in pipe.transformer.named_modules()), fused)
             if alone:
                 # Only the LoRA's text-encoder layers, if any; diffusers stopped at the missing unet with an

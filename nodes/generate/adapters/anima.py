@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.loaders import CosmosLoraLoaderMixin
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frames_from_batch, padded_rows
@@ -148,9 +149,11 @@ def tokens(tokenizer, prompt: str, spans, end: bool = False) -> tuple:
     return ids, weights
 
 
-class AnimaParts(DiffusionPipeline):
+class AnimaParts(DiffusionPipeline, CosmosLoraLoaderMixin):
     """The loaded parts of an Anima (diffusers has no pipeline for it): the DiT with its adapter, its scheduler,
-    Qwen3-0.6B with its tokenizer and T5-XXL's tokenizer (tokenizer_2), any of them None."""
+    Qwen3-0.6B with its tokenizer and T5-XXL's tokenizer (tokenizer_2), any of them None. LoRAs load onto the
+    transformer, the LLM adapter's layers included (it is the transformer's llm_adapter), in the names
+    converters.lora.anima_lora gives them."""
     def __init__(self, transformer=None, scheduler=None, text_encoder=None, tokenizer=None, tokenizer_2=None):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler, text_encoder=text_encoder,
