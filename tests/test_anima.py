@@ -123,10 +123,10 @@ def comfy_token_weights(string, current):
 
 
 def comfy_prompt(root, qwen3, text):
-    """comfy/text_encoders/anima.py on sd1_clip: each weighted part tokenized on its own; Qwen3-0.6B's last (normed)
-    states over the Qwen tokens (no start or end token, at least one: the pad 151643, here the tiny vocabulary's
-    <|endoftext|>), a weighted token's state (z - z_empty) w + z_empty against an all-pad prompt as long; the T5 ids
-    with </s> at the end, and their weights."""
+    """comfy/text_encoders/anima.py on sd1_clip: the prompt's escaped brackets kept, each weighted part tokenized on
+    its own; Qwen3-0.6B's last (normed) states over the Qwen tokens (no start or end token, at least one: the pad
+    151643, here the tiny vocabulary's <|endoftext|>), their weights set to 1.0 (AnimaTokenizer: the states are not
+    weighted); the T5 ids with </s> at the end, and their weights."""
     from transformers import AutoTokenizer
     from tiny_anima import TE_NAME
     folder = root / "models" / "text_encoders"
@@ -134,18 +134,15 @@ def comfy_prompt(root, qwen3, text):
     ttok = AutoTokenizer.from_pretrained(str(folder / "t5_tokenizer"))
     pad = qtok.convert_tokens_to_ids("<|endoftext|>")
     q, t = [], []
-    for part, w in comfy_token_weights(text, 1.0):
-        q += [(i, w) for i in qtok(part).input_ids]
+    escaped = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    for part, w in comfy_token_weights(escaped, 1.0):
+        part = part.replace("\0\1", ")").replace("\0\2", "(")
+        q += qtok(part).input_ids
         t += [(i, w) for i in ttok(part).input_ids[:-1]]
-    q = q or [(pad, 1.0)]
+    q = q or [pad]
     t += [(1, 1.0)]
     with torch.no_grad():
-        z = qwen3(input_ids=torch.tensor([[i for i, _ in q]])).last_hidden_state
-        if any(w != 1.0 for _, w in q):
-            z_empty = qwen3(input_ids=torch.tensor([[pad] * len(q)])).last_hidden_state
-            for j, (_, w) in enumerate(q):
-                if w != 1.0:
-                    z[0, j] = (z[0, j] - z_empty[0, j]) * w + z_empty[0, j]
+        z = qwen3(input_ids=torch.tensor([q])).last_hidden_state
     return z, torch.tensor([[i for i, _ in t]]), torch.tensor([[w for _, w in t]])
 
 
@@ -203,15 +200,18 @@ def test_anima_dit_file_matches_comfyuis(anima):
         cond = encode_prompt(te, text)
         assert torch.equal(cond.extra["t5_ids"], ids) and torch.equal(cond.extra["t5_weights"], weights)
         assert (cond.embeds - states).abs().max() < 1e-5
-    # weights as ComfyUI reads them, whatever the node's weighting: each part tokenized alone, Qwen3's states moved
-    # from an all-pad prompt's, the adapter's output scaled per T5 token
-    text = "a (girl:1.3), ((blue)) hair,(smile)"
-    states, ids, weights = comfy_prompt(anima, qwen3, text)
-    assert {round(w, 4) for w in weights[0].tolist()} == {1.0, 1.3, 1.21, 1.1}
-    for weighting in ("comfy", "kinograph"):
-        cond = encode_prompt(te, text, weighting=weighting)
-        assert torch.equal(cond.extra["t5_ids"], ids) and torch.allclose(cond.extra["t5_weights"], weights)
-        assert (cond.embeds - states).abs().max() < 1e-5
+    # weights as ComfyUI reads them, whatever the node's weighting: each part tokenized alone, Qwen3's states as they
+    # are, the adapter's output scaled per T5 token; ComfyUI's parser: an inner (x:w) sets w (1.5, not 1.65), square
+    # brackets are text, a (x:1.0) part and two equal neighbours are tokenized apart, \( is a bracket
+    for text in ("a (girl:1.3), ((blue)) hair,(smile)", "1girl, ((red hair:1.5)), [masterpiece]",
+                 "(red:1.2)(hat:1.2), x(y:1.0)z, saber \\(fate\\)"):
+        states, ids, weights = comfy_prompt(anima, qwen3, text)
+        for weighting in ("comfy", "kinograph"):
+            cond = encode_prompt(te, text, weighting=weighting)
+            assert torch.equal(cond.extra["t5_ids"], ids), text
+            assert torch.allclose(cond.extra["t5_weights"], weights), text
+            assert (cond.embeds - states).abs().max() < 1e-5, text
+    assert {round(w, 4) for w in weights[0].tolist()} == {1.0, 1.2}
     torch.manual_seed(0)
     x = torch.randn(2, 16, 1, 4, 6)
     with torch.no_grad():
