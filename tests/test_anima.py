@@ -320,3 +320,24 @@ def test_a_prompt_anima_cannot_read_is_named(anima):
                               keyframes=(0, 8), prompts=("a", "b"))):
         with pytest.raises(NodeError, match="qwen_3_06b_base" if cond.family == "zimage" else "one prompt"):
             get_adapter("anima").conditioning_inputs(handle, [cond], [0], 1, "cpu", torch.float32)
+
+
+def test_no_t5_tokenizer_is_named_as_anima_needs_it(anima, tmp_path, monkeypatch):
+    """On a machine without T5-XXL's tokenizer anywhere, Qwen3-0.6B loads for Anima with a message that says T5-XXL's
+    tokenizer is missing (not that the Qwen3 file is a T5 encoder) and where to put it, never a download."""
+    import shutil
+    from graph_engine import NodeError
+    from nodes.generate import split
+    from nodes.generate.model_manager import ModelManager
+    from tiny_anima import TE_NAME
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    shutil.copy(anima / "models" / "text_encoders" / f"{TE_NAME}.safetensors", folder)
+    shutil.copytree(anima / "models" / "text_encoders" / TE_NAME, folder / TE_NAME)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setitem(split.HF_TOKENIZERS, "t5", "kinograph-tests/no-such-tokenizer")   # whatever this cache holds
+    with pytest.raises(NodeError) as err:
+        split.load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", "sd", "cpu")
+    msg = str(err.value)
+    assert "T5-XXL" in msg and "Anima" in msg and "t5_tokenizer/" in msg, msg
+    assert "t5 text_encoder" not in msg and "spiece_model tensor inside" not in msg, msg

@@ -499,17 +499,19 @@ def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
 
 
 # -- tokenizers ----------------------------------------------------------------------------
-def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
+def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, of: str = ""):
     """The tokenizer for a text encoder file; a clear error listing where it looked when none is found.
 
     beside: the folders next to the file to look in first (default: named after it); a file holding two encoders
-    (FLUX.1's all-in-one checkpoint) gives each its own."""
+    (FLUX.1's all-in-one checkpoint) gives each its own. of: another model's tokenizer that this file's reader needs
+    (what the error names; the file itself holds none of it)."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    embedded = _embedded_spiece(path, det) or _embedded_json(path)
-    if embedded is not None:
-        return embedded
-    looked.append(f"a spiece_model tensor inside {path.name}")
+    if not of:
+        embedded = _embedded_spiece(path, det) or _embedded_json(path)
+        if embedded is not None:
+            return embedded
+        looked.append(f"a spiece_model tensor inside {path.name}")
     for folder in _tokenizer_folders(path, det, beside):
         looked.append(str(folder))
         if any((folder / f).is_file() for f in TOKENIZER_FILES):
@@ -526,7 +528,7 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
         except (OSError, ValueError):
             pass
     where = "\n  ".join(looked)
-    raise NodeError(f"no tokenizer found for {path.name} ({det.describe()}). Looked in:\n  {where}\nPut the "
+    raise NodeError(f"no tokenizer found for {of or f'{path.name} ({det.describe()})'}. Looked in:\n  {where}\nPut the "
                     f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into "
                     f"{_rel(beside[0], path) if beside else path.stem + '/'} beside the file. Kinograph never downloads "
                     "them.")
@@ -536,7 +538,9 @@ def t5_tokenizer(path: Path):
     """T5-XXL's tokenizer for a text encoder that reads T5's token ids without T5 (Anima's Qwen3-0.6B): in
     t5_tokenizer/ or <name>_t5/ beside the file, a FLUX.1 or SD3 folder, ComfyUI's own, or the Hugging Face cache."""
     return tokenizer(path, Detection("text_encoder", "t5", ""),
-                     [path.parent / "t5_tokenizer", path.parent / f"{path.stem}_t5"])
+                     [path.parent / "t5_tokenizer", path.parent / f"{path.stem}_t5"],
+                     of=f"T5-XXL, whose token ids Anima reads beside {path.name}'s states (its tokenizer alone: "
+                        "ComfyUI's comfy/text_encoders/t5_tokenizer, or google/t5-v1_1-xxl's tokenizer files)")
 
 
 def _rel(folder: Path, path: Path) -> str:
