@@ -341,3 +341,15 @@ def test_no_t5_tokenizer_is_named_as_anima_needs_it(anima, tmp_path, monkeypatch
     msg = str(err.value)
     assert "T5-XXL" in msg and "Anima" in msg and "t5_tokenizer/" in msg, msg
     assert "t5 text_encoder" not in msg and "spiece_model tensor inside" not in msg, msg
+
+
+def test_qwen3_06b_under_another_type_is_named_as_animas(anima):
+    """Qwen3-0.6B is Anima's encoder alone: under Z-Image's (lumina2), FLUX.2's or Qwen-Image's type it is refused by
+    name with the type that reads it, not taken for Z-Image's Qwen3-4B and failed on a chat template or a width later."""
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from tiny_anima import TE_NAME
+    for type_ in ("lumina2", "flux2", "qwen_image"):
+        with pytest.raises(NodeError, match="Anima.*type stable_diffusion"):
+            load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", type_, "cpu")

@@ -361,6 +361,11 @@ def _load_sd3_text(mm, files, type_: str, device: str, family: str = "sd3") -> C
 
 
 def _check_encoder(path: Path, det: Detection, family: str) -> None:
+    if (det.family, det.variant) == ("qwen3", "0.6b") and family != "anima":
+        # the families reading Qwen3 read its 4B / 8B (Z-Image, FLUX.2 [klein], Ovis); 0.6B is Anima's alone
+        raise NodeError(f"{path.name} is Qwen3-0.6B, Anima's text encoder, which {FAMILIES[family].title} does not "
+                        f"read: set type stable_diffusion (or auto) to use it with Anima, or give this loader "
+                        f"{FAMILIES[family].title}'s text encoder")
     reads = FAMILY_ENCODERS.get(family)
     if reads is None or det.family in reads:
         return
