@@ -353,3 +353,21 @@ def test_qwen3_06b_under_another_type_is_named_as_animas(anima):
     for type_ in ("lumina2", "flux2", "qwen_image"):
         with pytest.raises(NodeError, match="Anima.*type stable_diffusion"):
             load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", type_, "cpu")
+
+
+def test_qwen3_tokenizer_from_comfyuis_own_folder(anima, tmp_path, monkeypatch):
+    """A ComfyUI user keeps no tokenizer beside qwen_3_06b_base.safetensors: ComfyUI reads Qwen3-0.6B with its bundled
+    comfy/text_encoders/qwen25_tokenizer, so Kinograph finds that one (beside the models/ folder) for Anima."""
+    import shutil
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from tiny_anima import TE_NAME
+    here = anima / "models" / "text_encoders"
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    shutil.copy(here / f"{TE_NAME}.safetensors", folder)
+    shutil.copytree(here / "t5_tokenizer", folder / "t5_tokenizer")
+    shutil.copytree(here / TE_NAME, tmp_path / "comfy" / "text_encoders" / "qwen25_tokenizer")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    te = load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", "sd", "cpu")
+    assert te.family == "anima" and te.pipe.tokenizer("a girl").input_ids

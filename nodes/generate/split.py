@@ -583,6 +583,10 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
                     out.append(folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
                                folder / TOKENIZER_FOLDER.get(cls, "tokenizer"))
     comfy = COMFY_TOKENIZERS.get(det.family or "")
+    if (det.family, det.variant) == ("qwen3", "0.6b"):
+        # ComfyUI reads Anima's Qwen3-0.6B with its Qwen2.5 tokenizer; Anima applies no chat template, which is where
+        # that tokenizer and Qwen3's (Z-Image's, FLUX.2's) part
+        comfy = COMFY_TOKENIZERS["qwen25vl"]
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
     return out
