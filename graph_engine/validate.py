@@ -452,11 +452,15 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
             close = getattr(p.locate, "close", None)
             close = close(value) if close else []
+            # The other model folder holding it (a VAE in diffusion_models/), as the run's message says
+            elsewhere = getattr(p.locate, "elsewhere", None)
+            elsewhere = elsewhere(value) if elsewhere else []
             beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
                 os.path.dirname(value.replace("\\", "/")) else ""
             out.setdefault(nid, {})[name] = MissingModel(
                 f"{name}: {value!r} is not in the model folders{looked} nor beside the workflow{beside}; "
                 + (f"close names there: {', '.join(close)} (set {name} to one); " if close else "")
+                + "".join(f"{e}; " for e in elsewhere)
                 + f"{put} (`kinograph info` lists the folders and the models in them)", into)
     return out
 

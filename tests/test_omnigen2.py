@@ -183,3 +183,29 @@ def test_a_prompt_read_for_another_model_is_refused_by_name(omnigen2, tmp_path, 
     (tmp_path / "t2i.kino.yaml").write_text(yaml.replace("type: omnigen2", "type: qwen_image"))
     out = Session(device="cpu").run(load_workflow(tmp_path / "t2i.kino.yaml", check=False), use_cache=False)
     assert not out.ok and "load.text_encoder with type omnigen2" in "".join(out.failed.values()), out.failed
+
+
+@pytest.mark.parametrize("family", ["omnigen2", "boogu"])
+def test_more_references_than_the_transformer_tells_apart_are_named(family):
+    """OmniGen2's and Boogu's transformers tell a prompt's reference pictures apart by image_index_embedding's rows
+    (5 in the released files, ComfyUI's omnigen2.py indexes them the same way): six ReferenceLatents chained on one
+    prompt stopped inside the model in an IndexError traceback at the first step ('index 5 is out of bounds')."""
+    from types import SimpleNamespace
+
+    import torch
+    from graph_engine import NodeError
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.reference import add_reference
+    cond = Conditioning(family, torch.zeros(1, 3, 16), torch.ones(1, 3, dtype=torch.bool))
+    for _ in range(6):
+        cond = add_reference(cond, Latent(torch.zeros(1, 16, 1, 4, 4), family, 1, 24, 32, 32))
+    transformer = SimpleNamespace(config=SimpleNamespace(instruction_feat_dim=16),
+                                  image_index_embedding=torch.zeros(5, 48))
+    handle = SimpleNamespace(pipe=SimpleNamespace(transformer=transformer))
+    adapter = get_adapter(family)
+    with pytest.raises(NodeError, match=r"6 reference pictures.* at most 5"):
+        adapter.conditioning_inputs(handle, [cond], [0], 1, "cpu", torch.float32)
+    five = Conditioning(family, cond.embeds, cond.mask, extra={k: v for k, v in cond.extra.items()
+                                                                 if not k.endswith("5")})
+    assert len(adapter.conditioning_inputs(handle, [five], [0], 1, "cpu", torch.float32)["references"][0]) == 5

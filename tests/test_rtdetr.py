@@ -149,8 +149,26 @@ def test_network_is_dfines(detector):
     with torch.no_grad():
         ref = detector["model"](pixel_values=pictures)
     logits, boxes = RTDETR(read_state(str(detector["path"])))(pictures)
-    assert torch.allclose(boxes, ref.pred_boxes, atol=1e-4), (boxes - ref.pred_boxes).abs().max()
-    assert torch.allclose(logits, ref.logits, atol=1e-3), (logits - ref.logits).abs().max()
+    _same_rows_up_to_ties(torch.cat([boxes, logits], -1)[0].numpy(),
+                          torch.cat([ref.pred_boxes, ref.logits], -1)[0].numpy(), (1e-4,) * 4 + (1e-3,) * 80)
+
+
+def _same_rows_up_to_ties(got, want, atol, order=None):
+    """Each row of `got` equals a row of `want` of its own (within atol, per column), every row of `want` once; a
+    row away from its place only where `order` (columns; None: the network's own query order, whose top-k score
+    the outputs do not show) ties with what stands there. Random weights
+    give near-equal query scores, whose top-k order flips with the sum order of a matmul (2 of 300 queries swapped
+    places on a 2-core machine, within 1e-7 of each other): the same queries, the same detections."""
+    got, want, atol = np.asarray(got, float), np.asarray(want, float), np.broadcast_to(np.asarray(atol, float),
+                                                                                       np.shape(want)[-1:])
+    assert got.shape == want.shape, (got.shape, want.shape)
+    free = list(range(len(want)))
+    for i, row in enumerate(got):
+        j = next((j for j in ([i] if i in free else []) + free if np.all(np.abs(row - want[j]) <= atol)), None)
+        assert j is not None, f"row {i} {row[:6]} matches no row of the reference"
+        free.remove(j)
+        if order is not None:
+            assert np.all(np.abs(want[j][order] - want[i][order]) <= atol[order]), f"row {i} stands at row {j}'s place"
 
 
 def _comfy_detect(logits, boxes, size, threshold, class_name, limit):
@@ -213,7 +231,7 @@ def test_boxes_and_picture_are_comfyuis(detector):
         want = _comfy_detect(ref.logits, ref.pred_boxes, (96, 64), 0.05, class_name, limit)
         got = detect(net, frame[None], 0.05, class_name, limit)[0]
         assert [g[4] for g in got] == [w[4] for w in want]
-        assert np.allclose(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), atol=1e-3)
+        _same_rows_up_to_ties(np.reshape(got, (-1, 6)), np.reshape(want, (-1, 6)), 1e-3, order=[5])
     assert len({g[0] for g in got}) == 5      # the five best of all classes, different boxes, drawn
     boxes = [Box(x0, y0, x1 - x0, y1 - y0, kind=label_name(label), score=score)
              for x0, y0, x1, y1, label, score in got] + [Box(40.5, 20.0, 30.0, 20.0, kind="text")]
@@ -366,3 +384,16 @@ def test_a_named_pipe_in_place_of_the_detector_is_named(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(NodeError, match="named pipe"):
         read_state(str(pipe))
+
+
+def test_a_half_precision_files_sampling_points_still_read(tmp_path):
+    """A detector saved in bf16 or fp16 holds 1/3 and 1/6 rounded (bf16: 0.33398 and 0.16699, 0.2 % off): ComfyUI
+    takes its points from its config and runs such a file, and Kinograph's read_state makes it float32 anyway; the
+    check against a lying file refused bf16 (its tolerance, 0.1 %, was tighter than bf16's rounding)."""
+    import torch
+    from nodes.detect.rtdetr import RTDETR
+    scale = "decoder.decoder.layers.0.cross_attn.num_points_scale"
+    comfy = torch.tensor([1 / 3] * 3 + [1 / 6] * 6 + [1 / 3] * 3)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        rounded = comfy.to(dtype).float()      # as read_state gives it
+        assert RTDETR(_lying(tmp_path / "det.safetensors", **{scale: rounded})).points == [3, 6, 3], dtype

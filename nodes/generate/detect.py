@@ -1029,6 +1029,12 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
         return Detection("text_encoder", name, "", why="text_model embeddings", extra={"hidden": emb[1]})
+    sinks = k.shape("layers.0.self_attn.sinks")
+    if sinks is not None and k.any("layers.0.mlp.router.weight"):
+        # GPT-OSS (Lens's gpt_oss_20b_*): biased q/k/v like Qwen2's, with a softmax sink per head and routed experts
+        emb = k.shape("embed_tokens.weight") or (0, 0)
+        return Detection("text_encoder", "gpt_oss", "20b" if emb[1] == 2880 else f"h{emb[1]}",
+                         why="attention sinks and routed experts (GPT-OSS)", extra={"hidden": emb[1]})
     # Qwen2.5-VL (Qwen-Image's encoder): a Qwen2 language model (biased q/k/v) under model. in ComfyUI's files
     # (transformers 4's names, with the vision tower as visual.*), or model.language_model. in transformers 5's
     qkv_bias = k.shape("layers.0.self_attn.k_proj.bias") or k.shape("language_model.layers.0.self_attn.k_proj.bias")
@@ -1305,6 +1311,17 @@ def _sd3(k: Keys) -> Optional[Detection]:
                             "clips": k.starts("text_encoders.clip_g.")})
 
 
+def _lens(k: Keys) -> Optional[Detection]:
+    """Lens's transformer (ComfyUI's lens_bf16 / lens_turbo_bf16.safetensors): dual-stream blocks with one q/k/v
+    matrix per stream (transformer_blocks.N.attn.img_qkv), a norm per GPT-OSS layer read (txt_norm.N). Qwen-Image's
+    blocks share img_mod / txt_norm names but project q, k, v apart, so this rule comes first."""
+    x = "transformer_blocks.0.attn.img_qkv.weight"
+    if not k.has(x, "img_in.weight", "txt_norm.0.weight"):
+        return None
+    return Detection("diffusion_model", "lens", "", prefix=k.prefix_of(x) or "",
+                     why="transformer_blocks.N.attn.img_qkv / txt_norm.N")
+
+
 def _qwenimage(k: Keys) -> Optional[Detection]:
     """Qwen-Image's transformer: ComfyUI's split files keep diffusers' own names (img_in, txt_norm, txt_in,
     transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1's
@@ -1427,6 +1444,32 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _read_by_a_node(k: Keys) -> Optional[Detection]:
+    """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
+    ACE-Step 1.5's all-in-one checkpoint (ace_step_1.5_turbo_aio: model.diffusion_model., vae., text_encoders.qwen3_06b.),
+    its split diffusion model (decoder. / encoder. / detokenizer. and null_condition_emb) and Oobleck VAE (ace_1.5_vae:
+    stable-audio-tools' weight-normed decoder.layers at the top), Stable Audio 3's T5Gemma (t5gemma_b_b_ul2:
+    model.encoder.layers.N.pre_self_attn_layernorm), Anima's ControlNet-LLLite nets (lllite_conditioning1 and
+    lllite_dit_blocks_N_*; kohya's SDXL ones are lllite_unet_*) and MiniMax H3's Fun ControlNet (control_blocks.N):
+    listed as no known key pattern, a newcomer took them for broken downloads."""
+    if k.has("model.diffusion_model.decoder.condition_embedder.weight",
+             "text_encoders.qwen3_06b.transformer.model.embed_tokens.weight"):
+        return Detection("checkpoint", "ace_step", "aio", why="model.diffusion_model.decoder / vae / text_encoders")
+    if k.has("decoder.condition_embedder.weight", "null_condition_emb"):
+        return Detection(None, "ace_step", "diffusion_model", why="decoder / encoder / detokenizer / null_condition_emb")
+    if k.any("decoder.layers.0.weight_v", "decoder.layers.0.parametrizations.weight.original1"):
+        return Detection(None, "ace_step", "vae", why="Oobleck decoder.layers (stable-audio-tools' names)")
+    if k.has("model.encoder.layers.0.pre_self_attn_layernorm.weight"):
+        return Detection(None, "t5gemma", "", why="model.encoder.layers.N.pre_self_attn_layernorm")
+    if k.has("lllite_conditioning1.conv1.weight"):
+        return Detection("model_patch", "anima", "lllite", why="lllite_conditioning1 / lllite_dit_blocks_N")
+    if any(key.startswith("lllite_unet_") for key in k.shapes):
+        return Detection(None, "sdxl", "lllite", why="lllite_unet_* (kohya's ControlNet-LLLite for SDXL)")
+    if k.has("control_blocks.0.before_proj.weight"):
+        return Detection("model_patch", "minimax_h3", "fun-controlnet", why="control_blocks.N.before_proj / after_proj")
+    return None
+
+
 def _ideogram4(k: Keys) -> Optional[Detection]:
     """Ideogram 4's transformer (ideogram4_* and ideogram4_unconditional_*: the same tensors, the second trained
     without text) in ComfyUI's names (comfy/ldm/ideogram4: layers.N.attention.qkv fused) or diffusers' (to_q: an
@@ -1446,8 +1489,8 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
-         _text_encoder, _clip_vision, _style_model, _model_patch]
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
+         _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
 def detect_keys(shapes: Dict[str, Shape]) -> Detection:

@@ -151,6 +151,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            steps=30, size=(1024, 1024), frames=1, patch=2, latents="qwenimage"),
     Family("boogu", "Boogu-Image (image)", ("BooguParts",), ("BooguTransformer",), fps=8.0, flow=True, cfg=3.5,
            steps=25, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # Lens (Microsoft's base and Turbo) keyframes: a dual-stream MMDiT over FLUX.2's normalised, patched latent (its
+    # VAE: 128 channels at 1/16, each latent pixel one token); prompts read by 4 of GPT-OSS-20B's layers. Base: 20 steps,
+    # true CFG 5 (ComfyUI's template); Turbo (the same tensors, distilled): 4 steps at cfg 1, as its template sets.
+    Family("lens", "Lens (image)", ("LensParts",), ("LensTransformer",), space_factor=16, fps=8.0, flow=True,
+           cfg=5.0, steps=20, size=(1440, 1440), frames=1, latents="flux2"),
     # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners
     # and Lumina 2's blocks) over 2x2 patches of FLUX.1's latent; prompts read by Qwen2.5-VL-3B's last layer, the
     # pictures to edit read as reference latents (ReferenceLatent). True CFG, or DualCFGGuider's two in its templates.

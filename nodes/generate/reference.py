@@ -102,7 +102,8 @@ def row_references(conds: Sequence[Conditioning], frames: Sequence[int], batch: 
 def with_indexed_references(out: dict, conds: Sequence[Conditioning], frames: Sequence[int], batch: int, device,
                             dtype) -> dict:
     """A network's inputs with "references": the conditionings' reference latents, one [rows, C, h, w] each, for
-    models that tell the pictures apart by their order (FLUX.2's and FLUX.3's layers, Boogu's index embeddings)."""
+    models that tell the pictures apart by their order and run the rows together (FLUX.2's and FLUX.3's layers,
+    JoyImage Edit); Boogu and OmniGen2, run row by row, take row_references."""
     refs, _ = reference_rows(conds, frames, batch, default="index")
     if refs:
         out["references"] = [r.to(device, dtype) for r in refs]

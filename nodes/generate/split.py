@@ -29,11 +29,11 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
               "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
-              "omnigen2": "omnigen2"}
+              "omnigen2": "omnigen2", "lens": "lens"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
-                  "qwen3": "flux2", "gemma3": "ltx2"}
+                  "qwen3": "flux2", "gemma3": "ltx2", "gpt_oss": "lens"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
@@ -43,7 +43,8 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",), "ideogram4": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
-                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",)}
+                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
+                   "lens": ("gpt_oss",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
@@ -51,7 +52,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
            "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
-           "omnigen2": "omnigen2", "anima": "sd"}
+           "omnigen2": "omnigen2", "anima": "sd", "lens": "lens"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -86,6 +87,11 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path} is a folder; {what} takes one weights file (for a diffusers folder use load.model "
                         "or the family's loader)")
     det = detect_file(path)
+    from nodes.generate.model_manager import READ_BY_NODE
+    read_by = READ_BY_NODE.get((det.family, det.variant))
+    if read_by is not None:                    # a sound model or a patch: the node that reads it, not a loader
+        title, loads, reader = read_by
+        raise NodeError(f"{path.name} is {title}: {reader}" + (f", not {what}" if loads else ""))
     if det.role is None and det.family:        # a model Kinograph knows and says why it does not load this way
         raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:
@@ -130,6 +136,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.omnigen2 import OmniGen2Parts as cls
     elif family == "joyimage":
         from nodes.generate.adapters.joyimage import JoyImageParts as cls
+    elif family == "lens":
+        from nodes.generate.adapters.lens import LensParts as cls
     elif family == "seedvr2":
         from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
     elif family == "anima":
@@ -593,7 +601,8 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
 
 
 def _embedded_json(path: Path):
-    """ComfyUI stores Gemma 4's tokenizer in the file as its tokenizer.json's bytes (`tokenizer_json`, uint8)."""
+    """ComfyUI stores Gemma 4's and GPT-OSS's tokenizer in the file as its tokenizer.json's bytes (`tokenizer_json`,
+    uint8)."""
     if path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     from nodes.generate.detect import read_header
@@ -604,8 +613,10 @@ def _embedded_json(path: Path):
     from transformers import PreTrainedTokenizerFast
     with safe_open(str(path), "pt") as f:
         data = f.get_tensor("tokenizer_json").numpy().tobytes()
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(data.decode("utf-8")), bos_token="<bos>",
-                                   eos_token="<eos>", pad_token="<pad>")
+    tok = Tokenizer.from_str(data.decode("utf-8"))
+    if tok.token_to_id("<|endoftext|>") is not None:      # GPT-OSS's (Lens's encoder): its own end and padding token
+        return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
 def _embedded_spiece(path: Path, det: Detection):

@@ -397,6 +397,21 @@ def masked_text(conds, frames, batch: int, device, dtype) -> dict:
     return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
 
 
+def layer_outputs(lm, ids: torch.Tensor, layers) -> list:
+    """The raw outputs of the given decoder layers of a transformers language model `lm` (its .layers) over the
+    tokens `ids` [1, S], each [1, S, width]: the last layer's before the final norm, which transformers' own
+    hidden_states[-1] has applied (Ideogram 4's and Lens's encoders read them so)."""
+    got = {}
+    hooks = [lm.layers[i].register_forward_hook(
+        lambda mod, args, out, i=i: got.__setitem__(i, out[0] if isinstance(out, tuple) else out)) for i in layers]
+    try:
+        lm(input_ids=ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [got[i] for i in layers]
+
+
 def padded_rows(rows) -> tuple:
     """Prompts of their own lengths ([L_i, D] each) as one batch [K, L, D] padded to the longest, and the mask [K, L]
     of each one's own tokens (Z-Image's and Krea 2's prompts, which read no padding)."""

@@ -80,6 +80,13 @@ class BooguAdapter(ZImageAdapter):
         out = text_of_width(conds, frames, batch, device, dtype, reads,
                             f"this {self.name} transformer reads {reads}: encode it with {self.encode_with}")
         out["references"] = row_references(conds, frames, batch, device, dtype)
+        # the transformer tells a prompt's pictures apart by image_index_embedding's rows (5 in the releases; past
+        # them the model stopped in an IndexError at the first step, as ComfyUI's omnigen2.py would)
+        slots, most = int(handle.pipe.transformer.image_index_embedding.shape[0]), max(map(len, out["references"]),
+                                                                                       default=0)
+        if most > slots:
+            raise NodeError(f"a prompt holds {most} reference pictures; {self.name} tells at most {slots} apart: "
+                            f"chain fewer condition.reference (ReferenceLatent) nodes, or join pictures into one")
         return out
 
     def forward(self, handle, x_in, t, inputs):
