@@ -123,10 +123,10 @@ def comfy_token_weights(string, current):
 
 
 def comfy_prompt(root, qwen3, text):
-    """comfy/text_encoders/anima.py on sd1_clip: each weighted part tokenized on its own; Qwen3-0.6B's last (normed)
-    states over the Qwen tokens (no start or end token, at least one: the pad 151643, here the tiny vocabulary's
-    <|endoftext|>), a weighted token's state (z - z_empty) w + z_empty against an all-pad prompt as long; the T5 ids
-    with </s> at the end, and their weights."""
+    """comfy/text_encoders/anima.py on sd1_clip: the prompt's escaped brackets kept, each weighted part tokenized on
+    its own; Qwen3-0.6B's last (normed) states over the Qwen tokens (no start or end token, at least one: the pad
+    151643, here the tiny vocabulary's <|endoftext|>), their weights set to 1.0 (AnimaTokenizer: the states are not
+    weighted); the T5 ids with </s> at the end, and their weights."""
     from transformers import AutoTokenizer
     from tiny_anima import TE_NAME
     folder = root / "models" / "text_encoders"
@@ -134,18 +134,15 @@ def comfy_prompt(root, qwen3, text):
     ttok = AutoTokenizer.from_pretrained(str(folder / "t5_tokenizer"))
     pad = qtok.convert_tokens_to_ids("<|endoftext|>")
     q, t = [], []
-    for part, w in comfy_token_weights(text, 1.0):
-        q += [(i, w) for i in qtok(part).input_ids]
+    escaped = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    for part, w in comfy_token_weights(escaped, 1.0):
+        part = part.replace("\0\1", ")").replace("\0\2", "(")
+        q += qtok(part).input_ids
         t += [(i, w) for i in ttok(part).input_ids[:-1]]
-    q = q or [(pad, 1.0)]
+    q = q or [pad]
     t += [(1, 1.0)]
     with torch.no_grad():
-        z = qwen3(input_ids=torch.tensor([[i for i, _ in q]])).last_hidden_state
-        if any(w != 1.0 for _, w in q):
-            z_empty = qwen3(input_ids=torch.tensor([[pad] * len(q)])).last_hidden_state
-            for j, (_, w) in enumerate(q):
-                if w != 1.0:
-                    z[0, j] = (z[0, j] - z_empty[0, j]) * w + z_empty[0, j]
+        z = qwen3(input_ids=torch.tensor([q])).last_hidden_state
     return z, torch.tensor([[i for i, _ in t]]), torch.tensor([[w for _, w in t]])
 
 
@@ -203,15 +200,18 @@ def test_anima_dit_file_matches_comfyuis(anima):
         cond = encode_prompt(te, text)
         assert torch.equal(cond.extra["t5_ids"], ids) and torch.equal(cond.extra["t5_weights"], weights)
         assert (cond.embeds - states).abs().max() < 1e-5
-    # weights as ComfyUI reads them, whatever the node's weighting: each part tokenized alone, Qwen3's states moved
-    # from an all-pad prompt's, the adapter's output scaled per T5 token
-    text = "a (girl:1.3), ((blue)) hair,(smile)"
-    states, ids, weights = comfy_prompt(anima, qwen3, text)
-    assert {round(w, 4) for w in weights[0].tolist()} == {1.0, 1.3, 1.21, 1.1}
-    for weighting in ("comfy", "kinograph"):
-        cond = encode_prompt(te, text, weighting=weighting)
-        assert torch.equal(cond.extra["t5_ids"], ids) and torch.allclose(cond.extra["t5_weights"], weights)
-        assert (cond.embeds - states).abs().max() < 1e-5
+    # weights as ComfyUI reads them, whatever the node's weighting: each part tokenized alone, Qwen3's states as they
+    # are, the adapter's output scaled per T5 token; ComfyUI's parser: an inner (x:w) sets w (1.5, not 1.65), square
+    # brackets are text, a (x:1.0) part and two equal neighbours are tokenized apart, \( is a bracket
+    for text in ("a (girl:1.3), ((blue)) hair,(smile)", "1girl, ((red hair:1.5)), [masterpiece]",
+                 "(red:1.2)(hat:1.2), x(y:1.0)z, saber \\(fate\\)"):
+        states, ids, weights = comfy_prompt(anima, qwen3, text)
+        for weighting in ("comfy", "kinograph"):
+            cond = encode_prompt(te, text, weighting=weighting)
+            assert torch.equal(cond.extra["t5_ids"], ids), text
+            assert torch.allclose(cond.extra["t5_weights"], weights), text
+            assert (cond.embeds - states).abs().max() < 1e-5, text
+    assert {round(w, 4) for w in weights[0].tolist()} == {1.0, 1.2}
     torch.manual_seed(0)
     x = torch.randn(2, 16, 1, 4, 6)
     with torch.no_grad():
@@ -315,3 +315,54 @@ def test_a_prompt_anima_cannot_read_is_named(anima):
                               keyframes=(0, 8), prompts=("a", "b"))):
         with pytest.raises(NodeError, match="qwen_3_06b_base" if cond.family == "zimage" else "one prompt"):
             get_adapter("anima").conditioning_inputs(handle, [cond], [0], 1, "cpu", torch.float32)
+
+
+def test_no_t5_tokenizer_is_named_as_anima_needs_it(anima, tmp_path, monkeypatch):
+    """On a machine without T5-XXL's tokenizer anywhere, Qwen3-0.6B loads for Anima with a message that says T5-XXL's
+    tokenizer is missing (not that the Qwen3 file is a T5 encoder) and where to put it, never a download."""
+    import shutil
+    from graph_engine import NodeError
+    from nodes.generate import split
+    from nodes.generate.model_manager import ModelManager
+    from tiny_anima import TE_NAME
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    shutil.copy(anima / "models" / "text_encoders" / f"{TE_NAME}.safetensors", folder)
+    shutil.copytree(anima / "models" / "text_encoders" / TE_NAME, folder / TE_NAME)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setitem(split.HF_TOKENIZERS, "t5", "kinograph-tests/no-such-tokenizer")   # whatever this cache holds
+    with pytest.raises(NodeError) as err:
+        split.load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", "sd", "cpu")
+    msg = str(err.value)
+    assert "T5-XXL" in msg and "Anima" in msg and "t5_tokenizer/" in msg, msg
+    assert "t5 text_encoder" not in msg and "spiece_model tensor inside" not in msg, msg
+
+
+def test_qwen3_06b_under_another_type_is_named_as_animas(anima):
+    """Qwen3-0.6B is Anima's encoder alone: under Z-Image's (lumina2), FLUX.2's or Qwen-Image's type it is refused by
+    name with the type that reads it, not taken for Z-Image's Qwen3-4B and failed on a chat template or a width later."""
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from tiny_anima import TE_NAME
+    for type_ in ("lumina2", "flux2", "qwen_image"):
+        with pytest.raises(NodeError, match="Anima.*type stable_diffusion"):
+            load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", type_, "cpu")
+
+
+def test_qwen3_tokenizer_from_comfyuis_own_folder(anima, tmp_path, monkeypatch):
+    """A ComfyUI user keeps no tokenizer beside qwen_3_06b_base.safetensors: ComfyUI reads Qwen3-0.6B with its bundled
+    comfy/text_encoders/qwen25_tokenizer, so Kinograph finds that one (beside the models/ folder) for Anima."""
+    import shutil
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from tiny_anima import TE_NAME
+    here = anima / "models" / "text_encoders"
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    shutil.copy(here / f"{TE_NAME}.safetensors", folder)
+    shutil.copytree(here / "t5_tokenizer", folder / "t5_tokenizer")
+    shutil.copytree(here / TE_NAME, tmp_path / "comfy" / "text_encoders" / "qwen25_tokenizer")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    te = load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", "sd", "cpu")
+    assert te.family == "anima" and te.pipe.tokenizer("a girl").input_ids

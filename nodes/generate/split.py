@@ -369,6 +369,11 @@ def _load_sd3_text(mm, files, type_: str, device: str, family: str = "sd3") -> C
 
 
 def _check_encoder(path: Path, det: Detection, family: str) -> None:
+    if (det.family, det.variant) == ("qwen3", "0.6b") and family != "anima":
+        # the families reading Qwen3 read its 4B / 8B (Z-Image, FLUX.2 [klein], Ovis); 0.6B is Anima's alone
+        raise NodeError(f"{path.name} is Qwen3-0.6B, Anima's text encoder, which {FAMILIES[family].title} does not "
+                        f"read: set type stable_diffusion (or auto) to use it with Anima, or give this loader "
+                        f"{FAMILIES[family].title}'s text encoder")
     reads = FAMILY_ENCODERS.get(family)
     if reads is None or det.family in reads:
         return
@@ -507,17 +512,19 @@ def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
 
 
 # -- tokenizers ----------------------------------------------------------------------------
-def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
+def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, of: str = ""):
     """The tokenizer for a text encoder file; a clear error listing where it looked when none is found.
 
     beside: the folders next to the file to look in first (default: named after it); a file holding two encoders
-    (FLUX.1's all-in-one checkpoint) gives each its own."""
+    (FLUX.1's all-in-one checkpoint) gives each its own. of: another model's tokenizer that this file's reader needs
+    (what the error names; the file itself holds none of it)."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    embedded = _embedded_spiece(path, det) or _embedded_json(path)
-    if embedded is not None:
-        return embedded
-    looked.append(f"a spiece_model tensor inside {path.name}")
+    if not of:
+        embedded = _embedded_spiece(path, det) or _embedded_json(path)
+        if embedded is not None:
+            return embedded
+        looked.append(f"a spiece_model tensor inside {path.name}")
     for folder in _tokenizer_folders(path, det, beside):
         looked.append(str(folder))
         if any((folder / f).is_file() for f in TOKENIZER_FILES):
@@ -534,7 +541,7 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
         except (OSError, ValueError):
             pass
     where = "\n  ".join(looked)
-    raise NodeError(f"no tokenizer found for {path.name} ({det.describe()}). Looked in:\n  {where}\nPut the "
+    raise NodeError(f"no tokenizer found for {of or f'{path.name} ({det.describe()})'}. Looked in:\n  {where}\nPut the "
                     f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into "
                     f"{_rel(beside[0], path) if beside else path.stem + '/'} beside the file. Kinograph never downloads "
                     "them.")
@@ -544,7 +551,9 @@ def t5_tokenizer(path: Path):
     """T5-XXL's tokenizer for a text encoder that reads T5's token ids without T5 (Anima's Qwen3-0.6B): in
     t5_tokenizer/ or <name>_t5/ beside the file, a FLUX.1 or SD3 folder, ComfyUI's own, or the Hugging Face cache."""
     return tokenizer(path, Detection("text_encoder", "t5", ""),
-                     [path.parent / "t5_tokenizer", path.parent / f"{path.stem}_t5"])
+                     [path.parent / "t5_tokenizer", path.parent / f"{path.stem}_t5"],
+                     of=f"T5-XXL, whose token ids Anima reads beside {path.name}'s states (its tokenizer alone: "
+                        "ComfyUI's comfy/text_encoders/t5_tokenizer, or google/t5-v1_1-xxl's tokenizer files)")
 
 
 def _rel(folder: Path, path: Path) -> str:
@@ -582,6 +591,10 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
                     out.append(folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
                                folder / TOKENIZER_FOLDER.get(cls, "tokenizer"))
     comfy = COMFY_TOKENIZERS.get(det.family or "")
+    if (det.family, det.variant) == ("qwen3", "0.6b"):
+        # ComfyUI reads Anima's Qwen3-0.6B with its Qwen2.5 tokenizer; Anima applies no chat template, which is where
+        # that tokenizer and Qwen3's (Z-Image's, FLUX.2's) part
+        comfy = COMFY_TOKENIZERS["qwen25vl"]
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
     return out

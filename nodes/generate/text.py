@@ -34,20 +34,18 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     device = _device(pipe)
     clip = getattr(adapter, "clip_layers", False)
     texts = [insert_embeddings(pipe, text, clip, log) for _, text in keys]
-    cleaned = [(literal(t), []) for t in texts] if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
+    # a family that weighs its prompts itself (Anima, as ComfyUI does) is given them as written
+    cleaned = [(t, []) for t in texts] if adapter.reads_weights else [(literal(t), []) for t in texts] \
+        if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
     kw = {}
     if clip_skip > 1:
         if getattr(adapter, "clip_layers", False):
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
-    if adapter.reads_weights:       # the family weighs its prompts itself (Anima, as ComfyUI does)
-        kw["spans"] = [s for _, s in cleaned]
     with _text_loras(text_encoder), torch.inference_mode():
         embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device, **kw)
-        extra = adapter.text_extra(pipe, [c for c, _ in cleaned], [s for _, s in cleaned])
-        if adapter.reads_weights:
-            cleaned = [(c, []) for c, _ in cleaned]
+        extra = adapter.text_extra(pipe, [c for c, _ in cleaned])
         empty = None
         if weighting == "comfy" and any(spans for _, spans in cleaned):
             empty = adapter.encode_text(pipe, [""], device, **kw)[0][0]

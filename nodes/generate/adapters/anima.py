@@ -5,9 +5,10 @@ Qwen-Image's latent (its VAE, the Wan 2.1 VAE's per-channel statistics), reading
 The prompt is read as ComfyUI reads it (comfy/text_encoders/anima.py): Qwen3-0.6B's last layer (final norm applied)
 over the prompt's own Qwen tokens (no template, no start or end token; an empty prompt is one <|endoftext|>), and the
 same prompt's T5-XXL token ids (</s> appended), which the DiT's adapter embeds as its queries. No T5 model is run: only
-its tokenizer. Prompt weights ((word:1.2), whatever encode.text's weighting) are ComfyUI's: each weighted part of the
-prompt tokenized on its own, a weighted token's Qwen3 state moved from the state of an all-padding prompt as long
-(e_empty + w (e - e_empty)), and the adapter's output scaled by each T5 token's weight.
+its tokenizer. Prompt weights ((word:1.2), whatever encode.text's weighting) are ComfyUI's: the prompt split into
+parts as ComfyUI's parser splits it (prompts.comfy_parts), each part tokenized on its own, Qwen3's states left
+unweighted (ComfyUI's AnimaTokenizer sets their weights to 1.0), and the adapter's output scaled by each T5 token's
+weight.
 
 Sampled as ComfyUI samples it (supported_models.Anima: ModelType.FLOW, shift 3, multiplier 1): the DiT is told sigma
 itself and predicts the flow velocity; every schedule's levels are shifted by 3. True CFG with a negative prompt. An
@@ -22,6 +23,7 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frames_from_batch, padded_rows
 from nodes.generate.adapters.mmdit import patch_frames
 from nodes.generate.adapters.qwenimage import QwenImageAdapter
+from nodes.generate.prompts import comfy_parts
 
 SHIFT = 3.0                 # ComfyUI's Anima sampling shift
 T5_IDS = "t5_ids"           # Conditioning.extra: each prompt's T5 token ids, -1 after its own
@@ -44,33 +46,25 @@ class AnimaAdapter(QwenImageAdapter):
     # -- text ----------------------------------------------------------------------------
     reads_weights = True
 
-    def encode_text(self, pipe, prompts, device, spans=None):
-        """Qwen3's last states over each prompt's own tokens, weighted as ComfyUI weighs them, padded to the longest
-        with the mask of each one's."""
+    def encode_text(self, pipe, prompts, device):
+        """Qwen3's last states over each prompt's own tokens (its parts tokenized apart, unweighted), padded to the
+        longest with the mask of each one's."""
         encoder = getattr(pipe, "text_encoder", None)
         if encoder is None or not type(encoder).__name__.startswith("Qwen3") or \
                 getattr(pipe, "tokenizer_2", None) is None:
             raise NodeError(NO_QWEN3)
         model = getattr(encoder, "model", encoder)
         pad = pipe.tokenizer.convert_tokens_to_ids(QWEN_PAD)
-        states = lambda ids: model(input_ids=torch.tensor([ids], device=device)).last_hidden_state[0]  # noqa: E731
         rows = []
-        for p, s in zip(prompts, spans or [[]] * len(prompts)):
-            ids, weights = tokens(pipe.tokenizer, p, s)
-            if not ids:
-                ids, weights = [pad], [1.0]
-            e = states(ids)
-            w = torch.tensor(weights, device=e.device, dtype=e.dtype)[:, None]
-            if bool((w != 1).any()):
-                empty = states([pad] * len(ids))
-                e = torch.where(w != 1, empty + w * (e - empty), e)
-            rows.append(e)
+        for p in prompts:
+            ids = tokens(pipe.tokenizer, p)[0] or [pad]
+            rows.append(model(input_ids=torch.tensor([ids], device=device)).last_hidden_state[0])
         return *padded_rows(rows), None
 
-    def text_extra(self, pipe, prompts, spans):
-        """Each prompt's T5 ids (ComfyUI's: each weighted part tokenized on its own, one </s> at the end) and their
-        weights, -1 and 0 after its own."""
-        rows = [tokens(pipe.tokenizer_2, p, s, end=True) for p, s in zip(prompts, spans)]
+    def text_extra(self, pipe, prompts):
+        """Each prompt's T5 ids (ComfyUI's: each part tokenized on its own, one </s> at the end) and their weights, -1
+        and 0 after its own."""
+        rows = [tokens(pipe.tokenizer_2, p, end=True) for p in prompts]
         ids = torch.full((len(rows), max(len(i) for i, _ in rows)), -1, dtype=torch.long)
         weights = torch.zeros(ids.shape)
         for k, (i, w) in enumerate(rows):
@@ -135,15 +129,13 @@ class AnimaAdapter(QwenImageAdapter):
         return frames_from_batch(torch.cat(outs)[:, :, 0].float(), n)
 
 
-def tokens(tokenizer, prompt: str, spans, end: bool = False) -> tuple:
-    """(ids, weights) of a prompt as ComfyUI's tokenizers read it: each part of one weight (spans: the weighted
-    (start, end, weight) ones) tokenized on its own, no special token but one </s> at the end where `end` (T5's)."""
-    cuts = sorted({0, len(prompt), *(x for a, b, _ in spans for x in (a, b))})
+def tokens(tokenizer, prompt: str, end: bool = False) -> tuple:
+    """(ids, weights) of a prompt as ComfyUI's tokenizers read it: each of its parts (prompts.comfy_parts) tokenized
+    on its own, no special token but one </s> at the end where `end` (T5's)."""
     ids, weights = [], []
-    for a, b in zip(cuts, cuts[1:]):
-        part = tokenizer(prompt[a:b], add_special_tokens=False).input_ids
-        ids += part
-        weights += [next((w for s, e, w in spans if s <= a < e), 1.0)] * len(part)
+    for part, w in comfy_parts(prompt):
+        got = tokenizer(part, add_special_tokens=False).input_ids
+        ids, weights = ids + got, weights + [w] * len(got)
     if end:
         ids, weights = ids + [tokenizer.eos_token_id], weights + [1.0]
     return ids, weights

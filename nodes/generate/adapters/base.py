@@ -76,13 +76,13 @@ class Adapter:
                                        max_sequence_length=self.max_tokens, device=device)
         return embeds, None, None
 
-    # encode_text and text_extra are given each prompt's weighted spans (spans=, prompts.clean_and_weights') and
-    # apply them themselves, instead of the weighting encode_prompt applies (Anima: ComfyUI's own rule)
+    # encode_text and text_extra are given each prompt as written, weight markup and all, and weigh it themselves
+    # instead of encode_prompt's weighting (Anima: ComfyUI's parts, prompts.comfy_parts)
     reads_weights = False
 
-    def text_extra(self, pipe, prompts: List[str], spans) -> dict:
+    def text_extra(self, pipe, prompts: List[str]) -> dict:
         """Tensors beside the embeddings that a family's denoiser reads of each prompt (Conditioning.extra, one row
-        per prompt): Anima's T5 token ids and weights. spans: each prompt's weighted (start, end, weight) spans."""
+        per prompt): Anima's T5 token ids and weights."""
         return {}
 
     def token_offsets(self, pipe, text: str) -> Optional[List[Optional[Tuple[int, int]]]]:
