@@ -579,7 +579,8 @@ def cmd_info(args) -> int:
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs
-    from nodes.generate.model_manager import list_found_models
+    from nodes.common.models_dirs import LOADED_BY, locator
+    from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
     searched_before = set(model_dirs())
     if named:
@@ -618,19 +619,24 @@ def cmd_info(args) -> int:
         print("models found:")
     # Each column as wide as its longest entry (DA3 Mono/Metric Large, gguf-Q4_K_M ...) and two spaces more, so a
     # long variant never runs into the role beside it.
-    rows = [(d["family"], d["variant"] or "-", d["role"] or "-", d["precision"] or "-", d["loads"], str(path), d)
+    rows = [(d["family"], d["variant"] or "-", d["role"] or "-", d["precision"] or "-", d["loads"], str(path), kind, d)
             for kind, path, d in found]
     widths = [max([w] + [len(r[i]) + 2 for r in rows]) for i, w in enumerate((12, 16, 17, 14, 7))]
     if found:
         print("  " + "".join(f"{h:<{w}}" for h, w in zip(("family", "variant", "role", "precision", "loads"), widths))
               + "path")
-    for *cells, path, d in rows:
+    for *cells, path, kind, d in rows:
         print("  " + "".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + path)
-        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; Stable Audio's
-        # checkpoint, an embedding and a stored prompt are read by no loader: their notes say by what.
-        if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning")
-                          or d["family"] == "stable_audio"):
+        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; sound models, model
+        # patches, an embedding and a stored prompt are read by no loader: their notes say by what.
+        if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning", "model_patch")
+                          or (d["family"], d["variant"]) in READ_BY_NODE):
             print(f"  {'':<{sum(widths[:4])}}({d['note']})")
+        # A VAE or a model patch in another kind's folder loads by its content, but its loader never looks there
+        home = {"vae": "vae", "model_patch": "model_patches"}.get(d["role"])
+        if home and kind != home:
+            print(f"  {'':<{sum(widths[:4])}}({LOADED_BY[home]} looks in {home}/, not {kind}/: move it into "
+                  f"{locator(home).folder()})")
     bundled = resource("models", "kinograph-mini")
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import graphlib
 import math
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .node_api import NodeSpec, Param, typed_in
 from .outputs import output_problems
@@ -396,17 +397,31 @@ def origin_chain(g, specs: Dict[str, NodeSpec], link, troubled=()) -> Optional[L
     return None
 
 
+class MissingModel(NamedTuple):
+    """A model file a param names that is not there: `message` says where it was looked for and how to fix it,
+    `into` is the folder to put it into (None where the param's lookup does not say)."""
+    message: str
+    into: Optional[Path]
+
+
 def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:
     """Model files the workflow names that are neither beside it nor in the model folders (params with a
     `locate`), for `kinograph validate`. Not part of `validate`: a shared or imported workflow is valid before
     its models are copied in, and a run names a missing file when its node loads it. `where`: the folders
     searched, for the message."""
+    return [wf.problem(m.message, "nodes", nid, "params", name, node=nid)
+            for nid, params in missing_models(wf, registry, where).items() for name, m in params.items()]
+
+
+def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None) -> Dict[str, Dict[str, MissingModel]]:
+    """node -> param -> its missing model file, as missing_model_files finds them (of the nodes in `only`, or all):
+    the editor marks the loader and its field with it once the import report is closed."""
     import os
     from .outputs import resolve_path
     from .portable import windows_root
-    problems = []
+    out: Dict[str, Dict[str, MissingModel]] = {}
     for nid, name, p, value in _named_files(wf, registry):
-        if p.locate is None:
+        if p.locate is None or (only is not None and nid not in only):
             continue
         if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir, True)):
             continue
@@ -421,6 +436,7 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             sub, file = os.path.split(value.replace("\\", "/"))
             # A name with its sub-folder (ComfyUI's wan/wan_2.1_vae.safetensors) is looked for in that sub-folder:
             # the kind's folder alone was named, and the file put there was still not found.
+            into = None
             if folder:
                 into = folder(value)
                 if sub and not os.path.isabs(value) and not windows_root(value):
@@ -436,15 +452,17 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
             close = getattr(p.locate, "close", None)
             close = close(value) if close else []
+            # The other model folder holding it (a VAE in diffusion_models/), as the run's message says
+            elsewhere = getattr(p.locate, "elsewhere", None)
+            elsewhere = elsewhere(value) if elsewhere else []
             beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
                 os.path.dirname(value.replace("\\", "/")) else ""
-            problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{looked} nor beside the "
-                                       f"workflow{beside}; "
-                                       + (f"close names there: {', '.join(close)} (set {name} to one); " if close
-                                          else "")
-                                       + f"{put} (`kinograph info` lists the folders and the models in them)",
-                                       "nodes", nid, "params", name, node=nid))
-    return problems
+            out.setdefault(nid, {})[name] = MissingModel(
+                f"{name}: {value!r} is not in the model folders{looked} nor beside the workflow{beside}; "
+                + (f"close names there: {', '.join(close)} (set {name} to one); " if close else "")
+                + "".join(f"{e}; " for e in elsewhere)
+                + f"{put} (`kinograph info` lists the folders and the models in them)", into)
+    return out
 
 
 def _named_files(wf: Workflow, registry: Registry):

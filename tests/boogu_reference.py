@@ -1,7 +1,9 @@
 """ComfyUI's Boogu-Image transformer written out (comfy/ldm/boogu/model.py and the OmniGen2 pieces it reuses from
 comfy/ldm/omnigen/omnigen2.py, Flux's EmbedND rope): plain torch, sharing no code with nodes/generate/boogu_model.py,
 the reference its latents are judged against. Its parameters carry ComfyUI's names, so its state dict under
-model.diffusion_model. is the published file's layout (boogu_image_*_fp8_scaled.safetensors) at tiny sizes."""
+model.diffusion_model. is the published file's layout (boogu_image_*_fp8_scaled.safetensors) at tiny sizes. With no
+dual-stream blocks and its single-stream ones named layers it is comfy/ldm/omnigen/omnigen2.py's
+OmniGen2Transformer2DModel (Boogu reuses its helpers; its forward is Boogu's without the dual-stream loop)."""
 from __future__ import annotations
 
 import math
@@ -195,7 +197,7 @@ class ComfyBoogu(nn.Module):
     ref_latents) as ComfyUI calls it: 1 - sigma told, the output negated."""
 
     def __init__(self, in_channels=16, dim=48, layers=2, double=1, refiner=1, heads=2, kv_heads=1, multiple_of=16,
-                 axes=(8, 8, 8), text_dim=32, eps=1e-5):
+                 axes=(8, 8, 8), text_dim=32, eps=1e-5, single="single_stream_layers"):
         super().__init__()
         inner = multiple_of * ((4 * dim + multiple_of - 1) // multiple_of)
         self.axes, self.p = axes, 2
@@ -206,7 +208,8 @@ class ComfyBoogu(nn.Module):
         self.ref_image_refiner = nn.ModuleList(Block(dim, heads, kv_heads, inner, eps) for _ in range(refiner))
         self.context_refiner = nn.ModuleList(Block(dim, heads, kv_heads, inner, eps, False) for _ in range(refiner))
         self.double_stream_layers = nn.ModuleList(DoubleBlock(dim, heads, kv_heads, inner, eps) for _ in range(double))
-        self.single_stream_layers = nn.ModuleList(Block(dim, heads, kv_heads, inner, eps) for _ in range(layers))
+        self.single = single
+        setattr(self, single, nn.ModuleList(Block(dim, heads, kv_heads, inner, eps) for _ in range(layers)))
         self.norm_out = NormOut(dim, 4 * in_channels)
         self.image_index_embedding = nn.Parameter(torch.randn(5, dim))
 
@@ -252,8 +255,19 @@ class ComfyBoogu(nn.Module):
         for layer in self.double_stream_layers:
             img, text = layer(img, text, rope, rope[:, n:], temb)
         x = torch.cat([text, img], 1)
-        for layer in self.single_stream_layers:
+        for layer in getattr(self, self.single):
             x = layer(x, rope, temb)
         out = self.norm_out(x, temb)[:, -img_len:]
         out = out.view(b, hh // 2, ww // 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, hh, ww)
         return -out
+
+
+def forward_pairs(model, ref, text_dim: int):
+    """(ComfyUI's output, Kinograph's) from one seeded latent and prompt, first alone then reading two reference
+    latents of two sizes: `ref` told sigma 0.6 as ComfyUI tells it, Kinograph's `model` 1 - sigma, its output negated."""
+    torch.manual_seed(0)
+    x, context = torch.randn(1, 16, 6, 8), torch.randn(1, 7, text_dim)
+    refs = [torch.randn(1, 16, 8, 6), torch.randn(1, 16, 4, 4)]
+    with torch.no_grad():
+        return [(ref(x, torch.tensor([0.6]), context, r), -model(x, torch.tensor([0.4]), context, r))
+                for r in (None, refs)]

@@ -221,15 +221,16 @@ def tiny_transformer(seed=0):
     return t
 
 
-def lllite_state(cond_in=3, aspp=True, blocks=(0, 2), seed=1, dilations=(1, 2)):
-    """Random tensors under the published names (built by the reference, so its layout is the one written out)."""
+def lllite_state(cond_in=3, aspp=True, blocks=(0, 2), seed=1, dilations=(1, 2), width=WIDTH):
+    """Random tensors under the published names (built by the reference, so its layout is the one written out), for
+    a DiT `width` wide."""
     torch.manual_seed(seed)
     state = {}
     cond = RefConditioning(cond_in, 16, 24, 1, dilations if aspp else ())
     state.update({f"lllite_conditioning1.{k}": v for k, v in cond.state_dict().items()})
     for b in blocks:
         for target in REF_PLACES:
-            m = RefModule(WIDTH, 24, 8)
+            m = RefModule(width, 24, 8)
             nn.init.normal_(m.depth_embed, 0, 0.5)
             state.update({f"lllite_dit_blocks_{b}_{target}.{k}": v for k, v in m.state_dict().items()})
     with torch.no_grad():
@@ -407,11 +408,11 @@ def test_comfyui_anima_lllite_templates_import_to_control_anima_lllite():
         assert ("mask" in lllite["inputs"]) == name.endswith("inpainting")
 
 
-def test_an_anima_dit_file_is_named_as_anima_not_run_yet(tmp_path):
-    """anima-base-v1.0 was told as a plain Cosmos-Predict2 transformer; its LLM adapter names it."""
+def test_an_anima_dit_file_is_named_anima(tmp_path):
+    """anima-base-v1.0 was told as a plain Cosmos-Predict2 transformer; its LLM adapter names it Anima's, which
+    load.diffusion_model loads (tests/test_anima.py runs it)."""
     from nodes.generate.model_manager import describe_model
     keys = ["net.x_embedder.proj.1.weight", "net.blocks.0.self_attn.q_proj.weight", "net.llm_adapter.embed.weight",
             "net.llm_adapter.blocks.0.cross_attn.q_proj.weight"]
     d = describe_model(save(tmp_path, "anima-base-v1.0.safetensors", {k: torch.zeros(2, 2) for k in keys}))
-    assert (d["family"], d["loads"]) == ("cosmos", "no"), d
-    assert "Anima" in d["note"] and "does not run yet" in d["note"] and "control.anima_lllite" in d["note"], d["note"]
+    assert (d["family"], d["loads"], d["note"]) == ("anima", "yes", "load.diffusion_model"), d

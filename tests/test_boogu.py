@@ -71,19 +71,13 @@ def test_boogu_transformer_file_matches_comfyuis(boogu):
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model
+    from boogu_reference import forward_pairs
     from tiny_boogu import EDIT, reference
     path = boogu / "models" / "diffusion_models" / EDIT
     assert detect_file(path).family == "boogu"
     model = load_diffusion_model(ModelManager(), EDIT, "default", "cpu").pipe.transformer
-    ref = reference(boogu, EDIT)
-    torch.manual_seed(0)
-    x, context = torch.randn(1, 16, 6, 8), torch.randn(1, 7, 64)
-    refs = [torch.randn(1, 16, 8, 6), torch.randn(1, 16, 4, 4)]
-    with torch.no_grad():
-        for r in (None, refs):
-            want = ref(x, torch.tensor([0.6]), context, r)
-            got = -model(x, torch.tensor([0.4]), context, r)
-            assert _err(want, got) < 1e-5
+    for want, got in forward_pairs(model, reference(boogu, EDIT), 64):
+        assert _err(want, got) < 1e-5
 
 
 def test_comfyui_boogu_turbo_template_imports_and_runs(boogu, tmp_path, monkeypatch):

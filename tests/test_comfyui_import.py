@@ -1508,19 +1508,19 @@ def test_two_saves_of_one_prefix_write_two_files(tmp_path):
 
 
 def test_a_text_encoder_type_kinograph_loads_no_model_of_is_named_as_such(tmp_path):
-    """A CLIPLoader of a type Kinograph has no family for (FLUX.3 klein's flux3 before it loaded; OmniGen2's omnigen2)
-    failed validation with "(did you mean 'flux'?)" alone, sending a newcomer to FLUX.1's type; its report line now
-    says Kinograph loads nothing of that family yet."""
+    """A CLIPLoader of a type Kinograph has no family for (FLUX.3 klein's flux3 and OmniGen2's omnigen2 before they
+    loaded; HunyuanImage 2.1's hunyuan_image) failed validation with "(did you mean 'flux'?)" alone, sending a
+    newcomer to FLUX.1's type; its report line now says Kinograph loads nothing of that family yet."""
     from app.comfyui import import_workflow
-    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "omnigen2",
-                                                        "device": "default"}},
+    api = {"1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_2.5_vl_7b.safetensors",
+                                                        "type": "hunyuan_image", "device": "default"}},
            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "a cat"}},
            "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan",
                                                         "device": "default"}},
            "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a cat"}}}
     (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
     report = import_workflow(tmp_path / "w.json").report
-    assert ("type 'omnigen2': Kinograph loads no text encoder, and no model, of ComfyUI's omnigen2 family yet"
+    assert ("type 'hunyuan_image': Kinograph loads no text encoder, and no model, of ComfyUI's hunyuan_image family yet"
             in report.entries["1"].why())
     assert report.entries["1"].status == "approx" and not report.entries["3"].notes
 

@@ -96,6 +96,8 @@ def test_the_node_search_finds_what_nuke_and_blender_call_a_node(make_window, ty
     ("ControlNetApply", "folds it into the node it feeds"), ("Note", "sticky note"),
     ("MarkdownNote", "sticky note"), ("Reroute", "double-click a link"), ("PrimitiveNode", "type its value"),
     ("PrimitiveInt", "type its value"),
+    # as ComfyUI's search lists them, by their display names: the hint heard the class name alone
+    ("Preview Image", "previews show"), ("lora  stacker", "folds it into"),
 ])
 def test_the_node_search_says_where_a_comfyui_node_with_no_node_here_went(make_window, typed, says):
     """ComfyUI's Preview Image, FluxGuidance, KSamplerSelect, ControlNetApply, Note or Reroute typed in the

@@ -422,3 +422,16 @@ def test_a_named_pipe_in_place_of_the_detector_is_named(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(NodeError, match="named pipe"):
         read_state(str(pipe))
+
+
+def test_a_half_precision_files_sampling_points_still_read(tmp_path):
+    """A detector saved in bf16 or fp16 holds 1/3 and 1/6 rounded (bf16: 0.33398 and 0.16699, 0.2 % off): ComfyUI
+    takes its points from its config and runs such a file, and Kinograph's read_state makes it float32 anyway; the
+    check against a lying file refused bf16 (its tolerance, 0.1 %, was tighter than bf16's rounding)."""
+    import torch
+    from nodes.detect.rtdetr import RTDETR
+    scale = "decoder.decoder.layers.0.cross_attn.num_points_scale"
+    comfy = torch.tensor([1 / 3] * 3 + [1 / 6] * 6 + [1 / 3] * 3)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        rounded = comfy.to(dtype).float()      # as read_state gives it
+        assert RTDETR(_lying(tmp_path / "det.safetensors", **{scale: rounded})).points == [3, 6, 3], dtype

@@ -39,10 +39,11 @@ def transformer():
     return model.bfloat16().float().eval()
 
 
-def text_encoder():
+def text_encoder(width: int = CAPTION, layers: int = 28, seed: int = 4):
+    """A Qwen3 of one 128-wide head (Qwen3's head width, which the shipped config fixes)."""
     from transformers import Qwen3Config, Qwen3Model
-    _seed(4)
-    return Qwen3Model(Qwen3Config(vocab_size=300, hidden_size=CAPTION, intermediate_size=64, num_hidden_layers=28,
+    _seed(seed)
+    return Qwen3Model(Qwen3Config(vocab_size=300, hidden_size=width, intermediate_size=64, num_hidden_layers=layers,
                                   num_attention_heads=1, num_key_value_heads=1, head_dim=128, rms_norm_eps=1e-6,
                                   rope_theta=1000000.0, max_position_embeddings=1024)).bfloat16().float().eval()
 

@@ -58,7 +58,9 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
         except WorkflowError:       # the canvas shows what does not validate yet
             missing = []
         result.report.remarks += missing
-    _unstack(wf.graph, registry)
+    # the loaders of model files not there are a row a file taller on the canvas (they say so there)
+    from graph_engine.validate import missing_models
+    _unstack(wf.graph, registry, {n: len(params) for n, params in missing_models(wf, registry).items()})
     return Imported(wf.graph, problems, checked, registry, result.report, p.resolve(), saved_view(p))
 
 
@@ -89,9 +91,10 @@ def to_document(read: Imported) -> Tuple[Document, object]:
     return doc, read.report
 
 
-def _unstack(g: Graph, registry) -> None:
+def _unstack(g: Graph, registry, missing=None) -> None:
     """ComfyUI's positions were laid out for its node sizes; a Kinograph node is often taller (the
-    sampler carries more fields), and would cover the one below it. Move those down."""
+    sampler carries more fields), and would cover the one below it. Move those down. `missing`: node -> how many
+    of its model files are not there (a row each on the canvas: Load Text Encoder covered Load VAE)."""
     from .geometry import HEADER_H, PAD, ROW_H, node_size
     from .layout import separate
     pos = {n: tuple(g.ui[n]["pos"]) for n in g.nodes if isinstance((g.ui.get(n) or {}).get("pos"), list)}
@@ -103,6 +106,9 @@ def _unstack(g: Graph, registry) -> None:
     for n, (w, h) in sizes.items():
         if registry.get(g.nodes[n].type) is None and not g.ui[n].get("collapsed"):     # a row a socket, as drawn
             sizes[n] = (w, max(h, HEADER_H + 2 * PAD + ROW_H * max(len(g.inputs.get(n, {})), len(fed.get(n, ())))))
+    for n, rows in (missing or {}).items():
+        if n in sizes and not g.ui[n].get("collapsed"):
+            sizes[n] = (sizes[n][0], sizes[n][1] + ROW_H * rows)
     placed = separate(pos, sizes)
     for n, (x, y) in placed.items():
         if (x, y) != pos[n]:

@@ -150,12 +150,21 @@ class Controller:
                     del rr[key]
         return [ops.SetUi(REROUTES, rr)]
 
+    def named(self, node_id: str) -> str:
+        """A node as the canvas names it, for undo texts: its title ('Undone: Set k_sampler_advanced_129_86.sampler'
+        named it by an id the canvas shows nowhere), with its id where another node has the same title."""
+        def title(n):
+            inst, spec = self.graph.nodes[n], self.doc.spec(n)
+            return inst.title or (spec.title if spec else inst.type)
+        mine = title(node_id)
+        return f"{mine} ({node_id})" if any(title(n) == mine for n in self.graph.nodes if n != node_id) else mine
+
     def set_param(self, node_id: str, name: str, value, gesture: Optional[int] = None) -> None:
         spec = self.doc.spec(node_id)
         p = spec.params.get(name) if spec else None
         if self.graph.nodes[node_id].params.get(name, p.default if p else None) == value and gesture is None:
             return
-        self.doc.push(f"Set {node_id}.{name}", [ops.SetParam(node_id, name, value, p.default if p else None)],
+        self.doc.push(f"Set {name} of {self.named(node_id)}", [ops.SetParam(node_id, name, value, p.default if p else None)],
                       gesture)
 
     def set_bypass(self, node_ids: Iterable[str], bypass: Optional[bool] = None) -> None:
@@ -167,7 +176,7 @@ class Controller:
 
     def set_title(self, node_id: str, title: str) -> None:
         if self.graph.nodes[node_id].title != title:
-            self.doc.push(f"Rename {node_id}", [ops.SetTitle(node_id, title)])
+            self.doc.push(f"Rename {self.named(node_id)} to {title}", [ops.SetTitle(node_id, title)])
 
     def set_collapsed(self, node_ids: Iterable[str], collapsed: Optional[bool] = None) -> None:
         ids = [n for n in node_ids if n in self.graph.nodes]
@@ -193,7 +202,7 @@ class Controller:
         ui["seed"] = {k: v for k, v in seeds.items() if v != "fixed"}
         if not ui["seed"]:
             del ui["seed"]
-        self.doc.push(f"Seed mode of {node_id}.{param}", [ops.SetUi(node_id, ui)])
+        self.doc.push(f"Seed mode of {param} of {self.named(node_id)}", [ops.SetUi(node_id, ui)])
 
     def next_seeds(self, rng: Optional[random.Random] = None, reroll: bool = False) -> None:
         """Before a run: advance seeds set to increment, draw new ones for random (one undo step);
@@ -232,7 +241,8 @@ class Controller:
         if cur == (src, src_port):
             return
         todo = self._drop_reroutes([f"{dst}.{dst_port}"]) if cur else []
-        self.doc.push(f"Connect {src}.{src_port} to {dst}.{dst_port}", todo + [ops.Connect(src, src_port, dst, dst_port)])
+        self.doc.push(f"Connect {self.named(src)}'s {src_port} to {self.named(dst)}'s {dst_port}",
+                      todo + [ops.Connect(src, src_port, dst, dst_port)])
 
     def relink(self, old: Tuple[str, str], src: str, src_port: str, dst: str, dst_port: str) -> None:
         """Move the loose end of the link into `old` (an input) to dst.dst_port, as one step."""
@@ -240,7 +250,7 @@ class Controller:
         if why:
             raise Refused(why)
         keys = [f"{old[0]}.{old[1]}"] + ([f"{dst}.{dst_port}"] if dst_port in self.graph.inputs.get(dst, {}) else [])
-        self.doc.push(f"Reconnect to {dst}.{dst_port}", self._drop_reroutes(keys) +
+        self.doc.push(f"Reconnect {self.named(dst)}'s {dst_port}", self._drop_reroutes(keys) +
                       [ops.Disconnect(*old), ops.Connect(src, src_port, dst, dst_port)])
 
     def disconnect(self, links: Iterable[Tuple[str, str]]) -> None:
@@ -264,7 +274,7 @@ class Controller:
             return False            # it would close a loop
         todo = self._move_ops(moved or {}) + self._drop_reroutes([f"{link.dst}.{link.dst_port}"])
         todo += [ops.Connect(link.src, link.src_port, node_id, inp), ops.Connect(node_id, out, link.dst, link.dst_port)]
-        self.doc.push(f"Insert {node_id}", todo)
+        self.doc.push(f"Insert {self.named(node_id)}", todo)
         return True
 
     def set_reroutes(self, key: str, points: Sequence[Sequence[float]], gesture: Optional[int] = None) -> None:

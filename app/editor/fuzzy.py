@@ -140,8 +140,9 @@ def comfyui_instead(query: str) -> str:
     'No node matches' or unrelated nodes."""
     from app.comfyui.flatten import NOTES, REROUTES
     from app.comfyui.mapping import RULES
-    typed = query.strip().lower()
-    cls = next((c for c in (*RULES, *NOTES, *REROUTES, "PrimitiveNode") if c.lower() == typed), None)
+    # Spaces aside: ComfyUI's search lists PreviewImage as 'Preview Image', and that is what was typed.
+    typed = "".join(query.split()).lower()
+    cls = next((c for c in (*RULES, *NOTES, *REROUTES, "PrimitiveNode") if "".join(c.split()).lower() == typed), None)
     rule = RULES.get(cls)
     if cls is None or (rule is not None and rule.node):
         return ""

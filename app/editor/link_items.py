@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt
 from PySide6.QtGui import QColor, QPainterPath, QPainterPathStroker, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
@@ -19,6 +19,37 @@ def curve(points: List[QPointF]) -> QPainterPath:
         dx = max(30.0, abs(b.x() - a.x()) * 0.5)
         path.cubicTo(QPointF(a.x() + dx, a.y()), QPointF(b.x() - dx, b.y()), b)
     return path
+
+
+def detour(a: QPointF, b: QPointF, src: QRectF, dst: QRectF) -> Optional[QPainterPath]:
+    """The wire from output `a` of the node `src` to input `b` of the node `dst` when `dst` lies below (or above) the
+    source with no room to curve forward: out to the right, down past the source, across the gap between them and
+    into the input from its left, round-cornered. The curve ran behind the source node and seemed to come out of its
+    bottom edge (Depth Anything 3 wired to Render Depth straight below it). None: the usual curve will do."""
+    reach = 30.0                                    # the curve's least handle, and how far the detour keeps off
+    if b.x() >= a.x() + 2 * reach:
+        return None
+    if dst.top() - src.bottom() >= 2 * reach / 3:               # below
+        y = (src.bottom() + dst.top()) / 2
+    elif src.top() - dst.bottom() >= 2 * reach / 3:             # above
+        y = (dst.bottom() + src.top()) / 2
+    else:
+        return None
+    x1, x2 = max(a.x(), src.right()) + reach, min(b.x(), dst.left()) - reach
+    r = min(16.0, abs(y - a.y()) / 2, abs(b.y() - y) / 2, (x1 - x2) / 2)
+    down1, down2 = (1.0 if y > a.y() else -1.0), (1.0 if b.y() > y else -1.0)
+    path = QPainterPath(a)
+    for (px, py), (cx, cy), (qx, qy) in (
+            ((x1 - r, a.y()), (x1, a.y()), (x1, a.y() + down1 * r)), ((x1, y - down1 * r), (x1, y), (x1 - r, y)),
+            ((x2 + r, y), (x2, y), (x2, y + down2 * r)), ((x2, b.y() - down2 * r), (x2, b.y()), (x2 + r, b.y()))):
+        path.lineTo(px, py)
+        path.quadTo(QPointF(cx, cy), QPointF(qx, qy))
+    path.lineTo(b)
+    return path
+
+
+def _body(item) -> QRectF:
+    return QRectF(item.scenePos(), QSizeF(item.w, item.h))
 
 
 class LinkItem(QGraphicsPathItem):
@@ -53,7 +84,8 @@ class LinkItem(QGraphicsPathItem):
         a = self.src_item.port_scene_pos(self.src_port, False)
         b = self.dst_item.port_scene_pos(self.dst_port, True)
         self._shape = None
-        path = curve([a] + self.points + [b])
+        path = (None if self.points else detour(a, b, _body(self.src_item), _body(self.dst_item))) or \
+            curve([a] + self.points + [b])
         self._rect = path.boundingRect().adjusted(-5, -5, 5, 5)
         self.setPath(path)
 

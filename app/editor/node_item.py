@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import textwrap
 from types import SimpleNamespace
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
@@ -122,6 +122,8 @@ class NodeItem(QGraphicsItem):
         self.thumb: Optional[QImage] = None
         self.info = ""                          # what a loader found: size, rate, length
         self.problem: Optional[str] = None
+        # param -> its model file that is not there (graph_engine.validate.MissingModel), set by the scene
+        self.missing: Dict[str, Any] = {}
         self._hover_port = None
         self._drag = None                       # active inline parameter drag
         self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable |
@@ -144,6 +146,8 @@ class NodeItem(QGraphicsItem):
             self.h = max(self.h, HEADER_H + 2 * PAD + rows * ROW_H)
         if self.info and not self.collapsed:
             self.h += ROW_H
+        if self.missing and not self.collapsed:
+            self.h += ROW_H * len(self.missing)
         self._rect = QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
         cat = self.spec.category if self.spec else ""
         self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
@@ -179,6 +183,17 @@ class NodeItem(QGraphicsItem):
         if text != self.info:
             self.info = text
             self._resized()
+
+    def set_missing(self, missing: Dict[str, Any]) -> None:
+        if missing != self.missing:
+            self.missing = dict(missing)
+            self._resized()
+
+    def missing_lines(self) -> List[Tuple[str, str]]:
+        """(what, where it goes) for each model file the node names that is not there, as the node says them on its
+        last rows (the field holds the name): the import report said it, and once it was closed nothing did."""
+        many = len(self.missing) > 1
+        return [(f"{name} missing" if many else "missing", str(m.into or "")) for name, m in self.missing.items()]
 
     def _resized(self) -> None:
         self.sync(self.inst, {"collapsed": self.collapsed})
@@ -301,10 +316,18 @@ class NodeItem(QGraphicsItem):
             self._paint_params(painter)
             if self.thumb is not None:
                 self._paint_thumb(painter)
+            bottom = self.h - ROW_H / 2 - 2
+            painter.setFont(LABEL_FONT)
+            painter.setPen(theme.REFUSED)
+            for what, where in reversed(self.missing_lines()):
+                what += ": put it in " if where else ""
+                # the folder cut at its start: its end (models/diffusion_models/wan) says where
+                room = self.w - 2 * PAD - 4 - LABEL.width(what)
+                LABEL.left(painter, PAD + 2, bottom, what + LABEL.elide(where, room, Qt.ElideLeft))
+                bottom -= ROW_H
             if self.info:
-                painter.setFont(LABEL_FONT)
                 painter.setPen(theme.TEXT_DIM)
-                LABEL.left(painter, PAD + 2, self.h - ROW_H / 2 - 2, LABEL.elide(self.info, self.w - 2 * PAD - 4))
+                LABEL.left(painter, PAD + 2, bottom, LABEL.elide(self.info, self.w - 2 * PAD - 4))
 
     def _paint_status(self, painter):
         st = self.status
@@ -401,7 +424,7 @@ class NodeItem(QGraphicsItem):
             label, value = field_texts(name, shown, inner.width(), file=p.kind == "path")
             painter.setPen(self._label_color(fill, 6 + LABEL.width(label)))
             LABEL.left(painter, inner.x(), inner.center().y(), label)
-            painter.setPen(theme.TEXT)
+            painter.setPen(theme.REFUSED if name in self.missing else theme.TEXT)
             LABEL.right(painter, inner.right(), inner.center().y(), value)
 
     @staticmethod
@@ -500,6 +523,8 @@ class NodeItem(QGraphicsItem):
             whole = f"{self.label}\n\n" if self.title != self.label else ""
             return whole + why + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
+        if name in self.missing:
+            return textwrap.fill(self.missing[name].message, 90) + "\n\n" + (f"{name}: {p.help}" if p.help else "")
         rng = f" [{p.min}..{p.max}]" if p.min is not None or p.max is not None else ""
         how = "Drag to change (Shift: fine, Ctrl: coarse)" if p.type in NUMERIC else "Drag to change"
         return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + f"\n{how}, click to type"

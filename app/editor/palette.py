@@ -147,7 +147,9 @@ class SearchPalette(QFrame):
             if self.list.item(i).data(TYPE_ROLE):
                 self.list.setCurrentRow(i)
                 break
-        if query and not self.results() and not instead:
+        if query and not self.results() and instead:
+            self.help.clear()       # 'No node matches' the half-typed name stayed under the hint once it was whole
+        elif query and not self.results():
             # Enter then did nothing and the list stood empty without a word.
             what = f" that takes {self.have.name}" if self.have else f" that makes {self.want.name}" if self.want else ""
             self.help.setText(f"No node{what} matches “{html.escape(query)}”: try another word (Esc closes)")

@@ -433,13 +433,9 @@ class PathEditor(LineEditor):
     def _as_model_name(self, path: str) -> str:
         """A file picked inside a model folder kept as the name the loader finds it by (wan/x.safetensors), as
         ComfyUI's model list shows it, not as a full path no other machine has; any other file as picked."""
-        searched = getattr(self.p.locate, "searched", None)
+        every = getattr(self.p.locate, "every", None)
         picked = Path(path).resolve()
-        try:
-            folders = searched(picked.name) if searched else ()
-        except ValueError:      # a name of no kind the loader knows
-            return path
-        for d in folders:
+        for d in every() if every else ():
             try:
                 name = picked.relative_to(d.resolve()).as_posix()
             except ValueError:

@@ -4,6 +4,7 @@ description and problems."""
 from __future__ import annotations
 
 import html
+import os
 from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -87,6 +88,7 @@ class PropertiesPanel(QScrollArea):
             old.deleteLater()
         self.setWidget(w)
         self.editors, self.status_label, self.preview_label, self.problem_labels = {}, None, None, []
+        self.missing_labels: Dict[str, QLabel] = {}
         self._meta_edits = None             # the workflow page's name and description fields
         QTimer.singleShot(0, self._fit_height)
         return lay
@@ -224,7 +226,11 @@ class PropertiesPanel(QScrollArea):
             ed.setToolTip(help_tip(p.help))
             form.addRow(label, ed)
             self.editors[name] = ed
+            if p.locate is not None:        # its model file not there: said under it (shown by _show_missing)
+                self.missing_labels[name] = self._error("")
+                form.addRow("", self.missing_labels[name])
         lay.addLayout(form)
+        self._show_missing()
         lay.addStretch(1)
 
     def _help(self, label: QLabel, spec, lay: QVBoxLayout) -> None:
@@ -269,6 +275,13 @@ class PropertiesPanel(QScrollArea):
         lay.addWidget(QLabel(f"{counted(len(g.nodes), 'node')}, {counted(sum(1 for _ in g.links()), 'link')}"))
         for p in self.doc.validate():
             lay.addWidget(self._error(f"{p.node + ': ' if p.node else ''}{p.message}"))
+        # The model files not there, one line each (the loader's panel says the whole of it): with the import
+        # report closed and nothing selected, this page said nothing of them.
+        for nid, params in self.doc.missing_models().items():
+            for name, m in params.items():
+                file = os.path.basename(str(g.nodes[nid].params.get(name, "")).replace("\\", "/"))
+                lay.addWidget(self._error(f"{self.controller.named(nid)}: {file} is missing"
+                                          + (f": put it in {m.into}" if m.into else "")))
         lay.addStretch(1)
 
     def _set_meta(self, name=None, description=None) -> None:
@@ -332,6 +345,8 @@ class PropertiesPanel(QScrollArea):
                 self.show_node(self.node_id)        # a param's field comes or goes with its link
         elif ev.kind == "param_changed" and ev.data.get("name") in self.editors:
             self.editors[ev.data["name"]].set_value(ev.data.get("value"))
+        if ev.kind in ("param_changed", "node_changed"):
+            self._show_missing()
         if ev.kind in ("param_changed", "linked", "unlinked", "node_changed") and self.problem_labels:
             found = self.doc.still_found(self.node_id)      # the value set right: its red message goes
             for p, label in self.problem_labels:
@@ -343,6 +358,17 @@ class PropertiesPanel(QScrollArea):
             self.bypass_box.blockSignals(False)
             spec = self.doc.spec(self.node_id)
             self._show_title(inst.title or (spec.title if spec else inst.type))
+
+    def _show_missing(self) -> None:
+        """Under a model name's field, that its file is not there and where it goes (validate's check, the
+        import report's): once the report was closed, nothing said it."""
+        if not self.missing_labels:
+            return
+        missing = self.doc.missing_models([self.node_id]).get(self.node_id, {})
+        for name, label in self.missing_labels.items():
+            label.setText(missing[name].message if name in missing else "")
+            label.setHidden(name not in missing)
+        QTimer.singleShot(0, self._fit_height)
 
     def _show_title(self, title: str) -> None:
         """The node's title from its start: a title longer than the field showed its end ('itle that

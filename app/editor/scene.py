@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Tuple
 
-from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt, QTimer, Signal
 from PySide6.QtGui import QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
@@ -45,6 +45,13 @@ class GraphScene(QGraphicsScene):
         self._drag: Optional[dict] = None
         self._moving: Optional[dict] = None
         self._insert_link: Optional[LinkItem] = None
+        # Nodes added (a paste of 200) are looked at for missing model files together, once they are all in:
+        # one at a time, each look went through the whole graph (a third of a 200-node paste's time).
+        self._added: List[str] = []
+        self._check_added = QTimer(self)
+        self._check_added.setSingleShot(True)
+        self._check_added.setInterval(0)
+        self._check_added.timeout.connect(lambda: self.check_models(self._added[:]) or self._added.clear())
         self._unsubscribe = doc.graph.subscribe(self._on_event)
         self.selectionChanged.connect(self.overview_changed)
         self.rebuild()
@@ -65,7 +72,15 @@ class GraphScene(QGraphicsScene):
         self._sync_notes()
         self._sync_reroutes()
         self.fit_groups()
+        self.check_models()
         self.layoutChanged.emit()
+
+    def check_models(self, only=None) -> None:
+        """Mark the loaders (of `only`, or all) whose model file is not there, as `kinograph validate` finds them."""
+        found = self.doc.missing_models(only)
+        for nid in list(self.nodes) if only is None else only:
+            if nid in self.nodes:
+                self.nodes[nid].set_missing(found.get(nid, {}))
 
     def _add_node(self, nid: str) -> None:
         inst = self.doc.graph.nodes[nid]
@@ -98,6 +113,8 @@ class GraphScene(QGraphicsScene):
         k = ev.kind
         if k == "node_added":
             self._add_node(ev.node)
+            self._added.append(ev.node)
+            self._check_added.start()
         elif k == "node_removed":
             item = self.nodes.pop(ev.node, None)
             if item is not None:
@@ -113,6 +130,7 @@ class GraphScene(QGraphicsScene):
             self._resize_unknown(ev.data["link"])
         elif k == "param_changed":
             self._refresh(ev.node)
+            self.check_models([ev.node])
             self.fit_groups(ev.node)        # it grew or shrank where it stands
             self.overview_changed()
             self.layoutChanged.emit()
@@ -120,6 +138,8 @@ class GraphScene(QGraphicsScene):
         elif k in ("node_changed", "ui_changed") and ev.node in self.nodes:
             g = self.doc.graph
             self.nodes[ev.node].sync(g.nodes[ev.node], g.ui.get(ev.node) or {})
+            if k == "node_changed":         # bypassed, a loader loads nothing
+                self.check_models([ev.node])
             for link in self.nodes[ev.node].links:
                 link.update()
         elif k == "ui_changed" and ev.node == GROUPS:

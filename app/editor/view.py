@@ -270,7 +270,9 @@ class GraphView(QGraphicsView):
         fit = min(vw / (rect.width() + 2 * m), vh / (rect.height() + 2 * m))
         if fit >= LEGIBLE_ZOOM:
             self.frame(rect)
-            return
+            # Framed clear of the minimap, it may no longer read: then its start, as for a graph too big to read.
+            if self.zoom() >= LEGIBLE_ZOOM - 1e-9:
+                return
         self.zoom_by(LEGIBLE_ZOOM / self.zoom())
         cx = rect.left() - m + vw / (2 * LEGIBLE_ZOOM)
         cy = rect.center().y() if rect.height() * LEGIBLE_ZOOM + 2 * m <= vh else rect.top() - m + vh / (2 * LEGIBLE_ZOOM)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget,
                                QWidget)
@@ -213,6 +213,10 @@ class MainWindow(QMainWindow):
         # ComfyUI's keys too (Ctrl+B, Alt+C, '.'): someone from there pressed them and nothing happened.
         self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), ["B", "Ctrl+B"],
                   canvas=True)
+        # ComfyUI's mute (Ctrl+M: the node never runs) has no twin here; bypass is Kinograph's one way to switch a node
+        # off, and Ctrl+M did nothing. It bypasses, and says how the two differ.
+        self._act(n, "Mute (ComfyUI's Ctrl+M): Bypass", self._mute, "Ctrl+M", canvas=True,
+                  tip="Kinograph has no mute: a bypassed node does not run and passes its input on")
         self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")),
                   ["H", "Alt+C"], canvas=True)
         # The keyboard's way to a node it did not just add (arrows alone pan the canvas).
@@ -363,6 +367,16 @@ class MainWindow(QMainWindow):
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
         scene.close()
+
+    def changeEvent(self, event):
+        super().changeEvent(event)
+        # Back from the file manager with a model file copied in: the loaders marked missing look again (those
+        # alone: every model file looked for at each return to the window would take seconds on a big template).
+        if event.type() == QEvent.ActivationChange and self.isActiveWindow() and getattr(self, "scene", None):
+            marked = [n for n, item in self.scene.nodes.items() if item.missing]
+            if marked:
+                self.scene.check_models(marked)
+                self.properties._show_missing()
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -783,6 +797,15 @@ class MainWindow(QMainWindow):
         # Sticky notes too: Ctrl+A, Ctrl+C left them out of the copy, Ctrl+A, Delete on the canvas.
         for item in list(self.scene.nodes.values()) + list(self.scene.notes.values()):
             item.setSelected(True)
+
+    def _mute(self) -> None:
+        ids = self._selected("Mute")
+        if ids:
+            self.controller.set_bypass(ids)
+            off = self.doc.graph.nodes[ids[0]].bypass
+            self.message(("Bypassed" if off else "Enabled again") + ": Kinograph has no mute, Ctrl+M bypasses (B). A "
+                         "bypassed node does not run and passes its input on to what reads it, where ComfyUI's muted "
+                         "one leaves it nothing")
 
     def _selected(self, what: str, least: int = 1) -> List[str]:
         """The selected nodes for a command that needs `least` of them; fewer: [] and a message

@@ -387,7 +387,6 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
     base = Path(name.replace("\\", "/")).name
     searched = _kind_dirs(kind)
     close = close_names(name, kind)
-    elsewhere = [(k, f) for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
     head = f"{what} not found: {name!r}" if what else f"{kind} model {name!r} not found"
     from graph_engine.portable import windows_root
     # A name with its sub-folder (wan/wan_2.1_vae.safetensors) is looked for in that sub-folder of the kind's.
@@ -407,8 +406,16 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
               for p in loose_models() if base in (p.name, p.stem)]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
-    lines += [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}" for k, f in elsewhere]
+    lines += held_elsewhere(name, kind)
     return NodeError("\n".join(lines))
+
+
+def held_elsewhere(name: str, kind: str) -> List[str]:
+    """Where a file missing from its kind's folders is held in another kind's (a VAE put in diffusion_models/), and
+    what loads files there: for the run's not_found and `kinograph validate` alike."""
+    base = Path(name.replace("\\", "/")).name
+    return [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}"
+            for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
 
 
 def as_given(path: str, workflow_dir) -> str:
@@ -446,6 +453,10 @@ def locator(*kinds: str, kind_of=None, companions=None):
     # Every folder looked in, an extra_model_paths.yaml's included: validate named only the model folders' roots,
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
     locate.searched = lambda name="": _kind_dirs(kind_of(name))
+    locate.elsewhere = lambda name: held_elsewhere(name, kind_of(name))
+    # Every folder of every kind it reads (Load Model: checkpoints/ and diffusion_models/), for the editor to keep a
+    # file picked in any of them by the name it is found by: `searched` names the first kind's alone.
+    locate.every = lambda: [d for kind in kinds for d in _kind_dirs(kind)]
     locate.companions = companions
     return locate
 

@@ -326,6 +326,9 @@ def numbered(keys) -> dict:
 
 # The points a level samples: ComfyUI's file has 3, 6 and 3 (D-FINE's configs at most 8 a level, 3 levels)
 MAX_POINTS, MAX_LEVELS = 64, 8
+# How far a saved 1/n may be off: bf16 rounds it by up to 2^-8 of itself (1/3 is 0.33398 there), and 1/n and
+# 1/(n + 1) stay over 1.5 % apart up to MAX_POINTS, so n is still read without doubt
+SCALE_ROUNDING = 5e-3
 
 
 def sampling_points(scale, path: str) -> List[int]:
@@ -336,7 +339,8 @@ def sampling_points(scale, path: str) -> List[int]:
     while i < len(values) and len(points) <= MAX_LEVELS:
         v = values[i]
         n = round(1 / v) if math.isfinite(v) and v > 1 / (MAX_POINTS + 0.5) else 0
-        if not 1 <= n <= MAX_POINTS or i + n > len(values) or any(abs(x * n - 1) > 1e-3 for x in values[i:i + n]):
+        if not 1 <= n <= MAX_POINTS or i + n > len(values) or any(abs(x * n - 1) > SCALE_ROUNDING
+                                                                  for x in values[i:i + n]):
             break
         points.append(n)
         i += n

@@ -228,15 +228,21 @@ def encoded(control, height: int, width: int, device, dtype):
     return control.cache[key]
 
 
-@contextmanager
 def laid(transformer, controls, height: int, width: int, sigma: float, level_at):
     """Within: the model's LLLite controls that steer at noise level `sigma` (control.active's window test, ComfyUI's
     sigma_end <= sigma <= sigma_start) laid on the transformer for a height x width generation."""
     from nodes.generate.control import active
+    return steering(transformer, active(controls, sigma, level_at), height, width)
+
+
+@contextmanager
+def steering(transformer, controls, height: int, width: int):
+    """Within: these LLLite controls (the sampler's active ones) laid on the transformer for a height x width
+    generation."""
     p = next(transformer.parameters())
     handles = []
     try:
-        for c in active(controls, sigma, level_at):
+        for c in controls:
             handles += steer(transformer, c.net, encoded(c, height, width, p.device, p.dtype), c.strength)
         yield
     finally:

@@ -139,7 +139,7 @@ def generate_stable_audio3(ctx, checkpoint: str = Param("stable_audio_3_medium.s
                            steps: int = Param(8, min=1, max=1000, help="medium: 8; medium_base: 50"),
                            cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass "
                                                                             "(medium); medium_base: 7"),
-                           sampler: str = Param("lcm", choices=("lcm", *PICTURE_SAMPLERS),
+                           sampler: str = Param("lcm", choices=PICTURE_SAMPLERS,
                                                 help="KSampler's sampler; lcm re-noises after each step, as the "
                                                      "distilled model was trained to be sampled"),
                            scheduler: str = Param("simple", choices=STABLE_AUDIO3_SCHEDULERS,

@@ -158,6 +158,9 @@ def positions(text: int, refs: Sequence[Tuple[int, int]], size: Tuple[int, int],
 
 
 class BooguTransformer(ModelMixin, ConfigMixin):
+    # the single-stream blocks' name in the released files (OmniGen2's, which has no dual-stream stage: layers)
+    single = "single_stream_layers"
+
     @register_to_config
     def __init__(self, in_channels: int = 16, hidden_size: int = 3360, num_layers: int = 32,
                  num_double_stream_layers: int = 8, num_refiner_layers: int = 2, num_attention_heads: int = 28,
@@ -176,7 +179,7 @@ class BooguTransformer(ModelMixin, ConfigMixin):
                                              for _ in range(num_refiner_layers))
         self.double_stream_layers = nn.ModuleList(DualStreamBlock(dim, heads, kv, inner, eps)
                                                   for _ in range(num_double_stream_layers))
-        self.single_stream_layers = nn.ModuleList(_block(dim, heads, kv, inner, eps) for _ in range(num_layers))
+        setattr(self, self.single, nn.ModuleList(_block(dim, heads, kv, inner, eps) for _ in range(num_layers)))
         self.norm_out = LuminaLayerNormContinuous(dim, min(dim, 1024), elementwise_affine=False, eps=1e-6, bias=True,
                                                   out_dim=patch)
         self.image_index_embedding = nn.Parameter(torch.empty(REFERENCE_SLOTS, dim))
@@ -215,7 +218,14 @@ class BooguTransformer(ModelMixin, ConfigMixin):
         for layer in self.double_stream_layers:
             img, text = layer(img, text, rope, rope[:, length:], temb)
         x = torch.cat([text, img], 1)
-        for layer in self.single_stream_layers:
+        for layer in getattr(self, self.single):
             x = layer(x, None, rope, temb)
         out = self.norm_out(x, temb)[:, -(h // p) * (w // p):]
         return out.view(n, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, h, w)
+
+
+class OmniGen2Transformer(BooguTransformer):
+    """OmniGen2's transformer (ComfyUI's diffusion_models/omnigen2_fp16.safetensors): Boogu's without the
+    dual-stream stage (num_double_stream_layers 0), its single-stream blocks named layers.N, the prompt read from
+    Qwen2.5-VL-3B's 2048 widths; every size is the file's (converters/boogu.py)."""
+    single = "layers"

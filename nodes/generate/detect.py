@@ -627,6 +627,15 @@ def _kandinsky5(k: Keys) -> Optional[Detection]:
                      why="text / visual transformer blocks with pooled CLIP embeddings (Kandinsky 5)")
 
 
+def _anima(k: Keys) -> Optional[Detection]:
+    """Anima's DiT (circlestone-labs/Anima's anima-base-v1.0, anima-preview*): Cosmos-Predict2's with an LLM adapter
+    (Qwen3-0.6B's states to queries on the prompt's T5 token ids) before it."""
+    if not k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "llm_adapter.embed.weight"):
+        return None
+    return Detection("diffusion_model", "anima", "", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
+                     why="Cosmos-Predict2's DiT with an LLM adapter (llm_adapter)")
+
+
 def _not_yet(k: Keys) -> Optional[Detection]:
     """Video families Kinograph recognises by the names their diffusers single-file converters read, and does not
     run yet: named, so a user knows what the file is and what to use instead."""
@@ -636,11 +645,6 @@ def _not_yet(k: Keys) -> Optional[Detection]:
                          why=f"Genmo's Mochi 1 transformer, which Kinograph does not run yet; {instead}")
     if k.has("decoder.blocks.0.0.weight", "decoder.output_proj.weight"):
         return Detection(None, "mochi", "", why="Genmo's Mochi 1 VAE (mochi_vae), which Kinograph does not read yet")
-    if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "llm_adapter.embed.weight"):
-        # Anima's DiT is Cosmos-Predict2's with an LLM adapter (Qwen3-0.6B's states to T5-token queries) before it
-        return Detection(None, "cosmos", "anima", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
-                         why="Anima (Cosmos-Predict2's DiT with an LLM adapter), which Kinograph does not run yet; its "
-                             f"ControlNet-LLLite nets load (control.anima_lllite) but steer nothing without it; {instead}")
     if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "pos_embedder.dim_spatial_range"):
         return Detection(None, "cosmos", "predict2", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos-Predict2 transformer, which Kinograph does not run yet; {instead}")
@@ -1025,6 +1029,12 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
         return Detection("text_encoder", name, "", why="text_model embeddings", extra={"hidden": emb[1]})
+    sinks = k.shape("layers.0.self_attn.sinks")
+    if sinks is not None and k.any("layers.0.mlp.router.weight"):
+        # GPT-OSS (Lens's gpt_oss_20b_*): biased q/k/v like Qwen2's, with a softmax sink per head and routed experts
+        emb = k.shape("embed_tokens.weight") or (0, 0)
+        return Detection("text_encoder", "gpt_oss", "20b" if emb[1] == 2880 else f"h{emb[1]}",
+                         why="attention sinks and routed experts (GPT-OSS)", extra={"hidden": emb[1]})
     # Qwen2.5-VL (Qwen-Image's encoder): a Qwen2 language model (biased q/k/v) under model. in ComfyUI's files
     # (transformers 4's names, with the vision tower as visual.*), or model.language_model. in transformers 5's
     qkv_bias = k.shape("layers.0.self_attn.k_proj.bias") or k.shape("language_model.layers.0.self_attn.k_proj.bias")
@@ -1046,7 +1056,7 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
                          why="Qwen3 layers with a vision tower", extra={"hidden": emb[1]})
     if emb is not None and qk_norm:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
-        return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+        return Detection("text_encoder", "qwen3", {1024: "0.6b", 2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
     if emb is not None and k.any("layers.0.linear_attn.A_log", "language_model.layers.0.linear_attn.A_log"):
         # Qwen3.5 (MOSS-Image's qwen3.5_9b, ComfyUI's text generation): gated delta-net layers between full ones
@@ -1160,6 +1170,12 @@ def _lora(k: Keys) -> Optional[Detection]:
         # musubi-tuner's (lora_unet_blocks_0_attn_qkv_proj) turbo LoRAs have them; HunyuanVideo's text refiner
         # (txt_in.individual_token_refiner.blocks.N.mlp.fc1) has one of them too
         fam, why = "minimax_h3", "MiniMax H3 block names"
+    elif re.search(r"(^|[._])blocks[._]\d+[._](self_attn|cross_attn)[._](q_proj|k_proj|v_proj|output_proj)|"
+                   r"[._]mlp[._]layer[12][._]|adaln_modulation_(self|cross)_attn|(^|[._])llm_adapter[._]", text):
+        # Cosmos-Predict2's MiniTrainDIT names (self_attn.q_proj, mlp.layer1; Wan's are self_attn.q, ffn.0), which
+        # Anima's DiT has, and its LLM adapter's, as ComfyUI's, kohya's (lora_unet_blocks_0_self_attn_q_proj) and
+        # diffusion-pipe's Anima LoRAs have them
+        fam, why = "anima", "Anima (Cosmos-Predict2) block names"
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
             "transformer_blocks" not in text and "double_blocks" not in text:
         fam, why = "wan", "Wan block names"
@@ -1301,6 +1317,17 @@ def _sd3(k: Keys) -> Optional[Detection]:
                             "clips": k.starts("text_encoders.clip_g.")})
 
 
+def _lens(k: Keys) -> Optional[Detection]:
+    """Lens's transformer (ComfyUI's lens_bf16 / lens_turbo_bf16.safetensors): dual-stream blocks with one q/k/v
+    matrix per stream (transformer_blocks.N.attn.img_qkv), a norm per GPT-OSS layer read (txt_norm.N). Qwen-Image's
+    blocks share img_mod / txt_norm names but project q, k, v apart, so this rule comes first."""
+    x = "transformer_blocks.0.attn.img_qkv.weight"
+    if not k.has(x, "img_in.weight", "txt_norm.0.weight"):
+        return None
+    return Detection("diffusion_model", "lens", "", prefix=k.prefix_of(x) or "",
+                     why="transformer_blocks.N.attn.img_qkv / txt_norm.N")
+
+
 def _qwenimage(k: Keys) -> Optional[Detection]:
     """Qwen-Image's transformer: ComfyUI's split files keep diffusers' own names (img_in, txt_norm, txt_in,
     transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1's
@@ -1339,6 +1366,17 @@ def _boogu(k: Keys) -> Optional[Detection]:
         return None
     return Detection("diffusion_model", "boogu", "", prefix=k.prefix_of(x) or "",
                      why="double_stream_layers.N.img_instruct_attn / time_caption_embed")
+
+
+def _omnigen2(k: Keys) -> Optional[Detection]:
+    """OmniGen2's transformer (ComfyUI's omnigen2_fp16.safetensors): Boogu's refiners and blocks without its
+    dual-stream stage, the single-stream blocks under layers.N with separate q/k/v (Lumina 2 / Z-Image fuse them in
+    attention.qkv) and a reference-picture refiner."""
+    x = "ref_image_refiner.0.attn.to_q.weight"
+    if not k.has(x, "layers.0.attn.to_q.weight", "x_embedder.weight", "time_caption_embed.caption_embedder.0.weight"):
+        return None
+    return Detection("diffusion_model", "omnigen2", "", prefix=k.prefix_of(x) or "",
+                     why="layers.N.attn.to_q / ref_image_refiner / time_caption_embed")
 
 
 def _zimage(k: Keys) -> Optional[Detection]:
@@ -1412,6 +1450,32 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _read_by_a_node(k: Keys) -> Optional[Detection]:
+    """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
+    ACE-Step 1.5's all-in-one checkpoint (ace_step_1.5_turbo_aio: model.diffusion_model., vae., text_encoders.qwen3_06b.),
+    its split diffusion model (decoder. / encoder. / detokenizer. and null_condition_emb) and Oobleck VAE (ace_1.5_vae:
+    stable-audio-tools' weight-normed decoder.layers at the top), Stable Audio 3's T5Gemma (t5gemma_b_b_ul2:
+    model.encoder.layers.N.pre_self_attn_layernorm), Anima's ControlNet-LLLite nets (lllite_conditioning1 and
+    lllite_dit_blocks_N_*; kohya's SDXL ones are lllite_unet_*) and MiniMax H3's Fun ControlNet (control_blocks.N):
+    listed as no known key pattern, a newcomer took them for broken downloads."""
+    if k.has("model.diffusion_model.decoder.condition_embedder.weight",
+             "text_encoders.qwen3_06b.transformer.model.embed_tokens.weight"):
+        return Detection("checkpoint", "ace_step", "aio", why="model.diffusion_model.decoder / vae / text_encoders")
+    if k.has("decoder.condition_embedder.weight", "null_condition_emb"):
+        return Detection(None, "ace_step", "diffusion_model", why="decoder / encoder / detokenizer / null_condition_emb")
+    if k.any("decoder.layers.0.weight_v", "decoder.layers.0.parametrizations.weight.original1"):
+        return Detection(None, "ace_step", "vae", why="Oobleck decoder.layers (stable-audio-tools' names)")
+    if k.has("model.encoder.layers.0.pre_self_attn_layernorm.weight"):
+        return Detection(None, "t5gemma", "", why="model.encoder.layers.N.pre_self_attn_layernorm")
+    if k.has("lllite_conditioning1.conv1.weight"):
+        return Detection("model_patch", "anima", "lllite", why="lllite_conditioning1 / lllite_dit_blocks_N")
+    if any(key.startswith("lllite_unet_") for key in k.shapes):
+        return Detection(None, "sdxl", "lllite", why="lllite_unet_* (kohya's ControlNet-LLLite for SDXL)")
+    if k.has("control_blocks.0.before_proj.weight"):
+        return Detection("model_patch", "minimax_h3", "fun-controlnet", why="control_blocks.N.before_proj / after_proj")
+    return None
+
+
 def _ideogram4(k: Keys) -> Optional[Detection]:
     """Ideogram 4's transformer (ideogram4_* and ideogram4_unconditional_*: the same tensors, the second trained
     without text) in ComfyUI's names (comfy/ldm/ideogram4: layers.N.attention.qkv fused) or diffusers' (to_q: an
@@ -1431,8 +1495,8 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _joyimage, _hidream, _vae,
-         _text_encoder, _clip_vision, _style_model, _model_patch]
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
+         _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
 def detect_keys(shapes: Dict[str, Shape]) -> Detection:

@@ -144,8 +144,23 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # Boogu-Image 0.1 (base, Turbo, Edit) keyframes and edits: OmniGen2's refiners and Lumina 2's blocks with a
     # dual-stream stage, over 2x2 patches of FLUX.1's latent (its ae.safetensors); prompts (and the pictures to edit)
     # read by Qwen3-VL-8B's last layer. Base and Edit: true CFG; Turbo: 4 steps at cfg 1.
+    # Anima (anime and illustration) keyframes: Cosmos-Predict2's 2B DiT over 2x2 patches of Qwen-Image's latent (its
+    # VAE), the prompt read by Qwen3-0.6B and turned by the DiT's LLM adapter into queries on its T5 token ids; true
+    # CFG, its levels shifted by 3.
+    Family("anima", "Anima (image)", ("AnimaParts",), ("CosmosTransformer3DModel",), fps=8.0, flow=True, cfg=4.0,
+           steps=30, size=(1024, 1024), frames=1, patch=2, latents="qwenimage"),
     Family("boogu", "Boogu-Image (image)", ("BooguParts",), ("BooguTransformer",), fps=8.0, flow=True, cfg=3.5,
            steps=25, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # Lens (Microsoft's base and Turbo) keyframes: a dual-stream MMDiT over FLUX.2's normalised, patched latent (its
+    # VAE: 128 channels at 1/16, each latent pixel one token); prompts read by 4 of GPT-OSS-20B's layers. Base: 20 steps,
+    # true CFG 5 (ComfyUI's template); Turbo (the same tensors, distilled): 4 steps at cfg 1, as its template sets.
+    Family("lens", "Lens (image)", ("LensParts",), ("LensTransformer",), space_factor=16, fps=8.0, flow=True,
+           cfg=5.0, steps=20, size=(1440, 1440), frames=1, latents="flux2"),
+    # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners
+    # and Lumina 2's blocks) over 2x2 patches of FLUX.1's latent; prompts read by Qwen2.5-VL-3B's last layer, the
+    # pictures to edit read as reference latents (ReferenceLatent). True CFG, or DualCFGGuider's two in its templates.
+    Family("omnigen2", "OmniGen2 (image)", ("OmniGen2Parts",), ("OmniGen2Transformer",), fps=8.0, flow=True,
+           cfg=5.0, steps=20, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # JoyImage Edit (JD's JoyAI-Image-Edit) pictures and edits: a dual-stream transformer over 2x2 patches of the Wan
     # 2.1 VAE's latent, the pictures to edit read beside the noise; prompts (and the pictures) read by Qwen3-VL-8B's
     # last layer before its final norm. True CFG (ComfyUI's template adds CFGNorm).

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.converters.lora import FUSED_LAYERS, fused_lora, kohya_modules, lora_state
+from nodes.generate.converters.lora import FUSED_LAYERS, anima_lora, fused_lora, kohya_modules, lora_state
 from nodes.generate.detect import Detection, detect_file, detect_header, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "joyimage": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -70,12 +70,36 @@ def _read_json(p: Path) -> dict:
 
 
 # -- detection -----------------------------------------------------------------------------
-# by the checkpoint's variant (its detection's)
-STABLE_AUDIO_READER = {"open-1.0": ("Stable Audio Open 1.0", "generate.stable_audio reads it as its checkpoint, with "
-                                    "T5-base from text_encoders/t5-base.safetensors and its tokenizer folder "
-                                    "text_encoders/t5-base/"),
-                       "3": ("Stable Audio 3", "generate.stable_audio3 reads it as its checkpoint, with T5Gemma from "
-                             "text_encoders/t5gemma_b_b_ul2.safetensors")}
+# Files no model loader takes, read by name by the node that uses them, by (family, variant) of their detection: what
+# each is, whether it loads and the node that reads it (kinograph info; a model loader given one names that node).
+READ_BY_NODE = {
+    ("stable_audio", "open-1.0"): ("Stable Audio Open 1.0's checkpoint (sound, not pictures)", True,
+                                   "generate.stable_audio reads it as its checkpoint, with T5-base from "
+                                   "text_encoders/t5-base.safetensors and its tokenizer folder text_encoders/t5-base/"),
+    ("stable_audio", "3"): ("Stable Audio 3's checkpoint (sound, not pictures)", True,
+                            "generate.stable_audio3 reads it as its checkpoint, with T5Gemma from "
+                            "text_encoders/t5gemma_b_b_ul2.safetensors"),
+    ("t5gemma", ""): ("T5Gemma, Stable Audio 3's text encoder", True,
+                      "generate.stable_audio3 reads it as its text_encoder (beside "
+                      "checkpoints/stable_audio_3_medium.safetensors)"),
+    ("ace_step", "aio"): ("ACE-Step 1.5's all-in-one checkpoint (songs, not pictures)", True,
+                          "generate.ace_step reads it as its checkpoint, in place of its four files (the Qwen "
+                          "tokenizer in a folder named after it, or ComfyUI's bundled one)"),
+    ("ace_step", "diffusion_model"): ("ACE-Step 1.5's diffusion model (songs, not pictures)", True,
+                                      "generate.ace_step reads it as its diffusion_model, with "
+                                      "text_encoders/qwen_0.6b_ace15, qwen_1.7b_ace15 (or qwen_4b_ace15) and "
+                                      "vae/ace_1.5_vae"),
+    ("ace_step", "vae"): ("an Oobleck audio VAE (ACE-Step 1.5's ace_1.5_vae)", True,
+                          "generate.ace_step reads it as its vae"),
+    ("anima", "lllite"): ("an Anima ControlNet-LLLite net", True,
+                          "load.model_patch, then control.anima_lllite on Anima's DiT"),
+    ("minimax_h3", "fun-controlnet"): ("MiniMax H3's Fun ControlNet-Union", True,
+                                       "load.model_patch, then control.model_patch on MiniMax H3 with its video VAE "
+                                       "(vae/minimax_h3_video_vae_*)"),
+    ("sdxl", "lllite"): ("a ControlNet-LLLite for SDXL (kohya's lllite_unet_*)", False,
+                         "Kinograph does not apply SDXL LLLite nets: for SDXL use a ControlNet from controlnet/ with "
+                         "control.apply (model_patches/ takes Anima's LLLite nets)"),
+}
 
 
 def detect_family(path: Path) -> Tuple[Optional[str], str]:
@@ -101,9 +125,10 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
                 return family_of_classes(denoiser=cls), f"{cfg.relative_to(path)} names {cls}"
         return None, "no model_index.json or config.json"
     det = detect_file(path)
-    if det.family == "stable_audio":
-        title, reader = STABLE_AUDIO_READER[det.variant]
-        raise NodeError(f"{path.name} is {title}'s checkpoint (sound, not pictures): {reader}, not a model loader")
+    read_by = READ_BY_NODE.get((det.family, det.variant))
+    if read_by is not None:
+        title, loads, reader = read_by
+        raise NodeError(f"{path.name} is {title}: {reader}" + (", not a model loader" if loads else ""))
     if det.role == "motion_module":
         return "motion", "its motion_modules tensors"
     if det.role in ("diffusion_model", "checkpoint"):
@@ -198,8 +223,8 @@ def dtype_of(name: str, family: str, device: str):
             # do; Qwen-Image 2.1 and Krea 2 run in bf16 as their pipelines' own examples run them; SeedVR2 as ComfyUI
             # runs it on a bf16 device (its fp16 files cast up)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
-                                        "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu",
-                                        "seedvr2", "ideogram4", "joyimage") and \
+                                        "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu", "omnigen2",
+                                        "seedvr2", "ideogram4", "joyimage", "anima", "lens") and \
                 device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
@@ -273,7 +298,9 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
                                flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"))
             fused = FUSED_LAYERS.get(type(pipe).__name__)
-            if fused and not alone:
+            if type(pipe).__name__ == "AnimaParts" and not alone:
+                state = anima_lora(state, pipe.transformer, Path(path).name)
+            elif fused and not alone:
                 state = fused_lora(state, (n for n, _ in pipe.transformer.named_modules()), fused)
             if alone:
                 # Only the LoRA's text-encoder layers, if any; diffusers stopped at the missing unet with an
@@ -649,6 +676,9 @@ def manager_for(ctx) -> ModelManager:
 def will_load(det: Detection) -> Tuple[bool, str]:
     """Whether Kinograph loads a detected file, and with which node (or why not)."""
     from nodes.generate import converters
+    read_by = READ_BY_NODE.get((det.family, det.variant))
+    if read_by is not None:
+        return read_by[1], read_by[2]
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model", "latent_upscaler", "lora"):
@@ -668,8 +698,6 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "ipadapter":
         return ipadapter_support(det)
-    if det.family == "stable_audio":
-        return True, STABLE_AUDIO_READER[det.variant][1]
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):

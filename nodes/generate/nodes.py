@@ -784,7 +784,11 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                                                   "deviations (ComfyUI's noise_clip_std); 0 = not"),
            frame: str = Param("model", choices=("model", "sigma"),
                               help="flow models: the frame dpmpp_2m, res_multistep and unipc take their steps in: the "
-                                   "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)")) -> LATENT:
+                                   "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)"),
+           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2: the levels ComfyUI's KSampler gives "
+                                                    "them (steps + 1 scheduled, the next-to-last dropped); off: the "
+                                                    "schedule's own, as its SamplerCustom with BasicScheduler")
+           ) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
@@ -818,7 +822,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
                        leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
                        first_sigma=first_sigma, s_noise=s_noise, s_noise_end=s_noise_end, noise_clip=noise_clip,
-                       frame=frame)
+                       frame=frame, ksampler_levels=ksampler_levels)
     return out
 
 

@@ -47,6 +47,31 @@ def _holds(fam: str, path: str) -> bool:
     return got in (None, "motion", fam) or (fam == "animatediff" and got == "sd")
 
 
+def diffusion_model_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
+    """load.diffusion_model given a file of a model Kinograph does not run (Anima's DiT, Mochi, a sound model, a
+    model patch): validate said ok and the run failed at the loader; the file's header tells at once, with the
+    loader's own message."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import resolve_model_path
+    from nodes.generate.split import _detect
+    name = params.get("name") or ""
+    try:
+        file = resolve_model_path(name, "diffusion_models", "diffusion model") if name else None
+    except NodeError:           # not there: validate names the missing file on its own
+        return []
+    if file is None or not file.is_file() or not _header_only(file):
+        return []
+    try:
+        detect_file(file)
+    except (NodeError, OSError, ValueError):   # a damaged file: the loader names it when it runs
+        return []
+    try:
+        _detect(file, ("diffusion_model", "checkpoint"), "a diffusion model")
+    except NodeError as exc:
+        return [("name", str(exc))]
+    return []
+
+
 def vae_source(kind: str, params: dict) -> Optional[Tuple[str, Optional[int]]]:
     """(family, pixels per latent pixel or None for the family's usual) of the VAE a loader node hands
     out, from its type and params without loading it; None where that cannot be told."""

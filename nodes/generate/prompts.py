@@ -79,6 +79,44 @@ def clean_and_weights(text: str) -> Tuple[str, List[Tuple[int, int, float]]]:
     return "".join(out), spans
 
 
+def comfy_parts(text: str) -> List[Tuple[str, float]]:
+    """(text, weight) parts of a prompt as ComfyUI's tokenizers split it (sd1_clip's token_weights), for a family that
+    tokenizes each part on its own (Anima): only round brackets weigh, an inner `(x:w)` sets w rather than multiplying
+    (`((x:1.5))` is 1.5), `[x]` is text, `\\(` and `\\)` are brackets, unbalanced ones are let be, and parts are kept
+    apart even where their weights match (`(x:1.0)` is a part of its own)."""
+    def groups(s: str) -> List[str]:
+        # top-level groups; a stray ")" takes the depth below 0 and holds the rest together, as ComfyUI's does
+        out, cur, depth = [], "", 0
+        for c in s:
+            if c == "(" and depth == 0 and cur:
+                out.append(cur)
+                cur = ""
+            depth += (c == "(") - (c == ")")
+            cur += c
+            if c == ")" and depth == 0:
+                out.append(cur)
+                cur = ""
+        return out + [cur] if cur else out
+
+    def weigh(s: str, weight: float) -> List[Tuple[str, float]]:
+        out = []
+        for g in groups(s):
+            if len(g) < 2 or g[0] != "(" or g[-1] != ")":
+                out.append((g, weight))
+                continue
+            inner, w = g[1:-1], weight * UP
+            colon = inner.rfind(":")
+            if colon > 0:
+                try:
+                    inner, w = inner[:colon], float(inner[colon + 1:])
+                except ValueError:
+                    pass
+            out += weigh(inner, w)
+        return out
+    escaped = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    return [(t.replace("\0\1", ")").replace("\0\2", "("), w) for t, w in weigh(escaped, 1.0)]
+
+
 def literal(text: str) -> str:
     """The prompt as ComfyUI reads it with weights off (disable_weights: MiniMax H3): brackets as written, save the
     escaped \\( and \\) it still turns into plain ones."""

@@ -71,22 +71,39 @@ def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: 
     idx = torch.as_tensor([int(f) for f in frames])
     rows = []
     for k in range(len(per_cond[0])):
-        parts = []
-        for refs in per_cond:
-            r = refs[k]
-            t = r.shape[2]
-            if t > 1 and int(idx.max()) >= t:
-                raise NodeError(f"the reference clip has {t} frames and frame {int(idx.max())} is generated from "
-                                "it: give one picture, or a clip as long as the generated one")
-            parts += [r[0, :, idx if t > 1 else torch.zeros_like(idx)].permute(1, 0, 2, 3)] * batch
-        rows.append(torch.cat(parts))
+        rows.append(torch.cat([_frames(refs[k], idx) for refs in per_cond for _ in range(batch)]))
     return rows, methods.pop()
+
+
+def _frames(r: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """A reference [1, C, T, h, w] for the generated frames `idx`: [frames, C, h, w], a picture serving them all, a
+    clip giving each its own frame."""
+    t = r.shape[2]
+    if t > 1 and int(idx.max()) >= t:
+        raise NodeError(f"the reference clip has {t} frames and frame {int(idx.max())} is generated from it: give "
+                        "one picture, or a clip as long as the generated one")
+    return r[0, :, idx if t > 1 else torch.zeros_like(idx)].permute(1, 0, 2, 3)
+
+
+def row_references(conds: Sequence[Conditioning], frames: Sequence[int], batch: int, device, dtype
+                   ) -> List[List[torch.Tensor]]:
+    """Each row's own references ([1, C, h, w] each, in their order), rows as the network's batch has them
+    (conditioning, then batch item, then frame): for models run row by row, whose prompts may hold different
+    references, as ComfyUI samples such conditionings apart (OmniGen2's DualCFGGuider: the instruction and the
+    negative with the picture, the negative alone without it)."""
+    idx = torch.as_tensor([int(f) for f in frames])
+    rows = []
+    for c in conds:
+        per_frame = [_frames(r, idx).to(device, dtype) for r in references(c)]
+        rows += [[r[j:j + 1] for r in per_frame] for _ in range(batch) for j in range(len(idx))]
+    return rows
 
 
 def with_indexed_references(out: dict, conds: Sequence[Conditioning], frames: Sequence[int], batch: int, device,
                             dtype) -> dict:
     """A network's inputs with "references": the conditionings' reference latents, one [rows, C, h, w] each, for
-    models that tell the pictures apart by their order (FLUX.2's and FLUX.3's layers, Boogu's index embeddings)."""
+    models that tell the pictures apart by their order and run the rows together (FLUX.2's and FLUX.3's layers,
+    JoyImage Edit); Boogu and OmniGen2, run row by row, take row_references."""
     refs, _ = reference_rows(conds, frames, batch, default="index")
     if refs:
         out["references"] = [r.to(device, dtype) for r in refs]

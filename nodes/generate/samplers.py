@@ -388,6 +388,18 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
 STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"}
+# ComfyUI's KSampler schedules these on one step more and drops the next-to-last level
+# (KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS); its SamplerCustom with BasicScheduler does not
+PENULTIMATE_DROPPED = frozenset({"uni_pc", "uni_pc_bh2", "dpm_2"})
+
+
+def ksampler_schedule(levels_for, steps: int, sampler: str) -> torch.Tensor:
+    """levels_for(steps), the steps + 1 levels of a schedule, as ComfyUI's KSampler hands them to `sampler`: for
+    uni_pc, uni_pc_bh2 and dpm_2 the schedule of steps + 1 without its next-to-last level (still `steps` steps)."""
+    if sampler not in PENULTIMATE_DROPPED:
+        return levels_for(steps)
+    sig = levels_for(steps + 1)
+    return torch.cat([sig[:-2], sig[-1:]])
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:

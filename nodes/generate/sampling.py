@@ -28,7 +28,7 @@ from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_noise_sampler,
-                                     flow_sigmas, karras_sigmas)
+                                     flow_sigmas, karras_sigmas, ksampler_schedule)
 
 SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential")
 
@@ -76,8 +76,9 @@ def manual_sigmas(text: str) -> torch.Tensor:
 
 
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
-                shift: Optional[float] = None) -> torch.Tensor:
-    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule).
+                shift: Optional[float] = None, sampler: str = "") -> torch.Tensor:
+    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule), as ComfyUI's KSampler
+    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2: ksampler_schedule; "" = the schedule's own).
 
     shift (model.flow_shift) replaces a flow model's own time shift; its default schedule is then the
     plain shifted line, as ComfyUI's ModelSamplingSD3 with the `simple` scheduler gives."""
@@ -89,19 +90,20 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
         raise NodeError(f"flow shift applies to flow-matching models (Wan, LTX, HunyuanVideo); {adapter.family} "
                         "is not one: remove the flow shift node")
     flow_shift = shift if shift is not None else (adapter.flow_shift(pipe) if adapter.space == "flow" else 0.0)
-    if scheduler == "default" and shift is not None:
-        sig = flow_sigmas(steps, shift).double()
-    elif scheduler == "default":
-        sig = adapter.default_sigmas(pipe, steps, latent_shape)
-    elif scheduler == "karras":
-        lo, hi = adapter.sigma_range(pipe)
-        sig = karras_sigmas(steps, lo, hi)
-    elif scheduler in TABLE_SCHEDULES:
+    if scheduler not in SCHEDULERS:
+        raise NodeError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+
+    def levels_for(n: int) -> torch.Tensor:
+        if scheduler == "default" and shift is not None:
+            return flow_sigmas(n, shift).double()
+        if scheduler == "default":
+            return adapter.default_sigmas(pipe, n, latent_shape)
+        if scheduler == "karras":
+            return karras_sigmas(n, *adapter.sigma_range(pipe))
         table = SigmaTable.flow(flow_shift, adapter.flow_levels) if adapter.space == "flow" else \
             SigmaTable.vp(adapter.alphas_cumprod(pipe))
-        sig = TABLE_SCHEDULES[scheduler](table, steps)
-    else:
-        raise NodeError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        return TABLE_SCHEDULES[scheduler](table, n)
+    sig = ksampler_schedule(levels_for, steps, sampler)
     keep = max(1, round(steps * denoise))
     return sig[len(sig) - 1 - keep:]
 
@@ -441,7 +443,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
                  noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0, s_noise: float = 1.0,
-                 s_noise_end: float = -1.0, noise_clip: float = 0.0, frame: str = "model") -> Latent:
+                 s_noise_end: float = -1.0, noise_clip: float = 0.0, frame: str = "model",
+                 ksampler_levels: bool = True) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -458,7 +461,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_noise_sampler); lcm
     fades it to `s_noise_end` (below 0: the same) and clamps it to `noise_clip` standard deviations (0: not). `frame`
     sigma takes a flow model's steps in log sigma, x read as x0 + sigma n (ComfyUI's dpmpp_2m and res_multistep); model
-    takes them in the model's own alpha and sigma (diffusers' flow schedulers)."""
+    takes them in the model's own alpha and sigma (diffusers' flow schedulers). `ksampler_levels`: uni_pc, uni_pc_bh2
+    and dpm_2 sample the levels ComfyUI's KSampler gives them (steps + 1 scheduled, the next-to-last dropped); off,
+    the schedule's own (ComfyUI's SamplerCustom with BasicScheduler)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -495,8 +500,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     shift = handle.option("flow_shift")
     levels = sampling_view(handle)
     manual = bool(sigmas.strip())
+    levels_of = sampler if ksampler_levels else ""
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
-                                                              given.samples.shape, shift)
+                                                              given.samples.shape, shift, levels_of)
     if handle.option("img_to_img_velocity") and (add_noise or adapter.space != "flow"):
         raise NodeError("model.flow_shift's sampling img_to_img_velocity (Marigold v2) starts from the picture's "
                         "latent itself, on a flow model (Qwen-Image): set sample's add_noise off (ComfyUI's "
@@ -622,7 +628,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
-                                                                  given.samples.shape, shift)
+                                                                  given.samples.shape, shift, levels_of)
         current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)

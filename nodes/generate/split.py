@@ -28,11 +28,12 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-              "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage"}
+              "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
+              "omnigen2": "omnigen2", "lens": "lens"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
-                  "qwen3": "flux2", "gemma3": "ltx2"}
+                  "qwen3": "flux2", "gemma3": "ltx2", "gpt_oss": "lens"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
@@ -42,14 +43,16 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",), "ideogram4": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
-                   "joyimage": ("qwen3vl",)}
+                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
+                   "lens": ("gpt_oss",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage"}
+           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
+           "omnigen2": "omnigen2", "anima": "sd", "lens": "lens"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -84,6 +87,11 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path} is a folder; {what} takes one weights file (for a diffusers folder use load.model "
                         "or the family's loader)")
     det = detect_file(path)
+    from nodes.generate.model_manager import READ_BY_NODE
+    read_by = READ_BY_NODE.get((det.family, det.variant))
+    if read_by is not None:                    # a sound model or a patch: the node that reads it, not a loader
+        title, loads, reader = read_by
+        raise NodeError(f"{path.name} is {title}: {reader}" + (f", not {what}" if loads else ""))
     if det.role is None and det.family:        # a model Kinograph knows and says why it does not load this way
         raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:
@@ -124,10 +132,16 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.flux3 import Flux3Parts as cls
     elif family == "boogu":
         from nodes.generate.adapters.boogu import BooguParts as cls
+    elif family == "omnigen2":
+        from nodes.generate.adapters.omnigen2 import OmniGen2Parts as cls
     elif family == "joyimage":
         from nodes.generate.adapters.joyimage import JoyImageParts as cls
+    elif family == "lens":
+        from nodes.generate.adapters.lens import LensParts as cls
     elif family == "seedvr2":
         from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
+    elif family == "anima":
+        from nodes.generate.adapters.anima import AnimaParts as cls
     else:
         cls = getattr(diffusers, name)
     if family == "qwenimage21" and parts.get("processor") is None:
@@ -273,6 +287,8 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
         if family == "qwenimage21":
             from nodes.generate.adapters.qwenimage21 import file_processor
             parts["processor"] = file_processor(parts.pop("tokenizer"))
+        if family == "anima":           # Anima's DiT reads the prompt's T5 token ids beside Qwen3's states
+            parts["tokenizer_2"] = t5_tokenizer(path)
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
@@ -353,6 +369,11 @@ def _load_sd3_text(mm, files, type_: str, device: str, family: str = "sd3") -> C
 
 
 def _check_encoder(path: Path, det: Detection, family: str) -> None:
+    if (det.family, det.variant) == ("qwen3", "0.6b") and family != "anima":
+        # the families reading Qwen3 read its 4B / 8B (Z-Image, FLUX.2 [klein], Ovis); 0.6B is Anima's alone
+        raise NodeError(f"{path.name} is Qwen3-0.6B, Anima's text encoder, which {FAMILIES[family].title} does not "
+                        f"read: set type stable_diffusion (or auto) to use it with Anima, or give this loader "
+                        f"{FAMILIES[family].title}'s text encoder")
     reads = FAMILY_ENCODERS.get(family)
     if reads is None or det.family in reads:
         return
@@ -366,6 +387,8 @@ def _check_encoder(path: Path, det: Detection, family: str) -> None:
 
 
 def _text_family(det: Detection, type_: str) -> str:
+    if det.family == "qwen3" and det.variant == "0.6b" and (type_ in ("", "auto") or TEXT_TYPES.get(type_) == "sd"):
+        return "anima"                  # ComfyUI's CLIPLoader reads Qwen3-0.6B as Anima's (its templates: stable_diffusion)
     if type_ and type_ != "auto":
         if type_ not in TEXT_TYPES:
             raise NodeError(f"unknown text encoder type {type_!r}; choose auto or one of {', '.join(TEXT_TYPES)}")
@@ -489,17 +512,19 @@ def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
 
 
 # -- tokenizers ----------------------------------------------------------------------------
-def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
+def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, of: str = ""):
     """The tokenizer for a text encoder file; a clear error listing where it looked when none is found.
 
     beside: the folders next to the file to look in first (default: named after it); a file holding two encoders
-    (FLUX.1's all-in-one checkpoint) gives each its own."""
+    (FLUX.1's all-in-one checkpoint) gives each its own. of: another model's tokenizer that this file's reader needs
+    (what the error names; the file itself holds none of it)."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    embedded = _embedded_spiece(path, det) or _embedded_json(path)
-    if embedded is not None:
-        return embedded
-    looked.append(f"a spiece_model tensor inside {path.name}")
+    if not of:
+        embedded = _embedded_spiece(path, det) or _embedded_json(path)
+        if embedded is not None:
+            return embedded
+        looked.append(f"a spiece_model tensor inside {path.name}")
     for folder in _tokenizer_folders(path, det, beside):
         looked.append(str(folder))
         if any((folder / f).is_file() for f in TOKENIZER_FILES):
@@ -516,10 +541,19 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
         except (OSError, ValueError):
             pass
     where = "\n  ".join(looked)
-    raise NodeError(f"no tokenizer found for {path.name} ({det.describe()}). Looked in:\n  {where}\nPut the "
+    raise NodeError(f"no tokenizer found for {of or f'{path.name} ({det.describe()})'}. Looked in:\n  {where}\nPut the "
                     f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into "
                     f"{_rel(beside[0], path) if beside else path.stem + '/'} beside the file. Kinograph never downloads "
                     "them.")
+
+
+def t5_tokenizer(path: Path):
+    """T5-XXL's tokenizer for a text encoder that reads T5's token ids without T5 (Anima's Qwen3-0.6B): in
+    t5_tokenizer/ or <name>_t5/ beside the file, a FLUX.1 or SD3 folder, ComfyUI's own, or the Hugging Face cache."""
+    return tokenizer(path, Detection("text_encoder", "t5", ""),
+                     [path.parent / "t5_tokenizer", path.parent / f"{path.stem}_t5"],
+                     of=f"T5-XXL, whose token ids Anima reads beside {path.name}'s states (its tokenizer alone: "
+                        "ComfyUI's comfy/text_encoders/t5_tokenizer, or google/t5-v1_1-xxl's tokenizer files)")
 
 
 def _rel(folder: Path, path: Path) -> str:
@@ -557,13 +591,18 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
                     out.append(folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
                                folder / TOKENIZER_FOLDER.get(cls, "tokenizer"))
     comfy = COMFY_TOKENIZERS.get(det.family or "")
+    if (det.family, det.variant) == ("qwen3", "0.6b"):
+        # ComfyUI reads Anima's Qwen3-0.6B with its Qwen2.5 tokenizer; Anima applies no chat template, which is where
+        # that tokenizer and Qwen3's (Z-Image's, FLUX.2's) part
+        comfy = COMFY_TOKENIZERS["qwen25vl"]
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
     return out
 
 
 def _embedded_json(path: Path):
-    """ComfyUI stores Gemma 4's tokenizer in the file as its tokenizer.json's bytes (`tokenizer_json`, uint8)."""
+    """ComfyUI stores Gemma 4's and GPT-OSS's tokenizer in the file as its tokenizer.json's bytes (`tokenizer_json`,
+    uint8)."""
     if path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     from nodes.generate.detect import read_header
@@ -574,8 +613,10 @@ def _embedded_json(path: Path):
     from transformers import PreTrainedTokenizerFast
     with safe_open(str(path), "pt") as f:
         data = f.get_tensor("tokenizer_json").numpy().tobytes()
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(data.decode("utf-8")), bos_token="<bos>",
-                                   eos_token="<eos>", pad_token="<pad>")
+    tok = Tokenizer.from_str(data.decode("utf-8"))
+    if tok.token_to_id("<|endoftext|>") is not None:      # GPT-OSS's (Lens's encoder): its own end and padding token
+        return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
 def _embedded_spiece(path: Path, det: Detection):

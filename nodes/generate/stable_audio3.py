@@ -208,7 +208,8 @@ def text_states(model: StableAudio3, text: str) -> torch.Tensor:
 def generate(model: StableAudio3, prompt: str, negative: str, seconds: float, steps: int, cfg: float,
              sampler: str, scheduler: str, seed: int, progress=None) -> torch.Tensor:
     """The sound's waveform [channels, samples] at 44.1 kHz, `seconds` long, loudness as VAEDecodeAudio leaves it."""
-    from nodes.generate.samplers import TABLE_SCHEDULES, SigmaTable, latent_sampler, sample_lcm
+    from nodes.generate.samplers import (TABLE_SCHEDULES, SigmaTable, comfy_noise_sampler, ksampler_schedule,
+                                         latent_sampler, sample_lcm)
     if scheduler not in SCHEDULERS:
         raise NodeError(f"scheduler={scheduler!r}: Stable Audio 3 takes {', '.join(SCHEDULERS)}")
     sample = sample_lcm if sampler == "lcm" else latent_sampler(sampler)
@@ -235,15 +236,14 @@ def generate(model: StableAudio3, prompt: str, negative: str, seconds: float, st
             v = uncond + cfg * (cond - uncond)
         return x - s * v
 
-    # ComfyUI's noise: the seed's first draw; its lcm re-noises from default_noise_sampler's generator, seeded
-    # seed + 1 for a latent on the CPU (on a GPU it draws on the device, which no CPU generator repeats)
+    # ComfyUI's noise: the seed's first draw; its lcm re-noises from default_noise_sampler's generator on the
+    # sampling device (seeded seed + 1 on the CPU)
     noise = torch.randn((1, dit.config.io_channels, frames), generator=torch.Generator("cpu").manual_seed(
         int(seed) & 0xFFFF_FFFF_FFFF_FFFF))
-    again = torch.Generator("cpu").manual_seed((int(seed) + 1) & 0xFFFF_FFFF_FFFF_FFFF)
-    levels = TABLE_SCHEDULES[scheduler](SigmaTable.flow(SHIFT), steps)
+    levels = ksampler_schedule(lambda n: TABLE_SCHEDULES[scheduler](SigmaTable.flow(SHIFT), n), steps, sampler)
     x = noise.to(model.device) * float(levels[0])           # flow noise scaling of an empty latent
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
     latent = sample(denoised, x, levels, callback, flow=True,
-                    noise_sampler=lambda i: torch.randn(noise.shape, generator=again))
+                    noise_sampler=comfy_noise_sampler(noise.shape, seed, x.device))
     wave = model.vae.decode(latent).sample.float()[0].cpu()
     return loudness(wave[:, :int(seconds * RATE)])

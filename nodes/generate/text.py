@@ -34,7 +34,9 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     device = _device(pipe)
     clip = getattr(adapter, "clip_layers", False)
     texts = [insert_embeddings(pipe, text, clip, log) for _, text in keys]
-    cleaned = [(literal(t), []) for t in texts] if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
+    # a family that weighs its prompts itself (Anima, as ComfyUI does) is given them as written
+    cleaned = [(t, []) for t in texts] if adapter.reads_weights else [(literal(t), []) for t in texts] \
+        if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
     kw = {}
     if clip_skip > 1:
         if getattr(adapter, "clip_layers", False):
@@ -43,6 +45,7 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
     with _text_loras(text_encoder), torch.inference_mode():
         embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device, **kw)
+        extra = adapter.text_extra(pipe, [c for c, _ in cleaned])
         empty = None
         if weighting == "comfy" and any(spans for _, spans in cleaned):
             empty = adapter.encode_text(pipe, [""], device, **kw)[0][0]
@@ -64,7 +67,7 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
                 embeds[row] = emphasise(embeds[row], w[: embeds.shape[1]])
     return Conditioning(text_encoder.family, embeds.cpu(), None if mask is None else mask.cpu().bool(),
                         None if pooled is None else pooled.cpu(), tuple(k for k, _ in keys),
-                        tuple(t for _, t in keys))
+                        tuple(t for _, t in keys), {k: v.cpu() for k, v in extra.items()})
 
 
 def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,

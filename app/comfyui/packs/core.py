@@ -413,6 +413,9 @@ class CoreNodes:
         from ..mapping import SIGMA_FRAME
         if params.get("sampler") in SIGMA_FRAME:
             params["frame"] = "sigma"
+        from nodes.generate.samplers import PENULTIMATE_DROPPED
+        if cn.class_type in ("SamplerCustom", "SamplerCustomAdvanced") and params.get("sampler") in PENULTIMATE_DROPPED:
+            params["ksampler_levels"] = False       # the scheduler's levels as they are: only KSampler drops one
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \

@@ -76,6 +76,15 @@ class Adapter:
                                        max_sequence_length=self.max_tokens, device=device)
         return embeds, None, None
 
+    # encode_text and text_extra are given each prompt as written, weight markup and all, and weigh it themselves
+    # instead of encode_prompt's weighting (Anima: ComfyUI's parts, prompts.comfy_parts)
+    reads_weights = False
+
+    def text_extra(self, pipe, prompts: List[str]) -> dict:
+        """Tensors beside the embeddings that a family's denoiser reads of each prompt (Conditioning.extra, one row
+        per prompt): Anima's T5 token ids and weights."""
+        return {}
+
     def token_offsets(self, pipe, text: str) -> Optional[List[Optional[Tuple[int, int]]]]:
         """Character span of the prompt text behind each embedding position (None: special/padding)."""
         return self._offsets(pipe.tokenizer, text, self.max_tokens or pipe.tokenizer.model_max_length)
@@ -386,6 +395,21 @@ def masked_text(conds, frames, batch: int, device, dtype) -> dict:
         ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
         masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
     return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+
+
+def layer_outputs(lm, ids: torch.Tensor, layers) -> list:
+    """The raw outputs of the given decoder layers of a transformers language model `lm` (its .layers) over the
+    tokens `ids` [1, S], each [1, S, width]: the last layer's before the final norm, which transformers' own
+    hidden_states[-1] has applied (Ideogram 4's and Lens's encoders read them so)."""
+    got = {}
+    hooks = [lm.layers[i].register_forward_hook(
+        lambda mod, args, out, i=i: got.__setitem__(i, out[0] if isinstance(out, tuple) else out)) for i in layers]
+    try:
+        lm(input_ids=ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [got[i] for i in layers]
 
 
 def padded_rows(rows) -> tuple:

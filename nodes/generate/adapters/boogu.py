@@ -13,9 +13,9 @@ import torch
 from diffusers import DiffusionPipeline
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, padded_rows
+from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, padded_rows, text_of_width
 from nodes.generate.adapters.zimage import ZImageAdapter
-from nodes.generate.reference import text_and_references
+from nodes.generate.reference import row_references
 
 # The reference pipeline's system prompts (comfy/text_encoders/boogu.py): a prompt to draw from, and the one for an
 # empty prompt (the unconditional pass) and for any prompt that sees pictures.
@@ -36,18 +36,20 @@ def chat(prompt: str, pictures: int = 0) -> str:
     return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{PICTURE * pictures}{prompt}<|im_end|>\n"
 
 
-def last_states(pipe, text: str, device, pictures=None) -> torch.Tensor:
-    """Qwen3-VL's last layer (final norm applied) over every token of `text`, the pictures (processor inputs) in
-    their places: [L, D]."""
-    model, inputs = qwen3vl_inputs(pipe, text, device, pictures, NO_QWEN3VL)
+def last_states(pipe, text: str, device, pictures=None, reader: str = "Qwen3VL", missing: str = NO_QWEN3VL
+                ) -> torch.Tensor:
+    """Qwen-VL's last layer (final norm applied) over every token of `text`, the pictures (processor inputs) in
+    their places: [L, D]. The text encoder must be a `reader` (class name prefix: OmniGen2 reads Qwen2.5-VL), else
+    `missing` is the message."""
+    model, inputs = qwen3vl_inputs(pipe, text, device, pictures, missing, reader)
     return model(**inputs).last_hidden_state[0]
 
 
-def qwen3vl_inputs(pipe, text: str, device, pictures, missing: str):
+def qwen3vl_inputs(pipe, text: str, device, pictures, missing: str, reader: str = "Qwen3VL"):
     """(Qwen3-VL's model, its inputs) for `text` with the pictures (processor inputs, or None) in their places; a
-    pipeline without Qwen3-VL is refused with `missing`."""
+    pipeline without Qwen3-VL (or the `reader` named) is refused with `missing`."""
     encoder = getattr(pipe, "text_encoder", None)
-    if encoder is None or not type(encoder).__name__.startswith("Qwen3VL"):
+    if encoder is None or not type(encoder).__name__.startswith(reader):
         raise NodeError(missing)
     if pictures is None:
         inputs = {"input_ids": pipe.tokenizer(text, return_tensors="pt").input_ids}
@@ -65,16 +67,27 @@ class BooguAdapter(ZImageAdapter):
     name = "Boogu-Image"
     encoders = "Qwen3-VL-8B"
     reads_references = True           # Boogu-Image Edit's pictures to edit (boogu_edit.py)
+    encode_with = "Boogu's Qwen3-VL-8B (qwen3vl_8b_fp8_scaled.safetensors, type boogu)"
 
     def encode_text(self, pipe, prompts, device):
         """Each prompt in Boogu's chat turn, its own length, padded to the longest with the mask of each one's."""
         return *padded_rows([last_states(pipe, chat(p), device) for p in prompts]), None
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        """The masked prompts and each row's own reference latents: every row runs alone (forward), so prompts with
+        different pictures, or none, sample together as ComfyUI's Omnigen2 model samples them."""
         reads = int(handle.pipe.transformer.config.instruction_feat_dim)
-        return text_and_references(conds, frames, batch, device, dtype, reads,
-                                   f"this Boogu transformer reads {reads}: encode it with Boogu's Qwen3-VL-8B "
-                                   "(qwen3vl_8b_fp8_scaled.safetensors, type boogu)")
+        out = text_of_width(conds, frames, batch, device, dtype, reads,
+                            f"this {self.name} transformer reads {reads}: encode it with {self.encode_with}")
+        out["references"] = row_references(conds, frames, batch, device, dtype)
+        # the transformer tells a prompt's pictures apart by image_index_embedding's rows (5 in the releases; past
+        # them the model stopped in an IndexError at the first step, as ComfyUI's omnigen2.py would)
+        slots, most = int(handle.pipe.transformer.image_index_embedding.shape[0]), max(map(len, out["references"]),
+                                                                                       default=0)
+        if most > slots:
+            raise NodeError(f"a prompt holds {most} reference pictures; {self.name} tells at most {slots} apart: "
+                            f"chain fewer condition.reference (ReferenceLatent) nodes, or join pictures into one")
+        return out
 
     def forward(self, handle, x_in, t, inputs):
         """Each row with its prompt's own tokens (the model reads every token it is given)."""
@@ -82,14 +95,13 @@ class BooguAdapter(ZImageAdapter):
         n = x_in.shape[0]
         flat = frames_in_batch(x_in).to(model.dtype)
         if flat.shape[-1] % 2 or flat.shape[-2] % 2:
-            raise NodeError(f"Boogu-Image reads the latent in 2x2 patches; this one is {flat.shape[-1]}x"
+            raise NodeError(f"{self.name} reads the latent in 2x2 patches; this one is {flat.shape[-1]}x"
                             f"{flat.shape[-2]}: make the picture's sides multiples of 16")
         timestep = (1 - t.float() / 1000).to(flat.device, model.dtype).reshape(-1)[:1]
-        refs = inputs.get("references", ())
         outs = []
         for i, (e, m) in enumerate(zip(inputs["encoder_hidden_states"], inputs["mask"])):
             out = model(flat[i:i + 1], timestep, e[m][None].to(model.dtype),
-                        [r[i:i + 1].to(model.dtype) for r in refs] or None)
+                        [r.to(model.dtype) for r in inputs["references"][i]] or None)
             outs.append(-out[0].float())
         return frames_from_batch(torch.stack(outs), n)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, padded_rows, text_of_width
+from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, layer_outputs, padded_rows, text_of_width
 from nodes.generate.adapters.flux2 import Flux2Adapter
 
 # Qwen3-VL-8B's decoder layers whose outputs Ideogram 4 reads (Ideogram4Pipeline's QWEN3_VL_ACTIVATION_LAYERS)
@@ -75,7 +75,8 @@ class Ideogram4Adapter(Flux2Adapter):
         lm = te.model.language_model if hasattr(te, "model") else te.language_model
         if len(lm.layers) <= TAPS[-1]:
             raise NodeError(f"this Qwen3-VL has {len(lm.layers)} layers and Ideogram 4 reads layer {TAPS[-1]}: "
-                            "give load.text_encoder Qwen3-VL-8B (qwen3vl_8b_fp8_scaled.safetensors)")
+                            "give load.text_encoder Qwen3-VL-8B (qwen3vl_8b_fp8_scaled.safetensors, 36 layers; a file of "
+                            "that name with fewer is another Qwen3-VL: download it again)")
         rows = []
         for prompt in prompts:
             chat = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
@@ -128,15 +129,7 @@ class Ideogram4Adapter(Flux2Adapter):
 def tapped(lm, ids: torch.Tensor) -> torch.Tensor:
     """[1, k, 13 x width]: the outputs of the TAPS decoder layers of the language model `lm` for the tokens `ids`
     (the raw outputs: the last tap is the last layer's, before the final norm)."""
-    got = {}
-    hooks = [lm.layers[i].register_forward_hook(
-        lambda mod, args, out, i=i: got.__setitem__(i, out[0] if isinstance(out, tuple) else out)) for i in TAPS]
-    try:
-        lm(input_ids=ids)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return torch.stack([got[i] for i in TAPS], -1).flatten(-2).float()
+    return torch.stack(layer_outputs(lm, ids, TAPS), -1).flatten(-2).float()
 
 
 ADAPTERS = {"ideogram4": Ideogram4Adapter()}

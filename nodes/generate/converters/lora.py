@@ -367,7 +367,8 @@ FUSED_LAYERS = {
                        "final_layer.adaLN_modulation.1": ("all_final_layer.2-1.adaLN_modulation.1",)}}
 
 
-def fused_lora(state: Dict[str, object], layers, fused: Dict[str, Tuple[str, ...]]) -> Dict[str, object]:
+def fused_lora(state: Dict[str, object], layers, fused: Dict[str, Tuple[str, ...]],
+               renamed: Optional[Dict[str, str]] = None) -> Dict[str, object]:
     """A LoRA of a Qwen-Image 2.1 or Z-Image transformer under the names their pipelines' load_lora_weights reads
     unconverted (transformer.<layer>.lora_A/B.weight). `layers`: the transformer's module names; `fused`: the
     pipeline's FUSED_LAYERS.
@@ -377,8 +378,10 @@ def fused_lora(state: Dict[str, object], layers, fused: Dict[str, Tuple[str, ...
     between the diffusers layers, which is the same change. kohya's names (lora_unet_
     transformer_blocks_0_img_mlp_gate_layer) are module paths with dots as underscores; diffusers' Qwen-Image
     converter reads them as Qwen-Image 1.x's and mangled 2.1's gate_layer and txt_in.in_layer. A kohya alpha is
-    folded into the up matrix (scale alpha / rank), as diffusers applies it."""
-    layers = set(layers)
+    folded into the up matrix (scale alpha / rank), as diffusers applies it. `renamed`: the model's layers under the
+    names LoRAs are made on, where those are another model's (Anima's MiniTrainDIT names): {that name: the layer}."""
+    renamed = renamed or {}
+    layers = set(layers) | set(renamed)
     layers |= {n[: len(n) - len(parts[0])] + name for name, parts in fused.items() for n in layers
                if n == parts[0] or n.endswith("." + parts[0])}
     flat = {n.replace(".", "_"): n for n in layers}
@@ -403,6 +406,69 @@ def fused_lora(state: Dict[str, object], layers, fused: Dict[str, Tuple[str, ...
         pieces = [(layer, up)] if name is None else \
             [(layer[: len(layer) - len(name)] + p, b) for p, b in zip(fused[name], up.chunk(len(fused[name])))]
         for name, b in pieces:
+            name = renamed.get(name, name)
             out[f"transformer.{name}.lora_A.weight"] = g["down"]
             out[f"transformer.{name}.lora_B.weight"] = b.contiguous()
+    return out
+
+
+# -- Anima (Cosmos-Predict2's MiniTrainDIT) ------------------------------------------------------------------------
+# ComfyUI's model (comfy/ldm/cosmos/predict2.py) names -> diffusers' CosmosTransformer3DModel's, as diffusers'
+# Cosmos single-file converter renames them. LoRAs are made on ComfyUI's names (diffusion_model.blocks.0.self_attn.
+# q_proj, kohya's lora_unet_blocks_0_self_attn_q_proj), which comfy/lora.py's model_lora_keys_unet maps onto the
+# model's weights; the LLM adapter's (llm_adapter.blocks.0.cross_attn.q_proj) are the same in both.
+_MINITRAIN_NAMES = (("x_embedder.proj.1", "patch_embed.proj"), ("t_embedder.1", "time_embed.t_embedder"),
+                    ("t_embedding_norm", "time_embed.norm"), ("blocks.", "transformer_blocks."),
+                    ("adaln_modulation_self_attn.", "norm1.linear_"), ("adaln_modulation_cross_attn.", "norm2.linear_"),
+                    ("adaln_modulation_mlp.", "norm3.linear_"), ("self_attn.", "attn1."), ("cross_attn.", "attn2."),
+                    ("q_proj", "to_q"), ("k_proj", "to_k"), ("v_proj", "to_v"), ("output_proj", "to_out.0"),
+                    ("mlp.layer1", "ff.net.0.proj"), ("mlp.layer2", "ff.net.2"),
+                    ("final_layer.adaln_modulation.", "norm_out.linear_"), ("final_layer.linear", "proj_out"))
+
+
+def minitrain_names(transformer) -> Dict[str, str]:
+    """{ComfyUI's MiniTrainDIT name: the diffusers layer} of every weighted layer of an Anima transformer."""
+    out = {}
+    for name, module in transformer.named_modules():
+        if getattr(module, "weight", None) is None or not name:
+            continue
+        comfy = name
+        if not name.startswith("llm_adapter."):
+            for a, b in reversed(_MINITRAIN_NAMES):
+                comfy = comfy.replace(b, a)
+        out[comfy] = name
+    return out
+
+
+def anima_lora(state: Dict[str, object], transformer, name: str) -> Dict[str, object]:
+    """An Anima LoRA in the keys ComfyUI reads for it (diffusion_model.<layer>, kohya's lora_unet_<layer with dots as
+    underscores>, diffusers' transformer.<layer>; the LLM adapter's layers too) as diffusers loads it onto Kinograph's
+    CosmosTransformer3DModel. Keys of no layer of this model, or of a layer of another shape, are refused with the
+    count that matched: ComfyUI only warns "lora key not loaded" and gives a picture without them."""
+    renamed = minitrain_names(transformer)
+    modules = dict(transformer.named_modules())
+    # Text-encoder layers (lora_te_): the templates apply Anima LoRAs with LoraLoaderModelOnly, which leaves Qwen3 as
+    # it is, and ComfyUI maps no kohya names onto Qwen3.
+    state = {k: v for k, v in state.items() if not k.startswith(("lora_te_", "lora_te1_", "text_encoders."))}
+    out = fused_lora(state, renamed.values(), {}, renamed)
+    layers = {k[len("transformer."):].rsplit(".lora_", 1)[0] for k in out if k.startswith("transformer.")
+              and k.endswith((".lora_A.weight", ".lora_B.weight"))}
+    unknown = {_LORA_PART.sub("", k) for k in out if not k.startswith("transformer.")}
+    unknown |= {f"transformer.{layer}" for layer in layers if getattr(modules.get(layer), "weight", None) is None}
+    misfit = []
+    for layer in sorted(layers - {u[len("transformer."):] for u in unknown}):
+        w, down, up = modules[layer].weight, out[f"transformer.{layer}.lora_A.weight"], \
+            out[f"transformer.{layer}.lora_B.weight"]
+        if w.dim() != 2 or down.dim() != 2 or tuple(up.shape) != (w.shape[0], down.shape[0]) \
+                or down.shape[1] != w.shape[1]:
+            misfit.append(f"{layer} (the LoRA's {list(up.shape)} x {list(down.shape)}, the model's {list(w.shape)})")
+    unknown = sorted(unknown)
+    total = len(layers | {u for u in unknown if not u.startswith("transformer.")})
+    if unknown or misfit:
+        what = (f"{len(unknown)} name no layer of this Anima has ({', '.join(unknown[:3])}"
+                f"{' ...' if len(unknown) > 3 else ''})" if unknown else "")
+        shapes = f"{len(misfit)} of another shape ({'; '.join(misfit[:2])})" if misfit else ""
+        raise NodeError(f"{name}: {total - len(unknown) - len(misfit)} of its {total} layers match this Anima model; "
+                        f"{' and '.join(x for x in (what, shapes) if x)}. It is a LoRA for another model (family, "
+                        "version or size); use one trained for Anima (anima-base / anima-preview)")
     return out
