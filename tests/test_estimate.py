@@ -171,12 +171,12 @@ def test_a_run_warned_as_long_still_runs_and_writes(wan, tmp_path, monkeypatch, 
     import nodes.generate.estimate as est
     from app.cli import main
     path = _template(tmp_path, {"latent.empty": {"frames": 5, "width": 32, "height": 32},
-                                "generate.sample": {"steps": 1}})
+                                "generate.sample": {"steps": 2}})
     _on_cpu(monkeypatch)
     monkeypatch.setattr(est, "LONG_S", 0)
     assert main(["run", str(path), "--no-cache"]) == 0
     err = capsys.readouterr().err
-    assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in err and "warning: this run will take about" in err
+    assert "estimate: k_sampler_3: 4 passes (2 steps x 2" in err and "warning: this run will take about" in err
     assert err.index("warning:") < err.index("> k_sampler_3")
     assert (tmp_path / "out" / "ComfyUI.webp").stat().st_size > 0
 
@@ -274,7 +274,7 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
     from app.editor.window import MainWindow
     from graph_engine.registry import default_registry
     path = _template(tmp_path, {"latent.empty": {"frames": 5, "width": 32, "height": 32},
-                                "generate.sample": {"steps": 1}})
+                                "generate.sample": {"steps": 2}})
     probed = []
     _on_cpu(monkeypatch, probed=probed)
     monkeypatch.setattr(est, "LONG_S", 0)
@@ -285,7 +285,7 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         job = w.run()
         assert w.runs.wait_idle(120) and job.state == "done", job.error
         text = w.log.toPlainText()
-        assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in text and "warning: this run will take about" in text
+        assert "estimate: k_sampler_3: 4 passes (2 steps x 2" in text and "warning: this run will take about" in text
         assert probed and all(t is not threading.main_thread() for _, t in probed), probed
         assert w.statusBar().currentMessage().startswith("this run will take about"), w.statusBar().currentMessage()
         # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the

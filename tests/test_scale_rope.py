@@ -86,7 +86,7 @@ def test_chronoedit_template_imports_and_runs_on_tiny_weights(wan_i2v, tmp_path)
     Image.new("RGB", (40, 32), (200, 30, 90)).save(tmp_path / "in.png")
     on_tiny_wan(res.graph, "wan_tiny_i2v_fp16.safetensors", {
         "io.load_image": {"path": str(tmp_path / "in.png")}, "latent.empty": {"width": 32, "height": 32},
-        "generate.sample": {"steps": 1}, "io.save_frames": {"path": str(tmp_path / "out" / "edit")},
+        "generate.sample": {"steps": 2}, "io.save_frames": {"path": str(tmp_path / "out" / "edit")},
         "load.diffusion_model": {"weight_dtype": "default"}})
     run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph)), use_cache=False)
     assert run.ok, run.failed

@@ -154,7 +154,7 @@ def _run_tiny(g, result, tmp_path, settings, out):
     from graph_engine.api import Session, load_workflow
     from comfy_layouts import on_tiny_wan
     on_tiny_wan(g, "wan_tiny_i2v_fp16.safetensors", {
-        "latent.empty": dict(frames=5, width=32, height=32), "generate.sample": {"steps": 1},
+        "latent.empty": dict(frames=5, width=32, height=32), "generate.sample": {"steps": 2},
         "io.load_image": {"path": str(tmp_path / "in.png")}, "io.save_video": dict(path=str(out), codec="webp"),
         **settings})
     res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)

@@ -303,7 +303,9 @@ def on_tiny_files(graph, names: dict, sound: Path, picture: Path, video: Path) -
         elif n.type == "io.load_image":
             n.params["path"] = str(picture)
         elif n.type == "generate.sample":
-            n.params["steps"] = 1
+            # The fewest steps the template's sampler takes: ComfyUI's uni_pc needs two (with one it hands back
+            # the noise, which Kinograph refuses)
+            n.params["steps"] = 2 if str(n.params.get("sampler", "")).startswith("uni_pc") else 1
         elif n.type == "io.save_video":
             n.params["path"] = str(video)
 
