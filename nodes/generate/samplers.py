@@ -266,7 +266,8 @@ def sample_uni_pc(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampl
     t = sigmas.double().clone()
     steps = len(t) - 1
     if steps < 2:
-        raise NodeError(f"uni_pc needs at least 2 steps, got {steps} (with one, ComfyUI's returns the noise as it was)")
+        raise NodeError(f"uni_pc needs at least 2 steps, got {steps} (with one, ComfyUI's returns the noise as it "
+                        "was): set steps to 2 or more, or pick another sampler (euler takes one)")
     if t[-1] == 0:
         t[-1] = 0.001
     order = min(3, steps - 1)
