@@ -84,8 +84,9 @@ def condition_humo(ctx, vae: VAE, positive: CONDITIONING,
     return condition(vae, positive, negative, frames, width, height, audio_embeds, reference)
 
 
+# Version 2: its step noise is drawn as ComfyUI draws it (stop 36): results cached before are keyed apart
 @node("generate.stable_audio", title="Stable Audio (text to sound)", category="Sampling", device="gpu",
-      outputs={"audio": AUDIO})
+      outputs={"audio": AUDIO}, version=2, migrations={1: dict})
 def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.safetensors", kind="path",
                                                        locate=locator("checkpoints"), required=True,
                                                        help="Stable Audio Open 1.0's checkpoint in checkpoints/"),

@@ -832,7 +832,10 @@ def _within(name: str) -> dict:
     return {"min": lo, "max": hi}
 
 
-@node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu")
+# Version 2: the fresh noise of ancestral / SDE steps is drawn as ComfyUI draws it (stop 36); a bump keys results
+# cached before apart, which would otherwise be served for the same params (the params did not change)
+@node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu",
+      version=2, migrations={1: dict})
 def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              camera: CAMERA = Input(optional=True, help="moves each frame into the next (motion.camera_path with "
                                                         "schedules: per_frame); the clip has its length"),
