@@ -13,7 +13,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, padded_rows, text_of_width
+from nodes.generate.adapters.mmdit import patch_frames
+from nodes.generate.adapters.base import frames_from_batch, padded_rows, text_of_width
 from nodes.generate.adapters.zimage import ZImageAdapter
 from nodes.generate.reference import row_references
 
@@ -93,10 +94,7 @@ class BooguAdapter(ZImageAdapter):
         """Each row with its prompt's own tokens (the model reads every token it is given)."""
         model = handle.pipe.transformer
         n = x_in.shape[0]
-        flat = frames_in_batch(x_in).to(model.dtype)
-        if flat.shape[-1] % 2 or flat.shape[-2] % 2:
-            raise NodeError(f"{self.name} reads the latent in 2x2 patches; this one is {flat.shape[-1]}x"
-                            f"{flat.shape[-2]}: make the picture's sides multiples of 16")
+        flat = patch_frames(x_in, self.name).to(model.dtype)
         timestep = (1 - t.float() / 1000).to(flat.device, model.dtype).reshape(-1)[:1]
         outs = []
         for i, (e, m) in enumerate(zip(inputs["encoder_hidden_states"], inputs["mask"])):

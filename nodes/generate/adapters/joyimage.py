@@ -15,7 +15,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, padded_rows
+from nodes.generate.adapters.mmdit import patch_frames
+from nodes.generate.adapters.base import Adapter, frames_from_batch, padded_rows
 from nodes.generate.adapters.boogu import qwen3vl_inputs
 from nodes.generate.adapters.qwenimage import QwenImageAdapter
 from nodes.generate.reference import text_and_references
@@ -120,10 +121,7 @@ class JoyImageAdapter(Adapter):
         """Each row with its prompt's own tokens (the model reads every token it is given) and its references."""
         model = handle.pipe.transformer
         n = x_in.shape[0]
-        flat = frames_in_batch(x_in).to(model.dtype)
-        if flat.shape[-1] % 2 or flat.shape[-2] % 2:
-            raise NodeError(f"JoyImage Edit reads the latent in 2x2 patches; this one is {flat.shape[-1]}x"
-                            f"{flat.shape[-2]}: make the picture's sides multiples of 16")
+        flat = patch_frames(x_in, "JoyImage Edit").to(model.dtype)
         timestep = t.float().to(flat.device, model.dtype).reshape(-1)[:1]
         refs = inputs.get("references", ())
         outs = []
