@@ -1,0 +1,43 @@
+"""An afternoon in the editor as an artist from ComfyUI and Nuke (probe editor37): a Wan 2.2 template laid out,
+edited, undone and redone at length, copied between windows, saved and reopened. Driven through the real window
+offscreen; any Qt warning fails a test."""
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+
+from app.editor.comfyui_open import open_comfyui  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+TEMPLATES = Path(__file__).parent / "data" / "comfyui" / "templates"
+
+
+def wan(make_window):
+    doc, _report = open_comfyui(TEMPLATES / "video_wan2_2_14B_i2v.json", None)
+    return make_window(doc)
+
+
+def test_a_link_moved_by_auto_layout_is_not_left_filed_where_it_was(make_window, qtbot):
+    """Arrange > Auto-layout on Wan 2.2's template, then Delete on its First/Last Frame node: the editor died (a
+    segfault). A link's path changed its bounding rect before the scene's index was told, so the index kept it
+    filed under its old place too, and once deleted the link was painted from there. (Before the fix this test
+    ends the process.)"""
+    w = wan(make_window)
+    c, scene = w.controller, w.scene
+    w.view.frame_legible()          # the view the template was saved with, painted: the scene's index is built
+    qtbot.wait(300)
+    c.auto_layout()
+    qtbot.wait(100)
+    c.delete(["wan_image_to_video_129_98"])
+    qtbot.wait(100)
+    links = {f"{l.dst}.{l.dst_port}" for l in w.doc.graph.links()}
+    assert set(scene.links) == links and all(item.scene() is scene for item in scene.links.values())
