@@ -41,3 +41,26 @@ def test_a_link_moved_by_auto_layout_is_not_left_filed_where_it_was(make_window,
     qtbot.wait(100)
     links = {f"{l.dst}.{l.dst_port}" for l in w.doc.graph.links()}
     assert set(scene.links) == links and all(item.scene() is scene for item in scene.links.values())
+
+
+def test_a_long_model_file_name_does_not_push_the_panel_past_its_edge(win, tmp_path, monkeypatch, qtbot):
+    """A model file name with no space in it (some_extremely_long_model_file_name_…_fp8_scaled.safetensors),
+    missing: the message under its field, one unbreakable word, widened the properties past the dock. View B and
+    Why re-run? were cut off at the right, the help and the field ran under the edge, and no scrollbar said so."""
+    from PySide6.QtWidgets import QLabel, QPushButton
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    (tmp_path / "models" / "diffusion_models").mkdir(parents=True)
+    c, panel = win.controller, win.properties
+    n = c.add_node("load.diffusion_model", (0, 0))
+    long = "wan/some_extremely_long_model_file_name_that_goes_on_v2.2_high_noise_14B_fp8_scaled.safetensors"
+    c.set_param(n, "name", long)
+    win.scene.select_nodes([n])
+    qtbot.wait(50)
+    inside = panel.viewport().width()
+    assert panel.widget().width() <= inside, (panel.widget().width(), inside)
+    for b in panel.findChildren(QPushButton):
+        right = b.mapTo(panel.viewport(), b.rect().topRight()).x()
+        assert right <= inside, (b.text(), right, inside)
+    (said,) = [lab for lab in panel.findChildren(QLabel) if lab.objectName() == "FieldError" and not lab.isHidden()]
+    # the message still reads as validate wrote it, the file's name whole in it
+    assert long in said.text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -35,6 +36,32 @@ class KeyLink(QLabel):
             self.linkActivated.emit("#")
             return
         super().keyPressEvent(event)
+
+
+LONG_WORD = re.compile(r"\S{24,}")
+BREAK_AFTER = re.compile(r"([/\\_.\-])")
+
+
+def breakable(text: str) -> str:
+    """`text` with a zero-width space after each / \\ _ . - of its long words (a path, a model file's name): a
+    word-wrapped label is at least as wide as its longest word, and one such word pushed the whole panel past its
+    dock's edge, its buttons cut off."""
+    return LONG_WORD.sub(lambda m: BREAK_AFTER.sub("\\1\u200b", m.group(0)), text)
+
+
+class MessageLabel(QLabel):
+    """A message that wraps inside its long words too; text() is the message as written, without the breaks."""
+
+    def __init__(self, text: str = ""):
+        super().__init__()
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._said = text
+        super().setText(breakable(text))
+
+    def text(self) -> str:
+        return self._said
 
 
 class PropertiesPanel(QScrollArea):
@@ -302,7 +329,7 @@ class PropertiesPanel(QScrollArea):
         return l
 
     def _error(self, text: str) -> QLabel:
-        l = QLabel(text)
+        l = MessageLabel(text)
         l.setTextFormat(Qt.PlainText)       # a message quoting 'video' must read as written
         l.setObjectName("FieldError")
         l.setWordWrap(True)
