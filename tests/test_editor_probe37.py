@@ -111,3 +111,28 @@ def test_the_workflow_page_works_out_the_model_folders_once_per_look(make_window
     (tmp_path / "models" / "text_encoders").mkdir()      # a file copied in between two looks is found at the next
     (tmp_path / "models" / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors").write_bytes(b"")
     assert "clip_loader_129_84" not in w.doc.missing_models()
+
+
+def test_several_nodes_selected_stay_said_after_a_paste_or_an_edit(win, qtbot):
+    """Ctrl+V of nine nodes from another window: they were selected on the canvas, and the properties showed the
+    workflow page, as if nothing were; so did any edit made with several nodes selected (a link, a delete). The
+    workflow page, rebuilt after an edit while nothing was selected, was rebuilt with several selected too."""
+    from PySide6.QtWidgets import QLabel
+
+    def page():
+        return [lab.text() for lab in win.properties.widget().findChildren(QLabel)]
+    c = win.controller
+    a, b, d = (c.add_node("video.resize", (300 * i, 0)) for i in range(3))
+    win.scene.select_nodes([a, b])
+    assert "<b>2 nodes selected</b>" in page()
+    c.add_node("generate.test_pattern", (0, 300))          # an edit with the two selected
+    qtbot.wait(10)
+    assert "<b>2 nodes selected</b>" in page(), page()
+    win.copy()
+    win.paste()
+    qtbot.wait(10)
+    assert "<b>2 nodes selected</b>" in page(), page()      # the two pasted
+    win.scene.select_nodes([])
+    c.delete([d])
+    qtbot.wait(10)
+    assert "<b>Workflow</b>" in page() and "5 nodes, 0 links" in page(), page()      # nothing selected: kept up to date

@@ -117,6 +117,9 @@ class PropertiesPanel(QScrollArea):
         self.editors, self.status_label, self.preview_label, self.problem_labels = {}, None, None, []
         self.missing_labels: Dict[str, QLabel] = {}
         self._meta_edits = None             # the workflow page's name and description fields
+        # Whether the page is the workflow's (nothing selected), which an edit rebuilds: node_id is None with
+        # several nodes selected too, and an edit (a paste, a link) put the workflow page over 'N nodes selected'.
+        self._on_workflow = False
         QTimer.singleShot(0, self._fit_height)
         return lay
 
@@ -283,6 +286,7 @@ class PropertiesPanel(QScrollArea):
     def _show_workflow(self) -> None:
         g = self.doc.graph
         lay = self._fresh()
+        self._on_workflow = True
         lay.addWidget(QLabel("<b>Workflow</b>"))
         name = QLineEdit(g.name)
         name.setPlaceholderText("Name")
@@ -359,7 +363,7 @@ class PropertiesPanel(QScrollArea):
     # -- model and run updates ------------------------------------------------------------------
     def _on_event(self, ev: Event) -> None:
         if self.node_id is None:
-            if ev.kind in ("node_added", "node_removed", "linked", "unlinked", "meta_changed"):
+            if self._on_workflow and ev.kind in ("node_added", "node_removed", "linked", "unlinked", "meta_changed"):
                 self._workflow_stale.start()
             return
         if ev.node != self.node_id:
@@ -405,7 +409,7 @@ class PropertiesPanel(QScrollArea):
         self.title_edit.setToolTip(title)
 
     def _refresh_workflow(self) -> None:
-        if self.node_id is None and self.controller is not None and self.widget() is not None \
+        if self._on_workflow and self.node_id is None and self.controller is not None and self.widget() is not None \
                 and not self.widget().hasFocus():
             self._show_workflow()
 
