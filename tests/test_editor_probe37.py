@@ -136,3 +136,19 @@ def test_several_nodes_selected_stay_said_after_a_paste_or_an_edit(win, qtbot):
     c.delete([d])
     qtbot.wait(10)
     assert "<b>Workflow</b>" in page() and "5 nodes, 0 links" in page(), page()      # nothing selected: kept up to date
+
+
+def test_nodes_placed_by_arrange_stand_where_the_file_says(win):
+    """Snap to Grid (on) snapped every position the canvas was given, Arrange's too: after Align Right or
+    Auto-layout on Wan 2.2's template a node was drawn up to 10 px from where the workflow put it (the file said
+    x -350, the canvas -360), the right edges aligned in the file were not on screen, and Distribute's even gaps
+    came out uneven. Snapping is for a drag; what Arrange computes is drawn as it is saved."""
+    c, scene = win.controller, win.scene
+    assert scene.snapping
+    a, b, d = (c.add_node("video.resize", (x, 0)) for x in (0.0, 37.0, 310.0))
+    c.distribute([a, b, d], "horizontal")
+    for n in (a, b, d):
+        assert (scene.nodes[n].x(), scene.nodes[n].y()) == tuple(win.doc.graph.ui[n]["pos"]), n
+    assert scene.nodes[b].x() - scene.nodes[a].x() == scene.nodes[d].x() - scene.nodes[b].x() == 155.0
+    c.move({a: (13.0, 27.0)})
+    assert (scene.nodes[a].x(), scene.nodes[a].y()) == (13.0, 27.0)
