@@ -152,3 +152,39 @@ def test_nodes_placed_by_arrange_stand_where_the_file_says(win):
     assert scene.nodes[b].x() - scene.nodes[a].x() == scene.nodes[d].x() - scene.nodes[b].x() == 155.0
     c.move({a: (13.0, 27.0)})
     assert (scene.nodes[a].x(), scene.nodes[a].y()) == (13.0, 27.0)
+
+
+def test_a_long_group_title_is_cut_with_an_ellipsis_and_said_whole_in_its_tip(win):
+    """A group titled with a sentence ('A very long group title that an artist typed to explain …') showed 'A very
+    long group title that a' cut through a letter at the frame's edge, with nothing to say there was more; node
+    titles end in '…' and say the rest in their tip."""
+    from PySide6.QtGui import QFontMetricsF, QImage, QPainter
+    from PySide6.QtWidgets import QStyleOptionGraphicsItem
+    from app.editor.decor_items import GROUP_FONT
+
+    class Recording(QPainter):
+        def __init__(self, device):
+            super().__init__(device)
+            self.texts = []
+
+        def drawText(self, *args):
+            self.texts.append((args[0], args[-1]))
+            super().drawText(*args)
+    c = win.controller
+    n = c.add_node("video.resize", (0, 0))
+    title = "A very long group title that an artist typed to explain this whole section of the graph in detail"
+    gid = c.group_selection([n], title)
+    item = win.scene.groups[gid]
+    image = QImage(800, 400, QImage.Format_ARGB32)
+    p = Recording(image)
+    item.paint(p, QStyleOptionGraphicsItem())
+    p.end()
+    ((room, drawn),) = p.texts
+    assert drawn.endswith("…") and title.startswith(drawn[:-1]), drawn
+    assert QFontMetricsF(GROUP_FONT).horizontalAdvance(drawn) <= room.width()
+    assert item.toolTip() == title
+    c.update_group(gid, title="Plates")             # short: drawn whole, no tip needed
+    p = Recording(image)
+    item.paint(p, QStyleOptionGraphicsItem())
+    p.end()
+    assert [t for _, t in p.texts] == ["Plates"] and item.toolTip() == ""
