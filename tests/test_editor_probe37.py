@@ -188,3 +188,22 @@ def test_a_long_group_title_is_cut_with_an_ellipsis_and_said_whole_in_its_tip(wi
     item.paint(p, QStyleOptionGraphicsItem())
     p.end()
     assert [t for _, t in p.texts] == ["Plates"] and item.toolTip() == ""
+
+
+def test_the_shortcut_sheet_fits_a_small_window_and_follows_its_size(win, qtbot):
+    """F1 in a 1000 px window (a laptop at 2x scale has less): the sheet's two columns were 1,500 px wide, the
+    right one's descriptions cut at the edge ('search nodes (type, ↑↓, Enter; with a no') behind a sideways
+    scrollbar no key moved. And a window resized with the sheet up left the sheet at its old size."""
+    from PySide6.QtWidgets import QLabel
+    win.resize(1000, 650)
+    qtbot.wait(10)
+    win.help.toggle()
+    sheet = win.help.findChild(QLabel)
+    assert sheet.sizeHint().width() <= win.help.scroll.viewport().width(), \
+        (sheet.sizeHint().width(), win.help.scroll.viewport().width())
+    assert win.help.scroll.horizontalScrollBar().maximum() == 0
+    assert "search nodes (type, ↑↓, Enter; with a node selected, wired after it)" in sheet.text()
+    win.resize(1500, 950)
+    qtbot.wait(10)
+    assert win.help.geometry() == win.rect()
+    win.help.toggle()
