@@ -207,3 +207,16 @@ def test_the_shortcut_sheet_fits_a_small_window_and_follows_its_size(win, qtbot)
     qtbot.wait(10)
     assert win.help.geometry() == win.rect()
     win.help.toggle()
+
+
+def test_select_all_rebuilds_the_panel_once(make_window, monkeypatch):
+    """Ctrl+A on a 300-node graph: each node selected in turn changed the selection, the first rebuilding the
+    properties as that node's page (its model file looked for), each next one as 'N nodes selected', 300 rebuilds
+    for one key press. Once, as a paste now selects."""
+    w = wan(make_window)
+    shown = []
+    real = w.properties.show_selection
+    monkeypatch.setattr(w.properties, "show_selection", lambda ids: (shown.append(list(ids)), real(ids)))
+    w._select_all()
+    assert len(shown) == 1 and sorted(shown[0]) == sorted(w.doc.graph.nodes)
+    assert set(w.scene.selected_notes()) == set(w.scene.notes)          # the notes too, as before

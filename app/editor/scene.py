@@ -287,15 +287,17 @@ class GraphScene(QGraphicsScene):
         return [(i.link_key, i.index) for i in self.selectedItems() if isinstance(i, RerouteItem)]
 
     def select_nodes(self, ids) -> None:
-        """Select these nodes alone, telling the window once: node by node, a paste of 90 nodes changed the
+        self.select_items([self.nodes[n] for n in ids if n in self.nodes])
+
+    def select_items(self, items) -> None:
+        """Select these items alone, telling the window once: item by item, a paste of 90 nodes changed the
         selection 91 times, each change rebuilding the properties (20 s, the window frozen)."""
         before = self.selectedItems()
         self.blockSignals(True)
         try:
             self.clearSelection()
-            for n in ids:
-                if n in self.nodes:
-                    self.nodes[n].setSelected(True)
+            for item in items:
+                item.setSelected(True)
         finally:
             self.blockSignals(False)
         if self.selectedItems() != before:

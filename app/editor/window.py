@@ -795,8 +795,8 @@ class MainWindow(QMainWindow):
 
     def _select_all(self) -> None:
         # Sticky notes too: Ctrl+A, Ctrl+C left them out of the copy, Ctrl+A, Delete on the canvas.
-        for item in list(self.scene.nodes.values()) + list(self.scene.notes.values()):
-            item.setSelected(True)
+        sc = self.scene       # added to what is selected (a group stays so), the window told once
+        sc.select_items(sc.selectedItems() + list(sc.nodes.values()) + list(sc.notes.values()))
 
     def _mute(self) -> None:
         ids = self._selected("Mute")
