@@ -11,6 +11,7 @@ from app.editor.compat import check_qt_binding  # noqa: E402
 check_qt_binding()
 
 import test_editor_session  # noqa: E402
+from test_editor import chain  # noqa: E402
 
 from app.editor.comfyui_open import open_comfyui  # noqa: E402
 
@@ -220,3 +221,23 @@ def test_select_all_rebuilds_the_panel_once(make_window, monkeypatch):
     w._select_all()
     assert len(shown) == 1 and sorted(shown[0]) == sorted(w.doc.graph.nodes)
     assert set(w.scene.selected_notes()) == set(w.scene.notes)          # the notes too, as before
+
+
+def test_a_save_stays_edited_after_the_node_it_reads_is_looked_at_anew(win, qtbot, tmp_path):
+    """Run, then widen the resize and look at it in the viewer (V): the viewer ran the resize again with the new
+    width, and the Save Video it feeds went back to its run's badge ('829 ms'), as if the file on disk had the new
+    width. The look had recorded the resize as computed, and a node was 'edited' only where it or a node above it
+    changed since that node's last computing; the save's own run had read the old resize."""
+    p, r, s = chain(win, out=tmp_path / "out.mkv")
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "done"
+    badge = {n: lambda n=n: win.scene.nodes[n].status.state for n in (p, r, s)}
+    win.controller.set_param(r, "width", 8)
+    qtbot.waitUntil(lambda: badge[s]() == "edited")
+    win.view_node(r, "A")
+    assert win.runs.wait_idle(60)
+    qtbot.wait(50)
+    assert badge[r]() != "edited" and badge[s]() == "edited", [badge[n]() for n in (p, r, s)]
+    win.doc.undo.undo()                 # the width the save was rendered with: its run's badge again
+    qtbot.waitUntil(lambda: badge[s]() == "done")
+    assert badge[r]() == "edited"       # the resize was last computed at width 8
