@@ -96,11 +96,13 @@ def model(tiny):
 
 def test_lyric_tokens_are_comfyuis(tiny):
     """English lines cleaned as ComfyUI cleans them (numbers, ordinals, decimals, abbreviations, symbols spelt
-    out), a [fr] line marked French, empty lines and the start token: ComfyUI's VoiceBpeTokenizer's ids."""
+    out), a [fr] line marked French, empty lines, the start token, and parentheses cut as ComfyUI's prompt-weight
+    parser cuts them (escaped and unmatched ones kept): ComfyUI's LyricsTokenizer's ids."""
     from nodes.generate import ace_step1 as ace
     tok = tiny[3]
     assert ace.lyric_ids(tok, LYRICS) == ref.lyrics_tokens(tok, LYRICS)
-    for text in ("[instrumental]\n[break down]\n", "I have 1,000 cats, 0.5 dogs & 21st st. ", "", "\n\n"):
+    for text in ("[instrumental]\n[break down]\n", "I have 1,000 cats, 0.5 dogs & 21st st. ", "", "\n\n",
+                 "I love you (love you)\nyeah ((ooh:1.2) ah) \\(real\\) no) way (open", "(whole song)"):
         assert ace.lyric_ids(tok, text) == ref.lyrics_tokens(tok, text), text
 
 
@@ -108,7 +110,7 @@ def test_lyrics_in_another_script_are_refused_by_name(tiny):
     from graph_engine import NodeError
     from nodes.generate import ace_step1 as ace
     for line, language in (("我爱你", "Chinese"), ("こんにちは", "Japanese"), ("사랑해", "Korean"), ("привет", "Russian")):
-        with pytest.raises(NodeError, match=f"line 2 .*{language} script.*romanise"):
+        with pytest.raises(NodeError, match=f"{line}.*{language} script.*romanise"):
             ace.lyric_ids(tiny[3], f"[verse]\n{line}")
 
 

@@ -217,13 +217,58 @@ def clean_other(text: str, lang: str) -> str:
     return re.sub(r"\s+", " ", text.lower())
 
 
+def weighted_pieces(text: str) -> list:
+    """The pieces ComfyUI's prompt-weight parser cuts a text into (it cuts lyrics too): plain runs, and each
+    top-level (...) group without its parentheses and its ':weight', cut again; \\( and \\) stay characters. An
+    unmatched parenthesis stays in the text, as there."""
+    text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+
+    def cut(s: str) -> list:
+        runs, run, depth = [], "", 0
+        for ch in s:
+            if ch == "(" and depth == 0:
+                runs += [run] if run else []
+                run = ""
+            if ch == ")" and depth == 1:
+                runs.append(run + ch)
+                run = ""
+            else:
+                run += ch
+            depth += (ch == "(") - (ch == ")")
+        runs += [run] if run else []
+        out = []
+        for r in runs:
+            if len(r) >= 2 and r[0] == "(" and r[-1] == ")":
+                inner = r[1:-1]
+                colon = inner.rfind(":")
+                if colon > 0:
+                    try:
+                        float(inner[colon + 1:])
+                        inner = inner[:colon]
+                    except ValueError:
+                        pass
+                out += cut(inner)
+            else:
+                out.append(r)
+        return out
+    return [p.replace("\0\1", ")").replace("\0\2", "(") for p in cut(text)]
+
+
 def lyric_ids(tokenizer, lyrics: str) -> list:
-    """The lyrics' VoiceBPE ids as ComfyUI's LyricsTokenizer gives them: the start token, each line's ids (its text
-    cleaned, its language's mark before it, spaces written [SPACE]) then a line end; an empty line a line end alone.
-    A line's language is English, or the one its [xx] mark names (romanised, as ComfyUI's note asks: it converts no
-    script); a line in another script is refused by name."""
+    """The lyrics' VoiceBPE ids as ComfyUI's LyricsTokenizer gives them: the start token, then for each piece the
+    weight parser cuts (parentheses are prompt weights there, so "(ooh)" is a piece of its own) each line's ids (its
+    text cleaned, its language's mark before it, spaces written [SPACE]) and a line end; an empty line a line end
+    alone. A line's language is English, or the one its [xx] mark names (romanised, as ComfyUI's note asks: it
+    converts no script); a line in another script is refused by name."""
     ids = [START]
-    for n, line in enumerate(lyrics.split("\n"), 1):
+    for piece in weighted_pieces(lyrics):
+        ids += _piece_ids(tokenizer, piece)
+    return ids
+
+
+def _piece_ids(tokenizer, piece: str) -> list:
+    ids = []
+    for line in piece.split("\n"):
         line = line.strip()
         if not line:
             ids.append(LINE)
@@ -232,7 +277,7 @@ def lyric_ids(tokenizer, lyrics: str) -> list:
         lang, line = (lang, line[4:]) if lang in LANGUAGES else ("en", line)
         for pattern, language in SCRIPTS:
             if re.search(pattern, line):
-                raise NodeError(f"lyrics line {n} ({line[:30]!r}) is written in {language} script: ACE-Step v1 reads "
+                raise NodeError(f"the lyrics line {line[:30]!r} is written in {language} script: ACE-Step v1 reads "
                                 "lyrics in Latin letters; romanise it and mark the line with its language, e.g. "
                                 "[zh]wo3 ai4 ni3 (as ComfyUI's template note asks)")
         if STRUCTURE.match(line) or lang == "en":
