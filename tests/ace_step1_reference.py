@@ -965,55 +965,9 @@ class VoiceBpeTokenizer:
         return {"input_ids": lyric_token_idx}
 
 
-# comfy/sd1_clip.py: the prompt-weight parser SDTokenizer cuts every text with (lyrics too)
-def parse_parentheses(string):
-    result = []
-    current_item = ""
-    nesting_level = 0
-    for char in string:
-        if char == "(":
-            if nesting_level == 0:
-                if current_item:
-                    result.append(current_item)
-                    current_item = "("
-                else:
-                    current_item = "("
-            else:
-                current_item += char
-            nesting_level += 1
-        elif char == ")":
-            nesting_level -= 1
-            if nesting_level == 0:
-                result.append(current_item + ")")
-                current_item = ""
-            else:
-                current_item += char
-        else:
-            current_item += char
-    if current_item:
-        result.append(current_item)
-    return result
-
-
-def token_weights(string, current_weight):
-    a = parse_parentheses(string)
-    out = []
-    for x in a:
-        weight = current_weight
-        if len(x) >= 2 and x[-1] == ")" and x[0] == "(":
-            x = x[1:-1]
-            xx = x.rfind(":")
-            weight *= 1.1
-            if xx > 0:
-                try:
-                    weight = float(x[xx + 1:])
-                    x = x[:xx]
-                except Exception:
-                    pass
-            out += token_weights(x, weight)
-        else:
-            out += [(x, current_weight)]
-    return out
+# comfy/sd1_clip.py's prompt-weight parser, which SDTokenizer cuts every text with (lyrics too): written out in
+# test_anima.py
+from tests.test_anima import comfy_token_weights as token_weights  # noqa: E402
 
 
 def lyrics_tokens(tokenizer, lyrics):

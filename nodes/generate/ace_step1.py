@@ -217,52 +217,17 @@ def clean_other(text: str, lang: str) -> str:
     return re.sub(r"\s+", " ", text.lower())
 
 
-def weighted_pieces(text: str) -> list:
-    """The pieces ComfyUI's prompt-weight parser cuts a text into (it cuts lyrics too): plain runs, and each
-    top-level (...) group without its parentheses and its ':weight', cut again; \\( and \\) stay characters. An
-    unmatched parenthesis stays in the text, as there."""
-    text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
-
-    def cut(s: str) -> list:
-        runs, run, depth = [], "", 0
-        for ch in s:
-            if ch == "(" and depth == 0:
-                runs += [run] if run else []
-                run = ""
-            if ch == ")" and depth == 1:
-                runs.append(run + ch)
-                run = ""
-            else:
-                run += ch
-            depth += (ch == "(") - (ch == ")")
-        runs += [run] if run else []
-        out = []
-        for r in runs:
-            if len(r) >= 2 and r[0] == "(" and r[-1] == ")":
-                inner = r[1:-1]
-                colon = inner.rfind(":")
-                if colon > 0:
-                    try:
-                        float(inner[colon + 1:])
-                        inner = inner[:colon]
-                    except ValueError:
-                        pass
-                out += cut(inner)
-            else:
-                out.append(r)
-        return out
-    return [p.replace("\0\1", ")").replace("\0\2", "(") for p in cut(text)]
-
-
 def lyric_ids(tokenizer, lyrics: str) -> list:
     """The lyrics' VoiceBPE ids as ComfyUI's LyricsTokenizer gives them: the start token, then for each piece the
     weight parser cuts (parentheses are prompt weights there, so "(ooh)" is a piece of its own) each line's ids (its
     text cleaned, its language's mark before it, spaces written [SPACE]) and a line end; an empty line a line end
     alone. A line's language is English, or the one its [xx] mark names (romanised, as ComfyUI's note asks: it
     converts no script); a line in another script is refused by name."""
+    from nodes.generate.prompts import comfy_parts
     ids = [START]
-    for piece in weighted_pieces(lyrics):
-        ids += _piece_ids(tokenizer, piece)
+    for piece, _ in comfy_parts(lyrics):
+        if piece:
+            ids += _piece_ids(tokenizer, piece)
     return ids
 
 
