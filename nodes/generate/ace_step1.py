@@ -272,17 +272,13 @@ def tonemap_reinhard(latent: torch.Tensor, multiplier: float) -> torch.Tensor:
     return unit * (size / (size + 1.0) * top)
 
 
-def sigmas(steps: int, scheduler: str, shift: float, denoise: float = 1.0) -> torch.Tensor:
-    """KSampler's levels on ModelSamplingSD3's table (shift, 1000 levels): for denoise < 1 the last steps + 1 of a
-    schedule of int(steps / denoise) steps."""
+def sigmas(steps: int, scheduler: str, shift: float) -> torch.Tensor:
+    """`steps` levels from ModelSamplingSD3's table (shift, 1000 levels), then 0."""
     from nodes.generate.samplers import SigmaTable, beta_sigmas, sgm_uniform_sigmas, simple_sigmas
     pick = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas}.get(scheduler)
     if pick is None:
         raise NodeError(f"scheduler={scheduler!r}: ACE-Step takes {', '.join(SCHEDULERS)}")
-    if denoise >= 1.0:
-        return pick(SigmaTable.flow(shift), steps)
-    total = int(steps / denoise)
-    return pick(SigmaTable.flow(shift), total)[-(steps + 1):]
+    return pick(SigmaTable.flow(shift), steps)
 
 
 @dataclass(frozen=True)
@@ -335,7 +331,9 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
 
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     noise = torch.randn(source.shape, generator=gen)        # KSampler's noise
-    levels = ksampler_schedule(lambda n: sigmas(n, scheduler, shift, denoise), steps, sampler)
+    # KSampler's denoise: the last steps + 1 levels of a schedule of int(steps / denoise) steps
+    total = steps if denoise >= 1.0 else max(int(steps / denoise), steps)
+    levels = ksampler_schedule(lambda n: sigmas(n, scheduler, shift), total, sampler)[-(steps + 1):]
     start = float(levels[0])
     x = (noise * start + source.cpu().float() * (1.0 - start)).to(model.device)
     kw = {"noise_sampler": comfy_noise_sampler(noise.shape, seed, model.device)}
