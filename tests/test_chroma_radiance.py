@@ -38,8 +38,10 @@ def test_radiance_files_load_and_predict_as_comfyui(radiance, name, seed, varian
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model
     from tiny_chroma_radiance import reference
+    from nodes.generate.model_manager import describe_model
     det = detect_file(radiance / "models" / "diffusion_models" / name)
     assert (det.role, det.family, det.variant) == ("diffusion_model", "chroma", variant), det
+    assert describe_model(radiance / "models" / "diffusion_models" / name)["loads"] == "yes"
     model = load_diffusion_model(ModelManager(), name, "fp32", "cpu").pipe.transformer
     ref = reference(radiance / "models" / "diffusion_models" / name, seed)
     torch.manual_seed(0)
@@ -65,8 +67,13 @@ def test_pixel_space_vae_is_the_picture(radiance):
     from nodes.generate.split import load_vae
     from nodes.generate.vae_ops import decode_latent, empty_latent
     from nodes.generate.latent import Latent
+    from graph_engine.api import load_workflow
+    from graph_engine.validate import missing_models
+    from graph_engine.api import default_registry
     vae = load_vae(ModelManager(), "pixel_space", "cpu")
     assert vae.family == "pixel_space"
+    wf = load_workflow(text="kinograph: 1\nnodes:\n  v: {type: load.vae, params: {name: pixel_space}}\n", check=False)
+    assert missing_models(wf, default_registry()) == {}          # validate does not call it a missing file
     lat = empty_latent(vae, 1, W, H, 8.0)
     assert tuple(lat.samples.shape) == (1, 3, 1, H, W)
     pixels = torch.rand(1, 3, 1, H, W) * 2 - 1
