@@ -153,6 +153,31 @@ def test_encode_fibo2_sizes_the_result_as_the_template_says(fibo):
     assert result_size(333, 250, [picture]) == (320, 240)
 
 
+def test_encode_fibo2_without_pictures_reads_the_caption_as_the_pipeline_does(fibo):
+    """With no picture, encode.fibo2 (and encode.text on a FIBO 2 model) read the JSON caption as BriaFibo2Pipeline
+    does when it makes a picture: empty values and scores dropped, written compactly; the empty negative is the null
+    caption; the latent is FLUX.2's empty one at 1024 x 1024."""
+    from diffusers.pipelines.bria_fibo2.pipeline_bria_fibo2 import DEFAULT_NEGATIVE_PROMPT
+    from nodes.generate.adapters.fibo2 import Fibo2Adapter
+    from nodes.generate.fibo2_edit import encode_fibo2
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from tiny_fibo2 import TE_NAME
+    te = load_text_encoder(ModelManager(), f"{TE_NAME}.safetensors", "", "fibo2", "cpu")
+    caption = ('{"short_description": "a red bicycle", "objects": [], "lighting": {"conditions": "sun", '
+               '"direction": ""}, "aesthetics": {"aesthetic_score": "high"}}')
+    positive, negative, latent = encode_fibo2(te, None, caption, "", [], batch_size=2)
+    pipe = _pipeline(fibo)
+    with torch.no_grad():
+        want = pipe.encode_prompt('{"short_description":"a red bicycle","lighting":{"conditions":"sun"}}',
+                                  device="cpu")[0][0].permute(1, 0, 2).flatten(1)
+        null = pipe.encode_prompt(DEFAULT_NEGATIVE_PROMPT, device="cpu")[0][0].permute(1, 0, 2).flatten(1)
+        text = Fibo2Adapter().encode_text(te.pipe, [caption], "cpu")[0][0]
+    assert _err(want, positive.embeds[0]) < 1e-5 and _err(want, text) < 1e-5
+    assert _err(null, negative.embeds[0]) < 1e-5
+    assert latent.samples.shape == (2, 128, 1, 64, 64) and not latent.samples.any()
+
+
 def test_encode_fibo2_names_what_it_needs(fibo):
     """Qwen3-VL loaded for another model (type joyimage), another family's VAE, a JSON edit prompt without its
     edit_instruction and a side under 16 pixels are refused with what to give instead."""
