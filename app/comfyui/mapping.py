@@ -1024,6 +1024,19 @@ RULES: Dict[str, Rule] = {
                                            special="constant"),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
+    # Hunyuan3D shapes (comfy_extras/nodes_hunyuan3d.py): ImageOnlyCheckpointLoader loads the checkpoint (DiT, ShapeVAE,
+    # DINOv2), CLIPVisionEncode reads each picture, KSampler samples the shape latent (FluxGuidance's value on the
+    # positive goes to condition.hunyuan3d's guidance: a 2.0 model reads it beside the sampler's true CFG)
+    "EmptyLatentHunyuan3Dv2": Rule("latent.empty_hunyuan3d", ("resolution", "batch_size"),
+                                   (P("resolution", "resolution"), P("batch_size", "batch")), outputs=("latent",)),
+    "Hunyuan3Dv2Conditioning": Rule("condition.hunyuan3d", (), (), {"clip_vision_output": "image"},
+                                    ("positive", "negative")),
+    "Hunyuan3Dv2ConditioningMultiView": Rule("condition.hunyuan3d", (), (),
+                                             {"front": "front", "left": "left", "back": "back", "right": "right"},
+                                             ("positive", "negative")),
+    "VAEDecodeHunyuan3D": Rule("decode.hunyuan3d", ("num_chunks", "octree_resolution"),
+                               (P("num_chunks", "num_chunks"), P("octree_resolution", "resolution")),
+                               {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
     "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
                              outputs=("style_model",)),
