@@ -174,3 +174,40 @@ def test_comfyui_hunyuan3d_templates_import_and_run(hy3d, tmp_path, template, ck
     print(template, "voxel max abs diff", float((torch.from_numpy(got) - want).abs().max()))
     assert torch.allclose(torch.from_numpy(got), want, atol=1e-4)
     assert 0 < (got > 0.6).mean() < 1         # a shape at VoxelToMesh's threshold: inside and outside
+
+
+def test_checkpoints_are_told_apart_from_flux_and_by_version(hy3d):
+    """2.0's blocks carry FLUX.1's names: the checkpoint is Hunyuan3D's all the same (its latent_in, cond_in), 2.0 or
+    2.1 by its transformer; load.model finds it in checkpoints/."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import detect_family
+    from tiny_hunyuan3d import V20, V21
+    folder = hy3d / "models" / "checkpoints"
+    for name, variant in ((V20, "2.0"), (V21, "2.1")):
+        det = detect_file(folder / name)
+        assert (det.family, det.variant, det.role) == ("hunyuan3d", variant, "checkpoint")
+        assert detect_family(folder / name)[0] == "hunyuan3d"
+
+
+def test_wrong_inputs_are_named(hy3d):
+    """No picture, a picture and views at once, another family's encoding, a picture latent: each refused by name."""
+    from graph_engine import NodeError
+    from nodes.generate.hunyuan3d import conditioning, decode, empty_latent
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.model_manager import ModelManager
+    from tiny_hunyuan3d import V21
+    picture = Conditioning("hunyuan3d", torch.randn(1, 5, 64), meta={"kind": "image"})
+    with pytest.raises(NodeError, match="needs a picture"):
+        conditioning(None, {}, 5.0)
+    with pytest.raises(NodeError, match="not both"):
+        conditioning(picture, {"front": picture}, 5.0)
+    with pytest.raises(NodeError, match="wan encoding"):
+        conditioning(Conditioning("wan", torch.randn(1, 5, 64), meta={"kind": "image"}), {}, 5.0)
+    positive, negative = conditioning(picture, {}, 3.5)
+    assert positive.meta["guidance"] == 3.5 and negative.meta["guidance"] == 5.0 and not negative.embeds.any()
+    mm = ModelManager()
+    vae = mm.components(mm.load("hunyuan3d", V21))["vae"]
+    with pytest.raises(NodeError, match="not a Hunyuan3D shape latent"):
+        decode(vae, Latent(torch.zeros(1, 64, 1, 8, 8), "hunyuan3d", 1, 8.0, 64, 64), 8000, 16)
+    with pytest.raises(NodeError, match="one VOXEL"):
+        decode(vae, empty_latent(4, batch=2), 8000, 16)
