@@ -351,10 +351,10 @@ def build_dit(state: Dict[str, torch.Tensor]) -> nn.Module:
     else:
         raise NodeError("these tensors are not a Hunyuan3D shape transformer (no latent_in or x_embedder): load "
                         "ComfyUI's hunyuan3d-dit-v2*.safetensors or hunyuan_3d_v2.1.safetensors")
-    # 2.1's guidance projection (t_embedder.cond_proj) is never given a guidance by ComfyUI: it is left unread
-    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if "cond_proj" not in k},
-                                                strict=False)
-    if missing or unexpected:
+    # Tensors the model does not read are left, as ComfyUI leaves them (2.1's guidance projection,
+    # t_embedder.cond_proj, which ComfyUI never gives a guidance); a missing one is a file for another model
+    missing, _ = model.load_state_dict(state, strict=False)
+    if missing:
         raise NodeError(f"the Hunyuan3D {model.version} transformer's tensors do not fit it: missing "
-                        f"{sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}")
+                        f"{sorted(missing)[:4]}")
     return model.eval()

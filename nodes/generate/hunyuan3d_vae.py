@@ -191,9 +191,7 @@ def build_vae(state: Dict[str, torch.Tensor], scale_factor: float = 1.0) -> Shap
                    "transformer.resblocks.0.attn.c_qkv.bias" in state, qk_norm, geo_width, geo_heads,
                    state["geo_decoder.cross_attn_decoder.mlp.c_fc.weight"].shape[0],
                    "geo_decoder.ln_post.weight" in state, scale_factor)
-    decoder = {k: v for k, v in state.items() if k.startswith(("post_kl.", "transformer.", "geo_decoder."))}
-    missing, unexpected = vae.load_state_dict(decoder, strict=False)
-    if missing or unexpected:
-        raise NodeError(f"Hunyuan3D's ShapeVAE tensors do not fit it: missing {sorted(missing)[:4]}, unexpected "
-                        f"{sorted(unexpected)[:4]}")
+    missing, _ = vae.load_state_dict(state, strict=False)      # the encoder's tensors (2.1's file) are not read
+    if missing:
+        raise NodeError(f"Hunyuan3D's ShapeVAE tensors do not fit it: missing {sorted(missing)[:4]}")
     return vae.eval()
