@@ -31,6 +31,7 @@ NODE_MODULES = [
     "nodes.io.nodes",
     "nodes.lines.nodes",
     "nodes.math.nodes",
+    "nodes.mesh.nodes",
     "nodes.mask.nodes",
     "nodes.metrics.nodes",
     "nodes.metrics.seam",

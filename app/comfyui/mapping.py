@@ -1715,6 +1715,23 @@ RULES: Dict[str, Rule] = {
                           {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
+    # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
+    # holds a batch; the templates make one
+    "MoGePointMapToMesh": Rule("mesh.from_points", ("batch_index", "decimation", "discontinuity_threshold", "texture"),
+                               (P("batch_index", "frame"), P("decimation", "decimation"),
+                                P("discontinuity_threshold", "discontinuity_threshold"), P("texture", "texture")),
+                               {"moge_geometry": "geometry"}, ("mesh",)),
+    "VoxelToMesh": Rule("mesh.from_voxels", ("algorithm", "threshold"),
+                        (P("algorithm", "algorithm"), P("threshold", "threshold")), {"voxel": "voxel"}, ("mesh",)),
+    "VoxelToMeshBasic": Rule("mesh.from_voxels", ("threshold",), (P("threshold", "threshold"),), {"voxel": "voxel"},
+                             ("mesh",), fixed={"algorithm": "basic"}),
+    # the second widget is the frontend's 3-D viewer state, which nothing saved reads
+    "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
+                    {"mesh": "mesh"}, ignore={"viewer": None}),
+    "Preview3D": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                            "triangle counts)"),
+    "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                                    "triangle counts)"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

@@ -64,6 +64,8 @@ class Mesh:
             text += ", bounds " + " x ".join(f"[{a:.3g}, {b:.3g}]" for a, b in zip(lo, hi))
         return text + (f"; with {', '.join(extras)}" if extras else "")
 
+    __repr__ = summary      # what the editor's viewer shows of a value it cannot draw
+
     def to_state(self):
         import torch
         tensors = {"vertices": torch.from_numpy(self.vertices), "faces": torch.from_numpy(self.faces)}
@@ -101,6 +103,8 @@ class Voxel:
         d, h, w = self.grid.shape
         return (f"voxels: {d} x {h} x {w}, values {self.grid.min():.3g} to {self.grid.max():.3g}, box "
                 + " x ".join(f"[{a:.3g}, {b:.3g}]" for a, b in zip(self.low, self.high)))
+
+    __repr__ = summary
 
     def to_state(self):
         import torch
