@@ -37,9 +37,6 @@ BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "image_fibo2_edit_dev_pe.json": {"TextEncodeFibo2"},           # FIBO 2: a model Kinograph does not run yet
                                                                    # (its file is named)
-    # Hunyuan3D's shapes run to the VOXEL grid; the mesh and its file are the MESH nodes' (mesh.from_voxels, save.glb)
-    **{f"3d_hunyuan3d{name}.json": {"VoxelToMesh", "SaveGLB"}
-       for name in ("-v2.1", "_image_to_model", "_multiview_to_model", "_multiview_to_model_turbo")},
 }
 
 
