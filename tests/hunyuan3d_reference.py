@@ -2,8 +2,9 @@
 tests hold nodes/generate/hunyuan3d_* to: comfy/ldm/flux/layers.py (the blocks 2.0 is made of),
 comfy/ldm/hunyuan3d/model.py (Hunyuan3Dv2), comfy/ldm/hunyuan3dv2_1/hunyuandit.py (HunYuanDiTPlain with its MoE,
 inference path), comfy/ldm/hunyuan3d/vae.py (ShapeVAE's decoder and VanillaVolumeDecoder), comfy/sd.py's VAE.decode
-post-processing ((x + 1) / 2 clamped, movedim(1, -1)), and comfy_extras/nodes_hunyuan3d.py's multi-view
-conditioning with get_1d_sincos_pos_embed_from_grid_torch (comfy/ldm/modules/diffusionmodules/mmdit.py)."""
+post-processing ((x + 1) / 2 clamped, movedim(1, -1)), comfy_extras/nodes_hunyuan3d.py's multi-view
+conditioning with get_1d_sincos_pos_embed_from_grid_torch (comfy/ldm/modules/diffusionmodules/mmdit.py), and
+comfy/clip_model.py's clip_preprocess (CLIPVisionEncode's picture preparation, DINOv2's ImageNet mean and std)."""
 from __future__ import annotations
 
 import math
@@ -676,3 +677,25 @@ def multiview(front=None, left=None, back=None, right=None):
             out.append(e + pos_embeds[i].reshape(1, 1, -1))
     embeds = torch.cat(out, dim=1)
     return embeds, torch.zeros_like(embeds)
+
+
+# -- comfy/clip_model.py ----------------------------------------------------------------------------------------
+def clip_preprocess(image, size=224, mean=(0.48145466, 0.4578275, 0.40821073),
+                    std=(0.26862954, 0.26130258, 0.27577711), crop=True):
+    """image [B, H, W, C] in [0, 1] -> pixel values [B, 3, size, size]."""
+    image = image[:, :, :, :3] if image.shape[3] > 3 else image
+    mean = torch.tensor(mean, device=image.device, dtype=image.dtype)
+    std = torch.tensor(std, device=image.device, dtype=image.dtype)
+    image = image.movedim(-1, 1)
+    if not (image.shape[2] == size and image.shape[3] == size):
+        if crop:
+            scale = (size / min(image.shape[2], image.shape[3]))
+            scale_size = (round(scale * image.shape[2]), round(scale * image.shape[3]))
+        else:
+            scale_size = (size, size)
+        image = torch.nn.functional.interpolate(image, size=scale_size, mode="bicubic", antialias=True)
+        h = (image.shape[2] - size) // 2
+        w = (image.shape[3] - size) // 2
+        image = image[:, :, h:h + size, w:w + size]
+    image = torch.clip((255. * image), 0, 255).round() / 255.0
+    return (image - mean.view([3, 1, 1])) / std.view([3, 1, 1])

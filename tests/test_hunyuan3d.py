@@ -213,3 +213,21 @@ def test_wrong_inputs_are_named(hy3d):
         decode(vae, Latent(torch.zeros(1, 64, 1, 8, 8), "hunyuan3d", 1, 8.0, 64, 64), 8000, 16)
     with pytest.raises(NodeError, match="one VOXEL"):
         decode(vae, empty_latent(4, batch=2), 8000, 16)
+
+
+@pytest.mark.parametrize("crop", ["center", "none"])
+def test_encode_image_prepares_the_picture_as_comfyui(hy3d, crop):
+    """encode.image on a Hunyuan3D checkpoint's DINOv2, a picture not the encoder's size: ComfyUI's CLIPVisionEncode
+    (clip_preprocess at the encoder's size with ImageNet's mean and std, crop center or none; last_hidden_state)."""
+    from nodes.generate.image_cond import encode_image
+    from nodes.generate.model_manager import ModelManager
+    from tiny_hunyuan3d import DINO_SIDE, V20, parts
+    mm = ModelManager()
+    encoder = mm.components(mm.load("hunyuan3d", V20))["image_encoder"]
+    picture = np.random.default_rng(1).integers(0, 256, (45, 31, 3), dtype=np.uint8)
+    got = encode_image(encoder, picture, crop).embeds
+    pixels = ref.clip_preprocess(torch.from_numpy(picture)[None].float() / 255, DINO_SIDE, (0.485, 0.456, 0.406),
+                                 (0.229, 0.224, 0.225), crop == "center")
+    with torch.no_grad():
+        want = parts("2.0")[2](pixel_values=pixels).last_hidden_state
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()

@@ -34,12 +34,6 @@ class Hunyuan3DParts(DiffusionPipeline):
         super().__init__()
         self.register_modules(transformer=transformer, vae=vae, image_encoder=image_encoder)
 
-    @property
-    def image_processor(self):
-        """What encode.image's crop none squeezes a picture to: DINOv2's square."""
-        side = int(self.image_encoder.config.image_size)
-        return type("Square", (), {"crop_size": {"height": side, "width": side}})()
-
 
 def variant(state_keys, depth: int) -> str:
     """2.1, 2.0-mini or 2.0 from the transformer's tensor names (prefix removed) and its double-block depth."""
@@ -119,17 +113,17 @@ def load_checkpoint(path: Path, dtype) -> Hunyuan3DParts:
 
 
 # -- image conditioning ------------------------------------------------------------------------------------------
-def dino_tokens(encoder, picture) -> torch.Tensor:
+def dino_tokens(encoder, picture, crop: bool = True) -> torch.Tensor:
     """DINOv2's last hidden state [1, 1 + patches, width] of a PIL picture, prepared as ComfyUI's clip_preprocess
-    prepares it: the short side to the encoder's size (bicubic, antialiased), the middle square, 8-bit levels,
-    ImageNet's mean and deviation."""
+    prepares it: the short side to the encoder's size and the middle square (crop), or the whole picture squeezed to
+    the square (bicubic, antialiased either way), 8-bit levels, ImageNet's mean and deviation."""
     import numpy as np
     side = int(encoder.config.image_size)
     x = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
     if x.shape[2] != side or x.shape[3] != side:
         scale = side / min(x.shape[2], x.shape[3])
-        x = torch.nn.functional.interpolate(x, size=(round(scale * x.shape[2]), round(scale * x.shape[3])),
-                                            mode="bicubic", antialias=True)
+        size = (round(scale * x.shape[2]), round(scale * x.shape[3])) if crop else (side, side)
+        x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True)
         top, left = (x.shape[2] - side) // 2, (x.shape[3] - side) // 2
         x = x[:, :, top:top + side, left:left + side]
     x = torch.clip(255.0 * x, 0, 255).round() / 255.0

@@ -36,9 +36,11 @@ class Hunyuan3DAdapter(Adapter):
     def factors(self, pipe):
         return 1, 1, int(pipe.transformer.in_channels)
 
-    def encode_image(self, pipe, picture, device) -> torch.Tensor:
+    crops_itself = True
+
+    def encode_image(self, pipe, picture, device, crop: str = "center") -> torch.Tensor:
         from nodes.generate.hunyuan3d import dino_tokens
-        return dino_tokens(pipe.image_encoder, picture)
+        return dino_tokens(pipe.image_encoder, picture, crop == "center")
 
     # -- sampling ------------------------------------------------------------------------
     def flow_shift(self, pipe) -> float:
