@@ -1024,6 +1024,19 @@ RULES: Dict[str, Rule] = {
                                            special="constant"),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
+    # Hunyuan3D shapes (comfy_extras/nodes_hunyuan3d.py): ImageOnlyCheckpointLoader loads the checkpoint (DiT, ShapeVAE,
+    # DINOv2), CLIPVisionEncode reads each picture, KSampler samples the shape latent (FluxGuidance's value on the
+    # positive goes to condition.hunyuan3d's guidance: a 2.0 model reads it beside the sampler's true CFG)
+    "EmptyLatentHunyuan3Dv2": Rule("latent.empty_hunyuan3d", ("resolution", "batch_size"),
+                                   (P("resolution", "resolution"), P("batch_size", "batch")), outputs=("latent",)),
+    "Hunyuan3Dv2Conditioning": Rule("condition.hunyuan3d", (), (), {"clip_vision_output": "image"},
+                                    ("positive", "negative")),
+    "Hunyuan3Dv2ConditioningMultiView": Rule("condition.hunyuan3d", (), (),
+                                             {"front": "front", "left": "left", "back": "back", "right": "right"},
+                                             ("positive", "negative")),
+    "VAEDecodeHunyuan3D": Rule("decode.hunyuan3d", ("num_chunks", "octree_resolution"),
+                               (P("num_chunks", "num_chunks"), P("octree_resolution", "resolution")),
+                               {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
     "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
                              outputs=("style_model",)),
@@ -1713,6 +1726,23 @@ RULES: Dict[str, Rule] = {
                           {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
+    # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
+    # holds a batch; the templates make one
+    "MoGePointMapToMesh": Rule("mesh.from_points", ("batch_index", "decimation", "discontinuity_threshold", "texture"),
+                               (P("batch_index", "frame"), P("decimation", "decimation"),
+                                P("discontinuity_threshold", "discontinuity_threshold"), P("texture", "texture")),
+                               {"moge_geometry": "geometry"}, ("mesh",)),
+    "VoxelToMesh": Rule("mesh.from_voxels", ("algorithm", "threshold"),
+                        (P("algorithm", "algorithm"), P("threshold", "threshold")), {"voxel": "voxel"}, ("mesh",)),
+    "VoxelToMeshBasic": Rule("mesh.from_voxels", ("threshold",), (P("threshold", "threshold"),), {"voxel": "voxel"},
+                             ("mesh",), fixed={"algorithm": "basic"}),
+    # the second widget is the frontend's 3-D viewer state, which nothing saved reads
+    "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
+                    {"mesh": "mesh"}, ignore={"viewer": None}),
+    "Preview3D": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                            "triangle counts)"),
+    "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                                    "triangle counts)"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

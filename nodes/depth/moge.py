@@ -436,6 +436,7 @@ class Geometry:
     frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Only the last pass is held (a whole
     plate's maps would not fit): renders reading the same frames together share it, a render read after another
     makes the passes again (ComfyUI holds the whole MOGE_GEOMETRY)."""
+    panorama = False        # a photo's: points in the camera's space (mesh.from_points turns them to glTF's axes)
 
     def __init__(self, video, net: MoGe2, resolution_level: int, fov_x: float, force_projection: bool,
                  apply_mask: bool, batch: int, ctx=None):

@@ -1499,9 +1499,26 @@ def qwen21_files(part: str) -> str:
             "files), not as a separate file (ComfyUI's qwen_image_2.1_vae in vae/)")
 
 
+def _hunyuan3d(k: Keys) -> Optional[Detection]:
+    """Hunyuan3D's shape checkpoints as ComfyUI holds them (hunyuan3d-dit-v2*.safetensors, hunyuan_3d_v2.1.safetensors):
+    the transformer under model. (2.0: FLUX.1's double_blocks over latent_in / cond_in, no img_in; 2.1: x_embedder
+    and t_embedder with blocks.N.attn2), the ShapeVAE under vae., DINOv2 under conditioner.main_image_encoder.model.
+    First of the rules: 2.0's blocks carry FLUX.1's names."""
+    if k.has("latent_in.weight", "cond_in.weight", "double_blocks.0.img_attn.qkv.weight"):
+        x = "latent_in.weight"
+        variant = "2.0-mini" if k.count("double_blocks.{}.img_mod.lin.weight") == 8 else "2.0"
+    elif k.has("x_embedder.weight", "t_embedder.mlp.2.weight", "blocks.0.attn2.to_k.weight"):
+        x, variant = "x_embedder.weight", "2.1"
+    else:
+        return None
+    role = "checkpoint" if k.starts("vae.", "conditioner.") else "diffusion_model"
+    return Detection(role, "hunyuan3d", variant, prefix=k.prefix_of(x) or "",
+                     why="latent_in / cond_in" if variant != "2.1" else "x_embedder / t_embedder / blocks.N.attn2")
+
+
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

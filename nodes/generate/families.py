@@ -154,6 +154,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # Lens (Microsoft's base and Turbo) keyframes: a dual-stream MMDiT over FLUX.2's normalised, patched latent (its
     # VAE: 128 channels at 1/16, each latent pixel one token); prompts read by 4 of GPT-OSS-20B's layers. Base: 20 steps,
     # true CFG 5 (ComfyUI's template); Turbo (the same tensors, distilled): 4 steps at cfg 1, as its template sets.
+    # Hunyuan3D 2.0 / 2.1 shapes (Tencent's image-to-3D; 2.0's mini, mv and turbo files too): a flow-matching
+    # transformer over the ShapeVAE's 64-channel latent of `resolution` tokens (held as one frame 1 x tokens), reading
+    # DINOv2's tokens of the picture(s); decoded to a VOXEL grid, not pictures. True CFG 5 or so, 30 steps (ComfyUI's
+    # templates: 5 to 8, 20 to 30).
+    Family("hunyuan3d", "Hunyuan3D (3-D shape)", ("Hunyuan3DParts",), ("Hunyuan3DDiT", "Hunyuan3DDiT21"),
+           space_factor=1, fps=8.0, flow=True, cfg=5.0, steps=30, size=(3072, 1), frames=1),
     Family("lens", "Lens (image)", ("LensParts",), ("LensTransformer",), space_factor=16, fps=8.0, flow=True,
            cfg=5.0, steps=20, size=(1440, 1440), frames=1, latents="flux2"),
     # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners
