@@ -1700,6 +1700,11 @@ RULES: Dict[str, Rule] = {
                            P("batch_size", "batch"), P("force_projection", "force_projection"),
                            P("apply_mask", "apply_mask")),
                           {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGePanoramaInference": Rule("depth.moge_panorama", ("resolution_level", "split_resolution", "merge_resolution",
+                                                         "batch_size"),
+                                  (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
+                                   P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
+                                  {"image": "video"}, ("geometry",), special="moge"),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
     # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
