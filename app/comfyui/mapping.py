@@ -1717,6 +1717,8 @@ RULES: Dict[str, Rule] = {
                         (P("algorithm", "algorithm"), P("threshold", "threshold")), {"voxel": "voxel"}, ("mesh",)),
     "VoxelToMeshBasic": Rule("mesh.from_voxels", ("threshold",), (P("threshold", "threshold"),), {"voxel": "voxel"},
                              ("mesh",), fixed={"algorithm": "basic"}),
+    "MeshSmoothNormals": Rule("mesh.smooth_normals", ("crease_angle",), (P("crease_angle", "crease_angle"),),
+                              {"mesh": "mesh"}, ("mesh",)),
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
                     {"mesh": "mesh"}, ignore={"viewer": None}),
