@@ -1094,6 +1094,17 @@ RULES: Dict[str, Rule] = {
                                    {"clip": "text_encoder", "vae": "vae", "images.image0": "image",
                                     "images.image1": "image2", "images.image2": "image3", "images.image3": "image4",
                                     "images.image4": "image5", "images.image5": "image6"}, ("conditioning",)),
+    # FIBO 2's prompt (or the prompt enhancer's JSON) with Qwen3-VL seeing the pictures, their latents riding on both
+    # prompts, and the result's empty latent (ComfyUI's autogrow inputs count from image_1)
+    "TextEncodeFibo2": Rule("encode.fibo2", ("prompt", "negative_prompt", "width", "height", "batch_size"),
+                            (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
+                             P("height", "height"), P("batch_size", "batch_size")),
+                            {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                             "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
+                            ("positive", "negative", "latent"),
+                            note="ComfyUI's node code was not at hand: encoded as diffusers' BriaFibo2Pipeline encodes "
+                                 "(the template's notes describe the same sizing and cropping), without drawing the "
+                                 "caption's text_render text for Qwen3-VL as the pipeline does"),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -2404,12 +2415,6 @@ INSTEAD = {
              "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
              "only where its number of passes is in the file. Run the part once per pass (one workflow per "
              "segment) instead" for name in ("StartLoop", "EndLoop")},
-    # picture editors whose models Kinograph does not load yet (their transformer files are named as such)
-    "TextEncodeFibo2": "not mapped yet: Bria's FIBO 2 (Fibo-2.0: a JSON prompt read by Qwen3-VL-4B in six bundles of "
-                       "its layers, the pictures to edit as FLUX.2 VAE latents beside the image's) is not run by "
-                       "Kinograph yet. The template's prompt writer (TextGenerate on qwen3vl_8b with the picture and "
-                       "the system prompt) imports as text.generate and writes the JSON prompt on its own; edit the "
-                       "picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
               "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
               "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"

@@ -167,6 +167,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("joyimage", "JoyImage Edit (image)", ("JoyImageParts", "JoyImageEditPipeline"),
            ("JoyImageEditTransformer3DModel",), fps=8.0, flow=True, cfg=4.0, steps=40, size=(1024, 1024), frames=1,
            patch=2, latents="wan"),
+    # Bria's FIBO 2 (dev and edit turbo) pictures and edits: Z-Image's blocks over FLUX.2's normalised, patched latent
+    # (its VAE), the pictures to edit read beside the noise as clean tokens; JSON prompts read by Qwen3-VL-4B (six
+    # bundles of three of its layers), squeezed into gist tokens by a Perceiver. dev: true CFG 5 over 50 steps; edit
+    # turbo: 4 steps at cfg 1.
+    Family("fibo2", "FIBO 2 (image)", ("Fibo2Parts", "BriaFibo2Pipeline"), ("BriaFibo2Transformer2DModel",),
+           space_factor=16, fps=8.0, flow=True, cfg=5.0, steps=50, size=(1024, 1024), frames=1, latents="flux2"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.
