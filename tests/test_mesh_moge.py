@@ -197,3 +197,17 @@ def test_perspective_template_runs_as_comfyui_meshes(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(got.visual.material.baseColorTexture.convert("RGB")), frame)
     (mesh,) = [out["mesh"] for out in run.outputs.values() if "mesh" in out]
     assert f"{len(v):,} vertices, {len(f):,} triangles" in Source(mesh, "mesh").text
+
+
+def test_refusals_name_what_to_do(tmp_path):
+    from graph_engine.context import Context
+    from nodes.depth.moge import Geometry
+    from nodes.mesh import nodes
+    with pytest.raises(NodeError, match="Depth Anything 3"):
+        nodes.from_points(Context("m"), object())
+    one = object.__new__(Geometry)
+    one.length = 1
+    with pytest.raises(NodeError, match="frame 3 is past the geometry's clip of 1 frame"):
+        nodes.from_points(Context("m"), one, frame=3)
+    with pytest.raises(NodeError, match="not a .glb file name"):
+        nodes.save_glb(Context("s"), _textured(), path=str(tmp_path / "mesh.obj"))
