@@ -151,36 +151,63 @@ def test_an_empty_mesh_is_refused_and_a_written_file_kept_as_a_take(tmp_path):
         write_glb(_textured(), str(path))          # a file Kinograph did not write is not replaced unasked
 
 
-def test_perspective_template_runs_as_comfyui_meshes(tmp_path, monkeypatch):
-    """3d_moge_perspective_to_mesh imported (LoadImage, the size switch, LoadMoGeModel, MoGeInference,
-    MoGePointMapToMesh, SaveGLB, two MoGeRenders) and run on a tiny MoGe-2: the saved .glb holds ComfyUI's mesh of
-    the authors' geometry, textured with the picture, and the editor's viewer shows the mesh as its counts."""
-    from app.comfyui import import_workflow
-    from app.editor.viewer import Source
-    from graph_engine.api import Session, load_workflow
+def smooth_moge():
+    """A tiny MoGe-2 seeing a smooth scene, as a trained model does: random weights' depth jumps at every pixel,
+    which the templates' 0.04 discontinuity filter would all drop."""
     ref = tiny_moge(seed=7)
-    with torch.no_grad():       # a smooth scene, as a trained model's: random weights' depth jumps at every pixel,
-        ref.points_head.output_blocks[4].weight[2] *= 0.1      # which the template's 0.04 filter would all drop
-    frame = comfyui_setup(ref, tmp_path, monkeypatch, "room.png")
-    res = import_workflow(str(TEMPLATES / "3d_moge_perspective_to_mesh.json"))
+    with torch.no_grad():
+        ref.points_head.output_blocks[4].weight[2] *= 0.1
+    return ref
+
+
+def run_template(name, tmp_path, picture, saves, edit=lambda wf: None):
+    """Template `name` imported without a blocking node, its picture `picture` (in tmp_path), its SaveGLB's path
+    checked to be `saves` and sent to tmp_path, `edit` applied, and run: (the run, the mesh the .glb holds)."""
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    res = import_workflow(str(TEMPLATES / name))
     assert not res.report.blocking
     wf = load_workflow(text=res.yaml, check=False)
     for n in wf.graph.nodes.values():
         if n.type == "io.load_image":
-            n.params["path"] = str(tmp_path / "room.png")
+            n.params["path"] = str(tmp_path / picture)
         if n.type == "io.save_glb":
-            assert n.params["path"] == "out/3d/ComfyUI.glb"
-            n.params["path"] = str(tmp_path / "out" / "room.glb")
-    (mesh_node,) = [nid for nid, n in wf.graph.nodes.items() if n.type == "mesh.from_points"]
+            assert n.params["path"] == saves
+            n.params["path"] = str(tmp_path / "out" / "mesh.glb")
+    edit(wf)
     run = Session(device="cpu").run(wf, use_cache=False)
     assert run.ok, run.failed
+    return run, _read((tmp_path / "out" / "mesh.glb").read_bytes())
+
+
+def test_perspective_template_runs_as_comfyui_meshes(tmp_path, monkeypatch):
+    """3d_moge_perspective_to_mesh imported (LoadImage, the size switch, LoadMoGeModel, MoGeInference,
+    MoGePointMapToMesh, SaveGLB, two MoGeRenders) and run on a tiny MoGe-2: the saved .glb holds ComfyUI's mesh of
+    the authors' geometry, textured with the picture, and the editor's viewer shows the mesh as its counts."""
+    from app.editor.viewer import Source
+    ref = smooth_moge()
+    frame = comfyui_setup(ref, tmp_path, monkeypatch, "room.png")
+    run, got = run_template("3d_moge_perspective_to_mesh.json", tmp_path, "room.png", "out/3d/ComfyUI.glb")
     want = ref.infer(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255, 16)
     v, f, uv = comfy_perspective_mesh(want["points"][0], want["depth"][0])
     assert len(f) > 0
-    got = _read((tmp_path / "out" / "room.glb").read_bytes())
     np.testing.assert_allclose(got.vertices, v, atol=1e-4, rtol=1e-3)
     np.testing.assert_array_equal(got.faces, f)
     np.testing.assert_allclose(got.visual.uv[:, 1], 1 - uv[:, 1], atol=1e-6)
     np.testing.assert_array_equal(np.asarray(got.visual.material.baseColorTexture.convert("RGB")), frame)
-    shown = Source(run.outputs[mesh_node]["mesh"], "mesh").text
-    assert f"{len(v):,} vertices, {len(f):,} triangles" in shown
+    (mesh,) = [out["mesh"] for out in run.outputs.values() if "mesh" in out]
+    assert f"{len(v):,} vertices, {len(f):,} triangles" in Source(mesh, "mesh").text
+
+
+def test_refusals_name_what_to_do(tmp_path):
+    from graph_engine.context import Context
+    from nodes.depth.moge import Geometry
+    from nodes.mesh import nodes
+    with pytest.raises(NodeError, match="Depth Anything 3"):
+        nodes.from_points(Context("m"), object())
+    one = object.__new__(Geometry)
+    one.length = 1
+    with pytest.raises(NodeError, match="frame 3 is past the geometry's clip of 1 frame"):
+        nodes.from_points(Context("m"), one, frame=3)
+    with pytest.raises(NodeError, match="not a .glb file name"):
+        nodes.save_glb(Context("s"), _textured(), path=str(tmp_path / "mesh.obj"))

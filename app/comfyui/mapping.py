@@ -1724,6 +1724,11 @@ RULES: Dict[str, Rule] = {
                            P("batch_size", "batch"), P("force_projection", "force_projection"),
                            P("apply_mask", "apply_mask")),
                           {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGePanoramaInference": Rule("depth.moge_panorama", ("resolution_level", "split_resolution", "merge_resolution",
+                                                         "batch_size"),
+                                  (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
+                                   P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
+                                  {"image": "video"}, ("geometry",), special="moge"),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
     # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
@@ -1736,6 +1741,8 @@ RULES: Dict[str, Rule] = {
                         (P("algorithm", "algorithm"), P("threshold", "threshold")), {"voxel": "voxel"}, ("mesh",)),
     "VoxelToMeshBasic": Rule("mesh.from_voxels", ("threshold",), (P("threshold", "threshold"),), {"voxel": "voxel"},
                              ("mesh",), fixed={"algorithm": "basic"}),
+    "MeshSmoothNormals": Rule("mesh.smooth_normals", ("crease_angle",), (P("crease_angle", "crease_angle"),),
+                              {"mesh": "mesh"}, ("mesh",)),
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
                     {"mesh": "mesh"}, ignore={"viewer": None}),

@@ -62,3 +62,16 @@ def from_points(ctx, geometry: GEOMETRY,
     mesh = geometry_mesh(geometry, frame, decimation, discontinuity_threshold, texture)
     ctx.log(mesh.summary())
     return mesh
+
+
+@node("mesh.smooth_normals", title="Smooth Mesh Normals", category="3D")
+def smooth_normals(ctx, mesh: MESH,
+                   crease_angle: float = Param(180.0, min=0.0, max=180.0,
+                                               help="edges folding more than this (degrees) stay hard, their "
+                                                    "vertices split; 180 smooths everything, 30-60 suits hard "
+                                                    "surfaces")) -> MESH:
+    """Per-vertex normals for a mesh, as ComfyUI's MeshSmoothNormals makes them: a viewer shades a mesh without
+    them flat, triangle by triangle; with them it shades smoothly. Each vertex's normal is the area-weighted mean of
+    its triangles'."""
+    from .normals import smooth_normals as make
+    return make(mesh, crease_angle)
