@@ -35,8 +35,6 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "image_fibo2_edit_dev_pe.json": {"TextEncodeFibo2"},           # FIBO 2: a model Kinograph does not run yet
-                                                                   # (its file is named)
 }
 
 
