@@ -1259,13 +1259,19 @@ def _chroma(k: Keys) -> Optional[Detection]:
     """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
     names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
     diffusers' single-file loader recognises it; or in diffusers' names (x_embedder: a ChromaPipeline folder's
-    transformer file). Chroma Radiance reads pixels (img_in_patch, neither embedder) and is another model."""
+    transformer file). Chroma Radiance reads pixels (img_in_patch, then ComfyUI's nerf_* head): variant radiance, or
+    radiance-x0 for the release predicting the clean picture (its __x0__ marker)."""
     if not k.any("distilled_guidance_layer.in_proj.weight"):
         return None
+    g = "distilled_guidance_layer.in_proj.weight"
+    if k.has("img_in_patch.weight", "nerf_image_embedder.embedder.0.weight"):
+        x0 = k.any("__x0__")
+        return Detection("diffusion_model", "chroma", "radiance-x0" if x0 else "radiance", layout="original",
+                         prefix=k.prefix_of(g) or "", why="distilled_guidance_layer / img_in_patch / nerf_blocks"
+                         + (" / __x0__" if x0 else ""), extra={"in_channels": k.shape("img_in_patch.weight")[1]})
     layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
-    if k.any("img_in_patch.weight") or not k.any(x):
-        return Detection(None, "chroma-radiance", "", why="Chroma Radiance (a pixel-space Chroma Kinograph does not "
-                                                          "run; Chroma1-HD and the chroma-unlocked files it does)")
+    if not k.any(x):
+        return None
     return Detection("diffusion_model", "chroma", "", layout=layout,
                      prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
                      why="distilled_guidance_layer / " + ("double_blocks" if layout == "original" else "x_embedder"),
