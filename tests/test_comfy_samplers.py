@@ -636,3 +636,32 @@ def test_dpm_2_is_comfyuis(flow):
     sig = schedule(flow)
     ref = ref_dpm_2(denoiser(flow), start(flow, float(sig[0])).double(), sig.double())
     assert float((kinograph("dpm_2", flow, sig).double() - ref).abs().max()) < 2e-5
+
+
+# -- RES4LYF's beta57: ComfyUI's beta_scheduler (comfy/samplers.py) at alpha 0.5, beta 0.7 --------------------------
+def ref_beta_scheduler(model_sampling, steps, alpha=0.6, beta=0.6):
+    import numpy
+    import scipy.stats
+    total_timesteps = (len(model_sampling.sigmas) - 1)
+    ts = 1 - numpy.linspace(0, 1, steps, endpoint=False)
+    ts = numpy.rint(scipy.stats.beta.ppf(ts, alpha, beta) * total_timesteps)
+    sigs = []
+    last_t = -1
+    for t in ts:
+        if t != last_t:
+            sigs += [float(model_sampling.sigmas[int(t)])]
+        last_t = t
+    sigs += [0.0]
+    return torch.FloatTensor(sigs)
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_beta57_schedule_is_res4lyfs(flow):
+    from nodes.generate.samplers import TABLE_SCHEDULES
+    ms = RefCONST() if flow else RefEPS()
+    table = SigmaTable.flow(3.0) if flow else sd_table()
+    for steps in (1, 5, 12, 40):
+        ours, ref = TABLE_SCHEDULES["beta57"](table, steps), ref_beta_scheduler(ms, steps, alpha=0.5, beta=0.7)
+        assert ours.shape == ref.shape
+        assert float((ours - ref.double()).abs().max() / ref.max()) < 1e-6, (steps, ours, ref)
+    assert not torch.allclose(TABLE_SCHEDULES["beta"](table, 12), TABLE_SCHEDULES["beta57"](table, 12))

@@ -442,28 +442,30 @@ def test_seed_determinism_and_denoise(mm, tiny):
 
 @pytest.mark.parametrize("sampler,scheduler", [("euler_ancestral", "karras"), ("dpmpp_2m", "karras"),
                                                ("unipc", "normal"), ("lcm", "normal"), ("er_sde", "simple"),
-                                               ("uni_pc", "sgm_uniform"), ("gradient_estimation", "beta")])
+                                               ("uni_pc", "sgm_uniform"), ("gradient_estimation", "beta"),
+                                               ("dpmpp_2m_sde", "karras"), ("dpmpp_sde_gpu", "normal")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
 
 
 @pytest.mark.parametrize("sampler,frame", [("er_sde", "model"), ("lcm", "model"), ("res_multistep", "sigma"),
-                                           ("uni_pc_bh2", "model")])
+                                           ("uni_pc_bh2", "model"), ("dpmpp_3m_sde", "model")])
 def test_comfyuis_samplers_run_on_a_flow_model_with_comfyuis_step_noise(mm, tiny, monkeypatch, sampler, frame):
-    """The stochastic ones draw their step noise from comfy_noise_sampler with the run's seed (ComfyUI's way); frame
+    """The stochastic ones draw their step noise from comfy_step_noise with the run's seed (ComfyUI's way); frame
     sigma runs res_multistep in log sigma, which gives another latent than the model's frame."""
     from nodes.generate import sampling
     calls = []
 
-    def spy(shape, seed, device):
-        calls.append((tuple(shape), seed, str(device)))
-        return comfy_noise_sampler(shape, seed, device)
-    comfy_noise_sampler = sampling.comfy_noise_sampler
-    monkeypatch.setattr(sampling, "comfy_noise_sampler", spy)
+    def spy(name, shape, seed, device, sigmas):
+        calls.append((name, tuple(shape), seed, str(device), len(sigmas)))
+        return comfy_step_noise(name, shape, seed, device, sigmas)
+    comfy_step_noise = sampling.comfy_step_noise
+    monkeypatch.setattr(sampling, "comfy_step_noise", spy)
     _, _, out = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame=frame, scheduler="normal")
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
-    assert calls == ([(tuple(out.samples.shape), 11, "cpu")] if sampler in ("er_sde", "lcm") else [])
+    stochastic = sampler in ("er_sde", "lcm", "dpmpp_3m_sde")
+    assert [c[:4] for c in calls] == ([(sampler, tuple(out.samples.shape), 11, "cpu")] if stochastic else [])
     if frame == "sigma":
         _, _, own = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame="model", scheduler="normal")
         assert not torch.allclose(own.samples, out.samples)

@@ -91,7 +91,7 @@ def mapping_markdown() -> str:
 ## Values
 
 - Samplers, exact: {samplers}. Approximate (nearest Kinograph sampler, reported): {near}; any other -> `euler`.
-- Schedulers, exact: {sched}; `normal` approximate (Kinograph rounds its timesteps); any other -> `simple`.
+- Schedulers, exact: {sched}; any other -> `simple`.
 - VideoHelperSuite formats: {formats}.
 """
     if INSTEAD:

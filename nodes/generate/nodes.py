@@ -17,7 +17,9 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "uni_pc_bh2", "flow_euler",
-            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "ar_video")
+            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "dpmpp_sde", "dpmpp_sde_gpu",
+            "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
+            "dpmpp_3m_sde_gpu", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -751,10 +753,10 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
            scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta",
-                                                      "linear_quadratic", "exponential"),
+                                                      "linear_quadratic", "exponential", "beta57"),
                                   help="default = the noise levels of the model's own scheduler; normal, simple, "
                                        "sgm_uniform, beta, linear_quadratic and exponential are ComfyUI's, from its "
-                                       "table"),
+                                       "table; beta57 is RES4LYF's (beta at alpha 0.5, beta 0.7)"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video), running the last denoise "
                                                                 "share of the steps (ComfyUI's steps 20 at "
@@ -796,7 +798,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     order, in log sigma), res_multistep (second-order exponential), flow_euler (flow-matching models), lcm (distilled models' jump
     to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation, dpm_2 and ar_video
     (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
-    (euler_ancestral, lcm, er_sde) draw their fresh noise from the seed as ComfyUI does, so a seed gives its picture.
+    (euler_ancestral, lcm, er_sde, and ComfyUI's SDE samplers dpmpp_sde, dpmpp_2m_sde(_heun), dpmpp_3m_sde, each with
+    its _gpu twin, whose noise is one Brownian motion over the run) draw their fresh noise from the seed as ComfyUI
+    does, so a seed gives its picture.
     Progress per step; cancelling stops within one step and nothing is decoded. The result is kept in the disk
     cache tier, and so are the finished steps of a run that stops (cancelled, killed): running it again with the
     same inputs takes up from there.

@@ -11,6 +11,8 @@ import math
 import torch
 
 from nodes.generate.causal_wan import sample_ar_video
+from nodes.generate.brownian import brownian_noise_sampler
+from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
 
 
 def flow_sigmas(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -388,7 +390,26 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation,
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
-STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"}
+SAMPLERS.update(SDE_SAMPLERS)
+# the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
+# (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
+BROWNIAN = frozenset(SDE_SAMPLERS)
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"} | BROWNIAN
+
+
+def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):
+    """The fresh noise `sampler` adds on the levels `sigmas`, as ComfyUI's KSampler draws it for the seed: a Brownian
+    tree over the levels for the SDE samplers (on the CPU, or the sampling device for the _gpu ones), one draw a step
+    from a generator of its own for the others."""
+    if sampler in BROWNIAN:
+        return brownian_noise_sampler(shape, sigmas, seed, device, sampler not in BROWNIAN_ON_DEVICE)
+    return comfy_noise_sampler(shape, seed, device)
+
+
+def flow_top_level(shift: float) -> float:
+    """Where ComfyUI's SDE samplers start a flow run from pure noise: its percent_to_sigma(1e-4) at `shift`."""
+    t = 1 - 1e-4
+    return shift * t / (1 + (shift - 1) * t)
 # ComfyUI's KSampler schedules these on one step more and drops the next-to-last level
 # (KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS); its SamplerCustom with BasicScheduler does not
 PENULTIMATE_DROPPED = frozenset({"uni_pc", "uni_pc_bh2", "dpm_2"})
@@ -603,7 +624,9 @@ def sd_table() -> SigmaTable:
 
 TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas,
                    "normal": normal_sigmas, "linear_quadratic": linear_quadratic_sigmas,
-                   "exponential": exponential_sigmas}
+                   "exponential": exponential_sigmas,
+                   # RES4LYF's beta57, the favourite of many shared workflows: ComfyUI's beta at alpha 0.5, beta 0.7
+                   "beta57": functools.partial(beta_sigmas, alpha=0.5, beta=0.7)}
 
 
 def latent_sampler(name: str):

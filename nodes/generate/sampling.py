@@ -27,10 +27,11 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_noise_sampler,
+from nodes.generate.samplers import (BROWNIAN, SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_step_noise,
                                      flow_sigmas, karras_sigmas, ksampler_schedule)
 
-SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential")
+SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential",
+              "beta57")
 
 
 @dataclass
@@ -458,7 +459,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
     latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the first level this run starts from
     (after start_step; ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999). `s_noise` scales the
-    fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_noise_sampler); lcm
+    fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_step_noise); lcm
     fades it to `s_noise_end` (below 0: the same) and clamps it to `noise_clip` standard deviations (0: not). `frame`
     sigma takes a flow model's steps in log sigma, x read as x0 + sigma n (ComfyUI's dpmpp_2m and res_multistep); model
     takes them in the model's own alpha and sigma (diffusers' flow schedulers). `ksampler_levels`: uni_pc, uni_pc_bh2
@@ -610,12 +611,16 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         raise NodeError(f"frame sigma: {sampler} adds its noise in the model's own frame (as ComfyUI's does on a flow "
                         f"model): set frame to model")
     kw = {"flow": adapter.space == "flow" and frame == "model"}
+
+    def step_noise(sig) -> dict:
+        """The run's step noise on the levels `sig` (the SDE samplers' Brownian tree spans them)."""
+        draw = comfy_step_noise(sampler, x0.shape, int(seed), device, sig)
+        return {"noise_sampler": lambda *at: adapter.run_noise(handle, draw(*at))}
     if sampler in STOCHASTIC:
-        draw = comfy_noise_sampler(x0.shape, int(seed), device)
-        kw.update(noise_sampler=lambda i: adapter.run_noise(handle, draw(i)), s_noise=s_noise)
+        kw.update(step_noise(sigmas), s_noise=s_noise)
     if sampler == "lcm":
         kw.update(s_noise_end=s_noise_end if s_noise_end >= 0 else None, noise_clip=noise_clip)
-    if sampler == "er_sde":
+    if sampler == "er_sde" or (sampler in BROWNIAN and adapter.space == "flow"):
         kw["top_level"] = adapter.percent_sigma(levels, 1e-4, shift)
     blockwise = contextlib.nullcontext()
     if sampler == "ar_video":
@@ -632,7 +637,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
-        out = adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
+        run_kw = dict(kw, **step_noise(sig)) if sampler in BROWNIAN and sig is not sigmas else kw
+        out = adapter.finish(smp(fn, xs, sig, step_callback, **run_kw), float(sig[-1]))
         progress["before"] += len(sig) - 1
         return out
 
