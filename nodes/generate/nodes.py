@@ -234,8 +234,16 @@ def _prompt_to_text(params):
     return params
 
 
-# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text).
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
+# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text). Version 3: weighting
+# comfy reads the prompt by ComfyUI's rules ([x] is text, an inner (x:w) sets w), so the same params give another
+# conditioning than before; the params are kept as they were. encode.sdxl, encode.flux and encode.sd3 likewise (2).
+WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
+                  "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
+                  "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
+
+
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=3,
+      migrations={1: _prompt_to_text, 2: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -244,9 +252,7 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 negative: str = Param("", kind="text", names_files=embedding_files, help="what to steer away from"),
                 clip_skip: int = Param(1, min=1, max=24, help="CLIP text encoders: 1 = last layer, 2 = the one "
                                                                 "before (ComfyUI's CLIPSetLastLayer -2)"),
-                weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
-                                       help="emphasis: kinograph scales words and keeps the prompt's mean; "
-                                            "comfy moves them away from the empty prompt, as ComfyUI does")):
+                weighting: str = Param("kinograph", choices=("kinograph", "comfy"), help=WEIGHTING_HELP)):
     """Encode a prompt and a negative prompt with the model's text encoder.
 
     Emphasis: (word) x1.1, [word] /1.1, (word:1.5) any weight. A prompt schedule
@@ -297,7 +303,7 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
 _SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
 
 
-@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning",
+@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning", version=2, migrations={1: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -325,7 +331,8 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
             "negative": run(text_encoder, negative, "", sizes, ctx.log, **{**kw, "aesthetic": 0.0})}
 
 
-@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", outputs={"positive": CONDITIONING})
+@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", version=2, migrations={1: dict},
+      outputs={"positive": CONDITIONING})
 def encode_flux(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", help="the prompt for T5-XXL, the text FLUX.1 attends to"),
                 text_l: str = Param("", kind="text", help="the prompt for CLIP-L (its pooled embedding); empty = the "
@@ -338,7 +345,8 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
 
 
-@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", outputs={"positive": CONDITIONING})
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=2, migrations={1: dict},
+      outputs={"positive": CONDITIONING})
 def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
                text: str = Param("", kind="text", help="the prompt for T5-XXL"),
                text_l: str = Param("", kind="text", help="the prompt for CLIP-L; empty = the same as text"),
