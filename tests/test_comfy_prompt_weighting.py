@@ -1,7 +1,7 @@
 """ComfyUI's prompt weighting (encode.text weighting comfy, what every imported CLIPTextEncode gets): the prompt read
 by ComfyUI's rules and each weighted token moved away from the empty prompt's encoding. The reference is ComfyUI's
-comfy/sd1_clip.py (GPL-3.0) written out below (parse_parentheses, token_weights, tokenize_with_weights' word-wise
-tokenization, ClipTokenWeightEncoder.encode_token_weights) over the tiny SD 1.5's tokenizer and text encoder, run
+comfy/sd1_clip.py (GPL-3.0) written out (its parse_parentheses and token_weights in test_anima; tokenize_with_weights'
+word-wise tokenization and ClipTokenWeightEncoder.encode_token_weights below) over the tiny SD 1.5's tokenizer and text encoder, run
 directly; Kinograph's own rule (weighting kinograph) is left as it was."""
 import sys
 from pathlib import Path
@@ -13,58 +13,10 @@ from graph_engine import NodeError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from test_anima import comfy_token_weights as token_weights  # noqa: E402  (sd1_clip's, written out there)
+
 
 # -- ComfyUI, written out ----------------------------------------------------------------------------------------
-def parse_parentheses(string):
-    result = []
-    current_item = ""
-    nesting_level = 0
-    for char in string:
-        if char == "(":
-            if nesting_level == 0:
-                if current_item:
-                    result.append(current_item)
-                    current_item = "("
-                else:
-                    current_item = "("
-            else:
-                current_item += char
-            nesting_level += 1
-        elif char == ")":
-            nesting_level -= 1
-            if nesting_level == 0:
-                result.append(current_item + ")")
-                current_item = ""
-            else:
-                current_item += char
-        else:
-            current_item += char
-    if current_item:
-        result.append(current_item)
-    return result
-
-
-def token_weights(string, current_weight):
-    a = parse_parentheses(string)
-    out = []
-    for x in a:
-        weight = current_weight
-        if len(x) >= 2 and x[-1] == ')' and x[0] == '(':
-            x = x[1:-1]
-            xx = x.rfind(":")
-            weight *= 1.1
-            if xx > 0:
-                try:
-                    weight = float(x[xx + 1:])
-                    x = x[:xx]
-                except ValueError:
-                    pass
-            out += token_weights(x, weight)
-        else:
-            out += [(x, current_weight)]
-    return out
-
-
 def escape_important(text):
     return text.replace("\\)", "\0\1").replace("\\(", "\0\2")
 
