@@ -443,7 +443,9 @@ def test_seed_determinism_and_denoise(mm, tiny):
 @pytest.mark.parametrize("sampler,scheduler", [("euler_ancestral", "karras"), ("dpmpp_2m", "karras"),
                                                ("unipc", "normal"), ("lcm", "normal"), ("er_sde", "simple"),
                                                ("uni_pc", "sgm_uniform"), ("gradient_estimation", "beta"),
-                                               ("dpmpp_2m_sde", "karras"), ("dpmpp_sde_gpu", "normal")])
+                                               ("dpmpp_2m_sde", "karras"), ("dpmpp_sde_gpu", "normal"),
+                                               ("heun", "beta57"), ("lms", "karras"), ("ipndm", "simple"),
+                                               ("ddpm", "normal"), ("dpm_2_ancestral", "karras")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0

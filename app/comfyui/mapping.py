@@ -56,12 +56,11 @@ SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim"
                   "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
                   "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2",
                   **{k: k for k in ("dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
-                                    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu")}}
-SAMPLERS_NEAR = {"ddpm": "euler_ancestral",
-                 "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
-                 "heun": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
+                                    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu",
+                                    "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral")}}
+SAMPLERS_NEAR = {"euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
                  "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
-                 "deis": "unipc", "ipndm": "dpmpp_2m"}
+                 "deis": "unipc"}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
 # sigma (its uni_pc does as well, and Kinograph's uni_pc always)
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}

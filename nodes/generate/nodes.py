@@ -19,7 +19,7 @@ OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "uni_pc_bh2", "flow_euler",
             "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "dpmpp_sde", "dpmpp_sde_gpu",
             "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
-            "dpmpp_3m_sde_gpu", "ar_video")
+            "dpmpp_3m_sde_gpu", "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -795,9 +795,10 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            frame: str = Param("model", choices=("model", "sigma"),
                               help="flow models: the frame dpmpp_2m, res_multistep and unipc take their steps in: the "
                                    "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)"),
-           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2: the levels ComfyUI's KSampler gives "
-                                                    "them (steps + 1 scheduled, the next-to-last dropped); off: the "
-                                                    "schedule's own, as its SamplerCustom with BasicScheduler")
+           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: the levels ComfyUI's "
+                                                    "KSampler gives them (steps + 1 scheduled, the next-to-last "
+                                                    "dropped); off: the schedule's own, as its SamplerCustom with "
+                                                    "BasicScheduler")
            ) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
@@ -807,8 +808,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation, dpm_2 and ar_video
     (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
     (euler_ancestral, lcm, er_sde, and ComfyUI's SDE samplers dpmpp_sde, dpmpp_2m_sde(_heun), dpmpp_3m_sde, each with
-    its _gpu twin, whose noise is one Brownian motion over the run) draw their fresh noise from the seed as ComfyUI
-    does, so a seed gives its picture.
+    its _gpu twin, whose noise is one Brownian motion over the run; ddpm and dpm_2_ancestral) draw their fresh noise
+    from the seed as ComfyUI does, so a seed gives its picture. heun, lms, ipndm, ddpm and dpm_2_ancestral are
+    ComfyUI's, stepping in sigma on every model as its do.
     Progress per step; cancelling stops within one step and nothing is decoded. The result is kept in the disk
     cache tier, and so are the finished steps of a run that stops (cancelled, killed): running it again with the
     same inputs takes up from there.

@@ -13,6 +13,7 @@ import torch
 from nodes.generate.causal_wan import sample_ar_video
 from nodes.generate.brownian import brownian_noise_sampler
 from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
+from nodes.generate.sigma_samplers import SIGMA_SAMPLERS
 
 
 def flow_sigmas(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -391,10 +392,11 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
 SAMPLERS.update(SDE_SAMPLERS)
+SAMPLERS.update(SIGMA_SAMPLERS)
 # the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
 # (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
 BROWNIAN = frozenset(SDE_SAMPLERS)
-STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"} | BROWNIAN
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral"} | BROWNIAN
 
 
 def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):
@@ -412,12 +414,12 @@ def flow_top_level(shift: float) -> float:
     return shift * t / (1 + (shift - 1) * t)
 # ComfyUI's KSampler schedules these on one step more and drops the next-to-last level
 # (KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS); its SamplerCustom with BasicScheduler does not
-PENULTIMATE_DROPPED = frozenset({"uni_pc", "uni_pc_bh2", "dpm_2"})
+PENULTIMATE_DROPPED = frozenset({"uni_pc", "uni_pc_bh2", "dpm_2", "dpm_2_ancestral"})
 
 
 def ksampler_schedule(levels_for, steps: int, sampler: str) -> torch.Tensor:
     """levels_for(steps), the steps + 1 levels of a schedule, as ComfyUI's KSampler hands them to `sampler`: for
-    uni_pc, uni_pc_bh2 and dpm_2 the schedule of steps + 1 without its next-to-last level (still `steps` steps)."""
+    uni_pc, uni_pc_bh2, dpm_2 and dpm_2_ancestral the schedule of steps + 1 without its next-to-last level (still `steps` steps)."""
     if sampler not in PENULTIMATE_DROPPED:
         return levels_for(steps)
     sig = levels_for(steps + 1)

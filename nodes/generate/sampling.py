@@ -79,7 +79,7 @@ def manual_sigmas(text: str) -> torch.Tensor:
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
                 shift: Optional[float] = None, sampler: str = "") -> torch.Tensor:
     """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule), as ComfyUI's KSampler
-    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2: ksampler_schedule; "" = the schedule's own).
+    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: ksampler_schedule; "" = the schedule's own).
 
     shift (model.flow_shift) replaces a flow model's own time shift; its default schedule is then the
     plain shifted line, as ComfyUI's ModelSamplingSD3 with the `simple` scheduler gives."""
