@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy import integrate
 
-from nodes.generate.samplers import SAMPLERS, ksampler_schedule
-from tests.test_comfy_samplers import (denoiser, get_ancestral_step, kinograph, ref_default_noise_sampler, schedule,
-                                       SEED, start, to_d)
+from nodes.generate.samplers import SAMPLERS, comfy_noise_sampler, ksampler_schedule
+from tests.test_comfy_samplers import (SEED, SHAPE, denoiser, get_ancestral_step, kinograph,
+                                       ref_default_noise_sampler, schedule, start, to_d)
 
 
 # -- ComfyUI, written out ----------------------------------------------------------------------------------------
@@ -189,3 +189,47 @@ def test_the_sigma_samplers_draw_no_noise_but_ddpm_and_dpm_2_ancestral():
     sig = schedule(False, 4)
     for name in ("heun", "lms", "ipndm"):
         SAMPLERS[name](denoiser(False), start(False, float(sig[0])), sig)      # no noise_sampler wanted
+
+
+# -- CFG++ (comfy/k_diffusion/sampling.py sample_euler_ancestral_cfg_pp, uncond_denoised from its post-CFG hook) -----
+def sigma_to_half_log_snr(sigma, flow):
+    return sigma.logit().neg() if flow else sigma.log().neg()
+
+
+def ref_euler_ancestral_cfg_pp(model, x, sigmas, seed, flow, eta=1., s_noise=1.):
+    """model(x, sigma) -> (denoised, uncond_denoised), what the sampler's model call and its hook hand it."""
+    noise_sampler = ref_default_noise_sampler(x, seed=seed)
+    for i in range(len(sigmas) - 1):
+        denoised, uncond_denoised = model(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            alpha_s = sigmas[i] * sigma_to_half_log_snr(sigmas[i], flow).exp()
+            alpha_t = sigmas[i + 1] * sigma_to_half_log_snr(sigmas[i + 1], flow).exp()
+            d = to_d(x, sigmas[i], alpha_s * uncond_denoised)
+            sigma_down, sigma_up = get_ancestral_step(sigmas[i] / alpha_s, sigmas[i + 1] / alpha_t, eta=eta)
+            sigma_down = alpha_t * sigma_down
+            x = alpha_t * denoised + sigma_down * d
+            if eta > 0 and s_noise > 0:
+                x = x + alpha_t * noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+@pytest.mark.parametrize("flow", [False, True])
+@pytest.mark.parametrize("name,eta", [("euler_ancestral_cfg_pp", 1.0), ("euler_cfg_pp", 0.0)])
+def test_cfg_pp_is_comfyuis(flow, name, eta):
+    cond_fn = denoiser(flow)
+
+    def uncond_fn(x, s):
+        return 0.8 * cond_fn(x, s) - 0.1
+
+    def guided(x, s):
+        u = uncond_fn(x, s)
+        return u + 4.0 * (cond_fn(x, s) - u)
+    sig = schedule(flow, 8)         # a flow run from 1: alpha 0 there, the first step's noise all fresh
+    ref = ref_euler_ancestral_cfg_pp(lambda x, s: (guided(x, s), uncond_fn(x, s)), start(flow, float(sig[0])), sig,
+                                     SEED, flow, eta=eta, s_noise=eta)
+    ours = SAMPLERS[name](guided, start(flow, float(sig[0])), sig, flow=flow, uncond_fn=uncond_fn,
+                          noise_sampler=comfy_noise_sampler(SHAPE, SEED, "cpu"))
+    assert torch.isfinite(ours).all()
+    assert float((ours - ref).abs().max()) < 5e-5

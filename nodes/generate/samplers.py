@@ -123,6 +123,28 @@ def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, no
     return _each_step(model_fn, x, sigmas, callback, update)
 
 
+def sample_euler_ancestral_cfg_pp(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0,
+                                  s_noise=1.0, uncond_fn=None):
+    """ComfyUI's euler_ancestral_cfg_pp (CFG++, Chung et al. 2024; eta 0: euler_cfg_pp): the step lands on the guided
+    x0 prediction but leaves it along the negative prompt's noise, uncond_fn(x, sigma) (the model under the negative
+    prompt alone), down to the ancestral level of the frame's sigma / alpha, then seeded noise back up to the next."""
+    if uncond_fn is None:
+        raise ValueError("a CFG++ sampler needs uncond_fn(x, sigma), the negative prompt's prediction")
+
+    def update(i, x, den, s, s2):
+        a_s, a_t = _alpha_sigma(s, flow)[0], _alpha_sigma(s2, flow)[0]
+        d = (x - a_s.to(x.dtype) * uncond_fn(x, s.float())) / s.to(x.dtype)
+        down, up = s2 / a_t, s2 * 0
+        if eta:     # k-diffusion's get_ancestral_step, written to hold at pure noise (a flow model's alpha 0)
+            up = torch.minimum(down, eta * down * (1 - (down * a_s / s) ** 2).clamp(min=0).sqrt())
+            down = (down ** 2 - up ** 2).sqrt()
+        x = a_t.to(x.dtype) * den + (a_t * down).to(x.dtype) * d
+        if eta > 0 and s_noise > 0:
+            x = x + (a_t * up * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        return x
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
 @torch.no_grad()
 def _each_step(model_fn, x, sigmas, callback, update):
     """The loop of a one-step sampler: the model's x0 at each level, `update(i, x, x0, sigma, sigma')` to the next, and
@@ -391,12 +413,16 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation,
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
+SAMPLERS.update({"euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
+                 "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0)})
+# the samplers that read the negative prompt's prediction besides the guided one (uncond_fn)
+CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp"})
 SAMPLERS.update(SDE_SAMPLERS)
 SAMPLERS.update(SIGMA_SAMPLERS)
 # the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
 # (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
 BROWNIAN = frozenset(SDE_SAMPLERS)
-STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral"} | BROWNIAN
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp"} | BROWNIAN
 
 
 def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):
@@ -634,7 +660,8 @@ TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "
 def latent_sampler(name: str):
     """The sampler `name` for a plain latent (every one but ar_video, which needs an autoregressive Wan model's
     cache); the sound models call it directly, outside run_sampling."""
-    if name not in SAMPLERS or name == "ar_video":
+    if name not in SAMPLERS or name == "ar_video" or name in CFG_PP:
         from graph_engine import NodeError
-        raise NodeError(f"sampler={name!r}: choose one of {', '.join(s for s in SAMPLERS if s != 'ar_video')}")
+        raise NodeError(f"sampler={name!r}: choose one of "
+                        f"{', '.join(s for s in SAMPLERS if s != 'ar_video' and s not in CFG_PP)}")
     return SAMPLERS[name]

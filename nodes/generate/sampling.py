@@ -27,7 +27,7 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (BROWNIAN, SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_step_noise,
+from nodes.generate.samplers import (BROWNIAN, CFG_PP, SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_step_noise,
                                      flow_sigmas, karras_sigmas, ksampler_schedule)
 
 SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential",
@@ -578,14 +578,23 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                              noise.to(device), mask_at, ip_feed,
                              float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0, dual)
 
-    def wrapped(pass_info: SamplingInfo):
+    # A CFG++ sampler leaves each step along the negative prompt's own prediction (ComfyUI's uncond_denoised): the
+    # model under the negative prompt alone, through the same wrappers
+    negative_alone = None
+    if sampler in CFG_PP:
+        if negative is None:
+            raise NodeError(f"{sampler} steps along the negative prompt's prediction (CFG++): connect encode.text's "
+                            "negative output to sample's negative input, or choose another sampler")
+        negative_alone = guided_model_fn(handle, adapter, negative, None, 1.0, x.shape[0], device, dtype, x.shape[2],
+                                         keep, noise.to(device), mask_at, ip_feed)
+
+    def wrapped(pass_info: SamplingInfo, f=guided):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
-        f = guided
         for wrap in handle.wrappers:
             f = wrap(f, pass_info)
         return f
 
-    current = {"fn": wrapped(info)}
+    current = {"fn": wrapped(info), "uncond": negative_alone and wrapped(info, negative_alone)}
 
     def model_fn(x, sigma, frames=None):
         return current["fn"](x, sigma) if frames is None else current["fn"](x, sigma, frames=frames)
@@ -620,6 +629,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         kw.update(step_noise(sigmas), s_noise=s_noise)
     if sampler == "lcm":
         kw.update(s_noise_end=s_noise_end if s_noise_end >= 0 else None, noise_clip=noise_clip)
+    if sampler in CFG_PP:
+        kw["uncond_fn"] = lambda x, sigma: current["uncond"](x, sigma)
     if sampler == "er_sde" or (sampler in BROWNIAN and adapter.space == "flow"):
         kw["top_level"] = adapter.percent_sigma(levels, 1e-4, shift)
     blockwise = contextlib.nullcontext()
@@ -634,7 +645,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
                                                                   given.samples.shape, shift, levels_of)
-        current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
+        pass_info = info if sig is sigmas else replace(info, sigmas=sig)
+        current.update(fn=wrapped(pass_info), uncond=negative_alone and wrapped(pass_info, negative_alone))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
         run_kw = dict(kw, **step_noise(sig)) if sampler in BROWNIAN and sig is not sigmas else kw
