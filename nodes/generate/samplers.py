@@ -416,13 +416,14 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
 SAMPLERS.update({"euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
                  "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0)})
 # the samplers that read the negative prompt's prediction besides the guided one (uncond_fn)
-CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp"})
+CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp"})
 SAMPLERS.update(SDE_SAMPLERS)
 SAMPLERS.update(SIGMA_SAMPLERS)
 # the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
 # (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
 BROWNIAN = frozenset(SDE_SAMPLERS)
-STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp"} | BROWNIAN
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+              "res_multistep_ancestral"} | BROWNIAN
 
 
 def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):

@@ -6,6 +6,8 @@ own, chosen by `flow`, and adds fresh noise drawn as ComfyUI's default noise sam
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -157,5 +159,50 @@ def sample_dpm_2_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, no
     return x
 
 
+@torch.no_grad()
+def sample_res_multistep_sigma(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0,
+                               s_noise=1.0, cfg_pp=False, uncond_fn=None):
+    """ComfyUI's res_multistep_ancestral (eta) and res_multistep_cfg_pp (cfg_pp, eta 0): RES's second-order multistep
+    in -log sigma on every model, stepping down to k-diffusion's ancestral level and noising back up to the next one;
+    with cfg_pp each step leaves the guided prediction along the negative prompt's (uncond_fn), as CFG++ does."""
+    from nodes.generate.samplers import _noise_like
+    if cfg_pp and uncond_fn is None:
+        raise ValueError("a CFG++ sampler needs uncond_fn(x, sigma), the negative prompt's prediction")
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    old_den = old_down = None
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        uncond = uncond_fn(x, s.float()) if cfg_pp else None
+        if eta:
+            up = torch.minimum(s2, eta * (s2 ** 2 * (s ** 2 - s2 ** 2) / s ** 2).sqrt())
+            down = (s2 ** 2 - up ** 2).sqrt()
+        else:
+            down, up = s2, s2 * 0
+        if down == 0 or old_den is None:
+            if cfg_pp:
+                x = den + _d(x, uncond, s) * down.to(x.dtype)
+            else:
+                x = x + _d(x, den, s) * (down - s).to(x.dtype)
+        else:
+            h = s.log() - down.log()
+            c2 = (old_down.log() - sigmas[i - 1].log()) / h
+            phi1 = torch.expm1(-h) / -h
+            phi2 = (phi1 - 1) / -h
+            b1, b2 = torch.nan_to_num(phi1 - phi2 / c2, nan=0.0), torch.nan_to_num(phi2 / c2, nan=0.0)
+            if cfg_pp:
+                x = x + (den - uncond)
+            x = (-h).exp().to(x.dtype) * x + (h * b1).to(x.dtype) * (uncond if cfg_pp else den) + \
+                (h * b2).to(x.dtype) * old_den
+        if s2 > 0 and eta:
+            x = x + (up * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        old_den, old_down = (uncond if cfg_pp else den), down
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
 SIGMA_SAMPLERS = {"heun": sample_heun, "lms": sample_lms, "ipndm": sample_ipndm, "ddpm": sample_ddpm,
-                  "dpm_2_ancestral": sample_dpm_2_ancestral}
+                  "dpm_2_ancestral": sample_dpm_2_ancestral, "res_multistep_ancestral": sample_res_multistep_sigma,
+                  "res_multistep_cfg_pp": functools.partial(sample_res_multistep_sigma, eta=0.0, cfg_pp=True)}
