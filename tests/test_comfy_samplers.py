@@ -521,21 +521,34 @@ def ref_dpmpp_2m(model, x, sigmas):
     return x
 
 
-def ref_res_multistep(model, x, sigmas):
-    """res_multistep at eta 0 (sigma_down = the next level, sigma_up = 0: no noise drawn)."""
-    sigma_fn = lambda t: t.neg().exp()  # noqa: E731
-    t_fn = lambda sigma: sigma.log().neg()  # noqa: E731
-    phi1_fn = lambda t: torch.expm1(t) / t  # noqa: E731
-    phi2_fn = lambda t: (phi1_fn(t) - 1.0) / t  # noqa: E731
+def ref_res_multistep_full(model, x, sigmas, seed, s_noise=1., eta=1., cfg_pp=False):
+    """model(x, sigma) -> (denoised, uncond_denoised)."""
+    noise_sampler = ref_default_noise_sampler(x, seed=seed)
+
+    def sigma_fn(t):
+        return t.neg().exp()
+
+    def t_fn(sigma):
+        return sigma.log().neg()
+
+    def phi1_fn(t):
+        return torch.expm1(t) / t
+
+    def phi2_fn(t):
+        return (phi1_fn(t) - 1.0) / t
     old_sigma_down = None
     old_denoised = None
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i])
-        sigma_down = sigmas[i + 1]
+        denoised, uncond_denoised = model(x, sigmas[i])
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if sigma_down == 0 or old_denoised is None:
-            d = to_d(x, sigmas[i], denoised)
-            dt = sigma_down - sigmas[i]
-            x = x + d * dt
+            if cfg_pp:
+                d = to_d(x, sigmas[i], uncond_denoised)
+                x = denoised + d * sigma_down
+            else:
+                d = to_d(x, sigmas[i], denoised)
+                dt = sigma_down - sigmas[i]
+                x = x + d * dt
         else:
             t, t_old, t_next, t_prev = t_fn(sigmas[i]), t_fn(old_sigma_down), t_fn(sigma_down), t_fn(sigmas[i - 1])
             h = t_next - t
@@ -543,10 +556,24 @@ def ref_res_multistep(model, x, sigmas):
             phi1_val, phi2_val = phi1_fn(-h), phi2_fn(-h)
             b1 = torch.nan_to_num(phi1_val - phi2_val / c2, nan=0.0)
             b2 = torch.nan_to_num(phi2_val / c2, nan=0.0)
-            x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
-        old_denoised = denoised
+            if cfg_pp:
+                x = x + (denoised - uncond_denoised)
+                x = sigma_fn(h) * x + h * (b1 * uncond_denoised + b2 * old_denoised)
+            else:
+                x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
+        if sigmas[i + 1] > 0:
+            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+        if cfg_pp:
+            old_denoised = uncond_denoised
+        else:
+            old_denoised = denoised
         old_sigma_down = sigma_down
     return x
+
+
+def ref_res_multistep(model, x, sigmas):
+    """res_multistep at eta 0 (sigma_down = the next level, sigma_up = 0)."""
+    return ref_res_multistep_full(lambda xx, s: (model(xx, s), None), x, sigmas, None, eta=0.)
 
 
 @pytest.mark.parametrize("name,ref_fn", [("dpmpp_2m", ref_dpmpp_2m), ("res_multistep", ref_res_multistep)])

@@ -7,7 +7,7 @@ from scipy import integrate
 
 from nodes.generate.samplers import SAMPLERS, comfy_noise_sampler, ksampler_schedule
 from tests.test_comfy_samplers import (SEED, SHAPE, denoiser, get_ancestral_step, kinograph,
-                                       ref_default_noise_sampler, schedule, start, to_d)
+                                       ref_default_noise_sampler, ref_res_multistep_full, schedule, start, to_d)
 
 
 # -- ComfyUI, written out ----------------------------------------------------------------------------------------
@@ -236,56 +236,6 @@ def test_cfg_pp_is_comfyuis(flow, name, eta):
 
 
 # -- res_multistep's ancestral and CFG++ variants (comfy/k_diffusion/sampling.py res_multistep) ---------------------
-def ref_res_multistep(model, x, sigmas, seed, s_noise=1., eta=1., cfg_pp=False):
-    """model(x, sigma) -> (denoised, uncond_denoised)."""
-    noise_sampler = ref_default_noise_sampler(x, seed=seed)
-
-    def sigma_fn(t):
-        return t.neg().exp()
-
-    def t_fn(sigma):
-        return sigma.log().neg()
-
-    def phi1_fn(t):
-        return torch.expm1(t) / t
-
-    def phi2_fn(t):
-        return (phi1_fn(t) - 1.0) / t
-    old_sigma_down = None
-    old_denoised = None
-    for i in range(len(sigmas) - 1):
-        denoised, uncond_denoised = model(x, sigmas[i])
-        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
-        if sigma_down == 0 or old_denoised is None:
-            if cfg_pp:
-                d = to_d(x, sigmas[i], uncond_denoised)
-                x = denoised + d * sigma_down
-            else:
-                d = to_d(x, sigmas[i], denoised)
-                dt = sigma_down - sigmas[i]
-                x = x + d * dt
-        else:
-            t, t_old, t_next, t_prev = t_fn(sigmas[i]), t_fn(old_sigma_down), t_fn(sigma_down), t_fn(sigmas[i - 1])
-            h = t_next - t
-            c2 = (t_prev - t_old) / h
-            phi1_val, phi2_val = phi1_fn(-h), phi2_fn(-h)
-            b1 = torch.nan_to_num(phi1_val - phi2_val / c2, nan=0.0)
-            b2 = torch.nan_to_num(phi2_val / c2, nan=0.0)
-            if cfg_pp:
-                x = x + (denoised - uncond_denoised)
-                x = sigma_fn(h) * x + h * (b1 * uncond_denoised + b2 * old_denoised)
-            else:
-                x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
-        if sigmas[i + 1] > 0:
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
-        if cfg_pp:
-            old_denoised = uncond_denoised
-        else:
-            old_denoised = denoised
-        old_sigma_down = sigma_down
-    return x
-
-
 @pytest.mark.parametrize("flow", [False, True])
 @pytest.mark.parametrize("name,eta,cfg_pp", [("res_multistep_ancestral", 1.0, False),
                                              ("res_multistep_ancestral", 0.6, False),
@@ -303,7 +253,7 @@ def test_res_multistep_variants_are_comfyuis(flow, name, eta, cfg_pp):
     sig = schedule(flow, 8)
     if flow:        # ComfyUI's res_multistep steps in -log sigma, whose pure noise (sigma 1) is a level like any
         assert float(sig[0]) == 1.0
-    ref = ref_res_multistep(lambda x, s: (model(x, s), uncond_fn(x, s)), start(flow, float(sig[0])), sig, SEED,
+    ref = ref_res_multistep_full(lambda x, s: (model(x, s), uncond_fn(x, s)), start(flow, float(sig[0])), sig, SEED,
                             s_noise=1.1, eta=eta, cfg_pp=cfg_pp)
     kw = {"uncond_fn": uncond_fn} if cfg_pp else {"eta": eta, "s_noise": 1.1}
     ours = SAMPLERS[name](model, start(flow, float(sig[0])), sig, flow=flow,
