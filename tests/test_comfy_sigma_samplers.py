@@ -259,3 +259,98 @@ def test_res_multistep_variants_are_comfyuis(flow, name, eta, cfg_pp):
     ours = SAMPLERS[name](model, start(flow, float(sig[0])), sig, flow=flow,
                           noise_sampler=comfy_noise_sampler(SHAPE, SEED, "cpu"), **kw)
     assert float((ours - ref).abs().max()) < 5e-5
+
+
+# -- deis (comfy/k_diffusion/deis.py get_deis_coeff_list 'tab', sampling.py sample_deis) ----------------------------
+def edm2t(edm_steps, epsilon_s=1e-3, sigma_min=0.002, sigma_max=80):
+    import numpy as np
+
+    def vp_sigma_inv(beta_d, beta_min):
+        return lambda sigma: ((beta_min ** 2 + 2 * beta_d * (sigma ** 2 + 1).log()).sqrt() - beta_min) / beta_d
+    vp_beta_d = 2 * (np.log(torch.tensor(sigma_min).cpu() ** 2 + 1) / epsilon_s
+                     - np.log(torch.tensor(sigma_max).cpu() ** 2 + 1)) / (epsilon_s - 1)
+    vp_beta_min = np.log(torch.tensor(sigma_max).cpu() ** 2 + 1) - 0.5 * vp_beta_d
+    t_steps = vp_sigma_inv(vp_beta_d.clone().detach().cpu(), vp_beta_min.clone().detach().cpu())(
+        edm_steps.clone().detach().cpu())
+    return t_steps, vp_beta_min, vp_beta_d + vp_beta_min
+
+
+def cal_poly(prev_t, j, taus):
+    poly = 1
+    for k in range(prev_t.shape[0]):
+        if k == j:
+            continue
+        poly *= (taus - prev_t[k]) / (prev_t[j] - prev_t[k])
+    return poly
+
+
+def cal_intergrand(beta_0, beta_1, taus):
+    with torch.inference_mode(mode=False):
+        taus = taus.clone()
+        beta_0 = beta_0.clone()
+        beta_1 = beta_1.clone()
+        with torch.enable_grad():
+            taus.requires_grad_(True)
+            alpha = torch.exp(-0.5 * taus ** 2 * (beta_1 - beta_0) - taus * beta_0)
+            log_alpha = alpha.log()
+            log_alpha.sum().backward()
+            d_log_alpha_dtau = taus.grad
+    return -0.5 * d_log_alpha_dtau / torch.sqrt(alpha * (1 - alpha))
+
+
+def get_deis_coeff_list(t_steps, max_order, N=10000):
+    t_steps, beta_0, beta_1 = edm2t(t_steps)
+    C = []
+    for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:])):
+        order = min(i + 1, max_order)
+        if order == 1:
+            C.append([])
+        else:
+            taus = torch.linspace(t_cur, t_next, N)
+            dtau = (t_next - t_cur) / N
+            prev_t = t_steps[[i - k for k in range(order)]]
+            coeff_temp = []
+            integrand = cal_intergrand(beta_0, beta_1, taus)
+            for j in range(order):
+                poly = cal_poly(prev_t, j, taus)
+                coeff_temp.append(torch.sum(integrand * poly) * dtau)
+            C.append(coeff_temp)
+    return C
+
+
+def ref_deis(model, x, sigmas, max_order=3):
+    x_next = x
+    coeff_list = get_deis_coeff_list(sigmas, max_order)
+    buffer_model = []
+    for i in range(len(sigmas) - 1):
+        t_cur = sigmas[i]
+        t_next = sigmas[i + 1]
+        x_cur = x_next
+        denoised = model(x_cur, t_cur)
+        d_cur = (x_cur - denoised) / t_cur
+        order = min(max_order, i + 1)
+        if t_next <= 0:
+            order = 1
+        if order == 1:
+            x_next = x_cur + (t_next - t_cur) * d_cur
+        elif order == 2:
+            coeff_cur, coeff_prev1 = coeff_list[i]
+            x_next = x_cur + coeff_cur * d_cur + coeff_prev1 * buffer_model[-1]
+        elif order == 3:
+            coeff_cur, coeff_prev1, coeff_prev2 = coeff_list[i]
+            x_next = x_cur + coeff_cur * d_cur + coeff_prev1 * buffer_model[-1] + coeff_prev2 * buffer_model[-2]
+        if len(buffer_model) == max_order - 1:
+            for k in range(max_order - 2):
+                buffer_model[k] = buffer_model[k + 1]
+            buffer_model[-1] = d_cur
+        else:
+            buffer_model.append(d_cur)
+    return x_next
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_deis_is_comfyuis(flow):
+    sig = schedule(flow, 9)
+    ref = ref_deis(denoiser(flow), start(flow, float(sig[0])), sig)
+    ours = kinograph("deis", flow, sig)
+    assert float((ours - ref).abs().max()) < 5e-5

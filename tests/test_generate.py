@@ -447,7 +447,7 @@ def test_seed_determinism_and_denoise(mm, tiny):
                                                ("heun", "beta57"), ("lms", "karras"), ("ipndm", "simple"),
                                                ("ddpm", "normal"), ("dpm_2_ancestral", "karras"),
                                                ("euler_ancestral_cfg_pp", "normal"), ("res_multistep_ancestral", "simple"),
-                                               ("res_multistep_cfg_pp", "karras")])
+                                               ("res_multistep_cfg_pp", "karras"), ("deis", "exponential")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0

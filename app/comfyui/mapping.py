@@ -58,8 +58,7 @@ SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim"
                   **{k: k for k in ("dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
                                     "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu",
                                     "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
-                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp")}}
-SAMPLERS_NEAR = {"deis": "unipc"}
+                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis")}}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
 # sigma (its uni_pc does as well, and Kinograph's uni_pc always)
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
@@ -150,8 +149,6 @@ def moge_file(v):
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
-    if v in SAMPLERS_NEAR:
-        raise Approx(SAMPLERS_NEAR[v], f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 

@@ -20,7 +20,7 @@ SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "
             "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "dpmpp_sde", "dpmpp_sde_gpu",
             "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
             "dpmpp_3m_sde_gpu", "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
-            "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "ar_video")
+            "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -810,7 +810,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
     (euler_ancestral, lcm, er_sde, and ComfyUI's SDE samplers dpmpp_sde, dpmpp_2m_sde(_heun), dpmpp_3m_sde, each with
     its _gpu twin, whose noise is one Brownian motion over the run; ddpm and dpm_2_ancestral) draw their fresh noise
-    from the seed as ComfyUI does, so a seed gives its picture. heun, lms, ipndm, ddpm and dpm_2_ancestral are
+    from the seed as ComfyUI does, so a seed gives its picture. heun, lms, ipndm, deis, ddpm and dpm_2_ancestral are
     ComfyUI's, stepping in sigma on every model as its do, and so are res_multistep_ancestral and res_multistep_cfg_pp;
     euler_ancestral_cfg_pp, euler_cfg_pp and res_multistep_cfg_pp (CFG++) leave each step along the negative prompt's
     own prediction, one more model pass a step.

@@ -98,6 +98,61 @@ def sample_ipndm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sample
     return x
 
 
+def _deis_coefficients(sigmas: torch.Tensor, max_order: int, points: int = 10000):
+    """DEIS's 'tab' coefficients (ComfyUI's deis.get_deis_coeff_list, after zju-pi's diff-sampler): the levels read as
+    times of the VP process EDM's sigma range (0.002 to 80) spans, and for each step the integral of the
+    exponential integrator's weight against each past level's Lagrange polynomial, summed on `points` points in
+    float32 as there. None where a step takes Euler (its first, and the one into zero noise)."""
+    eps_s, lo, hi = 1e-3, torch.tensor(0.002), torch.tensor(80.0)
+    beta_d = 2 * ((lo ** 2 + 1).log() / eps_s - (hi ** 2 + 1).log()) / (eps_s - 1)
+    beta_min = (hi ** 2 + 1).log() - 0.5 * beta_d
+    t = ((beta_min ** 2 + 2 * beta_d * (sigmas.float().cpu() ** 2 + 1).log()).sqrt() - beta_min) / beta_d
+    beta_0, beta_1 = beta_min, beta_d + beta_min
+    out = []
+    for i in range(len(t) - 1):
+        order = min(i + 1, max_order)
+        if order == 1 or float(sigmas[i + 1]) <= 0:
+            out.append(None)
+            continue
+        taus = torch.linspace(float(t[i]), float(t[i + 1]), points)
+        dtau = (t[i + 1] - t[i]) / points
+        alpha = torch.exp(-0.5 * taus ** 2 * (beta_1 - beta_0) - taus * beta_0)
+        # d log(alpha) / d tau, which ComfyUI takes by autograd
+        integrand = -0.5 * -(taus * (beta_1 - beta_0) + beta_0) / torch.sqrt(alpha * (1 - alpha))
+        prev = t[[i - k for k in range(order)]]
+        coeffs = []
+        for j in range(order):
+            poly = 1
+            for k in range(order):
+                if k != j:
+                    poly = poly * (taus - prev[k]) / (prev[j] - prev[k])
+            coeffs.append(float(torch.sum(integrand * poly) * dtau))
+        out.append(coeffs)
+    return out
+
+
+@torch.no_grad()
+def sample_deis(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, max_order=3):
+    """DEIS (Zhang & Chen 2023, ComfyUI's deis, its 'tab' mode): up to third-order multistep in sigma on the
+    directions of the last steps, weighted by the exponential integrator's coefficients (_deis_coefficients);
+    Euler on the first step and into zero noise."""
+    sigmas = sigmas.double()
+    coeffs = _deis_coefficients(sigmas, max_order)
+    total = len(sigmas) - 1
+    past = []          # the directions of the steps before, newest last
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        d = _d(x, model_fn(x, s.float()), s)
+        if coeffs[i] is None:
+            x = x + (s2 - s).to(x.dtype) * d
+        else:
+            x = x + sum(c * dd for c, dd in zip(coeffs[i], [d] + past[::-1]))
+        past = (past + [d])[-(max_order - 1):]
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
 @torch.no_grad()
 def sample_ddpm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, s_noise=1.0):
     """DDPM ancestral sampling (ComfyUI's ddpm): each step the posterior mean of the level below, read off the levels
@@ -205,4 +260,5 @@ def sample_res_multistep_sigma(model_fn, x, sigmas, callback=None, *, flow=False
 
 SIGMA_SAMPLERS = {"heun": sample_heun, "lms": sample_lms, "ipndm": sample_ipndm, "ddpm": sample_ddpm,
                   "dpm_2_ancestral": sample_dpm_2_ancestral, "res_multistep_ancestral": sample_res_multistep_sigma,
-                  "res_multistep_cfg_pp": functools.partial(sample_res_multistep_sigma, eta=0.0, cfg_pp=True)}
+                  "res_multistep_cfg_pp": functools.partial(sample_res_multistep_sigma, eta=0.0, cfg_pp=True),
+                  "deis": sample_deis}
