@@ -692,3 +692,43 @@ def test_beta57_schedule_is_res4lyfs(flow):
         assert ours.shape == ref.shape
         assert float((ours - ref.double()).abs().max() / ref.max()) < 1e-6, (steps, ours, ref)
     assert not torch.allclose(TABLE_SCHEDULES["beta"](table, 12), TABLE_SCHEDULES["beta57"](table, 12))
+
+
+# -- ComfyUI's ddim_uniform and kl_optimal (comfy/samplers.py) ------------------------------------------------------
+def ref_ddim_scheduler(model_sampling, steps):
+    s = model_sampling
+    x = 1
+    if math.isclose(float(s.sigmas[x]), 0, abs_tol=0.00001):
+        steps += 1
+        sigs = []
+    else:
+        sigs = [0.0]
+    ss = max(len(s.sigmas) // steps, 1)
+    while x < len(s.sigmas):
+        sigs += [float(s.sigmas[x])]
+        x += ss
+    sigs = sigs[::-1]
+    return torch.FloatTensor(sigs)
+
+
+def ref_kl_optimal_scheduler(n, sigma_min, sigma_max):
+    adj_idxs = torch.arange(n, dtype=torch.float).div_(n - 1)
+    sigmas = adj_idxs.new_zeros(n + 1)
+    sigmas[:-1] = (adj_idxs * math.atan(sigma_min) + (1 - adj_idxs) * math.atan(sigma_max)).tan_()
+    return sigmas
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_ddim_uniform_and_kl_optimal_are_comfyuis(flow):
+    from graph_engine import NodeError
+    from nodes.generate.samplers import TABLE_SCHEDULES
+    ms = RefCONST() if flow else RefEPS()
+    table = SigmaTable.flow(3.0) if flow else sd_table()
+    for steps in (2, 7, 30):
+        for ours, ref in ((TABLE_SCHEDULES["ddim_uniform"](table, steps), ref_ddim_scheduler(ms, steps)),
+                          (TABLE_SCHEDULES["kl_optimal"](table, steps),
+                           ref_kl_optimal_scheduler(steps, float(ms.sigma_min), float(ms.sigma_max)))):
+            assert ours.shape == ref.shape
+            assert float((ours - ref.double()).abs().max() / ref.max()) < 1e-6, (steps, ours, ref)
+    with pytest.raises(NodeError, match="2 steps or more"):
+        TABLE_SCHEDULES["kl_optimal"](table, 1)

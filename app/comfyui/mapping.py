@@ -64,7 +64,7 @@ SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim"
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta",
                     "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential",
-                    "beta57": "beta57"}
+                    "beta57": "beta57", "ddim_uniform": "ddim_uniform", "kl_optimal": "kl_optimal"}
 
 
 # SetUnionControlNetType's types by the index ComfyUI hands the net (xinsir's ControlNet++ order,

@@ -762,10 +762,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
            scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta",
-                                                      "linear_quadratic", "exponential", "beta57"),
+                                                      "linear_quadratic", "exponential", "beta57", "ddim_uniform",
+                                                      "kl_optimal"),
                                   help="default = the noise levels of the model's own scheduler; normal, simple, "
-                                       "sgm_uniform, beta, linear_quadratic and exponential are ComfyUI's, from its "
-                                       "table; beta57 is RES4LYF's (beta at alpha 0.5, beta 0.7)"),
+                                       "sgm_uniform, beta, linear_quadratic, exponential, ddim_uniform and "
+                                       "kl_optimal are ComfyUI's, from its table; beta57 is RES4LYF's (beta at alpha "
+                                       "0.5, beta 0.7)"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video), running the last denoise "
                                                                 "share of the steps (ComfyUI's steps 20 at "

@@ -617,6 +617,27 @@ def exponential_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     return _with_zero(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64).exp())
 
 
+def ddim_uniform_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's ddim_uniform: every (n // steps)-th level of the table from its second least noisy up, noisiest
+    first, then 0 (a table whose second level is 0 takes one step more and ends there)."""
+    levels = [float(v) for v in table.sigmas]
+    if math.isclose(levels[1], 0.0, abs_tol=1e-5):
+        steps, tail = steps + 1, []
+    else:
+        tail = [0.0]
+    return torch.tensor(levels[1::max(len(levels) // steps, 1)][::-1] + tail, dtype=torch.float64)
+
+
+def kl_optimal_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's kl_optimal (taken from A1111's): levels evenly spaced in arctan sigma from the table's noisiest to its least noisy, then 0, in float32 as there."""
+    if steps < 2:
+        from graph_engine import NodeError
+        raise NodeError("the kl_optimal schedule spans its first and last level: give it 2 steps or more")
+    share = torch.arange(steps, dtype=torch.float32).div_(steps - 1)
+    levels = (share * math.atan(float(table.sigmas[0])) + (1 - share) * math.atan(float(table.sigmas[-1]))).tan_()
+    return _with_zero(levels.double())
+
+
 def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torch.Tensor:
     """ComfyUI's SDTurboScheduler: the levels at every 100th timestep from the noisiest (999, 899, ...; at most
     ten), denoise starting that many tenths lower, then 0."""
@@ -655,7 +676,8 @@ TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "
                    "normal": normal_sigmas, "linear_quadratic": linear_quadratic_sigmas,
                    "exponential": exponential_sigmas,
                    # RES4LYF's beta57, the favourite of many shared workflows: ComfyUI's beta at alpha 0.5, beta 0.7
-                   "beta57": functools.partial(beta_sigmas, alpha=0.5, beta=0.7)}
+                   "beta57": functools.partial(beta_sigmas, alpha=0.5, beta=0.7),
+                   "ddim_uniform": ddim_uniform_sigmas, "kl_optimal": kl_optimal_sigmas}
 
 
 def latent_sampler(name: str):

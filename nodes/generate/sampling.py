@@ -31,7 +31,7 @@ from nodes.generate.samplers import (BROWNIAN, CFG_PP, SAMPLERS, STOCHASTIC, TAB
                                      flow_sigmas, karras_sigmas, ksampler_schedule)
 
 SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential",
-              "beta57")
+              "beta57", "ddim_uniform", "kl_optimal")
 
 
 @dataclass
