@@ -436,6 +436,33 @@ def encode_joyimage_edit(ctx, text_encoder: TEXT_ENCODER,
     return run(text_encoder, vae, text, pictures, size)
 
 
+@node("encode.fibo2", title="Encode Edit (FIBO 2)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def encode_fibo2(ctx, text_encoder: TEXT_ENCODER,
+                 vae: VAE = Input(optional=True, help="FLUX.2's VAE: to give the transformer the pictures' latents "
+                                                     "(the edit keeps them); without it only the prompt sees them"),
+                 image: IMAGE = Input(optional=True, help="the picture to edit (none: make a picture from the prompt)"),
+                 image2: IMAGE = Input(optional=True, help="a second picture"),
+                 image3: IMAGE = Input(optional=True, help="a third picture"),
+                 image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                 text: str = Param("", kind="text", help="what to change, or a JSON caption with an edit_instruction "
+                                                         "(the prompt enhancer's); without pictures, the caption"),
+                 negative: str = Param("", kind="text", help="the negative prompt, read without the pictures; empty: "
+                                                             "the null caption FIBO 2 was trained with"),
+                 width: int = Param(0, min=0, max=8192, help="the result's width (floored to a multiple of 16); 0: "
+                                                             "FIBO 2's trained size for the first picture's shape"),
+                 height: int = Param(0, min=0, max=8192, help="the result's height, as width"),
+                 batch_size: int = Param(1, min=1, max=64, help="pictures made at once")):
+    """Tell FIBO 2 what to change (ComfyUI's TextEncodeFibo2): Qwen3-VL-4B reads the prompt having seen the pictures,
+    each picture's FLUX.2 latent rides on both prompts for the transformer to read beside the noise, and the latent
+    to sample is the result's size. One picture is cut to that size; several each to their own trained size. Sample
+    dev at cfg 5 over 50 steps, edit turbo at cfg 1 over 4."""
+    from nodes.generate.fibo2_edit import encode_fibo2 as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
+    return {"positive": positive, "negative": neg, "latent": latent}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
@@ -801,7 +828,15 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: the levels ComfyUI's "
                                                     "KSampler gives them (steps + 1 scheduled, the next-to-last "
                                                     "dropped); off: the schedule's own, as its SamplerCustom with "
-                                                    "BasicScheduler")
+                                                    "BasicScheduler"),
+           beta_alpha: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: the levels sit at the quantiles "
+                                                                   "of a Beta(beta_alpha, beta_beta) distribution "
+                                                                   "over the model's table (ComfyUI's "
+                                                                   "BetaSamplingScheduler alpha; below 1: denser at "
+                                                                   "the low-noise end)"),
+           beta_beta: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: its distribution's beta "
+                                                                  "(BetaSamplingScheduler's; below 1: denser at the "
+                                                                  "high-noise start)")
            ) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
@@ -841,7 +876,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
                        leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
                        first_sigma=first_sigma, s_noise=s_noise, s_noise_end=s_noise_end, noise_clip=noise_clip,
-                       frame=frame, ksampler_levels=ksampler_levels)
+                       frame=frame, ksampler_levels=ksampler_levels, beta=(beta_alpha, beta_beta))
     return out
 
 
@@ -1093,6 +1128,20 @@ def control_canny(ctx, video: VIDEO,
 
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
+@node("model.radiance_options", title="Chroma Radiance Options", category="Sampling", passes={"model": "model"})
+def radiance_options(ctx, model: MODEL,
+                     nerf_tile_size: int = Param(-1, min=-1, max=1 << 20,
+                                                 help="patches whose pixels go through the head at once: larger is "
+                                                      "faster and takes more memory; -1 = the model's 512, 0 = all "
+                                                      "at once")) -> MODEL:
+    """How much of Chroma Radiance's pixel head runs at once (ComfyUI's ChromaRadianceOptions): each patch's pixels go
+    through a network of their own, so the tiling changes the memory a step takes, never the picture."""
+    if model.family != "chroma":
+        raise NodeError(f"model.radiance_options sets Chroma Radiance's head; this model is {model.family}'s: "
+                        "remove the node or give it a Chroma Radiance model")
+    return model if nerf_tile_size < 0 else model.with_option("nerf_tile_size", int(nerf_tile_size))
+
+
 @node("model.flow_shift", title="Flow Shift", category="Sampling", passes={"model": "model"})
 def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
                                                         help="above 1 spends more steps at high noise"),
