@@ -65,7 +65,8 @@ def test_an_expert_bank_is_each_experts_matrix(tmp_path, fmt):
 def test_tags_in_the_files_metadata(tmp_path):
     """A file that describes its layers in `_quantization_metadata` (ComfyUI's documented form, the layer named
     without the file's prefix) instead of comfy_quant tensors reads the same; `kinograph info` says it loads and
-    calls it nvfp4_mixed (an mxfp8 one mxfp8_mixed)."""
+    calls it nvfp4_mixed (an mxfp8 one mxfp8_mixed), and the header gives the matrix's width that detection reads,
+    not the packed bytes' half of it."""
     import json
     from nodes.generate.detect import precision_of, read_header
     from nodes.generate.weights import load_weights, unreadable_format
@@ -79,6 +80,7 @@ def test_tags_in_the_files_metadata(tmp_path):
     header = read_header(path)
     assert unreadable_format(path, header.shapes, header.metadata) is None
     assert precision_of(header) == "nvfp4_mixed"
+    assert header.shapes["model.diffusion_model.blocks.0.proj.weight"] == (32, 64)     # the matrix's, not the bytes'
     mx = _file(tmp_path, ref.quantise_layer("blocks.0.proj", torch.randn(32, 64), "mxfp8"), "mx.safetensors")
     assert precision_of(read_header(mx)) == "mxfp8_mixed"
 

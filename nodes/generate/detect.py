@@ -108,6 +108,11 @@ def safetensors_header(path: Path) -> Header:
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
                         "e.g. an interrupted copy or download. Copy the file again.") from None
+    # ComfyUI's NVFP4 matrices (a uint8 weight beside its weight_scale_2) hold two 4-bit values a byte: their shape is
+    # the matrix's, as the loader dequantises it; rules reading a width from them (in_channels) saw half of it
+    for k, shape in shapes.items():
+        if dtypes[k] == "U8" and k.endswith(".weight") and k + "_scale_2" in shapes and shape:
+            shapes[k] = shape[:-1] + (shape[-1] * 2,)
     return Header(shapes, dtypes, {str(k): str(v) for k, v in meta.items()}, "safetensors")
 
 
