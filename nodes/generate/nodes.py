@@ -149,7 +149,7 @@ Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, s
 load_minimax_h3 = _family_loader("minimax_h3", "Load MiniMax H3", """MiniMax H3 text-to-image and text-to-video with its
 stereo soundtrack (FastVideo's FastH3 too). ComfyUI's files: the transformer
 (diffusion_models/minimax_h3_fl2va_pruned_*.safetensors, pruned or not) here or through load.diffusion_model, with
-load.text_encoder (qwen3vl_32b_minimax_h3_int8_convrot.safetensors, type minimax; the nvfp4 file is not read) and
+load.text_encoder (qwen3vl_32b_minimax_h3_int8_convrot.safetensors, type minimax; the nvfp4_awq file not tried) and
 load.vae (minimax_h3_video_vae_fp16.safetensors). A video: latent.empty of 1 or 17n+5 frames at 24 fps holds its sound
 too; vae.decode gives the frames, vae.decode_sound with load.vae's minimax_h3_audio_vae_* the sound, io.set_audio
 joins them. Prompts are read as written (no (word:1.2) emphasis, as ComfyUI reads them).
