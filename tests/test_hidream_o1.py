@@ -366,3 +366,48 @@ def test_comfyui_hidream_o1_templates_import_and_run(o1, tmp_path, monkeypatch, 
     bf16 = sampled_latent(tmp_path / "o1.kino.yaml", yaml.replace(checkpoint, f"{BF16}.safetensors"),
                           "sampler_custom")
     assert 0 < _err(bf16, got) < 0.2
+
+
+def test_noise_scale_sets_the_noise_sampling_starts_from(o1, monkeypatch):
+    """The model's first input is ComfyUI's CONST noise_scaling with ModelNoiseScale's scale, sigma x noise x scale
+    over the empty picture, for the noise ComfyUI draws for the seed (8 without model.noise_scale)."""
+    from nodes.generate.hidream_o1_model import HiDreamO1
+    from nodes.generate.hidream_o1_nodes import empty_hidream_o1, noise_scale
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from tiny_hidream_o1 import BF16
+    mm = ModelManager()
+    model = mm.load("hidream_o1", f"{BF16}.safetensors", device="cpu")
+    te = mm.components(model)["text_encoder"]
+    seen = []
+    forward = HiDreamO1.forward
+    monkeypatch.setattr(HiDreamO1, "forward", lambda self, x, sigma, *a: seen.append((x, sigma)) or
+                        forward(self, x, sigma, *a))
+    latent = empty_hidream_o1(None, 96, 64, 1)
+    for scale in (7.6, None):
+        seen.clear()
+        patched = model if scale is None else noise_scale(None, model, scale)
+        run_sampling(patched, encode_prompt(te, "a lighthouse"), None, latent, steps=3, cfg=1.0, sampler="euler",
+                     seed=11)
+        noise = torch.randn((1, 3, 64, 96), generator=torch.manual_seed(11))
+        sigma = float(seen[0][1][0])
+        assert torch.allclose(seen[0][0], sigma * noise * (scale or 8.0), atol=1e-5)
+
+
+def test_refusals_name_what_to_do(o1):
+    """A side off the 32-pixel patch grid, model.noise_scale and the seam smoothing on another family's model and
+    reference pictures on another family's prompt are refused, saying what to use instead."""
+    from types import SimpleNamespace
+    from graph_engine import NodeError
+    from nodes.generate.hidream_o1_nodes import empty_hidream_o1, hidream_o1_references, hidream_o1_seams, noise_scale
+    with pytest.raises(NodeError, match="use 96 x 64"):
+        empty_hidream_o1(None, 100, 70, 1)
+    flux = SimpleNamespace(family="flux")
+    with pytest.raises(NodeError, match="HiDream-O1's noise scale"):
+        noise_scale(None, flux, 8.0)
+    with pytest.raises(NodeError, match="patch seams"):
+        hidream_o1_seams(None, flux, 0.8, 1.0, "single_shift", "2", "average", 1.0)
+    other = SimpleNamespace(family="qwenimage")
+    with pytest.raises(NodeError, match="HiDream-O1 checkpoint's text_encoder"):
+        hidream_o1_references(None, other, other, np.zeros((64, 64, 3), np.uint8))

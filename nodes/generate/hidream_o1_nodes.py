@@ -86,11 +86,11 @@ def hidream_o1_references(ctx, positive: CONDITIONING, negative: CONDITIONING,
     pictures, the smaller each is read."""
     import numpy as np
     import torch
-    pictures = [p for p in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10)
-                if p is not None]
-    extras = {f"hidream_o1_ref{i}": torch.from_numpy(np.ascontiguousarray(p[..., :3])) for i, p in enumerate(pictures)}
     for cond, name in ((positive, "positive"), (negative, "negative")):
         if cond.family != "hidream_o1":
             raise NodeError(f"the {name} prompt is {cond.family}'s; HiDream-O1's reference pictures ride on prompts "
                             "encoded by the HiDream-O1 checkpoint's text_encoder")
+    pictures = [p for p in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10)
+                if p is not None]
+    extras = {f"hidream_o1_ref{i}": torch.from_numpy(np.ascontiguousarray(p[..., :3])) for i, p in enumerate(pictures)}
     return {"positive": positive.with_extra(**extras), "negative": negative.with_extra(**extras)}
