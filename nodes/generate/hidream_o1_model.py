@@ -273,8 +273,10 @@ class HiDreamO1(nn.Module):
         if refs is not None:
             if self.visual is None:
                 raise ValueError("this HiDream-O1 file holds no vision tower, which its reference pictures need")
-            seen = self.visual(refs["vit"].to(device, dtype), grid_thw=refs["vit_grids"].to(device)).pooler_output
-            embeds[:, ids == IMAGE_PAD] = seen.to(dtype)[None].expand(b, -1, -1)
+            if "seen" not in refs:      # the same every step: kept with the references (as ComfyUI keeps it)
+                refs["seen"] = self.visual(refs["vit"].to(device, dtype),
+                                           grid_thw=refs["vit_grids"].to(device)).pooler_output
+            embeds[:, ids == IMAGE_PAD] = refs["seen"].to(device, dtype)[None].expand(b, -1, -1)
         mlp = self.t_embedder1.mlp
         t_emb = mlp(timestep_features((1.0 - sigma.float()) * 1000).to(device, mlp[0].weight.dtype)).to(dtype)
         embeds = torch.where((ids == TMS)[None, :, None], t_emb[:, None], embeds)

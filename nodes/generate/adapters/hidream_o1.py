@@ -116,7 +116,7 @@ class HiDreamO1Adapter(Adapter):
             idx = (rows == k).nonzero().flatten().tolist()
             if not idx:
                 continue
-            refs = self._references(pics, h, w)
+            refs = self._references(model, pics, h, w)
             seq = sequence(ids, h, w, refs)
 
             def velocity(x, s, seq=seq, refs=refs):
@@ -124,13 +124,13 @@ class HiDreamO1Adapter(Adapter):
             out[idx] = smoothed(velocity, pictures[idx], sigma[idx], seams)
         return out[:, :, None]
 
-    def _references(self, pictures, h, w):
-        """references() of the pictures for an h x w result, kept for the run's later steps (fitting them and
-        their patches is the same every step)."""
+    def _references(self, model, pictures, h, w):
+        """references() of the pictures for an h x w result, kept for the run's later steps with what `model`'s
+        vision tower makes of them (the same every step)."""
         from nodes.generate.hidream_o1_model import references
         if not pictures:
             return None
-        key = (h, w, tuple(hash(p.tobytes()) for p in pictures))
+        key = (id(model), h, w, tuple(hash(p.tobytes()) for p in pictures))
         cache = self.__dict__.setdefault("_refs", {})
         if key not in cache:
             cache.clear()
