@@ -112,6 +112,17 @@ def comfy_refs(picture):
             "per_ref_vit_tokens": [int(grid[1] // 2) * int(grid[2] // 2)], "per_ref_patch_grids": [(h_p, w_p)]}
 
 
+def comfy_many(pictures):
+    """prepare_ref_images' result for several references, each at its fitted size: the patch streams side by side,
+    the ViT inputs, grids and token counts in order."""
+    parts = [comfy_refs(p) for p in pictures]
+    return {"ref_patches": torch.cat([p["ref_patches"] for p in parts], 1),
+            "ref_pixel_values": torch.cat([p["ref_pixel_values"] for p in parts]),
+            "ref_image_grid_thw": torch.cat([p["ref_image_grid_thw"] for p in parts]),
+            "per_ref_vit_tokens": sum((p["per_ref_vit_tokens"] for p in parts), []),
+            "per_ref_patch_grids": sum((p["per_ref_patch_grids"] for p in parts), [])}
+
+
 def build_extra_conds(text_input_ids, noise, ref=None):
     H, W = noise.shape[-2], noise.shape[-1]
     h_p, w_p = H // 32, W // 32
@@ -133,7 +144,7 @@ def build_extra_conds(text_input_ids, noise, ref=None):
             blk[:, 0] = VISION_START_ID
             blocks.append(blk)
         input_ids_pad = torch.cat([text_input_ids, torch.cat([tgt_vision] + blocks, dim=1)], dim=-1)
-        K = 1
+        K = len(ref["per_ref_vit_tokens"])
         igthw_cond = ref["ref_image_grid_thw"].clone()
         igthw_cond[:, 1] //= 2
         igthw_cond[:, 2] //= 2
@@ -229,7 +240,7 @@ def _err(want, got):
 def test_checkpoint_is_told_and_predicts_what_comfyui_predicts(o1):
     """Both files are told HiDream-O1's whole model; load.model loads them (the deepstack mergers dropped, the
     tokenizer found beside the file); the bf16 file's model gives ComfyUI's velocity for a prompt at two noise levels,
-    without and with a reference picture (its tokens, 3-D positions, patches and vision-tower tokens as ComfyUI builds
+    without a reference picture and with one and two (their tokens, 3-D positions, patches and vision-tower tokens as ComfyUI builds
     them), and the fp8_scaled file's within fp8 error."""
     from nodes.generate.adapters.hidream_o1 import HiDreamO1Adapter
     from nodes.generate.detect import detect_file
@@ -246,20 +257,22 @@ def test_checkpoint_is_told_and_predicts_what_comfyui_predicts(o1):
     ids = comfy_tokens(tok, text)
     rng = torch.Generator().manual_seed(3)
     x, sigma = torch.randn(2, 3, 64, 96, generator=rng) * 4, torch.tensor([0.9, 0.35])
-    picture = torch.rand(64, 96, 3, generator=rng).numpy()      # at its fitted size for a 96 x 64 result
-    pixels = (picture * 255).round().astype(np.uint8)
+    # at their fitted sizes for a 96 x 64 result: one reference fills 96 x 96 at most, each of two 72 x 72
+    one = [(torch.rand(64, 96, 3, generator=rng) * 255).round().to(torch.uint8).numpy()]
+    two = [(torch.rand(64, 64, 3, generator=rng) * 255).round().to(torch.uint8).numpy(),
+           (torch.rand(32, 96, 3, generator=rng) * 255).round().to(torch.uint8).numpy()]
     with torch.no_grad():
-        for with_ref in (False, True):
-            ref = comfy_refs(pixels.astype(np.float32) / 255) if with_ref else None
+        for pixels in ([], one, two):
+            ref = comfy_many([p.astype(np.float32) / 255 for p in pixels]) if pixels else None
             conds = build_extra_conds(torch.tensor([ids]), x, ref)
             want = comfy_forward(lm, visual, heads, x, sigma, conds, ref)
-            refs = references([pixels], 64, 96) if with_ref else None
+            refs = references(pixels, 64, 96)
             seq = sequence(HiDreamO1Adapter().encode_text(pipes[BF16], [text], "cpu")[0][0, :, 0].long().tolist(),
                            64, 96, refs)
             assert seq["ids"].tolist() == conds["input_ids"][0].tolist() and seq["ar"] == conds["ar_len"]
             assert torch.equal(seq["positions"], conds["position_ids"])
             assert _err(want, pipes[BF16].transformer(x, sigma, seq, refs)) < 1e-4
-            refs = references([pixels], 64, 96) if with_ref else None     # the vision tower's tokens are kept in it
+            refs = references(pixels, 64, 96)     # the vision tower's tokens are kept in it
             assert 0 < _err(want, pipes[FP8].transformer(x, sigma, seq, refs)) < 0.1
 
 
@@ -412,3 +425,44 @@ def test_refusals_name_what_to_do(o1):
     other = SimpleNamespace(family="qwenimage")
     with pytest.raises(NodeError, match="HiDream-O1 checkpoint's text_encoder"):
         hidream_o1_references(None, other, other, np.zeros((64, 64, 3), np.uint8))
+
+
+def resize_pilimage(pil_image, image_size, patch_size=16):
+    """utils.py's resize_pilimage (the authors' reference fitting, which ComfyUI's resize_tensor is taken to follow)."""
+    from PIL import Image
+    while min(*pil_image.size) >= 2 * image_size:
+        pil_image = pil_image.resize(tuple(x // 2 for x in pil_image.size), resample=Image.BOX)
+    m = patch_size
+    width, height = pil_image.width, pil_image.height
+    s_max = image_size * image_size
+    scale = math.sqrt(s_max / (width * height))
+    candidates = [(round(width * scale) // m * m, round(height * scale) // m * m),
+                  (round(width * scale) // m * m, math.floor(height * scale) // m * m),
+                  (math.floor(width * scale) // m * m, round(height * scale) // m * m),
+                  (math.floor(width * scale) // m * m, math.floor(height * scale) // m * m)]
+    candidates = sorted(candidates, key=lambda x: x[0] * x[1], reverse=True)
+    new_size = candidates[-1]
+    for c in candidates:
+        if c[0] * c[1] <= s_max:
+            new_size = c
+            break
+    s1, s2 = width / new_size[0], height / new_size[1]
+    if s1 < s2:
+        pil_image = pil_image.resize([new_size[0], round(height / s1)], resample=Image.BICUBIC)
+        top = (round(height / s1) - new_size[1]) // 2
+        return pil_image.crop((0, top, new_size[0], top + new_size[1]))
+    pil_image = pil_image.resize([round(width / s2), new_size[1]], resample=Image.BICUBIC)
+    left = (round(width / s2) - new_size[0]) // 2
+    return pil_image.crop((left, 0, left + new_size[0], new_size[1]))
+
+
+@pytest.mark.parametrize("size, side", [((100, 70), 96), ((333, 1000), 72), ((2000, 900), 256), ((64, 64), 48)])
+def test_references_are_fitted_as_the_authors_fit_them(size, side):
+    """A reference is fitted as the authors' resize_pilimage fits it on the 32-pixel grid: the largest size within
+    side^2 pixels, box-halved first while twice too big, bicubic, centre-cropped."""
+    from PIL import Image
+    from nodes.generate.hidream_o1_model import fit_area
+    rng = np.random.default_rng(2)
+    picture = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    want = np.asarray(resize_pilimage(picture, side, 32))
+    assert np.array_equal(np.asarray(fit_area(picture, side, 32)), want)
