@@ -1024,6 +1024,19 @@ RULES: Dict[str, Rule] = {
                                            special="constant"),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
+    # Hunyuan3D shapes (comfy_extras/nodes_hunyuan3d.py): ImageOnlyCheckpointLoader loads the checkpoint (DiT, ShapeVAE,
+    # DINOv2), CLIPVisionEncode reads each picture, KSampler samples the shape latent (FluxGuidance's value on the
+    # positive goes to condition.hunyuan3d's guidance: a 2.0 model reads it beside the sampler's true CFG)
+    "EmptyLatentHunyuan3Dv2": Rule("latent.empty_hunyuan3d", ("resolution", "batch_size"),
+                                   (P("resolution", "resolution"), P("batch_size", "batch")), outputs=("latent",)),
+    "Hunyuan3Dv2Conditioning": Rule("condition.hunyuan3d", (), (), {"clip_vision_output": "image"},
+                                    ("positive", "negative")),
+    "Hunyuan3Dv2ConditioningMultiView": Rule("condition.hunyuan3d", (), (),
+                                             {"front": "front", "left": "left", "back": "back", "right": "right"},
+                                             ("positive", "negative")),
+    "VAEDecodeHunyuan3D": Rule("decode.hunyuan3d", ("num_chunks", "octree_resolution"),
+                               (P("num_chunks", "num_chunks"), P("octree_resolution", "resolution")),
+                               {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
     "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
                              outputs=("style_model",)),
@@ -1130,6 +1143,11 @@ RULES: Dict[str, Rule] = {
     # SD3's and FLUX.1's empty latent (16 channels; Kinograph sizes it from the VAE it is given)
     "EmptySD3LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                 LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent"),
+    # a pixel-space model's empty "latent" (Chroma Radiance: the picture itself, 3 channels at full size; Kinograph
+    # sizes it from the pixel_space VAE it is given)
+    "EmptyChromaRadianceLatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
+                                           LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
+                                           special="empty_latent"),
     # FLUX.2's empty latent (128 channels at 1/16 of the picture; Kinograph sizes it from the FLUX.2 VAE it is given)
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
@@ -1522,6 +1540,11 @@ RULES: Dict[str, Rule] = {
                                       "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
+    # the tiling of Chroma Radiance's pixel head (memory alone); the sigmas it acts between change nothing else
+    "ChromaRadianceOptions": Rule("model.radiance_options", ("preserve_wrapper", "start_sigma", "end_sigma",
+                                                             "nerf_tile_size"),
+                                  (P("nerf_tile_size", "nerf_tile_size"),), {"model": "model"}, ("model",),
+                                  ignore={"preserve_wrapper": None, "start_sigma": None, "end_sigma": None}),
     "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
                                   (P("shift", "shift"), P("sampling", "sampling")), {"model": "model"}, ("model",)),
     # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
@@ -1652,12 +1675,12 @@ RULES: Dict[str, Rule] = {
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
                                                                        "fps", "sigmas", "first_sigma", "s_noise",
-                                                                       "s_noise_end", "noise_clip")),
+                                                                       "s_noise_end", "noise_clip", "beta_alpha", "beta_beta")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
                                                             "sigmas", "first_sigma", "start_step", "end_step",
-                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip")),
+                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip", "beta_alpha", "beta_beta")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1682,6 +1705,10 @@ RULES: Dict[str, Rule] = {
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
                            {"model": "schedule_model"}, fold=True),
+    # the beta schedule with its own Beta(alpha, beta) (KSampler's beta is 0.6, 0.6), on its model's levels
+    "BetaSamplingScheduler": Rule(None, ("steps", "alpha", "beta"),
+                                  (P("steps", "steps"), P("alpha", "beta_alpha"), P("beta", "beta_beta")),
+                                  {"model": "schedule_model"}, fold=True, fixed={"scheduler": "beta"}),
     # FLUX.2's schedule: Flux2Pipeline's (sample's default on a FLUX.2 model), its empirical mu from the latent's own
     # token count, which is the picture's width x height that ComfyUI hands this node
     "Flux2Scheduler": Rule(None, ("steps", "width", "height"), (P("steps", "steps"),), fold=True,
@@ -1728,8 +1755,32 @@ RULES: Dict[str, Rule] = {
                            P("batch_size", "batch"), P("force_projection", "force_projection"),
                            P("apply_mask", "apply_mask")),
                           {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGePanoramaInference": Rule("depth.moge_panorama", ("resolution_level", "split_resolution", "merge_resolution",
+                                                         "batch_size"),
+                                  (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
+                                   P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
+                                  {"image": "video"}, ("geometry",), special="moge"),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
+    # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
+    # holds a batch; the templates make one
+    "MoGePointMapToMesh": Rule("mesh.from_points", ("batch_index", "decimation", "discontinuity_threshold", "texture"),
+                               (P("batch_index", "frame"), P("decimation", "decimation"),
+                                P("discontinuity_threshold", "discontinuity_threshold"), P("texture", "texture")),
+                               {"moge_geometry": "geometry"}, ("mesh",)),
+    "VoxelToMesh": Rule("mesh.from_voxels", ("algorithm", "threshold"),
+                        (P("algorithm", "algorithm"), P("threshold", "threshold")), {"voxel": "voxel"}, ("mesh",)),
+    "VoxelToMeshBasic": Rule("mesh.from_voxels", ("threshold",), (P("threshold", "threshold"),), {"voxel": "voxel"},
+                             ("mesh",), fixed={"algorithm": "basic"}),
+    "MeshSmoothNormals": Rule("mesh.smooth_normals", ("crease_angle",), (P("crease_angle", "crease_angle"),),
+                              {"mesh": "mesh"}, ("mesh",)),
+    # the second widget is the frontend's 3-D viewer state, which nothing saved reads
+    "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
+                    {"mesh": "mesh"}, ignore={"viewer": None}),
+    "Preview3D": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                            "triangle counts)"),
+    "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                                    "triangle counts)"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

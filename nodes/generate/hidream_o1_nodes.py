@@ -25,7 +25,7 @@ def empty_hidream_o1(ctx, width: int = Param(2048, min=64, max=4096, help="a mul
     if width % 32 or height % 32:
         raise NodeError(f"HiDream-O1 reads the picture in 32 x 32 patches: {width} x {height} is not a multiple of 32 "
                         f"(use {width // 32 * 32} x {height // 32 * 32})")
-    return Latent(torch.zeros(batch_size, 3, 1, height, width), "hidream_o1", 1, 8.0, width, height)
+    return Latent(torch.zeros(batch_size, 3, 1, height, width), "pixel_space", 1, 8.0, width, height)
 
 
 @node("model.noise_scale", title="Noise Scale", category="Sampling", passes={"model": "model"})

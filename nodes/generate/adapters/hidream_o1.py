@@ -1,8 +1,8 @@
 """HiDream-O1-Image (nodes/generate/hidream_o1_model.py): Qwen3-VL-8B denoising the picture's pixels, from ComfyUI's
 all-in-one checkpoint (checkpoints/hidream_o1_image_*.safetensors: the transformer alone, under model.diffusion_model.;
-its "text encoder" is Qwen2.5's tokenizer and its "VAE" the identity).
+its "text encoder" is Qwen2.5's tokenizer and its "VAE" ComfyUI's pixel_space one, adapters/pixel_space.py).
 
-The latent is the picture itself, [B, 3, 1, H, W] in [-1, 1]. A prompt's conditioning is its token ids (embeds [1, L,
+The latent is the picture itself, [B, 3, 1, H, W] in [-1, 1] (pixel-space latents, as Chroma Radiance's). A prompt's conditioning is its token ids (embeds [1, L,
 1], as ComfyUI's tokenizer-only encoder hands them on); reference pictures (condition.hidream_o1_references) ride on
 both prompts as extras. The sampler holds x = (1 - sigma) x0 + sigma * noise_scale * n: the noise is drawn at
 noise_scale times unit (ModelNoiseScale, model.noise_scale; 8 when unset), which ComfyUI also multiplies the
@@ -17,6 +17,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter
+from nodes.generate.adapters.pixel_space import NAME as PIXELS
 
 NOISE_SCALE = 8.0       # the noise scale the full model samples at (the full template's ModelNoiseScale; dev: 7.6)
 SHIFT = 3.0             # the released training scheduler's shift (use_dynamic_shifting off)
@@ -37,6 +38,9 @@ class HiDreamO1Adapter(Adapter):
 
     def title(self, pipe) -> str:
         return "HiDream-O1"
+
+    def latents(self, pipe) -> str:
+        return PIXELS
 
     def load(self, path: Path, dtype, device: str, **opts):
         from nodes.generate.detect import detect_file, hidream_o1_prefix
@@ -143,17 +147,6 @@ class HiDreamO1Adapter(Adapter):
             raise NodeError(f"HiDream-O1 samples the picture itself (3 channels, sides multiples of 32); this latent "
                             f"is {list(s.shape)}: make it with latent.empty_hidream_o1")
 
-    def vae_per_frame(self):
-        return True
-
-    def vae_encode(self, pipe, pixels, generator=None):
-        return pixels.float()
-
-    def vae_decode(self, pipe, latent):
-        return latent.float().clamp(-1, 1)
-
-    def set_vae_tiling(self, pipe, on):
-        pass
 
 
 ADAPTERS = {"hidream_o1": HiDreamO1Adapter()}
