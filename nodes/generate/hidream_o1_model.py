@@ -116,6 +116,7 @@ def references(pictures: Sequence, height: int, width: int) -> Optional[dict]:
     """The reference pictures (uint8 [H, W, 3] arrays) as the model reads them for a result of height x width: each
     fitted and patched beside the picture ("patches" [1, n, 3072], "grids" of patches) and as the vision tower sees
     it ("vit" [m, 1536], "vit_grids", "vit_tokens": the image-pad tokens each becomes)."""
+    import numpy as np
     from PIL import Image
     k = len(pictures)
     if not k:
@@ -124,13 +125,12 @@ def references(pictures: Sequence, height: int, width: int) -> Optional[dict]:
     patches, grids, vit, vit_grids, tokens = [], [], [], [], []
     for p in pictures:
         fitted = fit_area(Image.fromarray(p), side, PATCH)
-        px = torch.from_numpy(__import__("numpy").asarray(fitted, dtype="float32") / 255.0).permute(2, 0, 1)
+        px = torch.from_numpy(np.asarray(fitted, dtype=np.float32) / 255.0).permute(2, 0, 1)
         patches.append(to_patches(px[None] * 2 - 1)[0])
         grids.append((px.shape[1] // PATCH, px.shape[2] // PATCH))
         cw, ch = vit_size(vit_side(k), px.shape[2] / px.shape[1])
         seen = fitted.resize((cw, ch), resample=Image.LANCZOS)
-        flat, grid = vit_patches(torch.from_numpy(__import__("numpy").asarray(seen, dtype="float32") / 255.0)
-                                 .permute(2, 0, 1))
+        flat, grid = vit_patches(torch.from_numpy(np.asarray(seen, dtype=np.float32) / 255.0).permute(2, 0, 1))
         vit.append(flat)
         vit_grids.append(grid)
         tokens.append((grid[1] // VIT_MERGE) * (grid[2] // VIT_MERGE))
