@@ -19,8 +19,11 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter
 from nodes.generate.adapters.pixel_space import NAME as PIXELS
 
-NOISE_SCALE = 8.0       # the noise scale the full model samples at (the full template's ModelNoiseScale; dev: 7.6)
-SHIFT = 3.0             # the released training scheduler's shift (use_dynamic_shifting off)
+# The authors' pipeline's defaults (DEFAULT_NOISE_SCALE and DEFAULT_SHIFT of its public ports; ComfyUI's own model
+# sampling settings were not at hand): noise 8 times unit (the full template's ModelNoiseScale too; dev's: 7.6), and
+# the flow shift of its default schedule
+NOISE_SCALE = 8.0
+SHIFT = 3.0
 REFS = "hidream_o1_ref"     # extras "hidream_o1_ref0".. : reference pictures, uint8 [H, W, 3]
 SEAMS = "hidream_o1_seams"  # the model option model.hidream_o1_seams sets
 
