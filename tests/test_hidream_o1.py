@@ -238,19 +238,19 @@ def _err(want, got):
 
 # -- tests ------------------------------------------------------------------------------------------------------
 def test_checkpoint_is_told_and_predicts_what_comfyui_predicts(o1):
-    """Both files are told HiDream-O1's whole model; load.model loads them (the deepstack mergers dropped, the
-    tokenizer found beside the file); the bf16 file's model gives ComfyUI's velocity for a prompt at two noise levels,
-    without a reference picture and with one and two (their tokens, 3-D positions, patches and vision-tower tokens as ComfyUI builds
-    them), and the fp8_scaled file's within fp8 error."""
+    """The three files are told HiDream-O1's whole model and load (the deepstack mergers dropped, the tokenizer found
+    beside the file); the bf16 file's model gives ComfyUI's velocity for a prompt at two noise levels, without a
+    reference picture and with one and two (their tokens, 3-D positions, patches and vision-tower tokens as ComfyUI
+    builds them), the fp8_scaled and int8_convrot files' within their precision's error."""
     from nodes.generate.adapters.hidream_o1 import HiDreamO1Adapter
     from nodes.generate.detect import detect_file
     from nodes.generate.hidream_o1_model import references, sequence
-    from tiny_hidream_o1 import BF16, FP8
-    for name in (BF16, FP8):
+    from tiny_hidream_o1 import BF16, FP8, INT8
+    for name in (BF16, FP8, INT8):
         det = detect_file(o1 / "models" / "checkpoints" / f"{name}.safetensors")
         assert (det.family, det.role, det.prefix) == ("hidream_o1", "checkpoint", "model.diffusion_model.")
     pipes = {n: HiDreamO1Adapter().load(o1 / "models" / "checkpoints" / f"{n}.safetensors", torch.float32, "cpu")
-             for n in (BF16, FP8)}
+             for n in (BF16, FP8, INT8)}
     lm, visual, heads = reference(o1)
     tok = pipes[BF16].tokenizer
     text = "a red boat at dawn"
@@ -272,8 +272,10 @@ def test_checkpoint_is_told_and_predicts_what_comfyui_predicts(o1):
             assert seq["ids"].tolist() == conds["input_ids"][0].tolist() and seq["ar"] == conds["ar_len"]
             assert torch.equal(seq["positions"], conds["position_ids"])
             assert _err(want, pipes[BF16].transformer(x, sigma, seq, refs)) < 1e-4
-            refs = references(pixels, 64, 96)     # the vision tower's tokens are kept in it
-            assert 0 < _err(want, pipes[FP8].transformer(x, sigma, seq, refs)) < 0.1
+            # fresh references per model: the vision tower's tokens are kept in them
+            for name in (FP8, INT8):
+                refs = references(pixels, 64, 96)
+                assert 0 < _err(want, pipes[name].transformer(x, sigma, seq, refs)) < 0.1, name
 
 
 def comfy_smoothing(executor, x, t, start_t, end_t, pattern, passes, blend, strength):

@@ -6,6 +6,8 @@
                       x_embedder.*, final_layer2.*), bf16; the byte-level Qwen2 tokenizer in hidream_o1_tiny_bf16/
   root/models/checkpoints/hidream_o1_tiny_fp8_scaled.safetensors  the same weights as ComfyUI's fp8_scaled (each
                       matrix float8_e4m3fn with its scale_weight, the scaled_fp8 marker), its tokenizer beside it
+  root/models/checkpoints/hidream_o1_tiny_int8_convrot.safetensors  the same weights as ComfyUI's int8_convrot (the
+                      token embedding kept), its tokenizer beside it
 
 Widths are tiny; the structure is the release's: 32 x 32 RGB patches through the 1/4-width bottleneck, Qwen3-VL's
 decoder (q/k norms, grouped K/V, interleaved 3-D rotary) with a vocabulary holding HiDream-O1's token ids (151643 on),
@@ -22,6 +24,7 @@ from tiny_qwen import qwen_tokenizer
 
 BF16 = "hidream_o1_tiny_bf16"
 FP8 = "hidream_o1_tiny_fp8_scaled"
+INT8 = "hidream_o1_tiny_int8_convrot"
 WIDTH, HEAD, VOCAB = 32, 16, 151680
 SECTIONS = [4, 2, 2]        # the head's 8 rotary frequencies: time, rows, columns (the release: 24, 20, 20 of 64)
 
@@ -89,13 +92,17 @@ def reference_modules(lm, visual, heads):
 
 def build_hidream_o1(root: Path) -> Path:
     from safetensors.torch import save_file
+    from comfy_convrot import quantise_file_state
     folder = root / "models" / "checkpoints"
     folder.mkdir(parents=True)
     lm, visual, heads = modules()
     state = comfy_state(lm, visual, heads)
     save_file(state, str(folder / f"{BF16}.safetensors"))
     save_file(fp8_scaled(state), str(folder / f"{FP8}.safetensors"))
-    for name in (BF16, FP8):
+    embed = "model.diffusion_model.language_model.embed_tokens.weight"
+    int8 = quantise_file_state({k: v for k, v in state.items() if k != embed}, group_size=16)
+    save_file({**int8, embed: state[embed]}, str(folder / f"{INT8}.safetensors"))
+    for name in (BF16, FP8, INT8):
         qwen_tokenizer(folder / name)
     torch.save({"lm": lm.state_dict(), "visual": visual.state_dict(), "heads": heads}, root / "reference.pt")
     return root
