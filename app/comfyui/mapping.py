@@ -1492,6 +1492,20 @@ RULES: Dict[str, Rule] = {
                                        P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
                                        P("top_p", "top_p"), P("top_k", "top_k")),
                                       fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
+    # ACE-Step v1: the chain from EmptyAceStepLatentAudio (or VAEEncodeAudio's song) through KSampler, its model
+    # through ModelSamplingSD3 and LatentApplyOperationCFG, folds into generate.ace_step1
+    "EmptyAceStepLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                    special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio": Rule(None, ("tags", "lyrics", "lyrics_strength"),
+                                   (P("tags", "tags"), P("lyrics", "lyrics"), P("lyrics_strength", "lyrics_strength")),
+                                   fold=True),
+    "LatentOperationTonemapReinhard": Rule(None, ("multiplier",), (P("multiplier", "tonemap"),), fold=True),
+    "LatentApplyOperationCFG": Rule(None, (), (), fold=True, special="latent_operation_cfg",
+                                    note="the operation on the guidance is applied by generate.ace_step1 (ACE-Step "
+                                         "v1's chain) only: elsewhere it is not carried"),
+    "VAEEncodeAudio": Rule(None, (), (), fold=True,
+                           note="the song is encoded by generate.ace_step1 (ACE-Step v1's VAE) only: another VAE's "
+                                "latent is not made"),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),

@@ -1487,12 +1487,16 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
 
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
+    ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
     ACE-Step 1.5's all-in-one checkpoint (ace_step_1.5_turbo_aio: model.diffusion_model., vae., text_encoders.qwen3_06b.),
     its split diffusion model (decoder. / encoder. / detokenizer. and null_condition_emb) and Oobleck VAE (ace_1.5_vae:
     stable-audio-tools' weight-normed decoder.layers at the top), Stable Audio 3's T5Gemma (t5gemma_b_b_ul2:
     model.encoder.layers.N.pre_self_attn_layernorm), Anima's ControlNet-LLLite nets (lllite_conditioning1 and
     lllite_dit_blocks_N_*; kohya's SDXL ones are lllite_unet_*) and MiniMax H3's Fun ControlNet (control_blocks.N):
     listed as no known key pattern, a newcomer took them for broken downloads."""
+    if k.has("model.diffusion_model.genre_embedder.weight", "model.diffusion_model.lyric_embs.weight"):
+        return Detection("checkpoint", "ace_step", "v1", why="model.diffusion_model.genre_embedder / lyric_encoder / "
+                         "vae.dcae / vae.vocoder")
     if k.has("model.diffusion_model.decoder.condition_embedder.weight",
              "text_encoders.qwen3_06b.transformer.model.embed_tokens.weight"):
         return Detection("checkpoint", "ace_step", "aio", why="model.diffusion_model.decoder / vae / text_encoders")
