@@ -1115,6 +1115,11 @@ RULES: Dict[str, Rule] = {
                             note="ComfyUI's node code was not at hand: encoded as diffusers' BriaFibo2Pipeline encodes "
                                  "(the template's notes describe the same sizing and cropping), without drawing the "
                                  "caption's text_render text for Qwen3-VL as the pipeline does"),
+    # HiDream-O1's reference pictures on both prompts (ComfyUI's autogrow inputs count from image_1)
+    "HiDreamO1ReferenceImages": Rule("condition.hidream_o1_references", (), (),
+                                     {"positive": "positive", "negative": "negative",
+                                      **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 11)}},
+                                     ("positive", "negative")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1144,6 +1149,10 @@ RULES: Dict[str, Rule] = {
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
                                   special="empty_latent"),
+    # HiDream-O1's: the picture itself (pixel space, no VAE), [B, 3, H, W] zeros
+    "EmptyHiDreamO1LatentImage": Rule("latent.empty_hidream_o1", ("width", "height", "batch_size"),
+                                      (P("width", "width"), P("height", "height"), P("batch_size", "batch_size")),
+                                      outputs=("latent",)),
     # Qwen-Image-Layered's: the whole picture and its layers as frames (Kinograph sizes it from the VAE it is given)
     "EmptyQwenImageLayeredLatentImage": Rule("latent.layers", ("width", "height", "layers", "batch_size"),
                                              LATENT_SIZE + (P("layers", "layers"),), outputs=("latent",),
@@ -1520,6 +1529,14 @@ RULES: Dict[str, Rule] = {
     # where ComfyUI keeps it changes speed, not the picture; a quantized one changes the picture a little
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
                              {"model": "model"}, ("model",), fold=True, special="model_through"),
+    # HiDream-O1's noise scale (the first noise and the stochastic samplers' fresh noise at this many times unit)
+    "ModelNoiseScale": Rule("model.noise_scale", ("noise_scale",), (P("noise_scale", "noise_scale"),),
+                            {"model": "model"}, ("model",)),
+    "HiDreamO1PatchSeamSmoothing": Rule("model.hidream_o1_seams",
+                                        ("start_percent", "end_percent", "pattern", "passes", "blend", "strength"),
+                                        (P("start_percent", "start_percent"), P("end_percent", "end_percent"),
+                                         P("pattern", "pattern"), P("passes", "passes"), P("blend", "blend"),
+                                         P("strength", "strength")), {"model": "model"}, ("model",)),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # MiniMax H3's two flow shifts: the video's levels (the sampler's) and its soundtrack's
     "MiniMaxH3SigmaShift": Rule("model.flow_shift", ("shift_video", "shift_audio"),

@@ -1364,6 +1364,29 @@ MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE'
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
+HIDREAM_O1_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "")
+
+
+def hidream_o1_prefix(keys) -> Optional[str]:
+    """The prefix HiDream-O1's transformer tensors carry in a file (ComfyUI's checkpoint: model.diffusion_model.; the
+    authors' release: model.), None when it holds none."""
+    keys = set(keys)
+    return next((p for p in HIDREAM_O1_PREFIXES if {f"{p}x_embedder.proj1.weight", f"{p}t_embedder1.mlp.0.weight",
+                                                    f"{p}final_layer2.linear.weight"} <= keys), None)
+
+
+def _hidream_o1(k: Keys) -> Optional[Detection]:
+    """HiDream-O1-Image's transformer (ComfyUI's checkpoints/hidream_o1_image_*.safetensors under
+    model.diffusion_model., the authors' release under model.): Qwen3-VL-8B with a pixel patch embedder
+    (x_embedder.proj1/proj2), a timestep embedder (t_embedder1) and a pixel head (final_layer2). The whole model:
+    its prompt is read by Qwen3-VL inside it, and it has no VAE."""
+    prefix = hidream_o1_prefix(k.shapes)
+    if prefix is None:
+        return None
+    return Detection("checkpoint", "hidream_o1", "", prefix=prefix,
+                     why="x_embedder.proj1 / t_embedder1 / final_layer2 beside Qwen3-VL (HiDream-O1)")
+
+
 def _fibo2(k: Keys) -> Optional[Detection]:
     """Bria's FIBO 2 transformer (ComfyUI's fibo2_dev_* / fibo2_edit_turbo_*): Z-Image's blocks with a Perceiver that
     squeezes the prompt into gist tokens (perceiver.latent_queries). ComfyUI's own file was not at hand; these are the
@@ -1544,7 +1567,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
