@@ -402,8 +402,9 @@ def _precheck(wf) -> None:
     from graph_engine.validate import validate_run
     from .precheck import missing_files
     reg = default_registry()
-    if validate_run(wf, reg):       # the run names the workflow's own mistakes, as it always did
-        return
+    invalid = validate_run(wf, reg)     # said before the time estimate, as the files are
+    if invalid:
+        raise WorkflowError(invalid)
     problems = missing_files(wf, reg)
     if problems:
         print("kinograph: nothing ran: the workflow needs the files below (--no-precheck runs the nodes that do "

@@ -618,3 +618,26 @@ def test_run_no_precheck_runs_what_does_not_need_the_missing_file(tmp_path, monk
     assert main(["run", str(wf), "--no-precheck"]) == 1
     assert "VAE not found: 'my_wan_vae.safetensors'" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first.mp4"]
+
+
+def test_a_model_file_of_another_kind_is_refused_before_the_estimate_with_the_folder_it_belongs_in(tmp_path,
+                                                                                                 monkeypatch, capsys):
+    """A VAE named where a diffusion model goes: the run printed its time estimate, then refused, saying "ComfyUI
+    keeps a diffusion models in diffusion_models/". It refuses first, in plain words."""
+    from app.cli import main
+    from diffusers import AutoencoderKLWan
+    from tests.tiny_models import wan_original_vae
+    from safetensors.torch import save_file
+    models = tmp_path / "models"
+    (models / "diffusion_models").mkdir(parents=True)
+    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                           temperal_downsample=[False, True, True])     # as tiny_models.build_wan_comfy writes it
+    save_file({k: v.contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
+              str(models / "diffusion_models" / "oops_vae.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  m: {type: load.diffusion_model, params: {name: oops_vae.safetensors}}\n")
+    assert main(["run", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "node m: name: oops_vae.safetensors is" in err, err
+    assert "ComfyUI keeps diffusion models in diffusion_models/" in err and "estimate" not in err
