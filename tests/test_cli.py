@@ -641,3 +641,22 @@ def test_a_model_file_of_another_kind_is_refused_before_the_estimate_with_the_fo
     err = capsys.readouterr().err
     assert "node m: name: oops_vae.safetensors is" in err, err
     assert "ComfyUI keeps diffusion models in diffusion_models/" in err and "estimate" not in err
+
+
+def test_a_batch_here_fails_the_job_whose_model_is_missing_before_any_job_runs(tmp_path, monkeypatch, capsys):
+    """A local batch ran each job up to its missing loader, the night's fifth case failing when reached. The job
+    whose file is missing now fails, not run, with run's message; the others run."""
+    from app.cli import main
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+                    "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/good.mp4}}\n")
+    bad.write_text(_SECOND_LOADER_MISSING % (
+        "p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+        "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/first.mp4}}", "p.video"))
+    assert main(["batch", str(bad), str(good), "--json"]) == 1
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finished = {e["case"]: e for e in events if e["event"] == "job_finished"}
+    assert finished[2]["ok"] and not finished[1]["ok"], finished
+    assert "node vae2: name: 'my_wan_vae.safetensors' is not in the model folders" in finished[1]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
