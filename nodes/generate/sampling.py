@@ -79,7 +79,8 @@ def manual_sigmas(text: str) -> torch.Tensor:
 
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
                 shift: Optional[float] = None, sampler: str = "", beta=BETA) -> torch.Tensor:
-    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule), as ComfyUI's KSampler
+    """steps+1 noise levels (ddim_uniform's may be one more, as ComfyUI's; fewer for denoise < 1: the last part of
+    the full schedule), as ComfyUI's KSampler
     gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: ksampler_schedule; "" = the schedule's own).
     `beta`: the (alpha, beta) of the beta scheduler's distribution (ComfyUI's BetaSamplingScheduler; 0.6, 0.6 as
     KSampler's).
@@ -110,6 +111,8 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
             return beta_sigmas(table, n, *beta)
         return TABLE_SCHEDULES[scheduler](table, n)
     sig = ksampler_schedule(levels_for, steps, sampler)
+    if denoise >= 1:        # all of it: ddim_uniform gives a level more where steps do not divide its table
+        return sig
     keep = max(1, round(steps * denoise))
     return sig[len(sig) - 1 - keep:]
 
