@@ -587,13 +587,14 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                              float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0, dual)
 
     # A CFG++ sampler leaves each step along the negative prompt's own prediction (ComfyUI's uncond_denoised): the
-    # model under the negative prompt alone, through the same wrappers
+    # model under the negative prompt alone, through the same wrappers; a model told cfg as its guidance (FLUX.1 dev)
+    # reads the run's there too (no negative prompt to guide against, so cfg is its guidance alone)
     negative_alone = None
     if sampler in CFG_PP:
         if negative is None:
             raise NodeError(f"{sampler} steps along the negative prompt's prediction (CFG++): connect encode.text's "
                             "negative output to sample's negative input, or choose another sampler")
-        negative_alone = guided_model_fn(handle, adapter, negative, None, 1.0, x.shape[0], device, dtype, x.shape[2],
+        negative_alone = guided_model_fn(handle, adapter, negative, None, cfg, x.shape[0], device, dtype, x.shape[2],
                                          keep, noise.to(device), mask_at, ip_feed)
 
     def wrapped(pass_info: SamplingInfo, f=guided):
