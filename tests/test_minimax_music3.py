@@ -223,3 +223,136 @@ def test_song_matches_diffusers(model, parts):
     wave = mm3.decode(model, latent)
     assert wave.shape == (2, latent.shape[-1] * 512) and float(want.abs().max()) > 0.01
     assert torch.allclose(wave, want, atol=1e-5), float((wave - want).abs().max())
+
+
+def test_pruned_text_encoder_is_the_full_one(tiny, model):
+    """ComfyUI's pruned text encoder (embed_tokens_prefill / embed_tokens_audio, lm_head_pruned: <|audio_end|> then
+    the codes) holds the full file's rows; it writes frames as the full one does (its draws over the pruned head:
+    ComfyUI's own rule)."""
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate.model_manager import ModelManager
+    pruned = mm3.load(ModelManager(), FILES["diffusion_model"], PRUNED, FILES["vae"], "cpu")
+    assert pruned.pruned_head and not model.pruned_head
+    assert torch.equal(pruned.prompt_table, model.prompt_table[:CODE0])
+    assert torch.equal(pruned.code_table, model.code_table)
+    assert torch.equal(pruned.head, torch.cat([model.head[END:END + 1], model.head[CODE0:]]))
+    frames = mm3.frame_states(pruned, CAPTION, LYRICS, 7, 6)
+    assert frames.shape == (1, 6, 8 * 32) and torch.equal(frames, mm3.frame_states(pruned, CAPTION, LYRICS, 7, 6))
+
+
+def test_long_latent_in_overlapping_windows(model, parts, monkeypatch):
+    """Past 200 frames the DiT runs on windows of 200 frames' latents, 100 frames apart, averaged where they overlap
+    (ComfyUI's MiniMaxMusic3DiT.forward, written out here, the windows made small)."""
+    from nodes.generate import minimax_music3 as mm3
+    monkeypatch.setattr(mm3, "WINDOW_FRAMES", 4)
+    monkeypatch.setattr(mm3, "WINDOW_HOP_FRAMES", 2)
+    torch.manual_seed(5)
+    x, cond = torch.randn(2, 8, 30), torch.randn(2, 30, 16)
+    dit = parts["transformer"]
+    window, hop = mm3.latent_length(4), mm3.latent_length(2)
+    want, count, start = torch.zeros_like(x), torch.zeros(1, 1, 30), 0
+    t = torch.full((2,), 0.25)
+    while start < 30:
+        end = min(start + window, 30)
+        want[..., start:end] += dit(x[..., start:end], t, cond[:, start:end], return_dict=False)[0]
+        count[..., start:end] += 1
+        if end == 30:
+            break
+        start += hop
+    with torch.no_grad():
+        got = mm3.velocity(model, x, 0.75, cond)
+    assert window < 30 and torch.allclose(got, (want / count).detach(), atol=1e-5)
+
+
+def test_tiled_decode_blends_as_comfyui(model, parts):
+    """VAEDecodeAudioTiled: tiles of tile_size latent frames starting (tile - overlap) apart, each weighted by linear
+    ramps over the overlap's samples (comfy.utils.tiled_scale_multidim, written out here), then the loudness rule;
+    a latent within one tile is decoded whole."""
+    from nodes.generate import minimax_music3 as mm3
+    torch.manual_seed(6)
+    latent = torch.randn(1, 8, 20)
+    tile, overlap = 8, 2
+    with torch.no_grad():
+        out, div = torch.zeros(1, 2, 20 * 512), torch.zeros(1, 2, 20 * 512)
+        for start in range(0, 20 - overlap, tile - overlap):
+            pos = max(0, min(20 - overlap, start))
+            ps = parts["vocoder"](latent[..., pos:pos + min(tile, 20 - pos)])
+            mask = torch.ones_like(ps)
+            feather = overlap * 512
+            for t in range(feather):
+                a = (t + 1) / feather
+                mask[..., t] *= a
+                mask[..., mask.shape[-1] - 1 - t] *= a
+            out[..., pos * 512:pos * 512 + ps.shape[-1]] += ps * mask
+            div[..., pos * 512:pos * 512 + ps.shape[-1]] += mask
+        want = (out / div)[0]
+        want = want / max(float(want.std()) * 5.0, 1.0)
+        whole = mm3.decode(model, latent)
+    got = mm3.decode(model, latent, tile, overlap)
+    assert got.shape == want.shape == (2, 20 * 512)
+    assert torch.allclose(got, want, atol=1e-5) and float((got - whole).abs().max()) > 1e-4
+    assert torch.equal(mm3.decode(model, latent, 32, overlap), whole)
+
+
+def imported():
+    from app.comfyui import import_workflow
+    from graph_engine.api import load_workflow
+    result = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" /
+                                 "audio_minimax_music_3.json"))
+    wf = load_workflow(text=result.yaml, check=False)
+    (song,) = [n for n in wf.graph.nodes.values() if n.type == "generate.minimax_music3"]
+    (save,) = [n for n in wf.graph.nodes.values() if n.type == "io.save_audio"]
+    return result, wf, song, save
+
+
+def test_comfyui_template_imports():
+    """ComfyUI's MiniMax Music 3 template (a subgraph; its switch picks VAEDecodeAudioTiled): the loaders,
+    MiniMaxMusic3TextEncode, ConditioningZeroOut, EmptyMiniMaxMusic3LatentAudio (its seconds the language model's),
+    KSampler and the tiled decoder become one generate.minimax_music3; the unpicked VAEDecodeAudio does not run."""
+    result, _, song, save = imported()
+    p = song.params
+    assert {k: p[k] for k in ("diffusion_model", "text_encoder", "vae", "max_duration", "cfg_scale", "top_k",
+                              "seconds", "steps", "cfg", "sampler", "scheduler", "tile_size", "overlap")} == \
+        {"diffusion_model": "minimax_music3_dit_fp16.safetensors",
+         "text_encoder": "minimax_music3_text_encoder_pruned_int8_convrot.safetensors",
+         "vae": "minimax_music3_dav.safetensors", "max_duration": 60, "cfg_scale": 1.7, "top_k": 50, "seconds": 0.0,
+         "steps": 30, "cfg": 1.7, "sampler": "euler", "scheduler": "simple", "tile_size": 1536, "overlap": 64}
+    assert p["seed"] == p["lm_seed"] == 197122968890040
+    assert p["caption"].startswith("Global Metadata: Lo-fi") and p["lyrics"].startswith("[Intro]\nMmm...")
+    assert (save.params["path"], save.params["quality"]) == ("out/audio/audio_minimax_music3.mp3", "V0")
+    unpicked = [e for e in result.report.entries.values() if e.class_type == "VAEDecodeAudio"]
+    assert [e.status for e in unpicked] == ["ui"]
+
+
+def test_comfyui_template_runs_and_saves_its_song(tiny, parts, tmp_path):
+    """The template on the tiny files (0.4 s at most, 4 steps; the language model's guidance at 1.5, diffusers'
+    fixed one): its FLAC holds the reference's song for its caption, lyrics and seeds."""
+    from graph_engine.api import Session
+    from tests.test_stable_audio import decoded
+    _, wf, song, save = imported()
+    p = song.params
+    p.update(FILES, caption=CAPTION, lyrics=LYRICS, max_duration=DURATION, cfg_scale=1.5, steps=4)
+    save.params["path"] = str(tmp_path / "song.flac")
+    run = Session(device="cpu").run(wf, use_cache=False)
+    assert run.ok, run.failed
+    _, want = reference_song(parts, reference_frames(parts, p["lm_seed"]), p["seed"], 4, 1.7)
+    codec, rate, got = decoded(tmp_path / "song.flac")
+    assert (codec, rate, got.shape) == ("flac", 44100, tuple(want.shape))
+    assert float(abs(got - want.clamp(-1, 1).numpy()).max()) < 2 / 32768
+
+
+def test_files_refused_by_name(tiny, model):
+    """Another model's file in a place, an empty caption or lyrics: a message naming the thing and the fix."""
+    from graph_engine import NodeError
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate.model_manager import ModelManager
+    with pytest.raises(NodeError, match="tiny_dav.safetensors is not a MiniMax Music 3 diffusion model"):
+        mm3.load(ModelManager(), str(tiny / "models" / "vae" / FILES["vae"]), FILES["text_encoder"], FILES["vae"],
+                 "cpu")
+    with pytest.raises(NodeError, match="tiny_dit.safetensors is not a MiniMax Music 3 text encoder"):
+        mm3.load(ModelManager(), FILES["diffusion_model"], str(tiny / "models" / "diffusion_models" /
+                                                               FILES["diffusion_model"]), FILES["vae"], "cpu")
+    with pytest.raises(NodeError, match="needs lyrics"):
+        mm3.frame_states(model, CAPTION, " ", 0, 4)
+    with pytest.raises(NodeError, match="needs a caption"):
+        mm3.frame_states(model, "", LYRICS, 0, 4)

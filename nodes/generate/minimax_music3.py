@@ -327,8 +327,9 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
         mods = {k: _loaded(cls(**parts[k][0]), parts[k][1], dm.name, k) for k, cls in (
             ("transformer", MiniMaxMusic3Transformer1DModel), ("condition_encoder", MiniMaxMusic3ConditionEncoder))}
         state = load_weights(te, torch.float32)
-        tok = tokenizer_of(state.pop("tokenizer_json", None), te.name)
+        raw = state.pop("tokenizer_json", None)
         text = text_parts(state, te.name)
+        tok = tokenizer_of(raw, te.name)
         lm = _loaded(Qwen3Model(Qwen3Config(**text["lm"][0])), text["lm"][1], te.name, "language model",
                      ("embed_tokens.weight",))
         depth = _loaded(MiniMaxMusic3RVQDepthDecoder(**text["depth"][0]), text["depth"][1], te.name, "depth decoder")
