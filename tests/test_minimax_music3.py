@@ -356,3 +356,18 @@ def test_files_refused_by_name(tiny, model):
         mm3.frame_states(model, CAPTION, " ", 0, 4)
     with pytest.raises(NodeError, match="needs a caption"):
         mm3.frame_states(model, "", LYRICS, 0, 4)
+
+
+@pytest.mark.parametrize("folder, name", [("diffusion_models", FILES["diffusion_model"]),
+                                          ("text_encoders", FILES["text_encoder"]), ("text_encoders", PRUNED),
+                                          ("vae", FILES["vae"])])
+def test_files_named_with_the_node_that_reads_them(tiny, folder, name):
+    """kinograph info names each of the three files with generate.minimax_music3 (the text encoder not as a plain
+    Qwen3), and a model loader given one says that node reads it."""
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import describe_model, detect_family
+    path = tiny / "models" / folder / name
+    d = describe_model(path)
+    assert d["loads"] == "yes" and "generate.minimax_music3" in d["note"] and d["family"] == "minimax_music3", d
+    with pytest.raises(NodeError, match="MiniMax Music 3.*generate.minimax_music3"):
+        detect_family(path)
