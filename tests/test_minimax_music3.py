@@ -22,6 +22,8 @@ WORDS = ["[UNK]", "\n", "[start]", "[verse]", "[chorus]", "la", "hey", "lo-fi", 
 FILES = dict(diffusion_model="minimax_music3_tiny_dit.safetensors", text_encoder="minimax_music3_tiny_te.safetensors",
              vae="minimax_music3_tiny_dav.safetensors")
 PRUNED = "minimax_music3_tiny_te_pruned.safetensors"
+MERGED = "minimax_music3_tiny_te_merged.safetensors"        # qkv_proj / gate_up_proj, as ComfyUI may write them
+THETA = "minimax_music3_tiny_dit_theta500.safetensors"      # rotary frequencies of another base
 CAPTION, LYRICS = "lo-fi piano, **soft** rain", "[Verse]\nla la hey\n[chorus] hey hey"
 DURATION = 0.4                      # 10 frames of the language model
 
@@ -64,11 +66,24 @@ def tiny_parts() -> dict:
 
 
 # -- ComfyUI's key names (comfy/ldm/minimax_music/{ar,dit,dav}.py, comfy/text_encoders/minimax_music.py) ------------
-def dit_original(dit, cond) -> dict:
+def merged(sd: dict) -> dict:
+    """The text encoder's projections merged (ComfyUI's merged_qkv / merged_mlp forms)."""
+    out = dict(sd)
+    for key in [k for k in sd if k.endswith("self_attn.q_proj.weight")]:
+        base = key[:-len("q_proj.weight")]
+        out[base + "qkv_proj.weight"] = torch.cat([out.pop(base + p + "_proj.weight") for p in "qkv"])
+    for key in [k for k in sd if k.endswith("mlp.gate_proj.weight")]:
+        base = key[:-len("gate_proj.weight")]
+        out[base + "gate_up_proj.weight"] = torch.cat([out.pop(base + "gate_proj.weight"),
+                                                       out.pop(base + "up_proj.weight")])
+    return out
+
+
+def dit_original(dit, cond, theta: float = 10000.0) -> dict:
     sd = {"latent_conditioners.0.weight": cond.proj.weight, "latent_conditioners.0.bias": cond.proj.bias,
           "cond_layer_logits": cond.layer_weight_logits, "cond_layer_scale": cond.layer_scale}
     t = "diffusion_transformer."
-    inv = 1.0 / (10000 ** (torch.arange(0, 32, 2).float() / 32))
+    inv = 1.0 / (theta ** (torch.arange(0, 32, 2).float() / 32))
     sd.update({t + "timestep_features.weight": dit.time_proj.weight, t + "preprocess_conv.weight":
                dit.preprocess_conv.weight, t + "postprocess_conv.weight": dit.postprocess_conv.weight,
                t + "transformer.project_in.weight": dit.proj_in.weight,
@@ -143,6 +158,8 @@ def build(root: Path) -> Path:
     _save(dit_original(p["transformer"], p["condition_encoder"]), m / "diffusion_models" / FILES["diffusion_model"])
     _save(te_original(p["language_model"], p["rvq_depth_decoder"]), m / "text_encoders" / FILES["text_encoder"])
     _save(te_original(p["language_model"], p["rvq_depth_decoder"], pruned=True), m / "text_encoders" / PRUNED)
+    _save(merged(te_original(p["language_model"], p["rvq_depth_decoder"])), m / "text_encoders" / MERGED)
+    _save(dit_original(p["transformer"], p["condition_encoder"], theta=500.0), m / "diffusion_models" / THETA)
     _save(dav_original(p["vocoder"], parametrized=True), m / "vae" / FILES["vae"])
     torch.save(p, root / "parts.pt")
     return root
@@ -371,3 +388,24 @@ def test_files_named_with_the_node_that_reads_them(tiny, folder, name):
     assert d["loads"] == "yes" and "generate.minimax_music3" in d["note"] and d["family"] == "minimax_music3", d
     with pytest.raises(NodeError, match="MiniMax Music 3.*generate.minimax_music3"):
         detect_family(path)
+
+
+def test_merged_projections_and_rotary_base(tiny, model, parts):
+    """A text encoder with merged projections (qkv_proj, gate_up_proj) writes the same frames; a DiT whose rotary
+    frequencies were made with another base runs with that base (diffusers' transformer told it)."""
+    import copy
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate.model_manager import ModelManager
+    other = mm3.load(ModelManager(), THETA, MERGED, FILES["vae"], "cpu")
+    want = mm3.frame_states(model, CAPTION, LYRICS, 2, 5)
+    assert torch.equal(mm3.frame_states(other, CAPTION, LYRICS, 2, 5), want)
+    assert abs(other.transformer.rotary_emb.theta - 500.0) < 1e-2 and model.transformer.rotary_emb.theta == 10000.0
+    dit = copy.deepcopy(parts["transformer"])
+    dit.rotary_emb.theta = 500.0
+    torch.manual_seed(3)
+    x, cond, t = torch.randn(1, 8, 12), torch.randn(1, 12, 16), torch.full((1,), 0.4)
+    with torch.no_grad():
+        ref = dit(x, t, cond, return_dict=False)[0]
+        assert torch.allclose(mm3.velocity(other, x, 0.6, cond), ref, atol=1e-4)
+        assert float((mm3.velocity(model, x, 0.6, cond) - ref).abs().max()) > 1e-4
+

@@ -33,6 +33,7 @@ MAX_FRAMES = 9000           # six minutes
 MAX_PROMPT_TOKENS = 5000
 WINDOW_FRAMES, WINDOW_HOP_FRAMES = 200, 100     # the DiT's windows, in language-model frames
 DIT_HEAD_DIM = 64           # ComfyUI's DiT attention heads are 64 wide, whatever the width
+ROPE_THETA = 10000.0        # the DiT's rotary base (diffusers' MiniMaxMusic3RotaryEmbedding's)
 DEPTH_HEADS = 16            # ComfyUI's depth decoder has 16 heads
 SAMPLING_TOP_K = 50         # every draw keeps the 50 likeliest (ComfyUI's sample_topk), whatever top_k says
 SPECIAL = {"<|im_start|>": 151644, "<|im_end|>": 151645, "<|audio_cfg|>": 151654, "<|audio_start|>": 151669,
@@ -159,7 +160,10 @@ def dit_parts(state: dict, name: str) -> dict:
                     fourier_embedding_dim=2 * int(sd["diffusion_transformer.timestep_features.weight"].shape[0]))
         ccfg = dict(condition_hidden_dim=hidden, num_condition_layers=int(sd["cond_layer_logits"].shape[0]),
                     out_dim=int(sd["latent_conditioners.0.weight"].shape[0]))
-    return {"transformer": (tcfg, dit), "condition_encoder": (ccfg, cond)}
+        # the rotary base the file's frequencies were made with (inv_freq[1] = theta ** (-2 / rotary_dim))
+        inv = sd["diffusion_transformer.transformer.rotary_pos_emb.inv_freq"].double()
+        theta = float(inv[1]) ** (-tcfg["rotary_dim"] / 2) if len(inv) > 1 else ROPE_THETA
+    return {"transformer": (tcfg, dit), "condition_encoder": (ccfg, cond), "rope_theta": theta}
 
 
 def _split_merged(sd: dict) -> dict:
@@ -326,13 +330,22 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
         parts = dit_parts(load_weights(dm, torch.float32), dm.name)
         mods = {k: _loaded(cls(**parts[k][0]), parts[k][1], dm.name, k) for k, cls in (
             ("transformer", MiniMaxMusic3Transformer1DModel), ("condition_encoder", MiniMaxMusic3ConditionEncoder))}
-        state = load_weights(te, torch.float32)
+        if abs(parts["rope_theta"] / ROPE_THETA - 1) > 1e-3:      # diffusers' default is the released one
+            mods["transformer"].rotary_emb.theta = parts["rope_theta"]
+        # the 8B language model read and built in its own dtype: in float32 first it took twice the memory
+        state = load_weights(te, lm_dtype)
         raw = state.pop("tokenizer_json", None)
         text = text_parts(state, te.name)
         tok = tokenizer_of(raw, te.name)
-        lm = _loaded(Qwen3Model(Qwen3Config(**text["lm"][0])), text["lm"][1], te.name, "language model",
-                     ("embed_tokens.weight",))
-        depth = _loaded(MiniMaxMusic3RVQDepthDecoder(**text["depth"][0]), text["depth"][1], te.name, "depth decoder")
+        before = torch.get_default_dtype()
+        torch.set_default_dtype(lm_dtype)
+        try:
+            lm = Qwen3Model(Qwen3Config(**text["lm"][0]))
+            depth = MiniMaxMusic3RVQDepthDecoder(**text["depth"][0])
+        finally:
+            torch.set_default_dtype(before)
+        lm = _loaded(lm, text["lm"][1], te.name, "language model", ("embed_tokens.weight",))
+        depth = _loaded(depth, text["depth"][1], te.name, "depth decoder")
         vcfg, vsd = dav_part(load_weights(dav, torch.float32), dav.name)
         vocoder = _loaded(MiniMaxMusic3Vocoder(**vcfg), vsd, dav.name, "DAV")
         return Music3(mods["transformer"].to(device), mods["condition_encoder"].to(device), vocoder.to(device),
