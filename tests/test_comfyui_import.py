@@ -1440,9 +1440,9 @@ def test_a_red_node_feeding_a_required_input_is_named_in_validate_with_what_it_f
 
 
 def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_properties():
-    """Chroma1 Radiance's template feeds a sampler's sigmas from BetaSamplingScheduler, which Kinograph does not map:
-    sigmas is a setting of generate.sample, so the placeholder's SIGMAS link has nowhere to land. It was dropped and
-    nothing said so."""
+    """A sampler's sigmas fed from a scheduler Kinograph does not map (LaplaceScheduler; Chroma1 Radiance's template
+    fed them from BetaSamplingScheduler before it was mapped): sigmas is a setting of generate.sample, so the
+    placeholder's SIGMAS link has nowhere to land. It was dropped and nothing said so."""
     from comfyui_workflows import ui_format
     data = ui_format([
         (1, "UNETLoader", ["chroma.safetensors", "default"], {}, ["MODEL"]),
@@ -1451,7 +1451,7 @@ def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_prope
         (4, "CLIPTextEncode", [""], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
         (5, "CFGGuider", [4.0], {"model": (1, 0, "MODEL"), "positive": (3, 0, "CONDITIONING"),
                                  "negative": (4, 0, "CONDITIONING")}, ["GUIDER"]),
-        (6, "BetaSamplingScheduler", [30, 0.4, 0.4], {"model": (1, 0, "MODEL")}, ["SIGMAS"]),
+        (6, "LaplaceScheduler", [20, 14.614642, 0.0291675, 0.0, 0.5], {}, ["SIGMAS"]),
         (7, "RandomNoise", [1, "fixed"], {}, ["NOISE"]),
         (8, "KSamplerSelect", ["euler"], {}, ["SAMPLER"]),
         (9, "EmptySD3LatentImage", [512, 512, 1], {}, ["LATENT"]),
@@ -1465,7 +1465,7 @@ def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_prope
     rep = res.report.entries
     (place,) = rep["6"].kinograph
     assert "its SIGMAS link to SamplerCustomAdvanced #10's sigmas" in rep["6"].why(), res.report.text()
-    assert "its sigmas input from BetaSamplingScheduler #6's SIGMAS is dropped" in rep["10"].why()
+    assert "its sigmas input from LaplaceScheduler #6's SIGMAS is dropped" in rep["10"].why()
     assert rep["10"].status == "approx"
     assert res.graph.nodes[place].params["comfyui_outputs"] == {"SIGMAS": "ComfyUI node 10 input sigmas: not linked "
                                                                           "(dropped)"}

@@ -1138,6 +1138,11 @@ RULES: Dict[str, Rule] = {
     # SD3's and FLUX.1's empty latent (16 channels; Kinograph sizes it from the VAE it is given)
     "EmptySD3LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                 LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent"),
+    # a pixel-space model's empty "latent" (Chroma Radiance: the picture itself, 3 channels at full size; Kinograph
+    # sizes it from the pixel_space VAE it is given)
+    "EmptyChromaRadianceLatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
+                                           LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
+                                           special="empty_latent"),
     # FLUX.2's empty latent (128 channels at 1/16 of the picture; Kinograph sizes it from the FLUX.2 VAE it is given)
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
@@ -1488,6 +1493,20 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeAudioTiled": Rule(None, ("tile_size", "overlap"), (P("tile_size", "tile_size"),
                                                                  P("overlap", "overlap")),
                                 fold=True, special="vae_decode_audio"),
+    # ACE-Step v1: the chain from EmptyAceStepLatentAudio (or VAEEncodeAudio's song) through KSampler, its model
+    # through ModelSamplingSD3 and LatentApplyOperationCFG, folds into generate.ace_step1
+    "EmptyAceStepLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                    special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio": Rule(None, ("tags", "lyrics", "lyrics_strength"),
+                                   (P("tags", "tags"), P("lyrics", "lyrics"), P("lyrics_strength", "lyrics_strength")),
+                                   fold=True),
+    "LatentOperationTonemapReinhard": Rule(None, ("multiplier",), (P("multiplier", "tonemap"),), fold=True),
+    "LatentApplyOperationCFG": Rule(None, (), (), fold=True, special="latent_operation_cfg",
+                                    note="the operation on the guidance is applied by generate.ace_step1 (ACE-Step "
+                                         "v1's chain) only: elsewhere it is not carried"),
+    "VAEEncodeAudio": Rule(None, (), (), fold=True,
+                           note="the song is encoded by generate.ace_step1 (ACE-Step v1's VAE) only: another VAE's "
+                                "latent is not made"),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),
@@ -1528,6 +1547,11 @@ RULES: Dict[str, Rule] = {
                                       "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
+    # the tiling of Chroma Radiance's pixel head (memory alone); the sigmas it acts between change nothing else
+    "ChromaRadianceOptions": Rule("model.radiance_options", ("preserve_wrapper", "start_sigma", "end_sigma",
+                                                             "nerf_tile_size"),
+                                  (P("nerf_tile_size", "nerf_tile_size"),), {"model": "model"}, ("model",),
+                                  ignore={"preserve_wrapper": None, "start_sigma": None, "end_sigma": None}),
     "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
                                   (P("shift", "shift"), P("sampling", "sampling")), {"model": "model"}, ("model",)),
     # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
@@ -1658,12 +1682,12 @@ RULES: Dict[str, Rule] = {
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
                                                                        "fps", "sigmas", "first_sigma", "s_noise",
-                                                                       "s_noise_end", "noise_clip")),
+                                                                       "s_noise_end", "noise_clip", "beta_alpha", "beta_beta")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
                                                             "sigmas", "first_sigma", "start_step", "end_step",
-                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip")),
+                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip", "beta_alpha", "beta_beta")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1688,6 +1712,10 @@ RULES: Dict[str, Rule] = {
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
                            {"model": "schedule_model"}, fold=True),
+    # the beta schedule with its own Beta(alpha, beta) (KSampler's beta is 0.6, 0.6), on its model's levels
+    "BetaSamplingScheduler": Rule(None, ("steps", "alpha", "beta"),
+                                  (P("steps", "steps"), P("alpha", "beta_alpha"), P("beta", "beta_beta")),
+                                  {"model": "schedule_model"}, fold=True, fixed={"scheduler": "beta"}),
     # FLUX.2's schedule: Flux2Pipeline's (sample's default on a FLUX.2 model), its empirical mu from the latent's own
     # token count, which is the picture's width x height that ComfyUI hands this node
     "Flux2Scheduler": Rule(None, ("steps", "width", "height"), (P("steps", "steps"),), fold=True,

@@ -1259,13 +1259,19 @@ def _chroma(k: Keys) -> Optional[Detection]:
     """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
     names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
     diffusers' single-file loader recognises it; or in diffusers' names (x_embedder: a ChromaPipeline folder's
-    transformer file). Chroma Radiance reads pixels (img_in_patch, neither embedder) and is another model."""
+    transformer file). Chroma Radiance reads pixels (img_in_patch, then ComfyUI's nerf_* head): variant radiance, or
+    radiance-x0 for the release predicting the clean picture (its __x0__ marker)."""
     if not k.any("distilled_guidance_layer.in_proj.weight"):
         return None
+    g = "distilled_guidance_layer.in_proj.weight"
+    if k.has("img_in_patch.weight", "nerf_image_embedder.embedder.0.weight"):
+        x0 = k.any("__x0__")
+        return Detection("diffusion_model", "chroma", "radiance-x0" if x0 else "radiance", layout="original",
+                         prefix=k.prefix_of(g) or "", why="distilled_guidance_layer / img_in_patch / nerf_blocks"
+                         + (" / __x0__" if x0 else ""), extra={"in_channels": k.shape("img_in_patch.weight")[1]})
     layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
-    if k.any("img_in_patch.weight") or not k.any(x):
-        return Detection(None, "chroma-radiance", "", why="Chroma Radiance (a pixel-space Chroma Kinograph does not "
-                                                          "run; Chroma1-HD and the chroma-unlocked files it does)")
+    if not k.any(x):
+        return None
     return Detection("diffusion_model", "chroma", "", layout=layout,
                      prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
                      why="distilled_guidance_layer / " + ("double_blocks" if layout == "original" else "x_embedder"),
@@ -1471,12 +1477,16 @@ def _minimax_music3(k: Keys) -> Optional[Detection]:
 
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
+    ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
     ACE-Step 1.5's all-in-one checkpoint (ace_step_1.5_turbo_aio: model.diffusion_model., vae., text_encoders.qwen3_06b.),
     its split diffusion model (decoder. / encoder. / detokenizer. and null_condition_emb) and Oobleck VAE (ace_1.5_vae:
     stable-audio-tools' weight-normed decoder.layers at the top), Stable Audio 3's T5Gemma (t5gemma_b_b_ul2:
     model.encoder.layers.N.pre_self_attn_layernorm), Anima's ControlNet-LLLite nets (lllite_conditioning1 and
     lllite_dit_blocks_N_*; kohya's SDXL ones are lllite_unet_*) and MiniMax H3's Fun ControlNet (control_blocks.N):
     listed as no known key pattern, a newcomer took them for broken downloads."""
+    if k.has("model.diffusion_model.genre_embedder.weight", "model.diffusion_model.lyric_embs.weight"):
+        return Detection("checkpoint", "ace_step", "v1", why="model.diffusion_model.genre_embedder / lyric_encoder / "
+                         "vae.dcae / vae.vocoder")
     if k.has("model.diffusion_model.decoder.condition_embedder.weight",
              "text_encoders.qwen3_06b.transformer.model.embed_tokens.weight"):
         return Detection("checkpoint", "ace_step", "aio", why="model.diffusion_model.decoder / vae / text_encoders")

@@ -128,6 +128,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # padding masked), true CFG with a negative prompt; FLUX.1's VAE and latents.
     Family("chroma", "Chroma (image)", ("ChromaPipeline",), ("ChromaTransformer2DModel",), fps=8.0, flow=True, cfg=5.0,
            steps=35, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # Pixel space: the pictures themselves as latents (ComfyUI's pixel_space VAE: RGB in [-1, 1], no network), which
+    # Chroma Radiance samples in 16x16 pixel patches, so sizes step by 16.
+    Family("pixel_space", "pixel space (no VAE)", (), (), space_factor=1, fps=8.0, size=(1024, 1024), frames=1,
+           patch=16),
     # FLUX.2 dev keyframes and edits: a flow-matching transformer over the 32-channel latent of its own VAE taken in
     # 2x2 patches, normalised (128 channels at 1/16 of the picture, as ComfyUI's EmptyFlux2LatentImage holds it; each
     # channel one token feature), so sizes step by 16. dev: guidance distilled in, prompts read by Mistral Small 3;

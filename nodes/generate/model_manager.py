@@ -82,6 +82,9 @@ READ_BY_NODE = {
     ("t5gemma", ""): ("T5Gemma, Stable Audio 3's text encoder", True,
                       "generate.stable_audio3 reads it as its text_encoder (beside "
                       "checkpoints/stable_audio_3_medium.safetensors)"),
+    ("ace_step", "v1"): ("ACE-Step v1's checkpoint (songs, not pictures)", True,
+                         "generate.ace_step1 reads it as its checkpoint, with ComfyUI's lyric tokenizer "
+                         "(ace_lyrics_tokenizer/vocab.json) beside it"),
     ("ace_step", "aio"): ("ACE-Step 1.5's all-in-one checkpoint (songs, not pictures)", True,
                           "generate.ace_step reads it as its checkpoint, in place of its four files (the Qwen "
                           "tokenizer in a folder named after it, or ComfyUI's bundled one)"),

@@ -814,7 +814,15 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                    "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)"),
            ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2: the levels ComfyUI's KSampler gives "
                                                     "them (steps + 1 scheduled, the next-to-last dropped); off: the "
-                                                    "schedule's own, as its SamplerCustom with BasicScheduler")
+                                                    "schedule's own, as its SamplerCustom with BasicScheduler"),
+           beta_alpha: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: the levels sit at the quantiles "
+                                                                   "of a Beta(beta_alpha, beta_beta) distribution "
+                                                                   "over the model's table (ComfyUI's "
+                                                                   "BetaSamplingScheduler alpha; below 1: denser at "
+                                                                   "the low-noise end)"),
+           beta_beta: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: its distribution's beta "
+                                                                  "(BetaSamplingScheduler's; below 1: denser at the "
+                                                                  "high-noise start)")
            ) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
@@ -849,7 +857,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
                        leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
                        first_sigma=first_sigma, s_noise=s_noise, s_noise_end=s_noise_end, noise_clip=noise_clip,
-                       frame=frame, ksampler_levels=ksampler_levels)
+                       frame=frame, ksampler_levels=ksampler_levels, beta=(beta_alpha, beta_beta))
     return out
 
 
@@ -1101,6 +1109,20 @@ def control_canny(ctx, video: VIDEO,
 
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
+@node("model.radiance_options", title="Chroma Radiance Options", category="Sampling", passes={"model": "model"})
+def radiance_options(ctx, model: MODEL,
+                     nerf_tile_size: int = Param(-1, min=-1, max=1 << 20,
+                                                 help="patches whose pixels go through the head at once: larger is "
+                                                      "faster and takes more memory; -1 = the model's 512, 0 = all "
+                                                      "at once")) -> MODEL:
+    """How much of Chroma Radiance's pixel head runs at once (ComfyUI's ChromaRadianceOptions): each patch's pixels go
+    through a network of their own, so the tiling changes the memory a step takes, never the picture."""
+    if model.family != "chroma":
+        raise NodeError(f"model.radiance_options sets Chroma Radiance's head; this model is {model.family}'s: "
+                        "remove the node or give it a Chroma Radiance model")
+    return model if nerf_tile_size < 0 else model.with_option("nerf_tile_size", int(nerf_tile_size))
+
+
 @node("model.flow_shift", title="Flow Shift", category="Sampling", passes={"model": "model"})
 def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
                                                         help="above 1 spends more steps at high noise"),

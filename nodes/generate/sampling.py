@@ -27,10 +27,11 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, comfy_noise_sampler,
-                                     flow_sigmas, karras_sigmas, ksampler_schedule)
+from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, beta_sigmas,
+                                     comfy_noise_sampler, flow_sigmas, karras_sigmas, ksampler_schedule)
 
 SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential")
+BETA = (0.6, 0.6)       # the beta scheduler's Beta(alpha, beta), as ComfyUI's KSampler takes it
 
 
 @dataclass
@@ -76,9 +77,10 @@ def manual_sigmas(text: str) -> torch.Tensor:
 
 
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
-                shift: Optional[float] = None, sampler: str = "") -> torch.Tensor:
+                shift: Optional[float] = None, sampler: str = "", beta=BETA) -> torch.Tensor:
     """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule), as ComfyUI's KSampler
-    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2: ksampler_schedule; "" = the schedule's own).
+    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2: ksampler_schedule; "" = the schedule's own). `beta`: the
+    (alpha, beta) of the beta scheduler's distribution (ComfyUI's BetaSamplingScheduler; 0.6, 0.6 as KSampler's).
 
     shift (model.flow_shift) replaces a flow model's own time shift; its default schedule is then the
     plain shifted line, as ComfyUI's ModelSamplingSD3 with the `simple` scheduler gives."""
@@ -102,6 +104,8 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
             return karras_sigmas(n, *adapter.sigma_range(pipe))
         table = SigmaTable.flow(flow_shift, adapter.flow_levels) if adapter.space == "flow" else \
             SigmaTable.vp(adapter.alphas_cumprod(pipe))
+        if scheduler == "beta":
+            return beta_sigmas(table, n, *beta)
         return TABLE_SCHEDULES[scheduler](table, n)
     sig = ksampler_schedule(levels_for, steps, sampler)
     keep = max(1, round(steps * denoise))
@@ -444,7 +448,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
                  noise_scale: float = 1.0, sigmas: str = "", first_sigma: float = 0.0, s_noise: float = 1.0,
                  s_noise_end: float = -1.0, noise_clip: float = 0.0, frame: str = "model",
-                 ksampler_levels: bool = True) -> Latent:
+                 ksampler_levels: bool = True, beta=BETA) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -463,7 +467,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     sigma takes a flow model's steps in log sigma, x read as x0 + sigma n (ComfyUI's dpmpp_2m and res_multistep); model
     takes them in the model's own alpha and sigma (diffusers' flow schedulers). `ksampler_levels`: uni_pc, uni_pc_bh2
     and dpm_2 sample the levels ComfyUI's KSampler gives them (steps + 1 scheduled, the next-to-last dropped); off,
-    the schedule's own (ComfyUI's SamplerCustom with BasicScheduler)."""
+    the schedule's own (ComfyUI's SamplerCustom with BasicScheduler). `beta`: the beta scheduler's (alpha, beta)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -502,7 +506,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     manual = bool(sigmas.strip())
     levels_of = sampler if ksampler_levels else ""
     sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
-                                                              given.samples.shape, shift, levels_of)
+                                                              given.samples.shape, shift, levels_of, beta)
     if handle.option("img_to_img_velocity") and (add_noise or adapter.space != "flow"):
         raise NodeError("model.flow_shift's sampling img_to_img_velocity (Marigold v2) starts from the picture's "
                         "latent itself, on a flow model (Qwen-Image): set sample's add_noise off (ComfyUI's "
@@ -628,7 +632,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
-                                                                  given.samples.shape, shift, levels_of)
+                                                                  given.samples.shape, shift, levels_of, beta)
         current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)

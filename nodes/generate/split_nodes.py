@@ -69,9 +69,23 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
     return run(manager_for(ctx), name, name2, type, ctx.device, name3, name4)
 
 
+def vae_locator():
+    """load.vae's files in vae/, and pixel_space, which names no file (ComfyUI's VAELoader entry of that name): found
+    as itself in the vae folder, so validate does not call it missing and the editor's file dialog opens there."""
+    from nodes.generate.adapters.pixel_space import NAME, is_pixel_space
+    find = locator("vae")
+
+    def locate(name: str):
+        return find.folder(name) / NAME if is_pixel_space(name) else find(name)
+    locate.__dict__.update(find.__dict__)
+    return locate
+
+
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
-def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
-                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors)"),
+def load_vae(ctx, name: str = Param("", kind="path", locate=vae_locator(), required=True,
+                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors), or "
+                                         "pixel_space for a model that samples pictures themselves (Chroma "
+                                         "Radiance: no VAE, as ComfyUI's)"),
              family: str = Param("auto", choices=("auto", "sd", "sdxl", "flux", "sd3", "qwenimage"),
                                  help="whose latents: SD 1.5's or SDXL's (the files look alike; auto = sdxl when its "
                                       "name says xl), FLUX.1's or SD3's (auto = sd3 when its name says sd3); qwenimage: "
