@@ -54,18 +54,17 @@ class Rule:
 # -- value converters ------------------------------------------------------------------------------------------
 SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
                   "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
-                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2"}
-SAMPLERS_NEAR = {"dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
-                 "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
-                 "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
-                 "heun": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
-                 "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
-                 "deis": "unipc", "ipndm": "dpmpp_2m"}
+                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2",
+                  **{k: k for k in ("dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+                                    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu",
+                                    "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis")}}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
 # sigma (its uni_pc does as well, and Kinograph's uni_pc always)
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta",
-                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential"}
+                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential",
+                    "beta57": "beta57", "ddim_uniform": "ddim_uniform", "kl_optimal": "kl_optimal"}
 
 
 # SetUnionControlNetType's types by the index ComfyUI hands the net (xinsir's ControlNet++ order,
@@ -150,8 +149,6 @@ def moge_file(v):
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
-    if v in SAMPLERS_NEAR:
-        raise Approx(SAMPLERS_NEAR[v], f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 

@@ -8,6 +8,10 @@ from nodes.common.models_dirs import locator, tokenizer_beside
 from nodes.generate.audio_encoder import voice_preflight
 from nodes.generate.nodes import PICTURE_SAMPLERS
 
+# the sound models guide inside their own denoiser: the CFG++ samplers, which read the negative prompt's prediction
+# apart, are generate.sample's
+SOUND_SAMPLERS = tuple(s for s in PICTURE_SAMPLERS if not s.endswith("_cfg_pp"))
+
 # The sound models' schedulers are declared here, where the registry reads them without importing torch (the
 # engine's listing must not); nodes.generate.stable_audio and .ace_step check against these.
 STABLE_AUDIO_SCHEDULERS = ("exponential", "karras", "simple")
@@ -106,7 +110,7 @@ def generate_stable_audio(ctx, checkpoint: str = Param("stable-audio-open-1.0.sa
                                                             "this sound's whole seconds"),
                           steps: int = Param(50, min=1, max=1000, help="denoising steps (ComfyUI's template: 50)"),
                           cfg: float = Param(7.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass"),
-                          sampler: str = Param("dpmpp_2m", choices=PICTURE_SAMPLERS,
+                          sampler: str = Param("dpmpp_2m", choices=SOUND_SAMPLERS,
                                                help="KSampler's sampler; ComfyUI's dpmpp_3m_sde runs as dpmpp_2m "
                                                     "(no SDE samplers here)"),
                           scheduler: str = Param("exponential", choices=STABLE_AUDIO_SCHEDULERS,
@@ -141,7 +145,7 @@ def generate_stable_audio3(ctx, checkpoint: str = Param("stable_audio_3_medium.s
                            steps: int = Param(8, min=1, max=1000, help="medium: 8; medium_base: 50"),
                            cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance; 1 = no negative pass "
                                                                             "(medium); medium_base: 7"),
-                           sampler: str = Param("lcm", choices=PICTURE_SAMPLERS,
+                           sampler: str = Param("lcm", choices=SOUND_SAMPLERS,
                                                 help="KSampler's sampler; lcm re-noises after each step, as the "
                                                      "distilled model was trained to be sampled"),
                            scheduler: str = Param("simple", choices=STABLE_AUDIO3_SCHEDULERS,
@@ -192,7 +196,7 @@ def generate_ace_step(ctx, diffusion_model: str = Param("acestep_v1.5_turbo.safe
                       steps: int = Param(8, min=1, max=1000, help="turbo: 8; base / sft: 50"),
                       cfg: float = Param(1.0, min=0.0, max=100.0, help="guidance against the model's null "
                                                                        "embedding; turbo: 1 (no second pass)"),
-                      sampler: str = Param("euler", choices=PICTURE_SAMPLERS,
+                      sampler: str = Param("euler", choices=SOUND_SAMPLERS,
                                            help="KSampler's sampler (the templates: euler)"),
                       scheduler: str = Param("simple", choices=ACE_SCHEDULERS,
                                              help="KSampler's scheduler (the templates: simple)"),

@@ -108,6 +108,11 @@ def safetensors_header(path: Path) -> Header:
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
                         "e.g. an interrupted copy or download. Copy the file again.") from None
+    # ComfyUI's NVFP4 matrices (a uint8 weight beside its weight_scale_2) hold two 4-bit values a byte: their shape is
+    # the matrix's, as the loader dequantises it; rules reading a width from them (in_channels) saw half of it
+    for k, shape in shapes.items():
+        if dtypes[k] == "U8" and k.endswith(".weight") and k + "_scale_2" in shapes and shape:
+            shapes[k] = shape[:-1] + (shape[-1] * 2,)
     return Header(shapes, dtypes, {str(k): str(v) for k, v in meta.items()}, "safetensors")
 
 
@@ -486,13 +491,24 @@ _DTYPE_NAMES = {"F16": "fp16", "float16": "fp16", "BF16": "bf16", "bfloat16": "b
                 "float8_e5m2": "fp8_e5m2", "F64": "fp64", "float64": "fp64"}
 
 
+def _scaled_kind(weight: Optional[str], scale: Optional[str]) -> str:
+    """ComfyUI's per-layer format told by a weight's and its weight_scale's types: int8_convrot's int8, NVFP4's bytes
+    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed."""
+    if weight == "I8":
+        return "int8_mixed"
+    if weight == "U8":
+        return "nvfp4_mixed"
+    return "mxfp8_mixed" if weight == "F8_E4M3" and scale in ("F8_E8M0", "U8") else "fp8_mixed"
+
+
 def precision_of(header: Header) -> str:
     """fp16 / bf16 / fp32 / fp8_e4m3fn / fp8_e5m2 / fp8_scaled / gguf-<quant> of the file's matrices."""
     if "scaled_fp8" in header.shapes or any(k.endswith(".scale_weight") for k in header.shapes):
         return "fp8_scaled"
-    scaled = Counter(header.dtypes.get(k[: -len("_scale")]) for k in header.shapes if k.endswith(".weight_scale"))
-    if scaled:      # ComfyUI's per-layer quantisation: fp8mixed, or int8 (int8_convrot's layers are int8)
-        return "int8_mixed" if scaled.most_common(1)[0][0] == "I8" else "fp8_mixed"
+    scaled = Counter(_scaled_kind(header.dtypes.get(k[: -len("_scale")]), header.dtypes.get(k))
+                     for k in header.shapes if k.endswith(".weight_scale"))
+    if scaled:      # ComfyUI's per-layer quantisation, told by the weights' and their scales' types
+        return scaled.most_common(1)[0][0]
     big = Counter(header.dtypes[k] for k, s in header.shapes.items() if len(s) >= 2 and k in header.dtypes)
     if not big:
         return ""

@@ -8,9 +8,6 @@ import re
 from ..flatten import Ref
 from ..out import Out
 
-# ComfyUI's samplers generate.stable_audio has not, and the nearest it has
-NEAREST_SAMPLER = {"dpmpp_3m_sde": "dpmpp_2m", "dpmpp_3m_sde_gpu": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m",
-                   "dpmpp_2m_sde_gpu": "dpmpp_2m", "dpmpp_sde": "dpmpp_2m", "dpmpp_sde_gpu": "dpmpp_2m"}
 # ComfyUI's samplers generate.ace_step takes as they are
 SAMPLERS_KEPT = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "unipc", "res_multistep")
 # Stable Audio 3's sound, which ComfyUI's EmptyLatentAudio and VAEDecodeAudio make as Stable Audio Open's, told by
@@ -103,13 +100,10 @@ class SoundModels:
         sampler = raw["sampler_name"] if isinstance(raw["sampler_name"], str) else ""
         # the node's own samplers (Stable Audio 3's lcm besides generate.sample's); another was written in as it was
         # and the imported workflow failed to load
-        from nodes.generate.samplers import SAMPLERS
-        has = [s for s in SAMPLERS if s != "ar_video"] + (["lcm"] if sa3 else [])
-        params["sampler"] = sampler if sampler in has else NEAREST_SAMPLER.get(sampler, "euler")
-        if sampler in NEAREST_SAMPLER:
-            notes.append(f"sampler {sampler} (stochastic) is not in Kinograph: DPM-Solver++(2M) samples it "
-                         "(deterministic, the same steps)")
-        elif sampler not in has:
+        from nodes.generate.samplers import CFG_PP, SAMPLERS
+        has = [s for s in SAMPLERS if s != "ar_video" and s not in CFG_PP] + (["lcm"] if sa3 else [])
+        params["sampler"] = sampler if sampler in has else "euler"
+        if sampler not in has:
             notes.append(f"sampler {sampler} is not one {kind} has: euler")
         if float(sp.get("denoise", 1.0)) != 1.0:
             notes.append(f"denoise {sp['denoise']} is not carried: {kind} makes the sound from noise (1.0)")
