@@ -1501,6 +1501,19 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _minimax_music3(k: Keys) -> Optional[Detection]:
+    """MiniMax Music 3's three files in ComfyUI's names, which generate.minimax_music3 reads by name: the DiT
+    (diffusion_transformer. with latent_conditioners and cond_layer_logits), the text encoder (a Qwen3 with the RVQ depth
+    decoder under model.audio_decoder.: told before Qwen3 text encoders) and the DAV (dec_in_proj, decoder.model.N)."""
+    if k.has("diffusion_transformer.preprocess_conv.weight", "cond_layer_logits"):
+        return Detection(None, "minimax_music3", "diffusion_model", why="diffusion_transformer / latent_conditioners")
+    if k.has("model.audio_decoder.projection.weight", "model.audio_extra_embedding.weight"):
+        return Detection(None, "minimax_music3", "text_encoder", why="model.layers with model.audio_decoder")
+    if k.has("dec_in_proj.weight") and k.any("decoder.model.0.weight_v", "decoder.model.0.parametrizations.weight.original1"):
+        return Detection(None, "minimax_music3", "vae", why="dec_in_proj / decoder.model.N (weight-normed)")
+    return None
+
+
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
     ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
@@ -1567,7 +1580,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
