@@ -509,6 +509,8 @@ class Keys:
 
     def __init__(self, shapes: Dict[str, Shape]):
         self.shapes = shapes
+        self.asked: list = []       # the tensors a rule read the shape of, to name one a damaged file got wrong
+
 
     def prefix_of(self, key: str) -> Optional[str]:
         for p in PREFIXES:
@@ -524,6 +526,8 @@ class Keys:
 
     def shape(self, key: str) -> Optional[Shape]:
         p = self.prefix_of(key)
+        if p is not None:
+            self.asked.append(p + key)
         return None if p is None else self.shapes[p + key]
 
     def count(self, pattern: str) -> int:
@@ -1503,10 +1507,23 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
     """Detection from tensor names and shapes (exact names, prefixes tolerated)."""
     k = Keys(shapes)
     for rule in RULES:
-        found = rule(k)
+        try:
+            found = rule(k)
+        except (IndexError, TypeError, ValueError, ZeroDivisionError):
+            # The rules read a layer's width from its shape; a damaged file's tensor of too few dimensions (or none)
+            # under a model's name stopped `kinograph info` on the whole models folder, and every loader, with an
+            # IndexError traceback.
+            raise NodeError(f"not a model file Kinograph can read: {_odd_shape(k)}, which no model has; the file is "
+                            "damaged: get it again from where it came") from None
         if found is not None:
             return found
     return Detection(None, None, why="no known key pattern")
+
+
+def _odd_shape(k: Keys) -> str:
+    """The tensor a rule stopped on: of those it read, one with no values or too few dimensions, else the last."""
+    odd = [n for n in k.asked if len(k.shapes[n]) < 2 or 0 in k.shapes[n]] or k.asked[-1:]
+    return f"its tensor {odd[-1]} has shape {list(k.shapes[odd[-1]])}" if odd else "its tensor shapes fit no layout"
 
 
 def detect_header(header: Header) -> Detection:
@@ -1551,7 +1568,12 @@ def _transformer_config(metadata: Dict[str, str]) -> dict:
 
 
 def detect_file(path) -> Detection:
-    return ltx2_release(detect_header(read_header(path)), Path(path).name)
+    header = read_header(path)
+    try:
+        det = detect_header(header)
+    except NodeError as exc:
+        raise NodeError(f"{path} is {exc}") from None
+    return ltx2_release(det, Path(path).name)
 
 
 def detect_state_dict(state: Dict[str, object]) -> Detection:
