@@ -1,8 +1,10 @@
 """Hostile inputs, pass 13: files and workflows from strangers aimed at the newest loaders and commands. Each case
 failed (a traceback, a hang, a lost file) before the change its commit names."""
+from pathlib import Path
+
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from app.cli import main
 from graph_engine import NodeError
@@ -35,3 +37,65 @@ def test_a_damaged_header_is_named_not_a_traceback_from_info_or_a_loader(tmp_pat
         assert str(e.value).startswith(f"{tmp_path / name} is not a model file Kinograph can read: its tensor ")
         assert "the file is damaged" in str(e.value)
     assert "its tensor model.embed_tokens.weight has shape [0]" in out
+
+
+@pytest.fixture(scope="module")
+def ace(tmp_path_factory):
+    from tests.test_ace_step import build
+    return build(tmp_path_factory.mktemp("ace")) / "models"
+
+
+@pytest.fixture(scope="module")
+def sa3(tmp_path_factory):
+    from tests.test_stable_audio3 import build
+    return build(tmp_path_factory.mktemp("sa3")) / "models"
+
+
+def _edited(src: Path, dst: Path, change) -> str:
+    state = load_file(str(src))
+    change(state)
+    save_file(state, str(dst))
+    return str(dst)
+
+
+def _feed_forward(state, key):
+    state[next(k for k in state if k.endswith(key))] = torch.zeros(2_000_000_000, 0)    # no byte, 2e9 wide
+
+
+CLAIM = r"its tensor shapes make a network of [\d,]+ values, far more than the file's [\d,]+: the file is damaged"
+
+
+def test_ace_step_files_claiming_a_far_larger_network_are_named_before_it_is_built(ace, tmp_path):
+    """A 2e9-wide feed-forward said by a tensor of no values: the DiT, the text encoder and the language model were
+    built from it at once, asking the allocator for 256 GB (a RuntimeError traceback, or the machine's memory where
+    less is asked)."""
+    from nodes.generate import ace_step
+    from nodes.generate.model_manager import ModelManager
+    dm, te = ace / "diffusion_models/acestep_tiny.safetensors", ace / "text_encoders/qwen_0.6b_ace15.safetensors"
+    vae = str(ace / "vae/ace_1.5_vae.safetensors")
+    bad_dm = _edited(dm, tmp_path / "acestep_big.safetensors",
+                     lambda s: _feed_forward(s, "decoder.layers.0.mlp.gate_proj.weight"))
+    with pytest.raises(NodeError, match="acestep_big.safetensors: " + CLAIM):
+        ace_step.load(ModelManager(), bad_dm, str(te), "", vae, "cpu", codes=False)
+    bad_te = _edited(te, tmp_path / "qwen_big.safetensors",
+                     lambda s: _feed_forward(s, "model.layers.0.mlp.gate_proj.weight"))
+    with pytest.raises(NodeError, match="qwen_big.safetensors: " + CLAIM):
+        ace_step.load(ModelManager(), str(dm), bad_te, "", vae, "cpu", codes=False)
+
+
+def test_stable_audio_3_files_claiming_a_far_larger_network_are_named_before_it_is_built(sa3, tmp_path):
+    """The same claim in the checkpoint's DiT (a terabyte asked for), and 600 transformer blocks named by tensors of
+    one value (5,000 took 109 s and ended in the allocator's error under a 6 GB limit)."""
+    from nodes.generate import stable_audio3
+    from nodes.generate.model_manager import ModelManager
+    ckpt, te = sa3 / "checkpoints/stable_audio_3_tiny.safetensors", str(sa3 / "text_encoders/t5gemma_tiny.safetensors")
+    wide = _edited(ckpt, tmp_path / "sa3_wide.safetensors",
+                   lambda s: _feed_forward(s, "transformer.layers.0.ff.ff.0.proj.weight"))
+    with pytest.raises(NodeError, match="sa3_wide.safetensors: " + CLAIM):
+        stable_audio3.load(ModelManager(), wide, te, "cpu")
+    deep = _edited(ckpt, tmp_path / "sa3_deep.safetensors", lambda s: s.update(
+        {f"model.model.transformer.layers.{100 + i}.x": torch.zeros(1) for i in range(600)}))
+    with pytest.raises(NodeError, match="sa3_deep.safetensors: its tensor names number 602 blocks of "
+                                        r"transformer_blocks.N; .* \(Kinograph reads at most 512\)"):
+        stable_audio3.load(ModelManager(), deep, te, "cpu")
+

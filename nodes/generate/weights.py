@@ -377,10 +377,15 @@ def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
 def sizes_of(name: str, what: str):
     """Around reading `what`'s sizes (a model's, with its article: "an ACE-Step 1.5 transformer") from the named
     tensors of the file `name`: a tensor the file lacks (a KeyError), one of too few dimensions (IndexError,
-    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback."""
+    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback; a refusal the reading
+    raised (too many blocks) gets the file's name."""
     damaged = "the file is cut short or another model's; download it again"
     try:
         yield
+    except NodeError as e:      # converters.count's refusal of thousands of blocks, said of the tensors alone
+        if name in str(e):
+            raise
+        raise NodeError(f"{name}: {e}") from None
     except KeyError as e:
         raise NodeError(f"{name} lacks {e.args[0]}, which gives {what}'s size: {damaged}") from None
     except (IndexError, ValueError, ZeroDivisionError) as e:
