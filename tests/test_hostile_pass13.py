@@ -99,3 +99,15 @@ def test_stable_audio_3_files_claiming_a_far_larger_network_are_named_before_it_
                                         r"transformer_blocks.N; .* \(Kinograph reads at most 512\)"):
         stable_audio3.load(ModelManager(), deep, te, "cpu")
 
+
+def test_an_fp8_weight_of_no_dimensions_beside_its_scale_is_named(tmp_path):
+    """An fp8_scaled file (Ideogram 4's, Boogu's Qwen3-VL) whose weight has shape [] beside a per-row scale: the scale
+    check read the weight's first side, an IndexError traceback out of every loader reading the file."""
+    from nodes.generate.weights import load_weights
+    p = tmp_path / "ideogram4_fp8_scaled.safetensors"
+    save_file({"layer.weight": torch.tensor(2.0).to(torch.float8_e4m3fn), "layer.weight_scale": torch.ones(4)}, str(p))
+    with pytest.raises(NodeError) as e:
+        load_weights(p)
+    assert str(e.value).startswith(f"{p.name}: layer's scale of shape [4] does not fit its weight of shape []: the "
+                                   "file is damaged")
+

@@ -310,7 +310,7 @@ def _checked_scale(base: str, scale, shape):
     growing it (a (1000, 1, 1) scale on a (3072, 3072) weight made a 37 GB product of a 4 KB tensor), and finite (a
     NaN scale made every value of the layer NaN, drawing black frames without a word)."""
     import torch
-    if scale.ndim == 1 and scale.numel() == shape[0] > 1:      # one scale per output row
+    if scale.ndim == 1 and len(shape) and scale.numel() == shape[0] > 1:      # one scale per output row
         scale = scale.view(-1, *[1] * (len(shape) - 1))
     try:
         fits = torch.broadcast_shapes(tuple(shape), tuple(scale.shape)) == tuple(shape)
