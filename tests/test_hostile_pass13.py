@@ -111,3 +111,17 @@ def test_an_fp8_weight_of_no_dimensions_beside_its_scale_is_named(tmp_path):
     assert str(e.value).startswith(f"{p.name}: layer's scale of shape [4] does not fit its weight of shape []: the "
                                    "file is damaged")
 
+
+def test_a_vae_lacking_a_tensor_is_named_not_an_attribute_error(tmp_path):
+    """FLUX.2's flux2-vae (Lens's, Ideogram 4's) without one downsampler bias: diffusers' LDM conversion hands a
+    lacking tensor back as None, and the shape check stopped on it with an AttributeError traceback."""
+    from tests.tiny_flux2 import parts, save_vae
+    from nodes.generate import split
+    from nodes.generate.model_manager import ModelManager
+    whole = tmp_path / "flux2-vae.safetensors"
+    save_vae(parts()[1], whole)
+    cut = _edited(whole, tmp_path / "flux2-vae-cut.safetensors", lambda s: s.pop("encoder.down.0.downsample.conv.bias"))
+    with pytest.raises(NodeError) as e:
+        split.load_vae(ModelManager(), cut, "cpu")
+    assert str(e.value).startswith(f"{cut} (flux2 vae fp32) does not match the expected AutoencoderKLFlux2: missing "
+                                   "['encoder.down_blocks.0.downsamplers.0.conv.bias']")

@@ -149,7 +149,9 @@ def build(det, state: Dict[str, object], dtype, where: str):
         raise NodeError(f"{where} ({det.describe()}) holds tensors of shapes no such model has ({exc}). "
                         f"{unknown}") from None
     wanted = module.state_dict()
-    built.state_dict = _align_prefix(built.state_dict, wanted)
+    # diffusers' convert_ldm_vae_checkpoint reads the file's tensors with .get(): one the file lacks (a VAE's
+    # downsampler bias) came back as None and stopped the shape check below with an AttributeError traceback
+    built.state_dict = _align_prefix({k: v for k, v in built.state_dict.items() if v is not None}, wanted)
     missing = [k for k in wanted if k not in built.state_dict]
     unexpected = [k for k in built.state_dict if k not in wanted]
     tied = set(getattr(module, "_tied_weights_keys", None) or ())
