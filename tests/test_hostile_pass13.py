@@ -125,3 +125,33 @@ def test_a_vae_lacking_a_tensor_is_named_not_an_attribute_error(tmp_path):
         split.load_vae(ModelManager(), cut, "cpu")
     assert str(e.value).startswith(f"{cut} (flux2 vae fp32) does not match the expected AutoencoderKLFlux2: missing "
                                    "['encoder.down_blocks.0.downsamplers.0.conv.bias']")
+
+
+def _odd_head(state, key):
+    state[key] = torch.ones(state[key].shape[0] + 3, dtype=state[key].dtype)      # an odd head width
+
+
+def test_an_odd_head_width_the_libraries_refuse_is_named(tmp_path):
+    """Widths the libraries check themselves: Qwen-Image's (and Qwen-Image-Layered's) transformer with an odd query
+    norm stopped in diffusers' rope_params assert, a Qwen3-VL encoder (Boogu's, Ideogram 4's, JoyImage's) in
+    transformers' strict config validation (StrictDataclassClassValidationError, no ValueError): both tracebacks."""
+    from tests.tiny_qwen21 import comfy_text_encoder, text_encoder
+    from tests.tiny_qwen_layered import parts
+    from nodes.generate import split
+    from nodes.generate.model_manager import ModelManager
+    state = parts()[0].state_dict()
+    _odd_head(state, "transformer_blocks.0.attn.norm_q.weight")
+    odd = tmp_path / "qwen_image_odd.safetensors"
+    save_file(state, str(odd))
+    with pytest.raises(NodeError, match=r"qwen_image_odd.safetensors \(qwenimage diffusion_model fp32\) holds tensors "
+                                        r"of shapes no such model has \(AssertionError\)"):
+        split.load_diffusion_model(ModelManager(), str(odd), "default", "cpu")
+    state = comfy_text_encoder(text_encoder().state_dict())
+    _odd_head(state, "model.layers.0.self_attn.q_norm.weight")
+    odd = tmp_path / "qwen3vl_8b_odd.safetensors"
+    save_file(state, str(odd))
+    with pytest.raises(NodeError, match=r"qwen3vl_8b_odd.safetensors \(qwen3vl h64 text_encoder fp32\) holds tensors of "
+                                        r"shapes no such model has \(RoPE requires an even rotary dimension, but got "
+                                        r"`head_dim`=35"):
+        split.load_text_encoder(ModelManager(), str(odd), "", "boogu", "cpu")
+

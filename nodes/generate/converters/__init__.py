@@ -124,6 +124,7 @@ def count(state: Dict[str, object], pattern: str) -> int:
 def build(det, state: Dict[str, object], dtype, where: str):
     """The module for a detected file's (dequantised) tensors, in `dtype` on the CPU."""
     from accelerate import init_empty_weights
+    from huggingface_hub.errors import StrictDataclassClassValidationError
     from nodes.generate.weights import strip_prefix
     fn = converter(det.family, det.role)
     if fn is None:
@@ -145,9 +146,11 @@ def build(det, state: Dict[str, object], dtype, where: str):
     except KeyError as exc:
         raise NodeError(f"{where} ({det.describe()}) lacks the tensor {exc.args[0]} (as diffusers names it), which "
                         f"gives the model's size. {unknown}") from None
-    except (IndexError, ValueError, ZeroDivisionError) as exc:
-        raise NodeError(f"{where} ({det.describe()}) holds tensors of shapes no such model has ({exc}). "
-                        f"{unknown}") from None
+    except (IndexError, ValueError, ZeroDivisionError, AssertionError, StrictDataclassClassValidationError) as exc:
+        # the libraries check the sizes read too: diffusers asserts Qwen-Image's rotary width even, transformers'
+        # strict configs (Qwen3-VL) refuse an odd head width; both were tracebacks out of the loader
+        raise NodeError(f"{where} ({det.describe()}) holds tensors of shapes no such model has "
+                        f"({str(exc.__cause__ or exc) or type(exc).__name__}). {unknown}") from None
     wanted = module.state_dict()
     # diffusers' convert_ldm_vae_checkpoint reads the file's tensors with .get(): one the file lacks (a VAE's
     # downsampler bias) came back as None and stopped the shape check below with an AttributeError traceback
