@@ -155,3 +155,19 @@ def test_an_odd_head_width_the_libraries_refuse_is_named(tmp_path):
                                         r"`head_dim`=35"):
         split.load_text_encoder(ModelManager(), str(odd), "", "boogu", "cpu")
 
+
+@pytest.mark.parametrize("family,key,data", [("gemma3", "spiece_model", b"garbage" * 10),
+                                              ("umt5", "spiece_model", b"garbage" * 10),
+                                              ("gpt_oss", "tokenizer_json", b'{"x": 1'),
+                                              ("gpt_oss", "tokenizer_json", b"\xff\xfe")])
+def test_a_damaged_tokenizer_stored_in_the_file_is_named(tmp_path, family, key, data):
+    """ComfyUI keeps T5's, T5Gemma's (Stable Audio 3), Gemma's (LTX-2) and GPT-OSS's (Lens) tokenizer inside the
+    encoder's file; a damaged one was sentencepiece's RuntimeError, transformers' 'tiktoken is required' ValueError,
+    tokenizers' bare Exception or a UnicodeDecodeError, each a traceback out of the encoder's loader."""
+    from nodes.generate.detect import Detection
+    from nodes.generate.split import tokenizer
+    p = tmp_path / "encoder.safetensors"
+    save_file({"x": torch.zeros(1), key: torch.frombuffer(bytearray(data), dtype=torch.uint8)}, str(p))
+    with pytest.raises(NodeError, match=r"^encoder.safetensors: the tokenizer stored inside it cannot be read \(.*\): "
+                                        "the file is damaged"):
+        tokenizer(p, Detection("text_encoder", family))

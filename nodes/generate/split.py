@@ -521,7 +521,15 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, o
     from transformers import AutoTokenizer
     looked: List[str] = []
     if not of:
-        embedded = _embedded_spiece(path, det) or _embedded_json(path)
+        try:
+            embedded = _embedded_spiece(path, det) or _embedded_json(path)
+        except NodeError:
+            raise
+        except Exception as exc:    # noqa: BLE001 - sentencepiece, tokenizers and transformers each raise their own
+            # a damaged spiece_model / tokenizer_json (Stable Audio 3's T5Gemma, LTX-2's Gemma, Lens's GPT-OSS, the
+            # T5 files) was sentencepiece's RuntimeError, tokenizers' bare Exception or a UnicodeDecodeError traceback
+            raise NodeError(f"{path.name}: the tokenizer stored inside it cannot be read ({str(exc).splitlines()[0][:200]}"
+                            "): the file is damaged; get it again from where it came") from None
         if embedded is not None:
             return embedded
         looked.append(f"a spiece_model tensor inside {path.name}")
