@@ -171,3 +171,28 @@ def test_a_damaged_tokenizer_stored_in_the_file_is_named(tmp_path, family, key, 
     with pytest.raises(NodeError, match=r"^encoder.safetensors: the tokenizer stored inside it cannot be read \(.*\): "
                                         "the file is damaged"):
         tokenizer(p, Detection("text_encoder", family))
+
+
+@pytest.mark.parametrize("kind,value,said", [("string", "ab", "'ab'"), ("uint32", 16, "'16'"), ("bool", True, "'True'"),
+                                             ("array", ["4", "4"], "\"['4', '4']\""),
+                                             ("array", [2.5, 6.4], "'[2.5, 6.400000095367432]'")])
+def test_a_gguf_shape_that_is_no_list_of_whole_numbers_is_named(tmp_path, kind, value, said):
+    """comfy.gguf.orig_shape.NAME, which ComfyUI-GGUF writes as an array of whole numbers, given as text, a number or
+    a list of text: a ValueError / TypeError traceback out of `kinograph info` and every GGUF loader (a list of 2.5
+    and 6.4 was cut to 2 x 6 and then refused as holding other values than the file)."""
+    import gguf
+    import numpy as np
+    from nodes.generate.detect import read_header
+    path = tmp_path / "wan2.1-Q8_0.gguf"
+    w = gguf.GGUFWriter(str(path), "wan")
+    getattr(w, "add_" + kind)("comfy.gguf.orig_shape.x", value)
+    w.add_tensor("x", np.zeros(16, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(NodeError) as e:
+        read_header(path)
+    assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor x the shape {said}, where "
+                            "ComfyUI writes a list of whole numbers. It is corrupt or made to mislead; copy the file "
+                            "again from where it was published.")

@@ -133,7 +133,13 @@ def gguf_header(path: Path) -> Header:
     for t in reader.tensors:
         stored = tuple(int(x) for x in reversed(t.shape.tolist()))
         orig = meta.get(f"comfy.gguf.orig_shape.{t.name}")
-        shapes[t.name] = tuple(int(x) for x in orig) if orig else stored
+        # ComfyUI-GGUF writes (and reads only) an array of whole numbers: a string, a number or a list of text there
+        # was a ValueError / TypeError traceback out of `kinograph info` and every GGUF loader
+        if orig is not None and not (isinstance(orig, list) and all(type(x) is int for x in orig)):
+            raise NodeError(f"{path} is not a valid GGUF file: its metadata gives tensor {t.name} the shape "
+                            f"{str(orig)[:80]!r}, where ComfyUI writes a list of whole numbers. It is corrupt or made "
+                            "to mislead; copy the file again from where it was published.")
+        shapes[t.name] = tuple(orig) if orig else stored
         # ComfyUI's shape is metadata beside the tensor, free to say anything: a tensor of 16 values stated as
         # 1,000,000 x 16 x 2 x 2 was listed as a Wan transformer 1,000,000 wide that loads.
         if math.prod(shapes[t.name]) != math.prod(stored) or min(shapes[t.name], default=1) < 0:
