@@ -180,17 +180,10 @@ def test_a_gguf_shape_that_is_no_list_of_whole_numbers_is_named(tmp_path, kind, 
     """comfy.gguf.orig_shape.NAME, which ComfyUI-GGUF writes as an array of whole numbers, given as text, a number or
     a list of text: a ValueError / TypeError traceback out of `kinograph info` and every GGUF loader (a list of 2.5
     and 6.4 was cut to 2 x 6 and then refused as holding other values than the file)."""
-    import gguf
-    import numpy as np
+    from tests.tiny_models import to_gguf
     from nodes.generate.detect import read_header
     path = tmp_path / "wan2.1-Q8_0.gguf"
-    w = gguf.GGUFWriter(str(path), "wan")
-    getattr(w, "add_" + kind)("comfy.gguf.orig_shape.x", value)
-    w.add_tensor("x", np.zeros(16, np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    to_gguf({"x": torch.zeros(16)}, path, meta={"comfy.gguf.orig_shape.x": (kind, value)})
     with pytest.raises(NodeError) as e:
         read_header(path)
     assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor x the shape {said}, where "
