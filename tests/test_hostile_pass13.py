@@ -189,3 +189,28 @@ def test_a_gguf_shape_that_is_no_list_of_whole_numbers_is_named(tmp_path, kind, 
     assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor x the shape {said}, where "
                             "ComfyUI writes a list of whole numbers. It is corrupt or made to mislead; copy the file "
                             "again from where it was published.")
+
+
+def test_hostile_anima_lllite_files_are_named(tmp_path):
+    """Anima LLLite nets (model_patches/) read their sizes from names, shapes and metadata: a residual block numbered
+    'x', a 1-D probe or FiLM weight and dilations 'a,b' were ValueError / IndexError tracebacks; a block numbered
+    200,000 built 200,001 blocks; dilations of 1e20 loaded; a FiLM layer 2e9 wide said by a tensor of no values asked
+    the allocator for 8 GB (torch could not even count it on the meta device, so the size check let it through)."""
+    from tests.test_anima_lllite import lllite_state, load, save
+    base = lllite_state(aspp=True, blocks=(0,))
+    film = "lllite_dit_blocks_0_mlp_layer1.down.weight"
+    for name, extra, meta, said in (
+            ("res_x", {"lllite_conditioning1.resblocks.x.w": torch.zeros(1)}, None,
+             r"holds tensors of shapes an Anima LLLite net does not have \(invalid literal"),
+            ("probe_1d", {"lllite_conditioning1.conv1.weight": torch.zeros(4)}, None,
+             "holds tensors of shapes an Anima LLLite net does not have"),
+            ("film_1d", {film: torch.zeros(4)}, None, "holds tensors of shapes an Anima LLLite net does not have"),
+            ("res_far", {"lllite_conditioning1.resblocks.200000.x": torch.zeros(1)}, None,
+             "numbers its encoder's residual blocks up to 200,000; Kinograph reads at most 512"),
+            ("aspp_words", {}, {"lllite.aspp_dilations": "a,b"},
+             r"lllite.aspp_dilations \('a,b'\) are not all whole numbers from 1 to 1024"),
+            ("aspp_far", {}, {"lllite.aspp_dilations": "1,100000000000000000000"}, "are not all whole numbers"),
+            ("film_wide", {film: torch.zeros(2_000_000_000, 0)}, None,
+             "its tensor shapes make a network too large to count, far more than the file's")):
+        with pytest.raises(NodeError, match=f"^{name}.safetensors.{{0,3}} .*{said}"):
+            load(save(tmp_path, f"{name}.safetensors", dict(base, **extra), meta))

@@ -201,8 +201,14 @@ def check_claim(make, state: Dict[str, object], where: str) -> None:
             dry = make()
     except NodeError:
         raise
-    except Exception:       # a constructor reading values back (.item()) cannot build there; the real build will say
-        return
+    except Exception as exc:    # a constructor reading values back (.item()) cannot build there; the real build will say
+        # but a layer too large for torch to count (an Anima LLLite FiLM 2e9 wide made a 2e9 x 2e9 matrix) is a claim
+        # far past any file: built for real, its first layers asked the allocator for gigabytes before torch gave up
+        if "overflow" not in str(exc):
+            return
+        raise NodeError(f"{where}: its tensor shapes make a network too large to count, far more than the file's "
+                        f"{held:,} values: the file is damaged or made to fill memory. Get it again from where it was "
+                        "published") from None
     made = sum(int(t.numel()) for t in itertools.chain(dry.parameters(), dry.buffers()))
     if made > 2 * held + _CLAIM_SLACK:
         raise NodeError(f"{where}: its tensor shapes make a network of {made:,} values, far more than the file's "
