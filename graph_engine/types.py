@@ -93,6 +93,10 @@ GEOMETRY = register_type("GEOMETRY", "#60c0e0", help="per-frame depth and the ma
 BOXES = register_type("BOXES", "#e0c080", port="boxes",
                       help="boxes on a canvas, in its pixels, with a kind, words and a description each "
                            "(nodes/common/boxes.py; ComfyUI's BOUNDING_BOX and box elements)")
+MESH = register_type("MESH", "#c0a0e0", help="a triangle mesh: vertices, faces and what a vertex may carry (colour, "
+                     "normal, texture coordinate) with its texture (nodes/common/mesh.py; ComfyUI's MESH)")
+VOXEL = register_type("VOXEL", "#a080c0", help="a dense grid of occupancy or signed distance over a box "
+                      "(nodes/common/mesh.py; ComfyUI's VOXEL)")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")
 SIGMAS = register_type("SIGMAS", "#c0c0c0", help="noise levels of a sampling schedule")
 UPSCALE_MODEL = register_type("UPSCALE_MODEL", "#c08040", port="upscale_model", help="a super-resolution network")

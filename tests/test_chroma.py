@@ -47,10 +47,12 @@ def test_chroma_files_are_detected_and_radiance_is_named(chroma):
     # the ChromaPipeline folder's transformer file, in diffusers' names (x_embedder, no img_in), is Chroma too
     got = describe_model(chroma / "diffusers" / "transformer" / "diffusion_pytorch_model.safetensors")
     assert (got["family"], got["role"], got["loads"]) == ("chroma", "diffusion_model", "yes"), got
-    # Chroma Radiance: the same modulation network, reading pixels through img_in_patch (no img_in)
+    # Chroma Radiance: the same modulation network, reading pixels through img_in_patch (no img_in), then the NeRF
+    # head; a Chroma variant of its own (tests/test_chroma_radiance.py runs it)
     radiance = detect_keys({"distilled_guidance_layer.in_proj.weight": (5120, 64), "img_in_patch.weight": (3072, 3),
+                            "nerf_image_embedder.embedder.0.weight": (64, 67),
                             "double_blocks.0.img_attn.qkv.weight": (9216, 3072)})
-    assert (radiance.role, radiance.family) == (None, "chroma-radiance") and "Radiance" in radiance.why, radiance
+    assert (radiance.role, radiance.family, radiance.variant) == ("diffusion_model", "chroma", "radiance"), radiance
     # control.apply on a model it does not steer names the model as the user knows it (it said "not chroma")
     from types import SimpleNamespace
     from graph_engine import NodeError

@@ -35,8 +35,6 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "image_fibo2_edit_dev_pe.json": {"TextEncodeFibo2"},           # FIBO 2: a model Kinograph does not run yet
-                                                                   # (its file is named)
 }
 
 
@@ -1010,11 +1008,11 @@ def test_exit_codes_and_partial(tmp_path, capsys):
     assert (tmp_path / "svd.yaml").read_text().startswith("kinograph: 1")
     assert _cli(DATA / "wan_t2v.json", "-o", tmp_path / "wan.yaml") == 0      # uni_pc is ComfyUI's own now
     wan = _load("wan_t2v.json")
-    next(n for n in wan["nodes"] if n["type"] == "KSampler")["widgets_values"][4] = "dpmpp_2m_sde"
+    next(n for n in wan["nodes"] if n["type"] == "KSampler")["widgets_values"][4] = "dpm_fast"
     (tmp_path / "wan_sde.json").write_text(json.dumps(wan))
     assert _cli(tmp_path / "wan_sde.json", "-o", tmp_path / "wan_sde.yaml") == 3
     err = capsys.readouterr().err
-    assert "mapped approximately   KSampler #3" in err and "dpmpp_2m is the nearest" in err
+    assert "mapped approximately   KSampler #3" in err and "sampler 'dpm_fast' is not in Kinograph; euler used" in err
     wf = _load("svd_i2v.json")
     wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0, "title": "Soft",
                         "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
@@ -1442,9 +1440,9 @@ def test_a_red_node_feeding_a_required_input_is_named_in_validate_with_what_it_f
 
 
 def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_properties():
-    """Chroma1 Radiance's template feeds a sampler's sigmas from BetaSamplingScheduler, which Kinograph does not map:
-    sigmas is a setting of generate.sample, so the placeholder's SIGMAS link has nowhere to land. It was dropped and
-    nothing said so."""
+    """A sampler's sigmas fed from a scheduler Kinograph does not map (LaplaceScheduler; Chroma1 Radiance's template
+    fed them from BetaSamplingScheduler before it was mapped): sigmas is a setting of generate.sample, so the
+    placeholder's SIGMAS link has nowhere to land. It was dropped and nothing said so."""
     from comfyui_workflows import ui_format
     data = ui_format([
         (1, "UNETLoader", ["chroma.safetensors", "default"], {}, ["MODEL"]),
@@ -1453,7 +1451,7 @@ def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_prope
         (4, "CLIPTextEncode", [""], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
         (5, "CFGGuider", [4.0], {"model": (1, 0, "MODEL"), "positive": (3, 0, "CONDITIONING"),
                                  "negative": (4, 0, "CONDITIONING")}, ["GUIDER"]),
-        (6, "BetaSamplingScheduler", [30, 0.4, 0.4], {"model": (1, 0, "MODEL")}, ["SIGMAS"]),
+        (6, "LaplaceScheduler", [20, 14.614642, 0.0291675, 0.0, 0.5], {}, ["SIGMAS"]),
         (7, "RandomNoise", [1, "fixed"], {}, ["NOISE"]),
         (8, "KSamplerSelect", ["euler"], {}, ["SAMPLER"]),
         (9, "EmptySD3LatentImage", [512, 512, 1], {}, ["LATENT"]),
@@ -1467,7 +1465,7 @@ def test_a_placeholders_link_into_a_setting_is_named_in_the_report_and_its_prope
     rep = res.report.entries
     (place,) = rep["6"].kinograph
     assert "its SIGMAS link to SamplerCustomAdvanced #10's sigmas" in rep["6"].why(), res.report.text()
-    assert "its sigmas input from BetaSamplingScheduler #6's SIGMAS is dropped" in rep["10"].why()
+    assert "its sigmas input from LaplaceScheduler #6's SIGMAS is dropped" in rep["10"].why()
     assert rep["10"].status == "approx"
     assert res.graph.nodes[place].params["comfyui_outputs"] == {"SIGMAS": "ComfyUI node 10 input sigmas: not linked "
                                                                           "(dropped)"}

@@ -561,23 +561,30 @@ def test_each_render_reads_only_its_own_models_geometry():
             call(object.__new__(moge.Geometry))
 
 
-def test_comfyui_template_runs_as_comfyui_renders(tmp_path, monkeypatch):
-    """utility_moge_depth_estimation imported (LoadImage, its size switch, the MoGe subgraph: LoadMoGeModel,
-    MoGeInference, three MoGeRenders) and run on a tiny MoGe-2 kept as ComfyUI keeps it
-    (models/geometry_estimation/moge_2_vitl_normal_fp16.safetensors): each render is ComfyUI's of the authors'
-    geometry."""
+def comfyui_setup(ref, tmp_path, monkeypatch, picture, size=(28, 40)):
+    """`ref` kept where ComfyUI keeps it (models/geometry_estimation/moge_2_vitl_normal_fp16.safetensors, the
+    templates' file) and read at 16 patches, and a random picture written as tmp_path/picture; returns the picture."""
     import cv2
-    from app.comfyui import import_workflow
-    from graph_engine.api import Session, load_workflow
     from nodes.depth import moge
-    ref = tiny_moge(seed=7)
     folder = tmp_path / "models" / "geometry_estimation"
     folder.mkdir(parents=True)
     save(ref, folder / "moge_2_vitl_normal_fp16.safetensors")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     monkeypatch.setattr(moge, "TOKENS", (16, 16))
-    frame = frames(1, seed=8)[0]
-    cv2.imwrite(str(tmp_path / "plate.png"), frame[:, :, ::-1])
+    frame = frames(1, *size, seed=8)[0]
+    cv2.imwrite(str(tmp_path / picture), frame[:, :, ::-1])
+    return frame
+
+
+def test_comfyui_template_runs_as_comfyui_renders(tmp_path, monkeypatch):
+    """utility_moge_depth_estimation imported (LoadImage, its size switch, the MoGe subgraph: LoadMoGeModel,
+    MoGeInference, three MoGeRenders) and run on a tiny MoGe-2 kept as ComfyUI keeps it
+    (models/geometry_estimation/moge_2_vitl_normal_fp16.safetensors): each render is ComfyUI's of the authors'
+    geometry."""
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    ref = tiny_moge(seed=7)
+    frame = comfyui_setup(ref, tmp_path, monkeypatch, "plate.png")
     res = import_workflow(str(TEMPLATES / "utility_moge_depth_estimation.json"))
     wf = load_workflow(text=res.yaml, check=False)
     renders = {n.params["output"]: nid for nid, n in wf.graph.nodes.items() if n.type == "depth.moge_render"}

@@ -176,12 +176,12 @@ def lora(stored: dict, models: Path) -> None:
               str(models / "diffusion_models" / "flux2_dev_tiny_lora_merged.safetensors"))
 
 
-def save_vae(vae, path: Path) -> None:
-    """FLUX.2's VAE as ComfyUI's flux2-vae.safetensors holds it: the LDM autoencoder names and the batch norm's
-    statistics."""
+def save_vae(vae, path: Path, levels: int = 2) -> None:
+    """FLUX.2's VAE (of `levels` blocks) as ComfyUI's flux2-vae.safetensors holds it: the LDM autoencoder names and
+    the batch norm's statistics."""
     from safetensors.torch import save_file
     ae = {k: v for k, v in vae.state_dict().items() if not k.startswith("bn.")}
-    save_file({k: v.contiguous() for k, v in {**sd_ldm_vae(ae, 2), "bn.running_mean": vae.bn.running_mean,
+    save_file({k: v.contiguous() for k, v in {**sd_ldm_vae(ae, levels), "bn.running_mean": vae.bn.running_mean,
                                                "bn.running_var": vae.bn.running_var}.items()}, str(path))
 
 

@@ -54,18 +54,17 @@ class Rule:
 # -- value converters ------------------------------------------------------------------------------------------
 SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
                   "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
-                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2"}
-SAMPLERS_NEAR = {"dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
-                 "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
-                 "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
-                 "heun": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
-                 "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
-                 "deis": "unipc", "ipndm": "dpmpp_2m"}
+                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2",
+                  **{k: k for k in ("dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+                                    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu",
+                                    "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis")}}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
 # sigma (its uni_pc does as well, and Kinograph's uni_pc always)
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta",
-                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential"}
+                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential",
+                    "beta57": "beta57", "ddim_uniform": "ddim_uniform", "kl_optimal": "kl_optimal"}
 
 
 # SetUnionControlNetType's types by the index ComfyUI hands the net (xinsir's ControlNet++ order,
@@ -150,8 +149,6 @@ def moge_file(v):
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
-    if v in SAMPLERS_NEAR:
-        raise Approx(SAMPLERS_NEAR[v], f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
@@ -1024,6 +1021,19 @@ RULES: Dict[str, Rule] = {
                                            special="constant"),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
+    # Hunyuan3D shapes (comfy_extras/nodes_hunyuan3d.py): ImageOnlyCheckpointLoader loads the checkpoint (DiT, ShapeVAE,
+    # DINOv2), CLIPVisionEncode reads each picture, KSampler samples the shape latent (FluxGuidance's value on the
+    # positive goes to condition.hunyuan3d's guidance: a 2.0 model reads it beside the sampler's true CFG)
+    "EmptyLatentHunyuan3Dv2": Rule("latent.empty_hunyuan3d", ("resolution", "batch_size"),
+                                   (P("resolution", "resolution"), P("batch_size", "batch")), outputs=("latent",)),
+    "Hunyuan3Dv2Conditioning": Rule("condition.hunyuan3d", (), (), {"clip_vision_output": "image"},
+                                    ("positive", "negative")),
+    "Hunyuan3Dv2ConditioningMultiView": Rule("condition.hunyuan3d", (), (),
+                                             {"front": "front", "left": "left", "back": "back", "right": "right"},
+                                             ("positive", "negative")),
+    "VAEDecodeHunyuan3D": Rule("decode.hunyuan3d", ("num_chunks", "octree_resolution"),
+                               (P("num_chunks", "num_chunks"), P("octree_resolution", "resolution")),
+                               {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
     "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
                              outputs=("style_model",)),
@@ -1094,6 +1104,17 @@ RULES: Dict[str, Rule] = {
                                    {"clip": "text_encoder", "vae": "vae", "images.image0": "image",
                                     "images.image1": "image2", "images.image2": "image3", "images.image3": "image4",
                                     "images.image4": "image5", "images.image5": "image6"}, ("conditioning",)),
+    # FIBO 2's prompt (or the prompt enhancer's JSON) with Qwen3-VL seeing the pictures, their latents riding on both
+    # prompts, and the result's empty latent (ComfyUI's autogrow inputs count from image_1)
+    "TextEncodeFibo2": Rule("encode.fibo2", ("prompt", "negative_prompt", "width", "height", "batch_size"),
+                            (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
+                             P("height", "height"), P("batch_size", "batch_size")),
+                            {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                             "images.image_2": "image2", "images.image_3": "image3", "images.image_4": "image4"},
+                            ("positive", "negative", "latent"),
+                            note="ComfyUI's node code was not at hand: encoded as diffusers' BriaFibo2Pipeline encodes "
+                                 "(the template's notes describe the same sizing and cropping), without drawing the "
+                                 "caption's text_render text for Qwen3-VL as the pipeline does"),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1114,6 +1135,11 @@ RULES: Dict[str, Rule] = {
     # SD3's and FLUX.1's empty latent (16 channels; Kinograph sizes it from the VAE it is given)
     "EmptySD3LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                 LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent"),
+    # a pixel-space model's empty "latent" (Chroma Radiance: the picture itself, 3 channels at full size; Kinograph
+    # sizes it from the pixel_space VAE it is given)
+    "EmptyChromaRadianceLatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
+                                           LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
+                                           special="empty_latent"),
     # FLUX.2's empty latent (128 channels at 1/16 of the picture; Kinograph sizes it from the FLUX.2 VAE it is given)
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
@@ -1454,6 +1480,20 @@ RULES: Dict[str, Rule] = {
                                        P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
                                        P("top_p", "top_p"), P("top_k", "top_k")),
                                       fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
+    # ACE-Step v1: the chain from EmptyAceStepLatentAudio (or VAEEncodeAudio's song) through KSampler, its model
+    # through ModelSamplingSD3 and LatentApplyOperationCFG, folds into generate.ace_step1
+    "EmptyAceStepLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                    special="empty_latent_audio", ignore={"batch_size": 1}),
+    "TextEncodeAceStepAudio": Rule(None, ("tags", "lyrics", "lyrics_strength"),
+                                   (P("tags", "tags"), P("lyrics", "lyrics"), P("lyrics_strength", "lyrics_strength")),
+                                   fold=True),
+    "LatentOperationTonemapReinhard": Rule(None, ("multiplier",), (P("multiplier", "tonemap"),), fold=True),
+    "LatentApplyOperationCFG": Rule(None, (), (), fold=True, special="latent_operation_cfg",
+                                    note="the operation on the guidance is applied by generate.ace_step1 (ACE-Step "
+                                         "v1's chain) only: elsewhere it is not carried"),
+    "VAEEncodeAudio": Rule(None, (), (), fold=True,
+                           note="the song is encoded by generate.ace_step1 (ACE-Step v1's VAE) only: another VAE's "
+                                "latent is not made"),
     "ConditioningStableAudio": Rule(None, ("seconds_start", "seconds_total"),
                                     (P("seconds_start", "seconds_start"), P("seconds_total", "seconds_total")),
                                     fold=True, special="stable_audio_seconds"),
@@ -1494,6 +1534,11 @@ RULES: Dict[str, Rule] = {
                                       "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
     # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
     # rather than 1000 sigma, which the model's adapter already does
+    # the tiling of Chroma Radiance's pixel head (memory alone); the sigmas it acts between change nothing else
+    "ChromaRadianceOptions": Rule("model.radiance_options", ("preserve_wrapper", "start_sigma", "end_sigma",
+                                                             "nerf_tile_size"),
+                                  (P("nerf_tile_size", "nerf_tile_size"),), {"model": "model"}, ("model",),
+                                  ignore={"preserve_wrapper": None, "start_sigma": None, "end_sigma": None}),
     "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift", "sampling"),
                                   (P("shift", "shift"), P("sampling", "sampling")), {"model": "model"}, ("model",)),
     # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
@@ -1624,12 +1669,12 @@ RULES: Dict[str, Rule] = {
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
                                                                        "fps", "sigmas", "first_sigma", "s_noise",
-                                                                       "s_noise_end", "noise_clip")),
+                                                                       "s_noise_end", "noise_clip", "beta_alpha", "beta_beta")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
                                                             "sigmas", "first_sigma", "start_step", "end_step",
-                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip")),
+                                                            "leftover_noise", "s_noise", "s_noise_end", "noise_clip", "beta_alpha", "beta_beta")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1654,6 +1699,10 @@ RULES: Dict[str, Rule] = {
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
                            {"model": "schedule_model"}, fold=True),
+    # the beta schedule with its own Beta(alpha, beta) (KSampler's beta is 0.6, 0.6), on its model's levels
+    "BetaSamplingScheduler": Rule(None, ("steps", "alpha", "beta"),
+                                  (P("steps", "steps"), P("alpha", "beta_alpha"), P("beta", "beta_beta")),
+                                  {"model": "schedule_model"}, fold=True, fixed={"scheduler": "beta"}),
     # FLUX.2's schedule: Flux2Pipeline's (sample's default on a FLUX.2 model), its empirical mu from the latent's own
     # token count, which is the picture's width x height that ComfyUI hands this node
     "Flux2Scheduler": Rule(None, ("steps", "width", "height"), (P("steps", "steps"),), fold=True,
@@ -1700,8 +1749,32 @@ RULES: Dict[str, Rule] = {
                            P("batch_size", "batch"), P("force_projection", "force_projection"),
                            P("apply_mask", "apply_mask")),
                           {"image": "video"}, ("geometry",), ignore={"refine_steps": 0}, special="moge"),
+    "MoGePanoramaInference": Rule("depth.moge_panorama", ("resolution_level", "split_resolution", "merge_resolution",
+                                                         "batch_size"),
+                                  (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
+                                   P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
+                                  {"image": "video"}, ("geometry",), special="moge"),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
+    # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
+    # holds a batch; the templates make one
+    "MoGePointMapToMesh": Rule("mesh.from_points", ("batch_index", "decimation", "discontinuity_threshold", "texture"),
+                               (P("batch_index", "frame"), P("decimation", "decimation"),
+                                P("discontinuity_threshold", "discontinuity_threshold"), P("texture", "texture")),
+                               {"moge_geometry": "geometry"}, ("mesh",)),
+    "VoxelToMesh": Rule("mesh.from_voxels", ("algorithm", "threshold"),
+                        (P("algorithm", "algorithm"), P("threshold", "threshold")), {"voxel": "voxel"}, ("mesh",)),
+    "VoxelToMeshBasic": Rule("mesh.from_voxels", ("threshold",), (P("threshold", "threshold"),), {"voxel": "voxel"},
+                             ("mesh",), fixed={"algorithm": "basic"}),
+    "MeshSmoothNormals": Rule("mesh.smooth_normals", ("crease_angle",), (P("crease_angle", "crease_angle"),),
+                              {"mesh": "mesh"}, ("mesh",)),
+    # the second widget is the frontend's 3-D viewer state, which nothing saved reads
+    "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
+                    {"mesh": "mesh"}, ignore={"viewer": None}),
+    "Preview3D": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                            "triangle counts)"),
+    "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
+                                                    "triangle counts)"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -2380,12 +2453,6 @@ INSTEAD = {
              "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
              "only where its number of passes is in the file. Run the part once per pass (one workflow per "
              "segment) instead" for name in ("StartLoop", "EndLoop")},
-    # picture editors whose models Kinograph does not load yet (their transformer files are named as such)
-    "TextEncodeFibo2": "not mapped yet: Bria's FIBO 2 (Fibo-2.0: a JSON prompt read by Qwen3-VL-4B in six bundles of "
-                       "its layers, the pictures to edit as FLUX.2 VAE latents beside the image's) is not run by "
-                       "Kinograph yet. The template's prompt writer (TextGenerate on qwen3vl_8b with the picture and "
-                       "the system prompt) imports as text.generate and writes the JSON prompt on its own; edit the "
-                       "picture with Qwen-Image Edit, FLUX.2 or LongCat-Image-Edit",
     **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
               "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
               "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"

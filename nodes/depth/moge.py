@@ -301,11 +301,13 @@ def focal_shift(points, mask, focal=None, size=(64, 64)):
 
 @torch.inference_mode()
 def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0, force_projection: bool = True,
-             apply_mask: bool = True, num_tokens: Optional[int] = None) -> Dict[str, torch.Tensor]:
+             apply_mask: bool = True, num_tokens: Optional[int] = None,
+             metric_scale: bool = True) -> Dict[str, torch.Tensor]:
     """MoGe's infer (ComfyUI's MoGeInference) for a batch (B, 3, H, W) in 0..1: points (B, H, W, 3) in metres,
     camera space x right, y down, z forward; depth (B, H, W); mask (bool); normal where the model has a head for
     it. Masked-out pixels are inf in points and depth (0 in normals) when apply_mask. num_tokens, where given,
-    is the patch count resolution_level would pick."""
+    is the patch count resolution_level would pick. Without metric_scale the points keep the affine fit's scale
+    (a panorama's views, whose scales would not agree across their seams)."""
     h, w = image.shape[-2:]
     aspect = w / h
     if num_tokens is None:
@@ -330,8 +332,9 @@ def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0,
                               (torch.arange(w, device=depth.device) + 0.5) / w, indexing="ij")
         points = torch.stack([(u - 0.5) / fx[:, None, None] * depth, (v - 0.5) / fy[:, None, None] * depth, depth],
                              dim=-1)
-    scale = out["metric_scale"]
-    points, depth = points * scale[:, None, None, None], depth * scale[:, None, None]
+    if metric_scale:
+        scale = out["metric_scale"]
+        points, depth = points * scale[:, None, None, None], depth * scale[:, None, None]
     result = {"points": points, "depth": depth, "mask": mask}
     if "normal" in out:
         result["normal"] = out["normal"]
@@ -436,6 +439,7 @@ class Geometry:
     frames a..b's maps (depth, mask, points, normal: numpy at the clip's size). Only the last pass is held (a whole
     plate's maps would not fit): renders reading the same frames together share it, a render read after another
     makes the passes again (ComfyUI holds the whole MOGE_GEOMETRY)."""
+    panorama = False        # a photo's: points in the camera's space (mesh.from_points turns them to glTF's axes)
 
     def __init__(self, video, net: MoGe2, resolution_level: int, fov_x: float, force_projection: bool,
                  apply_mask: bool, batch: int, ctx=None):

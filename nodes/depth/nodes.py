@@ -144,6 +144,26 @@ def moge(ctx, video: VIDEO,
                  batch, device=ctx.device, ctx=ctx)
 
 
+@node("depth.moge_panorama", title="MoGe Panorama Geometry", category="Conditioning", device="gpu")
+def moge_panorama(ctx, video: VIDEO,
+                  model: str = Param("moge_2_vitl_normal_fp16.safetensors", kind="path", locate=locator("depth"),
+                                     help="a MoGe-2 file, as depth.moge reads"),
+                  resolution_level: int = Param(9, min=0, max=9, help="each view's detail: 0 is fastest"),
+                  split_resolution: int = Param(512, min=256, max=1024, help="the side of each of the 12 views"),
+                  merge_resolution: int = Param(1920, min=256, max=8192,
+                                                help="the long side of the stitched distance map (never above the "
+                                                     "picture's): larger is slower, its seams finer"),
+                  batch: int = Param(4, min=1, max=12, help="views through the model at once")) -> GEOMETRY:
+    """Geometry of an equirectangular (360 x 180 degree) panorama with MoGe-2, as ComfyUI's MoGePanoramaInference
+    makes it: 12 views of 90 degrees, MoGe on each, their distances stitched into one map of the sphere. Mesh it with
+    mesh.from_points (a sphere seen from inside), or draw its depth with depth.moge_render. Normals and metric scale
+    are left out (the views' would not agree at their seams). Each frame of a clip is one panorama."""
+    from nodes.depth.moge import load_moge
+    from nodes.depth.moge_panorama import PanoramaGeometry
+    net = load_moge(as_given(model, ctx.workflow_dir), ctx.device)
+    return PanoramaGeometry(video, net, resolution_level, split_resolution, merge_resolution, batch, ctx)
+
+
 @node("depth.moge_render", title="Render MoGe Geometry", category="Conditioning", temporal_radius=0)
 def moge_render(ctx, geometry: GEOMETRY,
                 output: str = Param("depth", choices=("depth", "depth_colored", "normal_opengl", "normal_directx",

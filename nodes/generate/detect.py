@@ -665,10 +665,9 @@ def _not_yet(k: Keys) -> Optional[Detection]:
 
 
 def _not_yet_editors(k: Keys) -> Optional[Detection]:
-    """Picture editors whose ComfyUI templates (image_fibo2_edit_*, image_mage_flow_*) Kinograph does not run yet:
-    named, so a user knows what the file is. FIBO 2's is read by its Perceiver's queries and patch embedder, which
-    diffusers' BriaFibo2Transformer2DModel names so (ComfyUI's own file was not at hand)."""
-    instead = "Qwen-Image Edit, FLUX.2, LongCat-Image-Edit, HiDream-E1 and JoyImage Edit edit pictures today"
+    """Picture editors whose ComfyUI templates (image_mage_flow_*) Kinograph does not run yet: named, so a user knows
+    what the file is."""
+    instead = "Qwen-Image Edit, FLUX.2, LongCat-Image-Edit, HiDream-E1, JoyImage Edit and FIBO 2 edit pictures today"
     # Mage-Flow's transformer has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but
     # reads 128-channel latent pixels one by one and Qwen3-VL-4B's 2560-wide states: it was taken for Qwen-Image's
     if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
@@ -679,10 +678,6 @@ def _not_yet_editors(k: Keys) -> Optional[Detection]:
     if k.has("dconv_encoder.patch_cond_embed.weight", "decoder_model.y_embedder.decoder.conv_in.weight"):
         return Detection(None, "mage_flow", "vae", why="Microsoft's Mage-VAE (mage_flow_vae), Mage-Flow's, which "
                                                        "Kinograph does not read yet")
-    if k.has("perceiver.latent_queries", "x_embedder.weight", "t_embedder.mlp.0.weight"):
-        return Detection(None, "fibo2", "", prefix=k.prefix_of("perceiver.latent_queries") or "",
-                         why=f"Bria's FIBO 2 transformer (Fibo-2.0, structured JSON prompts), which Kinograph does not "
-                             f"run yet; {instead}")
     return None
 
 
@@ -1274,13 +1269,19 @@ def _chroma(k: Keys) -> Optional[Detection]:
     """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
     names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
     diffusers' single-file loader recognises it; or in diffusers' names (x_embedder: a ChromaPipeline folder's
-    transformer file). Chroma Radiance reads pixels (img_in_patch, neither embedder) and is another model."""
+    transformer file). Chroma Radiance reads pixels (img_in_patch, then ComfyUI's nerf_* head): variant radiance, or
+    radiance-x0 for the release predicting the clean picture (its __x0__ marker)."""
     if not k.any("distilled_guidance_layer.in_proj.weight"):
         return None
+    g = "distilled_guidance_layer.in_proj.weight"
+    if k.has("img_in_patch.weight", "nerf_image_embedder.embedder.0.weight"):
+        x0 = k.any("__x0__")
+        return Detection("diffusion_model", "chroma", "radiance-x0" if x0 else "radiance", layout="original",
+                         prefix=k.prefix_of(g) or "", why="distilled_guidance_layer / img_in_patch / nerf_blocks"
+                         + (" / __x0__" if x0 else ""), extra={"in_channels": k.shape("img_in_patch.weight")[1]})
     layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
-    if k.any("img_in_patch.weight") or not k.any(x):
-        return Detection(None, "chroma-radiance", "", why="Chroma Radiance (a pixel-space Chroma Kinograph does not "
-                                                          "run; Chroma1-HD and the chroma-unlocked files it does)")
+    if not k.any(x):
+        return None
     return Detection("diffusion_model", "chroma", "", layout=layout,
                      prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
                      why="distilled_guidance_layer / " + ("double_blocks" if layout == "original" else "x_embedder"),
@@ -1355,6 +1356,17 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE's) and Qwen3-VL-4B's width
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
+
+
+def _fibo2(k: Keys) -> Optional[Detection]:
+    """Bria's FIBO 2 transformer (ComfyUI's fibo2_dev_* / fibo2_edit_turbo_*): Z-Image's blocks with a Perceiver that
+    squeezes the prompt into gist tokens (perceiver.latent_queries). ComfyUI's own file was not at hand; these are the
+    names of diffusers' BriaFibo2Transformer2DModel, bare or under model.diffusion_model."""
+    q = "perceiver.latent_queries"
+    if not k.has(q, "x_embedder.weight", "t_embedder.mlp.0.weight"):
+        return None
+    return Detection("diffusion_model", "fibo2", "", prefix=k.prefix_of(q) or "",
+                     why="perceiver.latent_queries / x_embedder / t_embedder (Bria's FIBO 2)")
 
 
 def _joyimage(k: Keys) -> Optional[Detection]:
@@ -1462,12 +1474,16 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
 
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
+    ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
     ACE-Step 1.5's all-in-one checkpoint (ace_step_1.5_turbo_aio: model.diffusion_model., vae., text_encoders.qwen3_06b.),
     its split diffusion model (decoder. / encoder. / detokenizer. and null_condition_emb) and Oobleck VAE (ace_1.5_vae:
     stable-audio-tools' weight-normed decoder.layers at the top), Stable Audio 3's T5Gemma (t5gemma_b_b_ul2:
     model.encoder.layers.N.pre_self_attn_layernorm), Anima's ControlNet-LLLite nets (lllite_conditioning1 and
     lllite_dit_blocks_N_*; kohya's SDXL ones are lllite_unet_*) and MiniMax H3's Fun ControlNet (control_blocks.N):
     listed as no known key pattern, a newcomer took them for broken downloads."""
+    if k.has("model.diffusion_model.genre_embedder.weight", "model.diffusion_model.lyric_embs.weight"):
+        return Detection("checkpoint", "ace_step", "v1", why="model.diffusion_model.genre_embedder / lyric_encoder / "
+                         "vae.dcae / vae.vocoder")
     if k.has("model.diffusion_model.decoder.condition_embedder.weight",
              "text_encoders.qwen3_06b.transformer.model.embed_tokens.weight"):
         return Detection("checkpoint", "ace_step", "aio", why="model.diffusion_model.decoder / vae / text_encoders")
@@ -1503,9 +1519,26 @@ def qwen21_files(part: str) -> str:
             "files), not as a separate file (ComfyUI's qwen_image_2.1_vae in vae/)")
 
 
+def _hunyuan3d(k: Keys) -> Optional[Detection]:
+    """Hunyuan3D's shape checkpoints as ComfyUI holds them (hunyuan3d-dit-v2*.safetensors, hunyuan_3d_v2.1.safetensors):
+    the transformer under model. (2.0: FLUX.1's double_blocks over latent_in / cond_in, no img_in; 2.1: x_embedder
+    and t_embedder with blocks.N.attn2), the ShapeVAE under vae., DINOv2 under conditioner.main_image_encoder.model.
+    First of the rules: 2.0's blocks carry FLUX.1's names."""
+    if k.has("latent_in.weight", "cond_in.weight", "double_blocks.0.img_attn.qkv.weight"):
+        x = "latent_in.weight"
+        variant = "2.0-mini" if k.count("double_blocks.{}.img_mod.lin.weight") == 8 else "2.0"
+    elif k.has("x_embedder.weight", "t_embedder.mlp.2.weight", "blocks.0.attn2.to_k.weight"):
+        x, variant = "x_embedder.weight", "2.1"
+    else:
+        return None
+    role = "checkpoint" if k.starts("vae.", "conditioner.") else "diffusion_model"
+    return Detection(role, "hunyuan3d", variant, prefix=k.prefix_of(x) or "",
+                     why="latent_in / cond_in" if variant != "2.1" else "x_embedder / t_embedder / blocks.N.attn2")
+
+
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

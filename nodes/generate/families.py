@@ -128,6 +128,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # padding masked), true CFG with a negative prompt; FLUX.1's VAE and latents.
     Family("chroma", "Chroma (image)", ("ChromaPipeline",), ("ChromaTransformer2DModel",), fps=8.0, flow=True, cfg=5.0,
            steps=35, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # Pixel space: the pictures themselves as latents (ComfyUI's pixel_space VAE: RGB in [-1, 1], no network), which
+    # Chroma Radiance samples in 16x16 pixel patches, so sizes step by 16.
+    Family("pixel_space", "pixel space (no VAE)", (), (), space_factor=1, fps=8.0, size=(1024, 1024), frames=1,
+           patch=16),
     # FLUX.2 dev keyframes and edits: a flow-matching transformer over the 32-channel latent of its own VAE taken in
     # 2x2 patches, normalised (128 channels at 1/16 of the picture, as ComfyUI's EmptyFlux2LatentImage holds it; each
     # channel one token feature), so sizes step by 16. dev: guidance distilled in, prompts read by Mistral Small 3;
@@ -154,6 +158,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # Lens (Microsoft's base and Turbo) keyframes: a dual-stream MMDiT over FLUX.2's normalised, patched latent (its
     # VAE: 128 channels at 1/16, each latent pixel one token); prompts read by 4 of GPT-OSS-20B's layers. Base: 20 steps,
     # true CFG 5 (ComfyUI's template); Turbo (the same tensors, distilled): 4 steps at cfg 1, as its template sets.
+    # Hunyuan3D 2.0 / 2.1 shapes (Tencent's image-to-3D; 2.0's mini, mv and turbo files too): a flow-matching
+    # transformer over the ShapeVAE's 64-channel latent of `resolution` tokens (held as one frame 1 x tokens), reading
+    # DINOv2's tokens of the picture(s); decoded to a VOXEL grid, not pictures. True CFG 5 or so, 30 steps (ComfyUI's
+    # templates: 5 to 8, 20 to 30).
+    Family("hunyuan3d", "Hunyuan3D (3-D shape)", ("Hunyuan3DParts",), ("Hunyuan3DDiT", "Hunyuan3DDiT21"),
+           space_factor=1, fps=8.0, flow=True, cfg=5.0, steps=30, size=(3072, 1), frames=1),
     Family("lens", "Lens (image)", ("LensParts",), ("LensTransformer",), space_factor=16, fps=8.0, flow=True,
            cfg=5.0, steps=20, size=(1440, 1440), frames=1, latents="flux2"),
     # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners
@@ -167,6 +177,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("joyimage", "JoyImage Edit (image)", ("JoyImageParts", "JoyImageEditPipeline"),
            ("JoyImageEditTransformer3DModel",), fps=8.0, flow=True, cfg=4.0, steps=40, size=(1024, 1024), frames=1,
            patch=2, latents="wan"),
+    # Bria's FIBO 2 (dev and edit turbo) pictures and edits: Z-Image's blocks over FLUX.2's normalised, patched latent
+    # (its VAE), the pictures to edit read beside the noise as clean tokens; JSON prompts read by Qwen3-VL-4B (six
+    # bundles of three of its layers), squeezed into gist tokens by a Perceiver. dev: true CFG 5 over 50 steps; edit
+    # turbo: 4 steps at cfg 1.
+    Family("fibo2", "FIBO 2 (image)", ("Fibo2Parts", "BriaFibo2Pipeline"), ("BriaFibo2Transformer2DModel",),
+           space_factor=16, fps=8.0, flow=True, cfg=5.0, steps=50, size=(1024, 1024), frames=1, latents="flux2"),
     # Z-Image (Tongyi's Turbo and base) keyframes: one single-stream transformer (NextDiT) over 2x2 patches of FLUX.1's
     # latent, read by its ae.safetensors, after small refiners of the picture's and the prompt's tokens; prompts read by
     # Qwen3-4B (its next-to-last layer). Turbo: 8 steps at cfg 1 (no negative pass); base: true CFG.

@@ -30,6 +30,10 @@ def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Cond
     adapter = get_adapter(image_encoder.family)
     pipe = image_encoder.pipe
     pil = _pil(image)
+    if getattr(adapter, "crops_itself", False):         # ComfyUI's clip_preprocess in torch, either crop (Hunyuan3D)
+        with torch.inference_mode():
+            embeds = adapter.encode_image(pipe, pil, pipe.image_encoder.device, crop=crop)
+        return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"})
     if crop == "none":
         from PIL import Image
         proc = getattr(pipe, "image_processor", None) or getattr(pipe, "feature_extractor", None)

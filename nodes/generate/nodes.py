@@ -17,7 +17,10 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "uni_pc_bh2", "flow_euler",
-            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "ar_video")
+            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "dpmpp_sde", "dpmpp_sde_gpu",
+            "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
+            "dpmpp_3m_sde_gpu", "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+            "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -232,8 +235,16 @@ def _prompt_to_text(params):
     return params
 
 
-# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text).
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
+# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text). Version 3: weighting
+# comfy reads the prompt by ComfyUI's rules ([x] is text, an inner (x:w) sets w), so the same params give another
+# conditioning than before; the params are kept as they were. encode.sdxl, encode.flux and encode.sd3 likewise (2).
+WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
+                  "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
+                  "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
+
+
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=3,
+      migrations={1: _prompt_to_text, 2: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -242,9 +253,7 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 negative: str = Param("", kind="text", names_files=embedding_files, help="what to steer away from"),
                 clip_skip: int = Param(1, min=1, max=24, help="CLIP text encoders: 1 = last layer, 2 = the one "
                                                                 "before (ComfyUI's CLIPSetLastLayer -2)"),
-                weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
-                                       help="emphasis: kinograph scales words and keeps the prompt's mean; "
-                                            "comfy moves them away from the empty prompt, as ComfyUI does")):
+                weighting: str = Param("kinograph", choices=("kinograph", "comfy"), help=WEIGHTING_HELP)):
     """Encode a prompt and a negative prompt with the model's text encoder.
 
     Emphasis: (word) x1.1, [word] /1.1, (word:1.5) any weight. A prompt schedule
@@ -295,7 +304,7 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
 _SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
 
 
-@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning",
+@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning", version=2, migrations={1: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -323,7 +332,8 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
             "negative": run(text_encoder, negative, "", sizes, ctx.log, **{**kw, "aesthetic": 0.0})}
 
 
-@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", outputs={"positive": CONDITIONING})
+@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", version=2, migrations={1: dict},
+      outputs={"positive": CONDITIONING})
 def encode_flux(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", help="the prompt for T5-XXL, the text FLUX.1 attends to"),
                 text_l: str = Param("", kind="text", help="the prompt for CLIP-L (its pooled embedding); empty = the "
@@ -336,7 +346,8 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
 
 
-@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", outputs={"positive": CONDITIONING})
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=2, migrations={1: dict},
+      outputs={"positive": CONDITIONING})
 def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
                text: str = Param("", kind="text", help="the prompt for T5-XXL"),
                text_l: str = Param("", kind="text", help="the prompt for CLIP-L; empty = the same as text"),
@@ -423,6 +434,33 @@ def encode_joyimage_edit(ctx, text_encoder: TEXT_ENCODER,
     from nodes.generate.joyimage_edit import encode_joyimage_edit as run
     pictures = [p for p in (image, image2, image3, image4, image5, image6) if p is not None]
     return run(text_encoder, vae, text, pictures, size)
+
+
+@node("encode.fibo2", title="Encode Edit (FIBO 2)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def encode_fibo2(ctx, text_encoder: TEXT_ENCODER,
+                 vae: VAE = Input(optional=True, help="FLUX.2's VAE: to give the transformer the pictures' latents "
+                                                     "(the edit keeps them); without it only the prompt sees them"),
+                 image: IMAGE = Input(optional=True, help="the picture to edit (none: make a picture from the prompt)"),
+                 image2: IMAGE = Input(optional=True, help="a second picture"),
+                 image3: IMAGE = Input(optional=True, help="a third picture"),
+                 image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                 text: str = Param("", kind="text", help="what to change, or a JSON caption with an edit_instruction "
+                                                         "(the prompt enhancer's); without pictures, the caption"),
+                 negative: str = Param("", kind="text", help="the negative prompt, read without the pictures; empty: "
+                                                             "the null caption FIBO 2 was trained with"),
+                 width: int = Param(0, min=0, max=8192, help="the result's width (floored to a multiple of 16); 0: "
+                                                             "FIBO 2's trained size for the first picture's shape"),
+                 height: int = Param(0, min=0, max=8192, help="the result's height, as width"),
+                 batch_size: int = Param(1, min=1, max=64, help="pictures made at once")):
+    """Tell FIBO 2 what to change (ComfyUI's TextEncodeFibo2): Qwen3-VL-4B reads the prompt having seen the pictures,
+    each picture's FLUX.2 latent rides on both prompts for the transformer to read beside the noise, and the latent
+    to sample is the result's size. One picture is cut to that size; several each to their own trained size. Sample
+    dev at cfg 5 over 50 steps, edit turbo at cfg 1 over 4."""
+    from nodes.generate.fibo2_edit import encode_fibo2 as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
+    return {"positive": positive, "negative": neg, "latent": latent}
 
 
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
@@ -751,10 +789,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
            scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta",
-                                                      "linear_quadratic", "exponential"),
+                                                      "linear_quadratic", "exponential", "beta57", "ddim_uniform",
+                                                      "kl_optimal"),
                                   help="default = the noise levels of the model's own scheduler; normal, simple, "
-                                       "sgm_uniform, beta, linear_quadratic and exponential are ComfyUI's, from its "
-                                       "table"),
+                                       "sgm_uniform, beta, linear_quadratic, exponential, ddim_uniform and "
+                                       "kl_optimal are ComfyUI's, from its table; beta57 is RES4LYF's (beta at alpha "
+                                       "0.5, beta 0.7)"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video), running the last denoise "
                                                                 "share of the steps (ComfyUI's steps 20 at "
@@ -785,9 +825,18 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            frame: str = Param("model", choices=("model", "sigma"),
                               help="flow models: the frame dpmpp_2m, res_multistep and unipc take their steps in: the "
                                    "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)"),
-           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2: the levels ComfyUI's KSampler gives "
-                                                    "them (steps + 1 scheduled, the next-to-last dropped); off: the "
-                                                    "schedule's own, as its SamplerCustom with BasicScheduler")
+           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: the levels ComfyUI's "
+                                                    "KSampler gives them (steps + 1 scheduled, the next-to-last "
+                                                    "dropped); off: the schedule's own, as its SamplerCustom with "
+                                                    "BasicScheduler"),
+           beta_alpha: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: the levels sit at the quantiles "
+                                                                   "of a Beta(beta_alpha, beta_beta) distribution "
+                                                                   "over the model's table (ComfyUI's "
+                                                                   "BetaSamplingScheduler alpha; below 1: denser at "
+                                                                   "the low-noise end)"),
+           beta_beta: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: its distribution's beta "
+                                                                  "(BetaSamplingScheduler's; below 1: denser at the "
+                                                                  "high-noise start)")
            ) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
@@ -796,7 +845,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     order, in log sigma), res_multistep (second-order exponential), flow_euler (flow-matching models), lcm (distilled models' jump
     to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation, dpm_2 and ar_video
     (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
-    (euler_ancestral, lcm, er_sde) draw their fresh noise from the seed as ComfyUI does, so a seed gives its picture.
+    (euler_ancestral, lcm, er_sde, and ComfyUI's SDE samplers dpmpp_sde, dpmpp_2m_sde(_heun), dpmpp_3m_sde, each with
+    its _gpu twin, whose noise is one Brownian motion over the run; ddpm and dpm_2_ancestral) draw their fresh noise
+    from the seed as ComfyUI does, so a seed gives its picture. heun, lms, ipndm, deis, ddpm and dpm_2_ancestral are
+    ComfyUI's, stepping in sigma on every model as its do, and so are res_multistep_ancestral and res_multistep_cfg_pp;
+    euler_ancestral_cfg_pp, euler_cfg_pp and res_multistep_cfg_pp (CFG++) leave each step along the negative prompt's
+    own prediction, one more model pass a step.
     Progress per step; cancelling stops within one step and nothing is decoded. The result is kept in the disk
     cache tier, and so are the finished steps of a run that stops (cancelled, killed): running it again with the
     same inputs takes up from there.
@@ -822,7 +876,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
                        leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas,
                        first_sigma=first_sigma, s_noise=s_noise, s_noise_end=s_noise_end, noise_clip=noise_clip,
-                       frame=frame, ksampler_levels=ksampler_levels)
+                       frame=frame, ksampler_levels=ksampler_levels, beta=(beta_alpha, beta_beta))
     return out
 
 
@@ -1074,6 +1128,20 @@ def control_canny(ctx, video: VIDEO,
 
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
+@node("model.radiance_options", title="Chroma Radiance Options", category="Sampling", passes={"model": "model"})
+def radiance_options(ctx, model: MODEL,
+                     nerf_tile_size: int = Param(-1, min=-1, max=1 << 20,
+                                                 help="patches whose pixels go through the head at once: larger is "
+                                                      "faster and takes more memory; -1 = the model's 512, 0 = all "
+                                                      "at once")) -> MODEL:
+    """How much of Chroma Radiance's pixel head runs at once (ComfyUI's ChromaRadianceOptions): each patch's pixels go
+    through a network of their own, so the tiling changes the memory a step takes, never the picture."""
+    if model.family != "chroma":
+        raise NodeError(f"model.radiance_options sets Chroma Radiance's head; this model is {model.family}'s: "
+                        "remove the node or give it a Chroma Radiance model")
+    return model if nerf_tile_size < 0 else model.with_option("nerf_tile_size", int(nerf_tile_size))
+
+
 @node("model.flow_shift", title="Flow Shift", category="Sampling", passes={"model": "model"})
 def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
                                                         help="above 1 spends more steps at high noise"),

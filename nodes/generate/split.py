@@ -28,7 +28,7 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "kandinsky5": "kandinsky5", "kandinsky5_image": "kandinsky5image", "kandinsky5image": "kandinsky5image",
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-              "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
+              "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
               "omnigen2": "omnigen2", "lens": "lens"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
@@ -43,7 +43,7 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",), "ideogram4": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
-                   "joyimage": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
+                   "joyimage": ("qwen3vl",), "fibo2": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
                    "lens": ("gpt_oss",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
@@ -51,7 +51,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage",
+           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
            "omnigen2": "omnigen2", "anima": "sd", "lens": "lens"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
@@ -136,6 +136,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.omnigen2 import OmniGen2Parts as cls
     elif family == "joyimage":
         from nodes.generate.adapters.joyimage import JoyImageParts as cls
+    elif family == "fibo2":
+        from nodes.generate.adapters.fibo2 import Fibo2Parts as cls
     elif family == "lens":
         from nodes.generate.adapters.lens import LensParts as cls
     elif family == "seedvr2":
@@ -278,10 +280,10 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
-        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3", "boogu", "joyimage"):
+        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3", "boogu", "joyimage", "fibo2"):
             from nodes.generate.converters.qwenimage import link_vision_tokens
             link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
-        if family in ("minimax_h3", "boogu", "joyimage"):   # Qwen3-VL also reads MiniMax H3's keyframes, edited pictures
+        if family in ("minimax_h3", "boogu", "joyimage", "fibo2"):   # Qwen3-VL also reads MiniMax H3's keyframes, edited pictures
             from nodes.generate.adapters.qwenimage21 import file_processor
             parts["processor"] = file_processor(parts["tokenizer"])
         if family == "qwenimage21":
@@ -413,6 +415,9 @@ def vae_dtype(det: Detection, device: str):
 
 def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandle:
     from nodes.generate.model_manager import family_of_file
+    from nodes.generate.adapters.pixel_space import PixelSpace, is_pixel_space
+    if is_pixel_space(name):        # ComfyUI's VAELoader entry for pixel-space models: no file
+        return ComponentHandle("pixel_space", "pixel_space", PixelSpace(), "vae", device)
     path = _resolve(name, "vae", "VAE")
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
     found = family_of_file(det)
@@ -637,16 +642,20 @@ def _embedded_spiece(path: Path, det: Detection):
     from nodes.generate.detect import read_header
     if "spiece_model" not in read_header(path).shapes:
         return None
-    import sentencepiece as spm
     from safetensors import safe_open
     if det.family == "gemma3":
         from nodes.generate.ltx2_text import gemma_tokenizer
         with safe_open(str(path), "pt") as f:
             return gemma_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
+    with safe_open(str(path), "pt") as f:
+        return spiece_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
+
+
+def spiece_tokenizer(data: bytes):
+    """A T5-family tokenizer from a serialized sentencepiece model (ComfyUI's spiece_model tensor's bytes)."""
+    import sentencepiece as spm
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
-    with safe_open(str(path), "pt") as f:
-        data = f.get_tensor("spiece_model").numpy().tobytes()
     sp = spm.SentencePieceProcessor(model_proto=data)
     tok = Tokenizer(models.Unigram([(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
                                    unk_id=sp.unk_id()))

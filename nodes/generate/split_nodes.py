@@ -13,7 +13,7 @@ from nodes.generate.preflight import diffusion_model_preflight
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
 TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
               "flux2", "kandinsky5", "kandinsky5_image", "ltx2", "lumina2", "hidream",
-              "longcat_image", "ovis", "krea2", "minimax", "flux3", "boogu", "ideogram4", "joyimage", "omnigen2", "lens")
+              "longcat_image", "ovis", "krea2", "minimax", "flux3", "boogu", "ideogram4", "joyimage", "omnigen2", "lens", "fibo2")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu",
@@ -60,7 +60,8 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
                                              "[klein]'s Qwen3-VL-4B; boogu: Boogu-Image's "
                                              "Qwen3-VL-8B; ideogram4: Ideogram 4's Qwen3-VL-8B; joyimage: "
                                              "JoyImage Edit's Qwen3-VL-8B; omnigen2: OmniGen2's "
-                                             "Qwen2.5-VL-3B; lens: Lens's GPT-OSS-20B)")) -> TEXT_ENCODER:
+                                             "Qwen2.5-VL-3B; lens: Lens's GPT-OSS-20B; fibo2: FIBO 2's "
+                                             "Qwen3-VL-4B)")) -> TEXT_ENCODER:
     """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader / TripleCLIPLoader / QuadrupleCLIPLoader), with its
     tokenizer found inside the file, beside it, or in a local model folder; never downloaded."""
     from nodes.generate.model_manager import manager_for
@@ -68,9 +69,23 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
     return run(manager_for(ctx), name, name2, type, ctx.device, name3, name4)
 
 
+def vae_locator():
+    """load.vae's files in vae/, and pixel_space, which names no file (ComfyUI's VAELoader entry of that name): found
+    as itself in the vae folder, so validate does not call it missing and the editor's file dialog opens there."""
+    from nodes.generate.adapters.pixel_space import NAME, is_pixel_space
+    find = locator("vae")
+
+    def locate(name: str):
+        return find.folder(name) / NAME if is_pixel_space(name) else find(name)
+    locate.__dict__.update(find.__dict__)
+    return locate
+
+
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
-def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
-                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors)"),
+def load_vae(ctx, name: str = Param("", kind="path", locate=vae_locator(), required=True,
+                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors), or "
+                                         "pixel_space for a model that samples pictures themselves (Chroma "
+                                         "Radiance: no VAE, as ComfyUI's)"),
              family: str = Param("auto", choices=("auto", "sd", "sdxl", "flux", "sd3", "qwenimage"),
                                  help="whose latents: SD 1.5's or SDXL's (the files look alike; auto = sdxl when its "
                                       "name says xl), FLUX.1's or SD3's (auto = sd3 when its name says sd3); qwenimage: "

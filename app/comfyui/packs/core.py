@@ -370,7 +370,12 @@ class CoreNodes:
                  "negative": cn.inputs.get("negative")}
         outs = {k: (self.resolve(v) if v is not None else bundles.get(k)) for k, v in wires.items()}
         pos = outs.get("positive")
-        if isinstance(pos, Out) and "guidance" in pos.attrs and not self._reads_guidance(outs.get("model"), pos):
+        hunyuan3d = isinstance(pos, Out) and pos.port and self.graph.nodes[pos.port[0]].type == "condition.hunyuan3d"
+        if hunyuan3d and "guidance" in pos.attrs:
+            # Hunyuan3D 2.0 reads FluxGuidance's value on the positive beside the sampler's true CFG (its negative is
+            # told ComfyUI's default 5): the conditioning node carries it, the cfg stays
+            self.graph.nodes[pos.port[0]].params["guidance"] = pos.attrs["guidance"]
+        elif isinstance(pos, Out) and "guidance" in pos.attrs and not self._reads_guidance(outs.get("model"), pos):
             # a model with no guidance input (Chroma, FLUX.1 schnell, LongCat-Image, ...): ComfyUI's model drops the
             # value and the sampler's cfg is its true CFG
             notes.append(f"FluxGuidance {pos.attrs['guidance']} is not read by this model (it has no guidance input; "

@@ -1,0 +1,77 @@
+"""3-D nodes: meshes from voxel grids and from MoGe's point maps, their normals, and .glb files of them (ComfyUI's
+VoxelToMesh, MoGePointMapToMesh, MeshSmoothNormals and SaveGLB)."""
+from pathlib import PurePath
+from typing import Optional
+
+from graph_engine import NodeError, Param, node
+from graph_engine.types import GEOMETRY, MESH, VOXEL
+
+
+def _glb_name(path) -> Optional[str]:
+    """Why `path` is no .glb file name (None: it is one)."""
+    if not str(path).strip() or PurePath(str(path)).suffix.lower() == ".glb":
+        return None
+    return f"{path!r} is not a .glb file name: name it out/NAME.glb (binary glTF, which Blender and browsers open)"
+
+
+@node("io.save_glb", title="Save GLB", category="Input/Output", output=True)
+def save_glb(ctx, mesh: MESH,
+             path: str = Param("out/mesh.glb", kind="path", reads=False, check=_glb_name,
+                               help="the .glb file to write (binary glTF 2.0)"),
+             overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                 "earlier take unless --replace)")) -> None:
+    """Write a mesh as binary glTF (ComfyUI's SaveGLB): positions and triangles with the texture coordinates,
+    colours, normals and texture the mesh has, the workflow in the file's asset.extras. Blender, three.js and
+    Windows' 3D Viewer open it. The file it replaces is kept as takes/NAME.001.glb ... beside it."""
+    from nodes.io.nodes import _wrote
+    from .glb import write_glb
+    if _glb_name(path):
+        raise NodeError(_glb_name(path))
+    _wrote(ctx, write_glb(mesh, path, ctx.workflow_yaml, overwrite))
+
+
+@node("mesh.from_voxels", title="Voxels to Mesh", category="3D")
+def from_voxels(ctx, voxel: VOXEL,
+                algorithm: str = Param("surface net", choices=("surface net", "basic"),
+                                       help="surface net: a smooth surface through the cells the threshold crosses; "
+                                            "basic: the voxels' own cube faces, blocky"),
+                threshold: float = Param(0.6, min=-1.0, max=1.0,
+                                         help="values above it are inside the shape")) -> MESH:
+    """The surface of a voxel grid as a triangle mesh, as ComfyUI's VoxelToMesh (and VoxelToMeshBasic, its basic
+    algorithm) makes it, vertex for vertex: a cube grid spans -1..1 on each axis."""
+    from nodes.common.mesh import Mesh
+    from .voxels import basic, surface_net
+    vertices, faces = (basic if algorithm == "basic" else surface_net)(voxel.grid, threshold)
+    ctx.log(f"{len(vertices):,} vertices, {len(faces):,} triangles")
+    return Mesh(vertices, faces)
+
+
+@node("mesh.from_points", title="Point Map to Mesh", category="3D")
+def from_points(ctx, geometry: GEOMETRY,
+                frame: int = Param(0, min=0, help="which frame of the geometry's clip to mesh"),
+                decimation: int = Param(1, min=1, max=8, help="keep every n-th pixel each way: 1 is full detail"),
+                discontinuity_threshold: float = Param(0.04, min=0.0, max=1.0,
+                                                       help="leave out pixels whose 3 x 3 depth span exceeds this "
+                                                            "share of their depth (0: keep all)"),
+                texture: bool = Param(True, help="carry the picture as the mesh's texture")) -> MESH:
+    """A triangle mesh of one frame of MoGe's geometry (depth.moge, depth.moge_panorama), as ComfyUI's
+    MoGePointMapToMesh makes it: a vertex per pixel with a point, two triangles per 2 x 2 block, the picture as
+    texture. A photo's mesh is turned from MoGe's camera (x right, y down, z forward) to glTF's (y up, the camera
+    looking down -z); a panorama's is a sphere seen from inside, y up."""
+    from .points import geometry_mesh
+    mesh = geometry_mesh(geometry, frame, decimation, discontinuity_threshold, texture)
+    ctx.log(mesh.summary())
+    return mesh
+
+
+@node("mesh.smooth_normals", title="Smooth Mesh Normals", category="3D")
+def smooth_normals(ctx, mesh: MESH,
+                   crease_angle: float = Param(180.0, min=0.0, max=180.0,
+                                               help="edges folding more than this (degrees) stay hard, their "
+                                                    "vertices split; 180 smooths everything, 30-60 suits hard "
+                                                    "surfaces")) -> MESH:
+    """Per-vertex normals for a mesh, as ComfyUI's MeshSmoothNormals makes them: a viewer shades a mesh without
+    them flat, triangle by triangle; with them it shades smoothly. Each vertex's normal is the area-weighted mean of
+    its triangles'."""
+    from .normals import smooth_normals as make
+    return make(mesh, crease_angle)

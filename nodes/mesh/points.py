@@ -1,0 +1,34 @@
+"""The mesh of one frame of MoGe's geometry (ComfyUI's MoGePointMapToMesh): the point map triangulated (grid.py), then
+turned into glTF's axes."""
+from __future__ import annotations
+
+import numpy as np
+
+from graph_engine import NodeError
+from nodes.common.mesh import Mesh
+
+
+def geometry_mesh(geo, frame: int, decimation: int, discontinuity: float, texture: bool) -> Mesh:
+    from nodes.depth.moge import Geometry
+    from .grid import triangulate
+    if not isinstance(geo, Geometry):
+        raise NodeError("mesh.from_points meshes MoGe's geometry (depth.moge, depth.moge_panorama); this one is "
+                        "another model's (Depth Anything 3's): use depth.moge for the picture")
+    if frame >= geo.length:
+        raise NodeError(f"frame {frame} is past the geometry's clip of {geo.length} frame(s): pick 0 to "
+                        f"{geo.length - 1}")
+    maps = geo.frames(frame, frame + 1)[0]
+    vertices, faces, uvs = triangulate(maps["points"], decimation, discontinuity, maps.get("depth"))
+    if not len(faces):
+        raise NodeError("MoGe's geometry gave an empty mesh (no 2 x 2 block of pixels with points): set "
+                        "discontinuity_threshold to 0, or apply_mask off on depth.moge")
+    if geo.panorama:
+        # MoGe's sphere (z up) -> glTF's (y up); seen from inside, the winding stays as it is
+        vertices = vertices[:, [1, 2, 0]]
+    else:
+        # MoGe's camera (x right, y down, z forward) -> glTF's (y up, z back). A 2 x 2 block's triangles run
+        # clockwise as the camera sees them; reversed, they are front faces (counter-clockwise) towards it
+        vertices = vertices * np.array([1.0, -1.0, -1.0], np.float32)
+        faces = faces[:, [0, 2, 1]]
+    picture = geo.video.frame(frame)[..., :3] if texture else None
+    return Mesh(vertices, faces, uvs=uvs, texture=picture)

@@ -1,0 +1,106 @@
+"""Meshes from voxel grids, as ComfyUI's VoxelToMesh makes them (comfy_extras/nodes_hunyuan3d.py), vertex for vertex
+and face for face in its order, with numpy in place of its per-cell Python loops.
+
+Both read the grid padded with zeros and place the mesh as ComfyUI does: grid index i becomes (i - n/2) / (n/2) with
+n the grid's longest side, so a cube of voxels spans -1..1, and the axes are reversed (the grid's z, y, x become the
+mesh's x, y, z). "basic" gives each exposed face of a voxel above the threshold its own quad; "surface net" puts one
+vertex in each cell whose corners straddle the threshold (the mean of its edges' crossings) and joins neighbouring
+ones. As in ComfyUI, surface net's cells are those whose low corner is inside the grid (its first padding layer
+included, the last not), which shifts its mesh a voxel towards the low corner."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+# a voxel's six neighbours and the corners of the face towards each, ComfyUI's order (z, y, x)
+_NEIGHBOURS = np.array([[0, 0, 1], [0, 0, -1], [0, 1, 0], [0, -1, 0], [1, 0, 0], [-1, 0, 0]])
+_FACE_CORNERS = np.array([
+    [[0, 0, 1], [0, 1, 1], [1, 1, 1], [1, 0, 1]],
+    [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]],
+    [[0, 1, 0], [1, 1, 0], [1, 1, 1], [0, 1, 1]],
+    [[0, 0, 0], [0, 0, 1], [1, 0, 1], [1, 0, 0]],
+    [[1, 0, 1], [1, 1, 1], [1, 1, 0], [1, 0, 0]],
+    [[0, 1, 0], [0, 1, 1], [0, 0, 1], [0, 0, 0]],
+])
+_CORNERS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1], [1, 1, 1]])
+_EDGES = np.array([[0, 1], [0, 2], [0, 4], [1, 3], [1, 5], [2, 3], [2, 6], [3, 7], [4, 5], [4, 6], [5, 7], [6, 7]])
+# the axis pairs a surface net joins cells along, and the normal of each pair's plane (e_i x e_j)
+_PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+def _place(vertices: np.ndarray, shape) -> np.ndarray:
+    half = max(shape) / 2
+    return np.ascontiguousarray(((vertices - half) / half).astype(np.float32)[:, ::-1])
+
+
+def basic(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
+    """ComfyUI's voxel_to_mesh: a quad (two triangles) for each face of a voxel above `threshold` that no such voxel
+    covers. An empty grid gives an empty mesh (ComfyUI's gives a lone vertex at -1, -1, -1)."""
+    solid = grid > threshold
+    padded = np.pad(solid, 1)
+    cells = np.argwhere(solid)                       # raster order, as ComfyUI's flattened meshgrid
+    vertices, faces, count = [], [], 0
+    for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
+        near = cells + offset + 1
+        exposed = cells[~padded[near[:, 0], near[:, 1], near[:, 2]]]
+        if not len(exposed):
+            continue
+        vertices.append((exposed[:, None, :] + corners[None]).reshape(-1, 3))
+        quads = np.arange(count, count + 4 * len(exposed)).reshape(-1, 4)
+        faces += [quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]]     # all first halves, then all second halves
+        count += 4 * len(exposed)
+    if not vertices:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
+    return _place(np.concatenate(vertices).astype(np.float32), grid.shape), np.concatenate(faces).astype(np.int32)
+
+
+def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
+    """ComfyUI's voxel_to_mesh_surfnet."""
+    grid = np.asarray(grid, np.float32)
+    d, h, w = grid.shape
+    padded = np.pad(grid, 1)
+    cells = np.stack(np.meshgrid(np.arange(d), np.arange(h), np.arange(w), indexing="ij"), -1).reshape(-1, 3)
+    pos = cells[:, None, :] + _CORNERS[None]
+    values = padded[pos[..., 0], pos[..., 1], pos[..., 2]]
+    inside = values > threshold
+    active = inside.any(1) & ~inside.all(1)
+    cells, inside, values = cells[active], inside[active], values[active]
+    if not len(cells):
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
+
+    # each edge whose ends straddle the threshold is crossed where the values interpolate to it (midway if equal)
+    e1, e2 = _EDGES[:, 0], _EDGES[:, 1]
+    crossing = inside[:, e1] != inside[:, e2]
+    v1, v2 = values[:, e1], values[:, e2]
+    step = v2 - v1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(step != 0, (np.float32(threshold) - v1) / step, np.float32(0.5)).astype(np.float32)
+    points = _CORNERS[e1][None].astype(np.float32) + t[..., None] * (_CORNERS[e2] - _CORNERS[e1])[None]
+    mean = (points * crossing[..., None]).sum(1) / crossing.sum(1, keepdims=True).astype(np.float32)
+    # ComfyUI numbers a cell's vertex when its first crossed edge comes up, edges in turn, cells in order
+    first = crossing.argmax(1)
+    order = np.lexsort((np.arange(len(cells)), first))
+    number = np.empty(len(cells), np.int64)
+    number[order] = np.arange(len(cells))
+    vertices = (mean + cells.astype(np.float32))[order]
+
+    lookup = np.full((d + 1, h + 1, w + 1), -1, np.int64)
+    lookup[cells[:, 0], cells[:, 1], cells[:, 2]] = number
+    inside_f = inside.astype(np.float32)
+    corners = _CORNERS.astype(np.float32)
+    gradient = (inside_f @ corners) / inside_f.sum(1, keepdims=True) - \
+        ((1 - inside_f) @ corners) / (1 - inside_f).sum(1, keepdims=True)
+    faces = []
+    for i, j in _PAIRS:
+        normal = np.cross(np.eye(3)[i], np.eye(3)[j])
+        quad = [cells, cells + np.eye(3, dtype=int)[i], cells + np.eye(3, dtype=int)[j],
+                cells + np.eye(3, dtype=int)[i] + np.eye(3, dtype=int)[j]]
+        ids = np.stack([lookup[q[:, 0], q[:, 1], q[:, 2]] for q in quad], 1)
+        ok = (ids >= 0).all(1)
+        ids, facing = ids[ok], (gradient @ normal)[ok] > 0
+        a, b, c, e = ids.T
+        first_half = np.where(facing[:, None], np.stack([a, b, e], 1), np.stack([a, e, b], 1))
+        second_half = np.where(facing[:, None], np.stack([a, e, c], 1), np.stack([a, c, e], 1))
+        faces.append(np.stack([first_half, second_half], 1).reshape(-1, 3))     # a quad's two triangles together
+    return _place(vertices, grid.shape), np.concatenate(faces).astype(np.int32)
