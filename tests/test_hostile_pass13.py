@@ -214,3 +214,13 @@ def test_hostile_anima_lllite_files_are_named(tmp_path):
              "its tensor shapes make a network too large to count, far more than the file's")):
         with pytest.raises(NodeError, match=f"^{name}.safetensors.{{0,3}} .*{said}"):
             load(save(tmp_path, f"{name}.safetensors", dict(base, **extra), meta))
+
+
+def test_a_damaged_umt5_tokenizer_in_an_ace_step_v1_checkpoint_is_named():
+    """ACE-Step v1's checkpoint carries UMT5's sentencepiece model, read through its own door (ace_step1.spiece):
+    a damaged one was sentencepiece's RuntimeError traceback."""
+    from nodes.generate.ace_step1 import spiece
+    state = {"text_encoders.umt5base.spiece_model": torch.frombuffer(bytearray(b"garbage" * 10), dtype=torch.uint8)}
+    with pytest.raises(NodeError, match=r"^ace_step_v1_3.5b.safetensors: the tokenizer stored inside it cannot be "
+                                        r"read \(.*\): the file is damaged"):
+        spiece(state, "ace_step_v1_3.5b.safetensors")
