@@ -64,6 +64,26 @@ def test_shape_vae_decodes_the_grid_comfyui_hands_voxeltomesh():
     assert 0 < (got > 0.6).float().mean() < 1        # inside and outside at VoxelToMesh's threshold: a shape
 
 
+def test_a_half_precision_vae_is_asked_at_the_grids_own_points():
+    """On a GPU the ShapeVAE runs in bf16, whose 8-bit mantissa rounds the grid's coordinates by up to 0.004 near the
+    box's sides: a 512 grid's neighbouring points (0.004 apart) fell together, and sin(2^7 x), the finest Fourier
+    feature, was off by up to half a radian. The field is asked at the float32 grid in every chunk, whatever the
+    weights' precision (ComfyUI's fp16 VAE rounds them 8 times less than bf16 did)."""
+    vae = build_vae(_randomised(ref.ShapeVAE(embed_dim=8, width=32, heads=4, num_decoder_layers=1), 4).state_dict())
+    vae = vae.to(torch.bfloat16)
+    asked = []
+
+    def field(points, latents):
+        asked.append(points)
+        return torch.zeros(*points.shape[:2], 1, dtype=latents.dtype)
+    vae.geo_decoder.forward = field
+    vae.decode(torch.randn(1, 8, 6), resolution=16, num_chunks=1000)
+    side = torch.linspace(-1.01, 1.01, 17, dtype=torch.float32)
+    want = torch.stack(torch.meshgrid(side, side, side, indexing="ij"), -1).reshape(1, -1, 3)
+    got = torch.cat(asked, 1)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
 def test_multiview_embeds_match_comfyui():
     from nodes.generate.hunyuan3d import view_embeds
     front, back = torch.randn(1, 3, 16), torch.randn(1, 3, 16)
