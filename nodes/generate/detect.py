@@ -108,6 +108,11 @@ def safetensors_header(path: Path) -> Header:
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
                         "e.g. an interrupted copy or download. Copy the file again.") from None
+    # ComfyUI's NVFP4 matrices (a uint8 weight beside its weight_scale_2) hold two 4-bit values a byte: their shape is
+    # the matrix's, as the loader dequantises it; rules reading a width from them (in_channels) saw half of it
+    for k, shape in shapes.items():
+        if dtypes[k] == "U8" and k.endswith(".weight") and k + "_scale_2" in shapes and shape:
+            shapes[k] = shape[:-1] + (shape[-1] * 2,)
     return Header(shapes, dtypes, {str(k): str(v) for k, v in meta.items()}, "safetensors")
 
 
@@ -486,13 +491,24 @@ _DTYPE_NAMES = {"F16": "fp16", "float16": "fp16", "BF16": "bf16", "bfloat16": "b
                 "float8_e5m2": "fp8_e5m2", "F64": "fp64", "float64": "fp64"}
 
 
+def _scaled_kind(weight: Optional[str], scale: Optional[str]) -> str:
+    """ComfyUI's per-layer format told by a weight's and its weight_scale's types: int8_convrot's int8, NVFP4's bytes
+    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed."""
+    if weight == "I8":
+        return "int8_mixed"
+    if weight == "U8":
+        return "nvfp4_mixed"
+    return "mxfp8_mixed" if weight == "F8_E4M3" and scale in ("F8_E8M0", "U8") else "fp8_mixed"
+
+
 def precision_of(header: Header) -> str:
     """fp16 / bf16 / fp32 / fp8_e4m3fn / fp8_e5m2 / fp8_scaled / gguf-<quant> of the file's matrices."""
     if "scaled_fp8" in header.shapes or any(k.endswith(".scale_weight") for k in header.shapes):
         return "fp8_scaled"
-    scaled = Counter(header.dtypes.get(k[: -len("_scale")]) for k in header.shapes if k.endswith(".weight_scale"))
-    if scaled:      # ComfyUI's per-layer quantisation: fp8mixed, or int8 (int8_convrot's layers are int8)
-        return "int8_mixed" if scaled.most_common(1)[0][0] == "I8" else "fp8_mixed"
+    scaled = Counter(_scaled_kind(header.dtypes.get(k[: -len("_scale")]), header.dtypes.get(k))
+                     for k in header.shapes if k.endswith(".weight_scale"))
+    if scaled:      # ComfyUI's per-layer quantisation, told by the weights' and their scales' types
+        return scaled.most_common(1)[0][0]
     big = Counter(header.dtypes[k] for k, s in header.shapes.items() if len(s) >= 2 and k in header.dtypes)
     if not big:
         return ""
@@ -1348,6 +1364,29 @@ MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE'
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
+HIDREAM_O1_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "")
+
+
+def hidream_o1_prefix(keys) -> Optional[str]:
+    """The prefix HiDream-O1's transformer tensors carry in a file (ComfyUI's checkpoint: model.diffusion_model.; the
+    authors' release: model.), None when it holds none."""
+    keys = set(keys)
+    return next((p for p in HIDREAM_O1_PREFIXES if {f"{p}x_embedder.proj1.weight", f"{p}t_embedder1.mlp.0.weight",
+                                                    f"{p}final_layer2.linear.weight"} <= keys), None)
+
+
+def _hidream_o1(k: Keys) -> Optional[Detection]:
+    """HiDream-O1-Image's transformer (ComfyUI's checkpoints/hidream_o1_image_*.safetensors under
+    model.diffusion_model., the authors' release under model.): Qwen3-VL-8B with a pixel patch embedder
+    (x_embedder.proj1/proj2), a timestep embedder (t_embedder1) and a pixel head (final_layer2). The whole model:
+    its prompt is read by Qwen3-VL inside it, and it has no VAE."""
+    prefix = hidream_o1_prefix(k.shapes)
+    if prefix is None:
+        return None
+    return Detection("checkpoint", "hidream_o1", "", prefix=prefix,
+                     why="x_embedder.proj1 / t_embedder1 / final_layer2 beside Qwen3-VL (HiDream-O1)")
+
+
 def _fibo2(k: Keys) -> Optional[Detection]:
     """Bria's FIBO 2 transformer (ComfyUI's fibo2_dev_* / fibo2_edit_turbo_*): Z-Image's blocks with a Perceiver that
     squeezes the prompt into gist tokens (perceiver.latent_queries). ComfyUI's own file was not at hand; these are the
@@ -1462,14 +1501,31 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _minimax_music3(k: Keys) -> Optional[Detection]:
+    """MiniMax Music 3's three files in ComfyUI's names, which generate.minimax_music3 reads by name: the DiT
+    (diffusion_transformer. with latent_conditioners and cond_layer_logits), the text encoder (a Qwen3 with the RVQ depth
+    decoder under model.audio_decoder.: told before Qwen3 text encoders) and the DAV (dec_in_proj, decoder.model.N)."""
+    if k.has("diffusion_transformer.preprocess_conv.weight", "cond_layer_logits"):
+        return Detection(None, "minimax_music3", "diffusion_model", why="diffusion_transformer / latent_conditioners")
+    if k.has("model.audio_decoder.projection.weight", "model.audio_extra_embedding.weight"):
+        return Detection(None, "minimax_music3", "text_encoder", why="model.layers with model.audio_decoder")
+    if k.has("dec_in_proj.weight") and k.any("decoder.model.0.weight_v", "decoder.model.0.parametrizations.weight.original1"):
+        return Detection(None, "minimax_music3", "vae", why="dec_in_proj / decoder.model.N (weight-normed)")
+    return None
+
+
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
+    ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
     ACE-Step 1.5's all-in-one checkpoint (ace_step_1.5_turbo_aio: model.diffusion_model., vae., text_encoders.qwen3_06b.),
     its split diffusion model (decoder. / encoder. / detokenizer. and null_condition_emb) and Oobleck VAE (ace_1.5_vae:
     stable-audio-tools' weight-normed decoder.layers at the top), Stable Audio 3's T5Gemma (t5gemma_b_b_ul2:
     model.encoder.layers.N.pre_self_attn_layernorm), Anima's ControlNet-LLLite nets (lllite_conditioning1 and
     lllite_dit_blocks_N_*; kohya's SDXL ones are lllite_unet_*) and MiniMax H3's Fun ControlNet (control_blocks.N):
     listed as no known key pattern, a newcomer took them for broken downloads."""
+    if k.has("model.diffusion_model.genre_embedder.weight", "model.diffusion_model.lyric_embs.weight"):
+        return Detection("checkpoint", "ace_step", "v1", why="model.diffusion_model.genre_embedder / lyric_encoder / "
+                         "vae.dcae / vae.vocoder")
     if k.has("model.diffusion_model.decoder.condition_embedder.weight",
              "text_encoders.qwen3_06b.transformer.model.embed_tokens.weight"):
         return Detection("checkpoint", "ace_step", "aio", why="model.diffusion_model.decoder / vae / text_encoders")
@@ -1524,7 +1580,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -634,16 +634,20 @@ def _embedded_spiece(path: Path, det: Detection):
     from nodes.generate.detect import read_header
     if "spiece_model" not in read_header(path).shapes:
         return None
-    import sentencepiece as spm
     from safetensors import safe_open
     if det.family == "gemma3":
         from nodes.generate.ltx2_text import gemma_tokenizer
         with safe_open(str(path), "pt") as f:
             return gemma_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
+    with safe_open(str(path), "pt") as f:
+        return spiece_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
+
+
+def spiece_tokenizer(data: bytes):
+    """A T5-family tokenizer from a serialized sentencepiece model (ComfyUI's spiece_model tensor's bytes)."""
+    import sentencepiece as spm
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
-    with safe_open(str(path), "pt") as f:
-        data = f.get_tensor("spiece_model").numpy().tobytes()
     sp = spm.SentencePieceProcessor(model_proto=data)
     tok = Tokenizer(models.Unigram([(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
                                    unk_id=sp.unk_id()))

@@ -250,7 +250,7 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     """The sound's waveform [channels, samples] at 44.1 kHz, loudness as VAEDecodeAudio leaves it. The model is
     told the piece starts at `seconds_start` and lasts `seconds_total` (0: the sound's whole seconds)."""
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
-    from nodes.generate.samplers import comfy_noise_sampler, ksampler_schedule, latent_sampler
+    from nodes.generate.samplers import comfy_step_noise, ksampler_schedule, latent_sampler
     sample = latent_sampler(sampler)
     frames = latent_frames(seconds)
     if frames < 2:
@@ -284,7 +284,7 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     noise = torch.randn((1, dit.config.in_channels, frames), generator=gen)
     levels = ksampler_schedule(lambda n: sigmas(n, scheduler), steps, sampler)
     x = noise.to(model.device) * math.sqrt(float(levels[0]) ** 2 + 1)     # ComfyUI's full-denoise noise scaling
-    kw = {"noise_sampler": comfy_noise_sampler(noise.shape, seed, x.device)}    # KSampler's step noise
+    kw = {"noise_sampler": comfy_step_noise(sampler, noise.shape, seed, x.device, levels)}    # KSampler's step noise
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
     latent = sample(denoised, x, levels, callback, flow=False, **kw)
     return loudness(model.vae.decode(latent).sample.float()[0].cpu())

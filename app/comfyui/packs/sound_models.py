@@ -1,5 +1,6 @@
 """ComfyUI's sound-model nodes: Stable Audio Open's and Stable Audio 3's text-to-sound chain, folded into
-generate.stable_audio or generate.stable_audio3, and ACE-Step 1.5's song chain, folded into generate.ace_step."""
+generate.stable_audio or generate.stable_audio3, ACE-Step 1.5's song chain, folded into generate.ace_step, and
+ACE-Step v1's, folded into generate.ace_step1."""
 from __future__ import annotations
 
 import re
@@ -7,9 +8,6 @@ import re
 from ..flatten import Ref
 from ..out import Out
 
-# ComfyUI's samplers generate.stable_audio has not, and the nearest it has
-NEAREST_SAMPLER = {"dpmpp_3m_sde": "dpmpp_2m", "dpmpp_3m_sde_gpu": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m",
-                   "dpmpp_2m_sde_gpu": "dpmpp_2m", "dpmpp_sde": "dpmpp_2m", "dpmpp_sde_gpu": "dpmpp_2m"}
 # ComfyUI's samplers generate.ace_step takes as they are
 SAMPLERS_KEPT = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "unipc", "res_multistep")
 # Stable Audio 3's sound, which ComfyUI's EmptyLatentAudio and VAEDecodeAudio make as Stable Audio Open's, told by
@@ -17,6 +15,21 @@ SAMPLERS_KEPT = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "unipc", "res_m
 STABLE_AUDIO3 = re.compile(r"stable_audio_3|t5gemma")
 # ComfyUI's schedulers generate.stable_audio3 takes as they are (the flow tables'); lcm is its own sampler too
 SA3_SCHEDULERS = ("simple", "sgm_uniform", "beta")
+
+
+def ace_sampling(raw: dict, notes: list, samplers=SAMPLERS_KEPT, model: str = "ACE-Step") -> dict:
+    """KSampler's sampler and scheduler as generate.ace_step / ace_step1 (or another song node taking `samplers`)
+    take them (those they have not: named, their defaults used)."""
+    out = {}
+    if raw["sampler_name"] in samplers:
+        out["sampler"] = raw["sampler_name"]
+    else:
+        notes.append(f"sampler {raw['sampler_name']} is not one Kinograph has: euler")
+    if raw["scheduler"] in ("simple", "sgm_uniform", "beta"):
+        out["scheduler"] = raw["scheduler"]
+    else:
+        notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for {model}: simple")
+    return out
 
 
 class SoundModels:
@@ -87,13 +100,10 @@ class SoundModels:
         sampler = raw["sampler_name"] if isinstance(raw["sampler_name"], str) else ""
         # the node's own samplers (Stable Audio 3's lcm besides generate.sample's); another was written in as it was
         # and the imported workflow failed to load
-        from nodes.generate.samplers import SAMPLERS
-        has = [s for s in SAMPLERS if s != "ar_video"] + (["lcm"] if sa3 else [])
-        params["sampler"] = sampler if sampler in has else NEAREST_SAMPLER.get(sampler, "euler")
-        if sampler in NEAREST_SAMPLER:
-            notes.append(f"sampler {sampler} (stochastic) is not in Kinograph: DPM-Solver++(2M) samples it "
-                         "(deterministic, the same steps)")
-        elif sampler not in has:
+        from nodes.generate.samplers import CFG_PP, SAMPLERS
+        has = [s for s in SAMPLERS if s != "ar_video" and s not in CFG_PP] + (["lcm"] if sa3 else [])
+        params["sampler"] = sampler if sampler in has else "euler"
+        if sampler not in has:
             notes.append(f"sampler {sampler} is not one {kind} has: euler")
         if float(sp.get("denoise", 1.0)) != 1.0:
             notes.append(f"denoise {sp['denoise']} is not carried: {kind} makes the sound from noise (1.0)")
@@ -198,14 +208,7 @@ class SoundModels:
             params["seconds"] = float(seconds)
         if song.get("duration") is not None and (seconds is None or float(song["duration"]) != float(seconds)):
             params["duration"] = float(song["duration"])
-        if raw["sampler_name"] in SAMPLERS_KEPT:
-            params["sampler"] = raw["sampler_name"]
-        else:
-            notes.append(f"sampler {raw['sampler_name']} is not one Kinograph has: euler")
-        if raw["scheduler"] in ("simple", "sgm_uniform", "beta"):
-            params["scheduler"] = raw["scheduler"]
-        else:
-            notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
+        params.update(ace_sampling(raw, notes))
         if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
             notes.append(f"denoise {raw['denoise']} is not carried: generate.ace_step makes the song from noise (1.0)")
         carried = [model, *shifts, pos] + ([] if aio else [clip, vae])
@@ -216,7 +219,96 @@ class SoundModels:
             notes.append("the negative is not ConditioningZeroOut's: generate.ace_step guides against the model's "
                          "null embedding, as ComfyUI does for a zeroed one")
             dropped = {n.id for n in negative}
-        return self._fold_ace_step(cn, ks, params, [*carried, *negative], dropped)
+        return self._fold_song("generate.ace_step", "the loaders, prompt, EmptyAceStep1.5LatentAudio and VAEDecodeAudio",
+                               "the model's null embedding", cn, ks, params, [*carried, *negative], dropped)
+
+    def special_latent_operation_cfg(self, cn, rule, params, notes):
+        """LatentApplyOperationCFG: the model passes on (generate.ace_step1 reads the operation from the workflow)."""
+        model = self.resolve(cn.inputs.get("model"))
+        self.outs[(cn.id, 0)] = model if isinstance(model, Out) else Out()
+        return []
+
+    def ace_step1_sampler(self, cn):
+        """The KSampler VAEDecodeAudio `cn` decodes when its prompt is TextEncodeAceStepAudio's (ACE-Step v1), or
+        None."""
+        ks, _ = self._upstream(cn, "samples")
+        if ks is None or ks.class_type != "KSampler":
+            return None
+        pos, _ = self._upstream(ks, "positive")
+        return ks if pos is not None and pos.class_type == "TextEncodeAceStepAudio" else None
+
+    def ace_step1(self, cn, ks, notes):
+        """generate.ace_step1 in place of the nodes ACE-Step v1's chain (CheckpointLoaderSimple, ModelSamplingSD3,
+        LatentApplyOperationCFG with LatentOperationTonemapReinhard, TextEncodeAceStepAudio, ConditioningZeroOut,
+        EmptyAceStepLatentAudio or VAEEncodeAudio, KSampler) became; None (left unmapped, with why) where the chain
+        is another."""
+        through = ("ModelSamplingSD3", "ModelSamplingAuraFlow", "LatentApplyOperationCFG")
+        model, passed = self._upstream(ks, "model", through)
+        pos, _ = self._upstream(ks, "positive")
+        neg, _ = self._upstream(ks, "negative")
+        latent, _ = self._upstream(ks, "latent_image")
+        clip = self._upstream(pos, "clip")[0]
+        vae = self._upstream(cn, "vae")[0]
+        why = ""
+        if model is None or model.class_type != "CheckpointLoaderSimple" or clip is not model or vae is not model:
+            why = ("generate.ace_step1 takes ACE-Step v1's checkpoint (CheckpointLoaderSimple) as the model, text "
+                   "encoder and VAE, with only ModelSamplingSD3 and LatentApplyOperationCFG between: "
+                   f"{getattr(model, 'class_type', 'nothing')} gives the model here")
+        elif latent is None or latent.class_type not in ("EmptyAceStepLatentAudio", "VAEEncodeAudio"):
+            why = ("generate.ace_step1 makes the song from EmptyAceStepLatentAudio's length or VAEEncodeAudio's song: "
+                   f"{getattr(latent, 'class_type', 'nothing')} gives the latent here")
+        if why:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(why)
+            return None
+        raw = {k: self.resolve(ks.inputs.get(k)) for k in ("seed", "steps", "cfg", "sampler_name", "scheduler",
+                                                           "denoise")}
+        params = {"checkpoint": self.resolve(model.inputs.get("ckpt_name")),
+                  **{k: self.resolve(pos.inputs.get(k)) for k in ("tags", "lyrics", "lyrics_strength")},
+                  **{k: raw[k] for k in ("seed", "steps", "cfg") if raw[k] is not None}}
+        params = {k: v for k, v in params.items() if v is not None and not isinstance(v, Out)}
+        shifts = [n for n in passed if n.class_type != "LatentApplyOperationCFG"]
+        if shifts:
+            params["shift"] = float(self.resolve(shifts[0].inputs.get("shift")))
+        dropped = set()
+        for op_node in (n for n in passed if n.class_type == "LatentApplyOperationCFG"):
+            op, _ = self._upstream(op_node, "operation")
+            if op is not None and op.class_type == "LatentOperationTonemapReinhard":
+                params["tonemap"] = float(self.resolve(op.inputs.get("multiplier")))
+            else:
+                notes.append(f"the guidance's operation ({getattr(op, 'class_type', 'none')}) is not carried: "
+                             "generate.ace_step1 applies LatentOperationTonemapReinhard only")
+                dropped.add(op_node.id)
+        extra = [n for n in passed if n.class_type == "LatentApplyOperationCFG"]
+        extra += [self._upstream(n, "operation")[0] for n in extra]
+        if latent.class_type == "EmptyAceStepLatentAudio":
+            params["seconds"] = float(self.resolve(latent.inputs.get("seconds")))
+        params.update(ace_sampling(raw, notes))
+        if raw["denoise"] is not None:
+            if latent.class_type == "VAEEncodeAudio":
+                params["denoise"] = float(raw["denoise"])
+            elif float(raw["denoise"]) != 1.0:
+                notes.append(f"denoise {raw['denoise']} is not carried: without a song to edit generate.ace_step1 "
+                             "makes the song from noise (1.0)")
+        carried = [model, *passed, *[n for n in extra if n is not None], pos, latent]
+        negative = self._feeding(neg, {n.id for n in carried})
+        if neg is None or neg.class_type != "ConditioningZeroOut":
+            notes.append("the negative is not ConditioningZeroOut's: generate.ace_step1 guides against the zeroed "
+                         "prompt and lyrics, as ComfyUI's ConditioningZeroOut gives them")
+            dropped |= {n.id for n in negative}
+        song = self.resolve(latent.inputs.get("audio")) if latent.class_type == "VAEEncodeAudio" else None
+        nid = self._fold_song("generate.ace_step1", "the loaders, prompt, EmptyAceStepLatentAudio (or VAEEncodeAudio) "
+                              "and VAEDecodeAudio", "the model's null embedding", cn, ks, params,
+                              [*carried, *negative], dropped)[0]
+        # the nodes that became no Kinograph node of their own (their settings ride into this one)
+        for n in [*extra, latent]:
+            entry = self.report.entries.get(getattr(n, "id", None))
+            if entry is not None and not entry.kinograph:
+                entry.status, entry.notes = ("approx", [f"not carried by {nid} (generate.ace_step1)"]) \
+                    if n.id in dropped else ("exact", [f"folded into {nid} (generate.ace_step1)"])
+        if isinstance(song, Out) and not self.link(song, nid, "audio"):
+            notes.append("the song to edit comes from a node that did not convert; connect audio by hand")
+        return [nid]
 
     def _feeding(self, node, stop):
         """`node` and every ComfyUI node upstream of it, short of the nodes `stop` (ids) and what feeds them."""
@@ -228,21 +320,81 @@ class SoundModels:
                 todo += [self.flat.nodes.get(v.node) for v in n.inputs.values() if isinstance(v, Ref)]
         return list(seen.values())
 
-    def _fold_ace_step(self, cn, ks, params, folded, dropped):
+    def _fold_song(self, kind: str, parts: str, against: str, cn, ks, params, folded, dropped):
+        """`kind` in place of the Kinograph nodes the chain (`ks`, `folded`) became, its audio what decoder `cn`
+        gives; `parts` names what folded into it. A chain two decoders read (a switch between VAEDecodeAudio and
+        VAEDecodeAudioTiled) becomes one node per decoder: the first's node is kept for it, not folded again, and the
+        chain's nodes name both."""
         g = self.graph
         made = {k for n in [ks, *folded] if n is not None and n.id in self.report.entries
-                for k in self.report.entries[n.id].kinograph if k in g.nodes}
+                for k in self.report.entries[n.id].kinograph if k in g.nodes and g.nodes[k].type != kind}
         gone = made - {link.src for link in g.links() if link.src in made and link.dst not in made}
         for n in gone:
             g.remove_node(n)
-        nid = self.add("generate.ace_step", ks, params)
+        entry = self.report.entries.get(ks.id)
+        twin = entry is not None and any(k in g.nodes and g.nodes[k].type == kind for k in entry.kinograph)
+        nid = self.add(kind, ks, params, suffix="_for_" + re.sub(r"[^A-Za-z0-9]+", "_", cn.id) if twin else "")
+        chain = {n.id for n in [ks, *folded] if n is not None}
         for entry in self.report.entries.values():
-            if set(entry.kinograph) & gone:
+            if set(entry.kinograph) & gone or twin and entry.comfy_id in chain:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
                 entry.status = "approx" if entry.comfy_id in dropped else "exact"
-                entry.notes = [f"folded into {nid} (generate.ace_step), with the loaders, prompt, "
-                               "EmptyAceStep1.5LatentAudio and VAEDecodeAudio"] if entry.comfy_id == ks.id else \
-                    [f"part of the negative, not carried: {nid} (generate.ace_step) guides against the model's null "
-                     "embedding"] if entry.comfy_id in dropped else [f"folded into {nid} (generate.ace_step)"]
+                entry.notes = [f"folded into {nid} ({kind}), with {parts}"] if entry.comfy_id == ks.id else \
+                    [f"part of the negative, not carried: {nid} ({kind}) guides against {against}"] \
+                    if entry.comfy_id in dropped else [f"folded into {nid} ({kind})"]
         self.outs[(cn.id, 0)] = Out((nid, "audio"))
         return [nid]
+
+    def special_music3_song(self, cn, rule, params, notes):
+        """MiniMaxMusic3TextEncode: its widgets are generate.minimax_music3's; its seconds (the length the language
+        model ends the song at, known as it runs) is that node's seconds 0, auto (VAEDecodeAudio folds the chain)."""
+        self.outs[(cn.id, 0)] = Out(None, {"music3_song": params})
+        self.outs[(cn.id, 1)] = Out(None, {"value": 0.0})
+        return []
+
+    def minimax_music3(self, cn, ks, params, notes):
+        """generate.minimax_music3 in place of the nodes the chain (UNETLoader, CLIPLoader, VAELoader,
+        MiniMaxMusic3TextEncode, ConditioningZeroOut, EmptyMiniMaxMusic3LatentAudio, KSampler) became, with the
+        decoder's tiles (VAEDecodeAudioTiled's); None (left unmapped, with why) where the chain is another."""
+        model, _ = self._upstream(ks, "model")
+        pos, _ = self._upstream(ks, "positive")
+        neg, _ = self._upstream(ks, "negative")
+        clip = self._upstream(pos, "clip")[0] if pos is not None else None
+        vae = self._upstream(cn, "vae")[0]
+        kinds = [getattr(n, "class_type", None) for n in (model, pos, clip, vae)]
+        if kinds != ["UNETLoader", "MiniMaxMusic3TextEncode", "CLIPLoader", "VAELoader"]:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                "generate.minimax_music3 takes the model from UNETLoader, the conditioning from MiniMaxMusic3TextEncode "
+                "on CLIPLoader and the DAV from VAELoader, with nothing between: here they come from "
+                f"{', '.join(str(k) for k in kinds)}")
+            return None
+        song = self.resolve(ks.inputs.get("positive"))
+        song = dict(song.attrs.get("music3_song", {})) if isinstance(song, Out) else {}
+        raw = {k: self.resolve(ks.inputs.get(k)) for k in ("seed", "steps", "cfg", "sampler_name", "scheduler",
+                                                           "denoise")}
+        out = {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
+               "text_encoder": self.resolve(clip.inputs.get("clip_name")),
+               "vae": self.resolve(vae.inputs.get("vae_name")), **song,
+               **{k: raw[k] for k in ("seed", "steps", "cfg") if raw[k] is not None}}
+        seconds = self.resolve(ks.inputs.get("latent_image"))
+        seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
+        if seconds is not None:
+            out["seconds"] = float(seconds)
+        if params.get("tile_size") is not None:
+            out.update(tile_size=int(params["tile_size"]), overlap=int(params.get("overlap", 64)))
+        from nodes.generate.samplers import SAMPLERS
+        out.update(ace_sampling(raw, notes, [s for s in SAMPLERS if s != "ar_video"], "MiniMax Music 3"))
+        if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
+            notes.append(f"denoise {raw['denoise']} is not carried: generate.minimax_music3 makes the song from "
+                         "noise (1.0)")
+        carried = [model, pos, clip, vae]
+        negative = self._feeding(neg, {n.id for n in carried})
+        dropped = set()
+        if neg is None or neg.class_type != "ConditioningZeroOut":
+            notes.append("the negative is not ConditioningZeroOut's: generate.minimax_music3 guides against no "
+                         "conditioning, as ComfyUI does for a zeroed one")
+            dropped = {n.id for n in negative}
+        return self._fold_song("generate.minimax_music3", "the loaders, MiniMaxMusic3TextEncode, "
+                               "EmptyMiniMaxMusic3LatentAudio and the decoder", "no conditioning", cn, ks, out,
+                               [*carried, *negative], dropped)
