@@ -186,6 +186,8 @@ def comfy_song(tiny, steps, cfg, shift, seed, tonemap, lyrics_strength=0.99, sou
             v = dit(x, torch.tensor([s * 1000.0]), c, torch.zeros(1, 512), li, lyrics_strength)
             out.append(x - v * s)
         cond, uncond = out
+        if math.isclose(cfg, 1.0):      # sampling_function: no uncond pass; calc_cond_batch gives zeros in its place
+            uncond = torch.zeros_like(cond)
         if tonemap:
             cond = ref.tonemap_reinhard(cond - uncond, tonemap) + uncond
         return uncond + (cond - uncond) * cfg
@@ -217,6 +219,17 @@ def test_edit_is_comfyuis(tiny, model):
     got = ace.generate(model, ace.Song(TAGS, LYRICS, 0.99), 0.0, 4, 5.0, "euler", "simple", 5.0, 9, 1.0,
                        source=source, denoise=0.5)
     want = comfy_song(tiny, 4, 5.0, 5.0, 9, 1.0, source=source, denoise=0.5)
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_tonemap_at_cfg_1_is_comfyuis(tiny, model):
+    """At cfg 1 ComfyUI runs no negative pass, but LatentApplyOperationCFG's hook still sees two outputs (the missing
+    one zeros) and tonemaps the prediction itself: the song differs from the untonemapped one."""
+    from nodes.generate import ace_step1 as ace
+    got = ace.generate(model, ace.Song(TAGS, LYRICS, 0.99), SECONDS, 3, 1.0, "euler", "simple", 5.0, 7, 0.5)
+    want = comfy_song(tiny, 3, 1.0, 5.0, 7, 0.5)
+    plain = comfy_song(tiny, 3, 1.0, 5.0, 7, 0.0)
+    assert (want - plain).abs().max() > 1e-3
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
 
@@ -319,3 +332,4 @@ def test_the_checkpoint_is_named_with_its_node(tiny, tmp_path, monkeypatch):
     assert (d["family"], d["variant"], d["loads"]) == ("ace_step", "v1", "yes") and "generate.ace_step1" in d["note"]
     with pytest.raises(NodeError, match="ACE-Step v1.*generate.ace_step1"):
         detect_family(tiny[0])
+

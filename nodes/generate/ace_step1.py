@@ -11,6 +11,7 @@ from beside the checkpoint. Lyrics are cleaned as ComfyUI cleans them: English, 
 language ([zh], [ja], [ko], ...); lines in other scripts (which ComfyUI does not convert either) are refused."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,7 +312,7 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
     if int(ids.max()) >= vocab:
         raise NodeError(f"the lyric tokenizer gives id {int(ids.max())}, past the {vocab} the model knows: its "
                         "vocab.json is not ComfyUI's ace_lyrics_tokenizer one")
-    guided = cfg != 1.0
+    guided = not math.isclose(cfg, 1.0)        # ComfyUI's sampling_function skips the negative pass at cfg 1
     context = dit.encode(text, ids, song.lyrics_strength)
     if guided:      # ConditioningZeroOut: the prompt's states and the lyric ids zeroed
         context = torch.cat([context, dit.encode(torch.zeros_like(text), torch.zeros_like(ids),
@@ -322,8 +323,8 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
         xs = torch.cat([x] * len(context))
         v = dit(xs, torch.full((len(context),), s * 1000.0, device=x.device), context).float()
         out = xs - s * v
-        if not guided:
-            return out
+        if not guided:      # LatentApplyOperationCFG's hook still runs: the missing negative is zeros there
+            return tonemap_reinhard(out, tonemap) if tonemap > 0 else out
         cond, uncond = out.chunk(2)
         if tonemap > 0:
             cond = tonemap_reinhard(cond - uncond, tonemap) + uncond
