@@ -333,3 +333,26 @@ def test_the_checkpoint_is_named_with_its_node(tiny, tmp_path, monkeypatch):
     with pytest.raises(NodeError, match="ACE-Step v1.*generate.ace_step1"):
         detect_family(tiny[0])
 
+
+def test_dit_takes_the_devices_type(tiny, model, monkeypatch):
+    """On a GPU the 3.5B DiT is not held in float32 (15 GB): it takes model_manager.dtype_of's type for the device
+    (bf16 on CUDA, asked here for the CPU), the small VAE and UMT5 stay float32, and the song is the float32 one's
+    within bf16's precision."""
+    from nodes.generate import ace_step1 as ace
+    from nodes.generate import model_manager
+    from nodes.generate.model_manager import ModelManager
+    asked = []
+
+    def bf16(name, family, device):
+        asked.append((name, family, device))
+        return "bf16", torch.bfloat16
+    monkeypatch.setattr(model_manager, "dtype_of", bf16)
+    half = ace.load(ModelManager(), str(tiny[0]), "cpu")
+    assert asked == [("auto", "ace_step", "cpu")]
+    assert {p.dtype for p in half.dit.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.vae.parameters()} == {p.dtype for p in half.text_encoder.parameters()} \
+        == {torch.float32}
+    song = ace.Song(TAGS, LYRICS, 0.99)
+    got = ace.generate(half, song, SECONDS, 2, 5.0, "euler", "simple", 5.0, 7, 1.0)
+    want = ace.generate(model, song, SECONDS, 2, 5.0, "euler", "simple", 5.0, 7, 1.0)
+    assert float((got - want).abs().max() / want.abs().max()) < 0.1

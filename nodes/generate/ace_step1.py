@@ -44,8 +44,9 @@ class AceStep1:
     device: str
 
 
-def _assign(make, sd: dict, name: str, what: str, skip=()):
-    """make()'s module (built on the meta device) holding `sd`, checked tensor by tensor against it first."""
+def _assign(make, sd: dict, name: str, what: str, skip=(), dtype=torch.float32):
+    """make()'s module (built on the meta device) holding `sd` in `dtype`, checked tensor by tensor against it
+    first."""
     from nodes.generate.converters import check_claim
     check_claim(make, sd, name)
     with torch.device("meta"):
@@ -60,7 +61,7 @@ def _assign(make, sd: dict, name: str, what: str, skip=()):
                f"missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}")
         raise NodeError(f"{name}: its {what} tensors do not match ACE-Step v1's ({why}): the file is damaged or "
                         "another model's")
-    module.load_state_dict({k: sd[k].float() for k in want}, assign=True)
+    module.load_state_dict({k: sd[k].to(dtype) for k in want}, assign=True)
     return module.eval()
 
 
@@ -68,8 +69,8 @@ def _part(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def parts(state: dict, name: str):
-    """(DiT, MusicVAE, UMT5 encoder) from the checkpoint's tensors."""
+def parts(state: dict, name: str, dtype=torch.float32):
+    """(DiT in `dtype`, MusicVAE, UMT5 encoder) from the checkpoint's tensors."""
     from diffusers import AutoencoderDC
 
     from nodes.generate import ace_step1_dit as dit_mod
@@ -83,7 +84,7 @@ def parts(state: dict, name: str):
     vocoder_sd = vae_mod.fold_weight_norm(_part(state, VAE + "vocoder."))
     dcae_sd = _part(state, VAE + "dcae.")
     with sizes_of(name, "ACE-Step v1's DiT"):
-        dit = _assign(lambda: dit_mod.build(dit_sd), dit_sd, name, "DiT", skip=("projectors.",))
+        dit = _assign(lambda: dit_mod.build(dit_sd), dit_sd, name, "DiT", skip=("projectors.",), dtype=dtype)
     with sizes_of(name, "ACE-Step v1's vocoder"):
         vocoder = _assign(lambda: vae_mod.build_vocoder(vocoder_sd), vocoder_sd, name, "vocoder",
                           skip=("mel_transform.",))
@@ -123,17 +124,21 @@ def lyrics_vocab(checkpoint: Path) -> Path:
 
 
 def load(mm, checkpoint: str, device: str) -> AceStep1:
-    """The model from ComfyUI's checkpoint (cached by the model manager), in float32."""
+    """The model from ComfyUI's checkpoint (cached by the model manager): the DiT (the bulk of the file) in the
+    project's type for the device (bf16 on CUDA, as ComfyUI runs ACE-Step; float32 on the CPU), the sound VAE and
+    UMT5 (small) in float32."""
     from tokenizers import Tokenizer
 
-    from nodes.generate.model_manager import resolve_model_path
+    from nodes.generate.model_manager import dtype_of, resolve_model_path
     from nodes.generate.weights import load_weights
     ckpt = resolve_model_path(checkpoint, "checkpoints", "ACE-Step v1 checkpoint")
     vocab = lyrics_vocab(ckpt)
 
+    _, dtype = dtype_of("auto", "ace_step", device)
+
     def build():
-        state = load_weights(ckpt, torch.float32)
-        dit, vae, encoder = parts(state, ckpt.name)
+        state = load_weights(ckpt)          # the file's own types: each part is cast once, to its own
+        dit, vae, encoder = parts(state, ckpt.name, dtype)
         tok = spiece(state, ckpt.name)
         try:
             lyrics = Tokenizer.from_file(str(vocab))
@@ -313,6 +318,8 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
         raise NodeError(f"the lyric tokenizer gives id {int(ids.max())}, past the {vocab} the model knows: its "
                         "vocab.json is not ComfyUI's ace_lyrics_tokenizer one")
     guided = not math.isclose(cfg, 1.0)        # ComfyUI's sampling_function skips the negative pass at cfg 1
+    work = next(dit.parameters()).dtype
+    text = text.to(work)
     context = dit.encode(text, ids, song.lyrics_strength)
     if guided:      # ConditioningZeroOut: the prompt's states and the lyric ids zeroed
         context = torch.cat([context, dit.encode(torch.zeros_like(text), torch.zeros_like(ids),
@@ -321,7 +328,7 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
     def denoised(x, sigma):
         s = float(sigma)
         xs = torch.cat([x] * len(context))
-        v = dit(xs, torch.full((len(context),), s * 1000.0, device=x.device), context).float()
+        v = dit(xs.to(work), torch.full((len(context),), s * 1000.0, device=x.device), context).float()
         out = xs - s * v
         if not guided:      # LatentApplyOperationCFG's hook still runs: the missing negative is zeros there
             return tonemap_reinhard(out, tonemap) if tonemap > 0 else out
