@@ -244,6 +244,11 @@ def test_not_an_ace_step1_checkpoint(tiny, tmp_path):
     save_file({"model.diffusion_model.x_embedder.weight": torch.zeros(2, 2)}, str(other))
     with pytest.raises(NodeError, match="not ACE-Step v1's checkpoint"):
         ace.load(ModelManager(), str(other), "cpu")
+    # a wrong file with no lyric tokenizer beside it is named as the wrong file, not sent for a tokenizer
+    (tmp_path / "alone").mkdir()
+    save_file({"model.diffusion_model.x_embedder.weight": torch.zeros(2, 2)}, str(tmp_path / "alone" / "o.safetensors"))
+    with pytest.raises(NodeError, match="not ACE-Step v1's checkpoint"):
+        ace.load(ModelManager(), str(tmp_path / "alone" / "o.safetensors"), "cpu")
 
 
 def imported(name: str):

@@ -26,6 +26,7 @@ RATE = 44100
 DIT = "model.diffusion_model."
 VAE = "vae."
 UMT5 = "text_encoders.umt5base.transformer."
+GENRE = DIT + "genre_embedder.weight"     # the DiT's prompt projection: ACE-Step v1's alone
 VOCAB_PLACES = ("{stem}", "{stem}_tokenizer", "ace_lyrics_tokenizer")
 
 
@@ -42,6 +43,11 @@ class AceStep1:
     tokenizer: object
     lyrics: object
     device: str
+
+
+def not_v1(name: str) -> str:
+    return (f"{name} is not ACE-Step v1's checkpoint (no {GENRE}): give ace_step_v1_3.5b.safetensors from "
+            "checkpoints/ (ACE-Step 1.5's files go to generate.ace_step)")
 
 
 def _assign(make, sd: dict, name: str, what: str, skip=(), dtype=torch.float32):
@@ -77,9 +83,8 @@ def parts(state: dict, name: str, dtype=torch.float32):
     from nodes.generate import ace_step1_vae as vae_mod
     from nodes.generate.converters.text import umt5
     from nodes.generate.weights import sizes_of
-    if DIT + "genre_embedder.weight" not in state:
-        raise NodeError(f"{name} is not ACE-Step v1's checkpoint (no {DIT}genre_embedder): give "
-                        "ace_step_v1_3.5b.safetensors from checkpoints/ (ACE-Step 1.5's files go to generate.ace_step)")
+    if GENRE not in state:
+        raise NodeError(not_v1(name))
     dit_sd = _part(state, DIT)
     vocoder_sd = vae_mod.fold_weight_norm(_part(state, VAE + "vocoder."))
     dcae_sd = _part(state, VAE + "dcae.")
@@ -129,9 +134,12 @@ def load(mm, checkpoint: str, device: str) -> AceStep1:
     UMT5 (small) in float32."""
     from tokenizers import Tokenizer
 
+    from nodes.generate.detect import read_header
     from nodes.generate.model_manager import dtype_of, resolve_model_path
     from nodes.generate.weights import load_weights
     ckpt = resolve_model_path(checkpoint, "checkpoints", "ACE-Step v1 checkpoint")
+    if GENRE not in read_header(ckpt).shapes:      # a wrong file is named as such before its tokenizer is looked for
+        raise NodeError(not_v1(ckpt.name))
     vocab = lyrics_vocab(ckpt)
 
     _, dtype = dtype_of("auto", "ace_step", device)
