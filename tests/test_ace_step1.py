@@ -361,3 +361,19 @@ def test_dit_takes_the_devices_type(tiny, model, monkeypatch):
     got = ace.generate(half, song, SECONDS, 2, 5.0, "euler", "simple", 5.0, 7, 1.0)
     want = ace.generate(model, song, SECONDS, 2, 5.0, "euler", "simple", 5.0, 7, 1.0)
     assert float((got - want).abs().max() / want.abs().max()) < 0.1
+
+
+def test_aura_flow_sampling_is_not_taken_for_sd3s(tmp_path):
+    """ModelSamplingAuraFlow tells the model sigma where ModelSamplingSD3 tells it 1000 x sigma (its multiplier 1,
+    not 1000): generate.ace_step1 tells the DiT 1000 x sigma, so a chain through ModelSamplingAuraFlow is not folded
+    into it as if it were ModelSamplingSD3's, and the report says why."""
+    from app.comfyui import import_workflow
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                       "audio_ace_step_1_t2a_song.json").read_text())
+    for n in data["nodes"]:
+        if n["type"] == "ModelSamplingSD3":
+            n["type"] = "ModelSamplingAuraFlow"
+    (tmp_path / "aura.json").write_text(json.dumps(data))
+    result = import_workflow(str(tmp_path / "aura.json"))
+    assert "generate.ace_step1" not in result.yaml
+    assert any("ModelSamplingAuraFlow" in note for e in result.report.entries.values() for note in e.notes)
