@@ -129,6 +129,32 @@ def test_dit_is_comfyuis(tiny, model):
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
 
 
+def test_weighted_tags_are_comfyuis(tiny, model):
+    """Tags with ComfyUI's prompt weights: its UMT5 tokenizer reads each weighted part on its own (brackets and
+    weights dropped), then </s>; its encoder moves each weighted token's state w times as far from the state the
+    empty prompt (</s>, then padding read as nothing) has at that place (sd1_clip's encode_token_weights)."""
+    import sentencepiece as spm
+    from nodes.generate import ace_step1 as ace
+    umt5, sp = tiny[1][2], spm.SentencePieceProcessor(model_proto=tiny[2])
+    tags = "anime, (kawaii pop:1.3), piano, (fast), happy"
+    parts = (("anime, ", 1.0), ("kawaii pop", 1.3), (", piano, ", 1.0), ("fast", 1.1), (", happy", 1.0))
+    ids = [i for p, _ in parts for i in sp.encode(p)] + [1]
+    weights = [w for p, w in parts for _ in sp.encode(p)] + [1.0]
+    empty = torch.tensor([[1] + [0] * (len(ids) - 1)])
+    with torch.no_grad():
+        z = umt5(input_ids=torch.tensor([ids])).last_hidden_state[0]
+        z0 = umt5(input_ids=empty, attention_mask=(empty == 1).long()).last_hidden_state[0]
+    want = torch.stack([(z[j] - z0[j]) * w + z0[j] if w != 1.0 else z[j] for j, w in enumerate(weights)])[None]
+    got = ace.text_states(model, tags)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    # no weights: the whole text as sentencepiece reads it (the song template's tags end in a tab and a line end)
+    plain = ace.text_states(model, TAGS + "\t\n")
+    with torch.no_grad():
+        want = umt5(input_ids=torch.tensor([sp.encode(TAGS + "\t\n") + [1]])).last_hidden_state
+    assert plain.shape == want.shape and torch.allclose(plain, want, atol=1e-5)
+
+
 def test_vae_decodes_and_encodes_as_comfyui(tiny, model):
     """MusicDCAE's decode (the DCAE's mel, the vocoder per channel) and encode (the slaney log-mel of a stereo sound
     padded to whole columns): diffusers' AutoencoderDC and the vocoder here against ComfyUI's modules."""

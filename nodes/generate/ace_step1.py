@@ -108,13 +108,15 @@ def parts(state: dict, name: str, dtype=torch.float32):
 
 
 def spiece(state: dict, name: str):
-    """UMT5's tokenizer from the sentencepiece model ComfyUI keeps in the checkpoint (a uint8 spiece_model)."""
-    from nodes.generate.split import spiece_tokenizer
+    """UMT5's tokenizer: the sentencepiece model ComfyUI keeps in the checkpoint (a uint8 spiece_model), run by
+    sentencepiece itself, as ComfyUI's SPieceTokenizer runs it (its normalisation: tabs and line ends read as spaces,
+    spaces at the ends dropped)."""
+    import sentencepiece as spm
     key = next((k for k in state if k.endswith("spiece_model")), None)
     if key is None:
         raise NodeError(f"{name} carries no UMT5 tokenizer (a spiece_model tensor): give ComfyUI's "
                         "ace_step_v1_3.5b.safetensors, which carries it")
-    return spiece_tokenizer(state[key].numpy().tobytes())
+    return spm.SentencePieceProcessor(model_proto=state[key].numpy().tobytes())
 
 
 def lyrics_vocab(checkpoint: Path) -> Path:
@@ -269,9 +271,27 @@ def _piece_ids(tokenizer, piece: str) -> list:
 
 @torch.no_grad()
 def text_states(model: AceStep1, tags: str) -> torch.Tensor:
-    """UMT5's last hidden states of the tags [1, N, 768] (their sentencepiece ids and </s>)."""
-    ids = model.tokenizer(tags, add_special_tokens=True)["input_ids"]
-    return model.text_encoder(input_ids=torch.tensor([ids], device=model.device)).last_hidden_state.float()
+    """UMT5's last hidden states of the tags [1, N, 768] as ComfyUI's UMT5 reads them: each part its prompt-weight
+    parser cuts tokenized on its own (brackets and weights dropped), then </s>; a token weighted w != 1 moved w times
+    as far from the empty prompt's state at its place (</s>, then padding the encoder does not read), as sd1_clip's
+    encode_token_weights does."""
+    from nodes.generate.prompts import comfy_parts
+    ids, weights = [], []
+    for part, w in comfy_parts(tags):
+        got = model.tokenizer.encode(part)
+        ids, weights = ids + got, weights + [w] * len(got)
+    eos = model.tokenizer.eos_id()
+    ids, weights = ids + [eos], weights + [1.0]
+    encode = model.text_encoder
+    states = encode(input_ids=torch.tensor([ids], device=model.device)).last_hidden_state.float()
+    if all(w == 1.0 for w in weights):
+        return states
+    empty = torch.zeros(1, len(ids), dtype=torch.long, device=model.device)
+    empty[0, 0] = eos
+    read = (torch.arange(len(ids), device=model.device) == 0).long()[None]      # the empty prompt's </s> alone
+    bare = encode(input_ids=empty, attention_mask=read).last_hidden_state.float()
+    w = torch.tensor(weights, device=states.device)[None, :, None]
+    return torch.where(w != 1.0, (states - bare) * w + bare, states)
 
 
 # -- sampling --------------------------------------------------------------------------------------------------------
