@@ -521,21 +521,34 @@ def ref_dpmpp_2m(model, x, sigmas):
     return x
 
 
-def ref_res_multistep(model, x, sigmas):
-    """res_multistep at eta 0 (sigma_down = the next level, sigma_up = 0: no noise drawn)."""
-    sigma_fn = lambda t: t.neg().exp()  # noqa: E731
-    t_fn = lambda sigma: sigma.log().neg()  # noqa: E731
-    phi1_fn = lambda t: torch.expm1(t) / t  # noqa: E731
-    phi2_fn = lambda t: (phi1_fn(t) - 1.0) / t  # noqa: E731
+def ref_res_multistep_full(model, x, sigmas, seed, s_noise=1., eta=1., cfg_pp=False):
+    """model(x, sigma) -> (denoised, uncond_denoised)."""
+    noise_sampler = ref_default_noise_sampler(x, seed=seed)
+
+    def sigma_fn(t):
+        return t.neg().exp()
+
+    def t_fn(sigma):
+        return sigma.log().neg()
+
+    def phi1_fn(t):
+        return torch.expm1(t) / t
+
+    def phi2_fn(t):
+        return (phi1_fn(t) - 1.0) / t
     old_sigma_down = None
     old_denoised = None
     for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i])
-        sigma_down = sigmas[i + 1]
+        denoised, uncond_denoised = model(x, sigmas[i])
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
         if sigma_down == 0 or old_denoised is None:
-            d = to_d(x, sigmas[i], denoised)
-            dt = sigma_down - sigmas[i]
-            x = x + d * dt
+            if cfg_pp:
+                d = to_d(x, sigmas[i], uncond_denoised)
+                x = denoised + d * sigma_down
+            else:
+                d = to_d(x, sigmas[i], denoised)
+                dt = sigma_down - sigmas[i]
+                x = x + d * dt
         else:
             t, t_old, t_next, t_prev = t_fn(sigmas[i]), t_fn(old_sigma_down), t_fn(sigma_down), t_fn(sigmas[i - 1])
             h = t_next - t
@@ -543,10 +556,24 @@ def ref_res_multistep(model, x, sigmas):
             phi1_val, phi2_val = phi1_fn(-h), phi2_fn(-h)
             b1 = torch.nan_to_num(phi1_val - phi2_val / c2, nan=0.0)
             b2 = torch.nan_to_num(phi2_val / c2, nan=0.0)
-            x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
-        old_denoised = denoised
+            if cfg_pp:
+                x = x + (denoised - uncond_denoised)
+                x = sigma_fn(h) * x + h * (b1 * uncond_denoised + b2 * old_denoised)
+            else:
+                x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
+        if sigmas[i + 1] > 0:
+            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+        if cfg_pp:
+            old_denoised = uncond_denoised
+        else:
+            old_denoised = denoised
         old_sigma_down = sigma_down
     return x
+
+
+def ref_res_multistep(model, x, sigmas):
+    """res_multistep at eta 0 (sigma_down = the next level, sigma_up = 0)."""
+    return ref_res_multistep_full(lambda xx, s: (model(xx, s), None), x, sigmas, None, eta=0.)
 
 
 @pytest.mark.parametrize("name,ref_fn", [("dpmpp_2m", ref_dpmpp_2m), ("res_multistep", ref_res_multistep)])
@@ -636,3 +663,72 @@ def test_dpm_2_is_comfyuis(flow):
     sig = schedule(flow)
     ref = ref_dpm_2(denoiser(flow), start(flow, float(sig[0])).double(), sig.double())
     assert float((kinograph("dpm_2", flow, sig).double() - ref).abs().max()) < 2e-5
+
+
+# -- RES4LYF's beta57: ComfyUI's beta_scheduler (comfy/samplers.py) at alpha 0.5, beta 0.7 --------------------------
+def ref_beta_scheduler(model_sampling, steps, alpha=0.6, beta=0.6):
+    import numpy
+    import scipy.stats
+    total_timesteps = (len(model_sampling.sigmas) - 1)
+    ts = 1 - numpy.linspace(0, 1, steps, endpoint=False)
+    ts = numpy.rint(scipy.stats.beta.ppf(ts, alpha, beta) * total_timesteps)
+    sigs = []
+    last_t = -1
+    for t in ts:
+        if t != last_t:
+            sigs += [float(model_sampling.sigmas[int(t)])]
+        last_t = t
+    sigs += [0.0]
+    return torch.FloatTensor(sigs)
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_beta57_schedule_is_res4lyfs(flow):
+    from nodes.generate.samplers import TABLE_SCHEDULES
+    ms = RefCONST() if flow else RefEPS()
+    table = SigmaTable.flow(3.0) if flow else sd_table()
+    for steps in (1, 5, 12, 40):
+        ours, ref = TABLE_SCHEDULES["beta57"](table, steps), ref_beta_scheduler(ms, steps, alpha=0.5, beta=0.7)
+        assert ours.shape == ref.shape
+        assert float((ours - ref.double()).abs().max() / ref.max()) < 1e-6, (steps, ours, ref)
+    assert not torch.allclose(TABLE_SCHEDULES["beta"](table, 12), TABLE_SCHEDULES["beta57"](table, 12))
+
+
+# -- ComfyUI's ddim_uniform and kl_optimal (comfy/samplers.py) ------------------------------------------------------
+def ref_ddim_scheduler(model_sampling, steps):
+    s = model_sampling
+    x = 1
+    if math.isclose(float(s.sigmas[x]), 0, abs_tol=0.00001):
+        steps += 1
+        sigs = []
+    else:
+        sigs = [0.0]
+    ss = max(len(s.sigmas) // steps, 1)
+    while x < len(s.sigmas):
+        sigs += [float(s.sigmas[x])]
+        x += ss
+    sigs = sigs[::-1]
+    return torch.FloatTensor(sigs)
+
+
+def ref_kl_optimal_scheduler(n, sigma_min, sigma_max):
+    adj_idxs = torch.arange(n, dtype=torch.float).div_(n - 1)
+    sigmas = adj_idxs.new_zeros(n + 1)
+    sigmas[:-1] = (adj_idxs * math.atan(sigma_min) + (1 - adj_idxs) * math.atan(sigma_max)).tan_()
+    return sigmas
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_ddim_uniform_and_kl_optimal_are_comfyuis(flow):
+    from graph_engine import NodeError
+    from nodes.generate.samplers import TABLE_SCHEDULES
+    ms = RefCONST() if flow else RefEPS()
+    table = SigmaTable.flow(3.0) if flow else sd_table()
+    for steps in (2, 7, 30):
+        for ours, ref in ((TABLE_SCHEDULES["ddim_uniform"](table, steps), ref_ddim_scheduler(ms, steps)),
+                          (TABLE_SCHEDULES["kl_optimal"](table, steps),
+                           ref_kl_optimal_scheduler(steps, float(ms.sigma_min), float(ms.sigma_max)))):
+            assert ours.shape == ref.shape
+            assert float((ours - ref.double()).abs().max() / ref.max()) < 1e-6, (steps, ours, ref)
+    with pytest.raises(NodeError, match="2 steps or more"):
+        TABLE_SCHEDULES["kl_optimal"](table, 1)

@@ -320,9 +320,10 @@ def test_was_node_suite_basic_workflow():
     res = import_workflow(ROOT / "tests/data/comfyui/community/wyrde_was_basic.json")
     g = res.graph
     sample = g.nodes["k_sampler_was_14"]
-    # the early-2023 randomize toggle after the Seed's value is skipped, not read as anything
-    assert sample.params == {"seed": 904019488781965, "steps": 12, "cfg": 8, "sampler": "uni_pc_bh2", "scheduler": "simple",
-                             "denoise": 1}
+    # the early-2023 randomize toggle after the Seed's value is skipped, not read as anything; its ddim_uniform is
+    # ComfyUI's own
+    assert sample.params == {"seed": 904019488781965, "steps": 12, "cfg": 8, "sampler": "uni_pc_bh2",
+                             "scheduler": "ddim_uniform", "denoise": 1}
     assert g.nodes["image_resize_35"].params == {"method": "lanczos", "width": 512, "height": 768, "fit": "stretch"}
     assert g.inputs["vae_encode_33"]["video"] == ("image_resize_35", "video")
     # Latent Upscale by Factor 1 changes nothing: the decoder takes the sampler's latent

@@ -442,31 +442,56 @@ def test_seed_determinism_and_denoise(mm, tiny):
 
 @pytest.mark.parametrize("sampler,scheduler", [("euler_ancestral", "karras"), ("dpmpp_2m", "karras"),
                                                ("unipc", "normal"), ("lcm", "normal"), ("er_sde", "simple"),
-                                               ("uni_pc", "sgm_uniform"), ("gradient_estimation", "beta")])
+                                               ("uni_pc", "sgm_uniform"), ("gradient_estimation", "beta"),
+                                               ("dpmpp_2m_sde", "karras"), ("dpmpp_sde_gpu", "normal"),
+                                               ("heun", "beta57"), ("lms", "karras"), ("ipndm", "simple"),
+                                               ("ddpm", "normal"), ("dpm_2_ancestral", "karras"),
+                                               ("euler_ancestral_cfg_pp", "normal"), ("res_multistep_ancestral", "simple"),
+                                               ("res_multistep_cfg_pp", "karras"), ("deis", "exponential")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
 
 
 @pytest.mark.parametrize("sampler,frame", [("er_sde", "model"), ("lcm", "model"), ("res_multistep", "sigma"),
-                                           ("uni_pc_bh2", "model")])
+                                           ("uni_pc_bh2", "model"), ("dpmpp_3m_sde", "model")])
 def test_comfyuis_samplers_run_on_a_flow_model_with_comfyuis_step_noise(mm, tiny, monkeypatch, sampler, frame):
-    """The stochastic ones draw their step noise from comfy_noise_sampler with the run's seed (ComfyUI's way); frame
+    """The stochastic ones draw their step noise from comfy_step_noise with the run's seed (ComfyUI's way); frame
     sigma runs res_multistep in log sigma, which gives another latent than the model's frame."""
     from nodes.generate import sampling
     calls = []
 
-    def spy(shape, seed, device):
-        calls.append((tuple(shape), seed, str(device)))
-        return comfy_noise_sampler(shape, seed, device)
-    comfy_noise_sampler = sampling.comfy_noise_sampler
-    monkeypatch.setattr(sampling, "comfy_noise_sampler", spy)
+    def spy(name, shape, seed, device, sigmas):
+        calls.append((name, tuple(shape), seed, str(device), len(sigmas)))
+        return comfy_step_noise(name, shape, seed, device, sigmas)
+    comfy_step_noise = sampling.comfy_step_noise
+    monkeypatch.setattr(sampling, "comfy_step_noise", spy)
     _, _, out = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame=frame, scheduler="normal")
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
-    assert calls == ([(tuple(out.samples.shape), 11, "cpu")] if sampler in ("er_sde", "lcm") else [])
+    stochastic = sampler in ("er_sde", "lcm", "dpmpp_3m_sde")
+    assert [c[:4] for c in calls] == ([(sampler, tuple(out.samples.shape), 11, "cpu")] if stochastic else [])
     if frame == "sigma":
         _, _, own = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame="model", scheduler="normal")
         assert not torch.allclose(own.samples, out.samples)
+
+
+@pytest.mark.parametrize("fam", ["animatediff", "wan"])
+def test_cfg_pp_steps_along_the_negative_prompts_own_prediction(mm, tiny, fam):
+    """euler_cfg_pp lands on the guided prediction and leaves it along the negative prompt's: with the prompt as its
+    own negative the two are one, and it is Euler; with another negative it is not."""
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    h, parts = _parts(mm, tiny, fam)
+    pos, neg = (encode_prompt(parts["text_encoder"], t) for t in ("a cat", "blurry"))
+    lat = empty_latent(parts["vae"], FAMILY_FRAMES[fam], 64, 64, 8.0)
+
+    def run(sampler, negative):
+        return run_sampling(h, pos, negative, lat, steps=3, cfg=5.0, sampler=sampler, seed=5).samples
+    same = run("euler_cfg_pp", pos)
+    assert torch.allclose(same, run("euler", pos), atol=1e-4), float((same - run("euler", pos)).abs().max())
+    assert not torch.allclose(run("euler_cfg_pp", neg), run("euler", neg), atol=1e-3)
+    assert torch.isfinite(run("euler_ancestral_cfg_pp", neg)).all()     # from pure noise (a flow model's alpha 0)
 
 
 def test_cancel_stops_within_one_step_and_writes_nothing(tiny, tmp_path):

@@ -4,6 +4,7 @@ own code gives for the same weights, prompt and seed. The reference is ComfyUI's
 tests/lens_reference.py (comfy/ldm/lens/model.py; comfy/text_encoders/gpt_oss.py's GPT-OSS with its Harmony turn,
 layer capture and 97-token offset); it shares no code with Kinograph's."""
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -98,7 +99,6 @@ def test_comfyui_lens_templates_import_and_run(lens, tmp_path, monkeypatch, temp
     simple; base cfg 5 with an empty negative, Turbo cfg 1) import with every node mapped and run on the tiny files
     linked under the templates' names (64x48, 2 steps), saving a picture; the latent is ComfyUI's model's for the
     template's prompt, seed and shift (max abs diff < 1e-4)."""
-    import re
     from comfy_layouts import imported_template, sampled_latent
     from tiny_lens import BASE, TE, TURBO, reference, reference_states
     monkeypatch.chdir(tmp_path)
@@ -126,21 +126,53 @@ def test_comfyui_lens_templates_import_and_run(lens, tmp_path, monkeypatch, temp
     assert _max_diff(want, got) < 1e-4
 
 
-def test_lens_nvfp4_text_encoder_is_refused_by_name(lens, tmp_path):
-    """ComfyUI's gpt_oss_20b_nvfp4 holds its matrices in NVFP4 (a second weight scale), which Kinograph does not read
-    yet: loading it says so, naming the layer, rather than failing inside the model."""
+def _nvfp4_text_encoder(lens) -> tuple:
+    """The tiny GPT-OSS as Comfy-Org's gpt_oss_20b_nvfp4 holds it: the attention projections and the expert banks
+    whose sides are whole 16-value blocks in NVFP4 under ComfyUI's keys (weight, weight_scale tiled, weight_scale_2,
+    comfy_quant; a bank with num_experts), the rest (down_proj's 24 inputs, the router, norms, embeddings) bf16; and
+    a twin holding the reference's dequantisation of the same bytes (float32) in their place. Returns both names."""
     from safetensors.torch import load_file, save_file
-    from graph_engine import NodeError
-    from nodes.generate.model_manager import ModelManager
-    from nodes.generate.split import load_text_encoder
+    import comfy_blockquant as ref
     from tiny_lens import TE
-    state = load_file(str(lens / "models" / "text_encoders" / TE))
-    q = "model.layers.0.self_attn.q_proj"
-    state[q + ".weight"] = torch.zeros(state[q + ".weight"].shape[0], state[q + ".weight"].shape[1] // 2,
-                                       dtype=torch.uint8)
-    state[q + ".weight_scale"] = torch.ones(state[q + ".weight"].shape[0], 2).to(torch.float8_e4m3fn)
-    state[q + ".weight_scale_2"] = torch.ones(())
-    path = lens / "models" / "text_encoders" / "gpt_oss_tiny_nvfp4.safetensors"
-    save_file(state, str(path))
-    with pytest.raises(NodeError, match="NVFP4"):
-        load_text_encoder(ModelManager(), path.name, "", "lens", "cpu")
+    folder = lens / "models" / "text_encoders"
+    state = load_file(str(folder / TE))
+    quantised, twin = dict(state), dict(state)
+    for name, w in state.items():
+        base = name[: -len(".weight")]
+        if name.endswith(".weight") and (".self_attn." in name or ".experts." in name) and w.ndim >= 2 \
+                and w.shape[-1] % 16 == 0 and w.shape[-2] % 16 == 0:
+            del quantised[name]
+            quantised.update(ref.quantise_layer(base, w, "nvfp4"))
+            twin[name] = ref.dequantise_layer(quantised, base, "nvfp4")      # float32: the scales' product is no bf16
+    assert sum(k.endswith(".comfy_quant") for k in quantised) == 24 * 5
+    names = ("gpt_oss_tiny_nvfp4.safetensors", "gpt_oss_tiny_nvfp4_dequantised.safetensors")
+    save_file(quantised, str(folder / names[0]))
+    save_file(twin, str(folder / names[1]))
+    return names
+
+
+def test_lens_runs_on_comfyuis_nvfp4_text_encoder(lens, tmp_path, monkeypatch):
+    """Comfy-Org publishes Lens's text encoder only as gpt_oss_20b_nvfp4, which Kinograph refused. ComfyUI's
+    image_lens_turbo_t2i, naming that file, now imports and runs on a tiny GPT-OSS in its NVFP4 layout (attention and
+    expert banks 4-bit, block scales in cuBLAS's tiles), and samples the latent the same template gives with a file
+    of the reference's dequantised weights (comfy-kitchen's maths, tests/comfy_blockquant.py); `kinograph info`
+    says the file loads."""
+    from comfy_layouts import imported_template, sampled_latent
+    from nodes.generate.model_manager import describe_model
+    from tiny_lens import TURBO
+    monkeypatch.chdir(tmp_path)
+    nvfp4, twin = _nvfp4_text_encoder(lens)
+    got = describe_model(lens / "models" / "text_encoders" / nvfp4)
+    assert (got["loads"], got["precision"]) == ("yes", "nvfp4_mixed"), got
+    _, yaml = imported_template(lens / "models", (("diffusion_models/lens_turbo_bf16.safetensors",
+                                                   f"diffusion_models/{TURBO}"),
+                                                  ("text_encoders/gpt_oss_20b_nvfp4.safetensors",
+                                                   f"text_encoders/{nvfp4}")),
+                                TEMPLATES / "image_lens_turbo_t2i.json", (W, H), (4, 2))
+    assert "gpt_oss_20b_nvfp4.safetensors" in yaml
+    yaml = re.sub(r"width: \d+", f"width: {W}", re.sub(r"height: \d+", f"height: {H}", yaml))
+    got = sampled_latent(tmp_path / "lens.kino.yaml", yaml, "sampler_custom")
+    want = sampled_latent(tmp_path / "lens_twin.kino.yaml", yaml.replace("gpt_oss_20b_nvfp4.safetensors", twin),
+                          "sampler_custom")
+    print("latent max abs diff", _max_diff(want, got))
+    assert float(want.abs().max()) > 0.1 and _max_diff(want, got) < 1e-5

@@ -154,6 +154,29 @@ def test_waveform_matches_diffusers(tiny):
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-3), float((got - want).abs().max())
 
 
+def test_the_templates_sde_sampler_draws_comfyuis_brownian_noise(tiny, monkeypatch):
+    """The template's dpmpp_3m_sde_gpu runs as itself (it ran as DPM-Solver++(2M)), its step noise one Brownian motion
+    over the run's levels for the seed, drawn on the sampling device as ComfyUI's _gpu variant draws it."""
+    from nodes.generate import samplers
+    from nodes.generate import stable_audio as sa
+    from nodes.generate.model_manager import ModelManager
+    calls = []
+    drawn = samplers.comfy_step_noise
+
+    def spy(name, shape, seed, device, sigmas):
+        calls.append((name, seed, str(device), len(sigmas)))
+        return drawn(name, shape, seed, device, sigmas)
+    monkeypatch.setattr(samplers, "comfy_step_noise", spy)
+    model = sa.load(ModelManager(), CKPT, "t5-base.safetensors", "cpu")
+    got = sa.generate(model, "rain on a tin roof", "", SECONDS, 4, 4.0, "dpmpp_3m_sde_gpu", "exponential", 7)
+    assert calls == [("dpmpp_3m_sde_gpu", 7, "cpu", 5)]
+    assert torch.isfinite(got).all()
+    assert torch.equal(got, sa.generate(model, "rain on a tin roof", "", SECONDS, 4, 4.0, "dpmpp_3m_sde_gpu",
+                                        "exponential", 7))
+    assert not torch.allclose(got, sa.generate(model, "rain on a tin roof", "", SECONDS, 4, 4.0, "dpmpp_2m",
+                                               "exponential", 7), atol=1e-4)
+
+
 
 def test_told_a_later_part_of_a_piece(tiny):
     """ConditioningStableAudio's seconds_start and seconds_total are diffusers' audio_start_in_s and audio_end_in_s
@@ -269,9 +292,11 @@ def test_comfyui_template_runs_and_saves_its_sound(tiny, tmp_path):
     (save,) = [n for n in wf.graph.nodes.values() if n.type == "io.save_audio"]
     assert {k: sound.params[k] for k in ("prompt", "negative", "seconds", "cfg", "sampler", "scheduler", "text_encoder")} \
         == {"prompt": "heaven church electronic dance music", "negative": "", "seconds": 47.6, "cfg": 4.98,
-            "sampler": "dpmpp_2m", "scheduler": "exponential", "text_encoder": "t5-base.safetensors"}
+            "sampler": "dpmpp_3m_sde_gpu", "scheduler": "exponential", "text_encoder": "t5-base.safetensors"}
     assert save.params["path"] == "out/audio/ComfyUI.flac"
-    sound.params.update(checkpoint=CKPT, seconds=SECONDS, steps=3)
+    # the reference is diffusers' pipeline, whose sampler is DPM-Solver++(2M) (the SDE samplers' own test is
+    # test_comfy_sde_samplers)
+    sound.params.update(checkpoint=CKPT, seconds=SECONDS, steps=3, sampler="dpmpp_2m")
     save.params["path"] = str(tmp_path / "ComfyUI.flac")
     run = Session(device="cpu").run(wf, use_cache=False)
     assert run.ok, run.failed

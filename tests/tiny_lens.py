@@ -6,7 +6,7 @@ that the tests link to the names ComfyUI's Lens templates ask for:
   root/models/text_encoders/gpt_oss_tiny_bf16.safetensors        GPT-OSS as ComfyUI's gpt_oss.py reads it: the decoder
                       under model., the experts as banks ([experts, out, in]), its tokenizer.json's bytes as
                       tokenizer_json (a byte-level tokenizer with Harmony's special tokens), bf16. The released file is
-                      NVFP4 (gpt_oss_20b_nvfp4), which Kinograph refuses by name.
+                      NVFP4 (gpt_oss_20b_nvfp4); test_lens quantises this one so (tests/comfy_blockquant.py).
   root/models/vae/flux2-vae.safetensors                          FLUX.2's VAE (tests/tiny_flux2.py's)
 
 Widths are tiny; the structure is the released models': 128 latent channels, heads split 8 + rows + columns for the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .mapping import INSTEAD, RULES, SAMPLERS_EXACT, SAMPLERS_NEAR, SCHEDULERS_EXACT, VHS_FORMATS
+from .mapping import INSTEAD, RULES, SAMPLERS_EXACT, SCHEDULERS_EXACT, VHS_FORMATS
 
 HEADER = """# ComfyUI -> Kinograph mapping
 
@@ -84,14 +84,13 @@ def mapping_markdown() -> str:
             target += f" [{r.special}]"
         rows.append(f"| `{_cell(cls)}` | {target} | {_cell(_params(r))} | {_cell(_differences(r))} |")
     samplers = ", ".join(f"`{k}` -> `{v}`" for k, v in SAMPLERS_EXACT.items())
-    near = ", ".join(f"`{k}` -> `{v}`" for k, v in SAMPLERS_NEAR.items())
     sched = ", ".join(f"`{k}`" for k in SCHEDULERS_EXACT)
     formats = ", ".join(f"`{k}` -> `{c}` ({e})" for k, (c, e) in VHS_FORMATS.items())
     tail = f"""
 ## Values
 
-- Samplers, exact: {samplers}. Approximate (nearest Kinograph sampler, reported): {near}; any other -> `euler`.
-- Schedulers, exact: {sched}; `normal` approximate (Kinograph rounds its timesteps); any other -> `simple`.
+- Samplers, exact: {samplers}. Any other -> `euler`, reported.
+- Schedulers, exact: {sched}; any other -> `simple`.
 - VideoHelperSuite formats: {formats}.
 """
     if INSTEAD:

@@ -54,18 +54,17 @@ class Rule:
 # -- value converters ------------------------------------------------------------------------------------------
 SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
                   "uni_pc": "uni_pc", "uni_pc_bh2": "uni_pc_bh2", "res_multistep": "res_multistep", "lcm": "lcm",
-                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2"}
-SAMPLERS_NEAR = {"dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
-                 "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
-                 "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
-                 "heun": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
-                 "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
-                 "deis": "unipc", "ipndm": "dpmpp_2m"}
+                  "er_sde": "er_sde", "gradient_estimation": "gradient_estimation", "dpm_2": "dpm_2",
+                  **{k: k for k in ("dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+                                    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu",
+                                    "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis")}}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
 # sigma (its uni_pc does as well, and Kinograph's uni_pc always)
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta",
-                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential"}
+                    "normal": "normal", "linear_quadratic": "linear_quadratic", "exponential": "exponential",
+                    "beta57": "beta57", "ddim_uniform": "ddim_uniform", "kl_optimal": "kl_optimal"}
 
 
 # SetUnionControlNetType's types by the index ComfyUI hands the net (xinsir's ControlNet++ order,
@@ -150,8 +149,6 @@ def moge_file(v):
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
-    if v in SAMPLERS_NEAR:
-        raise Approx(SAMPLERS_NEAR[v], f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
@@ -1118,6 +1115,11 @@ RULES: Dict[str, Rule] = {
                             note="ComfyUI's node code was not at hand: encoded as diffusers' BriaFibo2Pipeline encodes "
                                  "(the template's notes describe the same sizing and cropping), without drawing the "
                                  "caption's text_render text for Qwen3-VL as the pipeline does"),
+    # HiDream-O1's reference pictures on both prompts (ComfyUI's autogrow inputs count from image_1)
+    "HiDreamO1ReferenceImages": Rule("condition.hidream_o1_references", (), (),
+                                     {"positive": "positive", "negative": "negative",
+                                      **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 11)}},
+                                     ("positive", "negative")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1147,6 +1149,10 @@ RULES: Dict[str, Rule] = {
     "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                   LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
                                   special="empty_latent"),
+    # HiDream-O1's: the picture itself (pixel space, no VAE), [B, 3, H, W] zeros
+    "EmptyHiDreamO1LatentImage": Rule("latent.empty_hidream_o1", ("width", "height", "batch_size"),
+                                      (P("width", "width"), P("height", "height"), P("batch_size", "batch_size")),
+                                      outputs=("latent",)),
     # Qwen-Image-Layered's: the whole picture and its layers as frames (Kinograph sizes it from the VAE it is given)
     "EmptyQwenImageLayeredLatentImage": Rule("latent.layers", ("width", "height", "layers", "batch_size"),
                                              LATENT_SIZE + (P("layers", "layers"),), outputs=("latent",),
@@ -1483,6 +1489,16 @@ RULES: Dict[str, Rule] = {
                                        P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
                                        P("top_p", "top_p"), P("top_k", "top_k")),
                                       fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
+    # MiniMax Music 3: the chain from MiniMaxMusic3TextEncode through KSampler folds into generate.minimax_music3
+    "MiniMaxMusic3TextEncode": Rule(None, ("caption", "lyrics", "seed", "max_duration", "cfg_scale", "top_k"),
+                                    (P("caption", "caption"), P("lyrics", "lyrics"), P("seed", "lm_seed"),
+                                     P("max_duration", "max_duration"), P("cfg_scale", "cfg_scale"),
+                                     P("top_k", "top_k")), fold=True, special="music3_song"),
+    "EmptyMiniMaxMusic3LatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                          special="empty_latent_audio", ignore={"batch_size": 1}),
+    "VAEDecodeAudioTiled": Rule(None, ("tile_size", "overlap"), (P("tile_size", "tile_size"),
+                                                                 P("overlap", "overlap")),
+                                fold=True, special="vae_decode_audio"),
     # ACE-Step v1: the chain from EmptyAceStepLatentAudio (or VAEEncodeAudio's song) through KSampler, its model
     # through ModelSamplingSD3 and LatentApplyOperationCFG, folds into generate.ace_step1
     "EmptyAceStepLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
@@ -1523,6 +1539,14 @@ RULES: Dict[str, Rule] = {
     # where ComfyUI keeps it changes speed, not the picture; a quantized one changes the picture a little
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
                              {"model": "model"}, ("model",), fold=True, special="model_through"),
+    # HiDream-O1's noise scale (the first noise and the stochastic samplers' fresh noise at this many times unit)
+    "ModelNoiseScale": Rule("model.noise_scale", ("noise_scale",), (P("noise_scale", "noise_scale"),),
+                            {"model": "model"}, ("model",)),
+    "HiDreamO1PatchSeamSmoothing": Rule("model.hidream_o1_seams",
+                                        ("start_percent", "end_percent", "pattern", "passes", "blend", "strength"),
+                                        (P("start_percent", "start_percent"), P("end_percent", "end_percent"),
+                                         P("pattern", "pattern"), P("passes", "passes"), P("blend", "blend"),
+                                         P("strength", "strength")), {"model": "model"}, ("model",)),
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
     # MiniMax H3's two flow shifts: the video's levels (the sampler's) and its soundtrack's
     "MiniMaxH3SigmaShift": Rule("model.flow_shift", ("shift_video", "shift_audio"),

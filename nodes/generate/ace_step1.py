@@ -112,11 +112,13 @@ def spiece(state: dict, name: str):
     sentencepiece itself, as ComfyUI's SPieceTokenizer runs it (its normalisation: tabs and line ends read as spaces,
     spaces at the ends dropped)."""
     import sentencepiece as spm
+
+    from nodes.generate.split import stored_tokenizer
     key = next((k for k in state if k.endswith("spiece_model")), None)
     if key is None:
         raise NodeError(f"{name} carries no UMT5 tokenizer (a spiece_model tensor): give ComfyUI's "
                         "ace_step_v1_3.5b.safetensors, which carries it")
-    return spm.SentencePieceProcessor(model_proto=state[key].numpy().tobytes())
+    return stored_tokenizer(name, lambda: spm.SentencePieceProcessor(model_proto=state[key].numpy().tobytes()))
 
 
 def lyrics_vocab(checkpoint: Path) -> Path:

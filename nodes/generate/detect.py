@@ -108,6 +108,11 @@ def safetensors_header(path: Path) -> Header:
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
                         "e.g. an interrupted copy or download. Copy the file again.") from None
+    # ComfyUI's NVFP4 matrices (a uint8 weight beside its weight_scale_2) hold two 4-bit values a byte: their shape is
+    # the matrix's, as the loader dequantises it; rules reading a width from them (in_channels) saw half of it
+    for k, shape in shapes.items():
+        if dtypes[k] == "U8" and k.endswith(".weight") and k + "_scale_2" in shapes and shape:
+            shapes[k] = shape[:-1] + (shape[-1] * 2,)
     return Header(shapes, dtypes, {str(k): str(v) for k, v in meta.items()}, "safetensors")
 
 
@@ -133,7 +138,13 @@ def gguf_header(path: Path) -> Header:
     for t in reader.tensors:
         stored = tuple(int(x) for x in reversed(t.shape.tolist()))
         orig = meta.get(f"comfy.gguf.orig_shape.{t.name}")
-        shapes[t.name] = tuple(int(x) for x in orig) if orig else stored
+        # ComfyUI-GGUF writes (and reads only) an array of whole numbers: a string, a number or a list of text there
+        # was a ValueError / TypeError traceback out of `kinograph info` and every GGUF loader
+        if orig is not None and not (isinstance(orig, list) and all(type(x) is int for x in orig)):
+            raise NodeError(f"{path} is not a valid GGUF file: its metadata gives tensor {t.name} the shape "
+                            f"{str(orig)[:80]!r}, where ComfyUI writes a list of whole numbers. It is corrupt or made "
+                            "to mislead; copy the file again from where it was published.")
+        shapes[t.name] = tuple(orig) if orig else stored
         # ComfyUI's shape is metadata beside the tensor, free to say anything: a tensor of 16 values stated as
         # 1,000,000 x 16 x 2 x 2 was listed as a Wan transformer 1,000,000 wide that loads.
         if math.prod(shapes[t.name]) != math.prod(stored) or min(shapes[t.name], default=1) < 0:
@@ -486,13 +497,24 @@ _DTYPE_NAMES = {"F16": "fp16", "float16": "fp16", "BF16": "bf16", "bfloat16": "b
                 "float8_e5m2": "fp8_e5m2", "F64": "fp64", "float64": "fp64"}
 
 
+def _scaled_kind(weight: Optional[str], scale: Optional[str]) -> str:
+    """ComfyUI's per-layer format told by a weight's and its weight_scale's types: int8_convrot's int8, NVFP4's bytes
+    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed."""
+    if weight == "I8":
+        return "int8_mixed"
+    if weight == "U8":
+        return "nvfp4_mixed"
+    return "mxfp8_mixed" if weight == "F8_E4M3" and scale in ("F8_E8M0", "U8") else "fp8_mixed"
+
+
 def precision_of(header: Header) -> str:
     """fp16 / bf16 / fp32 / fp8_e4m3fn / fp8_e5m2 / fp8_scaled / gguf-<quant> of the file's matrices."""
     if "scaled_fp8" in header.shapes or any(k.endswith(".scale_weight") for k in header.shapes):
         return "fp8_scaled"
-    scaled = Counter(header.dtypes.get(k[: -len("_scale")]) for k in header.shapes if k.endswith(".weight_scale"))
-    if scaled:      # ComfyUI's per-layer quantisation: fp8mixed, or int8 (int8_convrot's layers are int8)
-        return "int8_mixed" if scaled.most_common(1)[0][0] == "I8" else "fp8_mixed"
+    scaled = Counter(_scaled_kind(header.dtypes.get(k[: -len("_scale")]), header.dtypes.get(k))
+                     for k in header.shapes if k.endswith(".weight_scale"))
+    if scaled:      # ComfyUI's per-layer quantisation, told by the weights' and their scales' types
+        return scaled.most_common(1)[0][0]
     big = Counter(header.dtypes[k] for k, s in header.shapes.items() if len(s) >= 2 and k in header.dtypes)
     if not big:
         return ""
@@ -509,6 +531,8 @@ class Keys:
 
     def __init__(self, shapes: Dict[str, Shape]):
         self.shapes = shapes
+        self.asked: list = []       # the tensors a rule read the shape of, to name one a damaged file got wrong
+
 
     def prefix_of(self, key: str) -> Optional[str]:
         for p in PREFIXES:
@@ -524,6 +548,8 @@ class Keys:
 
     def shape(self, key: str) -> Optional[Shape]:
         p = self.prefix_of(key)
+        if p is not None:
+            self.asked.append(p + key)
         return None if p is None else self.shapes[p + key]
 
     def count(self, pattern: str) -> int:
@@ -1348,6 +1374,29 @@ MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE'
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
+HIDREAM_O1_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "")
+
+
+def hidream_o1_prefix(keys) -> Optional[str]:
+    """The prefix HiDream-O1's transformer tensors carry in a file (ComfyUI's checkpoint: model.diffusion_model.; the
+    authors' release: model.), None when it holds none."""
+    keys = set(keys)
+    return next((p for p in HIDREAM_O1_PREFIXES if {f"{p}x_embedder.proj1.weight", f"{p}t_embedder1.mlp.0.weight",
+                                                    f"{p}final_layer2.linear.weight"} <= keys), None)
+
+
+def _hidream_o1(k: Keys) -> Optional[Detection]:
+    """HiDream-O1-Image's transformer (ComfyUI's checkpoints/hidream_o1_image_*.safetensors under
+    model.diffusion_model., the authors' release under model.): Qwen3-VL-8B with a pixel patch embedder
+    (x_embedder.proj1/proj2), a timestep embedder (t_embedder1) and a pixel head (final_layer2). The whole model:
+    its prompt is read by Qwen3-VL inside it, and it has no VAE."""
+    prefix = hidream_o1_prefix(k.shapes)
+    if prefix is None:
+        return None
+    return Detection("checkpoint", "hidream_o1", "", prefix=prefix,
+                     why="x_embedder.proj1 / t_embedder1 / final_layer2 beside Qwen3-VL (HiDream-O1)")
+
+
 def _fibo2(k: Keys) -> Optional[Detection]:
     """Bria's FIBO 2 transformer (ComfyUI's fibo2_dev_* / fibo2_edit_turbo_*): Z-Image's blocks with a Perceiver that
     squeezes the prompt into gist tokens (perceiver.latent_queries). ComfyUI's own file was not at hand; these are the
@@ -1462,6 +1511,19 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _minimax_music3(k: Keys) -> Optional[Detection]:
+    """MiniMax Music 3's three files in ComfyUI's names, which generate.minimax_music3 reads by name: the DiT
+    (diffusion_transformer. with latent_conditioners and cond_layer_logits), the text encoder (a Qwen3 with the RVQ depth
+    decoder under model.audio_decoder.: told before Qwen3 text encoders) and the DAV (dec_in_proj, decoder.model.N)."""
+    if k.has("diffusion_transformer.preprocess_conv.weight", "cond_layer_logits"):
+        return Detection(None, "minimax_music3", "diffusion_model", why="diffusion_transformer / latent_conditioners")
+    if k.has("model.audio_decoder.projection.weight", "model.audio_extra_embedding.weight"):
+        return Detection(None, "minimax_music3", "text_encoder", why="model.layers with model.audio_decoder")
+    if k.has("dec_in_proj.weight") and k.any("decoder.model.0.weight_v", "decoder.model.0.parametrizations.weight.original1"):
+        return Detection(None, "minimax_music3", "vae", why="dec_in_proj / decoder.model.N (weight-normed)")
+    return None
+
+
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
     ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
@@ -1528,7 +1590,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
@@ -1536,10 +1598,23 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
     """Detection from tensor names and shapes (exact names, prefixes tolerated)."""
     k = Keys(shapes)
     for rule in RULES:
-        found = rule(k)
+        try:
+            found = rule(k)
+        except (IndexError, TypeError, ValueError, ZeroDivisionError):
+            # The rules read a layer's width from its shape; a damaged file's tensor of too few dimensions (or none)
+            # under a model's name stopped `kinograph info` on the whole models folder, and every loader, with an
+            # IndexError traceback.
+            raise NodeError(f"not a model file Kinograph can read: {_odd_shape(k)}, which no model has; the file is "
+                            "damaged: get it again from where it came") from None
         if found is not None:
             return found
     return Detection(None, None, why="no known key pattern")
+
+
+def _odd_shape(k: Keys) -> str:
+    """The tensor a rule stopped on: of those it read, one with no values or too few dimensions, else the last."""
+    odd = [n for n in k.asked if len(k.shapes[n]) < 2 or 0 in k.shapes[n]] or k.asked[-1:]
+    return f"its tensor {odd[-1]} has shape {list(k.shapes[odd[-1]])}" if odd else "its tensor shapes fit no layout"
 
 
 def detect_header(header: Header) -> Detection:
@@ -1584,7 +1659,12 @@ def _transformer_config(metadata: Dict[str, str]) -> dict:
 
 
 def detect_file(path) -> Detection:
-    return ltx2_release(detect_header(read_header(path)), Path(path).name)
+    header = read_header(path)
+    try:
+        det = detect_header(header)
+    except NodeError as exc:
+        raise NodeError(f"{path} is {exc}") from None
+    return ltx2_release(det, Path(path).name)
 
 
 def detect_state_dict(state: Dict[str, object]) -> Detection:

@@ -276,6 +276,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # causal video VAE (8x, 4n+1 frames; nodes/generate/seedvr2_vae.py), the clip to restore read beside the noise.
     Family("seedvr2", "SeedVR2 (restoration)", ("SeedVR2Parts",), ("NaDiT",), time_factor=4, fps=24.0, flow=True,
            cfg=1.0, steps=1, size=(1280, 720), frames=1, patch=2),
+    # HiDream-O1-Image (full and dev): Qwen3-VL-8B itself denoising the picture's 32 x 32 RGB patches (no VAE: the
+    # latent is the pixels, [-1, 1]) after the prompt's tokens and any reference pictures; flow matching with noise 8
+    # times the picture's scale (ModelNoiseScale). Full: 40 steps at cfg 5; dev: 28 steps at cfg 1.
+    Family("hidream_o1", "HiDream-O1 (image)", ("HiDreamO1Parts",), ("HiDreamO1",), space_factor=1, fps=8.0,
+           flow=True, cfg=5.0, steps=40, size=(2048, 2048), frames=1, patch=32, latents="pixel_space"),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

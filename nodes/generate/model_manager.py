@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "hunyuan3d": "checkpoints", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "hunyuan3d": "checkpoints", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -94,6 +94,14 @@ READ_BY_NODE = {
                                       "vae/ace_1.5_vae"),
     ("ace_step", "vae"): ("an Oobleck audio VAE (ACE-Step 1.5's ace_1.5_vae)", True,
                           "generate.ace_step reads it as its vae"),
+    ("minimax_music3", "diffusion_model"): ("MiniMax Music 3's DiT (songs, not pictures)", True,
+                                            "generate.minimax_music3 reads it as its diffusion_model, with "
+                                            "text_encoders/minimax_music3_text_encoder_* and "
+                                            "vae/minimax_music3_dav"),
+    ("minimax_music3", "text_encoder"): ("MiniMax Music 3's language model (it writes the song's frames)", True,
+                                         "generate.minimax_music3 reads it as its text_encoder"),
+    ("minimax_music3", "vae"): ("MiniMax Music 3's DAV (its audio decoder)", True,
+                                "generate.minimax_music3 reads it as its vae"),
     ("anima", "lllite"): ("an Anima ControlNet-LLLite net", True,
                           "load.model_patch, then control.anima_lllite on Anima's DiT"),
     ("minimax_h3", "fun-controlnet"): ("MiniMax H3's Fun ControlNet-Union", True,
@@ -227,7 +235,7 @@ def dtype_of(name: str, family: str, device: str):
             # runs it on a bf16 device (its fp16 files cast up); ACE-Step v1's DiT as ComfyUI runs it (bf16 or fp32)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
                                         "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu", "omnigen2",
-                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "anima", "lens", "hunyuan3d",
+                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "anima", "lens", "hunyuan3d", "hidream_o1",
                                         "ace_step") and \
                 device.startswith("cuda") \
                 else "fp16"

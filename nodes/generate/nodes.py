@@ -17,7 +17,10 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "uni_pc_bh2", "flow_euler",
-            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "ar_video")
+            "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "dpmpp_sde", "dpmpp_sde_gpu",
+            "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
+            "dpmpp_3m_sde_gpu", "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+            "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -146,7 +149,7 @@ Full: 50 steps, cfg 5 with a negative prompt, shift 3; dev: 28 steps at cfg 1, s
 load_minimax_h3 = _family_loader("minimax_h3", "Load MiniMax H3", """MiniMax H3 text-to-image and text-to-video with its
 stereo soundtrack (FastVideo's FastH3 too). ComfyUI's files: the transformer
 (diffusion_models/minimax_h3_fl2va_pruned_*.safetensors, pruned or not) here or through load.diffusion_model, with
-load.text_encoder (qwen3vl_32b_minimax_h3_int8_convrot.safetensors, type minimax; the nvfp4 file is not read) and
+load.text_encoder (qwen3vl_32b_minimax_h3_int8_convrot.safetensors, type minimax; the nvfp4_awq file not tried) and
 load.vae (minimax_h3_video_vae_fp16.safetensors). A video: latent.empty of 1 or 17n+5 frames at 24 fps holds its sound
 too; vae.decode gives the frames, vae.decode_sound with load.vae's minimax_h3_audio_vae_* the sound, io.set_audio
 joins them. Prompts are read as written (no (word:1.2) emphasis, as ComfyUI reads them).
@@ -232,8 +235,16 @@ def _prompt_to_text(params):
     return params
 
 
-# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text).
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
+# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text). Version 3: weighting
+# comfy reads the prompt by ComfyUI's rules ([x] is text, an inner (x:w) sets w), so the same params give another
+# conditioning than before; the params are kept as they were. encode.sdxl, encode.flux and encode.sd3 likewise (2).
+WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
+                  "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
+                  "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
+
+
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=3,
+      migrations={1: _prompt_to_text, 2: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -242,9 +253,7 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 negative: str = Param("", kind="text", names_files=embedding_files, help="what to steer away from"),
                 clip_skip: int = Param(1, min=1, max=24, help="CLIP text encoders: 1 = last layer, 2 = the one "
                                                                 "before (ComfyUI's CLIPSetLastLayer -2)"),
-                weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
-                                       help="emphasis: kinograph scales words and keeps the prompt's mean; "
-                                            "comfy moves them away from the empty prompt, as ComfyUI does")):
+                weighting: str = Param("kinograph", choices=("kinograph", "comfy"), help=WEIGHTING_HELP)):
     """Encode a prompt and a negative prompt with the model's text encoder.
 
     Emphasis: (word) x1.1, [word] /1.1, (word:1.5) any weight. A prompt schedule
@@ -295,7 +304,7 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
 _SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
 
 
-@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning",
+@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning", version=2, migrations={1: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -323,7 +332,8 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
             "negative": run(text_encoder, negative, "", sizes, ctx.log, **{**kw, "aesthetic": 0.0})}
 
 
-@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", outputs={"positive": CONDITIONING})
+@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", version=2, migrations={1: dict},
+      outputs={"positive": CONDITIONING})
 def encode_flux(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", help="the prompt for T5-XXL, the text FLUX.1 attends to"),
                 text_l: str = Param("", kind="text", help="the prompt for CLIP-L (its pooled embedding); empty = the "
@@ -336,7 +346,8 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
 
 
-@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", outputs={"positive": CONDITIONING})
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=2, migrations={1: dict},
+      outputs={"positive": CONDITIONING})
 def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
                text: str = Param("", kind="text", help="the prompt for T5-XXL"),
                text_l: str = Param("", kind="text", help="the prompt for CLIP-L; empty = the same as text"),
@@ -778,10 +789,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                 help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
                                      "HunyuanVideo, kinograph-mini)"),
            scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta",
-                                                      "linear_quadratic", "exponential"),
+                                                      "linear_quadratic", "exponential", "beta57", "ddim_uniform",
+                                                      "kl_optimal"),
                                   help="default = the noise levels of the model's own scheduler; normal, simple, "
-                                       "sgm_uniform, beta, linear_quadratic and exponential are ComfyUI's, from its "
-                                       "table"),
+                                       "sgm_uniform, beta, linear_quadratic, exponential, ddim_uniform and "
+                                       "kl_optimal are ComfyUI's, from its table; beta57 is RES4LYF's (beta at alpha "
+                                       "0.5, beta 0.7)"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video), running the last denoise "
                                                                 "share of the steps (ComfyUI's steps 20 at "
@@ -812,9 +825,10 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            frame: str = Param("model", choices=("model", "sigma"),
                               help="flow models: the frame dpmpp_2m, res_multistep and unipc take their steps in: the "
                                    "model's own (diffusers' flow schedulers) or log sigma (ComfyUI's samplers)"),
-           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2: the levels ComfyUI's KSampler gives "
-                                                    "them (steps + 1 scheduled, the next-to-last dropped); off: the "
-                                                    "schedule's own, as its SamplerCustom with BasicScheduler"),
+           ksampler_levels: bool = Param(True, help="uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: the levels ComfyUI's "
+                                                    "KSampler gives them (steps + 1 scheduled, the next-to-last "
+                                                    "dropped); off: the schedule's own, as its SamplerCustom with "
+                                                    "BasicScheduler"),
            beta_alpha: float = Param(0.6, min=0.01, max=50.0, help="scheduler beta: the levels sit at the quantiles "
                                                                    "of a Beta(beta_alpha, beta_beta) distribution "
                                                                    "over the model's table (ComfyUI's "
@@ -831,7 +845,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     order, in log sigma), res_multistep (second-order exponential), flow_euler (flow-matching models), lcm (distilled models' jump
     to the picture and re-noise), er_sde (ComfyUI's stochastic ER-SDE-Solver-3), gradient_estimation, dpm_2 and ar_video
     (autoregressive Wan, Causal Forcing: block by block, each block seeing the ones before it). The stochastic ones
-    (euler_ancestral, lcm, er_sde) draw their fresh noise from the seed as ComfyUI does, so a seed gives its picture.
+    (euler_ancestral, lcm, er_sde, and ComfyUI's SDE samplers dpmpp_sde, dpmpp_2m_sde(_heun), dpmpp_3m_sde, each with
+    its _gpu twin, whose noise is one Brownian motion over the run; ddpm and dpm_2_ancestral) draw their fresh noise
+    from the seed as ComfyUI does, so a seed gives its picture. heun, lms, ipndm, deis, ddpm and dpm_2_ancestral are
+    ComfyUI's, stepping in sigma on every model as its do, and so are res_multistep_ancestral and res_multistep_cfg_pp;
+    euler_ancestral_cfg_pp, euler_cfg_pp and res_multistep_cfg_pp (CFG++) leave each step along the negative prompt's
+    own prediction, one more model pass a step.
     Progress per step; cancelling stops within one step and nothing is decoded. The result is kept in the disk
     cache tier, and so are the finished steps of a run that stops (cancelled, killed): running it again with the
     same inputs takes up from there.

@@ -117,6 +117,22 @@ def comfy_parts(text: str) -> List[Tuple[str, float]]:
     return [(t.replace("\0\1", ")").replace("\0\2", "("), w) for t, w in weigh(escaped, 1.0)]
 
 
+def comfy_clean_and_weights(text: str) -> Tuple[str, List[Tuple[int, int, float]]]:
+    """clean_and_weights by ComfyUI's rules (comfy_parts). ComfyUI tokenizes each part's words on their own, so a part
+    that meets the next without a space between (`a(red)cat`) is three words there, not one: the parts are joined
+    with a space where none stands, which gives a word-wise tokenizer (CLIP's BPE, T5's sentencepiece) their tokens."""
+    out, spans, pos = [], [], 0
+    for t, w in comfy_parts(text):
+        if out and t and not out[-1][-1:].isspace() and not t[0].isspace():
+            out.append(" ")
+            pos += 1
+        out.append(t)
+        if w != 1.0 and t.strip():
+            spans.append((pos, pos + len(t), w))
+        pos += len(t)
+    return "".join(out), spans
+
+
 def literal(text: str) -> str:
     """The prompt as ComfyUI reads it with weights off (disable_weights: MiniMax H3): brackets as written, save the
     escaped \\( and \\) it still turns into plain ones."""

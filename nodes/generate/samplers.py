@@ -11,6 +11,9 @@ import math
 import torch
 
 from nodes.generate.causal_wan import sample_ar_video
+from nodes.generate.brownian import brownian_noise_sampler
+from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
+from nodes.generate.sigma_samplers import SIGMA_SAMPLERS
 
 
 def flow_sigmas(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -116,6 +119,28 @@ def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, no
             renoise = (s2 ** 2 - down ** 2 * (1 - s2) ** 2 / (1 - down) ** 2).sqrt()
             x = ((1 - s2) / (1 - down)).to(x.dtype) * x + \
                 (renoise * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
+        return x
+    return _each_step(model_fn, x, sigmas, callback, update)
+
+
+def sample_euler_ancestral_cfg_pp(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0,
+                                  s_noise=1.0, uncond_fn=None):
+    """ComfyUI's euler_ancestral_cfg_pp (CFG++, Chung et al. 2024; eta 0: euler_cfg_pp): the step lands on the guided
+    x0 prediction but leaves it along the negative prompt's noise, uncond_fn(x, sigma) (the model under the negative
+    prompt alone), down to the ancestral level of the frame's sigma / alpha, then seeded noise back up to the next."""
+    if uncond_fn is None:
+        raise ValueError("a CFG++ sampler needs uncond_fn(x, sigma), the negative prompt's prediction")
+
+    def update(i, x, den, s, s2):
+        a_s, a_t = _alpha_sigma(s, flow)[0], _alpha_sigma(s2, flow)[0]
+        d = (x - a_s.to(x.dtype) * uncond_fn(x, s.float())) / s.to(x.dtype)
+        down, up = s2 / a_t, s2 * 0
+        if eta:     # k-diffusion's get_ancestral_step, written to hold at pure noise (a flow model's alpha 0)
+            up = torch.minimum(down, eta * down * (1 - (down * a_s / s) ** 2).clamp(min=0).sqrt())
+            down = (down ** 2 - up ** 2).sqrt()
+        x = a_t.to(x.dtype) * den + (a_t * down).to(x.dtype) * d
+        if eta > 0 and s_noise > 0:
+            x = x + (a_t * up * s_noise).to(x.dtype) * _noise_like(x, noise_sampler, i)
         return x
     return _each_step(model_fn, x, sigmas, callback, update)
 
@@ -388,15 +413,40 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "lcm": sample_lcm, "er_sde": sample_er_sde, "gradient_estimation": sample_gradient_estimation,
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
-STOCHASTIC = {"euler_ancestral", "lcm", "er_sde"}
+SAMPLERS.update({"euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
+                 "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0)})
+# the samplers that read the negative prompt's prediction besides the guided one (uncond_fn)
+CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp"})
+SAMPLERS.update(SDE_SAMPLERS)
+SAMPLERS.update(SIGMA_SAMPLERS)
+# the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
+# (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
+BROWNIAN = frozenset(SDE_SAMPLERS)
+STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
+              "res_multistep_ancestral"} | BROWNIAN
+
+
+def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):
+    """The fresh noise `sampler` adds on the levels `sigmas`, as ComfyUI's KSampler draws it for the seed: a Brownian
+    tree over the levels for the SDE samplers (on the CPU, or the sampling device for the _gpu ones), one draw a step
+    from a generator of its own for the others."""
+    if sampler in BROWNIAN:
+        return brownian_noise_sampler(shape, sigmas, seed, device, sampler not in BROWNIAN_ON_DEVICE)
+    return comfy_noise_sampler(shape, seed, device)
+
+
+def flow_top_level(shift: float) -> float:
+    """Where ComfyUI's SDE samplers start a flow run from pure noise: its percent_to_sigma(1e-4) at `shift`."""
+    t = 1 - 1e-4
+    return shift * t / (1 + (shift - 1) * t)
 # ComfyUI's KSampler schedules these on one step more and drops the next-to-last level
 # (KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS); its SamplerCustom with BasicScheduler does not
-PENULTIMATE_DROPPED = frozenset({"uni_pc", "uni_pc_bh2", "dpm_2"})
+PENULTIMATE_DROPPED = frozenset({"uni_pc", "uni_pc_bh2", "dpm_2", "dpm_2_ancestral"})
 
 
 def ksampler_schedule(levels_for, steps: int, sampler: str) -> torch.Tensor:
     """levels_for(steps), the steps + 1 levels of a schedule, as ComfyUI's KSampler hands them to `sampler`: for
-    uni_pc, uni_pc_bh2 and dpm_2 the schedule of steps + 1 without its next-to-last level (still `steps` steps)."""
+    uni_pc, uni_pc_bh2, dpm_2 and dpm_2_ancestral the schedule of steps + 1 without its next-to-last level (still `steps` steps)."""
     if sampler not in PENULTIMATE_DROPPED:
         return levels_for(steps)
     sig = levels_for(steps + 1)
@@ -567,6 +617,27 @@ def exponential_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
     return _with_zero(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64).exp())
 
 
+def ddim_uniform_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's ddim_uniform: every (n // steps)-th level of the table from its second least noisy up, noisiest
+    first, then 0 (a table whose second level is 0 takes one step more and ends there)."""
+    levels = [float(v) for v in table.sigmas]
+    if math.isclose(levels[1], 0.0, abs_tol=1e-5):
+        steps, tail = steps + 1, []
+    else:
+        tail = [0.0]
+    return torch.tensor(levels[1::max(len(levels) // steps, 1)][::-1] + tail, dtype=torch.float64)
+
+
+def kl_optimal_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """ComfyUI's kl_optimal (taken from A1111's): levels evenly spaced in arctan sigma from the table's noisiest to its least noisy, then 0, in float32 as there."""
+    if steps < 2:
+        from graph_engine import NodeError
+        raise NodeError("the kl_optimal schedule spans its first and last level: give it 2 steps or more")
+    share = torch.arange(steps, dtype=torch.float32).div_(steps - 1)
+    levels = (share * math.atan(float(table.sigmas[0])) + (1 - share) * math.atan(float(table.sigmas[-1]))).tan_()
+    return _with_zero(levels.double())
+
+
 def sd_turbo_sigmas(table: SigmaTable, steps: int, denoise: float = 1.0) -> torch.Tensor:
     """ComfyUI's SDTurboScheduler: the levels at every 100th timestep from the noisiest (999, 899, ...; at most
     ten), denoise starting that many tenths lower, then 0."""
@@ -603,13 +674,17 @@ def sd_table() -> SigmaTable:
 
 TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas,
                    "normal": normal_sigmas, "linear_quadratic": linear_quadratic_sigmas,
-                   "exponential": exponential_sigmas}
+                   "exponential": exponential_sigmas,
+                   # RES4LYF's beta57, the favourite of many shared workflows: ComfyUI's beta at alpha 0.5, beta 0.7
+                   "beta57": functools.partial(beta_sigmas, alpha=0.5, beta=0.7),
+                   "ddim_uniform": ddim_uniform_sigmas, "kl_optimal": kl_optimal_sigmas}
 
 
 def latent_sampler(name: str):
     """The sampler `name` for a plain latent (every one but ar_video, which needs an autoregressive Wan model's
     cache); the sound models call it directly, outside run_sampling."""
-    if name not in SAMPLERS or name == "ar_video":
+    if name not in SAMPLERS or name == "ar_video" or name in CFG_PP:
         from graph_engine import NodeError
-        raise NodeError(f"sampler={name!r}: choose one of {', '.join(s for s in SAMPLERS if s != 'ar_video')}")
+        raise NodeError(f"sampler={name!r}: choose one of "
+                        f"{', '.join(s for s in SAMPLERS if s != 'ar_video' and s not in CFG_PP)}")
     return SAMPLERS[name]

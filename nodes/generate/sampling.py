@@ -27,10 +27,11 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, beta_sigmas,
-                                     comfy_noise_sampler, flow_sigmas, karras_sigmas, ksampler_schedule)
+from nodes.generate.samplers import (BROWNIAN, CFG_PP, SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, beta_sigmas,
+                                     comfy_step_noise, flow_sigmas, karras_sigmas, ksampler_schedule)
 
-SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential")
+SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential",
+              "beta57", "ddim_uniform", "kl_optimal")
 BETA = (0.6, 0.6)       # the beta scheduler's Beta(alpha, beta), as ComfyUI's KSampler takes it
 
 
@@ -79,8 +80,9 @@ def manual_sigmas(text: str) -> torch.Tensor:
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
                 shift: Optional[float] = None, sampler: str = "", beta=BETA) -> torch.Tensor:
     """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule), as ComfyUI's KSampler
-    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2: ksampler_schedule; "" = the schedule's own). `beta`: the
-    (alpha, beta) of the beta scheduler's distribution (ComfyUI's BetaSamplingScheduler; 0.6, 0.6 as KSampler's).
+    gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: ksampler_schedule; "" = the schedule's own).
+    `beta`: the (alpha, beta) of the beta scheduler's distribution (ComfyUI's BetaSamplingScheduler; 0.6, 0.6 as
+    KSampler's).
 
     shift (model.flow_shift) replaces a flow model's own time shift; its default schedule is then the
     plain shifted line, as ComfyUI's ModelSamplingSD3 with the `simple` scheduler gives."""
@@ -462,7 +464,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
     latent noised to it, as denoise below 1 does. `first_sigma` above 0 replaces the first level this run starts from
     (after start_step; ComfyUI's SetFirstSigma: Lotus' one step from level 999, timestep 999). `s_noise` scales the
-    fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_noise_sampler); lcm
+    fresh noise a stochastic sampler adds each step (the others add none), which is drawn as ComfyUI draws it (comfy_step_noise); lcm
     fades it to `s_noise_end` (below 0: the same) and clamps it to `noise_clip` standard deviations (0: not). `frame`
     sigma takes a flow model's steps in log sigma, x read as x0 + sigma n (ComfyUI's dpmpp_2m and res_multistep); model
     takes them in the model's own alpha and sigma (diffusers' flow schedulers). `ksampler_levels`: uni_pc, uni_pc_bh2
@@ -581,14 +583,23 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                              noise.to(device), mask_at, ip_feed,
                              float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0, dual)
 
-    def wrapped(pass_info: SamplingInfo):
+    # A CFG++ sampler leaves each step along the negative prompt's own prediction (ComfyUI's uncond_denoised): the
+    # model under the negative prompt alone, through the same wrappers
+    negative_alone = None
+    if sampler in CFG_PP:
+        if negative is None:
+            raise NodeError(f"{sampler} steps along the negative prompt's prediction (CFG++): connect encode.text's "
+                            "negative output to sample's negative input, or choose another sampler")
+        negative_alone = guided_model_fn(handle, adapter, negative, None, 1.0, x.shape[0], device, dtype, x.shape[2],
+                                         keep, noise.to(device), mask_at, ip_feed)
+
+    def wrapped(pass_info: SamplingInfo, f=guided):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
-        f = guided
         for wrap in handle.wrappers:
             f = wrap(f, pass_info)
         return f
 
-    current = {"fn": wrapped(info)}
+    current = {"fn": wrapped(info), "uncond": negative_alone and wrapped(info, negative_alone)}
 
     def model_fn(x, sigma, frames=None):
         return current["fn"](x, sigma) if frames is None else current["fn"](x, sigma, frames=frames)
@@ -614,12 +625,18 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         raise NodeError(f"frame sigma: {sampler} adds its noise in the model's own frame (as ComfyUI's does on a flow "
                         f"model): set frame to model")
     kw = {"flow": adapter.space == "flow" and frame == "model"}
+
+    def step_noise(sig) -> dict:
+        """The run's step noise on the levels `sig` (the SDE samplers' Brownian tree spans them)."""
+        draw = comfy_step_noise(sampler, x0.shape, int(seed), device, sig)
+        return {"noise_sampler": lambda *at: adapter.run_noise(handle, draw(*at))}
     if sampler in STOCHASTIC:
-        draw = comfy_noise_sampler(x0.shape, int(seed), device)
-        kw.update(noise_sampler=lambda i: adapter.run_noise(handle, draw(i)), s_noise=s_noise)
+        kw.update(step_noise(sigmas), s_noise=s_noise)
     if sampler == "lcm":
         kw.update(s_noise_end=s_noise_end if s_noise_end >= 0 else None, noise_clip=noise_clip)
-    if sampler == "er_sde":
+    if sampler in CFG_PP:
+        kw["uncond_fn"] = lambda x, sigma: current["uncond"](x, sigma)
+    if sampler == "er_sde" or (sampler in BROWNIAN and adapter.space == "flow"):
         kw["top_level"] = adapter.percent_sigma(levels, 1e-4, shift)
     blockwise = contextlib.nullcontext()
     if sampler == "ar_video":
@@ -633,10 +650,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
                                                                   given.samples.shape, shift, levels_of, beta)
-        current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
+        pass_info = info if sig is sigmas else replace(info, sigmas=sig)
+        current.update(fn=wrapped(pass_info), uncond=negative_alone and wrapped(pass_info, negative_alone))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
-        out = adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
+        run_kw = dict(kw, **step_noise(sig)) if sampler in BROWNIAN and sig is not sigmas else kw
+        out = adapter.finish(smp(fn, xs, sig, step_callback, **run_kw), float(sig[-1]))
         progress["before"] += len(sig) - 1
         return out
 

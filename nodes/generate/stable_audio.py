@@ -152,11 +152,14 @@ def projection_weights(state: dict, name: str):
 def checkpoint_parts(state: dict, name: str, model: str, parts, device: str) -> list:
     """The modules `parts` ((class, reader, buffers the file need not hold)) of one checkpoint: each reader turns
     the file's tensors into (config, state dict); a mismatch is named as a damaged file or another model's."""
+    from nodes.generate.converters import check_claim
     from nodes.generate.weights import misfit, sizes_of
     out = []
     for cls, read, computed in parts:
         with sizes_of(name, f"{model}'s {cls.__name__}"):
             cfg, sd = read(state, name)
+        # widths read from tensors of no values (a (2e9, 0) feed-forward) asked the allocator for a terabyte
+        check_claim(lambda: cls(**cfg), sd, name)
         module = cls(**cfg)
         why = misfit(module, sd, computed)
         if why:
@@ -250,7 +253,7 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     """The sound's waveform [channels, samples] at 44.1 kHz, loudness as VAEDecodeAudio leaves it. The model is
     told the piece starts at `seconds_start` and lasts `seconds_total` (0: the sound's whole seconds)."""
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
-    from nodes.generate.samplers import comfy_noise_sampler, ksampler_schedule, latent_sampler
+    from nodes.generate.samplers import comfy_step_noise, ksampler_schedule, latent_sampler
     sample = latent_sampler(sampler)
     frames = latent_frames(seconds)
     if frames < 2:
@@ -284,7 +287,7 @@ def generate(model: StableAudio, prompt: str, negative: str, seconds: float, ste
     noise = torch.randn((1, dit.config.in_channels, frames), generator=gen)
     levels = ksampler_schedule(lambda n: sigmas(n, scheduler), steps, sampler)
     x = noise.to(model.device) * math.sqrt(float(levels[0]) ** 2 + 1)     # ComfyUI's full-denoise noise scaling
-    kw = {"noise_sampler": comfy_noise_sampler(noise.shape, seed, x.device)}    # KSampler's step noise
+    kw = {"noise_sampler": comfy_step_noise(sampler, noise.shape, seed, x.device, levels)}    # KSampler's step noise
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
     latent = sample(denoised, x, levels, callback, flow=False, **kw)
     return loudness(model.vae.decode(latent).sample.float()[0].cpu())

@@ -12,13 +12,15 @@ from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
 from nodes.generate.adapters import get_adapter
 from nodes.generate.embeddings import insert_embeddings
 from nodes.generate.latent import Conditioning
-from nodes.generate.prompts import clean_and_weights, literal, token_weights
+from nodes.generate.prompts import clean_and_weights, comfy_clean_and_weights, literal, token_weights
 
 
 def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None, *,
                   clip_skip: int = 1, weighting: str = "kinograph") -> Conditioning:
-    """weighting "kinograph": emphasise() below; "comfy": ComfyUI's rule, each weighted token embedding
-    moved away from the empty prompt's embedding at the same position, e + (w - 1) (e - e_empty)."""
+    """weighting "kinograph": emphasise() below, the prompt read by prompts.parse_emphasis; "comfy": ComfyUI's rule,
+    the prompt read as ComfyUI's sd1_clip reads it (prompts.comfy_parts: only round brackets weigh, an inner (x:w) sets
+    w, [x] is text) and each weighted token embedding moved away from the empty prompt's embedding at the same
+    position, e + (w - 1) (e - e_empty)."""
     if weighting not in ("kinograph", "comfy"):
         raise NodeError(f"unknown prompt weighting {weighting!r}; choose kinograph or comfy")
     from nodes.generate.split import LANGUAGE_ONLY
@@ -35,8 +37,9 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     clip = getattr(adapter, "clip_layers", False)
     texts = [insert_embeddings(pipe, text, clip, log) for _, text in keys]
     # a family that weighs its prompts itself (Anima, as ComfyUI does) is given them as written
+    read = comfy_clean_and_weights if weighting == "comfy" else clean_and_weights
     cleaned = [(t, []) for t in texts] if adapter.reads_weights else [(literal(t), []) for t in texts] \
-        if adapter.literal_prompts else [clean_and_weights(t) for t in texts]
+        if adapter.literal_prompts else [read(t) for t in texts]
     kw = {}
     if clip_skip > 1:
         if getattr(adapter, "clip_layers", False):

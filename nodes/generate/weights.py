@@ -11,7 +11,9 @@ description and an `.input_scale`, the rest bf16) are folded the same way. Comfy
 (`*_int8_convrot`: int8 weights of a matrix rotated by a Hadamard transform over groups of its inputs, one scale per
 row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back at load, as comfy-kitchen's
 dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time: a
-safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory."""
+safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory.
+ComfyUI's block-scaled files (`*_nvfp4`, `*_fp4_mixed`, `*_mxfp8`: layers tagged nvfp4 or mxfp8, expert banks too)
+are dequantised the same way by nodes/generate/block_quant.py."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from graph_engine import NodeError
+from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, block_weight
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
-_SCALE_SUFFIXES = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
+_SCALE_SUFFIXES = (".scale_weight", ".scale_input", ".weight_scale", ".weight_scale_2", ".input_scale", ".comfy_quant")
 
 
 def _fp8_dtypes():
@@ -93,10 +96,11 @@ def _numel(shape) -> int:
 
 
 def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
-    """fp8_scaled folded (weight * scale_weight), ConvRot rotated back, fp8 cast to `dtype` unless keep_fp8, markers
+    """fp8_scaled folded (weight * scale_weight), ConvRot rotated back, NVFP4 / MXFP8 blocks scaled, fp8 cast to `dtype` unless keep_fp8, markers
     dropped.
 
-    dtype None keeps fp16/bf16/fp32 tensors as stored, casts fp8 to float32 and gives ConvRot layers in bfloat16."""
+    dtype None keeps fp16/bf16/fp32 tensors as stored, casts fp8 to float32 and gives ConvRot, NVFP4 and MXFP8 layers
+    in bfloat16."""
     import torch
     fp8 = _fp8_dtypes()
     out = {}
@@ -108,9 +112,13 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
             continue
         if name.endswith(".weight"):
             base = name[: -len(".weight")]
+            cfg = quant_config(base, state.get(base + ".comfy_quant"))
+            if cfg is not None and cfg["format"] in BLOCK_FORMATS:
+                out[name] = block_weight(base, cfg["format"], t, state.get(base + ".weight_scale"),
+                                         state.get(base + ".weight_scale_2"), cfg["experts"], dtype)
+                continue
             if base + ".weight_scale_2" in state:
                 raise NodeError(_nvfp4(base))
-            cfg = quant_config(base, state.get(base + ".comfy_quant"))
             if cfg is not None and cfg["rotation"]:
                 out[name] = convrot_weight(base, t, state.get(base + ".weight_scale"), cfg, dtype)
                 continue
@@ -132,8 +140,9 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
 
 
 def _nvfp4(layer: str) -> str:
-    return (f"{layer} is stored in a 4-bit format (NVFP4: a second weight scale) that Kinograph cannot read; use the "
-            "fp8, fp8mixed or bf16 file of this model")
+    return (f"{layer} is stored in a 4-bit format (NVFP4: a second weight scale) without ComfyUI's comfy_quant tag "
+            "saying how (another tool's layout, which Kinograph does not read); use ComfyUI's nvfp4 file, or the fp8 "
+            "or bf16 file of this model")
 
 
 # A file's layers share one quantisation format; a few of its tags tell it without reading them all.
@@ -144,9 +153,11 @@ def unreadable_format(path, names, metadata=None) -> Optional[str]:
     """Why load_weights would refuse a file's quantisation (NVFP4, formats not read), from its tensor names, its
     metadata and its few small comfy_quant tags, without reading a weight: `kinograph info` listed such files as
     loading."""
+    tagged = set(metadata_tags(metadata, names)) | {n for n in names if n.endswith(".comfy_quant")}
     for name in names:
-        if name.endswith(".weight_scale_2"):
-            return _nvfp4(name[: -len(".weight_scale_2")])
+        base = name[: -len(".weight_scale_2")]
+        if name.endswith(".weight_scale_2") and base + ".comfy_quant" not in tagged:
+            return _nvfp4(base)
     try:
         for name, tag in list(metadata_tags(metadata, names).items())[:_TAGS_READ]:
             quant_config(name[: -len(".comfy_quant")], tag)
@@ -205,13 +216,13 @@ def metadata_tags(metadata, names) -> Dict[str, "object"]:
 # with a group of 65,536 (one row of that many inputs) asked for 16 GB.
 MAX_ROTATION = 4 ** 6
 # comfy_quant formats (ComfyUI's comfy/quant_ops.py QUANT_ALGOS) whose weights Kinograph turns into plain matrices.
-_READ_FORMATS = ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise", "convrot_w4a4")
+_READ_FORMATS = ("float8_e4m3fn", "float8_e5m2", "int8_tensorwise", "convrot_w4a4") + BLOCK_FORMATS
 
 
 def quant_config(layer: str, quant) -> Optional[dict]:
     """A layer's `comfy_quant` tag as ComfyUI's comfy/ops.py reads it: its format, and for a ConvRot layer the
-    rotation's group size (`convrot`/`convrot_groupsize` at the top or under `params`, 256 when absent); None without
-    a tag. A tag that is not JSON, or of a format Kinograph cannot read, is refused by name: guessing gave wrong
+    rotation's group size (`convrot`/`convrot_groupsize` at the top or under `params`, 256 when absent) and an expert
+    bank's `num_experts` (None for a matrix); None without a tag. A tag that is not JSON, or of a format Kinograph cannot read, is refused by name: guessing gave wrong
     weights without a word."""
     import json
     if quant is None:
@@ -239,7 +250,11 @@ def quant_config(layer: str, quant) -> Optional[dict]:
         raise NodeError(f"{layer}'s comfy_quant tag gives a rotation group of {group} inputs; ComfyUI's ConvRot "
                         f"rotates groups of at most {MAX_ROTATION} (256 in its files): the file is damaged; copy it "
                         "again")
-    return {"format": fmt, "rotation": group if rotated else 0}
+    experts = cfg.get("num_experts")
+    if experts is not None and (isinstance(experts, bool) or not isinstance(experts, int) or experts < 1):
+        raise NodeError(f"{layer}'s comfy_quant tag gives {experts!r} experts, not a count: the file is damaged; copy "
+                        "it again")
+    return {"format": fmt, "rotation": group if rotated else 0, "experts": experts}
 
 
 def hadamard(size: int):
@@ -310,7 +325,7 @@ def _checked_scale(base: str, scale, shape):
     growing it (a (1000, 1, 1) scale on a (3072, 3072) weight made a 37 GB product of a 4 KB tensor), and finite (a
     NaN scale made every value of the layer NaN, drawing black frames without a word)."""
     import torch
-    if scale.ndim == 1 and scale.numel() == shape[0] > 1:      # one scale per output row
+    if scale.ndim == 1 and len(shape) and scale.numel() == shape[0] > 1:      # one scale per output row
         scale = scale.view(-1, *[1] * (len(shape) - 1))
     try:
         fits = torch.broadcast_shapes(tuple(shape), tuple(scale.shape)) == tuple(shape)
@@ -377,10 +392,15 @@ def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
 def sizes_of(name: str, what: str):
     """Around reading `what`'s sizes (a model's, with its article: "an ACE-Step 1.5 transformer") from the named
     tensors of the file `name`: a tensor the file lacks (a KeyError), one of too few dimensions (IndexError,
-    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback."""
+    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback; a refusal the reading
+    raised (too many blocks) gets the file's name."""
     damaged = "the file is cut short or another model's; download it again"
     try:
         yield
+    except NodeError as e:      # converters.count's refusal of thousands of blocks, said of the tensors alone
+        if name in str(e):
+            raise
+        raise NodeError(f"{name}: {e}") from None
     except KeyError as e:
         raise NodeError(f"{name} lacks {e.args[0]}, which gives {what}'s size: {damaged}") from None
     except (IndexError, ValueError, ZeroDivisionError) as e:
