@@ -242,7 +242,8 @@ class SoundModels:
         LatentApplyOperationCFG with LatentOperationTonemapReinhard, TextEncodeAceStepAudio, ConditioningZeroOut,
         EmptyAceStepLatentAudio or VAEEncodeAudio, KSampler) became; None (left unmapped, with why) where the chain
         is another."""
-        through = ("ModelSamplingSD3", "ModelSamplingAuraFlow", "LatentApplyOperationCFG")
+        # not ModelSamplingAuraFlow: its multiplier 1 tells the DiT sigma, not the 1000 x sigma generate.ace_step1 does
+        through = ("ModelSamplingSD3", "LatentApplyOperationCFG")
         model, passed = self._upstream(ks, "model", through)
         pos, _ = self._upstream(ks, "positive")
         neg, _ = self._upstream(ks, "negative")
