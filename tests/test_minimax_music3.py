@@ -409,3 +409,26 @@ def test_merged_projections_and_rotary_base(tiny, model, parts):
         assert torch.allclose(mm3.velocity(other, x, 0.6, cond), ref, atol=1e-4)
         assert float((mm3.velocity(model, x, 0.6, cond) - ref).abs().max()) > 1e-4
 
+
+
+def test_weights_are_the_files_tensors_not_copies(tiny, monkeypatch):
+    """The modules hold the tensors read from the files, not copies of them in modules first filled with random
+    weights: built that way, loading the 8B language model (16 GB in bfloat16) held its file's tensors, a randomly
+    initialised model as large and, still, the DiT's file tensors beside its module (some 50 GB of memory for the
+    released files)."""
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate import weights
+    from nodes.generate.model_manager import ModelManager
+    read, load_weights = set(), weights.load_weights
+
+    def recording(*args, **kwargs):
+        state = load_weights(*args, **kwargs)
+        read.update(v.untyped_storage().data_ptr() for v in state.values())
+        return state
+    monkeypatch.setattr(weights, "load_weights", recording)
+    fresh = mm3.load(ModelManager(), FILES["diffusion_model"], FILES["text_encoder"], FILES["vae"], "cpu")
+    for part in ("transformer", "condition_encoder", "lm", "depth"):
+        module = getattr(fresh, part)
+        copied = [k for k, p in module.named_parameters()
+                  if p.untyped_storage().data_ptr() not in read and k != "embed_tokens.weight"]
+        assert not copied, (part, copied[:3])

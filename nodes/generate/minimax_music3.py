@@ -289,11 +289,21 @@ class Music3:
     dtype: torch.dtype          # the language model's
 
 
-def _loaded(module, sd: dict, name: str, part: str, allowed=()):
-    why = misfit(module, sd, allowed)
+def _loaded(make, sd: dict, name: str, part: str, allowed=()):
+    """make()'s module holding the file's tensors `sd` themselves: built on the meta device and given them, not
+    filled with random weights first and then copied into (the 8B language model took its size twice over)."""
+    with torch.device("meta"):
+        module = make()
+    why = misfit(module, sd, allowed, assign=True)
     if why:
         raise NodeError(f"{name}: its {part} tensors do not match MiniMax Music 3's ({why}): the file is damaged or "
                         "another model's")
+    for key in allowed:         # what the file rightly lacks (the language model's unused embeddings): zeros
+        owner, _, leaf = key.rpartition(".")
+        meta = module.get_parameter(key)
+        if meta.is_meta:
+            setattr(module.get_submodule(owner), leaf, torch.nn.Parameter(torch.zeros(meta.shape, dtype=meta.dtype),
+                                                                          requires_grad=False))
     return module.eval()
 
 
@@ -328,26 +338,22 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
         from transformers import Qwen3Config, Qwen3Model
         from nodes.generate.weights import load_weights
         parts = dit_parts(load_weights(dm, torch.float32), dm.name)
-        mods = {k: _loaded(cls(**parts[k][0]), parts[k][1], dm.name, k) for k, cls in (
+        mods = {k: _loaded(lambda: cls(**parts[k][0]), parts[k][1], dm.name, k) for k, cls in (
             ("transformer", MiniMaxMusic3Transformer1DModel), ("condition_encoder", MiniMaxMusic3ConditionEncoder))}
         if abs(parts["rope_theta"] / ROPE_THETA - 1) > 1e-3:      # diffusers' default is the released one
             mods["transformer"].rotary_emb.theta = parts["rope_theta"]
-        # the 8B language model read and built in its own dtype: in float32 first it took twice the memory
+        # the 8B language model read in its own dtype: in float32 first it took twice the memory
         state = load_weights(te, lm_dtype)
         raw = state.pop("tokenizer_json", None)
         text = text_parts(state, te.name)
         tok = tokenizer_of(raw, te.name)
-        before = torch.get_default_dtype()
-        torch.set_default_dtype(lm_dtype)
-        try:
-            lm = Qwen3Model(Qwen3Config(**text["lm"][0]))
-            depth = MiniMaxMusic3RVQDepthDecoder(**text["depth"][0])
-        finally:
-            torch.set_default_dtype(before)
-        lm = _loaded(lm, text["lm"][1], te.name, "language model", ("embed_tokens.weight",))
-        depth = _loaded(depth, text["depth"][1], te.name, "depth decoder")
+        config = Qwen3Config(**text["lm"][0])
+        lm = _loaded(lambda: Qwen3Model(config), text["lm"][1], te.name, "language model", ("embed_tokens.weight",))
+        lm.rotary_emb = type(lm.rotary_emb)(config)     # its frequencies, not in the file, made on the meta device
+        depth = _loaded(lambda: MiniMaxMusic3RVQDepthDecoder(**text["depth"][0]), text["depth"][1], te.name,
+                        "depth decoder")
         vcfg, vsd = dav_part(load_weights(dav, torch.float32), dav.name)
-        vocoder = _loaded(MiniMaxMusic3Vocoder(**vcfg), vsd, dav.name, "DAV")
+        vocoder = _loaded(lambda: MiniMaxMusic3Vocoder(**vcfg), vsd, dav.name, "DAV")
         return Music3(mods["transformer"].to(device), mods["condition_encoder"].to(device), vocoder.to(device),
                       lm.to(device, lm_dtype), depth.to(device, lm_dtype),
                       *(text[k].to(device, lm_dtype) for k in ("prompt_table", "code_table", "head")),
