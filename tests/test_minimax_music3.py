@@ -432,3 +432,18 @@ def test_weights_are_the_files_tensors_not_copies(tiny, monkeypatch):
         copied = [k for k, p in module.named_parameters()
                   if p.untyped_storage().data_ptr() not in read and k != "embed_tokens.weight"]
         assert not copied, (part, copied[:3])
+
+
+@pytest.mark.parametrize("part, state, said", [
+    ("dav_part", {"dec_in_proj.weight": torch.zeros(4, 2, 1)}, "is not a MiniMax Music 3 DAV"),
+    ("dit_parts", {"diffusion_transformer.preprocess_conv.weight": torch.zeros(2, 2, 1)}, "lacks cond_layer_logits"),
+    ("tokenizer_of", torch.tensor(list(b"not json"), dtype=torch.uint8), "tokenizer_json is not a tokenizer"),
+    ("tokenizer_of", torch.tensor([255, 254], dtype=torch.uint8), "tokenizer_json is not a tokenizer")])
+def test_damaged_files_named_not_a_traceback(part, state, said):
+    """A file of the right kind with a part missing or garbled (a DAV without its decoder, a DiT without its
+    conditioning layers, a tokenizer that is not JSON): a message naming the file, not max()'s ValueError, a
+    KeyError or the tokenizers library's parse error."""
+    from graph_engine import NodeError
+    from nodes.generate import minimax_music3 as mm3
+    with pytest.raises(NodeError, match=f"damaged.safetensors.*{said}"):
+        getattr(mm3, part)(state, "damaged.safetensors")

@@ -124,8 +124,10 @@ def dit_parts(state: dict, name: str) -> dict:
         raise NodeError(NOT_MUSIC3.format(name=name, what="diffusion model", why="no diffusion_transformer.*",
                                           want="minimax_music3_dit_fp16.safetensors from diffusion_models/"))
     sd = {k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}
-    dit, cond = {}, {"layer_weight_logits": sd["cond_layer_logits"], "layer_scale": sd["cond_layer_scale"],
-                     "proj.weight": sd["latent_conditioners.0.weight"], "proj.bias": sd["latent_conditioners.0.bias"]}
+    with sizes_of(name, "a MiniMax Music 3 diffusion model"):
+        cond = {"layer_weight_logits": sd["cond_layer_logits"], "layer_scale": sd["cond_layer_scale"],
+                "proj.weight": sd["latent_conditioners.0.weight"], "proj.bias": sd["latent_conditioners.0.bias"]}
+    dit = {}
     names = {"timestep_features.weight": "time_proj.weight", "preprocess_conv.weight": "preprocess_conv.weight",
              "postprocess_conv.weight": "postprocess_conv.weight", "transformer.project_in.weight": "proj_in.weight",
              "transformer.project_out.weight": "proj_out.weight"}
@@ -242,7 +244,11 @@ def dav_part(state: dict, name: str):
     if "dec_in_proj.weight" not in state:
         raise NodeError(NOT_MUSIC3.format(name=name, what="DAV", why="no dec_in_proj",
                                           want="minimax_music3_dav.safetensors from vae/"))
-    last = max(int(k.split(".")[2]) for k in state if k.startswith("decoder.model."))
+    layers = [int(k.split(".")[2]) for k in state if re.match(r"decoder\.model\.\d+\.", k)]
+    if not layers:      # a DAV's encoder half, or a file cut short
+        raise NodeError(NOT_MUSIC3.format(name=name, what="DAV", why="no decoder.model.*",
+                                          want="minimax_music3_dav.safetensors from vae/"))
+    last = max(layers)
     where = {"0": "conv_in", str(last - 1): "snake_out", str(last): "conv_out"}
     where.update({str(i): f"blocks.{i - 1}" for i in range(1, last - 1)})
     inner = {"block.0.": "snake1.", "block.1.": "conv_t1.", "block.2.": "res_unit1.", "block.3.": "res_unit2.",
@@ -313,7 +319,11 @@ def tokenizer_of(raw, name: str):
     if raw is None:
         raise NodeError(f"{name} carries no tokenizer_json: it is not ComfyUI's MiniMax Music 3 text encoder; give "
                         "minimax_music3_text_encoder_*.safetensors from text_encoders/")
-    tok = Tokenizer.from_str(bytes(raw.to(torch.uint8).flatten().tolist()).decode("utf-8"))
+    try:
+        tok = Tokenizer.from_str(bytes(raw.to(torch.uint8).flatten().tolist()).decode("utf-8"))
+    except Exception as e:      # not UTF-8 (UnicodeDecodeError), or not a tokenizer's JSON (the library's Exception)
+        raise NodeError(f"{name}: its tokenizer_json is not a tokenizer ({str(e)[:80]}): the file is damaged; "
+                        "download it again") from None
     for token, want in SPECIAL.items():
         if tok.token_to_id(token) != want:
             raise NodeError(f"{name}: its tokenizer gives {token} the id {tok.token_to_id(token)}, not {want}: the "
