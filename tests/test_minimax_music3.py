@@ -447,3 +447,23 @@ def test_damaged_files_named_not_a_traceback(part, state, said):
     from nodes.generate import minimax_music3 as mm3
     with pytest.raises(NodeError, match=f"damaged.safetensors.*{said}"):
         getattr(mm3, part)(state, "damaged.safetensors")
+
+
+def test_whole_decode_out_of_memory_falls_back_to_tiles(model, monkeypatch):
+    """VAEDecodeAudio's way: a song too long to decode whole in the memory there is (a six-minute one's DAV
+    activations run to tens of GB) is decoded in tiles, as ComfyUI's VAE.decode retries with decode_tiled_1d; it
+    stopped with out of memory where ComfyUI goes on. (The fallback tile made small for the tiny latent.)"""
+    import dataclasses
+    from nodes.generate import minimax_music3 as mm3
+    monkeypatch.setattr(mm3, "FALLBACK_TILE", 8)
+    monkeypatch.setattr(mm3, "FALLBACK_OVERLAP", 2)
+
+    class Scarce(torch.nn.Module):
+        def forward(self, latent):
+            if latent.shape[-1] > 8:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 24.00 GiB")
+            return model.vocoder(latent)
+    torch.manual_seed(6)
+    latent = torch.randn(1, 8, 20)
+    got = mm3.decode(dataclasses.replace(model, vocoder=Scarce()), latent)
+    assert torch.equal(got, mm3.decode(model, latent, 8, 2))

@@ -32,6 +32,7 @@ FPS = 25                    # the language model's frames a second
 MAX_FRAMES = 9000           # six minutes
 MAX_PROMPT_TOKENS = 5000
 WINDOW_FRAMES, WINDOW_HOP_FRAMES = 200, 100     # the DiT's windows, in language-model frames
+FALLBACK_TILE, FALLBACK_OVERLAP = 256, 32       # ComfyUI's decode_tiled_1d defaults, its retry when out of memory
 DIT_HEAD_DIM = 64           # ComfyUI's DiT attention heads are 64 wide, whatever the width
 ROPE_THETA = 10000.0        # the DiT's rotary base (diffusers' MiniMaxMusic3RotaryEmbedding's)
 DEPTH_HEADS = 16            # ComfyUI's depth decoder has 16 heads
@@ -512,11 +513,24 @@ def decode(model: Music3, latent: torch.Tensor, tile: int = 0, overlap: int = 64
     `tile` frames `overlap` apart, blended with linear ramps as comfy.utils.tiled_scale_multidim does), at
     VAEDecodeAudio's loudness."""
     from nodes.generate.stable_audio import loudness
+    from nodes.generate.vae_ops import with_oom_retries
     n = latent.shape[-1]
-    if not tile or n <= tile:
-        return loudness(model.vocoder(latent)[0].float().cpu())
-    if overlap >= tile:
-        raise NodeError(f"overlap {overlap} is not below tile_size {tile}: give a smaller overlap")
+    if tile and n > tile:
+        if overlap >= tile:
+            raise NodeError(f"overlap {overlap} is not below tile_size {tile}: give a smaller overlap")
+        return loudness(_tiled(model, latent, tile, overlap))
+    # whole, and out of memory in tiles, as ComfyUI's VAE.decode retries with decode_tiled_1d's
+    attempts = [("whole", lambda: model.vocoder(latent)[0].float().cpu())]
+    if n > FALLBACK_TILE:
+        attempts.append((f"in tiles of {FALLBACK_TILE} latent frames",
+                         lambda: _tiled(model, latent, FALLBACK_TILE, FALLBACK_OVERLAP)))
+    return loudness(with_oom_retries("decoding MiniMax Music 3's song", attempts))
+
+
+def _tiled(model: Music3, latent: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """The waveform [2, samples] decoded in windows of `tile` latent frames `overlap` apart, blended with linear
+    ramps over the overlap (comfy.utils.tiled_scale_multidim's)."""
+    n = latent.shape[-1]
     out = torch.zeros(latent.shape[0], 2, n * HOP)
     weight = torch.zeros_like(out)
     for start in range(0, n - overlap, tile - overlap):
@@ -530,7 +544,7 @@ def decode(model: Music3, latent: torch.Tensor, tile: int = 0, overlap: int = 64
             mask[..., mask.shape[-1] - feather:] *= ramp.flip(0)
         out[..., pos * HOP:pos * HOP + wave.shape[-1]] += wave * mask
         weight[..., pos * HOP:pos * HOP + wave.shape[-1]] += mask
-    return loudness((out / weight)[0])
+    return (out / weight)[0]
 
 
 @torch.no_grad()
