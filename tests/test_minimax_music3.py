@@ -467,3 +467,17 @@ def test_whole_decode_out_of_memory_falls_back_to_tiles(model, monkeypatch):
     latent = torch.randn(1, 8, 20)
     got = mm3.decode(dataclasses.replace(model, vocoder=Scarce()), latent)
     assert torch.equal(got, mm3.decode(model, latent, 8, 2))
+
+
+def test_language_model_rotary_frequencies_stay_float32_in_bfloat16(tiny, monkeypatch):
+    """On a GPU the language model runs in bfloat16 (ComfyUI's should_use_bf16), but its rotary frequencies are
+    float32 there, as ComfyUI makes them: cast with the weights, 1e6 ** (-2/8) became 0.03174 for 0.03162, and at
+    the song's 5000th position the angle was half a radian off."""
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate.model_manager import ModelManager
+    monkeypatch.setattr(mm3, "lm_dtype", lambda device: torch.bfloat16)
+    bf16 = mm3.load(ModelManager(), FILES["diffusion_model"], FILES["text_encoder"], FILES["vae"], "cpu")
+    assert next(bf16.lm.parameters()).dtype == torch.bfloat16
+    want = 1.0 / (1000000.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8))       # head_dim 8, rope_theta 1e6
+    got = bf16.lm.rotary_emb.inv_freq
+    assert got.dtype == torch.float32 and torch.allclose(got.double(), want, rtol=1e-6), got

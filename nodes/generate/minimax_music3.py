@@ -332,6 +332,11 @@ def tokenizer_of(raw, name: str):
     return tok
 
 
+def lm_dtype(device: str) -> torch.dtype:
+    """The language model's dtype: bfloat16 on a GPU (as ComfyUI runs it), float32 elsewhere."""
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
 def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> Music3:
     """The model from ComfyUI's three files (cached by the model manager): the language model in bfloat16 on a GPU
     (as ComfyUI runs it), float32 elsewhere and for the rest."""
@@ -341,7 +346,7 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
     dm = resolve_model_path(diffusion_model, "diffusion_models", "MiniMax Music 3 diffusion model")
     te = resolve_model_path(text_encoder, "text_encoders", "MiniMax Music 3 text encoder")
     dav = resolve_model_path(vae, "vae", "MiniMax Music 3 DAV")
-    lm_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    dtype = lm_dtype(device)
 
     def build():
         from diffusers import (MiniMaxMusic3ConditionEncoder, MiniMaxMusic3RVQDepthDecoder,
@@ -354,21 +359,26 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
         if abs(parts["rope_theta"] / ROPE_THETA - 1) > 1e-3:      # diffusers' default is the released one
             mods["transformer"].rotary_emb.theta = parts["rope_theta"]
         # the 8B language model read in its own dtype: in float32 first it took twice the memory
-        state = load_weights(te, lm_dtype)
+        state = load_weights(te, dtype)
         raw = state.pop("tokenizer_json", None)
         text = text_parts(state, te.name)
         tok = tokenizer_of(raw, te.name)
         config = Qwen3Config(**text["lm"][0])
         lm = _loaded(lambda: Qwen3Model(config), text["lm"][1], te.name, "language model", ("embed_tokens.weight",))
-        lm.rotary_emb = type(lm.rotary_emb)(config)     # its frequencies, not in the file, made on the meta device
+        # its rotary frequencies are not in the file (made on the meta device: made again), and stay float32 as
+        # ComfyUI makes them: cast to bfloat16 with the weights, the angles at the 5000th position were half a
+        # radian off
+        lm.rotary_emb = type(lm.rotary_emb)(config)
+        lm = lm.to(device, dtype)
+        lm.rotary_emb = type(lm.rotary_emb)(config).to(device)
         depth = _loaded(lambda: MiniMaxMusic3RVQDepthDecoder(**text["depth"][0]), text["depth"][1], te.name,
                         "depth decoder")
         vcfg, vsd = dav_part(load_weights(dav, torch.float32), dav.name)
         vocoder = _loaded(lambda: MiniMaxMusic3Vocoder(**vcfg), vsd, dav.name, "DAV")
         return Music3(mods["transformer"].to(device), mods["condition_encoder"].to(device), vocoder.to(device),
-                      lm.to(device, lm_dtype), depth.to(device, lm_dtype),
-                      *(text[k].to(device, lm_dtype) for k in ("prompt_table", "code_table", "head")),
-                      text["pruned_head"], tok, device, lm_dtype)
+                      lm, depth.to(device, dtype),
+                      *(text[k].to(device, dtype) for k in ("prompt_table", "code_table", "head")),
+                      text["pruned_head"], tok, device, dtype)
     return mm.cached(("minimax_music3", str(dm), str(te), str(dav), device), build, files=[dm, te, dav])
 
 
