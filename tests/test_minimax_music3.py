@@ -409,3 +409,75 @@ def test_merged_projections_and_rotary_base(tiny, model, parts):
         assert torch.allclose(mm3.velocity(other, x, 0.6, cond), ref, atol=1e-4)
         assert float((mm3.velocity(model, x, 0.6, cond) - ref).abs().max()) > 1e-4
 
+
+
+def test_weights_are_the_files_tensors_not_copies(tiny, monkeypatch):
+    """The modules hold the tensors read from the files, not copies of them in modules first filled with random
+    weights: built that way, loading the 8B language model (16 GB in bfloat16) held its file's tensors, a randomly
+    initialised model as large and, still, the DiT's file tensors beside its module (some 50 GB of memory for the
+    released files)."""
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate import weights
+    from nodes.generate.model_manager import ModelManager
+    read, load_weights = set(), weights.load_weights
+
+    def recording(*args, **kwargs):
+        state = load_weights(*args, **kwargs)
+        read.update(v.untyped_storage().data_ptr() for v in state.values())
+        return state
+    monkeypatch.setattr(weights, "load_weights", recording)
+    fresh = mm3.load(ModelManager(), FILES["diffusion_model"], FILES["text_encoder"], FILES["vae"], "cpu")
+    for part in ("transformer", "condition_encoder", "lm", "depth"):
+        module = getattr(fresh, part)
+        copied = [k for k, p in module.named_parameters()
+                  if p.untyped_storage().data_ptr() not in read and k != "embed_tokens.weight"]
+        assert not copied, (part, copied[:3])
+
+
+@pytest.mark.parametrize("part, state, said", [
+    ("dav_part", {"dec_in_proj.weight": torch.zeros(4, 2, 1)}, "is not a MiniMax Music 3 DAV"),
+    ("dit_parts", {"diffusion_transformer.preprocess_conv.weight": torch.zeros(2, 2, 1)}, "lacks cond_layer_logits"),
+    ("tokenizer_of", torch.tensor(list(b"not json"), dtype=torch.uint8), "tokenizer_json is not a tokenizer"),
+    ("tokenizer_of", torch.tensor([255, 254], dtype=torch.uint8), "tokenizer_json is not a tokenizer")])
+def test_damaged_files_named_not_a_traceback(part, state, said):
+    """A file of the right kind with a part missing or garbled (a DAV without its decoder, a DiT without its
+    conditioning layers, a tokenizer that is not JSON): a message naming the file, not max()'s ValueError, a
+    KeyError or the tokenizers library's parse error."""
+    from graph_engine import NodeError
+    from nodes.generate import minimax_music3 as mm3
+    with pytest.raises(NodeError, match=f"damaged.safetensors.*{said}"):
+        getattr(mm3, part)(state, "damaged.safetensors")
+
+
+def test_whole_decode_out_of_memory_falls_back_to_tiles(model, monkeypatch):
+    """VAEDecodeAudio's way: a song too long to decode whole in the memory there is (a six-minute one's DAV
+    activations run to tens of GB) is decoded in tiles, as ComfyUI's VAE.decode retries with decode_tiled_1d; it
+    stopped with out of memory where ComfyUI goes on. (The fallback tile made small for the tiny latent.)"""
+    import dataclasses
+    from nodes.generate import minimax_music3 as mm3
+    monkeypatch.setattr(mm3, "FALLBACK_TILE", 8)
+    monkeypatch.setattr(mm3, "FALLBACK_OVERLAP", 2)
+
+    class Scarce(torch.nn.Module):
+        def forward(self, latent):
+            if latent.shape[-1] > 8:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 24.00 GiB")
+            return model.vocoder(latent)
+    torch.manual_seed(6)
+    latent = torch.randn(1, 8, 20)
+    got = mm3.decode(dataclasses.replace(model, vocoder=Scarce()), latent)
+    assert torch.equal(got, mm3.decode(model, latent, 8, 2))
+
+
+def test_language_model_rotary_frequencies_stay_float32_in_bfloat16(tiny, monkeypatch):
+    """On a GPU the language model runs in bfloat16 (ComfyUI's should_use_bf16), but its rotary frequencies are
+    float32 there, as ComfyUI makes them: cast with the weights, 1e6 ** (-2/8) became 0.03174 for 0.03162, and at
+    the song's 5000th position the angle was half a radian off."""
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate.model_manager import ModelManager
+    monkeypatch.setattr(mm3, "lm_dtype", lambda device: torch.bfloat16)
+    bf16 = mm3.load(ModelManager(), FILES["diffusion_model"], FILES["text_encoder"], FILES["vae"], "cpu")
+    assert next(bf16.lm.parameters()).dtype == torch.bfloat16
+    want = 1.0 / (1000000.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8))       # head_dim 8, rope_theta 1e6
+    got = bf16.lm.rotary_emb.inv_freq
+    assert got.dtype == torch.float32 and torch.allclose(got.double(), want, rtol=1e-6), got

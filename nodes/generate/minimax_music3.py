@@ -32,6 +32,7 @@ FPS = 25                    # the language model's frames a second
 MAX_FRAMES = 9000           # six minutes
 MAX_PROMPT_TOKENS = 5000
 WINDOW_FRAMES, WINDOW_HOP_FRAMES = 200, 100     # the DiT's windows, in language-model frames
+FALLBACK_TILE, FALLBACK_OVERLAP = 256, 32       # ComfyUI's decode_tiled_1d defaults, its retry when out of memory
 DIT_HEAD_DIM = 64           # ComfyUI's DiT attention heads are 64 wide, whatever the width
 ROPE_THETA = 10000.0        # the DiT's rotary base (diffusers' MiniMaxMusic3RotaryEmbedding's)
 DEPTH_HEADS = 16            # ComfyUI's depth decoder has 16 heads
@@ -124,8 +125,10 @@ def dit_parts(state: dict, name: str) -> dict:
         raise NodeError(NOT_MUSIC3.format(name=name, what="diffusion model", why="no diffusion_transformer.*",
                                           want="minimax_music3_dit_fp16.safetensors from diffusion_models/"))
     sd = {k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}
-    dit, cond = {}, {"layer_weight_logits": sd["cond_layer_logits"], "layer_scale": sd["cond_layer_scale"],
-                     "proj.weight": sd["latent_conditioners.0.weight"], "proj.bias": sd["latent_conditioners.0.bias"]}
+    with sizes_of(name, "a MiniMax Music 3 diffusion model"):
+        cond = {"layer_weight_logits": sd["cond_layer_logits"], "layer_scale": sd["cond_layer_scale"],
+                "proj.weight": sd["latent_conditioners.0.weight"], "proj.bias": sd["latent_conditioners.0.bias"]}
+    dit = {}
     names = {"timestep_features.weight": "time_proj.weight", "preprocess_conv.weight": "preprocess_conv.weight",
              "postprocess_conv.weight": "postprocess_conv.weight", "transformer.project_in.weight": "proj_in.weight",
              "transformer.project_out.weight": "proj_out.weight"}
@@ -242,7 +245,11 @@ def dav_part(state: dict, name: str):
     if "dec_in_proj.weight" not in state:
         raise NodeError(NOT_MUSIC3.format(name=name, what="DAV", why="no dec_in_proj",
                                           want="minimax_music3_dav.safetensors from vae/"))
-    last = max(int(k.split(".")[2]) for k in state if k.startswith("decoder.model."))
+    layers = [int(k.split(".")[2]) for k in state if re.match(r"decoder\.model\.\d+\.", k)]
+    if not layers:      # a DAV's encoder half, or a file cut short
+        raise NodeError(NOT_MUSIC3.format(name=name, what="DAV", why="no decoder.model.*",
+                                          want="minimax_music3_dav.safetensors from vae/"))
+    last = max(layers)
     where = {"0": "conv_in", str(last - 1): "snake_out", str(last): "conv_out"}
     where.update({str(i): f"blocks.{i - 1}" for i in range(1, last - 1)})
     inner = {"block.0.": "snake1.", "block.1.": "conv_t1.", "block.2.": "res_unit1.", "block.3.": "res_unit2.",
@@ -289,11 +296,21 @@ class Music3:
     dtype: torch.dtype          # the language model's
 
 
-def _loaded(module, sd: dict, name: str, part: str, allowed=()):
-    why = misfit(module, sd, allowed)
+def _loaded(make, sd: dict, name: str, part: str, allowed=()):
+    """make()'s module holding the file's tensors `sd` themselves: built on the meta device and given them, not
+    filled with random weights first and then copied into (the 8B language model took its size twice over)."""
+    with torch.device("meta"):
+        module = make()
+    why = misfit(module, sd, allowed, assign=True)
     if why:
         raise NodeError(f"{name}: its {part} tensors do not match MiniMax Music 3's ({why}): the file is damaged or "
                         "another model's")
+    for key in allowed:         # what the file rightly lacks (the language model's unused embeddings): zeros
+        owner, _, leaf = key.rpartition(".")
+        meta = module.get_parameter(key)
+        if meta.is_meta:
+            setattr(module.get_submodule(owner), leaf, torch.nn.Parameter(torch.zeros(meta.shape, dtype=meta.dtype),
+                                                                          requires_grad=False))
     return module.eval()
 
 
@@ -303,12 +320,21 @@ def tokenizer_of(raw, name: str):
     if raw is None:
         raise NodeError(f"{name} carries no tokenizer_json: it is not ComfyUI's MiniMax Music 3 text encoder; give "
                         "minimax_music3_text_encoder_*.safetensors from text_encoders/")
-    tok = Tokenizer.from_str(bytes(raw.to(torch.uint8).flatten().tolist()).decode("utf-8"))
+    try:
+        tok = Tokenizer.from_str(bytes(raw.to(torch.uint8).flatten().tolist()).decode("utf-8"))
+    except Exception as e:      # not UTF-8 (UnicodeDecodeError), or not a tokenizer's JSON (the library's Exception)
+        raise NodeError(f"{name}: its tokenizer_json is not a tokenizer ({str(e)[:80]}): the file is damaged; "
+                        "download it again") from None
     for token, want in SPECIAL.items():
         if tok.token_to_id(token) != want:
             raise NodeError(f"{name}: its tokenizer gives {token} the id {tok.token_to_id(token)}, not {want}: the "
                             "file is damaged or another model's")
     return tok
+
+
+def lm_dtype(device: str) -> torch.dtype:
+    """The language model's dtype: bfloat16 on a GPU (as ComfyUI runs it), float32 elsewhere."""
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
 
 
 def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> Music3:
@@ -320,7 +346,7 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
     dm = resolve_model_path(diffusion_model, "diffusion_models", "MiniMax Music 3 diffusion model")
     te = resolve_model_path(text_encoder, "text_encoders", "MiniMax Music 3 text encoder")
     dav = resolve_model_path(vae, "vae", "MiniMax Music 3 DAV")
-    lm_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    dtype = lm_dtype(device)
 
     def build():
         from diffusers import (MiniMaxMusic3ConditionEncoder, MiniMaxMusic3RVQDepthDecoder,
@@ -328,30 +354,31 @@ def load(mm, diffusion_model: str, text_encoder: str, vae: str, device: str) -> 
         from transformers import Qwen3Config, Qwen3Model
         from nodes.generate.weights import load_weights
         parts = dit_parts(load_weights(dm, torch.float32), dm.name)
-        mods = {k: _loaded(cls(**parts[k][0]), parts[k][1], dm.name, k) for k, cls in (
+        mods = {k: _loaded(lambda: cls(**parts[k][0]), parts[k][1], dm.name, k) for k, cls in (
             ("transformer", MiniMaxMusic3Transformer1DModel), ("condition_encoder", MiniMaxMusic3ConditionEncoder))}
         if abs(parts["rope_theta"] / ROPE_THETA - 1) > 1e-3:      # diffusers' default is the released one
             mods["transformer"].rotary_emb.theta = parts["rope_theta"]
-        # the 8B language model read and built in its own dtype: in float32 first it took twice the memory
-        state = load_weights(te, lm_dtype)
+        # the 8B language model read in its own dtype: in float32 first it took twice the memory
+        state = load_weights(te, dtype)
         raw = state.pop("tokenizer_json", None)
         text = text_parts(state, te.name)
         tok = tokenizer_of(raw, te.name)
-        before = torch.get_default_dtype()
-        torch.set_default_dtype(lm_dtype)
-        try:
-            lm = Qwen3Model(Qwen3Config(**text["lm"][0]))
-            depth = MiniMaxMusic3RVQDepthDecoder(**text["depth"][0])
-        finally:
-            torch.set_default_dtype(before)
-        lm = _loaded(lm, text["lm"][1], te.name, "language model", ("embed_tokens.weight",))
-        depth = _loaded(depth, text["depth"][1], te.name, "depth decoder")
+        config = Qwen3Config(**text["lm"][0])
+        lm = _loaded(lambda: Qwen3Model(config), text["lm"][1], te.name, "language model", ("embed_tokens.weight",))
+        # its rotary frequencies are not in the file (made on the meta device: made again), and stay float32 as
+        # ComfyUI makes them: cast to bfloat16 with the weights, the angles at the 5000th position were half a
+        # radian off
+        lm.rotary_emb = type(lm.rotary_emb)(config)
+        lm = lm.to(device, dtype)
+        lm.rotary_emb = type(lm.rotary_emb)(config).to(device)
+        depth = _loaded(lambda: MiniMaxMusic3RVQDepthDecoder(**text["depth"][0]), text["depth"][1], te.name,
+                        "depth decoder")
         vcfg, vsd = dav_part(load_weights(dav, torch.float32), dav.name)
-        vocoder = _loaded(MiniMaxMusic3Vocoder(**vcfg), vsd, dav.name, "DAV")
+        vocoder = _loaded(lambda: MiniMaxMusic3Vocoder(**vcfg), vsd, dav.name, "DAV")
         return Music3(mods["transformer"].to(device), mods["condition_encoder"].to(device), vocoder.to(device),
-                      lm.to(device, lm_dtype), depth.to(device, lm_dtype),
-                      *(text[k].to(device, lm_dtype) for k in ("prompt_table", "code_table", "head")),
-                      text["pruned_head"], tok, device, lm_dtype)
+                      lm, depth.to(device, dtype),
+                      *(text[k].to(device, dtype) for k in ("prompt_table", "code_table", "head")),
+                      text["pruned_head"], tok, device, dtype)
     return mm.cached(("minimax_music3", str(dm), str(te), str(dav), device), build, files=[dm, te, dav])
 
 
@@ -496,11 +523,24 @@ def decode(model: Music3, latent: torch.Tensor, tile: int = 0, overlap: int = 64
     `tile` frames `overlap` apart, blended with linear ramps as comfy.utils.tiled_scale_multidim does), at
     VAEDecodeAudio's loudness."""
     from nodes.generate.stable_audio import loudness
+    from nodes.generate.vae_ops import with_oom_retries
     n = latent.shape[-1]
-    if not tile or n <= tile:
-        return loudness(model.vocoder(latent)[0].float().cpu())
-    if overlap >= tile:
-        raise NodeError(f"overlap {overlap} is not below tile_size {tile}: give a smaller overlap")
+    if tile and n > tile:
+        if overlap >= tile:
+            raise NodeError(f"overlap {overlap} is not below tile_size {tile}: give a smaller overlap")
+        return loudness(_tiled(model, latent, tile, overlap))
+    # whole, and out of memory in tiles, as ComfyUI's VAE.decode retries with decode_tiled_1d's
+    attempts = [("whole", lambda: model.vocoder(latent)[0].float().cpu())]
+    if n > FALLBACK_TILE:
+        attempts.append((f"in tiles of {FALLBACK_TILE} latent frames",
+                         lambda: _tiled(model, latent, FALLBACK_TILE, FALLBACK_OVERLAP)))
+    return loudness(with_oom_retries("decoding MiniMax Music 3's song", attempts))
+
+
+def _tiled(model: Music3, latent: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """The waveform [2, samples] decoded in windows of `tile` latent frames `overlap` apart, blended with linear
+    ramps over the overlap (comfy.utils.tiled_scale_multidim's)."""
+    n = latent.shape[-1]
     out = torch.zeros(latent.shape[0], 2, n * HOP)
     weight = torch.zeros_like(out)
     for start in range(0, n - overlap, tile - overlap):
@@ -514,7 +554,7 @@ def decode(model: Music3, latent: torch.Tensor, tile: int = 0, overlap: int = 64
             mask[..., mask.shape[-1] - feather:] *= ramp.flip(0)
         out[..., pos * HOP:pos * HOP + wave.shape[-1]] += wave * mask
         weight[..., pos * HOP:pos * HOP + wave.shape[-1]] += mask
-    return loudness((out / weight)[0])
+    return (out / weight)[0]
 
 
 @torch.no_grad()

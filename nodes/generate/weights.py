@@ -372,16 +372,17 @@ def torch_dtype(name: Optional[str]):
             "fp8_e5m2": getattr(torch, "float8_e5m2", None)}[name]
 
 
-def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
+def misfit(module, state: Dict[str, "object"], allowed=(), assign: bool = False) -> Optional[str]:
     """Why `state` does not load into `module` (None: it does, and it is loaded, strict=False): a tensor missing
     (other than `allowed`), one the module has no place for, or one of another shape, named with both shapes. A
     damaged file's tensor of another shape was torch's size-mismatch RuntimeError, a traceback, where the
-    loaders named only missing and unexpected ones."""
+    loaders named only missing and unexpected ones. With `assign` the module takes the tensors themselves (one
+    built on the meta device: no copy)."""
     own = module.state_dict()
     for k, v in state.items():
         if k in own and tuple(v.shape) != tuple(own[k].shape):
             return f"its {k} is {tuple(v.shape)}, where the model its other tensors describe has {tuple(own[k].shape)}"
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing, unexpected = module.load_state_dict(state, strict=False, assign=assign)
     missing = [k for k in missing if k not in allowed]
     if missing or unexpected:
         return f"missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}"

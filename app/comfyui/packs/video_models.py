@@ -384,6 +384,12 @@ class VideoModels:
         vae.decode gives
         with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
         Another model's is left for the user."""
+        ks = self.stable_audio_sampler(cn, "EmptyMiniMaxMusic3LatentAudio")
+        if ks is not None:
+            return self.minimax_music3(cn, ks, params, notes)
+        # said before the other models' folds too: VAEDecodeAudioTiled on ACE-Step's latent read 'exact'
+        if params.get("tile_size") is not None:
+            notes.append("the tiles are not carried: Kinograph decodes this sound whole")
         ks = self.stable_audio_sampler(cn)
         if ks is not None:
             return self.stable_audio(cn, ks, notes)
@@ -393,11 +399,6 @@ class VideoModels:
         ks = self.ace_step1_sampler(cn)
         if ks is not None:
             return self.ace_step1(cn, ks, notes)
-        ks = self.stable_audio_sampler(cn, "EmptyMiniMaxMusic3LatentAudio")
-        if ks is not None:
-            return self.minimax_music3(cn, ks, params, notes)
-        if params.get("tile_size") is not None:
-            notes.append("the tiles are not carried: Kinograph decodes this sound whole")
         if self.minimax_h3_audio_vae(cn):
             nid = self.add("vae.decode_sound", cn, {})
             for comfy, port in (("vae", "vae"), ("samples", "latent")):
