@@ -489,3 +489,22 @@ def test_lora_on_the_model_is_refused_by_name():
     report = import_data(api).report
     assert [e.class_type for e in report.blocking] == ["VAEDecodeAudio"]
     assert "LoraLoaderModelOnly" in report.entries["9"].notes[-1]
+
+
+def test_tiled_decoder_says_its_tiles_are_dropped(tmp_path):
+    """VAEDecodeAudioTiled on ACE-Step 1.5's latent (the turbo template with its decoder swapped): generate.ace_step
+    decodes the song whole, which is not what the tiles give at their seams, so the report says approx and why; it
+    said exact, the tile size and overlap gone without a word."""
+    import json
+    from pathlib import Path
+    from app.comfyui import import_workflow
+    flow = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                       "audio_ace_step_1_5_split.json").read_text())
+    swapped = [n for n in [*flow["nodes"], *(m for g in flow.get("definitions", {}).get("subgraphs", [])
+                                             for m in g["nodes"])] if n["type"] == "VAEDecodeAudio"]
+    for n in swapped:
+        n["type"], n["widgets_values"] = "VAEDecodeAudioTiled", [256, 32]
+    (tmp_path / "tiled.json").write_text(json.dumps(flow))
+    result = import_workflow(str(tmp_path / "tiled.json"))
+    (entry,) = [e for e in result.report.entries.values() if e.class_type == "VAEDecodeAudioTiled"]
+    assert swapped and entry.status == "approx" and "tiles are not carried" in " ".join(entry.notes), entry

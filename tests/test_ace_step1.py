@@ -129,6 +129,32 @@ def test_dit_is_comfyuis(tiny, model):
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
 
 
+def test_weighted_tags_are_comfyuis(tiny, model):
+    """Tags with ComfyUI's prompt weights: its UMT5 tokenizer reads each weighted part on its own (brackets and
+    weights dropped), then </s>; its encoder moves each weighted token's state w times as far from the state the
+    empty prompt (</s>, then padding read as nothing) has at that place (sd1_clip's encode_token_weights)."""
+    import sentencepiece as spm
+    from nodes.generate import ace_step1 as ace
+    umt5, sp = tiny[1][2], spm.SentencePieceProcessor(model_proto=tiny[2])
+    tags = "anime, (kawaii pop:1.3), piano, (fast), happy"
+    parts = (("anime, ", 1.0), ("kawaii pop", 1.3), (", piano, ", 1.0), ("fast", 1.1), (", happy", 1.0))
+    ids = [i for p, _ in parts for i in sp.encode(p)] + [1]
+    weights = [w for p, w in parts for _ in sp.encode(p)] + [1.0]
+    empty = torch.tensor([[1] + [0] * (len(ids) - 1)])
+    with torch.no_grad():
+        z = umt5(input_ids=torch.tensor([ids])).last_hidden_state[0]
+        z0 = umt5(input_ids=empty, attention_mask=(empty == 1).long()).last_hidden_state[0]
+    want = torch.stack([(z[j] - z0[j]) * w + z0[j] if w != 1.0 else z[j] for j, w in enumerate(weights)])[None]
+    got = ace.text_states(model, tags)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    # no weights: the whole text as sentencepiece reads it (the song template's tags end in a tab and a line end)
+    plain = ace.text_states(model, TAGS + "\t\n")
+    with torch.no_grad():
+        want = umt5(input_ids=torch.tensor([sp.encode(TAGS + "\t\n") + [1]])).last_hidden_state
+    assert plain.shape == want.shape and torch.allclose(plain, want, atol=1e-5)
+
+
 def test_vae_decodes_and_encodes_as_comfyui(tiny, model):
     """MusicDCAE's decode (the DCAE's mel, the vocoder per channel) and encode (the slaney log-mel of a stereo sound
     padded to whole columns): diffusers' AutoencoderDC and the vocoder here against ComfyUI's modules."""
@@ -186,6 +212,8 @@ def comfy_song(tiny, steps, cfg, shift, seed, tonemap, lyrics_strength=0.99, sou
             v = dit(x, torch.tensor([s * 1000.0]), c, torch.zeros(1, 512), li, lyrics_strength)
             out.append(x - v * s)
         cond, uncond = out
+        if math.isclose(cfg, 1.0):      # sampling_function: no uncond pass; calc_cond_batch gives zeros in its place
+            uncond = torch.zeros_like(cond)
         if tonemap:
             cond = ref.tonemap_reinhard(cond - uncond, tonemap) + uncond
         return uncond + (cond - uncond) * cfg
@@ -220,6 +248,17 @@ def test_edit_is_comfyuis(tiny, model):
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
 
+def test_tonemap_at_cfg_1_is_comfyuis(tiny, model):
+    """At cfg 1 ComfyUI runs no negative pass, but LatentApplyOperationCFG's hook still sees two outputs (the missing
+    one zeros) and tonemaps the prediction itself: the song differs from the untonemapped one."""
+    from nodes.generate import ace_step1 as ace
+    got = ace.generate(model, ace.Song(TAGS, LYRICS, 0.99), SECONDS, 3, 1.0, "euler", "simple", 5.0, 7, 0.5)
+    want = comfy_song(tiny, 3, 1.0, 5.0, 7, 0.5)
+    plain = comfy_song(tiny, 3, 1.0, 5.0, 7, 0.0)
+    assert (want - plain).abs().max() > 1e-3
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
 def test_not_an_ace_step1_checkpoint(tiny, tmp_path):
     from safetensors.torch import save_file
     from graph_engine import NodeError
@@ -231,6 +270,28 @@ def test_not_an_ace_step1_checkpoint(tiny, tmp_path):
     save_file({"model.diffusion_model.x_embedder.weight": torch.zeros(2, 2)}, str(other))
     with pytest.raises(NodeError, match="not ACE-Step v1's checkpoint"):
         ace.load(ModelManager(), str(other), "cpu")
+    # a wrong file with no lyric tokenizer beside it is named as the wrong file, not sent for a tokenizer
+    (tmp_path / "alone").mkdir()
+    save_file({"model.diffusion_model.x_embedder.weight": torch.zeros(2, 2)}, str(tmp_path / "alone" / "o.safetensors"))
+    with pytest.raises(NodeError, match="not ACE-Step v1's checkpoint"):
+        ace.load(ModelManager(), str(tmp_path / "alone" / "o.safetensors"), "cpu")
+
+
+@pytest.mark.parametrize("blocks", ["model.diffusion_model.transformer_blocks.", "vae.vocoder.backbone.stages.0."])
+def test_thousands_of_named_blocks_are_refused_before_they_are_built(tiny, blocks):
+    """attacker13: one-value tensors numbering 1,000 DiT blocks made the size check build them all on the meta device
+    (18 s before its refusal; 20,000 names, 1.5 MB, would take minutes): block counts stop at 512 as converters' do."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.generate import ace_step1 as ace
+    from nodes.generate.model_manager import ModelManager
+    state = load_file(str(tiny[0]))
+    state.update({f"{blocks}{1000 + i}.x": torch.zeros(1) for i in range(600)})
+    many = tiny[0].parent / "many_blocks.safetensors"
+    save_file(state, str(many))
+    with pytest.raises(NodeError, match=r"many_blocks.safetensors: its tensor names number 60\d blocks of "
+                                        r".*\(Kinograph reads at most 512\)"):
+        ace.load(ModelManager(), str(many), "cpu")
 
 
 def imported(name: str):
@@ -319,3 +380,43 @@ def test_the_checkpoint_is_named_with_its_node(tiny, tmp_path, monkeypatch):
     assert (d["family"], d["variant"], d["loads"]) == ("ace_step", "v1", "yes") and "generate.ace_step1" in d["note"]
     with pytest.raises(NodeError, match="ACE-Step v1.*generate.ace_step1"):
         detect_family(tiny[0])
+
+
+def test_dit_takes_the_devices_type(tiny, model, monkeypatch):
+    """On a GPU the 3.5B DiT is not held in float32 (15 GB): it takes model_manager.dtype_of's type for the device
+    (bf16 on CUDA, asked here for the CPU), the small VAE and UMT5 stay float32, and the song is the float32 one's
+    within bf16's precision."""
+    from nodes.generate import ace_step1 as ace
+    from nodes.generate import model_manager
+    from nodes.generate.model_manager import ModelManager
+    asked = []
+
+    def bf16(name, family, device):
+        asked.append((name, family, device))
+        return "bf16", torch.bfloat16
+    monkeypatch.setattr(model_manager, "dtype_of", bf16)
+    half = ace.load(ModelManager(), str(tiny[0]), "cpu")
+    assert asked == [("auto", "ace_step", "cpu")]
+    assert {p.dtype for p in half.dit.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.vae.parameters()} == {p.dtype for p in half.text_encoder.parameters()} \
+        == {torch.float32}
+    song = ace.Song(TAGS, LYRICS, 0.99)
+    got = ace.generate(half, song, SECONDS, 2, 5.0, "euler", "simple", 5.0, 7, 1.0)
+    want = ace.generate(model, song, SECONDS, 2, 5.0, "euler", "simple", 5.0, 7, 1.0)
+    assert float((got - want).abs().max() / want.abs().max()) < 0.1
+
+
+def test_aura_flow_sampling_is_not_taken_for_sd3s(tmp_path):
+    """ModelSamplingAuraFlow tells the model sigma where ModelSamplingSD3 tells it 1000 x sigma (its multiplier 1,
+    not 1000): generate.ace_step1 tells the DiT 1000 x sigma, so a chain through ModelSamplingAuraFlow is not folded
+    into it as if it were ModelSamplingSD3's, and the report says why."""
+    from app.comfyui import import_workflow
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                       "audio_ace_step_1_t2a_song.json").read_text())
+    for n in data["nodes"]:
+        if n["type"] == "ModelSamplingSD3":
+            n["type"] = "ModelSamplingAuraFlow"
+    (tmp_path / "aura.json").write_text(json.dumps(data))
+    result = import_workflow(str(tmp_path / "aura.json"))
+    assert "generate.ace_step1" not in result.yaml
+    assert any("ModelSamplingAuraFlow" in note for e in result.report.entries.values() for note in e.notes)

@@ -11,6 +11,7 @@ from beside the checkpoint. Lyrics are cleaned as ComfyUI cleans them: English, 
 language ([zh], [ja], [ko], ...); lines in other scripts (which ComfyUI does not convert either) are refused."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ RATE = 44100
 DIT = "model.diffusion_model."
 VAE = "vae."
 UMT5 = "text_encoders.umt5base.transformer."
+GENRE = DIT + "genre_embedder.weight"     # the DiT's prompt projection: ACE-Step v1's alone
 VOCAB_PLACES = ("{stem}", "{stem}_tokenizer", "ace_lyrics_tokenizer")
 
 
@@ -43,8 +45,14 @@ class AceStep1:
     device: str
 
 
-def _assign(make, sd: dict, name: str, what: str, skip=()):
-    """make()'s module (built on the meta device) holding `sd`, checked tensor by tensor against it first."""
+def not_v1(name: str) -> str:
+    return (f"{name} is not ACE-Step v1's checkpoint (no {GENRE}): give ace_step_v1_3.5b.safetensors from "
+            "checkpoints/ (ACE-Step 1.5's files go to generate.ace_step)")
+
+
+def _assign(make, sd: dict, name: str, what: str, skip=(), dtype=torch.float32):
+    """make()'s module (built on the meta device) holding `sd` in `dtype`, checked tensor by tensor against it
+    first."""
     from nodes.generate.converters import check_claim
     check_claim(make, sd, name)
     with torch.device("meta"):
@@ -59,7 +67,7 @@ def _assign(make, sd: dict, name: str, what: str, skip=()):
                f"missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}")
         raise NodeError(f"{name}: its {what} tensors do not match ACE-Step v1's ({why}): the file is damaged or "
                         "another model's")
-    module.load_state_dict({k: sd[k].float() for k in want}, assign=True)
+    module.load_state_dict({k: sd[k].to(dtype) for k in want}, assign=True)
     return module.eval()
 
 
@@ -67,22 +75,21 @@ def _part(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def parts(state: dict, name: str):
-    """(DiT, MusicVAE, UMT5 encoder) from the checkpoint's tensors."""
+def parts(state: dict, name: str, dtype=torch.float32):
+    """(DiT in `dtype`, MusicVAE, UMT5 encoder) from the checkpoint's tensors."""
     from diffusers import AutoencoderDC
 
     from nodes.generate import ace_step1_dit as dit_mod
     from nodes.generate import ace_step1_vae as vae_mod
     from nodes.generate.converters.text import umt5
     from nodes.generate.weights import sizes_of
-    if DIT + "genre_embedder.weight" not in state:
-        raise NodeError(f"{name} is not ACE-Step v1's checkpoint (no {DIT}genre_embedder): give "
-                        "ace_step_v1_3.5b.safetensors from checkpoints/ (ACE-Step 1.5's files go to generate.ace_step)")
+    if GENRE not in state:
+        raise NodeError(not_v1(name))
     dit_sd = _part(state, DIT)
     vocoder_sd = vae_mod.fold_weight_norm(_part(state, VAE + "vocoder."))
     dcae_sd = _part(state, VAE + "dcae.")
     with sizes_of(name, "ACE-Step v1's DiT"):
-        dit = _assign(lambda: dit_mod.build(dit_sd), dit_sd, name, "DiT", skip=("projectors.",))
+        dit = _assign(lambda: dit_mod.build(dit_sd), dit_sd, name, "DiT", skip=("projectors.",), dtype=dtype)
     with sizes_of(name, "ACE-Step v1's vocoder"):
         vocoder = _assign(lambda: vae_mod.build_vocoder(vocoder_sd), vocoder_sd, name, "vocoder",
                           skip=("mel_transform.",))
@@ -101,13 +108,17 @@ def parts(state: dict, name: str):
 
 
 def spiece(state: dict, name: str):
-    """UMT5's tokenizer from the sentencepiece model ComfyUI keeps in the checkpoint (a uint8 spiece_model)."""
-    from nodes.generate.split import spiece_tokenizer
+    """UMT5's tokenizer: the sentencepiece model ComfyUI keeps in the checkpoint (a uint8 spiece_model), run by
+    sentencepiece itself, as ComfyUI's SPieceTokenizer runs it (its normalisation: tabs and line ends read as spaces,
+    spaces at the ends dropped)."""
+    import sentencepiece as spm
+
+    from nodes.generate.split import stored_tokenizer
     key = next((k for k in state if k.endswith("spiece_model")), None)
     if key is None:
         raise NodeError(f"{name} carries no UMT5 tokenizer (a spiece_model tensor): give ComfyUI's "
                         "ace_step_v1_3.5b.safetensors, which carries it")
-    return spiece_tokenizer(state[key].numpy().tobytes())
+    return stored_tokenizer(name, lambda: spm.SentencePieceProcessor(model_proto=state[key].numpy().tobytes()))
 
 
 def lyrics_vocab(checkpoint: Path) -> Path:
@@ -122,17 +133,24 @@ def lyrics_vocab(checkpoint: Path) -> Path:
 
 
 def load(mm, checkpoint: str, device: str) -> AceStep1:
-    """The model from ComfyUI's checkpoint (cached by the model manager), in float32."""
+    """The model from ComfyUI's checkpoint (cached by the model manager): the DiT (the bulk of the file) in the
+    project's type for the device (bf16 on CUDA, as ComfyUI runs ACE-Step; float32 on the CPU), the sound VAE and
+    UMT5 (small) in float32."""
     from tokenizers import Tokenizer
 
-    from nodes.generate.model_manager import resolve_model_path
+    from nodes.generate.detect import read_header
+    from nodes.generate.model_manager import dtype_of, resolve_model_path
     from nodes.generate.weights import load_weights
     ckpt = resolve_model_path(checkpoint, "checkpoints", "ACE-Step v1 checkpoint")
+    if GENRE not in read_header(ckpt).shapes:      # a wrong file is named as such before its tokenizer is looked for
+        raise NodeError(not_v1(ckpt.name))
     vocab = lyrics_vocab(ckpt)
 
+    _, dtype = dtype_of("auto", "ace_step", device)
+
     def build():
-        state = load_weights(ckpt, torch.float32)
-        dit, vae, encoder = parts(state, ckpt.name)
+        state = load_weights(ckpt)          # the file's own types: each part is cast once, to its own
+        dit, vae, encoder = parts(state, ckpt.name, dtype)
         tok = spiece(state, ckpt.name)
         try:
             lyrics = Tokenizer.from_file(str(vocab))
@@ -255,9 +273,27 @@ def _piece_ids(tokenizer, piece: str) -> list:
 
 @torch.no_grad()
 def text_states(model: AceStep1, tags: str) -> torch.Tensor:
-    """UMT5's last hidden states of the tags [1, N, 768] (their sentencepiece ids and </s>)."""
-    ids = model.tokenizer(tags, add_special_tokens=True)["input_ids"]
-    return model.text_encoder(input_ids=torch.tensor([ids], device=model.device)).last_hidden_state.float()
+    """UMT5's last hidden states of the tags [1, N, 768] as ComfyUI's UMT5 reads them: each part its prompt-weight
+    parser cuts tokenized on its own (brackets and weights dropped), then </s>; a token weighted w != 1 moved w times
+    as far from the empty prompt's state at its place (</s>, then padding the encoder does not read), as sd1_clip's
+    encode_token_weights does."""
+    from nodes.generate.prompts import comfy_parts
+    ids, weights = [], []
+    for part, w in comfy_parts(tags):
+        got = model.tokenizer.encode(part)
+        ids, weights = ids + got, weights + [w] * len(got)
+    eos = model.tokenizer.eos_id()
+    ids, weights = ids + [eos], weights + [1.0]
+    encode = model.text_encoder
+    states = encode(input_ids=torch.tensor([ids], device=model.device)).last_hidden_state.float()
+    if all(w == 1.0 for w in weights):
+        return states
+    empty = torch.zeros(1, len(ids), dtype=torch.long, device=model.device)
+    empty[0, 0] = eos
+    read = (torch.arange(len(ids), device=model.device) == 0).long()[None]      # the empty prompt's </s> alone
+    bare = encode(input_ids=empty, attention_mask=read).last_hidden_state.float()
+    w = torch.tensor(weights, device=states.device)[None, :, None]
+    return torch.where(w != 1.0, (states - bare) * w + bare, states)
 
 
 # -- sampling --------------------------------------------------------------------------------------------------------
@@ -311,7 +347,9 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
     if int(ids.max()) >= vocab:
         raise NodeError(f"the lyric tokenizer gives id {int(ids.max())}, past the {vocab} the model knows: its "
                         "vocab.json is not ComfyUI's ace_lyrics_tokenizer one")
-    guided = cfg != 1.0
+    guided = not math.isclose(cfg, 1.0)        # ComfyUI's sampling_function skips the negative pass at cfg 1
+    work = next(dit.parameters()).dtype
+    text = text.to(work)
     context = dit.encode(text, ids, song.lyrics_strength)
     if guided:      # ConditioningZeroOut: the prompt's states and the lyric ids zeroed
         context = torch.cat([context, dit.encode(torch.zeros_like(text), torch.zeros_like(ids),
@@ -320,10 +358,10 @@ def generate(model: AceStep1, song: Song, seconds: float, steps: int, cfg: float
     def denoised(x, sigma):
         s = float(sigma)
         xs = torch.cat([x] * len(context))
-        v = dit(xs, torch.full((len(context),), s * 1000.0, device=x.device), context).float()
+        v = dit(xs.to(work), torch.full((len(context),), s * 1000.0, device=x.device), context).float()
         out = xs - s * v
-        if not guided:
-            return out
+        if not guided:      # LatentApplyOperationCFG's hook still runs: the missing negative is zeros there
+            return tonemap_reinhard(out, tonemap) if tonemap > 0 else out
         cond, uncond = out.chunk(2)
         if tonemap > 0:
             cond = tonemap_reinhard(cond - uncond, tonemap) + uncond

@@ -94,6 +94,14 @@ READ_BY_NODE = {
                                       "vae/ace_1.5_vae"),
     ("ace_step", "vae"): ("an Oobleck audio VAE (ACE-Step 1.5's ace_1.5_vae)", True,
                           "generate.ace_step reads it as its vae"),
+    ("minimax_music3", "diffusion_model"): ("MiniMax Music 3's DiT (songs, not pictures)", True,
+                                            "generate.minimax_music3 reads it as its diffusion_model, with "
+                                            "text_encoders/minimax_music3_text_encoder_* and "
+                                            "vae/minimax_music3_dav"),
+    ("minimax_music3", "text_encoder"): ("MiniMax Music 3's language model (it writes the song's frames)", True,
+                                         "generate.minimax_music3 reads it as its text_encoder"),
+    ("minimax_music3", "vae"): ("MiniMax Music 3's DAV (its audio decoder)", True,
+                                "generate.minimax_music3 reads it as its vae"),
     ("anima", "lllite"): ("an Anima ControlNet-LLLite net", True,
                           "load.model_patch, then control.anima_lllite on Anima's DiT"),
     ("minimax_h3", "fun-controlnet"): ("MiniMax H3's Fun ControlNet-Union", True,
@@ -224,10 +232,11 @@ def dtype_of(name: str, family: str, device: str):
         else:
             # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers'
             # do; Qwen-Image 2.1 and Krea 2 run in bf16 as their pipelines' own examples run them; SeedVR2 as ComfyUI
-            # runs it on a bf16 device (its fp16 files cast up)
+            # runs it on a bf16 device (its fp16 files cast up); ACE-Step v1's DiT as ComfyUI runs it (bf16 or fp32)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
                                         "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu", "omnigen2",
-                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "anima", "lens", "hunyuan3d", "hidream_o1") and \
+                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "anima", "lens", "hunyuan3d", "hidream_o1",
+                                        "ace_step") and \
                 device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

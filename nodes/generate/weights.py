@@ -325,7 +325,7 @@ def _checked_scale(base: str, scale, shape):
     growing it (a (1000, 1, 1) scale on a (3072, 3072) weight made a 37 GB product of a 4 KB tensor), and finite (a
     NaN scale made every value of the layer NaN, drawing black frames without a word)."""
     import torch
-    if scale.ndim == 1 and scale.numel() == shape[0] > 1:      # one scale per output row
+    if scale.ndim == 1 and len(shape) and scale.numel() == shape[0] > 1:      # one scale per output row
         scale = scale.view(-1, *[1] * (len(shape) - 1))
     try:
         fits = torch.broadcast_shapes(tuple(shape), tuple(scale.shape)) == tuple(shape)
@@ -372,16 +372,17 @@ def torch_dtype(name: Optional[str]):
             "fp8_e5m2": getattr(torch, "float8_e5m2", None)}[name]
 
 
-def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
+def misfit(module, state: Dict[str, "object"], allowed=(), assign: bool = False) -> Optional[str]:
     """Why `state` does not load into `module` (None: it does, and it is loaded, strict=False): a tensor missing
     (other than `allowed`), one the module has no place for, or one of another shape, named with both shapes. A
     damaged file's tensor of another shape was torch's size-mismatch RuntimeError, a traceback, where the
-    loaders named only missing and unexpected ones."""
+    loaders named only missing and unexpected ones. With `assign` the module takes the tensors themselves (one
+    built on the meta device: no copy)."""
     own = module.state_dict()
     for k, v in state.items():
         if k in own and tuple(v.shape) != tuple(own[k].shape):
             return f"its {k} is {tuple(v.shape)}, where the model its other tensors describe has {tuple(own[k].shape)}"
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing, unexpected = module.load_state_dict(state, strict=False, assign=assign)
     missing = [k for k in missing if k not in allowed]
     if missing or unexpected:
         return f"missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}"
@@ -392,10 +393,15 @@ def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
 def sizes_of(name: str, what: str):
     """Around reading `what`'s sizes (a model's, with its article: "an ACE-Step 1.5 transformer") from the named
     tensors of the file `name`: a tensor the file lacks (a KeyError), one of too few dimensions (IndexError,
-    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback."""
+    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback; a refusal the reading
+    raised (too many blocks) gets the file's name."""
     damaged = "the file is cut short or another model's; download it again"
     try:
         yield
+    except NodeError as e:      # converters.count's refusal of thousands of blocks, said of the tensors alone
+        if name in str(e):
+            raise
+        raise NodeError(f"{name}: {e}") from None
     except KeyError as e:
         raise NodeError(f"{name} lacks {e.args[0]}, which gives {what}'s size: {damaged}") from None
     except (IndexError, ValueError, ZeroDivisionError) as e:

@@ -379,10 +379,17 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has Stable Audio Open's and 3's, ACE-Step 1.5's and v1's (packs/sound_models.py) and LTX-2's,
-        whose sound vae.decode gives
+        of those Kinograph has Stable Audio Open's and 3's, ACE-Step 1.5's and v1's and MiniMax Music 3's
+        (packs/sound_models.py; VAEDecodeAudioTiled's tiles carried for the last) and LTX-2's, whose sound
+        vae.decode gives
         with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
         Another model's is left for the user."""
+        ks = self.stable_audio_sampler(cn, "EmptyMiniMaxMusic3LatentAudio")
+        if ks is not None:
+            return self.minimax_music3(cn, ks, params, notes)
+        # said before the other models' folds too: VAEDecodeAudioTiled on ACE-Step's latent read 'exact'
+        if params.get("tile_size") is not None:
+            notes.append("the tiles are not carried: Kinograph decodes this sound whole")
         ks = self.stable_audio_sampler(cn)
         if ks is not None:
             return self.stable_audio(cn, ks, notes)
