@@ -96,8 +96,9 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:
         got = det.describe() if det.role else f"not a model Kinograph recognises ({det.why})"
+        # 'a diffusion model' -> 'diffusion models': it said "ComfyUI keeps a diffusion models in ..."
         raise NodeError(f"{path.name} is {got}, not {what}. Check which folder it came from "
-                        f"(ComfyUI keeps {what}s in {_FOLDERS[roles[0]]}/)")
+                        f"(ComfyUI keeps {what.split(' ', 1)[1]}s in {_FOLDERS[roles[0]]}/)")
     return det
 
 
