@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 TEMPLATES = ROOT / "tests" / "data" / "comfyui" / "templates"
 W, H = 64, 48
+PID_STEPS = 2
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,99 @@ def test_comfyui_pixeldit_template_imports_and_runs(pixeldit, tmp_path, monkeypa
     print("latent max abs diff", _max_diff(want, got))
     assert float(want.abs().max()) > 0.1 and _max_diff(want, got) < 1e-4
     assert re.search(r"steps: 2\b", yaml)
+
+
+def test_pid_transformer_file_matches_comfyuis(pixeldit):
+    """A PiD file (lq_proj: the branch reading FLUX.1's latent) is told PiD, loads as PixelDiT's variant and predicts
+    ComfyUI's PidNet's output: the latent brought to the patch grid, gated into every second patch block by its
+    degrade_sigma (one for the batch, or one per row), NTK-stretched angles on both levels."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from tiny_pixeldit import PID, reference
+    det = detect_file(pixeldit / "models" / "diffusion_models" / PID)
+    assert (det.family, det.variant) == ("pixeldit", "pid-16ch")
+    model = load_diffusion_model(ModelManager(), PID, "default", "cpu").pipe.transformer
+    ref = reference(pixeldit, PID)
+    torch.manual_seed(0)
+    x, context, lq = torch.randn(2, 3, 4 * H, 4 * W), torch.randn(2, 300, 32), torch.randn(2, 16, H // 8, W // 8)
+    with torch.no_grad():
+        for sigma in (torch.tensor([0.0]), torch.tensor([0.3, 0.9])):
+            kw = dict(lq_latent=lq, degrade_sigma=sigma)
+            want = ref(x, torch.tensor([700.0, 250.0]), context, **kw)
+            got = model(x, torch.tensor([700.0, 250.0]), context, **kw)
+            assert _max_diff(want, got) < 2e-5 * float(want.abs().max())
+
+
+@pytest.fixture(scope="module")
+def pid(tmp_path_factory):
+    """Z-Image's tiny files (tests/tiny_zimage.py) and PixelDiT's, PiD's among them, in one models folder."""
+    from comfy_layouts import models_dir
+    from tiny_pixeldit import build_pixeldit
+    from tiny_zimage import build_zimage
+    yield from models_dir(tmp_path_factory, lambda root: build_pixeldit(build_zimage(root)), "pid")
+
+
+def _lcm(model, cond, lq, seed, shape, steps):
+    """ComfyUI's SamplerCustom (lcm, cfg 1) on PiD (shift 1.5, BasicScheduler simple): x0 = x - sigma * model(x);
+    the next x is x0 noised to the next level with noise from the sampler's own generator (default_noise_sampler:
+    seeded with the seed + 1 on the CPU)."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    steps_noise = torch.Generator().manual_seed(seed + 1)
+    levels = _levels(1.5, steps)
+    x = x * levels[0]
+    with torch.no_grad():
+        for s, nxt in zip(levels, levels[1:]):
+            x = x - s * model(x, torch.tensor([s * 1000], dtype=torch.float32), cond, lq_latent=lq,
+                              degrade_sigma=torch.tensor([0.0]))
+            if nxt > 0:
+                x = nxt * torch.randn(shape, generator=steps_noise) + (1 - nxt) * x
+    return x
+
+
+def test_comfyui_pid_template_imports_and_runs(pid, tmp_path, monkeypatch):
+    """ComfyUI's utility_pid_latent_upscale_dit (Z-Image Turbo's picture, its latent handed to PiD through
+    PiDConditioning with latent_format flux; PiD at 4x on a pixel_space latent, SamplerCustom lcm 4 steps at cfg 1)
+    imports with every node mapped and runs on the tiny files linked under its names (a 64x48 Z-Image picture to a
+    256x192 PiD one, 2 steps each), saving the picture; PiD's latent is ComfyUI's PidNet's sampling from the same
+    Z-Image latent, prompt and seed."""
+    from comfy_layouts import imported_template
+    from graph_engine.api import Session, load_workflow
+    from tiny_pixeldit import PID, TE, reference, reference_states
+    monkeypatch.chdir(tmp_path)
+    data, yaml = imported_template(pid / "models", (
+        ("diffusion_models/z_image_turbo_bf16.safetensors", "diffusion_models/z_image_turbo_tiny.safetensors"),
+        ("text_encoders/qwen_3_4b.safetensors", "text_encoders/qwen_3_4b_tiny.safetensors"),
+        ("text_encoders/qwen_3_4b", "text_encoders/qwen_3_4b_tiny"),
+        ("diffusion_models/pid_flux1_1024_to_4096_4step_bf16.safetensors", f"diffusion_models/{PID}"),
+        ("text_encoders/gemma_2_2b_it_elm_fp8_scaled.safetensors", f"text_encoders/{TE}")),
+        TEMPLATES / "utility_pid_latent_upscale_dit.json", (W, H), (8, 2))
+    assert "type: condition.pid" in yaml and "latent_format: flux" in yaml, yaml
+    yaml = yaml.replace("width: 4096", f"width: {4 * W}").replace("height: 4096", f"height: {4 * H}")
+    yaml = yaml.replace("steps: 4", f"steps: {PID_STEPS}")
+    (tmp_path / "pid.kino.yaml").write_text(yaml)
+    out = Session(device="cpu").run(load_workflow(tmp_path / "pid.kino.yaml", check=False), use_cache=False)
+    assert out.ok, out.failed
+    assert (tmp_path / "out" / "PiD" / "frame_000000.png").is_file()
+    zimage = next(v["latent"] for k, v in out.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    got = next(v["latent"] for k, v in out.outputs.items() if k.startswith("sampler_custom")).samples[:, :, 0]
+    assert got.shape == (1, 3, 4 * H, 4 * W) and zimage.shape == (1, 16, H // 8, W // 8)
+    sub = next(s for s in data["definitions"]["subgraphs"] if "PiD" in s["name"])["nodes"]
+    _, seed, _, _ = next(n for n in sub if n["type"] == "SamplerCustom")["widgets_values"]
+    text = next(n for n in data["nodes"] if n["type"] == "PrimitiveStringMultiline")["widgets_values"][0]
+    want = _lcm(reference(pid, PID), reference_states(pid, text), zimage, seed, got.shape, PID_STEPS)
+    print("latent max abs diff", _max_diff(want, got))
+    assert float(want.abs().max()) > 0.1 and _max_diff(want, got) < 1e-4
+
+
+def test_pid_conditioning_names_a_latent_of_another_format(pid):
+    """condition.pid refuses a latent the chosen format does not read, and PiD a prompt without a latent."""
+    from graph_engine import NodeError
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.pid_nodes import condition_pid
+    cond = Conditioning("pixeldit", torch.zeros(1, 300, 32))
+    latent = Latent(torch.zeros(1, 16, 1, 6, 8), "flux", 1, 8.0, 64, 48)
+    with pytest.raises(NodeError, match="latent_format sd3"):
+        condition_pid(None, cond, latent, "sd3", 0.0)
+    out = condition_pid(None, cond, latent, "flux", 0.25)
+    assert out.extra["lq_latent"].shape == (1, 16, 6, 8) and float(out.extra["degrade_sigma"]) == 0.25

@@ -3,6 +3,8 @@ written out as the reference (it shares no code with Kinograph's):
 
   root/models/diffusion_models/pixeldit_tiny_bf16.safetensors   ComfyPixDiT's tensors (comfy/ldm/pixeldit/model.py and
                       modules.py: PixDiT_T2I's names) under model.diffusion_model., bf16
+  root/models/diffusion_models/pid_flux1_tiny_bf16.safetensors   ComfyPiD's (comfy/ldm/pixeldit/pid.py PidNet's names:
+                      lq_proj.*), reading FLUX.1's 16-channel latent, bf16
   root/models/text_encoders/gemma2_tiny_bf16.safetensors        Gemma 2 as ComfyUI's text_encoders/gemma_2_2b_it_elm_*
                       hold it: transformers' names under model., a sentencepiece model trained here as spiece_model
 
@@ -19,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODEL, TE = "pixeldit_tiny_bf16.safetensors", "gemma2_tiny_bf16.safetensors"
+PID = "pid_flux1_tiny_bf16.safetensors"
 PREFIX = "model.diffusion_model."
 GEMMA = dict(hidden=32, heads=2, kv_heads=1, head_dim=32, inter=48, layers=2, vocab=200)
 
@@ -186,6 +189,7 @@ class PiTBlock(nn.Module):
         self.mlp = Mlp(pixel_dim, 4 * pixel_dim)
         self.adaLN_modulation_msa = nn.Linear(context_dim, 3 * pixel_dim * p2)
         self.adaLN_modulation_mlp = nn.Linear(context_dim, 3 * pixel_dim * p2)
+        self.rope_fn = precompute_freqs_cis_2d
 
     def forward(self, x, s_cond, image_height, image_width, patch_size):
         BL, P2, _ = x.shape
@@ -196,7 +200,7 @@ class PiTBlock(nn.Module):
             .chunk(3, dim=-1)
         x_norm = apply_adaln_(self.norm1(x), shift_msa, scale_msa)
         x_comp = self.compress_to_attn(x_norm.view(BL, P2 * self.pixel_dim)).view(B, L, self.attn_dim)
-        pos = precompute_freqs_cis_2d(self.attn_dim // self.num_heads, Hs, Ws).to(x.dtype)
+        pos = self.rope_fn(self.attn_dim // self.num_heads, Hs, Ws).to(x.dtype)
         attn_out = self.attn(x_comp, pos)
         attn_exp = self.expand_from_attn(attn_out.view(B * L, self.attn_dim)).view(BL, P2, self.pixel_dim)
         x = torch.addcmul(x, gate_msa, attn_exp)
@@ -276,13 +280,102 @@ class ComfyPixDiT(nn.Module):
         return F.fold(xp, (H, W), kernel_size=p, stride=p)
 
 
-def transformer(seed: int = 60) -> ComfyPixDiT:
-    torch.manual_seed(seed)
-    model = ComfyPixDiT()
+# -- ComfyUI's PiD (comfy/ldm/pixeldit/pid.py) -------------------------------------------------------------------
+def precompute_freqs_cis_2d_ntk(dim, height, width, ref_grid_h, ref_grid_w, theta=10000.0, scale=16.0):
+    dim_axis = dim // 2
+    h_ntk = (height / ref_grid_h) ** (dim_axis / (dim_axis - 2)) if dim_axis > 2 else 1.0
+    w_ntk = (width / ref_grid_w) ** (dim_axis / (dim_axis - 2)) if dim_axis > 2 else 1.0
+    x_lin, y_lin = torch.linspace(0, scale, width), torch.linspace(0, scale, height)
+    y_grid, x_grid = torch.meshgrid(y_lin, x_lin, indexing="ij")
+    x_rope = flux_rope(x_grid.reshape(1, -1), dim_axis, theta * w_ntk).squeeze(0)
+    y_rope = flux_rope(y_grid.reshape(1, -1), dim_axis, theta * h_ntk).squeeze(0)
+    return torch.stack([x_rope, y_rope], dim=2).reshape(height * width, dim // 2, 2, 2)
+
+
+class SigmaAwareGatePerTokenPerDim(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.content_proj = nn.Linear(dim * 2, dim)
+        self.log_alpha = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, lq, sigma):
+        content_logit = self.content_proj(torch.cat([x, lq], dim=-1))
+        sigma_offset = -self.log_alpha.float().exp() * sigma.float().view(-1, 1, 1)
+        return x + (torch.sigmoid(content_logit + sigma_offset) * lq).to(x.dtype)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.block = nn.Sequential(nn.GroupNorm(4, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                   nn.GroupNorm(4, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class LQProjection2D(nn.Module):
+    """sr_scale 4, latent_spatial_down_factor 8, patch 16: z_to_patch_ratio 2 >= 1, so the latent is brought to the
+    patch grid by nearest interpolation (the fold branch is for ratios under 1)."""
+    def __init__(self, latent_channels, hidden_dim, out_dim, num_res_blocks, num_outputs):
+        super().__init__()
+        self.latent_proj = nn.Sequential(nn.Conv2d(latent_channels, hidden_dim, 3, padding=1), nn.SiLU(),
+                                         nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1),
+                                         *[ResBlock(hidden_dim) for _ in range(num_res_blocks)])
+        self.output_heads = nn.ModuleList([nn.Linear(hidden_dim, out_dim) for _ in range(num_outputs)])
+        self.gate_modules = nn.ModuleList([SigmaAwareGatePerTokenPerDim(out_dim) for _ in range(num_outputs)])
+
+    def forward(self, lq_latent, pH, pW):
+        if lq_latent.shape[2] != pH or lq_latent.shape[3] != pW:
+            lq_latent = F.interpolate(lq_latent, size=(pH, pW), mode="nearest")
+        tokens = self.latent_proj(lq_latent).flatten(2).transpose(1, 2)
+        return [head(tokens) for head in self.output_heads]
+
+
+class ComfyPiD(ComfyPixDiT):
+    def __init__(self, lq_latent_channels=16, lq_hidden_dim=8, lq_num_res_blocks=2, lq_interval=2, patch_depth=3,
+                 rope_ref=1024):
+        super().__init__(patch_depth=patch_depth)
+        self.ref = rope_ref // self.patch_size
+        self.interval = lq_interval
+        self.lq_proj = LQProjection2D(lq_latent_channels, lq_hidden_dim, self.hidden_size, lq_num_res_blocks,
+                                      (patch_depth + lq_interval - 1) // lq_interval)
+        for blk in self.pixel_blocks:      # PiD's pixel blocks turn by the NTK-aware angles too
+            blk.rope_fn = lambda d, h, w: precompute_freqs_cis_2d_ntk(d, h, w, self.ref, self.ref)
+
+    def patch_pos(self, hs, ws):
+        return precompute_freqs_cis_2d_ntk(self.hidden_size // self.num_groups, hs, ws, self.ref, self.ref)
+
+    def pre_patch_block(self, s, i, pid_lq_features=(), pid_degrade_sigma=None, **kwargs):
+        if i % self.interval != 0 or i // self.interval >= len(pid_lq_features):
+            return s
+        return self.lq_proj.gate_modules[i // self.interval](s, pid_lq_features[i // self.interval],
+                                                             pid_degrade_sigma)
+
+    def forward(self, x, timesteps, context, lq_latent=None, degrade_sigma=None):
+        B = x.shape[0]
+        degrade_sigma = degrade_sigma.float().reshape(-1)
+        if degrade_sigma.numel() == 1 and B > 1:
+            degrade_sigma = degrade_sigma.expand(B).contiguous()
+        feats = self.lq_proj(lq_latent.to(x), x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
+        return super().forward(x, timesteps, context, pid_lq_features=feats, pid_degrade_sigma=degrade_sigma)
+
+
+def _jitter(model):
     with torch.no_grad():       # norms start at one: random ones show whether each is read, and from where
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     return model.eval()
+
+
+def pid_transformer(seed: int = 62) -> ComfyPiD:
+    torch.manual_seed(seed)
+    return _jitter(ComfyPiD())
+
+
+def transformer(seed: int = 60) -> ComfyPixDiT:
+    torch.manual_seed(seed)
+    return _jitter(ComfyPixDiT())
 
 
 # -- ComfyUI's Gemma 2 (comfy/text_encoders/llama.py, transformer_type gemma2) ---------------------------------------
@@ -361,19 +454,20 @@ def build_pixeldit(root: Path) -> Path:
     models = root / "models"
     for sub in ("diffusion_models", "text_encoders"):
         (models / sub).mkdir(parents=True, exist_ok=True)
-    sd = {PREFIX + k: v.bfloat16().contiguous() for k, v in transformer().state_dict().items()}
-    save_file(sd, str(models / "diffusion_models" / MODEL))
+    for name, model in ((MODEL, transformer()), (PID, pid_transformer())):
+        sd = {PREFIX + k: v.bfloat16().contiguous() for k, v in model.state_dict().items()}
+        save_file(sd, str(models / "diffusion_models" / name))
     te = {"model." + k: v for k, v in gemma_state().items()}
     te["spiece_model"] = torch.frombuffer(bytearray(gemma_spiece()), dtype=torch.uint8)
     save_file(te, str(models / "text_encoders" / TE))
     return root
 
 
-def reference(root: Path) -> ComfyPixDiT:
-    """The reference transformer holding what the file reads back as."""
+def reference(root: Path, name: str = MODEL) -> ComfyPixDiT:
+    """The reference transformer holding what the file `name` reads back as."""
     from safetensors.torch import load_file
-    model = transformer()
-    state = load_file(str(root / "models" / "diffusion_models" / MODEL))
+    model = transformer() if name == MODEL else pid_transformer()
+    state = load_file(str(root / "models" / "diffusion_models" / name))
     model.load_state_dict({k[len(PREFIX):]: v.float() for k, v in state.items()})
     return model
 

@@ -1346,8 +1346,10 @@ def _pixeldit(k: Keys) -> Optional[Detection]:
     x = "pixel_blocks.0.compress_to_attn.weight"
     if not k.has(x, "s_embedder.proj.weight", "patch_blocks.0.attn.qkv_x.weight"):
         return None
-    return Detection("diffusion_model", "pixeldit", "", prefix=k.prefix_of(x) or "",
-                     why="patch_blocks.N / pixel_blocks.N.compress_to_attn")
+    # PiD (pid_*_4step: the latent upscaler) adds a branch reading another model's latent (lq_proj)
+    pid = k.shape("lq_proj.latent_proj.0.weight")
+    return Detection("diffusion_model", "pixeldit", f"pid-{pid[1]}ch" if pid else "", prefix=k.prefix_of(x) or "",
+                     why="patch_blocks.N / pixel_blocks.N.compress_to_attn" + (" / lq_proj (PiD)" if pid else ""))
 
 
 def _lens(k: Keys) -> Optional[Detection]:

@@ -34,12 +34,13 @@ def _rms(dim: int) -> nn.RMSNorm:
     return nn.RMSNorm(dim, eps=EPS)
 
 
-def grid_angles(head: int, h: int, w: int) -> torch.Tensor:
+def grid_angles(head: int, h: int, w: int, theta_w: float = THETA, theta_h: float = THETA) -> torch.Tensor:
     """[h * w, head / 2] angles of a 2-D rotary embedding: column and row frequencies alternating pair by pair, the
-    positions spread evenly over 0..ROPE_SPAN on each axis."""
-    inv = 1.0 / THETA ** (torch.arange(0, head, 4, dtype=torch.float32)[: head // 4] / head)
+    positions spread evenly over 0..ROPE_SPAN on each axis (PiD stretches each axis's theta for its size)."""
+    steps = torch.arange(0, head, 4, dtype=torch.float64)[: head // 4] / head
     ys, xs = torch.meshgrid(torch.linspace(0, ROPE_SPAN, h), torch.linspace(0, ROPE_SPAN, w), indexing="ij")
-    return torch.stack([xs.reshape(-1, 1) * inv, ys.reshape(-1, 1) * inv], -1).reshape(h * w, -1)
+    return torch.stack([xs.reshape(-1, 1).double() * theta_w ** -steps,
+                        ys.reshape(-1, 1).double() * theta_h ** -steps], -1).reshape(h * w, -1).float()
 
 
 def line_angles(head: int, n: int) -> torch.Tensor:
@@ -217,6 +218,14 @@ class PixelDiTTransformer(ModelMixin, ConfigMixin):
         """What a variant adds to the patch tokens before block i (PiD: its low-quality latent's gate)."""
         return s
 
+    def prepared(self, extra: dict, x: torch.Tensor) -> dict:
+        """A variant's inputs beside the picture, ready for before_patch_block."""
+        return extra
+
+    def angles(self, head: int, hs: int, ws: int) -> torch.Tensor:
+        """The rotary angles of the patch grid, for heads `head` wide."""
+        return grid_angles(head, hs, ws)
+
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, **extra) -> torch.Tensor:
         """x [B, C, H, W] (H, W multiples of the patch); timestep [B] (sigma x 1000); context [B, L, txt_embed_dim]
         -> the flow [B, C, H, W]."""
@@ -228,10 +237,11 @@ class PixelDiTTransformer(ModelMixin, ConfigMixin):
         t = self.t_embedder(timestep.reshape(-1), dtype).view(b, -1, cfg.hidden_size)
         n = min(context.shape[1], cfg.txt_max_length)
         y = self.y_embedder(context[:, :n].to(dtype)) + self.y_pos_embedding[:, :n].to(dtype)
-        img_angles = grid_angles(cfg.hidden_size // cfg.num_groups, hs, ws).to(x.device)
+        img_angles = self.angles(cfg.hidden_size // cfg.num_groups, hs, ws).to(x.device)
         txt_angles = line_angles(cfg.hidden_size // cfg.num_groups, n).to(x.device) if cfg.use_text_rope else None
         cond = F.silu(t)
         s = self.s_embedder(F.unfold(x, kernel_size=p, stride=p).transpose(1, 2))
+        extra = self.prepared(extra, x)
         for i, blk in enumerate(self.patch_blocks):
             s = self.before_patch_block(s, i, extra)
             s, y = blk(s, y, cond, img_angles, txt_angles)
@@ -240,9 +250,87 @@ class PixelDiTTransformer(ModelMixin, ConfigMixin):
         d = cfg.pixel_hidden_size
         px = self.pixel_embedder(x.permute(0, 2, 3, 1)) + pixel_positions(d, h, w).to(x.device, dtype).view(h, w, d)
         px = px.view(b, hs, p, ws, p, d).permute(0, 1, 3, 2, 4, 5).reshape(b * hs * ws, p * p, d)
-        angles = grid_angles(cfg.pixel_attn_hidden_size // cfg.pixel_num_groups, hs, ws).to(x.device)
+        angles = self.angles(cfg.pixel_attn_hidden_size // cfg.pixel_num_groups, hs, ws).to(x.device)
         for blk in self.pixel_blocks:
             px = blk(px, s, b, angles)
         out = self.final_layer.linear(self.final_layer.norm(px))
         out = out.view(b, hs * ws, p * p, c).permute(0, 3, 2, 1).reshape(b, c * p * p, hs * ws)
         return F.fold(out, (h, w), kernel_size=p, stride=p)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.block = nn.Sequential(nn.GroupNorm(4, dim), nn.SiLU(), nn.Conv2d(dim, dim, 3, padding=1),
+                                   nn.GroupNorm(4, dim), nn.SiLU(), nn.Conv2d(dim, dim, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class Gate(nn.Module):
+    """PiD's sigma-aware gate: the low-quality latent's feature added by sigmoid(content - e^log_alpha x sigma)."""
+    def __init__(self, dim: int):
+        super().__init__()
+        self.content_proj = nn.Linear(2 * dim, dim)
+        self.log_alpha = nn.Parameter(torch.zeros(()))
+
+    def forward(self, s, lq, sigma):
+        logit = self.content_proj(torch.cat([s, lq], -1)) - self.log_alpha.float().exp() * sigma.float().view(-1, 1, 1)
+        return s + (torch.sigmoid(logit) * lq).to(s.dtype)
+
+
+class LowQualityProjection(nn.Module):
+    def __init__(self, channels: int, hidden: int, out: int, res_blocks: int, outputs: int):
+        super().__init__()
+        self.latent_proj = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU(),
+                                         nn.Conv2d(hidden, hidden, 3, padding=1),
+                                         *(ResBlock(hidden) for _ in range(res_blocks)))
+        self.output_heads = nn.ModuleList(nn.Linear(hidden, out) for _ in range(outputs))
+        self.gate_modules = nn.ModuleList(Gate(out) for _ in range(outputs))
+
+
+class PiDTransformer(PixelDiTTransformer):
+    """PiD (NVIDIA's Pixel Diffusion Decoder; ComfyUI's pid_*_4step files): PixelDiT's transformer drawing a picture
+    4x the size of another model's latent (the low-quality latent, PiDConditioning's) in a few steps. The latent,
+    brought to the patch grid (nearest), runs through a small conv net; one of its projections is gated into the
+    patch tokens before every lq_interval-th patch block, less as degrade_sigma (how noisy the latent is) grows. The
+    rotary angles of both levels stretch theta per axis for grids past the reference's (NTK-aware)."""
+    @register_to_config
+    def __init__(self, in_channels: int = 3, hidden_size: int = 1536, num_groups: int = 24,
+                 pixel_hidden_size: int = 16, pixel_attn_hidden_size: int = 1152, pixel_num_groups: int = 16,
+                 patch_depth: int = 14, pixel_depth: int = 2, patch_size: int = 16, txt_embed_dim: int = 2304,
+                 txt_max_length: int = 300, mlp_hidden: int = 4096, use_text_rope: bool = True,
+                 lq_latent_channels: int = 16, lq_hidden_dim: int = 512, lq_num_res_blocks: int = 4,
+                 lq_interval: int = 2, lq_outputs: int = 7, rope_ref: int = 1024):
+        super().__init__(in_channels, hidden_size, num_groups, pixel_hidden_size, pixel_attn_hidden_size,
+                         pixel_num_groups, patch_depth, pixel_depth, patch_size, txt_embed_dim, txt_max_length,
+                         mlp_hidden, use_text_rope)
+        self.lq_proj = LowQualityProjection(lq_latent_channels, lq_hidden_dim, self.config.hidden_size,
+                                            lq_num_res_blocks, lq_outputs)
+
+    def angles(self, head: int, hs: int, ws: int) -> torch.Tensor:
+        ref = self.config.rope_ref // self.config.patch_size
+        axis = head // 2
+        power = axis / (axis - 2) if axis > 2 else 0.0
+        return grid_angles(head, hs, ws, THETA * (ws / ref) ** power, THETA * (hs / ref) ** power)
+
+    def prepared(self, extra: dict, x: torch.Tensor) -> dict:
+        lq, sigma = extra.get("lq_latent"), extra.get("degrade_sigma")
+        if lq is None or sigma is None:
+            raise ValueError("PiD reads a low-quality latent and its degrade_sigma (PiDConditioning's)")
+        p = self.config.patch_size
+        hs, ws = x.shape[2] // p, x.shape[3] // p
+        lq = lq.to(x)
+        if tuple(lq.shape[2:]) != (hs, ws):
+            lq = F.interpolate(lq, size=(hs, ws), mode="nearest")
+        tokens = self.lq_proj.latent_proj(lq).flatten(2).transpose(1, 2)
+        sigma = sigma.to(x.device, torch.float32).reshape(-1)
+        return {"features": [head(tokens) for head in self.lq_proj.output_heads],
+                "sigma": sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma}
+
+    def before_patch_block(self, s, i, extra):
+        k = i // self.config.lq_interval
+        if i % self.config.lq_interval or k >= len(extra["features"]):
+            return s
+        return self.lq_proj.gate_modules[k](s, extra["features"][k], extra["sigma"])

@@ -6,7 +6,11 @@ of its last hidden states the first and the last 299 kept (300 in all, the trans
 prompt is <bos> and padding to 300, no instruction. The transformer reads all 300 states (no mask).
 
 Sampled as ComfyUI samples it: told sigma x 1000, it predicts the flow from the picture to noise, on the flow line
-at shift 4 (ComfyUI's PixelDiT sampling); 30 steps at cfg 4 in its template."""
+at shift 4 (ComfyUI's PixelDiT sampling); 30 steps at cfg 4 in its template.
+
+PiD (variant pid-*: the latent upscaler on PixelDiT's transformer) reads another model's latent and its
+degrade_sigma from the prompt (condition.pid, ComfyUI's PiDConditioning); shift 1.5, 4 steps at cfg 1 in its
+template."""
 from __future__ import annotations
 
 import torch
@@ -18,6 +22,7 @@ from nodes.generate.adapters.mmdit import MMDiTAdapter
 
 PIXELS = "pixel_space"
 COMFY_SHIFT = 4.0                   # ComfyUI's PixelDiT sampling (ModelSamplingDiscreteFlow, shift 4)
+PID_SHIFT = 1.5                     # ComfyUI's PiD sampling
 MAX_TOKENS = 300                    # the transformer's learned text positions
 CHI_PROMPT = (
     'Given a user prompt, generate an "Enhanced prompt" that provides detailed visual descriptions '
@@ -72,6 +77,9 @@ class PixelDiTAdapter(MMDiTAdapter):
     encoders = "Gemma-2-2B"
     max_tokens = MAX_TOKENS
 
+    def title(self, pipe) -> str:
+        return "PiD" if pid(pipe) else "PixelDiT"
+
     def latents(self, pipe) -> str:
         return PIXELS
 
@@ -89,7 +97,7 @@ class PixelDiTAdapter(MMDiTAdapter):
         return None             # the instruction's tokens come first: no span of the prompt maps onto them
 
     def flow_shift(self, pipe) -> float:
-        return COMFY_SHIFT
+        return PID_SHIFT if pid(pipe) else COMFY_SHIFT
 
     def default_sigmas(self, pipe, steps, latent_shape):
         from nodes.generate.samplers import SigmaTable, simple_sigmas
@@ -105,6 +113,8 @@ class PixelDiTAdapter(MMDiTAdapter):
             raise NodeError(f"this prompt was encoded {out['encoder_hidden_states'].shape[-1]} wide, and this "
                             f"PixelDiT transformer reads {reads}: encode it with PixelDiT's Gemma-2-2B "
                             "(gemma_2_2b_it_elm_*.safetensors, type pixeldit)")
+        if pid(handle.pipe):
+            out.update(low_quality(handle.pipe.transformer, conds, batch))
         return out
 
     def forward(self, handle, x_in, t, inputs):
@@ -112,7 +122,8 @@ class PixelDiTAdapter(MMDiTAdapter):
         n = x_in.shape[0]
         x = frames_in_batch(x_in).to(model.dtype)
         ehs = inputs["encoder_hidden_states"].to(model.dtype)
-        out = model(x, (t.float()).to(x.device).reshape(-1)[:1].expand(x.shape[0]), ehs)
+        extra = {k: inputs[k] for k in ("lq_latent", "degrade_sigma") if k in inputs}
+        out = model(x, t.float().to(x.device).reshape(-1)[:1].expand(x.shape[0]), ehs, **extra)
         return frames_from_batch(out.float(), n)
 
     def check_latent(self, handle, latent) -> None:
@@ -125,6 +136,30 @@ class PixelDiTAdapter(MMDiTAdapter):
         if h % p or w % p:
             raise NodeError(f"PixelDiT reads the picture in {p}x{p} pixel squares; {w}x{h} is not a multiple of {p}: "
                             f"make the latent {w - w % p or p}x{h - h % p or p} (latent.empty)")
+
+
+def pid(pipe) -> bool:
+    """Whether the loaded transformer is PiD (the latent upscaler) rather than PixelDiT itself."""
+    from nodes.generate.pixeldit_model import PiDTransformer
+    return isinstance(getattr(pipe, "transformer", None), PiDTransformer)
+
+
+def low_quality(model, conds, batch: int) -> dict:
+    """PiD's inputs per row: each conditioning's low-quality latent [C, h, w] and degrade_sigma (condition.pid's)."""
+    lq, sigma = [], []
+    want = int(model.config.lq_latent_channels)
+    for c in conds:
+        z = c.extra.get("lq_latent")
+        if z is None:
+            raise NodeError("PiD draws the picture of another model's latent, which this prompt does not carry: pass "
+                            "the prompt and that latent through condition.pid (ComfyUI's PiDConditioning) first")
+        if z.shape[1] != want:
+            raise NodeError(f"this PiD reads latents of {want} channels; the one given has {z.shape[1]}: use the PiD "
+                            "file made for that model's VAE (pid_flux1_* for FLUX.1 and Z-Image, pid_flux2_* for "
+                            "FLUX.2, pid_sd3_* for SD3)")
+        lq += [z] * batch
+        sigma += [c.extra["degrade_sigma"].reshape(-1)[:1]] * batch
+    return {"lq_latent": torch.cat(lq), "degrade_sigma": torch.cat(sigma)}
 
 
 class PixelDiTParts(DiffusionPipeline):

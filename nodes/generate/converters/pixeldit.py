@@ -31,10 +31,24 @@ def transformer_config(state) -> dict:
                 mlp_hidden=int(state["patch_blocks.0.mlp_x.w1.weight"].shape[0]))
 
 
+def pid_config(state) -> dict:
+    """PiD's low-quality branch from its tensors: the latent's channels, the conv width, residual blocks, one gate per
+    lq_interval patch blocks (ComfyUI reads the interval from the gates' count the same way)."""
+    gates = count(state, "lq_proj.gate_modules.{}.")
+    depth = count(state, "patch_blocks.{}.")
+    conv = state["lq_proj.latent_proj.0.weight"]
+    return dict(lq_latent_channels=int(conv.shape[1]), lq_hidden_dim=int(conv.shape[0]),
+                lq_num_res_blocks=count(state, "lq_proj.latent_proj.{}.block."), lq_outputs=gates,
+                lq_interval=(depth + gates - 1) // max(gates, 1))
+
+
 @register("pixeldit", "diffusion_model")
 def transformer(state, det) -> Built:
-    from nodes.generate.pixeldit_model import PixelDiTTransformer
+    from nodes.generate.pixeldit_model import PiDTransformer, PixelDiTTransformer
     cfg = transformer_config(state)
+    if "lq_proj.latent_proj.0.weight" in state:
+        cfg.update(pid_config(state))
+        return Built(lambda: PiDTransformer.from_config(cfg), dict(state), cfg)
     return Built(lambda: PixelDiTTransformer.from_config(cfg), dict(state), cfg)
 
 
