@@ -222,3 +222,20 @@ def test_pid_conditioning_names_a_latent_of_another_format(pid):
         condition_pid(None, cond, latent, "sd3", 0.0)
     out = condition_pid(None, cond, latent, "flux", 0.25)
     assert out.extra["lq_latent"].shape == (1, 16, 6, 8) and float(out.extra["degrade_sigma"]) == 0.25
+
+
+def test_gemma_without_its_tokenizer_is_named(pixeldit):
+    """A Gemma 2 file without the sentencepiece model ComfyUI keeps inside says where the tokenizer was looked for."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from tiny_pixeldit import TE
+    folder = pixeldit / "models" / "text_encoders"
+    state = load_file(str(folder / TE))
+    del state["spiece_model"]
+    save_file(state, str(folder / "gemma2_tiny_no_tokenizer.safetensors"))
+    with pytest.raises(NodeError, match="no tokenizer found for gemma2_tiny_no_tokenizer"):
+        encode_prompt(load_text_encoder(ModelManager(), "gemma2_tiny_no_tokenizer.safetensors", "", "pixeldit", "cpu"),
+                      "a fox")
