@@ -237,5 +237,5 @@ def test_gemma_without_its_tokenizer_is_named(pixeldit):
     del state["spiece_model"]
     save_file(state, str(folder / "gemma2_tiny_no_tokenizer.safetensors"))
     with pytest.raises(NodeError, match="no tokenizer found for gemma2_tiny_no_tokenizer"):
-        encode_prompt(load_text_encoder(ModelManager(), "gemma2_tiny_no_tokenizer.safetensors", "", "pixeldit", "cpu"),
-                      "a fox")
+        encode_prompt(load_text_encoder(ModelManager(), str(folder / "gemma2_tiny_no_tokenizer.safetensors"), "",
+                                        "pixeldit", "cpu"), "a fox")
