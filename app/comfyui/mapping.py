@@ -1049,6 +1049,10 @@ RULES: Dict[str, Rule] = {
     # FLUX.1 Kontext: the picture to edit rides in the conditioning; its size is one Kontext was trained at
     "ReferenceLatent": Rule("condition.reference", (), (), {"conditioning": "conditioning", "latent": "latent"},
                             ("conditioning",)),
+    # PiD (the latent upscaler on PixelDiT): the latent to draw 4x larger rides in the prompt
+    "PiDConditioning": Rule("condition.pid", ("latent_format", "degrade_sigma"),
+                            (P("latent_format", "latent_format"), P("degrade_sigma", "degrade_sigma")),
+                            {"positive": "positive", "latent": "latent"}, ("conditioning",)),
     "FluxKontextMultiReferenceLatentMethod": Rule("condition.reference", ("reference_latents_method",),
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
