@@ -12,6 +12,7 @@ import torch
 
 from nodes.generate.causal_wan import sample_ar_video
 from nodes.generate.brownian import brownian_noise_sampler
+from nodes.generate.dpm_samplers import DPM_SAMPLERS
 from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
 from nodes.generate.sigma_samplers import SIGMA_SAMPLERS
 
@@ -416,14 +417,17 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
 SAMPLERS.update({"euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
                  "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0)})
 # the samplers that read the negative prompt's prediction besides the guided one (uncond_fn)
-CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp"})
+CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp", "res_multistep_ancestral_cfg_pp",
+                    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp"})
 SAMPLERS.update(SDE_SAMPLERS)
 SAMPLERS.update(SIGMA_SAMPLERS)
+SAMPLERS.update(DPM_SAMPLERS)
 # the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
 # (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
 BROWNIAN = frozenset(SDE_SAMPLERS)
 STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
-              "res_multistep_ancestral"} | BROWNIAN
+              "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "dpmpp_2s_ancestral",
+              "dpmpp_2s_ancestral_cfg_pp"} | BROWNIAN
 
 
 def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):

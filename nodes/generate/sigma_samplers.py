@@ -261,4 +261,5 @@ def sample_res_multistep_sigma(model_fn, x, sigmas, callback=None, *, flow=False
 SIGMA_SAMPLERS = {"heun": sample_heun, "lms": sample_lms, "ipndm": sample_ipndm, "ddpm": sample_ddpm,
                   "dpm_2_ancestral": sample_dpm_2_ancestral, "res_multistep_ancestral": sample_res_multistep_sigma,
                   "res_multistep_cfg_pp": functools.partial(sample_res_multistep_sigma, eta=0.0, cfg_pp=True),
+                  "res_multistep_ancestral_cfg_pp": functools.partial(sample_res_multistep_sigma, cfg_pp=True),
                   "deis": sample_deis}
