@@ -451,7 +451,8 @@ def test_seed_determinism_and_denoise(mm, tiny):
                                                ("dpmpp_2s_ancestral", "karras"), ("dpmpp_2s_ancestral_cfg_pp", "normal"),
                                                ("dpmpp_2m_cfg_pp", "simple"), ("res_multistep_ancestral_cfg_pp", "beta"),
                                                ("seeds_2", "karras"), ("seeds_3", "normal"), ("exp_heun_2_x0", "simple"),
-                                               ("dpm_fast", "karras"), ("dpm_adaptive", "normal")])
+                                               ("dpm_fast", "karras"), ("dpm_adaptive", "normal"), ("heunpp2", "karras"),
+                                               ("ipndm_v", "exponential"), ("gradient_estimation_cfg_pp", "normal")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0

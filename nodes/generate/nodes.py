@@ -22,7 +22,8 @@ SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "
             "dpmpp_3m_sde_gpu", "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
             "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "res_multistep_ancestral_cfg_pp",
             "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0",
-            "exp_heun_2_x0_sde", "dpm_fast", "dpm_adaptive", "ar_video")
+            "exp_heun_2_x0_sde", "dpm_fast", "dpm_adaptive", "gradient_estimation_cfg_pp", "ipndm_v", "heunpp2",
+            "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 

@@ -268,15 +268,20 @@ def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=
     return x
 
 
-def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, ge_gamma=2.0):
+def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, ge_gamma=2.0,
+                               cfg_pp=False, uncond_fn=None):
     """Gradient estimation (Permenter & Yuan 2024, ComfyUI's gradient_estimation): Euler, plus (ge_gamma - 1) times the
-    change of the direction since the last step, along the step. x - sigma d = x0 in both frames, so one rule serves."""
+    change of the direction since the last step, along the step. x - sigma d = x0 in both frames, so one rule serves.
+    cfg_pp (gradient_estimation_cfg_pp): the direction is the negative prompt's (uncond_fn) and the step lands on the
+    guided prediction, as CFG++ does."""
+    if cfg_pp and uncond_fn is None:
+        raise ValueError("a CFG++ sampler needs uncond_fn(x, sigma), the negative prompt's prediction")
     old = {}
 
     def update(i, x, den, s, s2):
-        d = (x - den) / s.to(x.dtype)
+        d = (x - (uncond_fn(x, s.float()) if cfg_pp else den)) / s.to(x.dtype)
         dt = (s2 - s).to(x.dtype)
-        x = x + d * dt
+        x = den + d * s2.to(x.dtype) if cfg_pp else x + d * dt
         if "d" in old:
             x = x + (ge_gamma - 1) * (d - old["d"]) * dt
         old["d"] = d
@@ -417,10 +422,11 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
 SAMPLERS.update({"euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
-                 "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0)})
+                 "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0),
+                 "gradient_estimation_cfg_pp": functools.partial(sample_gradient_estimation, cfg_pp=True)})
 # the samplers that read the negative prompt's prediction besides the guided one (uncond_fn)
 CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp", "res_multistep_ancestral_cfg_pp",
-                    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp"})
+                    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp", "gradient_estimation_cfg_pp"})
 SAMPLERS.update(SDE_SAMPLERS)
 SAMPLERS.update(SIGMA_SAMPLERS)
 SAMPLERS.update(DPM_SAMPLERS)
