@@ -452,14 +452,16 @@ def test_seed_determinism_and_denoise(mm, tiny):
                                                ("dpmpp_2m_cfg_pp", "simple"), ("res_multistep_ancestral_cfg_pp", "beta"),
                                                ("seeds_2", "karras"), ("seeds_3", "normal"), ("exp_heun_2_x0", "simple"),
                                                ("dpm_fast", "karras"), ("dpm_adaptive", "normal"), ("heunpp2", "karras"),
-                                               ("ipndm_v", "exponential"), ("gradient_estimation_cfg_pp", "normal")])
+                                               ("ipndm_v", "exponential"), ("gradient_estimation_cfg_pp", "normal"),
+                                               ("sa_solver", "normal"), ("sa_solver_pece", "karras")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
 
 
 @pytest.mark.parametrize("sampler,frame", [("er_sde", "model"), ("lcm", "model"), ("res_multistep", "sigma"),
-                                           ("uni_pc_bh2", "model"), ("dpmpp_3m_sde", "model"), ("seeds_3", "model")])
+                                           ("uni_pc_bh2", "model"), ("dpmpp_3m_sde", "model"), ("seeds_3", "model"),
+                                           ("sa_solver", "model")])
 def test_comfyuis_samplers_run_on_a_flow_model_with_comfyuis_step_noise(mm, tiny, monkeypatch, sampler, frame):
     """The stochastic ones draw their step noise from comfy_step_noise with the run's seed (ComfyUI's way); frame
     sigma runs res_multistep in log sigma, which gives another latent than the model's frame."""
@@ -473,7 +475,7 @@ def test_comfyuis_samplers_run_on_a_flow_model_with_comfyuis_step_noise(mm, tiny
     monkeypatch.setattr(sampling, "comfy_step_noise", spy)
     _, _, out = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame=frame, scheduler="normal")
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
-    stochastic = sampler in ("er_sde", "lcm", "dpmpp_3m_sde", "seeds_3")
+    stochastic = sampler in ("er_sde", "lcm", "dpmpp_3m_sde", "seeds_3", "sa_solver")
     assert [c[:4] for c in calls] == ([(sampler, tuple(out.samples.shape), 11, "cpu")] if stochastic else [])
     if frame == "sigma":
         _, _, own = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame="model", scheduler="normal")

@@ -14,6 +14,7 @@ from nodes.generate.causal_wan import sample_ar_video
 from nodes.generate.brownian import brownian_noise_sampler
 from nodes.generate.dpm_samplers import DPM_SAMPLERS
 from nodes.generate.dpm_solver import DPM_SOLVER_SAMPLERS
+from nodes.generate.sa_solver import SA_SAMPLERS
 from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
 from nodes.generate.seeds_samplers import SEEDS_SAMPLERS
 from nodes.generate.sigma_samplers import SIGMA_SAMPLERS
@@ -432,15 +433,16 @@ SAMPLERS.update(SIGMA_SAMPLERS)
 SAMPLERS.update(DPM_SAMPLERS)
 SAMPLERS.update(SEEDS_SAMPLERS)
 SAMPLERS.update(DPM_SOLVER_SAMPLERS)
+SAMPLERS.update(SA_SAMPLERS)
 # the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
 # (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
 BROWNIAN = frozenset(SDE_SAMPLERS)
 STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
               "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "dpmpp_2s_ancestral",
-              "dpmpp_2s_ancestral_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0_sde"} | BROWNIAN
+              "dpmpp_2s_ancestral_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0_sde", *SA_SAMPLERS} | BROWNIAN
 # the samplers that step in the model's half-log-SNR frame, where a flow run from pure noise starts at top_level
 # (ComfyUI's offset_first_sigma_for_snr)
-SNR_FRAME = BROWNIAN | set(SEEDS_SAMPLERS)
+SNR_FRAME = BROWNIAN | set(SEEDS_SAMPLERS) | set(SA_SAMPLERS)
 
 
 def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):

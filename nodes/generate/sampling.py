@@ -638,6 +638,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         kw["uncond_fn"] = lambda x, sigma: current["uncond"](x, sigma)
     if sampler == "er_sde" or (sampler in SNR_FRAME and adapter.space == "flow"):
         kw["top_level"] = adapter.percent_sigma(levels, 1e-4, shift)
+    if sampler.startswith("sa_solver"):
+        # ComfyUI's default tau_func: noise added between these two levels of the model's range
+        kw["tau_levels"] = (adapter.percent_sigma(levels, 0.2, shift), adapter.percent_sigma(levels, 0.8, shift))
     blockwise = contextlib.nullcontext()
     if sampler == "ar_video":
         from nodes.generate.causal_wan import ar_options
