@@ -233,6 +233,23 @@ def test_not_an_ace_step1_checkpoint(tiny, tmp_path):
         ace.load(ModelManager(), str(other), "cpu")
 
 
+@pytest.mark.parametrize("blocks", ["model.diffusion_model.transformer_blocks.", "vae.vocoder.backbone.stages.0."])
+def test_thousands_of_named_blocks_are_refused_before_they_are_built(tiny, blocks):
+    """attacker13: one-value tensors numbering 1,000 DiT blocks made the size check build them all on the meta device
+    (18 s before its refusal; 20,000 names, 1.5 MB, would take minutes): block counts stop at 512 as converters' do."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import NodeError
+    from nodes.generate import ace_step1 as ace
+    from nodes.generate.model_manager import ModelManager
+    state = load_file(str(tiny[0]))
+    state.update({f"{blocks}{1000 + i}.x": torch.zeros(1) for i in range(600)})
+    many = tiny[0].parent / "many_blocks.safetensors"
+    save_file(state, str(many))
+    with pytest.raises(NodeError, match=r"many_blocks.safetensors: its tensor names number 60\d blocks of "
+                                        r".*\(Kinograph reads at most 512\)"):
+        ace.load(ModelManager(), str(many), "cpu")
+
+
 def imported(name: str):
     from app.comfyui import import_workflow
     from graph_engine.api import load_workflow

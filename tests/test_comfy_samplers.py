@@ -732,3 +732,16 @@ def test_ddim_uniform_and_kl_optimal_are_comfyuis(flow):
             assert float((ours - ref.double()).abs().max() / ref.max()) < 1e-6, (steps, ours, ref)
     with pytest.raises(NodeError, match="2 steps or more"):
         TABLE_SCHEDULES["kl_optimal"](table, 1)
+
+
+@pytest.mark.parametrize("steps", [7, 30])
+def test_ddim_uniform_run_takes_every_level_comfyui_gives(steps):
+    """ddim_uniform gives one level more than steps when the table's length is not a multiple of them (1000 // 7 =
+    142: 8 steps); ComfyUI's KSampler and BasicScheduler at denoise 1 sample all of them. make_sigmas kept the last
+    steps + 1, dropping the noisiest level (the run started lower and took a step fewer)."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import make_sigmas
+    ref = ref_ddim_scheduler(RefCONST(), steps)
+    assert len(ref) == steps + 2
+    got = make_sigmas(get_adapter("wan"), None, steps, "ddim_uniform", 1.0, (1, 16, 1, 8, 8), shift=3.0)
+    assert got.shape == ref.shape and float((got - ref.double()).abs().max()) < 1e-6

@@ -224,3 +224,18 @@ def test_sde_sampler_without_its_noise_says_so():
     sig = schedule(False, 3)
     with pytest.raises(ValueError, match="brownian_noise_sampler"):
         SAMPLERS["dpmpp_2m_sde"](denoiser(False), start(False, float(sig[0])), sig)
+
+
+@pytest.mark.parametrize("flow", [False, True])
+@pytest.mark.parametrize("name,ref_fn,opts", CASES, ids=[c[0] for c in CASES])
+def test_one_step_sde_run_is_comfyuis(flow, name, ref_fn, opts):
+    """One step ([sigma, 0]: a turbo model, or denoise that low) spans a tree of one level, sigma_min = sigma_max,
+    which torchsde takes and ComfyUI's step never queries; it used to be refused with a ValueError."""
+    ms = RefCONST() if flow else RefEPS()
+    sig = schedule(flow, 1).float()
+    assert len(sig) == 2 and float(sig[-1]) == 0
+    ref = ref_fn(denoiser(flow), start(flow, float(sig[0])), sig, SEED, ms, **opts)
+    ours = SAMPLERS[name](denoiser(flow), start(flow, float(sig[0])), sig.double(), flow=flow,
+                          noise_sampler=brownian_noise_sampler(SHAPE, sig, SEED, "cpu"),
+                          top_level=ms.percent_to_sigma(1e-4) if flow else 1.0)
+    assert torch.equal(ours, ref)

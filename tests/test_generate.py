@@ -1062,3 +1062,26 @@ def test_unet_attention_multiply_scales_the_attention_projections_as_comfyui_doe
     assert (got.samples - plain.samples).abs().max() > 1e-3
     _, _, again = _t2v(mm, tiny, "animatediff", steps=2)
     assert torch.allclose(again.samples, plain.samples, atol=1e-5)
+
+
+def test_cfg_pp_negative_pass_of_a_guidance_distilled_model_reads_the_runs_guidance(mm, tiny, monkeypatch):
+    """A model told sample's cfg as its guidance (FLUX.1 dev: FluxGuidance folds into cfg) runs CFG++'s negative pass
+    at that guidance too, as ComfyUI's uncond pass reads the guidance its conditioning carries; it ran at 1.0."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    h, parts = _parts(mm, tiny, "wan")
+    adapter = type(get_adapter("wan"))
+    seen, forward = [], adapter.forward
+
+    def spy(self, handle, x_in, t, inputs):
+        seen.append(inputs.get("guidance"))
+        return forward(self, handle, x_in, t, {k: v for k, v in inputs.items() if k != "guidance"})
+    monkeypatch.setattr(adapter, "distilled_guidance", lambda self, handle: True)
+    monkeypatch.setattr(adapter, "forward", spy)
+    pos, neg = (encode_prompt(parts["text_encoder"], t) for t in ("a cat", "blurry"))
+    lat = empty_latent(parts["vae"], FAMILY_FRAMES["wan"], 64, 64, 8.0)
+    run_sampling(h, pos, neg, lat, steps=2, cfg=3.5, sampler="euler_cfg_pp", seed=5)
+    # two steps: the guided pass each, the negative pass on the first (the last lands on the guided prediction)
+    assert len(seen) == 3 and set(seen) == {3.5}, seen

@@ -37,6 +37,30 @@ def test_dit_20_matches_comfyui():
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
 
 
+def test_a_half_precision_dit_reads_time_and_guidance_as_comfyui_in_float32():
+    """ComfyUI hands the model its timestep in float32 (model_base's apply_model) and makes the time and guidance
+    features in float32 before casting them. Sampling a bf16 transformer (a GPU's default) cast sigma and guidance to
+    bf16 first: 1000 (1 - sigma) was off by up to 2, the finest time feature by 2 radians, guidance 3.5 x 1000 read
+    as 3504. Through the adapter, as generate.sample calls it, the features are ComfyUI's to the bit."""
+    from types import SimpleNamespace
+    from nodes.generate.adapters.hunyuan3d import Hunyuan3DAdapter
+    comfy = _randomised(ref.Hunyuan3Dv2(in_channels=64, context_in_dim=12, hidden_size=32, num_heads=4, depth=1,
+                                        depth_single_blocks=1, guidance_embed=True), 5)
+    dit = build_dit(comfy.state_dict()).to(torch.bfloat16)
+    seen = {}
+    for name in ("time_in", "guidance_in"):
+        getattr(dit, name).register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, args[0]))
+    t = torch.tensor([617.3])           # the sampler's timestep: sigma 0.6173
+    inputs = {"context": torch.randn(1, 5, 12), "guidance": torch.tensor([3.5])}
+    with torch.no_grad():
+        Hunyuan3DAdapter().forward(SimpleNamespace(pipe=SimpleNamespace(transformer=dit)), torch.randn(1, 64, 1, 1, 6),
+                                   t, inputs)
+    want_time = ref.timestep_embedding(1.0 - t / 1000, 256, 1000).to(torch.bfloat16)
+    want_guidance = ref.timestep_embedding(torch.tensor([3.5]), 256, 1000).to(torch.bfloat16)
+    assert torch.equal(seen["time_in"], want_time)
+    assert torch.equal(seen["guidance_in"], want_guidance)
+
+
 def test_dit_21_matches_comfyui_with_experts_and_skips():
     comfy = _randomised(ref.HunYuanDiTPlain(in_channels=8, hidden_size=32, context_dim=12, depth=5, num_heads=4,
                                             num_moe_layers=2, num_experts=3), 2)
@@ -62,6 +86,26 @@ def test_shape_vae_decodes_the_grid_comfyui_hands_voxeltomesh():
     assert got.shape == (1, 7, 7, 7)
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
     assert 0 < (got > 0.6).float().mean() < 1        # inside and outside at VoxelToMesh's threshold: a shape
+
+
+def test_a_half_precision_vae_is_asked_at_the_grids_own_points():
+    """On a GPU the ShapeVAE runs in bf16, whose 8-bit mantissa rounds the grid's coordinates by up to 0.004 near the
+    box's sides: a 512 grid's neighbouring points (0.004 apart) fell together, and sin(2^7 x), the finest Fourier
+    feature, was off by up to half a radian. The field is asked at the float32 grid in every chunk, whatever the
+    weights' precision (ComfyUI's fp16 VAE rounds them 8 times less than bf16 did)."""
+    vae = build_vae(_randomised(ref.ShapeVAE(embed_dim=8, width=32, heads=4, num_decoder_layers=1), 4).state_dict())
+    vae = vae.to(torch.bfloat16)
+    asked = []
+
+    def field(points, latents):
+        asked.append(points)
+        return torch.zeros(*points.shape[:2], 1, dtype=latents.dtype)
+    vae.geo_decoder.forward = field
+    vae.decode(torch.randn(1, 8, 6), resolution=16, num_chunks=1000)
+    side = torch.linspace(-1.01, 1.01, 17, dtype=torch.float32)
+    want = torch.stack(torch.meshgrid(side, side, side, indexing="ij"), -1).reshape(1, -1, 3)
+    got = torch.cat(asked, 1)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
 
 
 def test_multiview_embeds_match_comfyui():

@@ -140,6 +140,65 @@ def test_glb_colours_normals_and_header():
     assert json.loads(text)["asset"]["extras"] == {"kinograph_workflow": "nodes: {}"}
 
 
+def _strict_json(text: bytes) -> dict:
+    import json
+
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)      # as a browser's JSON.parse: no NaN or Infinity
+
+
+def test_glb_layout_follows_the_gltf_spec():
+    """The file read by the glTF 2.0 spec's rules, not by a loader that forgives: a 12-byte header whose length is the
+    file's; a JSON chunk then a BIN chunk, each 4-byte aligned (JSON padded with spaces); every bufferView inside the
+    buffer and 4-byte aligned (float and uint32 components); each accessor's elements inside its view; POSITION's
+    min and max exactly its values' (readers cull by them); strict JSON. Every attribute a mesh can carry is in."""
+    import struct
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal((7, 3)).astype(np.float32)
+    meshes = [Mesh(v, [[0, 1, 2], [2, 3, 4], [4, 5, 6]], colors=rng.integers(0, 256, (7, 4)), normals=v,
+                   uvs=rng.random((7, 2)), texture=rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)),
+              Mesh(v[:5], [[0, 1, 2], [2, 3, 4]], colors=rng.integers(0, 256, (5, 3)))]
+    widths = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+    for mesh in meshes:
+        data = glb_bytes(mesh, {"kinograph_workflow": "name: é"})
+        magic, version, length = struct.unpack_from("<4sII", data)
+        assert (magic, version, length) == (b"glTF", 2, len(data))
+        json_len, json_type = struct.unpack_from("<II", data, 12)
+        assert json_type == 0x4E4F534A and json_len % 4 == 0
+        text = data[20:20 + json_len]
+        assert text.rstrip(b" ") == text.rstrip()      # padded with spaces only
+        gltf = _strict_json(text)
+        bin_len, bin_type = struct.unpack_from("<II", data, 20 + json_len)
+        assert bin_type == 0x004E4942 and bin_len % 4 == 0 and 28 + json_len + bin_len == len(data)
+        binary = data[28 + json_len:]
+        assert gltf["buffers"] == [{"byteLength": gltf["buffers"][0]["byteLength"]}]
+        assert gltf["buffers"][0]["byteLength"] <= bin_len
+        for view in gltf["bufferViews"]:
+            assert view["byteOffset"] % 4 == 0 and "byteStride" not in view
+            assert view["byteOffset"] + view["byteLength"] <= gltf["buffers"][0]["byteLength"]
+        primitive = gltf["meshes"][0]["primitives"][0]
+        for acc in gltf["accessors"]:
+            view = gltf["bufferViews"][acc["bufferView"]]
+            assert acc["componentType"] in (5126, 5125) and acc["byteOffset"] % 4 == 0
+            assert acc["byteOffset"] + acc["count"] * widths[acc["type"]] * 4 <= view["byteLength"]
+        index = gltf["accessors"][primitive["indices"]]
+        assert (index["componentType"], index["type"], index["count"]) == (5125, "SCALAR", mesh.faces.size)
+        assert gltf["bufferViews"][index["bufferView"]]["target"] == 34963
+        pos = gltf["accessors"][primitive["attributes"]["POSITION"]]
+        view = gltf["bufferViews"][pos["bufferView"]]
+        values = np.frombuffer(binary, "<f4", pos["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+        np.testing.assert_array_equal(values, mesh.vertices)
+        assert pos["min"] == values.min(0).tolist() and pos["max"] == values.max(0).tolist()
+        want = {"POSITION", "COLOR_0"} | ({"NORMAL", "TEXCOORD_0"} if mesh.uvs is not None else set())
+        assert set(primitive["attributes"]) == want
+        if mesh.texture is not None:
+            image = gltf["images"][0]
+            view = gltf["bufferViews"][image["bufferView"]]
+            assert image["mimeType"] == "image/png"
+            assert binary[view["byteOffset"]:view["byteOffset"] + 8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_an_empty_mesh_is_refused_and_a_written_file_kept_as_a_take(tmp_path):
     with pytest.raises(NodeError, match="no triangles"):
         glb_bytes(Mesh(np.zeros((0, 3)), np.zeros((0, 3))))

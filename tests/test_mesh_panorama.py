@@ -342,3 +342,39 @@ def test_panorama_template_runs_as_comfyui_meshes(tmp_path, monkeypatch):
     np.testing.assert_array_equal(got.faces, f)
     np.testing.assert_allclose(got.vertices, v, atol=1e-3, rtol=1e-3)
     np.testing.assert_array_equal(np.asarray(got.visual.material.baseColorTexture.convert("RGB")), frame)
+
+
+def test_unseen_places_are_put_far_also_on_a_large_panorama():
+    """Where no view saw anything the distance is 5 times the seen ones' 95th percentile, ComfyUI's torch.quantile
+    to the bit on a small map; torch.quantile refuses more than 16,777,216 values, so a 6K or 8K panorama with sky
+    (the map is the picture's size) stopped with a RuntimeError: it is filled the same way, against numpy's
+    percentile of the seen values."""
+    rng = np.random.default_rng(4)
+    for shape in ((30, 60), (3000, 6000)):
+        depth = torch.from_numpy(rng.uniform(0.5, 20.0, shape).astype(np.float32))
+        mask = torch.from_numpy(rng.random(shape) < 0.99)
+        got = moge_panorama.fill_unseen(depth, mask)
+        assert torch.equal(got[mask], depth[mask])
+        far = got[~mask].unique()
+        assert len(far) == 1
+        if mask.sum() <= 16_777_216:
+            assert far == torch.quantile(depth[mask], 0.95) * 5.0
+        else:
+            assert far.item() == pytest.approx(np.percentile(depth[mask].numpy(), 95) * 5, rel=1e-6)
+    assert moge_panorama.fill_unseen(depth, torch.ones_like(mask)) is depth        # all seen: nothing to fill
+
+
+def test_split_samples_the_picture_without_twelve_copies_of_it(monkeypatch):
+    """ComfyUI's split expands the picture to 12 contiguous copies, one a view: 4.2 GB of float32 for an 8K
+    panorama on the CPU (2.1 GB of half precision on a GPU). Each view samples the one picture instead, to the same
+    views (test_split_is_comfyuis)."""
+    image = torch.rand(3, 20, 40, generator=torch.Generator().manual_seed(1))
+    sampled, real = [], F.grid_sample
+
+    def spy(picture, grid, **kw):
+        sampled.append(picture.data_ptr() == image.data_ptr() and picture.shape[0] == 1)
+        return real(picture, grid, **kw)
+    want = split_panorama_image(image, *get_panorama_cameras(), 24)
+    monkeypatch.setattr(F, "grid_sample", spy)
+    assert torch.equal(moge_panorama.split(image, 24), want)
+    assert sampled and all(sampled)

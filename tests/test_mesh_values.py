@@ -53,3 +53,16 @@ def test_cache_round_trip(tmp_path):
     back = _decode(_encode(vox, tmp_path, "v"), tmp_path)
     np.testing.assert_array_equal(back.grid, vox.grid)
     assert back.low == vox.low and back.high == vox.high
+
+
+def test_values_that_are_not_numbers_are_refused():
+    """A NaN vertex made a .glb whose POSITION min/max read NaN: JSON has no NaN, and three.js's JSON.parse (and the
+    glTF validator) reject the file. A decoder that overflowed in half precision gives NaN in its grid; the VOXEL
+    says so where it is made, before a mesh is."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, np.nan, 0]], np.float32)
+    with pytest.raises(NodeError, match="1 of the mesh's 3 vertices are not numbers"):
+        Mesh(v, [[0, 1, 2]])
+    grid = np.zeros((3, 3, 3), np.float32)
+    grid[1, 1, 1], grid[0, 0, 0] = np.nan, np.inf
+    with pytest.raises(NodeError, match="2 values that are not numbers.*fp32"):
+        Voxel(grid)

@@ -217,3 +217,22 @@ def test_empty_grids_give_empty_meshes():
     for make in (basic, surface_net):
         v, f = make(grid, 0.5)
         assert v.shape == (0, 3) and f.shape == (0, 3)
+
+
+@pytest.mark.parametrize("threshold", [0.4, -0.9])
+def test_memory_follows_the_surface_not_every_cell(threshold):
+    """VAEDecodeHunyuan3D's grids are up to 513^3 (octree resolution 512; 257^3 by default): meshing must not hold
+    per-cell index and corner arrays for the whole grid (all 8 corners of every cell, as ComfyUI gathers them, held
+    ~260 bytes a cell: 4.5 GB at the default, 36 GB at 512). Peak memory stays a few times the grid's own, for a thin shell (0.4) and a grid
+    filled to its sides (-0.9); the meshes are those ComfyUI's code makes (the tests above)."""
+    import tracemalloc
+    z, y, x = np.meshgrid(*(np.linspace(-1, 1, 65),) * 3, indexing="ij")
+    grid = (1.0 - np.sqrt(x ** 2 + y ** 2 + z ** 2)).astype(np.float32)
+    for make in (surface_net, basic):
+        tracemalloc.start()
+        try:
+            make(grid, threshold)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 12 * grid.nbytes, (make.__name__, peak / grid.nbytes)

@@ -672,3 +672,19 @@ def test_a_named_pipe_in_place_of_the_model_is_named_as_one(tmp_path, monkeypatc
     os.mkfifo(pipe)
     with pytest.raises(NodeError, match="named pipe"):
         model_of(pipe)
+
+
+def test_the_editor_viewer_shows_a_geometry_as_its_summary():
+    """Viewing depth.moge's or depth.moge_panorama's output in the editor: a GEOMETRY is no clip (its frames(a, b)
+    are maps, it has no frame rate), so the viewer says what it is instead of failing on it (it raised
+    AttributeError 'fps' in the viewer's slot, and nothing showed)."""
+    from app.editor.viewer import Source
+    from graph_engine import Clip
+    from nodes.depth.moge import Geometry
+    from nodes.depth.moge_panorama import PanoramaGeometry
+    video = Clip.from_array(np.zeros((2, 28, 40, 3), np.uint8))
+    net = nn.Linear(1, 1)           # nothing is inferred: the maps are made only when read
+    photo = Source(Geometry(video, net, 9, 0.0, True, True, 1), "moge.geometry")
+    assert photo.length == 0 and "MoGe geometry: 2 frames of 40×28" in photo.text
+    pano = Source(PanoramaGeometry(video, net, 9, 512, 1920, 4), "pano.geometry")
+    assert pano.length == 0 and "MoGe panorama geometry: 2 frames of 40×28" in pano.text

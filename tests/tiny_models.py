@@ -13,6 +13,7 @@ import json
 import string
 import sys
 from pathlib import Path
+from typing import Optional
 
 FAMILIES = ("animatediff", "svd", "wan", "wan_i2v", "ltx", "cogvideox", "hunyuan", "mini")
 
@@ -533,12 +534,15 @@ def to_fp8_scaled(state: dict) -> dict:
     return out
 
 
-def to_gguf(state: dict, path: Path, arch: str = "wan") -> None:
+def to_gguf(state: dict, path: Path, arch: str = "wan", meta: Optional[dict] = None) -> None:
     """A GGUF file as ComfyUI-GGUF writes one: 2-D matrices quantised Q8_0 where their width allows,
-    the rest F16/F32, shapes over 4-D flattened with the true shape in `comfy.gguf.orig_shape.<name>`."""
+    the rest F16/F32, shapes over 4-D flattened with the true shape in `comfy.gguf.orig_shape.<name>`. `meta`: more
+    keys, name -> (the writer's kind: string, uint32, array ..., value)."""
     import gguf
     import numpy as np
     w = gguf.GGUFWriter(str(path), arch)
+    for k, (kind, value) in (meta or {}).items():
+        getattr(w, "add_" + kind)(k, value)
     for k, v in state.items():
         a = v.float().numpy()
         if a.ndim == 2 and a.shape[1] % 32 == 0:

@@ -1493,6 +1493,16 @@ RULES: Dict[str, Rule] = {
                                        P("cfg_scale", "lm_cfg"), P("temperature", "temperature"),
                                        P("top_p", "top_p"), P("top_k", "top_k")),
                                       fold=True, special="ace_step_song", ignore={"min_p": 0.0}),
+    # MiniMax Music 3: the chain from MiniMaxMusic3TextEncode through KSampler folds into generate.minimax_music3
+    "MiniMaxMusic3TextEncode": Rule(None, ("caption", "lyrics", "seed", "max_duration", "cfg_scale", "top_k"),
+                                    (P("caption", "caption"), P("lyrics", "lyrics"), P("seed", "lm_seed"),
+                                     P("max_duration", "max_duration"), P("cfg_scale", "cfg_scale"),
+                                     P("top_k", "top_k")), fold=True, special="music3_song"),
+    "EmptyMiniMaxMusic3LatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,
+                                          special="empty_latent_audio", ignore={"batch_size": 1}),
+    "VAEDecodeAudioTiled": Rule(None, ("tile_size", "overlap"), (P("tile_size", "tile_size"),
+                                                                 P("overlap", "overlap")),
+                                fold=True, special="vae_decode_audio"),
     # ACE-Step v1: the chain from EmptyAceStepLatentAudio (or VAEEncodeAudio's song) through KSampler, its model
     # through ModelSamplingSD3 and LatentApplyOperationCFG, folds into generate.ace_step1
     "EmptyAceStepLatentAudio": Rule(None, ("seconds", "batch_size"), (P("seconds", "seconds"),), fold=True,

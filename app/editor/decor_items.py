@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPainterPath, QPen, QTextCursor, QTextDocument
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QKeySequence, QPainterPath, QPen, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from . import theme
@@ -33,6 +33,7 @@ class GroupItem(QGraphicsItem):
         self.base = max(80.0, float(w)), max(TITLE_H + 20, float(h))
         self.w, self.h = self.base
         self.title = str(data.get("title", "Group"))
+        self._tip()
         self.color = QColor(data.get("color", "#3d5a80"))
         if QPointF(x, y) != self.pos():
             self.setPos(QPointF(x, y))
@@ -49,7 +50,17 @@ class GroupItem(QGraphicsItem):
         if (w, h) != (self.w, self.h) and not self._resizing:
             self.prepareGeometryChange()
             self.w, self.h = w, h
+            self._tip()
             self.update()
+
+    def _title_room(self) -> QRectF:
+        return QRectF(10, 0, self.w - 20, TITLE_H)
+
+    def _tip(self) -> None:
+        """A title longer than the frame is cut with '…' (it was cut through a letter, saying nothing of the rest)
+        and said whole in the tip."""
+        whole = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title) <= self._title_room().width()
+        self.setToolTip("" if whole else self.title)
 
     def boundingRect(self) -> QRectF:
         return self.rect().adjusted(-2, -2, 2, 2)
@@ -74,7 +85,9 @@ class GroupItem(QGraphicsItem):
         painter.drawRect(QRectF(0, TITLE_H / 2, self.w, TITLE_H / 2))
         painter.setPen(theme.TEXT)
         painter.setFont(GROUP_FONT)
-        painter.drawText(QRectF(10, 0, self.w - 20, TITLE_H), Qt.AlignVCenter | Qt.AlignLeft, self.title)
+        room = self._title_room()
+        painter.drawText(room, Qt.AlignVCenter | Qt.AlignLeft,
+                         QFontMetricsF(GROUP_FONT).elidedText(self.title, Qt.ElideRight, room.width()))
         painter.setPen(QPen(self.color.lighter(150), 1.2))
         for i in (4, 8, 12):
             painter.drawLine(QPointF(self.w - i, self.h - 2), QPointF(self.w - 2, self.h - i))

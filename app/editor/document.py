@@ -21,6 +21,7 @@ from graph_engine.graph import Event, Graph
 from graph_engine.registry import default_registry
 from graph_engine.validate import missing_models, validate
 from graph_engine.versions import keep_previous
+from nodes.common.models_dirs import one_look
 from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines, parse_workflow, read_text, to_yaml
 
 from .commands import GraphCommand
@@ -156,13 +157,15 @@ class Document(QObject):
         return self.path.name if self.path else "untitled"
 
     def validate(self) -> List[Problem]:
-        return validate(self.workflow, self.registry)
+        with one_look():
+            return validate(self.workflow, self.registry)
 
     def missing_models(self, only=None):
         """node -> param -> its model file that is not there, and where it goes (validate.missing_models, the check
         `kinograph validate` makes), of the nodes in `only` or all: the import report said it, and once it was
         closed nothing did."""
-        return missing_models(self.workflow, self.registry, only=only)
+        with one_look():
+            return missing_models(self.workflow, self.registry, only=only)
 
     def text(self, path: Optional[Path] = None, graph: Optional[Graph] = None) -> str:
         """The YAML of the workflow file at `path` (default: its own); file paths near it are

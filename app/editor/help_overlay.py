@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QApplication, QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
@@ -44,14 +44,14 @@ class HelpOverlay(QWidget):
         # The sheet is laid out when first shown: built with the window, its rich text took about 1 s of every
         # window's opening (and of every editor test), for a sheet most sessions never open.
         self._actions = actions
-        self.scroll = None
+        self.scroll = self.label = None
         # While it is up it has the keyboard: Esc closes it (it did not), and the canvas's keys do
         # not act on nodes hidden under it (Delete deleted the selection unseen).
         self.setFocusPolicy(Qt.StrongFocus)
         self._was_focused = None
         self.hide()
 
-    def _build(self) -> None:
+    def _rows(self) -> list:
         rows = []
         for a in self._actions:
             # Every key that does it: the sheet showed only the first (Del, not Backspace or X;
@@ -59,18 +59,25 @@ class HelpOverlay(QWidget):
             keys = " / ".join(k.toString() for k in a.shortcuts())
             if keys and a.text():
                 rows.append((keys, a.text().replace("&", "")))
-        rows += list(GESTURES)
-        half = (len(rows) + 1) // 2
-        cols = [rows[:half], rows[half:]]
+        return rows + list(GESTURES)
+
+    @staticmethod
+    def _sheet(rows: list, columns: int) -> str:
+        per = (len(rows) + columns - 1) // columns
         cells = "".join(
             "<td valign='top' style='padding-right:36px'><table cellspacing='4'>" +
             "".join(f"<tr><td style='color:#f2b53a;padding-right:14px'><b>{html.escape(k)}</b></td>"
-                    f"<td>{html.escape(d)}</td></tr>" for k, d in col) + "</table></td>" for col in cols)
-        label = QLabel(f"<h2>Keyboard and mouse</h2><table><tr>{cells}</tr></table>"
-                       "<p style='color:#9a9ca3'>Esc, F1 or a click closes this.</p>")
+                    f"<td>{html.escape(d)}</td></tr>" for k, d in rows[i:i + per]) + "</table></td>"
+            for i in range(0, len(rows), per))
+        return (f"<h2>Keyboard and mouse</h2><table><tr>{cells}</tr></table>"
+                "<p style='color:#9a9ca3'>Esc, F1 or a click closes this.</p>")
+
+    def _build(self) -> None:
+        label = QLabel()
         label.setTextFormat(Qt.RichText)
         label.setStyleSheet("color:#e2e3e6; background: transparent;")
         label.setAlignment(Qt.AlignCenter)
+        self.label = label
         # Over the whole window, and scrolling when even that is too small: no row is ever cut off.
         self.scroll = QScrollArea()
         self.scroll.setAccessibleName("Every shortcut and mouse gesture")
@@ -83,6 +90,24 @@ class HelpOverlay(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(24, 16, 24, 16)
         lay.addWidget(self.scroll)
+        self.parentWidget().installEventFilter(self)
+
+    def _fit(self) -> None:
+        """Over the whole window, in two columns where they fit its width, else one: side by side in a 1000 px
+        window the right column's descriptions were cut at the edge, behind a sideways scrollbar no key moved."""
+        self.setGeometry(self.parentWidget().rect())
+        room = self.width() - 48 - self.scroll.verticalScrollBar().sizeHint().width()
+        rows = self._rows()
+        for columns in (2, 1):
+            self.label.setText(self._sheet(rows, columns))
+            if self.label.sizeHint().width() <= room:
+                break
+
+    def eventFilter(self, watched, event):
+        # The window resized with the sheet up: the sheet stayed at the window's old size.
+        if watched is self.parentWidget() and event.type() == QEvent.Resize and self.isVisible():
+            self._fit()
+        return False
 
     def toggle(self) -> None:
         if self.isVisible():
@@ -91,7 +116,7 @@ class HelpOverlay(QWidget):
             if self.scroll is None:
                 self._build()
             self._was_focused = QApplication.focusWidget()
-            self.setGeometry(self.parentWidget().rect())
+            self._fit()
             self.show()
             self.raise_()
             self.setFocus(Qt.OtherFocusReason)

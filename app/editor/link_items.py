@@ -83,6 +83,10 @@ class LinkItem(QGraphicsPathItem):
     def update_path(self) -> None:
         a = self.src_item.port_scene_pos(self.src_port, False)
         b = self.dst_item.port_scene_pos(self.dst_port, True)
+        # Before _rect changes: the scene's index finds the item by the rect boundingRect() gives now. Told after
+        # (setPath's own call), it looked under the new rect, left the link filed under the old one, and painted
+        # a deleted link from there: a segfault after Auto-layout and a Delete.
+        self.prepareGeometryChange()
         self._shape = None
         path = (None if self.points else detour(a, b, _body(self.src_item), _body(self.dst_item))) or \
             curve([a] + self.points + [b])

@@ -472,7 +472,10 @@ class NodeItem(QGraphicsItem):
 
     # -- interaction --------------------------------------------------------------------------
     def itemChange(self, change, value):
-        if change == QGraphicsItem.ItemPositionChange and self.scene() is not None and self.scene().snapping:
+        # Snapped while dragged only: a position given (Align, Distribute, Auto-layout, the file) is drawn as the
+        # workflow holds it; snapped too, a node stood up to 10 px from where the file put it.
+        if change == QGraphicsItem.ItemPositionChange and self.scene() is not None and self.scene().snapping \
+                and self.scene()._moving:
             return QPointF(snap(value.x()), snap(value.y()))
         if change == QGraphicsItem.ItemPositionHasChanged:
             self.update_links()

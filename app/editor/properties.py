@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -35,6 +36,32 @@ class KeyLink(QLabel):
             self.linkActivated.emit("#")
             return
         super().keyPressEvent(event)
+
+
+LONG_WORD = re.compile(r"\S{24,}")
+BREAK_AFTER = re.compile(r"([/\\_.\-])")
+
+
+def breakable(text: str) -> str:
+    """`text` with a zero-width space after each / \\ _ . - of its long words (a path, a model file's name): a
+    word-wrapped label is at least as wide as its longest word, and one such word pushed the whole panel past its
+    dock's edge, its buttons cut off."""
+    return LONG_WORD.sub(lambda m: BREAK_AFTER.sub("\\1\u200b", m.group(0)), text)
+
+
+class MessageLabel(QLabel):
+    """A message that wraps inside its long words too; text() is the message as written, without the breaks."""
+
+    def __init__(self, text: str = ""):
+        super().__init__()
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._said = text
+        super().setText(breakable(text))
+
+    def text(self) -> str:
+        return self._said
 
 
 class PropertiesPanel(QScrollArea):
@@ -90,6 +117,9 @@ class PropertiesPanel(QScrollArea):
         self.editors, self.status_label, self.preview_label, self.problem_labels = {}, None, None, []
         self.missing_labels: Dict[str, QLabel] = {}
         self._meta_edits = None             # the workflow page's name and description fields
+        # Whether the page is the workflow's (nothing selected), which an edit rebuilds: node_id is None with
+        # several nodes selected too, and an edit (a paste, a link) put the workflow page over 'N nodes selected'.
+        self._on_workflow = False
         QTimer.singleShot(0, self._fit_height)
         return lay
 
@@ -256,6 +286,7 @@ class PropertiesPanel(QScrollArea):
     def _show_workflow(self) -> None:
         g = self.doc.graph
         lay = self._fresh()
+        self._on_workflow = True
         lay.addWidget(QLabel("<b>Workflow</b>"))
         name = QLineEdit(g.name)
         name.setPlaceholderText("Name")
@@ -302,7 +333,7 @@ class PropertiesPanel(QScrollArea):
         return l
 
     def _error(self, text: str) -> QLabel:
-        l = QLabel(text)
+        l = MessageLabel(text)
         l.setTextFormat(Qt.PlainText)       # a message quoting 'video' must read as written
         l.setObjectName("FieldError")
         l.setWordWrap(True)
@@ -332,7 +363,7 @@ class PropertiesPanel(QScrollArea):
     # -- model and run updates ------------------------------------------------------------------
     def _on_event(self, ev: Event) -> None:
         if self.node_id is None:
-            if ev.kind in ("node_added", "node_removed", "linked", "unlinked", "meta_changed"):
+            if self._on_workflow and ev.kind in ("node_added", "node_removed", "linked", "unlinked", "meta_changed"):
                 self._workflow_stale.start()
             return
         if ev.node != self.node_id:
@@ -378,7 +409,7 @@ class PropertiesPanel(QScrollArea):
         self.title_edit.setToolTip(title)
 
     def _refresh_workflow(self) -> None:
-        if self.node_id is None and self.controller is not None and self.widget() is not None \
+        if self._on_workflow and self.node_id is None and self.controller is not None and self.widget() is not None \
                 and not self.widget().hasFocus():
             self._show_workflow()
 

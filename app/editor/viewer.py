@@ -88,7 +88,8 @@ class Source:
         self.size = None                        # (width, height) when known without computing
         self.sound = None                       # a clip: True when it carries sound, False when silent
         self.alpha = getattr(value, "matte", None) is not None     # a clip with transparency
-        if hasattr(value, "frames") and hasattr(value, "length"):
+        if hasattr(value, "frames") and hasattr(value, "length") and hasattr(value, "fps"):
+            # a clip; MoGe's GEOMETRY also has frames(a, b) and a length, but its frames are maps: shown as text
             self.length, self.fps = int(value.length), float(value.fps or 24.0)
             self.size = (int(getattr(value, "width", 0)), int(getattr(value, "height", 0)))
             self.sound = getattr(value, "audio", None) is not None

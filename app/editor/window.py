@@ -795,8 +795,8 @@ class MainWindow(QMainWindow):
 
     def _select_all(self) -> None:
         # Sticky notes too: Ctrl+A, Ctrl+C left them out of the copy, Ctrl+A, Delete on the canvas.
-        for item in list(self.scene.nodes.values()) + list(self.scene.notes.values()):
-            item.setSelected(True)
+        sc = self.scene       # added to what is selected (a group stays so), the window told once
+        sc.select_items(sc.selectedItems() + list(sc.nodes.values()) + list(sc.notes.values()))
 
     def _mute(self) -> None:
         ids = self._selected("Mute")
@@ -1106,14 +1106,28 @@ class MainWindow(QMainWindow):
         inst = graph.nodes[node_id]
         return inst.type, repr(sorted(inst.params.items())), sorted(graph.inputs.get(node_id, {}).items()), inst.bypass
 
+    def _signatures(self, graph, nodes) -> dict:
+        """node -> what it computes from: its own settings and links, and those of every node above it. Its own
+        alone, a look at the resize (V) after an edit recorded the resize as computed anew, and the save it feeds,
+        rendered from the old resize, lost its 'edited'."""
+        own = {}
+
+        def of(n):
+            if n not in own:
+                own[n] = self._signature(graph, n)
+            return own[n]
+        return {n: tuple((a, of(a)) for a in sorted(graph.ancestors([n]))) for n in nodes}
+
     def _remember_run(self, job: Job) -> None:
         g = job.workflow.graph
         mine = self.doc.graph.nodes
+        ran = []
         for n in g.nodes:
             st = self.runs.status.get(n)
             # (A file shown in the viewer runs as a graph of its own, whose node ids are not this one's.)
             if st is not None and st.state in RAN and n in mine and mine[n].type == g.nodes[n].type:
-                self._ran[n] = self._signature(g, n)
+                ran.append(n)
+        self._ran.update(self._signatures(g, ran))
         self._mark_edited()
 
     def _mark_edited(self) -> None:
@@ -1122,8 +1136,8 @@ class MainWindow(QMainWindow):
         'failed' and its reason ('video file not found: nope.mp4') once its path was put right, as if the fix
         had not been taken, and what it feeds 'skipped'."""
         g = self.doc.graph
-        changed = [n for n, sig in self._ran.items() if n in g.nodes and self._signature(g, n) != sig]
-        dirty = set(changed).union(*(g.descendants(n) for n in changed)) if changed else set()
+        now = self._signatures(g, [n for n in self._ran if n in g.nodes])
+        dirty = {n for n, sig in now.items() if sig != self._ran[n]}
         for n, st in self.runs.status.items():
             if st is None or st.state not in RAN or n not in self.scene.nodes:
                 continue

@@ -31,6 +31,10 @@ class Mesh:
         # Normalise dtypes once here so every reader (writers, previews, the cache) can rely on them.
         v = np.ascontiguousarray(self.vertices, np.float32).reshape(-1, 3)
         f = np.ascontiguousarray(self.faces).reshape(-1, 3)
+        bad = int((~np.isfinite(v)).any(1).sum())
+        if bad:     # glTF's POSITION min/max would read NaN, which JSON has not: readers reject the file
+            raise NodeError(f"{bad:,} of the mesh's {len(v):,} vertices are not numbers (NaN or infinity): the "
+                            "values it was made from hold some, and a mesh file cannot carry them")
         if f.size and (f.min() < 0 or f.max() >= len(v)):
             raise NodeError(f"the mesh's faces index vertices {int(f.min())} to {int(f.max())} but it has "
                             f"{len(v):,} vertices: a face may only name vertices 0 to {len(v) - 1}")
@@ -91,6 +95,10 @@ class Voxel:
         g = np.asarray(self.grid)
         if g.ndim != 3 or min(g.shape) < 1:
             raise NodeError(f"a voxel grid must be 3-D (depth x height x width), got shape {tuple(g.shape)}")
+        bad = int(g.size - np.isfinite(g).sum())
+        if bad:
+            raise NodeError(f"the voxel grid holds {bad:,} values that are not numbers (NaN or infinity): its decoder "
+                            "overflowed in half precision; load the model with dtype fp32")
         object.__setattr__(self, "grid", np.ascontiguousarray(g, np.float32))
         low = tuple(float(x) for x in self.low)
         high = tuple(float(x) for x in self.high)

@@ -457,6 +457,11 @@ class Geometry:
     def frames(self, a: int, b: int) -> list:
         return self._made.get(a, b)
 
+    def __repr__(self) -> str:      # what the editor's viewer shows of it
+        kind = "panorama geometry" if self.panorama else "geometry"
+        return (f"MoGe {kind}: {self.length} frame{'s' * (self.length != 1)} of {self.video.width}×"
+                f"{self.video.height} (depth.moge_render draws it, mesh.from_points meshes it)")
+
 
 def infer(video, model: str, resolution_level: int = 9, fov_x: float = 0.0, force_projection: bool = True,
           apply_mask: bool = True, batch: int = 4, device: str = "cpu", ctx=None) -> Geometry:

@@ -62,8 +62,9 @@ def split(image: torch.Tensor, size: int) -> torch.Tensor:
     rays = np.concatenate([rays, np.ones_like(rays[..., :1])], -1)
     where = np.stack([_sphere_uv((rays @ np.linalg.inv(e).T)[..., :3]) for e in world_to_camera])
     grid = torch.from_numpy(where).to(image.device, image.dtype) * 2.0 - 1.0
-    return F.grid_sample(image[None].expand(len(where), -1, -1, -1).contiguous(), grid, mode="bilinear",
-                         padding_mode="border", align_corners=False)
+    # view by view from the one picture: ComfyUI's 12 contiguous copies of it took 4.2 GB for an 8K panorama
+    return torch.cat([F.grid_sample(image[None], g[None], mode="bilinear", padding_mode="border", align_corners=False)
+                      for g in grid])
 
 
 def _sample(picture: np.ndarray, pixels: np.ndarray, order: int) -> np.ndarray:
@@ -145,6 +146,21 @@ def merge(w: int, h: int, distances: List[np.ndarray], masks: List[np.ndarray]) 
     return np.exp(x).reshape(h, w).astype(np.float32), np.any(seen, axis=0)
 
 
+def fill_unseen(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Nothing constrains the solve where no view saw anything (it stays near distance 1): put it far away, 5 times
+    the seen distances' 95th percentile. That is ComfyUI's torch.quantile to the bit, but taken from the two order
+    statistics it interpolates (np.partition): torch.quantile refuses more than 16.7M values, and the map is the
+    picture's size (a 6K panorama with sky stopped with a RuntimeError)."""
+    if not mask.any() or mask.all():
+        return depth
+    seen = depth[mask].numpy()
+    rank = torch.tensor(0.95, dtype=depth.dtype) * (len(seen) - 1)      # torch.quantile's linear rank, in float32
+    below, above = int(rank), int(torch.ceil(rank))
+    ordered = np.partition(seen, (below, above))
+    far = torch.lerp(torch.tensor(ordered[below]), torch.tensor(ordered[above]), rank - torch.floor(rank))
+    return torch.where(mask, depth, far * 5.0)
+
+
 def panorama_maps(net, picture: np.ndarray, resolution_level: int, split_resolution: int, merge_resolution: int,
                   batch: int) -> dict:
     """One equirectangular picture's maps (points, depth (the distance from the centre), mask) at its size."""
@@ -164,10 +180,7 @@ def panorama_maps(net, picture: np.ndarray, resolution_level: int, split_resolut
     if (merge_h, merge_w) != (h, w):
         depth = F.interpolate(depth[None, None], size=(h, w), mode="bilinear", align_corners=False).squeeze()
         mask = F.interpolate(mask[None, None].float(), size=(h, w), mode="nearest").squeeze() > 0
-    if mask.any() and not mask.all():
-        # nothing constrains the solve where no view saw anything (it stays near distance 1): put it far away
-        depth = torch.where(mask, depth, torch.quantile(depth[mask], 0.95) * 5.0)
-    depth = depth.numpy()
+    depth = fill_unseen(depth, mask).numpy()
     return {"points": sphere_directions(pixel_uv(h, w)) * depth[..., None], "depth": depth, "mask": mask.numpy()}
 
 

@@ -21,6 +21,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.audio_nodes import ACE_SCHEDULERS as SCHEDULERS
+from nodes.generate.converters import check_claim, count
 from nodes.generate.stable_audio import loudness
 from nodes.generate.textgen import context_of
 from nodes.generate.weights import misfit, sizes_of
@@ -135,18 +136,15 @@ def model_parts(state: dict, name: str) -> dict:
                     num_key_value_heads=int(sd[pre + "self_attn.to_k.weight"].shape[0]) // head_dim,
                     intermediate_size=int(sd[pre + "mlp.gate_proj.weight"].shape[0]), head_dim=head_dim)
 
-    def count(sd, pre):
-        return len({k[len(pre):].split(".")[0] for k in sd if k.startswith(pre)})
-
-    layers = count(dit, "layers.")
+    layers = count(dit, "layers.{}.")
     cfg = {"transformer": dict(hidden_size=hidden, num_hidden_layers=layers, in_channels=int(
         dit["proj_in_conv.weight"].shape[1]), audio_acoustic_hidden_dim=int(dit["proj_out_conv.weight"].shape[1]),
         patch_size=int(dit["proj_in_conv.weight"].shape[2]), **attn(dit, "layers.0.")),
         "condition_encoder": dict(hidden_size=int(enc["text_projector.weight"].shape[0]),
                                   text_hidden_dim=int(enc["text_projector.weight"].shape[1]),
                                   timbre_hidden_dim=int(enc["timbre_encoder.embed_tokens.weight"].shape[1]),
-                                  num_lyric_encoder_hidden_layers=count(enc, "lyric_encoder.layers."),
-                                  num_timbre_encoder_hidden_layers=count(enc, "timbre_encoder.layers."),
+                                  num_lyric_encoder_hidden_layers=count(enc, "lyric_encoder.layers.{}."),
+                                  num_timbre_encoder_hidden_layers=count(enc, "timbre_encoder.layers.{}."),
                                   **attn(enc, "lyric_encoder.layers.0."))}
     # ComfyUI's lyric and timbre encoders attend to every token (no sliding window)
     cfg["condition_encoder"]["layer_types"] = ["full_attention"] * max(
@@ -158,10 +156,10 @@ def model_parts(state: dict, name: str) -> dict:
     pooler = dict(hidden_size=int(detok["embed_tokens.weight"].shape[0]), **attn(detok, "layers.0."))
     cfg["audio_tokenizer"] = dict(audio_acoustic_hidden_dim=int(tok["audio_acoustic_proj.weight"].shape[1]),
                                   pool_window_size=POOL, fsq_dim=int(tok["quantizer.project_in.weight"].shape[1]),
-                                  num_attention_pooler_hidden_layers=count(tok, "attention_pooler.layers."), **pooler)
+                                  num_attention_pooler_hidden_layers=count(tok, "attention_pooler.layers.{}."), **pooler)
     cfg["audio_token_detokenizer"] = dict(audio_acoustic_hidden_dim=int(detok["proj_out.weight"].shape[0]),
                                           pool_window_size=int(detok["special_tokens"].shape[1]),
-                                          num_attention_pooler_hidden_layers=count(detok, "layers."), **pooler)
+                                          num_attention_pooler_hidden_layers=count(detok, "layers.{}."), **pooler)
     return {k: (cfg[k], parts[k]) for k in parts}
 
 
@@ -188,18 +186,16 @@ def qwen3(state: dict, name: str, head: bool):
     head_dim = int(state["model.layers.0.self_attn.q_norm.weight"].shape[0])
     tied = "lm_head.weight" not in state
     cfg = Qwen3Config(vocab_size=int(vocab), hidden_size=int(hidden), head_dim=head_dim,
-                      num_hidden_layers=len({k.split(".")[2] for k in state if k.startswith("model.layers.")}),
+                      num_hidden_layers=count(state, "model.layers.{}."),
                       num_attention_heads=int(state["model.layers.0.self_attn.q_proj.weight"].shape[0]) // head_dim,
                       num_key_value_heads=int(state["model.layers.0.self_attn.k_proj.weight"].shape[0]) // head_dim,
                       intermediate_size=int(state["model.layers.0.mlp.gate_proj.weight"].shape[0]),
                       rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=40960,
                       tie_word_embeddings=tied)
-    if head:
-        module = Qwen3ForCausalLM(cfg)
-        sd = state
-    else:
-        module = Qwen3Model(cfg)
-        sd = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    cls, sd = (Qwen3ForCausalLM, state) if head else \
+        (Qwen3Model, {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    check_claim(lambda: cls(cfg), sd, name)
+    module = cls(cfg)
     why = misfit(module, sd, ("lm_head.weight",) if tied else ())
     if why:
         raise NodeError(f"{name}: its tensors do not match Qwen3's ({why})")
@@ -281,11 +277,14 @@ def load(mm, diffusion_model: str, text_encoder: str, lm: str, vae: str, device:
         with sizes_of(dm.name, "an ACE-Step 1.5 diffusion model"):
             parts = model_parts(state, dm.name)
         for part, (cfg, sd) in parts.items():
+            # widths read from tensors of no values (a (2e9, 0) feed-forward) asked the allocator for a terabyte
+            check_claim(lambda: classes[part](**cfg), sd, dm.name)
             mods[part] = _loaded(classes[part](**cfg), sd, dm.name, part)
         with torch.no_grad():
             mods["condition_encoder"].silence_latent.copy_(silence(mods["condition_encoder"].silence_latent.shape[1]))
         with sizes_of(vae_path.name, "ACE-Step 1.5's VAE"):
             vcfg, vsd = vae_part(state if aio else load_weights(vae_path, torch.float32), vae_path.name)
+        check_claim(lambda: AutoencoderOobleck(**vcfg), vsd, vae_path.name)
         decoder = _loaded(AutoencoderOobleck(**vcfg), vsd, vae_path.name, "VAE")
         te_file, lm_file = te, lm_path
         want = mods["condition_encoder"].config.text_hidden_dim

@@ -102,12 +102,12 @@ def parts(state: dict, name: str):
 
 def spiece(state: dict, name: str):
     """UMT5's tokenizer from the sentencepiece model ComfyUI keeps in the checkpoint (a uint8 spiece_model)."""
-    from nodes.generate.split import spiece_tokenizer
+    from nodes.generate.split import spiece_tokenizer, stored_tokenizer
     key = next((k for k in state if k.endswith("spiece_model")), None)
     if key is None:
         raise NodeError(f"{name} carries no UMT5 tokenizer (a spiece_model tensor): give ComfyUI's "
                         "ace_step_v1_3.5b.safetensors, which carries it")
-    return spiece_tokenizer(state[key].numpy().tobytes())
+    return stored_tokenizer(name, lambda: spiece_tokenizer(state[key].numpy().tobytes()))
 
 
 def lyrics_vocab(checkpoint: Path) -> Path:

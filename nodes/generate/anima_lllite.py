@@ -28,6 +28,8 @@ MODULE = re.compile(r"lllite_dit_blocks_(\d+)_(self_attn_[qkv]_proj|cross_attn_q
 PLACES = {"self_attn_q_proj": ("attn1", "to_q"), "self_attn_k_proj": ("attn1", "to_k"),
           "self_attn_v_proj": ("attn1", "to_v"), "cross_attn_q_proj": ("attn2", "to_q"), "mlp_layer1": ("ff", None)}
 FIX = "get it again from Comfy-Org/Anima-LLLite (model_patches/anima-lllite-*.safetensors)"
+MAX_BLOCKS = 512        # converters' bound on numbered blocks
+MAX_DILATION = 1024     # the encoder's grid is the picture's 1/16: no published net dilates past 8
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -118,9 +120,18 @@ class AnimaLllite(nn.Module):
                             f"; {FIX}")
         emb = int(state["lllite_conditioning1.proj.weight"].shape[0])
         res = {int(k.split(".")[2]) for k in state if k.startswith("lllite_conditioning1.resblocks.")}
+        # the highest number makes the list: one tensor named resblocks.200000 built 200,001 residual blocks
+        if max(res, default=0) >= MAX_BLOCKS:
+            raise NodeError(f"{name} numbers its encoder's residual blocks up to {max(res):,}; Kinograph reads at most "
+                            f"{MAX_BLOCKS} (the published nets have a few): the file is damaged or made to hang the "
+                            f"loader; {FIX}")
         dilations = ()
         if any(k.startswith("lllite_conditioning1.aspp.") for k in state):
-            dilations = tuple(int(d) for d in metadata.get("lllite.aspp_dilations", "1,2,4,8").split(",") if d.strip())
+            said = metadata.get("lllite.aspp_dilations", "1,2,4,8")
+            dilations = tuple(int(d) if d.strip().isdigit() else 0 for d in said.split(",") if d.strip())
+            if not all(1 <= d <= MAX_DILATION for d in dilations):
+                raise NodeError(f"{name}'s lllite.aspp_dilations ({said[:80]!r}) are not all whole numbers from 1 to "
+                                f"{MAX_DILATION} (the published nets say 1,2,4,8): {FIX}")
         self.cond_in_channels = int(state[PROBE].shape[1])
         self.masked_input = str(metadata.get("lllite.inpaint_masked_input", "false")).lower() == "true"
         self.lllite_conditioning1 = _Encoder(self.cond_in_channels, int(state["lllite_conditioning1.conv3.weight"]
@@ -146,7 +157,15 @@ class AnimaLllite(nn.Module):
 
 
 def build(state: dict, metadata: dict, name: str) -> AnimaLllite:
-    return AnimaLllite(state, metadata or {}, name)
+    """The net of a model_patches/ file. Its sizes are read from the tensors: one lacking, of too few dimensions or a
+    number that is none (lllite_conditioning1.resblocks.x, aspp dilations 'a,b') was a traceback; widths said by
+    tensors of no values (a (2e9, 0) FiLM layer) asked the allocator for gigabytes before the shapes were compared,
+    so the net is counted on the meta device first."""
+    from nodes.generate.converters import check_claim
+    from nodes.generate.weights import sizes_of
+    with sizes_of(name, "an Anima LLLite net"):
+        check_claim(lambda: AnimaLllite(state, metadata or {}, name), state, name)
+        return AnimaLllite(state, metadata or {}, name)
 
 
 def _centre_crop(x, height: int, width: int):

@@ -1,5 +1,5 @@
 """Sound nodes: the speech encoder features Wan 2.2 S2V and HuMo move a face by, their conditioning, Stable Audio
-Open's and Stable Audio 3's text to sound and ACE-Step 1.5's songs."""
+Open's and Stable Audio 3's text to sound, ACE-Step 1.5's, v1's and MiniMax Music 3's songs."""
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
@@ -17,6 +17,7 @@ SOUND_SAMPLERS = tuple(s for s in PICTURE_SAMPLERS if not s.endswith("_cfg_pp"))
 STABLE_AUDIO_SCHEDULERS = ("exponential", "karras", "simple")
 ACE_SCHEDULERS = ("simple", "sgm_uniform", "beta")
 STABLE_AUDIO3_SCHEDULERS = ACE_SCHEDULERS       # both flow models: ComfyUI's table schedules
+MUSIC3_SCHEDULERS = ACE_SCHEDULERS
 
 
 @node("load.audio_encoder", title="Load Audio Encoder", category="Models", device="gpu",
@@ -273,3 +274,59 @@ def generate_ace_step1(ctx, checkpoint: str = Param("ace_step_v1_3.5b.safetensor
                         shift, seed, tonemap, source, denoise, ctx.progress)
     ctx.log(f"{wave.shape[-1] / ace.RATE:.2f} s of song")
     return {"audio": as_audio(wave, ace.RATE)}
+
+
+@node("generate.minimax_music3", title="MiniMax Music 3 (song from caption and lyrics)", category="Sampling",
+      device="gpu", outputs={"audio": AUDIO})
+def generate_minimax_music3(ctx, diffusion_model: str = Param("minimax_music3_dit_fp16.safetensors", kind="path",
+                                                              locate=locator("diffusion_models"),
+                                                              help="MiniMax Music 3's DiT in diffusion_models/ "
+                                                                   "(fp16 or int8_convrot)"),
+                            text_encoder: str = Param("minimax_music3_text_encoder_pruned_int8_convrot.safetensors",
+                                                      kind="path", locate=locator("text_encoders"),
+                                                      help="its language model in text_encoders/ (it carries its "
+                                                           "tokenizer)"),
+                            vae: str = Param("minimax_music3_dav.safetensors", kind="path", locate=locator("vae"),
+                                             help="its DAV decoder in vae/"),
+                            caption: str = Param("", kind="text", help="the song: style, mood, voice, arrangement"),
+                            lyrics: str = Param("", kind="text", help="the words, with [verse] / [chorus] marks; "
+                                                                      "only marks for an instrumental"),
+                            max_duration: float = Param(120.0, min=0.04, max=360.0,
+                                                        help="the longest song in seconds; the model may end it "
+                                                             "earlier"),
+                            lm_seed: int = Param(0, kind="seed", help="the language model's seed "
+                                                                      "(MiniMaxMusic3TextEncode's)"),
+                            cfg_scale: float = Param(1.5, min=0.0, max=100.0,
+                                                     help="the language model's guidance against the blanked "
+                                                          "prompt"),
+                            top_k: int = Param(50, min=1, max=16384,
+                                               help="semantic codes drawn from among the prompt's this many "
+                                                    "likeliest"),
+                            seconds: float = Param(0.0, zero="auto", min=0.0, max=360.0,
+                                                   help="the latent's length; auto: as long as the language model's "
+                                                        "song"),
+                            steps: int = Param(30, min=1, max=1000, help="KSampler's steps"),
+                            cfg: float = Param(1.7, min=0.0, max=100.0, help="guidance against no conditioning"),
+                            sampler: str = Param("euler", choices=PICTURE_SAMPLERS, help="KSampler's sampler"),
+                            scheduler: str = Param("simple", choices=MUSIC3_SCHEDULERS,
+                                                   help="KSampler's scheduler"),
+                            seed: int = Param(0, kind="seed", help="the noise's seed (KSampler's)"),
+                            tile_size: int = Param(0, zero="off", min=0, max=8192,
+                                                   help="decode in windows of this many latent frames "
+                                                        "(VAEDecodeAudioTiled's), for long songs on small GPUs"),
+                            overlap: int = Param(64, min=0, max=1024, help="latent frames tiles share")):
+    """MiniMax Music 3's song for a caption and lyrics from ComfyUI's three files (its MiniMaxMusic3TextEncode,
+    EmptyMiniMaxMusic3LatentAudio, ConditioningZeroOut negative, KSampler and VAEDecodeAudio or VAEDecodeAudioTiled in
+    one node): the language model writes the song 25 frames a second until it ends it or max_duration, then the
+    DiT renders those frames as 44.1 kHz stereo. Save it with io.save_audio, or lay it under a clip with
+    io.set_audio."""
+    from nodes.generate import minimax_music3 as mm3
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.stable_audio import as_audio
+    model = mm3.load(manager_for(ctx), diffusion_model, text_encoder, vae, ctx.device)
+    states = mm3.frame_states(model, caption, lyrics, lm_seed, mm3.frames_for(max_duration), cfg_scale, top_k,
+                              ctx.progress)
+    latent = mm3.generate(model, states, seconds, steps, cfg, sampler, scheduler, seed, ctx.progress)
+    wave = mm3.decode(model, latent, tile_size, overlap)
+    ctx.log(f"{states.shape[1]} frames written, {wave.shape[-1] / mm3.RATE:.2f} s of song")
+    return {"audio": as_audio(wave, mm3.RATE)}

@@ -27,8 +27,9 @@ class BrownianTree:
     BrownianTree(t0, zeros(shape), t1, entropy=seed) returns them for tree(ta, tb)."""
 
     def __init__(self, t0: float, t1: float, shape, seed: int, dtype=torch.float32, device="cpu"):
-        if not t0 < t1:
-            raise ValueError(f"a Brownian tree spans t0 < t1; got {t0} and {t1}")
+        # t0 = t1 is a one-level run (one step to zero), whose only query is empty; torchsde takes it too
+        if not t0 <= t1:
+            raise ValueError(f"a Brownian tree spans t0 <= t1; got {t0} and {t1}")
         self.shape, self.dtype, self.device = tuple(shape), dtype, torch.device(device)
         self.seed = int(seed)
         self.start, self.end = self._round(t0), self._round(t1)

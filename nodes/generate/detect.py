@@ -138,7 +138,13 @@ def gguf_header(path: Path) -> Header:
     for t in reader.tensors:
         stored = tuple(int(x) for x in reversed(t.shape.tolist()))
         orig = meta.get(f"comfy.gguf.orig_shape.{t.name}")
-        shapes[t.name] = tuple(int(x) for x in orig) if orig else stored
+        # ComfyUI-GGUF writes (and reads only) an array of whole numbers: a string, a number or a list of text there
+        # was a ValueError / TypeError traceback out of `kinograph info` and every GGUF loader
+        if orig is not None and not (isinstance(orig, list) and all(type(x) is int for x in orig)):
+            raise NodeError(f"{path} is not a valid GGUF file: its metadata gives tensor {t.name} the shape "
+                            f"{str(orig)[:80]!r}, where ComfyUI writes a list of whole numbers. It is corrupt or made "
+                            "to mislead; copy the file again from where it was published.")
+        shapes[t.name] = tuple(orig) if orig else stored
         # ComfyUI's shape is metadata beside the tensor, free to say anything: a tensor of 16 values stated as
         # 1,000,000 x 16 x 2 x 2 was listed as a Wan transformer 1,000,000 wide that loads.
         if math.prod(shapes[t.name]) != math.prod(stored) or min(shapes[t.name], default=1) < 0:
@@ -525,6 +531,8 @@ class Keys:
 
     def __init__(self, shapes: Dict[str, Shape]):
         self.shapes = shapes
+        self.asked: list = []       # the tensors a rule read the shape of, to name one a damaged file got wrong
+
 
     def prefix_of(self, key: str) -> Optional[str]:
         for p in PREFIXES:
@@ -540,6 +548,8 @@ class Keys:
 
     def shape(self, key: str) -> Optional[Shape]:
         p = self.prefix_of(key)
+        if p is not None:
+            self.asked.append(p + key)
         return None if p is None else self.shapes[p + key]
 
     def count(self, pattern: str) -> int:
@@ -1501,6 +1511,19 @@ def _stable_audio(k: Keys) -> Optional[Detection]:
                      "(stable-audio-tools' names)")
 
 
+def _minimax_music3(k: Keys) -> Optional[Detection]:
+    """MiniMax Music 3's three files in ComfyUI's names, which generate.minimax_music3 reads by name: the DiT
+    (diffusion_transformer. with latent_conditioners and cond_layer_logits), the text encoder (a Qwen3 with the RVQ depth
+    decoder under model.audio_decoder.: told before Qwen3 text encoders) and the DAV (dec_in_proj, decoder.model.N)."""
+    if k.has("diffusion_transformer.preprocess_conv.weight", "cond_layer_logits"):
+        return Detection(None, "minimax_music3", "diffusion_model", why="diffusion_transformer / latent_conditioners")
+    if k.has("model.audio_decoder.projection.weight", "model.audio_extra_embedding.weight"):
+        return Detection(None, "minimax_music3", "text_encoder", why="model.layers with model.audio_decoder")
+    if k.has("dec_in_proj.weight") and k.any("decoder.model.0.weight_v", "decoder.model.0.parametrizations.weight.original1"):
+        return Detection(None, "minimax_music3", "vae", why="dec_in_proj / decoder.model.N (weight-normed)")
+    return None
+
+
 def _read_by_a_node(k: Keys) -> Optional[Detection]:
     """Files no model loader takes that a sound or control node reads by name (model_manager.READ_BY_NODE says which):
     ACE-Step v1's checkpoint (ace_step_v1_3.5b: model.diffusion_model.genre_embedder / lyric_embs, vae.dcae., vae.vocoder.),
@@ -1567,7 +1590,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
@@ -1575,10 +1598,23 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
     """Detection from tensor names and shapes (exact names, prefixes tolerated)."""
     k = Keys(shapes)
     for rule in RULES:
-        found = rule(k)
+        try:
+            found = rule(k)
+        except (IndexError, TypeError, ValueError, ZeroDivisionError):
+            # The rules read a layer's width from its shape; a damaged file's tensor of too few dimensions (or none)
+            # under a model's name stopped `kinograph info` on the whole models folder, and every loader, with an
+            # IndexError traceback.
+            raise NodeError(f"not a model file Kinograph can read: {_odd_shape(k)}, which no model has; the file is "
+                            "damaged: get it again from where it came") from None
         if found is not None:
             return found
     return Detection(None, None, why="no known key pattern")
+
+
+def _odd_shape(k: Keys) -> str:
+    """The tensor a rule stopped on: of those it read, one with no values or too few dimensions, else the last."""
+    odd = [n for n in k.asked if len(k.shapes[n]) < 2 or 0 in k.shapes[n]] or k.asked[-1:]
+    return f"its tensor {odd[-1]} has shape {list(k.shapes[odd[-1]])}" if odd else "its tensor shapes fit no layout"
 
 
 def detect_header(header: Header) -> Detection:
@@ -1623,7 +1659,12 @@ def _transformer_config(metadata: Dict[str, str]) -> dict:
 
 
 def detect_file(path) -> Detection:
-    return ltx2_release(detect_header(read_header(path)), Path(path).name)
+    header = read_header(path)
+    try:
+        det = detect_header(header)
+    except NodeError as exc:
+        raise NodeError(f"{path} is {exc}") from None
+    return ltx2_release(det, Path(path).name)
 
 
 def detect_state_dict(state: Dict[str, object]) -> Detection:

@@ -321,9 +321,10 @@ def _loaded_headers(wf, registry, node_type: str, slot: str, loader: str, folder
         name = g.nodes[chain[-1]].params.get("name")
         try:
             header = read_header(resolve_model_path(name if isinstance(name, str) else "", folder, what))
+            det = detect_header(header)
         except (NodeError, OSError, ValueError):
             continue
-        yield nid, header, detect_header(header)
+        yield nid, header, det
 
 
 def decode_work(wf, registry, samplers: List[SamplerWork]) -> List[DecodeWork]:

@@ -24,7 +24,7 @@ def flux_time(t: torch.Tensor, dim: int = 256, max_period: float = 1000.0) -> to
     """FLUX.1's time features of 1000 t; Hunyuan3D 2.0 was trained with max_period 1000 (not FLUX.1's 10000)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = (1000.0 * t).float()[:, None] * freqs[None]
+    args = (1000.0 * t.float())[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], -1)
 
 

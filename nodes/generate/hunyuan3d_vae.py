@@ -155,16 +155,18 @@ class ShapeVAE(nn.Module):
                progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
         """latents [B, C, N] (already divided by scale_factor) -> grid [B, R+1, R+1, R+1] in [0, 1], axes z, y, x."""
         tokens = self.tokens(latents.to(self.device, self.dtype))
-        side = torch.linspace(-BOUNDS, BOUNDS, int(resolution) + 1, dtype=torch.float32)
-        xyz = torch.stack(torch.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3)
-        xyz = xyz.to(self.device, self.dtype)
-        out, n = [], xyz.shape[0]
+        r = int(resolution) + 1
+        side = torch.linspace(-BOUNDS, BOUNDS, r, dtype=torch.float32, device=self.device)
+        out, n = [], r ** 3
         for start in range(0, n, num_chunks):
-            pts = xyz[start:start + num_chunks][None].expand(tokens.shape[0], -1, -1)
-            out.append(self.geo_decoder(pts, tokens).float())
+            # the chunk's grid points (x slowest, as ComfyUI's meshgrid), made as they are asked for and in float32
+            # whatever the weights: bf16 rounded a 512 grid's neighbours together and its finest Fourier feature by
+            # half a radian, and the whole grid's points held 1.6 GB
+            i = torch.arange(start, min(start + num_chunks, n), device=self.device)
+            pts = torch.stack([side[i // (r * r)], side[i // r % r], side[i % r]], -1)
+            out.append(self.geo_decoder(pts[None].expand(tokens.shape[0], -1, -1), tokens).float())
             if progress is not None:
                 progress(min(start + num_chunks, n), n)
-        r = int(resolution) + 1
         grid = torch.cat(out, 1).view(tokens.shape[0], r, r, r)      # axes x, y, z
         return ((grid + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 3, 2, 1)
 

@@ -94,6 +94,14 @@ READ_BY_NODE = {
                                       "vae/ace_1.5_vae"),
     ("ace_step", "vae"): ("an Oobleck audio VAE (ACE-Step 1.5's ace_1.5_vae)", True,
                           "generate.ace_step reads it as its vae"),
+    ("minimax_music3", "diffusion_model"): ("MiniMax Music 3's DiT (songs, not pictures)", True,
+                                            "generate.minimax_music3 reads it as its diffusion_model, with "
+                                            "text_encoders/minimax_music3_text_encoder_* and "
+                                            "vae/minimax_music3_dav"),
+    ("minimax_music3", "text_encoder"): ("MiniMax Music 3's language model (it writes the song's frames)", True,
+                                         "generate.minimax_music3 reads it as its text_encoder"),
+    ("minimax_music3", "vae"): ("MiniMax Music 3's DAV (its audio decoder)", True,
+                                "generate.minimax_music3 reads it as its vae"),
     ("anima", "lllite"): ("an Anima ControlNet-LLLite net", True,
                           "load.model_patch, then control.anima_lllite on Anima's DiT"),
     ("minimax_h3", "fun-controlnet"): ("MiniMax H3's Fun ControlNet-Union", True,

@@ -79,7 +79,8 @@ def manual_sigmas(text: str) -> torch.Tensor:
 
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
                 shift: Optional[float] = None, sampler: str = "", beta=BETA) -> torch.Tensor:
-    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule), as ComfyUI's KSampler
+    """steps+1 noise levels (ddim_uniform's may be one more, as ComfyUI's; fewer for denoise < 1: the last part of
+    the full schedule), as ComfyUI's KSampler
     gives them to `sampler` (uni_pc, uni_pc_bh2, dpm_2, dpm_2_ancestral: ksampler_schedule; "" = the schedule's own).
     `beta`: the (alpha, beta) of the beta scheduler's distribution (ComfyUI's BetaSamplingScheduler; 0.6, 0.6 as
     KSampler's).
@@ -110,6 +111,8 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
             return beta_sigmas(table, n, *beta)
         return TABLE_SCHEDULES[scheduler](table, n)
     sig = ksampler_schedule(levels_for, steps, sampler)
+    if denoise >= 1:        # all of it: ddim_uniform gives a level more where steps do not divide its table
+        return sig
     keep = max(1, round(steps * denoise))
     return sig[len(sig) - 1 - keep:]
 
@@ -584,13 +587,14 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                              float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0, dual)
 
     # A CFG++ sampler leaves each step along the negative prompt's own prediction (ComfyUI's uncond_denoised): the
-    # model under the negative prompt alone, through the same wrappers
+    # model under the negative prompt alone, through the same wrappers; a model told cfg as its guidance (FLUX.1 dev)
+    # reads the run's there too (no negative prompt to guide against, so cfg is its guidance alone)
     negative_alone = None
     if sampler in CFG_PP:
         if negative is None:
             raise NodeError(f"{sampler} steps along the negative prompt's prediction (CFG++): connect encode.text's "
                             "negative output to sample's negative input, or choose another sampler")
-        negative_alone = guided_model_fn(handle, adapter, negative, None, 1.0, x.shape[0], device, dtype, x.shape[2],
+        negative_alone = guided_model_fn(handle, adapter, negative, None, cfg, x.shape[0], device, dtype, x.shape[2],
                                          keep, noise.to(device), mask_at, ip_feed)
 
     def wrapped(pass_info: SamplingInfo, f=guided):

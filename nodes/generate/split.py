@@ -526,7 +526,7 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, o
     from transformers import AutoTokenizer
     looked: List[str] = []
     if not of:
-        embedded = _embedded_spiece(path, det) or _embedded_json(path)
+        embedded = stored_tokenizer(path.name, lambda: _embedded_spiece(path, det) or _embedded_json(path))
         if embedded is not None:
             return embedded
         looked.append(f"a spiece_model tensor inside {path.name}")
@@ -641,6 +641,19 @@ def _embedded_spiece(path: Path, det: Detection):
             return gemma_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
     with safe_open(str(path), "pt") as f:
         return spiece_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
+
+
+def stored_tokenizer(name: str, read):
+    """read()'s tokenizer, kept inside the model file `name` (spiece_model / tokenizer_json). A damaged one (Stable
+    Audio 3's T5Gemma, LTX-2's Gemma, Lens's GPT-OSS, ACE-Step v1's UMT5, the T5 files) was sentencepiece's
+    RuntimeError, tokenizers' bare Exception or a UnicodeDecodeError traceback."""
+    try:
+        return read()
+    except NodeError:
+        raise
+    except Exception as exc:    # noqa: BLE001 - sentencepiece, tokenizers and transformers each raise their own
+        raise NodeError(f"{name}: the tokenizer stored inside it cannot be read ({str(exc).splitlines()[0][:200]}): "
+                        "the file is damaged; get it again from where it came") from None
 
 
 def spiece_tokenizer(data: bytes):

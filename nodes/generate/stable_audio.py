@@ -152,11 +152,14 @@ def projection_weights(state: dict, name: str):
 def checkpoint_parts(state: dict, name: str, model: str, parts, device: str) -> list:
     """The modules `parts` ((class, reader, buffers the file need not hold)) of one checkpoint: each reader turns
     the file's tensors into (config, state dict); a mismatch is named as a damaged file or another model's."""
+    from nodes.generate.converters import check_claim
     from nodes.generate.weights import misfit, sizes_of
     out = []
     for cls, read, computed in parts:
         with sizes_of(name, f"{model}'s {cls.__name__}"):
             cfg, sd = read(state, name)
+        # widths read from tensors of no values (a (2e9, 0) feed-forward) asked the allocator for a terabyte
+        check_claim(lambda: cls(**cfg), sd, name)
         module = cls(**cfg)
         why = misfit(module, sd, computed)
         if why:

@@ -20,6 +20,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.audio_nodes import STABLE_AUDIO3_SCHEDULERS as SCHEDULERS
+from nodes.generate.converters import check_claim, count
 from nodes.generate.stable_audio import COND, DIT, RATE, VAE, _part, checkpoint_parts, loudness
 
 HOP = 4096                  # samples per latent frame (SAME's 256-sample patches, then stride 16)
@@ -57,7 +58,7 @@ def dit_weights(state: dict, name: str):
     io = int(out["preprocess_conv.weight"].shape[0])
     heads = dim // int(out["transformer_blocks.0.self_attn.q_norm.gamma"].shape[0])
     cfg = dict(io_channels=io, patch_size=int(out["proj_in.weight"].shape[1]) // io, embed_dim=dim,
-               depth=len({k.split(".")[1] for k in out if k.startswith("transformer_blocks.")}), num_heads=heads,
+               depth=count(out, "transformer_blocks.{}."), num_heads=heads,
                cond_token_dim=int(out["to_cond_embed.0.weight"].shape[1]),
                global_cond_dim=int(out["to_global_embed.0.weight"].shape[1]),
                local_add_cond_dim=int(out["transformer_blocks.0.to_local_embed.0.weight"].shape[1]),
@@ -98,7 +99,7 @@ def vae_weights(state: dict, name: str):
             k = k.replace(a, b)
         out[k] = v
     hidden = int(out["encoder.proj.weight"].shape[1])
-    depth = len({k.split(".")[4] for k in out if k.startswith("encoder.blocks.0.transformers.")})
+    depth = count(out, "encoder.blocks.0.transformers.{}.")
     cfg = dict(audio_channels=2, patch_size=int(out["encoder.blocks.0.mapping.weight_v"].shape[1]) // 2,
                encoder_channels=hidden, encoder_c_mults=(1,) * blocks, encoder_strides=(SAME_STRIDE,) * blocks,
                encoder_transformer_depths=(depth,) * blocks, latent_dim=int(out["encoder.proj.weight"].shape[0]),
@@ -130,7 +131,7 @@ def t5gemma(state: dict, name: str):
         raise NodeError(f"{name} is not T5Gemma (it has no model.encoder.layers.*.pre_self_attn_layernorm): give "
                         "t5gemma_b_b_ul2.safetensors from text_encoders/")
     vocab, hidden = sd["encoder.embed_tokens.weight"].shape
-    layers = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
+    layers = count(sd, "encoder.layers.{}.")
     enc = T5GemmaModuleConfig(vocab_size=int(vocab), hidden_size=int(hidden), num_hidden_layers=layers,
                               intermediate_size=int(sd["encoder.layers.0.mlp.gate_proj.weight"].shape[0]),
                               num_attention_heads=int(sd["encoder.layers.0.self_attn.q_proj.weight"].shape[0])
@@ -140,7 +141,9 @@ def t5gemma(state: dict, name: str):
                               head_dim=T5GEMMA_HEAD, query_pre_attn_scalar=T5GEMMA_HEAD,
                               layer_types=["sliding_attention", "full_attention"] * (layers // 2) +
                               ["sliding_attention"] * (layers % 2))
-    module = T5GemmaEncoderModel(T5GemmaConfig(encoder=enc, decoder=enc, is_encoder_decoder=False))
+    config = T5GemmaConfig(encoder=enc, decoder=enc, is_encoder_decoder=False)
+    check_claim(lambda: T5GemmaEncoderModel(config), sd, name)
+    module = T5GemmaEncoderModel(config)
     from nodes.generate.weights import misfit
     why = misfit(module, {k: v for k, v in sd.items() if k.startswith("encoder.")})
     if why:

@@ -325,7 +325,7 @@ def _checked_scale(base: str, scale, shape):
     growing it (a (1000, 1, 1) scale on a (3072, 3072) weight made a 37 GB product of a 4 KB tensor), and finite (a
     NaN scale made every value of the layer NaN, drawing black frames without a word)."""
     import torch
-    if scale.ndim == 1 and scale.numel() == shape[0] > 1:      # one scale per output row
+    if scale.ndim == 1 and len(shape) and scale.numel() == shape[0] > 1:      # one scale per output row
         scale = scale.view(-1, *[1] * (len(shape) - 1))
     try:
         fits = torch.broadcast_shapes(tuple(shape), tuple(scale.shape)) == tuple(shape)
@@ -392,10 +392,15 @@ def misfit(module, state: Dict[str, "object"], allowed=()) -> Optional[str]:
 def sizes_of(name: str, what: str):
     """Around reading `what`'s sizes (a model's, with its article: "an ACE-Step 1.5 transformer") from the named
     tensors of the file `name`: a tensor the file lacks (a KeyError), one of too few dimensions (IndexError,
-    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback."""
+    ValueError) or with a 0 (ZeroDivisionError) is named as a damaged file, not a traceback; a refusal the reading
+    raised (too many blocks) gets the file's name."""
     damaged = "the file is cut short or another model's; download it again"
     try:
         yield
+    except NodeError as e:      # converters.count's refusal of thousands of blocks, said of the tensors alone
+        if name in str(e):
+            raise
+        raise NodeError(f"{name}: {e}") from None
     except KeyError as e:
         raise NodeError(f"{name} lacks {e.args[0]}, which gives {what}'s size: {damaged}") from None
     except (IndexError, ValueError, ZeroDivisionError) as e:

@@ -39,11 +39,12 @@ def basic(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
     covers. An empty grid gives an empty mesh (ComfyUI's gives a lone vertex at -1, -1, -1)."""
     solid = grid > threshold
     padded = np.pad(solid, 1)
-    cells = np.argwhere(solid)                       # raster order, as ComfyUI's flattened meshgrid
+    d, h, w = grid.shape
     vertices, faces, count = [], [], 0
     for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
-        near = cells + offset + 1
-        exposed = cells[~padded[near[:, 0], near[:, 1], near[:, 2]]]
+        # masks over the grid, not index lists over its solid cells: a filled 513^3 grid's indices took gigabytes
+        z, y, x = offset + 1
+        exposed = np.argwhere(solid & ~padded[z:z + d, y:y + h, x:x + w])    # raster order, as ComfyUI's
         if not len(exposed):
             continue
         vertices.append((exposed[:, None, :] + corners[None]).reshape(-1, 3))
@@ -55,17 +56,34 @@ def basic(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
     return _place(np.concatenate(vertices).astype(np.float32), grid.shape), np.concatenate(faces).astype(np.int32)
 
 
+def _keys(cells: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Raster keys of (z, y, x) cells of a padded grid (y up to h, x up to w): increasing in raster order."""
+    return (cells[:, 0] * (h + 1) + cells[:, 1]) * (w + 1) + cells[:, 2]
+
+
+def _vertex_of(keys: np.ndarray, number: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The vertex number of the active cell at each wanted key, -1 where no active cell is."""
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, number[at], -1)
+
+
 def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
     """ComfyUI's voxel_to_mesh_surfnet."""
     grid = np.asarray(grid, np.float32)
     d, h, w = grid.shape
     padded = np.pad(grid, 1)
-    cells = np.stack(np.meshgrid(np.arange(d), np.arange(h), np.arange(w), indexing="ij"), -1).reshape(-1, 3)
+    # which cells the surface passes through, from the grid's eight shifted views, then the corners of those cells
+    # alone (gathering every cell's corners, as ComfyUI does, held ~260 bytes a cell: 36 GB at octree resolution 512)
+    above = padded > threshold
+    some, every = above[:d, :h, :w].copy(), above[:d, :h, :w].copy()
+    for z, y, x in _CORNERS[1:]:
+        some |= above[z:z + d, y:y + h, x:x + w]
+        every &= above[z:z + d, y:y + h, x:x + w]
+    cells = np.argwhere(some & ~every)                  # raster order, as ComfyUI's
+    del above, some, every
     pos = cells[:, None, :] + _CORNERS[None]
     values = padded[pos[..., 0], pos[..., 1], pos[..., 2]]
     inside = values > threshold
-    active = inside.any(1) & ~inside.all(1)
-    cells, inside, values = cells[active], inside[active], values[active]
     if not len(cells):
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
 
@@ -85,8 +103,9 @@ def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndar
     number[order] = np.arange(len(cells))
     vertices = (mean + cells.astype(np.float32))[order]
 
-    lookup = np.full((d + 1, h + 1, w + 1), -1, np.int64)
-    lookup[cells[:, 0], cells[:, 1], cells[:, 2]] = number
+    # a cell's vertex found by its raster key among the active cells' (sorted, as argwhere gave them), not in a dense
+    # table of the whole grid
+    keys = _keys(cells, h, w)
     inside_f = inside.astype(np.float32)
     corners = _CORNERS.astype(np.float32)
     gradient = (inside_f @ corners) / inside_f.sum(1, keepdims=True) - \
@@ -96,7 +115,7 @@ def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndar
         normal = np.cross(np.eye(3)[i], np.eye(3)[j])
         quad = [cells, cells + np.eye(3, dtype=int)[i], cells + np.eye(3, dtype=int)[j],
                 cells + np.eye(3, dtype=int)[i] + np.eye(3, dtype=int)[j]]
-        ids = np.stack([lookup[q[:, 0], q[:, 1], q[:, 2]] for q in quad], 1)
+        ids = np.stack([_vertex_of(keys, number, _keys(q, h, w)) for q in quad], 1)
         ok = (ids >= 0).all(1)
         ids, facing = ids[ok], (gradient @ normal)[ok] > 0
         a, b, c, e = ids.T

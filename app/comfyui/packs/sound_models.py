@@ -17,18 +17,18 @@ STABLE_AUDIO3 = re.compile(r"stable_audio_3|t5gemma")
 SA3_SCHEDULERS = ("simple", "sgm_uniform", "beta")
 
 
-def ace_sampling(raw: dict, notes: list) -> dict:
-    """KSampler's sampler and scheduler as generate.ace_step / ace_step1 take them (those they have not: named, their
-    defaults used)."""
+def ace_sampling(raw: dict, notes: list, samplers=SAMPLERS_KEPT, model: str = "ACE-Step") -> dict:
+    """KSampler's sampler and scheduler as generate.ace_step / ace_step1 (or another song node taking `samplers`)
+    take them (those they have not: named, their defaults used)."""
     out = {}
-    if raw["sampler_name"] in SAMPLERS_KEPT:
+    if raw["sampler_name"] in samplers:
         out["sampler"] = raw["sampler_name"]
     else:
         notes.append(f"sampler {raw['sampler_name']} is not one Kinograph has: euler")
     if raw["scheduler"] in ("simple", "sgm_uniform", "beta"):
         out["scheduler"] = raw["scheduler"]
     else:
-        notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for ACE-Step: simple")
+        notes.append(f"scheduler {raw['scheduler']} is not one Kinograph has for {model}: simple")
     return out
 
 
@@ -219,7 +219,8 @@ class SoundModels:
             notes.append("the negative is not ConditioningZeroOut's: generate.ace_step guides against the model's "
                          "null embedding, as ComfyUI does for a zeroed one")
             dropped = {n.id for n in negative}
-        return self._fold_ace_step(cn, ks, params, [*carried, *negative], dropped)
+        return self._fold_song("generate.ace_step", "the loaders, prompt, EmptyAceStep1.5LatentAudio and VAEDecodeAudio",
+                               "the model's null embedding", cn, ks, params, [*carried, *negative], dropped)
 
     def special_latent_operation_cfg(self, cn, rule, params, notes):
         """LatentApplyOperationCFG: the model passes on (generate.ace_step1 reads the operation from the workflow)."""
@@ -296,8 +297,9 @@ class SoundModels:
                          "prompt and lyrics, as ComfyUI's ConditioningZeroOut gives them")
             dropped |= {n.id for n in negative}
         song = self.resolve(latent.inputs.get("audio")) if latent.class_type == "VAEEncodeAudio" else None
-        nid = self._fold_ace_step(cn, ks, params, [*carried, *negative], dropped, kind="generate.ace_step1",
-                                  made_of="EmptyAceStepLatentAudio (or VAEEncodeAudio) and VAEDecodeAudio")[0]
+        nid = self._fold_song("generate.ace_step1", "the loaders, prompt, EmptyAceStepLatentAudio (or VAEEncodeAudio) "
+                              "and VAEDecodeAudio", "the model's null embedding", cn, ks, params,
+                              [*carried, *negative], dropped)[0]
         # the nodes that became no Kinograph node of their own (their settings ride into this one)
         for n in [*extra, latent]:
             entry = self.report.entries.get(getattr(n, "id", None))
@@ -318,22 +320,81 @@ class SoundModels:
                 todo += [self.flat.nodes.get(v.node) for v in n.inputs.values() if isinstance(v, Ref)]
         return list(seen.values())
 
-    def _fold_ace_step(self, cn, ks, params, folded, dropped, kind="generate.ace_step",
-                       made_of="EmptyAceStep1.5LatentAudio and VAEDecodeAudio"):
+    def _fold_song(self, kind: str, parts: str, against: str, cn, ks, params, folded, dropped):
+        """`kind` in place of the Kinograph nodes the chain (`ks`, `folded`) became, its audio what decoder `cn`
+        gives; `parts` names what folded into it. A chain two decoders read (a switch between VAEDecodeAudio and
+        VAEDecodeAudioTiled) becomes one node per decoder: the first's node is kept for it, not folded again, and the
+        chain's nodes name both."""
         g = self.graph
         made = {k for n in [ks, *folded] if n is not None and n.id in self.report.entries
-                for k in self.report.entries[n.id].kinograph if k in g.nodes}
+                for k in self.report.entries[n.id].kinograph if k in g.nodes and g.nodes[k].type != kind}
         gone = made - {link.src for link in g.links() if link.src in made and link.dst not in made}
         for n in gone:
             g.remove_node(n)
-        nid = self.add(kind, ks, params)
+        entry = self.report.entries.get(ks.id)
+        twin = entry is not None and any(k in g.nodes and g.nodes[k].type == kind for k in entry.kinograph)
+        nid = self.add(kind, ks, params, suffix="_for_" + re.sub(r"[^A-Za-z0-9]+", "_", cn.id) if twin else "")
+        chain = {n.id for n in [ks, *folded] if n is not None}
         for entry in self.report.entries.values():
-            if set(entry.kinograph) & gone:
+            if set(entry.kinograph) & gone or twin and entry.comfy_id in chain:
                 entry.kinograph = [k for k in entry.kinograph if k not in gone] + [nid]
                 entry.status = "approx" if entry.comfy_id in dropped else "exact"
-                entry.notes = [f"folded into {nid} ({kind}), with the loaders, prompt, {made_of}"] \
-                    if entry.comfy_id == ks.id else \
-                    [f"part of the negative, not carried: {nid} ({kind}) guides against the model's null "
-                     "embedding"] if entry.comfy_id in dropped else [f"folded into {nid} ({kind})"]
+                entry.notes = [f"folded into {nid} ({kind}), with {parts}"] if entry.comfy_id == ks.id else \
+                    [f"part of the negative, not carried: {nid} ({kind}) guides against {against}"] \
+                    if entry.comfy_id in dropped else [f"folded into {nid} ({kind})"]
         self.outs[(cn.id, 0)] = Out((nid, "audio"))
         return [nid]
+
+    def special_music3_song(self, cn, rule, params, notes):
+        """MiniMaxMusic3TextEncode: its widgets are generate.minimax_music3's; its seconds (the length the language
+        model ends the song at, known as it runs) is that node's seconds 0, auto (VAEDecodeAudio folds the chain)."""
+        self.outs[(cn.id, 0)] = Out(None, {"music3_song": params})
+        self.outs[(cn.id, 1)] = Out(None, {"value": 0.0})
+        return []
+
+    def minimax_music3(self, cn, ks, params, notes):
+        """generate.minimax_music3 in place of the nodes the chain (UNETLoader, CLIPLoader, VAELoader,
+        MiniMaxMusic3TextEncode, ConditioningZeroOut, EmptyMiniMaxMusic3LatentAudio, KSampler) became, with the
+        decoder's tiles (VAEDecodeAudioTiled's); None (left unmapped, with why) where the chain is another."""
+        model, _ = self._upstream(ks, "model")
+        pos, _ = self._upstream(ks, "positive")
+        neg, _ = self._upstream(ks, "negative")
+        clip = self._upstream(pos, "clip")[0] if pos is not None else None
+        vae = self._upstream(cn, "vae")[0]
+        kinds = [getattr(n, "class_type", None) for n in (model, pos, clip, vae)]
+        if kinds != ["UNETLoader", "MiniMaxMusic3TextEncode", "CLIPLoader", "VAELoader"]:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                "generate.minimax_music3 takes the model from UNETLoader, the conditioning from MiniMaxMusic3TextEncode "
+                "on CLIPLoader and the DAV from VAELoader, with nothing between: here they come from "
+                f"{', '.join(str(k) for k in kinds)}")
+            return None
+        song = self.resolve(ks.inputs.get("positive"))
+        song = dict(song.attrs.get("music3_song", {})) if isinstance(song, Out) else {}
+        raw = {k: self.resolve(ks.inputs.get(k)) for k in ("seed", "steps", "cfg", "sampler_name", "scheduler",
+                                                           "denoise")}
+        out = {"diffusion_model": self.resolve(model.inputs.get("unet_name")),
+               "text_encoder": self.resolve(clip.inputs.get("clip_name")),
+               "vae": self.resolve(vae.inputs.get("vae_name")), **song,
+               **{k: raw[k] for k in ("seed", "steps", "cfg") if raw[k] is not None}}
+        seconds = self.resolve(ks.inputs.get("latent_image"))
+        seconds = seconds.attrs.get("audio_seconds") if isinstance(seconds, Out) else None
+        if seconds is not None:
+            out["seconds"] = float(seconds)
+        if params.get("tile_size") is not None:
+            out.update(tile_size=int(params["tile_size"]), overlap=int(params.get("overlap", 64)))
+        from nodes.generate.samplers import SAMPLERS
+        out.update(ace_sampling(raw, notes, [s for s in SAMPLERS if s != "ar_video"], "MiniMax Music 3"))
+        if raw["denoise"] is not None and float(raw["denoise"]) != 1.0:
+            notes.append(f"denoise {raw['denoise']} is not carried: generate.minimax_music3 makes the song from "
+                         "noise (1.0)")
+        carried = [model, pos, clip, vae]
+        negative = self._feeding(neg, {n.id for n in carried})
+        dropped = set()
+        if neg is None or neg.class_type != "ConditioningZeroOut":
+            notes.append("the negative is not ConditioningZeroOut's: generate.minimax_music3 guides against no "
+                         "conditioning, as ComfyUI does for a zeroed one")
+            dropped = {n.id for n in negative}
+        return self._fold_song("generate.minimax_music3", "the loaders, MiniMaxMusic3TextEncode, "
+                               "EmptyMiniMaxMusic3LatentAudio and the decoder", "no conditioning", cn, ks, out,
+                               [*carried, *negative], dropped)

@@ -379,8 +379,9 @@ class VideoModels:
 
     def special_vae_decode_audio(self, cn, rule, params, notes):
         """VAEDecodeAudio decodes whatever audio VAE it is given (Stable Audio's, ACE-Step's, MiniMax's, LTX-2's):
-        of those Kinograph has Stable Audio Open's and 3's, ACE-Step 1.5's and v1's (packs/sound_models.py) and LTX-2's,
-        whose sound vae.decode gives
+        of those Kinograph has Stable Audio Open's and 3's, ACE-Step 1.5's and v1's and MiniMax Music 3's
+        (packs/sound_models.py; VAEDecodeAudioTiled's tiles carried for the last) and LTX-2's, whose sound
+        vae.decode gives
         with the frames: known by its audio VAE (LTXVAudioVAELoader) or its latent (LTXVSeparateAVLatent's).
         Another model's is left for the user."""
         ks = self.stable_audio_sampler(cn)
@@ -392,6 +393,11 @@ class VideoModels:
         ks = self.ace_step1_sampler(cn)
         if ks is not None:
             return self.ace_step1(cn, ks, notes)
+        ks = self.stable_audio_sampler(cn, "EmptyMiniMaxMusic3LatentAudio")
+        if ks is not None:
+            return self.minimax_music3(cn, ks, params, notes)
+        if params.get("tile_size") is not None:
+            notes.append("the tiles are not carried: Kinograph decodes this sound whole")
         if self.minimax_h3_audio_vae(cn):
             nid = self.add("vae.decode_sound", cn, {})
             for comfy, port in (("vae", "vae"), ("samples", "latent")):

@@ -80,7 +80,9 @@ class Hunyuan3DAdapter(Adapter):
         model = handle.pipe.transformer
         x = x_in[:, :, 0, 0].to(model.dtype)
         sigma = (t.float() / 1000).to(x.device).reshape(-1).expand(x.shape[0])
-        out = model(x, sigma.to(model.dtype), inputs["context"].to(model.dtype), inputs["guidance"].to(model.dtype))
+        # sigma and guidance stay float32, as ComfyUI hands them: their features are made before the cast to the
+        # weights' precision (bf16 read 1000 (1 - sigma) up to 2 off, guidance 3.5 as 3.504)
+        out = model(x, sigma, inputs["context"].to(model.dtype), inputs["guidance"].float())
         return out.float()[:, :, None, None]
 
     # -- VAE ------------------------------------------------------------------------------

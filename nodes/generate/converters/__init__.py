@@ -124,6 +124,7 @@ def count(state: Dict[str, object], pattern: str) -> int:
 def build(det, state: Dict[str, object], dtype, where: str):
     """The module for a detected file's (dequantised) tensors, in `dtype` on the CPU."""
     from accelerate import init_empty_weights
+    from huggingface_hub.errors import StrictDataclassClassValidationError
     from nodes.generate.weights import strip_prefix
     fn = converter(det.family, det.role)
     if fn is None:
@@ -145,11 +146,15 @@ def build(det, state: Dict[str, object], dtype, where: str):
     except KeyError as exc:
         raise NodeError(f"{where} ({det.describe()}) lacks the tensor {exc.args[0]} (as diffusers names it), which "
                         f"gives the model's size. {unknown}") from None
-    except (IndexError, ValueError, ZeroDivisionError) as exc:
-        raise NodeError(f"{where} ({det.describe()}) holds tensors of shapes no such model has ({exc}). "
-                        f"{unknown}") from None
+    except (IndexError, ValueError, ZeroDivisionError, AssertionError, StrictDataclassClassValidationError) as exc:
+        # the libraries check the sizes read too: diffusers asserts Qwen-Image's rotary width even, transformers'
+        # strict configs (Qwen3-VL) refuse an odd head width; both were tracebacks out of the loader
+        raise NodeError(f"{where} ({det.describe()}) holds tensors of shapes no such model has "
+                        f"({str(exc.__cause__ or exc) or type(exc).__name__}). {unknown}") from None
     wanted = module.state_dict()
-    built.state_dict = _align_prefix(built.state_dict, wanted)
+    # diffusers' convert_ldm_vae_checkpoint reads the file's tensors with .get(): one the file lacks (a VAE's
+    # downsampler bias) came back as None and stopped the shape check below with an AttributeError traceback
+    built.state_dict = _align_prefix({k: v for k, v in built.state_dict.items() if v is not None}, wanted)
     missing = [k for k in wanted if k not in built.state_dict]
     unexpected = [k for k in built.state_dict if k not in wanted]
     tied = set(getattr(module, "_tied_weights_keys", None) or ())
@@ -196,8 +201,14 @@ def check_claim(make, state: Dict[str, object], where: str) -> None:
             dry = make()
     except NodeError:
         raise
-    except Exception:       # a constructor reading values back (.item()) cannot build there; the real build will say
-        return
+    except Exception as exc:    # a constructor reading values back (.item()) cannot build there; the real build will say
+        # but a layer too large for torch to count (an Anima LLLite FiLM 2e9 wide made a 2e9 x 2e9 matrix) is a claim
+        # far past any file: built for real, its first layers asked the allocator for gigabytes before torch gave up
+        if "overflow" not in str(exc):
+            return
+        raise NodeError(f"{where}: its tensor shapes make a network too large to count, far more than the file's "
+                        f"{held:,} values: the file is damaged or made to fill memory. Get it again from where it was "
+                        "published") from None
     made = sum(int(t.numel()) for t in itertools.chain(dry.parameters(), dry.buffers()))
     if made > 2 * held + _CLAIM_SLACK:
         raise NodeError(f"{where}: its tensor shapes make a network of {made:,} values, far more than the file's "
