@@ -264,3 +264,20 @@ def test_kinograph_windows_break_at_a1111s_comma(sd15, commas):
     want = a1111_chunks(tokens, comma)
     got = [[t for t, _ in w[1:] if t >= 0][:-1] for w in kinograph_windows(tok, prompt)]
     assert got == want
+
+
+EDGES = ["", ",,,,, , , ,", "x" * 75, "x" * 76, "x" * 150, "x" * 151,
+         "x" * 70 + " (abcdefgh:1.2)",              # a weighted group of exactly 8 tokens crossing the end: cut
+         "x" * 70 + " (abcdefg:1.2)",               # of 7: moved whole
+         "x" * 68 + " (abcdefg:1.2)",               # of 7 ending exactly at 75: stays
+         "x" * 75 + " (ab:1.2)", "(" + "x" * 80 + ":0.8)"]
+
+
+@pytest.mark.parametrize("prompt", EDGES)
+def test_comfy_windows_edges_are_sd1_clips(sd15, prompt):
+    from nodes.generate.clip_windows import comfy_windows, ids
+    tok = sd15.pipe.tokenizer
+    want, _ = tokenize_with_weights(tok, prompt, tok.pad_token_id)
+    got = comfy_windows(tok, prompt)
+    assert ids(got, tok.pad_token_id).tolist() == [[t for t, _ in w] for w in want]
+    assert [[w for _, w in win] for win in got] == [[w for _, w in win] for win in want]
