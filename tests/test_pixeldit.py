@@ -48,6 +48,29 @@ def test_pixeldit_transformer_file_matches_comfyuis(pixeldit):
             assert _max_diff(want, model(x, torch.tensor([700.0, 250.0]), c)) < 2e-5 * float(want.abs().max())
 
 
+def test_pixel_mlp_runs_in_pieces_as_comfyuis(pixeldit, monkeypatch):
+    """The pixel blocks' MLP (64 values per pixel: 2 GB per block at PiD's 4096 px in bf16) runs over a bounded number
+    of patches at a time, as ComfyUI's PiTBlock chunks it, and the output is still ComfyUI's."""
+    from nodes.generate import pixeldit_model
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from tiny_pixeldit import MODEL, reference
+    model = load_diffusion_model(ModelManager(), MODEL, "default", "cpu").pipe.transformer
+    monkeypatch.setattr(pixeldit_model, "PIXEL_MLP_PATCHES", 5)      # 12 patches per picture here: 5, 5 and 2
+    rows = []
+    hooks = [blk.mlp.fc1.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+             for blk in model.pixel_blocks]
+    torch.manual_seed(0)
+    x, context = torch.randn(1, 3, H, W), torch.randn(1, 300, 32)
+    with torch.no_grad():
+        got = model(x, torch.tensor([400.0]), context)
+        want = reference(pixeldit)(x, torch.tensor([400.0]), context)
+    for h in hooks:
+        h.remove()
+    assert rows and max(rows) <= 5
+    assert _max_diff(want, got) < 2e-5 * float(want.abs().max())
+
+
 def test_pixeldit_text_encoder_reads_the_prompt_as_comfyui(pixeldit):
     """CLIPLoader type pixeldit (or auto): Gemma 2 from ComfyUI's file (its sentencepiece inside), the prompt after
     PixelDiT's instruction, padded and masked, its first and last 299 states; an empty prompt is <bos> and padding."""

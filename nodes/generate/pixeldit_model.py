@@ -28,6 +28,7 @@ THETA = 10000.0
 TIME_CHANNELS = 256
 TIME_PERIOD = 10.0          # the timestep embedder's longest period (ComfyUI's max_period=10)
 ROPE_SPAN = 16.0            # 2-D rotary positions run 0..16 across the picture, whatever its size
+PIXEL_MLP_PATCHES = 4096    # patches whose pixels go through a pixel block's MLP at once (1 M pixels; 0.13 GB hidden in bf16)
 
 
 def _rms(dim: int) -> nn.RMSNorm:
@@ -188,9 +189,20 @@ class PixelBlock(nn.Module):
         shift, scale, gate = self.adaLN_modulation_msa(cond).view(bl, p2, 3 * d).chunk(3, -1)
         tokens = self.compress_to_attn(modulated(self.norm1(x), shift, scale).reshape(bl, p2 * d))
         attn = self.attn(tokens.view(batch, bl // batch, -1), angles)
-        x = x + gate * self.expand_from_attn(attn.reshape(bl, -1)).view(bl, p2, d)
+        x = torch.addcmul(x, gate, self.expand_from_attn(attn.reshape(bl, -1)).view(bl, p2, d))
+        # Each modulation is 3 values per pixel channel (1.6 GB at PiD's 4096 px in bf16): the attention's goes before
+        # the MLP's comes, and the MLP's shift and scale before the MLP runs (its gate copied out of their storage).
+        del shift, scale, gate
         shift, scale, gate = self.adaLN_modulation_mlp(cond).view(bl, p2, 3 * d).chunk(3, -1)
-        return x + gate * self.mlp(modulated(self.norm2(x), shift, scale))
+        gate = gate.contiguous()
+        h = modulated(self.norm2(x), shift, scale)
+        del shift, scale
+        # The MLP's hidden layer is 4x the pixels' width (2 GB and its GELU as much again at 4096 px): run it over
+        # some patches at a time into x (a fresh tensor since the addcmul), as ComfyUI's PiTBlock chunks it.
+        for rows in range(0, bl, PIXEL_MLP_PATCHES):
+            x[rows:rows + PIXEL_MLP_PATCHES].addcmul_(gate[rows:rows + PIXEL_MLP_PATCHES],
+                                                      self.mlp(h[rows:rows + PIXEL_MLP_PATCHES]))
+        return x
 
 
 class PixelDiTTransformer(ModelMixin, ConfigMixin):
