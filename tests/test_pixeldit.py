@@ -247,6 +247,26 @@ def test_pid_conditioning_names_a_latent_of_another_format(pid):
     assert out.extra["lq_latent"].shape == (1, 16, 6, 8) and float(out.extra["degrade_sigma"]) == 0.25
 
 
+def test_pid_reads_a_batch_of_latents_row_by_row(pid):
+    """Two pictures upscaled at once (a batch-2 latent through condition.pid, a batch-2 pixel latent): each row reads
+    its own latent, as ComfyUI's conds repeat a cond to the batch (comfy.utils.repeat_to_batch_size), with the uncond
+    after the cond; a batch-1 latent is shared by every row."""
+    from nodes.generate.adapters.pixeldit import low_quality
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.pid_nodes import condition_pid
+    from nodes.generate.split import load_diffusion_model
+    from tiny_pixeldit import PID
+    model = load_diffusion_model(ModelManager(), PID, "default", "cpu").pipe.transformer
+    z = torch.randn(2, 16, 1, 6, 8)
+    conds = [condition_pid(None, Conditioning("pixeldit", torch.zeros(1, 300, 32)),
+                           Latent(z[:n], "flux", 1, 8.0, 64, 48), "flux", sigma) for n, sigma in ((2, 0.25), (1, 0.5))]
+    got = low_quality(model, conds, 2)
+    want = torch.stack([z[0, :, 0], z[1, :, 0], z[0, :, 0], z[0, :, 0]])
+    assert got["lq_latent"].shape == want.shape and torch.equal(got["lq_latent"], want)
+    assert got["degrade_sigma"].tolist() == [0.25, 0.25, 0.5, 0.5]
+
+
 def test_gemma_without_its_tokenizer_is_named(pixeldit):
     """A Gemma 2 file without the sentencepiece model ComfyUI keeps inside says where the tokenizer was looked for."""
     from safetensors.torch import load_file, save_file
