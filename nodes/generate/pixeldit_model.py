@@ -57,11 +57,12 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return torch.stack([a * cos - b * sin, a * sin + b * cos], -1).flatten(-2)
 
 
-def pixel_positions(dim: int, h: int, w: int) -> torch.Tensor:
-    """[h * w, dim]: MAE's 2-D sin/cos position of every pixel, the column's half first, then the row's."""
-    omega = 1.0 / THETA ** (torch.arange(dim // 4, dtype=torch.float32) / (dim / 4.0))
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
+def pixel_positions(dim: int, h: int, w: int, device=None) -> torch.Tensor:
+    """[h * w, dim]: MAE's 2-D sin/cos position of every pixel, the column's half first, then the row's (made where
+    the picture is: 1 GB of float32 at 4096 px, every step)."""
+    omega = 1.0 / THETA ** (torch.arange(dim // 4, dtype=torch.float32, device=device) / (dim / 4.0))
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
+                            torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
     cw, ch = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
     return torch.cat([cw.sin(), cw.cos(), ch.sin(), ch.cos()], 1)
 
@@ -260,7 +261,7 @@ class PixelDiTTransformer(ModelMixin, ConfigMixin):
         s = F.silu(t + s).reshape(b * hs * ws, cfg.hidden_size)
 
         d = cfg.pixel_hidden_size
-        px = self.pixel_embedder(x.permute(0, 2, 3, 1)) + pixel_positions(d, h, w).to(x.device, dtype).view(h, w, d)
+        px = self.pixel_embedder(x.permute(0, 2, 3, 1)) + pixel_positions(d, h, w, x.device).to(dtype).view(h, w, d)
         px = px.view(b, hs, p, ws, p, d).permute(0, 1, 3, 2, 4, 5).reshape(b * hs * ws, p * p, d)
         angles = self.angles(cfg.pixel_attn_hidden_size // cfg.pixel_num_groups, hs, ws).to(x.device)
         for blk in self.pixel_blocks:
