@@ -338,7 +338,6 @@ def _sweep_jobs(args, registry, unmatched):
     """The jobs of one workflow's sweep, and the problems of those that cannot run (case -> problems). A
     mistake in the workflow or the sweep file raises: it is every case's."""
     from graph_engine.api import load_workflow
-    from graph_engine.validate import validate_run
     from graph_engine.workflow import Problem
     from .sweep import load_sweep, plan_jobs, select_cases
     path = args.workflow[0]
@@ -348,8 +347,17 @@ def _sweep_jobs(args, registry, unmatched):
     wf = load_workflow(path)
     sweep = load_sweep(args.sweep, wf, registry)
     jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
-    refused = {j.case.number: problems for j in jobs for problems in [validate_run(j.workflow, registry)] if problems}
+    refused = {j.case.number: problems for j in jobs for problems in [_problems(args, j.workflow, registry)] if problems}
     return jobs, refused, notes, {}
+
+
+def _problems(args, wf, registry) -> list:
+    """What stops a job before it runs: its workflow's problems and, run here, the model and footage files it names
+    that are missing (a night's batch met the fifth case's missing model when it reached it). On Ray each worker
+    checks the files on its own machine (app.jobs.refused_here)."""
+    from graph_engine.validate import validate_run
+    from .precheck import problems_before_run
+    return validate_run(wf, registry) if args.ray else problems_before_run(wf, registry)
 
 
 def _file_jobs(args, registry, unmatched):
@@ -357,7 +365,6 @@ def _file_jobs(args, registry, unmatched):
     not load or would not run is a job that failed, with its problems."""
     from graph_engine.api import load_workflow
     from graph_engine.errors import KinographError
-    from graph_engine.validate import validate_run
     from graph_engine.workflow import Problem
     from .sweep import Case, Job, Sweep, plan_jobs, select_cases
     given = Sweep(Path("the command line"), [Case(n, {}) for n in range(1, len(args.workflow) + 1)])
@@ -371,7 +378,7 @@ def _file_jobs(args, registry, unmatched):
             wf = load_workflow(path)
             [job], said = plan_jobs(wf, Sweep(Path(path), [case]), [case], registry)
             job.label = given.label(case)
-            problems = validate_run(job.workflow, registry)
+            problems = _problems(args, job.workflow, registry)
         except WorkflowError as e:
             job, said, problems = Job(case, given.label(case), None), [], e.problems
         except KinographError as e:

@@ -23,8 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not depending on it are still written);
-2 the workflow or the command line is wrong (nothing ran); 130 cancelled (Ctrl-C, SIGTERM), nothing left
-half-written. With --json, stdout holds one JSON object per line and the last is run_finished
+2 the workflow or the command line is wrong, or a file it names is missing (nothing ran); 130 cancelled
+(Ctrl-C, SIGTERM), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
 (batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
 "failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}]).
 
@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="ignore cached results (still writes new ones)")
     r.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
     r.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
+    r.add_argument("--no-precheck", action="store_true",
+                   help="run without first checking that every model and footage file is there: the nodes that "
+                        "do not need a missing file still run and write (a missing one fails its node, exit 1)")
     r.add_argument("--ray", metavar="ADDRESS", help="render on Ray: 'local' or a cluster address")
     r.add_argument("--shards", type=_count, default=0, help="with --ray: split the frame range into N shards")
     _output_flags(r)
@@ -340,20 +343,16 @@ def _load(args):
 def cmd_validate(args) -> int:
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
-    from graph_engine.validate import left_out_note, missing_input_files, missing_model_files, run_scope, validate_run
-    from nodes.common.models_dirs import model_dirs
+    from graph_engine.validate import left_out_note, run_scope
     from nodes.generate.estimate import estimate
+    from .precheck import problems_before_run
     # The same overrides as the run it precedes: they may fix a problem or make one.
     wf = _load(args)
     _apply_sets(args.set, wf)       # and the output paths' placeholders, which the run would refuse too
-    problems = validate_run(wf, default_registry())
+    # As ComfyUI checks a prompt's model names: the run would stop at the loader.
+    problems = problems_before_run(wf, default_registry())
     if problems:
         raise WorkflowError(problems)
-    # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
-    missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})") + \
-        missing_input_files(wf, default_registry(), [d.parent / "input" for d in model_dirs() if d.name == "models"])
-    if missing:
-        raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]
     est = estimate(wf, default_registry())
     if args.json:
@@ -379,9 +378,11 @@ def cmd_run(args) -> int:
     _apply_sets(args.set, wf)
     if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:
         _announce_outputs(args, wf)
-    if args.ray or args.shards:
+    if args.ray or args.shards:     # each worker checks the files on its own machine (app.jobs.refused_here)
         from .batch import run_distributed
         return run_distributed(args, wf)
+    if not args.no_precheck:
+        _precheck(wf)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
@@ -391,6 +392,24 @@ def cmd_run(args) -> int:
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _precheck(wf) -> None:
+    """Every file the workflow reads, before any node runs: a graph whose second loader named a missing model
+    rendered its first part for minutes, then stopped at that loader (exit 2, nothing ran, nothing written)."""
+    from graph_engine.errors import WorkflowError
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import validate_run
+    from .precheck import missing_files
+    reg = default_registry()
+    invalid = validate_run(wf, reg)     # said before the time estimate, as the files are
+    if invalid:
+        raise WorkflowError(invalid)
+    problems = missing_files(wf, reg)
+    if problems:
+        print("kinograph: nothing ran: the workflow needs the files below (--no-precheck runs the nodes that do "
+              "not need them)", file=sys.stderr)
+        raise WorkflowError(problems)
 
 
 def _say_estimate(wf, device: str, note) -> None:
@@ -578,7 +597,7 @@ def cmd_info(args) -> int:
     print(f"{'cache':<24}{disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
-    from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs
+    from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs, unfoldered_pipelines
     from nodes.common.models_dirs import LOADED_BY, locator
     from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
@@ -604,6 +623,10 @@ def cmd_info(args) -> int:
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
               "go')")
+    for d in unfoldered_pipelines():
+        loader = LOADED_BY.get(d.name, "its loader")
+        print(f"  {d} holds one model's parts directly, where {loader} looks for a folder by its name and finds none: "
+              f"move them into a folder of their own, {d / 'NAME'}/, and give {loader} NAME")
     found = list_found_models()
     if not found and named:
         # The advice was to put files into the default folder, or to name a folder: the one just named.

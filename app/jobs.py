@@ -74,14 +74,10 @@ def refused_here(payload: Dict[str, Any], where: str) -> Optional[Dict[str, Any]
     folder, a plate or a node pack the wrangler's machine has failed minutes into the run, naming a path that
     machine does have and no node. The same checks as `kinograph validate`, here, name it at once."""
     from graph_engine.registry import default_registry
-    from graph_engine.validate import missing_input_files, missing_model_files, validate_run
-    from nodes.common.models_dirs import model_dirs
+    from .precheck import problems_before_run
 
     def check():
-        wf, registry = workflow_of(payload), default_registry()
-        problems = validate_run(wf, registry) or \
-            missing_model_files(wf, registry, f" ({', '.join(str(d) for d in model_dirs())})") + \
-            missing_input_files(wf, registry)
+        problems = problems_before_run(workflow_of(payload), default_registry())
         if problems:
             # Without their lines: those are of the YAML the driver sent, not of the wrangler's file.
             raise WorkflowError([replace(p, line=0) for p in problems])

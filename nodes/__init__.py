@@ -13,6 +13,7 @@ NODE_MODULES = [
     "nodes.generate.audio_nodes",
     "nodes.generate.causal_nodes",
     "nodes.generate.hidream_o1_nodes",
+    "nodes.generate.pid_nodes",
     "nodes.generate.hunyuan3d_nodes",
     "nodes.generate.hunyuan_nodes",
     "nodes.generate.infinitetalk_nodes",

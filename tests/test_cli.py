@@ -553,3 +553,110 @@ def test_nodes_word_search_reads_the_help_and_the_nodes_words_for_a_task(capsys)
         assert "generate.ace_step" in shown + also
         assert len(also) <= 15
     assert found("KSampler")[0] == ["generate.sample"]
+
+
+# A first part that works (a loader, or a pattern and its save), then a second loader whose file is not there.
+_SECOND_LOADER_MISSING = """kinograph: 1
+nodes:
+  %s
+  vae2: {type: load.vae, params: {name: my_wan_vae.safetensors}}
+  enc: {type: vae.encode, inputs: {vae: vae2.vae, video: %s}}
+  dec: {type: vae.decode, inputs: {vae: vae2.vae, latent: enc.latent}}
+  save2: {type: io.save_video, inputs: {video: dec.video}, params: {path: out/second.mp4}}
+"""
+
+
+def test_run_refuses_a_missing_model_file_before_any_node_runs(tmp_path, monkeypatch, capsys):
+    """`kinograph run` loaded kinograph-mini and sampled its clip, then stopped at a second loader whose file was
+    not in the model folders: `validate` knew at once. The run now checks every file first, as validate does:
+    exit 2, no node started, nothing written, and the message names the node, the file, the folder searched and
+    where to put it."""
+    from app.cli import main
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(_SECOND_LOADER_MISSING % (
+        "load: {type: load.mini}\n"
+        "  prompt: {type: encode.text, inputs: {text_encoder: load.text_encoder}, params: {text: a red circle}}\n"
+        "  latent: {type: latent.empty, inputs: {vae: load.vae}, params: {frames: 16, width: 48, height: 48}}\n"
+        "  sample: {type: generate.sample, inputs: {model: load.model, positive: prompt.positive, "
+        "negative: prompt.negative, latent: latent.latent}, params: {steps: 20}}\n"
+        "  decode: {type: vae.decode, inputs: {vae: load.vae, latent: sample.latent}}\n"
+        "  save: {type: io.save_video, inputs: {video: decode.video}, params: {path: out/first.mp4}}",
+        "decode.video"))
+    assert main(["run", str(wf), "--json"]) == 2
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["run_finished"]         # no node started
+    [problem] = events[0]["problems"]
+    assert problem["node"] == "vae2" and problem["line"] == 9
+    assert f"'my_wan_vae.safetensors' is not in the model folders (looked in {models / 'vae'}" in problem["message"]
+    assert f"put my_wan_vae.safetensors into {models / 'vae'}" in problem["message"]
+    assert "`kinograph info`" in problem["message"]
+    assert "nothing ran" in err and "--no-precheck" in err
+    assert not (tmp_path / "out").exists()
+    # The file put where the message said: the check passes it (the run itself then reads the file).
+    (models / "vae" / "my_wan_vae.safetensors").write_bytes(b"")
+    from app.precheck import problems_before_run
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    assert problems_before_run(load_workflow(wf), default_registry()) == []
+
+
+def test_run_no_precheck_runs_what_does_not_need_the_missing_file(tmp_path, monkeypatch, capsys):
+    """The escape hatch keeps the older contract the README states: the nodes that do not depend on the missing
+    file run and write, the loader fails, exit 1."""
+    from app.cli import main
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(_SECOND_LOADER_MISSING % (
+        "p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+        "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/first.mp4}}", "p.video"))
+    assert main(["run", str(wf)]) == 2
+    assert not (tmp_path / "out").exists()
+    assert main(["run", str(wf), "--no-precheck"]) == 1
+    assert "VAE not found: 'my_wan_vae.safetensors'" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first.mp4"]
+
+
+def test_a_model_file_of_another_kind_is_refused_before_the_estimate_with_the_folder_it_belongs_in(tmp_path,
+                                                                                                 monkeypatch, capsys):
+    """A VAE named where a diffusion model goes: the run printed its time estimate, then refused, saying "ComfyUI
+    keeps a diffusion models in diffusion_models/". It refuses first, in plain words."""
+    from app.cli import main
+    from diffusers import AutoencoderKLWan
+    from tests.tiny_models import wan_original_vae
+    from safetensors.torch import save_file
+    models = tmp_path / "models"
+    (models / "diffusion_models").mkdir(parents=True)
+    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                           temperal_downsample=[False, True, True])     # as tiny_models.build_wan_comfy writes it
+    save_file({k: v.contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
+              str(models / "diffusion_models" / "oops_vae.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  m: {type: load.diffusion_model, params: {name: oops_vae.safetensors}}\n")
+    assert main(["run", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "node m: name: oops_vae.safetensors is" in err, err
+    assert "ComfyUI keeps diffusion models in diffusion_models/" in err and "estimate" not in err
+
+
+def test_a_batch_here_fails_the_job_whose_model_is_missing_before_any_job_runs(tmp_path, monkeypatch, capsys):
+    """A local batch ran each job up to its missing loader, the night's fifth case failing when reached. The job
+    whose file is missing now fails, not run, with run's message; the others run."""
+    from app.cli import main
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+                    "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/good.mp4}}\n")
+    bad.write_text(_SECOND_LOADER_MISSING % (
+        "p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+        "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/first.mp4}}", "p.video"))
+    assert main(["batch", str(bad), str(good), "--json"]) == 1
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finished = {e["case"]: e for e in events if e["event"] == "job_finished"}
+    assert finished[2]["ok"] and not finished[1]["ok"], finished
+    assert "node vae2: name: 'my_wan_vae.safetensors' is not in the model folders" in finished[1]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]

@@ -1008,11 +1008,12 @@ def test_exit_codes_and_partial(tmp_path, capsys):
     assert (tmp_path / "svd.yaml").read_text().startswith("kinograph: 1")
     assert _cli(DATA / "wan_t2v.json", "-o", tmp_path / "wan.yaml") == 0      # uni_pc is ComfyUI's own now
     wan = _load("wan_t2v.json")
-    next(n for n in wan["nodes"] if n["type"] == "KSampler")["widgets_values"][4] = "dpm_fast"
+    # a custom pack's sampler (RES4LYF's res_2s): every one of ComfyUI's own is mapped exactly now
+    next(n for n in wan["nodes"] if n["type"] == "KSampler")["widgets_values"][4] = "res_2s"
     (tmp_path / "wan_sde.json").write_text(json.dumps(wan))
     assert _cli(tmp_path / "wan_sde.json", "-o", tmp_path / "wan_sde.yaml") == 3
     err = capsys.readouterr().err
-    assert "mapped approximately   KSampler #3" in err and "sampler 'dpm_fast' is not in Kinograph; euler used" in err
+    assert "mapped approximately   KSampler #3" in err and "sampler 'res_2s' is not in Kinograph; euler used" in err
     wf = _load("svd_i2v.json")
     wf["nodes"].append({"id": 30, "type": "ImageQuantize", "pos": [1300, 600], "mode": 0, "title": "Soft",
                         "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],

@@ -447,14 +447,21 @@ def test_seed_determinism_and_denoise(mm, tiny):
                                                ("heun", "beta57"), ("lms", "karras"), ("ipndm", "simple"),
                                                ("ddpm", "normal"), ("dpm_2_ancestral", "karras"),
                                                ("euler_ancestral_cfg_pp", "normal"), ("res_multistep_ancestral", "simple"),
-                                               ("res_multistep_cfg_pp", "karras"), ("deis", "exponential")])
+                                               ("res_multistep_cfg_pp", "karras"), ("deis", "exponential"),
+                                               ("dpmpp_2s_ancestral", "karras"), ("dpmpp_2s_ancestral_cfg_pp", "normal"),
+                                               ("dpmpp_2m_cfg_pp", "simple"), ("res_multistep_ancestral_cfg_pp", "beta"),
+                                               ("seeds_2", "karras"), ("seeds_3", "normal"), ("exp_heun_2_x0", "simple"),
+                                               ("dpm_fast", "karras"), ("dpm_adaptive", "normal"), ("heunpp2", "karras"),
+                                               ("ipndm_v", "exponential"), ("gradient_estimation_cfg_pp", "normal"),
+                                               ("sa_solver", "normal"), ("sa_solver_pece", "karras")])
 def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
     _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
 
 
 @pytest.mark.parametrize("sampler,frame", [("er_sde", "model"), ("lcm", "model"), ("res_multistep", "sigma"),
-                                           ("uni_pc_bh2", "model"), ("dpmpp_3m_sde", "model")])
+                                           ("uni_pc_bh2", "model"), ("dpmpp_3m_sde", "model"), ("seeds_3", "model"),
+                                           ("sa_solver", "model")])
 def test_comfyuis_samplers_run_on_a_flow_model_with_comfyuis_step_noise(mm, tiny, monkeypatch, sampler, frame):
     """The stochastic ones draw their step noise from comfy_step_noise with the run's seed (ComfyUI's way); frame
     sigma runs res_multistep in log sigma, which gives another latent than the model's frame."""
@@ -468,7 +475,7 @@ def test_comfyuis_samplers_run_on_a_flow_model_with_comfyuis_step_noise(mm, tiny
     monkeypatch.setattr(sampling, "comfy_step_noise", spy)
     _, _, out = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame=frame, scheduler="normal")
     assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
-    stochastic = sampler in ("er_sde", "lcm", "dpmpp_3m_sde")
+    stochastic = sampler in ("er_sde", "lcm", "dpmpp_3m_sde", "seeds_3", "sa_solver")
     assert [c[:4] for c in calls] == ([(sampler, tuple(out.samples.shape), 11, "cpu")] if stochastic else [])
     if frame == "sigma":
         _, _, own = _t2v(mm, tiny, "wan", sampler=sampler, seed=11, frame="model", scheduler="normal")
@@ -492,6 +499,29 @@ def test_cfg_pp_steps_along_the_negative_prompts_own_prediction(mm, tiny, fam):
     assert torch.allclose(same, run("euler", pos), atol=1e-4), float((same - run("euler", pos)).abs().max())
     assert not torch.allclose(run("euler_cfg_pp", neg), run("euler", neg), atol=1e-3)
     assert torch.isfinite(run("euler_ancestral_cfg_pp", neg)).all()     # from pure noise (a flow model's alpha 0)
+
+
+def test_a_long_prompt_samples_beside_a_short_negative(mm, tiny):
+    """A prompt of two CLIP windows (154 tokens) and a negative of one sample together (the negative repeated to the
+    prompt's length, which attention does not see), and the second window reaches the picture."""
+    from dataclasses import replace
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    h, parts = _parts(mm, tiny, "animatediff")
+    pos = encode_prompt(parts["text_encoder"], "a cat on a mat, " * 8 + "a dog in the fog, " * 4)
+    neg = encode_prompt(parts["text_encoder"], "blurry")
+    assert pos.embeds.shape[1] == 154 and neg.embeds.shape[1] == 77
+    lat = empty_latent(parts["vae"], FAMILY_FRAMES["animatediff"], 64, 64, 8.0)
+
+    def run(p, n):
+        return run_sampling(h, p, n, lat, steps=2, cfg=5.0, sampler="euler", seed=5).samples
+    both = run(pos, neg)
+    assert torch.isfinite(both).all()
+    first = replace(pos, embeds=pos.embeds[:, :77])
+    assert not torch.allclose(both, run(first, neg), atol=1e-4)
+    repeated = replace(neg, embeds=neg.embeds.repeat(1, 2, 1))
+    torch.testing.assert_close(both, run(pos, repeated), rtol=1e-4, atol=1e-4)
 
 
 def test_cancel_stops_within_one_step_and_writes_nothing(tiny, tmp_path):

@@ -43,10 +43,10 @@ def test_t5_prompt_encoders_moved_their_version_and_keep_their_params():
     params as they were."""
     from graph_engine.api import load_workflow
     wf = load_workflow(text="kinograph: 1\nnodes:\n"
-                            "  enc: {type: encode.text, version: 3, params: {text: \"a fox\\t\\n\", weighting: comfy}}\n"
+                            "  enc: {type: encode.text, version: 4, params: {text: \"a fox\\t\\n\", weighting: comfy}}\n"
                             "  flux: {type: encode.flux, version: 2, params: {text: \"a fox\\n\"}}\n"
                             "  sd3: {type: encode.sd3, version: 2, params: {text: \"a fox\\n\"}}\n", check=False)
     nodes = wf.graph.nodes
-    assert (nodes["enc"].version, nodes["flux"].version, nodes["sd3"].version) == (4, 3, 3)
+    assert (nodes["enc"].version, nodes["flux"].version, nodes["sd3"].version) == (5, 3, 3)
     assert nodes["enc"].params == {"text": "a fox\t\n", "weighting": "comfy"}
     assert nodes["flux"].params == nodes["sd3"].params == {"text": "a fox\n"}

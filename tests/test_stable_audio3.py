@@ -257,7 +257,7 @@ def test_comfyui_templates_import(name, ckpt, steps, cfg):
     assert ks.status == "exact"
 
 
-@pytest.mark.parametrize("sampler, runs_as", [("dpm_fast", "euler"), ("euler_cfg_pp", "euler")])
+@pytest.mark.parametrize("sampler, runs_as", [("sa_solver", "euler"), ("euler_cfg_pp", "euler")])
 def test_a_template_sampler_kinograph_lacks_is_named_and_replaced(sampler, runs_as):
     """A KSampler sampler generate.stable_audio3 does not have was written into the node as it was and reported
     exact: the imported workflow then failed to load ("'heun' is not one of ...")."""

@@ -58,7 +58,11 @@ SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim"
                   **{k: k for k in ("dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
                                     "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu",
                                     "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
-                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis")}}
+                                    "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis",
+                                    "res_multistep_ancestral_cfg_pp", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
+                                    "dpmpp_2m_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0", "exp_heun_2_x0_sde",
+                                    "dpm_fast", "dpm_adaptive", "gradient_estimation_cfg_pp", "ipndm_v", "heunpp2",
+                                    "sa_solver", "sa_solver_pece")}}
 # ComfyUI's samplers that step in log sigma on every model (x read as x0 + sigma n on flow models too): sample's frame
 # sigma (its uni_pc does as well, and Kinograph's uni_pc always)
 SIGMA_FRAME = {"dpmpp_2m", "res_multistep"}
@@ -1049,6 +1053,10 @@ RULES: Dict[str, Rule] = {
     # FLUX.1 Kontext: the picture to edit rides in the conditioning; its size is one Kontext was trained at
     "ReferenceLatent": Rule("condition.reference", (), (), {"conditioning": "conditioning", "latent": "latent"},
                             ("conditioning",)),
+    # PiD (the latent upscaler on PixelDiT): the latent to draw 4x larger rides in the prompt
+    "PiDConditioning": Rule("condition.pid", ("latent_format", "degrade_sigma"),
+                            (P("latent_format", "latent_format"), P("degrade_sigma", "degrade_sigma")),
+                            {"positive": "positive", "latent": "latent"}, ("conditioning",)),
     "FluxKontextMultiReferenceLatentMethod": Rule("condition.reference", ("reference_latents_method",),
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),

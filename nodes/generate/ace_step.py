@@ -500,7 +500,7 @@ def generate(model: AceStep, song: Song, seconds: float, steps: int, cfg: float,
              shift: float, seed: int, codes: Optional[list] = None, progress=None) -> torch.Tensor:
     """The song's waveform [2, samples] at 48 kHz, as loud as VAEDecodeAudio leaves it. `codes`: the language
     model's (audio_codes), or None for none."""
-    from nodes.generate.samplers import BROWNIAN, comfy_step_noise, flow_top_level, ksampler_schedule, latent_sampler
+    from nodes.generate.samplers import SNR_FRAME, comfy_step_noise, flow_top_level, ksampler_schedule, latent_sampler
     sample = latent_sampler(sampler)
     frames = latent_frames(seconds)
     if frames < 1:
@@ -535,7 +535,7 @@ def generate(model: AceStep, song: Song, seconds: float, steps: int, cfg: float,
     noise = torch.randn((1, dit.config.audio_acoustic_hidden_dim, frames), generator=gen)   # KSampler's noise
     levels = ksampler_schedule(lambda n: sigmas(n, scheduler, shift), steps, sampler)
     kw = {"noise_sampler": comfy_step_noise(sampler, noise.shape, seed, model.device, levels)}  # KSampler's step noise
-    if sampler in BROWNIAN:
+    if sampler in SNR_FRAME:
         kw["top_level"] = flow_top_level(shift)
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
     latent = sample(denoised, noise.to(model.device) * float(levels[0]), levels, callback, flow=True, **kw)

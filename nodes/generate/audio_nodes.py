@@ -9,8 +9,9 @@ from nodes.generate.audio_encoder import voice_preflight
 from nodes.generate.nodes import PICTURE_SAMPLERS
 
 # the sound models guide inside their own denoiser: the CFG++ samplers, which read the negative prompt's prediction
-# apart, are generate.sample's
-SOUND_SAMPLERS = tuple(s for s in PICTURE_SAMPLERS if not s.endswith("_cfg_pp"))
+# apart, are generate.sample's; so is sa_solver, whose noise interval comes from the model's noise range, which
+# generate.sample reads off the adapter
+SOUND_SAMPLERS = tuple(s for s in PICTURE_SAMPLERS if not s.endswith("_cfg_pp") and not s.startswith("sa_solver"))
 
 # The sound models' schedulers are declared here, where the registry reads them without importing torch (the
 # engine's listing must not); nodes.generate.stable_audio and .ace_step check against these.

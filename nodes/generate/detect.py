@@ -499,9 +499,12 @@ _DTYPE_NAMES = {"F16": "fp16", "float16": "fp16", "BF16": "bf16", "bfloat16": "b
 
 def _scaled_kind(weight: Optional[str], scale: Optional[str]) -> str:
     """ComfyUI's per-layer format told by a weight's and its weight_scale's types: int8_convrot's int8, NVFP4's bytes
-    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed."""
+    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed. int8 is named as the
+    files holding it are (krea2_turbo_int8_convrot.safetensors, the README's int8_convrot): ComfyUI's tag,
+    int8_tensorwise, is inside the file, and `info` said int8_mixed, a name no file or page uses. The layers too
+    narrow to rotate are plain int8 in the same file."""
     if weight == "I8":
-        return "int8_mixed"
+        return "int8_convrot"
     if weight == "U8":
         return "nvfp4_mixed"
     return "mxfp8_mixed" if weight == "F8_E4M3" and scale in ("F8_E8M0", "U8") else "fp8_mixed"
@@ -1050,6 +1053,12 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
         return Detection("text_encoder", name, "", why="text_model embeddings", extra={"hidden": emb[1]})
+    if k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.pre_feedforward_layernorm.weight") \
+            and not k.any("layers.0.self_attn.q_norm.weight"):
+        # Gemma 2 (ComfyUI's gemma_2_2b_it_elm_*: PixelDiT's encoder): Gemma 3's sandwich norms without its q/k norms
+        hidden = (k.shape("model.embed_tokens.weight") or k.shape("embed_tokens.weight") or (0, 0))[1]
+        return Detection("text_encoder", "gemma2", {2304: "2b"}.get(hidden, f"h{hidden}"),
+                         why="Gemma 2 layers (pre/post feed-forward norms, no q_norm)", extra={"hidden": hidden})
     sinks = k.shape("layers.0.self_attn.sinks")
     if sinks is not None and k.any("layers.0.mlp.router.weight"):
         # GPT-OSS (Lens's gpt_oss_20b_*): biased q/k/v like Qwen2's, with a softmax sink per head and routed experts
@@ -1344,6 +1353,18 @@ def _sd3(k: Keys) -> Optional[Detection]:
                             "clips": k.starts("text_encoders.clip_g.")})
 
 
+def _pixeldit(k: Keys) -> Optional[Detection]:
+    """PixelDiT's transformer (ComfyUI's pixeldit_1300m_1024px_*): MMDiT patch blocks (patch_blocks.N) then pixel blocks
+    that compress each patch's pixels into one attention token (pixel_blocks.N.compress_to_attn)."""
+    x = "pixel_blocks.0.compress_to_attn.weight"
+    if not k.has(x, "s_embedder.proj.weight", "patch_blocks.0.attn.qkv_x.weight"):
+        return None
+    # PiD (pid_*_4step: the latent upscaler) adds a branch reading another model's latent (lq_proj)
+    pid = k.shape("lq_proj.latent_proj.0.weight")
+    return Detection("diffusion_model", "pixeldit", f"pid-{pid[1]}ch" if pid else "", prefix=k.prefix_of(x) or "",
+                     why="patch_blocks.N / pixel_blocks.N.compress_to_attn" + (" / lq_proj (PiD)" if pid else ""))
+
+
 def _lens(k: Keys) -> Optional[Detection]:
     """Lens's transformer (ComfyUI's lens_bf16 / lens_turbo_bf16.safetensors): dual-stream blocks with one q/k/v
     matrix per stream (transformer_blocks.N.attn.img_qkv), a norm per GPT-OSS layer read (txt_norm.N). Qwen-Image's
@@ -1590,7 +1611,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -281,6 +281,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # times the picture's scale (ModelNoiseScale). Full: 40 steps at cfg 5; dev: 28 steps at cfg 1.
     Family("hidream_o1", "HiDream-O1 (image)", ("HiDreamO1Parts",), ("HiDreamO1",), space_factor=1, fps=8.0,
            flow=True, cfg=5.0, steps=40, size=(2048, 2048), frames=1, patch=32, latents="pixel_space"),
+    # PixelDiT (NVIDIA's, 1024px) keyframes: no VAE either (the latent is the picture, [-1, 1]), an MMDiT over 16x16
+    # patches read by Gemma-2-2B, then pixel-level blocks; flow matching at ComfyUI's shift 4, 30 steps at cfg 4 in
+    # its template.
+    Family("pixeldit", "PixelDiT (image)", ("PixelDiTParts",), ("PixelDiTTransformer",), space_factor=1, fps=8.0,
+           flow=True, cfg=4.0, steps=30, size=(1024, 1024), frames=1, patch=16, latents="pixel_space"),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

@@ -92,6 +92,8 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                               "vae": "load.vae (minimax_h3_video_vae_fp16.safetensors)"},
                "flux3": {"text_encoder": "load.text_encoder (qwen3vl_4b_int8_convrot.safetensors, type flux3)",
                          "vae": "load.vae (flux2-vae.safetensors)"},
+               "pixeldit": {"text_encoder": "load.text_encoder (gemma_2_2b_it_elm_*.safetensors, type pixeldit)",
+                            "vae": "load.vae (pixel_space)"},
                "lens": {"text_encoder": "load.text_encoder (gpt_oss_20b_*.safetensors, type lens)",
                         "vae": "load.vae (flux2-vae.safetensors)"},
                "anima": {"text_encoder": "load.text_encoder (qwen_3_06b_base.safetensors, type stable_diffusion)",

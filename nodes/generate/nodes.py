@@ -20,7 +20,10 @@ SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "
             "res_multistep", "lcm", "er_sde", "gradient_estimation", "dpm_2", "dpmpp_sde", "dpmpp_sde_gpu",
             "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
             "dpmpp_3m_sde_gpu", "heun", "lms", "ipndm", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
-            "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "ar_video")
+            "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "res_multistep_ancestral_cfg_pp",
+            "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0",
+            "exp_heun_2_x0_sde", "dpm_fast", "dpm_adaptive", "gradient_estimation_cfg_pp", "ipndm_v", "heunpp2",
+            "sa_solver", "sa_solver_pece", "ar_video")
 # the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
 PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
 
@@ -238,15 +241,17 @@ def _prompt_to_text(params):
 # Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text). Version 3: weighting
 # comfy reads the prompt by ComfyUI's rules ([x] is text, an inner (x:w) sets w), so the same params give another
 # conditioning than before; the params are kept as they were. encode.sdxl, encode.flux and encode.sd3 likewise (2).
-# Version 4 (encode.flux and encode.sd3 3): T5 and UMT5 tokenizers read from the encoder's file drop the spaces, tabs
+# Version 4 (encode.sdxl 3): CLIP prompts past 75 tokens are read in 77-token windows (clip_windows) instead of cut,
+# under both weightings: what ComfyUI and A1111 users expect of a long prompt, where a cut dropped its end unseen.
+# Version 5 (encode.flux and encode.sd3 3): T5 and UMT5 tokenizers read from the encoder's file drop the spaces, tabs
 # and line ends at a prompt's ends as sentencepiece does (split.spiece_tokenizer), so such prompts encode otherwise.
 WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
                   "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
                   "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
 
 
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=4,
-      migrations={1: _prompt_to_text, 2: dict, 3: dict},
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=5,
+      migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -306,7 +311,8 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
 _SIZE = dict(zero="auto", min=0, max=16384, help="0 = the image being made")
 
 
-@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning", version=2, migrations={1: dict},
+@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning", version=3,
+      migrations={1: dict, 2: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,

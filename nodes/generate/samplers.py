@@ -12,7 +12,11 @@ import torch
 
 from nodes.generate.causal_wan import sample_ar_video
 from nodes.generate.brownian import brownian_noise_sampler
+from nodes.generate.dpm_samplers import DPM_SAMPLERS
+from nodes.generate.dpm_solver import DPM_SOLVER_SAMPLERS
+from nodes.generate.sa_solver import SA_SAMPLERS
 from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
+from nodes.generate.seeds_samplers import SEEDS_SAMPLERS
 from nodes.generate.sigma_samplers import SIGMA_SAMPLERS
 
 
@@ -265,15 +269,20 @@ def sample_lcm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=
     return x
 
 
-def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, ge_gamma=2.0):
+def sample_gradient_estimation(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, ge_gamma=2.0,
+                               cfg_pp=False, uncond_fn=None):
     """Gradient estimation (Permenter & Yuan 2024, ComfyUI's gradient_estimation): Euler, plus (ge_gamma - 1) times the
-    change of the direction since the last step, along the step. x - sigma d = x0 in both frames, so one rule serves."""
+    change of the direction since the last step, along the step. x - sigma d = x0 in both frames, so one rule serves.
+    cfg_pp (gradient_estimation_cfg_pp): the direction is the negative prompt's (uncond_fn) and the step lands on the
+    guided prediction, as CFG++ does."""
+    if cfg_pp and uncond_fn is None:
+        raise ValueError("a CFG++ sampler needs uncond_fn(x, sigma), the negative prompt's prediction")
     old = {}
 
     def update(i, x, den, s, s2):
-        d = (x - den) / s.to(x.dtype)
+        d = (x - (uncond_fn(x, s.float()) if cfg_pp else den)) / s.to(x.dtype)
         dt = (s2 - s).to(x.dtype)
-        x = x + d * dt
+        x = den + d * s2.to(x.dtype) if cfg_pp else x + d * dt
         if "d" in old:
             x = x + (ge_gamma - 1) * (d - old["d"]) * dt
         old["d"] = d
@@ -414,16 +423,26 @@ SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sampl
             "uni_pc": sample_uni_pc, "uni_pc_bh2": functools.partial(sample_uni_pc, variant="bh2"),
             "dpm_2": sample_dpm_2}
 SAMPLERS.update({"euler_ancestral_cfg_pp": sample_euler_ancestral_cfg_pp,
-                 "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0)})
+                 "euler_cfg_pp": functools.partial(sample_euler_ancestral_cfg_pp, eta=0.0, s_noise=0.0),
+                 "gradient_estimation_cfg_pp": functools.partial(sample_gradient_estimation, cfg_pp=True)})
 # the samplers that read the negative prompt's prediction besides the guided one (uncond_fn)
-CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp"})
+CFG_PP = frozenset({"euler_ancestral_cfg_pp", "euler_cfg_pp", "res_multistep_cfg_pp", "res_multistep_ancestral_cfg_pp",
+                    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp", "gradient_estimation_cfg_pp"})
 SAMPLERS.update(SDE_SAMPLERS)
 SAMPLERS.update(SIGMA_SAMPLERS)
+SAMPLERS.update(DPM_SAMPLERS)
+SAMPLERS.update(SEEDS_SAMPLERS)
+SAMPLERS.update(DPM_SOLVER_SAMPLERS)
+SAMPLERS.update(SA_SAMPLERS)
 # the samplers that add fresh noise each step, drawn from the run's seed; the SDE ones take it from a Brownian tree
 # (brownian_noise_sampler), noise(sigma, sigma_next), the others one draw a step, noise(step) (comfy_noise_sampler)
 BROWNIAN = frozenset(SDE_SAMPLERS)
 STOCHASTIC = {"euler_ancestral", "lcm", "er_sde", "ddpm", "dpm_2_ancestral", "euler_ancestral_cfg_pp",
-              "res_multistep_ancestral"} | BROWNIAN
+              "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "dpmpp_2s_ancestral",
+              "dpmpp_2s_ancestral_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0_sde", *SA_SAMPLERS} | BROWNIAN
+# the samplers that step in the model's half-log-SNR frame, where a flow run from pure noise starts at top_level
+# (ComfyUI's offset_first_sigma_for_snr)
+SNR_FRAME = BROWNIAN | set(SEEDS_SAMPLERS) | set(SA_SAMPLERS)
 
 
 def comfy_step_noise(sampler: str, shape, seed: int, device, sigmas: torch.Tensor):

@@ -27,7 +27,7 @@ from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.ltx2_sound import without_reference
 from nodes.generate.reference import references
-from nodes.generate.samplers import (BROWNIAN, CFG_PP, SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, beta_sigmas,
+from nodes.generate.samplers import (BROWNIAN, CFG_PP, SAMPLERS, SNR_FRAME, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, beta_sigmas,
                                      comfy_step_noise, flow_sigmas, karras_sigmas, ksampler_schedule)
 
 SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta", "linear_quadratic", "exponential",
@@ -643,8 +643,11 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         kw.update(s_noise_end=s_noise_end if s_noise_end >= 0 else None, noise_clip=noise_clip)
     if sampler in CFG_PP:
         kw["uncond_fn"] = lambda x, sigma: current["uncond"](x, sigma)
-    if sampler == "er_sde" or (sampler in BROWNIAN and adapter.space == "flow"):
+    if sampler == "er_sde" or (sampler in SNR_FRAME and adapter.space == "flow"):
         kw["top_level"] = adapter.percent_sigma(levels, 1e-4, shift)
+    if sampler.startswith("sa_solver"):
+        # ComfyUI's default tau_func: noise added between these two levels of the model's range
+        kw["tau_levels"] = (adapter.percent_sigma(levels, 0.2, shift), adapter.percent_sigma(levels, 0.8, shift))
     blockwise = contextlib.nullcontext()
     if sampler == "ar_video":
         from nodes.generate.causal_wan import ar_options

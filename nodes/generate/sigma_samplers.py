@@ -1,4 +1,5 @@
-"""ComfyUI's k-diffusion samplers that step in sigma on every model: heun, lms, ipndm, ddpm and dpm_2_ancestral.
+"""ComfyUI's k-diffusion samplers that step in sigma on every model: heun, heunpp2, lms, ipndm, ipndm_v, deis, ddpm,
+dpm_2_ancestral and res_multistep's ancestral and CFG++ variants.
 
 Each reads the model's x0 prediction as a direction d = (x - x0) / sigma and steps along it in sigma, as ComfyUI's do
 on eps, v and flow models alike (on a flow model d is its velocity); dpm_2_ancestral alone has a flow variant of its
@@ -75,10 +76,32 @@ def sample_lms(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=
 _IPNDM = {1: (24,), 2: (36, -12), 3: (46, -32, 10), 4: (55, -59, 37, -9)}
 
 
+def _ipndm_v_weights(h, order: int):
+    """iPNDM-v's weights of the newest direction first, from the last steps' sizes h = [h_n, h_n-1, ...] (zju-pi's
+    variable-step Adams-Bashforth, as ComfyUI's ipndm_v writes them)."""
+    if order == 1:
+        return (torch.ones_like(h[0]),)
+    h0, h1 = h[0], h[1]
+    c1, c2 = (2 + h0 / h1) / 2, -(h0 / h1) / 2
+    if order == 2:
+        return c1, c2
+    h2 = h[2]
+    t1 = (1 - h0 / (3 * (h0 + h1)) * (h0 * (h0 + h1)) / (h1 * (h1 + h2))) / 2
+    if order == 3:
+        return c1 + t1, c2 - (1 + h1 / h2) * t1, t1 * h1 / h2
+    h3 = h[3]
+    t2 = ((1 - h0 / (3 * (h0 + h1))) / 2 + (1 - h0 / (2 * (h0 + h1))) * h0 / (6 * (h0 + h1 + h2))) \
+        * (h0 * (h0 + h1) * (h0 + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3))
+    q = h1 * (h1 + h2) / (h2 * (h2 + h3))
+    return (c1 + t1 + t2, c2 - (1 + h1 / h2) * t1 - (1 + h1 / h2 + q) * t2,
+            t1 * h1 / h2 + (h1 / h2 + q * (1 + h2 / h3)) * t2, -t2 * q * h1 / h2)
+
+
 @torch.no_grad()
-def sample_ipndm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, max_order=4):
+def sample_ipndm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, max_order=4, variable=False):
     """iPNDM (Zhang & Chen 2023, ComfyUI's ipndm): Adams-Bashforth steps in sigma up to 4th order on the directions
-    of the last steps, as if evenly spaced; the x0 prediction into zero noise."""
+    of the last steps, as if evenly spaced; with `variable` (ipndm_v) weighted for the steps' own uneven sizes. The
+    x0 prediction into zero noise."""
     sigmas = sigmas.double()
     total = len(sigmas) - 1
     past = []          # the directions of the steps before, newest last
@@ -89,10 +112,45 @@ def sample_ipndm(model_fn, x, sigmas, callback=None, *, flow=False, noise_sample
         if s2 == 0:
             x = den
         else:
-            weights = _IPNDM[min(max_order, i + 1)]
-            step = sum((w / 24) * dd for w, dd in zip(weights, [d] + past[::-1]))
+            order = min(max_order, i + 1)
+            if variable:
+                h = [s2 - s] + [sigmas[i - k] - sigmas[i - k - 1] for k in range(order - 1)]
+                weights = [w.to(x.dtype) for w in _ipndm_v_weights(h, order)]
+            else:
+                weights = [w / 24 for w in _IPNDM[order]]
+            step = sum(w * dd for w, dd in zip(weights, [d] + past[::-1]))
             x = x + (s2 - s).to(x.dtype) * step
         past = (past + [d])[-(max_order - 1):]
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
+@torch.no_grad()
+def sample_heunpp2(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """Heun++ (ComfyUI's heunpp2, after Carzit's sd-webui-samplers-scheduler): Euler steps looked ahead one and two
+    levels, their directions weighted by those levels over 3 (2 on the next-to-last step) times the first level; Euler
+    into the last level."""
+    sigmas = sigmas.double()
+    total, end = len(sigmas) - 1, sigmas[-1]
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        d = _d(x, model_fn(x, s.float()), s)
+        dt = (s2 - s).to(x.dtype)
+        if s2 == end:
+            x = x + d * dt
+        else:
+            x2 = x + d * dt
+            d2 = _d(x2, model_fn(x2, s2.float()), s2)
+            if sigmas[i + 2] == end:
+                w2 = s2 / (2 * sigmas[0])
+                x = x + (d * (1 - w2).to(x.dtype) + d2 * w2.to(x.dtype)) * dt
+            else:
+                s3 = sigmas[i + 2]
+                x3 = x2 + d2 * (s3 - s2).to(x.dtype)
+                d3 = _d(x3, model_fn(x3, s3.float()), s3)
+                w2, w3 = s2 / (3 * sigmas[0]), s3 / (3 * sigmas[0])
+                x = x + ((1 - w2 - w3).to(x.dtype) * d + w2.to(x.dtype) * d2 + w3.to(x.dtype) * d3) * dt
         if callback is not None:
             callback(i, total, x)
     return x
@@ -261,4 +319,5 @@ def sample_res_multistep_sigma(model_fn, x, sigmas, callback=None, *, flow=False
 SIGMA_SAMPLERS = {"heun": sample_heun, "lms": sample_lms, "ipndm": sample_ipndm, "ddpm": sample_ddpm,
                   "dpm_2_ancestral": sample_dpm_2_ancestral, "res_multistep_ancestral": sample_res_multistep_sigma,
                   "res_multistep_cfg_pp": functools.partial(sample_res_multistep_sigma, eta=0.0, cfg_pp=True),
-                  "deis": sample_deis}
+                  "res_multistep_ancestral_cfg_pp": functools.partial(sample_res_multistep_sigma, cfg_pp=True),
+                  "deis": sample_deis, "ipndm_v": functools.partial(sample_ipndm, variable=True), "heunpp2": sample_heunpp2}

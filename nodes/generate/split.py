@@ -29,11 +29,11 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
               "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
-              "omnigen2": "omnigen2", "lens": "lens"}
+              "omnigen2": "omnigen2", "lens": "lens", "pixeldit": "pixeldit"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
-                  "qwen3": "flux2", "gemma3": "ltx2", "gpt_oss": "lens"}
+                  "qwen3": "flux2", "gemma3": "ltx2", "gpt_oss": "lens", "gemma2": "pixeldit"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
@@ -44,7 +44,7 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
                    "joyimage": ("qwen3vl",), "fibo2": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
-                   "lens": ("gpt_oss",)}
+                   "lens": ("gpt_oss",), "pixeldit": ("gemma2",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
@@ -52,7 +52,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
            "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
-           "omnigen2": "omnigen2", "anima": "sd", "lens": "lens"}
+           "omnigen2": "omnigen2", "anima": "sd", "lens": "lens", "pixeldit": "pixeldit"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -96,8 +96,9 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:
         got = det.describe() if det.role else f"not a model Kinograph recognises ({det.why})"
+        # 'a diffusion model' -> 'diffusion models': it said "ComfyUI keeps a diffusion models in ..."
         raise NodeError(f"{path.name} is {got}, not {what}. Check which folder it came from "
-                        f"(ComfyUI keeps {what}s in {_FOLDERS[roles[0]]}/)")
+                        f"(ComfyUI keeps {what.split(' ', 1)[1]}s in {_FOLDERS[roles[0]]}/)")
     return det
 
 
@@ -140,6 +141,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.fibo2 import Fibo2Parts as cls
     elif family == "lens":
         from nodes.generate.adapters.lens import LensParts as cls
+    elif family == "pixeldit":
+        from nodes.generate.adapters.pixeldit import PixelDiTParts as cls
     elif family == "seedvr2":
         from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
     elif family == "anima":
@@ -629,13 +632,13 @@ def _embedded_spiece(path: Path, det: Detection):
 
     It is rebuilt as a `tokenizers` Unigram from the model's own pieces and scores (what transformers'
     converter does, without needing protobuf), so prompts tokenize as sentencepiece tokenizes them."""
-    if det.family not in ("umt5", "t5", "gemma3") or path.suffix.lower() not in (".safetensors", ".sft"):
+    if det.family not in ("umt5", "t5", "gemma3", "gemma2") or path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     from nodes.generate.detect import read_header
     if "spiece_model" not in read_header(path).shapes:
         return None
     from safetensors import safe_open
-    if det.family == "gemma3":
+    if det.family in ("gemma3", "gemma2"):
         from nodes.generate.ltx2_text import gemma_tokenizer
         with safe_open(str(path), "pt") as f:
             return gemma_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())

@@ -211,7 +211,7 @@ def text_states(model: StableAudio3, text: str) -> torch.Tensor:
 def generate(model: StableAudio3, prompt: str, negative: str, seconds: float, steps: int, cfg: float,
              sampler: str, scheduler: str, seed: int, progress=None) -> torch.Tensor:
     """The sound's waveform [channels, samples] at 44.1 kHz, `seconds` long, loudness as VAEDecodeAudio leaves it."""
-    from nodes.generate.samplers import (BROWNIAN, TABLE_SCHEDULES, SigmaTable, comfy_step_noise, flow_top_level,
+    from nodes.generate.samplers import (SNR_FRAME, TABLE_SCHEDULES, SigmaTable, comfy_step_noise, flow_top_level,
                                          ksampler_schedule, latent_sampler, sample_lcm)
     if scheduler not in SCHEDULERS:
         raise NodeError(f"scheduler={scheduler!r}: Stable Audio 3 takes {', '.join(SCHEDULERS)}")
@@ -246,7 +246,7 @@ def generate(model: StableAudio3, prompt: str, negative: str, seconds: float, st
     levels = ksampler_schedule(lambda n: TABLE_SCHEDULES[scheduler](SigmaTable.flow(SHIFT), n), steps, sampler)
     x = noise.to(model.device) * float(levels[0])           # flow noise scaling of an empty latent
     callback = (lambda i, n, _: progress(i + 1, n)) if progress else None
-    kw = {"top_level": flow_top_level(SHIFT)} if sampler in BROWNIAN else {}
+    kw = {"top_level": flow_top_level(SHIFT)} if sampler in SNR_FRAME else {}
     latent = sample(denoised, x, levels, callback, flow=True,
                     noise_sampler=comfy_step_noise(sampler, noise.shape, seed, x.device, levels), **kw)
     wave = model.vae.decode(latent).sample.float()[0].cpu()

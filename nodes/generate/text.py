@@ -10,6 +10,7 @@ import torch
 from graph_engine import NodeError
 from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
 from nodes.generate.adapters import get_adapter
+from nodes.generate.clip_windows import common_length, empty_window, ids, to_length, weights, windows_for
 from nodes.generate.embeddings import insert_embeddings
 from nodes.generate.latent import Conditioning
 from nodes.generate.prompts import clean_and_weights, comfy_clean_and_weights, literal, token_weights
@@ -46,6 +47,15 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
+    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts):
+        with _text_loras(text_encoder), torch.inference_mode():
+            encoders = adapter.clip_encoders(pipe, device, **kw)
+            rows = [encode_windows(encoders, t, weighting) for t in texts]
+        length = common_length([e for e, _ in rows])
+        embeds = torch.cat([to_length(e, length) for e, _ in rows])
+        pooled = None if rows[0][1] is None else torch.cat([p for _, p in rows])
+        return Conditioning(text_encoder.family, embeds.cpu(), None, None if pooled is None else pooled.cpu(),
+                            tuple(k for k, _ in keys), tuple(t for _, t in keys), {})
     with _text_loras(text_encoder), torch.inference_mode():
         embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device, **kw)
         extra = adapter.text_extra(pipe, [c for c, _ in cleaned])
@@ -71,6 +81,33 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     return Conditioning(text_encoder.family, embeds.cpu(), None if mask is None else mask.cpu().bool(),
                         None if pooled is None else pooled.cpu(), tuple(k for k, _ in keys),
                         tuple(t for _, t in keys), {k: v.cpu() for k, v in extra.items()})
+
+
+def encode_windows(encoders, text: str, weighting: str):
+    """(embeds [1, 77 x windows, D], pooled [1, P] or None) of a prompt read by CLIP encoders in 77-token windows
+    (clip_windows), each encoder's hidden states side by side, the pooled embedding the last encoder's of the first
+    window. Weighted tokens as the weighting has it, window by window: ComfyUI's move away from the empty prompt
+    (ClipTokenWeightEncoder), or Kinograph's scaling with the window's mean kept (A1111 keeps each chunk's mean)."""
+    hiddens, pooled = [], None
+    for tokenizer, run in encoders:
+        windows = windows_for(tokenizer, text, weighting)
+        hidden, pooled = run(ids(windows, tokenizer.pad_token_id))
+        w = weights(windows)
+        if (w != 1.0).any():
+            if weighting == "comfy":
+                empty = run(ids(empty_window(tokenizer), tokenizer.pad_token_id))[0][0]
+                hidden = torch.stack([weigh_from_empty(h, empty, row) for h, row in zip(hidden, w)])
+            else:
+                hidden = torch.stack([emphasise(h, row) for h, row in zip(hidden, w)])
+        hiddens.append(hidden.reshape(1, -1, hidden.shape[-1]))
+    # Encoders whose windows broke apart (a textual inversion of other lengths) are padded with the empty prompt's
+    # windows, as ComfyUI's CLIPTextEncodeSDXL pads the shorter token list.
+    longest = max(h.shape[1] for h in hiddens)
+    for i, ((tokenizer, run), h) in enumerate(zip(encoders, hiddens)):
+        if h.shape[1] < longest:
+            empty = run(ids(empty_window(tokenizer), tokenizer.pad_token_id))[0]
+            hiddens[i] = torch.cat([h] + [empty] * ((longest - h.shape[1]) // empty.shape[1]), 1)
+    return torch.cat(hiddens, dim=-1), None if pooled is None else pooled[:1]
 
 
 def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,
@@ -99,7 +136,18 @@ def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str]
         if clip_l.keyframes != cond.keyframes:
             raise NodeError("text_l's prompt schedule has other keyframes than text's; give both the same frames")
         width = int(text_encoder.pipe.text_encoder.config.hidden_size)
-        cond = replace(cond, embeds=torch.cat([clip_l.embeds[..., :width], cond.embeds[..., width:]], dim=-1))
+        l_half, g_half = clip_l.embeds[..., :width], cond.embeds[..., width:]
+        if l_half.shape[1] != g_half.shape[1]:
+            # prompts of different window counts: the shorter one's encoder is given empty-prompt windows, as
+            # ComfyUI's CLIPTextEncodeSDXL pads the shorter token list with the empty prompt's
+            empty = encode_prompt(text_encoder, "", log, **kw).embeds
+            longest = max(l_half.shape[1], g_half.shape[1])
+
+            def padded(half, cols):
+                more = (longest - half.shape[1]) // empty.shape[1]
+                return torch.cat([half] + [empty[..., cols].expand(half.shape[0], -1, -1)] * more, 1)
+            l_half, g_half = padded(l_half, slice(0, width)), padded(g_half, slice(width, None))
+        cond = replace(cond, embeds=torch.cat([l_half, g_half], dim=-1))
     if any(sizes):
         from nodes.generate.adapters.sdxl import SIZE_KEY
         cond = cond.with_meta(**{SIZE_KEY: [int(v) for v in sizes]})

@@ -100,8 +100,8 @@ class SoundModels:
         sampler = raw["sampler_name"] if isinstance(raw["sampler_name"], str) else ""
         # the node's own samplers (Stable Audio 3's lcm besides generate.sample's); another was written in as it was
         # and the imported workflow failed to load
-        from nodes.generate.samplers import CFG_PP, SAMPLERS
-        has = [s for s in SAMPLERS if s != "ar_video" and s not in CFG_PP] + (["lcm"] if sa3 else [])
+        from nodes.generate.audio_nodes import SOUND_SAMPLERS
+        has = list(SOUND_SAMPLERS)
         params["sampler"] = sampler if sampler in has else "euler"
         if sampler not in has:
             notes.append(f"sampler {sampler} is not one {kind} has: euler")

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 from graph_engine import NodeError
+from nodes.generate.clip_windows import same_length
 from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch, with_concat
 
 
@@ -37,14 +38,28 @@ class SDAdapter(Adapter):
         if clip_skip <= 1:
             embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False)
             return embeds, None, None
-        # The clip_skip-th layer from the end through the final layer norm, as ComfyUI and A1111 take it
-        # (diffusers' own clip_skip path reaches for `text_model`, which transformers 5 no longer has).
         tok = pipe.tokenizer(list(prompts), padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt")
+        ((_, run),) = self.clip_encoders(pipe, device, clip_skip)
+        return run(tok.input_ids)[0], None, None
+
+    def clip_encoders(self, pipe, device, clip_skip: int = 1):
+        """[(tokenizer, token ids [N, 77] -> (hidden states [N, 77, D], pooled or None))], one per CLIP encoder, for
+        prompts read in windows (clip_windows)."""
+        if _xl(pipe):                   # AnimateDiff-SDXL
+            return _sdxl().clip_encoders(pipe, device, clip_skip)
         enc = pipe.text_encoder
-        hidden = enc(tok.input_ids.to(device), output_hidden_states=True).hidden_states
-        norm = getattr(enc, "final_layer_norm", None) or enc.text_model.final_layer_norm
-        return norm(hidden[-min(clip_skip, len(hidden) - 1)]).to(enc.dtype), None, None
+
+        def run(ids):
+            out = enc(ids.to(device), output_hidden_states=clip_skip > 1)
+            if clip_skip <= 1:
+                return out[0], None
+            # The clip_skip-th layer from the end through the final layer norm, as ComfyUI and A1111 take it
+            # (diffusers' own clip_skip path reaches for `text_model`, which transformers 5 no longer has).
+            hidden = out.hidden_states
+            norm = getattr(enc, "final_layer_norm", None) or enc.text_model.final_layer_norm
+            return norm(hidden[-min(clip_skip, len(hidden) - 1)]).to(enc.dtype), None
+        return [(pipe.tokenizer, run)]
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         from nodes.generate.lotus import check_model
@@ -54,7 +69,7 @@ class SDAdapter(Adapter):
         for c in conds:
             e, _, _ = c.at_frames(pix)
             ehs += [e] * batch
-        inputs = with_control({"encoder_hidden_states": torch.cat(ehs).to(device, dtype)}, handle, pix,
+        inputs = with_control({"encoder_hidden_states": same_length(ehs).to(device, dtype)}, handle, pix,
                               len(conds) * batch, device, dtype)
         return with_concat(inputs, conds, frames, batch, device, dtype)
 

@@ -11,6 +11,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres, frames_from_batch
 from nodes.generate.adapters.base import with_concat
+from nodes.generate.clip_windows import same_length
 from nodes.generate.adapters.sd import SDAdapter, concat_flat, control_residuals, with_control
 
 # Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
@@ -42,24 +43,34 @@ class SDXLAdapter(SDAdapter):
 
         SDXL was trained on each encoder's penultimate layer without the final norm (diffusers and ComfyUI take
         it by default), so clip_skip 1 and 2 both mean that layer; 3 and up go further back."""
+        embeds, pooled = [], None
+        for tok, run in self.clip_encoders(pipe, device, clip_skip):
+            ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids
+            hidden, pooled = run(ids)       # pooled: the second encoder's projected end token
+            embeds.append(hidden)
+        return torch.cat(embeds, dim=-1), None, pooled
+
+    def clip_encoders(self, pipe, device, clip_skip: int = 1):
+        """[(tokenizer, token ids [N, 77] -> (hidden states [N, 77, D], pooled [N, P]))] for CLIP-L (not in the
+        refiner) and OpenCLIP-G."""
         refiner = is_refiner(pipe)
         if getattr(pipe, "text_encoder_2", None) is None or (getattr(pipe, "text_encoder", None) is None
                                                              and not refiner):
             raise NodeError("SDXL reads two text encoders (CLIP-L and OpenCLIP-G); this text encoder has only one. "
                             "Load the SDXL checkpoint with load.sdxl (or load.model), which gives both")
         layer = -max(2, clip_skip)
-        embeds, pooled = [], None
-        pairs = [(pipe.tokenizer_2, pipe.text_encoder_2)]       # the refiner's only encoder
+
+        def runner(enc):
+            def run(ids):
+                out = enc(ids.to(device), output_hidden_states=True)
+                hidden = out.hidden_states
+                return hidden[max(layer, -(len(hidden) - 1))], out[0]
+            return run
+        pairs = [(pipe.tokenizer_2, runner(pipe.text_encoder_2))]       # the refiner's only encoder
         if not refiner:
-            pairs.insert(0, (pipe.tokenizer, pipe.text_encoder))
-        for tok, enc in pairs:
-            ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids
-            out = enc(ids.to(device), output_hidden_states=True)
-            hidden = out.hidden_states
-            embeds.append(hidden[max(layer, -(len(hidden) - 1))])
-            pooled = out[0]                 # the second encoder's projected end token
-        return torch.cat(embeds, dim=-1), None, pooled
+            pairs.insert(0, (pipe.tokenizer, runner(pipe.text_encoder)))
+        return pairs
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)
@@ -76,7 +87,7 @@ class SDXLAdapter(SDAdapter):
             pooled += [p] * batch
             sizes += [c.meta.get(SIZE_KEY)] * (batch * len(pix))
             ascores += [c.meta.get(ASCORE_KEY) or ASCORES[i == len(conds) - 1]] * (batch * len(pix))
-        inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype),
+        inputs = {"encoder_hidden_states": same_length(ehs).to(device, dtype),
                   "text_embeds": torch.cat(pooled).to(device, dtype), "sizes": sizes, "ascores": ascores}
         inputs = with_control(inputs, handle, pix, len(conds) * batch, device, dtype)
         return with_concat(inputs, conds, frames, batch, device, dtype)

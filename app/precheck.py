@@ -1,0 +1,21 @@
+"""What a workflow needs before it can run, checked before any node runs: its structure (validate_run) and then
+every model, footage and picture file it names. `kinograph validate`, `kinograph run` and a Ray worker's check of
+its job (app.jobs.refused_here) share it, so each says the same thing about the same workflow."""
+from typing import List
+
+from graph_engine.validate import missing_input_files, missing_model_files, validate_run
+
+
+def problems_before_run(wf, registry) -> List:
+    """The workflow's problems, or else the files it names that are not there (node, file, where it was looked
+    for, how to fix it). A run that lacked its second loader's model spent minutes on the nodes before it."""
+    return validate_run(wf, registry) or missing_files(wf, registry)
+
+
+def missing_files(wf, registry) -> List:
+    """Model files not in the model folders and footage or pictures not on disk, each a located Problem."""
+    from nodes.common.models_dirs import model_dirs
+    dirs = model_dirs()
+    # ComfyUI's input/ beside its models/: where an imported workflow's LoadImage / LoadVideo names its files.
+    return missing_model_files(wf, registry, f" ({', '.join(str(d) for d in dirs)})") + \
+        missing_input_files(wf, registry, [d.parent / "input" for d in dirs if d.name == "models"])

@@ -1,0 +1,220 @@
+"""Prompts past CLIP's 75 tokens, read in 77-token windows laid end to end (nodes/generate/clip_windows). The reference
+for weighting comfy is ComfyUI's comfy/sd1_clip.py (GPL-3.0) written out below: SDTokenizer.tokenize_with_weights'
+batching (each weighted part a token group; a group under max_word_length moves whole to the next window, a longer
+one is cut) and ClipTokenWeightEncoder.encode_token_weights (each window weighed from the empty prompt, the windows
+concatenated along the tokens, the pooled embedding the first window's), over the tiny SD 1.5 and SDXL encoders,
+whose character vocabulary makes every letter a token."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_anima import comfy_token_weights as token_weights  # noqa: E402  (sd1_clip's, written out there)
+
+
+# -- ComfyUI, written out ----------------------------------------------------------------------------------------
+def escape_important(text):
+    return text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+
+
+def unescape_important(text):
+    return text.replace("\0\1", ")").replace("\0\2", "(")
+
+
+def tokenize_with_weights(tokenizer, text, pad_token, max_length=77, max_word_length=8):
+    """SDTokenizer.tokenize_with_weights (no embeddings: each weighted segment is one word)."""
+    empty = tokenizer("")["input_ids"]
+    start_token, end_token = empty[0], empty[1]
+    parsed_weights = token_weights(escape_important(text), 1.0)
+    tokens = []
+    for weighted_segment, weight in parsed_weights:
+        to_tokenize = [x for x in [unescape_important(weighted_segment)] if x != ""]
+        for word in to_tokenize:
+            tokens.append([(t, weight) for t in tokenizer(word)["input_ids"][1:-1]])
+    batched_tokens = []
+    batch = [(start_token, 1.0, 0)]
+    batched_tokens.append(batch)
+    for i, t_group in enumerate(tokens):
+        is_large = len(t_group) >= max_word_length
+        has_end_token = 1
+        while len(t_group) > 0:
+            if len(t_group) + len(batch) > max_length - has_end_token:
+                remaining_length = max_length - len(batch) - has_end_token
+                if is_large:
+                    batch.extend([(t, w, i + 1) for t, w in t_group[:remaining_length]])
+                    batch.append((end_token, 1.0, 0))
+                    t_group = t_group[remaining_length:]
+                else:
+                    batch.append((end_token, 1.0, 0))
+                    batch.extend([(pad_token, 1.0, 0)] * (remaining_length))
+                batch = [(start_token, 1.0, 0)]
+                batched_tokens.append(batch)
+            else:
+                batch.extend([(t, w, i + 1) for t, w in t_group])
+                t_group = []
+    batch.append((end_token, 1.0, 0))
+    batch.extend([(pad_token, 1.0, 0)] * (max_length - len(batch)))
+    return [[(t, w) for t, w, _ in x] for x in batched_tokens], (start_token, end_token)
+
+
+def encode_token_weights(encode, token_weight_pairs, special):
+    """ClipTokenWeightEncoder.encode_token_weights; `encode` token lists -> (hidden, pooled)."""
+    start, end, pad = special
+    to_encode = []
+    max_token_len = 0
+    has_weights = False
+    for x in token_weight_pairs:
+        tokens = [a[0] for a in x]
+        max_token_len = max(len(tokens), max_token_len)
+        has_weights = has_weights or not all(a[1] == 1.0 for a in x)
+        to_encode.append(tokens)
+    sections = len(to_encode)
+    if has_weights or sections == 0:
+        to_encode.append([start, end] + [pad] * (max_token_len - 2))      # gen_empty_tokens
+    out, pooled = encode(to_encode)
+    first_pooled = None if pooled is None else pooled[0:1]
+    output = []
+    for k in range(0, sections):
+        z = out[k:k + 1]
+        if has_weights:
+            z_empty = out[-1]
+            for i in range(len(z)):
+                for j in range(len(z[i])):
+                    weight = token_weight_pairs[k][j][1]
+                    if weight != 1.0:
+                        z[i][j] = (z[i][j] - z_empty[j]) * weight + z_empty[j]
+        output.append(z)
+    return torch.cat(output, dim=-2), first_pooled
+
+
+def comfy_sd15(pipe, text):
+    tok = pipe.tokenizer
+    end = tok("")["input_ids"][1]                       # SD 1.5 pads with its end token
+    pairs, (start, _) = tokenize_with_weights(tok, text, end)
+    with torch.no_grad():
+        return encode_token_weights(lambda t: (pipe.text_encoder(torch.LongTensor(t))[0].float(), None), pairs,
+                                    (start, end, end))[0]
+
+
+def comfy_sdxl(pipe, text):
+    """SDXLClipModel: clip_l and clip_g (penultimate layer, no final norm; clip_g pads with 0), cut to the shorter."""
+    outs = []
+    for tok, enc, pad in ((pipe.tokenizer, pipe.text_encoder, None), (pipe.tokenizer_2, pipe.text_encoder_2, 0)):
+        end = tok("")["input_ids"][1]
+        pad = end if pad is None else pad
+        pairs, (start, _) = tokenize_with_weights(tok, text, pad)
+
+        def encode(t, enc=enc):
+            out = enc(torch.LongTensor(t), output_hidden_states=True)
+            return out.hidden_states[-2].float(), out[0].float()
+        with torch.no_grad():
+            outs.append(encode_token_weights(encode, pairs, (start, end, pad)))
+    (l_out, _), (g_out, g_pooled) = outs
+    cut_to = min(l_out.shape[1], g_out.shape[1])
+    return torch.cat([l_out[:, :cut_to], g_out[:, :cut_to]], dim=-1), g_pooled
+
+
+# -- the runs ------------------------------------------------------------------------------------------------------
+def _handle(builder, root, family, pipe_class):
+    from nodes.generate.handles import ComponentHandle
+    folder = builder(root) / "diffusers"
+    kw = dict(safety_checker=None, requires_safety_checker=False) if family == "sd" else {}
+    return ComponentHandle(family, str(folder), pipe_class.from_pretrained(str(folder), **kw), "text_encoder")
+
+
+@pytest.fixture(scope="module")
+def sd15(tmp_path_factory):
+    from diffusers import StableDiffusionPipeline
+    from tiny_models import build_sd15_single_file
+    return _handle(build_sd15_single_file, tmp_path_factory.mktemp("sd15"), "sd", StableDiffusionPipeline)
+
+
+@pytest.fixture(scope="module")
+def sdxl(tmp_path_factory):
+    from diffusers import StableDiffusionXLPipeline
+    from tiny_models import build_sdxl_single_file
+    return _handle(build_sdxl_single_file, tmp_path_factory.mktemp("sdxl"), "sdxl", StableDiffusionXLPipeline)
+
+
+LONG = ["a fox in the snow, " * 6,                                          # 108 letters: two windows
+        "a fox (in the snow:1.3), " * 4 + "a (castle:0.6) on a (very long hill top:1.4)" * 2,   # parts moved, cut
+        "(a red fox:1.2) " + "mist " * 40 + "(end)",                         # three windows, weights in two
+        "x" * 70 + " (abc) (abcdefghij:1.3)"]                               # a short part moved, a long one cut
+
+
+@pytest.mark.parametrize("prompt", LONG)
+def test_long_prompts_read_in_windows_as_comfyui_does(sd15, prompt):
+    from nodes.generate.text import encode_prompt
+    got = encode_prompt(sd15, prompt, weighting="comfy").embeds[0]
+    want = comfy_sd15(sd15.pipe, prompt)[0]
+    assert got.shape == want.shape and got.shape[0] >= 2 * 77
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("prompt", LONG[1:3])
+def test_sdxl_long_prompts_and_pooled_are_comfyuis(sdxl, prompt):
+    from nodes.generate.text import encode_prompt
+    cond = encode_prompt(sdxl, prompt, weighting="comfy")
+    embeds, pooled = comfy_sdxl(sdxl.pipe, prompt)
+    assert cond.embeds.shape == embeds.shape and cond.embeds.shape[1] >= 2 * 77
+    torch.testing.assert_close(cond.embeds, embeds, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_sdxl_text_l_of_other_length_is_padded_with_the_empty_prompt(sdxl):
+    """CLIPTextEncodeSDXL: the shorter token list (here text_l's) gets the empty prompt's windows."""
+    from nodes.generate.text import encode_prompt, encode_sdxl
+    long, short = LONG[0], "a fox"
+    got = encode_sdxl(sdxl, long, short, (0,) * 6, weighting="comfy").embeds
+    width = int(sdxl.pipe.text_encoder.config.hidden_size)
+    own = encode_prompt(sdxl, long, weighting="comfy").embeds
+    l_short = encode_prompt(sdxl, short, weighting="comfy").embeds[..., :width]
+    empty = encode_prompt(sdxl, "", weighting="comfy").embeds[..., :width]
+    torch.testing.assert_close(got[..., width:], own[..., width:])
+    torch.testing.assert_close(got[..., :width], torch.cat([l_short, empty], 1))
+
+
+def test_kinograph_weighting_reads_long_prompts_in_windows_broken_after_a_comma(sd15):
+    """Kinograph's own weighting: a prompt within one window reads as before (the whole prompt tokenized, cut at 77);
+    past it, the windows break after the last comma within 20 tokens of the end (A1111's rule), each window emphasised
+    on its own."""
+    from nodes.generate.clip_windows import kinograph_windows
+    from nodes.generate.text import emphasise, encode_prompt
+    pipe = sd15.pipe
+    short = "a (red:1.3) fox, in the [snow]"
+    ids = pipe.tokenizer("a red fox, in the snow", padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        plain = pipe.text_encoder(ids)[0][0]
+    windows = kinograph_windows(pipe.tokenizer, short)
+    want = emphasise(plain, torch.tensor([w for _, w in windows[0]]))
+    torch.testing.assert_close(encode_prompt(sd15, short).embeds[0], want)
+
+    long = "abc, " * 14 + "defghij, " * 3            # 4 tokens a "abc, ", 8 a "defghij, ": the comma at 72 ends window 1
+    windows = kinograph_windows(pipe.tokenizer, long)
+    assert len(windows) == 2
+    comma = pipe.tokenizer(",", add_special_tokens=False)["input_ids"][0]
+    body = [t for t, _ in windows[0][1:] if t >= 0][:-1]     # the first window's tokens between start and end
+    assert body[-1] == comma and len(body) == 72
+    assert encode_prompt(sd15, long).embeds.shape[1] == 154
+
+
+def test_long_positive_and_short_negative_sample_together(sd15):
+    """A conditioning of two windows beside one of one: the short one is repeated to the common length (ComfyUI's
+    CONDCrossAttn.concat), which changes nothing attention computes: the UNet's output for the repeated prompt is the
+    one-window prompt's own."""
+    from nodes.generate.clip_windows import same_length
+    from nodes.generate.text import encode_prompt
+    pipe = sd15.pipe
+    long = encode_prompt(sd15, LONG[0], weighting="comfy").embeds
+    short = encode_prompt(sd15, "a fox", weighting="comfy").embeds
+    both = same_length([long, short])
+    assert both.shape[1] == 154
+    unet = pipe.unet
+    x = torch.randn(1, unet.config.in_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        alone = unet(x, 500, encoder_hidden_states=short).sample
+        repeated = unet(x, 500, encoder_hidden_states=both[1:]).sample
+    torch.testing.assert_close(repeated, alone, rtol=1e-4, atol=1e-5)
