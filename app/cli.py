@@ -597,7 +597,7 @@ def cmd_info(args) -> int:
     print(f"{'cache':<24}{disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
-    from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs
+    from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs, unfoldered_pipelines
     from nodes.common.models_dirs import LOADED_BY, locator
     from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
@@ -623,6 +623,10 @@ def cmd_info(args) -> int:
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
               "go')")
+    for d in unfoldered_pipelines():
+        loader = LOADED_BY.get(d.name, "its loader")
+        print(f"  {d} holds one model's parts directly, where {loader} looks for a folder by its name and finds none: "
+              f"move them into a folder of their own, {d / 'NAME'}/, and give {loader} NAME")
     found = list_found_models()
     if not found and named:
         # The advice was to put files into the default folder, or to name a folder: the one just named.

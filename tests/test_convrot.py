@@ -171,9 +171,10 @@ def test_a_group_size_written_as_text_is_read_as_comfyui_reads_it(tmp_path):
 
 
 def test_an_int8_convrot_file_is_not_called_fp8(tmp_path):
-    """`kinograph info` called every file with a per-layer weight_scale fp8_mixed, int8_convrot ones too."""
+    """`kinograph info` called every file with a per-layer weight_scale fp8_mixed, int8_convrot ones too, and then
+    int8_mixed, where the file names and the README say int8_convrot."""
     from nodes.generate.detect import precision_of, read_header
     state = cr.quantise_file_state({"a.weight": _layers()["big"], "b.weight": torch.randn(4, 4)}, 256)
-    assert precision_of(read_header(_save(tmp_path, state))) == "int8_mixed"
+    assert precision_of(read_header(_save(tmp_path, state))) == "int8_convrot"
     fp8 = {"a.weight": torch.randn(4, 4).to(torch.float8_e4m3fn), "a.weight_scale": torch.tensor(1.0)}
     assert precision_of(read_header(_save(tmp_path, fp8, "fp8mixed.safetensors"))) == "fp8_mixed"

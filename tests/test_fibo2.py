@@ -144,11 +144,16 @@ def test_comfyui_fibo2_edit_templates_import_and_run(fibo, tmp_path, monkeypatch
 def test_encode_fibo2_sizes_the_result_as_the_template_says(fibo):
     """width and height 0: FIBO 2's trained size about a megapixel for the picture's shape (the pipeline's
     get_image_size), 1024 x 1024 without a picture; other sides floored to multiples of 16; the latent is FLUX.2's
-    empty one of that size and batch."""
-    from diffusers.pipelines.bria_fibo2.image_processor import BriaFibo2ImageProcessor
+    empty one of that size and batch.
+
+    The trained sizes are worked out by hand from get_image_size's rule (sides multiples of 16, area within 10% of
+    1024 x 1024, least crop first, then closest area): a 3:2 size with sides multiples of 16 is 48m x 32m, area
+    1536 m^2; m = 26 (1248 x 832, 10240 short) beats m = 27 (1296 x 864, 71168 over). A square is 1024 x 1024."""
     from nodes.generate.fibo2_edit import result_size
     picture = np.zeros((600, 900, 3), np.uint8)
-    assert result_size(0, 0, [picture]) == BriaFibo2ImageProcessor(16).get_image_size(1.5, 1024 * 1024)
+    assert result_size(0, 0, [picture]) == (1248, 832)
+    assert result_size(0, 0, [picture.transpose(1, 0, 2)]) == (832, 1248)
+    assert result_size(0, 0, [np.zeros((500, 500, 3), np.uint8)]) == (1024, 1024)
     assert result_size(0, 0, []) == (1024, 1024)
     assert result_size(333, 250, [picture]) == (320, 240)
 

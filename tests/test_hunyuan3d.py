@@ -259,6 +259,44 @@ def test_wrong_inputs_are_named(hy3d):
         decode(vae, empty_latent(4, batch=2), 8000, 16)
 
 
+def test_a_transformer_on_its_own_is_refused_saying_what_is_missing(hy3d, tmp_path):
+    """A file of the DiT alone (its tensors unprefixed) is told Hunyuan3D's; load.model says it holds only the
+    transformer, lacks the ShapeVAE and image encoder, and where ComfyUI's single checkpoint goes."""
+    from safetensors.torch import save_file
+    from graph_engine import NodeError
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from tiny_hunyuan3d import parts
+    file = tmp_path / "hunyuan3d_dit_only.safetensors"
+    save_file({k: v.contiguous() for k, v in parts("2.1")[0].state_dict().items()}, str(file))
+    assert (detect_file(file).family, detect_file(file).role) == ("hunyuan3d", "diffusion_model")
+    with pytest.raises(NodeError, match=r"holds only a Hunyuan3D transformer.*lacks the ShapeVAE \(vae\.\*\) and "
+                                        r"the DINOv2 image encoder.*single checkpoint.*models/checkpoints/"):
+        ModelManager().load("hunyuan3d", str(file))
+
+
+def test_a_batch_of_shapes_is_refused_before_sampling(hy3d, tmp_path):
+    """decode.hunyuan3d makes one VOXEL: a latent.empty_hunyuan3d batch above 1 is refused at validation, naming
+    batch, not after sampling every shape."""
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import validate
+    from tiny_hunyuan3d import V21
+    ckpt = hy3d / "models" / "checkpoints" / V21
+    text = f"""
+kinograph: 1
+nodes:
+  model: {{type: load.model, params: {{path: "{ckpt}"}}}}
+  empty: {{type: latent.empty_hunyuan3d, params: {{resolution: 16, batch: BATCH}}}}
+  decode: {{type: decode.hunyuan3d, inputs: {{vae: model.vae, latent: empty.latent}}}}
+"""
+    wf = load_workflow(text=text.replace("BATCH", "2"), check=False)
+    found = [p for p in validate(wf, default_registry()) if p.node == "empty"]
+    assert len(found) == 1 and "batch" in found[0].message and "one VOXEL" in found[0].message
+    one = load_workflow(text=text.replace("BATCH", "1"), check=False)
+    assert not [p for p in validate(one, default_registry()) if p.node == "empty"]
+
+
 @pytest.mark.parametrize("crop", ["center", "none"])
 def test_encode_image_prepares_the_picture_as_comfyui(hy3d, crop):
     """encode.image on a Hunyuan3D checkpoint's DINOv2, a picture not the encoder's size: ComfyUI's CLIPVisionEncode

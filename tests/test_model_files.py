@@ -772,6 +772,35 @@ def test_a_model_copied_into_the_model_folder_itself_is_pointed_out(tmp_path, mo
     assert "mine.safetensors is in the model folder" not in out
 
 
+def test_a_pipelines_parts_put_directly_in_diffusers_are_pointed_to_a_folder_of_their_own(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """A diffusers pipeline copied into models/diffusers/ itself (model_index.json, vae/, ... directly there):
+    `kinograph info` listed its parts as checkpoints and said "load.vae looks in vae/, not checkpoints/: move it
+    into models/vae", while the pipeline loads as load.model NAME once in diffusers/NAME/. It says that now, and
+    moved there, the pipeline is listed as one model."""
+    from app.cli import main
+    from tiny_models import wan_vae
+    models = tmp_path / "models"
+    pipe = models / "diffusers"
+    wan_vae().save_pretrained(str(pipe / "vae"))
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline", "vae": ["diffusers",
+                                                                                              "AutoencoderKLWan"]}))
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))         # info adds the folder named to it: restored after
+    assert main(["info", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert (f"{pipe} holds one model's parts directly, where load.model looks for a folder by its name and finds "
+            f"none: move them into a folder of their own, {pipe / 'NAME'}/, and give load.model NAME") in out
+    assert "not checkpoints/" not in out and "diffusion_pytorch_model" not in out
+    (pipe / "wan").mkdir()
+    for part in ("vae", "model_index.json"):
+        (pipe / part).rename(pipe / "wan" / part)
+    assert main(["info", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert "holds one model's parts directly" not in out
+    assert [ln.split()[-1] for ln in out.splitlines() if str(pipe) in ln] == [str(pipe / "wan")]
+
+
 def test_an_artists_comfyui_folder_is_named_to_info_and_validate_names_its_close_files(tmp_path, monkeypatch,
                                                                                         capsys):
     """An artist with a ComfyUI models folder: `kinograph info ~/ComfyUI/models` was refused ('unrecognized

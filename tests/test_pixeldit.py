@@ -48,6 +48,29 @@ def test_pixeldit_transformer_file_matches_comfyuis(pixeldit):
             assert _max_diff(want, model(x, torch.tensor([700.0, 250.0]), c)) < 2e-5 * float(want.abs().max())
 
 
+def test_pixel_mlp_runs_in_pieces_as_comfyuis(pixeldit, monkeypatch):
+    """The pixel blocks' MLP (64 values per pixel: 2 GB per block at PiD's 4096 px in bf16) runs over a bounded number
+    of patches at a time, as ComfyUI's PiTBlock chunks it, and the output is still ComfyUI's."""
+    from nodes.generate import pixeldit_model
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from tiny_pixeldit import MODEL, reference
+    model = load_diffusion_model(ModelManager(), MODEL, "default", "cpu").pipe.transformer
+    monkeypatch.setattr(pixeldit_model, "PIXEL_MLP_PATCHES", 5)      # 12 patches per picture here: 5, 5 and 2
+    rows = []
+    hooks = [blk.mlp.fc1.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+             for blk in model.pixel_blocks]
+    torch.manual_seed(0)
+    x, context = torch.randn(1, 3, H, W), torch.randn(1, 300, 32)
+    with torch.no_grad():
+        got = model(x, torch.tensor([400.0]), context)
+        want = reference(pixeldit)(x, torch.tensor([400.0]), context)
+    for h in hooks:
+        h.remove()
+    assert rows and max(rows) <= 5
+    assert _max_diff(want, got) < 2e-5 * float(want.abs().max())
+
+
 def test_pixeldit_text_encoder_reads_the_prompt_as_comfyui(pixeldit):
     """CLIPLoader type pixeldit (or auto): Gemma 2 from ComfyUI's file (its sentencepiece inside), the prompt after
     PixelDiT's instruction, padded and masked, its first and last 299 states; an empty prompt is <bos> and padding."""
@@ -222,6 +245,26 @@ def test_pid_conditioning_names_a_latent_of_another_format(pid):
         condition_pid(None, cond, latent, "sd3", 0.0)
     out = condition_pid(None, cond, latent, "flux", 0.25)
     assert out.extra["lq_latent"].shape == (1, 16, 6, 8) and float(out.extra["degrade_sigma"]) == 0.25
+
+
+def test_pid_reads_a_batch_of_latents_row_by_row(pid):
+    """Two pictures upscaled at once (a batch-2 latent through condition.pid, a batch-2 pixel latent): each row reads
+    its own latent, as ComfyUI's conds repeat a cond to the batch (comfy.utils.repeat_to_batch_size), with the uncond
+    after the cond; a batch-1 latent is shared by every row."""
+    from nodes.generate.adapters.pixeldit import low_quality
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.pid_nodes import condition_pid
+    from nodes.generate.split import load_diffusion_model
+    from tiny_pixeldit import PID
+    model = load_diffusion_model(ModelManager(), PID, "default", "cpu").pipe.transformer
+    z = torch.randn(2, 16, 1, 6, 8)
+    conds = [condition_pid(None, Conditioning("pixeldit", torch.zeros(1, 300, 32)),
+                           Latent(z[:n], "flux", 1, 8.0, 64, 48), "flux", sigma) for n, sigma in ((2, 0.25), (1, 0.5))]
+    got = low_quality(model, conds, 2)
+    want = torch.stack([z[0, :, 0], z[1, :, 0], z[0, :, 0], z[0, :, 0]])
+    assert got["lq_latent"].shape == want.shape and torch.equal(got["lq_latent"], want)
+    assert got["degrade_sigma"].tolist() == [0.25, 0.25, 0.5, 0.5]
 
 
 def test_gemma_without_its_tokenizer_is_named(pixeldit):

@@ -167,6 +167,20 @@ class Document(QObject):
         with one_look():
             return missing_models(self.workflow, self.registry, only=only)
 
+    def run_graph(self, targets=None) -> Graph:
+        """What a run of `targets` (node ids; default all) takes: only what they need, so a half-wired node
+        elsewhere in the graph does not stop it."""
+        g = self.graph
+        return g.subgraph(g.ancestors(targets)) if targets else g.copy()
+
+    def missing_files(self, targets=None, allow_outside: Optional[bool] = None) -> List[Problem]:
+        """The model, footage and picture files a run of `targets` would read that are not there: the check
+        `kinograph run` makes before any node runs (app.precheck). The editor's run went on without it, rendered
+        the first loader's part for minutes and stopped at the second loader."""
+        from app.precheck import missing_files
+        with one_look():
+            return missing_files(self.workflow_of(self.run_graph(targets), allow_outside), self.registry)
+
     def text(self, path: Optional[Path] = None, graph: Optional[Graph] = None) -> str:
         """The YAML of the workflow file at `path` (default: its own); file paths near it are
         written relative to it, so a project folder can be moved or shared and still finds its

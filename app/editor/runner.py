@@ -180,11 +180,9 @@ class RunController(QObject):
 
     def submit(self, doc, targets: Optional[List[str]] = None, kind: str = "run", label: str = "",
                view: Optional[tuple] = None, allow_outside: Optional[bool] = None, owner: Any = None) -> Job:
-        """Queue a snapshot of the document's graph; it starts when the jobs before it are done.
-        A run up to some nodes takes only what they need, so a half-wired node elsewhere in the
-        graph does not stop it."""
-        g = doc.graph
-        snap = g.subgraph(g.ancestors(targets)) if targets else g.copy()
+        """Queue a snapshot of the document's graph (Document.run_graph); it starts when the jobs before it
+        are done."""
+        snap = doc.run_graph(targets)
         job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
                   doc.workflow_of(snap, allow_outside), list(targets) if targets else None, view)
         job.owner = doc if owner is None else owner

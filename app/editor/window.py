@@ -1060,6 +1060,8 @@ class MainWindow(QMainWindow):
         if allow is None:
             self.message("Run cancelled: it would write outside the workflow's folder")
             return None
+        if self._refused_for_missing_files(targets, allow):
+            return None
         as_read, self.doc.seeds_as_read = self.doc.seeds_as_read, False
         if not as_read:
             self.controller.next_seeds()
@@ -1069,11 +1071,28 @@ class MainWindow(QMainWindow):
         job.seeds_as_read = as_read
         return job
 
+    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: bool) -> bool:
+        """Refuse a run that needs files that are not there, as `kinograph run` does, before any node runs: each
+        file (node, file, where to put it) in the log with a link to its node, and the loaders marked on the
+        canvas. True when refused."""
+        missing = self.doc.missing_files(targets, allow)
+        if not missing:
+            return False
+        self.scene.check_models()
+        self.bottom_tabs.setCurrentWidget(self.log)
+        self.log.log("error", f"Nothing ran: the workflow needs {counted(len(missing), 'file')} that "
+                              f"{'is' if len(missing) == 1 else 'are'} not there:")
+        for p in missing:
+            self.log.log("error", f"{p.node}: {p.message}", p.node or "")
+        self.message(f"Nothing ran: {counted(len(missing), 'file')} missing (see the Log): "
+                     + "; ".join(f"{p.node}: {p.message}" for p in missing))
+        return True
+
     def queue_new_seeds(self) -> Optional[Job]:
         """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""
         self.commit_pending()
         allow = allow_outside_for_run(self, self.doc)
-        if allow is None:
+        if allow is None or self._refused_for_missing_files(None, allow):
             return None
         self.controller.next_seeds(reroll=True)
         self.doc.seeds_as_read = False

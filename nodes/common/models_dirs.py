@@ -324,6 +324,16 @@ def loose_models() -> List[Path]:
     return out
 
 
+def unfoldered_pipelines() -> List[Path]:
+    """Kind folders that hold one model folder's parts directly (diffusers/model_index.json, diffusers/vae/ ...),
+    where a loader looks for model folders by name: none of it loads, and `kinograph info` listed the parts as
+    checkpoints, saying to move the VAE into vae/."""
+    out: List[Path] = []
+    for kind in KINDS:
+        out += [d for d in _kind_dirs(kind) if d not in out and _is_model_folder(d, kind)]
+    return out
+
+
 def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
     """The file (or diffusers folder) for `name`: a path if it names a folder, else the first
     match by file name (or name without extension) in the `kind` folders. Not found:
@@ -507,7 +517,7 @@ def list_models() -> Dict[str, List[Path]]:
     for kind in KINDS:
         items: List[Path] = []
         for d in _kind_dirs(kind):
-            if d.is_dir():
+            if d.is_dir() and not _is_model_folder(d, kind):       # its parts: unfoldered_pipelines()
                 for p in _walk(d):
                     # comfyui_controlnet_aux's ckpts/ is searched for two kinds: each file is listed under its own
                     if d in aux and _aux_kind(p) != kind:

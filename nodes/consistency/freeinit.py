@@ -95,10 +95,12 @@ def freeinit(run_sampling: Callable[[torch.Tensor, int], torch.Tensor], initial_
              steps: int, iterations: int, gen: torch.Generator, *, renoise_sigma: float = 0.94,
              filter: str = "butterworth", d_s: float = 0.25, d_t: float = 0.25, order: int = 4,
              fast: bool = False, renoise: Callable = renoise_flow,
-             on_iteration: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+             on_iteration: Optional[Callable[[int, int], None]] = None,
+             scale: Callable[[torch.Tensor], torch.Tensor] = lambda noise: noise) -> torch.Tensor:
     """Run `run_sampling(noise, steps) -> z0` `iterations` times, each pass after the first
     starting from the previous z0 re-noised to `renoise_sigma` with the original noise, its
-    low frequencies kept and its high ones taken from fresh noise drawn from `gen`.
+    low frequencies kept and its high ones taken from fresh noise drawn from `gen`, brought by `scale` to the
+    scale `initial_noise` is held at (HiDream-O1's noise_scale: a unit-scale band would be 8 times too weak).
 
     renoise_sigma 1.0 would erase z0 entirely in flow matching; 0.94 leaves z0 at the
     signal-to-noise ratio DDPM's last timestep leaves it (sqrt(alpha_bar_T) ~= 0.068).
@@ -115,7 +117,7 @@ def freeinit(run_sampling: Callable[[torch.Tensor, int], torch.Tensor], initial_
             # The noise is drawn on the CPU (the same seed gives the same video on any device); a
             # pass returns z0 on the device it ran on.
             noised = renoise(z0.to(initial_noise), initial_noise, renoise_sigma)
-            fresh = torch.randn(initial_noise.shape, generator=gen).to(initial_noise)
+            fresh = scale(torch.randn(initial_noise.shape, generator=gen)).to(initial_noise)
             noise = mix_frequencies(noised, fresh, lpf.to(initial_noise.device))
         if on_iteration is not None:
             on_iteration(i, len(schedule))

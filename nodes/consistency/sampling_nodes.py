@@ -74,8 +74,10 @@ def freeinit_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
             for name in ("spatial_stop", "temporal_stop") if params[name] == 0 and params["iterations"] > 1]
 
 
+# Version 2: the passes' fresh noise is drawn at the scale the run holds its noise (HiDream-O1's noise_scale, MiniMax
+# H3's sound share), so those models' results differ for the same params; the params are kept as they were.
 @node("noise.freeinit", title="FreeInit", category="Sampling", passes={"model": "model"},
-      preflight=freeinit_preflight)
+      preflight=freeinit_preflight, version=2, migrations={1: dict})
 def freeinit(ctx, model: MODEL,
              iterations: int = Param(3, min=1, max=10, help="sampling passes (the first is a normal one)"),
              filter: str = Param("butterworth", choices=("butterworth", "gaussian"),

@@ -45,7 +45,7 @@ class FreeInitWrapper:
         return freeinit(lambda noise, n: run(noise, None if n == steps else n), start_noise, steps,
                         self.iterations, info.generator, renoise_sigma=sigma, renoise=renoise,
                         filter=self.filter, d_s=self.spatial_stop, d_t=self.temporal_stop, order=self.order,
-                        fast=self.fast)
+                        fast=self.fast, scale=info.run_noise)
 
 
 def pinned_latent_start(start: int, pinned_frames: int, latent_frames: int, time_factor: int) -> int:

@@ -499,9 +499,12 @@ _DTYPE_NAMES = {"F16": "fp16", "float16": "fp16", "BF16": "bf16", "bfloat16": "b
 
 def _scaled_kind(weight: Optional[str], scale: Optional[str]) -> str:
     """ComfyUI's per-layer format told by a weight's and its weight_scale's types: int8_convrot's int8, NVFP4's bytes
-    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed."""
+    (two 4-bit values a byte), MXFP8's fp8 with one-byte E8M0 block scales, else fp8mixed. int8 is named as the
+    files holding it are (krea2_turbo_int8_convrot.safetensors, the README's int8_convrot): ComfyUI's tag,
+    int8_tensorwise, is inside the file, and `info` said int8_mixed, a name no file or page uses. The layers too
+    narrow to rotate are plain int8 in the same file."""
     if weight == "I8":
-        return "int8_mixed"
+        return "int8_convrot"
     if weight == "U8":
         return "nvfp4_mixed"
     return "mxfp8_mixed" if weight == "F8_E4M3" and scale in ("F8_E8M0", "U8") else "fp8_mixed"

@@ -90,6 +90,18 @@ def build_dino(state: Dict[str, torch.Tensor]):
     return model.eval()
 
 
+def _not_a_checkpoint(name: str, state: Dict[str, torch.Tensor]) -> str:
+    """Why a file without model.* tensors is no Hunyuan3D checkpoint: what it holds, what is missing, where the
+    checkpoint goes. A transformer saved on its own (its tensors unprefixed) is told Hunyuan3D's by detection, but
+    the ShapeVAE and DINOv2 come only from ComfyUI's single checkpoint."""
+    where = ("put ComfyUI's single checkpoint (hunyuan3d-dit-v2*.safetensors or hunyuan_3d_v2.1.safetensors: "
+             "transformer, ShapeVAE and image encoder in one file) in models/checkpoints/ and load it with load.model")
+    if any(k.startswith(("latent_in.", "x_embedder.")) for k in state):
+        return (f"{name} holds only a Hunyuan3D transformer (DiT); it lacks the ShapeVAE (vae.*) and the DINOv2 "
+                f"image encoder (conditioner.*) that decode and encode.image need: {where}")
+    return f"{name} holds no Hunyuan3D transformer (no model.* tensors): {where}"
+
+
 def load_checkpoint(path: Path, dtype) -> Hunyuan3DParts:
     """A Hunyuan3D checkpoint's transformer, ShapeVAE (its latent scale set by the transformer's version) and DINOv2,
     in `dtype` (DINOv2 and the ShapeVAE in float32 on the CPU, where half precision is slow or missing)."""
@@ -99,8 +111,7 @@ def load_checkpoint(path: Path, dtype) -> Hunyuan3DParts:
     state = load_weights(path)
     dit_state = _part(state, DIT)
     if not dit_state:
-        raise NodeError(f"{Path(path).name} holds no Hunyuan3D transformer (no model.* tensors): load ComfyUI's "
-                        "hunyuan3d-dit-v2*.safetensors or hunyuan_3d_v2.1.safetensors")
+        raise NodeError(_not_a_checkpoint(Path(path).name, state))
     dit = build_dit(dit_state)
     kind = variant(dit_state, len(getattr(dit, "double_blocks", ())))
     vae_state, dino_state = _part(state, VAE), _part(state, DINO)

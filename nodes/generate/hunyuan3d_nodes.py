@@ -7,11 +7,21 @@ from graph_engine import Input, Param, node
 from graph_engine.types import CONDITIONING, LATENT, VAE, VOXEL
 
 
-@node("latent.empty_hunyuan3d", title="Empty Hunyuan3D Latent", category="Latent")
+def one_shape_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
+    """latent.empty_hunyuan3d at validation: decode.hunyuan3d makes one VOXEL of one shape, so a batch of several
+    would be refused only after sampling them all (minutes of the GPU's) for nothing."""
+    if params["batch"] > 1:
+        return [("batch", f"{params['batch']} shapes at once, but decode.hunyuan3d makes one VOXEL of one shape: set "
+                          "batch to 1 (for several shapes run the workflow again with other seeds)")]
+    return []
+
+
+@node("latent.empty_hunyuan3d", title="Empty Hunyuan3D Latent", category="Latent", preflight=one_shape_preflight)
 def latent_empty_hunyuan3d(ctx, resolution: int = Param(3072, min=1, max=8192,
                                                         help="the shape's latent tokens (ComfyUI's resolution): "
                                                              "3072 for 2.0, 4096 for 2.1 in its templates"),
-                           batch: int = Param(1, min=1, max=4096, help="shapes made at once")) -> LATENT:
+                           batch: int = Param(1, min=1, max=4096, help="shapes made at once (1: decode.hunyuan3d "
+                                                                        "makes one shape)")) -> LATENT:
     """A blank Hunyuan3D shape latent (ComfyUI's EmptyLatentHunyuan3Dv2): zeros of 64 channels by `resolution`
     tokens, for generate.sample with a Hunyuan3D model."""
     from nodes.generate.hunyuan3d import empty_latent

@@ -243,13 +243,15 @@ def _prompt_to_text(params):
 # conditioning than before; the params are kept as they were. encode.sdxl, encode.flux and encode.sd3 likewise (2).
 # Version 4 (encode.sdxl 3): CLIP prompts past 75 tokens are read in 77-token windows (clip_windows) instead of cut,
 # under both weightings: what ComfyUI and A1111 users expect of a long prompt, where a cut dropped its end unseen.
+# Version 5 (encode.flux and encode.sd3 3): T5 and UMT5 tokenizers read from the encoder's file drop the spaces, tabs
+# and line ends at a prompt's ends as sentencepiece does (split.spiece_tokenizer), so such prompts encode otherwise.
 WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
                   "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
                   "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
 
 
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=4,
-      migrations={1: _prompt_to_text, 2: dict, 3: dict},
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=5,
+      migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -338,7 +340,7 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
             "negative": run(text_encoder, negative, "", sizes, ctx.log, **{**kw, "aesthetic": 0.0})}
 
 
-@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", version=2, migrations={1: dict},
+@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", version=3, migrations={1: dict, 2: dict},
       outputs={"positive": CONDITIONING})
 def encode_flux(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", help="the prompt for T5-XXL, the text FLUX.1 attends to"),
@@ -352,7 +354,7 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
 
 
-@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=2, migrations={1: dict},
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=3, migrations={1: dict, 2: dict},
       outputs={"positive": CONDITIONING})
 def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
                text: str = Param("", kind="text", help="the prompt for T5-XXL"),

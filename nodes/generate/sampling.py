@@ -48,6 +48,9 @@ class SamplingInfo:
     # (step, windows done, windows in the step): a step split into context windows reports each, so the
     # progress of a long clip (a minute or more per step) moves within the step.
     window_done: Callable[[int, int, int], None] = lambda step, done, count: None
+    # unit Gaussian noise at the scale the run holds its noise (adapter.run_noise: HiDream-O1's noise_scale, MiniMax
+    # H3's sound share), for noise a run wrapper draws afresh (FreeInit's high frequencies)
+    run_noise: Callable[[torch.Tensor], torch.Tensor] = lambda noise: noise
 
 
 @dataclass(frozen=True)
@@ -562,7 +565,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             f"(condition.timestep_range): the prompt's prediction there is zero, as in ComfyUI's sampler, which "
             f"throws those steps off; make the ranges meet (one's end at the next one's start)")
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
-                        int(seed), check, gen, window_done)
+                        int(seed), check, gen, window_done, lambda n: adapter.run_noise(handle, n))
     keep = None
     packed_mask = adapter.pack_mask(latent)
     if packed_mask is not None:

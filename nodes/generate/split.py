@@ -659,17 +659,59 @@ def stored_tokenizer(name: str, read):
                         "the file is damaged; get it again from where it came") from None
 
 
+def _proto_fields(data: bytes):
+    """(field number, value) of a protobuf message's top-level fields: varints as ints, length-delimited ones as
+    bytes (the two kinds a sentencepiece model's normalizer spec holds; fixed-width ones are skipped)."""
+    def varint(i):
+        n = shift = 0
+        while True:
+            b = data[i]
+            n, shift, i = n | (b & 0x7F) << shift, shift + 7, i + 1
+            if b < 0x80:
+                return n, i
+    i = 0
+    while i < len(data):
+        key, i = varint(i)
+        kind = key & 7
+        if kind == 0:
+            value, i = varint(i)
+        elif kind == 2:
+            size, i = varint(i)
+            value, i = data[i:i + size], i + size
+        else:
+            i += {1: 8, 5: 4}[kind]
+            continue
+        yield key >> 3, value
+
+
+def _normalizer_spec(data: bytes) -> tuple:
+    """(precompiled_charsmap, add_dummy_prefix, remove_extra_whitespaces) of a serialized sentencepiece model
+    (ModelProto.normalizer_spec, field 3: fields 2, 3 and 4, the flags true unless set), read without protobuf."""
+    spec = next((v for f, v in _proto_fields(data) if f == 3), b"")
+    fields = dict(_proto_fields(spec))
+    return fields.get(2, b""), bool(fields.get(3, 1)), bool(fields.get(4, 1))
+
+
 def spiece_tokenizer(data: bytes):
     """A T5-family tokenizer from a serialized sentencepiece model (ComfyUI's spiece_model tensor's bytes)."""
     import sentencepiece as spm
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
     sp = spm.SentencePieceProcessor(model_proto=data)
     tok = Tokenizer(models.Unigram([(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
                                    unk_id=sp.unk_id()))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("  ", " ")])
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    charsmap, dummy_prefix, squeeze = _normalizer_spec(data)
+    # sentencepiece's own normalizer: the model's character map (nmt_nfkc's folds tabs and line ends to spaces), then
+    # no space at either end and one between words (remove_extra_whitespaces: spaces only, a tab the map keeps is
+    # a character), then the word-start mark
+    # (prepended here, not by Metaspace, which adds none before a prompt that already starts with a space)
+    steps = [normalizers.Precompiled(charsmap)] if charsmap else []
+    if squeeze:
+        steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Replace(Regex("^ | $"), "")]
+    steps += [normalizers.Replace(" ", "\u2581")] + ([normalizers.Prepend("\u2581")] if dummy_prefix else [])
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always" if dummy_prefix else "never")
     eos = sp.id_to_piece(sp.eos_id())
     tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
                                                        special_tokens=[(eos, sp.eos_id())])

@@ -145,7 +145,7 @@ def pid(pipe) -> bool:
 
 
 def low_quality(model, conds, batch: int) -> dict:
-    """PiD's inputs per row: each conditioning's low-quality latent [C, h, w] and degrade_sigma (condition.pid's)."""
+    """PiD's inputs per row: each conditioning's low-quality latents [n, C, h, w] and degrade_sigma (condition.pid's)."""
     lq, sigma = [], []
     want = int(model.config.lq_latent_channels)
     for c in conds:
@@ -157,7 +157,8 @@ def low_quality(model, conds, batch: int) -> dict:
             raise NodeError(f"this PiD reads latents of {want} channels; the one given has {z.shape[1]}: use the PiD "
                             "file made for that model's VAE (pid_flux1_* for FLUX.1 and Z-Image, pid_flux2_* for "
                             "FLUX.2, pid_sd3_* for SD3)")
-        lq += [z] * batch
+        # row i reads latent i (wrapping round a shorter batch), as ComfyUI repeats a cond to the batch
+        lq += [z[i % z.shape[0]][None] for i in range(batch)]
         sigma += [c.extra["degrade_sigma"].reshape(-1)[:1]] * batch
     return {"lq_latent": torch.cat(lq), "degrade_sigma": torch.cat(sigma)}
 

@@ -1,0 +1,61 @@
+"""The editor's run (Ctrl+Enter) checks every file the graph reads before any node runs, as `kinograph run` does
+(app.precheck): a graph whose second loader's file was missing rendered its first part, then failed at that loader.
+Driven through the real window offscreen; any Qt warning fails a test."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+
+from app.editor.document import Document  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+private_config, pytestmark = test_editor_session.private_config, test_editor_session.pytestmark
+
+# A first part that works (a pattern and its save), then a second loader whose file is not there.
+GRAPH = """kinograph: 1
+nodes:
+  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}
+  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/first.mp4, codec: ffv1}}
+  vae2: {type: load.vae, params: {name: my_wan_vae.safetensors}}
+  enc: {type: vae.encode, inputs: {vae: vae2.vae, video: p.video}}
+  dec: {type: vae.decode, inputs: {vae: vae2.vae, latent: enc.latent}}
+  save2: {type: io.save_video, inputs: {video: dec.video}, params: {path: out/second.mp4}}
+"""
+
+
+def test_a_run_with_a_missing_model_file_starts_no_node_and_names_the_file(make_window, registry, tmp_path,
+                                                                           monkeypatch, qtbot):
+    """Ctrl+Enter: no job, no node started, the file named in the status bar and the log with where to put it,
+    the loader marked. A run of only the part that needs no missing file still runs."""
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(GRAPH)
+    w = make_window(Document.load(wf, registry))
+    ran = []
+    w.runs.statusChanged.connect(lambda nid, st: ran.append(nid))
+    assert w.run() is None and w.queue_new_seeds() is None
+    w.runs.wait_idle()
+    qtbot.wait(20)
+    assert w.runs.jobs == [] and ran == [] and not (tmp_path / "out").exists()     # the pattern never ran
+    said = w.statusBar().currentMessage()
+    assert said.startswith("Nothing ran: 1 file missing (see the Log): vae2: ")
+    assert "my_wan_vae.safetensors" in said and f"into {models / 'vae'}" in said       # where to put it
+    log = w.log.toPlainText()
+    assert "Nothing ran: the workflow needs 1 file that is not there:" in log and "go to vae2" in log
+    assert list(w.scene.nodes["vae2"].missing) == ["name"]          # the loader marked, as an import marks it
+    # A run of the first part alone needs no model file: it runs.
+    job = w.run(targets=["save"])
+    assert job is not None and w.runs.wait_idle(60)
+    assert job.state == "done", job.state
+    assert (tmp_path / "out" / "first.mp4").exists()
+    # The file put where the message said: the whole run starts.
+    (models / "vae" / "my_wan_vae.safetensors").write_bytes(b"")
+    assert w.doc.missing_files() == []
