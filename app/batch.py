@@ -351,13 +351,13 @@ def _sweep_jobs(args, registry, unmatched):
     return jobs, refused, notes, {}
 
 
-def _problems(args, wf, registry) -> list:
+def _problems(args, wf, registry, written=()) -> list:
     """What stops a job before it runs: its workflow's problems and, run here, the model and footage files it names
     that are missing (a night's batch met the fifth case's missing model when it reached it). On Ray each worker
-    checks the files on its own machine (app.jobs.refused_here)."""
+    checks the files on its own machine (app.jobs.refused_here). `written`: what the jobs before it write."""
     from graph_engine.validate import validate_run
     from .precheck import problems_before_run
-    return validate_run(wf, registry) if args.ray else problems_before_run(wf, registry)
+    return validate_run(wf, registry) if args.ray else problems_before_run(wf, registry, written)
 
 
 def _file_jobs(args, registry, unmatched):
@@ -369,6 +369,8 @@ def _file_jobs(args, registry, unmatched):
     from .sweep import Case, Job, Sweep, plan_jobs, select_cases
     given = Sweep(Path("the command line"), [Case(n, {}) for n in range(1, len(args.workflow) + 1)])
     jobs, refused, notes = [], {}, []
+    # Jobs here run in the order given: a plate job 1 renders is there when job 2 comps it.
+    written = set()
     for case in select_cases(given, args.only):
         path = args.workflow[case.number - 1]
         try:
@@ -378,7 +380,7 @@ def _file_jobs(args, registry, unmatched):
             wf = load_workflow(path)
             [job], said = plan_jobs(wf, Sweep(Path(path), [case]), [case], registry)
             job.label = given.label(case)
-            problems = _problems(args, job.workflow, registry)
+            problems = _problems(args, job.workflow, registry, written)
         except WorkflowError as e:
             job, said, problems = Job(case, given.label(case), None), [], e.problems
         except KinographError as e:
@@ -388,6 +390,8 @@ def _file_jobs(args, registry, unmatched):
         notes += said
         if problems:
             refused[case.number] = problems
+        else:
+            written.update(job.outputs)
     return jobs, refused, notes, _refuse_shared_outputs(jobs, refused)
 
 

@@ -6,16 +6,18 @@ from typing import List
 from graph_engine.validate import missing_input_files, missing_model_files, validate_run
 
 
-def problems_before_run(wf, registry) -> List:
+def problems_before_run(wf, registry, written=()) -> List:
     """The workflow's problems, or else the files it names that are not there (node, file, where it was looked
-    for, how to fix it). A run that lacked its second loader's model spent minutes on the nodes before it."""
-    return validate_run(wf, registry) or missing_files(wf, registry)
+    for, how to fix it). A run that lacked its second loader's model spent minutes on the nodes before it.
+    `written`: paths that something run before it writes (an earlier job of the same batch), counted as there."""
+    return validate_run(wf, registry) or missing_files(wf, registry, written)
 
 
-def missing_files(wf, registry) -> List:
-    """Model files not in the model folders and footage or pictures not on disk, each a located Problem."""
+def missing_files(wf, registry, written=()) -> List:
+    """Model files not in the model folders and footage or pictures not on disk (nor in `written`), each a
+    located Problem."""
     from nodes.common.models_dirs import model_dirs
     dirs = model_dirs()
     # ComfyUI's input/ beside its models/: where an imported workflow's LoadImage / LoadVideo names its files.
     return missing_model_files(wf, registry, f" ({', '.join(str(d) for d in dirs)})") + \
-        missing_input_files(wf, registry, [d.parent / "input" for d in dirs if d.name == "models"])
+        missing_input_files(wf, registry, [d.parent / "input" for d in dirs if d.name == "models"], written)

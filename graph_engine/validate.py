@@ -479,11 +479,12 @@ def _named_files(wf: Workflow, registry: Registry):
                 yield nid, name, p, value
 
 
-def missing_input_files(wf: Workflow, registry: Registry, input_dirs=()) -> List[Problem]:
+def missing_input_files(wf: Workflow, registry: Registry, input_dirs=(), written=()) -> List[Problem]:
     """Footage, pictures and other files the workflow reads (path params without a model-folder lookup)
     that are not there, for `kinograph validate`: it said ok, and the run failed at the loader. Not part
     of `validate`, as with model files: a shared workflow is valid before its files are copied in.
-    `input_dirs`: ComfyUI's input/ folders, where a ComfyUI workflow's LoadVideo / LoadImage names its files."""
+    `input_dirs`: ComfyUI's input/ folders, where a ComfyUI workflow's LoadVideo / LoadImage names its files.
+    `written`: paths written before this workflow runs (a plate an earlier job of a batch renders), as written."""
     import glob
     import os
     from .outputs import resolve_path
@@ -493,6 +494,8 @@ def missing_input_files(wf: Workflow, registry: Registry, input_dirs=()) -> List
         if p.kind != "path" or not p.reads or p.locate is not None:
             continue
         path = resolve_path(value, wf.base_dir, True)
+        if resolve_path(value, wf.base_dir) in written:
+            continue
         # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
         if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
             continue

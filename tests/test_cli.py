@@ -660,3 +660,20 @@ def test_a_batch_here_fails_the_job_whose_model_is_missing_before_any_job_runs(t
     assert finished[2]["ok"] and not finished[1]["ok"], finished
     assert "node vae2: name: 'my_wan_vae.safetensors' is not in the model folders" in finished[1]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+
+
+def test_a_batch_job_may_read_what_an_earlier_job_of_it_writes(tmp_path, monkeypatch, capsys):
+    """Jobs here run in the order given, so a plate rendered by job 1 and comped by job 2 is there when job 2
+    reads it: the pre-check refused job 2 before job 1 had run (batch has no --no-precheck)."""
+    from app.cli import main
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    make, use = tmp_path / "make.yaml", tmp_path / "use.yaml"
+    make.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+                    "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/plate.mp4}}\n")
+    use.write_text("kinograph: 1\nnodes:\n  v: {type: io.load_video, params: {path: out/plate.mp4}}\n"
+                   "  save: {type: io.save_video, inputs: {video: v.video}, params: {path: out/comp.mp4}}\n")
+    assert main(["batch", str(make), str(use), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finished = {e["case"]: e for e in events if e["event"] == "job_finished"}
+    assert finished[1]["ok"] and finished[2]["ok"], finished
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["comp.mp4", "plate.mp4"]

@@ -218,3 +218,66 @@ def test_long_positive_and_short_negative_sample_together(sd15):
         alone = unet(x, 500, encoder_hidden_states=short).sample
         repeated = unet(x, 500, encoder_hidden_states=both[1:]).sample
     torch.testing.assert_close(repeated, alone, rtol=1e-4, atol=1e-5)
+
+
+def a1111_chunks(tokens, comma_token, chunk_length=75, comma_padding_backtrack=20):
+    """A1111's FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line (modules/sd_hijack_clip.py), one weighted part,
+    no BREAK or embeddings: the token lists of its chunks, between start and end."""
+    chunks, chunk, last_comma = [], [], -1
+
+    def next_chunk():
+        nonlocal chunk, last_comma
+        last_comma = -1
+        chunks.append(chunk)
+        chunk = []
+    for token in tokens:
+        if token == comma_token:
+            last_comma = len(chunk)
+        elif comma_padding_backtrack != 0 and len(chunk) == chunk_length and last_comma != -1 and \
+                len(chunk) - last_comma <= comma_padding_backtrack:
+            break_location = last_comma + 1
+            reloc = chunk[break_location:]
+            chunk = chunk[:break_location]
+            next_chunk()
+            chunk = reloc
+        if len(chunk) == chunk_length:
+            next_chunk()
+        chunk.append(token)
+    if chunk or not chunks:
+        next_chunk()
+    return chunks
+
+
+@pytest.mark.parametrize("commas", [[40, 50], [40, 54], [40, 55], [40, 60], [40, 74], [40, 75], [60, 75],
+                                    [54, 75], [60, 76], [30, 60, 130, 149, 150]])
+def test_kinograph_windows_break_at_a1111s_comma(sd15, commas):
+    """Commas at these token indices: A1111 moves the text after the window's last comma when that comma is at most
+    20 tokens before its 75th (index 55 on: index 54 is 21 before and stays), and cuts plainly at 75 when the 76th
+    token (index 75) is a comma itself."""
+    from nodes.generate.clip_windows import kinograph_windows
+    tok = sd15.pipe.tokenizer
+    comma = tok(",", add_special_tokens=False)["input_ids"][0]
+    # the tiny vocabulary reads "x" as one token: "x " * n is n tokens
+    prompt = " ".join("," if i in commas else "x" for i in range(200))
+    tokens = tok(prompt, add_special_tokens=False)["input_ids"]
+    assert len(tokens) == 200 and [i for i, t in enumerate(tokens) if t == comma] == commas
+    want = a1111_chunks(tokens, comma)
+    got = [[t for t, _ in w[1:] if t >= 0][:-1] for w in kinograph_windows(tok, prompt)]
+    assert got == want
+
+
+EDGES = ["", ",,,,, , , ,", "x" * 75, "x" * 76, "x" * 150, "x" * 151,
+         "x" * 70 + " (abcdefgh:1.2)",              # a weighted group of exactly 8 tokens crossing the end: cut
+         "x" * 70 + " (abcdefg:1.2)",               # of 7: moved whole
+         "x" * 68 + " (abcdefg:1.2)",               # of 7 ending exactly at 75: stays
+         "x" * 75 + " (ab:1.2)", "(" + "x" * 80 + ":0.8)"]
+
+
+@pytest.mark.parametrize("prompt", EDGES)
+def test_comfy_windows_edges_are_sd1_clips(sd15, prompt):
+    from nodes.generate.clip_windows import comfy_windows, ids
+    tok = sd15.pipe.tokenizer
+    want, _ = tokenize_with_weights(tok, prompt, tok.pad_token_id)
+    got = comfy_windows(tok, prompt)
+    assert ids(got, tok.pad_token_id).tolist() == [[t for t, _ in w] for w in want]
+    assert [[w for _, w in win] for win in got] == [[w for _, w in win] for win in want]

@@ -6,7 +6,8 @@ Each window is start token, up to 75 prompt tokens, end token, padding. Where a 
   own; a part of fewer than 8 tokens that would cross the window's end goes whole to the next window (the window is
   closed and padded), a longer one is cut at the end.
 - weighting "kinograph": A1111's rule. The prompt is tokenized whole (so a prompt that fits one window reads as it
-  always did); a full window breaks after its last comma when that comma is within 20 tokens of the end.
+  always did); a full window breaks after its last comma when that comma is at most 20 tokens before its 75th token
+  and the next token is not a comma.
 The conditioning's pooled embedding (SDXL) is the first window's, as in both."""
 from __future__ import annotations
 
@@ -63,10 +64,12 @@ def kinograph_windows(tokenizer, text: str) -> List[Window]:
     comma = tokenizer(",", add_special_tokens=False)["input_ids"]
     windows = []
     while len(tokens) > BODY:
+        # A1111 looks back only when the token after the full window is not a comma itself (that one is cut at
+        # BODY), and takes a comma at most COMMA_BACKTRACK tokens before BODY (index BODY - 20 on).
         cut = BODY
-        commas = [i + 1 for i, (t, _) in enumerate(tokens[:BODY]) if [t] == comma]
-        if commas and BODY - commas[-1] <= COMMA_BACKTRACK:
-            cut = commas[-1]
+        commas = [i for i, (t, _) in enumerate(tokens[:BODY]) if [t] == comma]
+        if commas and [tokens[BODY][0]] != comma and BODY - commas[-1] <= COMMA_BACKTRACK:
+            cut = commas[-1] + 1
         windows.append(_closed(tokenizer, tokens[:cut]))
         tokens = tokens[cut:]
     return windows + [_closed(tokenizer, tokens)]
