@@ -79,7 +79,7 @@ def vae_source(kind: str, params: dict) -> Optional[Tuple[str, Optional[int]]]:
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import detect_family, resolve_model_path
     if kind == "load.vae":
-        from nodes.generate.adapters.pixel_space import NAME, is_pixel_space
+        from nodes.generate.pixel_space_name import NAME, is_pixel_space
         name = params.get("name") or ""
         if is_pixel_space(name):
             return NAME, None

@@ -418,7 +418,8 @@ def vae_dtype(det: Detection, device: str):
 
 def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandle:
     from nodes.generate.model_manager import family_of_file
-    from nodes.generate.adapters.pixel_space import PixelSpace, is_pixel_space
+    from nodes.generate.adapters.pixel_space import PixelSpace
+    from nodes.generate.pixel_space_name import is_pixel_space
     if is_pixel_space(name):        # ComfyUI's VAELoader entry for pixel-space models: no file
         return ComponentHandle("pixel_space", "pixel_space", PixelSpace(), "vae", device)
     path = _resolve(name, "vae", "VAE")

@@ -72,7 +72,7 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
 def vae_locator():
     """load.vae's files in vae/, and pixel_space, which names no file (ComfyUI's VAELoader entry of that name): found
     as itself in the vae folder, so validate does not call it missing and the editor's file dialog opens there."""
-    from nodes.generate.adapters.pixel_space import NAME, is_pixel_space
+    from nodes.generate.pixel_space_name import NAME, is_pixel_space
     find = locator("vae")
 
     def locate(name: str):

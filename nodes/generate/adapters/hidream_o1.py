@@ -17,7 +17,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter
-from nodes.generate.adapters.pixel_space import NAME as PIXELS
+from nodes.generate.pixel_space_name import NAME as PIXELS
 
 # The authors' pipeline's defaults (DEFAULT_NOISE_SCALE and DEFAULT_SHIFT of its public ports; ComfyUI's own model
 # sampling settings were not at hand): noise 8 times unit (the full template's ModelNoiseScale too; dev's: 7.6), and

@@ -3,19 +3,10 @@ VAE holds it: the picture's RGB in [-1, 1] at full size, so encoding and decodin
 that range (decoding clamps), with no network and no file (load.vae's name pixel_space)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from nodes.generate.adapters.base import Adapter
-
-NAME = "pixel_space"
-
-
-def is_pixel_space(name: str) -> bool:
-    """Whether load.vae's name is pixel_space (the engine hands a path param resolved against the workflow's
-    folder: /its/folder/pixel_space, which is no file)."""
-    return Path(name).name == NAME and not Path(name).exists()
+from nodes.generate.pixel_space_name import NAME
 
 
 class PixelSpace:
