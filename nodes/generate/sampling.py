@@ -114,7 +114,7 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
             return beta_sigmas(table, n, *beta)
         return TABLE_SCHEDULES[scheduler](table, n)
     sig = ksampler_schedule(levels_for, steps, sampler)
-    if denoise >= 1:        # all of it: ddim_uniform gives a level more where steps do not divide its table
+    if denoise >= 1 and scheduler == "ddim_uniform":    # all of it: a level more where steps do not divide its table
         return sig
     keep = max(1, round(steps * denoise))
     return sig[len(sig) - 1 - keep:]
