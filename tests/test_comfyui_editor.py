@@ -13,6 +13,7 @@ from app.editor.document import Document
 from app.editor.settings import EditorSettings
 from app.editor import window as window_mod
 from app.editor.window import MainWindow
+from tests.editor_run import run_past_the_precheck  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "comfyui"
 
@@ -515,6 +516,7 @@ def test_the_first_run_of_an_imported_file_uses_the_seed_it_was_saved_with(win, 
     """ComfyUI applies 'randomize' after a queue, so the seed a ComfyUI file (or a picture carrying it) holds is the
     one its picture was made with. The editor drew a new seed before the first run: an artist who opened a file to
     make that picture again got another one. The first run keeps it; the next ones draw."""
+    run_past_the_precheck(monkeypatch)
     monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)
     ran = []
     monkeypatch.setattr(win.runs, "submit", lambda doc, **kw: ran.append(doc.graph.nodes["k_sampler_3"].params["seed"])
@@ -530,6 +532,7 @@ def test_the_first_run_of_an_imported_file_uses_the_seed_it_was_saved_with(win, 
 def test_a_first_run_that_stops_short_leaves_the_files_seed_for_the_next(win, tmp_path, monkeypatch):
     """The first run of a ComfyUI file usually stops at a model not yet in the folders; ComfyUI, refusing that
     queue, keeps the seed. Fixed and run again, the file's seed must still be the one sampled."""
+    run_past_the_precheck(monkeypatch)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))       # empty: the run stops at loading
     monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)
     assert win.open_path(DATA / "wan_t2v.json") is win

@@ -29,6 +29,7 @@ from app.editor.controller import Refused  # noqa: E402
 from app.editor.document import Document  # noqa: E402
 from app.editor.settings import EditorSettings  # noqa: E402
 from app.editor.window import MainWindow, offer_recovery  # noqa: E402
+from tests.editor_run import run_past_the_precheck  # noqa: E402
 
 # The offscreen platform cannot resize native windows; that one notice is not a warning about our code.
 pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
@@ -423,7 +424,8 @@ def test_cancel_a_running_job(win):
     assert time.monotonic() - t0 < 1.5      # cancelled between steps, not after 400 of them
 
 
-def test_failed_node_badge_and_go_to_node(win):
+def test_failed_node_badge_and_go_to_node(win, monkeypatch):
+    run_past_the_precheck(monkeypatch)
     c = win.controller
     load = c.add_node("io.load_video", (0, 0))
     c.set_param(load, "path", "/nonexistent/clip.mp4")

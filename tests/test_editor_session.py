@@ -23,6 +23,7 @@ from app.editor.document import Document  # noqa: E402
 from app.editor.settings import EditorSettings  # noqa: E402
 from app.editor.window import MainWindow  # noqa: E402
 from test_editor import chain  # noqa: E402
+from tests.editor_run import run_past_the_precheck  # noqa: E402
 
 make_window, no_modal_dialogs, registry = test_editor.make_window, test_editor.no_modal_dialogs, test_editor.registry
 
@@ -392,10 +393,11 @@ def test_a_node_edited_after_a_run_says_so_and_so_does_what_it_feeds(win, qtbot,
     assert [badge[n]() for n in (p, r, s)] == ["cached", "done", "done"]
 
 
-def test_a_failed_node_put_right_says_edited_not_failed(win, qtbot, tmp_path):
+def test_a_failed_node_put_right_says_edited_not_failed(win, qtbot, tmp_path, monkeypatch):
     """A Load Video run on a path that does not exist failed; with the path put right, the node still said
     'failed: video file not found: nope.mp4', as if the fix had not been taken, and the Save Video it feeds
     'skipped', until the next run."""
+    run_past_the_precheck(monkeypatch)
     c = win.controller
     load = c.add_node("io.load_video", (0, 0))
     save = c.add_node("io.save_video", (300, 0))

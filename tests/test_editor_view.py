@@ -16,6 +16,7 @@ check_qt_binding()
 
 import test_editor  # noqa: E402
 from test_editor import qbot_wait, registry_with  # noqa: E402
+from tests.editor_run import run_past_the_precheck  # noqa: E402
 
 make_window, no_modal_dialogs = test_editor.make_window, test_editor.no_modal_dialogs
 DATA = Path(__file__).resolve().parent / "data" / "comfyui"
@@ -69,7 +70,8 @@ def test_an_imported_samplers_big_seed_is_shown_typed_and_incremented_exactly(wi
 
 
 # -- the viewer's failure is the viewed node's own -------------------------------------------------
-def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_path):
+def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_path, monkeypatch):
+    run_past_the_precheck(monkeypatch)
     c = win.controller
     clip = c.add_node("io.load_video", (0, 0))
     c.set_param(clip, "path", str(tmp_path / "missing_clip.mp4"))
@@ -198,7 +200,8 @@ def test_duplicating_twice_and_pasting_twice_at_one_spot_never_stack_copies(win,
 
 
 # -- a failed node says why where its red badge is -------------------------------------------------
-def test_hovering_a_failed_node_tells_why_it_failed(win, tmp_path):
+def test_hovering_a_failed_node_tells_why_it_failed(win, tmp_path, monkeypatch):
+    run_past_the_precheck(monkeypatch)
     from PySide6.QtCore import QEvent
     c = win.controller
     load = c.add_node("io.load_video", (0, 0))
@@ -258,7 +261,8 @@ def test_a_choice_the_list_does_not_hold_is_shown_as_it_is_and_replaced_by_a_pic
 
 
 # -- a picture the last run could not make again is marked --------------------------------------------
-def test_the_viewer_marks_its_picture_out_of_date_when_the_run_fails_upstream(win, tmp_path):
+def test_the_viewer_marks_its_picture_out_of_date_when_the_run_fails_upstream(win, tmp_path, monkeypatch):
+    run_past_the_precheck(monkeypatch)
     c = win.controller
     take = tmp_path / "take.mkv"
     _clip(take)
