@@ -198,7 +198,7 @@ def test_a_reader_that_stops_reading_does_not_stop_the_render(tmp_path):
                             (["batch", str(wf), "--sweep", str(sweep), "--json"], subprocess.PIPE),
                             (["run", str(wf)], subprocess.STDOUT), (["batch", str(wf), "--sweep", str(sweep)],
                                                                     subprocess.STDOUT)):
-        for name in outs[command[0]]:
+        for name in outs[command[0]]:     # what the loop's previous command wrote into this test's tmp_path
             (tmp_path / name).unlink(missing_ok=True)
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", *command], stdout=subprocess.PIPE,
                                 stderr=err_to, text=True, cwd=ROOT)

@@ -225,7 +225,7 @@ def comfy_forward(lm, visual, heads, x, sigma, conds, ref=None):
 def reference(root):
     from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel, Qwen3VLVisionModel
     from tiny_hidream_o1 import reference_modules, text_config, vision_config
-    saved = torch.load(root / "reference.pt")
+    saved = torch.load(root / "reference.pt", weights_only=True)
     lm, visual = Qwen3VLTextModel(text_config()).eval(), Qwen3VLVisionModel(vision_config()).eval()
     lm.load_state_dict(saved["lm"])
     visual.load_state_dict(saved["visual"])

@@ -161,7 +161,6 @@ def build(root: Path) -> Path:
     _save(merged(te_original(p["language_model"], p["rvq_depth_decoder"])), m / "text_encoders" / MERGED)
     _save(dit_original(p["transformer"], p["condition_encoder"], theta=500.0), m / "diffusion_models" / THETA)
     _save(dav_original(p["vocoder"], parametrized=True), m / "vae" / FILES["vae"])
-    torch.save(p, root / "parts.pt")
     return root
 
 
@@ -172,7 +171,8 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parts(tiny):
-    return torch.load(tiny / "parts.pt", weights_only=False)
+    """The same seeded modules build() saved as ComfyUI's files, made again rather than pickled beside them."""
+    return tiny_parts()
 
 
 @pytest.fixture(scope="module")
