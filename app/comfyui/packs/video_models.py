@@ -452,14 +452,14 @@ class VideoModels:
     def special_text_generate(self, cn, rule, params, notes):
         """TextGenerate: text.generate. With sampling_mode off ComfyUI's dynamic combo stores no sampling widgets,
         so the values read as temperature, top_k and top_p are thinking, use_default_template and mtp (greedy). A
-        picture goes to text.generate's image (Qwen3-VL reads it); video or sound given to it would be described by
-        ComfyUI: text.generate reads none, so it is not mapped."""
-        media = sorted(k for k in ("video", "audio") if isinstance(cn.inputs.get(k), Ref))
-        if media:
+        picture goes to text.generate's image (Qwen3-VL, Qwen3.5, Gemma 4 read it), a sound to its audio (Gemma 4
+        E2B / E4B hear it); a video's frames given to it would be described by ComfyUI: text.generate reads none, so
+        it is not mapped."""
+        if isinstance(cn.inputs.get("video"), Ref):
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(
-                f"its {', '.join(media)} input is a video or sound for the language model to read: Kinograph's "
-                "text.generate reads text and one picture only")
+                "its video input is a video's frames for the language model to read: Kinograph's text.generate reads "
+                "text, one picture and a sound only")
             return None
         if cn.inputs.get("sampling_mode") == "off":
             for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):
