@@ -103,7 +103,11 @@ def build(root: Path) -> Path:
     return root
 
 
-def reference(root: Path, name: str, prompt: str, picture=None, sound=None, steps=10):
+# 30 frames of 336 x 480 (70 soft tokens each exactly, unresized): ComfyUI reads frames 0 and 24
+FRAMES = np.random.default_rng(3).integers(0, 256, (30, 336, 480, 3), dtype=np.uint8)
+
+
+def reference(root: Path, name: str, prompt: str, picture=None, sound=None, steps=10, frames=None):
     """transformers alone: the file's tensors under transformers' names in Gemma4ForConditionalGeneration, the
     picture through Gemma4ImageProcessorPil (280 soft tokens), the sound through Gemma4AudioFeatureExtractor, ComfyUI's
     Gemma 4 turn: <bos>, the user's turn with the picture between <|image> and <image|> set off by blank lines,
@@ -128,6 +132,13 @@ def reference(root: Path, name: str, prompt: str, picture=None, sound=None, step
         img = Gemma4ImageProcessorPil()(Image.fromarray(picture), return_tensors="pt")
         media += "\n\n<|image>" + "<|image|>" * int(img["num_soft_tokens_per_image"][0]) + "<image|>\n\n"
         kw.update(pixel_values=img["pixel_values"], image_position_ids=img["image_position_ids"])
+    if frames is not None:          # ComfyUI's video turn: each frame after its mm:ss time, video placeholders
+        vid = [Gemma4ImageProcessorPil(max_soft_tokens=70)(Image.fromarray(f), return_tensors="pt") for f in frames]
+        media += "\n\n" + " ".join(f"00:{i:02d} <|image>" + "<|video|>" * int(v["num_soft_tokens_per_image"][0])
+                                   + "<image|>" for i, v in enumerate(vid)) + "\n\n"
+        kw.update(pixel_values_videos=torch.cat([v["pixel_values"] for v in vid]),
+                  video_position_ids=torch.cat([v["image_position_ids"] for v in vid]),
+                  num_frames_per_video=torch.tensor([len(vid)]))
     if sound is not None:
         feats = Gemma4AudioFeatureExtractor()([sound.astype(np.float32) / 32768.0], sampling_rate=16000,
                                               return_tensors="pt")
@@ -166,6 +177,21 @@ def test_a_picture_and_a_sound_write_transformers_tokens(models):
     both, _ = generate_ids(te, "what is it", max_length=10, sample=False, image=PICTURE, audio=sound)
     assert both == reference(models, "gemma4mm_tiny", "what is it", picture=PICTURE, sound=SOUND)
     assert len({tuple(alone), tuple(seen), tuple(heard), tuple(both)}) == 4
+
+
+def test_a_video_is_read_one_frame_a_second(models):
+    """A video's frames 0 and 24 of 30 (ComfyUI takes any video as 24 fps and reads one frame a second), 70 soft
+    tokens each after its time, with the sound: token-equal to Gemma4ForConditionalGeneration.generate given them
+    as its video; another video writes other tokens."""
+    from graph_engine.clip import Audio, Clip
+    from nodes.generate.textgen import generate_ids
+    te = encoder("gemma4mm_tiny.safetensors")
+    sound = Audio(str(models / "voice.wav"))
+    got, _ = generate_ids(te, "what happens", max_length=10, sample=False, video=Clip.from_array(FRAMES), audio=sound)
+    assert got == reference(models, "gemma4mm_tiny", "what happens", frames=FRAMES[[0, 24]], sound=SOUND)
+    other, _ = generate_ids(te, "what happens", max_length=10, sample=False, video=Clip.from_array(FRAMES[::-1]),
+                            audio=sound)
+    assert other != got
 
 
 def test_a_picture_is_resized_as_the_released_processor_resizes_it():
@@ -221,6 +247,25 @@ def test_the_template_imports_with_its_picture_and_sound():
     assert res.graph.nodes[links["audio"][0]].type == "io.load_audio"
     assert res.graph.nodes[links["text_encoder"][0]].params["type"] == "auto"
     assert gen.params["prompt"] == "Describe the image, and transcribe the audio"
+    assert "video" not in links
+
+
+def test_a_template_given_a_video_links_it_and_says_the_picture_is_not_read():
+    """The same template with GetVideoComponents' images linked to TextGenerate's video: the video loader reaches
+    text.generate's video; the picture, which ComfyUI's Gemma 4 then does not read, is said to be unread."""
+    from app.comfyui import import_data
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_gemma4_text_gen.json").read_text(encoding="utf-8"))
+    data["links"].append([9, 7, 0, 1, 2, "IMAGE"])
+    for n in data["nodes"]:
+        if n["id"] == 1:
+            next(i for i in n["inputs"] if i["name"] == "video")["link"] = 9
+        elif n["id"] == 7:
+            n["outputs"][0]["links"] = [9]
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    assert res.graph.nodes[res.graph.inputs[gen.id]["video"][0]].type == "io.load_video"
+    entry, = [e for e in res.report.entries.values() if e.class_type == "TextGenerate"]
+    assert any("its image is not read: with a video linked too" in n for n in entry.notes)
 
 
 def test_kinograph_info_says_what_each_file_reads(models, capsys):

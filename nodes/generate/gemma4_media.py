@@ -1,6 +1,7 @@
 """What Gemma 4 reads beside the prompt, prepared as ComfyUI's Gemma4_Tokenizer prepares it (comfy/text_encoders/
 gemma4.py) for transformers' Gemma4ForConditionalGeneration: a picture resized (keeping its shape) to at most 280
-soft tokens of 3x3 16-pixel patches, bicubic with antialiasing on its 8-bit pixels; a sound as 128-bin log mel frames
+soft tokens of 3x3 16-pixel patches, bicubic with antialiasing on its 8-bit pixels; a video's frames, one a second,
+at most 70 soft tokens each; a sound as 128-bin log mel frames
 at 16 kHz; each placed in the user's turn before the prompt between its begin and end tokens, one placeholder token
 per soft token, which the model swaps for the towers' outputs."""
 from __future__ import annotations
@@ -13,6 +14,8 @@ from graph_engine import NodeError
 
 PATCH, POOL = 16, 3                 # the vision tower's patch side and the pooling that makes one soft token of 3x3
 IMAGE_TOKENS = 280                  # ComfyUI's soft-token budget for a picture
+FRAME_TOKENS = 70                   # and for each of a video's frames
+FRAME_STEP = 24                     # ComfyUI takes a video's frames as 24 fps and reads one a second
 SOUND_RATE = 16000
 # The model config's token ids, by the names the file's tokenizer gives them (the released vocabulary's 258880...)
 TOKEN_NAMES = {"image_token_id": "<|image|>", "video_token_id": "<|video|>", "audio_token_id": "<|audio|>",
@@ -97,14 +100,29 @@ def sound_tokens(mask: np.ndarray) -> int:
     return int(mask[::2][::2].sum())
 
 
-def media(title: str, images: List[np.ndarray], mono: Optional[np.ndarray], lm) -> Tuple[str, dict]:
-    """(the media text ComfyUI puts before the prompt in the user's turn, the model's inputs for it) for pictures
-    and a sound. Refused by name where the file has no tower for it."""
+def video_frames(video) -> List[np.ndarray]:
+    """The frames ComfyUI's Gemma 4 reads of a video: one every 24 (it takes any video as 24 fps, one a second)."""
+    return [video.frame(i) for i in range(0, len(video), FRAME_STEP)]
+
+
+def media(title: str, images: List[np.ndarray], mono: Optional[np.ndarray], lm, frames=()) -> Tuple[str, dict]:
+    """(the media text ComfyUI puts before the prompt in the user's turn, the model's inputs for it) for pictures,
+    a video's frames (each after its time, mm:ss; ComfyUI reads them in place of the pictures) and a sound. Refused
+    by name where the file has no tower for it."""
     import torch
     text, inputs = "", {}
-    if images:
+    if len(images) or len(frames):
         if getattr(lm.model, "vision_tower", None) is None:
-            raise NodeError(f"this {title} file holds no vision tower (vision_model.*): leave `image` unlinked")
+            what = "`video`" if len(frames) else "`image`"
+            raise NodeError(f"this {title} file holds no vision tower (vision_model.*): leave {what} unlinked")
+    if len(frames):
+        made = [picture(f, FRAME_TOKENS) for f in frames]
+        text += "\n\n" + " ".join(f"{i // 60:02d}:{i % 60:02d} <|image>" + "<|video|>" * n + "<image|>"
+                                   for i, (_, _, n) in enumerate(made)) + "\n\n"
+        inputs["pixel_values_videos"] = torch.from_numpy(np.stack([p for p, _, _ in made]))
+        inputs["video_position_ids"] = torch.from_numpy(np.stack([q for _, q, _ in made]))
+        inputs["num_frames_per_video"] = torch.tensor([len(made)])
+    elif len(images):
         made = [picture(f) for f in images]
         text += "\n\n" + "\n\n\n\n".join("<|image>" + "<|image|>" * n + "<image|>" for _, _, n in made) + "\n\n"
         inputs["pixel_values"] = torch.from_numpy(np.stack([p for p, _, _ in made]))

@@ -149,7 +149,7 @@ def stop_ids(tokenizer) -> List[int]:
 def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True, temperature: float = 0.7,
                  top_k: int = 64, top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.05,
                  seed: int = 0, thinking: bool = False, use_template: bool = True, system: str = "",
-                 image=None, audio=None) -> Tuple[List[int], object]:
+                 image=None, audio=None, video=None) -> Tuple[List[int], object]:
     """The generated token ids (the stop token included, as ComfyUI's) and the tokenizer that reads them: at most
     max_length, and never past the model's context. Deterministic for a seed: the draw runs on its own seeded random
     stream, the global one left as it was."""
@@ -159,6 +159,9 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     title = title_of(lm)
     proc = getattr(handle.pipe, "processor", None)
     towers = type(lm).__name__ in TOWERS
+    if video is not None and not towers:
+        raise NodeError(f"{_file(handle)} is a {title} language model, which reads no video: leave `video` unlinked, "
+                        "or generate with Gemma 4 (gemma4_e4b_it), which reads its frames")
     if audio is not None and not towers:
         raise NodeError(f"{_file(handle)} is a {title} language model, which hears no sound: leave `audio` unlinked, "
                         "or generate with Gemma 4 E2B or E4B (gemma4_e4b_it), which hear it")
@@ -167,18 +170,19 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
                 "Gemma 4": "a file without its vision tower (vision_model.*)"}.get(title, "a model that reads no pictures")
         raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
                         "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b), Qwen3.5 or Gemma 4 with its vision tower, which read one")
-    if (image is not None or audio is not None) and not use_template:
+    if (image is not None or audio is not None or video is not None) and not use_template:
         # the picture's or sound's place is a placeholder in the chat turn, widened to its soft tokens
         raise NodeError(f"{_file(handle)} reads a picture or sound inside its chat turn, and use_default_template off "
                         "sends the prompt as written, with no place for it: set use_default_template on, or leave "
-                        "`image` and `audio` unlinked")
+                        "`image`, `video` and `audio` unlinked")
     media, media_inputs = "", {}
-    if towers and (image is not None or audio is not None):
+    if towers and (image is not None or audio is not None or video is not None):
         import numpy as np
         from nodes.generate.audio_encoder import samples
-        from nodes.generate.gemma4_media import media as gemma4_media
+        from nodes.generate.gemma4_media import media as gemma4_media, video_frames
         media, media_inputs = gemma4_media(title, [] if image is None else [np.asarray(image)],
-                                           None if audio is None else samples(audio), lm)
+                                           None if audio is None else samples(audio), lm,
+                                           () if video is None else video_frames(video))
     text = chat_prompt(getattr(handle.pipe, "tokenizer", None), media + prompt, title, thinking, use_template,
                        system, image is not None and not towers)
     if proc is not None:
