@@ -275,3 +275,31 @@ def test_kinograph_info_says_what_each_file_reads(models, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "with its vision and audio towers: it reads a picture and hears a sound" in out, out
     assert "with its vision tower: it reads a picture, read by text.generate" in out, out
+
+
+def test_the_template_runs_and_writes_transformers_text(models, tmp_path):
+    """llm_gemma4_text_gen as published (gemma4_e4b_it loaded as stable_diffusion; LoadImage and LoadAudio into
+    TextGenerate) runs on the tiny file, greedy: its text is transformers' tokens for that picture, sound and
+    prompt, decoded."""
+    from tokenizers import Tokenizer
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.workflow import to_yaml
+    data = json.loads((ROOT / "tests/data/comfyui/templates/llm_gemma4_text_gen.json").read_text(encoding="utf-8"))
+    res = import_data(data)
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    Image.fromarray(PICTURE).save(tmp_path / "picture.png")
+    for n in res.graph.nodes.values():
+        if n.type == "load.text_encoder":
+            n.params["name"] = "gemma4mm_tiny.safetensors"
+        if n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "picture.png")
+        if n.type == "io.load_audio":
+            n.params["path"] = str(models / "voice.wav")
+    gen.params.update(max_length=10, sampling=False)
+    run = Session(device="cpu").run(load_workflow(text=to_yaml(res.graph), check=True), use_cache=False)
+    assert run.ok, run.failed
+    want = reference(models, "gemma4mm_tiny", gen.params["prompt"], picture=PICTURE, sound=SOUND)
+    tok = Tokenizer.from_str((models / "tok" / "tokenizer.json").read_text(encoding="utf-8"))
+    text = tok.decode(want, skip_special_tokens=True).strip()
+    assert run.outputs[gen.id]["text"] == text and len(text) > 2
