@@ -786,8 +786,15 @@ def _ltx2(k: Keys) -> Optional[Detection]:
         # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
         hidden = (k.shape("model.embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight") or
                   (0, 0))[1]
+        # its towers (ComfyUI's names or transformers'): what text.generate can give it beside the prompt
+        towers = [what for what, key in (("vision", "vision_model.patch_embedder.input_proj.weight"),
+                                         ("audio", "audio_model.output_proj.weight"))
+                  if k.any(key, "model." + key.replace("_model.", "_tower.", 1))]
+        reads = {("vision", "audio"): ", with its vision and audio towers: it reads a picture and hears a sound",
+                 ("vision",): ", with its vision tower: it reads a picture"}.get(tuple(towers), ", text only")
         return Detection("text_encoder", "gemma4", {1536: "e2b", 2560: "e4b", 5376: "31b"}.get(hidden, f"h{hidden}"),
-                         why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders), read by text.generate")
+                         why=f"Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders){reads}, read by "
+                             "text.generate")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.

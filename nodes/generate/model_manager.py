@@ -710,6 +710,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "ipadapter":
         return ipadapter_support(det)
+    if det.family == "gemma4" and det.role == "text_encoder":
+        # a language model no family draws with: its note says what text.generate can give it beside the prompt
+        return True, f"load.text_encoder (type auto): {det.why}"
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):

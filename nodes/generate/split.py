@@ -321,6 +321,9 @@ def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str
             from nodes.generate.adapters.qwenimage21 import file_processor
             link_vision_tokens(parts.text_encoder, parts.tokenizer)
             parts.processor = file_processor(parts.tokenizer, QWEN35_PICTURES)
+        if hasattr(parts.text_encoder.model, "vision_tower"):      # Gemma 4 with its towers
+            from nodes.generate.gemma4_media import link_media_tokens
+            link_media_tokens(parts.text_encoder, parts.tokenizer)
         return parts
     pipe = mm.cached(("text_encoder", str(path), det.family, str(dtype), device), build, files=[path])
     return ComponentHandle(det.family, str(path), pipe, "text_encoder", device)
