@@ -261,3 +261,30 @@ def fill(ctx, video: VIDEO, mask: MASK = Input(help="where to paint (stretched t
     def reader(a, b):
         return masks.filled(video.frames(a, b), masks.frames_of(mask, a, b, video.size), rgb)
     return video.with_(reader=reader, matte=None, linear=None, local=True)
+
+
+@node("mask.remove_background", title="Remove Background (BiRefNet)", category=_CAT, device="gpu",
+      temporal_radius=0, outputs={"mask": MASK, "video": VIDEO})
+def remove_background(ctx, video: VIDEO = Input(help="the picture (or each frame of the clip) to cut out"),
+                      model: str = Param("birefnet.safetensors", kind="path", locate=locator("background_removal"),
+                                         help="ComfyUI's BiRefNet, birefnet.safetensors (Comfy-Org/BiRefNet), in "
+                                              "models/background_removal/, or its path"),
+                      resolution: int = Param(1024, min=32, max=4096, step=32,
+                                              help="the square each frame is squeezed to for the network (ComfyUI's "
+                                                   "1024, what BiRefNet was trained at)")) -> dict:
+    """The subject cut out of its background by BiRefNet, as ComfyUI's RemoveBackground finds it: `mask` is 1 on
+    the subject, 0 on the background, soft at its edges (a still mask for a picture, one a frame for a clip);
+    `video` is the picture with that mask as its transparency, to save as a PNG cut-out or lay with video.over.
+    Each frame is found alone. The model is read from your own folder; nothing is downloaded."""
+    from nodes.common.models_dirs import as_given, find_model
+    from nodes.video.matte import with_alpha
+    from .birefnet import load
+    net = load(str(find_model(as_given(model, ctx.workflow_dir), "background_removal")), ctx.device)
+    if video.length == 1:
+        mask = net.masks(video.frames(0, 1), resolution)[0]
+    else:
+        mask = masks.clip_of(lambda a, b: net.masks(video.frames(a, b), resolution), video, local=True)
+    from graph_engine import Clip
+    grey = Clip(video.length, video.fps, video.width, video.height, chunk=video.chunk, local=True,
+                reader=lambda a, b: np.repeat(masks.to_u8(masks.frames_of(mask, a, b))[..., None], 3, axis=-1))
+    return {"mask": mask, "video": with_alpha(video, "luma", grey)}
