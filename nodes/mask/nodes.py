@@ -288,3 +288,27 @@ def remove_background(ctx, video: VIDEO = Input(help="the picture (or each frame
     grey = Clip(video.length, video.fps, video.width, video.height, chunk=video.chunk, local=True,
                 reader=lambda a, b: np.repeat(masks.to_u8(masks.frames_of(mask, a, b))[..., None], 3, axis=-1))
     return {"mask": mask, "video": with_alpha(video, "luma", grey)}
+
+
+@node("mask.crop_to_mask", title="Crop Image to Mask", category=_CAT, temporal_radius=0)
+def crop_to_mask(ctx, video: VIDEO = Input(help="the picture (or clip) the subject is in"),
+                 mask: MASK = Input(help="the subject's mask (mask.remove_background's); a still one serves every "
+                                         "frame"),
+                 width: int = Param(1024, min=64, max=4096, step=8, help="the output's width in pixels"),
+                 height: int = Param(1024, min=64, max=4096, step=8, help="the output's height in pixels"),
+                 pad_factor: float = Param(1.0, min=1.0, max=2.0, step=0.01,
+                                           help="the margin around the subject's box, as a multiple of it"),
+                 grow_mask: int = Param(0, min=-32, max=32, help="grow (shrink, negative) the mask by this many "
+                                                                 "pixels first"),
+                 background: str = Param("#000000", kind="color", help="the colour behind the subject")) -> VIDEO:
+    """The subject centred in a frame of width x height, a margin around it, the rest of the picture replaced by
+    one colour, as ComfyUI's Crop Image to Mask frames it (for the 3-D models' input, or a product on white). The
+    box is the mask's pixels over 0.8; a mask that is 1 around the border and 0 in the middle is taken as the
+    background's and inverted; an empty mask keeps the whole picture."""
+    from .crop_to_mask import colour, crop_to_mask as framed
+    bg = colour(background)
+
+    def reader(a, b):
+        return np.stack([framed(f, m, width, height, pad_factor, grow_mask, bg)
+                         for f, m in zip(video.frames(a, b), masks.frames_of(mask, a, b))])
+    return video.with_(width=width, height=height, reader=reader, matte=None, linear=None, local=True)
