@@ -6,6 +6,7 @@ deform_conv2d, which ComfyUI calls, is written out as its CPU kernel computes it
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -514,16 +515,26 @@ def test_a_file_cut_short_is_named(birefnet, tmp_path):
             load(str(path)).masks(np.zeros((1, 32, 32, 3), np.uint8), SIZE)
 
 
-def test_template_imports():
-    """utility_birefnet_remove_background: the loader folds into mask.remove_background's model; its mask feeds
-    the alpha (inverted, as ComfyUI's JoinImageWithAlpha takes it) and the mask preview"""
-    from pathlib import Path
+def test_template_imports_and_runs(birefnet, tmp_path):
+    """utility_birefnet_remove_background: the loader folds into mask.remove_background's model (ComfyUI's 1024
+    square); run on the tiny weights (at 32: the test's size), the picture comes out with the subject's mask as its
+    alpha through the template's InvertMask and JoinImageWithAlpha, as ComfyUI's subgraph gives it"""
+    import cv2
     from app.comfyui import import_workflow
-    from graph_engine.api import load_workflow
+    from graph_engine.api import Session, load_workflow
+    from nodes.mask.birefnet import load
     res = import_workflow(str(Path(__file__).parent / "data" / "comfyui" / "templates" /
                               "utility_birefnet_remove_background.json"))
-    graph = load_workflow(text=res.yaml, check=True).graph
-    (node,) = [n for n in graph.nodes.values() if n.type == "mask.remove_background"]
+    wf = load_workflow(text=res.yaml, check=True)
+    (node,) = [n for n in wf.graph.nodes.values() if n.type == "mask.remove_background"]
     assert node.params["model"] == "birefnet.safetensors" and node.params.get("resolution", 1024) == 1024
-    assert {graph.nodes[k.dst].type for k in graph.links_from(node.id)} >= {"mask.invert"}
-
+    frame = _picture(40, 56, 8)
+    cv2.imwrite(str(tmp_path / "the_lily_veil.png"), frame[..., ::-1])
+    (picture,) = [n.id for n in wf.graph.nodes.values() if n.type == "io.load_image"]
+    (joined,) = [n.id for n in wf.graph.nodes.values() if n.type == "video.matte"]
+    out = Session().run(wf, overrides={f"{node.id}.model": str(birefnet[1]), f"{node.id}.resolution": 32,
+                                       f"{picture}.path": str(tmp_path / "the_lily_veil.png")})
+    assert out.ok, out.failed
+    want = load(str(birefnet[1])).masks(frame[None], 32)[0]
+    alpha = out.outputs[joined]["video"].matte.frames(0, 1)[0, ..., 0].astype(np.float32)
+    assert np.abs(alpha - want * 255).max() <= 1.0
