@@ -196,3 +196,18 @@ def test_comfyui_sdxl_revision_template_runs_with_comfyuis_pooled_prompt(revisio
     print("pooled max abs diff", float((rows - want).abs().min(0).values.max()), json.dumps(list(rows.shape)))
     hits = [(r - want[0]).abs().max() < 1e-4 for r in rows]
     assert any(hits) and not all(hits), rows      # the prompt reads the pictures, the negative its own text
+
+
+def test_unclip_reaches_every_entry_of_a_combined_prompt():
+    """unCLIP after a combine gives each entry the picture (ComfyUI adds it to every entry of the list); before a
+    combine, only the entries it was given: each entry's pooled input is its own."""
+    from dataclasses import replace
+    from nodes.generate.unclip import for_run, with_picture
+    torch.manual_seed(1)
+    a = torch.randn(1, WIDTH)
+    first, second = _cond(), _cond()
+    want = comfy_sdxl_pooled([dict(image_embeds=a, strength=1.0, noise_augmentation=0.0)], 42)
+    after = for_run(with_picture(replace(first, parts=(second,)), _image(a), 1.0, 0.0), 42)
+    assert torch.allclose(after.pooled, want, atol=1e-6) and torch.allclose(after.parts[0].pooled, want, atol=1e-6)
+    before = for_run(replace(with_picture(first, _image(a), 1.0, 0.0), parts=(second,)), 42)
+    assert torch.allclose(before.pooled, want, atol=1e-6) and torch.equal(before.parts[0].pooled, second.pooled)

@@ -51,7 +51,8 @@ def pooled(embeds: torch.Tensor, settings: torch.Tensor, seed: int) -> torch.Ten
 
 def with_picture(conditioning, image, strength: float, noise_augmentation: float):
     """conditioning carrying the projected embedding of each picture encode.image read into `image`, with this
-    strength and noise augmentation, after any a previous unCLIP node added (ComfyUI's unCLIPConditioning)."""
+    strength and noise augmentation, after any a previous unCLIP node added (ComfyUI's unCLIPConditioning), on
+    every entry of a combination as ComfyUI adds it to each."""
     if conditioning.family != "sdxl":
         raise NodeError(f"unCLIP conditioning (SDXL revision) is read by SDXL models; this prompt is a "
                         f"{conditioning.family} one: encode it with an SDXL checkpoint's text encoders")
@@ -63,10 +64,17 @@ def with_picture(conditioning, image, strength: float, noise_augmentation: float
     if strength == 0:
         return conditioning
     settings = torch.tensor([[strength, noise_augmentation]], dtype=torch.float32).repeat(embeds.shape[0], 1)
+    return _added(conditioning, embeds.float(), settings)
+
+
+def _added(conditioning, embeds, settings):
+    """conditioning and each entry combined into it with these pictures after the ones it carries."""
+    from dataclasses import replace
     old_e, old_s = conditioning.extra.get(EMBEDS), conditioning.extra.get(SETTINGS)
-    if old_e is not None:
-        embeds, settings = torch.cat([old_e, embeds.to(old_e)]), torch.cat([old_s, settings])
-    return conditioning.with_extra(**{EMBEDS: embeds.float(), SETTINGS: settings})
+    extra = {EMBEDS: embeds if old_e is None else torch.cat([old_e, embeds]),
+             SETTINGS: settings if old_s is None else torch.cat([old_s, settings])}
+    return replace(conditioning, extra={**conditioning.extra, **extra},
+                   parts=tuple(_added(p, embeds, settings) for p in conditioning.parts))
 
 
 def for_run(conditioning, seed: int):
