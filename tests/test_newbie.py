@@ -69,6 +69,13 @@ def test_newbie_text_encoders_read_the_prompt_as_comfyui(newbie):
             assert cond.embeds.shape == states.shape
             assert _max_diff(states, cond.embeds.float()) < 1e-4 * float(states.abs().max())
             assert _max_diff(pooled, cond.pooled.float()) < 1e-4 * float(pooled.abs().max())
+    # a weighted prompt: Gemma reads the brackets as text, Jina the parts ComfyUI's parser cuts (weights unused)
+    prompt = "a fox, (blue hair:1.2), snow"
+    cond = encode_prompt(te, prompt)
+    states, pooled = reference_text(newbie, prompt, ["a fox, ", "blue hair", ", snow"])
+    assert cond.embeds.shape == states.shape
+    assert _max_diff(states, cond.embeds.float()) < 1e-4 * float(states.abs().max())
+    assert _max_diff(pooled, cond.pooled.float()) < 1e-4 * float(pooled.abs().max())
 
 
 def test_newbie_refuses_a_missing_encoder(newbie):

@@ -243,8 +243,10 @@ def comfy_jina(sd: dict, ids: torch.Tensor) -> torch.Tensor:
     return x.mean(1)
 
 
-def reference_text(root: Path, text: str):
-    """ComfyUI's NewBie conditioning of `text`: (Gemma 3's next-to-last states [1, L, hidden], Jina's pooled [1, 128])."""
+def reference_text(root: Path, text: str, jina_parts=None):
+    """ComfyUI's NewBie conditioning of `text`: (Gemma 3's next-to-last states [1, L, hidden], Jina's pooled [1, 128]).
+    Gemma reads the text as written (weights off); Jina each of `jina_parts`, the pieces sd1_clip's token_weights
+    splits a weighted prompt into (the text itself where it has no brackets)."""
     import sentencepiece as spm
     from safetensors.torch import load_file
     from transformers import Gemma3TextModel
@@ -258,7 +260,7 @@ def reference_text(root: Path, text: str):
                        output_hidden_states=True).hidden_states[-2]
     j = load_file(str(te / JINA_FILE))
     jsp = spm.SentencePieceProcessor(model_proto=bytes(j.pop("spiece_model").tolist()))
-    ids = torch.tensor([[0] + jsp.encode(text) + [2]])
+    ids = torch.tensor([[0] + [i for part in (jina_parts or [text]) for i in jsp.encode(part)] + [2]])
     return states, comfy_jina({k[len("model."):]: v.float() for k, v in j.items()}, ids)
 
 

@@ -4,7 +4,9 @@ blocks of fused q/k/v attention turned by rotary positions (base 20000, halves r
 only its pooled output: the mean of the last states over the prompt's tokens, <s> and </s> included.
 
 Its sentencepiece model is in the file too (spiece_model); the prompt is read as ComfyUI's JinaClip2Tokenizer reads
-it: the model's own <s> first, the pieces, then token 2 (</s>)."""
+it: the model's own <s> first, the pieces of each part of the prompt ComfyUI's weight parser splits it into
+(prompts.comfy_parts: brackets and weights are markup, each part tokenized on its own; the weights do not reach the
+pooled output), then token 2 (</s>)."""
 from __future__ import annotations
 
 import torch
@@ -76,7 +78,8 @@ class JinaTokenizer:
         self.sp = spm.SentencePieceProcessor(model_proto=data)
 
     def ids(self, text: str) -> list:
-        return [self.sp.bos_id()] + self.sp.encode(text) + [END]
+        from nodes.generate.prompts import comfy_parts
+        return [self.sp.bos_id()] + [i for part, _ in comfy_parts(text) for i in self.sp.encode(part)] + [END]
 
 
 def pooled(encoder: JinaClip2Text, tokenizer: JinaTokenizer, prompt: str, device) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """NewBie-image (NewBie-AI's Exp0.1; anime pictures): Lumina-Image 2.0's NextDiT over 2x2 patches of FLUX.1's latent
 (its ae.safetensors scales and shifts it), reading two encoders as ComfyUI's DualCLIPLoader type newbie gives them:
-Gemma 3 4B's next-to-last hidden states of the prompt (<bos> first, every token read, each prompt its own length) and
-Jina CLIP v2's pooled prompt (the mean of its last states over <s> prompt </s>).
+Gemma 3 4B's next-to-last hidden states of the prompt (<bos> first, every token read, each prompt its own length, its
+brackets as text) and Jina CLIP v2's pooled prompt (the mean of its last states over <s> prompt </s>, bracket weights
+taken as markup and not applied, as ComfyUI's pooled output ignores them).
 
 Sampled as ComfyUI samples it: the model is told sigma and predicts the flow from the picture to noise (it reads the
 time as 1 - sigma), on the flow line at shift 6 (ComfyUI's Lumina 2 sampling, the scheduler's here;
-ModelSamplingAuraFlow 6 in its template), 20 steps of res_multistep at cfg 5.5 there. Each prompt row runs through the model alone, as ComfyUI runs a
-prompt and a negative of other lengths apart."""
+ModelSamplingAuraFlow 6 in its template), 20 steps of res_multistep at cfg 5.5 there. Each prompt row runs through
+the model alone, as ComfyUI runs a prompt and a negative of other lengths apart."""
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,10 @@ NO_ENCODERS = ("NewBie-image reads two text encoders, Gemma 3 4B (gemma_3_4b_it_
 
 
 def gemma_states(pipe, prompt: str, device) -> torch.Tensor:
-    """[L, width]: Gemma 3's next-to-last hidden states of one prompt, <bos> first."""
-    ids = torch.tensor([pipe.tokenizer(prompt).input_ids], device=device)
+    """[L, width]: Gemma 3's next-to-last hidden states of one prompt, <bos> first, its brackets read as text
+    (ComfyUI's Gemma 3 tokenizer has weights off)."""
+    from nodes.generate.prompts import literal
+    ids = torch.tensor([pipe.tokenizer(literal(prompt)).input_ids], device=device)
     return pipe.text_encoder(input_ids=ids, output_hidden_states=True).hidden_states[-2][0]
 
 
@@ -31,6 +34,8 @@ class NewBieAdapter(MMDiTAdapter):
     family = "newbie"
     name = "NewBie-image"
     encoders = "Gemma 3 4B and Jina CLIP v2"
+    # each encoder reads the prompt as written as ComfyUI's does: Gemma with weights off, Jina's parts without markup
+    reads_weights = True
 
     def factors(self, pipe):
         return flux_ae_factors(pipe)
