@@ -52,7 +52,7 @@ def test_newbie_transformer_file_matches_comfyuis(newbie):
 
 
 def test_newbie_text_encoders_read_the_prompt_as_comfyui(newbie):
-    """DualCLIPLoader type newbie, the two files in either order: Gemma 3's next-to-last states (<bos> first) as the
+    """DualCLIPLoader type newbie (or auto), the two files in either order: Gemma 3's next-to-last states (<bos> first) as the
     prompt, Jina CLIP v2's mean-pooled output (<s> prompt </s>) as its pooled output."""
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import ModelManager
@@ -60,8 +60,9 @@ def test_newbie_text_encoders_read_the_prompt_as_comfyui(newbie):
     from nodes.generate.text import encode_prompt
     from tiny_newbie import GEMMA_FILE, JINA_FILE, reference_text
     assert detect_file(newbie / "models" / "text_encoders" / JINA_FILE).family == "jina_clip2"
-    for a, b in ((GEMMA_FILE, JINA_FILE), (JINA_FILE, GEMMA_FILE)):
-        te = load_text_encoder(ModelManager(), a, b, "newbie", "cpu")
+    for a, b, kind in ((GEMMA_FILE, JINA_FILE, "newbie"), (JINA_FILE, GEMMA_FILE, "newbie"),
+                       (GEMMA_FILE, JINA_FILE, "auto")):
+        te = load_text_encoder(ModelManager(), a, b, kind, "cpu")
         assert te.family == "newbie"
         for prompt in ("a red fox in the snow", "<Prompt Start> girl, blue hair"):
             cond = encode_prompt(te, prompt)

@@ -246,6 +246,8 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             device, "hidream")
     if det.family in LANGUAGE_ONLY:
         return _load_language_model(mm, path, det, type_, device)
+    if det.family == "gemma3" and type_ in ("", "auto") and name2 and _jina(name2):
+        type_ = "newbie"                # Gemma 3 with Jina CLIP v2 is NewBie-image's pair, not LTX-2's Gemma
     if (det.family == "gemma3" and type_ != "newbie") or type_ == "ltx2":
         from nodes.generate.ltx2_text import load_ltx2_text
         return load_ltx2_text(mm, path, det, name2, type_, device)
@@ -302,6 +304,15 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
     return ComponentHandle(family, where, pipe, "text_encoder", device)
+
+
+def _jina(name: str) -> bool:
+    """Whether the text encoder `name` is Jina CLIP v2's (an LTX-2 checkpoint, Gemma 3's other partner, lives in
+    checkpoints/: not found here, it is not)."""
+    try:
+        return detect_file(_resolve(name, "text_encoders", "second text encoder")).family == "jina_clip2"
+    except NodeError:
+        return False
 
 
 def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str) -> ComponentHandle:
