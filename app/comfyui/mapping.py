@@ -1045,6 +1045,10 @@ RULES: Dict[str, Rule] = {
                             (P("strength", "strength"), P("strength_type", "strength_type")),
                             {"conditioning": "conditioning", "style_model": "style_model",
                              "clip_vision_output": "image"}, ("conditioning",)),
+    # SDXL revision: the picture's projected CLIP vision embedding in place of the pooled prompt
+    "unCLIPConditioning": Rule("condition.unclip", ("strength", "noise_augmentation"),
+                               (P("strength", "strength"), P("noise_augmentation", "noise_augmentation")),
+                               {"conditioning": "conditioning", "clip_vision_output": "image"}, ("conditioning",)),
     # Chroma: ComfyUI trims T5-XXL's padding to min_padding tokens; Kinograph reads the prompt as ChromaPipeline does
     "T5TokenizerOptions": Rule(None, ("min_padding", "min_length"), (), fold=True, special="t5_options",
                                note="Kinograph reads T5-XXL's prompt as diffusers' ChromaPipeline does: padded to 512 "
