@@ -4,18 +4,22 @@ wan2.2_dancer_14b_local_* in diffusion_models/ (Wan 2.1 i2v's original names plu
 random one in that layout; its prediction is compared with ComfyUI's WanDancerModel forward
 (comfy/ldm/wan/model_wandancer.py, its AudioInjector_WAN and WanI2VCrossAttention in comfy/ldm/wan/model.py)
 written out below over the file's own tensors."""
+import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_ops, comfy_rope
+from tiny_wan22 import comfy_ops, comfy_rope, on_tiny_files, save_clip_vision, tiny_wan_folder
 
-# one 128-wide head, 28 blocks (the last music layer follows block 27), CLIP tokens 24 wide, 35 music features into
-# a 32-wide music encoder of 4 heads
-DIM, LAYERS, TEXT, CLIPW, MUSIC, MDIM = 128, 28, 32, 24, 35, 32
+# one 128-wide head, 28 blocks (the last music layer follows block 27), CLIP tokens 32 wide (the tiny CLIP vision's),
+# 35 music features into a 32-wide music encoder of 4 heads
+DIM, LAYERS, TEXT, CLIPW, MUSIC, MDIM = 128, 28, 32, 32, 35, 32
+TEMPLATE = Path(__file__).resolve().parents[1] / "tests" / "data" / "comfyui" / "templates" / "video_wan_dancer.json"
 INJECT = (0, 4, 8, 12, 16, 20, 24, 27)
 
 
@@ -57,21 +61,17 @@ def _dancer_state():
 
 @pytest.fixture(scope="module")
 def dancer(tmp_path_factory):
-    """(the loaded transformer, its file's tensors) of the tiny WanDancer file."""
-    from safetensors.torch import save_file
+    """(the loaded transformer, its file's tensors, the file) of the tiny WanDancer file, fp16, in a ComfyUI models/
+    folder with a tiny umt5, Wan 2.1 VAE and CLIP vision beside it (KINOGRAPH_MODELS points there)."""
     from nodes.generate.model_manager import ModelManager, describe_model
     from nodes.generate.split import load_diffusion_model
     sd = _dancer_state()
-    path = tmp_path_factory.mktemp("dancer") / "wan2.2_dancer_tiny_global.safetensors"
-    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
-    info = describe_model(path)
-    assert info["loads"] == "yes" and "WanDancer" in info["note"], info
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield load_diffusion_model(ModelManager(max_loaded=1), str(path), "default", "cpu").pipe.transformer, sd
-    finally:
-        torch.set_num_threads(threads)
+    with tiny_wan_folder(tmp_path_factory.mktemp("dancer"), "wan2.2_dancer_tiny.safetensors", sd) as path:
+        save_clip_vision(path.parent.parent)
+        info = describe_model(path)
+        assert info["loads"] == "yes" and "WanDancer" in info["note"], info
+        model = load_diffusion_model(ModelManager(max_loaded=1), str(path), "default", "cpu").pipe.transformer
+        yield model, sd, path
 
 
 def _reference_dancer(sd, x, t, context, clip, ref, music, fps, scale):
@@ -182,7 +182,7 @@ def test_the_dancer_model_loads_and_predicts_as_comfyui_at_the_global_and_local_
     pass: its own patch embedding, head and stretched rotary times) and at 30 fps (the local passes); the music and
     its scale move it."""
     from nodes.generate.wan_dancer import forward, is_dancer
-    model, sd = dancer
+    model, sd, _ = dancer
     assert is_dancer(model)
     x, text, clip, ref, music = _inputs(3)
     t = torch.tensor([600.0])
@@ -199,7 +199,7 @@ def test_the_global_pass_differs_from_the_local_one(dancer):
     """The same input at 6 fps and 30 fps: other embeddings, head and times give another prediction (a model run
     at the wrong rate would not show in the test above if both paths were the same)."""
     from nodes.generate.wan_dancer import forward
-    model, _ = dancer
+    model, _, _ = dancer
     x, text, clip, ref, music = _inputs(4)
     t = torch.tensor([300.0])
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_the_global_pass_differs_from_the_local_one(dancer):
 
 def test_bad_dancer_inputs_are_named(dancer):
     from nodes.generate.wan_dancer import forward
-    model, _ = dancer
+    model, _, _ = dancer
     x, text, clip, ref, music = _inputs(5)
     t = torch.tensor([300.0])
     with pytest.raises(NodeError, match="start image"):
@@ -221,3 +221,219 @@ def test_bad_dancer_inputs_are_named(dancer):
         forward(model, x, t, text, clip, ref, music[..., :20])
     with pytest.raises(NodeError, match="multiple of 8"):
         forward(model, x[..., :6, :6], t, text, clip, ref, music)
+
+
+# --- the key frames of the local passes ----------------------------------------------------------------------------------
+
+def _comfy_pad_keyframes(images, segment_length, segment_index, audio):
+    """WanDancerPadKeyframes.do_execute (comfy_extras/nodes_wandancer.py) written out: (keyframes, mask, audio
+    segment's waveform)."""
+    B, H, W, C = images.shape
+    fps = 30
+    audio_duration = audio["waveform"].shape[-1] / audio["sample_rate"]
+    segment_duration = segment_length / fps
+    buffer = 0.2
+    num_segments = int((audio_duration - buffer) / segment_duration) + 1 if audio_duration > buffer else 0
+    total_frames = num_segments * segment_length
+    mask = torch.zeros((segment_length, H, W), dtype=images.dtype)
+    keyframes = torch.zeros((segment_length, H, W, C), dtype=images.dtype)
+    if total_frames > 0 and B > 0:
+        frame_interval = float(total_frames) / B
+        seg_num = int(math.ceil(total_frames / segment_length))
+        is_last_segment = (segment_index == seg_num - 1)
+        positions = []
+        images_before_this_segment = 0
+        for seg_idx in range(segment_index):
+            end_idx = (total_frames - segment_length * seg_idx - 1) if seg_idx == seg_num - 1 else (segment_length - 1)
+            cnt = 0
+            while cnt * frame_interval < end_idx - frame_interval:
+                cnt += 1
+            images_before_this_segment += cnt
+        end_index = (total_frames - segment_length * segment_index - 1) if is_last_segment else (segment_length - 1)
+        cnt = 0
+        while cnt * frame_interval < end_index - frame_interval:
+            positions.append((int(math.ceil(frame_interval * cnt)), images_before_this_segment + cnt))
+            cnt += 1
+        positions.append((end_index, images_before_this_segment + cnt))
+        valid_positions = [(pos, idx) for pos, idx in positions if idx < B and pos < segment_length]
+        if valid_positions:
+            seg_positions, img_indices = zip(*valid_positions)
+            mask[torch.tensor(seg_positions)] = 1
+            keyframes[torch.tensor(seg_positions)] = images[torch.tensor(img_indices)]
+    start_time = segment_index * segment_duration
+    end_time = min(start_time + segment_duration, audio_duration)
+    sample_rate = audio["sample_rate"]
+    return keyframes, mask, audio["waveform"][:, :, int(start_time * sample_rate):int(end_time * sample_rate)]
+
+
+def _wav(path, seconds, rate):
+    import wave
+    rng = np.random.default_rng(int(seconds * 10))
+    pcm = (rng.uniform(-0.3, 0.3, int(round(seconds * rate))) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return torch.from_numpy(pcm.astype(np.float32) / 32768)[None, None]
+
+
+@pytest.mark.parametrize("count,seconds,length,index", [(38, 25.0, 149, 0), (38, 25.0, 149, 2), (38, 25.0, 149, 4),
+                                                        (4, 2.0, 13, 0), (4, 2.0, 13, 1), (7, 1.3, 13, 2)])
+def test_key_frames_are_laid_and_the_music_cut_as_comfyui(tmp_path, count, seconds, length, index):
+    """video.wan_dancer_keyframes (WanDancerPadKeyframes): the global pass's pictures at the frames ComfyUI's node
+    lays them in each segment (the template's 38 pictures over 25 s, segments 0, 2 and the last, and short songs),
+    the mask white there only, and the segment's samples of the music."""
+    from graph_engine import Clip
+    from nodes.generate.wan_dancer_keys import keyframes
+    from nodes.io.sound import sound_span
+    rate = 8000
+    wave = _wav(tmp_path / "song.wav", seconds, rate)
+    pictures = np.random.default_rng(count).integers(0, 255, (count, 6, 8, 3), dtype=np.uint8)
+    keys, mask, music = keyframes(Clip.from_array(pictures, fps=6.0), sound_span(str(tmp_path / "song.wav"), 0, 0),
+                                  length, index)
+    want_keys, want_mask, want_wave = _comfy_pad_keyframes(torch.from_numpy(pictures).float() / 255, length, index,
+                                                           {"waveform": wave, "sample_rate": rate})
+    assert keys.length == mask.length == length and keys.fps == 30
+    assert np.array_equal(keys.frames(0, length).astype(np.float32) / 255, want_keys.numpy())
+    assert np.array_equal(mask.frames(0, length)[..., 0] / 255.0, want_mask.numpy())
+    assert want_mask.any()
+    assert round(music.pieces()[0].start * rate) == int(index * (length / 30) * rate)      # ComfyUI's first sample
+    assert round(music.pieces()[0].duration * rate) == want_wave.shape[-1]
+
+
+def test_a_segment_past_the_music_is_named(tmp_path):
+    from graph_engine import Clip
+    from nodes.generate.wan_dancer_keys import keyframes
+    from nodes.io.sound import sound_span
+    _wav(tmp_path / "song.wav", 1.0, 8000)
+    with pytest.raises(NodeError, match="segment 3 starts"):
+        keyframes(Clip.from_array(np.zeros((4, 6, 8, 3), np.uint8), fps=6.0),
+                  sound_span(str(tmp_path / "song.wav"), 0, 0), 13, 3)
+
+
+# --- the conditioning ------------------------------------------------------------------------------------------------------
+
+def _comfy_model_mask(mask, length, latent_frames, h, w, starts):
+    """WanDancerVideo's concat_mask, as WAN21.concat_cond hands it to the model (1 - concat_mask, 4 channels)."""
+    if mask is None:
+        concat_mask = torch.ones((1, 1, latent_frames, h, w))
+        concat_mask[:, :, :((starts - 1) // 4) + 1] = 0.0
+    else:
+        concat_mask = 1 - mask[:length].unsqueeze(0)
+        concat_mask = F.interpolate(concat_mask, size=(h, w), mode="nearest-exact")
+        concat_mask = torch.cat([torch.repeat_interleave(concat_mask[:, 0:1], repeats=4, dim=1), concat_mask[:, 1:]],
+                                dim=1)
+        concat_mask = concat_mask.view(1, concat_mask.shape[1] // 4, 4, h, w).transpose(1, 2)
+    out = 1.0 - concat_mask
+    return out.repeat(1, 4, 1, 1, 1) if out.shape[1] == 1 else out
+
+
+def test_condition_wan_dancer_keeps_the_frames_comfyui_keeps(dancer):
+    """condition.wan_dancer (WanDancerVideo): the start frames' latent (black after them) beside the mask of kept
+    frames ComfyUI's node and WAN21's concat_cond give the model, with a start picture alone (its latent frame kept)
+    and with the key frames' mask (the local pass); CLIP tokens, reference tokens and the music's rate on both sides;
+    a speech encoder's features refused by name."""
+    from graph_engine import Clip
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.wan_dancer_cond import condition
+    vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
+    pos, neg = Conditioning("wan", torch.zeros(1, 4, 32)), Conditioning("wan", torch.ones(1, 4, 32))
+    rng = np.random.default_rng(3)
+    start = rng.integers(0, 255, (5, 32, 48, 3), dtype=np.uint8)
+    clip, ref = Conditioning("wan", torch.randn(1, 65, 32)), Conditioning("wan", torch.randn(1, 65, 32))
+    music = {"dancer": torch.randn(1, 40, 35), "fps": 6.0, "scale": 0.5}
+    out = condition(vae, pos, neg, 13, 48, 32, Clip.from_array(start[:1], fps=6.0), None, clip, ref, music)
+    concat = out["positive"].extra["concat"]
+    assert concat.shape == (1, 20, 4, 4, 6) and out["latent"].samples.shape == (1, 16, 4, 4, 6)
+    assert torch.equal(concat[:, :4], _comfy_model_mask(None, 13, 4, 4, 6, 1))
+    px = torch.zeros(1, 3, 13, 32, 48) - 1.0
+    px[:, :, 0] = torch.from_numpy(start[0]).permute(2, 0, 1).float() / 255 * 2 - 1
+    with torch.no_grad():
+        z = get_adapter("wan").vae_encode(vae.pipe, px)
+    assert torch.allclose(concat[:, 4:], z, atol=1e-4)
+    for side in ("positive", "negative"):
+        c = out[side]
+        assert torch.equal(c.extra["image_embeds"], clip.embeds) and torch.equal(c.extra["dancer_reference"], ref.embeds)
+        assert torch.equal(c.extra["dancer_music"], music["dancer"])
+        assert c.meta["dancer_fps"] == 6.0 and c.meta["dancer_scale"] == 0.5
+    keys = np.zeros((13, 32, 48, 3), np.uint8)
+    marks = np.zeros((13, 32, 48, 1), np.uint8)
+    for at in (0, 5, 12):
+        keys[at], marks[at] = start[at // 4], 255
+    mask_clip = Clip(13, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1)
+    local = condition(vae, pos, None, 13, 48, 32, Clip.from_array(keys, fps=30.0), mask_clip, clip, ref,
+                      {**music, "fps": 30.0})
+    want = _comfy_model_mask(torch.from_numpy(marks[..., 0] / 255.0).float(), 13, 4, 4, 6, 13)
+    assert torch.equal(local["positive"].extra["concat"][:, :4], want)
+    assert local["negative"] is None and local["latent"].fps == 30
+    with pytest.raises(NodeError, match="encode.wan_dancer_audio"):
+        condition(vae, pos, None, 13, 48, 32, music={"layers": torch.zeros(3, 4, 5), "fps": 50})
+    with pytest.raises(NodeError, match="13 frames"):
+        condition(vae, pos, None, 13, 48, 32, Clip.from_array(keys, fps=30.0),
+                  Clip(5, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1))
+
+
+# --- the template ---------------------------------------------------------------------------------------------------------
+
+def test_the_wan_dancer_template_imports_and_runs_on_tiny_weights(dancer, tmp_path):
+    """ComfyUI's video_wan_dancer template was blocked by WanDancerEncodeAudio, WanDancerVideo,
+    WanDancerPadKeyframesList and a StringConcatenate of the music's frame-rate words; it imports with every node
+    mapped (the prompt joined to the words as the workflow runs, text.join), and the whole graph runs on the tiny
+    model: the global pass over the song's key frames at its low rate, its pictures laid as the local pass's key
+    frames, the local pass at 30 fps, both videos written, the final one with the music under it."""
+    import av
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    import wave as wavmod
+    result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
+    conds = [n for n in g.nodes.values() if n.type == "condition.wan_dancer"]
+    assert len(conds) == 2 and all(n.params["frames"] == 149 for n in conds)
+    joins = [n for n in g.nodes.values() if n.type == "text.join"]
+    assert len(joins) == 1 and joins[0].params["a"].startswith("一个人正在跳舞") and joins[0].params["delimiter"] == " "
+    assert g.nodes[links[joins[0].id, "b"][0]].type == "encode.wan_dancer_audio" and links[joins[0].id, "b"][1] == \
+        "fps_string"
+    keys = next(n for n in g.nodes.values() if n.type == "video.wan_dancer_keyframes")
+    assert keys.params == {"length": 149, "segment": 0}
+    local = next(n for n in conds if (n.id, "mask") in links)
+    assert g.nodes[links[local.id, "mask"][0]].type == "video.wan_dancer_keyframes"
+    # a 2 s song and a picture; 13 frames a pass at 64x64 (the template's 149 at 720x1280 are the released size)
+    rate = 22050
+    t = np.arange(2 * rate) / rate
+    song = (0.4 * np.sin(2 * np.pi * 220 * t) * (np.mod(t, 0.5) < 0.1) * 32767).astype(np.int16)
+    with wavmod.open(str(tmp_path / "song.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(song.tobytes())
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 64, 3), dtype=np.uint8)).save(tmp_path / "me.png")
+    names = {"load.diffusion_model": dancer[2].name, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
+    on_tiny_files(g, names, tmp_path / "song.wav", tmp_path / "me.png", tmp_path / "out.mp4")
+    saves = sorted((n for n in g.nodes.values() if n.type == "io.save_video"), key=lambda n: n.id)
+    for n, name in zip(saves, ("a.mp4", "b.mp4")):
+        n.params["path"] = str(tmp_path / name)
+    for n in g.nodes.values():
+        if n.type == "condition.wan_dancer":
+            n.params.update(frames=13, width=64, height=64)
+        elif n.type == "encode.wan_dancer_audio":
+            n.params["frames"] = 13
+        elif n.type == "video.wan_dancer_keyframes":
+            n.params["length"] = 13
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    made = {name: iio.imread(tmp_path / name) for name in ("a.mp4", "b.mp4")}
+    # the preview: the global pass's 4 latent frames each decoded alone (one picture each); the final: 13 frames
+    assert sorted(v.shape[0] for v in made.values()) == [4, 13]
+    final = next(name for name, v in made.items() if v.shape[0] == 13)
+    assert made[final].shape == (13, 64, 64, 3) and iio.immeta(tmp_path / final)["fps"] == 30
+    with av.open(str(tmp_path / final)) as c:         # the music under it
+        assert c.streams.audio

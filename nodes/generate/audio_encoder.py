@@ -162,18 +162,18 @@ def holding(make, sd: dict, name: str, kind: str):
     return model
 
 
-def samples(audio) -> np.ndarray:
+def samples(audio, rate: int = RATE) -> np.ndarray:
     """`audio` (graph_engine.Audio: io.load_audio's span, or spans io.concat_audio joined, silence between) as
-    mono float samples at RATE."""
+    mono float samples at `rate`."""
     from nodes.io.sound import read_sound
     files, out = {}, []
     for p in audio.pieces():
         if not p.path:
-            out.append(np.zeros(int(round(p.duration * RATE)), np.float32))
+            out.append(np.zeros(int(round(p.duration * rate)), np.float32))
             continue
-        mono = files.setdefault(p.path, read_sound(p.path, RATE, mean=True)[1])
-        start = int(round(p.start * RATE))
-        stop = len(mono) if p.duration is None else start + int(round(p.duration * RATE))
+        mono = files.setdefault(p.path, read_sound(p.path, rate, mean=True)[1])
+        start = int(round(p.start * rate))
+        stop = len(mono) if p.duration is None else start + int(round(p.duration * rate))
         out.append(mono[start:stop] * np.float32(10 ** (p.gain / 20)))
     return np.concatenate(out)
 
