@@ -479,3 +479,19 @@ def test_music_too_short_for_the_frames_is_named():
     from nodes.generate.wan_dancer_audio import encode
     with pytest.raises(NodeError, match="under half"):
         encode(song(0.5, 22050, 1)[0], 22050, 149, 1.0)
+
+
+def test_music_features_given_to_a_voice_model_are_named():
+    """encode.wan_dancer_audio's output shares the socket type of encode.audio's; S2V, HuMo and InfiniteTalk given
+    the music's features say which node they read instead of failing on a missing key."""
+    from nodes.generate.audio_encoder import speech
+    from nodes.generate.infinitetalk import features_per_frame
+    from nodes.generate.wan_dancer_audio import encode
+    music, _ = encode(song(1.0, 22050, 1)[0], 22050, 13, 1.0)
+    for reader in ("Wan 2.2 S2V", "HuMo"):
+        with pytest.raises(NodeError, match=f"{reader} reads a speech encoder's: connect encode.audio"):
+            speech(music, reader)
+    with pytest.raises(NodeError, match="InfiniteTalk reads"):
+        features_per_frame(music)
+    layers = torch.zeros(3, 5, 4)
+    assert speech({"layers": layers, "fps": 50}, "HuMo") == (layers, 50)

@@ -98,6 +98,15 @@ def encoder_family(kind: str, params: dict) -> str:
     return family if family in ("whisper", "wav2vec2") else ""
 
 
+def speech(sound: dict, reader: str) -> tuple:
+    """(layers, rate) of encode.audio's speech features; WanDancer's music features (the same socket type) refused,
+    naming the encoder `reader` (S2V, HuMo, InfiniteTalk) takes."""
+    if "layers" not in sound:
+        raise NodeError(f"these are WanDancer's music features (encode.wan_dancer_audio); {reader} reads a speech "
+                        "encoder's: connect encode.audio")
+    return sound["layers"], sound["fps"]
+
+
 def voice_preflight(wants: str, reader: str, file: str, *ports: str):
     """A node's preflight refusing voices encoded by the other kind of speech encoder (InfiniteTalk and S2V read
     wav2vec2's features, HuMo whisper's): it was refused only when the conditioning ran, after the Wan model and the
