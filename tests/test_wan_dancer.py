@@ -437,3 +437,26 @@ def test_the_wan_dancer_template_imports_and_runs_on_tiny_weights(dancer, tmp_pa
     assert made[final].shape == (13, 64, 64, 3) and iio.immeta(tmp_path / final)["fps"] == 30
     with av.open(str(tmp_path / final)) as c:         # the music under it
         assert c.streams.audio
+
+
+def test_the_fp8_scaled_files_the_template_names_load(dancer, tmp_path):
+    """The template's files are ComfyUI's fp8_scaled (wan2.2_dancer_14b_*_fp8_scaled): the music, reference and
+    global layers' matrices too are fp8 beside their scale_weight; the file loads and predicts as ComfyUI's forward
+    over its dequantised tensors (weight * scale_weight)."""
+    from safetensors.torch import save_file
+    from tiny_models import to_fp8_scaled
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.wan_dancer import forward
+    sd8 = to_fp8_scaled({k: v.half() for k, v in dancer[1].items()})
+    path = tmp_path / "wan2.2_dancer_tiny_fp8_scaled.safetensors"
+    save_file(sd8, str(path))
+    deq = {k: v.float() * sd8[k[:-len(".weight")] + ".scale_weight"].float() if k[:-len(".weight")] + ".scale_weight"
+           in sd8 else v.float() for k, v in sd8.items() if not k.endswith(".scale_weight") and k != "scaled_fp8"}
+    model = load_diffusion_model(ModelManager(max_loaded=1), str(path), "default", "cpu").pipe.transformer
+    x, text, clip, ref, music = _inputs(6)
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        got = forward(model.float(), x, t, text, clip, ref, music, 6.0, 1.0)
+        want = _reference_dancer(deq, x, t, text, clip, ref, music, 6.0, 1.0)
+    assert torch.allclose(got, want, atol=5e-4), (got - want).abs().max()
