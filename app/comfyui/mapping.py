@@ -1128,6 +1128,16 @@ RULES: Dict[str, Rule] = {
                                      {"positive": "positive", "negative": "negative",
                                       **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 11)}},
                                      ("positive", "negative")),
+    # Mage-Flow's prompt and negative with Qwen3-VL seeing the pictures, their latents at the result's size riding on
+    # both, and the result's empty latent (ComfyUI's autogrow inputs count from image_1)
+    "TextEncodeMageFlowEdit": Rule("encode.mage_flow_edit", ("prompt", "negative_prompt", "width", "height",
+                                                             "batch_size"),
+                                   (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
+                                    P("height", "height"), P("batch_size", "batch_size")),
+                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                                    "images.image_2": "image2", "images.image_3": "image3",
+                                    "images.image_4": "image4"},
+                                   ("positive", "negative", "latent")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),

@@ -471,6 +471,34 @@ def encode_fibo2(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": positive, "negative": neg, "latent": latent}
 
 
+@node("encode.mage_flow_edit", title="Encode (Mage-Flow)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
+                          vae: VAE = Input(optional=True, help="the Mage VAE: to give the transformer the pictures' "
+                                                              "latents (the edit keeps them); without it only the "
+                                                              "prompt sees them"),
+                          image: IMAGE = Input(optional=True, help="the picture to edit (none: make a picture from "
+                                                                   "the prompt)"),
+                          image2: IMAGE = Input(optional=True, help="a second picture"),
+                          image3: IMAGE = Input(optional=True, help="a third picture"),
+                          image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                          text: str = Param("", kind="text", help="the prompt, or what to change"),
+                          negative: str = Param("", kind="text", help="the negative prompt, read with the same "
+                                                                      "pictures"),
+                          width: int = Param(0, min=0, max=8192, help="the result's width (floored to a multiple of "
+                                                                      "16); 0: the first picture's (1024 without one)"),
+                          height: int = Param(0, min=0, max=8192, help="the result's height, as width"),
+                          batch_size: int = Param(1, min=1, max=64, help="pictures made at once")):
+    """Tell Mage-Flow what to make or change (ComfyUI's TextEncodeMageFlowEdit): Qwen3-VL-4B reads the prompt (and
+    the negative) having seen the pictures, each picture's Mage VAE latent at the result's size rides on both for the
+    transformer to read beside the noise, and the latent to sample is the result's size. Sample base / edit at cfg 5
+    over 30 steps, Turbo at cfg 1 over 4."""
+    from nodes.generate.mage_flow_edit import encode_mage_flow_edit as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
+    return {"positive": positive, "negative": neg, "latent": latent}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
