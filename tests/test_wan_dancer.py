@@ -379,30 +379,75 @@ def test_condition_wan_dancer_keeps_the_frames_comfyui_keeps(dancer):
 
 # --- the template ---------------------------------------------------------------------------------------------------------
 
+def _template(final_choice=None):
+    """The stored template, its final duration set to the CustomCombo option `final_choice` (index, text)."""
+    data = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    if final_choice is not None:
+        combo = next(n for sg in data["definitions"]["subgraphs"] for n in sg["nodes"] if n["id"] == 700)
+        combo["widgets_values"][1], combo["widgets_values"][0] = final_choice
+    return data
+
+
+def test_a_longer_final_duration_is_expanded_into_segments_joined_in_order():
+    """The template's final duration of 15 s makes WanDancerPadKeyframesList hand on 3 segments, each run through
+    the local pass on its own in ComfyUI and joined by RebatchImages: the import copies the local pass per segment
+    (video.wan_dancer_keyframes' segment 0, 1, 2) and joins the three clips in that order; a count past the cap stays
+    not mapped, saying why."""
+    from app.comfyui import import_data
+    result = import_data(_template((2, "15")))
+    assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
+    keys = sorted((n for n in g.nodes.values() if n.type == "video.wan_dancer_keyframes"), key=lambda n: n.params["segment"])
+    assert [n.params["segment"] for n in keys] == [0, 1, 2]
+    assert len([n for n in g.nodes.values() if n.type == "condition.wan_dancer"]) == 4     # the global and 3 local
+
+    def segment_of(node, port):         # the key frames node a clip comes from, up the chain
+        todo = [links[node, port][0]]
+        while todo:
+            n = todo.pop()
+            if g.nodes[n].type == "video.wan_dancer_keyframes":
+                return g.nodes[n].params["segment"]
+            todo += [src for (dst, _), (src, _) in links.items() if dst == n]
+    save = next(n for n in g.nodes.values() if n.type == "io.save_video" and n.params["fps"] == 30)
+    last = links[save.id, "video"][0]
+    while g.nodes[last].type != "video.concat":
+        last = next(src for (dst, _), (src, _) in links.items() if dst == last)
+    inner = links[last, "video"][0]
+    assert g.nodes[inner].type == "video.concat"
+    assert (segment_of(inner, "video"), segment_of(inner, "other"), segment_of(last, "other")) == (0, 1, 2)
+    many = import_data(_template((99, "500")))
+    line = next(e for e in many.report.entries.values() if e.class_type == "WanDancerPadKeyframesList")
+    assert line.status == "unmapped" and any("expands a list of 1 to 64" in n for n in line.notes), line.notes
+
+
 def test_the_wan_dancer_template_imports_and_runs_on_tiny_weights(dancer, tmp_path):
     """ComfyUI's video_wan_dancer template was blocked by WanDancerEncodeAudio, WanDancerVideo,
     WanDancerPadKeyframesList and a StringConcatenate of the music's frame-rate words; it imports with every node
     mapped (the prompt joined to the words as the workflow runs, text.join), and the whole graph runs on the tiny
-    model: the global pass over the song's key frames at its low rate, its pictures laid as the local pass's key
-    frames, the local pass at 30 fps, both videos written, the final one with the music under it."""
+    model at its 10 s final duration (two segments): the global pass over the song's key frames at its low rate, its
+    pictures laid as each local segment's key frames, the local passes at 30 fps joined, both videos written, the
+    final one with the music under it."""
     import av
     import imageio.v3 as iio
     from PIL import Image
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
     import wave as wavmod
-    result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    one = import_data(_template())
+    assert next(n for n in one.graph.nodes.values() if n.type == "video.wan_dancer_keyframes").params == \
+        {"length": 149, "segment": 0}
+    result = import_data(_template((1, "10")))
     assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
     g = result.graph
     links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
     conds = [n for n in g.nodes.values() if n.type == "condition.wan_dancer"]
-    assert len(conds) == 2 and all(n.params["frames"] == 149 for n in conds)
+    assert len(conds) == 3 and all(n.params["frames"] == 149 for n in conds)
     joins = [n for n in g.nodes.values() if n.type == "text.join"]
     assert len(joins) == 1 and joins[0].params["a"].startswith("一个人正在跳舞") and joins[0].params["delimiter"] == " "
     assert g.nodes[links[joins[0].id, "b"][0]].type == "encode.wan_dancer_audio" and links[joins[0].id, "b"][1] == \
         "fps_string"
-    keys = next(n for n in g.nodes.values() if n.type == "video.wan_dancer_keyframes")
-    assert keys.params == {"length": 149, "segment": 0}
+    assert sorted(n.params["segment"] for n in g.nodes.values() if n.type == "video.wan_dancer_keyframes") == [0, 1]
     local = next(n for n in conds if (n.id, "mask") in links)
     assert g.nodes[links[local.id, "mask"][0]].type == "video.wan_dancer_keyframes"
     # a 2 s song and a picture; 13 frames a pass at 64x64 (the template's 149 at 720x1280 are the released size)
@@ -431,10 +476,11 @@ def test_the_wan_dancer_template_imports_and_runs_on_tiny_weights(dancer, tmp_pa
     res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
     assert res.ok, res.failed
     made = {name: iio.imread(tmp_path / name) for name in ("a.mp4", "b.mp4")}
-    # the preview: the global pass's 4 latent frames each decoded alone (one picture each); the final: 13 frames
-    assert sorted(v.shape[0] for v in made.values()) == [4, 13]
-    final = next(name for name, v in made.items() if v.shape[0] == 13)
-    assert made[final].shape == (13, 64, 64, 3) and iio.immeta(tmp_path / final)["fps"] == 30
+    # the preview: the global pass's 4 latent frames each decoded alone (one picture each); the final: two segments
+    # of 13 frames
+    assert sorted(v.shape[0] for v in made.values()) == [4, 26]
+    final = next(name for name, v in made.items() if v.shape[0] == 26)
+    assert made[final].shape == (26, 64, 64, 3) and iio.immeta(tmp_path / final)["fps"] == 30
     with av.open(str(tmp_path / final)) as c:         # the music under it
         assert c.streams.audio
 

@@ -1348,7 +1348,8 @@ RULES: Dict[str, Rule] = {
                                 ("positive", "negative", "latent"), ignore={"batch_size": 1},
                                 note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
     # WanDancer (comfy_extras/nodes_wandancer.py): the music's features and frame rate, the local passes' key frames
-    # (a list of one segment, the template's 5 s, is the first segment; more are not unrolled) and the conditioning
+    # (a list of one segment, the template's 5 s, is the first segment; more are expanded by app.comfyui.lists) and
+    # the conditioning
     "WanDancerEncodeAudio": Rule("encode.wan_dancer_audio", ("video_frames", "audio_inject_scale"),
                                  (P("video_frames", "frames"), P("audio_inject_scale", "scale")), {"audio": "audio"},
                                  ("music", "fps_string"),

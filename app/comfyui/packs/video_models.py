@@ -26,16 +26,17 @@ class VideoModels:
 
     def special_wan_dancer_segments(self, cn, rule, params, notes):
         """WanDancerPadKeyframesList hands its segments on as lists, the nodes after it run once per segment. A list
-        of one is the first segment's video.wan_dancer_keyframes; more would need those nodes copied per segment,
-        which the import does not do."""
+        of one is the first segment's video.wan_dancer_keyframes; a longer one known from the file was expanded
+        before the walk (app.comfyui.lists), so one reaching here is past the cap or known only as the workflow
+        runs."""
         count = self.resolve(cn.inputs.get("num_segments"))
         if isinstance(count, Out) or count is None:
             return self.not_constant(cn, "num_segments")
         if count != 1:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append(
-                f"it makes {count} segments, each run through the nodes after it; Kinograph imports one: set the "
-                "final duration to one segment (5 s), or copy the local pass and set each copy's segment in "
+                f"it makes {count} segments, each run through the nodes after it, more than Kinograph copies on "
+                "import: give a shorter final duration, or copy the local pass and set each copy's segment in "
                 "video.wan_dancer_keyframes")
             return None
         return [self.plain(cn, rule, {**params, "segment": 0}, notes)]
