@@ -730,8 +730,10 @@ def unmapped_note(cn: CNode) -> str:
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
+    from .lists import expand
     from .loops import unroll
     unroll(flat)
+    expand(flat)
     converter = Converter(flat, registry)
     try:
         return converter.run()
