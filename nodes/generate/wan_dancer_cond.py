@@ -16,20 +16,23 @@ from nodes.generate.wan_dancer import BASE_FPS
 
 def kept_mask(frames: int, latent_frames: int, h: int, w: int, starts: int = 0, mask=None) -> torch.Tensor:
     """[1, 4, latent_frames, h, w]: 1 where the model keeps the given frames. Without a mask, the latent frames
-    holding the `starts` start frames; with one (1 = a key frame there), the mask's frames, nearest-sampled to the
-    latent's size, each latent frame's four pixel frames as its four channels (the first frame four times)."""
+    holding the `starts` start frames; with one (1 = a key frame there), the mask's frames (a still mask is one),
+    nearest-sampled to the latent's size, each latent frame's four pixel frames as its four channels (the first
+    frame four times); latent frames past a shorter mask's are generated, as ComfyUI's concat_cond pads them."""
+    kept = torch.zeros(1, 4, latent_frames, h, w)
     if mask is None:
-        kept = torch.zeros(1, 4, latent_frames, h, w)
         kept[:, :, :(starts - 1) // 4 + 1] = 1.0
         return kept
     from nodes.common import masks as mk
-    if mk.is_clip(mask) and mask.length < frames:
-        raise NodeError(f"the key frames' mask has {mask.length} frames; WanDancer's {frames} frames need one each: make "
-                        "it with the same segment length (video.wan_dancer_keyframes)")
-    m = torch.from_numpy(mk.frames_of(mask, 0, frames))[None]
+    given = min(mask.length, frames) if mk.is_clip(mask) else 1
+    if (given - 1) % 4:
+        raise NodeError(f"the key frames' mask has {given} frames; WanDancer's Wan VAE holds 4n+1 frames (1, 5, ..., "
+                        f"{frames}): make it with the clip's segment length (video.wan_dancer_keyframes)")
+    m = torch.from_numpy(mk.frames_of(mask, 0, given))[None]
     m = F.interpolate(m, size=(h, w), mode="nearest-exact")
     m = torch.cat([m[:, :1].repeat_interleave(4, dim=1), m[:, 1:]], dim=1)
-    return m.view(1, latent_frames, 4, h, w).transpose(1, 2).contiguous()
+    kept[:, :, :m.shape[1] // 4] = m.view(1, -1, 4, h, w).transpose(1, 2)
+    return kept
 
 
 def condition(vae, positive: Conditioning, negative: Optional[Conditioning], frames: int, width: int, height: int,
