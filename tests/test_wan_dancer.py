@@ -398,6 +398,44 @@ def test_condition_wan_dancer_keeps_the_frames_comfyui_keeps(dancer):
                   Clip(6, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1))
 
 
+_CONDITION_MEMORY = """
+import resource, sys, types
+import numpy as np, torch
+import nodes.generate.adapters as adapters
+import nodes.generate.vae_ops as vae_ops
+from graph_engine import Clip
+from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.wan_dancer_cond import condition
+frames, size = 149, 256
+seen = {}
+def encode(pipe, pixels):
+    seen["pixels"] = (float(pixels.min()), float(pixels.max()), tuple(pixels.shape))
+    return torch.zeros(1, 16, (frames - 1) // 4 + 1, size // 8, size // 8)
+adapters.get_adapter = lambda family: types.SimpleNamespace(vae_encode=encode)
+vae_ops.empty_latent = lambda vae, f, w, h, fps: Latent(torch.zeros(1, 16, (f - 1) // 4 + 1, h // 8, w // 8), "wan",
+                                                        f, fps, w, h)
+keys = Clip.from_array(np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8), fps=30.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+condition(types.SimpleNamespace(family="wan", pipe=None), Conditioning("wan", torch.zeros(1, 4, 32)), None, frames,
+          size, size, keys)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(grown / (frames * size * size * 3 * 4), seen["pixels"])
+"""
+
+
+def test_the_start_frames_take_one_float_copy():
+    """condition.wan_dancer's local pass encodes all 149 frames of key frames (720x1280 as released: 1.6 GB as
+    float32): the frames are fitted and scaled to -1..1 into one buffer a few at a time, so the process grows by
+    under twice that buffer (it grew by four: the float frames, their /255, the scaled copy, then *2 and -1 each
+    made another); the pixels the VAE gets still span -1..1."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _CONDITION_MEMORY], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split(maxsplit=1)
+    assert float(out[0]) < 2.0, out
+    assert out[1].strip() == "(-1.0, 1.0, (1, 3, 149, 256, 256))"
+
+
 # --- the template ---------------------------------------------------------------------------------------------------------
 
 def _template(final_choice=None):

@@ -13,6 +13,8 @@ from graph_engine import NodeError
 from nodes.generate.latent import Conditioning
 from nodes.generate.wan_dancer import BASE_FPS
 
+FILL = 16               # start frames fitted to the size at a time
+
 
 def kept_mask(frames: int, latent_frames: int, h: int, w: int, starts: int = 0, mask=None) -> torch.Tensor:
     """[1, 4, latent_frames, h, w]: 1 where the model keeps the given frames. Without a mask, the latent frames
@@ -58,9 +60,16 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     extra, meta = {}, {}
     if start is not None:
         n = min(start.length, frames)
-        px = np.zeros((frames, height, width, 3), np.float32)
-        px[:n] = comfy_scaled(start.frames(0, n).astype(np.float32) / 255.0, width, height, "bilinear", crop=True)
-        pixels = torch.from_numpy(px).permute(3, 0, 1, 2)[None] * 2.0 - 1.0
+        # -1..1 (black after the start frames), filled FILL frames at a time in place: 149 key frames at 720x1280
+        # are 1.6 GB as float32, and whole-clip temporaries took three more copies
+        px = np.full((frames, height, width, 3), -1.0, np.float32)
+        for a in range(0, n, FILL):
+            part = px[a:min(a + FILL, n)]
+            part[:] = comfy_scaled(start.frames(a, a + len(part)).astype(np.float32) / 255.0, width, height,
+                                   "bilinear", crop=True)
+            part *= 2.0
+            part -= 1.0
+        pixels = torch.from_numpy(px).permute(3, 0, 1, 2)[None]
         with torch.inference_mode():
             z = get_adapter("wan").vae_encode(vae.pipe, pixels)
         extra["concat"] = torch.cat([kept_mask(frames, f, h, w, n, mask), z], dim=1)
