@@ -409,7 +409,8 @@ from nodes.generate.wan_dancer_cond import condition
 frames, size = 149, 256
 seen = {}
 def encode(pipe, pixels):
-    seen["pixels"] = (float(pixels.min()), float(pixels.max()), tuple(pixels.shape))
+    a = pixels.numpy()                  # a view: numpy reduces it in place, torch might copy it
+    seen["pixels"] = (float(a.min()), float(a.max()), a.shape)
     return torch.zeros(1, 16, (frames - 1) // 4 + 1, size // 8, size // 8)
 adapters.get_adapter = lambda family: types.SimpleNamespace(vae_encode=encode)
 vae_ops.empty_latent = lambda vae, f, w, h, fps: Latent(torch.zeros(1, 16, (f - 1) // 4 + 1, h // 8, w // 8), "wan",
