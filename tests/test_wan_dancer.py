@@ -427,8 +427,8 @@ print(grown / (frames * size * size * 3 * 4), seen["pixels"])
 def test_the_start_frames_take_one_float_copy():
     """condition.wan_dancer's local pass encodes all 149 frames of key frames (720x1280 as released: 1.6 GB as
     float32): the frames are fitted and scaled to -1..1 into one buffer a few at a time, so the process grows by
-    under twice that buffer (it grew by four: the float frames, their /255, the scaled copy, then *2 and -1 each
-    made another); the pixels the VAE gets still span -1..1."""
+    under twice that buffer (it grew by over three: the whole clip's float frames, their /255 and scaled
+    copies, then *2 and -1 each made another); the pixels the VAE gets still span -1..1."""
     import subprocess
     import sys
     out = subprocess.run([sys.executable, "-c", _CONDITION_MEMORY], capture_output=True, text=True, check=True,
