@@ -32,8 +32,8 @@ def grown_past(cn: CNode, rule: Rule) -> List[str]:
         group = k.split(".", 1)[0] + "."
         taken = [m for m in rule.inputs if m.startswith(group)]
         if isinstance(v, Ref) and "." in k and taken and k not in rule.inputs:
-            notes.append(f"input {k} is not read: {rule.node} takes the first {len(taken)} of ComfyUI's {group[:-1]}; "
-                         "link that picture in place of another, or leave it out")
+            notes.append(f"input {k} is not read: {rule.node} has sockets for {len(taken)} of ComfyUI's {group[:-1]} "
+                         "only; link it in place of another, or leave it out")
     return notes
 
 
