@@ -86,7 +86,14 @@ def _tensor_scale(layer: str, scale, experts: int):
 def block_weight(layer: str, fmt: str, q, scale, scale_2=None, experts=None, dtype=None):
     """The plain weight of layer `layer` stored in `fmt` ("nvfp4" / "mxfp8"): q the stored weight, scale its
     weight_scale, scale_2 NVFP4's weight_scale_2, experts the tag's num_experts (None: a matrix); in `dtype`
-    (bfloat16 when None: ComfyUI quantises bf16 models, and float32 would double the memory)."""
+    (bfloat16 when None: ComfyUI quantises bf16 models, and float32 would double the memory), on q's device."""
+    return expand(layer, fmt, q, blocks_of(layer, fmt, q, scale, scale_2, experts), dtype)
+
+
+def blocks_of(layer: str, fmt: str, q, scale, scale_2=None, experts=None):
+    """Each expert's [rows, cols / block] float32 scales (NVFP4's per-tensor scale folded in), the stored tensors'
+    shapes and values checked: what a damaged or foreign file is refused by, a quarter of the expanded weight's
+    size (NVFP4) or less."""
     import torch
     bank = q.ndim == 3
     if q.ndim not in (2, 3) or (experts is not None and not (bank and q.shape[0] == experts)):
@@ -99,17 +106,27 @@ def block_weight(layer: str, fmt: str, q, scale, scale_2=None, experts=None, dty
     cols = q.shape[-1] * (2 if fmt == "nvfp4" else 1)
     if cols % _BLOCK[fmt]:
         raise _damaged(layer, fmt, f"its rows of {cols} values are not whole blocks of {_BLOCK[fmt]}")
-    q = q.reshape(n, rows, q.shape[-1])
     blocks = _block_scales(layer, fmt, scale, n, rows, cols)
+    return blocks * _tensor_scale(layer, scale_2, n).to(blocks.device) if fmt == "nvfp4" else blocks
+
+
+def expand(layer: str, fmt: str, q, blocks, dtype=None):
+    """The plain weight of stored weight `q` whose scales blocks_of gave, on q's device."""
+    import torch
+    bank = q.ndim == 3
+    n, rows = (q.shape[0] if bank else 1), q.shape[-2]
+    cols = q.shape[-1] * (2 if fmt == "nvfp4" else 1)
+    q = q.reshape(n, rows, q.shape[-1])
     # Each stored byte's value(s) looked up in a table of all 256: NVFP4's two, the even column's (high nibble)
     # first, MXFP8's fp8 value; three times faster on the CPU than unpacking nibbles or casting fp8
     if fmt == "nvfp4":
-        blocks = blocks * _tensor_scale(layer, scale_2, n)
-        lut = torch.tensor(_E2M1)
+        lut = torch.tensor(_E2M1, device=q.device)
         table = torch.stack([lut.repeat_interleave(16), lut.repeat(16)], dim=-1)
     else:
-        table = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)[:, None]
-    out = torch.empty(n, rows, cols, dtype=dtype or torch.bfloat16)
+        table = torch.arange(256, dtype=torch.uint8, device=q.device).view(torch.float8_e4m3fn).to(torch.float32)
+        table = table[:, None]
+    blocks = blocks.to(q.device)
+    out = torch.empty(n, rows, cols, dtype=dtype or torch.bfloat16, device=q.device)
     step = max(1, _ELEMENTS // cols)
     for e in range(n):
         for r in range(0, rows, step):
