@@ -103,8 +103,9 @@ def test_a_packed_model_holds_the_stored_bytes_and_computes_the_published_values
 
 @pytest.mark.parametrize("fmt", ("nvfp4", "int8_convrot", "fp8_scaled"))
 def test_casts_moves_and_state_dict_keep_it_packed(fmt):
-    """.float() keeps the packed bytes and gives the values the expanded bf16 weight cast to float32 had; .to() a device, state_dict() and a second model built from
-    that state dict (assign=True) keep it packed; a plain model loading that state dict gets the values."""
+    """.float() keeps the packed bytes and gives the values the expanded bf16 weight cast to float32 had;
+    state_dict() and a second model built from that state dict (assign=True) keep it packed; a plain model loading
+    that state dict gets the values; .to() a device moves the stored tensors and keeps the parameter."""
     from nodes.generate.packed_weight import PackedWeight, module_bytes
     state, want = _stored(fmt)
     model = _load(state, True)
@@ -123,6 +124,9 @@ def test_casts_moves_and_state_dict_keep_it_packed(fmt):
     plain.load_state_dict(model.state_dict())      # a fresh one: assign=True above marked sd's metadata to assign
     assert type(plain.blocks[2].weight.data) is torch.Tensor and torch.equal(plain.blocks[2].weight, want["blocks.2"].to(torch.bfloat16).float())
     assert torch.equal(w.t(), want["blocks.0"].to(torch.bfloat16).float().t()) and isinstance(w.t(), PackedWeight)
+    model.to("meta")        # a device move (the CPU's only other device): the same parameter, its stored tensors moved
+    assert model.blocks[0].weight is w and w.device.type == "meta"
+    assert {t.device.type for t in w.stored.tensors.values()} == {"meta"}
 
 
 def test_a_cast_through_data_as_the_converters_do_it():
@@ -230,3 +234,35 @@ def test_load_weights_gives_packed_layers_of_a_file(tmp_path):
     save_file(state, str(tmp_path / "bad.safetensors"))
     with pytest.raises(NodeError, match="bad.safetensors: blocks.2 is tagged nvfp4 .* NaN"):
         load_weights(tmp_path / "bad.safetensors")
+
+
+def test_an_nvfp4_gpt_oss_text_encoder_loads_packed_through_its_converter(tmp_path):
+    """Lens's GPT-OSS text encoder as Comfy-Org's gpt_oss_20b_nvfp4 holds it (attention and expert banks NVFP4, the
+    rest bf16), read the way a workflow reads it (detect_file, load_weights, the gpt_oss converter): each quantised
+    layer stays packed (the banks through the converter's transpose), the model holds far fewer bytes than the same
+    file expanded at load, and its hidden states are the expanded model's."""
+    from safetensors.torch import save_file
+    from nodes.generate import converters
+    from nodes.generate.detect import detect_file
+    from nodes.generate.packed_weight import PackedWeight, module_bytes
+    from nodes.generate.weights import load_weights
+    from tiny_lens import gpt_oss_file
+    state = gpt_oss_file()
+    quantised = dict(state)
+    for name, w in state.items():
+        if name.endswith(".weight") and (".self_attn." in name or ".experts." in name) and w.ndim >= 2 \
+                and w.shape[-1] % 16 == 0 and w.shape[-2] % 16 == 0:
+            del quantised[name]
+            quantised.update(ref.quantise_layer(name[: -len(".weight")], w, "nvfp4"))
+    path = tmp_path / "gpt_oss_tiny_nvfp4.safetensors"
+    save_file(quantised, str(path))
+    det = detect_file(path)
+    packed = converters.build(det, load_weights(path, torch.bfloat16), torch.bfloat16, str(path))
+    expanded = converters.build(det, load_weights(path, torch.bfloat16, packed=False), torch.bfloat16, str(path))
+    kept = [n for n, p in packed.named_parameters() if isinstance(p, PackedWeight)]
+    assert len(kept) == 24 * 5 and sum(n.endswith("experts.gate_up_proj") for n in kept) == 24
+    # the tiny matrices' block scales are padded to cuBLAS's 128-row tiles: 20B's are a sixteenth of a byte a value
+    assert module_bytes(packed) < module_bytes(expanded) * 0.6
+    ids = torch.tensor([[1, 5, 9, 200, 17, 3]])
+    with torch.no_grad():
+        assert torch.equal(packed(input_ids=ids).last_hidden_state, expanded(input_ids=ids).last_hidden_state)

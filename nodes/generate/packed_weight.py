@@ -46,22 +46,16 @@ class Stored:
     def expand(self, expert: Optional[int], dtype) -> torch.Tensor:
         """The plain matrix (of a bank, expert `expert`'s alone), in `dtype`, in the stored orientation."""
         t = self.tensors
-        if self.kind == "block":
-            from nodes.generate.block_quant import block_weight
-            if expert is None:
-                return block_weight(self.layer, self.fmt, t["q"], t["scale"], t.get("scale_2"), self.cfg["experts"],
-                                    dtype)
-            # one expert's weight and scales: its slice of the bank's bytes (each expert's scales are tiled alone)
-            q, n = t["q"][expert:expert + 1], t["q"].shape[0]
-            scale = t["scale"].contiguous().view(torch.uint8).reshape(n, -1)[expert:expert + 1]
-            scale_2 = t.get("scale_2")
-            if scale_2 is not None:
-                scale_2 = scale_2.reshape(-1)
-                scale_2 = scale_2[expert:expert + 1] if scale_2.numel() > 1 else scale_2
-            return block_weight(self.layer, self.fmt, q, scale, scale_2, 1, dtype)[0]
+        if self.kind == "block":       # the scales checked at load: expand() reads them without a check
+            from nodes.generate.block_quant import expand
+            parts = [t["q"], t["blocks"], t.get("tensor_scale")]
+            if expert is not None:      # one expert's weight and scales (each expert's scales are its own)
+                parts = [p if p is None else p[expert:expert + 1] for p in parts]
+            w = expand(self.fmt, *parts, dtype)
+            return w if expert is None else w[0]
         if self.kind == "convrot":
-            from nodes.generate.weights import convrot_weight
-            w = convrot_weight(self.layer, t["q"], t["scale"], self.cfg, dtype)
+            from nodes.generate.weights import rotate_back       # the scale checked at load
+            w = rotate_back(t["q"], t["scale"], self.cfg, dtype)
         elif self.kind == "scaled":        # the loader's own maths: float32 product, then the dtype
             w = (t["q"].to(torch.float32) * t["scale"]).to(dtype)
         else:

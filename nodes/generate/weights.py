@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from graph_engine import NodeError
-from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, blocks_of, expand
+from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
@@ -117,13 +117,14 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
             base = name[: -len(".weight")]
             cfg = quant_config(base, state.get(base + ".comfy_quant"))
             if cfg is not None and cfg["format"] in BLOCK_FORMATS:
-                parts = {"q": t, "scale": state.get(base + ".weight_scale"), "scale_2": state.get(base + ".weight_scale_2")}
-                blocks = blocks_of(base, cfg["format"], t, parts["scale"], parts["scale_2"], cfg["experts"])
+                blocks, tensor_scale = scales_of(base, cfg["format"], t, state.get(base + ".weight_scale"),
+                                                 state.get(base + ".weight_scale_2"), cfg["experts"])
                 if packed:
                     shape = (*t.shape[:-1], t.shape[-1] * (2 if cfg["format"] == "nvfp4" else 1))
-                    out[name] = _packed("block", base, parts, shape, dtype or torch.bfloat16, cfg)
+                    out[name] = _packed("block", base, {"q": t, "blocks": blocks, "tensor_scale": tensor_scale}, shape,
+                                        dtype or torch.bfloat16, cfg)
                 else:
-                    out[name] = expand(base, cfg["format"], t, blocks, dtype)
+                    out[name] = expand(cfg["format"], t, blocks, tensor_scale, dtype)
                 continue
             if base + ".weight_scale_2" in state:
                 raise NodeError(_nvfp4(base))
@@ -131,8 +132,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
                 scale = convrot_scale(base, t, state.get(base + ".weight_scale"), cfg)
                 cols = t.shape[1] * (2 if cfg["format"] == "convrot_w4a4" else 1)
                 out[name] = (_packed("convrot", base, {"q": t, "scale": scale}, (t.shape[0], cols),
-                                     dtype or torch.bfloat16, cfg) if packed
-                             else convrot_weight(base, t, scale, cfg, dtype))
+                                     dtype or torch.bfloat16, cfg) if packed else rotate_back(t, scale, cfg, dtype))
                 continue
             scale = state.get(base + ".scale_weight")
             if scale is None:
@@ -303,8 +303,12 @@ def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
     the low nibble) times the row's scale, each group of inputs rotated back by the Hadamard matrix (W = Q s H^T per
     group, as comfy-kitchen's dequantize_int8_convrot_weight), in float32 a slice of rows at a time, given in `dtype`
     (bfloat16 when None: ComfyUI's files are bf16 models, and float32 would double the memory), on q's device."""
+    return rotate_back(q, convrot_scale(layer, q, scale, cfg), cfg, dtype)
+
+
+def rotate_back(q, scale, cfg: dict, dtype=None):
+    """convrot_weight of a weight whose scale convrot_scale gave."""
     import torch
-    scale = convrot_scale(layer, q, scale, cfg)
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
     rows, cols = q.shape[0], q.shape[1] * (2 if packed else 1)
     h_t = hadamard(group).T.to(q.device)
