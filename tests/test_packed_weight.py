@@ -124,6 +124,10 @@ def test_casts_moves_and_state_dict_keep_it_packed(fmt):
     plain.load_state_dict(model.state_dict())      # a fresh one: assign=True above marked sd's metadata to assign
     assert type(plain.blocks[2].weight.data) is torch.Tensor and torch.equal(plain.blocks[2].weight, want["blocks.2"].to(torch.bfloat16).float())
     assert torch.equal(w.t(), want["blocks.0"].to(torch.bfloat16).float().t()) and isinstance(w.t(), PackedWeight)
+    from accelerate.utils import set_module_tensor_to_device
+    set_module_tensor_to_device(model.blocks[2], "weight", "meta")     # how sequential CPU offload moves a weight
+    moved = model.blocks[2].weight
+    assert isinstance(moved, PackedWeight) and {t.device.type for t in moved.stored.tensors.values()} == {"meta"}
     model.to("meta")        # a device move (the CPU's only other device): the same parameter, its stored tensors moved
     assert model.blocks[0].weight is w and w.device.type == "meta"
     assert {t.device.type for t in w.stored.tensors.values()} == {"meta"}
@@ -243,7 +247,9 @@ def test_an_nvfp4_gpt_oss_text_encoder_loads_packed_through_its_converter(tmp_pa
     file expanded at load, and its hidden states are the expanded model's."""
     from safetensors.torch import save_file
     from nodes.generate import converters
+    from types import SimpleNamespace
     from nodes.generate.detect import detect_file
+    from nodes.generate.handles import pipeline_bytes
     from nodes.generate.packed_weight import PackedWeight, module_bytes
     from nodes.generate.weights import load_weights
     from tiny_lens import gpt_oss_file
@@ -263,6 +269,9 @@ def test_an_nvfp4_gpt_oss_text_encoder_loads_packed_through_its_converter(tmp_pa
     assert len(kept) == 24 * 5 and sum(n.endswith("experts.gate_up_proj") for n in kept) == 24
     # the tiny matrices' block scales are padded to cuBLAS's 128-row tiles: 20B's are a sixteenth of a byte a value
     assert module_bytes(packed) < module_bytes(expanded) * 0.6
+    # what the model cache and the offload choice count (an expanded count sent a 16 GB card's run to CPU offload)
+    assert pipeline_bytes(SimpleNamespace(components={"text_encoder": packed})) < \
+        pipeline_bytes(SimpleNamespace(components={"text_encoder": expanded})) * 0.6
     ids = torch.tensor([[1, 5, 9, 200, 17, 3]])
     with torch.no_grad():
         assert torch.equal(packed(input_ids=ids).last_hidden_state, expanded(input_ids=ids).last_hidden_state)

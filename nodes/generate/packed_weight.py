@@ -69,12 +69,18 @@ class PackedWeight(torch.Tensor):
     `expert` one matrix of a bank, `transposed` the last two dimensions swapped."""
 
     @staticmethod
-    def __new__(cls, stored: Stored, shape, casts: tuple, expert: Optional[int] = None, transposed: bool = False):
+    def __new__(cls, stored, shape=None, casts: tuple = (), expert: Optional[int] = None, transposed: bool = False,
+                requires_grad: bool = False):
+        if isinstance(stored, PackedWeight):
+            # accelerate moves a parameter (sequential CPU offload) as type(param)(moved, requires_grad=...)
+            return stored._like()
         device = next(iter(stored.tensors.values())).device
         return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=casts[-1], device=device, requires_grad=False)
 
-    def __init__(self, stored: Stored, shape, casts: tuple, expert: Optional[int] = None, transposed: bool = False):
-        self.stored, self.casts, self.expert, self.transposed = stored, casts, expert, transposed
+    def __init__(self, stored, shape=None, casts: tuple = (), expert: Optional[int] = None, transposed: bool = False,
+                 requires_grad: bool = False):
+        if not isinstance(stored, PackedWeight):        # else made whole by __new__
+            self.stored, self.casts, self.expert, self.transposed = stored, casts, expert, transposed
 
     # Every operation reaches __torch_dispatch__ (none is run on the wrapper, which holds no values itself)
     __torch_function__ = torch._C._disabled_torch_function_impl
