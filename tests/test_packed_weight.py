@@ -275,3 +275,47 @@ def test_an_nvfp4_gpt_oss_text_encoder_loads_packed_through_its_converter(tmp_pa
     ids = torch.tensor([[1, 5, 9, 200, 17, 3]])
     with torch.no_grad():
         assert torch.equal(packed(input_ids=ids).last_hidden_state, expanded(input_ids=ids).last_hidden_state)
+
+
+def test_a_lora_loads_through_diffusers_onto_a_packed_transformer():
+    """Kinograph applies a LoRA with diffusers' loader (model_manager.activate_loras: load_lora_weights, PEFT's
+    layers beside the model's): on a tiny FLUX.1 transformer whose matrices are NVFP4 the LoRA loads, the layers it
+    changes keep their packed weights, and the output is the expanded transformer's with the same LoRA."""
+    from diffusers import FluxTransformer2DModel
+    from nodes.generate.packed_weight import PackedWeight
+    from nodes.generate.weights import dequantise
+    torch.manual_seed(4)
+    config = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                  num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 6, 6))
+    plain = FluxTransformer2DModel(**config).to(torch.bfloat16).state_dict()
+    stored = {}
+    for k, v in plain.items():
+        if k.endswith(".weight") and v.ndim == 2 and v.shape[0] % 16 == 0 and v.shape[1] % 16 == 0:
+            stored.update(ref.quantise_layer(k[: -len(".weight")], v.float(), "nvfp4"))
+        else:
+            stored[k] = v
+
+    def build(state):
+        with torch.device("meta"):
+            model = FluxTransformer2DModel(**config).to(torch.bfloat16)
+        model.load_state_dict(state, assign=True)
+        return model.eval()
+
+    packed = build(dequantise(stored, torch.bfloat16))
+    expanded = build(dequantise(stored, torch.bfloat16, packed=False))
+    g = torch.Generator().manual_seed(5)
+    lora = {f"transformer.transformer_blocks.0.attn.{p}.lora_{ab}.weight":
+            (torch.randn((4, 32) if ab == "A" else (32, 4), generator=g) * 0.1).to(torch.bfloat16)
+            for p in ("to_q", "to_k") for ab in "AB"}
+    for model in (packed, expanded):
+        model.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="style")
+    assert isinstance(packed.transformer_blocks[0].attn.to_q.base_layer.weight, PackedWeight)
+    inputs = dict(hidden_states=torch.randn(1, 16, 16, generator=g).to(torch.bfloat16),
+                  encoder_hidden_states=torch.randn(1, 4, 32, generator=g).to(torch.bfloat16),
+                  pooled_projections=torch.randn(1, 32, generator=g).to(torch.bfloat16),
+                  timestep=torch.tensor([0.5]), img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(4, 3))
+    with torch.no_grad():
+        got, want = packed(**inputs).sample, expanded(**inputs).sample
+        packed.disable_lora()
+        without = packed(**inputs).sample
+    assert torch.equal(got, want) and not torch.equal(got, without)

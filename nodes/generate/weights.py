@@ -9,11 +9,12 @@ values instead gives weights hundreds of times too large, which is what a naive 
 mixed-precision files (flux2_dev_fp8mixed: some layers fp8 with a `<layer>.weight_scale`, a `<layer>.comfy_quant`
 description and an `.input_scale`, the rest bf16) are folded the same way. ComfyUI's ConvRot files
 (`*_int8_convrot`: int8 weights of a matrix rotated by a Hadamard transform over groups of its inputs, one scale per
-row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back at load, as comfy-kitchen's
-dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time: a
-safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory.
+row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back, as comfy-kitchen's
+dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time.
 ComfyUI's block-scaled files (`*_nvfp4`, `*_fp4_mixed`, `*_mxfp8`: layers tagged nvfp4 or mxfp8, expert banks too)
-are dequantised the same way by nodes/generate/block_quant.py."""
+are dequantised the same way by nodes/generate/block_quant.py. Those layers (and plain fp8 matrices) are checked at
+load and kept as stored, each a PackedWeight (nodes/generate/packed_weight.py) that dequantises for the operation
+reading it, so a model holds the file's bytes, not the expanded matrices' (dequantise's `packed`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
