@@ -1,0 +1,90 @@
+"""An afternoon in the editor as an artist from Nuke and ComfyUI (probe editor38): footage that is not there, a
+sound looked at, ... Driven through the real window offscreen; any Qt warning fails a test."""
+import math
+import os
+import struct
+import wave
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+
+def _field_errors(panel):
+    from PySide6.QtWidgets import QLabel
+    return [lab.text() for lab in panel.findChildren(QLabel) if lab.objectName() == "FieldError" and not lab.isHidden()]
+
+
+def test_a_plate_that_is_not_there_is_marked_on_its_loader(win, tmp_path, qtbot):
+    """Ctrl+Enter on Load Video -> Save Video whose plate is not there: nothing ran and the log named the file, but
+    the Load Video on the canvas looked as good as ever (a model loader is marked in red, 'missing'), and its
+    panel said nothing under its path. The plate put where it was named: the mark goes."""
+    c = win.controller
+    plate = tmp_path / "plates" / "sh010_plate.mp4"
+    lv = c.add_node("io.load_video", (0, 0))
+    c.set_param(lv, "path", str(plate))
+    sv = c.add_node("io.save_video", (300, 0))
+    c.connect(lv, "video", sv, "video")
+    assert win.run() is None
+    qtbot.wait(20)
+    item = win.scene.nodes[lv]
+    assert list(item.missing) == ["path"]
+    assert str(plate) in item.missing["path"].message and "is not there" in item.missing["path"].message
+    assert str(plate) in item._param_tip("path")        # the field's tip says it whole
+    win.scene.select_nodes([lv])
+    (said,) = _field_errors(win.properties)
+    assert str(plate) in said
+    # copied in, the node edited (or the window come back to): the mark goes
+    plate.parent.mkdir()
+    plate.write_bytes(b"")
+    c.set_param(lv, "start", 1)
+    qtbot.wait(20)
+    assert item.missing == {} and _field_errors(win.properties) == []
+
+
+def test_a_sound_in_the_viewer_reads_as_a_sound_not_as_python(win, tmp_path, qtbot):
+    """V on a Load Audio: the viewer said `load_audio.audio = Audio(path='/…/tone.wav', start=0.0, duration=2.0,
+    then=(), speed=1.0, tape=False, gain=0.0, mix=())`, a Python object's insides. It says what the sound is: its
+    length, the file it plays, and that the viewer does not play it."""
+    tone = tmp_path / "tone.wav"
+    with wave.open(str(tone), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 10))) for i in range(32000)))
+    c = win.controller
+    a = c.add_node("io.load_audio", (0, 0))
+    c.set_param(a, "path", str(tone))
+    c.set_param(a, "start", 0.5)
+    win.view_node(a, "A")
+    assert win.runs.wait_idle(60)
+    qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None)
+    text = win.viewer.sources["A"].text
+    assert "Audio(" not in text and "tape=" not in text
+    # 2 s of file from 0.5 s in: 1.5 s of sound (as the file holds it, counted independently by wave)
+    assert "1.5 s" in text and "tone.wav" in text and "from 0.5 s" in text and "not played here" in text
+
+
+def test_an_imported_templates_missing_picture_is_marked_and_covers_no_node(win, tmp_path, monkeypatch):
+    """Wan 2.2's image-to-video template, its start picture not in ComfyUI's input/ here: its Load Image is marked
+    missing as its model loaders are, and the import made room for that row (it covered nothing below it)."""
+    from PySide6.QtCore import QRectF
+    from test_editor_probe37 import TEMPLATES
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    win.open_path(str(TEMPLATES / "video_wan2_2_14B_i2v.json"))
+    win._comfyui_report.close()
+    items = list(win.scene.nodes.values())
+    pictures = [a for a in items if a.inst.type == "io.load_image"]
+    assert pictures and all(list(a.missing) == ["path"] for a in pictures)
+    for a in [a for a in items if a.missing]:
+        body = QRectF(a.pos().x(), a.pos().y(), a.w, a.h)
+        covered = [b.label for b in items if b is not a and body.intersects(QRectF(b.pos().x(), b.pos().y(), b.w, b.h))]
+        assert not covered, (a.label, covered)
