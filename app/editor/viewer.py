@@ -100,7 +100,9 @@ class Source:
             self.length, self.fps = 1, 24.0
         else:
             self.length, self.fps = 0, 24.0
-            self.text = f"{label} = {value!r}"[:400]
+            # A value that says itself in words (a sound, a mesh) is shown so; another as Python writes it.
+            said = value.summary() if callable(getattr(value, "summary", None)) else repr(value)
+            self.text = f"{label} = {said}"[:400]
 
     def timecode_of(self, i: int) -> str:
         """The timecode of frame i: the source's own (a camera's 01:02:03:04) when the clip carries one."""
