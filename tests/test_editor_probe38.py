@@ -88,3 +88,27 @@ def test_an_imported_templates_missing_picture_is_marked_and_covers_no_node(win,
         body = QRectF(a.pos().x(), a.pos().y(), a.w, a.h)
         covered = [b.label for b in items if b is not a and body.intersects(QRectF(b.pos().x(), b.pos().y(), b.w, b.h))]
         assert not covered, (a.label, covered)
+
+
+def test_undoing_the_edit_that_put_the_sampler_on_screen_out_of_date_takes_the_mark_back(make_window, qtbot):
+    """V on a sampler, then an edit to it: 'A is out of date: press V to recompute', rightly (a sampler is not run
+    again unasked). Ctrl+Z put the graph back as the picture was made from, and the viewer went on saying it
+    was out of date, in its alert banner, until V computed again (minutes of sampling) what was on screen."""
+    import test_editor_afternoon
+    from app.editor.document import Document
+    reg = test_editor_afternoon.registry.__wrapped__()
+    w = make_window(Document(registry=reg))
+    c = w.controller
+    s = c.add_node("test.sample", (0, 0))
+    w.view_node(s, "A")
+    assert w.runs.wait_idle(60)
+    qtbot.waitUntil(lambda: w.viewer.canvas.images["A"] is not None)
+    jobs = len(w.runs.jobs)
+    c.set_param(s, "level", 200)
+    assert w.viewer.canvas.note.startswith("A is out of date") and w.viewer.canvas.alert
+    w.doc.undo.undo()
+    qtbot.wait(300)
+    assert not w.viewer.canvas.alert and "out of date" not in w.viewer.canvas.note
+    assert len(w.runs.jobs) == jobs                 # and nothing was sampled again for it
+    w.doc.undo.redo()                               # the edit again: out of date again
+    assert w.viewer.canvas.note.startswith("A is out of date") and w.viewer.canvas.alert

@@ -342,6 +342,9 @@ class MainWindow(QMainWindow):
         self._name_redo(doc.undo.redoText())
         self._viewing, self._stale, self._files = {}, set(), {}
         self._gone = {}                          # slot -> (node, undo index, picture) of a viewed node deleted
+        # slot -> (what the picture there was computed from (_signatures), the note it had before an edit put it
+        # out of date): an undo back to that graph takes the 'out of date' back
+        self._made_from = {}
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -975,10 +978,30 @@ class MainWindow(QMainWindow):
             if (slot == "A" and self._follows_runs) or any(
                     reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
                 if slot != PREVIEW:
-                    self.viewer.canvas.set_note(f"{slot} is out of date: press V to recompute {nid}", alert=True)
+                    self._mark_out_of_date(slot, nid)
                 continue
             self._stale.add(slot)
             self._refresh_view.start()
+
+    def _mark_out_of_date(self, slot: str, nid: str) -> None:
+        """'out of date: press V' over the picture in `slot`, unless the graph is again what it was computed from
+        (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
+        what was on screen."""
+        made = self._made_from.get(slot)
+        target = self._view_target(nid)
+        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
+        if made is None or target is None:
+            canvas.set_note(note, alert=True)
+        elif made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]:
+            if canvas.note == note:
+                canvas.set_note(*made[1])
+        elif canvas.note != note:
+            self._made_from[slot] = (made[0], (canvas.note, canvas.alert))
+            canvas.set_note(note, alert=True)
+
+    def _shown_from(self, slot: str, graph, node: str) -> None:
+        """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it."""
+        self._made_from[slot] = (self._signatures(graph, [node])[node], (self.viewer.canvas.note, self.viewer.canvas.alert))
 
     def _sync_picker(self, ev) -> None:
         """The picks on screen follow the node's parameters (an undo, a value typed in) and its removal."""
@@ -1251,6 +1274,7 @@ class MainWindow(QMainWindow):
             if value is not None:
                 self._viewing["A"], self._follows_runs = written[0], True
                 self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
+                self._shown_from("A", job.workflow.graph, target[0])
 
     def _mark_stale_views(self, job: Job) -> None:
         """A run in which a node shown in the viewer failed, or was not run because something it
@@ -1470,6 +1494,8 @@ class MainWindow(QMainWindow):
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
         self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
+        if node in job.workflow.graph.nodes and slot in self._viewing:
+            self._shown_from(slot, job.workflow.graph, node)
         if len(job.view) > 5 and job.view[5]:
             picker = self.viewer.canvas.picker
             if picker is not None and picker.node_id == shown:
@@ -1517,6 +1543,7 @@ class MainWindow(QMainWindow):
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
                 self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}", self._backdrop(target, outputs))
+                self._shown_from(slot, ran, target[0])
 
     def _reread_files(self, job: Job) -> None:
         """A run that wrote again a file the viewer shows: the viewer showed the render it replaced (its file
