@@ -112,3 +112,28 @@ def test_undoing_the_edit_that_put_the_sampler_on_screen_out_of_date_takes_the_m
     assert len(w.runs.jobs) == jobs                 # and nothing was sampled again for it
     w.doc.undo.redo()                               # the edit again: out of date again
     assert w.viewer.canvas.note.startswith("A is out of date") and w.viewer.canvas.alert
+
+
+def test_a_node_edited_while_the_run_computes_it_is_not_said_done_when_it_finishes(win, qtbot):
+    """A long run, the first sampler-like node edited while it computed: once it finished (the run going on with
+    the next node, minutes of a VAE decode in a Wan graph) its badge said 'done 1.2 s' in green, as if its
+    output had the new value; only the run's end made it 'edited'. It says 'edited' the moment it finishes."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    first = c.add_node("test.slow", (300, 0))
+    c.set_param(first, "steps", 60)
+    second = c.add_node("test.slow", (600, 0))
+    c.set_param(second, "steps", 200)
+    c.connect(pat, "video", first, "video")
+    c.connect(first, "video", second, "video")
+    job = win.run([second])
+    qtbot.waitUntil(lambda: getattr(win.runs.status.get(first), "state", None) == "running", timeout=30000)
+    c.set_param(first, "steps", 61)                 # edited while it runs
+    qtbot.waitUntil(lambda: getattr(win.runs.status.get(second), "state", None) == "running", timeout=30000)
+    item = win.scene.nodes[first]
+    assert job.state == "running"
+    assert item.status.state == "edited", item.status
+    assert win.runs.wait_idle(30) and job.state == "done"
+    assert item.status.state == "edited"
+    assert win.scene.nodes[second].status.state == "edited"    # what it feeds ran from the old one too

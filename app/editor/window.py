@@ -957,7 +957,8 @@ class MainWindow(QMainWindow):
         if ev.kind == "node_changed" and "bypass" not in ev.data:
             # A rename changes no output: renaming the sampler shown said 'A is out of date: press V'.
             return
-        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
+        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and (
+                self._ran or self.runs.current is not None):
             self._edits.start()
         if ev.node in self._infos and ev.kind in ("param_changed", "linked", "unlinked", "node_changed"):
             self._show_info(ev.node)
@@ -1141,8 +1142,29 @@ class MainWindow(QMainWindow):
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
     def _status(self, node_id: str, st) -> None:
+        if st is not None and st.state in RAN and self._edited_in_run(node_id):
+            st = self._edited(st)
         self.scene.set_status(node_id, st)
         self.properties.show_status(node_id, st)
+
+    def _edited_in_run(self, node_id: str) -> bool:
+        """The run under way computed `node_id` from settings changed since it was queued (an edit while it ran):
+        its badge said 'done' from the moment it finished until the whole run had (minutes of a decode after)."""
+        job = self.runs.current
+        if job is None or job.owner is not self.doc or node_id not in job.workflow.graph.nodes \
+                or node_id not in self.doc.graph.nodes:
+            return False
+        return self._signatures(job.workflow.graph, [node_id]) != self._signatures(self.doc.graph, [node_id])
+
+    @staticmethod
+    def _edited(st) -> NodeStatus:
+        """The badge of a node a run computed, failed on or skipped, changed since: the next run does it again."""
+        if st.state in ("failed", "skipped"):
+            verb = "failed on" if st.state == "failed" else "skipped"
+            return NodeStatus("edited", message=f"changed since the last run {verb} it: the next run tries it "
+                                                f"again. That run said: {st.message}")
+        return NodeStatus("edited", message="changed since the last run, which computed it: the next run computes "
+                                            "it again")
 
     def _signature(self, graph, node_id: str):
         inst = graph.nodes[node_id]
@@ -1183,15 +1205,7 @@ class MainWindow(QMainWindow):
         for n, st in self.runs.status.items():
             if st is None or st.state not in RAN or n not in self.scene.nodes:
                 continue
-            if n not in dirty:
-                self._status(n, st)
-            elif st.state in ("failed", "skipped"):
-                verb = "failed on" if st.state == "failed" else "skipped"
-                self._status(n, NodeStatus("edited", message=f"changed since the last run {verb} it: the next run "
-                                                             f"tries it again. That run said: {st.message}"))
-            else:
-                self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
-                                                             "the next run computes it again"))
+            self._status(n, self._edited(st) if n in dirty else st)
 
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""
