@@ -50,16 +50,21 @@ def test_a_plate_that_is_not_there_is_marked_on_its_loader(win, tmp_path, qtbot)
     assert item.missing == {} and _field_errors(win.properties) == []
 
 
-def test_a_sound_in_the_viewer_reads_as_a_sound_not_as_python(win, tmp_path, qtbot):
-    """V on a Load Audio: the viewer said `load_audio.audio = Audio(path='/…/tone.wav', start=0.0, duration=2.0,
-    then=(), speed=1.0, tape=False, gain=0.0, mix=())`, a Python object's insides. It says what the sound is: its
-    length, the file it plays, and that the viewer does not play it."""
-    tone = tmp_path / "tone.wav"
-    with wave.open(str(tone), "wb") as f:
+def _tone(path):
+    """2 s of a 16 kHz sine, as a WAV file."""
+    with wave.open(str(path), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
         f.setframerate(16000)
         f.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 10))) for i in range(32000)))
+    return path
+
+
+def test_a_sound_in_the_viewer_reads_as_a_sound_not_as_python(win, tmp_path, qtbot):
+    """V on a Load Audio: the viewer said `load_audio.audio = Audio(path='/…/tone.wav', start=0.0, duration=2.0,
+    then=(), speed=1.0, tape=False, gain=0.0, mix=())`, a Python object's insides. It says what the sound is: its
+    length, the file it plays, and that the viewer does not play it."""
+    tone = _tone(tmp_path / "tone.wav")
     c = win.controller
     a = c.add_node("io.load_audio", (0, 0))
     c.set_param(a, "path", str(tone))
@@ -137,3 +142,15 @@ def test_a_node_edited_while_the_run_computes_it_is_not_said_done_when_it_finish
     assert win.runs.wait_idle(30) and job.state == "done"
     assert item.status.state == "edited"
     assert win.scene.nodes[second].status.state == "edited"    # what it feeds ran from the old one too
+
+
+def test_a_sound_render_opened_in_the_viewer_is_read_as_a_sound(win, tmp_path, qtbot):
+    """A Save Audio's render opened from the history (or dropped on the viewer): 'tone.wav could not be computed:
+    … holds no pictures (no video stream: a sound or data file?)' in red, as if the render were broken. It is read
+    as the sound it is."""
+    tone = _tone(tmp_path / "tone.wav")
+    win.view_file(str(tone), "A")
+    assert win.runs.wait_idle(60)
+    qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None or win.viewer.canvas.alert)
+    assert not win.viewer.canvas.alert, win.viewer.canvas.note
+    assert "sound: 2 s of tone.wav" in win.viewer.sources["A"].text

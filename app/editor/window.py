@@ -1524,8 +1524,10 @@ class MainWindow(QMainWindow):
         g = Graph()
         p = Path(path)
         still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
-        nid = g.add_node("io.load_image" if still else "io.load_frames" if p.is_dir() else "io.load_video", "file",
-                         {"path": str(path)})
+        # A Save Audio's render opened from the history was read as a video: 'holds no pictures' in red.
+        sound = p.suffix.lower() in SOUND_SUFFIXES and not p.is_dir()
+        nid = g.add_node("io.load_image" if still else "io.load_audio" if sound else
+                         "io.load_frames" if p.is_dir() else "io.load_video", "file", {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
         # Named as the file (an earlier take with its folder): two takes side by side both read 'file.video'.
         name = f"{p.parent.name}/{p.name}" if p.parent.name == "takes" else p.name
@@ -1535,7 +1537,8 @@ class MainWindow(QMainWindow):
             self._follows_runs = False
         self.viewer.computing(slot, name)
         job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {p.name}",
-                               view=(nid, "image" if still else "video", slot, p.name, name, note), owner=self.doc)
+                               view=(nid, "image" if still else "audio" if sound else "video", slot, p.name, name,
+                                     note), owner=self.doc)
         tmp.close()
         return job
 
@@ -1580,6 +1583,8 @@ class MainWindow(QMainWindow):
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
 
 
+# What io.load_audio reads, and io.save_audio writes (view_file shows it as a sound)
+SOUND_SUFFIXES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus", ".aac")
 EXAMPLES = shipped("examples")
 
 
