@@ -154,3 +154,30 @@ def test_a_sound_render_opened_in_the_viewer_is_read_as_a_sound(win, tmp_path, q
     qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None or win.viewer.canvas.alert)
     assert not win.viewer.canvas.alert, win.viewer.canvas.note
     assert "sound: 2 s of tone.wav" in win.viewer.sources["A"].text
+
+
+def test_a_recovered_comfyui_import_still_runs_first_on_the_files_own_seeds(qtbot, tmp_path):
+    """A ComfyUI template imported, its prompt edited, the editor killed before a run (a driver crash): the
+    recovered workflow's first run drew new seeds, where the import keeps the file's for the first run (they made
+    ComfyUI's picture). What the file's seeds were is ComfyUI's own JSON, read here."""
+    import json
+    from app.editor.autosave import Autosaver, find_recoveries, recover
+    from app.editor.comfyui_open import open_comfyui
+    from app.editor.controller import Controller
+    from test_editor_probe37 import TEMPLATES
+    src = TEMPLATES / "video_wan2_2_14B_i2v.json"
+    doc, _ = open_comfyui(src, None)
+    assert doc.seeds_as_read
+    sampler = next(n for n, i in doc.graph.nodes.items() if "noise_seed" in i.params or "seed" in i.params)
+    Controller(doc).set_title(sampler, "High noise")
+    saver = Autosaver(doc, folder=tmp_path)
+    saver.save_now()
+    saver._lock.unlock()                        # the editor gone: its lock no longer held
+    (rec,) = find_recoveries(tmp_path)
+    back = recover(rec)
+    assert back.seeds_as_read
+    comfy = json.loads(src.read_text())
+    every = comfy["nodes"] + [n for sub in comfy.get("definitions", {}).get("subgraphs", []) for n in sub["nodes"]]
+    seeds = {n["widgets_values"][1] for n in every if n["type"] == "KSamplerAdvanced"}     # its subgraph's samplers
+    kept = {i.params.get("noise_seed", i.params.get("seed")) for n, i in back.graph.nodes.items() if n == sampler}
+    assert kept <= seeds, (kept, seeds)
