@@ -181,3 +181,21 @@ def test_a_recovered_comfyui_import_still_runs_first_on_the_files_own_seeds(qtbo
     seeds = {n["widgets_values"][1] for n in every if n["type"] == "KSamplerAdvanced"}     # its subgraph's samplers
     kept = {i.params.get("noise_seed", i.params.get("seed")) for n, i in back.graph.nodes.items() if n == sampler}
     assert kept <= seeds, (kept, seeds)
+
+
+def test_a_mesh_render_opened_from_the_history_says_what_it_is(win, tmp_path, qtbot):
+    """A Save GLB's render opened from the history: 'ComfyUI.glb could not be computed: … holds no pictures' in
+    red, a video reader's failure, as if the mesh were broken. Nothing is decoded: the viewer says it is a 3-D
+    mesh it does not draw, and where its counts are shown (V on the node that made it)."""
+    import numpy as np
+    from nodes.common.mesh import Mesh
+    from nodes.mesh.glb import write_glb
+    glb = tmp_path / "ComfyUI.glb"
+    tri = Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32), np.array([[0, 1, 2]], np.int64))
+    write_glb(tri, str(glb), "", False)
+    jobs = len(win.runs.jobs)
+    win.view_file(str(glb), "A")
+    assert win.runs.wait_idle(30)
+    note = win.viewer.canvas.note
+    assert "could not be computed" not in note and "3-D mesh" in note and "ComfyUI.glb" in note, note
+    assert len(win.runs.jobs) == jobs

@@ -772,13 +772,14 @@ class ViewerPanel(QWidget):
         else:
             self.canvas.set_note(f"{slot}: computing {what} was cancelled (V computes it)")
 
-    def fail(self, slot: str, message: str) -> None:
-        """The output could not be computed: no old picture left to look like the answer."""
+    def fail(self, slot: str, message: str, alert: bool = True) -> None:
+        """The output could not be computed (or, not `alert`, is nothing this viewer draws): no old picture left to
+        look like the answer."""
         self.canvas.images[slot] = None
         self.canvas.loading = ""
         self.sources[slot] = None
         self._label(slot)
-        self.canvas.set_note(message, alert=True)
+        self.canvas.set_note(message, alert=alert)
         self._update_range()
 
     def swap(self) -> None:

@@ -1523,6 +1523,14 @@ class MainWindow(QMainWindow):
         from graph_engine.graph import Graph
         g = Graph()
         p = Path(path)
+        if p.suffix.lower() in MESH_SUFFIXES and not p.is_dir():
+            # Read as a video it was 'the file is damaged, cut short or not a video', in red.
+            self._viewing.pop(slot, None)
+            self._files.pop(slot, None)
+            self.viewer.fail(slot, f"{p.name} is a 3-D mesh, which this viewer does not draw: open it in Blender or "
+                                   f"another 3-D viewer (V on the node that made it says its vertices and triangles)",
+                             alert=False)
+            return None
         still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
         # A Save Audio's render opened from the history was read as a video: 'holds no pictures' in red.
         sound = p.suffix.lower() in SOUND_SUFFIXES and not p.is_dir()
@@ -1585,6 +1593,7 @@ class MainWindow(QMainWindow):
 
 # What io.load_audio reads, and io.save_audio writes (view_file shows it as a sound)
 SOUND_SUFFIXES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus", ".aac")
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx")      # io.save_glb's render, and its kin
 EXAMPLES = shipped("examples")
 
 
