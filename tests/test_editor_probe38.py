@@ -199,3 +199,26 @@ def test_a_mesh_render_opened_from_the_history_says_what_it_is(win, tmp_path, qt
     note = win.viewer.canvas.note
     assert "could not be computed" not in note and "3-D mesh" in note and "ComfyUI.glb" in note, note
     assert len(win.runs.jobs) == jobs
+
+
+def test_the_render_shown_after_a_run_is_marked_out_of_date_when_edited_while_it_ran(win, qtbot, tmp_path):
+    """A prompt changed while the render ran: at its end the viewer showed the render ('A: slow2.video', the first
+    Save's picture, as a run shows it unasked) with nothing over it, while the canvas said every node after the
+    edit was 'edited': the picture looked like the new prompt's. It says it is out of date."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    first = c.add_node("test.slow", (300, 0))
+    c.set_param(first, "steps", 60)
+    save = c.add_node("io.save_video", (600, 0))
+    c.set_param(save, "path", str(tmp_path / "a.mp4"))
+    c.connect(pat, "video", first, "video")
+    c.connect(first, "video", save, "video")
+    job = win.run()
+    qtbot.waitUntil(lambda: getattr(win.runs.status.get(first), "state", None) == "running", timeout=30000)
+    c.set_param(first, "steps", 61)
+    assert win.runs.wait_idle(30) and job.state == "done"
+    qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None)
+    assert win.viewer.canvas.alert and win.viewer.canvas.note.startswith("A is out of date"), win.viewer.canvas.note
+    c.set_param(first, "steps", 60)                 # put back as it ran: the picture is current again
+    assert not win.viewer.canvas.alert and "out of date" not in win.viewer.canvas.note

@@ -1001,8 +1001,15 @@ class MainWindow(QMainWindow):
             canvas.set_note(note, alert=True)
 
     def _shown_from(self, slot: str, graph, node: str) -> None:
-        """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it."""
+        """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it; out of date at once where
+        the graph was edited since that job was queued (a prompt changed while the render ran: the render came up
+        at the end with nothing over it, looking like the new prompt's), unless a new view of it is on its way."""
         self._made_from[slot] = (self._signatures(graph, [node])[node], (self.viewer.canvas.note, self.viewer.canvas.alert))
+        nid = self._viewing.get(slot)
+        pending = slot in self._stale or any(j.kind == "view" and j.view[2] == slot and j.state in ("queued", "running")
+                                             for j in self.runs.jobs)
+        if nid in self.doc.graph.nodes and not pending:
+            self._mark_out_of_date(slot, nid)
 
     def _sync_picker(self, ev) -> None:
         """The picks on screen follow the node's parameters (an undo, a value typed in) and its removal."""
