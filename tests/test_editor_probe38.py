@@ -222,3 +222,36 @@ def test_the_render_shown_after_a_run_is_marked_out_of_date_when_edited_while_it
     assert win.viewer.canvas.alert and win.viewer.canvas.note.startswith("A is out of date"), win.viewer.canvas.note
     c.set_param(first, "steps", 60)                 # put back as it ran: the picture is current again
     assert not win.viewer.canvas.alert and "out of date" not in win.viewer.canvas.note
+
+
+def test_a_run_reopened_from_the_history_or_its_render_runs_first_on_its_own_seeds(win, make_window, tmp_path,
+                                                                                    monkeypatch):
+    """A seed set to random, a render made; the run reopened from Queue & history ('exactly as it ran') or its
+    render opened, and Run pressed to make it again (at last with the right output path): a new seed was drawn
+    before that first run, and another picture came out, where a ComfyUI file opened keeps its seeds for its
+    first run. Its next run draws anew, as random says."""
+    from app.editor import window as window_mod
+    from app.editor.document import Document
+    c = win.controller
+    seeded = c.add_node("test.seeded", (0, 0))
+    c.set_seed_mode(seeded, "seed", "random")
+    pat = c.add_node("generate.test_pattern", (0, 300))
+    c.set_param(pat, "frames", 2)
+    save = c.add_node("io.save_video", (300, 300))
+    c.set_param(save, "path", str(tmp_path / "take.mkv"))
+    c.set_param(save, "codec", "ffv1")
+    c.connect(pat, "video", save, "video")
+    first = win.run()
+    assert win.runs.wait_idle(60) and first.state == "done", first.error
+    made_with = first.workflow.graph.nodes[seeded].params["seed"]
+    before = set(window_mod.WINDOWS)
+    win.open_job(first)
+    (again,) = set(window_mod.WINDOWS) - before
+    rendered = make_window(Document.load(tmp_path / "take.mkv", win.doc.registry))
+    monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)     # 'Write these files?': yes
+    for w in (again, rendered):
+        w.controller.set_param(save, "path", str(tmp_path / "again.mkv"))
+        job = w.run()
+        assert w.runs.wait_idle(60) and job.state == "done", job.error
+        assert job.workflow.graph.nodes[seeded].params["seed"] == made_with
+        assert not w.doc.seeds_as_read                  # the next run draws, as random says

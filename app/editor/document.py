@@ -298,6 +298,9 @@ class Document(QObject):
             doc.path = None
             doc.origin = path
             doc.render_dir = doc.workflow.render_base
+            # Its seeds made this render: its first run keeps them, as an imported ComfyUI file's does (a random
+            # seed was drawn anew, and the render opened to be made again came out another picture)
+            doc.seeds_as_read = True
         else:
             # The bytes, not the text: reading turns CRLF into LF, and a CRLF file would then
             # always look changed on disk.

@@ -663,6 +663,7 @@ class MainWindow(QMainWindow):
         """A finished run's workflow, exactly as it ran, in a new window (unsaved, so nothing is overwritten)."""
         doc = Document.from_text(job.yaml, None, self.doc.registry)
         doc.origin = job.workflow.path
+        doc.seeds_as_read = True            # its seeds made that run's outputs: its first run keeps them
         w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
         w.setWindowTitle(f"run #{job.id}[*] — Kinograph")
         w.show()
