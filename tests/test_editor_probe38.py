@@ -255,3 +255,28 @@ def test_a_run_reopened_from_the_history_or_its_render_runs_first_on_its_own_see
         assert w.runs.wait_idle(60) and job.state == "done", job.error
         assert job.workflow.graph.nodes[seeded].params["seed"] == made_with
         assert not w.doc.seeds_as_read                  # the next run draws, as random says
+
+
+def test_a_sound_file_dropped_on_the_canvas_becomes_a_load_audio(win, tmp_path):
+    """A voice-over .wav dragged from the file manager onto the canvas (ComfyUI makes a LoadAudio of it): the drag
+    was refused, the cursor a 'no entry', nothing said. It becomes a Load Audio reading that file."""
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+    tone = _tone(tmp_path / "voice over.wav")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tone))])
+    vp = win.view.viewport()
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(vp, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(vp, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    (nid,) = win.doc.graph.nodes
+    inst = win.doc.graph.nodes[nid]
+    assert inst.type == "io.load_audio" and inst.params["path"] == str(tone)
+    # and dropped on the viewer, it is looked at as the sound it is
+    vp = win.viewer
+    QApplication.sendEvent(vp, QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    QApplication.sendEvent(vp, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    assert win.runs.wait_idle(60)
+    assert "sound: 2 s of voice over.wav" in win.viewer.sources["A"].text

@@ -1115,10 +1115,10 @@ class ViewerPanel(QWidget):
     @staticmethod
     def _media(mime) -> list:
         from graph_engine.workflow import MEDIA_SUFFIXES
-        from .view import STILL_SUFFIXES, frames_folder
+        from .view import SOUND_SUFFIXES, STILL_SUFFIXES, frames_folder
         from pathlib import Path
         return [u.toLocalFile().rstrip("/") or "/" for u in mime.urls() if u.isLocalFile() and (
-            Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES
+            Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES | SOUND_SUFFIXES
             and not Path(u.toLocalFile()).is_dir() or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):

@@ -35,7 +35,7 @@ from .runner import Job, NodeStatus, RunController
 from .scene import GraphScene
 from .settings import EditorSettings
 from .thumbs import ThumbLoader
-from .view import LOOK_NODES, GraphView
+from .view import LOOK_NODES, SOUND_SUFFIXES, GraphView
 from .viewer import ViewerPanel
 
 WINDOWS: List["MainWindow"] = []
@@ -532,6 +532,9 @@ class MainWindow(QMainWindow):
         if ids and all(t in LOOK_NODES.values() for t, _ in kinds):
             self.message(f"Added {', '.join(ids)}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
                          f"input to apply the look")
+        elif ids and all(t == "io.load_audio" for t, _ in kinds):
+            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
+                         f"(a clip's sound) or Encode Audio (speech)")
         elif ids:
             self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
@@ -1599,8 +1602,6 @@ class MainWindow(QMainWindow):
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
 
 
-# What io.load_audio reads, and io.save_audio writes (view_file shows it as a sound)
-SOUND_SUFFIXES = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus", ".aac")
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx")      # io.save_glb's render, and its kin
 EXAMPLES = shipped("examples")
 
@@ -1646,6 +1647,8 @@ def loader_for(path) -> Optional[str]:
     suffix = p.suffix.lower()
     if frames_folder(p):
         return "io.load_frames"
+    if suffix in SOUND_SUFFIXES:
+        return "io.load_audio"          # as ComfyUI makes a LoadAudio of it (the drop was refused)
     if suffix in LOOK_NODES:
         return LOOK_NODES[suffix]
     if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):
