@@ -1153,19 +1153,25 @@ class MainWindow(QMainWindow):
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
     def _status(self, node_id: str, st) -> None:
-        if st is not None and st.state in RAN and self._edited_in_run(node_id):
+        if st is not None and st.state in RAN and self._edited_in_run([node_id]):
             st = self._edited(st)
+        self._show_status(node_id, st)
+
+    def _show_status(self, node_id: str, st) -> None:
         self.scene.set_status(node_id, st)
         self.properties.show_status(node_id, st)
 
-    def _edited_in_run(self, node_id: str) -> bool:
-        """The run under way computed `node_id` from settings changed since it was queued (an edit while it ran):
-        its badge said 'done' from the moment it finished until the whole run had (minutes of a decode after)."""
+    def _edited_in_run(self, nodes) -> set:
+        """Those of `nodes` the run under way computes from settings changed since it was queued (an edit while it
+        ran): a node's badge said 'done' from the moment it finished until the whole run had (minutes of a decode
+        after)."""
         job = self.runs.current
-        if job is None or job.owner is not self.doc or node_id not in job.workflow.graph.nodes \
-                or node_id not in self.doc.graph.nodes:
-            return False
-        return self._signatures(job.workflow.graph, [node_id]) != self._signatures(self.doc.graph, [node_id])
+        if job is None or job.owner is not self.doc:
+            return set()
+        ran, g = job.workflow.graph, self.doc.graph
+        mine = [n for n in nodes if n in ran.nodes and n in g.nodes]
+        then, now = self._signatures(ran, mine), self._signatures(g, mine)
+        return {n for n in mine if then[n] != now[n]}
 
     @staticmethod
     def _edited(st) -> NodeStatus:
@@ -1213,10 +1219,11 @@ class MainWindow(QMainWindow):
         g = self.doc.graph
         now = self._signatures(g, [n for n in self._ran if n in g.nodes])
         dirty = {n for n, sig in now.items() if sig != self._ran[n]}
-        for n, st in self.runs.status.items():
-            if st is None or st.state not in RAN or n not in self.scene.nodes:
-                continue
-            self._status(n, self._edited(st) if n in dirty else st)
+        shown = [(n, st) for n, st in self.runs.status.items()
+                 if st is not None and st.state in RAN and n in self.scene.nodes]
+        dirty |= self._edited_in_run([n for n, _ in shown])
+        for n, st in shown:
+            self._show_status(n, self._edited(st) if n in dirty else st)
 
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""
