@@ -1,5 +1,7 @@
-"""An afternoon in the editor as an artist from Nuke and ComfyUI (probe editor38): footage that is not there, a
-sound looked at, ... Driven through the real window offscreen; any Qt warning fails a test."""
+"""An afternoon in the editor as an artist from Nuke and ComfyUI (probe editor38): footage that is not there, sounds
+and meshes looked at and dropped, edits made while a render runs, an undo of the edit that put the viewer out of
+date, a crashed import recovered, a run reopened to be made again. Driven through the real window offscreen; any Qt
+warning fails a test."""
 import math
 import os
 import struct
@@ -119,18 +121,24 @@ def test_undoing_the_edit_that_put_the_sampler_on_screen_out_of_date_takes_the_m
     assert w.viewer.canvas.note.startswith("A is out of date") and w.viewer.canvas.alert
 
 
+def _pattern_then_slow(c):
+    """A two-frame pattern into a Slow of 60 steps (0.3 s): (pattern, slow)."""
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    first = c.add_node("test.slow", (300, 0))
+    c.set_param(first, "steps", 60)
+    c.connect(pat, "video", first, "video")
+    return pat, first
+
+
 def test_a_node_edited_while_the_run_computes_it_is_not_said_done_when_it_finishes(win, qtbot):
     """A long run, the first sampler-like node edited while it computed: once it finished (the run going on with
     the next node, minutes of a VAE decode in a Wan graph) its badge said 'done 1.2 s' in green, as if its
     output had the new value; only the run's end made it 'edited'. It says 'edited' the moment it finishes."""
     c = win.controller
-    pat = c.add_node("generate.test_pattern", (0, 0))
-    c.set_param(pat, "frames", 2)
-    first = c.add_node("test.slow", (300, 0))
-    c.set_param(first, "steps", 60)
+    _, first = _pattern_then_slow(c)
     second = c.add_node("test.slow", (600, 0))
     c.set_param(second, "steps", 200)
-    c.connect(pat, "video", first, "video")
     c.connect(first, "video", second, "video")
     job = win.run([second])
     qtbot.waitUntil(lambda: getattr(win.runs.status.get(first), "state", None) == "running", timeout=30000)
@@ -206,13 +214,9 @@ def test_the_render_shown_after_a_run_is_marked_out_of_date_when_edited_while_it
     Save's picture, as a run shows it unasked) with nothing over it, while the canvas said every node after the
     edit was 'edited': the picture looked like the new prompt's. It says it is out of date."""
     c = win.controller
-    pat = c.add_node("generate.test_pattern", (0, 0))
-    c.set_param(pat, "frames", 2)
-    first = c.add_node("test.slow", (300, 0))
-    c.set_param(first, "steps", 60)
+    _, first = _pattern_then_slow(c)
     save = c.add_node("io.save_video", (600, 0))
     c.set_param(save, "path", str(tmp_path / "a.mp4"))
-    c.connect(pat, "video", first, "video")
     c.connect(first, "video", save, "video")
     job = win.run()
     qtbot.waitUntil(lambda: getattr(win.runs.status.get(first), "state", None) == "running", timeout=30000)
