@@ -1128,6 +1128,16 @@ RULES: Dict[str, Rule] = {
                                      {"positive": "positive", "negative": "negative",
                                       **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 11)}},
                                      ("positive", "negative")),
+    # Mage-Flow's prompt and negative with Qwen3-VL seeing the pictures, their latents at the result's size riding on
+    # both, and the result's empty latent (ComfyUI's autogrow inputs count from image_1)
+    "TextEncodeMageFlowEdit": Rule("encode.mage_flow_edit", ("prompt", "negative_prompt", "width", "height",
+                                                             "batch_size"),
+                                   (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
+                                    P("height", "height"), P("batch_size", "batch_size")),
+                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
+                                    "images.image_2": "image2", "images.image_3": "image3",
+                                    "images.image_4": "image4"},
+                                   ("positive", "negative", "latent")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -1846,8 +1856,8 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3, Qwen3-VL with its picture)
-    # answers the prompt, after the system turn. Its sampling_mode "off" leaves out the sampling widgets, so the values
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3, Qwen3-VL with its picture,
+    # Gemma 4 with its picture, video and sound) answers the prompt, after the system turn. Its sampling_mode "off" leaves out the sampling widgets, so the values
     # after it are read by the special. mtp (multi-token prediction) drafts tokens ahead to go faster: greedy, it
     # writes the same tokens as one at a time
     "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
@@ -1857,7 +1867,8 @@ RULES: Dict[str, Rule] = {
                           P("temperature", "temperature"), P("top_k", "top_k"), P("top_p", "top_p"),
                           P("min_p", "min_p"), P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
                           P("thinking", "thinking"), P("use_default_template", "use_default_template")),
-                         {"clip": "text_encoder", "image": "image"}, ("text", "thinking"),
+                         {"clip": "text_encoder", "image": "image", "audio": "audio", "video": "video"},
+                         ("text", "thinking"),
                          ignore={"presence_penalty": 0, "mtp": ("auto", "off")}, special="text_generate",
                          note="sampled by transformers' generate with the same settings but not ComfyUI's random "
                               "stream: a seed writes other words than in ComfyUI (the same words for that seed on "

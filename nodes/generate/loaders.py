@@ -105,6 +105,8 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                "joyimage": {"text_encoder": "load.text_encoder (qwen3vl_8b_joyimage_edit_int8_convrot.safetensors, "
                                             "type joyimage)",
                             "vae": "load.vae (wan_2.1_vae.safetensors)"},
+               "mage_flow": {"text_encoder": "load.text_encoder (qwen3vl_4b_bf16.safetensors, type mage)",
+                             "vae": "load.vae (mage_flow_vae_bf16.safetensors)"},
                "fibo2": {"text_encoder": "load.text_encoder (qwen3vl_4b_bf16.safetensors, type fibo2)",
                          "vae": "load.vae (flux2-vae.safetensors)"},
                "longcat": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type longcat_image)",

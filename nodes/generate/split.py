@@ -29,6 +29,7 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "ltx2": "ltx2", "lumina2": "zimage", "zimage": "zimage", "hidream": "hidream",
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
               "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
+              "mage": "mage_flow", "mage_flow": "mage_flow",
               "omnigen2": "omnigen2", "lens": "lens", "pixeldit": "pixeldit"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
@@ -43,7 +44,7 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "ltx2": ("gemma3",), "zimage": ("qwen3",), "krea2": ("qwen3vl",), "ideogram4": ("qwen3vl",),
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
-                   "joyimage": ("qwen3vl",), "fibo2": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
+                   "joyimage": ("qwen3vl",), "fibo2": ("qwen3vl",), "mage_flow": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
                    "lens": ("gpt_oss",), "pixeldit": ("gemma2",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
@@ -51,7 +52,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
-           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
+           "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2", "mage_flow": "mage",
            "omnigen2": "omnigen2", "anima": "sd", "lens": "lens", "pixeldit": "pixeldit"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
@@ -139,6 +140,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.joyimage import JoyImageParts as cls
     elif family == "fibo2":
         from nodes.generate.adapters.fibo2 import Fibo2Parts as cls
+    elif family == "mage_flow":
+        from nodes.generate.adapters.mage_flow import MageFlowParts as cls
     elif family == "lens":
         from nodes.generate.adapters.lens import LensParts as cls
     elif family == "pixeldit":
@@ -283,10 +286,10 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
-        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3", "boogu", "joyimage", "fibo2"):
+        if family in ("qwenimage", "qwenimage21", "longcat", "minimax_h3", "boogu", "joyimage", "fibo2", "mage_flow"):
             from nodes.generate.converters.qwenimage import link_vision_tokens
             link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
-        if family in ("minimax_h3", "boogu", "joyimage", "fibo2"):   # Qwen3-VL also reads MiniMax H3's keyframes, edited pictures
+        if family in ("minimax_h3", "boogu", "joyimage", "fibo2", "mage_flow"):   # Qwen3-VL also reads MiniMax H3's keyframes, edited pictures
             from nodes.generate.adapters.qwenimage21 import file_processor
             parts["processor"] = file_processor(parts["tokenizer"])
         if family == "qwenimage21":
@@ -318,6 +321,9 @@ def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str
             from nodes.generate.adapters.qwenimage21 import file_processor
             link_vision_tokens(parts.text_encoder, parts.tokenizer)
             parts.processor = file_processor(parts.tokenizer, QWEN35_PICTURES)
+        if hasattr(parts.text_encoder.model, "vision_tower"):      # Gemma 4 with its towers
+            from nodes.generate.gemma4_media import link_media_tokens
+            link_media_tokens(parts.text_encoder, parts.tokenizer)
         return parts
     pipe = mm.cached(("text_encoder", str(path), det.family, str(dtype), device), build, files=[path])
     return ComponentHandle(det.family, str(path), pipe, "text_encoder", device)

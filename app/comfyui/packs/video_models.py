@@ -452,15 +452,11 @@ class VideoModels:
     def special_text_generate(self, cn, rule, params, notes):
         """TextGenerate: text.generate. With sampling_mode off ComfyUI's dynamic combo stores no sampling widgets,
         so the values read as temperature, top_k and top_p are thinking, use_default_template and mtp (greedy). A
-        picture goes to text.generate's image (Qwen3-VL reads it); video or sound given to it would be described by
-        ComfyUI: text.generate reads none, so it is not mapped."""
-        media = sorted(k for k in ("video", "audio") if isinstance(cn.inputs.get(k), Ref))
-        if media:
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append(
-                f"its {', '.join(media)} input is a video or sound for the language model to read: Kinograph's "
-                "text.generate reads text and one picture only")
-            return None
+        picture goes to text.generate's image (Qwen3-VL, Qwen3.5, Gemma 4 read it), a video's frames to its video
+        (Gemma 4 watches it, in the picture's place), a sound to its audio (Gemma 4 E2B / E4B hear it)."""
+        if isinstance(cn.inputs.get("video"), Ref) and isinstance(cn.inputs.get("image"), Ref):
+            notes.append("its image is not read: with a video linked too, Gemma 4 reads the video's frames in its "
+                         "place, as ComfyUI does")
         if cn.inputs.get("sampling_mode") == "off":
             for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):
                 params.pop(k, None)
