@@ -284,3 +284,25 @@ def test_a_sound_file_dropped_on_the_canvas_becomes_a_load_audio(win, tmp_path):
     QApplication.sendEvent(vp, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
     assert win.runs.wait_idle(60)
     assert "sound: 2 s of voice over.wav" in win.viewer.sources["A"].text
+
+
+def test_a_workflow_description_being_typed_is_in_the_autosave(make_window, qtbot, monkeypatch):
+    """Nothing selected, the shot's notes typed into the workflow's description for minutes while a render ran (it
+    is applied when the field is left, or Ctrl+Enter): the autosave held the old description, and a crash lost what
+    was typed, where a prompt or a sticky note being typed is autosaved as typed."""
+    from PySide6.QtWidgets import QMessageBox
+    from app.editor.autosave import find_recoveries, recover
+    w = make_window(autosave_ms=3_600_000)
+    w.controller.add_node("generate.test_pattern", (0, 0))
+    w.doc.undo.setClean()
+    w.scene.select_nodes([])
+    name, desc = w.properties._meta_edits
+    desc.setFocus()
+    qtbot.keyClicks(desc, "sh010: keep the flare")
+    w.autosaver.tick()
+    assert w.doc.graph.description == "", "the autosave applied the typing to the workflow"
+    w.autosaver._lock.unlock()          # what the OS does to a crashed editor's lock
+    (rec,) = find_recoveries()
+    assert recover(rec, w.doc.registry).graph.description == "sh010: keep the flare"
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Discard)
+    assert w.close()

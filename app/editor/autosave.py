@@ -129,6 +129,8 @@ class Autosaver(QObject):
                 note = (graph.ui.get("_notes") or {}).get(name) if nid == "_notes" else None
                 if isinstance(note, dict):
                     note["text"] = text
+                elif nid == "_meta" and name in ("name", "description"):
+                    setattr(graph, name, text)      # the workflow page's name or description
                 elif nid in graph.nodes:
                     graph.nodes[nid].params[name] = text
         write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text(graph=graph)).encode("utf-8"))

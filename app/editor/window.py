@@ -1070,11 +1070,18 @@ class MainWindow(QMainWindow):
                 note.commit_text()
 
     def _typed_text(self) -> List[tuple]:
-        """(node, parameter, text) of each field of the properties typed into and not yet applied, and
-        ("_notes", note, text) of a sticky note being typed."""
+        """(node, parameter, text) of each field of the properties typed into and not yet applied,
+        ("_notes", note, text) of a sticky note being typed, and ("_meta", "name" or "description", text) of the
+        workflow page's fields (a description typed for minutes was lost with a crash)."""
         nid = self.properties.node_id
         typed = [] if nid is None else [(nid, name, text) for name, ed in self.properties.editors.items()
                                          if (text := getattr(ed, "typed", lambda: None)()) is not None]
+        meta = self.properties._meta_edits if nid is None else None
+        if meta is not None:
+            g = self.doc.graph
+            typed += [("_meta", key, text) for key, text, was in (("name", meta[0].text(), g.name),
+                                                                   ("description", meta[1].toPlainText(), g.description))
+                      if text != was]
         notes = (self.doc.graph.ui.get("_notes") or {})
         return typed + [("_notes", k, n.text_item.toPlainText()) for k, n in self.scene.notes.items()
                         if n.text_item.editing() and n.text_item.toPlainText() != (notes.get(k) or {}).get("text")]
