@@ -26,6 +26,7 @@ NODE_MODULES = [
     "nodes.generate.redux_nodes",
     "nodes.generate.region_nodes",
     "nodes.generate.seedvr2_nodes",
+    "nodes.generate.unclip_nodes",
     "nodes.generate.split_nodes",
     "nodes.generate.vace_nodes",
     "nodes.generate.wan_animate_nodes",

@@ -1045,6 +1045,10 @@ RULES: Dict[str, Rule] = {
                             (P("strength", "strength"), P("strength_type", "strength_type")),
                             {"conditioning": "conditioning", "style_model": "style_model",
                              "clip_vision_output": "image"}, ("conditioning",)),
+    # SDXL revision: the picture's projected CLIP vision embedding in place of the pooled prompt
+    "unCLIPConditioning": Rule("condition.unclip", ("strength", "noise_augmentation"),
+                               (P("strength", "strength"), P("noise_augmentation", "noise_augmentation")),
+                               {"conditioning": "conditioning", "clip_vision_output": "image"}, ("conditioning",)),
     # Chroma: ComfyUI trims T5-XXL's padding to min_padding tokens; Kinograph reads the prompt as ChromaPipeline does
     "T5TokenizerOptions": Rule(None, ("min_padding", "min_length"), (), fold=True, special="t5_options",
                                note="Kinograph reads T5-XXL's prompt as diffusers' ChromaPipeline does: padded to 512 "
@@ -1788,6 +1792,17 @@ RULES: Dict[str, Rule] = {
                                   {"image": "video"}, ("video",), fixed={"spread": "frame"}),
     # MoGe (comfy_extras/nodes_moge.py): the loader's file goes to the inference, whose geometry each render draws
     "LoadMoGeModel": Rule(None, ("model_name",), (P("model_name", "model", moge_file),), fold=True),
+    # BiRefNet (comfy_extras/nodes_background_removal.py): the loader's file goes to the node that runs it, whose
+    # mask is RemoveBackground's (1 on the subject)
+    "LoadBackgroundRemovalModel": Rule(None, ("bg_removal_name",), (P("bg_removal_name", "model"),), fold=True),
+    "RemoveBackground": Rule("mask.remove_background", (), (), {"image": "video"}, ("mask",),
+                             special="remove_background"),
+    # the subject centred by its mask at the model's input size (comfy_extras/nodes_images.py), as the 3-D templates
+    # frame BiRefNet's cut-out
+    "ImageCropToMask": Rule("mask.crop_to_mask", ("width", "height", "pad_factor", "grow_mask", "background"),
+                            (P("width", "width"), P("height", "height"), P("pad_factor", "pad_factor"),
+                             P("grow_mask", "grow_mask"), P("background", "background")),
+                            {"images": "video", "masks": "mask"}, ("video",)),
     "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
                                          "apply_mask", "refine_steps"),
                           (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
