@@ -55,3 +55,108 @@ def test_a_noisy_voxel_grid_is_named_before_it_is_meshed(algorithm):
     with pytest.raises(NodeError, match="grid is noise rather than a shape") as e:
         nodes.from_voxels(Context("m"), Voxel(noise), algorithm=algorithm, threshold=0.6)
     assert ("passes through 4,8" if algorithm == "surface net" else "voxel faces") in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def sd15(tmp_path_factory):
+    from diffusers import StableDiffusionPipeline
+    from test_comfy_long_prompts import _handle
+    from tiny_models import build_sd15_single_file
+    return _handle(build_sd15_single_file, tmp_path_factory.mktemp("sd15"), "sd", StableDiffusionPipeline)
+
+
+def _windows(k: int) -> str:
+    """A prompt of k 77-token windows for the tiny encoders (a token a letter)."""
+    return "x" * (75 * (k - 1) + 10)
+
+
+def test_prompts_of_coprime_window_counts_are_named_not_repeated_to_terabytes(sd15):
+    """Conditionings of different window counts are repeated to their least common multiple (ComfyUI's
+    CONDCrossAttn.concat): a 5 KB schedule of prompts of 2, 3, 5, ..., 19 windows asked the allocator for 191 GB with
+    the tiny encoder's 64 channels (2.3 TB at SD's 768: a RuntimeError traceback), and 2, 3, 5, 7 windows made every
+    keyframe 210 windows long, 30 times the longest, silently. ComfyUI itself concatenates only up to 4 times the
+    shorter (can_concat). Now past 8 times the longest the prompts are named with how to fix them; 2 and 3 windows
+    still sample together (test_comfy_long_prompts)."""
+    from nodes.generate.clip_windows import same_length
+    from nodes.generate.text import encode_prompt
+    schedule = ", ".join(f"{i * 10}: ({_windows(k)})" for i, k in enumerate((2, 3, 5, 7, 11, 13, 17, 19)))
+    with pytest.raises(NodeError, match="2, 3, 5, 7, 11, 13, 17 and 19 windows") as e:
+        encode_prompt(sd15, schedule)
+    assert "divide one another" in str(e.value)
+    with pytest.raises(NodeError, match="210 windows, 30 times the longest"):
+        encode_prompt(sd15, ", ".join(f"{i * 10}: ({_windows(k)})" for i, k in enumerate((2, 3, 5, 7))))
+    assert encode_prompt(sd15, f"0: ({_windows(2)}), 10: ({_windows(3)})").embeds.shape[1] == 6 * 77
+    long, other = (encode_prompt(sd15, _windows(k)).embeds for k in (11, 13))
+    with pytest.raises(NodeError, match="11 and 13 windows"):
+        same_length([long, other])
+
+
+@pytest.mark.parametrize("weighting", ["comfy", "kinograph"])
+def test_brackets_nested_thousands_deep_are_named(sd15, weighting):
+    """ComfyUI's weight parser (prompts.comfy_parts, which ACE-Step v1's lyrics and tags, Anima's prompts and comfy
+    weighting read) recursed a level a bracket: 3,000 nested were a RecursionError traceback; Kinograph's re-weighed
+    every run inside at each closing bracket (20,000 nested took 22 s). Past MAX_DEPTH they are named; 100 deep
+    still reads."""
+    from nodes.generate.ace_step1 import lyric_ids
+    from nodes.generate.prompts import MAX_DEPTH
+    from nodes.generate.text import encode_prompt
+    for deep in ("(" * 3000 + "fox" + ")" * 3000, "(a" * 20000 + ")" * 20000):
+        with pytest.raises(NodeError, match=f"nests brackets more than {MAX_DEPTH} deep"):
+            encode_prompt(sd15, deep, weighting=weighting)
+    with pytest.raises(NodeError, match="nests brackets"):
+        lyric_ids(None, "[verse]\n" + "(" * 3000 + "la" + ")" * 3000)
+    fine = "a " + "(" * MAX_DEPTH + "fox" + ")" * MAX_DEPTH
+    assert torch.isfinite(encode_prompt(sd15, fine, weighting=weighting).embeds).all()
+
+
+@pytest.mark.parametrize("prompt,weighting", [("a (fox:1e400)", "comfy"), ("a (fox:nan)", "comfy"),
+                                              ("a (fox:" + "9" * 400 + ")", "kinograph"),
+                                              ("a ((fox:" + "9" * 200 + "):" + "9" * 200 + ")", "kinograph")])
+def test_a_weight_that_is_no_number_is_named_not_an_infinite_conditioning(sd15, prompt, weighting):
+    """A weight of 1e400 or nan (ComfyUI's float() reads both), 400 digits, or nested weights whose product
+    overflows: the conditioning came out infinite or NaN without a word. Now the part and its weight are named."""
+    from nodes.generate.text import encode_prompt
+    with pytest.raises(NodeError, match="'fox' by (inf|nan), which is no weight"):
+        encode_prompt(sd15, prompt, weighting=weighting)
+
+
+@pytest.mark.parametrize("weighting", ["comfy", "kinograph"])
+def test_a_prompt_of_thousands_of_windows_is_named(sd15, weighting):
+    """A 200 KB prompt of weighted words read in 1,600 77-token windows (8,000 for a megabyte), every one encoded at
+    once (gigabytes of CLIP's per-layer states at SD's width) and attended to at every step; Kinograph's weighting
+    took 18 s (53 s a megabyte) before that, scanning every span for every token and cutting the token list at each
+    window. Past MAX_WINDOWS the prompt is named; 64 windows still read."""
+    from nodes.generate.clip_windows import MAX_WINDOWS
+    from nodes.generate.text import encode_prompt
+    prompt = ("a fox, (in the snow:1.2) " * 8000)[:200_000]
+    with pytest.raises(NodeError, match=f"200,000 characters.*reads 1,[56]\\d\\d windows.*at most {MAX_WINDOWS}"):
+        encode_prompt(sd15, prompt, weighting=weighting)
+    assert encode_prompt(sd15, _windows(MAX_WINDOWS), weighting=weighting).embeds.shape[1] == MAX_WINDOWS * 77
+
+
+def test_token_weights_by_bisection_are_the_scans():
+    """prompts.token_weights finds each token's span by bisection; the linear scan it replaces (each token against
+    every span, the first holding its start) is written out here and gives the same weights for spans as
+    clean_and_weights makes them (in order, apart) and tokens of any offsets, specials (None, empty) included."""
+    import random
+
+    from nodes.generate.prompts import clean_and_weights, token_weights
+
+    def scan(offsets, spans):
+        out = []
+        for off in offsets:
+            w = 1.0
+            if off is not None and off[1] > off[0]:
+                for a, b, sw in spans:
+                    if a <= off[0] < b:
+                        w = sw
+                        break
+            out.append(w)
+        return out
+    rng = random.Random(0)
+    words = ["fox", "(snow:1.3)", "[mist]", "((hill))", "a", "(b:0.5)", ",", " "]
+    for _ in range(50):
+        clean, spans = clean_and_weights(" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))))
+        offsets = [None, (0, 0)] + [tuple(sorted((rng.randint(0, len(clean)), rng.randint(0, len(clean)))))
+                                    for _ in range(60)]
+        assert token_weights(offsets, spans) == scan(offsets, spans)
