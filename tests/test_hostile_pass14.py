@@ -160,3 +160,27 @@ def test_token_weights_by_bisection_are_the_scans():
         offsets = [None, (0, 0)] + [tuple(sorted((rng.randint(0, len(clean)), rng.randint(0, len(clean)))))
                                     for _ in range(60)]
         assert token_weights(offsets, spans) == scan(offsets, spans)
+
+
+@pytest.fixture(scope="module")
+def ace1(tmp_path_factory):
+    import test_ace_step1
+    from nodes.generate import ace_step1 as ace
+    from nodes.generate.model_manager import ModelManager
+    tiny = test_ace_step1.tiny.__wrapped__(tmp_path_factory)
+    return ace.load(ModelManager(), str(tiny[0]), "cpu")
+
+
+@pytest.mark.parametrize("which", ["lyrics", "tags"])
+def test_ace_step_v1_lyrics_or_tags_of_a_book_are_named(ace1, which):
+    """ACE-Step v1 read its lyrics and tags whole (ComfyUI's tokenizers take 99,999,999 tokens): 20 KB of lyrics asked
+    the allocator for 30 GB of attention with the tiny model (a RuntimeError traceback; a little less fills the
+    machine), 60 KB of tags 29 GB; the tags' ids were gathered by copying the list at each weighted part. Now both
+    are counted as they are read and refused past MAX_TOKENS, before the model runs; a song still sings
+    (test_ace_step1)."""
+    from nodes.generate import ace_step1 as ace
+    from test_ace_step1 import LYRICS, SECONDS, TAGS
+    song = ace.Song(TAGS, ("la la\n" * 20000)[:60000]) if which == "lyrics" else \
+        ace.Song(("(guitar:1.1), " * 5000)[:60000], LYRICS)
+    with pytest.raises(NodeError, match=f"the {which} make more than {ace.MAX_TOKENS:,} tokens"):
+        ace.generate(ace1, song, SECONDS, 1, 1.0, "euler", "simple", 5.0, 7)
