@@ -209,3 +209,18 @@ def test_a_point_map_too_large_to_mesh_is_named_before_moge_runs(size, said):
     with pytest.raises(NodeError, match=f"is {size[0]} x {size[1]} points.*at most 16,777,216 are meshed.*{said}"):
         nodes.from_points(Context("m"), Unmade(*size), frame=0, decimation=1, discontinuity_threshold=0.04,
                           texture=True)
+
+
+@pytest.mark.parametrize("name,said", [("a" * 1_000_000 + ".png", "a name of 1,000,004 bytes"),
+                                       ("/" + "/".join(["d" * 200] * 30) + "/x.png", "is 6,036 bytes long as a path")])
+def test_a_footage_path_no_file_system_holds_is_named_in_a_line(tmp_path, capsys, name, said):
+    """A picture's path of a megabyte (or of 6 KB, folder after folder) was said to be 'not there', the whole path
+    echoed twice: a 2 MB message, and no word that no file can have such a name. Now its length is named, past the
+    file system's limits, the path shown by its start."""
+    from app.cli import main
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  img:\n    type: io.load_image\n    params: {path: '" + name + "'}\n"
+                  "  save:\n    type: io.save_image\n    inputs: {image: img.image}\n    params: {path: out/x.png}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "no file can be there" in err and len(err) < 1000, err[:2000]
