@@ -518,7 +518,8 @@ def _past_limits(path: str) -> Optional[str]:
     """How `path` is longer than a file system holds (a name past 255 bytes, the whole past 4,096), or None. Such
     a path was said to be 'not there' and echoed whole, twice: a megabyte's path made a 2 MB message."""
     import os
-    name = max(os.fsencode(path).split(b"/"), key=len)
+    from pathlib import Path
+    name = max((os.fsencode(part) for part in Path(path).parts), key=len, default=b"")
     if len(name) > 255:
         return f"has a name of {len(name):,} bytes, and file names hold at most 255"
     if len(os.fsencode(path)) > 4096:
