@@ -485,13 +485,20 @@ def missing_input_files(wf: Workflow, registry: Registry, input_dirs=(), written
     of `validate`, as with model files: a shared workflow is valid before its files are copied in.
     `input_dirs`: ComfyUI's input/ folders, where a ComfyUI workflow's LoadVideo / LoadImage names its files.
     `written`: paths written before this workflow runs (a plate an earlier job of a batch renders), as written."""
+    return [wf.problem(m.message, "nodes", nid, "params", name, node=nid)
+            for nid, params in missing_inputs(wf, registry, input_dirs, written).items() for name, m in params.items()]
+
+
+def missing_inputs(wf: Workflow, registry: Registry, input_dirs=(), written=(), only=None) -> Dict[str, Dict[str, MissingModel]]:
+    """node -> param -> its footage or picture file that is not there, as missing_input_files finds them (of the
+    nodes in `only`, or all), `into` None: the editor marks the loader with it as it marks a model loader."""
     import glob
     import os
     from .outputs import resolve_path
     from .sequence import sequence_files
-    problems = []
+    out: Dict[str, Dict[str, MissingModel]] = {}
     for nid, name, p, value in _named_files(wf, registry):
-        if p.kind != "path" or not p.reads or p.locate is not None:
+        if p.kind != "path" or not p.reads or p.locate is not None or (only is not None and nid not in only):
             continue
         path = resolve_path(value, wf.base_dir, True)
         if resolve_path(value, wf.base_dir) in written:
@@ -509,9 +516,10 @@ def missing_input_files(wf: Workflow, registry: Registry, input_dirs=(), written
         # An imported ComfyUI workflow names its footage as ComfyUI's input/ folder holds it: say where it is.
         held = [str(d / value) for d in input_dirs if not os.path.isabs(value) and os.path.isfile(d / value)]
         there = f"; ComfyUI's input folder holds it: set {name} to {held[0]}" if held else ""
-        problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are taken "
-                                   f"from the workflow file's folder{there}", "nodes", nid, "params", name, node=nid))
-    return problems
+        out.setdefault(nid, {})[name] = MissingModel(
+            f"{name}: {value!r} is not there ({path}){near}; relative paths are taken from the workflow file's "
+            f"folder{there}", None)
+    return out
 
 
 def _past_limits(path: str) -> Optional[str]:

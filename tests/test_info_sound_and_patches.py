@@ -83,21 +83,20 @@ def test_kinograph_info_prints_the_reader_under_each_row(tmp_path, monkeypatch, 
 
 
 def test_validate_names_a_diffusion_model_that_does_not_run_before_anything_runs(tmp_path, monkeypatch, capsys):
-    """A Mage-Flow transformer in diffusion_models/ (ComfyUI's image_mage_flow_* download it): `kinograph validate`
+    """A Mochi 1 transformer in diffusion_models/ (a family Kinograph names but does not run): `kinograph validate`
     said 'ok' and the run failed at the loader; the file's header tells at once (as `kinograph info` tells it)."""
     from app.cli import main
     (tmp_path / "diffusion_models").mkdir()
     p = "model.diffusion_model."
-    shapes = {p + "img_in.weight": (8, 128), p + "txt_in.weight": (8, 2560), p + "txt_norm.weight": (2560,),
-              p + "transformer_blocks.0.img_mod.1.weight": (48, 8), p + "proj_out.weight": (128, 8)}
+    shapes = {p + "blocks.0.attn.qkv_x.weight": (24, 8), p + "t5_y_embedder.to_kv.weight": (16, 8)}
     save_file({k: torch.zeros(s) for k, s in shapes.items()},
-              str(tmp_path / "diffusion_models" / "mage_flow_int8_convrot.safetensors"))
+              str(tmp_path / "diffusion_models" / "mochi_preview_bf16.safetensors"))
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
-    wf = tmp_path / "mage.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  unet: {type: load.diffusion_model, params: {name: mage_flow_int8_convrot.safetensors}}\n")
+    wf = tmp_path / "mochi.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  unet: {type: load.diffusion_model, params: {name: mochi_preview_bf16.safetensors}}\n")
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr()
-    assert "node unet" in err.err + err.out and "Mage-Flow" in err.err + err.out and "does not run yet" in err.err + err.out
+    assert "node unet" in err.err + err.out and "Mochi" in err.err + err.out and "does not run yet" in err.err + err.out
 
 
 def test_validate_names_the_other_model_folder_a_missing_file_is_in(tmp_path, monkeypatch, capsys):

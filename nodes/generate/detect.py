@@ -587,6 +587,8 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "s2v"                      # Wan 2.2 S2V: sound to video
     elif k.any("audio_proj.audio_proj_glob_1.layer.weight"):
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
+    elif k.any("music_projection.weight"):
+        kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -683,20 +685,20 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     return _minimax_h3(k)
 
 
-def _not_yet_editors(k: Keys) -> Optional[Detection]:
-    """Picture editors whose ComfyUI templates (image_mage_flow_*) Kinograph does not run yet: named, so a user knows
-    what the file is."""
-    instead = "Qwen-Image Edit, FLUX.2, LongCat-Image-Edit, HiDream-E1, JoyImage Edit and FIBO 2 edit pictures today"
-    # Mage-Flow's transformer has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but
-    # reads 128-channel latent pixels one by one and Qwen3-VL-4B's 2560-wide states: it was taken for Qwen-Image's
+def _mage_flow(k: Keys) -> Optional[Detection]:
+    """Microsoft's Mage-Flow as ComfyUI holds it (Comfy-Org/Mage-Flow): the transformer (diffusion_models/
+    mage_flow_*.safetensors) has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but reads
+    and gives the Mage VAE's 128-channel latent pixel by pixel, where Qwen-Image's reads and gives 2x2 patches of 16
+    channels (64): it was taken for a Qwen-Image. The VAE (vae/mage_flow_vae_bf16) holds its encoder under
+    student.dconv_encoder. and its decoder under pipeline. (or the module's own dconv_encoder. / decoder_model.)."""
     if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
-            (k.shape("txt_norm.weight") or (0,))[0] == MAGE_TEXT and k.has("transformer_blocks.0.img_mod.1.weight"):
-        return Detection(None, "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
-                         why=f"Microsoft's Mage-Flow transformer (mage_flow_*), which Kinograph does not run yet; "
-                             f"{instead}")
-    if k.has("dconv_encoder.patch_cond_embed.weight", "decoder_model.y_embedder.decoder.conv_in.weight"):
-        return Detection(None, "mage_flow", "vae", why="Microsoft's Mage-VAE (mage_flow_vae), Mage-Flow's, which "
-                                                       "Kinograph does not read yet")
+            (k.shape("proj_out.weight") or (0,))[0] == MAGE_CHANNELS and k.has("transformer_blocks.0.img_mod.1.weight"):
+        return Detection("diffusion_model", "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
+                         why="Qwen-Image's blocks over 128 latent channels, one token per latent pixel (Mage-Flow)")
+    for enc, dec in (("student.dconv_encoder.", "pipeline."), ("dconv_encoder.", "decoder_model.")):
+        if k.has(enc + "patch_cond_embed.weight", dec + "y_embedder.decoder.conv_in.weight"):
+            return Detection("vae", "mage_flow", "", why="Microsoft's Mage-VAE (a one-step DiCo codec: "
+                                                         f"{enc}patch_cond_embed, {dec}y_embedder.decoder)")
     return None
 
 
@@ -786,8 +788,15 @@ def _ltx2(k: Keys) -> Optional[Detection]:
         # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
         hidden = (k.shape("model.embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight") or
                   (0, 0))[1]
+        # its towers (ComfyUI's names or transformers'): what text.generate can give it beside the prompt
+        towers = [what for what, key in (("vision", "vision_model.patch_embedder.input_proj.weight"),
+                                         ("audio", "audio_model.output_proj.weight"))
+                  if k.any(key, "model." + key.replace("_model.", "_tower.", 1))]
+        reads = {("vision", "audio"): ", with its vision and audio towers: it reads a picture and hears a sound",
+                 ("vision",): ", with its vision tower: it reads a picture"}.get(tuple(towers), ", text only")
         return Detection("text_encoder", "gemma4", {1536: "e2b", 2560: "e4b", 5376: "31b"}.get(hidden, f"h{hidden}"),
-                         why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders), read by text.generate")
+                         why=f"Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders){reads}, read by "
+                             "text.generate")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.
@@ -1049,6 +1058,9 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         size = {4096: "xxl", 1024: "large", 768: "base", 512: "small"}.get(d, f"d{d}")
         return Detection("text_encoder", "umt5" if umt5 else "t5", size, why="encoder.block SelfAttention",
                          extra={"d_model": d})
+    if k.any("encoder.layers.0.mixer.Wqkv.weight") and k.any("embeddings.token_type_embeddings.weight"):
+        # Jina CLIP v2's text tower (ComfyUI's jina_clip_v2_*: NewBie-image's pooled prompt): Jina's XLM-RoBERTa
+        return Detection("text_encoder", "jina_clip2", "", why="Jina XLM-RoBERTa blocks (encoder.layers.N.mixer.Wqkv)")
     emb = k.shape("embeddings.token_embedding.weight")
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
@@ -1391,7 +1403,7 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": in_ch})
 
 
-MAGE_CHANNELS, MAGE_TEXT = 128, 2560     # Mage-Flow's latent channels (its VAE's) and Qwen3-VL-4B's width
+MAGE_CHANNELS = 128                      # Mage-Flow's latent channels (its VAE's), read one latent pixel a token
 LUMINA2_CAPTION = 2304                  # Gemma 2 2B's width, which Lumina-Image 2.0's caption embedder reads
 
 
@@ -1459,6 +1471,16 @@ def _omnigen2(k: Keys) -> Optional[Detection]:
         return None
     return Detection("diffusion_model", "omnigen2", "", prefix=k.prefix_of(x) or "",
                      why="layers.N.attn.to_q / ref_image_refiner / time_caption_embed")
+
+
+def _newbie(k: Keys) -> Optional[Detection]:
+    """NewBie-image's NextDiT (ComfyUI's NewBie-Image-Exp0.1-*): Lumina-Image 2.0's blocks with a pooled text input
+    (clip_text_pooled_proj), reading Gemma 3 4B's states; Z-Image's rule would take it for Z-Image."""
+    x = "clip_text_pooled_proj.1.weight"
+    if not k.has(x, "cap_embedder.1.weight", "layers.0.attention.qkv.weight", "x_embedder.weight"):
+        return None
+    return Detection("diffusion_model", "newbie", "", prefix=k.prefix_of(x) or "",
+                     why="NextDiT layers.N.attention.qkv with clip_text_pooled_proj")
 
 
 def _zimage(k: Keys) -> Optional[Detection]:
@@ -1611,7 +1633,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _not_yet_editors, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -278,7 +278,11 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
 @node("text.generate", title="Generate Text", category="Conditioning", device="gpu",
       outputs={"text": STRING, "thinking": STRING})
 def text_generate(ctx, text_encoder: TEXT_ENCODER,
-                  image: IMAGE = Input(optional=True, help="a picture for the model to read (Qwen3-VL, Qwen3.5)"),
+                  image: IMAGE = Input(optional=True, help="a picture for the model to read (Qwen3-VL, Qwen3.5, "
+                                                           "Gemma 4)"),
+                  audio: AUDIO = Input(optional=True, help="a sound for the model to hear (Gemma 4 E2B, E4B)"),
+                  video: VIDEO = Input(optional=True, help="a video for the model to watch, one frame a second as "
+                                                           "ComfyUI takes it (every 24th frame; Gemma 4)"),
                   prompt: str = Param("", kind="text", help="what to ask the model (write or enhance a prompt)"),
                   system_prompt: str = Param("", kind="text", help="instructions in the chat's system turn (how to "
                                                                    "answer); empty: none"),
@@ -296,14 +300,19 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
                   use_default_template: bool = Param(True, help="wrap the prompt in the model's chat turn; off: "
                                                                 "the text as written (no system turn)")):
     """Write text with the text encoder's own language model (ComfyUI's TextGenerate): Qwen3 (qwen_3_4b), Gemma 3
-    (LTX-2's gemma_3_12B_it), Qwen3-VL (qwen3vl_4b) or Qwen3.5 (qwen3.5_4b), both of which also read `image`, loaded
+    (LTX-2's gemma_3_12B_it), Gemma 4 (gemma4_e4b_it), Qwen3-VL (qwen3vl_4b) or Qwen3.5 (qwen3.5_4b), the last three of
+    which also read `image` (and Gemma 4 watches `video` and E2B / E4B hear `audio`, as ComfyUI prepares them), loaded
     by load.text_encoder answer `prompt`, following `system_prompt`, through transformers' generate. The same seed gives the same text, which
     the run's log shows. CLIP and T5 encoders have no language model and are refused."""
     from nodes.generate.textgen import generate_text
+    if video is not None and image is not None:
+        ctx.log("image is not read: Gemma 4 reads the video's frames in its place, as ComfyUI does")
+        image = None
     text, reasoning = generate_text(text_encoder, prompt, max_length=max_length, sample=sampling,
                                     temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                     repetition_penalty=repetition_penalty, seed=seed, thinking=thinking,
-                                    use_template=use_default_template, system=system_prompt, image=image)
+                                    use_template=use_default_template, system=system_prompt, image=image,
+                                    audio=audio, video=video)
     ctx.log(f"generated: {text}")       # what ComfyUI's PreviewAny shows, in the run's log
     return {"text": text, "thinking": reasoning}
 
@@ -466,6 +475,34 @@ def encode_fibo2(ctx, text_encoder: TEXT_ENCODER,
     to sample is the result's size. One picture is cut to that size; several each to their own trained size. Sample
     dev at cfg 5 over 50 steps, edit turbo at cfg 1 over 4."""
     from nodes.generate.fibo2_edit import encode_fibo2 as run
+    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
+    return {"positive": positive, "negative": neg, "latent": latent}
+
+
+@node("encode.mage_flow_edit", title="Encode (Mage-Flow)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
+                          vae: VAE = Input(optional=True, help="the Mage VAE: to give the transformer the pictures' "
+                                                              "latents (the edit keeps them); without it only the "
+                                                              "prompt sees them"),
+                          image: IMAGE = Input(optional=True, help="the picture to edit (none: make a picture from "
+                                                                   "the prompt)"),
+                          image2: IMAGE = Input(optional=True, help="a second picture"),
+                          image3: IMAGE = Input(optional=True, help="a third picture"),
+                          image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                          text: str = Param("", kind="text", help="the prompt, or what to change"),
+                          negative: str = Param("", kind="text", help="the negative prompt, read with the same "
+                                                                      "pictures"),
+                          width: int = Param(0, min=0, max=8192, help="the result's width (floored to a multiple of "
+                                                                      "16); 0: the first picture's (1024 without one)"),
+                          height: int = Param(0, min=0, max=8192, help="the result's height, as width"),
+                          batch_size: int = Param(1, min=1, max=64, help="pictures made at once")):
+    """Tell Mage-Flow what to make or change (ComfyUI's TextEncodeMageFlowEdit): Qwen3-VL-4B reads the prompt (and
+    the negative) having seen the pictures, each picture's Mage VAE latent at the result's size rides on both for the
+    transformer to read beside the noise, and the latent to sample is the result's size. Sample base / edit at cfg 5
+    over 30 steps, Turbo at cfg 1 over 4."""
+    from nodes.generate.mage_flow_edit import encode_mage_flow_edit as run
     pictures = [p for p in (image, image2, image3, image4) if p is not None]
     positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
     return {"positive": positive, "negative": neg, "latent": latent}
@@ -1421,8 +1458,8 @@ def latent_cut_to_batch(ctx, latent: LATENT,
                         size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
                         ) -> LATENT:
     """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
-    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
-    model's runs are refused (cut them with latent.cut and decode each)."""
+    templates give each layer to the VAE this way, WanDancer's each key frame. A picture model's frames already
+    decode one by one; a video model's runs are decoded each alone by vae.decode, one after another."""
     from nodes.generate.latent import cut_to_batch
     return cut_to_batch(latent, size)
 
