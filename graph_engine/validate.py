@@ -505,8 +505,8 @@ def missing_inputs(wf: Workflow, registry: Registry, input_dirs=(), written=(), 
             continue
         long = _past_limits(path)
         if long:
-            problems.append(wf.problem(f"{name}: {value[:60]!r}... {long}, so no file can be there: the path is "
-                                       "damaged or mistyped", "nodes", nid, "params", name, node=nid))
+            out.setdefault(nid, {})[name] = MissingModel(f"{name}: {value[:60]!r}... {long}, so no file can be "
+                                                         "there: the path is damaged or mistyped", None)
             continue
         # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
         if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
