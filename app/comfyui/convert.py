@@ -49,6 +49,9 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         self.report = Report()
         self.pending_vae: List[Tuple[str, str]] = []        # (kinograph node, ComfyUI node) needing a VAE link
         self.consumers: Dict[str, List[str]] = {}
+        # (ComfyUI node, slot) -> the port of the Kinograph node that computes, for PreviewAny to show, a value
+        # folded into a constant for the settings it feeds
+        self.shown_ports: Dict[Tuple[str, int], Tuple[str, str]] = {}
         self.skipped: Dict[str, set] = {}                    # node -> ComfyUI nodes it does not use (a switch's unpicked input)
         self.control_nodes: Dict[Tuple[Tuple[str, str], int], str] = {}   # (model port, control) -> control.apply
         # ComfyUI node -> its widgets that a node's output feeds (Kinograph param, the output, ComfyUI's name)
@@ -145,9 +148,10 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             elif rule is None:
                 self.placeholder(cn)
             elif rule.kind == "ui":
-                if rule.special:        # a preview that also hands its input on (easy showAnything)
-                    getattr(self, "special_" + rule.special)(cn, rule, {}, [])
-                self.report.add(Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
+                # a preview that also hands its input on (easy showAnything); PreviewAny of a value becomes math.show
+                made = getattr(self, "special_" + rule.special)(cn, rule, {}, []) if rule.special else None
+                self.report.add(Entry(cn.id, cn.class_type, cn.title, "exact", made, []) if made else
+                                Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
             else:
                 self.convert(cn, rule)
         for nid, cls, title, why in self.flat.dropped:
@@ -740,8 +744,10 @@ def unmapped_note(cn: CNode) -> str:
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
+    from .lists import expand
     from .loops import unroll
     unroll(flat)
+    expand(flat)
     converter = Converter(flat, registry)
     try:
         return converter.run()

@@ -1471,8 +1471,8 @@ def latent_cut_to_batch(ctx, latent: LATENT,
                         size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
                         ) -> LATENT:
     """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
-    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
-    model's runs are refused (cut them with latent.cut and decode each)."""
+    templates give each layer to the VAE this way, WanDancer's each key frame. A picture model's frames already
+    decode one by one; a video model's runs are decoded each alone by vae.decode, one after another."""
     from nodes.generate.latent import cut_to_batch
     return cut_to_batch(latent, size)
 
