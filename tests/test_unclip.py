@@ -211,3 +211,35 @@ def test_unclip_reaches_every_entry_of_a_combined_prompt():
     assert torch.allclose(after.pooled, want, atol=1e-6) and torch.allclose(after.parts[0].pooled, want, atol=1e-6)
     before = for_run(replace(with_picture(first, _image(a), 1.0, 0.0), parts=(second,)), 42)
     assert torch.allclose(before.pooled, want, atol=1e-6) and torch.equal(before.parts[0].pooled, second.pooled)
+
+
+def test_encode_image_reads_the_picture_with_one_pass_of_the_tower(tmp_path):
+    """encode.image with a projected CLIP vision tower (clip_vision_g, Wan's clip_vision_h) runs the tower once per
+    picture: Wan's image tokens (hidden_states[-2]) and unCLIP's projected embedding (image_embeds) both come out as
+    transformers' tower gives them on its processor's pixels."""
+    from PIL import Image
+    from safetensors.torch import save_file
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from nodes.generate.image_cond import encode_image
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    torch.manual_seed(6)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=WIDTH, num_hidden_layers=3, num_attention_heads=16, image_size=32,
+        patch_size=4, intermediate_size=37, hidden_act="gelu", layer_norm_eps=1e-5)).eval()
+    path = tmp_path / "clip_vision_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in vision.state_dict().items()}, str(path))
+    handle = load_clip_vision(ModelManager(), str(path), "wan", "cpu")
+    passes = []
+    handle.pipe.image_encoder.vision_model.register_forward_hook(lambda *_: passes.append(1))
+    picture = np.random.default_rng(4).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    got = encode_image(handle, picture)
+    assert len(passes) == 1
+    proc = CLIPImageProcessor(crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32}, resample=3,
+                              image_mean=[0.48145466, 0.4578275, 0.40821073],
+                              image_std=[0.26862954, 0.26130258, 0.27577711])
+    with torch.no_grad():
+        out = vision(pixel_values=proc(images=Image.fromarray(picture), return_tensors="pt").pixel_values,
+                     output_hidden_states=True)
+    assert torch.allclose(got.embeds, out.hidden_states[-2], atol=1e-5)
+    assert torch.allclose(got.extra["clip_image_embeds"], out.image_embeds, atol=1e-5)
