@@ -587,6 +587,8 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "s2v"                      # Wan 2.2 S2V: sound to video
     elif k.any("audio_proj.audio_proj_glob_1.layer.weight"):
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
+    elif k.any("music_projection.weight"):
+        kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):

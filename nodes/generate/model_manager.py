@@ -810,6 +810,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("animate2"):
         return True, ("load.diffusion_model: Wan Animate 2, a character from a reference image moved as a driving "
                       "video moves (condition.wan_animate2)")
+    if det.family == "wan" and det.variant.startswith("dancer"):
+        return True, ("load.diffusion_model: WanDancer, a picture dancing to music (condition.wan_dancer; its global "
+                      "file draws a song's key frames, its local file the frames between them)")
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")
