@@ -3,6 +3,7 @@ work. Figures (counted with numpy on signed-distance shapes over decode.hunyuan3
 crosses 0.29 / 0.65 / 1.16 million cells at octree resolution 256 / 384 / 512, a heat sink of 20 fins 6.6 million at
 512 (3.8 at 384): a fixed 4 million refused it, a noise grid crosses nearly every cell."""
 import numpy as np
+import torch
 import pytest
 
 from graph_engine import NodeError
@@ -52,3 +53,37 @@ def test_a_shape_larger_than_the_free_memory_is_named_with_what_it_takes(monkeyp
     with pytest.raises(NodeError, match="more than the 1 MB this machine has free") as e:
         nodes.from_voxels(Context("m"), Voxel(_sphere(97)), algorithm=algorithm, threshold=0.6)
     assert "lower decode.hunyuan3d's resolution" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def sd15(tmp_path_factory):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from diffusers import StableDiffusionPipeline
+    from test_comfy_long_prompts import _handle
+    from tiny_models import build_sd15_single_file
+    return _handle(build_sd15_single_file, tmp_path_factory.mktemp("sd15"), "sd", StableDiffusionPipeline)
+
+
+def _windows(k: int) -> str:
+    """A prompt of k 77-token windows for the tiny encoders (a token a letter)."""
+    return "x" * (75 * (k - 1) + 10)
+
+
+def test_a_schedule_of_long_keyframes_within_a_long_prompts_length_is_encoded(sd15):
+    """A Deforum-style schedule whose keyframes read 3, 4 and 5 windows (225 to 375 tokens: long style strings) is
+    repeated to 60 windows, 12 times the longest: refused past 8 times, though one prompt of 64 windows reads. The
+    common length is now refused only past both 8 times the longest and MAX_WINDOWS; 2, 3, 5, 7 (210 windows) and
+    2, 3, 5, ..., 19 are still named (test_hostile_pass14). Each keyframe repeats whole, as ComfyUI's
+    CONDCrossAttn.concat does: c.repeat(1, crossattn_max_len // c.shape[1], 1)."""
+    from nodes.generate.clip_windows import MAX_WINDOWS
+    from nodes.generate.text import encode_prompt
+    assert 60 <= MAX_WINDOWS
+    schedule = encode_prompt(sd15, ", ".join(f"{i * 10}: ({_windows(k)})" for i, k in enumerate((3, 4, 5))))
+    assert schedule.embeds.shape[1] == 60 * 77
+    for row, k in enumerate((3, 4, 5)):
+        alone = encode_prompt(sd15, _windows(k)).embeds
+        torch.testing.assert_close(schedule.embeds[row:row + 1], alone.repeat(1, 60 // k, 1))
+    with pytest.raises(NodeError, match="210 windows"):
+        encode_prompt(sd15, ", ".join(f"{i * 10}: ({_windows(k)})" for i, k in enumerate((5, 6, 7))))
