@@ -87,3 +87,19 @@ def test_a_schedule_of_long_keyframes_within_a_long_prompts_length_is_encoded(sd
         torch.testing.assert_close(schedule.embeds[row:row + 1], alone.repeat(1, 60 // k, 1))
     with pytest.raises(NodeError, match="210 windows"):
         encode_prompt(sd15, ", ".join(f"{i * 10}: ({_windows(k)})" for i, k in enumerate((5, 6, 7))))
+
+
+def test_long_paths_windows_holds_are_not_called_damaged():
+    """Windows (NTFS) counts a name's 255 and a long path's 32,767 in UTF-16 units, not UTF-8 bytes: a film's name
+    of 120 Japanese characters (360 bytes, 120 units) and a deep project tree of 5,000 characters (long paths
+    enabled) were called 'no file can be there'. A megabyte's name is still named on every system."""
+    from graph_engine.validate import _past_limits
+    film = "C:\\Projects\\" + "映画" * 60 + ".mp4"
+    deep = "C:\\Projects\\" + "\\".join(["shot_%03d_" % i + "x" * 90 for i in range(50)]) + "\\plate.exr"
+    assert len(film.encode()) > 255 + 20 and len(deep) > 4096
+    assert _past_limits(film, "win32") is None
+    assert _past_limits(deep, "win32") is None
+    assert "paths hold at most 4,096" in _past_limits(deep.replace("\\", "/"), "linux")
+    assert "file names hold at most 255" in _past_limits("/f/" + "映画" * 60 + ".mp4", "linux")
+    for system in ("win32", "linux", "darwin"):
+        assert "file names hold at most 255" in _past_limits("C:\\" + "a" * 1_000_000, system)
