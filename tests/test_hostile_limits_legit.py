@@ -103,3 +103,49 @@ def test_long_paths_windows_holds_are_not_called_damaged():
     assert "file names hold at most 255" in _past_limits("/f/" + "映画" * 60 + ".mp4", "linux")
     for system in ("win32", "linux", "darwin"):
         assert "file names hold at most 255" in _past_limits("C:\\" + "a" * 1_000_000, system)
+
+
+class _Reached(Exception):
+    pass
+
+
+def _point_map(width, height):
+    """A MoGe geometry of a picture this size whose maps are never made: reaching them means it was not refused."""
+    from types import SimpleNamespace
+
+    from nodes.depth.moge import Geometry
+
+    class Unmade(Geometry):
+        def __init__(self):
+            self.video, self.length, self.panorama = SimpleNamespace(width=width, height=height), 1, False
+
+        def frames(self, a, b):
+            raise _Reached
+    return Unmade()
+
+
+@pytest.mark.parametrize("size", [(8192, 4096), (7680, 4320), (8192, 5464)])
+def test_an_8k_picture_or_panorama_is_meshed_at_full_detail(monkeypatch, size):
+    """An 8K equirectangular panorama (depth.moge_panorama), an 8K UHD frame and a 45-megapixel photo make 33 to 45
+    million vertices at decimation 1: about 7 to 9 GB to triangulate (200 bytes a pixel) and 2 to 2.6 GB of .glb,
+    which holds 4 GB. A fixed 4096 x 4096 refused them; now what fits the .glb (8192 x 8192 vertices) and the memory
+    free is meshed."""
+    from graph_engine.context import Context
+    from nodes.common import stream
+    from nodes.mesh import nodes
+    monkeypatch.setattr(stream, "free_memory", lambda: 32 << 30)
+    with pytest.raises(_Reached):
+        nodes.from_points(Context("m"), _point_map(*size), frame=0, decimation=1, discontinuity_threshold=0.04,
+                          texture=True)
+
+
+def test_a_point_map_larger_than_the_free_memory_is_named_with_the_decimation_that_fits(monkeypatch):
+    """33.5 million vertices take about 6.7 GB to triangulate: with 1 GB free, decimation 3 (0.75 GB) fits."""
+    from graph_engine.context import Context
+    from nodes.common import stream
+    from nodes.mesh import nodes
+    monkeypatch.setattr(stream, "free_memory", lambda: 1 << 30)
+    with pytest.raises(NodeError, match=r"takes about 6.7 GB, more than the 1.1 GB this machine has free.*"
+                                        r"set decimation to 3 or more"):
+        nodes.from_points(Context("m"), _point_map(8192, 4096), frame=0, decimation=1, discontinuity_threshold=0.04,
+                          texture=True)
