@@ -4,6 +4,7 @@ from __future__ import annotations
 import graphlib
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -522,16 +523,24 @@ def missing_inputs(wf: Workflow, registry: Registry, input_dirs=(), written=(), 
     return out
 
 
-def _past_limits(path: str) -> Optional[str]:
-    """How `path` is longer than a file system holds (a name past 255 bytes, the whole past 4,096), or None. Such
-    a path was said to be 'not there' and echoed whole, twice: a megabyte's path made a 2 MB message."""
+def _past_limits(path: str, platform: str = sys.platform) -> Optional[str]:
+    """How `path` is longer than a file system holds (a name past 255, the whole past 4,096 bytes or, on Windows,
+    32,767 characters), or None. Such a path was said to be 'not there' and echoed whole, twice: a megabyte's path
+    made a 2 MB message. Windows and macOS count a name in UTF-16 units, not bytes (120 Japanese characters are 360
+    bytes and a name they hold), and Windows' long paths run to 32,767."""
     import os
-    from pathlib import Path
-    name = max((os.fsencode(part) for part in Path(path).parts), key=len, default=b"")
-    if len(name) > 255:
-        return f"has a name of {len(name):,} bytes, and file names hold at most 255"
-    if len(os.fsencode(path)) > 4096:
-        return f"is {len(os.fsencode(path)):,} bytes long as a path, and paths hold at most 4,096"
+    from pathlib import PurePosixPath, PureWindowsPath
+    windows = platform == "win32"
+    if windows or platform == "darwin":
+        size, unit = (lambda text: len(text.encode("utf-16-le", "surrogatepass")) // 2), "characters"
+    else:
+        size, unit = (lambda text: len(os.fsencode(text))), "bytes"
+    name = max((size(part) for part in (PureWindowsPath if windows else PurePosixPath)(path).parts), default=0)
+    if name > 255:
+        return f"has a name of {name:,} {unit}, and file names hold at most 255"
+    most = 32_767 if windows else 4096
+    if size(path) > most:
+        return f"is {size(path):,} {unit} long as a path, and paths hold at most {most:,}"
     return None
 
 

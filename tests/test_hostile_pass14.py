@@ -186,19 +186,22 @@ def test_ace_step_v1_lyrics_or_tags_of_a_book_are_named(ace1, which):
         ace.generate(ace1, song, SECONDS, 1, 1.0, "euler", "simple", 5.0, 7)
 
 
-@pytest.mark.parametrize("size,said", [((8192, 4320), "set decimation to 2 or more"),
-                                       ((13000, 13000), "set decimation to 4 or more"),
-                                       ((40000, 40000), r"make the picture smaller \(video.resize\)")])
-def test_a_point_map_too_large_to_mesh_is_named_before_moge_runs(size, said):
+@pytest.mark.parametrize("size,said", [((16384, 8640), "set decimation to 2 or more"),
+                                       ((40000, 40000), "set decimation to 5 or more"),
+                                       ((100000, 100000), r"make the picture smaller \(video.resize\)")])
+def test_a_point_map_too_large_to_mesh_is_named_before_moge_runs(monkeypatch, size, said):
     """mesh.from_points made a vertex of every pixel: triangulating takes about 160 bytes a pixel (27 GB for a
-    13,000-pixel-square picture, whose 7.4 GB mesh no .glb can hold: its sizes are 32-bit). Past 4096 x 4096
-    vertices the geometry is named, from the picture's size, before MoGe makes the frame's maps, with the decimation
-    that fits (the node's most is 8)."""
+    13,000-pixel-square picture, whose 7.4 GB mesh no .glb can hold: its sizes are 32-bit). Past 8192 x 8192
+    vertices (what a .glb holds) the geometry is named, from the picture's size, before MoGe makes the frame's maps,
+    with the decimation that fits (the node's most is 8); the memory free bounds it too (test_hostile_limits_legit),
+    ample here."""
     from types import SimpleNamespace
 
     from graph_engine.context import Context
+    from nodes.common import stream
     from nodes.depth.moge import Geometry
     from nodes.mesh import nodes
+    monkeypatch.setattr(stream, "free_memory", lambda: 1 << 50)
 
     class Unmade(Geometry):
         def __init__(self, width, height):
@@ -206,7 +209,7 @@ def test_a_point_map_too_large_to_mesh_is_named_before_moge_runs(size, said):
 
         def frames(self, a, b):
             raise AssertionError("MoGe ran on a picture too large to mesh")
-    with pytest.raises(NodeError, match=f"is {size[0]} x {size[1]} points.*at most 16,777,216 are meshed.*{said}"):
+    with pytest.raises(NodeError, match=f"is {size[0]} x {size[1]} points.*at most 67,108,864 fit a .glb file.*{said}"):
         nodes.from_points(Context("m"), Unmade(*size), frame=0, decimation=1, discontinuity_threshold=0.04,
                           texture=True)
 

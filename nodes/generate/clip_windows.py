@@ -24,7 +24,8 @@ LONG_WORD = 8               # SDTokenizer.max_word_length: parts this long may b
 COMMA_BACKTRACK = 20        # A1111's comma_padding_backtrack
 PAD = -1                    # filled with each tokenizer's own pad id (CLIP-L pads with its end token, OpenCLIP-G with 0)
 MAX_WINDOWS = 64            # windows a prompt may read: 4,800 tokens
-MAX_REPEAT = 8              # conditionings laid side by side are repeated to at most this times the longest
+MAX_REPEAT = 8              # conditionings laid side by side are repeated to at most this times the longest, or to
+                            # MAX_WINDOWS, the length one prompt may read anyway (3, 4, 5 windows make 60)
 
 Window = List[Tuple[int, float]]
 
@@ -112,19 +113,22 @@ def to_length(t: torch.Tensor, length: int) -> torch.Tensor:
 
 def common_length(tensors: Sequence[torch.Tensor]) -> int:
     """The length conditionings of these lengths are repeated to (to_length): their least common multiple, refused
-    past MAX_REPEAT times the longest. Prompts of 2, 3, 5, ..., 19 windows made 9.7 million windows each, terabytes;
-    ComfyUI concatenates only up to 4 times the shorter (CONDCrossAttn.can_concat) and samples the rest apart."""
+    past MAX_REPEAT times the longest and past MAX_WINDOWS windows (a schedule of 3, 4 and 5-window keyframes makes
+    60, 12 times the longest, and no longer than one prompt may be). Prompts of 2, 3, 5, ..., 19 windows made 9.7
+    million windows each, terabytes; ComfyUI concatenates only up to 4 times the shorter (CONDCrossAttn.can_concat)
+    and samples the rest apart."""
     import math
     lengths = sorted({int(t.shape[1]) for t in tensors})
     length = math.lcm(*lengths)
-    if length > MAX_REPEAT * lengths[-1]:
+    if length > max(MAX_REPEAT * lengths[-1], MAX_WINDOWS * LENGTH):
         counts = [str(n // LENGTH) for n in lengths]
         said = f"{', '.join(counts[:-1])} and {counts[-1]}"
         raise NodeError(f"the prompts read {said} windows of CLIP's {LENGTH} tokens; used together each is repeated "
                         f"to their least common multiple, {length // LENGTH:,} windows, {length // lengths[-1]:,} times "
                         f"the longest, which takes as many times the memory and time at every step (at most "
-                        f"{MAX_REPEAT}): give the prompts window counts that divide one another (a window holds "
-                        f"{BODY} tokens: lengthen a shorter prompt or shorten a longer one)")
+                        f"{MAX_REPEAT} times, or {MAX_WINDOWS} windows): give the prompts window counts that "
+                        f"divide one another (a window holds {BODY} tokens: lengthen a shorter prompt or shorten a "
+                        "longer one)")
     return length
 
 

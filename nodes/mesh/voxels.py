@@ -15,12 +15,29 @@ import numpy as np
 
 from graph_engine import NodeError
 
-# The most cells a surface net meshes, or voxel faces the basic mesh shows: a smooth shape at resolution 512 (the
-# decoder's most) crosses about a million cells; a noisy grid crosses nearly all of its 134 million, which took about
-# 1.5 KB a cell (25 GB at resolution 256) before a single vertex came out.
+# A grid whose surface passes through more cells than this, and through more than NOISE_SHARE of all its cells, is
+# noise: a real shape is a thin shell of its grid (a sphere crosses 0.9% of the cells at resolution 512, a heat sink
+# of 20 fins 5%: 6.6 million, past this count), a noisy grid nearly all of its 134 million.
 MAX_CELLS = 4_000_000
+NOISE_SHARE = 0.25
+# Bytes meshing takes a crossed cell (surface net) or a shown face (basic), measured on spheres at 256 and 384: 1.3 to
+# 1.5 KB, and 4 vertices of about 120 bytes
+CELL_BYTES = {"surface net": 1500, "basic": 500}
 _NOISE = ("the grid is noise rather than a shape (a damaged VAE, or a latent sampled too few steps): check "
           "decode.hunyuan3d's model and the sampling, or lower its resolution")
+
+
+def _check_size(count: int, grid_cells: int, algorithm: str, what: str) -> None:
+    """Refuse a mesh of `count` crossed cells / shown faces that is noise, or larger than the memory free."""
+    from nodes.common.stream import _size, free_memory
+    if count > MAX_CELLS and count > NOISE_SHARE * grid_cells:
+        raise NodeError(f"{what} ({count / grid_cells:.0%} of the grid's cells; a real shape is a thin shell of "
+                        f"them): {_NOISE}")
+    need, free = count * CELL_BYTES[algorithm], free_memory()
+    if free is not None and need > free:
+        raise NodeError(f"{what}: meshing it takes about {_size(need)}, more than the {_size(free)} this machine has "
+                        "free: lower decode.hunyuan3d's resolution, or close what else holds memory")
+
 
 # a voxel's six neighbours and the corners of the face towards each, ComfyUI's order (z, y, x)
 _NEIGHBOURS = np.array([[0, 0, 1], [0, 0, -1], [0, 1, 0], [0, -1, 0], [1, 0, 0], [-1, 0, 0]])
@@ -55,9 +72,8 @@ def basic(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
         z, y, x = offset + 1
         return solid & ~padded[z:z + d, y:y + h, x:x + w]
     shown = sum(int(np.count_nonzero(exposed_mask(offset))) for offset in _NEIGHBOURS)
-    if shown > MAX_CELLS:
-        raise NodeError(f"the voxel grid shows {shown:,} voxel faces, a mesh of {4 * shown:,} vertices (at most "
-                        f"{MAX_CELLS:,} faces are meshed): {_NOISE}")
+    _check_size(shown, grid.size, "basic", f"the voxel grid shows {shown:,} voxel faces, a mesh of {4 * shown:,} "
+                "vertices")
     vertices, faces, count = [], [], 0
     for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
         exposed = np.argwhere(exposed_mask(offset))                          # raster order, as ComfyUI's
@@ -98,10 +114,8 @@ def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndar
     some &= ~every
     del above, every
     crossed = int(np.count_nonzero(some))
-    if crossed > MAX_CELLS:
-        raise NodeError(f"the voxel grid's surface passes through {crossed:,} cells, a mesh of as many vertices (at "
-                        f"most {MAX_CELLS:,} are meshed; a smooth shape at resolution 512 makes about a million): "
-                        f"{_NOISE}")
+    _check_size(crossed, some.size, "surface net", f"the voxel grid's surface passes through {crossed:,} cells, a "
+                "mesh of as many vertices")
     cells = np.argwhere(some)                           # raster order, as ComfyUI's
     del some
     pos = cells[:, None, :] + _CORNERS[None]
