@@ -47,10 +47,14 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
-    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts):
+    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts) \
+            and getattr(adapter, "windows_for_weighting", weighting) == weighting:
         with _text_loras(text_encoder), torch.inference_mode():
             encoders = adapter.clip_encoders(pipe, device, **kw)
-            rows = [encode_windows(encoders, t, weighting) for t in texts]
+            if hasattr(adapter, "t5_comfy"):
+                rows = [sd3_windows(adapter, pipe, encoders, t, device) for t in texts]
+            else:
+                rows = [encode_windows(encoders, t, weighting) for t in texts]
         length = common_length([e for e, _ in rows])
         embeds = torch.cat([to_length(e, length) for e, _ in rows])
         pooled = None if rows[0][1] is None else torch.cat([p for _, p in rows])
@@ -83,15 +87,27 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
                         tuple(t for _, t in keys), {k: v.cpu() for k, v in extra.items()})
 
 
-def encode_windows(encoders, text: str, weighting: str):
+def sd3_windows(adapter, pipe, encoders, text: str, device):
+    """(embeds [1, 77 x windows + T5's length, 4096], pooled [1, 2048]) as ComfyUI's SD3ClipModel makes them: CLIP-L's
+    and OpenCLIP-G's windows side by side, zero-padded to T5's width, T5-XXL's whole prompt after them along the tokens
+    (adapter.t5_comfy; none without T5), the pooled embedding both CLIPs' of the first window."""
+    clip, pooled = encode_windows(encoders, text, "comfy", pool_all=True)
+    t5 = adapter.t5_comfy(pipe, text, device)
+    width = 4096 if t5 is None else t5.shape[-1]        # SD3ClipModel pads to 4096, T5-XXL's width
+    clip = torch.nn.functional.pad(clip, (0, width - clip.shape[-1]))
+    return (clip if t5 is None else torch.cat([clip, t5.to(clip.dtype)], dim=-2)), pooled
+
+
+def encode_windows(encoders, text: str, weighting: str, pool_all: bool = False):
     """(embeds [1, 77 x windows, D], pooled [1, P] or None) of a prompt read by CLIP encoders in 77-token windows
     (clip_windows), each encoder's hidden states side by side, the pooled embedding the last encoder's of the first
-    window. Weighted tokens as the weighting has it, window by window: ComfyUI's move away from the empty prompt
+    window (every encoder's, side by side: pool_all, SD3). Weighted tokens as the weighting has it, window by window: ComfyUI's move away from the empty prompt
     (ClipTokenWeightEncoder), or Kinograph's scaling with the window's mean kept (A1111 keeps each chunk's mean)."""
-    hiddens, pooled = [], None
+    hiddens, pools = [], []
     for tokenizer, run in encoders:
         windows = windows_for(tokenizer, text, weighting)
         hidden, pooled = run(ids(windows, tokenizer.pad_token_id))
+        pools.append(pooled)
         w = weights(windows)
         if (w != 1.0).any():
             if weighting == "comfy":
@@ -107,7 +123,9 @@ def encode_windows(encoders, text: str, weighting: str):
         if h.shape[1] < longest:
             empty = run(ids(empty_window(tokenizer), tokenizer.pad_token_id))[0]
             hiddens[i] = torch.cat([h] + [empty] * ((longest - h.shape[1]) // empty.shape[1]), 1)
-    return torch.cat(hiddens, dim=-1), None if pooled is None else pooled[:1]
+    if pools[-1] is None:
+        return torch.cat(hiddens, dim=-1), None
+    return torch.cat(hiddens, dim=-1), torch.cat([p[:1] for p in (pools if pool_all else pools[-1:])], dim=-1)
 
 
 def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,
