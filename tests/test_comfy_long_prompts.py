@@ -99,20 +99,36 @@ def comfy_sd15(pipe, text):
                                     (start, end, end))[0]
 
 
-def comfy_sdxl(pipe, text):
-    """SDXLClipModel: clip_l and clip_g (penultimate layer, no final norm; clip_g pads with 0), cut to the shorter."""
-    outs = []
-    for tok, enc, pad in ((pipe.tokenizer, pipe.text_encoder, None), (pipe.tokenizer_2, pipe.text_encoder_2, 0)):
+def comfy_clip_l_g(pipe, text, text_g=None):
+    """[(hidden, pooled)] of clip_l and clip_g as SDXLClipModel and SD3ClipModel read them: the penultimate layer, no
+    final norm; clip_l pads with its end token, clip_g with 0. text_g: clip_g's own prompt (CLIPTextEncodeSD3, which
+    gives the shorter token list the empty prompt's windows)."""
+    tokens = []
+    for tok, pad, t in ((pipe.tokenizer, None, text), (pipe.tokenizer_2, 0, text if text_g is None else text_g)):
         end = tok("")["input_ids"][1]
         pad = end if pad is None else pad
-        pairs, (start, _) = tokenize_with_weights(tok, text, pad)
+        tokens.append((tokenize_with_weights(tok, t, pad)[0], tokenize_with_weights(tok, "", pad)[0], pad))
+    (l_pairs, l_empty, _), (g_pairs, g_empty, _) = tokens
+    while len(l_pairs) < len(g_pairs):
+        l_pairs += l_empty
+    while len(l_pairs) > len(g_pairs):
+        g_pairs += g_empty
+    outs = []
+    for (tok, enc), pairs, (_, _, pad) in zip(((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)),
+                                               (l_pairs, g_pairs), tokens):
+        start, end = tok("")["input_ids"][:2]
 
         def encode(t, enc=enc):
             out = enc(torch.LongTensor(t), output_hidden_states=True)
             return out.hidden_states[-2].float(), out[0].float()
         with torch.no_grad():
             outs.append(encode_token_weights(encode, pairs, (start, end, pad)))
-    (l_out, _), (g_out, g_pooled) = outs
+    return outs
+
+
+def comfy_sdxl(pipe, text):
+    """SDXLClipModel: clip_l and clip_g, cut to the shorter."""
+    (l_out, _), (g_out, g_pooled) = comfy_clip_l_g(pipe, text)
     cut_to = min(l_out.shape[1], g_out.shape[1])
     return torch.cat([l_out[:, :cut_to], g_out[:, :cut_to]], dim=-1), g_pooled
 
@@ -298,23 +314,13 @@ def t5_tokenize_with_weights(tokenizer, text, min_length=77):
     return [batch]
 
 
-def comfy_sd3(pipe, text):
+def comfy_sd3(pipe, text, text_l=None, text_g=None):
     """SD3ClipModel.encode_token_weights: clip_l (penultimate layer, pads with its end token) and clip_g (pads with 0)
     in windows, side by side, zero-padded to 4096 wide, T5-XXL's tokens after them; pooled: clip_l's then clip_g's,
-    each the first window's. (ComfyUI's clip_l pooled is its unprojected end token, return_projected_pooled=False;
+    each the first window's. text_l, text_g: CLIPTextEncodeSD3's clip_l and clip_g prompts. (ComfyUI's clip_l pooled is its unprojected end token, return_projected_pooled=False;
     the tiny CLIP-L's projection is diffusers', which StableDiffusion3Pipeline applies: the reference takes it too.)"""
-    outs = []
-    for tok, enc, pad in ((pipe.tokenizer, pipe.text_encoder, None), (pipe.tokenizer_2, pipe.text_encoder_2, 0)):
-        end = tok("")["input_ids"][1]
-        pad = end if pad is None else pad
-        pairs, (start, _) = tokenize_with_weights(tok, text, pad)
-
-        def encode(t, enc=enc):
-            out = enc(torch.LongTensor(t), output_hidden_states=True)
-            return out.hidden_states[-2].float(), out[0].float()
-        with torch.no_grad():
-            outs.append(encode_token_weights(encode, pairs, (start, end, pad)))
-    (l_out, l_pooled), (g_out, g_pooled) = outs
+    (l_out, l_pooled), (g_out, g_pooled) = comfy_clip_l_g(pipe, text if text_l is None else text_l,
+                                                          text if text_g is None else text_g)
     lg_out = torch.cat([l_out, g_out], dim=-1)
     lg_out = torch.nn.functional.pad(lg_out, (0, 4096 - lg_out.shape[-1]))
     t5_pairs = t5_tokenize_with_weights(pipe.tokenizer_3, text)
@@ -374,3 +380,15 @@ def test_sd3_long_positive_and_short_negative_sample_apart(sd3):
             return adapter.forward(model, torch.cat([x] * len(conds)), t, inputs)
     together = run([neg, pos])
     torch.testing.assert_close(together, torch.cat([run([neg]), run([pos])]))
+
+
+def test_sd3_three_prompts_of_other_lengths_are_clip_text_encode_sd3s(sd3):
+    """CLIPTextEncodeSD3: T5 reads t5xxl, CLIP-L clip_l (one window), OpenCLIP-G clip_g (two windows, so CLIP-L's
+    gets the empty prompt's second window)."""
+    from nodes.generate.text import encode_sd3
+    t5, l, g = "a cat on a table", "a (cat:1.3)", SD3_LONG
+    cond = encode_sd3(sd3, t5, l, g, weighting="comfy")
+    embeds, pooled = comfy_sd3(sd3.pipe, t5, l, g)
+    assert cond.embeds.shape[1] == embeds.shape[1] == 2 * 77 + 77
+    torch.testing.assert_close(cond.embeds, embeds[..., :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
