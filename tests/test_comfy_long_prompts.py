@@ -392,3 +392,17 @@ def test_sd3_three_prompts_of_other_lengths_are_clip_text_encode_sd3s(sd3):
     assert cond.embeds.shape[1] == embeds.shape[1] == 2 * 77 + 77
     torch.testing.assert_close(cond.embeds, embeds[..., :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_without_t5_reads_the_clip_windows_alone(sd3):
+    """SD3ClipModel without T5-XXL: the conditioning is the CLIPs' windows alone (zero-padded to the MMDiT's width
+    when sampled)."""
+    from diffusers import StableDiffusion3Pipeline
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.text import encode_prompt
+    pipe = StableDiffusion3Pipeline(**{**sd3.pipe.components, "text_encoder_3": None, "tokenizer_3": None})
+    cond = encode_prompt(ComponentHandle("sd3", sd3.path, pipe, "text_encoder"), SD3_LONG, weighting="comfy")
+    embeds, pooled = comfy_sd3(sd3.pipe, SD3_LONG)
+    assert cond.embeds.shape[1] == 2 * 77
+    torch.testing.assert_close(cond.embeds, embeds[:, :2 * 77, :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)

@@ -111,9 +111,10 @@ def sd3_windows(adapter, pipe, encoders, prompts, device):
     clip = torch.cat(with_empty_windows(encoders, [h for h, _ in parts]), dim=-1)
     pooled = torch.cat([p for _, p in parts], dim=-1)
     t5 = adapter.t5_comfy(pipe, text, device)
-    width = 4096 if t5 is None else t5.shape[-1]        # SD3ClipModel pads to 4096, T5-XXL's width
-    clip = torch.nn.functional.pad(clip, (0, width - clip.shape[-1]))
-    return (clip if t5 is None else torch.cat([clip, t5.to(clip.dtype)], dim=-2)), pooled
+    if t5 is None:      # zero-padded to the MMDiT's width when sampled (SD3Adapter.conditioning_inputs)
+        return clip, pooled
+    clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))    # SD3ClipModel's pad to T5-XXL's 4096
+    return torch.cat([clip, t5.to(clip.dtype)], dim=-2), pooled
 
 
 def encode_windows(encoders, text: str, weighting: str):
