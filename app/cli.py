@@ -387,8 +387,9 @@ def cmd_run(args) -> int:
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
     with cancel_on_interrupt(CancelToken(), printer.note) as cancel:
+        # Checked above, or --no-precheck asked to run what does not need the missing files.
         result = Session(device=args.device).run(wf, on_event=printer, cancel=cancel, use_cache=not args.no_cache,
-                                                 keep=())
+                                                 keep=(), precheck=False)
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL
