@@ -28,7 +28,8 @@ from .errors import Cancelled, KinographError, NodeError, WorkflowError
 from .executor import Executor, RunResult
 from .graph import Graph, GraphError
 from .registry import Registry, default_registry, did_you_mean
-from .validate import apply_overrides, check_param, link_problem, missing_run_files, split_target, validate_run
+from .validate import (apply_overrides, check_param, link_problem, missing_run_files, run_scope, split_target,
+                       validate, validate_run)
 from .workflow import Problem, Workflow, parse_workflow, read_text, save_workflow
 
 __all__ = ["load_workflow", "new_workflow", "run_workflow", "Session", "LoadedWorkflow", "RunResult", "CancelToken",
@@ -184,7 +185,12 @@ class Session:
         registry = self.executor.registry
         problems = apply_overrides(wf, overrides, registry, source="overrides")
         if not problems and precheck:
-            problems = missing_run_files(wf, registry, targets)
+            # What is wrong with the graph first, as the run would say it; then the files it lacks.
+            scope = run_scope(wf, registry)[0]
+            if targets is not None:
+                needed = set(wf.graph.ancestors(targets))
+                scope = [n for n in scope if n in needed]
+            problems = validate(wf, registry, only=scope) or missing_run_files(wf, registry, targets)
         if problems:
             raise WorkflowError(problems)
         return self.executor.run(wf, targets=targets, on_event=on_event, cancel=cancel, use_cache=use_cache,
