@@ -366,7 +366,30 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
             return found
     if len(given.parts) > 1 and given.exists():
         return given
-    return _found(None, name, kind, required, broken)
+    return _found(_same_file_elsewhere(searched, name), name, kind, required, broken)
+
+
+# One release's weights in the containers it is published in (a .ckpt and its .safetensors), unlike a GGUF, which
+# is a quantised copy that ComfyUI loads with other nodes.
+SAME_WEIGHTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def _same_file_elsewhere(dirs: List[Path], name: str) -> Optional[Path]:
+    """The one file in the kind's folders that `name` means when it is not where `name` says: a workflow's author
+    kept it in a sub-folder (`Wan/x.safetensors`) the user does not have, or downloaded its other container
+    (x.ckpt for x.safetensors). Several candidates (sd15/vae.safetensors and sdxl/vae.safetensors): none, rather
+    than a guess."""
+    from graph_engine.portable import name_key
+    base = Path(name.replace("\\", "/")).name
+    stem, suffix = os.path.splitext(base)
+    same = {name_key(stem + x) for x in SAME_WEIGHTS} if suffix.lower() in SAME_WEIGHTS else set()
+    # Keyed by the file itself: a folder reached twice (a kind and its alias linked to one place) is one candidate.
+    hits = list({p.resolve(): p for d in dirs if d.is_dir() for p in _walk(d)
+                 if name_key(p.name) in same | {name_key(base)} and _is_model(p)}.values())
+    # The name as written, in another sub-folder, before another container of it.
+    exact = [p for p in hits if name_key(p.name) == name_key(base)]
+    hits = exact or hits
+    return hits[0] if len(hits) == 1 else None
 
 
 def _found(path: Optional[Path], name: str, kind: str, required: bool, broken=()) -> Optional[Path]:
