@@ -65,3 +65,13 @@ def test_two_files_of_that_name_in_different_sub_folders_are_not_guessed(models,
     # A quantised GGUF is another file, loaded by another ComfyUI node: not taken for the safetensors.
     (models / "diffusion_models" / "wan2.1_t2v_14B.gguf").write_bytes(b"x")
     assert find_model("wan2.1_t2v_14B.safetensors", "diffusion_models", required=False) is None
+
+
+def test_validate_names_the_sub_folder_of_a_file_put_in_the_model_folder_itself(models, tmp_path, capsys):
+    """The README: a file put in a model folder itself is not looked for, and `kinograph validate` names the
+    sub-folder it belongs in. It said only that the file was not in the model folders."""
+    (models / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    code, err = validate(tmp_path, "wan_2.1_vae.safetensors", capsys)
+    assert code == 2
+    assert (f"wan_2.1_vae.safetensors is in {models} itself, where no model is looked for: move it into "
+            f"{models / 'vae'}") in err

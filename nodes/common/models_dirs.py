@@ -473,8 +473,6 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
                      f"{_below_kind(name, kind)}, in the folders above")
     lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
               for p in broken]
-    lines += [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
-              for p in loose_models() if base in (p.name, p.stem)]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
     lines += held_elsewhere(name, kind)
@@ -483,10 +481,14 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
 
 def held_elsewhere(name: str, kind: str) -> List[str]:
     """Where a file missing from its kind's folders is held in another kind's (a VAE put in diffusion_models/), and
-    what loads files there: for the run's not_found and `kinograph validate` alike."""
+    what loads files there, or in a model folder itself: for the run's not_found and `kinograph validate` alike
+    (validate said only 'not in the model folders' of a file in models/ itself, where the README says it names the
+    sub-folder)."""
     base = Path(name.replace("\\", "/")).name
     return [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}"
-            for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
+            for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f] + \
+        [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
+         for p in loose_models() if base in (p.name, p.stem)]
 
 
 def as_given(path: str, workflow_dir) -> str:
