@@ -75,3 +75,19 @@ def test_validate_names_the_sub_folder_of_a_file_put_in_the_model_folder_itself(
     assert code == 2
     assert (f"wan_2.1_vae.safetensors is in {models} itself, where no model is looked for: move it into "
             f"{models / 'vae'}") in err
+
+
+def test_a_relative_base_path_is_listed_as_the_folder_it_names(tmp_path, monkeypatch, capsys):
+    """ComfyUI makes a relative base_path absolute from the yaml's folder (os.path.abspath, which also takes out
+    `..`): `kinograph info` listed ComfyUI/../extra/vae."""
+    comfy, extra = tmp_path / "ComfyUI", tmp_path / "extra"
+    (comfy / "models" / "vae").mkdir(parents=True)
+    (extra / "vae").mkdir(parents=True)
+    (extra / "vae" / "other.safetensors").write_bytes(b"x")
+    (comfy / "extra_model_paths.yaml").write_text("other:\n    base_path: ../extra\n    vae: vae\n")
+    monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
+    assert main(["info", str(comfy)]) == 0
+    out = capsys.readouterr().out
+    assert f"\n    {extra / 'vae'}\n" in out and f"{comfy}/../extra" not in out
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    assert find_model("other.safetensors", "vae") == extra / "vae" / "other.safetensors"

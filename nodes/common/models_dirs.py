@@ -170,7 +170,8 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
             for line in value.splitlines():
                 p = _yaml_path(line) if line.strip() else None
                 if p is not None:
-                    out.setdefault(kind, []).append(p if p.is_absolute() else base / p)
+                    # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
+                    out.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
     return out
 
 
