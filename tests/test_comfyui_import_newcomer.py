@@ -47,3 +47,21 @@ def test_a_picture_in_comfyuis_input_folder_is_written_where_it_is(tmp_path, mon
     (tmp_path / "work" / "the_lily_veil.png").write_bytes(picture.read_bytes())
     assert main(["import", str(BIREFNET), "-o", str(out), "--force"]) == 3
     assert "path: the_lily_veil.png" in out.read_text()
+
+
+def test_the_editor_opens_it_reading_the_picture_where_it_is(tmp_path, monkeypatch):
+    """File > Open of the same template: the LoadImage node read the_lily_veil.png beside the ComfyUI file."""
+    from app.editor.comfyui_open import read_comfyui
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models").mkdir(parents=True)
+    (comfy / "input").mkdir()
+    picture = comfy / "input" / "the_lily_veil.png"
+    picture.write_bytes((ROOT / "resources" / "samples" / "chelsea.png").read_bytes())
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy / "models"))
+    (tmp_path / "dl").mkdir()
+    template = tmp_path / "dl" / BIREFNET.name
+    template.write_bytes(BIREFNET.read_bytes())
+    read = read_comfyui(template, None)
+    assert read.graph.nodes["load_image_17"].params["path"] == str(picture)
+    assert (f"load_image_17: path: the_lily_veil.png is in ComfyUI's input folder: the workflow reads {picture}"
+            in read.report.remarks)

@@ -36,7 +36,7 @@ def cmd_import(args) -> int:
               f"placeholders in their place{bypass}", file=sys.stderr)
         return code
     folder = Path(args.output).absolute().parent if args.output else Path.cwd()
-    for line in _read_from_comfyui_input(result.graph, folder):
+    for line in read_from_comfyui_input(result.graph, folder):
         print(line, file=sys.stderr)
     text = result.yaml
     if not report.blocking:
@@ -64,7 +64,7 @@ def cmd_import(args) -> int:
     return code
 
 
-def _read_from_comfyui_input(graph, folder: Path) -> List[str]:
+def read_from_comfyui_input(graph, folder: Path) -> List[str]:
     """ComfyUI's LoadImage and LoadVideo name a file of its input/ folder. One not beside the workflow but in the
     input/ folder beside a models/ folder searched is written as the path it is at, one line each said: the run
     read it beside the workflow, stopped, and the user set each path by hand."""
