@@ -1206,6 +1206,17 @@ class MainWindow(QMainWindow):
             return own[n]
         return {n: tuple((a, of(a)) for a in sorted(graph.ancestors([n]))) for n in nodes}
 
+    def _spent_seeds(self, job: Job) -> bool:
+        """Whether `job`, run on the file's own seeds, is done with them: it finished a graph that has a seed, or
+        a later run of this document was queued (new seeds drawn for it, which the file's may not come back over).
+        A Run to Here on the plate counted as the first run, and the render after it drew new seeds."""
+        if any(j.owner is self.doc and j.kind == "run" and j.id > job.id for j in self.runs.jobs):
+            return True
+        reg, g = self.doc.registry, job.workflow.graph
+        return job.state == "done" and any(
+            (spec := reg.get(inst.type)) is not None and any(p.kind == "seed" for p in spec.params.values())
+            for inst in g.nodes.values())
+
     def _remember_run(self, job: Job) -> None:
         g = job.workflow.graph
         mine = self.doc.graph.nodes
@@ -1275,9 +1286,9 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
-        if job.seeds_as_read and job.state == "failed":
-            # it made no picture (a model not in the folders yet, as ComfyUI refuses such a queue): the next run
-            # still samples the file's seeds
+        if job.seeds_as_read and not self._spent_seeds(job):
+            # it made no picture with them (a model not in the folders yet, as ComfyUI refuses such a queue; a
+            # cancel; a Run to Here above every seed): the next run still samples the file's seeds
             self.doc.seeds_as_read = True
         self._remember_run(job)
         self._clip_info(job)

@@ -1,0 +1,82 @@
+"""Review of the editor38 fixes (rev38d): a run reopened from the history keeps its seeds until a run has made
+its picture with them, and what else those fixes left. Driven through the real window offscreen; any Qt warning
+fails a test."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+
+def _reopened_run(win, tmp_path, monkeypatch, steps=1):
+    """A random seed and a pattern through a Slow (of `steps`) into a Save, run once, and that run reopened from
+    Queue & history: (the reopened window, the seeded node, the slow node, the seed the run was made with)."""
+    from app.editor import window as window_mod
+    from test_editor_probe38 import _pattern_then_slow
+    c = win.controller
+    _, slow = _pattern_then_slow(c)
+    c.set_param(slow, "steps", steps)
+    seeded = c.add_node("test.seeded", (0, 300))
+    c.set_seed_mode(seeded, "seed", "random")
+    save = c.add_node("io.save_video", (600, 0))
+    c.set_param(save, "path", str(tmp_path / "take.mkv"))
+    c.connect(slow, "video", save, "video")
+    first = win.run()
+    assert win.runs.wait_idle(60) and first.state == "done", first.error
+    before = set(window_mod.WINDOWS)
+    win.open_job(first)
+    (again,) = set(window_mod.WINDOWS) - before
+    monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)     # 'Write these files?': yes
+    again.controller.set_param(save, "path", str(tmp_path / "again.mkv"))
+    return again, seeded, slow, first.workflow.graph.nodes[seeded].params["seed"]
+
+
+def test_a_run_to_here_that_needs_no_seed_does_not_spend_a_reopened_runs_seeds(win, tmp_path, monkeypatch):
+    """A run reopened to be made again, and first a Run to Here on its Slow (no seed above it) to look at the
+    plate: that look counted as the first run, so the Run after it drew a new random seed, and the render came
+    out another picture than the one reopened."""
+    again, seeded, slow, made_with = _reopened_run(win, tmp_path, monkeypatch)
+    look = again.run([slow])
+    assert again.runs.wait_idle(60) and look.state == "done", look.error
+    job = again.run()
+    assert again.runs.wait_idle(60) and job.state == "done", job.error
+    assert job.workflow.graph.nodes[seeded].params["seed"] == made_with
+    assert not again.doc.seeds_as_read              # that run made it: the next one draws, as random says
+
+
+def test_a_cancelled_first_run_does_not_spend_a_reopened_runs_seeds(win, tmp_path, monkeypatch, qtbot):
+    """The reopened run's first run cancelled (a wrong output path seen in the log): it made no picture, as a
+    failed one does not, yet the next Run drew a new random seed."""
+    again, seeded, slow, made_with = _reopened_run(win, tmp_path, monkeypatch)
+    again.controller.set_param(slow, "steps", 100000)
+    job = again.run()
+    qtbot.waitUntil(lambda: getattr(again.runs.status.get(slow), "state", None) == "running", timeout=30000)
+    again.runs.cancel()
+    assert again.runs.wait_idle(30) and job.state == "cancelled"
+    qtbot.wait(50)
+    again.controller.set_param(slow, "steps", 1)
+    job = again.run()
+    assert again.runs.wait_idle(60) and job.state == "done", job.error
+    assert job.workflow.graph.nodes[seeded].params["seed"] == made_with
+
+
+def test_a_run_pressed_again_before_the_first_fails_draws_for_the_one_after(win, tmp_path, monkeypatch, qtbot):
+    """The first run on a reopened run's seeds, and Run pressed again while it runs (new seeds drawn for that
+    second one): the first failing must not make the third keep the second's seeds, as random says."""
+    again, _, slow, _ = _reopened_run(win, tmp_path, monkeypatch)
+    again.controller.set_param(slow, "steps", 100000)
+    first = again.run()
+    qtbot.waitUntil(lambda: getattr(again.runs.status.get(slow), "state", None) == "running", timeout=30000)
+    again.controller.set_param(slow, "steps", 1)
+    second = again.run()
+    again.runs.cancel()                             # the first one
+    assert again.runs.wait_idle(60) and first.state == "cancelled" and second.state == "done", second.error
+    assert not again.doc.seeds_as_read              # the second run left the file's seeds behind
