@@ -80,3 +80,31 @@ def test_a_run_pressed_again_before_the_first_fails_draws_for_the_one_after(win,
     again.runs.cancel()                             # the first one
     assert again.runs.wait_idle(60) and first.state == "cancelled" and second.state == "done", second.error
     assert not again.doc.seeds_as_read              # the second run left the file's seeds behind
+
+
+
+def _page_errors(panel):
+    from PySide6.QtWidgets import QLabel
+    return [lab.text() for lab in panel.findChildren(QLabel) if lab.objectName() == "FieldError"]
+
+
+def test_the_workflow_page_forgets_a_missing_plate_once_it_is_copied_in(win, tmp_path, qtbot, monkeypatch):
+    """Nothing selected: the workflow page lists 'Load Video: plate.mkv is missing', and the loader is marked. The
+    plate copied in from the file manager and the window come back to: the canvas mark went, but the page went on
+    listing the plate as missing until a node was added or linked."""
+    from PySide6.QtCore import QEvent
+    c = win.controller
+    plate = tmp_path / "plate.mkv"
+    load = c.add_node("io.load_video", (0, 0))
+    c.set_param(load, "path", str(plate))
+    qtbot.wait(20)
+    win.scene.clearSelection()
+    win.properties.show_node(None)
+    assert list(win.scene.nodes[load].missing) == ["path"]
+    assert "Load Video: plate.mkv is missing" in _page_errors(win.properties)
+    plate.write_bytes(b"")                          # copied in
+    monkeypatch.setattr(win, "isActiveWindow", lambda: True)
+    win.changeEvent(QEvent(QEvent.ActivationChange))    # back from the file manager
+    qtbot.wait(20)
+    assert win.scene.nodes[load].missing == {}
+    assert not any("plate.mkv" in e for e in _page_errors(win.properties)), _page_errors(win.properties)

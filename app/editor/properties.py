@@ -390,6 +390,14 @@ class PropertiesPanel(QScrollArea):
             spec = self.doc.spec(self.node_id)
             self._show_title(inst.title or (spec.title if spec else inst.type))
 
+    def files_looked_for(self) -> None:
+        """The files the canvas marks missing were looked for again (the window come back to): what this page says
+        of them follows. The workflow page went on listing a plate as missing once it was copied in."""
+        if self.node_id is not None:
+            self._show_missing()
+        elif self._on_workflow:
+            self._workflow_stale.start()
+
     def _show_missing(self) -> None:
         """Under a model name's field, that its file is not there and where it goes (validate's check, the
         import report's): once the report was closed, nothing said it."""

@@ -379,7 +379,7 @@ class MainWindow(QMainWindow):
             marked = [n for n, item in self.scene.nodes.items() if item.missing]
             if marked:
                 self.scene.check_models(marked)
-                self.properties._show_missing()
+                self.properties.files_looked_for()
 
     def showEvent(self, event):
         super().showEvent(event)
