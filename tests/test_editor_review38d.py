@@ -108,3 +108,31 @@ def test_the_workflow_page_forgets_a_missing_plate_once_it_is_copied_in(win, tmp
     qtbot.wait(20)
     assert win.scene.nodes[load].missing == {}
     assert not any("plate.mkv" in e for e in _page_errors(win.properties)), _page_errors(win.properties)
+
+
+def test_undoing_an_edit_that_put_both_slots_out_of_date_leaves_no_mark(make_window, qtbot):
+    """A sampler in A and the resize after it in B, both looked at; the sampler edited: both out of date, rightly.
+    Ctrl+Z put the graph back as both pictures were made from, yet the viewer said 'A is out of date: press V'
+    in its alert banner: B's mark had put back, as 'the note before it', A's mark (the viewer has one note)."""
+    import test_editor_afternoon
+    from app.editor.document import Document
+    w = make_window(Document(registry=test_editor_afternoon.registry.__wrapped__()))
+    c = w.controller
+    s = c.add_node("test.sample", (0, 0))
+    r = c.add_node("video.resize", (300, 0))
+    c.set_param(r, "width", 8)
+    c.set_param(r, "height", 8)
+    c.connect(s, "video", r, "video")
+    for slot, node in (("A", s), ("B", r)):
+        w.view_node(node, slot)
+        assert w.runs.wait_idle(60)
+    qtbot.waitUntil(lambda: w.viewer.canvas.images["A"] is not None and w.viewer.canvas.images["B"] is not None)
+    jobs = len(w.runs.jobs)
+    c.set_param(s, "level", 200)
+    assert "out of date" in w.viewer.canvas.note and w.viewer.canvas.alert
+    w.doc.undo.undo()
+    qtbot.wait(300)
+    assert "out of date" not in w.viewer.canvas.note and not w.viewer.canvas.alert, w.viewer.canvas.note
+    assert len(w.runs.jobs) == jobs                 # and nothing was computed again for it
+    w.doc.undo.redo()
+    assert "out of date" in w.viewer.canvas.note and w.viewer.canvas.alert

@@ -993,16 +993,37 @@ class MainWindow(QMainWindow):
         (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
         what was on screen."""
         made = self._made_from.get(slot)
-        target = self._view_target(nid)
         canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
-        if made is None or target is None:
+        current = self._made_current(slot)
+        if made is None or current is None:
             canvas.set_note(note, alert=True)
-        elif made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]:
+        elif current:
             if canvas.note == note:
-                canvas.set_note(*made[1])
+                canvas.set_note(*self._note_under(slot))
         elif canvas.note != note:
             self._made_from[slot] = (made[0], (canvas.note, canvas.alert))
             canvas.set_note(note, alert=True)
+
+    def _made_current(self, slot: str) -> Optional[bool]:
+        """Whether the graph again computes in `slot` what its picture was computed from (None: not known)."""
+        made, nid = self._made_from.get(slot), self._viewing.get(slot)
+        target = self._view_target(nid) if made is not None and nid in self.doc.graph.nodes else None
+        if target is None:
+            return None
+        return made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]
+
+    def _note_under(self, slot: str) -> tuple:
+        """(note, alert) to put back when `slot`'s out-of-date mark goes: the viewer has one note, so what was
+        under it may be another slot's mark, true still or gone too (then what was under that). An undo of an
+        edit that put A and B out of date left 'A is out of date' up, B's mark having covered A's."""
+        under, seen = self._made_from[slot][1], {slot}
+        while True:
+            other = next((s for s in self._made_from if s not in seen
+                          and under[0].startswith(f"{s} is out of date: press V")), None)
+            if other is None or self._made_current(other) is False:
+                return under
+            seen.add(other)
+            under = self._made_from[other][1]
 
     def _shown_from(self, slot: str, graph, node: str) -> None:
         """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it; out of date at once where
