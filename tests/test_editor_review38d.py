@@ -136,3 +136,32 @@ def test_undoing_an_edit_that_put_both_slots_out_of_date_leaves_no_mark(make_win
     assert len(w.runs.jobs) == jobs                 # and nothing was computed again for it
     w.doc.undo.redo()
     assert "out of date" in w.viewer.canvas.note and w.viewer.canvas.alert
+
+
+def test_a_missing_plate_in_a_big_folder_is_not_matched_against_it_at_every_look(tmp_path, monkeypatch):
+    """The editor looks for the loaders' files at every edit of one (and the workflow page for all of them at
+    every link made): each missing plate's 'did you mean' read its whole folder and compared the name with each
+    file in it, 0.75 s for a folder of 20,000 frames, seconds a link for a few plates on a network drive. The
+    folder is read again only once it has changed, and then the hint names the file put there."""
+    import graph_engine.portable as portable
+    from app.editor.controller import Controller
+    from app.editor.document import Document
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    for i in range(50):
+        (plates / f"sh020_comp.{i:04d}.exr").write_bytes(b"")
+    doc = Document()
+    c = Controller(doc)
+    load = c.add_node("io.load_video", (0, 0))
+    c.set_param(load, "path", str(plates / "sh010_plate_v002.mp4"))
+    read = []
+    compare = portable.difflib.get_close_matches
+    monkeypatch.setattr(portable.difflib, "get_close_matches", lambda name, names, **kw: read.append(name) or
+                        compare(name, names, **kw))
+    first = doc.missing_models()[load]["path"].message
+    assert doc.missing_models()[load]["path"].message == first and "did you mean" not in first
+    assert len(read) == 1, read                     # the folder compared once for both looks
+    (plates / "sh010_plate_v001.mp4").write_bytes(b"")     # the plate there under the name before
+    os.utime(plates, ns=(os.stat(plates).st_atime_ns, os.stat(plates).st_mtime_ns + 10 ** 9))  # (a coarse clock)
+    assert "did you mean 'sh010_plate_v001.mp4'" in doc.missing_models()[load]["path"].message
+    assert len(read) == 2
