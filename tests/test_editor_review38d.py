@@ -108,6 +108,19 @@ def test_the_workflow_page_forgets_a_missing_plate_once_it_is_copied_in(win, tmp
     qtbot.wait(20)
     assert win.scene.nodes[load].missing == {}
     assert not any("plate.mkv" in e for e in _page_errors(win.properties)), _page_errors(win.properties)
+    # a description being typed is not lost to it: the page is not built again under the typing
+    other = tmp_path / "other.mkv"
+    c.set_param(load, "path", str(other))
+    qtbot.wait(20)
+    assert list(win.scene.nodes[load].missing) == ["path"]
+    desc = win.properties._meta_edits[1]
+    desc.setPlainText("sh010: keep the flare")
+    other.write_bytes(b"")
+    win.changeEvent(QEvent(QEvent.ActivationChange))
+    qtbot.wait(20)
+    assert win.scene.nodes[load].missing == {}
+    assert win.properties._meta_edits[1].toPlainText() == "sh010: keep the flare"
+    desc.setPlainText("")                           # (no 'Unsaved changes' asked at the test's end)
 
 
 def test_undoing_an_edit_that_put_both_slots_out_of_date_leaves_no_mark(make_window, qtbot):

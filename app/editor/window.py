@@ -1097,12 +1097,7 @@ class MainWindow(QMainWindow):
         nid = self.properties.node_id
         typed = [] if nid is None else [(nid, name, text) for name, ed in self.properties.editors.items()
                                          if (text := getattr(ed, "typed", lambda: None)()) is not None]
-        meta = self.properties._meta_edits if nid is None else None
-        if meta is not None:
-            g = self.doc.graph
-            typed += [("_meta", key, text) for key, text, was in (("name", meta[0].text(), g.name),
-                                                                   ("description", meta[1].toPlainText(), g.description))
-                      if text != was]
+        typed += [("_meta", key, text) for key, text in self.properties.meta_typed()]
         notes = (self.doc.graph.ui.get("_notes") or {})
         return typed + [("_notes", k, n.text_item.toPlainText()) for k, n in self.scene.notes.items()
                         if n.text_item.editing() and n.text_item.toPlainText() != (notes.get(k) or {}).get("text")]
