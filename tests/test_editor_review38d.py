@@ -178,3 +178,21 @@ def test_a_missing_plate_in_a_big_folder_is_not_matched_against_it_at_every_look
     os.utime(plates, ns=(os.stat(plates).st_atime_ns, os.stat(plates).st_mtime_ns + 10 ** 9))  # (a coarse clock)
     assert "did you mean 'sh010_plate_v001.mp4'" in doc.missing_models()[load]["path"].message
     assert len(read) == 2
+
+
+def test_a_first_run_taken_off_the_queue_before_it_started_does_not_spend_the_seeds(win, tmp_path, monkeypatch, qtbot):
+    """The reopened run's first Run queued behind a long look (V on the Slow), and taken off the queue before it
+    started: it never ran, yet the next Run drew a new random seed."""
+    again, seeded, slow, made_with = _reopened_run(win, tmp_path, monkeypatch)
+    again.controller.set_param(slow, "steps", 100000)
+    again.view_node(slow, "A")
+    qtbot.waitUntil(lambda: getattr(again.runs.status.get(slow), "state", None) == "running", timeout=30000)
+    queued = again.run()
+    assert queued.state == "queued"
+    again.runs.cancel(queued)
+    again.runs.cancel()                             # the look
+    assert again.runs.wait_idle(30) and queued.state == "cancelled"
+    again.controller.set_param(slow, "steps", 1)
+    job = again.run()
+    assert again.runs.wait_idle(60) and job.state == "done", job.error
+    assert job.workflow.graph.nodes[seeded].params["seed"] == made_with

@@ -345,6 +345,7 @@ class MainWindow(QMainWindow):
         # slot -> (what the picture there was computed from (_signatures), the note it had before an edit put it
         # out of date): an undo back to that graph takes the 'out of date' back
         self._made_from = {}
+        self._first_on_seeds = None              # the run queued on the file's own seeds (Document.seeds_as_read)
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -1120,13 +1121,20 @@ class MainWindow(QMainWindow):
             return None
         if self._refused_for_missing_files(targets, allow):
             return None
-        as_read, self.doc.seeds_as_read = self.doc.seeds_as_read, False
+        # The file's seeds are given up when a run has made its picture with them (_job_finished), not when one is
+        # queued: one taken off the queue before it started left the next run drawing new ones. A second run
+        # queued meanwhile draws (the first one is that picture).
+        first = self._first_on_seeds
+        as_read = self.doc.seeds_as_read and (first is None or first.state not in ("queued", "running"))
         if not as_read:
             self.controller.next_seeds()
+            self.doc.seeds_as_read = False
         self.bottom_tabs.setCurrentWidget(self.log)
         self._autosave_before_running()
         job = self.runs.submit(self.doc, targets=targets, allow_outside=allow)
         job.seeds_as_read = as_read
+        if as_read:
+            self._first_on_seeds = job
         return job
 
     def _refused_for_missing_files(self, targets: Optional[List[str]], allow: bool) -> bool:
@@ -1223,11 +1231,8 @@ class MainWindow(QMainWindow):
         return {n: tuple((a, of(a)) for a in sorted(graph.ancestors([n]))) for n in nodes}
 
     def _spent_seeds(self, job: Job) -> bool:
-        """Whether `job`, run on the file's own seeds, is done with them: it finished a graph that has a seed, or
-        a later run of this document was queued (new seeds drawn for it, which the file's may not come back over).
-        A Run to Here on the plate counted as the first run, and the render after it drew new seeds."""
-        if any(j.owner is self.doc and j.kind == "run" and j.id > job.id for j in self.runs.jobs):
-            return True
+        """Whether `job`, run on the file's own seeds, made its picture with them: it finished a graph that has a
+        seed. A Run to Here on the plate counted as the first run, and the render after it drew new seeds."""
         reg, g = self.doc.registry, job.workflow.graph
         return job.state == "done" and any(
             (spec := reg.get(inst.type)) is not None and any(p.kind == "seed" for p in spec.params.values())
@@ -1302,10 +1307,10 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
-        if job.seeds_as_read and not self._spent_seeds(job):
-            # it made no picture with them (a model not in the folders yet, as ComfyUI refuses such a queue; a
-            # cancel; a Run to Here above every seed): the next run still samples the file's seeds
-            self.doc.seeds_as_read = True
+        if job.seeds_as_read and self._spent_seeds(job):
+            # Not given up by a run that made no picture with them (a model not in the folders yet, as ComfyUI
+            # refuses such a queue; a cancel; a Run to Here above every seed): the next one still samples them.
+            self.doc.seeds_as_read = False
         self._remember_run(job)
         self._clip_info(job)
         if job.kind == "view":
