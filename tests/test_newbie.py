@@ -44,9 +44,10 @@ def test_newbie_transformer_file_matches_comfyuis(newbie):
             got = model(x, torch.tensor([0.7]), context, p)
             assert float(want.abs().max()) > 0.1
             assert _max_diff(want, got) < 1e-4 * float(want.abs().max())
-        # an odd-sized latent is padded to the 2x2 patches and cropped back, as ComfyUI's pad_to_patch_size
+        # an odd-sized latent is padded to the 2x2 patches and cropped back, as comfy/ldm/common_dit.py's
+        # pad_to_patch_size pads it: circular (the first row and column repeated past the last), not zeros
         odd = torch.randn(1, 16, 5, 9)
-        padded = torch.nn.functional.pad(odd, (0, 1, 0, 1))
+        padded = torch.nn.functional.pad(odd, (0, 1, 0, 1), mode="circular")
         want = ref(padded, torch.tensor([0.3]), context, pooled)[:, :, :5, :9]
         assert _max_diff(want, model(odd, torch.tensor([0.3]), context, pooled)) < 1e-4 * float(want.abs().max())
 

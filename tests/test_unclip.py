@@ -36,20 +36,24 @@ def _timestep(t, dim):
     return torch.cat([torch.cos(args), torch.sin(args)], -1)
 
 
-def _noise_augmentor(x, noise_level, seed=None, noise=None):
-    """CLIPEmbeddingNoiseAugmentation.forward (no clip stats: mean 0, std 1)."""
+def _noise_augmentor(x, noise_level, seed=None):
+    """CLIPEmbeddingNoiseAugmentation.forward (no clip stats: mean 0, std 1), its q_sample's noise: seeded, torch's
+    global generator reseeded (torch.manual_seed); unseeded, randn_like from that global generator."""
     sa, s1a = _schedule()
     x = (x - torch.zeros(WIDTH)[None]) * 1.0 / torch.ones(WIDTH)[None]
-    if noise is None:
+    if seed is None:
+        noise = torch.randn_like(x)
+    else:
         noise = torch.randn(x.size(), dtype=x.dtype, layout=x.layout, generator=torch.manual_seed(seed))
     z = sa[noise_level].reshape(-1, 1) * x + s1a[noise_level].reshape(-1, 1) * noise
     z = z * torch.ones(WIDTH)[None] + torch.zeros(WIDTH)[None]
     return z, _timestep(noise_level, WIDTH)
 
 
-def comfy_sdxl_pooled(unclip_conditioning, seed, merge_noise=None):
-    """sdxl_pooled: unclip_adm(..., seed=seed - 10)[:, :1280] (here the tiny width). ComfyUI draws the merge step's
-    noise unseeded (randn_like); the test gives it."""
+def comfy_sdxl_pooled(unclip_conditioning, seed):
+    """sdxl_pooled: unclip_adm(..., seed=seed - 10)[:, :1280] (here the tiny width). The merge step passes no seed:
+    its noise is the global generator's next draw after the pictures' torch.manual_seed(seed - 10), as a CPU run of
+    ComfyUI draws it."""
     adm_inputs, noise_aug = [], []
     for unclip_cond in unclip_conditioning:
         for adm_cond in unclip_cond["image_embeds"]:
@@ -62,16 +66,9 @@ def comfy_sdxl_pooled(unclip_conditioning, seed, merge_noise=None):
     adm_out = adm_inputs[0]
     if len(noise_aug) > 1:
         adm_out = torch.stack(adm_inputs).sum(0)
-        c_adm, noise_level_emb = _noise_augmentor(adm_out[:, :WIDTH], torch.tensor([0]), noise=merge_noise)
+        c_adm, noise_level_emb = _noise_augmentor(adm_out[:, :WIDTH], torch.tensor([0]))
         adm_out = torch.cat((c_adm, noise_level_emb), 1)
     return adm_out[:, :WIDTH]
-
-
-def _merge_noise(seed):
-    """The merge step's noise as Kinograph draws it (ComfyUI's is unseeded): the second draw of seed - 10."""
-    gen = torch.Generator().manual_seed(seed - 10)
-    torch.randn((1, WIDTH), generator=gen)
-    return torch.randn((1, WIDTH), generator=gen)
 
 
 def _cond():
@@ -100,10 +97,10 @@ def test_unclip_pooled_prompt_is_comfyuis():
         assert torch.equal(got.embeds, text.embeds)
     chained = for_run(with_picture(with_picture(text, _image(a), 0.75, 0.0), _image(b), 0.5, 0.1), seed)
     want = comfy_sdxl_pooled([dict(image_embeds=a, strength=0.75, noise_augmentation=0.0),
-                              dict(image_embeds=b, strength=0.5, noise_augmentation=0.1)], seed, _merge_noise(seed))
+                              dict(image_embeds=b, strength=0.5, noise_augmentation=0.1)], seed)
     assert torch.allclose(chained.pooled, want, atol=1e-6)
     batch = for_run(with_picture(text, _image(pair), 1.0, 0.0), 7)
-    want = comfy_sdxl_pooled([dict(image_embeds=pair, strength=1.0, noise_augmentation=0.0)], 7, _merge_noise(7))
+    want = comfy_sdxl_pooled([dict(image_embeds=pair, strength=1.0, noise_augmentation=0.0)], 7)
     assert torch.allclose(batch.pooled, want, atol=1e-6)
     assert for_run(text, seed) is text
     assert with_picture(text, _image(a), 0.0, 0.0) is text
@@ -190,8 +187,7 @@ def test_comfyui_sdxl_revision_template_runs_with_comfyuis_pooled_prompt(revisio
         embeds = [vision(pixel_values=proc(images=Image.fromarray(p), return_tensors="pt").pixel_values).image_embeds
                   for p in pics]
     seed = next(n for n in data["nodes"] if n["type"] == "KSampler")["widgets_values"][0]
-    want = comfy_sdxl_pooled([dict(image_embeds=e, strength=0.75, noise_augmentation=0.0) for e in embeds], seed,
-                             _merge_noise(seed))
+    want = comfy_sdxl_pooled([dict(image_embeds=e, strength=0.75, noise_augmentation=0.0) for e in embeds], seed)
     rows = torch.cat(seen).float()
     print("pooled max abs diff", float((rows - want).abs().min(0).values.max()), json.dumps(list(rows.shape)))
     hits = [(r - want[0]).abs().max() < 1e-4 for r in rows]
@@ -211,3 +207,35 @@ def test_unclip_reaches_every_entry_of_a_combined_prompt():
     assert torch.allclose(after.pooled, want, atol=1e-6) and torch.allclose(after.parts[0].pooled, want, atol=1e-6)
     before = for_run(replace(with_picture(first, _image(a), 1.0, 0.0), parts=(second,)), 42)
     assert torch.allclose(before.pooled, want, atol=1e-6) and torch.equal(before.parts[0].pooled, second.pooled)
+
+
+def test_encode_image_reads_the_picture_with_one_pass_of_the_tower(tmp_path):
+    """encode.image with a projected CLIP vision tower (clip_vision_g, Wan's clip_vision_h) runs the tower once per
+    picture: Wan's image tokens (hidden_states[-2]) and unCLIP's projected embedding (image_embeds) both come out as
+    transformers' tower gives them on its processor's pixels."""
+    from PIL import Image
+    from safetensors.torch import save_file
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from nodes.generate.image_cond import encode_image
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    torch.manual_seed(6)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=WIDTH, num_hidden_layers=3, num_attention_heads=16, image_size=32,
+        patch_size=4, intermediate_size=37, hidden_act="gelu", layer_norm_eps=1e-5)).eval()
+    path = tmp_path / "clip_vision_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in vision.state_dict().items()}, str(path))
+    handle = load_clip_vision(ModelManager(), str(path), "wan", "cpu")
+    passes = []
+    handle.pipe.image_encoder.vision_model.register_forward_hook(lambda *_: passes.append(1))
+    picture = np.random.default_rng(4).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    got = encode_image(handle, picture)
+    assert len(passes) == 1
+    proc = CLIPImageProcessor(crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32}, resample=3,
+                              image_mean=[0.48145466, 0.4578275, 0.40821073],
+                              image_std=[0.26862954, 0.26130258, 0.27577711])
+    with torch.no_grad():
+        out = vision(pixel_values=proc(images=Image.fromarray(picture), return_tensors="pt").pixel_values,
+                     output_hidden_states=True)
+    assert torch.allclose(got.embeds, out.hidden_states[-2], atol=1e-5)
+    assert torch.allclose(got.extra["clip_image_embeds"], out.image_embeds, atol=1e-5)

@@ -326,7 +326,28 @@ def _comfy_model_mask(mask, length, latent_frames, h, w, starts):
                                 dim=1)
         concat_mask = concat_mask.view(1, concat_mask.shape[1] // 4, 4, h, w).transpose(1, 2)
     out = 1.0 - concat_mask
+    if out.shape[2] < latent_frames:        # concat_cond: latent frames past the mask's are generated
+        out = F.pad(out, (0, 0, 0, 0, 0, latent_frames - out.shape[2]), value=0)
     return out.repeat(1, 4, 1, 1, 1) if out.shape[1] == 1 else out
+
+
+@pytest.mark.parametrize("given", [1, 5, 13, "still"])
+def test_a_mask_shorter_than_the_clip_keeps_only_its_own_frames(given):
+    """WanDancerVideo's mask of fewer frames than the clip (a single picture's mask, or 4n+1 frames) keeps its
+    white only in the latent frames it covers; the rest are generated (concat_cond pads them with 0). A still mask
+    is one frame; a mask of a frame count the VAE cannot hold (3) is refused naming the counts that work."""
+    from graph_engine import Clip
+    from nodes.generate.wan_dancer_cond import kept_mask
+    rng = np.random.default_rng(5)
+    marks = (rng.random((13, 32, 48, 1)) > 0.5).astype(np.uint8) * 255
+    if given == "still":
+        mask, frames = marks[0, ..., 0].astype(np.float32) / 255.0, 1
+    else:
+        mask, frames = Clip(given, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1), given
+    want = _comfy_model_mask(torch.from_numpy(marks[:frames, ..., 0] / 255.0).float(), 13, 4, 4, 6, 13)
+    assert torch.equal(kept_mask(13, 4, 4, 6, 13, mask), want)
+    with pytest.raises(NodeError, match="4n\\+1"):
+        kept_mask(13, 4, 4, 6, 13, Clip(3, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1))
 
 
 def test_condition_wan_dancer_keeps_the_frames_comfyui_keeps(dancer):
@@ -372,9 +393,48 @@ def test_condition_wan_dancer_keeps_the_frames_comfyui_keeps(dancer):
     assert local["negative"] is None and local["latent"].fps == 30
     with pytest.raises(NodeError, match="encode.wan_dancer_audio"):
         condition(vae, pos, None, 13, 48, 32, music={"layers": torch.zeros(3, 4, 5), "fps": 50})
-    with pytest.raises(NodeError, match="13 frames"):
+    with pytest.raises(NodeError, match="4n\\+1"):
         condition(vae, pos, None, 13, 48, 32, Clip.from_array(keys, fps=30.0),
-                  Clip(5, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1))
+                  Clip(6, 30.0, 48, 32, lambda a, b: marks[a:b], channels=1))
+
+
+_CONDITION_MEMORY = """
+import resource, sys, types
+import numpy as np, torch
+import nodes.generate.adapters as adapters
+import nodes.generate.vae_ops as vae_ops
+from graph_engine import Clip
+from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.wan_dancer_cond import condition
+frames, size = 149, 256
+seen = {}
+def encode(pipe, pixels):
+    a = pixels.numpy()                  # a view: numpy reduces it in place, torch might copy it
+    seen["pixels"] = (float(a.min()), float(a.max()), a.shape)
+    return torch.zeros(1, 16, (frames - 1) // 4 + 1, size // 8, size // 8)
+adapters.get_adapter = lambda family: types.SimpleNamespace(vae_encode=encode)
+vae_ops.empty_latent = lambda vae, f, w, h, fps: Latent(torch.zeros(1, 16, (f - 1) // 4 + 1, h // 8, w // 8), "wan",
+                                                        f, fps, w, h)
+keys = Clip.from_array(np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8), fps=30.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+condition(types.SimpleNamespace(family="wan", pipe=None), Conditioning("wan", torch.zeros(1, 4, 32)), None, frames,
+          size, size, keys)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(grown / (frames * size * size * 3 * 4), seen["pixels"])
+"""
+
+
+def test_the_start_frames_take_one_float_copy():
+    """condition.wan_dancer's local pass encodes all 149 frames of key frames (720x1280 as released: 1.6 GB as
+    float32): the frames are fitted and scaled to -1..1 into one buffer a few at a time, so the process grows by
+    under twice that buffer (it grew by over three: the whole clip's float frames, their /255 and scaled
+    copies, then *2 and -1 each made another); the pixels the VAE gets still span -1..1."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _CONDITION_MEMORY], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split(maxsplit=1)
+    assert float(out[0]) < 2.0, out
+    assert out[1].strip() == "(-1.0, 1.0, (1, 3, 149, 256, 256))"
 
 
 # --- the template ---------------------------------------------------------------------------------------------------------

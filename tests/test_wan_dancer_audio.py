@@ -495,3 +495,20 @@ def test_music_features_given_to_a_voice_model_are_named():
         features_per_frame(music)
     layers = torch.zeros(3, 5, 4)
     assert speech({"layers": layers, "fps": 50}, "HuMo") == (layers, 50)
+
+
+def test_a_long_songs_first_tempo_takes_little_memory():
+    """The first tempo guess reads the song at its own rate: for two minutes at 48 kHz it equals ComfyUI's
+    quick_tempo_estimate, and its spectra and autocorrelations, taken a block of frames at a time, peak under 8
+    times the song's own samples (whole, they took 18 times: GBs for a 10-minute song)."""
+    import tracemalloc
+    from nodes.generate.wan_dancer_audio import first_tempo
+    wave = song(120.0, 48000, channels=1)[0]
+    tracemalloc.start()
+    try:
+        got = first_tempo(wave, 48000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == quick_tempo_estimate(wave, 48000)
+    assert peak < 8 * wave.nbytes, peak / wave.nbytes

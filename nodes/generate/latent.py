@@ -222,10 +222,18 @@ def _sized(latent: Latent, samples, mask, audio=None) -> Latent:
                         "out of step: cut or join the latent first, then set its sound")
     t, h, w = latent.samples.shape[2:]
     nt, nh, nw = samples.shape[2:]
+    if latent.runs and nt != t:
+        raise NodeError(RUNS_IN_TIME)
     frames = family_spec(latent.family).pixel_frames(nt) if nt != t else latent.frames
     return replace(latent, samples=samples.contiguous(), mask=mask, frames=frames,
                    width=nw * (latent.width // w), height=nh * (latent.height // h),
                    audio=latent.audio if audio is None else audio.contiguous())
+
+
+# runs marked by cut_to_batch count their own pixel frames; a cut or join in time would keep the mark with a whole
+# clip's count (or lose it on one side), and the runs would decode out of step with the frames
+RUNS_IN_TIME = ("this latent's frames are runs each decoded alone (latent.cut_to_batch): cut or join the latents "
+                "before latent.cut_to_batch, or decode them (vae.decode) and use video.trim / video.concat")
 
 
 def _whole_in_time(latent: Latent, instead: str) -> None:
@@ -289,6 +297,8 @@ def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
         raise NodeError(f"cannot join a {first.family} latent and a {second.family} latent: they decode with "
                         f"different VAEs")
     d = _AXES[axis.lstrip("-")]
+    if first.runs != second.runs:
+        raise NodeError(RUNS_IN_TIME)
     if d == -3:
         for lat in (first, second):
             _whole_in_time(lat, "video.concat")
@@ -332,8 +342,13 @@ def cut_to_batch(latent: Latent, size: int) -> Latent:
     if size >= t:
         return latent
     whole = t // size * size
-    cut = latent if whole == t else cut_latent(latent, "t", 0, whole)
     spec = family_spec(latent.family)
+    if spec.time_factor != 1 and latent.audio is not None:
+        # the soundtrack beside the frames (LTX-2) would be cut to the runs' few frames
+        raise NodeError(f"this {spec.title} latent carries its soundtrack, which runs of its frames each decoded "
+                        "alone cannot keep in step: decode it whole (vae.decode) and take frames from the video "
+                        "(video.trim), or cut it with latent.cut and decode each part")
+    cut = latent if whole == t else cut_latent(latent, "t", 0, whole)
     if spec.time_factor == 1:
         return cut
     return replace(cut, runs=size, frames=whole // size * spec.pixel_frames(size))

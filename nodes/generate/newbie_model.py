@@ -136,7 +136,8 @@ class NewBieTransformer(ModelMixin, ConfigMixin):
         cfg = self.config
         p = cfg.patch_size
         b, c, h, w = x.shape
-        x = F.pad(x, (0, (-w) % p, 0, (-h) % p))
+        # ComfyUI's pad_to_patch_size: circular (zeros would give the last patch row and column other values)
+        x = F.pad(x, (0, (-w) % p, 0, (-h) % p), mode="circular")
         gh, gw = x.shape[2] // p, x.shape[3] // p
         t = self.t_embedder(1.0 - sigma.to(x.device))
         if pooled is None:

@@ -6,8 +6,10 @@ Each picture's embedding is noise-augmented as a diffusion step of the squared-c
 sqrt(abar[k]) x + sqrt(1 - abar[k]) noise at level k = round(999 * noise_augmentation), the noise drawn from the
 sampler's seed - 10 (a fresh generator each picture, so every picture gets the same draw), then scaled by its
 strength. One picture: that is the pooled input. Several (chained unCLIP nodes, or a batch of pictures): their sum
-is augmented once more at level 0, with noise ComfyUI draws unseeded (a different run each time); Kinograph draws it
-from the same seed's generator, after the pictures' draw, so a run repeats."""
+is augmented once more at level 0. ComfyUI passes no seed there: its noise is the next draw of torch's global
+generator, which the pictures' torch.manual_seed(seed - 10) left seeded, so a run repeats; Kinograph draws it from the
+same seed's generator after the pictures' draw, as ComfyUI does on the CPU (on a GPU ComfyUI draws it from the device's
+generator, seeded alike, which gives other numbers)."""
 from __future__ import annotations
 
 import math

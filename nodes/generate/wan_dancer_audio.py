@@ -24,6 +24,7 @@ N_FFT = 2048
 MELS, MFCCS = 128, 20
 C1 = 32.70319566257483          # the constant-Q transform's lowest note
 CHROMA_BINS_PER_OCTAVE, CHROMA_OCTAVES = 36, 7
+BLOCK = 1024                    # frames whose spectra are taken at once (bounds a long song's memory)
 
 
 # --- spectra ---------------------------------------------------------------------------------------------------------
@@ -63,9 +64,13 @@ def mel_filters(sr: float, n_fft: int = N_FFT, n_mels: int = MELS) -> np.ndarray
 
 
 def mel_power(y: np.ndarray, sr: float) -> np.ndarray:
-    """[MELS, frames] mel power spectrogram (Hann window of N_FFT, hop HOP)."""
-    spec = scipy.fft.rfft(_hann(N_FFT)[:, None] * _frames(y, N_FFT, HOP), axis=0).astype(np.complex64)
-    return mel_filters(sr) @ (np.abs(spec) ** 2)
+    """[MELS, frames] mel power spectrogram (Hann window of N_FFT, hop HOP), the frames' spectra BLOCK at a time
+    (each frame's is its own, so the numbers are the same; whole, a 5-minute song's float64 spectra took GBs)."""
+    frames, window = _frames(y, N_FFT, HOP), _hann(N_FFT)[:, None]
+    power = np.empty((N_FFT // 2 + 1, frames.shape[1]), np.float32)
+    for a in range(0, frames.shape[1], BLOCK):
+        power[:, a:a + BLOCK] = np.abs(scipy.fft.rfft(window * frames[:, a:a + BLOCK], axis=0).astype(np.complex64)) ** 2
+    return mel_filters(sr) @ power
 
 
 def onset_strength(db: np.ndarray) -> np.ndarray:
@@ -83,11 +88,14 @@ def tempo(onset: np.ndarray, sr: float, start_bpm: float = 120.0) -> float:
         return 120.0
     win = min(int(round(8.0 * sr / HOP)), len(onset))
     padded = np.pad(onset, win // 2, mode="linear_ramp", end_values=(0, 0))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[:len(onset)] * _hann(win)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[:len(onset)]
     size = scipy.fft.next_fast_len(2 * win - 1)
-    ac = scipy.fft.irfft(np.abs(scipy.fft.rfft(frames, n=size, axis=1)) ** 2, n=size, axis=1)[:, :win]
-    peak = np.abs(ac).max(1, keepdims=True)
-    ac = np.where(peak > 0, ac / np.where(peak > 0, peak, 1.0), ac)
+    ac = np.empty((len(onset), win))
+    for a in range(0, len(onset), BLOCK):          # BLOCK frames at a time, as mel_power
+        part = scipy.fft.irfft(np.abs(scipy.fft.rfft(frames[a:a + BLOCK] * _hann(win), n=size, axis=1)) ** 2,
+                               n=size, axis=1)[:, :win]
+        peak = np.abs(part).max(1, keepdims=True)
+        ac[a:a + BLOCK] = np.where(peak > 0, part / np.where(peak > 0, peak, 1.0), part)
     strength = np.maximum(ac.mean(0), 0.0)
     with np.errstate(divide="ignore"):
         bpm = np.concatenate([[np.inf], 60.0 * sr / (HOP * np.arange(1.0, win))])

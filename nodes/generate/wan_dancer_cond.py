@@ -13,23 +13,28 @@ from graph_engine import NodeError
 from nodes.generate.latent import Conditioning
 from nodes.generate.wan_dancer import BASE_FPS
 
+FILL = 16               # start frames fitted to the size at a time
+
 
 def kept_mask(frames: int, latent_frames: int, h: int, w: int, starts: int = 0, mask=None) -> torch.Tensor:
     """[1, 4, latent_frames, h, w]: 1 where the model keeps the given frames. Without a mask, the latent frames
-    holding the `starts` start frames; with one (1 = a key frame there), the mask's frames, nearest-sampled to the
-    latent's size, each latent frame's four pixel frames as its four channels (the first frame four times)."""
+    holding the `starts` start frames; with one (1 = a key frame there), the mask's frames (a still mask is one),
+    nearest-sampled to the latent's size, each latent frame's four pixel frames as its four channels (the first
+    frame four times); latent frames past a shorter mask's are generated, as ComfyUI's concat_cond pads them."""
+    kept = torch.zeros(1, 4, latent_frames, h, w)
     if mask is None:
-        kept = torch.zeros(1, 4, latent_frames, h, w)
         kept[:, :, :(starts - 1) // 4 + 1] = 1.0
         return kept
     from nodes.common import masks as mk
-    if mk.is_clip(mask) and mask.length < frames:
-        raise NodeError(f"the key frames' mask has {mask.length} frames; WanDancer's {frames} frames need one each: make "
-                        "it with the same segment length (video.wan_dancer_keyframes)")
-    m = torch.from_numpy(mk.frames_of(mask, 0, frames))[None]
+    given = min(mask.length, frames) if mk.is_clip(mask) else 1
+    if (given - 1) % 4:
+        raise NodeError(f"the key frames' mask has {given} frames; WanDancer's Wan VAE holds 4n+1 frames (1, 5, ..., "
+                        f"{frames}): make it with the clip's segment length (video.wan_dancer_keyframes)")
+    m = torch.from_numpy(mk.frames_of(mask, 0, given))[None]
     m = F.interpolate(m, size=(h, w), mode="nearest-exact")
     m = torch.cat([m[:, :1].repeat_interleave(4, dim=1), m[:, 1:]], dim=1)
-    return m.view(1, latent_frames, 4, h, w).transpose(1, 2).contiguous()
+    kept[:, :, :m.shape[1] // 4] = m.view(1, -1, 4, h, w).transpose(1, 2)
+    return kept
 
 
 def condition(vae, positive: Conditioning, negative: Optional[Conditioning], frames: int, width: int, height: int,
@@ -55,9 +60,16 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     extra, meta = {}, {}
     if start is not None:
         n = min(start.length, frames)
-        px = np.zeros((frames, height, width, 3), np.float32)
-        px[:n] = comfy_scaled(start.frames(0, n).astype(np.float32) / 255.0, width, height, "bilinear", crop=True)
-        pixels = torch.from_numpy(px).permute(3, 0, 1, 2)[None] * 2.0 - 1.0
+        # -1..1 (black after the start frames), filled FILL frames at a time in place: 149 key frames at 720x1280
+        # are 1.6 GB as float32, and whole-clip temporaries took three more copies
+        px = np.full((frames, height, width, 3), -1.0, np.float32)
+        for a in range(0, n, FILL):
+            part = px[a:min(a + FILL, n)]
+            part[:] = comfy_scaled(start.frames(a, a + len(part)).astype(np.float32) / 255.0, width, height,
+                                   "bilinear", crop=True)
+            part *= 2.0
+            part -= 1.0
+        pixels = torch.from_numpy(px).permute(3, 0, 1, 2)[None]
         with torch.inference_mode():
             z = get_adapter("wan").vae_encode(vae.pipe, pixels)
         extra["concat"] = torch.cat([kept_mask(frames, f, h, w, n, mask), z], dim=1)
