@@ -446,7 +446,7 @@ def test_a_json_text_of_objects_that_never_close_is_refused_before_it_is_read_fo
 def test_a_system_prompt_given_to_textgenerate_becomes_text_generates():
     """Newer TextGenerate has a system_prompt (MOSS-Image's, FLUX.3 [klein]'s upsamplers): text.generate writes it in
     the chat's system turn (it was refused, and before that called a picture to read); a video or sound to read is
-    still refused by name."""
+    now read too (Gemma 4 hears it), linked to text.generate's audio input."""
     api = _generated_into("7", "text")
     api["20"]["inputs"]["system_prompt"] = "Expand the request into one detailed paragraph."
     res = import_data(api)
@@ -455,8 +455,11 @@ def test_a_system_prompt_given_to_textgenerate_becomes_text_generates():
     assert gen.params["system_prompt"] == "Expand the request into one detailed paragraph."
     api["1000"] = {"class_type": "LoadAudio", "inputs": {"audio": "a.wav"}}
     api["20"]["inputs"]["audio"] = ["1000", 0]
-    blocking = {e.comfy_id: e for e in import_data(api).report.blocking}
-    assert "its audio input is a video or sound for the language model to read" in blocking["20"].notes[-1]
+    res = import_data(api)
+    assert "20" not in {e.comfy_id for e in res.report.blocking}
+    gen, = [n for n in res.graph.nodes.values() if n.type == "text.generate"]
+    sound = res.graph.inputs[gen.id]["audio"][0]
+    assert res.graph.nodes[sound].type == "io.load_audio"
 
 
 def test_a_batch_of_pictures_given_to_textgenerate_is_said_to_be_read_first_only():

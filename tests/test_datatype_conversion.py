@@ -46,7 +46,7 @@ def comfy_number_convert(value):
 
 
 def comfy_preview_any(source=None):
-    """PreviewAny.execute's text"""
+    """PreviewAny's text (comfy_extras/nodes_preview_any.py, PreviewAny.main)"""
     value = "None"
     if isinstance(source, str):
         value = source
@@ -54,7 +54,7 @@ def comfy_preview_any(source=None):
         value = str(source)
     elif source is not None:
         try:
-            value = json.dumps(source)
+            value = json.dumps(source, indent=4)
         except Exception:
             try:
                 value = str(source)

@@ -1045,6 +1045,10 @@ RULES: Dict[str, Rule] = {
                             (P("strength", "strength"), P("strength_type", "strength_type")),
                             {"conditioning": "conditioning", "style_model": "style_model",
                              "clip_vision_output": "image"}, ("conditioning",)),
+    # SDXL revision: the picture's projected CLIP vision embedding in place of the pooled prompt
+    "unCLIPConditioning": Rule("condition.unclip", ("strength", "noise_augmentation"),
+                               (P("strength", "strength"), P("noise_augmentation", "noise_augmentation")),
+                               {"conditioning": "conditioning", "clip_vision_output": "image"}, ("conditioning",)),
     # Chroma: ComfyUI trims T5-XXL's padding to min_padding tokens; Kinograph reads the prompt as ChromaPipeline does
     "T5TokenizerOptions": Rule(None, ("min_padding", "min_length"), (), fold=True, special="t5_options",
                                note="Kinograph reads T5-XXL's prompt as diffusers' ChromaPipeline does: padded to 512 "
@@ -1134,9 +1138,8 @@ RULES: Dict[str, Rule] = {
                                                              "batch_size"),
                                    (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
                                     P("height", "height"), P("batch_size", "batch_size")),
-                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
-                                    "images.image_2": "image2", "images.image_3": "image3",
-                                    "images.image_4": "image4"},
+                                   {"clip": "text_encoder", "vae": "vae",
+                                    **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 17)}},
                                    ("positive", "negative", "latent")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
@@ -1347,6 +1350,25 @@ RULES: Dict[str, Rule] = {
                                  "audio_encoder_output": "audio_embeds", "ref_image": "reference"},
                                 ("positive", "negative", "latent"), ignore={"batch_size": 1},
                                 note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    # WanDancer (comfy_extras/nodes_wandancer.py): the music's features and frame rate, the local passes' key frames
+    # (a list of one segment, the template's 5 s, is the first segment; more are expanded by app.comfyui.lists) and
+    # the conditioning
+    "WanDancerEncodeAudio": Rule("encode.wan_dancer_audio", ("video_frames", "audio_inject_scale"),
+                                 (P("video_frames", "frames"), P("audio_inject_scale", "scale")), {"audio": "audio"},
+                                 ("music", "fps_string"),
+                                 note="the music is read by ffmpeg at its own rate, as ComfyUI's LoadAudio reads it"),
+    "WanDancerPadKeyframes": Rule("video.wan_dancer_keyframes", ("segment_length", "segment_index"),
+                                  (P("segment_length", "length"), P("segment_index", "segment")),
+                                  {"images": "images", "audio": "audio"}, ("keyframes", "mask", "audio")),
+    "WanDancerPadKeyframesList": Rule("video.wan_dancer_keyframes", ("segment_length", "num_segments"),
+                                      (P("segment_length", "length"),), {"images": "images", "audio": "audio"},
+                                      ("keyframes", "mask", "audio"), special="wan_dancer_segments"),
+    "WanDancerVideo": Rule("condition.wan_dancer", ("width", "height", "length"), LATENT_SIZE + (P("length", "frames"),),
+                           {"positive": "positive", "negative": "negative", "vae": "vae",
+                            "clip_vision_output": "image_embeds", "clip_vision_output_ref": "reference_embeds",
+                            "start_image": "start", "mask": "mask", "audio_encoder_output": "music"},
+                           ("positive", "negative", "latent"),
+                           note="the start frames are fitted to the size as ComfyUI fits them (bilinear, centre-cropped)"),
     # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
     # what is connected: a second voice and both masks make two speakers)
     "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
@@ -2277,7 +2299,8 @@ RULES: Dict[str, Rule] = {
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
-    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are)
+    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are); WanDancer:
+    # each latent frame decoded alone (its global pass's key frames)
     "LatentCutToBatch": Rule("latent.cut_to_batch", ("dim", "slice_size"), (P("slice_size", "size"),),
                              {"samples": "latent"}, ("latent",), ignore={"dim": "t"}),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},

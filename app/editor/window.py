@@ -35,7 +35,7 @@ from .runner import Job, NodeStatus, RunController
 from .scene import GraphScene
 from .settings import EditorSettings
 from .thumbs import ThumbLoader
-from .view import LOOK_NODES, GraphView
+from .view import LOOK_NODES, SOUND_SUFFIXES, GraphView
 from .viewer import ViewerPanel
 
 WINDOWS: List["MainWindow"] = []
@@ -342,6 +342,10 @@ class MainWindow(QMainWindow):
         self._name_redo(doc.undo.redoText())
         self._viewing, self._stale, self._files = {}, set(), {}
         self._gone = {}                          # slot -> (node, undo index, picture) of a viewed node deleted
+        # slot -> (what the picture there was computed from (_signatures), the note it had before an edit put it
+        # out of date): an undo back to that graph takes the 'out of date' back
+        self._made_from = {}
+        self._first_on_seeds = None              # the run queued on the file's own seeds (Document.seeds_as_read)
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -376,7 +380,7 @@ class MainWindow(QMainWindow):
             marked = [n for n, item in self.scene.nodes.items() if item.missing]
             if marked:
                 self.scene.check_models(marked)
-                self.properties._show_missing()
+                self.properties.files_looked_for()
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -529,6 +533,9 @@ class MainWindow(QMainWindow):
         if ids and all(t in LOOK_NODES.values() for t, _ in kinds):
             self.message(f"Added {', '.join(ids)}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
                          f"input to apply the look")
+        elif ids and all(t == "io.load_audio" for t, _ in kinds):
+            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
+                         f"(a clip's sound) or Encode Audio (speech)")
         elif ids:
             self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
@@ -660,6 +667,7 @@ class MainWindow(QMainWindow):
         """A finished run's workflow, exactly as it ran, in a new window (unsaved, so nothing is overwritten)."""
         doc = Document.from_text(job.yaml, None, self.doc.registry)
         doc.origin = job.workflow.path
+        doc.seeds_as_read = True            # its seeds made that run's outputs: its first run keeps them
         w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
         w.setWindowTitle(f"run #{job.id}[*] — Kinograph")
         w.show()
@@ -954,7 +962,8 @@ class MainWindow(QMainWindow):
         if ev.kind == "node_changed" and "bypass" not in ev.data:
             # A rename changes no output: renaming the sampler shown said 'A is out of date: press V'.
             return
-        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
+        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and (
+                self._ran or self.runs.current is not None):
             self._edits.start()
         if ev.node in self._infos and ev.kind in ("param_changed", "linked", "unlinked", "node_changed"):
             self._show_info(ev.node)
@@ -975,10 +984,58 @@ class MainWindow(QMainWindow):
             if (slot == "A" and self._follows_runs) or any(
                     reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
                 if slot != PREVIEW:
-                    self.viewer.canvas.set_note(f"{slot} is out of date: press V to recompute {nid}", alert=True)
+                    self._mark_out_of_date(slot, nid)
                 continue
             self._stale.add(slot)
             self._refresh_view.start()
+
+    def _mark_out_of_date(self, slot: str, nid: str) -> None:
+        """'out of date: press V' over the picture in `slot`, unless the graph is again what it was computed from
+        (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
+        what was on screen."""
+        made = self._made_from.get(slot)
+        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
+        current = self._made_current(slot)
+        if made is None or current is None:
+            canvas.set_note(note, alert=True)
+        elif current:
+            if canvas.note == note:
+                canvas.set_note(*self._note_under(slot))
+        elif canvas.note != note:
+            self._made_from[slot] = (made[0], (canvas.note, canvas.alert))
+            canvas.set_note(note, alert=True)
+
+    def _made_current(self, slot: str) -> Optional[bool]:
+        """Whether the graph again computes in `slot` what its picture was computed from (None: not known)."""
+        made, nid = self._made_from.get(slot), self._viewing.get(slot)
+        target = self._view_target(nid) if made is not None and nid in self.doc.graph.nodes else None
+        if target is None:
+            return None
+        return made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]
+
+    def _note_under(self, slot: str) -> tuple:
+        """(note, alert) to put back when `slot`'s out-of-date mark goes: the viewer has one note, so what was
+        under it may be another slot's mark, true still or gone too (then what was under that). An undo of an
+        edit that put A and B out of date left 'A is out of date' up, B's mark having covered A's."""
+        under, seen = self._made_from[slot][1], {slot}
+        while True:
+            other = next((s for s in self._made_from if s not in seen
+                          and under[0].startswith(f"{s} is out of date: press V")), None)
+            if other is None or self._made_current(other) is False:
+                return under
+            seen.add(other)
+            under = self._made_from[other][1]
+
+    def _shown_from(self, slot: str, graph, node: str) -> None:
+        """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it; out of date at once where
+        the graph was edited since that job was queued (a prompt changed while the render ran: the render came up
+        at the end with nothing over it, looking like the new prompt's), unless a new view of it is on its way."""
+        self._made_from[slot] = (self._signatures(graph, [node])[node], (self.viewer.canvas.note, self.viewer.canvas.alert))
+        nid = self._viewing.get(slot)
+        pending = slot in self._stale or any(j.kind == "view" and j.view[2] == slot and j.state in ("queued", "running")
+                                             for j in self.runs.jobs)
+        if nid in self.doc.graph.nodes and not pending:
+            self._mark_out_of_date(slot, nid)
 
     def _sync_picker(self, ev) -> None:
         """The picks on screen follow the node's parameters (an undo, a value typed in) and its removal."""
@@ -1035,11 +1092,13 @@ class MainWindow(QMainWindow):
                 note.commit_text()
 
     def _typed_text(self) -> List[tuple]:
-        """(node, parameter, text) of each field of the properties typed into and not yet applied, and
-        ("_notes", note, text) of a sticky note being typed."""
+        """(node, parameter, text) of each field of the properties typed into and not yet applied,
+        ("_notes", note, text) of a sticky note being typed, and ("_meta", "name" or "description", text) of the
+        workflow page's fields (a description typed for minutes was lost with a crash)."""
         nid = self.properties.node_id
         typed = [] if nid is None else [(nid, name, text) for name, ed in self.properties.editors.items()
                                          if (text := getattr(ed, "typed", lambda: None)()) is not None]
+        typed += [("_meta", key, text) for key, text in self.properties.meta_typed()]
         notes = (self.doc.graph.ui.get("_notes") or {})
         return typed + [("_notes", k, n.text_item.toPlainText()) for k, n in self.scene.notes.items()
                         if n.text_item.editing() and n.text_item.toPlainText() != (notes.get(k) or {}).get("text")]
@@ -1062,13 +1121,20 @@ class MainWindow(QMainWindow):
             return None
         if self._refused_for_missing_files(targets, allow):
             return None
-        as_read, self.doc.seeds_as_read = self.doc.seeds_as_read, False
+        # The file's seeds are given up when a run has made its picture with them (_job_finished), not when one is
+        # queued: one taken off the queue before it started left the next run drawing new ones. A second run
+        # queued meanwhile draws (the first one is that picture).
+        first = self._first_on_seeds
+        as_read = self.doc.seeds_as_read and (first is None or first.state not in ("queued", "running"))
         if not as_read:
             self.controller.next_seeds()
+            self.doc.seeds_as_read = False
         self.bottom_tabs.setCurrentWidget(self.log)
         self._autosave_before_running()
         job = self.runs.submit(self.doc, targets=targets, allow_outside=allow)
         job.seeds_as_read = as_read
+        if as_read:
+            self._first_on_seeds = job
         return job
 
     def _refused_for_missing_files(self, targets: Optional[List[str]], allow: Optional[bool]) -> bool:
@@ -1118,8 +1184,35 @@ class MainWindow(QMainWindow):
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
     def _status(self, node_id: str, st) -> None:
+        if st is not None and st.state in RAN and self._edited_in_run([node_id]):
+            st = self._edited(st)
+        self._show_status(node_id, st)
+
+    def _show_status(self, node_id: str, st) -> None:
         self.scene.set_status(node_id, st)
         self.properties.show_status(node_id, st)
+
+    def _edited_in_run(self, nodes) -> set:
+        """Those of `nodes` the run under way computes from settings changed since it was queued (an edit while it
+        ran): a node's badge said 'done' from the moment it finished until the whole run had (minutes of a decode
+        after)."""
+        job = self.runs.current
+        if job is None or job.owner is not self.doc:
+            return set()
+        ran, g = job.workflow.graph, self.doc.graph
+        mine = [n for n in nodes if n in ran.nodes and n in g.nodes]
+        then, now = self._signatures(ran, mine), self._signatures(g, mine)
+        return {n for n in mine if then[n] != now[n]}
+
+    @staticmethod
+    def _edited(st) -> NodeStatus:
+        """The badge of a node a run computed, failed on or skipped, changed since: the next run does it again."""
+        if st.state in ("failed", "skipped"):
+            verb = "failed on" if st.state == "failed" else "skipped"
+            return NodeStatus("edited", message=f"changed since the last run {verb} it: the next run tries it "
+                                                f"again. That run said: {st.message}")
+        return NodeStatus("edited", message="changed since the last run, which computed it: the next run computes "
+                                            "it again")
 
     def _signature(self, graph, node_id: str):
         inst = graph.nodes[node_id]
@@ -1136,6 +1229,14 @@ class MainWindow(QMainWindow):
                 own[n] = self._signature(graph, n)
             return own[n]
         return {n: tuple((a, of(a)) for a in sorted(graph.ancestors([n]))) for n in nodes}
+
+    def _spent_seeds(self, job: Job) -> bool:
+        """Whether `job`, run on the file's own seeds, made its picture with them: it finished a graph that has a
+        seed. A Run to Here on the plate counted as the first run, and the render after it drew new seeds."""
+        reg, g = self.doc.registry, job.workflow.graph
+        return job.state == "done" and any(
+            (spec := reg.get(inst.type)) is not None and any(p.kind == "seed" for p in spec.params.values())
+            for inst in g.nodes.values())
 
     def _remember_run(self, job: Job) -> None:
         g = job.workflow.graph
@@ -1157,18 +1258,11 @@ class MainWindow(QMainWindow):
         g = self.doc.graph
         now = self._signatures(g, [n for n in self._ran if n in g.nodes])
         dirty = {n for n, sig in now.items() if sig != self._ran[n]}
-        for n, st in self.runs.status.items():
-            if st is None or st.state not in RAN or n not in self.scene.nodes:
-                continue
-            if n not in dirty:
-                self._status(n, st)
-            elif st.state in ("failed", "skipped"):
-                verb = "failed on" if st.state == "failed" else "skipped"
-                self._status(n, NodeStatus("edited", message=f"changed since the last run {verb} it: the next run "
-                                                             f"tries it again. That run said: {st.message}"))
-            else:
-                self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
-                                                             "the next run computes it again"))
+        shown = [(n, st) for n, st in self.runs.status.items()
+                 if st is not None and st.state in RAN and n in self.scene.nodes]
+        dirty |= self._edited_in_run([n for n, _ in shown])
+        for n, st in shown:
+            self._show_status(n, self._edited(st) if n in dirty else st)
 
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""
@@ -1213,10 +1307,10 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
-        if job.seeds_as_read and job.state == "failed":
-            # it made no picture (a model not in the folders yet, as ComfyUI refuses such a queue): the next run
-            # still samples the file's seeds
-            self.doc.seeds_as_read = True
+        if job.seeds_as_read and self._spent_seeds(job):
+            # Not given up by a run that made no picture with them (a model not in the folders yet, as ComfyUI
+            # refuses such a queue; a cancel; a Run to Here above every seed): the next one still samples them.
+            self.doc.seeds_as_read = False
         self._remember_run(job)
         self._clip_info(job)
         if job.kind == "view":
@@ -1251,6 +1345,7 @@ class MainWindow(QMainWindow):
             if value is not None:
                 self._viewing["A"], self._follows_runs = written[0], True
                 self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
+                self._shown_from("A", job.workflow.graph, target[0])
 
     def _mark_stale_views(self, job: Job) -> None:
         """A run in which a node shown in the viewer failed, or was not run because something it
@@ -1475,6 +1570,8 @@ class MainWindow(QMainWindow):
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
         self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
+        if node in job.workflow.graph.nodes and slot in self._viewing:
+            self._shown_from(slot, job.workflow.graph, node)
         if len(job.view) > 5 and job.view[5]:
             picker = self.viewer.canvas.picker
             if picker is not None and picker.node_id == shown:
@@ -1488,9 +1585,19 @@ class MainWindow(QMainWindow):
         from graph_engine.graph import Graph
         g = Graph()
         p = Path(path)
+        if p.suffix.lower() in MESH_SUFFIXES and not p.is_dir():
+            # Read as a video it was 'the file is damaged, cut short or not a video', in red.
+            self._viewing.pop(slot, None)
+            self._files.pop(slot, None)
+            self.viewer.fail(slot, f"{p.name} is a 3-D mesh, which this viewer does not draw: open it in Blender or "
+                                   f"another 3-D viewer (V on the node that made it says its vertices and triangles)",
+                             alert=False)
+            return None
         still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
-        nid = g.add_node("io.load_image" if still else "io.load_frames" if p.is_dir() else "io.load_video", "file",
-                         {"path": str(path)})
+        # A Save Audio's render opened from the history was read as a video: 'holds no pictures' in red.
+        sound = p.suffix.lower() in SOUND_SUFFIXES and not p.is_dir()
+        nid = g.add_node("io.load_image" if still else "io.load_audio" if sound else
+                         "io.load_frames" if p.is_dir() else "io.load_video", "file", {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
         # Named as the file (an earlier take with its folder): two takes side by side both read 'file.video'.
         name = f"{p.parent.name}/{p.name}" if p.parent.name == "takes" else p.name
@@ -1500,7 +1607,8 @@ class MainWindow(QMainWindow):
             self._follows_runs = False
         self.viewer.computing(slot, name)
         job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {p.name}",
-                               view=(nid, "image" if still else "video", slot, p.name, name, note), owner=self.doc)
+                               view=(nid, "image" if still else "audio" if sound else "video", slot, p.name, name,
+                                     note), owner=self.doc)
         tmp.close()
         return job
 
@@ -1522,6 +1630,7 @@ class MainWindow(QMainWindow):
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
                 self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}", self._backdrop(target, outputs))
+                self._shown_from(slot, ran, target[0])
 
     def _reread_files(self, job: Job) -> None:
         """A run that wrote again a file the viewer shows: the viewer showed the render it replaced (its file
@@ -1544,6 +1653,7 @@ class MainWindow(QMainWindow):
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
 
 
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx")      # io.save_glb's render, and its kin
 EXAMPLES = shipped("examples")
 
 
@@ -1588,6 +1698,8 @@ def loader_for(path) -> Optional[str]:
     suffix = p.suffix.lower()
     if frames_folder(p):
         return "io.load_frames"
+    if suffix in SOUND_SUFFIXES:
+        return "io.load_audio"          # as ComfyUI makes a LoadAudio of it (the drop was refused)
     if suffix in LOOK_NODES:
         return LOOK_NODES[suffix]
     if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):

@@ -587,6 +587,8 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "s2v"                      # Wan 2.2 S2V: sound to video
     elif k.any("audio_proj.audio_proj_glob_1.layer.weight"):
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
+    elif k.any("music_projection.weight"):
+        kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -1056,6 +1058,9 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         size = {4096: "xxl", 1024: "large", 768: "base", 512: "small"}.get(d, f"d{d}")
         return Detection("text_encoder", "umt5" if umt5 else "t5", size, why="encoder.block SelfAttention",
                          extra={"d_model": d})
+    if k.any("encoder.layers.0.mixer.Wqkv.weight") and k.any("embeddings.token_type_embeddings.weight"):
+        # Jina CLIP v2's text tower (ComfyUI's jina_clip_v2_*: NewBie-image's pooled prompt): Jina's XLM-RoBERTa
+        return Detection("text_encoder", "jina_clip2", "", why="Jina XLM-RoBERTa blocks (encoder.layers.N.mixer.Wqkv)")
     emb = k.shape("embeddings.token_embedding.weight")
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
@@ -1468,6 +1473,16 @@ def _omnigen2(k: Keys) -> Optional[Detection]:
                      why="layers.N.attn.to_q / ref_image_refiner / time_caption_embed")
 
 
+def _newbie(k: Keys) -> Optional[Detection]:
+    """NewBie-image's NextDiT (ComfyUI's NewBie-Image-Exp0.1-*): Lumina-Image 2.0's blocks with a pooled text input
+    (clip_text_pooled_proj), reading Gemma 3 4B's states; Z-Image's rule would take it for Z-Image."""
+    x = "clip_text_pooled_proj.1.weight"
+    if not k.has(x, "cap_embedder.1.weight", "layers.0.attention.qkv.weight", "x_embedder.weight"):
+        return None
+    return Detection("diffusion_model", "newbie", "", prefix=k.prefix_of(x) or "",
+                     why="NextDiT layers.N.attention.qkv with clip_text_pooled_proj")
+
+
 def _zimage(k: Keys) -> Optional[Detection]:
     """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
     attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
@@ -1618,7 +1633,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

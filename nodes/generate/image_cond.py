@@ -41,8 +41,31 @@ def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Cond
         if side:
             pil = pil.resize((int(side), int(side)), Image.BICUBIC)
     with torch.inference_mode():
-        embeds = adapter.encode_image(pipe, pil, pipe.image_encoder.device)
-    return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"})
+        embeds, extra = _with_projection(adapter, pipe, pil)
+    return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"}, extra=extra)
+
+
+def _with_projection(adapter, pipe, pil):
+    """(the adapter's embedding, extra): extra is {"clip_image_embeds": [1, P]}, the picture's projected CLIP
+    embedding (ComfyUI's CLIPVisionEncode image_embeds, which unCLIP, SDXL revision, reads) where the tower has
+    visual_projection, else {}. The projection is a linear on the pooled output of the tower's pass, so it is taken
+    from the adapter's own pass (caught as the vision model returns) rather than by running the tower again."""
+    import threading
+    enc = pipe.image_encoder
+    projection, vision = getattr(enc, "visual_projection", None), getattr(enc, "vision_model", None)
+    if projection is None or vision is None:
+        return adapter.encode_image(pipe, pil, enc.device), {}
+    pooled, me = [], threading.get_ident()
+
+    def keep(_module, _args, out):
+        if threading.get_ident() == me:         # the tower is shared: another thread's picture is not this one
+            pooled.append(out.pooler_output if hasattr(out, "pooler_output") else out[1])
+    hook = vision.register_forward_hook(keep)
+    try:
+        embeds = adapter.encode_image(pipe, pil, enc.device)
+    finally:
+        hook.remove()
+    return embeds, ({"clip_image_embeds": projection(pooled[-1]).float().cpu()} if pooled else {})
 
 
 def condition_frames(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,

@@ -491,6 +491,18 @@ def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
                           image2: IMAGE = Input(optional=True, help="a second picture"),
                           image3: IMAGE = Input(optional=True, help="a third picture"),
                           image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                          image5: IMAGE = Input(optional=True, help="a fifth picture"),
+                          image6: IMAGE = Input(optional=True, help="a sixth picture"),
+                          image7: IMAGE = Input(optional=True, help="a seventh picture"),
+                          image8: IMAGE = Input(optional=True, help="an eighth picture"),
+                          image9: IMAGE = Input(optional=True, help="a ninth picture"),
+                          image10: IMAGE = Input(optional=True, help="a tenth picture"),
+                          image11: IMAGE = Input(optional=True, help="an eleventh picture"),
+                          image12: IMAGE = Input(optional=True, help="a twelfth picture"),
+                          image13: IMAGE = Input(optional=True, help="a thirteenth picture"),
+                          image14: IMAGE = Input(optional=True, help="a fourteenth picture"),
+                          image15: IMAGE = Input(optional=True, help="a fifteenth picture"),
+                          image16: IMAGE = Input(optional=True, help="a sixteenth picture"),
                           text: str = Param("", kind="text", help="the prompt, or what to change"),
                           negative: str = Param("", kind="text", help="the negative prompt, read with the same "
                                                                       "pictures"),
@@ -503,7 +515,8 @@ def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
     transformer to read beside the noise, and the latent to sample is the result's size. Sample base / edit at cfg 5
     over 30 steps, Turbo at cfg 1 over 4."""
     from nodes.generate.mage_flow_edit import encode_mage_flow_edit as run
-    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    pictures = [p for p in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10, image11,
+                            image12, image13, image14, image15, image16) if p is not None]
     positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
     return {"positive": positive, "negative": neg, "latent": latent}
 
@@ -1458,8 +1471,8 @@ def latent_cut_to_batch(ctx, latent: LATENT,
                         size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
                         ) -> LATENT:
     """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
-    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
-    model's runs are refused (cut them with latent.cut and decode each)."""
+    templates give each layer to the VAE this way, WanDancer's each key frame. A picture model's frames already
+    decode one by one; a video model's runs are decoded each alone by vae.decode, one after another."""
     from nodes.generate.latent import cut_to_batch
     return cut_to_batch(latent, size)
 

@@ -31,7 +31,7 @@ def number(value):
 
 def shown(value) -> str:
     """PreviewAny's text of a value: text as it is, a number or switch as str() writes it (7, 0.5, True), anything
-    else as JSON where it is plain data, else its str()."""
+    else as JSON indented by 4 (as ComfyUI's json.dumps(source, indent=4)) where it is plain data, else its str()."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -39,6 +39,6 @@ def shown(value) -> str:
     if isinstance(value, (int, float, bool)):
         return str(value)
     try:
-        return json.dumps(value)
+        return json.dumps(value, indent=4)
     except (TypeError, ValueError):
         return str(value)

@@ -7,6 +7,13 @@ import numpy as np
 from graph_engine import NodeError
 from nodes.common.mesh import Mesh
 
+# The most vertices a point map is meshed into (an 8192 x 8192 picture's): a .glb holds 4 GiB, and a vertex of a
+# point-map mesh takes up to 59 bytes in it (position, uv, normal, two triangles, its texture pixel), 64 with the
+# vertices smooth_normals splits at creases. Triangulating takes about 200 bytes a vertex (183 measured at 2000^2,
+# with the frame's maps beside): the memory free bounds it too.
+MAX_VERTICES = 8192 * 8192
+VERTEX_BYTES = 200
+
 
 def geometry_mesh(geo, frame: int, decimation: int, discontinuity: float, texture: bool) -> Mesh:
     from nodes.depth.moge import Geometry
@@ -17,6 +24,25 @@ def geometry_mesh(geo, frame: int, decimation: int, discontinuity: float, textur
     if frame >= geo.length:
         raise NodeError(f"frame {frame} is past the geometry's clip of {geo.length} frame(s): pick 0 to "
                         f"{geo.length - 1}")
+    # a vertex a kept pixel: counted from the picture's size before MoGe makes the frame's maps
+    from nodes.common.stream import _size, free_memory
+    free = free_memory()
+
+    def vertices(d: int) -> int:
+        return -(-geo.video.height // d) * -(-geo.video.width // d)
+
+    def fits(d: int) -> bool:
+        return vertices(d) <= MAX_VERTICES and (free is None or vertices(d) * VERTEX_BYTES <= free)
+    if not fits(decimation):
+        count = vertices(decimation)
+        why = (f"at most {MAX_VERTICES:,} fit a .glb file" if count > MAX_VERTICES else
+               f"meshing them takes about {_size(count * VERTEX_BYTES)}, more than the {_size(free)} this machine "
+               "has free")
+        least = next((d for d in range(decimation, 9) if fits(d)), None)
+        raise NodeError(f"the geometry is {geo.video.width} x {geo.video.height} points, a mesh of {count:,} "
+                        f"vertices at decimation {decimation} ({why}): "
+                        + (f"set decimation to {least} or more" if least else "make the picture smaller "
+                           "(video.resize) before depth.moge"))
     maps = geo.frames(frame, frame + 1)[0]
     vertices, faces, uvs = triangulate(maps["points"], decimation, discontinuity, maps.get("depth"))
     if not len(faces):

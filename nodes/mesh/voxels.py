@@ -13,6 +13,32 @@ from typing import Tuple
 
 import numpy as np
 
+from graph_engine import NodeError
+
+# A grid whose surface passes through more cells than this, and through more than NOISE_SHARE of all its cells, is
+# noise: a real shape is a thin shell of its grid (a sphere crosses 0.9% of the cells at resolution 512, a heat sink
+# of 20 fins 5%: 6.6 million, past this count), a noisy grid nearly all of its 134 million.
+MAX_CELLS = 4_000_000
+NOISE_SHARE = 0.25
+# Bytes meshing takes a crossed cell (surface net) or a shown face (basic), measured on spheres at 256 and 384: 1.3 to
+# 1.5 KB, and 4 vertices of about 120 bytes
+CELL_BYTES = {"surface net": 1500, "basic": 500}
+_NOISE = ("the grid is noise rather than a shape (a damaged VAE, or a latent sampled too few steps): check "
+          "decode.hunyuan3d's model and the sampling, or lower its resolution")
+
+
+def _check_size(count: int, grid_cells: int, algorithm: str, what: str) -> None:
+    """Refuse a mesh of `count` crossed cells / shown faces that is noise, or larger than the memory free."""
+    from nodes.common.stream import _size, free_memory
+    if count > MAX_CELLS and count > NOISE_SHARE * grid_cells:
+        raise NodeError(f"{what} ({count / grid_cells:.0%} of the grid's cells; a real shape is a thin shell of "
+                        f"them): {_NOISE}")
+    need, free = count * CELL_BYTES[algorithm], free_memory()
+    if free is not None and need > free:
+        raise NodeError(f"{what}: meshing it takes about {_size(need)}, more than the {_size(free)} this machine has "
+                        "free: lower decode.hunyuan3d's resolution, or close what else holds memory")
+
+
 # a voxel's six neighbours and the corners of the face towards each, ComfyUI's order (z, y, x)
 _NEIGHBOURS = np.array([[0, 0, 1], [0, 0, -1], [0, 1, 0], [0, -1, 0], [1, 0, 0], [-1, 0, 0]])
 _FACE_CORNERS = np.array([
@@ -40,11 +66,17 @@ def basic(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
     solid = grid > threshold
     padded = np.pad(solid, 1)
     d, h, w = grid.shape
-    vertices, faces, count = [], [], 0
-    for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
+
+    def exposed_mask(offset):
         # masks over the grid, not index lists over its solid cells: a filled 513^3 grid's indices took gigabytes
         z, y, x = offset + 1
-        exposed = np.argwhere(solid & ~padded[z:z + d, y:y + h, x:x + w])    # raster order, as ComfyUI's
+        return solid & ~padded[z:z + d, y:y + h, x:x + w]
+    shown = sum(int(np.count_nonzero(exposed_mask(offset))) for offset in _NEIGHBOURS)
+    _check_size(shown, grid.size, "basic", f"the voxel grid shows {shown:,} voxel faces, a mesh of {4 * shown:,} "
+                "vertices")
+    vertices, faces, count = [], [], 0
+    for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
+        exposed = np.argwhere(exposed_mask(offset))                          # raster order, as ComfyUI's
         if not len(exposed):
             continue
         vertices.append((exposed[:, None, :] + corners[None]).reshape(-1, 3))
@@ -79,8 +111,13 @@ def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndar
     for z, y, x in _CORNERS[1:]:
         some |= above[z:z + d, y:y + h, x:x + w]
         every &= above[z:z + d, y:y + h, x:x + w]
-    cells = np.argwhere(some & ~every)                  # raster order, as ComfyUI's
-    del above, some, every
+    some &= ~every
+    del above, every
+    crossed = int(np.count_nonzero(some))
+    _check_size(crossed, some.size, "surface net", f"the voxel grid's surface passes through {crossed:,} cells, a "
+                "mesh of as many vertices")
+    cells = np.argwhere(some)                           # raster order, as ComfyUI's
+    del some
     pos = cells[:, None, :] + _CORNERS[None]
     values = padded[pos[..., 0], pos[..., 1], pos[..., 2]]
     inside = values > threshold

@@ -295,6 +295,20 @@ class LogicNodes:
             self.outs[(cn.id, slot)] = Out((nid, port))
         return [nid]
 
+    def running_join(self, cn, values):
+        """A StringConcatenate of a text known only as the workflow runs (WanDancer's frame-rate words): text.join,
+        the running texts linked into it, the constants typed in."""
+        ports = {"string_a": "a", "string_b": "b", "delimiter": "delimiter"}
+        if any(x is None or isinstance(x, Out) and not x.port for x in values.values()):
+            return self.not_constant(cn, "input values")
+        nid = self.add("text.join", cn, {ports[k]: x if isinstance(x, str) else str(x) for k, x in values.items()
+                                         if not isinstance(x, Out)})
+        for k, x in values.items():
+            if isinstance(x, Out):
+                self.graph.connect(*x.port, nid, ports[k])
+        self.outs[(cn.id, 0)] = Out((nid, "text"))
+        return [nid]
+
     def timed_regex(self, function, *args):
         """regex_child's regex_extract or regex_replace in what is left of the file's REGEX_SECONDS (ten thousand
         regex nodes must not take the whole time each)."""
@@ -322,7 +336,11 @@ class LogicNodes:
                                                     minimum if isinstance(minimum, int) else None))
 
     def special_concatenate(self, cn, rule, params, notes):
-        v = self.known(cn, ("string_a", "string_b", "delimiter"), {"delimiter": ""})
+        names = ("string_a", "string_b", "delimiter")
+        values = {k: self.resolve(cn.inputs[k]) for k in names if k in cn.inputs}
+        if any(isinstance(x, Out) and x.port for x in values.values()):
+            return self.running_join(cn, values)
+        v = self.known(cn, names, {"delimiter": ""})
         return None if v is None else self.computed(
             cn, lambda: (concatenate(_string(v, "string_a"), _string(v, "string_b"), _string(v, "delimiter")),))
 

@@ -24,6 +24,23 @@ class VideoModels:
             self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
         return []
 
+    def special_wan_dancer_segments(self, cn, rule, params, notes):
+        """WanDancerPadKeyframesList hands its segments on as lists, the nodes after it run once per segment. A list
+        of one is the first segment's video.wan_dancer_keyframes; a longer one known from the file was expanded
+        before the walk (app.comfyui.lists), so one reaching here is past the cap or known only as the workflow
+        runs."""
+        count = self.resolve(cn.inputs.get("num_segments"))
+        if isinstance(count, Out) or count is None:
+            return self.not_constant(cn, "num_segments")
+        if count != 1:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"it makes {count} segments, each run through the nodes after it, more than Kinograph copies on "
+                "import: give a shorter final duration, or copy the local pass and set each copy's segment in "
+                "video.wan_dancer_keyframes")
+            return None
+        return [self.plain(cn, rule, {**params, "segment": 0}, notes)]
+
     def special_i2v(self, cn, rule, params, notes):
         lat_params = {k: params[k] for k in ("width", "height", "frames") if k in params}
         lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)
