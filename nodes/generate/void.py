@@ -60,3 +60,46 @@ def sample_void_ddim(model_fn, x, sigmas, callback=None, *, flow=False, noise_sa
         if callback is not None:
             callback(i, total, x)
     return x
+
+
+def _fit_time(z: torch.Tensor, t: int) -> torch.Tensor:
+    """z [B, C, t', h, w] cut or held on its last frame to t latent frames."""
+    if z.shape[2] >= t:
+        return z[:, :, :t]
+    return torch.cat([z, z[:, :, -1:].repeat(1, 1, t - z.shape[2], 1, 1)], 2)
+
+
+def void_inpaint(vae, positive, negative, frames: np.ndarray, quadmask: np.ndarray, width: int, height: int,
+                 length: int, batch: int):
+    """(positive, negative, latent) for VOID (ComfyUI's VOIDInpaintConditioning): the clip and its quadmask
+    (1 = remove, its grey levels the region the object affects) cut to the size's shape at the middle and scaled
+    (bilinear); the kept picture (the clip times 1 - mask) and 1 - mask itself, each encoded by the CogVideoX VAE,
+    are the model's 32 extra input channels (mask first), and the latent is empty."""
+    from graph_engine import NodeError
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.families import family as family_spec
+    from nodes.generate.latent import Latent
+    from nodes.video.edit import comfy_scaled
+    if vae.family != "cogvideox":
+        raise NodeError(f"VOID inpainting needs the CogVideoX VAE (cogvideox_vae.safetensors), got a {vae.family} one")
+    adapter = get_adapter("cogvideox")
+    length = void_length(length)
+    # any length goes (ComfyUI takes the source clip's frame count): its latent frames, decoded as 4n+1 frames
+    _, sf, ch = adapter.factors(vae.pipe)
+    if width % (2 * sf) or height % (2 * sf):
+        raise NodeError(f"VOID's size must be a multiple of {2 * sf} (its 2x2 patches of latent pixels); "
+                        f"{width}x{height} is not: set width and height to one")
+    t = (length - 1) // TIME_FACTOR + 1
+    latent = Latent(torch.zeros(batch, ch, t, height // sf, width // sf), "cogvideox", (t - 1) * TIME_FACTOR + 1,
+                    family_spec("cogvideox").fps, width, height)
+    vid = comfy_scaled(np.ascontiguousarray(frames[:length, ..., :3], dtype=np.float32), width, height, "bilinear",
+                       crop=True)
+    qm = comfy_scaled(np.ascontiguousarray(quadmask[:length, ..., None], dtype=np.float32), width, height,
+                      "bilinear", crop=True)
+
+    def encoded(px):
+        x = torch.from_numpy(np.ascontiguousarray(px)).permute(3, 0, 1, 2)[None] * 2 - 1
+        with torch.inference_mode():
+            return _fit_time(adapter.vae_encode(vae.pipe, x).cpu(), t)
+    concat = torch.cat([encoded(np.repeat(1.0 - qm, 3, -1)), encoded(vid * (1.0 - qm))], 1)
+    return positive.with_extra(concat=concat), negative.with_extra(concat=concat), latent

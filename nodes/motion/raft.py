@@ -141,7 +141,8 @@ class Raft(nn.Module):
         self.update_block = _Update()
         self.mask_predictor = _Mask()
 
-    def forward(self, a, b, updates: int = UPDATES):
+    def forward(self, a, b, updates: int = 0):
+        """updates: the refinements (0 = RAFT's 12, as ComfyUI runs it)."""
         n, _, h, w = a.shape
         f1, f2 = self.feature_encoder(torch.cat([a, b])).chunk(2)
         c = f1.shape[1]
@@ -157,7 +158,7 @@ class Raft(nn.Module):
         coords0 = torch.stack([xs, ys]).float()[None].repeat(n, 1, 1, 1).to(a.device)
         coords1 = coords0.clone()
         up = self.update_block
-        for _ in range(updates):
+        for _ in range(updates or UPDATES):
             motion = up.motion_encoder(coords1 - coords0, _lookup(pyramid, coords1))
             hidden = up.recurrent_block(hidden, torch.cat([context, motion], 1))
             coords1 = coords1 + up.flow_head(hidden)
@@ -192,7 +193,7 @@ def load_raft(state: dict) -> Raft:
 
 
 @torch.no_grad()
-def raft_flow(model: Raft, a: torch.Tensor, b: torch.Tensor, updates: int = UPDATES) -> torch.Tensor:
+def raft_flow(model: Raft, a: torch.Tensor, b: torch.Tensor, updates: int = 0) -> torch.Tensor:
     """Flow [2, H, W] from frame a to b (CHW, 0..1) as ComfyUI's RaftOpticalFlow gives it: the frames scaled
     (bilinear) to multiples of 8, the flow scaled back to the frames' size (its values as they are)."""
     _, h, w = a.shape
