@@ -76,3 +76,13 @@ def test_length_rule_is_comfyuis():
     for n in range(1, 120):
         assert void_length(n) == ref.valid_void_length(n)
     assert void_length(49) == 45 and void_length(45) == 45
+
+
+def test_comfyuis_own_cogvideox_layout_is_named():
+    """Comfy-Org's void_pass*.safetensors (comfy/ldm/cogvideo's names) are named, not taken for something else."""
+    from nodes.generate.detect import detect_keys
+    shapes = {"patch_embed.proj.weight": (3072, 384), "patch_embed.text_proj.weight": (3072, 4096),
+              "time_embedding_linear_1.weight": (512, 3072), "blocks.0.norm1.linear.weight": (18432, 512),
+              "blocks.0.q.weight": (3072, 3072), "proj_out.weight": (64, 3072)}
+    found = detect_keys(shapes)
+    assert found.family == "cogvideox" and found.role is None and "does not read yet" in found.why
