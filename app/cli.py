@@ -651,9 +651,10 @@ def cmd_info(args) -> int:
     for *cells, path, kind, d in rows:
         print("  " + "".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + path)
         # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads; sound models, model
-        # patches, an embedding and a stored prompt are read by no loader: their notes say by what.
+        # patches, an embedding and a stored prompt are read by no loader: their notes say by what; Gemma 4's says
+        # whether it reads a picture and hears a sound.
         if d["note"] and (d["loads"] != "yes" or d["role"] in ("ipadapter", "embedding", "conditioning", "model_patch")
-                          or (d["family"], d["variant"]) in READ_BY_NODE):
+                          or (d["family"], d["variant"]) in READ_BY_NODE or d["family"] == "gemma4"):
             print(f"  {'':<{sum(widths[:4])}}({d['note']})")
         # A VAE or a model patch in another kind's folder loads by its content, but its loader never looks there
         home = {"vae": "vae", "model_patch": "model_patches"}.get(d["role"])

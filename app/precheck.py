@@ -18,6 +18,11 @@ def missing_files(wf, registry, written=()) -> List:
     located Problem."""
     from nodes.common.models_dirs import model_dirs
     dirs = model_dirs()
-    # ComfyUI's input/ beside its models/: where an imported workflow's LoadImage / LoadVideo names its files.
     return missing_model_files(wf, registry, f" ({', '.join(str(d) for d in dirs)})") + \
-        missing_input_files(wf, registry, [d.parent / "input" for d in dirs if d.name == "models"], written)
+        missing_input_files(wf, registry, comfyui_inputs(dirs), written)
+
+
+def comfyui_inputs(dirs) -> List:
+    """ComfyUI's input/ beside its models/ (of the model folders `dirs`): where an imported workflow's LoadImage /
+    LoadVideo names its files."""
+    return [d.parent / "input" for d in dirs if d.name == "models"]

@@ -26,6 +26,7 @@ operation to the matte, a colour node works on the colour taken off black (nodes
 colour_frames), and any other node ends the matte, which the executor logs."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -106,6 +107,23 @@ class Audio:
         # Kept as tuples of Piece however it was made (JSON gives the cache and the shard driver lists back).
         object.__setattr__(self, "then", tuple(Piece.of(p) for p in self.then))
         object.__setattr__(self, "mix", tuple(tuple(Piece.of(p) for p in track) for track in self.mix))
+
+    def summary(self) -> str:
+        """What the sound is, in a line (the editor's viewer, which draws pictures only, shows it for an AUDIO):
+        its repr was the dataclass's insides, 'Audio(path=…, then=(), speed=1.0, tape=False, gain=0.0, mix=())'."""
+        def piece(p: Piece) -> str:
+            if not p.path:
+                return f"{p.duration:g} s of silence" if p.duration is not None else "silence"
+            long = f"{p.duration:g} s of " if p.duration is not None else ""
+            return (f"{long}{os.path.basename(p.path)}" + (f" from {p.start:g} s" if p.start else "")
+                    + (f" at {p.speed:g}x" if p.speed != 1 else "") + (f", {p.gain:+g} dB" if p.gain else ""))
+        first = self.pieces()
+        total = None if any(p.duration is None for p in first) else sum(p.duration for p in first)
+        text = "sound: " + (f"{total:g} s: " if total is not None and len(first) > 1 else "")
+        text += ", then ".join(map(piece, first[:3])) + (f", then {len(first) - 3} more" if len(first) > 3 else "")
+        if self.mix:
+            text += f"; {len(self.mix)} more track{'s' if len(self.mix) > 1 else ''} mixed under it"
+        return text + " (not played here)"
 
     def pieces(self) -> list:
         """The first track's pieces."""

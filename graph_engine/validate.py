@@ -485,16 +485,28 @@ def missing_input_files(wf: Workflow, registry: Registry, input_dirs=(), written
     of `validate`, as with model files: a shared workflow is valid before its files are copied in.
     `input_dirs`: ComfyUI's input/ folders, where a ComfyUI workflow's LoadVideo / LoadImage names its files.
     `written`: paths written before this workflow runs (a plate an earlier job of a batch renders), as written."""
+    return [wf.problem(m.message, "nodes", nid, "params", name, node=nid)
+            for nid, params in missing_inputs(wf, registry, input_dirs, written).items() for name, m in params.items()]
+
+
+def missing_inputs(wf: Workflow, registry: Registry, input_dirs=(), written=(), only=None) -> Dict[str, Dict[str, MissingModel]]:
+    """node -> param -> its footage or picture file that is not there, as missing_input_files finds them (of the
+    nodes in `only`, or all), `into` None: the editor marks the loader with it as it marks a model loader."""
     import glob
     import os
     from .outputs import resolve_path
     from .sequence import sequence_files
-    problems = []
+    out: Dict[str, Dict[str, MissingModel]] = {}
     for nid, name, p, value in _named_files(wf, registry):
-        if p.kind != "path" or not p.reads or p.locate is not None:
+        if p.kind != "path" or not p.reads or p.locate is not None or (only is not None and nid not in only):
             continue
         path = resolve_path(value, wf.base_dir, True)
         if resolve_path(value, wf.base_dir) in written:
+            continue
+        long = _past_limits(path)
+        if long:
+            out.setdefault(nid, {})[name] = MissingModel(f"{name}: {value[:60]!r}... {long}, so no file can be "
+                                                         "there: the path is damaged or mistyped", None)
             continue
         # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
         if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
@@ -504,9 +516,23 @@ def missing_input_files(wf: Workflow, registry: Registry, input_dirs=(), written
         # An imported ComfyUI workflow names its footage as ComfyUI's input/ folder holds it: say where it is.
         held = [str(d / value) for d in input_dirs if not os.path.isabs(value) and os.path.isfile(d / value)]
         there = f"; ComfyUI's input folder holds it: set {name} to {held[0]}" if held else ""
-        problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are taken "
-                                   f"from the workflow file's folder{there}", "nodes", nid, "params", name, node=nid))
-    return problems
+        out.setdefault(nid, {})[name] = MissingModel(
+            f"{name}: {value!r} is not there ({path}){near}; relative paths are taken from the workflow file's "
+            f"folder{there}", None)
+    return out
+
+
+def _past_limits(path: str) -> Optional[str]:
+    """How `path` is longer than a file system holds (a name past 255 bytes, the whole past 4,096), or None. Such
+    a path was said to be 'not there' and echoed whole, twice: a megabyte's path made a 2 MB message."""
+    import os
+    from pathlib import Path
+    name = max((os.fsencode(part) for part in Path(path).parts), key=len, default=b"")
+    if len(name) > 255:
+        return f"has a name of {len(name):,} bytes, and file names hold at most 255"
+    if len(os.fsencode(path)) > 4096:
+        return f"is {len(os.fsencode(path)):,} bytes long as a path, and paths hold at most 4,096"
+    return None
 
 
 def _deepest_chain(g, nodes) -> List[str]:

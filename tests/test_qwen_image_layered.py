@@ -272,7 +272,7 @@ def test_text_to_layers_positions_are_comfyuis(models):
 
 def test_layered_nodes_say_what_they_take(models):
     """latent.layers is Qwen-Image's (another family's VAE is named); latent.cut_to_batch keeps a picture model's
-    frames and refuses runs of a video VAE's frames, naming what does it; the layered model given two pictures to
+    frames and marks runs of a video VAE's frames to decode each alone; the layered model given two pictures to
     split says it splits one, and a ControlNet on it is refused (Qwen-Image's steer one picture's tokens)."""
     from graph_engine import Clip
     from nodes.generate.latent import Latent, cut_to_batch
@@ -289,8 +289,8 @@ def test_layered_nodes_say_what_they_take(models):
     assert cut_to_batch(lat, 1) is lat
     assert cut_to_batch(lat, 3).samples.shape[2] == 3          # the frame past the last whole run dropped
     wan = Latent(torch.zeros(1, 16, 3, 4, 4), "wan", 9, 16.0, 32, 32)
-    with pytest.raises(NodeError, match="cut each run with latent.cut"):
-        cut_to_batch(wan, 1)
+    runs = cut_to_batch(wan, 1)          # a video VAE's runs: each decoded alone (test_wan_dancer decodes them)
+    assert (runs.runs, runs.frames) == (1, 3) and runs.samples is wan.samples
 
     class Other:
         family = "wan"

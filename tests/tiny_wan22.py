@@ -238,7 +238,6 @@ def build_wan22_animate(root: Path) -> Path:
     its fp8_scaled copy (as Kijai's Wan2_2-Animate-14B_fp8_e4m3fn_scaled_KJ, the template's default), the Wan 2.1 VAE, umt5 and a CLIP vision file (clip_vision/clip_vision_tiny.safetensors, 32 wide as the model's image
     tokens) beside it."""
     from safetensors.torch import save_file
-    from transformers import CLIPVisionConfig, CLIPVisionModel
     from tiny_models import to_fp8_scaled
     models = root / "models"
     for sub in ("diffusion_models", "vae", "text_encoders", "clip_vision"):
@@ -250,12 +249,21 @@ def build_wan22_animate(root: Path) -> Path:
               str(models / "diffusion_models" / "wan22_tiny_animate_fp8_scaled.safetensors"))
     save_wan_vae(models)
     save_umt5(models)
+    save_clip_vision(models)
+    return root
+
+
+def save_clip_vision(models: Path) -> None:
+    """ComfyUI's clip_vision/clip_vision_tiny.safetensors: a tiny random CLIP vision tower, 32 wide (the image
+    tokens a tiny Wan i2v model reads), 8x8 patches of 4 pixels."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    (models / "clip_vision").mkdir(parents=True, exist_ok=True)
     vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                                               num_attention_heads=16, image_size=32, patch_size=4, hidden_act="gelu",
                                               projection_dim=32))
     save_file({"vision_model." + k.removeprefix("vision_model."): v.half().contiguous()
                for k, v in vision.state_dict().items()}, str(models / "clip_vision" / "clip_vision_tiny.safetensors"))
-    return root
 
 
 def comfy_ops(sd: dict):

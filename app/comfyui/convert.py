@@ -24,6 +24,19 @@ SEED_MODES = {"randomize": "random", "increment": "increment"}
 CONDITIONINGS = ("conditioning", "positive", "negative")
 
 
+def grown_past(cn: CNode, rule: Rule) -> List[str]:
+    """Notes for the linked inputs of a ComfyUI autogrow list (images.image_1, image_2, ..) past the ones the rule
+    maps: the Kinograph node has fewer sockets than ComfyUI grew, and the picture would otherwise be dropped unsaid."""
+    notes = []
+    for k, v in cn.inputs.items():
+        group = k.split(".", 1)[0] + "."
+        taken = [m for m in rule.inputs if m.startswith(group)]
+        if isinstance(v, Ref) and "." in k and taken and k not in rule.inputs:
+            notes.append(f"input {k} is not read: {rule.node} has sockets for {len(taken)} of ComfyUI's {group[:-1]} "
+                         "only; link it in place of another, or leave it out")
+    return notes
+
+
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
 class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters,
                 Segmentation, KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
@@ -36,6 +49,9 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         self.report = Report()
         self.pending_vae: List[Tuple[str, str]] = []        # (kinograph node, ComfyUI node) needing a VAE link
         self.consumers: Dict[str, List[str]] = {}
+        # (ComfyUI node, slot) -> the port of the Kinograph node that computes, for PreviewAny to show, a value
+        # folded into a constant for the settings it feeds
+        self.shown_ports: Dict[Tuple[str, int], Tuple[str, str]] = {}
         self.skipped: Dict[str, set] = {}                    # node -> ComfyUI nodes it does not use (a switch's unpicked input)
         self.control_nodes: Dict[Tuple[Tuple[str, str], int], str] = {}   # (model port, control) -> control.apply
         # ComfyUI node -> its widgets that a node's output feeds (Kinograph param, the output, ComfyUI's name)
@@ -132,9 +148,10 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             elif rule is None:
                 self.placeholder(cn)
             elif rule.kind == "ui":
-                if rule.special:        # a preview that also hands its input on (easy showAnything)
-                    getattr(self, "special_" + rule.special)(cn, rule, {}, [])
-                self.report.add(Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
+                # a preview that also hands its input on (easy showAnything); PreviewAny of a value becomes math.show
+                made = getattr(self, "special_" + rule.special)(cn, rule, {}, []) if rule.special else None
+                self.report.add(Entry(cn.id, cn.class_type, cn.title, "exact", made, []) if made else
+                                Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
             else:
                 self.convert(cn, rule)
         for nid, cls, title, why in self.flat.dropped:
@@ -363,6 +380,7 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             v = self.resolve(cn.inputs.get(comfy))
             if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
+        notes += grown_past(cn, rule)
         # FluxGuidance's guidance rides on the conditioning to the sampler, through the nodes that add to it
         # (FLUX.2's template sets it before ReferenceLatent; FLUX.1 Canny / Depth / Fill's before
         # InstructPixToPixConditioning / InpaintModelConditioning, each prompt's on its own output)
@@ -726,8 +744,10 @@ def unmapped_note(cn: CNode) -> str:
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
+    from .lists import expand
     from .loops import unroll
     unroll(flat)
+    expand(flat)
     converter = Converter(flat, registry)
     try:
         return converter.run()

@@ -29,7 +29,9 @@ Constants (`PrimitiveInt` and its kin), a `ComfySwitchNode` whose switch is a co
 ComfyUI's code computes them, each result handed to the settings it feeds; a `ComfyMathExpression` of values
 known only as the workflow runs (a picture's size) becomes `math.expression`, those values linked in, and a
 `ComfySwitchNode` whose switch is only known then becomes `math.switch` (which, as ComfyUI's, runs only what feeds
-the input it picks); nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
+the input it picks); `ComfyNumberConvert` of such a value becomes `math.number_convert`. `PreviewAny` of a number,
+a switch or a text becomes `math.show`, which writes ComfyUI's text of it in the run's log; a `ComfyMathExpression`
+or `ComfyNumberConvert` of constants that a `PreviewAny` shows also runs as its node for it to show; nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
 no output needs (outputs: nodes that save or preview, and a node of an unknown class that takes a link and feeds
 nothing, as its pack may mark it an output, and a group node without its definition; a file with no output keeps every node). A widget that
 another node's output feeds (a width from `GetImageSize`) becomes a link into the Kinograph parameter, where it

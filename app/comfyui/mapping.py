@@ -1045,6 +1045,10 @@ RULES: Dict[str, Rule] = {
                             (P("strength", "strength"), P("strength_type", "strength_type")),
                             {"conditioning": "conditioning", "style_model": "style_model",
                              "clip_vision_output": "image"}, ("conditioning",)),
+    # SDXL revision: the picture's projected CLIP vision embedding in place of the pooled prompt
+    "unCLIPConditioning": Rule("condition.unclip", ("strength", "noise_augmentation"),
+                               (P("strength", "strength"), P("noise_augmentation", "noise_augmentation")),
+                               {"conditioning": "conditioning", "clip_vision_output": "image"}, ("conditioning",)),
     # Chroma: ComfyUI trims T5-XXL's padding to min_padding tokens; Kinograph reads the prompt as ChromaPipeline does
     "T5TokenizerOptions": Rule(None, ("min_padding", "min_length"), (), fold=True, special="t5_options",
                                note="Kinograph reads T5-XXL's prompt as diffusers' ChromaPipeline does: padded to 512 "
@@ -1134,9 +1138,8 @@ RULES: Dict[str, Rule] = {
                                                              "batch_size"),
                                    (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
                                     P("height", "height"), P("batch_size", "batch_size")),
-                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
-                                    "images.image_2": "image2", "images.image_3": "image3",
-                                    "images.image_4": "image4"},
+                                   {"clip": "text_encoder", "vae": "vae",
+                                    **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 17)}},
                                    ("positive", "negative", "latent")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
@@ -1347,6 +1350,25 @@ RULES: Dict[str, Rule] = {
                                  "audio_encoder_output": "audio_embeds", "ref_image": "reference"},
                                 ("positive", "negative", "latent"), ignore={"batch_size": 1},
                                 note="the reference picture is resized by the VAE's processor (ComfyUI: bilinear)"),
+    # WanDancer (comfy_extras/nodes_wandancer.py): the music's features and frame rate, the local passes' key frames
+    # (a list of one segment, the template's 5 s, is the first segment; more are expanded by app.comfyui.lists) and
+    # the conditioning
+    "WanDancerEncodeAudio": Rule("encode.wan_dancer_audio", ("video_frames", "audio_inject_scale"),
+                                 (P("video_frames", "frames"), P("audio_inject_scale", "scale")), {"audio": "audio"},
+                                 ("music", "fps_string"),
+                                 note="the music is read by ffmpeg at its own rate, as ComfyUI's LoadAudio reads it"),
+    "WanDancerPadKeyframes": Rule("video.wan_dancer_keyframes", ("segment_length", "segment_index"),
+                                  (P("segment_length", "length"), P("segment_index", "segment")),
+                                  {"images": "images", "audio": "audio"}, ("keyframes", "mask", "audio")),
+    "WanDancerPadKeyframesList": Rule("video.wan_dancer_keyframes", ("segment_length", "num_segments"),
+                                      (P("segment_length", "length"),), {"images": "images", "audio": "audio"},
+                                      ("keyframes", "mask", "audio"), special="wan_dancer_segments"),
+    "WanDancerVideo": Rule("condition.wan_dancer", ("width", "height", "length"), LATENT_SIZE + (P("length", "frames"),),
+                           {"positive": "positive", "negative": "negative", "vae": "vae",
+                            "clip_vision_output": "image_embeds", "clip_vision_output_ref": "reference_embeds",
+                            "start_image": "start", "mask": "mask", "audio_encoder_output": "music"},
+                           ("positive", "negative", "latent"),
+                           note="the start frames are fitted to the size as ComfyUI fits them (bilinear, centre-cropped)"),
     # Wan 2.1 InfiniteTalk: the patch file, and the model it patches with one or two voices (the mode follows from
     # what is connected: a second voice and both masks make two speakers)
     "ModelPatchLoader": Rule("load.model_patch", ("name",), (P("name", "name"),), outputs=("model_patch",)),
@@ -1788,6 +1810,17 @@ RULES: Dict[str, Rule] = {
                                   {"image": "video"}, ("video",), fixed={"spread": "frame"}),
     # MoGe (comfy_extras/nodes_moge.py): the loader's file goes to the inference, whose geometry each render draws
     "LoadMoGeModel": Rule(None, ("model_name",), (P("model_name", "model", moge_file),), fold=True),
+    # BiRefNet (comfy_extras/nodes_background_removal.py): the loader's file goes to the node that runs it, whose
+    # mask is RemoveBackground's (1 on the subject)
+    "LoadBackgroundRemovalModel": Rule(None, ("bg_removal_name",), (P("bg_removal_name", "model"),), fold=True),
+    "RemoveBackground": Rule("mask.remove_background", (), (), {"image": "video"}, ("mask",),
+                             special="remove_background"),
+    # the subject centred by its mask at the model's input size (comfy_extras/nodes_images.py), as the 3-D templates
+    # frame BiRefNet's cut-out
+    "ImageCropToMask": Rule("mask.crop_to_mask", ("width", "height", "pad_factor", "grow_mask", "background"),
+                            (P("width", "width"), P("height", "height"), P("pad_factor", "pad_factor"),
+                             P("grow_mask", "grow_mask"), P("background", "background")),
+                            {"images": "video", "masks": "mask"}, ("video",)),
     "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
                                          "apply_mask", "refine_steps"),
                           (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
@@ -1872,8 +1905,8 @@ RULES: Dict[str, Rule] = {
     "LTXVDualCFGGuider": Rule(None, ("video_cfg", "audio_cfg"), (P("video_cfg", "cfg"), P("audio_cfg", "audio_cfg")),
                               {"model": "model", "positive": "positive", "negative": "negative"}, fold=True,
                               special="dual_cfg"),
-    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3, Qwen3-VL with its picture)
-    # answers the prompt, after the system turn. Its sampling_mode "off" leaves out the sampling widgets, so the values
+    # ComfyUI's Generate Text: the text encoder's own language model (Qwen3, Gemma 3, Qwen3-VL with its picture,
+    # Gemma 4 with its picture, video and sound) answers the prompt, after the system turn. Its sampling_mode "off" leaves out the sampling widgets, so the values
     # after it are read by the special. mtp (multi-token prediction) drafts tokens ahead to go faster: greedy, it
     # writes the same tokens as one at a time
     "TextGenerate": Rule("text.generate", ("prompt", "max_length", "sampling_mode", "temperature", "top_k", "top_p",
@@ -1883,7 +1916,8 @@ RULES: Dict[str, Rule] = {
                           P("temperature", "temperature"), P("top_k", "top_k"), P("top_p", "top_p"),
                           P("min_p", "min_p"), P("repetition_penalty", "repetition_penalty"), P("seed", "seed"),
                           P("thinking", "thinking"), P("use_default_template", "use_default_template")),
-                         {"clip": "text_encoder", "image": "image"}, ("text", "thinking"),
+                         {"clip": "text_encoder", "image": "image", "audio": "audio", "video": "video"},
+                         ("text", "thinking"),
                          ignore={"presence_penalty": 0, "mtp": ("auto", "off")}, special="text_generate",
                          note="sampled by transformers' generate with the same settings but not ComfyUI's random "
                               "stream: a seed writes other words than in ComfyUI (the same words for that seed on "
@@ -2282,7 +2316,8 @@ RULES: Dict[str, Rule] = {
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
-    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are)
+    # Qwen-Image-Layered: each layer its own picture for VAEDecode (a picture model's frames already are); WanDancer:
+    # each latent frame decoded alone (its global pass's key frames)
     "LatentCutToBatch": Rule("latent.cut_to_batch", ("dim", "slice_size"), (P("slice_size", "size"),),
                              {"samples": "latent"}, ("latent",), ignore={"dim": "t"}),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},

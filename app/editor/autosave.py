@@ -41,6 +41,7 @@ class Recovery:
     on_disk: Optional[str] = None
     unread: List[Tuple[int, str]] = field(default_factory=list)
     origin: Optional[Path] = None  # the render or ComfyUI file an untitled workflow was read from
+    seeds_as_read: bool = False    # a ComfyUI import not run yet: its first run keeps the file's seeds
 
     def text(self) -> str:
         return read_text(self.file)     # as File > Open reads: a size limit, and undecodable bytes said as such
@@ -120,7 +121,7 @@ class Autosaver(QObject):
             self._lock.tryLock(0)
         meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time(),
                 "on_disk": self.doc.on_disk, "unread": [[p.line, p.message] for p in self.doc.unread],
-                "origin": str(self.doc.origin) if self.doc.origin else None}
+                "origin": str(self.doc.origin) if self.doc.origin else None, "seeds_as_read": self.doc.seeds_as_read}
         typed, graph = self.typed(), None
         if typed:
             graph = self.doc.graph.copy()
@@ -128,6 +129,8 @@ class Autosaver(QObject):
                 note = (graph.ui.get("_notes") or {}).get(name) if nid == "_notes" else None
                 if isinstance(note, dict):
                     note["text"] = text
+                elif nid == "_meta" and name in ("name", "description"):
+                    setattr(graph, name, text)      # the workflow page's name or description
                 elif nid in graph.nodes:
                     graph.nodes[nid].params[name] = text
         write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text(graph=graph)).encode("utf-8"))
@@ -180,7 +183,8 @@ def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
                   and isinstance(u[0], int)]
         on_disk = meta.get("on_disk")
         found.append(Recovery(f, _path(meta.get("path")), _time(meta.get("saved"), f),
-                              on_disk if isinstance(on_disk, str) else None, unread, _path(meta.get("origin"))))
+                              on_disk if isinstance(on_disk, str) else None, unread, _path(meta.get("origin")),
+                              meta.get("seeds_as_read") is True))
     found.sort(key=lambda r: -r.saved)
     return found
 
@@ -220,6 +224,9 @@ def recover(rec: Recovery, registry=None) -> Document:
     doc = Document.from_text(rec.text(), rec.path, registry)
     doc.on_disk = rec.on_disk
     doc.origin = rec.origin         # its relative paths are taken from there, as before the crash
+    # An imported ComfyUI file's seeds made its picture: its first run keeps them, recovered or not (the recovered
+    # import's first run drew new ones)
+    doc.seeds_as_read = rec.seeds_as_read
     doc.render_dir = doc.workflow.render_base if rec.path is None else None
     doc.unread = [Problem(str(rec.path), line, None, message, True) for line, message in rec.unread]
     doc.undo.resetClean()

@@ -58,9 +58,15 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
         except WorkflowError:       # the canvas shows what does not validate yet
             missing = []
         result.report.remarks += missing
-    # the loaders of model files not there are a row a file taller on the canvas (they say so there)
-    from graph_engine.validate import missing_models
-    _unstack(wf.graph, registry, {n: len(params) for n, params in missing_models(wf, registry).items()})
+    # the loaders of model files, footage or pictures not there are a row a file taller on the canvas (they say so
+    # there)
+    from graph_engine.validate import missing_inputs, missing_models
+    from app.precheck import comfyui_inputs
+    from nodes.common.models_dirs import model_dirs
+    rows = {n: set(params) for n, params in missing_models(wf, registry).items()}
+    for n, params in missing_inputs(wf, registry, comfyui_inputs(model_dirs())).items():
+        rows.setdefault(n, set()).update(params)
+    _unstack(wf.graph, registry, {n: len(names) for n, names in rows.items()})
     return Imported(wf.graph, problems, checked, registry, result.report, p.resolve(), saved_view(p))
 
 

@@ -19,9 +19,9 @@ from graph_engine.config import output_dir
 from graph_engine.errors import WorkflowError
 from graph_engine.graph import Event, Graph
 from graph_engine.registry import default_registry
-from graph_engine.validate import missing_models, validate
+from graph_engine.validate import missing_inputs, missing_models, validate
 from graph_engine.versions import keep_previous
-from nodes.common.models_dirs import one_look
+from nodes.common.models_dirs import model_dirs, one_look
 from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines, parse_workflow, read_text, to_yaml
 
 from .commands import GraphCommand
@@ -162,10 +162,16 @@ class Document(QObject):
 
     def missing_models(self, only=None):
         """node -> param -> its model file that is not there, and where it goes (validate.missing_models, the check
-        `kinograph validate` makes), of the nodes in `only` or all: the import report said it, and once it was
-        closed nothing did."""
+        `kinograph validate` makes), or its footage or picture that is not there (validate.missing_inputs, as the
+        run's check finds it), of the nodes in `only` or all: the import report said it, and once it was closed
+        nothing did; a Load Video whose plate was not there was marked nowhere, the run refused for it."""
+        from app.precheck import comfyui_inputs
+        wf = self.workflow
         with one_look():
-            return missing_models(self.workflow, self.registry, only=only)
+            found = missing_models(wf, self.registry, only=only)
+            for nid, params in missing_inputs(wf, self.registry, comfyui_inputs(model_dirs()), only=only).items():
+                found.setdefault(nid, {}).update(params)
+        return found
 
     def run_graph(self, targets=None) -> Graph:
         """What a run of `targets` (node ids; default all) takes: only what they need, so a half-wired node
@@ -292,6 +298,9 @@ class Document(QObject):
             doc.path = None
             doc.origin = path
             doc.render_dir = doc.workflow.render_base
+            # Its seeds made this render: its first run keeps them, as an imported ComfyUI file's does (a random
+            # seed was drawn anew, and the render opened to be made again came out another picture)
+            doc.seeds_as_read = True
         else:
             # The bytes, not the text: reading turns CRLF into LF, and a CRLF file would then
             # always look changed on disk.

@@ -256,7 +256,7 @@ class PropertiesPanel(QScrollArea):
             ed.setToolTip(help_tip(p.help))
             form.addRow(label, ed)
             self.editors[name] = ed
-            if p.locate is not None:        # its model file not there: said under it (shown by _show_missing)
+            if p.locate is not None or (p.kind == "path" and p.reads):  # its file not there: said under it (_show_missing)
                 self.missing_labels[name] = self._error("")
                 form.addRow("", self.missing_labels[name])
         lay.addLayout(form)

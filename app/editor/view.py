@@ -32,6 +32,8 @@ EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · File 
               "or drop a .yaml, a video or a still here\n"
               "Ctrl+Enter: run · F1: every shortcut")
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".dpx"}
+# What io.load_audio reads and io.save_audio writes: dropped on the canvas, a Load Audio; in the viewer, a sound
+SOUND_SUFFIXES = {".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus", ".aac"}
 # A colourist's looks: a LUT or an ASC CDL dropped on the canvas becomes the node that applies it.
 LOOK_NODES = {".cube": "color.lut", ".3dl": "color.lut", ".cc": "color.cdl", ".ccc": "color.cdl", ".cdl": "color.cdl"}
 
@@ -538,7 +540,7 @@ class GraphView(QGraphicsView):
 
     # -- drops ----------------------------------------------------------------------------------
     def _dropped_paths(self, mime):
-        ok = MEDIA_SUFFIXES | STILL_SUFFIXES | {".yaml", ".yml", ".json"} | set(LOOK_NODES)
+        ok = MEDIA_SUFFIXES | STILL_SUFFIXES | SOUND_SUFFIXES | {".yaml", ".yml", ".json"} | set(LOOK_NODES)
         return [u.toLocalFile().rstrip("/") or "/" for u in mime.urls() if u.isLocalFile() and (
             Path(u.toLocalFile()).suffix.lower() in ok and not Path(u.toLocalFile()).is_dir()
             or frames_folder(u.toLocalFile()))]

@@ -100,7 +100,9 @@ class Source:
             self.length, self.fps = 1, 24.0
         else:
             self.length, self.fps = 0, 24.0
-            self.text = f"{label} = {value!r}"[:400]
+            # A value that says itself in words (a sound, a mesh) is shown so; another as Python writes it.
+            said = value.summary() if callable(getattr(value, "summary", None)) else repr(value)
+            self.text = f"{label} = {said}"[:400]
 
     def timecode_of(self, i: int) -> str:
         """The timecode of frame i: the source's own (a camera's 01:02:03:04) when the clip carries one."""
@@ -770,13 +772,14 @@ class ViewerPanel(QWidget):
         else:
             self.canvas.set_note(f"{slot}: computing {what} was cancelled (V computes it)")
 
-    def fail(self, slot: str, message: str) -> None:
-        """The output could not be computed: no old picture left to look like the answer."""
+    def fail(self, slot: str, message: str, alert: bool = True) -> None:
+        """The output could not be computed (or, not `alert`, is nothing this viewer draws): no old picture left to
+        look like the answer."""
         self.canvas.images[slot] = None
         self.canvas.loading = ""
         self.sources[slot] = None
         self._label(slot)
-        self.canvas.set_note(message, alert=True)
+        self.canvas.set_note(message, alert=alert)
         self._update_range()
 
     def swap(self) -> None:
@@ -1112,10 +1115,10 @@ class ViewerPanel(QWidget):
     @staticmethod
     def _media(mime) -> list:
         from graph_engine.workflow import MEDIA_SUFFIXES
-        from .view import STILL_SUFFIXES, frames_folder
+        from .view import SOUND_SUFFIXES, STILL_SUFFIXES, frames_folder
         from pathlib import Path
         return [u.toLocalFile().rstrip("/") or "/" for u in mime.urls() if u.isLocalFile() and (
-            Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES
+            Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES | SOUND_SUFFIXES
             and not Path(u.toLocalFile()).is_dir() or frames_folder(u.toLocalFile()))]
 
     def dragEnterEvent(self, event):

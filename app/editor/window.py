@@ -35,7 +35,7 @@ from .runner import Job, NodeStatus, RunController
 from .scene import GraphScene
 from .settings import EditorSettings
 from .thumbs import ThumbLoader
-from .view import LOOK_NODES, GraphView
+from .view import LOOK_NODES, SOUND_SUFFIXES, GraphView
 from .viewer import ViewerPanel
 
 WINDOWS: List["MainWindow"] = []
@@ -342,6 +342,9 @@ class MainWindow(QMainWindow):
         self._name_redo(doc.undo.redoText())
         self._viewing, self._stale, self._files = {}, set(), {}
         self._gone = {}                          # slot -> (node, undo index, picture) of a viewed node deleted
+        # slot -> (what the picture there was computed from (_signatures), the note it had before an edit put it
+        # out of date): an undo back to that graph takes the 'out of date' back
+        self._made_from = {}
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -529,6 +532,9 @@ class MainWindow(QMainWindow):
         if ids and all(t in LOOK_NODES.values() for t, _ in kinds):
             self.message(f"Added {', '.join(ids)}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
                          f"input to apply the look")
+        elif ids and all(t == "io.load_audio" for t, _ in kinds):
+            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
+                         f"(a clip's sound) or Encode Audio (speech)")
         elif ids:
             self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
@@ -660,6 +666,7 @@ class MainWindow(QMainWindow):
         """A finished run's workflow, exactly as it ran, in a new window (unsaved, so nothing is overwritten)."""
         doc = Document.from_text(job.yaml, None, self.doc.registry)
         doc.origin = job.workflow.path
+        doc.seeds_as_read = True            # its seeds made that run's outputs: its first run keeps them
         w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
         w.setWindowTitle(f"run #{job.id}[*] — Kinograph")
         w.show()
@@ -954,7 +961,8 @@ class MainWindow(QMainWindow):
         if ev.kind == "node_changed" and "bypass" not in ev.data:
             # A rename changes no output: renaming the sampler shown said 'A is out of date: press V'.
             return
-        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
+        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and (
+                self._ran or self.runs.current is not None):
             self._edits.start()
         if ev.node in self._infos and ev.kind in ("param_changed", "linked", "unlinked", "node_changed"):
             self._show_info(ev.node)
@@ -975,10 +983,37 @@ class MainWindow(QMainWindow):
             if (slot == "A" and self._follows_runs) or any(
                     reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
                 if slot != PREVIEW:
-                    self.viewer.canvas.set_note(f"{slot} is out of date: press V to recompute {nid}", alert=True)
+                    self._mark_out_of_date(slot, nid)
                 continue
             self._stale.add(slot)
             self._refresh_view.start()
+
+    def _mark_out_of_date(self, slot: str, nid: str) -> None:
+        """'out of date: press V' over the picture in `slot`, unless the graph is again what it was computed from
+        (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
+        what was on screen."""
+        made = self._made_from.get(slot)
+        target = self._view_target(nid)
+        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
+        if made is None or target is None:
+            canvas.set_note(note, alert=True)
+        elif made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]:
+            if canvas.note == note:
+                canvas.set_note(*made[1])
+        elif canvas.note != note:
+            self._made_from[slot] = (made[0], (canvas.note, canvas.alert))
+            canvas.set_note(note, alert=True)
+
+    def _shown_from(self, slot: str, graph, node: str) -> None:
+        """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it; out of date at once where
+        the graph was edited since that job was queued (a prompt changed while the render ran: the render came up
+        at the end with nothing over it, looking like the new prompt's), unless a new view of it is on its way."""
+        self._made_from[slot] = (self._signatures(graph, [node])[node], (self.viewer.canvas.note, self.viewer.canvas.alert))
+        nid = self._viewing.get(slot)
+        pending = slot in self._stale or any(j.kind == "view" and j.view[2] == slot and j.state in ("queued", "running")
+                                             for j in self.runs.jobs)
+        if nid in self.doc.graph.nodes and not pending:
+            self._mark_out_of_date(slot, nid)
 
     def _sync_picker(self, ev) -> None:
         """The picks on screen follow the node's parameters (an undo, a value typed in) and its removal."""
@@ -1035,11 +1070,18 @@ class MainWindow(QMainWindow):
                 note.commit_text()
 
     def _typed_text(self) -> List[tuple]:
-        """(node, parameter, text) of each field of the properties typed into and not yet applied, and
-        ("_notes", note, text) of a sticky note being typed."""
+        """(node, parameter, text) of each field of the properties typed into and not yet applied,
+        ("_notes", note, text) of a sticky note being typed, and ("_meta", "name" or "description", text) of the
+        workflow page's fields (a description typed for minutes was lost with a crash)."""
         nid = self.properties.node_id
         typed = [] if nid is None else [(nid, name, text) for name, ed in self.properties.editors.items()
                                          if (text := getattr(ed, "typed", lambda: None)()) is not None]
+        meta = self.properties._meta_edits if nid is None else None
+        if meta is not None:
+            g = self.doc.graph
+            typed += [("_meta", key, text) for key, text, was in (("name", meta[0].text(), g.name),
+                                                                   ("description", meta[1].toPlainText(), g.description))
+                      if text != was]
         notes = (self.doc.graph.ui.get("_notes") or {})
         return typed + [("_notes", k, n.text_item.toPlainText()) for k, n in self.scene.notes.items()
                         if n.text_item.editing() and n.text_item.toPlainText() != (notes.get(k) or {}).get("text")]
@@ -1118,8 +1160,35 @@ class MainWindow(QMainWindow):
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
     def _status(self, node_id: str, st) -> None:
+        if st is not None and st.state in RAN and self._edited_in_run([node_id]):
+            st = self._edited(st)
+        self._show_status(node_id, st)
+
+    def _show_status(self, node_id: str, st) -> None:
         self.scene.set_status(node_id, st)
         self.properties.show_status(node_id, st)
+
+    def _edited_in_run(self, nodes) -> set:
+        """Those of `nodes` the run under way computes from settings changed since it was queued (an edit while it
+        ran): a node's badge said 'done' from the moment it finished until the whole run had (minutes of a decode
+        after)."""
+        job = self.runs.current
+        if job is None or job.owner is not self.doc:
+            return set()
+        ran, g = job.workflow.graph, self.doc.graph
+        mine = [n for n in nodes if n in ran.nodes and n in g.nodes]
+        then, now = self._signatures(ran, mine), self._signatures(g, mine)
+        return {n for n in mine if then[n] != now[n]}
+
+    @staticmethod
+    def _edited(st) -> NodeStatus:
+        """The badge of a node a run computed, failed on or skipped, changed since: the next run does it again."""
+        if st.state in ("failed", "skipped"):
+            verb = "failed on" if st.state == "failed" else "skipped"
+            return NodeStatus("edited", message=f"changed since the last run {verb} it: the next run tries it "
+                                                f"again. That run said: {st.message}")
+        return NodeStatus("edited", message="changed since the last run, which computed it: the next run computes "
+                                            "it again")
 
     def _signature(self, graph, node_id: str):
         inst = graph.nodes[node_id]
@@ -1157,18 +1226,11 @@ class MainWindow(QMainWindow):
         g = self.doc.graph
         now = self._signatures(g, [n for n in self._ran if n in g.nodes])
         dirty = {n for n, sig in now.items() if sig != self._ran[n]}
-        for n, st in self.runs.status.items():
-            if st is None or st.state not in RAN or n not in self.scene.nodes:
-                continue
-            if n not in dirty:
-                self._status(n, st)
-            elif st.state in ("failed", "skipped"):
-                verb = "failed on" if st.state == "failed" else "skipped"
-                self._status(n, NodeStatus("edited", message=f"changed since the last run {verb} it: the next run "
-                                                             f"tries it again. That run said: {st.message}"))
-            else:
-                self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
-                                                             "the next run computes it again"))
+        shown = [(n, st) for n, st in self.runs.status.items()
+                 if st is not None and st.state in RAN and n in self.scene.nodes]
+        dirty |= self._edited_in_run([n for n, _ in shown])
+        for n, st in shown:
+            self._show_status(n, self._edited(st) if n in dirty else st)
 
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""
@@ -1251,6 +1313,7 @@ class MainWindow(QMainWindow):
             if value is not None:
                 self._viewing["A"], self._follows_runs = written[0], True
                 self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
+                self._shown_from("A", job.workflow.graph, target[0])
 
     def _mark_stale_views(self, job: Job) -> None:
         """A run in which a node shown in the viewer failed, or was not run because something it
@@ -1470,6 +1533,8 @@ class MainWindow(QMainWindow):
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
         self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
+        if node in job.workflow.graph.nodes and slot in self._viewing:
+            self._shown_from(slot, job.workflow.graph, node)
         if len(job.view) > 5 and job.view[5]:
             picker = self.viewer.canvas.picker
             if picker is not None and picker.node_id == shown:
@@ -1483,9 +1548,19 @@ class MainWindow(QMainWindow):
         from graph_engine.graph import Graph
         g = Graph()
         p = Path(path)
+        if p.suffix.lower() in MESH_SUFFIXES and not p.is_dir():
+            # Read as a video it was 'the file is damaged, cut short or not a video', in red.
+            self._viewing.pop(slot, None)
+            self._files.pop(slot, None)
+            self.viewer.fail(slot, f"{p.name} is a 3-D mesh, which this viewer does not draw: open it in Blender or "
+                                   f"another 3-D viewer (V on the node that made it says its vertices and triangles)",
+                             alert=False)
+            return None
         still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
-        nid = g.add_node("io.load_image" if still else "io.load_frames" if p.is_dir() else "io.load_video", "file",
-                         {"path": str(path)})
+        # A Save Audio's render opened from the history was read as a video: 'holds no pictures' in red.
+        sound = p.suffix.lower() in SOUND_SUFFIXES and not p.is_dir()
+        nid = g.add_node("io.load_image" if still else "io.load_audio" if sound else
+                         "io.load_frames" if p.is_dir() else "io.load_video", "file", {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
         # Named as the file (an earlier take with its folder): two takes side by side both read 'file.video'.
         name = f"{p.parent.name}/{p.name}" if p.parent.name == "takes" else p.name
@@ -1495,7 +1570,8 @@ class MainWindow(QMainWindow):
             self._follows_runs = False
         self.viewer.computing(slot, name)
         job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {p.name}",
-                               view=(nid, "image" if still else "video", slot, p.name, name, note), owner=self.doc)
+                               view=(nid, "image" if still else "audio" if sound else "video", slot, p.name, name,
+                                     note), owner=self.doc)
         tmp.close()
         return job
 
@@ -1517,6 +1593,7 @@ class MainWindow(QMainWindow):
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
                 self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}", self._backdrop(target, outputs))
+                self._shown_from(slot, ran, target[0])
 
     def _reread_files(self, job: Job) -> None:
         """A run that wrote again a file the viewer shows: the viewer showed the render it replaced (its file
@@ -1539,6 +1616,7 @@ class MainWindow(QMainWindow):
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
 
 
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx")      # io.save_glb's render, and its kin
 EXAMPLES = shipped("examples")
 
 
@@ -1583,6 +1661,8 @@ def loader_for(path) -> Optional[str]:
     suffix = p.suffix.lower()
     if frames_folder(p):
         return "io.load_frames"
+    if suffix in SOUND_SUFFIXES:
+        return "io.load_audio"          # as ComfyUI makes a LoadAudio of it (the drop was refused)
     if suffix in LOOK_NODES:
         return LOOK_NODES[suffix]
     if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):

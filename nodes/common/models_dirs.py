@@ -27,7 +27,7 @@ from graph_engine import NodeError
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models", "animatediff_models",
          "animatediff_motion_lora", "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers",
          "embeddings", "depth", "ipadapter", "style_models", "pose", "sam2", "annotators",
-         "audio_encoders", "model_patches", "optical_flow")
+         "audio_encoders", "model_patches", "background_removal", "optical_flow")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
 # ControlNets, IP-Adapters and LoRAs.

@@ -98,6 +98,15 @@ def encoder_family(kind: str, params: dict) -> str:
     return family if family in ("whisper", "wav2vec2") else ""
 
 
+def speech(sound: dict, reader: str) -> tuple:
+    """(layers, rate) of encode.audio's speech features; WanDancer's music features (the same socket type) refused,
+    naming the encoder `reader` (S2V, HuMo, InfiniteTalk) takes."""
+    if "layers" not in sound:
+        raise NodeError(f"these are WanDancer's music features (encode.wan_dancer_audio); {reader} reads a speech "
+                        "encoder's: connect encode.audio")
+    return sound["layers"], sound["fps"]
+
+
 def voice_preflight(wants: str, reader: str, file: str, *ports: str):
     """A node's preflight refusing voices encoded by the other kind of speech encoder (InfiniteTalk and S2V read
     wav2vec2's features, HuMo whisper's): it was refused only when the conditioning ran, after the Wan model and the
@@ -162,18 +171,18 @@ def holding(make, sd: dict, name: str, kind: str):
     return model
 
 
-def samples(audio) -> np.ndarray:
+def samples(audio, rate: int = RATE) -> np.ndarray:
     """`audio` (graph_engine.Audio: io.load_audio's span, or spans io.concat_audio joined, silence between) as
-    mono float samples at RATE."""
+    mono float samples at `rate`."""
     from nodes.io.sound import read_sound
     files, out = {}, []
     for p in audio.pieces():
         if not p.path:
-            out.append(np.zeros(int(round(p.duration * RATE)), np.float32))
+            out.append(np.zeros(int(round(p.duration * rate)), np.float32))
             continue
-        mono = files.setdefault(p.path, read_sound(p.path, RATE, mean=True)[1])
-        start = int(round(p.start * RATE))
-        stop = len(mono) if p.duration is None else start + int(round(p.duration * RATE))
+        mono = files.setdefault(p.path, read_sound(p.path, rate, mean=True)[1])
+        start = int(round(p.start * rate))
+        stop = len(mono) if p.duration is None else start + int(round(p.duration * rate))
         out.append(mono[start:stop] * np.float32(10 ** (p.gain / 20)))
     return np.concatenate(out)
 

@@ -46,7 +46,8 @@ def _as_bytes(t):
 
 
 def _block_scales(layer: str, fmt: str, scale, experts: int, rows: int, cols: int):
-    """Each expert's [rows, cols / block] scales in float32, untiled."""
+    """Each expert's [rows, cols / block] scales as stored (one byte each: NVFP4's float8_e4m3fn, MXFP8's E8M0),
+    untiled, checked: not NaN, not infinite."""
     import torch
     if scale is None:
         raise _damaged(layer, fmt, "it has no weight_scale (its block scales)")
@@ -57,16 +58,21 @@ def _block_scales(layer: str, fmt: str, scale, experts: int, rows: int, cols: in
                        f"one byte per block of {_BLOCK[fmt]} values of its {rows} x {cols} matrix in cuBLAS's 128 x 4 "
                        f"tiles ({tiled} a matrix)")
     raw = _as_bytes(scale.contiguous()).reshape(experts, tiled)
-    if fmt == "nvfp4":
-        values = raw.view(torch.float8_e4m3fn).to(torch.float32)
-    else:       # E8M0: a biased exponent, 2 ** (e - 127); comfy-kitchen's e8m0_to_f32 reads 0 as 0, 255 is NaN
-        e = raw.to(torch.int32)
-        if bool((e == 255).any()):
-            raise _damaged(layer, fmt, "its weight_scale holds the E8M0 NaN code (255)")
-        values = torch.where(e == 0, 0, e << 23).view(torch.float32)
-    if not bool(torch.isfinite(values).all()):
+    if fmt == "mxfp8" and bool((raw == 255).any()):
+        raise _damaged(layer, fmt, "its weight_scale holds the E8M0 NaN code (255)")
+    if not bool(torch.isfinite(scale_values(fmt, raw)).all()):
         raise _damaged(layer, fmt, "its weight_scale holds NaN or infinite values")
-    return torch.stack([untile(values[i], rows, blocks) for i in range(experts)])
+    return torch.stack([untile(raw[i], rows, blocks) for i in range(experts)])
+
+
+def scale_values(fmt: str, raw):
+    """Stored one-byte block scales (uint8) as float32: NVFP4's float8_e4m3fn; MXFP8's E8M0, a biased exponent,
+    2 ** (e - 127) (comfy-kitchen's e8m0_to_f32 reads 0 as 0; 255, NaN, is refused at load)."""
+    import torch
+    if fmt == "nvfp4":
+        return raw.view(torch.float8_e4m3fn).to(torch.float32)
+    e = raw.to(torch.int32)
+    return torch.where(e == 0, 0, e << 23).view(torch.float32)
 
 
 def _tensor_scale(layer: str, scale, experts: int):
@@ -86,7 +92,14 @@ def _tensor_scale(layer: str, scale, experts: int):
 def block_weight(layer: str, fmt: str, q, scale, scale_2=None, experts=None, dtype=None):
     """The plain weight of layer `layer` stored in `fmt` ("nvfp4" / "mxfp8"): q the stored weight, scale its
     weight_scale, scale_2 NVFP4's weight_scale_2, experts the tag's num_experts (None: a matrix); in `dtype`
-    (bfloat16 when None: ComfyUI quantises bf16 models, and float32 would double the memory)."""
+    (bfloat16 when None: ComfyUI quantises bf16 models, and float32 would double the memory), on q's device."""
+    return expand(fmt, q, *scales_of(layer, fmt, q, scale, scale_2, experts), dtype)
+
+
+def scales_of(layer: str, fmt: str, q, scale, scale_2=None, experts=None):
+    """(each expert's [rows, cols / block] stored block scales, untiled; NVFP4's per-tensor scale as [experts, 1, 1]
+    float32, None for MXFP8), the stored tensors' shapes and values checked: what a damaged or foreign file is
+    refused by. A sixteenth (NVFP4) or thirty-second of the weight's values, one byte each."""
     import torch
     bank = q.ndim == 3
     if q.ndim not in (2, 3) or (experts is not None and not (bank and q.shape[0] == experts)):
@@ -97,19 +110,34 @@ def block_weight(layer: str, fmt: str, q, scale, scale_2=None, experts=None, dty
         raise _damaged(layer, fmt, f"its weight is {str(q.dtype)[6:]}, not {want}")
     n, rows = (q.shape[0] if bank else 1), q.shape[-2]
     cols = q.shape[-1] * (2 if fmt == "nvfp4" else 1)
+    if not q.numel():       # no byte in the file: rows of no columns divided the row step by zero
+        raise _damaged(layer, fmt, f"its weight has shape {list(q.shape)}, which holds no values")
     if cols % _BLOCK[fmt]:
         raise _damaged(layer, fmt, f"its rows of {cols} values are not whole blocks of {_BLOCK[fmt]}")
-    q = q.reshape(n, rows, q.shape[-1])
     blocks = _block_scales(layer, fmt, scale, n, rows, cols)
+    return blocks, (_tensor_scale(layer, scale_2, n) if fmt == "nvfp4" else None)
+
+
+def expand(fmt: str, q, blocks, tensor_scale=None, dtype=None):
+    """The plain weight of stored weight `q` whose scales scales_of gave (of a bank's expert e: q, blocks and
+    tensor_scale sliced [e:e + 1]), on q's device."""
+    import torch
+    blocks = scale_values(fmt, blocks.to(q.device))
+    if tensor_scale is not None:
+        blocks = blocks * tensor_scale.to(q.device)
+    bank = q.ndim == 3
+    n, rows = (q.shape[0] if bank else 1), q.shape[-2]
+    cols = q.shape[-1] * (2 if fmt == "nvfp4" else 1)
+    q = q.reshape(n, rows, q.shape[-1])
     # Each stored byte's value(s) looked up in a table of all 256: NVFP4's two, the even column's (high nibble)
     # first, MXFP8's fp8 value; three times faster on the CPU than unpacking nibbles or casting fp8
     if fmt == "nvfp4":
-        blocks = blocks * _tensor_scale(layer, scale_2, n)
-        lut = torch.tensor(_E2M1)
+        lut = torch.tensor(_E2M1, device=q.device)
         table = torch.stack([lut.repeat_interleave(16), lut.repeat(16)], dim=-1)
     else:
-        table = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)[:, None]
-    out = torch.empty(n, rows, cols, dtype=dtype or torch.bfloat16)
+        table = torch.arange(256, dtype=torch.uint8, device=q.device).view(torch.float8_e4m3fn).to(torch.float32)
+        table = table[:, None]
+    out = torch.empty(n, rows, cols, dtype=dtype or torch.bfloat16, device=q.device)
     step = max(1, _ELEMENTS // cols)
     for e in range(n):
         for r in range(0, rows, step):

@@ -587,6 +587,8 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "s2v"                      # Wan 2.2 S2V: sound to video
     elif k.any("audio_proj.audio_proj_glob_1.layer.weight"):
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
+    elif k.any("music_projection.weight"):
+        kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -792,8 +794,15 @@ def _ltx2(k: Keys) -> Optional[Detection]:
         # scale on each layer's output; read as Gemma 3 it failed on its per-layer inputs or LTX-2's connectors
         hidden = (k.shape("model.embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight") or
                   (0, 0))[1]
+        # its towers (ComfyUI's names or transformers'): what text.generate can give it beside the prompt
+        towers = [what for what, key in (("vision", "vision_model.patch_embedder.input_proj.weight"),
+                                         ("audio", "audio_model.output_proj.weight"))
+                  if k.any(key, "model." + key.replace("_model.", "_tower.", 1))]
+        reads = {("vision", "audio"): ", with its vision and audio towers: it reads a picture and hears a sound",
+                 ("vision",): ", with its vision tower: it reads a picture"}.get(tuple(towers), ", text only")
         return Detection("text_encoder", "gemma4", {1536: "e2b", 2560: "e4b", 5376: "31b"}.get(hidden, f"h{hidden}"),
-                         why="Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders), read by text.generate")
+                         why=f"Gemma 4 (a scale on each layer: ComfyUI's gemma4_* text encoders){reads}, read by "
+                             "text.generate")
     elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
         # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
         # Gemma 2 has the same norms but no query norm.
@@ -1055,6 +1064,9 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         size = {4096: "xxl", 1024: "large", 768: "base", 512: "small"}.get(d, f"d{d}")
         return Detection("text_encoder", "umt5" if umt5 else "t5", size, why="encoder.block SelfAttention",
                          extra={"d_model": d})
+    if k.any("encoder.layers.0.mixer.Wqkv.weight") and k.any("embeddings.token_type_embeddings.weight"):
+        # Jina CLIP v2's text tower (ComfyUI's jina_clip_v2_*: NewBie-image's pooled prompt): Jina's XLM-RoBERTa
+        return Detection("text_encoder", "jina_clip2", "", why="Jina XLM-RoBERTa blocks (encoder.layers.N.mixer.Wqkv)")
     emb = k.shape("embeddings.token_embedding.weight")
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
@@ -1467,6 +1479,16 @@ def _omnigen2(k: Keys) -> Optional[Detection]:
                      why="layers.N.attn.to_q / ref_image_refiner / time_caption_embed")
 
 
+def _newbie(k: Keys) -> Optional[Detection]:
+    """NewBie-image's NextDiT (ComfyUI's NewBie-Image-Exp0.1-*): Lumina-Image 2.0's blocks with a pooled text input
+    (clip_text_pooled_proj), reading Gemma 3 4B's states; Z-Image's rule would take it for Z-Image."""
+    x = "clip_text_pooled_proj.1.weight"
+    if not k.has(x, "cap_embedder.1.weight", "layers.0.attention.qkv.weight", "x_embedder.weight"):
+        return None
+    return Detection("diffusion_model", "newbie", "", prefix=k.prefix_of(x) or "",
+                     why="NextDiT layers.N.attention.qkv with clip_text_pooled_proj")
+
+
 def _zimage(k: Keys) -> Optional[Detection]:
     """Z-Image's NextDiT (Tongyi's Z-Image Turbo / Z-Image) in ComfyUI's names (z_image_turbo_bf16.safetensors: fused
     attention.qkv, x_embedder, final_layer), as diffusers' single-file converter reads them, or in diffusers' own
@@ -1617,7 +1639,7 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -291,6 +291,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # its template.
     Family("pixeldit", "PixelDiT (image)", ("PixelDiTParts",), ("PixelDiTTransformer",), space_factor=1, fps=8.0,
            flow=True, cfg=4.0, steps=30, size=(1024, 1024), frames=1, patch=16, latents="pixel_space"),
+    # NewBie-image (NewBie-AI's Exp0.1, anime) keyframes: Lumina-Image 2.0's NextDiT over 2x2 patches of FLUX.1's
+    # latent, read by its ae.safetensors; prompts read by Gemma 3 4B (next-to-last layer) with Jina CLIP v2's pooled
+    # output in the modulation. Shift 6; 20 steps at cfg 5.5 in its template.
+    Family("newbie", "NewBie-image (image)", ("NewBieParts",), ("NewBieTransformer",), fps=8.0, flow=True, cfg=5.5,
+           steps=20, size=(1024, 1536), frames=1, patch=2, latents="flux"),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

@@ -42,7 +42,22 @@ def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Cond
             pil = pil.resize((int(side), int(side)), Image.BICUBIC)
     with torch.inference_mode():
         embeds = adapter.encode_image(pipe, pil, pipe.image_encoder.device)
-    return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"})
+        extra = _projected(pipe, pil)
+    return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"}, extra=extra)
+
+
+def _projected(pipe, pil) -> dict:
+    """{"clip_image_embeds": [1, P]}: the picture's projected CLIP embedding (the pooled output through
+    visual_projection, ComfyUI's CLIPVisionEncode image_embeds), which unCLIP (SDXL revision) reads, where the
+    model has the projection; {} otherwise."""
+    enc = pipe.image_encoder
+    # the CLIP processor load.clip_vision gives the file (an SVD pipeline's image_processor is its VAE's, and SVD
+    # prepares its pictures itself)
+    proc = getattr(pipe, "image_processor", None)
+    if not hasattr(enc, "visual_projection") or not hasattr(proc, "crop_size"):
+        return {}
+    px = proc(images=pil, return_tensors="pt").pixel_values.to(enc.device, enc.dtype)
+    return {"clip_image_embeds": enc(pixel_values=px).image_embeds.float().cpu()}
 
 
 def condition_frames(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,

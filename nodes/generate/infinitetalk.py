@@ -109,8 +109,10 @@ def features_per_frame(sound: dict) -> torch.Tensor:
     """encode.audio's layers [L + 1, T, D] (sound["fps"] a second) as InfiniteTalk reads them: the transformer
     layers' outputs (the first, the feature projection, dropped), linearly resampled (ends aligned) to one per
     25 fps video frame: [frames, L, D]."""
-    layers = sound["layers"][1:].float()
-    n = int(layers.shape[1] / float(sound["fps"]) * FPS)
+    from nodes.generate.audio_encoder import speech
+    layers, rate = speech(sound, "InfiniteTalk")
+    layers = layers[1:].float()
+    n = int(layers.shape[1] / float(rate) * FPS)
     if n < 1:
         raise NodeError("the sound is shorter than one video frame (40 ms): give a longer span")
     return F.interpolate(layers.transpose(1, 2), size=n, mode="linear", align_corners=True).permute(2, 0, 1)

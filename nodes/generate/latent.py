@@ -15,7 +15,9 @@ class Latent:
     mask (ComfyUI's noise_mask), when set: [1, 1, T, h, w], 1 where the sampler generates, 0 where it keeps
     `samples` as they are (a start image's latent frames for Wan 2.2 TI2V-5B). audio, when set: the sound's latent
     sampled with the video (LTX-2: [B, C, L, mel bins], normalised as the sampler sees it; ComfyUI's AV latent).
-    audio_mask, when set: [1, 1, L, 1], the sound's noise mask as mask is the video's (0 keeps a given song)."""
+    audio_mask, when set: [1, 1, L, 1], the sound's noise mask as mask is the video's (0 keeps a given song).
+    runs, when set: a video VAE decodes the frames in runs of this many latent frames, each alone (ComfyUI's
+    LatentCutToBatch along t: WanDancer's key frames, one picture per latent frame)."""
     samples: "object"
     family: str
     frames: int
@@ -25,18 +27,20 @@ class Latent:
     mask: "object" = None
     audio: "object" = None
     audio_mask: "object" = None
+    runs: int = 0
 
     def to_state(self):
         tensors = {k: v for k, v in (("samples", self.samples), ("mask", self.mask), ("audio", self.audio),
                                      ("audio_mask", self.audio_mask)) if v is not None}
-        return tensors, {"family": self.family, "frames": self.frames, "fps": self.fps, "width": self.width,
-                         "height": self.height}
+        meta = {"family": self.family, "frames": self.frames, "fps": self.fps, "width": self.width,
+                "height": self.height}
+        return tensors, {**meta, "runs": self.runs} if self.runs else meta
 
     @classmethod
     def from_state(cls, tensors, meta):
         return cls(tensors["samples"], meta["family"], int(meta["frames"]), float(meta["fps"]),
                    int(meta["width"]), int(meta["height"]), tensors.get("mask"), tensors.get("audio"),
-                   tensors.get("audio_mask"))
+                   tensors.get("audio_mask"), int(meta.get("runs", 0)))
 
     def nbytes_estimate(self) -> int:
         return sum(int(t.element_size() * t.numel()) for t in (self.samples, self.audio) if t is not None)
@@ -319,8 +323,7 @@ def cut_to_batch(latent: Latent, size: int) -> Latent:
     """ComfyUI's LatentCutToBatch along t: the latent's frames in runs of `size` (a remainder past the last whole
     run dropped, as ComfyUI drops it), each run decoded on its own (ComfyUI: a batch item). Kinograph keeps pictures
     as a latent's frames, so where the VAE decodes frame by frame (a picture model's: Qwen-Image-Layered's layers)
-    the runs are those frames as they are. A video VAE decodes a run as its own clip, which a latent's frames
-    cannot hold apart: that is refused, naming what does it."""
+    the runs are those frames as they are. A video VAE decodes each run as its own clip (vae.decode joins them)."""
     from graph_engine import NodeError
     from nodes.generate.families import family as family_spec
     if size < 1:
@@ -328,9 +331,9 @@ def cut_to_batch(latent: Latent, size: int) -> Latent:
     t = latent.samples.shape[2]
     if size >= t:
         return latent
-    if family_spec(latent.family).time_factor != 1:
-        raise NodeError(f"{family_spec(latent.family).title}'s VAE decodes frames together, so runs of {size} of "
-                        f"this latent's {t} frames cannot each be decoded alone here: cut each run with latent.cut, "
-                        "decode it (vae.decode) and join the clips with video.concat")
     whole = t // size * size
-    return latent if whole == t else cut_latent(latent, "t", 0, whole)
+    cut = latent if whole == t else cut_latent(latent, "t", 0, whole)
+    spec = family_spec(latent.family)
+    if spec.time_factor == 1:
+        return cut
+    return replace(cut, runs=size, frames=whole // size * spec.pixel_frames(size))

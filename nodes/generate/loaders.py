@@ -92,6 +92,9 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                               "vae": "load.vae (minimax_h3_video_vae_fp16.safetensors)"},
                "flux3": {"text_encoder": "load.text_encoder (qwen3vl_4b_int8_convrot.safetensors, type flux3)",
                          "vae": "load.vae (flux2-vae.safetensors)"},
+               "newbie": {"text_encoder": "load.text_encoder (gemma_3_4b_it_bf16.safetensors + "
+                                          "jina_clip_v2_bf16.safetensors, type newbie)",
+                          "vae": "load.vae (ae.safetensors)"},
                "pixeldit": {"text_encoder": "load.text_encoder (gemma_2_2b_it_elm_*.safetensors, type pixeldit)",
                             "vae": "load.vae (pixel_space)"},
                "lens": {"text_encoder": "load.text_encoder (gpt_oss_20b_*.safetensors, type lens)",

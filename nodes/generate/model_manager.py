@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "mage_flow": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "pixeldit": "diffusion_models", "hunyuan3d": "checkpoints", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "mage_flow": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "pixeldit": "diffusion_models", "newbie": "diffusion_models", "hunyuan3d": "checkpoints", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -235,7 +235,7 @@ def dtype_of(name: str, family: str, device: str):
             # runs it on a bf16 device (its fp16 files cast up); ACE-Step v1's DiT as ComfyUI runs it (bf16 or fp32)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
                                         "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu", "omnigen2",
-                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "mage_flow", "anima", "lens", "pixeldit", "hunyuan3d", "hidream_o1",
+                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "mage_flow", "anima", "lens", "pixeldit", "newbie", "hunyuan3d", "hidream_o1",
                                         "ace_step") and \
                 device.startswith("cuda") \
                 else "fp16"
@@ -710,6 +710,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "ipadapter":
         return ipadapter_support(det)
+    if det.family == "gemma4" and det.role == "text_encoder":
+        # a language model no family draws with: its note says what text.generate can give it beside the prompt
+        return True, f"load.text_encoder (type auto): {det.why}"
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
@@ -807,6 +810,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("animate2"):
         return True, ("load.diffusion_model: Wan Animate 2, a character from a reference image moved as a driving "
                       "video moves (condition.wan_animate2)")
+    if det.family == "wan" and det.variant.startswith("dancer"):
+        return True, ("load.diffusion_model: WanDancer, a picture dancing to music (condition.wan_dancer; its global "
+                      "file draws a song's key frames, its local file the frames between them)")
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")

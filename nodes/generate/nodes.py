@@ -279,7 +279,11 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
 @node("text.generate", title="Generate Text", category="Conditioning", device="gpu",
       outputs={"text": STRING, "thinking": STRING})
 def text_generate(ctx, text_encoder: TEXT_ENCODER,
-                  image: IMAGE = Input(optional=True, help="a picture for the model to read (Qwen3-VL, Qwen3.5)"),
+                  image: IMAGE = Input(optional=True, help="a picture for the model to read (Qwen3-VL, Qwen3.5, "
+                                                           "Gemma 4)"),
+                  audio: AUDIO = Input(optional=True, help="a sound for the model to hear (Gemma 4 E2B, E4B)"),
+                  video: VIDEO = Input(optional=True, help="a video for the model to watch, one frame a second as "
+                                                           "ComfyUI takes it (every 24th frame; Gemma 4)"),
                   prompt: str = Param("", kind="text", help="what to ask the model (write or enhance a prompt)"),
                   system_prompt: str = Param("", kind="text", help="instructions in the chat's system turn (how to "
                                                                    "answer); empty: none"),
@@ -297,14 +301,19 @@ def text_generate(ctx, text_encoder: TEXT_ENCODER,
                   use_default_template: bool = Param(True, help="wrap the prompt in the model's chat turn; off: "
                                                                 "the text as written (no system turn)")):
     """Write text with the text encoder's own language model (ComfyUI's TextGenerate): Qwen3 (qwen_3_4b), Gemma 3
-    (LTX-2's gemma_3_12B_it), Qwen3-VL (qwen3vl_4b) or Qwen3.5 (qwen3.5_4b), both of which also read `image`, loaded
+    (LTX-2's gemma_3_12B_it), Gemma 4 (gemma4_e4b_it), Qwen3-VL (qwen3vl_4b) or Qwen3.5 (qwen3.5_4b), the last three of
+    which also read `image` (and Gemma 4 watches `video` and E2B / E4B hear `audio`, as ComfyUI prepares them), loaded
     by load.text_encoder answer `prompt`, following `system_prompt`, through transformers' generate. The same seed gives the same text, which
     the run's log shows. CLIP and T5 encoders have no language model and are refused."""
     from nodes.generate.textgen import generate_text
+    if video is not None and image is not None:
+        ctx.log("image is not read: Gemma 4 reads the video's frames in its place, as ComfyUI does")
+        image = None
     text, reasoning = generate_text(text_encoder, prompt, max_length=max_length, sample=sampling,
                                     temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                     repetition_penalty=repetition_penalty, seed=seed, thinking=thinking,
-                                    use_template=use_default_template, system=system_prompt, image=image)
+                                    use_template=use_default_template, system=system_prompt, image=image,
+                                    audio=audio, video=video)
     ctx.log(f"generated: {text}")       # what ComfyUI's PreviewAny shows, in the run's log
     return {"text": text, "thinking": reasoning}
 
@@ -483,6 +492,18 @@ def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
                           image2: IMAGE = Input(optional=True, help="a second picture"),
                           image3: IMAGE = Input(optional=True, help="a third picture"),
                           image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                          image5: IMAGE = Input(optional=True, help="a fifth picture"),
+                          image6: IMAGE = Input(optional=True, help="a sixth picture"),
+                          image7: IMAGE = Input(optional=True, help="a seventh picture"),
+                          image8: IMAGE = Input(optional=True, help="an eighth picture"),
+                          image9: IMAGE = Input(optional=True, help="a ninth picture"),
+                          image10: IMAGE = Input(optional=True, help="a tenth picture"),
+                          image11: IMAGE = Input(optional=True, help="an eleventh picture"),
+                          image12: IMAGE = Input(optional=True, help="a twelfth picture"),
+                          image13: IMAGE = Input(optional=True, help="a thirteenth picture"),
+                          image14: IMAGE = Input(optional=True, help="a fourteenth picture"),
+                          image15: IMAGE = Input(optional=True, help="a fifteenth picture"),
+                          image16: IMAGE = Input(optional=True, help="a sixteenth picture"),
                           text: str = Param("", kind="text", help="the prompt, or what to change"),
                           negative: str = Param("", kind="text", help="the negative prompt, read with the same "
                                                                       "pictures"),
@@ -495,7 +516,8 @@ def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
     transformer to read beside the noise, and the latent to sample is the result's size. Sample base / edit at cfg 5
     over 30 steps, Turbo at cfg 1 over 4."""
     from nodes.generate.mage_flow_edit import encode_mage_flow_edit as run
-    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    pictures = [p for p in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10, image11,
+                            image12, image13, image14, image15, image16) if p is not None]
     positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
     return {"positive": positive, "negative": neg, "latent": latent}
 
@@ -1450,8 +1472,8 @@ def latent_cut_to_batch(ctx, latent: LATENT,
                         size: int = Param(1, min=1, max=16384, help="latent frames in each run decoded on its own")
                         ) -> LATENT:
     """A latent's frames in runs, each decoded on its own, as ComfyUI's LatentCutToBatch along t: Qwen-Image-Layered's
-    templates give each layer to the VAE this way. A picture model's frames already decode one by one; a video
-    model's runs are refused (cut them with latent.cut and decode each)."""
+    templates give each layer to the VAE this way, WanDancer's each key frame. A picture model's frames already
+    decode one by one; a video model's runs are decoded each alone by vae.decode, one after another."""
     from nodes.generate.latent import cut_to_batch
     return cut_to_batch(latent, size)
 

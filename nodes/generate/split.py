@@ -30,11 +30,11 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "longcat_image": "longcat", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
               "minimax": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2",
               "mage": "mage_flow", "mage_flow": "mage_flow",
-              "omnigen2": "omnigen2", "lens": "lens", "pixeldit": "pixeldit"}
+              "omnigen2": "omnigen2", "lens": "lens", "pixeldit": "pixeldit", "newbie": "newbie"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
-                  "qwen3": "flux2", "gemma3": "ltx2", "gpt_oss": "lens", "gemma2": "pixeldit"}
+                  "qwen3": "flux2", "gemma3": "ltx2", "gpt_oss": "lens", "gemma2": "pixeldit", "jina_clip2": "newbie"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
@@ -45,7 +45,7 @@ FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "huny
                    "hidream": ("clip_l", "clip", "clip_g", "t5", "llama"), "longcat": ("qwen25vl",),
                    "ovis": ("qwen3",), "minimax_h3": ("qwen3vl",), "flux3": ("qwen3vl",), "boogu": ("qwen3vl",),
                    "joyimage": ("qwen3vl",), "fibo2": ("qwen3vl",), "mage_flow": ("qwen3vl",), "omnigen2": ("qwen25vl",), "anima": ("qwen3",),
-                   "lens": ("gpt_oss",), "pixeldit": ("gemma2",)}
+                   "lens": ("gpt_oss",), "pixeldit": ("gemma2",), "newbie": ("gemma3", "jina_clip2")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
@@ -53,7 +53,7 @@ TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", 
            "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5_image", "ltx2": "ltx2", "zimage": "lumina2", "hidream": "hidream",
            "longcat": "longcat_image", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4",
            "minimax_h3": "minimax", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2", "mage_flow": "mage",
-           "omnigen2": "omnigen2", "anima": "sd", "lens": "lens", "pixeldit": "pixeldit"}
+           "omnigen2": "omnigen2", "anima": "sd", "lens": "lens", "pixeldit": "pixeldit", "newbie": "newbie"}
 # Language models loaded for text generation alone: no model family of Kinograph's reads their prompts
 LANGUAGE_ONLY = {"qwen35": "Qwen3.5", "gemma4": "Gemma 4"}
 # How ComfyUI reads a picture for Qwen3.5: 16-pixel patches merged 2x2, CLIP's mean and spread, 3136 to 12845056 pixels
@@ -146,6 +146,8 @@ def pipeline(family: str, variant: str = "", **parts):
         from nodes.generate.adapters.lens import LensParts as cls
     elif family == "pixeldit":
         from nodes.generate.adapters.pixeldit import PixelDiTParts as cls
+    elif family == "newbie":
+        from nodes.generate.adapters.newbie import NewBieParts as cls
     elif family == "seedvr2":
         from nodes.generate.adapters.seedvr2 import SeedVR2Parts as cls
     elif family == "anima":
@@ -247,7 +249,9 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             device, "hidream")
     if det.family in LANGUAGE_ONLY:
         return _load_language_model(mm, path, det, type_, device)
-    if det.family == "gemma3" or type_ == "ltx2":
+    if det.family == "gemma3" and type_ in ("", "auto") and name2 and _jina(name2):
+        type_ = "newbie"                # Gemma 3 with Jina CLIP v2 is NewBie-image's pair, not LTX-2's Gemma
+    if (det.family == "gemma3" and type_ != "newbie") or type_ == "ltx2":
         from nodes.generate.ltx2_text import load_ltx2_text
         return load_ltx2_text(mm, path, det, name2, type_, device)
     if name3 or type_ == "sd3" or (type_ in ("", "auto") and det.family == "clip_g"):
@@ -279,6 +283,8 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
         files = hunyuan15_files(files)
     if family in ("kandinsky5", "kandinsky5image"):     # Qwen2.5-VL is its pipeline's text_encoder, CLIP-L its text_encoder_2
         files = sorted(files, key=lambda f: f[1].family != "qwen25vl")
+    if family == "newbie":          # Gemma 3 4B is its text_encoder, Jina CLIP v2 its text_encoder_2
+        files = sorted(files, key=lambda f: f[1].family != "gemma3")
 
     def build():
         parts = {}
@@ -303,6 +309,15 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
     return ComponentHandle(family, where, pipe, "text_encoder", device)
 
 
+def _jina(name: str) -> bool:
+    """Whether the text encoder `name` is Jina CLIP v2's (an LTX-2 checkpoint, Gemma 3's other partner, lives in
+    checkpoints/: not found here, it is not)."""
+    try:
+        return detect_file(_resolve(name, "text_encoders", "second text encoder")).family == "jina_clip2"
+    except NodeError:
+        return False
+
+
 def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str) -> ComponentHandle:
     """A language model no Kinograph model family encodes prompts with (Qwen3.5: MOSS-Image's encoder), loaded for
     text.generate alone, with its tokenizer (and, with its vision tower, the processor that prepares pictures)."""
@@ -321,6 +336,9 @@ def _load_language_model(mm, path: Path, det: Detection, type_: str, device: str
             from nodes.generate.adapters.qwenimage21 import file_processor
             link_vision_tokens(parts.text_encoder, parts.tokenizer)
             parts.processor = file_processor(parts.tokenizer, QWEN35_PICTURES)
+        if hasattr(parts.text_encoder.model, "vision_tower"):      # Gemma 4 with its towers
+            from nodes.generate.gemma4_media import link_media_tokens
+            link_media_tokens(parts.text_encoder, parts.tokenizer)
         return parts
     pipe = mm.cached(("text_encoder", str(path), det.family, str(dtype), device), build, files=[path])
     return ComponentHandle(det.family, str(path), pipe, "text_encoder", device)
@@ -636,12 +654,17 @@ def _embedded_spiece(path: Path, det: Detection):
 
     It is rebuilt as a `tokenizers` Unigram from the model's own pieces and scores (what transformers'
     converter does, without needing protobuf), so prompts tokenize as sentencepiece tokenizes them."""
-    if det.family not in ("umt5", "t5", "gemma3", "gemma2") or path.suffix.lower() not in (".safetensors", ".sft"):
+    if det.family not in ("umt5", "t5", "gemma3", "gemma2", "jina_clip2") or \
+            path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     from nodes.generate.detect import read_header
     if "spiece_model" not in read_header(path).shapes:
         return None
     from safetensors import safe_open
+    if det.family == "jina_clip2":
+        from nodes.generate.jina_clip2 import JinaTokenizer
+        with safe_open(str(path), "pt") as f:
+            return JinaTokenizer(f.get_tensor("spiece_model").numpy().tobytes())
     if det.family in ("gemma3", "gemma2"):
         from nodes.generate.ltx2_text import gemma_tokenizer
         with safe_open(str(path), "pt") as f:

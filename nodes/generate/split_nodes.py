@@ -13,7 +13,7 @@ from nodes.generate.preflight import diffusion_model_preflight
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
 TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
               "flux2", "kandinsky5", "kandinsky5_image", "ltx2", "lumina2", "hidream",
-              "longcat_image", "ovis", "krea2", "minimax", "flux3", "boogu", "ideogram4", "joyimage", "omnigen2", "lens", "fibo2", "pixeldit", "mage")
+              "longcat_image", "ovis", "krea2", "minimax", "flux3", "boogu", "ideogram4", "joyimage", "omnigen2", "lens", "fibo2", "pixeldit", "mage", "newbie")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu",
@@ -62,7 +62,8 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
                                              "JoyImage Edit's Qwen3-VL-8B; omnigen2: OmniGen2's "
                                              "Qwen2.5-VL-3B; lens: Lens's GPT-OSS-20B; fibo2: FIBO 2's "
                                              "Qwen3-VL-4B; pixeldit: PixelDiT's Gemma-2-2B; mage: Mage-Flow's "
-                                             "Qwen3-VL-4B)")) -> TEXT_ENCODER:
+                                             "Qwen3-VL-4B; newbie: NewBie-image's Gemma 3 4B + "
+                                             "Jina CLIP v2)")) -> TEXT_ENCODER:
     """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader / TripleCLIPLoader / QuadrupleCLIPLoader), with its
     tokenizer found inside the file, beside it, or in a local model folder; never downloaded."""
     from nodes.generate.model_manager import manager_for

@@ -1,11 +1,12 @@
 """Text generation with a text encoder's own language model, as ComfyUI's TextGenerate does it (a prompt written or
-enhanced by Qwen3, Gemma 3, Gemma 4, Qwen3-VL or Qwen3.5, the very file that encodes prompts; Qwen3-VL reading a picture
-too).
+enhanced by Qwen3, Gemma 3, Gemma 4, Qwen3-VL or Qwen3.5, the very file that encodes prompts; Qwen3-VL, Qwen3.5 and
+Gemma 4 reading a picture too, Gemma 4 E2B / E4B hearing a sound).
 
 The encoder Kinograph already loads (load.text_encoder: Qwen3Model, Gemma3TextModel) is wrapped in transformers'
 causal-LM class of the same family, its output head the file's own `lm_head` or, where the model ties it, the token
 embeddings (Qwen3-4B, Gemma 3); Qwen3-VL, Qwen3.5 and Gemma 4 load as Qwen3VLForConditionalGeneration,
-Qwen3_5ForCausalLM and Gemma4ForCausalLM, which generate as they are.
+Qwen3_5ForCausalLM and Gemma4ForCausalLM (Gemma4ForConditionalGeneration where the file holds its towers), which
+generate as they are.
 transformers' `generate` samples: no sampler is written here. A file whose model has an untied head that the file left
 out (ComfyUI's conditioning-only cuts) cannot generate and says so."""
 from __future__ import annotations
@@ -35,13 +36,16 @@ QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 QWEN_THINK = {"Qwen3-VL": ("", "<think>\n"), "Qwen3.5": ("<think>\n</think>\n", "")}
 # Models that generate as loaded (no causal-LM wrapper), by class, with their family's name
 GENERATES = {"Qwen3VLForConditionalGeneration": "Qwen3-VL", "Qwen3_5ForCausalLM": "Qwen3.5",
-             "Qwen3_5ForConditionalGeneration": "Qwen3.5", "Gemma4ForCausalLM": "Gemma 4"}
+             "Qwen3_5ForConditionalGeneration": "Qwen3.5", "Gemma4ForCausalLM": "Gemma 4",
+             "Gemma4ForConditionalGeneration": "Gemma 4"}
+# Models that read pictures and hear sounds through their own towers, prepared as ComfyUI prepares them
+TOWERS = ("Gemma4ForConditionalGeneration",)
 # Hidden sizes whose released models keep an untied output head: without lm_head in the file they cannot generate
 UNTIED = {"Qwen3Model": {4096: "Qwen3-8B"}, "Qwen3VLForConditionalGeneration": {4096: "Qwen3-VL-8B"},
           "Qwen3_5ForCausalLM": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"},
           "Qwen3_5ForConditionalGeneration": {4096: "Qwen3.5-9B", 5120: "Qwen3.5-27B"}}
 CAN_GENERATE = ("Qwen3 (qwen_3_4b, qwen_3_8b with its lm_head), Gemma 3 (gemma_3_12B_it), Gemma 4 (gemma4_e4b_it, "
-                "text only), Qwen3-VL (qwen3vl_4b, qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 "
+                "gemma4_e2b_it: a picture and a sound too; gemma4_31b: a picture), Qwen3-VL (qwen3vl_4b, qwen3vl_8b with its lm_head; it reads a picture too) and Qwen3.5 "
                 "(qwen3.5_4b, qwen3.5_9b)")
 
 
@@ -145,7 +149,7 @@ def stop_ids(tokenizer) -> List[int]:
 def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True, temperature: float = 0.7,
                  top_k: int = 64, top_p: float = 0.95, min_p: float = 0.05, repetition_penalty: float = 1.05,
                  seed: int = 0, thinking: bool = False, use_template: bool = True, system: str = "",
-                 image=None) -> Tuple[List[int], object]:
+                 image=None, audio=None, video=None) -> Tuple[List[int], object]:
     """The generated token ids (the stop token included, as ComfyUI's) and the tokenizer that reads them: at most
     max_length, and never past the model's context. Deterministic for a seed: the draw runs on its own seeded random
     stream, the global one left as it was."""
@@ -154,18 +158,33 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     lm = causal_lm(handle)
     title = title_of(lm)
     proc = getattr(handle.pipe, "processor", None)
-    if image is not None and proc is None:
+    towers = type(lm).__name__ in TOWERS
+    if video is not None and not towers:
+        raise NodeError(f"{_file(handle)} is a {title} language model, which reads no video: leave `video` unlinked, "
+                        "or generate with Gemma 4 (gemma4_e4b_it), which reads its frames")
+    if audio is not None and not towers:
+        raise NodeError(f"{_file(handle)} is a {title} language model, which hears no sound: leave `audio` unlinked, "
+                        "or generate with Gemma 4 E2B or E4B (gemma4_e4b_it), which hear it")
+    if image is not None and proc is None and not towers:
         what = {"Qwen3.5": "a file without its vision tower (visual.*)",
-                "Gemma 4": "whose vision tower Kinograph does not read yet"}.get(title, "a model that reads no pictures")
+                "Gemma 4": "a file without its vision tower (vision_model.*)"}.get(title, "a model that reads no pictures")
         raise NodeError(f"{_file(handle)} is a {title} language model, {what}: leave `image` unlinked, or generate "
-                        "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b) or Qwen3.5 with its vision tower, which read one")
-    if image is not None and not use_template:
-        # the picture's place is a placeholder in the chat turn, which the processor widens to its patches
-        raise NodeError(f"{_file(handle)} reads a picture inside its chat turn, and use_default_template off sends the "
-                        "prompt as written, with no place for it: set use_default_template on, or leave `image` "
-                        "unlinked")
-    text = chat_prompt(getattr(handle.pipe, "tokenizer", None), prompt, title, thinking, use_template, system,
-                       image is not None)
+                        "with Qwen3-VL (qwen3vl_4b, qwen3vl_8b), Qwen3.5 or Gemma 4 with its vision tower, which read one")
+    if (image is not None or audio is not None or video is not None) and not use_template:
+        # the picture's or sound's place is a placeholder in the chat turn, widened to its soft tokens
+        raise NodeError(f"{_file(handle)} reads a picture or sound inside its chat turn, and use_default_template off "
+                        "sends the prompt as written, with no place for it: set use_default_template on, or leave "
+                        "`image`, `video` and `audio` unlinked")
+    media, media_inputs = "", {}
+    if towers and (image is not None or audio is not None or video is not None):
+        import numpy as np
+        from nodes.generate.audio_encoder import samples
+        from nodes.generate.gemma4_media import media as gemma4_media, video_frames
+        media, media_inputs = gemma4_media(title, [] if image is None else [np.asarray(image)],
+                                           None if audio is None else samples(audio), lm,
+                                           () if video is None else video_frames(video))
+    text = chat_prompt(getattr(handle.pipe, "tokenizer", None), media + prompt, title, thinking, use_template,
+                       system, image is not None and not towers)
     if proc is not None:
         # the processor widens the picture's placeholder to its patch count and makes the patches
         tok = proc.tokenizer
@@ -173,7 +192,8 @@ def generate_ids(handle, prompt: str, max_length: int = 512, sample: bool = True
     else:
         tok = handle.pipe.tokenizer
         # Gemma's <bos> is in its turn text's tokenization already (add_bos_token); Qwen3's template adds nothing
-        enc = tok(text, return_tensors="pt", add_special_tokens=not use_template or title == "Gemma 3")
+        enc = {**tok(text, return_tensors="pt", add_special_tokens=not use_template or title == "Gemma 3"),
+               **media_inputs}
     max_length = _room(enc["input_ids"].shape[1], lm, title, use_template, max_length)
     device = lm.lm_head.weight.device
     inputs = {k: v.to(device) for k, v in enc.items() if k != "token_type_ids"}

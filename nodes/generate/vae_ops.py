@@ -114,6 +114,18 @@ def _frames(vae, latent: Latent) -> Clip:
             raise NodeError(_not_finite(vae, zz))
         return pixels
 
+    if latent.runs and not adapter.vae_per_frame():
+        # runs decoded each alone, one run a chunk (latent.cut_to_batch)
+        size = latent.runs
+        per = family_spec(latent.family).pixel_frames(size)
+
+        def run(a: int, b: int) -> np.ndarray:
+            first = a // per
+            block = np.concatenate([to_uint8(decode(z[:, :, r * size:(r + 1) * size], False)[0])[:per, :h, :w]
+                                    for r in range(first, (b - 1) // per + 1)])
+            return block[a - first * per:b - first * per]
+        return _clip(n, latent.fps, w, h, run, per, decodes_alpha(pipe))
+
     if adapter.vae_per_frame() and video is None:
         def reader(a: int, b: int) -> np.ndarray:
             return to_uint8(decode(z[:, :, a:b], True)[0])[:, :h, :w]

@@ -54,7 +54,8 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
             pos["humo_reference"] = get_adapter("wan").vae_encode(
                 vae.pipe, _pixels(vae.pipe, [reference], width, height))[:, :, :1]
     if sound is not None:
-        feats = windows(sound["layers"], sound["fps"], frames)
+        from nodes.generate.audio_encoder import speech
+        feats = windows(*speech(sound, "HuMo"), frames)
         pos["humo_audio"], neg["humo_audio"] = feats, torch.zeros_like(feats)
     return {"positive": positive.with_extra(**pos), "latent": latent,
             "negative": None if negative is None else negative.with_extra(**neg)}

@@ -70,7 +70,8 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     extra, silent = {}, {}
     if sound is not None:
         offset = previous.samples.shape[2] * 4 if previous is not None else 0
-        feats = sound_per_frame(sound["layers"], sound["fps"], latent_frames * 4, offset)
+        from nodes.generate.audio_encoder import speech
+        feats = sound_per_frame(*speech(sound, "Wan 2.2 S2V"), latent_frames * 4, offset)
         if feats.shape[-1]:
             extra["s2v_audio"], silent["s2v_audio"] = feats, torch.zeros_like(feats)
     with torch.inference_mode():

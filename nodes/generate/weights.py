@@ -9,11 +9,12 @@ values instead gives weights hundreds of times too large, which is what a naive 
 mixed-precision files (flux2_dev_fp8mixed: some layers fp8 with a `<layer>.weight_scale`, a `<layer>.comfy_quant`
 description and an `.input_scale`, the rest bf16) are folded the same way. ComfyUI's ConvRot files
 (`*_int8_convrot`: int8 weights of a matrix rotated by a Hadamard transform over groups of its inputs, one scale per
-row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back at load, as comfy-kitchen's
-dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time: a
-safetensors file's tensors are mapped from the file, so the load takes about the dequantised weights' memory.
+row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back, as comfy-kitchen's
+dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time.
 ComfyUI's block-scaled files (`*_nvfp4`, `*_fp4_mixed`, `*_mxfp8`: layers tagged nvfp4 or mxfp8, expert banks too)
-are dequantised the same way by nodes/generate/block_quant.py."""
+are dequantised the same way by nodes/generate/block_quant.py. Those layers (and plain fp8 matrices) are checked at
+load and kept as stored, each a PackedWeight (nodes/generate/packed_weight.py) that dequantises for the operation
+reading it, so a model holds the file's bytes, not the expanded matrices' (dequantise's `packed`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from graph_engine import NodeError
-from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, block_weight
+from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
@@ -95,12 +96,15 @@ def _numel(shape) -> int:
     return n
 
 
-def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
+def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, packed: bool = True
+               ) -> Dict[str, "object"]:
     """fp8_scaled folded (weight * scale_weight), ConvRot rotated back, NVFP4 / MXFP8 blocks scaled, fp8 cast to `dtype` unless keep_fp8, markers
     dropped.
 
     dtype None keeps fp16/bf16/fp32 tensors as stored, casts fp8 to float32 and gives ConvRot, NVFP4 and MXFP8 layers
-    in bfloat16."""
+    in bfloat16. With `packed` a quantised layer's weight (a matrix or an expert bank) is a PackedWeight: the stored
+    tensors, checked here, standing for that plain weight and expanded only for the operation that reads it (see
+    nodes/generate/packed_weight.py); without, the plain weight itself."""
     import torch
     fp8 = _fp8_dtypes()
     out = {}
@@ -114,29 +118,52 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
             base = name[: -len(".weight")]
             cfg = quant_config(base, state.get(base + ".comfy_quant"))
             if cfg is not None and cfg["format"] in BLOCK_FORMATS:
-                out[name] = block_weight(base, cfg["format"], t, state.get(base + ".weight_scale"),
-                                         state.get(base + ".weight_scale_2"), cfg["experts"], dtype)
+                blocks, tensor_scale = scales_of(base, cfg["format"], t, state.get(base + ".weight_scale"),
+                                                 state.get(base + ".weight_scale_2"), cfg["experts"])
+                if packed:
+                    shape = (*t.shape[:-1], t.shape[-1] * (2 if cfg["format"] == "nvfp4" else 1))
+                    out[name] = _packed("block", base, {"q": t, "blocks": blocks, "tensor_scale": tensor_scale}, shape,
+                                        dtype or torch.bfloat16, cfg)
+                else:
+                    out[name] = expand(cfg["format"], t, blocks, tensor_scale, dtype)
                 continue
             if base + ".weight_scale_2" in state:
                 raise NodeError(_nvfp4(base))
             if cfg is not None and cfg["rotation"]:
-                out[name] = convrot_weight(base, t, state.get(base + ".weight_scale"), cfg, dtype)
+                scale = convrot_scale(base, t, state.get(base + ".weight_scale"), cfg)
+                cols = t.shape[1] * (2 if cfg["format"] == "convrot_w4a4" else 1)
+                out[name] = (_packed("convrot", base, {"q": t, "scale": scale}, (t.shape[0], cols),
+                                     dtype or torch.bfloat16, cfg) if packed else rotate_back(t, scale, cfg, dtype))
                 continue
             scale = state.get(base + ".scale_weight")
             if scale is None:
                 scale = state.get(base + ".weight_scale")
             if scale is not None:
                 scale = _checked_scale(base, scale.to(torch.float32), t.shape)
+                if packed and t.ndim >= 2 and t.element_size() < 2:
+                    out[name] = _packed("scaled", base, {"q": t, "scale": scale}, t.shape, dtype or torch.float32)
+                    continue
                 w = t.to(torch.float32) * scale
                 out[name] = w.to(dtype or torch.float32)
                 continue
         if t.dtype in fp8:
-            out[name] = t if keep_fp8 else t.to(dtype or torch.float32)
+            if keep_fp8:
+                out[name] = t
+            elif packed and t.ndim >= 2 and name.endswith(".weight"):
+                out[name] = _packed("cast", name[: -len(".weight")], {"q": t}, t.shape, dtype or torch.float32)
+            else:
+                out[name] = t.to(dtype or torch.float32)
         elif dtype is not None and t.is_floating_point():
             out[name] = t.to(dtype)
         else:
             out[name] = t
     return out
+
+
+def _packed(kind: str, layer: str, tensors: dict, shape, dtype, cfg=None):
+    from nodes.generate.packed_weight import PackedWeight, Stored
+    tensors = {k: v for k, v in tensors.items() if v is not None}
+    return PackedWeight(Stored(kind, layer, tensors, cfg and cfg["format"], cfg), tuple(shape), (dtype,))
 
 
 def _nvfp4(layer: str) -> str:
@@ -276,7 +303,33 @@ def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
     """A ConvRot layer's plain weight: the stored values (int8, or two signed 4-bit values a byte, the even column in
     the low nibble) times the row's scale, each group of inputs rotated back by the Hadamard matrix (W = Q s H^T per
     group, as comfy-kitchen's dequantize_int8_convrot_weight), in float32 a slice of rows at a time, given in `dtype`
-    (bfloat16 when None: ComfyUI's files are bf16 models, and float32 would double the memory)."""
+    (bfloat16 when None: ComfyUI's files are bf16 models, and float32 would double the memory), on q's device."""
+    return rotate_back(q, convrot_scale(layer, q, scale, cfg), cfg, dtype)
+
+
+def rotate_back(q, scale, cfg: dict, dtype=None):
+    """convrot_weight of a weight whose scale convrot_scale gave."""
+    import torch
+    group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
+    rows, cols = q.shape[0], q.shape[1] * (2 if packed else 1)
+    h_t = hadamard(group).T.to(q.device)
+    out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16, device=q.device)
+    step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
+    # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
+    scaled = torch.empty(step, cols, device=q.device)
+    rotated = torch.empty(step, cols // group, group, device=q.device)
+    for r in range(0, rows, step):
+        block = _unpack_int4(q[r:r + step]) if packed else q[r:r + step]
+        n = block.shape[0]
+        torch.mul(block, scale[r:r + step], out=scaled[:n])
+        torch.matmul(scaled[:n].view(n, cols // group, group), h_t, out=rotated[:n])
+        out[r:r + n] = rotated[:n].view(n, cols)
+    return out
+
+
+def convrot_scale(layer: str, q, scale, cfg: dict):
+    """A ConvRot layer's one float32 scale a row, [rows, 1], its stored weight and scale checked: what a damaged
+    file is refused by."""
     import torch
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
     if q.dtype == torch.int8 and q.ndim == 3:       # ComfyUI's MoEExperts: [experts, out, in], num_experts in the tag
@@ -296,19 +349,7 @@ def convrot_weight(layer: str, q, scale, cfg: dict, dtype=None):
     if scale.numel() != rows:
         raise NodeError(f"{layer}'s scale of shape {list(scale.shape)} is not one per row of its {rows} rows: the "
                         "file is damaged or of a layout Kinograph does not know")
-    scale = scale.reshape(rows, 1)
-    h_t = hadamard(group).T
-    out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16)
-    step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
-    # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
-    scaled, rotated = torch.empty(step, cols), torch.empty(step, cols // group, group)
-    for r in range(0, rows, step):
-        block = _unpack_int4(q[r:r + step]) if packed else q[r:r + step]
-        n = block.shape[0]
-        torch.mul(block, scale[r:r + step], out=scaled[:n])
-        torch.matmul(scaled[:n].view(n, cols // group, group), h_t, out=rotated[:n])
-        out[r:r + n] = rotated[:n].view(n, cols)
-    return out
+    return scale.reshape(rows, 1).to(q.device)
 
 
 def _unpack_int4(packed):
@@ -340,10 +381,10 @@ def _checked_scale(base: str, scale, shape):
     return scale
 
 
-def load_weights(path, dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
-    """A file's state dict with correct values: see the module docstring."""
+def load_weights(path, dtype=None, keep_fp8: bool = False, packed: bool = True) -> Dict[str, "object"]:
+    """A file's state dict with correct values: see the module docstring (and dequantise's `packed`)."""
     try:
-        return dequantise(read_raw(path), dtype, keep_fp8)
+        return dequantise(read_raw(path), dtype, keep_fp8, packed)
     except NodeError as exc:        # a format refused: name the file too
         raise NodeError(f"{Path(path).name}: {exc}") from None
 

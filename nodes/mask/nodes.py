@@ -261,3 +261,54 @@ def fill(ctx, video: VIDEO, mask: MASK = Input(help="where to paint (stretched t
     def reader(a, b):
         return masks.filled(video.frames(a, b), masks.frames_of(mask, a, b, video.size), rgb)
     return video.with_(reader=reader, matte=None, linear=None, local=True)
+
+
+@node("mask.remove_background", title="Remove Background (BiRefNet)", category=_CAT, device="gpu",
+      temporal_radius=0, outputs={"mask": MASK, "video": VIDEO})
+def remove_background(ctx, video: VIDEO = Input(help="the picture (or each frame of the clip) to cut out"),
+                      model: str = Param("birefnet.safetensors", kind="path", locate=locator("background_removal"),
+                                         help="ComfyUI's BiRefNet, birefnet.safetensors (Comfy-Org/BiRefNet), in "
+                                              "models/background_removal/, or its path"),
+                      resolution: int = Param(1024, min=32, max=4096, step=32,
+                                              help="the square each frame is squeezed to for the network (ComfyUI's "
+                                                   "1024, what BiRefNet was trained at)")) -> dict:
+    """The subject cut out of its background by BiRefNet, as ComfyUI's RemoveBackground finds it: `mask` is 1 on
+    the subject, 0 on the background, soft at its edges (a still mask for a picture, one a frame for a clip);
+    `video` is the picture with that mask as its transparency, to save as a PNG cut-out or lay with video.over.
+    Each frame is found alone. The model is read from your own folder; nothing is downloaded."""
+    from nodes.common.models_dirs import as_given, find_model
+    from nodes.video.matte import with_alpha
+    from .birefnet import load
+    net = load(str(find_model(as_given(model, ctx.workflow_dir), "background_removal")), ctx.device)
+    if video.length == 1:
+        mask = net.masks(video.frames(0, 1), resolution)[0]
+    else:
+        mask = masks.clip_of(lambda a, b: net.masks(video.frames(a, b), resolution), video, local=True)
+    from graph_engine import Clip
+    grey = Clip(video.length, video.fps, video.width, video.height, chunk=video.chunk, local=True,
+                reader=lambda a, b: np.repeat(masks.to_u8(masks.frames_of(mask, a, b))[..., None], 3, axis=-1))
+    return {"mask": mask, "video": with_alpha(video, "luma", grey)}
+
+
+@node("mask.crop_to_mask", title="Crop Image to Mask", category=_CAT, temporal_radius=0)
+def crop_to_mask(ctx, video: VIDEO = Input(help="the picture (or clip) the subject is in"),
+                 mask: MASK = Input(help="the subject's mask (mask.remove_background's); a still one serves every "
+                                         "frame"),
+                 width: int = Param(1024, min=64, max=4096, step=8, help="the output's width in pixels"),
+                 height: int = Param(1024, min=64, max=4096, step=8, help="the output's height in pixels"),
+                 pad_factor: float = Param(1.0, min=1.0, max=2.0, step=0.01,
+                                           help="the margin around the subject's box, as a multiple of it"),
+                 grow_mask: int = Param(0, min=-32, max=32, help="grow (shrink, negative) the mask by this many "
+                                                                 "pixels first"),
+                 background: str = Param("#000000", kind="color", help="the colour behind the subject")) -> VIDEO:
+    """The subject centred in a frame of width x height, a margin around it, the rest of the picture replaced by
+    one colour, as ComfyUI's Crop Image to Mask frames it (for the 3-D models' input, or a product on white). The
+    box is the mask's pixels over 0.8; a mask that is 1 around the border and 0 in the middle is taken as the
+    background's and inverted; an empty mask keeps the whole picture."""
+    from .crop_to_mask import colour, crop_to_mask as framed
+    bg = colour(background)
+
+    def reader(a, b):
+        return np.stack([framed(f, m, width, height, pad_factor, grow_mask, bg)
+                         for f, m in zip(video.frames(a, b), masks.frames_of(mask, a, b))])
+    return video.with_(width=width, height=height, reader=reader, matte=None, linear=None, local=True)

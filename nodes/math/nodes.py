@@ -1,7 +1,7 @@
 """Numbers computed as the workflow runs: a formula over values other nodes give (a picture's size), and a switch
 that picks one of two values by such a number."""
 from graph_engine import Input, Param, node
-from graph_engine.types import ANY, BOOL, FLOAT, INT
+from graph_engine.types import ANY, BOOL, FLOAT, INT, STRING
 
 from .expr import ExprError, check, evaluate
 
@@ -52,3 +52,31 @@ def switch(ctx, on_false: ANY = Input(optional=True, help="what passes on when s
         raise NodeError(f"switch is {'on' if switch else 'off'} and {name} has nothing linked: link what should pass "
                         f"on then")
     return {"value": value}
+
+
+@node("math.number_convert", title="Number Convert", category="Math", outputs={"float": FLOAT, "int": INT})
+def number_convert(ctx, value: ANY = Input(optional=True, help="what to read as a number: a number, a switch or "
+                                                               "a text (a language model's answer, a prompt's part)"),
+                   text: str = Param("0", help="the value when nothing is linked: a number as text (7, 2.5, -1e2)")
+                   ) -> dict:
+    """A number as both a float and an int, as ComfyUI's Number Convert reads it: a switch is 1 or 0, a text is
+    read as a number (spaces around it ignored), and the int is the text's own whole number, or the float
+    truncated towards 0 (2.9 gives 2, -2.9 gives -2)."""
+    from graph_engine import NodeError
+    from .values import number
+    try:
+        as_float, as_int = number(text if value is None else value)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise NodeError(f"{'value' if value is not None else 'text'}: {e}; give a number (7, 2.5) or its text")
+    return {"float": as_float, "int": as_int}
+
+
+@node("math.show", title="Show Value", category="Math", output=True, outputs={"text": STRING})
+def show(ctx, value: ANY = Input(optional=True, help="the value to show: a number, a switch, a text"),
+         text: str = Param("", help="what is shown when nothing is linked")) -> dict:
+    """Show a value in the run's log as ComfyUI's Preview Any shows it (7, 0.5, True, a text as it is), and hand
+    that text on: to check what a formula or a conversion gives before it feeds a setting."""
+    from .values import shown
+    written = text if value is None else shown(value)
+    ctx.log(written)
+    return {"text": written}

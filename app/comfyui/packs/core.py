@@ -296,7 +296,30 @@ class CoreNodes:
             return None
         for slot, value in enumerate((float(result), int(result), bool(result))):
             self.outs[(cn.id, slot)] = Out(None, {"value": value})
-        return []
+        return self.shown_math(cn, params, values)
+
+    def shown_math(self, cn, params, values):
+        """A formula of constants that a PreviewAny shows: computed for the settings it feeds, and run as
+        math.expression (its values typed in) for math.show, as ComfyUI runs it to show its result. A formula of
+        letters past d, or of `values` without all four, is shown as its result alone."""
+        from nodes.math.expr import names
+        from nodes.math.nodes import LETTERS
+        used = names(params.get("expression", ""))
+        if not self.is_shown(cn) or not set(values) <= set(LETTERS) or ("values" in used and
+                                                                       set(values) != set(LETTERS)):
+            return []
+        # a value a shown node computes (a Number Convert's int) is linked from it, the chain shown as it runs
+        linked = {k: self.shown_ports.get((ref.node, ref.slot)) for k, ref in
+                  ((k.split(".", 1)[1], ref) for k, ref in cn.inputs.items() if k.startswith("values."))
+                  if isinstance(ref, Ref)}
+        linked = {k: p for k, p in linked.items() if p and self.is_number_port(p)}
+        nid = self.add("math.expression", cn, {"expression": params.get("expression", ""),
+                                               **{k: float(v) for k, v in values.items() if k not in linked}})
+        for k, port in linked.items():
+            self.graph.connect(*port, nid, k)
+        for slot, port in enumerate(("float", "int", "bool")):
+            self.shown_ports[(cn.id, slot)] = (nid, port)
+        return [nid]
 
     def rate_math(self, cn, params, values, rates):
         """A formula of a clip's frame rate (fps * multiplier, to play interpolated frames at the same speed): when

@@ -263,6 +263,11 @@ class CoreMedia:
         self.loader_file(cn, params, notes, "moge_model")
         return [self.plain(cn, rule, params, notes)]
 
+    def special_remove_background(self, cn, rule, params, notes):
+        """RemoveBackground becomes mask.remove_background with its loader's file, at ComfyUI's 1024 square."""
+        self.loader_file(cn, params, notes, "bg_removal_model")
+        return [self.plain(cn, rule, params, notes)]
+
     def special_frame_interpolate(self, cn, rule, params, notes):
         """RIFE weights run as interpolate.rife; FILM's, which Kinograph has no network for, as FILM VFI's do."""
         loader = self.resolve(cn.inputs.get("interp_model") or cn.inputs.get("model"))

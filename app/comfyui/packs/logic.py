@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from nodes.math.values import number
+
 from ..flatten import Ref
 from ..out import Out
 from . import regex_child
@@ -160,25 +162,6 @@ def json_extract(json_string, key) -> str:
     return ""
 
 
-def number(value):
-    """ComfyNumberConvert: (float, int) of an int, float, bool or the text of a number."""
-    if isinstance(value, bool) or isinstance(value, int):
-        return float(value), int(value)
-    if isinstance(value, float):
-        return value, int(value)
-    text = str(value).strip()
-    try:
-        f = float(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a number ComfyUI's Number Convert reads") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{value!r} is not a finite number")
-    try:
-        return f, int(text)
-    except ValueError:
-        return f, int(f)
-
-
 def compare(a: str, b: str, mode: str, case_sensitive: bool) -> bool:
     """StringCompare: a starts with, ends with or equals b, its case ignored unless case_sensitive."""
     if not case_sensitive:
@@ -312,6 +295,20 @@ class LogicNodes:
             self.outs[(cn.id, slot)] = Out((nid, port))
         return [nid]
 
+    def running_join(self, cn, values):
+        """A StringConcatenate of a text known only as the workflow runs (WanDancer's frame-rate words): text.join,
+        the running texts linked into it, the constants typed in."""
+        ports = {"string_a": "a", "string_b": "b", "delimiter": "delimiter"}
+        if any(x is None or isinstance(x, Out) and not x.port for x in values.values()):
+            return self.not_constant(cn, "input values")
+        nid = self.add("text.join", cn, {ports[k]: x if isinstance(x, str) else str(x) for k, x in values.items()
+                                         if not isinstance(x, Out)})
+        for k, x in values.items():
+            if isinstance(x, Out):
+                self.graph.connect(*x.port, nid, ports[k])
+        self.outs[(cn.id, 0)] = Out((nid, "text"))
+        return [nid]
+
     def timed_regex(self, function, *args):
         """regex_child's regex_extract or regex_replace in what is left of the file's REGEX_SECONDS (ten thousand
         regex nodes must not take the whole time each)."""
@@ -339,7 +336,11 @@ class LogicNodes:
                                                     minimum if isinstance(minimum, int) else None))
 
     def special_concatenate(self, cn, rule, params, notes):
-        v = self.known(cn, ("string_a", "string_b", "delimiter"), {"delimiter": ""})
+        names = ("string_a", "string_b", "delimiter")
+        values = {k: self.resolve(cn.inputs[k]) for k in names if k in cn.inputs}
+        if any(isinstance(x, Out) and x.port for x in values.values()):
+            return self.running_join(cn, values)
+        v = self.known(cn, names, {"delimiter": ""})
         return None if v is None else self.computed(
             cn, lambda: (concatenate(_string(v, "string_a"), _string(v, "string_b"), _string(v, "delimiter")),))
 
@@ -434,12 +435,46 @@ class LogicNodes:
     def special_preview_any(self, cn, rule, params, notes):
         """PreviewAny's output is the text it shows: a number or switch as str() writes it (7, 0.5, True), or the
         text a node writes as it runs (a prompt enhancer's, which Krea 2's templates preview on its way to the
-        prompt)."""
-        v = self.resolve(cn.inputs.get("source"))
+        prompt). What it shows of a value (a number, a switch, a text) math.show shows in the run's log: linked to
+        the node that computes it, or the constant typed in."""
+        from nodes.math.values import shown
+        source = cn.inputs.get("source")
+        v = self.resolve(source)
         if isinstance(v, (str, int, float, bool)):
-            self.outs[(cn.id, 0)] = Out(None, {"value": v if isinstance(v, str) else str(v)})
+            self.outs[(cn.id, 0)] = Out(None, {"value": shown(v)})
         elif isinstance(v, Out) and v.port is not None:
             self.outs[(cn.id, 0)] = v
+        port = self.shown_ports.get((source.node, source.slot)) if isinstance(source, Ref) else None
+        if port is None and isinstance(v, Out) and v.port is not None and self.is_value_port(v.port):
+            port = v.port
+        if port is not None:
+            nid = self.add("math.show", cn, {})
+            self.graph.connect(*port, nid, "value")
+        elif isinstance(v, (str, int, float, bool)):
+            nid = self.add("math.show", cn, {"text": shown(v)})
+        else:
+            return None
+        self.shown_ports[(cn.id, 0)] = (nid, "text")      # a preview of this preview shows its text
+        return [nid]
+
+    def port_type(self, port) -> str:
+        """The type name of a Kinograph node's output ("" where the registry does not say)."""
+        spec = self.registry.get(self.graph.nodes[port[0]].type) if self.registry is not None else None
+        out = spec.outputs.get(port[1]) if spec is not None else None
+        return "" if out is None else out.type.name
+
+    def is_value_port(self, port) -> bool:
+        """Whether a Kinograph output gives a number, a switch or a text (what math.show shows; pictures show in
+        the viewer)."""
+        return self.port_type(port) in ("INT", "FLOAT", "BOOL", "STRING", "ANY")
+
+    def is_number_port(self, port) -> bool:
+        return self.port_type(port) in ("INT", "FLOAT")
+
+    def is_shown(self, cn) -> bool:
+        """Whether a PreviewAny shows one of the node's outputs."""
+        return any(self.flat.nodes[c].class_type == "PreviewAny" for c in self.consumers.get(cn.id, ())
+                   if c in self.flat.nodes)
 
     def special_preview_image(self, cn, rule, params, notes):
         """PreviewImage's (and MaskPreview's) output, where a workflow reads it: the pictures (mask) it shows."""
@@ -454,5 +489,22 @@ class LogicNodes:
             cn, lambda: camera_angle(v["horizontal_angle"], v["vertical_angle"], v["zoom"]))
 
     def special_number_convert(self, cn, rule, params, notes):
+        """ComfyNumberConvert: computed where its value is a constant (math.number_convert beside it where a
+        PreviewAny shows what it gives), math.number_convert where the value is known only as the workflow runs."""
+        source = self.resolve(cn.inputs.get("value"))
+        if isinstance(source, Out) and source.port is not None:
+            nid = self.add("math.number_convert", cn, {})
+            self.graph.connect(*source.port, nid, "value")
+            for slot, port in enumerate(("float", "int")):
+                self.outs[(cn.id, slot)] = Out((nid, port))
+            return [nid]
         v = self.known(cn, ("value",), {})
-        return None if v is None else self.computed(cn, lambda: number(v["value"]))
+        made = None if v is None else self.computed(cn, lambda: number(v["value"]))
+        if made is None or not self.is_shown(cn):
+            return made
+        value = v["value"]
+        text = str(int(value)) if isinstance(value, bool) else str(value)
+        nid = self.add("math.number_convert", cn, {"text": text})
+        for slot, port in enumerate(("float", "int")):
+            self.shown_ports[(cn.id, slot)] = (nid, port)
+        return [nid]

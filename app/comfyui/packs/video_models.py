@@ -24,6 +24,23 @@ class VideoModels:
             self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
         return []
 
+    def special_wan_dancer_segments(self, cn, rule, params, notes):
+        """WanDancerPadKeyframesList hands its segments on as lists, the nodes after it run once per segment. A list
+        of one is the first segment's video.wan_dancer_keyframes; a longer one known from the file was expanded
+        before the walk (app.comfyui.lists), so one reaching here is past the cap or known only as the workflow
+        runs."""
+        count = self.resolve(cn.inputs.get("num_segments"))
+        if isinstance(count, Out) or count is None:
+            return self.not_constant(cn, "num_segments")
+        if count != 1:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"it makes {count} segments, each run through the nodes after it, more than Kinograph copies on "
+                "import: give a shorter final duration, or copy the local pass and set each copy's segment in "
+                "video.wan_dancer_keyframes")
+            return None
+        return [self.plain(cn, rule, {**params, "segment": 0}, notes)]
+
     def special_i2v(self, cn, rule, params, notes):
         lat_params = {k: params[k] for k in ("width", "height", "frames") if k in params}
         lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)
@@ -452,15 +469,11 @@ class VideoModels:
     def special_text_generate(self, cn, rule, params, notes):
         """TextGenerate: text.generate. With sampling_mode off ComfyUI's dynamic combo stores no sampling widgets,
         so the values read as temperature, top_k and top_p are thinking, use_default_template and mtp (greedy). A
-        picture goes to text.generate's image (Qwen3-VL reads it); video or sound given to it would be described by
-        ComfyUI: text.generate reads none, so it is not mapped."""
-        media = sorted(k for k in ("video", "audio") if isinstance(cn.inputs.get(k), Ref))
-        if media:
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append(
-                f"its {', '.join(media)} input is a video or sound for the language model to read: Kinograph's "
-                "text.generate reads text and one picture only")
-            return None
+        picture goes to text.generate's image (Qwen3-VL, Qwen3.5, Gemma 4 read it), a video's frames to its video
+        (Gemma 4 watches it, in the picture's place), a sound to its audio (Gemma 4 E2B / E4B hear it)."""
+        if isinstance(cn.inputs.get("video"), Ref) and isinstance(cn.inputs.get("image"), Ref):
+            notes.append("its image is not read: with a video linked too, Gemma 4 reads the video's frames in its "
+                         "place, as ComfyUI does")
         if cn.inputs.get("sampling_mode") == "off":
             for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed"):
                 params.pop(k, None)

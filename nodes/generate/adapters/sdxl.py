@@ -72,6 +72,12 @@ class SDXLAdapter(SDAdapter):
             pairs.insert(0, (pipe.tokenizer, runner(pipe.text_encoder)))
         return pairs
 
+    def for_run(self, handle, positive, negative, seed, sigmas):
+        """Prompts carrying pictures (condition.unclip: SDXL revision) read their pictures' noise-augmented CLIP
+        vision embedding as the pooled prompt, drawn from this run's seed as ComfyUI draws it."""
+        from nodes.generate.unclip import for_run
+        return for_run(positive, seed), for_run(negative, seed)
+
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)
         ehs, pooled, sizes, ascores = [], [], [], []

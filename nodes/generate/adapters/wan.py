@@ -25,6 +25,7 @@ from nodes.generate.rope_scale import scaled_rope
 from nodes.generate.wan_bernini import context_input, context_of
 from nodes.generate.wan_reference import reference_input
 from nodes.generate.wan_humo import is_humo
+from nodes.generate.wan_dancer import is_dancer
 from nodes.generate.wan_s2v import is_s2v
 
 
@@ -61,14 +62,18 @@ NOT_S2V = ("condition.s2v (ComfyUI's WanSoundImageToVideo) feeds Wan 2.2 S2V mod
 S2V_INPUTS = ("s2v_audio", "s2v_reference", "s2v_motion", "s2v_control")
 # condition.humo's, in the order nodes/generate/wan_humo.forward takes them
 HUMO_INPUTS = ("humo_audio", "humo_reference")
+# condition.wan_dancer's: the reference image's CLIP tokens and the music's features, whole-clip
+DANCER_INPUTS = ("dancer_reference", "dancer_music")
+NOT_DANCER = ("condition.wan_dancer (ComfyUI's WanDancerVideo) feeds WanDancer models "
+              "(wan2.2_dancer_14b_*.safetensors); this Wan model has no music layers")
 NOT_HUMO = ("condition.humo (ComfyUI's WanHuMoImageToVideo) feeds HuMo models (humo_17B_*.safetensors, 1.7B); this "
             "Wan model has no voice layers")
 
 
 ROPE_ELSEWHERE = ("model.scale_rope (ComfyUI's ScaleROPE) moves the positions plain Wan transformers read (ChronoEdit's "
-                  "picture and edit); S2V, HuMo and Wan-Animate 2 place their frames themselves: remove it")
+                  "picture and edit); S2V, HuMo, WanDancer and Wan-Animate 2 place their frames themselves: remove it")
 CONTEXT_ELSEWHERE = ("condition.bernini's pictures and videos are read in context by Bernini-R (Wan 2.2 A14B's "
-                     "transformer); S2V, HuMo and Wan-Animate 2 read their own inputs: use a Bernini-R model")
+                     "transformer); S2V, HuMo, WanDancer and Wan-Animate 2 read their own inputs: use a Bernini-R model")
 NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
             "model has no VACE blocks")
 
@@ -109,7 +114,7 @@ class WanAdapter(Adapter):
         if "reference" in conds[-1].extra:
             inputs["reference"] = torch.cat([c.extra.get("reference", conds[-1].extra["reference"]) for c in conds
                                              for _ in range(batch)]).to(device, dtype)
-        for key in S2V_INPUTS + HUMO_INPUTS:      # Wan 2.2 S2V, HuMo: whole-clip inputs, per conditioning
+        for key in S2V_INPUTS + HUMO_INPUTS + DANCER_INPUTS:      # Wan 2.2 S2V, HuMo, WanDancer: whole-clip inputs
             if key in conds[-1].extra:
                 inputs[key] = torch.cat([c.extra.get(key, conds[-1].extra[key]) for c in conds
                                          for _ in range(batch)]).to(device, dtype)
@@ -126,6 +131,8 @@ class WanAdapter(Adapter):
             each = [context_of(c) or context_of(conds[-1]) for c in conds]
             inputs["context"] = [torch.cat([e[k] for e in each for _ in range(batch)]).to(device, dtype)
                                  for k in range(len(each[-1]))]
+        if "dancer_fps" in conds[-1].meta:
+            inputs["dancer_rate"] = (float(conds[-1].meta["dancer_fps"]), float(conds[-1].meta.get("dancer_scale", 1.0)))
         if "vace" in inputs:
             inputs["vace_strength"] = float(conds[-1].meta.get("vace_strength", 1.0))
         if conds[-1].meta.get("animate2"):
@@ -154,7 +161,8 @@ class WanAdapter(Adapter):
                             "patches do not tile: use a width and height divisible by 16 (Wan 2.1, A14B) or by 32 "
                             "(Wan 2.2 TI2V-5B)")
         rope = handle.option("rope_scale")
-        if (rope is not None or "context" in inputs) and (is_s2v(model) or is_humo(model) or "animate2" in inputs):
+        if (rope is not None or "context" in inputs) and (is_s2v(model) or is_humo(model) or is_dancer(model)
+                                                          or "animate2" in inputs):
             from graph_engine import NodeError
             raise NodeError(ROPE_ELSEWHERE if rope is not None else CONTEXT_ELSEWHERE)
         if is_s2v(model):
@@ -165,6 +173,16 @@ class WanAdapter(Adapter):
             from nodes.generate.wan_humo import forward as humo_forward
             return humo_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
                                 *(inputs.get(k) for k in HUMO_INPUTS))
+        if is_dancer(model):
+            from nodes.generate.wan_dancer import forward as dancer_forward
+            if "concat" in inputs:
+                x = torch.cat([x, inputs["concat"]], dim=1)
+            return dancer_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
+                                  inputs.get("encoder_hidden_states_image"), *(inputs.get(k) for k in DANCER_INPUTS),
+                                  *inputs.get("dancer_rate", (30.0, 1.0)))
+        if any(k in inputs for k in DANCER_INPUTS):
+            from graph_engine import NodeError
+            raise NodeError(NOT_DANCER)
         if any(k in inputs for k in S2V_INPUTS):
             from graph_engine import NodeError
             raise NodeError(NOT_S2V)

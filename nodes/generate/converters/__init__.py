@@ -23,7 +23,7 @@ MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx", "ltx2": "ltx2", "gemma3": "ltx2",
            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "kandinsky5image": "kandinsky5", "svd": "svd", "cogvideox": "cogvideox",
            "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "qwen3vl": "qwenimage21", "qwen25vl": "qwenimage", "chroma": "chroma", "flux2": "flux2", "mistral3": "flux2",
-           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4", "minimax_h3": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2", "mage_flow": "mage_flow", "omnigen2": "boogu", "anima": "anima", "seedvr2": "seedvr2", "lens": "lens", "gpt_oss": "lens", "pixeldit": "pixeldit", "gemma2": "pixeldit"}
+           "qwen3": "flux2", "qwen35": "qwen35", "gemma4": "gemma4", "zimage": "zimage", "hidream": "hidream", "longcat": "longcat", "ovis": "ovis", "krea2": "krea2", "ideogram4": "ideogram4", "minimax_h3": "minimax_h3", "flux3": "flux3", "boogu": "boogu", "joyimage": "joyimage", "fibo2": "fibo2", "mage_flow": "mage_flow", "omnigen2": "boogu", "anima": "anima", "seedvr2": "seedvr2", "lens": "lens", "gpt_oss": "lens", "pixeldit": "pixeldit", "gemma2": "pixeldit", "newbie": "newbie", "jina_clip2": "newbie"}
 
 
 @dataclass

@@ -25,6 +25,8 @@ def transformer(state, det) -> Built:
     s2v = parts(state) if kind == "s2v" else {}
     from nodes.generate import wan_humo
     humo = wan_humo.parts(state) if kind == "humo" else {}
+    from nodes.generate import wan_dancer
+    dancer = wan_dancer.parts(state) if kind == "dancer" else {}
     # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
     camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
     # Wan 2.2 Fun Control's reference-image convolution, likewise
@@ -39,7 +41,8 @@ def transformer(state, det) -> Built:
     if kind == "camera":
         _check_camera(state)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
-                               "control": "transformer_i2v", "animate": "transformer_i2v", "animate2": "transformer_i2v",
+                               "control": "transformer_i2v", "animate": "transformer_i2v", "dancer": "transformer_i2v",
+                               "animate2": "transformer_i2v",
                                "vace": "transformer_vace", "ti2v": "transformer_ti2v"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
@@ -66,6 +69,10 @@ def transformer(state, det) -> Built:
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), s2v), {**state, **s2v}, cfg)
     if humo:
         return Built(lambda: wan_humo.attach(WanTransformer3DModel.from_config(cfg), humo), {**state, **humo}, cfg)
+    if dancer:
+        # a ref_conv in the file (ComfyUI's model has one) is left out: the published pipeline never feeds it
+        return Built(lambda: wan_dancer.attach(WanTransformer3DModel.from_config(cfg), dancer), {**state, **dancer},
+                     cfg)
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)

@@ -1,0 +1,109 @@
+"""Memory a model loaded from each of ComfyUI's quantised forms holds, packed (nodes/generate/packed_weight.py)
+against the same weights expanded to bf16 at load (the former way, the anchor), measured in the same run.
+
+The model: `--layers` random (width x width) linear layers with biases (3072: Qwen-Image's width), each written as
+ComfyUI writes it (tests/comfy_blockquant.py, tests/comfy_convrot.py, fp8_scaled: fp8 of weight / scale and its
+scale_weight), read by weights.dequantise and built with load_state_dict(assign=True) as the converters do. For
+each form it prints:
+  held     bytes the model's parameters hold (each storage once: a packed layer's stored weight and scales)
+  vs bf16  held over the anchor's
+  device   with --device cuda: torch.cuda.memory_allocated after moving the model there (the anchor's likewise)
+  step     time of one forward of `--tokens` tokens (every layer expanded for its matmul; the anchor's matmuls
+           alone), informational
+  max|d|   largest difference of that forward's output from the anchor's (0: the same values)
+
+    PYTHONPATH=. .venv/bin/python bench/packed_weights.py [--layers 12] [--width 3072] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+FORMATS = ("nvfp4", "mxfp8", "int8_convrot", "fp8_scaled")
+
+
+def quantised(plain: dict, fmt: str) -> dict:
+    """`plain`'s layers as ComfyUI stores them in `fmt`."""
+    import torch
+    import comfy_blockquant as ref
+    import comfy_convrot as cr
+    from comfy_layouts import fp8_scaled
+    if fmt in ("nvfp4", "mxfp8"):
+        out = {k: v for k, v in plain.items() if not k.endswith(".weight")}
+        for k, v in plain.items():
+            if k.endswith(".weight"):
+                out.update(ref.quantise_layer(k[: -len(".weight")], v, fmt))
+        return out
+    if fmt == "int8_convrot":
+        return cr.quantise_file_state(plain)
+    return fp8_scaled(plain) if fmt == "fp8_scaled" else {k: v.to(torch.float8_e4m3fn) for k, v in plain.items()}
+
+
+def build(state: dict, layers: int, width: int, packed: bool, device: str):
+    import torch
+    from nodes.generate.weights import dequantise
+    with torch.device("meta"):
+        model = torch.nn.Sequential(*[torch.nn.Linear(width, width, dtype=torch.bfloat16) for _ in range(layers)])
+    model.load_state_dict({k.replace("blocks.", ""): v for k, v in dequantise(state, torch.bfloat16, packed=packed)
+                           .items()}, assign=True)
+    return model.to(device)
+
+
+def measure(model, x, device: str):
+    import torch
+    from nodes.generate.packed_weight import module_bytes
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with torch.no_grad():
+        model(x)        # warm-up
+        sync()
+        start = time.perf_counter()
+        out = model(x)
+        sync()
+    return module_bytes(model), time.perf_counter() - start, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--width", type=int, default=3072)
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    import torch
+    g = torch.Generator().manual_seed(0)
+    plain = {}
+    for i in range(args.layers):
+        plain[f"blocks.{i}.weight"] = torch.randn(args.width, args.width, generator=g) * args.width ** -0.5
+        plain[f"blocks.{i}.bias"] = torch.randn(args.width, generator=g) * 0.01
+    x = torch.randn(args.tokens, args.width, generator=g).to(torch.bfloat16).to(args.device)
+    cuda = args.device == "cuda"
+    print(f"{args.layers} linear layers of {args.width} x {args.width} ({args.layers * args.width ** 2 / 1e6:.0f}M "
+          f"weights), {args.tokens} tokens, on {args.device}")
+    print(f"{'form':<20}{'held MB':>10}{'vs bf16':>9}{'device MB':>11}{'step ms':>9}{'max|d|':>10}")
+    for fmt in FORMATS:
+        state = quantised(plain, fmt)
+        rows = []
+        for packed in (False, True):
+            if cuda:
+                torch.cuda.empty_cache()
+                base = torch.cuda.memory_allocated()
+            model = build(state, args.layers, args.width, packed, args.device)
+            held, step, out = measure(model, x, args.device)
+            on_device = (torch.cuda.memory_allocated() - base) / 1e6 if cuda else float("nan")
+            rows.append((held, step, out, on_device))
+            del model
+        (a_held, a_step, a_out, a_dev), (p_held, p_step, p_out, p_dev) = rows
+        diff = float((p_out.float() - a_out.float()).abs().max())
+        print(f"{fmt + ' bf16':<20}{a_held / 1e6:>10.1f}{1:>9.2f}{a_dev:>11.1f}{a_step * 1e3:>9.1f}{0:>10.2g}")
+        print(f"{fmt + ' packed':<20}{p_held / 1e6:>10.1f}{p_held / a_held:>9.2f}{p_dev:>11.1f}{p_step * 1e3:>9.1f}"
+              f"{diff:>10.2g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""A quantised layer's weight kept as the file stores it, expanded only for the operation that reads it.
+
+ComfyUI's quantised files (fp8_scaled, int8_convrot, NVFP4, MXFP8) hold a model in a half to an eighth of its
+bf16 size. Expanded to bf16 (or float32) at load, as Kinograph did, a 16 GB card held the bf16 model: GPT-OSS-20B's
+NVFP4 text encoder took about 42 GB where ComfyUI needs about 12. A PackedWeight keeps the stored tensors (the
+packed values, their scales) and presents itself as the plain matrix of the compute dtype: a model built with it
+(load_state_dict(..., assign=True)) holds the stored bytes, and each operation on it (the matmul of F.linear, a
+convolution, an index) runs on the matrix expanded for that operation alone and then dropped, as ComfyUI's
+comfy/ops.py and comfy/quant_ops.py (QuantizedTensor) do. The expansion is the loader's own
+(block_quant.block_weight, weights.convrot_weight, weight * scale), so the values are those the expanded load gave.
+
+Kept packed through: detach (a Parameter, state_dict), .to(device) and .to(dtype) (the stored tensors move; a cast
+is remembered and applied to the expanded matrix, so the values are those of the expanded weight cast alike), a transpose of the last two dimensions (GPT-OSS's expert banks are stored transposed) and
+one expert taken from a bank (only that expert is expanded). An in-place change (a LoRA fused into the weight,
+load_state_dict copying into it) turns the weight into the plain matrix first, shared by every view of it: exact,
+at the plain matrix's memory. A LoRA loaded as diffusers / PEFT do it, a low-rank path beside the layer, leaves the
+weight packed."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from torch.utils._pytree import tree_map
+
+aten = torch.ops.aten
+
+
+class Stored:
+    """One layer's stored tensors and how they expand (kind: "block" NVFP4/MXFP8, "convrot", "scaled" fp8 times
+    its scale, "cast" plain fp8, "plain" an already expanded matrix); shared by the views of one weight so that an
+    in-place change reaches them all."""
+
+    def __init__(self, kind: str, layer: str, tensors: Dict[str, torch.Tensor], fmt: Optional[str] = None,
+                 cfg: Optional[dict] = None):
+        self.kind, self.layer, self.tensors, self.fmt, self.cfg = kind, layer, tensors, fmt, cfg
+
+    def moved(self, device) -> "Stored":
+        return Stored(self.kind, self.layer, {k: v.to(device) for k, v in self.tensors.items()}, self.fmt, self.cfg)
+
+    def copied(self) -> "Stored":
+        return Stored(self.kind, self.layer, {k: v.clone() for k, v in self.tensors.items()}, self.fmt, self.cfg)
+
+    def nbytes(self) -> int:
+        return sum(t.untyped_storage().nbytes() for t in self.tensors.values())
+
+    def expand(self, expert: Optional[int], dtype) -> torch.Tensor:
+        """The plain matrix (of a bank, expert `expert`'s alone), in `dtype`, in the stored orientation."""
+        t = self.tensors
+        if self.kind == "block":       # the scales checked at load: expand() reads them without a check
+            from nodes.generate.block_quant import expand
+            parts = [t["q"], t["blocks"], t.get("tensor_scale")]
+            if expert is not None:      # one expert's weight and scales (each expert's scales are its own)
+                parts = [p if p is None else p[expert:expert + 1] for p in parts]
+            w = expand(self.fmt, *parts, dtype)
+            return w if expert is None else w[0]
+        if self.kind == "convrot":
+            from nodes.generate.weights import rotate_back       # the scale checked at load
+            w = rotate_back(t["q"], t["scale"], self.cfg, dtype)
+        elif self.kind == "scaled":        # the loader's own maths: float32 product, then the dtype
+            w = (t["q"].to(torch.float32) * t["scale"]).to(dtype)
+        else:
+            w = t["q"].to(dtype)
+        return w if expert is None else w[expert]
+
+
+class PackedWeight(torch.Tensor):
+    """A weight of the given shape whose values are `stored` expanded into the dtypes of `casts` in turn (the load's
+    dtype, then each cast since: the values the expanded weight cast the same way had; the last is its dtype);
+    `expert` one matrix of a bank, `transposed` the last two dimensions swapped."""
+
+    @staticmethod
+    def __new__(cls, stored, shape=None, casts: tuple = (), expert: Optional[int] = None, transposed: bool = False,
+                requires_grad: bool = False):
+        if isinstance(stored, PackedWeight):
+            # accelerate moves a parameter (sequential CPU offload) as type(param)(moved, requires_grad=...)
+            return stored._like()
+        device = next(iter(stored.tensors.values())).device
+        return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=casts[-1], device=device, requires_grad=False)
+
+    def __init__(self, stored, shape=None, casts: tuple = (), expert: Optional[int] = None, transposed: bool = False,
+                 requires_grad: bool = False):
+        if not isinstance(stored, PackedWeight):        # else made whole by __new__
+            self.stored, self.casts, self.expert, self.transposed = stored, casts, expert, transposed
+
+    # Every operation reaches __torch_dispatch__ (none is run on the wrapper, which holds no values itself)
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def __repr__(self):
+        return (f"PackedWeight({self.stored.layer}, {self.stored.fmt or self.stored.kind}, shape={tuple(self.shape)}, "
+                f"dtype={self.dtype}, device={self.device})")
+
+    # Module.to() / .half() replace a parameter that is a wrapper like this one whole (torch.utils.swap_tensors),
+    # keeping what this object holds; without these it set .data, which moved none of the stored tensors
+    def __tensor_flatten__(self):
+        return [], (self.stored, self._casts(), self.expert, self.transposed)
+
+    @staticmethod
+    def __tensor_unflatten__(inner, ctx, outer_size, outer_stride):
+        return PackedWeight(ctx[0], outer_size, *ctx[1:])
+
+    def dequantize(self) -> torch.Tensor:
+        """The plain tensor this weight stands for."""
+        self._follow()
+        if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
+            w = self.stored.expand(self.expert, self.dtype)
+        else:
+            w = self.stored.expand(self.expert, self.casts[0])
+            for dtype in self._casts()[1:]:
+                w = w.to(dtype)
+        return w.transpose(-1, -2) if self.transposed else w
+
+    def _follow(self):
+        """`param.data = param.data.to(...)` (converters' _cast does it) gives this object the new device and dtype
+        but keeps what it holds: the stored tensors follow it to that device, once; the dtype is _casts' last."""
+        if next(iter(self.stored.tensors.values())).device != self.device:
+            self.stored = self.stored.moved(self.device)
+
+    def _casts(self) -> tuple:
+        """casts, ending with this weight's dtype (which `.data =` may have changed alone)."""
+        return self.casts if self.casts[-1] == self.dtype else self.casts + (self.dtype,)
+
+    def _like(self, stored=None, shape=None, dtype=None, transposed=None) -> "PackedWeight":
+        casts = self._casts() if dtype in (None, self.dtype) else self._casts() + (dtype,)
+        return PackedWeight(stored or self.stored, self.shape if shape is None else shape, casts, self.expert,
+                            self.transposed if transposed is None else transposed)
+
+    def _plain(self):
+        """Become the plain matrix (for an in-place change): the shared stored tensors are replaced by it."""
+        s = self.stored
+        if s.kind != "plain":
+            s.tensors, s.kind, s.fmt = {"q": s.expand(None, self.dtype)}, "plain", None
+        w = s.tensors["q"] if self.expert is None else s.tensors["q"][self.expert]
+        return w.transpose(-1, -2) if self.transposed else w
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        me = args[0] if args and isinstance(args[0], PackedWeight) else None
+        if me is not None:
+            me._follow()
+            kept = _kept(me, func, args, kwargs)
+            if kept is not None:
+                return kept
+            if func._schema.is_mutable:
+                written = [i for i, a in enumerate(func._schema.arguments)
+                           if a.alias_info is not None and a.alias_info.is_write]
+                if written == [0]:
+                    out = func(me._plain(), *tree_map(_plain, args[1:]), **tree_map(_plain, kwargs))
+                    return me if out is not None else None
+        return func(*tree_map(_plain, args), **tree_map(_plain, kwargs))
+
+
+def _plain(a):
+    return a.dequantize() if isinstance(a, PackedWeight) else a
+
+
+def _kept(me: PackedWeight, func, args, kwargs) -> Optional[PackedWeight]:
+    """The result of the operations that keep the weight packed (see the module docstring), else None."""
+    if func in (aten.detach.default, aten.alias.default):
+        return me._like()
+    if func is aten.clone.default:
+        return me._like(stored=me.stored.copied())
+    if func is aten._to_copy.default:
+        dtype = kwargs.get("dtype") or me.dtype
+        device = kwargs.get("device")
+        if not dtype.is_floating_point or kwargs.get("layout") not in (None, torch.strided):
+            return None
+        moved = device is not None and torch.device(device) != me.device
+        return me._like(stored=me.stored.moved(device) if moved else me.stored, dtype=dtype)
+    if me.ndim < 2:
+        return None
+    if func is aten.t.default or (func is aten.transpose.int and
+                                  sorted(d % me.ndim for d in args[1:3]) == [me.ndim - 2, me.ndim - 1]):
+        return me._like(shape=(*me.shape[:-2], me.shape[-1], me.shape[-2]), transposed=not me.transposed)
+    if func is aten.select.int and me.ndim == 3 and me.expert is None and args[1] % 3 == 0:
+        index = args[2] % me.shape[0]
+        return PackedWeight(me.stored, me.shape[1:], me._casts(), index, me.transposed)
+    return None
+
+
+def held_bytes(tensors) -> int:
+    """The bytes the given tensors (a module's parameters and buffers, a state dict's values) hold, each storage
+    once: a PackedWeight's stored tensors, not the matrix it stands for."""
+    seen, total = set(), 0
+    for t in tensors:
+        if isinstance(t, PackedWeight):
+            key, size = ("stored", id(t.stored)), t.stored.nbytes()
+        else:
+            storage = t.untyped_storage()
+            key, size = (t.device, storage.data_ptr()), storage.nbytes()
+        if key not in seen:
+            seen.add(key)
+            total += size
+    return total
+
+
+def module_bytes(module) -> int:
+    """held_bytes of a module's parameters and buffers."""
+    return held_bytes(list(module.parameters()) + list(module.buffers()))
