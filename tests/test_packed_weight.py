@@ -209,7 +209,7 @@ def test_gpt_oss_expert_banks_stay_packed(fmt):
                                  "down_proj_bias": tensors["experts.down_proj.bias"]}, assign=True)
         return experts
 
-    packed = build(dequantise(state, torch.float32))
+    packed = build(dequantise(state, torch.float32, packed=True))
     reference = build({**state, **{k + ".weight": v for k, v in plain.items()}})
     bank = packed.gate_up_proj
     assert isinstance(bank, PackedWeight) and bank.shape == (4, 64, 64) and isinstance(bank[2], PackedWeight)
@@ -231,7 +231,7 @@ def test_load_weights_gives_packed_layers_of_a_file(tmp_path):
     from nodes.generate.weights import load_weights
     state, want = _stored("nvfp4")
     save_file(state, str(tmp_path / "m.safetensors"))
-    got = load_weights(tmp_path / "m.safetensors")
+    got = load_weights(tmp_path / "m.safetensors", packed=True)
     assert held_bytes(got.values()) < held_bytes(load_weights(tmp_path / "m.safetensors", packed=False).values()) / 3
     assert torch.equal(got["blocks.0.weight"], want["blocks.0"].to(torch.bfloat16))
     state["blocks.2.weight_scale_2"] = torch.tensor(float("nan"))
@@ -263,7 +263,7 @@ def test_an_nvfp4_gpt_oss_text_encoder_loads_packed_through_its_converter(tmp_pa
     path = tmp_path / "gpt_oss_tiny_nvfp4.safetensors"
     save_file(quantised, str(path))
     det = detect_file(path)
-    packed = converters.build(det, load_weights(path, torch.bfloat16), torch.bfloat16, str(path))
+    packed = converters.build(det, load_weights(path, torch.bfloat16, packed=True), torch.bfloat16, str(path))
     expanded = converters.build(det, load_weights(path, torch.bfloat16, packed=False), torch.bfloat16, str(path))
     kept = [n for n, p in packed.named_parameters() if isinstance(p, PackedWeight)]
     assert len(kept) == 24 * 5 and sum(n.endswith("experts.gate_up_proj") for n in kept) == 24
@@ -301,7 +301,7 @@ def test_a_lora_loads_through_diffusers_onto_a_packed_transformer():
         model.load_state_dict(state, assign=True)
         return model.eval()
 
-    packed = build(dequantise(stored, torch.bfloat16))
+    packed = build(dequantise(stored, torch.bfloat16, packed=True))
     expanded = build(dequantise(stored, torch.bfloat16, packed=False))
     g = torch.Generator().manual_seed(5)
     lora = {f"transformer.transformer_blocks.0.attn.{p}.lora_{ab}.weight":
@@ -319,3 +319,22 @@ def test_a_lora_loads_through_diffusers_onto_a_packed_transformer():
         packed.disable_lora()
         without = packed(**inputs).sample
     assert torch.equal(got, want) and not torch.equal(got, without)
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "fp8"))
+def test_a_cast_is_a_copy_that_an_in_place_change_of_either_leaves_the_other_alone(fmt):
+    """.to(another dtype) copies, as for a plain tensor: an in-place change of the float16 copy (a LoRA fused into
+    it, copy_) changed the weight it was made from as well; and the other way round, also once the weight is
+    plain."""
+    from nodes.generate.weights import dequantise
+    state, want = _stored(fmt)
+    w = want["blocks.0"].to(torch.bfloat16)
+    p = dequantise(state, torch.bfloat16, packed=True)["blocks.0.weight"]
+    half = p.to(torch.float16)
+    half.add_(1)
+    assert torch.equal(p, w) and torch.equal(half, w.half() + 1)
+    p.add_(2)
+    assert torch.equal(half, w.half() + 1) and torch.equal(p, w + 2)
+    again = p.to(torch.float16)         # of the weight made plain
+    again.add_(4)
+    assert torch.equal(p, w + 2) and torch.equal(again, (w + 2).half() + 4)

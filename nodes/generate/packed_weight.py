@@ -37,6 +37,11 @@ class Stored:
     def moved(self, device) -> "Stored":
         return Stored(self.kind, self.layer, {k: v.to(device) for k, v in self.tensors.items()}, self.fmt, self.cfg)
 
+    def apart(self) -> "Stored":
+        """The same tensors, not shared: an in-place change makes one's tensors plain (_plain replaces them), not
+        the other's; for a copy (a cast) that holds no new bytes until then."""
+        return Stored(self.kind, self.layer, dict(self.tensors), self.fmt, self.cfg)
+
     def copied(self) -> "Stored":
         return Stored(self.kind, self.layer, {k: v.clone() for k, v in self.tensors.items()}, self.fmt, self.cfg)
 
@@ -101,13 +106,17 @@ class PackedWeight(torch.Tensor):
     def dequantize(self) -> torch.Tensor:
         """The plain tensor this weight stands for."""
         self._follow()
-        if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
-            w = self.stored.expand(self.expert, self.dtype)
-        else:
-            w = self.stored.expand(self.expert, self.casts[0])
-            for dtype in self._casts()[1:]:
-                w = w.to(dtype)
+        w = self._values(self.expert)
         return w.transpose(-1, -2) if self.transposed else w
+
+    def _values(self, expert: Optional[int]) -> torch.Tensor:
+        """The stored orientation's values (of expert `expert`, else all), through the casts in turn."""
+        if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
+            return self.stored.expand(expert, self.dtype)
+        w = self.stored.expand(expert, self.casts[0])
+        for dtype in self._casts()[1:]:
+            w = w.to(dtype)
+        return w
 
     def _follow(self):
         """`param.data = param.data.to(...)` (converters' _cast does it) gives this object the new device and dtype
@@ -128,7 +137,8 @@ class PackedWeight(torch.Tensor):
         """Become the plain matrix (for an in-place change): the shared stored tensors are replaced by it."""
         s = self.stored
         if s.kind != "plain":
-            s.tensors, s.kind, s.fmt = {"q": s.expand(None, self.dtype)}, "plain", None
+            # through the casts: a float16 copy of a bf16 load is the bf16 matrix cast, not the stored one cast
+            s.tensors, s.kind, s.fmt = {"q": self._values(None)}, "plain", None
         w = s.tensors["q"] if self.expert is None else s.tensors["q"][self.expert]
         return w.transpose(-1, -2) if self.transposed else w
 
@@ -163,10 +173,11 @@ def _kept(me: PackedWeight, func, args, kwargs) -> Optional[PackedWeight]:
     if func is aten._to_copy.default:
         dtype = kwargs.get("dtype") or me.dtype
         device = kwargs.get("device")
-        if not dtype.is_floating_point or kwargs.get("layout") not in (None, torch.strided):
+        if (not dtype.is_floating_point or kwargs.get("layout") not in (None, torch.strided)
+                or me.stored.kind == "plain"):         # made plain in place: torch's copy of the matrix
             return None
         moved = device is not None and torch.device(device) != me.device
-        return me._like(stored=me.stored.moved(device) if moved else me.stored, dtype=dtype)
+        return me._like(stored=me.stored.moved(device) if moved else me.stored.apart(), dtype=dtype)
     if me.ndim < 2:
         return None
     if func is aten.t.default or (func is aten.transpose.int and
