@@ -338,3 +338,22 @@ def test_a_cast_is_a_copy_that_an_in_place_change_of_either_leaves_the_other_alo
     again = p.to(torch.float16)         # of the weight made plain
     again.add_(4)
     assert torch.equal(p, w + 2) and torch.equal(again, (w + 2).half() + 4)
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "mxfp8", "fp8_scaled", "fp8"))
+def test_an_embedding_expands_the_rows_it_looks_up(fmt, monkeypatch):
+    """F.embedding of a packed table (a text encoder's token embedding stored fp8) gives the published values and
+    expands the rows looked up alone: it expanded the whole table each call (T5-XXL's 32128 x 4096, 0.5 GB in
+    float32, for 77 tokens). (ConvRot, whose files quantise linear layers, still expands it whole: its float32
+    rotation rounds by how many rows go in.)"""
+    from nodes.generate.packed_weight import Stored
+    from nodes.generate.weights import dequantise
+    state, want = _stored(fmt)
+    table = dequantise(state, torch.bfloat16, packed=True)["blocks.0.weight"]
+    made = []
+    expand = Stored.expand
+    monkeypatch.setattr(Stored, "expand", lambda self, *a: made.append(expand(self, *a).numel()) or expand(self, *a))
+    tokens = torch.tensor([[5, 7, 5], [255, 0, 9]])
+    got = torch.nn.functional.embedding(tokens, table)
+    assert torch.equal(got, torch.nn.functional.embedding(tokens, want["blocks.0"].to(torch.bfloat16)))
+    assert made and max(made) <= tokens.numel() * 256

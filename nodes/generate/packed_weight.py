@@ -45,6 +45,14 @@ class Stored:
     def copied(self) -> "Stored":
         return Stored(self.kind, self.layer, {k: v.clone() for k, v in self.tensors.items()}, self.fmt, self.cfg)
 
+    def rows(self, index) -> "Stored":
+        """The stored tensors of a matrix's rows `index` alone: the scales of kinds block, scaled and cast are per
+        row (a block format's per row and block, [1, rows, blocks]) or for the whole matrix."""
+        t, n = self.tensors, self.tensors["q"].shape[0]
+        per_row = {k: v.ndim == t["q"].ndim and v.shape[0] == n for k, v in t.items()}
+        picked = {k: v[:, index] if k == "blocks" else v[index] if per_row[k] else v for k, v in t.items()}
+        return Stored(self.kind, self.layer, picked, self.fmt, self.cfg)
+
     def nbytes(self) -> int:
         return sum(t.untyped_storage().nbytes() for t in self.tensors.values())
 
@@ -151,6 +159,10 @@ class PackedWeight(torch.Tensor):
             kept = _kept(me, func, args, kwargs)
             if kept is not None:
                 return kept
+            # element by element expansions only: a ConvRot row's float32 rotation rounds by how many rows go in
+            if (func is aten.embedding.default and me.ndim == 2 and me.expert is None and not me.transposed
+                    and me.stored.kind in ("block", "scaled", "cast")):
+                return _looked_up(me, args[1])
             if func._schema.is_mutable:
                 written = [i for i, a in enumerate(func._schema.arguments)
                            if a.alias_info is not None and a.alias_info.is_write]
@@ -162,6 +174,14 @@ class PackedWeight(torch.Tensor):
 
 def _plain(a):
     return a.dequantize() if isinstance(a, PackedWeight) else a
+
+
+def _looked_up(table: PackedWeight, tokens) -> torch.Tensor:
+    """F.embedding's rows of a packed table, only those rows expanded (the whole table was, each call: T5-XXL's
+    32128 x 4096 for 77 tokens)."""
+    flat = tokens.reshape(-1).to(table.stored.tensors["q"].device)
+    rows = PackedWeight(table.stored.rows(flat), (flat.numel(), table.shape[1]), table._casts()).dequantize()
+    return rows.reshape(*tokens.shape, table.shape[1])
 
 
 def _kept(me: PackedWeight, func, args, kwargs) -> Optional[PackedWeight]:
