@@ -357,3 +357,35 @@ def test_an_embedding_expands_the_rows_it_looks_up(fmt, monkeypatch):
     got = torch.nn.functional.embedding(tokens, table)
     assert torch.equal(got, torch.nn.functional.embedding(tokens, want["blocks.0"].to(torch.bfloat16)))
     assert made and max(made) <= tokens.numel() * 256
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "mxfp8", "fp8_scaled", "fp8"))
+def test_a_fused_matrix_split_into_its_parts_stays_packed(fmt):
+    """FLUX.1's single blocks fuse q, k, v and the MLP's input in one `linear1` (the double blocks' attention q, k,
+    v in one `qkv`); the converters split it by rows (converters.split_single_block, diffusers' chunk). The parts
+    stay packed, together holding the fused matrix's stored bytes, with the published values: each part was the
+    expanded matrix (a quarter of FLUX.1's weights held in bf16 where ComfyUI holds them fp8)."""
+    from nodes.generate.converters import split_single_block
+    from nodes.generate.packed_weight import PackedWeight, held_bytes
+    from nodes.generate.weights import dequantise
+    g = torch.Generator().manual_seed(3)
+    fused = {"single_blocks.0.linear1.weight": torch.randn(1024, 256, generator=g) * 0.05}
+    if fmt in ("nvfp4", "mxfp8"):
+        state = ref.quantise_layer("single_blocks.0.linear1", fused["single_blocks.0.linear1.weight"], fmt)
+        want = ref.dequantise_layer(state, "single_blocks.0.linear1", fmt)
+    elif fmt == "fp8_scaled":
+        state = fp8_scaled(fused)
+        want = state["single_blocks.0.linear1.weight"].float() * state["single_blocks.0.linear1.scale_weight"]
+    else:
+        state = {k: v.to(torch.float8_e4m3fn) for k, v in fused.items()}
+        want = state["single_blocks.0.linear1.weight"].float()
+    want = want.to(torch.bfloat16)
+    w = dequantise(state, torch.bfloat16, packed=True)["single_blocks.0.linear1.weight"]
+    parts = split_single_block("single_blocks.0.linear1.weight", w, 192)
+    assert [tuple(p.shape) for p in parts.values()] == [(192, 256)] * 3 + [(448, 256)]
+    assert all(isinstance(p, PackedWeight) for p in parts.values())
+    assert held_bytes(parts.values()) <= held_bytes([w]) + 4 * 4       # each part counting the one matrix scale
+    assert torch.equal(torch.cat([p.dequantize() for p in parts.values()]), want)
+    for got, rows in ((w.chunk(3)[1], want.chunk(3)[1]), (w[100:300], want[100:300]), (w[-5:], want[-5:])):
+        assert isinstance(got, PackedWeight) and torch.equal(got, rows)
+    assert torch.equal(w[::2], want[::2])       # a step: the plain rows

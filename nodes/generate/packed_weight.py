@@ -54,7 +54,9 @@ class Stored:
         return Stored(self.kind, self.layer, picked, self.fmt, self.cfg)
 
     def nbytes(self) -> int:
-        return sum(t.untyped_storage().nbytes() for t in self.tensors.values())
+        """The stored tensors' bytes, each its own (the parts of a split matrix share the whole's storage, and
+        together hold it)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
     def expand(self, expert: Optional[int], dtype) -> torch.Tensor:
         """The plain matrix (of a bank, expert `expert`'s alone), in `dtype`, in the stored orientation."""
@@ -157,11 +159,11 @@ class PackedWeight(torch.Tensor):
         if me is not None:
             me._follow()
             kept = _kept(me, func, args, kwargs)
+            if kept is None:
+                kept = _rows_kept(me, func, args, kwargs)
             if kept is not None:
                 return kept
-            # element by element expansions only: a ConvRot row's float32 rotation rounds by how many rows go in
-            if (func is aten.embedding.default and me.ndim == 2 and me.expert is None and not me.transposed
-                    and me.stored.kind in ("block", "scaled", "cast")):
+            if func is aten.embedding.default and _by_rows(me):
                 return _looked_up(me, args[1])
             if func._schema.is_mutable:
                 written = [i for i, a in enumerate(func._schema.arguments)
@@ -174,6 +176,38 @@ class PackedWeight(torch.Tensor):
 
 def _plain(a):
     return a.dequantize() if isinstance(a, PackedWeight) else a
+
+
+def _by_rows(me: PackedWeight) -> bool:
+    """Whether rows of `me` expand alone to the whole's rows: a matrix whose expansion goes element by element (a
+    ConvRot row's float32 rotation rounds by how many rows go in)."""
+    return me.ndim == 2 and me.expert is None and not me.transposed and me.stored.kind in ("block", "scaled", "cast")
+
+
+def _rows_kept(me: PackedWeight, func, args, kwargs) -> Optional[list]:
+    """A split or a slice of a matrix's rows (converters cutting a fused q, k, v) as packed parts over the stored
+    tensors' rows (views: no bytes copied), else None. A part is a matrix of its own: an in-place change of one
+    (a part made plain) does not reach the others."""
+    if not _by_rows(me):
+        return None
+    rows = me.shape[0]
+    if func in (aten.split.Tensor, aten.split_with_sizes.default):
+        dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+        sizes = args[1] if func is aten.split_with_sizes.default else [args[1]] * (-(-rows // args[1]))
+        edges = [min(rows, sum(sizes[:i])) for i in range(len(sizes) + 1)]
+    elif func is aten.slice.Tensor:
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        cut = range(rows)[slice(*(list(args[2:4]) + [None] * 2)[:2])]
+        if (args[4] if len(args) > 4 else kwargs.get("step", 1)) != 1:
+            return None
+        edges = [cut.start, max(cut.start, cut.stop)]
+    else:
+        return None
+    if dim % 2 != 0:
+        return None
+    parts = [PackedWeight(me.stored.rows(slice(a, b)), (b - a, me.shape[1]), me._casts())
+             for a, b in zip(edges, edges[1:])]
+    return parts if func is not aten.slice.Tensor else parts[0]
 
 
 def _looked_up(table: PackedWeight, tokens) -> torch.Tensor:
