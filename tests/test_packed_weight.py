@@ -389,3 +389,21 @@ def test_a_fused_matrix_split_into_its_parts_stays_packed(fmt):
     for got, rows in ((w.chunk(3)[1], want.chunk(3)[1]), (w[100:300], want[100:300]), (w[-5:], want[-5:])):
         assert isinstance(got, PackedWeight) and torch.equal(got, rows)
     assert torch.equal(w[::2], want[::2])       # a step: the plain rows
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "fp8"))
+def test_writing_into_part_of_a_packed_weight_is_kept(fmt):
+    """weight[rows] = ..., weight[:, column] = ..., weight[i, j] = ... (what a textual inversion or an
+    initialisation of a padding row does) change the weight as they change the expanded matrix: the write went
+    into a temporary expansion (or a packed part of its own) and was lost without a word."""
+    from nodes.generate.weights import dequantise
+    state, want = _stored(fmt)
+    p = dequantise(state, torch.bfloat16, packed=True)["blocks.0.weight"]
+    w = want["blocks.0"].to(torch.bfloat16)
+    with torch.no_grad():
+        for target in (p, w):
+            target[0:2] = 0
+            target[:, 3] = 1
+            target[5, 7] = 2
+            target.data[9:11] = 3
+    assert torch.equal(p, w)

@@ -113,6 +113,13 @@ class PackedWeight(torch.Tensor):
     def __tensor_unflatten__(inner, ctx, outer_size, outer_stride):
         return PackedWeight(ctx[0], outer_size, *ctx[1:])
 
+    def __setitem__(self, index, value):
+        """weight[...] = value: the weight made plain first (as by any in-place change), so that the slice written
+        is a view of it; written into a packed slice (a part of its own) or a temporary expansion, it was lost."""
+        self._follow()
+        self._plain()
+        torch.Tensor.__setitem__(self, index, value)
+
     def dequantize(self) -> torch.Tensor:
         """The plain tensor this weight stands for."""
         self._follow()
