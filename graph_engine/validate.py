@@ -503,6 +503,11 @@ def missing_inputs(wf: Workflow, registry: Registry, input_dirs=(), written=(), 
         path = resolve_path(value, wf.base_dir, True)
         if resolve_path(value, wf.base_dir) in written:
             continue
+        long = _past_limits(path)
+        if long:
+            out.setdefault(nid, {})[name] = MissingModel(f"{name}: {value[:60]!r}... {long}, so no file can be "
+                                                         "there: the path is damaged or mistyped", None)
+            continue
         # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
         if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
             continue
@@ -515,6 +520,19 @@ def missing_inputs(wf: Workflow, registry: Registry, input_dirs=(), written=(), 
             f"{name}: {value!r} is not there ({path}){near}; relative paths are taken from the workflow file's "
             f"folder{there}", None)
     return out
+
+
+def _past_limits(path: str) -> Optional[str]:
+    """How `path` is longer than a file system holds (a name past 255 bytes, the whole past 4,096), or None. Such
+    a path was said to be 'not there' and echoed whole, twice: a megabyte's path made a 2 MB message."""
+    import os
+    from pathlib import Path
+    name = max((os.fsencode(part) for part in Path(path).parts), key=len, default=b"")
+    if len(name) > 255:
+        return f"has a name of {len(name):,} bytes, and file names hold at most 255"
+    if len(os.fsencode(path)) > 4096:
+        return f"is {len(os.fsencode(path)):,} bytes long as a path, and paths hold at most 4,096"
+    return None
 
 
 def _deepest_chain(g, nodes) -> List[str]:

@@ -1544,3 +1544,18 @@ def test_a_file_two_loaders_name_is_said_missing_once(tmp_path, monkeypatch):
     both = next(line for line in lines if "'wan_2.1_vae.safetensors'" in line)
     one = next(line for line in lines if "'other_vae.safetensors'" in line)
     assert both.startswith("nodes vae_loader_1, vae_loader_2: name:") and one.startswith("node vae_loader_3: name:")
+
+
+def test_a_grown_picture_input_the_node_cannot_take_is_said_not_read():
+    """ComfyUI's autogrow picture lists (images.image_1, image_2, ..) grow as a user links pictures; where Kinograph's
+    node takes fewer (TextEncodeFibo2: four), a fifth linked picture is not silently dropped while the node reads
+    as exact: the import says it is not read."""
+    data = _load("templates/image_fibo2_edit_dev_pe.json")
+    node = next(n for n in data["nodes"] if n["type"] == "TextEncodeFibo2")
+    node["inputs"].append({"name": "images.image_5", "localized_name": "images.image_5", "type": "IMAGE",
+                           "shape": 7, "link": 990})
+    data["links"].append([990, 10, 0, node["id"], len(node["inputs"]) - 1, "IMAGE"])
+    res = import_data(data)
+    entry, = [e for e in res.report.entries.values() if e.class_type == "TextEncodeFibo2"]
+    assert entry.status != "exact"
+    assert any("images.image_5" in n and "not read" in n for n in entry.notes), entry.notes

@@ -4,6 +4,7 @@ loaded with CLIPLoader type mage, the Mage VAE) are recognised, load, and ComfyU
 prompts and seed. The references share no code with Kinograph's: ComfyUI's transformer, VAE, prompt templates and
 euler / simple sampling written out in tests/mage_flow_reference.py, transformers' Qwen3-VL read for its last
 (normed) layer, and ComfyUI's Qwen-VL picture reading written out here."""
+import math
 import re
 import sys
 from pathlib import Path
@@ -73,8 +74,8 @@ def test_mage_flow_files_are_told_and_match_comfyui(mage):
 def _states(root, prompt, pictures=()):
     """TextEncodeMageFlowEdit's conditioning for one prompt: the prompt in Mage's template (the edit's with "Image N:
     " and each picture's vision tokens before it), each picture read as ComfyUI's process_qwen2vl_images reads it for
-    Qwen3-VL (down to a long edge of 384 where longer, sides rounded to multiples of 32, bilinear, to -1..1, 16-pixel
-    patches in its order), transformers' Qwen3-VL's last layer (normed), the tokens up to the user turn's text
+    Qwen3-VL (down to a long edge of 384 where longer, sides rounded to multiples of 32, up to 3136 pixels where
+    fewer, bilinear, to -1..1, 16-pixel patches in its order), transformers' Qwen3-VL's last layer (normed), the tokens up to the user turn's text
     dropped: ComfyUI counts to the second <|im_start|> and its "user" and line end (ids 872 and 198 in Qwen's own
     tokenizer; the tiny byte tokenizer spells them in 5)."""
     from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
@@ -91,6 +92,9 @@ def _states(root, prompt, pictures=()):
             x = torch.nn.functional.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bicubic")
             h, w = x.shape[2:]
         hb, wb = round(h / 32) * 32, round(w / 32) * 32
+        if hb * wb < 3136:          # process_qwen2vl_images' min_pixels: a small picture is read larger
+            beta = math.sqrt(3136 / (h * w))
+            hb, wb = math.ceil(h * beta / 32) * 32, math.ceil(w * beta / 32) * 32
         x = torch.nn.functional.interpolate(x, size=(hb, wb), mode="bilinear", align_corners=False)[0]
         x = (x - 0.5) / 0.5
         gh, gw = hb // 16, wb // 16
@@ -203,8 +207,6 @@ def test_encode_mage_flow_edit_names_what_it_needs(mage):
     te = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "mage", "cpu")
     with pytest.raises(NodeError, match="mage_flow_vae_bf16"):
         encode_mage_flow_edit(te, SimpleNamespace(family="flux"), "make it blue", "", [picture])
-    with pytest.raises(NodeError, match="at most 4 pictures"):
-        encode_mage_flow_edit(te, None, "make it blue", "", [picture] * 5)
 
 
 def test_kinograph_info_names_the_mage_flow_files(mage, capsys):
@@ -217,3 +219,68 @@ def test_kinograph_info_names_the_mage_flow_files(mage, capsys):
     vae = next(line.split() for line in lines if line.rstrip().endswith(VAE))
     assert transformer[:5] == ["mage_flow", "-", "diffusion_model", "int8_convrot", "yes"], transformer
     assert vae[:5] == ["mage_flow", "-", "vae", "bf16", "yes"], vae
+
+
+def _edit_template_with(names) -> dict:
+    """The edit template with TextEncodeMageFlowEdit's autogrow inputs `names` (images.image_N) each linked to the
+    picture its image_1 reads, as a user adds pictures in ComfyUI."""
+    import json
+    data = json.loads((TEMPLATES / "image_mage_flow_edit_int8.json").read_text("utf-8"))
+    sub = data["definitions"]["subgraphs"][0]
+    node = next(n for n in sub["nodes"] if n["type"] == "TextEncodeMageFlowEdit")
+    first = next(i for i in node["inputs"] if i["name"] == "images.image_1")["link"]
+    origin = next(link for link in sub["links"] if link["id"] == first)
+    for k, name in enumerate(names):
+        slot = next((j for j, i in enumerate(node["inputs"]) if i["name"] == name), None)
+        if slot is None:
+            node["inputs"].append({"name": name, "localized_name": name, "type": "IMAGE", "shape": 7})
+            slot = len(node["inputs"]) - 1
+        node["inputs"][slot]["link"] = 900 + k
+        sub["links"].append(dict(origin, id=900 + k, target_slot=slot))
+    return data
+
+
+def test_every_picture_comfyui_reads_reaches_encode_mage_flow_edit():
+    """ComfyUI's TextEncodeMageFlowEdit grows to 16 pictures (image_1 .. image_16) and reads them all: each linked one
+    reaches encode.mage_flow_edit, none left behind while the import says the node is exact."""
+    from app.comfyui import import_data
+    names = [f"images.image_{i}" for i in range(4, 17)]
+    res = import_data(_edit_template_with(names))
+    enc, = [n for n in res.graph.nodes.values() if n.type == "encode.mage_flow_edit"]
+    linked = res.graph.inputs[enc.id]
+    assert {f"image{i}" for i in range(4, 17)} <= set(linked), sorted(linked)
+    entry, = [e for e in res.report.entries.values() if e.class_type == "TextEncodeMageFlowEdit"]
+    assert entry.status != "unmapped"
+
+
+def test_encode_mage_flow_edit_reads_sixteen_pictures_as_comfyui(mage):
+    """Five pictures of other sizes (one over 384 px, which Qwen3-VL sees scaled down) are all seen by Qwen3-VL as
+    "Image 1: " .. "Image 5: " and ride on the prompt at the result's size (ComfyUI's node takes 16); 17 are
+    refused by name."""
+    from graph_engine import NodeError
+    from nodes.generate.mage_flow_edit import encode_mage_flow_edit
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.reference import references
+    from nodes.generate.split import load_text_encoder, load_vae
+    from tiny_mage_flow import TE_NAME, VAE
+    import mage_flow_reference as ref
+    mm = ModelManager()
+    te = load_text_encoder(mm, f"{TE_NAME}.safetensors", "", "mage", "cpu")
+    vae = load_vae(mm, VAE, "cpu")
+    rng = np.random.default_rng(4)
+    sizes = ((400, 180), (40, 56), (64, 32), (48, 48), (33, 70))
+    pictures = [(rng.random((h, w, 3)) * 255).astype(np.uint8) for h, w in sizes]
+    positive, _, latent = encode_mage_flow_edit(te, vae, "make it blue", "", pictures)
+    assert latent.samples.shape[-2:] == (25, 11)
+    want = _states(mage, "make it blue", [torch.from_numpy(p).float() / 255 for p in pictures])
+    assert positive.embeds.shape == want.shape and _err(want, positive.embeds) < 1e-3
+    vsd = _file(mage, VAE, "vae", "")
+    refs = references(positive)
+    assert len(refs) == 5
+    for p, r in zip(pictures, refs):
+        x = torch.from_numpy(p).float().permute(2, 0, 1)[None] / 255
+        if x.shape[-2:] != (400, 176):
+            x = torch.nn.functional.interpolate(x, size=(400, 176), mode="bicubic")
+        assert _err(ref.vae_encode(vsd, x * 2 - 1), r[:, :, 0]) < 1e-4
+    with pytest.raises(NodeError, match="at most 16 pictures"):
+        encode_mage_flow_edit(te, None, "make it blue", "", [pictures[1]] * 17)

@@ -24,6 +24,19 @@ SEED_MODES = {"randomize": "random", "increment": "increment"}
 CONDITIONINGS = ("conditioning", "positive", "negative")
 
 
+def grown_past(cn: CNode, rule: Rule) -> List[str]:
+    """Notes for the linked inputs of a ComfyUI autogrow list (images.image_1, image_2, ..) past the ones the rule
+    maps: the Kinograph node has fewer sockets than ComfyUI grew, and the picture would otherwise be dropped unsaid."""
+    notes = []
+    for k, v in cn.inputs.items():
+        group = k.split(".", 1)[0] + "."
+        taken = [m for m in rule.inputs if m.startswith(group)]
+        if isinstance(v, Ref) and "." in k and taken and k not in rule.inputs:
+            notes.append(f"input {k} is not read: {rule.node} has sockets for {len(taken)} of ComfyUI's {group[:-1]} "
+                         "only; link it in place of another, or leave it out")
+    return notes
+
+
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
 class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters,
                 Segmentation, KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
@@ -367,6 +380,7 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             v = self.resolve(cn.inputs.get(comfy))
             if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
+        notes += grown_past(cn, rule)
         # FluxGuidance's guidance rides on the conditioning to the sampler, through the nodes that add to it
         # (FLUX.2's template sets it before ReferenceLatent; FLUX.1 Canny / Depth / Fill's before
         # InstructPixToPixConditioning / InpaintModelConditioning, each prompt's on its own output)

@@ -1138,9 +1138,8 @@ RULES: Dict[str, Rule] = {
                                                              "batch_size"),
                                    (P("prompt", "text"), P("negative_prompt", "negative"), P("width", "width"),
                                     P("height", "height"), P("batch_size", "batch_size")),
-                                   {"clip": "text_encoder", "vae": "vae", "images.image_1": "image",
-                                    "images.image_2": "image2", "images.image_3": "image3",
-                                    "images.image_4": "image4"},
+                                   {"clip": "text_encoder", "vae": "vae",
+                                    **{f"images.image_{i}": "image" if i == 1 else f"image{i}" for i in range(1, 17)}},
                                    ("positive", "negative", "latent")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)

@@ -28,6 +28,9 @@ VAE = "vae."
 UMT5 = "text_encoders.umt5base.transformer."
 GENRE = DIT + "genre_embedder.weight"     # the DiT's prompt projection: ACE-Step v1's alone
 VOCAB_PLACES = ("{stem}", "{stem}_tokenizer", "ace_lyrics_tokenizer")
+# The most tokens the lyrics, or the tags, may make: ComfyUI reads any number, and the lyric encoder's and UMT5's
+# attention grows with the square of it (20 KB of lyrics asked 30 GB of the tiny test model).
+MAX_TOKENS = 4096
 
 
 def latent_columns(seconds: float) -> int:
@@ -246,7 +249,15 @@ def lyric_ids(tokenizer, lyrics: str) -> list:
     for piece, _ in comfy_parts(lyrics):
         if piece:
             ids += _piece_ids(tokenizer, piece)
+            _within(len(ids), "lyrics", lyrics)
     return ids
+
+
+def _within(count: int, what: str, text: str) -> None:
+    """Refuse `what` (lyrics or tags) once its tokens pass MAX_TOKENS, as they are read."""
+    if count > MAX_TOKENS:
+        raise NodeError(f"generate.ace_step1: the {what} make more than {MAX_TOKENS:,} tokens ({len(text):,} "
+                        f"characters, {text[:40]!r}...), and the model attends to all of them at once: shorten them")
 
 
 def _piece_ids(tokenizer, piece: str) -> list:
@@ -281,7 +292,9 @@ def text_states(model: AceStep1, tags: str) -> torch.Tensor:
     ids, weights = [], []
     for part, w in comfy_parts(tags):
         got = model.tokenizer.encode(part)
-        ids, weights = ids + got, weights + [w] * len(got)
+        ids += got
+        weights += [w] * len(got)
+        _within(len(ids), "tags", tags)
     eos = model.tokenizer.eos_id()
     ids, weights = ids + [eos], weights + [1.0]
     encode = model.text_encoder

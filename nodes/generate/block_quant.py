@@ -110,6 +110,8 @@ def scales_of(layer: str, fmt: str, q, scale, scale_2=None, experts=None):
         raise _damaged(layer, fmt, f"its weight is {str(q.dtype)[6:]}, not {want}")
     n, rows = (q.shape[0] if bank else 1), q.shape[-2]
     cols = q.shape[-1] * (2 if fmt == "nvfp4" else 1)
+    if not q.numel():       # no byte in the file: rows of no columns divided the row step by zero
+        raise _damaged(layer, fmt, f"its weight has shape {list(q.shape)}, which holds no values")
     if cols % _BLOCK[fmt]:
         raise _damaged(layer, fmt, f"its rows of {cols} values are not whole blocks of {_BLOCK[fmt]}")
     blocks = _block_scales(layer, fmt, scale, n, rows, cols)

@@ -15,6 +15,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 
+from graph_engine import NodeError
 from nodes.generate.prompts import clean_and_weights, comfy_parts, token_weights
 
 LENGTH = 77                 # CLIP's positions: start, 75 tokens, end
@@ -22,6 +23,8 @@ BODY = LENGTH - 2
 LONG_WORD = 8               # SDTokenizer.max_word_length: parts this long may be cut between windows
 COMMA_BACKTRACK = 20        # A1111's comma_padding_backtrack
 PAD = -1                    # filled with each tokenizer's own pad id (CLIP-L pads with its end token, OpenCLIP-G with 0)
+MAX_WINDOWS = 64            # windows a prompt may read: 4,800 tokens
+MAX_REPEAT = 8              # conditionings laid side by side are repeated to at most this times the longest
 
 Window = List[Tuple[int, float]]
 
@@ -62,21 +65,28 @@ def kinograph_windows(tokenizer, text: str) -> List[Window]:
     weights = token_weights([tuple(o) for o in enc["offset_mapping"]], spans)
     tokens = list(zip(enc["input_ids"], weights))
     comma = tokenizer(",", add_special_tokens=False)["input_ids"]
-    windows = []
-    while len(tokens) > BODY:
+    windows, at = [], 0         # the windows walk along the tokens (cutting the list each time was quadratic)
+    while len(tokens) - at > BODY:
         # A1111 looks back only when the token after the full window is not a comma itself (that one is cut at
         # BODY), and takes a comma at most COMMA_BACKTRACK tokens before BODY (index BODY - 20 on).
         cut = BODY
-        commas = [i for i, (t, _) in enumerate(tokens[:BODY]) if [t] == comma]
-        if commas and [tokens[BODY][0]] != comma and BODY - commas[-1] <= COMMA_BACKTRACK:
+        commas = [i for i, (t, _) in enumerate(tokens[at:at + BODY]) if [t] == comma]
+        if commas and [tokens[at + BODY][0]] != comma and BODY - commas[-1] <= COMMA_BACKTRACK:
             cut = commas[-1] + 1
-        windows.append(_closed(tokenizer, tokens[:cut]))
-        tokens = tokens[cut:]
-    return windows + [_closed(tokenizer, tokens)]
+        windows.append(_closed(tokenizer, tokens[at:at + cut]))
+        at += cut
+    return windows + [_closed(tokenizer, tokens[at:])]
 
 
 def windows_for(tokenizer, text: str, weighting: str) -> List[Window]:
-    return comfy_windows(tokenizer, text) if weighting == "comfy" else kinograph_windows(tokenizer, text)
+    """The prompt's windows, at most MAX_WINDOWS: a megabyte of prompt made 8,000, every one encoded at once (CLIP's
+    hidden states of each layer, gigabytes) and attended to at every sampling step."""
+    windows = comfy_windows(tokenizer, text) if weighting == "comfy" else kinograph_windows(tokenizer, text)
+    if len(windows) > MAX_WINDOWS:
+        raise NodeError(f"the prompt ({len(text):,} characters, {text[:40]!r}...) reads {len(windows):,} windows of "
+                        f"CLIP's {LENGTH} tokens; Kinograph reads at most {MAX_WINDOWS} ({MAX_WINDOWS * BODY:,} "
+                        "tokens, a few pages of text): shorten the prompt")
+    return windows
 
 
 def ids(windows: List[Window], pad: int) -> torch.Tensor:
@@ -101,8 +111,21 @@ def to_length(t: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def common_length(tensors: Sequence[torch.Tensor]) -> int:
+    """The length conditionings of these lengths are repeated to (to_length): their least common multiple, refused
+    past MAX_REPEAT times the longest. Prompts of 2, 3, 5, ..., 19 windows made 9.7 million windows each, terabytes;
+    ComfyUI concatenates only up to 4 times the shorter (CONDCrossAttn.can_concat) and samples the rest apart."""
     import math
-    return math.lcm(*(int(t.shape[1]) for t in tensors))
+    lengths = sorted({int(t.shape[1]) for t in tensors})
+    length = math.lcm(*lengths)
+    if length > MAX_REPEAT * lengths[-1]:
+        counts = [str(n // LENGTH) for n in lengths]
+        said = f"{', '.join(counts[:-1])} and {counts[-1]}"
+        raise NodeError(f"the prompts read {said} windows of CLIP's {LENGTH} tokens; used together each is repeated "
+                        f"to their least common multiple, {length // LENGTH:,} windows, {length // lengths[-1]:,} times "
+                        f"the longest, which takes as many times the memory and time at every step (at most "
+                        f"{MAX_REPEAT}): give the prompts window counts that divide one another (a window holds "
+                        f"{BODY} tokens: lengthen a shorter prompt or shorten a longer one)")
+    return length
 
 
 def same_length(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

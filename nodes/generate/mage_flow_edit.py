@@ -25,7 +25,7 @@ GRID = 16               # the Mage VAE's pixels per latent pixel
 VISION_EDGE = 384       # the long edge Qwen3-VL sees a picture at, at most (the training preprocessing)
 VISION_MAX = 12845056   # ComfyUI's Qwen-VL reading's pixel bound (process_qwen2vl_images)
 DEFAULT = 1024          # the result's side without a picture or a size
-MAX_PICTURES = 4        # the node's inputs (ComfyUI's takes up to 16; its templates wire 3)
+MAX_PICTURES = 16       # ComfyUI's node grows to image_16 (its templates wire 3)
 
 
 def result_size(width: int, height: int, pictures: List[np.ndarray]) -> Tuple[int, int]:

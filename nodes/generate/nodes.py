@@ -491,6 +491,18 @@ def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
                           image2: IMAGE = Input(optional=True, help="a second picture"),
                           image3: IMAGE = Input(optional=True, help="a third picture"),
                           image4: IMAGE = Input(optional=True, help="a fourth picture"),
+                          image5: IMAGE = Input(optional=True, help="a fifth picture"),
+                          image6: IMAGE = Input(optional=True, help="a sixth picture"),
+                          image7: IMAGE = Input(optional=True, help="a seventh picture"),
+                          image8: IMAGE = Input(optional=True, help="an eighth picture"),
+                          image9: IMAGE = Input(optional=True, help="a ninth picture"),
+                          image10: IMAGE = Input(optional=True, help="a tenth picture"),
+                          image11: IMAGE = Input(optional=True, help="an eleventh picture"),
+                          image12: IMAGE = Input(optional=True, help="a twelfth picture"),
+                          image13: IMAGE = Input(optional=True, help="a thirteenth picture"),
+                          image14: IMAGE = Input(optional=True, help="a fourteenth picture"),
+                          image15: IMAGE = Input(optional=True, help="a fifteenth picture"),
+                          image16: IMAGE = Input(optional=True, help="a sixteenth picture"),
                           text: str = Param("", kind="text", help="the prompt, or what to change"),
                           negative: str = Param("", kind="text", help="the negative prompt, read with the same "
                                                                       "pictures"),
@@ -503,7 +515,8 @@ def encode_mage_flow_edit(ctx, text_encoder: TEXT_ENCODER,
     transformer to read beside the noise, and the latent to sample is the result's size. Sample base / edit at cfg 5
     over 30 steps, Turbo at cfg 1 over 4."""
     from nodes.generate.mage_flow_edit import encode_mage_flow_edit as run
-    pictures = [p for p in (image, image2, image3, image4) if p is not None]
+    pictures = [p for p in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10, image11,
+                            image12, image13, image14, image15, image16) if p is not None]
     positive, neg, latent = run(text_encoder, vae, text, negative, pictures, width, height, batch_size)
     return {"positive": positive, "negative": neg, "latent": latent}
 

@@ -4,13 +4,33 @@
 Pure string work; the text encoders turn the weights into scaled token embeddings."""
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_right
 from typing import List, Tuple
 
 from graph_engine import NodeError
 
 UP, DOWN = 1.1, 1 / 1.1
 _WEIGHT = re.compile(r":\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
+# Brackets nested deeper are refused: ComfyUI's parser recursed a level a bracket (3,000 were a RecursionError) and
+# parse_emphasis re-weighed every run inside at each closing one (20,000 took 22 s); 1.1^100 is already 13,780.
+MAX_DEPTH = 100
+
+
+def _too_deep(text: str) -> NodeError:
+    return NodeError(f"the prompt {text[:60]!r}... nests brackets more than {MAX_DEPTH} deep: no weighting needs that; "
+                     "write \\( or \\) for a literal bracket")
+
+
+def _checked(parts: List[Tuple[str, float]]) -> List[Tuple[str, float]]:
+    """The parts, refused where a weight is no finite number ((x:1e400), a 400-digit weight, 8,000 nested brackets):
+    the conditioning came out infinite or NaN without a word."""
+    for t, w in parts:
+        if not math.isfinite(w):
+            raise NodeError(f"the prompt weighs {t[:40]!r} by {w}, which is no weight: give a number such as 1.2 "
+                            "(weights multiply in nested brackets)")
+    return parts
 
 
 def parse_emphasis(text: str) -> List[Tuple[str, float]]:
@@ -37,6 +57,8 @@ def parse_emphasis(text: str) -> List[Tuple[str, float]]:
         if c in "([":
             flush()
             stack.append((c, len(runs)))
+            if len(stack) > MAX_DEPTH:
+                raise _too_deep(text)
         elif c in ")]":
             if not stack or stack[-1][0] != ("(" if c == ")" else "["):
                 raise NodeError(f"unbalanced {c!r} at character {i + 1} of the prompt {text!r}; "
@@ -65,7 +87,7 @@ def parse_emphasis(text: str) -> List[Tuple[str, float]]:
             merged[-1] = (merged[-1][0] + t, w)
         else:
             merged.append((t, w))
-    return merged
+    return _checked(merged)
 
 
 def clean_and_weights(text: str) -> Tuple[str, List[Tuple[int, int, float]]]:
@@ -114,7 +136,13 @@ def comfy_parts(text: str) -> List[Tuple[str, float]]:
             out += weigh(inner, w)
         return out
     escaped = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
-    return [(t.replace("\0\1", ")").replace("\0\2", "("), w) for t, w in weigh(escaped, 1.0)]
+    depth = deepest = 0
+    for c in escaped:
+        depth = max(depth + (c == "(") - (c == ")"), 0)
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise _too_deep(text)
+    return _checked([(t.replace("\0\1", ")").replace("\0\2", "("), w) for t, w in weigh(escaped, 1.0)])
 
 
 def comfy_clean_and_weights(text: str) -> Tuple[str, List[Tuple[int, int, float]]]:
@@ -140,15 +168,17 @@ def literal(text: str) -> str:
 
 
 def token_weights(offsets, spans) -> List[float]:
-    """Weight of each token from its character offsets (None for special/padding tokens -> 1.0)."""
+    """Weight of each token from its character offsets (None for special/padding tokens -> 1.0). `spans` are in
+    order and apart, as clean_and_weights gives them: each token's is found by bisection (a scan of all spans for
+    every token took hours for a megabyte of weighted words)."""
+    starts = [a for a, _, _ in spans]
     weights = []
     for off in offsets:
         w = 1.0
         if off is not None and off[1] > off[0]:
-            for a, b, sw in spans:
-                if a <= off[0] < b:
-                    w = sw
-                    break
+            i = bisect_right(starts, off[0]) - 1
+            if i >= 0 and off[0] < spans[i][1]:
+                w = spans[i][2]
         weights.append(w)
     return weights
 

@@ -13,6 +13,15 @@ from typing import Tuple
 
 import numpy as np
 
+from graph_engine import NodeError
+
+# The most cells a surface net meshes, or voxel faces the basic mesh shows: a smooth shape at resolution 512 (the
+# decoder's most) crosses about a million cells; a noisy grid crosses nearly all of its 134 million, which took about
+# 1.5 KB a cell (25 GB at resolution 256) before a single vertex came out.
+MAX_CELLS = 4_000_000
+_NOISE = ("the grid is noise rather than a shape (a damaged VAE, or a latent sampled too few steps): check "
+          "decode.hunyuan3d's model and the sampling, or lower its resolution")
+
 # a voxel's six neighbours and the corners of the face towards each, ComfyUI's order (z, y, x)
 _NEIGHBOURS = np.array([[0, 0, 1], [0, 0, -1], [0, 1, 0], [0, -1, 0], [1, 0, 0], [-1, 0, 0]])
 _FACE_CORNERS = np.array([
@@ -40,11 +49,18 @@ def basic(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
     solid = grid > threshold
     padded = np.pad(solid, 1)
     d, h, w = grid.shape
-    vertices, faces, count = [], [], 0
-    for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
+
+    def exposed_mask(offset):
         # masks over the grid, not index lists over its solid cells: a filled 513^3 grid's indices took gigabytes
         z, y, x = offset + 1
-        exposed = np.argwhere(solid & ~padded[z:z + d, y:y + h, x:x + w])    # raster order, as ComfyUI's
+        return solid & ~padded[z:z + d, y:y + h, x:x + w]
+    shown = sum(int(np.count_nonzero(exposed_mask(offset))) for offset in _NEIGHBOURS)
+    if shown > MAX_CELLS:
+        raise NodeError(f"the voxel grid shows {shown:,} voxel faces, a mesh of {4 * shown:,} vertices (at most "
+                        f"{MAX_CELLS:,} faces are meshed): {_NOISE}")
+    vertices, faces, count = [], [], 0
+    for offset, corners in zip(_NEIGHBOURS, _FACE_CORNERS):
+        exposed = np.argwhere(exposed_mask(offset))                          # raster order, as ComfyUI's
         if not len(exposed):
             continue
         vertices.append((exposed[:, None, :] + corners[None]).reshape(-1, 3))
@@ -79,8 +95,15 @@ def surface_net(grid: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndar
     for z, y, x in _CORNERS[1:]:
         some |= above[z:z + d, y:y + h, x:x + w]
         every &= above[z:z + d, y:y + h, x:x + w]
-    cells = np.argwhere(some & ~every)                  # raster order, as ComfyUI's
-    del above, some, every
+    some &= ~every
+    del above, every
+    crossed = int(np.count_nonzero(some))
+    if crossed > MAX_CELLS:
+        raise NodeError(f"the voxel grid's surface passes through {crossed:,} cells, a mesh of as many vertices (at "
+                        f"most {MAX_CELLS:,} are meshed; a smooth shape at resolution 512 makes about a million): "
+                        f"{_NOISE}")
+    cells = np.argwhere(some)                           # raster order, as ComfyUI's
+    del some
     pos = cells[:, None, :] + _CORNERS[None]
     values = padded[pos[..., 0], pos[..., 1], pos[..., 2]]
     inside = values > threshold
