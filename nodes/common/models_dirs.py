@@ -27,7 +27,7 @@ from graph_engine import NodeError
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models", "animatediff_models",
          "animatediff_motion_lora", "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers",
          "embeddings", "depth", "ipadapter", "style_models", "pose", "sam2", "annotators",
-         "audio_encoders", "model_patches", "background_removal")
+         "audio_encoders", "model_patches", "background_removal", "optical_flow")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
 # ControlNets, IP-Adapters and LoRAs.
@@ -438,7 +438,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "
                            "normals.bae",
              "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)", "audio_encoders": "load.audio_encoder",
-             "model_patches": "load.model_patch"}
+             "model_patches": "load.model_patch", "optical_flow": "noise.void_warped (RAFT-large)"}
 
 
 def close_names(name: str, kind: str) -> List[str]:
