@@ -11,6 +11,8 @@ each form it prints:
   step     time of one forward of `--tokens` tokens (every layer expanded for its matmul; the anchor's matmuls
            alone), informational
   max|d|   largest difference of that forward's output from the anchor's (0: the same values)
+  default  the form a load that does not say takes on this machine now (nodes/generate/pack_policy.py: packed
+           with a GPU or where the expanded weights would take over half the free memory)
 
     PYTHONPATH=. .venv/bin/python bench/packed_weights.py [--layers 12] [--width 3072] [--device cpu|cuda]
 """
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-FORMATS = ("nvfp4", "mxfp8", "int8_convrot", "fp8_scaled")
+FORMATS = ("nvfp4", "mxfp8", "int8_convrot", "fp8_scaled", "fp8")
 
 
 def quantised(plain: dict, fmt: str) -> dict:
@@ -76,6 +78,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     import torch
+    from nodes.generate.pack_policy import keep_packed_here
     g = torch.Generator().manual_seed(0)
     plain = {}
     for i in range(args.layers):
@@ -85,7 +88,7 @@ def main():
     cuda = args.device == "cuda"
     print(f"{args.layers} linear layers of {args.width} x {args.width} ({args.layers * args.width ** 2 / 1e6:.0f}M "
           f"weights), {args.tokens} tokens, on {args.device}")
-    print(f"{'form':<20}{'held MB':>10}{'vs bf16':>9}{'device MB':>11}{'step ms':>9}{'max|d|':>10}")
+    print(f"{'form':<20}{'held MB':>10}{'vs bf16':>9}{'device MB':>11}{'step ms':>9}{'max|d|':>10}{'default':>9}")
     for fmt in FORMATS:
         state = quantised(plain, fmt)
         rows = []
@@ -100,9 +103,11 @@ def main():
             del model
         (a_held, a_step, a_out, a_dev), (p_held, p_step, p_out, p_dev) = rows
         diff = float((p_out.float() - a_out.float()).abs().max())
-        print(f"{fmt + ' bf16':<20}{a_held / 1e6:>10.1f}{1:>9.2f}{a_dev:>11.1f}{a_step * 1e3:>9.1f}{0:>10.2g}")
+        packed_here = keep_packed_here(a_held)
+        print(f"{fmt + ' bf16':<20}{a_held / 1e6:>10.1f}{1:>9.2f}{a_dev:>11.1f}{a_step * 1e3:>9.1f}{0:>10.2g}"
+              f"{'' if packed_here else 'yes':>9}")
         print(f"{fmt + ' packed':<20}{p_held / 1e6:>10.1f}{p_held / a_held:>9.2f}{p_dev:>11.1f}{p_step * 1e3:>9.1f}"
-              f"{diff:>10.2g}")
+              f"{diff:>10.2g}{'yes' if packed_here else '':>9}")
 
 
 if __name__ == "__main__":

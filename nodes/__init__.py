@@ -29,6 +29,7 @@ NODE_MODULES = [
     "nodes.generate.unclip_nodes",
     "nodes.generate.split_nodes",
     "nodes.generate.vace_nodes",
+    "nodes.generate.void_nodes",
     "nodes.generate.wan_animate_nodes",
     "nodes.generate.wan_dancer_nodes",
     "nodes.interpolate.nodes",

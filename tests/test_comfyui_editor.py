@@ -520,7 +520,7 @@ def test_the_first_run_of_an_imported_file_uses_the_seed_it_was_saved_with(win, 
     monkeypatch.setattr(window_mod, "allow_outside_for_run", lambda parent, doc: True)
     ran = []
     monkeypatch.setattr(win.runs, "submit", lambda doc, **kw: ran.append(doc.graph.nodes["k_sampler_3"].params["seed"])
-                        or SimpleNamespace())
+                        or SimpleNamespace(state="queued"))   # (the first still queued when Run is pressed again)
     assert win.open_path(DATA / "wan_t2v.json") is win
     saved = win.doc.graph.nodes["k_sampler_3"].params["seed"]
     assert win.doc.graph.ui["k_sampler_3"]["seed"] == {"seed": "random"}
@@ -552,10 +552,13 @@ def test_a_subgraphs_nodes_open_where_the_subgraph_stood(win):
     win._comfyui_report.close()
     g = win.doc.graph
     # the subgraph's canvas begins at (-390, 100) (its constants, folded on import): moved by (760, 1020), its
-    # layout kept, the sampler on Save Audio's row
+    # layout kept, the sampler on Save Audio's row. Its Preview Any and Math Expression (1370, 1310 / 1360) now run
+    # as math.show / math.expression: the Math Expression, taller than ComfyUI drew it, is moved down off the
+    # preview, and Text Generate off it, as any stacked imported nodes are
     assert {n: g.ui[n]["pos"] for n in g.nodes if "_52_" in n} == {
         "k_sampler_52_3": [1100 + 760, 100 + 1020], "clip_loader_52_29": [690 + 760, 1580 + 1020],
-        "text_generate_52_28": [1200 + 760, 1580 + 1020]}
+        "preview_any_52_42": [1370 + 760, 1310 + 1020], "comfy_math_expression_52_41": [1370 + 760, 1360 + 1020 + 48],
+        "text_generate_52_28": [1200 + 760, 1580 + 1020 + 46]}
     assert g.ui["save_audio_advanced_57"]["pos"] == [820, 1120]
 
 

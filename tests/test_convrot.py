@@ -178,3 +178,22 @@ def test_an_int8_convrot_file_is_not_called_fp8(tmp_path):
     assert precision_of(read_header(_save(tmp_path, state))) == "int8_convrot"
     fp8 = {"a.weight": torch.randn(4, 4).to(torch.float8_e4m3fn), "a.weight_scale": torch.tensor(1.0)}
     assert precision_of(read_header(_save(tmp_path, fp8, "fp8mixed.safetensors"))) == "fp8_mixed"
+
+
+def test_a_packed_layer_builds_its_hadamard_matrix_once(monkeypatch):
+    """A packed ConvRot layer (nodes/generate/packed_weight.py) rotates back at every operation: it built the
+    Hadamard matrix anew each time (15 ms for 256 on a busy CPU, each layer each step; copied to the GPU each time
+    too). Built once per size and device, with the published values."""
+    from nodes.generate.weights import dequantise
+    g = torch.Generator().manual_seed(0)
+    plain = {"blocks.0.weight": torch.randn(64, 512, generator=g) * 0.05}
+    state = cr.quantise_file_state(plain)
+    w = dequantise(state, torch.float32, packed=True)["blocks.0.weight"]
+    built = []
+    kron = torch.kron
+    monkeypatch.setattr(torch, "kron", lambda *a: built.append(1) or kron(*a))
+    want = cr.dequantize_int8_convrot_weight(state["blocks.0.weight"], state["blocks.0.weight_scale"], 256)
+    built.clear()
+    for _ in range(3):
+        assert torch.equal(w.dequantize(), want)
+    assert len(built) <= 3         # the Kronecker powers of one 256 matrix, once

@@ -209,7 +209,7 @@ def test_gpt_oss_expert_banks_stay_packed(fmt):
                                  "down_proj_bias": tensors["experts.down_proj.bias"]}, assign=True)
         return experts
 
-    packed = build(dequantise(state, torch.float32))
+    packed = build(dequantise(state, torch.float32, packed=True))
     reference = build({**state, **{k + ".weight": v for k, v in plain.items()}})
     bank = packed.gate_up_proj
     assert isinstance(bank, PackedWeight) and bank.shape == (4, 64, 64) and isinstance(bank[2], PackedWeight)
@@ -231,7 +231,7 @@ def test_load_weights_gives_packed_layers_of_a_file(tmp_path):
     from nodes.generate.weights import load_weights
     state, want = _stored("nvfp4")
     save_file(state, str(tmp_path / "m.safetensors"))
-    got = load_weights(tmp_path / "m.safetensors")
+    got = load_weights(tmp_path / "m.safetensors", packed=True)
     assert held_bytes(got.values()) < held_bytes(load_weights(tmp_path / "m.safetensors", packed=False).values()) / 3
     assert torch.equal(got["blocks.0.weight"], want["blocks.0"].to(torch.bfloat16))
     state["blocks.2.weight_scale_2"] = torch.tensor(float("nan"))
@@ -263,7 +263,7 @@ def test_an_nvfp4_gpt_oss_text_encoder_loads_packed_through_its_converter(tmp_pa
     path = tmp_path / "gpt_oss_tiny_nvfp4.safetensors"
     save_file(quantised, str(path))
     det = detect_file(path)
-    packed = converters.build(det, load_weights(path, torch.bfloat16), torch.bfloat16, str(path))
+    packed = converters.build(det, load_weights(path, torch.bfloat16, packed=True), torch.bfloat16, str(path))
     expanded = converters.build(det, load_weights(path, torch.bfloat16, packed=False), torch.bfloat16, str(path))
     kept = [n for n, p in packed.named_parameters() if isinstance(p, PackedWeight)]
     assert len(kept) == 24 * 5 and sum(n.endswith("experts.gate_up_proj") for n in kept) == 24
@@ -301,7 +301,7 @@ def test_a_lora_loads_through_diffusers_onto_a_packed_transformer():
         model.load_state_dict(state, assign=True)
         return model.eval()
 
-    packed = build(dequantise(stored, torch.bfloat16))
+    packed = build(dequantise(stored, torch.bfloat16, packed=True))
     expanded = build(dequantise(stored, torch.bfloat16, packed=False))
     g = torch.Generator().manual_seed(5)
     lora = {f"transformer.transformer_blocks.0.attn.{p}.lora_{ab}.weight":
@@ -319,3 +319,91 @@ def test_a_lora_loads_through_diffusers_onto_a_packed_transformer():
         packed.disable_lora()
         without = packed(**inputs).sample
     assert torch.equal(got, want) and not torch.equal(got, without)
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "fp8"))
+def test_a_cast_is_a_copy_that_an_in_place_change_of_either_leaves_the_other_alone(fmt):
+    """.to(another dtype) copies, as for a plain tensor: an in-place change of the float16 copy (a LoRA fused into
+    it, copy_) changed the weight it was made from as well; and the other way round, also once the weight is
+    plain."""
+    from nodes.generate.weights import dequantise
+    state, want = _stored(fmt)
+    w = want["blocks.0"].to(torch.bfloat16)
+    p = dequantise(state, torch.bfloat16, packed=True)["blocks.0.weight"]
+    half = p.to(torch.float16)
+    half.add_(1)
+    assert torch.equal(p, w) and torch.equal(half, w.half() + 1)
+    p.add_(2)
+    assert torch.equal(half, w.half() + 1) and torch.equal(p, w + 2)
+    again = p.to(torch.float16)         # of the weight made plain
+    again.add_(4)
+    assert torch.equal(p, w + 2) and torch.equal(again, (w + 2).half() + 4)
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "mxfp8", "fp8_scaled", "fp8"))
+def test_an_embedding_expands_the_rows_it_looks_up(fmt, monkeypatch):
+    """F.embedding of a packed table (a text encoder's token embedding stored fp8) gives the published values and
+    expands the rows looked up alone: it expanded the whole table each call (T5-XXL's 32128 x 4096, 0.5 GB in
+    float32, for 77 tokens). (ConvRot, whose files quantise linear layers, still expands it whole: its float32
+    rotation rounds by how many rows go in.)"""
+    from nodes.generate.packed_weight import Stored
+    from nodes.generate.weights import dequantise
+    state, want = _stored(fmt)
+    table = dequantise(state, torch.bfloat16, packed=True)["blocks.0.weight"]
+    made = []
+    expand = Stored.expand
+    monkeypatch.setattr(Stored, "expand", lambda self, *a: made.append(expand(self, *a).numel()) or expand(self, *a))
+    tokens = torch.tensor([[5, 7, 5], [255, 0, 9]])
+    got = torch.nn.functional.embedding(tokens, table)
+    assert torch.equal(got, torch.nn.functional.embedding(tokens, want["blocks.0"].to(torch.bfloat16)))
+    assert made and max(made) <= tokens.numel() * 256
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "mxfp8", "fp8_scaled", "fp8"))
+def test_a_fused_matrix_split_into_its_parts_stays_packed(fmt):
+    """FLUX.1's single blocks fuse q, k, v and the MLP's input in one `linear1` (the double blocks' attention q, k,
+    v in one `qkv`); the converters split it by rows (converters.split_single_block, diffusers' chunk). The parts
+    stay packed, together holding the fused matrix's stored bytes, with the published values: each part was the
+    expanded matrix (a quarter of FLUX.1's weights held in bf16 where ComfyUI holds them fp8)."""
+    from nodes.generate.converters import split_single_block
+    from nodes.generate.packed_weight import PackedWeight, held_bytes
+    from nodes.generate.weights import dequantise
+    g = torch.Generator().manual_seed(3)
+    fused = {"single_blocks.0.linear1.weight": torch.randn(1024, 256, generator=g) * 0.05}
+    if fmt in ("nvfp4", "mxfp8"):
+        state = ref.quantise_layer("single_blocks.0.linear1", fused["single_blocks.0.linear1.weight"], fmt)
+        want = ref.dequantise_layer(state, "single_blocks.0.linear1", fmt)
+    elif fmt == "fp8_scaled":
+        state = fp8_scaled(fused)
+        want = state["single_blocks.0.linear1.weight"].float() * state["single_blocks.0.linear1.scale_weight"]
+    else:
+        state = {k: v.to(torch.float8_e4m3fn) for k, v in fused.items()}
+        want = state["single_blocks.0.linear1.weight"].float()
+    want = want.to(torch.bfloat16)
+    w = dequantise(state, torch.bfloat16, packed=True)["single_blocks.0.linear1.weight"]
+    parts = split_single_block("single_blocks.0.linear1.weight", w, 192)
+    assert [tuple(p.shape) for p in parts.values()] == [(192, 256)] * 3 + [(448, 256)]
+    assert all(isinstance(p, PackedWeight) for p in parts.values())
+    assert held_bytes(parts.values()) <= held_bytes([w]) + 4 * 4       # each part counting the one matrix scale
+    assert torch.equal(torch.cat([p.dequantize() for p in parts.values()]), want)
+    for got, rows in ((w.chunk(3)[1], want.chunk(3)[1]), (w[100:300], want[100:300]), (w[-5:], want[-5:])):
+        assert isinstance(got, PackedWeight) and torch.equal(got, rows)
+    assert torch.equal(w[::2], want[::2])       # a step: the plain rows
+
+
+@pytest.mark.parametrize("fmt", ("nvfp4", "fp8"))
+def test_writing_into_part_of_a_packed_weight_is_kept(fmt):
+    """weight[rows] = ..., weight[:, column] = ..., weight[i, j] = ... (what a textual inversion or an
+    initialisation of a padding row does) change the weight as they change the expanded matrix: the write went
+    into a temporary expansion (or a packed part of its own) and was lost without a word."""
+    from nodes.generate.weights import dequantise
+    state, want = _stored(fmt)
+    p = dequantise(state, torch.bfloat16, packed=True)["blocks.0.weight"]
+    w = want["blocks.0"].to(torch.bfloat16)
+    with torch.no_grad():
+        for target in (p, w):
+            target[0:2] = 0
+            target[:, 3] = 1
+            target[5, 7] = 2
+            target.data[9:11] = 3
+    assert torch.equal(p, w)

@@ -1854,6 +1854,22 @@ RULES: Dict[str, Rule] = {
     "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
                                                     "triangle counts)"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
+    # VOID (comfy_extras/nodes_void.py): pass 2 starts from noise warped along RAFT's flow of pass 1's video, one
+    # node here (its loader's file a param of it); the LATENT-to-NOISE node hands it to sample's noise input
+    "OpticalFlowLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    "VOIDWarpedNoise": Rule("noise.void_warped", ("width", "height", "length", "batch_size"),
+                            (P("width", "width"), P("height", "height"), P("length", "length"),
+                             P("batch_size", "batch")), {"video": "video"}, ("noise",), special="void_warped_noise",
+                            note="ComfyUI draws the noise from its global random state, which no seed sets; here "
+                                 "noise.void_warped's seed decides it. The video reaches it as 8-bit frames (ComfyUI's "
+                                 "decoded floats, within half a level)"),
+    "VOIDWarpedNoiseSource": Rule(None, (), (), {"warped_noise": "noise"}, fold=True),
+    "VOIDInpaintConditioning": Rule("condition.void_inpaint", ("width", "height", "length", "batch_size"),
+                                    (P("width", "width"), P("height", "height"), P("length", "length"),
+                                     P("batch_size", "batch")),
+                                    {"positive": "positive", "negative": "negative", "vae": "vae", "video": "video",
+                                     "quadmask": "quadmask"}, ("positive", "negative", "latent")),
+    "VOIDSampler": Rule(None, (), (), fold=True, fixed={"sampler": "void_ddim"}),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
                         fixed={"cfg": 1.0}),
@@ -2294,7 +2310,8 @@ RULES: Dict[str, Rule] = {
                                     "torchaudio's: the features differ by the two filters' difference only"),
     # InfiniteTalk's two speakers' voices, one after the other, for the frames' soundtrack
     "TrimAudioDuration": Rule("io.trim_audio", ("start_index", "duration"),
-                              (P("start_index", "start"), P("duration", "duration")), {"audio": "audio"}, ("audio",)),
+                              (P("start_index", "start"), P("duration", "duration")), {"audio": "audio"}, ("audio",),
+                              special="trim_audio"),
     "AudioConcat": Rule("io.concat_audio", ("direction",), (P("direction", "order"),),
                         {"audio1": "first", "audio2": "second"}, ("audio",)),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),

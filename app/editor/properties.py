@@ -390,6 +390,22 @@ class PropertiesPanel(QScrollArea):
             spec = self.doc.spec(self.node_id)
             self._show_title(inst.title or (spec.title if spec else inst.type))
 
+    def files_looked_for(self) -> None:
+        """The files the canvas marks missing were looked for again (the window come back to): what this page says
+        of them follows. The workflow page went on listing a plate as missing once it was copied in."""
+        if self.node_id is not None:
+            self._show_missing()
+        elif self._on_workflow and not self.meta_typed():     # (built again, the page would lose the typing)
+            self._workflow_stale.start()
+
+    def meta_typed(self) -> list:
+        """("name" or "description", text) of the workflow page's fields typed into and not yet applied."""
+        if self.node_id is not None or self._meta_edits is None:
+            return []
+        name, desc, g = *self._meta_edits, self.doc.graph
+        return [(key, text) for key, text, was in (("name", name.text(), g.name),
+                                                   ("description", desc.toPlainText(), g.description)) if text != was]
+
     def _show_missing(self) -> None:
         """Under a model name's field, that its file is not there and where it goes (validate's check, the
         import report's): once the report was closed, nothing said it."""

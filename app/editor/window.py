@@ -345,6 +345,7 @@ class MainWindow(QMainWindow):
         # slot -> (what the picture there was computed from (_signatures), the note it had before an edit put it
         # out of date): an undo back to that graph takes the 'out of date' back
         self._made_from = {}
+        self._first_on_seeds = None              # the run queued on the file's own seeds (Document.seeds_as_read)
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -379,7 +380,7 @@ class MainWindow(QMainWindow):
             marked = [n for n, item in self.scene.nodes.items() if item.missing]
             if marked:
                 self.scene.check_models(marked)
-                self.properties._show_missing()
+                self.properties.files_looked_for()
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -993,16 +994,37 @@ class MainWindow(QMainWindow):
         (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
         what was on screen."""
         made = self._made_from.get(slot)
-        target = self._view_target(nid)
         canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
-        if made is None or target is None:
+        current = self._made_current(slot)
+        if made is None or current is None:
             canvas.set_note(note, alert=True)
-        elif made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]:
+        elif current:
             if canvas.note == note:
-                canvas.set_note(*made[1])
+                canvas.set_note(*self._note_under(slot))
         elif canvas.note != note:
             self._made_from[slot] = (made[0], (canvas.note, canvas.alert))
             canvas.set_note(note, alert=True)
+
+    def _made_current(self, slot: str) -> Optional[bool]:
+        """Whether the graph again computes in `slot` what its picture was computed from (None: not known)."""
+        made, nid = self._made_from.get(slot), self._viewing.get(slot)
+        target = self._view_target(nid) if made is not None and nid in self.doc.graph.nodes else None
+        if target is None:
+            return None
+        return made[0] == self._signatures(self.doc.graph, [target[0]])[target[0]]
+
+    def _note_under(self, slot: str) -> tuple:
+        """(note, alert) to put back when `slot`'s out-of-date mark goes: the viewer has one note, so what was
+        under it may be another slot's mark, true still or gone too (then what was under that). An undo of an
+        edit that put A and B out of date left 'A is out of date' up, B's mark having covered A's."""
+        under, seen = self._made_from[slot][1], {slot}
+        while True:
+            other = next((s for s in self._made_from if s not in seen
+                          and under[0].startswith(f"{s} is out of date: press V")), None)
+            if other is None or self._made_current(other) is False:
+                return under
+            seen.add(other)
+            under = self._made_from[other][1]
 
     def _shown_from(self, slot: str, graph, node: str) -> None:
         """The picture now in `slot` is `node`'s output as `graph` (a job's) computed it; out of date at once where
@@ -1076,12 +1098,7 @@ class MainWindow(QMainWindow):
         nid = self.properties.node_id
         typed = [] if nid is None else [(nid, name, text) for name, ed in self.properties.editors.items()
                                          if (text := getattr(ed, "typed", lambda: None)()) is not None]
-        meta = self.properties._meta_edits if nid is None else None
-        if meta is not None:
-            g = self.doc.graph
-            typed += [("_meta", key, text) for key, text, was in (("name", meta[0].text(), g.name),
-                                                                   ("description", meta[1].toPlainText(), g.description))
-                      if text != was]
+        typed += [("_meta", key, text) for key, text in self.properties.meta_typed()]
         notes = (self.doc.graph.ui.get("_notes") or {})
         return typed + [("_notes", k, n.text_item.toPlainText()) for k, n in self.scene.notes.items()
                         if n.text_item.editing() and n.text_item.toPlainText() != (notes.get(k) or {}).get("text")]
@@ -1104,16 +1121,23 @@ class MainWindow(QMainWindow):
             return None
         if self._refused_for_missing_files(targets, allow):
             return None
-        as_read, self.doc.seeds_as_read = self.doc.seeds_as_read, False
+        # The file's seeds are given up when a run has made its picture with them (_job_finished), not when one is
+        # queued: one taken off the queue before it started left the next run drawing new ones. A second run
+        # queued meanwhile draws (the first one is that picture).
+        first = self._first_on_seeds
+        as_read = self.doc.seeds_as_read and (first is None or first.state not in ("queued", "running"))
         if not as_read:
             self.controller.next_seeds()
+            self.doc.seeds_as_read = False
         self.bottom_tabs.setCurrentWidget(self.log)
         self._autosave_before_running()
         job = self.runs.submit(self.doc, targets=targets, allow_outside=allow)
         job.seeds_as_read = as_read
+        if as_read:
+            self._first_on_seeds = job
         return job
 
-    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: bool) -> bool:
+    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: Optional[bool]) -> bool:
         """Refuse a run that needs files that are not there, as `kinograph run` does, before any node runs: each
         file (node, file, where to put it) in the log with a link to its node, and the loaders marked on the
         canvas. True when refused."""
@@ -1206,6 +1230,14 @@ class MainWindow(QMainWindow):
             return own[n]
         return {n: tuple((a, of(a)) for a in sorted(graph.ancestors([n]))) for n in nodes}
 
+    def _spent_seeds(self, job: Job) -> bool:
+        """Whether `job`, run on the file's own seeds, made its picture with them: it finished a graph that has a
+        seed. A Run to Here on the plate counted as the first run, and the render after it drew new seeds."""
+        reg, g = self.doc.registry, job.workflow.graph
+        return job.state == "done" and any(
+            (spec := reg.get(inst.type)) is not None and any(p.kind == "seed" for p in spec.params.values())
+            for inst in g.nodes.values())
+
     def _remember_run(self, job: Job) -> None:
         g = job.workflow.graph
         mine = self.doc.graph.nodes
@@ -1275,10 +1307,10 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
-        if job.seeds_as_read and job.state == "failed":
-            # it made no picture (a model not in the folders yet, as ComfyUI refuses such a queue): the next run
-            # still samples the file's seeds
-            self.doc.seeds_as_read = True
+        if job.seeds_as_read and self._spent_seeds(job):
+            # Not given up by a run that made no picture with them (a model not in the folders yet, as ComfyUI
+            # refuses such a queue; a cancel; a Run to Here above every seed): the next one still samples them.
+            self.doc.seeds_as_read = False
         self._remember_run(job)
         self._clip_info(job)
         if job.kind == "view":
@@ -1473,6 +1505,13 @@ class MainWindow(QMainWindow):
             else:
                 self.message(f"{node_id} has nothing to show yet: connect its input")
             return None
+        # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
+        picture = self._picture_input(target[0]) if slot != PREVIEW else None
+        targets = [target[0]] + ([picture[0]] if picture else [])
+        # Checked as a run is: a view of a decoder rendered the sampler's part for minutes, then stopped at a
+        # loader whose file was missing. The properties panel's preview asks on its own: it is refused quietly.
+        if self.doc.missing_files(targets) if slot == PREVIEW else self._refused_for_missing_files(targets, None):
+            return None
         self._viewing[slot] = node_id
         self._files.pop(slot, None)
         if slot != PREVIEW:
@@ -1482,9 +1521,7 @@ class MainWindow(QMainWindow):
         if slot != PREVIEW:
             self.viewer.computing(slot, label)
         self._autosave_before_running()
-        # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
-        picture = self._picture_input(target[0]) if slot != PREVIEW else None
-        return self.runs.submit(self.doc, targets=[target[0]] + ([picture[0]] if picture else []), kind="view",
+        return self.runs.submit(self.doc, targets=targets, kind="view",
                                 label=f"view {label}",
                                 view=(target[0], target[1], slot, node_id))
 

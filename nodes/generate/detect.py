@@ -682,6 +682,12 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
         return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
+    if k.has("patch_embed.text_proj.weight", "time_embedding_linear_1.weight", "blocks.0.norm1.linear.weight"):
+        # comfy/ldm/cogvideo's own names (blocks.N.q, ff_proj, time_embedding_linear_1): Comfy-Org's VOID files
+        return Detection(None, "cogvideox", "comfyui", prefix=k.prefix_of("patch_embed.text_proj.weight") or "",
+                         why="a CogVideoX transformer in ComfyUI's own layout (Comfy-Org's VOID void_pass1 / "
+                             "void_pass2), which Kinograph does not read yet: give the model as a diffusers folder "
+                             "(transformer/ with its config.json) to load.cogvideox")
     return _minimax_h3(k)
 
 

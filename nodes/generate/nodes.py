@@ -23,9 +23,10 @@ SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "uni_pc", "
             "euler_cfg_pp", "res_multistep_ancestral", "res_multistep_cfg_pp", "deis", "res_multistep_ancestral_cfg_pp",
             "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp", "seeds_2", "seeds_3", "exp_heun_2_x0",
             "exp_heun_2_x0_sde", "dpm_fast", "dpm_adaptive", "gradient_estimation_cfg_pp", "ipndm_v", "heunpp2",
-            "sa_solver", "sa_solver_pece", "ar_video")
-# the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there
-PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s != "ar_video")
+            "sa_solver", "sa_solver_pece", "ar_video", "void_ddim")
+# the feedback loop diffuses one picture a frame: ar_video, which makes a clip block by block, has nothing to do there,
+# nor void_ddim, VOID's video inpainting loop
+PICTURE_SAMPLERS = tuple(s for s in SAMPLERS if s not in ("ar_video", "void_ddim"))
 
 
 def _path(default: str = "", what: str = "a checkpoint file's name in checkpoints/ (svd_xt.safetensors, "

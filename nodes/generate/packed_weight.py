@@ -37,11 +37,26 @@ class Stored:
     def moved(self, device) -> "Stored":
         return Stored(self.kind, self.layer, {k: v.to(device) for k, v in self.tensors.items()}, self.fmt, self.cfg)
 
+    def apart(self) -> "Stored":
+        """The same tensors, not shared: an in-place change makes one's tensors plain (_plain replaces them), not
+        the other's; for a copy (a cast) that holds no new bytes until then."""
+        return Stored(self.kind, self.layer, dict(self.tensors), self.fmt, self.cfg)
+
     def copied(self) -> "Stored":
         return Stored(self.kind, self.layer, {k: v.clone() for k, v in self.tensors.items()}, self.fmt, self.cfg)
 
+    def rows(self, index) -> "Stored":
+        """The stored tensors of a matrix's rows `index` alone: the scales of kinds block, scaled and cast are per
+        row (a block format's per row and block, [1, rows, blocks]) or for the whole matrix."""
+        t, n = self.tensors, self.tensors["q"].shape[0]
+        per_row = {k: v.ndim == t["q"].ndim and v.shape[0] == n for k, v in t.items()}
+        picked = {k: v[:, index] if k == "blocks" else v[index] if per_row[k] else v for k, v in t.items()}
+        return Stored(self.kind, self.layer, picked, self.fmt, self.cfg)
+
     def nbytes(self) -> int:
-        return sum(t.untyped_storage().nbytes() for t in self.tensors.values())
+        """The stored tensors' bytes, each its own (the parts of a split matrix share the whole's storage, and
+        together hold it)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
     def expand(self, expert: Optional[int], dtype) -> torch.Tensor:
         """The plain matrix (of a bank, expert `expert`'s alone), in `dtype`, in the stored orientation."""
@@ -98,16 +113,27 @@ class PackedWeight(torch.Tensor):
     def __tensor_unflatten__(inner, ctx, outer_size, outer_stride):
         return PackedWeight(ctx[0], outer_size, *ctx[1:])
 
+    def __setitem__(self, index, value):
+        """weight[...] = value: the weight made plain first (as by any in-place change), so that the slice written
+        is a view of it; written into a packed slice (a part of its own) or a temporary expansion, it was lost."""
+        self._follow()
+        self._plain()
+        torch.Tensor.__setitem__(self, index, value)
+
     def dequantize(self) -> torch.Tensor:
         """The plain tensor this weight stands for."""
         self._follow()
-        if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
-            w = self.stored.expand(self.expert, self.dtype)
-        else:
-            w = self.stored.expand(self.expert, self.casts[0])
-            for dtype in self._casts()[1:]:
-                w = w.to(dtype)
+        w = self._values(self.expert)
         return w.transpose(-1, -2) if self.transposed else w
+
+    def _values(self, expert: Optional[int]) -> torch.Tensor:
+        """The stored orientation's values (of expert `expert`, else all), through the casts in turn."""
+        if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
+            return self.stored.expand(expert, self.dtype)
+        w = self.stored.expand(expert, self.casts[0])
+        for dtype in self._casts()[1:]:
+            w = w.to(dtype)
+        return w
 
     def _follow(self):
         """`param.data = param.data.to(...)` (converters' _cast does it) gives this object the new device and dtype
@@ -128,7 +154,8 @@ class PackedWeight(torch.Tensor):
         """Become the plain matrix (for an in-place change): the shared stored tensors are replaced by it."""
         s = self.stored
         if s.kind != "plain":
-            s.tensors, s.kind, s.fmt = {"q": s.expand(None, self.dtype)}, "plain", None
+            # through the casts: a float16 copy of a bf16 load is the bf16 matrix cast, not the stored one cast
+            s.tensors, s.kind, s.fmt = {"q": self._values(None)}, "plain", None
         w = s.tensors["q"] if self.expert is None else s.tensors["q"][self.expert]
         return w.transpose(-1, -2) if self.transposed else w
 
@@ -139,8 +166,12 @@ class PackedWeight(torch.Tensor):
         if me is not None:
             me._follow()
             kept = _kept(me, func, args, kwargs)
+            if kept is None:
+                kept = _rows_kept(me, func, args, kwargs)
             if kept is not None:
                 return kept
+            if func is aten.embedding.default and _by_rows(me):
+                return _looked_up(me, args[1])
             if func._schema.is_mutable:
                 written = [i for i, a in enumerate(func._schema.arguments)
                            if a.alias_info is not None and a.alias_info.is_write]
@@ -154,6 +185,46 @@ def _plain(a):
     return a.dequantize() if isinstance(a, PackedWeight) else a
 
 
+def _by_rows(me: PackedWeight) -> bool:
+    """Whether rows of `me` expand alone to the whole's rows: a matrix whose expansion goes element by element (a
+    ConvRot row's float32 rotation rounds by how many rows go in)."""
+    return me.ndim == 2 and me.expert is None and not me.transposed and me.stored.kind in ("block", "scaled", "cast")
+
+
+def _rows_kept(me: PackedWeight, func, args, kwargs) -> Optional[list]:
+    """A split or a slice of a matrix's rows (converters cutting a fused q, k, v) as packed parts over the stored
+    tensors' rows (views: no bytes copied), else None. A part is a matrix of its own: an in-place change of one
+    (a part made plain) does not reach the others."""
+    if not _by_rows(me):
+        return None
+    rows = me.shape[0]
+    if func in (aten.split.Tensor, aten.split_with_sizes.default):
+        dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+        sizes = args[1] if func is aten.split_with_sizes.default else [args[1]] * (-(-rows // args[1]))
+        edges = [min(rows, sum(sizes[:i])) for i in range(len(sizes) + 1)]
+    elif func is aten.slice.Tensor:
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        cut = range(rows)[slice(*(list(args[2:4]) + [None] * 2)[:2])]
+        if (args[4] if len(args) > 4 else kwargs.get("step", 1)) != 1:
+            return None
+        edges = [cut.start, max(cut.start, cut.stop)]
+    else:
+        return None
+    if dim % 2 != 0:
+        return None
+    parts = [PackedWeight(me.stored.rows(slice(a, b)), (b - a, me.shape[1]), me._casts())
+             for a, b in zip(edges, edges[1:])]
+    return parts if func is not aten.slice.Tensor else parts[0]
+
+
+def _looked_up(table: PackedWeight, tokens) -> torch.Tensor:
+    """F.embedding's rows of a packed table, only those rows expanded (the whole table was, each call: T5-XXL's
+    32128 x 4096 for 77 tokens)."""
+    flat = tokens.reshape(-1).to(table.stored.tensors["q"].device)
+    rows = PackedWeight(table.stored.rows(flat), (flat.numel(), table.shape[1]), table._casts()).dequantize()
+    return rows.reshape(*tokens.shape, table.shape[1])
+
+
 def _kept(me: PackedWeight, func, args, kwargs) -> Optional[PackedWeight]:
     """The result of the operations that keep the weight packed (see the module docstring), else None."""
     if func in (aten.detach.default, aten.alias.default):
@@ -163,10 +234,11 @@ def _kept(me: PackedWeight, func, args, kwargs) -> Optional[PackedWeight]:
     if func is aten._to_copy.default:
         dtype = kwargs.get("dtype") or me.dtype
         device = kwargs.get("device")
-        if not dtype.is_floating_point or kwargs.get("layout") not in (None, torch.strided):
+        if (not dtype.is_floating_point or kwargs.get("layout") not in (None, torch.strided)
+                or me.stored.kind == "plain"):         # made plain in place: torch's copy of the matrix
             return None
         moved = device is not None and torch.device(device) != me.device
-        return me._like(stored=me.stored.moved(device) if moved else me.stored, dtype=dtype)
+        return me._like(stored=me.stored.moved(device) if moved else me.stored.apart(), dtype=dtype)
     if me.ndim < 2:
         return None
     if func is aten.t.default or (func is aten.transpose.int and

@@ -18,6 +18,7 @@ from nodes.generate.sa_solver import SA_SAMPLERS
 from nodes.generate.sde_samplers import BROWNIAN_ON_DEVICE, SDE_SAMPLERS
 from nodes.generate.seeds_samplers import SEEDS_SAMPLERS
 from nodes.generate.sigma_samplers import SIGMA_SAMPLERS
+from nodes.generate.void import sample_void_ddim
 
 
 def flow_sigmas(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -519,6 +520,7 @@ def sample_res_multistep(model_fn, x, sigmas, callback=None, *, flow=False, nois
 SAMPLERS["res_multistep"] = sample_res_multistep
 # block by block with an autoregressive Wan model's attention cache (run_sampling gives it the cache)
 SAMPLERS["ar_video"] = sample_ar_video
+SAMPLERS["void_ddim"] = sample_void_ddim
 
 
 # -- schedules over a model's table of noise levels --------------------------------------------------

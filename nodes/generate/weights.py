@@ -18,6 +18,7 @@ reading it, so a model holds the file's bytes, not the expanded matrices' (dequa
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -96,7 +97,7 @@ def _numel(shape) -> int:
     return n
 
 
-def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, packed: bool = True
+def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, packed: Optional[bool] = None
                ) -> Dict[str, "object"]:
     """fp8_scaled folded (weight * scale_weight), ConvRot rotated back, NVFP4 / MXFP8 blocks scaled, fp8 cast to `dtype` unless keep_fp8, markers
     dropped.
@@ -104,10 +105,12 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
     dtype None keeps fp16/bf16/fp32 tensors as stored, casts fp8 to float32 and gives ConvRot, NVFP4 and MXFP8 layers
     in bfloat16. With `packed` a quantised layer's weight (a matrix or an expert bank) is a PackedWeight: the stored
     tensors, checked here, standing for that plain weight and expanded only for the operation that reads it (see
-    nodes/generate/packed_weight.py); without, the plain weight itself."""
+    nodes/generate/packed_weight.py); without, the plain weight itself; None (the default) packed or not as
+    nodes/generate/pack_policy.py decides for this machine and these weights' expanded size."""
     import torch
     fp8 = _fp8_dtypes()
     out = {}
+    pack = packed is not False
     for name in state:
         if name == "scaled_fp8" or name.endswith(_SCALE_SUFFIXES):
             continue
@@ -120,7 +123,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
             if cfg is not None and cfg["format"] in BLOCK_FORMATS:
                 blocks, tensor_scale = scales_of(base, cfg["format"], t, state.get(base + ".weight_scale"),
                                                  state.get(base + ".weight_scale_2"), cfg["experts"])
-                if packed:
+                if pack:
                     shape = (*t.shape[:-1], t.shape[-1] * (2 if cfg["format"] == "nvfp4" else 1))
                     out[name] = _packed("block", base, {"q": t, "blocks": blocks, "tensor_scale": tensor_scale}, shape,
                                         dtype or torch.bfloat16, cfg)
@@ -133,14 +136,14 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
                 scale = convrot_scale(base, t, state.get(base + ".weight_scale"), cfg)
                 cols = t.shape[1] * (2 if cfg["format"] == "convrot_w4a4" else 1)
                 out[name] = (_packed("convrot", base, {"q": t, "scale": scale}, (t.shape[0], cols),
-                                     dtype or torch.bfloat16, cfg) if packed else rotate_back(t, scale, cfg, dtype))
+                                     dtype or torch.bfloat16, cfg) if pack else rotate_back(t, scale, cfg, dtype))
                 continue
             scale = state.get(base + ".scale_weight")
             if scale is None:
                 scale = state.get(base + ".weight_scale")
             if scale is not None:
                 scale = _checked_scale(base, scale.to(torch.float32), t.shape)
-                if packed and t.ndim >= 2 and t.element_size() < 2:
+                if pack and t.ndim >= 2 and t.element_size() < 2:
                     out[name] = _packed("scaled", base, {"q": t, "scale": scale}, t.shape, dtype or torch.float32)
                     continue
                 w = t.to(torch.float32) * scale
@@ -149,7 +152,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
         if t.dtype in fp8:
             if keep_fp8:
                 out[name] = t
-            elif packed and t.ndim >= 2 and name.endswith(".weight"):
+            elif pack and t.ndim >= 2 and name.endswith(".weight"):
                 out[name] = _packed("cast", name[: -len(".weight")], {"q": t}, t.shape, dtype or torch.float32)
             else:
                 out[name] = t.to(dtype or torch.float32)
@@ -157,7 +160,20 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
             out[name] = t.to(dtype)
         else:
             out[name] = t
-    return out
+    return out if packed is not None else _expanded_unless_kept(out)
+
+
+def _expanded_unless_kept(out: dict) -> dict:
+    """`out` as pack_policy decides: its packed weights kept, or each expanded (one at a time)."""
+    import torch
+    from nodes.generate.pack_policy import keep_packed_here
+    from nodes.generate.packed_weight import PackedWeight
+    if not any(isinstance(v, PackedWeight) for v in out.values()):
+        return out
+    expanded = sum(v.numel() * v.element_size() for v in out.values() if isinstance(v, torch.Tensor))
+    if keep_packed_here(expanded):
+        return out
+    return {k: v.dequantize() if isinstance(v, PackedWeight) else v for k, v in out.items()}
 
 
 def _packed(kind: str, layer: str, tensors: dict, shape, dtype, cfg=None):
@@ -295,6 +311,13 @@ def hadamard(size: int):
     return h / size ** 0.5
 
 
+@lru_cache(maxsize=8)
+def _rotation(group: int, device):
+    """hadamard(group).T on `device`, built once: a packed layer rotates back at every operation, and building it
+    each time (and copying it to the GPU) took 15 ms a layer a step on the CPU."""
+    return hadamard(group).T.to(device)
+
+
 # Rows dequantised at once: float32 work of about 32 MB for a layer of any size.
 _ROTATE_ELEMENTS = 1 << 22
 
@@ -312,7 +335,7 @@ def rotate_back(q, scale, cfg: dict, dtype=None):
     import torch
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
     rows, cols = q.shape[0], q.shape[1] * (2 if packed else 1)
-    h_t = hadamard(group).T.to(q.device)
+    h_t = _rotation(group, q.device)
     out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16, device=q.device)
     step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
     # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
@@ -381,7 +404,7 @@ def _checked_scale(base: str, scale, shape):
     return scale
 
 
-def load_weights(path, dtype=None, keep_fp8: bool = False, packed: bool = True) -> Dict[str, "object"]:
+def load_weights(path, dtype=None, keep_fp8: bool = False, packed: Optional[bool] = None) -> Dict[str, "object"]:
     """A file's state dict with correct values: see the module docstring (and dequantise's `packed`)."""
     try:
         return dequantise(read_raw(path), dtype, keep_fp8, packed)

@@ -460,6 +460,8 @@ class CoreNodes:
         lat = self.resolve(cn.inputs.get("latent_image"))
         if isinstance(lat, Out):
             self.link(lat, nid, "latent")
+        if isinstance(bundles.get("noise"), Out):
+            self.link(bundles["noise"], nid, "noise")       # a noise node's own (VOIDWarpedNoiseSource's)
         fps = pos.attrs.get("fps") if isinstance(pos, Out) else None
         if fps and isinstance(lat, Out) and lat.port and self.graph.nodes[lat.port[0]].type == "latent.empty":
             self.graph.nodes[lat.port[0]].params["fps"] = fps

@@ -39,6 +39,18 @@ class CoreMedia:
             notes.append("the audio input is not carried")
         return []
 
+    def special_trim_audio(self, cn, rule, params, notes):
+        """TrimAudioDuration of a loaded video's own sound (GetVideoComponents' audio, which Kinograph's clip carries
+        rather than hands out): that file's sound, read by io.load_audio, is trimmed."""
+        audio = self.resolve(cn.inputs.get("audio"))
+        src = self.graph.nodes.get(audio.attrs.get("clip_audio")) if isinstance(audio, Out) else None
+        if src is None or src.type != "io.load_video" or src.params.get("start", 0):
+            return [self.plain(cn, rule, params, notes)]
+        song = self.add("io.load_audio", cn, {"path": src.params.get("path", "")}, "_sound", dy=-120)
+        nid = self.plain(cn, dataclasses.replace(rule, inputs={}), params, notes)
+        self.link(Out((song, "audio")), nid, "audio")
+        return [song, nid]
+
     def special_batch_clips(self, cn, rule, params, notes):
         """ComfyUI's batch of images is a clip's frames: batching decoded clips plays them one after another."""
         keys = sorted((k for k in cn.inputs if k.startswith("images.")),
@@ -239,6 +251,11 @@ class CoreMedia:
     def special_upscale_model(self, cn, rule, params, notes):
         """The loader's file becomes upscale.model's `model`; ComfyUI's tiles (512, overlap 32) are its defaults."""
         self.loader_file(cn, params, notes, "upscale_model", "model")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_void_warped_noise(self, cn, rule, params, notes):
+        """VOIDWarpedNoise becomes noise.void_warped with its OpticalFlowLoader's file."""
+        self.loader_file(cn, params, notes, "optical_flow")
         return [self.plain(cn, rule, params, notes)]
 
     def special_moge(self, cn, rule, params, notes):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodes.generate.adapters.base import Adapter, stack_global
+import torch
+
+from nodes.generate.adapters.base import Adapter, stack_global, with_concat
 
 
 class CogVideoXAdapter(Adapter):
@@ -25,7 +27,8 @@ class CogVideoXAdapter(Adapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, _, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
-        return {"encoder_hidden_states": e}
+        # an inpainting model's (VOID's) mask and kept-picture channels, after the noise's
+        return with_concat({"encoder_hidden_states": e}, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
         pipe = handle.pipe
@@ -35,6 +38,8 @@ class CogVideoXAdapter(Adapter):
         if model.config.use_rotary_positional_embeddings:
             sf = pipe.vae_scale_factor_spatial
             rotary = pipe._prepare_rotary_positional_embeddings(h * sf, w * sf, f, x_in.device)
+        if "concat" in inputs:
+            x_in = torch.cat([x_in, inputs["concat"].to(x_in)], 1)
         x = x_in.permute(0, 2, 1, 3, 4).to(model.dtype)
         out = model(hidden_states=x, encoder_hidden_states=inputs["encoder_hidden_states"],
                     timestep=t.to(x.device).expand(x.shape[0]), image_rotary_emb=rotary, return_dict=False)[0]

@@ -1,0 +1,88 @@
+"""VOID's pieces against ComfyUI's code written out (tests/void_reference.py): the warped noise for a given flow, the
+second pass's latent, the DDIM loop and the frame-count rule."""
+import numpy as np
+import torch
+
+from nodes.generate.void import sample_void_ddim, void_length, void_warped_latent
+from nodes.motion.noise_warp import warped_noise
+from tests import void_reference as ref
+
+
+def swirl(a, b):
+    """A flow that depends on the frames (their mean brightness sets the turn) and moves pixels by several pixels."""
+    _, h, w = a.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    k = 1.0 + 4.0 * float((b - a).abs().mean() + a.mean())
+    return torch.stack([k * torch.sin(ys / 3.0) + 1.5, k * torch.cos(xs / 4.0) - 0.7])
+
+
+def drift(a, b):
+    """A flow of the frames' size alone (the latent test's frames pass through another resampler's rounding)."""
+    return swirl(torch.zeros_like(a), torch.zeros_like(b))
+
+
+def frames(t=4, h=32, w=48, seed=3):
+    g = np.random.default_rng(seed)
+    return g.random((t, h, w, 3)).astype(np.float32)
+
+
+def test_warped_noise_is_comfyuis():
+    u8 = (torch.from_numpy(frames()) * 255).to(torch.uint8)
+    torch.manual_seed(11)
+    want = ref.get_noise_from_video(u8, swirl, noise_channels=4, resize_frames=0.5, resize_flow=8,
+                                    downscale_factor=32)
+    got = warped_noise(u8, swirl, channels=4, seed=11, frame_scale=0.5, flow_scale=8, pool=32)
+    assert got.shape == want.shape == (4, 4, 6, 4)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # the noise moved with the flow stays unit Gaussian
+    assert abs(float(got[-1].std()) - 1.0) < 0.25
+
+
+def test_second_pass_latent_is_comfyuis():
+    clip = frames(t=5, h=40, w=72)
+    width, height, length = 64, 32, 5
+    torch.manual_seed(5)
+    # ComfyUI: common_upscale "center" bilinear (the crop written out), uint8, then the noise and its latent fitting
+    n = void_length(length)
+    x = torch.from_numpy(clip[:n]).permute(0, 3, 1, 2)
+    x = x[:, :, :, 4:68]                      # 72 x 40 cut to 2:1 at the middle: 80 / 2 -> 64 columns from 4
+    x = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    u8 = (x.permute(0, 2, 3, 1).clamp(0, 1) * 255).to(torch.uint8)
+    noise = ref.get_noise_from_video(u8, drift)
+    t = (n - 1) // 4 + 1
+    noise = noise[torch.linspace(0, noise.shape[0] - 1, t).long()]
+    want = noise.permute(0, 3, 1, 2)
+    want = torch.nn.functional.interpolate(want, size=(height // 8, width // 8), mode="bilinear", align_corners=False)
+    want = want.permute(1, 0, 2, 3)[None].repeat(2, 1, 1, 1, 1)
+    got = void_warped_latent(clip, drift, width, height, length, 2, seed=5)
+    assert got.shape == (2, 16, 2, 4, 8)
+    torch.testing.assert_close(got, want, atol=2e-3, rtol=1e-3)
+
+
+def test_ddim_is_voids():
+    sigmas = torch.tensor([4500.0, 12.0, 3.0, 0.7, 0.1, 0.0])
+    target = torch.randn(1, 4, 2, 3, 3, generator=torch.Generator().manual_seed(1))
+
+    def model(x, s):                          # a denoiser that reads its input, as a network does
+        return 0.6 * target + 0.3 * torch.tanh(x) / (1.0 + s)
+
+    noise = torch.randn(1, 4, 2, 3, 3, generator=torch.Generator().manual_seed(2))
+    want = ref.void_ddim(model, sigmas, noise)
+    got = sample_void_ddim(model, noise * (1 + sigmas[0] ** 2) ** 0.5, sigmas)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_length_rule_is_comfyuis():
+    for n in range(1, 120):
+        assert void_length(n) == ref.valid_void_length(n)
+    assert void_length(49) == 45 and void_length(45) == 45
+
+
+def test_comfyuis_own_cogvideox_layout_is_named():
+    """Comfy-Org's void_pass*.safetensors (comfy/ldm/cogvideo's names) are named, not taken for something else."""
+    from nodes.generate.detect import detect_keys
+    shapes = {"patch_embed.proj.weight": (3072, 384), "patch_embed.text_proj.weight": (3072, 4096),
+              "time_embedding_linear_1.weight": (512, 3072), "blocks.0.norm1.linear.weight": (18432, 512),
+              "blocks.0.q.weight": (3072, 3072), "proj_out.weight": (64, 3072)}
+    found = detect_keys(shapes)
+    assert found.family == "cogvideox" and found.role is None and "does not read yet" in found.why
