@@ -1,0 +1,173 @@
+"""GGUF files (ComfyUI-GGUF's UnetLoaderGGUF / CLIPLoaderGGUF files) load with their quantised tensors kept as
+GGUF blocks (a PackedWeight, dequantised for the operation that reads it) and their F16 / BF16 / F32 tensors as
+stored. The reference for the values is the `gguf` package's own numpy dequantisation (llama.cpp's gguf-py),
+independent of the torch kernels Kinograph uses; packed and expanded loads must give the same outputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+gguf = pytest.importorskip("gguf")
+T = gguf.GGMLQuantizationType
+
+# Types gguf-py can write (quantise); the others (K-quants, IQ4) are written as random blocks with finite scales.
+WRITABLE = (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1)
+# Byte offsets of each block's float16 scales (llama.cpp's block_q*_K / block_iq4_* structs).
+HALF_AT = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
+           T.IQ4_NL: (0,), T.IQ4_XS: (0,)}
+TYPES = WRITABLE + tuple(HALF_AT)
+ROWS, COLS = 8, 512
+
+
+def _blocks(kind, rows: int = ROWS, cols: int = COLS, seed: int = 0) -> np.ndarray:
+    """A (rows, bytes) matrix of `kind` blocks standing for a rows x cols tensor."""
+    rng = np.random.default_rng(seed)
+    if kind in WRITABLE:
+        return gguf.quants.quantize((rng.standard_normal((rows, cols)) * 0.05).astype(np.float32), kind)
+    block, size = gguf.GGML_QUANT_SIZES[kind]
+    raw = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
+    for at in HALF_AT[kind]:
+        raw[..., at:at + 2] = (rng.uniform(1e-3, 2e-2, raw.shape[:2]).astype(np.float16)
+                               .view(np.uint8).reshape(*raw.shape[:2], 2))
+    return raw.reshape(rows, -1)
+
+
+def _write(path, tensors: dict, meta: dict = None):
+    """tensors: name -> (kind or None for float arrays, array)."""
+    w = gguf.GGUFWriter(str(path), "flux")
+    for k, v in (meta or {}).items():
+        w.add_array(k, v)
+    for name, (kind, a) in tensors.items():
+        if kind is None:
+            w.add_tensor(name, a)
+        else:
+            w.add_tensor(name, a, raw_dtype=kind)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _file(tmp_path, kind):
+    rng = np.random.default_rng(1)
+    q = _blocks(kind)
+    bf16 = gguf.quants.quantize(rng.standard_normal((4, 32)).astype(np.float32), T.BF16)
+    path = tmp_path / f"tiny-{kind.name}.gguf"
+    _write(path, {"lin.weight": (kind, q), "lin.bias": (None, rng.standard_normal(ROWS).astype(np.float32)),
+                  "norm.weight": (None, rng.standard_normal(COLS).astype(np.float16)),
+                  "emb.weight": (T.BF16, bf16)})
+    return path, q, bf16
+
+
+@pytest.mark.parametrize("kind", TYPES, ids=lambda k: k.name)
+def test_each_quant_type_stays_packed_with_the_expanded_values(tmp_path, kind):
+    from nodes.generate.packed_weight import PackedWeight, held_bytes
+    from nodes.generate.weights import load_weights
+    path, q, _ = _file(tmp_path, kind)
+    want = torch.from_numpy(gguf.quants.dequantize(q, kind).copy())
+    as_float = load_weights(path, packed=False)["lin.weight"]        # the former float32 load
+    assert as_float.dtype == torch.float32 and as_float.shape == (ROWS, COLS)
+    # the kernels multiply in half precision as ComfyUI-GGUF's do; gguf-py in float32
+    assert torch.allclose(as_float, want, rtol=2e-3, atol=1e-3 * float(want.abs().max()))
+    packed = load_weights(path, torch.bfloat16, packed=True)
+    expanded = load_weights(path, torch.bfloat16, packed=False)
+    w = packed["lin.weight"]
+    assert isinstance(w, PackedWeight) and w.dtype == torch.bfloat16 and w.shape == (ROWS, COLS)
+    assert type(expanded["lin.weight"]) is torch.Tensor
+    x = torch.randn(3, COLS, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    assert torch.equal(torch.nn.functional.linear(x, w, packed["lin.bias"]),
+                       torch.nn.functional.linear(x, expanded["lin.weight"], expanded["lin.bias"]))
+    assert torch.equal(w.dequantize(), expanded["lin.weight"])
+    # held: the file's blocks, not the bf16 matrix (Q8_0 about 0.53 of it, Q4_K 0.28, Q2_K 0.16)
+    assert w.stored.nbytes() == q.nbytes
+    assert held_bytes([w]) < held_bytes([expanded["lin.weight"]])
+    assert held_bytes(packed.values()) < held_bytes(expanded.values())
+
+
+def test_float_tensors_stay_as_stored_unless_a_dtype_is_asked(tmp_path):
+    """F16 and BF16 tensors were upcast to float32 at load: twice their bytes for a compute dtype of half."""
+    from nodes.generate.weights import load_weights
+    path, _, bf16 = _file(tmp_path, T.Q8_0)
+    state = load_weights(path)
+    assert state["norm.weight"].dtype == torch.float16 and state["lin.bias"].dtype == torch.float32
+    emb = state["emb.weight"]
+    assert emb.dtype == torch.bfloat16 and emb.shape == (4, 32)
+    assert torch.equal(emb.float(), torch.from_numpy(gguf.quants.dequantize(bf16, T.BF16).copy()))
+    half = load_weights(path, torch.float16, packed=True)
+    assert all(v.dtype == torch.float16 for v in half.values())
+
+
+@pytest.mark.parametrize("gpu, free, packed", [(False, 64 << 30, False), (False, 10_000, True), (True, 64 << 30, True)])
+def test_the_pack_policy_decides_for_gguf_as_for_the_other_formats(tmp_path, monkeypatch, gpu, free, packed):
+    import nodes.common.stream as stream
+    from nodes.generate.packed_weight import PackedWeight
+    from nodes.generate.weights import load_weights
+    monkeypatch.setattr(stream, "free_memory", lambda: free)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    path, _, _ = _file(tmp_path, T.Q4_K)
+    got = load_weights(path, torch.bfloat16)["lin.weight"]      # expanded: about 9.5 KB, over half of 10 KB
+    assert isinstance(got, PackedWeight) is packed
+    assert torch.equal(got.float(), load_weights(path, torch.bfloat16, packed=False)["lin.weight"].float())
+
+
+def test_embedding_rows_split_and_a_reshaped_tensor(tmp_path):
+    """A text encoder's token table looks up only its rows; a fused matrix split stays packed (each part over its
+    own blocks); a tensor stored flattened with ComfyUI-GGUF's orig_shape comes back in its shape."""
+    from nodes.generate.packed_weight import PackedWeight
+    from nodes.generate.weights import load_weights
+    q, conv = _blocks(T.Q5_K, 12, 256), _blocks(T.Q8_0, 4, 256, seed=3)
+    path = tmp_path / "te.gguf"
+    _write(path, {"tok.weight": (T.Q5_K, q), "conv.weight": (T.Q8_0, conv)},
+           {"comfy.gguf.orig_shape.conv.weight": [4, 2, 2, 4, 16]})
+    packed = load_weights(path, torch.bfloat16, packed=True)
+    plain = load_weights(path, torch.bfloat16, packed=False)
+    tokens = torch.tensor([[3, 0, 11, 3]])
+    table = packed["tok.weight"]
+    assert torch.equal(torch.nn.functional.embedding(tokens, table),
+                       torch.nn.functional.embedding(tokens, plain["tok.weight"]))
+    parts = torch.split(table, [4, 4, 4])
+    assert all(isinstance(p, PackedWeight) for p in parts)
+    assert sum(p.stored.nbytes() for p in parts) == q.nbytes
+    for p, want in zip(parts, torch.split(plain["tok.weight"], [4, 4, 4])):
+        assert torch.equal(p.dequantize(), want)
+    assert packed["conv.weight"].shape == (4, 2, 2, 4, 16)
+    want = torch.from_numpy(gguf.quants.dequantize(conv, T.Q8_0).copy()).reshape(4, 2, 2, 4, 16)
+    assert torch.allclose(plain["conv.weight"].float(), want, rtol=1e-2, atol=1e-3)
+    assert torch.equal(packed["conv.weight"].dequantize(), plain["conv.weight"])
+
+
+def test_a_lora_beside_and_merged_into_a_gguf_layer(tmp_path):
+    """A LoRA as diffusers loads it (PEFT's path beside the layer) leaves the GGUF weight packed and gives the
+    expanded model's output; merged in place, the layer becomes the plain matrix plus the change, exactly."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+    from nodes.generate.packed_weight import PackedWeight
+    from nodes.generate.weights import load_weights
+    path, _, _ = _file(tmp_path, T.Q4_K)
+
+    def model(packed):
+        state = load_weights(path, torch.bfloat16, packed=packed)
+        with torch.device("meta"):
+            m = torch.nn.Sequential(torch.nn.Linear(COLS, ROWS, dtype=torch.bfloat16))
+        m.load_state_dict({"0.weight": state["lin.weight"], "0.bias": state["lin.bias"]}, assign=True)
+        m = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, target_modules=["0"]), m)
+        g = torch.Generator().manual_seed(5)
+        for name, p in m.named_parameters():
+            if "lora_" in name:
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        return m
+
+    packed, reference = model(True), model(False)
+    x = torch.randn(3, COLS, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(packed(x), reference(x))
+        assert isinstance(packed[0].base_layer.weight, PackedWeight)
+        for m in list(packed.modules()) + list(reference.modules()):
+            if isinstance(m, LoraLayer):
+                m.merge()
+        assert torch.equal(packed[0].base_layer.weight, reference[0].base_layer.weight)
+        assert torch.equal(packed(x), reference(x))
