@@ -9,52 +9,17 @@ import pytest
 import torch
 
 gguf = pytest.importorskip("gguf")
-T = gguf.GGMLQuantizationType
+from tests.gguf_blocks import TYPES, T, blocks, write  # noqa: E402
 
-# Types gguf-py can write (quantise); the others (K-quants, IQ4) are written as random blocks with finite scales.
-WRITABLE = (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1)
-# Byte offsets of each block's float16 scales (llama.cpp's block_q*_K / block_iq4_* structs).
-HALF_AT = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
-           T.IQ4_NL: (0,), T.IQ4_XS: (0,)}
-TYPES = WRITABLE + tuple(HALF_AT)
 ROWS, COLS = 8, 512
-
-
-def _blocks(kind, rows: int = ROWS, cols: int = COLS, seed: int = 0) -> np.ndarray:
-    """A (rows, bytes) matrix of `kind` blocks standing for a rows x cols tensor."""
-    rng = np.random.default_rng(seed)
-    if kind in WRITABLE:
-        return gguf.quants.quantize((rng.standard_normal((rows, cols)) * 0.05).astype(np.float32), kind)
-    block, size = gguf.GGML_QUANT_SIZES[kind]
-    raw = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
-    for at in HALF_AT[kind]:
-        raw[..., at:at + 2] = (rng.uniform(1e-3, 2e-2, raw.shape[:2]).astype(np.float16)
-                               .view(np.uint8).reshape(*raw.shape[:2], 2))
-    return raw.reshape(rows, -1)
-
-
-def _write(path, tensors: dict, meta: dict = None):
-    """tensors: name -> (kind or None for float arrays, array)."""
-    w = gguf.GGUFWriter(str(path), "flux")
-    for k, v in (meta or {}).items():
-        w.add_array(k, v)
-    for name, (kind, a) in tensors.items():
-        if kind is None:
-            w.add_tensor(name, a)
-        else:
-            w.add_tensor(name, a, raw_dtype=kind)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
 
 
 def _file(tmp_path, kind):
     rng = np.random.default_rng(1)
-    q = _blocks(kind)
+    q = blocks(kind, ROWS, COLS)
     bf16 = gguf.quants.quantize(rng.standard_normal((4, 32)).astype(np.float32), T.BF16)
     path = tmp_path / f"tiny-{kind.name}.gguf"
-    _write(path, {"lin.weight": (kind, q), "lin.bias": (None, rng.standard_normal(ROWS).astype(np.float32)),
+    write(path, {"lin.weight": (kind, q), "lin.bias": (None, rng.standard_normal(ROWS).astype(np.float32)),
                   "norm.weight": (None, rng.standard_normal(COLS).astype(np.float16)),
                   "emb.weight": (T.BF16, bf16)})
     return path, q, bf16
@@ -118,9 +83,9 @@ def test_embedding_rows_split_and_a_reshaped_tensor(tmp_path):
     own blocks); a tensor stored flattened with ComfyUI-GGUF's orig_shape comes back in its shape."""
     from nodes.generate.packed_weight import PackedWeight
     from nodes.generate.weights import load_weights
-    q, conv = _blocks(T.Q5_K, 12, 256), _blocks(T.Q8_0, 4, 256, seed=3)
+    q, conv = blocks(T.Q5_K, 12, 256), blocks(T.Q8_0, 4, 256, seed=3)
     path = tmp_path / "te.gguf"
-    _write(path, {"tok.weight": (T.Q5_K, q), "conv.weight": (T.Q8_0, conv)},
+    write(path, {"tok.weight": (T.Q5_K, q), "conv.weight": (T.Q8_0, conv)},
            {"comfy.gguf.orig_shape.conv.weight": [4, 2, 2, 4, 16]})
     packed = load_weights(path, torch.bfloat16, packed=True)
     plain = load_weights(path, torch.bfloat16, packed=False)
