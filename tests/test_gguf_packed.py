@@ -136,3 +136,53 @@ def test_a_lora_beside_and_merged_into_a_gguf_layer(tmp_path):
                 m.merge()
         assert torch.equal(packed[0].base_layer.weight, reference[0].base_layer.weight)
         assert torch.equal(packed(x), reference(x))
+
+
+def test_a_flux_gguf_file_builds_packed_and_takes_a_lora(tmp_path):
+    """A tiny FLUX.1 in Black Forest Labs' names as a Q4_0 GGUF file (city96's FLUX GGUFs: matrices quantised,
+    the rest F16 / F32), built through Kinograph's detection and converter: every matrix but norm_out's (its two
+    halves swapped) stays packed, including the double blocks' q, k, v that diffusers' converter writes as
+    torch.cat([part]); the output equals the expanded model's, with a LoRA loaded as diffusers loads it too."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_flux import bfl_transformer, parts
+    from nodes.generate import converters
+    from nodes.generate.detect import detect_file
+    from nodes.generate.packed_weight import PackedWeight, module_bytes
+    from nodes.generate.weights import load_weights
+    transformer = parts(True)[0]
+    tensors = {}
+    for k, v in bfl_transformer(transformer.state_dict()).items():
+        a = v.float().numpy()
+        quantised = a.ndim == 2 and a.shape[1] % 32 == 0
+        tensors[k] = (T.Q4_0, gguf.quants.quantize(a, T.Q4_0)) if quantised else (None, a.astype(np.float16))
+    path = tmp_path / "flux1-dev-tiny-Q4_0.gguf"
+    write(path, tensors)
+    det = detect_file(path)
+    models = {p: converters.build(det, load_weights(path, torch.bfloat16, packed=p), torch.bfloat16, str(path))
+              for p in (True, False)}
+    matrices = {k: v for k, v in models[True].named_parameters() if v.ndim == 2}
+    assert [k for k, v in matrices.items() if not isinstance(v, PackedWeight)] == ["norm_out.linear.weight"]
+    assert module_bytes(models[True]) < 0.35 * module_bytes(models[False])
+    g = torch.Generator().manual_seed(5)
+    lora = {f"transformer.transformer_blocks.0.attn.{p}.lora_{ab}.weight":
+            (torch.randn((4, 64) if ab == "A" else (64, 4), generator=g) * 0.1).to(torch.bfloat16)
+            for p in ("to_q", "to_v") for ab in "AB"}
+    inputs = dict(hidden_states=torch.randn(1, 16, 64, generator=g).to(torch.bfloat16),
+                  encoder_hidden_states=torch.randn(1, 4, 32, generator=g).to(torch.bfloat16),
+                  pooled_projections=torch.randn(1, 64, generator=g).to(torch.bfloat16),
+                  timestep=torch.tensor([0.5]), guidance=torch.tensor([3.5]),
+                  img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(4, 3))
+    with torch.no_grad():
+        plain = [m(**inputs).sample for m in models.values()]
+        assert torch.equal(*plain)
+        for m in models.values():
+            m.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="style")
+        got, want = (m(**inputs).sample for m in models.values())
+    assert isinstance(models[True].transformer_blocks[0].attn.to_q.base_layer.weight, PackedWeight)
+    assert torch.equal(got, want) and not torch.equal(got, plain[0])
+    q = models[True].transformer_blocks[1].attn.to_q.weight
+    copy = torch.cat([q])
+    copy.add_(1)        # the copy made plain in place; the weight it was made from unchanged
+    assert isinstance(q, PackedWeight) and torch.equal(copy, q.dequantize() + 1)

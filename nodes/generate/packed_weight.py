@@ -165,6 +165,12 @@ class PackedWeight(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is aten.cat.default and len(args[0]) == 1 and isinstance(args[0][0], PackedWeight):
+            # diffusers' FLUX.1 converter writes each of a double block's q, k, v parts as torch.cat([part]): a copy
+            # of the one part, kept packed (its own Stored: an in-place change of one leaves the other alone)
+            one = args[0][0]
+            one._follow()
+            return one._like(stored=one.stored.apart())
         me = args[0] if args and isinstance(args[0], PackedWeight) else None
         if me is not None:
             me._follow()
