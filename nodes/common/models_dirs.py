@@ -170,7 +170,8 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
             for line in value.splitlines():
                 p = _yaml_path(line) if line.strip() else None
                 if p is not None:
-                    out.setdefault(kind, []).append(p if p.is_absolute() else base / p)
+                    # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
+                    out.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
     return out
 
 
@@ -366,7 +367,30 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
             return found
     if len(given.parts) > 1 and given.exists():
         return given
-    return _found(None, name, kind, required, broken)
+    return _found(_same_file_elsewhere(searched, name), name, kind, required, broken)
+
+
+# One release's weights in the containers it is published in (a .ckpt and its .safetensors), unlike a GGUF, which
+# is a quantised copy that ComfyUI loads with other nodes.
+SAME_WEIGHTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def _same_file_elsewhere(dirs: List[Path], name: str) -> Optional[Path]:
+    """The one file in the kind's folders that `name` means when it is not where `name` says: a workflow's author
+    kept it in a sub-folder (`Wan/x.safetensors`) the user does not have, or downloaded its other container
+    (x.ckpt for x.safetensors). Several candidates (sd15/vae.safetensors and sdxl/vae.safetensors): none, rather
+    than a guess."""
+    from graph_engine.portable import name_key
+    base = Path(name.replace("\\", "/")).name
+    stem, suffix = os.path.splitext(base)
+    same = {name_key(stem + x) for x in SAME_WEIGHTS} if suffix.lower() in SAME_WEIGHTS else set()
+    # Keyed by the file itself: a folder reached twice (a kind and its alias linked to one place) is one candidate.
+    hits = list({p.resolve(): p for d in dirs if d.is_dir() for p in _walk(d)
+                 if name_key(p.name) in same | {name_key(base)} and _is_model(p)}.values())
+    # The name as written, in another sub-folder, before another container of it.
+    exact = [p for p in hits if name_key(p.name) == name_key(base)]
+    hits = exact or hits
+    return hits[0] if len(hits) == 1 else None
 
 
 def _found(path: Optional[Path], name: str, kind: str, required: bool, broken=()) -> Optional[Path]:
@@ -450,8 +474,6 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
                      f"{_below_kind(name, kind)}, in the folders above")
     lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
               for p in broken]
-    lines += [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
-              for p in loose_models() if base in (p.name, p.stem)]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
     lines += held_elsewhere(name, kind)
@@ -460,10 +482,14 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
 
 def held_elsewhere(name: str, kind: str) -> List[str]:
     """Where a file missing from its kind's folders is held in another kind's (a VAE put in diffusion_models/), and
-    what loads files there: for the run's not_found and `kinograph validate` alike."""
+    what loads files there, or in a model folder itself: for the run's not_found and `kinograph validate` alike
+    (validate said only 'not in the model folders' of a file in models/ itself, where the README says it names the
+    sub-folder)."""
     base = Path(name.replace("\\", "/")).name
     return [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}"
-            for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
+            for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f] + \
+        [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
+         for p in loose_models() if base in (p.name, p.stem)]
 
 
 def as_given(path: str, workflow_dir) -> str:
