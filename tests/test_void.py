@@ -86,3 +86,22 @@ def test_comfyuis_own_cogvideox_layout_is_named():
               "blocks.0.q.weight": (3072, 3072), "proj_out.weight": (64, 3072)}
     found = detect_keys(shapes)
     assert found.family == "cogvideox" and found.role is None and "does not read yet" in found.why
+
+
+def test_void_ddim_on_a_flow_model_is_refused_by_name():
+    """void_ddim steps in alpha = 1 / (1 + sigma^2), VOID's (CogVideoX, v-prediction) frame: picked for Wan from the
+    sampler list, it ran to the end and decoded noise, as flow_euler on an SD model is refused."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import _check_inputs
+    assert get_adapter("cogvideox").space != "flow"
+    with pytest.raises(NodeError, match="void_ddim is VOID's sampler .* wan is a flow-matching model"):
+        _check_inputs(SimpleNamespace(family="wan"), None, None, None, "void_ddim")
+    # The sound models (ACE-Step's flow among them) take their sampler by name outside run_sampling.
+    from nodes.generate.samplers import latent_sampler
+    with pytest.raises(NodeError, match="sampler='void_ddim': choose one of"):
+        latent_sampler("void_ddim")
