@@ -105,3 +105,17 @@ def test_void_ddim_on_a_flow_model_is_refused_by_name():
     from nodes.generate.samplers import latent_sampler
     with pytest.raises(NodeError, match="sampler='void_ddim': choose one of"):
         latent_sampler("void_ddim")
+
+
+def test_a_quadmask_of_another_frame_count_is_named():
+    """The clip and its quadmask are cut to `length`; a mask clip of another count (SAM 3's mask of a trimmed
+    clip) was numpy's 'operands could not be broadcast' traceback. One mask picture still stands for every frame."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.void import void_inpaint
+    vae = SimpleNamespace(family="cogvideox", pipe=None)
+    with pytest.raises(NodeError, match="the quadmask has 3 frames and the video 5"):
+        void_inpaint(vae, None, None, frames(9, 16, 16), np.zeros((3, 16, 16), np.float32), 16, 16, 9, 1)
