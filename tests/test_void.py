@@ -119,3 +119,14 @@ def test_a_quadmask_of_another_frame_count_is_named():
     vae = SimpleNamespace(family="cogvideox", pipe=None)
     with pytest.raises(NodeError, match="the quadmask has 3 frames and the video 5"):
         void_inpaint(vae, None, None, frames(9, 16, 16), np.zeros((3, 16, 16), np.float32), 16, 16, 9, 1)
+
+
+def test_a_size_too_small_for_raft_names_the_nodes_own_size():
+    """RAFT reads the frames at half the size set on noise.void_warped: width 200 was refused as 'these are 100 x 100:
+    give a larger size', numbers the user never typed."""
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.void_nodes import void_warped
+    with pytest.raises(NodeError, match="width and height of at least 256 .* 200 x 200"):
+        void_warped(None, None, "raft.safetensors", 200, 200, 5, 1, 0)
