@@ -106,6 +106,9 @@ def test_a_file_named_as_written_in_a_later_kind_wins_over_another_container_in_
     (models / "checkpoints" / "y.safetensors").write_bytes(b"x")
     assert locator("checkpoints", "diffusion_models")("Wan/y.safetensors") == \
         models / "diffusion_models" / "Wan" / "y.safetensors"
+    # A Windows workflow's full path, looked up by the part below the kind's folder, alike.
+    assert locator("checkpoints", "diffusion_models")("C:\\ComfyUI\\models\\diffusion_models\\x.safetensors") == \
+        models / "diffusion_models" / "x.safetensors"
     # Nowhere as written: the one other file is still found.
     assert locator("checkpoints", "diffusion_models")("z/x.ckpt") == models / "checkpoints" / "x.ckpt"
 

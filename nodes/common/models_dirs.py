@@ -358,7 +358,8 @@ def find_model(name: str, kind: str, required: bool = True, elsewhere: bool = Tr
     if windows_root(name):
         # A Windows path (C:\ComfyUI\models\checkpoints\SDXL\x.safetensors) means nothing here: the file is
         # looked up by the part below the kind's folder (SDXL\x.safetensors), else by its name.
-        return _found(find_model(_below_kind(name, kind), kind, required=False), name, kind, required)
+        return _found(find_model(_below_kind(name, kind), kind, required=False, elsewhere=elsewhere), name, kind,
+                      required)
     # ComfyUI workflows saved on Windows name files in sub-folders as `sub\x.safetensors`.
     rel = Path(*[p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]) if "\\" in name else given
     searched = _kind_dirs(kind)
