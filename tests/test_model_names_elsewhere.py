@@ -91,3 +91,35 @@ def test_a_relative_base_path_is_listed_as_the_folder_it_names(tmp_path, monkeyp
     assert f"\n    {extra / 'vae'}\n" in out and f"{comfy}/../extra" not in out
     monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
     assert find_model("other.safetensors", "vae") == extra / "vae" / "other.safetensors"
+
+
+def test_a_file_named_as_written_in_a_later_kind_wins_over_another_container_in_the_first(models):
+    """Load Model looks in checkpoints/ then diffusion_models/: the workflow's x.safetensors, there as written in
+    diffusion_models/, lost to an old x.ckpt of checkpoints/ (another container found first), which was loaded."""
+    from nodes.common.models_dirs import locator
+    (models / "checkpoints").mkdir()
+    (models / "checkpoints" / "x.ckpt").write_bytes(b"x")
+    (models / "diffusion_models" / "x.safetensors").write_bytes(b"x")
+    assert locator("checkpoints", "diffusion_models")("x.safetensors") == models / "diffusion_models" / "x.safetensors"
+    (models / "diffusion_models" / "Wan").mkdir()
+    (models / "diffusion_models" / "Wan" / "y.safetensors").write_bytes(b"x")
+    (models / "checkpoints" / "y.safetensors").write_bytes(b"x")
+    assert locator("checkpoints", "diffusion_models")("Wan/y.safetensors") == \
+        models / "diffusion_models" / "Wan" / "y.safetensors"
+    # A Windows workflow's full path, looked up by the part below the kind's folder, alike.
+    assert locator("checkpoints", "diffusion_models")("C:\\ComfyUI\\models\\diffusion_models\\x.safetensors") == \
+        models / "diffusion_models" / "x.safetensors"
+    # Nowhere as written: the one other file is still found.
+    assert locator("checkpoints", "diffusion_models")("z/x.ckpt") == models / "checkpoints" / "x.ckpt"
+
+
+def test_a_file_found_under_another_folder_or_container_is_said(models, caplog):
+    """The user is told which file stands for the name: a VAE of sd15/ read for a workflow's sdxl/ name was silent."""
+    (models / "vae" / "sd15").mkdir()
+    (models / "vae" / "sd15" / "vae.safetensors").write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="kinograph.models"):
+        for _ in range(3):
+            assert find_model("sdxl/vae.safetensors", "vae") == models / "vae" / "sd15" / "vae.safetensors"
+    said = [r.getMessage() for r in caplog.records if r.name == "kinograph.models"]
+    assert said == [f"sdxl/vae.safetensors is not in the vae folders as written: reading "
+                    f"{models / 'vae' / 'sd15' / 'vae.safetensors'}, the only file of that name there"]
