@@ -406,3 +406,19 @@ def test_sd3_without_t5_reads_the_clip_windows_alone(sd3):
     assert cond.embeds.shape[1] == 2 * 77
     torch.testing.assert_close(cond.embeds, embeds[:, :2 * 77, :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_t5_prompt_past_the_window_cap_is_refused_by_name(sd3):
+    """encode.sd3 weighting comfy: T5-XXL reads its own prompt (text) whole, never cut. Its CLIP prompts short, nothing
+    bounded it: a megabyte of T5 prompt was one sequence of 250,000 tokens, attention over it terabytes. It is held to
+    the length CLIP's windows allow one prompt (clip_windows.MAX_WINDOWS), with a message naming it."""
+    from graph_engine import NodeError
+    from nodes.generate.clip_windows import LENGTH, MAX_WINDOWS
+    from nodes.generate.text import encode_sd3
+    t5_tokens = len(sd3.pipe.tokenizer_3("a " * (MAX_WINDOWS * LENGTH))["input_ids"])
+    assert t5_tokens > MAX_WINDOWS * LENGTH
+    with pytest.raises(NodeError, match="T5-XXL") as err:
+        encode_sd3(sd3, "a " * (MAX_WINDOWS * LENGTH), "a cat", "a cat", weighting="comfy")
+    assert "shorten" in str(err.value)
+    cond = encode_sd3(sd3, "a " * 200, "a cat", "a cat", weighting="comfy")     # a long T5 prompt still reads whole
+    assert cond.embeds.shape[1] == 77 + len(sd3.pipe.tokenizer_3("a " * 200)["input_ids"])

@@ -11,6 +11,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres, frames_from_batch
 from nodes.generate.adapters.mmdit import MMDiTAdapter
+from nodes.generate.clip_windows import LENGTH, MAX_WINDOWS
 
 NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.safetensors), OpenCLIP-G "
                "(clip_g.safetensors) and T5-XXL (t5xxl_fp16.safetensors, optional); this text encoder {lacks}. Give "
@@ -19,6 +20,7 @@ NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.saf
 
 
 T5_MIN_TOKENS = 77     # ComfyUI's T5XXLTokenizer min_length
+T5_MAX_TOKENS = MAX_WINDOWS * LENGTH    # the CLIP windows one prompt may read (clip_windows.windows_for)
 
 
 class SD3Adapter(MMDiTAdapter):
@@ -93,6 +95,12 @@ class SD3Adapter(MMDiTAdapter):
             return None
         pairs = [(t, w) for part, w in comfy_parts(text) for t in tok(part, truncation=False)["input_ids"][:-1]]
         pairs.append((tok.eos_token_id, 1.0))
+        if len(pairs) > T5_MAX_TOKENS:
+            # never cut, as ComfyUI reads it, but bounded: encode.sd3's T5 prompt is not its CLIP prompts, whose
+            # windows are capped, and a megabyte of it was one sequence of 250,000 tokens, terabytes of attention
+            raise NodeError(f"the T5-XXL prompt ({len(text):,} characters, {text[:40]!r}...) reads {len(pairs):,} "
+                            f"tokens; Kinograph reads at most {T5_MAX_TOKENS:,}, as many as CLIP's windows hold for "
+                            "one prompt: shorten the prompt")
         pairs += [(tok.pad_token_id, 1.0)] * (T5_MIN_TOKENS - len(pairs))
         hidden = enc(torch.tensor([[t for t, _ in pairs]], device=device))[0]
         w = torch.tensor([w for _, w in pairs])
