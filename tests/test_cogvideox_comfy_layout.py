@@ -96,3 +96,40 @@ def test_sat_layout_is_refused_by_name():
     found = detect_keys({"model.diffusion_model.mixins.patch_embed.proj.weight": (1920, 16, 2, 2)})
     ok, why = will_load(found)
     assert not ok and "SAT layout" in why
+
+
+def test_comfyuis_vae_file_decodes_as_diffusers(tmp_path):
+    """Comfy-Org's cogvideox_vae.safetensors: comfy/ldm/cogvideo/vae.py's AutoencoderKLCogVideoX names its modules as
+    diffusers' does (encoder / decoder, down_blocks.N.resnets.M.conv1.conv, norm1.norm_layer, conv_y.conv, conv_b.conv,
+    downsamplers.0.conv, mid_block.resnets.0/1, norm_out, conv_out.conv), so the file is diffusers' state dict; it
+    loads and decodes (and encodes) what the diffusers VAE does."""
+    from diffusers import AutoencoderKLCogVideoX
+    from safetensors.torch import save_file
+
+    from nodes.generate import converters
+    from nodes.generate.detect import detect_file
+    from nodes.generate.weights import load_weights
+    torch.manual_seed(0)
+    ref = AutoencoderKLCogVideoX(down_block_types=("CogVideoXDownBlock3D",) * 3,
+                                 up_block_types=("CogVideoXUpBlock3D",) * 3, block_out_channels=(32, 32, 64),
+                                 latent_channels=4, layers_per_block=1, norm_num_groups=32).eval()
+    comfy_names = ["encoder.conv_in.conv.weight", "encoder.down_blocks.0.downsamplers.0.conv.weight",
+                   "encoder.down_blocks.2.resnets.0.conv_shortcut.weight", "encoder.mid_block.resnets.1.conv2.conv.bias",
+                   "encoder.norm_out.weight", "decoder.mid_block.resnets.0.norm1.norm_layer.weight",
+                   "decoder.up_blocks.0.resnets.1.norm2.conv_b.conv.weight", "decoder.up_blocks.1.upsamplers.0.conv.weight",
+                   "decoder.norm_out.conv_y.conv.weight", "decoder.conv_out.conv.weight"]
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    assert all(n in state for n in comfy_names)
+    path = tmp_path / "cogvideox_vae.safetensors"
+    save_file(state, str(path))
+    det = detect_file(path)
+    assert (det.family, det.role) == ("cogvideox", "vae")
+    got = converters.build(det, load_weights(path, torch.float32), torch.float32, str(path)).eval()
+    assert list(got.config.block_out_channels) == [32, 32, 64] and got.config.latent_channels == 4
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(1, 4, 2, 4, 4, generator=g)
+    video = torch.rand(1, 3, 5, 16, 16, generator=g) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(got.decode(z).sample, ref.decode(z).sample, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got.encode(video).latent_dist.mode(), ref.encode(video).latent_dist.mode(),
+                                   atol=1e-5, rtol=1e-4)

@@ -1031,7 +1031,8 @@ def _vae(k: Keys) -> Optional[Detection]:
         return Detection("vae", "ltx", "", layout="original" if k.any(
             "per_channel_statistics.mean-of-means", "vae.per_channel_statistics.mean-of-means") else "diffusers",
             why="per-channel statistics")
-    if k.any("decoder.up_blocks.0.resnets.0.norm1.conv_y.weight"):
+    if k.any("decoder.up_blocks.0.resnets.0.norm1.conv_y.conv.weight", "decoder.up_blocks.0.resnets.0.norm1.conv_y.weight"):
+        # conv_y is a causal 3-D convolution holding its Conv3d as .conv (diffusers' and comfy/ldm/cogvideo's names)
         return Detection("vae", "cogvideox", "", layout="diffusers", why="spatial norm (conv_y)")
     if k.any("encoder.down_blocks.0.downsamplers.0.conv.conv.weight"):
         return Detection("vae", "hunyuan", "", layout="diffusers", why="causal conv3d blocks")

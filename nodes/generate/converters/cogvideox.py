@@ -2,7 +2,9 @@
 own (comfy/ldm/cogvideo/model.py: blocks.N.q, ff_proj, time_embedding_linear_1), which Comfy-Org's VOID files
 (diffusion_models/void_pass1.safetensors, void_pass2.safetensors: CogVideoX-Fun V1.5 5B inpainting) are in. ComfyUI's
 module is diffusers' CogVideoXTransformer3DModel with flattened names, the same tensors in the same order (its
-LayerNormZero chunks shift, scale, gate, then the text's three, as diffusers' do), so reading it is renaming only."""
+LayerNormZero chunks shift, scale, gate, then the text's three, as diffusers' do), so reading it is renaming only.
+The VAE (Comfy-Org's vae/cogvideox_vae.safetensors, comfy/ldm/cogvideo/vae.py) keeps diffusers' module names
+(encoder.down_blocks.N.resnets.M.conv1.conv, decoder's norm1.conv_y.conv, ...): it loads as it is."""
 from __future__ import annotations
 
 from nodes.generate.converters import Built, count, model_config, register
@@ -62,3 +64,24 @@ def transformer(state, det) -> Built:
     conv = dict(state) if MARKER in state else comfy_to_diffusers(state)
     cfg = transformer_config(conv)
     return Built(lambda: CogVideoXTransformer3DModel.from_config(cfg), conv, cfg)
+
+
+def vae_config(state) -> dict:
+    """The shipped VAE config with the widths, depth and channels the tensors state (the group count and the
+    latent scale are the released VAE's: the tensors do not say them)."""
+    cfg = model_config(FAMILY, "vae")
+    blocks = count(state, "encoder.down_blocks.{}.")
+    widths = [int(state[f"encoder.down_blocks.{i}.resnets.0.conv1.conv.weight"].shape[0]) for i in range(blocks)]
+    cfg.update(in_channels=int(state["encoder.conv_in.conv.weight"].shape[1]),
+               out_channels=int(state["decoder.conv_out.conv.weight"].shape[0]), block_out_channels=widths,
+               down_block_types=["CogVideoXDownBlock3D"] * blocks, up_block_types=["CogVideoXUpBlock3D"] * blocks,
+               latent_channels=int(state["encoder.conv_out.conv.weight"].shape[0]) // 2,
+               layers_per_block=count(state, "encoder.down_blocks.0.resnets.{}."))
+    return cfg
+
+
+@register(FAMILY, "vae")
+def vae(state, det) -> Built:
+    from diffusers import AutoencoderKLCogVideoX
+    cfg = vae_config(state)
+    return Built(lambda: AutoencoderKLCogVideoX.from_config(cfg), dict(state), cfg)
