@@ -10,7 +10,7 @@ from tests.comfy_layouts import built
 from tests.test_comfy_image_utils import _comfy_upscale_center as comfy_upscale_center
 from tests.void_reference import valid_void_length
 
-SIZE, LENGTH = 256, 7           # RAFT reads the frames at half size, and needs 128 pixels a side
+SIZE, LENGTH = 256, 5           # RAFT reads the frames at half size, and needs 128 pixels a side; 5 frames: 2 latent
 
 
 def build_void(root):
