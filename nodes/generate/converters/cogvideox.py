@@ -7,6 +7,8 @@ The VAE (Comfy-Org's vae/cogvideox_vae.safetensors, comfy/ldm/cogvideo/vae.py) k
 (encoder.down_blocks.N.resnets.M.conv1.conv, decoder's norm1.conv_y.conv, ...): it loads as it is."""
 from __future__ import annotations
 
+import math
+
 from nodes.generate.converters import Built, count, model_config, register
 
 FAMILY = "cogvideox"
@@ -67,8 +69,9 @@ def transformer(state, det) -> Built:
 
 
 def vae_config(state) -> dict:
-    """The shipped VAE config with the widths, depth and channels the tensors state (the group count and the
-    latent scale are the released VAE's: the tensors do not say them)."""
+    """The shipped VAE config with the widths, depth and channels the tensors state. The latent scale is the released
+    VAE's (the tensors do not say it); so are its 32 norm groups, where they divide every width (a narrower VAE
+    takes the widths' greatest common divisor)."""
     cfg = model_config(FAMILY, "vae")
     blocks = count(state, "encoder.down_blocks.{}.")
     widths = [int(state[f"encoder.down_blocks.{i}.resnets.0.conv1.conv.weight"].shape[0]) for i in range(blocks)]
@@ -76,7 +79,8 @@ def vae_config(state) -> dict:
                out_channels=int(state["decoder.conv_out.conv.weight"].shape[0]), block_out_channels=widths,
                down_block_types=["CogVideoXDownBlock3D"] * blocks, up_block_types=["CogVideoXUpBlock3D"] * blocks,
                latent_channels=int(state["encoder.conv_out.conv.weight"].shape[0]) // 2,
-               layers_per_block=count(state, "encoder.down_blocks.0.resnets.{}."))
+               layers_per_block=count(state, "encoder.down_blocks.0.resnets.{}."),
+               norm_num_groups=math.gcd(cfg["norm_num_groups"], *widths))
     return cfg
 
 
