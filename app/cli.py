@@ -71,8 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     _output_flags(r)
     _replace_flag(r)
 
+    # The exit codes were said only in app/comfyui/cli.py: `kinograph import x.json -o x.yaml && kinograph run x.yaml`
+    # stopped after a workflow was written, with no word on why.
     im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one) or "
-                                       "Deforum settings (.txt or .json)")
+                                       "Deforum settings (.txt or .json)",
+                        epilog="exit status: 0 every node mapped exactly; 3 written, with nodes mapped approximately "
+                               "(the report says how); 2 not written (a node with no equivalent: see --partial, "
+                               "--bypass-unmapped) or not a workflow")
     im.add_argument("file", help="UI or API format JSON, an image/video ComfyUI or VideoHelperSuite wrote, or the "
                                  "settings file Deforum saves (its 2D/3D/Video Input animation becomes generate.feedback, "
                                  "Deforum's frame-by-frame loop)")
@@ -387,8 +392,9 @@ def cmd_run(args) -> int:
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
     with cancel_on_interrupt(CancelToken(), printer.note) as cancel:
+        # Checked above, or --no-precheck asked to run what does not need the missing files.
         result = Session(device=args.device).run(wf, on_event=printer, cancel=cancel, use_cache=not args.no_cache,
-                                                 keep=())
+                                                 keep=(), precheck=False)
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL

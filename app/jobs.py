@@ -96,8 +96,9 @@ def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = No
     """Run one workflow given as a payload; a summary {"ok", "cancelled", "results", "failed", "error",
     "seconds"} comes back whatever happens. `on_event` gets the run's engine events (app.progress.Relay)."""
     def go():
+        # Checked before: by the batch against what its earlier jobs write, or by refused_here on a Ray worker.
         res = session.run(workflow_of(payload), cancel=cancel, use_cache=payload.get("use_cache", True), keep=(),
-                          on_event=on_event)
+                          on_event=on_event, precheck=False)
         error = "cancelled" if res.cancelled else "; ".join(f"{n}: {m}" for n, m in res.failed.items()) or None
         return {"ok": res.ok, "cancelled": res.cancelled, "results": res.results, "failed": res.failed,
                 "error": error}

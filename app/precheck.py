@@ -3,7 +3,7 @@ every model, footage and picture file it names. `kinograph validate`, `kinograph
 its job (app.jobs.refused_here) share it, so each says the same thing about the same workflow."""
 from typing import List
 
-from graph_engine.validate import missing_input_files, missing_model_files, validate_run
+from graph_engine.validate import missing_run_files, validate_run
 
 
 def problems_before_run(wf, registry, written=()) -> List:
@@ -13,13 +13,13 @@ def problems_before_run(wf, registry, written=()) -> List:
     return validate_run(wf, registry) or missing_files(wf, registry, written)
 
 
-def missing_files(wf, registry, written=()) -> List:
-    """Model files not in the model folders and footage or pictures not on disk (nor in `written`), each a
-    located Problem."""
+def missing_files(wf, registry, written=(), targets=None) -> List:
+    """Model files not in the model folders and footage or pictures not on disk (nor in `written`) that a run of
+    `targets` (node ids; default all) reads, each a located Problem."""
     from nodes.common.models_dirs import model_dirs
     dirs = model_dirs()
-    return missing_model_files(wf, registry, f" ({', '.join(str(d) for d in dirs)})") + \
-        missing_input_files(wf, registry, comfyui_inputs(dirs), written)
+    return missing_run_files(wf, registry, targets, f" ({', '.join(str(d) for d in dirs)})", comfyui_inputs(dirs),
+                             written)
 
 
 def comfyui_inputs(dirs) -> List:

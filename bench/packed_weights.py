@@ -13,6 +13,8 @@ each form it prints:
   max|d|   largest difference of that forward's output from the anchor's (0: the same values)
   default  the form a load that does not say takes on this machine now (nodes/generate/pack_policy.py: packed
            with a GPU or where the expanded weights would take over half the free memory)
+GGUF types (gguf_Q8_0, gguf_Q6_K, gguf_Q4_K: a Q4_K_M file is Q4_K with some Q6_K) also print an `f32` row: the
+state dict as Kinograph read a GGUF file before, every tensor expanded to float32.
 
     PYTHONPATH=. .venv/bin/python bench/packed_weights.py [--layers 12] [--width 3072] [--device cpu|cuda]
 """
@@ -27,12 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-FORMATS = ("nvfp4", "mxfp8", "int8_convrot", "fp8_scaled", "fp8")
+FORMATS = ("nvfp4", "mxfp8", "int8_convrot", "fp8_scaled", "fp8", "gguf_Q8_0", "gguf_Q6_K", "gguf_Q4_K")
 
 
 def quantised(plain: dict, fmt: str) -> dict:
-    """`plain`'s layers as ComfyUI stores them in `fmt`."""
+    """`plain`'s layers as ComfyUI stores them in `fmt`; a GGUF type's as read from a file of that type (random
+    blocks of the same shapes: gguf-py writes no K-quants), its biases F32."""
     import torch
+    if fmt.startswith("gguf_"):
+        return gguf_state(plain, fmt[len("gguf_"):])
     import comfy_blockquant as ref
     import comfy_convrot as cr
     from comfy_layouts import fp8_scaled
@@ -45,6 +50,21 @@ def quantised(plain: dict, fmt: str) -> dict:
     if fmt == "int8_convrot":
         return cr.quantise_file_state(plain)
     return fp8_scaled(plain) if fmt == "fp8_scaled" else {k: v.to(torch.float8_e4m3fn) for k, v in plain.items()}
+
+
+def gguf_state(plain: dict, kind: str) -> dict:
+    import tempfile
+    import gguf_blocks
+    from nodes.generate.weights import read_raw
+    kind = gguf_blocks.T[kind]
+    tensors = {}
+    for i, (k, v) in enumerate(plain.items()):
+        tensors[k] = ((kind, gguf_blocks.blocks(kind, *v.shape, seed=i, scales=(1e-5, 1e-4))) if v.ndim == 2
+                      else (None, v.numpy()))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"bench-{kind.name}.gguf"
+        gguf_blocks.write(path, tensors)
+        return read_raw(path)
 
 
 def build(state: dict, layers: int, width: int, packed: bool, device: str):
@@ -101,6 +121,11 @@ def main():
             on_device = (torch.cuda.memory_allocated() - base) / 1e6 if cuda else float("nan")
             rows.append((held, step, out, on_device))
             del model
+        if fmt.startswith("gguf_"):     # how Kinograph held a GGUF file before: every tensor expanded to float32
+            from nodes.generate.packed_weight import held_bytes
+            from nodes.generate.weights import dequantise
+            f32 = held_bytes(dequantise(state, packed=False).values())
+            print(f"{fmt + ' f32':<20}{f32 / 1e6:>10.1f}{f32 / rows[0][0]:>9.2f}")
         (a_held, a_step, a_out, a_dev), (p_held, p_step, p_out, p_dev) = rows
         diff = float((p_out.float() - a_out.float()).abs().max())
         packed_here = keep_packed_here(a_held)

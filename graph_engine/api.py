@@ -28,7 +28,8 @@ from .errors import Cancelled, KinographError, NodeError, WorkflowError
 from .executor import Executor, RunResult
 from .graph import Graph, GraphError
 from .registry import Registry, default_registry, did_you_mean
-from .validate import apply_overrides, check_param, link_problem, split_target, validate_run
+from .validate import (apply_overrides, check_param, link_problem, missing_run_files, run_scope, split_target,
+                       validate, validate_run)
 from .workflow import Problem, Workflow, parse_workflow, read_text, save_workflow
 
 __all__ = ["load_workflow", "new_workflow", "run_workflow", "Session", "LoadedWorkflow", "RunResult", "CancelToken",
@@ -168,7 +169,7 @@ class Session:
 
     def run(self, wf: Workflow, *, overrides: Overrides = (), targets=None,
             on_event: Optional[Callable[[Dict[str, Any]], None]] = None, cancel: Optional[CancelToken] = None,
-            use_cache: bool = True, keep=None) -> RunResult:
+            use_cache: bool = True, keep=None, precheck: bool = True) -> RunResult:
         """Apply `overrides` to `wf` (`["sample.seed=7"]` as on the command line, or `{"sample.seed": 7}`; they stay
         set on it, as `wf.set` would), then run
         `targets` (node ids; default all) and return a RunResult: `ok`, `results` (node -> what it reports; a
@@ -178,8 +179,18 @@ class Session:
         a CancelToken another thread may cancel, stops the run cleanly (RunResult.cancelled, no output left
         half-written). `keep` (node ids) names the nodes whose values come back in RunResult.outputs; by default
         all do, held through the run, so a long render holds every node's value: `keep=()`, as `kinograph run`
-        passes, lets each go once nothing after it needs it."""
-        problems = apply_overrides(wf, overrides, self.executor.registry, source="overrides")
+        passes, lets each go once nothing after it needs it. A model, footage or picture file the run reads that
+        is not there raises WorkflowError naming each before any node runs, as `kinograph run` says it;
+        `precheck=False` (`--no-precheck`) runs the nodes that do not need them."""
+        registry = self.executor.registry
+        problems = apply_overrides(wf, overrides, registry, source="overrides")
+        if not problems and precheck:
+            # What is wrong with the graph first, as the run would say it; then the files it lacks.
+            scope = run_scope(wf, registry)[0]
+            if targets is not None:
+                needed = set(wf.graph.ancestors(targets))
+                scope = [n for n in scope if n in needed]
+            problems = validate(wf, registry, only=scope) or missing_run_files(wf, registry, targets)
         if problems:
             raise WorkflowError(problems)
         return self.executor.run(wf, targets=targets, on_event=on_event, cancel=cancel, use_cache=use_cache,

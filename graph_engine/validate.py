@@ -466,6 +466,19 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
     return out
 
 
+def missing_run_files(wf: Workflow, registry: Registry, targets=None, where: str = "", input_dirs=(),
+                      written=()) -> List[Problem]:
+    """The model files (missing_model_files) and footage or pictures (missing_input_files) a run of `targets`
+    (node ids; default all) reads that are not there: the check before any node runs that `kinograph run`, the
+    editor and Session.run share (app.precheck adds the model folders and ComfyUI's input/ folders to its
+    messages)."""
+    problems = missing_model_files(wf, registry, where) + missing_input_files(wf, registry, input_dirs, written)
+    if targets is None:
+        return problems
+    needed = set(wf.graph.ancestors(targets))
+    return [p for p in problems if p.node in needed]
+
+
 def _named_files(wf: Workflow, registry: Registry):
     """(node, param name, Param, value) of every non-empty text value of a node that runs, for the file
     checks; a param with a `check` reports its own missing file (interpolate.rife)."""

@@ -99,20 +99,36 @@ def comfy_sd15(pipe, text):
                                     (start, end, end))[0]
 
 
-def comfy_sdxl(pipe, text):
-    """SDXLClipModel: clip_l and clip_g (penultimate layer, no final norm; clip_g pads with 0), cut to the shorter."""
-    outs = []
-    for tok, enc, pad in ((pipe.tokenizer, pipe.text_encoder, None), (pipe.tokenizer_2, pipe.text_encoder_2, 0)):
+def comfy_clip_l_g(pipe, text, text_g=None):
+    """[(hidden, pooled)] of clip_l and clip_g as SDXLClipModel and SD3ClipModel read them: the penultimate layer, no
+    final norm; clip_l pads with its end token, clip_g with 0. text_g: clip_g's own prompt (CLIPTextEncodeSD3, which
+    gives the shorter token list the empty prompt's windows)."""
+    tokens = []
+    for tok, pad, t in ((pipe.tokenizer, None, text), (pipe.tokenizer_2, 0, text if text_g is None else text_g)):
         end = tok("")["input_ids"][1]
         pad = end if pad is None else pad
-        pairs, (start, _) = tokenize_with_weights(tok, text, pad)
+        tokens.append((tokenize_with_weights(tok, t, pad)[0], tokenize_with_weights(tok, "", pad)[0], pad))
+    (l_pairs, l_empty, _), (g_pairs, g_empty, _) = tokens
+    while len(l_pairs) < len(g_pairs):
+        l_pairs += l_empty
+    while len(l_pairs) > len(g_pairs):
+        g_pairs += g_empty
+    outs = []
+    for (tok, enc), pairs, (_, _, pad) in zip(((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)),
+                                               (l_pairs, g_pairs), tokens):
+        start, end = tok("")["input_ids"][:2]
 
         def encode(t, enc=enc):
             out = enc(torch.LongTensor(t), output_hidden_states=True)
             return out.hidden_states[-2].float(), out[0].float()
         with torch.no_grad():
             outs.append(encode_token_weights(encode, pairs, (start, end, pad)))
-    (l_out, _), (g_out, g_pooled) = outs
+    return outs
+
+
+def comfy_sdxl(pipe, text):
+    """SDXLClipModel: clip_l and clip_g, cut to the shorter."""
+    (l_out, _), (g_out, g_pooled) = comfy_clip_l_g(pipe, text)
     cut_to = min(l_out.shape[1], g_out.shape[1])
     return torch.cat([l_out[:, :cut_to], g_out[:, :cut_to]], dim=-1), g_pooled
 
@@ -281,3 +297,112 @@ def test_comfy_windows_edges_are_sd1_clips(sd15, prompt):
     got = comfy_windows(tok, prompt)
     assert ids(got, tok.pad_token_id).tolist() == [[t for t, _ in w] for w in want]
     assert [[w for _, w in win] for win in got] == [[w for _, w in win] for win in want]
+
+
+# -- SD3: comfy/text_encoders/sd3_clip.py, written out -------------------------------------------------------------
+def t5_tokenize_with_weights(tokenizer, text, min_length=77):
+    """T5XXLTokenizer: SDTokenizer without a start token, never cut (max_length 99999999), not padded to its max, padded
+    to min_length with T5's pad; each weighted segment tokenized on its own, its end token dropped."""
+    end, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    batch = []
+    for segment, weight in token_weights(escape_important(text), 1.0):
+        word = unescape_important(segment)
+        if word:
+            batch.extend((t, weight) for t in tokenizer(word)["input_ids"][:-1])
+    batch.append((end, 1.0))
+    batch.extend([(pad, 1.0)] * (min_length - len(batch)))
+    return [batch]
+
+
+def comfy_sd3(pipe, text, text_l=None, text_g=None):
+    """SD3ClipModel.encode_token_weights: clip_l (penultimate layer, pads with its end token) and clip_g (pads with 0)
+    in windows, side by side, zero-padded to 4096 wide, T5-XXL's tokens after them; pooled: clip_l's then clip_g's,
+    each the first window's. text_l, text_g: CLIPTextEncodeSD3's clip_l and clip_g prompts. (ComfyUI's clip_l pooled is its unprojected end token, return_projected_pooled=False;
+    the tiny CLIP-L's projection is diffusers', which StableDiffusion3Pipeline applies: the reference takes it too.)"""
+    (l_out, l_pooled), (g_out, g_pooled) = comfy_clip_l_g(pipe, text if text_l is None else text_l,
+                                                          text if text_g is None else text_g)
+    lg_out = torch.cat([l_out, g_out], dim=-1)
+    lg_out = torch.nn.functional.pad(lg_out, (0, 4096 - lg_out.shape[-1]))
+    t5_pairs = t5_tokenize_with_weights(pipe.tokenizer_3, text)
+    tokens = [t for t, _ in t5_pairs[0]]
+    empty = [pipe.tokenizer_3.eos_token_id] + [pipe.tokenizer_3.pad_token_id] * (len(tokens) - 1)   # gen_empty_tokens
+    with torch.no_grad():
+        out = pipe.text_encoder_3(torch.LongTensor([tokens, empty]))[0].float()
+    z, z_empty = out[0:1].clone(), out[1]
+    for j, (_, weight) in enumerate(t5_pairs[0]):
+        if weight != 1.0:
+            z[0][j] = (z[0][j] - z_empty[j]) * weight + z_empty[j]
+    z = torch.nn.functional.pad(z, (0, 4096 - z.shape[-1]))       # the tiny T5 is narrower than T5-XXL's 4096
+    return torch.cat([lg_out, z], dim=-2), torch.cat((l_pooled, g_pooled), dim=-1)
+
+
+@pytest.fixture(scope="module")
+def sd3(tmp_path_factory):
+    from diffusers import StableDiffusion3Pipeline
+    from tiny_sd3 import build_sd3
+    return _handle(build_sd3, tmp_path_factory.mktemp("sd3"), "sd3", StableDiffusion3Pipeline)
+
+
+SD3_LONG = "(a red fox:1.2) in the snow, " * 8 + "a castle on a hill"      # 150 CLIP tokens: two windows
+
+
+def test_sd3_long_prompts_and_pooled_are_comfyuis(sd3):
+    """CLIPTextEncode / CLIPTextEncodeSD3 with TripleCLIPLoader: a 150-token prompt reads CLIP-L's and CLIP-G's two
+    windows and T5's whole prompt, as ComfyUI's SD3ClipModel makes them."""
+    from nodes.generate.text import encode_prompt
+    tok = sd3.pipe.tokenizer
+    assert len(tok(SD3_LONG.replace("(", "").replace(":1.2)", ""))["input_ids"]) - 2 == 150
+    cond = encode_prompt(sd3, SD3_LONG, weighting="comfy")
+    embeds, pooled = comfy_sd3(sd3.pipe, SD3_LONG)
+    width = cond.embeds.shape[-1]
+    assert cond.embeds.shape[1] == embeds.shape[1] > 2 * 77 + 150
+    torch.testing.assert_close(cond.embeds, embeds[..., :width], rtol=1e-5, atol=1e-5)
+    assert not embeds[..., width:].any()
+    torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_long_positive_and_short_negative_sample_apart(sd3):
+    """A long prompt and a short negative are of different lengths: the SD3 adapter runs each apart (as ComfyUI runs
+    conditionings it cannot concatenate), each pass what it gives for that prompt alone."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.text import encode_prompt
+    adapter = get_adapter("sd3")
+    pos, neg = (encode_prompt(sd3, t, weighting="comfy") for t in (SD3_LONG, "blurry"))
+    assert pos.embeds.shape[1] != neg.embeds.shape[1]
+    from types import SimpleNamespace
+    model = SimpleNamespace(pipe=sd3.pipe, option=lambda name: None)     # the MMDiT, no ControlNet
+    x = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(500.0)
+
+    def run(conds):
+        inputs = adapter.conditioning_inputs(model, conds, [0], 1, "cpu", torch.float32)
+        with torch.no_grad():
+            return adapter.forward(model, torch.cat([x] * len(conds)), t, inputs)
+    together = run([neg, pos])
+    torch.testing.assert_close(together, torch.cat([run([neg]), run([pos])]))
+
+
+def test_sd3_three_prompts_of_other_lengths_are_clip_text_encode_sd3s(sd3):
+    """CLIPTextEncodeSD3: T5 reads t5xxl, CLIP-L clip_l (one window), OpenCLIP-G clip_g (two windows, so CLIP-L's
+    gets the empty prompt's second window)."""
+    from nodes.generate.text import encode_sd3
+    t5, l, g = "a cat on a table", "a (cat:1.3)", SD3_LONG
+    cond = encode_sd3(sd3, t5, l, g, weighting="comfy")
+    embeds, pooled = comfy_sd3(sd3.pipe, t5, l, g)
+    assert cond.embeds.shape[1] == embeds.shape[1] == 2 * 77 + 77
+    torch.testing.assert_close(cond.embeds, embeds[..., :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_without_t5_reads_the_clip_windows_alone(sd3):
+    """SD3ClipModel without T5-XXL: the conditioning is the CLIPs' windows alone (zero-padded to the MMDiT's width
+    when sampled)."""
+    from diffusers import StableDiffusion3Pipeline
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.text import encode_prompt
+    pipe = StableDiffusion3Pipeline(**{**sd3.pipe.components, "text_encoder_3": None, "tokenizer_3": None})
+    cond = encode_prompt(ComponentHandle("sd3", sd3.path, pipe, "text_encoder"), SD3_LONG, weighting="comfy")
+    embeds, pooled = comfy_sd3(sd3.pipe, SD3_LONG)
+    assert cond.embeds.shape[1] == 2 * 77
+    torch.testing.assert_close(cond.embeds, embeds[:, :2 * 77, :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)

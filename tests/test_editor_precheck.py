@@ -12,22 +12,11 @@ check_qt_binding()
 import test_editor_session  # noqa: E402
 
 from app.editor.document import Document  # noqa: E402
+from test_session_precheck import GRAPH  # noqa: E402  a first part that works, then a loader lacking its file
 
 make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
                                            test_editor_session.registry)
 private_config, pytestmark = test_editor_session.private_config, test_editor_session.pytestmark
-
-# A first part that works (a pattern and its save), then a second loader whose file is not there.
-GRAPH = """kinograph: 1
-nodes:
-  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}
-  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out/first.mp4, codec: ffv1}}
-  vae2: {type: load.vae, params: {name: my_wan_vae.safetensors}}
-  enc: {type: vae.encode, inputs: {vae: vae2.vae, video: p.video}}
-  dec: {type: vae.decode, inputs: {vae: vae2.vae, latent: enc.latent}}
-  save2: {type: io.save_video, inputs: {video: dec.video}, params: {path: out/second.mp4}}
-"""
-
 
 def test_a_run_with_a_missing_model_file_starts_no_node_and_names_the_file(make_window, registry, tmp_path,
                                                                            monkeypatch, qtbot):
@@ -59,3 +48,26 @@ def test_a_run_with_a_missing_model_file_starts_no_node_and_names_the_file(make_
     # The file put where the message said: the whole run starts.
     (models / "vae" / "my_wan_vae.safetensors").write_bytes(b"")
     assert w.doc.missing_files() == []
+
+
+def test_viewing_a_node_whose_loader_misses_its_file_starts_no_node(make_window, registry, tmp_path, monkeypatch,
+                                                                   qtbot):
+    """Ctrl+Shift+click (or V) on the decoder: the view ran the pattern and the encoder, then stopped at the loader
+    with a red 'could not be computed'. Now nothing starts and the file is named, as for Ctrl+Enter; a node that
+    needs no missing file is still shown."""
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    (tmp_path / "wf.yaml").write_text(GRAPH)
+    w = make_window(Document.load(tmp_path / "wf.yaml", registry))
+    ran = []
+    w.runs.statusChanged.connect(lambda nid, st: ran.append(nid))
+    assert w.view_node("dec", "A") is None and w.view_node("dec", "B") is None
+    w.runs.wait_idle()
+    qtbot.wait(20)
+    assert w.runs.jobs == [] and ran == []
+    said = w.statusBar().currentMessage()
+    assert said.startswith("Nothing ran: 1 file missing (see the Log): vae2: ") and "my_wan_vae.safetensors" in said
+    assert "go to vae2" in w.log.toPlainText()
+    job = w.view_node("p", "A")
+    assert job is not None and w.runs.wait_idle(60) and job.state == "done", job.state

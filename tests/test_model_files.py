@@ -372,8 +372,10 @@ def test_comfyui_folder_names_subfolders_and_extra_model_paths(tmp_path, monkeyp
     assert find("rife_v4.26.safetensors", "rife").parent.name == "frame_interpolation"
     assert find("dreamshaper.safetensors", "checkpoints").parent == a1111 / "models" / "Stable-diffusion"
     assert find("ink", "loras").parent == a1111 / "models" / "Lora"
+    # Another author's sub-folder: the one file of that name is the one meant (test_model_names_elsewhere).
+    assert find("other/wan2.1_t2v.safetensors", "diffusion_models").parent.name == "wan"
     with pytest.raises(NodeError, match="not found"):
-        find("other/wan2.1_t2v.safetensors", "diffusion_models")
+        find("other/wan2.2_t2v.safetensors", "diffusion_models")
 
 
 def test_original_motion_lora_gives_the_same_video_as_its_diffusers_form(tmp_path):

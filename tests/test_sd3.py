@@ -48,6 +48,14 @@ def _sample(model, text_encoder, vae, **kw):
                         seed=SEED, **kw).samples[:, :, 0]
 
 
+def comfy_conditioning(pipe, text):
+    """ComfyUI's SD3 conditioning (test_comfy_long_prompts.comfy_sd3: CLIP windows, then T5's tokens padded to 77, not
+    diffusers' 256), as wide as the tiny T5, which imported workflows' CLIPTextEncode gives."""
+    from test_comfy_long_prompts import comfy_sd3
+    embeds, pooled = comfy_sd3(pipe, text)
+    return embeds[..., :pipe.text_encoder_3.config.d_model], pooled
+
+
 def _close(want, got):
     err = float((want - got).abs().max() / want.abs().max())
     assert err < 1e-4, err
@@ -234,16 +242,18 @@ def _imported_run(api, folder):
 
 
 def test_comfyui_sd35_template_imports_and_samples_as_comfyui(models, tmp_path, monkeypatch):
-    """Every node maps; the latent is StableDiffusion3Pipeline's on ComfyUI's sgm_uniform levels with the empty
-    negative and cfg 4.01."""
+    """Every node maps; the latent is StableDiffusion3Pipeline's on ComfyUI's sgm_uniform levels, given ComfyUI's
+    conditioning of the prompt and of the empty negative, and cfg 4.01."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
     monkeypatch.chdir(tmp_path)
     _, run = _imported_run(SIMPLE_API, tmp_path)
     got = run.outputs[next(n for n in run.outputs if n.startswith("k_sampler"))]["latent"].samples[:, :, 0]
     ref = StableDiffusion3Pipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
     ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)      # the levels are given shifted
-    want = ref("a cat", negative_prompt="", width=W, height=H, sigmas=comfy_sgm_uniform(STEPS), guidance_scale=4.01,
-               generator=torch.Generator().manual_seed(SEED), output_type="latent").images
+    (pos, pooled), (neg, neg_pooled) = (comfy_conditioning(ref, t) for t in ("a cat", ""))
+    want = ref(prompt_embeds=pos, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg,
+               negative_pooled_prompt_embeds=neg_pooled, width=W, height=H, sigmas=comfy_sgm_uniform(STEPS),
+               guidance_scale=4.01, generator=torch.Generator().manual_seed(SEED), output_type="latent").images
     _close(want, got)
 
 
@@ -426,9 +436,8 @@ def test_comfyui_sd35_canny_template_samples_as_the_diffusers_pipeline(models, n
     monkeypatch.chdir(tmp_path)
     _, run = imported_run(data, tmp_path, "sd3.5_canny_controlnet")
     got = run.outputs["k_sampler_3"]["latent"].samples[:, :, 0]
-    embeds, _, pooled, _ = StableDiffusion3Pipeline(**sd3_parts).encode_prompt(
-        "crystal pink dragon on a blue mystery sky, hyperdetailed", None, None, device="cpu",
-        do_classifier_free_guidance=False)
+    embeds, pooled = comfy_conditioning(StableDiffusion3Pipeline(**sd3_parts),
+                                        "crystal pink dragon on a blue mystery sky, hyperdetailed")
     edges = canny_comfy(_cn_picture(), 0.3, 0.6)
     flat = FlowMatchEulerDiscreteScheduler(shift=1.0)      # the levels are given shifted
     want = _cn_diffusers(sd3_parts, [controlnet(3)], [_vae_input(edges, "canny")], [0.66], monkeypatch,

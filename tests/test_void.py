@@ -88,3 +88,47 @@ def test_comfyuis_own_cogvideox_layout_is_named():
     found = detect_keys(shapes)
     assert (found.family, found.role, found.layout, found.variant) == ("cogvideox", "diffusion_model", "comfyui",
                                                                        "inpaint-5B")
+
+
+def test_void_ddim_on_a_flow_model_is_refused_by_name():
+    """void_ddim steps in alpha = 1 / (1 + sigma^2), VOID's (CogVideoX, v-prediction) frame: picked for Wan from the
+    sampler list, it ran to the end and decoded noise, as flow_euler on an SD model is refused."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import _check_inputs
+    assert get_adapter("cogvideox").space != "flow"
+    with pytest.raises(NodeError, match="void_ddim is VOID's sampler .* wan is a flow-matching model"):
+        _check_inputs(SimpleNamespace(family="wan"), None, None, None, "void_ddim")
+    # The sound models (ACE-Step's flow among them) take their sampler by name outside run_sampling.
+    from nodes.generate.samplers import latent_sampler
+    with pytest.raises(NodeError, match="sampler='void_ddim': choose one of"):
+        latent_sampler("void_ddim")
+
+
+def test_a_quadmask_of_another_frame_count_is_named():
+    """The clip and its quadmask are cut to `length`; a mask clip of another count (SAM 3's mask of a trimmed
+    clip) was numpy's 'operands could not be broadcast' traceback. One mask picture still stands for every frame."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.void import void_inpaint
+    vae = SimpleNamespace(family="cogvideox", pipe=None)
+    with pytest.raises(NodeError, match="the quadmask has 3 frames and the video 5"):
+        void_inpaint(vae, None, None, frames(9, 16, 16), np.zeros((3, 16, 16), np.float32), 16, 16, 9, 1)
+
+
+def test_a_size_too_small_for_raft_names_the_nodes_own_size():
+    """RAFT reads the frames at half the size set on noise.void_warped: width 200 was refused as 'these are 100 x 100:
+    give a larger size', numbers the user never typed."""
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.void_nodes import void_warped
+    with pytest.raises(NodeError, match="width and height of at least 256 .* 200 x 200"):
+        void_warped(None, None, "raft.safetensors", 200, 200, 5, 1, 0)

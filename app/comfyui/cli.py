@@ -35,6 +35,9 @@ def cmd_import(args) -> int:
         print(f"not written: {names} cannot be converted (why is above); --partial writes the workflow with "
               f"placeholders in their place{bypass}", file=sys.stderr)
         return code
+    folder = Path(args.output).absolute().parent if args.output else Path.cwd()
+    for line in read_from_comfyui_input(result.graph, folder):
+        print(line, file=sys.stderr)
     text = result.yaml
     if not report.blocking:
         try:
@@ -44,7 +47,7 @@ def cmd_import(args) -> int:
             for p in e.problems:
                 print(f"  {p.message}" + (f" (node {p.node})" if p.node else ""), file=sys.stderr)
         else:
-            _missing_models(wf, Path(args.output).absolute().parent if args.output else Path.cwd())
+            _missing_models(wf, folder)
     if not args.output:
         sys.stdout.write(text)
         return code
@@ -59,6 +62,28 @@ def cmd_import(args) -> int:
         return EXIT_UNMAPPED
     print(out)
     return code
+
+
+def read_from_comfyui_input(graph, folder: Path) -> List[str]:
+    """ComfyUI's LoadImage and LoadVideo name a file of its input/ folder. One not beside the workflow but in the
+    input/ folder beside a models/ folder searched is written as the path it is at, one line each said: the run
+    read it beside the workflow, stopped, and the user set each path by hand."""
+    from graph_engine.registry import default_registry
+    from nodes.common.models_dirs import model_dirs
+    inputs = [d.parent / "input" for d in model_dirs() if d.name == "models"]
+    reg, said = default_registry(), []
+    for nid, inst in graph.nodes.items():
+        spec = reg.get(inst.type)
+        for name, p in (spec.params.items() if spec else ()):
+            value = inst.params.get(name)
+            if p.kind != "path" or not p.reads or p.locate is not None or not isinstance(value, str) or \
+                    not value or Path(value).is_absolute() or (folder / value).exists():
+                continue
+            held = next((d / value for d in inputs if (d / value).is_file()), None)
+            if held is not None:
+                inst.params[name] = str(held)
+                said.append(f"{nid}: {name}: {value} is in ComfyUI's input folder: the workflow reads {held}")
+    return said
 
 
 def _missing_models(wf, folder: Path) -> None:

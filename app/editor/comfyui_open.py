@@ -48,6 +48,9 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
         return None
     registry = registry or default_registry()
     result = import_workflow(p, registry=registry, bypass_unmapped=bypass_unmapped)
+    from app.comfyui.cli import read_from_comfyui_input
+    # As `kinograph import` writes them: a picture of ComfyUI's input/ folder is read where it is.
+    result.report.remarks += read_from_comfyui_input(result.graph, p.resolve().parent)
     wf, problems, checked = read_workflow(result.yaml, None, registry)
     if not result.report.blocking:
         from graph_engine.api import load_workflow

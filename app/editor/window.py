@@ -1137,7 +1137,7 @@ class MainWindow(QMainWindow):
             self._first_on_seeds = job
         return job
 
-    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: bool) -> bool:
+    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: Optional[bool]) -> bool:
         """Refuse a run that needs files that are not there, as `kinograph run` does, before any node runs: each
         file (node, file, where to put it) in the log with a link to its node, and the loaders marked on the
         canvas. True when refused."""
@@ -1505,6 +1505,13 @@ class MainWindow(QMainWindow):
             else:
                 self.message(f"{node_id} has nothing to show yet: connect its input")
             return None
+        # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
+        picture = self._picture_input(target[0]) if slot != PREVIEW else None
+        targets = [target[0]] + ([picture[0]] if picture else [])
+        # Checked as a run is: a view of a decoder rendered the sampler's part for minutes, then stopped at a
+        # loader whose file was missing. The properties panel's preview asks on its own: it is refused quietly.
+        if self.doc.missing_files(targets) if slot == PREVIEW else self._refused_for_missing_files(targets, None):
+            return None
         self._viewing[slot] = node_id
         self._files.pop(slot, None)
         if slot != PREVIEW:
@@ -1514,9 +1521,7 @@ class MainWindow(QMainWindow):
         if slot != PREVIEW:
             self.viewer.computing(slot, label)
         self._autosave_before_running()
-        # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
-        picture = self._picture_input(target[0]) if slot != PREVIEW else None
-        return self.runs.submit(self.doc, targets=[target[0]] + ([picture[0]] if picture else []), kind="view",
+        return self.runs.submit(self.doc, targets=targets, kind="view",
                                 label=f"view {label}",
                                 view=(target[0], target[1], slot, node_id))
 

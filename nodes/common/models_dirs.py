@@ -16,6 +16,7 @@ A name is looked up in the kind's folders (and their sub-folders), also with its
 one not found in a model folder, is taken as it is."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from graph_engine import NodeError
+
+log = logging.getLogger("kinograph.models")
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models", "animatediff_models",
          "animatediff_motion_lora", "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers",
@@ -170,7 +173,8 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
             for line in value.splitlines():
                 p = _yaml_path(line) if line.strip() else None
                 if p is not None:
-                    out.setdefault(kind, []).append(p if p.is_absolute() else base / p)
+                    # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
+                    out.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
     return out
 
 
@@ -334,9 +338,10 @@ def unfoldered_pipelines() -> List[Path]:
     return out
 
 
-def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
+def find_model(name: str, kind: str, required: bool = True, elsewhere: bool = True) -> Optional[Path]:
     """The file (or diffusers folder) for `name`: a path if it names a folder, else the first
-    match by file name (or name without extension) in the `kind` folders. Not found:
+    match by file name (or name without extension) in the `kind` folders; with `elsewhere`, then the one file of
+    that name in another sub-folder or container (_same_file_elsewhere). Not found:
     NodeError saying where it looked and where to put it (or None when not required)."""
     name = (name or "").strip()
     if not name:
@@ -353,7 +358,8 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
     if windows_root(name):
         # A Windows path (C:\ComfyUI\models\checkpoints\SDXL\x.safetensors) means nothing here: the file is
         # looked up by the part below the kind's folder (SDXL\x.safetensors), else by its name.
-        return _found(find_model(_below_kind(name, kind), kind, required=False), name, kind, required)
+        return _found(find_model(_below_kind(name, kind), kind, required=False, elsewhere=elsewhere), name, kind,
+                      required)
     # ComfyUI workflows saved on Windows name files in sub-folders as `sub\x.safetensors`.
     rel = Path(*[p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]) if "\\" in name else given
     searched = _kind_dirs(kind)
@@ -366,7 +372,43 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
             return found
     if len(given.parts) > 1 and given.exists():
         return given
-    return _found(None, name, kind, required, broken)
+    other = _same_file_elsewhere(searched, name, kind) if elsewhere else None
+    return _found(other, name, kind, required, broken)
+
+
+# One release's weights in the containers it is published in (a .ckpt and its .safetensors), unlike a GGUF, which
+# is a quantised copy that ComfyUI loads with other nodes.
+SAME_WEIGHTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+
+
+# (name, kind, file) already said: the editor checks a graph's loaders at every edit.
+_SAID_ELSEWHERE: set = set()
+
+
+def _same_file_elsewhere(dirs: List[Path], name: str, kind: str) -> Optional[Path]:
+    """The one file in the kind's folders that `name` means when it is not where `name` says: a workflow's author
+    kept it in a sub-folder (`Wan/x.safetensors`) the user does not have, or downloaded its other container
+    (x.ckpt for x.safetensors). Several candidates (sd15/vae.safetensors and sdxl/vae.safetensors): none, rather
+    than a guess."""
+    from graph_engine.portable import name_key
+    base = Path(name.replace("\\", "/")).name
+    stem, suffix = os.path.splitext(base)
+    same = {name_key(stem + x) for x in SAME_WEIGHTS} if suffix.lower() in SAME_WEIGHTS else set()
+    # Keyed by the file itself: a folder reached twice (a kind and its alias linked to one place) is one candidate.
+    hits = list({p.resolve(): p for d in dirs if d.is_dir() for p in _walk(d)
+                 if name_key(p.name) in same | {name_key(base)} and _is_model(p)}.values())
+    # The name as written, in another sub-folder, before another container of it.
+    exact = [p for p in hits if name_key(p.name) == name_key(base)]
+    hits = exact or hits
+    if len(hits) != 1:
+        return None
+    # Said once, as a warning: another folder's file of that name may be another model (sd15/vae for sdxl/vae), and
+    # nothing else told the user which file was read.
+    if (name, kind, hits[0]) not in _SAID_ELSEWHERE:
+        _SAID_ELSEWHERE.add((name, kind, hits[0]))
+        log.warning("%s is not in the %s folders as written: reading %s, the only file of that name there",
+                    name, kind, hits[0])
+    return hits[0]
 
 
 def _found(path: Optional[Path], name: str, kind: str, required: bool, broken=()) -> Optional[Path]:
@@ -450,8 +492,6 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
                      f"{_below_kind(name, kind)}, in the folders above")
     lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
               for p in broken]
-    lines += [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
-              for p in loose_models() if base in (p.name, p.stem)]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
     lines += held_elsewhere(name, kind)
@@ -460,10 +500,15 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
 
 def held_elsewhere(name: str, kind: str) -> List[str]:
     """Where a file missing from its kind's folders is held in another kind's (a VAE put in diffusion_models/), and
-    what loads files there: for the run's not_found and `kinograph validate` alike."""
+    what loads files there (the name as written: a look further would say it reads a file it does not), or in a
+    model folder itself: for the run's not_found and `kinograph validate` alike
+    (validate said only 'not in the model folders' of a file in models/ itself, where the README says it names the
+    sub-folder)."""
     base = Path(name.replace("\\", "/")).name
     return [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}"
-            for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
+            for k in KINDS if k != kind for f in [find_model(base, k, required=False, elsewhere=False)] if f] + \
+        [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {_put_into(kind)}"
+         for p in loose_models() if base in (p.name, p.stem)]
 
 
 def as_given(path: str, workflow_dir) -> str:
@@ -488,10 +533,13 @@ def locator(*kinds: str, kind_of=None, companions=None):
     same name. `kind_of(name)`: the kind a missing name belongs in, where one param takes files of two kinds.
     `companions(file)`: what the node reads with the file (a text encoder's tokenizer folder), keyed with it."""
     def locate(name: str) -> Optional[Path]:
-        for kind in kinds:
-            found = find_model(name, kind, required=False)
-            if found is not None:
-                return found
+        # The name as written in any of the kinds before another sub-folder's or container's file of it in the
+        # first: diffusion_models/x.safetensors lost to an old checkpoints/x.ckpt, which was read.
+        for elsewhere in (False, True):
+            for kind in kinds:
+                found = find_model(name, kind, required=False, elsewhere=elsewhere)
+                if found is not None:
+                    return found
         return None
     # Where a missing file goes, for `kinograph validate` to say (as the run's not_found does): the first kind's
     # folder, not the model folders' roots, where nothing is looked for.

@@ -246,13 +246,15 @@ def _prompt_to_text(params):
 # under both weightings: what ComfyUI and A1111 users expect of a long prompt, where a cut dropped its end unseen.
 # Version 5 (encode.flux and encode.sd3 3): T5 and UMT5 tokenizers read from the encoder's file drop the spaces, tabs
 # and line ends at a prompt's ends as sentencepiece does (split.spiece_tokenizer), so such prompts encode otherwise.
+# Version 6 (encode.sd3 4): SD3 under weighting comfy reads CLIP-L and OpenCLIP-G in windows and T5-XXL's whole prompt
+# padded to 77 tokens (not 256), as ComfyUI's SD3ClipModel does, so imported SD3 workflows encode otherwise.
 WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
                   "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
                   "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
 
 
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=5,
-      migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict},
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=6,
+      migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict, 5: dict},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
@@ -364,7 +366,8 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
 
 
-@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=3, migrations={1: dict, 2: dict},
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=4,
+      migrations={1: dict, 2: dict, 3: dict},
       outputs={"positive": CONDITIONING})
 def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
                text: str = Param("", kind="text", help="the prompt for T5-XXL"),

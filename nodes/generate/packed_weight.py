@@ -27,7 +27,7 @@ aten = torch.ops.aten
 
 class Stored:
     """One layer's stored tensors and how they expand (kind: "block" NVFP4/MXFP8, "convrot", "scaled" fp8 times
-    its scale, "cast" plain fp8, "plain" an already expanded matrix); shared by the views of one weight so that an
+    its scale, "cast" plain fp8, "gguf" GGUF's quantised blocks, "plain" an already expanded matrix); shared by the views of one weight so that an
     in-place change reaches them all."""
 
     def __init__(self, kind: str, layer: str, tensors: Dict[str, torch.Tensor], fmt: Optional[str] = None,
@@ -68,7 +68,10 @@ class Stored:
                 parts = [p if p is None else p[expert:expert + 1] for p in parts]
             w = expand(self.fmt, *parts, dtype)
             return w if expert is None else w[0]
-        if self.kind == "convrot":
+        if self.kind == "gguf":
+            from nodes.generate.weights import gguf_expand
+            w = gguf_expand(t["q"], self.cfg, dtype)
+        elif self.kind == "convrot":
             from nodes.generate.weights import rotate_back       # the scale checked at load
             w = rotate_back(t["q"], t["scale"], self.cfg, dtype)
         elif self.kind == "scaled":        # the loader's own maths: float32 product, then the dtype
@@ -162,6 +165,12 @@ class PackedWeight(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is aten.cat.default and len(args[0]) == 1 and isinstance(args[0][0], PackedWeight):
+            # diffusers' FLUX.1 converter writes each of a double block's q, k, v parts as torch.cat([part]): a copy
+            # of the one part, kept packed (its own Stored: an in-place change of one leaves the other alone)
+            one = args[0][0]
+            one._follow()
+            return one._like(stored=one.stored.apart())
         me = args[0] if args and isinstance(args[0], PackedWeight) else None
         if me is not None:
             me._follow()
@@ -186,9 +195,12 @@ def _plain(a):
 
 
 def _by_rows(me: PackedWeight) -> bool:
-    """Whether rows of `me` expand alone to the whole's rows: a matrix whose expansion goes element by element (a
-    ConvRot row's float32 rotation rounds by how many rows go in)."""
-    return me.ndim == 2 and me.expert is None and not me.transposed and me.stored.kind in ("block", "scaled", "cast")
+    """Whether rows of `me` expand alone to the whole's rows: a matrix whose expansion goes element by element or
+    block by block along a row (a ConvRot row's float32 rotation rounds by how many rows go in; a GGUF tensor
+    reshaped from its stored rows has rows of its own)."""
+    s = me.stored
+    whole = s.kind in ("block", "scaled", "cast") or (s.kind == "gguf" and s.cfg["shape"] is None)
+    return me.ndim == 2 and me.expert is None and not me.transposed and whole
 
 
 def _rows_kept(me: PackedWeight, func, args, kwargs) -> Optional[list]:

@@ -703,9 +703,9 @@ TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "
 
 def latent_sampler(name: str):
     """The sampler `name` for a plain latent (every one but ar_video, which needs an autoregressive Wan model's
-    cache); the sound models call it directly, outside run_sampling."""
-    if name not in SAMPLERS or name == "ar_video" or name in CFG_PP:
+    cache, and void_ddim, VOID's CogVideoX loop); the sound models call it directly, outside run_sampling."""
+    if name not in SAMPLERS or name in ("ar_video", "void_ddim") or name in CFG_PP:
         from graph_engine import NodeError
         raise NodeError(f"sampler={name!r}: choose one of "
-                        f"{', '.join(s for s in SAMPLERS if s != 'ar_video' and s not in CFG_PP)}")
+                        f"{', '.join(s for s in SAMPLERS if s not in ('ar_video', 'void_ddim') and s not in CFG_PP)}")
     return SAMPLERS[name]

@@ -846,6 +846,10 @@ def _check_inputs(handle, positive, negative, latent, sampler, middle=None):
     if sampler not in SAMPLERS:
         raise NodeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     fam = handle.family
+    if sampler == "void_ddim" and get_adapter(fam).space == "flow":
+        # Its steps are in VOID's alpha = 1 / (1 + sigma^2): on a flow model it ran to the end and decoded noise.
+        raise NodeError(f"void_ddim is VOID's sampler (CogVideoX video inpainting) and {fam} is a flow-matching "
+                        f"model: choose euler, dpmpp_2m or unipc")
     compatible = {fam} | ({"sd", "animatediff"} if fam in ("sd", "animatediff") else set())
     adapter = get_adapter(fam)
     if latent.family not in latent_families(adapter.latents(handle.pipe)):

@@ -17,11 +17,12 @@ from nodes.generate.prompts import clean_and_weights, comfy_clean_and_weights, l
 
 
 def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None, *,
-                  clip_skip: int = 1, weighting: str = "kinograph") -> Conditioning:
+                  clip_skip: int = 1, weighting: str = "kinograph", clip_prompts=("", "")) -> Conditioning:
     """weighting "kinograph": emphasise() below, the prompt read by prompts.parse_emphasis; "comfy": ComfyUI's rule,
     the prompt read as ComfyUI's sd1_clip reads it (prompts.comfy_parts: only round brackets weigh, an inner (x:w) sets
     w, [x] is text) and each weighted token embedding moved away from the empty prompt's embedding at the same
-    position, e + (w - 1) (e - e_empty)."""
+    position, e + (w - 1) (e - e_empty). clip_prompts: SD3's CLIP-L and OpenCLIP-G prompts (encode.sd3's text_l and
+    text_g; "" = the prompt), where its CLIPs are read in windows."""
     if weighting not in ("kinograph", "comfy"):
         raise NodeError(f"unknown prompt weighting {weighting!r}; choose kinograph or comfy")
     from nodes.generate.split import LANGUAGE_ONLY
@@ -47,10 +48,17 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
-    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts):
+    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts) \
+            and getattr(adapter, "windows_for_weighting", weighting) == weighting:
         with _text_loras(text_encoder), torch.inference_mode():
             encoders = adapter.clip_encoders(pipe, device, **kw)
-            rows = [encode_windows(encoders, t, weighting) for t in texts]
+            if hasattr(adapter, "t5_comfy"):
+                l_texts, g_texts = (_scheduled_like(p, prompt, keys, texts, lambda t: insert_embeddings(pipe, t, clip, log))
+                                    for p in clip_prompts)
+                rows = [sd3_windows(adapter, pipe, encoders, (t, l, g), device)
+                        for t, l, g in zip(texts, l_texts, g_texts)]
+            else:
+                rows = [encode_windows(encoders, t, weighting) for t in texts]
         length = common_length([e for e, _ in rows])
         embeds = torch.cat([to_length(e, length) for e, _ in rows])
         pooled = None if rows[0][1] is None else torch.cat([p for _, p in rows])
@@ -83,6 +91,32 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
                         tuple(t for _, t in keys), {k: v.cpu() for k, v in extra.items()})
 
 
+def _scheduled_like(prompt: str, first: str, keys, texts, insert):
+    """A second prompt's texts at the first prompt's keyframes (texts; "" or the first prompt = those texts)."""
+    if not prompt or prompt == first:
+        return texts
+    own = parse_text_keyframes(prompt) if is_keyframed_text(prompt) else [(0, prompt)]
+    if [k for k, _ in own] != [k for k, _ in keys]:
+        raise NodeError("text_l's and text_g's prompt schedules need text's keyframes; give them the same frames")
+    return [insert(t) for _, t in own]
+
+
+def sd3_windows(adapter, pipe, encoders, prompts, device):
+    """(embeds [1, 77 x windows + T5's length, 4096], pooled [1, 2048]) as ComfyUI's SD3ClipModel makes them from
+    prompts (T5-XXL's, CLIP-L's, OpenCLIP-G's; CLIPTextEncodeSD3): CLIP-L's and OpenCLIP-G's windows side by side, the
+    shorter given the empty prompt's windows, zero-padded to T5's width, T5-XXL's whole prompt after them along the
+    tokens (adapter.t5_comfy; none without T5), the pooled embedding both CLIPs' of the first window."""
+    text = prompts[0]
+    parts = [encode_windows([enc], t, "comfy") for enc, t in zip(encoders, prompts[1:])]
+    clip = torch.cat(with_empty_windows(encoders, [h for h, _ in parts]), dim=-1)
+    pooled = torch.cat([p for _, p in parts], dim=-1)
+    t5 = adapter.t5_comfy(pipe, text, device)
+    if t5 is None:      # zero-padded to the MMDiT's width when sampled (SD3Adapter.conditioning_inputs)
+        return clip, pooled
+    clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))    # SD3ClipModel's pad to T5-XXL's 4096
+    return torch.cat([clip, t5.to(clip.dtype)], dim=-2), pooled
+
+
 def encode_windows(encoders, text: str, weighting: str):
     """(embeds [1, 77 x windows, D], pooled [1, P] or None) of a prompt read by CLIP encoders in 77-token windows
     (clip_windows), each encoder's hidden states side by side, the pooled embedding the last encoder's of the first
@@ -102,12 +136,20 @@ def encode_windows(encoders, text: str, weighting: str):
         hiddens.append(hidden.reshape(1, -1, hidden.shape[-1]))
     # Encoders whose windows broke apart (a textual inversion of other lengths) are padded with the empty prompt's
     # windows, as ComfyUI's CLIPTextEncodeSDXL pads the shorter token list.
+    return torch.cat(with_empty_windows(encoders, hiddens), dim=-1), None if pooled is None else pooled[:1]
+
+
+def with_empty_windows(encoders, hiddens):
+    """Each encoder's hidden states [1, 77 x windows, D] given its empty prompt's windows up to the longest's count,
+    as ComfyUI's CLIPTextEncodeSDXL and CLIPTextEncodeSD3 pad the shorter token list."""
     longest = max(h.shape[1] for h in hiddens)
-    for i, ((tokenizer, run), h) in enumerate(zip(encoders, hiddens)):
+    out = []
+    for (tokenizer, run), h in zip(encoders, hiddens):
         if h.shape[1] < longest:
             empty = run(ids(empty_window(tokenizer), tokenizer.pad_token_id))[0]
-            hiddens[i] = torch.cat([h] + [empty] * ((longest - h.shape[1]) // empty.shape[1]), 1)
-    return torch.cat(hiddens, dim=-1), None if pooled is None else pooled[:1]
+            h = torch.cat([h] + [empty] * ((longest - h.shape[1]) // empty.shape[1]), 1)
+        out.append(h)
+    return out
 
 
 def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,
@@ -186,6 +228,8 @@ def encode_sd3(text_encoder, text: str, text_l: str, text_g: str, log: Callable[
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.sd3 is for Stable Diffusion 3's text encoders (CLIP-L, OpenCLIP-G, T5-XXL); this one "
                         f"is {fam}'s: use encode.text")
+    if kw.get("weighting") == "comfy":      # CLIP-L and OpenCLIP-G read in windows, each its own prompt
+        return encode_prompt(text_encoder, text, log, clip_prompts=(text_l, text_g), **kw)
     cond = encode_prompt(text_encoder, text, log, **kw)
     pipe = text_encoder.pipe
     wide, proj = (int(pipe.text_encoder.config.hidden_size), int(pipe.text_encoder.config.projection_dim))

@@ -84,6 +84,11 @@ def void_inpaint(vae, positive, negative, frames: np.ndarray, quadmask: np.ndarr
         raise NodeError(f"VOID inpainting needs the CogVideoX VAE (cogvideox_vae.safetensors), got a {vae.family} one")
     adapter = get_adapter("cogvideox")
     length = void_length(length)
+    n, m = min(len(frames), length), min(len(quadmask), length)
+    if m not in (1, n):
+        # one mask picture stands for every frame; another count was numpy's broadcast traceback
+        raise NodeError(f"the quadmask has {m} frames and the video {n} (of length {length}): give a mask of each "
+                        f"frame of the video, or a single mask picture")
     # any length goes (ComfyUI takes the source clip's frame count): its latent frames, decoded as 4n+1 frames
     _, sf, ch = adapter.factors(vae.pipe)
     if width % (2 * sf) or height % (2 * sf):

@@ -27,9 +27,15 @@ def void_warped(ctx, video: VIDEO,
     import numpy as np
     import torch
 
+    from graph_engine import NodeError
     from nodes.generate.void import void_warped_latent
     from nodes.generate.weights import load_weights
-    from nodes.motion.raft import load_raft, raft_flow
+    from nodes.motion.raft import MIN_SIZE, load_raft, raft_flow
+    if min(width, height) < 2 * MIN_SIZE:
+        # said in the node's own numbers: RAFT named the half-size frames, which the user never typed
+        raise NodeError(f"VOID's warped noise needs a width and height of at least {2 * MIN_SIZE} (RAFT reads the "
+                        f"frames at half that, at least {MIN_SIZE} pixels); {width} x {height} is smaller: set "
+                        f"width and height to the first pass's size")
     raft = load_raft(load_weights(find_model(as_given(model, ctx.workflow_dir), "optical_flow"))).to(ctx.device)
     frames = video.frames(0, min(length, video.length)).astype(np.float32) / 255.0
     with torch.inference_mode():

@@ -1,6 +1,6 @@
 """One place that turns a weights file into a state dict of correct values.
 
-Formats: safetensors (.safetensors, .sft), GGUF (.gguf, dequantised with diffusers' GGUF kernels),
+Formats: safetensors (.safetensors, .sft), GGUF (.gguf, quantised tensors dequantised by diffusers' GGUF kernels),
 legacy torch pickles (.ckpt/.pt/.pth/.bin, read with weights_only=True so no code runs, memory-mapped
 where the file is a zip). Precisions: fp32/fp16/bf16 as stored; fp8_e4m3fn/fp8_e5m2 cast up to the
 compute dtype (or kept in fp8 when asked); ComfyUI's fp8_scaled (a `scaled_fp8` marker and a
@@ -12,8 +12,8 @@ description and an `.input_scale`, the rest bf16) are folded the same way. Comfy
 row; `convrot_w4a4`: the same with 4-bit weights) are dequantised and rotated back, as comfy-kitchen's
 dequantize_int8_convrot_weight does, into the plain matrix a bf16 file holds, a slice of rows at a time.
 ComfyUI's block-scaled files (`*_nvfp4`, `*_fp4_mixed`, `*_mxfp8`: layers tagged nvfp4 or mxfp8, expert banks too)
-are dequantised the same way by nodes/generate/block_quant.py. Those layers (and plain fp8 matrices) are checked at
-load and kept as stored, each a PackedWeight (nodes/generate/packed_weight.py) that dequantises for the operation
+are dequantised the same way by nodes/generate/block_quant.py. Those layers (and plain fp8 matrices, and GGUF's
+quantised tensors) are checked at load and kept as stored, each a PackedWeight (nodes/generate/packed_weight.py) that dequantises for the operation
 reading it, so a model holds the file's bytes, not the expanded matrices' (dequantise's `packed`)."""
 from __future__ import annotations
 
@@ -65,12 +65,15 @@ def read_selected(path, wanted) -> Dict[str, "object"]:
 
 
 def _read_gguf(path: Path) -> dict:
-    """GGUF tensors dequantised to float32, in torch dimension order and their original shapes."""
+    """GGUF tensors in torch dimension order and their original shapes: F16 / BF16 / F32 as stored, each quantised
+    one (Q4_0 ... Q8_0, the K-quants, IQ4) a PackedWeight of its blocks standing for the float32 tensor
+    (gguf_expand's values), as ComfyUI-GGUF keeps them: expanded at load, a Q4 file took 8 times its bytes."""
     import torch
     header = read_header(path)            # checks the file and gives the original shapes
     try:
         from diffusers.models.model_loading_utils import load_gguf_checkpoint
-        from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
+        from diffusers.quantizers.gguf.utils import GGML_QUANT_SIZES
+        from gguf import GGMLQuantizationType
     except ImportError as exc:
         raise NodeError(f"reading {path.name} needs the `gguf` package ({exc}): pip install gguf") from None
     try:
@@ -79,15 +82,32 @@ def _read_gguf(path: Path) -> dict:
         raise NodeError(f"{path}: {str(exc).splitlines()[0][:300]}") from None
     out = {}
     for name, t in raw.items():
-        t = dequantize_gguf_tensor(t) if hasattr(t, "quant_type") else t
-        # A plain tensor again (not a GGUFParameter), float32 like every dequantised tensor.
-        t = t.as_subclass(torch.Tensor)
-        t = t.float() if t.is_floating_point() else t
         shape = header.shapes.get(name)
+        quant = getattr(t, "quant_type", None)
+        t = t.as_subclass(torch.Tensor)     # the stored bytes, not a GGUFParameter
+        if quant == GGMLQuantizationType.BF16:
+            t = t.view(torch.bfloat16)      # bf16 values as bytes: a plain bf16 tensor
+        elif quant is not None:
+            block, size = GGML_QUANT_SIZES[quant]
+            natural = (*t.shape[:-1], t.shape[-1] // size * block)
+            whole = shape if shape is not None and shape != natural and _numel(shape) == _numel(natural) else None
+            out[name] = _packed("gguf", name.removesuffix(".weight"), {"q": t}, whole or natural, torch.float32,
+                                {"format": quant.name, "type": quant, "shape": whole})
+            continue
         if shape is not None and tuple(t.shape) != shape and t.numel() == _numel(shape):
             t = t.reshape(shape)
         out[name] = t
     return out
+
+
+def gguf_expand(q, cfg: dict, dtype):
+    """GGUF blocks `q` (bytes, one row of blocks per row of the tensor) as values of `dtype`: diffusers' torch
+    port of GGUF's dequantisation (ComfyUI-GGUF's maths: half-precision scales), reshaped to cfg's shape if any."""
+    from diffusers.quantizers.gguf.utils import GGML_QUANT_SIZES, dequantize_functions
+    block, size = GGML_QUANT_SIZES[cfg["type"]]
+    w = dequantize_functions[cfg["type"]](q.reshape(-1, size), block, size)
+    w = w.reshape(*q.shape[:-1], q.shape[-1] // size * block).to(dtype)
+    return w if cfg["shape"] is None else w.reshape(cfg["shape"])
 
 
 def _numel(shape) -> int:
@@ -108,6 +128,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
     nodes/generate/packed_weight.py); without, the plain weight itself; None (the default) packed or not as
     nodes/generate/pack_policy.py decides for this machine and these weights' expanded size."""
     import torch
+    from nodes.generate.packed_weight import PackedWeight
     fp8 = _fp8_dtypes()
     out = {}
     pack = packed is not False
@@ -116,6 +137,10 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
             continue
         t = state[name]
         if not hasattr(t, "dtype"):
+            continue
+        if isinstance(t, PackedWeight):         # GGUF blocks (read_raw): expanded straight into the dtype
+            t = PackedWeight(t.stored, t.shape, (dtype,)) if dtype is not None else t
+            out[name] = t if pack else t.dequantize()
             continue
         if name.endswith(".weight"):
             base = name[: -len(".weight")]

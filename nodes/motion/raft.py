@@ -192,13 +192,17 @@ def load_raft(state: dict) -> Raft:
     return model.eval().float()
 
 
+# Its coarsest correlation level is 1/64 of the frame: below this it has no pixel left.
+MIN_SIZE = 128
+
+
 @torch.no_grad()
 def raft_flow(model: Raft, a: torch.Tensor, b: torch.Tensor, updates: int = 0) -> torch.Tensor:
     """Flow [2, H, W] from frame a to b (CHW, 0..1) as ComfyUI's RaftOpticalFlow gives it: the frames scaled
     (bilinear) to multiples of 8, the flow scaled back to the frames' size (its values as they are)."""
     _, h, w = a.shape
-    if min(h, w) < 128:
-        raise NodeError(f"RAFT needs frames of at least 128 x 128 pixels (its coarsest correlation level is 1/64 of "
+    if min(h, w) < MIN_SIZE:
+        raise NodeError(f"RAFT needs frames of at least {MIN_SIZE} x {MIN_SIZE} pixels (its coarsest correlation level is 1/64 of "
                         f"them); these are {w} x {h}: give a larger size")
     dev = next(model.parameters()).device
     size = (h // 8 * 8, w // 8 * 8)

@@ -18,6 +18,9 @@ NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.saf
                "load a checkpoint that holds them (sd3.5_large_fp8_scaled, sd3_medium_incl_clips_t5xxlfp8)")
 
 
+T5_MIN_TOKENS = 77     # ComfyUI's T5XXLTokenizer min_length
+
+
 class SD3Adapter(MMDiTAdapter):
     family = "sd3"
     max_tokens = 256                # StableDiffusion3Pipeline's max_sequence_length
@@ -60,6 +63,44 @@ class SD3Adapter(MMDiTAdapter):
         clip = torch.nn.functional.pad(clip, (0, t5_embeds.shape[-1] - clip.shape[-1]))
         return torch.cat([clip, t5_embeds.to(clip.dtype)], dim=-2), None, torch.cat(pooled, dim=-1)
 
+    # ComfyUI's SD3 reading (weighting comfy, imported workflows: text.encode_prompt): CLIP-L's and OpenCLIP-G's
+    # hidden states in 77-token windows (clip_windows) laid end to end, T5-XXL's over the whole prompt after them.
+    windows_for_weighting = "comfy"
+
+    def clip_encoders(self, pipe, device):
+        """[(tokenizer, token ids [N, 77] -> (penultimate hidden states [N, 77, D], projected end token [N, P]))] for
+        CLIP-L and OpenCLIP-G, as StableDiffusion3Pipeline._get_clip_prompt_embeds reads them."""
+        lacks = [name for name, part in (("CLIP-L", "text_encoder"), ("OpenCLIP-G", "text_encoder_2"))
+                 if getattr(pipe, part, None) is None]
+        if lacks:
+            raise NodeError(NO_ENCODERS.format(lacks="has no " + " and no ".join(lacks)))
+
+        def runner(enc):
+            def run(ids):
+                out = enc(ids.to(device), output_hidden_states=True)
+                return out.hidden_states[-2], out[0]
+            return run
+        return [(pipe.tokenizer, runner(pipe.text_encoder)), (pipe.tokenizer_2, runner(pipe.text_encoder_2))]
+
+    def t5_comfy(self, pipe, text: str, device):
+        """T5-XXL's hidden states [1, L, D] of the whole prompt as ComfyUI's T5XXLTokenizer reads it (each weighted part
+        tokenized on its own, no start token, the end token, padded to at least 77, never cut) and its encoder weighs
+        it (each token moved from the empty prompt's, ClipTokenWeightEncoder); None where the model has no T5."""
+        from nodes.generate.prompts import comfy_parts
+        from nodes.generate.text import weigh_from_empty
+        tok, enc = getattr(pipe, "tokenizer_3", None), getattr(pipe, "text_encoder_3", None)
+        if tok is None or enc is None:
+            return None
+        pairs = [(t, w) for part, w in comfy_parts(text) for t in tok(part, truncation=False)["input_ids"][:-1]]
+        pairs.append((tok.eos_token_id, 1.0))
+        pairs += [(tok.pad_token_id, 1.0)] * (T5_MIN_TOKENS - len(pairs))
+        hidden = enc(torch.tensor([[t for t, _ in pairs]], device=device))[0]
+        w = torch.tensor([w for _, w in pairs])
+        if (w == 1.0).all():
+            return hidden
+        empty = torch.tensor([[tok.eos_token_id] + [tok.pad_token_id] * (len(pairs) - 1)], device=device)
+        return weigh_from_empty(hidden[0], enc(empty)[0][0], w)[None]
+
     def token_offsets(self, pipe, text):
         """CLIP's tokens, then T5's (the order of the embedding's positions)."""
         clip = self._offsets(pipe.tokenizer, text, pipe.tokenizer.model_max_length)
@@ -70,16 +111,31 @@ class SD3Adapter(MMDiTAdapter):
 
     # -- sampling ------------------------------------------------------------------------
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        inputs = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
-        ehs, width = inputs["encoder_hidden_states"], handle.pipe.transformer.config.joint_attention_dim
-        if ehs.shape[-1] < width:       # encoded without T5: zeros to the model's width, as diffusers pads
-            inputs["encoder_hidden_states"] = torch.nn.functional.pad(ehs, (0, width - ehs.shape[-1]))
+        pix = frame_centres(frames, 1)
+        if len({int(c.at_frames(pix)[0].shape[1]) for c in conds}) > 1:
+            # prompts of different lengths (a long prompt's CLIP windows and T5 tokens, a short negative's): each run
+            # apart, as ComfyUI runs conditionings it cannot concatenate (CONDCrossAttn.can_concat)
+            inputs = {"apart": [self._text_inputs(handle, [c], frames, batch, device, dtype) for c in conds]}
+        else:
+            inputs = self._text_inputs(handle, conds, frames, batch, device, dtype)
         controls = handle.option("controlnet")
         if controls:                        # control.apply: encoded in forward, at the latent's size
             inputs.update(control=list(controls), control_frames=frame_centres(frames, 1))
         return inputs
 
+    def _text_inputs(self, handle, conds, frames, batch, device, dtype):
+        inputs = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
+        ehs, width = inputs["encoder_hidden_states"], handle.pipe.transformer.config.joint_attention_dim
+        if ehs.shape[-1] < width:       # encoded without T5: zeros to the model's width, as diffusers pads
+            inputs["encoder_hidden_states"] = torch.nn.functional.pad(ehs, (0, width - ehs.shape[-1]))
+        return inputs
+
     def forward(self, handle, x_in, t, inputs):
+        apart = inputs.get("apart")
+        if apart:
+            rest = {k: v for k, v in inputs.items() if k != "apart"}
+            return torch.cat([self.forward(handle, x, t, {**rest, **own})
+                              for x, own in zip(x_in.chunk(len(apart)), apart)])
         model = handle.pipe.transformer
         n = x_in.shape[0]
         f = x_in.shape[2]

@@ -1,0 +1,67 @@
+"""`kinograph import` as someone coming from ComfyUI meets it: its exit status said where they look (its --help and
+the README; it was written only in a module's docstring, and `import x.json -o x.yaml && run x.yaml` stopped after the
+workflow was written), and the pictures their ComfyUI input/ folder holds found."""
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BIREFNET = ROOT / "tests" / "data" / "comfyui" / "templates" / "utility_birefnet_remove_background.json"
+
+
+def test_an_approximate_import_writes_the_workflow_and_exits_3_as_help_and_readme_say(tmp_path, capsys):
+    out = tmp_path / "bg.yaml"
+    assert main(["import", str(BIREFNET), "-o", str(out)]) == 3
+    assert "type: mask.remove_background" in out.read_text()
+    assert "1 mapped approximately" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["import", "--help"])
+    assert e.value.code == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("exit status: 0 every node mapped exactly; 3 written, with nodes mapped approximately (the report says "
+            "how); 2 not written") in said
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "exit 0, exit 3 with the workflow written, exit 2 with nothing written" in readme
+
+
+def test_a_picture_in_comfyuis_input_folder_is_written_where_it_is(tmp_path, monkeypatch, capsys):
+    """ComfyUI's LoadImage names a file of its input/ folder (the_lily_veil.png). Imported beside another folder, the
+    workflow read it from there: `kinograph run` stopped (exit 2) and the user set each path by hand. The import
+    writes where the file is, and says so."""
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "background_removal").mkdir(parents=True)
+    (comfy / "input").mkdir()
+    picture = comfy / "input" / "the_lily_veil.png"
+    picture.write_bytes((ROOT / "resources" / "samples" / "chelsea.png").read_bytes())
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy / "models"))
+    (tmp_path / "work").mkdir()
+    out = tmp_path / "work" / "bg.yaml"
+    assert main(["import", str(BIREFNET), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"path: {picture}" in out.read_text()
+    assert (f"load_image_17: path: the_lily_veil.png is in ComfyUI's input folder: the workflow reads {picture}"
+            in err)
+    # A picture beside the workflow is the one read, as written.
+    (tmp_path / "work" / "the_lily_veil.png").write_bytes(picture.read_bytes())
+    assert main(["import", str(BIREFNET), "-o", str(out), "--force"]) == 3
+    assert "path: the_lily_veil.png" in out.read_text()
+
+
+def test_the_editor_opens_it_reading_the_picture_where_it_is(tmp_path, monkeypatch):
+    """File > Open of the same template: the LoadImage node read the_lily_veil.png beside the ComfyUI file."""
+    from app.editor.comfyui_open import read_comfyui
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models").mkdir(parents=True)
+    (comfy / "input").mkdir()
+    picture = comfy / "input" / "the_lily_veil.png"
+    picture.write_bytes((ROOT / "resources" / "samples" / "chelsea.png").read_bytes())
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy / "models"))
+    (tmp_path / "dl").mkdir()
+    template = tmp_path / "dl" / BIREFNET.name
+    template.write_bytes(BIREFNET.read_bytes())
+    read = read_comfyui(template, None)
+    assert read.graph.nodes["load_image_17"].params["path"] == str(picture)
+    assert (f"load_image_17: path: the_lily_veil.png is in ComfyUI's input folder: the workflow reads {picture}"
+            in read.report.remarks)
