@@ -14,7 +14,7 @@ from tests.gguf_blocks import T  # noqa: E402
 def _encoder(umt5: bool, gated: bool = True):
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
     torch.manual_seed(3 if umt5 else 2)
-    cfg = dict(vocab_size=96, d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2,
+    cfg = dict(vocab_size=128, d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2,
                relative_attention_num_buckets=32, relative_attention_max_distance=128,
                feed_forward_proj="gated-gelu" if gated else "relu", dense_act_fn="gelu_new" if gated else "relu")
     model = (UMT5EncoderModel(UMT5Config(**cfg)) if umt5 else T5EncoderModel(T5Config(**cfg))).eval()
@@ -88,3 +88,27 @@ def test_kinograph_info_lists_the_gguf_encoder_under_transformers_names(tmp_path
     assert header.shapes["encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"] == (32, 4)
     assert header.dtypes["encoder.block.0.layer.1.DenseReluDense.wi_1.weight"] == "Q8_0"
     assert not any(k.startswith(("enc.", "token_embd")) for k in header.shapes)
+
+
+def test_load_text_encoder_reads_the_gguf_as_the_safetensors_of_its_values(tmp_path, monkeypatch):
+    """Through load.text_encoder's loader (type wan, the tokenizer in a folder beside each file): the umT5 GGUF encodes
+    a prompt as a float32 safetensors file holding the GGUF's values (gguf-py's dequantisation) does."""
+    import sys
+    from pathlib import Path
+    from safetensors.torch import save_file
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_models import t5_tokenizer
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    held = _write_llama_cpp(_encoder(True), folder / "umt5-xxl-encoder-Q8_0.gguf")
+    save_file({k: v.contiguous() for k, v in held.items()}, str(folder / "umt5_values_fp32.safetensors"))
+    for stem in ("umt5-xxl-encoder-Q8_0", "umt5_values_fp32"):
+        t5_tokenizer(folder / stem)
+    got, want = (encode_prompt(load_text_encoder(ModelManager(), name, "", "wan", "cpu"), "a red fox").embeds.float()
+                 for name in ("umt5-xxl-encoder-Q8_0.gguf", "umt5_values_fp32.safetensors"))
+    assert got.shape == want.shape and got.abs().max() > 0
+    torch.testing.assert_close(got, want, atol=3e-3, rtol=3e-3)
