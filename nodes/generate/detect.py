@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
+from nodes.generate.gguf_names import t5_renames
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -152,6 +153,10 @@ def gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
+    renames = t5_renames(shapes)
+    if renames:         # a T5 / umT5 encoder in llama.cpp's names: listed and detected under transformers' names
+        shapes = {renames[k]: v for k, v in shapes.items()}
+        dtypes = {renames[k]: v for k, v in dtypes.items()}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
 
 
