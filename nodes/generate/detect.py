@@ -695,9 +695,11 @@ def _mage_flow(k: Keys) -> Optional[Detection]:
     mage_flow_*.safetensors) has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but reads
     and gives the Mage VAE's 128-channel latent pixel by pixel, where Qwen-Image's reads and gives 2x2 patches of 16
     channels (64): it was taken for a Qwen-Image. The VAE (vae/mage_flow_vae_bf16) holds its encoder under
-    student.dconv_encoder. and its decoder under pipeline. (or the module's own dconv_encoder. / decoder_model.)."""
+    student.dconv_encoder. and its decoder under pipeline. (or the module's own dconv_encoder. / decoder_model.).
+    Lens also reads 128 channels with img_mod names, but fuses q/k/v (attn.img_qkv): that is Lens's."""
     if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
-            (k.shape("proj_out.weight") or (0,))[0] == MAGE_CHANNELS and k.has("transformer_blocks.0.img_mod.1.weight"):
+            (k.shape("proj_out.weight") or (0,))[0] == MAGE_CHANNELS and k.has("transformer_blocks.0.img_mod.1.weight") \
+            and not k.has("transformer_blocks.0.attn.img_qkv.weight"):
         return Detection("diffusion_model", "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
                          why="Qwen-Image's blocks over 128 latent channels, one token per latent pixel (Mage-Flow)")
     for enc, dec in (("student.dconv_encoder.", "pipeline."), ("dconv_encoder.", "decoder_model.")):
