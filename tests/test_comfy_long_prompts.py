@@ -299,6 +299,17 @@ def test_comfy_windows_edges_are_sd1_clips(sd15, prompt):
     assert [[w for _, w in win] for win in got] == [[w for _, w in win] for win in want]
 
 
+def clip_l_unprojected(pipe, text):
+    """ComfyUI's CLIPTextModel_ pooled output, unprojected: the final-normed state at the first end token of clip_l's
+    first window (its end token pads, so the first is the prompt's own)."""
+    tok = pipe.tokenizer
+    end = tok("")["input_ids"][1]
+    first = [t for t, _ in tokenize_with_weights(tok, text, end)[0][0]]
+    with torch.no_grad():
+        final = pipe.text_encoder(torch.LongTensor([first])).last_hidden_state
+    return final[:, first.index(end)].float()
+
+
 # -- SD3: comfy/text_encoders/sd3_clip.py, written out -------------------------------------------------------------
 def t5_tokenize_with_weights(tokenizer, text, min_length=77):
     """T5XXLTokenizer: SDTokenizer without a start token, never cut (max_length 99999999), not padded to its max, padded
@@ -317,10 +328,11 @@ def t5_tokenize_with_weights(tokenizer, text, min_length=77):
 def comfy_sd3(pipe, text, text_l=None, text_g=None, min_length=77):
     """SD3ClipModel.encode_token_weights: clip_l (penultimate layer, pads with its end token) and clip_g (pads with 0)
     in windows, side by side, zero-padded to 4096 wide, T5-XXL's tokens after them; pooled: clip_l's then clip_g's,
-    each the first window's. text_l, text_g: CLIPTextEncodeSD3's clip_l and clip_g prompts. (ComfyUI's clip_l pooled is its unprojected end token, return_projected_pooled=False;
-    the tiny CLIP-L's projection is diffusers', which StableDiffusion3Pipeline applies: the reference takes it too.)"""
-    (l_out, l_pooled), (g_out, g_pooled) = comfy_clip_l_g(pipe, text if text_l is None else text_l,
-                                                          text if text_g is None else text_g)
+    each the first window's, clip_l's unprojected (SD3ClipModel's clip_l: return_projected_pooled=False, the final-normed
+    state at the first end token), clip_g's projected. text_l, text_g: CLIPTextEncodeSD3's clip_l and clip_g prompts."""
+    text_l = text if text_l is None else text_l
+    (l_out, _), (g_out, g_pooled) = comfy_clip_l_g(pipe, text_l, text if text_g is None else text_g)
+    l_pooled = clip_l_unprojected(pipe, text_l)
     lg_out = torch.cat([l_out, g_out], dim=-1)
     lg_out = torch.nn.functional.pad(lg_out, (0, 4096 - lg_out.shape[-1]))
     t5_pairs = t5_tokenize_with_weights(pipe.tokenizer_3, text, min_length)

@@ -306,3 +306,14 @@ def test_a_workflow_description_being_typed_is_in_the_autosave(make_window, qtbo
     assert recover(rec, w.doc.registry).graph.description == "sh010: keep the flare"
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Discard)
     assert w.close()
+
+
+def test_a_tooltip_never_cuts_a_path_at_its_hyphens():
+    """A missing plate's tip wrapped its path at a hyphen (.../popen-<newline>gw1/...): under pytest-xdist the test
+    above failed, and a user copying the path from the tip got a file that is not theirs."""
+    import textwrap
+    from app.editor.node_item import _wrap
+    path = "/mnt/projects/show-2026/sequence-010/shot-0040/plates/sh040-main-plate-v012.mp4"
+    message = f"Load Video: path: '{path}' is not there"
+    assert not any(path in line for line in textwrap.fill(message, 90).split("\n"))     # what the tip did
+    assert any(path in line for line in _wrap(message).split("\n"))

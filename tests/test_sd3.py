@@ -95,6 +95,33 @@ def test_sd3_checkpoint_with_triple_clip_files_matches_pipeline(models, referenc
     _close(reference, _sample(h, te, p["vae"]))
 
 
+def test_sd3_reads_clip_l_files_pooled_output_unprojected(sd3, models):
+    """A clip_l.safetensors with a real (not identity) text_projection, as the file shared with FLUX.1 holds: SD3's
+    pooled embedding takes CLIP-L's end token unprojected (ComfyUI's SD3ClipModel, return_projected_pooled=False),
+    OpenCLIP-G's projected, from the checkpoint's own encoders and from TripleCLIPLoader's files alike."""
+    from diffusers import StableDiffusion3Pipeline
+    from safetensors.torch import load_file
+    from test_comfy_long_prompts import comfy_sd3
+    from transformers import CLIPTextModelWithProjection
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    state = {k: v.float() for k, v in load_file(str(models / "clip" / "clip_l.safetensors")).items()}
+    proj = state["text_projection.weight"]
+    assert not torch.allclose(proj, torch.eye(proj.shape[0]), atol=1e-2)
+    folder = StableDiffusion3Pipeline.from_pretrained(str(sd3 / "diffusers"), local_files_only=True)
+    clip_l = CLIPTextModelWithProjection(folder.text_encoder.config)
+    clip_l.load_state_dict(state)
+    ref = StableDiffusion3Pipeline(**{**folder.components, "text_encoder": clip_l})   # the file's projection in it
+    _, want = comfy_sd3(ref, "a (cat:1.2)")
+    mm = ModelManager()
+    triple = load_text_encoder(mm, "clip_l.safetensors", "clip_g.safetensors", "auto", "cpu", "t5xxl_fp16.safetensors")
+    own = mm.components(mm.load("sd3", "sd3.5_medium_tiny_incl_clips_t5xxl.safetensors"))["text_encoder"]
+    for te in (triple, own):
+        got = encode_prompt(te, "a (cat:1.2)", weighting="comfy").pooled
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_sd3_split_files_without_t5_match_pipeline_without_t5(sd3, models):
     """The MMDiT alone (diffusion_models/), the VAE alone (sd3_vae, told apart from FLUX.1's ae by its name) and only
     the two CLIPs (DualCLIPLoader, type sd3): T5's part of the prompt is zeros, as StableDiffusion3Pipeline makes it

@@ -79,13 +79,15 @@ def test_length_rule_is_comfyuis():
 
 
 def test_comfyuis_own_cogvideox_layout_is_named():
-    """Comfy-Org's void_pass*.safetensors (comfy/ldm/cogvideo's names) are named, not taken for something else."""
+    """Comfy-Org's void_pass*.safetensors (comfy/ldm/cogvideo's names, their published shapes) are read as CogVideoX
+    inpainting transformers (test_cogvideox_comfy_layout loads and runs them)."""
     from nodes.generate.detect import detect_keys
     shapes = {"patch_embed.proj.weight": (3072, 384), "patch_embed.text_proj.weight": (3072, 4096),
               "time_embedding_linear_1.weight": (512, 3072), "blocks.0.norm1.linear.weight": (18432, 512),
               "blocks.0.q.weight": (3072, 3072), "proj_out.weight": (64, 3072)}
     found = detect_keys(shapes)
-    assert found.family == "cogvideox" and found.role is None and "does not read yet" in found.why
+    assert (found.family, found.role, found.layout, found.variant) == ("cogvideox", "diffusion_model", "comfyui",
+                                                                       "inpaint-5B")
 
 
 def test_void_ddim_on_a_flow_model_is_refused_by_name():

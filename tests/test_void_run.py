@@ -1,7 +1,10 @@
 """VOID's two passes run end to end on tiny random weights: a CogVideoX inpainting transformer with VOID's 48 input
-channels (16 noise + 16 mask + 16 kept picture, V1.5's two-frame patches), RAFT-large in torchvision's layout, and
-the nodes the ComfyUI template maps to. The inpaint conditioning is checked against ComfyUI's VOIDInpaintConditioning
+channels (16 noise + 16 mask + 16 kept picture, V1.5's two-frame patches) saved in ComfyUI's own CogVideoX names as
+Comfy-Org's void_pass1/2, RAFT-large in torchvision's layout, a tiny SAM 3, run as ComfyUI's VOID template imports
+(one run: the fewest frames VOID takes, two steps a pass). The inpaint conditioning is checked against ComfyUI's VOIDInpaintConditioning
 written out (on the same VAE)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,7 @@ from tests.comfy_layouts import built
 from tests.test_comfy_image_utils import _comfy_upscale_center as comfy_upscale_center
 from tests.void_reference import valid_void_length
 
-SIZE, LENGTH = 256, 7           # RAFT reads the frames at half size, and needs 128 pixels a side
+SIZE, LENGTH = 256, 5           # RAFT reads the frames at half size, and needs 128 pixels a side; 5 frames: 2 latent
 
 
 def build_void(root):
@@ -28,7 +31,7 @@ def build_void(root):
         use_rotary_positional_embeddings=True, use_learned_positional_embeddings=False)
     vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
                                  up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(4, 4, 4, 4),
-                                 latent_channels=16, layers_per_block=1, norm_num_groups=2,
+                                 latent_channels=16, layers_per_block=1, norm_num_groups=4,
                                  temporal_compression_ratio=4, scaling_factor=0.7)
     sched = CogVideoXDDIMScheduler(beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085,
                                    clip_sample=False, num_train_timesteps=1000, prediction_type="v_prediction",
@@ -50,8 +53,16 @@ def build_void(root):
     base = (g.random((SIZE // 8, SIZE // 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
     frames = np.stack([np.roll(base, 3 * i, axis=1) for i in range(LENGTH)])
     frames[:, 96:160, 96:160] = (255, 0, 0)        # the object to take out: red, so its mask is the red channel
+    import subprocess
+
+    from graph_engine import Audio
+    from nodes.io.video_write import ffmpeg_exe
+    sound = root / "sound.wav"                      # the template saves both passes with the source's sound
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    str(sound)], check=True)
     plate = root / "plate.mkv"
-    write_video(Clip.from_array(frames, fps=8), str(plate), codec="ffv1")
+    write_video(Clip.from_array(frames, fps=8).with_(audio=Audio(str(sound), 0.0, LENGTH / 8)), str(plate),
+                codec="ffv1")
     return {"folder": folder, "flow": flow, "plate": plate}
 
 
@@ -60,58 +71,69 @@ def void(tmp_path_factory):
     yield from built(build_void, tmp_path_factory)
 
 
-def workflow(v) -> str:
-    return f"""kinograph: 1
-nodes:
-  model: {{type: load.cogvideox, params: {{path: '{v['folder']}'}}}}
-  plate: {{type: io.load_video, params: {{path: '{v['plate']}'}}}}
-  matte: {{type: mask.threshold, inputs: {{mask: red.mask}}, params: {{value: 0.9}}}}
-  red: {{type: mask.from_video, inputs: {{video: plate.video}}, params: {{channel: red}}}}
-  prompt:
-    type: encode.text
-    inputs: {{text_encoder: model.text_encoder}}
-    params: {{text: "a snowy slope", negative: ""}}
-  void:
-    type: condition.void_inpaint
-    inputs: {{positive: prompt.positive, negative: prompt.negative, vae: model.vae, video: plate.video,
-             quadmask: matte.mask}}
-    params: {{width: {SIZE}, height: {SIZE}, length: {LENGTH}}}
-  pass1:
-    type: generate.sample
-    inputs: {{model: model.model, positive: void.positive, negative: void.negative, latent: void.latent}}
-    params: {{steps: 2, sampler: void_ddim, cfg: 6.0, seed: 43}}
-  decode1: {{type: vae.decode, inputs: {{vae: model.vae, latent: pass1.latent}}}}
-  warp:
-    type: noise.void_warped
-    inputs: {{video: decode1.video}}
-    params: {{model: '{v['flow']}', width: {SIZE}, height: {SIZE}, length: {LENGTH}, seed: 7}}
-  pass2:
-    type: generate.sample
-    inputs: {{model: model.model, positive: void.positive, negative: void.negative, latent: void.latent, noise: warp.noise}}
-    params: {{steps: 2, sampler: void_ddim, cfg: 6.0, seed: 43}}
-  decode2: {{type: vae.decode, inputs: {{vae: model.vae, latent: pass2.latent}}}}
-"""
+def comfyui_models(v, root):
+    """The files the template asks for, in the layouts Comfy-Org publishes them: void_pass1 / void_pass2 in ComfyUI's
+    own CogVideoX names (here one tiny model for both passes), cogvideox_vae, t5xxl_fp16 (transformers' names, its
+    tokenizer beside), RAFT in optical_flow/, a tiny SAM 3 where the import reads ComfyUI's sam3.1 file."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import T5EncoderModel
+
+    from tests.comfy_layouts import _save, t5_file
+    from tests.test_cogvideox_comfy_layout import comfy_name
+    from tests.tiny_models import build_sam3_video, t5_tokenizer
+    models = root / "models"
+    state = load_file(str(v["folder"] / "transformer" / "diffusion_pytorch_model.safetensors"))
+    pass1 = _save({comfy_name(k): t for k, t in state.items()}, models / "diffusion_models" / "void_pass1.safetensors")
+    (models / "diffusion_models" / "void_pass2.safetensors").symlink_to(pass1)
+    (models / "vae").mkdir()
+    shutil.copy(v["folder"] / "vae" / "diffusion_pytorch_model.safetensors", models / "vae" / "cogvideox_vae.safetensors")
+    _save(t5_file(T5EncoderModel.from_pretrained(str(v["folder"] / "text_encoder"))),
+          models / "text_encoders" / "t5xxl_fp16.safetensors")
+    t5_tokenizer(models / "text_encoders" / "t5xxl_fp16")
+    (models / "optical_flow").mkdir()
+    shutil.copy(v["flow"], models / "optical_flow" / v["flow"].name)
+    build_sam3_video(models / "sam2" / "sam3")
+    return models
 
 
-def run(text):
-    from graph_engine.api import Session, load_workflow
-    res = Session(device="cpu").run(load_workflow(text=text, check=True), use_cache=False)
-    assert res.ok, res.failed
-    return res.outputs
+def test_imported_template_runs_both_passes(void, tmp_path, monkeypatch):
+    """ComfyUI's utility_void_video_inpainting template, imported (every node mapped) and run on tiny files in
+    Comfy-Org's layouts: SAM 3 masks the prompt's object, pass 1 samples from the inpaint conditioning, RAFT's flow
+    of its decoded video warps pass 2's starting noise, and both passes are saved with the source's sound."""
+    import imageio.v3 as iio
 
-
-def test_two_passes_run(void, monkeypatch):
     import nodes.motion.raft as raft
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
     monkeypatch.setattr(raft, "UPDATES", 2)     # RAFT's 12 refinements are test_raft's; two keep this run short
-    out = run(workflow(void))
-    n = valid_void_length(LENGTH)
-    t = (n - 1) // 4 + 1
-    first, second = out["pass1"]["latent"].samples, out["pass2"]["latent"].samples
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfyui_models(void, tmp_path)))
+    result = import_workflow(Path(__file__).parent / "data" / "comfyui" / "templates" / "utility_void_video_inpainting.json")
+    assert not [e.class_type for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    for n in g.nodes.values():
+        if n.type in ("condition.void_inpaint", "noise.void_warped"):
+            n.params.update(width=SIZE, height=SIZE)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 2
+        elif n.type == "mask.segment":
+            n.params["threshold"] = 0.0             # random weights: whatever the tiny SAM 3 finds
+        elif n.type in ("io.load_video", "io.load_audio"):
+            n.params["path"] = str(void["plate"])
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / n.params["path"].rsplit("/", 1)[-1])
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    samples = {n.title or n.id: res.outputs[n.id]["latent"].samples for n in g.nodes.values()
+               if n.type == "generate.sample"}
+    first, second = samples.values()
+    t = (valid_void_length(LENGTH) - 1) // 4 + 1
     assert first.shape == second.shape == (1, 16, t, SIZE // 8, SIZE // 8)
-    # the two passes differ in their starting noise alone (same seed, same inputs): pass 2 started from the warp's
+    # the passes differ in their starting noise alone (same seed, model and inputs): pass 2 started from the warp's
     assert torch.isfinite(second).all() and not torch.equal(first, second)
-    assert out["warp"]["noise"].shape == (1, 16, t, SIZE // 8, SIZE // 8)
-    assert out["decode2"]["video"].to_array().shape == ((t - 1) * 4 + 1, SIZE, SIZE, 3)
+    for name in ("VOID_pass1.mp4", "VOID_pass2.mp4"):
+        assert iio.imread(tmp_path / name).shape == ((t - 1) * 4 + 1, SIZE, SIZE, 3)
 
 
 def test_conditioning_is_comfyuis(void):

@@ -11,8 +11,8 @@ Kinograph's loading code):
   root/models/vae/sd3_vae.safetensors                     the VAE alone (LDM names)
 
 The CLIPs have the released widths (768 and 1280, 64-wide heads, so files are told apart as in ComfyUI's folders) at two
-layers, with projections; CLIP-G uses gelu and pads with "!" as OpenCLIP-G does; T5 is 2048 wide, the joint width the
-two CLIPs are padded to (T5-XXL's 4096 in the released model)."""
+layers, with projections (the folder's CLIP-L's the identity, its files' not); CLIP-G uses gelu and pads with "!" as
+OpenCLIP-G does; T5 is 2048 wide, the joint width the two CLIPs are padded to (T5-XXL's 4096 in the released model)."""
 from __future__ import annotations
 
 import copy
@@ -112,10 +112,13 @@ def build_sd3(root: Path) -> Path:
     tok_3 = t5_tokenizer(models / "clip" / "t5xxl_fp16")
     half = lambda sd: {k: v.half().contiguous() for k, v in sd.items()}  # noqa: E731
     transformer, vae, clip_l, clip_g, t5 = parts()
+    cl, cg, te = text_files(clip_l, clip_g, t5)
+    # The files keep CLIP-L's random projection, as the clip_l.safetensors users share with FLUX.1 holds OpenAI's;
+    # the folder's is the identity, as diffusers' single-file loader gives SD3's CLIP-L (SD3 reads it unprojected).
+    clip_l.text_projection.weight = torch.nn.Parameter(torch.eye(clip_l.config.hidden_size))
     StableDiffusion3Pipeline(scheduler=scheduler("sd3"), vae=vae, transformer=transformer, text_encoder=clip_l,
                              tokenizer=tok, text_encoder_2=clip_g, tokenizer_2=tok_2, text_encoder_3=t5,
                              tokenizer_3=tok_3).save_pretrained(str(root / "diffusers"), safe_serialization=True)
-    cl, cg, te = text_files(clip_l, clip_g, t5)
     for name, state in (("clip_l", cl), ("clip_g", cg), ("t5xxl_fp16", te)):
         save_file(half(state), str(models / "clip" / f"{name}.safetensors"))
     mmdit, ldm_vae = stability_transformer(transformer.state_dict()), sd_ldm_vae(vae.state_dict(), 4)

@@ -322,11 +322,12 @@ def wrapper_t5(v):
 
 
 def gguf_text_encoder(v):
-    """the file as it is; a .gguf text encoder is named"""
-    if str(v).lower().endswith(".gguf"):
-        raise Approx(v, f"{v} is a GGUF text encoder, stored with llama.cpp's tensor names (enc.blk...), which "
-                        "Kinograph's text-encoder loader does not recognise: put the encoder's safetensors file "
-                        "(ComfyUI's umt5_xxl_fp8_e4m3fn_scaled, t5xxl_fp16, ...) in text_encoders/ and name it here")
+    """the file as it is (city96's T5 / umT5 encoder GGUFs are read); another .gguf text encoder is named"""
+    name = str(v).lower()
+    if name.endswith(".gguf") and "t5" not in name:
+        raise Approx(v, f"{v} is a GGUF text encoder in llama.cpp's tensor names; Kinograph reads those of T5 and "
+                        "umT5 only (t5-v1_1-xxl-encoder-*.gguf, umt5-xxl-encoder-*.gguf): put the encoder's "
+                        "safetensors file in text_encoders/ and name it here")
     return v
 
 

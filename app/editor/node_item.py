@@ -34,6 +34,12 @@ _WIDTHS = {}
 _ELIDED = {}
 
 
+def _wrap(message: str) -> str:
+    """A tooltip's lines of 90 characters that never cut a word or a path: textwrap broke a missing plate's path at
+    its hyphens (.../popen-\\ngw1/...), so the path read in the tip was not the file's."""
+    return textwrap.fill(message, 90, break_on_hyphens=False, break_long_words=False)
+
+
 class _Text:
     """Point-anchored text with cached metrics: drawing at a point costs a fifth of drawing
     into an aligned rectangle, which matters for a node's dozen labels."""
@@ -520,14 +526,14 @@ class NodeItem(QGraphicsItem):
         if not name:
             # Why it failed (or was not run), where the red badge is: the log may be scrolled away.
             st = self.status
-            why = (textwrap.fill(f"{st.state}: {st.message}", 90) + "\n\n"
+            why = (_wrap(f"{st.state}: {st.message}") + "\n\n"
                    if st is not None and st.state in ("failed", "skipped") and st.message else "")
             # A title cut short on the node reads whole here (it was nowhere but the properties).
             whole = f"{self.label}\n\n" if self.title != self.label else ""
             return whole + why + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
         if name in self.missing:
-            return textwrap.fill(self.missing[name].message, 90) + "\n\n" + (f"{name}: {p.help}" if p.help else "")
+            return _wrap(self.missing[name].message) + "\n\n" + (f"{name}: {p.help}" if p.help else "")
         rng = f" [{p.min}..{p.max}]" if p.min is not None or p.max is not None else ""
         how = "Drag to change (Shift: fine, Ctrl: coarse)" if p.type in NUMERIC else "Drag to change"
         return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + f"\n{how}, click to type"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
+from nodes.generate.gguf_names import t5_renames
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -152,6 +153,10 @@ def gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
+    renames = t5_renames(shapes)
+    if renames:         # a T5 / umT5 encoder in llama.cpp's names: listed and detected under transformers' names
+        shapes = {renames[k]: v for k, v in shapes.items()}
+        dtypes = {renames[k]: v for k, v in dtypes.items()}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
 
 
@@ -682,12 +687,6 @@ def _not_yet(k: Keys) -> Optional[Detection]:
     if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
         return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
                          why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
-    if k.has("patch_embed.text_proj.weight", "time_embedding_linear_1.weight", "blocks.0.norm1.linear.weight"):
-        # comfy/ldm/cogvideo's own names (blocks.N.q, ff_proj, time_embedding_linear_1): Comfy-Org's VOID files
-        return Detection(None, "cogvideox", "comfyui", prefix=k.prefix_of("patch_embed.text_proj.weight") or "",
-                         why="a CogVideoX transformer in ComfyUI's own layout (Comfy-Org's VOID void_pass1 / "
-                             "void_pass2), which Kinograph does not read yet: give the model as a diffusers folder "
-                             "(transformer/ with its config.json) to load.cogvideox")
     return _minimax_h3(k)
 
 
@@ -696,9 +695,11 @@ def _mage_flow(k: Keys) -> Optional[Detection]:
     mage_flow_*.safetensors) has Qwen-Image's names (comfy/ldm/mage_flow/model.py builds Qwen-Image's blocks) but reads
     and gives the Mage VAE's 128-channel latent pixel by pixel, where Qwen-Image's reads and gives 2x2 patches of 16
     channels (64): it was taken for a Qwen-Image. The VAE (vae/mage_flow_vae_bf16) holds its encoder under
-    student.dconv_encoder. and its decoder under pipeline. (or the module's own dconv_encoder. / decoder_model.)."""
+    student.dconv_encoder. and its decoder under pipeline. (or the module's own dconv_encoder. / decoder_model.).
+    Lens also reads 128 channels with img_mod names, but fuses q/k/v (attn.img_qkv): that is Lens's."""
     if (k.shape("img_in.weight") or (0, 0))[1] == MAGE_CHANNELS and \
-            (k.shape("proj_out.weight") or (0,))[0] == MAGE_CHANNELS and k.has("transformer_blocks.0.img_mod.1.weight"):
+            (k.shape("proj_out.weight") or (0,))[0] == MAGE_CHANNELS and k.has("transformer_blocks.0.img_mod.1.weight") \
+            and not k.has("transformer_blocks.0.attn.img_qkv.weight"):
         return Detection("diffusion_model", "mage_flow", "", prefix=k.prefix_of("img_in.weight") or "",
                          why="Qwen-Image's blocks over 128 latent channels, one token per latent pixel (Mage-Flow)")
     for enc, dec in (("student.dconv_encoder.", "pipeline."), ("dconv_encoder.", "decoder_model.")):
@@ -880,10 +881,15 @@ def _cogvideox(k: Keys) -> Optional[Detection]:
         layout, pe = "original", "mixins.patch_embed.proj.weight"
     elif k.has("patch_embed.text_proj.weight", "transformer_blocks.0.norm1.linear.weight"):
         layout, pe = "diffusers", "patch_embed.proj.weight"
+    elif k.has("patch_embed.text_proj.weight", "time_embedding_linear_1.weight", "blocks.0.norm1.linear.weight"):
+        # comfy/ldm/cogvideo's own names (blocks.N.q, ff_proj, time_embedding_linear_1): Comfy-Org's VOID files
+        layout, pe = "comfyui", "patch_embed.proj.weight"
     else:
         return None
     shape = k.shape(pe) or (0, 16)
-    kind = "i2v" if shape[1] in (32,) else "t2v"
+    # V1.5's patch is a Linear over two frames of 2x2 cells: its width is 8 times the latent's channels
+    channels = shape[1] // 8 if len(shape) == 2 else shape[1]
+    kind = {32: "i2v", 48: "inpaint"}.get(channels, "t2v")      # 48: noise, mask and kept picture (CogVideoX-Fun, VOID)
     size = {1920: "2B", 3072: "5B"}.get(shape[0], f"dim{shape[0]}")
     return Detection("diffusion_model", "cogvideox", f"{kind}-{size}", layout=layout, prefix=k.prefix_of(pe) or "",
                      why="patch_embed")
@@ -1032,7 +1038,8 @@ def _vae(k: Keys) -> Optional[Detection]:
         return Detection("vae", "ltx", "", layout="original" if k.any(
             "per_channel_statistics.mean-of-means", "vae.per_channel_statistics.mean-of-means") else "diffusers",
             why="per-channel statistics")
-    if k.any("decoder.up_blocks.0.resnets.0.norm1.conv_y.weight"):
+    if k.any("decoder.up_blocks.0.resnets.0.norm1.conv_y.conv.weight", "decoder.up_blocks.0.resnets.0.norm1.conv_y.weight"):
+        # conv_y is a causal 3-D convolution holding its Conv3d as .conv (diffusers' and comfy/ldm/cogvideo's names)
         return Detection("vae", "cogvideox", "", layout="diffusers", why="spatial norm (conv_y)")
     if k.any("encoder.down_blocks.0.downsamplers.0.conv.conv.weight"):
         return Detection("vae", "hunyuan", "", layout="diffusers", why="causal conv3d blocks")

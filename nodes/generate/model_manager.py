@@ -826,6 +826,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "sd" and det.role in ("diffusion_model", "vae") and det.layout == "diffusers":
         part = {"diffusion_model": "UNet", "vae": "VAE"}[det.role]
         return False, f"an SD {part} in diffusers layout loads from its diffusers folder (with its config.json)"
+    if det.family == "cogvideox" and det.layout == "original":
+        return False, ("a CogVideoX transformer in THUDM's SAT layout (mixins.), which Kinograph does not read: use "
+                       "the diffusers folder (THUDM/CogVideoX-*) or a file in diffusers' or ComfyUI's names")
     if converters.supported(det):
         node = {"diffusion_model": "load.diffusion_model", "checkpoint": "load.model", "vae": "load.vae",
                 "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]

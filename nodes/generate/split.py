@@ -380,7 +380,8 @@ def _load_sd3_text(mm, files, type_: str, device: str, family: str = "sd3") -> C
     _, dtype = dtype_of("auto", family, device)
 
     def build():
-        parts = {SD3_PARTS[slot]: text_encoder(slot, load_weights(p, dtype), dtype, str(p)).to(device)
+        parts = {SD3_PARTS[slot]: text_encoder(slot, load_weights(p, dtype), dtype, str(p),
+                                                  projected_l=family == "hidream").to(device)
                  for slot, p in slots.items() if slot != "llama"}
         clip = slots.get("clip_l") or slots.get("clip_g")
         parts.update(tokenizers({"clip_l": clip, "t5": slots.get("t5")}, list(slots)))

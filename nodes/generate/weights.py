@@ -24,6 +24,7 @@ from typing import Dict, Optional
 
 from graph_engine import NodeError
 from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
+from nodes.generate.gguf_names import t5_renames
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
@@ -80,6 +81,9 @@ def _read_gguf(path: Path) -> dict:
         raw = load_gguf_checkpoint(str(path), return_tensors=True)
     except ValueError as exc:
         raise NodeError(f"{path}: {str(exc).splitlines()[0][:300]}") from None
+    # read_header gives a T5 encoder's llama.cpp names as transformers' (gguf_names); the tensors take the same names
+    renames = t5_renames(raw) or {}
+    raw = {renames.get(k, k): v for k, v in raw.items()}
     out = {}
     for name, t in raw.items():
         shape = header.shapes.get(name)

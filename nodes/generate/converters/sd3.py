@@ -6,8 +6,10 @@
   diffusion_models/ (or unet/): the MMDiT alone
   text_encoders/ (or clip/) clip_l.safetensors, clip_g.safetensors, t5xxl_fp16.safetensors: transformers' own names
 The MMDiT goes through diffusers' own converter; sizes come from the tensors, the rest from the shipped SD3.5 configs.
-Both CLIPs are read with their text projection (SD3's pooled embedding is the two projected end tokens); a clip_l
-file without one gets the identity, as ComfyUI gives it."""
+SD3's pooled embedding is CLIP-L's end token unprojected beside OpenCLIP-G's projected one (Stability's sd3_infer and
+ComfyUI's SD3ClipModel read clip_l with return_projected_pooled=False; diffusers' single-file loader gives SD3's CLIP-L
+the identity projection): the clip_l.safetensors users share with FLUX.1 may hold OpenAI's real projection, which SD3
+leaves out. HiDream-I1 (ComfyUI's HiDreamTEModel) reads the same file projected."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -84,9 +86,12 @@ def clip_with_projection(state, det) -> Built:
     return Built(lambda: CLIPTextModelWithProjection(config), state, cfg)
 
 
-def text_encoder(name: str, state, dtype, where: str):
-    """One of SD3's encoders from its (prefix-free) tensors: clip_l, clip_g or t5."""
+def text_encoder(name: str, state, dtype, where: str, projected_l: bool = False):
+    """One of SD3's encoders from its (prefix-free) tensors: clip_l, clip_g or t5. CLIP-L's pooled output is left
+    unprojected (its projection dropped: the converter gives the identity) unless projected_l (HiDream-I1)."""
     from nodes.generate import converters
+    if name == "clip_l" and not projected_l:
+        state = {k: v for k, v in state.items() if k != "text_projection.weight"}
     det = Detection("text_encoder", "t5") if name == "t5" else Detection("text_encoder", "sd3_clip", name)
     return converters.build(det, state, dtype, where)
 
