@@ -325,7 +325,7 @@ def t5_tokenize_with_weights(tokenizer, text, min_length=77):
     return [batch]
 
 
-def comfy_sd3(pipe, text, text_l=None, text_g=None):
+def comfy_sd3(pipe, text, text_l=None, text_g=None, min_length=77):
     """SD3ClipModel.encode_token_weights: clip_l (penultimate layer, pads with its end token) and clip_g (pads with 0)
     in windows, side by side, zero-padded to 4096 wide, T5-XXL's tokens after them; pooled: clip_l's then clip_g's,
     each the first window's, clip_l's unprojected (SD3ClipModel's clip_l: return_projected_pooled=False, the final-normed
@@ -335,7 +335,7 @@ def comfy_sd3(pipe, text, text_l=None, text_g=None):
     l_pooled = clip_l_unprojected(pipe, text_l)
     lg_out = torch.cat([l_out, g_out], dim=-1)
     lg_out = torch.nn.functional.pad(lg_out, (0, 4096 - lg_out.shape[-1]))
-    t5_pairs = t5_tokenize_with_weights(pipe.tokenizer_3, text)
+    t5_pairs = t5_tokenize_with_weights(pipe.tokenizer_3, text, min_length)
     tokens = [t for t, _ in t5_pairs[0]]
     empty = [pipe.tokenizer_3.eos_token_id] + [pipe.tokenizer_3.pad_token_id] * (len(tokens) - 1)   # gen_empty_tokens
     with torch.no_grad():
@@ -418,3 +418,40 @@ def test_sd3_without_t5_reads_the_clip_windows_alone(sd3):
     assert cond.embeds.shape[1] == 2 * 77
     torch.testing.assert_close(cond.embeds, embeds[:, :2 * 77, :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_t5_prompt_past_the_window_cap_is_refused_by_name(sd3):
+    """encode.sd3 weighting comfy: T5-XXL reads its own prompt (text) whole, never cut. Its CLIP prompts short, nothing
+    bounded it: a megabyte of T5 prompt was one sequence of 250,000 tokens, attention over it terabytes. It is held to
+    the length CLIP's windows allow one prompt (clip_windows.MAX_WINDOWS), with a message naming it."""
+    from graph_engine import NodeError
+    from nodes.generate.clip_windows import LENGTH, MAX_WINDOWS
+    from nodes.generate.text import encode_sd3
+    t5_tokens = len(sd3.pipe.tokenizer_3("a " * (MAX_WINDOWS * LENGTH))["input_ids"])
+    assert t5_tokens > MAX_WINDOWS * LENGTH
+    with pytest.raises(NodeError, match="T5-XXL") as err:
+        encode_sd3(sd3, "a " * (MAX_WINDOWS * LENGTH), "a cat", "a cat", weighting="comfy")
+    assert "shorten" in str(err.value)
+    cond = encode_sd3(sd3, "a " * 200, "a cat", "a cat", weighting="comfy")     # a long T5 prompt still reads whole
+    assert cond.embeds.shape[1] == 77 + len(sd3.pipe.tokenizer_3("a " * 200)["input_ids"])
+
+
+def test_sd3_keyframed_prompts_of_other_lengths_are_padded_not_refused(sd3):
+    """Keyframed SD3 prompts under weighting comfy: a short and a long keyframe were refused ("the prompts read 2 and 5
+    windows ... 456 windows"), their lengths (CLIP windows, then T5's own count) having no small common multiple; and
+    a repeat would change what SD3's joint attention computes. Each keyframe is now padded as ComfyUI pads prompts:
+    CLIP with the empty prompt's windows (CLIPTextEncodeSD3), T5 with its pad token (T5XXLTokenizer's min_length)."""
+    from nodes.generate.text import encode_prompt
+    long = "a red fox in the snow " * 14
+    cond = encode_prompt(sd3, "0: a cat, 1: " + long, weighting="comfy")
+    t5 = len(sd3.pipe.tokenizer_3(long.strip())["input_ids"])
+    want_long, _ = comfy_sd3(sd3.pipe, long.strip())
+    clip = want_long.shape[1] - t5          # the long prompt's CLIP windows
+    assert t5 > 77 and clip > 77 and cond.keyframes == (0, 1) and cond.embeds.shape[1] == want_long.shape[1]
+    width = cond.embeds.shape[-1]
+    torch.testing.assert_close(cond.embeds[1:], want_long[..., :width], rtol=1e-5, atol=1e-5)
+    (l_out, _), _ = comfy_clip_l_g(sd3.pipe, "a cat", long.strip())       # CLIP-L's "a cat" and empty windows
+    _, (g_out, _) = comfy_clip_l_g(sd3.pipe, long.strip(), "a cat")       # OpenCLIP-G's likewise
+    short, _ = comfy_sd3(sd3.pipe, "a cat", min_length=t5)
+    torch.testing.assert_close(cond.embeds[0, :clip, :2048], torch.cat([l_out, g_out], -1)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cond.embeds[0, clip:], short[0, 77:, :width], rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ import torch
 from graph_engine import NodeError
 from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
 from nodes.generate.adapters import get_adapter
-from nodes.generate.clip_windows import common_length, empty_window, ids, to_length, weights, windows_for
+from nodes.generate.clip_windows import LENGTH, common_length, empty_window, ids, to_length, weights, windows_for
 from nodes.generate.embeddings import insert_embeddings
 from nodes.generate.latent import Conditioning
 from nodes.generate.prompts import clean_and_weights, comfy_clean_and_weights, literal, token_weights
@@ -55,8 +55,9 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             if hasattr(adapter, "t5_comfy"):
                 l_texts, g_texts = (_scheduled_like(p, prompt, keys, texts, lambda t: insert_embeddings(pipe, t, clip, log))
                                     for p in clip_prompts)
-                rows = [sd3_windows(adapter, pipe, encoders, (t, l, g), device)
-                        for t, l, g in zip(texts, l_texts, g_texts)]
+                prompts = list(zip(texts, l_texts, g_texts))
+                rows = [sd3_windows(adapter, pipe, encoders, p, device, *sd3_lengths(adapter, pipe, encoders, prompts))
+                        for p in prompts]
             else:
                 rows = [encode_windows(encoders, t, weighting) for t in texts]
         length = common_length([e for e, _ in rows])
@@ -101,16 +102,27 @@ def _scheduled_like(prompt: str, first: str, keys, texts, insert):
     return [insert(t) for _, t in own]
 
 
-def sd3_windows(adapter, pipe, encoders, prompts, device):
+def sd3_lengths(adapter, pipe, encoders, keyframes) -> tuple:
+    """(CLIP windows, T5 tokens) the SD3 prompts of keyframes `keyframes` ([(T5's, CLIP-L's, OpenCLIP-G's)]) are
+    padded to: the most any reads, so that all are as long without a repeat (SD3 attends over the prompt's and the
+    picture's tokens together: a prompt's tokens repeated weigh more); (0, 0), as read, for a prompt alone."""
+    if len(keyframes) < 2:
+        return 0, 0
+    windows = max(len(windows_for(tok, text, "comfy")) for k in keyframes for (tok, _), text in zip(encoders, k[1:]))
+    return windows, max(adapter.t5_tokens(pipe, k[0]) for k in keyframes)
+
+
+def sd3_windows(adapter, pipe, encoders, prompts, device, windows: int = 0, t5_tokens: int = 0):
     """(embeds [1, 77 x windows + T5's length, 4096], pooled [1, 2048]) as ComfyUI's SD3ClipModel makes them from
     prompts (T5-XXL's, CLIP-L's, OpenCLIP-G's; CLIPTextEncodeSD3): CLIP-L's and OpenCLIP-G's windows side by side, the
     shorter given the empty prompt's windows, zero-padded to T5's width, T5-XXL's whole prompt after them along the
-    tokens (adapter.t5_comfy; none without T5), the pooled embedding both CLIPs' of the first window."""
+    tokens (adapter.t5_comfy; none without T5), the pooled embedding both CLIPs' of the first window. windows, t5_tokens:
+    at least so many CLIP windows (the empty prompt's after) and T5 tokens (T5's pad after; sd3_lengths)."""
     text = prompts[0]
     parts = [encode_windows([enc], t, "comfy") for enc, t in zip(encoders, prompts[1:])]
-    clip = torch.cat(with_empty_windows(encoders, [h for h, _ in parts]), dim=-1)
+    clip = torch.cat(with_empty_windows(encoders, [h for h, _ in parts], windows * LENGTH), dim=-1)
     pooled = torch.cat([p for _, p in parts], dim=-1)
-    t5 = adapter.t5_comfy(pipe, text, device)
+    t5 = adapter.t5_comfy(pipe, text, device, t5_tokens)
     if t5 is None:      # zero-padded to the MMDiT's width when sampled (SD3Adapter.conditioning_inputs)
         return clip, pooled
     clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))    # SD3ClipModel's pad to T5-XXL's 4096
@@ -139,10 +151,10 @@ def encode_windows(encoders, text: str, weighting: str):
     return torch.cat(with_empty_windows(encoders, hiddens), dim=-1), None if pooled is None else pooled[:1]
 
 
-def with_empty_windows(encoders, hiddens):
-    """Each encoder's hidden states [1, 77 x windows, D] given its empty prompt's windows up to the longest's count,
-    as ComfyUI's CLIPTextEncodeSDXL and CLIPTextEncodeSD3 pad the shorter token list."""
-    longest = max(h.shape[1] for h in hiddens)
+def with_empty_windows(encoders, hiddens, length: int = 0):
+    """Each encoder's hidden states [1, 77 x windows, D] given its empty prompt's windows up to the longest's count
+    (at least `length` tokens), as ComfyUI's CLIPTextEncodeSDXL and CLIPTextEncodeSD3 pad the shorter token list."""
+    longest = max(length, *(h.shape[1] for h in hiddens))
     out = []
     for (tokenizer, run), h in zip(encoders, hiddens):
         if h.shape[1] < longest:

@@ -11,6 +11,8 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres, frames_from_batch
 from nodes.generate.adapters.mmdit import MMDiTAdapter
+from nodes.generate.clip_windows import LENGTH, MAX_WINDOWS
+from nodes.generate.prompts import comfy_parts
 
 NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.safetensors), OpenCLIP-G "
                "(clip_g.safetensors) and T5-XXL (t5xxl_fp16.safetensors, optional); this text encoder {lacks}. Give "
@@ -19,6 +21,7 @@ NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.saf
 
 
 T5_MIN_TOKENS = 77     # ComfyUI's T5XXLTokenizer min_length
+T5_MAX_TOKENS = MAX_WINDOWS * LENGTH    # the CLIP windows one prompt may read (clip_windows.windows_for)
 
 
 class SD3Adapter(MMDiTAdapter):
@@ -82,24 +85,40 @@ class SD3Adapter(MMDiTAdapter):
             return run
         return [(pipe.tokenizer, runner(pipe.text_encoder)), (pipe.tokenizer_2, runner(pipe.text_encoder_2))]
 
-    def t5_comfy(self, pipe, text: str, device):
+    def t5_comfy(self, pipe, text: str, device, length: int = T5_MIN_TOKENS):
         """T5-XXL's hidden states [1, L, D] of the whole prompt as ComfyUI's T5XXLTokenizer reads it (each weighted part
-        tokenized on its own, no start token, the end token, padded to at least 77, never cut) and its encoder weighs
-        it (each token moved from the empty prompt's, ClipTokenWeightEncoder); None where the model has no T5."""
-        from nodes.generate.prompts import comfy_parts
+        tokenized on its own, no start token, the end token, padded to at least `length` (its min_length, 77), never
+        cut) and its encoder weighs it (each token moved from the empty prompt's, ClipTokenWeightEncoder); None where
+        the model has no T5."""
         from nodes.generate.text import weigh_from_empty
         tok, enc = getattr(pipe, "tokenizer_3", None), getattr(pipe, "text_encoder_3", None)
         if tok is None or enc is None:
             return None
-        pairs = [(t, w) for part, w in comfy_parts(text) for t in tok(part, truncation=False)["input_ids"][:-1]]
-        pairs.append((tok.eos_token_id, 1.0))
-        pairs += [(tok.pad_token_id, 1.0)] * (T5_MIN_TOKENS - len(pairs))
+        pairs = self._t5_pairs(tok, text)
+        pairs += [(tok.pad_token_id, 1.0)] * (max(length, T5_MIN_TOKENS) - len(pairs))
         hidden = enc(torch.tensor([[t for t, _ in pairs]], device=device))[0]
         w = torch.tensor([w for _, w in pairs])
         if (w == 1.0).all():
             return hidden
         empty = torch.tensor([[tok.eos_token_id] + [tok.pad_token_id] * (len(pairs) - 1)], device=device)
         return weigh_from_empty(hidden[0], enc(empty)[0][0], w)[None]
+
+    def t5_tokens(self, pipe, text: str) -> int:
+        """How many tokens T5-XXL reads of `text` before its padding (t5_comfy); 0 where the model has no T5."""
+        tok = getattr(pipe, "tokenizer_3", None)
+        return 0 if tok is None or getattr(pipe, "text_encoder_3", None) is None else len(self._t5_pairs(tok, text))
+
+    @staticmethod
+    def _t5_pairs(tok, text: str):
+        pairs = [(t, w) for part, w in comfy_parts(text) for t in tok(part, truncation=False)["input_ids"][:-1]]
+        pairs.append((tok.eos_token_id, 1.0))
+        if len(pairs) > T5_MAX_TOKENS:
+            # never cut, as ComfyUI reads it, but bounded: encode.sd3's T5 prompt is not its CLIP prompts, whose
+            # windows are capped, and a megabyte of it was one sequence of 250,000 tokens, terabytes of attention
+            raise NodeError(f"the T5-XXL prompt ({len(text):,} characters, {text[:40]!r}...) reads {len(pairs):,} "
+                            f"tokens; Kinograph reads at most {T5_MAX_TOKENS:,}, as many as CLIP's windows hold for "
+                            "one prompt: shorten the prompt")
+        return pairs
 
     def token_offsets(self, pipe, text):
         """CLIP's tokens, then T5's (the order of the embedding's positions)."""
