@@ -1137,13 +1137,13 @@ class MainWindow(QMainWindow):
             self._first_on_seeds = job
         return job
 
-    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: Optional[bool]) -> bool:
+    def _refused_for_missing_files(self, targets: Optional[List[str]], allow: Optional[bool]) -> list:
         """Refuse a run that needs files that are not there, as `kinograph run` does, before any node runs: each
         file (node, file, where to put it) in the log with a link to its node, and the loaders marked on the
-        canvas. True when refused."""
+        canvas. The files missing when refused (empty: not refused)."""
         missing = self.doc.missing_files(targets, allow)
         if not missing:
-            return False
+            return []
         self.scene.check_models()
         self.bottom_tabs.setCurrentWidget(self.log)
         self.log.log("error", f"Nothing ran: the workflow needs {counted(len(missing), 'file')} that "
@@ -1152,7 +1152,7 @@ class MainWindow(QMainWindow):
             self.log.log("error", f"{p.node}: {p.message}", p.node or "")
         self.message(f"Nothing ran: {counted(len(missing), 'file')} missing (see the Log): "
                      + "; ".join(f"{p.node}: {p.message}" for p in missing))
-        return True
+        return missing
 
     def queue_new_seeds(self) -> Optional[Job]:
         """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""
@@ -1510,8 +1510,20 @@ class MainWindow(QMainWindow):
         targets = [target[0]] + ([picture[0]] if picture else [])
         # Checked as a run is: a view of a decoder rendered the sampler's part for minutes, then stopped at a
         # loader whose file was missing. The properties panel's preview asks on its own: it is refused quietly.
-        if self.doc.missing_files(targets) if slot == PREVIEW else self._refused_for_missing_files(targets, None):
-            return None
+        if slot == PREVIEW:
+            if self.doc.missing_files(targets):
+                return None
+        else:
+            missing = self._refused_for_missing_files(targets, None)
+            if missing:
+                # Said in the slot asked for too: the picture there before stayed, read as this node's output.
+                self._viewing[slot] = node_id
+                self._files.pop(slot, None)
+                self.docks["Viewer"].show()
+                self.docks["Viewer"].raise_()
+                self.viewer.fail(slot, f"{node_id} could not be computed: nothing ran, "
+                                       + "; ".join(f"{p.node}: {p.message}" for p in missing))
+                return None
         self._viewing[slot] = node_id
         self._files.pop(slot, None)
         if slot != PREVIEW:
