@@ -132,3 +132,45 @@ def test_a_size_too_small_for_raft_names_the_nodes_own_size():
     from nodes.generate.void_nodes import void_warped
     with pytest.raises(NodeError, match="width and height of at least 256 .* 200 x 200"):
         void_warped(None, None, "raft.safetensors", 200, 200, 5, 1, 0)
+
+
+class _LogCtx:
+    """What a run's context does with ctx.log: a message event for the node."""
+    def __init__(self):
+        self.messages = []
+        self.workflow_dir = None
+
+    def log(self, message):
+        self.messages.append(message)
+
+
+def _clip(n):
+    from types import SimpleNamespace
+    clip = (frames(n, 16, 16) * 255).astype(np.uint8)
+    return SimpleNamespace(length=n, frames=lambda a, b: clip[a:b])
+
+
+def test_a_rounded_length_is_said_in_the_runs_log():
+    """ComfyUI warns when VOID rounds the frame count down (49 -> 45: an odd latent frame count wraps round into
+    jitter); it was done here without a word. Both VOID nodes say it in their log before any other work, and say
+    nothing where the length stands."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.void_nodes import void_inpaint, void_warped
+    vae = SimpleNamespace(family="cogvideox", pipe=None)
+    for length, said in ((49, True), (45, False)):
+        want = ref.valid_void_length(length)
+        ctx = _LogCtx()
+        with pytest.raises(NodeError, match="the quadmask has 3 frames"):
+            void_inpaint(ctx, None, None, vae, _clip(length), np.zeros((3, 16, 16), np.float32), 16, 16, length, 1)
+        ctx2 = _LogCtx()
+        with pytest.raises(NodeError, match="at least 256"):
+            void_warped(ctx2, _clip(length), "raft.safetensors", 200, 200, length, 1, 0)
+        for c in (ctx, ctx2):
+            if said:
+                assert len(c.messages) == 1 and f"{length}" in c.messages[0] and f"{want}" in c.messages[0]
+            else:
+                assert c.messages == []

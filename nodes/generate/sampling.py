@@ -61,6 +61,10 @@ class DualCfg:
     nested: bool
 
 
+# The highest noise level sample takes written out (sigmas) or as first_sigma; Lotus's 999 is the highest in use.
+MAX_SIGMA = 100000.0
+
+
 def manual_sigmas(text: str) -> torch.Tensor:
     """A schedule written out as numbers ("1.0, 0.9937, ..., 0.0": ComfyUI's ManualSigmas, the list Lightricks gives
     its distilled LTX-Video models), checked: at least two levels, falling, none negative."""
@@ -74,7 +78,14 @@ def manual_sigmas(text: str) -> torch.Tensor:
     if len(levels) < 2:
         raise NodeError(f"sigmas {text!r} has {len(levels)} level; a schedule needs at least a start and an end "
                         "(e.g. 1.0, 0.0 for one step)")
-    if any(not (v >= 0 and v < float("inf")) for v in levels) or any(b >= a for a, b in zip(levels, levels[1:])):
+    for v in levels:
+        # A level float32 cannot hold (1e39, inf) or no number at all (nan) turns the noise into NaN, which the
+        # sampler's NaN check would then blame on the weights: refuse it here, by name. The ceiling is first_sigma's.
+        if not math.isfinite(v) or v > MAX_SIGMA:
+            raise NodeError(f"Sample's sigmas holds the level {v:g}, which is no noise level a model can run: "
+                            "write finite numbers from 0 to 1 for flow models (LTX-Video, Wan, Flux), up to "
+                            f"about 15 for SD/SDXL (14.6), and never above {MAX_SIGMA:g}")
+    if any(v < 0 for v in levels) or any(b >= a for a, b in zip(levels, levels[1:])):
         raise NodeError(f"sigmas {text!r} must fall from the first level to the last (each below the one before, "
                         "none negative)")
     return torch.tensor(levels, dtype=torch.float64)

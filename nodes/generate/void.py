@@ -21,6 +21,17 @@ def void_length(length: int) -> int:
     return (max(PATCH_T, t // PATCH_T * PATCH_T) - 1) * TIME_FACTOR + 1
 
 
+
+def void_length_note(length: int) -> str:
+    """What to tell the user when void_length cuts `length` ("" when it stands): ComfyUI warns of it too, and a clip
+    that comes out four frames short without a word looks like a lost frame."""
+    kept = void_length(length)
+    if kept == length:
+        return ""
+    return (f"length {length} rounded down to {kept} frames: VOID's latent needs an even frame count (an odd one "
+            f"wraps its first frame round onto the end, jitter at the clip's end); set length to {kept} to silence "
+            f"this")
+
 def void_warped_latent(frames: np.ndarray, flow_of, width: int, height: int, length: int, batch: int,
                        seed: int) -> torch.Tensor:
     """The second pass's starting noise [batch, 16, t, height/8, width/8] from the first pass's frames [T, H, W, 3]

@@ -29,6 +29,7 @@ def void_warped(ctx, video: VIDEO,
 
     from graph_engine import NodeError
     from nodes.generate.void import void_warped_latent
+    _say_rounding(ctx, length)
     from nodes.generate.weights import load_weights
     from nodes.motion.raft import MIN_SIZE, load_raft, raft_flow
     if min(width, height) < 2 * MIN_SIZE:
@@ -40,6 +41,14 @@ def void_warped(ctx, video: VIDEO,
     frames = video.frames(0, min(length, video.length)).astype(np.float32) / 255.0
     with torch.inference_mode():
         return void_warped_latent(frames, lambda a, b: raft_flow(raft, a, b), width, height, length, batch, seed)
+
+
+def _say_rounding(ctx, length: int) -> None:
+    """The frame count VOID rounds down (49 -> 45), said in the run's log before any other work."""
+    from nodes.generate.void import void_length_note
+    note = void_length_note(length)
+    if note:
+        ctx.log(note)
 
 
 def _mask_frames(mask, count: int):
@@ -67,6 +76,7 @@ def void_inpaint(ctx, positive: CONDITIONING, negative: CONDITIONING, vae: VAE, 
     import numpy as np
 
     from nodes.generate.void import void_inpaint as run
+    _say_rounding(ctx, length)
     frames = video.frames(0, min(length, video.length)).astype(np.float32) / 255.0
     pos, neg, latent = run(vae, positive, negative, frames, _mask_frames(quadmask, length), width, height, length,
                            batch)
