@@ -27,6 +27,7 @@ from .comfyui_open import placeholder_advice
 from .controller import GROUP_COLORS, NOTE_SIZE, Controller, Refused, counted
 from .document import Document
 from .help_overlay import HelpOverlay
+from .model_notes import ModelWarnings
 from .outside import allow_outside_for_run
 from .panels import LibraryPanel, LogPanel, QueuePanel
 from .picker import Picker, pick_params
@@ -86,6 +87,7 @@ class MainWindow(QMainWindow):
         self.properties = PropertiesPanel()
         self.viewer = ViewerPanel()
         self.log = LogPanel()
+        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads
         self.queue = QueuePanel(self.runs)
         self.docks = {}
         # The canvas gets most of the window: the library shares the right column with the
@@ -717,6 +719,7 @@ class MainWindow(QMainWindow):
             self.autosaver = None
         self._remember_view()
         self.runs.shutdown()
+        self._model_warnings.close()
         self.viewer.shutdown()
         self._detach(self.scene)
         self.doc.close()
