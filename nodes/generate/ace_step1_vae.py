@@ -6,11 +6,12 @@ sound. The autoencoder runs in diffusers' AutoencoderDC (ComfyUI's is a copy, un
 the spectrogram are written here under ComfyUI's names. Sizes come from the tensors."""
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from nodes.common.mel import mel_filters as mel
 
 RATE = 44100
 HOP = 512
@@ -21,31 +22,9 @@ SAMPLES_PER_COLUMN = 8 * HOP          # one latent column: 8 mel frames
 
 
 # -- the mel spectrogram (music_log_mel.py: LinearSpectrogram + torchaudio's MelScale, slaney) -------------------------
-def _hz_to_mel(f: torch.Tensor) -> torch.Tensor:
-    """Slaney's mel scale: linear to 1 kHz, logarithmic above."""
-    mel = 3.0 * f / 200.0
-    log = f >= 1000.0
-    return torch.where(log, 15.0 + torch.log(f.clamp(min=1e-10) / 1000.0) / (math.log(6.4) / 27.0), mel)
-
-
-def _mel_to_hz(m: torch.Tensor) -> torch.Tensor:
-    hz = 200.0 * m / 3.0
-    return torch.where(m >= 15.0, 1000.0 * torch.exp((math.log(6.4) / 27.0) * (m - 15.0)), hz)
-
-
 def mel_filters(bands: int = 128, f_min: float = 40.0, f_max: float = 16000.0) -> torch.Tensor:
-    """[N_FFT // 2 + 1, bands]: triangular filters evenly spaced on the slaney mel scale, each of unit area
-    (torchaudio's melscale_fbanks, norm and mel_scale "slaney")."""
-    freqs = torch.linspace(0, RATE // 2, N_FFT // 2 + 1, dtype=torch.float64)
-    pts = _mel_to_hz(torch.linspace(float(_hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
-                                    float(_hz_to_mel(torch.tensor(f_max, dtype=torch.float64))), bands + 2,
-                                    dtype=torch.float64))
-    diff = pts[1:] - pts[:-1]
-    slopes = pts[None] - freqs[:, None]
-    down = -slopes[:, :-2] / diff[:-1]
-    up = slopes[:, 2:] / diff[1:]
-    fb = torch.clamp(torch.minimum(down, up), min=0.0)
-    return (fb * (2.0 / (pts[2:bands + 2] - pts[:bands]))[None]).float()
+    """[N_FFT // 2 + 1, bands]: torchaudio's melscale_fbanks, norm and mel_scale "slaney"."""
+    return torch.from_numpy(mel(RATE, N_FFT, bands, "slaney", f_min, f_max, unit_area=True)).float()
 
 
 def log_mel(wave: torch.Tensor) -> torch.Tensor:

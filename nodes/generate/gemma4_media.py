@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from graph_engine import NodeError
+from nodes.common.mel import mel_filters
 
 PATCH, POOL = 16, 3                 # the vision tower's patch side and the pooling that makes one soft token of 3x3
 IMAGE_TOKENS = 280                  # ComfyUI's soft-token budget for a picture
@@ -79,19 +80,9 @@ def log_mel(mono: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     idx = np.arange(frames)[:, None] * 160 + np.arange(320)[None]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320)).astype(np.float32)
     magnitude = np.abs(np.fft.rfft(audio[idx] * window, n=512, axis=-1))
-    mel = np.log(np.matmul(magnitude, _mel_bank()) + np.float64(0.001)).astype(np.float32)
+    mel = np.log(np.matmul(magnitude, mel_filters(SOUND_RATE, 512, 128)) + np.float64(0.001)).astype(np.float32)
     mask = real[np.arange(frames) * 160 + 320].astype(bool)
     return mel * mask[:, None], mask
-
-
-def _mel_bank() -> np.ndarray:
-    """[257, 128]: triangular HTK-mel filters over a 512-point FFT's bins at 16 kHz, 0 to 8 kHz."""
-    mels = np.linspace(0.0, 2595.0 * np.log10(1.0 + 8000.0 / 700.0), 130)
-    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    bins = np.linspace(0, SOUND_RATE // 2, 257)
-    width = np.diff(edges)
-    slopes = edges[None] - bins[:, None]
-    return np.maximum(0.0, np.minimum(-slopes[:, :-2] / width[:-1], slopes[:, 2:] / width[1:]))
 
 
 def sound_tokens(mask: np.ndarray) -> int:

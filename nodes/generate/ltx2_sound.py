@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
+from nodes.common.mel import mel_filters
 
 N_FFT = 1024        # the release's STFT size (its config's n_fft; not among diffusers' config keys)
 
@@ -49,23 +50,12 @@ def _decode(path: str, rate: int) -> np.ndarray:
     return np.repeat(out, 2, 0) if out.shape[0] == 1 else out
 
 
-def mel_filters(rate: int, bins: int) -> torch.Tensor:
-    """[N_FFT // 2 + 1, bins]: triangular filters evenly spaced on the HTK mel scale from 0 Hz to rate / 2, not
-    area-normalised (torchaudio's melscale_fbanks with norm None, mel_scale htk)."""
-    hz = torch.linspace(0, rate // 2, N_FFT // 2 + 1, dtype=torch.float64)
-    top = 2595.0 * np.log10(1.0 + (rate / 2.0) / 700.0)
-    edges = 700.0 * (10 ** (torch.linspace(0, top, bins + 2, dtype=torch.float64) / 2595.0) - 1.0)
-    rise = (hz[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
-    fall = (edges[None, 2:] - hz[:, None]) / (edges[2:] - edges[1:-1])
-    return torch.clamp(torch.minimum(rise, fall), min=0.0).float()
-
-
 def log_mel(samples: np.ndarray, rate: int, hop: int, bins: int) -> torch.Tensor:
     """[1, 2, frames, bins]: log of the mel magnitudes (floored at 1e-5), one frame per `hop` samples."""
     x = torch.as_tensor(samples, dtype=torch.float32)
     spec = torch.stft(x, N_FFT, hop_length=hop, win_length=N_FFT, window=torch.hann_window(N_FFT), center=True,
                       pad_mode="reflect", return_complex=True).abs()
-    mel = torch.einsum("cft,fm->ctm", spec, mel_filters(rate, bins))
+    mel = torch.einsum("cft,fm->ctm", spec, torch.from_numpy(mel_filters(rate, N_FFT, bins)).float())
     return torch.log(torch.clamp(mel, min=1e-5))[None]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.fft
 
 from graph_engine import NodeError
+from nodes.common.mel import mel_filters
 
 FRAME_RATE = 30                 # feature frames a second
 HOP = 512
@@ -40,29 +41,6 @@ def _frames(y: np.ndarray, size: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(y, size)[::hop].T
 
 
-def _mel(hz):
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, np.float64)
-    step = math.log(6.4) / 27.0
-    return np.where(hz < 1000.0, hz * 3.0 / 200.0, 15.0 + np.log(np.maximum(hz, 1e-30) / 1000.0) / step)
-
-
-def _hz(mel):
-    mel = np.asarray(mel, np.float64)
-    step = math.log(6.4) / 27.0
-    return np.where(mel < 15.0, mel * 200.0 / 3.0, 1000.0 * np.exp(step * (mel - 15.0)))
-
-
-def mel_filters(sr: float, n_fft: int = N_FFT, n_mels: int = MELS) -> np.ndarray:
-    """[n_mels, n_fft / 2 + 1] triangles evenly spaced in mel from 0 to sr / 2, each of area 1 (Slaney's norm)."""
-    edges = _hz(np.linspace(_mel(0.0), _mel(sr / 2.0), n_mels + 2))
-    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    rise = (bins[None] - edges[:-2, None]) / np.diff(edges)[:-1, None]
-    fall = (edges[2:, None] - bins[None]) / np.diff(edges)[1:, None]
-    tri = np.maximum(0.0, np.minimum(rise, fall)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return tri.astype(np.float32)
-
-
 def mel_power(y: np.ndarray, sr: float) -> np.ndarray:
     """[MELS, frames] mel power spectrogram (Hann window of N_FFT, hop HOP), the frames' spectra BLOCK at a time
     (each frame's is its own, so the numbers are the same; whole, a 5-minute song's float64 spectra took GBs)."""
@@ -70,7 +48,7 @@ def mel_power(y: np.ndarray, sr: float) -> np.ndarray:
     power = np.empty((N_FFT // 2 + 1, frames.shape[1]), np.float32)
     for a in range(0, frames.shape[1], BLOCK):
         power[:, a:a + BLOCK] = np.abs(scipy.fft.rfft(window * frames[:, a:a + BLOCK], axis=0).astype(np.complex64)) ** 2
-    return mel_filters(sr) @ power
+    return mel_filters(sr, N_FFT, MELS, "slaney", unit_area=True).T.astype(np.float32) @ power
 
 
 def onset_strength(db: np.ndarray) -> np.ndarray:
