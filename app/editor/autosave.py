@@ -47,6 +47,7 @@ class Recovery:
         return read_text(self.file)     # as File > Open reads: a size limit, and undecodable bytes said as such
 
     def discard(self) -> None:
+        # Only ever Kinograph's own files: a recovery is found by globbing the recovery folder it writes to.
         for p in (self.file, Path(str(self.file) + ".lock")):
             try:
                 p.unlink()
