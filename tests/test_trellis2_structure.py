@@ -128,8 +128,12 @@ def test_wrong_inputs_are_named(tmp_path, monkeypatch):
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
     from nodes.generate.hunyuan3d import empty_latent
-    _tiny_vae(tmp_path / "models")
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import will_load
+    shape = _tiny_vae(tmp_path / "models")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    texture = shape.with_name("trellis_2_texture_vae_bf16.safetensors")
+    assert will_load(detect_file(shape))[0] and not will_load(detect_file(texture))[0]      # as `kinograph info` says
     with pytest.raises(NodeError, match="texture VAE, which Kinograph does not read yet"):
         load_vae(ModelManager(), "trellis_2_texture_vae_bf16.safetensors", "cpu")
     vae = load_vae(ModelManager(), "trellis_2_shape_vae_bf16.safetensors", "cpu")
