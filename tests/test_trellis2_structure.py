@@ -136,6 +136,10 @@ def test_wrong_inputs_are_named(tmp_path, monkeypatch):
     assert will_load(detect_file(shape))[0] and not will_load(detect_file(texture))[0]      # as `kinograph info` says
     with pytest.raises(NodeError, match="texture VAE, which Kinograph does not read yet"):
         load_vae(ModelManager(), "trellis_2_texture_vae_bf16.safetensors", "cpu")
+    damaged = shape.with_name("trellis_2_shape_vae_cut.safetensors")      # a copy cut short
+    save_file({"struct_dec.input_layer.weight": torch.zeros(8, 8, 3, 3, 3)}, str(damaged))
+    with pytest.raises(NodeError, match="incomplete or damaged"):
+        load_vae(ModelManager(), damaged.name, "cpu")
     vae = load_vae(ModelManager(), "trellis_2_shape_vae_bf16.safetensors", "cpu")
     with pytest.raises(NodeError, match="not a TRELLIS.2 structure latent"):
         decode_structure(vae, empty_latent(16), 32)

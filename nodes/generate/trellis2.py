@@ -18,6 +18,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.latent import Latent
+from nodes.generate.weights import misfit
 
 STRUCT = "struct_dec."
 CHANNELS, SIDE = 32, 16         # ComfyUI's EmptyTrellis2LatentStructure: the latent format's 32 channels, 16^3
@@ -102,9 +103,13 @@ def build_structure_decoder(state: Dict[str, torch.Tensor]) -> StructureDecoder:
         else:
             break
     per_width = per_width or run
+    out = state.get("out_layer.2.weight")
     model = StructureDecoder(int(first.shape[1]), widths, _count(state, "middle_block.{}.norm1.weight"), per_width,
-                             int(state["out_layer.2.weight"].shape[0]))
-    model.load_state_dict(state)
+                             int(out.shape[0]) if out is not None else 1)
+    why = misfit(model, state)
+    if why:
+        raise NodeError(f"the shape VAE's structure decoder does not fit its own layout ({why}): the file is "
+                        "incomplete or damaged; get it again")
     return model.eval()
 
 
@@ -128,10 +133,9 @@ class ShapeVae:
 def load_shape_vae(path: Path, device: str) -> ShapeVae:
     """The shape VAE at `path`, its structure decoder in float32 (it is small, and an occupancy logit near 0 decides
     a voxel, which half precision may tip)."""
-    from nodes.generate.weights import load_weights
-    state = load_weights(path, torch.float32)
-    part = {k[len(STRUCT):]: v for k, v in state.items() if k.startswith(STRUCT)}
-    return ShapeVae(build_structure_decoder(part)).to(device)
+    from nodes.generate.weights import dequantise, read_selected, strip_prefix
+    state = dequantise(read_selected(path, lambda k: k.startswith(STRUCT)), torch.float32)   # not shape_dec's GB
+    return ShapeVae(build_structure_decoder(strip_prefix(state, STRUCT))).to(device)
 
 
 def empty_structure_latent(batch: int = 1) -> Latent:
