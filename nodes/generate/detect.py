@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.gguf_names import t5_renames
+from nodes.generate.gguf_names import gguf_renames
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -130,7 +130,9 @@ def gguf_header(path: Path) -> Header:
                         "Copy the file again.") from None
     meta = {}
     for name, fld in reader.fields.items():
-        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")):
+        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
+        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")) or \
+                name.endswith((".attention.head_count", ".attention.head_count_kv")):
             try:
                 meta[name] = fld.contents()
             except (ValueError, IndexError, AttributeError):
@@ -153,10 +155,10 @@ def gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
-    renames = t5_renames(shapes)
-    if renames:         # a T5 / umT5 encoder in llama.cpp's names: listed and detected under transformers' names
-        shapes = {renames[k]: v for k, v in shapes.items()}
-        dtypes = {renames[k]: v for k, v in dtypes.items()}
+    renames = gguf_renames(shapes, str(meta.get("general.architecture", "")), path.name)
+    if renames:         # a text encoder in llama.cpp's names: listed and detected under transformers' names
+        shapes = {renames[k]: v for k, v in shapes.items() if renames[k]}
+        dtypes = {renames[k]: v for k, v in dtypes.items() if renames[k]}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
 
 
