@@ -49,16 +49,18 @@ def _model(kind: str):
     return model.eval(), arch, family
 
 
-def _write_llama_cpp(model, arch: str, path):
+def _write_llama_cpp(model, arch: str, path, vocab=None):
     """The model as convert_hf_to_gguf.py writes it: gguf-py's names, Llama's q/k rows permuted, Gemma's norms + 1,
-    matrices Q8_0 and the rest F32. Returns the model's state with the values the file holds (gguf-py's
-    dequantisation, the layout changes undone)."""
+    matrices Q8_0 and the rest F32; vocab(writer) adds a tokenizer's metadata. Returns the model's state with the
+    values the file holds (gguf-py's dequantisation, the layout changes undone)."""
     cfg = model.config
     names = gguf.get_tensor_name_map(next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch),
                                      cfg.num_hidden_layers)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
+    if vocab:
+        vocab(w)
     held = {}
     for k, v in model.state_dict().items():
         stem, _, suffix = ("model." + k).rpartition(".")
