@@ -48,13 +48,13 @@ def gguf_tokenizer(path: Path, family: str) -> Tuple[Optional[object], str]:
 
 
 def _fields(path: Path) -> dict:
-    """The file's tokenizer.* metadata as Python values (read_header has checked the file's counts first: the gguf
-    package loops for ever over an array a damaged header declares too long)."""
-    from gguf import GGUFReader
-    from nodes.generate.detect import read_header
-    read_header(path)
-    reader = GGUFReader(str(path))
-    return {name: field.contents() for name, field in reader.fields.items() if name.startswith("tokenizer.")}
+    """The file's tokenizer.* metadata as Python values."""
+    from nodes.generate.detect import gguf_fields
+    try:
+        return gguf_fields(path, lambda key: key.startswith("tokenizer."))
+    except (OSError, ValueError) as exc:
+        raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. Copy the file "
+                        "again.") from None
 
 
 def _tokens(meta: dict, file: str) -> Tuple[list, list]:
