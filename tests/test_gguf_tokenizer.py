@@ -167,6 +167,40 @@ def test_gemma_s_sentencepiece_in_a_gguf_tokenizes_as_sentencepiece(tmp_path, ar
     assert got.decode(got("Zürich 東京").input_ids, skip_special_tokens=True) == "Zürich 東京"
 
 
+def test_t5_s_sentencepiece_in_a_gguf_tokenizes_as_sentencepiece(tmp_path):
+    """city96's T5 / umT5 encoder GGUFs keep T5's unigram sentencepiece (convert_hf_to_gguf.py's T5Model.set_vocab):
+    the pieces, scores and kinds, NFKC's character map, the spacing settings, </s> put last."""
+    import io
+    import sentencepiece as spm
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_writer=out, vocab_size=200,
+                                   model_type="unigram", normalization_rule_name="nmt_nfkc", pad_id=0, eos_id=1,
+                                   unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=out.getvalue())
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    proto = pb.ModelProto.FromString(out.getvalue())
+    T = gguf.TokenType
+    w = _writer(tmp_path / "umt5-xxl-encoder-Q8_0.gguf", "t5encoder")
+    w.add_tokenizer_model("t5")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([sp.id_to_piece(i) for i in range(sp.get_piece_size())])
+    w.add_token_scores([sp.get_score(i) for i in range(sp.get_piece_size())])
+    w.add_token_types([T.UNKNOWN if sp.is_unknown(i) else T.CONTROL if sp.is_control(i) else T.NORMAL
+                       for i in range(sp.get_piece_size())])
+    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    w.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
+    w.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_pad_token_id(sp.pad_id())
+    w.add_add_bos_token(False)
+    w.add_add_eos_token(True)
+    _close(w)
+    got = _found(tmp_path / "umt5-xxl-encoder-Q8_0.gguf", "umt5")
+    for text in TEXTS + ["\uff21\uff22 full-width \u2460 and\ttabs"]:       # NFKC folds those
+        assert got(text).input_ids == sp.encode(text) + [sp.eos_id()], text
+
+
 def test_a_tokenizer_kinograph_does_not_rebuild_is_named_in_the_message(tmp_path):
     from graph_engine import NodeError
     w = _writer(tmp_path / "rwkv.gguf")

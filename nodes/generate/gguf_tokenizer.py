@@ -1,12 +1,13 @@
 """The tokenizer a llama.cpp GGUF keeps in its metadata (tokenizer.ggml.*), rebuilt as a transformers tokenizer so a
 text encoder GGUF needs no tokenizer folder beside it.
 
-Two of llama.cpp's tokenizer kinds are rebuilt. "gpt2", byte-level BPE (Llama 3, Qwen2.5-VL, Qwen3, Mistral's tekken):
+Three of llama.cpp's tokenizer kinds are rebuilt. "gpt2", byte-level BPE (Llama 3, Qwen2.5-VL, Qwen3, Mistral's tekken):
 the vocabulary in id order, the merges, and the pre-tokenizer that tokenizer.ggml.pre names, whose splitting pattern is
 the one the model's own tokenizer.json holds (llama.cpp's llama-vocab.cpp quotes each). "llama", sentencepiece (Gemma
 2 / 3): the pieces, scores and kinds are put back into a sentencepiece model, which Gemma's transformers tokenizer
-reads as it reads Google's tokenizer.model. Any other kind (T5's "t5" among them) is not rebuilt: the loader then looks
-for the tokenizer's files in folders, as for a safetensors file."""
+reads as it reads Google's tokenizer.model. "t5", sentencepiece unigram (city96's T5 / umT5 encoders): the pieces and
+the character map put back into a sentencepiece model, read as ComfyUI's spiece_model tensor is. Any other kind is not
+rebuilt: the loader then looks for the tokenizer's files in folders, as for a safetensors file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,6 +44,9 @@ def gguf_tokenizer(path: Path, family: str) -> Tuple[Optional[object], str]:
     if kind == "llama" and family in ("gemma2", "gemma3"):
         from nodes.generate.ltx2_text import gemma_tokenizer
         return gemma_tokenizer(_sentencepiece(meta, path.name)), ""
+    if kind == "t5":
+        from nodes.generate.split import spiece_tokenizer
+        return spiece_tokenizer(_sentencepiece(meta, path.name, unigram=True)), ""
     return None, (f"llama.cpp's {kind!r} tokenizer" + (f" (pre-tokenizer {pre!r})" if pre else "") +
                   ", which Kinograph does not rebuild")
 
@@ -112,9 +116,10 @@ def _bpe(meta: dict, pre: str, file: str):
                                    chat_template=meta.get("tokenizer.chat_template"))
 
 
-def _sentencepiece(meta: dict, file: str) -> bytes:
-    """A serialized sentencepiece BPE model of the file's pieces, scores and kinds (llama.cpp's "llama" kind keeps
-    sentencepiece's pieces as they are) and its special pieces."""
+def _sentencepiece(meta: dict, file: str, unigram: bool = False) -> bytes:
+    """A serialized sentencepiece model (BPE, or unigram: T5's) of the file's pieces, scores and kinds (llama.cpp's
+    "llama" and "t5" kinds keep sentencepiece's pieces as they are), its special pieces and its normaliser: T5's
+    character map (tokenizer.ggml.precompiled_charsmap) and spacing settings."""
     from sentencepiece import sentencepiece_model_pb2 as pb
     tokens, kinds = _tokens(meta, file)
     scores = meta.get("tokenizer.ggml.scores")
@@ -125,7 +130,7 @@ def _sentencepiece(meta: dict, file: str) -> bytes:
     for token, score, kind in zip(tokens, scores, kinds):
         model.pieces.add(piece=token, score=float(score), type=kind if kind in (1, 2, 3, 4, 5, 6) else 1)
     spec = model.trainer_spec
-    spec.model_type = pb.TrainerSpec.BPE
+    spec.model_type = pb.TrainerSpec.UNIGRAM if unigram else pb.TrainerSpec.BPE
     spec.vocab_size = len(tokens)
     spec.byte_fallback = BYTE in kinds
     for what, field in (("unknown", "unk"), ("bos", "bos"), ("eos", "eos"), ("padding", "pad")):
@@ -133,7 +138,11 @@ def _sentencepiece(meta: dict, file: str) -> bytes:
         setattr(spec, f"{field}_id", tokens.index(piece) if piece is not None else -1)
         if piece is not None:
             setattr(spec, f"{field}_piece", piece)
-    model.normalizer_spec.name = "identity"
+    charsmap = meta.get("tokenizer.ggml.precompiled_charsmap")
+    if isinstance(charsmap, list) and charsmap:
+        model.normalizer_spec.precompiled_charsmap = bytes(b & 0xFF for b in charsmap)
+    else:
+        model.normalizer_spec.name = "identity"
     model.normalizer_spec.add_dummy_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
     model.normalizer_spec.remove_extra_whitespaces = bool(meta.get("tokenizer.ggml.remove_extra_whitespaces", False))
     model.normalizer_spec.escape_whitespaces = True
