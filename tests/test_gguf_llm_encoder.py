@@ -85,6 +85,9 @@ def _write_llama_cpp(model, arch: str, path, vocab=None):
             heads = cfg.num_attention_heads if stem.endswith("q_proj") else cfg.num_key_value_heads
             back = back.reshape(heads, back.shape[0] // heads // 2, 2, -1).transpose(1, 2).reshape(v.shape)
         held[k] = back - 1 if arch.startswith("gemma") and k.endswith("norm.weight") else back
+    # the language-model head a released file keeps (untied models' output.weight), which the encoders do not read
+    head = torch.randn(cfg.vocab_size, cfg.hidden_size).numpy()
+    w.add_tensor(f"{names.get_name('lm_head') or 'output'}.weight", gguf.quants.quantize(head, T.Q8_0), raw_dtype=T.Q8_0)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
