@@ -5,6 +5,7 @@ tiny random one in that layout; its prediction is compared with ComfyUI's SCAILW
 masks and their 28 channels with comfy_extras/nodes_scail.py's SCAIL2ColoredMask and _extract_mask_to_28ch, also
 written out here."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
-from tiny_wan22 import comfy_ops, comfy_rope, tiny_wan_folder
+from tiny_wan22 import comfy_ops, comfy_rope, on_tiny_files, save_clip_vision, tiny_wan_folder
 
-HEADS, LAYERS, TEXT, CLIP = 1, 2, 32, 24
+TEMPLATES = Path(__file__).resolve().parent / "data" / "comfyui" / "templates"
+HEADS, LAYERS, TEXT, CLIP = 1, 2, 32, 32      # CLIP: the tiny clip_vision's width
 DIM = 128 * HEADS
 
 
@@ -38,11 +40,15 @@ def _state():
 
 @pytest.fixture(scope="module")
 def scail(tmp_path_factory):
-    """(the file, its tensors, the loaded model handle) of the tiny SCAIL-2, fp16, in a ComfyUI models/ folder."""
+    """(the file, its tensors, the loaded model handle) of the tiny SCAIL-2, fp16, in a ComfyUI models/ folder with a
+    tiny umt5, Wan 2.1 VAE, CLIP vision and SAM 3 (where the import reads ComfyUI's sam3.1 file) beside it."""
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model
+    from tests.tiny_models import build_sam3_video
     sd = _state()
     with tiny_wan_folder(tmp_path_factory.mktemp("scail"), "wan2.1_14B_SCAIL_2_tiny_fp16.safetensors", sd) as path:
+        save_clip_vision(path.parents[1])
+        build_sam3_video(path.parents[1] / "sam2" / "sam3")
         yield path, sd, load_diffusion_model(ModelManager(max_loaded=3), str(path), "default", "cpu")
 
 
@@ -263,3 +269,109 @@ def test_the_colour_mask_node_paints_one_tracked_person(tmp_path):
     plain = scail_colors(None, clip, None, "", "none", False, 24.0)
     assert plain["reference_mask"].shape == (16, 24, 3) and (plain["reference_mask"] == 255).all()
     assert (plain["pose_mask"].frames(0, 1)[0, :4] == 0).all()
+
+
+def test_condition_lays_out_wan_scail_to_video(scail):
+    """condition.wan_scail against ComfyUI's WanSCAILToVideo written out (its VAE encode being the same tiny Wan
+    VAE's): replacement mode, the reference cropped and resized bicubic and blacked out off its mask's matte, the pose
+    video and its colour masks from the offset (moved back by the 5 held frames), cut to 4n+1 frames and resized
+    (area) to half the size, the pose latent times its strength, the 28 mask channels of both, the previous clip's
+    last 5 frames in the latent's first 2 frames with the noise mask 0 there."""
+    from graph_engine.clip import Clip
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.wan_animate import AnimateClip
+    from nodes.generate.wan_scail_cond import scail_condition
+    from tests.test_comfy_image_utils import _comfy_upscale_center as up
+    vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
+    g = np.random.default_rng(4)
+
+    def u8(*shape):
+        return (g.random(shape) * 255).astype(np.uint8)
+    reference, pose, previous = u8(40, 24, 3), u8(11, 20, 48, 3), u8(7, 32, 64, 3)
+    matte = np.zeros((40, 24, 3), np.uint8)
+    matte[8:30, 4:20] = (0, 0, 255)
+    colours = np.zeros((11, 20, 48, 3), np.uint8)
+    colours[:, 4:16, 10:30] = (255, 255, 255)
+    colours[:, 6:12, 14:22] = (0, 0, 255)
+    pos = Conditioning(torch.randn(1, 5, 8), None, None, [0])
+    out = scail_condition(vae, pos, pos, 64, 32, 9, Clip.from_array(pose), Clip.from_array(colours), True, 0.7, 0.0,
+                          1.0, reference, matte, None, 3, 5, Clip.from_array(previous))
+    encode = AnimateClip(vae, "SCAIL", None, 64, 32, 9).encode
+
+    def f(a):                                   # a uint8 picture or clip -> ComfyUI's IMAGE [B, H, W, 3]
+        t = torch.from_numpy(a).float() / 255.0
+        return t[None] if t.ndim == 3 else t
+
+    def fit(img, w, h, method):
+        return up(img.movedim(-1, 1), w, h, method).movedim(1, -1)
+    # WanSCAILToVideo.execute
+    offset = max(0, 3 - 5)
+    ref = fit(f(reference), 64, 32, "bicubic")
+    rm = fit(f(matte), 64, 32, "nearest-exact")
+    ref = ref * (rm[..., :3].max(dim=-1, keepdim=True).values > 0.1).to(ref.dtype)
+    kept = ((min(11 - offset, 11 - offset, 9) - 1) // 4) * 4 + 1
+    pose_latent = encode(fit(f(pose)[offset:][:kept], 32, 16, "area")) * 0.7
+    driving = _comfy_28ch(fit(f(colours)[offset:][:kept], 32, 16, "area"))
+    ref_mask = _comfy_28ch(fit(f(matte), 64, 32, "nearest-exact"))
+    ref_mask = torch.cat([ref_mask, torch.zeros(1, 28, 3, 4, 8)], 2)
+    prev = encode(fit(f(previous)[-5:], 64, 32, "bicubic"))
+    e = out["positive"].extra
+    assert torch.allclose(e["scail_reference"], torch.cat([encode(ref), torch.ones(1, 4, 1, 4, 8)], 1), atol=1e-5)
+    assert torch.allclose(e["scail_pose"], torch.cat([pose_latent, torch.ones(1, 4, 3, 2, 4)], 1), atol=1e-5)
+    assert torch.equal(e["scail_sam"], driving) and torch.equal(e["scail_ref_mask"], ref_mask)
+    latent = out["latent"]
+    assert torch.allclose(latent.samples[:, :, :2], prev[:, :, :2], atol=1e-5) and not latent.samples[:, :, 2:].any()
+    assert latent.mask[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 1.0] and out["offset"] == offset + 9
+    assert out["positive"].meta["scail_replacement"] is True
+
+
+@pytest.mark.parametrize("template", ["video_wan21_scail2_character_replacement.json"])
+def test_imported_template_runs_the_base_clip_and_its_extension(scail, template, tmp_path):
+    """ComfyUI's SCAIL-2 character replacement template, imported (every node mapped) and run on tiny files: SAM 3
+    tracks the prompt's "human" in the driving video and the reference, mask.scail_colors paints them,
+    condition.wan_scail conditions a base clip of 9 frames and an extension from frame 4 holding the base clip's last
+    5; the extension's first 5 frames dropped, colour-matched to the base clip's last frame and joined to it: 13
+    frames. (The template's chunks are 81 frames from 76; here 9 from 4, as its arithmetic gives for 9.)"""
+    import imageio.v3 as iio
+    from PIL import Image
+
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.clip import Clip
+    from nodes.io.video_write import write_video
+    path, _, _ = scail
+    result = import_workflow(TEMPLATES / template)
+    assert not [e.class_type for e in result.report.entries.values() if e.status == "unmapped"]
+    g = np.random.default_rng(0)
+    base = (g.random((32, 64, 3)) * 255).astype(np.uint8)
+    write_video(Clip.from_array(np.stack([np.roll(base, 2 * i, axis=1) for i in range(13)]), fps=8),
+                str(tmp_path / "drive.mkv"), codec="ffv1")
+    Image.fromarray((g.random((40, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "me.png")
+    graph = result.graph
+    on_tiny_files(graph, {"load.diffusion_model": path.name, "load.vae": "wan_tiny_vae.safetensors",
+                          "load.text_encoder": "umt5_tiny_fp16.safetensors",
+                          "load.clip_vision": "clip_vision_tiny.safetensors"},
+                  tmp_path / "none.wav", tmp_path / "me.png", tmp_path / "out.mp4")
+    chunks = 0
+    for n in graph.nodes.values():
+        if n.type == "io.load_video":
+            n.params["path"] = str(tmp_path / "drive.mkv")
+        elif n.type in ("video.scale", "condition.wan_scail"):
+            n.params.update(width=64, height=32)
+        elif n.type == "mask.segment":
+            n.params["threshold"] = 0.0             # random weights: whatever the tiny SAM 3 finds
+        elif n.type == "video.trim" and n.params.get("count") == 81:
+            n.params.update(start=4 * chunks and 4, count=9)      # the chunks: frames 0..8, then 4..12
+            chunks += 1
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / f"{n.id}.mp4")
+    assert chunks == 2
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    samples = [res.outputs[n.id]["latent"] for n in graph.nodes.values() if n.type == "generate.sample"]
+    assert [s.samples.shape for s in samples] == [(1, 16, 3, 4, 8)] * 2
+    assert samples[1].mask is not None and samples[1].mask[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 1.0]
+    assert iio.imread(tmp_path / "save_video_202.mp4").shape == (9, 32, 64, 3)       # the base clip
+    assert iio.imread(tmp_path / "save_video_271.mp4").shape == (13, 32, 64, 3)      # with the extension

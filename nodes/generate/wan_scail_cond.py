@@ -22,8 +22,6 @@ from nodes.generate.latent import Conditioning
 PALETTE = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0))
 ON = 225.0 / 255.0
 SORTS = ("none", "left_to_right", "area")
-ONE_PASS = ("condition.wan_scail's inputs are read by SCAIL models; this model is {family}'s: load a SCAIL "
-            "transformer (wan2.1_14B_SCAIL*.safetensors) with the Wan 2.1 VAE")
 
 
 def fit(frames: torch.Tensor, width: int, height: int, mode: str) -> torch.Tensor:
@@ -90,10 +88,6 @@ def mask_channels(rgb: torch.Tensor) -> torch.Tensor:
     return padded.reshape(frames, 28, h, w).movedim(1, 0)[None]
 
 
-def _rgb01(clip, start: int, stop: int) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(clip.frames(start, stop)[..., :3])).float() / 255.0
-
-
 def _picture(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(image)[..., :3])).float()[None] / 255.0
 
@@ -106,7 +100,7 @@ def scail_condition(vae, positive: Conditioning, negative: Optional[Conditioning
     """positive / negative carrying SCAIL's inputs, the latent to sample (its first frames held from `previous`'s
     last `previous_count` when given) and the driving video's frame where the next clip starts (`offset`), as
     ComfyUI's WanSCAILToVideo makes them."""
-    from nodes.generate.wan_animate import AnimateClip
+    from nodes.generate.wan_animate import AnimateClip, _rgb01
     if vae.family != "wan":
         raise NodeError(f"condition.wan_scail is for SCAIL models; this VAE is {vae.family}'s. Connect the Wan 2.1 "
                         "VAE (wan_2.1_vae.safetensors or Wan2_1_VAE_bf16.safetensors)")
