@@ -175,6 +175,9 @@ def test_the_file_loads_as_scail2_and_predicts_as_comfyuis_model(scail):
         bare = forward(model, x, t, text, clip, ref)
         assert torch.allclose(bare, _reference(sd, x, t, text, clip, ref), atol=2e-4)
     assert (bare - got).abs().max() > 1e-2          # the pose moves it
+    from nodes.generate.adapters.wan import WanAdapter
+    with pytest.raises(NodeError, match="through condition.wan_scail"):     # made for another Wan model
+        WanAdapter().forward(handle, x[:, :16], t, {"encoder_hidden_states": text, "concat": x[:, :4]})
     with pytest.raises(NodeError, match="divisible by 32"):
         forward(model, x, t, text, clip, ref, pose[:, :, :, :, :3])
 
@@ -375,3 +378,15 @@ def test_imported_template_runs_the_base_clip_and_its_extension(scail, template,
     assert samples[1].mask is not None and samples[1].mask[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 1.0]
     assert iio.imread(tmp_path / "save_video_202.mp4").shape == (9, 32, 64, 3)       # the base clip
     assert iio.imread(tmp_path / "save_video_271.mp4").shape == (13, 32, 64, 3)      # with the extension
+
+
+def test_a_negative_start_counts_back_from_the_end():
+    """video.trim's negative start, as ComfyUI's ImageFromBatch takes batch_index -1 (the template's colour reference:
+    the base clip's last frame): counted back from the end, before the clip's start its first frame."""
+    from graph_engine.clip import Clip
+    from nodes.video.nodes import trim
+    frames = np.arange(5, dtype=np.uint8).repeat(12).reshape(5, 2, 2, 3)
+    clip = Clip.from_array(frames)
+    assert trim(None, clip, -1, 1).frames(0, 1)[0, 0, 0, 0] == 4
+    assert [f[0, 0, 0] for f in trim(None, clip, -3, 0).frames(0, 3)] == [2, 3, 4]
+    assert trim(None, clip, -9, 2).frames(0, 2)[:, 0, 0, 0].tolist() == [0, 1]

@@ -42,7 +42,8 @@ class Segmentation:
             except Approx as a:
                 params[param] = a.value
                 notes.append(a.note)
-        for port in ("bboxes",) + (("positive_coords", "negative_coords") if rule.node == "mask.segment" else ()):
+        for port in ("bboxes", "initial_mask") + (("positive_coords", "negative_coords")
+                                                  if rule.node == "mask.segment" else ()):
             if isinstance(cn.inputs.get(port), Ref):
                 notes.append(f"{port} is not carried: {rule.node} finds objects from the "
                              f"{'text prompt' if rule.node == 'mask.segment' else 'points'}")
