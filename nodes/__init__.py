@@ -28,6 +28,7 @@ NODE_MODULES = [
     "nodes.generate.seedvr2_nodes",
     "nodes.generate.unclip_nodes",
     "nodes.generate.split_nodes",
+    "nodes.generate.trellis2_nodes",
     "nodes.generate.vace_nodes",
     "nodes.generate.void_nodes",
     "nodes.generate.wan_animate_nodes",

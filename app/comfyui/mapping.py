@@ -1065,6 +1065,12 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeHunyuan3D": Rule("decode.hunyuan3d", ("num_chunks", "octree_resolution"),
                                (P("num_chunks", "num_chunks"), P("octree_resolution", "resolution")),
                                {"samples": "latent", "vae": "vae"}, ("voxel",)),
+    # TRELLIS.2 / Pixal3D's structure stage (comfy_extras/nodes_trellis2.py): the empty 16^3 latent, and the shape
+    # VAE's structure decoder's occupancy as a VOXEL grid
+    "EmptyTrellis2LatentStructure": Rule("latent.empty_trellis2_structure", ("batch_size",),
+                                         (P("batch_size", "batch"),), outputs=("latent",)),
+    "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
+                                       {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
     "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
                              outputs=("style_model",)),
@@ -1623,11 +1629,11 @@ RULES: Dict[str, Rule] = {
     # model tweaks
     # which attention kernel ComfyUI runs the model with: Kinograph's loaders choose their own, so the model passes on
     "ModelAttentionBackend": Rule(None, ("attention",), (P("attention", "attention", attention_backend),),
-                                  {"model": "model"}, ("model",), fold=True, special="model_through"),
+                                  {"model": "model"}, ("model",), fold=True, special="through"),
     # Qwen-Image 2.1's cache of what every step attends to alike (the prompt's and pictures' keys and values):
     # where ComfyUI keeps it changes speed, not the picture; a quantized one changes the picture a little
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
-                             {"model": "model"}, ("model",), fold=True, special="model_through"),
+                             {"model": "model"}, ("model",), fold=True, special="through"),
     # HiDream-O1's noise scale (the first noise and the stochastic samplers' fresh noise at this many times unit)
     "ModelNoiseScale": Rule("model.noise_scale", ("noise_scale",), (P("noise_scale", "noise_scale"),),
                             {"model": "model"}, ("model",)),
@@ -1644,7 +1650,7 @@ RULES: Dict[str, Rule] = {
     # a faster attention for long sequences; FastVideo's FastH3 (vsa) was distilled to attend through it, with a
     # coarse branch (to_gate_compress) its blocks add: Kinograph attends densely and without that branch, as
     # ComfyUI's MiniMax H3 model does without this node
-    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="model_through",
+    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="through",
                                  note="attention is dense here: the model attends to every token (ComfyUI: each block "
                                       "of queries to a chosen few blocks of keys), and FastH3's VSA coarse branch "
                                       "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
@@ -1898,6 +1904,15 @@ RULES: Dict[str, Rule] = {
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
                     {"mesh": "mesh"}, ignore={"viewer": None}),
+    # a MESH as a file value for ComfyUI's 3-D savers and viewers; Kinograph's writers and viewer read the mesh
+    "MeshToFile3D": Rule(None, (), (), {"mesh": "mesh"}, ("mesh",), fold=True, special="through"),
+    "GetMeshInfo": Rule(None, (), (), {"mesh": "mesh"}, ("mesh", None), fold=True, special="through",
+                        note="the counts show in Kinograph's viewer (a mesh's summary); its info text is not a "
+                             "value here"),
+    # the second widget is the frontend's 3-D viewer state, width and height its viewport's: nothing saved reads them
+    "Save3DAdvanced": Rule("io.save_glb", ("filename_prefix", "viewport_state", "width", "height"),
+                           (P("filename_prefix", "path", out_path(".glb")),), {"model_3d": "mesh"},
+                           ignore={"viewport_state": None, "width": None, "height": None}),
     "Preview3D": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
                                             "triangle counts)"),
     "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
