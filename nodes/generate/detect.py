@@ -594,6 +594,9 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
     elif k.any("music_projection.weight"):
         kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
+    elif k.any("patch_embedding_pose.weight"):
+        # SCAIL (zai-org, on Wan 2.1 i2v): a pose video's patch embedding; SCAIL-2 also its colour masks'
+        kind = "scail2" if k.any("patch_embedding_mask.weight") else "scail"
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
