@@ -629,6 +629,9 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
     elif k.any("music_projection.weight"):
         kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
+    elif k.any("patch_embedding_pose.weight"):
+        # SCAIL (zai-org, on Wan 2.1 i2v): a pose video's patch embedding; SCAIL-2 also its colour masks'
+        kind = "scail2" if k.any("patch_embedding_mask.weight") else "scail"
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -1679,9 +1682,19 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
                      why="latent_in / cond_in" if variant != "2.1" else "x_embedder / t_embedder / blocks.N.attn2")
 
 
+def _trellis2(k: Keys) -> Optional[Detection]:
+    """TRELLIS.2's VAE files as ComfyUI holds them (Comfy-Org/Pixal3D's vae/): the shape VAE holds the structure
+    decoder under struct_dec. and the mesh decoder under shape_dec.; the texture VAE its decoder under txt_dec."""
+    if k.has("struct_dec.input_layer.weight"):
+        return Detection("vae", "trellis2", "shape", why="struct_dec / shape_dec (TRELLIS.2's shape VAE)")
+    if k.has("txt_dec.from_latent.weight"):
+        return Detection("vae", "trellis2", "texture", why="txt_dec (TRELLIS.2's texture VAE)")
+    return None
+
+
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _trellis2, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 
