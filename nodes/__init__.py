@@ -33,6 +33,7 @@ NODE_MODULES = [
     "nodes.generate.void_nodes",
     "nodes.generate.wan_animate_nodes",
     "nodes.generate.wan_dancer_nodes",
+    "nodes.generate.wan_scail_nodes",
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
     "nodes.lines.nodes",

@@ -156,6 +156,23 @@ def sampler_name(v):
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
+def colour_method(v):
+    """ColorTransfer's method as color.match's (mkl_lab is refused by its special)"""
+    return {"reinhard_lab": "reinhard"}.get(v, v)
+
+
+def colour_spread(v):
+    """ColorTransfer's source_stats: per_frame matches each frame, uniform pools the clip's statistics"""
+    return {"per_frame": "frame", "uniform": "clip"}.get(v, v)
+
+
+def unit_strength(v):
+    if float(v) > 1.0:
+        raise Approx(1.0, f"strength {v} (past the match) is held at 1: color.match blends between the frame and "
+                          "the matched one")
+    return float(v)
+
+
 def ancestral_eta(v):
     """SamplerEulerAncestral's eta as the sampler it makes."""
     if float(v) == 0:
@@ -322,12 +339,15 @@ def wrapper_t5(v):
 
 
 def gguf_text_encoder(v):
-    """the file as it is (city96's T5 / umT5 encoder GGUFs are read); another .gguf text encoder is named"""
-    name = str(v).lower()
-    if name.endswith(".gguf") and "t5" not in name:
-        raise Approx(v, f"{v} is a GGUF text encoder in llama.cpp's tensor names; Kinograph reads those of T5 and "
-                        "umT5 only (t5-v1_1-xxl-encoder-*.gguf, umt5-xxl-encoder-*.gguf): put the encoder's "
-                        "safetensors file in text_encoders/ and name it here")
+    """the file as it is (llama.cpp's T5 / umT5 encoders and Llama / Mistral / Qwen2.5-VL / Qwen3 / Gemma 2-3 language
+    models are read); a GGUF of another architecture is named"""
+    name = str(v).lower().replace("_", "-")
+    # llama.cpp architectures Kinograph reads in safetensors form only (gguf_names.LLM_ARCHS lists those it reads)
+    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss", "mmproj")
+    if name.endswith(".gguf") and any(u in name for u in unread):
+        raise Approx(v, f"{v} is a GGUF of a language model Kinograph reads in safetensors form only (as GGUF it reads "
+                        "T5, umT5, Llama, Mistral, Qwen2.5-VL, Qwen3 and Gemma 2 / 3): put the encoder's safetensors "
+                        "file in text_encoders/ and name it here")
     return v
 
 
@@ -590,9 +610,18 @@ SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SA
              "as it goes)")
 
 
+SAM3_TRACK_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory (Hugging "
+                   "Face's SAM 3; ComfyUI runs SAM 3.1's multiplexed tracker), its max_objects most confident objects "
+                   "in one mask (ComfyUI's track keeps each object apart)")
+
+
 SAM3_POINTS_NOTE = ("with points and no text prompt it is mask.track_points on SAM 3's folder: SAM 3's tracker "
                     "finds the object under them on the first frame and tracks it with its memory; ComfyUI's node "
                     "segments at the same pixels in each frame alone")
+
+
+SCAIL_MASK_NOTE = ("each track is mask.segment's one mask of every object it follows, painted as one person (the "
+                   "palette's first colour): ComfyUI's SAM 3.1 tracker keeps each person apart, a colour each")
 
 
 def sam3_folder(v):
@@ -1469,6 +1498,28 @@ RULES: Dict[str, Rule] = {
                                ("positive", "negative", "latent", None, "trim_image", "offset"), special="wan_animate",
                                ignore={"batch_size": 1},
                                note="pictures fitted by a centre crop and a bilinear resize (ComfyUI: area)"),
+    # SCAIL / SCAIL-2 (comfy_extras/nodes_scail.py): optional inputs (replacement_mode) come after the required
+    # widgets in a workflow's widgets_values
+    "WanSCAILToVideo": Rule("condition.wan_scail", ("width", "height", "length", "batch_size", "pose_strength",
+                                                    "pose_start", "pose_end", "video_frame_offset",
+                                                    "previous_frame_count", "replacement_mode"),
+                            LATENT_SIZE + (P("length", "frames"), P("pose_strength", "pose_strength"),
+                                           P("pose_start", "pose_start"), P("pose_end", "pose_end"),
+                                           P("video_frame_offset", "offset"),
+                                           P("previous_frame_count", "previous_count"),
+                                           P("replacement_mode", "replacement")),
+                            {"positive": "positive", "negative": "negative", "vae": "vae",
+                             "reference_image": "reference", "pose_video": "pose", "pose_video_mask": "pose_mask",
+                             "reference_image_mask": "reference_mask", "clip_vision_output": "image_embeds",
+                             "previous_frames": "previous"},
+                            ("positive", "negative", "latent", "offset"), ignore={"batch_size": 1},
+                            note="one reference picture (ComfyUI also takes a batch of extra views)"),
+    "SCAIL2ColoredMask": Rule("mask.scail_colors", ("object_indices", "sort_by", "replacement_mode"),
+                              (P("object_indices", "indices"), P("sort_by", "sort_by"),
+                               P("replacement_mode", "replacement")),
+                              {"driving_track_data": "driving", "ref_track_data": "reference"},
+                              ("pose_mask", "reference_mask"),
+                              note=SCAIL_MASK_NOTE),
     "WanAnimate2Cache": Rule(None, ("device", "dtype"), (), {"model": "model"}, special="animate2_cache",
                              note="the model passes on: ComfyUI's cache of the pose branch saves time (its int8 / "
                                   "int4 storage rounds what it keeps), Kinograph reruns the branch each step"),
@@ -2167,6 +2218,9 @@ RULES: Dict[str, Rule] = {
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
                         fixed={"objects": 1},
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
+    "SAM3_VideoTrack": Rule("mask.segment", ("detection_threshold", "max_objects", "detect_interval"),
+                            (P("detection_threshold", "threshold"), P("max_objects", "objects")), {"images": "video"},
+                            ("mask",), special="sam3_detect", ignore={"detect_interval": 1}, note=SAM3_TRACK_NOTE),
     # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points
     # fold into mask.track_points
     "DownloadAndLoadSAM2Model": Rule(None, ("model", "segmentor", "device", "precision"),
@@ -2268,6 +2322,12 @@ RULES: Dict[str, Rule] = {
                                                               (("x", 0), ("y", 0), ("width", 512), ("height", 512))),
                         {"image": "video"}, ("video",)),
     # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
+    "ColorTransfer": Rule("color.match", ("method", "source_stats", "strength"),
+                          (P("method", "method", colour_method), P("source_stats", "spread", colour_spread),
+                           P("strength", "strength", unit_strength)),
+                          {"image_target": "video", "image_ref": "reference"}, ("video",), special="color_transfer",
+                          note="Lab statistics of a copy 256 pixels wide, the frames rounded to 8 bits (ComfyUI: "
+                               "kornia's Lab at full size, in float)"),
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
     "RebatchImages": Rule(None, ("batch_size", "overlap", "merge_overlap_mode"), fold=True, special="rebatch"),
     "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),

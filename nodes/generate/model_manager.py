@@ -810,6 +810,10 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("animate2"):
         return True, ("load.diffusion_model: Wan Animate 2, a character from a reference image moved as a driving "
                       "video moves (condition.wan_animate2)")
+    if det.family == "wan" and det.variant.startswith("scail"):
+        return True, ("load.diffusion_model: SCAIL" + ("-2" if det.variant.startswith("scail2") else "") +
+                      ", a character from a reference image moved as a pose video moves, or put in its person's "
+                      "place (condition.wan_scail)")
     if det.family == "wan" and det.variant.startswith("dancer"):
         return True, ("load.diffusion_model: WanDancer, a picture dancing to music (condition.wan_dancer; its global "
                       "file draws a song's key frames, its local file the frames between them)")
