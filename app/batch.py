@@ -443,14 +443,19 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
     from graph_engine.api import Session
     session = Session(device=args.device)
     with cancel_on_interrupt(CancelToken(), report.note) as cancel:
-        for job, payload in zip(jobs, payloads):
-            if cancel.cancelled:
-                break
-            report.began(job)
-            out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
-            if out["cancelled"]:
-                break
-            report.finished(job, out)
+        try:
+            for job, payload in zip(jobs, payloads):
+                if cancel.cancelled:
+                    break
+                report.began(job)
+                out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
+                if out["cancelled"]:
+                    break
+                report.finished(job, out)
+        except KeyboardInterrupt:
+            # The second Ctrl-C or SIGTERM stops the job at once; the summary, batch.log's record of the cases
+            # not run and --json's batch_finished still follow (they were lost with the exception).
+            cancel.cancel()
     return cancel.cancelled
 
 

@@ -1,0 +1,60 @@
+"""A studio's overnight batch, probed as a technical director would: interrupted twice, common overrides for
+every job, output names a script or a typist gets slightly wrong, and the Python API rendering the batch's
+workflow. Tiny test-pattern graphs, no model weights, no Ray."""
+import json
+import os
+import signal
+import textwrap
+
+import av
+
+import app.batch as batch
+from app.cli import main
+
+SHOT = """\
+kinograph: 1
+nodes:
+  pattern:
+    type: generate.test_pattern
+    params: {frames: 2, width: 16, height: 16, fps: 8.0}
+  save:
+    type: io.save_video
+    inputs: {video: pattern.video}
+    params: {path: "%s"}
+"""
+
+
+def write(folder, name, text):
+    p = folder / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def frames_in(path):
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_a_second_ctrl_c_still_ends_the_batch_with_its_summary_and_log(tmp_path, monkeypatch, capsys):
+    """The second Ctrl-C (or SIGTERM) of a local batch 'stops at once': it raised out of the batch, so the night's
+    table, the retry line and batch.log's record of the cases not run were never written, and --json ended with
+    a bare {"cancelled": true} without `not_run` or `retry`. It still stops at once, and the summary follows."""
+    def interrupted_twice(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)     # cancels
+        os.kill(os.getpid(), signal.SIGINT)     # stops at once
+        raise AssertionError("the second signal did not stop the job")
+
+    monkeypatch.setattr(batch, "run_job", interrupted_twice)
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4")
+    sweep = write(tmp_path, "s.yaml", "grid: {pattern.frames: [2, 3, 4]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 130
+    out = capsys.readouterr().out
+    assert "0 of 3 jobs ok" in out and "--only 1,2,3" in out
+    log = (tmp_path / "logs" / "wf.s" / "batch.log").read_text()
+    assert "not run (the batch was stopped before they finished): cases 1, 2, 3" in log
+
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--json"]) == 130
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["event"] == "batch_finished" and last["cancelled"] is True
+    assert last["not_run"] == [1, 2, 3] and "--only 1,2,3" in last["retry"]
