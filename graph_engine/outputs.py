@@ -225,7 +225,8 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
                    f"or in the editor)")
             continue
         overwrite = wf.graph.nodes[nid].params.get("overwrite", False) is True
-        why = None if os.path.isdir(path) else refusal(path, overwrite)
+        # A frames folder's own files are judged as it fills them; a folder at a file's name stops the writer.
+        why = None if os.path.isdir(path) and specs[nid].params[name].folder else refusal(path, overwrite)
         why = why or _unwritable(path)
         if why:
             refuse(f"cannot be written: {why}")

@@ -7,6 +7,7 @@ import signal
 import textwrap
 
 import av
+import pytest
 
 import app.batch as batch
 from app.cli import main
@@ -58,3 +59,27 @@ def test_a_second_ctrl_c_still_ends_the_batch_with_its_summary_and_log(tmp_path,
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["event"] == "batch_finished" and last["cancelled"] is True
     assert last["not_run"] == [1, 2, 3] and "--only 1,2,3" in last["retry"]
+
+
+@pytest.mark.parametrize("node,path", [("io.save_video", ""), ("io.save_video", "   "), ("io.save_frames", "")])
+def test_an_empty_output_path_is_refused_before_anything_runs(tmp_path, capsys, node, path):
+    """`--set save.path=` (a wrapper's variable left empty) passed validate: every node before the writer ran (a
+    night's sampling) and it failed with '. is a folder; give a file name', exit 1."""
+    wf = write(tmp_path, "wf.yaml", (SHOT % "out/clip.mp4").replace("io.save_video", node))
+    assert main(["validate", str(wf), "--set", f"save.path={path}"]) == 2
+    assert main(["run", str(wf), "--set", f"save.path={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "node save: path is empty" in err and "is a folder" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_where_a_video_is_named_is_refused_before_anything_runs(tmp_path, capsys):
+    """A folder at the video's name (out/shot.mp4/ made by a script, or a frames folder of that name) passed
+    validate and failed at the writer once everything before it had run."""
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/shot.mp4")
+    (tmp_path / "out" / "shot.mp4").mkdir(parents=True)
+    assert main(["run", str(wf)]) == 2
+    assert "shot.mp4 is a folder; give a file name" in capsys.readouterr().err
+    # io.save_frames fills a folder: one there already is its place, not a problem
+    frames = write(tmp_path, "frames.yaml", (SHOT % "out/shot.mp4").replace("io.save_video", "io.save_frames"))
+    assert main(["validate", str(frames)]) == 0
