@@ -408,7 +408,7 @@ def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
         if job.case.number in refused:
             continue
         for out in job.outputs:
-            earlier = first.setdefault(out, job)
+            earlier = first.setdefault(out.casefold(), job)     # one file where letter case is not told apart
             if earlier is not job:
                 param = job.written_by[out]
                 refused.setdefault(job.case.number, []).append(Problem(

@@ -321,7 +321,9 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
         paths = expand_all(key, per_case)
         if paths is None:
             continue
-        if len(sweep.cases) > 1 and len(set(paths.values())) < len(paths):
+        # Names that differ only in letter case (out/Shot.mp4, out/shot.mp4) are one file on Windows and macOS,
+        # and on the shares a farm writes to: there one case's render took the other's place.
+        if len(sweep.cases) > 1 and len({p.casefold() for p in paths.values()}) < len(paths):
             per_case = {n: _with_case(t) for n, t in per_case.items()}
             paths = expand_all(key, per_case)
             notes.append(f"{key[0]}.{key[1]} would be the same file for several cases; added _{{case}}: "

@@ -11,6 +11,9 @@ import pytest
 
 import app.batch as batch
 from app.cli import main
+from app.sweep import load_sweep, plan_jobs
+from graph_engine.api import load_workflow
+from graph_engine.registry import default_registry
 
 SHOT = """\
 kinograph: 1
@@ -83,3 +86,24 @@ def test_a_folder_where_a_video_is_named_is_refused_before_anything_runs(tmp_pat
     # io.save_frames fills a folder: one there already is its place, not a problem
     frames = write(tmp_path, "frames.yaml", (SHOT % "out/shot.mp4").replace("io.save_video", "io.save_frames"))
     assert main(["validate", str(frames)]) == 0
+
+
+def test_sweep_outputs_differing_only_in_letter_case_are_numbered(tmp_path):
+    """out/Shot.mp4 and out/shot.mp4 are one file on Windows and macOS: the second case's render took the
+    first's place (the first kept only as an unnamed take) and --skip-done judged both by one file. Names that
+    differ only in case get the case number, as identical ones do."""
+    wf = load_workflow(write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4"))
+    sweep = load_sweep(write(tmp_path, "s.yaml", "cases:\n  - {save.path: out/Shot.mp4}\n"
+                                                 "  - {save.path: out/shot.mp4}\n"), wf, default_registry())
+    jobs, notes = plan_jobs(wf, sweep, sweep.cases, default_registry())
+    assert [os.path.basename(j.outputs[0]) for j in jobs] == ["Shot_1.mp4", "shot_2.mp4"]
+    assert any("same file for several cases" in n for n in notes)
+
+
+def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_first(tmp_path, capsys):
+    a = write(tmp_path, "a.yaml", SHOT % "out/Shot.mp4")
+    b = write(tmp_path, "b.yaml", SHOT % "out/shot.mp4")
+    assert main(["batch", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "as case 1" in out and "give each workflow its own output path" in out
+    assert sorted(os.listdir(tmp_path / "out")) == ["Shot.mp4"]
