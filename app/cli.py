@@ -447,11 +447,11 @@ def _say_nothing_kept(wf, note) -> None:
 
 def _apply_sets(sets: List[str], wf) -> None:
     """The --set overrides, then the output paths' {NODE.PARAM} placeholders filled from the result, as a
-    batch fills them (app.sweep.fill_placeholders)."""
+    batch fills them (graph_engine.placeholders)."""
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
     from graph_engine.validate import apply_overrides
-    from .sweep import fill_placeholders
+    from graph_engine.placeholders import fill_placeholders
     reg = default_registry()
     problems = apply_overrides(wf, sets, reg)
     if problems:

@@ -12,7 +12,7 @@ import pytest
 import app.batch as batch
 from app.cli import main
 from app.sweep import load_sweep, plan_jobs
-from graph_engine.api import load_workflow
+from graph_engine.api import Session, load_workflow
 from graph_engine.registry import default_registry
 
 SHOT = """\
@@ -98,6 +98,20 @@ def test_sweep_outputs_differing_only_in_letter_case_are_numbered(tmp_path):
     jobs, notes = plan_jobs(wf, sweep, sweep.cases, default_registry())
     assert [os.path.basename(j.outputs[0]) for j in jobs] == ["Shot_1.mp4", "shot_2.mp4"]
     assert any("same file for several cases" in n for n in notes)
+
+
+def test_session_fills_output_placeholders_for_each_run(tmp_path):
+    """`kinograph run` fills an output path's {NODE.PARAM} (a batch workflow rendered alone); Session.run wrote a
+    file literally named 'clip_{pattern.frames}.mp4', each run replacing the one before. Filled for each run
+    from that run's values; the workflow keeps its template, so the next run's values name the next file."""
+    wf = load_workflow(write(tmp_path, "wf.yaml", SHOT % "out/clip_{pattern.frames}.mp4"))
+    session = Session()
+    for frames in (2, 3):
+        result = session.run(wf, overrides={"pattern.frames": frames})
+        assert result.ok and result.results["save"]["path"] == str(tmp_path / "out" / f"clip_{frames}.mp4")
+        assert frames_in(tmp_path / "out" / f"clip_{frames}.mp4") == frames
+    assert wf.graph.nodes["save"].params["path"] == "out/clip_{pattern.frames}.mp4"
+    assert not (tmp_path / "out" / "takes").exists()
 
 
 def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_first(tmp_path, capsys):
