@@ -337,18 +337,30 @@ def _expand_patterns(given: List[str]) -> Tuple[List[str], Dict[str, str]]:
 def _sweep_jobs(args, registry, unmatched):
     """The jobs of one workflow's sweep, and the problems of those that cannot run (case -> problems). A
     mistake in the workflow or the sweep file raises: it is every case's."""
-    from graph_engine.api import load_workflow
     from graph_engine.workflow import Problem
     from .sweep import load_sweep, plan_jobs, select_cases
     path = args.workflow[0]
     if path in unmatched:
         raise WorkflowError([Problem(path, 0, None, unmatched[path])])
     _refuse_comfyui(path)
-    wf = load_workflow(path)
+    wf = _load_with_sets(args, path, registry)
     sweep = load_sweep(args.sweep, wf, registry)
     jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
     refused = {j.case.number: problems for j in jobs for problems in [_problems(args, j.workflow, registry)] if problems}
     return jobs, refused, notes, {}
+
+
+def _load_with_sets(args, path: str, registry):
+    """The workflow with the command's --set applied: the change every job of a night shares (final quality after
+    the previews) had to be copied into each case of the sweep, or into a copy of each workflow. Checked after
+    them, as `kinograph run` checks, since a --set may mend what the file has wrong."""
+    from graph_engine.api import load_workflow
+    from graph_engine.validate import apply_overrides
+    wf = load_workflow(path, check=not args.set)
+    problems = apply_overrides(wf, args.set, registry)
+    if problems:
+        raise WorkflowError(problems)
+    return wf
 
 
 def _problems(args, wf, registry, written=()) -> list:
@@ -363,7 +375,6 @@ def _problems(args, wf, registry, written=()) -> list:
 def _file_jobs(args, registry, unmatched):
     """One job per workflow file, numbered from 1 in the order given (what --only takes); a file that does
     not load or would not run is a job that failed, with its problems."""
-    from graph_engine.api import load_workflow
     from graph_engine.errors import KinographError
     from graph_engine.workflow import Problem
     from .sweep import Case, Job, Sweep, plan_jobs, select_cases
@@ -377,7 +388,7 @@ def _file_jobs(args, registry, unmatched):
             if path in unmatched:
                 raise WorkflowError([Problem(path, 0, None, unmatched[path])])
             _refuse_comfyui(path)
-            wf = load_workflow(path)
+            wf = _load_with_sets(args, path, registry)
             [job], said = plan_jobs(wf, Sweep(Path(path), [case]), [case], registry)
             job.label = given.label(case)
             problems = _problems(args, job.workflow, registry, written)
@@ -436,7 +447,7 @@ def _same_flags(args) -> List[str]:
         if value:
             out += [flag, str(value)]
     return out + (["--allow-outside"] if args.allow_outside else []) + (["--skip-done"] if args.skip_done else []) \
-        + (["--replace"] if args.replace else [])
+        + (["--replace"] if args.replace else []) + [a for value in args.set for a in ("--set", value)]
 
 
 def _run_here(args, jobs, payloads, report: Report) -> bool:

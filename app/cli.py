@@ -136,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--sweep", metavar="SWEEP.yaml",
                    help="the cases: 'grid:' (every combination) and/or 'cases:' lists of NODE.PARAM: value; "
                         "output paths may hold {case} and {NODE.PARAM} (see docs/ray.md)")
+    b.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a parameter in every job, as for run (a sweep case's own value wins); repeat "
+                        "for several")
     b.add_argument("--ray", metavar="ADDRESS", help="'local' or a cluster address; without it jobs run here")
     b.add_argument("--jobs", type=_count, default=0, help="concurrent jobs (Ray)")
     b.add_argument("--json", action="store_true", help="JSON lines on stdout: batch_started, job_finished per case, batch_finished")

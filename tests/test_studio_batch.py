@@ -114,6 +114,35 @@ def test_session_fills_output_placeholders_for_each_run(tmp_path):
     assert not (tmp_path / "out" / "takes").exists()
 
 
+def test_batch_set_overrides_every_job_and_its_retry_keeps_it(tmp_path, capsys):
+    """A night's sweep at final quality after the afternoon's previews: the change common to every case had to be
+    copied into each case of the sweep or into a copy of the workflow (`batch` had no --set). --set applies to
+    every job, before the sweep's own values (a case setting the same parameter wins), and the printed retry
+    command carries it."""
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip_{case}.mp4")
+    sweep = write(tmp_path, "s.yaml", "cases:\n  - {pattern.width: 16}\n  - {pattern.frames: 5}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--set", "pattern.frames=4"]) == 0
+    assert [frames_in(tmp_path / "out" / f"clip_{n}.mp4") for n in (1, 2)] == [4, 5]
+    # every workflow of a batch of files, and a wrong --set is the command's mistake: nothing runs
+    other = write(tmp_path / "b", "other.yaml", SHOT % "out/other.mp4")
+    capsys.readouterr()
+    assert main(["batch", str(other), "--set", "pattern.frames=3"]) == 0
+    assert frames_in(tmp_path / "b" / "out" / "other.mp4") == 3
+    assert main(["batch", str(other), "--set", "pattern.frams=3"]) == 2
+    assert "has no parameter 'frams'" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "out" / "takes").exists()
+
+
+def test_batch_retry_line_carries_set(tmp_path, capsys):
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip_{case}.mp4")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "clip_2.mp4").write_text("the user's own file")       # case 2 fails, not run
+    sweep = write(tmp_path, "s.yaml", "grid: {pattern.width: [16, 32]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--set", "pattern.frames=3"]) == 1
+    out = capsys.readouterr().out
+    assert "--set pattern.frames=3 --only 2" in out
+
+
 def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_first(tmp_path, capsys):
     a = write(tmp_path, "a.yaml", SHOT % "out/Shot.mp4")
     b = write(tmp_path, "b.yaml", SHOT % "out/shot.mp4")
