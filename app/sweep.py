@@ -239,9 +239,11 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
         paths = expand_all(key, per_case)
         if paths is None:
             continue
-        # Names that differ only in letter case (out/Shot.mp4, out/shot.mp4) are one file on Windows and macOS,
-        # and on the shares a farm writes to: there one case's render took the other's place.
-        if len(sweep.cases) > 1 and len({p.casefold() for p in paths.values()}) < len(paths):
+        # One file named differently is one file: out\\shot.mp4 (typed on Windows) and ./out/shot.mp4 are
+        # out/shot.mp4, and names that differ only in letter case are one on Windows, macOS and a farm's shares.
+        # Told apart as text, one case's render took the other's place.
+        if len(sweep.cases) > 1 and len({resolve_path(p, variants[n].base_dir).casefold()
+                                         for n, p in paths.items()}) < len(paths):
             per_case = {n: _with_case(t) for n, t in per_case.items()}
             paths = expand_all(key, per_case)
             notes.append(f"{key[0]}.{key[1]} would be the same file for several cases; added _{{case}}: "

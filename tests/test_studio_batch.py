@@ -88,15 +88,20 @@ def test_a_folder_where_a_video_is_named_is_refused_before_anything_runs(tmp_pat
     assert main(["validate", str(frames)]) == 0
 
 
-def test_sweep_outputs_differing_only_in_letter_case_are_numbered(tmp_path):
-    """out/Shot.mp4 and out/shot.mp4 are one file on Windows and macOS: the second case's render took the
-    first's place (the first kept only as an unnamed take) and --skip-done judged both by one file. Names that
-    differ only in case get the case number, as identical ones do."""
+@pytest.mark.parametrize("first,second", [("out/Shot.mp4", "out/shot.mp4"), ("out\\\\shot.mp4", "out/shot.mp4"),
+                                          ("./out/shot.mp4", "out/shot.mp4")])
+def test_sweep_outputs_naming_one_file_differently_are_numbered(tmp_path, first, second):
+    """out/Shot.mp4 and out/shot.mp4 are one file on Windows and macOS; out\\shot.mp4 (a case typed on Windows)
+    and ./out/shot.mp4 are out/shot.mp4 everywhere Kinograph runs. Told apart as text, the second case's render
+    took the first's place (the first kept only as an unnamed take) and --skip-done judged both by one file.
+    They get the case number, as identical names do."""
     wf = load_workflow(write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4"))
-    sweep = load_sweep(write(tmp_path, "s.yaml", "cases:\n  - {save.path: out/Shot.mp4}\n"
-                                                 "  - {save.path: out/shot.mp4}\n"), wf, default_registry())
+    sweep = load_sweep(write(tmp_path, "s.yaml", f'cases:\n  - {{save.path: "{first}"}}\n'
+                                                 f'  - {{save.path: "{second}"}}\n'), wf, default_registry())
     jobs, notes = plan_jobs(wf, sweep, sweep.cases, default_registry())
-    assert [os.path.basename(j.outputs[0]) for j in jobs] == ["Shot_1.mp4", "shot_2.mp4"]
+    names = [os.path.basename(j.outputs[0]) for j in jobs]
+    assert names[0].casefold() == "shot_1.mp4" and names[1] == "shot_2.mp4"
+    assert len({j.outputs[0] for j in jobs}) == 2
     assert any("same file for several cases" in n for n in notes)
 
 
