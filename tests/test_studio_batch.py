@@ -155,3 +155,19 @@ def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_firs
     out = capsys.readouterr().out
     assert "as case 1" in out and "give each workflow its own output path" in out
     assert sorted(os.listdir(tmp_path / "out")) == ["Shot.mp4"]
+
+
+@pytest.mark.parametrize("second", ["out/shot.mp4", "out/Shot.mp4", "out\\\\shot.mp4"])
+def test_two_writers_naming_one_file_are_refused_before_anything_runs(tmp_path, capsys, second):
+    """A save node copied with its path: both wrote out/shot.mp4, the run said 'wrote out/shot.mp4' twice and exit 0,
+    and the first render was only an earlier take of the second. Refused before anything runs, naming both."""
+    wf = write(tmp_path, "wf.yaml", (SHOT % "out/shot.mp4") + textwrap.indent(textwrap.dedent(f"""\
+        save2:
+          type: io.save_video
+          inputs: {{video: pattern.video}}
+          params: {{path: "{second}"}}
+        """), "  "))
+    assert main(["run", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "node save2: output 'path'" in err and "save.path writes it too" in err
+    assert not (tmp_path / "out").exists()
