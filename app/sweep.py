@@ -26,7 +26,7 @@ from graph_engine.placeholders import param_value, expand, output_params
 from graph_engine.registry import Registry, did_you_mean
 from graph_engine.validate import unknown_param
 from graph_engine.validate import check_param
-from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines
+from graph_engine.workflow import Problem, Workflow, bare_braces_hint, load_yaml_with_lines
 
 TOP_KEYS = ("grid", "cases")
 # The most jobs one sweep file may make. A grid is a product: eighteen keys of ten values (900 bytes of YAML)
@@ -83,7 +83,8 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise WorkflowError([Problem(label, mark.line + 1 if mark else 0, None, f"not valid YAML: {what}")])
+        line = mark.line + 1 if mark else 0
+        raise WorkflowError([Problem(label, line, None, f"not valid YAML: {what}{bare_braces_hint(what, text, line)}")])
 
     def at(*keys) -> int:
         for n in range(len(keys), 0, -1):

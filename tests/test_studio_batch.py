@@ -171,3 +171,19 @@ def test_two_writers_naming_one_file_are_refused_before_anything_runs(tmp_path, 
     err = capsys.readouterr().err
     assert "node save2: output 'path'" in err and "save.path writes it too" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_placeholder_unquoted_in_a_flow_mapping_says_to_quote_it(tmp_path, capsys):
+    """The examples write `params: {frames: 4, ...}`, and the README says output paths may hold {case}: written
+    so, `params: {path: out/shot_{case}.mp4}` is not YAML, and the message ("did not find expected ',' or '}'")
+    did not say the braces were the trouble. The line's placeholder is named with the quoting that fixes it, in a
+    workflow and in a sweep file."""
+    wf = write(tmp_path, "wf.yaml", (SHOT % "out/clip.mp4").replace('"out/clip.mp4"', "out/shot_{case}.mp4"))
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "wf.yaml:9: not valid YAML" in err and "{case}" in err and "\"out/shot_{case}.mp4\"" in err
+    good = write(tmp_path, "good.yaml", SHOT % "out/clip_{case}.mp4")
+    sweep = write(tmp_path, "s.yaml", "cases:\n  - {save.path: out/{pattern.frames}.mp4}\n")
+    assert main(["batch", str(good), "--sweep", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "s.yaml:2: not valid YAML" in err and "\"out/{pattern.frames}.mp4\"" in err
