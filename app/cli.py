@@ -3,6 +3,7 @@ answers at once; every user mistake ends in a message and an exit code, never a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -235,7 +236,12 @@ def _main(argv: Optional[List[str]] = None) -> int:
         # A batch names each workflow it cannot run in its summary and runs the others (app.batch).
         if args.command in ("run", "validate") and args.workflow != "-":
             _refuse_comfyui(args.workflow)
-        return COMMANDS[args.command](args)
+        # A scheduler's SIGTERM while torch loads, the files are checked or the time estimated (before a run sets
+        # its own handler) killed the process: exit 143 and no --json finished event. It stops as Ctrl-C does
+        # (below). Not in the editor, whose Qt loop runs no Python to raise it in.
+        from .jobs import sigterm_interrupts
+        with contextlib.nullcontext() if args.command == "gui" else sigterm_interrupts():
+            return COMMANDS[args.command](args)
     except WorkflowError as e:
         for p in e.problems:
             print_out(sys.stderr, str(p))

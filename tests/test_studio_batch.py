@@ -187,3 +187,31 @@ def test_a_placeholder_unquoted_in_a_flow_mapping_says_to_quote_it(tmp_path, cap
     assert main(["batch", str(good), "--sweep", str(sweep)]) == 2
     err = capsys.readouterr().err
     assert "s.yaml:2: not valid YAML" in err and "\"out/{pattern.frames}.mp4\"" in err
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_sigterm_before_the_run_starts_is_a_cancel(tmp_path, command):
+    """A scheduler's SIGTERM while the command loaded torch, checked the files or estimated (seconds, before the
+    run set its own handler) killed the process: exit 143 and, with --json, no finished event for the wrapper.
+    It stops there as Ctrl-C does: exit 130 and the finished event. (The signal is sent from the file check.)"""
+    import subprocess
+    import sys
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4")
+    script = textwrap.dedent(f"""\
+        import os, signal, sys
+        import app.precheck as precheck
+        real = precheck.problems_before_run if {command == "batch"} else precheck.missing_files
+        def terminated(*a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(*a, **k)
+        setattr(precheck, real.__name__, terminated)
+        from app.cli import main
+        sys.exit(main([{command!r}, {str(wf)!r}, "--json"]))
+        """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": root}, cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["event"] == f"{command}_finished" and last["cancelled"] is True
+    assert not (tmp_path / "out").exists()
