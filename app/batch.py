@@ -31,6 +31,8 @@ from .progress import Relay, now_text, print_out
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 # Seconds between a long job's progress lines (Report.progress).
 PROGRESS_LINE_S = 10.0
+# Free bytes below which an output's disk is full: no render's file fits (io.save_frames keeps as much spare).
+FULL_BELOW = 1 << 20
 
 
 class Report:
@@ -458,6 +460,10 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
             for job, payload in zip(jobs, payloads):
                 if cancel.cancelled:
                     break
+                full = _full_disk(job.outputs)
+                if full:
+                    report.finished(job, {"ok": False, "seconds": None, "error": full})
+                    continue
                 report.began(job)
                 out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
                 if out["cancelled"]:
@@ -468,6 +474,26 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
             # not run and --json's batch_finished still follow (they were lost with the exception).
             cancel.cancel()
     return cancel.cancelled
+
+
+def _full_disk(outputs: List[str]) -> Optional[str]:
+    """Why a job cannot write its outputs now that their disk is full, or None. The disk that filled during a
+    night's fifth job failed every job after it at its writer, each after sampling for its hour; such a job is
+    not run, and the retry line runs it once space is freed."""
+    import shutil
+    from graph_engine.takes import on_full_disk
+    for out in outputs:
+        folder = Path(out).parent
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if free < FULL_BELOW:
+            return (f"the disk holding {folder} is full ({free // 1024} KB free). Free some space there, "
+                    f"then run it again{on_full_disk(folder)}")
+    return None
 
 
 def _run_on_ray(args, registry, ray, jobs, payloads, report: Report) -> bool:

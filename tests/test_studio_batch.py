@@ -215,3 +215,34 @@ def test_sigterm_before_the_run_starts_is_a_cancel(tmp_path, command):
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last["event"] == f"{command}_finished" and last["cancelled"] is True
     assert not (tmp_path / "out").exists()
+
+
+def test_jobs_after_the_disk_fills_are_not_run(tmp_path, monkeypatch, capsys):
+    """The disk filled during a night's fifth job: every job after it sampled for its hour, then failed at its
+    writer on the same full disk. A job whose outputs' disk has no room left is not run, saying so, and is in the
+    retry line for when space is freed. (The disk is made full after the first job by its reported free space.)"""
+    import shutil
+    from collections import namedtuple
+    real, ran = shutil.disk_usage, []
+    out = tmp_path / "out"
+
+    def usage(path):
+        u = real(path)
+        full = ran and os.path.realpath(path).startswith(os.path.realpath(out))
+        return namedtuple("usage", "total used free")(u.total, u.total, 0) if full else u
+
+    real_job = batch.run_job
+
+    def run_job(*a, **k):
+        ran.append(1)
+        return real_job(*a, **k)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    monkeypatch.setattr(batch, "run_job", run_job)
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4")
+    sweep = write(tmp_path, "s.yaml", "grid: {pattern.frames: [2, 3, 4]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
+    assert len(ran) == 1
+    captured = capsys.readouterr()
+    assert f"the disk holding {out} is full" in captured.err and "--only 2,3" in captured.out
+    assert sorted(os.listdir(out)) == ["clip_1.mp4"]
