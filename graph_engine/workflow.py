@@ -200,6 +200,22 @@ def load_yaml_with_lines(text: str):
     return data, lines, dups
 
 
+# A value holding braces written bare in a {...} mapping: `params: {path: out/shot_{case}.mp4}`.
+_BARE_BRACES = re.compile(r"([\w.\-]+):\s*([^\s,{}\"']*\{[^{}\s]+\}[^\s,{}\"']*)")
+
+
+def bare_braces_hint(what: str, text: str, line: int) -> str:
+    """What to add to YAML's "did not find expected ',' or '}'" when that line holds a value with braces (an output
+    path's {case} or {NODE.PARAM}, written in the {...} style the examples use): the braces end the mapping, and
+    the message named neither them nor the quotes that fix it. '' otherwise."""
+    lines = text.splitlines()
+    if "expected ',' or '}'" not in what or not 0 < line <= len(lines):
+        return ""
+    m = _BARE_BRACES.search(lines[line - 1])
+    return (f"; {m.group(2)} holds braces, which end a {{...}} mapping: put it in quotes, "
+            f"{m.group(1)}: \"{m.group(2)}\"") if m else ""
+
+
 def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tuple[Workflow, List[Problem]]:
     """Build a graph from YAML text; structural problems are collected, not raised.
 
@@ -218,6 +234,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
             # "C:\Users\me" and "footage\shot01.mp4" in double quotes: a path written on Windows.
             from .portable import QUOTED_BACKSLASH
             what += f"; {QUOTED_BACKSLASH}"
+        what += bare_braces_hint(what, text, line)
         return Workflow(Graph(), path), [Problem(label, line, None, prefix + what)]
     wf = Workflow(Graph(), path, lines)
     problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)", True)
