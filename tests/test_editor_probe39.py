@@ -1,0 +1,83 @@
+"""An afternoon in the editor as an artist from ComfyUI and Nuke (probe editor39): ComfyUI templates with nodes
+Kinograph keeps as they are, text pasted from elsewhere, an imported workflow's log, ... Driven through the real
+window offscreen; any Qt warning fails a test."""
+import json
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+from test_editor_probe37 import TEMPLATES  # noqa: E402
+
+from app.editor.comfyui_open import open_comfyui  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+RESTYLER = TEMPLATES / "templates_mjm_looped_restyler.json"
+
+
+def _comfy_nodes(path):
+    """Every node of a ComfyUI file, its subgraphs' too, as ComfyUI's JSON has them."""
+    comfy = json.loads(path.read_text())
+    return comfy["nodes"] + [n for sub in comfy.get("definitions", {}).get("subgraphs", []) for n in sub["nodes"]]
+
+
+def test_a_kept_comfyui_node_shows_its_settings_as_text_not_python(make_window, qtbot):
+    """The looped restyler's GeminiNodeV3 (no Kinograph equivalent, kept from the import) selected: the properties
+    listed "widgets_values: ['Gemini 3.8 Flash', 'I am prompting a video model …\\n\\nI need a prompt …']" and
+    "comfyui_inputs: {'model.images.image_1': 'ComfyUI node 89:84 output 0'}", Python's reprs, the prompt's
+    paragraphs as backslash-n. Each value is on its own line, the prompt as it was written."""
+    from PySide6.QtWidgets import QLabel
+    doc, _ = open_comfyui(RESTYLER, None)
+    w = make_window(doc)
+    qtbot.wait(10)                  # the first view framed, as the window does once it is up
+    (gemini,) = [n for n in _comfy_nodes(RESTYLER) if n["type"] == "GeminiNodeV3" and n["id"] == 93]
+    nid = next(n for n, i in doc.graph.nodes.items() if i.type == "comfyui.GeminiNodeV3" and n.endswith("_93"))
+    w.scene.select_nodes([nid])
+    (kept,) = [lab.text() for lab in w.properties.widget().findChildren(QLabel) if "kept as they are" in lab.text()]
+    assert "{'" not in kept and "['" not in kept and "\\n" not in kept, kept
+    prompt = gemini["widgets_values"][1]
+    lines = "\n".join(line.strip() for line in kept.split("\n"))
+    assert "\n\n" in prompt and prompt in lines                     # its paragraphs, as ComfyUI's file has them
+    for value in gemini["widgets_values"]:
+        if value != "":
+            assert str(value) in lines, value
+    assert "model.images.image_1: ComfyUI node 89:84 output 0" in kept
+
+
+def test_text_pasted_from_elsewhere_is_said_to_be_text(win):
+    """Ctrl+V on the canvas with a model's page address copied from the browser (https://civitai.com/…), a
+    two-line prompt or a number: 'nothing to paste: the file is a str; a workflow file must be a mapping', a
+    Python type name, of a 'file' there was none of; 'shot 12: keep the flare' (a line from the notes) said a
+    workflow was 'missing `kinograph: 1`'. It says the clipboard holds text, as for one plain word."""
+    from PySide6.QtGui import QGuiApplication
+    said = []
+    win.message = said.append
+    for text in ("https://civitai.com/models/1234/wan-22", "file:///mnt/plates/sh010.mp4",
+                 "a red fox\nin the snow at dusk", "12", "shot 12: keep the flare", "- plate\n- grade"):
+        said.clear()
+        QGuiApplication.clipboard().setText(text)
+        assert win.paste() == []
+        assert len(said) == 1 and said[0].startswith("nothing to paste: the clipboard holds text, not Kinograph"), \
+            (text, said)
+    assert not win.doc.graph.nodes and not win.doc.undo.count()
+    QGuiApplication.clipboard().setText("kinograph: 1\nnodes:\n  r: {type: video.resize}\n")
+    assert len(win.paste()) == 1                                   # nodes written by hand still paste
+
+
+def test_an_imported_workflow_s_log_names_no_file_line_it_does_not_have(make_window, qtbot):
+    """The looped restyler imported: the Log said '<workflow>:116: node gemini_image_node_89_5: unknown node type
+    …', a line 116 of a file named <workflow> that the artist has never seen (the YAML the import made in
+    memory). A workflow read from a file still gives its line."""
+    doc, _ = open_comfyui(RESTYLER, None)
+    w = make_window(doc)
+    qtbot.wait(10)                  # the first view framed, as the window does once it is up
+    log = w.log.toPlainText()
+    assert "node gemini_image_node_89_5: unknown node type 'comfyui.GeminiImageNode'" in log
+    assert "<workflow>" not in log, log
