@@ -3,8 +3,14 @@ Kinograph keeps as they are, text pasted from elsewhere, an imported workflow's 
 window offscreen; any Qt warning fails a test."""
 import json
 import os
+import time
+
+import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from graph_engine import Param  # noqa: E402
+from graph_engine.types import VIDEO  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -81,3 +87,50 @@ def test_an_imported_workflow_s_log_names_no_file_line_it_does_not_have(make_win
     log = w.log.toPlainText()
     assert "node gemini_image_node_89_5: unknown node type 'comfyui.GeminiImageNode'" in log
     assert "<workflow>" not in log, log
+
+
+def _previewing(ctx, video: VIDEO, steps: int = Param(400, min=1, max=100000),
+                fail_at: int = Param(0, min=0, max=100000)) -> VIDEO:
+    """A sampler's stand-in: a grey step preview at each step (as Sample sends its latent's), and a wait."""
+    for i in range(steps):
+        ctx.progress(i, steps)
+        ctx.preview(np.full((8, 8, 3), 128, np.uint8), i, steps)
+        if fail_at and i == fail_at:
+            raise ValueError("the sampler met NaN at step 15")
+        time.sleep(0.005)
+    return video
+
+
+def test_a_sampler_stopped_midway_does_not_keep_its_step_preview_as_its_picture(make_window, qtbot):
+    """The default example's Sample at 200 steps, cancelled at step 2: its node went on showing the step's preview,
+    noise, under 'cancelled', as if that were its output, until the next run; a sampler that failed at step 15
+    kept step 14's half-made picture. A node that stops midway shows what it showed before the run; one that
+    finishes keeps its last step."""
+    from app.editor.document import Document
+    from test_editor import _spec, registry_with
+    reg = registry_with()
+    reg.specs["test.previewing"] = _spec(_previewing, "test.previewing")
+    w = make_window(Document(registry=reg))
+    c = w.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    s = c.add_node("test.previewing", (300, 0))
+    c.connect(pat, "video", s, "video")
+    item = w.scene.nodes[s]
+    job = w.run([s])
+    qtbot.waitUntil(lambda: item.thumb is not None, timeout=30000)
+    w._cancel_run()
+    assert w.runs.wait_idle(30) and job.state == "cancelled"
+    qtbot.wait(10)
+    assert item.thumb is None
+    c.set_param(s, "fail_at", 15)
+    job = w.run([s])
+    assert w.runs.wait_idle(60) and job.state == "failed"
+    qtbot.wait(10)
+    assert item.thumb is None and item.status.state == "failed"
+    c.set_param(s, "fail_at", 0)
+    c.set_param(s, "steps", 3)
+    job = w.run([s])
+    assert w.runs.wait_idle(60) and job.state == "done"
+    qtbot.wait(10)
+    assert item.thumb is not None                   # finished: its last step stays
