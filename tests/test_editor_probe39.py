@@ -134,3 +134,31 @@ def test_a_sampler_stopped_midway_does_not_keep_its_step_preview_as_its_picture(
     assert w.runs.wait_idle(60) and job.state == "done"
     qtbot.wait(10)
     assert item.thumb is not None                   # finished: its last step stays
+
+
+def test_a_long_workflow_name_leaves_what_the_run_wrote_in_sight_in_the_history(make_window, tmp_path):
+    """Two runs of 'sh010_comp_v012_final_FINAL_with_the_new_flare_and_client_notes_applied_for_review_tuesday.yaml':
+    each row of Queue & history was the file's name, then '— ou' cut at the edge, what the run wrote out of sight
+    behind a sideways scrollbar. The name is cut in its middle; the whole of it is in the row's tip."""
+    from PySide6.QtGui import QFontMetrics
+    from test_editor import chain
+    from app.editor.document import Document
+    name = "sh010_comp_v012_final_FINAL_with_the_new_flare_and_client_notes_applied_for_review_tuesday.yaml"
+    w = make_window()
+    chain(w, out=tmp_path / "take.mkv")
+    w.doc.save(tmp_path / name)
+    w = make_window(Document.load(tmp_path / name, w.doc.registry))
+    for _ in range(2):
+        job = w.run()
+        assert w.runs.wait_idle(60) and job.state == "done", job.error
+    w.runs.jobsChanged.emit()
+    w.bottom_tabs.setCurrentWidget(w.queue)
+    history = w.queue.history
+    assert history.count() == 2
+    for row in range(2):
+        item = history.item(row)
+        assert item.text().startswith(("✔",)) and item.text().endswith("— take.mkv"), item.text()
+        assert "sh010_comp_v012" in item.text() and "tuesday.yaml" in item.text()
+        room = history.viewport().width()
+        assert QFontMetrics(history.font()).horizontalAdvance(item.text()) <= room, (item.text(), room)
+        assert name in item.toolTip() and str(tmp_path / "take.mkv") in item.toolTip()
