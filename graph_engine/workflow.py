@@ -37,6 +37,7 @@ _DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])*")
 
 
 UNSAVED = "<workflow>"       # the file of a workflow read from no file
+NO_NODES_YET = "the workflow has no nodes yet"      # said of a file the editor saved blank (or with notes only)
 
 
 @dataclass
@@ -255,7 +256,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     if not nodes and (nodes is None or isinstance(nodes, dict)):
         # What the editor saves for a blank canvas: it is a mapping, only an empty one.
         name = wf.path.name if wf.path is not None else "FILE"
-        problems.append(wf.problem(f"the workflow has no nodes yet: add some in the editor (`kinograph gui {name}`); "
+        problems.append(wf.problem(f"{NO_NODES_YET}: add some in the editor (`kinograph gui {name}`); "
                                    "`kinograph nodes` lists them", "nodes"))
         # Its layout still holds what was drawn on the canvas (sticky notes, groups): left unread,
         # a file of notes opened blank in the editor, and saving it again wrote them away.

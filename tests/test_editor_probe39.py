@@ -11,6 +11,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from graph_engine import Param  # noqa: E402
 from graph_engine.types import VIDEO  # noqa: E402
+from graph_engine.workflow import parse_workflow  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -162,3 +163,19 @@ def test_a_long_workflow_name_leaves_what_the_run_wrote_in_sight_in_the_history(
         room = history.viewport().width()
         assert QFontMetrics(history.font()).horizontalAdvance(item.text()) <= room, (item.text(), room)
         assert name in item.toolTip() and str(tmp_path / "take.mkv") in item.toolTip()
+
+
+def test_a_plan_saved_as_notes_opens_without_a_terminal_s_advice(win, tmp_path, qtbot):
+    """A shot's plan written as sticky notes, saved, opened again: the Log warned, in orange, 'plan.yaml:2: the
+    workflow has no nodes yet: add some in the editor (`kinograph gui plan.yaml`); `kinograph nodes` lists them',
+    the command that opens the editor, in the editor. The canvas says how to add a node; the notes are back."""
+    c = win.controller
+    c.add_note((0, 0), "sh010: plate, denoise, grade")
+    plan = tmp_path / "plan.yaml"
+    win.doc.save(plan)
+    _, problems = parse_workflow(plan.read_text(), plan, win.doc.registry)
+    assert any("no nodes yet" in str(p) for p in problems)         # as the CLI says of it
+    w = win.open_path(str(plan))
+    qtbot.wait(10)
+    assert "kinograph gui" not in w.log.toPlainText() and "no nodes yet" not in w.log.toPlainText(), w.log.toPlainText()
+    assert [n["text"] for n in w.doc.graph.ui["_notes"].values()] == ["sh010: plate, denoise, grade"]

@@ -18,7 +18,7 @@ from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.registry import did_you_mean
 from graph_engine.shipped import shipped
 from graph_engine.versions import previous_versions
-from graph_engine.workflow import read_text
+from graph_engine.workflow import NO_NODES_YET, read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
@@ -359,7 +359,10 @@ class MainWindow(QMainWindow):
             old.close()
         self._update_title()
         for p in doc.problems:
-            self.log.log("warn", str(p), p.node or "")
+            # Not 'no nodes yet: add some in the editor (`kinograph gui plan.yaml`)', a terminal's advice, in orange,
+            # for a plan saved as notes: the canvas itself says how to add a node.
+            if not p.message.startswith(NO_NODES_YET):
+                self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
         self._ran = {}
         self._before_previews = {}
