@@ -179,3 +179,27 @@ def test_a_plan_saved_as_notes_opens_without_a_terminal_s_advice(win, tmp_path, 
     qtbot.wait(10)
     assert "kinograph gui" not in w.log.toPlainText() and "no nodes yet" not in w.log.toPlainText(), w.log.toPlainText()
     assert [n["text"] for n in w.doc.graph.ui["_notes"].values()] == ["sh010: plate, denoise, grade"]
+
+
+def test_a_cancelled_run_does_not_say_its_clip_was_computed(win, qtbot):
+    """A 2,000-frame pattern into a Save, cancelled at frame 18: the Log said 'test_pattern computed its frames in
+    3.0 s (as later nodes read them)', as if the clip were made; 18 were. It says how long it computed before the
+    run was cancelled, and its badge never said 'done' for it."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2000)
+    slow = c.add_node("test.slow", (300, 0))
+    c.set_param(slow, "steps", 100000)
+    c.connect(pat, "video", slow, "video")
+    said = []
+    win.runs.statusChanged.connect(lambda n, st: said.append((n, getattr(st, "state", None), getattr(st, "seconds", None))))
+    job = win.run([slow])
+    qtbot.waitUntil(lambda: getattr(win.runs.status.get(slow), "state", None) == "running", timeout=30000)
+    win._cancel_run()
+    assert win.runs.wait_idle(30) and job.state == "cancelled"
+    qtbot.wait(10)
+    log = win.log.toPlainText()
+    assert "computed its frames" not in log, log
+    assert f"{pat} computed frames for " in log and "before the run was cancelled" in log, log
+    assert not [s for s in said if s[0] == pat and s[1] == "done" and s[2] is not None], said
+    assert win.scene.nodes[pat].status.state == "cancelled"
