@@ -36,6 +36,10 @@ MAX_DIGITS = 1000
 _DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])*")
 
 
+UNSAVED = "<workflow>"       # the file of a workflow read from no file
+NO_NODES_YET = "the workflow has no nodes yet"      # said of a file the editor saved blank (or with notes only)
+
+
 @dataclass
 class Problem:
     file: str
@@ -47,6 +51,10 @@ class Problem:
     dropped: bool = False
 
     def __str__(self):
+        # A workflow not read from a file (a ComfyUI import, a paste) has no file or line the reader can open: an
+        # imported template's Log said '<workflow>:116: node …', a line of YAML made in memory.
+        if self.file == UNSAVED:
+            return f"node {self.node}: {self.message}" if self.node else self.message
         where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
         return f"{where} node {self.node}: {self.message}" if self.node else f"{where} {self.message}"
 
@@ -102,7 +110,7 @@ class Workflow:
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else "<workflow>"
+        return str(self.path) if self.path else UNSAVED
 
     def line(self, *keys) -> int:
         for n in range(len(keys), 0, -1):
@@ -222,7 +230,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     Type-level checks (unknown node types, params, links) are `validate`'s job; this only
     needs the registry to run per-node-type migrations."""
     import yaml
-    label = str(path) if path else "<workflow>"
+    label = str(path) if path else UNSAVED
     try:
         data, lines, dups = load_yaml_with_lines(text)
     except yaml.YAMLError as e:
@@ -265,7 +273,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     if not nodes and (nodes is None or isinstance(nodes, dict)):
         # What the editor saves for a blank canvas: it is a mapping, only an empty one.
         name = wf.path.name if wf.path is not None else "FILE"
-        problems.append(wf.problem(f"the workflow has no nodes yet: add some in the editor (`kinograph gui {name}`); "
+        problems.append(wf.problem(f"{NO_NODES_YET}: add some in the editor (`kinograph gui {name}`); "
                                    "`kinograph nodes` lists them", "nodes"))
         # Its layout still holds what was drawn on the canvas (sticky notes, groups): left unread,
         # a file of notes opened blank in the editor, and saving it again wrote them away.
