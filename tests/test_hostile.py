@@ -953,7 +953,7 @@ def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
     # so 10^15 values over 4 bytes counted as weights config_bound held a folder's config.json to
     for name, header, said in [
             ("list_meta", {"__metadata__": [1], "w": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}},
-             "its __metadata__ is not a mapping"),
+             "its __metadata__ is not a mapping of texts"),
             ("fp4", {"w": {"dtype": "F4", "shape": [10 ** 15], "data_offsets": [0, 4]}},
              r"w: its shape \[1000000000000000\] does not fill its 4 bytes"),
             ("float_shape", {"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}},
