@@ -133,6 +133,21 @@ def test_a_damaged_gguf_names_its_tensor(tmp_path, edit, said):
         read_header(path)
 
 
+def test_a_gguf_describing_more_tensors_than_any_model_is_refused_before_they_are_read(tmp_path):
+    """200,000 tensors of one value in an 8 MB file, all on the same 4 bytes: the gguf package read them for minutes
+    (a fraction of a millisecond each), and `kinograph info` reads every file of the model folders."""
+    count, infos = 200_000, bytearray()
+    for i in range(count):
+        name = b"t%d" % i
+        infos += struct.pack("<Q", len(name)) + name + struct.pack("<IQIQ", 1, 1, 0, 0)
+    head = b"GGUF" + struct.pack("<IQQ", 3, count, 0) + infos
+    path = tmp_path / "many.gguf"
+    path.write_bytes(head + b"\0" * (-len(head) % 32 + 32))
+    with pytest.raises(NodeError, match=r"many.gguf is not a readable GGUF file \(its header declares 200,000 "
+                                        r"tensors, more than the 100,000 any model holds\)"):
+        read_header(path)
+
+
 PAGE = "<!DOCTYPE html>\n<html><head><title>Sign in \x1b[31m- Model Hub</title></head><body>...</body></html>\n"
 LFS = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a21\nsize 5000000000\n"
 
