@@ -11,10 +11,11 @@ from nodes.generate.detect import WEIGHT_EXT, check_file
 
 def damaged(path) -> Optional[str]:
     """What is wrong with the weights at `path` (a file, or a folder whose weight files are in it or one folder
-    down, as a diffusers folder's are), else None."""
+    down, as a diffusers folder's are), else None. A named pipe under a weights name is named too (check_file), not
+    opened."""
     path = Path(path)
     files = [path] if not path.is_dir() else \
-        sorted(f for f in [*path.glob("*"), *path.glob("*/*")] if f.suffix.lower() in WEIGHT_EXT and f.is_file())
+        sorted(f for f in [*path.glob("*"), *path.glob("*/*")] if f.suffix.lower() in WEIGHT_EXT and not f.is_dir())
     for f in files:
         try:
             stat = f.stat()
