@@ -75,9 +75,10 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "clip_skip": params.get("clip_skip", 1)})
         return []
 
-    def special_model_through(self, cn, rule, params, notes):
-        """A setting of how ComfyUI runs the model, not of what it computes: the model passes on unchanged."""
-        src = self.resolve(cn.inputs.get("model"))
+    def special_through(self, cn, rule, params, notes):
+        """A node that changes nothing Kinograph computes (a setting of how ComfyUI runs the model, a wrapper of a
+        mesh as a file): the value of its one input passes on unchanged."""
+        src = self.resolve(cn.inputs.get(next(iter(rule.inputs))))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
         return []
 
