@@ -32,10 +32,13 @@ def _sdxl_like_folder(root: Path) -> Path:
 def test_a_diffusers_folder_is_judged_by_the_files_its_loader_reads(tmp_path):
     """Every .bin/.safetensors in a folder and one down was checked: SDXL's folder as published (OpenVINO's
     openvino_model.bin beside each part) was refused as "not a torch checkpoint", and a root single-file checkpoint
-    left as an LFS pointer refused the folder, though diffusers reads neither."""
+    left as an LFS pointer refused the folder, though diffusers reads neither. Kinograph's load, which holds a
+    folder's config to the weights its headers list (config_bound), refused the OpenVINO file the same way."""
     from diffusers import AutoencoderKL
+    from nodes.generate.offline import quiet_libraries
     folder = _sdxl_like_folder(tmp_path)
-    AutoencoderKL.from_pretrained(folder, subfolder="vae")      # the loader reads it
+    quiet_libraries(("diffusers",))             # as a run loads: diffusers' from_pretrained held to the headers
+    AutoencoderKL.from_pretrained(folder, subfolder="vae")
     assert damaged(folder) is None
     # A part's own weights cut short are still named.
     weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
@@ -86,3 +89,18 @@ def test_the_check_of_a_gguf_walks_its_header_without_the_packages_reader(tmp_pa
     said = damaged(cut)
     assert said and "tensor blk.0.attn_q.weight ends at byte" in said and "the file is cut short" in said, said
     assert built == []
+
+
+def test_a_workflow_piped_to_validate_keeps_its_line_numbers(monkeypatch, capsys):
+    """editor39 dropped the file and line of a workflow read from no file (an import's YAML exists only in memory),
+    and so of one piped in (`make_shot.py | kinograph validate -`), whose lines are the script's own: a slip said
+    'not valid YAML: …' with no line. It says '<stdin>:LINE:' again."""
+    import io
+    from app.cli import main
+    for text, said in [("kinograph: 1\nnodes:\n  a: {type: x\n", "<stdin>:4: not valid YAML: "),
+                       ("kinograph: 1\nnodes:\n  a: {type: generate.test_pattern}\n"
+                        "  b: {type: video.resize, inputs: {video: a.nope}}\n", "<stdin>:4: node b: input 'video'")]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+        assert main(["validate", "-"]) == 2
+        err = capsys.readouterr().err
+        assert said in err, err

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from graph_engine import NodeError
-from nodes.generate.detect import PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, check_file
+from nodes.generate.detect import WEIGHT_EXT, check_file, loaded_weights
 
 
 def damaged(path) -> Optional[str]:
@@ -26,20 +26,16 @@ def damaged(path) -> Optional[str]:
 
 
 def _read_weights(folder: Path) -> List[Path]:
-    """The weight files diffusers and transformers read of `folder`. A pipeline's (model_index.json) own root is
-    read by neither: Hugging Face's SDXL folder holds the single-file checkpoint there, which a clone pulling only
-    the parts leaves as a Git LFS pointer. Where a folder holds safetensors, its pickles are not read either (both
-    libraries take safetensors first): SDXL's parts keep Optimum's OpenVINO weights, raw bytes named
-    openvino_model.bin, beside them. Either refused a folder that loads."""
+    """The weight files diffusers and transformers read of `folder` (in each place, detect.loaded_weights). A
+    pipeline's (model_index.json) own root is read by neither: Hugging Face's SDXL folder holds the single-file
+    checkpoint there, which a clone pulling only the parts leaves as a Git LFS pointer, and that refused a folder
+    that loads."""
     places = [d for d in folder.glob("*") if d.is_dir()]
     if not (folder / "model_index.json").is_file():
         places.insert(0, folder)
     files = []
     for place in places:
-        here = [f for f in place.glob("*") if f.suffix.lower() in WEIGHT_EXT and not f.is_dir()]
-        if any(f.suffix.lower() in SAFE_EXT for f in here):
-            here = [f for f in here if f.suffix.lower() not in PICKLE_EXT]
-        files += here
+        files += loaded_weights([f for f in place.glob("*") if f.suffix.lower() in WEIGHT_EXT and not f.is_dir()])
     return sorted(files)
 
 

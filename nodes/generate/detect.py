@@ -617,6 +617,16 @@ def read_header(path) -> Header:
                                  **dict.fromkeys(PICKLE_EXT, pickle_header)})
 
 
+def loaded_weights(files):
+    """Of the weight files of one folder, those diffusers and transformers read: where there are safetensors, not
+    the pickles beside them (both libraries take safetensors first). Hugging Face's SDXL parts keep Optimum's
+    OpenVINO weights, raw bytes named openvino_model.bin, beside theirs: read as a torch file, each refused a folder
+    that loads."""
+    if any(f.suffix.lower() in SAFE_EXT for f in files):
+        return [f for f in files if f.suffix.lower() not in PICKLE_EXT]
+    return list(files)
+
+
 def check_file(path) -> None:
     """read_header's checks of a weights file against its size, reading no weight and no pickle (a zip checkpoint's
     directory, a legacy one's first bytes): what `kinograph validate` and the check before a run ask of each model
