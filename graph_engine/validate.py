@@ -578,7 +578,8 @@ def parse_override(text: str):
     """`NODE.PARAM=VALUE` with VALUE read as a YAML scalar (so 3 is an int, 'a b' a string)."""
     import yaml
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ValueError(f"--set expects NODE.PARAM=VALUE, got {text!r}")
+        raise ValueError(f"expects NODE.PARAM=VALUE (a node id, a dot, one of its parameters: sample.seed=7), "
+                         f"got {text!r}")
     key, raw = text.split("=", 1)
     node_id, param = key.rsplit(".", 1)
     try:
