@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "Deforum settings (.txt or .json)",
                         epilog="exit status: 0 every node mapped exactly; 3 written, with nodes mapped approximately "
                                "(the report says how); 2 not written (a node with no equivalent: see --partial, "
-                               "--bypass-unmapped) or not a workflow")
+                               "--bypass-unmapped) or not a workflow; with --partial, 2 is written with placeholders, "
+                               "which do not run")
     im.add_argument("file", help="UI or API format JSON, an image/video ComfyUI or VideoHelperSuite wrote, or the "
                                  "settings file Deforum saves (its 2D/3D/Video Input animation becomes generate.feedback, "
                                  "Deforum's frame-by-frame loop)")
@@ -121,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
     c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
                    help="info (the default): size and what is in it; clear: remove the cached results")
-    c.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: ~/.cache/kinograph)")
+    c.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: KINOGRAPH_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/kinograph, else ~/.cache/kinograph; `kinograph info` shows the one in use)")
 
     gu = sub.add_parser("gui", help="open the node editor")
     gu.add_argument("workflow", nargs="?", help="a workflow .yaml, a ComfyUI .json, Deforum settings, or a "

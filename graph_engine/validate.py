@@ -442,7 +442,10 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
                 into = folder(value)
                 if sub and not os.path.isabs(value) and not windows_root(value):
                     into = into / sub
-                put = f"put {file} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
+                names_folder = getattr(p.locate, "names_folder", None)
+                what = (f"the folder {file}/ (a Hugging Face model's folder: its config.json and weights)"
+                        if names_folder and names_folder(value) else file)
+                put = f"put {what} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
             else:
                 put = "copy the file into the right folder of one of them"
             searched = getattr(p.locate, "searched", None)

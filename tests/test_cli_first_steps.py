@@ -63,3 +63,67 @@ def test_the_word_check_is_the_tokenizers_own():
             tokenize([prompt], vocabulary)
         assert str(e.value) == prompt_problem(prompt, vocabulary)
     assert prompt_problem("a red circle moving left", vocabulary) is None
+
+
+def test_cache_help_names_the_folder_the_cache_is_in(tmp_path, monkeypatch, capsys):
+    """`kinograph cache --help` said the cache is ~/.cache/kinograph; with KINOGRAPH_CACHE_DIR or XDG_CACHE_HOME set
+    (as the top-level help tells a farm to) it is elsewhere, and `cache clear` cleared the one the help did not name."""
+    from app.cli import main
+    with pytest.raises(SystemExit):
+        main(["cache", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "KINOGRAPH_CACHE_DIR" in out and "XDG_CACHE_HOME" in out
+
+
+def test_load_text_encoder_help_names_the_files_it_takes():
+    """The name field's help listed six safetensors families; a ComfyUI user holding a GGUF text encoder (Qwen3,
+    Gemma 3, T5 / umT5, read with its own tokenizer) could not tell from it that .gguf files load."""
+    from graph_engine.registry import default_registry
+    help_text = default_registry().get("load.text_encoder").params["name"].help
+    assert ".gguf" in help_text and "tokenizer" in help_text and "qwen3" in help_text.lower()
+
+
+def test_the_readme_links_every_family_it_lists_to_its_files():
+    """README's 'What runs' list links each family to docs/models.md's section on its files and nodes; TRELLIS.2's
+    line had no link and docs/models.md no section, so nothing said where trellis_2_shape_vae_bf16 goes (vae/)
+    or which template's part runs."""
+    readme = (ROOT / "README.md").read_text()
+    models = (ROOT / "docs" / "models.md").read_text()
+    line = next(ln for ln in readme.splitlines() if "TRELLIS.2" in ln and ln.startswith("- **"))
+    assert "](docs/models.md#trellis2-and-pixal3d)" in line, line
+    section = models[models.index("### TRELLIS.2 and Pixal3D"):]
+    section = section[:section.index("\n### ", 1)]
+    for said in ("vae/trellis_2_shape_vae_bf16.safetensors", "decode.trellis2_structure",
+                 "latent.empty_trellis2_structure", "3d_pixal3d_trellis2_image_to_model", "--partial"):
+        assert said in section, said
+    assert "vae/trellis_2_shape_vae_bf16.safetensors" in models[:models.index("## What loads")]
+
+
+def test_a_missing_model_folder_is_named_as_a_folder(tmp_path, monkeypatch, capsys):
+    """ComfyUI's SCAIL-2 template imports its SAM 3 tracking as mask.segment, whose model is SAM 3's Hugging Face
+    folder: validate said "put sam3 into .../sam2", which reads as a file named sam3; it now says a folder, and
+    what it holds."""
+    from app.cli import main
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    wf = tmp_path / "seg.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  clip: {type: io.load_video, params: {path: clip.mp4}}\n"
+                  "  seg: {type: mask.segment, inputs: {video: clip.video}, params: {prompt: person}}\n")
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "put the folder sam3/ (a Hugging Face model's folder: its config.json and weights) into" in err, err
+
+
+def test_import_help_says_what_partial_exits_with(tmp_path, capsys):
+    """`kinograph import --help`: '2 not written'. With --partial the workflow is written and the exit is still 2
+    (its placeholders do not run), so a script taking 2 for 'nothing written' left the file behind unread."""
+    from app.cli import main
+    src = tmp_path / "wf.json"
+    src.write_text('{"1": {"class_type": "NoSuchComfyNodeAnywhere", "inputs": {}}}')
+    assert main(["import", str(src), "-o", str(tmp_path / "wf.yaml"), "--partial"]) == 2
+    assert (tmp_path / "wf.yaml").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "with --partial, 2 is written with placeholders" in out, out
