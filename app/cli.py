@@ -581,6 +581,22 @@ def _find_nodes(reg, specs, words: List[str]) -> list:
     return found or _mentioned(reg, words, [])
 
 
+def _home_of(path: Path) -> str:
+    """The sub-folder a file put in a model folder itself belongs in, told from its header as the list below tells
+    it; the kinds' folders in general where the header does not say."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.split import folder_of
+    try:
+        det = detect_file(path)
+    except Exception:       # a damaged or unknown file: its line in the list says what it is
+        det = None
+    folder = folder_of(det) if det is not None else None
+    if folder:
+        return f"{path.parent / folder}/ (it reads as {det.describe()})"
+    return ("the sub-folder of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, "
+            "'Where models go')")
+
+
 def cmd_info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
     for f in named:
@@ -629,9 +645,7 @@ def cmd_info(args) -> int:
                 "block" if " #" in d.name else ""
             print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
     for p in loose_models():
-        print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
-              "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
-              "go')")
+        print(f"  {p} is in the model folder itself, where no model is looked for: move it into {_home_of(p)}")
     for d in unfoldered_pipelines():
         loader = LOADED_BY.get(d.name, "its loader")
         print(f"  {d} holds one model's parts directly, where {loader} looks for a folder by its name and finds none: "

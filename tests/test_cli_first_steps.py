@@ -127,3 +127,20 @@ def test_import_help_says_what_partial_exits_with(tmp_path, capsys):
         main(["import", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "with --partial, 2 is written with placeholders" in out, out
+
+
+def test_info_names_the_sub_folder_a_loose_file_belongs_in(tmp_path, capsys):
+    """A file dropped into the models folder itself: `kinograph info` said to move it 'into the sub-folder of its
+    kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...)', leaving a newcomer to guess which,
+    though it reads the file's header for every other line. It now names the one (TRELLIS.2's shape VAE: vae/)."""
+    import sys
+    from app.cli import main
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_trellis2_structure import _tiny_vae
+    shape = _tiny_vae(tmp_path / "models")
+    loose = shape.parents[1] / shape.name
+    shape.rename(loose)
+    assert main(["info", str(tmp_path / "models")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"{loose} is in the model folder itself, where no model is looked for: move it into "
+            f"{tmp_path / 'models' / 'vae'}/ (it reads as trellis2 shape vae bf16)") in out, out
