@@ -165,9 +165,26 @@ def test_bad_language_model_ggufs_are_refused_by_name(tmp_path):
     with pytest.raises(NodeError, match=r"odd\.gguf: its tensor 'blk\.0\.attn_gate\.weight' is not one of llama"):
         detect_file(tmp_path / "odd.gguf")
     _bare(tmp_path / "noheads.gguf", "llama", base)
-    with pytest.raises(NodeError, match=r"noheads\.gguf: its metadata llama\.attention\.head_count is 'missing'"):
+    with pytest.raises(NodeError, match=r"^noheads\.gguf: its metadata llama\.attention\.head_count is 'missing'"):
         load_weights(tmp_path / "noheads.gguf", torch.float32)
     _bare(tmp_path / "threeheads.gguf", "llama", base, heads=3)
     with pytest.raises(NodeError, match=r"threeheads\.gguf: its tensor model\.layers\.0\.self_attn\.q_proj\.weight "
                                         r"has 4 rows"):
         load_weights(tmp_path / "threeheads.gguf", torch.float32)
+
+
+def test_a_llama_gguf_without_a_kv_head_count_has_as_many_as_query_heads(tmp_path, monkeypatch):
+    """convert_hf_to_gguf.py writes {arch}.attention.head_count_kv only where the config names num_key_value_heads
+    (Llama 1 / 2-7B style configs do not); llama.cpp's loader then takes the query heads' count, as transformers'
+    LlamaConfig does. Such a file reads as the one with the count written."""
+    import transformers as tr
+    from nodes.generate.weights import load_weights
+    torch.manual_seed(3)
+    model = tr.LlamaModel(tr.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, head_dim=64)).eval()
+    held = _write_llama_cpp(model, "llama", tmp_path / "with.gguf")
+    monkeypatch.setattr(gguf.GGUFWriter, "add_head_count_kv", lambda self, n: None)
+    _write_llama_cpp(model, "llama", tmp_path / "without.gguf")
+    got = load_weights(tmp_path / "without.gguf", torch.float32)
+    for k in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"):
+        torch.testing.assert_close(got[k], held[k[len("model."):]], atol=1e-3, rtol=1e-3)

@@ -115,6 +115,10 @@ def llm_values(meta: Dict[str, str], file: str):
     if arch in PERMUTED:
         for key in ("head_count", "head_count_kv"):
             value = meta.get(f"{arch}.attention.{key}", "")
+            if key == "head_count_kv" and not value:
+                # written only where the config names num_key_value_heads; llama.cpp's loader then takes the query
+                # heads' count (no grouped keys), as transformers' LlamaConfig does
+                value = str(heads["head_count"])
             if not value.isdigit() or int(value) < 1:
                 raise NodeError(f"{file}: its metadata {arch}.attention.{key} is {value or 'missing'!r}, where "
                                 "llama.cpp writes the number of attention heads, which its query and key rows are "

@@ -439,8 +439,9 @@ def load_weights(path, dtype=None, keep_fp8: bool = False, packed: Optional[bool
     """A file's state dict with correct values: see the module docstring (and dequantise's `packed`)."""
     try:
         return dequantise(read_raw(path), dtype, keep_fp8, packed)
-    except NodeError as exc:        # a format refused: name the file too
-        raise NodeError(f"{Path(path).name}: {exc}") from None
+    except NodeError as exc:        # a format refused: name the file too, where the message does not yet
+        name = Path(path).name
+        raise NodeError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
 
 
 def strip_prefix(state: Dict[str, "object"], prefix: str) -> Dict[str, "object"]:
