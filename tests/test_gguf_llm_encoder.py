@@ -188,3 +188,21 @@ def test_a_llama_gguf_without_a_kv_head_count_has_as_many_as_query_heads(tmp_pat
     got = load_weights(tmp_path / "without.gguf", torch.float32)
     for k in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"):
         torch.testing.assert_close(got[k], held[k[len("model."):]], atol=1e-3, rtol=1e-3)
+
+
+def test_a_gguf_replaced_by_another_of_the_same_size_and_time_is_read_again(tmp_path):
+    """The header kept per file state: a file put in place of another (a re-published quantisation with its
+    metadata fixed, fetched by a tool that keeps the server's modification time, here an equal size) is read anew."""
+    import os
+    import numpy as np
+    from nodes.generate.detect import read_header
+    base = {"token_embd.weight": np.zeros((8, 4), np.float32), "blk.0.attn_q.weight": np.zeros((4, 4), np.float32)}
+    path = tmp_path / "encoder-Q8_0.gguf"
+    _bare(path, "llama", base, heads=2)
+    first = os.stat(path)
+    assert read_header(path).metadata["general.architecture"] == "llama"
+    _bare(tmp_path / "download.part", "qwen3", base, heads=2)
+    os.replace(tmp_path / "download.part", path)
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))
+    assert os.stat(path).st_size == first.st_size
+    assert read_header(path).metadata["general.architecture"] == "qwen3"

@@ -126,12 +126,14 @@ def gguf_header(path: Path) -> Header:
         stat = path.stat()
     except OSError:
         return _gguf_header(path)       # its own message for a file that cannot be read
-    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns)
+    # the inode and change time too: a file put in place (renamed over it) is another inode, and no tool sets the
+    # change time back the way a download keeps the server's modification time
+    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
 
 
 @functools.lru_cache(maxsize=8)
-def _kept_gguf_header(path: Path, size: int, mtime_ns: int) -> Header:
+def _kept_gguf_header(path: Path, *state: int) -> Header:
     return _gguf_header(path)
 
 
