@@ -206,3 +206,35 @@ def test_a_gguf_replaced_by_another_of_the_same_size_and_time_is_read_again(tmp_
     os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))
     assert os.stat(path).st_size == first.st_size
     assert read_header(path).metadata["general.architecture"] == "qwen3"
+
+
+def test_a_tokenizer_s_arrays_are_not_walked_entry_by_entry_to_list_the_tensors(tmp_path, monkeypatch):
+    """A language model GGUF holds its tokenizer: Qwen's 152k tokens, 151k merges and 152k kinds. The gguf package's
+    reader made numpy views of each entry (35 s for the header and 51 s more in diffusers' loader on the shared test
+    machine, for a 3-tensor file); neither the header nor the weights read a token, so entries are counted, not
+    viewed. Counted here as the reader's element reads, which must stay well under the number of tokens."""
+    import numpy as np
+    from gguf import GGUFReader
+    from nodes.generate.detect import read_header
+    from nodes.generate.weights import load_weights
+    tokens = [f"t{i}" for i in range(20000)]
+    path = tmp_path / "Qwen3-4B-Q8_0.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * len(tokens))
+    w.add_token_merges([f"t{i} t{i + 1}" for i in range(len(tokens) - 1)])
+    w.add_array("comfy.gguf.orig_shape.token_embd.weight", [4, 8])
+    tensors = {"token_embd.weight": np.arange(32, dtype=np.float32).reshape(8, 4),
+               "blk.0.attn_q.weight": np.ones((4, 4), np.float32)}
+    for name, a in tensors.items():
+        w.add_tensor(name, a)
+    _close = (w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close())
+    reads = []
+    real = GGUFReader._get
+    monkeypatch.setattr(GGUFReader, "_get", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+    header = read_header(path)
+    state = load_weights(path, torch.float32)
+    assert len(reads) < len(tokens) / 10 and _close
+    assert header.shapes == {"model.embed_tokens.weight": (4, 8), "model.layers.0.self_attn.q_proj.weight": (4, 4)}
+    assert torch.equal(state["model.embed_tokens.weight"], torch.arange(32.0).reshape(4, 8))

@@ -137,14 +137,42 @@ def _kept_gguf_header(path: Path, *state: int) -> Header:
     return _gguf_header(path)
 
 
+def gguf_reader(path: Path):
+    """The gguf package's reader of the file, its metadata arrays taken whole. The package reads an array entry by
+    entry, a numpy view each: a language model's tokenizer (Qwen's 152k tokens, 151k merges and 152k kinds) took it
+    tens of seconds, for values neither the header nor the weights read (the tokenizer has gguf_fields). An array
+    of numbers is one view (its contents() the same list); a long array of text (a tokenizer's) is its bytes,
+    counted, its contents() empty. Call after gguf_fields(path), which refuses counts the bytes cannot hold."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    class Reader(GGUFReader):
+        def _get_field_parts(self, orig_offs: int, raw_type: int):
+            if raw_type != GGUFValueType.ARRAY:
+                return super()._get_field_parts(orig_offs, raw_type)
+            item, count = self._get(orig_offs, np.uint32), self._get(orig_offs + 4, np.uint64)
+            at, kind = orig_offs + 12, GGUFValueType(int(item[0]))
+            if kind in self.gguf_scalar_to_np:
+                values = self._get(at, self.gguf_scalar_to_np[kind], int(count[0]))
+                return at + values.nbytes - orig_offs, [item, count, values], [2], [GGUFValueType.ARRAY, kind]
+            if kind != GGUFValueType.STRING or count[0] < 4096:     # a short list of text: as the package reads it
+                return super()._get_field_parts(orig_offs, raw_type)
+            length = "<Q" if self.byte_order != "S" else ">Q"
+            for _ in range(int(count[0])):
+                at += 8 + struct.unpack_from(length, self.data, at)[0]
+            return at - orig_offs, [item, count, self.data[orig_offs + 12:at]], [], [GGUFValueType.ARRAY, kind]
+
+    return Reader(str(path))
+
+
 def _gguf_header(path: Path) -> Header:
     try:
-        from gguf import GGUFReader
+        import gguf  # noqa: F401 - only whether it is there
     except ImportError:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
         gguf_fields(path)
-        reader = GGUFReader(str(path))
+        reader = gguf_reader(path)
     except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
                         "Copy the file again.") from None
