@@ -238,3 +238,29 @@ def test_a_tokenizer_s_arrays_are_not_walked_entry_by_entry_to_list_the_tensors(
     assert len(reads) < len(tokens) / 10 and _close
     assert header.shapes == {"model.embed_tokens.weight": (4, 8), "model.layers.0.self_attn.q_proj.weight": (4, 4)}
     assert torch.equal(state["model.embed_tokens.weight"], torch.arange(32.0).reshape(4, 8))
+
+
+def test_a_ministral_3_gguf_is_not_taken_for_flux2_s_mistral_small(tmp_path):
+    """llama.cpp writes Mistral Small 3.x (FLUX.2's encoder) and Ministral 3 both as mistral3 with Mistral's
+    131072-token vocabulary; Ministral 3 (14B: Mistral Small's width) scales its attention by position (Llama 4's
+    attention temperature, convert_hf_to_gguf.py's add_attn_temperature_scale) and stretches its rotary angles
+    (YaRN), which FLUX.2's encoder does not: its states read as Mistral Small's would be other features, silently."""
+    import numpy as np
+    from graph_engine import NodeError
+    from nodes.generate.detect import detect_file
+    model, arch, _ = _model("mistral3")
+    _write_llama_cpp(model, "mistral3", tmp_path / "Mistral-Small-3.2-24B-Q8_0.gguf")
+    assert detect_file(tmp_path / "Mistral-Small-3.2-24B-Q8_0.gguf").role == "text_encoder"
+    w = gguf.GGUFWriter(str(tmp_path / "Ministral-3-14B-Instruct-2512-Q8_0.gguf"), "mistral3")
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_attn_temperature_scale(0.1)
+    w.add_rope_scaling_yarn_log_mul(1.0)
+    w.add_tensor("token_embd.weight", np.zeros((131072, 32), np.float16))
+    w.add_tensor("blk.0.attn_q.weight", np.zeros((32, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(NodeError, match=r"Ministral-3-14B-Instruct-2512-Q8_0\.gguf is Ministral 3 .*not Mistral Small"):
+        detect_file(tmp_path / "Ministral-3-14B-Instruct-2512-Q8_0.gguf")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.gguf_names import gguf_renames
+from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -203,8 +203,10 @@ def _gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
-    renames = gguf_renames(shapes, str(meta.get("general.architecture", "")), path.name)
+    arch = str(meta.get("general.architecture", ""))
+    renames = gguf_renames(shapes, arch, path.name)
     if renames:         # a text encoder in llama.cpp's names: listed and detected under transformers' names
+        refuse_other_attention(arch, reader.fields, path.name)
         shapes = {renames[k]: v for k, v in shapes.items() if renames[k]}
         dtypes = {renames[k]: v for k, v in dtypes.items() if renames[k]}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
