@@ -264,3 +264,34 @@ def test_a_ministral_3_gguf_is_not_taken_for_flux2_s_mistral_small(tmp_path):
     w.close()
     with pytest.raises(NodeError, match=r"Ministral-3-14B-Instruct-2512-Q8_0\.gguf is Ministral 3 .*not Mistral Small"):
         detect_file(tmp_path / "Ministral-3-14B-Instruct-2512-Q8_0.gguf")
+
+
+@pytest.mark.parametrize("kind", ["Q4_K", "Q6_K", "Q2_K"])
+def test_k_quant_query_and_key_rows_are_put_back_whole(tmp_path, kind):
+    """llama.cpp quantises along a row (a K-quant block: 256 of a row's values), so every row of a query or key
+    projection is whole blocks and moving rows of blocks is moving rows of values: the blocks put back, then
+    expanded, equal gguf-py's expansion of the file's blocks with the published permute taken back on the values.
+    8 query heads over 4 key heads (grouped), rows of 256 values (one block) and 512 (two)."""
+    import numpy as np
+    from tests import gguf_blocks
+    from nodes.generate.weights import load_weights
+    q_type = getattr(T, kind)
+    tensors = {"token_embd.weight": (None, np.zeros((8, 256), np.float32)),
+               "blk.0.attn_q.weight": (q_type, gguf_blocks.blocks(q_type, 512, 256, seed=1)),
+               "blk.0.attn_k.weight": (q_type, gguf_blocks.blocks(q_type, 256, 512, seed=2))}
+    w = gguf.GGUFWriter(str(tmp_path / "llama-3.1-8b.gguf"), "llama")
+    w.add_head_count(8)
+    w.add_head_count_kv(4)
+    for name, (quant, a) in tensors.items():
+        w.add_tensor(name, a, raw_dtype=quant) if quant is not None else w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    got = load_weights(tmp_path / "llama-3.1-8b.gguf", torch.float32)
+    for name, heads, cols in (("q_proj", 8, 256), ("k_proj", 4, 512)):
+        stored = tensors[f"blk.0.attn_{name[0]}.weight"][1]
+        values = torch.from_numpy(gguf.quants.dequantize(stored, q_type).reshape(-1, cols).copy())
+        want = values.reshape(heads, values.shape[0] // heads // 2, 2, cols).transpose(1, 2).reshape(values.shape)
+        torch.testing.assert_close(got[f"model.layers.0.self_attn.{name}.weight"].float(), want,
+                                   atol=2e-3 * float(want.abs().max()), rtol=1e-2)
