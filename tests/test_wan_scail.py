@@ -184,6 +184,11 @@ def test_the_file_loads_as_scail2_and_predicts_as_comfyuis_model(scail):
 
 # --- comfy_extras/nodes_scail.py, written out ----------------------------------------------------------------------
 PALETTE = [(0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0)]
+# comfy/latent_formats.py Wan21: what ComfyUI's model normalises a VAE latent with (process_in)
+WAN21_MEAN = torch.tensor([-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+                           0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]).view(1, 16, 1, 1, 1)
+WAN21_STD = torch.tensor([2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+                          3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160]).view(1, 16, 1, 1, 1)
 
 
 def _comfy_28ch(rgb_video):
@@ -278,13 +283,13 @@ def test_condition_lays_out_wan_scail_to_video(scail):
     """condition.wan_scail against ComfyUI's WanSCAILToVideo written out (its VAE encode being the same tiny Wan
     VAE's): replacement mode, the reference cropped and resized bicubic and blacked out off its mask's matte, the pose
     video and its colour masks from the offset (moved back by the 5 held frames), cut to 4n+1 frames and resized
-    (area) to half the size, the pose latent times its strength, the 28 mask channels of both, the previous clip's
-    last 5 frames in the latent's first 2 frames with the noise mask 0 there."""
+    (area) to half the size, the pose's VAE latent times its strength before the model normalises it, the 28 mask
+    channels of both, the previous clip's last 5 frames in the latent's first 2 frames with the noise mask 0
+    there."""
     from graph_engine.clip import Clip
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
     from nodes.generate.latent import Conditioning
-    from nodes.generate.wan_animate import AnimateClip
     from nodes.generate.wan_scail_cond import scail_condition
     from tests.test_comfy_image_utils import _comfy_upscale_center as up
     vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
@@ -301,7 +306,14 @@ def test_condition_lays_out_wan_scail_to_video(scail):
     pos = Conditioning(torch.randn(1, 5, 8), None, None, [0])
     out = scail_condition(vae, pos, pos, 64, 32, 9, Clip.from_array(pose), Clip.from_array(colours), True, 0.7, 0.0,
                           1.0, reference, matte, None, 3, 5, Clip.from_array(previous))
-    encode = AnimateClip(vae, "SCAIL", None, 64, 32, 9).encode
+
+    def raw(img):                               # ComfyUI's vae.encode: the VAE's own latent, not yet normalised
+        with torch.no_grad():
+            px = (img * 2 - 1).permute(3, 0, 1, 2)[None].to(vae.pipe.vae.dtype)
+            return vae.pipe.vae.encode(px).latent_dist.mode().float()
+
+    def encode(img, strength=1.0):              # ... times a strength, then the model's process_latent_in (Wan21)
+        return (raw(img) * strength - WAN21_MEAN) / WAN21_STD
 
     def f(a):                                   # a uint8 picture or clip -> ComfyUI's IMAGE [B, H, W, 3]
         t = torch.from_numpy(a).float() / 255.0
@@ -315,7 +327,7 @@ def test_condition_lays_out_wan_scail_to_video(scail):
     rm = fit(f(matte), 64, 32, "nearest-exact")
     ref = ref * (rm[..., :3].max(dim=-1, keepdim=True).values > 0.1).to(ref.dtype)
     kept = ((min(11 - offset, 11 - offset, 9) - 1) // 4) * 4 + 1
-    pose_latent = encode(fit(f(pose)[offset:][:kept], 32, 16, "area")) * 0.7
+    pose_latent = encode(fit(f(pose)[offset:][:kept], 32, 16, "area"), 0.7)
     driving = _comfy_28ch(fit(f(colours)[offset:][:kept], 32, 16, "area"))
     ref_mask = _comfy_28ch(fit(f(matte), 64, 32, "nearest-exact"))
     ref_mask = torch.cat([ref_mask, torch.zeros(1, 28, 3, 4, 8)], 2)

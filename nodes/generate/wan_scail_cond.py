@@ -88,6 +88,14 @@ def mask_channels(rgb: torch.Tensor) -> torch.Tensor:
     return padded.reshape(frames, 28, h, w).movedim(1, 0)[None]
 
 
+def strengthened(z: torch.Tensor, strength: float) -> torch.Tensor:
+    """The normalised latent z of a VAE latent scaled by `strength` before it is normalised, as ComfyUI scales the
+    pose's (vae.encode(...) * pose_strength, then the model's process_latent_in): strength 0 is the VAE's zero
+    latent, not Kinograph's zero."""
+    from nodes.generate.adapters.wan import zero_latent
+    return z * strength + zero_latent(z.shape) * (1.0 - strength)
+
+
 def _picture(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(image)[..., :3])).float()[None] / 255.0
 
@@ -140,7 +148,7 @@ def scail_condition(vae, positive: Conditioning, negative: Optional[Conditioning
         if kept:
             n = (min(min(kept), length) - 1) // 4 * 4 + 1
             if pose_frames is not None:
-                z = c.encode(fit(pose_frames[:n], width // 2, height // 2, "area")) * pose_strength
+                z = strengthened(c.encode(fit(pose_frames[:n], width // 2, height // 2, "area")), pose_strength)
                 extra["scail_pose"] = torch.cat([z, torch.ones_like(z[:, :4])], 1)
             if pose_masks is not None:
                 extra["scail_sam"] = mask_channels(fit(pose_masks[:n], width // 2, height // 2, "area"))
