@@ -175,6 +175,12 @@ def test_the_file_loads_as_scail2_and_predicts_as_comfyuis_model(scail):
         bare = forward(model, x, t, text, clip, ref)
         assert torch.allclose(bare, _reference(sd, x, t, text, clip, ref), atol=2e-4)
     assert (bare - got).abs().max() > 1e-2          # the pose moves it
+    import copy
+    preview = copy.deepcopy(model)      # SCAIL-Preview (no mask embedding): ComfyUI's SCAILWanModel has no replacement
+    del preview.patch_embedding_mask    # mode, its rope is the animation one whatever the conditioning's mode
+    with torch.no_grad():
+        got = forward(preview, x, t, text, clip, ref, pose, replacement=True)
+    assert torch.allclose(got, _reference(sd, x, t, text, clip, ref, pose), atol=2e-4)
     from nodes.generate.adapters.wan import WanAdapter
     with pytest.raises(NodeError, match="through condition.wan_scail"):     # made for another Wan model
         WanAdapter().forward(handle, x[:, :16], t, {"encoder_hidden_states": text, "concat": x[:, :4]})
