@@ -181,6 +181,23 @@ def test_the_file_loads_as_scail2_and_predicts_as_comfyuis_model(scail):
     with torch.no_grad():
         got = forward(preview, x, t, text, clip, ref, pose, replacement=True)
     assert torch.allclose(got, _reference(sd, x, t, text, clip, ref, pose), atol=2e-4)
+    # frames held from a previous clip (noise mask 0 on the first): SCAIL-2 reads them in its 4 history channels
+    # and holds them clean (WAN21_SCAIL2.concat_cond / scale_latent_inpaint); SCAIL-Preview's are zeros and its kept
+    # frames are noised as any model's (WAN21_SCAIL has neither)
+    from types import SimpleNamespace
+    from nodes.generate.adapters.wan import WanAdapter
+    held = torch.ones(1, 1, 2, 4, 8)
+    held[:, :, 0] = 0.0
+    inputs = {"scail": {"replacement": False, "pose_window": (0.0, 1.0), "reference": ref, "pose": pose},
+              "encoder_hidden_states": text, "encoder_hidden_states_image": clip, "noise_mask": held}
+    with torch.no_grad():
+        for den, history in ((model, (1 - held).expand(1, 4, 2, 4, 8)), (preview, torch.zeros(1, 4, 2, 4, 8))):
+            got = WanAdapter()._scail(handle, den, x[:, :16], t, inputs)
+            want = _reference(sd, torch.cat([x[:, :16], history], 1), t, text, clip, ref, pose)
+            assert torch.allclose(got, want, atol=2e-4)
+    pipes = (SimpleNamespace(vae=None, transformer=m, vae_scale_factor_temporal=4, vae_scale_factor_spatial=8)
+             for m in (model, preview))
+    assert [WanAdapter().keeps_clean(SimpleNamespace(pipe=p)) for p in pipes] == [True, False]
     from nodes.generate.adapters.wan import WanAdapter
     with pytest.raises(NodeError, match="through condition.wan_scail"):     # made for another Wan model
         WanAdapter().forward(handle, x[:, :16], t, {"encoder_hidden_states": text, "concat": x[:, :4]})
