@@ -425,3 +425,24 @@ def test_a_negative_start_counts_back_from_the_end():
     assert trim(None, clip, -1, 1).frames(0, 1)[0, 0, 0, 0] == 4
     assert [f[0, 0, 0] for f in trim(None, clip, -3, 0).frames(0, 3)] == [2, 3, 4]
     assert trim(None, clip, -9, 2).frames(0, 2)[:, 0, 0, 0].tolist() == [0, 1]
+
+
+def test_a_latent_other_than_condition_wan_scails_is_named(scail):
+    """A latent not the one condition.wan_scail made (another size, more frames) is refused naming the latent, where
+    it met a bare tensor error (size) or was told to remove context windows it does not have (frames); a window of
+    the clip is still told apart."""
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.wan_scail import forward
+    from nodes.generate.wan_scail_cond import scail_inputs
+    _, _, handle = scail
+    g = torch.Generator().manual_seed(8)
+    ref = torch.cat([torch.randn(1, 16, 1, 4, 8, generator=g), torch.ones(1, 4, 1, 4, 8)], 1)
+    text, clip = torch.randn(1, 7, TEXT, generator=g), torch.randn(1, 4, CLIP, generator=g)
+    with pytest.raises(NodeError, match="latent is 64x64.*condition.wan_scail made its inputs for 64x32"):
+        forward(handle.pipe.transformer, torch.randn(1, 20, 2, 8, 8, generator=g), torch.tensor([500.0]), text,
+                clip, ref)
+    cond = Conditioning(text[0], None, None, [0]).with_extra(scail_reference=ref).with_meta(scail_frames=3)
+    with pytest.raises(NodeError, match="5 latent frames.*condition.wan_scail made 3"):
+        scail_inputs([cond], range(5), 1, "cpu", torch.float32)
+    with pytest.raises(NodeError, match="remove context.windows"):
+        scail_inputs([cond], [1, 2], 1, "cpu", torch.float32)

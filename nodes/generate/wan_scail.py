@@ -114,6 +114,12 @@ def forward(model, x, t, text, image=None, reference=None, pose=None, ref_mask=N
         raise NodeError(NOT_SCAIL2)
     # replacement mode is SCAIL-2's: SCAIL-Preview (ComfyUI's SCAILWanModel) places its tokens one way in either mode
     replacement = replacement and is_scail2(model)
+    for v, half in ((reference, 1), (ref_mask, 1), (pose, 2), (sam, 2)):
+        if v is not None and tuple(v.shape[-2:]) != (hh // half, ww // half):
+            size = (v.shape[-1] * half * 8, v.shape[-2] * half * 8)
+            raise NodeError(f"the latent is {ww * 8}x{hh * 8} but condition.wan_scail made its inputs for "
+                            f"{size[0]}x{size[1]}: sample the latent condition.wan_scail gives (or set its width and "
+                            "height to this latent's)")
     gh, gw = hh // ph, ww // pw
     ref_frames = 0 if reference is None else reference.shape[2]
     video = torch.cat([reference.to(x), x], 2) if reference is not None else x

@@ -169,7 +169,11 @@ def scail_inputs(conds, frames, batch: int, device, dtype) -> dict:
     noise the pose steers over (`pose_window`) and the mode."""
     from nodes.generate.wan_scail import WINDOWED
     last = conds[-1]
-    if [int(i) for i in frames] != list(range(last.meta["scail_frames"])):
+    idx, made = [int(i) for i in frames], last.meta["scail_frames"]
+    if idx and max(idx) >= made:
+        raise NodeError(f"the latent has {max(idx) + 1} latent frames but condition.wan_scail made {made}: sample "
+                        "the latent condition.wan_scail gives (or set its frames to this latent's)")
+    if idx != list(range(made)):
         raise NodeError(WINDOWED)
     out = {"replacement": bool(last.meta.get("scail_replacement", False)),
            "pose_window": tuple(last.meta.get("scail_pose_window", (0.0, 1.0)))}
