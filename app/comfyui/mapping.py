@@ -339,12 +339,15 @@ def wrapper_t5(v):
 
 
 def gguf_text_encoder(v):
-    """the file as it is (city96's T5 / umT5 encoder GGUFs are read); another .gguf text encoder is named"""
-    name = str(v).lower()
-    if name.endswith(".gguf") and "t5" not in name:
-        raise Approx(v, f"{v} is a GGUF text encoder in llama.cpp's tensor names; Kinograph reads those of T5 and "
-                        "umT5 only (t5-v1_1-xxl-encoder-*.gguf, umt5-xxl-encoder-*.gguf): put the encoder's "
-                        "safetensors file in text_encoders/ and name it here")
+    """the file as it is (llama.cpp's T5 / umT5 encoders and Llama / Mistral / Qwen2.5-VL / Qwen3 / Gemma 2-3 language
+    models are read); a GGUF of another architecture is named"""
+    name = str(v).lower().replace("_", "-")
+    # llama.cpp architectures Kinograph reads in safetensors form only (gguf_names.LLM_ARCHS lists those it reads)
+    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss", "mmproj")
+    if name.endswith(".gguf") and any(u in name for u in unread):
+        raise Approx(v, f"{v} is a GGUF of a language model Kinograph reads in safetensors form only (as GGUF it reads "
+                        "T5, umT5, Llama, Mistral, Qwen2.5-VL, Qwen3 and Gemma 2 / 3): put the encoder's safetensors "
+                        "file in text_encoders/ and name it here")
     return v
 
 

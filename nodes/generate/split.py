@@ -565,7 +565,14 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, o
     (what the error names; the file itself holds none of it)."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    if not of:
+    if not of and path.suffix.lower() == ".gguf":
+        # llama.cpp's files keep their tokenizer in their metadata
+        from nodes.generate.gguf_tokenizer import gguf_tokenizer
+        embedded, held = stored_tokenizer(path.name, lambda: gguf_tokenizer(path, det.family or ""))
+        if embedded is not None:
+            return embedded
+        looked.append(f"the metadata of {path.name}: it holds {held}")
+    elif not of:
         embedded = stored_tokenizer(path.name, lambda: _embedded_spiece(path, det) or _embedded_json(path))
         if embedded is not None:
             return embedded
