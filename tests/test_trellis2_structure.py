@@ -15,14 +15,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 import trellis2_reference as ref  # noqa: E402
 from nodes.generate.trellis2 import build_structure_decoder, decode_structure, empty_structure_latent  # noqa: E402
 
-WIDTHS = [8, 4, 2]          # the real decoder's [512, 128, 32], smaller
+WIDTHS = [8, 4, 2]          # the real decoder's [512, 128, 32] (2 residual blocks each, 2 in the middle), narrower
 
 
 def _comfy_decoder(seed: int = 0, probe=None, share: float = 0.03) -> ref.SparseStructureDecoder:
     """ComfyUI's decoder with random weights; its output bias set so that `share` of the 64^3 cells decoded from
     `probe` (a latent) are set: a shape, not a full or empty grid."""
     torch.manual_seed(seed)
-    dec = ref.SparseStructureDecoder(out_channels=1, latent_channels=8, num_res_blocks=1, channels=WIDTHS,
+    dec = ref.SparseStructureDecoder(out_channels=1, latent_channels=8, num_res_blocks=2, channels=WIDTHS,
                                      num_res_blocks_middle=2)
     with torch.no_grad():       # norms away from 1 / 0 so a swapped weight and bias would show
         for name, p in dec.named_parameters():
