@@ -127,7 +127,7 @@ def test_wrong_inputs_are_named(tmp_path, monkeypatch):
     from graph_engine import NodeError
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
-    from nodes.generate.hunyuan3d import empty_latent
+    from nodes.generate.latent import Latent
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import will_load
     shape = _tiny_vae(tmp_path / "models")
@@ -142,7 +142,7 @@ def test_wrong_inputs_are_named(tmp_path, monkeypatch):
         load_vae(ModelManager(), damaged.name, "cpu")
     vae = load_vae(ModelManager(), "trellis_2_shape_vae_bf16.safetensors", "cpu")
     with pytest.raises(NodeError, match="not a TRELLIS.2 structure latent"):
-        decode_structure(vae, empty_latent(16), 32)
+        decode_structure(vae, Latent(torch.zeros(1, 64, 1, 1, 16), "hunyuan3d", 1, 8.0, 16, 1), 32)   # a shape latent
     with pytest.raises(NodeError, match="one VOXEL"):
         decode_structure(vae, empty_structure_latent(2), 32)
     with pytest.raises(NodeError, match="needs TRELLIS.2's shape VAE"):
