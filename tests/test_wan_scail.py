@@ -300,6 +300,11 @@ def test_the_colour_mask_node_paints_one_tracked_person(tmp_path):
     plain = scail_colors(None, clip, None, "", "none", False, 24.0)
     assert plain["reference_mask"].shape == (16, 24, 3) and (plain["reference_mask"] == 255).all()
     assert (plain["pose_mask"].frames(0, 1)[0, :4] == 0).all()
+    # each MASK is one person here (mask.segment: one mask of all it tracks): indices that leave it out would paint
+    # nothing, silently, where ComfyUI's track keeps the person asked for
+    assert (scail_colors(None, clip, still, "0", "none", True, 24.0)["pose_mask"].frames(0, 5) == video).all()
+    with pytest.raises(NodeError, match="indices '1, 2'.*one person"):
+        scail_colors(None, clip, still, "1, 2", "none", True, 24.0)
 
 
 def test_condition_lays_out_wan_scail_to_video(scail):
