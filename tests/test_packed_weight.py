@@ -264,6 +264,25 @@ def test_only_the_experts_a_token_is_routed_to_are_expanded(fmt, implementation,
     assert sum(expanded) == 2 * 4, expanded         # the 4 routed experts of each of the two banks, of 8 each
 
 
+@pytest.mark.parametrize("fmt, backend", [("nvfp4", "inductor"), ("int8_convrot", "aot_eager"),
+                                          ("fp8_scaled", "aot_eager")])
+def test_torch_compile_traces_a_packed_model(fmt, backend):
+    """torch.compile of a model holding packed weights (it stopped deep in dynamo: the weight's stored tensors were
+    hidden from it) traces the expansion into one graph and computes what the model computes uncompiled; the model
+    stays packed and runs uncompiled after."""
+    from nodes.generate.packed_weight import PackedWeight
+    state, _ = _stored(fmt)
+    model = _load(state, True)
+    x = torch.randn(4, 256, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        want = model(x)
+        got = torch.compile(model, fullgraph=True, backend=backend)(x)
+        assert torch.equal(got, want)
+        assert torch.equal(model(x), want)
+    assert isinstance(model.blocks[0].weight, PackedWeight)
+
+
 def test_load_weights_gives_packed_layers_of_a_file(tmp_path):
     """load_weights (every loader's reader) gives a quantised file's layers packed: the state dict holds the file's
     bytes, and a damaged layer is still refused at load, naming it, not at the first step."""

@@ -15,7 +15,8 @@ one expert taken from a bank (only that expert is expanded; a grouped matmul or 
 experts routed to). An in-place change (a LoRA fused into the weight,
 load_state_dict copying into it) turns the weight into the plain matrix first, shared by every view of it: exact,
 at the plain matrix's memory. A LoRA loaded as diffusers / PEFT do it, a low-rank path beside the layer, leaves the
-weight packed."""
+weight packed. torch.compile traces through it (__tensor_flatten__ names the stored tensors while it compiles), the
+expansion in the compiled graph."""
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -24,6 +25,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 aten = torch.ops.aten
+_INNER = "_stored_"
 
 
 class Stored:
@@ -115,11 +117,25 @@ class PackedWeight(torch.Tensor):
     # Module.to() / .half() replace a parameter that is a wrapper like this one whole (torch.utils.swap_tensors),
     # keeping what this object holds; without these it set .data, which moved none of the stored tensors
     def __tensor_flatten__(self):
+        if torch.compiler.is_compiling():
+            # torch.compile traces the expansion with the stored tensors as the weight's inner tensors (fake ones
+            # while it traces), rebuilt into a Stored of their own: the compiled graph expands as the eager one does
+            s = self.stored
+            return [_INNER + k for k in sorted(s.tensors)], ((s.kind, s.layer, s.fmt, s.cfg), self._casts(),
+                                                            self.expert, self.transposed)
         return [], (self.stored, self._casts(), self.expert, self.transposed)
+
+    def __getattr__(self, name):
+        if name.startswith(_INNER):         # __tensor_flatten__'s names for the stored tensors
+            return self.stored.tensors[name[len(_INNER):]]
+        raise AttributeError(name)
 
     @staticmethod
     def __tensor_unflatten__(inner, ctx, outer_size, outer_stride):
-        return PackedWeight(ctx[0], outer_size, *ctx[1:])
+        stored = ctx[0]
+        if isinstance(stored, tuple):       # traced by torch.compile (__tensor_flatten__)
+            stored = Stored(*stored[:2], {k[len(_INNER):]: v for k, v in inner.items()}, *stored[2:])
+        return PackedWeight(stored, outer_size, *ctx[1:])
 
     def __setitem__(self, index, value):
         """weight[...] = value: the weight made plain first (as by any in-place change), so that the slice written
