@@ -72,7 +72,7 @@ def test_sweep_mistakes_are_located_in_the_sweep_file(tmp_path):
     path = write(tmp_path, "bad.yaml", """\
         grid:
           resize.widht: [32, 40]
-          trim.start: [0, -2]
+          trim.start: [0, -200000]
           seed: [1]
         cases:
           - {trim.start: "a"}
@@ -84,7 +84,7 @@ def test_sweep_mistakes_are_located_in_the_sweep_file(tmp_path):
         load_sweep(path, wf, default_registry())
     got = {(p.line, p.message) for p in e.value.problems}
     assert all(p.file == str(path) for p in e.value.problems)
-    expected = [(2, "no parameter 'widht' (did you mean 'width'?)"), (3, "-2 is out of range"),
+    expected = [(2, "no parameter 'widht' (did you mean 'width'?)"), (3, "-200000 is out of range"),
                 (4, "must be written NODE.PARAM"), (6, "expects a whole number, got 'a'"),
                 (7, "case 2 of `cases:` must be a mapping"), (8, "no node 'sav'"), (8, "did you mean 'save'?"),
                 (9, "unknown key 'extra'")]

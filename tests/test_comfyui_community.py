@@ -415,24 +415,27 @@ def test_choices_and_numbers_fed_by_links():
 
 def test_gguf_loaders():
     """city96's ComfyUI-GGUF loaders are in most shared low-VRAM graphs (Wan 2.2 Lightning, FLUX.1): unmapped, the
-    model and text encoder loaders blocked the import. A GGUF diffusion model and a T5 / umT5 encoder GGUF load as they
-    are; another GGUF text encoder is named with the file to use instead."""
+    model and text encoder loaders blocked the import. A GGUF diffusion model and a T5 / umT5 / Llama / Qwen / Gemma
+    encoder GGUF load as they are; a GGUF text encoder of an architecture read as safetensors only is named."""
     nodes = [(1, "UnetLoaderGGUF", ["wan2.2_t2v_high_noise_14B_Q4_K_M.gguf"], {}, ["MODEL"]),
              (2, "UnetLoaderGGUFAdvanced", ["flux1-dev-Q8_0.gguf", "default", "default", False], {}, ["MODEL"]),
              (3, "CLIPLoaderGGUF", ["umt5-xxl-encoder-Q5_K_M.gguf", "wan"], {}, ["CLIP"]),
              (4, "DualCLIPLoaderGGUF", ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux"], {}, ["CLIP"]),
              (5, "DualCLIPLoaderGGUF", ["clip_l.safetensors", "t5-v1_1-xxl-encoder-Q5_K_M.gguf", "flux"], {}, ["CLIP"]),
-             (6, "CLIPLoaderGGUF", ["Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf", "qwen_image"], {}, ["CLIP"])]
+             (6, "CLIPLoaderGGUF", ["Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf", "qwen_image"], {}, ["CLIP"]),
+             (7, "CLIPLoaderGGUF", ["Qwen3-VL-8B-Instruct-Q4_K_M.gguf", "qwen_image"], {}, ["CLIP"])]
     res = import_data(ui_format(nodes))
     g, entries = res.graph, res.report.entries
     assert g.nodes["unet_loader_gguf_1"].params == {"name": "wan2.2_t2v_high_noise_14B_Q4_K_M.gguf"}
     assert g.nodes["unet_loader_gguf_advanced_2"].params == {"name": "flux1-dev-Q8_0.gguf"}
-    assert {entries[i].status for i in "12345"} == {"exact"}
+    assert {entries[i].status for i in "123456"} == {"exact"}
+    assert g.nodes["clip_loader_gguf_6"].params == {"name": "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf", "type": "qwen_image"}
     assert g.nodes["dual_clip_loader_gguf_4"].params == {"name": "clip_l.safetensors", "name2": "t5xxl_fp16.safetensors",
                                                          "type": "flux"}
     assert g.nodes["clip_loader_gguf_3"].params == {"name": "umt5-xxl-encoder-Q5_K_M.gguf", "type": "wan"}
     assert g.nodes["dual_clip_loader_gguf_5"].params["name2"] == "t5-v1_1-xxl-encoder-Q5_K_M.gguf"
-    assert "Kinograph reads those of T5 and umT5 only" in entries["6"].notes[0]
+    assert "Qwen3-VL-8B-Instruct-Q4_K_M.gguf is a GGUF of a language model Kinograph reads in safetensors form only" \
+        in entries["7"].notes[0]
 
 
 @pytest.mark.parametrize("widgets,params,noted", [

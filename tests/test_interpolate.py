@@ -1121,6 +1121,30 @@ def test_bend_and_carried_motions_are_their_numpy_formulation_bit_for_bit(t):
     assert all(g is still for g in (*fi._carried(slow, still, t), fi._pushed(slow, still, t)))
 
 
+def test_visibility_weights_are_their_numpy_formulation_bit_for_bit():
+    """motion_at's blend weights, fused into kernels.coverage and kernels.trusted, give the bits the
+    numpy expressions gave: coverage held to 1, and each frame's weight (floor included) going with
+    its trust 1 / (OUTER_EPS + mismatch) over the larger trust. Coverage from 0 to piled-up, the
+    mismatch from 0 (exact agreement) to far off, blurred weights below 0 and above 1."""
+    from nodes.interpolate import flow_interp as fi
+    from nodes.interpolate import kernels as K
+    rng = np.random.default_rng(11)
+    cover0, cover1 = (rng.choice(np.float32([0, 0.25, 1, 1.5, 3]), (23, 31)) * rng.random((23, 31), np.float32)
+                      for _ in range(2))
+    want = np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)])
+    got = K.coverage(cover0, cover1)
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    vis = cv2.GaussianBlur(want, (3, 3), 0) * np.float32(1.2) - np.float32(0.1)
+    miss = cv2.blur(rng.exponential(6.0, (23, 31, 2)).astype(np.float32) * (rng.random((23, 31, 2)) > 0.2),
+                    (5, 5))
+    for floor in (fi.BLEND_FLOOR, 0.02):
+        trust = 1.0 / (fi.OUTER_EPS + miss)
+        most = np.maximum(trust[..., 0], trust[..., 1])
+        want = (vis + floor) * (trust / most[..., None]) - floor
+        got = K.trusted(vis, miss, np.float32(fi.OUTER_EPS), np.float32(floor))
+        assert want.dtype == got.dtype == np.float32 and got.tobytes() == want.tobytes()
+
+
 def test_frames_are_sampled_sharply_between_their_pixels():
     """An in-between samples both frames between their pixels nearly everywhere. A sharp texture
     (waves up to 0.3 cycles per pixel) moving 1.5 px per frame, its exact motion given: the

@@ -156,6 +156,23 @@ def sampler_name(v):
     raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
 
 
+def colour_method(v):
+    """ColorTransfer's method as color.match's (mkl_lab is refused by its special)"""
+    return {"reinhard_lab": "reinhard"}.get(v, v)
+
+
+def colour_spread(v):
+    """ColorTransfer's source_stats: per_frame matches each frame, uniform pools the clip's statistics"""
+    return {"per_frame": "frame", "uniform": "clip"}.get(v, v)
+
+
+def unit_strength(v):
+    if float(v) > 1.0:
+        raise Approx(1.0, f"strength {v} (past the match) is held at 1: color.match blends between the frame and "
+                          "the matched one")
+    return float(v)
+
+
 def ancestral_eta(v):
     """SamplerEulerAncestral's eta as the sampler it makes."""
     if float(v) == 0:
@@ -322,12 +339,15 @@ def wrapper_t5(v):
 
 
 def gguf_text_encoder(v):
-    """the file as it is (city96's T5 / umT5 encoder GGUFs are read); another .gguf text encoder is named"""
-    name = str(v).lower()
-    if name.endswith(".gguf") and "t5" not in name:
-        raise Approx(v, f"{v} is a GGUF text encoder in llama.cpp's tensor names; Kinograph reads those of T5 and "
-                        "umT5 only (t5-v1_1-xxl-encoder-*.gguf, umt5-xxl-encoder-*.gguf): put the encoder's "
-                        "safetensors file in text_encoders/ and name it here")
+    """the file as it is (llama.cpp's T5 / umT5 encoders and Llama / Mistral / Qwen2.5-VL / Qwen3 / Gemma 2-3 language
+    models are read); a GGUF of another architecture is named"""
+    name = str(v).lower().replace("_", "-")
+    # llama.cpp architectures Kinograph reads in safetensors form only (gguf_names.LLM_ARCHS lists those it reads)
+    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss", "mmproj")
+    if name.endswith(".gguf") and any(u in name for u in unread):
+        raise Approx(v, f"{v} is a GGUF of a language model Kinograph reads in safetensors form only (as GGUF it reads "
+                        "T5, umT5, Llama, Mistral, Qwen2.5-VL, Qwen3 and Gemma 2 / 3): put the encoder's safetensors "
+                        "file in text_encoders/ and name it here")
     return v
 
 
@@ -590,9 +610,18 @@ SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SA
              "as it goes)")
 
 
+SAM3_TRACK_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory (Hugging "
+                   "Face's SAM 3; ComfyUI runs SAM 3.1's multiplexed tracker), its max_objects most confident objects "
+                   "in one mask (ComfyUI's track keeps each object apart)")
+
+
 SAM3_POINTS_NOTE = ("with points and no text prompt it is mask.track_points on SAM 3's folder: SAM 3's tracker "
                     "finds the object under them on the first frame and tracks it with its memory; ComfyUI's node "
                     "segments at the same pixels in each frame alone")
+
+
+SCAIL_MASK_NOTE = ("each track is mask.segment's one mask of every object it follows, painted as one person (the "
+                   "palette's first colour): ComfyUI's SAM 3.1 tracker keeps each person apart, a colour each")
 
 
 def sam3_folder(v):
@@ -1039,6 +1068,12 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeHunyuan3D": Rule("decode.hunyuan3d", ("num_chunks", "octree_resolution"),
                                (P("num_chunks", "num_chunks"), P("octree_resolution", "resolution")),
                                {"samples": "latent", "vae": "vae"}, ("voxel",)),
+    # TRELLIS.2 / Pixal3D's structure stage (comfy_extras/nodes_trellis2.py): the empty 16^3 latent, and the shape
+    # VAE's structure decoder's occupancy as a VOXEL grid
+    "EmptyTrellis2LatentStructure": Rule("latent.empty_trellis2_structure", ("batch_size",),
+                                         (P("batch_size", "batch"),), outputs=("latent",)),
+    "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
+                                       {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
     "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
                              outputs=("style_model",)),
@@ -1463,6 +1498,28 @@ RULES: Dict[str, Rule] = {
                                ("positive", "negative", "latent", None, "trim_image", "offset"), special="wan_animate",
                                ignore={"batch_size": 1},
                                note="pictures fitted by a centre crop and a bilinear resize (ComfyUI: area)"),
+    # SCAIL / SCAIL-2 (comfy_extras/nodes_scail.py): optional inputs (replacement_mode) come after the required
+    # widgets in a workflow's widgets_values
+    "WanSCAILToVideo": Rule("condition.wan_scail", ("width", "height", "length", "batch_size", "pose_strength",
+                                                    "pose_start", "pose_end", "video_frame_offset",
+                                                    "previous_frame_count", "replacement_mode"),
+                            LATENT_SIZE + (P("length", "frames"), P("pose_strength", "pose_strength"),
+                                           P("pose_start", "pose_start"), P("pose_end", "pose_end"),
+                                           P("video_frame_offset", "offset"),
+                                           P("previous_frame_count", "previous_count"),
+                                           P("replacement_mode", "replacement")),
+                            {"positive": "positive", "negative": "negative", "vae": "vae",
+                             "reference_image": "reference", "pose_video": "pose", "pose_video_mask": "pose_mask",
+                             "reference_image_mask": "reference_mask", "clip_vision_output": "image_embeds",
+                             "previous_frames": "previous"},
+                            ("positive", "negative", "latent", "offset"), ignore={"batch_size": 1},
+                            note="one reference picture (ComfyUI also takes a batch of extra views)"),
+    "SCAIL2ColoredMask": Rule("mask.scail_colors", ("object_indices", "sort_by", "replacement_mode"),
+                              (P("object_indices", "indices"), P("sort_by", "sort_by"),
+                               P("replacement_mode", "replacement")),
+                              {"driving_track_data": "driving", "ref_track_data": "reference"},
+                              ("pose_mask", "reference_mask"),
+                              note=SCAIL_MASK_NOTE),
     "WanAnimate2Cache": Rule(None, ("device", "dtype"), (), {"model": "model"}, special="animate2_cache",
                              note="the model passes on: ComfyUI's cache of the pose branch saves time (its int8 / "
                                   "int4 storage rounds what it keeps), Kinograph reruns the branch each step"),
@@ -1575,11 +1632,11 @@ RULES: Dict[str, Rule] = {
     # model tweaks
     # which attention kernel ComfyUI runs the model with: Kinograph's loaders choose their own, so the model passes on
     "ModelAttentionBackend": Rule(None, ("attention",), (P("attention", "attention", attention_backend),),
-                                  {"model": "model"}, ("model",), fold=True, special="model_through"),
+                                  {"model": "model"}, ("model",), fold=True, special="through"),
     # Qwen-Image 2.1's cache of what every step attends to alike (the prompt's and pictures' keys and values):
     # where ComfyUI keeps it changes speed, not the picture; a quantized one changes the picture a little
     "QwenImage21Cache": Rule(None, ("device", "dtype"), (P("dtype", "dtype", qwen21_cache_dtype),),
-                             {"model": "model"}, ("model",), fold=True, special="model_through"),
+                             {"model": "model"}, ("model",), fold=True, special="through"),
     # HiDream-O1's noise scale (the first noise and the stochastic samplers' fresh noise at this many times unit)
     "ModelNoiseScale": Rule("model.noise_scale", ("noise_scale",), (P("noise_scale", "noise_scale"),),
                             {"model": "model"}, ("model",)),
@@ -1596,7 +1653,7 @@ RULES: Dict[str, Rule] = {
     # a faster attention for long sequences; FastVideo's FastH3 (vsa) was distilled to attend through it, with a
     # coarse branch (to_gate_compress) its blocks add: Kinograph attends densely and without that branch, as
     # ComfyUI's MiniMax H3 model does without this node
-    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="model_through",
+    "BlockSparseAttention": Rule(None, (), (), {"model": "model"}, ("model",), fold=True, special="through",
                                  note="attention is dense here: the model attends to every token (ComfyUI: each block "
                                       "of queries to a chosen few blocks of keys), and FastH3's VSA coarse branch "
                                       "(to_gate_compress) is not run, so a VSA-distilled model's video differs"),
@@ -1850,6 +1907,15 @@ RULES: Dict[str, Rule] = {
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
                     {"mesh": "mesh"}, ignore={"viewer": None}),
+    # a MESH as a file value for ComfyUI's 3-D savers and viewers; Kinograph's writers and viewer read the mesh
+    "MeshToFile3D": Rule(None, (), (), {"mesh": "mesh"}, ("mesh",), fold=True, special="through"),
+    "GetMeshInfo": Rule(None, (), (), {"mesh": "mesh"}, ("mesh", None), fold=True, special="through",
+                        note="the counts show in Kinograph's viewer (a mesh's summary); its info text is not a "
+                             "value here"),
+    # the second widget is the frontend's 3-D viewer state, width and height its viewport's: nothing saved reads them
+    "Save3DAdvanced": Rule("io.save_glb", ("filename_prefix", "viewport_state", "width", "height"),
+                           (P("filename_prefix", "path", out_path(".glb")),), {"model_3d": "mesh"},
+                           ignore={"viewport_state": None, "width": None, "height": None}),
     "Preview3D": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
                                             "triangle counts)"),
     "Preview3DAdvanced": Rule(None, kind="ui", note="previews show in Kinograph's viewer (a mesh as its vertex and "
@@ -2152,6 +2218,9 @@ RULES: Dict[str, Rule] = {
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
                         fixed={"objects": 1},
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
+    "SAM3_VideoTrack": Rule("mask.segment", ("detection_threshold", "max_objects", "detect_interval"),
+                            (P("detection_threshold", "threshold"), P("max_objects", "objects")), {"images": "video"},
+                            ("mask",), special="sam3_detect", ignore={"detect_interval": 1}, note=SAM3_TRACK_NOTE),
     # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points
     # fold into mask.track_points
     "DownloadAndLoadSAM2Model": Rule(None, ("model", "segmentor", "device", "precision"),
@@ -2253,6 +2322,12 @@ RULES: Dict[str, Rule] = {
                                                               (("x", 0), ("y", 0), ("width", 512), ("height", 512))),
                         {"image": "video"}, ("video",)),
     # each picture after the first brought to its size as ComfyUI does (video.match_size: bilinear, centre cut)
+    "ColorTransfer": Rule("color.match", ("method", "source_stats", "strength"),
+                          (P("method", "method", colour_method), P("source_stats", "spread", colour_spread),
+                           P("strength", "strength", unit_strength)),
+                          {"image_target": "video", "image_ref": "reference"}, ("video",), special="color_transfer",
+                          note="Lab statistics of a copy 256 pixels wide, the frames rounded to 8 bits (ComfyUI: "
+                               "kornia's Lab at full size, in float)"),
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips"),
     "RebatchImages": Rule(None, ("batch_size", "overlap", "merge_overlap_mode"), fold=True, special="rebatch"),
     "Video Slice": Rule("video.slice", ("start_time", "duration", "strict_duration"),
@@ -2545,12 +2620,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
-    # ComfyUI's loops: unrolled on import where the number of passes is in the file (app.comfyui.loops); the
-    # others are these
+    # ComfyUI's loops: unrolled on import where the number of passes is in the file or counted by a node
+    # (app.comfyui.loops, loops_running); the others are these
     **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop) run part of the graph again and again as it runs; "
              "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
-             "only where its number of passes is in the file. Run the part once per pass (one workflow per "
-             "segment) instead" for name in ("StartLoop", "EndLoop")},
+             "where its number of passes is in the file, or a node of the file counts a simple loop's passes as the "
+             "workflow runs (up to 16). Run the part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop")},
     **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
               "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
               "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.gguf_names import t5_renames
+from nodes.generate.gguf_names import gguf_renames
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -118,19 +118,39 @@ def safetensors_header(path: Path) -> Header:
 
 
 def gguf_header(path: Path) -> Header:
+    """The GGUF file's header, read once for the file as it stands (its size and modification time): detection, the
+    weights' reader and the tokenizer each ask for it, and the gguf package's reader takes seconds over a language
+    model's tokenizer arrays (held in the metadata it parses whole)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _gguf_header(path)       # its own message for a file that cannot be read
+    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns)
+    return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
+
+
+@functools.lru_cache(maxsize=8)
+def _kept_gguf_header(path: Path, size: int, mtime_ns: int) -> Header:
+    return _gguf_header(path)
+
+
+def _gguf_header(path: Path) -> Header:
     try:
         from gguf import GGUFReader
     except ImportError:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
-        _gguf_counts_fit(path)
+        gguf_fields(path)
         reader = GGUFReader(str(path))
     except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
                         "Copy the file again.") from None
     meta = {}
     for name, fld in reader.fields.items():
-        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")):
+        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
+        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")) or \
+                name.endswith((".attention.head_count", ".attention.head_count_kv")):
             try:
                 meta[name] = fld.contents()
             except (ValueError, IndexError, AttributeError):
@@ -153,74 +173,89 @@ def gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
-    renames = t5_renames(shapes)
-    if renames:         # a T5 / umT5 encoder in llama.cpp's names: listed and detected under transformers' names
-        shapes = {renames[k]: v for k, v in shapes.items()}
-        dtypes = {renames[k]: v for k, v in dtypes.items()}
+    renames = gguf_renames(shapes, str(meta.get("general.architecture", "")), path.name)
+    if renames:         # a text encoder in llama.cpp's names: listed and detected under transformers' names
+        shapes = {renames[k]: v for k, v in shapes.items() if renames[k]}
+        dtypes = {renames[k]: v for k, v in dtypes.items() if renames[k]}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
 
 
-# GGUF's value types: the bytes of each fixed-size one (the gguf package's GGUFValueType); 8 is a string, 9 an array.
-_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+# GGUF's value types: the struct format of each fixed-size one (the gguf package's GGUFValueType); 8 is a string, 9 an
+# array.
+_GGUF_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
-def _gguf_counts_fit(path: Path) -> None:
-    """Raise ValueError where a GGUF header declares more entries than the file has bytes for. The gguf package
-    reads an array element by element, and past the end of the file each one reads as nothing: an 88-byte file
-    declaring an array of 10^12 numbers kept it looping, its lists growing, for ever. Each element, key and
-    tensor takes some bytes, so what the bytes left cannot hold is refused before the package reads it."""
+def gguf_fields(path: Path, keep=None) -> dict:
+    """The values of the GGUF metadata keys that keep(key) accepts (none by default), read straight from the bytes:
+    a few hundred thousand tokens in a tenth of a second, where the gguf package's reader builds an array view per
+    token (a Qwen tokenizer's 450,000 entries took it seconds). Raises ValueError where the header declares more
+    entries than the file has bytes for: the package reads an array element by element, and past the end of the file
+    each one reads as nothing, so an 88-byte file declaring an array of 10^12 numbers kept it looping, its lists
+    growing, for ever. Each element, key and tensor takes some bytes, so what the bytes left cannot hold is refused
+    before the package reads it."""
     import mmap
+    out = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         end = len(data)
 
         # A file written on a big-endian machine says so by its version read backwards (as the package tells).
         order = "<" if len(data) < 8 or struct.unpack_from("<I", data, 4)[0] & 0xFFFF else ">"
 
-        def number(at: int, fmt: str) -> Tuple[int, int]:
-            if at + struct.calcsize(fmt) > end:
+        def number(at: int, fmt: str) -> Tuple[object, int]:
+            size = struct.calcsize("<" + fmt)
+            if at + size > end:
                 raise ValueError(f"it ends at byte {end}, inside its header")
-            return struct.unpack_from(order + fmt[1:], data, at)[0], at + struct.calcsize(fmt)
+            return struct.unpack_from(order + fmt, data, at)[0], at + size
 
         def many(count: int, least: int, at: int, what: str) -> None:
             if count * least > end - at:
                 raise ValueError(f"its header declares {count:,} {what}, more than its {end - at:,} bytes left hold")
 
-        def text(at: int) -> int:
-            n, at = number(at, "<Q")
+        def text(at: int, read: bool) -> Tuple[Optional[str], int]:
+            n, at = number(at, "Q")
             many(n, 1, at, "bytes of text")
-            return at + n
+            return (bytes(data[at:at + n]).decode("utf-8", "replace") if read else None), at + n
 
-        def value(kind: int, at: int) -> int:
-            if kind in _GGUF_SIZES:
-                return number(at, "<" + {1: "B", 2: "H", 4: "I", 8: "Q"}[_GGUF_SIZES[kind]])[1]
+        def value(kind: int, at: int, read: bool) -> Tuple[object, int]:
+            if kind in _GGUF_FORMATS:
+                got, after = number(at, _GGUF_FORMATS[kind])
+                return (got if read else None), after
             if kind == 8:
-                return text(at)
+                return text(at, read)
             if kind != 9:
                 raise ValueError(f"a value of unknown type {kind}")
-            item, at = number(at, "<I")
-            count, at = number(at, "<Q")
-            if item in _GGUF_SIZES:
-                many(count, _GGUF_SIZES[item], at, "array values")
-                return at + count * _GGUF_SIZES[item]
+            item, at = number(at, "I")
+            count, at = number(at, "Q")
+            if item in _GGUF_FORMATS:
+                size = struct.calcsize("<" + _GGUF_FORMATS[item])
+                many(count, size, at, "array values")
+                got = list(struct.unpack_from(f"{order}{count}{_GGUF_FORMATS[item]}", data, at)) if read else None
+                return got, at + count * size
             many(count, 8 if item == 8 else 12, at, "array entries")
+            items = []
             for _ in range(count):
-                at = value(item, at)
-            return at
+                got, at = value(item, at, read)
+                items.append(got)
+            return (items if read else None), at
 
         magic = bytes(data[:4])
         if magic != b"GGUF":
             raise ValueError("it does not start with GGUF")
-        version, at = number(4, "<I")
+        version, at = number(4, "I")
         if version == 1:        # 32-bit counts: the package refuses this old version itself
-            return
-        tensors, at = number(at, "<Q")
-        keys, at = number(at, "<Q")
+            return out
+        tensors, at = number(at, "Q")
+        keys, at = number(at, "Q")
         many(keys, 8 + 4, at, "metadata keys")
         many(tensors, 8 + 4 + 4 + 8, at, "tensors")
         for _ in range(keys):
-            at = text(at)
-            kind, at = number(at, "<I")
-            at = value(kind, at)
+            key, at = text(at, True)
+            kind, at = number(at, "I")
+            wanted = keep is not None and keep(key)
+            got, at = value(kind, at, wanted)
+            if wanted:
+                out[key] = got
+    return out
 
 
 def torch_load(path: Path) -> dict:
@@ -594,6 +629,9 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "humo"                     # HuMo (humo_17B, 1.7B): text, reference image and voice to video
     elif k.any("music_projection.weight"):
         kind = "dancer"                   # WanDancer: music and a picture to dance video (global and local files)
+    elif k.any("patch_embedding_pose.weight"):
+        # SCAIL (zai-org, on Wan 2.1 i2v): a pose video's patch embedding; SCAIL-2 also its colour masks'
+        kind = "scail2" if k.any("patch_embedding_mask.weight") else "scail"
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -1644,9 +1682,19 @@ def _hunyuan3d(k: Keys) -> Optional[Detection]:
                      why="latent_in / cond_in" if variant != "2.1" else "x_embedder / t_embedder / blocks.N.attn2")
 
 
+def _trellis2(k: Keys) -> Optional[Detection]:
+    """TRELLIS.2's VAE files as ComfyUI holds them (Comfy-Org/Pixal3D's vae/): the shape VAE holds the structure
+    decoder under struct_dec. and the mesh decoder under shape_dec.; the texture VAE its decoder under txt_dec."""
+    if k.has("struct_dec.input_layer.weight"):
+        return Detection("vae", "trellis2", "shape", why="struct_dec / shape_dec (TRELLIS.2's shape VAE)")
+    if k.has("txt_dec.from_latent.weight"):
+        return Detection("vae", "trellis2", "texture", why="txt_dec (TRELLIS.2's texture VAE)")
+    return None
+
+
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _trellis2, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -8,10 +8,11 @@ from graph_engine.types import CONDITIONING, LATENT, VAE, VOXEL
 
 
 def one_shape_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
-    """latent.empty_hunyuan3d at validation: decode.hunyuan3d makes one VOXEL of one shape, so a batch of several
-    would be refused only after sampling them all (minutes of the GPU's) for nothing."""
+    """An empty shape latent at validation (latent.empty_hunyuan3d, latent.empty_trellis2_structure): the shape
+    decoders make one VOXEL of one shape, so a batch of several would be refused only after sampling them all
+    (minutes of the GPU's) for nothing."""
     if params["batch"] > 1:
-        return [("batch", f"{params['batch']} shapes at once, but decode.hunyuan3d makes one VOXEL of one shape: set "
+        return [("batch", f"{params['batch']} shapes at once, but a shape decoder makes one VOXEL of one shape: set "
                           "batch to 1 (for several shapes run the workflow again with other seeds)")]
     return []
 

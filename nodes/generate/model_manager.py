@@ -810,12 +810,19 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("animate2"):
         return True, ("load.diffusion_model: Wan Animate 2, a character from a reference image moved as a driving "
                       "video moves (condition.wan_animate2)")
+    if det.family == "wan" and det.variant.startswith("scail"):
+        return True, ("load.diffusion_model: SCAIL" + ("-2" if det.variant.startswith("scail2") else "") +
+                      ", a character from a reference image moved as a pose video moves, or put in its person's "
+                      "place (condition.wan_scail)")
     if det.family == "wan" and det.variant.startswith("dancer"):
         return True, ("load.diffusion_model: WanDancer, a picture dancing to music (condition.wan_dancer; its global "
                       "file draws a song's key frames, its local file the frames between them)")
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")
+    if det.family == "trellis2":
+        return (True, "load.vae: TRELLIS.2's structure decoder, for decode.trellis2_structure (its mesh decoder: not "
+                      "yet)") if det.variant == "shape" else (False, f"TRELLIS.2's {det.variant} VAE: not read yet")
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")

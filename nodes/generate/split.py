@@ -446,6 +446,8 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
         return ComponentHandle("pixel_space", "pixel_space", PixelSpace(), "vae", device)
     path = _resolve(name, "vae", "VAE")
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
+    if det.family == "trellis2":
+        return _trellis2_vae(mm, path, det, device)
     found = family_of_file(det)
     if found == "sd" and det.role == "vae":
         found = sd_vae_family(path, family)
@@ -464,6 +466,18 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
     pipe = mm.cached(("vae", str(path.resolve()), found, str(dtype), device),
                      lambda: pipeline(found, vae=_module(path, det, dtype, device, "vae")), files=(path,))
     return ComponentHandle(found, str(path), pipe, "vae", device)
+
+
+def _trellis2_vae(mm, path: Path, det: Detection, device: str) -> ComponentHandle:
+    """TRELLIS.2's shape VAE: its structure decoder, which decode.trellis2_structure runs (no diffusers pipeline
+    holds it)."""
+    from nodes.generate.trellis2 import load_shape_vae
+    if det.variant != "shape":
+        raise NodeError(f"{path.name} is TRELLIS.2's {det.variant} VAE, which Kinograph does not read yet: only the "
+                        "shape VAE's structure decoder runs (trellis_2_shape_vae_bf16.safetensors)")
+    vae = mm.cached(("vae", str(path.resolve()), "trellis2", "float32", device),
+                    lambda: load_shape_vae(path, device), files=(path,))
+    return ComponentHandle("trellis2", str(path), vae, "vae", device)
 
 
 def sd_vae_family(path: Path, family: str) -> str:
@@ -551,7 +565,14 @@ def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None, o
     (what the error names; the file itself holds none of it)."""
     from transformers import AutoTokenizer
     looked: List[str] = []
-    if not of:
+    if not of and path.suffix.lower() == ".gguf":
+        # llama.cpp's files keep their tokenizer in their metadata
+        from nodes.generate.gguf_tokenizer import gguf_tokenizer
+        embedded, held = stored_tokenizer(path.name, lambda: gguf_tokenizer(path, det.family or ""))
+        if embedded is not None:
+            return embedded
+        looked.append(f"the metadata of {path.name}: it holds {held}")
+    elif not of:
         embedded = stored_tokenizer(path.name, lambda: _embedded_spiece(path, det) or _embedded_json(path))
         if embedded is not None:
             return embedded

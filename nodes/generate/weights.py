@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 from graph_engine import NodeError
 from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
-from nodes.generate.gguf_names import t5_renames
+from nodes.generate.gguf_names import gguf_renames, llm_values
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
@@ -81,9 +81,10 @@ def _read_gguf(path: Path) -> dict:
         raw = load_gguf_checkpoint(str(path), return_tensors=True)
     except ValueError as exc:
         raise NodeError(f"{path}: {str(exc).splitlines()[0][:300]}") from None
-    # read_header gives a T5 encoder's llama.cpp names as transformers' (gguf_names); the tensors take the same names
-    renames = t5_renames(raw) or {}
-    raw = {renames.get(k, k): v for k, v in raw.items()}
+    # read_header gives a text encoder's llama.cpp names as transformers' (gguf_names); the tensors take the same names
+    renames = gguf_renames(raw, header.metadata.get("general.architecture", ""), path.name) or {}
+    raw = {renames.get(k, k): v for k, v in raw.items() if renames.get(k, k)}
+    fix = llm_values(header.metadata, path.name)
     out = {}
     for name, t in raw.items():
         shape = header.shapes.get(name)
@@ -91,7 +92,8 @@ def _read_gguf(path: Path) -> dict:
         t = t.as_subclass(torch.Tensor)     # the stored bytes, not a GGUFParameter
         if quant == GGMLQuantizationType.BF16:
             t = t.view(torch.bfloat16)      # bf16 values as bytes: a plain bf16 tensor
-        elif quant is not None:
+        t = fix(name, t)                    # values, or whole rows of blocks
+        if quant is not None and quant != GGMLQuantizationType.BF16:
             block, size = GGML_QUANT_SIZES[quant]
             natural = (*t.shape[:-1], t.shape[-1] // size * block)
             whole = shape if shape is not None and shape != natural and _numel(shape) == _numel(natural) else None

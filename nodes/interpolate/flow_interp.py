@@ -37,7 +37,7 @@ import numpy as np
 
 from graph_engine import NodeError
 from nodes.common.flow import (adopt_nearby, backward_warp, border_layers, estimate_flow, fill_holes, forward_splat,
-                               fuse_directions, layered_flows, per_channel, to_gray)
+                               fuse_directions, layered_flows, to_gray)
 from nodes.interpolate import kernels as K
 from nodes.interpolate.schedule import interpolated_clip
 
@@ -267,11 +267,15 @@ def _smoothed(motion: np.ndarray) -> np.ndarray:
     (bikes-d +0.13, bikes, bikes-b +0.10, city-b +0.08; carphone-b -0.01 the lowest) and +0.06
     on bench/heldout.py's segments (none lower than +0.01), for ~0.2 ms more per in-between."""
     h, w = motion.shape[:2]
+    # The medians and the nearest-pixel halving take both channels at once (each channel's result is
+    # its own alone); the bilinear upsizing goes channel by channel: OpenCV's two-channel path rounds
+    # differently in the last bit.
+    m = cv2.medianBlur(cv2.medianBlur(motion, 5), 5)
+    half = cv2.resize(m, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_NEAREST)
+    half = cv2.medianBlur(cv2.medianBlur(half, 5), 5)
     out = np.empty_like(motion)
     for c in range(2):
-        m = cv2.medianBlur(cv2.medianBlur(np.ascontiguousarray(motion[..., c]), 5), 5)
-        half = cv2.resize(m, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_NEAREST)
-        out[..., c] = cv2.resize(cv2.medianBlur(cv2.medianBlur(half, 5), 5), (w, h), interpolation=cv2.INTER_LINEAR)
+        out[..., c] = cv2.resize(np.ascontiguousarray(half[..., c]), (w, h), interpolation=cv2.INTER_LINEAR)
     return out
 
 
@@ -459,16 +463,14 @@ class FlowSynth:
             motion, costs = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift,
                                    np.float32(CHOICE_MARGIN), st.regions, REGION_TILE, np.float32(REGION_PRIOR),
                                    np.float32(REGION_CAP))
-        vis = cv2.GaussianBlur(np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)]), (3, 3), 0)
+        vis = cv2.GaussianBlur(K.coverage(cover0, cover1), (3, 3), 0)
         if st.gp is not None:
             miss = cv2.blur(K.outer_mismatch(st.g0, st.g1, st.gp, st.gn, motion, np.float32(t)),
                             (CHOICE_WINDOW, CHOICE_WINDOW))
-            trust = 1.0 / (OUTER_EPS + miss)
-            # (The larger trust by np.maximum: numpy's max over a last axis of two is ~30x slower.)
-            most = np.maximum(trust[..., 0], trust[..., 1])
-            # The blend weight, floor included, goes with the trust: the floor hedges the
-            # visibility, not this verdict (which would leave a ghost a floor's worth strong).
-            vis = (vis + BLEND_FLOOR) * per_channel(np.divide, trust, most) - BLEND_FLOOR
+            # The blend weight, floor included, goes with each frame's trust 1 / (OUTER_EPS + miss):
+            # the floor hedges the visibility, not this verdict (which would leave a ghost a floor's
+            # worth strong).
+            vis = K.trusted(vis, miss, np.float32(OUTER_EPS), np.float32(BLEND_FLOOR))
         bend = None if st.back is None and st.ahead is None else _bend(st, motion, t)
         return MotionAt(motion, _spread(vis) if self.s.hedge else vis, costs, bend)
 

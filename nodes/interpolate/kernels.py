@@ -345,6 +345,39 @@ def sampled_frames(f0, f1, motion, bend, t):
                  for f, m in zip((f0, f1), maps))
 
 
+@numba.njit(cache=True, nogil=True)
+def coverage(cover0, cover1):
+    """Each frame's coverage at t (forward_splat's, hxw) held to 1, as one hxwx2 field: motion_at's
+    visibility before its blur. One pass for two np.minimum and an np.dstack (no fastmath: the
+    same values)."""
+    h, w = cover0.shape
+    out = np.empty((h, w, 2), np.float32)
+    one = np.float32(1.0)
+    for y in range(h):
+        for x in range(w):
+            out[y, x, 0], out[y, x, 1] = min(cover0[y, x], one), min(cover1[y, x], one)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def trusted(vis, miss, eps, floor):
+    """motion_at's blend weights (vis, hxwx2) as the frames beyond the pair judge them: each frame's
+    trust is 1 / (eps + miss), its window-mean mismatch with the frame beyond it, and its weight,
+    floor included, goes with its trust over the larger one: (vis + floor) * trust / most - floor.
+    One pass for seven numpy ones: every operand float32, in numpy's order, no fastmath, so the
+    bits the numpy expressions gave (eps and floor float32, as numpy took the Python floats)."""
+    h, w = vis.shape[0], vis.shape[1]
+    out = np.empty((h, w, 2), np.float32)
+    one = np.float32(1.0)
+    for y in range(h):
+        for x in range(w):
+            t0, t1 = one / (eps + miss[y, x, 0]), one / (eps + miss[y, x, 1])
+            most = max(t0, t1)
+            out[y, x, 0] = (vis[y, x, 0] + floor) * (t0 / most) - floor
+            out[y, x, 1] = (vis[y, x, 1] + floor) * (t1 / most) - floor
+    return out
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def outer_mismatch(fa, fb, fc, fd, motion, t):
     """Per pixel at time t with motion m (in frame-0-to-1 units), how far each frame of the

@@ -22,9 +22,13 @@ def _drops_audio(ctx, why: str, *clips) -> None:
 
 
 @node("video.trim", category="Video", temporal_radius=0)
-def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, zero="all", min=0, help="0 = to the end")) -> VIDEO:
+def trim(ctx, video: VIDEO, start: int = Param(0, min=-100000, help="first frame kept, counted from 0; negative: "
+                                                                    "counted back from the end (-1: the last)"),
+         count: int = Param(0, zero="all", min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start` (the alpha, if any, with them)."""
-    return edit.trim(video, start, count)
+    # a negative start counts back from the end, as ComfyUI's ImageFromBatch takes batch_index -1 (SCAIL-2's
+    # templates: the last frame, the colour reference of the next clip), before the start of the clip the first
+    return edit.trim(video, max(0, video.length + start) if start < 0 else start, count)
 
 
 @node("video.slice", title="Slice (Seconds)", category="Video", temporal_radius=0)

@@ -103,6 +103,22 @@ class CoreMedia:
         # ComfyUI joins them with torch.cat, which needs one size: video.concat refuses two sizes by name too
         return self.joined(cn, items, fit=False)
 
+    def special_color_transfer(self, cn, rule, params, notes):
+        """ColorTransfer: without image_ref ComfyUI passes the frames on unchanged; mkl_lab's 3x3 transform and
+        target_frame's chosen baseline frame (whose index sits before strength in the widgets) have no match here."""
+        method, stats = cn.inputs.get("method"), cn.inputs.get("source_stats")
+        if method == "mkl_lab" or stats == "target_frame":
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"{'method mkl_lab' if method == 'mkl_lab' else 'source_stats target_frame'} is not in Kinograph's "
+                "color.match (reinhard or histogram, each frame or the whole clip)")
+            return None
+        if cn.inputs.get("image_ref") is None:
+            src = self.resolve(cn.inputs.get("image_target"))
+            self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+            return []
+        return [self.plain(cn, rule, params, notes)]
+
     def special_video_components(self, cn, rule, params, notes):
         """The frames are the clip itself; its audio and frame rate are not separate values in Kinograph (the
         clip carries them), so a node reading those outputs is told to set them by hand."""

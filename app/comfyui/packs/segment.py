@@ -42,7 +42,8 @@ class Segmentation:
             except Approx as a:
                 params[param] = a.value
                 notes.append(a.note)
-        for port in ("bboxes",) + (("positive_coords", "negative_coords") if rule.node == "mask.segment" else ()):
+        for port in ("bboxes", "initial_mask") + (("positive_coords", "negative_coords")
+                                                  if rule.node == "mask.segment" else ()):
             if isinstance(cn.inputs.get(port), Ref):
                 notes.append(f"{port} is not carried: {rule.node} finds objects from the "
                              f"{'text prompt' if rule.node == 'mask.segment' else 'points'}")
@@ -52,9 +53,15 @@ class Segmentation:
         return [nid]
 
     def _fold_sources(self, cn, sources, nid, why):
-        """The loaders whose file became a param of `nid` go where nothing else uses them."""
+        """The loaders whose file became a param of `nid` go where nothing else uses them: nothing but this node and
+        SAM 3 nodes converted before it, and the prompts folded into those (SCAIL-2's template tracks the driving
+        video and the reference with one SAM 3 loader)."""
+        def done(cid):
+            e = self.report.entries.get(cid)
+            return e is not None and (e.class_type in ("SAM3_Detect", "SAM3_VideoTrack")
+                                      or any(str(w).startswith("folded into mask.") for w in e.notes))
         for cid in sources:
-            if set(self.consumers.get(cid, ())) <= set(sources) | {cn.id}:
+            if all(c in sources or c == cn.id or done(c) for c in self.consumers.get(cid, ())):
                 gone = self.report.entries[cid]
                 for made in gone.kinograph:
                     if made in self.graph.nodes:

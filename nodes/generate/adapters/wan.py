@@ -27,6 +27,7 @@ from nodes.generate.wan_reference import reference_input
 from nodes.generate.wan_humo import is_humo
 from nodes.generate.wan_dancer import is_dancer
 from nodes.generate.wan_s2v import is_s2v
+from nodes.generate.wan_scail import is_scail
 
 
 TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning needs a Wan image-to-video "
@@ -138,6 +139,9 @@ class WanAdapter(Adapter):
         if conds[-1].meta.get("animate2"):
             from nodes.generate.wan_animate2 import animate2_inputs
             inputs["animate2"] = animate2_inputs(conds, frames, batch, device, dtype)
+        if "scail_frames" in conds[-1].meta:
+            from nodes.generate.wan_scail_cond import scail_inputs
+            inputs["scail"] = scail_inputs(conds, frames, batch, device, dtype)
         if "animate_pose" in conds[-1].extra:
             from nodes.generate.wan_animate import animate_inputs
             inputs.update(animate_inputs(handle.pipe.transformer, conds, frames, batch, device, dtype))
@@ -162,9 +166,11 @@ class WanAdapter(Adapter):
                             "(Wan 2.2 TI2V-5B)")
         rope = handle.option("rope_scale")
         if (rope is not None or "context" in inputs) and (is_s2v(model) or is_humo(model) or is_dancer(model)
-                                                          or "animate2" in inputs):
+                                                          or "animate2" in inputs or is_scail(model)):
             from graph_engine import NodeError
             raise NodeError(ROPE_ELSEWHERE if rope is not None else CONTEXT_ELSEWHERE)
+        if is_scail(model) or "scail" in inputs:
+            return self._scail(handle, model, x, t, inputs)
         if is_s2v(model):
             from nodes.generate.wan_s2v import forward as s2v_forward
             return s2v_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
@@ -275,6 +281,31 @@ class WanAdapter(Adapter):
         m = drawn.shape[2]
         return torch.cat([out[:, :, :m].float() + (drawn - motion).float() / sigma, out[:, :, m:].float()], 2)
 
+    def _scail(self, handle, model, x, t, inputs):
+        """SCAIL's prediction: the history mask (1 on frames held from a previous clip, ComfyUI's concat of
+        1 - noise_mask) joins the noise; the pose steers only inside its share of the way (pose_start, pose_end)."""
+        from graph_engine import NodeError
+        from nodes.generate import wan_scail
+        if not is_scail(model):
+            raise NodeError(wan_scail.NOT_SCAIL)
+        if "scail" not in inputs:
+            raise NodeError(wan_scail.NEEDS_SCAIL)
+        if "encoder_hidden_states_image" not in inputs:
+            raise NodeError(wan_scail.NEEDS_TOKENS)
+        kw = dict(inputs["scail"])
+        start, end = kw.pop("pose_window")
+        sigma = float(t.flatten()[0]) / 1000.0
+
+        def to_sigma(p):
+            return self.percent_sigma(handle.pipe, p, handle.option("flow_shift"))
+        if not to_sigma(end) <= sigma <= to_sigma(start):
+            kw.pop("pose", None)
+        held = inputs.get("noise_mask")
+        history = x.new_zeros(x.shape[0], 4, *x.shape[2:]) if held is None else \
+            (1 - held.to(x.device, x.dtype)).expand(x.shape[0], 4, *x.shape[2:])
+        return wan_scail.forward(model, torch.cat([x, history], 1), t.to(x.device).expand(x.shape[0]),
+                                 inputs["encoder_hidden_states"], inputs["encoder_hidden_states_image"], **kw)
+
     def check_latent(self, handle, latent):
         if latent.samples.shape[1] == TI2V_CHANNELS and self.factors(handle.pipe)[2] != TI2V_CHANNELS:
             from graph_engine import NodeError
@@ -286,7 +317,8 @@ class WanAdapter(Adapter):
     def keeps_clean(self, handle):
         # TI2V-5B reads its start frame clean at timestep 0 (forward's per-token timesteps); other Wan models
         # take a masked latent as any model does, the kept part noised to each step's level.
-        return self.factors(handle.pipe)[2] == TI2V_CHANNELS
+        # SCAIL-2 likewise holds a previous clip's frames clean (ComfyUI's scale_latent_inpaint), its timestep whole
+        return self.factors(handle.pipe)[2] == TI2V_CHANNELS or is_scail(getattr(handle.pipe, "transformer", None))
 
     def start_pixels(self, pipe, latent, image):
         """The start image, resized to cover the latent's size and centre-cropped (ComfyUI crops it to the centre

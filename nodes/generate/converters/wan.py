@@ -8,7 +8,9 @@ and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel. Wa
 and face adapters; they become diffusers' WanAnimateTransformer3DModel. Wan 2.2 S2V files (wan2.2_s2v_14B_*) are
 the text-to-video transformer plus the sound, reference-motion and control parts nodes/generate/wan_s2v.py attaches;
 HuMo files (humo_17B_*, 1.7B) likewise, with the voice layers nodes/generate/wan_humo.py attaches. Wan Animate 2
-files (wan_animate_2_*) are the Wan 2.1 i2v transformer, marked so (nodes/generate/wan_animate2.py runs them)."""
+files (wan_animate_2_*) are the Wan 2.1 i2v transformer, marked so (nodes/generate/wan_animate2.py runs them); SCAIL
+files (wan2.1_14B_SCAIL*) the i2v transformer plus the pose and mask patch embeddings nodes/generate/wan_scail.py
+attaches."""
 from __future__ import annotations
 
 import re
@@ -27,6 +29,8 @@ def transformer(state, det) -> Built:
     humo = wan_humo.parts(state) if kind == "humo" else {}
     from nodes.generate import wan_dancer
     dancer = wan_dancer.parts(state) if kind == "dancer" else {}
+    from nodes.generate import wan_scail
+    scail = wan_scail.parts(state) if kind in ("scail", "scail2") else {}
     # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
     camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
     # Wan 2.2 Fun Control's reference-image convolution, likewise
@@ -42,7 +46,7 @@ def transformer(state, det) -> Built:
         _check_camera(state)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
                                "control": "transformer_i2v", "animate": "transformer_i2v", "dancer": "transformer_i2v",
-                               "animate2": "transformer_i2v",
+                               "animate2": "transformer_i2v", "scail": "transformer_i2v", "scail2": "transformer_i2v",
                                "vace": "transformer_vace", "ti2v": "transformer_ti2v"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
@@ -73,6 +77,8 @@ def transformer(state, det) -> Built:
         # a ref_conv in the file (ComfyUI's model has one) is left out: the published pipeline never feeds it
         return Built(lambda: wan_dancer.attach(WanTransformer3DModel.from_config(cfg), dancer), {**state, **dancer},
                      cfg)
+    if scail:
+        return Built(lambda: wan_scail.attach(WanTransformer3DModel.from_config(cfg), scail), {**state, **scail}, cfg)
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)

@@ -1,0 +1,29 @@
+"""TRELLIS.2 structure nodes: the empty structure latent and its decode to a VOXEL grid (ComfyUI's
+EmptyTrellis2LatentStructure and VaeDecodeStructureTrellis2). The shape VAE loads with load.vae."""
+from __future__ import annotations
+
+from graph_engine import Param, node
+from graph_engine.types import LATENT, VAE, VOXEL
+from nodes.generate.hunyuan3d_nodes import one_shape_preflight
+
+
+@node("latent.empty_trellis2_structure", title="Empty TRELLIS.2 Structure Latent", category="Latent",
+      preflight=one_shape_preflight)
+def latent_empty_trellis2_structure(ctx, batch: int = Param(1, min=1, max=4096,
+                                                            help="shapes made at once (1: decode.trellis2_structure "
+                                                                 "makes one shape)")) -> LATENT:
+    """A blank TRELLIS.2 structure latent (ComfyUI's EmptyTrellis2LatentStructure): zeros of 32 channels over a
+    16 x 16 x 16 grid, whose first 8 channels the structure decoder reads."""
+    from nodes.generate.trellis2 import empty_structure_latent
+    return empty_structure_latent(batch)
+
+
+@node("decode.trellis2_structure", title="Decode TRELLIS.2 Structure", category="Latent", device="gpu")
+def decode_trellis2_structure(ctx, vae: VAE, latent: LATENT,
+                              resolution: str = Param("32", choices=("32", "64"),
+                                                      help="cells a side of the grid: the decoder makes 64; at 32 "
+                                                           "a cell is set where any of its 8 is")) -> VOXEL:
+    """A sampled TRELLIS.2 structure latent as a VOXEL grid (ComfyUI's VaeDecodeStructureTrellis2): the shape VAE's
+    structure decoder's occupancy, 1 where its logit is above 0, over -1..1; mesh.from_voxels makes its mesh."""
+    from nodes.generate.trellis2 import decode_structure
+    return decode_structure(vae, latent, int(resolution))
