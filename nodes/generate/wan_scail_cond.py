@@ -21,7 +21,6 @@ from nodes.generate.latent import Conditioning
 
 PALETTE = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0))
 ON = 225.0 / 255.0
-SORTS = ("none", "left_to_right", "area")
 
 
 def fit(frames: torch.Tensor, width: int, height: int, mode: str) -> torch.Tensor:

@@ -7,7 +7,8 @@ import numpy as np
 from graph_engine import Input, Param, node
 from graph_engine.types import CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, VIDEO
 from nodes.generate.preflight import latent_preflight
-from nodes.generate.wan_scail_cond import SORTS
+# The palette orders ComfyUI offers; kept here, not beside the maths, so listing nodes never imports torch.
+SORTS = ("none", "left_to_right", "area")
 
 
 @node("condition.wan_scail", title="Wan SCAIL", category="Conditioning", device="gpu", preflight=latent_preflight,
