@@ -368,7 +368,8 @@ def rotate_back(q, scale, cfg: dict, dtype=None):
     import torch
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
     rows, cols = q.shape[0], q.shape[1] * (2 if packed else 1)
-    h_t = _rotation(group, q.device)
+    # torch.compile traces this on stand-in tensors: the cached matrix (a real one) would be mixed with them
+    h_t = hadamard(group).T.to(q.device) if torch.compiler.is_compiling() else _rotation(group, q.device)
     out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16, device=q.device)
     step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
     # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
