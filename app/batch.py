@@ -31,6 +31,8 @@ from .progress import Relay, now_text, print_out
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 # Seconds between a long job's progress lines (Report.progress).
 PROGRESS_LINE_S = 10.0
+# Free bytes below which an output's disk is full: no render's file fits (io.save_frames keeps as much spare).
+FULL_BELOW = 1 << 20
 
 
 class Report:
@@ -337,18 +339,30 @@ def _expand_patterns(given: List[str]) -> Tuple[List[str], Dict[str, str]]:
 def _sweep_jobs(args, registry, unmatched):
     """The jobs of one workflow's sweep, and the problems of those that cannot run (case -> problems). A
     mistake in the workflow or the sweep file raises: it is every case's."""
-    from graph_engine.api import load_workflow
     from graph_engine.workflow import Problem
     from .sweep import load_sweep, plan_jobs, select_cases
     path = args.workflow[0]
     if path in unmatched:
         raise WorkflowError([Problem(path, 0, None, unmatched[path])])
     _refuse_comfyui(path)
-    wf = load_workflow(path)
+    wf = _load_with_sets(args, path, registry)
     sweep = load_sweep(args.sweep, wf, registry)
     jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
     refused = {j.case.number: problems for j in jobs for problems in [_problems(args, j.workflow, registry)] if problems}
     return jobs, refused, notes, {}
+
+
+def _load_with_sets(args, path: str, registry):
+    """The workflow with the command's --set applied: the change every job of a night shares (final quality after
+    the previews) had to be copied into each case of the sweep, or into a copy of each workflow. Checked after
+    them, as `kinograph run` checks, since a --set may mend what the file has wrong."""
+    from graph_engine.api import load_workflow
+    from graph_engine.validate import apply_overrides
+    wf = load_workflow(path, check=not args.set)
+    problems = apply_overrides(wf, args.set, registry)
+    if problems:
+        raise WorkflowError(problems)
+    return wf
 
 
 def _problems(args, wf, registry, written=()) -> list:
@@ -363,7 +377,6 @@ def _problems(args, wf, registry, written=()) -> list:
 def _file_jobs(args, registry, unmatched):
     """One job per workflow file, numbered from 1 in the order given (what --only takes); a file that does
     not load or would not run is a job that failed, with its problems."""
-    from graph_engine.api import load_workflow
     from graph_engine.errors import KinographError
     from graph_engine.workflow import Problem
     from .sweep import Case, Job, Sweep, plan_jobs, select_cases
@@ -377,7 +390,7 @@ def _file_jobs(args, registry, unmatched):
             if path in unmatched:
                 raise WorkflowError([Problem(path, 0, None, unmatched[path])])
             _refuse_comfyui(path)
-            wf = load_workflow(path)
+            wf = _load_with_sets(args, path, registry)
             [job], said = plan_jobs(wf, Sweep(Path(path), [case]), [case], registry)
             job.label = given.label(case)
             problems = _problems(args, job.workflow, registry, written)
@@ -408,7 +421,7 @@ def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
         if job.case.number in refused:
             continue
         for out in job.outputs:
-            earlier = first.setdefault(out, job)
+            earlier = first.setdefault(out.casefold(), job)     # one file where letter case is not told apart
             if earlier is not job:
                 param = job.written_by[out]
                 refused.setdefault(job.case.number, []).append(Problem(
@@ -436,22 +449,51 @@ def _same_flags(args) -> List[str]:
         if value:
             out += [flag, str(value)]
     return out + (["--allow-outside"] if args.allow_outside else []) + (["--skip-done"] if args.skip_done else []) \
-        + (["--replace"] if args.replace else [])
+        + (["--replace"] if args.replace else []) + [a for value in args.set for a in ("--set", value)]
 
 
 def _run_here(args, jobs, payloads, report: Report) -> bool:
     from graph_engine.api import Session
     session = Session(device=args.device)
     with cancel_on_interrupt(CancelToken(), report.note) as cancel:
-        for job, payload in zip(jobs, payloads):
-            if cancel.cancelled:
-                break
-            report.began(job)
-            out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
-            if out["cancelled"]:
-                break
-            report.finished(job, out)
+        try:
+            for job, payload in zip(jobs, payloads):
+                if cancel.cancelled:
+                    break
+                full = _full_disk(job.outputs)
+                if full:
+                    report.finished(job, {"ok": False, "seconds": None, "error": full})
+                    continue
+                report.began(job)
+                out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
+                if out["cancelled"]:
+                    break
+                report.finished(job, out)
+        except KeyboardInterrupt:
+            # The second Ctrl-C or SIGTERM stops the job at once; the summary, batch.log's record of the cases
+            # not run and --json's batch_finished still follow (they were lost with the exception).
+            cancel.cancel()
     return cancel.cancelled
+
+
+def _full_disk(outputs: List[str]) -> Optional[str]:
+    """Why a job cannot write its outputs now that their disk is full, or None. The disk that filled during a
+    night's fifth job failed every job after it at its writer, each after sampling for its hour; such a job is
+    not run, and the retry line runs it once space is freed."""
+    import shutil
+    from graph_engine.takes import on_full_disk
+    for out in outputs:
+        folder = Path(out).parent
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if free < FULL_BELOW:
+            return (f"the disk holding {folder} is full ({free // 1024} KB free). Free some space there, "
+                    f"then run it again{on_full_disk(folder)}")
+    return None
 
 
 def _run_on_ray(args, registry, ray, jobs, payloads, report: Report) -> bool:

@@ -3,6 +3,7 @@ answers at once; every user mistake ends in a message and an exit code, never a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -139,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--sweep", metavar="SWEEP.yaml",
                    help="the cases: 'grid:' (every combination) and/or 'cases:' lists of NODE.PARAM: value; "
                         "output paths may hold {case} and {NODE.PARAM} (see docs/ray.md)")
+    b.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a parameter in every job, as for run (a sweep case's own value wins); repeat "
+                        "for several")
     b.add_argument("--ray", metavar="ADDRESS", help="'local' or a cluster address; without it jobs run here")
     b.add_argument("--jobs", type=_count, default=0, help="concurrent jobs (Ray)")
     b.add_argument("--json", action="store_true", help="JSON lines on stdout: batch_started, job_finished per case, batch_finished")
@@ -235,7 +239,12 @@ def _main(argv: Optional[List[str]] = None) -> int:
         # A batch names each workflow it cannot run in its summary and runs the others (app.batch).
         if args.command in ("run", "validate") and args.workflow != "-":
             _refuse_comfyui(args.workflow)
-        return COMMANDS[args.command](args)
+        # A scheduler's SIGTERM while torch loads, the files are checked or the time estimated (before a run sets
+        # its own handler) killed the process: exit 143 and no --json finished event. It stops as Ctrl-C does
+        # (below). Not in the editor, whose Qt loop runs no Python to raise it in.
+        from .jobs import sigterm_interrupts
+        with contextlib.nullcontext() if args.command == "gui" else sigterm_interrupts():
+            return COMMANDS[args.command](args)
     except WorkflowError as e:
         for p in e.problems:
             print_out(sys.stderr, str(p))
@@ -450,11 +459,11 @@ def _say_nothing_kept(wf, note) -> None:
 
 def _apply_sets(sets: List[str], wf) -> None:
     """The --set overrides, then the output paths' {NODE.PARAM} placeholders filled from the result, as a
-    batch fills them (app.sweep.fill_placeholders)."""
+    batch fills them (graph_engine.placeholders)."""
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
     from graph_engine.validate import apply_overrides
-    from .sweep import fill_placeholders
+    from graph_engine.placeholders import fill_placeholders
     reg = default_registry()
     problems = apply_overrides(wf, sets, reg)
     if problems:

@@ -3,7 +3,7 @@ every model, footage and picture file it names. `kinograph validate`, `kinograph
 its job (app.jobs.refused_here) share it, so each says the same thing about the same workflow."""
 from typing import List
 
-from graph_engine.validate import missing_run_files, validate_run
+from graph_engine.validate import damaged_model_files, missing_run_files, validate_run
 
 
 def problems_before_run(wf, registry, written=()) -> List:
@@ -14,12 +14,16 @@ def problems_before_run(wf, registry, written=()) -> List:
 
 
 def missing_files(wf, registry, written=(), targets=None) -> List:
-    """Model files not in the model folders and footage or pictures not on disk (nor in `written`) that a run of
-    `targets` (node ids; default all) reads, each a located Problem."""
+    """Model files not in the model folders or damaged, and footage or pictures not on disk (nor in `written`) that a
+    run of `targets` (node ids; default all) reads, each a located Problem."""
     from nodes.common.models_dirs import model_dirs
     dirs = model_dirs()
-    return missing_run_files(wf, registry, targets, f" ({', '.join(str(d) for d in dirs)})", comfyui_inputs(dirs),
-                             written)
+    problems = missing_run_files(wf, registry, targets, f" ({', '.join(str(d) for d in dirs)})", comfyui_inputs(dirs),
+                                 written)
+    # The model files that are there, checked against their sizes: a cut-off download was said ok, and the run
+    # stopped at its loader after the nodes before it.
+    needed = None if targets is None else set(wf.graph.ancestors(targets))
+    return problems + [p for p in damaged_model_files(wf, registry) if needed is None or p.node in needed]
 
 
 def comfyui_inputs(dirs) -> List:

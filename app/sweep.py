@@ -22,19 +22,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from graph_engine.errors import WorkflowError
+from graph_engine.placeholders import param_value, expand, output_params
 from graph_engine.registry import Registry, did_you_mean
 from graph_engine.validate import unknown_param
 from graph_engine.validate import check_param
-from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines
+from graph_engine.workflow import Problem, Workflow, bare_braces_hint, load_yaml_with_lines
 
 TOP_KEYS = ("grid", "cases")
 # The most jobs one sweep file may make. A grid is a product: eighteen keys of ten values (900 bytes of YAML)
 # are 10^18 cases, which were built one by one, and every case copies the workflow: the batch filled memory and
 # never started. Ten thousand renders is more than any batch is meant to be.
 MAX_CASES = 10_000
-# The longest file name most file systems take: no placeholder's format spec asks for more.
-NAME_MAX = 255
-PLACEHOLDER = re.compile(r"\{(case|[A-Za-z][A-Za-z0-9_\-]*\.[A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 
 
 @dataclass
@@ -85,7 +83,8 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise WorkflowError([Problem(label, mark.line + 1 if mark else 0, None, f"not valid YAML: {what}")])
+        line = mark.line + 1 if mark else 0
+        raise WorkflowError([Problem(label, line, None, f"not valid YAML: {what}{bare_braces_hint(what, text, line)}")])
 
     def at(*keys) -> int:
         for n in range(len(keys), 0, -1):
@@ -206,86 +205,6 @@ def select_cases(sweep: Sweep, only: str) -> List[Case]:
 
 
 # -- building each case's workflow -----------------------------------------------------------
-def output_params(wf: Workflow, registry: Registry) -> List[Tuple[str, str]]:
-    """(node, param) of every path parameter a node writes to."""
-    out = []
-    for nid, inst in wf.graph.nodes.items():
-        spec = registry.get(inst.type)
-        if spec is None:
-            continue
-        for name, ps in spec.params.items():
-            if ps.kind == "path" and not ps.reads:
-                out.append((nid, name))
-    return out
-
-
-def _param_value(wf: Workflow, registry: Registry, node_id: str, param: str) -> Any:
-    inst = wf.graph.nodes[node_id]
-    if param in inst.params:
-        return inst.params[param]
-    return registry.get(inst.type).params[param].default
-
-
-def expand(template: str, label: Optional[str], wf: Workflow, registry: Registry) -> str:
-    """Fill `{case}` (left as it is without a label) and `{NODE.PARAM[:spec]}`; values become file-name
-    safe (spaces and slashes to _)."""
-    def fill(m: "re.Match") -> str:
-        key, spec = m.group(1), m.group(2) or ""
-        if key == "case":
-            if label is None:           # a single run: no case to number
-                return m.group(0)
-            value: Any = label
-        else:
-            node_id, param = key.split(".", 1)
-            if node_id not in wf.graph.nodes:
-                raise ValueError(f"placeholder {{{key}}}: no node {node_id!r}{did_you_mean(node_id, wf.graph.nodes)}")
-            spec_ = registry.get(wf.graph.nodes[node_id].type)
-            if spec_ is None or param not in spec_.params:
-                names = spec_.params if spec_ else ()
-                raise ValueError(f"placeholder {{{key}}}: node {node_id} has no parameter {param!r}"
-                                 f"{did_you_mean(param, names)}")
-            value = _param_value(wf, registry, node_id, param)
-        widest = max(map(int, re.findall(r"\d+", spec)), default=0)
-        if widest > NAME_MAX:
-            # format() would build the whole text first: {sample.seed:>2000000000} took gigabytes and never ended.
-            raise ValueError(f"placeholder {m.group(0)}: a width or precision of {widest} is more than a file name "
-                             f"holds; give at most {NAME_MAX}")
-        try:
-            text = format(value, spec)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"placeholder {m.group(0)}: format {spec!r} does not fit {value!r} ({e})")
-        text = re.sub(r"[^\w.+\-]+", "_", text).strip("_.")
-        # A prompt of 'nul' or 'Con' is a device on Windows, and a name cut after a dot loses it there.
-        from graph_engine.portable import portable_name
-        return portable_name(text, limit=60) or "_"
-
-    return PLACEHOLDER.sub(fill, template)
-
-
-def fill_placeholders(wf: Workflow, registry: Registry) -> List[str]:
-    """Fill the `{NODE.PARAM}` placeholders of output paths for a single run (`kinograph run`), as a batch
-    fills them for each case: a batch's workflow rendered alone wrote a file named 'fox_{sample.seed}.mp4'.
-    `{case}` means nothing outside a batch and stays as written; the notes returned say so."""
-    notes: List[str] = []
-    problems: List[Problem] = []
-    for nid, name in output_params(wf, registry):
-        value = wf.graph.nodes[nid].params.get(name)
-        if not isinstance(value, str) or not PLACEHOLDER.search(value):
-            continue
-        try:
-            filled = expand(value, None, wf, registry)
-        except ValueError as e:
-            problems.append(wf.problem(str(e), "nodes", nid, "params", name, node=nid))
-            continue
-        if any(m.group(1) == "case" for m in PLACEHOLDER.finditer(filled)):
-            notes.append(f"{nid}.{name} holds {{case}}, which kinograph batch fills with the case number; "
-                         f"this run writes {filled}")
-        wf.graph.nodes[nid].params[name] = filled
-    if problems:
-        raise WorkflowError(problems)
-    return notes
-
-
 def _with_case(template: str) -> str:
     root, ext = os.path.splitext(template)
     return f"{root}_{{case}}{ext}"
@@ -303,7 +222,7 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
     problems: List[Problem] = []
     templates: Dict[Tuple[str, str], Dict[int, str]] = {}
     for nid, name in targets:
-        templates[(nid, name)] = {n: str(_param_value(v, registry, nid, name) or "") for n, v in variants.items()}
+        templates[(nid, name)] = {n: str(param_value(v, registry, nid, name) or "") for n, v in variants.items()}
 
     def expand_all(key, per_case) -> Optional[Dict[int, str]]:
         out = {}
@@ -321,7 +240,11 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
         paths = expand_all(key, per_case)
         if paths is None:
             continue
-        if len(sweep.cases) > 1 and len(set(paths.values())) < len(paths):
+        # One file named differently is one file: out\\shot.mp4 (typed on Windows) and ./out/shot.mp4 are
+        # out/shot.mp4, and names that differ only in letter case are one on Windows, macOS and a farm's shares.
+        # Told apart as text, one case's render took the other's place.
+        if len(sweep.cases) > 1 and len({resolve_path(p, variants[n].base_dir).casefold()
+                                         for n, p in paths.items()}) < len(paths):
             per_case = {n: _with_case(t) for n, t in per_case.items()}
             paths = expand_all(key, per_case)
             notes.append(f"{key[0]}.{key[1]} would be the same file for several cases; added _{{case}}: "

@@ -27,6 +27,7 @@ from .context import CancelToken
 from .errors import Cancelled, KinographError, NodeError, WorkflowError
 from .executor import Executor, RunResult
 from .graph import Graph, GraphError
+from .placeholders import filled
 from .registry import Registry, default_registry, did_you_mean
 from .validate import (apply_overrides, check_param, link_problem, missing_run_files, run_scope, split_target,
                        validate, validate_run)
@@ -181,9 +182,17 @@ class Session:
         all do, held through the run, so a long render holds every node's value: `keep=()`, as `kinograph run`
         passes, lets each go once nothing after it needs it. A model, footage or picture file the run reads that
         is not there raises WorkflowError naming each before any node runs, as `kinograph run` says it;
-        `precheck=False` (`--no-precheck`) runs the nodes that do not need them."""
+        `precheck=False` (`--no-precheck`) runs the nodes that do not need them. An output path's
+        `{NODE.PARAM}` (`out/fox_{sample.seed}.mp4`) is filled from this run's values; `wf` keeps the template."""
         registry = self.executor.registry
         problems = apply_overrides(wf, overrides, registry, source="overrides")
+        if not problems:
+            # An output's {NODE.PARAM} from this run's values, as `kinograph run` fills it: the file was named
+            # 'fox_{sample.seed}.mp4' and each run of a sweep replaced the one before.
+            try:
+                wf = filled(wf, registry)
+            except WorkflowError as e:
+                problems = e.problems
         if not problems and precheck:
             # What is wrong with the graph first, as the run would say it; then the files it lacks.
             scope = run_scope(wf, registry)[0]

@@ -40,6 +40,9 @@ class Param:
     # chart beside its .json). Each is planned and checked as the path itself is, so a received workflow cannot
     # replace a file beside its named output that no check looked at.
     beside: Sequence[str] = ()
+    # Output path params: True when the node fills a folder at the path (io.save_frames), not a file. A folder at
+    # a file writer's name is refused before anything runs; the writer found it only after everything upstream.
+    folder: bool = False
     # Params that name a file found elsewhere (a model folder): name -> path it reads, or None.
     # That file's fingerprint enters the cache key, so replacing the weights under the same name
     # re-runs the node.
@@ -54,8 +57,8 @@ class Param:
     # Validation the node adds for this value (a model file's presence and format...): value ->
     # None when fine, else the problem in words. Runs for defaults too, before anything renders.
     check: Optional[Callable[[Any], Optional[str]]] = None
-    # Text the node cannot run without (the file a loader reads): empty, it is named at validation, and a
-    # node parked with it empty is left out of a run like one with a required input unconnected.
+    # Text the node cannot run without (the file a loader reads, the file a writer writes): empty, it is named at
+    # validation, and a node parked with it empty is left out of a run like one with a required input unconnected.
     required: bool = False
     # What a 0 stands for where it is no amount but a choice the node makes ("all" frames, "auto" size, "off"): the
     # editor shows this word for 0. Left empty, 0 is a value like any other (a timestep range's start, a radius).
@@ -65,6 +68,11 @@ class Param:
     type: str = ""
 
     def __post_init__(self):
+        if self.kind == "path" and not self.reads and self.default:
+            # An output with a file named by default is what the node writes: emptied (`--set save.path=`, a
+            # wrapper's variable left blank) it passed validate and the writer failed once every node before it
+            # had run ('. is a folder'). An output a node pack leaves empty by default stays optional.
+            self.required = True
         if self.kind == "seed":
             self.min = 0 if self.min is None else self.min
             self.max = SEED_MAX if self.max is None else self.max

@@ -186,6 +186,7 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
     from .workflow import rendered_from
     render = rendered_from(wf.path) if wf.render_base is not None else None
     render = _real(str(render)) if render is not None else None
+    named: Dict[str, Tuple[str, str]] = {}      # the file (letter case folded) -> the node and param writing it
     for nid, name, value, path in planned_outputs(wf, specs):
         def refuse(msg):
             problems.append(wf.problem(f"output {name!r} {msg}", "nodes", nid, "params", name, node=nid))
@@ -195,6 +196,13 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
             refuse(f"({value[:60]}{'...' * (len(value) > 60)}) {long}")
             continue
         real = _real(path)
+        # A save node copied with its path: both wrote the file, the run said so twice and the first render was
+        # only an earlier take of the second. Letter case folded: one file on Windows, macOS and a farm's shares.
+        first = named.setdefault(real.casefold(), (nid, name))
+        if first != (nid, name):
+            refuse(f"({value}): {first[0]}.{first[1]} writes it too, and one would replace the other: give each "
+                   f"its own path")
+            continue
 
         if not allow and (nid, name) not in wf.user_set:
             why = _confinement(value, real, roots)
@@ -225,7 +233,8 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
                    f"or in the editor)")
             continue
         overwrite = wf.graph.nodes[nid].params.get("overwrite", False) is True
-        why = None if os.path.isdir(path) else refusal(path, overwrite)
+        # A frames folder's own files are judged as it fills them; a folder at a file's name stops the writer.
+        why = None if os.path.isdir(path) and specs[nid].params[name].folder else refusal(path, overwrite)
         why = why or _unwritable(path)
         if why:
             refuse(f"cannot be written: {why}")

@@ -482,6 +482,27 @@ def missing_run_files(wf: Workflow, registry: Registry, targets=None, where: str
     return [p for p in problems if p.node in needed]
 
 
+def damaged_model_files(wf: Workflow, registry: Registry) -> List[Problem]:
+    """Model files the workflow names that are there but damaged (a locate's `damaged` reads their headers against
+    their sizes): `kinograph validate` said ok to a cut-off download, and the run stopped at its loader."""
+    import os
+    from .outputs import resolve_path
+    problems = []
+    for nid, name, p, value in _named_files(wf, registry):
+        check = getattr(p.locate, "damaged", None)
+        if check is None:
+            continue
+        beside = resolve_path(value, wf.base_dir, True) if p.kind == "path" else None
+        try:
+            found = beside if beside and os.path.exists(beside) else p.locate(value)
+        except Exception:  # a name that cannot be looked up is said by missing_model_files
+            continue
+        said = check(found) if found else None
+        if said:
+            problems.append(wf.problem(f"{name}: {said}", "nodes", nid, "params", name, node=nid))
+    return problems
+
+
 def _named_files(wf: Workflow, registry: Registry):
     """(node, param name, Param, value) of every non-empty text value of a node that runs, for the file
     checks; a param with a `check` reports its own missing file (interpolate.rife)."""

@@ -36,6 +36,10 @@ MAX_DIGITS = 1000
 _DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])*")
 
 
+UNSAVED = "<workflow>"       # the file of a workflow read from no file
+NO_NODES_YET = "the workflow has no nodes yet"      # said of a file the editor saved blank (or with notes only)
+
+
 @dataclass
 class Problem:
     file: str
@@ -47,6 +51,10 @@ class Problem:
     dropped: bool = False
 
     def __str__(self):
+        # A workflow not read from a file (a ComfyUI import, a paste) has no file or line the reader can open: an
+        # imported template's Log said '<workflow>:116: node …', a line of YAML made in memory.
+        if self.file == UNSAVED:
+            return f"node {self.node}: {self.message}" if self.node else self.message
         where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
         return f"{where} node {self.node}: {self.message}" if self.node else f"{where} {self.message}"
 
@@ -102,7 +110,7 @@ class Workflow:
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else "<workflow>"
+        return str(self.path) if self.path else UNSAVED
 
     def line(self, *keys) -> int:
         for n in range(len(keys), 0, -1):
@@ -200,13 +208,29 @@ def load_yaml_with_lines(text: str):
     return data, lines, dups
 
 
+# A value holding braces written bare in a {...} mapping: `params: {path: out/shot_{case}.mp4}`.
+_BARE_BRACES = re.compile(r"([\w.\-]+):\s*([^\s,{}\"']*\{[^{}\s]+\}[^\s,{}\"']*)")
+
+
+def bare_braces_hint(what: str, text: str, line: int) -> str:
+    """What to add to YAML's "did not find expected ',' or '}'" when that line holds a value with braces (an output
+    path's {case} or {NODE.PARAM}, written in the {...} style the examples use): the braces end the mapping, and
+    the message named neither them nor the quotes that fix it. '' otherwise."""
+    lines = text.splitlines()
+    if "expected ',' or '}'" not in what or not 0 < line <= len(lines):
+        return ""
+    m = _BARE_BRACES.search(lines[line - 1])
+    return (f"; {m.group(2)} holds braces, which end a {{...}} mapping: put it in quotes, "
+            f"{m.group(1)}: \"{m.group(2)}\"") if m else ""
+
+
 def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tuple[Workflow, List[Problem]]:
     """Build a graph from YAML text; structural problems are collected, not raised.
 
     Type-level checks (unknown node types, params, links) are `validate`'s job; this only
     needs the registry to run per-node-type migrations."""
     import yaml
-    label = str(path) if path else "<workflow>"
+    label = str(path) if path else UNSAVED
     try:
         data, lines, dups = load_yaml_with_lines(text)
     except yaml.YAMLError as e:
@@ -218,6 +242,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
             # "C:\Users\me" and "footage\shot01.mp4" in double quotes: a path written on Windows.
             from .portable import QUOTED_BACKSLASH
             what += f"; {QUOTED_BACKSLASH}"
+        what += bare_braces_hint(what, text, line)
         return Workflow(Graph(), path), [Problem(label, line, None, prefix + what)]
     wf = Workflow(Graph(), path, lines)
     problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)", True)
@@ -248,7 +273,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     if not nodes and (nodes is None or isinstance(nodes, dict)):
         # What the editor saves for a blank canvas: it is a mapping, only an empty one.
         name = wf.path.name if wf.path is not None else "FILE"
-        problems.append(wf.problem(f"the workflow has no nodes yet: add some in the editor (`kinograph gui {name}`); "
+        problems.append(wf.problem(f"{NO_NODES_YET}: add some in the editor (`kinograph gui {name}`); "
                                    "`kinograph nodes` lists them", "nodes"))
         # Its layout still holds what was drawn on the canvas (sticky notes, groups): left unread,
         # a file of notes opened blank in the editor, and saving it again wrote them away.

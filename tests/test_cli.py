@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from graph_engine.cache import DiskCache
+from tests.model_stub import stub
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a newcomer reads and copies from: the README and the docs/ pages its detail moved to.
@@ -597,7 +598,7 @@ def test_run_refuses_a_missing_model_file_before_any_node_runs(tmp_path, monkeyp
     assert "nothing ran" in err and "--no-precheck" in err
     assert not (tmp_path / "out").exists()
     # The file put where the message said: the check passes it (the run itself then reads the file).
-    (models / "vae" / "my_wan_vae.safetensors").write_bytes(b"")
+    stub(models / "vae" / "my_wan_vae.safetensors")
     from app.precheck import problems_before_run
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry

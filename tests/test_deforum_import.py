@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.model_stub import stub
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -173,7 +174,7 @@ def test_import_from_the_command_line_writes_a_workflow_that_validates(tmp_path,
     from app.cli import main
     models = tmp_path / "models" / "checkpoints"
     models.mkdir(parents=True)
-    (models / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")      # validate checks the name is there
+    stub(models / "v1-5-pruned-emaonly.safetensors")      # validate checks the name is there
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     src = settings_file(tmp_path, use_looper=True)
     out = tmp_path / "shot.yaml"
@@ -226,7 +227,7 @@ def test_3d_depth_warping_takes_the_depth_model_the_model_folders_hold(tmp_path,
     from app.cli import main
     build_depth_anything(tmp_path / "models" / "depth" / "Depth-Anything-V2-Small-hf")
     (tmp_path / "models" / "checkpoints").mkdir()
-    (tmp_path / "models" / "checkpoints" / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    stub(tmp_path / "models" / "checkpoints" / "v1-5-pruned-emaonly.safetensors")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     src = settings_file(tmp_path, animation_mode="3D", depth_algorithm="Midas-3-Hybrid", translation_z="0:(5)")
     r = imported(src)
@@ -497,7 +498,7 @@ def test_deforums_default_settings_file_imports_validates_and_schedules_its_seed
     from graph_engine.schedule import parse_schedule
     models = tmp_path / "models" / "checkpoints"
     models.mkdir(parents=True)
-    (models / "revAnimated_v122.safetensors").write_bytes(b"")
+    stub(models / "revAnimated_v122.safetensors")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     out = tmp_path / "shot.yaml"
     assert main(["import", str(DATA / "default_settings.txt"), "-o", str(out)]) == 3    # some settings approximated
@@ -553,9 +554,9 @@ def test_controlnet_units_steer_the_loop(tmp_path, monkeypatch, capsys):
     models = tmp_path / "models"
     (models / "checkpoints").mkdir(parents=True)
     (models / "controlnet").mkdir()
-    (models / "checkpoints" / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    stub(models / "checkpoints" / "v1-5-pruned-emaonly.safetensors")
     for name in ("control_v11p_sd15_canny.safetensors", "control_v11f1p_sd15_depth.pth"):
-        (models / "controlnet" / name).write_bytes(b"")
+        stub(models / "controlnet" / name)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
     for name in ("dance.mp4", "depth.png"):
         (tmp_path / name).write_bytes(b"")
@@ -585,7 +586,7 @@ def test_a_cadence_above_16_is_kept(tmp_path, monkeypatch, capsys):
     from app.cli import main
     models = tmp_path / "models" / "checkpoints"
     models.mkdir(parents=True)
-    (models / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    stub(models / "v1-5-pruned-emaonly.safetensors")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     out = tmp_path / "shot.yaml"
     assert main(["import", str(settings_file(tmp_path, diffusion_cadence=20)), "-o", str(out)]) == 0

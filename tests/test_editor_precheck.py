@@ -13,6 +13,7 @@ import test_editor_session  # noqa: E402
 
 from app.editor.document import Document  # noqa: E402
 from test_session_precheck import GRAPH  # noqa: E402  a first part that works, then a loader lacking its file
+from tests.model_stub import stub
 
 make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
                                            test_editor_session.registry)
@@ -46,7 +47,7 @@ def test_a_run_with_a_missing_model_file_starts_no_node_and_names_the_file(make_
     assert job.state == "done", job.state
     assert (tmp_path / "out" / "first.mp4").exists()
     # The file put where the message said: the whole run starts.
-    (models / "vae" / "my_wan_vae.safetensors").write_bytes(b"")
+    stub(models / "vae" / "my_wan_vae.safetensors")
     assert w.doc.missing_files() == []
 
 

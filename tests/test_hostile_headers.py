@@ -69,7 +69,7 @@ def test_a_gguf_header_declaring_more_than_its_bytes_is_refused(tmp_path):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.strip() == (f"{path} is not a readable GGUF file (its header declares 1,000,000,000,000 array "
                                 f"values, more than its 16 bytes left hold): it is truncated or corrupt. Copy the "
-                                f"file again.")
+                                f"file again or re-download it.")
 
 
 @pytest.mark.parametrize("big", [False, True])

@@ -87,9 +87,12 @@ def test_the_side_not_picked_computes_no_frame(tmp_path, monkeypatch, width, pic
 def test_a_switch_with_nothing_on_the_side_picked_says_so():
     from graph_engine import NodeError
     from nodes.math.nodes import switch
-    assert switch(None, on_false=None, on_true=5, switch=True) == {"value": 5}
+    assert switch(None, on_false=None, on_true=5, switch=True, refusal="") == {"value": 5}
     with pytest.raises(NodeError, match="switch is off and on_false has nothing linked"):
-        switch(None, on_false=None, on_true=5, switch=False)
+        switch(None, on_false=None, on_true=5, switch=False, refusal="")
+    # a check (an unrolled loop's count past its passes) stops with its own words
+    with pytest.raises(NodeError, match="^the count is past 16$"):
+        switch(None, on_false=None, on_true=5, switch=False, refusal="the count is past 16")
 
 
 @node("test.fails", category="Test")

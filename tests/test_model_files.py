@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from graph_engine import NodeError
+from tests.model_stub import stub
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -355,9 +356,9 @@ def test_comfyui_folder_names_subfolders_and_extra_model_paths(tmp_path, monkeyp
         (comfy / rel).write_text("{}")
     a1111 = tmp_path / "webui"
     (a1111 / "models" / "Stable-diffusion").mkdir(parents=True)
-    (a1111 / "models" / "Stable-diffusion" / "dreamshaper.safetensors").write_bytes(b"x")
+    stub(a1111 / "models" / "Stable-diffusion" / "dreamshaper.safetensors")
     (a1111 / "models" / "Lora").mkdir(parents=True)
-    (a1111 / "models" / "Lora" / "ink.safetensors").write_bytes(b"x")
+    stub(a1111 / "models" / "Lora" / "ink.safetensors")
     (comfy / "extra_model_paths.yaml").write_text(
         f"a111:\n    base_path: {a1111}\n    checkpoints: models/Stable-diffusion\n    loras: |\n"
         "        models/Lora\n        models/LyCORIS\n")
@@ -643,7 +644,7 @@ def test_linked_model_folders_are_searched_as_comfyui_searches_them(tmp_path, mo
     from nodes.common import models_dirs
     nas = tmp_path / "nas" / "wan"
     nas.mkdir(parents=True)
-    (nas / "wan2.1_t2v.safetensors").write_bytes(b"x")
+    stub(nas / "wan2.1_t2v.safetensors")
     folder = tmp_path / "models" / "diffusion_models"
     folder.mkdir(parents=True)
     (folder / "wan").symlink_to(nas)
@@ -667,7 +668,7 @@ def test_a_model_name_not_found_says_where_else_it_is_and_close_names(tmp_path, 
     models = tmp_path / "models"
     for rel in ("diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors", "vae/wan_2.1_vae.safetensors"):
         (models / rel).parent.mkdir(parents=True, exist_ok=True)
-        (models / rel).write_bytes(b"x")
+        stub(models / rel)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
     with pytest.raises(NodeError) as e:
         load_diffusion_model(ModelManager(), "wan_2.1_vae.safetensors", "default", "cpu")
@@ -690,7 +691,7 @@ def test_a_damaged_ckpt_is_not_called_an_old_style_pickle(tmp_path, content):
     with pytest.raises(NodeError) as e:
         detect_file(bad)
     msg = str(e.value)
-    assert "model.ckpt" in msg and "old-style" not in msg and "Copy the file again" in msg, msg
+    assert "model.ckpt" in msg and "old-style" not in msg and "re-download" in msg, msg
     legacy = tmp_path / "legacy.pth"
     torch.save({"a.weight": torch.zeros(2, 2)}, str(legacy), _use_new_zipfile_serialization=False)
     with pytest.raises(NodeError, match="old-style"):
@@ -726,10 +727,10 @@ def test_validate_names_model_files_that_are_not_in_the_model_folders(tmp_path, 
     models = tmp_path / "models"
     for rel in ("vae/wan_2.1_vae.safetensors", "loras/mine.safetensors"):
         (models / rel).parent.mkdir(parents=True, exist_ok=True)
-        (models / rel).write_bytes(b"x")
+        stub(models / rel)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
     (tmp_path / "wf").mkdir()
-    (tmp_path / "wf" / "beside.safetensors").write_bytes(b"x")
+    stub(tmp_path / "wf" / "beside.safetensors")
     wf = tmp_path / "wf" / "w.yaml"
     wf.write_text(textwrap.dedent("""\
         kinograph: 1
@@ -761,8 +762,8 @@ def test_a_model_copied_into_the_model_folder_itself_is_pointed_out(tmp_path, mo
     from nodes.common.models_dirs import find_model
     models = tmp_path / "models"
     (models / "loras").mkdir(parents=True)
-    (models / "wan_2.1_vae.safetensors").write_bytes(b"x")
-    (models / "loras" / "mine.safetensors").write_bytes(b"x")
+    stub(models / "wan_2.1_vae.safetensors")
+    stub(models / "loras" / "mine.safetensors")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
     with pytest.raises(NodeError) as e:
         find_model("wan_2.1_vae.safetensors", "vae")
@@ -857,7 +858,7 @@ def test_validate_names_every_folder_searched_for_a_missing_model_extra_model_pa
     assert (f"{wf}:3: node vae: name: 'wan_2.1_vae.safetensors' is not in the model folders (looked in "
             f"{comfy / 'models' / 'vae'}, {tmp_path / 'data' / 'models' / 'vae'} (missing), {drive / 'vae'}) nor beside the "
             f"workflow; put wan_2.1_vae.safetensors into {comfy / 'models' / 'vae'}, ") in err, err
-    (drive / "vae" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    stub(drive / "vae" / "wan_2.1_vae.safetensors")
     assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
 
 
@@ -1007,7 +1008,7 @@ def test_validate_says_to_put_a_model_a_workflow_names_in_a_sub_folder_into_that
     with pytest.raises(NodeError, match=f"put wan_2.1_vae.safetensors into {re.escape(str(models / 'vae' / 'wan'))},"):
         find_model("wan\\wan_2.1_vae.safetensors", "vae")
     (models / "vae" / "wan").mkdir()
-    (models / "vae" / "wan" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    stub(models / "vae" / "wan" / "wan_2.1_vae.safetensors")
     assert main(["validate", str(wf)]) == 0, capsys.readouterr().err
 
 

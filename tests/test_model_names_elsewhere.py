@@ -8,6 +8,7 @@ import pytest
 
 from app.cli import main
 from nodes.common.models_dirs import find_model
+from tests.model_stub import stub
 
 WF = """kinograph: 1
 nodes:
@@ -35,42 +36,42 @@ def validate(tmp_path: Path, name: str, capsys) -> tuple:
 
 
 def test_a_name_in_a_sub_folder_finds_the_file_kept_elsewhere_in_the_kind_folder(models, tmp_path, capsys):
-    (models / "vae" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    stub(models / "vae" / "wan_2.1_vae.safetensors")
     assert find_model("Wan/wan_2.1_vae.safetensors", "vae") == models / "vae" / "wan_2.1_vae.safetensors"
     assert find_model("wan21\\Wan_2.1_VAE.safetensors", "vae") == models / "vae" / "wan_2.1_vae.safetensors"
     (models / "diffusion_models" / "video").mkdir()
-    (models / "diffusion_models" / "video" / "wan2.1_t2v_1.3B_fp16.safetensors").write_bytes(b"x")
+    stub(models / "diffusion_models" / "video" / "wan2.1_t2v_1.3B_fp16.safetensors")
     assert find_model("Wan/wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models") == \
         models / "diffusion_models" / "video" / "wan2.1_t2v_1.3B_fp16.safetensors"
     assert validate(tmp_path, "Wan/wan_2.1_vae.safetensors", capsys)[0] == 0
 
 
 def test_the_same_weights_in_another_container_are_found(models, tmp_path, capsys):
-    (models / "upscale_models" / "4x-UltraSharp.pth").write_bytes(b"x")
+    stub(models / "upscale_models" / "4x-UltraSharp.pth")
     assert find_model("4x-UltraSharp.safetensors", "upscale_models") == models / "upscale_models" / "4x-UltraSharp.pth"
-    (models / "vae" / "vae-ft-mse-840000-ema-pruned.ckpt").write_bytes(b"x")
+    stub(models / "vae" / "vae-ft-mse-840000-ema-pruned.ckpt")
     assert validate(tmp_path, "vae-ft-mse-840000-ema-pruned.safetensors", capsys)[0] == 0
     # As written wins: the .safetensors put beside it is the one read.
-    (models / "vae" / "vae-ft-mse-840000-ema-pruned.safetensors").write_bytes(b"x")
+    stub(models / "vae" / "vae-ft-mse-840000-ema-pruned.safetensors")
     assert find_model("vae-ft-mse-840000-ema-pruned.safetensors", "vae").suffix == ".safetensors"
 
 
 def test_two_files_of_that_name_in_different_sub_folders_are_not_guessed(models, tmp_path, capsys):
     for sub in ("sd15", "sdxl"):
         (models / "vae" / sub).mkdir()
-        (models / "vae" / sub / "vae.safetensors").write_bytes(b"x")
+        stub(models / "vae" / sub / "vae.safetensors")
     assert find_model("mine/vae.safetensors", "vae", required=False) is None
     code, err = validate(tmp_path, "mine/vae.safetensors", capsys)
     assert code == 2 and "name: 'mine/vae.safetensors' is not in the model folders" in err
     # A quantised GGUF is another file, loaded by another ComfyUI node: not taken for the safetensors.
-    (models / "diffusion_models" / "wan2.1_t2v_14B.gguf").write_bytes(b"x")
+    stub(models / "diffusion_models" / "wan2.1_t2v_14B.gguf")
     assert find_model("wan2.1_t2v_14B.safetensors", "diffusion_models", required=False) is None
 
 
 def test_validate_names_the_sub_folder_of_a_file_put_in_the_model_folder_itself(models, tmp_path, capsys):
     """The README: a file put in a model folder itself is not looked for, and `kinograph validate` names the
     sub-folder it belongs in. It said only that the file was not in the model folders."""
-    (models / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    stub(models / "wan_2.1_vae.safetensors")
     code, err = validate(tmp_path, "wan_2.1_vae.safetensors", capsys)
     assert code == 2
     assert (f"wan_2.1_vae.safetensors is in {models} itself, where no model is looked for: move it into "
@@ -83,7 +84,7 @@ def test_a_relative_base_path_is_listed_as_the_folder_it_names(tmp_path, monkeyp
     comfy, extra = tmp_path / "ComfyUI", tmp_path / "extra"
     (comfy / "models" / "vae").mkdir(parents=True)
     (extra / "vae").mkdir(parents=True)
-    (extra / "vae" / "other.safetensors").write_bytes(b"x")
+    stub(extra / "vae" / "other.safetensors")
     (comfy / "extra_model_paths.yaml").write_text("other:\n    base_path: ../extra\n    vae: vae\n")
     monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
     assert main(["info", str(comfy)]) == 0
@@ -98,12 +99,12 @@ def test_a_file_named_as_written_in_a_later_kind_wins_over_another_container_in_
     diffusion_models/, lost to an old x.ckpt of checkpoints/ (another container found first), which was loaded."""
     from nodes.common.models_dirs import locator
     (models / "checkpoints").mkdir()
-    (models / "checkpoints" / "x.ckpt").write_bytes(b"x")
-    (models / "diffusion_models" / "x.safetensors").write_bytes(b"x")
+    stub(models / "checkpoints" / "x.ckpt")
+    stub(models / "diffusion_models" / "x.safetensors")
     assert locator("checkpoints", "diffusion_models")("x.safetensors") == models / "diffusion_models" / "x.safetensors"
     (models / "diffusion_models" / "Wan").mkdir()
-    (models / "diffusion_models" / "Wan" / "y.safetensors").write_bytes(b"x")
-    (models / "checkpoints" / "y.safetensors").write_bytes(b"x")
+    stub(models / "diffusion_models" / "Wan" / "y.safetensors")
+    stub(models / "checkpoints" / "y.safetensors")
     assert locator("checkpoints", "diffusion_models")("Wan/y.safetensors") == \
         models / "diffusion_models" / "Wan" / "y.safetensors"
     # A Windows workflow's full path, looked up by the part below the kind's folder, alike.
@@ -116,7 +117,7 @@ def test_a_file_named_as_written_in_a_later_kind_wins_over_another_container_in_
 def test_a_file_found_under_another_folder_or_container_is_said(models, caplog):
     """The user is told which file stands for the name: a VAE of sd15/ read for a workflow's sdxl/ name was silent."""
     (models / "vae" / "sd15").mkdir()
-    (models / "vae" / "sd15" / "vae.safetensors").write_bytes(b"x")
+    stub(models / "vae" / "sd15" / "vae.safetensors")
     with caplog.at_level("WARNING", logger="kinograph.models"):
         for _ in range(3):
             assert find_model("sdxl/vae.safetensors", "vae") == models / "vae" / "sd15" / "vae.safetensors"

@@ -23,16 +23,16 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "tests" / "data" / "comfyui" / 
     "video_wan_animate2_distilled.json"
 
 
-def _state():
-    """A tiny Wan 2.1 I2V transformer in ComfyUI's key names (two 128-wide heads, CLIP tokens 24 wide), every tensor
-    moved off its initial value so that modulations and norms are away from 0 / 1 and a wrong one shows."""
+def _state(clip: int = CLIP):
+    """A tiny Wan 2.1 I2V transformer in ComfyUI's key names (two 128-wide heads, CLIP tokens `clip` wide), every
+    tensor moved off its initial value so that modulations and norms are away from 0 / 1 and a wrong one shows."""
     from diffusers import WanTransformer3DModel
     from tiny_models import wan_original_transformer
     torch.manual_seed(11)
     wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=HEADS, attention_head_dim=128,
                                 in_channels=36, out_channels=16, text_dim=TEXT, freq_dim=256, ffn_dim=32,
                                 num_layers=LAYERS, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-                                image_dim=CLIP, added_kv_proj_dim=DIM, rope_max_seq_len=32)
+                                image_dim=clip, added_kv_proj_dim=DIM, rope_max_seq_len=32)
     sd = wan_original_transformer(wan.state_dict())
     return {k: (v + 0.05 * torch.randn_like(v)).half().float() for k, v in sd.items()}
 
@@ -296,3 +296,88 @@ def test_the_distilled_template_converts_its_animate2_nodes():
     # ComfyUI lays the driving clip's sound under the generated frames (CreateVideo's audio); the decoded clip has none
     # here, and the report says so (the clip was taken to keep it, through the sampler's pose conditioning)
     assert "the audio input is not carried" in report.entries["245"].notes
+
+
+# --- the template that loops over the driving clip ------------------------------------------------------------------
+LOOPED = TEMPLATE.parent / "video_wan_animate2.json"
+
+
+def _looped(passes=None):
+    """video_wan_animate2, its windows of 5 frames at 32 x 32 (the template's 81 at 482 x 854 are the released
+    size); with `passes`, its StartLoop's count typed into the file rather than computed from the driving clip."""
+    data = json.loads(LOOPED.read_text(encoding="utf-8"))
+    outer = next(n for n in data["nodes"] if n["id"] == 672)
+    outer["widgets_values"][10:13] = [32, 32, 5]            # resize_type.width / height, fragment_length
+    if passes is not None:
+        sg = next(s for s in data["definitions"]["subgraphs"] if s["name"].startswith("Motion Transfer"))
+        start = next(n for n in sg["nodes"] if n["type"] == "StartLoop")
+        count = next(i for i in start["inputs"] if i["name"] == "mode.num_iterations")
+        sg["links"] = [lk for lk in sg["links"] if lk["id"] != count["link"]]
+        for n in sg["nodes"]:
+            for o in n.get("outputs") or []:
+                o["links"] = [k for k in o.get("links") or [] if k != count["link"]]
+        count["link"] = None
+        start["widgets_values"][1] = passes
+    return data
+
+
+@pytest.fixture(scope="module")
+def looped_model(tmp_path_factory):
+    """The tiny Wan Animate 2 reading CLIP tokens 32 wide (tiny_wan22's CLIP vision tower), in a models/ folder with
+    that tower, a tiny umt5 and Wan 2.1 VAE beside it: the file's path."""
+    from safetensors.torch import save_file
+    from tiny_wan22 import save_clip_vision
+    sd = _state(32)
+    with tiny_wan_folder(tmp_path_factory.mktemp("looped"), "wan_animate_2_tiny_bf16.safetensors", sd) as path:
+        save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path), metadata=ANIMATE2)
+        save_clip_vision(path.parent.parent)
+        yield path
+
+
+def _run_looped(data, model, tmp_path, frames):
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session
+    from graph_engine.workflow import Workflow
+    from tiny_wan22 import on_tiny_files
+    tmp_path.mkdir()
+    result = import_data(data)
+    assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 32, 3), dtype=np.uint8)).save(tmp_path / "me.png")
+    iio.imwrite(tmp_path / "drive.mp4", _video(frames, 6, 32, 32), fps=16, codec="libx264")
+    names = {"load.diffusion_model": model.name, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
+    on_tiny_files(g, names, tmp_path / "none.wav", tmp_path / "me.png", tmp_path / "out.mp4")
+    for n in g.nodes.values():
+        if n.type == "io.load_video":
+            n.params["path"] = str(tmp_path / "drive.mp4")
+    saves = [n for n in g.nodes.values() if n.type == "io.save_video"]
+    for k, n in enumerate(saves):
+        n.params["path"] = str(tmp_path / f"out{k}.mp4")
+    made = next(g.inputs[n.id]["video"] for n in saves if g.nodes[g.inputs[n.id]["video"][0]].type != "video.stitch")
+    res = Session(device="cpu", use_disk=False).run(Workflow(g, folder=tmp_path), use_cache=False)
+    assert res.ok, res.failed
+    clip = res.outputs[made[0]][made[1]]
+    return g, res, np.asarray(clip.frames(0, clip.length))
+
+
+def test_the_looped_template_runs_its_windows_as_the_clip_counts_them(looped_model, tmp_path):
+    """ComfyUI's video_wan_animate2 generates the driving clip in windows: its StartLoop runs floor((F - 2) / (b - 1))
+    + 1 passes of b frames (F the clip's frames; the math node's formula), each after the first continuing the one
+    before (its last frame, the driving clip's offset) and dropping its first frame, the last pass only as long as
+    what is left; RebatchImages joins them. Imported, the count is computed as the workflow runs: on a 13-frame clip
+    with windows of 5 it runs 3 passes (5 + 4 + 4 frames: the clip's 13), and the passes past the count never run
+    (test_comfyui_running_loop runs counts of 1 to 3 and one past the cap). What it makes equals the same template
+    with that count typed into its StartLoop, the loop then unrolled on import into exactly those passes (the body
+    run by hand `passes` times)."""
+    frames, passes = 13, 3
+    assert (frames - 2) // (5 - 1) + 1 == passes
+    g, res, got = _run_looped(_looped(), looped_model, tmp_path / "counted", frames)
+    ran = [n for n in res.executed if g.nodes[n].type == "condition.wan_animate2"]
+    assert len(ran) == passes
+    by_hand = _run_looped(_looped(passes), looped_model, tmp_path / "typed", frames)[2]
+    assert got.shape == (frames, 32, 32, 3)
+    assert np.array_equal(got, by_hand)
+    assert not np.array_equal(got[:5], got[5:10])          # each window its own part of the driving clip

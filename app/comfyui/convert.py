@@ -118,6 +118,12 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
     def _type(self, node: str, port: str, output: bool) -> Optional[str]:
         spec = self.registry.get(self.graph.nodes[node].type) if self.registry is not None else None
         ports = (spec.outputs if output else spec.inputs) if spec else {}
+        if output and self.graph.nodes[node].type == "math.switch":
+            # a running switch hands on one of its sides: their type where they give one (a loop's passes' clips)
+            sides = {self._type(*src, True) for k, src in self.graph.inputs.get(node, {}).items() if k != "switch"}
+            if len(sides) == 2 and sides <= {"IMAGE", "VIDEO"}:
+                return "VIDEO"          # a picture is a clip of one frame
+            return sides.pop() if len(sides) == 1 else None
         return ports[port].type.name if port in ports else None
 
     def resolve(self, v) -> Any:
@@ -127,6 +133,11 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
             out = self.outs.get((v.node, v.slot))
             return out.attrs["value"] if out is not None and out.port is None and "value" in out.attrs else out
         return v
+
+    def none(self, v) -> bool:
+        """Whether a link brings ComfyUI's None (a switch picking a side with nothing linked)."""
+        out = self.outs.get((v.node, v.slot)) if isinstance(v, Ref) else None
+        return out is not None and out.port is None and "value" in out.attrs and out.attrs["value"] is None
 
     # -- the walk -----------------------------------------------------------------------------------------
     def run(self) -> Tuple[Graph, Report]:
@@ -378,7 +389,8 @@ class Converter(CoreNodes, CoreMedia, VideoModels, SoundModels, ControlNets, Con
         nid = nid or self.add(rule.node, cn, params)
         for comfy, port in rule.inputs.items():
             v = self.resolve(cn.inputs.get(comfy))
-            if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
+            if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port) and \
+                    not self.none(cn.inputs[comfy]):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
         notes += grown_past(cn, rule)
         # FluxGuidance's guidance rides on the conditioning to the sampler, through the nodes that add to it

@@ -1,12 +1,15 @@
 """ComfyUI's loops (comfy_extras/nodes_looping.py: StartLoop ... EndLoop) whose number of passes is in the file,
 unrolled on import: the loop's body (the nodes after StartLoop that lead to its EndLoop) copied once per pass, each
 copy given that pass's index, first / last flags, list item and carried value, as ComfyUI hands them; EndLoop's
-output is the last pass's value, or every pass's as a list with accumulate. A loop whose count is only known as the
-workflow runs (a clip's length), nested in another, or past the caps stays not mapped, the report saying why."""
+output is the last pass's value, or every pass's as a list with accumulate. A simple loop whose count a node gives as
+the workflow runs (Wan Animate 2's, from the clip's length) is unrolled to a fixed number of passes, the count picking
+those that run (app.comfyui.loops_running). A loop nested in another, or past the caps, stays not mapped, the report
+saying why."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from . import loops_running as running
 from .flatten import CNode, Flat, Ref
 from .mapping import RULES
 
@@ -124,18 +127,28 @@ def _unroll_one(flat: Flat, sid: str, left: int) -> Optional[str]:
             src = next((v.node for v in cn.inputs.values() if isinstance(v, Ref) and v.node in inside), None)
             if src is not None:
                 return f"{cn.class_type} #{cn.id} after it reads {flat.nodes[src].class_type} #{src} inside it"
+    end = flat.nodes[eid]
+    accumulate = _setting(end, "accumulate", 0, False) is True
     got = passes(start, flat)
+    count = None
     if isinstance(got, str):
-        return got
+        count = running.running_count(start, flat) if _setting(start, "mode", 0, "simple") == "simple" else None
+        if count is None:
+            return got
+        why = running.refusal(flat, eid, accumulate)
+        if why:
+            return why
+        got = range(running.MAX_RUNNING_PASSES), None
     values, items = got
-    clash = next((f"{n}@{i}" for n in body for i in range(len(values)) if f"{n}@{i}" in flat.nodes), None)
+    helpers = running.Helpers(flat, count, end.pos)
+    taken = [f"{n}@{i}" for n in body for i in range(len(values))] + (helpers.ids(sid, eid) if count else [])
+    clash = next((n for n in taken if n in flat.nodes), None)
     if clash:
         return f"the file already has a node {clash}, the id its copy would take"
     if len(values) * len(body) > left:
         earlier = f" nodes in one file, and the loops before it made {MAX_COPIES - left}" if left < MAX_COPIES else ""
         return (f"{len(values)} passes of its {len(body)} nodes would make {len(values) * len(body)}; Kinograph "
                 f"unrolls up to {MAX_COPIES}{earlier}")
-    end = flat.nodes[eid]
     carried = start.inputs.get("initial_iteration_value")
     outputs = []
     for i, value in enumerate(values):
@@ -144,6 +157,8 @@ def _unroll_one(flat: Flat, sid: str, left: int) -> Optional[str]:
         copy = {n: f"{n}@{i}" for n in body}
 
         def moved(v):
+            if isinstance(v, Ref) and v.node == sid and v.slot == 2 and count is not None:
+                return running.is_last(helpers, sid, i)         # the count is known as the workflow runs
             if isinstance(v, Ref) and v.node == sid:
                 return given[v.slot] if v.slot < len(given) else None
             if isinstance(v, Ref) and v.node in copy:
@@ -160,8 +175,14 @@ def _unroll_one(flat: Flat, sid: str, left: int) -> Optional[str]:
     for n in body:
         del flat.nodes[n]
     del flat.nodes[sid]
+    if count is not None:
+        got = running.gathered(helpers, sid, eid, outputs, accumulate)
+        del flat.nodes[eid]
+        for cn in flat.nodes.values():
+            cn.inputs = {k: got if isinstance(v, Ref) and v.node == eid else v for k, v in cn.inputs.items()}
+        return None
     # EndLoop: every pass's output as ComfyUI's list (accumulate), else the last pass's
-    if _setting(end, "accumulate", 0, False) is True:
+    if accumulate:
         flat.nodes[eid] = CNode(eid, "CreateList", end.title, {f"inputs.input{i}": v for i, v in enumerate(outputs)},
                                 pos=end.pos)
     else:

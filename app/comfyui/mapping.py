@@ -2620,12 +2620,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
-    # ComfyUI's loops: unrolled on import where the number of passes is in the file (app.comfyui.loops); the
-    # others are these
+    # ComfyUI's loops: unrolled on import where the number of passes is in the file or counted by a node
+    # (app.comfyui.loops, loops_running); the others are these
     **{name: "not mapped: ComfyUI's loop nodes (StartLoop, EndLoop) run part of the graph again and again as it runs; "
              "a Kinograph workflow has no loops, and a loop is unrolled on import (its part copied once per pass) "
-             "only where its number of passes is in the file. Run the part once per pass (one workflow per "
-             "segment) instead" for name in ("StartLoop", "EndLoop")},
+             "where its number of passes is in the file, or a node of the file counts a simple loop's passes as the "
+             "workflow runs (up to 16). Run the part once per pass (one workflow per segment) instead" for name in ("StartLoop", "EndLoop")},
     **{name: "not mapped yet: SeedVR2's temporal chunks (sampling a long clip's latent a few frames at a time, "
               "crossfaded back) are not run by Kinograph, which restores the whole clip in one pass; leave the video "
               "template's chunking switch off, and trim a clip too long for memory (its trim_video) into parts"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from graph_engine.graph import Link
@@ -442,7 +443,9 @@ def counted(n: int, word: str) -> str:
 
 def _not_nodes(text: str) -> str:
     """What the clipboard holds when it is not Kinograph nodes at all, or '': plain text read 'the
-    file is a str; a workflow file must be a mapping', a ComfyUI workflow 'missing `kinograph: 1`'."""
+    file is a str; a workflow file must be a mapping', a ComfyUI workflow 'missing `kinograph: 1`'. Text is what
+    reads as no mapping of a workflow's own keys: a page's address, a prompt's lines, a number, a note's 'shot 12:
+    keep the flare' (YAML's one-key mapping, said to be a workflow 'missing `kinograph: 1`')."""
     import json
     try:
         data = json.loads(text)
@@ -453,6 +456,15 @@ def _not_nodes(text: str) -> str:
             (data and all(isinstance(v, dict) and "class_type" in v for v in data.values()))):
         return ("the clipboard holds a ComfyUI workflow, not Kinograph nodes: save it as a .json file and "
                 "open it (Ctrl+O) or drop it on the canvas, which imports it")
-    if data is None and ":" not in text and "\n" not in text.strip():
-        return "the clipboard holds text, not Kinograph nodes (select nodes and Ctrl+C to copy them)"
+    if data is None:
+        import yaml
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:      # nodes written by hand with a slip in them: the parser's line and reason
+            return "" if re.search(r"^(kinograph|nodes)\s*:", text, re.M) else _TEXT
+    if not (isinstance(data, dict) and {"kinograph", "nodes", "ui"} & set(data)):
+        return _TEXT
     return ""
+
+
+_TEXT = "the clipboard holds text, not Kinograph nodes (select nodes and Ctrl+C to copy them)"

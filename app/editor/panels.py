@@ -17,6 +17,7 @@ from .runner import Job, RunController
 from .view import NODE_MIME
 
 TYPE_ROLE = Qt.UserRole
+LABEL_ROOM = 48                # characters of a run's label in the queue and the history
 
 
 class _NodeTree(QTreeWidget):
@@ -162,6 +163,16 @@ class LogPanel(QTextBrowser):
         self.append(f"<span style='color:#6b6e75'>{stamp}</span> <span style='color:{color}'>{body}</span>")
 
 
+def middle(label: str, room: int = LABEL_ROOM) -> str:
+    """A run's label cut in its middle to `room` characters: a file named for its shot, version and review
+    ('sh010_comp_v012_final_FINAL_with_the_new_flare_…_tuesday.yaml') pushed what the run wrote, the end of its
+    row in the history, out of sight behind a sideways scrollbar. Its start and end say which it is."""
+    if len(label) <= room:
+        return label
+    head = (room - 1) // 2
+    return label[:head] + "…" + label[-(room - 1 - head):]
+
+
 class QueuePanel(QWidget):
     """Queued and running jobs on top, finished runs below; a finished run reopens with the
     exact workflow that made it, and its outputs open in the viewer."""
@@ -227,15 +238,17 @@ class QueuePanel(QWidget):
         self.queue.clear()
         for j in self.runs.jobs:
             if j.state in ("queued", "running"):
-                self.queue.addItem(f"{'▶' if j.state == 'running' else '…'} #{j.id} {j.label}")
+                it = QListWidgetItem(f"{'▶' if j.state == 'running' else '…'} #{j.id} {middle(j.label)}")
+                it.setToolTip(j.label)
+                self.queue.addItem(it)
         self.history.clear()
         for j in reversed(self.runs.history):
             mark = {"done": "✔", "failed": "✘", "cancelled": "■"}.get(j.state, "?")
             when = time.strftime("%H:%M:%S", time.localtime(j.finished_at))
             outs = ", ".join(o.rsplit("/", 1)[-1] for o in j.outputs) or "no files"
-            it = QListWidgetItem(f"{mark} {when}  #{j.id} {j.label} — {outs}")
+            it = QListWidgetItem(f"{mark} {when}  #{j.id} {middle(j.label)} — {outs}")
             it.setData(TYPE_ROLE, j.id)
-            it.setToolTip("\n".join(j.outputs) or j.error or j.state)
+            it.setToolTip("\n".join([j.label, *j.outputs] if j.outputs else [j.label, j.error or j.state]))
             self.history.addItem(it)
         self.cancel_button.setEnabled(self.runs.current is not None)
 

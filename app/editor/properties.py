@@ -23,6 +23,22 @@ from .param_widgets import PlainTextField, TextEditor, make_editor, route_clipbo
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
 
 
+def kept_text(key: str, value, indent: str = "") -> str:
+    """A setting of a node kept as it is, as text to read: a ComfyUI node's widgets_values and links were shown as
+    Python's reprs ("['Gemini 3.8 Flash', 'I am prompting …\\n\\nI need …']"), a prompt's paragraphs as backslash-n.
+    A list or a mapping gives a line to each of its values (a list's numbered), a text its own lines."""
+    head, inner = indent + (key if key.endswith(".") else key + ":"), indent + "    "
+    if isinstance(value, dict) and value:
+        return head + "\n" + "\n".join(kept_text(str(k), v, inner) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and value:
+        return head + "\n" + "\n".join(kept_text(f"{i}.", v, inner) for i, v in enumerate(value, 1))
+    if isinstance(value, str):
+        text = value.replace("\n", "\n" + inner) if value else '""'
+    else:
+        text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return f"{head} {text}"
+
+
 class KeyLink(QLabel):
     """A one-link label that Tab stops at and Enter or Space opens: from the keyboard the rest of a
     node's help ('More about this node') was out of reach."""
@@ -324,7 +340,7 @@ class PropertiesPanel(QScrollArea):
     def _kept(self, node_id: str) -> QLabel:
         """What a node of an unknown type holds, read-only: the file keeps it and Save writes it back."""
         g = self.doc.graph
-        rows = [f"{k}: {v!r}" for k, v in g.nodes[node_id].params.items()]
+        rows = [kept_text(k, v) for k, v in g.nodes[node_id].params.items()]
         rows += [f"{port} ← {src}.{sport}" for port, (src, sport) in g.inputs.get(node_id, {}).items()]
         l = QLabel("Its settings and links are kept as they are:\n" + ("\n".join(rows) or "(none)"))
         l.setTextFormat(Qt.PlainText)

@@ -305,7 +305,11 @@ class RunController(QObject):
             wall = self._wall.get(node, 0.0)
             if wall is None and job is not None and job.kind == "view":
                 return          # the viewer computes the frames it shows after this job: no time to tell yet
-            if wall is None:
+            if wall is None and job is not None and job.cancel.cancelled:
+                # Cancelled at frame 18 of 2,000, it said 'computed its frames in 3.0 s', and 'done' until the
+                # run's end made it 'cancelled': its clip was not made.
+                self.logged.emit("info", f"{node} computed frames for {own.badge()} before the run was cancelled", node)
+            elif wall is None:
                 self._set(node, own)
                 self.logged.emit("info", f"{node} computed its frames in {own.badge()} (as later nodes read them)", node)
             elif wall - own.seconds > max(0.05, 0.2 * wall):

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
@@ -18,7 +18,7 @@ from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.registry import did_you_mean
 from graph_engine.shipped import shipped
 from graph_engine.versions import previous_versions
-from graph_engine.workflow import read_text
+from graph_engine.workflow import NO_NODES_YET, read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
@@ -76,6 +76,8 @@ class MainWindow(QMainWindow):
         # and what it feeds, is marked 'edited' instead of its old 'done' badge (after a run, an
         # edit left every badge saying done, as if the outputs on disk had the new values).
         self._ran = {}
+        # A sampler's thumbnail as it was before its step previews replaced it: put back when its run does not finish
+        self._before_previews: Dict[str, Optional[QImage]] = {}
         self._edits = QTimer(self)
         self._edits.setSingleShot(True)
         self._edits.setInterval(0)
@@ -357,9 +359,13 @@ class MainWindow(QMainWindow):
             old.close()
         self._update_title()
         for p in doc.problems:
-            self.log.log("warn", str(p), p.node or "")
+            # Not 'no nodes yet: add some in the editor (`kinograph gui plan.yaml`)', a terminal's advice, in orange,
+            # for a plan saved as notes: the canvas itself says how to add a node.
+            if not p.message.startswith(NO_NODES_YET):
+                self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
         self._ran = {}
+        self._before_previews = {}
         self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
@@ -1294,6 +1300,7 @@ class MainWindow(QMainWindow):
         img = to_qimage(image)
         item = self.scene.nodes.get(node_id)
         if item is not None:
+            self._before_previews.setdefault(node_id, item.thumb)
             item.set_thumb(img)
         self.viewer.show_live(img, f"{node_id} · step {status.badge() if status else ''}")
 
@@ -1310,6 +1317,7 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
+        self._put_back_previews()
         if job.seeds_as_read and self._spent_seeds(job):
             # Not given up by a run that made no picture with them (a model not in the folders yet, as ComfyUI
             # refuses such a queue; a cancel; a Run to Here above every seed): the next one still samples them.
@@ -1349,6 +1357,16 @@ class MainWindow(QMainWindow):
                 self._viewing["A"], self._follows_runs = written[0], True
                 self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
                 self._shown_from("A", job.workflow.graph, target[0])
+
+    def _put_back_previews(self) -> None:
+        """A sampler cancelled at step 2 of 200, or failed at step 15, kept its last step preview as its thumbnail:
+        noise, or a half-made picture, under a 'cancelled' badge, read as its output until the next run. Only a
+        node that finished keeps its last step; the others show what they showed before the run."""
+        for nid, before in self._before_previews.items():
+            st, item = self.runs.status.get(nid), self.scene.nodes.get(nid)
+            if item is not None and getattr(st, "state", None) not in ("done", "running"):
+                item.set_thumb(before)
+        self._before_previews = {}
 
     def _mark_stale_views(self, job: Job) -> None:
         """A run in which a node shown in the viewer failed, or was not run because something it

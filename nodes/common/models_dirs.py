@@ -558,7 +558,14 @@ def locator(*kinds: str, kind_of=None, companions=None):
     # file picked in any of them by the name it is found by: `searched` names the first kind's alone.
     locate.every = lambda: [d for kind in kinds for d in _kind_dirs(kind)]
     locate.companions = companions
+    locate.damaged = _damaged
     return locate
+
+
+def _damaged(path) -> Optional[str]:
+    """For validate's check of a file `locate` found: what is wrong with its weights (a cut-off download), or None."""
+    from nodes.generate.damaged import damaged
+    return damaged(path)
 
 
 def list_models() -> Dict[str, List[Path]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.gguf_names import gguf_renames
+from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -63,52 +63,74 @@ class Detection:
         return " ".join(b for b in bits if b)
 
 
-# Bytes per element of the safetensors dtypes whose tensors fill whole bytes.
-_ST_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-             "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+# Bits per value of every dtype the safetensors library reads (0.8's list): a header naming another was listed as a
+# model that loads, and its loader stopped at the library's "unknown variant" error.
+_ST_BITS = {"F64": 64, "I64": 64, "U64": 64, "C64": 64, "F32": 32, "I32": 32, "U32": 32, "F16": 16, "BF16": 16,
+            "I16": 16, "U16": 16, "I8": 8, "U8": 8, "BOOL": 8, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8,
+            "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F6_E2M3": 6, "F6_E3M2": 6, "F4": 4}
+AGAIN = "Copy the file again or re-download it."
+_INT = {int}
+
+
+def _no_constant(word: str):
+    """json's parse_constant: NaN and Infinity are no JSON, and the safetensors library refuses a header holding them."""
+    raise ValueError(f"its header holds {word}, which is not JSON")
 
 
 # -- reading headers -----------------------------------------------------------------------
 def safetensors_header(path: Path) -> Header:
-    """The header of a .safetensors/.sft file, checking the file is complete (clear error if not)."""
+    """The header of a .safetensors/.sft file, checked against the file's size as the safetensors library checks it
+    when it loads (clear error if not), reading no weight."""
     try:
         size = path.stat().st_size
+        if size < 8:        # an empty file is what many a failed download leaves
+            raise ValueError(f"it is {size} bytes, too short to hold a header")
         with open(path, "rb") as f:
             n = struct.unpack("<Q", f.read(8))[0]
-            if n <= 0 or n > 100 << 20 or 8 + n > size:
-                raise ValueError("header length out of range")
-            header = json.loads(f.read(n))
+            if n > 100 << 20:       # 100,000 tensors take 10 MB
+                raise ValueError(f"its header length {n:,} is past the 100 MB any model's takes")
+            if n <= 0 or 8 + n > size:
+                raise ValueError(f"its header length {n:,} does not fit its {size:,} bytes")
+            header = json.loads(f.read(n), parse_constant=_no_constant)
         meta = header.pop("__metadata__", None) or {}
-        if not isinstance(meta, dict):
-            raise ValueError("its __metadata__ is not a mapping")
-        end = max((v["data_offsets"][1] for v in header.values()), default=0)
-        if 8 + n + end > size:
-            raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise ValueError("its __metadata__ is not a mapping of texts")
+        data = size - 8 - n
+        # One pass over the entries (a header may hold 100,000), then one over their byte ranges in order.
+        shapes, dtypes, spans = {}, {}, []
+        for k, v in header.items():
+            shape, dtype, (start, stop) = tuple(v["shape"]), v["dtype"], v["data_offsets"]
+            if not set(map(type, shape + (start, stop))) <= _INT or min(shape + (start, stop)) < 0:
+                raise ValueError(f"{k}: its shape {list(shape)} or offsets are not whole numbers")
+            bits = _ST_BITS.get(dtype) if type(dtype) is str else None
+            if bits is None:
+                raise ValueError(f"{k}: its type {str(dtype)[:40]!r} is none the safetensors library reads")
+            # Types of less than a byte a value (F4, F6_...) count in bits: unchecked, a header of 10^15 values over 4
+            # bytes made a folder's weights look large enough for any config.json.
+            if math.prod(shape) * bits != 8 * (stop - start):
+                raise ValueError(f"{k}: its shape {list(shape)} does not fill its {stop - start} bytes")
+            shapes[k], dtypes[k] = shape, dtype
+            spans.append((start, stop, k))
         # Tensors follow one another with no gap or overlap, as the safetensors library requires when it loads them:
         # 10,000 entries naming the same 4 KB made a folder's weights look large enough for any config.json
         # (config_bound weighs a config against the header), the library refusing the file only after the build.
         at = 0
-        for name, (start, stop) in sorted(((k, tuple(v["data_offsets"])) for k, v in header.items()),
-                                          key=lambda e: e[1]):
-            if start != at or stop < start:
+        for start, stop, name in sorted(spans):
+            if start != at:
                 raise ValueError(f"{name}: its bytes {start}-{stop} {'overlap' if start < at else 'leave a gap after'} "
                                  f"the tensor before (which ends at {at})")
+            # The first tensor past the end is named: a cut-off download said only the two sizes.
+            if stop > data:
+                raise ValueError(f"{size:,} bytes on disk; tensor {name} ends at byte {8 + n + stop:,}: the file is "
+                                 f"cut short")
             at = stop
-        shapes = {k: tuple(v["shape"]) for k, v in header.items()}
-        dtypes = {k: str(v["dtype"]) for k, v in header.items()}
-        for k, v in header.items():
-            start, stop = v["data_offsets"]
-            if not all(type(d) is int and d >= 0 for d in shapes[k] + (start, stop)):
-                raise ValueError(f"{k}: its shape {list(shapes[k])} or offsets are not whole numbers")
-            # A type of less than a byte a value (F4, F6_...) is held to one bit a value at least: it went unchecked,
-            # so a header of 10^15 values over 4 bytes made a folder's weights look large enough for any config.json.
-            per, values = _ST_BYTES.get(dtypes[k]), math.prod(shapes[k])
-            if values * per != stop - start if per else values > 8 * (stop - start):
-                raise ValueError(f"{k}: its shape {list(shapes[k])} does not fill its {stop - start} bytes")
+        # The library refuses bytes after the last tensor too ("file not fully covered"), after validate said ok.
+        if at != data:
+            raise ValueError(f"{data - at:,} bytes follow its last tensor, which no safetensors writer leaves")
     # RecursionError: a header of nested brackets, which json's C scanner recurses into.
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
-                        "e.g. an interrupted copy or download. Copy the file again.") from None
+                        f"e.g. an interrupted copy or download. {AGAIN}") from None
     # ComfyUI's NVFP4 matrices (a uint8 weight beside its weight_scale_2) hold two 4-bit values a byte: their shape is
     # the matrix's, as the loader dequantises it; rules reading a width from them (in_channels) saw half of it
     for k, shape in shapes.items():
@@ -126,26 +148,55 @@ def gguf_header(path: Path) -> Header:
         stat = path.stat()
     except OSError:
         return _gguf_header(path)       # its own message for a file that cannot be read
-    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns)
+    # the inode and change time too: a file put in place (renamed over it) is another inode, and no tool sets the
+    # change time back the way a download keeps the server's modification time
+    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
 
 
 @functools.lru_cache(maxsize=8)
-def _kept_gguf_header(path: Path, size: int, mtime_ns: int) -> Header:
+def _kept_gguf_header(path: Path, *state: int) -> Header:
     return _gguf_header(path)
+
+
+def gguf_reader(path: Path):
+    """The gguf package's reader of the file, its metadata arrays taken whole. The package reads an array entry by
+    entry, a numpy view each: a language model's tokenizer (Qwen's 152k tokens, 151k merges and 152k kinds) took it
+    tens of seconds, for values neither the header nor the weights read (the tokenizer has gguf_fields). An array
+    of numbers is one view (its contents() the same list); a long array of text (a tokenizer's) is its bytes,
+    counted, its contents() empty. Call after gguf_fields(path), which refuses counts the bytes cannot hold."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    class Reader(GGUFReader):
+        def _get_field_parts(self, orig_offs: int, raw_type: int):
+            if raw_type != GGUFValueType.ARRAY:
+                return super()._get_field_parts(orig_offs, raw_type)
+            item, count = self._get(orig_offs, np.uint32), self._get(orig_offs + 4, np.uint64)
+            at, kind = orig_offs + 12, GGUFValueType(int(item[0]))
+            if kind in self.gguf_scalar_to_np:
+                values = self._get(at, self.gguf_scalar_to_np[kind], int(count[0]))
+                return at + values.nbytes - orig_offs, [item, count, values], [2], [GGUFValueType.ARRAY, kind]
+            if kind != GGUFValueType.STRING or count[0] < 4096:     # a short list of text: as the package reads it
+                return super()._get_field_parts(orig_offs, raw_type)
+            length = "<Q" if self.byte_order != "S" else ">Q"
+            for _ in range(int(count[0])):
+                at += 8 + struct.unpack_from(length, self.data, at)[0]
+            return at - orig_offs, [item, count, self.data[orig_offs + 12:at]], [], [GGUFValueType.ARRAY, kind]
+
+    return Reader(str(path))
 
 
 def _gguf_header(path: Path) -> Header:
     try:
-        from gguf import GGUFReader
+        import gguf  # noqa: F401 - only whether it is there
     except ImportError:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
         gguf_fields(path)
-        reader = GGUFReader(str(path))
+        reader = gguf_reader(path)
     except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
-        raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
-                        "Copy the file again.") from None
+        raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. {AGAIN}") from None
     meta = {}
     for name, fld in reader.fields.items():
         # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
@@ -173,8 +224,10 @@ def _gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
-    renames = gguf_renames(shapes, str(meta.get("general.architecture", "")), path.name)
+    arch = str(meta.get("general.architecture", ""))
+    renames = gguf_renames(shapes, arch, path.name)
     if renames:         # a text encoder in llama.cpp's names: listed and detected under transformers' names
+        refuse_other_attention(arch, reader.fields, path.name)
         shapes = {renames[k]: v for k, v in shapes.items() if renames[k]}
         dtypes = {renames[k]: v for k, v in dtypes.items() if renames[k]}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
@@ -192,7 +245,7 @@ def gguf_fields(path: Path, keep=None) -> dict:
     entries than the file has bytes for: the package reads an array element by element, and past the end of the file
     each one reads as nothing, so an 88-byte file declaring an array of 10^12 numbers kept it looping, its lists
     growing, for ever. Each element, key and tensor takes some bytes, so what the bytes left cannot hold is refused
-    before the package reads it."""
+    before the package reads it; then each tensor's data is held to the file (_gguf_tensors_fit)."""
     import mmap
     out = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -248,14 +301,68 @@ def gguf_fields(path: Path, keep=None) -> dict:
         keys, at = number(at, "Q")
         many(keys, 8 + 4, at, "metadata keys")
         many(tensors, 8 + 4 + 4 + 8, at, "tensors")
+        alignment = 32         # the format's default, or its general.alignment (a uint32)
         for _ in range(keys):
             key, at = text(at, True)
             kind, at = number(at, "I")
             wanted = keep is not None and keep(key)
-            got, at = value(kind, at, wanted)
+            got, at = value(kind, at, wanted or key == "general.alignment")
             if wanted:
                 out[key] = got
+            if key == "general.alignment" and kind == 4:
+                alignment = got
+        _gguf_tensors_fit(data, tensors, at, alignment, number)
     return out
+
+
+# GGML's most dimensions a tensor has (GGML_MAX_DIMS).
+_GGML_MAX_DIMS = 4
+# Tensors a GGUF may describe: the largest published models (mixtures of experts, 405B language models) hold 1,000 to
+# 3,000, ComfyUI's video models about 1,100.
+_GGUF_MOST_TENSORS = 100_000
+
+
+def _gguf_tensors_fit(data, count: int, at: int, alignment: int, number) -> None:
+    """Raise ValueError naming the first of a GGUF's `count` tensors (described from byte `at`) whose type is unknown,
+    whose dimensions are more than GGML's four, do not fill its type's blocks, or whose data runs past the file's
+    end: the gguf package said only numpy's "cannot reshape array of size 4085 into shape (64,64)" for a cut-off
+    download, and nothing for a tensor of no values."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    # The gguf package takes a fraction of a millisecond a tensor: an 8 MB file describing 200,000 tensors on the same
+    # 4 bytes held `kinograph info` (which reads every model file) for minutes. Published files hold a few thousand.
+    if count > _GGUF_MOST_TENSORS:
+        raise ValueError(f"its header declares {count:,} tensors, more than the {_GGUF_MOST_TENSORS:,} any model "
+                         "holds")
+    infos = []
+    for _ in range(count):
+        length, at = number(at, "Q")
+        name = bytes(data[at:at + min(length, 200)]).decode("utf-8", "replace")
+        at += length
+        dims, at = number(at, "I")
+        if dims > _GGML_MAX_DIMS:
+            raise ValueError(f"tensor {name}: {dims:,} dimensions, where GGML has at most {_GGML_MAX_DIMS}")
+        shape = []
+        for _ in range(dims):
+            size, at = number(at, "Q")
+            shape.append(size)
+        kind, at = number(at, "I")
+        offset, at = number(at, "Q")
+        infos.append((name, shape, kind, offset))
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"its alignment {alignment} is not a power of two")
+    start = at + -at % alignment
+    for name, shape, kind, offset in infos:
+        try:
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+        except ValueError:
+            raise ValueError(f"tensor {name}: type {kind} is no GGML type the gguf package reads (an unknown "
+                             "quantisation)") from None
+        values = math.prod(shape)
+        if values % block:
+            raise ValueError(f"tensor {name}: its shape {shape} ({values:,} values) does not fill blocks of {block}")
+        end = start + offset + values // block * size
+        if end > len(data):
+            raise ValueError(f"{len(data):,} bytes on disk; tensor {name} ends at byte {end:,}: the file is cut short")
 
 
 def torch_load(path: Path) -> dict:
@@ -276,8 +383,9 @@ def torch_load(path: Path) -> dict:
         # a safety refusal, and telling a user with a broken download that the file is hostile misleads.
         named = [] if is_zip else _pickle_globals(path)
         if named is None:
-            raise NodeError(f"{path} is not a readable checkpoint: it is truncated, corrupt or not a torch "
-                            "file. Copy the file again.") from None
+            from nodes.generate.not_weights import not_weights
+            raise NodeError(not_weights(path) or f"{path} is not a readable checkpoint: it is truncated, corrupt or "
+                            f"not a torch file. {AGAIN}") from None
         # torch names the global it blocked, but not what a pickle of a newer protocol would call (it
         # stops at the first opcode it does not allow); the file's own opcodes say that.
         foreign = re.findall(r"GLOBAL (\S+)", str(exc)) or [n for n in named if not n.startswith(TENSOR_GLOBALS)]
@@ -286,7 +394,7 @@ def torch_load(path: Path) -> dict:
                         "Convert it to .safetensors, or get the file again from a trusted source.") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
-                        "truncated or corrupt. Copy the file again.") from None
+                        f"truncated or corrupt. {AGAIN}") from None
     state = unwrap_state_dict(sd, path)
     _refuse_views_beyond(Path(path), state)
     return state
@@ -320,8 +428,7 @@ def _refuse_unpacking_beyond(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise NodeError(f"{path} is not a readable checkpoint ({exc}): it is truncated or corrupt. Copy the file "
-                        "again.") from None
+        raise NodeError(f"{path} is not a readable checkpoint ({exc}): it is truncated or corrupt. {AGAIN}") from None
     _refuse_records_beyond(path, infos, ", or as .safetensors")
 
 
@@ -472,21 +579,31 @@ def _pickle_globals(path: Path) -> Optional[list]:
     return None
 
 
+def _pickle_intact(path: Path) -> None:
+    """A torch checkpoint's cheap check, reading no pickle: a zip's directory (a cut-off zip has none) and what its
+    records unpack to, or a legacy file's opening bytes."""
+    import zipfile
+    if zipfile.is_zipfile(path):
+        _refuse_unpacking_beyond(path)
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(LEGACY_MAGIC))
+    except OSError as exc:
+        raise NodeError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    # An empty file, an HTML error page saved under the model's name or a cut-off download is neither
+    # a zip nor a legacy torch file (which opens with a pickled magic number): nothing to convert.
+    if head != LEGACY_MAGIC:
+        what = "an empty file" if not head else "neither a zip nor a legacy torch file"
+        raise NodeError(f"{path} is not a torch checkpoint ({what}): it is damaged, cut short or not a "
+                        f"weights file. {AGAIN}")
+
+
 def pickle_header(path: Path) -> Header:
     """Names, shapes and dtypes of a torch zip checkpoint: tensor data is never read."""
     import zipfile
+    _pickle_intact(path)
     if not zipfile.is_zipfile(path):
-        try:
-            with open(path, "rb") as f:
-                head = f.read(len(LEGACY_MAGIC))
-        except OSError as exc:
-            raise NodeError(f"{path} cannot be read ({exc.strerror or exc})") from None
-        # An empty file, an HTML error page saved under the model's name or a cut-off download is neither
-        # a zip nor a legacy torch file (which opens with a pickled magic number): nothing to convert.
-        if head != LEGACY_MAGIC:
-            what = "an empty file" if not head else "neither a zip nor a legacy torch file"
-            raise NodeError(f"{path} is not a torch checkpoint ({what}): it is damaged, cut short or not a "
-                            "weights file. Copy the file again.")
         raise NodeError(f"{path} is an old-style (pre-zip) torch pickle that cannot be inspected without "
                         "reading all of it; convert it to .safetensors")
     sd = torch_load(path)
@@ -515,20 +632,33 @@ def unwrap_state_dict(sd, path) -> dict:
 
 
 def read_header(path) -> Header:
+    return _checked(Path(path), {**dict.fromkeys(SAFE_EXT, safetensors_header), **dict.fromkeys(GGUF_EXT, gguf_header),
+                                 **dict.fromkeys(PICKLE_EXT, pickle_header)})
+
+
+def check_file(path) -> None:
+    """read_header's checks of a weights file against its size, reading no weight and no pickle (a zip checkpoint's
+    directory, a legacy one's first bytes): what `kinograph validate` and the check before a run ask of each model
+    file, a cut-off download having been said ok until its loader failed."""
+    _checked(Path(path), {**dict.fromkeys(SAFE_EXT, safetensors_header), **dict.fromkeys(GGUF_EXT, gguf_header),
+                          **dict.fromkeys(PICKLE_EXT, _pickle_intact)})
+
+
+def _checked(path: Path, readers):
+    """What `readers` (by file suffix) reads of `path`, a failed download's page said as such (not_weights)."""
     from graph_engine.atomic import special_file
-    path = Path(path)
     kind = special_file(path)
     if kind:        # a model name the model folders resolve: opening a pipe waits for ever, past Ctrl-C
         raise NodeError(f"{path} is {kind}, not a model file: reading it waits for ever or never ends; put the "
                         "model file itself there")
     suffix = path.suffix.lower()
-    if suffix in SAFE_EXT:
-        return safetensors_header(path)
-    if suffix in GGUF_EXT:
-        return gguf_header(path)
-    if suffix in PICKLE_EXT:
-        return pickle_header(path)
-    raise NodeError(f"{path}: unknown weights format {suffix!r}; Kinograph reads {', '.join(WEIGHT_EXT)}")
+    if suffix not in readers:
+        raise NodeError(f"{path}: unknown weights format {suffix!r}; Kinograph reads {', '.join(WEIGHT_EXT)}")
+    try:
+        return readers[suffix](path)
+    except NodeError as exc:
+        from nodes.generate.not_weights import not_weights
+        raise NodeError(not_weights(path) or str(exc)) from None
 
 
 # -- precision -----------------------------------------------------------------------------

@@ -483,7 +483,7 @@ def _trellis2_vae(mm, path: Path, det: Detection, device: str) -> ComponentHandl
         raise NodeError(f"{path.name} is TRELLIS.2's {det.variant} VAE, which Kinograph does not read yet: only the "
                         "shape VAE's structure decoder runs (trellis_2_shape_vae_bf16.safetensors)")
     vae = mm.cached(("vae", str(path.resolve()), "trellis2", "float32", device),
-                    lambda: load_shape_vae(path, device), files=(path,))
+                    lambda: load_shape_vae(path, device), files=(path,), libraries=())    # plain torch
     return ComponentHandle("trellis2", str(path), vae, "vae", device)
 
 

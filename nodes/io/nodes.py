@@ -270,7 +270,8 @@ def _frames_folder(path) -> Optional[str]:
 
 
 @node("io.save_frames", title="Save Frames", category="Input/Output", output=True)
-def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False, check=_frames_folder,
+def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False, folder=True,
+                                                     check=_frames_folder,
                                                      help="folder to fill with frame_000000.png ..."),
                 overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill (kept as "
                                                     "an earlier take unless --replace)"),

@@ -42,15 +42,18 @@ def _picked(params) -> set:
 def switch(ctx, on_false: ANY = Input(optional=True, help="what passes on when switch is off"),
            on_true: ANY = Input(optional=True, help="what passes on when switch is on"),
            switch: bool = Param(False, help="which input passes on: link a test into it (math.expression's bool, "
-                                            "a > 2048 on a picture's width)")) -> dict:
+                                            "a > 2048 on a picture's width)"),
+           refusal: str = Param("", help="what the run stops with where the side picked has nothing linked (a check: "
+                                         "a value passes on only while a test holds); empty: a message naming the side")
+           ) -> dict:
     """One of two values, picked as the workflow runs (ComfyUI's Switch). Only the input picked is made, as in
     ComfyUI: the nodes that feed only the other (a model loaded, a generation) do not run."""
     from graph_engine import NodeError
     name = "on_true" if switch else "on_false"
     value = on_true if switch else on_false
     if value is None:
-        raise NodeError(f"switch is {'on' if switch else 'off'} and {name} has nothing linked: link what should pass "
-                        f"on then")
+        raise NodeError(refusal or f"switch is {'on' if switch else 'off'} and {name} has nothing linked: link what "
+                                   f"should pass on then")
     return {"value": value}
 
 

@@ -256,6 +256,10 @@ class CoreNodes:
         src = self.resolve(cn.inputs.get(pick))
         if src is not None:
             self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": src})
+        elif cn.inputs.get(pick) is None:
+            # ComfyUI hands on None where the side picked has nothing linked (an unrolled loop's first pass has no
+            # clip to continue): the nodes after it get nothing there, as an input left unlinked
+            self.outs[(cn.id, 0)] = Out(None, {"value": None})
         picked = cn.inputs.get(pick)
         unpicked = cn.inputs.get(other)
         if isinstance(unpicked, Ref) and not (isinstance(picked, Ref) and picked.node == unpicked.node):
@@ -265,19 +269,26 @@ class CoreNodes:
     def running_switch(self, cn):
         """A switch whose test is only known as the workflow runs (math.expression's bool on a picture's size):
         math.switch, the test and both sides linked in. Like ComfyUI's, it makes only the side it picks (NodeSpec.reads):
-        a model or generation feeding only the other does not run."""
+        a model or generation feeding only the other does not run. A number on one side (a PrimitiveInt) comes in
+        through a math.expression of that number; `refusal` (an unrolled loop's check) is the message a side left
+        unlinked stops the run with."""
         test = self.resolve(cn.inputs.get("switch"))
-        sides = {k: self.resolve(cn.inputs.get(k)) for k in ("on_false", "on_true")}
-        if not (isinstance(test, Out) and test.port) or any(k in cn.inputs and not (isinstance(v, Out) and v.port)
-                                                            for k, v in sides.items()):
+        sides = {k: self.resolve(cn.inputs.get(k)) for k in ("on_false", "on_true") if k in cn.inputs}
+        numbers = {k: v for k, v in sides.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if not (isinstance(test, Out) and test.port) or any(
+                k not in numbers and not (isinstance(v, Out) and v.port) for k, v in sides.items()):
             return self.not_constant(cn, "switch")
-        nid = self.add("math.switch", cn, {})
+        why = cn.inputs.get("refusal")
+        nid = self.add("math.switch", cn, {"refusal": why} if isinstance(why, str) else {})
+        made = [nid]
         self.graph.connect(*test.port, nid, "switch")
         for k, v in sides.items():
-            if k in cn.inputs:
-                self.graph.connect(*v.port, nid, k)
+            if k in numbers:
+                made.append(self.add("math.expression", cn, {"expression": repr(v)}, f"_{k}", dy=-120.0))
+                v = Out((made[-1], "int" if isinstance(v, int) else "float"))
+            self.graph.connect(*v.port, nid, k)
         self.outs[(cn.id, 0)] = Out((nid, "value"))
-        return [nid]
+        return made
 
     def special_math(self, cn, rule, params, notes):
         from nodes.math.expr import ExprError, evaluate

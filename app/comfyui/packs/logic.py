@@ -1,24 +1,22 @@
 """ComfyUI's own value nodes (utils/string, Resolution Selector, Custom Combo, Seed, Number Convert): where every
 input is a constant in the file, their results are computed here as ComfyUI's code computes them, and each consumer
-gets the value as its own setting. One fed by a value known only when the workflow runs (an LLM's text, a picture's
-size) stays not mapped: Kinograph has no string nodes to run them."""
+gets the value as its own setting. Fed by a value known only when the workflow runs (an LLM's text, a picture's
+size), StringConcatenate, RegexExtract and RegexReplace run as Kinograph nodes (text.join, text.regex_extract,
+text.regex_replace); the others stay not mapped, saying so."""
 from __future__ import annotations
 
 import json
 import math
-import queue
 import re
-import subprocess
-import sys
-import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from nodes.math import regex_child
+from nodes.math.regex_process import RegexChild
 from nodes.math.values import number
 
 from ..flatten import Ref
 from ..out import Out
-from . import regex_child
 
 # comfy_extras/nodes_resolution.py's aspect ratios
 ASPECT_RATIOS = {"1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)": (4, 3),
@@ -57,77 +55,13 @@ MAX_FOLDED = 16_000_000
 # would, but its compiler expands counted repeats (a{100000000} took all memory). So the patterns run in a child
 # process (Python's own re, ComfyUI's semantics exactly) that is killed when the time is up, its memory capped.
 REGEX_SECONDS = 5.0
-
-
-class RegexChild:
-    """One child process for all of a file's patterns, asked one line at a time: a process each cost 45 ms
-    (more on Windows), which thirty regex nodes spent before any matching, and which counted against the file's
-    REGEX_SECONDS. A plain executable and a script, not fork, so it starts the same on Windows and macOS."""
-
-    def __init__(self):
-        self.proc: Optional[subprocess.Popen] = None
-
-    def _start(self, pattern: str) -> None:
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", regex_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, encoding="ascii",
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))   # no console flashing up on Windows
-        except OSError as e:
-            raise ValueError(f"regex_pattern {pattern}: no Python process could be started to match it ({e})") \
-                from None
-        # a pipe has no read timeout on Windows, so a thread reads and the caller waits on the queue
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
-
-    def call(self, function: str, args, seconds: float) -> str:
-        """regex_child's `function` on `args`, given `seconds`; the child is killed when they are spent."""
-        pattern = _short(str(args[1]))
-        if seconds <= 0:
-            raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
-                             f"({pattern}) was not tried")
-        if self.proc is None:
-            self._start(pattern)
-        try:
-            self.proc.stdin.write(json.dumps({"function": function, "args": list(args)}) + "\n")
-            self.proc.stdin.flush()
-            line = self.lines.get(timeout=seconds)
-        except queue.Empty:
-            self.close()
-            raise ValueError(f"regex_pattern {pattern} did not finish in the {seconds:.3g} s left to the file's "
-                             f"patterns on its {len(args[0])} characters of text: it backtracks without end (as "
-                             f"(a|aa)+$ does); simplify it") from None
-        except OSError:             # the child died before reading (its memory cap)
-            line = ""
-        if not line:
-            code = self.close()
-            raise ValueError(f"regex_pattern {pattern} stopped the process matching it (exit code {code}); "
-                             f"simplify it")
-        out = json.loads(line)
-        if "error" in out:
-            raise ValueError(out["error"])
-        return out["value"]
-
-    def close(self) -> Optional[int]:
-        """Kill the child and reap it (no zombie is left); its exit code."""
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        proc.kill()
-        code = proc.wait()
-        try:
-            proc.stdin.close()
-        except OSError:             # a broken pipe's unflushed request
-            pass
-        return code
-
-
-def _pump(stream, lines) -> None:
-    # the stream is closed here, at its end, not by close(): closed under this thread's read it raised in it
-    with stream:
-        for line in stream:
-            lines.put(line)
-    lines.put("")
+# RegexExtract / RegexReplace inputs -> text.regex_extract / text.regex_replace params, for a text known as it runs
+_FLAGS = {"case_insensitive": "case_insensitive", "multiline": "multiline", "dotall": "dotall"}
+REGEX_EXTRACT = {"string": "text", "regex_pattern": "pattern", "mode": "mode", **_FLAGS, "group_index": "group_index"}
+REGEX_REPLACE = {"string": "text", "regex_pattern": "pattern", "replace": "replace", **_FLAGS, "count": "count"}
+FOLD = object()
+REGEX_DEFAULTS = {"mode": "First Match", "case_insensitive": True, "multiline": False, "dotall": False,
+                  "group_index": 1, "count": 0}
 
 
 _short = regex_child._short
@@ -313,11 +247,14 @@ class LogicNodes:
         """regex_child's regex_extract or regex_replace in what is left of the file's REGEX_SECONDS (ten thousand
         regex nodes must not take the whole time each)."""
         left = getattr(self, "_regex_left", REGEX_SECONDS)
+        if left <= 0:
+            raise ValueError(f"the file's regular expressions took more than {REGEX_SECONDS:g} s in all; this one "
+                             f"({_short(str(args[1]))}) was not tried")
         if getattr(self, "_regex", None) is None:
             self._regex = RegexChild()
         start = time.monotonic()
         try:
-            return self._regex.call(function, args, left)
+            return self._regex.call(function, args, left, "left to the file's patterns")
         finally:
             self._regex_left = left - (time.monotonic() - start)
 
@@ -349,7 +286,32 @@ class LogicNodes:
         return None if v is None else self.computed(
             cn, lambda: (replace_text(_string(v, "string"), _string(v, "find"), _string(v, "replace")),))
 
+    def running_regex(self, cn, kind: str, names: Dict[str, str], defaults: Dict[str, Any]):
+        """A RegexExtract / RegexReplace of a text known only as the workflow runs (an LLM's answer): `kind`
+        (text.regex_extract / text.regex_replace), the running values linked in, the constants typed in; FOLD where
+        no input runs (the node is folded on import)."""
+        values = {k: self.resolve(cn.inputs[k]) if k in cn.inputs else defaults.get(k) for k in names}
+        for k, x in values.items():
+            src = cn.inputs.get(k)
+            if isinstance(x, Out) and x.port and self.port_type(x.port) != "STRING" and isinstance(src, Ref) and \
+                    (src.node, src.slot) in self.shown_ports:
+                # a PreviewAny hands on what it shows: a number's text (math.show's), as ComfyUI's str() writes it
+                values[k] = Out(self.shown_ports[(src.node, src.slot)])
+        if not any(isinstance(x, Out) and x.port for x in values.values()):
+            return FOLD
+        if any(x is None or isinstance(x, Out) and not x.port for x in values.values()):
+            return self.not_constant(cn, "input values")
+        nid = self.add(kind, cn, {names[k]: x for k, x in values.items() if not isinstance(x, Out)})
+        for k, x in values.items():
+            if isinstance(x, Out):
+                self.graph.connect(*x.port, nid, names[k])
+        self.outs[(cn.id, 0)] = Out((nid, "text"))
+        return [nid]
+
     def special_regex_extract(self, cn, rule, params, notes):
+        made = self.running_regex(cn, "text.regex_extract", REGEX_EXTRACT, REGEX_DEFAULTS)
+        if made is not FOLD:
+            return made
         v = self.known(cn, ("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",
                             "group_index"), {"mode": "First Match", "case_insensitive": True, "multiline": False,
                                              "dotall": False, "group_index": 1})
@@ -358,6 +320,9 @@ class LogicNodes:
             v["multiline"], v["dotall"], int(v["group_index"])),))
 
     def special_regex_replace(self, cn, rule, params, notes):
+        made = self.running_regex(cn, "text.regex_replace", REGEX_REPLACE, REGEX_DEFAULTS)
+        if made is not FOLD:
+            return made
         v = self.known(cn, ("string", "regex_pattern", "replace", "case_insensitive", "multiline", "dotall", "count"),
                        {"case_insensitive": True, "multiline": False, "dotall": False, "count": 0})
         return None if v is None else self.computed(cn, lambda: (self.timed_regex(

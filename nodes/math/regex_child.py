@@ -1,6 +1,6 @@
-"""ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), for the importer to run in a child
-process it can stop (logic.py says why). Run as a script it reads one {"function", "args"} JSON line at a time on
-stdin and writes a {"value"} or {"error"} line for each; it imports nothing of Kinograph, so that it starts in
+"""ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), run in a child process that can be
+stopped (regex_process says why). Run as a script it reads one {"function", "args"} JSON line at a time on stdin and
+writes a {"value"} or {"error"} line for each; it imports nothing of Kinograph, so that it starts in
 milliseconds."""
 import json
 import re
