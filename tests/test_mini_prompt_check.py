@@ -64,3 +64,14 @@ def test_what_the_encoder_reads_passes(tmp_path, capsys):
         for weighting in ("kinograph", "comfy"):
             code, err = _validate(tmp_path, capsys, prompt=json.dumps({"text": text, "weighting": weighting}))
             assert code == 0, (text, weighting, err)
+
+
+def test_a_model_named_from_the_model_folders_is_judged_by_its_words(tmp_path, capsys, monkeypatch):
+    """load.mini's path a name the loader finds in the model folders (diffusion_models/my-mini): the check looked
+    for it beside the workflow only, found nothing and said ok; the run then failed on the word after loading."""
+    shutil.copytree(BUNDLED, tmp_path / "models" / "diffusion_models" / "my-mini")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    code, err = _validate(tmp_path, capsys, prompt="{text: a pink circle moving left}", load=", params: {path: my-mini}")
+    assert code == 2 and "text: kinograph-mini does not know the word(s) 'pink'" in err, err
+    code, err = _validate(tmp_path, capsys, load=", params: {path: my-mini}")
+    assert code == 0, err
