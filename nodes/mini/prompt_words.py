@@ -39,6 +39,15 @@ def bundled_vocabulary() -> list[str]:
     return model_vocabulary(resource("models", "kinograph-mini"))[0]
 
 
+def _model_folder(path: Optional[str]) -> Path:
+    """The folder load.mini loads: a name is found in the model folders as the loader finds it, where the workflow's
+    folder alone was looked in, so a model named from diffusion_models/ went unchecked."""
+    if not path:
+        return resource("models", "kinograph-mini")
+    from nodes.generate.model_manager import resolve_family_path
+    return resolve_family_path(path, "mini", "kinograph-mini model")
+
+
 def encode_text_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
     """encode.text's check at validation: with a text encoder from load.mini, each prompt as encode.text reads it
     (its schedule's keyframes, emphasis taken off by the chosen weighting) holds only the model's words. Other
@@ -48,7 +57,7 @@ def encode_text_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
         return []
     from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
     from nodes.generate.prompts import clean_and_weights, comfy_clean_and_weights
-    vocabulary, max_tokens = model_vocabulary(source[1].get("path") or resource("models", "kinograph-mini"))
+    vocabulary, max_tokens = model_vocabulary(_model_folder(source[1].get("path")))
     read = comfy_clean_and_weights if params.get("weighting") == "comfy" else clean_and_weights
     found = []
     for param in ("text", "negative"):
