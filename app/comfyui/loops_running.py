@@ -30,8 +30,12 @@ def running_count(start: CNode, flat: Flat):
     return count if src is not None and src.class_type in RULES else None
 
 
-def refusal(flat: Flat, eid: str, accumulate: bool) -> Optional[str]:
-    """Why the loop ending at `eid` is not unrolled for a count known as it runs, or None."""
+def refusal(flat: Flat, body: set, eid: str, accumulate: bool) -> Optional[str]:
+    """Why the loop of `body` ending at `eid` is not unrolled for a count known as it runs, or None."""
+    writer = _writer_aside(flat, body, eid)
+    if writer is not None:
+        return (f"{writer.class_type} #{writer.id} in it writes on every pass, and its copies in the "
+                f"{MAX_RUNNING_PASSES} passes made would each write (and run their pass), whatever the count")
     if not accumulate:
         return None
     from .lists import JOINS        # lists reads the loops' caps: imported here, once both are loaded
@@ -41,6 +45,29 @@ def refusal(flat: Flat, eid: str, accumulate: bool) -> Optional[str]:
     if other is not None:
         return (f"its passes are counted as the workflow runs and gathered as a list for {other.class_type} #{other.id}, "
                 f"which ComfyUI runs once per pass; Kinograph gathers such a loop only for {', '.join(JOINS)}")
+    return None
+
+
+def _writer_aside(flat: Flat, body: set, eid: str) -> Optional[CNode]:
+    """A node of the body that writes a file and is not on the way to EndLoop's values (a SaveImage of each
+    window, or one linked to a termination input). Only the passes' values are behind the count's switches; a
+    writer in a pass is a sink of its own, so every copy of it ran its pass, 16 samplings for a count of 2."""
+    from graph_engine.registry import default_registry
+    end = flat.nodes[eid]
+    todo = [v.node for k, v in end.inputs.items() if k in ("output_value", "next_iteration_value")
+            and isinstance(v, Ref)]
+    feeding: set = set()
+    while todo:
+        n = todo.pop()
+        if n in body and n not in feeding:
+            feeding.add(n)
+            todo += [v.node for v in flat.nodes[n].inputs.values() if isinstance(v, Ref)]
+    registry = default_registry()
+    for n in sorted(body - feeding):
+        rule = RULES.get(flat.nodes[n].class_type)
+        spec = registry.get(rule.node) if rule is not None and rule.node else None
+        if spec is not None and spec.output:
+            return flat.nodes[n]
     return None
 
 
