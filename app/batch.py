@@ -487,10 +487,12 @@ def _full_disk(outputs: List[str]) -> Optional[str]:
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
         try:
-            free = shutil.disk_usage(folder).free
+            usage = shutil.disk_usage(folder)
         except OSError:
             continue
-        if free < FULL_BELOW:
+        # A share that tells no size (sshfs, rclone and some SMB servers answer 0 blocks in all) is not full.
+        free = usage.free
+        if usage.total and free < FULL_BELOW:
             return (f"the disk holding {folder} is full ({free // 1024} KB free). Free some space there, "
                     f"then run it again{on_full_disk(folder)}")
     return None

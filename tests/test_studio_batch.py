@@ -246,3 +246,16 @@ def test_jobs_after_the_disk_fills_are_not_run(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert f"the disk holding {out} is full" in captured.err and "--only 2,3" in captured.out
     assert sorted(os.listdir(out)) == ["clip_1.mp4"]
+
+
+def test_a_share_that_reports_no_size_is_not_taken_for_a_full_disk(tmp_path, monkeypatch, capsys):
+    """Some network and FUSE mounts (sshfs, rclone, some SMB servers) answer statvfs with 0 blocks in all: no size
+    and no free space. Taken as a full disk, every job of the batch was refused before it ran, though the share takes
+    writes; a disk that tells no size is not judged."""
+    import shutil
+    from collections import namedtuple
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(0, 0, 0))
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4")
+    sweep = write(tmp_path, "s.yaml", "grid: {pattern.frames: [2, 3]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0, capsys.readouterr()
+    assert sorted(os.listdir(tmp_path / "out")) == ["clip_1.mp4", "clip_2.mp4"]
