@@ -414,6 +414,7 @@ def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
     takes/ under numbers that said nothing of their shot. The first job to name a file writes it; a later
     one fails, not run, naming the job it would have replaced. Returns those jobs: case -> what they share
     (Report.change_first)."""
+    from graph_engine.outputs import same_file_key
     from graph_engine.workflow import Problem
     first: Dict[str, Any] = {}
     clashes: Dict[int, Dict[str, Any]] = {}
@@ -421,7 +422,7 @@ def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
         if job.case.number in refused:
             continue
         for out in job.outputs:
-            earlier = first.setdefault(out.casefold(), job)     # one file where letter case is not told apart
+            earlier = first.setdefault(same_file_key(out), job)     # letter case folded where the disk folds it
             if earlier is not job:
                 param = job.written_by[out]
                 refused.setdefault(job.case.number, []).append(Problem(
