@@ -285,3 +285,16 @@ def test_outputs_differing_only_in_letter_case_are_two_files_where_the_disk_tell
     b = write(tmp_path, "b.yaml", SHOT % "b/shot.mp4")
     assert main(["batch", str(a), str(b)]) == 0, capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "out")) == sorted(os.listdir(tmp_path / "b")) == ["Shot.mp4", "shot.mp4"]
+
+
+def test_sweep_outputs_reaching_one_file_through_a_link_are_numbered(tmp_path):
+    """A farm's folders are often links (renders/latest -> renders/v012): out/shot.mp4 and latest/shot.mp4 are one
+    file, compared as text after resolving . and \\ only; the second case's render replaced the first's."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "latest").symlink_to(tmp_path / "out", target_is_directory=True)
+    wf = load_workflow(write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4"))
+    sweep = load_sweep(write(tmp_path, "s.yaml", 'cases:\n  - {save.path: "out/shot.mp4"}\n'
+                                                 '  - {save.path: "latest/shot.mp4"}\n'), wf, default_registry())
+    jobs, notes = plan_jobs(wf, sweep, sweep.cases, default_registry())
+    assert len({os.path.realpath(j.outputs[0]) for j in jobs}) == 2
+    assert any("same file for several cases" in n for n in notes)
