@@ -32,10 +32,10 @@ def running_count(start: CNode, flat: Flat):
 
 def refusal(flat: Flat, body: set, eid: str, accumulate: bool) -> Optional[str]:
     """Why the loop of `body` ending at `eid` is not unrolled for a count known as it runs, or None."""
-    writer = _writer_aside(flat, body, eid)
+    writer = _writer_in(flat, body)
     if writer is not None:
-        return (f"{writer.class_type} #{writer.id} in it writes on every pass, and its copies in the "
-                f"{MAX_RUNNING_PASSES} passes made would each write (and run their pass), whatever the count")
+        return (f"{writer.class_type} #{writer.id} in it writes or shows on every pass, and each of its copies in "
+                f"the {MAX_RUNNING_PASSES} passes made would run, with its pass, whatever the count")
     if not accumulate:
         return None
     from .lists import JOINS        # lists reads the loops' caps: imported here, once both are loaded
@@ -48,22 +48,13 @@ def refusal(flat: Flat, body: set, eid: str, accumulate: bool) -> Optional[str]:
     return None
 
 
-def _writer_aside(flat: Flat, body: set, eid: str) -> Optional[CNode]:
-    """A node of the body that writes a file and is not on the way to EndLoop's values (a SaveImage of each
-    window, or one linked to a termination input). Only the passes' values are behind the count's switches; a
-    writer in a pass is a sink of its own, so every copy of it ran its pass, 16 samplings for a count of 2."""
+def _writer_in(flat: Flat, body: set) -> Optional[CNode]:
+    """A node of the body that Kinograph runs for what it writes or shows (a SaveImage of each window, one linked to
+    a termination input). Only the passes' values are behind the count's switches; such a node in a pass is run for
+    itself, so every copy of it ran its pass: 16 samplings for a count of 2."""
     from graph_engine.registry import default_registry
-    end = flat.nodes[eid]
-    todo = [v.node for k, v in end.inputs.items() if k in ("output_value", "next_iteration_value")
-            and isinstance(v, Ref)]
-    feeding: set = set()
-    while todo:
-        n = todo.pop()
-        if n in body and n not in feeding:
-            feeding.add(n)
-            todo += [v.node for v in flat.nodes[n].inputs.values() if isinstance(v, Ref)]
     registry = default_registry()
-    for n in sorted(body - feeding):
+    for n in sorted(body):
         rule = RULES.get(flat.nodes[n].class_type)
         spec = registry.get(rule.node) if rule is not None and rule.node else None
         if spec is not None and spec.output:
