@@ -70,9 +70,13 @@ def scail_colors(ctx, driving: MASK = Input(help="the person in the driving vide
                  fps: float = Param(24.0, min=0.01, max=1000.0, help="frame rate of a still driving mask's clip")):
     """SCAIL-2's colour masks (ComfyUI's SCAIL2ColoredMask): each tracked person painted a colour of the palette the
     model was trained on (blue first), the same in the driving video and the reference, for condition.wan_scail."""
-    from graph_engine import Clip
+    from graph_engine import Clip, NodeError
     from nodes.common import masks
     from nodes.generate.wan_scail_cond import painted, picked
+    if indices.strip() and 0 not in [int(i) for i in indices.split(",") if i.strip().isdigit()]:
+        # a MASK is one object here (mask.segment's one mask of all it tracks), so these indices would paint nothing
+        raise NodeError(f"indices '{indices}' leave out the one person a MASK holds here (mask.segment gives one mask "
+                        "of everything it tracks, object 0): leave indices empty or give 0")
     drv = painted(picked(_objects(driving), sort_by, indices), replacement)
     video = np.clip(drv.numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
     rate = driving.fps if masks.is_clip(driving) else fps
