@@ -89,8 +89,8 @@ def test_each_object_tracks_apart_as_transformers_does(models):
     assert all(got[:, n].any() for n in range(2)) and not np.array_equal(got[:, 0], got[:, 1])
     # Random weights give logits within 1e-2 of the 0 threshold: a pixel in thousands may round the other way.
     assert (got != want).mean() < 1e-3
-    # max_objects 0 in ComfyUI is its cap of 64: every object the tiny model finds
-    assert (segment_objects(Ctx(), clip, "person", "tiny-sam3", 0.0, 64).masks().shape[1] == every.shape[1])
+    # 0, as ComfyUI's max_objects 0, is its cap of 64: every object the tiny model finds
+    assert segment_objects(Ctx(), clip, "person", "tiny-sam3", 0.0, 0).masks().shape[1] == every.shape[1]
 
 
 def test_scail_colours_paint_each_tracked_object_as_comfyui(models):

@@ -2213,9 +2213,9 @@ RULES: Dict[str, Rule] = {
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
                         fixed={"objects": 1},
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
-    # its track data keeps each object apart: mask.segment_objects' OBJECTS (max_objects 0 is ComfyUI's cap of 64)
+    # its track data keeps each object apart: mask.segment_objects' OBJECTS
     "SAM3_VideoTrack": Rule("mask.segment_objects", ("detection_threshold", "max_objects", "detect_interval"),
-                            (P("detection_threshold", "threshold"), P("max_objects", "objects", lambda v: int(v) or 64)),
+                            (P("detection_threshold", "threshold"), P("max_objects", "objects")),
                             {"images": "video"}, ("objects",), special="sam3_detect", ignore={"detect_interval": 1},
                             note=SAM3_TRACK_NOTE),
     # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points

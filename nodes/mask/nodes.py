@@ -210,9 +210,10 @@ def segment_objects(ctx, video: VIDEO = Input(help="the clip (or picture) to fin
                                              help="how sure the model must be of an object before it is tracked "
                                                   "(ComfyUI's SAM3_VideoTrack's 0.5); lower finds more, and more "
                                                   "that is wrong"),
-                    objects: int = Param(4, zero="the model's cap", min=0, max=64,
+                    objects: int = Param(4, zero="64", min=0, max=64,
                                          help="how many objects are tracked at once (the first found; of those "
-                                              "found on one frame, the most confident)")) -> OBJECTS:
+                                              "found on one frame, the most confident); 0: 64, as ComfyUI's "
+                                              "SAM3_VideoTrack")) -> OBJECTS:
     """The objects the text names, each tracked through the clip on its own by Segment Anything 3 (ComfyUI's
     SAM3_VideoTrack): each keeps its place from frame to frame, in the order they were first found, for a node
     that tells them apart (mask.scail_colors paints each person its own colour). mask.segment gives them all as

@@ -376,12 +376,11 @@ class TextTracker(Pass):
 class ObjectTracker(TextTracker):
     """SAM 3 over the whole clip for a text prompt, each object kept apart (ComfyUI's SAM3_VideoTrack): at most
     `objects` tracked at once (SAM 3's max_num_objects: past it, the new detections of highest score are kept),
-    0 for the model's own cap."""
+    0 for ComfyUI's cap of TRACKED_CAP."""
 
     def _configure(self) -> None:
         super()._configure()
-        if self.objects:
-            self.seg.model.max_num_objects = self.objects
+        self.seg.model.max_num_objects = self.objects or TRACKED_CAP
 
     def _settled(self, out):
         ids, masks = frame_objects(self.session, out, self.video.height, self.video.width)
@@ -410,6 +409,7 @@ class ObjectTracker(TextTracker):
             return out
 
 
+TRACKED_CAP = 64        # objects SAM3_VideoTrack tracks at most (its max_objects 0)
 MAX_OBJECTS, MAX_POINTS = 100, 1000     # objects tracked at once; prompt positions (points, boxes) of one object
 NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
 NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
