@@ -113,6 +113,13 @@ def test_scail_colours_paint_each_tracked_object_as_comfyui(models):
             assert out["pose_mask"].fps == 8.0
             ref_want = _comfy_colored(masks, sort_by, "", "black" if replacement else "white")[0].numpy()
             assert np.array_equal(out["reference_mask"], np.clip(ref_want * 255 + 0.5, 0, 255).astype(np.uint8))
+    # indices pick after sorting, as ComfyUI's; indices naming no object are refused (ComfyUI paints none, silently)
+    second = scail_colors(None, objects, ref, "1", "left_to_right", True, 24.0)["pose_mask"].frames(0, FRAMES)
+    want = _comfy_colored(masks, "left_to_right", "1", "white").numpy()
+    assert np.array_equal(second, np.clip(want * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    from graph_engine import NodeError
+    with pytest.raises(NodeError, match="indices '7' keep none of the driving video's 2 people"):
+        scail_colors(None, objects, ref, "7", "none", True, 24.0)
     video = scail_colors(None, objects, None, "", "none", False, 24.0)["pose_mask"].frames(0, FRAMES)
     colours = {tuple(c) for c in video.reshape(-1, 3)}
     assert {(0, 0, 255), (255, 0, 0)} <= colours <= {(0, 0, 0), (0, 0, 255), (255, 0, 0)}

@@ -323,14 +323,27 @@ class SlidingWindow:
         return self.buf[:n]
 
 
-def free_memory() -> Optional[int]:
-    """Bytes this process could still get: available RAM plus free swap (None where unknown)."""
+def _meminfo(path: str = "/proc/meminfo") -> Optional[dict]:
+    """The kernel's memory figures in bytes, by name (None where unknown: not Linux, or unreadable)."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.strip()}
-        return info["MemAvailable"] + info.get("SwapFree", 0)
-    except (OSError, KeyError, ValueError, IndexError):
+        return info if "MemAvailable" in info else None
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def free_memory(path: str = "/proc/meminfo") -> Optional[int]:
+    """Bytes this process could still get: available RAM plus free swap (None where unknown)."""
+    info = _meminfo(path)
+    return None if info is None else info["MemAvailable"] + info.get("SwapFree", 0)
+
+
+def available_ram(path: str = "/proc/meminfo") -> Optional[int]:
+    """Bytes of RAM free for this process without swapping (None where unknown): what weights read at every step
+    may take (swapped out, each step would read them back from disk)."""
+    info = _meminfo(path)
+    return None if info is None else info["MemAvailable"]
 
 
 def _window_fits(ctx, clip, radius: int, behind: bool = True) -> None:

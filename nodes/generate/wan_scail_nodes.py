@@ -72,9 +72,17 @@ def scail_colors(ctx, driving: OBJECTS = Input(help="the people in the driving v
     """SCAIL-2's colour masks (ComfyUI's SCAIL2ColoredMask): each tracked person painted a colour of the palette the
     model was trained on (blue first), in the order sort_by gives, for condition.wan_scail. Each side is sorted
     alike, so the k-th person of the reference and the k-th of the driving video share a colour."""
-    from graph_engine import Clip
+    from graph_engine import Clip, NodeError
     from nodes.generate.wan_scail_cond import painted, picked
-    drv = painted(picked(_objects(driving), sort_by, indices), replacement)
+    objects = _objects(driving)
+    count = objects.shape[1]
+    if indices.strip() and count and not any(int(i) < count for i in indices.split(",") if i.strip().isdigit()):
+        # ComfyUI paints none of them, silently: a whole clip of background
+        held = ("one person (a MASK, such as mask.segment's one mask of all it tracks, is object 0)" if count == 1
+                else f"{count} people (objects 0 to {count - 1}; mask.segment_objects' objects sets how many)")
+        raise NodeError(f"indices '{indices}' keep none of the driving video's {held}: leave indices empty for "
+                        "all, or name some of them")
+    drv = painted(picked(objects, sort_by, indices), replacement)
     video = np.clip(drv.numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
     rate = getattr(driving, "fps", None) or fps
     if reference is None:
