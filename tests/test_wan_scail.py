@@ -373,7 +373,8 @@ def test_condition_lays_out_wan_scail_to_video(scail):
 @pytest.mark.parametrize("template", ["video_wan21_scail2_character_replacement.json"])
 def test_imported_template_runs_the_base_clip_and_its_extension(scail, template, tmp_path):
     """ComfyUI's SCAIL-2 character replacement template, imported (every node mapped) and run on tiny files: SAM 3
-    tracks the prompt's "human" in the driving video and the reference, mask.scail_colors paints them,
+    tracks the prompt's "human" in the driving video and the reference, each person apart (mask.segment_objects,
+    SCAIL2ColoredMask exact), mask.scail_colors paints them,
     condition.wan_scail conditions a base clip of 9 frames and an extension from frame 4 holding the base clip's last
     5; the extension's first 5 frames dropped, colour-matched to the base clip's last frame and joined to it: 13
     frames. (The template's chunks are 81 frames from 76; here 9 from 4, as its arithmetic gives for 9.)"""
@@ -387,12 +388,16 @@ def test_imported_template_runs_the_base_clip_and_its_extension(scail, template,
     path, _, _ = scail
     result = import_workflow(TEMPLATES / template)
     assert not [e.class_type for e in result.report.entries.values() if e.status == "unmapped"]
+    assert {e.status for e in result.report.entries.values() if e.class_type == "SCAIL2ColoredMask"} == {"exact"}
+    graph = result.graph
+    colours = [n for n in graph.nodes.values() if n.type == "mask.scail_colors"]
+    assert colours and all(graph.nodes[graph.inputs[n.id][port][0]].type == "mask.segment_objects"
+                           for n in colours for port in ("driving", "reference"))
     g = np.random.default_rng(0)
     base = (g.random((32, 64, 3)) * 255).astype(np.uint8)
     write_video(Clip.from_array(np.stack([np.roll(base, 2 * i, axis=1) for i in range(13)]), fps=8),
                 str(tmp_path / "drive.mkv"), codec="ffv1")
     Image.fromarray((g.random((40, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "me.png")
-    graph = result.graph
     on_tiny_files(graph, {"load.diffusion_model": path.name, "load.vae": "wan_tiny_vae.safetensors",
                           "load.text_encoder": "umt5_tiny_fp16.safetensors",
                           "load.clip_vision": "clip_vision_tiny.safetensors"},
@@ -403,7 +408,7 @@ def test_imported_template_runs_the_base_clip_and_its_extension(scail, template,
             n.params["path"] = str(tmp_path / "drive.mkv")
         elif n.type in ("video.scale", "condition.wan_scail"):
             n.params.update(width=64, height=32)
-        elif n.type == "mask.segment":
+        elif n.type == "mask.segment_objects":
             n.params["threshold"] = 0.0             # random weights: whatever the tiny SAM 3 finds
         elif n.type == "video.trim" and n.params.get("count") == 81:
             n.params.update(start=4 * chunks and 4, count=9)      # the chunks: frames 0..8, then 4..12
