@@ -110,3 +110,23 @@ def test_swap_is_not_memory_free_for_weights(machine, monkeypatch, tmp_path):
     machine(False, stream.available_ram(str(info)))
     assert keep_packed_here(10 * GB) is True
     assert keep_packed_here(GB) is False
+
+
+def test_a_patch_loaded_for_a_cpu_run_is_not_reused_by_a_gpu_run(machine, tmp_path):
+    """model_patches/ files (and IP-Adapters) are cached by the model manager: one loaded by a run on the CPU
+    (expanded) was handed to the next run on the GPU of the same process, expanded there too (its memory on the card
+    the packed form saves), and the reverse kept a GPU run's packed file for CPU runs (their slow step)."""
+    from safetensors.torch import save_file
+    from graph_engine.devices import running_on
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_patch import load
+    from nodes.generate.packed_weight import PackedWeight
+    from nodes.generate.zimage_control import PROBE
+    path = tmp_path / "patch.safetensors"
+    save_file({PROBE: torch.randn(64, 128).to(torch.float8_e4m3fn)}, str(path))
+    machine(True, 64 * GB)
+    mm = ModelManager(3)
+    with running_on("cpu"):
+        assert not isinstance(load(mm, str(path)).pipe[PROBE], PackedWeight)
+    with running_on("cuda"):
+        assert isinstance(load(mm, str(path)).pipe[PROBE], PackedWeight)
