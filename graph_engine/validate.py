@@ -442,7 +442,10 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
                 into = folder(value)
                 if sub and not os.path.isabs(value) and not windows_root(value):
                     into = into / sub
-                put = f"put {file} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
+                names_folder = getattr(p.locate, "names_folder", None)
+                what = (f"the folder {file}/ (a Hugging Face model's folder: its config.json and weights)"
+                        if names_folder and names_folder(value) else file)
+                put = f"put {what} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
             else:
                 put = "copy the file into the right folder of one of them"
             searched = getattr(p.locate, "searched", None)
@@ -599,7 +602,8 @@ def parse_override(text: str):
     """`NODE.PARAM=VALUE` with VALUE read as a YAML scalar (so 3 is an int, 'a b' a string)."""
     import yaml
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ValueError(f"--set expects NODE.PARAM=VALUE, got {text!r}")
+        raise ValueError(f"expects NODE.PARAM=VALUE (a node id, a dot, one of its parameters: sample.seed=7), "
+                         f"got {text!r}")
     key, raw = text.split("=", 1)
     node_id, param = key.rsplit(".", 1)
     try:

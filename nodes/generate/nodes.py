@@ -10,6 +10,7 @@ from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_M
 from nodes.generate.feedback import MAX_CADENCE, SCHEDULE_RANGES
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
+from nodes.mini.prompt_words import encode_text_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
 DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -261,7 +262,8 @@ WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean 
 
 @node("encode.text", title="Encode Prompt", category="Conditioning", version=8,
       migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict, 5: dict, 6: dict, 7: dict},
-      outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",),
+      preflight=encode_text_preflight)
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
                                   help="the prompt; (word:1.3) emphasis; a schedule '0: a caterpillar, 24: a "
