@@ -110,3 +110,44 @@ def test_swap_is_not_memory_free_for_weights(machine, monkeypatch, tmp_path):
     machine(False, stream.available_ram(str(info)))
     assert keep_packed_here(10 * GB) is True
     assert keep_packed_here(GB) is False
+
+
+def test_a_patch_loaded_for_a_cpu_run_is_not_reused_by_a_gpu_run(machine, tmp_path):
+    """model_patches/ files (and IP-Adapters) are cached by the model manager: one loaded by a run on the CPU
+    (expanded) was handed to the next run on the GPU of the same process, expanded there too (its memory on the card
+    the packed form saves), and the reverse kept a GPU run's packed file for CPU runs (their slow step)."""
+    from safetensors.torch import save_file
+    from graph_engine.devices import running_on
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_patch import load
+    from nodes.generate.packed_weight import PackedWeight
+    from nodes.generate.zimage_control import PROBE
+    path = tmp_path / "patch.safetensors"
+    save_file({PROBE: torch.randn(64, 128).to(torch.float8_e4m3fn)}, str(path))
+    machine(True, 64 * GB)
+    mm = ModelManager(3)
+    with running_on("cpu"):
+        assert not isinstance(load(mm, str(path)).pipe[PROBE], PackedWeight)
+    with running_on("cuda"):
+        assert isinstance(load(mm, str(path)).pipe[PROBE], PackedWeight)
+
+
+@pytest.mark.parametrize("files, available", [
+    ({"memory.max": "17179869184\n", "memory.current": "4294967296\n"}, 12 * GB),        # cgroup v2: 16 GB limit
+    ({"memory/memory.limit_in_bytes": "17179869184\n", "memory/memory.usage_in_bytes": "4294967296\n"}, 12 * GB),
+    ({"memory.max": "max\n", "memory.current": "4294967296\n"}, 64 * GB),                # no limit: the machine's
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": "1\n"}, 64 * GB),
+    ({}, 64 * GB),                                                                      # no cgroup files
+])
+def test_a_container_limit_is_the_ram_available(tmp_path, files, available):
+    """A run in a container (Docker, a Ray worker's pod) limited to 16 GB on a 256 GB host: /proc/meminfo tells the
+    host's 64 GB available, and 20 GB of expanded weights were kept expanded, past the limit: the kernel killed the
+    run, no word said. What the container's memory cgroup leaves (its limit less its use) bounds it."""
+    import nodes.common.stream as stream
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       268435456 kB\nMemAvailable:   67108864 kB\n")
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    assert stream.available_ram(str(info), str(root)) == available
