@@ -414,6 +414,7 @@ def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
     takes/ under numbers that said nothing of their shot. The first job to name a file writes it; a later
     one fails, not run, naming the job it would have replaced. Returns those jobs: case -> what they share
     (Report.change_first)."""
+    from graph_engine.outputs import same_file_key
     from graph_engine.workflow import Problem
     first: Dict[str, Any] = {}
     clashes: Dict[int, Dict[str, Any]] = {}
@@ -421,7 +422,7 @@ def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
         if job.case.number in refused:
             continue
         for out in job.outputs:
-            earlier = first.setdefault(out.casefold(), job)     # one file where letter case is not told apart
+            earlier = first.setdefault(same_file_key(out), job)     # letter case folded where the disk folds it
             if earlier is not job:
                 param = job.written_by[out]
                 refused.setdefault(job.case.number, []).append(Problem(
@@ -487,10 +488,12 @@ def _full_disk(outputs: List[str]) -> Optional[str]:
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
         try:
-            free = shutil.disk_usage(folder).free
+            usage = shutil.disk_usage(folder)
         except OSError:
             continue
-        if free < FULL_BELOW:
+        # A share that tells no size (sshfs, rclone and some SMB servers answer 0 blocks in all) is not full.
+        free = usage.free
+        if usage.total and free < FULL_BELOW:
             return (f"the disk holding {folder} is full ({free // 1024} KB free). Free some space there, "
                     f"then run it again{on_full_disk(folder)}")
     return None

@@ -24,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not depending on it are still written);
-2 the workflow or the command line is wrong, or a file it names is missing (nothing ran); 130 cancelled
+2 the workflow or the command line is wrong, or a file it names is missing (nothing ran); 3 (import) the workflow
+was written with nodes mapped approximately (its report says how); 130 cancelled
 (Ctrl-C, SIGTERM), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
 (batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
 "failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}]).
@@ -78,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "Deforum settings (.txt or .json)",
                         epilog="exit status: 0 every node mapped exactly; 3 written, with nodes mapped approximately "
                                "(the report says how); 2 not written (a node with no equivalent: see --partial, "
-                               "--bypass-unmapped) or not a workflow")
+                               "--bypass-unmapped) or not a workflow; with --partial, 2 is written with placeholders, "
+                               "which do not run")
     im.add_argument("file", help="UI or API format JSON, an image/video ComfyUI or VideoHelperSuite wrote, or the "
                                  "settings file Deforum saves (its 2D/3D/Video Input animation becomes generate.feedback, "
                                  "Deforum's frame-by-frame loop)")
@@ -121,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
     c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
                    help="info (the default): size and what is in it; clear: remove the cached results")
-    c.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: ~/.cache/kinograph)")
+    c.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: KINOGRAPH_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/kinograph, else ~/.cache/kinograph; `kinograph info` shows the one in use)")
 
     gu = sub.add_parser("gui", help="open the node editor")
     gu.add_argument("workflow", nargs="?", help="a workflow .yaml, a ComfyUI .json, Deforum settings, or a "
@@ -587,6 +590,22 @@ def _find_nodes(reg, specs, words: List[str]) -> list:
     return found or _mentioned(reg, words, [])
 
 
+def _home_of(path: Path) -> str:
+    """The sub-folder a file put in a model folder itself belongs in, told from its header as the list below tells
+    it; the kinds' folders in general where the header does not say."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.split import folder_of
+    try:
+        det = detect_file(path)
+    except Exception:       # a damaged or unknown file: its line in the list says what it is
+        det = None
+    folder = folder_of(det) if det is not None else None
+    if folder:
+        return f"{path.parent / folder}/ (it reads as {det.describe()})"
+    return ("the sub-folder of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, "
+            "'Where models go')")
+
+
 def cmd_info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
     for f in named:
@@ -635,9 +654,7 @@ def cmd_info(args) -> int:
                 "block" if " #" in d.name else ""
             print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
     for p in loose_models():
-        print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
-              "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
-              "go')")
+        print(f"  {p} is in the model folder itself, where no model is looked for: move it into {_home_of(p)}")
     for d in unfoldered_pipelines():
         loader = LOADED_BY.get(d.name, "its loader")
         print(f"  {d} holds one model's parts directly, where {loader} looks for a folder by its name and finds none: "

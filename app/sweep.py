@@ -241,9 +241,10 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
         if paths is None:
             continue
         # One file named differently is one file: out\\shot.mp4 (typed on Windows) and ./out/shot.mp4 are
-        # out/shot.mp4, and names that differ only in letter case are one on Windows, macOS and a farm's shares.
+        # out/shot.mp4, as is latest/shot.mp4 where latest links to out, and names that differ only in letter case
+        # are one on Windows, macOS and a farm's shares (the cases may run there: numbered everywhere, and said).
         # Told apart as text, one case's render took the other's place.
-        if len(sweep.cases) > 1 and len({resolve_path(p, variants[n].base_dir).casefold()
+        if len(sweep.cases) > 1 and len({os.path.realpath(resolve_path(p, variants[n].base_dir)).casefold()
                                          for n, p in paths.items()}) < len(paths):
             per_case = {n: _with_case(t) for n, t in per_case.items()}
             paths = expand_all(key, per_case)

@@ -11,8 +11,8 @@ each form it prints:
   step     time of one forward of `--tokens` tokens (every layer expanded for its matmul; the anchor's matmuls
            alone), informational
   max|d|   largest difference of that forward's output from the anchor's (0: the same values)
-  default  the form a load that does not say takes on this machine now (nodes/generate/pack_policy.py: packed
-           with a GPU or where the expanded weights would take over half the free memory)
+  default  the form a load that does not say takes for a run on --device now (nodes/generate/pack_policy.py:
+           packed on a GPU or where the expanded weights would take over half the RAM available)
 GGUF types (gguf_Q8_0, gguf_Q6_K, gguf_Q4_K: a Q4_K_M file is Q4_K with some Q6_K) also print an `f32` row: the
 state dict as Kinograph read a GGUF file before, every tensor expanded to float32.
 
@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     import torch
+    from graph_engine.devices import running_on
     from nodes.generate.pack_policy import keep_packed_here
     g = torch.Generator().manual_seed(0)
     plain = {}
@@ -128,7 +129,8 @@ def main():
             print(f"{fmt + ' f32':<20}{f32 / 1e6:>10.1f}{f32 / rows[0][0]:>9.2f}")
         (a_held, a_step, a_out, a_dev), (p_held, p_step, p_out, p_dev) = rows
         diff = float((p_out.float() - a_out.float()).abs().max())
-        packed_here = keep_packed_here(a_held)
+        with running_on(args.device):
+            packed_here = keep_packed_here(a_held)
         print(f"{fmt + ' bf16':<20}{a_held / 1e6:>10.1f}{1:>9.2f}{a_dev:>11.1f}{a_step * 1e3:>9.1f}{0:>10.2g}"
               f"{'' if packed_here else 'yes':>9}")
         print(f"{fmt + ' packed':<20}{p_held / 1e6:>10.1f}{p_held / a_held:>9.2f}{p_dev:>11.1f}{p_step * 1e3:>9.1f}"

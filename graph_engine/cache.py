@@ -424,7 +424,7 @@ CONTENT_HASH_BYTES = 8 << 20
 _content_memo: Dict[Tuple, str] = {}
 
 
-def _file_identity(st: os.stat_result) -> List[int]:
+def file_identity(st: os.stat_result) -> List[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
@@ -433,14 +433,14 @@ def fingerprint(path: str) -> Any:
     (shot.####.exr)."""
     try:
         if any(c in path for c in "*?["):
-            return [(f, _file_identity(os.stat(f))) for f in sorted(glob.glob(path))]
+            return [(f, file_identity(os.stat(f))) for f in sorted(glob.glob(path))]
         sequence = sequence_files(path)
         if sequence is not None:
-            return [(f, _file_identity(os.stat(f))) for f in sorted(sequence)]
+            return [(f, file_identity(os.stat(f))) for f in sorted(sequence)]
         st = os.stat(path)
         if os.path.isdir(path):
             return _folder_identity(path)
-        ident = _file_identity(st)
+        ident = file_identity(st)
         # Only a plain file is read: a named pipe or a device (/dev/zero, size 0) blocked or never ended.
         if stat.S_ISREG(st.st_mode) and st.st_size <= CONTENT_HASH_BYTES:
             memo = (path, *ident)
@@ -460,9 +460,9 @@ def _folder_identity(path: str) -> List[Tuple[str, List[int]]]:
     files = []
     for e in sorted(os.scandir(path), key=lambda e: e.name):
         if e.is_file():
-            files.append((e.name, _file_identity(e.stat())))
+            files.append((e.name, file_identity(e.stat())))
         elif e.is_dir():
-            files += [(f"{e.name}/{s.name}", _file_identity(s.stat()))
+            files += [(f"{e.name}/{s.name}", file_identity(s.stat()))
                       for s in sorted(os.scandir(e.path), key=lambda s: s.name) if s.is_file()]
     return files
 

@@ -2,9 +2,10 @@
 when a node actually asks for the device, so pure video graphs never pay for it."""
 from __future__ import annotations
 
-from functools import lru_cache
-
+import contextvars
 import re
+from contextlib import contextmanager
+from functools import lru_cache
 
 CHOICES = ("auto", "cuda", "mps", "cpu")
 
@@ -49,6 +50,27 @@ def resolve_device(pref: str = "auto") -> str:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
     return "cpu"
+
+
+# The device preference of the run whose node is executing (set by the executor around each node): code that
+# decides by device without a Context at hand (how a weight file loads) reads it through run_device().
+_RUN_PREF: contextvars.ContextVar = contextvars.ContextVar("kinograph_run_device", default="auto")
+
+
+@contextmanager
+def running_on(pref: str):
+    """Within the block, run_device() is what `pref` resolves to (resolved only when asked: torch is not imported
+    for a graph that never asks)."""
+    token = _RUN_PREF.set(pref)
+    try:
+        yield
+    finally:
+        _RUN_PREF.reset(token)
+
+
+def run_device() -> str:
+    """The device the running node's run computes on ('auto's choice outside a run)."""
+    return resolve_device(_RUN_PREF.get())
 
 
 def available_devices() -> list:

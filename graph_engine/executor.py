@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
 from .context import CancelToken, Context
+from .devices import running_on
 from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
 from .partial import Partials
@@ -317,7 +318,8 @@ class Executor:
                               partial=partial)
                 ctx.unread = frozenset(p.parts[nid].get("unmade", ()))
                 try:
-                    outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
+                    with running_on(self.device):
+                        outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())
                     if not ctx.alpha_handled and _ends_alpha(spec, ins, outputs):
                         ctx.log(f"{spec.type} does not carry the alpha (transparency) of its input: the frames "

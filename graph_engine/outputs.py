@@ -44,6 +44,33 @@ def _real(path: str) -> str:
     return os.path.realpath(path)
 
 
+def folds_case(path: str) -> bool:
+    """Whether the disk holding `path` takes names in other letter case for the same file (Windows, macOS, an SMB
+    share) or tells them apart (Linux's own file systems): asked of the nearest existing part of the path with a
+    letter in its name, found again with its case swapped. Without one, the platform's custom."""
+    import sys
+    cur = os.path.realpath(path)
+    while True:
+        name = os.path.basename(cur)
+        if os.path.exists(cur) and name.swapcase() != name:
+            swapped = os.path.join(os.path.dirname(cur), name.swapcase())
+            try:
+                return os.path.samefile(cur, swapped)
+            except OSError:                 # no such file in the other case: case is told apart
+                return False
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            return sys.platform in ("win32", "darwin")
+        cur = parent
+
+
+def same_file_key(path: str) -> str:
+    """What two output paths naming one file have in common: the resolved path, in folded letter case where its
+    disk does not tell case apart (out/Shot.mp4 and out/shot.mp4 are one file there, two on Linux)."""
+    real = _real(path)
+    return real.casefold() if folds_case(real) else real
+
+
 def render_folder(graph, render: Path) -> Path:
     """The folder the workflow a render carries took its relative paths from, found from where the render
     is: out/default.mp4, written by examples/default.yaml as 'out/default.mp4', gives examples/ (an earlier
@@ -197,8 +224,8 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
             continue
         real = _real(path)
         # A save node copied with its path: both wrote the file, the run said so twice and the first render was
-        # only an earlier take of the second. Letter case folded: one file on Windows, macOS and a farm's shares.
-        first = named.setdefault(real.casefold(), (nid, name))
+        # only an earlier take of the second. Letter case folded where the disk folds it (same_file_key).
+        first = named.setdefault(same_file_key(real), (nid, name))
         if first != (nid, name):
             refuse(f"({value}): {first[0]}.{first[1]} writes it too, and one would replace the other: give each "
                    f"its own path")

@@ -357,8 +357,12 @@ def _preflights(wf: Workflow, specs: Dict[str, NodeSpec], troubled) -> List[Prob
             src = _origin(g, specs, link, troubled)
             if src is not None and port in spec.inputs:
                 sources[port] = (specs[src].type, known_params(g, src, specs[src], wf.base_dir))
+        # An optional output nothing reads is not made, nor is the param of its name read (encode.text's negative
+        # when a second encode.text makes the negative): a check on it refused a run that never reads it.
+        unmade = set(spec.optional_outputs) - read_outputs(g, nid)
+        params = {k: v for k, v in known_params(g, nid, spec, wf.base_dir).items() if k not in unmade}
         try:
-            found = list(spec.preflight(known_params(g, nid, spec, wf.base_dir), sources) or ())
+            found = list(spec.preflight(params, sources) or ())
         except Exception:  # a preflight only anticipates the run, which reports the problem itself
             continue
         for param, why in found:
@@ -442,7 +446,10 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
                 into = folder(value)
                 if sub and not os.path.isabs(value) and not windows_root(value):
                     into = into / sub
-                put = f"put {file} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
+                names_folder = getattr(p.locate, "names_folder", None)
+                what = (f"the folder {file}/ (a Hugging Face model's folder: its config.json and weights)"
+                        if names_folder and names_folder(value) else file)
+                put = f"put {what} into {into}, or add the folder that holds it to KINOGRAPH_MODELS"
             else:
                 put = "copy the file into the right folder of one of them"
             searched = getattr(p.locate, "searched", None)
@@ -599,7 +606,8 @@ def parse_override(text: str):
     """`NODE.PARAM=VALUE` with VALUE read as a YAML scalar (so 3 is an int, 'a b' a string)."""
     import yaml
     if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ValueError(f"--set expects NODE.PARAM=VALUE, got {text!r}")
+        raise ValueError(f"expects NODE.PARAM=VALUE (a node id, a dot, one of its parameters: sample.seed=7), "
+                         f"got {text!r}")
     key, raw = text.split("=", 1)
     node_id, param = key.rsplit(".", 1)
     try:

@@ -455,3 +455,34 @@ def test_sd3_keyframed_prompts_of_other_lengths_are_padded_not_refused(sd3):
     short, _ = comfy_sd3(sd3.pipe, "a cat", min_length=t5)
     torch.testing.assert_close(cond.embeds[0, :clip, :2048], torch.cat([l_out, g_out], -1)[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cond.embeds[0, clip:], short[0, 77:, :width], rtol=1e-5, atol=1e-5)
+
+
+def test_sd3_native_weighting_reads_long_prompts_whole_as_imports_do(sd3):
+    """encode.text / encode.sd3 under Kinograph's own weighting cut SD3's CLIP prompts at 77 tokens and T5's at 256
+    (StableDiffusion3Pipeline's reading) where imported workflows read windows: a prompt of 4 windows lost its end. It now
+    reads CLIP-L's and OpenCLIP-G's windows and T5's whole prompt as the import does; for an unweighted prompt without
+    commas (the same windows under both rules) and past T5's 256 (no padding), exactly ComfyUI's SD3ClipModel's. A
+    short prompt keeps StableDiffusion3Pipeline's reading (T5 padded to 256), as before."""
+    from diffusers import StableDiffusion3Pipeline
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.text import encode_prompt, encode_sd3
+    long = ("a red fox in the snow near a castle on a hill " * 8).strip()
+    t5 = len(sd3.pipe.tokenizer_3(long)["input_ids"])
+    want, pooled = comfy_sd3(sd3.pipe, long)
+    windows = (want.shape[1] - t5) // 77
+    assert t5 > 256 and windows > 1
+    for cond in (encode_prompt(sd3, long), encode_sd3(sd3, long, "", "")):
+        assert cond.embeds.shape[1] == want.shape[1] == windows * 77 + t5
+        torch.testing.assert_close(cond.embeds, want[..., :cond.embeds.shape[-1]], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cond.pooled, pooled, rtol=1e-5, atol=1e-5)
+    weighted, plain = encode_prompt(sd3, "(a red fox:1.3) " + long), encode_prompt(sd3, "a red fox " + long)
+    t5_words = len(sd3.pipe.tokenizer_3("a red fox " + long)["input_ids"])
+    assert weighted.embeds.shape == plain.embeds.shape and (weighted.embeds.shape[1] - t5_words) % 77 == 0
+    assert not torch.equal(weighted.embeds[:, -t5_words:], plain.embeds[:, -t5_words:])     # T5's part weighed too
+    embeds, _, _, _ = sd3.pipe.encode_prompt("a cat", "a cat", "a cat", device="cpu", do_classifier_free_guidance=False)
+    short = encode_prompt(sd3, "a cat")
+    assert short.embeds.shape[1] == 77 + 256
+    torch.testing.assert_close(short.embeds, embeds, rtol=1e-5, atol=1e-5)
+    pipe = StableDiffusion3Pipeline(**{**sd3.pipe.components, "text_encoder_3": None, "tokenizer_3": None})
+    no_t5 = encode_prompt(ComponentHandle("sd3", sd3.path, pipe, "text_encoder"), long)
+    assert no_t5.embeds.shape[1] == windows * 77 + 256 and not no_t5.embeds[:, windows * 77:].any()

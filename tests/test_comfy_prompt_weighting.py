@@ -113,11 +113,11 @@ def test_encoders_bumped_their_version_and_keep_their_params():
     from graph_engine.api import default_registry, load_workflow
     reg = default_registry()
     assert {t: reg.get(t).version for t in ("encode.text", "encode.sdxl", "encode.flux", "encode.sd3")} == \
-        {"encode.text": 7, "encode.sdxl": 3, "encode.flux": 3, "encode.sd3": 5}
+        {"encode.text": 8, "encode.sdxl": 3, "encode.flux": 3, "encode.sd3": 6}
     wf = load_workflow(text="kinograph: 1\nnodes:\n  enc:\n    type: encode.text\n    version: 2\n"
                             "    params: {text: 'a (red) fox', weighting: comfy}\n"
                             "  xl:\n    type: encode.sdxl\n    version: 1\n    params: {text: a fox, weighting: comfy}\n",
                        check=False)
     assert wf.graph.nodes["enc"].params == {"text": "a (red) fox", "weighting": "comfy"}
     assert wf.graph.nodes["xl"].params == {"text": "a fox", "weighting": "comfy"}
-    assert wf.graph.nodes["enc"].version == 7 and wf.graph.nodes["xl"].version == 3
+    assert wf.graph.nodes["enc"].version == 8 and wf.graph.nodes["xl"].version == 3

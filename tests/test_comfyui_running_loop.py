@@ -102,3 +102,23 @@ def test_a_counted_list_read_by_a_node_that_runs_per_item_is_not_unrolled():
     res = import_data(api)
     notes = " ".join(n for e in res.report.entries.values() if e.class_type == "StartLoop" for n in e.notes)
     assert "gathered as a list for ImageInvert #7, which ComfyUI runs once per pass" in notes
+
+
+def test_a_counted_loop_saving_each_pass_is_not_unrolled(tmp_path):
+    """A SaveImage inside the body (each window written, as ComfyUI writes one file per pass run): in the unrolled
+    workflow every pass's copy of it is a writer of its own, so all MAX_RUNNING_PASSES passes ran and wrote for a count
+    of 2 (sixteen samplings where ComfyUI makes two). Such a loop is left not unrolled, the report naming the writer."""
+    api = _api(True)
+    api["5"] = {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "pass"}}
+    res = import_data(api)
+    assert len([n for n in res.graph.nodes.values() if n.type == "video.invert"]) == 1      # the body, not copied
+    notes = " ".join(n for e in res.report.entries.values() if e.class_type == "StartLoop" for n in e.notes)
+    assert "SaveImage #5" in notes and "every pass" in notes, notes
+
+
+def test_a_counted_loop_previewing_each_pass_still_unrolls_and_runs_only_the_counted_passes(tmp_path):
+    """A PreviewImage in the body is the viewer's (nothing runs for it): the loop unrolls, and two passes run."""
+    api = _api(True)
+    api["5"] = {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}
+    res = import_data(api)
+    assert len([n for n in res.graph.nodes.values() if n.type == "video.invert"]) == MAX_RUNNING_PASSES

@@ -134,3 +134,39 @@ def test_keep_earlier_takes_is_one_setting_for_every_window(make_window):
     assert not first.takes_action.isChecked() and not second.takes_action.isChecked()
     second.takes_action.trigger()
     assert "KINOGRAPH_KEEP_TAKES" not in os.environ and first.takes_action.isChecked()
+
+
+# An output path written as a template (as a batch's workflow names its renders) run from the editor: `kinograph
+# run` and Session.run fill it from the run's values; the editor wrote a file literally named
+# 'shot_{pat.frames}.mp4', each run replacing the one before.
+TEMPLATED = """kinograph: 1
+nodes:
+  pat: {type: generate.test_pattern, params: {frames: 4, width: 32, height: 32}}
+  save: {type: io.save_video, inputs: {video: pat.video}, params: {path: "out/shot_{pat.frames}.mp4"}}
+"""
+
+
+def test_the_editor_fills_an_output_paths_placeholders_as_kinograph_run_does(make_window, tmp_path):
+    from app.editor.document import Document
+    wf = tmp_path / "shot.yaml"
+    wf.write_text(TEMPLATED)
+    w = make_window(Document.load(wf, test_editor.registry_with()))
+    for frames in (4, 6):
+        w.controller.set_param("pat", "frames", frames)
+        job = w.runs.submit(w.doc)
+        assert w.runs.wait_idle(60)
+        assert job.outputs == [str(tmp_path / "out" / f"shot_{frames}.mp4")], (job.error, job.outputs)
+    assert sorted(os.listdir(tmp_path / "out")) == ["shot_4.mp4", "shot_6.mp4"]
+    # the document keeps its template: the next run, another value, names its own file
+    assert w.doc.graph.nodes["save"].params["path"] == "out/shot_{pat.frames}.mp4"
+
+
+def test_a_placeholder_naming_no_node_stops_the_editors_run_saying_so(make_window, tmp_path):
+    from app.editor.document import Document
+    wf = tmp_path / "shot.yaml"
+    wf.write_text(TEMPLATED.replace("{pat.frames}", "{pattern.frames}"))
+    w = make_window(Document.load(wf, test_editor.registry_with()))
+    job = w.runs.submit(w.doc)
+    assert w.runs.wait_idle(60)
+    assert "placeholder {pattern.frames}: no node 'pattern'" in job.error
+    assert not (tmp_path / "out").exists()

@@ -165,9 +165,133 @@ def test_bad_language_model_ggufs_are_refused_by_name(tmp_path):
     with pytest.raises(NodeError, match=r"odd\.gguf: its tensor 'blk\.0\.attn_gate\.weight' is not one of llama"):
         detect_file(tmp_path / "odd.gguf")
     _bare(tmp_path / "noheads.gguf", "llama", base)
-    with pytest.raises(NodeError, match=r"noheads\.gguf: its metadata llama\.attention\.head_count is 'missing'"):
+    with pytest.raises(NodeError, match=r"^noheads\.gguf: its metadata llama\.attention\.head_count is 'missing'"):
         load_weights(tmp_path / "noheads.gguf", torch.float32)
     _bare(tmp_path / "threeheads.gguf", "llama", base, heads=3)
     with pytest.raises(NodeError, match=r"threeheads\.gguf: its tensor model\.layers\.0\.self_attn\.q_proj\.weight "
                                         r"has 4 rows"):
         load_weights(tmp_path / "threeheads.gguf", torch.float32)
+
+
+def test_a_llama_gguf_without_a_kv_head_count_has_as_many_as_query_heads(tmp_path, monkeypatch):
+    """convert_hf_to_gguf.py writes {arch}.attention.head_count_kv only where the config names num_key_value_heads
+    (Llama 1 / 2-7B style configs do not); llama.cpp's loader then takes the query heads' count, as transformers'
+    LlamaConfig does. Such a file reads as the one with the count written."""
+    import transformers as tr
+    from nodes.generate.weights import load_weights
+    torch.manual_seed(3)
+    model = tr.LlamaModel(tr.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, head_dim=64)).eval()
+    held = _write_llama_cpp(model, "llama", tmp_path / "with.gguf")
+    monkeypatch.setattr(gguf.GGUFWriter, "add_head_count_kv", lambda self, n: None)
+    _write_llama_cpp(model, "llama", tmp_path / "without.gguf")
+    got = load_weights(tmp_path / "without.gguf", torch.float32)
+    for k in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"):
+        torch.testing.assert_close(got[k], held[k[len("model."):]], atol=1e-3, rtol=1e-3)
+
+
+def test_a_gguf_replaced_by_another_of_the_same_size_and_time_is_read_again(tmp_path):
+    """The header kept per file state: a file put in place of another (a re-published quantisation with its
+    metadata fixed, fetched by a tool that keeps the server's modification time, here an equal size) is read anew."""
+    import os
+    import numpy as np
+    from nodes.generate.detect import read_header
+    base = {"token_embd.weight": np.zeros((8, 4), np.float32), "blk.0.attn_q.weight": np.zeros((4, 4), np.float32)}
+    path = tmp_path / "encoder-Q8_0.gguf"
+    _bare(path, "llama", base, heads=2)
+    first = os.stat(path)
+    assert read_header(path).metadata["general.architecture"] == "llama"
+    _bare(tmp_path / "download.part", "qwen3", base, heads=2)
+    os.replace(tmp_path / "download.part", path)
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))
+    assert os.stat(path).st_size == first.st_size
+    assert read_header(path).metadata["general.architecture"] == "qwen3"
+
+
+def test_a_tokenizer_s_arrays_are_not_walked_entry_by_entry_to_list_the_tensors(tmp_path, monkeypatch):
+    """A language model GGUF holds its tokenizer: Qwen's 152k tokens, 151k merges and 152k kinds. The gguf package's
+    reader made numpy views of each entry (35 s for the header and 51 s more in diffusers' loader on the shared test
+    machine, for a 3-tensor file); neither the header nor the weights read a token, so entries are counted, not
+    viewed. Counted here as the reader's element reads, which must stay well under the number of tokens."""
+    import numpy as np
+    from gguf import GGUFReader
+    from nodes.generate.detect import read_header
+    from nodes.generate.weights import load_weights
+    tokens = [f"t{i}" for i in range(20000)]
+    path = tmp_path / "Qwen3-4B-Q8_0.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * len(tokens))
+    w.add_token_merges([f"t{i} t{i + 1}" for i in range(len(tokens) - 1)])
+    w.add_array("comfy.gguf.orig_shape.token_embd.weight", [4, 8])
+    tensors = {"token_embd.weight": np.arange(32, dtype=np.float32).reshape(8, 4),
+               "blk.0.attn_q.weight": np.ones((4, 4), np.float32)}
+    for name, a in tensors.items():
+        w.add_tensor(name, a)
+    _close = (w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close())
+    reads = []
+    real = GGUFReader._get
+    monkeypatch.setattr(GGUFReader, "_get", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+    header = read_header(path)
+    state = load_weights(path, torch.float32)
+    assert len(reads) < len(tokens) / 10 and _close
+    assert header.shapes == {"model.embed_tokens.weight": (4, 8), "model.layers.0.self_attn.q_proj.weight": (4, 4)}
+    assert torch.equal(state["model.embed_tokens.weight"], torch.arange(32.0).reshape(4, 8))
+
+
+def test_a_ministral_3_gguf_is_not_taken_for_flux2_s_mistral_small(tmp_path):
+    """llama.cpp writes Mistral Small 3.x (FLUX.2's encoder) and Ministral 3 both as mistral3 with Mistral's
+    131072-token vocabulary; Ministral 3 (14B: Mistral Small's width) scales its attention by position (Llama 4's
+    attention temperature, convert_hf_to_gguf.py's add_attn_temperature_scale) and stretches its rotary angles
+    (YaRN), which FLUX.2's encoder does not: its states read as Mistral Small's would be other features, silently."""
+    import numpy as np
+    from graph_engine import NodeError
+    from nodes.generate.detect import detect_file
+    model, arch, _ = _model("mistral3")
+    _write_llama_cpp(model, "mistral3", tmp_path / "Mistral-Small-3.2-24B-Q8_0.gguf")
+    assert detect_file(tmp_path / "Mistral-Small-3.2-24B-Q8_0.gguf").role == "text_encoder"
+    w = gguf.GGUFWriter(str(tmp_path / "Ministral-3-14B-Instruct-2512-Q8_0.gguf"), "mistral3")
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_attn_temperature_scale(0.1)
+    w.add_rope_scaling_yarn_log_mul(1.0)
+    w.add_tensor("token_embd.weight", np.zeros((131072, 32), np.float16))
+    w.add_tensor("blk.0.attn_q.weight", np.zeros((32, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(NodeError, match=r"Ministral-3-14B-Instruct-2512-Q8_0\.gguf is Ministral 3 .*not Mistral Small"):
+        detect_file(tmp_path / "Ministral-3-14B-Instruct-2512-Q8_0.gguf")
+
+
+@pytest.mark.parametrize("kind", ["Q4_K", "Q6_K", "Q2_K"])
+def test_k_quant_query_and_key_rows_are_put_back_whole(tmp_path, kind):
+    """llama.cpp quantises along a row (a K-quant block: 256 of a row's values), so every row of a query or key
+    projection is whole blocks and moving rows of blocks is moving rows of values: the blocks put back, then
+    expanded, equal gguf-py's expansion of the file's blocks with the published permute taken back on the values.
+    8 query heads over 4 key heads (grouped), rows of 256 values (one block) and 512 (two)."""
+    import numpy as np
+    from tests import gguf_blocks
+    from nodes.generate.weights import load_weights
+    q_type = getattr(T, kind)
+    tensors = {"token_embd.weight": (None, np.zeros((8, 256), np.float32)),
+               "blk.0.attn_q.weight": (q_type, gguf_blocks.blocks(q_type, 512, 256, seed=1)),
+               "blk.0.attn_k.weight": (q_type, gguf_blocks.blocks(q_type, 256, 512, seed=2))}
+    w = gguf.GGUFWriter(str(tmp_path / "llama-3.1-8b.gguf"), "llama")
+    w.add_head_count(8)
+    w.add_head_count_kv(4)
+    for name, (quant, a) in tensors.items():
+        w.add_tensor(name, a, raw_dtype=quant) if quant is not None else w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    got = load_weights(tmp_path / "llama-3.1-8b.gguf", torch.float32)
+    for name, heads, cols in (("q_proj", 8, 256), ("k_proj", 4, 512)):
+        stored = tensors[f"blk.0.attn_{name[0]}.weight"][1]
+        values = torch.from_numpy(gguf.quants.dequantize(stored, q_type).reshape(-1, cols).copy())
+        want = values.reshape(heads, values.shape[0] // heads // 2, 2, cols).transpose(1, 2).reshape(values.shape)
+        torch.testing.assert_close(got[f"model.layers.0.self_attn.{name}.weight"].float(), want,
+                                   atol=2e-3 * float(want.abs().max()), rtol=1e-2)

@@ -68,10 +68,9 @@ def test_the_pack_policy_decides_for_gguf_as_for_the_other_formats(tmp_path, mon
     import nodes.common.stream as stream
     from nodes.generate.packed_weight import PackedWeight
     from nodes.generate.weights import load_weights
-    monkeypatch.setattr(stream, "free_memory", lambda: free)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
-    if getattr(torch.backends, "mps", None) is not None:
-        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    import graph_engine.devices as devices
+    monkeypatch.setattr(stream, "available_ram", lambda: free)
+    monkeypatch.setattr(devices, "run_device", lambda: "cuda" if gpu else "cpu")     # the loading run's device
     path, _, _ = _file(tmp_path, T.Q4_K)
     got = load_weights(path, torch.bfloat16)["lin.weight"]      # expanded: about 9.5 KB, over half of 10 KB
     assert isinstance(got, PackedWeight) is packed

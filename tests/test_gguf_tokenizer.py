@@ -259,3 +259,20 @@ def test_a_qwen_image_encoder_gguf_needs_no_tokenizer_folder(tmp_path, monkeypat
     assert not (folder / gguf_path.stem).exists() and got.shape == want.shape and got.abs().max() > 0
     torch.testing.assert_close(got.float(), want.float(), atol=2e-3 * float(want.abs().max()), rtol=3e-3)
 
+
+
+def test_qwen2_s_gguf_tokenizer_composes_unicode_as_qwen2_s_own(tmp_path):
+    """Qwen2's tokenizer (transformers' Qwen2Tokenizer, the reference here, and Qwen's tokenizer.json) composes
+    text to NFC before splitting it: a prompt typed or pasted with a combining accent (e + U+0301, as macOS keyboards
+    and many web pages give it) gets the same tokens as one with é. The GGUF keeps no normaliser; qwen2 implies it."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+    trained = _trained_bpe("qwen2")
+    inner = json.loads(trained.backend_tokenizer.to_str())
+    reference = Qwen2Tokenizer(vocab=inner["model"]["vocab"], merges=[tuple(m) for m in inner["model"]["merges"]])
+    reference.add_tokens([AddedToken(t, special=True) for t in ("<|im_start|>", "<|im_end|>")])
+    _write_bpe(tmp_path / "Qwen3-4B-Q8_0.gguf", reference, "qwen2")
+    got = _found(tmp_path / "Qwen3-4B-Q8_0.gguf", "qwen3")
+    for text in TEXTS + ["Cafe\u0301 nai\u0308ve Zu\u0308rich", "\u212b ang\u0301strom"]:
+        assert got(text).input_ids == reference(text).input_ids, text
+    assert got("Cafe\u0301").input_ids == got("Caf\u00e9").input_ids

@@ -222,6 +222,67 @@ def test_gpt_oss_expert_banks_stay_packed(fmt):
         assert torch.equal(packed(x, idx, weights), reference(x, idx, weights))
 
 
+@pytest.mark.parametrize("implementation", ("grouped_mm", "batched_mm", "eager"))
+@pytest.mark.parametrize("fmt", ("nvfp4", "mxfp8"))
+def test_only_the_experts_a_token_is_routed_to_are_expanded(fmt, implementation, monkeypatch):
+    """A bank of 8 experts, each token routed to 4 (as GPT-OSS-20B routes to 4 of 32), computed the three ways
+    transformers computes GptOssExperts (grouped_mm is what a GptOssModel uses): only the routed experts' matrices
+    are expanded, and the output is bit for bit that of the bank dequantised whole by the published code."""
+    import nodes.generate.block_quant as bq
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
+    from nodes.generate.weights import dequantise
+    g = torch.Generator().manual_seed(5)
+    config = GptOssConfig(hidden_size=64, intermediate_size=32, num_local_experts=8)
+    config._experts_implementation = implementation
+    state = {}
+    for name, shape in (("gate_up_proj", (8, 64, 64)), ("down_proj", (8, 64, 32))):
+        state.update(ref.quantise_layer(f"experts.{name}", torch.randn(*shape, generator=g) * 0.1, fmt))
+        state[f"experts.{name}.bias"] = torch.randn(8, shape[1], generator=g) * 0.1
+    plain = {f"experts.{n}.weight": ref.dequantise_layer(state, f"experts.{n}", fmt).to(torch.bfloat16)
+             for n in ("gate_up_proj", "down_proj")}
+
+    def build(tensors):
+        experts = GptOssExperts(config)
+        experts.load_state_dict({"gate_up_proj": tensors["experts.gate_up_proj.weight"].transpose(1, 2),
+                                 "down_proj": tensors["experts.down_proj.weight"].transpose(1, 2),
+                                 "gate_up_proj_bias": tensors["experts.gate_up_proj.bias"].to(torch.bfloat16),
+                                 "down_proj_bias": tensors["experts.down_proj.bias"].to(torch.bfloat16)}, assign=True)
+        return experts
+
+    packed = build(dequantise(state, torch.bfloat16, packed=True))
+    reference = build({**state, **plain})
+    expanded = []
+    expand = bq.expand
+    monkeypatch.setattr(bq, "expand", lambda *a: expanded.append(a[1].shape[0]) or expand(*a))
+    x = torch.randn(2, 64, generator=g).to(torch.bfloat16)
+    idx = torch.tensor([[6, 1, 3, 4], [3, 1, 4, 6]])        # two tokens, the same 4 experts in another order
+    weights = torch.softmax(torch.randn(2, 4, generator=g), -1).to(torch.bfloat16)
+    with torch.no_grad():
+        got, want = packed(x, idx, weights), reference(x, idx, weights)
+    assert torch.equal(got, want)
+    assert sum(expanded) == 2 * 4, expanded         # the 4 routed experts of each of the two banks, of 8 each
+
+
+@pytest.mark.parametrize("fmt, backend", [("nvfp4", "inductor"), ("int8_convrot", "aot_eager"),
+                                          ("fp8_scaled", "aot_eager")])
+def test_torch_compile_traces_a_packed_model(fmt, backend):
+    """torch.compile of a model holding packed weights (it stopped deep in dynamo: the weight's stored tensors were
+    hidden from it) traces the expansion into one graph and computes what the model computes uncompiled; the model
+    stays packed and runs uncompiled after."""
+    from nodes.generate.packed_weight import PackedWeight
+    state, _ = _stored(fmt)
+    model = _load(state, True)
+    x = torch.randn(4, 256, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        want = model(x)
+        got = torch.compile(model, fullgraph=True, backend=backend)(x)
+        assert torch.equal(got, want)
+        assert torch.equal(model(x), want)
+    assert isinstance(model.blocks[0].weight, PackedWeight)
+
+
 def test_load_weights_gives_packed_layers_of_a_file(tmp_path):
     """load_weights (every loader's reader) gives a quantised file's layers packed: the state dict holds the file's
     bytes, and a damaged layer is still refused at load, naming it, not at the first step."""

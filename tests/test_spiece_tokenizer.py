@@ -47,6 +47,6 @@ def test_t5_prompt_encoders_moved_their_version_and_keep_their_params():
                             "  flux: {type: encode.flux, version: 2, params: {text: \"a fox\\n\"}}\n"
                             "  sd3: {type: encode.sd3, version: 2, params: {text: \"a fox\\n\"}}\n", check=False)
     nodes = wf.graph.nodes
-    assert (nodes["enc"].version, nodes["flux"].version, nodes["sd3"].version) == (7, 3, 5)
+    assert (nodes["enc"].version, nodes["flux"].version, nodes["sd3"].version) == (8, 3, 6)
     assert nodes["enc"].params == {"text": "a fox\t\n", "weighting": "comfy"}
     assert nodes["flux"].params == nodes["sd3"].params == {"text": "a fox\n"}

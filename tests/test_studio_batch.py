@@ -148,7 +148,10 @@ def test_batch_retry_line_carries_set(tmp_path, capsys):
     assert "--set pattern.frames=3 --only 2" in out
 
 
-def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_first(tmp_path, capsys):
+def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_first(tmp_path, capsys, monkeypatch):
+    """On a disk that does not tell letter case apart (Windows, macOS, an SMB share: made so here)."""
+    import graph_engine.outputs as outputs
+    monkeypatch.setattr(outputs, "folds_case", lambda path: True)
     a = write(tmp_path, "a.yaml", SHOT % "out/Shot.mp4")
     b = write(tmp_path, "b.yaml", SHOT % "out/shot.mp4")
     assert main(["batch", str(a), str(b)]) == 1
@@ -158,9 +161,12 @@ def test_a_batch_of_files_whose_outputs_differ_only_in_letter_case_runs_the_firs
 
 
 @pytest.mark.parametrize("second", ["out/shot.mp4", "out/Shot.mp4", "out\\\\shot.mp4"])
-def test_two_writers_naming_one_file_are_refused_before_anything_runs(tmp_path, capsys, second):
+def test_two_writers_naming_one_file_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch, second):
     """A save node copied with its path: both wrote out/shot.mp4, the run said 'wrote out/shot.mp4' twice and exit 0,
-    and the first render was only an earlier take of the second. Refused before anything runs, naming both."""
+    and the first render was only an earlier take of the second. Refused before anything runs, naming both (on a
+    disk that does not tell letter case apart, made so here, out/Shot.mp4 too)."""
+    import graph_engine.outputs as outputs
+    monkeypatch.setattr(outputs, "folds_case", lambda path: True)
     wf = write(tmp_path, "wf.yaml", (SHOT % "out/shot.mp4") + textwrap.indent(textwrap.dedent(f"""\
         save2:
           type: io.save_video
@@ -246,3 +252,49 @@ def test_jobs_after_the_disk_fills_are_not_run(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert f"the disk holding {out} is full" in captured.err and "--only 2,3" in captured.out
     assert sorted(os.listdir(out)) == ["clip_1.mp4"]
+
+
+def test_a_share_that_reports_no_size_is_not_taken_for_a_full_disk(tmp_path, monkeypatch, capsys):
+    """Some network and FUSE mounts (sshfs, rclone, some SMB servers) answer statvfs with 0 blocks in all: no size
+    and no free space. Taken as a full disk, every job of the batch was refused before it ran, though the share takes
+    writes; a disk that tells no size is not judged."""
+    import shutil
+    from collections import namedtuple
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(0, 0, 0))
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4")
+    sweep = write(tmp_path, "s.yaml", "grid: {pattern.frames: [2, 3]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0, capsys.readouterr()
+    assert sorted(os.listdir(tmp_path / "out")) == ["clip_1.mp4", "clip_2.mp4"]
+
+
+def test_outputs_differing_only_in_letter_case_are_two_files_where_the_disk_tells_case_apart(tmp_path, capsys):
+    """On Linux's own file systems out/Shot.mp4 and out/shot.mp4 are two files: a workflow writing both (a plate
+    and its matte named so by a pipeline) and a batch of two workflows writing them were refused, as if they were
+    one, for a clash that only Windows, macOS and SMB shares have. Where the disk tells case apart both are written;
+    where it does not (the two tests above, made so), the later is refused."""
+    import graph_engine.outputs as outputs
+    assert outputs.folds_case(str(tmp_path)) is False       # the test's premise: this temp folder tells case apart
+    wf = write(tmp_path, "wf.yaml", (SHOT % "out/shot.mp4") + textwrap.indent(textwrap.dedent("""\
+        save2:
+          type: io.save_video
+          inputs: {video: pattern.video}
+          params: {path: "out/Shot.mp4"}
+        """), "  "))
+    assert main(["run", str(wf)]) == 0, capsys.readouterr().err
+    a = write(tmp_path, "a.yaml", SHOT % "b/Shot.mp4")
+    b = write(tmp_path, "b.yaml", SHOT % "b/shot.mp4")
+    assert main(["batch", str(a), str(b)]) == 0, capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(os.listdir(tmp_path / "b")) == ["Shot.mp4", "shot.mp4"]
+
+
+def test_sweep_outputs_reaching_one_file_through_a_link_are_numbered(tmp_path):
+    """A farm's folders are often links (renders/latest -> renders/v012): out/shot.mp4 and latest/shot.mp4 are one
+    file, compared as text after resolving . and \\ only; the second case's render replaced the first's."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "latest").symlink_to(tmp_path / "out", target_is_directory=True)
+    wf = load_workflow(write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4"))
+    sweep = load_sweep(write(tmp_path, "s.yaml", 'cases:\n  - {save.path: "out/shot.mp4"}\n'
+                                                 '  - {save.path: "latest/shot.mp4"}\n'), wf, default_registry())
+    jobs, notes = plan_jobs(wf, sweep, sweep.cases, default_registry())
+    assert len({os.path.realpath(j.outputs[0]) for j in jobs}) == 2
+    assert any("same file for several cases" in n for n in notes)

@@ -137,3 +137,20 @@ def test_regex_nodes_on_a_text_known_as_the_workflow_runs_import_and_run(tmp_pat
     assert ran.outputs["regex_replace_4"]["text"] == replaced == "<8><3>2"
     assert ran.outputs["regex_extract_5"]["text"] == _comfy_extract(replaced, r"<(\d)>", "All Groups", True, False,
                                                                     False, 1) == "8\n3"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads the child's limits through Linux's prlimit")
+def test_a_child_left_behind_by_a_killed_kinograph_stops_on_its_own():
+    """Kinograph killed (the OOM killer, a force-quit) while a pattern backtracks: its child, now an orphan, matched on
+    at full CPU for hours, as nothing was left to kill it. The child caps its own CPU time, past any call's share."""
+    import resource
+    from nodes.math import regex_child
+    from nodes.math.regex_process import RegexChild
+    child = RegexChild()
+    try:
+        assert child.call("regex_extract", ["abc", "b", "First Match"], 10) == "b"
+        soft, _ = resource.prlimit(child.proc.pid, resource.RLIMIT_CPU)
+        assert soft != resource.RLIM_INFINITY and soft == regex_child.MAX_CPU_SECONDS
+        assert regex_child.MAX_CPU_SECONDS > text_nodes.REGEX_SECONDS       # every call's own time fits
+    finally:
+        child.close()

@@ -15,14 +15,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 import trellis2_reference as ref  # noqa: E402
 from nodes.generate.trellis2 import build_structure_decoder, decode_structure, empty_structure_latent  # noqa: E402
 
-WIDTHS = [8, 4, 2]          # the real decoder's [512, 128, 32], smaller
+WIDTHS = [8, 4, 2]          # the real decoder's [512, 128, 32] (2 residual blocks each, 2 in the middle), narrower
 
 
 def _comfy_decoder(seed: int = 0, probe=None, share: float = 0.03) -> ref.SparseStructureDecoder:
     """ComfyUI's decoder with random weights; its output bias set so that `share` of the 64^3 cells decoded from
     `probe` (a latent) are set: a shape, not a full or empty grid."""
     torch.manual_seed(seed)
-    dec = ref.SparseStructureDecoder(out_channels=1, latent_channels=8, num_res_blocks=1, channels=WIDTHS,
+    dec = ref.SparseStructureDecoder(out_channels=1, latent_channels=8, num_res_blocks=2, channels=WIDTHS,
                                      num_res_blocks_middle=2)
     with torch.no_grad():       # norms away from 1 / 0 so a swapped weight and bias would show
         for name, p in dec.named_parameters():
@@ -127,7 +127,7 @@ def test_wrong_inputs_are_named(tmp_path, monkeypatch):
     from graph_engine import NodeError
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
-    from nodes.generate.hunyuan3d import empty_latent
+    from nodes.generate.latent import Latent
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import will_load
     shape = _tiny_vae(tmp_path / "models")
@@ -142,7 +142,7 @@ def test_wrong_inputs_are_named(tmp_path, monkeypatch):
         load_vae(ModelManager(), damaged.name, "cpu")
     vae = load_vae(ModelManager(), "trellis_2_shape_vae_bf16.safetensors", "cpu")
     with pytest.raises(NodeError, match="not a TRELLIS.2 structure latent"):
-        decode_structure(vae, empty_latent(16), 32)
+        decode_structure(vae, Latent(torch.zeros(1, 64, 1, 1, 16), "hunyuan3d", 1, 8.0, 16, 1), 32)   # a shape latent
     with pytest.raises(NodeError, match="one VOXEL"):
         decode_structure(vae, empty_structure_latent(2), 32)
     with pytest.raises(NodeError, match="needs TRELLIS.2's shape VAE"):

@@ -312,6 +312,36 @@ def test_a_segment_past_the_music_is_named(tmp_path):
                   sound_span(str(tmp_path / "song.wav"), 0, 0), 13, 3)
 
 
+def test_the_song_is_decoded_once_for_all_its_segments(tmp_path, monkeypatch):
+    """The local passes' music (video.wan_dancer_keyframes then encode.wan_dancer_audio per segment): the song's file
+    is decoded once for all its segments, each segment's features those of ComfyUI's cut of the waveform; a file
+    changed on disk is decoded again."""
+    from graph_engine import Clip
+    import nodes.io.sound as sound
+    from nodes.generate.audio_encoder import samples
+    from nodes.generate.wan_dancer_audio import encode, native_rate
+    from nodes.generate.wan_dancer_keys import keyframes
+    calls = []
+    decoded = sound.decoded
+    monkeypatch.setattr(sound, "decoded", lambda path, resampler=None: calls.append(path) or decoded(path, resampler))
+    rate, length, path = 8000, 13, tmp_path / "song.wav"
+    wave = _wav(path, 2.0, rate)
+    pictures = Clip.from_array(np.zeros((4, 6, 8, 3), np.uint8), fps=6.0)
+    song = sound.Audio(str(path), 0.0, 2.0)
+
+    def features(index):
+        music = keyframes(pictures, song, length, index)[2]
+        mine = encode(samples(music, native_rate(music)), rate, length, 1.0)[0]["dancer"]
+        cut = _comfy_pad_keyframes(torch.zeros(4, 6, 8, 3), length, index, {"waveform": wave, "sample_rate": rate})[2]
+        assert torch.equal(mine, encode(cut[0, 0].numpy(), rate, length, 1.0)[0]["dancer"])
+    for index in range(4):
+        features(index)
+    assert len(calls) == 1
+    wave = _wav(path, 2.5, rate)        # another length: another size on disk
+    features(1)
+    assert len(calls) == 2
+
+
 # --- the conditioning ------------------------------------------------------------------------------------------------------
 
 def _comfy_model_mask(mask, length, latent_frames, h, w, starts):

@@ -175,6 +175,29 @@ def test_the_file_loads_as_scail2_and_predicts_as_comfyuis_model(scail):
         bare = forward(model, x, t, text, clip, ref)
         assert torch.allclose(bare, _reference(sd, x, t, text, clip, ref), atol=2e-4)
     assert (bare - got).abs().max() > 1e-2          # the pose moves it
+    import copy
+    preview = copy.deepcopy(model)      # SCAIL-Preview (no mask embedding): ComfyUI's SCAILWanModel has no replacement
+    del preview.patch_embedding_mask    # mode, its rope is the animation one whatever the conditioning's mode
+    with torch.no_grad():
+        got = forward(preview, x, t, text, clip, ref, pose, replacement=True)
+    assert torch.allclose(got, _reference(sd, x, t, text, clip, ref, pose), atol=2e-4)
+    # frames held from a previous clip (noise mask 0 on the first): SCAIL-2 reads them in its 4 history channels
+    # and holds them clean (WAN21_SCAIL2.concat_cond / scale_latent_inpaint); SCAIL-Preview's are zeros and its kept
+    # frames are noised as any model's (WAN21_SCAIL has neither)
+    from types import SimpleNamespace
+    from nodes.generate.adapters.wan import WanAdapter
+    held = torch.ones(1, 1, 2, 4, 8)
+    held[:, :, 0] = 0.0
+    inputs = {"scail": {"replacement": False, "pose_window": (0.0, 1.0), "reference": ref, "pose": pose},
+              "encoder_hidden_states": text, "encoder_hidden_states_image": clip, "noise_mask": held}
+    with torch.no_grad():
+        for den, history in ((model, (1 - held).expand(1, 4, 2, 4, 8)), (preview, torch.zeros(1, 4, 2, 4, 8))):
+            got = WanAdapter()._scail(handle, den, x[:, :16], t, inputs)
+            want = _reference(sd, torch.cat([x[:, :16], history], 1), t, text, clip, ref, pose)
+            assert torch.allclose(got, want, atol=2e-4)
+    pipes = (SimpleNamespace(vae=None, transformer=m, vae_scale_factor_temporal=4, vae_scale_factor_spatial=8)
+             for m in (model, preview))
+    assert [WanAdapter().keeps_clean(SimpleNamespace(pipe=p)) for p in pipes] == [True, False]
     from nodes.generate.adapters.wan import WanAdapter
     with pytest.raises(NodeError, match="through condition.wan_scail"):     # made for another Wan model
         WanAdapter().forward(handle, x[:, :16], t, {"encoder_hidden_states": text, "concat": x[:, :4]})
@@ -184,6 +207,11 @@ def test_the_file_loads_as_scail2_and_predicts_as_comfyuis_model(scail):
 
 # --- comfy_extras/nodes_scail.py, written out ----------------------------------------------------------------------
 PALETTE = [(0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0)]
+# comfy/latent_formats.py Wan21: what ComfyUI's model normalises a VAE latent with (process_in)
+WAN21_MEAN = torch.tensor([-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+                           0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]).view(1, 16, 1, 1, 1)
+WAN21_STD = torch.tensor([2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+                          3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160]).view(1, 16, 1, 1, 1)
 
 
 def _comfy_28ch(rgb_video):
@@ -272,19 +300,24 @@ def test_the_colour_mask_node_paints_one_tracked_person(tmp_path):
     plain = scail_colors(None, clip, None, "", "none", False, 24.0)
     assert plain["reference_mask"].shape == (16, 24, 3) and (plain["reference_mask"] == 255).all()
     assert (plain["pose_mask"].frames(0, 1)[0, :4] == 0).all()
+    # each MASK is one person here (mask.segment: one mask of all it tracks): indices that leave it out would paint
+    # nothing, silently, where ComfyUI's track keeps the person asked for
+    assert (scail_colors(None, clip, still, "0", "none", True, 24.0)["pose_mask"].frames(0, 5) == video).all()
+    with pytest.raises(NodeError, match="indices '1, 2'.*one person"):
+        scail_colors(None, clip, still, "1, 2", "none", True, 24.0)
 
 
 def test_condition_lays_out_wan_scail_to_video(scail):
     """condition.wan_scail against ComfyUI's WanSCAILToVideo written out (its VAE encode being the same tiny Wan
     VAE's): replacement mode, the reference cropped and resized bicubic and blacked out off its mask's matte, the pose
     video and its colour masks from the offset (moved back by the 5 held frames), cut to 4n+1 frames and resized
-    (area) to half the size, the pose latent times its strength, the 28 mask channels of both, the previous clip's
-    last 5 frames in the latent's first 2 frames with the noise mask 0 there."""
+    (area) to half the size, the pose's VAE latent times its strength before the model normalises it, the 28 mask
+    channels of both, the previous clip's last 5 frames in the latent's first 2 frames with the noise mask 0
+    there."""
     from graph_engine.clip import Clip
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
     from nodes.generate.latent import Conditioning
-    from nodes.generate.wan_animate import AnimateClip
     from nodes.generate.wan_scail_cond import scail_condition
     from tests.test_comfy_image_utils import _comfy_upscale_center as up
     vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
@@ -301,7 +334,14 @@ def test_condition_lays_out_wan_scail_to_video(scail):
     pos = Conditioning(torch.randn(1, 5, 8), None, None, [0])
     out = scail_condition(vae, pos, pos, 64, 32, 9, Clip.from_array(pose), Clip.from_array(colours), True, 0.7, 0.0,
                           1.0, reference, matte, None, 3, 5, Clip.from_array(previous))
-    encode = AnimateClip(vae, "SCAIL", None, 64, 32, 9).encode
+
+    def raw(img):                               # ComfyUI's vae.encode: the VAE's own latent, not yet normalised
+        with torch.no_grad():
+            px = (img * 2 - 1).permute(3, 0, 1, 2)[None].to(vae.pipe.vae.dtype)
+            return vae.pipe.vae.encode(px).latent_dist.mode().float()
+
+    def encode(img, strength=1.0):              # ... times a strength, then the model's process_latent_in (Wan21)
+        return (raw(img) * strength - WAN21_MEAN) / WAN21_STD
 
     def f(a):                                   # a uint8 picture or clip -> ComfyUI's IMAGE [B, H, W, 3]
         t = torch.from_numpy(a).float() / 255.0
@@ -315,7 +355,7 @@ def test_condition_lays_out_wan_scail_to_video(scail):
     rm = fit(f(matte), 64, 32, "nearest-exact")
     ref = ref * (rm[..., :3].max(dim=-1, keepdim=True).values > 0.1).to(ref.dtype)
     kept = ((min(11 - offset, 11 - offset, 9) - 1) // 4) * 4 + 1
-    pose_latent = encode(fit(f(pose)[offset:][:kept], 32, 16, "area")) * 0.7
+    pose_latent = encode(fit(f(pose)[offset:][:kept], 32, 16, "area"), 0.7)
     driving = _comfy_28ch(fit(f(colours)[offset:][:kept], 32, 16, "area"))
     ref_mask = _comfy_28ch(fit(f(matte), 64, 32, "nearest-exact"))
     ref_mask = torch.cat([ref_mask, torch.zeros(1, 28, 3, 4, 8)], 2)
@@ -333,7 +373,8 @@ def test_condition_lays_out_wan_scail_to_video(scail):
 @pytest.mark.parametrize("template", ["video_wan21_scail2_character_replacement.json"])
 def test_imported_template_runs_the_base_clip_and_its_extension(scail, template, tmp_path):
     """ComfyUI's SCAIL-2 character replacement template, imported (every node mapped) and run on tiny files: SAM 3
-    tracks the prompt's "human" in the driving video and the reference, mask.scail_colors paints them,
+    tracks the prompt's "human" in the driving video and the reference, each person apart (mask.segment_objects,
+    SCAIL2ColoredMask exact), mask.scail_colors paints them,
     condition.wan_scail conditions a base clip of 9 frames and an extension from frame 4 holding the base clip's last
     5; the extension's first 5 frames dropped, colour-matched to the base clip's last frame and joined to it: 13
     frames. (The template's chunks are 81 frames from 76; here 9 from 4, as its arithmetic gives for 9.)"""
@@ -347,12 +388,16 @@ def test_imported_template_runs_the_base_clip_and_its_extension(scail, template,
     path, _, _ = scail
     result = import_workflow(TEMPLATES / template)
     assert not [e.class_type for e in result.report.entries.values() if e.status == "unmapped"]
+    assert {e.status for e in result.report.entries.values() if e.class_type == "SCAIL2ColoredMask"} == {"exact"}
+    graph = result.graph
+    colours = [n for n in graph.nodes.values() if n.type == "mask.scail_colors"]
+    assert colours and all(graph.nodes[graph.inputs[n.id][port][0]].type == "mask.segment_objects"
+                           for n in colours for port in ("driving", "reference"))
     g = np.random.default_rng(0)
     base = (g.random((32, 64, 3)) * 255).astype(np.uint8)
     write_video(Clip.from_array(np.stack([np.roll(base, 2 * i, axis=1) for i in range(13)]), fps=8),
                 str(tmp_path / "drive.mkv"), codec="ffv1")
     Image.fromarray((g.random((40, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "me.png")
-    graph = result.graph
     on_tiny_files(graph, {"load.diffusion_model": path.name, "load.vae": "wan_tiny_vae.safetensors",
                           "load.text_encoder": "umt5_tiny_fp16.safetensors",
                           "load.clip_vision": "clip_vision_tiny.safetensors"},
@@ -363,7 +408,7 @@ def test_imported_template_runs_the_base_clip_and_its_extension(scail, template,
             n.params["path"] = str(tmp_path / "drive.mkv")
         elif n.type in ("video.scale", "condition.wan_scail"):
             n.params.update(width=64, height=32)
-        elif n.type == "mask.segment":
+        elif n.type == "mask.segment_objects":
             n.params["threshold"] = 0.0             # random weights: whatever the tiny SAM 3 finds
         elif n.type == "video.trim" and n.params.get("count") == 81:
             n.params.update(start=4 * chunks and 4, count=9)      # the chunks: frames 0..8, then 4..12
@@ -390,3 +435,24 @@ def test_a_negative_start_counts_back_from_the_end():
     assert trim(None, clip, -1, 1).frames(0, 1)[0, 0, 0, 0] == 4
     assert [f[0, 0, 0] for f in trim(None, clip, -3, 0).frames(0, 3)] == [2, 3, 4]
     assert trim(None, clip, -9, 2).frames(0, 2)[:, 0, 0, 0].tolist() == [0, 1]
+
+
+def test_a_latent_other_than_condition_wan_scails_is_named(scail):
+    """A latent not the one condition.wan_scail made (another size, more frames) is refused naming the latent, where
+    it met a bare tensor error (size) or was told to remove context windows it does not have (frames); a window of
+    the clip is still told apart."""
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.wan_scail import forward
+    from nodes.generate.wan_scail_cond import scail_inputs
+    _, _, handle = scail
+    g = torch.Generator().manual_seed(8)
+    ref = torch.cat([torch.randn(1, 16, 1, 4, 8, generator=g), torch.ones(1, 4, 1, 4, 8)], 1)
+    text, clip = torch.randn(1, 7, TEXT, generator=g), torch.randn(1, 4, CLIP, generator=g)
+    with pytest.raises(NodeError, match="latent is 64x64.*condition.wan_scail made its inputs for 64x32"):
+        forward(handle.pipe.transformer, torch.randn(1, 20, 2, 8, 8, generator=g), torch.tensor([500.0]), text,
+                clip, ref)
+    cond = Conditioning(text[0], None, None, [0]).with_extra(scail_reference=ref).with_meta(scail_frames=3)
+    with pytest.raises(NodeError, match="5 latent frames.*condition.wan_scail made 3"):
+        scail_inputs([cond], range(5), 1, "cpu", torch.float32)
+    with pytest.raises(NodeError, match="remove context.windows"):
+        scail_inputs([cond], [1, 2], 1, "cpu", torch.float32)

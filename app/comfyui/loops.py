@@ -135,7 +135,7 @@ def _unroll_one(flat: Flat, sid: str, left: int) -> Optional[str]:
         count = running.running_count(start, flat) if _setting(start, "mode", 0, "simple") == "simple" else None
         if count is None:
             return got
-        why = running.refusal(flat, eid, accumulate)
+        why = running.refusal(flat, body, eid, accumulate)
         if why:
             return why
         got = range(running.MAX_RUNNING_PASSES), None

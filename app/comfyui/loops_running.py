@@ -30,8 +30,12 @@ def running_count(start: CNode, flat: Flat):
     return count if src is not None and src.class_type in RULES else None
 
 
-def refusal(flat: Flat, eid: str, accumulate: bool) -> Optional[str]:
-    """Why the loop ending at `eid` is not unrolled for a count known as it runs, or None."""
+def refusal(flat: Flat, body: set, eid: str, accumulate: bool) -> Optional[str]:
+    """Why the loop of `body` ending at `eid` is not unrolled for a count known as it runs, or None."""
+    writer = _writer_in(flat, body)
+    if writer is not None:
+        return (f"{writer.class_type} #{writer.id} in it writes or shows on every pass, and each of its copies in "
+                f"the {MAX_RUNNING_PASSES} passes made would run, with its pass, whatever the count")
     if not accumulate:
         return None
     from .lists import JOINS        # lists reads the loops' caps: imported here, once both are loaded
@@ -41,6 +45,20 @@ def refusal(flat: Flat, eid: str, accumulate: bool) -> Optional[str]:
     if other is not None:
         return (f"its passes are counted as the workflow runs and gathered as a list for {other.class_type} #{other.id}, "
                 f"which ComfyUI runs once per pass; Kinograph gathers such a loop only for {', '.join(JOINS)}")
+    return None
+
+
+def _writer_in(flat: Flat, body: set) -> Optional[CNode]:
+    """A node of the body that Kinograph runs for what it writes or shows (a SaveImage of each window, one linked to
+    a termination input). Only the passes' values are behind the count's switches; such a node in a pass is run for
+    itself, so every copy of it ran its pass: 16 samplings for a count of 2."""
+    from graph_engine.registry import default_registry
+    registry = default_registry()
+    for n in sorted(body):
+        rule = RULES.get(flat.nodes[n].class_type)
+        spec = registry.get(rule.node) if rule is not None and rule.node else None
+        if spec is not None and spec.output:
+            return flat.nodes[n]
     return None
 
 

@@ -610,18 +610,14 @@ SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SA
              "as it goes)")
 
 
-SAM3_TRACK_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory (Hugging "
-                   "Face's SAM 3; ComfyUI runs SAM 3.1's multiplexed tracker), its max_objects most confident objects "
-                   "in one mask (ComfyUI's track keeps each object apart)")
+SAM3_TRACK_NOTE = ("mask.segment_objects tracks each object the prompt names through the clip with SAM 3's video "
+                   "memory (Hugging Face's SAM 3; ComfyUI runs SAM 3.1's multiplexed tracker), at most max_objects at "
+                   "once, each its own mask in the order it was first found")
 
 
 SAM3_POINTS_NOTE = ("with points and no text prompt it is mask.track_points on SAM 3's folder: SAM 3's tracker "
                     "finds the object under them on the first frame and tracks it with its memory; ComfyUI's node "
                     "segments at the same pixels in each frame alone")
-
-
-SCAIL_MASK_NOTE = ("each track is mask.segment's one mask of every object it follows, painted as one person (the "
-                   "palette's first colour): ComfyUI's SAM 3.1 tracker keeps each person apart, a colour each")
 
 
 def sam3_folder(v):
@@ -1518,8 +1514,7 @@ RULES: Dict[str, Rule] = {
                               (P("object_indices", "indices"), P("sort_by", "sort_by"),
                                P("replacement_mode", "replacement")),
                               {"driving_track_data": "driving", "ref_track_data": "reference"},
-                              ("pose_mask", "reference_mask"),
-                              note=SCAIL_MASK_NOTE),
+                              ("pose_mask", "reference_mask")),
     "WanAnimate2Cache": Rule(None, ("device", "dtype"), (), {"model": "model"}, special="animate2_cache",
                              note="the model passes on: ComfyUI's cache of the pose branch saves time (its int8 / "
                                   "int4 storage rounds what it keeps), Kinograph reruns the branch each step"),
@@ -2218,9 +2213,11 @@ RULES: Dict[str, Rule] = {
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
                         fixed={"objects": 1},
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
-    "SAM3_VideoTrack": Rule("mask.segment", ("detection_threshold", "max_objects", "detect_interval"),
-                            (P("detection_threshold", "threshold"), P("max_objects", "objects")), {"images": "video"},
-                            ("mask",), special="sam3_detect", ignore={"detect_interval": 1}, note=SAM3_TRACK_NOTE),
+    # its track data keeps each object apart: mask.segment_objects' OBJECTS
+    "SAM3_VideoTrack": Rule("mask.segment_objects", ("detection_threshold", "max_objects", "detect_interval"),
+                            (P("detection_threshold", "threshold"), P("max_objects", "objects")),
+                            {"images": "video"}, ("objects",), special="sam3_detect", ignore={"detect_interval": 1},
+                            note=SAM3_TRACK_NOTE),
     # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points
     # fold into mask.track_points
     "DownloadAndLoadSAM2Model": Rule(None, ("model", "segmentor", "device", "precision"),

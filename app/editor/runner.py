@@ -107,7 +107,13 @@ class RunWorker(QObject):
         if job.kind == "run":
             self._estimate(job)
         try:
-            res = self.executor.run(job.workflow, targets=job.targets, on_event=on_event, cancel=job.cancel)
+            wf = job.workflow
+            if job.kind == "run":
+                # An output's {NODE.PARAM} from this run's values, as `kinograph run` and Session.run fill it: the
+                # editor wrote a file named 'shot_{pat.frames}.mp4', each run replacing the one before.
+                from graph_engine.placeholders import filled
+                wf = filled(wf, self.executor.registry)
+            res = self.executor.run(wf, targets=job.targets, on_event=on_event, cancel=job.cancel)
             self.done.emit(job.id, res, "")
         except WorkflowError as e:
             for p in e.problems:

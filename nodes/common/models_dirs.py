@@ -546,6 +546,10 @@ def locator(*kinds: str, kind_of=None, companions=None):
     kind_of = kind_of or (lambda name: kinds[0])
     locate.folder = lambda name="": _put_into(kind_of(name))
     locate.close = lambda name: close_names(name, kind_of(name))
+    # A name without a weight file's suffix in a kind of transformers folders (SAM 3's 'sam3') is a folder to put
+    # there, not a file: validate said "put sam3 into .../sam2", which someone holding sam3.safetensors misreads.
+    locate.names_folder = lambda name: (kind_of(name) in CONFIG_FOLDER_KINDS
+                                        and not name.lower().endswith(WEIGHT_SUFFIXES + OTHER_FORMATS))
     # Every folder looked in, an extra_model_paths.yaml's included: validate named only the model folders' roots,
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
     locate.searched = lambda name="": _kind_dirs(kind_of(name))

@@ -6,6 +6,7 @@ as a sequential pass. Progress is reported from inside the readers, where the wo
 No heavy imports here: node modules import this at call time only, but it stays light anyway."""
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from typing import Callable, Dict, Hashable, Optional
@@ -323,14 +324,50 @@ class SlidingWindow:
         return self.buf[:n]
 
 
-def free_memory() -> Optional[int]:
-    """Bytes this process could still get: available RAM plus free swap (None where unknown)."""
+def _meminfo(path: str = "/proc/meminfo") -> Optional[dict]:
+    """The kernel's memory figures in bytes, by name (None where unknown: not Linux, or unreadable)."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.strip()}
-        return info["MemAvailable"] + info.get("SwapFree", 0)
-    except (OSError, KeyError, ValueError, IndexError):
+        return info if "MemAvailable" in info else None
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def free_memory(path: str = "/proc/meminfo") -> Optional[int]:
+    """Bytes this process could still get: available RAM plus free swap (None where unknown)."""
+    info = _meminfo(path)
+    return None if info is None else info["MemAvailable"] + info.get("SwapFree", 0)
+
+
+def _cgroup_headroom(root: str) -> Optional[int]:
+    """Bytes the memory cgroup this process is in (a container's: Docker and Kubernetes mount it at `root`) may still
+    take: its limit less its use, cgroup v2's files or v1's; None without a limit. /proc/meminfo tells the host's
+    memory, and a container limited to less was killed by the kernel, no word said, for memory the host had."""
+    for limit, used in (("memory.max", "memory.current"),
+                        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            with open(os.path.join(root, limit)) as f:
+                cap = f.read().strip()
+            with open(os.path.join(root, used)) as f:
+                use = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        # v2 writes "max" without a limit; v1 a number near 2**63
+        if cap.isdigit() and int(cap) < 1 << 62:
+            return max(0, int(cap) - use)
+        return None
+    return None
+
+
+def available_ram(path: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> Optional[int]:
+    """Bytes of RAM free for this process without swapping (None where unknown): what weights read at every step
+    may take (swapped out, each step would read them back from disk). Within a container's memory limit."""
+    info = _meminfo(path)
+    if info is None:
+        return None
+    room = _cgroup_headroom(cgroup)
+    return info["MemAvailable"] if room is None else min(info["MemAvailable"], room)
 
 
 def _window_fits(ctx, clip, radius: int, behind: bool = True) -> None:

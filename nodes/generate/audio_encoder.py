@@ -174,13 +174,13 @@ def holding(make, sd: dict, name: str, kind: str):
 def samples(audio, rate: int = RATE) -> np.ndarray:
     """`audio` (graph_engine.Audio: io.load_audio's span, or spans io.concat_audio joined, silence between) as
     mono float samples at `rate`."""
-    from nodes.io.sound import read_sound
-    files, out = {}, []
+    from nodes.io.sound_memo import mono as decoded
+    out = []
     for p in audio.pieces():
         if not p.path:
             out.append(np.zeros(int(round(p.duration * rate)), np.float32))
             continue
-        mono = files.setdefault(p.path, read_sound(p.path, rate, mean=True)[1])
+        mono = decoded(p.path, rate)
         start = int(round(p.start * rate))
         stop = len(mono) if p.duration is None else start + int(round(p.duration * rate))
         out.append(mono[start:stop] * np.float32(10 ** (p.gain / 20)))

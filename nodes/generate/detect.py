@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.gguf_names import gguf_renames
+from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -148,19 +148,48 @@ def gguf_header(path: Path) -> Header:
         stat = path.stat()
     except OSError:
         return _gguf_header(path)       # its own message for a file that cannot be read
-    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns)
+    # the inode and change time too: a file put in place (renamed over it) is another inode, and no tool sets the
+    # change time back the way a download keeps the server's modification time
+    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
 
 
 @functools.lru_cache(maxsize=8)
-def _kept_gguf_header(path: Path, size: int, mtime_ns: int) -> Header:
+def _kept_gguf_header(path: Path, *state: int) -> Header:
     return _gguf_header(path)
+
+
+def gguf_reader(path: Path):
+    """The gguf package's reader of the file, its metadata arrays taken whole. The package reads an array entry by
+    entry, a numpy view each: a language model's tokenizer (Qwen's 152k tokens, 151k merges and 152k kinds) took it
+    tens of seconds, for values neither the header nor the weights read (the tokenizer has gguf_fields). An array
+    of numbers is one view (its contents() the same list); a long array of text (a tokenizer's) is its bytes,
+    counted, its contents() empty. Call after gguf_fields(path), which refuses counts the bytes cannot hold."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    class Reader(GGUFReader):
+        def _get_field_parts(self, orig_offs: int, raw_type: int):
+            if raw_type != GGUFValueType.ARRAY:
+                return super()._get_field_parts(orig_offs, raw_type)
+            item, count = self._get(orig_offs, np.uint32), self._get(orig_offs + 4, np.uint64)
+            at, kind = orig_offs + 12, GGUFValueType(int(item[0]))
+            if kind in self.gguf_scalar_to_np:
+                values = self._get(at, self.gguf_scalar_to_np[kind], int(count[0]))
+                return at + values.nbytes - orig_offs, [item, count, values], [2], [GGUFValueType.ARRAY, kind]
+            if kind != GGUFValueType.STRING or count[0] < 4096:     # a short list of text: as the package reads it
+                return super()._get_field_parts(orig_offs, raw_type)
+            length = "<Q" if self.byte_order != "S" else ">Q"
+            for _ in range(int(count[0])):
+                at += 8 + struct.unpack_from(length, self.data, at)[0]
+            return at - orig_offs, [item, count, self.data[orig_offs + 12:at]], [], [GGUFValueType.ARRAY, kind]
+
+    return Reader(str(path))
 
 
 def _gguf_header(path: Path) -> Header:
     gguf_intact(path)
-    from gguf import GGUFReader
-    reader = _gguf_read(path, lambda p: GGUFReader(str(p)))
+    reader = _gguf_read(path, gguf_reader)
     meta = {}
     for name, fld in reader.fields.items():
         # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
@@ -188,8 +217,10 @@ def _gguf_header(path: Path) -> Header:
                             f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
                             "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
-    renames = gguf_renames(shapes, str(meta.get("general.architecture", "")), path.name)
+    arch = str(meta.get("general.architecture", ""))
+    renames = gguf_renames(shapes, arch, path.name)
     if renames:         # a text encoder in llama.cpp's names: listed and detected under transformers' names
+        refuse_other_attention(arch, reader.fields, path.name)
         shapes = {renames[k]: v for k, v in shapes.items() if renames[k]}
         dtypes = {renames[k]: v for k, v in dtypes.items() if renames[k]}
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")

@@ -93,6 +93,18 @@ def llm_renames(names: Iterable[str], arch: str, file: str) -> Dict[str, Optiona
     return out
 
 
+def refuse_other_attention(arch: str, keys: Iterable[str], file: str) -> None:
+    """NodeError for a language model of a listed architecture whose attention the encoders' configs do not have:
+    Ministral 3, which llama.cpp writes as mistral3 like Mistral Small 3.x (FLUX.2's encoder, 131072 tokens, the 14B
+    as wide), scales its attention by position (Llama 4's temperature) and stretches its rotary angles (YaRN); read
+    as Mistral Small it gave other features without a word."""
+    from graph_engine import NodeError
+    if f"{arch}.attention.temperature_scale" in set(keys):
+        raise NodeError(f"{file} is Ministral 3 (its metadata {arch}.attention.temperature_scale: Llama 4's "
+                        "position-scaled attention), not Mistral Small 3.x, FLUX.2's text encoder, which llama.cpp "
+                        "names the same. Use Mistral Small 3.2's GGUF or ComfyUI's mistral_3_small_flux2 file")
+
+
 def _undo_permute(t, heads: int, name: str, file: str):
     """The rows of a query or key projection (weights, or GGUF blocks a row of the matrix each) in transformers'
     order: llama.cpp's LlamaModel.permute took each head's rotary halves apart into interleaved pairs."""
@@ -115,6 +127,10 @@ def llm_values(meta: Dict[str, str], file: str):
     if arch in PERMUTED:
         for key in ("head_count", "head_count_kv"):
             value = meta.get(f"{arch}.attention.{key}", "")
+            if key == "head_count_kv" and not value:
+                # written only where the config names num_key_value_heads; llama.cpp's loader then takes the query
+                # heads' count (no grouped keys), as transformers' LlamaConfig does
+                value = str(heads["head_count"])
             if not value.isdigit() or int(value) < 1:
                 raise NodeError(f"{file}: its metadata {arch}.attention.{key} is {value or 'missing'!r}, where "
                                 "llama.cpp writes the number of attention heads, which its query and key rows are "

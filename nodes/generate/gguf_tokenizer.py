@@ -27,6 +27,9 @@ SPLITS = {"llama3": _LLAMA3, "llama-v3": _LLAMA3, "llama-bpe": _LLAMA3, "qwen2":
 # the pre-tokenizers llama.cpp gives a whole word found in the vocabulary as one token (tokenizer.json's
 # ignore_merges) and a leading <bos> unless the file says otherwise
 _WHOLE_WORDS = ("llama3", "llama-v3", "llama-bpe", "tekken")
+# the pre-tokenizers whose tokenizer.json composes the text first (Qwen2's NFC normaliser, which llama.cpp does not
+# record): "e" + a combining accent then gives the tokens of "é", as through the model's own tokenizer
+_COMPOSED = ("qwen2",)
 # llama.cpp's token kinds (gguf-py's TokenType, sentencepiece's piece types by the same numbers)
 CONTROL, USER_DEFINED, BYTE = 3, 4, 6
 
@@ -85,7 +88,7 @@ def _special(meta: dict, tokens: list, what: str) -> Optional[str]:
 def _bpe(meta: dict, pre: str, file: str):
     """Byte-level BPE as the model's tokenizer.json builds it: the pattern's pieces, each as bytes mapped to
     characters, merged by rank; control and user-defined tokens matched whole before that."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
     tokens, kinds = _tokens(meta, file)
     merges = meta.get("tokenizer.ggml.merges") or []
@@ -94,6 +97,8 @@ def _bpe(meta: dict, pre: str, file: str):
         raise NodeError(f"{file}: its tokenizer's merges (tokenizer.ggml.merges) are not pairs of tokens. The file is "
                         "damaged; get it again from where it was published")
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, pairs, ignore_merges=pre in _WHOLE_WORDS))
+    if pre in _COMPOSED:
+        tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(SPLITS[pre]), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

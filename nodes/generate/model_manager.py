@@ -494,17 +494,22 @@ class ModelManager:
         if stale:
             gc.collect()
 
-    def cached(self, key: tuple, build, files=()):
+    def cached(self, key: tuple, build, files=(), libraries=None):
         """The value cached under `key` and what the `files` it reads are now (on_disk), built (once) by `build()`
-        when absent; shares the LRU with pipelines."""
-        key = (*key, on_disk(*files))
+        when absent; shares the LRU with pipelines. `libraries`: those the build imports (default diffusers and
+        transformers; () for a model in plain torch, which then imports neither). The running node's run device is
+        in the key: how a quantised file loads (pack_policy: packed on a GPU, expanded on the CPU) follows it, and an
+        entry loaded for a CPU run was handed to a GPU run of the same process (model patches, IP-Adapters)."""
+        from graph_engine.devices import run_device
+        key = (*key, run_device(), on_disk(*files))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             self._make_room(key)
-            from nodes.generate.offline import quiet_libraries
-            quiet_libraries()       # and every folder's config.json held to its weights (config_bound)
+            from nodes.generate.offline import LIBRARIES, quiet_libraries
+            # and every folder's config.json held to its weights (config_bound)
+            quiet_libraries(LIBRARIES if libraries is None else libraries)
             value = build()
             self._cache[key] = value
             return value

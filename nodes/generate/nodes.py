@@ -10,6 +10,7 @@ from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_M
 from nodes.generate.feedback import MAX_CADENCE, SCHEDULE_RANGES
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
+from nodes.mini.prompt_words import encode_text_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
 DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -250,14 +251,19 @@ def _prompt_to_text(params):
 # padded to 77 tokens (not 256), as ComfyUI's SD3ClipModel does, so imported SD3 workflows encode otherwise.
 # Version 7 (encode.sd3 5): SD3 reads a clip_l file's pooled output without its text projection (converters.sd3), as
 # ComfyUI and Stability's sd3_infer do, so SD3 prompts from clip_l files holding a real projection encode otherwise.
+# Version 8 (encode.sd3 6): SD3 under weighting kinograph reads CLIP-L and OpenCLIP-G in windows and T5-XXL's whole
+# prompt (padded to 256 as before), as weighting comfy does, instead of cutting them at 77 and 256 tokens; its
+# emphasis scales each CLIP window and T5's tokens with their own mean kept (the whole row's before), so weighted or
+# long SD3 prompts encode otherwise. Unweighted prompts that fit read as before (StableDiffusion3Pipeline's reading).
 WEIGHTING_HELP = ("emphasis: kinograph scales words and keeps the prompt's mean ((x) x1.1, [x] /1.1, groups multiply); "
                   "comfy reads the prompt as ComfyUI does (only round brackets weigh, an inner (x:w) sets w, [x] is "
                   "text) and moves the weighted words away from the empty prompt, as ComfyUI does")
 
 
-@node("encode.text", title="Encode Prompt", category="Conditioning", version=7,
-      migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict, 5: dict, 6: dict},
-      outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",))
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=8,
+      migrations={1: _prompt_to_text, 2: dict, 3: dict, 4: dict, 5: dict, 6: dict, 7: dict},
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING}, optional_outputs=("negative",),
+      preflight=encode_text_preflight)
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", names_files=embedding_files,
                                   help="the prompt; (word:1.3) emphasis; a schedule '0: a caterpillar, 24: a "
@@ -368,8 +374,8 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
 
 
-@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=5,
-      migrations={1: dict, 2: dict, 3: dict, 4: dict},
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", version=6,
+      migrations={1: dict, 2: dict, 3: dict, 4: dict, 5: dict},
       outputs={"positive": CONDITIONING})
 def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
                text: str = Param("", kind="text", help="the prompt for T5-XXL"),

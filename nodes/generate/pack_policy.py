@@ -5,10 +5,12 @@ Packed, a layer is expanded again for every operation that reads it. On a GPU th
 the card's memory is what a run is short of, so packed it is (ComfyUI keeps them so too). On the CPU the same
 expansion is slow next to the matmul it feeds: bench/packed_weights.py measured a step 2.5 to 10 times the expanded
 model's (4 layers of 2048 x 2048, 64 tokens: NVFP4 818 ms against 162 ms, int8_convrot 1917 against 181); there the
-expanded model is kept unless it would take more than SHARE of the memory free now, where packed is what lets the
-run fit at all. Each file decides as it loads, so a text encoder expanded first leaves less free for the
-transformer after it. A machine with a GPU keeps them packed even for a run put on its CPU (the loaders do not know
-the run's device)."""
+expanded model is kept unless it would take more than SHARE of the RAM available now, where packed is what lets the
+run fit at all. Swap is not counted: weights read at every step and swapped out would be read back from disk each
+step. Each file decides as it loads, so a text encoder expanded first leaves less free for the transformer after it.
+
+The device is the one the loading run computes on (graph_engine.devices.run_device: the run's --device, or 'auto's
+choice), not whether the machine has a GPU: a run put on the CPU of a machine with a GPU gets the CPU's choice."""
 from __future__ import annotations
 
 from typing import Optional
@@ -19,15 +21,13 @@ SHARE = 0.5
 
 
 def keep_packed(expanded_bytes: int, gpu: bool, free: Optional[int]) -> bool:
-    """Packed on a machine with a GPU, or where memory free is unknown, or where the expanded weights
+    """Packed for a run on a GPU, or where memory free is unknown, or where the expanded weights
     (`expanded_bytes`) would take more than SHARE of the `free` bytes; expanded otherwise."""
     return gpu or free is None or expanded_bytes > SHARE * free
 
 
 def keep_packed_here(expanded_bytes: int) -> bool:
-    """keep_packed for this machine now."""
-    import torch
-    from nodes.common.stream import free_memory
-    mps = getattr(torch.backends, "mps", None)
-    gpu = torch.cuda.is_available() or bool(mps and mps.is_available())
-    return keep_packed(expanded_bytes, gpu, free_memory())
+    """keep_packed for the device the loading run computes on and the RAM available now."""
+    from graph_engine.devices import run_device
+    from nodes.common.stream import available_ram
+    return keep_packed(expanded_bytes, run_device() != "cpu", available_ram())

@@ -11,10 +11,12 @@ comfy/ops.py and comfy/quant_ops.py (QuantizedTensor) do. The expansion is the l
 
 Kept packed through: detach (a Parameter, state_dict), .to(device) and .to(dtype) (the stored tensors move; a cast
 is remembered and applied to the expanded matrix, so the values are those of the expanded weight cast alike), a transpose of the last two dimensions (GPT-OSS's expert banks are stored transposed) and
-one expert taken from a bank (only that expert is expanded). An in-place change (a LoRA fused into the weight,
+one expert taken from a bank (only that expert is expanded; a grouped matmul or an index over a bank expands only the
+experts routed to). An in-place change (a LoRA fused into the weight,
 load_state_dict copying into it) turns the weight into the plain matrix first, shared by every view of it: exact,
 at the plain matrix's memory. A LoRA loaded as diffusers / PEFT do it, a low-rank path beside the layer, leaves the
-weight packed."""
+weight packed. torch.compile traces through it (__tensor_flatten__ names the stored tensors while it compiles), the
+expansion in the compiled graph."""
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -23,6 +25,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 aten = torch.ops.aten
+_INNER = "_stored_"
 
 
 class Stored:
@@ -58,16 +61,20 @@ class Stored:
         together hold it)."""
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
-    def expand(self, expert: Optional[int], dtype) -> torch.Tensor:
-        """The plain matrix (of a bank, expert `expert`'s alone), in `dtype`, in the stored orientation."""
+    def expand(self, expert, dtype) -> torch.Tensor:
+        """The plain matrix (of a bank, expert `expert`'s alone, or the experts a 1-D index tensor names, stacked),
+        in `dtype`, in the stored orientation."""
         t = self.tensors
+        one = isinstance(expert, int)
         if self.kind == "block":       # the scales checked at load: expand() reads them without a check
             from nodes.generate.block_quant import expand
             parts = [t["q"], t["blocks"], t.get("tensor_scale")]
-            if expert is not None:      # one expert's weight and scales (each expert's scales are its own)
-                parts = [p if p is None else p[expert:expert + 1] for p in parts]
+            if expert is not None:      # those experts' weights and scales (each expert's scales are its own)
+                parts = [p if p is None else p[expert:expert + 1] if one else p[expert] for p in parts]
             w = expand(self.fmt, *parts, dtype)
-            return w if expert is None else w[0]
+            return w[0] if one else w
+        if self.kind == "cast" and expert is not None:
+            return t["q"][expert].to(dtype)
         if self.kind == "gguf":
             from nodes.generate.weights import gguf_expand
             w = gguf_expand(t["q"], self.cfg, dtype)
@@ -110,11 +117,25 @@ class PackedWeight(torch.Tensor):
     # Module.to() / .half() replace a parameter that is a wrapper like this one whole (torch.utils.swap_tensors),
     # keeping what this object holds; without these it set .data, which moved none of the stored tensors
     def __tensor_flatten__(self):
+        if torch.compiler.is_compiling():
+            # torch.compile traces the expansion with the stored tensors as the weight's inner tensors (fake ones
+            # while it traces), rebuilt into a Stored of their own: the compiled graph expands as the eager one does
+            s = self.stored
+            return [_INNER + k for k in sorted(s.tensors)], ((s.kind, s.layer, s.fmt, s.cfg), self._casts(),
+                                                            self.expert, self.transposed)
         return [], (self.stored, self._casts(), self.expert, self.transposed)
+
+    def __getattr__(self, name):
+        if name.startswith(_INNER):         # __tensor_flatten__'s names for the stored tensors
+            return self.stored.tensors[name[len(_INNER):]]
+        raise AttributeError(name)
 
     @staticmethod
     def __tensor_unflatten__(inner, ctx, outer_size, outer_stride):
-        return PackedWeight(ctx[0], outer_size, *ctx[1:])
+        stored = ctx[0]
+        if isinstance(stored, tuple):       # traced by torch.compile (__tensor_flatten__)
+            stored = Stored(*stored[:2], {k[len(_INNER):]: v for k, v in inner.items()}, *stored[2:])
+        return PackedWeight(stored, outer_size, *ctx[1:])
 
     def __setitem__(self, index, value):
         """weight[...] = value: the weight made plain first (as by any in-place change), so that the slice written
@@ -129,8 +150,14 @@ class PackedWeight(torch.Tensor):
         w = self._values(self.expert)
         return w.transpose(-1, -2) if self.transposed else w
 
-    def _values(self, expert: Optional[int]) -> torch.Tensor:
-        """The stored orientation's values (of expert `expert`, else all), through the casts in turn."""
+    def experts(self, index: torch.Tensor) -> torch.Tensor:
+        """The plain matrices of a bank's experts `index` (1-D), stacked: those experts alone expanded."""
+        self._follow()
+        w = self._values(index.to(self.stored.tensors["q"].device))
+        return w.transpose(-1, -2) if self.transposed else w
+
+    def _values(self, expert) -> torch.Tensor:
+        """The stored orientation's values (of expert `expert` or experts, else all), through the casts in turn."""
         if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
             return self.stored.expand(expert, self.dtype)
         w = self.stored.expand(expert, self.casts[0])
@@ -171,8 +198,13 @@ class PackedWeight(torch.Tensor):
             one = args[0][0]
             one._follow()
             return one._like(stored=one.stored.apart())
+        if func in _grouped_mms() and len(args) > 1 and _is_bank(args[1]):
+            return _grouped(func, args, kwargs)
         me = args[0] if args and isinstance(args[0], PackedWeight) else None
         if me is not None:
+            if func is aten.index.Tensor and _is_bank(me) and len(args[1]) == 1 and args[1][0] is not None \
+                    and not args[1][0].dtype.is_floating_point and args[1][0].dtype != torch.bool:
+                return _indexed(me, args[1][0])
             me._follow()
             kept = _kept(me, func, args, kwargs)
             if kept is None:
@@ -192,6 +224,49 @@ class PackedWeight(torch.Tensor):
 
 def _plain(a):
     return a.dequantize() if isinstance(a, PackedWeight) else a
+
+
+# A mixture of experts routes each token to a few experts of a bank (GPT-OSS-20B: 4 of 32); the two ways transformers
+# computes a bank read only those experts' matrices, so only those are expanded (the whole bank was, each layer of each
+# forward: 1 GB of GPT-OSS-20B's gate_up_proj in bf16 for a one-token step that reads 133 MB of it). An expert's
+# matrix expands alone to the whole bank's (its scales are its own), so the values are the same.
+
+def _is_bank(a) -> bool:
+    return isinstance(a, PackedWeight) and a.ndim == 3 and a.expert is None
+
+
+def _grouped_mms() -> tuple:
+    """The grouped matmuls transformers' grouped_mm experts call with a bank as their second argument: torch's, and
+    its own fallback (registered when transformers.integrations.moe is imported)."""
+    ops = [getattr(aten, "_grouped_mm", None)]
+    try:
+        ops.append(torch.ops.transformers.grouped_mm_fallback)
+    except (AttributeError, RuntimeError):
+        pass
+    return tuple(op.default for op in ops if op is not None)
+
+
+def _grouped(func, args, kwargs):
+    """A grouped matmul of a bank (offs: where each expert's rows of the input end) over the experts that have rows
+    alone: their matrices and their offsets (an expert without rows adds none to the input, and its group is empty)."""
+    offs = args[2] if len(args) > 2 else kwargs["offs"]
+    ends = offs.to(torch.int64)
+    counts = torch.diff(ends, prepend=ends.new_zeros(1))
+    hit = counts.nonzero().flatten()
+    if hit.numel() == 0:        # no rows at all: one empty group keeps the call well formed
+        hit = counts.new_zeros(1)
+    bank = args[1].experts(hit)
+    rest = dict(kwargs)
+    if len(args) > 2:
+        return func(args[0], bank, offs[hit], *args[3:], **rest)
+    rest["offs"] = offs[hit]
+    return func(args[0], bank, *args[2:], **rest)
+
+
+def _indexed(bank: PackedWeight, index: torch.Tensor) -> torch.Tensor:
+    """bank[index] (transformers' batched_mm experts: a matrix per routed token), the distinct experts expanded once."""
+    wanted, where = torch.unique(index, return_inverse=True)
+    return bank.experts(wanted)[where]
 
 
 def _by_rows(me: PackedWeight) -> bool:

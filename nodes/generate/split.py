@@ -104,7 +104,14 @@ def _detect(path: Path, roles, what: str) -> Detection:
 
 
 _FOLDERS = {"diffusion_model": "diffusion_models", "checkpoint": "checkpoints", "text_encoder": "text_encoders",
-            "vae": "vae", "clip_vision": "clip_vision"}
+            "vae": "vae", "clip_vision": "clip_vision", "controlnet": "controlnet", "ipadapter": "ipadapter",
+            "latent_upscaler": "latent_upscale_models", "lora": "loras", "model_patch": "model_patches",
+            "motion_module": "animatediff_models", "style_model": "style_models"}
+
+
+def folder_of(det: Detection) -> Optional[str]:
+    """The sub-folder of a model folder ComfyUI and Kinograph keep a file of this role in (None: not told)."""
+    return _FOLDERS.get(det.role or "")
 
 
 def _module(path: Path, det: Detection, dtype, device: str, role: Optional[str] = None):
@@ -476,7 +483,7 @@ def _trellis2_vae(mm, path: Path, det: Detection, device: str) -> ComponentHandl
         raise NodeError(f"{path.name} is TRELLIS.2's {det.variant} VAE, which Kinograph does not read yet: only the "
                         "shape VAE's structure decoder runs (trellis_2_shape_vae_bf16.safetensors)")
     vae = mm.cached(("vae", str(path.resolve()), "trellis2", "float32", device),
-                    lambda: load_shape_vae(path, device), files=(path,))
+                    lambda: load_shape_vae(path, device), files=(path,), libraries=())    # plain torch
     return ComponentHandle("trellis2", str(path), vae, "vae", device)
 
 

@@ -41,7 +41,9 @@ def _second_file_kind(name: str) -> str:
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
 def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
                                              help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3, "
-                                                  "qwen_2.5_vl, qwen3vl)"),
+                                                  "qwen_2.5_vl, qwen3, qwen3vl, gemma ...): .safetensors, or a "
+                                                  ".gguf (city96's T5 / umT5, llama.cpp's Llama, Mistral, Qwen2.5-VL, "
+                                                  "Qwen3, Gemma 2 / 3), whose tokenizer is read from the file"),
                       name2: str = Param("", kind="path", locate=locator("text_encoders", "checkpoints",
                                                                           kind_of=_second_file_kind),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "

@@ -48,16 +48,15 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
-    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts) \
-            and getattr(adapter, "windows_for_weighting", weighting) == weighting:
+    if hasattr(adapter, "clip_encoders") and not (adapter.reads_weights or adapter.literal_prompts):
         with _text_loras(text_encoder), torch.inference_mode():
             encoders = adapter.clip_encoders(pipe, device, **kw)
-            if hasattr(adapter, "t5_comfy"):
+            if hasattr(adapter, "t5_whole"):
                 l_texts, g_texts = (_scheduled_like(p, prompt, keys, texts, lambda t: insert_embeddings(pipe, t, clip, log))
                                     for p in clip_prompts)
                 prompts = list(zip(texts, l_texts, g_texts))
-                rows = [sd3_windows(adapter, pipe, encoders, p, device, *sd3_lengths(adapter, pipe, encoders, prompts))
-                        for p in prompts]
+                lengths = sd3_lengths(adapter, pipe, encoders, prompts, weighting)
+                rows = [sd3_windows(adapter, pipe, encoders, p, device, *lengths, weighting=weighting) for p in prompts]
             else:
                 rows = [encode_windows(encoders, t, weighting) for t in texts]
         length = common_length([e for e, _ in rows])
@@ -102,29 +101,36 @@ def _scheduled_like(prompt: str, first: str, keys, texts, insert):
     return [insert(t) for _, t in own]
 
 
-def sd3_lengths(adapter, pipe, encoders, keyframes) -> tuple:
+def sd3_lengths(adapter, pipe, encoders, keyframes, weighting: str = "comfy") -> tuple:
     """(CLIP windows, T5 tokens) the SD3 prompts of keyframes `keyframes` ([(T5's, CLIP-L's, OpenCLIP-G's)]) are
     padded to: the most any reads, so that all are as long without a repeat (SD3 attends over the prompt's and the
     picture's tokens together: a prompt's tokens repeated weigh more); (0, 0), as read, for a prompt alone."""
     if len(keyframes) < 2:
         return 0, 0
-    windows = max(len(windows_for(tok, text, "comfy")) for k in keyframes for (tok, _), text in zip(encoders, k[1:]))
-    return windows, max(adapter.t5_tokens(pipe, k[0]) for k in keyframes)
+    windows = max(len(windows_for(tok, text, weighting)) for k in keyframes
+                  for (tok, _), text in zip(encoders, k[1:]))
+    return windows, max(adapter.t5_tokens(pipe, k[0], weighting) for k in keyframes)
 
 
-def sd3_windows(adapter, pipe, encoders, prompts, device, windows: int = 0, t5_tokens: int = 0):
-    """(embeds [1, 77 x windows + T5's length, 4096], pooled [1, 2048]) as ComfyUI's SD3ClipModel makes them from
-    prompts (T5-XXL's, CLIP-L's, OpenCLIP-G's; CLIPTextEncodeSD3): CLIP-L's and OpenCLIP-G's windows side by side, the
-    shorter given the empty prompt's windows, zero-padded to T5's width, T5-XXL's whole prompt after them along the
-    tokens (adapter.t5_comfy; none without T5), the pooled embedding both CLIPs' of the first window. windows, t5_tokens:
-    at least so many CLIP windows (the empty prompt's after) and T5 tokens (T5's pad after; sd3_lengths)."""
+def sd3_windows(adapter, pipe, encoders, prompts, device, windows: int = 0, t5_tokens: int = 0,
+                weighting: str = "comfy"):
+    """(embeds [1, 77 x windows + T5's length, 4096], pooled [1, 2048]) from SD3's prompts (T5-XXL's, CLIP-L's,
+    OpenCLIP-G's; CLIPTextEncodeSD3, encode.sd3): CLIP-L's and OpenCLIP-G's windows side by side, the shorter given the
+    empty prompt's windows, zero-padded to T5's width, T5-XXL's whole prompt after them along the tokens
+    (adapter.t5_whole), the pooled embedding both CLIPs' of the first window. Without T5: none after them under
+    weighting comfy, as ComfyUI's SD3ClipModel; T5's least length of zeros under kinograph, as StableDiffusion3Pipeline
+    (zero-padded to the MMDiT's width when sampled: SD3Adapter.conditioning_inputs). windows, t5_tokens: at least so
+    many CLIP windows (the empty prompt's after) and T5 tokens (T5's pad after; sd3_lengths)."""
+    from nodes.generate.adapters.sd3 import T5_LEAST
     text = prompts[0]
-    parts = [encode_windows([enc], t, "comfy") for enc, t in zip(encoders, prompts[1:])]
+    parts = [encode_windows([enc], t, weighting) for enc, t in zip(encoders, prompts[1:])]
     clip = torch.cat(with_empty_windows(encoders, [h for h, _ in parts], windows * LENGTH), dim=-1)
     pooled = torch.cat([p for _, p in parts], dim=-1)
-    t5 = adapter.t5_comfy(pipe, text, device, t5_tokens)
-    if t5 is None:      # zero-padded to the MMDiT's width when sampled (SD3Adapter.conditioning_inputs)
-        return clip, pooled
+    t5 = adapter.t5_whole(pipe, text, device, t5_tokens, weighting)
+    if t5 is None:
+        if weighting == "comfy":
+            return clip, pooled
+        t5 = clip.new_zeros(1, max(t5_tokens, T5_LEAST[weighting]), clip.shape[-1])
     clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))    # SD3ClipModel's pad to T5-XXL's 4096
     return torch.cat([clip, t5.to(clip.dtype)], dim=-2), pooled
 
@@ -235,30 +241,11 @@ def encode_sd3(text_encoder, text: str, text_l: str, text_g: str, log: Callable[
     """SD3 conditioning as ComfyUI's CLIPTextEncodeSD3 makes it: `text` through T5-XXL, `text_l` through CLIP-L and
     `text_g` through OpenCLIP-G ("" = the same as text), each encoder's columns of the embedding and of the pooled
     vector from its own prompt, as StableDiffusion3Pipeline takes prompt_3, prompt and prompt_2."""
-    from dataclasses import replace
     if text_encoder is None or text_encoder.family != "sd3":
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.sd3 is for Stable Diffusion 3's text encoders (CLIP-L, OpenCLIP-G, T5-XXL); this one "
                         f"is {fam}'s: use encode.text")
-    if kw.get("weighting") == "comfy":      # CLIP-L and OpenCLIP-G read in windows, each its own prompt
-        return encode_prompt(text_encoder, text, log, clip_prompts=(text_l, text_g), **kw)
-    cond = encode_prompt(text_encoder, text, log, **kw)
-    pipe = text_encoder.pipe
-    wide, proj = (int(pipe.text_encoder.config.hidden_size), int(pipe.text_encoder.config.projection_dim))
-    tokens = int(pipe.tokenizer.model_max_length)
-    for other, cols, pooled_cols in ((text_l, slice(0, wide), slice(0, proj)),
-                                     (text_g, slice(wide, wide + int(pipe.text_encoder_2.config.hidden_size)),
-                                      slice(proj, None))):
-        if not other or other == text:
-            continue
-        own = encode_prompt(text_encoder, other, log, **kw)
-        if own.keyframes != cond.keyframes:
-            raise NodeError("text_l's and text_g's prompt schedules need text's keyframes; give them the same frames")
-        embeds, pooled = cond.embeds.clone(), cond.pooled.clone()
-        embeds[:, :tokens, cols] = own.embeds[:, :tokens, cols]
-        pooled[:, pooled_cols] = own.pooled[:, pooled_cols]
-        cond = replace(cond, embeds=embeds, pooled=pooled)
-    return cond
+    return encode_prompt(text_encoder, text, log, clip_prompts=(text_l, text_g), **kw)
 
 
 @contextlib.contextmanager

@@ -99,7 +99,7 @@ def forward(model, x, t, text, image=None, reference=None, pose=None, ref_mask=N
     reference's latent frame(s) and 4 channels of ones; pose [B, 20, F, H/2, W/2]: the pose video's latent and 4 of
     ones; ref_mask [B, 28, R + F, H, W] and sam [B, 28, F, H/2, W/2]: SCAIL-2's colour masks of the reference (zeros
     over the video) and of the driving video; replacement: SCAIL-2's replacement mode (ComfyUI's ref_mask_flag
-    False)."""
+    False; SCAIL-Preview has none)."""
     cfg = model.config
     _, ph, pw = cfg.patch_size
     b, _, frames, hh, ww = x.shape
@@ -112,6 +112,14 @@ def forward(model, x, t, text, image=None, reference=None, pose=None, ref_mask=N
                         "the conditioning with condition.wan_scail")
     if (ref_mask is not None or sam is not None) and not is_scail2(model):
         raise NodeError(NOT_SCAIL2)
+    # replacement mode is SCAIL-2's: SCAIL-Preview (ComfyUI's SCAILWanModel) places its tokens one way in either mode
+    replacement = replacement and is_scail2(model)
+    for v, half in ((reference, 1), (ref_mask, 1), (pose, 2), (sam, 2)):
+        if v is not None and tuple(v.shape[-2:]) != (hh // half, ww // half):
+            size = (v.shape[-1] * half * 8, v.shape[-2] * half * 8)
+            raise NodeError(f"the latent is {ww * 8}x{hh * 8} but condition.wan_scail made its inputs for "
+                            f"{size[0]}x{size[1]}: sample the latent condition.wan_scail gives (or set its width and "
+                            "height to this latent's)")
     gh, gw = hh // ph, ww // pw
     ref_frames = 0 if reference is None else reference.shape[2]
     video = torch.cat([reference.to(x), x], 2) if reference is not None else x

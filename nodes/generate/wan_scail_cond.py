@@ -87,6 +87,14 @@ def mask_channels(rgb: torch.Tensor) -> torch.Tensor:
     return padded.reshape(frames, 28, h, w).movedim(1, 0)[None]
 
 
+def strengthened(z: torch.Tensor, strength: float) -> torch.Tensor:
+    """The normalised latent z of a VAE latent scaled by `strength` before it is normalised, as ComfyUI scales the
+    pose's (vae.encode(...) * pose_strength, then the model's process_latent_in): strength 0 is the VAE's zero
+    latent, not Kinograph's zero."""
+    from nodes.generate.adapters.wan import zero_latent
+    return z * strength + zero_latent(z.shape) * (1.0 - strength)
+
+
 def _picture(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(image)[..., :3])).float()[None] / 255.0
 
@@ -139,7 +147,7 @@ def scail_condition(vae, positive: Conditioning, negative: Optional[Conditioning
         if kept:
             n = (min(min(kept), length) - 1) // 4 * 4 + 1
             if pose_frames is not None:
-                z = c.encode(fit(pose_frames[:n], width // 2, height // 2, "area")) * pose_strength
+                z = strengthened(c.encode(fit(pose_frames[:n], width // 2, height // 2, "area")), pose_strength)
                 extra["scail_pose"] = torch.cat([z, torch.ones_like(z[:, :4])], 1)
             if pose_masks is not None:
                 extra["scail_sam"] = mask_channels(fit(pose_masks[:n], width // 2, height // 2, "area"))
@@ -160,7 +168,11 @@ def scail_inputs(conds, frames, batch: int, device, dtype) -> dict:
     noise the pose steers over (`pose_window`) and the mode."""
     from nodes.generate.wan_scail import WINDOWED
     last = conds[-1]
-    if [int(i) for i in frames] != list(range(last.meta["scail_frames"])):
+    idx, made = [int(i) for i in frames], last.meta["scail_frames"]
+    if idx and max(idx) >= made:
+        raise NodeError(f"the latent has {max(idx) + 1} latent frames but condition.wan_scail made {made}: sample "
+                        "the latent condition.wan_scail gives (or set its frames to this latent's)")
+    if idx != list(range(made)):
         raise NodeError(WINDOWED)
     out = {"replacement": bool(last.meta.get("scail_replacement", False)),
            "pose_window": tuple(last.meta.get("scail_pose_window", (0.0, 1.0)))}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from graph_engine import Input, Param, node
-from graph_engine.types import CONDITIONING, IMAGE, INT, LATENT, MASK, VAE, VIDEO
+from graph_engine.types import CONDITIONING, IMAGE, INT, LATENT, VAE, VIDEO
 from nodes.generate.preflight import latent_preflight
+from nodes.mask.objects import OBJECTS
 # The palette orders ComfyUI offers; kept here, not beside the maths, so listing nodes never imports torch.
 SORTS = ("none", "left_to_right", "area")
 
@@ -50,18 +51,18 @@ def condition_wan_scail(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITI
                            previous_count, previous)
 
 
-def _objects(mask):
-    """A MASK as one tracked object's bool masks [T, 1, H, W] (a still mask: one frame)."""
+def _objects(value):
+    """The objects of an OBJECTS value (or of a MASK, one object) as bool masks [T, N, H, W] (a still: one frame)."""
     import torch
-    from nodes.common import masks
-    m = masks.frames_of(mask, 0, mask.length) if masks.is_clip(mask) else masks.still(mask)[None]
-    return torch.from_numpy(m > 0.5)[:, None]
+    from nodes.mask.objects import Objects, of_mask
+    return torch.from_numpy((value if isinstance(value, Objects) else of_mask(value)).masks())
 
 
 @node("mask.scail_colors", title="SCAIL-2 Colour Masks", category="Mask",
       outputs={"pose_mask": VIDEO, "reference_mask": IMAGE})
-def scail_colors(ctx, driving: MASK = Input(help="the person in the driving video (mask.segment)"),
-                 reference: MASK = Input(optional=True, help="the character in the reference image"),
+def scail_colors(ctx, driving: OBJECTS = Input(help="the people in the driving video (mask.segment_objects; a mask "
+                                                    "is one person)"),
+                 reference: OBJECTS = Input(optional=True, help="the characters in the reference image (the same)"),
                  indices: str = Param("", help="which objects to keep after sorting ('0,2'); empty: all"),
                  sort_by: str = Param("left_to_right", choices=SORTS, help="the order the palette's colours are "
                                                                           "given in"),
@@ -69,13 +70,21 @@ def scail_colors(ctx, driving: MASK = Input(help="the person in the driving vide
                                                        "on white, the reference's on black (else the reverse)"),
                  fps: float = Param(24.0, min=0.01, max=1000.0, help="frame rate of a still driving mask's clip")):
     """SCAIL-2's colour masks (ComfyUI's SCAIL2ColoredMask): each tracked person painted a colour of the palette the
-    model was trained on (blue first), the same in the driving video and the reference, for condition.wan_scail."""
-    from graph_engine import Clip
-    from nodes.common import masks
+    model was trained on (blue first), in the order sort_by gives, for condition.wan_scail. Each side is sorted
+    alike, so the k-th person of the reference and the k-th of the driving video share a colour."""
+    from graph_engine import Clip, NodeError
     from nodes.generate.wan_scail_cond import painted, picked
-    drv = painted(picked(_objects(driving), sort_by, indices), replacement)
+    objects = _objects(driving)
+    count = objects.shape[1]
+    if indices.strip() and count and not any(int(i) < count for i in indices.split(",") if i.strip().isdigit()):
+        # ComfyUI paints none of them, silently: a whole clip of background
+        held = ("one person (a MASK, such as mask.segment's one mask of all it tracks, is object 0)" if count == 1
+                else f"{count} people (objects 0 to {count - 1}; mask.segment_objects' objects sets how many)")
+        raise NodeError(f"indices '{indices}' keep none of the driving video's {held}: leave indices empty for "
+                        "all, or name some of them")
+    drv = painted(picked(objects, sort_by, indices), replacement)
     video = np.clip(drv.numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    rate = driving.fps if masks.is_clip(driving) else fps
+    rate = getattr(driving, "fps", None) or fps
     if reference is None:
         ref = np.full((video.shape[1], video.shape[2], 3), 0 if replacement else 255, np.uint8)
     else:

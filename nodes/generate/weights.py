@@ -25,7 +25,7 @@ from typing import Dict, Optional
 from graph_engine import NodeError
 from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
 from nodes.generate.gguf_names import gguf_renames, llm_values
-from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
+from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, gguf_reader, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
 _SCALE_SUFFIXES = (".scale_weight", ".scale_input", ".weight_scale", ".weight_scale_2", ".input_scale", ".comfy_quant")
@@ -72,24 +72,26 @@ def _read_gguf(path: Path) -> dict:
     import torch
     header = read_header(path)            # checks the file and gives the original shapes
     try:
-        from diffusers.models.model_loading_utils import load_gguf_checkpoint
-        from diffusers.quantizers.gguf.utils import GGML_QUANT_SIZES
+        from diffusers.quantizers.gguf.utils import GGML_QUANT_SIZES, SUPPORTED_GGUF_QUANT_TYPES
         from gguf import GGMLQuantizationType
     except ImportError as exc:
         raise NodeError(f"reading {path.name} needs the `gguf` package ({exc}): pip install gguf") from None
-    try:
-        raw = load_gguf_checkpoint(str(path), return_tensors=True)
-    except ValueError as exc:
-        raise NodeError(f"{path}: {str(exc).splitlines()[0][:300]}") from None
+    # diffusers' load_gguf_checkpoint, through the reader that does not view a tokenizer's entries one by one
+    raw = {}
+    for tensor in gguf_reader(path).tensors:
+        quant = tensor.tensor_type
+        if quant in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+            quant = None
+        elif quant not in SUPPORTED_GGUF_QUANT_TYPES:
+            raise NodeError(f"{path}: {tensor.name} has a quantization type: {quant} which is unsupported.")
+        raw[tensor.name] = (torch.from_numpy(tensor.data.copy()), quant)
     # read_header gives a text encoder's llama.cpp names as transformers' (gguf_names); the tensors take the same names
     renames = gguf_renames(raw, header.metadata.get("general.architecture", ""), path.name) or {}
     raw = {renames.get(k, k): v for k, v in raw.items() if renames.get(k, k)}
     fix = llm_values(header.metadata, path.name)
     out = {}
-    for name, t in raw.items():
+    for name, (t, quant) in raw.items():
         shape = header.shapes.get(name)
-        quant = getattr(t, "quant_type", None)
-        t = t.as_subclass(torch.Tensor)     # the stored bytes, not a GGUFParameter
         if quant == GGMLQuantizationType.BF16:
             t = t.view(torch.bfloat16)      # bf16 values as bytes: a plain bf16 tensor
         t = fix(name, t)                    # values, or whole rows of blocks
@@ -366,7 +368,8 @@ def rotate_back(q, scale, cfg: dict, dtype=None):
     import torch
     group, packed = cfg["rotation"], cfg["format"] == "convrot_w4a4"
     rows, cols = q.shape[0], q.shape[1] * (2 if packed else 1)
-    h_t = _rotation(group, q.device)
+    # torch.compile traces this on stand-in tensors: the cached matrix (a real one) would be mixed with them
+    h_t = hadamard(group).T.to(q.device) if torch.compiler.is_compiling() else _rotation(group, q.device)
     out = torch.empty(rows, cols, dtype=dtype or torch.bfloat16, device=q.device)
     step = min(rows, max(1, _ROTATE_ELEMENTS // cols))
     # two float32 buffers used for every slice: fresh ones each slice left the allocator holding freed holes
@@ -439,8 +442,9 @@ def load_weights(path, dtype=None, keep_fp8: bool = False, packed: Optional[bool
     """A file's state dict with correct values: see the module docstring (and dequantise's `packed`)."""
     try:
         return dequantise(read_raw(path), dtype, keep_fp8, packed)
-    except NodeError as exc:        # a format refused: name the file too
-        raise NodeError(f"{Path(path).name}: {exc}") from None
+    except NodeError as exc:        # a format refused: name the file too, where the message does not yet
+        name = Path(path).name
+        raise NodeError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
 
 
 def strip_prefix(state: Dict[str, "object"], prefix: str) -> Dict[str, "object"]:

@@ -8,9 +8,13 @@ from graph_engine import Input, Param, node
 from graph_engine.types import IMAGE, MASK, VIDEO, add_hint
 from nodes.common import masks
 from nodes.common.models_dirs import locator
+from nodes.mask.objects import OBJECTS
 from nodes.mask.segment import box_problem, points_problem, prompt_problem, warm_imports
 
 _CAT = "Mask"
+# SAM 3's model parameter, the same for the text nodes (mask.segment, mask.segment_objects)
+_SAM3 = dict(kind="path", locate=locator("sam2", "checkpoints"),
+             help="SAM 3's Hugging Face folder (facebook/sam3) in a 'sam2' or 'sam3' model folder, or its path")
 # A clip is not taken as a mask by itself (every mask input would then be offered for any video output): say how.
 add_hint(MASK, VIDEO, "make a mask of it with mask.from_video (its luma, white = 1, or one channel), frame by frame")
 
@@ -178,9 +182,7 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
             prompt: str = Param("", check=prompt_problem,
                                 help="what to mask, in a few words: 'cat', 'the man in the red jacket'. Every "
                                      "object it names is masked"),
-            model: str = Param("sam3", kind="path", locate=locator("sam2", "checkpoints"),
-                               help="SAM 3's Hugging Face folder (facebook/sam3) in a 'sam2' or 'sam3' model folder, "
-                                    "or its path"),
+            model: str = Param("sam3", **_SAM3),
             threshold: float = Param(0.7, min=0.0, max=1.0,
                                      help="how sure the model must be of an object before it is tracked (SAM 3's "
                                           "own is 0.7); lower finds more, and more that is wrong"),
@@ -196,6 +198,29 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import text_masks
     return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx, objects)
+
+
+@node("mask.segment_objects", title="Segment Objects (SAM 3)", category=_CAT, device="gpu")
+def segment_objects(ctx, video: VIDEO = Input(help="the clip (or picture) to find the objects in"),
+                    prompt: str = Param("", check=prompt_problem,
+                                        help="what to find, in a few words: 'person', 'dancer'. Every object it "
+                                             "names is tracked, each on its own"),
+                    model: str = Param("sam3", **_SAM3),
+                    threshold: float = Param(0.5, min=0.0, max=1.0,
+                                             help="how sure the model must be of an object before it is tracked "
+                                                  "(ComfyUI's SAM3_VideoTrack's 0.5); lower finds more, and more "
+                                                  "that is wrong"),
+                    objects: int = Param(4, zero="64", min=0, max=64,
+                                         help="how many objects are tracked at once (the first found; of those "
+                                              "found on one frame, the most confident); 0: 64, as ComfyUI's "
+                                              "SAM3_VideoTrack")) -> OBJECTS:
+    """The objects the text names, each tracked through the clip on its own by Segment Anything 3 (ComfyUI's
+    SAM3_VideoTrack): each keeps its place from frame to frame, in the order they were first found, for a node
+    that tells them apart (mask.scail_colors paints each person its own colour). mask.segment gives them all as
+    one mask. The model is read from your own folder; nothing is downloaded."""
+    from nodes.common.models_dirs import as_given
+    from nodes.mask.segment import text_objects
+    return text_objects(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx, objects)
 
 
 @node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu", warm=warm_imports)

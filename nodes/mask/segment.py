@@ -249,19 +249,28 @@ def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",
     return _load(str(path), stamp, device, tuple(kinds))
 
 
-def frame_mask(session, out, height: int, width: int, keep: int = 0) -> np.ndarray:
-    """float32 H x W, 1 where any object the model kept for this frame is (Sam3VideoProcessor.postprocess_outputs's
-    masks, joined): each object's low-resolution logits sized to the frame, above 0; empty ones, those suppressed
-    on this frame and those the hot start removed left out. `keep` > 0: only that many, the highest detection
-    scores on this frame first (ComfyUI's SAM3_Detect keeps a prompt's best object on each frame)."""
+def frame_objects(session, out, height: int, width: int):
+    """(ids, bool [N, H, W]) of the objects the model kept for this frame (Sam3VideoProcessor.postprocess_outputs's
+    masks): each object's low-resolution logits sized to the frame, above 0; those suppressed on this frame and
+    those the hot start removed left out. Ids are the tracker's: the same object keeps its id from frame to frame,
+    and ids grow in the order objects are first found."""
     import torch
     import torch.nn.functional as F
     hidden = set(out.suppressed_obj_ids or ()) | set(session.hotstart_removed_obj_ids)
     ids = [i for i in sorted(out.obj_id_to_mask) if i not in hidden]
     if not ids:
-        return np.zeros((height, width), np.float32)
+        return [], torch.zeros((0, height, width), dtype=torch.bool)
     low = torch.cat([out.obj_id_to_mask[i] for i in ids], dim=0).float()
-    masks = F.interpolate(low[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0
+    return ids, F.interpolate(low[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0
+
+
+def frame_mask(session, out, height: int, width: int, keep: int = 0) -> np.ndarray:
+    """float32 H x W, 1 where any object of frame_objects is (empty ones left out). `keep` > 0: only that many, the
+    highest detection scores on this frame first (ComfyUI's SAM3_Detect keeps a prompt's best object on each
+    frame)."""
+    ids, masks = frame_objects(session, out, height, width)
+    if not ids:
+        return np.zeros((height, width), np.float32)
     if keep:
         shown = [k for k in range(len(ids)) if masks[k].any()]
         masks = masks[sorted(shown, key=lambda k: -float(out.obj_id_to_score[ids[k]]))[:keep]]
@@ -329,6 +338,7 @@ class TextTracker(Pass):
 
     def _configure(self) -> None:
         self.seg.model.new_det_thresh = self.threshold
+        self.seg.model.max_num_objects = self.seg.model.config.max_num_objects
 
     def _start(self) -> None:
         from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
@@ -355,10 +365,51 @@ class TextTracker(Pass):
             s.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         ready = len(self.pending) if last or delay <= 0 else max(0, len(self.pending) - delay + 1)
         for done in self.pending[:ready]:
-            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width, self.objects) > 0
+            self.done[done.frame_idx] = self._settled(done)
         self.pending = self.pending[ready:]
 
+    def _settled(self, out):
+        """What is filed for a frame the model has settled: its mask."""
+        return frame_mask(self.session, out, self.video.height, self.video.width, self.objects) > 0
 
+
+class ObjectTracker(TextTracker):
+    """SAM 3 over the whole clip for a text prompt, each object kept apart (ComfyUI's SAM3_VideoTrack): at most
+    `objects` tracked at once (SAM 3's max_num_objects: past it, the new detections of highest score are kept),
+    0 for ComfyUI's cap of TRACKED_CAP."""
+
+    def _configure(self) -> None:
+        super()._configure()
+        self.seg.model.max_num_objects = self.objects or TRACKED_CAP
+
+    def _settled(self, out):
+        ids, masks = frame_objects(self.session, out, self.video.height, self.video.width)
+        return dict(zip(ids, masks.cpu().numpy()))
+
+    def masks_apart(self) -> np.ndarray:
+        """bool [T, N, H, W]: each object the pass kept (those the hot start removed left out), in id order."""
+        t, h, w = self.video.length, self.video.height, self.video.width
+        with self.lock, self.seg.lock:
+            self._configure()
+            self._start()
+            for i in range(t):
+                if self.ctx is not None:
+                    self.ctx.check()
+                self._step(i, self.video.frame(i))
+                if self.ctx is not None:
+                    self.ctx.progress(i + 1, t)
+            gone = set(self.session.hotstart_removed_obj_ids)
+            ids = sorted({k for frame in self.done.values() for k in frame} - gone)
+            out = np.zeros((t, len(ids), h, w), bool)
+            for i, frame in self.done.items():
+                for n, k in enumerate(ids):
+                    if k in frame:
+                        out[i, n] = frame[k]
+            self.session, self.done = None, {}
+            return out
+
+
+TRACKED_CAP = 64        # objects SAM3_VideoTrack tracks at most (its max_objects 0)
 MAX_OBJECTS, MAX_POINTS = 100, 1000     # objects tracked at once; prompt positions (points, boxes) of one object
 NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
 NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
@@ -398,6 +449,18 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
     if not prompt:
         raise NodeError(f"mask.segment: {NO_PROMPT}")
     return TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects).clip()
+
+
+def text_objects(video, model: str, prompt: str, threshold: float = 0.5, device: str = "cpu", ctx=None,
+                 objects: int = 4):
+    """The objects `prompt` names, each its own mask through `video` (nodes.mask.objects.Objects), tracked with
+    SAM 3's video model: the pass runs when they are first read."""
+    from nodes.mask.objects import Objects
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise NodeError(f"mask.segment_objects: {NO_PROMPT}")
+    tracker = ObjectTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects)
+    return Objects(video.length, video.fps, video.width, video.height, tracker.masks_apart)
 
 
 def _within_limits(groups: list, what: str, text) -> list:

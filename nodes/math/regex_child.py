@@ -10,6 +10,9 @@ import sys
 MAX_TEXT = 1_000_000
 # the child's address space: Python and re need some tens of MB, a runaway pattern no more than this
 MAX_BYTES = 1 << 30
+# the child's CPU time, past the share of any call (text_nodes' and a file's import's REGEX_SECONDS): a child left
+# behind by a Kinograph killed mid-match (the OOM killer, a force-quit) backtracked on for hours at full CPU
+MAX_CPU_SECONDS = 120
 
 
 def _flags(case_insensitive, multiline, dotall) -> int:
@@ -74,9 +77,14 @@ FUNCTIONS = {"regex_extract": regex_extract, "regex_replace": regex_replace}
 def main():
     try:
         import resource
-        resource.setrlimit(resource.RLIMIT_AS, (MAX_BYTES, MAX_BYTES))
-    except (ImportError, ValueError, OSError):      # Windows has no resource module; a lower limit stays
-        pass
+    except ImportError:                             # Windows has no resource module
+        resource = None
+    for limit, most in ((getattr(resource, "RLIMIT_AS", None), MAX_BYTES),
+                        (getattr(resource, "RLIMIT_CPU", None), MAX_CPU_SECONDS)):
+        try:
+            resource.setrlimit(limit, (most, most))
+        except (AttributeError, TypeError, ValueError, OSError):    # no such limit here; a lower one stays
+            pass
     for line in sys.stdin:
         print(json.dumps(answer(json.loads(line))), flush=True)
 

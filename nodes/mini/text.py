@@ -20,15 +20,14 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from graph_engine import NodeError
+from nodes.mini.prompt_words import BOS, MAX_TOKENS, PAD, prompt_problem
 from nodes.mini.shapes_world import (BACKGROUND_KINDS, CAMERAS, COLOURS, MOTIONS, SHAPES,
                                      MOTION_FEATURES, normalise_words, screen_motion)
 
-PAD, BOS = "<pad>", "<bos>"
 GRAMMAR_WORDS = sorted({"a", "and", "on", "background", "with", "the", "camera", *COLOURS, *SHAPES,
                         *" ".join(MOTIONS).split(), *" ".join(CAMERAS).split(), *BACKGROUND_KINDS}
                        - {"static", "plain"})
 VOCABULARY = [PAD, BOS, *GRAMMAR_WORDS]
-MAX_TOKENS = 32
 
 
 def tokenize(prompts: list[str], vocabulary: list[str] = VOCABULARY,
@@ -37,16 +36,10 @@ def tokenize(prompts: list[str], vocabulary: list[str] = VOCABULARY,
     index = {w: i for i, w in enumerate(vocabulary)}
     ids = torch.zeros(len(prompts), max_tokens, dtype=torch.long)
     for row, prompt in enumerate(prompts):
+        problem = prompt_problem(prompt, vocabulary, max_tokens)
+        if problem:
+            raise NodeError(problem)
         words = normalise_words(prompt)
-        unknown = sorted({w for w in words if w not in index or w in (PAD, BOS)})
-        if unknown:
-            raise NodeError(
-                f"kinograph-mini does not know the word(s) {', '.join(map(repr, unknown))} in the prompt "
-                f"{prompt!r}. It knows only: {', '.join(w for w in vocabulary if w not in (PAD, BOS))}. "
-                f"Example: 'a red circle moving left on a blue background'.")
-        if len(words) + 1 > max_tokens:
-            raise NodeError(f"the prompt {prompt!r} has {len(words)} words; kinograph-mini reads at most "
-                            f"{max_tokens - 1}. Shorten it.")
         ids[row, 0] = index[BOS]
         ids[row, 1:len(words) + 1] = torch.tensor([index[w] for w in words], dtype=torch.long)
     return ids, ids != index[PAD]

@@ -9,6 +9,10 @@ from ..out import Out
 from ..report import EXACT, Entry
 
 
+# The nodes that find objects from a text prompt (SAM3_Detect's and SAM3_VideoTrack's)
+TEXT_NODES = ("mask.segment", "mask.segment_objects")
+
+
 class Segmentation:
     def special_sam3_detect(self, cn, rule, params, notes):
         """SAM 3 as ComfyUI wires it: the file from a CheckpointLoaderSimple, the prompt from a CLIPTextEncode on
@@ -27,7 +31,7 @@ class Segmentation:
             params = dict(clicks)       # its threshold and objects are the detector's
             notes.append(SAM3_POINTS_NOTE)
         for port, param, key in (("model", "model", "path"), ("conditioning", "prompt", "text")):
-            if param == "prompt" and rule.node != "mask.segment":
+            if param == "prompt" and rule.node not in TEXT_NODES:
                 continue
             ref = cn.inputs.get(port)
             out = self.resolve(ref)
@@ -43,13 +47,13 @@ class Segmentation:
                 params[param] = a.value
                 notes.append(a.note)
         for port in ("bboxes", "initial_mask") + (("positive_coords", "negative_coords")
-                                                  if rule.node == "mask.segment" else ()):
+                                                  if rule.node in TEXT_NODES else ()):
             if isinstance(cn.inputs.get(port), Ref):
                 notes.append(f"{port} is not carried: {rule.node} finds objects from the "
-                             f"{'text prompt' if rule.node == 'mask.segment' else 'points'}")
+                             f"{'text prompt' if rule.node in TEXT_NODES else 'points'}")
         nid = self.plain(cn, rule, params, notes)
         self._fold_sources(cn, sources, nid, f"folded into {rule.node}: SAM 3's model" + " and prompt" * (
-            rule.node == "mask.segment"))
+            rule.node in TEXT_NODES))
         return [nid]
 
     def _fold_sources(self, cn, sources, nid, why):

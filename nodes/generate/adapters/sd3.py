@@ -12,7 +12,7 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres, frames_from_batch
 from nodes.generate.adapters.mmdit import MMDiTAdapter
 from nodes.generate.clip_windows import LENGTH, MAX_WINDOWS
-from nodes.generate.prompts import comfy_parts
+from nodes.generate.prompts import clean_and_weights, comfy_parts, token_weights
 
 NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.safetensors), OpenCLIP-G "
                "(clip_g.safetensors) and T5-XXL (t5xxl_fp16.safetensors, optional); this text encoder {lacks}. Give "
@@ -20,13 +20,13 @@ NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.saf
                "load a checkpoint that holds them (sd3.5_large_fp8_scaled, sd3_medium_incl_clips_t5xxlfp8)")
 
 
-T5_MIN_TOKENS = 77     # ComfyUI's T5XXLTokenizer min_length
+# T5's least length by weighting: ComfyUI's T5XXLTokenizer min_length; StableDiffusion3Pipeline's max_sequence_length
+T5_LEAST = {"comfy": 77, "kinograph": 256}
 T5_MAX_TOKENS = MAX_WINDOWS * LENGTH    # the CLIP windows one prompt may read (clip_windows.windows_for)
 
 
 class SD3Adapter(MMDiTAdapter):
     family = "sd3"
-    max_tokens = 256                # StableDiffusion3Pipeline's max_sequence_length
     name = "Stable Diffusion 3"
     encoders = "CLIP-L, OpenCLIP-G and T5-XXL"
 
@@ -43,32 +43,11 @@ class SD3Adapter(MMDiTAdapter):
         return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
 
     # -- text ----------------------------------------------------------------------------
-    def encode_text(self, pipe, prompts, device):
-        """(CLIP-L | CLIP-G hidden states padded to T5's width, then T5's [K, 77 + 256, 4096]; None; pooled [K, 2048]),
-        as StableDiffusion3Pipeline.encode_prompt gives them."""
-        lacks = [name for name, part in (("CLIP-L", "text_encoder"), ("OpenCLIP-G", "text_encoder_2"))
-                 if getattr(pipe, part, None) is None]
-        if lacks:
-            raise NodeError(NO_ENCODERS.format(lacks="has no " + " and no ".join(lacks)))
-        prompts = list(prompts)
-        hidden, pooled = [], []
-        for i in range(2):
-            e, p = pipe._get_clip_prompt_embeds(prompts, device=device, clip_model_index=i)
-            hidden.append(e)
-            pooled.append(p)
-        clip = torch.cat(hidden, dim=-1)
-        if getattr(pipe, "text_encoder_3", None) is not None:
-            t5_embeds = pipe._get_t5_prompt_embeds(prompts, max_sequence_length=self.max_tokens, device=device)
-        else:       # T5's length of zeros, as diffusers gives; as wide as the CLIPs where no model says its width
-            width = pipe.transformer.config.joint_attention_dim if getattr(pipe, "transformer", None) else \
-                clip.shape[-1]
-            t5_embeds = clip.new_zeros(len(prompts), self.max_tokens, width)
-        clip = torch.nn.functional.pad(clip, (0, t5_embeds.shape[-1] - clip.shape[-1]))
-        return torch.cat([clip, t5_embeds.to(clip.dtype)], dim=-2), None, torch.cat(pooled, dim=-1)
-
-    # ComfyUI's SD3 reading (weighting comfy, imported workflows: text.encode_prompt): CLIP-L's and OpenCLIP-G's
-    # hidden states in 77-token windows (clip_windows) laid end to end, T5-XXL's over the whole prompt after them.
-    windows_for_weighting = "comfy"
+    # Under both weightings (text.encode_prompt): CLIP-L's and OpenCLIP-G's hidden states in 77-token windows
+    # (clip_windows, each weighting's own breaks) laid end to end, T5-XXL's whole prompt after them, never cut. The
+    # weighting sets T5's least length: comfy ComfyUI's 77 (imported workflows, as its SD3ClipModel reads); kinograph
+    # StableDiffusion3Pipeline's 256, and T5's 256 tokens of zeros where the model has no T5, so a prompt it read
+    # whole (75 CLIP tokens, 255 of T5's) reads as the pipeline reads it, as it always did in Kinograph.
 
     def clip_encoders(self, pipe, device):
         """[(tokenizer, token ids [N, 77] -> (penultimate hidden states [N, 77, D], projected end token [N, P]))] for
@@ -85,33 +64,45 @@ class SD3Adapter(MMDiTAdapter):
             return run
         return [(pipe.tokenizer, runner(pipe.text_encoder)), (pipe.tokenizer_2, runner(pipe.text_encoder_2))]
 
-    def t5_comfy(self, pipe, text: str, device, length: int = T5_MIN_TOKENS):
-        """T5-XXL's hidden states [1, L, D] of the whole prompt as ComfyUI's T5XXLTokenizer reads it (each weighted part
-        tokenized on its own, no start token, the end token, padded to at least `length` (its min_length, 77), never
-        cut) and its encoder weighs it (each token moved from the empty prompt's, ClipTokenWeightEncoder); None where
-        the model has no T5."""
-        from nodes.generate.text import weigh_from_empty
+    def t5_whole(self, pipe, text: str, device, length: int = 0, weighting: str = "comfy"):
+        """T5-XXL's hidden states [1, L, D] of the whole prompt (no start token, the end token, padded to at least
+        `length` and the weighting's T5_LEAST, never cut), weighted as the weighting has it: comfy as ComfyUI's
+        T5XXLTokenizer reads it (each weighted part tokenized on its own) and its encoder weighs it (each token moved
+        from the empty prompt's, ClipTokenWeightEncoder); kinograph the prompt tokenized whole, its tokens scaled with
+        their mean kept (text.emphasise). None where the model has no T5."""
+        from nodes.generate.text import emphasise, weigh_from_empty
         tok, enc = getattr(pipe, "tokenizer_3", None), getattr(pipe, "text_encoder_3", None)
         if tok is None or enc is None:
             return None
-        pairs = self._t5_pairs(tok, text)
-        pairs += [(tok.pad_token_id, 1.0)] * (max(length, T5_MIN_TOKENS) - len(pairs))
+        pairs = self._t5_pairs(tok, text, weighting)
+        pairs += [(tok.pad_token_id, 1.0)] * (max(length, T5_LEAST[weighting]) - len(pairs))
         hidden = enc(torch.tensor([[t for t, _ in pairs]], device=device))[0]
         w = torch.tensor([w for _, w in pairs])
         if (w == 1.0).all():
             return hidden
+        if weighting == "kinograph":
+            return emphasise(hidden[0], w)[None]
         empty = torch.tensor([[tok.eos_token_id] + [tok.pad_token_id] * (len(pairs) - 1)], device=device)
         return weigh_from_empty(hidden[0], enc(empty)[0][0], w)[None]
 
-    def t5_tokens(self, pipe, text: str) -> int:
-        """How many tokens T5-XXL reads of `text` before its padding (t5_comfy); 0 where the model has no T5."""
+    def t5_tokens(self, pipe, text: str, weighting: str = "comfy") -> int:
+        """How many tokens T5-XXL reads of `text` before its padding (t5_whole); 0 where the model has no T5."""
         tok = getattr(pipe, "tokenizer_3", None)
-        return 0 if tok is None or getattr(pipe, "text_encoder_3", None) is None else len(self._t5_pairs(tok, text))
+        if tok is None or getattr(pipe, "text_encoder_3", None) is None:
+            return 0
+        return len(self._t5_pairs(tok, text, weighting))
 
     @staticmethod
-    def _t5_pairs(tok, text: str):
-        pairs = [(t, w) for part, w in comfy_parts(text) for t in tok(part, truncation=False)["input_ids"][:-1]]
-        pairs.append((tok.eos_token_id, 1.0))
+    def _t5_pairs(tok, text: str, weighting: str):
+        if weighting == "kinograph":
+            clean, spans = clean_and_weights(text)
+            enc = tok(clean, truncation=False, return_offsets_mapping=True)
+            special = set(tok.all_special_ids)
+            offsets = [None if i in special else tuple(o) for i, o in zip(enc["input_ids"], enc["offset_mapping"])]
+            pairs = list(zip(enc["input_ids"], token_weights(offsets, spans)))
+        else:
+            pairs = [(t, w) for part, w in comfy_parts(text) for t in tok(part, truncation=False)["input_ids"][:-1]]
+            pairs.append((tok.eos_token_id, 1.0))
         if len(pairs) > T5_MAX_TOKENS:
             # never cut, as ComfyUI reads it, but bounded: encode.sd3's T5 prompt is not its CLIP prompts, whose
             # windows are capped, and a megabyte of it was one sequence of 250,000 tokens, terabytes of attention
@@ -119,14 +110,6 @@ class SD3Adapter(MMDiTAdapter):
                             f"tokens; Kinograph reads at most {T5_MAX_TOKENS:,}, as many as CLIP's windows hold for "
                             "one prompt: shorten the prompt")
         return pairs
-
-    def token_offsets(self, pipe, text):
-        """CLIP's tokens, then T5's (the order of the embedding's positions)."""
-        clip = self._offsets(pipe.tokenizer, text, pipe.tokenizer.model_max_length)
-        tok = getattr(pipe, "tokenizer_3", None)
-        if tok is None or getattr(pipe, "text_encoder_3", None) is None:
-            return clip + [None] * self.max_tokens
-        return clip + self._offsets(tok, text, self.max_tokens)
 
     # -- sampling ------------------------------------------------------------------------
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):

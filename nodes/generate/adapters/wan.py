@@ -27,7 +27,7 @@ from nodes.generate.wan_reference import reference_input
 from nodes.generate.wan_humo import is_humo
 from nodes.generate.wan_dancer import is_dancer
 from nodes.generate.wan_s2v import is_s2v
-from nodes.generate.wan_scail import is_scail
+from nodes.generate.wan_scail import is_scail, is_scail2
 
 
 TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning needs a Wan image-to-video "
@@ -282,7 +282,7 @@ class WanAdapter(Adapter):
         return torch.cat([out[:, :, :m].float() + (drawn - motion).float() / sigma, out[:, :, m:].float()], 2)
 
     def _scail(self, handle, model, x, t, inputs):
-        """SCAIL's prediction: the history mask (1 on frames held from a previous clip, ComfyUI's concat of
+        """SCAIL's prediction: the history mask (SCAIL-2: 1 on frames held from a previous clip, ComfyUI's concat of
         1 - noise_mask) joins the noise; the pose steers only inside its share of the way (pose_start, pose_end)."""
         from graph_engine import NodeError
         from nodes.generate import wan_scail
@@ -301,7 +301,8 @@ class WanAdapter(Adapter):
         if not to_sigma(end) <= sigma <= to_sigma(start):
             kw.pop("pose", None)
         held = inputs.get("noise_mask")
-        history = x.new_zeros(x.shape[0], 4, *x.shape[2:]) if held is None else \
+        # SCAIL-Preview reads zeros there whatever is held (ComfyUI's WAN21_SCAIL has no history concat)
+        history = x.new_zeros(x.shape[0], 4, *x.shape[2:]) if held is None or not is_scail2(model) else \
             (1 - held.to(x.device, x.dtype)).expand(x.shape[0], 4, *x.shape[2:])
         return wan_scail.forward(model, torch.cat([x, history], 1), t.to(x.device).expand(x.shape[0]),
                                  inputs["encoder_hidden_states"], inputs["encoder_hidden_states_image"], **kw)
@@ -317,8 +318,9 @@ class WanAdapter(Adapter):
     def keeps_clean(self, handle):
         # TI2V-5B reads its start frame clean at timestep 0 (forward's per-token timesteps); other Wan models
         # take a masked latent as any model does, the kept part noised to each step's level.
-        # SCAIL-2 likewise holds a previous clip's frames clean (ComfyUI's scale_latent_inpaint), its timestep whole
-        return self.factors(handle.pipe)[2] == TI2V_CHANNELS or is_scail(getattr(handle.pipe, "transformer", None))
+        # SCAIL-2 likewise holds a previous clip's frames clean (ComfyUI's scale_latent_inpaint), its timestep whole;
+        # SCAIL-Preview does not (WAN21_SCAIL keeps the base model's)
+        return self.factors(handle.pipe)[2] == TI2V_CHANNELS or is_scail2(getattr(handle.pipe, "transformer", None))
 
     def start_pixels(self, pipe, latent, image):
         """The start image, resized to cover the latent's size and centre-cropped (ComfyUI crops it to the centre
