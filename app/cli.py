@@ -348,11 +348,11 @@ def _load(args):
     if args.workflow != "-":
         return load_workflow(args.workflow, check=False)
     from graph_engine.errors import WorkflowError
-    from graph_engine.workflow import Problem
+    from graph_engine.workflow import STDIN, Problem
     if getattr(args, "ray", None) or getattr(args, "shards", 0):
-        raise WorkflowError([Problem("<stdin>", 0, None, "--ray needs the workflow as a file its workers can read: "
+        raise WorkflowError([Problem(STDIN, 0, None, "--ray needs the workflow as a file its workers can read: "
                                                          "save it (shot.yaml) and give that")])
-    wf = load_workflow(text=sys.stdin.read(), check=False)
+    wf = load_workflow(text=sys.stdin.read(), check=False, source=STDIN)
     wf.folder = Path.cwd()
     return wf
 

@@ -31,7 +31,7 @@ from .placeholders import filled
 from .registry import Registry, default_registry, did_you_mean
 from .validate import (apply_overrides, check_param, link_problem, missing_run_files, run_scope, split_target,
                        validate, validate_run)
-from .workflow import Problem, Workflow, parse_workflow, read_text, save_workflow
+from .workflow import UNSAVED, Problem, Workflow, parse_workflow, read_text, save_workflow
 
 __all__ = ["load_workflow", "new_workflow", "run_workflow", "Session", "LoadedWorkflow", "RunResult", "CancelToken",
            "KinographError", "WorkflowError", "NodeError", "Cancelled"]
@@ -118,7 +118,7 @@ class LoadedWorkflow(Workflow):
 def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = None,
                   registry: Optional[Registry] = None, check: bool = True,
                   allow_outside: Optional[bool] = None,
-                  render_dir: Union[str, Path, None] = None) -> LoadedWorkflow:
+                  render_dir: Union[str, Path, None] = None, source: str = UNSAVED) -> LoadedWorkflow:
     """Load from a YAML file, a rendered video/PNG carrying a workflow, or YAML text.
 
     Problems of the file itself (YAML, structure) always raise one WorkflowError; with
@@ -134,11 +134,11 @@ def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = 
         if p is None:
             raise TypeError("load_workflow needs a path or text=")
         text = read_text(p)
-    wf, problems = parse_workflow(text, p, reg)
+    wf, problems = parse_workflow(text, p, reg, source)
     if allow_outside is None and path is None:
         allow_outside = True
     lw = LoadedWorkflow(wf.graph, wf.path, wf.lines, allow_outside,
-                        render_dir=Path(render_dir) if render_dir else None)
+                        render_dir=Path(render_dir) if render_dir else None, source=source)
     lw.registry = registry
     lw.render_base          # found now, from the graph as the render holds it: a --set does not move it
     if check and not problems:

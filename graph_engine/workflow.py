@@ -36,7 +36,8 @@ MAX_DIGITS = 1000
 _DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])*")
 
 
-UNSAVED = "<workflow>"       # the file of a workflow read from no file
+UNSAVED = "<workflow>"       # the file of a workflow made in memory (an import, a paste): no line to open
+STDIN = "<stdin>"            # of one piped in (`make_shot.py | kinograph run -`): its lines are the script's
 NO_NODES_YET = "the workflow has no nodes yet"      # said of a file the editor saved blank (or with notes only)
 
 
@@ -89,6 +90,8 @@ class Workflow:
     # beside the render and not into out/out/, and finds the footage it read. Given, or found from the
     # graph the first time it is asked for (render_base); later edits do not move it.
     render_dir: Optional[Path] = None
+    # What its problems name when there is no file (UNSAVED or STDIN).
+    source: str = UNSAVED
     _looked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
@@ -110,7 +113,7 @@ class Workflow:
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else UNSAVED
+        return str(self.path) if self.path else self.source
 
     def line(self, *keys) -> int:
         for n in range(len(keys), 0, -1):
@@ -224,13 +227,14 @@ def bare_braces_hint(what: str, text: str, line: int) -> str:
             f"{m.group(1)}: \"{m.group(2)}\"") if m else ""
 
 
-def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tuple[Workflow, List[Problem]]:
+def parse_workflow(text: str, path: Optional[Path] = None, registry=None,
+                   source: str = UNSAVED) -> Tuple[Workflow, List[Problem]]:
     """Build a graph from YAML text; structural problems are collected, not raised.
 
     Type-level checks (unknown node types, params, links) are `validate`'s job; this only
     needs the registry to run per-node-type migrations."""
     import yaml
-    label = str(path) if path else UNSAVED
+    label = str(path) if path else source
     try:
         data, lines, dups = load_yaml_with_lines(text)
     except yaml.YAMLError as e:
@@ -243,8 +247,8 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
             from .portable import QUOTED_BACKSLASH
             what += f"; {QUOTED_BACKSLASH}"
         what += bare_braces_hint(what, text, line)
-        return Workflow(Graph(), path), [Problem(label, line, None, prefix + what)]
-    wf = Workflow(Graph(), path, lines)
+        return Workflow(Graph(), path, source=source), [Problem(label, line, None, prefix + what)]
+    wf = Workflow(Graph(), path, lines, source=source)
     problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)", True)
                                for l, k in dups]
     if not isinstance(data, dict):

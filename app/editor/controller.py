@@ -449,7 +449,7 @@ def _not_nodes(text: str) -> str:
     import json
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):        # RecursionError: brackets nested past json's C scanner
         data = None
     if isinstance(data, dict) and "kinograph" not in data and (
             isinstance(data.get("nodes"), list) or
@@ -457,11 +457,10 @@ def _not_nodes(text: str) -> str:
         return ("the clipboard holds a ComfyUI workflow, not Kinograph nodes: save it as a .json file and "
                 "open it (Ctrl+O) or drop it on the canvas, which imports it")
     if data is None:
-        import yaml
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:      # nodes written by hand with a slip in them: the parser's line and reason
-            return "" if re.search(r"^(kinograph|nodes)\s*:", text, re.M) else _TEXT
+        # Nodes written by hand (a slip in them gets the reader's line and reason) open a line with a workflow's own
+        # key, or are a {...} mapping. Told by the lines, not by reading the text again: PyYAML, past the reader's
+        # screen, recursed out of Ctrl+V on deep nesting and took 19 s over a megabyte of a pasted log.
+        return "" if text.lstrip().startswith("{") or re.search(r"^(kinograph|nodes|ui)\s*:", text, re.M) else _TEXT
     if not (isinstance(data, dict) and {"kinograph", "nodes", "ui"} & set(data)):
         return _TEXT
     return ""

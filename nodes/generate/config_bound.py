@@ -74,8 +74,8 @@ def held(folder: Path):
     """(tensors, values, files) the weight files directly in `folder` hold, from their headers; None where a sharded
     checkpoint's index names a file that is not there (the library names what is missing)."""
     import json
-    from nodes.generate.detect import WEIGHT_EXT, read_header
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in WEIGHT_EXT and f.is_file())
+    from nodes.generate.detect import WEIGHT_EXT, loaded_weights, read_header
+    files = loaded_weights(sorted(f for f in folder.iterdir() if f.suffix.lower() in WEIGHT_EXT and f.is_file()))
     for index in folder.glob("*.index.json"):
         try:
             named = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
