@@ -1,0 +1,72 @@
+"""The OBJECTS value (mask.segment_objects' tracks) where a user meets it outside mask.scail_colors: the viewer, a
+link to a MASK input, the memory cache, and a clip in which nothing was found. No model: the tracker's pass is
+stood in for by a reader of known masks."""
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+
+class Pass:
+    """Stands in for the tracker's pass over the clip (which holds SAM 3): counts its runs."""
+
+    def __init__(self, masks):
+        self.out, self.runs = masks, 0
+
+    def __call__(self):
+        self.runs += 1
+        return self.out
+
+
+def test_the_viewer_says_what_the_objects_are_without_running_the_tracker():
+    """Viewing mask.segment_objects showed '<nodes.mask.objects.Objects object at 0x...>'. It says what it holds in
+    words, and does not run the whole SAM 3 pass on the editor's thread to say so."""
+    from app.editor.viewer import Source
+    from nodes.mask.objects import Objects
+    reader = Pass(np.zeros((3, 2, 4, 6), bool))
+    objects = Objects(3, 8.0, 6, 4, reader)
+    text = Source(objects, "objects").text
+    assert "object at 0x" not in text and "3 frames" in text and "6×4" in text
+    assert reader.runs == 0
+    objects.masks()
+    assert "2 objects" in Source(objects, "objects").text
+
+
+def test_objects_linked_to_a_mask_input_say_what_to_use_instead():
+    """OBJECTS to a MASK input was refused with no word of what gives one mask of all the objects."""
+    from graph_engine.types import MASK
+    from nodes.mask.objects import OBJECTS
+    assert not MASK.can_take(OBJECTS)
+    assert "mask.segment" in MASK.refusal_hint(OBJECTS)
+
+
+def test_the_memory_cache_counts_the_masks_and_lets_the_model_go():
+    """An OBJECTS value was counted as 256 bytes by the memory cache (81 frames of 720p, 4 objects: 299 MB of bool),
+    and kept the tracker, and through it SAM 3, alive for as long as the value was cached."""
+    from graph_engine.cache import value_nbytes
+    from nodes.mask.objects import Objects
+    assert value_nbytes(Objects(81, 24.0, 1280, 720, Pass(None), most=4)) == 81 * 720 * 1280 * 4
+    reader = Pass(np.zeros((3, 2, 4, 6), bool))
+    gone = weakref.ref(reader)
+    objects = Objects(3, 8.0, 6, 4, reader, most=4)
+    del reader
+    objects.masks()
+    gc.collect()
+    assert gone() is None
+    assert value_nbytes(objects) == 3 * 2 * 4 * 6 and objects.masks().shape == (3, 2, 4, 6)
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_nothing_found_is_said_not_painted_as_background(count):
+    """A driving clip in which the prompt found nobody (no object, or mask.segment's empty mask) made a SCAIL-2 pose
+    video of background alone, and the render went ahead on it."""
+    pytest.importorskip("torch")
+    from graph_engine import NodeError
+    from nodes.generate.wan_scail_nodes import scail_colors
+    from nodes.mask.objects import Objects
+    empty = Objects(3, 8.0, 6, 4, Pass(np.zeros((3, count, 4, 6), bool)))
+    with pytest.raises(NodeError, match="no one in the driving video"):
+        scail_colors(None, empty, None, "", "none", False, 24.0)
