@@ -95,8 +95,8 @@ print(grown * 1024 // masks.nbytes)
 
 def test_painting_a_clip_takes_a_few_times_its_masks_not_a_dozen():
     """mask.scail_colors painted the whole clip in float32 at once: 81 frames of 720p with 4 people (299 MB of bool
-    masks, a 224 MB result) took about 3.3 GB (11 times the masks; now about 1). Here a quarter of that clip (75 MB of masks): the memory the call adds
-    at its peak, in masks' sizes, in a process of its own."""
+    masks, a 224 MB result) took about 3.3 GB (11 times the masks; now about 1). Here a quarter of that clip (75 MB
+    of masks): the memory the call adds at its peak, in masks' sizes, in a process of its own."""
     pytest.importorskip("torch")
     import os
     import subprocess
@@ -107,3 +107,14 @@ def test_painting_a_clip_takes_a_few_times_its_masks_not_a_dozen():
     run = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True, env=env, cwd=root, timeout=120)
     assert run.returncode == 0, run.stderr
     assert int(run.stdout.split()[-1]) <= 4
+
+
+def test_the_disk_cache_passes_over_objects_without_a_misleading_word(tmp_path):
+    """OBJECTS cannot live on disk. Sized at its bound (0 objects: SAM3_VideoTrack's 64, 4.8 GB for 81 frames of
+    720p), the disk cache said the result was too large for it ('raise disk_cache_gb') or the disk too full,
+    when no size would have kept it: it is passed over, as any value that cannot be written is."""
+    from graph_engine.cache import DiskCache
+    from nodes.mask.objects import Objects
+    big = Objects(81, 24.0, 1280, 720, Pass(None), most=64)
+    assert DiskCache(tmp_path, 1 << 30).put("ab" * 16, {"objects": big}, {}, "mask.segment_objects") is False
+    assert not (tmp_path / "tmp").exists() or not any((tmp_path / "tmp").iterdir())
