@@ -132,6 +132,20 @@ def _frames_file(path: Path):
     return shape, read
 
 
+def _storable(value: Any) -> bool:
+    """Whether _encode can write the value: one that cannot is not judged by its size (SAM 3's OBJECTS, sized at its
+    bound of 64 objects, was 'too large for the disk cache' when no cap would have kept it)."""
+    if isinstance(value, Clip) or _is_tensor(value) or (isinstance(value, np.ndarray) and value.dtype != object):
+        return True
+    if hasattr(value, "to_state") and hasattr(type(value), "from_state"):
+        return True
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
     """Write one output value; returns its manifest entry, or None if it cannot live on disk."""
     if isinstance(value, Clip):
@@ -160,9 +174,7 @@ def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
         cls = type(value)
         return {"codec": "state", "file": f"{name}.safetensors", "class": f"{cls.__module__}:{cls.__qualname__}",
                 "meta": meta}
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
+    if not _storable(value):
         return None
     return {"codec": "json", "value": value}
 
@@ -283,6 +295,8 @@ class DiskCache:
         final = self._dir(key)
         if final.exists():
             return True
+        if not all(_storable(v) for v in outputs.values()):
+            return False
         # A clip's whole length goes to disk (value_nbytes counts only what it holds in memory).
         need = sum(v.length * v.width * v.height * (3 if v.matte is None else 4) if isinstance(v, Clip)
                    else value_nbytes(v)

@@ -270,7 +270,7 @@ def test_colour_masks_and_their_28_channels_are_comfyuis():
     for sort_by in ("none", "left_to_right", "area"):
         for indices in ("", "2,0", "7"):
             for white in (False, True):
-                got = painted(picked(masks, sort_by, indices), white)
+                got = painted(masks[:, picked(masks, sort_by, indices)], white)
                 want = _comfy_colored(masks, sort_by, indices, "white" if white else "black")
                 assert torch.equal(got, want), (sort_by, indices, white)
     rgb = painted(masks, True)

@@ -460,7 +460,8 @@ def text_objects(video, model: str, prompt: str, threshold: float = 0.5, device:
     if not prompt:
         raise NodeError(f"mask.segment_objects: {NO_PROMPT}")
     tracker = ObjectTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects)
-    return Objects(video.length, video.fps, video.width, video.height, tracker.masks_apart)
+    return Objects(video.length, video.fps, video.width, video.height, tracker.masks_apart,
+                   objects or TRACKED_CAP)
 
 
 def _within_limits(groups: list, what: str, text) -> list:
