@@ -146,12 +146,16 @@ def test_stabilize_moves_a_deep_plates_float_pixels_by_its_8_bit_warps(plate, mo
 @pytest.mark.parametrize("rate", ["frame", "field"])
 def test_deinterlace_keeps_a_deep_plates_highlights_and_shadow_steps(plate, rate):
     """bwdif on the float levels (16 bits spread over each frame's own range): still parts come back as they were,
-    to 16-bit precision, the lamp past 1.0 and all 80 steps of the ramp; moving parts as the 8-bit frames (main's
-    digests) within a level nearly everywhere, and as close to the progressive footage they were made from."""
+    to 16-bit precision, the lamp past 1.0 and all 80 steps of the ramp; moving parts as the 8-bit frames (the
+    node on the 8-bit plate) within a level nearly everywhere, and as close to the progressive footage they were
+    made from."""
     lin = interlaced(plate)
     out = Nodes(restore_nodes).deinterlace(Context("d"), deep_clip(lin), field_order="top field first", rate=rate)
     frames = out.to_array()
-    assert digest(out) == {"frame": "7fc0586eca41fc3f", "field": "a4ecebf9abfa5b31"}[rate]
+    # The 8-bit frames against the node on the 8-bit plate, not stored digests: bwdif runs in PyAV's own ffmpeg, and
+    # the digests main stored changed with PyAV 18.1.0 -> 18.1.1 (a fresh install today) though nothing here did.
+    eight = Nodes(restore_nodes).deinterlace(Context("d8"), eight_bit(lin), field_order="top field first", rate=rate)
+    assert np.array_equal(out.to_array(), eight.to_array())
     got = np.asarray(out.linear(0, out.length))
     assert got.shape == (len(lin) * (2 if rate == "field" else 1), H, W, 3)
     assert np.array_equal(np.asarray(out.linear(2, out.length)), got[2:])      # the same in any window
