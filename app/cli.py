@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "paths and model files are checked; exit 2 lists every problem as FILE:LINE")
     v.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a parameter, as for run")
-    v.add_argument("--json", action="store_true", help='one JSON object on stdout: {"ok", "nodes", "left_out"} or '
+    v.add_argument("--json", action="store_true", help='one JSON object on stdout: {"ok", "workflow", "nodes", "left_out", '
+                                                       '"estimate" (where it samples)} or '
                                                        '{"ok": false, "problems": [{file, line, node, message}]}')
     _output_flags(v)
 
@@ -361,6 +362,7 @@ def cmd_validate(args) -> int:
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
     from graph_engine.validate import left_out_note, run_scope
+    from graph_engine.workflow import STDIN
     from nodes.generate.estimate import estimate
     from .precheck import problems_before_run
     # The same overrides as the run it precedes: they may fix a problem or make one.
@@ -376,7 +378,8 @@ def cmd_validate(args) -> int:
         print(json.dumps({"ok": True, "workflow": str(wf.path or args.workflow), "nodes": len(wf.graph.nodes),
                           "left_out": left_out, **({"estimate": est.data()} if est.samplers else {})}))
         return EXIT_OK
-    print(f"{args.workflow}: ok ({len(wf.graph.nodes)} nodes)" + (f"; {left_out_note(left_out)}" if left_out else ""))
+    named = STDIN if args.workflow == "-" else args.workflow       # as its problems name it
+    print(f"{named}: ok ({len(wf.graph.nodes)} nodes)" + (f"; {left_out_note(left_out)}" if left_out else ""))
     for line in est.lines:
         print(f"  {line}")
     if est.warning:

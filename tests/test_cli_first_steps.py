@@ -100,8 +100,8 @@ def test_the_readme_links_every_family_it_lists_to_its_files():
 
 
 def test_a_missing_model_folder_is_named_as_a_folder(tmp_path, monkeypatch, capsys):
-    """ComfyUI's SCAIL-2 template imports its SAM 3 tracking as mask.segment, whose model is SAM 3's Hugging Face
-    folder: validate said "put sam3 into .../sam2", which reads as a file named sam3; it now says a folder, and
+    """ComfyUI's SCAIL-2 template imports its SAM 3 tracking as mask.segment_objects, whose model (as
+    mask.segment's, used here) is SAM 3's Hugging Face folder: validate said "put sam3 into .../sam2", which reads as a file named sam3; it now says a folder, and
     what it holds."""
     from app.cli import main
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))

@@ -171,3 +171,22 @@ def test_a_workflow_piped_on_standard_input_runs_from_the_current_folder(tmp_pat
     assert main(["validate", "-", "--json"]) == 2
     (problem,) = json.loads(capsys.readouterr().out)["problems"]
     assert problem["line"] == 3 and problem["message"] == "parameter 'frames' expects a whole number, got 'x'"
+
+
+def test_a_piped_workflow_is_named_as_standard_input_when_it_is_ok(tmp_path, monkeypatch, capsys):
+    """`kinograph validate -` named its problems "<stdin>:LINE" but said "-: ok" when there were none; and the
+    --json help listed three keys of the five it prints."""
+    import io
+    text = ("kinograph: 1\nnodes:\n  pat: {type: generate.test_pattern, params: {frames: 3, width: 32, height: 32}}\n"
+            "  save: {type: io.save_video, inputs: {video: pat.video}, params: {path: out/piped.mp4}}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["validate", "-"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "<stdin>: ok (2 nodes)"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["validate", "-", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert all(f'"{key}"' in helped for key in printed), (sorted(printed), helped)
