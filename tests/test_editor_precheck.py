@@ -36,10 +36,10 @@ def test_a_run_with_a_missing_model_file_starts_no_node_and_names_the_file(make_
     qtbot.wait(20)
     assert w.runs.jobs == [] and ran == [] and not (tmp_path / "out").exists()     # the pattern never ran
     said = w.statusBar().currentMessage()
-    assert said.startswith("Nothing ran: 1 file missing (see the Log): vae2: ")
+    assert said.startswith("Nothing ran: 1 file missing or damaged (see the Log): vae2: ")
     assert "my_wan_vae.safetensors" in said and f"into {models / 'vae'}" in said       # where to put it
     log = w.log.toPlainText()
-    assert "Nothing ran: the workflow needs 1 file that is not there:" in log and "go to vae2" in log
+    assert "Nothing ran: the workflow needs 1 file that is not there or damaged:" in log and "go to vae2" in log
     assert list(w.scene.nodes["vae2"].missing) == ["name"]          # the loader marked, as an import marks it
     # A run of the first part alone needs no model file: it runs.
     job = w.run(targets=["save"])
@@ -68,7 +68,28 @@ def test_viewing_a_node_whose_loader_misses_its_file_starts_no_node(make_window,
     qtbot.wait(20)
     assert w.runs.jobs == [] and ran == []
     said = w.statusBar().currentMessage()
-    assert said.startswith("Nothing ran: 1 file missing (see the Log): vae2: ") and "my_wan_vae.safetensors" in said
+    assert said.startswith("Nothing ran: 1 file missing or damaged (see the Log): vae2: ") and "my_wan_vae.safetensors" in said
     assert "go to vae2" in w.log.toPlainText()
     job = w.view_node("p", "A")
     assert job is not None and w.runs.wait_idle(60) and job.state == "done", job.state
+
+
+def test_a_run_with_a_cut_off_model_file_says_damaged_not_missing(make_window, registry, tmp_path, monkeypatch,
+                                                                 qtbot):
+    """The same check refuses a model file that is there but cut short: the headline said the workflow needed a
+    file 'that is not there' while the Log line under it said the file was cut off."""
+    import struct
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    header = b'{"w": {"dtype": "F32", "shape": [64], "data_offsets": [0, 256]}}'
+    (models / "vae" / "my_wan_vae.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 100)
+    (tmp_path / "wf.yaml").write_text(GRAPH)
+    w = make_window(Document.load(tmp_path / "wf.yaml", registry))
+    assert w.run() is None
+    w.runs.wait_idle()
+    qtbot.wait(20)
+    assert w.runs.jobs == []
+    assert w.statusBar().currentMessage().startswith("Nothing ran: 1 file missing or damaged (see the Log): vae2: ")
+    log = w.log.toPlainText()
+    assert "1 file that is not there or damaged:" in log and "my_wan_vae.safetensors" in log

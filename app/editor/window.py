@@ -1155,11 +1155,12 @@ class MainWindow(QMainWindow):
             return []
         self.scene.check_models()
         self.bottom_tabs.setCurrentWidget(self.log)
+        # 'or damaged': the same check refuses a model file cut short or saved from a web page (each line says which).
         self.log.log("error", f"Nothing ran: the workflow needs {counted(len(missing), 'file')} that "
-                              f"{'is' if len(missing) == 1 else 'are'} not there:")
+                              f"{'is' if len(missing) == 1 else 'are'} not there or damaged:")
         for p in missing:
             self.log.log("error", f"{p.node}: {p.message}", p.node or "")
-        self.message(f"Nothing ran: {counted(len(missing), 'file')} missing (see the Log): "
+        self.message(f"Nothing ran: {counted(len(missing), 'file')} missing or damaged (see the Log): "
                      + "; ".join(f"{p.node}: {p.message}" for p in missing))
         return missing
 
