@@ -285,6 +285,7 @@ class DiskCache:
 
     def _reject(self, key: str, why: str) -> None:
         log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)
+        # Only the cache's own entry: a folder named by its key under the cache root, which put() created.
         shutil.rmtree(self._dir(key), ignore_errors=True)
         return None
 
@@ -316,6 +317,7 @@ class DiskCache:
                 raise OSError(errno.ENOSPC, f"No space left: {free >> 20} MB free, the entry needs "
                                             f"{max(1, need >> 20)} MB and the cache leaves 64 MB for outputs")
             (self.root / "tmp").mkdir(exist_ok=True)
+            # `tmp` is made here by mkdtemp and is the only folder the removals below touch.
             tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=self.root / "tmp"))
             lock = hold(tmp)
             entries = {}
