@@ -1,0 +1,54 @@
+"""Hostile inputs, pass 16: texts that grow as a workflow runs (a join of a text to itself, a regular expression whose
+matches overlap the text many times over), GGUF metadata nested past what any writer makes, and what Kinograph says
+of them. Each case failed (a memory bomb, a RecursionError traceback) before the change its commit names."""
+import struct
+from pathlib import Path
+
+import pytest
+
+from graph_engine import NodeError
+from nodes.generate.detect import read_header
+from nodes.math import text_nodes
+from nodes.math.regex_child import MAX_TEXT
+
+
+def test_a_text_joined_to_itself_is_refused_past_a_million_characters():
+    """text.join of a text with itself doubles it: forty joins in a row (a 40-node YAML file, or a ComfyUI loop
+    concatenating its carried text to itself) asked for a terabyte, the run stopped only by the machine's memory.
+    A join past the texts any prompt holds is named, as the importer's StringConcatenate is."""
+    half = "ab" * (MAX_TEXT // 4 + 1)
+    with pytest.raises(NodeError, match=r"joining texts of 500,002 and 500,002 characters makes more than 1,000,000"):
+        text_nodes.join(None, half, half, "")
+    assert text_nodes.join(None, "a", "b", ", ") == {"text": "a, b"}
+
+
+def test_a_regex_extract_whose_matches_repeat_the_text_is_refused():
+    """(?=(.*)) matches (empty) at every character, its group holding the rest of the text: All Groups gave the
+    text's square, 200 MB for an LLM's answer of 20,000 characters (unbounded where the child has no memory cap:
+    Windows, macOS). What it finds is counted as it is gathered and refused past a million characters."""
+    text = "a" * 3000                   # 4.5 million characters gathered
+    for mode in ("All Groups", "All Matches"):
+        with pytest.raises(NodeError, match=r"regex_pattern '\(\?=\(\.\*\)\)' finds more than 1,000,000 characters "
+                                            r"in the text of 3,000"):
+            text_nodes.regex_extract(None, text, "(?=(.*))", mode, True, False, False, 1)
+    assert text_nodes.regex_extract(None, "w: 832, h: 480", r"\d+", "All Matches", True, False, False, 1)["text"] == "832\n480"
+
+
+def _nested_gguf(path: Path, depth: int) -> Path:
+    """A GGUF of no tensors and one metadata key whose value is an array of an array ... `depth` deep."""
+    value = struct.pack("<I", 9)
+    for level in range(depth):
+        value += struct.pack("<IQ", 9 if level < depth - 1 else 0, 1)      # an array of 1 array, ... of 1 uint8
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"x" + value + b"\0"
+    path.write_bytes(head + b"\0" * (-len(head) % 32))
+    return path
+
+
+def test_gguf_metadata_nested_past_any_writer_is_named(tmp_path):
+    """An array of arrays 5,000 deep (60 KB) stopped the metadata reader in a RecursionError traceback, out of
+    `kinograph info` for the whole models folder and every loader of the file. llama.cpp reads no nested array;
+    gguf-py writes one level. Past 8 levels the file is named."""
+    with pytest.raises(NodeError, match=r"deep.gguf is not a readable GGUF file \(its metadata x nests arrays more "
+                                        r"than 8 deep"):
+        read_header(_nested_gguf(tmp_path / "deep.gguf", 5000))
+    assert read_header(_nested_gguf(tmp_path / "two.gguf", 2)).shapes == {}
