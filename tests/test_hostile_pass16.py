@@ -52,3 +52,13 @@ def test_gguf_metadata_nested_past_any_writer_is_named(tmp_path):
                                         r"than 8 deep"):
         read_header(_nested_gguf(tmp_path / "deep.gguf", 5000))
     assert read_header(_nested_gguf(tmp_path / "two.gguf", 2)).shapes == {}
+
+
+def test_nested_json_under_a_model_s_name_is_named_as_damaged(tmp_path):
+    """A 4 KB file of 2,000 nested brackets under a .safetensors name: its first byte '{' read as a server's JSON
+    error message, and json's RecursionError came out of every header read (`kinograph info` of the whole folder,
+    validate, each loader). It is a damaged file, said as such."""
+    path = tmp_path / "vae.safetensors"
+    path.write_text('{"a":' + "[" * 2000 + "]" * 2000 + "}")
+    with pytest.raises(NodeError, match=r"vae.safetensors is not a valid safetensors file \(its header length [\d,]+ is past"):
+        read_header(path)
