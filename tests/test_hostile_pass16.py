@@ -1,6 +1,7 @@
 """Hostile inputs, pass 16: texts that grow as a workflow runs (a join of a text to itself, a regular expression whose
 matches overlap the text many times over), GGUF metadata nested past what any writer makes, and what Kinograph says
 of them. Each case failed (a memory bomb, a RecursionError traceback) before the change its commit names."""
+import re
 import struct
 from pathlib import Path
 
@@ -62,3 +63,21 @@ def test_nested_json_under_a_model_s_name_is_named_as_damaged(tmp_path):
     path.write_text('{"a":' + "[" * 2000 + "]" * 2000 + "}")
     with pytest.raises(NodeError, match=r"vae.safetensors is not a valid safetensors file \(its header length [\d,]+ is past"):
         read_header(path)
+
+
+@pytest.mark.parametrize("file, text, said", [
+    ("transformer/config.json", "[1]", r"transformer/config.json holds a JSON list, not the settings"),
+    ("model_index.json", "7", r"model_index.json holds a JSON int, not the settings"),
+    ("config.json", '{"a":' + "[" * 3000 + "]" * 3000 + "}", r"config.json is not valid JSON \(maximum recursion"),
+])
+def test_a_model_folder_whose_settings_are_no_json_object_is_named(tmp_path, file, text, said):
+    """A diffusers folder whose config.json or model_index.json holds a list, a number or brackets nested 3,000 deep
+    stopped `kinograph info` (every model of every folder) in an AttributeError ('list' object has no attribute
+    'get') or RecursionError traceback. The folder is listed unreadable, the file and the fix named."""
+    from nodes.generate.model_manager import describe_model
+    folder = tmp_path / "m"
+    (folder / file).parent.mkdir(parents=True, exist_ok=True)
+    (folder / file).write_text(text)
+    found = describe_model(folder)
+    assert found["family"] == "unreadable" and found["loads"] == "no"
+    assert re.search(said, found["note"]) and "re-copy the model folder" in found["note"]
