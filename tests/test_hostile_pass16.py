@@ -81,3 +81,27 @@ def test_a_model_folder_whose_settings_are_no_json_object_is_named(tmp_path, fil
     found = describe_model(folder)
     assert found["family"] == "unreadable" and found["loads"] == "no"
     assert re.search(said, found["note"]) and "re-copy the model folder" in found["note"]
+
+
+LOOPING_TEMPLATES = [
+    "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+    "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+]
+
+
+@pytest.mark.parametrize("template", LOOPING_TEMPLATES)
+def test_a_chat_template_looping_without_end_is_stopped_and_named(template):
+    """A GGUF keeps its chat template in its metadata (tokenizer.chat_template) and a folder in tokenizer_config.json:
+    Jinja code of the model's author, which transformers renders in Jinja's sandbox. The sandbox stops code from
+    running, not loops: these rendered for ever, text.generate stuck past any timeout. The rendering is counted by
+    template line now and stopped past 100,000, naming the model and what else to do."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from nodes.generate.textgen import chat_prompt
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template=template)
+    with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer's chat template runs more than "
+                                        r"100,000 lines for one prompt.*or set use_default_template off"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
