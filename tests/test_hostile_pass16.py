@@ -105,3 +105,23 @@ def test_a_chat_template_looping_without_end_is_stopped_and_named(template):
         chat_prompt(tok, "a fox", "Qwen3", False, True)
     tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
     assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
+
+
+def test_superscript_digits_are_no_numbers(tmp_path, capsys):
+    """'²' is a digit to str.isdigit but no number to int(): a ComfyUI file with a node of id '²' stopped `kinograph
+    import` in a ValueError traceback (the report sorts its lines by node number), and a frame named 'shot1²1.png'
+    in a folder stopped io.load_images' listing (frames sort by their numbers). Each such check is isdecimal now,
+    which holds exactly for what int() reads."""
+    import json
+    from app.cli import main
+    from nodes.io.images import list_frames
+    api = {"²": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "1": {"class_type": "SaveImage", "inputs": {"images": ["²", 0], "filename_prefix": "x"}}}
+    (tmp_path / "w.json").write_text(json.dumps(api))
+    assert main(["import", str(tmp_path / "w.json"), "-o", str(tmp_path / "w.yaml")]) in (0, 3)
+    assert "Traceback" not in capsys.readouterr().err and (tmp_path / "w.yaml").is_file()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("shot2.png", "shot1²1.png", "shot10.png"):
+        (frames / name).write_bytes(b"")
+    assert [Path(f).name for f in list_frames(str(frames))] == ["shot1²1.png", "shot2.png", "shot10.png"]
