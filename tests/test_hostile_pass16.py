@@ -125,3 +125,16 @@ def test_superscript_digits_are_no_numbers(tmp_path, capsys):
     for name in ("shot2.png", "shot1²1.png", "shot10.png"):
         (frames / name).write_bytes(b"")
     assert [Path(f).name for f in list_frames(str(frames))] == ["shot1²1.png", "shot2.png", "shot10.png"]
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "[" * 3000])
+def test_a_set_value_python_cannot_read_is_named_as_the_parameter_s_problem(value, capsys):
+    """--set's value is read as YAML: a whole number past Python's 4,300 digits said 'use
+    sys.set_int_max_str_digits() to increase the limit' (Python's advice to a programmer), 3,000 brackets were
+    PyYAML's RecursionError traceback. Both are the text as given, which the parameter refuses by name."""
+    from app.cli import main
+    example = Path(__file__).parent.parent / "examples" / "test_pattern.yaml"
+    assert main(["validate", str(example), "--set", f"pattern.frames={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "--set: node pattern: parameter 'frames' expects a whole number" in err
+    assert "Traceback" not in err and "set_int_max_str_digits" not in err
