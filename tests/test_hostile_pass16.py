@@ -138,3 +138,17 @@ def test_a_set_value_python_cannot_read_is_named_as_the_parameter_s_problem(valu
     err = capsys.readouterr().err
     assert "--set: node pattern: parameter 'frames' expects a whole number" in err
     assert "Traceback" not in err and "set_int_max_str_digits" not in err
+
+
+def test_a_gguf_listing_millions_of_tokens_is_refused_before_they_are_walked(tmp_path):
+    """5,000,000 one-letter tokens (45 MB) held `kinograph info`, which walks every model file's metadata, 11 s; a
+    2 GB file would for minutes and its tokenizer fill the memory. Past 2,000,000 entries (the largest tokenizers,
+    with their kinds and scores, list under a million) the file is named."""
+    count, key = 2_100_000, b"tokenizer.ggml.tokens"
+    head = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key +
+            struct.pack("<IIQ", 9, 8, count) + (struct.pack("<Q", 1) + b"a") * count)
+    path = tmp_path / "many.gguf"
+    path.write_bytes(head + b"\0" * (-len(head) % 32))
+    with pytest.raises(NodeError, match=r"many.gguf is not a readable GGUF file \(its metadata lists more than "
+                                        r"2,000,000 entries \(up to tokenizer.ggml.tokens, 2,100,000\)"):
+        read_header(path)
