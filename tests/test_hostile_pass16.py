@@ -152,3 +152,16 @@ def test_a_gguf_listing_millions_of_tokens_is_refused_before_they_are_walked(tmp
     with pytest.raises(NodeError, match=r"many.gguf is not a readable GGUF file \(its metadata lists more than "
                                         r"2,000,000 entries \(up to tokenizer.ggml.tokens, 2,100,000\)"):
         read_header(path)
+
+
+def test_a_chat_template_too_long_to_compile_is_refused():
+    """Jinja compiles a template at about 20 us a character: 2.2 MB took 41 s, and a GGUF's metadata holds hundreds
+    of MB. Past 256,000 characters (published templates are under 50,000) it is refused before Jinja reads it."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from nodes.generate.textgen import chat_prompt
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template="{% if a %}x{% endif %}" * 20_000)
+    with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer's chat template is 440,000 "
+                                        r"characters long, where published ones are under 50,000"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)

@@ -3,13 +3,17 @@ kept in the model's own files (a GGUF's tokenizer.chat_template, a folder's toke
 and transformers renders it in Jinja's sandbox, which stops code from running but not from looping: two nested
 loops over range(100000), or a macro calling itself twice per level forty levels deep, rendered for ever, the run
 stuck at its text encoder past any timeout. Jinja compiles the template to Python run under the name <template>;
-each line it runs there is counted and the rendering stopped past the budget."""
+each line it runs there is counted and the rendering stopped past the budget. A template too long to compile in
+seconds is refused first."""
 from __future__ import annotations
 
 import sys
 
 from graph_engine import NodeError
 
+# Characters of a template: Jinja compiles one at about 20 us a character (2.2 MB took 41 s; a GGUF's metadata may hold
+# hundreds of MB), and the published templates (tool calls and reasoning included) are under 50,000.
+MOST_CHARS = 256_000
 # Template lines one rendering may run: the published templates (Qwen3's with its thinking switch, Llama 3's, Gemma's)
 # run a few hundred for a prompt and a system turn; a loop of a hundred thousand passes is no chat turn.
 MOST_LINES = 100_000
@@ -34,6 +38,13 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
     def calls(frame, event, arg):
         return in_template if frame.f_code.co_filename == "<template>" else None
 
+    template = getattr(tokenizer, "chat_template", None)
+    longest = max((len(t) for t in (template.values() if isinstance(template, dict) else [template])
+                   if isinstance(t, str)), default=0)
+    if longest > MOST_CHARS:
+        raise NodeError(f"{what}: its tokenizer's chat template is {longest:,} characters long, where published ones "
+                        f"are under 50,000 (Jinja would take minutes to compile it; the template is code kept in the "
+                        f"model's files): get the model again from where it was published{fix}")
     before = sys.gettrace()
     sys.settrace(calls)
     try:
