@@ -613,7 +613,7 @@ def parse_override(text: str):
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except (yaml.YAMLError, ValueError, RecursionError):
-        # a whole number past Python's 4,300 digits (ValueError), 3,000 brackets (PyYAML recurses a level each): the
+        # a whole number past Python's 4,300 digits (ValueError), 1,000 brackets (PyYAML recurses a level each): the
         # text as given, which the parameter's check names
         value = raw
     if not isinstance(value, (int, float, str, bool)) or value is None:
