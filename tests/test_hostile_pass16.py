@@ -189,3 +189,24 @@ def test_a_hostile_trellis2_shape_vae_is_named_before_it_is_built(tmp_path, monk
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
     with pytest.raises(NodeError, match=rf"shape.safetensors:? {said}"):
         load_vae(ModelManager(), "shape.safetensors", "cpu")
+
+
+@pytest.mark.parametrize("state, said", [
+    ({"model.latent_in.weight": [8, 4]}, r"lacks double_blocks.0.img_attn.norm.query_norm.scale, which gives"),
+    ({"model.latent_in.weight": [10 ** 6, 0], "model.cond_in.weight": [4, 4],
+      "model.double_blocks.0.img_attn.norm.query_norm.scale": [2], "model.double_blocks.0.img_mlp.0.weight": [4, 4]},
+     r"its tensor shapes make a network of [\d,]+ values, far more than the file's 34"),
+    ({"model.latent_in.weight": [8, 4], **{f"model.double_blocks.{i}.x": [1] for i in range(600)}},
+     r"its tensor names number 600 blocks of double_blocks.N"),
+])
+def test_a_hostile_hunyuan3d_checkpoint_is_named_before_it_is_built(tmp_path, state, said):
+    """Hunyuan3D's transformer, ShapeVAE and DINOv2 took their sizes from the checkpoint's shapes and names, built
+    for real: a tensor the file lacks was a KeyError traceback out of load.model, a width claimed by a tensor of
+    shape [10^6, 0] (no byte in the file) asked the allocator for 4 TB, and block names were counted by scanning
+    every name for each (quadratic). Blocks are counted first (at most 512), each part on the meta device."""
+    import torch
+    from safetensors.torch import save_file
+    from nodes.generate.hunyuan3d import load_checkpoint
+    save_file({k: torch.zeros(*shape) for k, shape in state.items()}, str(tmp_path / "hy3d.safetensors"))
+    with pytest.raises(NodeError, match=rf"hy3d.safetensors:? {said}"):
+        load_checkpoint(tmp_path / "hy3d.safetensors", torch.float32)
