@@ -210,3 +210,14 @@ def test_a_hostile_hunyuan3d_checkpoint_is_named_before_it_is_built(tmp_path, st
     save_file({k: torch.zeros(*shape) for k, shape in state.items()}, str(tmp_path / "hy3d.safetensors"))
     with pytest.raises(NodeError, match=rf"hy3d.safetensors:? {said}"):
         load_checkpoint(tmp_path / "hy3d.safetensors", torch.float32)
+
+
+def test_a_string_format_of_many_wide_fields_is_refused_as_it_is_made():
+    """StringFormat's fields were held under a million characters each, not in sum: {a:>999999} 2,000 times (a
+    22 KB f_string in a ComfyUI file) made 2 GB on import before the text's length was judged, 20,000 times 20 GB.
+    Each field's text is counted as it is made now, and the import names the node."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "StringFormat", "inputs": {"f_string": "{a:>999999}" * 2000, "values.a": "x"}},
+           "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    notes = [n for e in import_data(api).report.entries.values() if e.class_type == "StringFormat" for n in e.notes]
+    assert any("its fields make more than 1,000,000 characters" in n for n in notes), notes
