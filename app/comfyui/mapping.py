@@ -1068,6 +1068,9 @@ RULES: Dict[str, Rule] = {
     # VAE's structure decoder's occupancy as a VOXEL grid
     "EmptyTrellis2LatentStructure": Rule("latent.empty_trellis2_structure", ("batch_size",),
                                          (P("batch_size", "batch"),), outputs=("latent",)),
+    # its image conditioning: DINOv3's tokens of the cropped picture at 512 and 1024 (the CLIP vision file is DINOv3)
+    "Trellis2Conditioning": Rule("condition.trellis2", (), (), {"clip_vision_model": "image_encoder", "image": "image"},
+                                 ("positive", "negative")),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's

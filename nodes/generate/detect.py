@@ -1841,6 +1841,10 @@ def _trellis2(k: Keys) -> Optional[Detection]:
         return Detection("vae", "trellis2", "shape", why="struct_dec / shape_dec (TRELLIS.2's shape VAE)")
     if k.has("txt_dec.from_latent.weight"):
         return Detection("vae", "trellis2", "texture", why="txt_dec (TRELLIS.2's texture VAE)")
+    if k.has("embeddings.register_tokens", "layer.0.layer_scale1.lambda1"):
+        # its image encoder (clip_vision/dino_v3_L_naf_fp32): DINOv3 in transformers' names, Pixal3D's NAF beside it
+        return Detection("clip_vision", "trellis2", "dinov3-naf" if k.starts("naf.") else "dinov3",
+                         why="embeddings.register_tokens / layer.N.layer_scale1 (DINOv3, TRELLIS.2's image encoder)")
     return None
 
 

@@ -825,6 +825,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")
+    if (det.family, det.role) == ("trellis2", "clip_vision"):
+        return True, "load.clip_vision: DINOv3, TRELLIS.2's image encoder, for condition.trellis2"
     if det.family == "trellis2":
         return (True, "load.vae: TRELLIS.2's structure decoder, for decode.trellis2_structure (its mesh decoder: not "
                       "yet)") if det.variant == "shape" else (False, f"TRELLIS.2's {det.variant} VAE: not read yet")

@@ -512,7 +512,6 @@ def flat_vae_family(path: Path, family: str) -> str:
 def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
     """CLIP vision for image-to-video; its handle belongs to the family that reads its tokens (Wan i2v, or
     HunyuanVideo i2v for llava-llama-3's image side). family "auto" picks by the file."""
-    from transformers import CLIPImageProcessor
     from nodes.generate.converters import model_config
     from nodes.generate.model_manager import dtype_of
     from nodes.generate import redux
@@ -520,6 +519,8 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     if redux.redux_folder(path) or path.is_file() and detect_file(path).extra.get("siglip"):
         return _siglip(mm, path, family, device)
     det = _detect(path, ("clip_vision",), "a CLIP vision model")
+    if det.family == "trellis2":
+        return _trellis2_dino(mm, path, family, device)
     llava = det.variant.startswith("llava")
     if family == "auto":
         family = "hunyuan" if llava else "wan"
@@ -531,6 +532,7 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     _, dtype = dtype_of("auto", family, device)
 
     def build():
+        from transformers import CLIPImageProcessor
         module = _module(path, det, dtype, device)
         size = int(module.config.vision_config.image_size if llava else module.config.image_size)
         proc = model_config("clip_vision", "preprocessor")
@@ -541,6 +543,18 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
         return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
     pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build, files=(path,))
     return ComponentHandle(family, str(path), pipe, "image_encoder", device)
+
+
+def _trellis2_dino(mm, path: Path, family: str, device: str) -> ComponentHandle:
+    """DINOv3, TRELLIS.2 / Pixal3D's image encoder, which condition.trellis2 runs (plain torch and transformers'
+    model; no diffusers pipeline holds it)."""
+    from nodes.generate.trellis2_dino import load_dinov3
+    if family != "auto":
+        raise NodeError(f"{path.name} is DINOv3, TRELLIS.2's image encoder, which no {family} model reads; set "
+                        "family to auto")
+    encoder = mm.cached(("clip_vision", str(path.resolve()), "trellis2", "float32", device),
+                        lambda: load_dinov3(path, device), files=(path,), libraries=("transformers",))
+    return ComponentHandle("trellis2", str(path), encoder, "image_encoder", device)
 
 
 def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
