@@ -1888,6 +1888,8 @@ RULES: Dict[str, Rule] = {
                                   (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
                                    P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
                                   {"image": "video"}, ("geometry",), special="moge"),
+    "MoGeGeometryToFOV": Rule("depth.moge_fov", ("axis", "unit"), (P("axis", "axis"), P("unit", "unit")),
+                              {"moge_geometry": "geometry"}, ("fov", "focal_pixels")),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
     # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
