@@ -85,19 +85,26 @@ def test_conditioning_is_comfyuis(comfy, picture, encoder):
 
 def test_file_detected_and_template_node_imported(models_dir):
     from app.comfyui import import_data
+    from graph_engine.api import load_workflow
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import will_load
     det = detect_file(models_dir / "clip_vision" / NAME)
     assert (det.role, det.family, det.variant) == ("clip_vision", "trellis2", "dinov3-naf")
     assert will_load(det) == (True, "load.clip_vision: DINOv3, TRELLIS.2's image encoder, for condition.trellis2")
+    # the templates' chain: the picture cropped to its mask (ImageCropToMask), then Trellis2Conditioning
     api = {"15": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": NAME}},
            "122": {"class_type": "LoadImage", "inputs": {"image": "axe.png"}},
+           "248": {"class_type": "ImageToMask", "inputs": {"image": ["122", 0], "channel": "red"}},
+           "312": {"class_type": "ImageCropToMask", "inputs": {"images": ["122", 0], "masks": ["248", 0],
+                                                               "width": 1024, "height": 1024, "pad_factor": 1.0,
+                                                               "grow_mask": 0, "background": "#000000"}},
            "299": {"class_type": "Trellis2Conditioning", "inputs": {"clip_vision_model": ["15", 0],
-                                                                      "image": ["122", 0]}}}
+                                                                      "image": ["312", 0]}}}
     res = import_data(api)
     assert res.report.entries["299"].status == "exact"
     (node,) = [n for n in res.graph.nodes.values() if n.type == "condition.trellis2"]
     assert set(res.graph.inputs[node.id]) == {"image_encoder", "image"}
+    load_workflow(text=res.yaml)        # validates: the cropped clip's first frame is the IMAGE it reads
 
 
 def test_wrong_inputs_are_named(models_dir, encoder, picture):
