@@ -223,6 +223,8 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "diffusion_models", "diffusion model")
     det = _detect(path, ("diffusion_model", "checkpoint"), "a diffusion model")
+    if det.family == "trellis2":
+        return _trellis2_model(mm, path, det, weight_dtype, device)
     from nodes.generate.model_manager import family_of_file
     det = dataclasses.replace(det, family=family_of_file(det))
     if det.family == "sdxl":
@@ -235,6 +237,20 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: pipeline(
         det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}), files=(path,))
     return ModelHandle(family=det.family, path=str(path), pipe=pipe, dtype=dname, device=device)
+
+
+def _trellis2_model(mm, path: Path, det: Detection, weight_dtype: str, device: str) -> ModelHandle:
+    """TRELLIS.2's structure flow model, read alone from the file that holds its shape and texture models too."""
+    from nodes.generate.model_manager import dtype_of
+    from nodes.generate.trellis2_flow import load_structure_flow
+    if det.variant == "pixal3d":
+        raise NodeError(f"{path.name} is Pixal3D's model, which reads the picture's features projected onto the grid "
+                        "(Pixal3DConditioning), not computed by Kinograph yet: use TRELLIS.2's "
+                        "(trellis_2_int8_convrot.safetensors, Comfy-Org/TRELLIS.2) with condition.trellis2")
+    dname, dtype = _weight_dtype(weight_dtype, "trellis2", device, dtype_of)
+    pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: load_structure_flow(
+        path, det.prefix, dtype, device), files=(path,), libraries=())       # plain torch
+    return ModelHandle(family="trellis2", path=str(path), pipe=pipe, dtype=dname, device=device)
 
 
 def _weight_dtype(name: str, family: str, device: str, dtype_of):
