@@ -221,3 +221,27 @@ def test_a_string_format_of_many_wide_fields_is_refused_as_it_is_made():
            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
     notes = [n for e in import_data(api).report.entries.values() if e.class_type == "StringFormat" for n in e.notes]
     assert any("its fields make more than 1,000,000 characters" in n for n in notes), notes
+
+
+def test_hostile_trellis2_structure_flow_and_dinov3_files_are_named_before_they_are_built():
+    """TRELLIS.2's structure flow model and its DINOv3 encoder (landed with trellis40) read widths and depths from
+    the file's shapes and names and built them for real: a width claimed by a tensor of shape [10^6, 0] asked the
+    allocator for terabytes (a RuntimeError traceback, or the machine's memory where less is asked), a tensor of too
+    few dimensions was an IndexError traceback, and DINOv3's layers were built as many as the names count. Layers
+    are counted (at most 512), each model on the meta device, before it is built."""
+    import torch
+    from nodes.generate.trellis2_dino import build_dinov3
+    from nodes.generate.trellis2_flow import build_structure_flow
+    flow = {"input_layer.weight": torch.zeros(10 ** 6, 0), "blocks.0.self_attn.q_rms_norm.gamma": torch.zeros(2, 4),
+            "blocks.0.cross_attn.to_kv.weight": torch.zeros(4, 8), "blocks.0.mlp.mlp.0.weight": torch.zeros(4, 0)}
+    with pytest.raises(NodeError, match=r"flow.safetensors: its tensor shapes make a network of [\d,]+ values, far "
+                                        r"more than the file's 40"):
+        build_structure_flow(flow, "flow.safetensors")
+    flow["blocks.0.cross_attn.to_kv.weight"] = torch.zeros(4)
+    with pytest.raises(NodeError, match=r"structure_model holds tensors of shapes it does not have"):
+        build_structure_flow(flow, "flow.safetensors")
+    dino = {"embeddings.cls_token": torch.zeros(1, 1, 64), "embeddings.patch_embeddings.weight": torch.zeros(64, 3, 4, 4),
+            "embeddings.register_tokens": torch.zeros(1, 0, 64), "layer.0.mlp.up_proj.weight": torch.zeros(128, 64),
+            **{f"layer.{i}.norm1.weight": torch.zeros(1) for i in range(600)}}
+    with pytest.raises(NodeError, match=r"dino.safetensors: its tensor names number 600 blocks of layer.N"):
+        build_dinov3(dino, "dino.safetensors")
