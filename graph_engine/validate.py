@@ -612,7 +612,9 @@ def parse_override(text: str):
     node_id, param = key.rsplit(".", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
+        # a whole number past Python's 4,300 digits (ValueError), 1,000 brackets (PyYAML recurses a level each): the
+        # text as given, which the parameter's check names
         value = raw
     if not isinstance(value, (int, float, str, bool)) or value is None:
         value = raw
