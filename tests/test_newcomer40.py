@@ -1,0 +1,17 @@
+"""A newcomer's afternoon with the README (newcomer40): each test is a mistake or a surprise they met."""
+from pathlib import Path
+
+from app.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_sweep_file_given_as_the_workflow_says_how_a_sweep_is_run(capsys):
+    """`kinograph run examples/seeds.yaml` (or validate, or batch without --sweep) was told the file lacked
+    `kinograph: 1`, that 'grid' was an unknown key and that it had no nodes: three fixes to a file that is right."""
+    for command in (["run"], ["validate"], ["batch"]):
+        assert main(command + [str(ROOT / "examples" / "seeds.yaml")]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().endswith("this is a sweep file (its grid:/cases: are values for a workflow's parameters), "
+                                    "not a workflow: run it with `kinograph batch WORKFLOW.yaml --sweep seeds.yaml`")
+        assert "unknown top-level key" not in err and "kinograph: 1" not in err
