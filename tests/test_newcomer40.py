@@ -15,3 +15,17 @@ def test_a_sweep_file_given_as_the_workflow_says_how_a_sweep_is_run(capsys):
         assert err.strip().endswith("this is a sweep file (its grid:/cases: are values for a workflow's parameters), "
                                     "not a workflow: run it with `kinograph batch WORKFLOW.yaml --sweep seeds.yaml`")
         assert "unknown top-level key" not in err and "kinograph: 1" not in err
+
+
+def test_a_missing_model_path_with_dot_dot_is_said_to_go_beside_the_workflow(tmp_path, monkeypatch, capsys):
+    """examples/tiny/wan.yaml before its tiny model is built: '../../models/wan' was to be put 'into
+    MODELS/diffusion_models/../../models', a folder outside every model folder; it is read beside the workflow."""
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models_here"))
+    (tmp_path / "shots").mkdir()
+    wf = tmp_path / "shots" / "wan.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  load: {type: load.wan, params: {path: ../models/wan}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert (f"put wan at {tmp_path / 'models' / 'wan'} (a path with '..' is taken from the workflow's folder), or set "
+            f"path to its name in the model folders") in err
+    assert "/../" not in err
