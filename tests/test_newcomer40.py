@@ -29,3 +29,22 @@ def test_a_missing_model_path_with_dot_dot_is_said_to_go_beside_the_workflow(tmp
     assert (f"put wan at {tmp_path / 'models' / 'wan'} (a path with '..' is taken from the workflow's folder), or set "
             f"path to its name in the model folders") in err
     assert "/../" not in err
+
+
+def test_an_odd_sized_clip_written_as_h264_says_the_edge_added_and_how_to_keep_its_size(tmp_path, capsys):
+    """A 133x101 picture moved by the camera came out 134x102 with a black edge, and the log said nothing."""
+    import av
+    wf = tmp_path / "odd.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  pattern: {type: generate.test_pattern, params: {frames: 2, width: 33, height: 17}}\n"
+                  "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: odd.mp4}}\n"
+                  "  keep: {type: io.save_video, inputs: {video: pattern.video}, params: {path: odd.mov, codec: prores}}\n")
+    assert main(["run", str(wf)]) == 0
+    err = capsys.readouterr().err
+    assert ("save: the frames are 33x17, and h264 takes even sizes only: a black column on the right and a black row "
+            "at the bottom are added (34x18). To keep the size, crop or resize to an even one first (video.crop, "
+            "video.resize), or set codec to prores (.mov) or ffv1 (.mkv)") in err
+    assert "keep: the frames" not in err          # prores keeps an odd size
+    for name, size in (("odd.mp4", (34, 18)), ("odd.mov", (33, 17))):
+        with av.open(str(tmp_path / name)) as f:
+            assert (f.streams.video[0].width, f.streams.video[0].height) == size
