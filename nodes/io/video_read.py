@@ -191,6 +191,11 @@ class VideoSource:
                                     f"hours ({timed} frames at {self.fps:g} fps): the file is damaged or made to "
                                     f"look long. Re-encode it with fresh timestamps, e.g. ffmpeg -i IN -vf "
                                     f"setpts=N/FRAME_RATE/TB OUT.mkv")
+                if timed > self.length:
+                    # Nothing said it: 30 frames came out as 50, and the repeats looked like a stutter of Kinograph's.
+                    self.notes.append(f"its frame rate varies (a phone's or a screen recording's may): its "
+                                      f"{self.length} frames are held in time at {self.fps:g} fps, {timed} in all, as "
+                                      f"players show them (a frame repeats where the next comes late)")
                 self.length = max(self.length, timed)
         if self.length <= 0 or not self.width:
             raise NodeError(f"{path}: no decodable frames (is the file complete?)")
