@@ -48,3 +48,26 @@ def test_an_odd_sized_clip_written_as_h264_says_the_edge_added_and_how_to_keep_i
     for name, size in (("odd.mp4", (34, 18)), ("odd.mov", (33, 17))):
         with av.open(str(tmp_path / name)) as f:
             assert (f.streams.video[0].width, f.streams.video[0].height) == size
+
+
+def test_an_opaque_gif_is_not_said_to_have_transparency_and_a_transparent_one_is(tmp_path):
+    """FFmpeg decodes every GIF as BGRA: a GIF io.save_video wrote read back 'it has transparency', and writing it to
+    .mp4 then warned that its alpha was left out."""
+    import numpy as np
+    from PIL import Image
+    from graph_engine import Clip
+    from nodes.io.video_read import ALPHA_NOTE, load_video
+    from nodes.io.video_write import write_video
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    frames[:, :, :8] = (200, 30, 30)
+    write_video(Clip.from_array(frames, fps=10.0), str(tmp_path / "opaque.gif"), codec="gif")
+    said = []
+    clip = load_video(str(tmp_path / "opaque.gif"), log=said.append)
+    assert clip.matte is None and not any("transparency" in s for s in said)
+    sticker = Image.new("P", (16, 16), 0)
+    sticker.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    sticker.paste(1, (4, 4, 12, 12))
+    sticker.save(tmp_path / "sticker.gif", transparency=0, save_all=True, append_images=[sticker.copy()], duration=100)
+    said = []
+    clip = load_video(str(tmp_path / "sticker.gif"), log=said.append)
+    assert clip.matte is not None and f"sticker.gif: {ALPHA_NOTE}" in said
