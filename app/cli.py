@@ -522,8 +522,9 @@ def cmd_nodes(args) -> int:
             from graph_engine.errors import KinographError
             from graph_engine.registry import did_you_mean
             # A ComfyUI node Kinograph does not map (SeedVR2Conditioning) has the import's word on what to use instead
+            from app.comfyui.api_nodes import API_NODE, is_api_node
             from app.comfyui.mapping import INSTEAD
-            said = INSTEAD.get(args.find[0])
+            said = INSTEAD.get(args.find[0]) or (API_NODE if is_api_node(args.find[0]) else None)
             if len(args.find) == 1 and isinstance(said, str):
                 raise KinographError(f"no node type matches {args.find[0]!r}, a ComfyUI node: {said}")
             raise KinographError(f"no node type matches {' '.join(args.find)!r}"

@@ -94,3 +94,20 @@ def test_download_links_are_read_from_subgraphs_by_file_name_and_only_plain_http
             "definitions": {"subgraphs": [{"nodes": [{"type": "VAELoader", "properties": {"models": models}}]}]}}
     assert model_links(data) == {"wan_2.1_vae.safetensors": "https://example.org/wan_2.1_vae.safetensors"}
     assert model_links({"nodes": 3, "definitions": []}) == {} == model_links([1, 2])
+
+
+def test_a_comfyui_api_node_is_said_to_be_a_paid_online_service_not_a_node_kinograph_lacks(capsys):
+    """Half of ComfyUI's templates folder (api_*.json) is built on its API nodes (Kling, Veo, Luma ...), which run
+    nothing locally; their import said 'no Kinograph equivalent', as of a node Kinograph might map."""
+    from app.comfyui import import_data
+    from app.comfyui.api_nodes import API_NODE, is_api_node
+    prompt = {"1": {"class_type": "Kling4TextToVideoNode", "inputs": {"prompt": "a fairy"}},
+              "2": {"class_type": "SaveVideo", "inputs": {"video": ["1", 0], "filename_prefix": "video/k"}}}
+    text = import_data(prompt).report.text()
+    assert f"Kling4TextToVideoNode #1 -> kling4_text_to_video_node_1: {API_NODE}; a placeholder marks its place" in text
+    assert main(["nodes", "Wan2TextToVideoApi"]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"a ComfyUI node: {API_NODE}")
+    assert all(map(is_api_node, ("GeminiNodeV3", "FluxProUltraImageNode", "LtxApi25TextToVideo", "TripoRigNode")))
+    # Nodes that run a model on the machine, or do local work, are not taken for them.
+    assert not any(map(is_api_node, ("TripoSplatConditioning", "FluxGuidance", "WanImageToVideo", "BatchMasksNode",
+                                     "Flux2Scheduler", "KSampler")))
