@@ -71,3 +71,23 @@ def test_an_opaque_gif_is_not_said_to_have_transparency_and_a_transparent_one_is
     said = []
     clip = load_video(str(tmp_path / "sticker.gif"), log=said.append)
     assert clip.matte is not None and f"sticker.gif: {ALPHA_NOTE}" in said
+
+
+def test_a_sharded_render_names_each_shards_own_frames_and_no_empty_context():
+    """`run examples/test_pattern.yaml --ray local --shards 2` said '(each pulls up to 0 frames of context either
+    side)', then 'frames 0-27' and 'frames 27-48', as if frame 27 were rendered twice."""
+    from app.batch import _shard_printer
+
+    class Notes(list):
+        def note(self, line):
+            self.append(line)
+    said = Notes()
+    emit = _shard_printer(said, False)
+    emit({"event": "shards_planned", "ranges": [(0, 27), (27, 48)], "asked": 2, "workers": 2, "frames": 48,
+          "context": 0, "chunk": 27})
+    emit({"event": "shard_finished", "ok": True, "frames": (27, 48), "shard": 1, "host": "vm", "seconds": 3.0})
+    emit({"event": "shards_planned", "ranges": [(0, 48)], "asked": 2, "workers": 1, "frames": 48, "context": 2,
+          "chunk": 32})
+    assert said == ["48 frames in 2 shards on 2 workers", "  shard 1 frames 27-47 done on vm (3.00s)",
+                    "48 frames in 1 shard on 1 worker (each pulls up to 2 frames of context either side); shards hold "
+                    "whole 32-frame chunks, so not 2"]
