@@ -91,3 +91,22 @@ def test_a_sharded_render_names_each_shards_own_frames_and_no_empty_context():
     assert said == ["48 frames in 2 shards on 2 workers", "  shard 1 frames 27-47 done on vm (3.00s)",
                     "48 frames in 1 shard on 1 worker (each pulls up to 2 frames of context either side); shards hold "
                     "whole 32-frame chunks, so not 2"]
+
+
+def test_a_16_bit_png_read_by_load_image_says_it_is_read_as_8_bits_and_what_keeps_its_depth(tmp_path, capsys):
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(tmp_path / "deep.png"), np.full((8, 8, 3), 40000, np.uint16))
+    cv2.imwrite(str(tmp_path / "plain.png"), np.full((8, 8, 3), 200, np.uint8))
+    wf = tmp_path / "still.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  deep: {type: io.load_image, params: {path: deep.png}}\n"
+                  "  plain: {type: io.load_image, params: {path: plain.png}}\n"
+                  "  a: {type: io.save_image, inputs: {image: deep.image}, params: {path: a.png}}\n"
+                  "  b: {type: io.save_image, inputs: {image: plain.image}, params: {path: b.png}}\n")
+    assert main(["run", str(wf)]) == 0
+    err = capsys.readouterr().err
+    assert ("deep: deep.png holds more than 8 bits a channel: io.load_image reads it as 8-bit RGB (what the models "
+            "take); to keep its depth through grading into a 16-bit TIFF or an EXR (io.save_frames) or ProRes, read "
+            "it with io.load_frames (path: the file itself)") in err
+    assert "plain: plain.png holds" not in err

@@ -24,7 +24,7 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
     the part erased in an image editor (or ComfyUI's mask editor) is the region to inpaint. Transparent parts of
     the image are laid over black. With `layer`, a render pass of an EXR instead, as the control picture a
     ControlNet takes (see io.load_frames)."""
-    from .images import layer_reader, read_image_alpha
+    from .images import deep, layer_reader, read_image_alpha
     if layer.strip():
         from .exr import world_normals_note
         rgb = layer_reader([path], layer)(path)
@@ -33,6 +33,11 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
         alpha = None
     else:
         rgb, alpha = read_image_alpha(path)
+        if deep(path):
+            # A 16-bit PNG went on as 8 bits and came out of a 16-bit writer so, with nothing said.
+            ctx.log(f"{PurePath(path).name} holds more than 8 bits a channel: io.load_image reads it as 8-bit RGB (what the "
+                    f"models take); to keep its depth through grading into a 16-bit TIFF or an EXR (io.save_frames) or "
+                    f"ProRes, read it with io.load_frames (path: the file itself)")
     alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha
     return {"image": rgb, "alpha": alpha, "mask": 1.0 - alpha}
 
