@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
 from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
+from nodes.generate.per_file import kept_per_file
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -140,22 +141,15 @@ def safetensors_header(path: Path) -> Header:
 
 
 def gguf_header(path: Path) -> Header:
-    """The GGUF file's header, read once for the file as it stands (its size and modification time): detection, the
-    weights' reader and the tokenizer each ask for it, and the gguf package's reader takes seconds over a language
-    model's tokenizer arrays (held in the metadata it parses whole)."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return _gguf_header(path)       # its own message for a file that cannot be read
-    # the inode and change time too: a file put in place (renamed over it) is another inode, and no tool sets the
-    # change time back the way a download keeps the server's modification time
-    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+    """The GGUF file's header, read once for the file as it stands (per_file): detection, the weights' reader and the
+    tokenizer each ask for it, and the gguf package's reader takes seconds over a language model's tokenizer arrays
+    (held in the metadata it parses whole). A copy each time: callers add to its dictionaries."""
+    kept = _kept_gguf_header(Path(path))
     return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
 
 
-@functools.lru_cache(maxsize=8)
-def _kept_gguf_header(path: Path, *state: int) -> Header:
+@kept_per_file(maxsize=8)
+def _kept_gguf_header(path: Path) -> Header:
     return _gguf_header(path)
 
 
@@ -1841,6 +1835,17 @@ def _trellis2(k: Keys) -> Optional[Detection]:
         return Detection("vae", "trellis2", "shape", why="struct_dec / shape_dec (TRELLIS.2's shape VAE)")
     if k.has("txt_dec.from_latent.weight"):
         return Detection("vae", "trellis2", "texture", why="txt_dec (TRELLIS.2's texture VAE)")
+    if k.has("structure_model.t_embedder.mlp.0.weight"):
+        # the flow models (diffusion_models/trellis_2_int8_convrot): structure_model., img2shape(_512)., shape2txt.;
+        # Pixal3D's read the picture's features projected onto the grid besides (cross_attn.proj_linear)
+        x = "structure_model.t_embedder.mlp.0.weight"
+        pixal = k.has("structure_model.blocks.0.cross_attn.proj_linear.weight")
+        return Detection("diffusion_model", "trellis2", "pixal3d" if pixal else "trellis2",
+                         prefix=k.prefix_of(x) or "", why="structure_model / img2shape (TRELLIS.2's flow models)")
+    if k.has("embeddings.register_tokens", "layer.0.layer_scale1.lambda1"):
+        # its image encoder (clip_vision/dino_v3_L_naf_fp32): DINOv3 in transformers' names, Pixal3D's NAF beside it
+        return Detection("clip_vision", "trellis2", "dinov3-naf" if k.starts("naf.") else "dinov3",
+                         why="embeddings.register_tokens / layer.N.layer_scale1 (DINOv3, TRELLIS.2's image encoder)")
     return None
 
 
