@@ -6,6 +6,14 @@ from app.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run(folder: Path, capsys, nodes: str) -> str:
+    """Run a workflow of these `nodes` (YAML lines) written in `folder`; what it said on stderr."""
+    wf = folder / "shot.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n" + nodes)
+    assert main(["run", str(wf)]) == 0
+    return capsys.readouterr().err
+
+
 def test_a_sweep_file_given_as_the_workflow_says_how_a_sweep_is_run(capsys):
     """`kinograph run examples/seeds.yaml` (or validate, or batch without --sweep) was told the file lacked
     `kinograph: 1`, that 'grid' was an unknown key and that it had no nodes: three fixes to a file that is right."""
@@ -34,13 +42,10 @@ def test_a_missing_model_path_with_dot_dot_is_said_to_go_beside_the_workflow(tmp
 def test_an_odd_sized_clip_written_as_h264_says_the_edge_added_and_how_to_keep_its_size(tmp_path, capsys):
     """A 133x101 picture moved by the camera came out 134x102 with a black edge, and the log said nothing."""
     import av
-    wf = tmp_path / "odd.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n"
-                  "  pattern: {type: generate.test_pattern, params: {frames: 2, width: 33, height: 17}}\n"
-                  "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: odd.mp4}}\n"
-                  "  keep: {type: io.save_video, inputs: {video: pattern.video}, params: {path: odd.mov, codec: prores}}\n")
-    assert main(["run", str(wf)]) == 0
-    err = capsys.readouterr().err
+    err = _run(tmp_path, capsys,
+               "  pattern: {type: generate.test_pattern, params: {frames: 2, width: 33, height: 17}}\n"
+               "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: odd.mp4}}\n"
+               "  keep: {type: io.save_video, inputs: {video: pattern.video}, params: {path: odd.mov, codec: prores}}\n")
     assert ("save: the frames are 33x17, and h264 takes even sizes only: a black column on the right and a black row "
             "at the bottom are added (34x18). To keep the size, crop or resize to an even one first (video.crop, "
             "video.resize), or set codec to prores (.mov) or ffv1 (.mkv)") in err
@@ -98,14 +103,11 @@ def test_a_16_bit_png_read_by_load_image_says_it_is_read_as_8_bits_and_what_keep
     import numpy as np
     cv2.imwrite(str(tmp_path / "deep.png"), np.full((8, 8, 3), 40000, np.uint16))
     cv2.imwrite(str(tmp_path / "plain.png"), np.full((8, 8, 3), 200, np.uint8))
-    wf = tmp_path / "still.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n"
-                  "  deep: {type: io.load_image, params: {path: deep.png}}\n"
-                  "  plain: {type: io.load_image, params: {path: plain.png}}\n"
-                  "  a: {type: io.save_image, inputs: {image: deep.image}, params: {path: a.png}}\n"
-                  "  b: {type: io.save_image, inputs: {image: plain.image}, params: {path: b.png}}\n")
-    assert main(["run", str(wf)]) == 0
-    err = capsys.readouterr().err
+    err = _run(tmp_path, capsys,
+               "  deep: {type: io.load_image, params: {path: deep.png}}\n"
+               "  plain: {type: io.load_image, params: {path: plain.png}}\n"
+               "  a: {type: io.save_image, inputs: {image: deep.image}, params: {path: a.png}}\n"
+               "  b: {type: io.save_image, inputs: {image: plain.image}, params: {path: b.png}}\n")
     assert ("deep: deep.png holds more than 8 bits a channel: io.load_image reads it as 8-bit RGB (what the models "
             "take); to keep its depth through grading into a 16-bit TIFF or an EXR (io.save_frames) or ProRes, read "
             "it with io.load_frames (path: the file itself)") in err
