@@ -186,8 +186,9 @@ def _gguf_header(path: Path) -> Header:
     reader = _gguf_read(path, gguf_reader)
     meta = {}
     for name, fld in reader.fields.items():
-        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
-        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")) or \
+        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values); a vision
+        # projector's settings (clip.*: gguf_mmproj)
+        if name.startswith(("general.architecture", "comfy.gguf.orig_shape", "clip.")) or \
                 name.endswith((".attention.head_count", ".attention.head_count_kv")):
             try:
                 meta[name] = fld.contents()
