@@ -160,3 +160,11 @@ def test_qwen_edit_without_the_projector_says_where_it_goes(tmp_path):
                              SimpleNamespace(text_encoder=te), "text_encoder")
     with pytest.raises(NodeError, match=r"projector file.*'mmproj' and 'qwen2.5-vl-7b-instruct'"):
         encode_edit(handle, None, "make it blue", [np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_the_projector_loaded_alone_says_what_it_is(tmp_path, pair):
+    from graph_engine import NodeError
+    from nodes.generate.split import _detect
+    folder, _, _ = pair
+    with pytest.raises(NodeError, match=r"vision projector \(mmproj, qwen2.5vl_merger\), read with the language-model"):
+        _detect(folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf", ("text_encoder",), "a text encoder")
