@@ -16,16 +16,16 @@ from tests.test_gguf_llm_encoder import _model, _write_llama_cpp  # noqa: E402
 DEPTH, WIDTH, HEADS, EVERY = 2, 64, 2, 2        # heads not the 7B's 80 wide: the file's count must be read
 
 
-def _tower(out_hidden: int):
+def _tower(out_hidden: int, width: int = WIDTH, heads: int = HEADS, every: int = EVERY):
     import transformers as tr
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
     torch.manual_seed(3)
-    cfg = tr.Qwen2_5_VLVisionConfig(depth=DEPTH, hidden_size=WIDTH, num_heads=HEADS, intermediate_size=96,
-                                    out_hidden_size=out_hidden, fullatt_block_indexes=[EVERY - 1])
+    cfg = tr.Qwen2_5_VLVisionConfig(depth=DEPTH, hidden_size=width, num_heads=heads, intermediate_size=96,
+                                    out_hidden_size=out_hidden, fullatt_block_indexes=[every - 1])
     model = Qwen2_5_VisionTransformerPretrainedModel(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.05 + (1.0 if p.ndim == 1 and p.shape[0] == WIDTH else 0.0))
+            p.copy_(torch.randn_like(p) * 0.05 + (1.0 if p.ndim == 1 and p.shape[0] == width else 0.0))
     return model
 
 
@@ -168,3 +168,40 @@ def test_the_projector_loaded_alone_says_what_it_is(tmp_path, pair):
     folder, _, _ = pair
     with pytest.raises(NodeError, match=r"vision projector \(mmproj, qwen2.5vl_merger\), read with the language-model"):
         _detect(folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf", ("text_encoder",), "a text encoder")
+
+
+def test_qwen_edit_reads_a_picture_through_the_gguf_pair_as_through_the_safetensors(tmp_path, monkeypatch):
+    """Through load.text_encoder (type qwen_image) and encode.qwen_edit: the GGUF and its mmproj, tokenizer read
+    from the GGUF, give the conditioning the safetensors encoder of the same values (its vision tower as visual.*,
+    the same tokenizer in a folder) gives."""
+    import numpy as np
+    from safetensors.torch import save_file
+    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+    from tests.test_gguf_tokenizer import _bpe_metadata, _trained_bpe
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate import qwen_edit
+    from nodes.generate.qwen_edit import encode_edit
+    from nodes.generate.split import load_text_encoder
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(qwen_edit, "PLUS_VL_AREA", 224 * 224)      # fewer patches than the released 384 x 384
+    reference = _trained_bpe("qwen2")
+    reference.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>",
+                                                                "<|image_pad|>", "<|video_pad|>"]})
+    torch.manual_seed(0)
+    model = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
+        vocab_size=len(reference), hidden_size=256, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})).eval()
+    gguf_path = folder / "Qwen2.5-VL-7B-Instruct-Q8_0.gguf"
+    held = _write_llama_cpp(model, "qwen2vl", gguf_path, lambda w: _bpe_metadata(w, reference, "qwen2"))
+    # the released 7B's layout, which a safetensors file's tower is built with: 80-wide heads, every 8th block whole
+    seen = _write_mmproj(_tower(256, width=160, heads=2, every=8), folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf")
+    save_file({**{"model." + k: v.contiguous() for k, v in held.items()},
+               **{"visual." + k: v.contiguous() for k, v in seen.items()}}, str(folder / "qwen_values.safetensors"))
+    reference.save_pretrained(str(folder / "qwen_values"))
+    picture = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+    got, want = (encode_edit(load_text_encoder(ModelManager(), name, "", "qwen_image", "cpu"), None, "make it blue",
+                             [picture]).embeds for name in (gguf_path.name, "qwen_values.safetensors"))
+    assert got.shape == want.shape and got.abs().max() > 0
+    torch.testing.assert_close(got.float(), want.float(), atol=2e-3 * float(want.abs().max()), rtol=3e-3)
