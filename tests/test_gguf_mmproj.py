@@ -176,8 +176,7 @@ def test_qwen_edit_reads_a_picture_through_the_gguf_pair_as_through_the_safetens
     the same tokenizer in a folder) gives."""
     import numpy as np
     from safetensors.torch import save_file
-    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
-    from tests.test_gguf_tokenizer import _bpe_metadata, _trained_bpe
+    from tests.test_gguf_tokenizer import _trained_bpe, write_qwen25vl
     from nodes.generate.model_manager import ModelManager
     from nodes.generate import qwen_edit
     from nodes.generate.qwen_edit import encode_edit
@@ -189,12 +188,8 @@ def test_qwen_edit_reads_a_picture_through_the_gguf_pair_as_through_the_safetens
     reference = _trained_bpe("qwen2")
     reference.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>",
                                                                 "<|image_pad|>", "<|video_pad|>"]})
-    torch.manual_seed(0)
-    model = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
-        vocab_size=len(reference), hidden_size=256, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})).eval()
     gguf_path = folder / "Qwen2.5-VL-7B-Instruct-Q8_0.gguf"
-    held = _write_llama_cpp(model, "qwen2vl", gguf_path, lambda w: _bpe_metadata(w, reference, "qwen2"))
+    held = write_qwen25vl(gguf_path, reference)
     # the released 7B's layout, which a safetensors file's tower is built with: 80-wide heads, every 8th block whole
     seen = _write_mmproj(_tower(256, width=160, heads=2, every=8), folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf")
     save_file({**{"model." + k: v.contiguous() for k, v in held.items()},
