@@ -1836,6 +1836,17 @@ def _trellis2(k: Keys) -> Optional[Detection]:
         return Detection("vae", "trellis2", "shape", why="struct_dec / shape_dec (TRELLIS.2's shape VAE)")
     if k.has("txt_dec.from_latent.weight"):
         return Detection("vae", "trellis2", "texture", why="txt_dec (TRELLIS.2's texture VAE)")
+    if k.has("structure_model.t_embedder.mlp.0.weight"):
+        # the flow models (diffusion_models/trellis_2_int8_convrot): structure_model., img2shape(_512)., shape2txt.;
+        # Pixal3D's read the picture's features projected onto the grid besides (cross_attn.proj_linear)
+        x = "structure_model.t_embedder.mlp.0.weight"
+        pixal = k.has("structure_model.blocks.0.cross_attn.proj_linear.weight")
+        return Detection("diffusion_model", "trellis2", "pixal3d" if pixal else "trellis2",
+                         prefix=k.prefix_of(x) or "", why="structure_model / img2shape (TRELLIS.2's flow models)")
+    if k.has("embeddings.register_tokens", "layer.0.layer_scale1.lambda1"):
+        # its image encoder (clip_vision/dino_v3_L_naf_fp32): DINOv3 in transformers' names, Pixal3D's NAF beside it
+        return Detection("clip_vision", "trellis2", "dinov3-naf" if k.starts("naf.") else "dinov3",
+                         why="embeddings.register_tokens / layer.N.layer_scale1 (DINOv3, TRELLIS.2's image encoder)")
     return None
 
 
