@@ -111,3 +111,19 @@ def test_a_comfyui_api_node_is_said_to_be_a_paid_online_service_not_a_node_kinog
     # Nodes that run a model on the machine, or do local work, are not taken for them.
     assert not any(map(is_api_node, ("TripoSplatConditioning", "FluxGuidance", "WanImageToVideo", "BatchMasksNode",
                                      "Flux2Scheduler", "KSampler")))
+
+
+def test_a_download_address_whose_host_is_not_the_name_read_first_is_not_given():
+    """https://huggingface.co@files.example/x reads as Hugging Face and downloads from files.example (the part
+    before @ is a user name): a stranger's workflow could pass off its own server as Hugging Face in the report."""
+    from urllib.parse import urlsplit
+    from app.comfyui.model_links import model_links
+    # (a backslash before the @: browsers read it as '/', Python's urlsplit as part of a user name)
+    tricks = ["https://huggingface.co@files.example/a.safetensors", "https://huggingface.co:x@files.example/b",
+              "https://huggingface.co\\@files.example/c"]
+    assert [urlsplit(u).hostname for u in tricks] == ["files.example"] * 3
+    for url in tricks:
+        assert model_links({"nodes": [{"properties": {"models": [{"name": "a.safetensors", "url": url}]}}]}) == {}
+    plain = "https://huggingface.co/Comfy-Org/x/resolve/main/split_files/vae/a.safetensors?download=true#@x"
+    assert model_links({"nodes": [{"properties": {"models": [{"name": "a.safetensors", "url": plain}]}}]}) == {
+        "a.safetensors": plain}
