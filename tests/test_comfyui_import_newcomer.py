@@ -127,3 +127,18 @@ def test_a_download_address_whose_host_is_not_the_name_read_first_is_not_given()
     plain = "https://huggingface.co/Comfy-Org/x/resolve/main/split_files/vae/a.safetensors?download=true#@x"
     assert model_links({"nodes": [{"properties": {"models": [{"name": "a.safetensors", "url": plain}]}}]}) == {
         "a.safetensors": plain}
+
+
+def test_a_custom_packs_node_named_like_an_api_node_is_said_to_come_from_its_pack():
+    """Names were the only sign: ControlAltAI's FluxResolutionNode (a size calculator that runs locally) was called
+    one of ComfyUI's paid API nodes. ComfyUI records the pack a node came from (cnr_id); its API nodes are
+    comfy-core's."""
+    from app.comfyui import import_data
+    nodes = [{"id": 1, "type": "FluxResolutionNode", "properties": {"cnr_id": "controlaltai-nodes", "ver": "1.1.4"},
+              "inputs": [], "outputs": [], "widgets_values": []},
+             {"id": 2, "type": "Kling4TextToVideoNode", "properties": {"cnr_id": "comfy-core", "ver": "0.3.66"},
+              "inputs": [], "outputs": [], "widgets_values": []}]
+    text = import_data({"nodes": nodes, "links": []}).report.text()
+    assert ("FluxResolutionNode #1 -> flux_resolution_node_1: no Kinograph equivalent (from the custom node pack "
+            "controlaltai-nodes 1.1.4)") in text
+    assert "Kling4TextToVideoNode #2 -> kling4_text_to_video_node_2: one of ComfyUI's API nodes" in text
