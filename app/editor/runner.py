@@ -25,7 +25,9 @@ MAX_HISTORY = 200
 
 @dataclass
 class NodeStatus:
-    state: str                      # queued, running, cached, done, failed, skipped, cancelled (edited: the editor's)
+    # queued, running, streaming (a clip returned, its frames made as later nodes read them), cached, done, failed,
+    # skipped, cancelled (edited: the editor's)
+    state: str
     progress: Optional[float] = None
     seconds: Optional[float] = None
     message: str = ""
@@ -295,8 +297,10 @@ class RunController(QObject):
             cached = ev.get("cached")
             lazy = ev.get("lazy") and not cached
             # A lazy clip's node returns at once; its frames are computed when a later node reads
-            # them, and that time arrives with node_time: no "done in 1 ms" in the meantime.
-            st = NodeStatus("cached" if cached else "done", seconds=None if lazy else ev.get("seconds"),
+            # them, and that time arrives with node_time: no "done in 1 ms" in the meantime, nor a green
+            # 'done' while a decode feeding a Save still makes its frames (minutes): 'streaming' till then.
+            st = NodeStatus("cached" if cached else "streaming" if lazy else "done",
+                            seconds=None if lazy else ev.get("seconds"),
                             message="bypassed" if ev.get("bypassed") else
                             "frames are computed as later nodes read them" if lazy else "")
             self._set(node, st)
@@ -305,7 +309,7 @@ class RunController(QObject):
                 self.logged.emit("info", f"{node} done in {st.badge()}", node)
         elif kind == "node_time":
             old = self.status.get(node)
-            if old is None or old.state != "done":
+            if old is None or old.state not in ("done", "streaming"):
                 return
             own = NodeStatus("done", seconds=ev.get("seconds") or 0.0)
             wall = self._wall.get(node, 0.0)
@@ -377,6 +381,8 @@ class RunController(QObject):
             # A lazy node of a cancelled run never finished its frames either.
             if st.state in ("queued", "running") or (left == "cancelled" and n in self._wall and self._wall[n] is None):
                 self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))
+            elif st.state == "streaming":        # no later node read its frames in this run (a view reads them next)
+                self._set(n, NodeStatus("done", message=st.message))
         if res is not None and res.cancelled:
             job.state = "cancelled"
             self.logged.emit("warn", f"■ {job.label}: cancelled", "")
