@@ -45,3 +45,38 @@ def test_a_clip_node_whose_frames_are_still_read_is_not_badged_done(win, qtbot):
     job = win.run([slow])
     assert win.runs.wait_idle(30) and job.state == "done"
     assert _state(win, pat) == "done" and win.scene.nodes[pat].status.state == "done"
+
+
+def _title_pixels(win, gid, title):
+    """How many pixels of the canvas the group's title changes: the scene drawn with it and with no title."""
+    from PySide6.QtGui import QImage, QPainter
+    grp = win.scene.groups[gid]
+    area = grp.scene_rect().adjusted(-4, -4, 4, 4)
+    shots = []
+    for t in (title, ""):
+        win.controller.update_group(gid, title=t)
+        img = QImage(int(area.width()), int(area.height()), QImage.Format_ARGB32)
+        img.fill(0)
+        p = QPainter(img)
+        win.scene.render(p, img.rect().toRectF(), area)
+        p.end()
+        shots.append(img)
+    a, b = shots
+    return sum(a.pixel(x, y) != b.pixel(x, y) for y in range(0, a.height(), 2) for x in range(0, a.width(), 2))
+
+
+def test_a_group_title_is_not_drawn_under_a_node_left_out_of_it(win):
+    """Ctrl+G on Sample and Empty Latent in default.yaml: Encode Prompt, above them and not in the group, stood over
+    the group's title bar, and the name read 'Gr' (nodes are drawn over frames). The title is drawn where the bar
+    shows, as much of it as when no node stood there."""
+    c = win.controller
+    latent = c.add_node("latent.empty", (260, 80))
+    sample = c.add_node("generate.sample", (520, 0))
+    prompt = c.add_node("encode.text", (260, -160))     # its foot 2 px above Sample's head, as in default.yaml
+    win.scene.select_nodes([latent, sample])
+    win.group_selection()
+    (gid,) = win.doc.graph.ui["_groups"]
+    covered = _title_pixels(win, gid, "Plates for sh010")
+    c.delete([prompt])
+    clear = _title_pixels(win, gid, "Plates for sh010")
+    assert clear > 50 and covered >= 0.9 * clear, (covered, clear)

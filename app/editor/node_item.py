@@ -488,6 +488,7 @@ class NodeItem(QGraphicsItem):
             sc = self.scene()
             if sc is not None:
                 sc.overview_changed()
+                sc.titles_may_move(self.sceneBoundingRect())
                 if sc._moving:
                     sc.node_dragged(self)
         if change == QGraphicsItem.ItemSceneHasChanged and self.spec is None and value is not None:
