@@ -342,13 +342,13 @@ class Executor:
                     raise
                 except KinographError as e:
                     self.partials.release(key)
-                    self._fail(res, dead, nid, _in_upstream(g, nid, e, str(e)), None, emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, str(e)), None, emit, e)
                     continue
                 except MemoryError as e:
                     self.partials.release(key)
                     msg = "out of memory: give it smaller frames (io.load_video's width and height, or video.resize " \
                           "before it) or a smaller radius, tile or batch"
-                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit, e)
                     continue
                 except Exception as e:
                     self.partials.release(key)
@@ -360,7 +360,7 @@ class Executor:
                         msg = _too_big(str(e))
                     elif "(-4:Insufficient memory)" in str(e):      # OpenCV's words for it
                         msg = f"out of memory on cpu: OpenCV {str(e).split('(-4:Insufficient memory)')[-1].strip()}"
-                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit, e)
                     continue
                 seconds = time.perf_counter() - t0
                 values[nid] = outputs
@@ -527,9 +527,13 @@ class Executor:
                     raise KinographError(bypass_problem(spec, name))
         return out
 
-    def _fail(self, res, dead, nid, message, tb, emit):
+    def _fail(self, res, dead, nid, message, tb, emit, error: Optional[BaseException] = None):
         res.ok = False
         res.failed[nid] = message
         dead[nid] = nid
-        emit({"event": "node_failed", "node": nid, "message": message, "traceback": tb})
+        ev = {"event": "node_failed", "node": nid, "message": message, "traceback": tb}
+        culprit = getattr(error, "kinograph_node", nid)
+        if culprit != nid:          # an upstream lazy node's frames failed as this one read them: which (the editor)
+            ev["frames_of"] = culprit
+        emit(ev)
 

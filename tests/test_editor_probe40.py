@@ -2,6 +2,8 @@
 are still being made, ... Driven through the real window offscreen; any Qt warning fails a test."""
 import os
 
+from graph_engine.types import VIDEO
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.editor.compat import check_qt_binding  # noqa: E402
@@ -80,3 +82,32 @@ def test_a_group_title_is_not_drawn_under_a_node_left_out_of_it(win):
     c.delete([prompt])
     clear = _title_pixels(win, gid, "Plates for sh010")
     assert clear > 50 and covered >= 0.9 * clear, (covered, clear)
+
+
+def _greedy(ctx, video: VIDEO) -> VIDEO:
+    """Passes frames on; computing them runs out of memory when a later node reads them."""
+    def read(a, b):
+        raise MemoryError("Unable to allocate 24.9 MiB for an array with shape (1, 2160, 3840, 3)")
+    return video.with_(reader=read)
+
+
+def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_path):
+    """A denoise runs out of memory as the Save after it reads its frames: the Log said 'save failed: heavy
+    (test.greedy), computing the frames save pulled: out of memory', but on the canvas the Save was red and the node
+    at fault green, 'done' (its clip returned at once), and its tip said nothing. It is badged failed, with why."""
+    from test_editor import registry_with
+    from app.editor.document import Document
+    w = make_window(Document(registry=registry_with(test_greedy=_greedy)))
+    c = w.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    heavy = c.add_node("test.greedy", (300, 0))
+    save = c.add_node("io.save_video", (600, 0))
+    c.set_param(save, "path", str(tmp_path / "o.mp4"))
+    c.connect(pat, "video", heavy, "video")
+    c.connect(heavy, "video", save, "video")
+    job = w.run()
+    assert w.runs.wait_idle(30) and job.state == "failed"
+    assert _state(w, save) == "failed"
+    st = w.scene.nodes[heavy].status
+    assert st.state == "failed" and "out of memory" in st.message and save in st.message, st
+    assert _state(w, pat) != "failed"

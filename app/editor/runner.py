@@ -328,6 +328,10 @@ class RunController(QObject):
                                  f"{NodeStatus('done', seconds=wall).badge()} was computing upstream frames", node)
         elif kind == "node_failed":
             self._set(node, NodeStatus("failed", message=ev.get("message", "")))
+            if ev.get("frames_of") in self.status:
+                # The lazy node whose frames failed as this one read them stayed a green 'done' beside the red
+                # reader: the canvas pointed at the wrong node, as 'save failed: out of memory' once did.
+                self._set(ev["frames_of"], NodeStatus("failed", message=ev.get("message", "")))
             self.logged.emit("error", f"{node} failed: {ev.get('message', '')}", node)
         elif kind == "node_skipped":
             self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
