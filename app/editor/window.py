@@ -42,7 +42,7 @@ from .viewer import ViewerPanel
 WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
-RAN = ("done", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
+RAN = ("done", "streaming", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
 # The first filter is the one the dialog opens on: everything File > Open reads. It was Kinograph's .yaml alone, and a
 # folder of ComfyUI workflows (.json) looked empty to someone coming from ComfyUI.
 COMFYUI_FILTER = "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm)"
