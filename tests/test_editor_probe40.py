@@ -115,3 +115,25 @@ def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_pat
     st = w.scene.nodes[heavy].status
     assert st.state == "failed" and "out of memory" in st.message and save in st.message, st
     assert _state(w, pat) != "failed"
+
+
+def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
+    """V on a node while a render runs: the look is queued behind the render (minutes of a Save), and the viewer
+    said 'computing pattern.video…' all that while, as if it were on its way. It says it waits for the render, and
+    'computing' once it does."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    slow = c.add_node("test.slow", (300, 0))
+    c.set_param(slow, "steps", 100000)
+    c.connect(pat, "video", slow, "video")
+    run = win.run([slow])
+    qtbot.waitUntil(lambda: _state(win, slow) == "running", timeout=30000)
+    look = win.view_node(pat)
+    assert look.state == "queued"
+    said = win.viewer.canvas.loading
+    assert said.startswith("waiting for") and run.label in said and f"{pat}.video" in said, said
+    win.runs.cancel(run)
+    qtbot.waitUntil(lambda: look.state != "queued", timeout=30000)
+    assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
+    assert win.runs.wait_idle(30) and look.state == "done"
+    assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading

@@ -1183,6 +1183,8 @@ class MainWindow(QMainWindow):
 
     def _queue_state(self) -> None:
         cur, waiting = self.runs.current, len(self.runs.pending)
+        if cur is not None and cur.kind == "view" and cur.state == "running":
+            self.viewer.started(cur.view[2])
         text = f"running {cur.label}" if cur else "idle"
         if cur is not None and cur.cancel.cancelled:
             # A node stops at its next step; one that has none (a model being read, seconds) runs
@@ -1552,12 +1554,20 @@ class MainWindow(QMainWindow):
             self.docks["Viewer"].show()
             self.docks["Viewer"].raise_()
         label = f"{target[0]}.{target[1]}"
-        if slot != PREVIEW:
-            self.viewer.computing(slot, label)
         self._autosave_before_running()
-        return self.runs.submit(self.doc, targets=targets, kind="view",
-                                label=f"view {label}",
-                                view=(target[0], target[1], slot, node_id))
+        job = self.runs.submit(self.doc, targets=targets, kind="view", label=f"view {label}",
+                               view=(target[0], target[1], slot, node_id))
+        if slot != PREVIEW:
+            self.viewer.computing(slot, label, self._waits_for(job))
+        return job
+
+    def _waits_for(self, job: Job) -> str:
+        """What `job` waits for to start: '' when it runs now, else the job running and how many more before it."""
+        cur = self.runs.current
+        if job.state != "queued" or cur is None:
+            return ""
+        ahead = self.runs.pending.index(job)
+        return cur.label + (f" and {counted(ahead, 'job')} queued before it" if ahead else "")
 
     def _revisit_views(self) -> None:
         stale, self._stale = self._stale, set()
