@@ -385,8 +385,11 @@ class Executor:
                 for v in outs.values():
                     if isinstance(v, Clip):
                         v.drop_cache()
+            read = set(self.meter.read)
             for n, secs in self.meter.take().items():     # each node's own work, lazy frames included
-                emit({"event": "node_time", "node": n, "seconds": round(secs, 4)})
+                # frames: whether a later node read any of its lazy frames (a run stopped before its writer did
+                # had them 'computed in 0 ms')
+                emit({"event": "node_time", "node": n, "seconds": round(secs, 4), "frames": n in read})
         res.outputs = values
         res.seconds = time.perf_counter() - t_run
         emit({"event": "run_finished", "ok": res.ok, "cancelled": res.cancelled, "results": res.results,

@@ -137,3 +137,19 @@ def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
     assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
     assert win.runs.wait_idle(30) and look.state == "done"
     assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
+
+
+def test_clip_nodes_of_a_save_that_failed_before_reading_are_not_said_computed(win, tmp_path):
+    """A Save whose folder cannot be made fails before it reads a frame: the pattern and the resize feeding it were
+    badged a green '0 ms', and the Log said 'pattern computed its frames in 0 ms (as later nodes read them)'. No
+    frame of theirs was computed: they say so."""
+    from test_editor import chain
+    (tmp_path / "plates").write_text("a file where the Save wants a folder")
+    p, r, s = chain(win, out=tmp_path / "plates" / "sh010.mp4")
+    job = win.run()
+    assert win.runs.wait_idle(30) and job.state == "failed" and _state(win, s) == "failed"
+    log = win.log.toPlainText()
+    for n in (p, r):
+        st = win.scene.nodes[n].status
+        assert st.state == "skipped" and "no frame" in st.message, (n, st)
+        assert f"{n} computed its frames" not in log, log

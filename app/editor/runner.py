@@ -315,6 +315,8 @@ class RunController(QObject):
             wall = self._wall.get(node, 0.0)
             if wall is None and job is not None and job.kind == "view":
                 return          # the viewer computes the frames it shows after this job: no time to tell yet
+            if wall is None and not ev.get("frames", True):
+                return          # no later node read its frames: the run's end says what became of them
             if wall is None and job is not None and job.cancel.cancelled:
                 # Cancelled at frame 18 of 2,000, it said 'computed its frames in 3.0 s', and 'done' until the
                 # run's end made it 'cancelled': its clip was not made.
@@ -385,6 +387,10 @@ class RunController(QObject):
             # A lazy node of a cancelled run never finished its frames either.
             if st.state in ("queued", "running") or (left == "cancelled" and n in self._wall and self._wall[n] is None):
                 self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))
+            elif st.state == "streaming" and (res is None or not res.ok) and job.kind == "run":
+                # A Save failing before it read a frame: its clip nodes said 'computed its frames in 0 ms'.
+                self._set(n, NodeStatus("skipped", message="no frame of it was computed: the run failed before "
+                                                           "a later node read them"))
             elif st.state == "streaming":        # no later node read its frames in this run (a view reads them next)
                 self._set(n, NodeStatus("done", message=st.message))
         if res is not None and res.cancelled:
