@@ -39,7 +39,7 @@ def test_a_clip_node_whose_frames_are_still_read_is_not_badged_done(win, qtbot):
     qtbot.waitUntil(lambda: _state(win, slow) == "running", timeout=30000)
     st = win.scene.nodes[pat].status
     assert st.state == "streaming" and st.badge() == "streaming", st
-    assert "later nodes read them" in st.message
+    assert "later nodes read them" in st.message and "later nodes read them" in win.scene.nodes[pat]._param_tip("")
     assert (pat, "done") not in said, said
     c.set_param(pat, "width", 48)                       # changed meanwhile: the run goes on with the old one
     qtbot.waitUntil(lambda: win.scene.nodes[pat].status.state == "edited", timeout=2000)
