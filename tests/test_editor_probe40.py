@@ -74,7 +74,7 @@ def _title_pixels(win, gid, title):
 def test_a_group_title_is_not_drawn_under_a_node_left_out_of_it(win):
     """Ctrl+G on Sample and Empty Latent in default.yaml: Encode Prompt, above them and not in the group, stood over
     the group's title bar, and the name read 'Gr' (nodes are drawn over frames). The title is drawn where the bar
-    shows, as much of it as when no node stood there."""
+    shows, as much of it as when no node stood there; cut there, it is said whole in the frame's tip."""
     c = win.controller
     latent = c.add_node("latent.empty", (260, 80))
     sample = c.add_node("generate.sample", (520, 0))
@@ -83,6 +83,21 @@ def test_a_group_title_is_not_drawn_under_a_node_left_out_of_it(win):
     win.group_selection()
     (gid,) = win.doc.graph.ui["_groups"]
     covered = _title_pixels(win, gid, "Plates for sh010")
+    # A title the whole bar holds, but not the stretch beside Encode Prompt: cut there, so said whole in the tip
+    from app.editor.decor_items import GROUP_FONT
+    from PySide6.QtGui import QFontMetricsF
+    grp, width = win.scene.groups[gid], QFontMetricsF(GROUP_FONT).horizontalAdvance
+    title = "Plates"
+    for word in "for sh010, sh020 and sh030: keep the grain, denoise after the grade and the flares".split():
+        if width(title) < 0.75 * (grp.w - 20):
+            title += " " + word
+    assert width(title) < grp.w - 20
+    c.move({prompt: (260, -400)})
+    c.update_group(gid, title=title)
+    assert grp.toolTip() == ""
+    c.move({prompt: (260, -160)})                       # back over the bar's start
+    win.view.viewport().grab()
+    assert grp.toolTip() == title
     c.delete([prompt])
     clear = _title_pixels(win, gid, "Plates for sh010")
     assert clear > 200 and covered >= 0.9 * clear, (covered, clear)

@@ -1,6 +1,8 @@
 """Backdrops (groups) and sticky notes: layout only, stored under `ui:`, never run."""
 from __future__ import annotations
 
+from typing import Optional
+
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QKeySequence, QPainterPath, QPen, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
@@ -88,11 +90,12 @@ class GroupItem(QGraphicsItem):
         if self._moved_title or self.mapRectToScene(QRectF(0, 0, self.w, TITLE_H)).intersects(rect):
             self.update()
 
-    def _tip(self) -> None:
+    def _tip(self, room: Optional[QRectF] = None) -> None:
         """A title longer than the frame is cut with '…' (it was cut through a letter, saying nothing of the rest)
-        and said whole in the tip."""
-        whole = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title) <= self._title_room().width()
-        self.setToolTip("" if whole else self.title)
+        and said whole in the tip. `room`: where it is drawn, narrower where a node stands over the bar."""
+        whole = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title) <= (room or self._title_room()).width()
+        if self.toolTip() != ("" if whole else self.title):
+            self.setToolTip("" if whole else self.title)
 
     def boundingRect(self) -> QRectF:
         return self.rect().adjusted(-2, -2, 2, 2)
@@ -118,6 +121,7 @@ class GroupItem(QGraphicsItem):
         painter.setPen(theme.TEXT)
         painter.setFont(GROUP_FONT)
         room = self._title_room()
+        self._tip(room)             # the nodes standing over the bar may have moved since the frame last changed
         painter.drawText(room, Qt.AlignVCenter | Qt.AlignLeft,
                          QFontMetricsF(GROUP_FONT).elidedText(self.title, Qt.ElideRight, room.width()))
         painter.setPen(QPen(self.color.lighter(150), 1.2))
