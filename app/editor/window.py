@@ -1563,10 +1563,10 @@ class MainWindow(QMainWindow):
 
     def _waits_for(self, job: Job) -> str:
         """What `job` waits for to start: '' when it runs now, else the job running and how many more before it."""
-        cur = self.runs.current
-        if job.state != "queued" or cur is None:
+        cur, pending = self.runs.current, self.runs.pending
+        if cur is None or job not in pending:
             return ""
-        ahead = self.runs.pending.index(job)
+        ahead = pending.index(job)
         return cur.label + (f" and {counted(ahead, 'job')} queued before it" if ahead else "")
 
     def _revisit_views(self) -> None:
