@@ -1,12 +1,14 @@
 """An evening in the editor as an artist from ComfyUI, Nuke and Blender (probe editor40): clip nodes whose frames
-are still being made, ... Driven through the real window offscreen; any Qt warning fails a test."""
+are still being made, or failed, or were never read; a group's title under a node left out of it; a look asked for
+during a render. Driven through the real window offscreen; any Qt warning fails a test."""
 import os
 
-import numpy as np
-
-from graph_engine.types import VIDEO
-
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+from PySide6.QtCore import QRectF  # noqa: E402
+
+from graph_engine.types import VIDEO  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -147,6 +149,12 @@ def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
     assert look.state == "queued"
     said = win.viewer.canvas.loading
     assert said.startswith("waiting for") and run.label in said and f"{pat}.video" in said, said
+    # drawn whole: the box was 220 px whatever it said, 'tp.yaml to finish, then computing res' showing of it
+    from PySide6.QtGui import QFontMetricsF
+    canvas = win.viewer.canvas
+    box, fm = canvas.loading_box(), QFontMetricsF(canvas.font())
+    assert QRectF(canvas.rect()).contains(box)
+    assert box.width() >= fm.horizontalAdvance(said) or box.height() >= 2 * fm.lineSpacing(), (box, said)
     win.runs.cancel(run)
     qtbot.waitUntil(lambda: look.state != "queued", timeout=30000)
     assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
