@@ -176,3 +176,20 @@ def test_clip_nodes_of_a_save_that_failed_before_reading_are_not_said_computed(w
         st = win.scene.nodes[n].status
         assert st.state == "skipped" and "no frame" in st.message, (n, st)
         assert f"{n} computed its frames" not in log, log
+
+
+def test_a_cached_clip_whose_frames_are_made_again_is_not_badged_cached(win, tmp_path):
+    """The Save's crf changed, the run again: the pattern and the resize came from the cache, badged 'cached', while
+    the Save's 6.7 s were mostly 'computing upstream frames', theirs: a clip keeps how to make its frames, not the
+    frames. A node whose frames were computed again says so, and how long that took."""
+    from test_editor import chain
+    p, r, s = chain(win, out=tmp_path / "a.mkv")
+    win.run()
+    assert win.runs.wait_idle(30)
+    win.controller.set_param(s, "path", str(tmp_path / "b.mkv"))
+    job = win.run()
+    assert win.runs.wait_idle(30) and job.state == "done" and _state(win, s) == "done"
+    log = win.log.toPlainText()
+    st = win.scene.nodes[r].status                      # (the pattern's frames may come from the clip's chunks)
+    assert st.state == "done" and st.seconds is not None and "cache" in st.message, st
+    assert f"{r}: its clip came from the cache, its frames were computed again in" in log, log

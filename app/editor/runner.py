@@ -309,6 +309,16 @@ class RunController(QObject):
                 self.logged.emit("info", f"{node} done in {st.badge()}", node)
         elif kind == "node_time":
             old = self.status.get(node)
+            if old is not None and old.state == "cached" and ev.get("frames") and job is not None \
+                    and job.kind == "run" and not job.cancel.cancelled:
+                # A clip from the cache keeps how to make its frames, not the frames: 'cached' while the Save's
+                # minutes were mostly computing them again.
+                st = NodeStatus("done", seconds=ev.get("seconds") or 0.0, message="its clip came from the cache; "
+                                "its frames were computed again as later nodes read them")
+                self._set(node, st)
+                self.logged.emit("info", f"{node}: its clip came from the cache, its frames were computed again in "
+                                 f"{st.badge()} (as later nodes read them)", node)
+                return
             if old is None or old.state not in ("done", "streaming"):
                 return
             own = NodeStatus("done", seconds=ev.get("seconds") or 0.0)
