@@ -443,7 +443,7 @@ class ViewerPanel(QWidget):
         self.alpha = False                       # the transparency is shown instead of the colour (A)
         self.overlay = True                      # a mask with its picture is shown over it (M: the matte alone)
         self._pick_note = ""                     # why the node being picked for shows no mask yet
-        self._waiting: dict = {}                 # slot -> what its view job computes once the job before it ends
+        self._queued_view: dict = {}             # slot -> what its view job computes once the job before it ends
         self._shown_index = 0                    # the frame of A's picture on screen
         self.in_point: Optional[int] = None      # loop range (I / O); None: the clip's first / last frame
         self.out_point: Optional[int] = None
@@ -770,14 +770,14 @@ class ViewerPanel(QWidget):
     def computing(self, slot: str, what: str, behind: str = "") -> None:
         """A view job for `slot` is on its way; `behind`: the job it waits for (a render of minutes), said until
         it starts (`started`): 'computing' read as under way all that while."""
-        self._waiting = {slot: what} if behind else {}
+        self._queued_view = {slot: what} if behind else {}
         self.canvas.loading = f"waiting for {behind} to finish, then computing {what}…" if behind else \
             f"computing {what}…"
         self.canvas.update()
 
     def started(self, slot: str) -> None:
         """The view job for `slot` that waited has started."""
-        what = self._waiting.pop(slot, None)
+        what = self._queued_view.pop(slot, None)
         if what is not None and self.canvas.loading.startswith("waiting for"):
             self.computing(slot, what)
 
