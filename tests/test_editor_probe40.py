@@ -193,3 +193,22 @@ def test_a_cached_clip_whose_frames_are_made_again_is_not_badged_cached(win, tmp
     st = win.scene.nodes[r].status                      # (the pattern's frames may come from the clip's chunks)
     assert st.state == "done" and st.seconds is not None and "cache" in st.message, st
     assert f"{r}: its clip came from the cache, its frames were computed again in" in log, log
+
+
+def test_a_run_refused_for_several_files_names_their_nodes_in_the_status_bar(win, tmp_path):
+    """A ComfyUI template opened without its five models, Ctrl+Enter: the status bar held the first file's whole
+    reason (where it looked, where to put it, `kinograph info`...), 600 characters that ran into the node count,
+    and the other four not at all. It names the nodes the Log has a line for each."""
+    c = win.controller
+    for i, shot in enumerate(("sh010", "sh020")):
+        load = c.add_node("io.load_video", (0, 300 * i))
+        c.set_param(load, "path", str(tmp_path / f"{shot}.mp4"))
+        c.set_title(load, f"Plate {shot}")
+        save = c.add_node("io.save_video", (300, 300 * i))
+        c.set_param(save, "path", str(tmp_path / f"{shot}_out.mp4"))
+        c.connect(load, "video", save, "video")
+    assert win.run() is None
+    said = win.statusBar().currentMessage()
+    assert said == "Nothing ran: 2 files missing or damaged (see the Log): Plate sh010, Plate sh020", said
+    log = win.log.toPlainText()
+    assert "sh010.mp4" in log and "sh020.mp4" in log

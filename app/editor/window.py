@@ -1160,8 +1160,12 @@ class MainWindow(QMainWindow):
                               f"{'is' if len(missing) == 1 else 'are'} not there or damaged:")
         for p in missing:
             self.log.log("error", f"{p.node}: {p.message}", p.node or "")
+        # One file: its reason whole. Several: the nodes, as the canvas names them; each reason (600 characters of
+        # where it looked and where to put it) is a line of the Log, and joined they ran past the status bar.
         self.message(f"Nothing ran: {counted(len(missing), 'file')} missing or damaged (see the Log): "
-                     + "; ".join(f"{p.node}: {p.message}" for p in missing))
+                     + (f"{missing[0].node}: {missing[0].message}" if len(missing) == 1 else
+                        ", ".join(dict.fromkeys(self.scene.nodes[p.node].label if p.node in self.scene.nodes
+                                                else str(p.node) for p in missing))))
         return missing
 
     def queue_new_seeds(self) -> Optional[Job]:
