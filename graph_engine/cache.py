@@ -18,7 +18,9 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -110,26 +112,76 @@ def _store_frames(value: Clip, path: Path) -> None:
             f.write(np.ascontiguousarray(block[1], np.uint8).tobytes())
 
 
-def _frames_file(path: Path):
-    """(shape, reader) of a clip's frames stored by _store_frames: each read takes its frames from the file.
-    Through a memory map (np.load's mmap_mode) every page read stayed mapped into the process: reading a cached
-    clip of 300 1080p frames through raised its resident memory by the clip's 1.8 GB, all of it at the end."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                 else np.lib.format.read_array_header_2_0)(f)
-        offset = f.tell()
-    if dtype != np.uint8 or fortran or len(shape) != 4:
-        raise ValueError(f"{path.name} holds {dtype} {shape}, not a clip's uint8 frames")
-    frame = int(np.prod(shape[1:]))
-    if path.stat().st_size != offset + shape[0] * frame:
-        raise ValueError(f"{path.name} is {path.stat().st_size} bytes, not the {offset + shape[0] * frame} of "
-                         f"its {shape[0]} frames")
+# Frame files kept open at once. A batch's session keeps its clips in the memory tier across jobs, one file each:
+# unbounded, a night of small renders ran into the per-process limit on open files (1024 on many farms).
+OPEN_FRAMES = 128
+_opened: "OrderedDict[int, list]" = OrderedDict()     # id of a _FramesFile -> its handle
+_open_lock = threading.Lock()
 
-    def read(a: int, b: int) -> np.ndarray:
-        block = np.fromfile(path, np.uint8, count=(b - a) * frame, offset=offset + a * frame)
-        return block.reshape((b - a, *shape[1:]))
-    return shape, read
+
+class _FramesFile:
+    """A clip's frames stored by _store_frames, read from the file a chunk at a time. Through a memory map (np.load's
+    mmap_mode) every page read stayed mapped into the process: reading a cached clip of 300 1080p frames through
+    raised its resident memory by the clip's 1.8 GB, all of it at the end.
+    The file is read through the handle opened here: the entry may be evicted meanwhile (a later entry of this run
+    filling the cap, another worker sharing the folder), and a clip read by its name failed at its next chunk with
+    FileNotFoundError on the cache's own file; an open file stays readable. Beyond OPEN_FRAMES the least recently
+    read one is closed, and opened again by its name when it is next read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle: list = [None]      # the open file, shared with the finalizer that closes it with the clip
+        with _open_lock:
+            f = self._open()
+            try:
+                version = np.lib.format.read_magic(f)
+                self.shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                              else np.lib.format.read_array_header_2_0)(f)
+                self.offset = f.tell()
+                if dtype != np.uint8 or fortran or len(self.shape) != 4:
+                    raise ValueError(f"{path.name} holds {dtype} {self.shape}, not a clip's uint8 frames")
+                self.frame = int(np.prod(self.shape[1:]))
+                size, want = os.fstat(f.fileno()).st_size, self.offset + self.shape[0] * self.frame
+                if size != want:
+                    raise ValueError(f"{path.name} is {size} bytes, not the {want} of its {self.shape[0]} frames")
+            except BaseException:
+                _FramesFile._close(id(self), self.handle)
+                raise
+        weakref.finalize(self, _FramesFile._closing, id(self), self.handle)
+
+    def _open(self):
+        """The open file, this one now the most recently read (under _open_lock)."""
+        if self.handle[0] is None:
+            self.handle[0] = open(self.path, "rb")
+            while len(_opened) >= OPEN_FRAMES:
+                _, oldest = _opened.popitem(last=False)
+                oldest[0].close()
+                oldest[0] = None
+        _opened[id(self)] = self.handle
+        _opened.move_to_end(id(self))
+        return self.handle[0]
+
+    @staticmethod
+    def _close(key: int, handle: list) -> None:
+        _opened.pop(key, None)
+        if handle[0] is not None:
+            handle[0].close()
+            handle[0] = None
+
+    @staticmethod
+    def _closing(key: int, handle: list) -> None:
+        with _open_lock:
+            _FramesFile._close(key, handle)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        block = np.empty((b - a, *self.shape[1:]), np.uint8)
+        # One lock for every frames file: a file is never closed (beyond OPEN_FRAMES) while a thread reads it.
+        with _open_lock:
+            f = self._open()
+            f.seek(self.offset + a * self.frame)
+            if f.readinto(memoryview(block).cast("B")) != block.nbytes:
+                raise ValueError(f"{self.path.name} ended before frame {b}")
+        return block
 
 
 def _storable(value: Any) -> bool:
@@ -194,13 +246,14 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     if codec == "npy":
         return np.load(folder / entry["file"], allow_pickle=False)
     if codec == "clip":
-        shape, read = _frames_file(folder / entry["file"])
+        frames = _FramesFile(folder / entry["file"])
+        shape = frames.shape
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
-        clip = Clip(shape[0], entry["fps"], shape[2], shape[1], read, audio, timecode=timecode,
+        clip = Clip(shape[0], entry["fps"], shape[2], shape[1], frames.read, audio, timecode=timecode,
                     number=entry.get("number"), local=True)
         if entry.get("matte"):
-            clip = clip.with_matte(_frames_file(folder / entry["matte"])[1])
+            clip = clip.with_matte(_FramesFile(folder / entry["matte"]).read)
         return clip
     if codec == "tensor":
         from safetensors.torch import load_file

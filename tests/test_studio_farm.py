@@ -1,0 +1,95 @@
+"""A render farm's night, probed as a pipeline TD would: several processes sharing one cache folder, a sweep whose
+jobs reuse one sampler result while others fill the cache, and the limits that bound what a long batch keeps.
+Tiny clips from test nodes, no model weights, no Ray."""
+import gc
+import os
+
+import numpy as np
+import pytest
+
+from graph_engine import Clip, Param, node
+from graph_engine.api import load_workflow
+from graph_engine import cache
+from graph_engine.cache import DiskCache
+from graph_engine.executor import Executor
+from graph_engine.registry import Registry
+from graph_engine.types import VIDEO
+
+FRAMES = (80, 8, 8, 3)      # three chunks of 32 frames: a clip read back in part, as a long one is
+ENTRY = int(np.prod(FRAMES))
+
+
+def expected(seed):
+    return np.random.default_rng(seed).integers(0, 256, FRAMES, dtype=np.uint8)
+
+
+@node("farm.sampled", category="Test", expensive=True)
+def sampled(ctx, seed: int = Param(1)) -> VIDEO:
+    """Stands in for a sampler: expensive, so its clip goes to the disk tier and is read back from there."""
+    return Clip.from_array(expected(seed), fps=8)
+
+
+@node("farm.inverted", category="Test", expensive=True)
+def inverted(ctx, video: VIDEO) -> VIDEO:
+    """Another expensive node, reading the first: its entry is the one that fills the cache."""
+    return video.map(lambda f: 255 - f)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    reg = Registry()
+    reg.load_entry_points()
+    reg.register(sampled)
+    reg.register(inverted)
+    return reg
+
+
+def test_an_entry_evicted_by_another_process_is_still_read_whole_by_the_one_reading_it(tmp_path):
+    """Two workers share one cache folder under a cap. One reads a sampler's clip back from its entry, a chunk at a
+    time, while the other stores new entries and evicts it as the oldest: the reader's next chunk raised
+    FileNotFoundError and its job failed in the middle of writing the video."""
+    reader, writer = DiskCache(tmp_path, 2 * ENTRY + 4096), DiskCache(tmp_path, 2 * ENTRY + 4096)
+    writer.put("a" * 32, {"video": Clip.from_array(expected(1), fps=8)}, {}, "farm.sampled")
+    clip = reader.get("a" * 32)[0]["video"]
+    first = clip.frames(0, 32)
+    for key, seed in (("b" * 32, 2), ("c" * 32, 3)):
+        writer.put(key, {"video": Clip.from_array(expected(seed), fps=8)}, {}, "farm.sampled")
+    assert not reader.has("a" * 32)          # evicted: the cap holds two entries
+    assert np.array_equal(np.concatenate([first, clip.frames(32, 80)]), expected(1))
+
+
+def test_a_run_whose_later_entry_evicts_an_earlier_one_still_reads_it(registry, tmp_path):
+    """The sampler's clip feeds an expensive node and a writer. The second entry fills the cap and evicts the first,
+    which the writer had yet to read: the writer failed with FileNotFoundError on the cache's own file."""
+    wf = load_workflow(registry=registry, text=f"""kinograph: 1
+nodes:
+  gen: {{type: farm.sampled}}
+  inv: {{type: farm.inverted, inputs: {{video: gen.video}}}}
+  save_inv: {{type: io.save_video, inputs: {{video: inv.video}}, params: {{path: {tmp_path}/inv.mkv, codec: ffv1}}}}
+  save: {{type: io.save_video, inputs: {{video: gen.video}}, params: {{path: {tmp_path}/gen.mkv, codec: ffv1}}}}
+""")
+    res = Executor(registry, disk=DiskCache(tmp_path / "cache", ENTRY + 4096)).run(wf)
+    assert res.ok, res.failed
+    assert np.array_equal(res.outputs["gen"]["video"].to_array(), expected(1))
+
+
+def open_files():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_long_batch_keeps_a_bounded_number_of_cache_files_open(tmp_path, monkeypatch):
+    """A batch's session keeps each job's sampled clip in its memory tier, and each read its entry through an open
+    file: one more open file per job, and a night of small renders ran into the process's limit on open files
+    (1024 on many farms). Past the bound the least recently read file is closed; it is opened again when read."""
+    monkeypatch.setattr(cache, "OPEN_FRAMES", 4)
+    disk = DiskCache(tmp_path, 1 << 30)
+    gc.collect()                    # earlier tests' clips
+    before = open_files()
+    clips = []
+    for seed in range(10):
+        disk.put(f"{seed:032d}", {"video": Clip.from_array(expected(seed), fps=8)}, {}, "farm.sampled")
+        clips.append(disk.get(f"{seed:032d}")[0]["video"])
+    assert open_files() - before <= 4
+    assert all(np.array_equal(c.frames(40, 80), expected(seed)[40:]) for seed, c in enumerate(clips))
+    del clips
+    assert open_files() <= before       # closed with their clips (and those of earlier tests, past the bound)
