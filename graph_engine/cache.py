@@ -330,11 +330,16 @@ class DiskCache:
                 return self._reject(key, f"the sound it carries ({lost}) is gone from the cache folder")
         except Exception as e:      # whatever the damage, a bad entry costs a recomputation, not the run
             return self._reject(key, f"{type(e).__name__}: {e}")
-        try:
-            os.utime(folder / "manifest.json")     # LRU order is by last use
-        except OSError:
-            pass
+        self.touch(key)
         return outputs, manifest.get("results", {})
+
+    def touch(self, key: str) -> None:
+        """Mark the entry used now: eviction goes by last use, whichever tier served it."""
+        now = time.time_ns()    # the clock's own: the file system's stamps tick coarsely (4 ms), and entries tied
+        try:
+            os.utime(self._dir(key) / "manifest.json", ns=(now, now))
+        except OSError:         # gone meanwhile, or a read-only cache: nothing to order
+            pass
 
     def _reject(self, key: str, why: str) -> None:
         log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)

@@ -93,3 +93,19 @@ def test_a_long_batch_keeps_a_bounded_number_of_cache_files_open(tmp_path, monke
     assert all(np.array_equal(c.frames(40, 80), expected(seed)[40:]) for seed, c in enumerate(clips))
     del clips
     assert open_files() <= before       # closed with their clips (and those of earlier tests, past the bound)
+
+
+def test_a_result_the_memory_tier_serves_stays_recent_in_the_disk_cache(registry, tmp_path):
+    """A sweep reuses one sampler result in job after job from the session's memory tier, while other jobs store
+    theirs on disk. The disk's eviction goes by last use, and memory hits were no use: the result every job read was
+    the first evicted, and a job after it that missed the memory tier sampled it again."""
+    def job(seed):
+        return load_workflow(registry=registry, text=f"kinograph: 1\nnodes:\n  gen: {{type: farm.sampled, params: "
+                                                     f"{{seed: {seed}}}}}\n")
+    disk = DiskCache(tmp_path / "cache", 2 * ENTRY + 4096)
+    ex = Executor(registry, disk=disk)
+    for seed in (1, 2, 1, 3):
+        assert ex.run(job(seed)).ok
+    kept = [e["key"] for e in disk.entries()]
+    fresh = Executor(registry, disk=disk)
+    assert "gen" not in fresh.run(job(1)).executed, kept      # seed 2's entry went, not the one in use
