@@ -144,3 +144,16 @@ def memory_budget() -> int:
 
 def disk_cache_cap() -> int:
     return int(_amount("disk_cache_gb") * (1 << 30))
+
+
+def models_loaded() -> int:
+    """KINOGRAPH_MODELS_LOADED: how many models the model manager keeps loaded at once (default 3). A value that is
+    not a whole number from 1 (a farm template's blank variable, '2.5') is named and the default used: it failed
+    every model node with int()'s "invalid literal", naming no variable."""
+    env = os.environ.get("KINOGRAPH_MODELS_LOADED")
+    if env is None:
+        return 3
+    if env.strip().isdigit() and int(env) >= 1:
+        return int(env)
+    log.warning("KINOGRAPH_MODELS_LOADED=%r is not a number of models (1 or more); using 3", env)
+    return 3

@@ -109,3 +109,14 @@ def test_a_result_the_memory_tier_serves_stays_recent_in_the_disk_cache(registry
     kept = [e["key"] for e in disk.entries()]
     fresh = Executor(registry, disk=disk)
     assert "gen" not in fresh.run(job(1)).executed, kept      # seed 2's entry went, not the one in use
+
+
+@pytest.mark.parametrize("value", ["abc", "", "2.5", "0"])
+def test_a_wrong_models_loaded_variable_is_named_and_the_default_kept(monkeypatch, caplog, value):
+    """KINOGRAPH_MODELS_LOADED from a farm's job template ('' when its variable was left blank, '2.5', 'abc') failed
+    every model node with "ValueError: invalid literal for int() with base 10", naming no variable."""
+    from nodes.generate import model_manager
+    monkeypatch.setattr(model_manager, "_DEFAULT", None)
+    monkeypatch.setenv("KINOGRAPH_MODELS_LOADED", value)
+    assert model_manager.default_manager().max_loaded == 3
+    assert f"KINOGRAPH_MODELS_LOADED={value!r} is not a number of models (1 or more); using 3" in caplog.text
