@@ -120,3 +120,24 @@ def test_a_wrong_models_loaded_variable_is_named_and_the_default_kept(monkeypatc
     monkeypatch.setenv("KINOGRAPH_MODELS_LOADED", value)
     assert model_manager.default_manager().max_loaded == 3
     assert f"KINOGRAPH_MODELS_LOADED={value!r} is not a number of models (1 or more); using 3" in caplog.text
+
+
+def test_folders_a_ray_worker_inherits_are_the_drivers_own(tmp_path, monkeypatch):
+    """A farm's wrapper sets KINOGRAPH_CACHE_DIR=cache (or models folders) relative to the job's folder. The driver
+    read them there, but Ray workers got them as written and read them from their own working folder (where
+    `ray start` ran on each node): a cache shared by no one, models not found. --cache-dir was made absolute, the
+    variables were not."""
+    from app.distributed import worker_env
+    monkeypatch.chdir(tmp_path)
+    for name in ("KINOGRAPH_CACHE_DIR", "KINOGRAPH_CONFIG_DIR", "KINOGRAPH_DATA_DIR", "KINOGRAPH_NODES_DIR",
+                 "KINOGRAPH_OUTPUT_DIR"):
+        monkeypatch.setenv(name, "rel/dir")
+    monkeypatch.setenv("KINOGRAPH_MODELS", os.pathsep.join(["models", "/abs/models", "~/m", "$SHOW/models"]))
+    monkeypatch.setenv("KINOGRAPH_KEEP_TAKES", "2")
+    env = worker_env()
+    assert env["KINOGRAPH_CACHE_DIR"] == env["KINOGRAPH_NODES_DIR"] == str(tmp_path / "rel" / "dir")
+    assert env["KINOGRAPH_OUTPUT_DIR"] == env["KINOGRAPH_DATA_DIR"] == env["KINOGRAPH_CONFIG_DIR"]
+    # what the worker expands itself (its user's home, the show's variable) is left as written
+    assert env["KINOGRAPH_MODELS"].split(os.pathsep) == [str(tmp_path / "models"), "/abs/models", "~/m",
+                                                         "$SHOW/models"]
+    assert env["KINOGRAPH_KEEP_TAKES"] == "2"
