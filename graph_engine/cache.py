@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .atomic import hold, remove_abandoned
+from .atomic import hold, remove_abandoned, remove_unheld
 from .clip import Audio, Clip, Timecode
 from .sequence import sequence_files
 
@@ -457,9 +457,15 @@ class DiskCache:
                 shutil.rmtree(folder, onerror=failed)
                 # Counted only when gone: a read-only cache said 'removed 1' and served the entry next run.
                 n += not folder.exists()
-        for folder in self.root.glob("tmp/*"):
-            if folder.is_dir() and _looks_like_key(folder.name.split(".", 1)[0]):
-                shutil.rmtree(folder, ignore_errors=True)
+        # Unfinished writes, but those a live writer holds: a clear from another shell deleted a farm job's entry
+        # half-written, and the job lost its result.
+        try:
+            temps = [e for e in os.scandir(self.root / "tmp")
+                     if e.is_dir(follow_symlinks=False) and _looks_like_key(e.name.split(".", 1)[0])]
+        except OSError:
+            temps = []
+        for e in temps:
+            remove_unheld(e)
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:
                 d.rmdir()           # only when empty: anything else in it is not ours

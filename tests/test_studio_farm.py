@@ -141,3 +141,18 @@ def test_folders_a_ray_worker_inherits_are_the_drivers_own(tmp_path, monkeypatch
     assert env["KINOGRAPH_MODELS"].split(os.pathsep) == [str(tmp_path / "models"), "/abs/models", "~/m",
                                                          "$SHOW/models"]
     assert env["KINOGRAPH_KEEP_TAKES"] == "2"
+
+
+def test_cache_clear_leaves_an_entry_another_process_is_writing(tmp_path):
+    """`kinograph cache clear` from a wrangler's shell while a farm job stores a sampler's clip: the clear deleted the
+    job's half-written entry, and the job lost its result (for a feedback loop, its frames were made twice). What a
+    live writer holds stays, as it does for the work in progress and the frames that runs spill."""
+    frames = expected(4)
+
+    def read(a, b):
+        DiskCache(tmp_path, 1 << 30).clear()         # the other process
+        return frames[a:b]
+    disk = DiskCache(tmp_path, 1 << 30)
+    assert disk.put("d" * 32, {"video": Clip(80, 8.0, 8, 8, read)}, {}, "farm.sampled")
+    got = disk.get("d" * 32)
+    assert got is not None and np.array_equal(got[0]["video"].to_array(), frames)
