@@ -481,20 +481,15 @@ def _full_disk(outputs: List[str]) -> Optional[str]:
     """Why a job cannot write its outputs now that their disk is full, or None. The disk that filled during a
     night's fifth job failed every job after it at its writer, each after sampling for its hour; such a job is
     not run, and the retry line runs it once space is freed."""
-    import shutil
+    from graph_engine.free_space import disk_room
     from graph_engine.takes import on_full_disk
     for out in outputs:
         folder = Path(out).parent
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
-        try:
-            usage = shutil.disk_usage(folder)
-        except OSError:
-            continue
-        # A share that tells no size (sshfs, rclone and some SMB servers answer 0 blocks in all) is not full.
-        free = usage.free
-        if usage.total and free < FULL_BELOW:
-            return (f"the disk holding {folder} is full ({free // 1024} KB free). Free some space there, "
+        room = disk_room(folder)
+        if room is not None and room.free < FULL_BELOW:
+            return (f"the disk holding {folder} is full ({room.free // 1024} KB free). Free some space there, "
                     f"then run it again{on_full_disk(folder)}")
     return None
 

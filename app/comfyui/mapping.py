@@ -2413,6 +2413,11 @@ RULES: Dict[str, Rule] = {
                                 "count"), fold=True, special="regex_replace"),
     "JsonExtractString": Rule(None, ("json_string", "key"), fold=True, special="json_extract"),
     "StringCompare": Rule(None, ("string_a", "string_b", "mode", "case_sensitive"), fold=True, special="compare"),
+    "StringFormat": Rule(None, ("f_string",), fold=True, special="string_format"),
+    # the Color Picker: its integer, hex text and transparency
+    "ColorToRGBInt": Rule(None, ("color",), fold=True, special="color_int"),
+    "ImageHistogram": Rule(None, kind="ui", note="its histograms are what ComfyUI's Curve Editor draws behind the "
+                                                 "curve; Kinograph's viewer draws none"),
     # ComfyUI's lists (comfy_extras/nodes_toolkit.py): a CreateList's items are known on import, so an item picked
     # from it by a constant index is that item's own link (a clip, a model, a number); a loop's values are not
     "CreateList": Rule(None, (), fold=True, special="create_list"),

@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
 from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
+from nodes.generate.per_file import kept_per_file
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -140,22 +141,15 @@ def safetensors_header(path: Path) -> Header:
 
 
 def gguf_header(path: Path) -> Header:
-    """The GGUF file's header, read once for the file as it stands (its size and modification time): detection, the
-    weights' reader and the tokenizer each ask for it, and the gguf package's reader takes seconds over a language
-    model's tokenizer arrays (held in the metadata it parses whole)."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return _gguf_header(path)       # its own message for a file that cannot be read
-    # the inode and change time too: a file put in place (renamed over it) is another inode, and no tool sets the
-    # change time back the way a download keeps the server's modification time
-    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+    """The GGUF file's header, read once for the file as it stands (per_file): detection, the weights' reader and the
+    tokenizer each ask for it, and the gguf package's reader takes seconds over a language model's tokenizer arrays
+    (held in the metadata it parses whole). A copy each time: callers add to its dictionaries."""
+    kept = _kept_gguf_header(Path(path))
     return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
 
 
-@functools.lru_cache(maxsize=8)
-def _kept_gguf_header(path: Path, *state: int) -> Header:
+@kept_per_file(maxsize=8)
+def _kept_gguf_header(path: Path) -> Header:
     return _gguf_header(path)
 
 
