@@ -117,8 +117,22 @@ def settings() -> Dict[str, Any]:
             fallback = f"using {DEFAULTS[key]}" if key in DEFAULTS else "using the default"
             log.warning("%s: %s must be %s, not %r; %s", where, key, what, value, fallback)
             continue
-        out[key] = value
+        out[key] = _beside(path.parent, value) if key in FOLDER_KEYS else value
     return out
+
+
+# Settings naming files or folders: a relative one is read from config.yaml's own folder. From the folder each command
+# ran in, a show's config (KINOGRAPH_CONFIG_DIR=/show/kinograph, `model_dirs: [models]`) found no models on a farm,
+# whose tasks each start in a folder of their own.
+FOLDER_KEYS = ("output_dir", "model_dirs", "extra_model_paths")
+
+
+def _beside(folder: Path, value: Any) -> Any:
+    if isinstance(value, list):
+        return [_beside(folder, v) for v in value]
+    if not value.strip() or value.strip().startswith(("~", "$")) or os.path.isabs(value.strip()):
+        return value        # absolute, or expanded where it is read
+    return str(folder.absolute() / value.strip())
 
 
 def _amount(key: str) -> float:

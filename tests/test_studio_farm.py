@@ -4,6 +4,8 @@ Tiny clips from test nodes, no model weights, no Ray."""
 import gc
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,26 @@ def test_the_record_of_written_files_is_not_rewritten_at_every_output_once_past_
         atomic.record_written(tmp_path / f"{i}.txt")
     assert len(compactions) <= 4
     assert all(atomic.written_by_kinograph(tmp_path / f"{i}.txt") for i in range(200))
+
+
+def test_relative_folders_in_config_yaml_are_read_from_its_own_folder(tmp_path, monkeypatch):
+    """A show's config (KINOGRAPH_CONFIG_DIR=/show/kinograph) names `model_dirs: [models]` and `output_dir: renders`
+    beside it. They were read from the folder each command ran in: a farm task starts in a folder of its own, so its
+    models were 'missing' and its output folder was another each job."""
+    from graph_engine import config
+    from nodes.common.models_dirs import model_dirs
+    show = tmp_path / "show"
+    show.mkdir()
+    (show / "config.yaml").write_text("model_dirs: [models, /abs/models, ~/m]\noutput_dir: renders\n"
+                                      "extra_model_paths: comfy.yaml\n")
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(show))
+    monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
+    monkeypatch.delenv("KINOGRAPH_OUTPUT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config.settings.cache_clear()
+    try:
+        assert model_dirs()[:3] == [show / "models", Path("/abs/models"), Path("~/m").expanduser()]
+        assert config.output_dir() == show / "renders"
+        assert config.settings()["extra_model_paths"] == str(show / "comfy.yaml")
+    finally:
+        config.settings.cache_clear()
