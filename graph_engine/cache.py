@@ -307,6 +307,7 @@ class DiskCache:
         # of stills on a share paid that per job.
         self._read: Optional[int] = None
         self._stored = 0
+        self._said_stuck = False
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -446,11 +447,22 @@ class DiskCache:
     def evict(self) -> None:
         entries = sorted(self.entries(), key=lambda e: e["used"])
         total = sum(e["bytes"] for e in entries)
+        stuck = []
         for e in entries:
             if total <= self.cap:
                 break
             shutil.rmtree(self._dir(e["key"]), ignore_errors=True)
-            total -= e["bytes"]
+            # Counted as gone only when it is: one that stays (another user's in a shared folder, a read-only share)
+            # had stopped eviction, and the cache stayed past its cap without a word.
+            if self._dir(e["key"]).exists():
+                stuck.append(e["key"])
+            else:
+                total -= e["bytes"]
+        if stuck and total > self.cap and not self._said_stuck:
+            self._said_stuck = True     # once: every later store finds them again
+            log.warning("disk cache %s: %d entries could not be removed (another user's, or a read-only folder), "
+                        "so it holds %s past its cap of %s", self.root, len(stuck), _size_text(total - self.cap),
+                        _size_text(self.cap))
         self._read, self._stored = total, 0
 
     def clear(self) -> Tuple[int, Optional[str]]:

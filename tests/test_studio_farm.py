@@ -2,6 +2,7 @@
 jobs reuse one sampler result while others fill the cache, and the limits that bound what a long batch keeps.
 Tiny clips from test nodes, no model weights, no Ray."""
 import gc
+import logging
 import os
 
 from pathlib import Path
@@ -217,3 +218,27 @@ def test_storing_an_entry_does_not_read_the_whole_cache_each_time(tmp_path, monk
     for i in range(30, 40):
         small.put(f"{i:032d}", {"x": np.zeros(1000, np.uint8)}, {}, "farm.still")
     assert small.size() <= 10_000 and small.has(f"{39:032d}")
+
+
+def test_entries_eviction_cannot_remove_are_not_counted_as_gone(tmp_path, monkeypatch):
+    """An entry eviction cannot remove (another user's in a shared cache folder, a read-only share) was counted as
+    gone: eviction stopped there, and the cache stayed past its cap without a word. The next entry goes instead."""
+    disk = DiskCache(tmp_path, 2 * ENTRY + 4096)
+    stuck = disk._dir("a" * 32)
+    rmtree = cache.shutil.rmtree
+    monkeypatch.setattr(cache.shutil, "rmtree", lambda p, **k: None if Path(p) == stuck else rmtree(p, **k))
+    for key, seed in (("a" * 32, 1), ("b" * 32, 2), ("c" * 32, 3)):
+        disk.put(key, {"video": Clip.from_array(expected(seed), fps=8)}, {}, "farm.sampled")
+    assert disk.has("a" * 32) and not disk.has("b" * 32) and disk.has("c" * 32)
+
+
+def test_a_cache_held_past_its_cap_by_entries_it_cannot_remove_says_so_once(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, "kinograph.cache")
+    disk = DiskCache(tmp_path, ENTRY + 4096)
+    rmtree = cache.shutil.rmtree
+    # entries (root/XX/KEY) stay; temporary folders still go
+    monkeypatch.setattr(cache.shutil, "rmtree", lambda p, **k: None if Path(p).parent.parent == tmp_path
+                        else rmtree(p, **k))
+    for key, seed in (("a" * 32, 1), ("b" * 32, 2), ("c" * 32, 3)):
+        disk.put(key, {"video": Clip.from_array(expected(seed), fps=8)}, {}, "farm.sampled")
+    assert caplog.text.count("could not be removed (another user's, or a read-only folder)") == 1
