@@ -1068,6 +1068,9 @@ RULES: Dict[str, Rule] = {
     # VAE's structure decoder's occupancy as a VOXEL grid
     "EmptyTrellis2LatentStructure": Rule("latent.empty_trellis2_structure", ("batch_size",),
                                          (P("batch_size", "batch"),), outputs=("latent",)),
+    # its image conditioning: DINOv3's tokens of the cropped picture at 512 and 1024 (the CLIP vision file is DINOv3)
+    "Trellis2Conditioning": Rule("condition.trellis2", (), (), {"clip_vision_model": "image_encoder", "image": "image"},
+                                 ("positive", "negative")),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
@@ -1885,6 +1888,8 @@ RULES: Dict[str, Rule] = {
                                   (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
                                    P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
                                   {"image": "video"}, ("geometry",), special="moge"),
+    "MoGeGeometryToFOV": Rule("depth.moge_fov", ("axis", "unit"), (P("axis", "axis"), P("unit", "unit")),
+                              {"moge_geometry": "geometry"}, ("fov", "focal_pixels")),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
     # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH

@@ -136,6 +136,20 @@ def replace_text(string: str, find: str, replace: str) -> str:
     return string.replace(find, replace)
 
 
+class _CountedFormatter(string.Formatter):
+    """str.format, each field's text counted as it is made: every field may stay under MAX_TEXT and their sum not
+    ({a:>999999} twenty thousand times, a 240 KB f_string, was 20 GB before the text's length was judged; a value
+    of a million characters read by {a} as often, more)."""
+    made = 0
+
+    def format_field(self, value, format_spec):
+        piece = super().format_field(value, format_spec)
+        self.made += len(piece)
+        if self.made > MAX_TEXT:
+            raise ValueError(f"its fields make more than {MAX_TEXT:,} characters; no prompt is that long")
+        return piece
+
+
 def format_text(f_string: str, values: Dict[str, Any]) -> str:
     """StringFormat: Python's str.format of f_string with its values by letter, as ComfyUI's node. Refused where
     ComfyUI's would fail (a letter no value is linked to, a format the value does not take), and a field wider than
@@ -152,7 +166,7 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
             raise ValueError(f"its field {{{field}:{spec}}} asks for a field {wide} characters wide; no prompt is "
                              "that long")
     try:
-        text = f_string.format(**values)
+        text = _CountedFormatter().vformat(f_string, (), values)
     except KeyError as e:
         raise ValueError(f"f_string names {{{e.args[0]}}}, and no value is linked to {e.args[0]}: ComfyUI stops "
                          "there too") from None
