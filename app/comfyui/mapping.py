@@ -343,7 +343,11 @@ def gguf_text_encoder(v):
     models are read); a GGUF of another architecture is named"""
     name = str(v).lower().replace("_", "-")
     # llama.cpp architectures Kinograph reads in safetensors form only (gguf_names.LLM_ARCHS lists those it reads)
-    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss", "mmproj")
+    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss")
+    if name.endswith(".gguf") and "mmproj" in name:
+        raise Approx(v, f"{v} is llama.cpp's vision projector, which is read with the Qwen2.5-VL GGUF beside it (as "
+                        "ComfyUI-GGUF pairs them: the projector's name holds the encoder's): name the language-model "
+                        "GGUF here")
     if name.endswith(".gguf") and any(u in name for u in unread):
         raise Approx(v, f"{v} is a GGUF of a language model Kinograph reads in safetensors form only (as GGUF it reads "
                         "T5, umT5, Llama, Mistral, Qwen2.5-VL, Qwen3 and Gemma 2 / 3): put the encoder's safetensors "

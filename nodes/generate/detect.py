@@ -186,8 +186,9 @@ def _gguf_header(path: Path) -> Header:
     reader = _gguf_read(path, gguf_reader)
     meta = {}
     for name, fld in reader.fields.items():
-        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
-        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")) or \
+        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values); a vision
+        # projector's settings (clip.*: gguf_mmproj)
+        if name.startswith(("general.architecture", "comfy.gguf.orig_shape", "clip.")) or \
                 name.endswith((".attention.head_count", ".attention.head_count_kv")):
             try:
                 meta[name] = fld.contents()
@@ -1899,6 +1900,11 @@ def _odd_shape(k: Keys) -> str:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
+    if det.role is None and det.family is None and header.metadata.get("general.architecture") == "clip":
+        # llama.cpp's projector file (mmproj-*.gguf) is read with the language model it serves (gguf_mmproj)
+        kind = header.metadata.get("clip.projector_type") or header.metadata.get("clip.vision.projector_type", "")
+        det.why = (f"llama.cpp's vision projector (mmproj, {kind or 'type unstated'}), read with the language-model "
+                   "GGUF whose name it holds (the Qwen2.5-VL text encoder beside it), not loaded alone")
     if det.family in ("ltx", "ltx2") and det.role in ("checkpoint", "diffusion_model"):
         cfg = _transformer_config(header.metadata)
         if det.family == "ltx" and cfg.get("causal_temporal_positioning") is True:

@@ -121,9 +121,15 @@ def _module(path: Path, det: Detection, dtype, device: str, role: Optional[str] 
     # A part taken from an all-in-one checkpoint: the denoiser's prefix is stripped for the denoiser only;
     # the family's converter for the other parts picks its own keys (vae., first_stage_model., ...).
     prefix = det.prefix if det.role != "checkpoint" or role == "diffusion_model" else ""
-    det_role = Detection(role or det.role, det.family, det.variant, det.precision, det.layout, prefix, det.why,
-                         det.extra)
-    return converters.build(det_role, load_weights(path, dtype), dtype, str(path)).to(device)
+    state, extra = load_weights(path, dtype), det.extra
+    if det.family == "qwen25vl" and path.suffix.lower() == ".gguf":
+        # llama.cpp keeps Qwen2.5-VL's vision tower in its own projector file beside the language model
+        from nodes.generate.gguf_mmproj import vision_tower
+        vision, settings = vision_tower(path, int(det.extra.get("hidden") or 0), dtype)
+        state.update(vision)
+        extra = {**det.extra, "vision_config": settings} if vision else extra
+    det_role = Detection(role or det.role, det.family, det.variant, det.precision, det.layout, prefix, det.why, extra)
+    return converters.build(det_role, state, dtype, str(path)).to(device)
 
 
 def pipeline(family: str, variant: str = "", **parts):
@@ -328,7 +334,11 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             parts["tokenizer_2"] = t5_tokenizer(path)
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
-    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
+    # a GGUF's vision projector beside it is read with it, and a changed one reloads it too
+    from nodes.generate.gguf_mmproj import find_mmproj
+    read = [p for p, _ in files] + [m for p, d in files if d.family == "qwen25vl" and p.suffix.lower() == ".gguf"
+                                    for m in [find_mmproj(p)] if m]
+    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=read)
     return ComponentHandle(family, where, pipe, "text_encoder", device)
 
 
