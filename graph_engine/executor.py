@@ -451,6 +451,10 @@ class Executor:
             # (another value, then this one again: the file held the other run's render while the node said
             # 'cached'), it writes again.
             if all(_stamp(p) == stamp for p, stamp in written):
+                if spec.expensive and self.disk is not None:
+                    # A sweep's shared sampler result, served from memory job after job, was otherwise the disk
+                    # tier's least recently used entry and the first evicted.
+                    self.disk.touch(key)
                 return outputs, results
             return None
         if spec.expensive and self.disk is not None:
