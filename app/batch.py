@@ -582,10 +582,13 @@ def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None
             fewer = len(ev["ranges"]) < ev["asked"]
             n = len(ev["ranges"])
             w = ev["workers"]
-            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {w} worker{'s' if w > 1 else ''} "
-                         f"(each pulls up to {ev['context']} frames of context either side)" +
+            # 'up to 0 frames of context' was said of a graph whose nodes each take one frame
+            context = (f" (each pulls up to {ev['context']} frames of context either side)" if ev["context"] else "")
+            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {w} worker{'s' if w > 1 else ''}"
+                         f"{context}" +
                          (f"; shards hold whole {ev['chunk']}-frame chunks, so not {ev['asked']}" if fewer else ""))
         elif ev["ok"]:
+            # The range is [a, b): 'frames 0-27' then 'frames 27-48' read as frame 27 rendered twice.
             a, b = ev["frames"]
-            printer.note(f"  shard {ev['shard']} frames {a}-{b} done on {ev['host']} ({ev['seconds']:.2f}s)")
+            printer.note(f"  shard {ev['shard']} frames {a}-{b - 1} done on {ev['host']} ({ev['seconds']:.2f}s)")
     return emit

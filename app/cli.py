@@ -551,8 +551,9 @@ def _no_match(reg, words: List[str]) -> str:
     """What `kinograph nodes WORD ...` says when no node matches: the name it may have meant, or for a ComfyUI node
     Kinograph does not map (LeapfusionHunyuanI2VPatcher) the import's word on what to use instead."""
     from graph_engine.registry import did_you_mean
+    from app.comfyui.api_nodes import API_NODE, is_api_node
     from app.comfyui.mapping import INSTEAD
-    said = INSTEAD.get(words[0])
+    said = INSTEAD.get(words[0]) or (API_NODE if is_api_node(words[0]) else None)
     if len(words) == 1 and isinstance(said, str):
         return f"no node type matches {words[0]!r}, a ComfyUI node: {said}"
     return (f"no node type matches {' '.join(words)!r}"

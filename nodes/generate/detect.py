@@ -275,7 +275,8 @@ def gguf_fields(path: Path, keep=None) -> dict:
             many(n, 1, at, "bytes of text")
             return (bytes(data[at:at + n]).decode("utf-8", "replace") if read else None), at + n
 
-        def value(kind: int, at: int, read: bool) -> Tuple[object, int]:
+        def value(kind: int, at: int, read: bool, depth: int = 0) -> Tuple[object, int]:
+            nonlocal entries
             if kind in _GGUF_FORMATS:
                 got, after = number(at, _GGUF_FORMATS[kind])
                 return (got if read else None), after
@@ -285,6 +286,14 @@ def gguf_fields(path: Path, keep=None) -> dict:
                 raise ValueError(f"a value of unknown type {kind}")
             item, at = number(at, "I")
             count, at = number(at, "Q")
+            if item == 9 and depth >= _GGUF_MOST_NESTING:
+                raise ValueError(f"its metadata {key[:80]} nests arrays more than {_GGUF_MOST_NESTING} deep, as no GGUF "
+                                 "writer does")
+            # text and arrays are walked one entry at a time, numbers read all at once where asked for
+            entries += count if item not in _GGUF_FORMATS or read else 0
+            if entries > _GGUF_MOST_ENTRIES:
+                raise ValueError(f"its metadata lists more than {_GGUF_MOST_ENTRIES:,} entries (up to {key[:80]}, "
+                                 f"{count:,}), where the largest tokenizers list some 800,000")
             if item in _GGUF_FORMATS:
                 size = struct.calcsize("<" + _GGUF_FORMATS[item])
                 many(count, size, at, "array values")
@@ -293,7 +302,7 @@ def gguf_fields(path: Path, keep=None) -> dict:
             many(count, 8 if item == 8 else 12, at, "array entries")
             items = []
             for _ in range(count):
-                got, at = value(item, at, read)
+                got, at = value(item, at, read, depth + 1)
                 items.append(got)
             return (items if read else None), at
 
@@ -308,6 +317,7 @@ def gguf_fields(path: Path, keep=None) -> dict:
         many(keys, 8 + 4, at, "metadata keys")
         many(tensors, 8 + 4 + 4 + 8, at, "tensors")
         alignment = 32         # the format's default, or its general.alignment (a uint32)
+        key, entries = "", 0
         for _ in range(keys):
             key, at = text(at, True)
             kind, at = number(at, "I")
@@ -321,6 +331,14 @@ def gguf_fields(path: Path, keep=None) -> dict:
     return out
 
 
+# Arrays in arrays a GGUF's metadata may hold: gguf-py writes one level (a list of lists of numbers), llama.cpp reads
+# none; 5,000 levels (60 KB) stopped the reader, which walks each level in a call of its own, in a RecursionError.
+_GGUF_MOST_NESTING = 8
+# Entries of the metadata's arrays of text (walked one at a time) and of those read: a tokenizer's tokens and merges
+# (Gemma 3's 262,144 tokens with their kinds and scores, umT5's 256,384 and its character map of 237,000 bytes). A
+# 45 MB file listing 5,000,000 one-letter tokens held `kinograph info` 11 s walking them, a 2 GB one would for
+# minutes and its tokenizer fill the memory.
+_GGUF_MOST_ENTRIES = 2_000_000
 # GGML's most dimensions a tensor has (GGML_MAX_DIMS).
 _GGML_MAX_DIMS = 4
 # Tensors a GGUF may describe: the largest published models (mixtures of experts, 405B language models) hold 1,000 to

@@ -64,9 +64,14 @@ def _read_json(p: Path) -> dict:
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:     # RecursionError: brackets nested past json's scanner
         raise NodeError(f"{p} is not valid JSON ({exc}); re-copy the model folder") from None
+    # a list or a number there was read with .get, an AttributeError out of `kinograph info` for the whole folder
+    if not isinstance(data, dict):
+        raise NodeError(f"{p} holds a JSON {type(data).__name__}, not the settings (a JSON object) a model folder "
+                        "keeps there; re-copy the model folder")
+    return data
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -127,10 +132,7 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
         for sub in ("transformer", "unet", ""):
             cfg = path / sub / "config.json"
             if cfg.is_file():
-                try:
-                    cls = json.loads(cfg.read_text(encoding="utf-8")).get("_class_name", "")
-                except ValueError:
-                    raise NodeError(f"{cfg} is not valid JSON; re-copy the model folder") from None
+                cls = _read_json(cfg).get("_class_name", "")
                 if cls == "MotionAdapter":
                     return "motion", "config.json names MotionAdapter"
                 return family_of_classes(denoiser=cls), f"{cfg.relative_to(path)} names {cls}"
@@ -876,12 +878,13 @@ def describe_model(path: Path) -> Dict[str, str]:
     path = Path(path)
     if path.is_dir():
         from nodes.generate.redux import redux_folder
-        if redux_folder(path):
-            return {"family": "flux", "variant": "redux", "role": "style_model", "precision": "", "loads": "yes",
-                    "note": "FLUX.1 Redux: load.style_model (image_embedder) and load.clip_vision (its SigLIP) both "
-                            "take the folder"}
         try:
+            if redux_folder(path):
+                return {"family": "flux", "variant": "redux", "role": "style_model", "precision": "", "loads": "yes",
+                        "note": "FLUX.1 Redux: load.style_model (image_embedder) and load.clip_vision (its SigLIP) "
+                                "both take the folder"}
             fam, why = detect_family(path)
+            cfg = read_config(path)
         except NodeError as exc:
             return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                     "note": str(exc).splitlines()[0]}
@@ -895,7 +898,6 @@ def describe_model(path: Path) -> Dict[str, str]:
             ok, note = folder_support(path)
             return {"family": "sd3", "variant": "3.5-large" if ok else "instantx", "role": "controlnet",
                     "precision": "", "loads": "yes" if ok else "no", "note": note}
-        cfg = read_config(path)
         if fam is None and (cfg.get("_class_name") == "ControlNetModel" or "num_control_type" in cfg):
             # An SD 1.5 / SDXL ControlNet folder, plain or xinsir's union: control.apply loads it (listed as not).
             variant = ("sdxl" if cfg.get("addition_embed_type") == "text_time" else "sd15") + (

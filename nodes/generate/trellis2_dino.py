@@ -27,10 +27,13 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NAF = "naf."
 
 
-def build_dinov3(state: Dict[str, torch.Tensor]):
+def build_dinov3(state: Dict[str, torch.Tensor], name: str = "the DINOv3 file"):
     """transformers' DINOv3ViTModel for ComfyUI's DINOv3 tensors: widths, depth, registers and patch size read
-    from them; 64-wide heads (ViT-L's 16); the gated MLP where the tensors have one (ViT-H+)."""
+    from them; 64-wide heads (ViT-L's 16); the gated MLP where the tensors have one (ViT-H+). A stranger's sizes:
+    the layers counted (at most converters.MAX_BLOCKS), the model counted on the meta device before it is built."""
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
+    from nodes.generate.converters import check_claim, count
+    from nodes.generate.weights import sizes_of
     state = {k[len("model."):] if k.startswith("model.layer.") else k: v for k, v in state.items()}  # transformers 5's
     try:
         hidden = int(state["embeddings.cls_token"].shape[-1])
@@ -46,6 +49,12 @@ def build_dinov3(state: Dict[str, torch.Tensor]):
             key_bias="layer.0.attention.k_proj.bias" in state, layer_norm_eps=1e-5, rope_theta=100.0)
     except KeyError as e:
         raise NodeError(f"the DINOv3 file lacks {e.args[0]}: it is incomplete or damaged; get it again") from None
+    except IndexError as e:     # a tensor of too few dimensions
+        raise NodeError(f"the DINOv3 file holds tensors of shapes DINOv3 does not have ({e}): it is incomplete or "
+                        "damaged; get it again") from None
+    with sizes_of(name, "DINOv3"):
+        count(state, "layer.{}.")
+    check_claim(lambda: DINOv3ViTModel(cfg), state, name)
     model = DINOv3ViTModel(cfg)
     named = {("model." + k if k.startswith("layer.") else k): v for k, v in state.items()}   # transformers 5 nests
     why = misfit(model, named)
@@ -74,7 +83,7 @@ class Dinov3Encoder:
 def load_dinov3(path: Path, device: str) -> Dinov3Encoder:
     from nodes.generate.weights import dequantise, read_selected
     state = dequantise(read_selected(path, lambda k: not k.startswith(NAF)), torch.float32)
-    return Dinov3Encoder(build_dinov3(state)).to(device)
+    return Dinov3Encoder(build_dinov3(state, Path(path).name)).to(device)
 
 
 def _lanczos(picture: np.ndarray, side: int) -> np.ndarray:

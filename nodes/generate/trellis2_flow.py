@@ -136,9 +136,13 @@ class StructureFlow(nn.Module):
         return F.pad(out, (0, 0, 0, 0, 0, 0, 0, CHANNELS - READ))
 
 
-def build_structure_flow(state: Dict[str, torch.Tensor]) -> StructureFlow:
+def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLIS.2 model") -> StructureFlow:
     """The structure model for a file's structure_model. tensors (prefix removed): width, heads, the picture tokens'
-    width, the MLP's width and the depth read from them."""
+    width, the MLP's width and the depth read from them, a stranger's file's: the blocks counted (at most
+    converters.MAX_BLOCKS) and the model counted on the meta device before it is built (a width claimed by a tensor of
+    shape [10^6, 0], no byte in the file, asked for terabytes)."""
+    from nodes.generate.converters import check_claim, count
+    from nodes.generate.weights import sizes_of
     try:
         width = int(state["input_layer.weight"].shape[0])
         heads = int(state["blocks.0.self_attn.q_rms_norm.gamma"].shape[0])
@@ -147,7 +151,12 @@ def build_structure_flow(state: Dict[str, torch.Tensor]) -> StructureFlow:
     except KeyError as e:
         raise NodeError(f"the TRELLIS.2 model's structure_model lacks {e.args[0]}: the file is incomplete or damaged; "
                         "get it again") from None
-    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    except IndexError as e:     # a tensor of too few dimensions
+        raise NodeError(f"the TRELLIS.2 model's structure_model holds tensors of shapes it does not have ({e}): the "
+                        "file is incomplete or damaged; get it again") from None
+    with sizes_of(name, "TRELLIS.2's structure model"):
+        depth = count(state, "blocks.{}.")
+    check_claim(lambda: StructureFlow(width, heads, context, hidden, depth), state, name)
     model = StructureFlow(width, heads, context, hidden, depth)
     why = misfit(model, state)
     if why:
@@ -178,4 +187,4 @@ def load_structure_flow(path: Path, prefix: str, dtype, device: str) -> Trellis2
     from nodes.generate.weights import dequantise, read_selected, strip_prefix
     where = prefix + PREFIX
     state = dequantise(read_selected(path, lambda k: k.startswith(where)), dtype)
-    return Trellis2Parts(build_structure_flow(strip_prefix(state, where)).to(dtype)).to(device)
+    return Trellis2Parts(build_structure_flow(strip_prefix(state, where), Path(path).name).to(dtype)).to(device)

@@ -62,7 +62,7 @@ def picked(masks: torch.Tensor, sort_by: str, indices: str) -> list:
     some ('0,2'), only those (after sorting). Indices, not masks: a copy of the clip's masks is not needed."""
     ranked = order(masks, sort_by) if masks.shape[1] else []
     if indices.strip():
-        keep = [int(i.strip()) for i in indices.split(",") if i.strip().isdigit()]
+        keep = [int(i.strip()) for i in indices.split(",") if i.strip().isdecimal()]
         ranked = [ranked[i] for i in keep if 0 <= i < len(ranked)]
     return ranked
 

@@ -115,7 +115,7 @@ def _wide_gray(im) -> np.ndarray:
 
 
 def _natural(s: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+    return [int(t) if t.isdecimal() else t.lower() for t in re.split(r"(\d+)", s)]
 
 
 def list_frames(path: str) -> List[str]:

@@ -136,14 +136,26 @@ def replace_text(string: str, find: str, replace: str) -> str:
     return string.replace(find, replace)
 
 
+class _CountedFormatter(string.Formatter):
+    """str.format, each field's text counted as it is made: every field may stay under MAX_TEXT and their sum not
+    ({a:>999999} twenty thousand times, a 240 KB f_string, was 20 GB before the text's length was judged; a value
+    of a million characters read by {a} as often, more)."""
+    made = 0
+
+    def format_field(self, value, format_spec):
+        piece = super().format_field(value, format_spec)
+        self.made += len(piece)
+        if self.made > MAX_TEXT:
+            raise ValueError(f"its fields make more than {MAX_TEXT:,} characters; no prompt is that long")
+        return piece
+
+
 def format_text(f_string: str, values: Dict[str, Any]) -> str:
     """StringFormat: Python's str.format of f_string with its values by letter, as ComfyUI's node. Refused where
     ComfyUI's would fail (a letter no value is linked to, a format the value does not take), and a field wider than
     MAX_TEXT characters ({a:>999999999} asked for a gigabyte on import) or whose format is another value's ({a:{b}}),
-    whose width is not known before it is read, and a text that passes MAX_TEXT characters, stopped as it does."""
-    literal = 0
-    for text, field, spec, _ in string.Formatter().parse(f_string):
-        literal += len(text)
+    whose width is not known before it is read."""
+    for _, field, spec, _ in string.Formatter().parse(f_string):
         if field is None or not spec:
             continue
         if "{" in spec:
@@ -154,33 +166,15 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
             raise ValueError(f"its field {{{field}:{spec}}} asks for a field {wide} characters wide; no prompt is "
                              "that long")
     try:
-        # fields each under the width limit still add up ("{a}" 300,000 times over a 1 MB text is 300 GB): the text
-        # is measured field by field first and refused as it passes the limit, before str.format builds it whole
-        _Measured(literal).vformat(f_string, (), values)
-        text = f_string.format(**values)
+        text = _CountedFormatter().vformat(f_string, (), values)
     except KeyError as e:
         raise ValueError(f"f_string names {{{e.args[0]}}}, and no value is linked to {e.args[0]}: ComfyUI stops "
                          "there too") from None
     except AttributeError as e:
         raise ValueError(f"f_string reads what its value lacks ({e}): ComfyUI stops there too") from None
-    if len(text) > MAX_TEXT:        # its literal text alone
+    if len(text) > MAX_TEXT:
         raise ValueError(f"its text is {len(text)} characters long; no prompt is that long")
     return text
-
-
-class _Measured(string.Formatter):
-    """str.format's fields one by one (the same parse, lookup, conversion and format), counting the characters made,
-    literal text included; ValueError once they pass MAX_TEXT."""
-
-    def __init__(self, made: int):
-        self.made = made
-
-    def format_field(self, value, format_spec):
-        piece = super().format_field(value, format_spec)
-        self.made += len(piece)
-        if self.made > MAX_TEXT:
-            raise ValueError(f"its text makes more than {MAX_TEXT} characters; no prompt is that long")
-        return piece
 
 
 def color_int(color: str):
