@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
-from .context import CancelToken, Context
+from .context import CancelToken, Context, cancelled_by
 from .devices import running_on
 from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
@@ -318,7 +318,7 @@ class Executor:
                               partial=partial)
                 ctx.unread = frozenset(p.parts[nid].get("unmade", ()))
                 try:
-                    with running_on(self.device):
+                    with running_on(self.device), cancelled_by(cancel):
                         outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())
                     if not ctx.alpha_handled and _ends_alpha(spec, ins, outputs):
@@ -454,6 +454,10 @@ class Executor:
             # (another value, then this one again: the file held the other run's render while the node said
             # 'cached'), it writes again.
             if all(_stamp(p) == stamp for p, stamp in written):
+                if spec.expensive and self.disk is not None:
+                    # A sweep's shared sampler result, served from memory job after job, was otherwise the disk
+                    # tier's least recently used entry and the first evicted.
+                    self.disk.touch(key)
                 return outputs, results
             return None
         if spec.expensive and self.disk is not None:
