@@ -224,3 +224,18 @@ def test_a_projector_replaced_or_added_beside_the_gguf_changes_the_loaders_cache
     first = key()
     (folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf").write_bytes(b"GGUF projector two")
     assert len({alone, first, key()}) == 3
+
+
+def test_of_several_projectors_matching_the_name_the_one_of_the_encoders_size_is_read(tmp_path, pair):
+    """A language model named without its size (qwen2.5-vl-Q8_0.gguf) matches the 3B's and the 7B's projectors
+    alike: the first by name (the 3B's) was read and refused as another size, and the message said to put the right
+    one beside it, where it was."""
+    import shutil
+    from nodes.generate.gguf_mmproj import vision_tower
+    folder, tower, _ = pair
+    (tmp_path / "qwen2.5-vl-Q8_0.gguf").write_bytes(b"")
+    _write_mmproj(_tower(128), tmp_path / "qwen2.5-vl-3B-mmproj-F16.gguf")
+    shutil.copy(folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf", tmp_path / "qwen2.5-vl-7B-mmproj-F16.gguf")
+    width = tower.config.out_hidden_size
+    state, _ = vision_tower(tmp_path / "qwen2.5-vl-Q8_0.gguf", width, torch.float32)
+    assert state["visual.merger.mlp.2.weight"].shape[0] == width != 128

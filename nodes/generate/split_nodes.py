@@ -39,11 +39,10 @@ def _second_file_kind(name: str) -> str:
 
 
 def _read_with(path) -> list:
-    """llama.cpp's vision projector beside a Qwen2.5-VL GGUF, which the loader reads with it: keyed with the file, so
-    a projector added or replaced there re-runs the node (the model cache alone reloaded, the node's key did not)."""
-    from nodes.generate.gguf_mmproj import find_mmproj
-    found = find_mmproj(path) if path.suffix.lower() == ".gguf" else None
-    return [found] if found else []
+    """llama.cpp's vision projectors beside a Qwen2.5-VL GGUF, one of which the loader reads with it: keyed with the
+    file, so a projector added or replaced there re-runs the node (the model cache alone reloaded, the key did not)."""
+    from nodes.generate.gguf_mmproj import matching
+    return matching(path) if path.suffix.lower() == ".gguf" else []
 
 
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
