@@ -1,9 +1,13 @@
 """The kinograph command: fast help, node listing, info, cache management."""
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,8 +26,18 @@ def _guide() -> str:
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    """`kinograph ARGS` as main() runs it, in this process with `env` as its environment: its exit code and what it
+    printed. A fresh interpreter each time cost a second or two of imports and proves nothing these tests check;
+    the tests of what only a process shows (imports at --help, a pipe closed under it) start one themselves."""
+    from app.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env if env is not None else os.environ, clear=True), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code
+    return subprocess.CompletedProcess(["kinograph", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_help_imports_nothing_heavy():
@@ -104,7 +118,7 @@ def test_cache_info_clear_and_lru_cap(tmp_path):
         time.sleep(0.02)
     keys = {e["key"][:2] for e in disk.entries()}
     assert keys == {"02", "03"}            # the two least recently used went first
-    env = dict(__import__("os").environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
     r = cli("cache", "info", env=env)
     assert "2 results" in r.stdout and "test.node" in r.stdout
     r = cli("cache", "clear", env=env)
@@ -114,7 +128,6 @@ def test_cache_info_clear_and_lru_cap(tmp_path):
 def test_cache_clear_on_a_read_only_cache_says_what_it_could_not_remove(tmp_path):
     """A cache folder on a read-only mount (or another user's): `cache clear` said 'removed 1 cached results',
     exit 0, and the next run was served that same entry."""
-    import os
     cache = tmp_path / "cache"
     cache.mkdir()
     root = cache / "results"
@@ -156,7 +169,7 @@ def test_cache_clear_removes_only_cache_entries(tmp_path):
     (root / "final_grade.mov").write_bytes(b"precious")
     (root / "ab" / "notes").mkdir()
     (root / "ab" / "notes" / "todo.txt").write_text("keep")
-    env = dict(__import__("os").environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
     r = cli("cache", "clear", env=env)
     assert r.returncode == 0, r.stderr
     assert "removed 1 cached results" in r.stdout
@@ -411,7 +424,6 @@ def test_a_refusal_answered_in_json_to_a_reader_that_stopped_is_no_traceback(tmp
     traceback (BrokenPipeError from the JSON answer, written while the refusal was being handled). The refusal
     keeps its exit code, and its lines still reach stderr."""
     import io
-    import os
     from app.cli import main
 
     class Stopped(io.StringIO):             # a pipe whose reader has gone
@@ -449,7 +461,6 @@ def test_every_command_line_argument_has_help():
 def test_sampling_work_in_progress_is_listed_pruned_and_cleared(tmp_path):
     """What stopped sampling runs leave (graph_engine.partial) is bounded: the few most recent stay, one a live
     run holds is never taken, `kinograph cache` shows them and `cache clear` removes them."""
-    import os
     from graph_engine.atomic import hold
     from graph_engine.partial import Partials
     root = tmp_path / "partial"
