@@ -1,18 +1,16 @@
 """The kinograph command: fast help, node listing, info, cache management."""
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
 
 from graph_engine.cache import DiskCache
+from tests.cli_run import cli
 from tests.model_stub import stub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,21 +21,6 @@ GUIDE = ["README.md", "docs/workflows.md", "docs/footage.md", "docs/masks.md", "
 
 def _guide() -> str:
     return "\n".join((ROOT / page).read_text() for page in GUIDE)
-
-
-def cli(*args, env=None):
-    """`kinograph ARGS` as main() runs it, in this process with `env` as its environment: its exit code and what it
-    printed. A fresh interpreter each time cost a second or two of imports and proves nothing these tests check;
-    the tests of what only a process shows (imports at --help, a pipe closed under it) start one themselves."""
-    from app.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, env if env is not None else os.environ, clear=True), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as e:
-            code = e.code
-    return subprocess.CompletedProcess(["kinograph", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_help_imports_nothing_heavy():
