@@ -103,7 +103,7 @@ class RayUnreachable(WorkflowError):
 def _host_port(address: str) -> bool:
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
-    return bool(sep and host and port.isdigit())
+    return bool(sep and host and port.isdecimal())
 
 
 def cannot_connect(address: str, why: str, ray_version: str) -> str:
@@ -141,7 +141,7 @@ def _check_answers(address: str) -> None:
     addresses that are not HOST:PORT are left to Ray."""
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not port.isdecimal() or not host:
         return
     host = host.strip("[]")
     # Ray itself swaps a loopback address for this machine's own IP, which a head may listen on alone.
@@ -177,7 +177,7 @@ def _check_token(ray, address: str) -> None:
     port is no Ray head (a proxy, the dashboard's port, a firewall's reply): ray.init went on retrying it
     for a minute, a warning a second, before saying it could not connect. Anything else is left to ray.init."""
     hostport = address.split("://", 1)[-1]
-    if "://" in address or not hostport.rpartition(":")[2].isdigit():
+    if "://" in address or not hostport.rpartition(":")[2].isdecimal():
         return
     try:
         from ray._raylet import GcsClient

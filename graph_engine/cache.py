@@ -27,6 +27,7 @@ import numpy as np
 
 from .atomic import hold, remove_abandoned
 from .clip import Audio, Clip, Timecode
+from .free_space import disk_room
 from .sequence import sequence_files
 
 log = logging.getLogger("kinograph.cache")
@@ -312,9 +313,9 @@ class DiskCache:
             # they go before the free space is judged.
             remove_abandoned(self.root / "tmp", _TEMP_ENTRY)
             # Leave room for the render's own output: the cache never takes the last 64 MB.
-            free = shutil.disk_usage(self.root).free
-            if free < need + (64 << 20):
-                raise OSError(errno.ENOSPC, f"No space left: {free >> 20} MB free, the entry needs "
+            room = disk_room(self.root)
+            if room is not None and room.free < need + (64 << 20):
+                raise OSError(errno.ENOSPC, f"No space left: {room.free >> 20} MB free, the entry needs "
                                             f"{max(1, need >> 20)} MB and the cache leaves 64 MB for outputs")
             (self.root / "tmp").mkdir(exist_ok=True)
             # `tmp` is made here by mkdtemp and is the only folder the removals below touch.

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
-from .context import CancelToken, Context
+from .context import CancelToken, Context, cancelled_by
 from .devices import running_on
 from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
@@ -318,7 +318,7 @@ class Executor:
                               partial=partial)
                 ctx.unread = frozenset(p.parts[nid].get("unmade", ()))
                 try:
-                    with running_on(self.device):
+                    with running_on(self.device), cancelled_by(cancel):
                         outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())
                     if not ctx.alpha_handled and _ends_alpha(spec, ins, outputs):

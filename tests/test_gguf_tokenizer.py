@@ -276,3 +276,29 @@ def test_qwen2_s_gguf_tokenizer_composes_unicode_as_qwen2_s_own(tmp_path):
     for text in TEXTS + ["Cafe\u0301 nai\u0308ve Zu\u0308rich", "\u212b ang\u0301strom"]:
         assert got(text).input_ids == reference(text).input_ids, text
     assert got("Cafe\u0301").input_ids == got("Caf\u00e9").input_ids
+
+
+def _write_tiny_bpe(path, tokens, merges):
+    w = _writer(path)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_merges(merges)
+    _close(w)
+
+
+def test_a_gguf_s_tokenizer_is_rebuilt_once_until_the_file_changes(tmp_path, monkeypatch):
+    """Each loader and encode asks for the tokenizer again: the same file gives the one rebuilt, without reading its
+    metadata again; a file written over it (another vocabulary) gives its own."""
+    import nodes.generate.gguf_tokenizer as gt
+    path = tmp_path / "qwen-Q8_0.gguf"
+    _write_tiny_bpe(path, ["a", "b", "ab"], ["a b"])
+    reads = []
+    fields = gt._fields
+    monkeypatch.setattr(gt, "_fields", lambda p: reads.append(p) or fields(p))
+    first = _found(path, "qwen25vl")
+    assert first("ab", add_special_tokens=False).input_ids == [2]
+    assert _found(path, "qwen25vl") is first and len(reads) == 1
+    _write_tiny_bpe(path, ["b", "a", "c", "ab"], ["a b"])
+    assert _found(path, "qwen25vl")("ab", add_special_tokens=False).input_ids == [3]
+    assert len(reads) == 2

@@ -83,7 +83,7 @@ def llm_renames(names: Iterable[str], arch: str, file: str) -> Dict[str, Optiona
             out[name] = None
         elif stem in _TOP and suffix == "weight":
             out[name] = f"{_TOP[stem]}.{suffix}"
-        elif len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in block and \
+        elif len(parts) == 3 and parts[0] == "blk" and parts[1].isdecimal() and parts[2] in block and \
                 suffix in ("weight", "bias"):
             out[name] = f"model.layers.{int(parts[1])}.{block[parts[2]]}.{suffix}"
         else:
@@ -131,7 +131,7 @@ def llm_values(meta: Dict[str, str], file: str):
                 # written only where the config names num_key_value_heads; llama.cpp's loader then takes the query
                 # heads' count (no grouped keys), as transformers' LlamaConfig does
                 value = str(heads["head_count"])
-            if not value.isdigit() or int(value) < 1:
+            if not value.isdecimal() or int(value) < 1:
                 raise NodeError(f"{file}: its metadata {arch}.attention.{key} is {value or 'missing'!r}, where "
                                 "llama.cpp writes the number of attention heads, which its query and key rows are "
                                 "ordered by. The file is damaged; get it again from where it was published")

@@ -223,6 +223,8 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "diffusion_models", "diffusion model")
     det = _detect(path, ("diffusion_model", "checkpoint"), "a diffusion model")
+    if det.family == "trellis2":
+        return _trellis2_model(mm, path, det, weight_dtype, device)
     from nodes.generate.model_manager import family_of_file
     det = dataclasses.replace(det, family=family_of_file(det))
     if det.family == "sdxl":
@@ -235,6 +237,20 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: pipeline(
         det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}), files=(path,))
     return ModelHandle(family=det.family, path=str(path), pipe=pipe, dtype=dname, device=device)
+
+
+def _trellis2_model(mm, path: Path, det: Detection, weight_dtype: str, device: str) -> ModelHandle:
+    """TRELLIS.2's structure flow model, read alone from the file that holds its shape and texture models too."""
+    from nodes.generate.model_manager import dtype_of
+    from nodes.generate.trellis2_flow import load_structure_flow
+    if det.variant == "pixal3d":
+        raise NodeError(f"{path.name} is Pixal3D's model, which reads the picture's features projected onto the grid "
+                        "(Pixal3DConditioning), not computed by Kinograph yet: use TRELLIS.2's "
+                        "(trellis_2_int8_convrot.safetensors, Comfy-Org/TRELLIS.2) with condition.trellis2")
+    dname, dtype = _weight_dtype(weight_dtype, "trellis2", device, dtype_of)
+    pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: load_structure_flow(
+        path, det.prefix, dtype, device), files=(path,), libraries=())       # plain torch
+    return ModelHandle(family="trellis2", path=str(path), pipe=pipe, dtype=dname, device=device)
 
 
 def _weight_dtype(name: str, family: str, device: str, dtype_of):
@@ -512,7 +528,6 @@ def flat_vae_family(path: Path, family: str) -> str:
 def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
     """CLIP vision for image-to-video; its handle belongs to the family that reads its tokens (Wan i2v, or
     HunyuanVideo i2v for llava-llama-3's image side). family "auto" picks by the file."""
-    from transformers import CLIPImageProcessor
     from nodes.generate.converters import model_config
     from nodes.generate.model_manager import dtype_of
     from nodes.generate import redux
@@ -520,6 +535,8 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     if redux.redux_folder(path) or path.is_file() and detect_file(path).extra.get("siglip"):
         return _siglip(mm, path, family, device)
     det = _detect(path, ("clip_vision",), "a CLIP vision model")
+    if det.family == "trellis2":
+        return _trellis2_dino(mm, path, family, device)
     llava = det.variant.startswith("llava")
     if family == "auto":
         family = "hunyuan" if llava else "wan"
@@ -531,6 +548,7 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     _, dtype = dtype_of("auto", family, device)
 
     def build():
+        from transformers import CLIPImageProcessor
         module = _module(path, det, dtype, device)
         size = int(module.config.vision_config.image_size if llava else module.config.image_size)
         proc = model_config("clip_vision", "preprocessor")
@@ -541,6 +559,18 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
         return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
     pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build, files=(path,))
     return ComponentHandle(family, str(path), pipe, "image_encoder", device)
+
+
+def _trellis2_dino(mm, path: Path, family: str, device: str) -> ComponentHandle:
+    """DINOv3, TRELLIS.2 / Pixal3D's image encoder, which condition.trellis2 runs (plain torch and transformers'
+    model; no diffusers pipeline holds it)."""
+    from nodes.generate.trellis2_dino import load_dinov3
+    if family != "auto":
+        raise NodeError(f"{path.name} is DINOv3, TRELLIS.2's image encoder, which no {family} model reads; set "
+                        "family to auto")
+    encoder = mm.cached(("clip_vision", str(path.resolve()), "trellis2", "float32", device),
+                        lambda: load_dinov3(path, device), files=(path,), libraries=("transformers",))
+    return ComponentHandle("trellis2", str(path), encoder, "image_encoder", device)
 
 
 def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
