@@ -12,7 +12,7 @@ def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
     """Its exit code and what it printed, run with `env` as the whole environment and `cwd` as the folder."""
     from app.cli import main
     out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
-    with mock.patch.dict(os.environ, env if env is not None else os.environ, clear=True), \
+    with mock.patch.dict(os.environ, env if env is not None else dict(os.environ), clear=True), \
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         os.chdir(cwd or here)           # contextlib.chdir is 3.11's, and 3.10 is supported
         try:
