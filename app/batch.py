@@ -481,20 +481,15 @@ def _full_disk(outputs: List[str]) -> Optional[str]:
     """Why a job cannot write its outputs now that their disk is full, or None. The disk that filled during a
     night's fifth job failed every job after it at its writer, each after sampling for its hour; such a job is
     not run, and the retry line runs it once space is freed."""
-    import shutil
+    from graph_engine.free_space import disk_room
     from graph_engine.takes import on_full_disk
     for out in outputs:
         folder = Path(out).parent
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
-        try:
-            usage = shutil.disk_usage(folder)
-        except OSError:
-            continue
-        # A share that tells no size (sshfs, rclone and some SMB servers answer 0 blocks in all) is not full.
-        free = usage.free
-        if usage.total and free < FULL_BELOW:
-            return (f"the disk holding {folder} is full ({free // 1024} KB free). Free some space there, "
+        room = disk_room(folder)
+        if room is not None and room.free < FULL_BELOW:
+            return (f"the disk holding {folder} is full ({room.free // 1024} KB free). Free some space there, "
                     f"then run it again{on_full_disk(folder)}")
     return None
 
@@ -587,10 +582,13 @@ def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None
             fewer = len(ev["ranges"]) < ev["asked"]
             n = len(ev["ranges"])
             w = ev["workers"]
-            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {w} worker{'s' if w > 1 else ''} "
-                         f"(each pulls up to {ev['context']} frames of context either side)" +
+            # 'up to 0 frames of context' was said of a graph whose nodes each take one frame
+            context = (f" (each pulls up to {ev['context']} frames of context either side)" if ev["context"] else "")
+            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {w} worker{'s' if w > 1 else ''}"
+                         f"{context}" +
                          (f"; shards hold whole {ev['chunk']}-frame chunks, so not {ev['asked']}" if fewer else ""))
         elif ev["ok"]:
+            # The range is [a, b): 'frames 0-27' then 'frames 27-48' read as frame 27 rendered twice.
             a, b = ev["frames"]
-            printer.note(f"  shard {ev['shard']} frames {a}-{b} done on {ev['host']} ({ev['seconds']:.2f}s)")
+            printer.note(f"  shard {ev['shard']} frames {a}-{b - 1} done on {ev['host']} ({ev['seconds']:.2f}s)")
     return emit

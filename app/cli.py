@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("find", nargs="*", metavar="NAME",
                    help="only the nodes whose type, title or category contains each word (generate.sample, "
                         "interpolat), or that a ComfyUI node becomes (KSampler) or a task names (slow motion), "
-                        "with their whole help; several node types: each of them")
+                        "with their whole help; several node types: each of them. A search that matches nothing "
+                        "says so on stderr and exits 0 (--json: [])")
     g = n.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable: one object per node")
     g.add_argument("--markdown", action="store_true", help="a reference page: each node's help and a table of its "
@@ -519,16 +520,13 @@ def cmd_nodes(args) -> int:
     if args.find:
         specs = _find_nodes(reg, specs, args.find)
         if not specs:
-            from graph_engine.errors import KinographError
-            from graph_engine.registry import did_you_mean
-            # A ComfyUI node Kinograph does not map (SeedVR2Conditioning) has the import's word on what to use instead
-            from app.comfyui.mapping import INSTEAD
-            said = INSTEAD.get(args.find[0])
-            if len(args.find) == 1 and isinstance(said, str):
-                raise KinographError(f"no node type matches {args.find[0]!r}, a ComfyUI node: {said}")
-            raise KinographError(f"no node type matches {' '.join(args.find)!r}"
-                                 f"{did_you_mean(args.find[0], [*reg, *(t.split('.', 1)[-1] for t in reg)])}; "
-                                 "`kinograph nodes` lists them all")
+            # A search that finds nothing is an answer, not a failure: exit 0 as for one that finds some (1 is a
+            # node that failed, 2 a command line that is wrong), --json's list empty, the word on it on stderr.
+            from .progress import print_out
+            print_out(sys.stderr, f"kinograph: {_no_match(reg, args.find)}")
+            if args.json:
+                print("[]")
+            return EXIT_OK
     if args.json:
         print(json.dumps([s.to_dict() for s in specs], indent=1, default=str))
     elif args.markdown:
@@ -547,6 +545,19 @@ def cmd_nodes(args) -> int:
 
 
 MENTIONS_SHOWN = 15
+
+
+def _no_match(reg, words: List[str]) -> str:
+    """What `kinograph nodes WORD ...` says when no node matches: the name it may have meant, or for a ComfyUI node
+    Kinograph does not map (LeapfusionHunyuanI2VPatcher) the import's word on what to use instead."""
+    from graph_engine.registry import did_you_mean
+    from app.comfyui.api_nodes import API_NODE, is_api_node
+    from app.comfyui.mapping import INSTEAD
+    said = INSTEAD.get(words[0]) or (API_NODE if is_api_node(words[0]) else None)
+    if len(words) == 1 and isinstance(said, str):
+        return f"no node type matches {words[0]!r}, a ComfyUI node: {said}"
+    return (f"no node type matches {' '.join(words)!r}"
+            f"{did_you_mean(words[0], [*reg, *(t.split('.', 1)[-1] for t in reg)])}; `kinograph nodes` lists them all")
 
 
 def _search_forms(words: List[str]) -> List[List[str]]:

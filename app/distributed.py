@@ -103,7 +103,7 @@ class RayUnreachable(WorkflowError):
 def _host_port(address: str) -> bool:
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
-    return bool(sep and host and port.isdigit())
+    return bool(sep and host and port.isdecimal())
 
 
 def cannot_connect(address: str, why: str, ray_version: str) -> str:
@@ -141,7 +141,7 @@ def _check_answers(address: str) -> None:
     addresses that are not HOST:PORT are left to Ray."""
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not port.isdecimal() or not host:
         return
     host = host.strip("[]")
     # Ray itself swaps a loopback address for this machine's own IP, which a head may listen on alone.
@@ -177,7 +177,7 @@ def _check_token(ray, address: str) -> None:
     port is no Ray head (a proxy, the dashboard's port, a firewall's reply): ray.init went on retrying it
     for a minute, a warning a second, before saying it could not connect. Anything else is left to ray.init."""
     hostport = address.split("://", 1)[-1]
-    if "://" in address or not hostport.rpartition(":")[2].isdigit():
+    if "://" in address or not hostport.rpartition(":")[2].isdecimal():
         return
     try:
         from ray._raylet import GcsClient
@@ -207,8 +207,30 @@ def needs_gpu(wf, registry) -> List[str]:
     return out
 
 
+# Folders named by the environment: one each, and KINOGRAPH_MODELS a list of them.
+FOLDER_VARIABLES = ("KINOGRAPH_CACHE_DIR", "KINOGRAPH_CONFIG_DIR", "KINOGRAPH_DATA_DIR", "KINOGRAPH_NODES_DIR",
+                    "KINOGRAPH_OUTPUT_DIR")
+
+
+def _from_here(folder: str) -> str:
+    """A relative folder as the driver reads it; one the worker expands itself (~, $VAR) as written."""
+    if not folder.strip() or folder.startswith(("~", "$")) or os.path.isabs(folder):
+        return folder
+    return os.path.abspath(folder)
+
+
 def worker_env() -> Dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    """What a worker is given of the driver's environment. Relative folders are made absolute: a worker resolved
+    them from its own working folder (where `ray start` ran on its node), so KINOGRAPH_CACHE_DIR=cache, which a
+    farm's wrapper sets in the job's folder, was a cache no one shared and relative model folders were not found
+    (--cache-dir was made absolute; the variables were not)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    for k in FOLDER_VARIABLES:
+        if k in env:
+            env[k] = _from_here(env[k])
+    if "KINOGRAPH_MODELS" in env:
+        env["KINOGRAPH_MODELS"] = os.pathsep.join(_from_here(f) for f in env["KINOGRAPH_MODELS"].split(os.pathsep))
+    return env
 
 
 class Worker:

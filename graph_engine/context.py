@@ -1,7 +1,9 @@
 """What a running node sees of the engine: progress, cancellation, device, models, reports."""
 from __future__ import annotations
 
+import contextvars
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -24,6 +26,29 @@ class CancelToken:
     def check(self) -> None:
         if self._event.is_set():
             raise Cancelled()
+
+
+# The cancel of the run whose node is executing (set by the executor around each node): code with no Context at hand
+# (the weights reader every loader shares) checks it through check_cancelled(), so a cancel stops a load of a
+# multi-GB file at the next tensor rather than after the whole file.
+_RUN_CANCEL: contextvars.ContextVar = contextvars.ContextVar("kinograph_run_cancel", default=None)
+
+
+@contextmanager
+def cancelled_by(token: CancelToken):
+    """Within the block, check_cancelled() raises Cancelled once `token` is cancelled."""
+    reset = _RUN_CANCEL.set(token)
+    try:
+        yield
+    finally:
+        _RUN_CANCEL.reset(reset)
+
+
+def check_cancelled() -> None:
+    """Raise Cancelled where the running node's run was cancelled; nothing outside a run."""
+    token = _RUN_CANCEL.get()
+    if token is not None:
+        token.check()
 
 
 class Context:

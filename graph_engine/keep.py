@@ -26,6 +26,7 @@ import numpy as np
 
 from .atomic import hold, remove_abandoned
 from .clip import Clip, WorkMeter
+from .free_space import disk_room
 
 # A session's folder: mkdtemp(prefix="keep-") names it keep-XXXXXXXX.
 KEEP_FOLDER = re.compile(r"keep-[A-Za-z0-9_]{8}")
@@ -112,8 +113,8 @@ class FrameStore:
                 return
             path = self._path(n, a, b)
             try:
-                disk = shutil.disk_usage(path.parent)
-                if disk.free - block.nbytes < max(FREE_MARGIN, disk.total // 10):
+                disk = disk_room(path.parent)
+                if disk is not None and disk.free - block.nbytes < max(FREE_MARGIN, disk.total // 10):
                     return
                 np.ascontiguousarray(block).tofile(path)
             except OSError:                 # disk full, folder gone: the run goes on, the chunk is not kept

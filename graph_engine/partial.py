@@ -14,6 +14,7 @@ from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from .atomic import hold, remove_unheld, tree_bytes
 from .cache import _looks_like_key
+from .free_space import short_of
 
 KEEP = 3
 # As the disk cache: the work in progress never takes the last 64 MB, which the render's own output needs.
@@ -26,7 +27,7 @@ def keep_work(path: Path, write: Callable[[BinaryIO], None], nbytes: int) -> boo
     the run or its output."""
     tmp = path.with_suffix(".tmp")
     try:
-        if shutil.disk_usage(path.parent).free < nbytes + RESERVE:
+        if short_of(path.parent, nbytes + RESERVE):
             return False
         with open(tmp, "wb") as f:
             write(f)

@@ -115,21 +115,21 @@ def _tokenize(text: str) -> List[_Tok]:
         c = text[i]
         if c.isspace():
             i += 1
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        elif c.isdecimal() or (c == "." and i + 1 < n and text[i + 1].isdecimal()):
             j = i
-            while j < n and text[j].isdigit():
+            while j < n and text[j].isdecimal():
                 j += 1
             if j < n and text[j] == ".":
                 j += 1
-                while j < n and text[j].isdigit():
+                while j < n and text[j].isdecimal():
                     j += 1
             if j < n and text[j] in "eE":
                 k = j + 1
                 if k < n and text[k] in "+-":
                     k += 1
-                if k < n and text[k].isdigit():
+                if k < n and text[k].isdecimal():
                     j = k
-                    while j < n and text[j].isdigit():
+                    while j < n and text[j].isdecimal():
                         j += 1
             if j < n and (text[j].isalpha() or text[j] == "_"):
                 k = j
@@ -611,7 +611,7 @@ def parse_schedule(value: Union[str, int, float, Schedule]) -> Schedule:
 def _keyframe_ahead(p: _Parser) -> bool:
     a, b = p.toks[p.i], p.toks[min(p.i + 1, len(p.toks) - 1)]
     if a.kind == "num" and b.kind == "op" and b.text == ":":
-        if not a.text.isdigit():
+        if not a.text.isdecimal():
             raise p.error(f"a keyframe frame must be a whole number >= 0, got {a.text}", a)
         return True
     return False

@@ -22,6 +22,7 @@ import numpy as np
 from .atomic import hold, remove_abandoned
 from . import keep
 from .clip import Clip
+from .free_space import disk_room
 
 # A run's folder: mkdtemp(prefix="run-") names it run-XXXXXXXX.
 RUN_FOLDER = re.compile(r"run-[A-Za-z0-9_]{8}")
@@ -80,11 +81,9 @@ class _Shared:
         self.closed = False
         self.stored: set = set()
         nbytes = source.length * source.width * source.height * source.channels
-        try:
-            # A clip that would take half the free space is recomputed instead: a full disk stops everything.
-            self.off = nbytes > shutil.disk_usage(_existing(spill.root)).free // 2
-        except OSError:
-            self.off = True
+        # A clip that would take half the free space is recomputed instead: a full disk stops everything.
+        room = disk_room(_existing(spill.root))
+        self.off = room is not None and nbytes > room.free // 2
         # The alpha (Clip.matte) is shared alike: computed once, spilled beside the frames.
         self.matte = None if source.matte is None else _Shared(spill, source.matte, f"{n}a")
         self.make = source._reader      # the chunks are the source's own (Clip.wrapped): made, not read from it

@@ -442,7 +442,14 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
             # A name with its sub-folder (ComfyUI's wan/wan_2.1_vae.safetensors) is looked for in that sub-folder:
             # the kind's folder alone was named, and the file put there was still not found.
             into = None
-            if folder:
+            if ".." in sub.split("/") and p.kind == "path" and not os.path.isabs(value):
+                # '../../models/wan' (examples/tiny/) is a place beside the workflow: it was told to go into
+                # models/diffusion_models/../../models, a folder that is none of the model folders.
+                at = Path(resolve_path(value, wf.base_dir, True))
+                into = at.parent
+                put = f"put {file} at {at} (a path with '..' is taken from the workflow's folder), or set {name} to " \
+                      f"its name in the model folders"
+            elif folder:
                 into = folder(value)
                 if sub and not os.path.isabs(value) and not windows_root(value):
                     into = into / sub
@@ -612,7 +619,9 @@ def parse_override(text: str):
     node_id, param = key.rsplit(".", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
+        # a whole number past Python's 4,300 digits (ValueError), 1,000 brackets (PyYAML recurses a level each): the
+        # text as given, which the parameter's check names
         value = raw
     if not isinstance(value, (int, float, str, bool)) or value is None:
         value = raw

@@ -257,6 +257,13 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None,
         problems.append(Problem(label, first, None, f"the file is {what}; a workflow file must be a mapping with "
                                                     f"`kinograph: 1` and `nodes:`"))
         return wf, problems
+    if not {"kinograph", "nodes"} & data.keys() and {"grid", "cases"} & data.keys():
+        # examples/seeds.yaml given to run or validate was told it lacked `kinograph: 1`, that 'grid' was an unknown
+        # key and that it had no nodes: three things to fix in a file that is right as it is.
+        name = wf.path.name if wf.path is not None else "SWEEP.yaml"
+        problems.append(wf.problem(f"this is a sweep file (its grid:/cases: are values for a workflow's parameters), "
+                                   f"not a workflow: run it with `kinograph batch WORKFLOW.yaml --sweep {name}`"))
+        return wf, problems
     fmt = data.get("kinograph")
     if fmt is None:
         problems.append(wf.problem("missing `kinograph: 1` (the format version) at the top"))

@@ -83,12 +83,25 @@ def test_nodes_answers_a_comfyui_node_kinograph_does_not_map_with_what_to_use_in
     that no node matches; it now gives the import's line on it, which names what to use instead. (It was
     SeedVR2Conditioning, now mapped: condition.seedvr2.)"""
     from app.cli import main
-    assert main(["nodes", "LeapfusionHunyuanI2VPatcher"]) == 1
+    assert main(["nodes", "LeapfusionHunyuanI2VPatcher"]) == 0
     err = capsys.readouterr().err
     assert "no node type matches 'LeapfusionHunyuanI2VPatcher', a ComfyUI node: not mapped" in err
     assert "condition.hunyuan_i2v" in err
-    assert main(["nodes", "NoSuchNodeAnywhere"]) == 1
+    assert main(["nodes", "NoSuchNodeAnywhere"]) == 0
     assert "a ComfyUI node" not in capsys.readouterr().err
+
+
+def test_a_nodes_search_that_matches_nothing_says_so_and_is_no_failure(capsys):
+    """`kinograph nodes NOMATCH` exited 1, which the command's exit codes give a node that failed, and --json printed
+    nothing a program could read: a search that finds nothing is an answer (exit 0), said on stderr with how to
+    list every node, and --json's list is empty."""
+    from app.cli import main
+    assert main(["nodes", "NoSuchNodeAnywhere"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == "kinograph: no node type matches 'NoSuchNodeAnywhere'; `kinograph nodes` lists them all\n"
+    assert main(["nodes", "--json", "NoSuchNodeAnywhere"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == [] and "no node type matches 'NoSuchNodeAnywhere'" in err
 
 
 def test_info_lists_versions_and_folders():
@@ -271,7 +284,7 @@ def test_nodes_finds_one_node_with_its_whole_help():
     # A summary is the help's first paragraph: its first line cut 14 nodes mid-sentence.
     assert cli("nodes", "load.mini").stdout.splitlines()[0].endswith("sizes divisible by 16); runs on any CPU.")
     r = cli("nodes", "smaple")
-    assert r.returncode == 1 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
+    assert r.returncode == 0 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
 
 
 def test_nodes_finds_what_someone_from_comfyui_types(capsys):

@@ -416,14 +416,16 @@ def test_choices_and_numbers_fed_by_links():
 def test_gguf_loaders():
     """city96's ComfyUI-GGUF loaders are in most shared low-VRAM graphs (Wan 2.2 Lightning, FLUX.1): unmapped, the
     model and text encoder loaders blocked the import. A GGUF diffusion model and a T5 / umT5 / Llama / Qwen / Gemma
-    encoder GGUF load as they are; a GGUF text encoder of an architecture read as safetensors only is named."""
+    encoder GGUF load as they are; a GGUF text encoder of an architecture read as safetensors only is named, and so
+    is a vision projector (mmproj) given as the encoder."""
     nodes = [(1, "UnetLoaderGGUF", ["wan2.2_t2v_high_noise_14B_Q4_K_M.gguf"], {}, ["MODEL"]),
              (2, "UnetLoaderGGUFAdvanced", ["flux1-dev-Q8_0.gguf", "default", "default", False], {}, ["MODEL"]),
              (3, "CLIPLoaderGGUF", ["umt5-xxl-encoder-Q5_K_M.gguf", "wan"], {}, ["CLIP"]),
              (4, "DualCLIPLoaderGGUF", ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux"], {}, ["CLIP"]),
              (5, "DualCLIPLoaderGGUF", ["clip_l.safetensors", "t5-v1_1-xxl-encoder-Q5_K_M.gguf", "flux"], {}, ["CLIP"]),
              (6, "CLIPLoaderGGUF", ["Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf", "qwen_image"], {}, ["CLIP"]),
-             (7, "CLIPLoaderGGUF", ["Qwen3-VL-8B-Instruct-Q4_K_M.gguf", "qwen_image"], {}, ["CLIP"])]
+             (7, "CLIPLoaderGGUF", ["Qwen3-VL-8B-Instruct-Q4_K_M.gguf", "qwen_image"], {}, ["CLIP"]),
+             (8, "CLIPLoaderGGUF", ["Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf", "qwen_image"], {}, ["CLIP"])]
     res = import_data(ui_format(nodes))
     g, entries = res.graph, res.report.entries
     assert g.nodes["unet_loader_gguf_1"].params == {"name": "wan2.2_t2v_high_noise_14B_Q4_K_M.gguf"}
@@ -436,6 +438,8 @@ def test_gguf_loaders():
     assert g.nodes["dual_clip_loader_gguf_5"].params["name2"] == "t5-v1_1-xxl-encoder-Q5_K_M.gguf"
     assert "Qwen3-VL-8B-Instruct-Q4_K_M.gguf is a GGUF of a language model Kinograph reads in safetensors form only" \
         in entries["7"].notes[0]
+    # the projector is read with the language model beside it, not named as the encoder
+    assert "vision projector, which is read with the Qwen2.5-VL GGUF beside it" in entries["8"].notes[0]
 
 
 @pytest.mark.parametrize("widgets,params,noted", [

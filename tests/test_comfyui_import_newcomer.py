@@ -65,3 +65,49 @@ def test_the_editor_opens_it_reading_the_picture_where_it_is(tmp_path, monkeypat
     assert read.graph.nodes["load_image_17"].params["path"] == str(picture)
     assert (f"load_image_17: path: the_lily_veil.png is in ComfyUI's input folder: the workflow reads {picture}"
             in read.report.remarks)
+
+
+GAN_UPSCALER = ROOT / "tests" / "data" / "comfyui" / "templates" / "utility-gan_upscaler.json"
+ESRGAN_URL = "https://huggingface.co/Comfy-Org/Real-ESRGAN_repackaged/resolve/main/RealESRGAN_x4plus.safetensors"
+
+
+def test_a_missing_model_file_is_said_with_the_download_the_comfyui_workflow_gives(tmp_path, monkeypatch, capsys):
+    """ComfyUI's templates name, on each loader (properties.models), where its file is downloaded from, and ComfyUI
+    offers it; the import said only that RealESRGAN_x4plus.safetensors was not in the model folders."""
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    assert main(["import", str(GAN_UPSCALER), "-o", str(tmp_path / "up.yaml")]) in (0, 3)
+    line = next(x for x in capsys.readouterr().err.splitlines() if "RealESRGAN_x4plus.safetensors' is not" in x)
+    assert line.endswith(f"; the ComfyUI workflow gives its download: {ESRGAN_URL}")
+    # The editor's File > Open says the same in its report.
+    from app.editor.comfyui_open import read_comfyui
+    read = read_comfyui(GAN_UPSCALER, None)
+    assert any(r.endswith(f"download: {ESRGAN_URL}") for r in read.report.remarks)
+
+
+def test_download_links_are_read_from_subgraphs_by_file_name_and_only_plain_https_addresses():
+    from app.comfyui.model_links import model_links
+    models = [{"name": "vae/wan_2.1_VAE.safetensors", "url": "https://example.org/wan_2.1_vae.safetensors"},
+              {"name": "a.safetensors", "url": "http://example.org/a.safetensors"},
+              {"name": "b.safetensors", "url": "https://example.org/\x1b[2Jb.safetensors"},
+              {"name": "c.safetensors"}]
+    data = {"nodes": [{"type": "Note", "properties": None}],
+            "definitions": {"subgraphs": [{"nodes": [{"type": "VAELoader", "properties": {"models": models}}]}]}}
+    assert model_links(data) == {"wan_2.1_vae.safetensors": "https://example.org/wan_2.1_vae.safetensors"}
+    assert model_links({"nodes": 3, "definitions": []}) == {} == model_links([1, 2])
+
+
+def test_a_comfyui_api_node_is_said_to_be_a_paid_online_service_not_a_node_kinograph_lacks(capsys):
+    """Half of ComfyUI's templates folder (api_*.json) is built on its API nodes (Kling, Veo, Luma ...), which run
+    nothing locally; their import said 'no Kinograph equivalent', as of a node Kinograph might map."""
+    from app.comfyui import import_data
+    from app.comfyui.api_nodes import API_NODE, is_api_node
+    prompt = {"1": {"class_type": "Kling4TextToVideoNode", "inputs": {"prompt": "a fairy"}},
+              "2": {"class_type": "SaveVideo", "inputs": {"video": ["1", 0], "filename_prefix": "video/k"}}}
+    text = import_data(prompt).report.text()
+    assert f"Kling4TextToVideoNode #1 -> kling4_text_to_video_node_1: {API_NODE}; a placeholder marks its place" in text
+    assert main(["nodes", "Wan2TextToVideoApi"]) == 0
+    assert capsys.readouterr().err.strip().endswith(f"a ComfyUI node: {API_NODE}")
+    assert all(map(is_api_node, ("GeminiNodeV3", "FluxProUltraImageNode", "LtxApi25TextToVideo", "TripoRigNode")))
+    # Nodes that run a model on the machine, or do local work, are not taken for them.
+    assert not any(map(is_api_node, ("TripoSplatConditioning", "FluxGuidance", "WanImageToVideo", "BatchMasksNode",
+                                     "Flux2Scheduler", "KSampler")))

@@ -5,6 +5,8 @@ order and norm offset as llama.cpp's convert_hf_to_gguf.py applies them, written
 the safetensors encoder and give transformers' hidden states for the same (Q8_0-rounded) weights, matrices packed."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -161,6 +163,13 @@ def test_bad_language_model_ggufs_are_refused_by_name(tmp_path):
     _bare(tmp_path / "qwen3vl.gguf", "qwen3vl", base)
     with pytest.raises(NodeError, match=r"qwen3vl\.gguf is a llama\.cpp language model of architecture 'qwen3vl'"):
         detect_file(tmp_path / "qwen3vl.gguf")
+    # the architectures read as safetensors only name the model, why, what is read and the file to use
+    for arch, use in (("qwen3vl", "qwen3vl_8b_fp8_scaled"), ("gemma4", "gemma4_e4b_it_bf16"),
+                      ("gpt-oss", "gpt_oss_20b_"), ("qwen35", "qwen3.5_4b_bf16")):
+        _bare(tmp_path / f"{arch}.gguf", arch, base)
+        with pytest.raises(NodeError, match=rf"architecture '{arch}', .*reads these as GGUF: llama, mistral3, qwen2, "
+                                            rf"qwen2vl, qwen3, gemma2, gemma3\. Put ComfyUI's {re.escape(use)}"):
+            detect_file(tmp_path / f"{arch}.gguf")
     _bare(tmp_path / "odd.gguf", "qwen3", {**base, "blk.0.attn_gate.weight": np.zeros((4, 4), np.float32)})
     with pytest.raises(NodeError, match=r"odd\.gguf: its tensor 'blk\.0\.attn_gate\.weight' is not one of llama"):
         detect_file(tmp_path / "odd.gguf")

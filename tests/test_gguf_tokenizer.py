@@ -232,13 +232,24 @@ def test_a_damaged_gguf_tokenizer_is_refused_by_name(tmp_path):
         _found(tmp_path / "merges.gguf", "qwen25vl")
 
 
+def write_qwen25vl(path, reference):
+    """A tiny Qwen2.5-VL language model written as llama.cpp writes it, with `reference`'s tokenizer in its metadata;
+    returns the values the file holds in transformers' names."""
+    import torch
+    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+    from tests.test_gguf_llm_encoder import _write_llama_cpp
+    torch.manual_seed(0)
+    model = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
+        vocab_size=len(reference), hidden_size=256, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})).eval()
+    return _write_llama_cpp(model, "qwen2vl", path, lambda w: _bpe_metadata(w, reference, "qwen2"))
+
+
 def test_a_qwen_image_encoder_gguf_needs_no_tokenizer_folder(tmp_path, monkeypatch):
     """Through load.text_encoder (type qwen_image): a Qwen2.5-VL GGUF with its tokenizer inside and nothing beside it
     encodes a prompt as the safetensors file of the same values does with the same tokenizer in a folder beside it."""
     import torch
     from safetensors.torch import save_file
-    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
-    from tests.test_gguf_llm_encoder import _write_llama_cpp
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_text_encoder
     from nodes.generate.text import encode_prompt
@@ -246,12 +257,8 @@ def test_a_qwen_image_encoder_gguf_needs_no_tokenizer_folder(tmp_path, monkeypat
     folder.mkdir(parents=True)
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     reference = _trained_bpe("qwen2")
-    torch.manual_seed(0)
-    model = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
-        vocab_size=len(reference), hidden_size=256, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})).eval()
     gguf_path = folder / "Qwen2.5-VL-7B-Instruct-Q8_0.gguf"
-    held = _write_llama_cpp(model, "qwen2vl", gguf_path, lambda w: _bpe_metadata(w, reference, "qwen2"))
+    held = write_qwen25vl(gguf_path, reference)
     save_file({"model." + k: v.contiguous() for k, v in held.items()}, str(folder / "qwen_values_fp32.safetensors"))
     reference.save_pretrained(str(folder / "qwen_values_fp32"))
     got, want = (encode_prompt(load_text_encoder(ModelManager(), name, "", "qwen_image", "cpu"), "a red fox").embeds
@@ -276,3 +283,29 @@ def test_qwen2_s_gguf_tokenizer_composes_unicode_as_qwen2_s_own(tmp_path):
     for text in TEXTS + ["Cafe\u0301 nai\u0308ve Zu\u0308rich", "\u212b ang\u0301strom"]:
         assert got(text).input_ids == reference(text).input_ids, text
     assert got("Cafe\u0301").input_ids == got("Caf\u00e9").input_ids
+
+
+def _write_tiny_bpe(path, tokens, merges):
+    w = _writer(path)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_merges(merges)
+    _close(w)
+
+
+def test_a_gguf_s_tokenizer_is_rebuilt_once_until_the_file_changes(tmp_path, monkeypatch):
+    """Each loader and encode asks for the tokenizer again: the same file gives the one rebuilt, without reading its
+    metadata again; a file written over it (another vocabulary) gives its own."""
+    import nodes.generate.gguf_tokenizer as gt
+    path = tmp_path / "qwen-Q8_0.gguf"
+    _write_tiny_bpe(path, ["a", "b", "ab"], ["a b"])
+    reads = []
+    fields = gt._fields
+    monkeypatch.setattr(gt, "_fields", lambda p: reads.append(p) or fields(p))
+    first = _found(path, "qwen25vl")
+    assert first("ab", add_special_tokens=False).input_ids == [2]
+    assert _found(path, "qwen25vl") is first and len(reads) == 1
+    _write_tiny_bpe(path, ["b", "a", "c", "ab"], ["a b"])
+    assert _found(path, "qwen25vl")("ab", add_special_tokens=False).input_ids == [3]
+    assert len(reads) == 2

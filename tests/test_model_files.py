@@ -835,7 +835,8 @@ def test_an_artists_comfyui_folder_is_named_to_info_and_validate_names_its_close
     assert main(["validate", str(example), "--set", "load.path=../models/svd.safetensors"]) == 2
     err = capsys.readouterr().err
     assert (f"nor beside the workflow ({ROOT / 'examples' / 'models' / 'svd.safetensors'}); close names there: "
-            "svd_xt.safetensors (set path to one); put svd.safetensors into") in err
+            f"svd_xt.safetensors (set path to one); put svd.safetensors at "
+            f"{ROOT / 'examples' / 'models' / 'svd.safetensors'}") in err
     # ComfyUI's own SVD workflow names svd.safetensors: the import says so, where it said only 'mapped exactly'.
     assert main(["import", str(ROOT / "tests" / "data" / "comfyui" / "svd_i2v.json"), "-o", str(tmp_path / "svd.yaml")]) == 0
     err = capsys.readouterr().err

@@ -376,7 +376,7 @@ class RefMoGe(nn.Module):
             depth = torch.where(mask_binary, depth, torch.inf)
             normal = torch.where(mask_binary[..., None], normal, torch.zeros_like(normal)) if normal is not None \
                 else None
-        out = {"points": points, "depth": depth, "mask": mask_binary}
+        out = {"points": points, "depth": depth, "mask": mask_binary, "intrinsics": intrinsics}
         if normal is not None:
             out["normal"] = normal
         return out
@@ -456,6 +456,7 @@ def test_geometry_matches_the_authors_infer(tmp_path, fov_x, apply_mask):
     want = ref.infer(image.clone(), 20, fov_x=fov_x or None, apply_mask=apply_mask)
     got = geometry(net, image, fov_x=fov_x, apply_mask=apply_mask, num_tokens=20)
     assert torch.equal(got["mask"], want["mask"]) and 0 < int(want["mask"].sum()) < want["mask"].numel()
+    assert torch.allclose(got["intrinsics"], want["intrinsics"], rtol=1e-5)
     for k in ("depth", "points", "normal"):
         finite = torch.isfinite(want[k])
         assert torch.equal(torch.isfinite(got[k]), finite), k
@@ -491,7 +492,8 @@ def comfy_pictures(geo, output):
 
 def test_clip_pictures_match_the_authors_and_comfyui(tmp_path, monkeypatch):
     """depth.moge_render's pictures of a 3-frame clip (batch 2: a full and a part batch) are ComfyUI's renders of the
-    authors' geometry, frame by frame, to one 8-bit level (geometry a few 1e-5 apart can round the other way)."""
+    authors' geometry, frame by frame, to one 8-bit level (geometry a few 1e-5 apart can round the other way); its
+    field of view is ComfyUI's MoGeGeometryToFOV's."""
     from graph_engine.clip import Clip
     from nodes.depth import moge
     ref = tiny_moge(seed=5)
@@ -506,6 +508,9 @@ def test_clip_pictures_match_the_authors_and_comfyui(tmp_path, monkeypatch):
         for i in range(3):
             expected = comfy_pictures({k: v[i] for k, v in want.items()}, output).numpy() * 255
             assert np.abs(got[output][i].astype(float) - expected).max() <= 1.0, (output, i)
+    # depth.moge_fov (MoGeGeometryToFOV): ComfyUI's angle and focal length in pixels from the first frame's camera
+    for axis, unit in (("horizontal", "degrees"), ("vertical", "radians"), ("diagonal", "degrees")):
+        assert moge.fov(geo, axis, unit) == pytest.approx(comfy_geometry_to_fov(want, axis, unit), rel=1e-5)
     # the pictures hold something: near white and far black in depth, sky (masked) and geometry in the mask
     assert (got["depth"] == 255).any() and ((got["depth"] == 0) & want["mask"].numpy()[..., None]).any()
     assert (got["mask"] == 0).any() and (got["mask"] == 255).any()
@@ -532,6 +537,22 @@ def test_normals_of_a_model_without_a_normal_head(tmp_path, monkeypatch):
     assert len(np.unique(got.reshape(-1, 3), axis=0)) > 10
 
 
+def comfy_geometry_to_fov(moge_geometry, axis, unit):
+    """ComfyUI's MoGeGeometryToFOV.execute (comfy_extras/nodes_moge.py), written out."""
+    K = moge_geometry.get("intrinsics") if isinstance(moge_geometry, dict) else None
+    if K.ndim == 3:
+        K = K[0]
+    hx = 0.5 / float(K[0, 0].item())
+    hy = 0.5 / float(K[1, 1].item())
+    half_tan = {"horizontal": hx, "vertical": hy, "diagonal": math.hypot(hx, hy)}[axis]
+    fov_radians = 2.0 * math.atan(half_tan)
+    fov = fov_radians if unit == "radians" else math.degrees(fov_radians)
+    src = next((moge_geometry[k] for k in ("image", "points", "depth") if k in moge_geometry), None)
+    H = int(src.shape[1])
+    focal_pixels = float(K[1, 1].item()) * H
+    return fov, focal_pixels
+
+
 def test_files_that_are_not_moge_2_are_named(tmp_path):
     from safetensors.torch import save_file
     v3 = tmp_path / "moge_3_vitl_fp16.safetensors"
@@ -552,8 +573,13 @@ def test_files_that_are_not_moge_2_are_named(tmp_path):
 
 
 def test_each_render_reads_only_its_own_models_geometry():
-    """depth.moge_render given Depth Anything 3's GEOMETRY, or depth.da3_render MoGe's, says which render to use."""
+    """depth.moge_render given Depth Anything 3's GEOMETRY, or depth.da3_render MoGe's, says which render to use;
+    depth.moge_fov given a panorama's (which has no camera) or Depth Anything 3's says what it reads."""
     from nodes.depth import da3, moge
+    from nodes.depth.moge_panorama import PanoramaGeometry
+    for other in (object.__new__(PanoramaGeometry), object.__new__(da3.Geometry)):
+        with pytest.raises(NodeError, match="depth.moge_fov reads the camera of depth.moge's geometry"):
+            moge.fov(other, "horizontal", "degrees")
     with pytest.raises(NodeError, match="depth.da3_render"):
         moge.render(object.__new__(da3.Geometry), "depth")
     for call in (lambda g: da3.render(g, "depth", "v2_style", False, False), da3.camera):

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from graph_engine.atomic import read_plain
 
@@ -28,6 +28,7 @@ class ImportResult:
     report: Report
     kind: str                  # "ui" or "api"; "deforum" for Deforum settings
     origin: str
+    model_links: Dict[str, str] = field(default_factory=dict)    # model file -> its download address (model_links)
 
     @property
     def what(self) -> str:
@@ -71,7 +72,8 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
                                f"{type(e).__name__}: {e})") from None
     graph.name = name
     graph.description = f"Imported from ComfyUI ({origin})" if origin else "Imported from ComfyUI"
-    return ImportResult(graph, report, kind, origin)
+    from .model_links import model_links
+    return ImportResult(graph, report, kind, origin, model_links(data))
 
 
 def import_workflow(path, *, registry=None, bypass_unmapped: bool = False) -> ImportResult:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from .errors import ComfyImportError
 from .report import EXIT_UNMAPPED
@@ -47,7 +47,7 @@ def cmd_import(args) -> int:
             for p in e.problems:
                 print(f"  {p.message}" + (f" (node {p.node})" if p.node else ""), file=sys.stderr)
         else:
-            _missing_models(wf, folder)
+            _missing_models(wf, folder, result.model_links)
     if not args.output:
         sys.stdout.write(text)
         return code
@@ -86,8 +86,8 @@ def read_from_comfyui_input(graph, folder: Path) -> List[str]:
     return said
 
 
-def _missing_models(wf, folder: Path) -> None:
-    missing = missing_models(wf, folder)
+def _missing_models(wf, folder: Path, links: Dict[str, str]) -> None:
+    missing = missing_models(wf, folder, links)
     if missing:
         print("model files it names that your model folders do not hold (`kinograph info` lists what they hold):",
               file=sys.stderr)
@@ -95,19 +95,23 @@ def _missing_models(wf, folder: Path) -> None:
             print(f"  {line}", file=sys.stderr)
 
 
-def missing_models(wf, folder: Path) -> List[str]:
+def missing_models(wf, folder: Path, links: Optional[Dict[str, str]] = None) -> List[str]:
     """Said at import (here and in the editor's report): the model files an imported workflow names that the model
-    folders lack, with the close names they hold. An import said 'mapped exactly' and exit 0, and the artist learnt
-    of a name differing from their own file (svd.safetensors, holding svd_xt.safetensors) only when the run stopped
-    at the loader."""
+    folders lack, with the close names they hold and the address the ComfyUI workflow gives for each (`links`,
+    model_links). An import said 'mapped exactly' and exit 0, and the artist learnt of a name differing from their
+    own file (svd.safetensors, holding svd_xt.safetensors) only when the run stopped at the loader."""
     from graph_engine.registry import default_registry
-    from graph_engine.validate import missing_model_files
+    from graph_engine.validate import missing_models as missing_files
+    from .model_links import file_key
     wf.folder = folder
     # One line per file: InfiniteTalk's template loads each of its six files twice (its two passes), and the same
     # long line came twice for each, eleven lines in all.
     nodes: Dict[str, List[str]] = {}
-    for p in missing_model_files(wf, default_registry()):
-        nodes.setdefault(p.message, []).append(p.node)
+    for nid, params in missing_files(wf, default_registry()).items():
+        for param, m in params.items():
+            url = (links or {}).get(file_key(str(wf.graph.nodes[nid].params.get(param, ""))))
+            nodes.setdefault(m.message + (f"; the ComfyUI workflow gives its download: {url}" if url else ""),
+                             []).append(nid)
     missing = [f"node{'s' if len(ids) > 1 else ''} {', '.join(ids)}: {message}" for message, ids in nodes.items()]
     # LTX-2.5's templates map node for node (their nodes are LTX-2.3's) but its model does not load yet: say so before
     # its files are downloaded. They are told by name, as detect.ltx2_release tells LTX-2's releases.

@@ -10,6 +10,7 @@ from graph_engine.graph import Graph
 
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
+from .api_nodes import API_NODE, is_api_node
 from .mapping import INSTEAD, RULES, Approx, Rule
 from .outputs import PACK_OUTPUTS, RULE_TEXT, UUID, is_bundle, possible_output, what_runs
 from .report import APPROX, EXACT, UI, Entry, Report
@@ -750,6 +751,8 @@ def unmapped_note(cn: CNode) -> str:
                 f"again from ComfyUI and import that; {mark}")
     if cn.class_type in INSTEAD:
         return f"{INSTEAD[cn.class_type]}; {mark}"
+    if is_api_node(cn.class_type):
+        return f"{API_NODE}; {mark}"
     if cn.pack and not cn.pack.startswith("comfy-core"):
         return f"no Kinograph equivalent (from the custom node pack {cn.pack}): {mark}"
     return f"no Kinograph equivalent: {mark}"

@@ -64,7 +64,7 @@ def passes(cn: CNode, flat: Flat):
 
 
 def _number(key: str) -> int:
-    digits = "".join(c for c in key if c.isdigit())
+    digits = "".join(c for c in key if c.isdecimal())
     return int(digits) if digits else 0
 
 

@@ -343,7 +343,11 @@ def gguf_text_encoder(v):
     models are read); a GGUF of another architecture is named"""
     name = str(v).lower().replace("_", "-")
     # llama.cpp architectures Kinograph reads in safetensors form only (gguf_names.LLM_ARCHS lists those it reads)
-    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss", "mmproj")
+    unread = ("qwen3-vl", "qwen3vl", "qwen3.5", "qwen35", "gemma-4", "gemma4", "gpt-oss")
+    if name.endswith(".gguf") and "mmproj" in name:
+        raise Approx(v, f"{v} is llama.cpp's vision projector, which is read with the Qwen2.5-VL GGUF beside it (as "
+                        "ComfyUI-GGUF pairs them: the projector's name holds the encoder's): name the language-model "
+                        "GGUF here")
     if name.endswith(".gguf") and any(u in name for u in unread):
         raise Approx(v, f"{v} is a GGUF of a language model Kinograph reads in safetensors form only (as GGUF it reads "
                         "T5, umT5, Llama, Mistral, Qwen2.5-VL, Qwen3 and Gemma 2 / 3): put the encoder's safetensors "
@@ -1068,6 +1072,9 @@ RULES: Dict[str, Rule] = {
     # VAE's structure decoder's occupancy as a VOXEL grid
     "EmptyTrellis2LatentStructure": Rule("latent.empty_trellis2_structure", ("batch_size",),
                                          (P("batch_size", "batch"),), outputs=("latent",)),
+    # its image conditioning: DINOv3's tokens of the cropped picture at 512 and 1024 (the CLIP vision file is DINOv3)
+    "Trellis2Conditioning": Rule("condition.trellis2", (), (), {"clip_vision_model": "image_encoder", "image": "image"},
+                                 ("positive", "negative")),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
@@ -1885,6 +1892,8 @@ RULES: Dict[str, Rule] = {
                                   (P("resolution_level", "resolution_level"), P("split_resolution", "split_resolution"),
                                    P("merge_resolution", "merge_resolution"), P("batch_size", "batch")),
                                   {"image": "video"}, ("geometry",), special="moge"),
+    "MoGeGeometryToFOV": Rule("depth.moge_fov", ("axis", "unit"), (P("axis", "axis"), P("unit", "unit")),
+                              {"moge_geometry": "geometry"}, ("fov", "focal_pixels")),
     "MoGeRender": Rule("depth.moge_render", ("output",), (P("output", "output"),), {"moge_geometry": "geometry"},
                        ("video",)),
     # 3-D (comfy_extras/nodes_moge.py, nodes_hunyuan3d.py, nodes_save_3d.py): one mesh a value where ComfyUI's MESH
@@ -2413,6 +2422,11 @@ RULES: Dict[str, Rule] = {
                                 "count"), fold=True, special="regex_replace"),
     "JsonExtractString": Rule(None, ("json_string", "key"), fold=True, special="json_extract"),
     "StringCompare": Rule(None, ("string_a", "string_b", "mode", "case_sensitive"), fold=True, special="compare"),
+    "StringFormat": Rule(None, ("f_string",), fold=True, special="string_format"),
+    # the Color Picker: its integer, hex text and transparency
+    "ColorToRGBInt": Rule(None, ("color",), fold=True, special="color_int"),
+    "ImageHistogram": Rule(None, kind="ui", note="its histograms are what ComfyUI's Curve Editor draws behind the "
+                                                 "curve; Kinograph's viewer draws none"),
     # ComfyUI's lists (comfy_extras/nodes_toolkit.py): a CreateList's items are known on import, so an item picked
     # from it by a constant index is that item's own link (a clip, a model, a number); a loop's values are not
     "CreateList": Rule(None, (), fold=True, special="create_list"),

@@ -71,7 +71,7 @@ class Report:
         order = {UNMAPPED: 0, APPROX: 1, EXACT: 2, UI: 3}
 
         def key(e):
-            return order[e.status], int(e.comfy_id) if e.comfy_id.isdigit() else 1 << 30, e.comfy_id
+            return order[e.status], int(e.comfy_id) if e.comfy_id.isdecimal() else 1 << 30, e.comfy_id
         # Nodes with the same status and explanation share one line, where the first of them stands: Impact
         # Pack's detector, SAM loader and detailer each repeated the same six lines of what to use instead.
         alike: Dict[tuple, List[Entry]] = {}

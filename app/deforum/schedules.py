@@ -106,7 +106,7 @@ def _substitute(expr: str, max_f: int, seed: int) -> str:
 def frame_number(text: str, max_frames: int) -> int:
     """A keyframe's frame: a whole number, or an expression of max_f (`max_f/2`, `max_f-1`) as Deforum allows."""
     text = text.strip().strip("\"'")
-    if text.isdigit():
+    if text.isdecimal():
         return int(text)
     try:
         v = compile_expression(_substitute(text, max_frames - 1, 0))(0)

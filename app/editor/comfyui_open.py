@@ -57,7 +57,7 @@ def read_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Impo
         from graph_engine.errors import WorkflowError
         from app.comfyui.cli import missing_models
         try:
-            missing = missing_models(load_workflow(text=result.yaml), p.resolve().parent)
+            missing = missing_models(load_workflow(text=result.yaml), p.resolve().parent, result.model_links)
         except WorkflowError:       # the canvas shows what does not validate yet
             missing = []
         result.report.remarks += missing

@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -17,6 +16,7 @@ from PySide6.QtGui import QUndoStack
 from graph_engine.atomic import read_only
 from graph_engine.config import output_dir
 from graph_engine.errors import WorkflowError
+from graph_engine.free_space import short_of
 from graph_engine.graph import Event, Graph
 from graph_engine.registry import default_registry
 from graph_engine.validate import missing_inputs, missing_models, validate
@@ -50,11 +50,7 @@ def _why(f: QSaveFile, path: Path, data: bytes) -> str:
     folder = Path(path).parent
     if not folder.is_dir():
         return f"the folder {folder} is not there any more (a drive unplugged, or the folder moved or deleted)"
-    try:
-        full = shutil.disk_usage(folder).free < len(data) + (64 << 10)
-    except OSError:
-        full = False
-    if full:
+    if short_of(folder, len(data) + (64 << 10)):
         return f"the disk holding {folder} is full"
     if not os.access(folder, os.W_OK):      # QSaveFile says 'Permission denied', naming neither what nor where
         return (f"the folder {folder} cannot be written by this user (a read-only drive or network share, or "

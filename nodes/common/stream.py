@@ -354,7 +354,7 @@ def _cgroup_headroom(root: str) -> Optional[int]:
         except (OSError, ValueError):
             continue
         # v2 writes "max" without a limit; v1 a number near 2**63
-        if cap.isdigit() and int(cap) < 1 << 62:
+        if cap.isdecimal() and int(cap) < 1 << 62:
             return max(0, int(cap) - use)
         return None
     return None

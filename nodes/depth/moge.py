@@ -11,6 +11,7 @@ normal_*, mask) are ComfyUI's MoGeRender's."""
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -304,8 +305,8 @@ def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0,
              apply_mask: bool = True, num_tokens: Optional[int] = None,
              metric_scale: bool = True) -> Dict[str, torch.Tensor]:
     """MoGe's infer (ComfyUI's MoGeInference) for a batch (B, 3, H, W) in 0..1: points (B, H, W, 3) in metres,
-    camera space x right, y down, z forward; depth (B, H, W); mask (bool); normal where the model has a head for
-    it. Masked-out pixels are inf in points and depth (0 in normals) when apply_mask. num_tokens, where given,
+    camera space x right, y down, z forward; depth (B, H, W); mask (bool); intrinsics (B, 3, 3: focal lengths in
+    parts of the width and height, centre 0.5, 0.5); normal where the model has a head for it. Masked-out pixels are inf in points and depth (0 in normals) when apply_mask. num_tokens, where given,
     is the patch count resolution_level would pick. Without metric_scale the points keep the affine fit's scale
     (a panorama's views, whose scales would not agree across their seams)."""
     h, w = image.shape[-2:]
@@ -326,8 +327,8 @@ def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0,
     points[..., 2] += shift[:, None, None]
     mask = mask & (points[..., 2] > 0)
     depth = points[..., 2].clone()
+    fx, fy = focal / 2 * diag / aspect, focal / 2 * diag       # in parts of the width and of the height
     if force_projection:
-        fx, fy = focal / 2 * diag / aspect, focal / 2 * diag
         v, u = torch.meshgrid((torch.arange(h, device=depth.device) + 0.5) / h,
                               (torch.arange(w, device=depth.device) + 0.5) / w, indexing="ij")
         points = torch.stack([(u - 0.5) / fx[:, None, None] * depth, (v - 0.5) / fy[:, None, None] * depth, depth],
@@ -335,7 +336,10 @@ def geometry(model: MoGe2, image, resolution_level: int = 9, fov_x: float = 0.0,
     if metric_scale:
         scale = out["metric_scale"]
         points, depth = points * scale[:, None, None, None], depth * scale[:, None, None]
-    result = {"points": points, "depth": depth, "mask": mask}
+    intrinsics = torch.zeros(points.shape[0], 3, 3, device=depth.device)
+    intrinsics[:, 0, 0], intrinsics[:, 1, 1], intrinsics[:, 0, 2], intrinsics[:, 1, 2] = fx, fy, 0.5, 0.5
+    intrinsics[:, 2, 2] = 1
+    result = {"points": points, "depth": depth, "mask": mask, "intrinsics": intrinsics}
     if "normal" in out:
         result["normal"] = out["normal"]
     if apply_mask:
@@ -467,6 +471,24 @@ def infer(video, model: str, resolution_level: int = 9, fov_x: float = 0.0, forc
           apply_mask: bool = True, batch: int = 4, device: str = "cpu", ctx=None) -> Geometry:
     """MoGe's geometry of every frame of `video` (ComfyUI's LoadMoGeModel and MoGeInference), made as it is read."""
     return Geometry(video, load_moge(model, device), resolution_level, fov_x, force_projection, apply_mask, batch, ctx)
+
+
+def fov(geo, axis: str = "vertical", unit: str = "degrees"):
+    """(field of view, focal length in pixels) of the camera MoGe recovered for the first frame (ComfyUI's
+    MoGeGeometryToFOV): 2 atan(0.5 / f) along the axis, f the focal length in parts of the width (horizontal) or the
+    height (vertical), the hypotenuse of both halves for diagonal; pixels are square, so the focal length in pixels
+    is the vertical one times the height."""
+    if getattr(geo, "panorama", False) or not isinstance(geo, Geometry):
+        what = "a panorama's (depth.moge_panorama)" if getattr(geo, "panorama", False) else \
+            f"this {type(geo).__module__.split('.')[-1]} geometry"
+        raise NodeError(f"depth.moge_fov reads the camera of depth.moge's geometry; {what} has none")
+    if axis not in ("vertical", "horizontal", "diagonal") or unit not in ("degrees", "radians"):
+        raise NodeError(f"axis {axis!r} / unit {unit!r}: choose vertical, horizontal or diagonal, and degrees or "
+                        "radians")
+    k = geo.frames(0, 1)[0]["intrinsics"]
+    hx, hy = 0.5 / float(k[0, 0]), 0.5 / float(k[1, 1])
+    angle = 2.0 * math.atan({"horizontal": hx, "vertical": hy, "diagonal": math.hypot(hx, hy)}[axis])
+    return (angle if unit == "radians" else math.degrees(angle)), float(k[1, 1]) * geo.video.height
 
 
 def render(geo, output: str = "depth", ctx=None):

@@ -1,6 +1,6 @@
 """Depth estimation node."""
 from graph_engine import Param, node
-from graph_engine.types import CAMERA, CONDITIONING, GEOMETRY, VIDEO
+from graph_engine.types import CAMERA, CONDITIONING, FLOAT, GEOMETRY, VIDEO
 from nodes.common.models_dirs import as_given, locator
 from nodes.depth.da3 import MODES, NORMALISATIONS, OUTPUTS, REF_VIEWS, RESIZES, SPREADS
 
@@ -162,6 +162,18 @@ def moge_panorama(ctx, video: VIDEO,
     from nodes.depth.moge_panorama import PanoramaGeometry
     net = load_moge(as_given(model, ctx.workflow_dir), ctx.device)
     return PanoramaGeometry(video, net, resolution_level, split_resolution, merge_resolution, batch, ctx)
+
+
+@node("depth.moge_fov", title="MoGe Field of View", category="Conditioning", outputs={"fov": FLOAT, "focal_pixels": FLOAT})
+def moge_fov(ctx, geometry: GEOMETRY,
+             axis: str = Param("vertical", choices=("vertical", "horizontal", "diagonal"),
+                               help="the angle measured: top to bottom, side to side, or corner to corner"),
+             unit: str = Param("degrees", choices=("degrees", "radians"), help="the angle's unit")):
+    """The field of view of the camera MoGe recovered for the first frame, and its focal length in pixels (ComfyUI's
+    MoGeGeometryToFOV): a photo's horizontal angle is what Pixal3D's conditioning reads."""
+    from nodes.depth.moge import fov
+    angle, focal = fov(geometry, axis, unit)
+    return {"fov": angle, "focal_pixels": focal}
 
 
 @node("depth.moge_render", title="Render MoGe Geometry", category="Conditioning", temporal_radius=0)

@@ -337,7 +337,7 @@ class Song:
 
 def _metas(song: Song) -> dict:
     ts = song.timesignature[:-2] if song.timesignature.endswith("/4") else song.timesignature
-    return {"bpm": song.bpm, "timesignature": int(ts) if ts.isdigit() else ts, "keyscale": song.keyscale,
+    return {"bpm": song.bpm, "timesignature": int(ts) if ts.isdecimal() else ts, "keyscale": song.keyscale,
             "duration": math.ceil(song.duration)}
 
 

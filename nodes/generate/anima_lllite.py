@@ -128,7 +128,7 @@ class AnimaLllite(nn.Module):
         dilations = ()
         if any(k.startswith("lllite_conditioning1.aspp.") for k in state):
             said = metadata.get("lllite.aspp_dilations", "1,2,4,8")
-            dilations = tuple(int(d) if d.strip().isdigit() else 0 for d in said.split(",") if d.strip())
+            dilations = tuple(int(d) if d.strip().isdecimal() else 0 for d in said.split(",") if d.strip())
             if not all(1 <= d <= MAX_DILATION for d in dilations):
                 raise NodeError(f"{name}'s lllite.aspp_dilations ({said[:80]!r}) are not all whole numbers from 1 to "
                                 f"{MAX_DILATION} (the published nets say 1,2,4,8): {FIX}")

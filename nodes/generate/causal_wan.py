@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 
 NOT_CAUSAL = ("the ar_video sampler makes a video block by block with an autoregressive Wan model (Causal Forcing, "
               "Self-Forcing: causal_forcing-framewise.safetensors, whose metadata says causal_ar); this {what} is not "
@@ -197,9 +198,7 @@ def start_model(handle, vae, image, frames: int, width: int, height: int, fps: f
     from nodes.generate.adapters import get_adapter
     from nodes.generate.vae_ops import empty_latent
     from nodes.generate.wan_s2v_cond import _pixels
-    if vae.family != "wan":
-        raise NodeError(f"an autoregressive Wan model's start image is encoded with the Wan 2.1 VAE (wan_2.1_vae); "
-                        f"this is a {vae.family} VAE")
+    need_wan_vae(vae, "condition.ar_start")
     latent = empty_latent(vae, frames, width, height, fps)
     with torch.inference_mode():
         first = get_adapter("wan").vae_encode(vae.pipe, _pixels(vae.pipe, [image], width, height))[:, :, :1]

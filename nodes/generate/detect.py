@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
 from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
+from nodes.generate.per_file import kept_per_file
 
 Shape = Tuple[int, ...]
 SAFE_EXT = (".safetensors", ".sft")
@@ -140,22 +141,15 @@ def safetensors_header(path: Path) -> Header:
 
 
 def gguf_header(path: Path) -> Header:
-    """The GGUF file's header, read once for the file as it stands (its size and modification time): detection, the
-    weights' reader and the tokenizer each ask for it, and the gguf package's reader takes seconds over a language
-    model's tokenizer arrays (held in the metadata it parses whole)."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return _gguf_header(path)       # its own message for a file that cannot be read
-    # the inode and change time too: a file put in place (renamed over it) is another inode, and no tool sets the
-    # change time back the way a download keeps the server's modification time
-    kept = _kept_gguf_header(path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+    """The GGUF file's header, read once for the file as it stands (per_file): detection, the weights' reader and the
+    tokenizer each ask for it, and the gguf package's reader takes seconds over a language model's tokenizer arrays
+    (held in the metadata it parses whole). A copy each time: callers add to its dictionaries."""
+    kept = _kept_gguf_header(Path(path))
     return Header(dict(kept.shapes), dict(kept.dtypes), dict(kept.metadata), kept.format)
 
 
-@functools.lru_cache(maxsize=8)
-def _kept_gguf_header(path: Path, *state: int) -> Header:
+@kept_per_file(maxsize=8)
+def _kept_gguf_header(path: Path) -> Header:
     return _gguf_header(path)
 
 
@@ -192,8 +186,9 @@ def _gguf_header(path: Path) -> Header:
     reader = _gguf_read(path, gguf_reader)
     meta = {}
     for name, fld in reader.fields.items():
-        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values)
-        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")) or \
+        # the heads: llama.cpp orders a Llama's query and key rows by them (gguf_names.llm_values); a vision
+        # projector's settings (clip.*: gguf_mmproj)
+        if name.startswith(("general.architecture", "comfy.gguf.orig_shape", "clip.")) or \
                 name.endswith((".attention.head_count", ".attention.head_count_kv")):
             try:
                 meta[name] = fld.contents()
@@ -281,7 +276,8 @@ def gguf_fields(path: Path, keep=None) -> dict:
             many(n, 1, at, "bytes of text")
             return (bytes(data[at:at + n]).decode("utf-8", "replace") if read else None), at + n
 
-        def value(kind: int, at: int, read: bool) -> Tuple[object, int]:
+        def value(kind: int, at: int, read: bool, depth: int = 0) -> Tuple[object, int]:
+            nonlocal entries
             if kind in _GGUF_FORMATS:
                 got, after = number(at, _GGUF_FORMATS[kind])
                 return (got if read else None), after
@@ -291,6 +287,14 @@ def gguf_fields(path: Path, keep=None) -> dict:
                 raise ValueError(f"a value of unknown type {kind}")
             item, at = number(at, "I")
             count, at = number(at, "Q")
+            if item == 9 and depth >= _GGUF_MOST_NESTING:
+                raise ValueError(f"its metadata {key[:80]} nests arrays more than {_GGUF_MOST_NESTING} deep, as no GGUF "
+                                 "writer does")
+            # text and arrays are walked one entry at a time, numbers read all at once where asked for
+            entries += count if item not in _GGUF_FORMATS or read else 0
+            if entries > _GGUF_MOST_ENTRIES:
+                raise ValueError(f"its metadata lists more than {_GGUF_MOST_ENTRIES:,} entries (up to {key[:80]}, "
+                                 f"{count:,}), where the largest tokenizers list some 800,000")
             if item in _GGUF_FORMATS:
                 size = struct.calcsize("<" + _GGUF_FORMATS[item])
                 many(count, size, at, "array values")
@@ -299,7 +303,7 @@ def gguf_fields(path: Path, keep=None) -> dict:
             many(count, 8 if item == 8 else 12, at, "array entries")
             items = []
             for _ in range(count):
-                got, at = value(item, at, read)
+                got, at = value(item, at, read, depth + 1)
                 items.append(got)
             return (items if read else None), at
 
@@ -314,6 +318,7 @@ def gguf_fields(path: Path, keep=None) -> dict:
         many(keys, 8 + 4, at, "metadata keys")
         many(tensors, 8 + 4 + 4 + 8, at, "tensors")
         alignment = 32         # the format's default, or its general.alignment (a uint32)
+        key, entries = "", 0
         for _ in range(keys):
             key, at = text(at, True)
             kind, at = number(at, "I")
@@ -327,6 +332,14 @@ def gguf_fields(path: Path, keep=None) -> dict:
     return out
 
 
+# Arrays in arrays a GGUF's metadata may hold: gguf-py writes one level (a list of lists of numbers), llama.cpp reads
+# none; 5,000 levels (60 KB) stopped the reader, which walks each level in a call of its own, in a RecursionError.
+_GGUF_MOST_NESTING = 8
+# Entries of the metadata's arrays of text (walked one at a time) and of those read: a tokenizer's tokens and merges
+# (Gemma 3's 262,144 tokens with their kinds and scores, umT5's 256,384 and its character map of 237,000 bytes). A
+# 45 MB file listing 5,000,000 one-letter tokens held `kinograph info` 11 s walking them, a 2 GB one would for
+# minutes and its tokenizer fill the memory.
+_GGUF_MOST_ENTRIES = 2_000_000
 # GGML's most dimensions a tensor has (GGML_MAX_DIMS).
 _GGML_MAX_DIMS = 4
 # Tensors a GGUF may describe: the largest published models (mixtures of experts, 405B language models) hold 1,000 to
@@ -1841,6 +1854,17 @@ def _trellis2(k: Keys) -> Optional[Detection]:
         return Detection("vae", "trellis2", "shape", why="struct_dec / shape_dec (TRELLIS.2's shape VAE)")
     if k.has("txt_dec.from_latent.weight"):
         return Detection("vae", "trellis2", "texture", why="txt_dec (TRELLIS.2's texture VAE)")
+    if k.has("structure_model.t_embedder.mlp.0.weight"):
+        # the flow models (diffusion_models/trellis_2_int8_convrot): structure_model., img2shape(_512)., shape2txt.;
+        # Pixal3D's read the picture's features projected onto the grid besides (cross_attn.proj_linear)
+        x = "structure_model.t_embedder.mlp.0.weight"
+        pixal = k.has("structure_model.blocks.0.cross_attn.proj_linear.weight")
+        return Detection("diffusion_model", "trellis2", "pixal3d" if pixal else "trellis2",
+                         prefix=k.prefix_of(x) or "", why="structure_model / img2shape (TRELLIS.2's flow models)")
+    if k.has("embeddings.register_tokens", "layer.0.layer_scale1.lambda1"):
+        # its image encoder (clip_vision/dino_v3_L_naf_fp32): DINOv3 in transformers' names, Pixal3D's NAF beside it
+        return Detection("clip_vision", "trellis2", "dinov3-naf" if k.starts("naf.") else "dinov3",
+                         why="embeddings.register_tokens / layer.N.layer_scale1 (DINOv3, TRELLIS.2's image encoder)")
     return None
 
 
@@ -1876,6 +1900,11 @@ def _odd_shape(k: Keys) -> str:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
+    if det.role is None and det.family is None and header.metadata.get("general.architecture") == "clip":
+        # llama.cpp's projector file (mmproj-*.gguf) is read with the language model it serves (gguf_mmproj)
+        kind = header.metadata.get("clip.projector_type") or header.metadata.get("clip.vision.projector_type", "")
+        det.why = (f"llama.cpp's vision projector (mmproj, {kind or 'type unstated'}), read with the language-model "
+                   "GGUF whose name it holds (the Qwen2.5-VL text encoder beside it), not loaded alone")
     if det.family in ("ltx", "ltx2") and det.role in ("checkpoint", "diffusion_model"):
         cfg = _transformer_config(header.metadata)
         if det.family == "ltx" and cfg.get("causal_temporal_positioning") is True:

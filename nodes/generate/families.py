@@ -164,6 +164,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # templates: 5 to 8, 20 to 30).
     Family("hunyuan3d", "Hunyuan3D (3-D shape)", ("Hunyuan3DParts",), ("Hunyuan3DDiT", "Hunyuan3DDiT21"),
            space_factor=1, fps=8.0, flow=True, cfg=5.0, steps=30, size=(3072, 1), frames=1),
+    # TRELLIS.2 shapes (Microsoft's picture-to-3D, as ComfyUI holds it): so far its sparse-structure stage, a flow
+    # transformer over the 32-channel 16^3 structure latent (its depth held as frames) reading DINOv3's tokens of the
+    # picture; decoded to a VOXEL grid. ComfyUI's templates: 12 steps, true CFG 7.5, shift 5.
+    Family("trellis2", "TRELLIS.2 (3-D shape)", ("Trellis2Parts",), ("StructureFlow",), space_factor=1, fps=8.0,
+           flow=True, cfg=7.5, steps=12, size=(16, 16), frames=16),
     Family("lens", "Lens (image)", ("LensParts",), ("LensTransformer",), space_factor=16, fps=8.0, flow=True,
            cfg=5.0, steps=20, size=(1440, 1440), frames=1, latents="flux2"),
     # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners

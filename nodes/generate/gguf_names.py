@@ -59,6 +59,20 @@ _SANDWICH = {"post_attention_norm": "post_attention_layernorm", "ffn_norm": "pre
 _DROPPED = ("rope_freqs.weight",)
 
 
+# llama.cpp architectures of text encoders Kinograph reads in safetensors form only: what each is, why its GGUF is not
+# read, and the file to use instead
+_SAFETENSORS_ONLY = {
+    "qwen3vl": ("Qwen3-VL (Qwen-Image 2.1's, Krea 2's, JoyImage's encoder)", "Kinograph builds it with its vision "
+                "tower, which llama.cpp keeps in a projector file of another layout (deepstack mergers) it does not "
+                "read", "qwen3vl_8b_fp8_scaled.safetensors or qwen3vl_4b_bf16.safetensors"),
+    "qwen35": ("Qwen3.5 (MOSS-Image's encoder)", "its linear-attention layers are not among the GGUF layouts read",
+               "qwen3.5_4b_bf16.safetensors (or its 2B / 9B)"),
+    "gemma4": ("Gemma 4", "its layers are not among the GGUF layouts read", "gemma4_e4b_it_bf16.safetensors"),
+    "gpt-oss": ("GPT-OSS (Lens's encoder)", "its routed experts and attention sinks are not among the GGUF layouts "
+                "read", "gpt_oss_20b_*.safetensors"),
+}
+
+
 def is_llm(names: Iterable[str]) -> bool:
     """Whether the tensors are a llama.cpp decoder language model's (token_embd and blk.N.attn_q)."""
     names = set(names)
@@ -70,6 +84,11 @@ def llm_renames(names: Iterable[str], arch: str, file: str) -> Dict[str, Optiona
     every tensor of a language-model GGUF of architecture `arch` (general.architecture); None for a tensor not read.
     NodeError for another architecture or a tensor outside the architecture's layout."""
     from graph_engine import NodeError
+    if arch in _SAFETENSORS_ONLY:
+        what, why, use = _SAFETENSORS_ONLY[arch]
+        raise NodeError(f"{file} is a llama.cpp language model of architecture {arch!r}, {what}: {why}. Kinograph "
+                            f"reads these as GGUF: {', '.join(LLM_ARCHS)}. Put ComfyUI's {use} in text_encoders/ "
+                            "instead")
     if arch not in LLM_ARCHS:
         raise NodeError(f"{file} is a llama.cpp language model of architecture {arch or 'unstated'!r}: Kinograph reads "
                         f"these as GGUF: {', '.join(LLM_ARCHS)}. Use the safetensors text encoder ComfyUI publishes "
@@ -83,7 +102,7 @@ def llm_renames(names: Iterable[str], arch: str, file: str) -> Dict[str, Optiona
             out[name] = None
         elif stem in _TOP and suffix == "weight":
             out[name] = f"{_TOP[stem]}.{suffix}"
-        elif len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in block and \
+        elif len(parts) == 3 and parts[0] == "blk" and parts[1].isdecimal() and parts[2] in block and \
                 suffix in ("weight", "bias"):
             out[name] = f"model.layers.{int(parts[1])}.{block[parts[2]]}.{suffix}"
         else:
@@ -131,7 +150,7 @@ def llm_values(meta: Dict[str, str], file: str):
                 # written only where the config names num_key_value_heads; llama.cpp's loader then takes the query
                 # heads' count (no grouped keys), as transformers' LlamaConfig does
                 value = str(heads["head_count"])
-            if not value.isdigit() or int(value) < 1:
+            if not value.isdecimal() or int(value) < 1:
                 raise NodeError(f"{file}: its metadata {arch}.attention.{key} is {value or 'missing'!r}, where "
                                 "llama.cpp writes the number of attention heads, which its query and key rows are "
                                 "ordered by. The file is damaged; get it again from where it was published")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from graph_engine import NodeError
+from nodes.generate.per_file import kept_per_file
 
 # tokenizer.json's Split patterns (Llama 3's, Qwen2's, Mistral's tekken), by the names llama.cpp gives them
 _LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
@@ -34,9 +35,12 @@ _COMPOSED = ("qwen2",)
 CONTROL, USER_DEFINED, BYTE = 3, 4, 6
 
 
+# each text encoder load asks again, and rebuilding a language model's 150k tokens and merges takes seconds
+@kept_per_file(maxsize=4)
 def gguf_tokenizer(path: Path, family: str) -> Tuple[Optional[object], str]:
-    """(the tokenizer stored in GGUF `path`, None where it holds none Kinograph rebuilds; what it holds, in words).
-    family: the detected text encoder's (Gemma's sentencepiece is read the way its transformers tokenizer reads it)."""
+    """(the tokenizer stored in GGUF `path`, None where it holds none Kinograph rebuilds; what it holds, in words),
+    rebuilt once for the file as it stands. family: the detected text encoder's (Gemma's sentencepiece is read the way
+    its transformers tokenizer reads it)."""
     meta = _fields(path)
     kind = meta.get("tokenizer.ggml.model")
     if not kind:

@@ -86,3 +86,16 @@ class ComponentHandle:
     def __repr__(self):
         extra = f", {len(self.loras)} LoRA" if self.loras else ""
         return f"{self.part}({self.family}, {self.path}{extra})"
+
+
+# Wan 2.1's VAE, by the names ComfyUI's repackage and Kijai's give its file
+WAN_VAE_FILES = "wan_2.1_vae.safetensors or Wan2_1_VAE_bf16.safetensors"
+
+
+def need_wan_vae(vae: ComponentHandle, what: str) -> None:
+    """Refuse another family's VAE connected to `what` (the node, as the message begins), which encodes its pictures
+    as the Wan 2.1 VAE's latents: the Wan models and their conditioning nodes read no other."""
+    if vae.family != "wan":
+        from graph_engine import NodeError
+        raise NodeError(f"{what} encodes its pictures with the Wan 2.1 VAE; this VAE is {vae.family}'s. Connect the "
+                        f"Wan 2.1 VAE ({WAN_VAE_FILES})")

@@ -7,6 +7,7 @@ under "conditioner.main_image_encoder.model.", in transformers' Dinov2Model name
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -67,9 +68,10 @@ def dino_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def build_dino(state: Dict[str, torch.Tensor]):
+def build_dino(state: Dict[str, torch.Tensor], load: bool = True):
     """transformers' Dinov2Model for the checkpoint's conditioner tensors: widths, depth, patch and picture size from
-    them; 64-wide heads (DINOv2 giant's 24 and large's 16); SwiGLU where the tensors have it (giant)."""
+    them; 64-wide heads (DINOv2 giant's 24 and large's 16); SwiGLU where the tensors have it (giant). Without `load`
+    the bare network, counted on the meta device before it is made."""
     from transformers import Dinov2Config, Dinov2Model
     hidden = state["embeddings.cls_token"].shape[-1]
     patch = state["embeddings.patch_embeddings.projection.weight"].shape[-1]
@@ -83,6 +85,8 @@ def build_dino(state: Dict[str, torch.Tensor]):
                        mlp_ratio=ratio, image_size=side, patch_size=patch, use_swiglu_ffn=swiglu, layerscale_value=1.0,
                        layer_norm_eps=1e-6, qkv_bias=True)
     model = Dinov2Model(cfg)
+    if not load:
+        return model
     missing, _ = model.load_state_dict(dino_state(state), strict=False)
     missing = [k for k in missing if "mask_token" not in k]        # training's masked patches: never read here
     if missing:
@@ -102,6 +106,26 @@ def _not_a_checkpoint(name: str, state: Dict[str, torch.Tensor]) -> str:
     return f"{name} holds no Hunyuan3D transformer (no model.* tensors): {where}"
 
 
+@contextmanager
+def _checked(name: str, parts):
+    """Within the block, checked(build, part) builds one part of the checkpoint `name` whose sizes its builder reads
+    from the tensors' shapes and names, a stranger's: `parts` ((state, block patterns) each) have their blocks
+    counted first (at most converters.MAX_BLOCKS), and each part is counted on the meta device before it is built. A
+    tensor the file lacks or of too few dimensions is named (weights.sizes_of), not a KeyError traceback; a
+    transformer width claimed by a tensor of shape [10^7, 0], no byte in the file, asked for gigabytes."""
+    from nodes.generate.converters import check_claim, count
+    from nodes.generate.weights import sizes_of
+
+    def checked(build, part):
+        check_claim(lambda: build(part, load=False), part, name)
+        return build(part)
+    with sizes_of(name, "a Hunyuan3D checkpoint"):
+        for part, patterns in parts:
+            for pattern in patterns:
+                count(part, pattern)
+        yield checked
+
+
 def load_checkpoint(path: Path, dtype) -> Hunyuan3DParts:
     """A Hunyuan3D checkpoint's transformer, ShapeVAE (its latent scale set by the transformer's version) and DINOv2,
     in `dtype` (DINOv2 and the ShapeVAE in float32 on the CPU, where half precision is slow or missing)."""
@@ -112,11 +136,14 @@ def load_checkpoint(path: Path, dtype) -> Hunyuan3DParts:
     dit_state = _part(state, DIT)
     if not dit_state:
         raise NodeError(_not_a_checkpoint(Path(path).name, state))
-    dit = build_dit(dit_state)
-    kind = variant(dit_state, len(getattr(dit, "double_blocks", ())))
     vae_state, dino_state = _part(state, VAE), _part(state, DINO)
-    vae = build_vae(vae_state, SCALE[kind]) if vae_state else None
-    dino = build_dino(dino_state) if dino_state else None
+    with _checked(Path(path).name, ((dit_state, ("double_blocks.{}.", "single_blocks.{}.", "blocks.{}.")),
+                                    (vae_state, ("transformer.resblocks.{}.",)),
+                                    (dino_state, ("encoder.layer.{}.",)))) as checked:
+        dit = checked(build_dit, dit_state)
+        kind = variant(dit_state, len(getattr(dit, "double_blocks", ())))
+        vae = checked(lambda part, load=True: build_vae(part, SCALE[kind], load), vae_state) if vae_state else None
+        dino = checked(build_dino, dino_state) if dino_state else None
     dit.variant = kind
     work = dtype if dtype != torch.float16 or torch.cuda.is_available() else torch.float32
     return Hunyuan3DParts(dit.to(dtype), vae.to(work) if vae is not None else None,

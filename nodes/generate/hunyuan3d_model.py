@@ -333,8 +333,9 @@ def _count(state, prefix: str) -> int:
     return n
 
 
-def build_dit(state: Dict[str, torch.Tensor]) -> nn.Module:
-    """The transformer for a checkpoint's "model." tensors (prefix removed), weights loaded, in eval mode."""
+def build_dit(state: Dict[str, torch.Tensor], load: bool = True) -> nn.Module:
+    """The transformer for a checkpoint's "model." tensors (prefix removed), weights loaded (unless not `load`: the
+    bare network, counted on the meta device before it is made), in eval mode."""
     if "latent_in.weight" in state:
         dim, cin = state["latent_in.weight"].shape
         hd = state["double_blocks.0.img_attn.norm.query_norm.scale"].shape[0]
@@ -351,6 +352,8 @@ def build_dit(state: Dict[str, torch.Tensor]) -> nn.Module:
     else:
         raise NodeError("these tensors are not a Hunyuan3D shape transformer (no latent_in or x_embedder): load "
                         "ComfyUI's hunyuan3d-dit-v2*.safetensors or hunyuan_3d_v2.1.safetensors")
+    if not load:
+        return model
     # Tensors the model does not read are left, as ComfyUI leaves them (2.1's guidance projection,
     # t_embedder.cond_proj, which ComfyUI never gives a guidance); a missing one is a file for another model
     missing, _ = model.load_state_dict(state, strict=False)

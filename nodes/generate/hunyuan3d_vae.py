@@ -178,8 +178,9 @@ def _count(state, prefix: str) -> int:
     return n
 
 
-def build_vae(state: Dict[str, torch.Tensor], scale_factor: float = 1.0) -> ShapeVAE:
-    """The decoder for a checkpoint's "vae." tensors (prefix removed; the encoder's, if any, are not read)."""
+def build_vae(state: Dict[str, torch.Tensor], scale_factor: float = 1.0, load: bool = True) -> ShapeVAE:
+    """The decoder for a checkpoint's "vae." tensors (prefix removed; the encoder's, if any, are not read); without
+    `load` the bare network, counted on the meta device before it is made."""
     if "geo_decoder.cross_attn_decoder.ln_1.bias" not in state or "post_kl.weight" not in state:
         raise NodeError("these tensors are not Hunyuan3D's ShapeVAE (no geo_decoder / post_kl): load a Hunyuan3D "
                         "checkpoint (hunyuan3d-dit-v2*.safetensors, hunyuan_3d_v2.1.safetensors)")
@@ -193,6 +194,8 @@ def build_vae(state: Dict[str, torch.Tensor], scale_factor: float = 1.0) -> Shap
                    "transformer.resblocks.0.attn.c_qkv.bias" in state, qk_norm, geo_width, geo_heads,
                    state["geo_decoder.cross_attn_decoder.mlp.c_fc.weight"].shape[0],
                    "geo_decoder.ln_post.weight" in state, scale_factor)
+    if not load:
+        return vae
     missing, _ = vae.load_state_dict(state, strict=False)      # the encoder's tensors (2.1's file) are not read
     if missing:
         raise NodeError(f"Hunyuan3D's ShapeVAE tensors do not fit it: missing {sorted(missing)[:4]}")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 
 PROBE = "audio_proj.proj1.weight"
 WINDOW = 5                  # feature frames around each video frame (-2..2)
@@ -313,9 +314,9 @@ def condition(model, patch: InfiniteTalkPatch, vae, positive, negative, voices: 
     from nodes.generate.families import family
     from nodes.generate.image_cond import condition_frames
     from nodes.generate.vae_ops import empty_latent
-    if model.family != "wan" or vae.family != "wan":
-        raise NodeError("condition.infinitetalk patches a Wan 2.1 image-to-video model and uses the Wan 2.1 VAE; "
-                        f"this is a {model.family if model.family != 'wan' else vae.family} one")
+    if model.family != "wan":
+        raise NodeError(f"condition.infinitetalk patches a Wan 2.1 image-to-video model; this is a {model.family} one")
+    need_wan_vae(vae, "condition.infinitetalk")
     if len(voices) == 2 and len(masks) != 2:
         raise NodeError("two voices need both speakers' masks (mask_1 for the first voice's speaker, mask_2 for the "
                         "second's): paint or connect them")

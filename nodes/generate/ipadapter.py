@@ -506,7 +506,7 @@ def places(unet) -> List[Place]:
 
     def run_order(owner: str):
         head, *rest = owner.split(".")
-        return ({"down_blocks": 0, "mid_block": 1}.get(head, 2), *[int(p) for p in rest if p.isdigit()])
+        return ({"down_blocks": 0, "mid_block": 1}.get(head, 2), *[int(p) for p in rest if p.isdecimal()])
     ranked = {o: i for i, o in enumerate(sorted(set(owners), key=run_order))}
     block = {"down_blocks": "input", "mid_block": "middle"}
     return [Place(ranked[o], len(ranked), block.get(o.split(".")[0], "output")) for o in owners]

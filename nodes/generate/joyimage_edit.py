@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.latent import Conditioning, Latent
 
 # JoyImage's trained sizes, (height, width), about 1024 x 1024 (comfy_extras/nodes_joyimage.py BUCKETS_1024)
@@ -47,19 +48,18 @@ def seen(picture: np.ndarray) -> np.ndarray:
 def encode_joyimage_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], size: int = SIZE) -> Conditioning:
     """JoyImage Edit's conditioning for the prompt and the pictures (uint8 H x W x 3 each; none gives a text-only
     prompt, ComfyUI's node with no picture)."""
+    if getattr(text_encoder, "family", None) != "joyimage":
+        fam = getattr(text_encoder, "family", None)
+        raise NodeError(f"encode.joyimage_edit reads the prompt with JoyImage Edit's Qwen3-VL-8B; this text encoder is "
+                        f"{fam}'s: load qwen3vl_8b_joyimage_edit_int8_convrot.safetensors with type joyimage")
+    if vae is not None:     # refused before the diffusers the rest imports
+        need_wan_vae(vae, "encode.joyimage_edit")
     from nodes.generate.adapters import get_adapter
     from nodes.generate.adapters.joyimage import chat, prompt_states
     from nodes.generate.reference import add_reference
     from nodes.generate.text import _device
     from nodes.generate.vae_ops import encode_pixels
     from nodes.video.edit import comfy_scaled
-    if getattr(text_encoder, "family", None) != "joyimage":
-        fam = getattr(text_encoder, "family", None)
-        raise NodeError(f"encode.joyimage_edit reads the prompt with JoyImage Edit's Qwen3-VL-8B; this text encoder is "
-                        f"{fam}'s: load qwen3vl_8b_joyimage_edit_int8_convrot.safetensors with type joyimage")
-    if vae is not None and vae.family != "wan":
-        raise NodeError(f"this VAE is {vae.family}'s; JoyImage Edit reads the pictures as the Wan 2.1 VAE's latents: "
-                        "connect wan_2.1_vae.safetensors")
     if len(pictures) > MAX_PICTURES:
         raise NodeError(f"JoyImage Edit reads at most {MAX_PICTURES} pictures; {len(pictures)} are connected")
     if size % 256:

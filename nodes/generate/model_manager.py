@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -29,7 +28,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "mage_flow": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "pixeldit": "diffusion_models", "newbie": "diffusion_models", "hunyuan3d": "checkpoints", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "mage_flow": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "pixeldit": "diffusion_models", "newbie": "diffusion_models", "hunyuan3d": "checkpoints", "trellis2": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -64,9 +63,14 @@ def _read_json(p: Path) -> dict:
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:     # RecursionError: brackets nested past json's scanner
         raise NodeError(f"{p} is not valid JSON ({exc}); re-copy the model folder") from None
+    # a list or a number there was read with .get, an AttributeError out of `kinograph info` for the whole folder
+    if not isinstance(data, dict):
+        raise NodeError(f"{p} holds a JSON {type(data).__name__}, not the settings (a JSON object) a model folder "
+                        "keeps there; re-copy the model folder")
+    return data
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -127,10 +131,7 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
         for sub in ("transformer", "unet", ""):
             cfg = path / sub / "config.json"
             if cfg.is_file():
-                try:
-                    cls = json.loads(cfg.read_text(encoding="utf-8")).get("_class_name", "")
-                except ValueError:
-                    raise NodeError(f"{cfg} is not valid JSON; re-copy the model folder") from None
+                cls = _read_json(cfg).get("_class_name", "")
                 if cls == "MotionAdapter":
                     return "motion", "config.json names MotionAdapter"
                 return family_of_classes(denoiser=cls), f"{cfg.relative_to(path)} names {cls}"
@@ -235,7 +236,7 @@ def dtype_of(name: str, family: str, device: str):
             # runs it on a bf16 device (its fp16 files cast up); ACE-Step v1's DiT as ComfyUI runs it (bf16 or fp32)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
                                         "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu", "omnigen2",
-                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "mage_flow", "anima", "lens", "pixeldit", "newbie", "hunyuan3d", "hidream_o1",
+                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "mage_flow", "anima", "lens", "pixeldit", "newbie", "hunyuan3d", "trellis2", "hidream_o1",
                                         "ace_step") and \
                 device.startswith("cuda") \
                 else "fp16"
@@ -681,7 +682,8 @@ def on_disk(*paths) -> str:
 def default_manager() -> ModelManager:
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = ModelManager(int(os.environ.get("KINOGRAPH_MODELS_LOADED", "3")))
+        from graph_engine.config import models_loaded
+        _DEFAULT = ModelManager(models_loaded())
     return _DEFAULT
 
 
@@ -825,6 +827,12 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")
+    if (det.family, det.role) == ("trellis2", "diffusion_model"):
+        return (True, "load.diffusion_model: TRELLIS.2's structure model, sampled into a structure latent (its shape "
+                      "and texture models: not yet)") if det.variant == "trellis2" else \
+            (False, "Pixal3D's model: its projected picture features are not computed yet")
+    if (det.family, det.role) == ("trellis2", "clip_vision"):
+        return True, "load.clip_vision: DINOv3, TRELLIS.2's image encoder, for condition.trellis2"
     if det.family == "trellis2":
         return (True, "load.vae: TRELLIS.2's structure decoder, for decode.trellis2_structure (its mesh decoder: not "
                       "yet)") if det.variant == "shape" else (False, f"TRELLIS.2's {det.variant} VAE: not read yet")
@@ -870,12 +878,13 @@ def describe_model(path: Path) -> Dict[str, str]:
     path = Path(path)
     if path.is_dir():
         from nodes.generate.redux import redux_folder
-        if redux_folder(path):
-            return {"family": "flux", "variant": "redux", "role": "style_model", "precision": "", "loads": "yes",
-                    "note": "FLUX.1 Redux: load.style_model (image_embedder) and load.clip_vision (its SigLIP) both "
-                            "take the folder"}
         try:
+            if redux_folder(path):
+                return {"family": "flux", "variant": "redux", "role": "style_model", "precision": "", "loads": "yes",
+                        "note": "FLUX.1 Redux: load.style_model (image_embedder) and load.clip_vision (its SigLIP) "
+                                "both take the folder"}
             fam, why = detect_family(path)
+            cfg = read_config(path)
         except NodeError as exc:
             return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                     "note": str(exc).splitlines()[0]}
@@ -889,7 +898,6 @@ def describe_model(path: Path) -> Dict[str, str]:
             ok, note = folder_support(path)
             return {"family": "sd3", "variant": "3.5-large" if ok else "instantx", "role": "controlnet",
                     "precision": "", "loads": "yes" if ok else "no", "note": note}
-        cfg = read_config(path)
         if fam is None and (cfg.get("_class_name") == "ControlNetModel" or "num_control_type" in cfg):
             # An SD 1.5 / SDXL ControlNet folder, plain or xinsir's union: control.apply loads it (listed as not).
             variant = ("sdxl" if cfg.get("addition_embed_type") == "text_time" else "sd15") + (

@@ -8,6 +8,7 @@ from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
 from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_MODES
 from nodes.generate.feedback import MAX_CADENCE, SCHEDULE_RANGES
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 from nodes.mini.prompt_words import encode_text_preflight
@@ -582,9 +583,7 @@ def condition_bernini(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITION
     from nodes.generate.families import family
     from nodes.generate.vae_ops import empty_latent
     from nodes.generate.wan_bernini import streams, with_streams
-    if vae.family != "wan":
-        raise NodeError(f"condition.bernini encodes Bernini-R's streams with the Wan 2.1 VAE (wan_2.1_vae); this is a "
-                        f"{vae.family} VAE")
+    need_wan_vae(vae, "condition.bernini")
     if width % 16 or height % 16:
         ctx.log(f"condition.bernini: {width}x{height} taken down to {width // 16 * 16}x{height // 16 * 16}, Wan's "
                 "16-pixel grid")

@@ -35,7 +35,7 @@ def not_weights(path: Path) -> Optional[str]:
     if low.startswith("{") and len(head) < _HEAD:
         try:
             reply = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):    # 2,000 nested brackets fit in the head: no server's message
             return None
         said = reply.get("error") or reply.get("message") or reply.get("detail") if isinstance(reply, dict) else None
         if isinstance(said, str):

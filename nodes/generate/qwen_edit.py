@@ -111,6 +111,9 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
     pipe = text_encoder.pipe
     te = pipe.text_encoder
     if not (hasattr(te, "visual") or hasattr(getattr(te, "model", None), "visual")):
+        if str(text_encoder.path).lower().endswith(".gguf"):
+            from nodes.generate.gguf_mmproj import missing
+            raise NodeError(f"encode.qwen_edit needs the text encoder to see the pictures: {missing(text_encoder.path)}")
         raise NodeError("this Qwen2.5-VL has no vision tower (its file holds only the language model), so it cannot "
                         "see the pictures: use qwen_2.5_vl_7b_fp8_scaled.safetensors as ComfyUI ships it")
     if not pictures:

@@ -121,9 +121,15 @@ def _module(path: Path, det: Detection, dtype, device: str, role: Optional[str] 
     # A part taken from an all-in-one checkpoint: the denoiser's prefix is stripped for the denoiser only;
     # the family's converter for the other parts picks its own keys (vae., first_stage_model., ...).
     prefix = det.prefix if det.role != "checkpoint" or role == "diffusion_model" else ""
-    det_role = Detection(role or det.role, det.family, det.variant, det.precision, det.layout, prefix, det.why,
-                         det.extra)
-    return converters.build(det_role, load_weights(path, dtype), dtype, str(path)).to(device)
+    state, extra = load_weights(path, dtype), det.extra
+    if det.family == "qwen25vl" and path.suffix.lower() == ".gguf":
+        # llama.cpp keeps Qwen2.5-VL's vision tower in its own projector file beside the language model
+        from nodes.generate.gguf_mmproj import vision_tower
+        vision, settings = vision_tower(path, int(det.extra.get("hidden") or 0), dtype)
+        state.update(vision)
+        extra = {**det.extra, "vision_config": settings} if vision else extra
+    det_role = Detection(role or det.role, det.family, det.variant, det.precision, det.layout, prefix, det.why, extra)
+    return converters.build(det_role, state, dtype, str(path)).to(device)
 
 
 def pipeline(family: str, variant: str = "", **parts):
@@ -223,6 +229,8 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "diffusion_models", "diffusion model")
     det = _detect(path, ("diffusion_model", "checkpoint"), "a diffusion model")
+    if det.family == "trellis2":
+        return _trellis2_model(mm, path, det, weight_dtype, device)
     from nodes.generate.model_manager import family_of_file
     det = dataclasses.replace(det, family=family_of_file(det))
     if det.family == "sdxl":
@@ -235,6 +243,20 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: pipeline(
         det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}), files=(path,))
     return ModelHandle(family=det.family, path=str(path), pipe=pipe, dtype=dname, device=device)
+
+
+def _trellis2_model(mm, path: Path, det: Detection, weight_dtype: str, device: str) -> ModelHandle:
+    """TRELLIS.2's structure flow model, read alone from the file that holds its shape and texture models too."""
+    from nodes.generate.model_manager import dtype_of
+    from nodes.generate.trellis2_flow import load_structure_flow
+    if det.variant == "pixal3d":
+        raise NodeError(f"{path.name} is Pixal3D's model, which reads the picture's features projected onto the grid "
+                        "(Pixal3DConditioning), not computed by Kinograph yet: use TRELLIS.2's "
+                        "(trellis_2_int8_convrot.safetensors, Comfy-Org/TRELLIS.2) with condition.trellis2")
+    dname, dtype = _weight_dtype(weight_dtype, "trellis2", device, dtype_of)
+    pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: load_structure_flow(
+        path, det.prefix, dtype, device), files=(path,), libraries=())       # plain torch
+    return ModelHandle(family="trellis2", path=str(path), pipe=pipe, dtype=dname, device=device)
 
 
 def _weight_dtype(name: str, family: str, device: str, dtype_of):
@@ -312,7 +334,11 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             parts["tokenizer_2"] = t5_tokenizer(path)
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
-    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
+    # a GGUF's vision projector beside it is read with it, and a changed one reloads it too
+    from nodes.generate.gguf_mmproj import find_mmproj
+    read = [p for p, _ in files] + [m for p, d in files if d.family == "qwen25vl" and p.suffix.lower() == ".gguf"
+                                    for m in [find_mmproj(p)] if m]
+    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=read)
     return ComponentHandle(family, where, pipe, "text_encoder", device)
 
 
@@ -512,7 +538,6 @@ def flat_vae_family(path: Path, family: str) -> str:
 def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
     """CLIP vision for image-to-video; its handle belongs to the family that reads its tokens (Wan i2v, or
     HunyuanVideo i2v for llava-llama-3's image side). family "auto" picks by the file."""
-    from transformers import CLIPImageProcessor
     from nodes.generate.converters import model_config
     from nodes.generate.model_manager import dtype_of
     from nodes.generate import redux
@@ -520,6 +545,8 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     if redux.redux_folder(path) or path.is_file() and detect_file(path).extra.get("siglip"):
         return _siglip(mm, path, family, device)
     det = _detect(path, ("clip_vision",), "a CLIP vision model")
+    if det.family == "trellis2":
+        return _trellis2_dino(mm, path, family, device)
     llava = det.variant.startswith("llava")
     if family == "auto":
         family = "hunyuan" if llava else "wan"
@@ -531,6 +558,7 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     _, dtype = dtype_of("auto", family, device)
 
     def build():
+        from transformers import CLIPImageProcessor
         module = _module(path, det, dtype, device)
         size = int(module.config.vision_config.image_size if llava else module.config.image_size)
         proc = model_config("clip_vision", "preprocessor")
@@ -541,6 +569,18 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
         return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
     pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build, files=(path,))
     return ComponentHandle(family, str(path), pipe, "image_encoder", device)
+
+
+def _trellis2_dino(mm, path: Path, family: str, device: str) -> ComponentHandle:
+    """DINOv3, TRELLIS.2 / Pixal3D's image encoder, which condition.trellis2 runs (plain torch and transformers'
+    model; no diffusers pipeline holds it)."""
+    from nodes.generate.trellis2_dino import load_dinov3
+    if family != "auto":
+        raise NodeError(f"{path.name} is DINOv3, TRELLIS.2's image encoder, which no {family} model reads; set "
+                        "family to auto")
+    encoder = mm.cached(("clip_vision", str(path.resolve()), "trellis2", "float32", device),
+                        lambda: load_dinov3(path, device), files=(path,), libraries=("transformers",))
+    return ComponentHandle("trellis2", str(path), encoder, "image_encoder", device)
 
 
 def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:

@@ -124,8 +124,10 @@ def chat_prompt(tokenizer, prompt: str, title: str, thinking: bool, use_template
         return head + turn + QWEN_THINK[title][thinking]
     if getattr(tokenizer, "chat_template", None):
         turns = [{"role": "system", "content": system}] if system else []
-        return tokenizer.apply_chat_template(turns + [{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True, enable_thinking=thinking)
+        from nodes.generate.chat_template import apply_chat_template
+        return apply_chat_template(tokenizer, turns + [{"role": "user", "content": prompt}],
+                                   f"the {title} language model", ", or set use_default_template off",
+                                   add_generation_prompt=True, enable_thinking=thinking)
     if title == "Gemma 4":
         head = GEMMA4_SYSTEM.format(think="<|think|>" if thinking else "", system=system) if thinking or system else ""
         return GEMMA4_TURN.format(system=head, prompt=prompt)

@@ -89,23 +89,33 @@ def _count(state: Dict[str, torch.Tensor], pattern: str) -> int:
     return n
 
 
-def build_structure_decoder(state: Dict[str, torch.Tensor]) -> StructureDecoder:
+def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the shape VAE") -> StructureDecoder:
     """The structure decoder for a shape VAE file's struct_dec. tensors (prefix removed), widths and depths read
-    from them: blocks.N holds a residual block (conv1) or an upsample (conv) between widths."""
-    first = state["input_layer.weight"]
-    widths, per_width, run = [int(first.shape[0])], 0, 0
-    for j in itertools.count():
-        if f"blocks.{j}.conv1.weight" in state:
-            run += 1
-        elif f"blocks.{j}.conv.weight" in state:
-            widths.append(int(state[f"blocks.{j}.conv.weight"].shape[0]) // 8)
-            per_width, run = run, 0
-        else:
-            break
-    per_width = per_width or run
-    out = state.get("out_layer.2.weight")
-    model = StructureDecoder(int(first.shape[1]), widths, _count(state, "middle_block.{}.norm1.weight"), per_width,
-                             int(out.shape[0]) if out is not None else 1)
+    from them: blocks.N holds a residual block (conv1) or an upsample (conv) between widths. The sizes are a
+    stranger's file's: its blocks are counted (at most converters.MAX_BLOCKS) and the decoder they make counted on
+    the meta device before it is built (a tensor of shape [10^7, 0], no byte in the file, asked the allocator for
+    8.6 GB; 3,000 one-value tensors took 3 s to build as many blocks)."""
+    from nodes.generate.converters import check_claim, count
+    from nodes.generate.weights import sizes_of
+    with sizes_of(name, "TRELLIS.2's structure decoder"):
+        count(state, "blocks.{}.")
+        count(state, "middle_block.{}.")
+        first = state["input_layer.weight"]
+        widths, per_width, run = [int(first.shape[0])], 0, 0
+        for j in itertools.count():
+            if f"blocks.{j}.conv1.weight" in state:
+                run += 1
+            elif f"blocks.{j}.conv.weight" in state:
+                widths.append(int(state[f"blocks.{j}.conv.weight"].shape[0]) // 8)
+                per_width, run = run, 0
+            else:
+                break
+        per_width = per_width or run
+        out = state.get("out_layer.2.weight")
+        sizes = (int(first.shape[1]), widths, _count(state, "middle_block.{}.norm1.weight"), per_width,
+                 int(out.shape[0]) if out is not None else 1)
+    check_claim(lambda: StructureDecoder(*sizes), state, name)
+    model = StructureDecoder(*sizes)
     why = misfit(model, state)
     if why:
         raise NodeError(f"the shape VAE's structure decoder does not fit its own layout ({why}): the file is "
@@ -135,7 +145,7 @@ def load_shape_vae(path: Path, device: str) -> ShapeVae:
     a voxel, which half precision may tip)."""
     from nodes.generate.weights import dequantise, read_selected, strip_prefix
     state = dequantise(read_selected(path, lambda k: k.startswith(STRUCT)), torch.float32)   # not shape_dec's GB
-    return ShapeVae(build_structure_decoder(strip_prefix(state, STRUCT))).to(device)
+    return ShapeVae(build_structure_decoder(strip_prefix(state, STRUCT), path.name)).to(device)
 
 
 def empty_structure_latent(batch: int = 1) -> Latent:

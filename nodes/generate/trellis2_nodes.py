@@ -1,9 +1,10 @@
-"""TRELLIS.2 structure nodes: the empty structure latent and its decode to a VOXEL grid (ComfyUI's
-EmptyTrellis2LatentStructure and VaeDecodeStructureTrellis2). The shape VAE loads with load.vae."""
+"""TRELLIS.2 nodes: the image conditioning (ComfyUI's Trellis2Conditioning), the empty structure latent and its
+decode to a VOXEL grid (EmptyTrellis2LatentStructure and VaeDecodeStructureTrellis2). DINOv3 loads with
+load.clip_vision, the shape VAE with load.vae."""
 from __future__ import annotations
 
 from graph_engine import Param, node
-from graph_engine.types import LATENT, VAE, VOXEL
+from graph_engine.types import CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, VAE, VOXEL
 from nodes.generate.hunyuan3d_nodes import one_shape_preflight
 
 
@@ -27,3 +28,14 @@ def decode_trellis2_structure(ctx, vae: VAE, latent: LATENT,
     structure decoder's occupancy, 1 where its logit is above 0, over -1..1; mesh.from_voxels makes its mesh."""
     from nodes.generate.trellis2 import decode_structure
     return decode_structure(vae, latent, int(resolution))
+
+
+@node("condition.trellis2", title="TRELLIS.2 Conditioning", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def condition_trellis2(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE):
+    """What shape to make, from one picture (ComfyUI's Trellis2Conditioning): DINOv3's tokens of it at 512 and 1024
+    pixels a side; the negative is zeros of their shapes. Crop the picture to its subject first (mask.crop_to_mask,
+    pad_factor 1.0 for TRELLIS.2); load DINOv3 with load.clip_vision (dino_v3_L_naf_fp32.safetensors)."""
+    from nodes.generate.trellis2_dino import conditioning
+    positive, negative = conditioning(image_encoder, image)
+    return {"positive": positive, "negative": negative}

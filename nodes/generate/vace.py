@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.adapters import get_adapter
 from nodes.generate.families import family as family_spec
 from nodes.generate.latent import Conditioning, Latent, cut_sound
@@ -84,9 +85,7 @@ def vace_condition(vae, positive: Conditioning, negative: Optional[Conditioning]
                    reference: Optional[np.ndarray] = None) -> dict:
     """positive/negative carrying the VACE context, the (empty) latent to sample and how many reference
     latent frames lead it (`trim`, for latent.trim after sampling)."""
-    if vae.family != "wan":
-        raise NodeError(f"VACE conditioning is for Wan VACE models; this VAE is {vae.family}'s. Connect the Wan "
-                        "VAE (wan_2.1_vae.safetensors)")
+    need_wan_vae(vae, "condition.vace")
     adapter = get_adapter("wan")
     spec = family_spec("wan")
     tf, sf, channels = adapter.factors(vae.pipe)

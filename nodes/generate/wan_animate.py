@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.adapters import get_adapter
 from nodes.generate.families import family as family_spec
 from nodes.generate.latent import Conditioning, Latent
@@ -129,9 +130,7 @@ def animate_condition(vae, positive: Conditioning, negative: Optional[Conditioni
     """positive/negative carrying Wan Animate's inputs, the latent to sample (its reference frame in front: drop it
     with latent.trim, amount 1), how many frames of the decoded clip repeat the continued clip (`trim_image`) and
     the frame of the driving videos where the next clip starts (`offset`)."""
-    if vae.family != "wan":
-        raise NodeError(f"condition.wan_animate is for Wan 2.2 Animate models; this VAE is {vae.family}'s. Connect "
-                        "the Wan 2.1 VAE (wan_2.1_vae.safetensors)")
+    need_wan_vae(vae, "condition.wan_animate")
     if pose is None or face is None:
         raise NodeError("condition.wan_animate needs the pose video (the body's skeleton, e.g. DWPose's) and the face "
                         "video (the face cropped from the driving video) of the motion to follow")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.latent import Conditioning
 from nodes.generate.vace import cover
 from nodes.generate.wan_animate import AnimateClip, _from, _held, continued
@@ -46,9 +47,7 @@ def animate2_condition(vae, positive: Conditioning, negative: Optional[Condition
     negative prompt), the latent to sample (the reference frame in front: drop it with latent.trim, amount 1), how
     many frames of the decoded clip repeat the continued clip (`trim_image`) and the driving video's frame where the
     next clip starts (`offset`)."""
-    if vae.family != "wan":
-        raise NodeError(f"condition.wan_animate2 is for Wan Animate 2 models; this VAE is {vae.family}'s. Connect "
-                        "the Wan 2.1 VAE (wan_2.1_vae.safetensors or Wan2_1_VAE_bf16.safetensors)")
+    need_wan_vae(vae, "condition.wan_animate2")
     if pose_start > pose_end:
         raise NodeError(f"the pose branch starts at {pose_start} of the way, after it ends ({pose_end}): give a "
                         "pose_start no greater than pose_end")

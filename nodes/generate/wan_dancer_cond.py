@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.latent import Conditioning
 from nodes.generate.wan_dancer import BASE_FPS
 
@@ -46,9 +47,7 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     from nodes.generate.adapters import get_adapter
     from nodes.generate.vae_ops import empty_latent
     from nodes.video.edit import comfy_scaled
-    if vae.family != "wan":
-        raise NodeError(f"condition.wan_dancer makes WanDancer's conditioning with the Wan 2.1 VAE (wan_2.1_vae); this "
-                        f"is a {vae.family} VAE")
+    need_wan_vae(vae, "condition.wan_dancer")
     if (frames - 1) % 4:
         raise NodeError(f"frames={frames}: WanDancer's Wan VAE takes 4n+1 frames (149 as released)")
     if music is not None and "dancer" not in music:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.latent import Conditioning
 
 FPS = 25                   # HuMo's frame rate: its windows step four 25 fps feature frames a latent frame
@@ -43,9 +44,7 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     from nodes.generate.adapters.wan import zero_latent
     from nodes.generate.vae_ops import empty_latent
     from nodes.generate.wan_s2v_cond import _pixels
-    if vae.family != "wan":
-        raise NodeError(f"condition.humo makes HuMo's conditioning with the Wan 2.1 VAE (wan_2.1_vae); this is a "
-                        f"{vae.family} VAE")
+    need_wan_vae(vae, "condition.humo")
     latent = empty_latent(vae, frames, width, height, FPS)
     blank = zero_latent((1, 16, 1, *latent.samples.shape[3:]))       # ComfyUI's "no picture"
     pos, neg = {"humo_reference": blank}, {"humo_reference": blank}

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.latent import Conditioning, Latent
 
 FPS = 16                   # the video's frame rate the model was trained at
@@ -56,9 +57,7 @@ def condition(vae, positive: Conditioning, negative: Optional[Conditioning], fra
     from nodes.generate.adapters import get_adapter
     from nodes.generate.families import family
     from nodes.generate.vae_ops import empty_latent
-    if vae.family != "wan":
-        raise NodeError(f"condition.s2v makes Wan 2.2 S2V's conditioning with the Wan 2.1 VAE (wan_2.1_vae); this is "
-                        f"a {vae.family} VAE")
+    need_wan_vae(vae, "condition.s2v")
     if previous is not None:
         if motion is not None:
             raise NodeError("condition.s2v takes its motion frames from `previous` (the clip so far) or `motion` (a "

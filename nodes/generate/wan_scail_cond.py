@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.handles import need_wan_vae
 from nodes.generate.latent import Conditioning
 
 PALETTE = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0))
@@ -61,7 +62,7 @@ def picked(masks: torch.Tensor, sort_by: str, indices: str) -> list:
     some ('0,2'), only those (after sorting). Indices, not masks: a copy of the clip's masks is not needed."""
     ranked = order(masks, sort_by) if masks.shape[1] else []
     if indices.strip():
-        keep = [int(i.strip()) for i in indices.split(",") if i.strip().isdigit()]
+        keep = [int(i.strip()) for i in indices.split(",") if i.strip().isdecimal()]
         ranked = [ranked[i] for i in keep if 0 <= i < len(ranked)]
     return ranked
 
@@ -113,9 +114,7 @@ def scail_condition(vae, positive: Conditioning, negative: Optional[Conditioning
     last `previous_count` when given) and the driving video's frame where the next clip starts (`offset`), as
     ComfyUI's WanSCAILToVideo makes them."""
     from nodes.generate.wan_animate import AnimateClip, _rgb01
-    if vae.family != "wan":
-        raise NodeError(f"condition.wan_scail is for SCAIL models; this VAE is {vae.family}'s. Connect the Wan 2.1 "
-                        "VAE (wan_2.1_vae.safetensors or Wan2_1_VAE_bf16.safetensors)")
+    need_wan_vae(vae, "condition.wan_scail")
     if pose_start > pose_end:
         raise NodeError(f"the pose steers from {pose_start} of the way, after it stops ({pose_end}): give a "
                         "pose_start no greater than pose_end")

@@ -97,7 +97,7 @@ def scail_colors(ctx, driving: OBJECTS = Input(help="the people in the driving v
         raise NodeError("there is no one in the driving video to paint: mask.segment_objects found nothing its "
                         "prompt names on any frame (or the mask linked is empty). Lower its threshold, or name them "
                         "otherwise ('person', 'dancer')")
-    if indices.strip() and count and not any(int(i) < count for i in indices.split(",") if i.strip().isdigit()):
+    if indices.strip() and count and not any(int(i) < count for i in indices.split(",") if i.strip().isdecimal()):
         # ComfyUI paints none of them, silently: a whole clip of background
         held = ("one person (a MASK, such as mask.segment's one mask of all it tracks, is object 0)" if count == 1
                 else f"{count} people (objects 0 to {count - 1}; mask.segment_objects' objects sets how many)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from graph_engine import NodeError
+from graph_engine.context import check_cancelled
 from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
 from nodes.generate.gguf_names import gguf_renames, llm_values
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, gguf_reader, read_header, torch_load
@@ -42,11 +43,7 @@ def read_raw(path) -> Dict[str, "object"]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SAFE_EXT:
-        header = read_header(path)        # a clear error for a truncated file, before safetensors' own
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-        state.update(metadata_tags(header.metadata, state))
-        return state
+        return read_selected(path, lambda name: True)
     if suffix in GGUF_EXT:
         return _read_gguf(path)
     if suffix in PICKLE_EXT:
@@ -59,8 +56,12 @@ def read_selected(path, wanted) -> Dict[str, "object"]:
     tags its `_quantization_metadata` gives them (dequantise() reads them): the rest of a large file left unread."""
     from safetensors import safe_open
     read_header(path)       # a clear error for a truncated file, before safetensors' own
+    state = {}
     with safe_open(str(path), "pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
+        for k in f.keys():
+            if wanted(k):
+                check_cancelled()       # a cancel stops a multi-GB file at the next tensor, not after the last
+                state[k] = f.get_tensor(k)
         state.update(metadata_tags(f.metadata(), state))
     return state
 
@@ -79,6 +80,7 @@ def _read_gguf(path: Path) -> dict:
     # diffusers' load_gguf_checkpoint, through the reader that does not view a tokenizer's entries one by one
     raw = {}
     for tensor in gguf_reader(path).tensors:
+        check_cancelled()
         quant = tensor.tensor_type
         if quant in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             quant = None
@@ -143,6 +145,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
     for name in state:
         if name == "scaled_fp8" or name.endswith(_SCALE_SUFFIXES):
             continue
+        check_cancelled()       # a pickle's tensors are read here (memory-mapped), and each cast is another copy
         t = state[name]
         if not hasattr(t, "dtype"):
             continue

@@ -115,7 +115,7 @@ def _wide_gray(im) -> np.ndarray:
 
 
 def _natural(s: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+    return [int(t) if t.isdecimal() else t.lower() for t in re.split(r"(\d+)", s)]
 
 
 def list_frames(path: str) -> List[str]:
@@ -414,12 +414,9 @@ def _disk_says(folder: Path, name: str, nbytes: int) -> Optional[str]:
     (cv2.imwrite only answers False, Pillow 'encoder error -2', OpenEXR a bare RuntimeError naming its temporary):
     '' for a full disk (the callers word that one themselves), the file size limit, a folder this user cannot
     write; None when none of those."""
-    import shutil
-    try:
-        if shutil.disk_usage(folder).free < nbytes + (1 << 20):
-            return ""
-    except OSError:
-        pass
+    from graph_engine.free_space import short_of
+    if short_of(folder, nbytes + (1 << 20)):
+        return ""
     try:
         import resource
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]

@@ -24,7 +24,7 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
     the part erased in an image editor (or ComfyUI's mask editor) is the region to inpaint. Transparent parts of
     the image are laid over black. With `layer`, a render pass of an EXR instead, as the control picture a
     ControlNet takes (see io.load_frames)."""
-    from .images import layer_reader, read_image_alpha
+    from .images import deep, layer_reader, read_image_alpha
     if layer.strip():
         from .exr import world_normals_note
         rgb = layer_reader([path], layer)(path)
@@ -33,6 +33,11 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
         alpha = None
     else:
         rgb, alpha = read_image_alpha(path)
+        if deep(path):
+            # A 16-bit PNG went on as 8 bits and came out of a 16-bit writer so, with nothing said.
+            ctx.log(f"{PurePath(path).name} holds more than 8 bits a channel: io.load_image reads it as 8-bit RGB (what the "
+                    f"models take); to keep its depth through grading into a 16-bit TIFF or an EXR (io.save_frames) or "
+                    f"ProRes, read it with io.load_frames (path: the file itself)")
     alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha
     return {"image": rgb, "alpha": alpha, "mask": 1.0 - alpha}
 
@@ -235,8 +240,16 @@ def save_video(ctx, video: VIDEO,
     alpha in prores (ProRes 4444, 16-bit alpha), vp9 (WebM with alpha, as browsers play it), ffv1 and
     webp, each with straight (unpremultiplied) colour as those formats hold it; the other codecs have no
     alpha and the log says it is left out."""
-    from .video_write import ALPHA_CODECS, DEEP_CODECS, codec_for, write_video
+    from .video_write import ALPHA_CODECS, DEEP_CODECS, EVEN_CODECS, codec_for, write_video
     codec = codec_for(path, codec)
+    if codec in EVEN_CODECS and (video.width % 2 or video.height % 2):
+        # A picture of 133x101 came out 134x102 with a black edge, and nothing said why.
+        edges = [e for e, odd in (("a black column on the right", video.width % 2),
+                                  ("a black row at the bottom", video.height % 2)) if odd]
+        ctx.log(f"the frames are {video.width}x{video.height}, and {codec} takes even sizes only: {' and '.join(edges)} "
+                f"{'are' if len(edges) > 1 else 'is'} added ({video.width + video.width % 2}x{video.height + video.height % 2}). To keep the size, crop "
+                f"or resize to an even one first (video.crop, video.resize), or set codec to prores (.mov) or ffv1 "
+                f"(.mkv)")
     if video.linear is not None and codec not in DEEP_CODECS:
         ctx.log(f"{codec} is written from the 8-bit frames: the plate's deeper pixels (a 10-bit video's, an EXR's) "
                 f"are not. Write codec prores (10-bit) or ffv1 (16-bit), or io.save_frames (exr, dpx, tif)")

@@ -36,6 +36,15 @@ MAX_HELD = 30 * 86400
 DEINTERLACE = ("auto", "off", "top field first", "bottom field first")
 ALPHA_NOTE = "it has transparency (an alpha channel): it travels with the clip (frames laid over black, the " \
              "alpha beside them) to io.save_video's prores or vp9, io.save_frames and video.over"
+
+
+def _opaque_gif(container: str, f0) -> bool:
+    """A GIF whose first picture has no transparent pixel. FFmpeg decodes every GIF as BGRA, so each one, io.save_video's
+    own among them, was said to have transparency, and writing it to .mp4 warned that its alpha was left out. Later
+    pictures are drawn over the first, so a GIF opaque there stays opaque (one clearing to transparent later is rare)."""
+    return container == "gif" and f0.format.name == "bgra" and int(f0.to_ndarray()[..., 3].min()) == 255
+
+
 # libavcodec's AVFieldOrder, in the order of the stream's field_order: 0 unknown, 1 progressive, then the
 # interlaced ones, named by the field coded first and the one shown first (TT, BB, TB, BT).
 _SHOWN_TOP_FIRST = {2: True, 3: False, 4: False, 5: True}
@@ -124,7 +133,8 @@ class VideoSource:
                         getattr(f0, "color_primaries", None)) == 9
         # What a transparent pixel stores is undefined (often the key colour): shown as io.load_image
         # shows a transparent picture, laid over black.
-        self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
+        self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components) and not _opaque_gif(
+            self._container.format.name, f0)
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
         # libswscale (FFmpeg 8), which PyAV runs on a thread per core, now and then turned the first 8 pixels of a
         # row where its slices meet into other values when converting 4:2:0 with alpha (VP9 and VP8 with
@@ -191,6 +201,11 @@ class VideoSource:
                                     f"hours ({timed} frames at {self.fps:g} fps): the file is damaged or made to "
                                     f"look long. Re-encode it with fresh timestamps, e.g. ffmpeg -i IN -vf "
                                     f"setpts=N/FRAME_RATE/TB OUT.mkv")
+                if timed > self.length:
+                    # Nothing said it: 30 frames came out as 50, and the repeats looked like a stutter of Kinograph's.
+                    self.notes.append(f"its frame rate varies (a phone's or a screen recording's may): its "
+                                      f"{self.length} frames are held in time at {self.fps:g} fps, {timed} in all, as "
+                                      f"players show them (a frame repeats where the next comes late)")
                 self.length = max(self.length, timed)
         if self.length <= 0 or not self.width:
             raise NodeError(f"{path}: no decodable frames (is the file complete?)")

@@ -64,6 +64,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# Codecs whose 4:2:0 / 4:2:2 pictures take even sizes only: codec_args pads an odd side with a black row or column.
+EVEN_CODECS = ("h264", "h265", "vp9", "av1", "dnxhr")
+
+
 def codec_args(codec: str, crf: int, fps: float, alpha: bool = False, deep: bool = False) -> list:
     """ffmpeg's output options for `codec`; alpha: the frames come as RGBA (ALPHA_CODECS keep it)."""
     even = ["-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2{':color=black@0' if alpha else ''},"

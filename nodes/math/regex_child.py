@@ -33,18 +33,35 @@ def regex_extract(string, pattern, mode, case_insensitive=True, multiline=False,
             m = re.search(pattern, string, flags)
             return m.group(0) if m else ""
         if mode == "All Matches":
-            found = re.findall(pattern, string, flags)
-            return "\n".join(f[0] if isinstance(f, tuple) else f for f in found)
+            # re.findall's items: the match, or its first group ('' where that took no part)
+            return _gathered(((m.group(1) or "") if m.re.groups else m.group(0)
+                              for m in re.finditer(pattern, string, flags)), pattern, string)
         # a group that took no part in the match (the other side of an |) gives '' / is skipped, as in ComfyUI
         if mode == "First Group":
             m = re.search(pattern, string, flags)
             return (m.group(group_index) or "") if m and len(m.groups()) >= group_index else ""
         if mode == "All Groups":
-            return "\n".join(m.group(group_index) for m in re.finditer(pattern, string, flags)
-                             if m.groups() and len(m.groups()) >= group_index and m.group(group_index) is not None)
+            return _gathered((m.group(group_index) for m in re.finditer(pattern, string, flags)
+                              if m.groups() and len(m.groups()) >= group_index and m.group(group_index) is not None),
+                             pattern, string)
     except re.error:
         pass
     return ""
+
+
+def _gathered(found, pattern: str, string: str) -> str:
+    """The found texts, one a line, counted as they are gathered: matches overlap where a group inside a lookahead
+    holds the rest of the text ((?=(.*)) at every character), and the text's square (200 MB of an LLM's answer of
+    20,000 characters; without end where the child has no memory cap, Windows and macOS) is refused at MAX_TEXT."""
+    pieces, size = [], -1
+    for piece in found:
+        size += len(piece) + 1
+        if size > MAX_TEXT:
+            raise ValueError(f"regex_pattern {_short(pattern)} finds more than {MAX_TEXT:,} characters in the text "
+                             f"of {len(string):,}: its matches overlap (a group in a lookahead holds the rest of the "
+                             "text at every character); simplify it")
+        pieces.append(piece)
+    return "\n".join(pieces)
 
 
 def regex_replace(string, pattern, replace, case_insensitive=True, multiline=False, dotall=False, count=0):

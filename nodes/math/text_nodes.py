@@ -9,7 +9,14 @@ def join(ctx, a: str = Param("", kind="text", help="the first text: type it, or 
          b: str = Param("", kind="text", help="the text after it"),
          delimiter: str = Param("", help="put between the two (a space, a comma)")) -> dict:
     """a, the delimiter, then b (ComfyUI's StringConcatenate where a text is known only as the workflow runs; one of
-    constants is computed on import)."""
+    constants is computed on import). A join past MAX_TEXT characters is refused: joined to itself a text doubles,
+    and forty such joins in a row (or a ComfyUI loop carrying a text joined to itself) asked for a terabyte."""
+    from .regex_child import MAX_TEXT
+    if len(a) + len(delimiter) + len(b) > MAX_TEXT:
+        from graph_engine import NodeError
+        raise NodeError(f"joining texts of {len(a):,} and {len(b):,} characters makes more than {MAX_TEXT:,}; no "
+                        "prompt is that long: check what is linked into a and b (a text joined to itself doubles at "
+                        "each join)")
     return {"text": f"{a}{delimiter}{b}"}
 
 

@@ -211,7 +211,7 @@ def json_camera(path: str, text: str, width: int = 0, height: int = 0) -> Camera
 
 def _natural(entry: dict) -> list:
     """Sort key of a frame by its file name, numbers as numbers: frame_10 after frame_9."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(entry.get("file_path", "")))]
+    return [int(t) if t.isdecimal() else t for t in re.split(r"(\d+)", str(entry.get("file_path", "")))]
 
 
 def _nerf_intrinsics(d: dict, w: int, h: int, path: str) -> list:

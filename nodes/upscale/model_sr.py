@@ -30,7 +30,7 @@ def _refuse_beyond_published(path: str, state) -> None:
                         f"about 2,100, so Kinograph reads at most {MAX_TENSORS:,}: the file is damaged or made to "
                         "stall the loader. Get it again from where it was published")
     for key in state:
-        index = max((int(part) for part in key.split(".") if part.isdigit()), default=0)
+        index = max((int(part) for part in key.split(".") if part.isdecimal()), default=0)
         if index > MAX_LAYER_INDEX:
             raise NodeError(f"{path} names layer {index:,} ({key[:80]}); published upscalers number their layers "
                             f"below a hundred, so Kinograph reads at most {MAX_LAYER_INDEX:,}: the file is damaged or "

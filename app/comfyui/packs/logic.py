@@ -1,4 +1,4 @@
-"""ComfyUI's own value nodes (utils/string, Resolution Selector, Custom Combo, Seed, Number Convert): where every
+"""ComfyUI's own value nodes (utils/string, Resolution Selector, Custom Combo, Seed, Number Convert, Color Picker): where every
 input is a constant in the file, their results are computed here as ComfyUI's code computes them, and each consumer
 gets the value as its own setting. Fed by a value known only when the workflow runs (an LLM's text, a picture's
 size), StringConcatenate, RegexExtract and RegexReplace run as Kinograph nodes (text.join, text.regex_extract,
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -133,6 +134,69 @@ def replace_text(string: str, find: str, replace: str) -> str:
         raise ValueError(f"replacing {_short(find)} by {_short(replace)} makes a text of {size} characters; no prompt "
                          f"is that long")
     return string.replace(find, replace)
+
+
+class _CountedFormatter(string.Formatter):
+    """str.format, each field's text counted as it is made: every field may stay under MAX_TEXT and their sum not
+    ({a:>999999} twenty thousand times, a 240 KB f_string, was 20 GB before the text's length was judged; a value
+    of a million characters read by {a} as often, more)."""
+    made = 0
+
+    def format_field(self, value, format_spec):
+        piece = super().format_field(value, format_spec)
+        self.made += len(piece)
+        if self.made > MAX_TEXT:
+            raise ValueError(f"its fields make more than {MAX_TEXT:,} characters; no prompt is that long")
+        return piece
+
+
+def format_text(f_string: str, values: Dict[str, Any]) -> str:
+    """StringFormat: Python's str.format of f_string with its values by letter, as ComfyUI's node. Refused where
+    ComfyUI's would fail (a letter no value is linked to, a format the value does not take), and a field wider than
+    MAX_TEXT characters ({a:>999999999} asked for a gigabyte on import) or whose format is another value's ({a:{b}}),
+    whose width is not known before it is read."""
+    for _, field, spec, _ in string.Formatter().parse(f_string):
+        if field is None or not spec:
+            continue
+        if "{" in spec:
+            raise ValueError(f"its field {{{field}:{spec}}} takes its format from another value, which Kinograph "
+                             "does not fold on import: write the format out")
+        wide = max((int(n) for n in re.findall(r"\d+", spec)), default=0)
+        if wide > MAX_TEXT:
+            raise ValueError(f"its field {{{field}:{spec}}} asks for a field {wide} characters wide; no prompt is "
+                             "that long")
+    try:
+        text = _CountedFormatter().vformat(f_string, (), values)
+    except KeyError as e:
+        raise ValueError(f"f_string names {{{e.args[0]}}}, and no value is linked to {e.args[0]}: ComfyUI stops "
+                         "there too") from None
+    except AttributeError as e:
+        raise ValueError(f"f_string reads what its value lacks ({e}): ComfyUI stops there too") from None
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"its text is {len(text)} characters long; no prompt is that long")
+    return text
+
+
+def color_int(color: str):
+    """ColorToRGBInt: (r * 65536 + g * 256 + b, the #RRGGBB text, the transparency #RRGGBBAA's last two digits give,
+    1.0 without), as ComfyUI's node and its color_util.hex_to_rgb compute them."""
+    bad = ValueError(f"color {color!r} is not #RRGGBB or #RRGGBBAA (six or eight hexadecimal digits after #): "
+                     "ComfyUI's Color Picker refuses it too")
+    transparency = 1.0
+    if len(color) > 7:
+        try:
+            transparency = int(color[7:9], 16) / 255.0
+        except ValueError:
+            raise bad from None
+        color = color[:7]
+    if len(color) != 7 or color[0] != "#":
+        raise bad
+    try:
+        int(color[1:], 16)
+        r, g, b = int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+    except ValueError:
+        raise bad from None
+    return r * 256 * 256 + g * 256 + b, color, transparency
 
 
 # comfy_extras/nodes_camera_angle.py: the words its prompt is made of, by sector of the circle around the subject,
@@ -390,6 +454,20 @@ class LogicNodes:
             return None
         self.outs[(cn.id, 0)] = item if isinstance(item, Out) else Out(None, {"value": item})
         return []
+
+    def special_string_format(self, cn, rule, params, notes):
+        """StringFormat: its letters (values.a ...) as linked, those left unlinked absent, as ComfyUI's Autogrow
+        hands them; a letter known only as the workflow runs leaves it not mapped."""
+        values = {k.split(".", 1)[1]: self.resolve(v) for k, v in cn.inputs.items()
+                  if k.startswith("values.") and v is not None}
+        if any(not isinstance(v, (str, int, float, bool)) for v in values.values()):
+            return self.not_constant(cn, "input values")
+        v = self.known(cn, ("f_string",), {"f_string": "{a}"})
+        return None if v is None else self.computed(cn, lambda: (format_text(_string(v, "f_string"), values),))
+
+    def special_color_int(self, cn, rule, params, notes):
+        v = self.known(cn, ("color",), {})
+        return None if v is None else self.computed(cn, lambda: color_int(_string(v, "color")))
 
     def special_custom_combo(self, cn, rule, params, notes):
         """CustomCombo: the option picked and its index (the file keeps both; the options after them are the

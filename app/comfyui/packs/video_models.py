@@ -13,7 +13,7 @@ REFERENCE_PORTS = ("image", "image2", "image3", "image4")     # condition.refere
 def _slot(name: str):
     """An Autogrow input's order (ref_images.ref_image_10 after ref_image_9)."""
     tail = name.rsplit("_", 1)[-1]
-    return (name.rsplit("_", 1)[0], int(tail) if tail.isdigit() else 0)
+    return (name.rsplit("_", 1)[0], int(tail) if tail.isdecimal() else 0)
 
 
 class VideoModels:

@@ -77,10 +77,12 @@ class Ideogram4Adapter(Flux2Adapter):
             raise NodeError(f"this Qwen3-VL has {len(lm.layers)} layers and Ideogram 4 reads layer {TAPS[-1]}: "
                             "give load.text_encoder Qwen3-VL-8B (qwen3vl_8b_fp8_scaled.safetensors, 36 layers; a file of "
                             "that name with fewer is another Qwen3-VL: download it again)")
+        from nodes.generate.chat_template import apply_chat_template
         rows = []
         for prompt in prompts:
             chat = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-            text = pipe.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+            text = apply_chat_template(pipe.tokenizer, chat, "Ideogram 4's Qwen3-VL text encoder",
+                                       add_generation_prompt=True)
             ids = pipe.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
             rows.append(tapped(lm, ids.to(lm.embed_tokens.weight.device))[0].to(device))
         embeds, mask = padded_rows(rows)

@@ -112,7 +112,9 @@ def qwen25vl(state, det) -> Built:
         config = Qwen2_5_VLTextConfig(**cfg)
         return Built(lambda: Qwen2_5_VLTextModel(config), state, cfg)
     # the vision token ids are the tokenizer's (split.load_text_encoder sets them once it has found it)
-    full = Qwen2_5_VLConfig(text_config=cfg, vision_config=vision_sizes(vision))
+    # a GGUF's projector file states the tower's heads and window layout (gguf_mmproj); elsewhere the 7B's
+    full = Qwen2_5_VLConfig(text_config=cfg, vision_config={**vision_sizes(vision),
+                                                            **det.extra.get("vision_config", {})})
     tensors = {**{"language_model." + k: v for k, v in state.items()}, **{"visual." + k: v for k, v in vision.items()}}
     return Built(lambda: Qwen2_5_VLModel(full), tensors, full.to_dict())
 
