@@ -128,6 +128,9 @@ def test_a_chat_template_growing_without_end_is_stopped_and_named(template):
     with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer's chat template needs more than "
                                         r"1024 MB for one prompt.*or set use_default_template off"):
         chat_prompt(tok, "a fox", "Qwen3", False, True)
+    tok.chat_template = "{{ raise_exception('only user turns') }}"
+    with pytest.raises(NodeError, match=r"chat template fails \(TemplateError: 'only user turns'\)"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)
     tok.chat_template = ("{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
                          "{% if add_generation_prompt %}<assistant>{% endif %}{{ enable_thinking }}")
     assert chat_prompt(tok, "a fox", "Qwen3", True, True, system="be brief") == tok.apply_chat_template(

@@ -49,8 +49,10 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
             out = _child.ask("chat_template", request, SECONDS)
     except TimeoutError:
         out = {"error": f"did not finish in {SECONDS} s for one prompt"}
-    except OSError as e:        # ChildProcessError: the child stopped at its memory cap
-        out = {"error": f"stopped the process rendering it ({e})"}
+    except ChildProcessError as e:
+        out = {"error": f"stopped the process rendering it (exit code {e.args[0]})"}
+    except OSError as e:
+        out = {"error": f"could not be rendered: no Python process could be started ({e})"}
     if "error" in out:
         raise NodeError(f"{what}: its tokenizer's chat template {out['error']} (the template is code kept in the "
                         f"model's files): get the model again from where it was published{fix}")

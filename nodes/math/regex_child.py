@@ -93,7 +93,6 @@ def chat_template(template, conversation, kwargs, most_lines):
     tokenizer's special tokens and the caller's), stopped past `most_lines` lines of the compiled template; a
     ValueError says why it failed."""
     # imported here, not above: the regex functions start in milliseconds without transformers
-    from jinja2.exceptions import TemplateError
     from transformers.utils.chat_template_utils import render_jinja_template
     ran = 0
 
@@ -112,7 +111,7 @@ def chat_template(template, conversation, kwargs, most_lines):
         raise ValueError(f"runs more than {most_lines:,} lines for one prompt, looping without end") from None
     except MemoryError:
         raise ValueError(f"needs more than {MAX_BYTES >> 20} MB for one prompt") from None
-    except (TemplateError, TypeError, OverflowError) as e:
+    except Exception as e:      # the template's own raise_exception, or any error of a stranger's code
         raise ValueError(f"fails ({type(e).__name__}: {_short(str(e))})") from None
     finally:
         sys.settrace(None)
