@@ -207,8 +207,30 @@ def needs_gpu(wf, registry) -> List[str]:
     return out
 
 
+# Folders named by the environment: one each, and KINOGRAPH_MODELS a list of them.
+FOLDER_VARIABLES = ("KINOGRAPH_CACHE_DIR", "KINOGRAPH_CONFIG_DIR", "KINOGRAPH_DATA_DIR", "KINOGRAPH_NODES_DIR",
+                    "KINOGRAPH_OUTPUT_DIR")
+
+
+def _from_here(folder: str) -> str:
+    """A relative folder as the driver reads it; one the worker expands itself (~, $VAR) as written."""
+    if not folder.strip() or folder.startswith(("~", "$")) or os.path.isabs(folder):
+        return folder
+    return os.path.abspath(folder)
+
+
 def worker_env() -> Dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    """What a worker is given of the driver's environment. Relative folders are made absolute: a worker resolved
+    them from its own working folder (where `ray start` ran on its node), so KINOGRAPH_CACHE_DIR=cache, which a
+    farm's wrapper sets in the job's folder, was a cache no one shared and relative model folders were not found
+    (--cache-dir was made absolute; the variables were not)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    for k in FOLDER_VARIABLES:
+        if k in env:
+            env[k] = _from_here(env[k])
+    if "KINOGRAPH_MODELS" in env:
+        env["KINOGRAPH_MODELS"] = os.pathsep.join(_from_here(f) for f in env["KINOGRAPH_MODELS"].split(os.pathsep))
+    return env
 
 
 class Worker:

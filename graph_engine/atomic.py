@@ -64,7 +64,8 @@ def record_written(path: PathLike) -> None:
         fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(entry + "\n")
-        if ledger.stat().st_size > LEDGER_COMPACT_BYTES:
+        size = ledger.stat().st_size
+        if size > LEDGER_COMPACT_BYTES and size > 2 * _compacted_size(ledger):
             _compact(ledger)
     except (OSError, NodeError) as e:
         _unrecorded(path, e)
@@ -114,7 +115,9 @@ def _entries(ledger: Path):
 
 
 def _compact(ledger: Path) -> None:
-    """Keep only entries whose file is still the one Kinograph wrote."""
+    """Keep only entries whose file is still the one Kinograph wrote. The first line says the size this left, so that
+    the next compaction waits until the record has doubled: a render account's outputs are kept, and past
+    LEDGER_COMPACT_BYTES of them every output re-read the record, checked each file it names and rewrote it."""
     keep = {}
     for path, stamp in _entries(ledger):
         try:
@@ -122,8 +125,19 @@ def _compact(ledger: Path) -> None:
                 keep[path] = stamp
         except OSError:
             continue
-    write_bytes(ledger, "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items()).encode(),
-                overwrite=True, record=False)
+    body = "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items())
+    head = json.dumps({"compacted": len(body.encode())}) + "\n"
+    write_bytes(ledger, (head + body).encode(), overwrite=True, record=False)
+
+
+def _compacted_size(ledger: Path) -> int:
+    """The size of the record at its last compaction (its first line), 0 if none is said."""
+    try:
+        with open(ledger, encoding="utf-8", errors="replace") as f:
+            said = json.loads(f.readline()).get("compacted", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return said if isinstance(said, int) else 0
 
 
 def _in_ledger(path: Path) -> bool:

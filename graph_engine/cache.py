@@ -18,14 +18,16 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .atomic import hold, remove_abandoned
+from .atomic import hold, remove_abandoned, remove_unheld, tree_bytes
 from .clip import Audio, Clip, Timecode
 from .free_space import disk_room
 from .sequence import sequence_files
@@ -111,26 +113,76 @@ def _store_frames(value: Clip, path: Path) -> None:
             f.write(np.ascontiguousarray(block[1], np.uint8).tobytes())
 
 
-def _frames_file(path: Path):
-    """(shape, reader) of a clip's frames stored by _store_frames: each read takes its frames from the file.
-    Through a memory map (np.load's mmap_mode) every page read stayed mapped into the process: reading a cached
-    clip of 300 1080p frames through raised its resident memory by the clip's 1.8 GB, all of it at the end."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                 else np.lib.format.read_array_header_2_0)(f)
-        offset = f.tell()
-    if dtype != np.uint8 or fortran or len(shape) != 4:
-        raise ValueError(f"{path.name} holds {dtype} {shape}, not a clip's uint8 frames")
-    frame = int(np.prod(shape[1:]))
-    if path.stat().st_size != offset + shape[0] * frame:
-        raise ValueError(f"{path.name} is {path.stat().st_size} bytes, not the {offset + shape[0] * frame} of "
-                         f"its {shape[0]} frames")
+# Frame files kept open at once. A batch's session keeps its clips in the memory tier across jobs, one file each:
+# unbounded, a night of small renders ran into the per-process limit on open files (1024 on many farms).
+OPEN_FRAMES = 128
+_opened: "OrderedDict[int, list]" = OrderedDict()     # id of a _FramesFile -> its handle
+_open_lock = threading.Lock()
 
-    def read(a: int, b: int) -> np.ndarray:
-        block = np.fromfile(path, np.uint8, count=(b - a) * frame, offset=offset + a * frame)
-        return block.reshape((b - a, *shape[1:]))
-    return shape, read
+
+class _FramesFile:
+    """A clip's frames stored by _store_frames, read from the file a chunk at a time. Through a memory map (np.load's
+    mmap_mode) every page read stayed mapped into the process: reading a cached clip of 300 1080p frames through
+    raised its resident memory by the clip's 1.8 GB, all of it at the end.
+    The file is read through the handle opened here: the entry may be evicted meanwhile (a later entry of this run
+    filling the cap, another worker sharing the folder), and a clip read by its name failed at its next chunk with
+    FileNotFoundError on the cache's own file; an open file stays readable. Beyond OPEN_FRAMES the least recently
+    read one is closed, and opened again by its name when it is next read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle: list = [None]      # the open file, shared with the finalizer that closes it with the clip
+        with _open_lock:
+            f = self._open()
+            try:
+                version = np.lib.format.read_magic(f)
+                self.shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                              else np.lib.format.read_array_header_2_0)(f)
+                self.offset = f.tell()
+                if dtype != np.uint8 or fortran or len(self.shape) != 4:
+                    raise ValueError(f"{path.name} holds {dtype} {self.shape}, not a clip's uint8 frames")
+                self.frame = int(np.prod(self.shape[1:]))
+                size, want = os.fstat(f.fileno()).st_size, self.offset + self.shape[0] * self.frame
+                if size != want:
+                    raise ValueError(f"{path.name} is {size} bytes, not the {want} of its {self.shape[0]} frames")
+            except BaseException:
+                _FramesFile._close(id(self), self.handle)
+                raise
+        weakref.finalize(self, _FramesFile._closing, id(self), self.handle)
+
+    def _open(self):
+        """The open file, this one now the most recently read (under _open_lock)."""
+        if self.handle[0] is None:
+            self.handle[0] = open(self.path, "rb")
+            while len(_opened) >= OPEN_FRAMES:
+                _, oldest = _opened.popitem(last=False)
+                oldest[0].close()
+                oldest[0] = None
+        _opened[id(self)] = self.handle
+        _opened.move_to_end(id(self))
+        return self.handle[0]
+
+    @staticmethod
+    def _close(key: int, handle: list) -> None:
+        _opened.pop(key, None)
+        if handle[0] is not None:
+            handle[0].close()
+            handle[0] = None
+
+    @staticmethod
+    def _closing(key: int, handle: list) -> None:
+        with _open_lock:
+            _FramesFile._close(key, handle)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        block = np.empty((b - a, *self.shape[1:]), np.uint8)
+        # One lock for every frames file: a file is never closed (beyond OPEN_FRAMES) while a thread reads it.
+        with _open_lock:
+            f = self._open()
+            f.seek(self.offset + a * self.frame)
+            if f.readinto(memoryview(block).cast("B")) != block.nbytes:
+                raise ValueError(f"{self.path.name} ended before frame {b}")
+        return block
 
 
 def _storable(value: Any) -> bool:
@@ -195,13 +247,14 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     if codec == "npy":
         return np.load(folder / entry["file"], allow_pickle=False)
     if codec == "clip":
-        shape, read = _frames_file(folder / entry["file"])
+        frames = _FramesFile(folder / entry["file"])
+        shape = frames.shape
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
-        clip = Clip(shape[0], entry["fps"], shape[2], shape[1], read, audio, timecode=timecode,
+        clip = Clip(shape[0], entry["fps"], shape[2], shape[1], frames.read, audio, timecode=timecode,
                     number=entry.get("number"), local=True)
         if entry.get("matte"):
-            clip = clip.with_matte(_frames_file(folder / entry["matte"])[1])
+            clip = clip.with_matte(_FramesFile(folder / entry["matte"]).read)
         return clip
     if codec == "tensor":
         from safetensors.torch import load_file
@@ -249,6 +302,12 @@ class DiskCache:
     def __init__(self, root: Path, cap_bytes: int):
         self.root = Path(root)
         self.cap = cap_bytes
+        # What this process knows of the cache's size: the bytes its last reading found (None: not read yet) and
+        # the bytes it stored since. Reading every entry at every store cost 0.2 s with 600 entries, and a night
+        # of stills on a share paid that per job.
+        self._read: Optional[int] = None
+        self._stored = 0
+        self._said_stuck = False
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -278,11 +337,16 @@ class DiskCache:
                 return self._reject(key, f"the sound it carries ({lost}) is gone from the cache folder")
         except Exception as e:      # whatever the damage, a bad entry costs a recomputation, not the run
             return self._reject(key, f"{type(e).__name__}: {e}")
-        try:
-            os.utime(folder / "manifest.json")     # LRU order is by last use
-        except OSError:
-            pass
+        self.touch(key)
         return outputs, manifest.get("results", {})
+
+    def touch(self, key: str) -> None:
+        """Mark the entry used now: eviction goes by last use, whichever tier served it."""
+        now = time.time_ns()    # the clock's own: the file system's stamps tick coarsely (4 ms), and entries tied
+        try:
+            os.utime(self._dir(key) / "manifest.json", ns=(now, now))
+        except OSError:         # gone meanwhile, or a read-only cache: nothing to order
+            pass
 
     def _reject(self, key: str, why: str) -> None:
         log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)
@@ -333,11 +397,16 @@ class DiskCache:
             (tmp / "manifest.json").write_text(json.dumps(
                 {"key": key, "type": node_type, "outputs": entries, "results": results, "created": time.time()}))
             final.parent.mkdir(parents=True, exist_ok=True)
+            stored = tree_bytes(tmp)
             try:
                 os.replace(tmp, final)
             except OSError:       # another worker sharing this folder wrote the same key first
                 shutil.rmtree(tmp, ignore_errors=True)
-            self.evict()
+            self._stored += stored
+            # Read again past the cap as far as this process knows, and after it stored a tenth of the cap: the
+            # entries other workers sharing the folder stored are counted then.
+            if self._read is None or self._read + self._stored > self.cap or self._stored * 10 >= self.cap:
+                self.evict()
         except Exception as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -378,11 +447,23 @@ class DiskCache:
     def evict(self) -> None:
         entries = sorted(self.entries(), key=lambda e: e["used"])
         total = sum(e["bytes"] for e in entries)
+        stuck = []
         for e in entries:
             if total <= self.cap:
                 break
             shutil.rmtree(self._dir(e["key"]), ignore_errors=True)
-            total -= e["bytes"]
+            # Counted as gone only when it is: one that stays (another user's in a shared folder, a read-only share)
+            # had stopped eviction, and the cache stayed past its cap without a word.
+            if self._dir(e["key"]).exists():
+                stuck.append(e["key"])
+            else:
+                total -= e["bytes"]
+        if stuck and total > self.cap and not self._said_stuck:
+            self._said_stuck = True     # once: every later store finds them again
+            log.warning("disk cache %s: %d entries could not be removed (another user's, or a read-only folder), "
+                        "so it holds %s past its cap of %s", self.root, len(stuck), _size_text(total - self.cap),
+                        _size_text(self.cap))
+        self._read, self._stored = total, 0
 
     def clear(self) -> Tuple[int, Optional[str]]:
         """Remove every entry and unfinished write; returns how many entries went, and why some could
@@ -400,9 +481,15 @@ class DiskCache:
                 shutil.rmtree(folder, onerror=failed)
                 # Counted only when gone: a read-only cache said 'removed 1' and served the entry next run.
                 n += not folder.exists()
-        for folder in self.root.glob("tmp/*"):
-            if folder.is_dir() and _looks_like_key(folder.name.split(".", 1)[0]):
-                shutil.rmtree(folder, ignore_errors=True)
+        # Unfinished writes, but those a live writer holds: a clear from another shell deleted a farm job's entry
+        # half-written, and the job lost its result.
+        try:
+            temps = [e for e in os.scandir(self.root / "tmp")
+                     if e.is_dir(follow_symlinks=False) and _looks_like_key(e.name.split(".", 1)[0])]
+        except OSError:
+            temps = []
+        for e in temps:
+            remove_unheld(e)
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:
                 d.rmdir()           # only when empty: anything else in it is not ours

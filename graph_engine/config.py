@@ -117,8 +117,22 @@ def settings() -> Dict[str, Any]:
             fallback = f"using {DEFAULTS[key]}" if key in DEFAULTS else "using the default"
             log.warning("%s: %s must be %s, not %r; %s", where, key, what, value, fallback)
             continue
-        out[key] = value
+        out[key] = _beside(path.parent, value) if key in FOLDER_KEYS else value
     return out
+
+
+# Settings naming files or folders: a relative one is read from config.yaml's own folder. From the folder each command
+# ran in, a show's config (KINOGRAPH_CONFIG_DIR=/show/kinograph, `model_dirs: [models]`) found no models on a farm,
+# whose tasks each start in a folder of their own.
+FOLDER_KEYS = ("output_dir", "model_dirs", "extra_model_paths")
+
+
+def _beside(folder: Path, value: Any) -> Any:
+    if isinstance(value, list):
+        return [_beside(folder, v) for v in value]
+    if not value.strip() or value.strip().startswith(("~", "$")) or os.path.isabs(value.strip()):
+        return value        # absolute, or expanded where it is read
+    return str(folder.absolute() / value.strip())
 
 
 def _amount(key: str) -> float:
@@ -144,3 +158,16 @@ def memory_budget() -> int:
 
 def disk_cache_cap() -> int:
     return int(_amount("disk_cache_gb") * (1 << 30))
+
+
+def models_loaded() -> int:
+    """KINOGRAPH_MODELS_LOADED: how many models the model manager keeps loaded at once (default 3). A value that is
+    not a whole number from 1 (a farm template's blank variable, '2.5') is named and the default used: it failed
+    every model node with int()'s "invalid literal", naming no variable."""
+    env = os.environ.get("KINOGRAPH_MODELS_LOADED")
+    if env is None:
+        return 3
+    if env.strip().isdigit() and int(env) >= 1:
+        return int(env)
+    log.warning("KINOGRAPH_MODELS_LOADED=%r is not a number of models (1 or more); using 3", env)
+    return 3

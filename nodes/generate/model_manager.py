@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -683,7 +682,8 @@ def on_disk(*paths) -> str:
 def default_manager() -> ModelManager:
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = ModelManager(int(os.environ.get("KINOGRAPH_MODELS_LOADED", "3")))
+        from graph_engine.config import models_loaded
+        _DEFAULT = ModelManager(models_loaded())
     return _DEFAULT
 
 
