@@ -8,6 +8,7 @@ seconds is refused first."""
 from __future__ import annotations
 
 import sys
+import time
 
 from graph_engine import NodeError
 
@@ -17,22 +18,30 @@ MOST_CHARS = 256_000
 # Template lines one rendering may run: the published templates (Qwen3's with its thinking switch, Llama 3's, Gemma's)
 # run a few hundred for a prompt and a system turn; a loop of a hundred thousand passes is no chat turn.
 MOST_LINES = 100_000
+# Seconds one rendering may take from its first template line: published templates render in milliseconds. A line
+# may hand a filter a hundred thousand items' work in C (range(100000)|join, 24 ms), which the line count does not
+# see: 19,000 loop passes of it, within MOST_LINES, rendered for 8 minutes.
+MOST_SECONDS = 10.0
 
 
 def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs) -> str:
     """tokenizer.apply_chat_template(messages, tokenize=False, **kwargs), a NodeError naming `what` (the model) and
-    `fix` (another way than the template, where the node has one) where its template runs past MOST_LINES."""
-    ran = 0
+    `fix` (another way than the template, where the node has one) where its template runs past MOST_LINES or
+    MOST_SECONDS."""
+    ran, deadline = 0, None
 
     class TooLong(Exception):
         pass
 
     def in_template(frame, event, arg):
-        nonlocal ran
+        nonlocal ran, deadline
         if event == "line":
             ran += 1
-            if ran > MOST_LINES:
-                raise TooLong
+            now = time.monotonic()
+            deadline = deadline or now + MOST_SECONDS       # from the first line: Jinja's compiling comes before
+            if ran > MOST_LINES or now > deadline:
+                raise TooLong(f"more than {MOST_LINES:,} lines" if ran > MOST_LINES else
+                              f"longer than {MOST_SECONDS:g} seconds")
         return in_template
 
     def calls(frame, event, arg):
@@ -49,9 +58,9 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
     sys.settrace(calls)
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
-    except TooLong:
-        raise NodeError(f"{what}: its tokenizer's chat template runs more than {MOST_LINES:,} lines for one prompt, "
-                        "looping without end (the template is code kept in the model's files): get the model again "
-                        f"from where it was published{fix}") from None
+    except TooLong as e:
+        raise NodeError(f"{what}: its tokenizer's chat template runs {e} for one prompt, looping without end (the "
+                        "template is code kept in the model's files): get the model again from where it was "
+                        f"published{fix}") from None
     finally:
         sys.settrace(before)

@@ -1,0 +1,25 @@
+"""Review of hostile-input pass 16: routes around its limits (a chat template whose lines each do a filter's heavy
+work in C, under the line budget)."""
+import pytest
+
+from graph_engine import NodeError
+
+
+def test_a_chat_template_whose_lines_each_work_for_long_is_stopped(monkeypatch):
+    """The line budget counts the template's own lines, not what one line asks of a filter: range(100000)|join is a
+    hundred thousand items' work in C on one line, and 19,000 loop passes of it (under 100,000 lines) rendered for
+    some 8 minutes (24 ms a pass), text.generate stuck past any timeout. The rendering's time is bounded too (the
+    bound made small here: the template would run for minutes)."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from nodes.generate import chat_template
+    from nodes.generate.textgen import chat_prompt
+    monkeypatch.setattr(chat_template, "MOST_SECONDS", 0.2)
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template="{% for a in range(19000) %}{% if range(100000)|join|length > 1 %}"
+                                                "{% endif %}{% endfor %}")
+    with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer's chat template runs longer than "
+                                        r"0.2 seconds for one prompt.*or set use_default_template off"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
