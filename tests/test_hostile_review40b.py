@@ -23,3 +23,14 @@ def test_a_chat_template_whose_lines_each_work_for_long_is_stopped(monkeypatch):
         chat_prompt(tok, "a fox", "Qwen3", False, True)
     tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
     assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
+
+
+def test_a_string_format_width_of_thousands_of_digits_is_named():
+    """StringFormat's widths are read with int(), which refuses more than 4,300 digits: {a:>999...9} (5,000 nines)
+    was noted on import as Python's advice to a programmer ('use sys.set_int_max_str_digits() to increase the
+    limit'), the node and its field unnamed. It is a field too wide, as {a:>999999999} is."""
+    from app.comfyui.packs.logic import format_text
+    with pytest.raises(ValueError, match=r"its field \{a:'>99999.*\(5001 characters\)\} asks for a field more than "
+                                         r"1,000,000 characters wide"):
+        format_text("{a:>" + "9" * 5000 + "}", {"a": "x"})
+    assert format_text("{a:>5}|{b:.2f}", {"a": "x", "b": 1.5}) == "    x|1.50"

@@ -161,7 +161,13 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
         if "{" in spec:
             raise ValueError(f"its field {{{field}:{spec}}} takes its format from another value, which Kinograph "
                              "does not fold on import: write the format out")
-        wide = max((int(n) for n in re.findall(r"\d+", spec)), default=0)
+        # a width of many digits is past MAX_TEXT whatever they are, and int() refuses 4,300 of them with Python's
+        # advice to a programmer (sys.set_int_max_str_digits), which was the import's note
+        runs = [n.lstrip("0") for n in re.findall(r"\d+", spec)]
+        if any(len(n) > 18 for n in runs):
+            raise ValueError(f"its field {{{field}:{_short(spec)}}} asks for a field more than {MAX_TEXT:,} "
+                             "characters wide; no prompt is that long")
+        wide = max((int(n or 0) for n in runs), default=0)
         if wide > MAX_TEXT:
             raise ValueError(f"its field {{{field}:{spec}}} asks for a field {wide} characters wide; no prompt is "
                              "that long")
