@@ -1,5 +1,8 @@
 """Review of hostile-input pass 16: routes around its limits (a chat template whose lines each do a filter's heavy
-work in C, under the line budget)."""
+work in C, under the line budget), a StringFormat width Python cannot read, a Hunyuan3D tensor of another shape."""
+import sys
+from pathlib import Path
+
 import pytest
 
 from graph_engine import NodeError
@@ -34,3 +37,20 @@ def test_a_string_format_width_of_thousands_of_digits_is_named():
                                          r"1,000,000 characters wide"):
         format_text("{a:>" + "9" * 5000 + "}", {"a": "x"})
     assert format_text("{a:>5}|{b:.2f}", {"a": "x", "b": 1.5}) == "    x|1.50"
+
+
+def test_a_hunyuan3d_tensor_of_another_shape_is_named(tmp_path):
+    """Hunyuan3D's parts take their sizes from a few tensors and load the rest with torch's load_state_dict: one
+    other tensor of another shape (a damaged or another model's file) was torch's 'size mismatch' RuntimeError, a
+    traceback out of load.model. The file and the tensor are named."""
+    import torch
+    from safetensors.torch import save_file
+    from nodes.generate.hunyuan3d import load_checkpoint
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_hunyuan3d import parts
+    state = {"model." + k: v.contiguous() for k, v in parts("2.0")[0].state_dict().items()}
+    state["model.double_blocks.0.img_attn.qkv.weight"] = torch.zeros(99, 32)
+    save_file(state, str(tmp_path / "hy3d.safetensors"))
+    with pytest.raises(NodeError, match=r"hy3d.safetensors: its tensor double_blocks.0.img_attn.qkv.weight has shape "
+                                        r"\(99, 32\), where the Hunyuan3D model its other tensors make has \(96, 32\)"):
+        load_checkpoint(tmp_path / "hy3d.safetensors", torch.float32)
