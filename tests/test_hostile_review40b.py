@@ -1,5 +1,6 @@
 """Review of hostile-input pass 16: routes around its limits (a chat template whose lines each do a filter's heavy
-work in C, under the line budget), a StringFormat width Python cannot read, a Hunyuan3D tensor of another shape."""
+work in C, under the line budget), StringFormat fields whose fault Python named (a width of thousands of digits,
+a field by position), a Hunyuan3D tensor of another shape."""
 import sys
 from pathlib import Path
 
@@ -54,3 +55,13 @@ def test_a_hunyuan3d_tensor_of_another_shape_is_named(tmp_path):
     with pytest.raises(NodeError, match=r"hy3d.safetensors: its tensor double_blocks.0.img_attn.qkv.weight has shape "
                                         r"\(99, 32\), where the Hunyuan3D model its other tensors make has \(96, 32\)"):
         load_checkpoint(tmp_path / "hy3d.safetensors", torch.float32)
+
+
+@pytest.mark.parametrize("f_string", ["{} and {a}", "{0}"])
+def test_a_string_format_field_by_position_is_named(f_string):
+    """StringFormat's values are given by letter (ComfyUI's str.format(**values)): a field by position, {} or {0},
+    has no value, and the import's note was Python's 'tuple index out of range'. The field and the fix are named."""
+    from app.comfyui.packs.logic import format_text
+    with pytest.raises(ValueError, match=r"f_string has a field by position \(\{0?\}\), and StringFormat gives "
+                                         r"its values by letter only: write \{a\}, \{b\} .*ComfyUI stops there too"):
+        format_text(f_string, {"a": "x"})

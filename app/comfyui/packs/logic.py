@@ -156,6 +156,11 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
     MAX_TEXT characters ({a:>999999999} asked for a gigabyte on import) or whose format is another value's ({a:{b}}),
     whose width is not known before it is read."""
     for _, field, spec, _ in string.Formatter().parse(f_string):
+        # values go by letter (str.format(**values)): a field by position has none, Python's 'tuple index out of
+        # range' as the note
+        if field is not None and (re.split(r"[.\[]", field, maxsplit=1)[0] or "0").isdecimal():
+            raise ValueError(f"f_string has a field by position ({{{field}}}), and StringFormat gives its values by "
+                             "letter only: write {a}, {b} ... for the values linked (ComfyUI stops there too)")
         if field is None or not spec:
             continue
         if "{" in spec:
@@ -176,7 +181,7 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
     except KeyError as e:
         raise ValueError(f"f_string names {{{e.args[0]}}}, and no value is linked to {e.args[0]}: ComfyUI stops "
                          "there too") from None
-    except AttributeError as e:
+    except (AttributeError, IndexError) as e:      # {a.x}, {a[9]} of a shorter value
         raise ValueError(f"f_string reads what its value lacks ({e}): ComfyUI stops there too") from None
     if len(text) > MAX_TEXT:
         raise ValueError(f"its text is {len(text)} characters long; no prompt is that long")
