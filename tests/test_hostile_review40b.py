@@ -65,3 +65,23 @@ def test_a_string_format_field_by_position_is_named(f_string):
     with pytest.raises(ValueError, match=r"f_string has a field by position \(\{0?\}\), and StringFormat gives "
                                          r"its values by letter only: write \{a\}, \{b\} .*ComfyUI stops there too"):
         format_text(f_string, {"a": "x"})
+
+
+def test_trellis2_flow_and_dinov3_files_missing_a_tensor_are_named_by_file():
+    """The structure flow model's and DINOv3's loaders were given the file's name with pass 16, used for its new
+    refusals only: a tensor missing or of too few dimensions still said 'the DINOv3 file' / 'the TRELLIS.2 model',
+    not which of the models folder's files."""
+    import torch
+    from nodes.generate.trellis2_dino import build_dinov3
+    from nodes.generate.trellis2_flow import build_structure_flow
+    with pytest.raises(NodeError, match=r"dino.safetensors lacks embeddings.cls_token"):
+        build_dinov3({}, "dino.safetensors")
+    with pytest.raises(NodeError, match=r"dino.safetensors holds tensors of shapes DINOv3 does not have"):
+        build_dinov3({"embeddings.cls_token": torch.zeros(1, 1, 8), "embeddings.patch_embeddings.weight": torch.zeros(8),
+                      "embeddings.register_tokens": torch.zeros(1, 0, 8), "layer.0.mlp.up_proj.weight": torch.zeros(8, 8)},
+                     "dino.safetensors")
+    with pytest.raises(NodeError, match=r"flow.safetensors: its structure_model lacks input_layer.weight"):
+        build_structure_flow({}, "flow.safetensors")
+    with pytest.raises(NodeError, match=r"flow.safetensors: its structure_model holds tensors of shapes it does not "
+                                        r"have"):
+        build_structure_flow({"input_layer.weight": torch.zeros(())}, "flow.safetensors")
