@@ -85,3 +85,18 @@ def test_trellis2_flow_and_dinov3_files_missing_a_tensor_are_named_by_file():
     with pytest.raises(NodeError, match=r"flow.safetensors: its structure_model holds tensors of shapes it does not "
                                         r"have"):
         build_structure_flow({"input_layer.weight": torch.zeros(())}, "flow.safetensors")
+
+
+def test_a_gguf_of_millions_of_metadata_keys_is_refused_before_they_are_walked(tmp_path):
+    """Pass 16 counted the entries of the metadata's arrays, not its keys, each walked one at a time as a token is:
+    2,100,000 keys of one byte each (29 MB) held the reader 10 s (`kinograph info`, every loader), a 2 GB file
+    minutes. Published GGUFs hold a few dozen keys; the keys count among the entries."""
+    import struct
+    from nodes.generate.detect import read_header
+    count = 2_100_000
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, count) + (struct.pack("<Q", 1) + b"k" + struct.pack("<IB", 0, 1)) * count
+    path = tmp_path / "keys.gguf"
+    path.write_bytes(head + b"\0" * (-len(head) % 32))
+    with pytest.raises(NodeError, match=r"keys.gguf is not a readable GGUF file \(its metadata lists more than "
+                                        r"2,000,000 entries \(2,100,000 keys\)"):
+        read_header(path)
