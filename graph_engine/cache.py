@@ -148,16 +148,14 @@ class _FramesFile:
             except BaseException:
                 _FramesFile._close(id(self), self.handle)
                 raise
-        weakref.finalize(self, _FramesFile._closing, id(self), self.handle)
+        weakref.finalize(self, _FramesFile._closing, self.handle)
 
     def _open(self):
         """The open file, this one now the most recently read (under _open_lock)."""
         if self.handle[0] is None:
             self.handle[0] = open(self.path, "rb")
             while len(_opened) >= OPEN_FRAMES:
-                _, oldest = _opened.popitem(last=False)
-                oldest[0].close()
-                oldest[0] = None
+                _FramesFile._closing(_opened.popitem(last=False)[1])     # its clip may be gone (see _closing)
         _opened[id(self)] = self.handle
         _opened.move_to_end(id(self))
         return self.handle[0]
@@ -165,14 +163,16 @@ class _FramesFile:
     @staticmethod
     def _close(key: int, handle: list) -> None:
         _opened.pop(key, None)
-        if handle[0] is not None:
-            handle[0].close()
-            handle[0] = None
+        _FramesFile._closing(handle)
 
     @staticmethod
-    def _closing(key: int, handle: list) -> None:
-        with _open_lock:
-            _FramesFile._close(key, handle)
+    def _closing(handle: list) -> None:
+        """Close the file, as its clip goes: without _open_lock, which the thread the cycle collector runs in may
+        hold (it runs at any allocation, an open() under the lock among them), and taking it there hung the process.
+        The clip's entry in _opened stays until the bound pushes it out."""
+        f, handle[0] = handle[0], None
+        if f is not None:
+            f.close()
 
     def read(self, a: int, b: int) -> np.ndarray:
         block = np.empty((b - a, *self.shape[1:]), np.uint8)

@@ -1,0 +1,46 @@
+"""Review of the farm cache (studio40): open frame files, eviction once the cache is full, `cache clear` where the
+filesystem has no locks, and the models-loaded variable. Tiny entries, no weights."""
+import gc
+import threading
+
+import numpy as np
+
+from graph_engine import Clip, cache
+from graph_engine.cache import DiskCache
+
+FRAMES = (8, 4, 4, 3)
+
+
+def frames(seed):
+    return np.random.default_rng(seed).integers(0, 256, FRAMES, dtype=np.uint8)
+
+
+def test_a_clip_the_cycle_collector_frees_while_another_is_read_does_not_hang_the_process(tmp_path, monkeypatch):
+    """A cached clip caught in a reference cycle (a traceback's frames hold one) is freed by the cycle collector,
+    which runs at whatever allocation crosses its threshold: here the `open` of another clip's file, under the lock
+    for frame files. Its finalizer took that same lock: the process hung for ever."""
+    monkeypatch.setattr(cache, "_open_lock", threading.Lock())    # what a hung thread holds is this test's own
+    monkeypatch.setattr(cache, "OPEN_FRAMES", 1)
+    disk = DiskCache(tmp_path, 1 << 30)
+    for key, seed in (("a" * 32, 1), ("b" * 32, 2)):
+        disk.put(key, {"video": Clip.from_array(frames(seed), fps=8)}, {}, "test")
+    live = disk.get("a" * 32)[0]["video"]
+    ring = [disk.get("b" * 32)[0]["video"]]      # closes a's file (one open at most): read next, it is opened again
+    ring.append(ring)
+    real_open = open
+
+    def collecting_open(*args):
+        gc.collect()
+        return real_open(*args)
+    got = []
+    gc.disable()
+    try:
+        del ring
+        monkeypatch.setattr(cache, "open", collecting_open, raising=False)
+        reader = threading.Thread(target=lambda: got.append(live.frames(0, 8)), daemon=True)
+        reader.start()
+        reader.join(10)
+    finally:
+        gc.enable()
+    assert not reader.is_alive(), "reading a cached clip hung"
+    assert np.array_equal(got[0], frames(1))
