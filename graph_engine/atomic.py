@@ -260,6 +260,15 @@ def _claim(fd: int) -> bool:
         return False
 
 
+def has_locks() -> bool:
+    """Whether `hold` can mark a live writer here (not on Windows, which has no fcntl)."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def hold(path: PathLike) -> int:
     """An open descriptor holding the lock on `path` (a temporary file or folder being written) that
     marks it as a live writer's, for remove_abandoned; -1 where there are no such locks. Close it

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .atomic import hold, remove_abandoned, remove_unheld, tree_bytes
+from .atomic import has_locks, hold, remove_abandoned, remove_unheld, tree_bytes
 from .clip import Audio, Clip, Timecode
 from .free_space import disk_room
 from .sequence import sequence_files
@@ -489,7 +489,10 @@ class DiskCache:
         except OSError:
             temps = []
         for e in temps:
-            remove_unheld(e)
+            if has_locks():
+                remove_unheld(e)
+            else:   # no writer can be told from a killed one, and none was ever removed; a file open there stays
+                shutil.rmtree(e.path, ignore_errors=True)
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:
                 d.rmdir()           # only when empty: anything else in it is not ours

@@ -1,6 +1,7 @@
 """Review of the farm cache (studio40): open frame files, eviction once the cache is full, `cache clear` where the
 filesystem has no locks, and the models-loaded variable. Tiny entries, no weights."""
 import gc
+import sys
 import threading
 
 import numpy as np
@@ -44,3 +45,14 @@ def test_a_clip_the_cycle_collector_frees_while_another_is_read_does_not_hang_th
         gc.enable()
     assert not reader.is_alive(), "reading a cached clip hung"
     assert np.array_equal(got[0], frames(1))
+
+
+def test_cache_clear_where_there_are_no_file_locks_removes_what_a_killed_writer_left(tmp_path, monkeypatch):
+    """Where the filesystem has no such locks (Windows: no fcntl), no temporary entry is ever 'unheld', so `cache
+    clear` left every half-written entry a killed job left, for ever; it removed them before it looked for writers."""
+    left = tmp_path / "tmp" / ("c" * 32 + ".abcd1234")
+    left.mkdir(parents=True)
+    (left / "video.frames.npy").write_bytes(b"\0" * 4096)
+    monkeypatch.setitem(sys.modules, "fcntl", None)        # import fcntl fails, as on Windows
+    DiskCache(tmp_path, 1 << 30).clear()
+    assert not left.exists()
