@@ -302,12 +302,15 @@ class DiskCache:
     def __init__(self, root: Path, cap_bytes: int):
         self.root = Path(root)
         self.cap = cap_bytes
-        # What this process knows of the cache's size: the bytes its last reading found (None: not read yet) and
-        # the bytes it stored since. Reading every entry at every store cost 0.2 s with 600 entries, and a night
+        # What this process knows of the cache: its entries by last use, oldest first, with their bytes (None: not
+        # read yet), as its last reading found them plus what it stored and used since; their total; and the bytes
+        # it stored since that reading. Reading every entry at every store cost 0.2 s with 600 entries, and a night
         # of stills on a share paid that per job.
-        self._read: Optional[int] = None
+        self._known: "Optional[OrderedDict[str, int]]" = None
+        self._total = 0
         self._stored = 0
         self._said_stuck = False
+        self._known_lock = threading.RLock()
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -346,7 +349,10 @@ class DiskCache:
         try:
             os.utime(self._dir(key) / "manifest.json", ns=(now, now))
         except OSError:         # gone meanwhile, or a read-only cache: nothing to order
-            pass
+            return
+        with self._known_lock:
+            if self._known is not None and key in self._known:
+                self._known.move_to_end(key)
 
     def _reject(self, key: str, why: str) -> None:
         log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)
@@ -402,11 +408,17 @@ class DiskCache:
                 os.replace(tmp, final)
             except OSError:       # another worker sharing this folder wrote the same key first
                 shutil.rmtree(tmp, ignore_errors=True)
-            self._stored += stored
-            # Read again past the cap as far as this process knows, and after it stored a tenth of the cap: the
-            # entries other workers sharing the folder stored are counted then.
-            if self._read is None or self._read + self._stored > self.cap or self._stored * 10 >= self.cap:
-                self.evict()
+            # Read again after this process stored a tenth of the cap: the entries other workers sharing the folder
+            # stored are counted then. Between readings it evicts by what it knows: a full cache (a farm's, after its
+            # first night) is past its cap at every store, and reading it whole each time was the cost again.
+            with self._known_lock:
+                self._stored += stored
+                if self._known is None or self._stored * 10 >= self.cap:
+                    self.evict()
+                else:
+                    self._total += stored - self._known.pop(key, 0)
+                    self._known[key] = stored
+                    self._trim()
         except Exception as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -445,25 +457,30 @@ class DiskCache:
         return sum(e["bytes"] for e in self.entries())
 
     def evict(self) -> None:
-        entries = sorted(self.entries(), key=lambda e: e["used"])
-        total = sum(e["bytes"] for e in entries)
-        stuck = []
-        for e in entries:
-            if total <= self.cap:
-                break
-            shutil.rmtree(self._dir(e["key"]), ignore_errors=True)
+        """Read the cache folder and remove the least recently used entries past the cap."""
+        with self._known_lock:
+            entries = sorted(self.entries(), key=lambda e: e["used"])
+            self._known = OrderedDict((e["key"], e["bytes"]) for e in entries)
+            self._total, self._stored = sum(self._known.values()), 0
+            self._trim()
+
+    def _trim(self) -> None:
+        """Remove the least recently used known entries while the cache is past its cap (under _known_lock)."""
+        stuck = 0
+        while self._total > self.cap and self._known:
+            key, size = self._known.popitem(last=False)
+            shutil.rmtree(self._dir(key), ignore_errors=True)
             # Counted as gone only when it is: one that stays (another user's in a shared folder, a read-only share)
-            # had stopped eviction, and the cache stayed past its cap without a word.
-            if self._dir(e["key"]).exists():
-                stuck.append(e["key"])
+            # had stopped eviction, and the cache stayed past its cap without a word. It stays counted, not listed.
+            if self._dir(key).exists():
+                stuck += 1
             else:
-                total -= e["bytes"]
-        if stuck and total > self.cap and not self._said_stuck:
-            self._said_stuck = True     # once: every later store finds them again
+                self._total -= size
+        if stuck and self._total > self.cap and not self._said_stuck:
+            self._said_stuck = True     # once: every later reading finds them again
             log.warning("disk cache %s: %d entries could not be removed (another user's, or a read-only folder), "
-                        "so it holds %s past its cap of %s", self.root, len(stuck), _size_text(total - self.cap),
+                        "so it holds %s past its cap of %s", self.root, stuck, _size_text(self._total - self.cap),
                         _size_text(self.cap))
-        self._read, self._stored = total, 0
 
     def clear(self) -> Tuple[int, Optional[str]]:
         """Remove every entry and unfinished write; returns how many entries went, and why some could

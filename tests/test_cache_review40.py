@@ -56,3 +56,23 @@ def test_cache_clear_where_there_are_no_file_locks_removes_what_a_killed_writer_
     monkeypatch.setitem(sys.modules, "fcntl", None)        # import fcntl fails, as on Windows
     DiskCache(tmp_path, 1 << 30).clear()
     assert not left.exists()
+
+
+def test_a_full_cache_is_not_read_whole_at_every_store(tmp_path, monkeypatch):
+    """A farm's cache is full after its first night, and stays so. Every store then found the cache past its cap
+    (eviction leaves it just under), so every store read every entry again: the 0.2 s per store at 600 entries
+    that reading only after a tenth of the cap was stored had meant to end. Once full, it still evicts by last
+    use, reading the folder again once per tenth of the cap stored."""
+    value = np.zeros(4000, np.uint8)
+    one = 4000 + 128 + 400          # the array, its .npy header, its manifest
+    disk = DiskCache(tmp_path, 40 * one)
+    readings = []
+    real = DiskCache.entries
+    monkeypatch.setattr(DiskCache, "entries", lambda self: readings.append(1) or real(self))
+    for i in range(120):
+        disk.put(f"{i:032d}", {"a": value}, {}, "test")
+        disk.touch(f"{0:032d}")         # one entry every job uses
+    assert len(readings) <= 120 // 4 + 2
+    kept = {e["key"] for e in real(disk)}
+    assert f"{0:032d}" in kept and f"{119:032d}" in kept and f"{50:032d}" not in kept
+    assert sum(e["bytes"] for e in real(disk)) <= disk.cap
