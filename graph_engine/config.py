@@ -167,7 +167,7 @@ def models_loaded() -> int:
     env = os.environ.get("KINOGRAPH_MODELS_LOADED")
     if env is None:
         return 3
-    if env.strip().isdigit() and int(env) >= 1:
+    if env.strip().isdecimal() and int(env) >= 1:      # isdigit passed "²", which int() refuses
         return int(env)
     log.warning("KINOGRAPH_MODELS_LOADED=%r is not a number of models (1 or more); using 3", env)
     return 3

@@ -76,3 +76,12 @@ def test_a_full_cache_is_not_read_whole_at_every_store(tmp_path, monkeypatch):
     kept = {e["key"] for e in real(disk)}
     assert f"{0:032d}" in kept and f"{119:032d}" in kept and f"{50:032d}" not in kept
     assert sum(e["bytes"] for e in real(disk)) <= disk.cap
+
+
+def test_a_models_loaded_variable_of_a_digit_sign_int_cannot_read_is_named(monkeypatch, caplog):
+    """'²' is a digit to str.isdigit but not a number to int(): the check let it through and every model node failed
+    with "invalid literal for int()", the error the check was there to name."""
+    from graph_engine.config import models_loaded
+    monkeypatch.setenv("KINOGRAPH_MODELS_LOADED", "²")
+    assert models_loaded() == 3
+    assert "KINOGRAPH_MODELS_LOADED='²' is not a number of models" in caplog.text
