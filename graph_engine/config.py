@@ -130,8 +130,10 @@ FOLDER_KEYS = ("output_dir", "model_dirs", "extra_model_paths")
 def _beside(folder: Path, value: Any) -> Any:
     if isinstance(value, list):
         return [_beside(folder, v) for v in value]
-    if not value.strip() or value.strip().startswith(("~", "$")) or os.path.isabs(value.strip()):
-        return value        # absolute, or expanded where it is read
+    text = value.strip()
+    # Absolute, or expanded where it is read: a Windows variable too (%APPDATA%\ComfyUI\...), absolute once expanded.
+    if not text or text.startswith(("~", "$")) or os.path.isabs(os.path.expandvars(text)):
+        return value
     return str(folder.absolute() / value.strip())
 
 

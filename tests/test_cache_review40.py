@@ -85,3 +85,17 @@ def test_a_models_loaded_variable_of_a_digit_sign_int_cannot_read_is_named(monke
     monkeypatch.setenv("KINOGRAPH_MODELS_LOADED", "²")
     assert models_loaded() == 3
     assert "KINOGRAPH_MODELS_LOADED='²' is not a number of models" in caplog.text
+
+
+def test_a_config_path_a_windows_variable_makes_absolute_is_left_as_written(monkeypatch, tmp_path):
+    """config.yaml's relative paths are read from its own folder. `%APPDATA%\\ComfyUI\\extra_model_paths.yaml` (what
+    a Windows user writes; the reader expands it) is not absolute as written, so it was put under config.yaml's
+    folder and the file was no longer found."""
+    import ntpath
+    import os
+    import types
+    from graph_engine import config
+    monkeypatch.setenv("APPDATA", "C:\\Users\\ana\\AppData\\Roaming")
+    monkeypatch.setattr(config, "os", types.SimpleNamespace(path=ntpath, environ=os.environ))      # as on Windows
+    written = "%APPDATA%\\ComfyUI\\extra_model_paths.yaml"
+    assert config._beside(tmp_path, [written, "models"]) == [written, str(tmp_path / "models")]
