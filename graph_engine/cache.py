@@ -129,9 +129,10 @@ class _FramesFile:
     FileNotFoundError on the cache's own file; an open file stays readable. Beyond OPEN_FRAMES the least recently
     read one is closed, and opened again by its name when it is next read."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, sha256: Optional[str] = None):
+        self.path, self.sha256 = path, sha256
         self.handle: list = [None]      # the open file, shared with the finalizer that closes it with the clip
+        self.identity: Optional[Tuple[int, ...]] = None
         with _open_lock:
             f = self._open()
             try:
@@ -153,12 +154,28 @@ class _FramesFile:
     def _open(self):
         """The open file, this one now the most recently read (under _open_lock)."""
         if self.handle[0] is None:
-            self.handle[0] = open(self.path, "rb")
+            f = open(self.path, "rb")
+            self._same(f)
+            self.handle[0] = f
             while len(_opened) >= OPEN_FRAMES:
                 _FramesFile._closing(_opened.popitem(last=False)[1])     # its clip may be gone (see _closing)
         _opened[id(self)] = self.handle
         _opened.move_to_end(id(self))
         return self.handle[0]
+
+    def _same(self, f) -> None:
+        """Refuse a file opened again by its name that is no longer the one first read: its entry evicted and the key
+        stored again (another GPU's render of the same sampler, whose bytes differ), the clip went on with the other
+        render's frames after its first chunks. The same bytes stored again (a deterministic node's) read on."""
+        st = os.fstat(f.fileno())
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self.identity not in (None, identity):
+            same = self.sha256 is not None and hashlib.file_digest(f, "sha256").hexdigest() == self.sha256
+            if not same:
+                f.close()
+                raise ValueError(f"{self.path} changed while this clip was read (its cache entry was evicted and "
+                                 f"stored again with other bytes)")
+        self.identity = identity
 
     @staticmethod
     def _close(key: int, handle: list) -> None:
@@ -247,7 +264,7 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     if codec == "npy":
         return np.load(folder / entry["file"], allow_pickle=False)
     if codec == "clip":
-        frames = _FramesFile(folder / entry["file"])
+        frames = _FramesFile(folder / entry["file"], entry.get("sha256"))
         shape = frames.shape
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None

@@ -5,6 +5,7 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 
 from graph_engine import Clip, cache
 from graph_engine.cache import DiskCache
@@ -99,3 +100,27 @@ def test_a_config_path_a_windows_variable_makes_absolute_is_left_as_written(monk
     monkeypatch.setattr(config, "os", types.SimpleNamespace(path=ntpath, environ=os.environ))      # as on Windows
     written = "%APPDATA%\\ComfyUI\\extra_model_paths.yaml"
     assert config._beside(tmp_path, [written, "models"]) == [written, str(tmp_path / "models")]
+
+
+@pytest.mark.parametrize("again", [3, 1])       # other bytes; the same bytes (a deterministic node's), read on
+def test_a_clip_whose_entry_was_written_again_while_its_file_was_closed_is_not_read_as_a_mix(tmp_path, monkeypatch,
+                                                                                            again):
+    """Past the bound on open frame files, a clip's file is closed and opened again by its name when next read. If
+    its entry was evicted meanwhile and the key stored again by another worker (another GPU's render of the same
+    sampler, whose bytes differ), the clip went on with the other render's frames after its first chunks."""
+    monkeypatch.setattr(cache, "OPEN_FRAMES", 1)
+    disk = DiskCache(tmp_path, 1 << 30)
+    disk.put("a" * 32, {"video": Clip.from_array(frames(1), fps=8)}, {}, "test")
+    disk.put("b" * 32, {"video": Clip.from_array(frames(2), fps=8)}, {}, "test")
+    clip = disk.get("a" * 32)[0]["video"]
+    head = clip.frames(0, 4)
+    other = disk.get("b" * 32)[0]["video"]        # closes a's file
+    disk.clear()
+    disk.put("a" * 32, {"video": Clip.from_array(frames(again), fps=8)}, {}, "test")
+    try:
+        tail = clip.frames(4, 8)
+    except ValueError as e:
+        assert again != 1 and "changed while" in str(e)
+    else:
+        assert np.array_equal(np.concatenate([head, tail]), frames(1))
+    assert other.length == 8
