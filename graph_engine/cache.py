@@ -116,6 +116,9 @@ def _store_frames(value: Clip, path: Path) -> None:
 # Frame files kept open at once. A batch's session keeps its clips in the memory tier across jobs, one file each:
 # unbounded, a night of small renders ran into the per-process limit on open files (1024 on many farms).
 OPEN_FRAMES = 128
+# Where an open file cannot be deleted (Windows), a clip's file is open only while it is read: held open, the clips
+# a session's memory tier keeps made their entries undeletable, by eviction and by `kinograph cache clear`.
+_HOLD_OPEN = os.name != "nt"
 _opened: "OrderedDict[int, list]" = OrderedDict()     # id of a _FramesFile -> its handle
 _open_lock = threading.Lock()
 
@@ -149,6 +152,8 @@ class _FramesFile:
             except BaseException:
                 _FramesFile._close(id(self), self.handle)
                 raise
+            if not _HOLD_OPEN:
+                _FramesFile._close(id(self), self.handle)
         weakref.finalize(self, _FramesFile._closing, self.handle)
 
     def _open(self):
@@ -197,8 +202,12 @@ class _FramesFile:
         with _open_lock:
             f = self._open()
             f.seek(self.offset + a * self.frame)
-            if f.readinto(memoryview(block).cast("B")) != block.nbytes:
-                raise ValueError(f"{self.path.name} ended before frame {b}")
+            try:
+                if f.readinto(memoryview(block).cast("B")) != block.nbytes:
+                    raise ValueError(f"{self.path.name} ended before frame {b}")
+            finally:
+                if not _HOLD_OPEN:
+                    _FramesFile._close(id(self), self.handle)
         return block
 
 

@@ -124,3 +124,18 @@ def test_a_clip_whose_entry_was_written_again_while_its_file_was_closed_is_not_r
     else:
         assert np.array_equal(np.concatenate([head, tail]), frames(1))
     assert other.length == 8
+
+
+def test_where_an_open_file_cannot_be_deleted_a_cached_clip_keeps_none_open(tmp_path, monkeypatch):
+    """Windows refuses to delete a file that is open. A session's memory tier keeps its clips for the next job, each
+    with its entry's file open: no eviction could remove those entries (each warned as 'another user's'), nor could
+    `kinograph cache clear` while the editor was open. There a clip's file is open only while it is read."""
+    import os
+    monkeypatch.setattr(cache, "_HOLD_OPEN", False, raising=False)       # as on Windows
+    disk = DiskCache(tmp_path, 1 << 30)
+    disk.put("a" * 32, {"video": Clip.from_array(frames(1), fps=8)}, {}, "test")
+    clip = disk.get("a" * 32)[0]["video"]
+    assert np.array_equal(clip.frames(0, 8), frames(1))
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [p for p in held if p.startswith(str(tmp_path))]
