@@ -335,6 +335,7 @@ class DiskCache:
         self._known: "Optional[OrderedDict[str, int]]" = None
         self._total = 0
         self._stored = 0
+        self._every = cap_bytes / 10    # what this process stores before it reads the folder again
         self._said_stuck = False
         self._known_lock = threading.RLock()
 
@@ -434,12 +435,13 @@ class DiskCache:
                 os.replace(tmp, final)
             except OSError:       # another worker sharing this folder wrote the same key first
                 shutil.rmtree(tmp, ignore_errors=True)
-            # Read again after this process stored a tenth of the cap: the entries other workers sharing the folder
-            # stored are counted then. Between readings it evicts by what it knows: a full cache (a farm's, after its
-            # first night) is past its cap at every store, and reading it whole each time was the cost again.
+            # Read again after this process stored a tenth of the cap (less when others store too): the entries other
+            # workers sharing the folder stored are counted then. Between readings it evicts by what it knows: a full
+            # cache (a farm's, after its first night) is past its cap at every store, and reading it whole each time
+            # was the cost again.
             with self._known_lock:
                 self._stored += stored
-                if self._known is None or self._stored * 10 >= self.cap:
+                if self._known is None or self._stored >= self._every:
                     self.evict()
                 else:
                     self._total += stored - self._known.pop(key, 0)
@@ -486,8 +488,14 @@ class DiskCache:
         """Read the cache folder and remove the least recently used entries past the cap."""
         with self._known_lock:
             entries = sorted(self.entries(), key=lambda e: e["used"])
+            found = sum(e["bytes"] for e in entries)
+            if self._known is not None:
+                # Others sharing the folder stored meanwhile: eight workers each storing a tenth of the cap between
+                # readings held it two thirds past its cap. Read again sooner, by how much more they stored than this.
+                others = sum(e["bytes"] for e in entries if e["key"] not in self._known) / max(self._stored, 1)
+                self._every = self.cap / 10 / (1 + others)
             self._known = OrderedDict((e["key"], e["bytes"]) for e in entries)
-            self._total, self._stored = sum(self._known.values()), 0
+            self._total, self._stored = found, 0
             self._trim()
 
     def _trim(self) -> None:

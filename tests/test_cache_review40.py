@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from graph_engine import Clip, cache
+from graph_engine.atomic import tree_bytes
 from graph_engine.cache import DiskCache
 
 FRAMES = (8, 4, 4, 3)
@@ -139,3 +140,17 @@ def test_where_an_open_file_cannot_be_deleted_a_cached_clip_keeps_none_open(tmp_
     held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}")]
     assert not [p for p in held if p.startswith(str(tmp_path))]
+
+
+def test_workers_sharing_a_cache_keep_it_near_its_cap(tmp_path):
+    """Eight farm workers share one cache folder. Each read the folder again only after it had stored a tenth of the
+    cap itself, not counting what the others stored meanwhile: together they held the cache two thirds past its cap,
+    on a share sized for it. Each now reads it again sooner when the others store too."""
+    value = np.zeros(4000, np.uint8)
+    one = 4000 + 128 + 400
+    workers = [DiskCache(tmp_path, 40 * one) for _ in range(8)]
+    most = 0
+    for i in range(160):
+        workers[i % 8].put(f"{i:032d}", {"a": value}, {}, "test")
+        most = max(most, tree_bytes(tmp_path))
+    assert most <= 1.2 * workers[0].cap, most / workers[0].cap
