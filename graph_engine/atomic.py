@@ -260,13 +260,21 @@ def _claim(fd: int) -> bool:
         return False
 
 
-def has_locks() -> bool:
-    """Whether `hold` can mark a live writer here (not on Windows, which has no fcntl)."""
+def held(path: PathLike) -> bool:
+    """Whether a live writer holds `path`'s lock (`hold`). False where no such lock can be taken, so none can say a
+    writer is there: Windows (no fcntl), a folder on NFS (EBADF: fcntl locks there need it open for writing)."""
     try:
-        import fcntl  # noqa: F401
-    except ImportError:
+        import fcntl
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (ImportError, OSError):
         return False
-    return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False
 
 
 def hold(path: PathLike) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .atomic import has_locks, hold, remove_abandoned, remove_unheld, tree_bytes
+from .atomic import held, hold, remove_abandoned, tree_bytes
 from .clip import Audio, Clip, Timecode
 from .free_space import disk_room
 from .sequence import sequence_files
@@ -540,9 +540,8 @@ class DiskCache:
         except OSError:
             temps = []
         for e in temps:
-            if has_locks():
-                remove_unheld(e)
-            else:   # no writer can be told from a killed one, and none was ever removed; a file open there stays
+            # Where no lock tells a writer from a killed one (Windows, NFS), none was ever removed: they go, as before.
+            if not held(e.path):
                 shutil.rmtree(e.path, ignore_errors=True)
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:

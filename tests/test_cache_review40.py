@@ -154,3 +154,18 @@ def test_workers_sharing_a_cache_keep_it_near_its_cap(tmp_path):
         workers[i % 8].put(f"{i:032d}", {"a": value}, {}, "test")
         most = max(most, tree_bytes(tmp_path))
     assert most <= 1.2 * workers[0].cap, most / workers[0].cap
+
+
+def test_cache_clear_on_a_share_whose_folders_take_no_lock_removes_what_a_killed_writer_left(tmp_path, monkeypatch):
+    """NFS takes these locks as fcntl ones, which a folder opened for reading cannot take (EBADF): no temporary entry
+    was ever 'unheld' there, so on the farm's shared cache `cache clear` left every half-written entry for ever."""
+    import errno
+    import fcntl
+    left = tmp_path / "tmp" / ("c" * 32 + ".abcd1234")
+    left.mkdir(parents=True)
+
+    def nfs_flock(fd, op):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    DiskCache(tmp_path, 1 << 30).clear()
+    assert not left.exists()
