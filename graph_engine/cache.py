@@ -385,6 +385,9 @@ class DiskCache:
         log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)
         # Only the cache's own entry: a folder named by its key under the cache root, which put() created.
         shutil.rmtree(self._dir(key), ignore_errors=True)
+        with self._known_lock:      # counted past the cap, it would have evicted a good entry in its place
+            if self._known is not None and key in self._known and not self._dir(key).exists():
+                self._total -= self._known.pop(key)
         return None
 
     def put(self, key: str, outputs: Dict[str, Any], results: Dict[str, Any], node_type: str) -> bool:
