@@ -208,7 +208,9 @@ class ProgressPrinter:
         elif kind == "node_time":
             node, own = ev["node"], ev["seconds"] or 0.0
             if node in self._wall and self._wall[node] is None:
-                self.note(f"  {node:<16} computed its frames in {own:.2f}s")
+                # no reader pulled its frames (a Save that failed first): none were computed, in 0.00s
+                if ev.get("frames", True):
+                    self.note(f"  {node:<16} computed its frames in {own:.2f}s")
             elif node in self._wall and self._wall[node] - own > max(0.05, 0.2 * self._wall[node]):
                 self.note(f"  {node:<16} {own:.2f}s of its own work; the rest of its {self._wall[node]:.2f}s "
                           "was computing upstream frames")

@@ -506,6 +506,7 @@ class WorkMeter:
 
     def __init__(self):
         self.seconds: dict = {}
+        self.read: set = set()              # the nodes whose lazy frames a reader pulled (not only their call)
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -541,10 +542,14 @@ class WorkMeter:
         """The same frames, their computing time counted for `node`: in clip's own chunks, which the node's float
         pixels (Clip.linear) may read too (a deflicker's measures), so they are made once."""
         reader = clip._reader
-        return clip.wrapped(lambda a, b: self.measure(node, reader, a, b),
-                            None if clip.matte is None else self.wrap(node, clip.matte))
+
+        def read(a, b):
+            self.read.add(node)
+            return self.measure(node, reader, a, b)
+        return clip.wrapped(read, None if clip.matte is None else self.wrap(node, clip.matte))
 
     def take(self) -> dict:
+        """The seconds counted since the last take; `read` starts again too."""
         with self._lock:
-            out, self.seconds = self.seconds, {}
+            out, self.seconds, self.read = self.seconds, {}, set()
         return out

@@ -342,13 +342,13 @@ class Executor:
                     raise
                 except KinographError as e:
                     self.partials.release(key)
-                    self._fail(res, dead, nid, _in_upstream(g, nid, e, str(e)), None, emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, str(e)), None, emit, e)
                     continue
                 except MemoryError as e:
                     self.partials.release(key)
                     msg = "out of memory: give it smaller frames (io.load_video's width and height, or video.resize " \
                           "before it) or a smaller radius, tile or batch"
-                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit, e)
                     continue
                 except Exception as e:
                     self.partials.release(key)
@@ -360,7 +360,7 @@ class Executor:
                         msg = _too_big(str(e))
                     elif "(-4:Insufficient memory)" in str(e):      # OpenCV's words for it
                         msg = f"out of memory on cpu: OpenCV {str(e).split('(-4:Insufficient memory)')[-1].strip()}"
-                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit, e)
                     continue
                 seconds = time.perf_counter() - t0
                 values[nid] = outputs
@@ -385,8 +385,11 @@ class Executor:
                 for v in outs.values():
                     if isinstance(v, Clip):
                         v.drop_cache()
+            read = set(self.meter.read)
             for n, secs in self.meter.take().items():     # each node's own work, lazy frames included
-                emit({"event": "node_time", "node": n, "seconds": round(secs, 4)})
+                # frames: whether a later node read any of its lazy frames (a run stopped before its writer did
+                # had them 'computed in 0 ms')
+                emit({"event": "node_time", "node": n, "seconds": round(secs, 4), "frames": n in read})
         res.outputs = values
         res.seconds = time.perf_counter() - t_run
         emit({"event": "run_finished", "ok": res.ok, "cancelled": res.cancelled, "results": res.results,
@@ -531,9 +534,13 @@ class Executor:
                     raise KinographError(bypass_problem(spec, name))
         return out
 
-    def _fail(self, res, dead, nid, message, tb, emit):
+    def _fail(self, res, dead, nid, message, tb, emit, error: Optional[BaseException] = None):
         res.ok = False
         res.failed[nid] = message
         dead[nid] = nid
-        emit({"event": "node_failed", "node": nid, "message": message, "traceback": tb})
+        ev = {"event": "node_failed", "node": nid, "message": message, "traceback": tb}
+        culprit = getattr(error, "kinograph_node", nid)
+        if culprit != nid:          # an upstream lazy node's frames failed as this one read them: which (the editor)
+            ev["frames_of"] = culprit
+        emit(ev)
 

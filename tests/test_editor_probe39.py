@@ -181,20 +181,22 @@ def test_a_plan_saved_as_notes_opens_without_a_terminal_s_advice(win, tmp_path, 
     assert [n["text"] for n in w.doc.graph.ui["_notes"].values()] == ["sh010: plate, denoise, grade"]
 
 
-def test_a_cancelled_run_does_not_say_its_clip_was_computed(win, qtbot):
+def test_a_cancelled_run_does_not_say_its_clip_was_computed(win, qtbot, tmp_path):
     """A 2,000-frame pattern into a Save, cancelled at frame 18: the Log said 'test_pattern computed its frames in
     3.0 s (as later nodes read them)', as if the clip were made; 18 were. It says how long it computed before the
     run was cancelled, and its badge never said 'done' for it."""
     c = win.controller
     pat = c.add_node("generate.test_pattern", (0, 0))
-    c.set_param(pat, "frames", 2000)
-    slow = c.add_node("test.slow", (300, 0))
-    c.set_param(slow, "steps", 100000)
+    for k, v in (("frames", 2000), ("width", 32), ("height", 32)):
+        c.set_param(pat, k, v)
+    slow = c.add_node("io.save_video", (300, 0))       # reads the pattern's frames as it writes them
+    c.set_param(slow, "path", str(tmp_path / "long.mkv"))
+    c.set_param(slow, "codec", "ffv1")
     c.connect(pat, "video", slow, "video")
     said = []
     win.runs.statusChanged.connect(lambda n, st: said.append((n, getattr(st, "state", None), getattr(st, "seconds", None))))
     job = win.run([slow])
-    qtbot.waitUntil(lambda: getattr(win.runs.status.get(slow), "state", None) == "running", timeout=30000)
+    qtbot.waitUntil(lambda: (getattr(win.runs.status.get(slow), "progress", None) or 0) > 0, timeout=30000)
     win._cancel_run()
     assert win.runs.wait_idle(30) and job.state == "cancelled"
     qtbot.wait(10)

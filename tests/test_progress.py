@@ -86,6 +86,16 @@ def test_lazy_nodes_say_when_their_frames_were_computed(monkeypatch):
         "  save             0.32s of its own work; the rest of its 55.86s was computing upstream frames"]
 
 
+def test_a_lazy_node_no_reader_pulled_is_not_said_computed(monkeypatch):
+    """A Save that failed before reading a frame: `kinograph run` said 'paint computed its frames in 0.00s'."""
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    p = ProgressPrinter(stream=io.StringIO())
+    p({"event": "node_finished", "node": "paint", "cached": False, "seconds": 0.001, "lazy": True})
+    p({"event": "node_time", "node": "paint", "seconds": 0.0, "frames": False})
+    assert "computed its frames" not in err.getvalue(), err.getvalue()
+
+
 def test_a_lazy_node_says_when_all_its_frames_are_computed(monkeypatch):
     """`make run` showed 'paint: 60% (32/46)' and then the run's end: a lazy node's done line ('ready') comes
     before its work, and the 100% line was left out as if a done line followed. It now says 100% when its last

@@ -166,10 +166,35 @@ def test_structure_model_matches_comfyui(comfy_flow):
     x = torch.randn(1, 32, 16, 16, 16, generator=g)
     t, ctx = torch.tensor([870.0]), torch.randn(1, 7, CONFIG["hidden_size"], generator=g)
     with torch.no_grad():
-        want, got = ref.trellis2_structure_forward(comfy_flow, x, t, ctx), ours(x, t, ctx)
+        want, got = ref.trellis2_structure_forward(comfy_flow, x, t, ctx, 0.87), ours(x, t, ctx)
     assert got.shape == want.shape == (1, 32, 16, 16, 16)
     assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
     assert not got[:, 8:].any() and got[:, :8].abs().mean() > 0.05
+
+
+
+def test_cfg_steers_the_structure_only_over_its_guidance_interval(comfy_flow):
+    """ComfyUI's Trellis2 (TRELLIS.2's guidance_interval 0.6..1): below 0.6 the cfg batch's two halves are both the
+    picture's prediction, so cfg 7.5 changes nothing there (within it, the sampling test below: 2 steps at 1.0 and
+    0.83, each half its own)."""
+    from types import SimpleNamespace
+    from nodes.generate.adapters.trellis2 import Trellis2Adapter
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.trellis2_flow import Trellis2Parts, build_structure_flow
+    handle = SimpleNamespace(pipe=Trellis2Parts(build_structure_flow(comfy_flow.state_dict())))
+    g = torch.Generator().manual_seed(3)
+    picture_tokens = torch.randn(1, 7, CONFIG["hidden_size"], generator=g)
+    conds = [Conditioning("trellis2", torch.zeros_like(picture_tokens)), Conditioning("trellis2", picture_tokens)]
+    x = torch.randn(1, 32, 16, 16, 16, generator=g).repeat(2, 1, 1, 1, 1)
+    adapter = Trellis2Adapter()
+    inputs = adapter.conditioning_inputs(handle, conds, [0], 1, "cpu", torch.float32)
+    sigma = 0.3
+    with torch.no_grad():
+        got = adapter.forward(handle, x, torch.tensor(sigma * 1000.0), inputs)
+        want = ref.trellis2_structure_forward(comfy_flow, x, torch.tensor([sigma * 1000.0] * 2),
+                                              torch.cat([torch.zeros_like(picture_tokens), picture_tokens]), sigma)
+    assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
+    assert torch.equal(got[0], got[1])
 
 
 def _prompt(seed: int, steps: int) -> dict:
@@ -220,7 +245,7 @@ def test_comfyui_structure_sampling_runs_as_comfyui(comfy_conditioning, comfy_fl
         x = x * sigmas[0]
         for s, nxt in zip(sigmas, sigmas[1:]):
             out2 = ref.trellis2_structure_forward(comfy_flow, x.repeat(2, 1, 1, 1, 1), torch.tensor([s * 1000] * 2),
-                                                  context)
+                                                  context, s)
             uncond, cond = x - s * out2[:1], x - s * out2[1:]
             den = uncond + (cond - uncond) * 7.5
             x = x + (x - den) / s * (nxt - s)

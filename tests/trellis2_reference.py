@@ -431,12 +431,23 @@ class SparseStructureFlowModel(nn.Module):
         return h.permute(0, 2, 1).view(h.shape[0], h.shape[2], *[self.resolution] * 3).contiguous()
 
 
-def trellis2_structure_forward(structure_model, x, timestep, context):
-    """Trellis2.forward in structure mode (global image attention): the first 8 channels in, 24 zero channels out."""
+def trellis2_structure_forward(structure_model, x, timestep, context, sigma):
+    """Trellis2.forward in structure mode for one sample (global image attention): the first 8 channels in, 24 zero
+    channels out. Outside its guidance_interval [0.6, 1.0] a cfg batch (uncond, cond) runs the cond half alone, its
+    output repeated for both (shape_rule)."""
     timestep = timestep.to(x.dtype)
     bsz = x.size(0)
     x = x[:, :8].view(bsz, 8, 16, 16, 16)
-    out = structure_model(x, timestep, context)
+    cond = context.chunk(2)[1] if context.size(0) > 1 else context
+    shape_rule = sigma < 0.6 or sigma > 1.0
+    orig_bsz = x.shape[0]
+    if shape_rule and orig_bsz > 1:
+        half = orig_bsz // 2
+        x = x[half:]
+        timestep = timestep[half:] if timestep.shape[0] > 1 else timestep
+    out = structure_model(x, timestep, cond if shape_rule and orig_bsz > 1 else context)
+    if shape_rule and orig_bsz > 1:
+        out = out.repeat(2, 1, 1, 1, 1)
     return torch.nn.functional.pad(out, (0, 0, 0, 0, 0, 0, 0, 24))
 
 

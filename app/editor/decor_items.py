@@ -1,6 +1,8 @@
 """Backdrops (groups) and sticky notes: layout only, stored under `ui:`, never run."""
 from __future__ import annotations
 
+from typing import Optional
+
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QKeySequence, QPainterPath, QPen, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
@@ -24,6 +26,7 @@ class GroupItem(QGraphicsItem):
                       QGraphicsItem.ItemSendsGeometryChanges)
         self.setZValue(-10)
         self._resizing = None
+        self._moved_title = False               # the title drawn past a node standing over the bar's start
         self.sync(data)
 
     def sync(self, data: dict) -> None:
@@ -54,13 +57,45 @@ class GroupItem(QGraphicsItem):
             self.update()
 
     def _title_room(self) -> QRectF:
-        return QRectF(10, 0, self.w - 20, TITLE_H)
+        """Where the title is drawn: the bar's first stretch that no node or note stands over and that holds the
+        whole title, else its widest. Nodes are drawn over frames, and a node left out of the group, standing over
+        the bar's start (Encode Prompt above Sample in default.yaml), hid the name but its first letters."""
+        whole = QRectF(10, 0, self.w - 20, TITLE_H)
+        sc = self.scene()
+        if sc is None:
+            return whole
+        bar = self.mapRectToScene(whole)
+        over = sorted((r.left() - self.x() - 6, r.right() - self.x() + 6)
+                      for i in (*getattr(sc, "nodes", {}).values(), *getattr(sc, "notes", {}).values())
+                      if (r := i.sceneBoundingRect()).intersects(bar))
+        free, x = [], whole.left()
+        for a, b in over:
+            if a > x:
+                free.append((x, min(a, whole.right())))
+            x = max(x, b)
+        if x < whole.right():
+            free.append((x, whole.right()))
+        free = [(a, b) for a, b in free if b - a >= 24]
+        if not over or not free:
+            self._moved_title = False
+            return whole
+        need = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title)
+        a, b = next(((a, b) for a, b in free if b - a >= need), max(free, key=lambda f: f[1] - f[0]))
+        self._moved_title = True
+        return QRectF(a, 0, b - a, TITLE_H)
 
-    def _tip(self) -> None:
+    def title_may_move(self, rect: QRectF) -> None:
+        """A node moved to `rect`: the title is drawn again where the bar shows, if the node stands over it now or
+        stood over it before."""
+        if self._moved_title or self.mapRectToScene(QRectF(0, 0, self.w, TITLE_H)).intersects(rect):
+            self.update()
+
+    def _tip(self, room: Optional[QRectF] = None) -> None:
         """A title longer than the frame is cut with '…' (it was cut through a letter, saying nothing of the rest)
-        and said whole in the tip."""
-        whole = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title) <= self._title_room().width()
-        self.setToolTip("" if whole else self.title)
+        and said whole in the tip. `room`: where it is drawn, narrower where a node stands over the bar."""
+        whole = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title) <= (room or self._title_room()).width()
+        if self.toolTip() != ("" if whole else self.title):
+            self.setToolTip("" if whole else self.title)
 
     def boundingRect(self) -> QRectF:
         return self.rect().adjusted(-2, -2, 2, 2)
@@ -86,6 +121,7 @@ class GroupItem(QGraphicsItem):
         painter.setPen(theme.TEXT)
         painter.setFont(GROUP_FONT)
         room = self._title_room()
+        self._tip(room)             # the nodes standing over the bar may have moved since the frame last changed
         painter.drawText(room, Qt.AlignVCenter | Qt.AlignLeft,
                          QFontMetricsF(GROUP_FONT).elidedText(self.title, Qt.ElideRight, room.width()))
         painter.setPen(QPen(self.color.lighter(150), 1.2))
@@ -183,7 +219,8 @@ class NoteItem(QGraphicsItem):
     def __init__(self, nid: str, data: dict):
         super().__init__()
         self.nid = nid
-        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable |
+                      QGraphicsItem.ItemSendsGeometryChanges)
         self.setZValue(0.5)
         self.text_item = _NoteText(self)
         self.text_item.setDefaultTextColor(QColor("#2b2410"))
@@ -235,6 +272,11 @@ class NoteItem(QGraphicsItem):
         painter.setPen(QPen(theme.NODE_SELECTED if self.isSelected() else QColor("#b89a3e"), 1.5))
         painter.setBrush(QColor("#e8d487"))
         painter.drawRoundedRect(QRectF(0, 0, self.w, self.h), 4, 4)
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.ItemPositionHasChanged and self.scene() is not None:
+            self.scene().titles_may_move(self.sceneBoundingRect())
+        return super().itemChange(change, value)
 
     def mousePressEvent(self, event):
         super().mousePressEvent(event)

@@ -488,6 +488,7 @@ class NodeItem(QGraphicsItem):
             sc = self.scene()
             if sc is not None:
                 sc.overview_changed()
+                sc.titles_may_move(self.sceneBoundingRect())
                 if sc._moving:
                     sc.node_dragged(self)
         if change == QGraphicsItem.ItemSceneHasChanged and self.spec is None and value is not None:
@@ -524,10 +525,11 @@ class NodeItem(QGraphicsItem):
 
     def _param_tip(self, name) -> str:
         if not name:
-            # Why it failed (or was not run), where the red badge is: the log may be scrolled away.
+            # Why it failed (or was not run), where the red badge is: the log may be scrolled away. What
+            # 'streaming' means, where its badge is.
             st = self.status
             why = (_wrap(f"{st.state}: {st.message}") + "\n\n"
-                   if st is not None and st.state in ("failed", "skipped") and st.message else "")
+                   if st is not None and st.state in ("failed", "skipped", "streaming") and st.message else "")
             # A title cut short on the node reads whole here (it was nowhere but the properties).
             whole = f"{self.label}\n\n" if self.title != self.label else ""
             return whole + why + (self.spec.summary if self.spec else "")

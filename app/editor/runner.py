@@ -25,7 +25,9 @@ MAX_HISTORY = 200
 
 @dataclass
 class NodeStatus:
-    state: str                      # queued, running, cached, done, failed, skipped, cancelled (edited: the editor's)
+    # queued, running, streaming (a clip returned, its frames made as later nodes read them), cached, done, failed,
+    # skipped, cancelled (edited: the editor's)
+    state: str
     progress: Optional[float] = None
     seconds: Optional[float] = None
     message: str = ""
@@ -295,8 +297,10 @@ class RunController(QObject):
             cached = ev.get("cached")
             lazy = ev.get("lazy") and not cached
             # A lazy clip's node returns at once; its frames are computed when a later node reads
-            # them, and that time arrives with node_time: no "done in 1 ms" in the meantime.
-            st = NodeStatus("cached" if cached else "done", seconds=None if lazy else ev.get("seconds"),
+            # them, and that time arrives with node_time: no "done in 1 ms" in the meantime, nor a green
+            # 'done' while a decode feeding a Save still makes its frames (minutes): 'streaming' till then.
+            st = NodeStatus("cached" if cached else "streaming" if lazy else "done",
+                            seconds=None if lazy else ev.get("seconds"),
                             message="bypassed" if ev.get("bypassed") else
                             "frames are computed as later nodes read them" if lazy else "")
             self._set(node, st)
@@ -305,12 +309,24 @@ class RunController(QObject):
                 self.logged.emit("info", f"{node} done in {st.badge()}", node)
         elif kind == "node_time":
             old = self.status.get(node)
-            if old is None or old.state != "done":
+            if old is not None and old.state == "cached" and ev.get("frames") and job is not None \
+                    and job.kind == "run" and not job.cancel.cancelled:
+                # A clip from the cache keeps how to make its frames, not the frames: 'cached' while the Save's
+                # minutes were mostly computing them again.
+                st = NodeStatus("done", seconds=ev.get("seconds") or 0.0, message="its clip came from the cache; "
+                                "its frames were computed again as later nodes read them")
+                self._set(node, st)
+                self.logged.emit("info", f"{node}: its clip came from the cache, its frames were computed again in "
+                                 f"{st.badge()} (as later nodes read them)", node)
+                return
+            if old is None or old.state not in ("done", "streaming"):
                 return
             own = NodeStatus("done", seconds=ev.get("seconds") or 0.0)
             wall = self._wall.get(node, 0.0)
             if wall is None and job is not None and job.kind == "view":
                 return          # the viewer computes the frames it shows after this job: no time to tell yet
+            if wall is None and not ev.get("frames", True):
+                return          # no later node read its frames: the run's end says what became of them
             if wall is None and job is not None and job.cancel.cancelled:
                 # Cancelled at frame 18 of 2,000, it said 'computed its frames in 3.0 s', and 'done' until the
                 # run's end made it 'cancelled': its clip was not made.
@@ -324,6 +340,10 @@ class RunController(QObject):
                                  f"{NodeStatus('done', seconds=wall).badge()} was computing upstream frames", node)
         elif kind == "node_failed":
             self._set(node, NodeStatus("failed", message=ev.get("message", "")))
+            if ev.get("frames_of") in self.status:
+                # The lazy node whose frames failed as this one read them stayed a green 'done' beside the red
+                # reader: the canvas pointed at the wrong node, as 'save failed: out of memory' once did.
+                self._set(ev["frames_of"], NodeStatus("failed", message=ev.get("message", "")))
             self.logged.emit("error", f"{node} failed: {ev.get('message', '')}", node)
         elif kind == "node_skipped":
             self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
@@ -377,6 +397,12 @@ class RunController(QObject):
             # A lazy node of a cancelled run never finished its frames either.
             if st.state in ("queued", "running") or (left == "cancelled" and n in self._wall and self._wall[n] is None):
                 self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))
+            elif st.state == "streaming" and (res is None or not res.ok) and job.kind == "run":
+                # A Save failing before it read a frame: its clip nodes said 'computed its frames in 0 ms'.
+                self._set(n, NodeStatus("skipped", message="no frame of it was computed: the run failed before "
+                                                           "a later node read them"))
+            elif st.state == "streaming":        # no later node read its frames in this run (a view reads them next)
+                self._set(n, NodeStatus("done", message=st.message))
         if res is not None and res.cancelled:
             job.state = "cancelled"
             self.logged.emit("warn", f"■ {job.label}: cancelled", "")

@@ -237,6 +237,11 @@ class GraphScene(QGraphicsScene):
         item.setFlag(QGraphicsItem.ItemHasNoContents, self.far)
         item.setCacheMode(QGraphicsItem.NoCache if self.far else QGraphicsItem.DeviceCoordinateCache)
 
+    def titles_may_move(self, rect: QRectF) -> None:
+        """A node or note moved to `rect`: the frames' titles it stands over, or stood over, are drawn again."""
+        for grp in self.groups.values():
+            grp.title_may_move(rect)
+
     def overview_changed(self) -> None:
         if self.far:
             self._overview = None

@@ -27,6 +27,7 @@ BYPASS = QColor("#b0762e")
 STATUS_COLORS = {
     "queued": QColor("#7d8087"),
     "running": QColor("#3da5ff"),
+    "streaming": QColor("#3fa7a0"),     # its clip returned, its frames still made as later nodes read them
     "cached": QColor("#8c7cd6"),
     "done": QColor("#4fb86a"),
     "failed": QColor("#e5533d"),

@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QFontMetricsF, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout,
                                QLabel, QLineEdit, QMenu, QPlainTextEdit, QSizePolicy, QSlider, QSpinBox, QStyle,
                                QStyleOptionSlider, QTextEdit, QToolButton, QVBoxLayout, QWidget)
@@ -249,6 +249,16 @@ class FrameCanvas(QWidget):
     def _picking(self) -> bool:
         return self.picker is not None and self.picker.enabled and (self.wipe is None or self.images["B"] is None)
 
+    def loading_box(self) -> QRectF:
+        """Where the 'computing …' line is drawn: as wide as its words (wrapped to the canvas), at least 220 px. A
+        fixed 220 px cut 'computing clip_vision_loader_49.image_encoder…' at both ends. While picking, at the foot
+        of the canvas: in the middle it hid what was being clicked on."""
+        room = QRectF(0, 0, max(220.0, self.width() - 16.0), self.height())
+        text = QFontMetricsF(self.font()).boundingRect(room, Qt.AlignCenter | Qt.TextWordWrap, self.loading)
+        w, h = max(220.0, text.width() + 20), max(32.0, text.height() + 14)
+        return QRectF((self.width() - w) / 2, self.height() - h - 8 if self.picker is not None
+                      else (self.height() - h) / 2, w, h)
+
     def paintEvent(self, event):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#111214"))
@@ -311,12 +321,10 @@ class FrameCanvas(QWidget):
             p.setPen(theme.WARN if self.rate[1] else theme.TEXT_DIM)
             p.drawText(box, Qt.AlignCenter, self.rate[0])
         if self.loading:
-            # While picking, at the foot of the canvas: in the middle it hid what was being clicked on.
-            box = QRectF(self.width() / 2 - 110, self.height() - 40 if self.picker is not None
-                         else self.height() / 2 - 16, 220, 32)
+            box = self.loading_box()
             p.setPen(theme.TEXT)
             p.fillRect(box, QColor(0, 0, 0, 170))
-            p.drawText(box, Qt.AlignCenter, self.loading)
+            p.drawText(box, Qt.AlignCenter | Qt.TextWordWrap, self.loading)
         if self.note:
             box = QRectF(self.rect()).adjusted(8, 8, -8, -8)
             flags = Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap
@@ -435,6 +443,7 @@ class ViewerPanel(QWidget):
         self.alpha = False                       # the transparency is shown instead of the colour (A)
         self.overlay = True                      # a mask with its picture is shown over it (M: the matte alone)
         self._pick_note = ""                     # why the node being picked for shows no mask yet
+        self._queued_view: dict = {}             # slot -> what its view job computes once the job before it ends
         self._shown_index = 0                    # the frame of A's picture on screen
         self.in_point: Optional[int] = None      # loop range (I / O); None: the clip's first / last frame
         self.out_point: Optional[int] = None
@@ -758,10 +767,19 @@ class ViewerPanel(QWidget):
             self.canvas.loading = ""
             self.canvas.update()
 
-    def computing(self, slot: str, what: str) -> None:
-        """A view job for `slot` is on its way."""
-        self.canvas.loading = f"computing {what}…"
+    def computing(self, slot: str, what: str, behind: str = "") -> None:
+        """A view job for `slot` is on its way; `behind`: the job it waits for (a render of minutes), said until
+        it starts (`started`): 'computing' read as under way all that while."""
+        self._queued_view = {slot: what} if behind else {}
+        self.canvas.loading = f"waiting for {behind} to finish, then computing {what}…" if behind else \
+            f"computing {what}…"
         self.canvas.update()
+
+    def started(self, slot: str) -> None:
+        """The view job for `slot` that waited has started."""
+        what = self._queued_view.pop(slot, None)
+        if what is not None and self.canvas.loading.startswith("waiting for"):
+            self.computing(slot, what)
 
     def cancelled(self, slot: str, what: str) -> None:
         """The view job for `slot` was cancelled: what was on screen stays, and says it is not `what`."""

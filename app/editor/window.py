@@ -42,7 +42,7 @@ from .viewer import ViewerPanel
 WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
-RAN = ("done", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
+RAN = ("done", "streaming", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
 # The first filter is the one the dialog opens on: everything File > Open reads. It was Kinograph's .yaml alone, and a
 # folder of ComfyUI workflows (.json) looked empty to someone coming from ComfyUI.
 COMFYUI_FILTER = "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm)"
@@ -1160,8 +1160,12 @@ class MainWindow(QMainWindow):
                               f"{'is' if len(missing) == 1 else 'are'} not there or damaged:")
         for p in missing:
             self.log.log("error", f"{p.node}: {p.message}", p.node or "")
+        # One file: its reason whole. Several: the nodes, as the canvas names them; each reason (600 characters of
+        # where it looked and where to put it) is a line of the Log, and joined they ran past the status bar.
         self.message(f"Nothing ran: {counted(len(missing), 'file')} missing or damaged (see the Log): "
-                     + "; ".join(f"{p.node}: {p.message}" for p in missing))
+                     + (f"{missing[0].node}: {missing[0].message}" if len(missing) == 1 else
+                        ", ".join(dict.fromkeys(self.scene.nodes[p.node].label if p.node in self.scene.nodes
+                                                else str(p.node) for p in missing))))
         return missing
 
     def queue_new_seeds(self) -> Optional[Job]:
@@ -1183,6 +1187,8 @@ class MainWindow(QMainWindow):
 
     def _queue_state(self) -> None:
         cur, waiting = self.runs.current, len(self.runs.pending)
+        if cur is not None and cur.kind == "view" and cur.state == "running":
+            self.viewer.started(cur.view[2])
         text = f"running {cur.label}" if cur else "idle"
         if cur is not None and cur.cancel.cancelled:
             # A node stops at its next step; one that has none (a model being read, seconds) runs
@@ -1552,12 +1558,20 @@ class MainWindow(QMainWindow):
             self.docks["Viewer"].show()
             self.docks["Viewer"].raise_()
         label = f"{target[0]}.{target[1]}"
-        if slot != PREVIEW:
-            self.viewer.computing(slot, label)
         self._autosave_before_running()
-        return self.runs.submit(self.doc, targets=targets, kind="view",
-                                label=f"view {label}",
-                                view=(target[0], target[1], slot, node_id))
+        job = self.runs.submit(self.doc, targets=targets, kind="view", label=f"view {label}",
+                               view=(target[0], target[1], slot, node_id))
+        if slot != PREVIEW:
+            self.viewer.computing(slot, label, self._waits_for(job))
+        return job
+
+    def _waits_for(self, job: Job) -> str:
+        """What `job` waits for to start: '' when it runs now, else the job running and how many more before it."""
+        cur, pending = self.runs.current, self.runs.pending
+        if cur is None or job not in pending:
+            return ""
+        ahead = pending.index(job)
+        return cur.label + (f" and {counted(ahead, 'job')} queued before it" if ahead else "")
 
     def _revisit_views(self) -> None:
         stale, self._stale = self._stale, set()

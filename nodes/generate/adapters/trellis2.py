@@ -4,13 +4,17 @@ depth as frames), reading DINOv3's 512 tokens of the picture (condition.trellis2
 
 Sampled as ComfyUI samples it (ModelType.FLOW: the model is told 1000 sigma and gives the flow from the shape to the
 noise; the shift is ModelSamplingSD3's, 5 in the templates). No text: the negative is zeros of the picture tokens'
-shape. The shape and texture stages of the same file do not run yet."""
+shape, and cfg counts only at levels 0.6 to 1 (GUIDED). The shape and texture stages of the same file do not run yet."""
 from __future__ import annotations
 
 import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter
+
+# ComfyUI's Trellis2.guidance_interval (TRELLIS.2's sparse-structure sampler's): cfg steers the structure only while
+# sigma is within it
+GUIDED = (0.6, 1.0)
 
 
 class Trellis2Adapter(Adapter):
@@ -64,12 +68,23 @@ class Trellis2Adapter(Adapter):
             raise NodeError("the positive and negative hold different numbers of picture tokens: make both with one "
                             "condition.trellis2")
         context = torch.cat([c.embeds[:1] for c in conds for _ in range(batch)])
-        return {"context": context.to(device, dtype)}
+        return {"context": context.to(device, dtype), "groups": len(conds)}
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
+        context, groups = inputs["context"], inputs["groups"]
+        sigma = float(t.flatten()[0]) / 1000.0
+        if groups > 1 and not GUIDED[0] <= sigma <= GUIDED[1]:
+            # ComfyUI's shape_rule: outside the interval the picture's prediction (the last group, the positive)
+            # stands for every group of the cfg batch, so cfg leaves those steps alone
+            one = x_in.shape[0] // groups
+            return self._run(model, x_in[-one:], t, context[-one:]).repeat(groups, 1, 1, 1, 1)
+        return self._run(model, x_in, t, context)
+
+    @staticmethod
+    def _run(model, x_in, t, context):
         timestep = t.float().reshape(-1).expand(x_in.shape[0]).to(x_in.device)
-        out = model(x_in.to(model.dtype), timestep.to(model.dtype), inputs["context"].to(model.dtype))
+        out = model(x_in.to(model.dtype), timestep.to(model.dtype), context.to(model.dtype))
         return out.float()
 
     # -- VAE ------------------------------------------------------------------------------
