@@ -1,0 +1,30 @@
+"""Review of the chat-template child (leftalone40b): one regex_child process renders every chat template of a
+Kinograph process, for as long as it runs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nodes.math.regex_child as regex_child
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's RLIMIT_CPU")
+def test_a_long_lived_child_keeps_its_cpu_share_for_each_call():
+    """RLIMIT_CPU counts a process's CPU time over its whole life. The chat-template child lives as long as Kinograph
+    (a studio's farm worker, days), so its 120 s cap was spent over thousands of prompts (its start alone, importing
+    transformers, takes a second), and the next prompt's rendering was killed and blamed on the model's template
+    ("get the model again"). Here the cap is made 1 s and two calls use 0.6 s of CPU each (prompts before): the
+    third is still answered, as every call is given the cap from where it starts."""
+    script = (f"import resource, sys; sys.path.insert(0, {str(Path(regex_child.__file__).parent)!r})\n"
+              "import regex_child; regex_child.MAX_CPU_SECONDS = 1\n"
+              "def used():\n    return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])\n"
+              "def burn(seconds, _named):\n    end = used() + seconds\n    while used() < end:\n        pass\n"
+              "regex_child.FUNCTIONS['burn'] = burn\n"
+              "regex_child.main()\n")
+    requests = [{"function": "burn", "args": [0.6, ""]}] * 2 + [
+        {"function": "regex_extract", "args": ["a fox", "f.x", "First Match"]}]
+    ran = subprocess.run([sys.executable, "-I", "-c", script], input="".join(json.dumps(r) + "\n" for r in requests),
+                         capture_output=True, text=True, timeout=60)
+    assert (ran.returncode, ran.stdout, ran.stderr[-300:]) == (0, '{"value": null}\n{"value": null}\n{"value": "fox"}\n', '')
