@@ -28,3 +28,20 @@ def test_a_long_lived_child_keeps_its_cpu_share_for_each_call():
     ran = subprocess.run([sys.executable, "-I", "-c", script], input="".join(json.dumps(r) + "\n" for r in requests),
                          capture_output=True, text=True, timeout=60)
     assert (ran.returncode, ran.stdout, ran.stderr[-300:]) == (0, '{"value": null}\n{"value": null}\n{"value": "fox"}\n', '')
+
+
+def test_a_tokenizer_whose_chat_templates_have_no_default_is_named():
+    """A tokenizer_config.json may hold named chat templates (tool_use, rag) and none called default: transformers'
+    ValueError ("multiple chat templates with no default specified") came out of text.generate as a traceback. It is
+    a NodeError naming the model, its templates and what else to do."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from graph_engine import NodeError
+    from nodes.generate.textgen import chat_prompt
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template={"tool_use": "x", "rag": "y"})
+    with pytest.raises(ValueError, match="no default"):
+        tok.apply_chat_template([{"role": "user", "content": "a fox"}], tokenize=False)
+    with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer has chat templates named rag, "
+                                        r"tool_use and none named default.*or set use_default_template off"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)

@@ -40,6 +40,11 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
         raise NodeError(f"{what}: its tokenizer's chat template is {longest:,} characters long, where published ones "
                         f"are under 50,000 (Jinja would take minutes to compile it; the template is code kept in the "
                         f"model's files): get the model again from where it was published{fix}")
+    if isinstance(template, dict) and "default" not in template:
+        # transformers' ValueError, which came out as a traceback: it writes a prompt with the template named default
+        raise NodeError(f"{what}: its tokenizer has chat templates named {', '.join(sorted(map(str, template)))} and "
+                        f"none named default, the one a prompt is written with: get the model again from where it was "
+                        f"published{fix}")
     global _child
     request = (tokenizer.get_chat_template(None, None), messages, {**tokenizer.special_tokens_map, **kwargs},
                MOST_LINES)
