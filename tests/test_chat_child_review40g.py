@@ -45,3 +45,20 @@ def test_a_tokenizer_whose_chat_templates_have_no_default_is_named():
     with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer has chat templates named rag, "
                                         r"tool_use and none named default.*or set use_default_template off"):
         chat_prompt(tok, "a fox", "Qwen3", False, True)
+
+
+@pytest.mark.parametrize("given, said", [
+    ("pattern." + "z" * 3000 + "=1", "--set: node pattern: generate.test_pattern has no parameter '" + "z" * 80
+     + "'... (3,000 characters)"),
+    ("y" * 3000 + ".frames=1", "--set: no node '" + "y" * 80 + "'... (3,000 characters)"),
+    ("y" * 3000 + ".=1", "--set: '" + "y" * 80 + "'... (3,000 characters) is not NODE.PARAM"),
+])
+def test_a_long_set_target_is_named_abbreviated(given, said, capsys):
+    """leftalone40b shortened the --set value in what Kinograph says of it; the node and parameter it names were
+    still printed whole (a prompt pasted with an = in it and no node id: its text before the = is the target)."""
+    from app.cli import main
+    example = Path(__file__).parent.parent / "examples" / "test_pattern.yaml"
+    assert main(["validate", str(example), "--set", given]) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert len(err) < 1000
