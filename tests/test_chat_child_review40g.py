@@ -62,3 +62,27 @@ def test_a_long_set_target_is_named_abbreviated(given, said, capsys):
     err = capsys.readouterr().err
     assert said in err
     assert len(err) < 1000
+
+
+def test_the_child_renders_with_the_transformers_kinograph_runs_with(tmp_path, monkeypatch):
+    """The child is started isolated (python -I: no PYTHONPATH, no user site-packages), so that it starts in
+    milliseconds whatever the environment; but the chat template needs transformers, and where Kinograph finds it
+    there (`pip install --user`, a PYTHONPATH) the child could not import it: every chat template 'failed
+    (ModuleNotFoundError ...)', blamed on the model. Here the child's Python is one without transformers (a bare
+    venv), as the isolated child of such an install is: it renders with the parent's transformers all the same."""
+    import venv
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from nodes.generate import chat_template
+    from nodes.generate.textgen import chat_prompt
+    venv.create(tmp_path / "bare", with_pip=False)
+    bare = next(p for p in (tmp_path / "bare" / "bin" / "python", tmp_path / "bare" / "Scripts" / "python.exe")
+                if p.exists())
+    monkeypatch.setattr(sys, "executable", str(bare))
+    monkeypatch.setattr(chat_template, "_child", None)
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template="{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}")
+    try:
+        assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
+    finally:
+        chat_template._child.close()

@@ -10,6 +10,7 @@ Jinja compiles the template to Python run under the name <template>; each line i
 rendering stopped past the budget. A template too long to compile in seconds is refused first."""
 from __future__ import annotations
 
+import sys
 import threading
 
 from graph_engine import NodeError
@@ -47,7 +48,7 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
                         f"published{fix}")
     global _child
     request = (tokenizer.get_chat_template(None, None), messages, {**tokenizer.special_tokens_map, **kwargs},
-               MOST_LINES)
+               MOST_LINES, [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
     try:
         with _asking:
             _child = _child or RegexChild()

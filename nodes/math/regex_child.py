@@ -90,10 +90,12 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
     return rx.sub(expand, string, count=count)
 
 
-def chat_template(template, conversation, kwargs, most_lines):
+def chat_template(template, conversation, kwargs, most_lines, path):
     """`template` rendered for `conversation` as transformers' apply_chat_template renders it (`kwargs`: the
     tokenizer's special tokens and the caller's), stopped past `most_lines` lines of the compiled template; a
-    ValueError says why it failed."""
+    ValueError says why it failed. `path`: Kinograph's sys.path, where its transformers is: this child runs isolated
+    (python -I), without the PYTHONPATH or user site-packages (pip install --user) that it may come from."""
+    sys.path[:] = path
     # imported here, not above: the regex functions start in milliseconds without transformers
     from transformers.utils.chat_template_utils import render_jinja_template
     ran = 0
