@@ -86,3 +86,22 @@ def test_the_child_renders_with_the_transformers_kinograph_runs_with(tmp_path, m
         assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
     finally:
         chat_template._child.close()
+
+
+def test_a_custom_packs_node_named_like_an_api_node_gets_the_partial_hint(tmp_path, capsys):
+    """`kinograph import` said a workflow was 'built on paid online services' when every node it could not convert
+    was named like an API node, by name alone; the report knows better (ComfyUI records the pack: ControlAltAI's
+    FluxResolutionNode runs locally) and said 'from the custom node pack'. The refusal follows the report: the
+    --partial hint, as for any node Kinograph lacks."""
+    import json
+    from app.cli import main
+    nodes = [{"id": 1, "type": "FluxResolutionNode", "properties": {"cnr_id": "controlaltai-nodes", "ver": "1.1.4"},
+              "inputs": [], "outputs": [{"name": "width", "type": "INT", "links": [1]}], "widgets_values": []},
+             {"id": 2, "type": "PrimitiveInt", "properties": {"cnr_id": "comfy-core"}, "mode": 0,
+              "inputs": [{"name": "value", "type": "INT", "link": 1, "widget": {"name": "value"}}],
+              "outputs": [{"name": "INT", "type": "INT", "links": []}], "widgets_values": [512, "fixed"]}]
+    path = tmp_path / "sizes.json"
+    path.write_text(json.dumps({"nodes": nodes, "links": [[1, 1, 0, 2, 0, "INT"]]}))
+    assert main(["import", str(path), "-o", str(tmp_path / "s.yaml")]) == 2
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said.startswith("not written: FluxResolutionNode #1 cannot be converted (why is above); --partial writes")
