@@ -3,7 +3,7 @@ or two of imports and proves nothing the callers check (exit code, what was prin
 what only a process shows (what --help imports, a pipe closed under the command) start one themselves.
 
 What a process would show is kept: its stdout and stderr are file descriptors 1 and 2 (children such as ffmpeg write
-there too), a warning logged where the program set no handler is printed on stderr (logging's last resort, which
+there too), warnings.warn prints under the interpreter's default filters, a warning logged where the program set no handler is printed on stderr (logging's last resort, which
 pytest's own log handlers would otherwise take), and config.yaml is read afresh for the command and not kept after
 it (the command's environment may name another config folder)."""
 import contextlib
@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from unittest import mock
 
 
@@ -32,6 +33,20 @@ class _LastResort(logging.StreamHandler):
                 return False
             logger = logger.parent if logger.propagate else None
         return super().filter(record)
+
+
+@contextlib.contextmanager
+def _process_warnings():
+    """The interpreter's default warning filters, each warning printed on sys.stderr; pytest's own (which record
+    them, and ignore FutureWarning by its configuration) come back after."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (ResourceWarning, ImportWarning, PendingDeprecationWarning, DeprecationWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        yield
 
 
 @contextlib.contextmanager
@@ -67,7 +82,7 @@ def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
     from graph_engine import config
     here = os.getcwd()
     with mock.patch.dict(os.environ, env if env is not None else dict(os.environ), clear=True), \
-            _process_streams() as (out, err):
+            _process_streams() as (out, err), _process_warnings():
         last_resort = _LastResort(sys.stderr)
         logging.root.addHandler(last_resort)
         config.settings.cache_clear()

@@ -38,3 +38,18 @@ def test_exit_codes_are_a_processs(monkeypatch):
     from app import cli as app_cli
     monkeypatch.setitem(app_cli.COMMANDS, "info", lambda args: None)
     assert cli("info").returncode == 0
+
+
+def test_a_warning_is_printed_as_a_process_prints_it(monkeypatch):
+    """A process shows warnings.warn on stderr under the interpreter's default filters; pytest records them
+    instead (and ignores FutureWarning by its own configuration)."""
+    import warnings
+    from app import cli as app_cli
+
+    def warns(args):
+        warnings.warn("weights older than this torch", FutureWarning)
+        warnings.warn("an API going away", DeprecationWarning)
+        return 0
+    monkeypatch.setitem(app_cli.COMMANDS, "info", warns)
+    r = cli("info")
+    assert "FutureWarning: weights older than this torch" in r.stderr and "going away" not in r.stderr
