@@ -222,6 +222,11 @@ class RunController(QObject):
             j.cancel.cancel()
             if j.state == "queued":
                 j.state, j.finished_at = "cancelled", time.time()
+                if j.kind == "view":
+                    # It never starts, so _on_done never tells the viewer, which said it waited for the job before
+                    # it (Cancel All during a render) with nothing left to wait for.
+                    self.jobFinished.emit(j)
+                    self.jobs.remove(j)
         self.jobsChanged.emit()
 
     def why(self, node_id: str) -> str:
