@@ -134,10 +134,8 @@ def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_pat
     assert _state(w, pat) != "failed"
 
 
-def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
-    """V on a node while a render runs: the look is queued behind the render (minutes of a Save), and the viewer
-    said 'computing pattern.video…' all that while, as if it were on its way. It says it waits for the render, and
-    'computing' once it does."""
+def _slow_run(win, qtbot):
+    """A pattern into a slow node, run until the slow node is under way: (the pattern, the run)."""
     c = win.controller
     pat = c.add_node("generate.test_pattern", (0, 0))
     slow = c.add_node("test.slow", (300, 0))
@@ -145,6 +143,14 @@ def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
     c.connect(pat, "video", slow, "video")
     run = win.run([slow])
     qtbot.waitUntil(lambda: _state(win, slow) == "running", timeout=30000)
+    return pat, run
+
+
+def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
+    """V on a node while a render runs: the look is queued behind the render (minutes of a Save), and the viewer
+    said 'computing pattern.video…' all that while, as if it were on its way. It says it waits for the render, and
+    'computing' once it does."""
+    pat, run = _slow_run(win, qtbot)
     look = win.view_node(pat)
     assert look.state == "queued"
     said = win.viewer.canvas.loading
@@ -212,3 +218,35 @@ def test_a_run_refused_for_several_files_names_their_nodes_in_the_status_bar(win
     assert said == "Nothing ran: 2 files missing or damaged (see the Log): Plate sh010, Plate sh020", said
     log = win.log.toPlainText()
     assert "sh010.mp4" in log and "sh020.mp4" in log
+
+
+# Review (rev40e): a look queued behind a render that never runs; a take opened during a render.
+def test_a_look_cancelled_while_it_waited_does_not_say_it_still_waits(win, qtbot):
+    """V during a render, then Cancel All (Ctrl+Shift+.): the render stopped and the look never ran, yet the viewer
+    kept 'waiting for … to finish, then computing test_pattern2.video…' with nothing left to wait for."""
+    _, run = _slow_run(win, qtbot)
+    pat = win.controller.add_node("generate.test_pattern", (0, 300))     # not one the render computes
+    look = win.view_node(pat)
+    assert win.viewer.canvas.loading.startswith("waiting for")
+    win.runs.cancel(clear_queue=True)
+    assert win.runs.wait_idle(30) and look.state == "cancelled" and run.state == "cancelled"
+    canvas = win.viewer.canvas
+    assert canvas.loading == "", canvas.loading
+    assert "cancelled" in canvas.note and f"{pat}.video" in canvas.note, canvas.note
+
+
+def test_a_render_opened_during_another_render_says_it_waits_for_it(win, qtbot, tmp_path):
+    """A take from the history opened in the viewer while the next render runs: the look is queued behind that
+    render, as V's is, and said 'computing sh010.mp4…' all the while (V's wording was put right, this one not)."""
+    from test_editor import chain
+    _, _, s = chain(win, out=tmp_path / "sh010.mkv")
+    first = win.run()
+    assert win.runs.wait_idle(30) and first.state == "done"
+    _, run = _slow_run(win, qtbot)
+    look = win.view_file(str(tmp_path / "sh010.mkv"))
+    assert look is not None and look.state == "queued"
+    said = win.viewer.canvas.loading
+    assert said.startswith("waiting for") and run.label in said and "sh010.mkv" in said, said
+    win.runs.cancel(run)
+    assert win.runs.wait_idle(30) and look.state == "done"
+    assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
