@@ -250,3 +250,35 @@ def test_a_render_opened_during_another_render_says_it_waits_for_it(win, qtbot, 
     win.runs.cancel(run)
     assert win.runs.wait_idle(30) and look.state == "done"
     assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
+
+
+def test_the_clip_node_whose_frames_failed_stays_failed_when_the_rest_of_the_run_is_cancelled(make_window, qtbot,
+                                                                                              tmp_path):
+    """Two branches: a Save fails on the frames of the node before it (badged failed, the culprit), and the other
+    branch's long node is cancelled. The run's end made every clip node 'cancelled', the culprit too: the canvas
+    lost the one node it had to point at."""
+    from test_editor import _slow, registry_with
+    from app.editor.document import Document
+    w = make_window(Document(registry=registry_with(test_greedy=_greedy, test_slow=_slow)))
+    c = w.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    heavy = c.add_node("test.greedy", (300, 0))
+    save = c.add_node("io.save_video", (600, 0))
+    c.set_param(save, "path", str(tmp_path / "o.mp4"))
+    c.connect(pat, "video", heavy, "video")
+    c.connect(heavy, "video", save, "video")
+    up, ran = pat, []
+    for i in range(2):      # deeper than the Save, so it runs after it
+        ran.append(c.add_node("video.resize", (300 * i + 300, 300)))
+        c.connect(up, "video", ran[-1], "video")
+        up = ran[-1]
+    slow = c.add_node("test.slow", (900, 300))
+    c.set_param(slow, "steps", 100000)
+    c.connect(up, "video", slow, "video")
+    job = w.run([save, slow])
+    qtbot.waitUntil(lambda: _state(w, slow) == "running" and _state(w, save) == "failed", timeout=30000)
+    assert _state(w, heavy) == "failed"
+    w.runs.cancel(job)
+    assert w.runs.wait_idle(30) and job.state == "cancelled"
+    st = w.scene.nodes[heavy].status
+    assert st.state == "failed" and "out of memory" in st.message, st
