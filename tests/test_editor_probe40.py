@@ -112,13 +112,11 @@ def _greedy(ctx, video: VIDEO) -> VIDEO:
     return video.with_(reader=read)
 
 
-def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_path):
-    """A denoise runs out of memory as the Save after it reads its frames: the Log said 'save failed: heavy
-    (test.greedy), computing the frames save pulled: out of memory', but on the canvas the Save was red and the node
-    at fault green, 'done' (its clip returned at once), and its tip said nothing. It is badged failed, with why."""
-    from test_editor import registry_with
+def _greedy_chain(make_window, tmp_path):
+    """A window on pattern -> greedy -> Save (and test.slow at hand): (window, pattern, greedy, Save)."""
+    from test_editor import _slow, registry_with
     from app.editor.document import Document
-    w = make_window(Document(registry=registry_with(test_greedy=_greedy)))
+    w = make_window(Document(registry=registry_with(test_greedy=_greedy, test_slow=_slow)))
     c = w.controller
     pat = c.add_node("generate.test_pattern", (0, 0))
     heavy = c.add_node("test.greedy", (300, 0))
@@ -126,6 +124,14 @@ def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_pat
     c.set_param(save, "path", str(tmp_path / "o.mp4"))
     c.connect(pat, "video", heavy, "video")
     c.connect(heavy, "video", save, "video")
+    return w, pat, heavy, save
+
+
+def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_path):
+    """A denoise runs out of memory as the Save after it reads its frames: the Log said 'save failed: heavy
+    (test.greedy), computing the frames save pulled: out of memory', but on the canvas the Save was red and the node
+    at fault green, 'done' (its clip returned at once), and its tip said nothing. It is badged failed, with why."""
+    w, pat, heavy, save = _greedy_chain(make_window, tmp_path)
     job = w.run()
     assert w.runs.wait_idle(30) and job.state == "failed"
     assert _state(w, save) == "failed"
@@ -257,16 +263,8 @@ def test_the_clip_node_whose_frames_failed_stays_failed_when_the_rest_of_the_run
     """Two branches: a Save fails on the frames of the node before it (badged failed, the culprit), and the other
     branch's long node is cancelled. The run's end made every clip node 'cancelled', the culprit too: the canvas
     lost the one node it had to point at."""
-    from test_editor import _slow, registry_with
-    from app.editor.document import Document
-    w = make_window(Document(registry=registry_with(test_greedy=_greedy, test_slow=_slow)))
+    w, pat, heavy, save = _greedy_chain(make_window, tmp_path)
     c = w.controller
-    pat = c.add_node("generate.test_pattern", (0, 0))
-    heavy = c.add_node("test.greedy", (300, 0))
-    save = c.add_node("io.save_video", (600, 0))
-    c.set_param(save, "path", str(tmp_path / "o.mp4"))
-    c.connect(pat, "video", heavy, "video")
-    c.connect(heavy, "video", save, "video")
     up, ran = pat, []
     for i in range(2):      # deeper than the Save, so it runs after it
         ran.append(c.add_node("video.resize", (300 * i + 300, 300)))
