@@ -1,5 +1,6 @@
 """The kinograph command: fast help, node listing, info, cache management."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from graph_engine.cache import DiskCache
+from tests.cli_run import cli
 from tests.model_stub import stub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,11 +21,6 @@ GUIDE = ["README.md", "docs/workflows.md", "docs/footage.md", "docs/masks.md", "
 
 def _guide() -> str:
     return "\n".join((ROOT / page).read_text() for page in GUIDE)
-
-
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 def test_help_imports_nothing_heavy():
@@ -117,7 +114,7 @@ def test_cache_info_clear_and_lru_cap(tmp_path):
         time.sleep(0.02)
     keys = {e["key"][:2] for e in disk.entries()}
     assert keys == {"02", "03"}            # the two least recently used went first
-    env = dict(__import__("os").environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
     r = cli("cache", "info", env=env)
     assert "2 results" in r.stdout and "test.node" in r.stdout
     r = cli("cache", "clear", env=env)
@@ -127,7 +124,6 @@ def test_cache_info_clear_and_lru_cap(tmp_path):
 def test_cache_clear_on_a_read_only_cache_says_what_it_could_not_remove(tmp_path):
     """A cache folder on a read-only mount (or another user's): `cache clear` said 'removed 1 cached results',
     exit 0, and the next run was served that same entry."""
-    import os
     cache = tmp_path / "cache"
     cache.mkdir()
     root = cache / "results"
@@ -169,7 +165,7 @@ def test_cache_clear_removes_only_cache_entries(tmp_path):
     (root / "final_grade.mov").write_bytes(b"precious")
     (root / "ab" / "notes").mkdir()
     (root / "ab" / "notes" / "todo.txt").write_text("keep")
-    env = dict(__import__("os").environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
     r = cli("cache", "clear", env=env)
     assert r.returncode == 0, r.stderr
     assert "removed 1 cached results" in r.stdout
@@ -424,7 +420,6 @@ def test_a_refusal_answered_in_json_to_a_reader_that_stopped_is_no_traceback(tmp
     traceback (BrokenPipeError from the JSON answer, written while the refusal was being handled). The refusal
     keeps its exit code, and its lines still reach stderr."""
     import io
-    import os
     from app.cli import main
 
     class Stopped(io.StringIO):             # a pipe whose reader has gone
@@ -462,7 +457,6 @@ def test_every_command_line_argument_has_help():
 def test_sampling_work_in_progress_is_listed_pruned_and_cleared(tmp_path):
     """What stopped sampling runs leave (graph_engine.partial) is bounded: the few most recent stay, one a live
     run holds is never taken, `kinograph cache` shows them and `cache clear` removes them."""
-    import os
     from graph_engine.atomic import hold
     from graph_engine.partial import Partials
     root = tmp_path / "partial"

@@ -753,10 +753,8 @@ def test_list_found_models_detects_families(tiny, monkeypatch, tmp_path):
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
     found = {Path(p).name: d["family"] for _, p, d in list_found_models()}
     assert found["wan-tiny"] == "wan" and found["sd15-tiny"] == "animatediff"
-    import subprocess
-    import sys
-    env = dict(os.environ, KINOGRAPH_MODELS=str(models))
-    out = subprocess.run([sys.executable, "-m", "app.cli", "info"], capture_output=True, text=True, env=env).stdout
+    from tests.cli_run import cli
+    out = cli("info", env=dict(os.environ, KINOGRAPH_MODELS=str(models))).stdout
     assert any(l.split()[:1] == ["wan"] and l.endswith("wan-tiny") for l in out.splitlines()), out
 
 

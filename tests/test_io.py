@@ -16,6 +16,7 @@ from nodes.io.video_read import load_video
 from nodes.io.video_write import ffmpeg_exe, write_video
 from nodes.video import edit
 from nodes.video.test_pattern import pattern_frames
+from tests.cli_run import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,11 +188,11 @@ nodes:
   save: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: {tmp_path}/first.mp4}}}}
   still: {{type: io.save_image, inputs: {{image: p.video}}, params: {{path: {tmp_path}/first.png}}}}
 """)
-    r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf), "--json"], capture_output=True, text=True)
+    r = cli("run", wf, "--json")
     assert r.returncode == 2 and "VIDEO (p.video) cannot connect to IMAGE" in r.stderr
     wf.write_text(wf.read_text().replace("  still:", "  img: {type: io.load_image, params: {path: "
                                          f"{ROOT}/resources/samples/coffee.png}}}}\n  still:").replace("p.video}, params: {path: " + str(tmp_path) + "/first.png", "img.image}, params: {path: " + str(tmp_path) + "/first.png"))
-    r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf), "--json"], capture_output=True, text=True)
+    r = cli("run", wf, "--json")
     assert r.returncode == 0, r.stderr
     events = [json.loads(l) for l in r.stdout.splitlines()]
     finished = [e for e in events if e["event"] == "node_finished"]
@@ -199,9 +200,8 @@ nodes:
     assert all(set(e) >= {"node", "cached", "seconds"} for e in finished)
     assert events[-1]["event"] == "run_finished" and events[-1]["results"]["save"]["frames"] == 4
     for media in ("first.mp4", "first.png"):
-        r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(tmp_path / media), "--set",
-                            f"save.path={tmp_path}/again.mp4", "--set", f"still.path={tmp_path}/again.png"],
-                           capture_output=True, text=True)
+        r = cli("run", tmp_path / media, "--set", f"save.path={tmp_path}/again.mp4", "--set",
+                f"still.path={tmp_path}/again.png")
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "again.mp4").exists() and (tmp_path / "again.png").exists()
 

@@ -149,9 +149,8 @@ def test_the_alpha_is_kept_with_the_frames(tmp_path, monkeypatch):
 def test_cache_clear_removes_what_a_killed_session_kept(tmp_path):
     """A crashed editor's kept frames (gigabytes) stayed until another session kept something."""
     import os
-    import subprocess
-    import sys
     from graph_engine.atomic import hold
+    from tests.cli_run import cli
     dead, alive = tmp_path / "frames" / "keep-abcd1234", tmp_path / "frames" / "keep-live5678"
     for d in (dead, alive):
         d.mkdir(parents=True)
@@ -159,8 +158,7 @@ def test_cache_clear_removes_what_a_killed_session_kept(tmp_path):
         os.utime(d, (1e9, 1e9))
     lock = hold(alive)
     try:
-        r = subprocess.run([sys.executable, "-m", "app.cli", "cache", "clear"], capture_output=True, text=True,
-                           env={**os.environ, "KINOGRAPH_CACHE_DIR": str(tmp_path)})
+        r = cli("cache", "clear", env={**os.environ, "KINOGRAPH_CACHE_DIR": str(tmp_path)})
     finally:
         os.close(lock)
     assert r.returncode == 0, r.stderr

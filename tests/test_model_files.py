@@ -318,13 +318,14 @@ def test_gguf_is_read_and_dequantised(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's peak memory from /proc")
 def test_header_reading_never_loads_the_tensors(tmp_path):
-    """A .ckpt is inspected through a memory map: a 400 MB file costs no more memory than a 400-byte one
-    (peak RSS of `kinograph info`'s detection in a fresh process, big minus small)."""
+    """A .ckpt is inspected through a memory map: a 100 MB file costs no more memory than a 400-byte one
+    (peak RSS of `kinograph info`'s detection in a fresh process, big minus small: it varies by some 0.2 MB from
+    run to run, and read whole the big one adds its 100 MB to the 10 MB allowed)."""
     import subprocess
 
     small, big = tmp_path / "small.ckpt", tmp_path / "big.ckpt"
     # Written by another process (one for both files), so that no process here ever held the big tensor.
-    subprocess.run([sys.executable, "-c", "import sys, torch\nfor path, shape in zip(sys.argv[1:], [(10, 10), (100, 1000, "
+    subprocess.run([sys.executable, "-c", "import sys, torch\nfor path, shape in zip(sys.argv[1:], [(10, 10), (25, 1000, "
                     "1000)]): torch.save({'state_dict': {'model.diffusion_model.input_blocks.0.0.weight': "
                     "torch.zeros(shape)}}, path)", str(small), str(big)], check=True)
 

@@ -1,13 +1,12 @@
 """Frame counts, sizes and window overlaps a model cannot take are refused while the workflow is
 validated (kinograph validate, and every run before its first node), not after the loader has spent
 minutes reading the checkpoint."""
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from graph_engine.errors import WorkflowError
+from tests.cli_run import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,8 +116,7 @@ def test_validate_takes_the_runs_overrides(tmp_path):
     wf.write_text(LONG % (4, 4))
 
     def validate(*args):
-        return subprocess.run([sys.executable, "-m", "app.cli", "validate", str(wf), *args], capture_output=True,
-                              text=True, cwd=ROOT, timeout=300)
+        return cli("validate", wf, *args, cwd=ROOT)
     r = validate()
     assert r.returncode == 0, r.stderr
     r = validate("--set", "latent.width=40", "--set", "windows.overlap=16")

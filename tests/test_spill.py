@@ -1,7 +1,5 @@
 """A clip that two nodes of one run read is computed once (graph_engine/spill.py)."""
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ from graph_engine import config
 from graph_engine.api import Session, load_workflow
 from nodes.io.images import read_image
 import nodes.video.test_pattern as test_pattern
+from tests.cli_run import cli
 
 WF = """
 kinograph: 1
@@ -102,8 +101,7 @@ def test_what_a_killed_run_left_is_swept(tmp_path):
     wf = tmp_path / "w.yaml"
     wf.write_text((WF + SECOND).format(d=tmp_path))
     try:
-        r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf)], capture_output=True, text=True,
-                           env={**os.environ, "KINOGRAPH_CACHE_DIR": str(cache)})
+        r = cli("run", wf, env={**os.environ, "KINOGRAPH_CACHE_DIR": str(cache)})
     finally:
         os.close(lock)
     assert r.returncode == 0, r.stderr

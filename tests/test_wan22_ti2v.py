@@ -276,9 +276,8 @@ def test_shipped_ti2v_example_runs_on_the_tiny_files(w22, tmp_path):
 
 def test_info_says_the_ti2v_files_load(w22):
     import os
-    import subprocess
-    out = subprocess.run([sys.executable, "-m", "app.cli", "info"], capture_output=True, text=True,
-                         env=dict(os.environ, KINOGRAPH_MODELS=str(w22 / "models"), PYTHONPATH=str(ROOT))).stdout
+    from tests.cli_run import cli
+    out = cli("info", env=dict(os.environ, KINOGRAPH_MODELS=str(w22 / "models"))).stdout
     rows = {line.split()[-1].rsplit("/", 1)[-1]: line.split() for line in out.splitlines() if "/models/" in line}
     assert rows[FILES["VAELoader"]][:5] == ["wan", "2.2", "vae", "fp16", "yes"]
     assert rows[FILES["UNETLoader"]][:5] == ["wan", "ti2v-2.2-dim128", "diffusion_model", "fp16", "yes"]

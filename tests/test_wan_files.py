@@ -102,9 +102,8 @@ def test_wrong_file_in_a_split_loader_says_what_it_is(wan):
 
 def test_info_lists_each_file_with_family_variant_precision(wan):
     import os
-    import subprocess
-    out = subprocess.run([sys.executable, "-m", "app.cli", "info"], capture_output=True, text=True,
-                         env=dict(os.environ, KINOGRAPH_MODELS=str(wan / "models"), PYTHONPATH=str(ROOT))).stdout
+    from tests.cli_run import cli
+    out = cli("info", env=dict(os.environ, KINOGRAPH_MODELS=str(wan / "models"))).stdout
     rows = {line.split()[-1].rsplit("/", 1)[-1]: line.split() for line in out.splitlines() if "/models/" in line}
     assert rows["wan_tiny_t2v_fp16.safetensors"][:5] == ["wan", "t2v-dim128", "diffusion_model", "fp16", "yes"]
     assert rows["wan_tiny_t2v_fp8_scaled.safetensors"][3] == "fp8_scaled"

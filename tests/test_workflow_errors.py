@@ -1,10 +1,10 @@
 """Every malformed workflow in the corpus: exit 2, a located message, no traceback."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_run import cli
 
 CORPUS = Path(__file__).parent / "data" / "bad_workflows"
 
@@ -27,11 +27,6 @@ EXPECTED = {
 }
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
-
-
 def test_corpus_is_complete():
     assert sorted(p.name for p in CORPUS.glob("*.yaml")) == sorted(EXPECTED)
 
@@ -52,14 +47,14 @@ def test_validate_reports_located_problem(name):
 
 def test_cli_validate_exit_codes_and_no_traceback(tmp_path):
     for name in ("unknown_type.yaml", "cycle.yaml", "bad_yaml.yaml"):
-        r = run_cli("validate", str(CORPUS / name), cwd=tmp_path)
+        r = cli("validate", str(CORPUS / name), cwd=tmp_path)
         assert r.returncode == 2, r.stderr
         assert "Traceback" not in r.stderr
         assert f"{CORPUS / name}:" in r.stderr
-    r = run_cli("run", str(CORPUS / "unsafe_tag.yaml"), cwd=tmp_path)
+    r = cli("run", str(CORPUS / "unsafe_tag.yaml"), cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert not (tmp_path / "pwned.txt").exists()
-    ok = run_cli("validate", str(Path(__file__).parents[1] / "examples" / "default.yaml"))
+    ok = cli("validate", str(Path(__file__).parents[1] / "examples" / "default.yaml"))
     assert ok.returncode == 0, ok.stderr
 
 
@@ -75,12 +70,12 @@ def test_all_problems_reported_at_once(tmp_path):
 
 
 def test_missing_file_and_bad_override(tmp_path):
-    r = run_cli("run", str(tmp_path / "nope.yaml"))
+    r = cli("run", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
     example = str(Path(__file__).parents[1] / "examples" / "test_pattern.yaml")
-    r = run_cli("run", example, "--set", "pattern.frame=3")
+    r = cli("run", example, "--set", "pattern.frame=3")
     assert r.returncode == 2 and "did you mean 'frames'" in r.stderr
-    r = run_cli("run", example, "--set", "patern.frames=3")
+    r = cli("run", example, "--set", "patern.frames=3")
     assert r.returncode == 2 and "did you mean 'pattern'" in r.stderr
 
 
@@ -163,6 +158,6 @@ def test_a_workflow_without_nodes_says_so(tmp_path, body):
     nodes", about what is a mapping, only an empty one."""
     wf = tmp_path / "blank.yaml"
     wf.write_text("kinograph: 1\ndescription: ideas\n" + body)
-    r = run_cli("run", str(wf))
+    r = cli("run", str(wf))
     assert r.returncode == 2 and "the workflow has no nodes yet: add some in the editor (`kinograph gui blank.yaml`)" \
         in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,5 +1,5 @@
-"""ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), run in a child process that can be
-stopped (regex_process says why). Run as a script it reads one {"function", "args"} JSON line at a time on stdin and
+"""ComfyUI's RegexExtract and RegexReplace as its code runs them (Python's re), and a model's chat template (Jinja),
+run in a child process that can be stopped (regex_process and generate.chat_template say why). Run as a script it reads one {"function", "args"} JSON line at a time on stdin and
 writes a {"value"} or {"error"} line for each; it imports nothing of Kinograph, so that it starts in
 milliseconds."""
 import json
@@ -88,7 +88,36 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
     return rx.sub(expand, string, count=count)
 
 
-FUNCTIONS = {"regex_extract": regex_extract, "regex_replace": regex_replace}
+def chat_template(template, conversation, kwargs, most_lines):
+    """`template` rendered for `conversation` as transformers' apply_chat_template renders it (`kwargs`: the
+    tokenizer's special tokens and the caller's), stopped past `most_lines` lines of the compiled template; a
+    ValueError says why it failed."""
+    # imported here, not above: the regex functions start in milliseconds without transformers
+    from transformers.utils.chat_template_utils import render_jinja_template
+    ran = 0
+
+    def in_template(frame, event, arg):
+        nonlocal ran
+        if event == "line":
+            ran += 1
+            if ran > most_lines:
+                raise TimeoutError
+        return in_template
+
+    sys.settrace(lambda frame, event, arg: in_template if frame.f_code.co_filename == "<template>" else None)
+    try:
+        return render_jinja_template(conversations=[conversation], chat_template=template, **kwargs)[0][0]
+    except TimeoutError:
+        raise ValueError(f"runs more than {most_lines:,} lines for one prompt, looping without end") from None
+    except MemoryError:
+        raise ValueError(f"needs more than {MAX_BYTES >> 20} MB for one prompt") from None
+    except Exception as e:      # the template's own raise_exception, or any error of a stranger's code
+        raise ValueError(f"fails ({type(e).__name__}: {_short(str(e))})") from None
+    finally:
+        sys.settrace(None)
+
+
+FUNCTIONS = {"regex_extract": regex_extract, "regex_replace": regex_replace, "chat_template": chat_template}
 
 
 def main():
