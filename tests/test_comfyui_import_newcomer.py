@@ -142,3 +142,24 @@ def test_a_custom_packs_node_named_like_an_api_node_is_said_to_come_from_its_pac
     assert ("FluxResolutionNode #1 -> flux_resolution_node_1: no Kinograph equivalent (from the custom node pack "
             "controlaltai-nodes 1.1.4)") in text
     assert "Kling4TextToVideoNode #2 -> kling4_text_to_video_node_2: one of ComfyUI's API nodes" in text
+
+
+def test_a_workflow_of_api_nodes_only_is_said_to_be_built_on_online_services_without_partial(tmp_path, capsys):
+    """`kinograph import api_kling.json` exited 2 suggesting --partial, which writes a workflow of placeholders where
+    every node that makes something is a paid online service: the refusal says the workflow is built on online
+    services Kinograph does not call. A workflow with another unmapped node still gets the --partial hint."""
+    import json
+    kling = {"1": {"class_type": "Kling4TextToVideoNode", "inputs": {"prompt": "a fairy"}},
+             "2": {"class_type": "SaveVideo", "inputs": {"video": ["1", 0], "filename_prefix": "video/k"}}}
+    path = tmp_path / "api_kling.json"
+    path.write_text(json.dumps(kling))
+    assert main(["import", str(path), "-o", str(tmp_path / "k.yaml")]) == 2
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said == ("not written: Kling4TextToVideoNode #1 is one of ComfyUI's API nodes: the workflow is built on "
+                    "paid online services that Kinograph does not call (it runs models on this machine only)")
+    assert not (tmp_path / "k.yaml").exists()
+    kling["3"] = {"class_type": "SomeUnknownNode", "inputs": {"video": ["1", 0]}}
+    kling["4"] = {"class_type": "SaveVideo", "inputs": {"video": ["3", 0], "filename_prefix": "video/u"}}
+    path.write_text(json.dumps(kling))
+    assert main(["import", str(path), "-o", str(tmp_path / "k.yaml")]) == 2
+    assert "--partial writes the workflow" in capsys.readouterr().err.splitlines()[-1]
