@@ -14,7 +14,8 @@ reference does not go through Kinograph's loading code:
   root/models/vae/minimax_h3_audio_vae_tiny.safetensors      ComfyUI's names (weight norms folded), fp32 as released
   root/models/text_encoders/qwen3vl_minimax_tiny.safetensors Qwen3-VL in ComfyUI's names (model.layers.*, visual.*;
                                                              tests/tiny_qwen21.py's), 51 layers (MiniMax H3 reads the
-                                                             state after layer 50, and refuses an encoder without more), its tokenizer in a folder after it
+                                                             state after layer 50, and refuses an encoder without
+                                                             more), its tokenizer in a folder after it
 
 Widths are tiny, the structure is the released model's: 24 latent channels in 1x2x2 patches, 32 audio channels, a
 token refiner, 16-wide heads of which 2 x 3 x 2 channels turn with the (time, height, width) rotary axes, a rotary
