@@ -260,6 +260,23 @@ def _claim(fd: int) -> bool:
         return False
 
 
+def held(path: PathLike) -> bool:
+    """Whether a live writer holds `path`'s lock (`hold`). False where no such lock can be taken, so none can say a
+    writer is there: Windows (no fcntl), a folder on NFS (EBADF: fcntl locks there need it open for writing)."""
+    try:
+        import fcntl
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False
+
+
 def hold(path: PathLike) -> int:
     """An open descriptor holding the lock on `path` (a temporary file or folder being written) that
     marks it as a live writer's, for remove_abandoned; -1 where there are no such locks. Close it

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .atomic import hold, remove_abandoned, remove_unheld, tree_bytes
+from .atomic import held, hold, remove_abandoned, tree_bytes
 from .clip import Audio, Clip, Timecode
 from .free_space import disk_room
 from .sequence import sequence_files
@@ -116,6 +116,9 @@ def _store_frames(value: Clip, path: Path) -> None:
 # Frame files kept open at once. A batch's session keeps its clips in the memory tier across jobs, one file each:
 # unbounded, a night of small renders ran into the per-process limit on open files (1024 on many farms).
 OPEN_FRAMES = 128
+# Where an open file cannot be deleted (Windows), a clip's file is open only while it is read: held open, the clips
+# a session's memory tier keeps made their entries undeletable, by eviction and by `kinograph cache clear`.
+_HOLD_OPEN = os.name != "nt"
 _opened: "OrderedDict[int, list]" = OrderedDict()     # id of a _FramesFile -> its handle
 _open_lock = threading.Lock()
 
@@ -129,9 +132,10 @@ class _FramesFile:
     FileNotFoundError on the cache's own file; an open file stays readable. Beyond OPEN_FRAMES the least recently
     read one is closed, and opened again by its name when it is next read."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, sha256: Optional[str] = None):
+        self.path, self.sha256 = path, sha256
         self.handle: list = [None]      # the open file, shared with the finalizer that closes it with the clip
+        self.identity: Optional[Tuple[int, ...]] = None
         with _open_lock:
             f = self._open()
             try:
@@ -148,31 +152,49 @@ class _FramesFile:
             except BaseException:
                 _FramesFile._close(id(self), self.handle)
                 raise
-        weakref.finalize(self, _FramesFile._closing, id(self), self.handle)
+            if not _HOLD_OPEN:
+                _FramesFile._close(id(self), self.handle)
+        weakref.finalize(self, _FramesFile._closing, self.handle)
 
     def _open(self):
         """The open file, this one now the most recently read (under _open_lock)."""
         if self.handle[0] is None:
-            self.handle[0] = open(self.path, "rb")
+            f = open(self.path, "rb")
+            self._same(f)
+            self.handle[0] = f
             while len(_opened) >= OPEN_FRAMES:
-                _, oldest = _opened.popitem(last=False)
-                oldest[0].close()
-                oldest[0] = None
+                _FramesFile._closing(_opened.popitem(last=False)[1])     # its clip may be gone (see _closing)
         _opened[id(self)] = self.handle
         _opened.move_to_end(id(self))
         return self.handle[0]
 
+    def _same(self, f) -> None:
+        """Refuse a file opened again by its name that is no longer the one first read: its entry evicted and the key
+        stored again (another GPU's render of the same sampler, whose bytes differ), the clip went on with the other
+        render's frames after its first chunks. The same bytes stored again (a deterministic node's) read on."""
+        st = os.fstat(f.fileno())
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self.identity not in (None, identity):
+            same = self.sha256 is not None and hashlib.file_digest(f, "sha256").hexdigest() == self.sha256
+            if not same:
+                f.close()
+                raise ValueError(f"{self.path} changed while this clip was read (its cache entry was evicted and "
+                                 f"stored again with other bytes)")
+        self.identity = identity
+
     @staticmethod
     def _close(key: int, handle: list) -> None:
         _opened.pop(key, None)
-        if handle[0] is not None:
-            handle[0].close()
-            handle[0] = None
+        _FramesFile._closing(handle)
 
     @staticmethod
-    def _closing(key: int, handle: list) -> None:
-        with _open_lock:
-            _FramesFile._close(key, handle)
+    def _closing(handle: list) -> None:
+        """Close the file, as its clip goes: without _open_lock, which the thread the cycle collector runs in may
+        hold (it runs at any allocation, an open() under the lock among them), and taking it there hung the process.
+        The clip's entry in _opened stays until the bound pushes it out."""
+        f, handle[0] = handle[0], None
+        if f is not None:
+            f.close()
 
     def read(self, a: int, b: int) -> np.ndarray:
         block = np.empty((b - a, *self.shape[1:]), np.uint8)
@@ -180,8 +202,12 @@ class _FramesFile:
         with _open_lock:
             f = self._open()
             f.seek(self.offset + a * self.frame)
-            if f.readinto(memoryview(block).cast("B")) != block.nbytes:
-                raise ValueError(f"{self.path.name} ended before frame {b}")
+            try:
+                if f.readinto(memoryview(block).cast("B")) != block.nbytes:
+                    raise ValueError(f"{self.path.name} ended before frame {b}")
+            finally:
+                if not _HOLD_OPEN:
+                    _FramesFile._close(id(self), self.handle)
         return block
 
 
@@ -247,7 +273,7 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     if codec == "npy":
         return np.load(folder / entry["file"], allow_pickle=False)
     if codec == "clip":
-        frames = _FramesFile(folder / entry["file"])
+        frames = _FramesFile(folder / entry["file"], entry.get("sha256"))
         shape = frames.shape
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
@@ -302,12 +328,16 @@ class DiskCache:
     def __init__(self, root: Path, cap_bytes: int):
         self.root = Path(root)
         self.cap = cap_bytes
-        # What this process knows of the cache's size: the bytes its last reading found (None: not read yet) and
-        # the bytes it stored since. Reading every entry at every store cost 0.2 s with 600 entries, and a night
+        # What this process knows of the cache: its entries by last use, oldest first, with their bytes (None: not
+        # read yet), as its last reading found them plus what it stored and used since; their total; and the bytes
+        # it stored since that reading. Reading every entry at every store cost 0.2 s with 600 entries, and a night
         # of stills on a share paid that per job.
-        self._read: Optional[int] = None
+        self._known: "Optional[OrderedDict[str, int]]" = None
+        self._total = 0
         self._stored = 0
+        self._every = cap_bytes / 10    # what this process stores before it reads the folder again
         self._said_stuck = False
+        self._known_lock = threading.RLock()
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -346,12 +376,18 @@ class DiskCache:
         try:
             os.utime(self._dir(key) / "manifest.json", ns=(now, now))
         except OSError:         # gone meanwhile, or a read-only cache: nothing to order
-            pass
+            return
+        with self._known_lock:
+            if self._known is not None and key in self._known:
+                self._known.move_to_end(key)
 
     def _reject(self, key: str, why: str) -> None:
         log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)
         # Only the cache's own entry: a folder named by its key under the cache root, which put() created.
         shutil.rmtree(self._dir(key), ignore_errors=True)
+        with self._known_lock:      # counted past the cap, it would have evicted a good entry in its place
+            if self._known is not None and key in self._known and not self._dir(key).exists():
+                self._total -= self._known.pop(key)
         return None
 
     def put(self, key: str, outputs: Dict[str, Any], results: Dict[str, Any], node_type: str) -> bool:
@@ -402,11 +438,18 @@ class DiskCache:
                 os.replace(tmp, final)
             except OSError:       # another worker sharing this folder wrote the same key first
                 shutil.rmtree(tmp, ignore_errors=True)
-            self._stored += stored
-            # Read again past the cap as far as this process knows, and after it stored a tenth of the cap: the
-            # entries other workers sharing the folder stored are counted then.
-            if self._read is None or self._read + self._stored > self.cap or self._stored * 10 >= self.cap:
-                self.evict()
+            # Read again after this process stored a tenth of the cap (less when others store too): the entries other
+            # workers sharing the folder stored are counted then. Between readings it evicts by what it knows: a full
+            # cache (a farm's, after its first night) is past its cap at every store, and reading it whole each time
+            # was the cost again.
+            with self._known_lock:
+                self._stored += stored
+                if self._known is None or self._stored >= self._every:
+                    self.evict()
+                else:
+                    self._total += stored - self._known.pop(key, 0)
+                    self._known[key] = stored
+                    self._trim()
         except Exception as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -445,25 +488,36 @@ class DiskCache:
         return sum(e["bytes"] for e in self.entries())
 
     def evict(self) -> None:
-        entries = sorted(self.entries(), key=lambda e: e["used"])
-        total = sum(e["bytes"] for e in entries)
-        stuck = []
-        for e in entries:
-            if total <= self.cap:
-                break
-            shutil.rmtree(self._dir(e["key"]), ignore_errors=True)
+        """Read the cache folder and remove the least recently used entries past the cap."""
+        with self._known_lock:
+            entries = sorted(self.entries(), key=lambda e: e["used"])
+            found = sum(e["bytes"] for e in entries)
+            if self._known is not None:
+                # Others sharing the folder stored meanwhile: eight workers each storing a tenth of the cap between
+                # readings held it two thirds past its cap. Read again sooner, by how much more they stored than this.
+                others = sum(e["bytes"] for e in entries if e["key"] not in self._known) / max(self._stored, 1)
+                self._every = self.cap / 10 / (1 + others)
+            self._known = OrderedDict((e["key"], e["bytes"]) for e in entries)
+            self._total, self._stored = found, 0
+            self._trim()
+
+    def _trim(self) -> None:
+        """Remove the least recently used known entries while the cache is past its cap (under _known_lock)."""
+        stuck = 0
+        while self._total > self.cap and self._known:
+            key, size = self._known.popitem(last=False)
+            shutil.rmtree(self._dir(key), ignore_errors=True)
             # Counted as gone only when it is: one that stays (another user's in a shared folder, a read-only share)
-            # had stopped eviction, and the cache stayed past its cap without a word.
-            if self._dir(e["key"]).exists():
-                stuck.append(e["key"])
+            # had stopped eviction, and the cache stayed past its cap without a word. It stays counted, not listed.
+            if self._dir(key).exists():
+                stuck += 1
             else:
-                total -= e["bytes"]
-        if stuck and total > self.cap and not self._said_stuck:
-            self._said_stuck = True     # once: every later store finds them again
+                self._total -= size
+        if stuck and self._total > self.cap and not self._said_stuck:
+            self._said_stuck = True     # once: every later reading finds them again
             log.warning("disk cache %s: %d entries could not be removed (another user's, or a read-only folder), "
-                        "so it holds %s past its cap of %s", self.root, len(stuck), _size_text(total - self.cap),
+                        "so it holds %s past its cap of %s", self.root, stuck, _size_text(self._total - self.cap),
                         _size_text(self.cap))
-        self._read, self._stored = total, 0
 
     def clear(self) -> Tuple[int, Optional[str]]:
         """Remove every entry and unfinished write; returns how many entries went, and why some could
@@ -489,7 +543,9 @@ class DiskCache:
         except OSError:
             temps = []
         for e in temps:
-            remove_unheld(e)
+            # Where no lock tells a writer from a killed one (Windows, NFS), none was ever removed: they go, as before.
+            if not held(e.path):
+                shutil.rmtree(e.path, ignore_errors=True)
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:
                 d.rmdir()           # only when empty: anything else in it is not ours

@@ -130,8 +130,10 @@ FOLDER_KEYS = ("output_dir", "model_dirs", "extra_model_paths")
 def _beside(folder: Path, value: Any) -> Any:
     if isinstance(value, list):
         return [_beside(folder, v) for v in value]
-    if not value.strip() or value.strip().startswith(("~", "$")) or os.path.isabs(value.strip()):
-        return value        # absolute, or expanded where it is read
+    text = value.strip()
+    # Absolute, or expanded where it is read: a Windows variable too (%APPDATA%\ComfyUI\...), absolute once expanded.
+    if not text or text.startswith(("~", "$")) or os.path.isabs(os.path.expandvars(text)):
+        return value
     return str(folder.absolute() / value.strip())
 
 
@@ -167,7 +169,7 @@ def models_loaded() -> int:
     env = os.environ.get("KINOGRAPH_MODELS_LOADED")
     if env is None:
         return 3
-    if env.strip().isdigit() and int(env) >= 1:
+    if env.strip().isdecimal() and int(env) >= 1:      # isdigit passed "²", which int() refuses
         return int(env)
     log.warning("KINOGRAPH_MODELS_LOADED=%r is not a number of models (1 or more); using 3", env)
     return 3

@@ -24,3 +24,17 @@ class WorkflowError(KinographError):
     def __init__(self, problems):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# Characters of a user's value a message shows: enough to recognise it, where a pasted megabyte or a 5,000-digit
+# number printed whole buried the message.
+SHOWN = 80
+
+
+def shown(value) -> str:
+    """`value` as a message names it: its repr, cut at SHOWN characters with its length said. (nodes/math/regex_child
+    keeps its own: it runs as a script that imports nothing of Kinograph.)"""
+    if isinstance(value, str) and len(value) > SHOWN:
+        return f"{value[:SHOWN]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}... ({len(text):,} characters)"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
+from .errors import shown
 from .node_api import NodeSpec, Param, typed_in
 from .outputs import output_problems
 from .registry import Registry, did_you_mean
@@ -25,12 +26,12 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
     """Why `value` is not acceptable for the parameter, or None."""
     t = spec_param.type
     if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, got {value!r}"
+        return f"must be a finite number, got {shown(value)}"
     if t == "schedule":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return _out_of_range(spec_param, value)
         if not isinstance(value, str):
-            return f"expects a number or a schedule string like '0:(1.0), 24:(1.5)', got {value!r}"
+            return f"expects a number or a schedule string like '0:(1.0), 24:(1.5)', got {shown(value)}"
         try:
             from .schedule import parse_schedule
         except ImportError:
@@ -45,25 +46,25 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
                      for why in [_out_of_range(spec_param, k.number)] if why), None)
     if t == "bool":
         if not isinstance(value, bool):
-            return f"expects true or false, got {value!r}"
+            return f"expects true or false, got {shown(value)}"
         return None
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                return f"expects a whole number, got {value!r}{_yaml_text_number(value, whole=True)}"
+                return f"expects a whole number, got {shown(value)}{_yaml_text_number(value, whole=True)}"
     elif t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expects a number, got {value!r}{_yaml_text_number(value, whole=False)}"
+            return f"expects a number, got {shown(value)}{_yaml_text_number(value, whole=False)}"
     elif t == "str":
         if _yaml_number(value) or _yaml_word(spec_param, value):
             value = coerce_param(spec_param, value)
         elif isinstance(value, bool):
-            return (f"expects text, got {value!r}: YAML reads yes, no, on, off, true and false as true or false; "
+            return (f"expects text, got {shown(value)}: YAML reads yes, no, on, off, true and false as true or false; "
                     f"put the word in quotes")
         elif not isinstance(value, str):
-            return f"expects text, got {value!r}"
+            return f"expects text, got {shown(value)}"
     if spec_param.kind == "path" and isinstance(value, str):
         # A drive path from a workflow written on Windows: joined to the workflow's folder, it was 'not
         # found' there, or an output made a folder named `C:` beside the workflow. A model's name is looked
@@ -76,10 +77,10 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
     if spec_param.kind == "color" and isinstance(value, str) and not _HEX_COLOR.match(value.strip()):
         # The editor's swatch drew 'red' red and the field took it; the node refused it only when the
         # run reached it, after everything upstream (a sampler) had run.
-        return f"expects a colour written #rrggbb (e.g. #ffd8a8), got {value!r}"
+        return f"expects a colour written #rrggbb (e.g. #ffd8a8), got {shown(value)}"
     if spec_param.choices is not None and value not in spec_param.choices:
         opts = ", ".join(map(str, spec_param.choices))
-        return f"{value!r} is not one of: {opts}{did_you_mean(str(value), map(str, spec_param.choices))}"
+        return f"{shown(value)} is not one of: {opts}{did_you_mean(str(value), map(str, spec_param.choices))}"
     if isinstance(value, (int, float)):
         return _out_of_range(spec_param, value)
     return None
@@ -322,7 +323,7 @@ def unknown_param(spec: NodeSpec, name: str) -> str:
     """A parameter the node lacks, with the close name, else the names it has: `--set latent.length=5` (ComfyUI's
     name for frames) said only that there was no such parameter, and no name was close enough to suggest."""
     close = did_you_mean(name, spec.params)
-    return f"{spec.type} has no parameter {name!r}" + (close or f"; its parameters: {', '.join(spec.params) or 'none'}")
+    return f"{spec.type} has no parameter {shown(name)}" + (close or f"; its parameters: {', '.join(spec.params) or 'none'}")
 
 
 def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, Any]:
@@ -614,7 +615,7 @@ def parse_override(text: str):
     import yaml
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ValueError(f"expects NODE.PARAM=VALUE (a node id, a dot, one of its parameters: sample.seed=7), "
-                         f"got {text!r}")
+                         f"got {shown(text)}")
     key, raw = text.split("=", 1)
     node_id, param = key.rsplit(".", 1)
     try:
@@ -647,11 +648,11 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "
         else:
             node_id, param, value = item
         if not node_id or not param:
-            problems.append(Problem(source, 0, None, f"{f'{node_id}.{param}'.strip('.')!r} is not NODE.PARAM (a node id, a "
+            problems.append(Problem(source, 0, None, f"{shown(f'{node_id}.{param}'.strip('.'))} is not NODE.PARAM (a node id, a "
                                                      f"dot and one of its parameters, such as sample.seed)"))
             continue
         if node_id not in g.nodes:
-            problems.append(Problem(source, 0, None, f"no node {node_id!r} in {wf.label}"
+            problems.append(Problem(source, 0, None, f"no node {shown(node_id)} in {wf.label}"
                                                      f"{did_you_mean(node_id, g.nodes)}"))
             continue
         spec = registry.get(g.nodes[node_id].type)

@@ -2,12 +2,15 @@
 (nodes/generate/weights.py) had no Context, so a user cancelling a multi-GB load waited for the whole file."""
 from __future__ import annotations
 
+import json
 import textwrap
 
+import pytest
 import torch
 
 from graph_engine import Param, node
-from graph_engine.context import CancelToken
+from graph_engine.context import CancelToken, cancelled_by
+from graph_engine.errors import Cancelled
 from graph_engine.executor import Executor
 from graph_engine.registry import Registry
 from graph_engine.types import FLOAT
@@ -78,3 +81,24 @@ def test_a_model_loads_whole_when_no_run_is_cancelled(tmp_path):
     save_file(net.state_dict(), str(tmp_path / "net.safetensors"))
     got = load_weights(tmp_path / "net.safetensors")
     assert list(got) == sorted(net.state_dict()) and all(torch.equal(got[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_cancel_stops_a_folder_of_diffusers_parts_before_its_next_part(tmp_path, monkeypatch):
+    """ComfyUI's CogVideoX pack keeps a model as a folder of diffusers subfolders, each loaded with from_pretrained,
+    which reads through diffusers, not the shared reader: a cancel during the first part waited for every part."""
+    import diffusers
+    from nodes.generate.converters.pipelines import load_folder_parts
+    for name in ("scheduler", "vae"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDIMScheduler"}))
+    token, loaded = CancelToken(), []
+    real = diffusers.DDIMScheduler.from_pretrained
+
+    def loading(folder, **kw):
+        loaded.append(folder)
+        token.cancel()          # pressed while the part loads
+        return real(folder)
+    monkeypatch.setattr(diffusers.DDIMScheduler, "from_pretrained", loading)
+    with cancelled_by(token), pytest.raises(Cancelled):
+        load_folder_parts("cogvideox", tmp_path, torch.float32, names=("scheduler", "vae"))
+    assert loaded == [str(tmp_path / "scheduler")]

@@ -111,3 +111,55 @@ def test_a_comfyui_api_node_is_said_to_be_a_paid_online_service_not_a_node_kinog
     # Nodes that run a model on the machine, or do local work, are not taken for them.
     assert not any(map(is_api_node, ("TripoSplatConditioning", "FluxGuidance", "WanImageToVideo", "BatchMasksNode",
                                      "Flux2Scheduler", "KSampler")))
+
+
+def test_a_download_address_whose_host_is_not_the_name_read_first_is_not_given():
+    """https://huggingface.co@files.example/x reads as Hugging Face and downloads from files.example (the part
+    before @ is a user name): a stranger's workflow could pass off its own server as Hugging Face in the report."""
+    from urllib.parse import urlsplit
+    from app.comfyui.model_links import model_links
+    # (a backslash before the @: browsers read it as '/', Python's urlsplit as part of a user name)
+    tricks = ["https://huggingface.co@files.example/a.safetensors", "https://huggingface.co:x@files.example/b",
+              "https://huggingface.co\\@files.example/c"]
+    assert [urlsplit(u).hostname for u in tricks] == ["files.example"] * 3
+    for url in tricks:
+        assert model_links({"nodes": [{"properties": {"models": [{"name": "a.safetensors", "url": url}]}}]}) == {}
+    plain = "https://huggingface.co/Comfy-Org/x/resolve/main/split_files/vae/a.safetensors?download=true#@x"
+    assert model_links({"nodes": [{"properties": {"models": [{"name": "a.safetensors", "url": plain}]}}]}) == {
+        "a.safetensors": plain}
+
+
+def test_a_custom_packs_node_named_like_an_api_node_is_said_to_come_from_its_pack():
+    """Names were the only sign: ControlAltAI's FluxResolutionNode (a size calculator that runs locally) was called
+    one of ComfyUI's paid API nodes. ComfyUI records the pack a node came from (cnr_id); its API nodes are
+    comfy-core's."""
+    from app.comfyui import import_data
+    nodes = [{"id": 1, "type": "FluxResolutionNode", "properties": {"cnr_id": "controlaltai-nodes", "ver": "1.1.4"},
+              "inputs": [], "outputs": [], "widgets_values": []},
+             {"id": 2, "type": "Kling4TextToVideoNode", "properties": {"cnr_id": "comfy-core", "ver": "0.3.66"},
+              "inputs": [], "outputs": [], "widgets_values": []}]
+    text = import_data({"nodes": nodes, "links": []}).report.text()
+    assert ("FluxResolutionNode #1 -> flux_resolution_node_1: no Kinograph equivalent (from the custom node pack "
+            "controlaltai-nodes 1.1.4)") in text
+    assert "Kling4TextToVideoNode #2 -> kling4_text_to_video_node_2: one of ComfyUI's API nodes" in text
+
+
+def test_a_workflow_of_api_nodes_only_is_said_to_be_built_on_online_services_without_partial(tmp_path, capsys):
+    """`kinograph import api_kling.json` exited 2 suggesting --partial, which writes a workflow of placeholders where
+    every node that makes something is a paid online service: the refusal says the workflow is built on online
+    services Kinograph does not call. A workflow with another unmapped node still gets the --partial hint."""
+    import json
+    kling = {"1": {"class_type": "Kling4TextToVideoNode", "inputs": {"prompt": "a fairy"}},
+             "2": {"class_type": "SaveVideo", "inputs": {"video": ["1", 0], "filename_prefix": "video/k"}}}
+    path = tmp_path / "api_kling.json"
+    path.write_text(json.dumps(kling))
+    assert main(["import", str(path), "-o", str(tmp_path / "k.yaml")]) == 2
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said == ("not written: Kling4TextToVideoNode #1 is one of ComfyUI's API nodes: the workflow is built on "
+                    "paid online services that Kinograph does not call (it runs models on this machine only)")
+    assert not (tmp_path / "k.yaml").exists()
+    kling["3"] = {"class_type": "SomeUnknownNode", "inputs": {"video": ["1", 0]}}
+    kling["4"] = {"class_type": "SaveVideo", "inputs": {"video": ["3", 0], "filename_prefix": "video/u"}}
+    path.write_text(json.dumps(kling))
+    assert main(["import", str(path), "-o", str(tmp_path / "k.yaml")]) == 2
+    assert "--partial writes the workflow" in capsys.readouterr().err.splitlines()[-1]

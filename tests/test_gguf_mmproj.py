@@ -200,3 +200,42 @@ def test_qwen_edit_reads_a_picture_through_the_gguf_pair_as_through_the_safetens
                              [picture]).embeds for name in (gguf_path.name, "qwen_values.safetensors"))
     assert got.shape == want.shape and got.abs().max() > 0
     torch.testing.assert_close(got.float(), want.float(), atol=2e-3 * float(want.abs().max()), rtol=3e-3)
+
+
+def test_a_projector_replaced_or_added_beside_the_gguf_changes_the_loaders_cache_key(tmp_path, monkeypatch):
+    """The node's key fingerprinted the language-model GGUF alone: a projector put beside it (or another one in its
+    place) re-read nothing, and the editor served the encoding made without it (or with the old one)."""
+    import yaml
+    from graph_engine.api import load_workflow
+    from graph_engine.plan import plan_run
+    from graph_engine.registry import default_registry
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    (folder / "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf").write_bytes(b"GGUF language model")
+    wf = tmp_path / "w.yaml"
+    wf.write_text(yaml.safe_dump({"kinograph": 1, "nodes": {"te": {
+        "type": "load.text_encoder", "params": {"name": "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf"}}}}))
+
+    def key():
+        return plan_run(load_workflow(str(wf)), default_registry()).keys["te"]
+    alone = key()
+    (folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf").write_bytes(b"GGUF projector one")
+    first = key()
+    (folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf").write_bytes(b"GGUF projector two")
+    assert len({alone, first, key()}) == 3
+
+
+def test_of_several_projectors_matching_the_name_the_one_of_the_encoders_size_is_read(tmp_path, pair):
+    """A language model named without its size (qwen2.5-vl-Q8_0.gguf) matches the 3B's and the 7B's projectors
+    alike: the first by name (the 3B's) was read and refused as another size, and the message said to put the right
+    one beside it, where it was."""
+    import shutil
+    from nodes.generate.gguf_mmproj import vision_tower
+    folder, tower, _ = pair
+    (tmp_path / "qwen2.5-vl-Q8_0.gguf").write_bytes(b"")
+    _write_mmproj(_tower(128), tmp_path / "qwen2.5-vl-3B-mmproj-F16.gguf")
+    shutil.copy(folder / "Qwen2.5-VL-7B-Instruct-mmproj-F16.gguf", tmp_path / "qwen2.5-vl-7B-mmproj-F16.gguf")
+    width = tower.config.out_hidden_size
+    state, _ = vision_tower(tmp_path / "qwen2.5-vl-Q8_0.gguf", width, torch.float32)
+    assert state["visual.merger.mlp.2.weight"].shape[0] == width != 128

@@ -309,3 +309,17 @@ def test_a_gguf_s_tokenizer_is_rebuilt_once_until_the_file_changes(tmp_path, mon
     _write_tiny_bpe(path, ["b", "a", "c", "ab"], ["a b"])
     assert _found(path, "qwen25vl")("ab", add_special_tokens=False).input_ids == [3]
     assert len(reads) == 2
+
+
+def test_the_tokenizer_reads_only_the_metadata_it_rebuilds_from(tmp_path):
+    """llama.cpp's converter may keep the model's whole tokenizer.json as one text (tokenizer.huggingface.json, some
+    MB), which nothing rebuilds from: it was read into memory with the tokenizer's other entries."""
+    from nodes.generate import gguf_tokenizer as gt
+    w = _writer(tmp_path / "hf.gguf")
+    w.add_tokenizer_model("rwkv")
+    w.add_token_list(["a", "b"])
+    w.add_chat_template(TEMPLATE)
+    w.add_string("tokenizer.huggingface.json", "{" + " " * 100_000 + "}")
+    _close(w)
+    assert set(gt._fields(tmp_path / "hf.gguf")) == {"tokenizer.ggml.model", "tokenizer.ggml.tokens",
+                                                    "tokenizer.chat_template"}

@@ -107,6 +107,37 @@ def test_a_chat_template_looping_without_end_is_stopped_and_named(template):
     assert chat_prompt(tok, "a fox", "Qwen3", False, True) == "<user>a fox"
 
 
+GROWING_TEMPLATES = [
+    '{{ "a" * 10**10 }}',
+    '{% set ns = namespace(s="a") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}',
+    '{{ "a".ljust(10**10) }}',
+]
+
+
+@pytest.mark.parametrize("template", GROWING_TEMPLATES)
+def test_a_chat_template_growing_without_end_is_stopped_and_named(template):
+    """One operation of a template ({{ "a" * 10**10 }}), or a text doubled forty times in forty lines, ran no lines to
+    count and asked for 10 GB to a terabyte, the run stopped only by the machine's memory. The template renders in a
+    child process whose memory is capped, named as the looping ones are; a published template's rendering is
+    transformers' own."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from nodes.generate.textgen import chat_prompt
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template=template, bos_token="<s>")
+    with pytest.raises(NodeError, match=r"the Qwen3 language model: its tokenizer's chat template needs more than "
+                                        r"1024 MB for one prompt.*or set use_default_template off"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)
+    tok.chat_template = "{{ raise_exception('only user turns') }}"
+    with pytest.raises(NodeError, match=r"chat template fails \(TemplateError: 'only user turns'\)"):
+        chat_prompt(tok, "a fox", "Qwen3", False, True)
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}{{ enable_thinking }}")
+    assert chat_prompt(tok, "a fox", "Qwen3", True, True, system="be brief") == tok.apply_chat_template(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a fox"}], tokenize=False,
+        add_generation_prompt=True, enable_thinking=True) == "<s><system>be brief<user>a fox<assistant>True"
+
+
 def test_superscript_digits_are_no_numbers(tmp_path, capsys):
     """'²' is a digit to str.isdigit but no number to int(): a ComfyUI file with a node of id '²' stopped `kinograph
     import` in a ValueError traceback (the report sorts its lines by node number), and a frame named 'shot1²1.png'

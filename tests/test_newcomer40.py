@@ -112,3 +112,55 @@ def test_a_16_bit_png_read_by_load_image_says_it_is_read_as_8_bits_and_what_keep
             "take); to keep its depth through grading into a 16-bit TIFF or an EXR (io.save_frames) or ProRes, read "
             "it with io.load_frames (path: the file itself)") in err
     assert "plain: plain.png holds" not in err
+
+
+def test_a_gif_opaque_at_first_and_transparent_later_keeps_its_matte(tmp_path):
+    """Only the first picture was looked at: a sticker that appears on a solid card and then clears to transparent
+    (disposal to background) was read as opaque, its later frames' matte dropped. PIL's reading of the file says
+    which pixels of the second picture are transparent."""
+    import numpy as np
+    from PIL import Image
+    from nodes.io.video_read import ALPHA_NOTE, load_video
+    palette = [0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759
+    card = Image.new("P", (16, 16), 1)
+    card.putpalette(palette)
+    sticker = Image.new("P", (16, 16), 0)
+    sticker.putpalette(palette)
+    sticker.paste(2, (4, 4, 12, 12))
+    path = tmp_path / "late.gif"
+    card.save(path, save_all=True, append_images=[sticker], transparency=0, disposal=2, duration=100, optimize=False)
+    with Image.open(path) as im:
+        im.seek(1)
+        shown = np.asarray(im.convert("RGBA"))[..., 3] > 0
+    assert shown.any() and not shown.all()
+    said = []
+    clip = load_video(str(path), log=said.append)
+    assert clip.matte is not None and f"late.gif: {ALPHA_NOTE}" in said
+    matte = clip.matte.to_array()
+    assert (matte[0] > 0).all() and np.array_equal(matte[1].reshape(16, 16, -1)[..., 0] > 0, shown)
+
+
+def test_an_odd_sized_clip_with_transparency_written_as_vp9_says_its_added_edge_is_transparent(tmp_path):
+    """vp9 keeps the alpha, and the edge added to make the size even is transparent there (pad color black@0):
+    the log said a black column was added."""
+    import numpy as np
+    from graph_engine import Clip
+    from nodes.io.nodes import save_video
+    from nodes.io.video_read import load_video
+
+    class Ctx:
+        workflow_yaml, said = "", []
+        log = said.append
+
+        def progress(self, *a, **k):
+            pass
+        wrote = report = progress
+    frames = np.full((2, 17, 33, 3), 200, np.uint8)
+    alpha = np.full((2, 17, 33, 1), 255, np.uint8)
+    clip = Clip.from_array(frames, fps=10.0).with_matte(lambda a, b: alpha[a:b])
+    save_video(Ctx(), clip, path=str(tmp_path / "odd.webm"), fps=0.0, codec="auto", crf=30, keep_audio=False,
+               overwrite=True)
+    assert any("a transparent column on the right and a transparent row at the bottom are added (34x18)" in s
+               for s in Ctx.said), Ctx.said
+    matte = load_video(str(tmp_path / "odd.webm")).matte.to_array()
+    assert matte.shape[1:3] == (18, 34) and matte[:, :, -1].max() == 0 and matte[:, -1].max() == 0

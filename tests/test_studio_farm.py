@@ -205,8 +205,8 @@ def test_relative_folders_in_config_yaml_are_read_from_its_own_folder(tmp_path, 
 def test_storing_an_entry_does_not_read_the_whole_cache_each_time(tmp_path, monkeypatch):
     """Each entry stored listed every entry of the cache, its files and its manifest, to judge the cap: with 600
     entries a store took 0.2 s here (3,000 did not finish in 5 minutes), and a night of stills on a share paid that
-    per job. The cache is read again when what this process knows of it (its last reading and what it stored since)
-    passes the cap, or after it stored a tenth of the cap, so other workers' entries are still counted."""
+    per job. Between readings it evicts by what this process knows of it (its last reading and what it stored since),
+    and reads it again after storing a tenth of the cap (less when others store too), so other workers' entries count."""
     disk = DiskCache(tmp_path, 1 << 30)
     readings = []
     entries = disk.entries

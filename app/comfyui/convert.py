@@ -751,10 +751,11 @@ def unmapped_note(cn: CNode) -> str:
                 f"again from ComfyUI and import that; {mark}")
     if cn.class_type in INSTEAD:
         return f"{INSTEAD[cn.class_type]}; {mark}"
-    if is_api_node(cn.class_type):
-        return f"{API_NODE}; {mark}"
+    # a node ComfyUI records as a custom pack's is that pack's, whatever its name (API nodes are comfy-core's)
     if cn.pack and not cn.pack.startswith("comfy-core"):
         return f"no Kinograph equivalent (from the custom node pack {cn.pack}): {mark}"
+    if is_api_node(cn.class_type):
+        return f"{API_NODE}; {mark}"
     return f"no Kinograph equivalent: {mark}"
 
 

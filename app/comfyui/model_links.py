@@ -10,8 +10,9 @@ import re
 from typing import Any, Dict, Iterator
 
 # An address printed as it is: https only, and nothing that would be read as a terminal control or split the line
-# (a workflow can come from anyone).
-_URL = re.compile(r"https://[!#-~]{1,2000}")
+# (a workflow can come from anyone). Its host is the name read first: a user name before an @
+# (https://huggingface.co@files.example/...) would pass another server off as the one named.
+_URL = re.compile(r"https://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?(?:[/?#][!#-~]{0,2000})?")
 
 
 def _nodes(data: Dict[str, Any]) -> Iterator[dict]:

@@ -318,7 +318,10 @@ def gguf_fields(path: Path, keep=None) -> dict:
         many(keys, 8 + 4, at, "metadata keys")
         many(tensors, 8 + 4 + 4 + 8, at, "tensors")
         alignment = 32         # the format's default, or its general.alignment (a uint32)
-        key, entries = "", 0
+        key, entries = "", keys        # each key is walked one at a time, as an array's texts are
+        if keys > _GGUF_MOST_ENTRIES:
+            raise ValueError(f"its metadata lists more than {_GGUF_MOST_ENTRIES:,} entries ({keys:,} keys), where "
+                             "published files hold a few dozen keys")
         for _ in range(keys):
             key, at = text(at, True)
             kind, at = number(at, "I")

@@ -37,11 +37,29 @@ def _projectors(folder: Path, but: Path) -> List[Path]:
         return []
 
 
-def find_mmproj(path: Path) -> Optional[Path]:
-    """The projector file paired with text encoder GGUF `path`, as ComfyUI-GGUF pairs them (the first by name where
-    several match, as there); None where none is there."""
+def matching(path: Path) -> List[Path]:
+    """The projector files whose names pair them with text encoder GGUF `path`, as ComfyUI-GGUF pairs them."""
     path = Path(path)
-    named = [p for p in _projectors(path.parent, path) if _stem(path) in p.stem.lower()]
+    return [p for p in _projectors(path.parent, path) if _stem(path) in p.stem.lower()]
+
+
+def _width(mm: Path) -> int:
+    """The language-model width projector `mm` feeds (its last layer's rows); 0 where its header cannot say."""
+    from nodes.generate.detect import read_header
+    try:
+        shape = read_header(mm).shapes.get("mm.2.weight")
+    except (NodeError, OSError, ValueError):
+        return 0
+    return int(shape[0]) if shape else 0
+
+
+def find_mmproj(path: Path, width: int = 0) -> Optional[Path]:
+    """The projector file paired with text encoder GGUF `path`: of several, the first by name (as ComfyUI-GGUF takes
+    the first) among those feeding a language model `width` wide where that is given; None where none is there. A
+    name without the model's size (qwen2.5-vl-Q8_0.gguf) matches the 3B's and the 7B's projectors alike."""
+    named = matching(path)
+    if width and len(named) > 1:
+        named = [p for p in named if _width(p) == width] or named
     return named[0] if named else None
 
 
@@ -100,7 +118,7 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
     import torch
     from nodes.generate.detect import read_header
     from nodes.generate.weights import load_weights
-    mm = find_mmproj(text)
+    mm = find_mmproj(text, hidden)
     if mm is None:
         return {}, {}
     meta = read_header(mm).metadata

@@ -59,10 +59,12 @@ def gguf_tokenizer(path: Path, family: str) -> Tuple[Optional[object], str]:
 
 
 def _fields(path: Path) -> dict:
-    """The file's tokenizer.* metadata as Python values."""
+    """The file's tokenizer metadata this module rebuilds from (tokenizer.ggml.*, tokenizer.chat_template) as Python
+    values: the rest is skipped unread, llama.cpp's tokenizer.huggingface.json (the model's whole tokenizer.json as
+    one text, megabytes) among it."""
     from nodes.generate.detect import gguf_fields
     try:
-        return gguf_fields(path, lambda key: key.startswith("tokenizer."))
+        return gguf_fields(path, lambda key: key.startswith("tokenizer.ggml.") or key == "tokenizer.chat_template")
     except (OSError, ValueError) as exc:
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. Copy the file "
                         "again.") from None

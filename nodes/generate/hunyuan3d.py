@@ -116,8 +116,18 @@ def _checked(name: str, parts):
     from nodes.generate.converters import check_claim, count
     from nodes.generate.weights import sizes_of
 
-    def checked(build, part):
+    def checked(build, part, named=dict):
         check_claim(lambda: build(part, load=False), part, name)
+        # the builders load with torch's load_state_dict, whose answer to a tensor of another shape is a 'size
+        # mismatch' RuntimeError (a traceback out of load.model): each tensor's shape is held to the network's first
+        with torch.device("meta"):
+            wanted = build(part, load=False).state_dict()
+        given = named(part)     # in the network's names
+        bad = next((k for k, v in given.items() if k in wanted and tuple(v.shape) != tuple(wanted[k].shape)), None)
+        if bad is not None:
+            raise NodeError(f"{name}: its tensor {bad} has shape {tuple(given[bad].shape)}, where the Hunyuan3D model "
+                            f"its other tensors make has {tuple(wanted[bad].shape)}: the file is damaged or another "
+                            "model's; get it again from where it was published")
         return build(part)
     with sizes_of(name, "a Hunyuan3D checkpoint"):
         for part, patterns in parts:
@@ -136,14 +146,14 @@ def load_checkpoint(path: Path, dtype) -> Hunyuan3DParts:
     dit_state = _part(state, DIT)
     if not dit_state:
         raise NodeError(_not_a_checkpoint(Path(path).name, state))
-    vae_state, dino_state = _part(state, VAE), _part(state, DINO)
+    vae_state, dino_part = _part(state, VAE), _part(state, DINO)
     with _checked(Path(path).name, ((dit_state, ("double_blocks.{}.", "single_blocks.{}.", "blocks.{}.")),
                                     (vae_state, ("transformer.resblocks.{}.",)),
-                                    (dino_state, ("encoder.layer.{}.",)))) as checked:
+                                    (dino_part, ("encoder.layer.{}.",)))) as checked:
         dit = checked(build_dit, dit_state)
         kind = variant(dit_state, len(getattr(dit, "double_blocks", ())))
         vae = checked(lambda part, load=True: build_vae(part, SCALE[kind], load), vae_state) if vae_state else None
-        dino = checked(build_dino, dino_state) if dino_state else None
+        dino = checked(build_dino, dino_part, dino_state) if dino_part else None
     dit.variant = kind
     work = dtype if dtype != torch.float16 or torch.cuda.is_available() else torch.float32
     return Hunyuan3DParts(dit.to(dtype), vae.to(work) if vae is not None else None,

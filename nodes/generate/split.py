@@ -335,9 +335,9 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
     # a GGUF's vision projector beside it is read with it, and a changed one reloads it too
-    from nodes.generate.gguf_mmproj import find_mmproj
+    from nodes.generate.gguf_mmproj import matching
     read = [p for p, _ in files] + [m for p, d in files if d.family == "qwen25vl" and p.suffix.lower() == ".gguf"
-                                    for m in [find_mmproj(p)] if m]
+                                    for m in matching(p)]
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=read)
     return ComponentHandle(family, where, pipe, "text_encoder", device)
 

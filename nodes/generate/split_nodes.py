@@ -38,8 +38,16 @@ def _second_file_kind(name: str) -> str:
     return "checkpoints" if re.match(r"ltx-?2", os.path.basename(name.replace("\\", "/")).lower()) else "text_encoders"
 
 
+def _read_with(path) -> list:
+    """llama.cpp's vision projectors beside a Qwen2.5-VL GGUF, one of which the loader reads with it: keyed with the
+    file, so a projector added or replaced there re-runs the node (the model cache alone reloaded, the key did not)."""
+    from nodes.generate.gguf_mmproj import matching
+    return matching(path) if path.suffix.lower() == ".gguf" else []
+
+
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
-def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
+def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders", companions=_read_with),
+                                             required=True,
                                              help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3, "
                                                   "qwen_2.5_vl, qwen3, qwen3vl, gemma ...): .safetensors, or a "
                                                   ".gguf (city96's T5 / umT5, llama.cpp's Llama, Mistral, Qwen2.5-VL, "

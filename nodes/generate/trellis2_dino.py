@@ -48,9 +48,9 @@ def build_dinov3(state: Dict[str, torch.Tensor], name: str = "the DINOv3 file"):
             use_gated_mlp=gated, hidden_act="silu" if gated else "gelu",
             key_bias="layer.0.attention.k_proj.bias" in state, layer_norm_eps=1e-5, rope_theta=100.0)
     except KeyError as e:
-        raise NodeError(f"the DINOv3 file lacks {e.args[0]}: it is incomplete or damaged; get it again") from None
+        raise NodeError(f"{name} lacks {e.args[0]}: it is incomplete or damaged; get it again") from None
     except IndexError as e:     # a tensor of too few dimensions
-        raise NodeError(f"the DINOv3 file holds tensors of shapes DINOv3 does not have ({e}): it is incomplete or "
+        raise NodeError(f"{name} holds tensors of shapes DINOv3 does not have ({e}): it is incomplete or "
                         "damaged; get it again") from None
     with sizes_of(name, "DINOv3"):
         count(state, "layer.{}.")
@@ -59,7 +59,7 @@ def build_dinov3(state: Dict[str, torch.Tensor], name: str = "the DINOv3 file"):
     named = {("model." + k if k.startswith("layer.") else k): v for k, v in state.items()}   # transformers 5 nests
     why = misfit(model, named)
     if why:
-        raise NodeError(f"the DINOv3 file does not fit DINOv3's layout ({why}): it is incomplete or damaged; get it "
+        raise NodeError(f"{name} does not fit DINOv3's layout ({why}): it is incomplete or damaged; get it "
                         "again")
     return model.eval()
 

@@ -149,10 +149,10 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
         context = int(state["blocks.0.cross_attn.to_kv.weight"].shape[1])
         hidden = int(state["blocks.0.mlp.mlp.0.weight"].shape[0])
     except KeyError as e:
-        raise NodeError(f"the TRELLIS.2 model's structure_model lacks {e.args[0]}: the file is incomplete or damaged; "
+        raise NodeError(f"{name}: its structure_model lacks {e.args[0]}: the file is incomplete or damaged; "
                         "get it again") from None
     except IndexError as e:     # a tensor of too few dimensions
-        raise NodeError(f"the TRELLIS.2 model's structure_model holds tensors of shapes it does not have ({e}): the "
+        raise NodeError(f"{name}: its structure_model holds tensors of shapes it does not have ({e}): the "
                         "file is incomplete or damaged; get it again") from None
     with sizes_of(name, "TRELLIS.2's structure model"):
         depth = count(state, "blocks.{}.")
@@ -160,7 +160,7 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
     model = StructureFlow(width, heads, context, hidden, depth)
     why = misfit(model, state)
     if why:
-        raise NodeError(f"the TRELLIS.2 model's structure_model does not fit its own layout ({why}): the file is "
+        raise NodeError(f"{name}: its structure_model does not fit its own layout ({why}): the file is "
                         "incomplete or damaged; get it again")
     return model.eval()
 

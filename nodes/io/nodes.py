@@ -243,9 +243,11 @@ def save_video(ctx, video: VIDEO,
     from .video_write import ALPHA_CODECS, DEEP_CODECS, EVEN_CODECS, codec_for, write_video
     codec = codec_for(path, codec)
     if codec in EVEN_CODECS and (video.width % 2 or video.height % 2):
-        # A picture of 133x101 came out 134x102 with a black edge, and nothing said why.
-        edges = [e for e, odd in (("a black column on the right", video.width % 2),
-                                  ("a black row at the bottom", video.height % 2)) if odd]
+        # A picture of 133x101 came out 134x102 with a black edge, and nothing said why. Where the alpha is kept
+        # (vp9) the edge is transparent (codec_args pads with black@0).
+        edge = "transparent" if video.matte is not None and codec in ALPHA_CODECS else "black"
+        edges = [e for e, odd in ((f"a {edge} column on the right", video.width % 2),
+                                  (f"a {edge} row at the bottom", video.height % 2)) if odd]
         ctx.log(f"the frames are {video.width}x{video.height}, and {codec} takes even sizes only: {' and '.join(edges)} "
                 f"{'are' if len(edges) > 1 else 'is'} added ({video.width + video.width % 2}x{video.height + video.height % 2}). To keep the size, crop "
                 f"or resize to an even one first (video.crop, video.resize), or set codec to prores (.mov) or ffv1 "

@@ -38,11 +38,18 @@ ALPHA_NOTE = "it has transparency (an alpha channel): it travels with the clip (
              "alpha beside them) to io.save_video's prores or vp9, io.save_frames and video.over"
 
 
-def _opaque_gif(container: str, f0) -> bool:
-    """A GIF whose first picture has no transparent pixel. FFmpeg decodes every GIF as BGRA, so each one, io.save_video's
-    own among them, was said to have transparency, and writing it to .mp4 warned that its alpha was left out. Later
-    pictures are drawn over the first, so a GIF opaque there stays opaque (one clearing to transparent later is rare)."""
-    return container == "gif" and f0.format.name == "bgra" and int(f0.to_ndarray()[..., 3].min()) == 255
+def _opaque_gif(path: str, container: str, f0) -> bool:
+    """A GIF with no transparent pixel in any picture. FFmpeg decodes every GIF as BGRA, so each one, io.save_video's
+    own among them, was said to have transparency, and writing it to .mp4 warned that its alpha was left out. Every
+    picture is looked at: one opaque at first can clear to transparent later (a frame disposed to the background)."""
+    import av
+    if container != "gif" or f0.format.name != "bgra" or int(f0.to_ndarray()[..., 3].min()) != 255:
+        return False
+    try:
+        with av.open(path) as c:
+            return all(int(f.to_ndarray()[..., 3].min()) == 255 for f in c.decode(video=0))
+    except av.error.FFmpegError:        # a damaged GIF keeps its matte, as before; reading it says what is wrong
+        return False
 
 
 # libavcodec's AVFieldOrder, in the order of the stream's field_order: 0 unknown, 1 progressive, then the
@@ -134,7 +141,7 @@ class VideoSource:
         # What a transparent pixel stores is undefined (often the key colour): shown as io.load_image
         # shows a transparent picture, laid over black.
         self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components) and not _opaque_gif(
-            self._container.format.name, f0)
+            path, self._container.format.name, f0)
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
         # libswscale (FFmpeg 8), which PyAV runs on a thread per core, now and then turned the first 8 pixels of a
         # row where its slices meet into other values when converting 4:2:0 with alpha (VP9 and VP8 with

@@ -24,41 +24,50 @@ class RegexChild:
     def __init__(self):
         self.proc: Optional[subprocess.Popen] = None
 
-    def _start(self, pattern: str) -> None:
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", regex_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, encoding="ascii",
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))   # no console flashing up on Windows
-        except OSError as e:
-            raise ValueError(f"regex_pattern {pattern}: no Python process could be started to match it ({e})") \
-                from None
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", regex_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, encoding="ascii",
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))   # no console flashing up on Windows
         # a pipe has no read timeout on Windows, so a thread reads and the caller waits on the queue
         self.lines: "queue.Queue[str]" = queue.Queue()
         threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
 
-    def call(self, function: str, args, seconds: float, given: str = "given to a pattern") -> str:
-        """regex_child's `function` on `args`, given `seconds` (`given`: whose time they are, for the message); the
-        child is killed when they are spent."""
-        pattern = _short(str(args[1]))
+    def ask(self, function: str, args, seconds: float) -> dict:
+        """regex_child's `function` on `args`: its {"value"} or {"error"} answer. TimeoutError where `seconds` passed
+        (the child is killed), ChildProcessError (its exit code) where the child stopped (its memory cap), OSError
+        where no child could be started."""
         if self.proc is None:
-            self._start(pattern)
+            self._start()
         try:
             self.proc.stdin.write(json.dumps({"function": function, "args": list(args)}) + "\n")
             self.proc.stdin.flush()
             line = self.lines.get(timeout=seconds)
         except queue.Empty:
             self.close()
-            raise ValueError(f"regex_pattern {pattern} did not finish in the {seconds:.3g} s {given} on its "
-                             f"{len(args[0])} characters of text: it backtracks without end (as (a|aa)+$ does); "
-                             f"simplify it") from None
+            raise TimeoutError from None
         except OSError:             # the child died before reading (its memory cap)
             line = ""
         if not line:
-            code = self.close()
-            raise ValueError(f"regex_pattern {pattern} stopped the process matching it (exit code {code}); "
-                             f"simplify it")
-        out = json.loads(line)
+            raise ChildProcessError(self.close())
+        return json.loads(line)
+
+    def call(self, function: str, args, seconds: float, given: str = "given to a pattern") -> str:
+        """regex_child's `function` on `args`, given `seconds` (`given`: whose time they are, for the message); the
+        child is killed when they are spent."""
+        pattern = _short(str(args[1]))
+        try:
+            out = self.ask(function, args, seconds)
+        except TimeoutError:
+            raise ValueError(f"regex_pattern {pattern} did not finish in the {seconds:.3g} s {given} on its "
+                             f"{len(args[0])} characters of text: it backtracks without end (as (a|aa)+$ does); "
+                             f"simplify it") from None
+        except ChildProcessError as e:
+            raise ValueError(f"regex_pattern {pattern} stopped the process matching it (exit code {e.args[0]}); "
+                             f"simplify it") from None
+        except OSError as e:
+            raise ValueError(f"regex_pattern {pattern}: no Python process could be started to match it ({e})") \
+                from None
         if "error" in out:
             raise ValueError(out["error"])
         return out["value"]

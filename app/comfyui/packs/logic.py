@@ -156,12 +156,23 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
     MAX_TEXT characters ({a:>999999999} asked for a gigabyte on import) or whose format is another value's ({a:{b}}),
     whose width is not known before it is read."""
     for _, field, spec, _ in string.Formatter().parse(f_string):
+        # values go by letter (str.format(**values)): a field by position has none, Python's 'tuple index out of
+        # range' as the note
+        if field is not None and (re.split(r"[.\[]", field, maxsplit=1)[0] or "0").isdecimal():
+            raise ValueError(f"f_string has a field by position ({{{field}}}), and StringFormat gives its values by "
+                             "letter only: write {a}, {b} ... for the values linked (ComfyUI stops there too)")
         if field is None or not spec:
             continue
         if "{" in spec:
             raise ValueError(f"its field {{{field}:{spec}}} takes its format from another value, which Kinograph "
                              "does not fold on import: write the format out")
-        wide = max((int(n) for n in re.findall(r"\d+", spec)), default=0)
+        # a width of many digits is past MAX_TEXT whatever they are, and int() refuses 4,300 of them with Python's
+        # advice to a programmer (sys.set_int_max_str_digits), which was the import's note
+        runs = [n.lstrip("0") for n in re.findall(r"\d+", spec)]
+        if any(len(n) > 18 for n in runs):
+            raise ValueError(f"its field {{{field}:{_short(spec)}}} asks for a field more than {MAX_TEXT:,} "
+                             "characters wide; no prompt is that long")
+        wide = max((int(n or 0) for n in runs), default=0)
         if wide > MAX_TEXT:
             raise ValueError(f"its field {{{field}:{spec}}} asks for a field {wide} characters wide; no prompt is "
                              "that long")
@@ -170,7 +181,7 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
     except KeyError as e:
         raise ValueError(f"f_string names {{{e.args[0]}}}, and no value is linked to {e.args[0]}: ComfyUI stops "
                          "there too") from None
-    except AttributeError as e:
+    except (AttributeError, IndexError) as e:      # {a.x}, {a[9]} of a shorter value
         raise ValueError(f"f_string reads what its value lacks ({e}): ComfyUI stops there too") from None
     if len(text) > MAX_TEXT:
         raise ValueError(f"its text is {len(text)} characters long; no prompt is that long")

@@ -50,8 +50,11 @@ def load_folder_parts(family: str, folder: Path, dtype, names=("transformer", "v
     pack keeps models as CogVideo/<name>/{transformer,vae,scheduler}); None when there are none."""
     import diffusers
     import json
+    from graph_engine.context import check_cancelled
     found = {}
     for name in names:
+        # diffusers reads each part's weights itself, past the shared reader's check: a cancel is seen between parts
+        check_cancelled()
         cfg_file = next((folder / name / f for f in ("config.json", "scheduler_config.json")
                          if (folder / name / f).is_file()), None)
         if cfg_file is None:
