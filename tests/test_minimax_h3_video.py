@@ -186,7 +186,7 @@ TEMPLATE_FILES = (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safete
 
 def _short(text: str) -> str:
     """A template's prompt cut to the first 200 characters of its first line: the tiny tokenizer reads a byte a
-    token, and the 52-layer tiny Qwen3-VL reading FastH3's 3397 characters (here and in the reference) was most of
+    token, and the 51-layer tiny Qwen3-VL reading FastH3's 3397 characters (here and in the reference) was most of
     its test's 8 CPU s."""
     return text.split("\n")[0][:200].rstrip()
 
@@ -431,7 +431,7 @@ def test_comfyui_minimax_h3_i2v_templates_run_from_their_keyframe(minimax, tmp_p
                  (f"path: {picture}", f"path: {tmp_path / picture}")):
         assert a in yaml, a
         yaml = yaml.replace(a, b)
-    # the prompt cut to its first line: the tiny tokenizer reads a byte a token and the 52-layer tiny Qwen3-VL reads
+    # the prompt cut to its first line: the tiny tokenizer reads a byte a token and the 51-layer tiny Qwen3-VL reads
     # the prompt twice (alone, then after the keyframe); FastH3's 6300 characters were 10 of its run's 13.5 CPU s
     yaml = re.sub(r"(\n      text: \|-\n        .+\n)(?:\n|        .*\n)+", r"\1", yaml, count=1)
     assert "type: condition.frames" in yaml
