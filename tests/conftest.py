@@ -27,3 +27,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     _share = str(max(1, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     for _key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(_key, _share)
+
+
+def pytest_collection_finish(session):
+    """Collection imports every test file and, through them, torch, transformers, diffusers, scipy...: millions of
+    objects that live until the end. Each full garbage collection walks them all, about a second each in a worker
+    (the model manager collects on every eviction, and Python itself every few thousand allocations). Frozen, they are
+    left out of those walks; what the tests make afterwards is collected as before."""
+    import gc
+    gc.freeze()
