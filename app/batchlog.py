@@ -113,6 +113,8 @@ class BatchLogs:
                 self._lazy.add((job.case.number, node))
             line = f"{at} {node} {'ready (its frames are made as they are read)' if ev.get('lazy') else 'done'} {how}"
         elif kind == "node_time" and (job.case.number, node) in self._lazy:
+            if not ev.get("frames", True):
+                return          # no later node got its frames (a Save that failed first): it did no work
             line = f"{at} {node}: {ev['seconds']:.2f}s of its own work in all"
         elif kind == "node_progress" and ev.get("total"):
             tenth = int(10 * ev["done"] / ev["total"])

@@ -506,7 +506,7 @@ class WorkMeter:
 
     def __init__(self):
         self.seconds: dict = {}
-        self.read: set = set()              # the nodes whose lazy frames a reader pulled (not only their call)
+        self.read: set = set()              # the nodes whose lazy reader gave a reader frames (not only their call)
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -544,8 +544,11 @@ class WorkMeter:
         reader = clip._reader
 
         def read(a, b):
+            got = self.measure(node, reader, a, b)
+            # Once it gave frames: a reader that failed (its own, or one upstream it read) made none, and the chain
+            # between a Save and the node whose frames failed was said to have 'computed its frames in 0.00s'.
             self.read.add(node)
-            return self.measure(node, reader, a, b)
+            return got
         return clip.wrapped(read, None if clip.matte is None else self.wrap(node, clip.matte))
 
     def take(self) -> dict:

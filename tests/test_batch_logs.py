@@ -183,3 +183,20 @@ def test_a_case_stopped_after_one_of_its_outputs_does_not_say_none_was_written(t
     assert (tmp_path / "out" / first).is_file()
     log = (tmp_path / "logs" / "shot.seeds" / "case_1.log").read_text()
     assert f" {written[0]} done in " in log and "its outputs were not written" not in log and "CANCELLED" in log
+
+
+def test_a_lazy_node_no_reader_pulled_is_not_logged_as_having_worked(tmp_path):
+    """A case whose Save failed before it read a frame: the CLI no longer said its clip nodes 'computed their
+    frames in 0.00s' (node_time's `frames`), but the case's log still read 'pat: 0.00s of its own work in all'."""
+    from types import SimpleNamespace
+
+    from app.batchlog import BatchLogs
+    job = SimpleNamespace(case=SimpleNamespace(number=1, overrides={}), label="1", source=None, workflow=None,
+                          outputs=[])
+    logs = BatchLogs(tmp_path, lambda numbers: [], lambda text: None)
+    for node in ("pat", "res"):
+        logs.event(job, {"event": "node_finished", "node": node, "cached": False, "seconds": 0.0, "lazy": True})
+    logs.event(job, {"event": "node_time", "node": "pat", "seconds": 0.0, "frames": False})
+    logs.event(job, {"event": "node_time", "node": "res", "seconds": 1.5, "frames": True})
+    text = logs.path(job).read_text()
+    assert "res: 1.50s of its own work in all" in text and "pat:" not in text, text

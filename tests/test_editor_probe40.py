@@ -112,13 +112,11 @@ def _greedy(ctx, video: VIDEO) -> VIDEO:
     return video.with_(reader=read)
 
 
-def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_path):
-    """A denoise runs out of memory as the Save after it reads its frames: the Log said 'save failed: heavy
-    (test.greedy), computing the frames save pulled: out of memory', but on the canvas the Save was red and the node
-    at fault green, 'done' (its clip returned at once), and its tip said nothing. It is badged failed, with why."""
-    from test_editor import registry_with
+def _greedy_chain(make_window, tmp_path):
+    """A window on pattern -> greedy -> Save (and test.slow at hand): (window, pattern, greedy, Save)."""
+    from test_editor import _slow, registry_with
     from app.editor.document import Document
-    w = make_window(Document(registry=registry_with(test_greedy=_greedy)))
+    w = make_window(Document(registry=registry_with(test_greedy=_greedy, test_slow=_slow)))
     c = w.controller
     pat = c.add_node("generate.test_pattern", (0, 0))
     heavy = c.add_node("test.greedy", (300, 0))
@@ -126,6 +124,14 @@ def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_pat
     c.set_param(save, "path", str(tmp_path / "o.mp4"))
     c.connect(pat, "video", heavy, "video")
     c.connect(heavy, "video", save, "video")
+    return w, pat, heavy, save
+
+
+def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_path):
+    """A denoise runs out of memory as the Save after it reads its frames: the Log said 'save failed: heavy
+    (test.greedy), computing the frames save pulled: out of memory', but on the canvas the Save was red and the node
+    at fault green, 'done' (its clip returned at once), and its tip said nothing. It is badged failed, with why."""
+    w, pat, heavy, save = _greedy_chain(make_window, tmp_path)
     job = w.run()
     assert w.runs.wait_idle(30) and job.state == "failed"
     assert _state(w, save) == "failed"
@@ -134,10 +140,8 @@ def test_the_clip_node_whose_frames_failed_is_badged_failed(make_window, tmp_pat
     assert _state(w, pat) != "failed"
 
 
-def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
-    """V on a node while a render runs: the look is queued behind the render (minutes of a Save), and the viewer
-    said 'computing pattern.video…' all that while, as if it were on its way. It says it waits for the render, and
-    'computing' once it does."""
+def _slow_run(win, qtbot):
+    """A pattern into a slow node, run until the slow node is under way: (the pattern, the run)."""
     c = win.controller
     pat = c.add_node("generate.test_pattern", (0, 0))
     slow = c.add_node("test.slow", (300, 0))
@@ -145,6 +149,14 @@ def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
     c.connect(pat, "video", slow, "video")
     run = win.run([slow])
     qtbot.waitUntil(lambda: _state(win, slow) == "running", timeout=30000)
+    return pat, run
+
+
+def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
+    """V on a node while a render runs: the look is queued behind the render (minutes of a Save), and the viewer
+    said 'computing pattern.video…' all that while, as if it were on its way. It says it waits for the render, and
+    'computing' once it does."""
+    pat, run = _slow_run(win, qtbot)
     look = win.view_node(pat)
     assert look.state == "queued"
     said = win.viewer.canvas.loading
@@ -212,3 +224,59 @@ def test_a_run_refused_for_several_files_names_their_nodes_in_the_status_bar(win
     assert said == "Nothing ran: 2 files missing or damaged (see the Log): Plate sh010, Plate sh020", said
     log = win.log.toPlainText()
     assert "sh010.mp4" in log and "sh020.mp4" in log
+
+
+# Review (rev40e): a look queued behind a render that never runs; a take opened during a render.
+def test_a_look_cancelled_while_it_waited_does_not_say_it_still_waits(win, qtbot):
+    """V during a render, then Cancel All (Ctrl+Shift+.): the render stopped and the look never ran, yet the viewer
+    kept 'waiting for … to finish, then computing test_pattern2.video…' with nothing left to wait for."""
+    _, run = _slow_run(win, qtbot)
+    pat = win.controller.add_node("generate.test_pattern", (0, 300))     # not one the render computes
+    look = win.view_node(pat)
+    assert win.viewer.canvas.loading.startswith("waiting for")
+    win.runs.cancel(clear_queue=True)
+    assert win.runs.wait_idle(30) and look.state == "cancelled" and run.state == "cancelled"
+    canvas = win.viewer.canvas
+    assert canvas.loading == "", canvas.loading
+    assert "cancelled" in canvas.note and f"{pat}.video" in canvas.note, canvas.note
+
+
+def test_a_render_opened_during_another_render_says_it_waits_for_it(win, qtbot, tmp_path):
+    """A take from the history opened in the viewer while the next render runs: the look is queued behind that
+    render, as V's is, and said 'computing sh010.mp4…' all the while (V's wording was put right, this one not)."""
+    from test_editor import chain
+    _, _, s = chain(win, out=tmp_path / "sh010.mkv")
+    first = win.run()
+    assert win.runs.wait_idle(30) and first.state == "done"
+    _, run = _slow_run(win, qtbot)
+    look = win.view_file(str(tmp_path / "sh010.mkv"))
+    assert look is not None and look.state == "queued"
+    said = win.viewer.canvas.loading
+    assert said.startswith("waiting for") and run.label in said and "sh010.mkv" in said, said
+    win.runs.cancel(run)
+    assert win.runs.wait_idle(30) and look.state == "done"
+    assert not win.viewer.canvas.loading.startswith("waiting"), win.viewer.canvas.loading
+
+
+def test_the_clip_node_whose_frames_failed_stays_failed_when_the_rest_of_the_run_is_cancelled(make_window, qtbot,
+                                                                                              tmp_path):
+    """Two branches: a Save fails on the frames of the node before it (badged failed, the culprit), and the other
+    branch's long node is cancelled. The run's end made every clip node 'cancelled', the culprit too: the canvas
+    lost the one node it had to point at."""
+    w, pat, heavy, save = _greedy_chain(make_window, tmp_path)
+    c = w.controller
+    up, ran = pat, []
+    for i in range(2):      # deeper than the Save, so it runs after it
+        ran.append(c.add_node("video.resize", (300 * i + 300, 300)))
+        c.connect(up, "video", ran[-1], "video")
+        up = ran[-1]
+    slow = c.add_node("test.slow", (900, 300))
+    c.set_param(slow, "steps", 100000)
+    c.connect(up, "video", slow, "video")
+    job = w.run([save, slow])
+    qtbot.waitUntil(lambda: _state(w, slow) == "running" and _state(w, save) == "failed", timeout=30000)
+    assert _state(w, heavy) == "failed"
+    w.runs.cancel(job)
+    assert w.runs.wait_idle(30) and job.state == "cancelled"
+    st = w.scene.nodes[heavy].status
+    assert st.state == "failed" and "out of memory" in st.message, st

@@ -222,6 +222,11 @@ class RunController(QObject):
             j.cancel.cancel()
             if j.state == "queued":
                 j.state, j.finished_at = "cancelled", time.time()
+                if j.kind == "view":
+                    # It never starts, so _on_done never tells the viewer, which said it waited for the job before
+                    # it (Cancel All during a render) with nothing left to wait for.
+                    self.jobFinished.emit(j)
+                    self.jobs.remove(j)
         self.jobsChanged.emit()
 
     def why(self, node_id: str) -> str:
@@ -394,8 +399,9 @@ class RunController(QObject):
         # No badge may say "running" or "queued" once its job is over.
         left = "cancelled" if res is not None and res.cancelled else "skipped"
         for n, st in list(self.status.items()) if self._shows(job) else ():
-            # A lazy node of a cancelled run never finished its frames either.
-            if st.state in ("queued", "running") or (left == "cancelled" and n in self._wall and self._wall[n] is None):
+            # A lazy node of a cancelled run never finished its frames either: one still 'streaming' (any node
+            # once lazy, the clip node badged failed for its frames was made 'cancelled' and the culprit lost).
+            if st.state in ("queued", "running") or (left == "cancelled" and st.state == "streaming"):
                 self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))
             elif st.state == "streaming" and (res is None or not res.ok) and job.kind == "run":
                 # A Save failing before it read a frame: its clip nodes said 'computed its frames in 0 ms'.

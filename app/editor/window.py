@@ -1653,10 +1653,10 @@ class MainWindow(QMainWindow):
         self._files[slot] = p.resolve()
         if slot == "A":
             self._follows_runs = False
-        self.viewer.computing(slot, name)
         job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {p.name}",
                                view=(nid, "image" if still else "audio" if sound else "video", slot, p.name, name,
                                      note), owner=self.doc)
+        self.viewer.computing(slot, name, self._waits_for(job))     # a take opened while the next one renders
         tmp.close()
         return job
 
