@@ -6,12 +6,17 @@ operations) measured in the same run, with the largest difference between the tw
     python bench/noise_warp.py [--frames 5] [--size 256]
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from nodes.motion.noise_warp import warped_noise
-from tests import void_reference as ref
+# run as `python bench/noise_warp.py` (and by `make bench`): the reference lives in tests/, which is no installed package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nodes.motion.noise_warp import warped_noise  # noqa: E402
+from tests import void_reference as ref  # noqa: E402
 
 
 def swirl(a, b):
