@@ -1,0 +1,33 @@
+"""Three newcomers with the README (newcomer41): a ComfyUI user bringing their models folder and workflows, a
+Deforum / Blender user after a camera move over a still, a Nuke compositor with plates. Each test is something one
+of them met."""
+import sys
+from pathlib import Path
+
+from app.comfyui import import_data
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from comfyui_workflows import ui_format  # noqa: E402
+
+
+def test_comfyui_ggufs_triple_and_quadruple_text_encoder_loaders_import():
+    """ComfyUI-GGUF's TripleCLIPLoaderGGUF (SD3 / SD 3.5 with a T5 GGUF) and QuadrupleCLIPLoaderGGUF (HiDream-I1
+    with a Llama 3.1 GGUF) were 'no Kinograph equivalent', though their plain ComfyUI twins and the one- and
+    two-file GGUF loaders import. ComfyUI-GGUF loads three files as SD3's encoders and four as HiDream's (its own
+    `type` widget is absent), as TripleCLIPLoader and QuadrupleCLIPLoader do."""
+    nodes = [(1, "TripleCLIPLoaderGGUF", ["clip_l.safetensors", "clip_g.safetensors", "t5-v1_1-xxl-encoder-Q8_0.gguf"],
+              {}, ["CLIP"]),
+             (2, "QuadrupleCLIPLoaderGGUF", ["clip_l_hidream.safetensors", "clip_g_hidream.safetensors",
+                                             "t5-v1_1-xxl-encoder-Q8_0.gguf", "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"],
+              {}, ["CLIP"])]
+    res = import_data(ui_format(nodes))
+    entries = res.report.entries
+    assert {entries[i].status for i in "12"} == {"exact"}, [(e.status, e.notes) for e in entries.values()]
+    triple, quad = (res.graph.nodes[n] for n in ("triple_clip_loader_gguf_1", "quadruple_clip_loader_gguf_2"))
+    assert (triple.type, quad.type) == ("load.text_encoder", "load.text_encoder")
+    assert triple.params == {"name": "clip_l.safetensors", "name2": "clip_g.safetensors",
+                             "name3": "t5-v1_1-xxl-encoder-Q8_0.gguf", "type": "sd3"}
+    assert quad.params == {"name": "clip_l_hidream.safetensors", "name2": "clip_g_hidream.safetensors",
+                           "name3": "t5-v1_1-xxl-encoder-Q8_0.gguf", "name4": "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
+                           "type": "hidream"}
