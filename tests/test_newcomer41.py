@@ -31,3 +31,28 @@ def test_comfyui_ggufs_triple_and_quadruple_text_encoder_loaders_import():
     assert quad.params == {"name": "clip_l_hidream.safetensors", "name2": "clip_g_hidream.safetensors",
                            "name3": "t5-v1_1-xxl-encoder-Q8_0.gguf", "name4": "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
                            "type": "hidream"}
+
+
+def _comfyui_models(tmp_path) -> Path:
+    """A ComfyUI models/ folder whose checkpoint is a link to a drive that is not mounted, as a models folder
+    kept on a second drive is."""
+    models = tmp_path / "ComfyUI" / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "checkpoints" / "sd_xl_base_1.0.safetensors").symlink_to(tmp_path / "usb" / "sd_xl_base_1.0.safetensors")
+    return models
+
+
+def test_validate_says_a_model_is_a_link_to_nothing_not_that_it_is_missing(tmp_path, monkeypatch, capsys):
+    """checkpoints/sd_xl_base_1.0.safetensors, a link to an unplugged drive: validate (and the run's check before
+    it starts) said the file was not in the model folders and to put it there; the run's own loader named the link.
+    The user sees it in the folder."""
+    from app.cli import main
+    models = _comfyui_models(tmp_path)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = tmp_path / "shot.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  load: {type: load.model, params: {path: sd_xl_base_1.0.safetensors}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"{models / 'checkpoints' / 'sd_xl_base_1.0.safetensors'} is a link to "
+            f"{tmp_path / 'usb' / 'sd_xl_base_1.0.safetensors'}, which does not exist (a drive that is not mounted?)") \
+        in err, err

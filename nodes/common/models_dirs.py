@@ -497,12 +497,23 @@ def _not_found(name: str, kind: str, tried: Optional[Path], broken, what: str) -
     if windows_root(name):
         lines.append(f"{name} is a path on a Windows computer: here the model is looked up by its name, "
                      f"{_below_kind(name, kind)}, in the folders above")
-    lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
-              for p in broken]
+    lines += [_dead_link(p) for p in broken]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
     lines += held_elsewhere(name, kind)
     return NodeError("\n".join(lines))
+
+
+def _dead_link(p: Path) -> str:
+    return f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
+
+
+def dead_links(name: str, kind: str) -> List[str]:
+    """What to say of the links named `name` in the kind's folders that lead nowhere: validate said the file was not
+    in the model folders and to put it there, while the user saw it in the folder (the run's loader named the link)."""
+    base = Path(name.replace("\\", "/")).name
+    return [_dead_link(p) for d in _kind_dirs(kind) if d.is_dir() for p in _walk(d)
+            if p.name == base and p.is_symlink() and not p.exists()]
 
 
 def held_elsewhere(name: str, kind: str) -> List[str]:
@@ -561,6 +572,7 @@ def locator(*kinds: str, kind_of=None, companions=None):
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
     locate.searched = lambda name="": _kind_dirs(kind_of(name))
     locate.elsewhere = lambda name: held_elsewhere(name, kind_of(name))
+    locate.dead_links = lambda name: dead_links(name, kind_of(name))
     # Every folder of every kind it reads (Load Model: checkpoints/ and diffusion_models/), for the editor to keep a
     # file picked in any of them by the name it is found by: `searched` names the first kind's alone.
     locate.every = lambda: [d for kind in kinds for d in _kind_dirs(kind)]
