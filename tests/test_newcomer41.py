@@ -39,6 +39,7 @@ def _comfyui_models(tmp_path) -> Path:
     models = tmp_path / "ComfyUI" / "models"
     (models / "checkpoints").mkdir(parents=True)
     (models / "checkpoints" / "sd_xl_base_1.0.safetensors").symlink_to(tmp_path / "usb" / "sd_xl_base_1.0.safetensors")
+    (models / "loras").symlink_to(tmp_path / "usb" / "loras")
     return models
 
 
@@ -56,3 +57,16 @@ def test_validate_says_a_model_is_a_link_to_nothing_not_that_it_is_missing(tmp_p
     assert (f"{models / 'checkpoints' / 'sd_xl_base_1.0.safetensors'} is a link to "
             f"{tmp_path / 'usb' / 'sd_xl_base_1.0.safetensors'}, which does not exist (a drive that is not mounted?)") \
         in err, err
+
+
+def test_info_lists_a_model_link_that_leads_nowhere(tmp_path, capsys):
+    """`kinograph info` on that folder listed the models it found and left the link out, so an unplugged drive
+    looked like a model that had never been there; a kind's whole folder linked there (loras/) too."""
+    from app.cli import main
+    models = _comfyui_models(tmp_path)
+    assert main(["info", str(models)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"{models / 'checkpoints' / 'sd_xl_base_1.0.safetensors'} is a link to "
+            f"{tmp_path / 'usb' / 'sd_xl_base_1.0.safetensors'}, which does not exist (a drive that is not mounted?)") \
+        in out, out
+    assert f"{models / 'loras'} is a link to {tmp_path / 'usb' / 'loras'}, which does not exist" in out

@@ -516,6 +516,17 @@ def dead_links(name: str, kind: str) -> List[str]:
             if p.name == base and p.is_symlink() and not p.exists()]
 
 
+def every_dead_link() -> List[str]:
+    """What to say of every link in the kinds' folders that leads nowhere, for `kinograph info`, which lists the
+    models found and so left such a file out, as if it had never been there."""
+    dirs = list(dict.fromkeys(d for kind in KINDS for d in _kind_dirs(kind)))
+    # A kind's whole folder linked to a drive (models/loras) as well as one file
+    links = [d for d in dirs if d.is_symlink() and not d.exists()]
+    links += [p for d in dirs if d.is_dir() for p in _walk(d) if p.is_symlink() and not p.exists()
+              and p.suffix.lower() in WEIGHT_SUFFIXES]
+    return [_dead_link(p) for p in dict.fromkeys(links)]
+
+
 def held_elsewhere(name: str, kind: str) -> List[str]:
     """Where a file missing from its kind's folders is held in another kind's (a VAE put in diffusion_models/), and
     what loads files there (the name as written: a look further would say it reads a file it does not), or in a
