@@ -70,3 +70,24 @@ def test_info_lists_a_model_link_that_leads_nowhere(tmp_path, capsys):
             f"{tmp_path / 'usb' / 'sd_xl_base_1.0.safetensors'}, which does not exist (a drive that is not mounted?)") \
         in out, out
     assert f"{models / 'loras'} is a link to {tmp_path / 'usb' / 'loras'}, which does not exist" in out
+
+
+def test_info_names_the_comfyui_folders_it_does_not_search(tmp_path, capsys):
+    """ComfyUI's models/ holds folders of kinds Kinograph reads nothing from (t2i_adapter/, hypernetworks/,
+    photomaker/ ...): `kinograph info` listed the files it found and said nothing of those, so a newcomer could
+    not tell an unread folder from one it had missed."""
+    from app.cli import main
+    from model_stub import stub
+    models = tmp_path / "ComfyUI" / "models"
+    for sub in ("t2i_adapter", "hypernetworks", "checkpoints", "configs", "xlabs/loras"):
+        (models / sub).mkdir(parents=True)
+    stub(models / "t2i_adapter" / "t2iadapter_depth_sd15v2.pth")
+    stub(models / "hypernetworks" / "a.pt")
+    stub(models / "hypernetworks" / "b.safetensors")
+    (models / "configs" / "v1-inference.yaml").write_text("model: {}\n")
+    assert main(["info", str(models)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{models / 'hypernetworks'}/ holds 2 model files and is not searched: no Kinograph node reads " \
+           f"that kind of model" in out, out
+    assert f"{models / 't2i_adapter'}/ holds 1 model file and is not searched" in out
+    assert f"{models / 'configs'}/" not in out and f"{models / 'xlabs'}/" not in out

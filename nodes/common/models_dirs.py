@@ -338,6 +338,29 @@ def unfoldered_pipelines() -> List[Path]:
     return out
 
 
+# Folders in a model folder that hold other kinds' folders (x-flux-comfyui's xlabs/loras ...), or node packs
+_HOLDERS = {a.split("/")[0] for aliases in ALIASES.values() for a in aliases if "/" in a} | {"custom_nodes"}
+
+
+def unsearched_folders() -> List[tuple]:
+    """(folder, how many weight files it holds) for the sub-folders of the model folders that no kind is looked for
+    in: ComfyUI's t2i_adapter/, hypernetworks/, photomaker/ or a node pack's. `kinograph info` listed what it found
+    and was silent on them, so an unread folder could not be told from a missed one."""
+    out = []
+    for d in model_dirs():
+        try:
+            subs = sorted(p for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        except OSError:
+            continue
+        for sub in subs:
+            if sub.name in _KIND_FOLDERS or sub.name in _HOLDERS or _is_model_folder(sub):
+                continue        # a model folder put there itself is a loose model (loose_models)
+            n = sum(1 for p in _walk(sub) if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
+            if n:
+                out.append((sub, n))
+    return out
+
+
 def find_model(name: str, kind: str, required: bool = True, elsewhere: bool = True) -> Optional[Path]:
     """The file (or diffusers folder) for `name`: a path if it names a folder, else the first
     match by file name (or name without extension) in the `kind` folders; with `elsewhere`, then the one file of
