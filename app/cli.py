@@ -595,8 +595,11 @@ def _find_nodes(reg, specs, words: List[str]) -> list:
     typed, *named = _search_forms(words)
     found = holding(typed)
     if not found:
-        from .editor.fuzzy import comfyui_names
-        found = [s for s in specs if set(typed) & {n.lower() for n in comfyui_names(s.type).split()}]
+        # A ComfyUI name as a whole, typed with its spaces or without: one of its words ('image' of WAS's 'Image
+        # Resize') matched 'image blur' and 'image sequence' to video.resize
+        from .editor.fuzzy import comfyui_classes
+        phrase = "".join(typed)
+        found = [s for s in specs if phrase in {"".join(c.split()).lower() for c in comfyui_classes(s.type)}]
         if found:
             return found
     for form in named:      # 'sound' found three nodes, none of the audio ones

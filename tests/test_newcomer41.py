@@ -91,3 +91,19 @@ def test_info_names_the_comfyui_folders_it_does_not_search(tmp_path, capsys):
            f"that kind of model" in out, out
     assert f"{models / 't2i_adapter'}/ holds 1 model file and is not searched" in out
     assert f"{models / 'configs'}/" not in out and f"{models / 'xlabs'}/" not in out
+
+
+def _nodes_found(capsys, *words):
+    from app.cli import main
+    assert main(["nodes", *words]) == 0
+    return [line.split()[0] for line in capsys.readouterr().out.splitlines() if line and line[0] != " "]
+
+
+def test_nodes_search_matches_a_comfyui_name_whole_not_one_of_its_words(capsys):
+    """`kinograph nodes image sequence` (a compositor's words) showed io.save_frames and video.resize, and `image
+    blur` the same two: WAS's 'Image Save' and 'Image Resize' matched on their word 'image' alone. A ComfyUI node's
+    name matches as a whole, spaces or not ('Image Resize', ImageResize)."""
+    assert _nodes_found(capsys, "image", "blur") != ["io.save_frames", "video.resize"]
+    assert "io.load_frames" in _nodes_found(capsys, "image", "sequence")
+    assert _nodes_found(capsys, "Image", "Resize") == _nodes_found(capsys, "ImageResize") == ["video.resize"]
+    assert _nodes_found(capsys, "KSampler") == ["generate.sample"]

@@ -122,6 +122,11 @@ _COMFYUI: Optional[Dict[str, str]] = None
 def comfyui_names(node_type: str) -> str:
     """The ComfyUI nodes that become `node_type` when a ComfyUI workflow is imported, as one line
     ('CheckpointLoaderSimple CheckpointLoader ...'), from the importer's own table."""
+    return " ".join(comfyui_classes(node_type))
+
+
+def comfyui_classes(node_type: str) -> List[str]:
+    """Those ComfyUI nodes one by one: some names have spaces (WAS's 'Image Resize')."""
     global _COMFYUI
     if _COMFYUI is None:
         from app.comfyui.mapping import RULES
@@ -129,8 +134,8 @@ def comfyui_names(node_type: str) -> str:
         for cls, rule in RULES.items():
             if rule.node and rule.kind == "run":
                 names.setdefault(rule.node, []).append(cls)
-        _COMFYUI = {t: " ".join(v) for t, v in names.items()}
-    return _COMFYUI.get(node_type, "")
+        _COMFYUI = names
+    return list(_COMFYUI.get(node_type, ()))
 
 
 def comfyui_instead(query: str) -> str:
