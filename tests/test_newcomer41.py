@@ -107,3 +107,13 @@ def test_nodes_search_matches_a_comfyui_name_whole_not_one_of_its_words(capsys):
     assert "io.load_frames" in _nodes_found(capsys, "image", "sequence")
     assert _nodes_found(capsys, "Image", "Resize") == _nodes_found(capsys, "ImageResize") == ["video.resize"]
     assert _nodes_found(capsys, "KSampler") == ["generate.sample"]
+
+
+def test_nodes_search_knows_the_words_for_a_camera_move_over_a_still(capsys):
+    """A Deforum / Blender / editing user after a camera move over a photo types 'ken burns', 'push in' or '2.5d':
+    `kinograph nodes` (and the editor's Tab search, which reads the same task words) matched no node."""
+    for words in (("ken", "burns"), ("Ken", "Burns"), ("push", "in"), ("pull", "out")):
+        assert {"motion.camera_path", "motion.apply_camera"} <= set(_nodes_found(capsys, *words)), words
+    assert "motion.camera_path" in _nodes_found(capsys, "2.5d")
+    from app.editor.fuzzy import expand
+    assert expand("ken burns over a photo") == "camera over a photo"

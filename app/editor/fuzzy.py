@@ -66,6 +66,8 @@ ALIASES = {
     "green screen": "key", "roto": "track points", "rotoscope": "track points", "tracker": "track", "movie clip": "load video",
     "file output": "save", "color balance": "cdl", "colour balance": "cdl",
     "sound": "audio", "music": "audio",
+    # A camera move over a still, as editors, Deforum and Blender users name it: nothing matched them
+    "ken burns": "camera", "push in": "camera", "pull out": "camera", "2.5d": "parallax",
 }
 _ALIAS = re.compile("|".join(rf"\b{re.escape(p)}\b" for p in sorted(ALIASES, key=len, reverse=True)))
 
