@@ -117,3 +117,21 @@ def test_nodes_search_knows_the_words_for_a_camera_move_over_a_still(capsys):
     assert "motion.camera_path" in _nodes_found(capsys, "2.5d")
     from app.editor.fuzzy import expand
     assert expand("ken burns over a photo") == "camera over a photo"
+
+
+def test_a_camera_keyframe_past_the_paths_last_frame_is_said_to_stop_short(capsys):
+    """Four seconds at 24 fps is 96 frames, numbered 0 to 95: a Blender or Deforum user's end key '96:(1.4)' is never
+    reached, and the push-in stopped at 1.396 without a word."""
+    from graph_engine.context import Context
+    from nodes.motion import camera_nodes
+    from node_call import Nodes
+    events = []
+    cam = Nodes(camera_nodes).camera_path(Context("cam", emit=events.append), frames=96, zoom="0:(1.0), 96:(1.4)")
+    fx = cam.intrinsics[:, 0]
+    assert fx[-1] / fx[0] == __import__("pytest").approx(1.0 + 0.4 * 95 / 96)      # linear, as keyframes are
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert logs == ["zoom has a keyframe at frame 96, past the path's last frame (95: frames are counted from 0), so "
+                    "the move stops short of it (zoom 1.396 at frame 95). Put the key at frame 95, or set frames to 97"]
+    events.clear()
+    Nodes(camera_nodes).camera_path(Context("cam", emit=events.append), frames=96, zoom="0:(1.0), 95:(1.4)")
+    assert not [e for e in events if e["event"] == "log"]
