@@ -135,3 +135,22 @@ def test_a_camera_keyframe_past_the_paths_last_frame_is_said_to_stop_short(capsy
     events.clear()
     Nodes(camera_nodes).camera_path(Context("cam", emit=events.append), frames=96, zoom="0:(1.0), 95:(1.4)")
     assert not [e for e in events if e["event"] == "log"]
+
+
+def test_an_extra_model_paths_section_marked_is_default_is_searched_first(tmp_path, monkeypatch):
+    """ComfyUI's extra_model_paths.yaml: `is_default: true` puts a section's folders before ComfyUI's own
+    (folder_paths.add_model_folder_path inserts them at 0), so a name in both reads the shared drive's file there.
+    Kinograph read the models/ folder's copy, another file than ComfyUI loads for the same workflow."""
+    from model_stub import stub
+    from nodes.common.models_dirs import find_model
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "shared" / "ckpts").mkdir(parents=True)
+    own = stub(comfy / "models" / "checkpoints" / "x.safetensors")
+    shared = stub(tmp_path / "shared" / "ckpts" / "x.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    yaml = f"shared:\n    base_path: {tmp_path / 'shared'}\n    checkpoints: ckpts\n"
+    (comfy / "extra_model_paths.yaml").write_text(yaml)
+    assert find_model("x.safetensors", "checkpoints") == own
+    (comfy / "extra_model_paths.yaml").write_text(yaml + "    is_default: true\n")
+    assert find_model("x.safetensors", "checkpoints") == shared

@@ -143,14 +143,23 @@ def extra_model_folders() -> Dict[Path, List[Path]]:
 def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     """Kind -> folders from one extra_model_paths.yaml (relative paths against its base_path, which is
     itself relative to the file's folder). A malformed file gives nothing rather than stopping lookups."""
+    out: Dict[str, List[Path]] = {}
+    for _, folders in _extra_sections(path):
+        for kind, ds in folders.items():
+            out.setdefault(kind, []).extend(ds)
+    return out
+
+
+def _extra_sections(path: Path) -> List[tuple]:
+    """(is_default, kind -> folders) for each section of one extra_model_paths.yaml."""
     import yaml
     try:
         if path.stat().st_size > 1 << 20:
-            return {}
+            return []
         sections = _sections(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
-        return {}
-    out: Dict[str, List[Path]] = {}
+        return []
+    out: List[tuple] = []
     seen = set()
     for section in sections:
         # A section named again by an alias (`more: *comfy`) is the same mapping and adds nothing new; read again,
@@ -166,6 +175,7 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
         if base is None:        # C:\ComfyUI on the Windows machine the file came from: nothing here
             continue
         base = base if base.is_absolute() else path.parent / base
+        folders: Dict[str, List[Path]] = {}
         for key, value in section.items():
             kind = YAML_KINDS.get(key, key)
             if kind not in KINDS or not isinstance(value, str):
@@ -174,7 +184,8 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
                 p = _yaml_path(line) if line.strip() else None
                 if p is not None:
                     # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
-                    out.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
+                    folders.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
+        out.append((section.get("is_default") is True, folders))
     return out
 
 
@@ -269,8 +280,14 @@ def _kind_dirs_now(kind: str) -> List[Path]:
     names = (kind,) + ALIASES.get(kind, ())
     dirs = [d / k for d in model_dirs() for k in names]
     for f in _yaml_files():
-        extra = extra_model_paths(f)
-        dirs += [p for k in names for p in extra.get(k, ())]
+        for default, extra in _extra_sections(f):
+            for p in (p for k in names for p in extra.get(k, ())):
+                # `is_default: true` puts a folder before all the others, as ComfyUI's add_model_folder_path
+                # inserts it at 0 (so the last one listed comes first): a name in both read another file than ComfyUI
+                if default:
+                    dirs.insert(0, p)
+                else:
+                    dirs.append(p)
     dirs += _pack_dirs(kind)
     out: List[Path] = []
     for d in dirs:
