@@ -154,3 +154,21 @@ def test_an_extra_model_paths_section_marked_is_default_is_searched_first(tmp_pa
     assert find_model("x.safetensors", "checkpoints") == own
     (comfy / "extra_model_paths.yaml").write_text(yaml + "    is_default: true\n")
     assert find_model("x.safetensors", "checkpoints") == shared
+
+
+def test_load_video_given_an_image_sequence_names_load_frames(tmp_path, capsys):
+    """A compositor gives io.load_video the plate as Nuke names it (plates/shot.####.exr): validate said ok, and the
+    run failed on 'video file not found ... did you mean shot.1002.exr?'. The sequence is io.load_frames's."""
+    from app.cli import main
+    wf = tmp_path / "comp.yaml"
+    (tmp_path / "plates").mkdir()
+    for n in (1001, 1002):
+        (tmp_path / "plates" / f"shot.{n}.exr").write_bytes(b"v/1\x01")
+    for path in ("plates/shot.####.exr", "plates/shot.%04d.exr", "plates/*.exr"):
+        wf.write_text("kinograph: 1\nnodes:\n"
+                      f"  plate: {{type: io.load_video, params: {{path: '{path}'}}}}\n"
+                      "  save: {type: io.save_video, inputs: {video: plate.video}, params: {path: out/comp.mov}}\n")
+        assert main(["validate", str(wf)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert (f"node plate: path: {path!r} names an image sequence; io.load_video reads one video file: read the "
+                f"sequence with io.load_frames (path {path})") in err, err
