@@ -120,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
                               "whether each file will load. To use it in every run, name it in KINOGRAPH_MODELS "
                               "(export KINOGRAPH_MODELS=~/ComfyUI/models) or under model_dirs: in config.yaml.")
     i.add_argument("folders", nargs="*", metavar="MODELS_FOLDER",
-                   help="model folders to look in first, as KINOGRAPH_MODELS would (this command only)")
+                   help="model folders to look in first, as KINOGRAPH_MODELS would (this command only); or model "
+                        "files, each said what it is, whether it loads and which sub-folder it goes in")
 
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
     c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
@@ -636,8 +637,32 @@ def cmd_info(args) -> int:
             os.environ["KINOGRAPH_MODELS"] = before
 
 
+def _info_files(files: List[Path]) -> int:
+    """`kinograph info FILE ...`: what a downloaded file is, whether it loads and which sub-folder it goes in, read
+    from its header as a folder's files are; it was refused as 'not a folder'."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.split import folder_of
+    for f in files:
+        d = describe_model(f)
+        what = " ".join(x for x in (d["family"], d["variant"], d["role"]) if x)
+        line = f"{f}: {what}{', ' + d['precision'] if d['precision'] else ''}, loads {d['loads']}"
+        try:
+            folder = folder_of(detect_file(f))
+        except Exception:       # damaged or unknown: the note says what it is
+            folder = None
+        print(line + (f"; it goes in the {folder}/ sub-folder of a model folder (ComfyUI's models/{folder}/)"
+                      if folder else ""))
+        if d["note"]:
+            print(f"  ({d['note']})")
+    return EXIT_OK
+
+
 def _info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
+    from nodes.common.models_dirs import WEIGHT_SUFFIXES
+    if named and all(f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES for f in named):
+        return _info_files(named)
     for f in named:
         if not f.is_dir():
             print(f"kinograph info: {f} is not a folder: name the folder that holds your models (a ComfyUI "

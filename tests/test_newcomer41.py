@@ -172,3 +172,15 @@ def test_load_video_given_an_image_sequence_names_load_frames(tmp_path, capsys):
         err = " ".join(capsys.readouterr().err.split())
         assert (f"node plate: path: {path!r} names an image sequence; io.load_video reads one video file: read the "
                 f"sequence with io.load_frames (path {path})") in err, err
+
+
+def test_info_on_one_downloaded_file_says_what_it_is_and_where_it_goes(tmp_path, capsys):
+    """`kinograph info ~/Downloads/x.safetensors`, to learn whether Kinograph reads a file before moving it into
+    ComfyUI's models folder: it was refused as 'not a folder'. It reads the file's header, as for a folder's files."""
+    from app.cli import main
+    from test_trellis2_structure import _tiny_vae
+    vae = _tiny_vae(tmp_path)
+    assert main(["info", str(vae)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"{vae}: trellis2 shape vae, bf16, loads yes; it goes in the vae/ sub-folder of a model folder "
+            f"(ComfyUI's models/vae/)") in out, out
