@@ -184,3 +184,12 @@ def test_info_on_one_downloaded_file_says_what_it_is_and_where_it_goes(tmp_path,
     out = " ".join(capsys.readouterr().out.split())
     assert (f"{vae}: trellis2 shape vae, bf16, loads yes; it goes in the vae/ sub-folder of a model folder "
             f"(ComfyUI's models/vae/)") in out, out
+
+
+def test_nodes_search_knows_a_compositors_words_for_keying_tracking_and_letterboxing(capsys):
+    """'chroma key' showed the Chroma image model first; 'matchmove' and 'camera solve' (Depth Anything 3's camera
+    from footage) and 'letterbox' (padding to a frame) matched nothing."""
+    assert _nodes_found(capsys, "chroma", "key") == ["video.matte"]
+    for words in (("matchmove",), ("camera", "solve"), ("camera", "tracking")):
+        assert _nodes_found(capsys, *words) == ["depth.da3_camera"], words
+    assert _nodes_found(capsys, "letterbox") == _nodes_found(capsys, "pillarbox") == ["video.resize_pad"]

@@ -68,6 +68,10 @@ ALIASES = {
     "sound": "audio", "music": "audio",
     # A camera move over a still, as editors, Deforum and Blender users name it: nothing matched them
     "ken burns": "camera", "push in": "camera", "pull out": "camera", "2.5d": "parallax",
+    # 'chroma key' found the Chroma image model first; a camera solved from footage, and bars added to fit a frame,
+    # nothing
+    "chroma key": "matte", "matchmove": "da3 camera", "camera solve": "da3 camera", "solve camera": "da3 camera",
+    "camera tracking": "da3 camera", "letterbox": "resize pad", "pillarbox": "resize pad",
 }
 _ALIAS = re.compile("|".join(rf"\b{re.escape(p)}\b" for p in sorted(ALIASES, key=len, reverse=True)))
 
