@@ -193,3 +193,24 @@ def test_nodes_search_knows_a_compositors_words_for_keying_tracking_and_letterbo
     for words in (("matchmove",), ("camera", "solve"), ("camera", "tracking")):
         assert _nodes_found(capsys, *words) == ["depth.da3_camera"], words
     assert _nodes_found(capsys, "letterbox") == _nodes_found(capsys, "pillarbox") == ["video.resize_pad"]
+
+
+def test_extra_model_paths_keys_for_comfyuis_newer_folders_are_read(tmp_path, monkeypatch):
+    """ComfyUI's folder_paths has geometry_estimation (Depth Anything 3, MoGe), frame_interpolation (RIFE, FILM) and
+    detection, and a shared models store's extra_model_paths.yaml lists them: Kinograph reads those folders from
+    ComfyUI's models/, but dropped the keys in the yaml, so the files there were 'not in the model folders'."""
+    from model_stub import stub
+    from nodes.common.models_dirs import find_model
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models").mkdir(parents=True)
+    store = tmp_path / "store"
+    for sub in ("geo", "fi", "det"):
+        (store / sub).mkdir(parents=True)
+    moge = stub(store / "geo" / "moge_2_vitl_normal_fp16.safetensors")
+    rife = stub(store / "fi" / "rife49.pth")
+    (comfy / "extra_model_paths.yaml").write_text(
+        f"store:\n    base_path: {store}\n    geometry_estimation: geo\n    frame_interpolation: fi\n"
+        "    detection: det\n")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    assert find_model(moge.name, "depth") == moge
+    assert find_model(rife.name, "rife") == rife

@@ -178,7 +178,9 @@ def _extra_sections(path: Path) -> List[tuple]:
         folders: Dict[str, List[Path]] = {}
         for key, value in section.items():
             kind = YAML_KINDS.get(key, key)
-            if kind not in KINDS or not isinstance(value, str):
+            # A kind's other folder names count as ComfyUI's keys do (geometry_estimation, frame_interpolation,
+            # detection: ComfyUI's own folders, which a shared models store lists): they were dropped
+            if kind not in _KIND_FOLDERS or not isinstance(value, str):
                 continue
             for line in value.splitlines():
                 p = _yaml_path(line) if line.strip() else None
