@@ -177,13 +177,16 @@ def test_load_video_given_an_image_sequence_names_load_frames(tmp_path, capsys):
 def test_info_on_one_downloaded_file_says_what_it_is_and_where_it_goes(tmp_path, capsys):
     """`kinograph info ~/Downloads/x.safetensors`, to learn whether Kinograph reads a file before moving it into
     ComfyUI's models folder: it was refused as 'not a folder'. It reads the file's header, as for a folder's files."""
+    import torch
+    from safetensors.torch import save_file
     from app.cli import main
-    from test_trellis2_structure import _tiny_vae
-    vae = _tiny_vae(tmp_path)
-    assert main(["info", str(vae)]) == 0
+    lora = tmp_path / "wan_lora.safetensors"      # a Wan LoRA in PEFT's names, as ComfyUI's trainers save them
+    save_file({"diffusion_model.blocks.0.cross_attn.q.lora_A.weight": torch.zeros(4, 64),
+               "diffusion_model.blocks.0.cross_attn.q.lora_B.weight": torch.zeros(64, 4)}, str(lora))
+    assert main(["info", str(lora)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert (f"{vae}: trellis2 shape vae, bf16, loads yes; it goes in the vae/ sub-folder of a model folder "
-            f"(ComfyUI's models/vae/)") in out, out
+    assert (f"{lora}: wan peft lora, fp32, loads yes; it goes in the loras/ sub-folder of a model folder "
+            f"(ComfyUI's models/loras/)") in out, out
 
 
 def test_nodes_search_knows_a_compositors_words_for_keying_tracking_and_letterboxing(capsys):
