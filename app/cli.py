@@ -637,6 +637,14 @@ def cmd_info(args) -> int:
             os.environ["KINOGRAPH_MODELS"] = before
 
 
+def _wsl_hint(folder: str) -> str:
+    """Where WSL shows a Windows drive's folder (D:\\AI\\models is /mnt/d/AI/models), as an example; '' for a share."""
+    if len(folder) < 2 or folder[1] != ":" or not folder[0].isalpha():
+        return ""
+    rest = "/".join(p for p in folder[2:].replace("\\", "/").split("/") if p)
+    return f", such as /mnt/{folder[0].lower()}/{rest} under WSL"
+
+
 def _info_files(files: List[Path]) -> int:
     """`kinograph info FILE ...`: what a downloaded file is, whether it loads and which sub-folder it goes in, read
     from its header as a folder's files are; it was refused as 'not a folder'."""
@@ -687,7 +695,7 @@ def _info(args) -> int:
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs, unfoldered_pipelines
-    from nodes.common.models_dirs import every_dead_link, unsearched_folders
+    from nodes.common.models_dirs import every_dead_link, extra_windows_folders, unsearched_folders
     from nodes.common.models_dirs import LOADED_BY, locator
     from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
@@ -700,8 +708,12 @@ def _info(args) -> int:
     for d in model_dirs():
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
     # A second drive named in an extra_model_paths.yaml is searched too, and was not shown: say which file adds what.
+    windows = extra_windows_folders()
     for file, folders in extra_model_folders().items():
         print(f"  and, from {file}:")
+        for w in windows.get(file, ()):
+            print(f"    {w}  (a Windows folder, which names nothing on this computer: write it as this computer names "
+                  f"it{_wsl_hint(w)})")
         for d in folders:
             # ComfyUI's own example has "models/clip/  # legacy location still supported" in a | block, where a #
             # is text: ComfyUI and Kinograph both look for a folder of that name, which the bare (missing) left

@@ -217,3 +217,16 @@ def test_extra_model_paths_keys_for_comfyuis_newer_folders_are_read(tmp_path, mo
     monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
     assert find_model(moge.name, "depth") == moge
     assert find_model(rife.name, "rife") == rife
+
+
+def test_info_says_an_extra_model_paths_windows_folder_names_nothing_here(tmp_path, capsys):
+    """A ComfyUI folder from Windows (or WSL beside a Windows ComfyUI) whose extra_model_paths.yaml has
+    `base_path: D:\\AI\\models`: `kinograph info` printed 'and, from .../extra_model_paths.yaml:' over nothing."""
+    from app.cli import main
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "checkpoints").mkdir(parents=True)
+    (comfy / "extra_model_paths.yaml").write_text("comfyui:\n    base_path: D:\\AI\\models\n    checkpoints: ckpts\n")
+    assert main(["info", str(comfy)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"and, from {comfy / 'extra_model_paths.yaml'}: D:\\AI\\models (a Windows folder, which names nothing on "
+            f"this computer: write it as this computer names it, such as /mnt/d/AI/models under WSL)") in out, out

@@ -140,18 +140,26 @@ def extra_model_folders() -> Dict[Path, List[Path]]:
     return out
 
 
+def extra_windows_folders() -> Dict[Path, List[str]]:
+    """Each extra_model_paths.yaml searched -> the Windows folders it names (D:\\AI\\models), which name nothing
+    here and are left out: `kinograph info` printed the file's heading over nothing (a ComfyUI folder copied from
+    Windows, or WSL beside a Windows ComfyUI)."""
+    out = {f: list(dict.fromkeys(w for _, _, ws in _extra_sections(f) for w in ws)) for f in _yaml_files()}
+    return {f: ws for f, ws in out.items() if ws}
+
+
 def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     """Kind -> folders from one extra_model_paths.yaml (relative paths against its base_path, which is
     itself relative to the file's folder). A malformed file gives nothing rather than stopping lookups."""
     out: Dict[str, List[Path]] = {}
-    for _, folders in _extra_sections(path):
+    for _, folders, _ in _extra_sections(path):
         for kind, ds in folders.items():
             out.setdefault(kind, []).extend(ds)
     return out
 
 
 def _extra_sections(path: Path) -> List[tuple]:
-    """(is_default, kind -> folders) for each section of one extra_model_paths.yaml."""
+    """(is_default, kind -> folders, the Windows folders left out) for each section of one extra_model_paths.yaml."""
     import yaml
     try:
         if path.stat().st_size > 1 << 20:
@@ -168,14 +176,17 @@ def _extra_sections(path: Path) -> List[tuple]:
         if not isinstance(section, dict) or id(section) in seen:
             continue
         seen.add(id(section))
-        base = section.get("base_path") or "."
+        given = section.get("base_path") or "."
         # Only a text names a folder; written out, a list (a 486-byte file of aliases nesting lists 9 deep) made
         # hundreds of millions of strings and never ended.
-        base = _yaml_path(base) if isinstance(base, str) else None
+        base = _yaml_path(given) if isinstance(given, str) else None
         if base is None:        # C:\ComfyUI on the Windows machine the file came from: nothing here
+            if isinstance(given, str):
+                out.append((False, {}, [given.strip()]))
             continue
         base = base if base.is_absolute() else path.parent / base
         folders: Dict[str, List[Path]] = {}
+        windows: List[str] = []
         for key, value in section.items():
             kind = YAML_KINDS.get(key, key)
             # A kind's other folder names count as ComfyUI's keys do (geometry_estimation, frame_interpolation,
@@ -184,10 +195,12 @@ def _extra_sections(path: Path) -> List[tuple]:
                 continue
             for line in value.splitlines():
                 p = _yaml_path(line) if line.strip() else None
-                if p is not None:
+                if p is None and line.strip():
+                    windows.append(line.strip())
+                elif p is not None:
                     # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
                     folders.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
-        out.append((section.get("is_default") is True, folders))
+        out.append((section.get("is_default") is True, folders, windows))
     return out
 
 
@@ -282,7 +295,7 @@ def _kind_dirs_now(kind: str) -> List[Path]:
     names = (kind,) + ALIASES.get(kind, ())
     dirs = [d / k for d in model_dirs() for k in names]
     for f in _yaml_files():
-        for default, extra in _extra_sections(f):
+        for default, extra, _ in _extra_sections(f):
             for p in (p for k in names for p in extra.get(k, ())):
                 # `is_default: true` puts a folder before all the others, as ComfyUI's add_model_folder_path
                 # inserts it at 0 (so the last one listed comes first): a name in both read another file than ComfyUI
