@@ -350,6 +350,7 @@ class MainWindow(QMainWindow):
         # out of date): an undo back to that graph takes the 'out of date' back
         self._made_from = {}
         self._first_on_seeds = None              # the run queued on the file's own seeds (Document.seeds_as_read)
+        self._disk_told = None                   # digest of its file changed on disk that the log already told of
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -385,10 +386,40 @@ class MainWindow(QMainWindow):
         # Back from the file manager with a model file copied in: the loaders marked missing look again (those
         # alone: every model file looked for at each return to the window would take seconds on a big template).
         if event.type() == QEvent.ActivationChange and self.isActiveWindow() and getattr(self, "scene", None):
+            self._look_at_disk()
             marked = [n for n, item in self.scene.nodes.items() if item.missing]
             if marked:
                 self.scene.check_models(marked)
                 self.properties.files_looked_for()
+
+    def _look_at_disk(self) -> None:
+        """Back in the window after another program saved its file (a text editor, a git pull): the canvas showed
+        what was read before, and Ctrl+Enter rendered settings the file no longer held. Untouched here, the file is
+        read again as one undo step; with edits of its own here, those stay and the log says so, once per change."""
+        doc = self.doc
+        now = doc.digest_on_disk()
+        if now is None or now == doc.on_disk or now == self._disk_told:
+            return
+        name = doc.path.name
+        if doc.modified or self._typed_text():
+            self._disk_told = now
+            self.log.log("warn", f"{name} changed on disk (another program saved it) while you have unsaved edits "
+                                 f"here: they stay as they are; Save asks before replacing the file, and Save As keeps "
+                                 f"both")
+            return
+        try:
+            problems = doc.read_again()
+        except (WorkflowError, OSError) as e:
+            self._disk_told = now
+            self.log.log("warn", f"{name} changed on disk but cannot be read now ({e}); the workflow read before "
+                                 f"stays open here")
+            return
+        for p in problems:
+            self.log.log("warn", str(p), p.node or "")
+        said = f"{name} changed on disk (another program saved it): read again as it is there now; Ctrl+Z brings " \
+               f"back what was open"
+        self.log.log("info", said)
+        self.message(said)
 
     def showEvent(self, event):
         super().showEvent(event)

@@ -1,0 +1,57 @@
+"""An artist's evening in the editor (probe editor41): a workflow another program saves while it is open, errors
+said where the artist looks, undo after a delete. Driven through the real window offscreen; any Qt warning fails a
+test."""
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEvent  # noqa: E402
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+from app.editor.document import Document  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml"
+
+
+def _back_to(w, monkeypatch):
+    """The artist comes back to the window (from a text editor, a terminal's git pull)."""
+    monkeypatch.setattr(w, "isActiveWindow", lambda: True)
+    w.changeEvent(QEvent(QEvent.ActivationChange))
+
+
+def test_a_workflow_saved_by_another_program_is_shown_as_it_is_now(make_window, registry, tmp_path, monkeypatch):
+    """tp.yaml open and untouched; a text editor (or a git pull) sets the resize to 1280 and saves. Back in the
+    window the canvas still said 640, and Ctrl+Enter rendered the 640 the file no longer held. Untouched here, the
+    window reads the file again (one undo step) and the log says so; with edits of its own here it keeps them and
+    says the file changed (Save asks before replacing it), once."""
+    path = tmp_path / "tp.yaml"
+    shutil.copy(EXAMPLE, path)
+    w = make_window(Document.load(path, registry))
+    assert w.doc.graph.nodes["resize"].params["width"] == 640
+    path.write_text(path.read_text().replace("width: 640", "width: 1280"))
+    _back_to(w, monkeypatch)
+    assert w.doc.graph.nodes["resize"].params["width"] == 1280
+    assert not w.doc.modified and not w.doc.changed_on_disk()
+    said = w.log.toPlainText()
+    assert "tp.yaml changed on disk" in said and "Ctrl+Z" in said
+    w.doc.undo.undo()                                   # what was open comes back, as any undo
+    assert w.doc.graph.nodes["resize"].params["width"] == 640
+
+    w.doc.undo.redo()
+    w.controller.set_param("pattern", "frames", 12)     # an edit of its own here
+    path.write_text(path.read_text().replace("width: 1280", "width: 1920"))
+    _back_to(w, monkeypatch)
+    _back_to(w, monkeypatch)
+    assert w.doc.graph.nodes["pattern"].params["frames"] == 12 and w.doc.graph.nodes["resize"].params["width"] == 1280
+    warned = [line for line in w.log.toPlainText().splitlines() if "unsaved" in line]
+    assert len(warned) == 1 and "Save asks" in warned[0], warned
