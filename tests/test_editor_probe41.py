@@ -7,7 +7,10 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import pytest  # noqa: E402
 from PySide6.QtCore import QEvent  # noqa: E402
+
+from graph_engine.types import VIDEO  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -15,10 +18,22 @@ check_qt_binding()
 
 import test_editor_session  # noqa: E402
 from app.editor.document import Document  # noqa: E402
+from test_editor import _seeded, _slow, registry_with  # noqa: E402
 
-make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
-                                           test_editor_session.registry)
+make_window, no_modal_dialogs = test_editor_session.make_window, test_editor_session.no_modal_dialogs
 win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+
+
+def _mismatch(ctx, video: VIDEO) -> VIDEO:
+    """Fails as a node does on footage it cannot take."""
+    raise ValueError("the plate is 32x32 but the matte is 64x64: resize one of them")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return registry_with(test_slow=_slow, test_seeded=_seeded, test_mismatch=_mismatch)
+
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml"
 
@@ -55,3 +70,21 @@ def test_a_workflow_saved_by_another_program_is_shown_as_it_is_now(make_window, 
     assert w.doc.graph.nodes["pattern"].params["frames"] == 12 and w.doc.graph.nodes["resize"].params["width"] == 1280
     warned = [line for line in w.log.toPlainText().splitlines() if "unsaved" in line]
     assert len(warned) == 1 and "Save asks" in warned[0], warned
+
+
+def test_the_log_names_a_failed_node_as_the_canvas_titles_it(win, tmp_path):
+    """A run whose 'Matte grade' failed: the log said 'mismatch failed: …  go to mismatch' and the history's label
+    '→ mismatch', an id the canvas shows nowhere (the node reads 'Matte grade'), and the run's last line '1 node(s)
+    failed', naming none. They name it as the canvas does, as undo does (Controller.named)."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    bad = c.add_node("test.mismatch", (300, 0))
+    c.set_title(bad, "Matte grade")
+    c.connect(pat, "video", bad, "video")
+    job = win.run([bad])
+    assert win.runs.wait_idle(30) and job.state == "failed"
+    said = win.log.toPlainText()
+    assert "Matte grade failed: ValueError: the plate is 32x32" in said and "go to Matte grade" in said, said
+    assert f"{bad} failed" not in said and "node(s)" not in said and said.rstrip().endswith("Matte grade failed"), said
+    assert job.label.endswith("→ Matte grade"), job.label

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self.log.nodeClicked.connect(self.go_to_node)
         self.runs.statusChanged.connect(self._status)
         self.runs.logged.connect(self.log.log)
+        self.runs.named = self.log.named = self._named
         self.runs.jobFinished.connect(self._job_finished)
         self.runs.warned.connect(lambda warning: self.message(warning.split(". ")[0] + " (details in the log)"))
         self.runs.previewed.connect(self._step_preview)
@@ -391,6 +392,9 @@ class MainWindow(QMainWindow):
             if marked:
                 self.scene.check_models(marked)
                 self.properties.files_looked_for()
+
+    def _named(self, node_id: str) -> str:
+        return self.controller.named(node_id) if node_id in self.doc.graph.nodes else node_id
 
     def _look_at_disk(self) -> None:
         """Back in the window after another program saved its file (a text editor, a git pull): the canvas showed
