@@ -88,3 +88,29 @@ def test_the_log_names_a_failed_node_as_the_canvas_titles_it(win, tmp_path):
     assert "Matte grade failed: ValueError: the plate is 32x32" in said and "go to Matte grade" in said, said
     assert f"{bad} failed" not in said and "node(s)" not in said and said.rstrip().endswith("Matte grade failed"), said
     assert job.label.endswith("→ Matte grade"), job.label
+
+
+def test_a_model_folder_named_in_config_yaml_while_the_editor_is_open_is_looked_in(win, tmp_path, monkeypatch):
+    """A ComfyUI workflow's VAE is 'not in the model folders: … add the folder that holds it to KINOGRAPH_MODELS or to
+    model_dirs in config.yaml'. The artist adds ~/ComfyUI/models there and comes back to the window: the loader stayed
+    marked missing and Ctrl+Enter refused the run until the editor was restarted (config.yaml was read once per
+    process). The file is read again when it changed."""
+    from graph_engine import config
+    from tests.model_stub import stub
+    monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
+    comfy = tmp_path / "ComfyUI" / "models"
+    (comfy / "vae").mkdir(parents=True)
+    stub(comfy / "vae" / "my_wan_vae.safetensors")
+    config.config_dir().mkdir(parents=True, exist_ok=True)
+    (config.config_dir() / "config.yaml").write_text("disk_cache_gb: 20\n")
+    config.settings.cache_clear()                               # (what other tests read)
+    assert config.settings() == {"disk_cache_gb": 20}           # read once, as a first run reads it
+    c = win.controller
+    vae = c.add_node("load.vae", (0, 0))
+    c.set_param(vae, "name", "my_wan_vae.safetensors")
+    assert list(win.scene.nodes[vae].missing) == ["name"]
+    (config.config_dir() / "config.yaml").write_text(f"disk_cache_gb: 20\nmodel_dirs: [{tmp_path / 'ComfyUI'}]\n")
+    _back_to(win, monkeypatch)
+    assert win.scene.nodes[vae].missing == {}
+    assert win.doc.missing_files() == []
+    config.settings.cache_clear()
