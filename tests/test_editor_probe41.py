@@ -72,10 +72,8 @@ def test_a_workflow_saved_by_another_program_is_shown_as_it_is_now(make_window, 
     assert len(warned) == 1 and "Save asks" in warned[0], warned
 
 
-def test_the_log_names_a_failed_node_as_the_canvas_titles_it(win, tmp_path):
-    """A run whose 'Matte grade' failed: the log said 'mismatch failed: …  go to mismatch' and the history's label
-    '→ mismatch', an id the canvas shows nowhere (the node reads 'Matte grade'), and the run's last line '1 node(s)
-    failed', naming none. They name it as the canvas does, as undo does (Controller.named)."""
+def _failing_run(win):
+    """A pattern into a node titled 'Matte grade' that fails, run: (pattern, that node)."""
     c = win.controller
     pat = c.add_node("generate.test_pattern", (0, 0))
     c.set_param(pat, "frames", 2)
@@ -84,10 +82,18 @@ def test_the_log_names_a_failed_node_as_the_canvas_titles_it(win, tmp_path):
     c.connect(pat, "video", bad, "video")
     job = win.run([bad])
     assert win.runs.wait_idle(30) and job.state == "failed"
+    return pat, bad
+
+
+def test_the_log_names_a_failed_node_as_the_canvas_titles_it(win, tmp_path):
+    """A run whose 'Matte grade' failed: the log said 'mismatch failed: …  go to mismatch' and the history's label
+    '→ mismatch', an id the canvas shows nowhere (the node reads 'Matte grade'), and the run's last line '1 node(s)
+    failed', naming none. They name it as the canvas does, as undo does (Controller.named)."""
+    pat, bad = _failing_run(win)
     said = win.log.toPlainText()
     assert "Matte grade failed: ValueError: the plate is 32x32" in said and "go to Matte grade" in said, said
     assert f"{bad} failed" not in said and "node(s)" not in said and said.rstrip().endswith("Matte grade failed"), said
-    assert job.label.endswith("→ Matte grade"), job.label
+    assert win.runs.history[-1].label.endswith("→ Matte grade"), win.runs.history[-1].label
 
 
 def test_a_model_folder_named_in_config_yaml_while_the_editor_is_open_is_looked_in(win, tmp_path, monkeypatch):
@@ -114,3 +120,17 @@ def test_a_model_folder_named_in_config_yaml_while_the_editor_is_open_is_looked_
     assert win.scene.nodes[vae].missing == {}
     assert win.doc.missing_files() == []
     config.settings.cache_clear()
+
+
+def test_a_failed_run_is_said_where_the_run_was_started(win, tmp_path):
+    """Ctrl+Enter, a render of minutes, and back at the desk: the bar beside ▶ Run read 'idle' as after a good run,
+    the status bar nothing; the failure was in the Log (a closed dock, or scrolled away) and on a red badge that on a
+    300-node graph was off screen. The bar says the last run failed and at which node until the next run, the status
+    bar why; a run that goes through reads 'idle' again."""
+    pat, _ = _failing_run(win)
+    assert win.queue_label.text().strip() == "idle · the last run failed at Matte grade (see the Log)"
+    assert win.statusBar().currentMessage() == ("Run failed at Matte grade: ValueError: the plate is 32x32 but the "
+                                                "matte is 64x64: resize one of them")
+    job = win.run([pat])
+    assert win.runs.wait_idle(30) and job.state == "done"
+    assert win.queue_label.text().strip() == "idle"

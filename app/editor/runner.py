@@ -393,11 +393,11 @@ class RunController(QObject):
                     old.result.results[mine] = {**old.result.results[mine], "path": str(r["earlier_take"])}
                     break
 
-    def _failed(self, failed) -> str:
+    def failed_nodes(self, failed) -> str:
         """The nodes that failed, as the canvas titles them ('1 node(s) failed' named none)."""
         names = [self.named(n) for n in failed]
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        return f"{', '.join(names[:3])}{more} failed"
+        return f"{', '.join(names[:3])}{more}"
 
     def _on_done(self, job_id: int, res: Optional[RunResult], error: str) -> None:
         job = self._job(job_id)
@@ -430,7 +430,7 @@ class RunController(QObject):
         else:
             job.state = "failed"
             lines = error.splitlines()
-            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else self._failed(res.failed)), "")
+            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else f"{self.failed_nodes(res.failed)} failed"), "")
             if "Traceback" in error:
                 self.logged.emit("error", "\n".join(lines[1:]), "")
             else:

@@ -1224,7 +1224,7 @@ class MainWindow(QMainWindow):
         cur, waiting = self.runs.current, len(self.runs.pending)
         if cur is not None and cur.kind == "view" and cur.state == "running":
             self.viewer.started(cur.view[2])
-        text = f"running {cur.label}" if cur else "idle"
+        text = f"running {cur.label}" if cur else "idle" + self._last_failed()
         if cur is not None and cur.cancel.cancelled:
             # A node stops at its next step; one that has none (a model being read, seconds) runs
             # to its end. The bar said 'running' all that while, and Cancel looked ignored.
@@ -1233,6 +1233,14 @@ class MainWindow(QMainWindow):
                     for n, st in self.runs.status.items() if st is not None and st.state == "running"]
             text = f"cancelling {cur.label}" + (f" (stops when {', '.join(busy)} ends its step)" if busy else "…")
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
+
+    def _last_failed(self) -> str:
+        """' · the last run failed at Matte grade …' where this workflow's last run failed: the bar beside ▶ Run read
+        'idle' as after a good run, and the failure was in the Log alone (a closed dock) and on a badge off screen."""
+        last = next((j for j in reversed(self.runs.history) if j.owner is self.doc), None)
+        if last is None or last.state != "failed":
+            return ""
+        return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed) if last.failed else ''} (see the Log)"
 
     def _status(self, node_id: str, st) -> None:
         if st is not None and st.state in RAN and self._edited_in_run([node_id]):
@@ -1370,6 +1378,9 @@ class MainWindow(QMainWindow):
             self._show_view(job)
             return
         self._mark_stale_views(job)
+        if job.state == "failed":
+            node, why = next(iter(job.failed.items()), (None, job.error))
+            self.message(f"Run failed{' at ' + self._named(node) if node else ''}: {first_line(why)}")
         if job.result is None:
             return
         self._reread_files(job)
