@@ -18,6 +18,7 @@ check_qt_binding()
 
 import test_editor_session  # noqa: E402
 from app.editor.document import Document  # noqa: E402
+from app.editor.ops import SetParam  # noqa: E402
 from test_editor import _seeded, _slow, registry_with  # noqa: E402
 
 make_window, no_modal_dialogs = test_editor_session.make_window, test_editor_session.no_modal_dialogs
@@ -134,3 +135,26 @@ def test_a_failed_run_is_said_where_the_run_was_started(win, tmp_path):
     job = win.run([pat])
     assert win.runs.wait_idle(30) and job.state == "done"
     assert win.queue_label.text().strip() == "idle"
+
+
+def test_a_recovered_workflows_problems_name_no_line_of_the_autosave(make_window, registry, tmp_path):
+    """Killed mid-edit, reopened, the work recovered: the Log said 'def.yaml:12: node pattern: width …', a line of
+    the autosave (its header line first, the graph as edited) named as a line of the artist's own file, where line 12
+    holds something else. A recovered workflow's problems name their node, as an import's do."""
+    from app.editor.autosave import Autosaver, find_recoveries, recover
+    path = tmp_path / "tp.yaml"
+    shutil.copy(EXAMPLE, path)
+    doc = Document.load(path, registry)
+    doc.push("wide", [SetParam("pattern", "width", 10 ** 6, 320)])
+    saver = Autosaver(doc, 10 ** 6, tmp_path / "recovery")
+    saver.save_now()
+    saver._lock.unlock()                                # what the OS does to a killed process's lock
+    (rec,) = find_recoveries(tmp_path / "recovery")
+    back = recover(rec, registry)
+    said = [str(p) for p in back.problems]
+    assert any(s.startswith("node pattern: ") and "width" in s for s in said), said
+    assert not any("tp.yaml:" in s for s in said), said
+    w = make_window(back)
+    assert "node pattern: " in w.log.toPlainText()
+    back.undo.setClean()
+    saver.stop()
