@@ -158,3 +158,24 @@ def test_a_recovered_workflows_problems_name_no_line_of_the_autosave(make_window
     assert "node pattern: " in w.log.toPlainText()
     back.undo.setClean()
     saver.stop()
+
+
+def test_the_viewers_notes_name_nodes_as_the_canvas_titles_them(win, qtbot, tmp_path):
+    """A run's render in the viewer, then an edit above it: 'A is out of date: press V to recompute save_video', and a
+    look that failed 'mismatch could not be computed', ids the canvas shows nowhere beside 'Save Video' and 'Matte
+    grade'. The viewer names them as the canvas does."""
+    from test_editor import chain
+    p, r, s = chain(win, frames=2, size=16, out=tmp_path / "a.mkv")
+    win.run()
+    assert win.runs.wait_idle(30)
+    qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None, timeout=10000)
+    win.controller.set_param(p, "width", 24)
+    qtbot.waitUntil(lambda: "out of date" in win.viewer.canvas.note, timeout=10000)
+    assert win.viewer.canvas.note == "A is out of date: press V to recompute Save Video", win.viewer.canvas.note
+    bad = win.controller.add_node("test.mismatch", (0, 300))
+    win.controller.set_title(bad, "Matte grade")
+    win.controller.connect(p, "video", bad, "video")
+    win.view_node(bad, "B")
+    assert win.runs.wait_idle(30)
+    qtbot.waitUntil(lambda: "could not be computed" in win.viewer.canvas.note, timeout=10000)
+    assert win.viewer.canvas.note.startswith("Matte grade could not be computed: ValueError"), win.viewer.canvas.note

@@ -1038,7 +1038,7 @@ class MainWindow(QMainWindow):
         (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
         what was on screen."""
         made = self._made_from.get(slot)
-        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
+        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {self._named(nid)}"
         current = self._made_current(slot)
         if made is None or current is None:
             canvas.set_note(note, alert=True)
@@ -1429,8 +1429,8 @@ class MainWindow(QMainWindow):
             if slot == PREVIEW or nid not in job.workflow.graph.nodes or st is None:
                 continue
             if st.state in ("failed", "skipped") and self.viewer.sources.get(slot) is not None:
-                why = next((f"{n}: {m}" for n, m in job.failed.items() if m), st.message)
-                self.viewer.canvas.set_note(f"{slot} is out of date: {nid} {st.state} in the last run ({why}). "
+                why = next((f"{self._named(n)}: {m}" for n, m in job.failed.items() if m), st.message)
+                self.viewer.canvas.set_note(f"{slot} is out of date: {self._named(nid)} {st.state} in the last run ({why}). "
                                             f"The picture is from before.", alert=True)
 
     def _clip_info(self, job: Job) -> None:
@@ -1595,8 +1595,8 @@ class MainWindow(QMainWindow):
                 self._files.pop(slot, None)
                 self.docks["Viewer"].show()
                 self.docks["Viewer"].raise_()
-                self.viewer.fail(slot, f"{node_id} could not be computed: nothing ran, "
-                                       + "; ".join(f"{p.node}: {p.message}" for p in missing))
+                self.viewer.fail(slot, f"{self._named(node_id)} could not be computed: nothing ran, "
+                                       + "; ".join(f"{self._named(p.node)}: {p.message}" for p in missing))
                 return None
         self._viewing[slot] = node_id
         self._files.pop(slot, None)
@@ -1645,7 +1645,7 @@ class MainWindow(QMainWindow):
         if value is None:
             # This job's own failure (a badge left from an earlier run may name another file), and
             # which node it is when not the one shown: 'grade: ... width' sends the user to load.
-            why = next((m if n in (node, shown) else f"{n}: {m}" for n, m in job.failed.items() if m), "")
+            why = next((m if n in (node, shown) else f"{self._named(n)}: {m}" for n, m in job.failed.items() if m), "")
             why = why or (job.error.splitlines()[0] if job.error else "see the log")
             picker = self.viewer.canvas.picker
             picture = self._picture_input(shown) if picker is not None and picker.node_id == shown else None
@@ -1661,7 +1661,7 @@ class MainWindow(QMainWindow):
                                  view=(picture[0], picture[1], slot, shown, f"{shown}'s picture",
                                        f"No mask yet: {first_line(why)}"))
                 return
-            self.viewer.fail(slot, f"{shown} could not be computed: {why}")
+            self.viewer.fail(slot, f"{self._named(shown)} could not be computed: {why}")
             return
         self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
         if node in job.workflow.graph.nodes and slot in self._viewing:
