@@ -195,3 +195,35 @@ def test_deleting_many_selected_nodes_rebuilds_the_panel_once(win, monkeypatch):
     assert shown == [[]] and not win.doc.graph.nodes
     win._step_history(-1)
     assert len(shown) == 2 and sorted(shown[1]) == sorted(ids)
+
+
+def test_a_b_shorter_than_a_says_it_ended_instead_of_passing_its_last_frame_off_as_now(qtbot):
+    """A/B of a 6-frame take against a 3-frame one, at frame 5: B showed its frame 2 beside A's 5 with nothing on the
+    picture saying so (the label above read '6 vs 3 frames' once), and a reviewer compared two moments as one. Past its
+    end B is drawn dimmed, and its tag says it ended and which frame is held; at frames both have, 'B' as before."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+    from app.editor.viewer import ViewerPanel
+    from graph_engine.clip import Clip
+    v = ViewerPanel()
+    v.resize(480, 320)
+    qtbot.addWidget(v)
+    v.show()
+    qtbot.waitExposed(v)
+    try:
+        white = np.full((6, 16, 32, 3), 255, np.uint8)
+        v.set_source("A", Clip.from_array(np.zeros_like(white)), "a")
+        v.set_source("B", Clip.from_array(white[:3]), "b")
+        qtbot.waitUntil(lambda: v.canvas.images["B"] is not None and v.canvas.images["A"] is not None)
+        v.seek(1)
+        qtbot.waitUntil(lambda: not v._waiting)
+        assert v.canvas.slot_tag("B") == "B"
+        lit = v.canvas.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        v.seek(5)
+        qtbot.waitUntil(lambda: not v._waiting)
+        assert v.canvas.slot_tag("B") == "B ended: its last frame (2) held"
+        held = v.canvas.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        x, y = round(v.canvas.width() * 0.8), v.canvas.height() // 2
+        assert held.pixelColor(x, y).red() < lit.pixelColor(x, y).red() == 255       # dimmed past its end
+    finally:
+        v.shutdown()
