@@ -227,3 +227,17 @@ def test_a_b_shorter_than_a_says_it_ended_instead_of_passing_its_last_frame_off_
         assert held.pixelColor(x, y).red() < lit.pixelColor(x, y).red() == 255       # dimmed past its end
     finally:
         v.shutdown()
+
+
+def test_the_status_bar_names_nodes_as_the_canvas_titles_them(win, tmp_path):
+    """V on a Save Video with nothing connected said 'save_video has nothing to show yet', and a plate dropped on the
+    canvas 'Added load_video: connect its output …': ids the canvas shows nowhere."""
+    s = win.controller.add_node("io.save_video", (0, 0))
+    win.controller.set_title(s, "Hero render")
+    win.view_node(s, "A")
+    assert win.statusBar().currentMessage() == "Hero render has nothing to show yet: connect its input"
+    plate = tmp_path / "plate.mp4"
+    plate.write_bytes(b"")
+    win.drop_files([str(plate)])
+    assert win.statusBar().currentMessage().startswith("Added Load Video: connect its output"), \
+        win.statusBar().currentMessage()

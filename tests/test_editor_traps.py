@@ -534,7 +534,7 @@ nodes:
     assert w.runs.wait_idle(300)
     assert w.runs.jobs[-1].state == "done", w.log.toPlainText()[-600:]
     assert any(b[:3] in ("1/4", "2/4", "3/4", "4/4") for b in badges), badges     # steps, not a bare %
-    assert len(live) == 4 and live[-1][0].startswith("sample · step 4/4"), live
+    assert len(live) == 4 and live[-1][0].startswith(f"{w.controller.named('sample')} · step 4/4"), live
     assert all(img is not None and 0 < img.width() <= 32 for _, img in live)     # latent-sized, no decode
     assert w.scene.nodes["sample"].thumb is not None, "no preview on the sampling node"
     assert w.viewer.canvas.live is None

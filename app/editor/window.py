@@ -574,13 +574,13 @@ class MainWindow(QMainWindow):
         if ids:
             self.view.setFocus(Qt.OtherFocusReason)
         if ids and all(t in LOOK_NODES.values() for t, _ in kinds):
-            self.message(f"Added {', '.join(ids)}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
+            self.message(f"Added {', '.join(map(self._named, ids))}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
                          f"input to apply the look")
         elif ids and all(t == "io.load_audio" for t, _ in kinds):
-            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
+            self.message(f"Added {', '.join(map(self._named, ids))}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
                          f"(a clip's sound) or Encode Audio (speech)")
         elif ids:
-            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
+            self.message(f"Added {', '.join(map(self._named, ids))}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
 
     def _fill_recent(self) -> None:
@@ -1352,7 +1352,7 @@ class MainWindow(QMainWindow):
         if item is not None:
             self._before_previews.setdefault(node_id, item.thumb)
             item.set_thumb(img)
-        self.viewer.show_live(img, f"{node_id} · step {status.badge() if status else ''}")
+        self.viewer.show_live(img, f"{self._named(node_id)} · step {status.badge() if status else ''}")
 
     def _viewed_frame(self, slot: str, index: int, img: QImage) -> None:
         """The node whose output the viewer shows gets it as its thumbnail (no extra computing): the frame
@@ -1510,7 +1510,7 @@ class MainWindow(QMainWindow):
         src = self._picture_input(node_id)
         if src is None:
             port = next((n for n, p in spec.inputs.items() if p.type.name in ("VIDEO", "IMAGE")), "video")
-            self.message(f"{node_id} has no picture to pick on: connect a clip or an image to its {port} input")
+            self.message(f"{self._named(node_id)} has no picture to pick on: connect a clip or an image to its {port} input")
             return
         params = self.doc.graph.nodes[node_id].params
         values = {name: params.get(name, spec.params[name].default) for name in names.values()}
@@ -1577,7 +1577,7 @@ class MainWindow(QMainWindow):
                              + (f"{close}: correct the type in the file" if close else
                                 ": install the node pack that provides it") + " to see its output")
             else:
-                self.message(f"{node_id} has nothing to show yet: connect its input")
+                self.message(f"{self._named(node_id)} has nothing to show yet: connect its input")
             return None
         # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
         picture = self._picture_input(target[0]) if slot != PREVIEW else None
