@@ -241,3 +241,24 @@ def test_the_status_bar_names_nodes_as_the_canvas_titles_them(win, tmp_path):
     win.drop_files([str(plate)])
     assert win.statusBar().currentMessage().startswith("Added Load Video: connect its output"), \
         win.statusBar().currentMessage()
+
+
+def test_a_group_pasted_into_another_workflow_lands_clear_and_comes_selected(make_window, registry):
+    """Sample and Empty Latent grouped in default.yaml, copied, Ctrl+V in tp.yaml's window: the nodes were put clear of
+    tp.yaml's, but their group's frame was not counted, and came down over tp.yaml's Save Video (a frame carries what
+    stands in it when dragged); and only the nodes came selected, so dragging them into place left the frame behind.
+    The frame lands clear of every node there, and is selected with its nodes."""
+    example = EXAMPLE.parent / "default.yaml"
+    a = make_window(Document.load(example, registry))
+    b = make_window(Document.load(EXAMPLE, registry))
+    a.scene.select_nodes(["latent", "sample"])
+    a.group_selection()
+    a.copy()
+    b.view.setFocus()
+    ids = b.paste()
+    (gid,) = b.scene.groups
+    frame = b.scene.groups[gid].scene_rect()
+    assert not [n for n in ("pattern", "resize", "save") if frame.intersects(b.scene.nodes[n].sceneBoundingRect())]
+    assert b.scene.groups[gid].isSelected() and sorted(b.scene.selected_nodes()) == sorted(ids)
+    a.doc.undo.setClean()
+    b.doc.undo.setClean()

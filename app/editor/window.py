@@ -818,21 +818,26 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> List[str]:
         at = self._scene_cursor()
+        groups = set(self.scene.groups)
         ids = self._guard(self.controller.paste, QGuiApplication.clipboard().text(),
                           (at.x(), at.y()) if at is not None else None) or []
-        self._show_pasted(ids)
+        self._show_pasted(ids, groups)
         return ids
 
     def duplicate(self) -> None:
         self.commit_pending()
+        groups = set(self.scene.groups)
         ids = self._guard(self.controller.duplicate, *self.scene.selection_with_groups()) or []
-        self._show_pasted(ids)
+        self._show_pasted(ids, groups)
 
-    def _show_pasted(self, ids: List[str]) -> None:
-        """Select what was pasted and bring it on screen. Edit > Paste (the cursor off the canvas) puts
-        the nodes where they were copied from, which in another window, or this one scrolled away, was
-        off screen: the paste looked as if it had done nothing."""
-        self.scene.select_nodes(ids)
+    def _show_pasted(self, ids: List[str], groups_before: set) -> None:
+        """Select what was pasted, its groups with its nodes (the nodes alone, dragged into place, left their frame
+        behind), and bring it on screen. Edit > Paste (the cursor off the canvas) puts the nodes where they were
+        copied from, which in another window, or this one scrolled away, was off screen: the paste looked as if it
+        had done nothing."""
+        sc = self.scene
+        sc.select_items([sc.nodes[n] for n in ids if n in sc.nodes]
+                        + [item for g, item in sc.groups.items() if g not in groups_before])
         if ids:
             self.view.bring_into_sight([self.scene.nodes[n] for n in ids if n in self.scene.nodes])
 
