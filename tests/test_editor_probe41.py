@@ -262,3 +262,22 @@ def test_a_group_pasted_into_another_workflow_lands_clear_and_comes_selected(mak
     assert b.scene.groups[gid].isSelected() and sorted(b.scene.selected_nodes()) == sorted(ids)
     a.doc.undo.setClean()
     b.doc.undo.setClean()
+
+
+def test_a_window_closed_before_its_first_frame_is_drawn_raises_nothing(registry, qtbot, tmp_path):
+    """A window opened and closed at once (Ctrl+W on a run reopened from the history by mistake): the first view's
+    framing and the panel's fitting, put off until the window had its size, then ran on a deleted canvas and printed
+    'Internal C++ object (GraphView) already deleted' tracebacks. They go with the window."""
+    from PySide6.QtCore import QCoreApplication
+    from app.editor.settings import EditorSettings
+    from app.editor.window import MainWindow
+    w = MainWindow(Document.load(EXAMPLE, registry), settings=EditorSettings(tmp_path / "editor.json"))
+    w.show()
+    w.scene.select_nodes(["resize"])            # the panel fits its height once laid out
+    w.doc.undo.setClean()
+    w.close()
+    w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    with qtbot.captureExceptions() as raised:
+        qtbot.wait(20)
+    assert not raised, raised

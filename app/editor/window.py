@@ -370,7 +370,7 @@ class MainWindow(QMainWindow):
         self._before_previews = {}
         self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
-        QTimer.singleShot(0, self.view.frame_legible)
+        QTimer.singleShot(0, self.view, self.view.frame_legible)
 
     def _remember_view(self) -> None:
         """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit)."""
@@ -429,7 +429,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not getattr(self, "_laid_out", False):
             self._laid_out = True
-            QTimer.singleShot(0, self._size_docks)
+            QTimer.singleShot(0, self, self._size_docks)
 
     def _size_docks(self) -> None:
         side = max(300, min(460, round(self.width() * 0.3)))
@@ -437,7 +437,7 @@ class MainWindow(QMainWindow):
         # Tall enough for six finished runs under the tabs: at 110 px the queue & history showed two.
         bottom = self.bottom_tabs.tabBar().sizeHint().height() + self.queue.height_for(6) + 8
         self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [round(side * 0.75), bottom], Qt.Vertical)
-        QTimer.singleShot(0, self._fit_queue)
+        QTimer.singleShot(0, self, self._fit_queue)
 
     def _fit_queue(self) -> None:
         # The tabs' frame and the theme's padding are known only once laid out: the estimate above left the
@@ -447,7 +447,7 @@ class MainWindow(QMainWindow):
         if lacking > 0:
             viewer, log = self.docks["Viewer"], self.docks["Log"]
             self.resizeDocks([viewer, log], [viewer.height() - lacking, log.height() + lacking], Qt.Vertical)
-        QTimer.singleShot(0, self.view.frame_legible)       # the canvas has its final size now
+        QTimer.singleShot(0, self.view, self.view.frame_legible)       # the canvas has its final size now
 
     def _update_title(self, *_):
         self.setWindowTitle(f"{self.doc.title}[*] — Kinograph")
