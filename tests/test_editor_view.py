@@ -282,7 +282,7 @@ def test_the_viewer_marks_its_picture_out_of_date_when_the_run_fails_upstream(wi
     job = win.run()
     assert win.runs.wait_idle(60) and job.state == "failed"
     note = win.viewer.canvas.note
-    assert win.viewer.canvas.alert and "out of date" in note and "grade" in note and "take.mkv" in note, note
+    assert win.viewer.canvas.alert and "out of date" in note and f"{c.named(grade)} skipped" in note and "take.mkv" in note, note
 
 
 # -- a pasted path reads as the file it names --------------------------------------------------------
