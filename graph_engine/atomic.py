@@ -61,14 +61,33 @@ def record_written(path: PathLike) -> None:
         entry = json.dumps({"path": os.path.realpath(path), "stamp": _stamp(Path(path))})
         ledger = _ledger()
         ledger.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(entry + "\n")
+        with _ledger_locked(ledger):
+            fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(entry + "\n")
         size = ledger.stat().st_size
         if size > LEDGER_COMPACT_BYTES and size > 2 * _compacted_size(ledger):
             _compact(ledger)
     except (OSError, NodeError) as e:
         _unrecorded(path, e)
+
+
+@contextmanager
+def _ledger_locked(ledger: Path) -> Iterator[None]:
+    """Hold the record's lock (a file beside it: compaction replaces the record itself, so a lock on it would be on
+    a file no longer named so) while appending to it or compacting it. Compaction reads the record and writes it
+    again whole: an output another process (a farm's second worker, the editor beside `kinograph run`) recorded in
+    between was lost. Where there are no such locks (Windows), the append alone is as before."""
+    fd = os.open(ledger.with_name(ledger.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):      # no fcntl (Windows), or a filesystem without flock
+            pass
+        yield
+    finally:
+        os.close(fd)        # drops the lock
 
 
 _told: set = set()
@@ -118,16 +137,17 @@ def _compact(ledger: Path) -> None:
     """Keep only entries whose file is still the one Kinograph wrote. The first line says the size this left, so that
     the next compaction waits until the record has doubled: a render account's outputs are kept, and past
     LEDGER_COMPACT_BYTES of them every output re-read the record, checked each file it names and rewrote it."""
-    keep = {}
-    for path, stamp in _entries(ledger):
-        try:
-            if _stamp(Path(path)) == stamp:
-                keep[path] = stamp
-        except OSError:
-            continue
-    body = "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items())
-    head = json.dumps({"compacted": len(body.encode())}) + "\n"
-    write_bytes(ledger, (head + body).encode(), overwrite=True, record=False)
+    with _ledger_locked(ledger):
+        keep = {}
+        for path, stamp in _entries(ledger):
+            try:
+                if _stamp(Path(path)) == stamp:
+                    keep[path] = stamp
+            except OSError:
+                continue
+        body = "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items())
+        head = json.dumps({"compacted": len(body.encode())}) + "\n"
+        write_bytes(ledger, (head + body).encode(), overwrite=True, record=False)
 
 
 def _compacted_size(ledger: Path) -> int:
