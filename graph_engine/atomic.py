@@ -463,7 +463,9 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         yield tmp
         try:
             os.chmod(tmp, _MODE if mode is None else mode)
+            _synced(tmp, fd)
             _commit(tmp, final, overwrite, takes)
+            _synced_folder(final.parent)
         except FileNotFoundError:
             if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
                 raise NodeError(folder_removed(final)) from None
@@ -478,6 +480,37 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         record_written(final)
 
 
+def _synced(tmp: Path, fd: int) -> None:
+    """The temporary's data on the disk before it is renamed: ext4 and XFS may commit the rename first, and after a
+    power cut the render or the saved workflow was there under its name, empty. Through the held descriptor where
+    there is one (an encoder writes by the path; any descriptor of the file syncs its data)."""
+    try:
+        if fd >= 0:
+            os.fsync(fd)
+            return
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError:         # a filesystem without fsync (some FUSE and network ones say EINVAL): as before
+        pass
+
+
+def _synced_folder(folder: Path) -> None:
+    """The folder's new entry on the disk: without it the rename itself may be lost in a power cut. POSIX only
+    (Windows opens no folder to sync it; NTFS journals the rename)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:         # a filesystem that syncs no folders (EINVAL)
+        pass
+    finally:
+        os.close(fd)
+
+
 def folder_removed(final: Path) -> str:
     """The message for an output folder deleted under a running writer (atomic_output's rename, or
     ffmpeg writing into it), naming the file and not its temporary."""
@@ -489,8 +522,6 @@ def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False, record:
     with atomic_output(path, overwrite=overwrite, record=record, mode=mode) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text(path: PathLike, text: str, *, overwrite: bool = False, record: bool = True) -> None:

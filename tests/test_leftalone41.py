@@ -1,6 +1,9 @@
 """What the last stop noticed and left alone (leftalone41): the record of written files under concurrent writers,
 atomic writes that survive a power cut, cached clips past the open-file bound, the chat-template child's cancel."""
+import os
 import threading
+
+import pytest
 
 
 def test_an_output_recorded_while_another_process_compacts_the_record_is_kept(tmp_path, monkeypatch):
@@ -29,3 +32,32 @@ def test_an_output_recorded_while_another_process_compacts_the_record_is_kept(tm
     other.join()
     monkeypatch.setattr(atomic, "_entries", entries)
     assert atomic.written_by_kinograph(tmp_path / "old.txt") and atomic.written_by_kinograph(tmp_path / "new.txt")
+
+
+def _synced(monkeypatch):
+    """os.fsync recording what each call synced: (inode, whether a folder)."""
+    import stat
+    synced, fsync = [], os.fsync
+
+    def recording(fd):
+        st = os.fstat(fd)
+        synced.append((st.st_ino, stat.S_ISDIR(st.st_mode)))
+        fsync(fd)
+    monkeypatch.setattr(os, "fsync", recording)
+    return synced
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a folder cannot be opened to fsync it on Windows")
+def test_outputs_and_saves_reach_the_disk_before_and_after_their_rename(tmp_path, monkeypatch):
+    """A file is written under a temporary name and renamed onto its own: without an fsync of its data before the
+    rename, ext4 and XFS may commit the rename first, and after a power cut the render or the saved workflow is
+    there, empty; without one of the folder after it, the rename itself may be lost. An encoder writing by the path
+    (ffmpeg) is synced as a save is."""
+    from graph_engine.atomic import atomic_output, save_text
+    synced = _synced(monkeypatch)
+    save_text(tmp_path / "shot.yaml", "nodes: {}\n")
+    with atomic_output(tmp_path / "take.mp4", record=False) as tmp:
+        tmp.write_bytes(b"encoded")             # as ffmpeg writes it, by its path
+    folder = os.stat(tmp_path).st_ino
+    assert synced == [(os.stat(tmp_path / "shot.yaml").st_ino, False), (folder, True),
+                      (os.stat(tmp_path / "take.mp4").st_ino, False), (folder, True)]
