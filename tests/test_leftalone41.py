@@ -61,3 +61,17 @@ def test_outputs_and_saves_reach_the_disk_before_and_after_their_rename(tmp_path
     folder = os.stat(tmp_path).st_ino
     assert synced == [(os.stat(tmp_path / "shot.yaml").st_ino, False), (folder, True),
                       (os.stat(tmp_path / "take.mp4").st_ino, False), (folder, True)]
+
+
+def test_a_cancel_stops_the_child_mid_call():
+    """The chat-template and regex child was waited on for its whole time (60 s for a chat template) whatever the
+    run's cancel said: a cancel during a rendering that loops in one operation, or a pattern that backtracks, waited
+    the minute out. The wait follows the run's cancel: the child is killed and the run stops as cancelled."""
+    from graph_engine.context import CancelToken, cancelled_by
+    from graph_engine.errors import Cancelled
+    from nodes.math.regex_process import RegexChild
+    child, token = RegexChild(), CancelToken()
+    threading.Timer(0.2, token.cancel).start()
+    with cancelled_by(token), pytest.raises(Cancelled):
+        child.ask("regex_extract", ["a" * 40 + "b", "(a|aa)+$", "First Match"], 10)
+    assert child.proc is None               # killed and reaped
