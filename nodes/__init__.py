@@ -56,3 +56,9 @@ NODE_MODULES = [
     "nodes.video.nodes",
     "nodes.video.test_pattern",
 ]
+
+# Every chat template transformers renders, in the pipelines these nodes call too, goes through the capped child
+# (generate.chat_template says why); routed here, where any node's code is first imported.
+from nodes.generate.chat_template import route_chat_templates  # noqa: E402
+
+route_chat_templates()
