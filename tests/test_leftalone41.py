@@ -75,3 +75,27 @@ def test_a_cancel_stops_the_child_mid_call():
     with cancelled_by(token), pytest.raises(Cancelled):
         child.ask("regex_extract", ["a" * 40 + "b", "(a|aa)+$", "First Match"], 10)
     assert child.proc is None               # killed and reaped
+
+
+def test_a_chat_template_rendered_inside_a_pipeline_runs_in_the_capped_child():
+    """Kinograph's own prompts went through the capped child (nodes.generate.chat_template), but the pipelines it
+    calls render their text encoder's chat template themselves (ZImagePipeline._encode_prompt, Flux2KleinPipeline's,
+    Flux3TextEncoderStep's, QwenImage21Pipeline's processor, ...): a stranger's Jinja looped uncapped in Kinograph's
+    own process. Every rendering transformers does goes through the child: a template looping past the line cap is
+    refused there, tokenized or not, and a plain one renders as transformers renders it."""
+    import nodes  # noqa: F401 - Kinograph's node library, which routes the renderings
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+    from graph_engine import NodeError
+    plain = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<a>{% endif %}"
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template=plain)
+    chat = [{"role": "user", "content": "a fox"}]
+    assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == \
+        _compile_jinja_template(plain).render(messages=chat, add_generation_prompt=True) == "<user>a fox<a>"
+    tok.chat_template = "{% for i in range(2) %}{% for j in range(90000) %}{% endfor %}{% endfor %}{{ messages[0]['content'] }}"
+    for tokenize in (False, True):          # as ZImagePipeline asks it, and as Flux2KleinPipeline does
+        with pytest.raises(NodeError, match="chat template runs more than 100,000 lines for one prompt"):
+            tok.apply_chat_template(chat, tokenize=tokenize, add_generation_prompt=True)
+
