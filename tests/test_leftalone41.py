@@ -99,3 +99,30 @@ def test_a_chat_template_rendered_inside_a_pipeline_runs_in_the_capped_child():
         with pytest.raises(NodeError, match="chat template runs more than 100,000 lines for one prompt"):
             tok.apply_chat_template(chat, tokenize=tokenize, add_generation_prompt=True)
 
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows reads a clip's file by its name, opened only while read")
+def test_a_cached_clip_closed_past_the_open_file_bound_is_read_after_its_entry_is_evicted(tmp_path):
+    """A cached clip reads its frames through its file held open, so that the entry may be evicted meanwhile; but
+    past OPEN_FRAMES (128) clips the least recently read one is closed and opened again by its name, and once its
+    entry was evicted its next chunk failed with FileNotFoundError on the cache's own file. Here 130 clips are
+    read, every entry removed (`kinograph cache clear` from another shell), and the first two, closed, read whole."""
+    import numpy as np
+    from graph_engine import Clip, cache
+    from graph_engine.cache import DiskCache
+    disk = DiskCache(tmp_path, 1 << 30)
+    frames = np.arange(130 * 2 * 2 * 3, dtype=np.uint8).reshape(130, 1, 2, 2, 3) % 251
+    clips = []
+    for i in range(cache.OPEN_FRAMES + 2):
+        key = f"{i:032x}"
+        disk.put(key, {"video": Clip(1, 8.0, 2, 2, lambda a, b, i=i: frames[i][a:b])}, {}, "farm.sampled")
+        clips.append(disk.get(key)[0]["video"])
+        assert np.array_equal(clips[-1].to_array(), frames[i])
+    DiskCache(tmp_path, 1 << 30).clear()
+    for c in clips:
+        c.drop_cache()              # read again from their files, not from the chunks they keep
+    assert all(np.array_equal(c.to_array(), f) for c, f in zip(clips, frames))
+    assert len(list((tmp_path / "tmp").glob("reading.*"))) == 2      # the two closed past the bound
+    del c, clips
+    import gc
+    gc.collect()
+    assert not list((tmp_path / "tmp").glob("reading.*"))      # the links it read through go with the clips
