@@ -10,12 +10,12 @@ Jinja compiles the template to Python run under the name <template>; each line i
 rendering stopped past the budget. A template too long to compile in seconds is refused first."""
 from __future__ import annotations
 
-import importlib.abc
 import json
 import sys
 import threading
 
 from graph_engine import NodeError
+from nodes.generate.after_import import after_import
 from nodes.math.regex_process import RegexChild
 
 # Characters of a template: Jinja compiles one at about 20 us a character (2.2 MB took 41 s; a GGUF's metadata may hold
@@ -102,12 +102,8 @@ _IMPORTERS = ("transformers.tokenization_utils_base", "transformers.processing_u
 def route_chat_templates() -> None:
     """Send every chat template transformers renders through rendered_in_child: Kinograph's own prompts, and those
     the pipelines it calls write themselves (ZImagePipeline._encode_prompt, Flux2KleinPipeline's, Flux3's encoder
-    step, QwenImage21Pipeline's processor), where a stranger's Jinja looped uncapped in Kinograph's process.
-    transformers is not imported for this (seconds): where it is not yet, the routing is made as it is."""
-    if _RENDERER in sys.modules:
-        _route(sys.modules[_RENDERER])
-    elif not any(isinstance(f, _RouteOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RouteOnImport())
+    step, QwenImage21Pipeline's processor), where a stranger's Jinja looped uncapped in Kinograph's process."""
+    after_import(_RENDERER, _route)
 
 
 def _route(renderer) -> None:
@@ -116,23 +112,3 @@ def _route(renderer) -> None:
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "render_jinja_template"):
             module.render_jinja_template = rendered_in_child
-
-
-class _RouteOnImport(importlib.abc.MetaPathFinder):
-    """Finds transformers' renderer through the other finders and routes it as soon as it has run, before the
-    modules importing its render_jinja_template by name take it."""
-
-    def find_spec(self, name, path, target=None):
-        if name != _RENDERER:
-            return None
-        for finder in sys.meta_path:
-            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(name, path, target)
-            if spec is not None and spec.loader is not None:
-                run = spec.loader.exec_module
-
-                def exec_module(module):
-                    run(module)
-                    _route(module)
-                spec.loader.exec_module = exec_module
-                return spec
-        return None
