@@ -126,3 +126,22 @@ def test_a_cached_clip_closed_past_the_open_file_bound_is_read_after_its_entry_i
     import gc
     gc.collect()
     assert not list((tmp_path / "tmp").glob("reading.*"))      # the links it read through go with the clips
+
+
+def test_a_cancel_stops_a_diffusers_folder_mid_part(tmp_path):
+    """A diffusers folder's part (a transformer of 20 GB in shards) is read by diffusers' from_pretrained, past the
+    weights reader whose check stops a file at its next tensor: a cancel was seen only between parts. Kinograph's
+    node library routes diffusers' reading of a safetensors file through a reader that checks it at each tensor, so a
+    run cancelled while a part loads stops there (here: already cancelled when the part's reading starts)."""
+    import nodes  # noqa: F401 - Kinograph's node library, which routes the readings
+    from diffusers import AutoencoderKL
+    from graph_engine.context import CancelToken, cancelled_by
+    from graph_engine.errors import Cancelled
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, layers_per_block=1,
+                  ).save_pretrained(tmp_path / "vae")
+    loaded = AutoencoderKL.from_pretrained(tmp_path / "vae", local_files_only=True)     # outside a run: as before
+    token = CancelToken()
+    token.cancel()
+    with cancelled_by(token), pytest.raises(Cancelled):
+        AutoencoderKL.from_pretrained(tmp_path / "vae", local_files_only=True)
+    assert loaded.encoder.conv_in.weight.shape == (8, 3, 3, 3)
