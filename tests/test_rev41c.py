@@ -18,3 +18,36 @@ def test_nodes_search_finds_a_comfyui_node_by_the_words_of_its_name(capsys):
     assert _nodes_found(capsys, "CLIPTextEncodeWithWeight") == ["encode.text"]
     assert "video.resize" not in _nodes_found(capsys, "image", "blur")
     assert _nodes_found(capsys, "ImageResize") == ["video.resize"]
+
+
+DEFAULT_SAVE = """\
+kinograph: 1
+nodes:
+  pattern:
+    type: generate.test_pattern
+    params: {frames: 2, width: 16, height: 16, fps: 8.0}
+  save:
+    type: io.save_video
+    inputs: {video: pattern.video}
+"""
+
+
+def test_two_workflows_in_one_folder_leaving_save_videos_path_write_their_own_files(tmp_path, capsys):
+    """Both wrote out/video.mp4: the second run filed the first workflow's render away as 'the earlier take'
+    (out/takes/video.001.mp4), and a batch of the two refused the second. A workflow file's writer left at its
+    default now writes under the file's name; a take run again writes that name once more."""
+    from app.cli import main
+    for name in ("shot_a", "shot_b"):
+        (tmp_path / f"{name}.yaml").write_text(DEFAULT_SAVE)
+    assert main(["run", str(tmp_path / "shot_a.yaml")]) == 0
+    assert main(["run", str(tmp_path / "shot_b.yaml")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot_a.mp4", "shot_b.mp4"]
+    assert main(["run", str(tmp_path / "out" / "shot_a.mp4")]) == 0        # its workflow, from the render
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot_a.mp4", "shot_b.mp4"]
+    capsys.readouterr()
+    assert main(["batch", str(tmp_path / "shot_a.yaml"), str(tmp_path / "shot_b.yaml")]) == 0
+    assert "its own output path" not in capsys.readouterr().out
+    # a path given, even the default's, is the user's own
+    assert main(["run", str(tmp_path / "shot_a.yaml"), "--set", "save.path=out/video.mp4"]) == 0
+    assert (tmp_path / "out" / "video.mp4").is_file()
+
