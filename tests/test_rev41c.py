@@ -51,3 +51,20 @@ def test_two_workflows_in_one_folder_leaving_save_videos_path_write_their_own_fi
     assert main(["run", str(tmp_path / "shot_a.yaml"), "--set", "save.path=out/video.mp4"]) == 0
     assert (tmp_path / "out" / "video.mp4").is_file()
 
+
+def test_extra_model_paths_is_default_counts_as_comfyui_reads_it(tmp_path, monkeypatch):
+    """ComfyUI's load_extra_path_config hands is_default to add_model_folder_path, which tests it as Python does
+    (`if is_default:`): `is_default: 1` or a quoted "true" put the section first there, and Kinograph, taking only
+    YAML's true, read the models/ folder's file of the same name instead."""
+    from model_stub import stub
+    from nodes.common.models_dirs import find_model
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "loras").mkdir(parents=True)
+    (tmp_path / "shared" / "loras").mkdir(parents=True)
+    stub(comfy / "models" / "loras" / "x.safetensors")
+    shared = stub(tmp_path / "shared" / "loras" / "x.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    for flag in ("1", '"true"'):
+        (comfy / "extra_model_paths.yaml").write_text(
+            f"shared:\n    base_path: {tmp_path / 'shared'}\n    is_default: {flag}\n    loras: loras\n")
+        assert find_model("x.safetensors", "loras") == shared, flag
