@@ -1,5 +1,6 @@
 """Review of newcomer41: node search by a ComfyUI name, extra_model_paths.yaml as ComfyUI reads it, and each
 workflow's default output."""
+from test_studio_batch import SHOT
 
 
 def _nodes_found(capsys, *words):
@@ -20,16 +21,8 @@ def test_nodes_search_finds_a_comfyui_node_by_the_words_of_its_name(capsys):
     assert _nodes_found(capsys, "ImageResize") == ["video.resize"]
 
 
-DEFAULT_SAVE = """\
-kinograph: 1
-nodes:
-  pattern:
-    type: generate.test_pattern
-    params: {frames: 2, width: 16, height: 16, fps: 8.0}
-  save:
-    type: io.save_video
-    inputs: {video: pattern.video}
-"""
+# test_studio_batch's shot with its save node's path left out
+DEFAULT_SAVE = SHOT.replace('    params: {path: "%s"}\n', "")
 
 
 def test_two_workflows_in_one_folder_leaving_save_videos_path_write_their_own_files(tmp_path, capsys):
