@@ -61,3 +61,19 @@ def test_extra_model_paths_is_default_counts_as_comfyui_reads_it(tmp_path, monke
         (comfy / "extra_model_paths.yaml").write_text(
             f"shared:\n    base_path: {tmp_path / 'shared'}\n    is_default: {flag}\n    loras: loras\n")
         assert find_model("x.safetensors", "loras") == shared, flag
+
+
+def test_load_video_reads_a_video_whose_name_holds_a_hash(tmp_path):
+    """'take #2.mp4' (a video named as editors number takes) was refused before the run as 'an image sequence'
+    (newcomer41's check on io.load_video): a file of exactly that name is the video, as io.load_frames' sequences
+    count it."""
+    import numpy as np
+    from app.cli import main
+    from graph_engine import Clip
+    from nodes.io.video_write import write_video
+    write_video(Clip.from_array(np.zeros((2, 16, 16, 3), np.uint8), fps=8), str(tmp_path / "take #2.mp4"))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  plate:\n    type: io.load_video\n    params: {path: 'take #2.mp4'}\n"
+                  "  save:\n    type: io.save_video\n    inputs: {video: plate.video}\n    params: {path: out/b.mp4}\n")
+    assert main(["validate", str(wf)]) == 0
+    assert main(["run", str(wf)]) == 0 and (tmp_path / "out" / "b.mp4").is_file()
