@@ -75,12 +75,26 @@ def missing(path: Path) -> str:
             f"where the GGUF was published).{seen}")
 
 
+# a block number or a setting of more digits than this is no tower's (int() refuses 4,300 digits by a ValueError)
+_DIGITS = 6
+
+
+def _number(text: str) -> bool:
+    """Whether int() reads `text` as a whole number of at most _DIGITS digits (isdigit holds for '²' too)."""
+    return text.isdecimal() and len(text) <= _DIGITS
+
+
 def _int(meta: Dict[str, str], key: str, file: str) -> int:
     value = meta.get(key, "")
-    if not value.isdigit() or int(value) < 1:
-        raise NodeError(f"{file}: its metadata {key} is {value or 'missing'!r}, where llama.cpp writes a positive "
-                        "whole number. The file is damaged; get it again from where it was published")
+    if not _number(value) or int(value) < 1:
+        raise NodeError(f"{file}: its metadata {key} is {_shown(value)}, where llama.cpp writes a positive "
+                        f"whole number (of at most {_DIGITS} digits). The file is damaged; get it again from where "
+                        "it was published")
     return int(value)
+
+
+def _shown(value: str) -> str:
+    return repr(value[:40]) + (f"... ({len(value):,} characters)" if len(value) > 40 else "") if value else "missing"
 
 
 def _checked(meta: Dict[str, str], text: Path, file: str) -> None:
@@ -132,9 +146,9 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
             frames[name] = _plain(t)
         elif stem in _TOP:
             out[f"visual.{_TOP[stem]}.{suffix}"] = t
-        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and parts[2].isdigit() and parts[3] in _SPLIT:
+        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and _number(parts[2]) and parts[3] in _SPLIT:
             split.setdefault(f"visual.blocks.{int(parts[2])}.attn.qkv.{suffix}", {})[parts[3]] = _plain(t)
-        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and parts[2].isdigit() and parts[3] in _BLOCK:
+        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and _number(parts[2]) and parts[3] in _BLOCK:
             out[f"visual.blocks.{int(parts[2])}.{_BLOCK[parts[3]]}.{suffix}"] = t
         else:
             raise NodeError(f"{mm.name}: its tensor {name!r} is not one of the Qwen2.5-VL vision tower's as llama.cpp "

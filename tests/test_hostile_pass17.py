@@ -1,0 +1,49 @@
+"""Hostile inputs, pass 17: llama.cpp vision projector files (mmproj-*.gguf) beside a Qwen2.5-VL text encoder,
+pictures, and what Kinograph says of them. Each case failed (a traceback, a hang) before the change its commit
+names."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_engine import NodeError
+
+
+def _mmproj(folder: Path, changed: dict, meta: dict = None) -> Path:
+    """A small Qwen2.5-VL projector file as llama.cpp's converter names its tensors, with `changed` tensors put in
+    (None: left out) and `meta` metadata (the writer's kind, value) over the valid ones; returns the text encoder's
+    path it pairs with."""
+    import gguf
+    tensors = {"v.patch_embd.weight": np.zeros((8, 3, 2, 2)), "v.patch_embd.weight.1": np.zeros((8, 3, 2, 2)),
+               **{f"v.blk.0.attn_{x}.weight": np.zeros((8, 8)) for x in "qkv"},
+               "v.post_ln.weight": np.zeros(8), "mm.0.weight": np.zeros((8, 8)), "mm.2.weight": np.zeros((16, 8))}
+    tensors.update(changed)
+    w = gguf.GGUFWriter(str(folder / "qwen-mmproj-f16.gguf"), "clip")
+    w.add_clip_projector_type("qwen2.5vl_merger")
+    settings = {"clip.vision.n_wa_pattern": ("uint32", 1), "clip.vision.attention.head_count": ("uint32", 2),
+                "clip.vision.patch_size": ("uint32", 2), **(meta or {})}
+    for k, (kind, value) in settings.items():
+        getattr(w, "add_" + kind)(k, value)
+    for k, a in tensors.items():
+        if a is not None:
+            w.add_tensor(k, a.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return folder / "qwen-Q8_0.gguf"
+
+
+@pytest.mark.parametrize("changed, meta, said", [
+    ({"v.blk.².attn_q.weight": np.zeros((8, 8))}, None, r"its tensor 'v.blk.².attn_q.weight' is not one of"),
+    ({f"v.blk.{'9' * 5000}.attn_q.weight": np.zeros((8, 8))}, None, r"its tensor 'v.blk.9999"),
+    ({}, {"clip.vision.attention.head_count": ("string", "²")}, r"its metadata clip.vision.attention.head_count is '²', where llama.cpp writes a positive"),
+    ({}, {"clip.vision.patch_size": ("string", "9" * 5000)}, r"its metadata clip.vision.patch_size is '9{40}'... \(5,000 characters\)"),
+])
+def test_a_projector_s_numbers_that_are_no_numbers_are_named(tmp_path, changed, meta, said):
+    """A block numbered '²' (str.isdigit holds, int() refuses) or by 5,000 digits (past int()'s 4,300), and settings
+    written so, were ValueError tracebacks out of load.text_encoder for a Qwen2.5-VL GGUF: the projector beside it is
+    read whenever one with a matching name is there."""
+    from nodes.generate.gguf_mmproj import vision_tower
+    with pytest.raises(NodeError, match="qwen-mmproj-f16.gguf: " + said):
+        vision_tower(_mmproj(tmp_path, changed, meta), 16, None)
