@@ -47,3 +47,16 @@ def test_a_projector_s_numbers_that_are_no_numbers_are_named(tmp_path, changed, 
     from nodes.generate.gguf_mmproj import vision_tower
     with pytest.raises(NodeError, match="qwen-mmproj-f16.gguf: " + said):
         vision_tower(_mmproj(tmp_path, changed, meta), 16, None)
+
+
+def test_a_projector_block_numbered_past_its_blocks_is_refused_before_its_layout_is_listed(tmp_path):
+    """The tower's depth was its highest block number plus one, and the window layout listed block by block up to
+    it: v.blk.99999999 (three tensors of 256 bytes) held the loader 10 s and took 4 GB, a number of 20 digits for
+    ever. llama.cpp numbers blocks from 0; a number past them is named."""
+    from nodes.generate.gguf_mmproj import vision_tower
+    far = {f"v.blk.999999.attn_{x}.weight": np.zeros((8, 8)) for x in "qkv"}
+    with pytest.raises(NodeError, match=r"its blocks are numbered up to v.blk.999999 but it holds 2 of them"):
+        vision_tower(_mmproj(tmp_path, far), 16, None)
+    tensors, settings = vision_tower(_mmproj(tmp_path, {}), 16, None)
+    assert settings == {"num_heads": 2, "patch_size": 2, "fullatt_block_indexes": [0]}
+    assert tuple(tensors["visual.blocks.0.attn.qkv.weight"].shape) == (24, 8)

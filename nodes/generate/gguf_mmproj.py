@@ -161,6 +161,7 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
     if lacking or not split:
         raise NodeError(f"{mm.name} lacks {lacking[0] if lacking else 'its blocks'}: it is incomplete or damaged. Get "
                         "it again from where it was published")
+    depth = _depth(split, mm.name)
     # the convolution over two frames, and each block's one qkv projection, as transformers holds them
     out["visual.patch_embed.proj.weight"] = torch.stack([frames["v.patch_embd.weight"],
                                                          frames["v.patch_embd.weight.1"]], dim=2)
@@ -171,5 +172,17 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
         raise NodeError(f"{mm.name} is the vision tower of a Qwen2.5-VL {_SIZES.get(width, f'{width} wide')}, but "
                         f"{text.name} is Qwen2.5-VL {_SIZES.get(hidden, f'{hidden} wide')}: its pictures' tokens would "
                         "not fit the prompt's. Put the mmproj published with this size beside it")
-    depth = 1 + max(int(k.split(".")[2]) for k in split)
     return out, _config(meta, depth, mm.name)
+
+
+def _depth(split: dict, file: str) -> int:
+    """How many blocks the tower has: its blocks' qkv pieces numbered 0 to depth - 1. A number past them (v.blk.
+    99999999) set the depth, and the window layout was listed block by block up to it: seconds and gigabytes for
+    10^8, without end for 10^20."""
+    from nodes.generate.converters import MAX_BLOCKS
+    numbers = {int(k.split(".")[2]) for k in split}
+    if len(numbers) > MAX_BLOCKS or max(numbers) >= len(numbers):
+        raise NodeError(f"{file}: its blocks are numbered up to v.blk.{max(numbers)} but it holds {len(numbers):,} of "
+                        f"them (llama.cpp numbers a tower's blocks from 0, and Kinograph reads at most {MAX_BLOCKS}): "
+                        "the file is damaged or made to hang the loader. Get it again from where it was published")
+    return len(numbers)
