@@ -60,3 +60,16 @@ def test_a_projector_block_numbered_past_its_blocks_is_refused_before_its_layout
     tensors, settings = vision_tower(_mmproj(tmp_path, {}), 16, None)
     assert settings == {"num_heads": 2, "patch_size": 2, "fullatt_block_indexes": [0]}
     assert tuple(tensors["visual.blocks.0.attn.qkv.weight"].shape) == (24, 8)
+
+
+@pytest.mark.parametrize("changed, said", [
+    ({"v.patch_embd.weight.1": np.zeros((8, 3, 2, 3))}, r"its patch convolution's two frames differ in shape "
+                                                         r"\(v.patch_embd.weight \[8, 3, 2, 2\], v.patch_embd.weight.1"),
+    ({"v.blk.0.attn_k.weight": np.zeros((8, 4))}, r"block 0's attn_q, attn_k and attn_v have shapes \[8, 8\], \[8, 4\]"),
+])
+def test_projector_pieces_that_do_not_fit_together_are_named(tmp_path, changed, said):
+    """llama.cpp splits the patch convolution in two frames and each block's qkv in three; pieces of other shapes
+    stopped torch.stack / torch.cat in a RuntimeError traceback out of load.text_encoder."""
+    from nodes.generate.gguf_mmproj import vision_tower
+    with pytest.raises(NodeError, match="qwen-mmproj-f16.gguf: " + said):
+        vision_tower(_mmproj(tmp_path, changed), 16, None)

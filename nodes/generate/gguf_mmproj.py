@@ -162,6 +162,7 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
         raise NodeError(f"{mm.name} lacks {lacking[0] if lacking else 'its blocks'}: it is incomplete or damaged. Get "
                         "it again from where it was published")
     depth = _depth(split, mm.name)
+    _fitting(frames, split, mm.name)
     # the convolution over two frames, and each block's one qkv projection, as transformers holds them
     out["visual.patch_embed.proj.weight"] = torch.stack([frames["v.patch_embd.weight"],
                                                          frames["v.patch_embd.weight.1"]], dim=2)
@@ -186,3 +187,20 @@ def _depth(split: dict, file: str) -> int:
                         f"them (llama.cpp numbers a tower's blocks from 0, and Kinograph reads at most {MAX_BLOCKS}): "
                         "the file is damaged or made to hang the loader. Get it again from where it was published")
     return len(numbers)
+
+
+def _fitting(frames: dict, split: dict, file: str) -> None:
+    """NodeError where the pieces llama.cpp split cannot be put back: the patch convolution's two frames of one
+    shape, each block's q, k and v of one width (torch.stack / torch.cat stopped with a RuntimeError)."""
+    a, b = (tuple(frames[k].shape) for k in ("v.patch_embd.weight", "v.patch_embd.weight.1"))
+    if a != b:
+        raise NodeError(f"{file}: its patch convolution's two frames differ in shape (v.patch_embd.weight {list(a)}, "
+                        f"v.patch_embd.weight.1 {list(b)}), where llama.cpp splits one convolution in two: the file is "
+                        "damaged. Get it again from where it was published")
+    for name, pieces in split.items():
+        shapes = [tuple(pieces[p].shape) for p in _SPLIT]
+        if len({s[1:] for s in shapes}) > 1 or not all(shapes):
+            block = name.split(".")[2]
+            raise NodeError(f"{file}: block {block}'s attn_q, attn_k and attn_v have shapes "
+                            f"{', '.join(str(list(s)) for s in shapes)}, which do not make one qkv projection: the "
+                            "file is damaged. Get it again from where it was published")
