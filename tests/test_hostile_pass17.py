@@ -73,3 +73,30 @@ def test_projector_pieces_that_do_not_fit_together_are_named(tmp_path, changed, 
     from nodes.generate.gguf_mmproj import vision_tower
     with pytest.raises(NodeError, match="qwen-mmproj-f16.gguf: " + said):
         vision_tower(_mmproj(tmp_path, changed), 16, None)
+
+
+def _tiff_of_width_in_bytes(path: Path) -> Path:
+    """A 4x4 TIFF whose ImageWidth entry says its value is of type BYTE, not SHORT (one byte changed)."""
+    import io
+    import struct
+    from PIL import Image
+    b = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(b, "TIFF")
+    data = bytearray(b.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    assert struct.unpack_from("<H", data, ifd + 2)[0] == 256            # the first entry: ImageWidth
+    struct.pack_into("<H", data, ifd + 4, 1)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_tiff_pillow_calls_of_invalid_dimensions_is_named(tmp_path):
+    """Pillow refuses such a TIFF with a ValueError ('Invalid dimensions'), which io.load_image and io.load_frames
+    let through as a traceback (they caught its OSError and SyntaxError only)."""
+    from nodes.io.images import load_frames, read_image_alpha
+    bad = _tiff_of_width_in_bytes(tmp_path / "shot_0001.tif")
+    with pytest.raises(NodeError, match=r"cannot read .*shot_0001.tif as an image \(corrupt or unsupported format\): "
+                                        r"Invalid dimensions"):
+        read_image_alpha(str(bad))
+    with pytest.raises(NodeError, match=r"shot_0001.tif as an image"):
+        load_frames(str(tmp_path), 0)
