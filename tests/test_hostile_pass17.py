@@ -100,3 +100,34 @@ def test_a_tiff_pillow_calls_of_invalid_dimensions_is_named(tmp_path):
         read_image_alpha(str(bad))
     with pytest.raises(NodeError, match=r"shot_0001.tif as an image"):
         load_frames(str(tmp_path), 0)
+
+
+def _slow_mkv(path: Path, rate) -> Path:
+    """An MKV of 50 black 16x16 frames stating `rate` frames a second."""
+    import av
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+        for i in range(50):
+            f = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_a_video_stating_a_frame_a_million_seconds_is_refused_before_it_is_resampled(tmp_path):
+    """io.load_video's fps resamples the file's frames to that rate (ComfyUI's Load Video force_rate likewise): a
+    6 KB MKV stating one frame a million seconds made 1.2 billion frames at fps 24, their index 9 GB before any
+    frame was read (the machine's memory, or minutes). Its frames are held in time up to MAX_HELD, as its
+    timestamps' gaps are."""
+    from fractions import Fraction
+    from nodes.io.video_read import load_video
+    bomb = _slow_mkv(tmp_path / "slow.mkv", Fraction(1, 10 ** 6))
+    assert bomb.stat().st_size < 8000 and load_video(str(bomb)).length == 50
+    with pytest.raises(NodeError, match=r"slow.mkv: its 50 frames play at 1e-06 fps, 13,611 hours; at fps 24 "
+                                        r"that is 1,176,000,000 frames: the file states a rate no video has"):
+        load_video(str(bomb), fps=24)
+    assert load_video(str(_slow_mkv(tmp_path / "one.mkv", 1)), fps=24).length == 49 * 24 + 1

@@ -612,7 +612,7 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
             log(f"{Path(path).name}: {note}")
     n_src, fps_src = src.length, src.fps
     if fps and abs(fps - fps_src) > 1e-6:
-        n_re = int(np.floor((n_src - 1) * fps / fps_src)) + 1
+        n_re = _resampled_count(path, n_src, fps_src, fps)
         timeline = np.minimum(np.round(np.arange(n_re) * fps_src / fps).astype(np.int64), n_src - 1)
         base_fps = fps
     else:
@@ -632,6 +632,19 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     linear = (lambda a, b: src.read_linear([int(i) for i in idx[a:b]], (w, h))) if getattr(src, "deep", False) \
         else None
     return Clip(len(idx), out_fps, w, h, colour, audio, timecode=timecode, linear=linear).with_matte(matte)
+
+
+def _resampled_count(path: str, n_src: int, fps_src: float, fps: float) -> int:
+    """The frames `n_src` at `fps_src` make at `fps`; NodeError past MAX_HELD more than it holds. A file may state
+    any rate: a 3 KB MKV of 50 frames at one a million seconds (11 days each) made 1.2 billion frames at fps 24,
+    the frame index alone 9 GB before anything was read."""
+    made = (n_src - 1) * fps / fps_src
+    if made - n_src > MAX_HELD:
+        raise NodeError(f"{path}: its {n_src} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} "
+                        f"hours; at fps {fps:g} that is {made:,.0f} frames: the file states a rate no video has (it is "
+                        f"damaged or made to fill memory). Leave fps at 0 to take its frames as they are, or "
+                        f"re-encode it at a real rate, e.g. ffmpeg -i IN -r 24 OUT")
+    return int(np.floor(made)) + 1
 
 
 def _with_alpha(rgb: np.ndarray, alpha: np.ndarray, top: float) -> np.ndarray:
