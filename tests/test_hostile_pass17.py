@@ -131,3 +131,18 @@ def test_a_video_stating_a_frame_a_million_seconds_is_refused_before_it_is_resam
                                         r"that is 1,176,000,000 frames: the file states a rate no video has"):
         load_video(str(bomb), fps=24)
     assert load_video(str(_slow_mkv(tmp_path / "one.mkv", 1)), fps=24).length == 49 * 24 + 1
+
+
+@pytest.mark.parametrize("upsamples, said", [(0, "upsamples the latent 0 times, to a grid of 16\\^3"),
+                                             (5, "upsamples the latent 5 times, to a grid of 512\\^3")])
+def test_a_trellis2_structure_decoder_of_another_grid_is_named_before_it_decodes(upsamples, said):
+    """The structure decoder's upsamples were counted from the file's tensors, each doubling the 16^3 grid: five
+    (one-channel layers, a few KB) asked the allocator for 8.6 GB at decode.trellis2_structure (seven, 550 GB),
+    none stopped max pooling to 32^3 in a RuntimeError traceback ('stride should not be zero'). TRELLIS.2's makes
+    64^3; another grid is named as the file is read."""
+    from nodes.generate.trellis2 import StructureDecoder, build_structure_decoder
+    state = StructureDecoder(8, [1] * (upsamples + 1), 0, 0, 1).state_dict()
+    with pytest.raises(NodeError, match=r"shape_vae.safetensors: its structure decoder " + said +
+                                        r"; TRELLIS.2's doubles it twice, to 64\^3"):
+        build_structure_decoder(state, "shape_vae.safetensors")
+    assert build_structure_decoder(StructureDecoder(8, [1] * 3, 0, 0, 1).state_dict(), "two").blocks[1].conv.out_channels == 8

@@ -115,6 +115,7 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
         out = state.get("out_layer.2.weight")
         sizes = (int(first.shape[1]), widths, _count(state, "middle_block.{}.norm1.weight"), per_width,
                  int(out.shape[0]) if out is not None else 1)
+    _check_grid(widths, name)
     check_claim(lambda: StructureDecoder(*sizes), state, name)
     model = StructureDecoder(*sizes)
     why = misfit(model, state)
@@ -122,6 +123,18 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
         raise NodeError(f"the shape VAE's structure decoder does not fit its own layout ({why}): the file is "
                         "incomplete or damaged; get it again")
     return model.eval()
+
+
+def _check_grid(widths, name: str) -> None:
+    """NodeError unless the decoder doubles the 16^3 latent twice, to the 64^3 grid decode_structure pools from (as
+    ComfyUI's widths 512, 128, 32 do). Each upsample of a stranger's file doubled the grid: five
+    (a file of a few KB) asked the allocator for 8.6 GB at the first decode, seven for 550 GB; none left a 16^3 grid, which
+    max pooling to 32^3 stopped on ('stride should not be zero')."""
+    side = SIDE * 2 ** (len(widths) - 1)
+    if side != SIDE * 4:
+        raise NodeError(f"{name}: its structure decoder upsamples the latent {len(widths) - 1} times, to a grid of "
+                        f"{side}^3; TRELLIS.2's doubles it twice, to {SIDE * 4}^3. The file is damaged or another "
+                        "model's: get trellis_2_shape_vae_bf16.safetensors again")
 
 
 class ShapeVae(OwnParts):
