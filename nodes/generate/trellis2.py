@@ -115,13 +115,13 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
         out = state.get("out_layer.2.weight")
         sizes = (int(first.shape[1]), widths, _count(state, "middle_block.{}.norm1.weight"), per_width,
                  int(out.shape[0]) if out is not None else 1)
-    _check_grid(widths, name)
     check_claim(lambda: StructureDecoder(*sizes), state, name)
     model = StructureDecoder(*sizes)
     why = misfit(model, state)
     if why:
         raise NodeError(f"the shape VAE's structure decoder does not fit its own layout ({why}): the file is "
                         "incomplete or damaged; get it again")
+    _check_grid(widths, name)
     return model.eval()
 
 
