@@ -146,3 +146,19 @@ def test_a_trellis2_structure_decoder_of_another_grid_is_named_before_it_decodes
                                         r"; TRELLIS.2's doubles it twice, to 64\^3"):
         build_structure_decoder(state, "shape_vae.safetensors")
     assert build_structure_decoder(StructureDecoder(8, [1] * 3, 0, 0, 1).state_dict(), "two").blocks[1].conv.out_channels == 8
+
+
+def test_a_comfyui_prefix_naming_a_windows_console_or_superscript_port_is_no_device():
+    """ComfyUI's filename_prefix becomes the output's folders and name, each made a name Windows holds: CON, NUL.mp4
+    and COM1 were given a leading _, but CONIN$ / CONOUT$ (the console) and COM¹, LPT³ (ports Windows numbers by a
+    superscript) went through, so a shared workflow wrote a render to the console or a serial port on Windows.
+    Reference: CPython 3.13's ntpath._reserved_names, written out."""
+    from graph_engine.portable import portable_name
+    from app.comfyui.mapping import out_path
+    reserved = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | \
+        {f"{p}{c}" for p in ("COM", "LPT") for c in "123456789\xb9\xb2\xb3"}
+    for name in reserved:
+        for shown in (name, name.lower(), name + ".png", name + " .mp4"):
+            assert portable_name(shown) == "_" + shown, shown
+    assert out_path(".mp4")("CONOUT$/COM\xb2") == "out/_CONOUT$/_COM\xb2.mp4"
+    assert portable_name("COM10") == "COM10" and portable_name("CONOUT") == "CONOUT"
