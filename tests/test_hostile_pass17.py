@@ -162,3 +162,27 @@ def test_a_comfyui_prefix_naming_a_windows_console_or_superscript_port_is_no_dev
             assert portable_name(shown) == "_" + shown, shown
     assert out_path(".mp4")("CONOUT$/COM\xb2") == "out/_CONOUT$/_COM\xb2.mp4"
     assert portable_name("COM10") == "COM10" and portable_name("CONOUT") == "CONOUT"
+
+
+def test_an_exr_of_many_channels_unpacking_far_beyond_its_size_is_refused_from_its_header(tmp_path):
+    """Each part's windows were held under Pillow's pixel limit, but reading holds every channel of every part: an
+    EXR of 200 half-float channels of 2048x2048 zeros (1.7 MB, ZIP) took 38 s and 1.7 GB to be read, to say it
+    had no colour channels; 1,000 channels of 13000x13000 would ask 338 GB. What the parts unpack to is judged
+    against the file's size from the header. The file here states 16 channels of 8192x8192 (2.1 GB as halves) in
+    a few hundred bytes: its windows written over a 1x1 picture's."""
+    import struct
+    import OpenEXR
+    from nodes.io.images import read_image_alpha
+    path = tmp_path / "passes.exr"
+    one = np.zeros((1, 1), np.float16)
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
+                      {f"pass{i:02d}": one for i in range(16)}) as f:
+        f.write(str(path))
+    data = path.read_bytes()
+    for window in (b"dataWindow\0box2i\0", b"displayWindow\0box2i\0"):
+        at = data.index(window) + len(window) + 4
+        data = data[:at] + struct.pack("<4i", 0, 0, 8191, 8191) + data[at + 16:]
+    path.write_bytes(data)
+    with pytest.raises(NodeError, match=r"passes.exr is refused: its 1 part\(s\) state 16 channels that unpack to at "
+                                        r"least 2,147,483,648 bytes from a file of \d{3,4}, all held in memory"):
+        read_image_alpha(str(path))
