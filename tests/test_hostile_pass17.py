@@ -186,3 +186,15 @@ def test_an_exr_of_many_channels_unpacking_far_beyond_its_size_is_refused_from_i
     with pytest.raises(NodeError, match=r"passes.exr is refused: its 1 part\(s\) state 16 channels that unpack to at "
                                         r"least 2,147,483,648 bytes from a file of \d{3,4}, all held in memory"):
         read_image_alpha(str(path))
+
+
+def test_a_tokenizer_without_a_chat_template_is_named():
+    """A tokenizer folder whose tokenizer_config.json holds no chat template (Kinograph takes one from beside the
+    model, a stranger's download) stopped Ideogram 4's prompt encoding in transformers' ValueError traceback
+    ('tokenizer.chat_template is not set')."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+    from nodes.generate.chat_template import apply_chat_template
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "?": 1}, unk_token="?")))
+    with pytest.raises(NodeError, match=r"Ideogram 4's Qwen3-VL text encoder: its tokenizer has no chat template"):
+        apply_chat_template(tokenizer, [{"role": "user", "content": "a"}], "Ideogram 4's Qwen3-VL text encoder")

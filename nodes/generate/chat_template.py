@@ -41,6 +41,12 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
         raise NodeError(f"{what}: its tokenizer's chat template is {longest:,} characters long, where published ones "
                         f"are under 50,000 (Jinja would take minutes to compile it; the template is code kept in the "
                         f"model's files): get the model again from where it was published{fix}")
+    if not template:
+        # transformers' ValueError ('tokenizer.chat_template is not set'), a traceback out of Ideogram 4's encoder: the
+        # tokenizer comes from a folder beside the model, whose tokenizer_config.json may lack the template
+        raise NodeError(f"{what}: its tokenizer has no chat template, which the prompt is written with: give the "
+                        f"tokenizer published with the model (its tokenizer_config.json or chat_template.jinja holds "
+                        f"one){fix}")
     if isinstance(template, dict) and "default" not in template:
         # transformers' ValueError, which came out as a traceback: it writes a prompt with the template named default
         raise NodeError(f"{what}: its tokenizer has chat templates named {', '.join(sorted(map(str, template)))} and "
