@@ -198,3 +198,29 @@ def test_a_tokenizer_without_a_chat_template_is_named():
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "?": 1}, unk_token="?")))
     with pytest.raises(NodeError, match=r"Ideogram 4's Qwen3-VL text encoder: its tokenizer has no chat template"):
         apply_chat_template(tokenizer, [{"role": "user", "content": "a"}], "Ideogram 4's Qwen3-VL text encoder")
+
+
+def test_an_animated_webp_is_opened_without_decoding_its_frames(tmp_path, monkeypatch):
+    """Pillow sets a WebP frame's duration only as it decodes it, and io.load_video decoded every frame at open to
+    sum them: each frame decodes onto the whole canvas, so a 1 KB file of 20 one-pixel frames on a 10000x10000
+    canvas took 30 s and 1.5 GB to open (2,000 such frames, 80 KB, most of an hour) before any was asked for. The
+    durations are read from the frames' headers; the rate is still the one Pillow's decoded durations give."""
+    from PIL import Image, WebPImagePlugin
+    from nodes.io.video_read import load_video
+    durations = [40, 33, 100, 7, 20]
+    frames = [Image.fromarray(np.full((8, 8, 3), 50 * i, np.uint8)) for i in range(5)]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations)
+    with Image.open(path) as im:                # the reference: what Pillow says as it decodes each frame
+        decoded = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            im.load()
+            decoded.append(im.info["duration"])
+    assert decoded == durations
+    loads = []
+    real = WebPImagePlugin.WebPImageFile.load
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "load", lambda im: loads.append(1) or real(im))
+    clip = load_video(str(path))
+    assert len(loads) <= 1 and (clip.length, clip.fps) == (5, 1000.0 * 5 / sum(decoded))
+    assert abs(int(clip.frame(4)[0, 0, 0]) - 200) <= 8        # lossy WebP: the last frame, read as asked
