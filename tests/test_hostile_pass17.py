@@ -224,3 +224,19 @@ def test_an_animated_webp_is_opened_without_decoding_its_frames(tmp_path, monkey
     clip = load_video(str(path))
     assert len(loads) <= 1 and (clip.length, clip.fps) == (5, 1000.0 * 5 / sum(decoded))
     assert abs(int(clip.frame(4)[0, 0, 0]) - 200) <= 8        # lossy WebP: the last frame, read as asked
+
+
+def test_a_dpx_frame_cut_short_is_named_when_read_at_depth(tmp_path):
+    """A 10-bit DPX sequence is read at its depth for a grade into an EXR or 16-bit TIFF (Clip.linear): a frame cut
+    short was named when read as 8 bits, but at depth FFmpeg's InvalidDataError came out as a traceback."""
+    from nodes.io.film import write_film
+    from nodes.io.images import load_frames
+    for i in (1, 2):
+        write_film(np.full((16, 16, 3), 0.5, np.float32), str(tmp_path / f"s_{i:04d}.dpx"))
+    cut = tmp_path / "s_0002.dpx"
+    cut.write_bytes(cut.read_bytes()[:2100])
+    clip = load_frames(str(tmp_path), 0)
+    assert clip.linear(0, 1).shape == (1, 16, 16, 3)
+    for read in (clip.frames, clip.linear):
+        with pytest.raises(NodeError, match=r"cannot read .*s_0002.dpx as a DPX picture \(.*\): the file is damaged"):
+            read(0, 2)
