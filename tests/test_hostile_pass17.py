@@ -240,3 +240,23 @@ def test_a_dpx_frame_cut_short_is_named_when_read_at_depth(tmp_path):
     for read in (clip.frames, clip.linear):
         with pytest.raises(NodeError, match=r"cannot read .*s_0002.dpx as a DPX picture \(.*\): the file is damaged"):
             read(0, 2)
+
+
+def test_half_a_utf16_pair_in_a_comfyui_prompt_imports_as_a_readable_workflow(tmp_path):
+    """JSON may write "\\ud800", half of a UTF-16 pair no text holds; json reads it as such, and the imported YAML
+    wrote it as an escape YAML refuses to read back: `kinograph import` said its own new file was not valid YAML
+    (with advice on Windows paths), and a tokenizer refuses such a text at run time (a TypeError traceback). Each
+    is the replacement character, and the report says so."""
+    import json
+    from app.comfyui import import_workflow
+    from graph_engine.workflow import parse_workflow
+    api = {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat \ud800 and \udfff\U0001F600", "clip": ["2", 1]}},
+           "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}}}
+    (tmp_path / "w.json").write_text(json.dumps(api))
+    assert "\\ud800" in (tmp_path / "w.json").read_text()
+    result = import_workflow(tmp_path / "w.json")
+    workflow, problems = parse_workflow(result.yaml)
+    assert not problems
+    assert [n.params["text"] for n in workflow.graph.nodes.values() if "text" in n.params] == \
+        ["a cat \ufffd and \ufffd\U0001F600"]
+    assert "2 character(s) of its texts were half of a UTF-16 pair" in result.report.text()
