@@ -260,3 +260,15 @@ def test_half_a_utf16_pair_in_a_comfyui_prompt_imports_as_a_readable_workflow(tm
     assert [n.params["text"] for n in workflow.graph.nodes.values() if "text" in n.params] == \
         ["a cat \ufffd and \ufffd\U0001F600"]
     assert "2 character(s) of its texts were half of a UTF-16 pair" in result.report.text()
+
+
+def test_a_chat_template_writing_half_a_utf16_pair_gives_a_text_the_tokenizer_reads():
+    """A template's '\\ud800' is half a UTF-16 pair: the rendered prompt held it, and the fast tokenizer that
+    reads the prompt next refused it in a TypeError traceback (textgen, Ideogram 4)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+    from nodes.generate.chat_template import apply_chat_template
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "?": 1}, unk_token="?")))
+    tokenizer.chat_template = "{{ '\\ud800' }}{% for m in messages %}{{ m.content }}{% endfor %}"
+    text = apply_chat_template(tokenizer, [{"role": "user", "content": "a"}], "the model")
+    assert text == "?a" and tokenizer(text)["input_ids"] == [1]

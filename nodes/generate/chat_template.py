@@ -68,4 +68,6 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
     if "error" in out:
         raise NodeError(f"{what}: its tokenizer's chat template {out['error']} (the template is code kept in the "
                         f"model's files): get the model again from where it was published{fix}")
-    return out["value"]
+    # A template may write half a UTF-16 pair ('\\ud800' in Jinja), which no tokenizer reads (transformers' fast
+    # ones stopped in a TypeError traceback): each is a '?', as any text encoded so shows what it cannot hold.
+    return out["value"].encode("utf-8", "replace").decode("utf-8")
