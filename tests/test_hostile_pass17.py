@@ -272,3 +272,27 @@ def test_a_chat_template_writing_half_a_utf16_pair_gives_a_text_the_tokenizer_re
     tokenizer.chat_template = "{{ '\\ud800' }}{% for m in messages %}{{ m.content }}{% endfor %}"
     text = apply_chat_template(tokenizer, [{"role": "user", "content": "a"}], "the model")
     assert text == "?a" and tokenizer(text)["input_ids"] == [1]
+
+
+def _gif(path: Path, pictures: int, side: int) -> Path:
+    """An opaque GIF (a black-and-white global palette, no transparent colour) of `pictures` one-pixel pictures on a
+    side x side canvas, each shown 4 hundredths: about 17 bytes a picture, whatever the canvas."""
+    import struct
+    data = b"GIF89a" + struct.pack("<HHBBB", side, side, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    for i in range(pictures):
+        data += b"\x21\xf9\x04\x00" + struct.pack("<H", 4) + b"\0\0"                 # its delay
+        data += b"\x2c" + struct.pack("<HHHHB", i % side, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"   # 1x1, colour 0
+    path.write_bytes(data + b"\x3b")
+    return path
+
+
+def test_a_gif_of_many_pictures_on_a_huge_canvas_is_opened_without_decoding_them_all(tmp_path, monkeypatch):
+    """io.load_video decoded every picture of an opaque GIF at open to find whether any is transparent, each drawn
+    onto the whole canvas: a 250-byte GIF of ten one-pixel pictures on a 10000x10000 canvas took 9 s to open, 2,000
+    (34 KB) half an hour. The look stops past OPAQUE_LOOK_PIXELS (5 canvases here; 500 million pixels in use) and
+    such a GIF keeps its matte, as a damaged one does; a shorter one is still found opaque."""
+    from nodes.io import video_read
+    monkeypatch.setattr(video_read, "OPAQUE_LOOK_PIXELS", 5 * 64 * 64, raising=False)
+    assert not video_read.VideoSource(str(_gif(tmp_path / "short.gif", 4, 64)))._alpha
+    long = video_read.VideoSource(str(_gif(tmp_path / "long.gif", 200, 64)))
+    assert long._alpha and long.length == 200
