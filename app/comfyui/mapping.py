@@ -1075,6 +1075,9 @@ RULES: Dict[str, Rule] = {
     # its image conditioning: DINOv3's tokens of the cropped picture at 512 and 1024 (the CLIP vision file is DINOv3)
     "Trellis2Conditioning": Rule("condition.trellis2", (), (), {"clip_vision_model": "image_encoder", "image": "image"},
                                  ("positive", "negative")),
+    "TripoSplatConditioning": Rule("condition.triposplat", (), (),
+                                   {"clip_vision": "image_encoder", "vae": "vae", "image": "image"},
+                                   ("positive", "negative", "latent")),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's

@@ -832,7 +832,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                       "and texture models: not yet)") if det.variant == "trellis2" else \
             (False, "Pixal3D's model: its projected picture features are not computed yet")
     if (det.family, det.role) == ("trellis2", "clip_vision"):
-        return True, "load.clip_vision: DINOv3, TRELLIS.2's image encoder, for condition.trellis2"
+        return True, "load.clip_vision: DINOv3, the image encoder of TRELLIS.2 (condition.trellis2) and TripoSplat "\
+                     "(condition.triposplat)"
     if det.family == "trellis2":
         return (True, "load.vae: TRELLIS.2's structure decoder, for decode.trellis2_structure (its mesh decoder: not "
                       "yet)") if det.variant == "shape" else (False, f"TRELLIS.2's {det.variant} VAE: not read yet")

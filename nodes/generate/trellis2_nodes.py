@@ -39,3 +39,15 @@ def condition_trellis2(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE):
     from nodes.generate.trellis2_dino import conditioning
     positive, negative = conditioning(image_encoder, image)
     return {"positive": positive, "negative": negative}
+
+
+@node("condition.triposplat", title="TripoSplat Conditioning", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_triposplat(ctx, image_encoder: IMAGE_ENCODER, vae: VAE, image: IMAGE):
+    """What splat to make, from one picture (ComfyUI's TripoSplatConditioning): DINOv3 ViT-H's tokens of it and its
+    FLUX.2 VAE latent; the negative is zeros of both; the latent is TripoSplat's 8192 shape tokens, zeros. Frame the
+    picture first (mask.triposplat_frame); load DINOv3 with load.clip_vision (dino_v3_vit_h.safetensors) and the
+    VAE with load.vae (flux2-vae.safetensors)."""
+    from nodes.generate.triposplat_condition import conditioning
+    positive, negative, latent = conditioning(image_encoder, vae, image)
+    return {"positive": positive, "negative": negative, "latent": latent}
