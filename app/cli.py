@@ -621,6 +621,19 @@ def _home_of(path: Path) -> str:
 
 
 def cmd_info(args) -> int:
+    # `info FOLDER` searches the folders named through KINOGRAPH_MODELS for this listing only: main() called from a
+    # script or a test (one process, many commands) went on finding models there in every later command.
+    before = os.environ.get("KINOGRAPH_MODELS")
+    try:
+        return _info(args)
+    finally:
+        if before is None:
+            os.environ.pop("KINOGRAPH_MODELS", None)
+        else:
+            os.environ["KINOGRAPH_MODELS"] = before
+
+
+def _info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
     for f in named:
         if not f.is_dir():

@@ -181,6 +181,9 @@ def test_a_recovered_comfyui_import_still_runs_first_on_the_files_own_seeds(qtbo
     saver = Autosaver(doc, folder=tmp_path)
     saver.save_now()
     saver._lock.unlock()                        # the editor gone: its lock no longer held
+    # and its timer with it: left running, the document (cyclic garbage) was destroyed by whichever thread's
+    # allocation set off Python's collector, a later test's run thread: 'Timers cannot be stopped from another thread'
+    saver.timer.stop()
     (rec,) = find_recoveries(tmp_path)
     back = recover(rec)
     assert back.seeds_as_read

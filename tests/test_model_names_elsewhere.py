@@ -124,3 +124,30 @@ def test_a_file_found_under_another_folder_or_container_is_said(models, caplog):
     said = [r.getMessage() for r in caplog.records if r.name == "kinograph.models"]
     assert said == [f"sdxl/vae.safetensors is not in the vae folders as written: reading "
                     f"{models / 'vae' / 'sd15' / 'vae.safetensors'}, the only file of that name there"]
+
+
+def test_a_model_put_in_place_between_two_checks_of_one_process_is_found(tmp_path, monkeypatch, capsys):
+    """The editor runs for hours and checks the graph again after the artist moves files: not_found works the model
+    folders out once for its message (one_look), and the next check must see what was put in place since, from a
+    ComfyUI folder whose models/ was made in between to the file moved out of the wrong kind's folder."""
+    from graph_engine import NodeError
+
+    def not_found() -> str:
+        with pytest.raises(NodeError) as e:
+            find_model("wan_2.1_vae.safetensors", "vae")
+        return str(e.value)
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    assert f"\n  {comfy / 'vae'}\n" in not_found()
+    misplaced = comfy / "models" / "diffusion_models" / "wan_2.1_vae.safetensors"
+    misplaced.parent.mkdir(parents=True)
+    stub(misplaced)
+    said = not_found()
+    assert f"\n  {comfy / 'models' / 'vae'}\n" in said and f"\n  {comfy / 'vae'}\n" not in said
+    assert f"wan_2.1_vae.safetensors is in {misplaced.parent} (diffusion_models)" in said
+    (comfy / "models" / "vae").mkdir()
+    misplaced.rename(comfy / "models" / "vae" / misplaced.name)
+    assert find_model("wan_2.1_vae.safetensors", "vae") == comfy / "models" / "vae" / misplaced.name
+    code, err = validate(tmp_path, "wan_2.1_vae.safetensors", capsys)
+    assert code == 0, err

@@ -112,8 +112,10 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
     if later:
         QTimer.singleShot(0, lambda: w.open_path(workflow, warn=True))
     restore = autosave_on_termination(app)
+    from .gui_gc import collected_on_gui_thread
     try:
-        return app.exec()
+        with collected_on_gui_thread(app):
+            return app.exec()
     finally:
         restore()
 
