@@ -248,33 +248,37 @@ _STARTED = time.time()
 _swept: set = set()
 
 
-def _claim(fd: int) -> bool:
-    """Take the lock that says 'a live writer owns this temporary'; False when another holds it.
-    The kernel drops it when the owner dies, however it dies. Where there are no such locks
-    (Windows), nothing is ever claimed, so nothing is removed."""
+def _try_lock(fd: int) -> Optional[bool]:
+    """Take the lock that says 'a live writer owns this temporary': True when taken, False when another holds it,
+    None where no such lock can be taken (Windows: no fcntl; NFS: EBADF unless open for writing). The kernel drops
+    it when its owner dies, however it dies."""
     try:
         import fcntl
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
-    except (ImportError, OSError):
-        return False
+    except ImportError:
+        return None
+    except OSError as e:
+        return False if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+
+
+def _claim(fd: int) -> bool:
+    """Whether this process took the lock: where there are no such locks nothing is ever claimed, so nothing is
+    removed."""
+    return _try_lock(fd) is True
 
 
 def held(path: PathLike) -> bool:
     """Whether a live writer holds `path`'s lock (`hold`). False where no such lock can be taken, so none can say a
     writer is there: Windows (no fcntl), a folder on NFS (EBADF: fcntl locks there need it open for writing)."""
     try:
-        import fcntl
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except (ImportError, OSError):
+    except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+        return _try_lock(fd) is False
     finally:
         os.close(fd)
-    return False
 
 
 def hold(path: PathLike) -> int:

@@ -323,7 +323,7 @@ def unknown_param(spec: NodeSpec, name: str) -> str:
     """A parameter the node lacks, with the close name, else the names it has: `--set latent.length=5` (ComfyUI's
     name for frames) said only that there was no such parameter, and no name was close enough to suggest."""
     close = did_you_mean(name, spec.params)
-    return f"{spec.type} has no parameter {name!r}" + (close or f"; its parameters: {', '.join(spec.params) or 'none'}")
+    return f"{spec.type} has no parameter {shown(name)}" + (close or f"; its parameters: {', '.join(spec.params) or 'none'}")
 
 
 def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, Any]:
@@ -648,11 +648,11 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "
         else:
             node_id, param, value = item
         if not node_id or not param:
-            problems.append(Problem(source, 0, None, f"{f'{node_id}.{param}'.strip('.')!r} is not NODE.PARAM (a node id, a "
+            problems.append(Problem(source, 0, None, f"{shown(f'{node_id}.{param}'.strip('.'))} is not NODE.PARAM (a node id, a "
                                                      f"dot and one of its parameters, such as sample.seed)"))
             continue
         if node_id not in g.nodes:
-            problems.append(Problem(source, 0, None, f"no node {node_id!r} in {wf.label}"
+            problems.append(Problem(source, 0, None, f"no node {shown(node_id)} in {wf.label}"
                                                      f"{did_you_mean(node_id, g.nodes)}"))
             continue
         spec = registry.get(g.nodes[node_id].type)

@@ -46,3 +46,22 @@ def test_qt_garbage_made_while_a_thread_allocates_is_destroyed_on_the_gui_thread
 def qapp():
     from app.editor.main import _app
     return _app()
+
+
+def test_a_tick_makes_a_full_collection_only_when_cpythons_own_rule_would(qapp):
+    """A full collection walks every tracked object (250 ms once torch, diffusers and transformers are imported);
+    gc itself runs one only when what outlived the middle generation since the last one is a quarter of the
+    old generation. Counting middle-generation collections alone froze the window every 121st busy tick."""
+    with collected_on_gui_thread(qapp) as collector:
+        for _ in range(gc.get_threshold()[2] + 1):
+            gc.collect(1)       # the old generation's count crosses its threshold, with nothing new kept
+        full = gc.get_stats()[2]["collections"]
+        ballast = [[] for _ in range(2 * gc.get_threshold()[0])]
+        collector.collect()
+        assert gc.get_stats()[2]["collections"] == full
+        kept = []
+        while gc.get_stats()[2]["collections"] == full:     # keep young objects until they are a quarter
+            kept.append([[] for _ in range(2 * gc.get_threshold()[0])])
+            collector.collect()
+            assert len(kept) < 10_000, "never collected the old generation"
+        del ballast

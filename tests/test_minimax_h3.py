@@ -150,7 +150,8 @@ def test_qwen3vl_type_minimax_encodes_as_diffusers(minimax, tmp_path):
 def test_minimax_prompts_are_read_as_comfyui_reads_them_with_weights_off(minimax, tmp_path):
     """ComfyUI tokenizes MiniMax H3's prompts with disable_weights: brackets stay as written, yet its
     escape_important / unescape_important still turn the escaped \\( and \\) into plain brackets (written out
-    below); the prompt's states are diffusers' on that text."""
+    below); the prompt's states are diffusers' on that text. Lines, blank lines and non-ASCII are read as written
+    (the template tests read their prompts cut to a line)."""
     from diffusers.modular_pipelines.minimax_h3.encoders import get_qwen3vl_prompt_embeds
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_text_encoder
@@ -163,7 +164,8 @@ def test_minimax_prompts_are_read_as_comfyui_reads_them_with_weights_off(minimax
         return text.replace("\0\1", ")").replace("\0\2", "(")
     te = load_text_encoder(ModelManager(), "qwen3vl_minimax_tiny.safetensors", "", "minimax", "cpu")
     proc = processor(tmp_path / "tokenizer")
-    for prompt in ("a \\(red\\) panda on [a rock]", "a (red:1.3) panda, \\[wet\\]"):
+    for prompt in ("a \\(red\\) panda on [a rock]", "a (red:1.3) panda, \\[wet\\]",
+                   "a red panda:\n\n  on a rock \u2014 wet\u2028at dusk \U0001f917"):
         got = encode_prompt(te, prompt)
         ids = proc.tokenizer(comfy_reads(prompt), add_special_tokens=False)["input_ids"]
         with torch.no_grad():

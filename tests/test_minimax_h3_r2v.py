@@ -166,7 +166,7 @@ def run_template(minimax, tmp_path, name, size, steps, pictures, sampler="res_mu
     from comfy_layouts import _ran, imported_template
     _, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
     # the tiny tokenizer reads a byte a token, and the prompt is read twice (alone, then after the pictures) by a
-    # 52-layer encoder: the multi-frame template's 7066 characters were 12 of its test's 17 CPU s
+    # 51-layer encoder: the multi-frame template's 7066 characters were 12 of its test's 17 CPU s
     yaml = re.sub(r"(\n      text: \|-\n(?:        .+\n)+)(?:\n|        .*\n)+", r"\1", yaml, count=1)
     rng = np.random.default_rng(10)
     swaps = [(f"width: {size[0]}", f"width: {W}"), (f"height: {size[1]}", f"height: {H}"),

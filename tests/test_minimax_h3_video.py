@@ -186,9 +186,21 @@ TEMPLATE_FILES = (("diffusion_models/minimax_h3_fl2va_pruned_int8_convrot.safete
 
 def _short(text: str) -> str:
     """A template's prompt cut to the first 200 characters of its first line: the tiny tokenizer reads a byte a
-    token, and the 52-layer tiny Qwen3-VL reading FastH3's 3397 characters (here and in the reference) was most of
+    token, and the 51-layer tiny Qwen3-VL reading FastH3's 3397 characters (here and in the reference) was most of
     its test's 8 CPU s."""
     return text.split("\n")[0][:200].rstrip()
+
+
+def _outer(data: dict) -> dict:
+    """The template's subgraph node, whose widgets hold the prompt (0) and the seed (4)."""
+    return next(n for n in data["nodes"] if n["type"] == data["definitions"]["subgraphs"][0]["id"])
+
+
+def _imported_prompts(yaml: str) -> list:
+    """The text of each encode.text in an imported template's YAML, as Kinograph loads it."""
+    from graph_engine.api import load_workflow
+    return [n.params["text"] for n in load_workflow(text=yaml, check=False).graph.nodes.values()
+            if n.type == "encode.text"]
 
 
 def _template_run(minimax, tmp_path, name, published):
@@ -201,7 +213,10 @@ def _template_run(minimax, tmp_path, name, published):
     from graph_engine.api import Session, load_workflow
     (w, h, frames, steps) = published
     data, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
-    outer = next(n for n in data["nodes"] if n["type"] == data["definitions"]["subgraphs"][0]["id"])
+    outer = _outer(data)
+    # the run reads the prompt _short, so here the imported one is checked whole: the template's own, every line,
+    # blank line, bracket and non-ASCII character as written (the reference below reads the same widget)
+    assert _imported_prompts(yaml) == [outer["widgets_values"][0]]
     yaml, cut = re.subn(r"(\n      text: )\|-\n(?:        .*\n|\n)+",
                         lambda m: m.group(1) + json.dumps(_short(outer["widgets_values"][0])) + "\n", yaml, count=1)
     assert cut == 1
@@ -227,7 +242,7 @@ def _template_reference(data, tmp_path, sigmas, sound_sigmas):
     from test_minimax_h3 import _pruned_reference
     from tiny_minimax_h3 import text_encoder
     from tiny_qwen21 import processor
-    outer = next(n for n in data["nodes"] if n["type"] == data["definitions"]["subgraphs"][0]["id"])
+    outer = _outer(data)
     text, seed = _short(outer["widgets_values"][0]), outer["widgets_values"][4]
     proc = processor(tmp_path / "tokenizer")
     with torch.no_grad():
@@ -406,13 +421,17 @@ def test_comfyui_minimax_h3_i2v_templates_run_from_their_keyframe(minimax, tmp_p
     monkeypatch.chdir(tmp_path)
     Image.fromarray(np.random.default_rng(6).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(tmp_path / picture)
     sizes, steps = published
-    _, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
+    data, yaml = imported_template(minimax / "models", TEMPLATE_FILES, TEMPLATES / name, (W, H), (steps, 2))
+    # the run reads the prompt's first line only, so the imported prompt is checked whole here (MiniMax's holds
+    # U+2028 line separators, FastH3's brackets and dashes)
+    outer = _outer(data)
+    assert _imported_prompts(yaml) == [outer["widgets_values"][0]]
     for a, b in (*zip(sizes, (f"width: {W}", f"height: {H}") if len(sizes) == 2 else ("megapixels: 0.01",)),
                  ("frames: 124", f"frames: {FRAMES}"), ("sampler: res_multistep", "sampler: euler"),
                  (f"path: {picture}", f"path: {tmp_path / picture}")):
         assert a in yaml, a
         yaml = yaml.replace(a, b)
-    # the prompt cut to its first line: the tiny tokenizer reads a byte a token and the 52-layer tiny Qwen3-VL reads
+    # the prompt cut to its first line: the tiny tokenizer reads a byte a token and the 51-layer tiny Qwen3-VL reads
     # the prompt twice (alone, then after the keyframe); FastH3's 6300 characters were 10 of its run's 13.5 CPU s
     yaml = re.sub(r"(\n      text: \|-\n        .+\n)(?:\n|        .*\n)+", r"\1", yaml, count=1)
     assert "type: condition.frames" in yaml

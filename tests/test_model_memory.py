@@ -103,6 +103,25 @@ def test_a_model_evicted_for_another_is_freed_before_the_other_loads():
     assert [k[:2] for k in mm._cache] == [("model", "b.safetensors")]
 
 
+def test_a_model_held_in_a_reference_cycle_is_freed_when_evicted():
+    # An evicted value its reference count frees skips the full collection; one a cycle holds (a pipeline and its
+    # components pointing at each other) must still be collected before the next model loads.
+    from nodes.generate.model_manager import ModelManager
+
+    class Weights:
+        pass
+
+    def cyclic():
+        w = Weights()
+        w.me = w
+        return w
+    mm = ModelManager(max_loaded=1)
+    gone = weakref.ref(mm.cached(("model", "a.safetensors"), cyclic))
+    seen = []
+    mm.cached(("model", "b.safetensors"), lambda: seen.append(gone() is None) or Weights())
+    assert seen == [True]
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
 def test_sdxls_openclip_g_is_the_file_mapped_not_q_k_v_copies(tmp_path_factory):
     # diffusers' converter clones q, k and v out of OpenCLIP-G's fused in_proj: 315 MB of a real SDXL checkpoint

@@ -456,7 +456,9 @@ def test_geometry_matches_the_authors_infer(tmp_path, fov_x, apply_mask):
     want = ref.infer(image.clone(), 20, fov_x=fov_x or None, apply_mask=apply_mask)
     got = geometry(net, image, fov_x=fov_x, apply_mask=apply_mask, num_tokens=20)
     assert torch.equal(got["mask"], want["mask"]) and 0 < int(want["mask"].sum()) < want["mask"].numel()
-    assert torch.allclose(got["intrinsics"], want["intrinsics"], rtol=1e-5)
+    # the focal length is solved for (fov_x 0): the solve's float32 rounding differs by ~1e-6 with the thread count
+    assert torch.allclose(got["intrinsics"], want["intrinsics"], atol=1e-5, rtol=1e-4), \
+        (got["intrinsics"] - want["intrinsics"]).abs().max()
     for k in ("depth", "points", "normal"):
         finite = torch.isfinite(want[k])
         assert torch.equal(torch.isfinite(got[k]), finite), k

@@ -13,8 +13,9 @@ reference does not go through Kinograph's loading code:
                                                              latents_mean / latents_std buffers), fp16
   root/models/vae/minimax_h3_audio_vae_tiny.safetensors      ComfyUI's names (weight norms folded), fp32 as released
   root/models/text_encoders/qwen3vl_minimax_tiny.safetensors Qwen3-VL in ComfyUI's names (model.layers.*, visual.*;
-                                                             tests/tiny_qwen21.py's), 52 layers (MiniMax H3 reads the
-                                                             state after layer 50), its tokenizer in a folder after it
+                                                             tests/tiny_qwen21.py's), 51 layers (MiniMax H3 reads the
+                                                             state after layer 50, and refuses an encoder without
+                                                             more), its tokenizer in a folder after it
 
 Widths are tiny, the structure is the released model's: 24 latent channels in 1x2x2 patches, 32 audio channels, a
 token refiner, 16-wide heads of which 2 x 3 x 2 channels turn with the (time, height, width) rotary axes, a rotary
@@ -83,11 +84,12 @@ def comfy_transformer(model) -> dict:
 
 
 def text_encoder():
-    """Qwen3-VL (tests/tiny_qwen21.py's vision tower and vocabulary) as wide as the tiny transformer reads, 52 layers."""
+    """Qwen3-VL (tests/tiny_qwen21.py's vision tower and vocabulary) as wide as the tiny transformer reads, 51 layers:
+    the fewest with a state after layer 50 that the final norm has not touched."""
     from transformers import Qwen3VLForConditionalGeneration
     from tiny_qwen21 import text_encoder as qwen21
     cfg = qwen21().config
-    cfg.text_config.update(dict(hidden_size=TEXT, num_hidden_layers=52))
+    cfg.text_config.update(dict(hidden_size=TEXT, num_hidden_layers=51))
     cfg.vision_config.update(dict(out_hidden_size=TEXT))
     _seed(6)
     return bf16_weights(Qwen3VLForConditionalGeneration(cfg))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .api_nodes import is_api_node
+from .api_nodes import API_NODE
 from .errors import ComfyImportError
 from .report import EXIT_UNMAPPED
 
@@ -31,7 +31,8 @@ def cmd_import(args) -> int:
     code = report.exit_code
     if code == EXIT_UNMAPPED and not args.partial:
         names = ", ".join(f"{e.class_type} #{e.comfy_id}" for e in report.blocking)
-        if all(is_api_node(e.class_type) for e in report.blocking):
+        # as the report tells them (a custom pack's node named like one is that pack's): its note says API_NODE
+        if all(e.notes and e.notes[0].startswith(API_NODE) for e in report.blocking):
             # placeholders where every node that makes something stood: --partial would write a workflow of nothing
             many = len(report.blocking) > 1
             print(f"not written: {names} {'are' if many else 'is one of'} ComfyUI's API nodes: the workflow is built "

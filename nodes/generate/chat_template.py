@@ -10,6 +10,7 @@ Jinja compiles the template to Python run under the name <template>; each line i
 rendering stopped past the budget. A template too long to compile in seconds is refused first."""
 from __future__ import annotations
 
+import sys
 import threading
 
 from graph_engine import NodeError
@@ -40,9 +41,14 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
         raise NodeError(f"{what}: its tokenizer's chat template is {longest:,} characters long, where published ones "
                         f"are under 50,000 (Jinja would take minutes to compile it; the template is code kept in the "
                         f"model's files): get the model again from where it was published{fix}")
+    if isinstance(template, dict) and "default" not in template:
+        # transformers' ValueError, which came out as a traceback: it writes a prompt with the template named default
+        raise NodeError(f"{what}: its tokenizer has chat templates named {', '.join(sorted(map(str, template)))} and "
+                        f"none named default, the one a prompt is written with: get the model again from where it was "
+                        f"published{fix}")
     global _child
     request = (tokenizer.get_chat_template(None, None), messages, {**tokenizer.special_tokens_map, **kwargs},
-               MOST_LINES)
+               MOST_LINES, [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
     try:
         with _asking:
             _child = _child or RegexChild()

@@ -18,6 +18,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.latent import Latent
+from nodes.generate.own_parts import OwnParts
 from nodes.generate.weights import misfit
 
 STRUCT = "struct_dec."
@@ -123,21 +124,12 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
     return model.eval()
 
 
-class ShapeVae:
+class ShapeVae(OwnParts):
     """The parts of TRELLIS.2's shape VAE file that Kinograph runs: its structure decoder (its mesh decoder,
     shape_dec., is not read yet)."""
 
     def __init__(self, struct_dec: StructureDecoder):
-        self.struct_dec = struct_dec
-
-    @property
-    def components(self) -> dict:
-        """As a pipeline's: what the model manager weighs to budget memory."""
-        return {"struct_dec": self.struct_dec}
-
-    def to(self, device):
-        self.struct_dec.to(device)
-        return self
+        super().__init__(struct_dec=struct_dec)
 
 
 def load_shape_vae(path: Path, device: str) -> ShapeVae:

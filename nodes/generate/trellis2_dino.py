@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from graph_engine import NodeError
 from nodes.generate.latent import Conditioning
+from nodes.generate.own_parts import OwnParts
 from nodes.generate.weights import misfit
 
 SIZES = (512, 1024)                 # the two sides ComfyUI encodes the picture at (the shape stages' 512 and 1024)
@@ -64,20 +65,12 @@ def build_dinov3(state: Dict[str, torch.Tensor], name: str = "the DINOv3 file"):
     return model.eval()
 
 
-class Dinov3Encoder:
+class Dinov3Encoder(OwnParts):
     """What load.clip_vision hands condition.trellis2: DINOv3 in float32 (its tokens feed the flow models
     directly; ComfyUI runs it in the text encoders' precision)."""
 
     def __init__(self, model):
-        self.model = model
-
-    @property
-    def components(self) -> dict:
-        return {"dinov3": self.model}
-
-    def to(self, device):
-        self.model.to(device)
-        return self
+        super().__init__(model=model)
 
 
 def load_dinov3(path: Path, device: str) -> Dinov3Encoder:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graph_engine import NodeError
+from nodes.generate.own_parts import OwnParts
 from nodes.generate.weights import misfit
 
 PREFIX = "structure_model."
@@ -165,20 +166,12 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
     return model.eval()
 
 
-class Trellis2Parts:
+class Trellis2Parts(OwnParts):
     """What load.diffusion_model hands the sampler for TRELLIS.2: its structure model (the shape and texture models
     of the same file are not read yet)."""
 
     def __init__(self, transformer: StructureFlow):
-        self.transformer = transformer
-
-    @property
-    def components(self) -> dict:
-        return {"transformer": self.transformer}
-
-    def to(self, device):
-        self.transformer.to(device)
-        return self
+        super().__init__(transformer=transformer)
 
 
 def load_structure_flow(path: Path, prefix: str, dtype, device: str) -> Trellis2Parts:

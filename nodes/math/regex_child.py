@@ -10,8 +10,10 @@ import sys
 MAX_TEXT = 1_000_000
 # the child's address space: Python and re need some tens of MB, a runaway pattern no more than this
 MAX_BYTES = 1 << 30
-# the child's CPU time, past the share of any call (text_nodes' and a file's import's REGEX_SECONDS): a child left
-# behind by a Kinograph killed mid-match (the OOM killer, a force-quit) backtracked on for hours at full CPU
+# the CPU time of one call, past the share of any (text_nodes' and a file's import's REGEX_SECONDS, chat_template's
+# SECONDS): a child left behind by a Kinograph killed mid-match (the OOM killer, a force-quit) backtracked on for
+# hours at full CPU. Given again from where each call starts: RLIMIT_CPU counts the process's whole life, and the
+# chat-template child lives as long as Kinograph, whose later prompts were killed once it had spent the cap.
 MAX_CPU_SECONDS = 120
 
 
@@ -88,10 +90,12 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
     return rx.sub(expand, string, count=count)
 
 
-def chat_template(template, conversation, kwargs, most_lines):
+def chat_template(template, conversation, kwargs, most_lines, path):
     """`template` rendered for `conversation` as transformers' apply_chat_template renders it (`kwargs`: the
     tokenizer's special tokens and the caller's), stopped past `most_lines` lines of the compiled template; a
-    ValueError says why it failed."""
+    ValueError says why it failed. `path`: Kinograph's sys.path, where its transformers is: this child runs isolated
+    (python -I), without the PYTHONPATH or user site-packages (pip install --user) that it may come from."""
+    sys.path[:] = path
     # imported here, not above: the regex functions start in milliseconds without transformers
     from transformers.utils.chat_template_utils import render_jinja_template
     ran = 0
@@ -125,14 +129,25 @@ def main():
         import resource
     except ImportError:                             # Windows has no resource module
         resource = None
-    for limit, most in ((getattr(resource, "RLIMIT_AS", None), MAX_BYTES),
-                        (getattr(resource, "RLIMIT_CPU", None), MAX_CPU_SECONDS)):
-        try:
-            resource.setrlimit(limit, (most, most))
-        except (AttributeError, TypeError, ValueError, OSError):    # no such limit here; a lower one stays
-            pass
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (MAX_BYTES, MAX_BYTES))
+    except (AttributeError, ValueError, OSError):    # no such limit here; a lower one stays
+        pass
     for line in sys.stdin:
+        _cap_cpu(resource)
         print(json.dumps(answer(json.loads(line))), flush=True)
+
+
+def _cap_cpu(resource) -> None:
+    """MAX_CPU_SECONDS more of CPU time from now (the soft limit, whose SIGXCPU ends the child; the hard one, which
+    could not be raised again, is left as it is)."""
+    try:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        most = int(used.ru_utime + used.ru_stime) + 1 + MAX_CPU_SECONDS
+        resource.setrlimit(resource.RLIMIT_CPU, (most if hard == resource.RLIM_INFINITY else min(most, hard), hard))
+    except (AttributeError, ValueError, OSError):    # no such limit here (Windows: no resource module)
+        pass
 
 
 def answer(call) -> dict:

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from nodes.motion.noise_warp_kernels import kernels
+
 
 def _resized(image: torch.Tensor, size, mode: str) -> torch.Tensor:
     """CHW image at size (h, w) or scaled by a factor; the image itself where the size is unchanged."""
@@ -33,67 +35,30 @@ def _pulled(image: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Te
     return F.grid_sample(image[None], grid, mode="nearest", align_corners=True, padding_mode="zeros")[0]
 
 
-def _pushed(image: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """Each pixel added onto the pixel at its position + (dx, dy), offsets truncated; those landing outside drop."""
-    c, h, w = image.shape
-    x = dx.long() + torch.arange(w)
-    y = dy.long() + torch.arange(h)[:, None]
-    inside = ((x >= 0) & (x < w) & (y >= 0) & (y < h)).reshape(-1)
-    out = torch.zeros(h * w, c, dtype=image.dtype)
-    out.index_add_(0, (y * w + x).reshape(-1)[inside], image.reshape(c, -1).t()[inside])
-    return out.t().reshape(c, h, w)
-
-
-def regaussianize(noise: torch.Tensor, gen: torch.Generator):
-    """noise [C, H, W] with groups of equal pixels (copies of one source) made independent unit Gaussians again, and
-    each pixel's group size [1, H, W] (groups found on the first channel)."""
-    c, h, w = noise.shape
-    _, group, counts = torch.unique(noise[0].reshape(-1), return_inverse=True, return_counts=True, sorted=False)
-    fresh = torch.randn(noise.shape, generator=gen, dtype=noise.dtype)
-    # summed and gathered along the pixel axis of [C, H*W] as it lies in memory (over a transposed view: 3x slower)
-    sums = torch.zeros(c, len(counts), dtype=noise.dtype).index_add_(1, group, fresh.reshape(c, -1))
-    mean = (sums / counts).index_select(1, group).reshape(c, h, w)
-    count = counts.to(noise.dtype)[group].reshape(1, h, w)
-    return noise / count ** 0.5 + (fresh - mean), count
-
-
 def warp_state(state: torch.Tensor, flow: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """The state [3 + C, H, W] (dx, dy, weight, noise) one frame on along flow [2, H, W]."""
-    _, h, w = state.shape
-    blank = torch.zeros_like(state)
-    blank[2] = 1
-    # pulled: what each pixel would see looking back along the flow
-    back = _pulled(state, -flow[0], -flow[1])
-    back[2][back[2] == 0] = 1
-    # pushed: each pixel moved on along the flow (its remainder kept nowhere: ComfyUI's xy_mode "none")
-    ahead = state.clone()
-    ahead[:2] += flow
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=state.dtype), torch.arange(w, dtype=state.dtype), indexing="ij")
-    to = (torch.stack([xs, ys]) + ahead[:2]).round()
-    inside = (to[0] >= 0) & (to[0] < w) & (to[1] >= 0) & (to[1] < h)
-    ahead = torch.where(inside[None], ahead, blank)
-    shift = ahead[:2].round()
-    ahead[:2] = 0
-    landed = _pushed(torch.ones(1, h, w, dtype=state.dtype), shift[0], shift[1]) > 0
-    back = torch.where(landed, blank, back)
-    # both halves regaussianized together: a source copied into each is one group
-    both = torch.cat([ahead, back], dim=2)
-    both[3:], count = regaussianize(both[3:], gen)
-    both[2] = (both[2] / count[0]).nan_to_num()
-    ahead, back = both.chunk(2, dim=2)
-    weight = ahead[2:3]
-    merged = torch.empty_like(ahead)
-    merged[2:3] = _pushed(weight, shift[0], shift[1])
-    merged[:2] = _pushed(ahead[:2] * weight, shift[0], shift[1]) / merged[2:3]
-    merged[3:] = _pushed(ahead[3:] * weight, shift[0], shift[1]) / _pushed(weight ** 2, shift[0], shift[1]).sqrt()
-    out = torch.where(landed, merged, back)
+    split, groups, regaussianize, landed_weights, merge, _ = kernels()
+    c, h, w = state.shape
+    # pulled: where each pixel would look back along the flow (grid_sample's own rounding picks the pixel)
+    index = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, h, w)
+    source = _pulled(index, -flow[0], -flow[1]).reshape(-1).long() - 1
+    # pushed: each pixel moved on along the flow (its remainder kept nowhere: ComfyUI's xy_mode "none"); the pulled
+    # half only where nothing landed
+    both, dest, landed = split(state.numpy(), flow.numpy(), source.numpy())
+    # both halves regaussianized together: a source copied into each is one group (groups found on the first channel)
+    group, counts = groups(both[3].reshape(-1))
+    fresh = torch.randn((c - 3, h, 2 * w), generator=gen, dtype=state.dtype)
+    root = (torch.from_numpy(counts).to(torch.float32) ** 0.5).numpy()
+    regaussianize(both[3:].reshape(c - 3, -1), both[2].reshape(-1), fresh.numpy().reshape(c - 3, -1), group, counts,
+                  root)
+    wsum, wsq = landed_weights(both, dest)
+    out = torch.from_numpy(merge(both, dest, landed, wsum, torch.from_numpy(wsq).sqrt().numpy()))
     out[2] = ((out[2] / out[2].mean()) + 1e-5) ** 0.9999
     return out
 
 
 def _noise_of(state: torch.Tensor) -> torch.Tensor:
-    weight = state[2:3]
-    return state[3:] * weight / (weight ** 2).sqrt()
+    return torch.from_numpy(kernels()[5](state.numpy(), (state[2] ** 2).sqrt().numpy()))
 
 
 def warped_noise(frames: torch.Tensor, flow_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], channels: int,
