@@ -1078,6 +1078,12 @@ RULES: Dict[str, Rule] = {
     "TripoSplatConditioning": Rule("condition.triposplat", (), (),
                                    {"clip_vision": "image_encoder", "vae": "vae", "image": "image"},
                                    ("positive", "negative", "latent")),
+    # a KSampler wrapper that decodes each step's x0 into a splat and draws it on the progress bar: the sampled latent
+    # is the same; Kinograph's sampler shows no splat per step
+    "TripoSplatSamplingPreview": Rule(None, ("octree_level", "num_gaussians", "yaw", "pitch", "point_size"), (),
+                                      {"model": "model"}, ("model",), fold=True, special="through",
+                                      note="the splat of each step is not drawn while sampling; the result is the "
+                                           "same"),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's

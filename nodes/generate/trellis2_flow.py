@@ -18,7 +18,6 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.own_parts import OwnParts
-from nodes.generate.weights import misfit
 
 PREFIX = "structure_model."
 SIDE, CHANNELS, READ = 16, 32, 8        # the grid's side, the latent's channels, the channels the model reads
@@ -142,7 +141,7 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
     width, the MLP's width and the depth read from them, a stranger's file's: the blocks counted (at most
     converters.MAX_BLOCKS) and the model counted on the meta device before it is built (a width claimed by a tensor of
     shape [10^6, 0], no byte in the file, asked for terabytes)."""
-    from nodes.generate.converters import check_claim, count
+    from nodes.generate.converters import count, fitted
     from nodes.generate.weights import sizes_of
     try:
         width = int(state["input_layer.weight"].shape[0])
@@ -157,13 +156,8 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
                         "file is incomplete or damaged; get it again") from None
     with sizes_of(name, "TRELLIS.2's structure model"):
         depth = count(state, "blocks.{}.")
-    check_claim(lambda: StructureFlow(width, heads, context, hidden, depth), state, name)
-    model = StructureFlow(width, heads, context, hidden, depth)
-    why = misfit(model, state)
-    if why:
-        raise NodeError(f"{name}: its structure_model does not fit its own layout ({why}): the file is "
-                        "incomplete or damaged; get it again")
-    return model.eval()
+    return fitted(lambda: StructureFlow(width, heads, context, hidden, depth), state, name,
+                  f"{name}: its structure_model")
 
 
 class Trellis2Parts(OwnParts):

@@ -2,8 +2,8 @@
 DINOv3 ViT-H/16+'s tokens (class token, 4 registers, the patches) of the framed picture at its own size, through the
 model's own final norm and then layer-normed once more without weights; beside them the picture's FLUX.2 VAE latent
 (ComfyUI's reference_latents). The negative is zeros of both. The latent to sample is zeros: 8192 shape tokens of 16
-channels (ComfyUI's nested latent also carries a 1 x 5 camera token of zeros, which the flow model samples with
-them; that model does not run here yet).
+channels and, beside them (ComfyUI's nested latent's second stream), a camera token of 5 zeros, which the flow model
+samples with them.
 
 DINOv3 is load.clip_vision's (dino_v3_vit_h.safetensors: trellis2_dino builds it from the file's shapes, the gated
 MLP included); the FLUX.2 VAE is load.vae's (flux2-vae.safetensors)."""
@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from graph_engine import Clip, NodeError
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.trellis2_dino import MEAN, STD
-
-TOKENS, CHANNELS = 8192, 16         # _Q_TOKEN_LENGTH, _LATENT_CHANNELS: the shape code's fixed size
+from nodes.generate.triposplat_flow import CAMERA, CHANNELS, TOKENS     # the latent's fixed sizes
 
 
 def dino_tokens(model, picture: np.ndarray) -> torch.Tensor:
@@ -60,5 +59,6 @@ def conditioning(encoder, vae, picture: np.ndarray):
     negative = Conditioning("triposplat", torch.zeros_like(feature), prompts=("",),
                             extra={"reference_latents": torch.zeros_like(ref)}, meta={"kind": "image"})
     # the shape tokens along the width of a one-picture latent ([B, C, T, h, w]: [1, 16, 1, 1, 8192])
-    latent = Latent(torch.zeros(1, CHANNELS, 1, 1, TOKENS), "triposplat", 1, 1.0, TOKENS, 1)
+    latent = Latent(torch.zeros(1, CHANNELS, 1, 1, TOKENS), "triposplat", 1, 1.0, TOKENS, 1,
+                    camera=torch.zeros(1, 1, CAMERA))
     return positive, negative, latent
