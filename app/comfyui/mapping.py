@@ -1084,6 +1084,9 @@ RULES: Dict[str, Rule] = {
                                       {"model": "model"}, ("model",), fold=True, special="through",
                                       note="the splat of each step is not drawn while sampling; the result is the "
                                            "same"),
+    "VAEDecodeTripoSplat": Rule("decode.triposplat", ("num_gaussians", "seed"),
+                                (P("num_gaussians", "num_gaussians"), P("seed", "seed")),
+                                {"samples": "latent", "vae": "vae", "num_gaussians": "num_gaussians"}, ("splat",)),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's

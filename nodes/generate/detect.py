@@ -1873,11 +1873,13 @@ def _trellis2(k: Keys) -> Optional[Detection]:
 
 def _triposplat(k: Keys) -> Optional[Detection]:
     """TripoSplat's flow model (VAST-AI/TripoSplat diffusion_models/triposplat_fp16): its camera token's output and
-    RePo rotary maps are its own."""
+    RePo rotary maps are its own; its decoder file holds the octree and Gaussian decoders."""
     x = "cam_out_layer.weight"
     if k.has(x, "repo_layers.0.final_map.weight"):
         return Detection("diffusion_model", "triposplat", "triposplat", prefix=k.prefix_of(x) or "",
                          why="cam_out_layer / repo_layers (TripoSplat's flow model)")
+    if k.has("octree.out_proj.weight", "gs.out_proj.weight"):     # vae/triposplat_vae_decoder_fp16
+        return Detection("vae", "triposplat", "decoder", why="octree / gs (TripoSplat's Gaussian decoder)")
     return None
 
 

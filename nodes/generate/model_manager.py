@@ -841,6 +841,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if (det.family, det.role) == ("triposplat", "diffusion_model"):
         return True, ("load.diffusion_model: TripoSplat's flow model, sampled into a splat latent from "
                       "condition.triposplat's")
+    if det.family == "triposplat":
+        return True, "load.vae: TripoSplat's Gaussian decoder, for decode.triposplat (a SPLAT)"
     if (det.family, det.role) == ("trellis2", "diffusion_model"):
         return (True, "load.diffusion_model: TRELLIS.2's structure model, sampled into a structure latent (its shape "
                       "and texture models: not yet)") if det.variant == "trellis2" else \

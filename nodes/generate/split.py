@@ -493,6 +493,11 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
     if det.family == "trellis2":
         return _trellis2_vae(mm, path, det, device)
+    if det.family == "triposplat":
+        from nodes.generate.triposplat_vae import load_vae
+        vae = mm.cached(("vae", str(path.resolve()), "triposplat", "float32", device),
+                        lambda: load_vae(path, device), files=(path,), libraries=())     # plain torch
+        return ComponentHandle("triposplat", str(path), vae, "vae", device)
     found = family_of_file(det)
     if found == "sd" and det.role == "vae":
         found = sd_vae_family(path, family)
