@@ -1925,7 +1925,10 @@ RULES: Dict[str, Rule] = {
                               {"mesh": "mesh"}, ("mesh",)),
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
-                    {"mesh": "mesh"}, ignore={"viewer": None}),
+                    {"mesh": "mesh"}, ignore={"viewer": None}, special="save_3d"),
+    # a SPLAT as a file value (spz, ply, ...) for SaveGLB, which saves it as it is: io.save_splat writes it
+    "SplatToFile3D": Rule(None, ("format",), (P("format", "format"),), {"splat": "splat"}, ("splat",), fold=True,
+                          special="splat_file"),
     # a MESH as a file value for ComfyUI's 3-D savers and viewers; Kinograph's writers and viewer read the mesh
     "MeshToFile3D": Rule(None, (), (), {"mesh": "mesh"}, ("mesh",), fold=True, special="through"),
     "GetMeshInfo": Rule(None, (), (), {"mesh": "mesh"}, ("mesh", None), fold=True, special="through",

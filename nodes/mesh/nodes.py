@@ -1,10 +1,11 @@
 """3-D nodes: meshes from voxel grids and from MoGe's point maps, their normals, and .glb files of them (ComfyUI's
-VoxelToMesh, MoGePointMapToMesh, MeshSmoothNormals and SaveGLB)."""
+VoxelToMesh, MoGePointMapToMesh, MeshSmoothNormals and SaveGLB); Gaussian splats as .spz or .ply files
+(SplatToFile3D into SaveGLB)."""
 from pathlib import PurePath
 from typing import Optional
 
 from graph_engine import NodeError, Param, node
-from graph_engine.types import GEOMETRY, MESH, VOXEL
+from graph_engine.types import GEOMETRY, MESH, SPLAT, VOXEL
 
 
 def _glb_name(path) -> Optional[str]:
@@ -75,3 +76,25 @@ def smooth_normals(ctx, mesh: MESH,
     its triangles'."""
     from .normals import smooth_normals as make
     return make(mesh, crease_angle)
+
+
+def _splat_name(path) -> Optional[str]:
+    """Why `path` is no splat file name (None: it is one)."""
+    if not str(path).strip() or PurePath(str(path)).suffix.lower() in (".spz", ".ply"):
+        return None
+    return f"{path!r} is not a splat file name: name it out/NAME.spz (Niantic's compressed splats) or out/NAME.ply"
+
+
+@node("io.save_splat", title="Save Splat", category="Input/Output", output=True)
+def save_splat(ctx, splat: SPLAT,
+               path: str = Param("out/splat.spz", kind="path", reads=False, check=_splat_name,
+                                 help="the file to write: .spz (Niantic's compressed splats, version 2) or .ply "
+                                      "(3DGS's binary layout)"),
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                   "earlier take unless --replace)")) -> None:
+    """Write 3-D Gaussians as a file (ComfyUI's SplatToFile3D with SaveGLB): .spz or .ply by the name's suffix;
+    three.js viewers (Spark), SuperSplat and Blender's 3DGS add-ons open them. The file it replaces is kept as
+    takes/NAME.001.spz ... beside it."""
+    from nodes.io.nodes import _wrote
+    from .splat_files import write_splat
+    _wrote(ctx, write_splat(splat, path, overwrite))

@@ -82,6 +82,33 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
         return []
 
+    def special_splat_file(self, cn, rule, params, notes):
+        """SplatToFile3D: the splat passes on with the format its saver writes (Kinograph's io.save_splat writes
+        .spz and .ply)."""
+        src = self.resolve(cn.inputs.get("splat"))
+        base = src if isinstance(src, Out) else Out()
+        fmt = str(params.get("format", "spz"))
+        if fmt not in ("spz", "ply"):
+            notes.append(f"format {fmt} is not written here: the splat is saved as .ply (3DGS's layout, which the "
+                         f"viewers of .{fmt} files open too)")
+            fmt = "ply"
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "splat_format": fmt})
+        return []
+
+    def special_save_3d(self, cn, rule, params, notes):
+        """SaveGLB: a mesh to io.save_glb; a splat file (SplatToFile3D's) to io.save_splat under the same name,
+        with its format's suffix (ComfyUI saves the file as it is)."""
+        src = self.resolve(cn.inputs.get("mesh"))
+        fmt = src.attrs.get("splat_format") if isinstance(src, Out) else None
+        if fmt is None:
+            return [self.plain(cn, rule, params, notes)]
+        path = str(params.get("path", "out/ComfyUI.glb"))
+        nid = self.add("io.save_splat", cn, {"path": path[:-len(".glb")] + "." + fmt
+                                             if path.endswith(".glb") else path})
+        if not self.link(src, nid, "splat"):
+            notes.append("input mesh comes from a node that did not convert; connect splat by hand")
+        return [nid]
+
     def special_t5_options(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
