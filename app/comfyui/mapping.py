@@ -1926,6 +1926,21 @@ RULES: Dict[str, Rule] = {
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
                     {"mesh": "mesh"}, ignore={"viewer": None}, special="save_3d"),
+    # pictures of a SPLAT from a camera (a turntable over `frames`); CreateCameraInfo's camera rides on its settings
+    "RenderSplat": Rule("splat.render", ("width", "height", "frames", "splat_scale", "sharpen", "headlight_shading",
+                                         "opacity_threshold", "render_style", "background"),
+                        (P("width", "width"), P("height", "height"), P("frames", "frames"),
+                         P("splat_scale", "splat_scale"), P("sharpen", "sharpen"),
+                         P("headlight_shading", "headlight_shading"), P("opacity_threshold", "opacity_threshold"),
+                         P("render_style", "style"), P("background", "background")),
+                        {"splat": "splat", "camera_info": "camera_info", "bg_image": "bg_image"}, ("video", "mask"),
+                        special="render_splat"),
+    # the widgets after the mode are the orbit's yaw, pitch, distance or the look-at eye's x, y, z
+    "CreateCameraInfo": Rule(None, ("mode", "yaw", "pitch", "distance", "target_x", "target_y", "target_z", "roll",
+                                    "fov", "zoom", "camera_type"),
+                             tuple(P(w, w) for w in ("mode", "yaw", "pitch", "distance", "target_x", "target_y",
+                                                     "target_z", "roll", "fov", "zoom"))
+                             + (P("camera_type", "projection"),), fold=True, special="camera_info"),
     # a SPLAT as a file value (spz, ply, ...) for SaveGLB, which saves it as it is: io.save_splat writes it
     "SplatToFile3D": Rule(None, ("format",), (P("format", "format"),), {"splat": "splat"}, ("splat",), fold=True,
                           special="splat_file"),

@@ -1,11 +1,11 @@
 """3-D nodes: meshes from voxel grids and from MoGe's point maps, their normals, and .glb files of them (ComfyUI's
 VoxelToMesh, MoGePointMapToMesh, MeshSmoothNormals and SaveGLB); Gaussian splats as .spz or .ply files
-(SplatToFile3D into SaveGLB)."""
+(SplatToFile3D into SaveGLB) and as pictures (RenderSplat, its camera CreateCameraInfo's)."""
 from pathlib import PurePath
 from typing import Optional
 
 from graph_engine import NodeError, Param, node
-from graph_engine.types import GEOMETRY, MESH, SPLAT, VOXEL
+from graph_engine.types import GEOMETRY, MASK, MESH, SPLAT, VIDEO, VOXEL
 
 
 def _glb_name(path) -> Optional[str]:
@@ -98,3 +98,47 @@ def save_splat(ctx, splat: SPLAT,
     from nodes.io.nodes import _wrote
     from .splat_files import write_splat
     _wrote(ctx, write_splat(splat, path, overwrite))
+
+
+@node("splat.render", title="Render Splat", category="3D", device="cpu",
+      outputs={"video": VIDEO, "mask": MASK})
+def render_splat(ctx, splat: SPLAT,
+                 width: int = Param(1024, min=64, max=2048, step=8),
+                 height: int = Param(1024, min=64, max=2048, step=8),
+                 frames: int = Param(1, min=-240, max=240, help="1: one picture; more: the camera turns a full "
+                                                               "circle about its target over them (negative: the "
+                                                               "other way)"),
+                 splat_scale: float = Param(1.0, min=0.1, max=5.0, help="each Gaussian's size, times this"),
+                 sharpen: float = Param(2.0, min=1.0, max=8.0, help="1: overlapping Gaussians blend as light does; "
+                                                                     "more: each pixel leans to its strongest"),
+                 headlight_shading: float = Param(0.0, min=0.0, max=3.0, help="darken surfaces turned from the "
+                                                                               "camera (0: flat colour)"),
+                 opacity_threshold: float = Param(0.0, min=0.0, max=1.0, help="leave out fainter Gaussians"),
+                 style: str = Param("color", choices=("color", "clay", "depth", "normal")),
+                 background: str = Param("#000000", help="#RRGGBB behind the splat"),
+                 camera: str = Param("auto", choices=("auto", "orbit", "look_at"),
+                                     help="auto: a three-quarter view framing the splat; orbit: yaw, pitch and "
+                                          "distance about the target; look_at: from eye_x/y/z to the target"),
+                 yaw: float = Param(35.0, min=-360.0, max=360.0), pitch: float = Param(30.0, min=-89.0, max=89.0),
+                 distance: float = Param(4.0, min=0.01, max=1000.0),
+                 eye_x: float = Param(4.0), eye_y: float = Param(4.0), eye_z: float = Param(4.0),
+                 target_x: float = Param(0.0), target_y: float = Param(0.0), target_z: float = Param(0.0),
+                 roll: float = Param(0.0, min=-180.0, max=180.0, help="degrees about the view axis"),
+                 fov: float = Param(35.0, min=1.0, max=120.0, help="field of view across the shorter side, degrees"),
+                 zoom: float = Param(1.0, min=0.01, max=100.0),
+                 projection: str = Param("perspective", choices=("perspective", "orthographic")),
+                 fps: float = Param(24.0, min=1.0, max=240.0, help="the pictures' rate as a clip")):
+    """Pictures of 3-D Gaussians from a camera (ComfyUI's RenderSplat, its camera CreateCameraInfo's), drawn on the
+    CPU: each Gaussian's peak along a pixel's ray, depth slabs composited front to back. The world is the viewer's
+    (Y up). mask: how covered each pixel is."""
+    from graph_engine import Clip
+    from .splat_render import look_at, orbit, render_frames
+    target = (target_x, target_y, target_z)
+    kw = dict(fov=fov, zoom=zoom, projection=projection, roll=roll)
+    cam = None if camera == "auto" else orbit(yaw, pitch, distance, target, **kw) if camera == "orbit" else \
+        look_at((eye_x, eye_y, eye_z), target, **kw)
+    pictures, cover = render_frames(splat, width, height, cam, frames, splat_scale, sharpen, headlight_shading,
+                                    opacity_threshold, style, background)
+    from nodes.common.masks import clip_of
+    video = Clip.from_array((pictures * 255).round().astype("uint8"), fps)
+    return {"video": video, "mask": cover[0] if len(cover) == 1 else clip_of(lambda a, b: cover[a:b], video)}

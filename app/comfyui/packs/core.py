@@ -109,6 +109,34 @@ class CoreNodes:
             notes.append("input mesh comes from a node that did not convert; connect splat by hand")
         return [nid]
 
+    def special_camera_info(self, cn, rule, params, notes):
+        """CreateCameraInfo: its camera as the settings of the splat.render it feeds (orbit or look_at; its slots
+        after the mode hold yaw, pitch, distance or the eye's x, y, z)."""
+        mode = str(params.get("mode", "orbit"))
+        a, b, c = (params.get(k) for k in ("yaw", "pitch", "distance"))
+        if mode not in ("orbit", "look_at"):
+            notes.append(f"camera mode {mode} is not read: the render frames the splat itself (camera auto)")
+            self.outs[(cn.id, 0)] = Out(None, {"camera": "auto"})
+            return []
+        attrs = {"camera": mode, **({"yaw": a, "pitch": b, "distance": c} if mode == "orbit" else
+                                    {"eye_x": a, "eye_y": b, "eye_z": c})}
+        attrs.update({k: params[k] for k in ("target_x", "target_y", "target_z", "roll", "fov", "zoom", "projection")
+                      if k in params})
+        self.outs[(cn.id, 0)] = Out(None, attrs)
+        return []
+
+    def special_render_splat(self, cn, rule, params, notes):
+        """RenderSplat: splat.render, its camera CreateCameraInfo's settings (none: framed automatically)."""
+        src = self.resolve(cn.inputs.get("camera_info"))
+        if isinstance(src, Out) and "camera" in src.attrs:
+            params.update(src.attrs)
+        elif cn.inputs.get("camera_info") is not None and not self.none(cn.inputs["camera_info"]):
+            notes.append("its camera comes from a node other than CreateCameraInfo (a 3-D viewer's), which is not "
+                         "read: the render frames the splat itself (camera auto); set the camera by hand")
+        if cn.inputs.get("bg_image") is not None and not self.none(cn.inputs["bg_image"]):
+            notes.append("its background picture is not drawn behind the splat: the background colour is")
+        return [self.plain(cn, dataclasses.replace(rule, inputs={"splat": "splat"}), params, notes)]
+
     def special_t5_options(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
