@@ -1086,7 +1086,7 @@ RULES: Dict[str, Rule] = {
                                            "same"),
     "VAEDecodeTripoSplat": Rule("decode.triposplat", ("num_gaussians", "seed"),
                                 (P("num_gaussians", "num_gaussians"), P("seed", "seed")),
-                                {"samples": "latent", "vae": "vae", "num_gaussians": "num_gaussians"}, ("splat",)),
+                                {"samples": "latent", "vae": "vae"}, ("splat",)),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
