@@ -103,8 +103,8 @@ def save_splat(ctx, splat: SPLAT,
 @node("splat.render", title="Render Splat", category="3D", device="cpu",
       outputs={"video": VIDEO, "mask": MASK})
 def render_splat(ctx, splat: SPLAT,
-                 width: int = Param(1024, min=64, max=2048, step=8),
-                 height: int = Param(1024, min=64, max=2048, step=8),
+                 width: int = Param(1024, min=64, max=2048, step=8, help="the pictures' width in pixels"),
+                 height: int = Param(1024, min=64, max=2048, step=8, help="the pictures' height in pixels"),
                  frames: int = Param(1, min=-240, max=240, help="1: one picture; more: the camera turns a full "
                                                                "circle about its target over them (negative: the "
                                                                "other way)"),
@@ -114,19 +114,28 @@ def render_splat(ctx, splat: SPLAT,
                  headlight_shading: float = Param(0.0, min=0.0, max=3.0, help="darken surfaces turned from the "
                                                                                "camera (0: flat colour)"),
                  opacity_threshold: float = Param(0.0, min=0.0, max=1.0, help="leave out fainter Gaussians"),
-                 style: str = Param("color", choices=("color", "clay", "depth", "normal")),
+                 style: str = Param("color", choices=("color", "clay", "depth", "normal"),
+                                    help="color; clay: grey, lit from the upper left; depth: near bright; normal: "
+                                         "OpenGL's normal map"),
                  background: str = Param("#000000", help="#RRGGBB behind the splat"),
                  camera: str = Param("auto", choices=("auto", "orbit", "look_at"),
                                      help="auto: a three-quarter view framing the splat; orbit: yaw, pitch and "
                                           "distance about the target; look_at: from eye_x/y/z to the target"),
-                 yaw: float = Param(35.0, min=-360.0, max=360.0), pitch: float = Param(30.0, min=-89.0, max=89.0),
-                 distance: float = Param(4.0, min=0.01, max=1000.0),
-                 eye_x: float = Param(4.0), eye_y: float = Param(4.0), eye_z: float = Param(4.0),
-                 target_x: float = Param(0.0), target_y: float = Param(0.0), target_z: float = Param(0.0),
+                 yaw: float = Param(35.0, min=-360.0, max=360.0, help="orbit: degrees about the up axis, from +z"),
+                 pitch: float = Param(30.0, min=-89.0, max=89.0, help="orbit: degrees above the target"),
+                 distance: float = Param(4.0, min=0.01, max=1000.0, help="orbit: how far from the target"),
+                 eye_x: float = Param(4.0, help="look_at: the camera's x"),
+                 eye_y: float = Param(4.0, help="look_at: the camera's y (up)"),
+                 eye_z: float = Param(4.0, help="look_at: the camera's z"),
+                 target_x: float = Param(0.0, help="the point looked at (and orbited), x"),
+                 target_y: float = Param(0.0, help="the point looked at, y (up)"),
+                 target_z: float = Param(0.0, help="the point looked at, z"),
                  roll: float = Param(0.0, min=-180.0, max=180.0, help="degrees about the view axis"),
                  fov: float = Param(35.0, min=1.0, max=120.0, help="field of view across the shorter side, degrees"),
-                 zoom: float = Param(1.0, min=0.01, max=100.0),
-                 projection: str = Param("perspective", choices=("perspective", "orthographic")),
+                 zoom: float = Param(1.0, min=0.01, max=100.0, help="the focal length, times this"),
+                 projection: str = Param("perspective", choices=("perspective", "orthographic"),
+                                         help="orthographic: no foreshortening, the target's distance sets the "
+                                              "scale"),
                  fps: float = Param(24.0, min=1.0, max=240.0, help="the pictures' rate as a clip")):
     """Pictures of 3-D Gaussians from a camera (ComfyUI's RenderSplat, its camera CreateCameraInfo's), drawn on the
     CPU: each Gaussian's peak along a pixel's ray, depth slabs composited front to back. The world is the viewer's
