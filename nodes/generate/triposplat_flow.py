@@ -21,6 +21,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.own_parts import OwnParts
+from nodes.generate.trellis2_flow import HeadRMSNorm
 
 TOKENS, CHANNELS, CAMERA = 8192, 16, 5      # the shape tokens, their channels, the camera token's channels
 FREQ = 256                                  # the timestep's sinusoidal features
@@ -91,22 +92,13 @@ def _turn(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     return (rot[..., 0] * pairs[..., 0] + rot[..., 1] * pairs[..., 1]).reshape(x.shape).to(x.dtype)
 
 
-class _HeadRMSNorm(nn.Module):
-    def __init__(self, heads: int, dim: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(heads, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), eps=1e-6) * self.gamma.to(x.dtype)
-
-
 class _Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(width, width * 3)
-        self.q_norm = _HeadRMSNorm(heads, width // heads)
-        self.k_norm = _HeadRMSNorm(heads, width // heads)
+        self.q_norm = HeadRMSNorm(heads, width // heads, 1e-6)       # comfy.rmsnorm's eps
+        self.k_norm = HeadRMSNorm(heads, width // heads, 1e-6)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.own_parts import OwnParts
+from nodes.generate.trellis2_flow import Attention
 
 LEVELS = 8                  # OctreeGaussianDecoder._MAX_VOXEL_LEVEL
 PER_POINT = 32              # rep_config num_gaussians: Gaussians a point
@@ -60,38 +61,9 @@ def _offset_pattern(count: int) -> torch.Tensor:
     return torch.atanh((pts * 2 - 1) / REACH)
 
 
-class _HeadRMSNorm(nn.Module):
-    def __init__(self, heads: int, dim: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(heads, dim))
-
-    def forward(self, x):
-        return F.rms_norm(x, (x.shape[-1],), eps=1e-6) * self.gamma.to(x.dtype)
-
-
-class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int, context: int = 0):
-        super().__init__()
-        self.heads = heads
-        if context:
-            self.to_q = nn.Linear(width, width)
-            self.to_kv = nn.Linear(context, width * 2)
-        else:
-            self.to_qkv = nn.Linear(width, width * 3)
-        self.q_rms_norm = _HeadRMSNorm(heads, width // heads)
-        self.k_rms_norm = _HeadRMSNorm(heads, width // heads)
-        self.to_out = nn.Linear(width, width)
-
-    def forward(self, x, context=None):
-        b, n, c = x.shape
-        if context is None:
-            q, k, v = self.to_qkv(x).reshape(b, n, 3, self.heads, -1).unbind(2)
-        else:
-            q = self.to_q(x).reshape(b, n, self.heads, -1)
-            k, v = self.to_kv(context).reshape(b, context.shape[1], 2, self.heads, -1).unbind(2)
-        q, k = self.q_rms_norm(q), self.k_rms_norm(k)
-        h = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.to_out(h.transpose(1, 2).reshape(b, n, c))
+def _attention(width: int, heads: int, context: int = 0) -> nn.Module:
+    """vae.py's MultiHeadAttention: TRELLIS.2's layout, its per-head RMS norm at comfy.rmsnorm's eps"""
+    return Attention(width, heads, context, eps=1e-6)
 
 
 class _MLP(nn.Module):
@@ -110,7 +82,7 @@ class _OctreeBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.cross_attn = _Attention(width, heads, context)
+        self.cross_attn = _attention(width, heads, context)
         self.mlp = _MLP(width, hidden)
 
     def forward(self, x, mod, context):
@@ -151,8 +123,8 @@ class _GaussianBlock(nn.Module):
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(width, eps=1e-6)
         self.norm3 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.self_attn = _Attention(width, heads)
-        self.cross_attn = _Attention(width, heads, context)
+        self.self_attn = _attention(width, heads)
+        self.cross_attn = _attention(width, heads, context)
         self.mlp = _MLP(width, hidden)
 
     def forward(self, x, context):
