@@ -261,7 +261,8 @@ def _main(argv: Optional[List[str]] = None) -> int:
         _json_finish(args, "cancelled", cancelled=True)
         return EXIT_CANCELLED
     except BrokenPipeError:       # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from .progress import discard
+        discard(sys.stdout)
         return EXIT_OK
 
 

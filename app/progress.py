@@ -5,6 +5,7 @@ Progress bars are tqdm's, one per running node, on a terminal only. A log file (
 long node shows it is moving and a farm can read its percentage."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -34,7 +35,15 @@ class Printable:
         self.raw = raw
 
     def write(self, text: str) -> int:
-        self.raw.write(printable(text))
+        try:
+            self.raw.write(printable(text))
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            # A terminal that hung up (`kinograph run shot.yaml > out.log &`, then the ssh session closed): the
+            # first line raised out of the render, which died with nothing written. These lines are its report,
+            # the render is the product: what cannot be shown goes nowhere, as for a reader that left a pipe.
+            discard(self.raw)
         return len(text)
 
     def __getattr__(self, name):        # flush, fileno, isatty, encoding, buffer: the stream's own
@@ -54,11 +63,23 @@ def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
         stream.flush()
         return True
     except BrokenPipeError:
-        try:        # what is still buffered, and Python's flush at exit, go nowhere instead of raising again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+        discard(stream)
         return False
+
+
+def discard(stream: TextIO) -> None:
+    """What is still buffered for `stream`, what is written to it from now on and Python's flush at exit go nowhere
+    (its file descriptor is made /dev/null's) instead of raising again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(null)
 
 
 # A job running elsewhere (a Ray worker, a batch's job) passes its node events on to whoever watches
