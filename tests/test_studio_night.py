@@ -2,11 +2,14 @@
 whose worker is gone by the time the driver fetches them. Tiny test-pattern graphs, no model weights; Ray
 stood in for by a pool that calls app.distributed.Worker in this process."""
 import errno
+import json
 import os
 import pty
+import signal
 
 import pytest
 
+import app.batch as batch
 from app.cli import main
 from tests.test_studio_batch import SHOT, frames_in, write
 
@@ -45,3 +48,54 @@ def test_a_batch_whose_terminal_went_away_runs_every_job(tmp_path, hung_up_termi
     monkeypatch.setattr("sys.stderr", hung_up_terminal)
     assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0
     assert [frames_in(tmp_path / "out" / f"clip_{n}.mp4") for n in (1, 2)] == [2, 3]
+
+
+@pytest.fixture
+def hangup_is_fatal():
+    """SIGHUP's own handler raising, where the process's default would end the test run as it ended the render."""
+    def fatal(signum, frame):
+        raise AssertionError("SIGHUP reached the process's own handler: the render would have died on the spot")
+
+    old = signal.signal(signal.SIGHUP, fatal)
+    yield fatal
+    assert signal.getsignal(signal.SIGHUP) is fatal, "the command left its SIGHUP handler behind"
+    signal.signal(signal.SIGHUP, old)
+
+
+def test_a_hang_up_stops_a_batch_cleanly_with_its_summary(tmp_path, monkeypatch, capsys, hangup_is_fatal):
+    """`kinograph batch ... 2>&1 | tee night.log` in an ssh session that dropped: SIGHUP ended the process where it
+    stood, so batch.log never said which cases were not run nor how to run them, and --json had no batch_finished.
+    It stops as SIGTERM does: the job cancelled, the summary and the retry line, exit 130."""
+    real = batch.run_job
+
+    def hung_up(*a, **k):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return real(*a, **k)
+
+    monkeypatch.setattr(batch, "run_job", hung_up)
+    wf = write(tmp_path, "wf.yaml", SHOT % "out/clip.mp4")
+    sweep = write(tmp_path, "s.yaml", "grid: {pattern.frames: [2, 3]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--json"]) == 130
+    captured = capsys.readouterr()
+    last = json.loads(captured.out.splitlines()[-1])
+    assert last["event"] == "batch_finished" and last["cancelled"] and last["not_run"] == [1, 2]
+    assert "hung up (SIGHUP): cancelling" in captured.err
+    log = (tmp_path / "logs" / "wf.s" / "batch.log").read_text()
+    assert "not run (the batch was stopped before they finished): cases 1, 2" in log
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_hang_up_stops_a_run_cleanly(tmp_path, monkeypatch, capsys, hangup_is_fatal):
+    from graph_engine.api import Session
+    real = Session.run
+
+    def hung_up(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Session, "run", hung_up)
+    wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
+    assert main(["run", str(wf), "--json"]) == 130
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["event"] == "run_finished" and last["cancelled"] and not last["ok"]
+    assert not (tmp_path / "out" / "shot.mp4").exists()
