@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not depending on it are still written);
 2 the workflow or the command line is wrong, or a file it names is missing (nothing ran); 3 (import) the workflow
 was written with nodes mapped approximately (its report says how); 130 cancelled
-(Ctrl-C, SIGTERM), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
+(Ctrl-C, SIGTERM, SIGHUP), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
 (batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
 "failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}]).
 
