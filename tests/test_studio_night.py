@@ -7,6 +7,7 @@ import os
 import pty
 import signal
 
+import av
 import pytest
 
 import app.batch as batch
@@ -99,3 +100,116 @@ def test_a_hang_up_stops_a_run_cleanly(tmp_path, monkeypatch, capsys, hangup_is_
     last = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert last["event"] == "run_finished" and last["cancelled"] and not last["ok"]
     assert not (tmp_path / "out" / "shot.mp4").exists()
+
+
+class _Ref:
+    """What a fake actor's method returns: its value, or the error ray.get raises for it."""
+
+    def __init__(self, value=None, error=None):
+        self.value, self.error = value, error
+
+
+class _Exceptions:
+    class RayError(Exception):
+        pass
+
+    class RayActorError(RayError):
+        pass
+
+
+class _Ray:
+    """Just enough of Ray for WorkerPool's fetching of shards."""
+    exceptions = _Exceptions
+
+    @staticmethod
+    def get(ref):
+        if ref.error:
+            raise ref.error
+        return ref.value
+
+
+class _Actor:
+    """A Ray actor handle on a Worker in this process, with a pid of its own; once dead, every call on it fails as
+    Ray fails a call on an actor whose process died."""
+
+    def __init__(self, worker, pid):
+        self.worker, self.pid, self.dead = worker, pid, False
+
+    def __getattr__(self, name):
+        method = getattr(self.worker, name)
+
+        def remote(*args):
+            if self.dead:
+                return _Ref(error=_Exceptions.RayActorError(f"the actor (pid {self.pid}) died"))
+            out = method(*args)
+            return _Ref({**out, "pid": self.pid} if name in ("where", "render", "run", "probe") else out)
+        return type("Method", (), {"remote": staticmethod(remote)})()
+
+
+class LosingPool:
+    """A WorkerPool (its own local_copy, the code that fetches shards) on two fake actors over one in-process Worker,
+    on a cluster without a shared filesystem: each shard comes back through its worker. The worker that renders
+    shard `lose` dies after it (the OOM killer, a preempted node), before the driver fetches it."""
+    lose = 1
+
+    def __init__(self, ray, size, **kw):
+        from app.distributed import Worker
+        worker = Worker({}, "cpu")
+        self.ray, self.size, self.note = _Ray, 2, kw.get("note", lambda s: None)
+        self.actors = [_Actor(worker, 1001), _Actor(worker, 1002)]
+        self.sink = None
+
+    local_copy = __import__("app.distributed", fromlist=["WorkerPool"]).WorkerPool.local_copy
+    _drop = __import__("app.distributed", fromlist=["WorkerPool"]).WorkerPool._drop
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def fit(self, calls):
+        pass
+
+    def call(self, method, *args):
+        return getattr(self.actors[0], method).remote(*args).value
+
+    def imap(self, calls):
+        for n, (key, method, args) in enumerate(calls):
+            live = [a for a in self.actors if not a.dead]
+            actor = live[n % len(live)]
+            out = _Ray.get(getattr(actor, method).remote(*args))
+            if method == "render" and key == self.lose and not getattr(self, "lost", False):
+                self.lost = actor.dead = True
+            yield key, out
+
+
+def test_a_shard_whose_worker_died_before_it_was_fetched_is_rendered_again(tmp_path, monkeypatch, capsys):
+    """Without a shared filesystem the driver fetches each shard from the worker that wrote it. One whose worker
+    died after rendering it (while the other shards still rendered) failed the whole render at the end, every
+    shard's hours thrown away; and asking each worker where it ran, the driver met the dead one and stopped with
+    Ray's RayActorError, a traceback and no run_finished. The lost shard is rendered again on a live worker."""
+    import numpy as np
+    from contextlib import contextmanager
+    import app.distributed as dist
+    monkeypatch.setattr(dist, "ray_session", contextmanager(lambda *a, **k: (yield None)))
+    monkeypatch.setattr(dist, "require_ray", lambda: None)
+    monkeypatch.setattr(dist, "WorkerPool", LosingPool)
+    monkeypatch.setattr(dist, "_visible", lambda path, size: False)
+    wf = write(tmp_path, "wf.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 40, width: 16, height: 16}}
+          save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: sharded.mkv, codec: ffv1}}
+        """)
+    assert main(["run", str(wf), "--set", "save.path=ref.mkv"]) == 0
+    assert main(["run", str(wf), "--ray", "local", "--shards", "2", "--json"]) == 0
+    out = capsys.readouterr()
+    last = json.loads(out.out.splitlines()[-1])
+    assert last["event"] == "run_finished" and last["ok"], out.err
+    assert "rendering it again" in out.err
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert np.array_equal(frames(tmp_path / "sharded.mkv"), frames(tmp_path / "ref.mkv"))
