@@ -12,6 +12,7 @@ import pytest
 
 import app.batch as batch
 from app.cli import main
+from app.distributed import Worker, WorkerPool
 from tests.test_studio_batch import SHOT, frames_in, write
 
 
@@ -146,26 +147,19 @@ class _Actor:
         return type("Method", (), {"remote": staticmethod(remote)})()
 
 
-class LosingPool:
+class LosingPool(WorkerPool):
     """A WorkerPool (its own local_copy, the code that fetches shards) on two fake actors over one in-process Worker,
     on a cluster without a shared filesystem: each shard comes back through its worker. The worker that renders
     shard `lose` dies after it (the OOM killer, a preempted node), before the driver fetches it."""
     lose = 1
 
     def __init__(self, ray, size, **kw):
-        from app.distributed import Worker
         worker = Worker({}, "cpu")
         self.ray, self.size, self.note = _Ray, 2, kw.get("note", lambda s: None)
         self.actors = [_Actor(worker, 1001), _Actor(worker, 1002)]
         self.sink = None
 
-    local_copy = __import__("app.distributed", fromlist=["WorkerPool"]).WorkerPool.local_copy
-    _drop = __import__("app.distributed", fromlist=["WorkerPool"]).WorkerPool._drop
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
+    def close(self):
         pass
 
     def fit(self, calls):
@@ -213,3 +207,18 @@ def test_a_shard_whose_worker_died_before_it_was_fetched_is_rendered_again(tmp_p
         with av.open(str(path)) as c:
             return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     assert np.array_equal(frames(tmp_path / "sharded.mkv"), frames(tmp_path / "ref.mkv"))
+
+
+def test_a_run_whose_stdout_cannot_spell_its_path_still_exits_0(tmp_path, monkeypatch):
+    """A Windows render node's stdout sent to a file or pipe encodes in the ANSI code page (cp1252), strictly: a
+    render into a shot folder named in Japanese (or any letter the code page lacks) wrote its file, then died
+    printing 'wrote PATH' with UnicodeEncodeError, exit 1, and the scheduler marked a finished render failed.
+    What the stream cannot encode is printed as escapes, as stderr does it."""
+    import io
+    wf = write(tmp_path / "ショット", "shot.yaml", SHOT % "out/shot.mp4")
+    out = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr("sys.stdout", out)
+    assert main(["run", str(wf)]) == 0
+    assert frames_in(tmp_path / "ショット" / "out" / "shot.mp4") == 2
+    out.flush()
+    assert "wrote " in out.buffer.getvalue().decode("cp1252") and "\\u30b7" in out.buffer.getvalue().decode("cp1252")
