@@ -37,6 +37,12 @@ class Printable:
     def write(self, text: str) -> int:
         try:
             self.raw.write(printable(text))
+        except UnicodeEncodeError:
+            # A Windows render node's stdout in a file or pipe encodes in the ANSI code page, strictly: 'wrote PATH'
+            # for a shot folder named in Japanese raised after the render was written, exit 1 for a finished render.
+            # Escapes instead, as stderr writes them.
+            encoding = getattr(self.raw, "encoding", None) or "ascii"
+            self.raw.write(printable(text).encode(encoding, "backslashreplace").decode(encoding))
         except OSError as e:
             if e.errno != errno.EIO:
                 raise
