@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import signal
+import textwrap
 
 import av
 import pytest
@@ -222,3 +223,27 @@ def test_a_run_whose_stdout_cannot_spell_its_path_still_exits_0(tmp_path, monkey
     assert frames_in(tmp_path / "ショット" / "out" / "shot.mp4") == 2
     out.flush()
     assert "wrote " in out.buffer.getvalue().decode("cp1252") and "\\u30b7" in out.buffer.getvalue().decode("cp1252")
+
+
+@pytest.mark.parametrize("script", ["import sys\nsys.exit(0)\n", "import argparse\nargparse.ArgumentParser()"
+                                    ".parse_args(['--frames'])\n"])
+def test_a_file_in_the_nodes_folder_that_exits_is_a_load_error(tmp_path, script):
+    """A script dropped into the node folder (a helper that ends with sys.exit, one that reads its command line with
+    argparse) ended every kinograph command as it loaded the nodes, before anything ran: sys.exit(0) made a night of
+    renders exit 0 with nothing written and nothing said, argparse's exit 2 read as a wrong workflow. It is a node
+    file that failed to load, named in the warning, as one raising an error is; the others load."""
+    from graph_engine.registry import Registry
+    (tmp_path / "a_script.py").write_text(script)
+    (tmp_path / "b_nodes.py").write_text(textwrap.dedent('''
+        from graph_engine import node, Param
+        from graph_engine.types import FLOAT
+
+        @node("user.triple", category="User")
+        def triple(ctx, value: float = Param(1.0)) -> FLOAT:
+            """Three times the value."""
+            return 3 * value
+    '''))
+    reg = Registry()
+    reg.load_folder(tmp_path)
+    assert "user.triple" in reg
+    assert [e for e in reg.load_errors if str(tmp_path / "a_script.py") in e and "exit" in e]
