@@ -239,3 +239,29 @@ def test_a_file_in_the_nodes_folder_that_exits_is_a_load_error(tmp_path, script)
     reg.load_folder(tmp_path)
     assert "user.one" in reg
     assert [e for e in reg.load_errors if str(tmp_path / "a_script.py") in e and "exit" in e]
+
+
+def test_a_run_whose_output_disk_is_full_is_refused_before_it_runs(tmp_path, monkeypatch, capsys):
+    """A farm's task is one `kinograph run`: on an output disk already full, each sampled for its hour and then
+    failed at its writer, as a batch's jobs did before they were checked. The run is refused before any node runs,
+    exit 1 (the disk, not the workflow: a scheduler's retry runs it once space is freed), its finished event saying
+    why. (The disk is made full by its reported free space.)"""
+    import shutil
+    from collections import namedtuple
+    real = shutil.disk_usage
+    out = tmp_path / "out"
+
+    def usage(path):
+        u = real(path)
+        full = os.path.realpath(path).startswith(os.path.realpath(tmp_path))
+        return namedtuple("usage", "total used free")(u.total, u.total, 0) if full else u
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
+    assert main(["run", str(wf), "--json"]) == 1
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    assert not [e for e in events if e["event"] == "node_started"]
+    assert events[-1]["event"] == "run_finished" and not events[-1]["ok"]
+    assert f"the disk holding {tmp_path} is full" in events[-1]["error"]
+    assert not out.exists()
