@@ -405,6 +405,7 @@ def cmd_run(args) -> int:
         return run_distributed(args, wf)
     if not args.no_precheck:
         _precheck(wf)
+    _refuse_full_disk(wf)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
@@ -433,6 +434,26 @@ def _precheck(wf) -> None:
         print("kinograph: nothing ran: the workflow needs the files below (--no-precheck runs the nodes that do "
               "not need them)", file=sys.stderr)
         raise WorkflowError(problems)
+
+
+def _refuse_full_disk(wf) -> None:
+    """Refuse a run whose outputs' disk is full before any node runs. A farm's task is one run: on a disk that had
+    filled, each sampled for its hour and failed at its writer (a batch checks each of its jobs so). Exit 1, not 2:
+    nothing is wrong with the workflow, and the scheduler's retry runs it once space is freed."""
+    from graph_engine.errors import KinographError
+    from .batch import full_disk
+    why = full_disk(_output_paths(wf))
+    if why:
+        raise KinographError(f"nothing ran: {why}")
+
+
+def _output_paths(wf) -> List[str]:
+    """Every file or folder the workflow's nodes will write, resolved."""
+    from graph_engine.outputs import planned_outputs
+    from graph_engine.registry import default_registry
+    reg = default_registry()
+    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
+    return [p for _, _, _, p in planned_outputs(wf, specs)]
 
 
 def _say_estimate(wf, device: str, note) -> None:
@@ -503,11 +524,7 @@ def _note_relative_sets(sets: List[str], wf) -> None:
 
 def _announce_outputs(args, wf) -> None:
     """A workflow that arrived inside a video or picture says what it will write before it runs."""
-    from graph_engine.outputs import planned_outputs
-    from graph_engine.registry import default_registry
-    reg = default_registry()
-    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
-    paths = [p for _, _, _, p in planned_outputs(wf, specs)]
+    paths = _output_paths(wf)
     print(f"{args.workflow} carries a workflow; it will write:" if paths else
           f"{args.workflow} carries a workflow; it writes no files", file=sys.stderr)
     for p in paths:
