@@ -265,3 +265,16 @@ def test_a_run_whose_output_disk_is_full_is_refused_before_it_runs(tmp_path, mon
     assert events[-1]["event"] == "run_finished" and not events[-1]["ok"]
     assert f"the disk holding {tmp_path} is full" in events[-1]["error"]
     assert not out.exists()
+
+
+def test_the_times_in_json_events_are_rfc_3339(tmp_path, capsys):
+    """batch --json's started_at and finished_at gave the offset as +0100: Python 3.10's datetime.fromisoformat (a
+    farm wrapper's, Kinograph's own oldest Python) and strict ISO 8601 / RFC 3339 parsers refuse it. +01:00, as
+    datetime.isoformat writes it, is read by all."""
+    import re
+    wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
+    assert main(["batch", str(wf), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    times = [e[k] for e in events for k in ("started_at", "finished_at") if k in e]
+    assert len(times) == 2
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", t) for t in times), times
