@@ -5,6 +5,7 @@ Progress bars are tqdm's, one per running node, on a terminal only. A log file (
 long node shows it is moving and a farm can read its percentage."""
 from __future__ import annotations
 
+import datetime
 import errno
 import json
 import os
@@ -123,8 +124,10 @@ PACE_AFTER_S = 60
 
 
 def now_text() -> str:
-    """The local date and time with its offset (2026-12-06T03:12:44+0100), as logs give it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    """The local date and time with its offset, as RFC 3339 writes them (2026-12-06T03:12:44+01:00): logs give it,
+    and --json's started_at / finished_at, where +0100 was refused by Python 3.10's datetime.fromisoformat (a farm
+    wrapper's) and by strict ISO 8601 parsers."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 class ProgressPrinter:
