@@ -278,3 +278,20 @@ def test_the_times_in_json_events_are_rfc_3339(tmp_path, capsys):
     times = [e[k] for e in events for k in ("started_at", "finished_at") if k in e]
     assert len(times) == 2
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", t) for t in times), times
+
+
+def test_a_record_of_written_files_cut_short_keeps_the_next_entry(tmp_path, monkeypatch):
+    """A power cut (or a full disk) while Kinograph appended to its record of the files it wrote leaves the last line
+    cut short, or padded with zeros by the file system's recovery. The next entry was appended onto that line, so it
+    could not be read: the next render's report (a metrics table, a camera file, which carry no workflow) was taken
+    for someone else's file and its re-render refused. Each entry starts a line of its own."""
+    from graph_engine import atomic
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    report = tmp_path / "out" / "metrics.json"
+    report.parent.mkdir()
+    atomic.write_text(tmp_path / "out" / "first.json", "{}")
+    ledger = tmp_path / "data" / atomic.LEDGER_NAME
+    ledger.write_bytes(ledger.read_bytes()[:-9] + b"\0" * 6)          # the last entry cut short, zeros after it
+    atomic.write_text(report, "{}")
+    assert atomic.written_by_kinograph(report)
+    assert atomic.refusal(report) is None
