@@ -61,14 +61,27 @@ def record_written(path: PathLike) -> None:
         entry = json.dumps({"path": os.path.realpath(path), "stamp": _stamp(Path(path))})
         ledger = _ledger()
         ledger.parent.mkdir(parents=True, exist_ok=True)
+        start = _line_start(ledger)
         fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(entry + "\n")
+            f.write(start + entry + "\n")
         size = ledger.stat().st_size
         if size > LEDGER_COMPACT_BYTES and size > 2 * _compacted_size(ledger):
             _compact(ledger)
     except (OSError, NodeError) as e:
         _unrecorded(path, e)
+
+
+def _line_start(ledger: Path) -> str:
+    """'\n' where the record's last line was cut short (a power cut or a full disk as it was appended, zeros after it
+    where the file system's recovery padded it), so that the next entry starts a line of its own: appended onto the
+    broken one, it could not be read, and the next render's report was taken for someone else's file. Else ''."""
+    try:
+        with open(ledger, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return "" if f.read(1) == b"\n" else "\n"
+    except OSError:         # no record yet, or an empty one
+        return ""
 
 
 _told: set = set()
