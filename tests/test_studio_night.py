@@ -295,3 +295,30 @@ def test_a_record_of_written_files_cut_short_keeps_the_next_entry(tmp_path, monk
     atomic.write_text(report, "{}")
     assert atomic.written_by_kinograph(report)
     assert atomic.refusal(report) is None
+
+
+def test_a_gpu_the_scheduler_hid_is_named_before_the_run(tmp_path, monkeypatch, capsys):
+    """`--device cuda` on a render node whose GPU this job cannot see (the scheduler set CUDA_VISIBLE_DEVICES to
+    none, or the driver broke after an update) ran the nodes before the first model load, then failed it saying to
+    install a CUDA build of torch, which was installed. A run with GPU nodes is refused before any node runs (exit
+    1: the machine, not the workflow), naming CUDA_VISIBLE_DEVICES and nvidia-smi."""
+    import torch
+    from graph_engine import devices
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    devices.resolve_device.cache_clear()
+    monkeypatch.setattr(devices.resolve_device, "cache_clear", devices.resolve_device.cache_clear)
+    import shutil
+    wf = tmp_path / "default.yaml"         # kinograph-mini: its sampler is a GPU node, its model bundled
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "examples", "default.yaml"), wf)
+    try:
+        assert main(["run", str(wf), "--device", "cuda", "--json"]) == 1
+    finally:
+        devices.resolve_device.cache_clear()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert not [e for e in events if e["event"] == "node_started"]
+    error = events[-1]["error"]
+    assert "CUDA_VISIBLE_DEVICES is set to ''" in error and "nvidia-smi" in error
+    assert "install a CUDA build" not in error
+    assert not (tmp_path / "out").exists()
