@@ -406,6 +406,7 @@ def cmd_run(args) -> int:
     if not args.no_precheck:
         _precheck(wf)
     _refuse_full_disk(wf)
+    _check_device(wf, args.device)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
@@ -445,6 +446,19 @@ def _refuse_full_disk(wf) -> None:
     why = full_disk(_output_paths(wf))
     if why:
         raise KinographError(f"nothing ran: {why}")
+
+
+def _check_device(wf, device: str) -> None:
+    """A GPU asked for (--device cuda, mps) that this machine cannot give, refused before any node runs where the
+    workflow has GPU nodes: the nodes before the first model load ran (a plate's decode, its preprocessing), then that
+    load failed. A workflow without them runs as before (the device is not used)."""
+    if device in ("auto", "cpu"):
+        return
+    from graph_engine.devices import resolve_device
+    from graph_engine.registry import default_registry
+    from .distributed import needs_gpu
+    if needs_gpu(wf, default_registry()):
+        resolve_device(device)
 
 
 def _output_paths(wf) -> List[str]:
