@@ -322,3 +322,16 @@ def test_a_gpu_the_scheduler_hid_is_named_before_the_run(tmp_path, monkeypatch, 
     assert "CUDA_VISIBLE_DEVICES is set to ''" in error and "nvidia-smi" in error
     assert "install a CUDA build" not in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_a_command_started_with_its_output_closed_still_renders(tmp_path, monkeypatch, closed, command):
+    """A wrapper that starts the command with stdout or stderr closed (`kinograph run shot.yaml >&-`, a daemon's job
+    runner): Python has no stream for it (None), and the first line printed raised AttributeError. With stderr
+    closed nothing was rendered, with stdout closed the render was written and the command still exited 1, and a
+    batch ran no job. What would be printed there goes nowhere."""
+    wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
+    monkeypatch.setattr(f"sys.{closed}", None)
+    assert main([command, str(wf)]) == 0
+    assert frames_in(tmp_path / "out" / "shot.mp4") == 2
