@@ -199,13 +199,19 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .progress import Printable
+    from .progress import Printable, nowhere
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = Printable(sys.stdout), Printable(sys.stderr)
+    # Started with stdout or stderr closed (`>&-`, a daemon's job runner), Python has no stream for it: the first
+    # line printed raised AttributeError, and the render was lost or exited 1. Such lines go nowhere.
+    opened = [nowhere(fd) if s is None else None for fd, s in ((1, sys.stdout), (2, sys.stderr))]
+    sys.stdout, sys.stderr = (Printable(s if s is not None else o) for s, o in zip(saved, opened))
     try:
         return _main(argv)
     finally:
         sys.stdout, sys.stderr = saved
+        for o in opened:
+            if o is not None:
+                o.close()
 
 
 def _main(argv: Optional[List[str]] = None) -> int:

@@ -74,6 +74,20 @@ def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
         return False
 
 
+def nowhere(fd: int) -> TextIO:
+    """A stream to /dev/null for the standard descriptor `fd` that the process was started without. The descriptor
+    gets /dev/null too where it is closed, so that a file opened later does not take its number and receive what a
+    child (ffmpeg) prints there."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return open(os.devnull, "w", encoding="utf-8")
+
+
 def discard(stream: TextIO) -> None:
     """What is still buffered for `stream`, what is written to it from now on and Python's flush at exit go nowhere
     (its file descriptor is made /dev/null's) instead of raising again."""
