@@ -225,7 +225,7 @@ def test_a_run_whose_stdout_cannot_spell_its_path_still_exits_0(tmp_path, monkey
 
 
 @pytest.mark.parametrize("script", ["import sys\nsys.exit(0)\n", "import argparse\nargparse.ArgumentParser()"
-                                    ".parse_args(['--frames'])\n"])
+                                    ".parse_args(['--frames'])\n"], ids=["sys.exit", "argparse"])
 def test_a_file_in_the_nodes_folder_that_exits_is_a_load_error(tmp_path, script):
     """A script dropped into the node folder (a helper that ends with sys.exit, one that reads its command line with
     argparse) ended every kinograph command as it loaded the nodes, before anything ran: sys.exit(0) made a night of
