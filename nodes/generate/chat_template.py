@@ -10,10 +10,12 @@ Jinja compiles the template to Python run under the name <template>; each line i
 rendering stopped past the budget. A template too long to compile in seconds is refused first."""
 from __future__ import annotations
 
+import json
 import sys
 import threading
 
 from graph_engine import NodeError
+from nodes.generate.after_import import after_import
 from nodes.math.regex_process import RegexChild
 
 # Characters of a template: Jinja compiles one at about 20 us a character (2.2 MB took 41 s; a GGUF's metadata may hold
@@ -31,24 +33,51 @@ _child = None
 _asking = threading.Lock()
 
 
+class TemplateRefused(NodeError):
+    """A chat template that failed or passed a cap in the child; `why` says how (for a message naming the model)."""
+
+    def __init__(self, why: str):
+        super().__init__(f"a text encoder's tokenizer's chat template {why} (the template is code kept in the "
+                         f"model's files): get the text encoder again from where it was published")
+        self.why = why
+
+
 def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs) -> str:
     """tokenizer.apply_chat_template(messages, tokenize=False, **kwargs), a NodeError naming `what` (the model) and
     `fix` (another way than the template, where the node has one) where its template fails or passes a cap."""
     template = getattr(tokenizer, "chat_template", None)
-    longest = max((len(t) for t in (template.values() if isinstance(template, dict) else [template])
-                   if isinstance(t, str)), default=0)
-    if longest > MOST_CHARS:
-        raise NodeError(f"{what}: its tokenizer's chat template is {longest:,} characters long, where published ones "
-                        f"are under 50,000 (Jinja would take minutes to compile it; the template is code kept in the "
-                        f"model's files): get the model again from where it was published{fix}")
     if isinstance(template, dict) and "default" not in template:
         # transformers' ValueError, which came out as a traceback: it writes a prompt with the template named default
         raise NodeError(f"{what}: its tokenizer has chat templates named {', '.join(sorted(map(str, template)))} and "
                         f"none named default, the one a prompt is written with: get the model again from where it was "
                         f"published{fix}")
+    route_chat_templates()
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+    except TemplateRefused as e:
+        raise NodeError(f"{what}: its tokenizer's chat template {e.why} (the template is code kept in the "
+                        f"model's files): get the model again from where it was published{fix}") from None
+
+
+def rendered_in_child(conversations, tools=None, documents=None, chat_template=None,
+                      return_assistant_tokens_mask=False, continue_final_message=False, add_generation_prompt=False,
+                      **kwargs):
+    """transformers' render_jinja_template (which a tokenizer's and a processor's apply_chat_template call), run in
+    the capped child: the same (renderings, generation indices), or TemplateRefused. The messages go as JSON: what
+    is no JSON (a processor's picture in a message) goes as its type's name, which templates test for and do not
+    print."""
+    if isinstance(chat_template, str) and len(chat_template) > MOST_CHARS:
+        raise TemplateRefused(f"is {len(chat_template):,} characters long, where published ones are under 50,000 "
+                              f"(Jinja would take minutes to compile it)")
+    from transformers.utils.chat_template_utils import get_json_schema
+    call = {"conversations": [getattr(c, "messages", c) for c in conversations], "documents": documents,
+            "tools": None if tools is None else [t if isinstance(t, dict) else get_json_schema(t) for t in tools],
+            "chat_template": chat_template, "return_assistant_tokens_mask": return_assistant_tokens_mask,
+            "continue_final_message": continue_final_message, "add_generation_prompt": add_generation_prompt,
+            **kwargs}
     global _child
-    request = (tokenizer.get_chat_template(None, None), messages, {**tokenizer.special_tokens_map, **kwargs},
-               MOST_LINES, [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
+    request = (json.loads(json.dumps(call, default=lambda o: f"<{type(o).__name__}>")), MOST_LINES,
+               [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
     try:
         with _asking:
             _child = _child or RegexChild()
@@ -60,6 +89,26 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
     except OSError as e:
         out = {"error": f"could not be rendered: no Python process could be started ({e})"}
     if "error" in out:
-        raise NodeError(f"{what}: its tokenizer's chat template {out['error']} (the template is code kept in the "
-                        f"model's files): get the model again from where it was published{fix}")
-    return out["value"]
+        raise TemplateRefused(out["error"])
+    rendered, indices = out["value"]
+    return rendered, [[tuple(span) for span in spans] for spans in indices]
+
+
+# transformers' module that renders chat templates, and those that import its render_jinja_template by name
+_RENDERER = "transformers.utils.chat_template_utils"
+_IMPORTERS = ("transformers.tokenization_utils_base", "transformers.processing_utils")
+
+
+def route_chat_templates() -> None:
+    """Send every chat template transformers renders through rendered_in_child: Kinograph's own prompts, and those
+    the pipelines it calls write themselves (ZImagePipeline._encode_prompt, Flux2KleinPipeline's, Flux3's encoder
+    step, QwenImage21Pipeline's processor), where a stranger's Jinja looped uncapped in Kinograph's process."""
+    after_import(_RENDERER, _route)
+
+
+def _route(renderer) -> None:
+    renderer.render_jinja_template = rendered_in_child
+    for name in _IMPORTERS:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "render_jinja_template"):
+            module.render_jinja_template = rendered_in_child
