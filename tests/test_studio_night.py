@@ -335,3 +335,21 @@ def test_a_command_started_with_its_output_closed_still_renders(tmp_path, monkey
     monkeypatch.setattr(f"sys.{closed}", None)
     assert main([command, str(wf)]) == 0
     assert frames_in(tmp_path / "out" / "shot.mp4") == 2
+
+
+def test_a_report_another_render_node_wrote_is_refused_saying_why(tmp_path, monkeypatch):
+    """Kinograph keeps its record of the files it wrote in its data folder, one per machine and account. A job run
+    again on another render node (or as another user) found the report, table or camera file the first node wrote on
+    the shared output folder, which carry no workflow, and refused it: 'already exists and Kinograph did not write
+    it', which it had. The refusal says where its record is kept and the two ways on: one KINOGRAPH_DATA_DIR shared by
+    the render nodes, or `overwrite: true`."""
+    from graph_engine import atomic
+    report = tmp_path / "out" / "metrics.json"
+    report.parent.mkdir()
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "node_a"))
+    atomic.write_text(report, "{}")
+    assert atomic.refusal(report) is None
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "node_b"))
+    why = atomic.refusal(report)
+    assert "another machine or account" in why and str(tmp_path / "node_b" / atomic.LEDGER_NAME) in why
+    assert "KINOGRAPH_DATA_DIR" in why and "overwrite: true" in why
