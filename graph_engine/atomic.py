@@ -262,6 +262,14 @@ def refusal(path: PathLike, overwrite: bool = False) -> Optional[str]:
     if _ledger_unwritable():
         why += (f" (if a run of Kinograph wrote it, its record of that could not be kept: {_ledger()} cannot be "
                 f"written. Set KINOGRAPH_DATA_DIR to a folder you can write)")
+    else:
+        from .workflow import MEDIA_SUFFIXES
+        if p.suffix.lower() not in MEDIA_SUFFIXES:
+            # A report, table or camera file carries no workflow: only the record of written files, one per machine
+            # and account, tells it is Kinograph's. A job run again on another render node refused the first node's.
+            why += (f" (if a render on another machine or account wrote it, the record of that is that machine's: "
+                    f"this one's is {_ledger()}. Give every render node one KINOGRAPH_DATA_DIR on a shared folder, "
+                    f"or set `overwrite: true`)")
     return why
 
 
