@@ -1,6 +1,5 @@
 """Review of leftalone41: what its fsyncs, chat-template routing and clip links cost or missed."""
 import os
-import stat
 
 import pytest
 
@@ -13,13 +12,8 @@ def test_a_frames_folder_syncs_each_frame_before_its_rename_and_the_folder_once_
     import numpy as np
     from graph_engine.clip import Clip
     from nodes.io.images import write_frames
-    synced, fsync = [], os.fsync
-
-    def recording(fd):
-        st = os.fstat(fd)
-        synced.append((st.st_ino, stat.S_ISDIR(st.st_mode)))
-        fsync(fd)
-    monkeypatch.setattr(os, "fsync", recording)
+    from tests.test_leftalone41 import _synced
+    synced = _synced(monkeypatch)
     clip = Clip.from_array(np.zeros((40, 2, 2, 3), np.uint8))
     write_frames(clip, str(tmp_path / "f"))
     files = [ino for ino, folder in synced if not folder]
