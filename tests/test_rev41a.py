@@ -21,3 +21,29 @@ def test_a_frames_folder_syncs_each_frame_before_its_rename_and_the_folder_once_
     blocks = -(-clip.length // clip.chunk)
     assert 1 <= sum(folder for _, folder in synced) <= blocks + 1         # the marker's, then one a block
     assert synced[-1] == (os.stat(tmp_path / "f").st_ino, True)           # the last frame's rename too
+
+
+def test_diffusers_cancel_reader_takes_the_arguments_of_the_diffusers_it_replaces(tmp_path, monkeypatch):
+    """The cancel-checking reader replaced diffusers' load_state_dict with one of 0.42's arguments only; diffusers
+    0.33 to 0.35 (pyproject allows >=0.32) call it as load_state_dict(shard_file, dduf_entries=..., disable_mmap=...)
+    and every from_pretrained failed with a TypeError. It takes what the function it replaces takes, and leaves a
+    part inside a DDUF archive (dduf_entries given) to diffusers."""
+    import sys
+    import types
+    import torch
+    from safetensors.torch import save_file
+    from nodes.generate import diffusers_cancel
+    calls = []
+
+    def load_state_dict(checkpoint_file, dduf_entries=None, disable_mmap=False):      # diffusers 0.33's
+        calls.append(dduf_entries)
+        return {"from": "diffusers"}
+    reader, importer = types.ModuleType("reader"), types.ModuleType("importer")
+    reader.load_state_dict = importer.load_state_dict = load_state_dict
+    monkeypatch.setitem(sys.modules, diffusers_cancel._IMPORTER, importer)
+    diffusers_cancel._route(reader)
+    save_file({"w": torch.ones(2)}, str(tmp_path / "part.safetensors"))
+    read = importer.load_state_dict(str(tmp_path / "part.safetensors"), dduf_entries=None, disable_mmap=False)
+    assert torch.equal(read["w"], torch.ones(2)) and calls == []
+    assert importer.load_state_dict("part.safetensors", dduf_entries={"part.safetensors": 1}) == {"from": "diffusers"}
+    assert calls == [{"part.safetensors": 1}]
