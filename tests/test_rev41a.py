@@ -47,3 +47,24 @@ def test_diffusers_cancel_reader_takes_the_arguments_of_the_diffusers_it_replace
     assert torch.equal(read["w"], torch.ones(2)) and calls == []
     assert importer.load_state_dict("part.safetensors", dduf_entries={"part.safetensors": 1}) == {"from": "diffusers"}
     assert calls == [{"part.safetensors": 1}]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows reads a clip's file by its name: no links are made")
+def test_cache_clear_removes_the_clip_links_a_killed_process_left(tmp_path):
+    """A clip closed past OPEN_FRAMES is read through a hard link under the cache's tmp/; a process killed outright
+    leaves its links, each holding an evicted clip's bytes on the disk. They were swept only when a later process
+    of the host closed a clip past the bound in that cache (a few runs ever do), and `kinograph cache clear` left
+    them (and tmp/ with them). clear removes those of ended processes, and keeps a running one's."""
+    import socket
+    import subprocess
+    import sys
+    from graph_engine.cache import DiskCache
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    (tmp_path / "tmp").mkdir()
+    dead = tmp_path / "tmp" / f"reading.{socket.gethostname()}.{ended.pid}.{'0' * 32}.npy"
+    alive = tmp_path / "tmp" / f"reading.{socket.gethostname()}.{os.getpid()}.{'1' * 32}.npy"
+    dead.write_bytes(b"an evicted clip's frames")
+    alive.write_bytes(b"a clip this process reads")
+    DiskCache(tmp_path, 1 << 30).clear()
+    assert not dead.exists() and alive.exists()
