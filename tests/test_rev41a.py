@@ -68,3 +68,23 @@ def test_cache_clear_removes_the_clip_links_a_killed_process_left(tmp_path):
     alive.write_bytes(b"a clip this process reads")
     DiskCache(tmp_path, 1 << 30).clear()
     assert not dead.exists() and alive.exists()
+
+
+def test_a_chat_rendered_in_the_child_sees_what_transformers_would_show_the_template():
+    """transformers takes dataclass or pydantic messages and numpy scalars, and shows the template their plain values
+    (its _plain_template_data); sent to the child as JSON with anything else as "<TypeName>", a dataclass message
+    was refused as no message, np.int64(3) + 1 failed and np.bool_(False) was a true "<bool_>"."""
+    import dataclasses
+    import numpy as np
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+    from nodes.generate.chat_template import rendered_in_child
+
+    @dataclasses.dataclass
+    class Message:
+        role: str
+        content: str
+    template = "{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}{{ n + 1 }}{{ 'T' if flag else 'F' }}"
+    chat = [Message("user", "a fox"), {"role": "assistant", "content": "ok"}]
+    assert rendered_in_child([chat], chat_template=template, n=np.int64(3), flag=np.bool_(False)) == \
+        ([_compile_jinja_template(template).render(messages=[{"role": "user", "content": "a fox"}, chat[1]], n=3,
+                                                   flag=False)], [])
