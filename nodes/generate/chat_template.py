@@ -64,17 +64,21 @@ def rendered_in_child(conversations, tools=None, documents=None, chat_template=N
                       **kwargs):
     """transformers' render_jinja_template (which a tokenizer's and a processor's apply_chat_template call), run in
     the capped child: the same (renderings, generation indices), or TemplateRefused. The messages go as JSON: what
-    is no JSON (a processor's picture in a message) goes as its type's name, which templates test for and do not
-    print."""
+    is no JSON (a processor's picture in a message) goes as its type's name, as transformers shows it a template,
+    which tests for it and does not print it."""
     if isinstance(chat_template, str) and len(chat_template) > MOST_CHARS:
         raise TemplateRefused(f"is {len(chat_template):,} characters long, where published ones are under 50,000 "
                               f"(Jinja would take minutes to compile it)")
-    from transformers.utils.chat_template_utils import get_json_schema
-    call = {"conversations": [getattr(c, "messages", c) for c in conversations], "documents": documents,
-            "tools": None if tools is None else [t if isinstance(t, dict) else get_json_schema(t) for t in tools],
+    from transformers.utils import chat_template_utils as library
+    # what transformers shows a template of the caller's values (a dataclass or pydantic message as a dict, a numpy
+    # scalar as a number), where this version of it says; what is still no JSON then goes as its type's name
+    plain = getattr(library, "_plain_template_data", lambda value: value)
+    call = {"conversations": [plain(getattr(c, "messages", c)) for c in conversations], "documents": plain(documents),
+            "tools": None if tools is None else
+            [plain(t if isinstance(t, dict) else library.get_json_schema(t)) for t in tools],
             "chat_template": chat_template, "return_assistant_tokens_mask": return_assistant_tokens_mask,
             "continue_final_message": continue_final_message, "add_generation_prompt": add_generation_prompt,
-            **kwargs}
+            **plain(kwargs)}
     global _child
     request = (json.loads(json.dumps(call, default=lambda o: f"<{type(o).__name__}>")), MOST_LINES,
                [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
