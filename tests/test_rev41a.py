@@ -88,3 +88,26 @@ def test_a_chat_rendered_in_the_child_sees_what_transformers_would_show_the_temp
     assert rendered_in_child([chat], chat_template=template, n=np.int64(3), flag=np.bool_(False)) == \
         ([_compile_jinja_template(template).render(messages=[{"role": "user", "content": "a fox"}, chat[1]], n=3,
                                                    flag=False)], [])
+
+
+def test_a_cancel_stops_a_run_waiting_for_another_runs_chat_template(monkeypatch):
+    """One child renders the chat templates of every run, one at a time: a run cancelled while another's template
+    held the child (up to its 60 s) waited its turn out, then rendered. It stops at the cancel, the child not asked."""
+    import threading
+    from graph_engine.context import CancelToken, cancelled_by
+    from graph_engine.errors import Cancelled
+    from nodes.generate import chat_template
+    asked = []
+
+    class Child:
+        def ask(self, *args):
+            asked.append(args)
+            return {"value": [["rendered"], [[]]]}
+    monkeypatch.setattr(chat_template, "_child", Child())
+    token = CancelToken()
+    token.cancel()
+    chat_template._asking.acquire()         # another run's rendering
+    threading.Timer(0.5, chat_template._asking.release).start()
+    with cancelled_by(token), pytest.raises(Cancelled):
+        chat_template.rendered_in_child([[{"role": "user", "content": "a"}]], chat_template="{{ messages }}")
+    assert asked == []
