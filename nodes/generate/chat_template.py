@@ -15,8 +15,10 @@ import sys
 import threading
 
 from graph_engine import NodeError
+from graph_engine.context import check_cancelled
+from graph_engine.errors import Cancelled
 from nodes.generate.after_import import after_import
-from nodes.math.regex_process import RegexChild
+from nodes.math.regex_process import CANCEL_SECONDS, RegexChild
 
 # Characters of a template: Jinja compiles one at about 20 us a character (2.2 MB took 41 s; a GGUF's metadata may hold
 # hundreds of MB), and the published templates (tool calls and reasoning included) are under 50,000.
@@ -83,9 +85,12 @@ def rendered_in_child(conversations, tools=None, documents=None, chat_template=N
     request = (json.loads(json.dumps(call, default=lambda o: f"<{type(o).__name__}>")), MOST_LINES,
                [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
     try:
-        with _asking:
+        _take_turn()
+        try:
             _child = _child or RegexChild()
             out = _child.ask("chat_template", request, SECONDS)
+        finally:
+            _asking.release()
     except TimeoutError:
         out = {"error": f"did not finish in {SECONDS} s for one prompt"}
     except ChildProcessError as e:
@@ -96,6 +101,18 @@ def rendered_in_child(conversations, tools=None, documents=None, chat_template=N
         raise TemplateRefused(out["error"])
     rendered, indices = out["value"]
     return rendered, [[tuple(span) for span in spans] for spans in indices]
+
+
+def _take_turn() -> None:
+    """The child, once the rendering before (another run's, up to SECONDS) is done; Cancelled where this run is
+    cancelled meanwhile: it waited its turn out, then rendered."""
+    while not _asking.acquire(timeout=CANCEL_SECONDS):
+        check_cancelled()
+    try:
+        check_cancelled()
+    except Cancelled:
+        _asking.release()
+        raise
 
 
 # transformers' module that renders chat templates, and those that import its render_jinja_template by name
