@@ -111,3 +111,21 @@ def test_a_cancel_stops_a_run_waiting_for_another_runs_chat_template(monkeypatch
     with cancelled_by(token), pytest.raises(Cancelled):
         chat_template.rendered_in_child([[{"role": "user", "content": "a"}]], chat_template="{{ messages }}")
     assert asked == []
+
+
+def test_kinograph_refuses_a_chat_template_where_transformers_renders_it_out_of_reach(monkeypatch):
+    """Before transformers had render_jinja_template (pyproject allows 4.46, whose apply_chat_template renders the
+    template itself), routing that function changed nothing, and Kinograph's own prompts, capped in the child until
+    leftalone41, were rendered uncapped in its process with no word said. They are refused, saying what to update."""
+    import transformers.tokenization_utils_base as base
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+    from graph_engine import NodeError
+    from nodes.generate.chat_template import apply_chat_template
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]")),
+                                  chat_template="{{ messages[0]['content'] }}")
+    chat = [{"role": "user", "content": "a fox"}]
+    assert apply_chat_template(tok, chat, "Tiny's text encoder") == "a fox"
+    monkeypatch.delattr(base, "render_jinja_template")         # as in transformers 4.46
+    with pytest.raises(NodeError, match="Tiny's text encoder: .*update transformers"):
+        apply_chat_template(tok, chat, "Tiny's text encoder")
