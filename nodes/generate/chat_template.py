@@ -54,6 +54,14 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
                         f"none named default, the one a prompt is written with: get the model again from where it was "
                         f"published{fix}")
     route_chat_templates()
+    base = sys.modules.get(_IMPORTERS[0])
+    if base is not None and getattr(base, "render_jinja_template", None) is not rendered_in_child:
+        # a transformers before render_jinja_template (pyproject allows 4.46): its apply_chat_template renders the
+        # template itself, uncapped in this process
+        import transformers
+        raise NodeError(f"{what}: transformers {transformers.__version__} renders a tokenizer's chat template where "
+                        f"Kinograph cannot cap it (the template is code kept in the model's files): update "
+                        f"transformers (pip install -U transformers){fix}")
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
     except TemplateRefused as e:
