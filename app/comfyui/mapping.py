@@ -2555,6 +2555,14 @@ RULES: Dict[str, Rule] = {
     "DualCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type"),
                                (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
                                 P("type", "type", clip_type)), outputs=("text_encoder",)),
+    # ComfyUI-GGUF's three- and four-file loaders have no type widget: ComfyUI reads three files as SD3's encoders
+    # and four as HiDream-I1's, as TripleCLIPLoader and QuadrupleCLIPLoader fix them
+    "TripleCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3"),
+                                 tuple(P(f"clip_name{i}", f"name{i if i > 1 else ''}", gguf_text_encoder)
+                                       for i in (1, 2, 3)), outputs=("text_encoder",), fixed={"type": "sd3"}),
+    "QuadrupleCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3", "clip_name4"),
+                                    tuple(P(f"clip_name{i}", f"name{i if i > 1 else ''}", gguf_text_encoder)
+                                          for i in (1, 2, 3, 4)), outputs=("text_encoder",), fixed={"type": "hidream"}),
     "Seed (rgthree)": Rule(None, ("seed",), (P("seed", "value", rgthree_seed),), fold=True, special="constant"),
     # rgthree's Power Prompt: CLIPTextEncode of its prompt (when a CLIP is connected) and the text itself; the full one
     # first applies the <lora:name:strength> tags the prompt holds to its model and clip and takes them out of the text

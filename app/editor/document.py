@@ -22,7 +22,8 @@ from graph_engine.registry import default_registry
 from graph_engine.validate import missing_inputs, missing_models, validate
 from graph_engine.versions import keep_previous
 from nodes.common.models_dirs import model_dirs, one_look
-from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines, parse_workflow, read_text, to_yaml
+from graph_engine.workflow import (Problem, Workflow, decode_text, load_yaml_with_lines, parse_workflow, read_text,
+                                   to_yaml)
 
 from .commands import GraphCommand
 from .geometry import node_size
@@ -268,12 +269,28 @@ class Document(QObject):
         """True when the file this document came from now holds something else than what was
         read or last saved here (another editor, another window, a git pull): saving would
         overwrite that silently. A file gone or unreadable is not 'changed': saving loses nothing."""
+        now = self.digest_on_disk()
+        return now is not None and now != self.on_disk
+
+    def digest_on_disk(self) -> Optional[str]:
+        """The digest of what the file holds now; None for no file, or one gone or unreadable."""
         if self.path is None or self.on_disk is None:
-            return False
+            return None
         try:
-            return _digest(self.path.read_bytes()) != self.on_disk
+            return _digest(self.path.read_bytes())
         except OSError:
-            return False
+            return None
+
+    def read_again(self) -> List[Problem]:
+        """The file as another program saved it, in place of the graph: one undo step (Undo brings back what was
+        open), and the document is then what is on disk (unmodified; Save replaces it without asking). Returns what
+        could not be read; raises WorkflowError or OSError where nothing could."""
+        data = self.path.read_bytes()
+        problems = self.restore(decode_text(data, str(self.path)), f"Read {self.path.name} again as saved elsewhere")
+        self.on_disk = _digest(data)
+        self.unread = [p for p in problems if p.dropped]
+        self.undo.setClean()
+        return problems
 
     @classmethod
     def from_text(cls, text: str, path: Optional[Path] = None, registry=None) -> "Document":

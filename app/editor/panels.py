@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QDrag, QFontMetricsF
@@ -126,6 +126,7 @@ class LogPanel(QTextBrowser):
         self.anchorClicked.connect(lambda url: self.nodeClicked.emit(url.toString()[len("node:"):])
                                    if url.toString().startswith("node:") else None)
         self.document().setMaximumBlockCount(2000)
+        self.named: Callable[[str], str] = str      # a node as the canvas titles it (the window's)
 
     def sizeHint(self):
         return QSize(600, 120)
@@ -157,7 +158,7 @@ class LogPanel(QTextBrowser):
         stamp = time.strftime("%H:%M:%S")
         body = html.escape(text).replace("\n", "<br>")
         if node:
-            link = f"<a href='node:{html.escape(node)}' style='color:#5aa9ff'>go to {html.escape(node)}</a>"
+            link = f"<a href='node:{html.escape(node)}' style='color:#5aa9ff'>go to {html.escape(self.named(node))}</a>"
             body += f" &nbsp;{link}"
         color = self.COLORS.get(level, self.COLORS["info"])
         self.append(f"<span style='color:#6b6e75'>{stamp}</span> <span style='color:{color}'>{body}</span>")

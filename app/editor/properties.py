@@ -136,7 +136,7 @@ class PropertiesPanel(QScrollArea):
         # Whether the page is the workflow's (nothing selected), which an edit rebuilds: node_id is None with
         # several nodes selected too, and an edit (a paste, a link) put the workflow page over 'N nodes selected'.
         self._on_workflow = False
-        QTimer.singleShot(0, self._fit_height)
+        QTimer.singleShot(0, self, self._fit_height)
         return lay
 
     def _fit_height(self) -> None:
@@ -294,7 +294,7 @@ class PropertiesPanel(QScrollArea):
             self.help_open = open_
             label.setText(full if open_ else short)
             toggle.setText(f"<a href='#'>{'Less' if open_ else 'More about this node'}</a>")
-            QTimer.singleShot(0, self._fit_height)
+            QTimer.singleShot(0, self, self._fit_height)
         toggle.linkActivated.connect(lambda _: show(not self.help_open))
         lay.addWidget(toggle)
         show(self.help_open)
@@ -431,7 +431,7 @@ class PropertiesPanel(QScrollArea):
         for name, label in self.missing_labels.items():
             label.setText(missing[name].message if name in missing else "")
             label.setHidden(name not in missing)
-        QTimer.singleShot(0, self._fit_height)
+        QTimer.singleShot(0, self, self._fit_height)
 
     def _show_title(self, title: str) -> None:
         """The node's title from its start: a title longer than the field showed its end ('itle that

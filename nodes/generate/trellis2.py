@@ -121,7 +121,20 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
     if why:
         raise NodeError(f"the shape VAE's structure decoder does not fit its own layout ({why}): the file is "
                         "incomplete or damaged; get it again")
+    _check_grid(widths, name)
     return model.eval()
+
+
+def _check_grid(widths, name: str) -> None:
+    """NodeError unless the decoder doubles the 16^3 latent twice, to the 64^3 grid decode_structure pools from (as
+    ComfyUI's widths 512, 128, 32 do). Each upsample of a stranger's file doubled the grid: five
+    (a file of a few KB) asked the allocator for 8.6 GB at the first decode, seven for 550 GB; none left a 16^3 grid, which
+    max pooling to 32^3 stopped on ('stride should not be zero')."""
+    side = SIDE * 2 ** (len(widths) - 1)
+    if side != SIDE * 4:
+        raise NodeError(f"{name}: its structure decoder upsamples the latent {len(widths) - 1} times, to a grid of "
+                        f"{side}^3; TRELLIS.2's doubles it twice, to {SIDE * 4}^3. The file is damaged or another "
+                        "model's: get trellis_2_shape_vae_bf16.safetensors again")
 
 
 class ShapeVae(OwnParts):
