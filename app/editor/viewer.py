@@ -502,6 +502,7 @@ class ViewerPanel(QWidget):
         for label in self.labels.values():
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)     # long names clip, the panel stays narrow
             label.setWordWrap(True)     # B's differences from A and each one's size and rate were cut off
+            label.setTextFormat(Qt.PlainText)   # a file's or a node's name as written ('shot <b>.mp4'), never HTML
         names = QHBoxLayout()
         names.addWidget(self.labels["A"], 1)
         names.addWidget(self.labels["B"], 1)

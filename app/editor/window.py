@@ -298,6 +298,9 @@ class MainWindow(QMainWindow):
         self.run_button.setObjectName("RunButton")
         self.queue_label = QLabel()
         self.queue_label.setObjectName("QueueState")
+        # It names nodes and workflows as titled ('the last run failed at <b>Key</b>'): a QLabel takes a text with a
+        # tag in it for HTML, and drew the artist's title bold, or an image, or nothing.
+        self.queue_label.setTextFormat(Qt.PlainText)
         bar.addWidget(self.queue_label)
         self.runs.jobsChanged.connect(self._queue_state)
         self._queue_state()
