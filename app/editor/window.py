@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.properties = PropertiesPanel()
         self.viewer = ViewerPanel()
         self.log = LogPanel()
-        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads
+        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads; config.yaml
         self.queue = QueuePanel(self.runs)
         self.docks = {}
         # The canvas gets most of the window: the library shares the right column with the
