@@ -59,3 +59,26 @@ def test_a_config_yaml_broken_while_the_editor_is_open_is_said_in_the_log(win, t
     said = win.log.toPlainText()
     assert "config.yaml:" in said and "not valid YAML" in said, said
     config.settings.cache_clear()
+
+
+def test_a_file_read_again_shows_its_own_problems_under_its_nodes(make_window, registry, tmp_path, monkeypatch):
+    """tp.yaml open, untouched; a text editor mistypes resize's 'width' as 'widht' and saves. Read again (editor41),
+    the Log said so, but the panel under Resize showed nothing (the problems kept were the first read's); the text
+    editor sets it right, and a problem under a node would stay until the file was reopened. The panel shows the
+    problems of the file as read last."""
+    import shutil
+    from app.editor.document import Document
+    from test_editor_probe41 import EXAMPLE
+    path = tmp_path / "tp.yaml"
+    shutil.copy(EXAMPLE, path)
+    w = make_window(Document.load(path, registry))
+    assert w.doc.still_found("resize") == []
+    path.write_text(path.read_text().replace("width: 640", "widht: 640"))
+    _back_to(w, monkeypatch)
+    assert any("widht" in p.message for p in w.doc.still_found("resize"))
+    w.scene.select_nodes(["resize"])
+    shown = [label.text() for p, label in w.properties.problem_labels if not label.isHidden()]
+    assert any("widht" in text for text in shown), shown
+    path.write_text(path.read_text().replace("widht: 640", "width: 800"))
+    _back_to(w, monkeypatch)
+    assert w.doc.graph.nodes["resize"].params["width"] == 800 and w.doc.still_found("resize") == []
