@@ -82,3 +82,29 @@ def test_a_file_read_again_shows_its_own_problems_under_its_nodes(make_window, r
     path.write_text(path.read_text().replace("widht: 640", "width: 800"))
     _back_to(w, monkeypatch)
     assert w.doc.graph.nodes["resize"].params["width"] == 800 and w.doc.still_found("resize") == []
+
+
+def _tip_reads(tip: str) -> str:
+    """What Qt shows for a tooltip: a text with a tag in its first line is read as HTML."""
+    from PySide6.QtGui import QTextDocument
+    doc = QTextDocument()
+    doc.setHtml(tip) if Qt.mightBeRichText(tip) else doc.setPlainText(tip)
+    return doc.toPlainText()
+
+
+def test_tooltips_of_titles_show_them_as_typed(win):
+    """The history's tip (the run's label names its node as titled since editor41), a group's tip for a title cut
+    with '…', and the properties' title field took a title with a tag for HTML: '<b>Key</b> <A> plate' read
+    'Key  plate'. They show it as typed."""
+    title = "<b>Key</b> <A> plate " + "long " * 20
+    pat, bad = test_editor_probe41._failing_run(win)
+    win.controller.set_title(bad, title)
+    win.run([bad])
+    assert win.runs.wait_idle(30)
+    tip = win.queue.history.item(0).toolTip()
+    assert title in _tip_reads(tip), tip
+    win.scene.select_nodes([bad])
+    assert _tip_reads(win.properties.title_edit.toolTip()) == title
+    gid = win.controller.group_selection([bad], title)
+    group = win.scene.groups[gid]
+    assert _tip_reads(group.toolTip()) == title, group.toolTip()
