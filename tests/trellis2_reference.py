@@ -467,3 +467,15 @@ def flow_normal_sigmas(shift, steps, multiplier=1000):
     start, end = float(table[-1]) * multiplier, float(table[0]) * multiplier
     sigs = [float(sigma(torch.tensor(t))) for t in torch.linspace(start, end, steps).tolist()]
     return sigs + [0.0]
+
+
+def randomised(model):
+    """(test helper, not ComfyUI's) a DINOv3's weights random: layer scales and norms away from 1 / 0 so a swapped
+    or skipped one would show"""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lambda1" in name or "norm" in name:
+                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith(("weight", "lambda1")) else 0.0))
+            else:
+                p.copy_(torch.randn_like(p) * 0.05)
+    return model.eval()

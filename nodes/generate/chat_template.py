@@ -46,6 +46,12 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
     """tokenizer.apply_chat_template(messages, tokenize=False, **kwargs), a NodeError naming `what` (the model) and
     `fix` (another way than the template, where the node has one) where its template fails or passes a cap."""
     template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        # transformers' ValueError ('tokenizer.chat_template is not set'), a traceback out of Ideogram 4's encoder: the
+        # tokenizer comes from a folder beside the model, whose tokenizer_config.json may lack the template
+        raise NodeError(f"{what}: its tokenizer has no chat template, which the prompt is written with: give the "
+                        f"tokenizer published with the model (its tokenizer_config.json or chat_template.jinja holds "
+                        f"one){fix}")
     if isinstance(template, dict) and "default" not in template:
         # transformers' ValueError, which came out as a traceback: it writes a prompt with the template named default
         raise NodeError(f"{what}: its tokenizer has chat templates named {', '.join(sorted(map(str, template)))} and "
@@ -91,6 +97,10 @@ def rendered_in_child(conversations, tools=None, documents=None, chat_template=N
     if "error" in out:
         raise TemplateRefused(out["error"])
     rendered, indices = out["value"]
+    # A template may write half a UTF-16 pair ('\\ud800' in Jinja), which no tokenizer reads (transformers' fast
+    # ones stopped in a TypeError traceback): each is a '?', as any text encoded so shows what it cannot hold (one
+    # character for one: the generation indices stay).
+    rendered = [text.encode("utf-8", "replace").decode("utf-8") for text in rendered]
     return rendered, [[tuple(span) for span in spans] for spans in indices]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import struct
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -53,7 +54,9 @@ def read_image_alpha(path: str) -> tuple:
             return over_black(rgba[..., :3], alpha), alpha
     except Image.DecompressionBombError as e:
         raise NodeError(too_big(path, str(e))) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    # Pillow's other errors for a damaged header: ValueError ('Invalid dimensions', a TIFF's width of another
+    # type), EOFError and struct.error for records cut short
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         if _is_video(path):
             raise NodeError(f"{path} is a video, not a still image: read it with io.load_video and take the "
                             f"frame you want with video.frame") from None
