@@ -6,6 +6,7 @@ can be read on its own (sharded rendering relies on this)."""
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -38,16 +39,28 @@ ALPHA_NOTE = "it has transparency (an alpha channel): it travels with the clip (
              "alpha beside them) to io.save_video's prores or vp9, io.save_frames and video.over"
 
 
+# The pixels _opaque_gif decodes at most to look for transparency (1080p x 240 pictures, 800x600 x 1,000): each
+# picture of a GIF is drawn onto its whole canvas, so a 250-byte GIF of ten one-pixel pictures on a 10000x10000 canvas
+# took 9 s to open, 2,000 of them (34 KB) half an hour, before any frame was asked for.
+OPAQUE_LOOK_PIXELS = 500_000_000
+
+
 def _opaque_gif(path: str, container: str, f0) -> bool:
     """A GIF with no transparent pixel in any picture. FFmpeg decodes every GIF as BGRA, so each one, io.save_video's
     own among them, was said to have transparency, and writing it to .mp4 warned that its alpha was left out. Every
-    picture is looked at: one opaque at first can clear to transparent later (a frame disposed to the background)."""
+    picture is looked at: one opaque at first can clear to transparent later (a frame disposed to the background).
+    One longer than OPAQUE_LOOK_PIXELS keeps its matte (all opaque where it is), as a damaged one does."""
     import av
     if container != "gif" or f0.format.name != "bgra" or int(f0.to_ndarray()[..., 3].min()) != 255:
         return False
+    looked = 0
     try:
         with av.open(path) as c:
-            return all(int(f.to_ndarray()[..., 3].min()) == 255 for f in c.decode(video=0))
+            for f in c.decode(video=0):
+                looked += f.width * f.height
+                if looked > OPAQUE_LOOK_PIXELS or int(f.to_ndarray()[..., 3].min()) != 255:
+                    return False
+        return True
     except av.error.FFmpegError:        # a damaged GIF keeps its matte, as before; reading it says what is wrong
         return False
 
@@ -569,11 +582,10 @@ class PillowSource:
         self.width, self.height = self._im.size
         self._alpha = "A" in self._im.getbands() or "transparency" in self._im.info
         self.notes = [ALPHA_NOTE] if self._alpha else []
-        total_ms = 0
-        for i in range(self.length):
-            self._im.seek(i)
-            self._im.load()     # Pillow sets a frame's duration when it decodes it
-            total_ms += self._im.info.get("duration", 0) or 0
+        # Read from the file's frame headers: Pillow sets a frame's duration only as it decodes the frame, and each
+        # frame decodes onto the whole canvas, so a 1 KB file of 20 one-pixel frames on a 10000x10000 canvas took
+        # 30 s to open (2,000 of them, 80 KB, most of an hour) before any frame was asked for.
+        total_ms = sum(_webp_durations(path, self.length))
         # Frames may each last their own time; they play as a sequence at their average rate.
         self.fps = 1000.0 * self.length / total_ms if total_ms > 0 else 10.0
         self._lock = threading.Lock()
@@ -590,6 +602,30 @@ class PillowSource:
                 else:
                     out[k] = _resized(np.asarray(self._im.convert("RGB")), w, h)
         return out
+
+
+def _webp_durations(path: str, frames: int) -> List[int]:
+    """The milliseconds each frame of an animated WebP lasts, from its ANMF chunks' headers (a 24-bit duration at
+    byte 12, as libwebp's demuxer and so Pillow read it); [] for a still WebP. The walk stops after the `frames`
+    Pillow counted, and at a few chunks a frame beyond them (unknown chunks hold no frame)."""
+    out: List[int] = []
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WEBP":
+            return out
+        for _ in range(4 * frames + 16):
+            head = f.read(8)
+            if len(head) < 8 or len(out) >= frames:
+                break
+            size = int.from_bytes(head[4:8], "little")
+            if head[:4] == b"ANMF":
+                payload = f.read(16)
+                if len(payload) < 16 or size < 16:
+                    break
+                out.append(int.from_bytes(payload[12:15], "little"))
+                f.seek(size + (size & 1) - 16, os.SEEK_CUR)
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+    return out
 
 
 def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, width: int = 0, height: int = 0,
@@ -612,7 +648,7 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
             log(f"{Path(path).name}: {note}")
     n_src, fps_src = src.length, src.fps
     if fps and abs(fps - fps_src) > 1e-6:
-        n_re = int(np.floor((n_src - 1) * fps / fps_src)) + 1
+        n_re = _resampled_count(path, n_src, fps_src, fps)
         timeline = np.minimum(np.round(np.arange(n_re) * fps_src / fps).astype(np.int64), n_src - 1)
         base_fps = fps
     else:
@@ -632,6 +668,19 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     linear = (lambda a, b: src.read_linear([int(i) for i in idx[a:b]], (w, h))) if getattr(src, "deep", False) \
         else None
     return Clip(len(idx), out_fps, w, h, colour, audio, timecode=timecode, linear=linear).with_matte(matte)
+
+
+def _resampled_count(path: str, n_src: int, fps_src: float, fps: float) -> int:
+    """The frames `n_src` at `fps_src` make at `fps`; NodeError past MAX_HELD more than it holds. A file may state
+    any rate: a 3 KB MKV of 50 frames at one a million seconds (11 days each) made 1.2 billion frames at fps 24,
+    the frame index alone 9 GB before anything was read."""
+    made = (n_src - 1) * fps / fps_src
+    if made - n_src > MAX_HELD:
+        raise NodeError(f"{path}: its {n_src} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} "
+                        f"hours; at fps {fps:g} that is {made:,.0f} frames: the file states a rate no video has (it is "
+                        f"damaged or made to fill memory). Leave fps at 0 to take its frames as they are, or "
+                        f"re-encode it at a real rate, e.g. ffmpeg -i IN -r 24 OUT")
+    return int(np.floor(made)) + 1
 
 
 def _with_alpha(rgb: np.ndarray, alpha: np.ndarray, top: float) -> np.ndarray:
