@@ -23,3 +23,16 @@ def test_latent_ops_refuse_a_triposplat_latent(op):
            "upscale": lambda: upscale_latent(_tripo(), 1.5)}[op]
     with pytest.raises(NodeError, match="camera token.*condition.triposplat"):
         run()
+
+
+def test_a_splat_render_opened_from_the_history_says_what_it_is():
+    """io.save_splat's .spz opened from the history went to io.load_video ('the file is damaged, cut short or not
+    a video', in red); its .ply was called a 3-D mesh. The viewer says it is a splat it does not draw and how to
+    see one (splat.render); a .glb is still a mesh."""
+    from pathlib import Path
+    from app.editor.window import not_drawn
+    spz = not_drawn(Path("out/chair.spz"))
+    assert spz and "chair.spz" in spz and "Gaussian splat" in spz and "splat.render" in spz, spz
+    ply = not_drawn(Path("out/chair.ply"))
+    assert ply and "Gaussian splat" in ply and "3-D mesh" in ply, ply
+    assert "3-D mesh" in not_drawn(Path("out/a.glb")) and not_drawn(Path("out/a.mp4")) is None
