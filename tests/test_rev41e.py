@@ -36,3 +36,42 @@ def test_a_splat_render_opened_from_the_history_says_what_it_is():
     ply = not_drawn(Path("out/chair.ply"))
     assert ply and "Gaussian splat" in ply and "3-D mesh" in ply, ply
     assert "3-D mesh" in not_drawn(Path("out/a.glb")) and not_drawn(Path("out/a.mp4")) is None
+
+
+def _splat(scales, opacities=None):
+    import numpy as np
+    from nodes.common.splat import Splat
+    n = len(scales)
+    g = np.random.default_rng(0)
+    q = g.normal(size=(n, 4))
+    return Splat(g.normal(size=(n, 3)) * 0.3, np.asarray(scales, np.float32), q / np.linalg.norm(q, axis=1)[:, None],
+                 np.full(n, 0.8) if opacities is None else opacities, g.normal(size=(n, 1, 3)))
+
+
+def test_render_draws_point_and_boundless_gaussians():
+    """A Gaussian of zero size (all three scales 0) stopped splat.render with torch's 'linalg.inv: ... the input
+    matrix is singular'; one of scale 1e30 with 'cannot convert float NaN to integer' (its covariance overflowed
+    float32). A point draws as nothing; a boundless one as the fog over the whole picture a 1e6 one is."""
+    import numpy as np
+    from nodes.mesh.splat_render import render_frames
+    scales = np.full((40, 3), 0.02)
+    scales[0] = 0.0
+    pictures, cover = render_frames(_splat(scales), 32, 24, None)
+    assert np.isfinite(pictures).all() and 0.0 < cover.mean() < 1.0
+    scales[0] = 1e30
+    pictures, cover = render_frames(_splat(scales), 32, 24, None)
+    scales[0] = 1e6
+    want, want_cover = render_frames(_splat(scales), 32, 24, None)
+    assert np.isfinite(pictures).all() and cover.min() > 0.5
+    assert np.abs(pictures - want).max() < 1e-4 and np.abs(cover - want_cover).max() < 1e-4
+
+
+def test_negative_scales_are_named():
+    """A negative scale (the axes' standard deviations) was taken: splat.render drew it as its size (it squares
+    the scales) while the .spz and .ply writers wrote it as the least size there is. It is refused by name."""
+    import numpy as np
+    from graph_engine import NodeError
+    scales = np.full((4, 3), 0.02)
+    scales[1, 2] = -0.02
+    with pytest.raises(NodeError, match="scales hold 1 negative"):
+        _splat(scales)
