@@ -75,3 +75,17 @@ def test_negative_scales_are_named():
     scales[1, 2] = -0.02
     with pytest.raises(NodeError, match="scales hold 1 negative"):
         _splat(scales)
+
+
+def test_a_splat_is_counted_at_its_size_in_the_memory_cache():
+    """value_nbytes gave every SPLAT 256 bytes (its fallback): a million-Gaussian splat (56 MB) counted as nothing
+    against the memory cache's budget and the disk cache's cap. It counts its arrays."""
+    import numpy as np
+    from graph_engine.cache import MemoryCache, value_nbytes
+    splat = _splat(np.full((1000, 3), 0.02))
+    size = sum(getattr(splat, k).nbytes for k in ("positions", "scales", "rotations", "opacities", "sh"))
+    assert value_nbytes(splat) == size == 1000 * 14 * 4
+    cache = MemoryCache(budget_bytes=size * 2)
+    for i in range(3):
+        cache.put(str(i), _splat(np.full((1000, 3), 0.02)))
+    assert len(cache) == 2 and cache.bytes == 2 * size
