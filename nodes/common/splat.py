@@ -47,6 +47,10 @@ class Splat:
     def __len__(self) -> int:
         return len(self.positions)
 
+    def nbytes_estimate(self) -> int:
+        """its arrays' bytes, as the memory cache's budget and the disk cache's cap count them"""
+        return sum(getattr(self, name).nbytes for name, _ in _FIELDS)
+
     def colors(self) -> np.ndarray:
         """float32 N x 3: each Gaussian's base colour (its band-0 harmonic), clipped to 0..1."""
         return np.clip(0.5 + C0 * self.sh[:, 0], 0.0, 1.0)
