@@ -89,3 +89,17 @@ def test_a_splat_is_counted_at_its_size_in_the_memory_cache():
     for i in range(3):
         cache.put(str(i), _splat(np.full((1000, 3), 0.02)))
     assert len(cache) == 2 and cache.bytes == 2 * size
+
+
+def test_auto_camera_frames_a_splat_of_one_place():
+    """splat.render's own camera (camera auto) framed a splat by how far its Gaussians' centres lie apart: one
+    Gaussian (or many in one place) put the camera 0.35 thousandths away, inside the near limit, and the picture
+    came out empty. It frames their size too."""
+    import numpy as np
+    from nodes.common.splat import Splat
+    from nodes.mesh.splat_render import render_frames
+    for n in (1, 5):
+        splat = Splat(np.tile([[1.0, 2.0, 3.0]], (n, 1)), np.full((n, 3), 0.05), np.tile([[1.0, 0, 0, 0]], (n, 1)),
+                      np.full(n, 0.9), np.zeros((n, 1, 3)))
+        _, cover = render_frames(splat, 32, 24, None)
+        assert 0.05 < cover.mean() < 0.95, (n, float(cover.mean()))
