@@ -351,6 +351,8 @@ def render_frames(splat, width: int, height: int, camera: Optional[dict], frames
     if camera is None:
         centre = xyz.mean(0) if len(xyz) else torch.zeros(3)
         extent = quantile((xyz - centre).norm(dim=-1), 0.99).clamp_min(1e-4) if len(xyz) else torch.tensor(1.0)
+        if len(xyz):    # Gaussians in one place (or one alone) put the camera inside the near limit: frame their size
+            extent = torch.maximum(extent, 3.0 * scale.float().max(-1).values.median() * float(splat_scale))
         distance = float(extent / (math.tan(math.radians(35.0) / 2) * 0.9))
         flip = torch.tensor([1.0, -1.0, -1.0])      # the splat's frame to the world's (its own inverse)
         y, p = math.radians(35.0), math.radians(30.0)
