@@ -27,3 +27,25 @@ def test_a_yaml_holding_half_a_utf16_pair_is_told_so_not_about_windows_paths(esc
 def test_a_windows_path_in_double_quotes_still_gets_its_advice():
     message = _said('kinograph: 1\nnodes:\n  v:\n    type: io.load_video\n    params:\n      path: "C:\\Users\\me.mp4"\n')
     assert "single quotes" in message
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG"])
+def test_an_animation_named_webp_that_is_not_one_plays_at_its_own_rate(tmp_path, fmt):
+    """A GIF or APNG saved under a .webp name (a download named by its address) was read by Pillow, its durations
+    from each decoded frame; attacker17 reads them from a WebP's ANMF headers, which such a file has none of, and it
+    played at the 10 fps default. Its rate is what Pillow reads from the file's own frames."""
+    from PIL import Image
+
+    from nodes.io.video_read import load_video
+    path = tmp_path / "download.webp"
+    frames = [Image.new("RGB", (16, 16), (40 * i, 0, 0)) for i in range(4)]
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=40, loop=0)
+    with Image.open(path) as im:
+        ms = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            im.load()
+            ms.append(im.info["duration"])
+    clip = load_video(str(path))
+    assert clip.length == len(ms) == 4
+    assert clip.fps == pytest.approx(1000 * len(ms) / sum(ms), rel=0.05)

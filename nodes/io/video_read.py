@@ -567,8 +567,6 @@ class PillowSource:
     def __init__(self, path: str):
         from PIL import Image
         self.path = path
-        if not Path(path).is_file():
-            VideoSource(path)       # says what is wrong with the path, as for any video
         try:
             self._im = Image.open(path)
             self._im.load()
@@ -604,6 +602,18 @@ class PillowSource:
         return out
 
 
+def _is_webp(path: str) -> bool:
+    """Whether the file is a WebP by its first bytes (RIFF....WEBP), whatever its name: a GIF or APNG saved under a
+    .webp name (a download named by its address) is read by FFmpeg, which finds its frames' times, and a WebP under
+    another name by Pillow, as FFmpeg finds no frames in an animated one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:                 # no such file, a folder, a numbered sequence's pattern: VideoSource says
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
 def _webp_durations(path: str, frames: int) -> List[int]:
     """The milliseconds each frame of an animated WebP lasts, from its ANMF chunks' headers (a 24-bit duration at
     byte 12, as libwebp's demuxer and so Pillow read it); [] for a still WebP. The walk stops after the `frames`
@@ -637,7 +647,7 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     if lut:
         from nodes.common.lut import parse_lut
         table = parse_lut(lut)
-    if Path(path).suffix.lower() == ".webp":
+    if _is_webp(path):
         if table is not None:
             raise NodeError(f"{path}: an animated WebP is 8-bit: apply the LUT with color.lut")
         src = PillowSource(path)
