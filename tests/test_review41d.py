@@ -49,3 +49,4 @@ def test_an_animation_named_webp_that_is_not_one_plays_at_its_own_rate(tmp_path,
     clip = load_video(str(path))
     assert clip.length == len(ms) == 4
     assert clip.fps == pytest.approx(1000 * len(ms) / sum(ms), rel=0.05)
+
