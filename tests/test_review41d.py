@@ -50,3 +50,26 @@ def test_an_animation_named_webp_that_is_not_one_plays_at_its_own_rate(tmp_path,
     assert clip.length == len(ms) == 4
     assert clip.fps == pytest.approx(1000 * len(ms) / sum(ms), rel=0.05)
 
+
+
+@pytest.mark.parametrize("late_transparency", [False, True])
+def test_a_gif_too_long_to_look_through_keeps_its_matte_and_is_not_said_to_be_transparent(tmp_path, monkeypatch,
+                                                                                           late_transparency):
+    """Past OPAQUE_LOOK_PIXELS (attacker17) a GIF keeps its matte unlooked: one whose transparency starts late keeps
+    it, as it should, but an opaque one (a 30 s 1080p screen recording is 600 million pixels) was logged as 'it has
+    transparency'. The log says what is known: it was not looked through."""
+    from PIL import Image
+
+    from nodes.io import video_read
+    frames = [Image.new("RGBA", (8, 8), (20 * i, 0, 0, 255)) for i in range(10)]       # differing: Pillow joins equal ones
+    if late_transparency:
+        frames[-1].putpixel((3, 3), (0, 0, 0, 0))
+    path = tmp_path / "long.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=40, disposal=2, optimize=False, loop=0)
+    monkeypatch.setattr(video_read, "OPAQUE_LOOK_PIXELS", 3 * 64)
+    source = video_read.VideoSource(str(path))
+    assert source._alpha
+    note, = [n for n in source.notes if "transparen" in n]
+    assert not note.startswith("it has transparency") and "not looked through" in note
+    monkeypatch.setattr(video_read, "OPAQUE_LOOK_PIXELS", 100 * 64)
+    assert video_read.VideoSource(str(path))._alpha == late_transparency

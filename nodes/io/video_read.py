@@ -39,17 +39,19 @@ ALPHA_NOTE = "it has transparency (an alpha channel): it travels with the clip (
              "alpha beside them) to io.save_video's prores or vp9, io.save_frames and video.over"
 
 
+UNLOOKED_GIF_NOTE = "it may have transparency (a GIF this long is not looked through for it): its alpha travels " \
+                    "with the clip as a transparent video's does; an opaque one's is solid throughout"
 # The pixels _opaque_gif decodes at most to look for transparency (1080p x 240 pictures, 800x600 x 1,000): each
 # picture of a GIF is drawn onto its whole canvas, so a 250-byte GIF of ten one-pixel pictures on a 10000x10000 canvas
 # took 9 s to open, 2,000 of them (34 KB) half an hour, before any frame was asked for.
 OPAQUE_LOOK_PIXELS = 500_000_000
 
 
-def _opaque_gif(path: str, container: str, f0) -> bool:
+def _opaque_gif(path: str, container: str, f0) -> Optional[bool]:
     """A GIF with no transparent pixel in any picture. FFmpeg decodes every GIF as BGRA, so each one, io.save_video's
     own among them, was said to have transparency, and writing it to .mp4 warned that its alpha was left out. Every
     picture is looked at: one opaque at first can clear to transparent later (a frame disposed to the background).
-    One longer than OPAQUE_LOOK_PIXELS keeps its matte (all opaque where it is), as a damaged one does."""
+    None for one longer than OPAQUE_LOOK_PIXELS: not looked through, it keeps its matte (all opaque where it is)."""
     import av
     if container != "gif" or f0.format.name != "bgra" or int(f0.to_ndarray()[..., 3].min()) != 255:
         return False
@@ -58,7 +60,9 @@ def _opaque_gif(path: str, container: str, f0) -> bool:
         with av.open(path) as c:
             for f in c.decode(video=0):
                 looked += f.width * f.height
-                if looked > OPAQUE_LOOK_PIXELS or int(f.to_ndarray()[..., 3].min()) != 255:
+                if looked > OPAQUE_LOOK_PIXELS:
+                    return None
+                if int(f.to_ndarray()[..., 3].min()) != 255:
                     return False
         return True
     except av.error.FFmpegError:        # a damaged GIF keeps its matte, as before; reading it says what is wrong
@@ -153,8 +157,9 @@ class VideoSource:
                         getattr(f0, "color_primaries", None)) == 9
         # What a transparent pixel stores is undefined (often the key colour): shown as io.load_image
         # shows a transparent picture, laid over black.
-        self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components) and not _opaque_gif(
-            path, self._container.format.name, f0)
+        carries_alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
+        opaque = carries_alpha and _opaque_gif(path, self._container.format.name, f0)   # None: not looked through
+        self._alpha = carries_alpha and not opaque
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
         # libswscale (FFmpeg 8), which PyAV runs on a thread per core, now and then turned the first 8 pixels of a
         # row where its slices meet into other values when converting 4:2:0 with alpha (VP9 and VP8 with
@@ -182,7 +187,7 @@ class VideoSource:
         self.deep = f0 is not None and _bits(f0) > 8 and not self._hdr
         self._deep_white = _rgb48_white(f0) if self.deep else 65535.0
         if self._alpha:
-            self.notes.append(ALPHA_NOTE)
+            self.notes.append(ALPHA_NOTE if opaque is not None else UNLOOKED_GIF_NOTE)
         if self._hdr:
             self.notes.append(f"it is HDR ({'HLG' if self._hdr == TRC_HLG else 'PQ'}"
                               f"{', BT.2020' if self._bt2020 else ''}): frames are mapped to SDR as an SDR screen "
