@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not depending on it are still written);
 2 the workflow or the command line is wrong, or a file it names is missing (nothing ran); 3 (import) the workflow
 was written with nodes mapped approximately (its report says how); 130 cancelled
-(Ctrl-C, SIGTERM), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
+(Ctrl-C, SIGTERM, SIGHUP), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
 (batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
 "failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}]).
 
@@ -200,13 +200,19 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .progress import Printable
+    from .progress import Printable, nowhere
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = Printable(sys.stdout), Printable(sys.stderr)
+    # Started with stdout or stderr closed (`>&-`, a daemon's job runner), Python has no stream for it: the first
+    # line printed raised AttributeError, and the render was lost or exited 1. Such lines go nowhere.
+    opened = [nowhere(fd) if s is None else None for fd, s in ((1, sys.stdout), (2, sys.stderr))]
+    sys.stdout, sys.stderr = (Printable(s if s is not None else o) for s, o in zip(saved, opened))
     try:
         return _main(argv)
     finally:
         sys.stdout, sys.stderr = saved
+        for o in opened:
+            if o is not None:
+                o.close()
 
 
 def _main(argv: Optional[List[str]] = None) -> int:
@@ -262,7 +268,8 @@ def _main(argv: Optional[List[str]] = None) -> int:
         _json_finish(args, "cancelled", cancelled=True)
         return EXIT_CANCELLED
     except BrokenPipeError:       # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from .progress import discard
+        discard(sys.stdout)
         return EXIT_OK
 
 
@@ -405,6 +412,8 @@ def cmd_run(args) -> int:
         return run_distributed(args, wf)
     if not args.no_precheck:
         _precheck(wf)
+    _refuse_full_disk(wf)
+    _check_device(wf, args.device)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
@@ -433,6 +442,39 @@ def _precheck(wf) -> None:
         print("kinograph: nothing ran: the workflow needs the files below (--no-precheck runs the nodes that do "
               "not need them)", file=sys.stderr)
         raise WorkflowError(problems)
+
+
+def _refuse_full_disk(wf) -> None:
+    """Refuse a run whose outputs' disk is full before any node runs. A farm's task is one run: on a disk that had
+    filled, each sampled for its hour and failed at its writer (a batch checks each of its jobs so). Exit 1, not 2:
+    nothing is wrong with the workflow, and the scheduler's retry runs it once space is freed."""
+    from graph_engine.errors import KinographError
+    from .batch import full_disk
+    why = full_disk(_output_paths(wf))
+    if why:
+        raise KinographError(f"nothing ran: {why}")
+
+
+def _check_device(wf, device: str) -> None:
+    """A GPU asked for (--device cuda, mps) that this machine cannot give, refused before any node runs where the
+    workflow has GPU nodes: the nodes before the first model load ran (a plate's decode, its preprocessing), then that
+    load failed. A workflow without them runs as before (the device is not used)."""
+    if device in ("auto", "cpu"):
+        return
+    from graph_engine.devices import resolve_device
+    from graph_engine.registry import default_registry
+    from .distributed import needs_gpu
+    if needs_gpu(wf, default_registry()):
+        resolve_device(device)
+
+
+def _output_paths(wf) -> List[str]:
+    """Every file or folder the workflow's nodes will write, resolved."""
+    from graph_engine.outputs import planned_outputs
+    from graph_engine.registry import default_registry
+    reg = default_registry()
+    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
+    return [p for _, _, _, p in planned_outputs(wf, specs)]
 
 
 def _say_estimate(wf, device: str, note) -> None:
@@ -503,11 +545,7 @@ def _note_relative_sets(sets: List[str], wf) -> None:
 
 def _announce_outputs(args, wf) -> None:
     """A workflow that arrived inside a video or picture says what it will write before it runs."""
-    from graph_engine.outputs import planned_outputs
-    from graph_engine.registry import default_registry
-    reg = default_registry()
-    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
-    paths = [p for _, _, _, p in planned_outputs(wf, specs)]
+    paths = _output_paths(wf)
     print(f"{args.workflow} carries a workflow; it will write:" if paths else
           f"{args.workflow} carries a workflow; it writes no files", file=sys.stderr)
     for p in paths:

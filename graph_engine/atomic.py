@@ -62,14 +62,27 @@ def record_written(path: PathLike) -> None:
         ledger = _ledger()
         ledger.parent.mkdir(parents=True, exist_ok=True)
         with _ledger_locked(ledger):
+            start = _line_start(ledger)
             fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "a", encoding="utf-8") as f:
-                f.write(entry + "\n")
+                f.write(start + entry + "\n")
         size = ledger.stat().st_size
         if size > LEDGER_COMPACT_BYTES and size > 2 * _compacted_size(ledger):
             _compact(ledger)
     except (OSError, NodeError) as e:
         _unrecorded(path, e)
+
+
+def _line_start(ledger: Path) -> str:
+    """'\n' where the record's last line was cut short (a power cut or a full disk as it was appended, zeros after it
+    where the file system's recovery padded it), so that the next entry starts a line of its own: appended onto the
+    broken one, it could not be read, and the next render's report was taken for someone else's file. Else ''."""
+    try:
+        with open(ledger, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return "" if f.read(1) == b"\n" else "\n"
+    except OSError:         # no record yet, or an empty one
+        return ""
 
 
 @contextmanager
@@ -249,6 +262,14 @@ def refusal(path: PathLike, overwrite: bool = False) -> Optional[str]:
     if _ledger_unwritable():
         why += (f" (if a run of Kinograph wrote it, its record of that could not be kept: {_ledger()} cannot be "
                 f"written. Set KINOGRAPH_DATA_DIR to a folder you can write)")
+    else:
+        from .workflow import MEDIA_SUFFIXES
+        if p.suffix.lower() not in MEDIA_SUFFIXES:
+            # A report, table or camera file carries no workflow: only the record of written files, one per machine
+            # and account, tells it is Kinograph's. A job run again on another render node refused the first node's.
+            why += (f" (if a render on another machine or account wrote it, the record of that is that machine's: "
+                    f"this one's is {_ledger()}. Give every render node one KINOGRAPH_DATA_DIR on a shared folder, "
+                    f"or set `overwrite: true`)")
     return why
 
 
@@ -431,12 +452,13 @@ def held_temporary(final: Path, suffix: Optional[str] = None) -> Tuple[int, Path
 @contextmanager
 def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = True,
                   suffix: Optional[str] = None, takes: Optional[list] = None,
-                  mode: Optional[int] = None) -> Iterator[Path]:
+                  mode: Optional[int] = None, folder_synced: bool = True) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path` (with its extension, or `suffix`, so encoders
     pick the format); when the block ends without error it becomes `path`, else it is removed.
     With a list as `takes` (a render), the file it replaces is kept as an earlier take
     (graph_engine.takes) and the take's path appended to the list. `mode`: the new file's
-    permissions (default: a new file's, by the umask)."""
+    permissions (default: a new file's, by the umask). `folder_synced=False`: the caller syncs the
+    folder (synced_folder) once after many files, as a frames folder does a block of frames."""
     final = Path(path)
     # Only the target itself may not be a link; a linked folder on the way is the user's own setup.
     why = refusal(final, overwrite)
@@ -465,7 +487,8 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
             os.chmod(tmp, _MODE if mode is None else mode)
             _synced(tmp, fd)
             _commit(tmp, final, overwrite, takes)
-            _synced_folder(final.parent)
+            if folder_synced:
+                synced_folder(final.parent)
         except FileNotFoundError:
             if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
                 raise NodeError(folder_removed(final)) from None
@@ -494,9 +517,10 @@ def _synced(tmp: Path, fd: int) -> None:
         pass
 
 
-def _synced_folder(folder: Path) -> None:
-    """The folder's new entry on the disk: without it the rename itself may be lost in a power cut. POSIX only
-    (Windows opens no folder to sync it; NTFS journals the rename)."""
+def synced_folder(folder: Path) -> None:
+    """The folder's new entries on the disk: without it a rename itself may be lost in a power cut. POSIX only
+    (Windows opens no folder to sync it; NTFS journals the rename). One sync covers every rename made in the folder
+    before it: a frames folder's 500 small frames took 6-8 s synced after each rename, 3 s once a block."""
     if os.name == "nt":
         return
     try:
