@@ -73,3 +73,18 @@ def test_a_gif_too_long_to_look_through_keeps_its_matte_and_is_not_said_to_be_tr
     assert not note.startswith("it has transparency") and "not looked through" in note
     monkeypatch.setattr(video_read, "OPAQUE_LOOK_PIXELS", 100 * 64)
     assert video_read.VideoSource(str(path))._alpha == late_transparency
+
+
+def test_a_real_rate_made_too_many_frames_is_not_called_damaged():
+    """attacker17's guard on io.load_video's fps refuses past MAX_HELD more frames than the file holds, saying 'the
+    file states a rate no video has (damaged or made to fill memory)': right for one frame a million seconds, wrong
+    for a day of 30 fps footage (a security camera's) asked at fps 60, whose rate is real. Each is told its own."""
+    from graph_engine import NodeError
+    from nodes.io.video_read import _resampled_count
+    with pytest.raises(NodeError) as long:
+        _resampled_count("cctv.mp4", 2_600_000, 30.0, 60.0)
+    said = str(long.value)
+    assert "no video has" not in said and "damaged" not in said
+    assert "5,199,998 frames" in said and "lower fps" in said and "cut the part you need first" in said
+    with pytest.raises(NodeError, match="the file states a rate no video has"):
+        _resampled_count("slow.mkv", 50, 1e-6, 24.0)

@@ -30,6 +30,8 @@ HOLD_FRAMES = 2
 # show them): a day at 30 fps. A 777-byte MKV whose second frame is stamped 115 days after its first made a
 # clip of 300 million frames, 2.4 GB and 20 s to open and forever to render.
 MAX_HELD = 30 * 86400
+# One frame an hour: a file stating a slower rate is damaged (a timelapse is encoded at a rate it plays at).
+LEAST_RATE = 1 / 3600
 # io.load_video's `deinterlace` choices. Interlaced video (DV, broadcast, VHS and DVD captures) holds two
 # fields taken 1/50 or 1/60 s apart in each frame: anything that moves is combed, and every node after
 # (flow, upscaling, a diffusion model) takes the comb for detail. Players deinterlace; so does "auto"
@@ -688,13 +690,19 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
 def _resampled_count(path: str, n_src: int, fps_src: float, fps: float) -> int:
     """The frames `n_src` at `fps_src` make at `fps`; NodeError past MAX_HELD more than it holds. A file may state
     any rate: a 3 KB MKV of 50 frames at one a million seconds (11 days each) made 1.2 billion frames at fps 24,
-    the frame index alone 9 GB before anything was read."""
+    the frame index alone 9 GB before anything was read. A real rate may make too many as well (a day of 30 fps
+    footage at fps 60): only a rate under LEAST_RATE is called damaged."""
     made = (n_src - 1) * fps / fps_src
     if made - n_src > MAX_HELD:
-        raise NodeError(f"{path}: its {n_src} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} "
-                        f"hours; at fps {fps:g} that is {made:,.0f} frames: the file states a rate no video has (it is "
-                        f"damaged or made to fill memory). Leave fps at 0 to take its frames as they are, or "
-                        f"re-encode it at a real rate, e.g. ffmpeg -i IN -r 24 OUT")
+        said = (f"{path}: its {n_src:,} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} hours; "
+                f"at fps {fps:g} that is {made:,.0f} frames")
+        if fps_src < LEAST_RATE:
+            raise NodeError(f"{said}: the file states a rate no video has (it is damaged or made to fill memory). "
+                            f"Leave fps at 0 to take its frames as they are, or re-encode it at a real rate, e.g. "
+                            f"ffmpeg -i IN -r 24 OUT")
+        raise NodeError(f"{said}, more than {MAX_HELD:,} beyond its own, which a clip holds at most: give a lower "
+                        f"fps, leave fps at 0 to take its frames as they are, or cut the part you need first (the "
+                        f"whole file is resampled before start and count), e.g. ffmpeg -ss 3600 -t 600 -i IN -c copy OUT")
     return int(np.floor(made)) + 1
 
 
