@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.properties = PropertiesPanel()
         self.viewer = ViewerPanel()
         self.log = LogPanel()
-        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads
+        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads; config.yaml
         self.queue = QueuePanel(self.runs)
         self.docks = {}
         # The canvas gets most of the window: the library shares the right column with the
@@ -298,6 +298,9 @@ class MainWindow(QMainWindow):
         self.run_button.setObjectName("RunButton")
         self.queue_label = QLabel()
         self.queue_label.setObjectName("QueueState")
+        # It names nodes and workflows as titled ('the last run failed at <b>Key</b>'): a QLabel takes a text with a
+        # tag in it for HTML, and drew the artist's title bold, or an image, or nothing.
+        self.queue_label.setTextFormat(Qt.PlainText)
         bar.addWidget(self.queue_label)
         self.runs.jobsChanged.connect(self._queue_state)
         self._queue_state()
