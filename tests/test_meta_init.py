@@ -59,3 +59,25 @@ def test_a_wan_file_loads_as_diffusers_computes_it(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(x, t, text, return_dict=False)[0], ref(x, t, text, return_dict=False)[0],
                               atol=1e-5)
+
+
+def test_transformers_text_encoders_initialise_as_before(monkeypatch):
+    """transformers' models initialise through its own copies of torch's initialisers, wrapped too: a CLIP text
+    encoder built with them holds what it holds built with torch's own, and builds on the meta device."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import initialization
+    cfg = CLIPTextConfig(vocab_size=50, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=7)
+    skip_init_on_meta()
+    assert all(getattr(fn, "skips_meta", False) for fn in initialization.TORCH_INIT_FUNCTIONS.values())
+    torch.manual_seed(0)
+    wrapped = CLIPTextModel(cfg).state_dict()
+    for name, fn in list(initialization.TORCH_INIT_FUNCTIONS.items()):
+        monkeypatch.setitem(initialization.TORCH_INIT_FUNCTIONS, name, fn.__wrapped__)
+    torch.manual_seed(0)
+    stock = CLIPTextModel(cfg).state_dict()
+    assert stock.keys() == wrapped.keys() and all(torch.equal(stock[k], wrapped[k]) for k in stock)
+    monkeypatch.undo()
+    with torch.device("meta"):
+        built = CLIPTextModel(cfg).state_dict()
+    assert built.keys() == stock.keys() and all(t.is_meta and t.shape == stock[k].shape for k, t in built.items())

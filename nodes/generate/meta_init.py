@@ -18,13 +18,20 @@ _lock = threading.Lock()
 
 
 def skip_init_on_meta() -> None:
-    """Wrap torch.nn.init's initialisers (once per process) so they pass meta tensors through untouched."""
+    """Wrap torch.nn.init's initialisers (once per process) so they pass meta tensors through untouched, and the
+    copies transformers keeps of them (its models' _init_weights call those: CLIP's text encoder drew a normal
+    sample for each of its meta tensors, two thirds of an SD 1.5 checkpoint's build)."""
+    import sys
     from torch.nn import init
+    hf = sys.modules.get("transformers.initialization")
     with _lock:
         for name in INITIALISERS:
             fn = getattr(init, name)
             if not getattr(fn, "skips_meta", False):
                 setattr(init, name, _skipping(fn))
+        for name, fn in getattr(hf, "TORCH_INIT_FUNCTIONS", {}).items():
+            if not getattr(fn, "skips_meta", False):
+                hf.TORCH_INIT_FUNCTIONS[name] = _skipping(fn)
 
 
 def _skipping(initialise):
