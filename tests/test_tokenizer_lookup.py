@@ -47,3 +47,23 @@ def test_an_sdxl_folders_tokenizer_is_found_listing_the_model_folders_once(encod
     (sdxl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
     found = tokenizer(path, CLIP_L)
     assert ids(found) == ids(CLIPTokenizer.from_pretrained(str(sdxl / "tokenizer"))) and calls == [1]
+
+
+def test_a_listing_works_the_model_folders_out_once_and_lists_what_each_kinds_folder_holds(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    for rel in ("checkpoints/sd15.safetensors", "loras/a.safetensors", "text_encoders/t5xxl.safetensors"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"x")
+    (models / "diffusers" / "sdxl-base").mkdir(parents=True)
+    (models / "diffusers" / "sdxl-base" / "model_index.json").write_text("{}")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    worked_out = []
+    real = models_dirs._model_dirs
+    monkeypatch.setattr(models_dirs, "_model_dirs", lambda: worked_out.append(1) or real())
+    listed = models_dirs.list_models()
+    assert worked_out == [1]
+    # diffusers/ is one of checkpoints' folders too (a whole pipeline loads as a checkpoint does): listed there, once
+    assert {k: [p.relative_to(models).as_posix() for p in v] for k, v in listed.items()} == {
+        "checkpoints": ["checkpoints/sd15.safetensors", "diffusers/sdxl-base"], "loras": ["loras/a.safetensors"],
+        "text_encoders": ["text_encoders/t5xxl.safetensors"]}
+    assert models_dirs._list_models() == listed         # as worked out anew for each kind, outside one look
