@@ -461,7 +461,7 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
             for job, payload in zip(jobs, payloads):
                 if cancel.cancelled:
                     break
-                full = _full_disk(job.outputs)
+                full = full_disk(job.outputs)
                 if full:
                     report.finished(job, {"ok": False, "seconds": None, "error": full})
                     continue
@@ -477,10 +477,10 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
     return cancel.cancelled
 
 
-def _full_disk(outputs: List[str]) -> Optional[str]:
+def full_disk(outputs: List[str]) -> Optional[str]:
     """Why a job cannot write its outputs now that their disk is full, or None. The disk that filled during a
     night's fifth job failed every job after it at its writer, each after sampling for its hour; such a job is
-    not run, and the retry line runs it once space is freed."""
+    not run, and the retry line runs it once space is freed (`kinograph run` asks the same before it runs)."""
     from graph_engine.free_space import disk_room
     from graph_engine.takes import on_full_disk
     for out in outputs:

@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not depending on it are still written);
 2 the workflow or the command line is wrong, or a file it names is missing (nothing ran); 3 (import) the workflow
 was written with nodes mapped approximately (its report says how); 130 cancelled
-(Ctrl-C, SIGTERM), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
+(Ctrl-C, SIGTERM, SIGHUP), nothing left half-written. With --json, stdout holds one JSON object per line and the last is run_finished
 (batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
 "failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}]).
 
@@ -120,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
                               "whether each file will load. To use it in every run, name it in KINOGRAPH_MODELS "
                               "(export KINOGRAPH_MODELS=~/ComfyUI/models) or under model_dirs: in config.yaml.")
     i.add_argument("folders", nargs="*", metavar="MODELS_FOLDER",
-                   help="model folders to look in first, as KINOGRAPH_MODELS would (this command only)")
+                   help="model folders to look in first, as KINOGRAPH_MODELS would (this command only); or model "
+                        "files, each said what it is, whether it loads and which sub-folder it goes in")
 
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
     c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
@@ -199,13 +200,19 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .progress import Printable
+    from .progress import Printable, nowhere
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = Printable(sys.stdout), Printable(sys.stderr)
+    # Started with stdout or stderr closed (`>&-`, a daemon's job runner), Python has no stream for it: the first
+    # line printed raised AttributeError, and the render was lost or exited 1. Such lines go nowhere.
+    opened = [nowhere(fd) if s is None else None for fd, s in ((1, sys.stdout), (2, sys.stderr))]
+    sys.stdout, sys.stderr = (Printable(s if s is not None else o) for s, o in zip(saved, opened))
     try:
         return _main(argv)
     finally:
         sys.stdout, sys.stderr = saved
+        for o in opened:
+            if o is not None:
+                o.close()
 
 
 def _main(argv: Optional[List[str]] = None) -> int:
@@ -261,7 +268,8 @@ def _main(argv: Optional[List[str]] = None) -> int:
         _json_finish(args, "cancelled", cancelled=True)
         return EXIT_CANCELLED
     except BrokenPipeError:       # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from .progress import discard
+        discard(sys.stdout)
         return EXIT_OK
 
 
@@ -404,6 +412,8 @@ def cmd_run(args) -> int:
         return run_distributed(args, wf)
     if not args.no_precheck:
         _precheck(wf)
+    _refuse_full_disk(wf)
+    _check_device(wf, args.device)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     _say_estimate(wf, args.device, printer.note)
     _say_nothing_kept(wf, printer.note)
@@ -432,6 +442,39 @@ def _precheck(wf) -> None:
         print("kinograph: nothing ran: the workflow needs the files below (--no-precheck runs the nodes that do "
               "not need them)", file=sys.stderr)
         raise WorkflowError(problems)
+
+
+def _refuse_full_disk(wf) -> None:
+    """Refuse a run whose outputs' disk is full before any node runs. A farm's task is one run: on a disk that had
+    filled, each sampled for its hour and failed at its writer (a batch checks each of its jobs so). Exit 1, not 2:
+    nothing is wrong with the workflow, and the scheduler's retry runs it once space is freed."""
+    from graph_engine.errors import KinographError
+    from .batch import full_disk
+    why = full_disk(_output_paths(wf))
+    if why:
+        raise KinographError(f"nothing ran: {why}")
+
+
+def _check_device(wf, device: str) -> None:
+    """A GPU asked for (--device cuda, mps) that this machine cannot give, refused before any node runs where the
+    workflow has GPU nodes: the nodes before the first model load ran (a plate's decode, its preprocessing), then that
+    load failed. A workflow without them runs as before (the device is not used)."""
+    if device in ("auto", "cpu"):
+        return
+    from graph_engine.devices import resolve_device
+    from graph_engine.registry import default_registry
+    from .distributed import needs_gpu
+    if needs_gpu(wf, default_registry()):
+        resolve_device(device)
+
+
+def _output_paths(wf) -> List[str]:
+    """Every file or folder the workflow's nodes will write, resolved."""
+    from graph_engine.outputs import planned_outputs
+    from graph_engine.registry import default_registry
+    reg = default_registry()
+    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
+    return [p for _, _, _, p in planned_outputs(wf, specs)]
 
 
 def _say_estimate(wf, device: str, note) -> None:
@@ -502,11 +545,7 @@ def _note_relative_sets(sets: List[str], wf) -> None:
 
 def _announce_outputs(args, wf) -> None:
     """A workflow that arrived inside a video or picture says what it will write before it runs."""
-    from graph_engine.outputs import planned_outputs
-    from graph_engine.registry import default_registry
-    reg = default_registry()
-    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
-    paths = [p for _, _, _, p in planned_outputs(wf, specs)]
+    paths = _output_paths(wf)
     print(f"{args.workflow} carries a workflow; it will write:" if paths else
           f"{args.workflow} carries a workflow; it writes no files", file=sys.stderr)
     for p in paths:
@@ -595,8 +634,14 @@ def _find_nodes(reg, specs, words: List[str]) -> list:
     typed, *named = _search_forms(words)
     found = holding(typed)
     if not found:
-        from .editor.fuzzy import comfyui_names
-        found = [s for s in specs if set(typed) & {n.lower() for n in comfyui_names(s.type).split()}]
+        # A ComfyUI name as a whole, typed with its spaces or without; else one whose words hold every word typed
+        # ('FILM' of 'FILM VFI'). Any one word matching ('image' of WAS's 'Image Resize') took 'image blur' and
+        # 'image sequence' to video.resize; the whole name alone left 'FILM' and 'VFI' finding nothing.
+        from .editor.fuzzy import comfyui_classes
+        phrase = "".join(typed)
+        names = {s.type: [c.lower() for c in comfyui_classes(s.type)] for s in specs}
+        found = ([s for s in specs if any("".join(c.split()) == phrase for c in names[s.type])]
+                 or [s for s in specs if any(set(typed) <= set(c.split()) for c in names[s.type])])
         if found:
             return found
     for form in named:      # 'sound' found three nodes, none of the audio ones
@@ -633,8 +678,40 @@ def cmd_info(args) -> int:
             os.environ["KINOGRAPH_MODELS"] = before
 
 
+def _wsl_hint(folder: str) -> str:
+    """Where WSL shows a Windows drive's folder (D:\\AI\\models is /mnt/d/AI/models), as an example; '' for a share."""
+    if len(folder) < 2 or folder[1] != ":" or not folder[0].isalpha():
+        return ""
+    rest = "/".join(p for p in folder[2:].replace("\\", "/").split("/") if p)
+    return f", such as /mnt/{folder[0].lower()}/{rest} under WSL"
+
+
+def _info_files(files: List[Path]) -> int:
+    """`kinograph info FILE ...`: what a downloaded file is, whether it loads and which sub-folder it goes in, read
+    from its header as a folder's files are; it was refused as 'not a folder'."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.split import folder_of
+    for f in files:
+        d = describe_model(f)
+        what = " ".join(x for x in (d["family"], d["variant"], d["role"]) if x)
+        line = f"{f}: {what}{', ' + d['precision'] if d['precision'] else ''}, loads {d['loads']}"
+        try:
+            folder = folder_of(detect_file(f))
+        except Exception:       # damaged or unknown: the note says what it is
+            folder = None
+        print(line + (f"; it goes in the {folder}/ sub-folder of a model folder (ComfyUI's models/{folder}/)"
+                      if folder else ""))
+        if d["note"]:
+            print(f"  ({d['note']})")
+    return EXIT_OK
+
+
 def _info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
+    from nodes.common.models_dirs import WEIGHT_SUFFIXES
+    if named and all(f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES for f in named):
+        return _info_files(named)
     for f in named:
         if not f.is_dir():
             print(f"kinograph info: {f} is not a folder: name the folder that holds your models (a ComfyUI "
@@ -659,6 +736,7 @@ def _info(args) -> int:
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs, unfoldered_pipelines
+    from nodes.common.models_dirs import every_dead_link, extra_windows_folders, unsearched_folders
     from nodes.common.models_dirs import LOADED_BY, locator
     from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
@@ -671,8 +749,12 @@ def _info(args) -> int:
     for d in model_dirs():
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
     # A second drive named in an extra_model_paths.yaml is searched too, and was not shown: say which file adds what.
+    windows = extra_windows_folders()
     for file, folders in extra_model_folders().items():
         print(f"  and, from {file}:")
+        for w in windows.get(file, ()):
+            print(f"    {w}  (a Windows folder, which names nothing on this computer: write it as this computer names "
+                  f"it{_wsl_hint(w)})")
         for d in folders:
             # ComfyUI's own example has "models/clip/  # legacy location still supported" in a | block, where a #
             # is text: ComfyUI and Kinograph both look for a folder of that name, which the bare (missing) left
@@ -680,6 +762,11 @@ def _info(args) -> int:
             hint = ": a # inside a | block is part of the folder name, for ComfyUI too; take the comment out of the " \
                 "block" if " #" in d.name else ""
             print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
+    for line in every_dead_link():
+        print(f"  {line}")
+    for d, n in unsearched_folders():
+        print(f"  {d}/ holds {n} model file{'s' if n > 1 else ''} and is not searched: no Kinograph node reads that "
+              f"kind of model")
     for p in loose_models():
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into {_home_of(p)}")
     for d in unfoldered_pipelines():

@@ -479,22 +479,44 @@ class WorkerPool:
 
     def local_copy(self, shard: Dict[str, Any], folder: Path) -> str:
         """The path of a file a worker wrote ({"path", "bytes", "pid"}) when this machine sees it
-        (shared filesystem); else the file fetched from that worker into `folder`."""
+        (shared filesystem); else the file fetched from that worker into `folder`. ShardLost where that worker
+        has died since (app.shard renders the shard again)."""
         path = shard["path"]
         if _visible(path, shard["bytes"]):
             return path
         ray = self.ray
-        actor = next((a for a in self.actors if ray.get(a.where.remote())["pid"] == shard["pid"]), None)
+        actor = self._alive(shard["pid"])
         if actor is None:
-            raise KinographError(f"{path} is on a worker that is gone and this machine cannot see it; "
-                                 f"put --cache-dir on a filesystem all nodes share")
+            raise ShardLost(f"{path} is on a worker that is gone and this machine cannot see it; "
+                            f"put --cache-dir on a filesystem all nodes share")
         folder.mkdir(parents=True, exist_ok=True)
         local = folder / f"fetched_{Path(path).name}"
-        with open(local, "wb") as f:
-            for off in range(0, shard["bytes"], FETCH_BYTES):
-                f.write(ray.get(actor.read.remote(path, off, FETCH_BYTES)))
-        ray.get(actor.remove.remote(path))
+        try:
+            with open(local, "wb") as f:
+                for off in range(0, shard["bytes"], FETCH_BYTES):
+                    f.write(ray.get(actor.read.remote(path, off, FETCH_BYTES)))
+            ray.get(actor.remove.remote(path))
+        except ray.exceptions.RayError as e:        # the worker died while its shard came over
+            local.unlink(missing_ok=True)
+            self._drop(actor)
+            raise ShardLost(f"the worker holding {path} died while it was fetched ({_short(e)})") from None
         return str(local)
+
+    def _alive(self, pid: int) -> Any:
+        """The live worker whose process is `pid`, or None. One that died since its last call (the OOM killer, a
+        preempted node) is dropped: asking it where it ran raised Ray's RayActorError out of the command, a traceback
+        and no run_finished, where another worker held the shard being fetched."""
+        for actor in list(self.actors):
+            try:
+                if self.ray.get(actor.where.remote())["pid"] == pid:
+                    return actor
+            except self.ray.exceptions.RayError:
+                self._drop(actor)
+        return None
+
+
+class ShardLost(KinographError):
+    """A shard's file is only on a worker that has died: it has to be rendered again."""
 
 
 def _what(key: Any, method: str, args: tuple) -> str:

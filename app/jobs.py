@@ -105,22 +105,31 @@ def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = No
     return guard(go)
 
 
+# What ends a command from outside: Ctrl-C, a job scheduler's SIGTERM, and the hang-up of the terminal or ssh
+# session it was started from (SIGHUP, where there is one), which ended it where it stood: no summary in batch.log,
+# no --json finished event.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+FROM_OUTSIDE = STOP_SIGNALS[1:]
+_SAID = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "hung up (SIGHUP)"}
+
+
 @contextmanager
 def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Iterator[CancelToken]:
-    """The first Ctrl-C (SIGINT), or SIGTERM as a job scheduler sends it, cancels `cancel` (the run
-    stops cleanly at the next node or progress report, removing its unfinished outputs); a second
-    one raises KeyboardInterrupt at once. SIGTERM's default would kill the process on the spot,
-    leaving the hidden .partial files behind. The old handlers come back after."""
+    """The first Ctrl-C (SIGINT), SIGTERM as a job scheduler sends it, or SIGHUP as a closed terminal sends it,
+    cancels `cancel` (the run stops cleanly at the next node or progress report, removing its unfinished outputs);
+    a second one raises KeyboardInterrupt at once. Their default would kill the process on the spot, leaving the
+    hidden .partial files behind. The old handlers come back after."""
     def on_signal(signum, frame):
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
-        if signum == signal.SIGTERM:
-            note("terminated (SIGTERM): cancelling... (a second SIGTERM stops at once)")
+        name = signal.Signals(signum).name
+        if name in _SAID:
+            note(f"{_SAID[name]}: cancelling... (a second {name} stops at once)")
         else:
             note("cancelling... (Ctrl-C again to stop at once)")
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         yield cancel
     finally:
@@ -130,14 +139,16 @@ def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Ite
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Inside, SIGTERM raises KeyboardInterrupt, so what stops cleanly on Ctrl-C (stopping the Ray
-    workers, printing the summary) does the same for a scheduler's SIGTERM. Entered after ray.init,
-    it stands in for Ray's own handler, which dumped a C++ stack and exited 1. The old handler comes back after."""
+    """Inside, SIGTERM (and SIGHUP) raises KeyboardInterrupt, so what stops cleanly on Ctrl-C (stopping the Ray
+    workers, printing the summary) does the same for a scheduler's SIGTERM or a closed terminal. Entered after
+    ray.init, it stands in for Ray's own handler, which dumped a C++ stack and exited 1. The old handlers come
+    back after."""
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    old = {sig: signal.signal(sig, on_term) for sig in FROM_OUTSIDE}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

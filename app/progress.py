@@ -5,6 +5,8 @@ Progress bars are tqdm's, one per running node, on a terminal only. A log file (
 long node shows it is moving and a farm can read its percentage."""
 from __future__ import annotations
 
+import datetime
+import errno
 import json
 import os
 import re
@@ -34,7 +36,21 @@ class Printable:
         self.raw = raw
 
     def write(self, text: str) -> int:
-        self.raw.write(printable(text))
+        try:
+            self.raw.write(printable(text))
+        except UnicodeEncodeError:
+            # A Windows render node's stdout in a file or pipe encodes in the ANSI code page, strictly: 'wrote PATH'
+            # for a shot folder named in Japanese raised after the render was written, exit 1 for a finished render.
+            # Escapes instead, as stderr writes them.
+            encoding = getattr(self.raw, "encoding", None) or "ascii"
+            self.raw.write(printable(text).encode(encoding, "backslashreplace").decode(encoding))
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            # A terminal that hung up (`kinograph run shot.yaml > out.log &`, then the ssh session closed): the
+            # first line raised out of the render, which died with nothing written. These lines are its report,
+            # the render is the product: what cannot be shown goes nowhere, as for a reader that left a pipe.
+            discard(self.raw)
         return len(text)
 
     def __getattr__(self, name):        # flush, fileno, isatty, encoding, buffer: the stream's own
@@ -54,11 +70,37 @@ def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
         stream.flush()
         return True
     except BrokenPipeError:
-        try:        # what is still buffered, and Python's flush at exit, go nowhere instead of raising again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+        discard(stream)
         return False
+
+
+def nowhere(fd: int) -> TextIO:
+    """A stream to /dev/null for the standard descriptor `fd` that the process was started without. The descriptor
+    gets /dev/null too where it is closed, so that a file opened later does not take its number and receive what a
+    child (ffmpeg) prints there."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return open(os.devnull, "w", encoding="utf-8")
+
+
+def discard(stream: TextIO) -> None:
+    """What is still buffered for `stream`, what is written to it from now on and Python's flush at exit go nowhere
+    (its file descriptor is made /dev/null's) instead of raising again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(null)
 
 
 # A job running elsewhere (a Ray worker, a batch's job) passes its node events on to whoever watches
@@ -96,8 +138,10 @@ PACE_AFTER_S = 60
 
 
 def now_text() -> str:
-    """The local date and time with its offset (2026-12-06T03:12:44+0100), as logs give it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    """The local date and time with its offset, as RFC 3339 writes them (2026-12-06T03:12:44+01:00): logs give it,
+    and --json's started_at / finished_at, where +0100 was refused by Python 3.10's datetime.fromisoformat (a farm
+    wrapper's) and by strict ISO 8601 parsers."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 class ProgressPrinter:

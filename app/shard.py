@@ -254,7 +254,7 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
                if not o["ok"]}
         if bad:
             return {"ok": False, "results": {}, "failed": bad, "shards": [done[i] for i in sorted(done)]}
-        files = [pool.local_copy(done[i], folder) for i in range(len(ranges))]
+        files = _fetched(pool, calls, done, folder)
         emit({"event": "node_started", "node": plan.writer, "type": wf.graph.nodes[plan.writer].type})
         t0 = time.perf_counter()
         result = write_joined(registry, plan, joined_clip(registry, files, ranges, info),
@@ -266,6 +266,33 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
         _clean(done, folder)
         if lock >= 0:
             os.close(lock)
+
+
+def _fetched(pool, calls: List[tuple], done: Dict[int, Dict[str, Any]], folder: Path) -> List[str]:
+    """Each shard's file, on this machine. On a cluster without a shared filesystem a shard comes from the worker
+    that rendered it; one whose worker died after it (the OOM killer, a preempted node) failed the whole render at
+    its end, every other shard's work thrown away. It is rendered again on a live worker, once."""
+    from .distributed import ShardLost
+    files: Dict[int, str] = {}
+    for attempt in (0, 1):
+        lost = []
+        for i in range(len(calls)):
+            if i in files:
+                continue
+            try:
+                files[i] = pool.local_copy(done[i], folder)
+            except ShardLost as e:
+                if attempt:
+                    raise
+                lost.append(i)
+                pool.note(f"shard {i} (frames {calls[i][2][2]}-{calls[i][2][3] - 1}): {e}; rendering it again")
+        if not lost:
+            break
+        for i, out in pool.imap([calls[i] for i in lost]):
+            if not out["ok"]:
+                raise KinographError(f"shard {i}, rendered again after its worker died, failed: {out['error']}")
+            done[i] = out
+    return [files[i] for i in range(len(calls))]
 
 
 def _clean(done: Dict[int, Dict[str, Any]], folder: Path) -> None:

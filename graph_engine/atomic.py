@@ -61,14 +61,46 @@ def record_written(path: PathLike) -> None:
         entry = json.dumps({"path": os.path.realpath(path), "stamp": _stamp(Path(path))})
         ledger = _ledger()
         ledger.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(entry + "\n")
+        with _ledger_locked(ledger):
+            start = _line_start(ledger)
+            fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(start + entry + "\n")
         size = ledger.stat().st_size
         if size > LEDGER_COMPACT_BYTES and size > 2 * _compacted_size(ledger):
             _compact(ledger)
     except (OSError, NodeError) as e:
         _unrecorded(path, e)
+
+
+def _line_start(ledger: Path) -> str:
+    """'\n' where the record's last line was cut short (a power cut or a full disk as it was appended, zeros after it
+    where the file system's recovery padded it), so that the next entry starts a line of its own: appended onto the
+    broken one, it could not be read, and the next render's report was taken for someone else's file. Else ''."""
+    try:
+        with open(ledger, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return "" if f.read(1) == b"\n" else "\n"
+    except OSError:         # no record yet, or an empty one
+        return ""
+
+
+@contextmanager
+def _ledger_locked(ledger: Path) -> Iterator[None]:
+    """Hold the record's lock (a file beside it: compaction replaces the record itself, so a lock on it would be on
+    a file no longer named so) while appending to it or compacting it. Compaction reads the record and writes it
+    again whole: an output another process (a farm's second worker, the editor beside `kinograph run`) recorded in
+    between was lost. Where there are no such locks (Windows), the append alone is as before."""
+    fd = os.open(ledger.with_name(ledger.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):      # no fcntl (Windows), or a filesystem without flock
+            pass
+        yield
+    finally:
+        os.close(fd)        # drops the lock
 
 
 _told: set = set()
@@ -118,16 +150,17 @@ def _compact(ledger: Path) -> None:
     """Keep only entries whose file is still the one Kinograph wrote. The first line says the size this left, so that
     the next compaction waits until the record has doubled: a render account's outputs are kept, and past
     LEDGER_COMPACT_BYTES of them every output re-read the record, checked each file it names and rewrote it."""
-    keep = {}
-    for path, stamp in _entries(ledger):
-        try:
-            if _stamp(Path(path)) == stamp:
-                keep[path] = stamp
-        except OSError:
-            continue
-    body = "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items())
-    head = json.dumps({"compacted": len(body.encode())}) + "\n"
-    write_bytes(ledger, (head + body).encode(), overwrite=True, record=False)
+    with _ledger_locked(ledger):
+        keep = {}
+        for path, stamp in _entries(ledger):
+            try:
+                if _stamp(Path(path)) == stamp:
+                    keep[path] = stamp
+            except OSError:
+                continue
+        body = "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items())
+        head = json.dumps({"compacted": len(body.encode())}) + "\n"
+        write_bytes(ledger, (head + body).encode(), overwrite=True, record=False)
 
 
 def _compacted_size(ledger: Path) -> int:
@@ -229,6 +262,14 @@ def refusal(path: PathLike, overwrite: bool = False) -> Optional[str]:
     if _ledger_unwritable():
         why += (f" (if a run of Kinograph wrote it, its record of that could not be kept: {_ledger()} cannot be "
                 f"written. Set KINOGRAPH_DATA_DIR to a folder you can write)")
+    else:
+        from .workflow import MEDIA_SUFFIXES
+        if p.suffix.lower() not in MEDIA_SUFFIXES:
+            # A report, table or camera file carries no workflow: only the record of written files, one per machine
+            # and account, tells it is Kinograph's. A job run again on another render node refused the first node's.
+            why += (f" (if a render on another machine or account wrote it, the record of that is that machine's: "
+                    f"this one's is {_ledger()}. Give every render node one KINOGRAPH_DATA_DIR on a shared folder, "
+                    f"or set `overwrite: true`)")
     return why
 
 
@@ -411,12 +452,13 @@ def held_temporary(final: Path, suffix: Optional[str] = None) -> Tuple[int, Path
 @contextmanager
 def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = True,
                   suffix: Optional[str] = None, takes: Optional[list] = None,
-                  mode: Optional[int] = None) -> Iterator[Path]:
+                  mode: Optional[int] = None, folder_synced: bool = True) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path` (with its extension, or `suffix`, so encoders
     pick the format); when the block ends without error it becomes `path`, else it is removed.
     With a list as `takes` (a render), the file it replaces is kept as an earlier take
     (graph_engine.takes) and the take's path appended to the list. `mode`: the new file's
-    permissions (default: a new file's, by the umask)."""
+    permissions (default: a new file's, by the umask). `folder_synced=False`: the caller syncs the
+    folder (synced_folder) once after many files, as a frames folder does a block of frames."""
     final = Path(path)
     # Only the target itself may not be a link; a linked folder on the way is the user's own setup.
     why = refusal(final, overwrite)
@@ -443,7 +485,10 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         yield tmp
         try:
             os.chmod(tmp, _MODE if mode is None else mode)
+            _synced(tmp, fd)
             _commit(tmp, final, overwrite, takes)
+            if folder_synced:
+                synced_folder(final.parent)
         except FileNotFoundError:
             if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
                 raise NodeError(folder_removed(final)) from None
@@ -458,6 +503,38 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         record_written(final)
 
 
+def _synced(tmp: Path, fd: int) -> None:
+    """The temporary's data on the disk before it is renamed: ext4 and XFS may commit the rename first, and after a
+    power cut the render or the saved workflow was there under its name, empty. Through the held descriptor where
+    there is one (an encoder writes by the path; any descriptor of the file syncs its data)."""
+    try:
+        if fd >= 0:
+            os.fsync(fd)
+            return
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError:         # a filesystem without fsync (some FUSE and network ones say EINVAL): as before
+        pass
+
+
+def synced_folder(folder: Path) -> None:
+    """The folder's new entries on the disk: without it a rename itself may be lost in a power cut. POSIX only
+    (Windows opens no folder to sync it; NTFS journals the rename). One sync covers every rename made in the folder
+    before it: a frames folder's 500 small frames took 6-8 s synced after each rename, 3 s once a block."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:         # a filesystem that syncs no folders (EINVAL)
+        pass
+    finally:
+        os.close(fd)
+
+
 def folder_removed(final: Path) -> str:
     """The message for an output folder deleted under a running writer (atomic_output's rename, or
     ffmpeg writing into it), naming the file and not its temporary."""
@@ -469,8 +546,6 @@ def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False, record:
     with atomic_output(path, overwrite=overwrite, record=record, mode=mode) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text(path: PathLike, text: str, *, overwrite: bool = False, record: bool = True) -> None:

@@ -16,10 +16,12 @@ import logging
 import os
 import re
 import shutil
+import socket
 import stat
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from collections import OrderedDict
 from pathlib import Path
@@ -130,11 +132,14 @@ class _FramesFile:
     The file is read through the handle opened here: the entry may be evicted meanwhile (a later entry of this run
     filling the cap, another worker sharing the folder), and a clip read by its name failed at its next chunk with
     FileNotFoundError on the cache's own file; an open file stays readable. Beyond OPEN_FRAMES the least recently
-    read one is closed, and opened again by its name when it is next read."""
+    read one is closed, and read again through a hard link to it made as it closes (_set_aside): opened again by
+    its name, an evicted entry's file failed the same way."""
 
     def __init__(self, path: Path, sha256: Optional[str] = None):
         self.path, self.sha256 = path, sha256
-        self.handle: list = [None]      # the open file, shared with the finalizer that closes it with the clip
+        # the open file, the link it is read through once closed past OPEN_FRAMES, and its own path; shared with the
+        # finalizer that closes it and removes the link with the clip
+        self.handle: list = [None, None, path]
         self.identity: Optional[Tuple[int, ...]] = None
         with _open_lock:
             f = self._open()
@@ -154,16 +159,19 @@ class _FramesFile:
                 raise
             if not _HOLD_OPEN:
                 _FramesFile._close(id(self), self.handle)
-        weakref.finalize(self, _FramesFile._closing, self.handle)
+        weakref.finalize(self, _FramesFile._finished, self.handle)
 
     def _open(self):
         """The open file, this one now the most recently read (under _open_lock)."""
         if self.handle[0] is None:
-            f = open(self.path, "rb")
+            f = open(self.handle[1] or self.path, "rb")
             self._same(f)
             self.handle[0] = f
-            while len(_opened) >= OPEN_FRAMES:
-                _FramesFile._closing(_opened.popitem(last=False)[1])     # its clip may be gone (see _closing)
+            for key in list(_opened):       # the least recently read first; its clip may be gone (see _closing)
+                if len(_opened) < OPEN_FRAMES:
+                    break
+                if _set_aside(_opened[key]):
+                    del _opened[key]
         _opened[id(self)] = self.handle
         _opened.move_to_end(id(self))
         return self.handle[0]
@@ -181,6 +189,16 @@ class _FramesFile:
                 raise ValueError(f"{self.path} changed while this clip was read (its cache entry was evicted and "
                                  f"stored again with other bytes)")
         self.identity = identity
+
+    @staticmethod
+    def _finished(handle: list) -> None:
+        """The clip is gone: its file closed and the link it was read through, if any, removed."""
+        _FramesFile._closing(handle)
+        if handle[1] is not None:
+            try:
+                os.unlink(handle[1])
+            except OSError:     # its cache folder cleared meanwhile
+                pass
 
     @staticmethod
     def _close(key: int, handle: list) -> None:
@@ -209,6 +227,70 @@ class _FramesFile:
                 if not _HOLD_OPEN:
                     _FramesFile._close(id(self), self.handle)
         return block
+
+
+def _set_aside(handle: list) -> bool:
+    """Close a frames file past OPEN_FRAMES, first linking it (hard) under the cache's tmp/ so that it stays
+    readable when its entry is evicted, by this process or another sharing the folder; whether it was closed. The
+    link is named by host and process, and those of a process of this host no longer running are removed
+    (_remove_dead_links). One whose entry is evicted already (no name left to link) is kept open, the only way to
+    its frames; where no link can be made otherwise (no hard links on this filesystem) it is closed all the same,
+    to be opened again by its name."""
+    f, link, path = handle
+    if f is None or link is not None:       # the clip is gone, or is read through its link already
+        _FramesFile._closing(handle)
+        return True
+    tmp = path.parents[2] / "tmp"
+    link = tmp / f"{_READING}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.npy"
+    try:
+        tmp.mkdir(exist_ok=True)
+        if tmp not in _swept_links:     # once a process for each folder
+            _swept_links.add(tmp)
+            _remove_dead_links(tmp)
+        os.link(path, link)
+        if os.stat(link).st_ino == os.fstat(f.fileno()).st_ino:
+            handle[1] = link
+        else:                               # evicted and stored again: not this clip's file
+            os.unlink(link)
+    except OSError:
+        pass
+    if handle[1] is None and os.fstat(f.fileno()).st_nlink == 0:
+        return False                        # evicted: closed, its frames would be lost
+    _FramesFile._closing(handle)
+    return True
+
+
+# the name that begins the links _set_aside makes
+_READING = "reading"
+_swept_links: set = set()
+
+
+def _remove_dead_links(tmp: Path) -> None:
+    """Remove the links _set_aside made for processes of this host that have ended: a killed process leaves its
+    links, which would hold evicted entries' bytes on the disk for ever. Another host's are left: no process of it
+    can be asked after."""
+    mine = re.compile(rf"{_READING}\.{re.escape(socket.gethostname())}\.(\d+)\.[0-9a-f]{{32}}\.npy")
+    try:
+        found = list(os.scandir(tmp))
+    except OSError:             # no tmp/ yet
+        return
+    for e in found:
+        m = mine.fullmatch(e.name)
+        if m and not _running(int(m.group(1))):
+            try:
+                os.unlink(e.path)
+            except OSError:
+                pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:             # another user's process: running
+        return True
+    return True
 
 
 def _storable(value: Any) -> bool:
@@ -546,6 +628,9 @@ class DiskCache:
             # Where no lock tells a writer from a killed one (Windows, NFS), none was ever removed: they go, as before.
             if not held(e.path):
                 shutil.rmtree(e.path, ignore_errors=True)
+        # the links killed processes read evicted clips through: a few clips' worth of bytes each, which only a
+        # later process closing clips past OPEN_FRAMES in this cache swept
+        _remove_dead_links(self.root / "tmp")
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:
                 d.rmdir()           # only when empty: anything else in it is not ours

@@ -73,13 +73,24 @@ KEYS = {
 DEFAULTS = {"memory_cache_mb": 2048, "disk_cache_gb": 20}
 
 
-@lru_cache(maxsize=1)
 def settings() -> Dict[str, Any]:
     """`config.yaml` in the config folder; absent means defaults. A mistake in it (broken YAML,
     an unknown key, a value of the wrong kind) is a warning naming the file and line, once per
-    process, and that part falls back to the default: a typo must not pass unnoticed, nor stop a render."""
+    version of the file, and that part falls back to the default: a typo must not pass unnoticed, nor stop a render.
+    Read again when the file changed: a model folder added to it while the editor was open (as the 'not in the model
+    folders' message advises) went unseen, the run refused, until the editor was restarted."""
     path = config_dir() / "config.yaml"
-    if not path.is_file():
+    try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None
+    return _read_settings(path, stamp)
+
+
+@lru_cache(maxsize=4)
+def _read_settings(path: Path, stamp) -> Dict[str, Any]:
+    if stamp is None or not path.is_file():
         return {}
     import yaml
     try:
@@ -125,6 +136,7 @@ def settings() -> Dict[str, Any]:
 # ran in, a show's config (KINOGRAPH_CONFIG_DIR=/show/kinograph, `model_dirs: [models]`) found no models on a farm,
 # whose tasks each start in a folder of their own.
 FOLDER_KEYS = ("output_dir", "model_dirs", "extra_model_paths")
+settings.cache_clear = _read_settings.cache_clear       # forgets what was read (tests call it, as before)
 
 
 def _beside(folder: Path, value: Any) -> Any:

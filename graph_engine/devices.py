@@ -3,6 +3,7 @@ when a node actually asks for the device, so pure video graphs never pay for it.
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 from contextlib import contextmanager
 from functools import lru_cache
@@ -37,8 +38,7 @@ def resolve_device(pref: str = "auto") -> str:
         if pref.startswith("cuda"):
             if not torch.cuda.is_available():
                 from .errors import KinographError
-                raise KinographError(f"device {pref!r} asked for, but this PyTorch build sees no CUDA GPU "
-                                     "(install a CUDA build of torch, see README) - use --device cpu")
+                raise KinographError(_no_cuda(pref, torch))
             return pref
         if pref == "mps":
             if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -50,6 +50,21 @@ def resolve_device(pref: str = "auto") -> str:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
     return "cpu"
+
+
+def _no_cuda(pref: str, torch) -> str:
+    """Why `pref` (cuda, cuda:N) cannot be had here. A CUDA build of torch that sees no GPU is the machine's doing, not
+    the install's: a render node whose scheduler gave this job no GPU (CUDA_VISIBLE_DEVICES), or whose driver broke
+    after an update, was told to install a CUDA build of torch, which it had."""
+    if torch.version.cuda is None:
+        return (f"device {pref!r} asked for, but this PyTorch build sees no CUDA GPU (install a CUDA build of torch, "
+                "see README) - use --device cpu")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    told = "" if visible is None else \
+        f"CUDA_VISIBLE_DEVICES is set to {visible!r} (a job scheduler's GPU assignment), which names no GPU here; "
+    return (f"device {pref!r} asked for, but this CUDA build of torch (CUDA {torch.version.cuda}) sees no GPU on this "
+            f"machine: {told}`nvidia-smi` shows whether the driver sees one (after a driver update, not until the "
+            "machine restarts) - or use --device cpu")
 
 
 # The device preference of the run whose node is executing (set by the executor around each node): code that

@@ -80,8 +80,11 @@ def foreign_path(value: str, reads: bool) -> str:
             f"path relative to the workflow's folder (out/{name})")
 
 
-# Names Windows gives to devices, whatever follows a dot (NUL.mp4 is the device too).
-_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+# Names Windows gives to devices, whatever follows a dot (NUL.mp4 is the device too): the consoles' own CONIN$ and
+# CONOUT$, and the ports numbered by a superscript 1, 2 or 3 (COM², as Windows reads it), as Python's
+# ntpath.isreserved lists them.
+_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+             *(f"{port}{i}" for port in ("COM", "LPT") for i in "123456789\u00b9\u00b2\u00b3")}
 _NOT_ON_WINDOWS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 

@@ -96,6 +96,11 @@ class Registry:
                 sys.modules[name] = module
                 spec.loader.exec_module(module)
                 self.register_module(module)
+            except SystemExit as e:
+                # A script dropped here (one ending in sys.exit, one reading its command line with argparse) ended
+                # every command as the nodes loaded: sys.exit(0) made a farm's renders exit 0, nothing written.
+                self.load_errors.append(f"user node file {path} failed to load: it called sys.exit({e.code!r}) as "
+                                        "it was imported (a script, not a node file? move it out of this folder)")
             except Exception as e:
                 self.load_errors.append(f"user node file {path} failed to load: {e}")
 

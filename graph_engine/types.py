@@ -97,6 +97,8 @@ MESH = register_type("MESH", "#c0a0e0", help="a triangle mesh: vertices, faces a
                      "normal, texture coordinate) with its texture (nodes/common/mesh.py; ComfyUI's MESH)")
 VOXEL = register_type("VOXEL", "#a080c0", help="a dense grid of occupancy or signed distance over a box "
                       "(nodes/common/mesh.py; ComfyUI's VOXEL)")
+SPLAT = register_type("SPLAT", "#c0a0a0", help="3-D Gaussians: positions, scales, rotations, opacities and colour "
+                      "harmonics (nodes/common/splat.py; ComfyUI's SPLAT)")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")
 SIGMAS = register_type("SIGMAS", "#c0c0c0", help="noise levels of a sampling schedule")
 UPSCALE_MODEL = register_type("UPSCALE_MODEL", "#c08040", port="upscale_model", help="a super-resolution network")

@@ -471,10 +471,13 @@ def missing_models(wf: Workflow, registry: Registry, where: str = "", only=None)
             # The other model folder holding it (a VAE in diffusion_models/), as the run's message says
             elsewhere = getattr(p.locate, "elsewhere", None)
             elsewhere = elsewhere(value) if elsewhere else []
+            dead = getattr(p.locate, "dead_links", None)
+            dead = dead(value) if dead else []
             beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
                 os.path.dirname(value.replace("\\", "/")) else ""
             out.setdefault(nid, {})[name] = MissingModel(
                 f"{name}: {value!r} is not in the model folders{looked} nor beside the workflow{beside}; "
+                + "".join(f"{d}; " for d in dead)
                 + (f"close names there: {', '.join(close)} (set {name} to one); " if close else "")
                 + "".join(f"{e}; " for e in elsewhere)
                 + f"{put} (`kinograph info` lists the folders and the models in them)", into)

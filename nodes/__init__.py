@@ -56,3 +56,12 @@ NODE_MODULES = [
     "nodes.video.nodes",
     "nodes.video.test_pattern",
 ]
+
+# Every chat template transformers renders, in the pipelines these nodes call too, goes through the capped child
+# (generate.chat_template says why), and diffusers' reading of a part's weights checks the run's cancel
+# (generate.diffusers_cancel); routed here, where any node's code is first imported.
+from nodes.generate.chat_template import route_chat_templates  # noqa: E402
+from nodes.generate.diffusers_cancel import cancellable_diffusers_loads  # noqa: E402
+
+route_chat_templates()
+cancellable_diffusers_loads()

@@ -840,7 +840,7 @@ def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tm
     assert jobs[2]["error"].startswith(f"{broken}:2: not valid YAML") and jobs[2]["seconds"] is None
     assert "start=100 is past the end of the clip (6 frames)" in jobs[3]["error"]
     assert jobs[4]["error"] == f"{tmp_path / 'gone.yaml'}: no such file"
-    assert all(len(r["finished_at"]) == 24 for r in jobs.values())
+    assert all(len(r["finished_at"]) == 25 for r in jobs.values())     # 2026-12-06T03:12:44+01:00
     for n in (1, 2):
         assert load_video(str(tmp_path / f"out/shot_{n}.mkv")).length == 6
     end = rows[-1]

@@ -436,7 +436,7 @@ def test_failed_node_badge_and_go_to_node(win, monkeypatch):
     st = win.runs.status[load]
     assert st.state == "failed" and "clip.mp4" in st.message
     assert win.runs.status[save].state == "skipped"
-    assert "go to load_video" in win.log.toPlainText()
+    assert f"go to {c.named(load)}" in win.log.toPlainText()
     win.scene.clearSelection()
     win.log.nodeClicked.emit(load)
     assert win.scene.selected_nodes() == [load]

@@ -39,7 +39,7 @@ def test_a_run_with_a_missing_model_file_starts_no_node_and_names_the_file(make_
     assert said.startswith("Nothing ran: 1 file missing or damaged (see the Log): vae2: ")
     assert "my_wan_vae.safetensors" in said and f"into {models / 'vae'}" in said       # where to put it
     log = w.log.toPlainText()
-    assert "Nothing ran: the workflow needs 1 file that is not there or damaged:" in log and "go to vae2" in log
+    assert "Nothing ran: the workflow needs 1 file that is not there or damaged:" in log and f"go to {w.controller.named('vae2')}" in log
     assert list(w.scene.nodes["vae2"].missing) == ["name"]          # the loader marked, as an import marks it
     # A run of the first part alone needs no model file: it runs.
     job = w.run(targets=["save"])
@@ -69,7 +69,7 @@ def test_viewing_a_node_whose_loader_misses_its_file_starts_no_node(make_window,
     assert w.runs.jobs == [] and ran == []
     said = w.statusBar().currentMessage()
     assert said.startswith("Nothing ran: 1 file missing or damaged (see the Log): vae2: ") and "my_wan_vae.safetensors" in said
-    assert "go to vae2" in w.log.toPlainText()
+    assert f"go to {w.controller.named('vae2')}" in w.log.toPlainText()
     job = w.view_node("p", "A")
     assert job is not None and w.runs.wait_idle(60) and job.state == "done", job.state
 

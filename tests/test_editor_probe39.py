@@ -202,6 +202,6 @@ def test_a_cancelled_run_does_not_say_its_clip_was_computed(win, qtbot, tmp_path
     qtbot.wait(10)
     log = win.log.toPlainText()
     assert "computed its frames" not in log, log
-    assert f"{pat} computed frames for " in log and "before the run was cancelled" in log, log
+    assert f"{c.named(pat)} computed frames for " in log and "before the run was cancelled" in log, log
     assert not [s for s in said if s[0] == pat and s[1] == "done" and s[2] is not None], said
     assert win.scene.nodes[pat].status.state == "cancelled"

@@ -204,7 +204,7 @@ def test_a_cached_clip_whose_frames_are_made_again_is_not_badged_cached(win, tmp
     log = win.log.toPlainText()
     st = win.scene.nodes[r].status                      # (the pattern's frames may come from the clip's chunks)
     assert st.state == "done" and st.seconds is not None and "cache" in st.message, st
-    assert f"{r}: its clip came from the cache, its frames were computed again in" in log, log
+    assert f"{win.controller.named(r)}: its clip came from the cache, its frames were computed again in" in log, log
 
 
 def test_a_run_refused_for_several_files_names_their_nodes_in_the_status_bar(win, tmp_path):

@@ -484,8 +484,8 @@ def test_12_lazy_nodes_get_the_time_their_frames_took(make_window, qtbot, tmp_pa
     w.run()
     assert w.runs.wait_idle(60)
     log = w.log.toPlainText()
-    assert f"{slow} done in" not in log, "a lazy node claimed it was done in no time"
-    assert f"{slow} computed its frames in" in log
+    assert f"{c.named(slow)} done in" not in log, "a lazy node claimed it was done in no time"
+    assert f"{c.named(slow)} computed its frames in" in log
     st = w.runs.status[slow]
     assert st.state == "done" and st.seconds >= 0.04, st
     assert w.runs.status[save].seconds < st.seconds + 1.0
@@ -534,7 +534,7 @@ nodes:
     assert w.runs.wait_idle(300)
     assert w.runs.jobs[-1].state == "done", w.log.toPlainText()[-600:]
     assert any(b[:3] in ("1/4", "2/4", "3/4", "4/4") for b in badges), badges     # steps, not a bare %
-    assert len(live) == 4 and live[-1][0].startswith("sample · step 4/4"), live
+    assert len(live) == 4 and live[-1][0].startswith(f"{w.controller.named('sample')} · step 4/4"), live
     assert all(img is not None and 0 < img.width() <= 32 for _, img in live)     # latent-sized, no decode
     assert w.scene.nodes["sample"].thumb is not None, "no preview on the sampling node"
     assert w.viewer.canvas.live is None

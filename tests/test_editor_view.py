@@ -92,8 +92,8 @@ def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_p
     c.set_param(still_video, "width", -3)
     win.view_node(grade, "B")
     assert win.runs.wait_idle(30)
-    qbot_wait(lambda: "grade could not" in win.viewer.canvas.note)
-    assert f"grade could not be computed: {still_video}: parameter 'width' -3" in win.viewer.canvas.note, \
+    qbot_wait(lambda: "Colour Grade could not" in win.viewer.canvas.note)
+    assert f"Colour Grade could not be computed: {c.named(still_video)}: parameter 'width' -3" in win.viewer.canvas.note, \
         "the failure of the node upstream reads as the viewed node's own"
 
 
@@ -282,7 +282,7 @@ def test_the_viewer_marks_its_picture_out_of_date_when_the_run_fails_upstream(wi
     job = win.run()
     assert win.runs.wait_idle(60) and job.state == "failed"
     note = win.viewer.canvas.note
-    assert win.viewer.canvas.alert and "out of date" in note and "grade" in note and "take.mkv" in note, note
+    assert win.viewer.canvas.alert and "out of date" in note and f"{c.named(grade)} skipped" in note and "take.mkv" in note, note
 
 
 # -- a pasted path reads as the file it names --------------------------------------------------------

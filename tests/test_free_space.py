@@ -30,7 +30,7 @@ def full(monkeypatch):
 def _every_writer_s_answer(tmp_path) -> dict:
     """What each writer decides about the disk holding tmp_path."""
     from PySide6.QtCore import QSaveFile
-    from app.batch import _full_disk
+    from app.batch import full_disk
     from app.editor.document import _why
     from graph_engine.cache import DiskCache
     from graph_engine.clip import Clip
@@ -49,7 +49,7 @@ def _every_writer_s_answer(tmp_path) -> dict:
             "kept": store.bytes > 0,
             "spilled": not _Shared(Spill(tmp_path / "spill"), Clip.from_array(np.zeros((2, 4, 4, 3), np.uint8)), 0).off,
             "picture": _disk_says(tmp_path, "f.png", 100) != "",
-            "batch": _full_disk([str(tmp_path / "out.mp4")]) is None,
+            "batch": full_disk([str(tmp_path / "out.mp4")]) is None,
             "editor": "is full" not in _why(QSaveFile(str(tmp_path / "wf.yaml")), tmp_path / "wf.yaml", b"x")}
 
 

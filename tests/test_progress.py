@@ -49,7 +49,7 @@ def test_a_log_says_when_the_run_and_each_node_started_failed_and_finished(monke
         p({"event": "run_finished", "ok": False, "cancelled": False, "results": {}, "failed": {"save": "x"},
            "seconds": 2.5})
         clock = r" at \d\d:\d\d:\d\d" if timed else ""
-        lines = [r"started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}"] if timed else []
+        lines = [r"started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"] if timed else []
         lines += [f"> save{clock}", f"x save failed{clock}: the disk is full", f"finished in 2.50s{clock}: 1 node\\(s\\) failed"]
         assert re.fullmatch("\n".join(lines) + "\n", stream.getvalue()), stream.getvalue()
 

@@ -28,14 +28,7 @@ NAME = "dino_v3_L_naf_fp32.safetensors"
 def comfy():
     """ComfyUI's DINOv3 with random weights: layer scales and norms away from 1 / 0 so a swapped one would show."""
     torch.manual_seed(0)
-    model = ref.DINOv3ViTModel(CONFIG)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lambda1" in name or "norm" in name:
-                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith(("weight", "lambda1")) else 0.0))
-            else:
-                p.copy_(torch.randn_like(p) * 0.05)
-    return model.eval()
+    return ref.randomised(ref.DINOv3ViTModel(CONFIG))
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +91,8 @@ def test_file_detected_and_template_node_imported(models_dir):
     from nodes.generate.model_manager import will_load
     det = detect_file(models_dir / "clip_vision" / NAME)
     assert (det.role, det.family, det.variant) == ("clip_vision", "trellis2", "dinov3-naf")
-    assert will_load(det) == (True, "load.clip_vision: DINOv3, TRELLIS.2's image encoder, for condition.trellis2")
+    assert will_load(det) == (True, "load.clip_vision: DINOv3, the image encoder of TRELLIS.2 (condition.trellis2) "
+                                    "and TripoSplat (condition.triposplat)")
     # the templates' chain: the picture cropped to its mask (ImageCropToMask), then Trellis2Conditioning
     api = {"15": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": NAME}},
            "122": {"class_type": "LoadImage", "inputs": {"image": "axe.png"}},

@@ -434,7 +434,13 @@ class SparseStructureFlowModel(nn.Module):
 def trellis2_structure_forward(structure_model, x, timestep, context, sigma):
     """Trellis2.forward in structure mode for one sample (global image attention): the first 8 channels in, 24 zero
     channels out. Outside its guidance_interval [0.6, 1.0] a cfg batch (uncond, cond) runs the cond half alone, its
-    output repeated for both (shape_rule)."""
+    output repeated for both (shape_rule).
+    The timestep is given as model_sampling.timestep makes it (sigma times its multiplier; the templates'
+    ModelSamplingSD3 makes that 1000, its patch's default): 1000 sigma, as TRELLIS.2 was trained and samples
+    (flow_euler: model(x_t, 1000 * t, cond)), and as ComfyUI's current Trellis2.forward passes it on. Its earlier
+    versions (cond and coords in transformer_options) also multiplied it by 1000 wherever the sampler's sigma was
+    below 1.00001 (a test of sigma, not of the timestep: always, for a flow), so that a ModelSamplingSD3 chain told
+    the model 10^6 sigma; that line is gone from ComfyUI and left out here."""
     timestep = timestep.to(x.dtype)
     bsz = x.size(0)
     x = x[:, :8].view(bsz, 8, 16, 16, 16)
@@ -463,3 +469,15 @@ def flow_normal_sigmas(shift, steps, multiplier=1000):
     start, end = float(table[-1]) * multiplier, float(table[0]) * multiplier
     sigs = [float(sigma(torch.tensor(t))) for t in torch.linspace(start, end, steps).tolist()]
     return sigs + [0.0]
+
+
+def randomised(model):
+    """(test helper, not ComfyUI's) a DINOv3's weights random: layer scales and norms away from 1 / 0 so a swapped
+    or skipped one would show"""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lambda1" in name or "norm" in name:
+                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith(("weight", "lambda1")) else 0.0))
+            else:
+                p.copy_(torch.randn_like(p) * 0.05)
+    return model.eval()

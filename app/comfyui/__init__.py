@@ -55,6 +55,8 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
         data, kind = data["prompt"], "api"
     if kind is None:
         raise ComfyImportError(f"{origin or 'this data'}: not a ComfyUI workflow")
+    from .surrogates import without_lone_surrogates
+    data, lone = without_lone_surrogates(data)
     if registry is None:
         from graph_engine.registry import default_registry
         registry = default_registry()
@@ -72,6 +74,9 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
                                f"{type(e).__name__}: {e})") from None
     graph.name = name
     graph.description = f"Imported from ComfyUI ({origin})" if origin else "Imported from ComfyUI"
+    if lone:
+        report.remarks.append(f"{lone:,} character(s) of its texts were half of a UTF-16 pair (a JSON escape such as "
+                              "\\ud800 that no text holds): each is \ufffd, the replacement character")
     from .model_links import model_links
     return ImportResult(graph, report, kind, origin, model_links(data))
 

@@ -1075,6 +1075,18 @@ RULES: Dict[str, Rule] = {
     # its image conditioning: DINOv3's tokens of the cropped picture at 512 and 1024 (the CLIP vision file is DINOv3)
     "Trellis2Conditioning": Rule("condition.trellis2", (), (), {"clip_vision_model": "image_encoder", "image": "image"},
                                  ("positive", "negative")),
+    "TripoSplatConditioning": Rule("condition.triposplat", (), (),
+                                   {"clip_vision": "image_encoder", "vae": "vae", "image": "image"},
+                                   ("positive", "negative", "latent")),
+    # a KSampler wrapper that decodes each step's x0 into a splat and draws it on the progress bar: the sampled latent
+    # is the same; Kinograph's sampler shows no splat per step
+    "TripoSplatSamplingPreview": Rule(None, ("octree_level", "num_gaussians", "yaw", "pitch", "point_size"), (),
+                                      {"model": "model"}, ("model",), fold=True, special="through",
+                                      note="the splat of each step is not drawn while sampling; the result is the "
+                                           "same"),
+    "VAEDecodeTripoSplat": Rule("decode.triposplat", ("num_gaussians", "seed"),
+                                (P("num_gaussians", "num_gaussians"), P("seed", "seed")),
+                                {"samples": "latent", "vae": "vae"}, ("splat",)),
     "VaeDecodeStructureTrellis2": Rule("decode.trellis2_structure", ("resolution",), (P("resolution", "resolution"),),
                                        {"samples": "latent", "vae": "vae"}, ("voxel",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
@@ -1881,6 +1893,9 @@ RULES: Dict[str, Rule] = {
                             (P("width", "width"), P("height", "height"), P("pad_factor", "pad_factor"),
                              P("grow_mask", "grow_mask"), P("background", "background")),
                             {"images": "video", "masks": "mask"}, ("video",)),
+    "TripoSplatPreprocessImage": Rule("mask.triposplat_frame", ("erode_radius", "size"),
+                                      (P("erode_radius", "erode_radius"), P("size", "size")),
+                                      {"image": "video", "mask": "mask"}, ("video",)),
     "MoGeInference": Rule("depth.moge", ("resolution_level", "fov_x_degrees", "batch_size", "force_projection",
                                          "apply_mask", "refine_steps"),
                           (P("resolution_level", "resolution_level"), P("fov_x_degrees", "fov_x"),
@@ -1910,7 +1925,25 @@ RULES: Dict[str, Rule] = {
                               {"mesh": "mesh"}, ("mesh",)),
     # the second widget is the frontend's 3-D viewer state, which nothing saved reads
     "SaveGLB": Rule("io.save_glb", ("filename_prefix", "viewer"), (P("filename_prefix", "path", out_path(".glb")),),
-                    {"mesh": "mesh"}, ignore={"viewer": None}),
+                    {"mesh": "mesh"}, ignore={"viewer": None}, special="save_3d"),
+    # pictures of a SPLAT from a camera (a turntable over `frames`); CreateCameraInfo's camera rides on its settings
+    "RenderSplat": Rule("splat.render", ("width", "height", "frames", "splat_scale", "sharpen", "headlight_shading",
+                                         "opacity_threshold", "render_style", "background"),
+                        (P("width", "width"), P("height", "height"), P("frames", "frames"),
+                         P("splat_scale", "splat_scale"), P("sharpen", "sharpen"),
+                         P("headlight_shading", "headlight_shading"), P("opacity_threshold", "opacity_threshold"),
+                         P("render_style", "style"), P("background", "background")),
+                        {"splat": "splat", "camera_info": "camera_info", "bg_image": "bg_image"}, ("video", "mask"),
+                        special="render_splat"),
+    # the widgets after the mode are the orbit's yaw, pitch, distance or the look-at eye's x, y, z
+    "CreateCameraInfo": Rule(None, ("mode", "yaw", "pitch", "distance", "target_x", "target_y", "target_z", "roll",
+                                    "fov", "zoom", "camera_type"),
+                             tuple(P(w, w) for w in ("mode", "yaw", "pitch", "distance", "target_x", "target_y",
+                                                     "target_z", "roll", "fov", "zoom"))
+                             + (P("camera_type", "projection"),), fold=True, special="camera_info"),
+    # a SPLAT as a file value (spz, ply, ...) for SaveGLB, which saves it as it is: io.save_splat writes it
+    "SplatToFile3D": Rule(None, ("format",), (P("format", "format"),), {"splat": "splat"}, ("splat",), fold=True,
+                          special="splat_file"),
     # a MESH as a file value for ComfyUI's 3-D savers and viewers; Kinograph's writers and viewer read the mesh
     "MeshToFile3D": Rule(None, (), (), {"mesh": "mesh"}, ("mesh",), fold=True, special="through"),
     "GetMeshInfo": Rule(None, (), (), {"mesh": "mesh"}, ("mesh", None), fold=True, special="through",
@@ -2555,6 +2588,14 @@ RULES: Dict[str, Rule] = {
     "DualCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type"),
                                (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
                                 P("type", "type", clip_type)), outputs=("text_encoder",)),
+    # ComfyUI-GGUF's three- and four-file loaders have no type widget: ComfyUI reads three files as SD3's encoders
+    # and four as HiDream-I1's, as TripleCLIPLoader and QuadrupleCLIPLoader fix them
+    "TripleCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3"),
+                                 tuple(P(f"clip_name{i}", f"name{i if i > 1 else ''}", gguf_text_encoder)
+                                       for i in (1, 2, 3)), outputs=("text_encoder",), fixed={"type": "sd3"}),
+    "QuadrupleCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3", "clip_name4"),
+                                    tuple(P(f"clip_name{i}", f"name{i if i > 1 else ''}", gguf_text_encoder)
+                                          for i in (1, 2, 3, 4)), outputs=("text_encoder",), fixed={"type": "hidream"}),
     "Seed (rgthree)": Rule(None, ("seed",), (P("seed", "value", rgthree_seed),), fold=True, special="constant"),
     # rgthree's Power Prompt: CLIPTextEncode of its prompt (when a CLIP is connected) and the text itself; the full one
     # first applies the <lora:name:strength> tags the prompt holds to its model and clip and takes them out of the text

@@ -19,7 +19,7 @@ from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
 
 from graph_engine import config
 from graph_engine.atomic import special_file
-from graph_engine.workflow import Problem, read_text
+from graph_engine.workflow import UNSAVED, Problem, read_text
 
 from .document import Document, write_atomic
 
@@ -223,6 +223,11 @@ def recover(rec: Recovery, registry=None) -> Document:
     """A document with the recovered content, marked modified, pointing at its original file.
     The recovery file is left for the window's autosaver to adopt (see `Autosaver.adopt`)."""
     doc = Document.from_text(rec.text(), rec.path, registry)
+    for p in doc.problems:
+        # Lines of the autosave (its header first, the graph as edited), not of the file at rec.path: the Log named
+        # 'tp.yaml:11' for a line the artist's file holds something else at. Named by node, as an import's are.
+        if p.file == str(rec.path):
+            p.file, p.line = UNSAVED, 0
     doc.on_disk = rec.on_disk
     doc.origin = rec.origin         # its relative paths are taken from there, as before the crash
     # An imported ComfyUI file's seeds made its picture: its first run keeps them, recovered or not (the recovered

@@ -413,6 +413,11 @@ class Controller:
         mine = set(self.graph.ui.get(NOTES) or {})
         rects += [(*n["pos"][:2], *n.get("size", NOTE_SIZE)[:2]) for op in todo if isinstance(op, ops.SetUi)
                   and op.key == NOTES for k, n in op.value.items() if k not in mine]
+        # Its groups' frames too: one came down over a node of the workflow pasted into, which a frame carries along
+        # when dragged.
+        mine = set(self.graph.ui.get(GROUPS) or {})
+        rects += [tuple(grp["rect"][:4]) for op in todo if isinstance(op, ops.SetUi) and op.key == GROUPS
+                  for k, grp in op.value.items() if k not in mine]
         if rects:
             left, top = min(r[0] for r in rects), min(r[1] for r in rects)
             block = (left, top, max(r[0] + r[2] for r in rects) - left, max(r[1] + r[3] for r in rects) - top)

@@ -22,7 +22,8 @@ from graph_engine.registry import default_registry
 from graph_engine.validate import missing_inputs, missing_models, validate
 from graph_engine.versions import keep_previous
 from nodes.common.models_dirs import model_dirs, one_look
-from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines, parse_workflow, read_text, to_yaml
+from graph_engine.workflow import (Problem, Workflow, decode_text, load_yaml_with_lines, parse_workflow, read_text,
+                                   to_yaml)
 
 from .commands import GraphCommand
 from .geometry import node_size
@@ -77,11 +78,7 @@ class Document(QObject):
         # ComfyUI draws a 'randomize' seed after a run, so an imported file's seeds made its picture: the editor, which
         # draws before a run, keeps them for the first one (comfyui_open.to_document sets this)
         self.seeds_as_read = False
-        self.problems: List[Problem] = list(problems)
-        # Those of them that validating the graph found when it was read: true of the graph then, not
-        # necessarily now (Document.still_found).
-        self.checked: List[Problem] = list(checked)
-        self._read_as = {n: self._state(n) for n in {p.node for p in self.checked} if n in self.graph.nodes}
+        self._found_in_file(problems, checked)
         self.on_disk: Optional[str] = None          # digest of the file as read or last written here
         # What the file at `path` holds that the graph does not (parse problems marked dropped):
         # saving over it would remove them, so the window asks first. Empty once a save wrote it.
@@ -93,6 +90,13 @@ class Document(QObject):
         # cleanChanged while both are torn down at quit reaches no half-deleted signal.
         self.undo.cleanChanged.connect(self._clean_changed)
         self._unsubscribe = self.graph.subscribe(self._on_event)
+
+    def _found_in_file(self, problems, checked) -> None:
+        """What reading the file found: `problems`, those of them `checked` by validating the graph as read (true of
+        the graph then, not necessarily now: Document.still_found)."""
+        self.problems: List[Problem] = list(problems)
+        self.checked: List[Problem] = list(checked)
+        self._read_as = {n: self._state(n) for n in {p.node for p in self.checked} if n in self.graph.nodes}
 
     # -- model ------------------------------------------------------------------------------
     def _clean_changed(self, clean: bool) -> None:
@@ -250,7 +254,10 @@ class Document(QObject):
         """Replace the graph with the workflow in `text` (an earlier version of this file) as one undo
         step: Undo brings back what was open, and nothing is written until Save. Returns what could
         not be read from it; a text that yields no graph at all raises WorkflowError."""
-        other = Document.from_text(text, self.path, self.registry)
+        return self._replace(Document.from_text(text, self.path, self.registry), label).problems
+
+    def _replace(self, other: "Document", label: str) -> "Document":
+        """The graph of `other` (a document read from a text, closed here) in place of this one's, as one undo step."""
         new = other.graph
         other.close()
         todo: List[Op] = [ops.RemoveNode(n) for n in list(self.graph.nodes)]
@@ -262,18 +269,39 @@ class Document(QObject):
         todo += [ops.Connect(l.src, l.src_port, l.dst, l.dst_port) for l in new.links()]
         todo.append(ops.SetMeta(new.name, new.description))
         self.push(label, todo)
-        return other.problems
+        return other
 
     def changed_on_disk(self) -> bool:
         """True when the file this document came from now holds something else than what was
         read or last saved here (another editor, another window, a git pull): saving would
         overwrite that silently. A file gone or unreadable is not 'changed': saving loses nothing."""
+        now = self.digest_on_disk()
+        return now is not None and now != self.on_disk
+
+    def digest_on_disk(self) -> Optional[str]:
+        """The digest of what the file holds now; None for no file, or one gone or unreadable."""
         if self.path is None or self.on_disk is None:
-            return False
+            return None
         try:
-            return _digest(self.path.read_bytes()) != self.on_disk
+            return _digest(self.path.read_bytes())
         except OSError:
-            return False
+            return None
+
+    def read_again(self) -> List[Problem]:
+        """The file as another program saved it, in place of the graph: one undo step (Undo brings back what was
+        open), and the document is then what is on disk (unmodified; Save replaces it without asking). Returns what
+        could not be read; raises WorkflowError or OSError where nothing could."""
+        data = self.path.read_bytes()
+        read = self._replace(Document.from_text(decode_text(data, str(self.path)), self.path, self.registry),
+                             f"Read {self.path.name} again as saved elsewhere")
+        problems = read.problems
+        # Its problems are the file's now: the panel showed those of the first read under the nodes (a typo the other
+        # program made nowhere, one it fixed until the file was reopened).
+        self._found_in_file(problems, read.checked)
+        self.on_disk = _digest(data)
+        self.unread = [p for p in problems if p.dropped]
+        self.undo.setClean()
+        return problems
 
     @classmethod
     def from_text(cls, text: str, path: Optional[Path] = None, registry=None) -> "Document":

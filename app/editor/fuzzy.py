@@ -66,6 +66,12 @@ ALIASES = {
     "green screen": "key", "roto": "track points", "rotoscope": "track points", "tracker": "track", "movie clip": "load video",
     "file output": "save", "color balance": "cdl", "colour balance": "cdl",
     "sound": "audio", "music": "audio",
+    # A camera move over a still, as editors, Deforum and Blender users name it: nothing matched them
+    "ken burns": "camera", "push in": "camera", "pull out": "camera", "2.5d": "parallax",
+    # 'chroma key' found the Chroma image model first; a camera solved from footage, and bars added to fit a frame,
+    # nothing
+    "chroma key": "matte", "matchmove": "da3 camera", "camera solve": "da3 camera", "solve camera": "da3 camera",
+    "camera tracking": "da3 camera", "letterbox": "resize pad", "pillarbox": "resize pad",
 }
 _ALIAS = re.compile("|".join(rf"\b{re.escape(p)}\b" for p in sorted(ALIASES, key=len, reverse=True)))
 
@@ -122,6 +128,11 @@ _COMFYUI: Optional[Dict[str, str]] = None
 def comfyui_names(node_type: str) -> str:
     """The ComfyUI nodes that become `node_type` when a ComfyUI workflow is imported, as one line
     ('CheckpointLoaderSimple CheckpointLoader ...'), from the importer's own table."""
+    return " ".join(comfyui_classes(node_type))
+
+
+def comfyui_classes(node_type: str) -> List[str]:
+    """Those ComfyUI nodes one by one: some names have spaces (WAS's 'Image Resize')."""
     global _COMFYUI
     if _COMFYUI is None:
         from app.comfyui.mapping import RULES
@@ -129,8 +140,8 @@ def comfyui_names(node_type: str) -> str:
         for cls, rule in RULES.items():
             if rule.node and rule.kind == "run":
                 names.setdefault(rule.node, []).append(cls)
-        _COMFYUI = {t: " ".join(v) for t, v in names.items()}
-    return _COMFYUI.get(node_type, "")
+        _COMFYUI = names
+    return list(_COMFYUI.get(node_type, ()))
 
 
 def comfyui_instead(query: str) -> str:

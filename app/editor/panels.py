@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QDrag, QFontMetricsF
@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetI
                                QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from . import fuzzy
-from .help_text import help_tip
+from .help_text import help_tip, plain_tip
 from .runner import Job, RunController
 from .view import NODE_MIME
 
@@ -126,6 +126,7 @@ class LogPanel(QTextBrowser):
         self.anchorClicked.connect(lambda url: self.nodeClicked.emit(url.toString()[len("node:"):])
                                    if url.toString().startswith("node:") else None)
         self.document().setMaximumBlockCount(2000)
+        self.named: Callable[[str], str] = str      # a node as the canvas titles it (the window's)
 
     def sizeHint(self):
         return QSize(600, 120)
@@ -157,7 +158,7 @@ class LogPanel(QTextBrowser):
         stamp = time.strftime("%H:%M:%S")
         body = html.escape(text).replace("\n", "<br>")
         if node:
-            link = f"<a href='node:{html.escape(node)}' style='color:#5aa9ff'>go to {html.escape(node)}</a>"
+            link = f"<a href='node:{html.escape(node)}' style='color:#5aa9ff'>go to {html.escape(self.named(node))}</a>"
             body += f" &nbsp;{link}"
         color = self.COLORS.get(level, self.COLORS["info"])
         self.append(f"<span style='color:#6b6e75'>{stamp}</span> <span style='color:{color}'>{body}</span>")
@@ -239,7 +240,7 @@ class QueuePanel(QWidget):
         for j in self.runs.jobs:
             if j.state in ("queued", "running"):
                 it = QListWidgetItem(f"{'▶' if j.state == 'running' else '…'} #{j.id} {middle(j.label)}")
-                it.setToolTip(j.label)
+                it.setToolTip(plain_tip(j.label))
                 self.queue.addItem(it)
         self.history.clear()
         for j in reversed(self.runs.history):
@@ -248,7 +249,7 @@ class QueuePanel(QWidget):
             outs = ", ".join(o.rsplit("/", 1)[-1] for o in j.outputs) or "no files"
             it = QListWidgetItem(f"{mark} {when}  #{j.id} {middle(j.label)} — {outs}")
             it.setData(TYPE_ROLE, j.id)
-            it.setToolTip("\n".join([j.label, *j.outputs] if j.outputs else [j.label, j.error or j.state]))
+            it.setToolTip(plain_tip("\n".join([j.label, *j.outputs] if j.outputs else [j.label, j.error or j.state])))
             self.history.addItem(it)
         self.cancel_button.setEnabled(self.runs.current is not None)
 

@@ -17,7 +17,7 @@ from graph_engine.graph import Event
 
 from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
-from .help_text import help_html, help_tip
+from .help_text import help_html, help_tip, plain_tip
 from .param_widgets import PlainTextField, TextEditor, make_editor, route_clipboard
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
@@ -136,7 +136,7 @@ class PropertiesPanel(QScrollArea):
         # Whether the page is the workflow's (nothing selected), which an edit rebuilds: node_id is None with
         # several nodes selected too, and an edit (a paste, a link) put the workflow page over 'N nodes selected'.
         self._on_workflow = False
-        QTimer.singleShot(0, self._fit_height)
+        QTimer.singleShot(0, self, self._fit_height)
         return lay
 
     def _fit_height(self) -> None:
@@ -294,7 +294,7 @@ class PropertiesPanel(QScrollArea):
             self.help_open = open_
             label.setText(full if open_ else short)
             toggle.setText(f"<a href='#'>{'Less' if open_ else 'More about this node'}</a>")
-            QTimer.singleShot(0, self._fit_height)
+            QTimer.singleShot(0, self, self._fit_height)
         toggle.linkActivated.connect(lambda _: show(not self.help_open))
         lay.addWidget(toggle)
         show(self.help_open)
@@ -431,14 +431,14 @@ class PropertiesPanel(QScrollArea):
         for name, label in self.missing_labels.items():
             label.setText(missing[name].message if name in missing else "")
             label.setHidden(name not in missing)
-        QTimer.singleShot(0, self._fit_height)
+        QTimer.singleShot(0, self, self._fit_height)
 
     def _show_title(self, title: str) -> None:
         """The node's title from its start: a title longer than the field showed its end ('itle that
         somebody typed for their grade'), the cursor being left after the last letter."""
         self.title_edit.setText(title)
         self.title_edit.setCursorPosition(0)
-        self.title_edit.setToolTip(title)
+        self.title_edit.setToolTip(plain_tip(title))
 
     def _refresh_workflow(self) -> None:
         if self._on_workflow and self.node_id is None and self.controller is not None and self.widget() is not None \

@@ -10,7 +10,7 @@ import itertools
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -161,6 +161,9 @@ class RunController(QObject):
         # The document on the canvas: a job of another one (File > New while it renders) goes on,
         # but its badges would land on the new workflow's nodes of the same ids.
         self.shown: Any = None
+        # A node of the shown document as its canvas titles it ('Matte grade'), for the log and the queue: they said
+        # 'mismatch_3 failed', an id the canvas shows nowhere. The window sets it; an id says itself meanwhile.
+        self.named: Callable[[str], str] = str
         self._wall: Dict[str, Optional[float]] = {}     # node -> seconds its call took (None: lazy)
         self._started: Dict[str, float] = {}
         self._ids = itertools.count(1)
@@ -191,7 +194,7 @@ class RunController(QObject):
         """Queue a snapshot of the document's graph (Document.run_graph); it starts when the jobs before it
         are done."""
         snap = doc.run_graph(targets)
-        job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
+        job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(map(self.named, targets))}" if targets else "")),
                   doc.workflow_of(snap, allow_outside), list(targets) if targets else None, view)
         job.owner = doc if owner is None else owner
         if kind == "run":
@@ -311,7 +314,7 @@ class RunController(QObject):
             self._set(node, st)
             self._wall[node] = None if lazy else ev.get("seconds")
             if not cached and not lazy:
-                self.logged.emit("info", f"{node} done in {st.badge()}", node)
+                self.logged.emit("info", f"{self.named(node)} done in {st.badge()}", node)
         elif kind == "node_time":
             old = self.status.get(node)
             if old is not None and old.state == "cached" and ev.get("frames") and job is not None \
@@ -321,7 +324,7 @@ class RunController(QObject):
                 st = NodeStatus("done", seconds=ev.get("seconds") or 0.0, message="its clip came from the cache; "
                                 "its frames were computed again as later nodes read them")
                 self._set(node, st)
-                self.logged.emit("info", f"{node}: its clip came from the cache, its frames were computed again in "
+                self.logged.emit("info", f"{self.named(node)}: its clip came from the cache, its frames were computed again in "
                                  f"{st.badge()} (as later nodes read them)", node)
                 return
             if old is None or old.state not in ("done", "streaming"):
@@ -335,13 +338,13 @@ class RunController(QObject):
             if wall is None and job is not None and job.cancel.cancelled:
                 # Cancelled at frame 18 of 2,000, it said 'computed its frames in 3.0 s', and 'done' until the
                 # run's end made it 'cancelled': its clip was not made.
-                self.logged.emit("info", f"{node} computed frames for {own.badge()} before the run was cancelled", node)
+                self.logged.emit("info", f"{self.named(node)} computed frames for {own.badge()} before the run was cancelled", node)
             elif wall is None:
                 self._set(node, own)
-                self.logged.emit("info", f"{node} computed its frames in {own.badge()} (as later nodes read them)", node)
+                self.logged.emit("info", f"{self.named(node)} computed its frames in {own.badge()} (as later nodes read them)", node)
             elif wall - own.seconds > max(0.05, 0.2 * wall):
                 self._set(node, own)
-                self.logged.emit("info", f"{node}: {own.badge()} of its own work; the rest of its "
+                self.logged.emit("info", f"{self.named(node)}: {own.badge()} of its own work; the rest of its "
                                  f"{NodeStatus('done', seconds=wall).badge()} was computing upstream frames", node)
         elif kind == "node_failed":
             self._set(node, NodeStatus("failed", message=ev.get("message", "")))
@@ -349,7 +352,7 @@ class RunController(QObject):
                 # The lazy node whose frames failed as this one read them stayed a green 'done' beside the red
                 # reader: the canvas pointed at the wrong node, as 'save failed: out of memory' once did.
                 self._set(ev["frames_of"], NodeStatus("failed", message=ev.get("message", "")))
-            self.logged.emit("error", f"{node} failed: {ev.get('message', '')}", node)
+            self.logged.emit("error", f"{self.named(node)} failed: {ev.get('message', '')}", node)
         elif kind == "node_skipped":
             self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
         elif kind == "node_preview":
@@ -357,7 +360,7 @@ class RunController(QObject):
         elif kind == "log":
             if ev.get("unread"):        # a switch did not pick what it feeds: the badge says so, not 'queued'
                 self._set(node, NodeStatus("skipped", message=ev.get("message", "")))
-            self.logged.emit("info", f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
+            self.logged.emit("info", f"{self.named(node)}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
 
     def _estimated(self, job: Optional[Job], est) -> None:
         """The samplers' work and, where the device's speed is known, about how long they take, in the log as
@@ -390,6 +393,12 @@ class RunController(QObject):
                     old.result.results[mine] = {**old.result.results[mine], "path": str(r["earlier_take"])}
                     break
 
+    def failed_nodes(self, failed) -> str:
+        """The nodes that failed, as the canvas titles them ('1 node(s) failed' named none)."""
+        names = [self.named(n) for n in failed]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return f"{', '.join(names[:3])}{more}"
+
     def _on_done(self, job_id: int, res: Optional[RunResult], error: str) -> None:
         job = self._job(job_id)
         if job is None:
@@ -421,7 +430,7 @@ class RunController(QObject):
         else:
             job.state = "failed"
             lines = error.splitlines()
-            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else f"{len(res.failed)} node(s) failed"), "")
+            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else f"{self.failed_nodes(res.failed)} failed"), "")
             if "Traceback" in error:
                 self.logged.emit("error", "\n".join(lines[1:]), "")
             else:

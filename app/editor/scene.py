@@ -53,11 +53,18 @@ class GraphScene(QGraphicsScene):
         self._check_added.setInterval(0)
         self._check_added.timeout.connect(lambda: self.check_models(self._added[:]) or self._added.clear())
         self._unsubscribe = doc.graph.subscribe(self._on_event)
+        self._selection_moved = False       # selected nodes removed by the edit under way, not told yet
+        doc.undo.indexChanged.connect(self._tell_selection)     # each edit, undo and redo ends with it
         self.selectionChanged.connect(self.overview_changed)
         self.rebuild()
 
     def close(self) -> None:
         self._unsubscribe()
+
+    def _tell_selection(self, _index=None) -> None:
+        if self._selection_moved:
+            self._selection_moved = False
+            self.selectionChanged.emit()
 
     # -- model -> items -------------------------------------------------------------------------
     def rebuild(self) -> None:
@@ -117,7 +124,16 @@ class GraphScene(QGraphicsScene):
             self._check_added.start()
         elif k == "node_removed":
             item = self.nodes.pop(ev.node, None)
-            if item is not None:
+            if item is not None and item.isSelected():
+                # Told once the edit is done (_tell_selection): a Delete of 300 selected nodes changed the selection
+                # 300 times, each rebuilding the properties, the window frozen for seconds.
+                self.blockSignals(True)
+                try:
+                    self.removeItem(item)
+                finally:
+                    self.blockSignals(False)
+                self._selection_moved = True
+            elif item is not None:
                 self.removeItem(item)
         elif k == "linked":
             self._remove_link(f"{ev.node}.{ev.data['link'].dst_port}")

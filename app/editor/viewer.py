@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QCombo
 
 from . import theme
 from .camera_preview import camera_path_image, is_camera
+from .help_text import plain_tip
 from .picker import object_colour
 
 FRAME_CACHE = 48
@@ -189,6 +190,9 @@ class FrameCanvas(QWidget):
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.images: Dict[str, Optional[QImage]] = {"A": None, "B": None}
+        # The last frame of a slot's clip held past its end (a shorter take beside A), by slot: it was shown beside
+        # A's later frame as if it were of that moment.
+        self.held: Dict[str, Optional[int]] = {"A": None, "B": None}
         self.wipe: Optional[float] = None       # fraction of width where B starts; None: A alone
         self.mode = "wipe"                      # how A and B are compared: wipe, side (by side) or difference
         self.zoom = 0.0                         # 0 = fit; else image pixels to screen (device) pixels
@@ -204,6 +208,24 @@ class FrameCanvas(QWidget):
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
         self.setAccessibleName("Viewer picture")
         self.setAccessibleDescription("Space plays, J K L shuttle, I and O set the loop")
+
+    def slot_tag(self, slot: str) -> str:
+        """What the picture calls the slot: its letter, and past its clip's end which frame of it is held."""
+        n = self.held.get(slot)
+        return slot if n is None else f"{slot} ended: its last frame ({n}) held"
+
+    def _dim_held(self, p: QPainter, area: QRectF) -> None:
+        if self.held.get("B") is not None:
+            p.fillRect(area, QColor(0, 0, 0, 150))
+
+    def _tag_b(self, p: QPainter, at: QPointF) -> None:
+        """B's tag from `at` (its top left); on a dark box where it says more than its letter."""
+        text = self.slot_tag("B")
+        box = p.boundingRect(QRectF(at.x(), at.y(), 1e4, 20), Qt.AlignLeft | Qt.AlignTop, text)
+        if text != "B":
+            p.fillRect(box.adjusted(-3, -1, 3, 1), QColor(0, 0, 0, 190))
+            p.setPen(theme.WARN)
+        p.drawText(box, Qt.AlignLeft | Qt.AlignTop, text)
 
     def scale(self, img: QImage, area: Optional[QRectF] = None) -> float:
         """Screen (logical) pixels per image pixel. 100% is one image pixel on one pixel of the screen:
@@ -281,11 +303,12 @@ class FrameCanvas(QWidget):
             p.save()
             p.setClipRect(area_b)
             p.drawImage(self._target(b, area_b), b)
+            self._dim_held(p, area_b)
             p.restore()
             p.setPen(QPen(theme.NODE_SELECTED, 1.5))
             p.drawLine(QPointF(area_b.x(), 0), QPointF(area_b.x(), self.height()))
             p.drawText(area_a.adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, "A")
-            p.drawText(area_b.adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, "B")
+            self._tag_b(p, area_b.topLeft() + QPointF(6, 4))
         elif compare and self.mode == "difference":
             # B drawn where A is (takes of one shot at another size still line up): black where they
             # are the same, bright where they differ.
@@ -293,20 +316,22 @@ class FrameCanvas(QWidget):
             p.setCompositionMode(QPainter.CompositionMode_Difference)
             p.drawImage(self._target(a) if a is not None else self._target(b), b)
             p.restore()
-            tag = p.boundingRect(QRectF(self.rect()).adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, "|A − B|")
+            text = "|A − B|" + ("" if self.held.get("B") is None else f" · {self.slot_tag('B')}")
+            tag = p.boundingRect(QRectF(self.rect()).adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, text)
             p.fillRect(tag.adjusted(-3, -1, 3, 1), QColor(0, 0, 0, 170))
-            p.setPen(QPen(theme.NODE_SELECTED, 1.5))
-            p.drawText(tag, Qt.AlignLeft | Qt.AlignTop, "|A − B|")
+            p.setPen(QPen(theme.WARN if self.held.get("B") is not None else theme.NODE_SELECTED, 1.5))
+            p.drawText(tag, Qt.AlignLeft | Qt.AlignTop, text)
         elif compare:
             x = self.width() * self.wipe
             p.save()
             p.setClipRect(QRectF(x, 0, self.width() - x, self.height()))
             p.drawImage(self._target(b), b)
+            self._dim_held(p, QRectF(x, 0, self.width() - x, self.height()))
             p.restore()
             p.setPen(QPen(theme.NODE_SELECTED, 1.5))
             p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
             p.drawText(QRectF(x - 30, 4, 26, 16), Qt.AlignRight, "A")
-            p.drawText(QRectF(x + 4, 4, 26, 16), Qt.AlignLeft, "B")
+            self._tag_b(p, QPointF(x + 4, 4))
         if self._picking() and self._mapping() is not None:
             self.picker.paint(p, self._mapping()[1])
         if self.tag:
@@ -478,6 +503,7 @@ class ViewerPanel(QWidget):
         for label in self.labels.values():
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)     # long names clip, the panel stays narrow
             label.setWordWrap(True)     # B's differences from A and each one's size and rate were cut off
+            label.setTextFormat(Qt.PlainText)   # a file's or a node's name as written ('shot <b>.mp4'), never HTML
         names = QHBoxLayout()
         names.addWidget(self.labels["A"], 1)
         names.addWidget(self.labels["B"], 1)
@@ -634,7 +660,7 @@ class ViewerPanel(QWidget):
         described = f"  {src.describe()}" if src and src.describe() else ""
         differs = self._differs() if slot == "B" else ""
         self.labels[slot].setText(text + (f"  {differs}" if differs else described))
-        self.labels[slot].setToolTip(text + described)
+        self.labels[slot].setToolTip(plain_tip(text + described))
         if slot == "A" and self.sources["B"] is not None:
             self._label("B")
         if slot == "B":
@@ -872,9 +898,11 @@ class ViewerPanel(QWidget):
         for slot, src in self.sources.items():
             if src is None or src.length == 0:
                 self.canvas.images[slot] = None
+                self.canvas.held[slot] = None
                 continue
             # Aligned by time, not frame number: B at 48 fps beside A at 24 shows frame 2i.
             j = i if src is master else round(i / master.fps * src.fps)
+            self.canvas.held[slot] = src.length - 1 if j > src.length - 1 and src.length > 1 else None
             j = max(0, min(j, src.length - 1))
             key = (slot, id(src), j, self.alpha)
             if key in self._cache:

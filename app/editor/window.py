@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.properties = PropertiesPanel()
         self.viewer = ViewerPanel()
         self.log = LogPanel()
-        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads
+        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads; config.yaml
         self.queue = QueuePanel(self.runs)
         self.docks = {}
         # The canvas gets most of the window: the library shares the right column with the
@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self.log.nodeClicked.connect(self.go_to_node)
         self.runs.statusChanged.connect(self._status)
         self.runs.logged.connect(self.log.log)
+        self.runs.named = self.log.named = self._named
         self.runs.jobFinished.connect(self._job_finished)
         self.runs.warned.connect(lambda warning: self.message(warning.split(". ")[0] + " (details in the log)"))
         self.runs.previewed.connect(self._step_preview)
@@ -297,6 +298,9 @@ class MainWindow(QMainWindow):
         self.run_button.setObjectName("RunButton")
         self.queue_label = QLabel()
         self.queue_label.setObjectName("QueueState")
+        # It names nodes and workflows as titled ('the last run failed at <b>Key</b>'): a QLabel takes a text with a
+        # tag in it for HTML, and drew the artist's title bold, or an image, or nothing.
+        self.queue_label.setTextFormat(Qt.PlainText)
         bar.addWidget(self.queue_label)
         self.runs.jobsChanged.connect(self._queue_state)
         self._queue_state()
@@ -350,6 +354,7 @@ class MainWindow(QMainWindow):
         # out of date): an undo back to that graph takes the 'out of date' back
         self._made_from = {}
         self._first_on_seeds = None              # the run queued on the file's own seeds (Document.seeds_as_read)
+        self._disk_told = None                   # digest of its file changed on disk that the log already told of
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -368,7 +373,7 @@ class MainWindow(QMainWindow):
         self._before_previews = {}
         self._infos = {}                         # loader -> (its signature, what the run that read it found)
         self.runs.shown = doc
-        QTimer.singleShot(0, self.view.frame_legible)
+        QTimer.singleShot(0, self.view, self.view.frame_legible)
 
     def _remember_view(self) -> None:
         """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit)."""
@@ -385,16 +390,49 @@ class MainWindow(QMainWindow):
         # Back from the file manager with a model file copied in: the loaders marked missing look again (those
         # alone: every model file looked for at each return to the window would take seconds on a big template).
         if event.type() == QEvent.ActivationChange and self.isActiveWindow() and getattr(self, "scene", None):
+            self._look_at_disk()
             marked = [n for n, item in self.scene.nodes.items() if item.missing]
             if marked:
                 self.scene.check_models(marked)
                 self.properties.files_looked_for()
 
+    def _named(self, node_id: str) -> str:
+        return self.controller.named(node_id) if node_id in self.doc.graph.nodes else node_id
+
+    def _look_at_disk(self) -> None:
+        """Back in the window after another program saved its file (a text editor, a git pull): the canvas showed
+        what was read before, and Ctrl+Enter rendered settings the file no longer held. Untouched here, the file is
+        read again as one undo step; with edits of its own here, those stay and the log says so, once per change."""
+        doc = self.doc
+        now = doc.digest_on_disk()
+        if now is None or now == doc.on_disk or now == self._disk_told:
+            return
+        name = doc.path.name
+        if doc.modified or self._typed_text():
+            self._disk_told = now
+            self.log.log("warn", f"{name} changed on disk (another program saved it) while you have unsaved edits "
+                                 f"here: they stay as they are; Save asks before replacing the file, and Save As keeps "
+                                 f"both")
+            return
+        try:
+            problems = doc.read_again()
+        except (WorkflowError, OSError) as e:
+            self._disk_told = now
+            self.log.log("warn", f"{name} changed on disk but cannot be read now ({e}); the workflow read before "
+                                 f"stays open here")
+            return
+        for p in problems:
+            self.log.log("warn", str(p), p.node or "")
+        said = f"{name} changed on disk (another program saved it): read again as it is there now; Ctrl+Z brings " \
+               f"back what was open"
+        self.log.log("info", said)
+        self.message(said)
+
     def showEvent(self, event):
         super().showEvent(event)
         if not getattr(self, "_laid_out", False):
             self._laid_out = True
-            QTimer.singleShot(0, self._size_docks)
+            QTimer.singleShot(0, self, self._size_docks)
 
     def _size_docks(self) -> None:
         side = max(300, min(460, round(self.width() * 0.3)))
@@ -402,7 +440,7 @@ class MainWindow(QMainWindow):
         # Tall enough for six finished runs under the tabs: at 110 px the queue & history showed two.
         bottom = self.bottom_tabs.tabBar().sizeHint().height() + self.queue.height_for(6) + 8
         self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [round(side * 0.75), bottom], Qt.Vertical)
-        QTimer.singleShot(0, self._fit_queue)
+        QTimer.singleShot(0, self, self._fit_queue)
 
     def _fit_queue(self) -> None:
         # The tabs' frame and the theme's padding are known only once laid out: the estimate above left the
@@ -412,7 +450,7 @@ class MainWindow(QMainWindow):
         if lacking > 0:
             viewer, log = self.docks["Viewer"], self.docks["Log"]
             self.resizeDocks([viewer, log], [viewer.height() - lacking, log.height() + lacking], Qt.Vertical)
-        QTimer.singleShot(0, self.view.frame_legible)       # the canvas has its final size now
+        QTimer.singleShot(0, self.view, self.view.frame_legible)       # the canvas has its final size now
 
     def _update_title(self, *_):
         self.setWindowTitle(f"{self.doc.title}[*] — Kinograph")
@@ -539,13 +577,13 @@ class MainWindow(QMainWindow):
         if ids:
             self.view.setFocus(Qt.OtherFocusReason)
         if ids and all(t in LOOK_NODES.values() for t, _ in kinds):
-            self.message(f"Added {', '.join(ids)}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
+            self.message(f"Added {', '.join(map(self._named, ids))}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
                          f"input to apply the look")
         elif ids and all(t == "io.load_audio" for t, _ in kinds):
-            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
+            self.message(f"Added {', '.join(map(self._named, ids))}: connect {'its' if len(ids) == 1 else 'their'} audio to Set Audio "
                          f"(a clip's sound) or Encode Audio (speech)")
         elif ids:
-            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
+            self.message(f"Added {', '.join(map(self._named, ids))}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
 
     def _fill_recent(self) -> None:
@@ -783,21 +821,26 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> List[str]:
         at = self._scene_cursor()
+        groups = set(self.scene.groups)
         ids = self._guard(self.controller.paste, QGuiApplication.clipboard().text(),
                           (at.x(), at.y()) if at is not None else None) or []
-        self._show_pasted(ids)
+        self._show_pasted(ids, groups)
         return ids
 
     def duplicate(self) -> None:
         self.commit_pending()
+        groups = set(self.scene.groups)
         ids = self._guard(self.controller.duplicate, *self.scene.selection_with_groups()) or []
-        self._show_pasted(ids)
+        self._show_pasted(ids, groups)
 
-    def _show_pasted(self, ids: List[str]) -> None:
-        """Select what was pasted and bring it on screen. Edit > Paste (the cursor off the canvas) puts
-        the nodes where they were copied from, which in another window, or this one scrolled away, was
-        off screen: the paste looked as if it had done nothing."""
-        self.scene.select_nodes(ids)
+    def _show_pasted(self, ids: List[str], groups_before: set) -> None:
+        """Select what was pasted, its groups with its nodes (the nodes alone, dragged into place, left their frame
+        behind), and bring it on screen. Edit > Paste (the cursor off the canvas) puts the nodes where they were
+        copied from, which in another window, or this one scrolled away, was off screen: the paste looked as if it
+        had done nothing."""
+        sc = self.scene
+        sc.select_items([sc.nodes[n] for n in ids if n in sc.nodes]
+                        + [item for g, item in sc.groups.items() if g not in groups_before])
         if ids:
             self.view.bring_into_sight([self.scene.nodes[n] for n in ids if n in self.scene.nodes])
 
@@ -1003,7 +1046,7 @@ class MainWindow(QMainWindow):
         (an undo of the edit): then the note it had before. The mark stayed after Ctrl+Z, and V sampled again
         what was on screen."""
         made = self._made_from.get(slot)
-        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {nid}"
+        canvas, note = self.viewer.canvas, f"{slot} is out of date: press V to recompute {self._named(nid)}"
         current = self._made_current(slot)
         if made is None or current is None:
             canvas.set_note(note, alert=True)
@@ -1189,7 +1232,7 @@ class MainWindow(QMainWindow):
         cur, waiting = self.runs.current, len(self.runs.pending)
         if cur is not None and cur.kind == "view" and cur.state == "running":
             self.viewer.started(cur.view[2])
-        text = f"running {cur.label}" if cur else "idle"
+        text = f"running {cur.label}" if cur else "idle" + self._last_failed()
         if cur is not None and cur.cancel.cancelled:
             # A node stops at its next step; one that has none (a model being read, seconds) runs
             # to its end. The bar said 'running' all that while, and Cancel looked ignored.
@@ -1198,6 +1241,14 @@ class MainWindow(QMainWindow):
                     for n, st in self.runs.status.items() if st is not None and st.state == "running"]
             text = f"cancelling {cur.label}" + (f" (stops when {', '.join(busy)} ends its step)" if busy else "…")
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
+
+    def _last_failed(self) -> str:
+        """' · the last run failed at Matte grade …' where this workflow's last run failed: the bar beside ▶ Run read
+        'idle' as after a good run, and the failure was in the Log alone (a closed dock) and on a badge off screen."""
+        last = next((j for j in reversed(self.runs.history) if j.owner is self.doc), None)
+        if last is None or last.state != "failed":
+            return ""
+        return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed) if last.failed else ''} (see the Log)"
 
     def _status(self, node_id: str, st) -> None:
         if st is not None and st.state in RAN and self._edited_in_run([node_id]):
@@ -1309,7 +1360,7 @@ class MainWindow(QMainWindow):
         if item is not None:
             self._before_previews.setdefault(node_id, item.thumb)
             item.set_thumb(img)
-        self.viewer.show_live(img, f"{node_id} · step {status.badge() if status else ''}")
+        self.viewer.show_live(img, f"{self._named(node_id)} · step {status.badge() if status else ''}")
 
     def _viewed_frame(self, slot: str, index: int, img: QImage) -> None:
         """The node whose output the viewer shows gets it as its thumbnail (no extra computing): the frame
@@ -1335,6 +1386,9 @@ class MainWindow(QMainWindow):
             self._show_view(job)
             return
         self._mark_stale_views(job)
+        if job.state == "failed":
+            node, why = next(iter(job.failed.items()), (None, job.error))
+            self.message(f"Run failed{' at ' + self._named(node) if node else ''}: {first_line(why)}")
         if job.result is None:
             return
         self._reread_files(job)
@@ -1383,8 +1437,8 @@ class MainWindow(QMainWindow):
             if slot == PREVIEW or nid not in job.workflow.graph.nodes or st is None:
                 continue
             if st.state in ("failed", "skipped") and self.viewer.sources.get(slot) is not None:
-                why = next((f"{n}: {m}" for n, m in job.failed.items() if m), st.message)
-                self.viewer.canvas.set_note(f"{slot} is out of date: {nid} {st.state} in the last run ({why}). "
+                why = next((f"{self._named(n)}: {m}" for n, m in job.failed.items() if m), st.message)
+                self.viewer.canvas.set_note(f"{slot} is out of date: {self._named(nid)} {st.state} in the last run ({why}). "
                                             f"The picture is from before.", alert=True)
 
     def _clip_info(self, job: Job) -> None:
@@ -1464,7 +1518,7 @@ class MainWindow(QMainWindow):
         src = self._picture_input(node_id)
         if src is None:
             port = next((n for n, p in spec.inputs.items() if p.type.name in ("VIDEO", "IMAGE")), "video")
-            self.message(f"{node_id} has no picture to pick on: connect a clip or an image to its {port} input")
+            self.message(f"{self._named(node_id)} has no picture to pick on: connect a clip or an image to its {port} input")
             return
         params = self.doc.graph.nodes[node_id].params
         values = {name: params.get(name, spec.params[name].default) for name in names.values()}
@@ -1531,7 +1585,7 @@ class MainWindow(QMainWindow):
                              + (f"{close}: correct the type in the file" if close else
                                 ": install the node pack that provides it") + " to see its output")
             else:
-                self.message(f"{node_id} has nothing to show yet: connect its input")
+                self.message(f"{self._named(node_id)} has nothing to show yet: connect its input")
             return None
         # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
         picture = self._picture_input(target[0]) if slot != PREVIEW else None
@@ -1549,8 +1603,8 @@ class MainWindow(QMainWindow):
                 self._files.pop(slot, None)
                 self.docks["Viewer"].show()
                 self.docks["Viewer"].raise_()
-                self.viewer.fail(slot, f"{node_id} could not be computed: nothing ran, "
-                                       + "; ".join(f"{p.node}: {p.message}" for p in missing))
+                self.viewer.fail(slot, f"{self._named(node_id)} could not be computed: nothing ran, "
+                                       + "; ".join(f"{self._named(p.node)}: {p.message}" for p in missing))
                 return None
         self._viewing[slot] = node_id
         self._files.pop(slot, None)
@@ -1599,7 +1653,7 @@ class MainWindow(QMainWindow):
         if value is None:
             # This job's own failure (a badge left from an earlier run may name another file), and
             # which node it is when not the one shown: 'grade: ... width' sends the user to load.
-            why = next((m if n in (node, shown) else f"{n}: {m}" for n, m in job.failed.items() if m), "")
+            why = next((m if n in (node, shown) else f"{self._named(n)}: {m}" for n, m in job.failed.items() if m), "")
             why = why or (job.error.splitlines()[0] if job.error else "see the log")
             picker = self.viewer.canvas.picker
             picture = self._picture_input(shown) if picker is not None and picker.node_id == shown else None
@@ -1615,7 +1669,7 @@ class MainWindow(QMainWindow):
                                  view=(picture[0], picture[1], slot, shown, f"{shown}'s picture",
                                        f"No mask yet: {first_line(why)}"))
                 return
-            self.viewer.fail(slot, f"{shown} could not be computed: {why}")
+            self.viewer.fail(slot, f"{self._named(shown)} could not be computed: {why}")
             return
         self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
         if node in job.workflow.graph.nodes and slot in self._viewing:

@@ -140,17 +140,34 @@ def extra_model_folders() -> Dict[Path, List[Path]]:
     return out
 
 
+def extra_windows_folders() -> Dict[Path, List[str]]:
+    """Each extra_model_paths.yaml searched -> the Windows folders it names (D:\\AI\\models), which name nothing
+    here and are left out: `kinograph info` printed the file's heading over nothing (a ComfyUI folder copied from
+    Windows, or WSL beside a Windows ComfyUI)."""
+    out = {f: list(dict.fromkeys(w for _, _, ws in _extra_sections(f) for w in ws)) for f in _yaml_files()}
+    return {f: ws for f, ws in out.items() if ws}
+
+
 def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     """Kind -> folders from one extra_model_paths.yaml (relative paths against its base_path, which is
     itself relative to the file's folder). A malformed file gives nothing rather than stopping lookups."""
+    out: Dict[str, List[Path]] = {}
+    for _, folders, _ in _extra_sections(path):
+        for kind, ds in folders.items():
+            out.setdefault(kind, []).extend(ds)
+    return out
+
+
+def _extra_sections(path: Path) -> List[tuple]:
+    """(is_default, kind -> folders, the Windows folders left out) for each section of one extra_model_paths.yaml."""
     import yaml
     try:
         if path.stat().st_size > 1 << 20:
-            return {}
+            return []
         sections = _sections(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError, RecursionError):
-        return {}
-    out: Dict[str, List[Path]] = {}
+        return []
+    out: List[tuple] = []
     seen = set()
     for section in sections:
         # A section named again by an alias (`more: *comfy`) is the same mapping and adds nothing new; read again,
@@ -159,22 +176,32 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
         if not isinstance(section, dict) or id(section) in seen:
             continue
         seen.add(id(section))
-        base = section.get("base_path") or "."
+        given = section.get("base_path") or "."
         # Only a text names a folder; written out, a list (a 486-byte file of aliases nesting lists 9 deep) made
         # hundreds of millions of strings and never ended.
-        base = _yaml_path(base) if isinstance(base, str) else None
+        base = _yaml_path(given) if isinstance(given, str) else None
         if base is None:        # C:\ComfyUI on the Windows machine the file came from: nothing here
+            if isinstance(given, str):
+                out.append((False, {}, [given.strip()]))
             continue
         base = base if base.is_absolute() else path.parent / base
+        folders: Dict[str, List[Path]] = {}
+        windows: List[str] = []
         for key, value in section.items():
             kind = YAML_KINDS.get(key, key)
-            if kind not in KINDS or not isinstance(value, str):
+            # A kind's other folder names count as ComfyUI's keys do (geometry_estimation, frame_interpolation,
+            # detection: ComfyUI's own folders, which a shared models store lists): they were dropped
+            if kind not in _KIND_FOLDERS or not isinstance(value, str):
                 continue
             for line in value.splitlines():
                 p = _yaml_path(line) if line.strip() else None
-                if p is not None:
+                if p is None and line.strip():
+                    windows.append(line.strip())
+                elif p is not None:
                     # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
-                    out.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
+                    folders.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
+        # Taken as ComfyUI's add_model_folder_path takes it (`if is_default:`): 1 or a quoted "true" count there
+        out.append((bool(section.get("is_default")), folders, windows))
     return out
 
 
@@ -269,8 +296,14 @@ def _kind_dirs_now(kind: str) -> List[Path]:
     names = (kind,) + ALIASES.get(kind, ())
     dirs = [d / k for d in model_dirs() for k in names]
     for f in _yaml_files():
-        extra = extra_model_paths(f)
-        dirs += [p for k in names for p in extra.get(k, ())]
+        for default, extra, _ in _extra_sections(f):
+            for p in (p for k in names for p in extra.get(k, ())):
+                # `is_default: true` puts a folder before all the others, as ComfyUI's add_model_folder_path
+                # inserts it at 0 (so the last one listed comes first): a name in both read another file than ComfyUI
+                if default:
+                    dirs.insert(0, p)
+                else:
+                    dirs.append(p)
     dirs += _pack_dirs(kind)
     out: List[Path] = []
     for d in dirs:
@@ -335,6 +368,29 @@ def unfoldered_pipelines() -> List[Path]:
     out: List[Path] = []
     for kind in KINDS:
         out += [d for d in _kind_dirs(kind) if d not in out and _is_model_folder(d, kind)]
+    return out
+
+
+# Folders in a model folder that hold other kinds' folders (x-flux-comfyui's xlabs/loras ...), or node packs
+_HOLDERS = {a.split("/")[0] for aliases in ALIASES.values() for a in aliases if "/" in a} | {"custom_nodes"}
+
+
+def unsearched_folders() -> List[tuple]:
+    """(folder, how many weight files it holds) for the sub-folders of the model folders that no kind is looked for
+    in: ComfyUI's t2i_adapter/, hypernetworks/, photomaker/ or a node pack's. `kinograph info` listed what it found
+    and was silent on them, so an unread folder could not be told from a missed one."""
+    out = []
+    for d in model_dirs():
+        try:
+            subs = sorted(p for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        except OSError:
+            continue
+        for sub in subs:
+            if sub.name in _KIND_FOLDERS or sub.name in _HOLDERS or _is_model_folder(sub):
+                continue        # a model folder put there itself is a loose model (loose_models)
+            n = sum(1 for p in _walk(sub) if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
+            if n:
+                out.append((sub, n))
     return out
 
 
@@ -497,12 +553,34 @@ def _not_found(name: str, kind: str, tried: Optional[Path], broken, what: str) -
     if windows_root(name):
         lines.append(f"{name} is a path on a Windows computer: here the model is looked up by its name, "
                      f"{_below_kind(name, kind)}, in the folders above")
-    lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
-              for p in broken]
+    lines += [_dead_link(p) for p in broken]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
     lines += held_elsewhere(name, kind)
     return NodeError("\n".join(lines))
+
+
+def _dead_link(p: Path) -> str:
+    return f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
+
+
+def dead_links(name: str, kind: str) -> List[str]:
+    """What to say of the links named `name` in the kind's folders that lead nowhere: validate said the file was not
+    in the model folders and to put it there, while the user saw it in the folder (the run's loader named the link)."""
+    base = Path(name.replace("\\", "/")).name
+    return [_dead_link(p) for d in _kind_dirs(kind) if d.is_dir() for p in _walk(d)
+            if p.name == base and p.is_symlink() and not p.exists()]
+
+
+def every_dead_link() -> List[str]:
+    """What to say of every link in the kinds' folders that leads nowhere, for `kinograph info`, which lists the
+    models found and so left such a file out, as if it had never been there."""
+    dirs = list(dict.fromkeys(d for kind in KINDS for d in _kind_dirs(kind)))
+    # A kind's whole folder linked to a drive (models/loras) as well as one file
+    links = [d for d in dirs if d.is_symlink() and not d.exists()]
+    links += [p for d in dirs if d.is_dir() for p in _walk(d) if p.is_symlink() and not p.exists()
+              and p.suffix.lower() in WEIGHT_SUFFIXES]
+    return [_dead_link(p) for p in dict.fromkeys(links)]
 
 
 def held_elsewhere(name: str, kind: str) -> List[str]:
@@ -561,6 +639,7 @@ def locator(*kinds: str, kind_of=None, companions=None):
     # and someone whose VAEs are on a second drive could not tell whether that drive was searched.
     locate.searched = lambda name="": _kind_dirs(kind_of(name))
     locate.elsewhere = lambda name: held_elsewhere(name, kind_of(name))
+    locate.dead_links = lambda name: dead_links(name, kind_of(name))
     # Every folder of every kind it reads (Load Model: checkpoints/ and diffusion_models/), for the editor to keep a
     # file picked in any of them by the name it is found by: `searched` names the first kind's alone.
     locate.every = lambda: [d for kind in kinds for d in _kind_dirs(kind)]

@@ -10,11 +10,15 @@ Jinja compiles the template to Python run under the name <template>; each line i
 rendering stopped past the budget. A template too long to compile in seconds is refused first."""
 from __future__ import annotations
 
+import json
 import sys
 import threading
 
 from graph_engine import NodeError
-from nodes.math.regex_process import RegexChild
+from graph_engine.context import check_cancelled
+from graph_engine.errors import Cancelled
+from nodes.generate.after_import import after_import
+from nodes.math.regex_process import CANCEL_SECONDS, RegexChild
 
 # Characters of a template: Jinja compiles one at about 20 us a character (2.2 MB took 41 s; a GGUF's metadata may hold
 # hundreds of MB), and the published templates (tool calls and reasoning included) are under 50,000.
@@ -31,28 +35,76 @@ _child = None
 _asking = threading.Lock()
 
 
+class TemplateRefused(NodeError):
+    """A chat template that failed or passed a cap in the child; `why` says how (for a message naming the model)."""
+
+    def __init__(self, why: str):
+        super().__init__(f"a text encoder's tokenizer's chat template {why} (the template is code kept in the "
+                         f"model's files): get the text encoder again from where it was published")
+        self.why = why
+
+
 def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs) -> str:
     """tokenizer.apply_chat_template(messages, tokenize=False, **kwargs), a NodeError naming `what` (the model) and
     `fix` (another way than the template, where the node has one) where its template fails or passes a cap."""
     template = getattr(tokenizer, "chat_template", None)
-    longest = max((len(t) for t in (template.values() if isinstance(template, dict) else [template])
-                   if isinstance(t, str)), default=0)
-    if longest > MOST_CHARS:
-        raise NodeError(f"{what}: its tokenizer's chat template is {longest:,} characters long, where published ones "
-                        f"are under 50,000 (Jinja would take minutes to compile it; the template is code kept in the "
-                        f"model's files): get the model again from where it was published{fix}")
+    if not template:
+        # transformers' ValueError ('tokenizer.chat_template is not set'), a traceback out of Ideogram 4's encoder: the
+        # tokenizer comes from a folder beside the model, whose tokenizer_config.json may lack the template
+        raise NodeError(f"{what}: its tokenizer has no chat template, which the prompt is written with: give the "
+                        f"tokenizer published with the model (its tokenizer_config.json or chat_template.jinja holds "
+                        f"one){fix}")
     if isinstance(template, dict) and "default" not in template:
         # transformers' ValueError, which came out as a traceback: it writes a prompt with the template named default
         raise NodeError(f"{what}: its tokenizer has chat templates named {', '.join(sorted(map(str, template)))} and "
                         f"none named default, the one a prompt is written with: get the model again from where it was "
                         f"published{fix}")
-    global _child
-    request = (tokenizer.get_chat_template(None, None), messages, {**tokenizer.special_tokens_map, **kwargs},
-               MOST_LINES, [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
+    route_chat_templates()
+    base = sys.modules.get(_IMPORTERS[0])
+    if base is not None and getattr(base, "render_jinja_template", None) is not rendered_in_child:
+        # a transformers before render_jinja_template (pyproject allows 4.46): its apply_chat_template renders the
+        # template itself, uncapped in this process
+        import transformers
+        raise NodeError(f"{what}: transformers {transformers.__version__} renders a tokenizer's chat template where "
+                        f"Kinograph cannot cap it (the template is code kept in the model's files): update "
+                        f"transformers (pip install -U transformers){fix}")
     try:
-        with _asking:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+    except TemplateRefused as e:
+        raise NodeError(f"{what}: its tokenizer's chat template {e.why} (the template is code kept in the "
+                        f"model's files): get the model again from where it was published{fix}") from None
+
+
+def rendered_in_child(conversations, tools=None, documents=None, chat_template=None,
+                      return_assistant_tokens_mask=False, continue_final_message=False, add_generation_prompt=False,
+                      **kwargs):
+    """transformers' render_jinja_template (which a tokenizer's and a processor's apply_chat_template call), run in
+    the capped child: the same (renderings, generation indices), or TemplateRefused. The messages go as JSON: what
+    is no JSON (a processor's picture in a message) goes as its type's name, as transformers shows it a template,
+    which tests for it and does not print it."""
+    if isinstance(chat_template, str) and len(chat_template) > MOST_CHARS:
+        raise TemplateRefused(f"is {len(chat_template):,} characters long, where published ones are under 50,000 "
+                              f"(Jinja would take minutes to compile it)")
+    from transformers.utils import chat_template_utils as library
+    # what transformers shows a template of the caller's values (a dataclass or pydantic message as a dict, a numpy
+    # scalar as a number), where this version of it says; what is still no JSON then goes as its type's name
+    plain = getattr(library, "_plain_template_data", lambda value: value)
+    call = {"conversations": [plain(getattr(c, "messages", c)) for c in conversations], "documents": plain(documents),
+            "tools": None if tools is None else
+            [plain(t if isinstance(t, dict) else library.get_json_schema(t)) for t in tools],
+            "chat_template": chat_template, "return_assistant_tokens_mask": return_assistant_tokens_mask,
+            "continue_final_message": continue_final_message, "add_generation_prompt": add_generation_prompt,
+            **plain(kwargs)}
+    global _child
+    request = (json.loads(json.dumps(call, default=lambda o: f"<{type(o).__name__}>")), MOST_LINES,
+               [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
+    try:
+        _take_turn()
+        try:
             _child = _child or RegexChild()
             out = _child.ask("chat_template", request, SECONDS)
+        finally:
+            _asking.release()
     except TimeoutError:
         out = {"error": f"did not finish in {SECONDS} s for one prompt"}
     except ChildProcessError as e:
@@ -60,6 +112,42 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
     except OSError as e:
         out = {"error": f"could not be rendered: no Python process could be started ({e})"}
     if "error" in out:
-        raise NodeError(f"{what}: its tokenizer's chat template {out['error']} (the template is code kept in the "
-                        f"model's files): get the model again from where it was published{fix}")
-    return out["value"]
+        raise TemplateRefused(out["error"])
+    rendered, indices = out["value"]
+    # A template may write half a UTF-16 pair ('\\ud800' in Jinja), which no tokenizer reads (transformers' fast
+    # ones stopped in a TypeError traceback): each is a '?', as any text encoded so shows what it cannot hold (one
+    # character for one: the generation indices stay).
+    rendered = [text.encode("utf-8", "replace").decode("utf-8") for text in rendered]
+    return rendered, [[tuple(span) for span in spans] for spans in indices]
+
+
+def _take_turn() -> None:
+    """The child, once the rendering before (another run's, up to SECONDS) is done; Cancelled where this run is
+    cancelled meanwhile: it waited its turn out, then rendered."""
+    while not _asking.acquire(timeout=CANCEL_SECONDS):
+        check_cancelled()
+    try:
+        check_cancelled()
+    except Cancelled:
+        _asking.release()
+        raise
+
+
+# transformers' module that renders chat templates, and those that import its render_jinja_template by name
+_RENDERER = "transformers.utils.chat_template_utils"
+_IMPORTERS = ("transformers.tokenization_utils_base", "transformers.processing_utils")
+
+
+def route_chat_templates() -> None:
+    """Send every chat template transformers renders through rendered_in_child: Kinograph's own prompts, and those
+    the pipelines it calls write themselves (ZImagePipeline._encode_prompt, Flux2KleinPipeline's, Flux3's encoder
+    step, QwenImage21Pipeline's processor), where a stranger's Jinja looped uncapped in Kinograph's process."""
+    after_import(_RENDERER, _route)
+
+
+def _route(renderer) -> None:
+    renderer.render_jinja_template = rendered_in_child
+    for name in _IMPORTERS:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "render_jinja_template"):
+            module.render_jinja_template = rendered_in_child

@@ -1871,9 +1871,21 @@ def _trellis2(k: Keys) -> Optional[Detection]:
     return None
 
 
+def _triposplat(k: Keys) -> Optional[Detection]:
+    """TripoSplat's flow model (VAST-AI/TripoSplat diffusion_models/triposplat_fp16): its camera token's output and
+    RePo rotary maps are its own; its decoder file holds the octree and Gaussian decoders."""
+    x = "cam_out_layer.weight"
+    if k.has(x, "repo_layers.0.final_map.weight"):
+        return Detection("diffusion_model", "triposplat", "triposplat", prefix=k.prefix_of(x) or "",
+                         why="cam_out_layer / repo_layers (TripoSplat's flow model)")
+    if k.has("octree.out_proj.weight", "gs.out_proj.weight"):     # vae/triposplat_vae_decoder_fp16
+        return Detection("vae", "triposplat", "decoder", why="octree / gs (TripoSplat's Gaussian decoder)")
+    return None
+
+
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _trellis2, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+RULES = [_hunyuan3d, _trellis2, _triposplat, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

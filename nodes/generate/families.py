@@ -169,6 +169,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # picture; decoded to a VOXEL grid. ComfyUI's templates: 12 steps, true CFG 7.5, shift 5.
     Family("trellis2", "TRELLIS.2 (3-D shape)", ("Trellis2Parts",), ("StructureFlow",), space_factor=1, fps=8.0,
            flow=True, cfg=7.5, steps=12, size=(16, 16), frames=16),
+    # TripoSplat splats (VAST-AI's picture-to-3D-Gaussians, as ComfyUI holds it): a flow transformer over 8192 shape
+    # tokens of 16 channels and a camera token (held as one frame 1 x 8192), reading DINOv3 ViT-H's tokens and the
+    # FLUX.2 VAE latent of the picture; decoded to Gaussians, not pictures. ComfyUI's template: 20 steps, cfg 3,
+    # dpmpp_2m on the simple schedule, shift 3 (the model's own).
+    Family("triposplat", "TripoSplat (3-D splat)", ("TripoSplatParts",), ("TripoSplatFlow",), space_factor=1,
+           fps=8.0, flow=True, cfg=3.0, steps=20, size=(8192, 1), frames=1),
     Family("lens", "Lens (image)", ("LensParts",), ("LensTransformer",), space_factor=16, fps=8.0, flow=True,
            cfg=5.0, steps=20, size=(1440, 1440), frames=1, latents="flux2"),
     # OmniGen2 keyframes and instruction edits: Boogu's transformer without its dual-stream stage (OmniGen2's refiners

@@ -75,12 +75,26 @@ def missing(path: Path) -> str:
             f"where the GGUF was published).{seen}")
 
 
+# a block number or a setting of more digits than this is no tower's (int() refuses 4,300 digits by a ValueError)
+_DIGITS = 6
+
+
+def _number(text: str) -> bool:
+    """Whether int() reads `text` as a whole number of at most _DIGITS digits (isdigit holds for '²' too)."""
+    return text.isdecimal() and len(text) <= _DIGITS
+
+
 def _int(meta: Dict[str, str], key: str, file: str) -> int:
     value = meta.get(key, "")
-    if not value.isdigit() or int(value) < 1:
-        raise NodeError(f"{file}: its metadata {key} is {value or 'missing'!r}, where llama.cpp writes a positive "
-                        "whole number. The file is damaged; get it again from where it was published")
+    if not _number(value) or int(value) < 1:
+        raise NodeError(f"{file}: its metadata {key} is {_shown(value)}, where llama.cpp writes a positive "
+                        f"whole number (of at most {_DIGITS} digits). The file is damaged; get it again from where "
+                        "it was published")
     return int(value)
+
+
+def _shown(value: str) -> str:
+    return repr(value[:40]) + (f"... ({len(value):,} characters)" if len(value) > 40 else "") if value else "missing"
 
 
 def _checked(meta: Dict[str, str], text: Path, file: str) -> None:
@@ -132,9 +146,9 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
             frames[name] = _plain(t)
         elif stem in _TOP:
             out[f"visual.{_TOP[stem]}.{suffix}"] = t
-        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and parts[2].isdigit() and parts[3] in _SPLIT:
+        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and _number(parts[2]) and parts[3] in _SPLIT:
             split.setdefault(f"visual.blocks.{int(parts[2])}.attn.qkv.{suffix}", {})[parts[3]] = _plain(t)
-        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and parts[2].isdigit() and parts[3] in _BLOCK:
+        elif len(parts) == 4 and parts[:2] == ["v", "blk"] and _number(parts[2]) and parts[3] in _BLOCK:
             out[f"visual.blocks.{int(parts[2])}.{_BLOCK[parts[3]]}.{suffix}"] = t
         else:
             raise NodeError(f"{mm.name}: its tensor {name!r} is not one of the Qwen2.5-VL vision tower's as llama.cpp "
@@ -147,6 +161,8 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
     if lacking or not split:
         raise NodeError(f"{mm.name} lacks {lacking[0] if lacking else 'its blocks'}: it is incomplete or damaged. Get "
                         "it again from where it was published")
+    depth = _depth(split, mm.name)
+    _fitting(frames, split, mm.name)
     # the convolution over two frames, and each block's one qkv projection, as transformers holds them
     out["visual.patch_embed.proj.weight"] = torch.stack([frames["v.patch_embd.weight"],
                                                          frames["v.patch_embd.weight.1"]], dim=2)
@@ -157,5 +173,34 @@ def vision_tower(text: Path, hidden: int, dtype) -> Tuple[dict, dict]:
         raise NodeError(f"{mm.name} is the vision tower of a Qwen2.5-VL {_SIZES.get(width, f'{width} wide')}, but "
                         f"{text.name} is Qwen2.5-VL {_SIZES.get(hidden, f'{hidden} wide')}: its pictures' tokens would "
                         "not fit the prompt's. Put the mmproj published with this size beside it")
-    depth = 1 + max(int(k.split(".")[2]) for k in split)
     return out, _config(meta, depth, mm.name)
+
+
+def _depth(split: dict, file: str) -> int:
+    """How many blocks the tower has: its blocks' qkv pieces numbered 0 to depth - 1. A number past them (v.blk.
+    99999999) set the depth, and the window layout was listed block by block up to it: seconds and gigabytes for
+    10^8, without end for 10^20."""
+    from nodes.generate.converters import MAX_BLOCKS
+    numbers = {int(k.split(".")[2]) for k in split}
+    if len(numbers) > MAX_BLOCKS or max(numbers) >= len(numbers):
+        raise NodeError(f"{file}: its blocks are numbered up to v.blk.{max(numbers)} but it holds {len(numbers):,} of "
+                        f"them (llama.cpp numbers a tower's blocks from 0, and Kinograph reads at most {MAX_BLOCKS}): "
+                        "the file is damaged or made to hang the loader. Get it again from where it was published")
+    return len(numbers)
+
+
+def _fitting(frames: dict, split: dict, file: str) -> None:
+    """NodeError where the pieces llama.cpp split cannot be put back: the patch convolution's two frames of one
+    shape, each block's q, k and v of one width (torch.stack / torch.cat stopped with a RuntimeError)."""
+    a, b = (tuple(frames[k].shape) for k in ("v.patch_embd.weight", "v.patch_embd.weight.1"))
+    if a != b:
+        raise NodeError(f"{file}: its patch convolution's two frames differ in shape (v.patch_embd.weight {list(a)}, "
+                        f"v.patch_embd.weight.1 {list(b)}), where llama.cpp splits one convolution in two: the file is "
+                        "damaged. Get it again from where it was published")
+    for name, pieces in split.items():
+        shapes = [tuple(pieces[p].shape) for p in _SPLIT]
+        if len({s[1:] for s in shapes}) > 1 or not all(shapes):
+            block = name.split(".")[2]
+            raise NodeError(f"{file}: block {block}'s attn_q, attn_k and attn_v have shapes "
+                            f"{', '.join(str(list(s)) for s in shapes)}, which do not make one qkv projection: the "
+                            "file is damaged. Get it again from where it was published")

@@ -17,7 +17,8 @@ class Latent:
     sampled with the video (LTX-2: [B, C, L, mel bins], normalised as the sampler sees it; ComfyUI's AV latent).
     audio_mask, when set: [1, 1, L, 1], the sound's noise mask as mask is the video's (0 keeps a given song).
     runs, when set: a video VAE decodes the frames in runs of this many latent frames, each alone (ComfyUI's
-    LatentCutToBatch along t: WanDancer's key frames, one picture per latent frame)."""
+    LatentCutToBatch along t: WanDancer's key frames, one picture per latent frame). camera, when set: TripoSplat's
+    camera token [B, 1, 5], sampled with the shape tokens (ComfyUI's nested latent's second stream)."""
     samples: "object"
     family: str
     frames: int
@@ -28,10 +29,11 @@ class Latent:
     audio: "object" = None
     audio_mask: "object" = None
     runs: int = 0
+    camera: "object" = None
 
     def to_state(self):
         tensors = {k: v for k, v in (("samples", self.samples), ("mask", self.mask), ("audio", self.audio),
-                                     ("audio_mask", self.audio_mask)) if v is not None}
+                                     ("audio_mask", self.audio_mask), ("camera", self.camera)) if v is not None}
         meta = {"family": self.family, "frames": self.frames, "fps": self.fps, "width": self.width,
                 "height": self.height}
         return tensors, {**meta, "runs": self.runs} if self.runs else meta
@@ -40,10 +42,10 @@ class Latent:
     def from_state(cls, tensors, meta):
         return cls(tensors["samples"], meta["family"], int(meta["frames"]), float(meta["fps"]),
                    int(meta["width"]), int(meta["height"]), tensors.get("mask"), tensors.get("audio"),
-                   tensors.get("audio_mask"), int(meta.get("runs", 0)))
+                   tensors.get("audio_mask"), int(meta.get("runs", 0)), tensors.get("camera"))
 
     def nbytes_estimate(self) -> int:
-        return sum(int(t.element_size() * t.numel()) for t in (self.samples, self.audio) if t is not None)
+        return sum(int(t.element_size() * t.numel()) for t in (self.samples, self.audio, self.camera) if t is not None)
 
     def with_samples(self, samples) -> "Latent":
         return replace(self, samples=samples)

@@ -28,7 +28,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "mage_flow": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "pixeldit": "diffusion_models", "newbie": "diffusion_models", "hunyuan3d": "checkpoints", "trellis2": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "qwenimage21": "diffusion_models", "chroma": "diffusion_models", "zimage": "diffusion_models", "krea2": "diffusion_models", "ideogram4": "diffusion_models", "kandinsky5image": "diffusion_models", "hidream": "diffusion_models", "hidream_o1": "checkpoints", "longcat": "diffusion_models", "ovis": "diffusion_models", "minimax_h3": "diffusion_models", "flux3": "diffusion_models", "boogu": "diffusion_models", "omnigen2": "diffusion_models", "joyimage": "diffusion_models", "mage_flow": "diffusion_models", "fibo2": "diffusion_models", "anima": "diffusion_models", "lens": "diffusion_models", "pixeldit": "diffusion_models", "newbie": "diffusion_models", "hunyuan3d": "checkpoints", "trellis2": "diffusion_models", "triposplat": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -236,7 +236,7 @@ def dtype_of(name: str, family: str, device: str):
             # runs it on a bf16 device (its fp16 files cast up); ACE-Step v1's DiT as ComfyUI runs it (bf16 or fp32)
             name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
                                         "qwenimage21", "chroma", "zimage", "kandinsky5image", "hidream", "longcat", "ovis", "krea2", "flux3", "boogu", "omnigen2",
-                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "mage_flow", "anima", "lens", "pixeldit", "newbie", "hunyuan3d", "trellis2", "hidream_o1",
+                                        "seedvr2", "ideogram4", "joyimage", "fibo2", "mage_flow", "anima", "lens", "pixeldit", "newbie", "hunyuan3d", "trellis2", "triposplat", "hidream_o1",
                                         "ace_step") and \
                 device.startswith("cuda") \
                 else "fp16"
@@ -838,12 +838,18 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "wan" and det.variant.startswith("humo"):
         return True, ("load.diffusion_model: HuMo, a person from a reference image speaking or singing a voice "
                       "(condition.humo with encode.audio's whisper features)")
+    if (det.family, det.role) == ("triposplat", "diffusion_model"):
+        return True, ("load.diffusion_model: TripoSplat's flow model, sampled into a splat latent from "
+                      "condition.triposplat's")
+    if det.family == "triposplat":
+        return True, "load.vae: TripoSplat's Gaussian decoder, for decode.triposplat (a SPLAT)"
     if (det.family, det.role) == ("trellis2", "diffusion_model"):
         return (True, "load.diffusion_model: TRELLIS.2's structure model, sampled into a structure latent (its shape "
                       "and texture models: not yet)") if det.variant == "trellis2" else \
             (False, "Pixal3D's model: its projected picture features are not computed yet")
     if (det.family, det.role) == ("trellis2", "clip_vision"):
-        return True, "load.clip_vision: DINOv3, TRELLIS.2's image encoder, for condition.trellis2"
+        return True, "load.clip_vision: DINOv3, the image encoder of TRELLIS.2 (condition.trellis2) and TripoSplat "\
+                     "(condition.triposplat)"
     if det.family == "trellis2":
         return (True, "load.vae: TRELLIS.2's structure decoder, for decode.trellis2_structure (its mesh decoder: not "
                       "yet)") if det.variant == "shape" else (False, f"TRELLIS.2's {det.variant} VAE: not read yet")

@@ -231,6 +231,8 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     det = _detect(path, ("diffusion_model", "checkpoint"), "a diffusion model")
     if det.family == "trellis2":
         return _trellis2_model(mm, path, det, weight_dtype, device)
+    if det.family == "triposplat":
+        return _triposplat_model(mm, path, det, weight_dtype, device)
     from nodes.generate.model_manager import family_of_file
     det = dataclasses.replace(det, family=family_of_file(det))
     if det.family == "sdxl":
@@ -257,6 +259,16 @@ def _trellis2_model(mm, path: Path, det: Detection, weight_dtype: str, device: s
     pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: load_structure_flow(
         path, det.prefix, dtype, device), files=(path,), libraries=())       # plain torch
     return ModelHandle(family="trellis2", path=str(path), pipe=pipe, dtype=dname, device=device)
+
+
+def _triposplat_model(mm, path: Path, det: Detection, weight_dtype: str, device: str) -> ModelHandle:
+    """TripoSplat's flow model (plain torch, no diffusers class)."""
+    from nodes.generate.model_manager import dtype_of
+    from nodes.generate.triposplat_flow import load_flow
+    dname, dtype = _weight_dtype(weight_dtype, "triposplat", device, dtype_of)
+    pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: load_flow(
+        path, det.prefix, dtype, device), files=(path,), libraries=())
+    return ModelHandle(family="triposplat", path=str(path), pipe=pipe, dtype=dname, device=device)
 
 
 def _weight_dtype(name: str, family: str, device: str, dtype_of):
@@ -481,6 +493,11 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
     if det.family == "trellis2":
         return _trellis2_vae(mm, path, det, device)
+    if det.family == "triposplat":
+        from nodes.generate.triposplat_vae import load_vae
+        vae = mm.cached(("vae", str(path.resolve()), "triposplat", "float32", device),
+                        lambda: load_vae(path, device), files=(path,), libraries=())     # plain torch
+        return ComponentHandle("triposplat", str(path), vae, "vae", device)
     found = family_of_file(det)
     if found == "sd" and det.role == "vae":
         found = sd_vae_family(path, family)

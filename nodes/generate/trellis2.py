@@ -19,7 +19,6 @@ from torch import nn
 from graph_engine import NodeError
 from nodes.generate.latent import Latent
 from nodes.generate.own_parts import OwnParts
-from nodes.generate.weights import misfit
 
 STRUCT = "struct_dec."
 CHANNELS, SIDE = 32, 16         # ComfyUI's EmptyTrellis2LatentStructure: the latent format's 32 channels, 16^3
@@ -96,7 +95,7 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
     stranger's file's: its blocks are counted (at most converters.MAX_BLOCKS) and the decoder they make counted on
     the meta device before it is built (a tensor of shape [10^7, 0], no byte in the file, asked the allocator for
     8.6 GB; 3,000 one-value tensors took 3 s to build as many blocks)."""
-    from nodes.generate.converters import check_claim, count
+    from nodes.generate.converters import count, fitted
     from nodes.generate.weights import sizes_of
     with sizes_of(name, "TRELLIS.2's structure decoder"):
         count(state, "blocks.{}.")
@@ -115,13 +114,21 @@ def build_structure_decoder(state: Dict[str, torch.Tensor], name: str = "the sha
         out = state.get("out_layer.2.weight")
         sizes = (int(first.shape[1]), widths, _count(state, "middle_block.{}.norm1.weight"), per_width,
                  int(out.shape[0]) if out is not None else 1)
-    check_claim(lambda: StructureDecoder(*sizes), state, name)
-    model = StructureDecoder(*sizes)
-    why = misfit(model, state)
-    if why:
-        raise NodeError(f"the shape VAE's structure decoder does not fit its own layout ({why}): the file is "
-                        "incomplete or damaged; get it again")
-    return model.eval()
+    model = fitted(lambda: StructureDecoder(*sizes), state, name, "the shape VAE's structure decoder")
+    _check_grid(widths, name)
+    return model
+
+
+def _check_grid(widths, name: str) -> None:
+    """NodeError unless the decoder doubles the 16^3 latent twice, to the 64^3 grid decode_structure pools from (as
+    ComfyUI's widths 512, 128, 32 do). Each upsample of a stranger's file doubled the grid: five
+    (a file of a few KB) asked the allocator for 8.6 GB at the first decode, seven for 550 GB; none left a 16^3 grid, which
+    max pooling to 32^3 stopped on ('stride should not be zero')."""
+    side = SIDE * 2 ** (len(widths) - 1)
+    if side != SIDE * 4:
+        raise NodeError(f"{name}: its structure decoder upsamples the latent {len(widths) - 1} times, to a grid of "
+                        f"{side}^3; TRELLIS.2's doubles it twice, to {SIDE * 4}^3. The file is damaged or another "
+                        "model's: get trellis_2_shape_vae_bf16.safetensors again")
 
 
 class ShapeVae(OwnParts):

@@ -18,7 +18,6 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.generate.own_parts import OwnParts
-from nodes.generate.weights import misfit
 
 PREFIX = "structure_model."
 SIDE, CHANNELS, READ = 16, 32, 8        # the grid's side, the latent's channels, the channels the model reads
@@ -45,17 +44,23 @@ def _rotate(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     return turned.reshape(x.shape).to(x.dtype)
 
 
-class _HeadRMSNorm(nn.Module):
-    def __init__(self, heads: int, dim: int):
+class HeadRMSNorm(nn.Module):
+    """RMS norm over each head's channels, a gain per head and channel; eps None: torch's (the dtype's epsilon)."""
+
+    def __init__(self, heads: int, dim: int, eps=None):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(heads, dim))
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],)) * self.gamma.to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), eps=self.eps) * self.gamma.to(x.dtype)
 
 
-class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int, context: int = 0):
+class Attention(nn.Module):
+    """Self-attention (to_qkv) or cross-attention to a context `context` wide (to_q, to_kv), queries and keys
+    RMS-normed per head (HeadRMSNorm's eps), then turned by rotary phases where given."""
+
+    def __init__(self, width: int, heads: int, context: int = 0, eps=None):
         super().__init__()
         self.heads = heads
         if context:
@@ -63,8 +68,8 @@ class _Attention(nn.Module):
             self.to_kv = nn.Linear(context, width * 2)
         else:
             self.to_qkv = nn.Linear(width, width * 3)
-        self.q_rms_norm = _HeadRMSNorm(heads, width // heads)
-        self.k_rms_norm = _HeadRMSNorm(heads, width // heads)
+        self.q_rms_norm = HeadRMSNorm(heads, width // heads, eps)
+        self.k_rms_norm = HeadRMSNorm(heads, width // heads, eps)
         self.to_out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor = None, phases: torch.Tensor = None) -> torch.Tensor:
@@ -87,8 +92,8 @@ class _Block(nn.Module):
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(width, eps=1e-6)
         self.norm3 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.self_attn = _Attention(width, heads)
-        self.cross_attn = _Attention(width, heads, context)
+        self.self_attn = Attention(width, heads)
+        self.cross_attn = Attention(width, heads, context)
         self.mlp = nn.Sequential()          # nested as the file names it (mlp.mlp.N), as t_embedder.mlp.N below
         self.mlp.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         self.modulation = nn.Parameter(torch.zeros(6 * width))
@@ -142,7 +147,7 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
     width, the MLP's width and the depth read from them, a stranger's file's: the blocks counted (at most
     converters.MAX_BLOCKS) and the model counted on the meta device before it is built (a width claimed by a tensor of
     shape [10^6, 0], no byte in the file, asked for terabytes)."""
-    from nodes.generate.converters import check_claim, count
+    from nodes.generate.converters import count, fitted
     from nodes.generate.weights import sizes_of
     try:
         width = int(state["input_layer.weight"].shape[0])
@@ -157,13 +162,8 @@ def build_structure_flow(state: Dict[str, torch.Tensor], name: str = "the TRELLI
                         "file is incomplete or damaged; get it again") from None
     with sizes_of(name, "TRELLIS.2's structure model"):
         depth = count(state, "blocks.{}.")
-    check_claim(lambda: StructureFlow(width, heads, context, hidden, depth), state, name)
-    model = StructureFlow(width, heads, context, hidden, depth)
-    why = misfit(model, state)
-    if why:
-        raise NodeError(f"{name}: its structure_model does not fit its own layout ({why}): the file is "
-                        "incomplete or damaged; get it again")
-    return model.eval()
+    return fitted(lambda: StructureFlow(width, heads, context, hidden, depth), state, name,
+                  f"{name}: its structure_model")
 
 
 class Trellis2Parts(OwnParts):

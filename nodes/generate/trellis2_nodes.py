@@ -1,10 +1,10 @@
 """TRELLIS.2 nodes: the image conditioning (ComfyUI's Trellis2Conditioning), the empty structure latent and its
 decode to a VOXEL grid (EmptyTrellis2LatentStructure and VaeDecodeStructureTrellis2). DINOv3 loads with
-load.clip_vision, the shape VAE with load.vae."""
+load.clip_vision, the shape VAE with load.vae. TripoSplat's: its conditioning and its decode to a SPLAT."""
 from __future__ import annotations
 
 from graph_engine import Param, node
-from graph_engine.types import CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, VAE, VOXEL
+from graph_engine.types import CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, SPLAT, VAE, VOXEL
 from nodes.generate.hunyuan3d_nodes import one_shape_preflight
 
 
@@ -39,3 +39,29 @@ def condition_trellis2(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE):
     from nodes.generate.trellis2_dino import conditioning
     positive, negative = conditioning(image_encoder, image)
     return {"positive": positive, "negative": negative}
+
+
+@node("condition.triposplat", title="TripoSplat Conditioning", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_triposplat(ctx, image_encoder: IMAGE_ENCODER, vae: VAE, image: IMAGE):
+    """What splat to make, from one picture (ComfyUI's TripoSplatConditioning): DINOv3 ViT-H's tokens of it and its
+    FLUX.2 VAE latent; the negative is zeros of both; the latent is TripoSplat's 8192 shape tokens, zeros. Frame the
+    picture first (mask.triposplat_frame); load DINOv3 with load.clip_vision (dino_v3_vit_h.safetensors) and the
+    VAE with load.vae (flux2-vae.safetensors)."""
+    from nodes.generate.triposplat_condition import conditioning
+    positive, negative, latent = conditioning(image_encoder, vae, image)
+    return {"positive": positive, "negative": negative, "latent": latent}
+
+
+@node("decode.triposplat", title="Decode TripoSplat", category="Latent", device="gpu")
+def decode_triposplat(ctx, vae: VAE, latent: LATENT,
+                      num_gaussians: int = Param(262144, min=32768, max=1048576, step=32,
+                                                 help="Gaussians made (rounded to a multiple of 32): 262144 is the "
+                                                      "octree's density; more oversample the same points"),
+                      seed: int = Param(0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                                        help="seeds where the octree puts its points")) -> SPLAT:
+    """A sampled TripoSplat latent as 3-D Gaussians (ComfyUI's VAEDecodeTripoSplat): the decoder's octree places
+    num_gaussians / 32 points, 32 Gaussians each. Load the decoder with load.vae
+    (triposplat_vae_decoder_fp16.safetensors)."""
+    from nodes.generate.triposplat_vae import decode
+    return decode(vae, latent, num_gaussians, seed)

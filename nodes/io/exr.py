@@ -221,18 +221,45 @@ def display_size(path) -> Optional[Tuple[int, int]]:
     return max(int(x1) - int(x0) + 1, 0), max(int(y1) - int(y0) + 1, 0)
 
 
+# What an EXR's parts may unpack to beyond 64 times the file's size: a render's passes compress a few times over,
+# and reading holds every channel of every part at once.
+UNPACKED_BYTES = 1 << 30
+
+
 def _check_windows(OpenEXR, path) -> None:
-    """Every part's data and display window within the pixels any image may have, from the header alone:
-    reading allocates the data window and _in_display_window the display window, whatever the file holds."""
+    """Every part's data and display window within the pixels any image may have, and all of them within what
+    the file can hold, from the header alone: reading allocates the data window of every channel of every part
+    and _in_display_window the display window, whatever the file holds."""
     from .images import check_pixels
     try:
         with OpenEXR.File(str(path), header_only=True) as f:
             boxes = [np.array(part.header[k]) for part in f.parts for k in ("dataWindow", "displayWindow")
                      if k in part.header]
+            # (data window's pixels, its channels' pixel share: subsampled chroma holds one in xSampling*ySampling)
+            data = [(_pixels(np.array(part.header["dataWindow"])),
+                     sum(1 / max(1, c.xSampling * c.ySampling) for c in part.header.get("channels") or ()))
+                    for part in f.parts if "dataWindow" in part.header]
     except Exception:           # a damaged header: reading the file says what is wrong
         return
-    for (x0, y0), (x1, y1) in boxes:
-        check_pixels(path, max(int(x1) - int(x0) + 1, 0), max(int(y1) - int(y0) + 1, 0))
+    for box in boxes:
+        check_pixels(path, *_size(box))
+    # half floats, the smallest a channel holds: what the file unpacks to is at least this
+    unpacked, size = int(sum(2 * pixels * share for pixels, share in data)), Path(path).stat().st_size
+    if unpacked > UNPACKED_BYTES + 64 * size:
+        channels = int(sum(share for _, share in data))
+        raise NodeError(f"{path} is refused: its {len(data)} part(s) state {channels:,} channels that unpack to at "
+                        f"least {unpacked:,} bytes from a file of {size:,}, all held in memory as it is read. It is "
+                        "damaged or made to fill memory: export the layers you need (Blender, Nuke: one file a pass)")
+
+
+def _size(box) -> Tuple[int, int]:
+    (x0, y0), (x1, y1) = box
+    return max(int(x1) - int(x0) + 1, 0), max(int(y1) - int(y0) + 1, 0)
+
+
+def _pixels(box) -> int:
+    w, h = _size(box)
+    return w * h
 
 
 def _in_display_window(img, alpha, data, shown):

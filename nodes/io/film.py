@@ -20,16 +20,8 @@ _LOG, _LINEAR = (1, 3), 2          # printing density, logarithmic; linear
 
 def read_film(path: str) -> tuple:
     """(uint8 RGB, float32 alpha or None) of a DPX file."""
-    import av
-    from .images import check_pixels
-    transfer, w, h, _ = _header(path)
-    check_pixels(path, w, h)        # from the header, before FFmpeg allocates what it says
-    try:
-        with av.open(str(path)) as c:
-            frame = next(c.decode(c.streams.video[0]))
-    except (av.error.FFmpegError, StopIteration, IndexError) as e:
-        raise NodeError(f"cannot read {path} as a DPX picture ({e}): the file is damaged or cut short. "
-                        f"Export it again") from None
+    transfer = _header(path)[0]
+    frame = _picture(path)
     alpha_fmt = any(comp.is_alpha for comp in frame.format.components)
     wide = frame.to_ndarray(format="rgba64le" if alpha_fmt else "rgb48le")
     alpha = wide[..., 3].astype(np.float32) / 65535.0 if alpha_fmt else None
@@ -44,10 +36,8 @@ def read_film_linear(path: str) -> np.ndarray:
     """float32 linear light HxWx3 (x4, premultiplied, with alpha) of a DPX file, at its own depth (Clip.linear):
     a log scan through the Cineon curve unclipped (highlights above 1.0, as Nuke's Cineon colourspace reads
     them), a linear one as stored, a video-coded one through the sRGB curve (read_film shows it as stored)."""
-    import av
     transfer = _header(path)[0]
-    with av.open(str(path)) as c:
-        frame = next(c.decode(c.streams.video[0]))
+    frame = _picture(path)
     alpha_fmt = any(comp.is_alpha for comp in frame.format.components)
     wide = frame.to_ndarray(format="rgba64le" if alpha_fmt else "rgb48le")
     rgb = code16_to_linear(wide[..., :3], "cineon" if transfer in _LOG else "linear" if transfer == _LINEAR else "srgb")
@@ -55,6 +45,21 @@ def read_film_linear(path: str) -> np.ndarray:
         return rgb
     alpha = wide[..., 3:].astype(np.float32) / 65535.0
     return np.concatenate([rgb * alpha, alpha], -1)
+
+
+def _picture(path: str):
+    """The DPX file's picture as FFmpeg decodes it; NodeError for one larger than any image may be (from the header,
+    before FFmpeg allocates what it says) or damaged. The reading at depth (Clip.linear: a 10-bit sequence graded
+    into an EXR or 16-bit TIFF) let FFmpeg's InvalidDataError out as a traceback for a frame cut short."""
+    import av
+    from .images import check_pixels
+    check_pixels(path, *_header(path)[1:3])
+    try:
+        with av.open(str(path)) as c:
+            return next(c.decode(c.streams.video[0]))
+    except (av.error.FFmpegError, StopIteration, IndexError) as e:
+        raise NodeError(f"cannot read {path} as a DPX picture ({e}): the file is damaged or cut short. "
+                        f"Export it again") from None
 
 
 def deep_film(path: str) -> bool:

@@ -1,4 +1,5 @@
 """Input/output nodes: the public names other tools build workflows with."""
+import os
 from pathlib import PurePath
 from typing import Optional
 
@@ -42,7 +43,19 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
     return {"image": rgb, "alpha": alpha, "mask": 1.0 - alpha}
 
 
-@node("io.load_video", title="Load Video", category="Input/Output")
+def _one_video(params, sources):
+    """A sequence (plates/shot.####.exr, Nuke's way) or a glob given where one video file goes: validate said ok, as
+    the files are there, and the run failed on 'video file not found'. (A preflight, not the param's check: a check
+    takes over the param's missing-file report.)"""
+    from graph_engine.sequence import names_frames
+    name = PurePath(str(params["path"])).name
+    # A file of exactly that name is the video ('take #2.mp4'), as a sequence's pattern counts it (sequence_files)
+    if (names_frames(name) or "*" in name or "?" in name) and not os.path.lexists(str(params["path"])):
+        yield "path", (f"{name!r} names an image sequence; io.load_video reads one video file: read the sequence "
+                       f"with io.load_frames")
+
+
+@node("io.load_video", title="Load Video", category="Input/Output", preflight=_one_video)
 def load_video(ctx, path: str = Param("", kind="path", required=True, help="video file (mp4, mov, mkv, webm, ...)"),
                start: int = Param(0, min=0, help="first frame to keep (after fps resampling)"),
                count: int = Param(0, zero="all", min=0, help="frames to keep; 0 = all"),

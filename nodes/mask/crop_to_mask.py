@@ -31,7 +31,7 @@ def colour(text: str) -> Tuple[float, float, float]:
         raise NodeError(f"background={text!r}: give a colour as #rrggbb (#000000 for black)") from None
 
 
-def _lanczos(x: np.ndarray, width: int, height: int) -> np.ndarray:
+def lanczos(x: np.ndarray, width: int, height: int) -> np.ndarray:
     """comfy.utils.lanczos: float 0..1 to 8 bits (truncated), PIL's Lanczos, back to 0..1."""
     from PIL import Image
     u8 = np.clip(255.0 * x, 0, 255).astype(np.uint8)
@@ -39,7 +39,7 @@ def _lanczos(x: np.ndarray, width: int, height: int) -> np.ndarray:
     return out.astype(np.float32) / 255.0
 
 
-def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
     """max (min, for negative pixels) over a (2|pixels|+1)-square around each pixel, the picture's edge ignored"""
     import cv2
     if pixels == 0:
@@ -61,13 +61,13 @@ def crop_to_mask(frame: np.ndarray, mask: np.ndarray, width: int, height: int, p
     border = np.concatenate([m[0, :], m[-1, :], m[:, 0], m[:, -1]])
     if border.mean() > 0.5 and m[h // 4:h - h // 4, w // 4:w - w // 4].mean() < 0.5:
         m = 1.0 - m
-    m = _grown(np.ascontiguousarray(m), grow)
+    m = grown(np.ascontiguousarray(m), grow)
     m = np.where(m < THRESHOLD, 0.0, m).astype(np.float32)
     H, W = m.shape
     if max(H, W) > max(width, height):
         scale = max(width, height) / max(H, W)
         W, H = int(W * scale), int(H * scale)
-        img, m = _lanczos(img, W, H), _lanczos(m, W, H)
+        img, m = lanczos(img, W, H), lanczos(m, W, H)
     alpha = (np.clip(m, 0, 1) * 255.0).astype(np.uint8)
     ys, xs = np.nonzero(alpha > FOREGROUND)
     if ys.size == 0:
@@ -92,4 +92,4 @@ def crop_to_mask(frame: np.ndarray, mask: np.ndarray, width: int, height: int, p
     m = np.pad(m, ((pt, pb), (pl, pr)))
     img, m = img[y1 + pt:y2 + pt, x1 + pl:x2 + pl], m[y1 + pt:y2 + pt, x1 + pl:x2 + pl, None]
     laid = np.clip(img * m + np.asarray(background, np.float32) * (1.0 - m), 0.0, 1.0)
-    return np.round(_lanczos(laid, width, height) * 255.0).astype(np.uint8)
+    return np.round(lanczos(laid, width, height) * 255.0).astype(np.uint8)

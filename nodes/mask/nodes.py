@@ -337,3 +337,22 @@ def crop_to_mask(ctx, video: VIDEO = Input(help="the picture (or clip) the subje
         return np.stack([framed(f, m, width, height, pad_factor, grow_mask, bg)
                          for f, m in zip(video.frames(a, b), masks.frames_of(mask, a, b))])
     return video.with_(width=width, height=height, reader=reader, matte=None, linear=None, local=True)
+
+
+@node("mask.triposplat_frame", title="TripoSplat Frame", category=_CAT, temporal_radius=0)
+def triposplat_frame(ctx, video: VIDEO = Input(help="the picture (or each frame of a clip) the subject is in"),
+                     mask: MASK = Input(help="the subject's mask (mask.remove_background's); a still one serves "
+                                             "every frame"),
+                     erode_radius: int = Param(1, min=0, max=16, help="shrink the mask by this many pixels first "
+                                                                      "(keeps the background's fringe out)"),
+                     size: int = Param(1024, min=256, max=4096, step=16,
+                                       help="the square's side; TripoSplat was trained at 1024")) -> VIDEO:
+    """The subject on black in a size x size square, 1.2 times its box, as ComfyUI's TripoSplat Preprocess Image
+    frames a picture for TripoSplat's conditioning (an empty mask is refused)."""
+    from .triposplat_frame import side, triposplat_frame as framed
+    n = side(size)
+
+    def reader(a, b):
+        return np.stack([framed(f, m, erode_radius, n)
+                         for f, m in zip(video.frames(a, b), masks.frames_of(mask, a, b))])
+    return video.with_(width=n, height=n, reader=reader, matte=None, linear=None, local=True)

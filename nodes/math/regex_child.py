@@ -90,11 +90,12 @@ def regex_replace(string, pattern, replace, case_insensitive=True, multiline=Fal
     return rx.sub(expand, string, count=count)
 
 
-def chat_template(template, conversation, kwargs, most_lines, path):
-    """`template` rendered for `conversation` as transformers' apply_chat_template renders it (`kwargs`: the
-    tokenizer's special tokens and the caller's), stopped past `most_lines` lines of the compiled template; a
-    ValueError says why it failed. `path`: Kinograph's sys.path, where its transformers is: this child runs isolated
-    (python -I), without the PYTHONPATH or user site-packages (pip install --user) that it may come from."""
+def chat_template(call, most_lines, path):
+    """transformers' render_jinja_template on `call` (its keyword arguments: the conversations, the template, the
+    tokenizer's special tokens and the caller's), stopped past `most_lines` lines of the compiled template: its
+    [renderings, generation indices]; a ValueError says why it failed. `path`: Kinograph's sys.path, where its
+    transformers is: this child runs isolated (python -I), without the PYTHONPATH or user site-packages
+    (pip install --user) that it may come from."""
     sys.path[:] = path
     # imported here, not above: the regex functions start in milliseconds without transformers
     from transformers.utils.chat_template_utils import render_jinja_template
@@ -110,7 +111,7 @@ def chat_template(template, conversation, kwargs, most_lines, path):
 
     sys.settrace(lambda frame, event, arg: in_template if frame.f_code.co_filename == "<template>" else None)
     try:
-        return render_jinja_template(conversations=[conversation], chat_template=template, **kwargs)[0][0]
+        return list(render_jinja_template(**call))
     except TimeoutError:
         raise ValueError(f"runs more than {most_lines:,} lines for one prompt, looping without end") from None
     except MemoryError:

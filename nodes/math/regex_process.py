@@ -9,11 +9,17 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from typing import Optional
+
+from graph_engine.context import check_cancelled
+from graph_engine.errors import Cancelled
 
 from . import regex_child
 
 _short = regex_child._short
+# How often a wait for the child looks at the run's cancel
+CANCEL_SECONDS = 0.1
 
 
 class RegexChild:
@@ -35,22 +41,37 @@ class RegexChild:
 
     def ask(self, function: str, args, seconds: float) -> dict:
         """regex_child's `function` on `args`: its {"value"} or {"error"} answer. TimeoutError where `seconds` passed
-        (the child is killed), ChildProcessError (its exit code) where the child stopped (its memory cap), OSError
-        where no child could be started."""
+        (the child is killed), Cancelled where the running node's run was cancelled meanwhile (killed too),
+        ChildProcessError (its exit code) where the child stopped (its memory cap), OSError where no child could be
+        started."""
         if self.proc is None:
             self._start()
         try:
             self.proc.stdin.write(json.dumps({"function": function, "args": list(args)}) + "\n")
             self.proc.stdin.flush()
-            line = self.lines.get(timeout=seconds)
-        except queue.Empty:
-            self.close()
-            raise TimeoutError from None
         except OSError:             # the child died before reading (its memory cap)
-            line = ""
+            raise ChildProcessError(self.close()) from None
+        line = self._answer(time.monotonic() + seconds)
         if not line:
             raise ChildProcessError(self.close())
         return json.loads(line)
+
+    def _answer(self, deadline: float) -> str:
+        """The child's next line, waited for in short slices that check the run's cancel: a chat template's minute
+        was waited out whole after a cancel. The child is killed where the time is spent or the run cancelled."""
+        while True:
+            try:
+                return self.lines.get(timeout=max(0.0, min(CANCEL_SECONDS, deadline - time.monotonic())))
+            except queue.Empty:
+                pass
+            try:
+                check_cancelled()
+            except Cancelled:
+                self.close()
+                raise
+            if time.monotonic() >= deadline:
+                self.close()
+                raise TimeoutError from None
 
     def call(self, function: str, args, seconds: float, given: str = "given to a pattern") -> str:
         """regex_child's `function` on `args`, given `seconds` (`given`: whose time they are, for the message); the

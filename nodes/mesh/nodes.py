@@ -1,10 +1,11 @@
 """3-D nodes: meshes from voxel grids and from MoGe's point maps, their normals, and .glb files of them (ComfyUI's
-VoxelToMesh, MoGePointMapToMesh, MeshSmoothNormals and SaveGLB)."""
+VoxelToMesh, MoGePointMapToMesh, MeshSmoothNormals and SaveGLB); Gaussian splats as .spz or .ply files
+(SplatToFile3D into SaveGLB) and as pictures (RenderSplat, its camera CreateCameraInfo's)."""
 from pathlib import PurePath
 from typing import Optional
 
 from graph_engine import NodeError, Param, node
-from graph_engine.types import GEOMETRY, MESH, VOXEL
+from graph_engine.types import GEOMETRY, MASK, MESH, SPLAT, VIDEO, VOXEL
 
 
 def _glb_name(path) -> Optional[str]:
@@ -75,3 +76,78 @@ def smooth_normals(ctx, mesh: MESH,
     its triangles'."""
     from .normals import smooth_normals as make
     return make(mesh, crease_angle)
+
+
+def _splat_name(path) -> Optional[str]:
+    """Why `path` is no splat file name (None: it is one)."""
+    if not str(path).strip() or PurePath(str(path)).suffix.lower() in (".spz", ".ply"):
+        return None
+    return f"{path!r} is not a splat file name: name it out/NAME.spz (Niantic's compressed splats) or out/NAME.ply"
+
+
+@node("io.save_splat", title="Save Splat", category="Input/Output", output=True)
+def save_splat(ctx, splat: SPLAT,
+               path: str = Param("out/splat.spz", kind="path", reads=False, check=_splat_name,
+                                 help="the file to write: .spz (Niantic's compressed splats, version 2) or .ply "
+                                      "(3DGS's binary layout)"),
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                   "earlier take unless --replace)")) -> None:
+    """Write 3-D Gaussians as a file (ComfyUI's SplatToFile3D with SaveGLB): .spz or .ply by the name's suffix;
+    three.js viewers (Spark), SuperSplat and Blender's 3DGS add-ons open them. The file it replaces is kept as
+    takes/NAME.001.spz ... beside it."""
+    from nodes.io.nodes import _wrote
+    from .splat_files import write_splat
+    _wrote(ctx, write_splat(splat, path, overwrite))
+
+
+@node("splat.render", title="Render Splat", category="3D", device="cpu",
+      outputs={"video": VIDEO, "mask": MASK})
+def render_splat(ctx, splat: SPLAT,
+                 width: int = Param(1024, min=64, max=2048, step=8, help="the pictures' width in pixels"),
+                 height: int = Param(1024, min=64, max=2048, step=8, help="the pictures' height in pixels"),
+                 frames: int = Param(1, min=-240, max=240, help="1: one picture; more: the camera turns a full "
+                                                               "circle about its target over them (negative: the "
+                                                               "other way)"),
+                 splat_scale: float = Param(1.0, min=0.1, max=5.0, help="each Gaussian's size, times this"),
+                 sharpen: float = Param(2.0, min=1.0, max=8.0, help="1: overlapping Gaussians blend as light does; "
+                                                                     "more: each pixel leans to its strongest"),
+                 headlight_shading: float = Param(0.0, min=0.0, max=3.0, help="darken surfaces turned from the "
+                                                                               "camera (0: flat colour)"),
+                 opacity_threshold: float = Param(0.0, min=0.0, max=1.0, help="leave out fainter Gaussians"),
+                 style: str = Param("color", choices=("color", "clay", "depth", "normal"),
+                                    help="color; clay: grey, lit from the upper left; depth: near bright; normal: "
+                                         "OpenGL's normal map"),
+                 background: str = Param("#000000", help="#RRGGBB behind the splat"),
+                 camera: str = Param("auto", choices=("auto", "orbit", "look_at"),
+                                     help="auto: a three-quarter view framing the splat; orbit: yaw, pitch and "
+                                          "distance about the target; look_at: from eye_x/y/z to the target"),
+                 yaw: float = Param(35.0, min=-360.0, max=360.0, help="orbit: degrees about the up axis, from +z"),
+                 pitch: float = Param(30.0, min=-89.0, max=89.0, help="orbit: degrees above the target"),
+                 distance: float = Param(4.0, min=0.01, max=1000.0, help="orbit: how far from the target"),
+                 eye_x: float = Param(4.0, help="look_at: the camera's x"),
+                 eye_y: float = Param(4.0, help="look_at: the camera's y (up)"),
+                 eye_z: float = Param(4.0, help="look_at: the camera's z"),
+                 target_x: float = Param(0.0, help="the point looked at (and orbited), x"),
+                 target_y: float = Param(0.0, help="the point looked at, y (up)"),
+                 target_z: float = Param(0.0, help="the point looked at, z"),
+                 roll: float = Param(0.0, min=-180.0, max=180.0, help="degrees about the view axis"),
+                 fov: float = Param(35.0, min=1.0, max=120.0, help="field of view across the shorter side, degrees"),
+                 zoom: float = Param(1.0, min=0.01, max=100.0, help="the focal length, times this"),
+                 projection: str = Param("perspective", choices=("perspective", "orthographic"),
+                                         help="orthographic: no foreshortening, the target's distance sets the "
+                                              "scale"),
+                 fps: float = Param(24.0, min=1.0, max=240.0, help="the pictures' rate as a clip")):
+    """Pictures of 3-D Gaussians from a camera (ComfyUI's RenderSplat, its camera CreateCameraInfo's), drawn on the
+    CPU: each Gaussian's peak along a pixel's ray, depth slabs composited front to back. The world is the viewer's
+    (Y up). mask: how covered each pixel is."""
+    from graph_engine import Clip
+    from .splat_render import look_at, orbit, render_frames
+    target = (target_x, target_y, target_z)
+    kw = dict(fov=fov, zoom=zoom, projection=projection, roll=roll)
+    cam = None if camera == "auto" else orbit(yaw, pitch, distance, target, **kw) if camera == "orbit" else \
+        look_at((eye_x, eye_y, eye_z), target, **kw)
+    pictures, cover = render_frames(splat, width, height, cam, frames, splat_scale, sharpen, headlight_shading,
+                                    opacity_threshold, style, background)
+    from nodes.common.masks import clip_of
+    video = Clip.from_array((pictures * 255).round().astype("uint8"), fps)
+    return {"video": video, "mask": cover[0] if len(cover) == 1 else clip_of(lambda a, b: cover[a:b], video)}

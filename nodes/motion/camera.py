@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -401,6 +401,23 @@ def held_moves(frames: int, **schedules) -> str:
             f"{'this does' if len(held) == 1 else 'these do'} not move the camera. For Deforum-style steps "
             f"(zoom 1.02 = 2% more every frame) set schedules: per_frame; to move, give keyframes such as "
             f"'0:(1), {max(frames, 2) - 1}:(1.5)'")
+
+
+def keys_past_end(frames: int, **schedules) -> List[str]:
+    """A note for each move with a keyframe after the path's last frame, which the move never reaches: 4 seconds at
+    24 fps is frames 0 to 95, and the end key a Blender or Deforum user writes at 96 left the push-in short of its
+    value without a word."""
+    from graph_engine.schedule import parse_schedule
+    last = frames - 1
+    notes = []
+    for name, value in schedules.items():
+        sched = parse_schedule(value)
+        late = [k.frame for k in sched.keyframes if k.frame > last]
+        if late and last > 0:
+            notes.append(f"{name} has a keyframe at frame {late[0]}, past the path's last frame ({last}: frames are "
+                         f"counted from 0), so the move stops short of it ({name} {sched(last):.4g} at frame {last}). "
+                         f"Put the key at frame {last}, or set frames to {late[-1] + 1}")
+    return notes
 
 
 def build_path(frames: int, width: int, height: int, *, preset_name: str = "static", speed: float = 1.0,

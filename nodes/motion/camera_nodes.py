@@ -108,13 +108,16 @@ def camera_path(ctx,
     models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
     moves it forward/back, roll_* rolls it, orbit_* circles a point 1 unit ahead.
     """
-    from .camera import build_path, held_moves
+    from .camera import build_path, held_moves, keys_past_end
     moves = dict(zoom=zoom, pan_x=pan_x, pan_y=pan_y, translation_x=translation_x, translation_y=translation_y,
                  translation_z=translation_z, rotation_pan=rotation_pan, rotation_tilt=rotation_tilt,
                  rotation_roll=rotation_roll)
     with user_errors():
         note = held_moves(frames, **moves) if schedules == "absolute" else ""
         if note:
+            ctx.log(note)
+        # a pose file sets the length itself
+        for note in keys_past_end(frames, fov=fov, **moves) if not pose_file else ():
             ctx.log(note)
         return build_path(frames, width, height, preset_name=preset, speed=speed, easing=easing,
                           pose_file=pose_file, rotation_order=rotation_order, per_frame=schedules == "per_frame",

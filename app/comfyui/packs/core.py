@@ -82,6 +82,61 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
         return []
 
+    def special_splat_file(self, cn, rule, params, notes):
+        """SplatToFile3D: the splat passes on with the format its saver writes (Kinograph's io.save_splat writes
+        .spz and .ply)."""
+        src = self.resolve(cn.inputs.get("splat"))
+        base = src if isinstance(src, Out) else Out()
+        fmt = str(params.get("format", "spz"))
+        if fmt not in ("spz", "ply"):
+            notes.append(f"format {fmt} is not written here: the splat is saved as .ply (3DGS's layout, which the "
+                         f"viewers of .{fmt} files open too)")
+            fmt = "ply"
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "splat_format": fmt})
+        return []
+
+    def special_save_3d(self, cn, rule, params, notes):
+        """SaveGLB: a mesh to io.save_glb; a splat file (SplatToFile3D's) to io.save_splat under the same name,
+        with its format's suffix (ComfyUI saves the file as it is)."""
+        src = self.resolve(cn.inputs.get("mesh"))
+        fmt = src.attrs.get("splat_format") if isinstance(src, Out) else None
+        if fmt is None:
+            return [self.plain(cn, rule, params, notes)]
+        path = str(params.get("path", "out/ComfyUI.glb"))
+        nid = self.add("io.save_splat", cn, {"path": path[:-len(".glb")] + "." + fmt
+                                             if path.endswith(".glb") else path})
+        if not self.link(src, nid, "splat"):
+            notes.append("input mesh comes from a node that did not convert; connect splat by hand")
+        return [nid]
+
+    def special_camera_info(self, cn, rule, params, notes):
+        """CreateCameraInfo: its camera as the settings of the splat.render it feeds (orbit or look_at; its slots
+        after the mode hold yaw, pitch, distance or the eye's x, y, z)."""
+        mode = str(params.get("mode", "orbit"))
+        a, b, c = (params.get(k) for k in ("yaw", "pitch", "distance"))
+        if mode not in ("orbit", "look_at"):
+            notes.append(f"camera mode {mode} is not read: the render frames the splat itself (camera auto)")
+            self.outs[(cn.id, 0)] = Out(None, {"camera": "auto"})
+            return []
+        attrs = {"camera": mode, **({"yaw": a, "pitch": b, "distance": c} if mode == "orbit" else
+                                    {"eye_x": a, "eye_y": b, "eye_z": c})}
+        attrs.update({k: params[k] for k in ("target_x", "target_y", "target_z", "roll", "fov", "zoom", "projection")
+                      if k in params})
+        self.outs[(cn.id, 0)] = Out(None, attrs)
+        return []
+
+    def special_render_splat(self, cn, rule, params, notes):
+        """RenderSplat: splat.render, its camera CreateCameraInfo's settings (none: framed automatically)."""
+        src = self.resolve(cn.inputs.get("camera_info"))
+        if isinstance(src, Out) and "camera" in src.attrs:
+            params.update(src.attrs)
+        elif cn.inputs.get("camera_info") is not None and not self.none(cn.inputs["camera_info"]):
+            notes.append("its camera comes from a node other than CreateCameraInfo (a 3-D viewer's), which is not "
+                         "read: the render frames the splat itself (camera auto); set the camera by hand")
+        if cn.inputs.get("bg_image") is not None and not self.none(cn.inputs["bg_image"]):
+            notes.append("its background picture is not drawn behind the splat: the background colour is")
+        return [self.plain(cn, dataclasses.replace(rule, inputs={"splat": "splat"}), params, notes)]
+
     def special_t5_options(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("clip"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()

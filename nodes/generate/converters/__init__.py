@@ -218,6 +218,19 @@ def check_claim(make, state: Dict[str, object], where: str) -> None:
                         "published")
 
 
+def fitted(make, state: Dict[str, object], where: str, what: str):
+    """`make()`, checked first by check_claim, with `state` loaded into it (in eval mode); `what` (the model, named
+    for the user) refused as a damaged file where its tensors do not fit the network their shapes describe."""
+    from nodes.generate.weights import misfit
+    check_claim(make, state, where)
+    model = make()
+    why = misfit(model, state)
+    if why:
+        raise NodeError(f"{what} does not fit its own layout ({why}): the file is incomplete or damaged; get it "
+                        "again")
+    return model.eval()
+
+
 def _cast(module, dtype) -> None:
     """Cast to `dtype`, keeping the modules the class wants in float32 (as from_pretrained does)."""
     import torch
