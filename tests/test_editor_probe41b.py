@@ -1,0 +1,44 @@
+"""Traps earlier probes noticed and left alone (editor41b): a queued node edited mid-run, a group frame around a node
+left out of it, the view not autosaved, problems unseen at low zoom, ids in the viewer and the Log, config warnings
+before the window, titles of only spaces. Driven through the real window offscreen; any Qt warning fails a test."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+
+def _state(win, node):
+    return getattr(win.runs.status.get(node), "state", None)
+
+
+def test_a_queued_node_edited_while_its_run_goes_on_says_it_changed(win, qtbot):
+    """Two slow nodes in a row, run: the second waits 'queued' while the first computes. Its steps changed meanwhile,
+    the badge still said 'queued' until it finished, as if the run would render the new value. It says 'edited'
+    (the run goes on with the old value) as a finished node does; an undo back shows 'queued' again."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    first = c.add_node("test.slow", (300, 0))
+    second = c.add_node("test.slow", (600, 0))
+    c.set_param(first, "steps", 100000)
+    c.connect(pat, "video", first, "video")
+    c.connect(first, "video", second, "video")
+    win.run([second])
+    qtbot.waitUntil(lambda: _state(win, first) == "running", timeout=30000)
+    assert win.scene.nodes[second].status.state == "queued"
+    c.set_param(second, "steps", 7)
+    qtbot.waitUntil(lambda: win.scene.nodes[second].status.state == "edited", timeout=2000)
+    st = win.scene.nodes[second].status
+    assert "old" in st.message and "next run" in st.message, st.message
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: win.scene.nodes[second].status.state == "queued", timeout=2000)
+    win._cancel_run()
+    assert win.runs.wait_idle(30)
