@@ -43,6 +43,7 @@ WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
 RAN = ("done", "streaming", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
+WAITING = ("queued",)       # a running job's badge that an edit since its job was queued makes 'edited' (old value)
 # The first filter is the one the dialog opens on: everything File > Open reads. It was Kinograph's .yaml alone, and a
 # folder of ComfyUI workflows (.json) looked empty to someone coming from ComfyUI.
 COMFYUI_FILTER = "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm)"
@@ -1251,7 +1252,7 @@ class MainWindow(QMainWindow):
         return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed) if last.failed else ''} (see the Log)"
 
     def _status(self, node_id: str, st) -> None:
-        if st is not None and st.state in RAN and self._edited_in_run([node_id]):
+        if st is not None and st.state in RAN + WAITING and self._edited_in_run([node_id]):
             st = self._edited(st)
         self._show_status(node_id, st)
 
@@ -1273,7 +1274,11 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _edited(st) -> NodeStatus:
-        """The badge of a node a run computed, failed on or skipped, changed since: the next run does it again."""
+        """The badge of a node a run computed, failed on, skipped or still has queued, changed since: the next run
+        does it again."""
+        if st.state in WAITING:
+            return NodeStatus("edited", message="changed since this run was queued: the run under way computes its "
+                                                "old value, the next run computes it again")
         if st.state in ("failed", "skipped"):
             verb = "failed on" if st.state == "failed" else "skipped"
             return NodeStatus("edited", message=f"changed since the last run {verb} it: the next run tries it "
@@ -1326,7 +1331,9 @@ class MainWindow(QMainWindow):
         now = self._signatures(g, [n for n in self._ran if n in g.nodes])
         dirty = {n for n, sig in now.items() if sig != self._ran[n]}
         shown = [(n, st) for n, st in self.runs.status.items()
-                 if st is not None and st.state in RAN and n in self.scene.nodes]
+                 if st is not None and st.state in RAN + WAITING and n in self.scene.nodes]
+        # A queued node is judged against its own job alone: an older run's record of it says nothing of this one.
+        dirty = {n for n in dirty if getattr(self.runs.status.get(n), "state", None) not in WAITING}
         dirty |= self._edited_in_run([n for n, _ in shown])
         for n, st in shown:
             self._show_status(n, self._edited(st) if n in dirty else st)
