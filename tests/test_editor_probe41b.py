@@ -42,3 +42,25 @@ def test_a_queued_node_edited_while_its_run_goes_on_says_it_changed(win, qtbot):
     qtbot.waitUntil(lambda: win.scene.nodes[second].status.state == "queued", timeout=2000)
     win._cancel_run()
     assert win.runs.wait_idle(30)
+
+
+def test_ctrl_g_frames_only_the_selected_nodes(win):
+    """Sample and Empty Latent selected, Subject Consensus between them left out, Ctrl+G: the frame drawn around the
+    two held the third too, so dragging the group carried it and copying the group took it. The frame holds only
+    what was selected (the node left out is moved just outside, in the same undo step), and the status bar says so."""
+    c = win.controller
+    a = c.add_node("generate.test_pattern", (0, 0))
+    b = c.add_node("generate.test_pattern", (900, 700))
+    left_out = c.add_node("generate.test_pattern", (450, 350))
+    c.set_title(left_out, "Subject Consensus")
+    before = dict(win.doc.graph.ui[left_out])
+    win.scene.select_nodes([a, b])
+    win.group_selection()
+    gid = next(iter(win.scene.groups))
+    win.scene.clearSelection()
+    win.scene.groups[gid].setSelected(True)
+    nodes, _, groups = win.scene.selection_with_groups()
+    assert sorted(nodes) == sorted([a, b]) and groups == [gid]
+    assert "Subject Consensus" in win.statusBar().currentMessage()
+    win.doc.undo.undo()                                 # one step: no group, the node back where it was
+    assert not win.scene.groups and win.doc.graph.ui[left_out] == before
