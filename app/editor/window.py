@@ -891,14 +891,18 @@ class MainWindow(QMainWindow):
 
     def group_selection(self) -> None:
         ids = self._selected("Group Selection")
+        ui = self.doc.graph.ui
+        was = {n: (ui.get(n) or {}).get("pos") for n in self.doc.graph.nodes if n not in ids}
         gid = self.controller.group_selection(ids)
         if gid:
             # Selected with its nodes, not its title opened for typing: the next key (H, B, Delete)
             # acts on the nodes as it did before Ctrl+G, instead of going into the title.
             self.scene.select_nodes(ids)
             self.scene.groups[gid].setSelected(True)
-            self.message(f"Grouped {len(ids)} node{'s' if len(ids) > 1 else ''}: F2 or a double-click on its title "
-                         "names the group")
+            moved = [self.controller.named(n) for n, p in was.items() if (ui.get(n) or {}).get("pos") != p]
+            self.message(f"Grouped {len(ids)} node{'s' if len(ids) > 1 else ''}"
+                         + (f"; moved {', '.join(moved)} out of its frame (not selected)" if moved else "")
+                         + ": F2 or a double-click on its title names the group")
 
     def add_note(self) -> None:
         # A field still open on the canvas (a rename, from the menu) kept the keyboard: what was
