@@ -64,3 +64,35 @@ def test_ctrl_g_frames_only_the_selected_nodes(win):
     assert "Subject Consensus" in win.statusBar().currentMessage()
     win.doc.undo.undo()                                 # one step: no group, the node back where it was
     assert not win.scene.groups and win.doc.graph.ui[left_out] == before
+
+
+def _view(w):
+    top_left = w.view.mapToScene(0, 0)
+    return round(top_left.x()), round(top_left.y()), round(w.view.zoom(), 3)
+
+
+def test_the_view_is_autosaved_for_recovered_work_and_the_reopened_file(make_window, registry, qtbot, tmp_path):
+    """Zoomed in to 200% on the grade, an edit, then the editor is killed: the recovered workflow, and the file
+    opened again, came back at the default view, the artist hunting for where they were. The autosave keeps the
+    view, and the settings get it at each autosave tick (not only when the window closes, which a crash skips)."""
+    import shutil
+    from pathlib import Path
+    from app.editor.autosave import find_recoveries, recover
+    from app.editor.document import Document
+    path = tmp_path / "tp.yaml"
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml", path)
+    a = make_window(Document.load(path, registry))
+    qtbot.wait(10)                                      # its first view is framed
+    a.view.zoom_by(2.0 / a.view.zoom())
+    a.view.centerOn(a.scene.nodes["resize"].sceneBoundingRect().center())
+    a.controller.set_param("resize", "width", 320)
+    was = _view(a)
+    a.autosaver.tick()
+    a.autosaver._lock.unlock()                          # as the kill leaves it
+    rec = next(r for r in find_recoveries() if r.path == path)
+    b = make_window(recover(rec, registry))
+    b.view.frame_legible()
+    assert _view(b) == was
+    c = make_window(Document.load(path, registry))
+    c.view.frame_legible()
+    assert _view(c) == was
