@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
@@ -336,6 +336,8 @@ class MainWindow(QMainWindow):
         self.autosaver = Autosaver(doc, self.autosave_ms or 30_000)
         self.autosaver.failed.connect(self._autosave_failed)
         self.autosaver.typed = self._typed_text
+        self.autosaver.view = self._canvas_view
+        self.autosaver.viewMoved.connect(self._remember_view)
         doc.modifiedChanged.connect(self._update_title)
         doc.pathChanged.connect(self._update_title)
         doc.changed.connect(self._model_changed)
@@ -376,11 +378,16 @@ class MainWindow(QMainWindow):
         self.runs.shown = doc
         QTimer.singleShot(0, self.view, self.view.frame_legible)
 
-    def _remember_view(self) -> None:
-        """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit)."""
+    def _canvas_view(self) -> Tuple[float, float, float]:
+        """(x, y, zoom): the scene point at the canvas' top left, and its zoom."""
+        top_left = self.view.mapToScene(0, 0)
+        return top_left.x(), top_left.y(), self.view.zoom()
+
+    def _remember_view(self, _view=None) -> None:
+        """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit),
+        when the window closes or goes to another workflow and at each autosave tick it moved (a crash skips both)."""
         if self.doc is not None and self.doc.path is not None:
-            top_left = self.view.mapToScene(0, 0)
-            self.settings.remember_view(str(self.doc.path), (top_left.x(), top_left.y(), self.view.zoom()))
+            self.settings.remember_view(str(self.doc.path), self._canvas_view())
 
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
