@@ -96,3 +96,43 @@ def test_the_view_is_autosaved_for_recovered_work_and_the_reopened_file(make_win
     c = make_window(Document.load(path, registry))
     c.view.frame_legible()
     assert _view(c) == was
+
+
+def _red_pixels(win, node, zoom):
+    """How many pixels of `node` drawn at `zoom` are the canvas' red for a problem."""
+    import numpy as np
+    from PySide6.QtGui import QImage, QPainter
+    from app.editor import theme
+    area = win.scene.nodes[node].sceneBoundingRect().adjusted(-8, -8, 8, 8)
+    img = QImage(int(area.width() * zoom), int(area.height() * zoom), QImage.Format_RGB32)
+    img.fill(0)
+    p = QPainter(img)
+    win.scene.render(p, img.rect().toRectF(), area)
+    p.end()
+    px = np.frombuffer(img.constBits(), np.uint8, img.width() * img.height() * 4).reshape(-1, 4)[:, :3].astype(int)
+    red = theme.REFUSED
+    return int((np.abs(px - [red.blue(), red.green(), red.red()]).sum(axis=1) < 40).sum())
+
+
+def test_a_node_with_a_problem_shows_it_when_zoomed_out(make_window, registry, tmp_path, qtbot):
+    """A template opened at 55%: nodes are drawn without their fields there, so the out-of-range width (and a model
+    file that is not there) said in red on the field showed only in the properties panel. Zoomed out, such a node
+    still shows a red mark, and hovering it says why; a node without a problem shows none."""
+    from pathlib import Path
+    from PySide6.QtCore import QPointF
+    from app.editor.document import Document
+    text = (Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml").read_text()
+    path = tmp_path / "tp.yaml"
+    path.write_text(text.replace("width: 640", "width: -5").replace("out/test_pattern.mp4", "out/tp.mp4"))
+    w = make_window(Document.load(path, registry))
+    for zoom in (0.55, 0.3):
+        assert _red_pixels(w, "resize", zoom) > 20, zoom
+        assert _red_pixels(w, "pattern", zoom) == 0, zoom
+    item = w.scene.nodes["resize"]
+    w.view.resetTransform()
+    w.view.zoom_by(0.55)
+    w.view.centerOn(item)
+    at = w.view.mapFromScene(item.mapToScene(QPointF(item.w / 2, item.h - 10)))      # over where a field would be
+    from PySide6.QtTest import QTest
+    QTest.mouseMove(w.view.viewport(), at)
+    qtbot.waitUntil(lambda: "out of range" in item.toolTip(), timeout=2000)
