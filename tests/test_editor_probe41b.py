@@ -142,3 +142,21 @@ def test_a_node_with_a_problem_shows_it_when_zoomed_out(make_window, registry, t
         QApplication.sendEvent(vp, QMouseEvent(QEvent.MouseMove, q, vp.mapToGlobal(q), Qt.NoButton, Qt.NoButton,
                                                Qt.NoModifier))
     assert "out of range" in item.toolTip()
+
+
+def test_the_viewer_and_the_estimate_lines_name_nodes_as_the_canvas_titles_them(win, qtbot):
+    """The Log, the run bar and the viewer's notes say 'Plate', but the viewer's source line read
+    'A: test_pattern.video' and the Log's estimate 'estimate: k_sampler_3: 4 passes ...': ids the canvas shows
+    nowhere. Both use the title now."""
+    from nodes.generate.estimate import Estimate, SamplerWork
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    c.set_title(pat, "Plate")
+    win.view_node(pat, "A")
+    qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None, timeout=30000)
+    assert win.viewer.sources["A"].label == "Plate.video"
+    assert win.viewer.labels["A"].text().startswith("A: Plate.video")
+    work = SamplerWork(pat, unknown="no denoiser files")
+    win.runs._estimated(None, Estimate([work], [work.describe()]))
+    assert "estimate: Plate: not estimated: no denoiser files" in win.log.toPlainText()
