@@ -568,9 +568,9 @@ class NodeItem(QGraphicsItem):
                    if st is not None and st.state in ("failed", "skipped", "streaming") and st.message else "")
             # A title cut short on the node reads whole here (it was nowhere but the properties).
             whole = f"{self.label}\n\n" if self.title != self.label else ""
-            # Zoomed out the red field is not drawn: what is wrong leads.
+            # Zoomed out the red field is not drawn: what is wrong, after why a run failed (which it may explain).
             wrong = "".join(_wrap(t) + "\n\n" for t in self.trouble())
-            return whole + wrong + why + (self.spec.summary if self.spec else "")
+            return whole + why + wrong + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
         if name in self.missing:
             return _wrap(self.missing[name].message) + "\n\n" + (f"{name}: {p.help}" if p.help else "")
