@@ -160,3 +160,24 @@ def test_the_viewer_and_the_estimate_lines_name_nodes_as_the_canvas_titles_them(
     work = SamplerWork(pat, unknown="no denoiser files")
     win.runs._estimated(None, Estimate([work], [work.describe()]))
     assert "estimate: Plate: not estimated: no denoiser files" in win.log.toPlainText()
+
+
+def test_config_warnings_said_before_the_window_opens_are_in_its_log(make_window, tmp_path, capsys):
+    """config.yaml with a typo, the editor started from a menu: the warning came while the editor started (its
+    caches sized, the workflow read), before any window could show it, so it went to a terminal nobody had. The
+    first window's Log says it; the terminal still gets it."""
+    from graph_engine import config
+    from app.editor import model_notes
+    config.config_dir().mkdir(parents=True, exist_ok=True)
+    (config.config_dir() / "config.yaml").write_text("disk_cache_gb: 20\nmemory_cahce_mb: 512\n")
+    config.settings.cache_clear()
+    model_notes.hold_early_warnings()                   # as the editor does first thing
+    try:
+        assert config.settings() == {"disk_cache_gb": 20}
+        assert "memory_cahce_mb" in capsys.readouterr().err
+        w = make_window()
+        said = [line for line in w.log.toPlainText().splitlines() if "memory_cahce_mb" in line]
+        assert len(said) == 1 and "config.yaml:2" in said[0], said
+        assert "memory_cahce_mb" not in make_window().log.toPlainText()      # said once, not in every window
+    finally:
+        config.settings.cache_clear()
