@@ -181,3 +181,18 @@ def test_config_warnings_said_before_the_window_opens_are_in_its_log(make_window
         assert "memory_cahce_mb" not in make_window().log.toPlainText()      # said once, not in every window
     finally:
         config.settings.cache_clear()
+
+
+def test_a_title_of_only_spaces_falls_back_to_the_node_types_name(win, qtbot):
+    """F2 on a node, the title cleared with spaces left in it (or a file with `title: "  "`): the canvas header, the
+    Log and the run bar showed a blank where an empty title shows the type's name. They show the type's name."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 2)
+    shown = c.named(pat)
+    c.set_title(pat, "   ")
+    assert win.scene.nodes[pat].label == shown and c.named(pat) == shown
+    job = win.run([pat])
+    assert f"→ {shown}" in job.label, job.label
+    assert win.runs.wait_idle(30) and job.state == "done", job.error
+    qtbot.waitUntil(lambda: f"{shown} done in" in win.log.toPlainText(), timeout=5000)
