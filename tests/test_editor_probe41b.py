@@ -195,4 +195,4 @@ def test_a_title_of_only_spaces_falls_back_to_the_node_types_name(win, qtbot):
     job = win.run([pat])
     assert f"→ {shown}" in job.label, job.label
     assert win.runs.wait_idle(30) and job.state == "done", job.error
-    qtbot.waitUntil(lambda: f"{shown} done in" in win.log.toPlainText(), timeout=5000)
+    assert f"✔ untitled → {shown}: finished" in win.log.toPlainText(), win.log.toPlainText()

@@ -19,6 +19,7 @@ from graph_engine.node_api import SEED_MAX
 from . import clipboard, layout, ops, rules
 from .document import Document, absolute_inputs
 from .geometry import node_size
+from .titles import node_title
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
@@ -156,7 +157,7 @@ class Controller:
         named it by an id the canvas shows nowhere), with its id where another node has the same title."""
         def title(n):
             inst, spec = self.graph.nodes[n], self.doc.spec(n)
-            return inst.title or (spec.title if spec else inst.type)
+            return node_title(inst, spec)
         mine = title(node_id)
         return f"{mine} ({node_id})" if any(title(n) == mine for n in self.graph.nodes if n != node_id) else mine
 

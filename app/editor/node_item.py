@@ -20,6 +20,7 @@ from . import rules, theme
 from .geometry import (DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, drag_rate, node_size, places,
                        slider_range, snap)
 from .help_text import help_tip, plain_tip
+from .titles import node_title
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -160,7 +161,7 @@ class NodeItem(QGraphicsItem):
         cat = self.spec.category if self.spec else ""
         self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
         # A type this install lacks says so even when the node has a title of its own.
-        label = (inst.title or self.spec.title) if self.spec else f"missing: {inst.title or inst.type}"
+        label = node_title(inst, self.spec) if self.spec else f"missing: {node_title(inst, None)}"
         self.label = label
         if not self.spec:
             self.setToolTip(plain_tip(f"{label} ({inst.type}): this Kinograph does not have this node type"))
