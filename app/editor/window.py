@@ -407,6 +407,10 @@ class MainWindow(QMainWindow):
     def _named(self, node_id: str) -> str:
         return self.controller.named(node_id) if node_id in self.doc.graph.nodes else node_id
 
+    def _port_named(self, node_id: str, port: str) -> str:
+        """'Plate.video': the viewer's name for what it shows, the node as the canvas titles it."""
+        return f"{self._named(node_id)}.{port}"
+
     def _look_at_disk(self) -> None:
         """Back in the window after another program saved its file (a text editor, a git pull): the canvas showed
         what was read before, and Ctrl+Enter rendered settings the file no longer held. Untouched here, the file is
@@ -1434,7 +1438,7 @@ class MainWindow(QMainWindow):
             value = (job.result.outputs or {}).get(target[0], {}).get(target[1]) if target else None
             if value is not None:
                 self._viewing["A"], self._follows_runs = written[0], True
-                self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
+                self.viewer.set_source("A", value, self._port_named(*target[:2]))
                 self._shown_from("A", job.workflow.graph, target[0])
 
     def _put_back_previews(self) -> None:
@@ -1629,10 +1633,10 @@ class MainWindow(QMainWindow):
         if slot != PREVIEW:
             self.docks["Viewer"].show()
             self.docks["Viewer"].raise_()
-        label = f"{target[0]}.{target[1]}"
+        label = self._port_named(target[0], target[1])
         self._autosave_before_running()
         job = self.runs.submit(self.doc, targets=targets, kind="view", label=f"view {label}",
-                               view=(target[0], target[1], slot, node_id))
+                               view=(target[0], target[1], slot, node_id, label))
         if slot != PREVIEW:
             self.viewer.computing(slot, label, self._waits_for(job))
         return job
@@ -1665,7 +1669,7 @@ class MainWindow(QMainWindow):
         if value is None and job.state == "cancelled":
             # Cancelled by the user: the picture before stays. It was wiped for a red 'could not be
             # computed: see the log', as if something had failed.
-            self.viewer.cancelled(slot, f"{node}.{port}")
+            self.viewer.cancelled(slot, job.view[4] if len(job.view) > 4 else self._port_named(node, port))
             return
         backdrop = self._backdrop((node, port), res.outputs if res is not None else None)
         if value is None:
@@ -1678,18 +1682,18 @@ class MainWindow(QMainWindow):
             if picture is not None and backdrop is not None:
                 # Points are picked on the picture before the mask can be made (none yet, no model file); what
                 # stops the mask is said beside the picking hint, not over the picture being clicked on.
-                self.viewer.set_source(slot, backdrop, f"{shown}'s picture")
+                self.viewer.set_source(slot, backdrop, f"{self._named(shown)}'s picture")
                 self.viewer.pick_note(f"No mask yet: {first_line(why)}")
                 return
             if picture is not None and picture[0] != node:
                 # Refused before anything ran (a model not found): the picture alone, computed on its own.
-                self.runs.submit(self.doc, targets=[picture[0]], kind="view", label=f"view {picture[0]}",
-                                 view=(picture[0], picture[1], slot, shown, f"{shown}'s picture",
+                self.runs.submit(self.doc, targets=[picture[0]], kind="view", label=f"view {self._named(picture[0])}",
+                                 view=(picture[0], picture[1], slot, shown, f"{self._named(shown)}'s picture",
                                        f"No mask yet: {first_line(why)}"))
                 return
             self.viewer.fail(slot, f"{self._named(shown)} could not be computed: {why}")
             return
-        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
+        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else self._port_named(node, port), backdrop)
         if node in job.workflow.graph.nodes and slot in self._viewing:
             self._shown_from(slot, job.workflow.graph, node)
         if len(job.view) > 5 and job.view[5]:
@@ -1749,7 +1753,7 @@ class MainWindow(QMainWindow):
                 continue                        # on screen already (a view after the edit computed it)
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
-                self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}", self._backdrop(target, outputs))
+                self.viewer.set_source(slot, value, self._port_named(*target[:2]), self._backdrop(target, outputs))
                 self._shown_from(slot, ran, target[0])
 
     def _reread_files(self, job: Job) -> None:
