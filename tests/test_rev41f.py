@@ -1,0 +1,79 @@
+"""Review of studio41's night: a render started under nohup keeps running when its terminal closes (in a run, the
+Ray wait, and the editor), and an I/O error on a log file is not mistaken for a terminal that hung up."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.jobs import sigterm_interrupts
+from tests.test_studio_batch import SHOT, frames_in, write
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs SIGHUP")
+
+
+@pytest.fixture
+def nohup():
+    """The process started as `nohup kinograph ...` is: SIGHUP ignored, so that closing the terminal leaves it."""
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    yield
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN, "the command took SIGHUP that nohup ignores"
+    signal.signal(signal.SIGHUP, old)
+
+
+def test_a_run_under_nohup_goes_on_when_its_terminal_closes(tmp_path, monkeypatch, nohup):
+    """`nohup kinograph run shot.yaml &`, then logout: nohup made the hang-up ignored so the render goes on; the run's
+    own SIGHUP handler replaced that, and the hang-up cancelled the render nohup was there to keep (exit 130)."""
+    from graph_engine.api import Session
+    real = Session.run
+
+    def hung_up(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Session, "run", hung_up)
+    wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
+    assert main(["run", str(wf)]) == 0
+    assert frames_in(tmp_path / "out" / "shot.mp4") == 2
+
+
+def test_a_ray_wait_under_nohup_goes_on_when_its_terminal_closes(nohup):
+    """What every command but the editor runs inside (and `run --ray`, `batch --ray` wait in): a hang-up under nohup
+    raised KeyboardInterrupt, stopping the Ray workers."""
+    try:
+        with sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGHUP)
+    except KeyboardInterrupt:
+        pytest.fail("the hang-up nohup ignores stopped the command")
+
+
+EDITOR = r"""
+import os, signal
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QTimer
+from app.editor.main import _app, autosave_on_termination
+app = _app()
+autosave_on_termination(app)
+QTimer.singleShot(0, lambda: print("ready", flush=True))
+app.exec()
+"""
+
+
+def test_the_editor_under_nohup_stays_open_when_its_terminal_closes(tmp_path):
+    """`nohup kinograph gui &`: the editor's autosave-then-end handler took the SIGHUP nohup ignores, and the editor
+    closed with its terminal. Here SIGHUP then SIGTERM are sent: the SIGTERM must be what ends it."""
+    script = tmp_path / "child.py"
+    script.write_text(EDITOR)
+    env = dict(os.environ, PYTHONPATH=str(REPO), KINOGRAPH_CONFIG_DIR=str(tmp_path / "config"))
+    child = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()
+    child.send_signal(signal.SIGHUP)
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGTERM
