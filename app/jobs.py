@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from graph_engine.context import CancelToken
 from graph_engine.errors import KinographError, WorkflowError
 
+from .signal_catch import catch
+
 
 class NodesFailed(KinographError):
     """Nodes of a job failed (node -> message): the job fails, naming them."""
@@ -118,7 +120,8 @@ def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Ite
     """The first Ctrl-C (SIGINT), SIGTERM as a job scheduler sends it, or SIGHUP as a closed terminal sends it,
     cancels `cancel` (the run stops cleanly at the next node or progress report, removing its unfinished outputs);
     a second one raises KeyboardInterrupt at once. Their default would kill the process on the spot, leaving the
-    hidden .partial files behind. The old handlers come back after."""
+    hidden .partial files behind. One the process was started ignoring (nohup: SIGHUP) stays ignored (app.signal_catch).
+    The old handlers come back after."""
     def on_signal(signum, frame):
         if cancel.cancelled:
             raise KeyboardInterrupt
@@ -129,7 +132,7 @@ def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Ite
         else:
             note("cancelling... (Ctrl-C again to stop at once)")
 
-    old = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    old = catch(STOP_SIGNALS, on_signal)
     try:
         yield cancel
     finally:
@@ -146,7 +149,7 @@ def sigterm_interrupts() -> Iterator[None]:
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    old = {sig: signal.signal(sig, on_term) for sig in FROM_OUTSIDE}
+    old = catch(FROM_OUTSIDE, on_term)
     try:
         yield
     finally:

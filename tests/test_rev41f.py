@@ -11,6 +11,7 @@ import pytest
 from app.cli import main
 from app.jobs import sigterm_interrupts
 from tests.test_studio_batch import SHOT, frames_in, write
+from tests.test_studio_night import hang_up_as_it_runs
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs SIGHUP")
@@ -28,14 +29,7 @@ def nohup():
 def test_a_run_under_nohup_goes_on_when_its_terminal_closes(tmp_path, monkeypatch, nohup):
     """`nohup kinograph run shot.yaml &`, then logout: nohup made the hang-up ignored so the render goes on; the run's
     own SIGHUP handler replaced that, and the hang-up cancelled the render nohup was there to keep (exit 130)."""
-    from graph_engine.api import Session
-    real = Session.run
-
-    def hung_up(self, *a, **k):
-        os.kill(os.getpid(), signal.SIGHUP)
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(Session, "run", hung_up)
+    hang_up_as_it_runs(monkeypatch)
     wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
     assert main(["run", str(wf)]) == 0
     assert frames_in(tmp_path / "out" / "shot.mp4") == 2
