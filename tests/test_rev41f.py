@@ -1,5 +1,6 @@
 """Review of studio41's night: a render started under nohup keeps running when its terminal closes (in a run, the
 Ray wait, and the editor), and an I/O error on a log file is not mistaken for a terminal that hung up."""
+import errno
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 
 from app.cli import main
 from app.jobs import sigterm_interrupts
+from app.progress import Printable
 from tests.test_studio_batch import SHOT, frames_in, write
 from tests.test_studio_night import hang_up_as_it_runs
 
@@ -71,3 +73,28 @@ def test_the_editor_under_nohup_stays_open_when_its_terminal_closes(tmp_path):
     child.send_signal(signal.SIGTERM)
     child.communicate(timeout=60)
     assert child.returncode == -signal.SIGTERM
+
+
+class _FailingDisk:
+    """A log file (`kinograph run ... > /nfs/night.log`) whose disk answers writes with EIO: a real I/O error."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def write(self, text):
+        raise OSError(errno.EIO, "Input/output error")
+
+    def fileno(self):
+        return self.fd
+
+
+def test_an_io_error_on_a_log_file_is_not_taken_for_a_hung_up_terminal(tmp_path):
+    """EIO is how a hung-up terminal answers, and also how a failing disk or a soft NFS mount does. Taken for the
+    terminal, a log or --json file on a failing disk was silently made /dev/null: the farm's record of the night was
+    lost with exit 0. Only a terminal's EIO is dropped."""
+    with open(tmp_path / "night.log", "w") as log:
+        with pytest.raises(OSError) as e:
+            Printable(_FailingDisk(log.fileno())).write("wrote out/shot.mp4\n")
+        assert e.value.errno == errno.EIO
+        fd, file = os.fstat(log.fileno()), (tmp_path / "night.log").stat()
+        assert (fd.st_dev, fd.st_ino) == (file.st_dev, file.st_ino), "the log file was made /dev/null"
