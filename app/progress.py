@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import stat
 import sys
 import time
 from typing import Any, Callable, Dict, TextIO
@@ -45,7 +46,9 @@ class Printable:
             encoding = getattr(self.raw, "encoding", None) or "ascii"
             self.raw.write(printable(text).encode(encoding, "backslashreplace").decode(encoding))
         except OSError as e:
-            if e.errno != errno.EIO:
+            # EIO is also a failing disk's or a soft NFS mount's answer: a log or --json file there is the night's
+            # record, lost without a word if it were taken for a terminal.
+            if e.errno != errno.EIO or not _terminal(self.raw):
                 raise
             # A terminal that hung up (`kinograph run shot.yaml > out.log &`, then the ssh session closed): the
             # first line raised out of the render, which died with nothing written. These lines are its report,
@@ -55,6 +58,15 @@ class Printable:
 
     def __getattr__(self, name):        # flush, fileno, isatty, encoding, buffer: the stream's own
         return getattr(self.raw, name)
+
+
+def _terminal(stream) -> bool:
+    """Whether `stream` writes to a terminal, one that hung up included (isatty answers False for that one: its
+    ioctl fails with EIO, its fstat still tells a character device)."""
+    try:
+        return stat.S_ISCHR(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
