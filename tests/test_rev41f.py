@@ -98,3 +98,27 @@ def test_an_io_error_on_a_log_file_is_not_taken_for_a_hung_up_terminal(tmp_path)
         assert e.value.errno == errno.EIO
         fd, file = os.fstat(log.fileno()), (tmp_path / "night.log").stat()
         assert (fd.st_dev, fd.st_ino) == (file.st_dev, file.st_ino), "the log file was made /dev/null"
+
+
+BOTH_CLOSED = r"""
+import os, sys
+from app.cli import main
+os.close(1)
+os.close(2)
+sys.stdout = sys.stderr = None
+main(["validate", "missing.yaml"])
+taken = os.open(os.devnull, os.O_RDONLY)      # a file the host opens after the command
+with open(sys.argv[1], "w") as f:
+    f.write(str(taken))
+"""
+
+
+def test_a_command_started_with_both_outputs_closed_leaves_neither_number_free(tmp_path):
+    """stdout and stderr both closed (`>&- 2>&-`): the /dev/null stream for stdout was opened after descriptor 1 was
+    mended and took number 2, so 2 was never given /dev/null of its own and was closed again with that stream: a file
+    opened afterwards in the process became its stderr, and a child's error lines went into that file."""
+    script = tmp_path / "child.py"
+    script.write_text(BOTH_CLOSED)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "fd")], cwd=tmp_path, check=True, timeout=60,
+                   env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert int((tmp_path / "fd").read_text()) > 2
