@@ -13,7 +13,7 @@ import re
 import stat
 import sys
 import time
-from typing import Any, Callable, Dict, TextIO
+from typing import Any, Callable, Dict, List, TextIO
 
 from tqdm import tqdm
 
@@ -86,18 +86,20 @@ def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
         return False
 
 
-def nowhere(fd: int) -> TextIO:
-    """A stream to /dev/null for the standard descriptor `fd` that the process was started without. The descriptor
-    gets /dev/null too where it is closed, so that a file opened later does not take its number and receive what a
-    child (ffmpeg) prints there."""
-    try:
-        os.fstat(fd)
-    except OSError:
-        null = os.open(os.devnull, os.O_RDWR)
-        if null != fd:
-            os.dup2(null, fd)
-            os.close(null)
-    return open(os.devnull, "w", encoding="utf-8")
+def nowhere(fds: List[int]) -> Dict[int, TextIO]:
+    """A stream to /dev/null for each standard descriptor in `fds` that the process was started without. Each such
+    descriptor that is closed gets /dev/null too, so that a file opened later does not take its number and receive what
+    a child (ffmpeg) prints there; all of them before any stream is opened, which would take the lowest free number
+    (stdout's stream took 2 where both were closed, and gave it up again as it closed)."""
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    return {fd: open(os.devnull, "w", encoding="utf-8") for fd in fds}
 
 
 def discard(stream: TextIO) -> None:
