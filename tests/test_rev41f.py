@@ -122,3 +122,37 @@ def test_a_command_started_with_both_outputs_closed_leaves_neither_number_free(t
     subprocess.run([sys.executable, str(script), str(tmp_path / "fd")], cwd=tmp_path, check=True, timeout=60,
                    env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert int((tmp_path / "fd").read_text()) > 2
+
+
+KILLED_WRITER = r"""
+import os, signal, sys
+import numpy as np
+from graph_engine import Clip
+from nodes.io import video_write
+video_write._encode = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)     # kill -9 as ffmpeg encodes
+video_write.write_video(Clip.from_array(np.zeros((2, 16, 16, 3), np.uint8)), sys.argv[1],
+                        workflow_yaml="kinograph: 1\nnodes: {}\n")
+"""
+
+
+def test_a_writer_killed_outright_leaves_no_copy_of_its_workflow(tmp_path, monkeypatch):
+    """A writer killed with kill -9 (the OOM killer, a preempted farm node) left its metadata file, the whole workflow,
+    in /tmp for ever (112 of them on one machine). It is a temporary of the output's own, beside it, which the next
+    write into that folder removes as it removes the killed writer's half-written video."""
+    import numpy as np
+
+    import graph_engine.atomic as atomic
+    from graph_engine import Clip
+    from nodes.io.video_write import write_video
+    temp, out = tmp_path / "tmp", tmp_path / "out"
+    temp.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_WRITER)
+    child = subprocess.run([sys.executable, str(script), str(out / "shot.mp4")], cwd=tmp_path, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(temp)))
+    assert child.returncode == -signal.SIGKILL
+    monkeypatch.setattr(atomic, "_STARTED", atomic.time.time())      # the next render starts after the kill
+    write_video(Clip.from_array(np.zeros((2, 16, 16, 3), np.uint8)), str(out / "shot.mp4"),
+                workflow_yaml="kinograph: 1\nnodes: {}\n")
+    assert os.listdir(temp) == []
+    assert os.listdir(out) == ["shot.mp4"]
