@@ -156,3 +156,35 @@ def test_a_writer_killed_outright_leaves_no_copy_of_its_workflow(tmp_path, monke
                 workflow_yaml="kinograph: 1\nnodes: {}\n")
     assert os.listdir(temp) == []
     assert os.listdir(out) == ["shot.mp4"]
+
+
+def test_a_run_on_ray_whose_worker_lacks_a_file_exits_2_as_a_local_run(tmp_path, monkeypatch, capsys):
+    """`kinograph run --ray` where the render node lacks the plate (or model) the job reads: nothing ran, as a local
+    run refused for a missing file, which exits 2; on Ray it exited 1, read by a farm as a node that failed (retry)
+    rather than a job that cannot run there. Exit 2, the message naming the node, the file and the Ray node."""
+    import json
+    import socket
+
+    import app.distributed as dist
+    from tests.test_batch import HerePool, fake_ray
+    wf = write(tmp_path, "plate.yaml", """\
+        kinograph: 1
+        nodes:
+          plate: {type: io.load_video, params: {path: plate.mkv}}
+          save: {type: io.save_video, inputs: {video: plate.video}, params: {path: out/plate.mkv}}
+        """)
+    assert main(["run", str(wf)]) == 2
+    missing = f"node plate: path: 'plate.mkv' is not there ({tmp_path / 'plate.mkv'})"
+    assert missing in capsys.readouterr().err
+    fake_ray(monkeypatch)
+    monkeypatch.setattr(dist, "WorkerPool", HerePool)
+    write(tmp_path, "plate.mkv", "")
+    monkeypatch.setattr(HerePool, "lose", tmp_path / "plate.mkv")
+    assert main(["run", str(wf), "--ray", "local", "--json"]) == 2
+    out = capsys.readouterr()
+    last = json.loads(out.out.splitlines()[-1])
+    here = f"{socket.gethostname()} (Ray worker pid {os.getpid()})"
+    assert last["event"] == "run_finished" and not last["ok"]
+    assert last["error"].startswith(f"on {here}: {wf}: {missing}") and "Every Ray node needs" in last["error"]
+    assert last["problems"] and missing in out.err
+    assert not (tmp_path / "out").exists()
