@@ -87,9 +87,9 @@ def refused_here(payload: Dict[str, Any], where: str) -> Optional[Dict[str, Any]
     out = guard(check)
     if out["ok"]:
         return None
-    out.update(seconds=None, error=f"on {where}: {out['error']}. Every Ray node needs the job's model and footage "
-                                   "files at the same paths (or on a filesystem they all mount there), its node "
-                                   "packs, and its output folders writable")
+    out.update(seconds=None, refused=True,      # nothing ran: `run --ray` exits 2, as a local run refused so
+               error=f"on {where}: {out['error']}. Every Ray node needs the job's model and footage files at the same "
+                     "paths (or on a filesystem they all mount there), its node packs, and its output folders writable")
     return out
 
 
