@@ -188,3 +188,46 @@ def test_a_run_on_ray_whose_worker_lacks_a_file_exits_2_as_a_local_run(tmp_path,
     assert last["error"].startswith(f"on {here}: {wf}: {missing}") and "Every Ray node needs" in last["error"]
     assert last["problems"] and missing in out.err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def hang_up_is_caught():
+    """SIGHUP's handler outside the command raising, where the default would end the test run."""
+    def outside(signum, frame):
+        raise AssertionError("a SIGHUP reached the handler outside the command")
+
+    old = signal.signal(signal.SIGHUP, outside)
+    yield
+    signal.signal(signal.SIGHUP, old)
+
+
+def test_a_hang_up_sent_twice_still_stops_a_run_cleanly(hang_up_is_caught):
+    """An ssh session that drops under a foreground `kinograph batch | tee` can deliver SIGHUP to it twice: the shell
+    passes its hang-up on to its jobs, then the kernel hangs up the foreground group as the shell exits. The second
+    was taken for 'a second SIGHUP stops at once' and interrupted the clean stop the first had begun (summary, the
+    partial outputs' removal). A hang-up is one event, however many times it is delivered."""
+    from app.jobs import cancel_on_interrupt
+    from graph_engine.context import CancelToken
+    notes = []
+    try:
+        with cancel_on_interrupt(CancelToken(), notes.append) as cancel:
+            os.kill(os.getpid(), signal.SIGHUP)
+            os.kill(os.getpid(), signal.SIGHUP)
+    except KeyboardInterrupt:
+        pytest.fail("the shell's and the kernel's SIGHUP together stopped the run at once")
+    assert cancel.cancelled and len(notes) == 1
+
+
+def test_a_hang_up_sent_twice_lets_the_ray_workers_stop(hang_up_is_caught):
+    """On Ray (and before a run sets its own handler) a hang-up raises KeyboardInterrupt, which stops the workers and
+    prints the summary; the kernel's second SIGHUP raised another out of that cleanup."""
+    cleaned = False
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_interrupts():
+            try:
+                os.kill(os.getpid(), signal.SIGHUP)
+            except KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGHUP)      # the kernel's, as the workers are stopped
+                cleaned = True
+                raise
+    assert cleaned
