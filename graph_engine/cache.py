@@ -244,7 +244,9 @@ def _set_aside(handle: list) -> bool:
     link = tmp / f"{_READING}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.npy"
     try:
         tmp.mkdir(exist_ok=True)
-        _remove_dead_links(tmp)
+        if tmp not in _swept_links:     # once a process for each folder
+            _swept_links.add(tmp)
+            _remove_dead_links(tmp)
         os.link(path, link)
         if os.stat(link).st_ino == os.fstat(f.fileno()).st_ino:
             handle[1] = link
@@ -264,14 +266,15 @@ _swept_links: set = set()
 
 
 def _remove_dead_links(tmp: Path) -> None:
-    """Remove (once a process for each folder) the links _set_aside made for processes of this host that have
-    ended: a killed process leaves its links, which would hold evicted entries' bytes on the disk for ever. Another
-    host's are left: no process of it can be asked after."""
-    if tmp in _swept_links:
-        return
-    _swept_links.add(tmp)
+    """Remove the links _set_aside made for processes of this host that have ended: a killed process leaves its
+    links, which would hold evicted entries' bytes on the disk for ever. Another host's are left: no process of it
+    can be asked after."""
     mine = re.compile(rf"{_READING}\.{re.escape(socket.gethostname())}\.(\d+)\.[0-9a-f]{{32}}\.npy")
-    for e in os.scandir(tmp):
+    try:
+        found = list(os.scandir(tmp))
+    except OSError:             # no tmp/ yet
+        return
+    for e in found:
         m = mine.fullmatch(e.name)
         if m and not _running(int(m.group(1))):
             try:
@@ -625,6 +628,9 @@ class DiskCache:
             # Where no lock tells a writer from a killed one (Windows, NFS), none was ever removed: they go, as before.
             if not held(e.path):
                 shutil.rmtree(e.path, ignore_errors=True)
+        # the links killed processes read evicted clips through: a few clips' worth of bytes each, which only a
+        # later process closing clips past OPEN_FRAMES in this cache swept
+        _remove_dead_links(self.root / "tmp")
         for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
             try:
                 d.rmdir()           # only when empty: anything else in it is not ours

@@ -435,10 +435,12 @@ def trellis2_structure_forward(structure_model, x, timestep, context, sigma):
     """Trellis2.forward in structure mode for one sample (global image attention): the first 8 channels in, 24 zero
     channels out. Outside its guidance_interval [0.6, 1.0] a cfg batch (uncond, cond) runs the cond half alone, its
     output repeated for both (shape_rule).
-    Left out, knowingly: ComfyUI's Trellis2.forward then multiplies the timestep by 1000 wherever sigma < 1.00001
-    (always, for a flow), after model_sampling.timestep gave sigma times its multiplier, which the templates'
-    ModelSamplingSD3 makes 1000 (its patch's default): there the structure model is told 10^6 sigma. Kinograph and
-    these tests give it 1000 sigma, as TRELLIS.2 was trained and samples (flow_euler: model(x_t, 1000 * t, cond))."""
+    The timestep is given as model_sampling.timestep makes it (sigma times its multiplier; the templates'
+    ModelSamplingSD3 makes that 1000, its patch's default): 1000 sigma, as TRELLIS.2 was trained and samples
+    (flow_euler: model(x_t, 1000 * t, cond)), and as ComfyUI's current Trellis2.forward passes it on. Its earlier
+    versions (cond and coords in transformer_options) also multiplied it by 1000 wherever the sampler's sigma was
+    below 1.00001 (a test of sigma, not of the timestep: always, for a flow), so that a ModelSamplingSD3 chain told
+    the model 10^6 sigma; that line is gone from ComfyUI and left out here."""
     timestep = timestep.to(x.dtype)
     bsz = x.size(0)
     x = x[:, :8].view(bsz, 8, 16, 16, 16)

@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QKeySequence, QPainterPa
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from . import theme
+from .help_text import plain_tip
 
 TITLE_H = 28.0
 GRIP = 14.0
@@ -94,8 +95,9 @@ class GroupItem(QGraphicsItem):
         """A title longer than the frame is cut with '…' (it was cut through a letter, saying nothing of the rest)
         and said whole in the tip. `room`: where it is drawn, narrower where a node stands over the bar."""
         whole = QFontMetricsF(GROUP_FONT).horizontalAdvance(self.title) <= (room or self._title_room()).width()
-        if self.toolTip() != ("" if whole else self.title):
-            self.setToolTip("" if whole else self.title)
+        tip = "" if whole else plain_tip(self.title)
+        if self.toolTip() != tip:
+            self.setToolTip(tip)
 
     def boundingRect(self) -> QRectF:
         return self.rect().adjusted(-2, -2, 2, 2)

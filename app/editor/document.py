@@ -78,11 +78,7 @@ class Document(QObject):
         # ComfyUI draws a 'randomize' seed after a run, so an imported file's seeds made its picture: the editor, which
         # draws before a run, keeps them for the first one (comfyui_open.to_document sets this)
         self.seeds_as_read = False
-        self.problems: List[Problem] = list(problems)
-        # Those of them that validating the graph found when it was read: true of the graph then, not
-        # necessarily now (Document.still_found).
-        self.checked: List[Problem] = list(checked)
-        self._read_as = {n: self._state(n) for n in {p.node for p in self.checked} if n in self.graph.nodes}
+        self._found_in_file(problems, checked)
         self.on_disk: Optional[str] = None          # digest of the file as read or last written here
         # What the file at `path` holds that the graph does not (parse problems marked dropped):
         # saving over it would remove them, so the window asks first. Empty once a save wrote it.
@@ -94,6 +90,13 @@ class Document(QObject):
         # cleanChanged while both are torn down at quit reaches no half-deleted signal.
         self.undo.cleanChanged.connect(self._clean_changed)
         self._unsubscribe = self.graph.subscribe(self._on_event)
+
+    def _found_in_file(self, problems, checked) -> None:
+        """What reading the file found: `problems`, those of them `checked` by validating the graph as read (true of
+        the graph then, not necessarily now: Document.still_found)."""
+        self.problems: List[Problem] = list(problems)
+        self.checked: List[Problem] = list(checked)
+        self._read_as = {n: self._state(n) for n in {p.node for p in self.checked} if n in self.graph.nodes}
 
     # -- model ------------------------------------------------------------------------------
     def _clean_changed(self, clean: bool) -> None:
@@ -251,7 +254,10 @@ class Document(QObject):
         """Replace the graph with the workflow in `text` (an earlier version of this file) as one undo
         step: Undo brings back what was open, and nothing is written until Save. Returns what could
         not be read from it; a text that yields no graph at all raises WorkflowError."""
-        other = Document.from_text(text, self.path, self.registry)
+        return self._replace(Document.from_text(text, self.path, self.registry), label).problems
+
+    def _replace(self, other: "Document", label: str) -> "Document":
+        """The graph of `other` (a document read from a text, closed here) in place of this one's, as one undo step."""
         new = other.graph
         other.close()
         todo: List[Op] = [ops.RemoveNode(n) for n in list(self.graph.nodes)]
@@ -263,7 +269,7 @@ class Document(QObject):
         todo += [ops.Connect(l.src, l.src_port, l.dst, l.dst_port) for l in new.links()]
         todo.append(ops.SetMeta(new.name, new.description))
         self.push(label, todo)
-        return other.problems
+        return other
 
     def changed_on_disk(self) -> bool:
         """True when the file this document came from now holds something else than what was
@@ -286,7 +292,12 @@ class Document(QObject):
         open), and the document is then what is on disk (unmodified; Save replaces it without asking). Returns what
         could not be read; raises WorkflowError or OSError where nothing could."""
         data = self.path.read_bytes()
-        problems = self.restore(decode_text(data, str(self.path)), f"Read {self.path.name} again as saved elsewhere")
+        read = self._replace(Document.from_text(decode_text(data, str(self.path)), self.path, self.registry),
+                             f"Read {self.path.name} again as saved elsewhere")
+        problems = read.problems
+        # Its problems are the file's now: the panel showed those of the first read under the nodes (a typo the other
+        # program made nowhere, one it fixed until the file was reopened).
+        self._found_in_file(problems, read.checked)
         self.on_disk = _digest(data)
         self.unread = [p for p in problems if p.dropped]
         self.undo.setClean()

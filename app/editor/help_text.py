@@ -1,6 +1,8 @@
-"""A node's help as the editor's labels show it (Qt rich text)."""
+"""A node's help as the editor's labels show it (Qt rich text), and the artist's own text in a tooltip."""
 import html
 import re
+
+from PySide6.QtGui import Qt
 
 _CODE = re.compile(r"`([^`\n]+)`")
 
@@ -17,5 +19,16 @@ def help_tip(text: str) -> str:
     backticks. Lines and spaces are kept as a plain tooltip keeps them; text with no marked name stays plain."""
     if not _CODE.search(text):
         return text
-    marked = _CODE.sub(r"<code>\1</code>", html.escape(text))
-    return f"<p style='white-space:pre-wrap'>{marked}</p>"
+    return _pre(_CODE.sub(r"<code>\1</code>", html.escape(text)))
+
+
+def plain_tip(text: str) -> str:
+    """A tooltip of the artist's text (a node's or a group's title, a run's label naming them) as typed: Qt takes a
+    tooltip with a tag in its first line for HTML, and '<b>Key</b> <A> plate' showed 'Key plate'. Other text stays
+    plain, as Qt lays it out."""
+    return _pre(html.escape(text)) if Qt.mightBeRichText(text) else text
+
+
+def _pre(escaped: str) -> str:
+    """Rich text that keeps its lines and spaces as a plain tooltip does."""
+    return f"<p style='white-space:pre-wrap'>{escaped}</p>"

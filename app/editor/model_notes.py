@@ -1,11 +1,14 @@
 """The model lookup's warnings in the editor's Log: a name read from the one file of that name kept under another
 sub-folder or in another container (nodes.common.models_dirs). `kinograph validate` and `run` print them on
-stderr; an editor started from a menu has no stderr to read, so the artist did not learn which file was read."""
+stderr; an editor started from a menu has no stderr to read, so the artist did not learn which file was read.
+config.yaml's too (graph_engine.config): it is read again when it changes, so a typo made while the editor is open
+(model_dirs added as a 'not in the model folders' message advises) is said there, with its line."""
 import logging
 
 from PySide6.QtCore import QObject, Signal
 
 MODELS_LOG = "kinograph.models"
+CONFIG_LOG = "kinograph.config"
 
 
 class _Relay(QObject):
@@ -21,7 +24,8 @@ class ModelWarnings(logging.Handler):
         super().__init__(logging.WARNING)
         self._relay = _Relay()
         self._relay.said.connect(log)
-        logging.getLogger(MODELS_LOG).addHandler(self)
+        for name in (MODELS_LOG, CONFIG_LOG):
+            logging.getLogger(name).addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -30,5 +34,6 @@ class ModelWarnings(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
-        logging.getLogger(MODELS_LOG).removeHandler(self)
+        for name in (MODELS_LOG, CONFIG_LOG):
+            logging.getLogger(name).removeHandler(self)
         super().close()

@@ -19,7 +19,7 @@ from graph_engine.validate import check_param
 from . import rules, theme
 from .geometry import (DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, drag_rate, node_size, places,
                        slider_range, snap)
-from .help_text import help_tip
+from .help_text import help_tip, plain_tip
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -161,7 +161,7 @@ class NodeItem(QGraphicsItem):
         label = (inst.title or self.spec.title) if self.spec else f"missing: {inst.title or inst.type}"
         self.label = label
         if not self.spec:
-            self.setToolTip(f"{label} ({inst.type}): this Kinograph does not have this node type")
+            self.setToolTip(plain_tip(f"{label} ({inst.type}): this Kinograph does not have this node type"))
         pos = ui.get("pos")
         if isinstance(pos, list) and len(pos) == 2 and QPointF(*pos) != self.pos():
             self.setPos(QPointF(*pos))

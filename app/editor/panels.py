@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetI
                                QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from . import fuzzy
-from .help_text import help_tip
+from .help_text import help_tip, plain_tip
 from .runner import Job, RunController
 from .view import NODE_MIME
 
@@ -240,7 +240,7 @@ class QueuePanel(QWidget):
         for j in self.runs.jobs:
             if j.state in ("queued", "running"):
                 it = QListWidgetItem(f"{'▶' if j.state == 'running' else '…'} #{j.id} {middle(j.label)}")
-                it.setToolTip(j.label)
+                it.setToolTip(plain_tip(j.label))
                 self.queue.addItem(it)
         self.history.clear()
         for j in reversed(self.runs.history):
@@ -249,7 +249,7 @@ class QueuePanel(QWidget):
             outs = ", ".join(o.rsplit("/", 1)[-1] for o in j.outputs) or "no files"
             it = QListWidgetItem(f"{mark} {when}  #{j.id} {middle(j.label)} — {outs}")
             it.setData(TYPE_ROLE, j.id)
-            it.setToolTip("\n".join([j.label, *j.outputs] if j.outputs else [j.label, j.error or j.state]))
+            it.setToolTip(plain_tip("\n".join([j.label, *j.outputs] if j.outputs else [j.label, j.error or j.state])))
             self.history.addItem(it)
         self.cancel_button.setEnabled(self.runs.current is not None)
 

@@ -17,7 +17,7 @@ from graph_engine.graph import Event
 
 from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
-from .help_text import help_html, help_tip
+from .help_text import help_html, help_tip, plain_tip
 from .param_widgets import PlainTextField, TextEditor, make_editor, route_clipboard
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
@@ -438,7 +438,7 @@ class PropertiesPanel(QScrollArea):
         somebody typed for their grade'), the cursor being left after the last letter."""
         self.title_edit.setText(title)
         self.title_edit.setCursorPosition(0)
-        self.title_edit.setToolTip(title)
+        self.title_edit.setToolTip(plain_tip(title))
 
     def _refresh_workflow(self) -> None:
         if self._on_workflow and self.node_id is None and self.controller is not None and self.widget() is not None \

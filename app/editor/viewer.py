@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QCombo
 
 from . import theme
 from .camera_preview import camera_path_image, is_camera
+from .help_text import plain_tip
 from .picker import object_colour
 
 FRAME_CACHE = 48
@@ -502,6 +503,7 @@ class ViewerPanel(QWidget):
         for label in self.labels.values():
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)     # long names clip, the panel stays narrow
             label.setWordWrap(True)     # B's differences from A and each one's size and rate were cut off
+            label.setTextFormat(Qt.PlainText)   # a file's or a node's name as written ('shot <b>.mp4'), never HTML
         names = QHBoxLayout()
         names.addWidget(self.labels["A"], 1)
         names.addWidget(self.labels["B"], 1)
@@ -658,7 +660,7 @@ class ViewerPanel(QWidget):
         described = f"  {src.describe()}" if src and src.describe() else ""
         differs = self._differs() if slot == "B" else ""
         self.labels[slot].setText(text + (f"  {differs}" if differs else described))
-        self.labels[slot].setToolTip(text + described)
+        self.labels[slot].setToolTip(plain_tip(text + described))
         if slot == "A" and self.sources["B"] is not None:
             self._label("B")
         if slot == "B":

@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.properties = PropertiesPanel()
         self.viewer = ViewerPanel()
         self.log = LogPanel()
-        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads
+        self._model_warnings = ModelWarnings(self.log.log)     # which file a name not found as written reads; config.yaml
         self.queue = QueuePanel(self.runs)
         self.docks = {}
         # The canvas gets most of the window: the library shares the right column with the
@@ -298,6 +298,9 @@ class MainWindow(QMainWindow):
         self.run_button.setObjectName("RunButton")
         self.queue_label = QLabel()
         self.queue_label.setObjectName("QueueState")
+        # It names nodes and workflows as titled ('the last run failed at <b>Key</b>'): a QLabel takes a text with a
+        # tag in it for HTML, and drew the artist's title bold, or an image, or nothing.
+        self.queue_label.setTextFormat(Qt.PlainText)
         bar.addWidget(self.queue_label)
         self.runs.jobsChanged.connect(self._queue_state)
         self._queue_state()
@@ -1684,13 +1687,12 @@ class MainWindow(QMainWindow):
         from graph_engine.graph import Graph
         g = Graph()
         p = Path(path)
-        if p.suffix.lower() in MESH_SUFFIXES and not p.is_dir():
+        three_d = not_drawn(p)
+        if three_d:
             # Read as a video it was 'the file is damaged, cut short or not a video', in red.
             self._viewing.pop(slot, None)
             self._files.pop(slot, None)
-            self.viewer.fail(slot, f"{p.name} is a 3-D mesh, which this viewer does not draw: open it in Blender or "
-                                   f"another 3-D viewer (V on the node that made it says its vertices and triangles)",
-                             alert=False)
+            self.viewer.fail(slot, three_d, alert=False)
             return None
         still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and not p.is_dir()
         # A Save Audio's render opened from the history was read as a video: 'holds no pictures' in red.
@@ -1753,6 +1755,23 @@ class MainWindow(QMainWindow):
 
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx")      # io.save_glb's render, and its kin
+SPLAT_SUFFIXES = (".spz", ".ply")                                       # io.save_splat's render
+
+
+def not_drawn(p: Path) -> Optional[str]:
+    """What the viewer says of a 3-D file it does not draw (a mesh, a Gaussian splat); None for any other."""
+    if p.is_dir() or p.suffix.lower() not in MESH_SUFFIXES + SPLAT_SUFFIXES:
+        return None
+    splat = ("add splat.render after the node that made it to see pictures of it, or open it in SuperSplat or "
+             "another splat viewer (V on that node says its Gaussians)")
+    if p.suffix.lower() not in MESH_SUFFIXES:
+        return f"{p.name} is a Gaussian splat, which this viewer does not draw: {splat}"
+    mesh = ("open it in Blender or another 3-D viewer (V on the node that made it says its vertices and "
+            "triangles)")
+    if p.suffix.lower() in SPLAT_SUFFIXES:
+        return (f"{p.name} is a 3-D mesh or a Gaussian splat, which this viewer does not draw: a mesh, {mesh}; a "
+                f"splat, {splat}")
+    return f"{p.name} is a 3-D mesh, which this viewer does not draw: {mesh}"
 EXAMPLES = shipped("examples")
 
 

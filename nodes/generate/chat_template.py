@@ -15,8 +15,10 @@ import sys
 import threading
 
 from graph_engine import NodeError
+from graph_engine.context import check_cancelled
+from graph_engine.errors import Cancelled
 from nodes.generate.after_import import after_import
-from nodes.math.regex_process import RegexChild
+from nodes.math.regex_process import CANCEL_SECONDS, RegexChild
 
 # Characters of a template: Jinja compiles one at about 20 us a character (2.2 MB took 41 s; a GGUF's metadata may hold
 # hundreds of MB), and the published templates (tool calls and reasoning included) are under 50,000.
@@ -58,6 +60,14 @@ def apply_chat_template(tokenizer, messages, what: str, fix: str = "", **kwargs)
                         f"none named default, the one a prompt is written with: get the model again from where it was "
                         f"published{fix}")
     route_chat_templates()
+    base = sys.modules.get(_IMPORTERS[0])
+    if base is not None and getattr(base, "render_jinja_template", None) is not rendered_in_child:
+        # a transformers before render_jinja_template (pyproject allows 4.46): its apply_chat_template renders the
+        # template itself, uncapped in this process
+        import transformers
+        raise NodeError(f"{what}: transformers {transformers.__version__} renders a tokenizer's chat template where "
+                        f"Kinograph cannot cap it (the template is code kept in the model's files): update "
+                        f"transformers (pip install -U transformers){fix}")
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
     except TemplateRefused as e:
@@ -70,24 +80,31 @@ def rendered_in_child(conversations, tools=None, documents=None, chat_template=N
                       **kwargs):
     """transformers' render_jinja_template (which a tokenizer's and a processor's apply_chat_template call), run in
     the capped child: the same (renderings, generation indices), or TemplateRefused. The messages go as JSON: what
-    is no JSON (a processor's picture in a message) goes as its type's name, which templates test for and do not
-    print."""
+    is no JSON (a processor's picture in a message) goes as its type's name, as transformers shows it a template,
+    which tests for it and does not print it."""
     if isinstance(chat_template, str) and len(chat_template) > MOST_CHARS:
         raise TemplateRefused(f"is {len(chat_template):,} characters long, where published ones are under 50,000 "
                               f"(Jinja would take minutes to compile it)")
-    from transformers.utils.chat_template_utils import get_json_schema
-    call = {"conversations": [getattr(c, "messages", c) for c in conversations], "documents": documents,
-            "tools": None if tools is None else [t if isinstance(t, dict) else get_json_schema(t) for t in tools],
+    from transformers.utils import chat_template_utils as library
+    # what transformers shows a template of the caller's values (a dataclass or pydantic message as a dict, a numpy
+    # scalar as a number), where this version of it says; what is still no JSON then goes as its type's name
+    plain = getattr(library, "_plain_template_data", lambda value: value)
+    call = {"conversations": [plain(getattr(c, "messages", c)) for c in conversations], "documents": plain(documents),
+            "tools": None if tools is None else
+            [plain(t if isinstance(t, dict) else library.get_json_schema(t)) for t in tools],
             "chat_template": chat_template, "return_assistant_tokens_mask": return_assistant_tokens_mask,
             "continue_final_message": continue_final_message, "add_generation_prompt": add_generation_prompt,
-            **kwargs}
+            **plain(kwargs)}
     global _child
     request = (json.loads(json.dumps(call, default=lambda o: f"<{type(o).__name__}>")), MOST_LINES,
                [p for p in sys.path if isinstance(p, str)])     # (a tool may add a Path: no JSON)
     try:
-        with _asking:
+        _take_turn()
+        try:
             _child = _child or RegexChild()
             out = _child.ask("chat_template", request, SECONDS)
+        finally:
+            _asking.release()
     except TimeoutError:
         out = {"error": f"did not finish in {SECONDS} s for one prompt"}
     except ChildProcessError as e:
@@ -102,6 +119,18 @@ def rendered_in_child(conversations, tools=None, documents=None, chat_template=N
     # character for one: the generation indices stay).
     rendered = [text.encode("utf-8", "replace").decode("utf-8") for text in rendered]
     return rendered, [[tuple(span) for span in spans] for spans in indices]
+
+
+def _take_turn() -> None:
+    """The child, once the rendering before (another run's, up to SECONDS) is done; Cancelled where this run is
+    cancelled meanwhile: it waited its turn out, then rendered."""
+    while not _asking.acquire(timeout=CANCEL_SECONDS):
+        check_cancelled()
+    try:
+        check_cancelled()
+    except Cancelled:
+        _asking.release()
+        raise
 
 
 # transformers' module that renders chat templates, and those that import its render_jinja_template by name

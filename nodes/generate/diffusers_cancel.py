@@ -24,21 +24,30 @@ def cancellable_diffusers_loads() -> None:
 
 
 def _route(reader) -> None:
+    import inspect
     import sys
     original = reader.load_state_dict
     if getattr(original, "checks_cancel", False):
         return
+    # its arguments differ between diffusers versions (0.33 to 0.35: dduf_entries and no map_location; older:
+    # variant), so they are read by its own signature and passed on to it unchanged
+    signature = inspect.signature(original)
 
-    def load_state_dict(checkpoint_file, disable_mmap: bool = False, map_location="cpu"):
-        if isinstance(checkpoint_file, (str, os.PathLike)) and str(checkpoint_file).endswith(".safetensors") \
-                and not disable_mmap:
+    def load_state_dict(checkpoint_file, *args, **kwargs):
+        try:
+            given = signature.bind(checkpoint_file, *args, **kwargs).arguments
+        except TypeError:
+            given = None        # diffusers' own call says what is wrong
+        if given is not None and isinstance(checkpoint_file, (str, os.PathLike)) \
+                and str(checkpoint_file).endswith(".safetensors") and not given.get("disable_mmap") \
+                and not given.get("dduf_entries"):      # a part inside a .dduf archive: diffusers reads it
             try:
-                return _read(checkpoint_file, map_location)
+                return _read(checkpoint_file, given.get("map_location", "cpu"))
             except Cancelled:
                 raise
             except Exception:   # noqa: BLE001 - diffusers' own reading says what is wrong with the file (git-lfs
                 pass            # pointers and all)
-        return original(checkpoint_file, disable_mmap=disable_mmap, map_location=map_location)
+        return original(checkpoint_file, *args, **kwargs)
     load_state_dict.checks_cancel = True
     reader.load_state_dict = load_state_dict
     importer = sys.modules.get(_IMPORTER)

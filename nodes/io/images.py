@@ -590,33 +590,37 @@ def _blocks(clip: Clip, fmt: str, start: int = 0):
 def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png", first: int = 0,
           start: int = 0) -> None:
     import cv2
-    from graph_engine.atomic import FRAMES_WORKFLOW, atomic_output
+    from graph_engine.atomic import FRAMES_WORKFLOW, atomic_output, synced_folder
     # The marker goes first: a folder interrupted half way is still recognised as ours next time.
     with atomic_output(final / FRAMES_WORKFLOW, overwrite=True, record=False) as tmp:
         tmp.write_text(_marker(clip, workflow_yaml), encoding="utf-8")
 
     def write(a: int, block, floats, alpha) -> None:
-        for j, frame in enumerate(block):
-            with atomic_output(final / frame_name(first + a + j, fmt), overwrite=True, record=False) as tmp:
-                if fmt == "exr":
-                    _write_exr_frame(frame, tmp, final, a + j, first,
-                                     clip.timecode and clip.timecode.shifted(a + j, clip.fps),
-                                     None if floats is None else floats[j], None if alpha is None else alpha[j])
-                    continue
-                if fmt == "dpx":
-                    _write_dpx_frame(frame, floats is not None, tmp, final, a + j, first, clip)
-                    continue
-                if fmt == "tif" and floats is not None:
-                    _write_tiff16(frame, tmp, final, a + j, first)
-                    continue
+        try:
+            for j, frame in enumerate(block):
+                write_frame(a + j, frame, None if floats is None else floats[j], None if alpha is None else alpha[j])
+        finally:        # each frame's data was synced before its rename; the renames once a block, not a frame
+            synced_folder(final)
+
+    def write_frame(i: int, frame, floats, alpha) -> None:
+        with atomic_output(final / frame_name(first + i, fmt), overwrite=True, record=False,
+                           folder_synced=False) as tmp:
+            if fmt == "exr":
+                _write_exr_frame(frame, tmp, final, i, first, clip.timecode and clip.timecode.shifted(i, clip.fps),
+                                 floats, alpha)
+            elif fmt == "dpx":
+                _write_dpx_frame(frame, floats is not None, tmp, final, i, first, clip)
+            elif fmt == "tif" and floats is not None:
+                _write_tiff16(frame, tmp, final, i, first)
+            else:
                 if alpha is not None:
                     from nodes.common.alpha import straight_rgba
-                    frame = straight_rgba(frame, alpha[j])
+                    frame = straight_rgba(frame, alpha)
                 if fmt == "tif":
-                    _write_tiff(frame, tmp, final, a + j, first)
+                    _write_tiff(frame, tmp, final, i, first)
                 elif not cv2.imwrite(str(tmp), cv2.cvtColor(frame, cv2.COLOR_RGBA2BGRA if alpha is not None
                                                              else cv2.COLOR_RGB2BGR)):
-                    raise NodeError(_frame_failure(final, a + j, frame.nbytes, first=first))
+                    raise NodeError(_frame_failure(final, i, frame.nbytes, first=first))
 
     # One block is written (PNG/EXR compression, 60 ms a 1080p frame) by a second thread while this one
     # computes the next: written in turn, the files took a third of a render's time with a core idle. Frames
