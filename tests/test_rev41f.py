@@ -106,7 +106,7 @@ from app.cli import main
 os.close(1)
 os.close(2)
 sys.stdout = sys.stderr = None
-main(["validate", "missing.yaml"])
+main(["--version"])
 taken = os.open(os.devnull, os.O_RDONLY)      # a file the host opens after the command
 with open(sys.argv[1], "w") as f:
     f.write(str(taken))
