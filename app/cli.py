@@ -204,15 +204,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     saved = sys.stdout, sys.stderr
     # Started with stdout or stderr closed (`>&-`, a daemon's job runner), Python has no stream for it: the first
     # line printed raised AttributeError, and the render was lost or exited 1. Such lines go nowhere.
-    opened = [nowhere(fd) if s is None else None for fd, s in ((1, sys.stdout), (2, sys.stderr))]
-    sys.stdout, sys.stderr = (Printable(s if s is not None else o) for s, o in zip(saved, opened))
+    opened = nowhere([fd for fd, s in ((1, sys.stdout), (2, sys.stderr)) if s is None])
+    sys.stdout, sys.stderr = (Printable(opened.get(fd, s)) for fd, s in ((1, saved[0]), (2, saved[1])))
     try:
         return _main(argv)
     finally:
         sys.stdout, sys.stderr = saved
-        for o in opened:
-            if o is not None:
-                o.close()
+        for o in opened.values():
+            o.close()
 
 
 def _main(argv: Optional[List[str]] = None) -> int:
