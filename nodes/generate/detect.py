@@ -1403,19 +1403,21 @@ def _ipadapter(k: Keys) -> Optional[Detection]:
     return Detection("ipadapter", family, variant, why=found["title"], extra=found)
 
 
-# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming; XLabs'
+# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale, OFT / BOFT oft_blocks; GLoRA by
+# its four a1 / a2 / b1 / b2 matrices together, as one a1.weight could be any model's), under any naming; XLabs'
 # (x-flux-comfyui's LoadFluxLora: double_blocks.N.processor.qkv_lora1 / proj_lora2 ...).
 _XLABS_LORA = re.compile(r"^double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]\.(down|up)\.weight$")
 _LORA = re.compile(r"(\.lora_[AB]\.|\.lora_(down|up)\.|\.lora\.(down|up)\.|_lora\.(down|up)\.|\.lora_(A|B)$|"
                    r"\.processor\.(qkv|proj)_lora[12]\.(down|up)\.|"
-                   r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale)$)")
+                   r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale|oft_blocks)$)")
 
 
 SHARED_BLOCKS = "double/single blocks of FLUX.1 or HunyuanVideo"
 
 
 def _lora(k: Keys) -> Optional[Detection]:
-    names = [n for n in k.shapes if _LORA.search(n)]
+    names = [n for n in k.shapes if _LORA.search(n) or n.endswith(".a1.weight") and all(
+        n[:-len("a1.weight")] + p in k.shapes for p in ("a2.weight", "b1.weight", "b2.weight"))]
     if not names:
         return None
     text = " ".join(names[:400])
