@@ -42,7 +42,7 @@ def test_the_loader_and_info_name_the_format_and_what_to_get(tmp_path, name):
     path = tmp_path / name
     meta = {"quantization_config": json.dumps({"method": "svdquant"})} if "svdq" in name else None
     save_file(state, str(path), metadata=meta)
-    want = rf"{name}: .*{what}.* GGUF"
+    want = rf"{name} is .*{what}.* GGUF"
     with pytest.raises(NodeError, match=want):
         load_weights(path)
     found = detect_state_dict(state)

@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
 from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
+from nodes.generate.foreign_quant import foreign_quant
 from nodes.generate.per_file import kept_per_file
 
 Shape = Tuple[int, ...]
@@ -1887,7 +1888,13 @@ def _triposplat(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _trellis2, _triposplat, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+def _foreign_quant(k: Keys) -> Optional[Detection]:
+    """bitsandbytes' and nunchaku's quantised files (their names hold the base model's too): named, not run."""
+    why = foreign_quant(k.shapes)
+    return Detection(None, None, "", why=why) if why else None
+
+
+RULES = [_foreign_quant, _hunyuan3d, _trellis2, _triposplat, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

@@ -26,6 +26,7 @@ from graph_engine import NodeError
 from graph_engine.context import check_cancelled
 from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
 from nodes.generate.gguf_names import gguf_renames, llm_values
+from nodes.generate.foreign_quant import foreign_quant
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, gguf_reader, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
@@ -461,7 +462,11 @@ def _checked_scale(base: str, scale, shape):
 def load_weights(path, dtype=None, keep_fp8: bool = False, packed: Optional[bool] = None) -> Dict[str, "object"]:
     """A file's state dict with correct values: see the module docstring (and dequantise's `packed`)."""
     try:
-        return dequantise(read_raw(path), dtype, keep_fp8, packed)
+        state = read_raw(path)
+        foreign = foreign_quant(state)
+        if foreign:
+            raise NodeError(f"{Path(path).name} is {foreign}")
+        return dequantise(state, dtype, keep_fp8, packed)
     except NodeError as exc:        # a format refused: name the file too, where the message does not yet
         name = Path(path).name
         raise NodeError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
