@@ -522,3 +522,28 @@ def test_an_oft_for_another_layer_size_is_named(sd, tmp_path):
     with pytest.raises(NodeError, match=r"adapter.safetensors: an OFT / BOFT layer lora_unet_down_blocks_0_attentions_0_"
                                         r"transformer_blocks_0_attn1_to_q does not fit the model"):
         _apply(sd, tmp_path, {f"{K_LIN}.oft_blocks": _r(3, 8, 8)})
+
+
+def test_a_lora_comfyui_saved_in_its_own_sd_names_applies(sd, tmp_path):
+    """ComfyUI's LoraSave / SaveLora write a LoRA under the model's own LDM names (comfy_extras/nodes_lora_extract:
+    diffusion_model.input_blocks.1.1...lora_up.weight, no alpha: scale 1; the text encoder's under
+    text_encoders.clip_l.transformer.), which ComfyUI's comfy/lora.py reads as the model's keys. diffusers reads
+    none of them ('changes nothing')."""
+    torch.manual_seed(9)
+    d, u, cd, cu = _r(4, 32), _r(32, 4), _r(4, 32, 3, 3), _r(32, 4, 1, 1)
+    pd, pu, td, tu = _r(2, 64), _r(64, 2), _r(2, 32), _r(32, 2)
+    up = "output_blocks.5.1.proj_out"                   # diffusers' up_blocks.1.attentions.2.proj_out
+    te = "text_model.encoder.layers.0.self_attn.q_proj"
+    state = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight": u,
+             "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_down.weight": d,
+             "diffusion_model.input_blocks.1.0.in_layers.2.lora_up.weight": cu,
+             "diffusion_model.input_blocks.1.0.in_layers.2.lora_down.weight": cd,
+             f"diffusion_model.{up}.lora_up.weight": pu, f"diffusion_model.{up}.lora_down.weight": pd,
+             f"text_encoders.clip_l.transformer.{te}.lora_up.weight": tu,
+             f"text_encoders.clip_l.transformer.{te}.lora_down.weight": td}
+    pipe, before = _apply(sd, tmp_path, state)
+    _check(pipe, before, {LIN: u @ d, CONV: torch.einsum("or,rikl->oikl", cu[:, :, 0, 0], cd)})
+    proj = dict(pipe.unet.named_modules())["up_blocks.1.attentions.2.proj_out"]
+    assert any("lora" in n for n, _ in proj.named_modules()), "the up block's layer took no LoRA"
+    q_proj = dict(pipe.text_encoder.named_modules())[te]
+    assert any("lora" in n for n, _ in q_proj.named_modules()), "the text encoder's layer took no LoRA"
