@@ -531,9 +531,9 @@ def test_a_lora_comfyui_saved_in_its_own_sd_names_applies(sd, tmp_path):
     none of them ('changes nothing')."""
     torch.manual_seed(9)
     d, u, cd, cu = _r(4, 32), _r(32, 4), _r(4, 32, 3, 3), _r(32, 4, 1, 1)
-    pd, pu, td, tu = _r(2, 64), _r(64, 2), _r(2, 32), _r(32, 2)
+    pd, pu, td, tu = _r(2, 32, 1, 1), _r(32, 2, 1, 1), _r(4, 64), _r(37, 4)
     up = "output_blocks.5.1.proj_out"                   # diffusers' up_blocks.1.attentions.2.proj_out
-    te = "text_model.encoder.layers.0.self_attn.q_proj"
+    te = "text_model.encoder.layers.0.mlp.fc1"
     state = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight": u,
              "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_down.weight": d,
              "diffusion_model.input_blocks.1.0.in_layers.2.lora_up.weight": cu,
@@ -545,5 +545,5 @@ def test_a_lora_comfyui_saved_in_its_own_sd_names_applies(sd, tmp_path):
     _check(pipe, before, {LIN: u @ d, CONV: torch.einsum("or,rikl->oikl", cu[:, :, 0, 0], cd)})
     proj = dict(pipe.unet.named_modules())["up_blocks.1.attentions.2.proj_out"]
     assert any("lora" in n for n, _ in proj.named_modules()), "the up block's layer took no LoRA"
-    q_proj = dict(pipe.text_encoder.named_modules())[te]
-    assert any("lora" in n for n, _ in q_proj.named_modules()), "the text encoder's layer took no LoRA"
+    fc1 = next(m for n, m in pipe.text_encoder.named_modules() if n.endswith("layers.0.mlp.fc1"))
+    assert any("lora" in n for n, _ in fc1.named_modules()), "the text encoder's layer took no LoRA"

@@ -31,10 +31,12 @@ def motion_lora_to_diffusers(state: Dict[str, object]) -> Dict[str, object]:
     return out
 
 
-def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False) -> Dict[str, object]:
+def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False,
+               unet_layers: Optional[Tuple[int, bool]] = None) -> Dict[str, object]:
     """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris. `flux`: for a
     FLUX.1 pipeline (Black Forest Labs' layer names are HunyuanVideo's too where they say linear1, so the pipeline
-    decides)."""
+    decides). `unet_layers`: for an SD / SDXL UNet, (its resnets a level, whether it has SDXL's two text encoders),
+    to read ComfyUI's own LDM names (comfy_ldm_lora_to_kohya)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
     check_ranks(state, getattr(path, "name", str(path)))
@@ -42,6 +44,8 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
         return motion_lora_to_diffusers(state)
     if flux and is_bfl_flux_lora(state):
         state = bfl_flux_lora_to_kohya(state)
+    if unet_layers and is_comfy_ldm_lora(state):
+        state = comfy_ldm_lora_to_kohya(state, *unet_layers)
     return expand_lycoris(state, base_weight, getattr(path, "name", str(path))) if needs_expanding(state) else state
 
 
@@ -94,6 +98,39 @@ def bfl_flux_lora_to_kohya(state: Dict[str, object]) -> Dict[str, object]:
             continue
         kind = "lora_down" if m.group(2) in ("A", "down") else "lora_up"
         out[f"lora_unet_{m.group(1).replace('.', '_')}.{kind}.weight"] = v
+    return out
+
+
+_LDM_UNET = ("diffusion_model.input_blocks.", "diffusion_model.middle_block.", "diffusion_model.output_blocks.")
+
+
+def is_comfy_ldm_lora(state: Dict[str, object]) -> bool:
+    """A LoRA ComfyUI saved for SD / SDXL (LoraSave, SaveLora): the UNet's layers under their LDM names
+    (diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight), which ComfyUI reads as the
+    model's own keys and diffusers not at all."""
+    return any(k.startswith(_LDM_UNET) for k in state)
+
+
+def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -> Dict[str, object]:
+    """The same LoRA under kohya's names (lora_unet_down_blocks_0_attentions_0_..., lora_te_ / lora_te1_ / lora_te2_
+    for ComfyUI's text_encoders.clip_l / clip_g.transformer.), which diffusers' kohya converter reads with their
+    alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them)."""
+    from nodes.generate.converters.ldm import resnet_names, unet_name
+    encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_"}
+    out = {}
+    for k, v in state.items():
+        base, part = _split(k)
+        if base is None:
+            out[k] = v
+            continue
+        if base.startswith("diffusion_model."):
+            base = "lora_unet_" + unet_name(base[len("diffusion_model."):] + ".", layers, resnet_names,
+                                            lambda rest: rest).rstrip(".").replace(".", "_")
+        elif base.startswith("text_encoders."):
+            encoder, _, rest = base[len("text_encoders."):].partition(".")
+            if encoder in encoders:
+                base = encoders[encoder] + rest.removeprefix("transformer.").replace(".", "_")
+        out[f"{base}.{part}"] = v
     return out
 
 
