@@ -547,3 +547,13 @@ def test_a_lora_comfyui_saved_in_its_own_sd_names_applies(sd, tmp_path):
     assert any("lora" in n for n, _ in proj.named_modules()), "the up block's layer took no LoRA"
     fc1 = next(m for n, m in pipe.text_encoder.named_modules() if n.endswith("layers.0.mlp.fc1"))
     assert any("lora" in n for n, _ in fc1.named_modules()), "the text encoder's layer took no LoRA"
+
+
+def test_an_oft_in_comfyui_naming_says_which_naming_is_read():
+    """An OFT layer's change is made from the model's weight, found by kohya's or diffusers' layer names; under
+    ComfyUI's diffusion_model. names (a Wan OFT) none is found, which is not a LoRA for another model."""
+    from nodes.generate.converters.lora import expand_lycoris
+    state = {"diffusion_model.blocks.0.self_attn.q.oft_blocks": _r(4, 8, 8)}
+    with pytest.raises(NodeError, match=r"wan_oft.safetensors .*OFT / BOFT.* ComfyUI's diffusion_model\. names .* kohya's "
+                                        r"or diffusers'"):
+        expand_lycoris(state, lambda layer: None, "wan_oft.safetensors")
