@@ -554,6 +554,6 @@ def test_an_oft_in_comfyui_naming_says_which_naming_is_read():
     ComfyUI's diffusion_model. names (a Wan OFT) none is found, which is not a LoRA for another model."""
     from nodes.generate.converters.lora import expand_lycoris
     state = {"diffusion_model.blocks.0.self_attn.q.oft_blocks": _r(4, 8, 8)}
-    with pytest.raises(NodeError, match=r"wan_oft.safetensors .*OFT / BOFT.* ComfyUI's diffusion_model\. names .* kohya's "
-                                        r"or diffusers'"):
+    with pytest.raises(NodeError, match=r"wan_oft.safetensors .*OFT / BOFT.* kohya's or diffusers' layer "
+                                        r"names, not ComfyUI's diffusion_model\. names"):
         expand_lycoris(state, lambda layer: None, "wan_oft.safetensors")

@@ -408,6 +408,11 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
             continue
         if any(p in layer for p in _OF_WEIGHT):
             kind = "an OFT / BOFT" if "oft_blocks" in layer else "a GLoRA"
+            if weight is None and comfy:
+                raise NodeError(f"{name} is {kind} LoRA (LyCORIS), whose change is made from the model's own "
+                                f"weight; Kinograph finds that weight under kohya's or diffusers' layer names, not "
+                                f"ComfyUI's diffusion_model. names ({base}) yet. Use a version of the file saved "
+                                "in kohya's names, or a LoRA / LoCon / LoHa / LoKr version")
             if weight is None:
                 raise NodeError(f"{name} is {kind} LoRA (LyCORIS), whose change is made from the model's own "
                                 f"weight, and its layer {base} has no matching layer in this model; it is for another "
