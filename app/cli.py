@@ -634,11 +634,14 @@ def _find_nodes(reg, specs, words: List[str]) -> list:
     typed, *named = _search_forms(words)
     found = holding(typed)
     if not found:
-        # A ComfyUI name as a whole, typed with its spaces or without: one of its words ('image' of WAS's 'Image
-        # Resize') matched 'image blur' and 'image sequence' to video.resize
+        # A ComfyUI name as a whole, typed with its spaces or without; else one whose words hold every word typed
+        # ('FILM' of 'FILM VFI'). Any one word matching ('image' of WAS's 'Image Resize') took 'image blur' and
+        # 'image sequence' to video.resize; the whole name alone left 'FILM' and 'VFI' finding nothing.
         from .editor.fuzzy import comfyui_classes
         phrase = "".join(typed)
-        found = [s for s in specs if phrase in {"".join(c.split()).lower() for c in comfyui_classes(s.type)}]
+        names = {s.type: [c.lower() for c in comfyui_classes(s.type)] for s in specs}
+        found = ([s for s in specs if any("".join(c.split()) == phrase for c in names[s.type])]
+                 or [s for s in specs if any(set(typed) <= set(c.split()) for c in names[s.type])])
         if found:
             return found
     for form in named:      # 'sound' found three nodes, none of the audio ones

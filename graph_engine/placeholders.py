@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, List, Optional, Tuple
 
+from .default_outputs import own_default
 from .errors import WorkflowError
 from .registry import Registry, did_you_mean
 from .workflow import Problem, Workflow
@@ -33,7 +34,16 @@ def param_value(wf: Workflow, registry: Registry, node_id: str, param: str) -> A
     inst = wf.graph.nodes[node_id]
     if param in inst.params:
         return inst.params[param]
-    return registry.get(inst.type).params[param].default
+    ps = registry.get(inst.type).params[param]
+    return own_default(wf, ps.default) if ps.kind == "path" and not ps.reads else ps.default
+
+
+def _named_default(wf: Workflow, registry: Registry, node_id: str, param: str) -> bool:
+    """Whether an output path left out of the node takes the workflow file's name (graph_engine.default_outputs):
+    the run writes it there, so it is written into the run's copy, and so into the workflow the render carries."""
+    inst = wf.graph.nodes[node_id]
+    return param not in inst.params and param_value(wf, registry, node_id, param) != \
+        registry.get(inst.type).params[param].default
 
 
 def expand(template: str, label: Optional[str], wf: Workflow, registry: Registry) -> str:
@@ -79,7 +89,10 @@ def fill_placeholders(wf: Workflow, registry: Registry) -> List[str]:
     notes: List[str] = []
     problems: List[Problem] = []
     for nid, name in output_params(wf, registry):
-        value = wf.graph.nodes[nid].params.get(name)
+        params = wf.graph.nodes[nid].params
+        if _named_default(wf, registry, nid, name):
+            params[name] = param_value(wf, registry, nid, name)
+        value = params.get(name)
         if not isinstance(value, str) or not PLACEHOLDER.search(value):
             continue
         try:
@@ -100,7 +113,7 @@ def filled(wf: Workflow, registry: Registry) -> Workflow:
     """`wf` for one run: a copy with its output paths' placeholders filled (fill_placeholders), or `wf` itself
     when it has none. `wf` keeps its templates, so a script's next run (another seed) names its own file."""
     import dataclasses
-    if not any(isinstance(v, str) and PLACEHOLDER.search(v)
+    if not any(isinstance(v, str) and PLACEHOLDER.search(v) or _named_default(wf, registry, nid, name)
                for nid, name in output_params(wf, registry) for v in [wf.graph.nodes[nid].params.get(name)]):
         return wf
     run = dataclasses.replace(wf, graph=wf.graph.copy())

@@ -242,7 +242,12 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None,
         line = mark.line + 1 if mark else 0
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         prefix = "" if getattr(e, "refused", False) else "not valid YAML: "
-        if "escape" in what or "hexdecimal" in what:
+        from .yaml_escapes import unicode_escape_hint
+        refused_line = text.splitlines()[line - 1:line] if "Unicode" in what and line else []
+        no_character = unicode_escape_hint(refused_line[0]) if refused_line else ""
+        if no_character:
+            what += f"; {no_character}"
+        elif "escape" in what or "hexdecimal" in what:
             # "C:\Users\me" and "footage\shot01.mp4" in double quotes: a path written on Windows.
             from .portable import QUOTED_BACKSLASH
             what += f"; {QUOTED_BACKSLASH}"

@@ -5,6 +5,7 @@ nodes_color.py with color_util.py, nodes_curve.py) written out here."""
 import pytest
 
 from app.comfyui import import_data
+from app.comfyui.packs.logic import color_int
 
 
 # -- ComfyUI's code, written out -----------------------------------------------------------------------------------
@@ -117,6 +118,18 @@ def test_a_color_comfyui_refuses_is_named(color):
     notes = " ".join(report.entries["5"].notes)
     assert report.entries["5"].status != "exact" and f"color {color!r} is not #RRGGBB or #RRGGBBAA" in notes
 
+
+
+def test_a_colour_of_100000_characters_is_comfyuis_or_named_in_a_line():
+    """ComfyUI reads '#' + 100,000 f's as #ffffff (past 7 characters it takes [7:9] as the transparency and cuts the
+    rest): Kinograph gives the same. One both refuse ('#' + 100,000 g's) was named in a note of all its 100,000
+    characters (rev41d)."""
+    assert color_int("#" + "f" * 100_000) == _comfy_color_to_rgb_int("#" + "f" * 100_000) == (0xFFFFFF, "#ffffff", 1.0)
+    with pytest.raises(ValueError):
+        _comfy_color_to_rgb_int("#" + "g" * 100_000)
+    with pytest.raises(ValueError) as refused:
+        color_int("#" + "g" * 100_000)
+    assert "(100,001 characters)" in str(refused.value) and len(str(refused.value)) < 300
 
 # -- ImageHistogram ------------------------------------------------------------------------------------------------
 def test_an_image_histogram_is_the_editor_s_and_blocks_nothing():

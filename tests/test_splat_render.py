@@ -43,8 +43,8 @@ def _first(s, n):
 
 
 @pytest.mark.parametrize("camera, frames, style, sharpen, headlight, count", [
-    ({"mode": "orbit", "yaw": 35.0, "pitch": 30.0, "distance": 2.5}, 2, "color", 2.0, 0.0, 2000),   # the template's
-    ({"mode": "look_at", "position_x": 1.0, "position_y": -0.5, "position_z": 2.0}, 1, "clay", 1.0, 0.0, 600),
+    ({"mode": "orbit", "yaw": 35.0, "pitch": 30.0, "distance": 2.5}, 1, "color", 2.0, 0.0, 2000),   # the template's
+    ({"mode": "look_at", "position_x": 1.0, "position_y": -0.5, "position_z": 2.0}, 2, "clay", 1.0, 0.0, 600),
     (None, -2, "depth", 1.0, 0.0, 600),
     ({"mode": "orbit", "yaw": -60.0, "pitch": 10.0, "distance": 3.0}, 1, "normal", 1.0, 1.0, 600),
 ])

@@ -19,6 +19,7 @@ from graph_engine.node_api import SEED_MAX
 from . import clipboard, layout, ops, rules
 from .document import Document, absolute_inputs
 from .geometry import node_size
+from .titles import node_title
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
@@ -156,7 +157,7 @@ class Controller:
         named it by an id the canvas shows nowhere), with its id where another node has the same title."""
         def title(n):
             inst, spec = self.graph.nodes[n], self.doc.spec(n)
-            return inst.title or (spec.title if spec else inst.type)
+            return node_title(inst, spec)
         mine = title(node_id)
         return f"{mine} ({node_id})" if any(title(n) == mine for n in self.graph.nodes if n != node_id) else mine
 
@@ -346,12 +347,14 @@ class Controller:
         self.move(layout.auto_layout(ids, links, self._sizes(ids), origin), text="Auto-layout")
 
     # -- groups and notes -----------------------------------------------------------------------
-    def add_group(self, rect: Sequence[float], title: str = "Group", color: Optional[str] = None) -> str:
+    def add_group(self, rect: Sequence[float], title: str = "Group", color: Optional[str] = None,
+                  moves: Optional[Dict[str, Tuple[float, float]]] = None) -> str:
+        """A frame at `rect`; `moves` (node -> position) go in the same undo step."""
         groups = self._ui(GROUPS)
         gid = clipboard._fresh_id("group", set(groups))
         groups[gid] = {"title": title, "color": color or GROUP_COLORS[len(groups) % len(GROUP_COLORS)],
                        "rect": [round(v) for v in rect]}
-        self.doc.push("Add group", [ops.SetUi(GROUPS, groups)])
+        self.doc.push("Add group", [ops.SetUi(GROUPS, groups)] + self._move_ops(moves or {}))
         return gid
 
     def group_selection(self, node_ids: Sequence[str], title: str = "Group", margin: float = 30.0) -> Optional[str]:
@@ -363,7 +366,11 @@ class Controller:
         y0 = min(p[1] for p in pos.values()) - margin - 24
         x1 = max(pos[n][0] + sizes[n][0] for n in ids) + margin
         y1 = max(pos[n][1] + sizes[n][1] for n in ids) + margin
-        return self.add_group([x0, y0, x1 - x0, y1 - y0], title)
+        # A frame holds what lies wholly inside it (a drag carries it, a copy takes it): a node left out of the
+        # selection but lying between the selected ones would join the group. It steps just outside instead.
+        others = [n for n in self.graph.nodes if n not in ids]
+        moves = layout.out_of((x0, y0, x1, y1), self._positions(others), self._sizes(others), margin / 2)
+        return self.add_group([x0, y0, x1 - x0, y1 - y0], title, moves=moves)
 
     def update_group(self, gid: str, gesture: Optional[int] = None, **changes) -> None:
         groups = self._ui(GROUPS)

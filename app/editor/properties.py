@@ -19,6 +19,7 @@ from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
 from .help_text import help_html, help_tip, plain_tip
 from .param_widgets import PlainTextField, TextEditor, make_editor, route_clipboard
+from .titles import node_title
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
 
@@ -184,7 +185,7 @@ class PropertiesPanel(QScrollArea):
         self.title_edit = QLineEdit()
         self.title_edit.setObjectName("TitleEdit")
         self.title_edit.setAccessibleName("Node title")
-        self._show_title(inst.title or (spec.title if spec else inst.type))
+        self._show_title(node_title(inst, spec))
         self.title_edit.editingFinished.connect(self._retitle)
         head.addWidget(self.title_edit, 1)
         self.bypass_box = QCheckBox("bypass")
@@ -404,7 +405,7 @@ class PropertiesPanel(QScrollArea):
             self.bypass_box.setChecked(inst.bypass)
             self.bypass_box.blockSignals(False)
             spec = self.doc.spec(self.node_id)
-            self._show_title(inst.title or (spec.title if spec else inst.type))
+            self._show_title(node_title(inst, spec))
 
     def files_looked_for(self) -> None:
         """The files the canvas marks missing were looked for again (the window come back to): what this page says
@@ -505,7 +506,7 @@ class PropertiesPanel(QScrollArea):
         if here is self.title_edit and here.isModified():
             here.setModified(False)
             inst, spec = self.doc.graph.nodes[self.node_id], self.doc.spec(self.node_id)
-            self._show_title(inst.title or (spec.title if spec else inst.type))
+            self._show_title(node_title(inst, spec))
             return
         for name, ed in self.editors.items():
             if ed.isAncestorOf(here) and ed.pending() and not isinstance(ed, TextEditor):

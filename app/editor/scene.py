@@ -83,11 +83,13 @@ class GraphScene(QGraphicsScene):
         self.layoutChanged.emit()
 
     def check_models(self, only=None) -> None:
-        """Mark the loaders (of `only`, or all) whose model file is not there, as `kinograph validate` finds them."""
+        """Mark the loaders (of `only`, or all) whose model file is not there, as `kinograph validate` finds them,
+        and the nodes with a problem the file was read with that validating them still finds."""
         found = self.doc.missing_models(only)
         for nid in list(self.nodes) if only is None else only:
             if nid in self.nodes:
                 self.nodes[nid].set_missing(found.get(nid, {}))
+                self.nodes[nid].set_problems([p.message for p in self.doc.still_found(nid) if not p.dropped])
 
     def _add_node(self, nid: str) -> None:
         inst = self.doc.graph.nodes[nid]

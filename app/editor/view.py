@@ -18,6 +18,7 @@ from .clipboard import holds_nodes
 from .controller import Refused
 from .decor_items import GroupItem
 from .geometry import FAR_ZOOM, GRID, nearest_toward, node_size
+from .titles import node_title
 from .link_items import LinkItem
 from .minimap import Minimap
 from .node_item import NodeItem
@@ -682,7 +683,7 @@ class GraphView(QGraphicsView):
         if what == "node":
             item = sc.nodes[key]
             rect = item.mapRectToScene(QRectF(0, 0, item.w, 26))
-            self._line_editor(rect, item.inst.title or (item.spec.title if item.spec else key),
+            self._line_editor(rect, node_title(item.inst, item.spec),
                               lambda t: sc.controller.set_title(key, "" if item.spec and t == item.spec.title else t))
         else:
             g = sc.groups[key]

@@ -200,7 +200,8 @@ def _extra_sections(path: Path) -> List[tuple]:
                 elif p is not None:
                     # Written as ComfyUI's abspath makes them: `base_path: ../models` was listed as ComfyUI/../models.
                     folders.setdefault(kind, []).append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
-        out.append((section.get("is_default") is True, folders, windows))
+        # Taken as ComfyUI's add_model_folder_path takes it (`if is_default:`): 1 or a quoted "true" count there
+        out.append((bool(section.get("is_default")), folders, windows))
     return out
 
 
@@ -654,7 +655,13 @@ def _damaged(path) -> Optional[str]:
 
 
 def list_models() -> Dict[str, List[Path]]:
-    """Every model file (or diffusers folder) in the model folders, by kind."""
+    """Every model file (or diffusers folder) in the model folders, by kind: one look at the folders (one_look), which
+    were worked out anew for each kind and its aliases, 75 times a listing."""
+    with one_look():
+        return _list_models()
+
+
+def _list_models() -> Dict[str, List[Path]]:
     found: Dict[str, List[Path]] = {}
     seen = set()
     aux = set(_aux_dirs())

@@ -39,10 +39,17 @@ class Splat:
             if bad:
                 raise NodeError(f"the splat's {name} hold {bad:,} values that are not numbers (NaN or infinity): its "
                                 "decoder overflowed in half precision; load the VAE with dtype fp32")
+            if name == "scales" and (a < 0).any():
+                raise NodeError(f"the splat's scales hold {int((a < 0).sum()):,} negative values: a Gaussian's scales "
+                                "are its axes' standard deviations, 0 or more (a .ply holds their logs)")
             object.__setattr__(self, name, a)
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    def nbytes_estimate(self) -> int:
+        """its arrays' bytes, as the memory cache's budget and the disk cache's cap count them"""
+        return sum(getattr(self, name).nbytes for name, _ in _FIELDS)
 
     def colors(self) -> np.ndarray:
         """float32 N x 3: each Gaussian's base colour (its band-0 harmonic), clipped to 0..1."""

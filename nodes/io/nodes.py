@@ -1,4 +1,5 @@
 """Input/output nodes: the public names other tools build workflows with."""
+import os
 from pathlib import PurePath
 from typing import Optional
 
@@ -48,7 +49,8 @@ def _one_video(params, sources):
     takes over the param's missing-file report.)"""
     from graph_engine.sequence import names_frames
     name = PurePath(str(params["path"])).name
-    if names_frames(name) or "*" in name or "?" in name:
+    # A file of exactly that name is the video ('take #2.mp4'), as a sequence's pattern counts it (sequence_files)
+    if (names_frames(name) or "*" in name or "?" in name) and not os.path.lexists(str(params["path"])):
         yield "path", (f"{name!r} names an image sequence; io.load_video reads one video file: read the sequence "
                        f"with io.load_frames")
 

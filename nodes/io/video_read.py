@@ -30,6 +30,8 @@ HOLD_FRAMES = 2
 # show them): a day at 30 fps. A 777-byte MKV whose second frame is stamped 115 days after its first made a
 # clip of 300 million frames, 2.4 GB and 20 s to open and forever to render.
 MAX_HELD = 30 * 86400
+# One frame an hour: a file stating a slower rate is damaged (a timelapse is encoded at a rate it plays at).
+LEAST_RATE = 1 / 3600
 # io.load_video's `deinterlace` choices. Interlaced video (DV, broadcast, VHS and DVD captures) holds two
 # fields taken 1/50 or 1/60 s apart in each frame: anything that moves is combed, and every node after
 # (flow, upscaling, a diffusion model) takes the comb for detail. Players deinterlace; so does "auto"
@@ -39,17 +41,19 @@ ALPHA_NOTE = "it has transparency (an alpha channel): it travels with the clip (
              "alpha beside them) to io.save_video's prores or vp9, io.save_frames and video.over"
 
 
+UNLOOKED_GIF_NOTE = "it may have transparency (a GIF this long is not looked through for it): its alpha travels " \
+                    "with the clip as a transparent video's does; an opaque one's is solid throughout"
 # The pixels _opaque_gif decodes at most to look for transparency (1080p x 240 pictures, 800x600 x 1,000): each
 # picture of a GIF is drawn onto its whole canvas, so a 250-byte GIF of ten one-pixel pictures on a 10000x10000 canvas
 # took 9 s to open, 2,000 of them (34 KB) half an hour, before any frame was asked for.
 OPAQUE_LOOK_PIXELS = 500_000_000
 
 
-def _opaque_gif(path: str, container: str, f0) -> bool:
+def _opaque_gif(path: str, container: str, f0) -> Optional[bool]:
     """A GIF with no transparent pixel in any picture. FFmpeg decodes every GIF as BGRA, so each one, io.save_video's
     own among them, was said to have transparency, and writing it to .mp4 warned that its alpha was left out. Every
     picture is looked at: one opaque at first can clear to transparent later (a frame disposed to the background).
-    One longer than OPAQUE_LOOK_PIXELS keeps its matte (all opaque where it is), as a damaged one does."""
+    None for one longer than OPAQUE_LOOK_PIXELS: not looked through, it keeps its matte (all opaque where it is)."""
     import av
     if container != "gif" or f0.format.name != "bgra" or int(f0.to_ndarray()[..., 3].min()) != 255:
         return False
@@ -58,7 +62,9 @@ def _opaque_gif(path: str, container: str, f0) -> bool:
         with av.open(path) as c:
             for f in c.decode(video=0):
                 looked += f.width * f.height
-                if looked > OPAQUE_LOOK_PIXELS or int(f.to_ndarray()[..., 3].min()) != 255:
+                if looked > OPAQUE_LOOK_PIXELS:
+                    return None
+                if int(f.to_ndarray()[..., 3].min()) != 255:
                     return False
         return True
     except av.error.FFmpegError:        # a damaged GIF keeps its matte, as before; reading it says what is wrong
@@ -153,8 +159,9 @@ class VideoSource:
                         getattr(f0, "color_primaries", None)) == 9
         # What a transparent pixel stores is undefined (often the key colour): shown as io.load_image
         # shows a transparent picture, laid over black.
-        self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components) and not _opaque_gif(
-            path, self._container.format.name, f0)
+        carries_alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
+        opaque = carries_alpha and _opaque_gif(path, self._container.format.name, f0)   # None: not looked through
+        self._alpha = carries_alpha and not opaque
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
         # libswscale (FFmpeg 8), which PyAV runs on a thread per core, now and then turned the first 8 pixels of a
         # row where its slices meet into other values when converting 4:2:0 with alpha (VP9 and VP8 with
@@ -182,7 +189,7 @@ class VideoSource:
         self.deep = f0 is not None and _bits(f0) > 8 and not self._hdr
         self._deep_white = _rgb48_white(f0) if self.deep else 65535.0
         if self._alpha:
-            self.notes.append(ALPHA_NOTE)
+            self.notes.append(ALPHA_NOTE if opaque is not None else UNLOOKED_GIF_NOTE)
         if self._hdr:
             self.notes.append(f"it is HDR ({'HLG' if self._hdr == TRC_HLG else 'PQ'}"
                               f"{', BT.2020' if self._bt2020 else ''}): frames are mapped to SDR as an SDR screen "
@@ -567,8 +574,6 @@ class PillowSource:
     def __init__(self, path: str):
         from PIL import Image
         self.path = path
-        if not Path(path).is_file():
-            VideoSource(path)       # says what is wrong with the path, as for any video
         try:
             self._im = Image.open(path)
             self._im.load()
@@ -604,6 +609,18 @@ class PillowSource:
         return out
 
 
+def _is_webp(path: str) -> bool:
+    """Whether the file is a WebP by its first bytes (RIFF....WEBP), whatever its name: a GIF or APNG saved under a
+    .webp name (a download named by its address) is read by FFmpeg, which finds its frames' times, and a WebP under
+    another name by Pillow, as FFmpeg finds no frames in an animated one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:                 # no such file, a folder, a numbered sequence's pattern: VideoSource says
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
 def _webp_durations(path: str, frames: int) -> List[int]:
     """The milliseconds each frame of an animated WebP lasts, from its ANMF chunks' headers (a 24-bit duration at
     byte 12, as libwebp's demuxer and so Pillow read it); [] for a still WebP. The walk stops after the `frames`
@@ -637,7 +654,7 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     if lut:
         from nodes.common.lut import parse_lut
         table = parse_lut(lut)
-    if Path(path).suffix.lower() == ".webp":
+    if _is_webp(path):
         if table is not None:
             raise NodeError(f"{path}: an animated WebP is 8-bit: apply the LUT with color.lut")
         src = PillowSource(path)
@@ -673,13 +690,19 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
 def _resampled_count(path: str, n_src: int, fps_src: float, fps: float) -> int:
     """The frames `n_src` at `fps_src` make at `fps`; NodeError past MAX_HELD more than it holds. A file may state
     any rate: a 3 KB MKV of 50 frames at one a million seconds (11 days each) made 1.2 billion frames at fps 24,
-    the frame index alone 9 GB before anything was read."""
+    the frame index alone 9 GB before anything was read. A real rate may make too many as well (a day of 30 fps
+    footage at fps 60): only a rate under LEAST_RATE is called damaged."""
     made = (n_src - 1) * fps / fps_src
     if made - n_src > MAX_HELD:
-        raise NodeError(f"{path}: its {n_src} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} "
-                        f"hours; at fps {fps:g} that is {made:,.0f} frames: the file states a rate no video has (it is "
-                        f"damaged or made to fill memory). Leave fps at 0 to take its frames as they are, or "
-                        f"re-encode it at a real rate, e.g. ffmpeg -i IN -r 24 OUT")
+        said = (f"{path}: its {n_src:,} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} hours; "
+                f"at fps {fps:g} that is {made:,.0f} frames")
+        if fps_src < LEAST_RATE:
+            raise NodeError(f"{said}: the file states a rate no video has (it is damaged or made to fill memory). "
+                            f"Leave fps at 0 to take its frames as they are, or re-encode it at a real rate, e.g. "
+                            f"ffmpeg -i IN -r 24 OUT")
+        raise NodeError(f"{said}, more than {MAX_HELD:,} beyond its own, which a clip holds at most: give a lower "
+                        f"fps, leave fps at 0 to take its frames as they are, or cut the part you need first (the "
+                        f"whole file is resampled before start and count), e.g. ffmpeg -ss 3600 -t 600 -i IN -c copy OUT")
     return int(np.floor(made)) + 1
 
 

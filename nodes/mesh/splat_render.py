@@ -138,13 +138,18 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
 
 
+SMALLEST, LARGEST = 1e-6, 1e6     # the Gaussians' axes drawn, in the splat's units
+
+
 def render(xyz, rgb, opacity, scale, rot, width: int, height: int, camera: dict, bg=(0.0, 0.0, 0.0),
            splat_scale: float = 1.0, sharpen: float = 1.0, headlight: float = 0.0,
            style: str = "color") -> Tuple[torch.Tensor, torch.Tensor]:
     """(picture [H, W, 3] in 0..1, coverage [H, W]) of Gaussians xyz [N, 3], rgb [N, 3] (0..1), opacity [N],
     scale [N, 3], rot [N, 4] (w x y z) seen by `camera` over the background colour."""
     rgb, opacity = rgb.float().clamp(0, 1), opacity.float().reshape(-1)
-    scale = scale.float() * float(splat_scale)
+    # a point (all scales 0) made the covariance singular and a boundless one (1e30) overflowed float32's square
+    # to NaN: sizes outside a micron to a thousand km draw as those bounds (nothing, a fog over everything)
+    scale = (scale.float() * float(splat_scale)).clamp(SMALLEST, LARGEST)
     linear = style == "color"
     if linear:
         rgb = srgb_to_linear(rgb)
@@ -346,6 +351,8 @@ def render_frames(splat, width: int, height: int, camera: Optional[dict], frames
     if camera is None:
         centre = xyz.mean(0) if len(xyz) else torch.zeros(3)
         extent = quantile((xyz - centre).norm(dim=-1), 0.99).clamp_min(1e-4) if len(xyz) else torch.tensor(1.0)
+        if len(xyz):    # Gaussians in one place (or one alone) put the camera inside the near limit: frame their size
+            extent = torch.maximum(extent, 3.0 * scale.float().max(-1).values.median() * float(splat_scale))
         distance = float(extent / (math.tan(math.radians(35.0) / 2) * 0.9))
         flip = torch.tensor([1.0, -1.0, -1.0])      # the splat's frame to the world's (its own inverse)
         y, p = math.radians(35.0), math.radians(30.0)

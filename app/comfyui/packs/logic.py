@@ -12,6 +12,7 @@ import string
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from graph_engine.errors import shown
 from nodes.math import regex_child
 from nodes.math.regex_process import RegexChild
 from nodes.math.values import number
@@ -191,7 +192,7 @@ def format_text(f_string: str, values: Dict[str, Any]) -> str:
 def color_int(color: str):
     """ColorToRGBInt: (r * 65536 + g * 256 + b, the #RRGGBB text, the transparency #RRGGBBAA's last two digits give,
     1.0 without), as ComfyUI's node and its color_util.hex_to_rgb compute them."""
-    bad = ValueError(f"color {color!r} is not #RRGGBB or #RRGGBBAA (six or eight hexadecimal digits after #): "
+    bad = ValueError(f"color {shown(color)} is not #RRGGBB or #RRGGBBAA (six or eight hexadecimal digits after #): "
                      "ComfyUI's Color Picker refuses it too")
     transparency = 1.0
     if len(color) > 7:
