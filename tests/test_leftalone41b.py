@@ -82,3 +82,41 @@ def test_a_short_part_of_a_long_file_at_a_high_fps_is_read(tmp_path):
     assert np.allclose(greys, 50, atol=2), greys
     with pytest.raises(NodeError, match=r"lapse.mkv: its 50 frames play at .* fps.*lower fps"):
         load_video(str(path), fps=60)
+
+
+def test_info_given_a_model_file_and_a_folder_reports_each(tmp_path, capsys):
+    """`kinograph info FILE FOLDER` said 'FILE is not a folder' (a file was only read when every name was one):
+    each name is taken for what it is, the file described and the folder searched."""
+    from safetensors.torch import save_file
+    from app.cli import main
+    lora = tmp_path / "wan_lora.safetensors"
+    save_file({"diffusion_model.blocks.0.cross_attn.q.lora_A.weight": torch.zeros(4, 64),
+               "diffusion_model.blocks.0.cross_attn.q.lora_B.weight": torch.zeros(64, 4)}, str(lora))
+    models = tmp_path / "models"
+    (models / "loras").mkdir(parents=True)
+    assert main(["info", str(lora), str(models)]) == 0
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert "not a folder" not in captured.err
+    assert f"{lora}: wan peft lora" in out and "it goes in the loras/ sub-folder" in out, out
+    assert "model folders (the folders named, then KINOGRAPH_MODELS" in out and f"  {models}" in captured.out
+
+
+def test_info_stops_counting_a_big_unsearched_folder_and_says_so(tmp_path, monkeypatch, capsys):
+    """`kinograph info` counted the weight files of every sub-folder no kind is looked in by walking it whole: a
+    big general folder listed among the model folders (a drive's downloads) took minutes. The walk stops after
+    UNSEARCHED_WALK files and folders and the line says so."""
+    from app.cli import main
+    import nodes.common.models_dirs as md
+    monkeypatch.setattr(md, "UNSEARCHED_WALK", 6)
+    models = tmp_path / "models"
+    (models / "hypernetworks").mkdir(parents=True)
+    for i in range(10):
+        (models / "hypernetworks" / f"h{i}.safetensors").write_bytes(b"x")
+    (models / "photomaker").mkdir()
+    (models / "photomaker" / "p.bin").write_bytes(b"x")
+    assert main(["info", str(models)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{models / 'hypernetworks'}/ holds 6 model files in its first 6 files and folders (counting stopped " \
+           f"there) and is not searched" in out, out
+    assert f"{models / 'photomaker'}/ holds 1 model file and is not searched" in out, out
