@@ -710,13 +710,18 @@ def _info_files(files: List[Path]) -> int:
 def _info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
     from nodes.common.models_dirs import WEIGHT_SUFFIXES
-    if named and all(f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES for f in named):
-        return _info_files(named)
+    # Each name for what it is: a model file is described, a folder searched (FILE FOLDER together was refused).
+    files = [f for f in named if f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES]
+    named = [f for f in named if f not in files]
     for f in named:
         if not f.is_dir():
             print(f"kinograph info: {f} is not a folder: name the folder that holds your models (a ComfyUI "
                   "models/ folder, or the ComfyUI folder holding it)", file=sys.stderr)
             return EXIT_USAGE
+    if files:
+        _info_files(files)
+        if not named:
+            return EXIT_OK
     import platform
     from importlib.metadata import version, PackageNotFoundError
     from graph_engine import config
