@@ -742,6 +742,7 @@ def _info(args) -> int:
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs, unfoldered_pipelines
     from nodes.common.models_dirs import every_dead_link, extra_windows_folders, unsearched_folders
+    from nodes.common.models_dirs import UNSEARCHED_WALK
     from nodes.common.models_dirs import LOADED_BY, locator
     from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
@@ -769,9 +770,11 @@ def _info(args) -> int:
             print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
     for line in every_dead_link():
         print(f"  {line}")
-    for d, n in unsearched_folders():
-        print(f"  {d}/ holds {n} model file{'s' if n > 1 else ''} and is not searched: no Kinograph node reads that "
-              f"kind of model")
+    for d, n, stopped in unsearched_folders():
+        held = f"{n} model file{'s' if n != 1 else ''}"
+        if stopped:
+            held += f" in its first {UNSEARCHED_WALK:,} files and folders (counting stopped there)"
+        print(f"  {d}/ holds {held} and is not searched: no Kinograph node reads that kind of model")
     for p in loose_models():
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into {_home_of(p)}")
     for d in unfoldered_pipelines():

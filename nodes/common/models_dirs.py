@@ -375,10 +375,36 @@ def unfoldered_pipelines() -> List[Path]:
 _HOLDERS = {a.split("/")[0] for aliases in ALIASES.values() for a in aliases if "/" in a} | {"custom_nodes"}
 
 
+# Files and folders looked at under one sub-folder no kind is looked in: a big general folder listed among the
+# model folders (a drive's downloads) was walked whole, for minutes, to count its weight files.
+UNSEARCHED_WALK = 20_000
+
+
+def _weights_in(root: Path) -> tuple:
+    """(weight files under `root`, whether counting stopped at UNSEARCHED_WALK files and folders), following linked
+    folders as _walk does, a link back up once."""
+    n = looked = 0
+    seen = set()
+    for top, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(files) + dirs:
+            looked += 1
+            if looked > UNSEARCHED_WALK:
+                return n, True
+            p = Path(top) / name
+            n += p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file()
+    return n, False
+
+
 def unsearched_folders() -> List[tuple]:
-    """(folder, how many weight files it holds) for the sub-folders of the model folders that no kind is looked for
-    in: ComfyUI's t2i_adapter/, hypernetworks/, photomaker/ or a node pack's. `kinograph info` listed what it found
-    and was silent on them, so an unread folder could not be told from a missed one."""
+    """(folder, how many weight files it holds, whether counting stopped) for the sub-folders of the model folders
+    that no kind is looked for in: ComfyUI's t2i_adapter/, hypernetworks/, photomaker/ or a node pack's. `kinograph
+    info` listed what it found and was silent on them, so an unread folder could not be told from a missed one."""
     out = []
     for d in model_dirs():
         try:
@@ -388,9 +414,9 @@ def unsearched_folders() -> List[tuple]:
         for sub in subs:
             if sub.name in _KIND_FOLDERS or sub.name in _HOLDERS or _is_model_folder(sub):
                 continue        # a model folder put there itself is a loose model (loose_models)
-            n = sum(1 for p in _walk(sub) if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
-            if n:
-                out.append((sub, n))
+            n, stopped = _weights_in(sub)
+            if n or stopped:
+                out.append((sub, n, stopped))
     return out
 
 
