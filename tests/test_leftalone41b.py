@@ -120,3 +120,27 @@ def test_info_stops_counting_a_big_unsearched_folder_and_says_so(tmp_path, monke
     assert f"{models / 'hypernetworks'}/ holds 6 model files in its first 6 files and folders (counting stopped " \
            f"there) and is not searched" in out, out
     assert f"{models / 'photomaker'}/ holds 1 model file and is not searched" in out, out
+
+
+def test_an_installed_node_pack_that_exits_is_a_load_error(tmp_path, monkeypatch):
+    """studio41 made a user node file that calls sys.exit as it loads a warned load error; an installed node pack
+    (its entry point, or a module its NODE_MODULES lists) doing the same still ended every command with that exit
+    code. Each is a pack that failed to load, named; the others load."""
+    import importlib.metadata as metadata
+    import sys
+    from graph_engine.registry import GROUP, Registry
+    (tmp_path / "la41b_exits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "la41b_pack.py").write_text("NODE_MODULES = ['la41b_exits', 'la41b_nodes']\n")
+    (tmp_path / "la41b_nodes.py").write_text("from graph_engine import node\nfrom graph_engine.types import FLOAT\n\n"
+                                             "@node('la41b.one')\ndef one(ctx) -> FLOAT:\n    \"One.\"\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("la41b_pack", "la41b_nodes"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    eps = [metadata.EntryPoint("exits", "la41b_exits", GROUP), metadata.EntryPoint("pack", "la41b_pack", GROUP)]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
+    reg = Registry()
+    reg.load_entry_points()
+    assert "la41b.one" in reg
+    assert [e for e in reg.load_errors if "'exits'" in e and "sys.exit(3)" in e], reg.load_errors
+    assert [e for e in reg.load_errors if "la41b_exits" in e and "la41b_pack" in e and "sys.exit(3)" in e], \
+        reg.load_errors
