@@ -144,3 +144,24 @@ def test_an_installed_node_pack_that_exits_is_a_load_error(tmp_path, monkeypatch
     assert [e for e in reg.load_errors if "'exits'" in e and "sys.exit(3)" in e], reg.load_errors
     assert [e for e in reg.load_errors if "la41b_exits" in e and "la41b_pack" in e and "sys.exit(3)" in e], \
         reg.load_errors
+
+
+def test_a_refused_command_ends_with_a_complete_finished_event(tmp_path, capsys):
+    """run_finished printed for a command refused lacked `seconds`, and batch_finished lacked `not_run` and `jobs`
+    (and the rest a finished batch gives): a farm wrapper reading them got a KeyError. They carry every field a
+    finished run or batch does (docs/headless.md), and `error`."""
+    import json
+    from app.cli import main
+    run_keys = {"event", "ok", "cancelled", "results", "failed", "seconds"}
+    batch_keys = {"event", "ok", "jobs", "succeeded", "failed_cases", "not_run", "cancelled", "seconds", "retry",
+                  "change_first", "retry_after_change"}
+    for argv, keys in ((["run", str(tmp_path / "none.yaml"), "--json", "--frobnicate"], run_keys),
+                       (["batch", "--json"], batch_keys),
+                       (["run", str(tmp_path / "none.yaml"), "--json"], run_keys),
+                       (["batch", str(tmp_path / "none.yaml"), "--json"], batch_keys)):
+        main(argv)
+        end = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert keys <= set(end) and end["ok"] is False and end["error"], (argv, end)
+        assert end["seconds"] >= 0
+        if "jobs" in keys:
+            assert end["jobs"] == end["succeeded"] == 0 and end["not_run"] == end["failed_cases"] == []
