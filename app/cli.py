@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -215,7 +216,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 o.close()
 
 
+# When the command began: a refused command's finished event says how long it took, as a finished one does.
+_began = time.perf_counter()
+
+
 def _main(argv: Optional[List[str]] = None) -> int:
+    global _began
+    _began = time.perf_counter()
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:
@@ -301,8 +308,13 @@ def _json_finish(args, error: str, cancelled: bool = False, problems=None) -> No
     `validate --json` answers the same way."""
     if not getattr(args, "json", False) or args.command not in ("run", "batch", "validate"):
         return
-    event = {"run": {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {}},
-             "batch": {"event": "batch_finished", "ok": False, "cancelled": cancelled},
+    # Every field a finished run or batch gives (app.batch's batch_finished), so a wrapper reads one shape.
+    seconds = round(time.perf_counter() - _began, 4)
+    event = {"run": {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {},
+                     "seconds": seconds},
+             "batch": {"event": "batch_finished", "ok": False, "jobs": 0, "succeeded": 0, "failed_cases": [],
+                       "not_run": [], "cancelled": cancelled, "seconds": seconds, "retry": None, "change_first": [],
+                       "retry_after_change": None},
              "validate": {"ok": False}}[args.command]
     # print_out: a reader that stopped reading (`validate --json | head -c 100`) is no traceback here either.
     from .progress import print_out
