@@ -94,11 +94,11 @@ def test_points_and_a_box_clicked_at_200_percent_are_the_pictures_pixels_undo_an
     assert not win.viewer.wipe_box.isChecked(), "the picks are clicked on A alone, not under a wipe"
     _settled(win)
     # Refused before it ran (its model is not there): the frame is still there to pick on, the reason beside the hint.
-    assert win.viewer.sources["A"].label == "boxed's picture"
+    assert win.viewer.sources["A"].label == f"{c.named(node)}'s picture"     # named as the canvas titles it
     assert "No mask yet: model: model 'sam2.1-hiera-large' not found" in win.viewer.pick_label.text()
     c.set_param(node, "model", "tiny")
     _settled(win)
-    assert win.viewer.sources["A"].label == "boxed.mask" and "No mask yet" not in win.viewer.pick_label.text()
+    assert win.viewer.sources["A"].label == f"{c.named(node)}.mask" and "No mask yet" not in win.viewer.pick_label.text()
     cv = win.viewer.canvas
     win.viewer.set_zoom(2.0)
     # Where pixel (x, y) of the picture lies on screen at 200%, centred in the canvas, from the canvas's size alone.

@@ -160,7 +160,7 @@ def test_a_look_asked_for_during_a_render_says_it_waits_for_it(win, qtbot):
     look = win.view_node(pat)
     assert look.state == "queued"
     said = win.viewer.canvas.loading
-    assert said.startswith("waiting for") and run.label in said and f"{pat}.video" in said, said
+    assert said.startswith("waiting for") and run.label in said and f"{win.controller.named(pat)}.video" in said, said
     # drawn whole: the box was 220 px whatever it said, 'tp.yaml to finish, then computing res' showing of it
     from PySide6.QtGui import QFontMetricsF
     canvas = win.viewer.canvas
@@ -238,7 +238,7 @@ def test_a_look_cancelled_while_it_waited_does_not_say_it_still_waits(win, qtbot
     assert win.runs.wait_idle(30) and look.state == "cancelled" and run.state == "cancelled"
     canvas = win.viewer.canvas
     assert canvas.loading == "", canvas.loading
-    assert "cancelled" in canvas.note and f"{pat}.video" in canvas.note, canvas.note
+    assert "cancelled" in canvas.note and f"{win.controller.named(pat)}.video" in canvas.note, canvas.note
 
 
 def test_a_render_opened_during_another_render_says_it_waits_for_it(win, qtbot, tmp_path):

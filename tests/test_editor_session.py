@@ -121,9 +121,12 @@ def test_cancelling_a_view_keeps_the_picture_before_and_says_cancelled(win, qtbo
     win.runs.cancel()
     assert win.runs.wait_idle(30)
     qtbot.waitUntil(lambda: "cancelled" in win.viewer.canvas.note, timeout=5000)
-    assert win.viewer.sources["A"] is not None and win.viewer.sources["A"].label == f"{pat}.video"
+    # The viewer names what it shows as the canvas titles the node (editor41b), not by id.
+    named = win.controller.named
+    assert win.viewer.sources["A"] is not None and win.viewer.sources["A"].label == f"{named(pat)}.video"
     assert win.viewer.canvas.images["A"] is not None and not win.viewer.canvas.alert
-    assert win.viewer.canvas.note == f"A: computing {slow}.video was cancelled; this is still {pat}.video (V computes it)"
+    assert win.viewer.canvas.note == (f"A: computing {named(slow)}.video was cancelled; this is still "
+                                      f"{named(pat)}.video (V computes it)")
 
 
 def test_the_run_bar_says_cancelling_until_the_run_stops(win, qtbot):

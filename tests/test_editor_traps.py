@@ -598,7 +598,7 @@ def test_17_a_run_with_the_viewer_empty_shows_what_it_wrote(make_window, qtbot, 
     assert w.runs.wait_idle(60) and job.state == "done", job.error
     qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None, timeout=30000)
     shown = w.viewer.sources["A"]
-    assert (shown.length, shown.size, shown.label) == (4, (16, 16), f"{r}.video") and w._viewing["A"] == s
+    assert (shown.length, shown.size, shown.label) == (4, (16, 16), f"{w.controller.named(r)}.video") and w._viewing["A"] == s
     # The run's own badges stay: showing it re-ran nothing, so nothing reads 'cached'.
     assert {w.runs.status[n].state for n in (p, r, s)} == {"done"}
     # An edit starts no job the user did not ask for: the picture says it is out of date until the

@@ -285,7 +285,8 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         job = w.run()
         assert w.runs.wait_idle(120) and job.state == "done", job.error
         text = w.log.toPlainText()
-        assert "estimate: k_sampler_3: 4 passes (2 steps x 2" in text and "warning: this run will take about" in text
+        # the Log names the sampler as the canvas titles it (editor41b), the CLI by id
+        assert f"estimate: {w.controller.named('k_sampler_3')}: 4 passes (2 steps x 2" in text and "warning: this run will take about" in text
         assert probed and all(t is not threading.main_thread() for _, t in probed), probed
         assert w.statusBar().currentMessage().startswith("this run will take about"), w.statusBar().currentMessage()
         # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the

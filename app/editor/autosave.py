@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Recovery:
     unread: List[Tuple[int, str]] = field(default_factory=list)
     origin: Optional[Path] = None  # the render or ComfyUI file an untitled workflow was read from
     seeds_as_read: bool = False    # a ComfyUI import not run yet: its first run keeps the file's seeds
+    view: Optional[Tuple[float, float, float]] = None   # (x, y, zoom) of the canvas' top left when autosaved
 
     def text(self) -> str:
         return read_text(self.file)     # as File > Open reads: a size limit, and undecodable bytes said as such
@@ -64,6 +66,7 @@ def _lock(file: Path) -> QLockFile:
 class Autosaver(QObject):
     saved = Signal(str)
     failed = Signal(str)           # what went wrong and what to do, once per run of failures
+    viewMoved = Signal(tuple)      # the canvas' (x, y, zoom), at a tick where it moved: a crash skips the close
 
     def __init__(self, doc: Document, interval_ms: int = INTERVAL_MS, folder: Optional[Path] = None):
         super().__init__(doc)
@@ -78,6 +81,11 @@ class Autosaver(QObject):
         # render ran was not in the autosave.
         self.typed: Callable[[], List[Tuple[str, str, str]]] = list
         self._saved_typed: List[Tuple[str, str, str]] = []
+        # Where the canvas is, (x, y, zoom) of its top left: recovered work opened at the default view, the artist
+        # hunting for the node they were on.
+        self.view: Callable[[], Optional[Tuple[float, float, float]]] = lambda: None
+        self._saved_view: Optional[Tuple[float, float, float]] = None
+        self._seen_view: Optional[Tuple[float, float, float]] = None
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.tick)
@@ -95,12 +103,16 @@ class Autosaver(QObject):
         return f"untitled-{own}.yaml"
 
     def tick(self) -> None:
+        view = self.view()
+        if view is not None and view != self._seen_view:
+            self._seen_view = view
+            self.viewMoved.emit(view)
         typed = self.typed()
         if not self.doc.modified and not typed:
             if self._file is not None:
                 self.discard()      # the typing autosaved was taken back: a crash has nothing to offer now
             return
-        if self.doc.revision != self._saved_revision or typed != self._saved_typed:
+        if self.doc.revision != self._saved_revision or typed != self._saved_typed or view != self._saved_view:
             try:
                 self.save_now()
             except OSError as e:
@@ -123,6 +135,9 @@ class Autosaver(QObject):
         meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time(),
                 "on_disk": self.doc.on_disk, "unread": [[p.line, p.message] for p in self.doc.unread],
                 "origin": str(self.doc.origin) if self.doc.origin else None, "seeds_as_read": self.doc.seeds_as_read}
+        view = self.view()
+        if view is not None:
+            meta["view"] = list(view)
         typed, graph = self.typed(), None
         if typed:
             graph = self.doc.graph.copy()
@@ -135,7 +150,7 @@ class Autosaver(QObject):
                 elif nid in graph.nodes:
                     graph.nodes[nid].params[name] = text
         write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text(graph=graph)).encode("utf-8"))
-        self._saved_revision, self._saved_typed = self.doc.revision, typed
+        self._saved_revision, self._saved_typed, self._saved_view = self.doc.revision, typed, view
         self.saved.emit(str(self._file))
         return self._file
 
@@ -185,7 +200,7 @@ def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
         on_disk = meta.get("on_disk")
         found.append(Recovery(f, _path(meta.get("path")), _time(meta.get("saved"), f),
                               on_disk if isinstance(on_disk, str) else None, unread, _path(meta.get("origin")),
-                              meta.get("seeds_as_read") is True))
+                              meta.get("seeds_as_read") is True, _view(meta.get("view"))))
     found.sort(key=lambda r: -r.saved)
     return found
 
@@ -215,6 +230,13 @@ def _time(value, f: Path) -> float:
     return 0.0
 
 
+def _view(value) -> Optional[Tuple[float, float, float]]:
+    """(x, y, zoom) as the header holds it; None for anything else (a file edited by hand)."""
+    ok = (isinstance(value, list) and len(value) == 3
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return (float(value[0]), float(value[1]), float(value[2])) if ok and value[2] > 0 else None
+
+
 def _path(value) -> Optional[Path]:
     return Path(value) if isinstance(value, str) and value else None
 
@@ -233,6 +255,7 @@ def recover(rec: Recovery, registry=None) -> Document:
     # An imported ComfyUI file's seeds made its picture: its first run keeps them, recovered or not (the recovered
     # import's first run drew new ones)
     doc.seeds_as_read = rec.seeds_as_read
+    doc.saved_view = rec.view       # opened where the canvas was, not at the default view
     doc.render_dir = doc.workflow.render_base if rec.path is None else None
     doc.unread = [Problem(str(rec.path), line, None, message, True) for line, message in rec.unread]
     doc.undo.resetClean()

@@ -15,10 +15,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from graph_engine.graph import Link
 from graph_engine.node_api import SEED_MAX
+from graph_engine.outputs import is_output_param
+from graph_engine.placeholders import param_value
 
 from . import clipboard, layout, ops, rules
 from .document import Document, absolute_inputs
 from .geometry import node_size
+from .titles import node_title
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
@@ -58,7 +61,9 @@ class Controller:
         if spec is None:
             raise Refused(f"unknown node type {type_name!r}")
         nid = self.graph.unique_id(type_name)
-        params = {n: copy.deepcopy(p.default) for n, p in spec.params.items()}
+        # A writer's path is left out, as a file written by hand leaves it: it then follows the workflow file's name
+        # (graph_engine.default_outputs); written as out/video.mp4, every workflow built here wrote that one file.
+        params = {n: copy.deepcopy(p.default) for n, p in spec.params.items() if not is_output_param(p)}
         todo: List[ops.Op] = [ops.AddNode(type_name, nid, params, spec.version, {"pos": [round(pos[0]), round(pos[1])]})]
         if link_from is not None:
             other, port, is_input = link_from
@@ -156,17 +161,25 @@ class Controller:
         named it by an id the canvas shows nowhere), with its id where another node has the same title."""
         def title(n):
             inst, spec = self.graph.nodes[n], self.doc.spec(n)
-            return inst.title or (spec.title if spec else inst.type)
+            return node_title(inst, spec)
         mine = title(node_id)
         return f"{mine} ({node_id})" if any(title(n) == mine for n in self.graph.nodes if n != node_id) else mine
 
     def set_param(self, node_id: str, name: str, value, gesture: Optional[int] = None) -> None:
         spec = self.doc.spec(node_id)
+        inst = self.graph.nodes[node_id]
+        # As the run takes it: a writer's path left out is the workflow file's own (out/shot.mp4), so the artist's
+        # out/video.mp4 is written into the file, and the path shown, committed unchanged, is not.
         p = spec.params.get(name) if spec else None
-        if self.graph.nodes[node_id].params.get(name, p.default if p else None) == value and gesture is None:
+        now = param_value(self.doc.workflow, self.doc.registry, node_id, name) if p else inst.params.get(name)
+        if p is not None and is_output_param(p) and isinstance(value, str) and not value.strip():
+            # A writer's path cleared goes back to the default shown greyed in its place, not to no file at all
+            if name not in inst.params:
+                return
+            value = ops.LEFT_OUT
+        if now == value and gesture is None:
             return
-        self.doc.push(f"Set {name} of {self.named(node_id)}", [ops.SetParam(node_id, name, value, p.default if p else None)],
-                      gesture)
+        self.doc.push(f"Set {name} of {self.named(node_id)}", [ops.SetParam(node_id, name, value)], gesture)
 
     def set_bypass(self, node_ids: Iterable[str], bypass: Optional[bool] = None) -> None:
         ids = [n for n in node_ids if n in self.graph.nodes]
@@ -229,7 +242,7 @@ class Controller:
                     new = cur + 1 if cur < top else lo
                 else:
                     new = rng.randint(lo, int(p.max) if p.max is not None else 2 ** 31 - 1)
-                todo.append(ops.SetParam(nid, name, new, p.default))
+                todo.append(ops.SetParam(nid, name, new))
         if todo:
             self.doc.push("New seeds", todo)
 
@@ -346,12 +359,14 @@ class Controller:
         self.move(layout.auto_layout(ids, links, self._sizes(ids), origin), text="Auto-layout")
 
     # -- groups and notes -----------------------------------------------------------------------
-    def add_group(self, rect: Sequence[float], title: str = "Group", color: Optional[str] = None) -> str:
+    def add_group(self, rect: Sequence[float], title: str = "Group", color: Optional[str] = None,
+                  moves: Optional[Dict[str, Tuple[float, float]]] = None) -> str:
+        """A frame at `rect`; `moves` (node -> position) go in the same undo step."""
         groups = self._ui(GROUPS)
         gid = clipboard._fresh_id("group", set(groups))
         groups[gid] = {"title": title, "color": color or GROUP_COLORS[len(groups) % len(GROUP_COLORS)],
                        "rect": [round(v) for v in rect]}
-        self.doc.push("Add group", [ops.SetUi(GROUPS, groups)])
+        self.doc.push("Add group", [ops.SetUi(GROUPS, groups)] + self._move_ops(moves or {}))
         return gid
 
     def group_selection(self, node_ids: Sequence[str], title: str = "Group", margin: float = 30.0) -> Optional[str]:
@@ -363,7 +378,11 @@ class Controller:
         y0 = min(p[1] for p in pos.values()) - margin - 24
         x1 = max(pos[n][0] + sizes[n][0] for n in ids) + margin
         y1 = max(pos[n][1] + sizes[n][1] for n in ids) + margin
-        return self.add_group([x0, y0, x1 - x0, y1 - y0], title)
+        # A frame holds what lies wholly inside it (a drag carries it, a copy takes it): a node left out of the
+        # selection but lying between the selected ones would join the group. It steps just outside instead.
+        others = [n for n in self.graph.nodes if n not in ids]
+        moves = layout.out_of((x0, y0, x1, y1), self._positions(others), self._sizes(others), margin / 2)
+        return self.add_group([x0, y0, x1 - x0, y1 - y0], title, moves=moves)
 
     def update_group(self, gid: str, gesture: Optional[int] = None, **changes) -> None:
         groups = self._ui(GROUPS)

@@ -126,6 +126,20 @@ def separate(pos: Dict[str, Pos], sizes: Dict[str, Size], gap: float = 20.0) -> 
 Rect = Tuple[float, float, float, float]
 
 
+def out_of(box: Tuple[float, float, float, float], pos: Dict[str, Pos], sizes: Dict[str, Size],
+           gap: float = 15.0) -> Dict[str, Pos]:
+    """Each of the nodes lying wholly inside `box` (x0, y0, x1, y1) moved the shortest way to just outside one of
+    its edges; the others are left out of the answer."""
+    x0, y0, x1, y1 = box
+    out: Dict[str, Pos] = {}
+    for n, (x, y) in pos.items():
+        w, h = sizes[n]
+        if x0 <= x and y0 <= y and x + w <= x1 and y + h <= y1:
+            out[n] = min([(x0 - w - gap, y), (x1 + gap, y), (x, y0 - h - gap), (x, y1 + gap)],
+                         key=lambda p: abs(p[0] - x) + abs(p[1] - y))
+    return out
+
+
 def clear_spot(rect: Rect, others: Iterable[Rect], gap: float = 20.0) -> Pos:
     """The top-left nearest to `rect`'s where it overlaps none of `others` by less than `gap`.
     The places tried are its own and those flush against another rect's sides, so a node lands

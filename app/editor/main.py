@@ -78,6 +78,8 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
                              f"{', '.join(missing)}.\nInstall them with:\n    sudo apt-get install {' '.join(missing)}\n"
                              "(package names for Debian and Ubuntu; other systems name them alike)")
     app = _app()
+    from .model_notes import hold_early_warnings
+    hold_early_warnings()           # a config.yaml mistake said while starting is said again in the window's Log
     from graph_engine.errors import WorkflowError
     from PySide6.QtCore import QTimer
     from app.comfyui import is_comfyui_file

@@ -14,12 +14,15 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
+from graph_engine.default_outputs import from_file_name, own_default
+from graph_engine.outputs import is_output_param
 from graph_engine.validate import check_param
 
 from . import rules, theme
 from .geometry import (DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, drag_rate, node_size, places,
                        slider_range, snap)
 from .help_text import help_tip, plain_tip
+from .titles import node_title
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -127,7 +130,9 @@ class NodeItem(QGraphicsItem):
         self.status = None                      # runner.NodeStatus
         self.thumb: Optional[QImage] = None
         self.info = ""                          # what a loader found: size, rate, length
-        self.problem: Optional[str] = None
+        # What reading the workflow found wrong with it and validating it still finds ('width -5 is out of range'),
+        # set by the scene
+        self.problems: List[str] = []
         # param -> its model file that is not there (graph_engine.validate.MissingModel), set by the scene
         self.missing: Dict[str, Any] = {}
         self._hover_port = None
@@ -158,7 +163,7 @@ class NodeItem(QGraphicsItem):
         cat = self.spec.category if self.spec else ""
         self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
         # A type this install lacks says so even when the node has a title of its own.
-        label = (inst.title or self.spec.title) if self.spec else f"missing: {inst.title or inst.type}"
+        label = node_title(inst, self.spec) if self.spec else f"missing: {node_title(inst, None)}"
         self.label = label
         if not self.spec:
             self.setToolTip(plain_tip(f"{label} ({inst.type}): this Kinograph does not have this node type"))
@@ -194,6 +199,15 @@ class NodeItem(QGraphicsItem):
         if missing != self.missing:
             self.missing = dict(missing)
             self._resized()
+
+    def set_problems(self, problems: List[str]) -> None:
+        if problems != self.problems:
+            self.problems = list(problems)
+            self.update()
+
+    def trouble(self) -> List[str]:
+        """Everything wrong with the node as read: its missing files, then its other problems."""
+        return [m.message for m in self.missing.values()] + self.problems
 
     def missing_lines(self) -> List[Tuple[str, str]]:
         """(what, where it goes) for each model file the node names that is not there, as the node says them on its
@@ -299,6 +313,7 @@ class NodeItem(QGraphicsItem):
             painter.setOpacity(0.55)
         if lod < FAR_ZOOM:
             painter.fillRect(rect, theme.NODE_SELECTED if sel else self.header_color)
+            self._paint_trouble(painter, lod)
             return
         painter.setPen(QPen(theme.NODE_SELECTED if sel else theme.NODE_BORDER, 2.0 if sel else 1.0))
         painter.setBrush(theme.NODE_BODY)
@@ -316,6 +331,7 @@ class NodeItem(QGraphicsItem):
         TITLE.left(painter, PAD + 2, HEADER_H / 2, self.title)
         if lod < DETAIL_ZOOM:
             self._paint_ports(painter, labels=False)
+            self._paint_trouble(painter, lod)
             return
         self._paint_ports(painter, labels=not self.collapsed)
         if not self.collapsed and self.spec:
@@ -334,6 +350,27 @@ class NodeItem(QGraphicsItem):
             if self.info:
                 painter.setPen(theme.TEXT_DIM)
                 LABEL.left(painter, PAD + 2, bottom, LABEL.elide(self.info, self.w - 2 * PAD - 4))
+
+    def _paint_trouble(self, painter, lod: float) -> None:
+        """Zoomed out, where fields (and their red) are not drawn: a red frame and a red '!' on a node with a
+        problem, the same size on screen at any zoom. A missing model of an imported template at 55% showed
+        nowhere but the properties panel."""
+        if not self.trouble():
+            return
+        painter.setOpacity(1.0)
+        painter.setPen(QPen(theme.REFUSED, 3.0 / lod))
+        painter.setBrush(Qt.NoBrush)
+        painter.drawRoundedRect(QRectF(0, 0, self.w, self.h), 6, 6)
+        r = min(11.0 / lod, self.h / 2, self.w / 2)
+        centre = QPointF(self.w / 2, max(self.h / 2, min(self.h - r, HEADER_H + r + 4)))
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(theme.REFUSED)
+        painter.drawEllipse(centre, r, r)
+        font = QFont(TITLE_FONT)
+        font.setPixelSize(max(1, round(1.4 * r)))
+        painter.setFont(font)
+        painter.setPen(theme.TEXT)
+        painter.drawText(QRectF(centre.x() - r, centre.y() - r, 2 * r, 2 * r), Qt.AlignCenter, "!")
 
     def _paint_status(self, painter):
         st = self.status
@@ -396,6 +433,9 @@ class NodeItem(QGraphicsItem):
         for j, (name, p) in enumerate(self.spec.params.items()):
             r = self._param_rect(j)
             v = values.get(name, p.default)
+            left_out = is_output_param(p) and name not in values and self.scene() is not None
+            if left_out:        # the path the run writes, the workflow file's own, greyed as the panel shows it
+                v = own_default(self.scene().doc.workflow, p)
             painter.setPen(Qt.NoPen)
             painter.setBrush(theme.FIELD)
             painter.drawRoundedRect(r, 4, 4)
@@ -430,7 +470,7 @@ class NodeItem(QGraphicsItem):
             label, value = field_texts(name, shown, inner.width(), file=p.kind == "path")
             painter.setPen(self._label_color(fill, 6 + LABEL.width(label)))
             LABEL.left(painter, inner.x(), inner.center().y(), label)
-            painter.setPen(theme.REFUSED if name in self.missing else theme.TEXT)
+            painter.setPen(theme.REFUSED if name in self.missing else theme.TEXT_DIM if left_out else theme.TEXT)
             LABEL.right(painter, inner.right(), inner.center().y(), value)
 
     @staticmethod
@@ -497,12 +537,14 @@ class NodeItem(QGraphicsItem):
 
     def hoverMoveEvent(self, event):
         port = self.port_at(event.pos())
+        # Zoomed out no field is drawn: the node's own tip (with what is wrong with it), not an unseen field's.
+        field = self.param_at(event.pos()) if _zoom(event) >= DETAIL_ZOOM else None
         if port != self._hover_port:
             self._hover_port = port
             self.update()
-            self.setToolTip(help_tip(self._port_tip(port) if port else self._param_tip(self.param_at(event.pos()))))
+            self.setToolTip(help_tip(self._port_tip(port) if port else self._param_tip(field)))
         elif port is None:
-            self.setToolTip(help_tip(self._param_tip(self.param_at(event.pos()))))
+            self.setToolTip(help_tip(self._param_tip(field)))
 
     def hoverLeaveEvent(self, event):
         if self._hover_port is not None:
@@ -532,7 +574,9 @@ class NodeItem(QGraphicsItem):
                    if st is not None and st.state in ("failed", "skipped", "streaming") and st.message else "")
             # A title cut short on the node reads whole here (it was nowhere but the properties).
             whole = f"{self.label}\n\n" if self.title != self.label else ""
-            return whole + why + (self.spec.summary if self.spec else "")
+            # Zoomed out the red field is not drawn: what is wrong, after why a run failed (which it may explain).
+            wrong = "".join(_wrap(t) + "\n\n" for t in self.trouble())
+            return whole + why + wrong + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
         if name in self.missing:
             return _wrap(self.missing[name].message) + "\n\n" + (f"{name}: {p.help}" if p.help else "")
@@ -617,6 +661,13 @@ def fit_title(label: str, room: float) -> str:
 
 
 WEIGHTS_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".sft")
+
+
+def default_path_text(wf, p) -> str:
+    """What a writer's path `p` left out of its node reads as in the workflow `wf`: 'out/shot.mp4 (from the file
+    name)' for shot.yaml, the node's own default (out/video.mp4) for an untitled workflow."""
+    shown = own_default(wf, p)
+    return f"{shown} (from the file name)" if from_file_name(wf, p) else shown
 
 
 def field_texts(name: str, shown: str, width: float, file: bool = False) -> Tuple[str, str]:

@@ -370,6 +370,8 @@ class RunController(QObject):
             job.estimates.update(est.each)
         counted = [*est.samplers, *est.decodes, *est.encodes]       # their lines first, in this order
         for work, line in zip(counted, est.lines):
+            if line.startswith(f"{work.node}: "):       # named as the canvas titles it, as the Log names nodes
+                line = f"{self.named(work.node)}{line[len(work.node):]}"
             self.logged.emit("info", f"estimate: {line}", work.node)
         for line in est.lines[len(counted):]:
             self.logged.emit("info", f"estimate: {line}", "")

@@ -53,6 +53,7 @@ class GraphScene(QGraphicsScene):
         self._check_added.setInterval(0)
         self._check_added.timeout.connect(lambda: self.check_models(self._added[:]) or self._added.clear())
         self._unsubscribe = doc.graph.subscribe(self._on_event)
+        doc.pathChanged.connect(lambda _: self.update())   # writers' default paths follow the file's new name
         self._selection_moved = False       # selected nodes removed by the edit under way, not told yet
         doc.undo.indexChanged.connect(self._tell_selection)     # each edit, undo and redo ends with it
         self.selectionChanged.connect(self.overview_changed)
@@ -83,11 +84,13 @@ class GraphScene(QGraphicsScene):
         self.layoutChanged.emit()
 
     def check_models(self, only=None) -> None:
-        """Mark the loaders (of `only`, or all) whose model file is not there, as `kinograph validate` finds them."""
+        """Mark the loaders (of `only`, or all) whose model file is not there, as `kinograph validate` finds them,
+        and the nodes with a problem the file was read with that validating them still finds."""
         found = self.doc.missing_models(only)
         for nid in list(self.nodes) if only is None else only:
             if nid in self.nodes:
                 self.nodes[nid].set_missing(found.get(nid, {}))
+                self.nodes[nid].set_problems([p.message for p in self.doc.still_found(nid) if not p.dropped])
 
     def _add_node(self, nid: str) -> None:
         inst = self.doc.graph.nodes[nid]

@@ -12,12 +12,14 @@ from PySide6.QtGui import QKeySequence, QPainter, QPainterPath, QPainterPathStro
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsTextItem, QGraphicsView, QLabel, QLineEdit, QMenu
 
 from graph_engine.workflow import MEDIA_SUFFIXES
+from graph_engine.placeholders import param_value
 
 from . import rules, theme
 from .clipboard import holds_nodes
 from .controller import Refused
 from .decor_items import GroupItem
 from .geometry import FAR_ZOOM, GRID, nearest_toward, node_size
+from .titles import node_title
 from .link_items import LinkItem
 from .minimap import Minimap
 from .node_item import NodeItem
@@ -627,7 +629,7 @@ class GraphView(QGraphicsView):
         sc = self.scene()
         item: NodeItem = sc.nodes[node_id]
         p = item.spec.params[name]
-        cur = item.inst.params.get(name, p.default)
+        cur = param_value(sc.doc.workflow, sc.doc.registry, node_id, name)   # a writer's path left out: the file's
         rect = item.mapRectToScene(item.param_rect(name))
         if p.choices:
             menu = QMenu(self)
@@ -654,7 +656,7 @@ class GraphView(QGraphicsView):
             inst = sc.doc.graph.nodes.get(node_id)
             if inst is None:
                 return None
-            v = inst.params.get(name, p.default)
+            v = param_value(sc.doc.workflow, sc.doc.registry, node_id, name)
             return "" if v is None else str(v)
 
         self._line_editor(rect, "" if cur is None else str(cur), commit, current,
@@ -682,7 +684,7 @@ class GraphView(QGraphicsView):
         if what == "node":
             item = sc.nodes[key]
             rect = item.mapRectToScene(QRectF(0, 0, item.w, 26))
-            self._line_editor(rect, item.inst.title or (item.spec.title if item.spec else key),
+            self._line_editor(rect, node_title(item.inst, item.spec),
                               lambda t: sc.controller.set_title(key, "" if item.spec and t == item.spec.title else t))
         else:
             g = sc.groups[key]

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
@@ -43,6 +43,7 @@ WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
 RAN = ("done", "streaming", "cached", "failed", "skipped")  # a run's badges that an edit since makes 'edited'
+WAITING = ("queued",)       # a running job's badge that an edit since its job was queued makes 'edited' (old value)
 # The first filter is the one the dialog opens on: everything File > Open reads. It was Kinograph's .yaml alone, and a
 # folder of ComfyUI workflows (.json) looked empty to someone coming from ComfyUI.
 COMFYUI_FILTER = "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm)"
@@ -335,6 +336,8 @@ class MainWindow(QMainWindow):
         self.autosaver = Autosaver(doc, self.autosave_ms or 30_000)
         self.autosaver.failed.connect(self._autosave_failed)
         self.autosaver.typed = self._typed_text
+        self.autosaver.view = self._canvas_view
+        self.autosaver.viewMoved.connect(self._remember_view)
         doc.modifiedChanged.connect(self._update_title)
         doc.pathChanged.connect(self._update_title)
         doc.changed.connect(self._model_changed)
@@ -375,11 +378,16 @@ class MainWindow(QMainWindow):
         self.runs.shown = doc
         QTimer.singleShot(0, self.view, self.view.frame_legible)
 
-    def _remember_view(self) -> None:
-        """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit)."""
+    def _canvas_view(self) -> Tuple[float, float, float]:
+        """(x, y, zoom): the scene point at the canvas' top left, and its zoom."""
+        top_left = self.view.mapToScene(0, 0)
+        return top_left.x(), top_left.y(), self.view.zoom()
+
+    def _remember_view(self, _view=None) -> None:
+        """Where the canvas is, kept in the settings for the workflow's file (not in the file: panning is no edit),
+        when the window closes or goes to another workflow and at each autosave tick it moved (a crash skips both)."""
         if self.doc is not None and self.doc.path is not None:
-            top_left = self.view.mapToScene(0, 0)
-            self.settings.remember_view(str(self.doc.path), (top_left.x(), top_left.y(), self.view.zoom()))
+            self.settings.remember_view(str(self.doc.path), self._canvas_view())
 
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
@@ -398,6 +406,10 @@ class MainWindow(QMainWindow):
 
     def _named(self, node_id: str) -> str:
         return self.controller.named(node_id) if node_id in self.doc.graph.nodes else node_id
+
+    def _port_named(self, node_id: str, port: str) -> str:
+        """'Plate.video': the viewer's name for what it shows, the node as the canvas titles it."""
+        return f"{self._named(node_id)}.{port}"
 
     def _look_at_disk(self) -> None:
         """Back in the window after another program saved its file (a text editor, a git pull): the canvas showed
@@ -890,14 +902,18 @@ class MainWindow(QMainWindow):
 
     def group_selection(self) -> None:
         ids = self._selected("Group Selection")
+        ui = self.doc.graph.ui
+        was = {n: (ui.get(n) or {}).get("pos") for n in self.doc.graph.nodes if n not in ids}
         gid = self.controller.group_selection(ids)
         if gid:
             # Selected with its nodes, not its title opened for typing: the next key (H, B, Delete)
             # acts on the nodes as it did before Ctrl+G, instead of going into the title.
             self.scene.select_nodes(ids)
             self.scene.groups[gid].setSelected(True)
-            self.message(f"Grouped {len(ids)} node{'s' if len(ids) > 1 else ''}: F2 or a double-click on its title "
-                         "names the group")
+            moved = [self.controller.named(n) for n, p in was.items() if (ui.get(n) or {}).get("pos") != p]
+            self.message(f"Grouped {len(ids)} node{'s' if len(ids) > 1 else ''}"
+                         + (f"; moved {', '.join(moved)} out of its frame (not selected)" if moved else "")
+                         + ": F2 or a double-click on its title names the group")
 
     def add_note(self) -> None:
         # A field still open on the canvas (a rename, from the menu) kept the keyboard: what was
@@ -1251,7 +1267,7 @@ class MainWindow(QMainWindow):
         return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed) if last.failed else ''} (see the Log)"
 
     def _status(self, node_id: str, st) -> None:
-        if st is not None and st.state in RAN and self._edited_in_run([node_id]):
+        if st is not None and st.state in RAN + WAITING and self._edited_in_run([node_id]):
             st = self._edited(st)
         self._show_status(node_id, st)
 
@@ -1273,7 +1289,11 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _edited(st) -> NodeStatus:
-        """The badge of a node a run computed, failed on or skipped, changed since: the next run does it again."""
+        """The badge of a node a run computed, failed on, skipped or still has queued, changed since: the next run
+        does it again."""
+        if st.state in WAITING:
+            return NodeStatus("edited", message="changed since this run was queued: the run under way computes its "
+                                                "old value, the next run computes it again")
         if st.state in ("failed", "skipped"):
             verb = "failed on" if st.state == "failed" else "skipped"
             return NodeStatus("edited", message=f"changed since the last run {verb} it: the next run tries it "
@@ -1326,7 +1346,9 @@ class MainWindow(QMainWindow):
         now = self._signatures(g, [n for n in self._ran if n in g.nodes])
         dirty = {n for n, sig in now.items() if sig != self._ran[n]}
         shown = [(n, st) for n, st in self.runs.status.items()
-                 if st is not None and st.state in RAN and n in self.scene.nodes]
+                 if st is not None and st.state in RAN + WAITING and n in self.scene.nodes]
+        # A queued node is judged against its own job alone: an older run's record of it says nothing of this one.
+        dirty = {n for n in dirty if getattr(self.runs.status.get(n), "state", None) not in WAITING}
         dirty |= self._edited_in_run([n for n, _ in shown])
         for n, st in shown:
             self._show_status(n, self._edited(st) if n in dirty else st)
@@ -1416,7 +1438,7 @@ class MainWindow(QMainWindow):
             value = (job.result.outputs or {}).get(target[0], {}).get(target[1]) if target else None
             if value is not None:
                 self._viewing["A"], self._follows_runs = written[0], True
-                self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
+                self.viewer.set_source("A", value, self._port_named(*target[:2]))
                 self._shown_from("A", job.workflow.graph, target[0])
 
     def _put_back_previews(self) -> None:
@@ -1611,10 +1633,10 @@ class MainWindow(QMainWindow):
         if slot != PREVIEW:
             self.docks["Viewer"].show()
             self.docks["Viewer"].raise_()
-        label = f"{target[0]}.{target[1]}"
+        label = self._port_named(target[0], target[1])
         self._autosave_before_running()
         job = self.runs.submit(self.doc, targets=targets, kind="view", label=f"view {label}",
-                               view=(target[0], target[1], slot, node_id))
+                               view=(target[0], target[1], slot, node_id, label))
         if slot != PREVIEW:
             self.viewer.computing(slot, label, self._waits_for(job))
         return job
@@ -1647,7 +1669,7 @@ class MainWindow(QMainWindow):
         if value is None and job.state == "cancelled":
             # Cancelled by the user: the picture before stays. It was wiped for a red 'could not be
             # computed: see the log', as if something had failed.
-            self.viewer.cancelled(slot, f"{node}.{port}")
+            self.viewer.cancelled(slot, job.view[4] if len(job.view) > 4 else self._port_named(node, port))
             return
         backdrop = self._backdrop((node, port), res.outputs if res is not None else None)
         if value is None:
@@ -1660,18 +1682,18 @@ class MainWindow(QMainWindow):
             if picture is not None and backdrop is not None:
                 # Points are picked on the picture before the mask can be made (none yet, no model file); what
                 # stops the mask is said beside the picking hint, not over the picture being clicked on.
-                self.viewer.set_source(slot, backdrop, f"{shown}'s picture")
+                self.viewer.set_source(slot, backdrop, f"{self._named(shown)}'s picture")
                 self.viewer.pick_note(f"No mask yet: {first_line(why)}")
                 return
             if picture is not None and picture[0] != node:
                 # Refused before anything ran (a model not found): the picture alone, computed on its own.
-                self.runs.submit(self.doc, targets=[picture[0]], kind="view", label=f"view {picture[0]}",
-                                 view=(picture[0], picture[1], slot, shown, f"{shown}'s picture",
+                self.runs.submit(self.doc, targets=[picture[0]], kind="view", label=f"view {self._named(picture[0])}",
+                                 view=(picture[0], picture[1], slot, shown, f"{self._named(shown)}'s picture",
                                        f"No mask yet: {first_line(why)}"))
                 return
             self.viewer.fail(slot, f"{self._named(shown)} could not be computed: {why}")
             return
-        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
+        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else self._port_named(node, port), backdrop)
         if node in job.workflow.graph.nodes and slot in self._viewing:
             self._shown_from(slot, job.workflow.graph, node)
         if len(job.view) > 5 and job.view[5]:
@@ -1730,7 +1752,7 @@ class MainWindow(QMainWindow):
                 continue                        # on screen already (a view after the edit computed it)
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
-                self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}", self._backdrop(target, outputs))
+                self.viewer.set_source(slot, value, self._port_named(*target[:2]), self._backdrop(target, outputs))
                 self._shown_from(slot, ran, target[0])
 
     def _reread_files(self, job: Job) -> None:

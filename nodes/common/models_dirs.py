@@ -681,7 +681,13 @@ def _damaged(path) -> Optional[str]:
 
 
 def list_models() -> Dict[str, List[Path]]:
-    """Every model file (or diffusers folder) in the model folders, by kind."""
+    """Every model file (or diffusers folder) in the model folders, by kind: one look at the folders (one_look), which
+    were worked out anew for each kind and its aliases, 75 times a listing."""
+    with one_look():
+        return _list_models()
+
+
+def _list_models() -> Dict[str, List[Path]]:
     found: Dict[str, List[Path]] = {}
     seen = set()
     aux = set(_aux_dirs())

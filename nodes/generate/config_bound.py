@@ -117,7 +117,9 @@ def _measure(build, tensors: int, values: int, device: str) -> _Budget:
     """What `build()` registered on `device`, stopped as soon as it passed the budget; `failed`: it raised before."""
     import warnings
     import torch
+    from nodes.generate.meta_init import skip_init_on_meta
     _hook()
+    skip_init_on_meta()     # this build and the library's own after it initialise meta tensors only
     _active.budget = budget = _Budget(tensors, values)
     try:
         # what is built is thrown away: torch's "copying ... to a meta parameter ... is a no-op" (an IP-Adapter's

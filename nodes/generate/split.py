@@ -13,7 +13,7 @@ import dataclasses
 import inspect
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from graph_engine import NodeError
 from nodes.generate.detect import Detection, detect_file
@@ -679,10 +679,12 @@ def _rel(folder: Path, path: Path) -> str:
         return f"{folder}/"
 
 
-def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] = None) -> List[Path]:
+def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] = None) -> Iterator[Path]:
+    """The folders to look for the tokenizer in, in order. Lazily: the model folders are listed (every file of
+    every kind in them, once) only when the folders beside the file do not hold it."""
     from nodes.common.models_dirs import list_models, model_dirs
     from nodes.common.models_dirs import tokenizer_beside
-    out = list(beside) if beside is not None else tokenizer_beside(path)
+    yield from (list(beside) if beside is not None else tokenizer_beside(path))
     family = ENCODER_FAMILY.get(det.family or "")
     pipes = FAMILIES[family].pipelines if family else ()
     if det.family == "clip_l":          # an SDXL folder's tokenizer/ is CLIP-L's too, and a FLUX.1 folder's
@@ -695,8 +697,9 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
         pipes += FAMILIES["krea2"].pipelines
     if det.family == "qwen3":           # Qwen3-4B is Z-Image's encoder too: a ZImagePipeline folder's tokenizer/
         pipes += FAMILIES["zimage"].pipelines + FAMILIES["ovis"].pipelines      # and Ovis 2.5's, an OvisImagePipeline's
+    listed = list_models()
     for kind in ("diffusers", "checkpoints", "diffusion_models"):
-        for folder in list_models().get(kind, []):
+        for folder in listed.get(kind, []):
             index = folder / "model_index.json"
             if index.is_file():
                 try:
@@ -704,16 +707,15 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
                 except ValueError:
                     continue
                 if cls in pipes:
-                    out.append(folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
-                               folder / TOKENIZER_FOLDER.get(cls, "tokenizer"))
+                    yield (folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
+                           folder / TOKENIZER_FOLDER.get(cls, "tokenizer"))
     comfy = COMFY_TOKENIZERS.get(det.family or "")
     if (det.family, det.variant) == ("qwen3", "0.6b"):
         # ComfyUI reads Anima's Qwen3-0.6B with its Qwen2.5 tokenizer; Anima applies no chat template, which is where
         # that tokenizer and Qwen3's (Z-Image's, FLUX.2's) part
         comfy = COMFY_TOKENIZERS["qwen25vl"]
     if comfy:
-        out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
-    return out
+        yield from (d.parent / comfy for d in model_dirs() if d.name == "models")
 
 
 def _embedded_json(path: Path):

@@ -195,6 +195,8 @@ def check_claim(make, state: Dict[str, object], where: str) -> None:
     for 64 TB, a RuntimeError traceback) and keeps buffers real (a rotary table 1,024 times its head's width)."""
     import itertools
     import torch
+    from nodes.generate.meta_init import skip_init_on_meta
+    skip_init_on_meta()     # this build and the real one after it initialise meta tensors only
     held = sum(int(t.numel()) for t in state.values() if hasattr(t, "numel"))
     try:
         with torch.device("meta"):
