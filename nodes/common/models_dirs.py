@@ -324,6 +324,13 @@ def _walk(root: Path) -> List[Path]:
     """Every file and folder under `root`, sorted, following linked folders as ComfyUI does (a models
     folder often links to a bigger drive; Path.rglob does not enter links). A link back up is walked once."""
     out: List[Path] = []
+    for top, dirs, files in _folders(root):
+        out += [Path(top) / n for n in dirs + files]
+    return sorted(out)
+
+
+def _folders(root: Path):
+    """os.walk's (folder, folders, files) under `root`, following linked folders, a link back up once."""
     seen = set()
     for top, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(top)
@@ -331,8 +338,7 @@ def _walk(root: Path) -> List[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        out += [Path(top) / n for n in dirs + files]
-    return sorted(out)
+        yield top, dirs, files
 
 
 def _is_model(p: Path, kind: str = "") -> bool:
@@ -384,13 +390,7 @@ def _weights_in(root: Path) -> tuple:
     """(weight files under `root`, whether counting stopped at UNSEARCHED_WALK files and folders), following linked
     folders as _walk does, a link back up once."""
     n = looked = 0
-    seen = set()
-    for top, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(top)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
+    for top, dirs, files in _folders(root):
         dirs.sort()
         for name in sorted(files) + dirs:
             looked += 1
