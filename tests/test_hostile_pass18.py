@@ -1,0 +1,39 @@
+"""attacker18: hostile input against what integ41 merged (config.yaml re-read, ...). Each case is a file an
+artist is sent; it gets a clear message naming the thing and the fix, never a hang or a traceback."""
+import logging
+
+import pytest
+
+from graph_engine import config
+
+
+@pytest.fixture
+def cfg(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "cfg"))
+    (tmp_path / "cfg").mkdir()
+    caplog.set_level(logging.WARNING, "kinograph.config")
+    config.settings.cache_clear()
+    yield lambda text: (tmp_path / "cfg" / "config.yaml").write_text(text)
+    config.settings.cache_clear()
+
+
+def _laughs(levels: int) -> str:
+    """Billion laughs: each level an alias list of ten of the one before (10**levels values written out)."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nmemory_cache_mb: *a{levels - 1}\n"
+
+
+def test_an_alias_bomb_in_config_yaml_is_named_not_written_out(cfg, caplog):
+    # 10**6 values here (3 MB of warning); nine levels hung the command writing 10**9 into the log line.
+    cfg(_laughs(6))
+    assert config.settings() == {}
+    warning = [r.getMessage() for r in caplog.records if "memory_cache_mb must be" in r.getMessage()]
+    assert len(warning) == 1 and "config.yaml:8: memory_cache_mb must be a number of MB" in warning[0]
+    assert len(warning[0]) < 1000, len(warning[0])
+
+
+def test_config_yaml_nested_past_the_yaml_reader_is_named(cfg, caplog):
+    cfg("memory_cache_mb: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert config.settings() == {}         # was RecursionError out of PyYAML's composer
+    assert "config.yaml:1: nested too deep" in caplog.text and "defaults" in caplog.text
