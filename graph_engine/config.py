@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import reprlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict
@@ -50,6 +51,9 @@ def allow_outside() -> bool:
 
 
 log = logging.getLogger("kinograph.config")
+# A wrong value as its warning shows it: two levels, a few items and characters of each.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 80, 80
 
 
 def _paths(v: Any) -> bool:
@@ -106,6 +110,10 @@ def _read_settings(path: Path, stamp) -> Dict[str, Any]:
         log.warning("%s:%s: not valid YAML (%s); Kinograph uses its defaults until it is fixed",
                     path, mark.line + 1 if mark else 1, what)
         return {}
+    except RecursionError:      # PyYAML builds nested lists and mappings by recursion
+        log.warning("%s:1: nested too deep for a settings file (a damaged or made-up config.yaml); Kinograph uses its "
+                    "defaults until it is fixed", path)
+        return {}
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -126,7 +134,8 @@ def _read_settings(path: Path, stamp) -> Dict[str, Any]:
             continue
         if not ok(value):
             fallback = f"using {DEFAULTS[key]}" if key in DEFAULTS else "using the default"
-            log.warning("%s: %s must be %s, not %r; %s", where, key, what, value, fallback)
+            # Shortened: a value of aliases (billion laughs) written out whole is 10**9 items in one log line.
+            log.warning("%s: %s must be %s, not %s; %s", where, key, what, _SHORT.repr(value), fallback)
             continue
         out[key] = _beside(path.parent, value) if key in FOLDER_KEYS else value
     return out

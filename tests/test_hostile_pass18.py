@@ -29,7 +29,7 @@ def test_an_alias_bomb_in_config_yaml_is_named_not_written_out(cfg, caplog):
     cfg(_laughs(6))
     assert config.settings() == {}
     warning = [r.getMessage() for r in caplog.records if "memory_cache_mb must be" in r.getMessage()]
-    assert len(warning) == 1 and "config.yaml:8: memory_cache_mb must be a number of MB" in warning[0]
+    assert len(warning) == 1 and "config.yaml:7: memory_cache_mb must be a number of MB" in warning[0]
     assert len(warning[0]) < 1000, len(warning[0])
 
 
