@@ -37,3 +37,12 @@ def test_config_yaml_nested_past_the_yaml_reader_is_named(cfg, caplog):
     cfg("memory_cache_mb: " + "[" * 3000 + "]" * 3000 + "\n")
     assert config.settings() == {}         # was RecursionError out of PyYAML's composer
     assert "config.yaml:1: nested too deep" in caplog.text and "defaults" in caplog.text
+
+
+def test_a_chat_template_that_multiplies_the_prompt_is_refused_in_its_child():
+    # A stranger's tokenizer_config.json: {{ m.content * 100000000 }} sent 200 MB of prompt back (950 MB held here,
+    # then given to the tokenizer); a bigger factor was the child's memory cap, said as an exit code.
+    from nodes.generate.chat_template import TemplateRefused, rendered_in_child
+    template = "{% for m in messages %}{{ m.content * 2000000 }}{% endfor %}"
+    with pytest.raises(TemplateRefused, match=r"writes 4,000,000 characters .* given 2.* loops or repeats"):
+        rendered_in_child([[{"role": "user", "content": "hi"}]], chat_template=template)
