@@ -44,5 +44,5 @@ def test_a_chat_template_that_multiplies_the_prompt_is_refused_in_its_child():
     # then given to the tokenizer); a bigger factor was the child's memory cap, said as an exit code.
     from nodes.generate.chat_template import TemplateRefused, rendered_in_child
     template = "{% for m in messages %}{{ m.content * 2000000 }}{% endfor %}"
-    with pytest.raises(TemplateRefused, match=r"writes 4,000,000 characters .* given 2.* loops or repeats"):
+    with pytest.raises(TemplateRefused, match=r"writes 4,000,000 characters .* given [0-9,]+ .* loops or repeats"):
         rendered_in_child([[{"role": "user", "content": "hi"}]], chat_template=template)
