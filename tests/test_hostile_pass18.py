@@ -46,3 +46,18 @@ def test_a_chat_template_that_multiplies_the_prompt_is_refused_in_its_child():
     template = "{% for m in messages %}{{ m.content * 2000000 }}{% endfor %}"
     with pytest.raises(TemplateRefused, match=r"writes 4,000,000 characters .* given [0-9,]+ .* loops or repeats"):
         rendered_in_child([[{"role": "user", "content": "hi"}]], chat_template=template)
+
+
+def test_a_splat_camera_past_float32s_reach_is_refused_before_the_run(tmp_path):
+    # A workflow (or a ComfyUI CreateCameraInfo) with the eye at 1e38 stopped the render in 'cannot convert float NaN
+    # to integer'; at 1e18 it drew NaN pictures (black once written). eye_x ... target_z had no bounds.
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import validate
+    wf = tmp_path / "far.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  view:\n    type: splat.render\n    inputs: {splat: none.splat}\n"
+                  "    params: {camera: look_at, eye_x: 1.0e+38, target_z: -1.0e+20}\n")
+    problems = [p.message for p in validate(load_workflow(wf, check=False), default_registry())]
+    assert any("eye_x" in m and "1e+38" in m for m in problems), problems
+    assert any("target_z" in m and "1e+20" in m for m in problems), problems
+    assert not any("expects a number" in m for m in problems), problems
