@@ -61,3 +61,21 @@ def test_a_splat_camera_past_float32s_reach_is_refused_before_the_run(tmp_path):
     assert any("eye_x" in m and "1e+38" in m for m in problems), problems
     assert any("target_z" in m and "1e+20" in m for m in problems), problems
     assert not any("expects a number" in m for m in problems), problems
+
+
+def test_gguf_tensors_laid_over_the_same_bytes_are_refused(tmp_path):
+    # Each tensor is copied out of the file as it is read (weights._read_gguf): 99,999 tensors (the count cap) laid
+    # over one 1 MB run of bytes in a 5 MB file asked for 100 GB. Writers lay tensors one after another.
+    import struct
+
+    from graph_engine import NodeError
+    from nodes.generate.detect import read_header
+    from test_hostile_pass15 import _gguf
+    path = _gguf(tmp_path / "m.gguf")
+    data = bytearray(path.read_bytes())
+    info = data.index(b"head.bias") + len(b"head.bias")        # dimensions (1), shape, type, offset
+    struct.pack_into("<Q", data, info + 4 + 8 + 4, 0)           # on blocks.0.weight's first bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(NodeError, match=r"m.gguf is not a readable GGUF file \(tensor head.bias lies over "
+                                        r"blocks.0.weight's bytes .*re-download"):
+        read_header(path)
