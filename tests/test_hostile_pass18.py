@@ -79,3 +79,24 @@ def test_gguf_tensors_laid_over_the_same_bytes_are_refused(tmp_path):
     with pytest.raises(NodeError, match=r"m.gguf is not a readable GGUF file \(tensor \S+ lies over "
                                         r"(head.bias|blocks.0.weight)'s bytes .*re-download"):
         read_header(path)
+
+
+def test_a_triposplat_decoder_of_no_heads_is_named():
+    # heads are read from a norm's first size: a stranger's file with it 0 stopped in a ZeroDivisionError traceback
+    # (the meta-device check lets a build that fails there through to the real one, which says)
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from graph_engine import NodeError
+    from nodes.generate.triposplat_vae import build_vae
+    sys.path.insert(0, str(Path(__file__).parent))
+    import triposplat_reference as ref
+    octree = ref.OctreeProbabilityFixedlenDecoder(model_channels=16, num_blocks=1, num_heads=2, mlp_ratio=1.0)
+    gs = ref.ElasticGaussianFixedlenDecoder(model_channels=16, num_blocks=1, num_heads=2, mlp_ratio=1.0)
+    state = {f"octree.{k}": v for k, v in octree.state_dict().items()}
+    state.update({f"gs.{k}": v for k, v in gs.state_dict().items()})
+    state["octree.blocks.0.cross_attn.q_rms_norm.gamma"] = torch.zeros(0, 8)
+    with pytest.raises(NodeError, match=r"vae.safetensors does not fit its own layout .*0.*get it again"):
+        build_vae(state, "vae.safetensors")
