@@ -100,3 +100,35 @@ def test_a_triposplat_decoder_of_no_heads_is_named():
     state["octree.blocks.0.cross_attn.q_rms_norm.gamma"] = torch.zeros(0, 8)
     with pytest.raises(NodeError, match=r"vae.safetensors does not fit its own layout .*0.*get it again"):
         build_vae(state, "vae.safetensors")
+
+
+def test_the_editor_looks_at_a_workflow_file_swapped_for_a_pipe_without_waiting(tmp_path):
+    # Each return to the window reads the open file again (digest_on_disk, read_again): the whole of it, unbounded,
+    # so a workflow swapped for a named pipe froze the editor for ever and a link to /dev/zero filled the memory (the
+    # first read, read_text, stops at MAX_YAML_BYTES and refuses both).
+    import os
+    import threading
+
+    from app.editor.document import Document
+    from graph_engine.errors import WorkflowError
+    path = tmp_path / "shot.yaml"
+    path.write_text("kinograph: 1\nnodes:\n  pattern:\n    type: generate.test_pattern\n")
+    doc = Document.load(path)
+    path.unlink()
+    os.mkfifo(path)
+    said = []
+
+    def look():
+        said.append(doc.digest_on_disk())
+        try:
+            doc.read_again()
+        except (WorkflowError, OSError) as e:      # what the window logs ('cannot be read now (...)')
+            said.append(str(e))
+    looking = threading.Thread(target=look, daemon=True)
+    looking.start()
+    looking.join(3)
+    waited = looking.is_alive()
+    while looking.is_alive():       # a writer's open and close lets a reader that waits on the pipe go on
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        looking.join(0.5)
+    assert not waited and said[0] is None and "named pipe" in said[1], said
