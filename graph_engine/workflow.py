@@ -392,14 +392,19 @@ def read_text(path: Path) -> str:
             raise WorkflowError([Problem(str(path), 0, None,
                                          "this file carries no Kinograph workflow in its metadata")])
         return text
+    return decode_text(workflow_bytes(path), str(path))
+
+
+def workflow_bytes(path: Path) -> bytes:
+    """The bytes of a workflow YAML file, read as far as MAX_YAML_BYTES only (read_plain: a link to /dev/zero has a
+    size of 0 and no end, a named pipe no writer); WorkflowError saying why it cannot be read."""
     try:
         size = path.stat().st_size
-        # Read as far as the limit only (read_plain): a link to /dev/zero has a size of 0 and no end.
         data = b"" if size > MAX_YAML_BYTES else read_plain(path, MAX_YAML_BYTES)
         if size > MAX_YAML_BYTES or len(data) > MAX_YAML_BYTES:
             raise WorkflowError([Problem(str(path), 1, None, f"the file is {max(size, len(data)) / 1e6:.1f} MB; a "
                                                              f"workflow file is at most {MAX_YAML_BYTES >> 20} MB")])
-        return decode_text(data, str(path))
+        return data
     except FileNotFoundError:
         raise WorkflowError([Problem(str(path), 0, None, "no such file" + _shipped_example_hint(path))])
     except OSError as e:
