@@ -1,20 +1,11 @@
 """attacker18: hostile input against what integ41 merged (config.yaml re-read, ...). Each case is a file an
 artist is sent; it gets a clear message naming the thing and the fix, never a hang or a traceback."""
-import logging
-
 import pytest
 
 from graph_engine import config
+import test_config
 
-
-@pytest.fixture
-def cfg(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "cfg"))
-    (tmp_path / "cfg").mkdir()
-    caplog.set_level(logging.WARNING, "kinograph.config")
-    config.settings.cache_clear()
-    yield lambda text: (tmp_path / "cfg" / "config.yaml").write_text(text)
-    config.settings.cache_clear()
+cfg = test_config.cfg       # config.yaml written in a config folder of the test's own
 
 
 def _laughs(levels: int) -> str:
