@@ -123,3 +123,23 @@ def test_the_editor_looks_at_a_workflow_file_swapped_for_a_pipe_without_waiting(
         os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
         looking.join(0.5)
     assert not waited and said[0] is None and "named pipe" in said[1], said
+
+
+def test_an_extra_model_paths_file_nested_deep_is_left_out_before_pyyaml_builds_it(tmp_path, monkeypatch):
+    # config.yaml's extra_model_paths named a 6 KB file of 3,000 nested brackets: PyYAML's composer, one call a level,
+    # took 0.9 s to reach Python's recursion limit, and the model folders read it 74 times for `kinograph info`
+    # (67 s). It is left out once its nesting passes what a folder list needs, before anything is built.
+    import yaml
+
+    from nodes.common import models_dirs
+    path = tmp_path / "extra_model_paths.yaml"
+    path.write_text("comfyui:\n  base_path: " + "[" * 3000 + "]" * 3000 + "\n")
+    built = []
+    real = yaml.composer.Composer.compose_node
+    monkeypatch.setattr(yaml.composer.Composer, "compose_node",
+                        lambda self, *a: built.append(1) or real(self, *a))
+    assert models_dirs.extra_model_paths(path) == {}
+    assert built == []
+    good = tmp_path / "good.yaml"
+    good.write_text(f"comfyui:\n  base_path: {tmp_path}\n  loras: |\n    models/loras\n")
+    assert models_dirs.extra_model_paths(good) == {"loras": [tmp_path / "models" / "loras"]}
