@@ -99,6 +99,9 @@ def _read_settings(path: Path, stamp) -> Dict[str, Any]:
     import yaml
     try:
         text = path.read_text(encoding="utf-8")
+        # Nesting past a settings file's refused before PyYAML, which builds a level a call (RecursionError)
+        from .workflow import screen_yaml
+        screen_yaml(text, aliases=True)
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError) as e:
@@ -109,10 +112,6 @@ def _read_settings(path: Path, stamp) -> Dict[str, Any]:
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         log.warning("%s:%s: not valid YAML (%s); Kinograph uses its defaults until it is fixed",
                     path, mark.line + 1 if mark else 1, what)
-        return {}
-    except RecursionError:      # PyYAML builds nested lists and mappings by recursion
-        log.warning("%s:1: nested too deep for a settings file (a damaged or made-up config.yaml); Kinograph uses its "
-                    "defaults until it is fixed", path)
         return {}
     if data is None:
         return {}
