@@ -1,0 +1,46 @@
+"""Review of editor41b (rev41i): a node Ctrl+G steps out of its frame landed on another node; problems found when
+reading a file, and a node skipped for an upstream failure, named nodes by ids the canvas shows nowhere. Driven
+through the real window offscreen; any Qt warning fails a test."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor_session  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+
+def _rect(win, node):
+    return win.scene.nodes[node].sceneBoundingRect()
+
+
+def test_a_node_ctrl_g_steps_out_of_its_frame_lands_clear_of_the_others(win):
+    """Subject Consensus lay between the two nodes grouped, left out of the selection; Ctrl+G stepped it just past
+    the frame's nearest edge, onto the Save Video sitting there, one node hiding the other. It lands clear of every
+    node and of the frame; an undo puts it back."""
+    c = win.controller
+    a = c.add_node("generate.test_pattern", (0, 0))
+    b = c.add_node("generate.test_pattern", (900, 700))
+    left_out = c.add_node("generate.test_pattern", (450, 350))
+    c.set_title(left_out, "Subject Consensus")
+    win.scene.select_nodes([a, b])
+    win.group_selection()
+    landed = tuple(win.doc.graph.ui[left_out]["pos"])
+    win.doc.undo.undo()
+    blocker = c.add_node("io.save_video", landed)       # the spot it stepped to is taken now
+    before = dict(win.doc.graph.ui[left_out])
+    win.scene.select_nodes([a, b])
+    win.group_selection()
+    frame = next(iter(win.scene.groups.values())).sceneBoundingRect()
+    moved = _rect(win, left_out)
+    assert not moved.intersects(frame), (moved, frame)
+    for other in (a, b, blocker):
+        assert not moved.intersects(_rect(win, other)), other
+    win.doc.undo.undo()
+    assert not win.scene.groups and win.doc.graph.ui[left_out] == before
