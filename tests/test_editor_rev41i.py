@@ -44,3 +44,22 @@ def test_a_node_ctrl_g_steps_out_of_its_frame_lands_clear_of_the_others(win):
         assert not moved.intersects(_rect(win, other)), other
     win.doc.undo.undo()
     assert not win.scene.groups and win.doc.graph.ui[left_out] == before
+
+
+def test_problems_read_from_a_file_name_the_node_as_the_canvas_titles_it(make_window, registry, tmp_path):
+    """A file with Resize titled 'Upscale' and its width -5: the Log said 'tp.yaml:…: node resize: …' and the
+    workflow page 'resize: parameter 'width' -5 …', an id the canvas shows nowhere. They name 'Upscale'."""
+    from pathlib import Path
+    from app.editor.document import Document
+    text = (Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml").read_text()
+    text = text.replace("width: 640", "width: -5").replace("  resize:\n    type: video.resize\n",
+                                                           "  resize:\n    type: video.resize\n    title: Upscale\n")
+    path = tmp_path / "tp.yaml"
+    path.write_text(text)
+    w = make_window(Document.load(path, registry))
+    said = [line for line in w.log.toPlainText().splitlines() if "-5" in line]
+    assert said and all("node Upscale:" in line and "tp.yaml:" in line for line in said), said
+    w.scene.clearSelection()
+    from PySide6.QtWidgets import QLabel
+    page = [lab.text() for lab in w.properties.findChildren(QLabel) if "-5" in lab.text()]
+    assert page and all("Upscale: " in t and "resize:" not in t for t in page), page
