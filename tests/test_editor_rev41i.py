@@ -63,3 +63,20 @@ def test_problems_read_from_a_file_name_the_node_as_the_canvas_titles_it(make_wi
     from PySide6.QtWidgets import QLabel
     page = [lab.text() for lab in w.properties.findChildren(QLabel) if "-5" in lab.text()]
     assert page and all("Upscale: " in t and "resize:" not in t for t in page), page
+
+
+def test_a_node_skipped_for_a_failure_upstream_names_it_by_its_title(win, tmp_path, monkeypatch):
+    """A Load Video titled 'Plate' whose file is not there failed; the Save Video after it said 'not run:
+    load_video failed' on its badge's tip, an id the canvas shows nowhere. It says 'not run: Plate failed'."""
+    test_editor_session.run_past_the_precheck(monkeypatch)
+    c = win.controller
+    load = c.add_node("io.load_video", (0, 0))
+    save = c.add_node("io.save_video", (300, 0))
+    c.connect(load, "video", save, "video")
+    c.set_title(load, "Plate")
+    c.set_param(load, "path", str(tmp_path / "nope.mp4"))
+    c.set_param(save, "path", str(tmp_path / "out.mkv"))
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "failed"
+    st = win.scene.nodes[save].status
+    assert st.state == "skipped" and st.message == "not run: Plate failed", st.message
