@@ -354,7 +354,8 @@ class RunController(QObject):
                 self._set(ev["frames_of"], NodeStatus("failed", message=ev.get("message", "")))
             self.logged.emit("error", f"{self.named(node)} failed: {ev.get('message', '')}", node)
         elif kind == "node_skipped":
-            self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
+            # the failed node as the canvas titles it, not by an id shown nowhere ('not run: load_video failed')
+            self._set(node, NodeStatus("skipped", message=f"not run: {self.named(ev.get('because'))} failed"))
         elif kind == "node_preview":
             self.previewed.emit(node, ev.get("image"), self.status.get(node))
         elif kind == "log":
