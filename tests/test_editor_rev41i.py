@@ -80,3 +80,19 @@ def test_a_node_skipped_for_a_failure_upstream_names_it_by_its_title(win, tmp_pa
     assert win.runs.wait_idle(60) and job.state == "failed"
     st = win.scene.nodes[save].status
     assert st.state == "skipped" and st.message == "not run: Plate failed", st.message
+
+
+def test_a_long_runs_warning_names_the_sampler_as_the_canvas_titles_it(win):
+    """The Log's estimate lines name the sampler by its title since editor41b, but a long run's advice in the Log
+    and the status bar still read 'fewer steps (k_sampler_3 runs 30: …)', an id the canvas shows nowhere."""
+    from nodes.generate.estimate import Estimate, SamplerWork
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_title(pat, "Hero sample")
+    work = SamplerWork(pat, unknown="no denoiser files")
+    warning = (f"this run will take about 2 h on this CPU. To make it shorter: fewer steps ({pat} runs 30: half as "
+               f"many take half the time); a GPU (--device cuda)")
+    win.runs._estimated(None, Estimate([work], [work.describe()], 7200.0, warning))
+    said = [line for line in win.log.toPlainText().splitlines() if "warning:" in line]
+    assert said and "fewer steps (Hero sample runs 30:" in said[0], said
+    assert f"({pat} runs" not in win.statusBar().currentMessage() + said[0]
