@@ -96,3 +96,18 @@ def test_a_long_runs_warning_names_the_sampler_as_the_canvas_titles_it(win):
     said = [line for line in win.log.toPlainText().splitlines() if "warning:" in line]
     assert said and "fewer steps (Hero sample runs 30:" in said[0], said
     assert f"({pat} runs" not in win.statusBar().currentMessage() + said[0]
+
+
+def test_the_view_saved_at_each_autosave_tick_keeps_what_another_editor_saved(tmp_path):
+    """Two editors open (two workflows double-clicked): since editor41b one that is panned writes its view into
+    editor.json at each autosave tick, every 30 s, and it wrote its own copy of the whole file read at start: the
+    other editor's recent file and favourite node vanished. A change is made to the file as it is on disk."""
+    from app.editor.settings import EditorSettings
+    path = tmp_path / "editor.json"
+    first, second = EditorSettings(path), EditorSettings(path)       # each editor reads the file as it starts
+    first.add_recent_file("/shots/a.yaml")
+    first.toggle_favourite("video.grade")
+    second.remember_view("/shots/b.yaml", (10.0, 20.0, 0.5))          # the other editor's autosave tick
+    now = EditorSettings(path)
+    assert now.recent_files == ["/shots/a.yaml"] and now.favourites == ["video.grade"]
+    assert now.view_of("/shots/b.yaml") == (10.0, 20.0, 0.5)
