@@ -98,7 +98,7 @@ def test_a_long_runs_warning_names_the_sampler_as_the_canvas_titles_it(win):
     assert f"({pat} runs" not in win.statusBar().currentMessage() + said[0]
 
 
-def test_the_view_saved_at_each_autosave_tick_keeps_what_another_editor_saved(tmp_path):
+def test_the_view_saved_at_each_autosave_tick_keeps_what_another_editor_saved(tmp_path, monkeypatch):
     """Two editors open (two workflows double-clicked): since editor41b one that is panned writes its view into
     editor.json at each autosave tick, every 30 s, and it wrote its own copy of the whole file read at start: the
     other editor's recent file and favourite node vanished. A change is made to the file as it is on disk."""
@@ -111,3 +111,9 @@ def test_the_view_saved_at_each_autosave_tick_keeps_what_another_editor_saved(tm
     now = EditorSettings(path)
     assert now.recent_files == ["/shots/a.yaml"] and now.favourites == ["video.grade"]
     assert now.view_of("/shots/b.yaml") == (10.0, 20.0, 0.5)
+    # A config folder that cannot be written: this session's changes are still held (the file never changed).
+    from app.editor import settings
+    monkeypatch.setattr(settings, "atomic_write_text", lambda *a: (_ for _ in ()).throw(OSError("read-only")))
+    now.toggle_favourite("video.blur")
+    now.add_recent_file("/shots/c.yaml")
+    assert now.favourites == ["video.grade", "video.blur"] and now.recent_files[0] == "/shots/c.yaml"
