@@ -117,3 +117,21 @@ def test_the_view_saved_at_each_autosave_tick_keeps_what_another_editor_saved(tm
     now.toggle_favourite("video.blur")
     now.add_recent_file("/shots/c.yaml")
     assert now.favourites == ["video.grade", "video.blur"] and now.recent_files[0] == "/shots/c.yaml"
+
+
+def test_a_problem_put_right_by_a_link_leaves_the_node_unmarked(make_window, registry, tmp_path):
+    """A file whose Save Video had no input: zoomed out it showed the red frame and '!' (editor41b) with 'required
+    input 'video' (VIDEO) is not connected' in its tip. Connected, the mark stayed until the file was reopened: a
+    link made or removed did not look again. It goes once the link is made, and comes back when it is undone."""
+    from pathlib import Path
+    from app.editor.document import Document
+    text = (Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml").read_text()
+    path = tmp_path / "tp.yaml"
+    path.write_text(text.replace("      video: resize.video\n", "").replace("out/test_pattern.mp4", "out/tp.mp4"))
+    w = make_window(Document.load(path, registry))
+    item = w.scene.nodes["save"]
+    assert any("not connected" in t for t in item.trouble()), item.trouble()
+    w.controller.connect("resize", "video", "save", "video")
+    assert item.trouble() == []
+    w.doc.undo.undo()
+    assert any("not connected" in t for t in item.trouble()), item.trouble()
