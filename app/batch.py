@@ -548,6 +548,8 @@ def run_distributed(args, wf) -> int:
             printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
             with sigterm_interrupts():      # stops as Ctrl-C does: workers stopped, exit 130
                 out = _run_on_pool(args, wf, registry, pool, printer, plan)
+    if out.get("refused"):      # the worker lacks what the job reads: exit 2 as a local run refused for it
+        raise WorkflowError([out["error"]])
     for what, msg in out.get("failed", {}).items():
         if what in said:
             continue

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from graph_engine.context import CancelToken
 from graph_engine.errors import KinographError, WorkflowError
 
+from .signal_catch import catch
+
 
 class NodesFailed(KinographError):
     """Nodes of a job failed (node -> message): the job fails, naming them."""
@@ -85,9 +87,9 @@ def refused_here(payload: Dict[str, Any], where: str) -> Optional[Dict[str, Any]
     out = guard(check)
     if out["ok"]:
         return None
-    out.update(seconds=None, error=f"on {where}: {out['error']}. Every Ray node needs the job's model and footage "
-                                   "files at the same paths (or on a filesystem they all mount there), its node "
-                                   "packs, and its output folders writable")
+    out.update(seconds=None, refused=True,      # nothing ran: `run --ray` exits 2, as a local run refused so
+               error=f"on {where}: {out['error']}. Every Ray node needs the job's model and footage files at the same "
+                     "paths (or on a filesystem they all mount there), its node packs, and its output folders writable")
     return out
 
 
@@ -110,26 +112,32 @@ def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = No
 # no --json finished event.
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 FROM_OUTSIDE = STOP_SIGNALS[1:]
-_SAID = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "hung up (SIGHUP)"}
+# A hang-up is one event, delivered up to twice (the interactive shell passes its SIGHUP on to its jobs, then the
+# kernel hangs up the old foreground group as the shell exits): the second is no one asking to stop at once.
+HANG_UP = getattr(signal, "SIGHUP", None)
 
 
 @contextmanager
 def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Iterator[CancelToken]:
     """The first Ctrl-C (SIGINT), SIGTERM as a job scheduler sends it, or SIGHUP as a closed terminal sends it,
     cancels `cancel` (the run stops cleanly at the next node or progress report, removing its unfinished outputs);
-    a second one raises KeyboardInterrupt at once. Their default would kill the process on the spot, leaving the
-    hidden .partial files behind. The old handlers come back after."""
+    a second Ctrl-C or SIGTERM raises KeyboardInterrupt at once, a SIGHUP never does (HANG_UP). Their default would kill the process on the spot, leaving the
+    hidden .partial files behind. One the process was started ignoring (nohup: SIGHUP) stays ignored (app.signal_catch).
+    The old handlers come back after."""
     def on_signal(signum, frame):
         if cancel.cancelled:
+            if signum == HANG_UP:
+                return
             raise KeyboardInterrupt
         cancel.cancel()
-        name = signal.Signals(signum).name
-        if name in _SAID:
-            note(f"{_SAID[name]}: cancelling... (a second {name} stops at once)")
+        if signum == HANG_UP:
+            note("hung up (SIGHUP): cancelling...")
+        elif signum == signal.SIGTERM:
+            note("terminated (SIGTERM): cancelling... (a second SIGTERM stops at once)")
         else:
             note("cancelling... (Ctrl-C again to stop at once)")
 
-    old = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    old = catch(STOP_SIGNALS, on_signal)
     try:
         yield cancel
     finally:
@@ -142,11 +150,17 @@ def sigterm_interrupts() -> Iterator[None]:
     """Inside, SIGTERM (and SIGHUP) raises KeyboardInterrupt, so what stops cleanly on Ctrl-C (stopping the Ray
     workers, printing the summary) does the same for a scheduler's SIGTERM or a closed terminal. Entered after
     ray.init, it stands in for Ray's own handler, which dumped a C++ stack and exited 1. The old handlers come
-    back after."""
+    back after. A hang-up raises it once (HANG_UP), not again out of the cleanup it began."""
+    hung_up = []
+
     def on_term(signum, frame):
+        if signum == HANG_UP:
+            if hung_up:
+                return
+            hung_up.append(signum)
         raise KeyboardInterrupt
 
-    old = {sig: signal.signal(sig, on_term) for sig in FROM_OUTSIDE}
+    old = catch(FROM_OUTSIDE, on_term)
     try:
         yield
     finally:

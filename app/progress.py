@@ -10,9 +10,10 @@ import errno
 import json
 import os
 import re
+import stat
 import sys
 import time
-from typing import Any, Callable, Dict, TextIO
+from typing import Any, Callable, Dict, List, TextIO
 
 from tqdm import tqdm
 
@@ -45,7 +46,9 @@ class Printable:
             encoding = getattr(self.raw, "encoding", None) or "ascii"
             self.raw.write(printable(text).encode(encoding, "backslashreplace").decode(encoding))
         except OSError as e:
-            if e.errno != errno.EIO:
+            # EIO is also a failing disk's or a soft NFS mount's answer: a log or --json file there is the night's
+            # record, lost without a word if it were taken for a terminal.
+            if e.errno != errno.EIO or not _terminal(self.raw):
                 raise
             # A terminal that hung up (`kinograph run shot.yaml > out.log &`, then the ssh session closed): the
             # first line raised out of the render, which died with nothing written. These lines are its report,
@@ -55,6 +58,15 @@ class Printable:
 
     def __getattr__(self, name):        # flush, fileno, isatty, encoding, buffer: the stream's own
         return getattr(self.raw, name)
+
+
+def _terminal(stream) -> bool:
+    """Whether `stream` writes to a terminal, one that hung up included (isatty answers False for that one: its
+    ioctl fails with EIO, its fstat still tells a character device)."""
+    try:
+        return stat.S_ISCHR(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
@@ -74,18 +86,20 @@ def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
         return False
 
 
-def nowhere(fd: int) -> TextIO:
-    """A stream to /dev/null for the standard descriptor `fd` that the process was started without. The descriptor
-    gets /dev/null too where it is closed, so that a file opened later does not take its number and receive what a
-    child (ffmpeg) prints there."""
-    try:
-        os.fstat(fd)
-    except OSError:
-        null = os.open(os.devnull, os.O_RDWR)
-        if null != fd:
-            os.dup2(null, fd)
-            os.close(null)
-    return open(os.devnull, "w", encoding="utf-8")
+def nowhere(fds: List[int]) -> Dict[int, TextIO]:
+    """A stream to /dev/null for each standard descriptor in `fds` that the process was started without. Each such
+    descriptor that is closed gets /dev/null too, so that a file opened later does not take its number and receive what
+    a child (ffmpeg) prints there; all of them before any stream is opened, which would take the lowest free number
+    (stdout's stream took 2 where both were closed, and gave it up again as it closed)."""
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    return {fd: open(os.devnull, "w", encoding="utf-8") for fd in fds}
 
 
 def discard(stream: TextIO) -> None:

@@ -192,6 +192,13 @@ class Graph:
         self._emit("param_changed", node_id, name=name, old=old, value=value)
         return old
 
+    def unset_param(self, node_id: str, name: str) -> Any:
+        """Leave parameter `name` out of the node again, so its default holds (a writer's path then follows the
+        workflow file's name, graph_engine.default_outputs); the event's value is None."""
+        old = self.nodes[node_id].params.pop(name, None)
+        self._emit("param_changed", node_id, name=name, old=old, value=None)
+        return old
+
     def set_bypass(self, node_id: str, bypass: bool) -> bool:
         old = self.nodes[node_id].bypass
         self.nodes[node_id].bypass = bool(bypass)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .default_outputs import own_default
 from .takes import TAKES
 from .workflow import Problem, Workflow
 
@@ -117,8 +118,12 @@ def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]
         if inst.bypass:
             continue
         for name, p in spec.params.items():
-            value = inst.params.get(name, p.default)
-            if is_output_param(p) and _nameable(value):
+            if not is_output_param(p):
+                continue
+            # What the run writes: the workflow file's own default where the node leaves its path out (a
+            # workflow checked before its run, or in the editor, named out/video.mp4, which it never writes)
+            value = inst.params[name] if name in inst.params else own_default(wf, p)
+            if _nameable(value):
                 path = resolve_path(value, wf.base_dir)
                 out.append((nid, name, value, path))
                 out += [(nid, name, str(Path(value).with_suffix(x)), str(Path(path).with_suffix(x))) for x in p.beside

@@ -35,7 +35,7 @@ def param_value(wf: Workflow, registry: Registry, node_id: str, param: str) -> A
     if param in inst.params:
         return inst.params[param]
     ps = registry.get(inst.type).params[param]
-    return own_default(wf, ps.default) if ps.kind == "path" and not ps.reads else ps.default
+    return own_default(wf, ps) if ps.kind == "path" and not ps.reads else ps.default
 
 
 def _named_default(wf: Workflow, registry: Registry, node_id: str, param: str) -> bool:

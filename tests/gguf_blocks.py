@@ -1,7 +1,7 @@
 """GGUF files of given quantisation types, written with the `gguf` package (llama.cpp's gguf-py) as
 ComfyUI-GGUF's files hold them: the types gguf-py quantises (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) from random values,
-the others (the K-quants, IQ4) as random blocks whose float16 scales are set to finite values (gguf-py only
-dequantises those)."""
+the others (the K-quants, the IQ and ternary TQ types) as random blocks whose float16 scales are set to finite
+values (gguf-py only dequantises those)."""
 from __future__ import annotations
 
 import gguf
@@ -11,7 +11,11 @@ T = gguf.GGMLQuantizationType
 WRITABLE = (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1)
 # Byte offsets of each block's float16 scales (llama.cpp's block_q*_K / block_iq4_* structs).
 HALF_AT = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
-           T.IQ4_NL: (0,), T.IQ4_XS: (0,)}
+           T.IQ4_NL: (0,), T.IQ4_XS: (0,),
+           # imatrix and ternary types, which diffusers' torch kernels lack (city96's ComfyUI-GGUF reads them
+           # through gguf-py): each block's d first, the TQ types' last
+           T.IQ2_XXS: (0,), T.IQ2_XS: (0,), T.IQ2_S: (0,), T.IQ3_XXS: (0,), T.IQ3_S: (0,), T.IQ1_S: (0,),
+           T.TQ1_0: (52,), T.TQ2_0: (64,)}
 TYPES = WRITABLE + tuple(HALF_AT)
 
 

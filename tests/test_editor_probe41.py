@@ -145,7 +145,7 @@ def test_a_recovered_workflows_problems_name_no_line_of_the_autosave(make_window
     path = tmp_path / "tp.yaml"
     shutil.copy(EXAMPLE, path)
     doc = Document.load(path, registry)
-    doc.push("wide", [SetParam("pattern", "width", 10 ** 6, 320)])
+    doc.push("wide", [SetParam("pattern", "width", 10 ** 6)])
     saver = Autosaver(doc, 10 ** 6, tmp_path / "recovery")
     saver.save_now()
     saver._lock.unlock()                                # what the OS does to a killed process's lock

@@ -185,3 +185,15 @@ def test_a_flux_gguf_file_builds_packed_and_takes_a_lora(tmp_path):
     copy = torch.cat([q])
     copy.add_(1)        # the copy made plain in place; the weight it was made from unchanged
     assert isinstance(q, PackedWeight) and torch.equal(copy, q.dequantize() + 1)
+
+
+def test_a_quant_type_nothing_dequantises_is_named_with_the_file_to_get(tmp_path):
+    """Q8_K (llama.cpp's intermediate type) is dequantised neither by diffusers' kernels nor by gguf-py: the
+    message named its number ('quantization type: 15 which is unsupported') and nothing to use instead."""
+    from graph_engine import NodeError
+    from nodes.generate.weights import load_weights
+    path = tmp_path / "model-Q8_K.gguf"
+    write(path, {"lin.weight": (T.Q8_K, np.zeros((2, gguf.GGML_QUANT_SIZES[T.Q8_K][1]), np.uint8))})
+    with pytest.raises(NodeError, match=r"model-Q8_K.gguf: lin.weight is stored as GGUF Q8_K, .* a Q8_0, Q6_K, "
+                                        r"Q5_K_M or Q4_K_M file of the same model"):
+        load_weights(path)

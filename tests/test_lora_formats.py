@@ -150,7 +150,8 @@ def test_a_lycoris_file_for_another_model_says_so(sd, tmp_path):
 def test_lycoris_files_are_detected_as_loras():
     from nodes.generate.detect import detect_state_dict
     for state in ({f"{K_LIN}.hada_w1_a": torch.zeros(1)}, {"diffusion_model.blocks.0.self_attn.q.lokr_w1": torch.zeros(1)},
-                  {f"{K_LIN}.diff": torch.zeros(1)}):
+                  {f"{K_LIN}.diff": torch.zeros(1)}, {f"{K_LIN}.oft_blocks": torch.zeros(1)},
+                  {f"diffusion_model.blocks.0.self_attn.q.{p}.weight": torch.zeros(1) for p in ("a1", "a2", "b1", "b2")}):
         assert detect_state_dict(state).role == "lora", state
 
 
@@ -455,3 +456,104 @@ def test_a_lokr_under_diffusers_names_is_compared_with_its_layer_before_it_is_ma
         lora.expand_lycoris({"transformer.proj.lokr_w1": torch.ones(64, 64), "transformer.proj.lokr_w2":
                              torch.ones(64, 64)}, lambda n: getattr(modules.get(n), "weight", None), "x.safetensors")
     assert modules["lora_transformer_proj"] is modules["transformer.proj"]
+
+
+# -- LyCORIS OFT, BOFT and GLoRA: changes that depend on the model's own weight ------------------------------------
+# ComfyUI's comfy/weight_adapter/oft.py, boft.py and glora.py written out at strength 1 (the reference): each takes
+# the layer's weight W and returns W's change.
+def _comfy_cayley(blocks, alpha):
+    q = blocks - blocks.transpose(-1, -2)
+    if alpha > 0:
+        n = torch.norm(q) + 1e-8
+        if n > alpha:
+            q = q * alpha / n
+    eye = torch.eye(blocks.shape[-1])
+    return (eye + q) @ (eye - q).inverse()
+
+
+def _comfy_oft(w, blocks, alpha):
+    r = _comfy_cayley(blocks, alpha)
+    n, b = blocks.shape[:2]
+    return torch.einsum("k n m, k n ... -> k m ...", r - torch.eye(b), w.view(n, b, *w.shape[1:])).reshape(w.shape)
+
+
+def _comfy_boft(w, blocks, alpha, rescale=None):
+    r = _comfy_cayley(blocks, alpha)
+    boft_m, _, boft_b = blocks.shape[:3]
+    inp = w
+    for i in range(boft_m):
+        k = 2 ** i * (boft_b // 2)
+        inp = inp.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, boft_b))
+        inp = torch.einsum("b i j, b j ...-> b i ...", r[i], inp)
+        inp = inp.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
+    return (inp if rescale is None else inp * rescale) - w
+
+
+def _comfy_glora(w, a1, a2, b1, b2, alpha):
+    rank = a2.shape[0]              # the current layout (a1: in x rank, a2: rank x in, b1: out x rank, b2: rank x in)
+    return (w @ a1 @ a2 + b1 @ b2) * (alpha / rank)
+
+
+def _weight_relative(sd, tmp_path, state, want):
+    pipe, before = _apply(sd, tmp_path, state, strength=1.0)
+    w, b = before[LIN]
+    x = torch.randn(3, 32)
+    got = _out(dict(pipe.unet.named_modules())[LIN], x)
+    torch.testing.assert_close(got, F.linear(x, w + want(w), b), rtol=1e-4, atol=1e-4)
+    assert (got - F.linear(x, w, b)).abs().max() > 1e-3
+
+
+def test_oft_boft_and_glora_change_the_layer_as_comfyui_does(sd, tmp_path):
+    torch.manual_seed(7)
+    blocks = _r(4, 8, 8)
+    _weight_relative(sd, tmp_path, {f"{K_LIN}.oft_blocks": blocks, f"{K_LIN}.alpha": torch.tensor(0.5)},
+                     lambda w: _comfy_oft(w, blocks, 0.5))
+    bblocks, rescale = _r(2, 4, 8, 8), 1 + _r(32, 1)
+    _weight_relative(sd, tmp_path, {f"{K_LIN}.oft_blocks": bblocks, f"{K_LIN}.rescale": rescale,
+                                    f"{K_LIN}.alpha": torch.tensor(0.0)},
+                     lambda w: _comfy_boft(w, bblocks, 0.0, rescale))
+    a1, a2, b1, b2 = _r(32, 4), _r(4, 32), _r(32, 4), _r(4, 32)
+    _weight_relative(sd, tmp_path, {f"{K_LIN}.a1.weight": a1, f"{K_LIN}.a2.weight": a2, f"{K_LIN}.b1.weight": b1,
+                                    f"{K_LIN}.b2.weight": b2, f"{K_LIN}.alpha": torch.tensor([2.0])},
+                     lambda w: _comfy_glora(w, a1, a2, b1, b2, 2.0))
+
+
+def test_an_oft_for_another_layer_size_is_named(sd, tmp_path):
+    with pytest.raises(NodeError, match=r"adapter.safetensors: an OFT / BOFT layer lora_unet_down_blocks_0_attentions_0_"
+                                        r"transformer_blocks_0_attn1_to_q does not fit the model"):
+        _apply(sd, tmp_path, {f"{K_LIN}.oft_blocks": _r(3, 8, 8)})
+
+
+def test_a_lora_comfyui_saved_in_its_own_sd_names_applies(sd, tmp_path):
+    """ComfyUI's LoraSave / SaveLora write a LoRA under the model's own LDM names (comfy_extras/nodes_lora_extract:
+    diffusion_model.input_blocks.1.1...lora_up.weight, no alpha: scale 1; the text encoder's under
+    text_encoders.clip_l.transformer.), which ComfyUI's comfy/lora.py reads as the model's keys. diffusers reads
+    none of them ('changes nothing')."""
+    torch.manual_seed(9)
+    d, u, cd, cu = _r(4, 32), _r(32, 4), _r(4, 32, 3, 3), _r(32, 4, 1, 1)
+    pd, pu, td, tu = _r(2, 32, 1, 1), _r(32, 2, 1, 1), _r(4, 64), _r(37, 4)
+    up = "output_blocks.5.1.proj_out"                   # diffusers' up_blocks.1.attentions.2.proj_out
+    te = "text_model.encoder.layers.0.mlp.fc1"
+    state = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight": u,
+             "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_down.weight": d,
+             "diffusion_model.input_blocks.1.0.in_layers.2.lora_up.weight": cu,
+             "diffusion_model.input_blocks.1.0.in_layers.2.lora_down.weight": cd,
+             f"diffusion_model.{up}.lora_up.weight": pu, f"diffusion_model.{up}.lora_down.weight": pd,
+             f"text_encoders.clip_l.transformer.{te}.lora_up.weight": tu,
+             f"text_encoders.clip_l.transformer.{te}.lora_down.weight": td}
+    pipe, before = _apply(sd, tmp_path, state)
+    _check(pipe, before, {LIN: u @ d, CONV: torch.einsum("or,rikl->oikl", cu[:, :, 0, 0], cd)})
+    proj = dict(pipe.unet.named_modules())["up_blocks.1.attentions.2.proj_out"]
+    assert any("lora" in n for n, _ in proj.named_modules()), "the up block's layer took no LoRA"
+    fc1 = next(m for n, m in pipe.text_encoder.named_modules() if n.endswith("layers.0.mlp.fc1"))
+    assert any("lora" in n for n, _ in fc1.named_modules()), "the text encoder's layer took no LoRA"
+
+
+def test_an_oft_in_comfyui_naming_says_which_naming_is_read():
+    """An OFT layer's change is made from the model's weight, found by kohya's or diffusers' layer names; under
+    ComfyUI's diffusion_model. names (a Wan OFT) none is found, which is not a LoRA for another model."""
+    from nodes.generate.converters.lora import expand_lycoris
+    state = {"diffusion_model.blocks.0.self_attn.q.oft_blocks": _r(4, 8, 8)}
+    with pytest.raises(NodeError, match=r"wan_oft.safetensors .*OFT / BOFT.* kohya's or diffusers' layer "
+                                        r"names, not ComfyUI's diffusion_model\. names"):
+        expand_lycoris(state, lambda layer: None, "wan_oft.safetensors")

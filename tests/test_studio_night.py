@@ -87,7 +87,8 @@ def test_a_hang_up_stops_a_batch_cleanly_with_its_summary(tmp_path, monkeypatch,
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_a_hang_up_stops_a_run_cleanly(tmp_path, monkeypatch, capsys, hangup_is_fatal):
+def hang_up_as_it_runs(monkeypatch):
+    """The run's Session.run gets a SIGHUP as it starts, as from a terminal closing under it."""
     from graph_engine.api import Session
     real = Session.run
 
@@ -96,6 +97,10 @@ def test_a_hang_up_stops_a_run_cleanly(tmp_path, monkeypatch, capsys, hangup_is_
         return real(self, *a, **k)
 
     monkeypatch.setattr(Session, "run", hung_up)
+
+
+def test_a_hang_up_stops_a_run_cleanly(tmp_path, monkeypatch, capsys, hangup_is_fatal):
+    hang_up_as_it_runs(monkeypatch)
     wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
     assert main(["run", str(wf), "--json"]) == 130
     last = json.loads(capsys.readouterr().out.splitlines()[-1])

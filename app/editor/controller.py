@@ -15,6 +15,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from graph_engine.graph import Link
 from graph_engine.node_api import SEED_MAX
+from graph_engine.outputs import is_output_param
+from graph_engine.placeholders import param_value
 
 from . import clipboard, layout, ops, rules
 from .document import Document, absolute_inputs
@@ -59,7 +61,9 @@ class Controller:
         if spec is None:
             raise Refused(f"unknown node type {type_name!r}")
         nid = self.graph.unique_id(type_name)
-        params = {n: copy.deepcopy(p.default) for n, p in spec.params.items()}
+        # A writer's path is left out, as a file written by hand leaves it: it then follows the workflow file's name
+        # (graph_engine.default_outputs); written as out/video.mp4, every workflow built here wrote that one file.
+        params = {n: copy.deepcopy(p.default) for n, p in spec.params.items() if not is_output_param(p)}
         todo: List[ops.Op] = [ops.AddNode(type_name, nid, params, spec.version, {"pos": [round(pos[0]), round(pos[1])]})]
         if link_from is not None:
             other, port, is_input = link_from
@@ -163,11 +167,19 @@ class Controller:
 
     def set_param(self, node_id: str, name: str, value, gesture: Optional[int] = None) -> None:
         spec = self.doc.spec(node_id)
+        inst = self.graph.nodes[node_id]
+        # As the run takes it: a writer's path left out is the workflow file's own (out/shot.mp4), so the artist's
+        # out/video.mp4 is written into the file, and the path shown, committed unchanged, is not.
         p = spec.params.get(name) if spec else None
-        if self.graph.nodes[node_id].params.get(name, p.default if p else None) == value and gesture is None:
+        now = param_value(self.doc.workflow, self.doc.registry, node_id, name) if p else inst.params.get(name)
+        if p is not None and is_output_param(p) and isinstance(value, str) and not value.strip():
+            # A writer's path cleared goes back to the default shown greyed in its place, not to no file at all
+            if name not in inst.params:
+                return
+            value = ops.LEFT_OUT
+        if now == value and gesture is None:
             return
-        self.doc.push(f"Set {name} of {self.named(node_id)}", [ops.SetParam(node_id, name, value, p.default if p else None)],
-                      gesture)
+        self.doc.push(f"Set {name} of {self.named(node_id)}", [ops.SetParam(node_id, name, value)], gesture)
 
     def set_bypass(self, node_ids: Iterable[str], bypass: Optional[bool] = None) -> None:
         ids = [n for n in node_ids if n in self.graph.nodes]
@@ -230,7 +242,7 @@ class Controller:
                     new = cur + 1 if cur < top else lo
                 else:
                     new = rng.randint(lo, int(p.max) if p.max is not None else 2 ** 31 - 1)
-                todo.append(ops.SetParam(nid, name, new, p.default))
+                todo.append(ops.SetParam(nid, name, new))
         if todo:
             self.doc.push("New seeds", todo)
 

@@ -350,7 +350,7 @@ def absolute_inputs(graph: Graph, registry, folder: Path, node_ids: Optional[Seq
                 continue
             old = os.path.normpath(folder / v)
             if os.path.exists(old) or (glob.has_magic(v) and glob.glob(old)):
-                todo.append(SetParam(nid, name, old, p.default))     # model names found elsewhere stay
+                todo.append(SetParam(nid, name, old))     # model names found elsewhere stay
     return todo
 
 

@@ -132,6 +132,7 @@ def autosave_on_termination(app) -> Callable[[], None]:
     import signal
     import socket
     from PySide6.QtCore import QSocketNotifier
+    from ..signal_catch import catch
     from .window import WINDOWS
     if not hasattr(signal, "SIGHUP"):       # Windows: no such signals to catch
         return lambda: None
@@ -152,7 +153,7 @@ def autosave_on_termination(app) -> Callable[[], None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
-    before = {sig: signal.signal(sig, autosave_then_end) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    before = catch((signal.SIGTERM, signal.SIGHUP, signal.SIGINT), autosave_then_end)   # not one nohup ignores
 
     def restore() -> None:
         for sig, handler in before.items():

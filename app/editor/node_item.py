@@ -14,6 +14,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
+from graph_engine.default_outputs import from_file_name, own_default
+from graph_engine.outputs import is_output_param
 from graph_engine.validate import check_param
 
 from . import rules, theme
@@ -431,6 +433,9 @@ class NodeItem(QGraphicsItem):
         for j, (name, p) in enumerate(self.spec.params.items()):
             r = self._param_rect(j)
             v = values.get(name, p.default)
+            left_out = is_output_param(p) and name not in values and self.scene() is not None
+            if left_out:        # the path the run writes, the workflow file's own, greyed as the panel shows it
+                v = own_default(self.scene().doc.workflow, p)
             painter.setPen(Qt.NoPen)
             painter.setBrush(theme.FIELD)
             painter.drawRoundedRect(r, 4, 4)
@@ -465,7 +470,7 @@ class NodeItem(QGraphicsItem):
             label, value = field_texts(name, shown, inner.width(), file=p.kind == "path")
             painter.setPen(self._label_color(fill, 6 + LABEL.width(label)))
             LABEL.left(painter, inner.x(), inner.center().y(), label)
-            painter.setPen(theme.REFUSED if name in self.missing else theme.TEXT)
+            painter.setPen(theme.REFUSED if name in self.missing else theme.TEXT_DIM if left_out else theme.TEXT)
             LABEL.right(painter, inner.right(), inner.center().y(), value)
 
     @staticmethod
@@ -656,6 +661,13 @@ def fit_title(label: str, room: float) -> str:
 
 
 WEIGHTS_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".sft")
+
+
+def default_path_text(wf, p) -> str:
+    """What a writer's path `p` left out of its node reads as in the workflow `wf`: 'out/shot.mp4 (from the file
+    name)' for shot.yaml, the node's own default (out/video.mp4) for an untitled workflow."""
+    shown = own_default(wf, p)
+    return f"{shown} (from the file name)" if from_file_name(wf, p) else shown
 
 
 def field_texts(name: str, shown: str, width: float, file: bool = False) -> Tuple[str, str]:

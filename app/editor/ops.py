@@ -10,6 +10,8 @@ from typing import Any, Dict, Optional
 from graph_engine.graph import Graph, Link
 
 _UNSET = object()
+# A parameter the node leaves out (its default holds): what SetParam sets to clear one, and undoes to.
+LEFT_OUT = object()
 
 
 class Op:
@@ -85,21 +87,28 @@ class Disconnect(Op):
 
 
 class SetParam(Op):
-    """`default` is what undo writes when the parameter was not set before: the Graph has no
-    way to unset a parameter, and the declared default means the same to the executor."""
+    """`value` LEFT_OUT leaves the parameter out of the node. Undo leaves one that was not set out again: writing
+    its declared default put `path: out/video.mp4` into a workflow whose save node had followed the file's name
+    (graph_engine.default_outputs)."""
 
-    def __init__(self, node_id: str, name: str, value: Any, default: Any = None):
-        self.node_id, self.name, self.value, self.default = node_id, name, value, default
+    def __init__(self, node_id: str, name: str, value: Any):
+        self.node_id, self.name, self.value = node_id, name, value
         self.old: Any = _UNSET
 
     def do(self, g):
         inst = g.nodes[self.node_id]
         if self.old is _UNSET:
-            self.old = copy.deepcopy(inst.params[self.name]) if self.name in inst.params else self.default
-        g.set_param(self.node_id, self.name, copy.deepcopy(self.value))
+            self.old = copy.deepcopy(inst.params[self.name]) if self.name in inst.params else LEFT_OUT
+        self._put(g, self.value)
 
     def undo(self, g):
-        g.set_param(self.node_id, self.name, copy.deepcopy(self.old))
+        self._put(g, self.old)
+
+    def _put(self, g, value):
+        if value is LEFT_OUT:
+            g.unset_param(self.node_id, self.name)
+        else:
+            g.set_param(self.node_id, self.name, copy.deepcopy(value))
 
     def absorb(self, later):
         if isinstance(later, SetParam) and (later.node_id, later.name) == (self.node_id, self.name):

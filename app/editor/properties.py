@@ -14,10 +14,12 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QFormLayout, QGridLayout
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from graph_engine.graph import Event
+from graph_engine.outputs import is_output_param
 
 from .comfyui_open import placeholder_advice
 from .controller import Controller, counted
 from .help_text import help_html, help_tip, plain_tip
+from .node_item import default_path_text
 from .param_widgets import PlainTextField, TextEditor, make_editor, route_clipboard
 from .titles import node_title
 
@@ -114,6 +116,8 @@ class PropertiesPanel(QScrollArea):
     def set_controller(self, controller: Controller) -> None:
         self.controller = controller
         controller.doc.changed.connect(self._on_event)
+        # Save As another name names the writers' default paths anew (out/other.mp4)
+        controller.doc.pathChanged.connect(lambda _: self.show_node(self.node_id))
         self.show_node(None)
 
     @property
@@ -267,7 +271,10 @@ class PropertiesPanel(QScrollArea):
                              frames=lambda: self._frames(node_id),
                              pick=lambda: self.pickRequested.emit(node_id))
             route_clipboard(ed, self.clipboardRequested.emit)
-            ed.set_value(inst.params.get(name, p.default))
+            if is_output_param(p):
+                # Left out, a writer's path is the workflow file's own: shown greyed in the empty field, not written
+                ed.edit.setPlaceholderText(default_path_text(self.doc.workflow, p))
+            ed.set_value(inst.params.get(name, None if is_output_param(p) else p.default))
             label = QLabel(name)
             label.setToolTip(help_tip(p.help or name))
             ed.setToolTip(help_tip(p.help))
@@ -517,4 +524,5 @@ class PropertiesPanel(QScrollArea):
                 edit = getattr(ed, "edit", None)
                 if isinstance(edit, QLineEdit):
                     edit.setModified(False)
-                ed.set_value(self.doc.graph.nodes[self.node_id].params.get(name, spec.params[name].default))
+                p = spec.params[name]
+                ed.set_value(self.doc.graph.nodes[self.node_id].params.get(name, None if is_output_param(p) else p.default))

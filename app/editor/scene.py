@@ -53,6 +53,7 @@ class GraphScene(QGraphicsScene):
         self._check_added.setInterval(0)
         self._check_added.timeout.connect(lambda: self.check_models(self._added[:]) or self._added.clear())
         self._unsubscribe = doc.graph.subscribe(self._on_event)
+        doc.pathChanged.connect(lambda _: self.update())   # writers' default paths follow the file's new name
         self._selection_moved = False       # selected nodes removed by the edit under way, not told yet
         doc.undo.indexChanged.connect(self._tell_selection)     # each edit, undo and redo ends with it
         self.selectionChanged.connect(self.overview_changed)

@@ -12,6 +12,7 @@ from PySide6.QtGui import QKeySequence, QPainter, QPainterPath, QPainterPathStro
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsTextItem, QGraphicsView, QLabel, QLineEdit, QMenu
 
 from graph_engine.workflow import MEDIA_SUFFIXES
+from graph_engine.placeholders import param_value
 
 from . import rules, theme
 from .clipboard import holds_nodes
@@ -628,7 +629,7 @@ class GraphView(QGraphicsView):
         sc = self.scene()
         item: NodeItem = sc.nodes[node_id]
         p = item.spec.params[name]
-        cur = item.inst.params.get(name, p.default)
+        cur = param_value(sc.doc.workflow, sc.doc.registry, node_id, name)   # a writer's path left out: the file's
         rect = item.mapRectToScene(item.param_rect(name))
         if p.choices:
             menu = QMenu(self)
@@ -655,7 +656,7 @@ class GraphView(QGraphicsView):
             inst = sc.doc.graph.nodes.get(node_id)
             if inst is None:
                 return None
-            v = inst.params.get(name, p.default)
+            v = param_value(sc.doc.workflow, sc.doc.registry, node_id, name)
             return "" if v is None else str(v)
 
         self._line_editor(rect, "" if cur is None else str(cur), commit, current,

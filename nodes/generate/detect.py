@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 
 from graph_engine import NodeError
 from nodes.generate.gguf_names import gguf_renames, refuse_other_attention
+from nodes.generate.foreign_quant import foreign_quant
 from nodes.generate.per_file import kept_per_file
 
 Shape = Tuple[int, ...]
@@ -1403,19 +1404,21 @@ def _ipadapter(k: Keys) -> Optional[Detection]:
     return Detection("ipadapter", family, variant, why=found["title"], extra=found)
 
 
-# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming; XLabs'
+# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale, OFT / BOFT oft_blocks; GLoRA by
+# its four a1 / a2 / b1 / b2 matrices together, as one a1.weight could be any model's), under any naming; XLabs'
 # (x-flux-comfyui's LoadFluxLora: double_blocks.N.processor.qkv_lora1 / proj_lora2 ...).
 _XLABS_LORA = re.compile(r"^double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]\.(down|up)\.weight$")
 _LORA = re.compile(r"(\.lora_[AB]\.|\.lora_(down|up)\.|\.lora\.(down|up)\.|_lora\.(down|up)\.|\.lora_(A|B)$|"
                    r"\.processor\.(qkv|proj)_lora[12]\.(down|up)\.|"
-                   r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale)$)")
+                   r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale|oft_blocks)$)")
 
 
 SHARED_BLOCKS = "double/single blocks of FLUX.1 or HunyuanVideo"
 
 
 def _lora(k: Keys) -> Optional[Detection]:
-    names = [n for n in k.shapes if _LORA.search(n)]
+    names = [n for n in k.shapes if _LORA.search(n) or n.endswith(".a1.weight") and all(
+        n[:-len("a1.weight")] + p in k.shapes for p in ("a2.weight", "b1.weight", "b2.weight"))]
     if not names:
         return None
     text = " ".join(names[:400])
@@ -1885,7 +1888,13 @@ def _triposplat(k: Keys) -> Optional[Detection]:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_hunyuan3d, _trellis2, _triposplat, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
+def _foreign_quant(k: Keys) -> Optional[Detection]:
+    """bitsandbytes' and nunchaku's quantised files (their names hold the base model's too): named, not run."""
+    why = foreign_quant(k.shapes)
+    return Detection(None, None, "", why=why) if why else None
+
+
+RULES = [_foreign_quant, _hunyuan3d, _trellis2, _triposplat, _ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _anima, _not_yet, _mage_flow, _seedvr2, _stable_audio, _minimax_music3, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _unpooled_flux, _flux, _sd3, _lens, _pixeldit, _qwenimage, _newbie, _zimage, _krea2, _ideogram4, _flux3, _boogu, _omnigen2, _joyimage, _fibo2, _hidream_o1, _hidream, _vae,
          _text_encoder, _clip_vision, _style_model, _model_patch, _read_by_a_node]
 
 

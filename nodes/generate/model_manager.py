@@ -308,8 +308,12 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
             continue
         if name not in loaded:
             modules = kohya_modules(pipe)
+            unet_config = getattr(getattr(pipe, "unet", None), "config", None)
+            layers = getattr(unet_config, "layers_per_block", None)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
-                               flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"))
+                               flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"),
+                               unet_layers=(layers, getattr(pipe, "text_encoder_2", None) is not None)
+                               if isinstance(layers, int) else None)
             fused = FUSED_LAYERS.get(type(pipe).__name__)
             if type(pipe).__name__ == "AnimaParts" and not alone:
                 state = anima_lora(state, pipe.transformer, Path(path).name)

@@ -26,6 +26,7 @@ from graph_engine import NodeError
 from graph_engine.context import check_cancelled
 from nodes.generate.block_quant import FORMATS as BLOCK_FORMATS, expand, scales_of
 from nodes.generate.gguf_names import gguf_renames, llm_values
+from nodes.generate.foreign_quant import foreign_quant
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, gguf_reader, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
@@ -84,8 +85,11 @@ def _read_gguf(path: Path) -> dict:
         quant = tensor.tensor_type
         if quant in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             quant = None
-        elif quant not in SUPPORTED_GGUF_QUANT_TYPES:
-            raise NodeError(f"{path}: {tensor.name} has a quantization type: {quant} which is unsupported.")
+        elif quant not in SUPPORTED_GGUF_QUANT_TYPES and not _numpy_dequantises(quant):
+            kind = getattr(quant, "name", f"type {int(quant)}")
+            raise NodeError(f"{path}: {tensor.name} is stored as GGUF {kind}, which neither diffusers' GGUF kernels "
+                            "nor gguf-py dequantise (ComfyUI-GGUF cannot read it either); get a Q8_0, Q6_K, Q5_K_M "
+                            "or Q4_K_M file of the same model")
         raw[tensor.name] = (torch.from_numpy(tensor.data.copy()), quant)
     # read_header gives a text encoder's llama.cpp names as transformers' (gguf_names); the tensors take the same names
     renames = gguf_renames(raw, header.metadata.get("general.architecture", ""), path.name) or {}
@@ -110,12 +114,26 @@ def _read_gguf(path: Path) -> dict:
     return out
 
 
+def _numpy_dequantises(quant) -> bool:
+    """gguf-py dequantises `quant` (the imatrix IQ1 / IQ2 / IQ3 types, ternary TQ1_0 / TQ2_0) where diffusers'
+    torch kernels do not."""
+    from gguf import quants
+    return quant in getattr(quants, "_type_traits", {})
+
+
 def gguf_expand(q, cfg: dict, dtype):
     """GGUF blocks `q` (bytes, one row of blocks per row of the tensor) as values of `dtype`: diffusers' torch
-    port of GGUF's dequantisation (ComfyUI-GGUF's maths: half-precision scales), reshaped to cfg's shape if any."""
+    port of GGUF's dequantisation (ComfyUI-GGUF's maths: half-precision scales), reshaped to cfg's shape if any.
+    Types it lacks (IQ2_XXS, IQ3_S, TQ2_0 ...) go through gguf-py's numpy dequantisation on the CPU, as
+    ComfyUI-GGUF falls back to it: slower, the same values."""
     from diffusers.quantizers.gguf.utils import GGML_QUANT_SIZES, dequantize_functions
     block, size = GGML_QUANT_SIZES[cfg["type"]]
-    w = dequantize_functions[cfg["type"]](q.reshape(-1, size), block, size)
+    if cfg["type"] not in dequantize_functions:
+        import torch
+        from gguf import quants
+        w = torch.from_numpy(quants.dequantize(q.reshape(-1, size).cpu().numpy(), cfg["type"])).to(q.device)
+    else:
+        w = dequantize_functions[cfg["type"]](q.reshape(-1, size), block, size)
     w = w.reshape(*q.shape[:-1], q.shape[-1] // size * block).to(dtype)
     return w if cfg["shape"] is None else w.reshape(cfg["shape"])
 
@@ -444,7 +462,11 @@ def _checked_scale(base: str, scale, shape):
 def load_weights(path, dtype=None, keep_fp8: bool = False, packed: Optional[bool] = None) -> Dict[str, "object"]:
     """A file's state dict with correct values: see the module docstring (and dequantise's `packed`)."""
     try:
-        return dequantise(read_raw(path), dtype, keep_fp8, packed)
+        state = read_raw(path)
+        foreign = foreign_quant(state)
+        if foreign:
+            raise NodeError(f"{Path(path).name} is {foreign}")
+        return dequantise(state, dtype, keep_fp8, packed)
     except NodeError as exc:        # a format refused: name the file too, where the message does not yet
         name = Path(path).name
         raise NodeError(str(exc) if name in str(exc) else f"{name}: {exc}") from None

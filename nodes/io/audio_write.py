@@ -3,8 +3,8 @@ SaveAudio, SaveAudioMP3, SaveAudioOpus and SaveAudioAdvanced write theirs: FLAC 
 bit rate, Opus at a bit rate, or WAV."""
 from __future__ import annotations
 
-import os
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 from graph_engine import NodeError
@@ -48,7 +48,7 @@ def write_audio(audio, path: str, quality: str = "V0", workflow_yaml: str = "", 
     from graph_engine.atomic import atomic_output
     from .mixdown import sound_args, source_format
     from .sound import length, sound_problem
-    from .video_write import _metadata_file, ffmpeg_exe
+    from .video_write import ffmpeg_exe, metadata_file
     final = Path(path)
     suffix = final.suffix.lower()
     why = audio_name(final) or ("give the sound file a name" if not str(path).strip() else None)
@@ -66,20 +66,16 @@ def write_audio(audio, path: str, quality: str = "V0", workflow_yaml: str = "", 
     if suffix == ".opus":
         rate = source_format(p.path for track in audio.tracks() for p in track)[0]
         extra += ["-ar", str(next((r for r in OPUS_RATES if r >= rate), 48000))]
-    meta = _metadata_file(workflow_yaml) if workflow_yaml and suffix != ".wav" else None
     kept: list = []
-    try:
-        with atomic_output(final, overwrite=overwrite, takes=kept) as tmp:
-            cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", *graph[0]]
-            if meta:
-                cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(graph[2])]
-            cmd += ["-filter_complex", graph[1], "-map", "[sound]", "-c:a", AUDIO_CODECS[suffix], *extra, str(tmp)]
-            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-            if done.returncode:
-                err = done.stderr.strip().replace(str(tmp), final.name)
-                raise NodeError(f"could not write {final.name}: {err.splitlines()[-1] if err else done.returncode}")
-    finally:
+    with atomic_output(final, overwrite=overwrite, takes=kept) as tmp, \
+            metadata_file(workflow_yaml, final) if workflow_yaml and suffix != ".wav" else nullcontext() as meta:
+        cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", *graph[0]]
         if meta:
-            os.unlink(meta)
+            cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(graph[2])]
+        cmd += ["-filter_complex", graph[1], "-map", "[sound]", "-c:a", AUDIO_CODECS[suffix], *extra, str(tmp)]
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if done.returncode:
+            err = done.stderr.strip().replace(str(tmp), final.name)
+            raise NodeError(f"could not write {final.name}: {err.splitlines()[-1] if err else done.returncode}")
     info = {"path": str(final), "seconds": round(seconds, 3), "bytes": final.stat().st_size}
     return {**info, "earlier_take": str(kept[0])} if kept else info

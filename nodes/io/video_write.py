@@ -8,16 +8,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import threading
-from queue import Queue
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable, Optional
+from queue import Queue
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from graph_engine import Clip, NodeError
-from graph_engine.atomic import folder_removed
+from graph_engine.atomic import folder_removed, held_temporary
 from .mixdown import sound_args
 
 CODECS = ("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1", "gif", "webp", "png")
@@ -102,16 +102,24 @@ def codec_args(codec: str, crf: int, fps: float, alpha: bool = False, deep: bool
     raise NodeError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
 
 
-def _metadata_file(workflow_yaml: str) -> str:
-    """The workflow as an FFMETADATA file: metadata of any size reaches the muxer without argv's
-    128 KiB-per-argument limit."""
+@contextmanager
+def metadata_file(workflow_yaml: str, beside: Path) -> Iterator[str]:
+    """The workflow as an FFMETADATA file, while ffmpeg reads it: metadata of any size reaches the muxer without argv's
+    128 KiB-per-argument limit. A hidden temporary beside the output `beside` (as the output's own is), held by this
+    writer: one in /tmp stayed there for ever, the whole workflow in each, where the writer was killed outright (kill
+    -9, the OOM killer, a preempted farm node); the next write into that folder removes it
+    (graph_engine.atomic.remove_abandoned)."""
     esc = workflow_yaml
     for ch in ("\\", "=", ";", "#", "\n"):
         esc = esc.replace(ch, "\\" + ch)
-    fd, name = tempfile.mkstemp(prefix="kinograph-meta-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(f";FFMETADATA1\nkinograph_workflow={esc}\n")
-    return name
+    fd, path, _ = held_temporary(beside, ".txt")
+    try:
+        with open(fd, "w", encoding="utf-8", closefd=False) as f:
+            f.write(f";FFMETADATA1\nkinograph_workflow={esc}\n")
+        yield str(path)
+    finally:
+        os.close(fd)        # before the unlink: Windows removes no open file
+        path.unlink(missing_ok=True)
 
 
 def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264", crf: int = 19,
@@ -127,16 +135,11 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
         (_sound_problem(final, clip) if keep_audio and codec not in ("gif", "webp", "png") else None)
     if why:
         raise NodeError(why)
-    meta = None
     kept: list = []
-    try:
-        with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec], takes=kept) as tmp:
-            if workflow_yaml and codec not in ("gif", "webp", "png"):
-                meta = _metadata_file(workflow_yaml)
+    with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec], takes=kept) as tmp:
+        with metadata_file(workflow_yaml, final) if workflow_yaml and codec not in ("gif", "webp", "png") else \
+                nullcontext() as meta:
             _encode(clip, tmp, final.name, fps, codec, crf, meta, keep_audio, progress)
-    finally:
-        if meta:
-            os.unlink(meta)
     info = {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}
     return {**info, "earlier_take": str(kept[0])} if kept else info
 

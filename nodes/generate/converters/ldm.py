@@ -63,27 +63,29 @@ def unet_to_diffusers(state: Mapping, resnet, attention) -> dict:
     (they differ between UNet kinds); the block structure is read from the keys: a level has
     `layers` resnets (+1 on the way up) and, except the last, a down/upsampler."""
     ins = count(state, "input_blocks.{}.")
-    ups = count(state, "output_blocks.{}.")
     levels = count(state, "input_blocks.{}.0.op.") + 1
     layers = (ins - 1 - (levels - 1)) // levels
-    out = {}
-    top = {"time_embed.0.": "time_embedding.linear_1.", "time_embed.2.": "time_embedding.linear_2.",
-           "label_emb.0.0.": "add_embedding.linear_1.", "label_emb.0.2.": "add_embedding.linear_2.",
-           "input_blocks.0.0.": "conv_in.", "out.0.": "conv_norm_out.", "out.2.": "conv_out."}
-    for k, v in state.items():
-        new = next((n + k[len(o):] for o, n in top.items() if k.startswith(o)), None)
-        if new is None:
-            m = re.match(r"^(input_blocks|output_blocks|middle_block)\.(\d+)\.(?:(\d+)\.)?(.*)$", k)
-            if m is None:
-                new = k
-            else:
-                where, a, b, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-                new = _unet_block(where, a, int(b) if b is not None else None, rest, layers, ups, resnet, attention)
-        out[new] = v
-    return out
+    return {unet_name(k, layers, resnet, attention): v for k, v in state.items()}
 
 
-def _unet_block(where, a, b, rest, layers, ups, resnet, attention) -> str:
+_TOP = {"time_embed.0.": "time_embedding.linear_1.", "time_embed.2.": "time_embedding.linear_2.",
+        "label_emb.0.0.": "add_embedding.linear_1.", "label_emb.0.2.": "add_embedding.linear_2.",
+        "input_blocks.0.0.": "conv_in.", "out.0.": "conv_norm_out.", "out.2.": "conv_out."}
+
+
+def unet_name(k: str, layers: int, resnet, attention) -> str:
+    """One LDM UNet name -> diffusers', for a UNet of `layers` resnets a level (see unet_to_diffusers)."""
+    new = next((n + k[len(o):] for o, n in _TOP.items() if k.startswith(o)), None)
+    if new is not None:
+        return new
+    m = re.match(r"^(input_blocks|output_blocks|middle_block)\.(\d+)\.(?:(\d+)\.)?(.*)$", k)
+    if m is None:
+        return k
+    where, a, b, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    return _unet_block(where, a, int(b) if b is not None else None, rest, layers, resnet, attention)
+
+
+def _unet_block(where, a, b, rest, layers, resnet, attention) -> str:
     if where == "middle_block":
         return f"mid_block.resnets.{a // 2}.{resnet(rest)}" if a in (0, 2) else \
             f"mid_block.attentions.0.{attention(rest)}"

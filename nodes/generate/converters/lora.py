@@ -31,10 +31,12 @@ def motion_lora_to_diffusers(state: Dict[str, object]) -> Dict[str, object]:
     return out
 
 
-def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False) -> Dict[str, object]:
+def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False,
+               unet_layers: Optional[Tuple[int, bool]] = None) -> Dict[str, object]:
     """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris. `flux`: for a
     FLUX.1 pipeline (Black Forest Labs' layer names are HunyuanVideo's too where they say linear1, so the pipeline
-    decides)."""
+    decides). `unet_layers`: for an SD / SDXL UNet, (its resnets a level, whether it has SDXL's two text encoders),
+    to read ComfyUI's own LDM names (comfy_ldm_lora_to_kohya)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
     check_ranks(state, getattr(path, "name", str(path)))
@@ -42,6 +44,8 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
         return motion_lora_to_diffusers(state)
     if flux and is_bfl_flux_lora(state):
         state = bfl_flux_lora_to_kohya(state)
+    if unet_layers and is_comfy_ldm_lora(state):
+        state = comfy_ldm_lora_to_kohya(state, *unet_layers)
     return expand_lycoris(state, base_weight, getattr(path, "name", str(path))) if needs_expanding(state) else state
 
 
@@ -97,6 +101,39 @@ def bfl_flux_lora_to_kohya(state: Dict[str, object]) -> Dict[str, object]:
     return out
 
 
+_LDM_UNET = ("diffusion_model.input_blocks.", "diffusion_model.middle_block.", "diffusion_model.output_blocks.")
+
+
+def is_comfy_ldm_lora(state: Dict[str, object]) -> bool:
+    """A LoRA ComfyUI saved for SD / SDXL (LoraSave, SaveLora): the UNet's layers under their LDM names
+    (diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight), which ComfyUI reads as the
+    model's own keys and diffusers not at all."""
+    return any(k.startswith(_LDM_UNET) for k in state)
+
+
+def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -> Dict[str, object]:
+    """The same LoRA under kohya's names (lora_unet_down_blocks_0_attentions_0_..., lora_te_ / lora_te1_ / lora_te2_
+    for ComfyUI's text_encoders.clip_l / clip_g.transformer.), which diffusers' kohya converter reads with their
+    alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them)."""
+    from nodes.generate.converters.ldm import resnet_names, unet_name
+    encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_"}
+    out = {}
+    for k, v in state.items():
+        base, part = _split(k)
+        if base is None:
+            out[k] = v
+            continue
+        if base.startswith("diffusion_model."):
+            base = "lora_unet_" + unet_name(base[len("diffusion_model."):] + ".", layers, resnet_names,
+                                            lambda rest: rest).rstrip(".").replace(".", "_")
+        elif base.startswith("text_encoders."):
+            encoder, _, rest = base[len("text_encoders."):].partition(".")
+            if encoder in encoders:
+                base = encoders[encoder] + rest.removeprefix("transformer.").replace(".", "_")
+        out[f"{base}.{part}"] = v
+    return out
+
+
 # -- LyCORIS layouts (LoHa, LoKr, full diff) and DoRA ------------------------------------------------
 # diffusers reads kohya LoRA and LoCon (lora_down/lora_up) but stops at LyCORIS's other layouts with "The following
 # keys have not been correctly renamed" and drops a DoRA's dora_scale (a plain LoRA's result, silently). Each such
@@ -105,8 +142,11 @@ def bfl_flux_lora_to_kohya(state: Dict[str, object]) -> Dict[str, object]:
 # diffusers loads under the file's own names; strength then scales the change as ComfyUI's does.
 _PARTS = (".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b", ".hada_t1", ".hada_t2", ".lokr_w1_a", ".lokr_w1_b",
           ".lokr_w2_a", ".lokr_w2_b", ".lokr_w1", ".lokr_w2", ".lokr_t2", ".diff_b", ".diff", ".dora_scale", ".alpha",
-          ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight", ".lora_A.weight", ".lora_B.weight")
-_LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".diff", ".dora_scale")
+          ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight", ".lora_A.weight", ".lora_B.weight",
+          ".oft_blocks", ".rescale", ".a1.weight", ".a2.weight", ".b1.weight", ".b2.weight")
+_LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".diff", ".dora_scale", ".oft_blocks", ".a1.weight")
+# OFT / BOFT rotate the layer's weight and GLoRA multiplies it: their change is computed from the model's weight.
+_OF_WEIGHT = ("oft_blocks", "a1.weight")
 
 
 def _split(key: str):
@@ -117,7 +157,7 @@ def _split(key: str):
 
 
 def needs_expanding(state: Dict[str, object]) -> bool:
-    """True for a file with LoHa, LoKr, full-diff or DoRA layers (which diffusers cannot apply as they are)."""
+    """True for a file with LoHa, LoKr, full-diff, OFT, BOFT, GLoRA or DoRA layers (which diffusers cannot apply as they are)."""
     return any(k.endswith(_LYCORIS) for k in state)
 
 
@@ -142,6 +182,12 @@ def delta_shape(layer: Dict[str, object]) -> Tuple[int, ...]:
         return (s(wa)[1], s(wb)[1], *s(t)[2:])
     if "diff" in layer:
         return s("diff")
+    if "oft_blocks" in layer:
+        blocks = s("oft_blocks")      # OFT: [blocks, size, size]; BOFT: [stages, blocks, size, size]
+        return (blocks[-3] * blocks[-1],)
+    if "a1.weight" in layer:
+        return (s("b1.weight")[0], s("b2.weight")[1]) if s("a1.weight")[1] == s("a2.weight")[0] \
+            else (s("b2.weight")[0], s("b1.weight")[1])
     if "hada_w1_a" in layer:
         if "hada_t1" in layer:
             m1, m2 = tucker("hada_t1", "hada_w1_b", "hada_w1_a"), tucker("hada_t2", "hada_w2_b", "hada_w2_a")
@@ -214,6 +260,60 @@ def layer_delta(layer: Dict[str, object], shape=None):
             raise ValueError(f"its change has shape {list(delta.shape)}, the model's weight {list(shape)}")
         delta = delta.reshape(shape)
     return delta, g.get("diff_b")
+
+
+def _cayley(blocks, alpha: float):
+    """OFT's orthogonal blocks from the stored ones: (I + Q)(I - Q)^-1 of their skew-symmetric part Q, Q scaled down
+    to norm alpha where alpha > 0 bounds it (OFT's constraint, not a scale)."""
+    import torch
+    q = blocks - blocks.transpose(-1, -2)
+    if alpha > 0:
+        norm = torch.norm(q) + 1e-8
+        if norm > alpha:
+            q = q * alpha / norm
+    eye = torch.eye(blocks.shape[-1])
+    return (eye + q) @ (eye - q).inverse()
+
+
+def weight_relative_delta(layer: Dict[str, object], weight):
+    """The change at strength 1 of a layer whose LyCORIS form acts on the model's weight W, as ComfyUI's
+    comfy/weight_adapter computes it: OFT (oft_blocks [n, b, b]) turns each block of b output channels by an
+    orthogonal matrix; BOFT (oft_blocks [m, n, b, b]) by m butterfly stages of them; `rescale` scales the turned
+    rows (ComfyUI's BOFT and LyCORIS do; its OFT leaves it out); GLoRA adds W a1 a2 + b1 b2 times alpha / rank
+    (lycoris' older layout: W a2 a1 + b2 b1)."""
+    import torch
+    g = {k: v.float() for k, v in layer.items() if hasattr(v, "float")}
+    w = weight.float()
+    alpha = g.get("alpha")
+    if "oft_blocks" in g:
+        blocks = g["oft_blocks"]
+        r = _cayley(blocks, float(alpha) if alpha is not None else 0.0)
+        if blocks.dim() == 3:
+            n, b = blocks.shape[:2]
+            turned = torch.einsum("k n m, k n ... -> k m ...", r, w.reshape(n, b, *w.shape[1:])).reshape(w.shape)
+        else:
+            b = blocks.shape[-1]
+            turned = w
+            for i in range(blocks.shape[0]):
+                k = 2 ** i * (b // 2)
+                turned = turned.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, b))
+                turned = torch.einsum("b i j, b j ... -> b i ...", r[i], turned)
+                turned = turned.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
+        if "rescale" in g:
+            turned = turned * g["rescale"].reshape(-1, *[1] * (w.dim() - 1))
+        return turned - w
+    a1, a2, b1, b2 = (g[n].flatten(1) for n in ("a1.weight", "a2.weight", "b1.weight", "b2.weight"))
+    flat = w.flatten(1)
+    # ComfyUI's test of which layout it is, where the shapes fit both
+    old = b2.shape[1] == b1.shape[0] == a1.shape[0] == a2.shape[1]
+    if b2.shape[0] == b1.shape[1] == a1.shape[1] == a2.shape[0] and not (
+            old and a2.shape[0] == w.shape[0] == w.shape[1]):
+        old = False
+    if old:
+        rank, delta = a1.shape[0], b2 @ b1 + flat @ a2 @ a1
+    else:
+        rank, delta = a2.shape[0], flat @ a1 @ a2 + b1 @ b2
+    return delta.reshape(w.shape) * (float(alpha) / rank if alpha is not None else 1.0)
 
 
 def dora_delta(weight, delta, dora_scale):
@@ -305,6 +405,23 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
             if layer["diff"].abs().max() > 0 or (layer.get("diff_b") is not None and layer["diff_b"].abs().max() > 0):
                 raise NodeError(f"{name} changes the norm layer {base} ({base}.diff), which Kinograph cannot apply "
                                 "as a LoRA; ComfyUI can")
+            continue
+        if any(p in layer for p in _OF_WEIGHT):
+            kind = "an OFT / BOFT" if "oft_blocks" in layer else "a GLoRA"
+            if weight is None and comfy:
+                raise NodeError(f"{name} is {kind} LoRA (LyCORIS), whose change is made from the model's own "
+                                f"weight; Kinograph finds that weight under kohya's or diffusers' layer names, not "
+                                f"ComfyUI's diffusion_model. names ({base}) yet. Use a version of the file saved "
+                                "in kohya's names, or a LoRA / LoCon / LoHa / LoKr version")
+            if weight is None:
+                raise NodeError(f"{name} is {kind} LoRA (LyCORIS), whose change is made from the model's own "
+                                f"weight, and its layer {base} has no matching layer in this model; it is for another "
+                                "model (family, version or size)")
+            try:
+                out.update(_as_lora(base, weight_relative_delta(layer, weight), kohya))
+            except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+                raise NodeError(f"{name}: {kind} layer {base} does not fit the model ({exc}); the LoRA is for "
+                                "another model (family, version or size)") from None
             continue
         try:
             delta, bias = layer_delta(layer, None if weight is None else weight.shape)
