@@ -471,22 +471,30 @@ def _comfy_cayley(blocks, alpha):
     return (eye + q) @ (eye - q).inverse()
 
 
-def _comfy_oft(w, blocks, alpha):
+def _comfy_oft(w, blocks, alpha, strength=1.0):
+    """OFTAdapter.calculate_weight: the strength scales R - I and then the change again (strength squared); it
+    takes no rescale."""
     r = _comfy_cayley(blocks, alpha)
     n, b = blocks.shape[:2]
-    return torch.einsum("k n m, k n ... -> k m ...", r - torch.eye(b), w.view(n, b, *w.shape[1:])).reshape(w.shape)
+    diff = torch.einsum("k n m, k n ... -> k m ...", r * strength - strength * torch.eye(b),
+                        w.view(n, b, *w.shape[1:])).reshape(w.shape)
+    return strength * diff
 
 
-def _comfy_boft(w, blocks, alpha, rescale=None):
+def _comfy_boft(w, blocks, alpha, rescale=None, strength=1.0):
+    """BOFTAdapter.calculate_weight: each stage's blocks blended with I by the strength, the change scaled by it."""
     r = _comfy_cayley(blocks, alpha)
     boft_m, _, boft_b = blocks.shape[:3]
     inp = w
     for i in range(boft_m):
+        bi = r[i]
         k = 2 ** i * (boft_b // 2)
+        if strength != 1:
+            bi = bi * strength + (1 - strength) * torch.eye(boft_b)
         inp = inp.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, boft_b))
-        inp = torch.einsum("b i j, b j ...-> b i ...", r[i], inp)
+        inp = torch.einsum("b i j, b j ...-> b i ...", bi, inp)
         inp = inp.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
-    return (inp if rescale is None else inp * rescale) - w
+    return strength * ((inp if rescale is None else inp * rescale) - w)
 
 
 def _comfy_glora(w, a1, a2, b1, b2, alpha):
@@ -557,3 +565,28 @@ def test_an_oft_in_comfyui_naming_says_which_naming_is_read():
     with pytest.raises(NodeError, match=r"wan_oft.safetensors .*OFT / BOFT.* kohya's or diffusers' layer "
                                         r"names, not ComfyUI's diffusion_model\. names"):
         expand_lycoris(state, lambda layer: None, "wan_oft.safetensors")
+
+
+def test_oft_and_boft_at_other_strengths_change_the_layer_as_comfyui_does(sd, tmp_path):
+    """ComfyUI's OFT squares the strength (and leaves `rescale` out); its BOFT blends each stage's blocks with I by
+    the strength, then scales the change by it. A workflow at 0.5 or 0.8 gives ComfyUI's layer, on one pipeline
+    whose strength changes between runs (the adapter of the other strength is dropped, not kept beside)."""
+    from nodes.generate.model_manager import activate_loras
+    torch.manual_seed(8)
+    blocks, bblocks, rescale = _r(4, 8, 8), _r(2, 4, 8, 8), 1 + _r(32, 1)
+    files = {"oft": ({f"{K_LIN}.oft_blocks": blocks, f"{K_LIN}.rescale": rescale, f"{K_LIN}.alpha": torch.tensor(0.0)},
+                     lambda w, s: _comfy_oft(w, blocks, 0.0, s)),
+             "boft": ({f"{K_LIN}.oft_blocks": bblocks, f"{K_LIN}.rescale": rescale, f"{K_LIN}.alpha": torch.tensor(0.0)},
+                      lambda w, s: _comfy_boft(w, bblocks, 0.0, rescale, s))}
+    pipe = _pipe(sd)
+    layer = dict(pipe.unet.named_modules())[LIN]
+    w, b = layer.weight.detach().clone(), layer.bias
+    x = torch.randn(3, 32)
+    for kind, (state, want) in files.items():
+        path = tmp_path / f"{kind}.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        for strength in (0.5, 0.8):
+            activate_loras(pipe, [(str(path), strength)])
+            torch.testing.assert_close(_out(layer, x), F.linear(x, w + want(w, strength), b), rtol=1e-4, atol=1e-4,
+                                       msg=lambda m: f"{kind} at {strength}: {m}")
+    assert len({a for held in pipe.get_list_adapters().values() for a in held}) == 2
