@@ -587,6 +587,6 @@ def test_oft_and_boft_at_other_strengths_change_the_layer_as_comfyui_does(sd, tm
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
         for strength in (0.5, 0.8):
             activate_loras(pipe, [(str(path), strength)])
-            torch.testing.assert_close(_out(layer, x), F.linear(x, w + want(w, strength), b), rtol=1e-4, atol=1e-4,
+            torch.testing.assert_close(_out(dict(pipe.unet.named_modules())[LIN], x), F.linear(x, w + want(w, strength), b), rtol=1e-4, atol=1e-4,
                                        msg=lambda m: f"{kind} at {strength}: {m}")
     assert len({a for held in pipe.get_list_adapters().values() for a in held}) == 2

@@ -32,11 +32,12 @@ def motion_lora_to_diffusers(state: Dict[str, object]) -> Dict[str, object]:
 
 
 def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False,
-               unet_layers: Optional[Tuple[int, bool]] = None) -> Dict[str, object]:
+               unet_layers: Optional[Tuple[int, bool]] = None, strength: float = 1.0) -> Dict[str, object]:
     """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris. `flux`: for a
     FLUX.1 pipeline (Black Forest Labs' layer names are HunyuanVideo's too where they say linear1, so the pipeline
     decides). `unet_layers`: for an SD / SDXL UNet, (its resnets a level, whether it has SDXL's two text encoders),
-    to read ComfyUI's own LDM names (comfy_ldm_lora_to_kohya)."""
+    to read ComfyUI's own LDM names (comfy_ldm_lora_to_kohya). `strength`: the one the LoRA is applied at, for the
+    layers whose change ComfyUI does not scale linearly (OFT, BOFT: see weight_relative_delta)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
     check_ranks(state, getattr(path, "name", str(path)))
@@ -46,7 +47,8 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
         state = bfl_flux_lora_to_kohya(state)
     if unet_layers and is_comfy_ldm_lora(state):
         state = comfy_ldm_lora_to_kohya(state, *unet_layers)
-    return expand_lycoris(state, base_weight, getattr(path, "name", str(path))) if needs_expanding(state) else state
+    return expand_lycoris(state, base_weight, getattr(path, "name", str(path)), strength) \
+        if needs_expanding(state) else state
 
 
 _BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.)?((?:double|single)_blocks\..+|"
@@ -154,6 +156,12 @@ def _split(key: str):
         if key.endswith(part):
             return key[: -len(part)], part[1:]
     return None, None
+
+
+def turns(names) -> bool:
+    """True for a file with OFT / BOFT layers, whose change ComfyUI does not scale linearly with the strength: its
+    LoRA is made for one strength."""
+    return any(k.endswith(".oft_blocks") for k in names)
 
 
 def needs_expanding(state: Dict[str, object]) -> bool:
@@ -275,30 +283,35 @@ def _cayley(blocks, alpha: float):
     return (eye + q) @ (eye - q).inverse()
 
 
-def weight_relative_delta(layer: Dict[str, object], weight):
-    """The change at strength 1 of a layer whose LyCORIS form acts on the model's weight W, as ComfyUI's
-    comfy/weight_adapter computes it: OFT (oft_blocks [n, b, b]) turns each block of b output channels by an
-    orthogonal matrix; BOFT (oft_blocks [m, n, b, b]) by m butterfly stages of them; `rescale` scales the turned
-    rows (ComfyUI's BOFT and LyCORIS do; its OFT leaves it out); GLoRA adds W a1 a2 + b1 b2 times alpha / rank
-    (lycoris' older layout: W a2 a1 + b2 b1)."""
+def weight_relative_delta(layer: Dict[str, object], weight, strength: float = 1.0):
+    """The change of a layer whose LyCORIS form acts on the model's weight W, as ComfyUI's comfy/weight_adapter
+    computes it, per unit of `strength` (the adapter's weight, set to `strength`, scales it back): OFT (oft_blocks
+    [n, b, b]) turns each block of b output channels by an orthogonal matrix R, and ComfyUI scales R - I by the
+    strength and the change again (strength squared), leaving `rescale` out; BOFT (oft_blocks [m, n, b, b]) turns
+    them by m butterfly stages, each stage's R blended with I by the strength, the turned rows scaled by `rescale`,
+    the change by the strength; GLoRA adds W a1 a2 + b1 b2 times alpha / rank (lycoris' older layout: W a2 a1 + b2 b1),
+    linear in the strength."""
     import torch
     g = {k: v.float() for k, v in layer.items() if hasattr(v, "float")}
     w = weight.float()
     alpha = g.get("alpha")
     if "oft_blocks" in g:
+        # At strength 0 the adapter's weight 0 removes any change: the strength-1 one stands in (no division by 0).
+        s = strength or 1.0
         blocks = g["oft_blocks"]
         r = _cayley(blocks, float(alpha) if alpha is not None else 0.0)
+        eye = torch.eye(blocks.shape[-1])
         if blocks.dim() == 3:
             n, b = blocks.shape[:2]
-            turned = torch.einsum("k n m, k n ... -> k m ...", r, w.reshape(n, b, *w.shape[1:])).reshape(w.shape)
-        else:
-            b = blocks.shape[-1]
-            turned = w
-            for i in range(blocks.shape[0]):
-                k = 2 ** i * (b // 2)
-                turned = turned.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, b))
-                turned = torch.einsum("b i j, b j ... -> b i ...", r[i], turned)
-                turned = turned.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
+            return s * torch.einsum("k n m, k n ... -> k m ...", r - eye,
+                                    w.reshape(n, b, *w.shape[1:])).reshape(w.shape)
+        b = blocks.shape[-1]
+        turned = w
+        for i in range(blocks.shape[0]):
+            k = 2 ** i * (b // 2)
+            turned = turned.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, b))
+            turned = torch.einsum("b i j, b j ... -> b i ...", r[i] * s + (1 - s) * eye, turned)
+            turned = turned.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
         if "rescale" in g:
             turned = turned * g["rescale"].reshape(-1, *[1] * (w.dim() - 1))
         return turned - w
@@ -380,9 +393,10 @@ def _check_expansion(layers: Dict[str, Dict[str, object]], base_weight, name: st
 
 
 def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str], object]] = None,
-                   name: str = "this LoRA") -> Dict[str, object]:
+                   name: str = "this LoRA", strength: float = 1.0) -> Dict[str, object]:
     """The file's LoHa/LoKr/diff/DoRA layers as exact LoRAs (others kept as they are). `base_weight(layer name)`:
-    the model weight that layer changes, or None; needed for DoRA and for convolution layers stored flat."""
+    the model weight that layer changes, or None; needed for DoRA and for convolution layers stored flat.
+    `strength`: see lora_state."""
     layers: Dict[str, Dict[str, object]] = {}
     out = {}
     for k, v in state.items():
@@ -418,7 +432,7 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
                                 f"weight, and its layer {base} has no matching layer in this model; it is for another "
                                 "model (family, version or size)")
             try:
-                out.update(_as_lora(base, weight_relative_delta(layer, weight), kohya))
+                out.update(_as_lora(base, weight_relative_delta(layer, weight, strength), kohya))
             except (KeyError, ValueError, RuntimeError, IndexError) as exc:
                 raise NodeError(f"{name}: {kind} layer {base} does not fit the model ({exc}); the LoRA is for "
                                 "another model (family, version or size)") from None
