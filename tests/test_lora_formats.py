@@ -590,3 +590,18 @@ def test_oft_and_boft_at_other_strengths_change_the_layer_as_comfyui_does(sd, tm
             torch.testing.assert_close(_out(dict(pipe.unet.named_modules())[LIN], x), F.linear(x, w + want(w, strength), b), rtol=1e-4, atol=1e-4,
                                        msg=lambda m: f"{kind} at {strength}: {m}")
     assert len({a for held in pipe.get_list_adapters().values() for a in held}) == 2
+
+
+def test_an_sd2_lora_comfyui_saved_reaches_its_text_encoder(sd, tmp_path):
+    """SD 2.x's text encoder is OpenCLIP ViT-H, which ComfyUI holds as clip_h (sd2_clip.SD2ClipModel), so LoraSave
+    writes its layers as text_encoders.clip_h.transformer.... (ComfyUI's model_lora_keys_clip maps any
+    text_encoders.<its key>); they are the pipeline's text_encoder's, as clip_l's are SD 1.5's."""
+    torch.manual_seed(10)
+    te = "text_model.encoder.layers.0.mlp.fc1"
+    state = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight": _r(32, 4),
+             "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_down.weight": _r(4, 32),
+             f"text_encoders.clip_h.transformer.{te}.lora_up.weight": _r(37, 4),
+             f"text_encoders.clip_h.transformer.{te}.lora_down.weight": _r(4, 64)}
+    pipe, _ = _apply(sd, tmp_path, state)
+    fc1 = next(m for n, m in pipe.text_encoder.named_modules() if n.endswith("layers.0.mlp.fc1"))
+    assert any("lora" in n for n, _ in fc1.named_modules()), "the text encoder's layer took no LoRA"
