@@ -115,10 +115,11 @@ def is_comfy_ldm_lora(state: Dict[str, object]) -> bool:
 
 def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -> Dict[str, object]:
     """The same LoRA under kohya's names (lora_unet_down_blocks_0_attentions_0_..., lora_te_ / lora_te1_ / lora_te2_
-    for ComfyUI's text_encoders.clip_l / clip_g.transformer.), which diffusers' kohya converter reads with their
+    for ComfyUI's text_encoders.clip_l / clip_h / clip_g.transformer.), which diffusers' kohya converter reads with their
     alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them)."""
     from nodes.generate.converters.ldm import resnet_names, unet_name
-    encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_"}
+    # SD 2.x's OpenCLIP ViT-H is ComfyUI's clip_h (sd2_clip.SD2ClipModel): the pipeline's one text encoder
+    encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_", "clip_h": "lora_te_"}
     out = {}
     for k, v in state.items():
         base, part = _split(k)
