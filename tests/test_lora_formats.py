@@ -605,3 +605,18 @@ def test_an_sd2_lora_comfyui_saved_reaches_its_text_encoder(sd, tmp_path):
     pipe, _ = _apply(sd, tmp_path, state)
     fc1 = next(m for n, m in pipe.text_encoder.named_modules() if n.endswith("layers.0.mlp.fc1"))
     assert any("lora" in n for n, _ in fc1.named_modules()), "the text encoder's layer took no LoRA"
+
+
+def test_an_sdxl_lora_comfyui_saved_keeps_its_added_conditioning_layers():
+    """A LoRA ComfyUI extracted from an SDXL model (LoraSave of a model difference) holds the added-conditioning
+    MLP's layers (diffusion_model.label_emb.0.0 / 0.2, diffusers' add_embedding.linear_1 / 2), which ComfyUI
+    applies. Renamed for diffusers' kohya reader (which load_lora_weights runs), each must reach its own layer."""
+    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_lora_to_diffusers
+    from nodes.generate.converters.lora import comfy_ldm_lora_to_kohya
+    state = {}
+    for layer in ("label_emb.0.0", "label_emb.0.2", "time_embed.0"):
+        state[f"diffusion_model.{layer}.lora_up.weight"], state[f"diffusion_model.{layer}.lora_down.weight"] = \
+            _r(8, 2), _r(2, 8)
+    converted, _ = _convert_non_diffusers_lora_to_diffusers(comfy_ldm_lora_to_kohya(state, 2, True))
+    layers = {k.rsplit(".lora.", 1)[0] for k in converted}
+    assert layers == {"unet.add_embedding.linear_1", "unet.add_embedding.linear_2", "unet.time_embedding.linear_1"}
