@@ -126,7 +126,11 @@ def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -
         if base is None:
             out[k] = v
             continue
-        if base.startswith("diffusion_model."):
+        if base.startswith("diffusion_model.label_emb."):
+            # SDXL's added-conditioning MLP under its LDM name, which diffusers' kohya reader maps itself; its
+            # diffusers name (add_embedding.linear_1 / 2) it reads as one add.embedding.linear for both
+            base = "lora_unet_" + base[len("diffusion_model."):].replace(".", "_")
+        elif base.startswith("diffusion_model."):
             base = "lora_unet_" + unet_name(base[len("diffusion_model."):] + ".", layers, resnet_names,
                                             lambda rest: rest).rstrip(".").replace(".", "_")
         elif base.startswith("text_encoders."):
