@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -214,7 +215,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             o.close()
 
 
+# When the command began: a refused command's finished event says how long it took, as a finished one does.
+_began = time.perf_counter()
+
+
 def _main(argv: Optional[List[str]] = None) -> int:
+    global _began
+    _began = time.perf_counter()
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:
@@ -300,8 +307,13 @@ def _json_finish(args, error: str, cancelled: bool = False, problems=None) -> No
     `validate --json` answers the same way."""
     if not getattr(args, "json", False) or args.command not in ("run", "batch", "validate"):
         return
-    event = {"run": {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {}},
-             "batch": {"event": "batch_finished", "ok": False, "cancelled": cancelled},
+    # Every field a finished run or batch gives (app.batch's batch_finished), so a wrapper reads one shape.
+    seconds = round(time.perf_counter() - _began, 4)
+    event = {"run": {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {},
+                     "seconds": seconds},
+             "batch": {"event": "batch_finished", "ok": False, "jobs": 0, "succeeded": 0, "failed_cases": [],
+                       "not_run": [], "cancelled": cancelled, "seconds": seconds, "retry": None, "change_first": [],
+                       "retry_after_change": None},
              "validate": {"ok": False}}[args.command]
     # print_out: a reader that stopped reading (`validate --json | head -c 100`) is no traceback here either.
     from .progress import print_out
@@ -709,13 +721,18 @@ def _info_files(files: List[Path]) -> int:
 def _info(args) -> int:
     named = [Path(f).expanduser().absolute() for f in args.folders]
     from nodes.common.models_dirs import WEIGHT_SUFFIXES
-    if named and all(f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES for f in named):
-        return _info_files(named)
+    # Each name for what it is: a model file is described, a folder searched (FILE FOLDER together was refused).
+    files = [f for f in named if f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES]
+    named = [f for f in named if f not in files]
     for f in named:
         if not f.is_dir():
             print(f"kinograph info: {f} is not a folder: name the folder that holds your models (a ComfyUI "
                   "models/ folder, or the ComfyUI folder holding it)", file=sys.stderr)
             return EXIT_USAGE
+    if files:
+        _info_files(files)
+        if not named:
+            return EXIT_OK
     import platform
     from importlib.metadata import version, PackageNotFoundError
     from graph_engine import config
@@ -736,6 +753,7 @@ def _info(args) -> int:
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import extra_model_folders, loose_models, model_dir, model_dirs, unfoldered_pipelines
     from nodes.common.models_dirs import every_dead_link, extra_windows_folders, unsearched_folders
+    from nodes.common.models_dirs import UNSEARCHED_WALK
     from nodes.common.models_dirs import LOADED_BY, locator
     from nodes.generate.model_manager import READ_BY_NODE, list_found_models
     # Folders already searched need no export line: it was printed for the folder KINOGRAPH_MODELS already named.
@@ -763,9 +781,11 @@ def _info(args) -> int:
             print(f"    {d}{'' if d.exists() else f'  (missing{hint})'}")
     for line in every_dead_link():
         print(f"  {line}")
-    for d, n in unsearched_folders():
-        print(f"  {d}/ holds {n} model file{'s' if n > 1 else ''} and is not searched: no Kinograph node reads that "
-              f"kind of model")
+    for d, n, stopped in unsearched_folders():
+        held = f"{n} model file{'s' if n != 1 else ''}"
+        if stopped:
+            held += f" in its first {UNSEARCHED_WALK:,} files and folders (counting stopped there)"
+        print(f"  {d}/ holds {held} and is not searched: no Kinograph node reads that kind of model")
     for p in loose_models():
         print(f"  {p} is in the model folder itself, where no model is looked for: move it into {_home_of(p)}")
     for d in unfoldered_pipelines():

@@ -67,9 +67,9 @@ class Registry:
         for name in getattr(module, "NODE_MODULES", ()):
             try:
                 self.register_module(importlib.import_module(name))
-            except Exception as e:  # one broken module must not hide the others
+            except (Exception, SystemExit) as e:  # one broken module must not hide the others
                 self.load_errors.append(f"node module {name} (listed by {module.__name__}) failed to load: "
-                                        f"{type(e).__name__}: {e}")
+                                        f"{_why(e)}")
 
     def load_entry_points(self) -> None:
         from importlib.metadata import entry_points
@@ -78,8 +78,8 @@ class Registry:
             found = True
             try:
                 self.register_module(importlib.import_module(ep.module))
-            except Exception as e:  # a broken third-party pack must not take the app down
-                self.load_errors.append(f"node pack {ep.name!r} ({ep.value}) failed to load: {e}")
+            except (Exception, SystemExit) as e:  # a broken third-party pack must not take the app down
+                self.load_errors.append(f"node pack {ep.name!r} ({ep.value}) failed to load: {_why(e)}")
         if not found:
             self.load_errors.append(f"no node packs are installed (entry-point group {GROUP!r} is empty): "
                                     "install Kinograph with `make install` (or `pip install -e .`) so its "
@@ -97,10 +97,8 @@ class Registry:
                 spec.loader.exec_module(module)
                 self.register_module(module)
             except SystemExit as e:
-                # A script dropped here (one ending in sys.exit, one reading its command line with argparse) ended
-                # every command as the nodes loaded: sys.exit(0) made a farm's renders exit 0, nothing written.
-                self.load_errors.append(f"user node file {path} failed to load: it called sys.exit({e.code!r}) as "
-                                        "it was imported (a script, not a node file? move it out of this folder)")
+                self.load_errors.append(f"user node file {path} failed to load: {_why(e)} (a script, not a node "
+                                        "file? move it out of this folder)")
             except Exception as e:
                 self.load_errors.append(f"user node file {path} failed to load: {e}")
 
@@ -132,3 +130,12 @@ def default_registry() -> Registry:
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         _DEFAULT = reg
     return _DEFAULT
+
+
+def _why(e: BaseException) -> str:
+    """Why a node module failed to load. One calling sys.exit as it is imported (a script ending in sys.exit, one
+    reading its command line with argparse) ended every command as the nodes loaded: sys.exit(0) made a farm's
+    renders exit 0 with nothing written, argparse's 2 read as a wrong workflow."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r}) as it was imported"
+    return f"{type(e).__name__}: {e}"

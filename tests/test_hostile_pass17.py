@@ -102,14 +102,14 @@ def test_a_tiff_pillow_calls_of_invalid_dimensions_is_named(tmp_path):
         load_frames(str(tmp_path), 0)
 
 
-def _slow_mkv(path: Path, rate) -> Path:
-    """An MKV of 50 black 16x16 frames stating `rate` frames a second."""
+def _slow_mkv(path: Path, rate, grey_step: int = 0) -> Path:
+    """An MKV of 50 16x16 frames stating `rate` frames a second, frame i grey at grey_step x i (black by default)."""
     import av
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=rate)
         s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
         for i in range(50):
-            f = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            f = av.VideoFrame.from_ndarray(np.full((16, 16, 3), grey_step * i, np.uint8), format="rgb24")
             f.pts = i
             for p in s.encode(f):
                 c.mux(p)

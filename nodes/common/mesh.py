@@ -70,6 +70,11 @@ class Mesh:
 
     __repr__ = summary      # what the editor's viewer shows of a value it cannot draw
 
+    def nbytes_estimate(self) -> int:
+        """its arrays' bytes, as the memory cache's budget and the disk cache's cap count them"""
+        return sum(getattr(self, name).nbytes for name in ("vertices", "faces", *_MESH_EXTRAS)
+                   if getattr(self, name) is not None)
+
     def to_state(self):
         import torch
         tensors = {"vertices": torch.from_numpy(self.vertices), "faces": torch.from_numpy(self.faces)}
@@ -113,6 +118,10 @@ class Voxel:
                 + " x ".join(f"[{a:.3g}, {b:.3g}]" for a, b in zip(self.low, self.high)))
 
     __repr__ = summary
+
+    def nbytes_estimate(self) -> int:
+        """its grid's bytes, as the memory cache's budget and the disk cache's cap count them"""
+        return self.grid.nbytes
 
     def to_state(self):
         import torch

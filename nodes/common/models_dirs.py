@@ -324,6 +324,13 @@ def _walk(root: Path) -> List[Path]:
     """Every file and folder under `root`, sorted, following linked folders as ComfyUI does (a models
     folder often links to a bigger drive; Path.rglob does not enter links). A link back up is walked once."""
     out: List[Path] = []
+    for top, dirs, files in _folders(root):
+        out += [Path(top) / n for n in dirs + files]
+    return sorted(out)
+
+
+def _folders(root: Path):
+    """os.walk's (folder, folders, files) under `root`, following linked folders, a link back up once."""
     seen = set()
     for top, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(top)
@@ -331,8 +338,7 @@ def _walk(root: Path) -> List[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        out += [Path(top) / n for n in dirs + files]
-    return sorted(out)
+        yield top, dirs, files
 
 
 def _is_model(p: Path, kind: str = "") -> bool:
@@ -375,10 +381,30 @@ def unfoldered_pipelines() -> List[Path]:
 _HOLDERS = {a.split("/")[0] for aliases in ALIASES.values() for a in aliases if "/" in a} | {"custom_nodes"}
 
 
+# Files and folders looked at under one sub-folder no kind is looked in: a big general folder listed among the
+# model folders (a drive's downloads) was walked whole, for minutes, to count its weight files.
+UNSEARCHED_WALK = 20_000
+
+
+def _weights_in(root: Path) -> tuple:
+    """(weight files under `root`, whether counting stopped at UNSEARCHED_WALK files and folders), following linked
+    folders as _walk does, a link back up once."""
+    n = looked = 0
+    for top, dirs, files in _folders(root):
+        dirs.sort()
+        for name in sorted(files) + dirs:
+            looked += 1
+            if looked > UNSEARCHED_WALK:
+                return n, True
+            p = Path(top) / name
+            n += p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file()
+    return n, False
+
+
 def unsearched_folders() -> List[tuple]:
-    """(folder, how many weight files it holds) for the sub-folders of the model folders that no kind is looked for
-    in: ComfyUI's t2i_adapter/, hypernetworks/, photomaker/ or a node pack's. `kinograph info` listed what it found
-    and was silent on them, so an unread folder could not be told from a missed one."""
+    """(folder, how many weight files it holds, whether counting stopped) for the sub-folders of the model folders
+    that no kind is looked for in: ComfyUI's t2i_adapter/, hypernetworks/, photomaker/ or a node pack's. `kinograph
+    info` listed what it found and was silent on them, so an unread folder could not be told from a missed one."""
     out = []
     for d in model_dirs():
         try:
@@ -388,9 +414,9 @@ def unsearched_folders() -> List[tuple]:
         for sub in subs:
             if sub.name in _KIND_FOLDERS or sub.name in _HOLDERS or _is_model_folder(sub):
                 continue        # a model folder put there itself is a loose model (loose_models)
-            n = sum(1 for p in _walk(sub) if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
-            if n:
-                out.append((sub, n))
+            n, stopped = _weights_in(sub)
+            if n or stopped:
+                out.append((sub, n, stopped))
     return out
 
 

@@ -13,7 +13,7 @@ import torch
 
 from graph_engine import Clip, NodeError
 from nodes.common import masks
-from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.latent import Conditioning, Latent, whole_sample
 
 
 def time_factor(latent: Latent) -> int:
@@ -45,6 +45,7 @@ def latent_mask(mask, latent: Latent, rounded: bool = False) -> torch.Tensor:
 
 def set_mask(latent: Latent, mask) -> Latent:
     """The latent with `mask` as the region the sampler redraws (ComfyUI's SetLatentNoiseMask)."""
+    whole_sample(latent, done="given a mask to redraw in")
     return replace(latent, mask=latent_mask(mask, latent))
 
 

@@ -161,14 +161,14 @@ def torch_mix(w, t):
     return (w @ flat).reshape(w.shape[0], *t.shape[1:]).to(t.dtype)
 
 
-def _whole_sample(*latents: Latent) -> None:
-    """Refuses to cut, join or resize a latent with a camera token (TripoSplat's): its 8192 shape tokens and the
-    camera are one sample of one object, and any part, pair or resampling of the tokens is no latent the model
-    samples (the sampler refused it later, and a join kept the first latent's camera alone)."""
+def whole_sample(*latents: Latent, done: str = "cut, joined or resized") -> None:
+    """Refuses to change a latent with a camera token (TripoSplat's) in the way `done` says: its 8192 shape tokens
+    and the camera are one sample of one object, and any part, pair, resampling, blend or mask of the tokens is no
+    latent the model samples (the sampler refused it later, and a join kept the first latent's camera alone)."""
     from graph_engine import NodeError
     if any(lat.camera is not None for lat in latents):
-        raise NodeError("a TripoSplat latent (8192 shape tokens and a camera token, one object) cannot be cut, "
-                        "joined or resized: give the latent condition.triposplat makes straight to generate.sample")
+        raise NodeError(f"a TripoSplat latent (8192 shape tokens and a camera token, one object) cannot be {done}: "
+                        "give the latent condition.triposplat makes straight to generate.sample")
 
 
 def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact",
@@ -177,7 +177,7 @@ def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact",
     pixels); the pixel size it decodes to follows (latent pixels times the VAE's spatial factor)."""
     import torch.nn.functional as F
     from graph_engine import NodeError
-    _whole_sample(latent)
+    whole_sample(latent)
     modes = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "area": "area", "bicubic": "bicubic"}
     if method not in modes:
         raise NodeError(f"unknown upscale method {method!r}; choose one of {', '.join(modes)}")
@@ -202,6 +202,7 @@ def adain_latent(latent: Latent, reference: Latent, factor: float, per_frame: bo
     frame). Statistics over the whole channel (or frame) with the sample spread, as there."""
     import torch
     from graph_engine import NodeError
+    whole_sample(latent, reference, done="matched to another latent's statistics")
     x, ref = latent.samples.float(), reference.samples.float()
     if ref.shape[1] != x.shape[1]:
         raise NodeError(f"the reference latent has {ref.shape[1]} channels and the latent {x.shape[1]}: take the "
@@ -283,7 +284,7 @@ def cut_latent(latent: Latent, axis: str, index: int, amount: int) -> Latent:
         raise NodeError(f"axis {axis!r}: choose one of {', '.join(_AXES)}")
     if amount < 1:
         raise NodeError(f"amount must be 1 or more, got {amount}")
-    _whole_sample(latent)
+    whole_sample(latent)
     if axis == "t":
         _whole_in_time(latent, "video.trim")
     d, n = _AXES[axis], latent.samples.shape[_AXES[axis]]
@@ -310,7 +311,7 @@ def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
     if first.family != second.family:
         raise NodeError(f"cannot join a {first.family} latent and a {second.family} latent: they decode with "
                         f"different VAEs")
-    _whole_sample(first, second)
+    whole_sample(first, second)
     d = _AXES[axis.lstrip("-")]
     if first.runs != second.runs:
         raise NodeError(RUNS_IN_TIME)

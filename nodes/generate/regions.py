@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from graph_engine import NodeError
 from nodes.common import masks
-from nodes.generate.latent import Conditioning
+from nodes.generate.latent import Conditioning, whole_sample
 
 FUZZ = 8            # latent pixels an area's weight fades over along an edge inside the picture
 SMALLEST = 8        # a mask's bounds are at least this many latent pixels across (ComfyUI's)
@@ -329,6 +329,7 @@ def composite(dest, source, mask, x: int, y: int, resize: bool, feather: int = 0
     (x, y) pixels, rounded down to latent pixels, where the mask (bilinear on source's grid) says. feather (pixels,
     rounded down alike): ComfyUI's LatentComposite, the pasted part fading in over that many latent pixels along its
     edges inside the destination (times the mask, where one is given)."""
+    whole_sample(dest, source, done="pasted into or from")
     if dest.family != source.family and {dest.family, source.family} - {"sd", "animatediff"}:
         raise NodeError(f"the latents were made for {dest.family} and {source.family}: make both with one VAE")
     d, s = dest.samples.clone(), source.samples.to(dest.samples.dtype)

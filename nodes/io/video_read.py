@@ -664,20 +664,18 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
         if log is not None:
             log(f"{Path(path).name}: {note}")
     n_src, fps_src = src.length, src.fps
-    if fps and abs(fps - fps_src) > 1e-6:
-        n_re = _resampled_count(path, n_src, fps_src, fps)
-        timeline = np.minimum(np.round(np.arange(n_re) * fps_src / fps).astype(np.int64), n_src - 1)
-        base_fps = fps
-    else:
-        timeline, base_fps = np.arange(n_src), fps_src
-    if start >= len(timeline):
-        raise NodeError(f"{path} has {len(timeline)} frames; start={start} is past the end")
-    idx = timeline[start::max(1, every_nth)]
-    if count:
-        idx = idx[:count]
+    step = max(1, every_nth)
+    resample = bool(fps) and abs(fps - fps_src) > 1e-6
+    base_fps = fps if resample else fps_src
+    n_base = _resampled_count(path, n_src, fps_src, fps, start, count, step) if resample else n_src
+    if start >= n_base:
+        raise NodeError(f"{path} has {n_base} frames; start={start} is past the end")
+    # Only the frames asked are worked out: at a high fps the whole file's list may be millions long.
+    positions = start + step * np.arange(_taken(n_base, start, count, step), dtype=np.int64)
+    idx = np.minimum(np.round(positions * fps_src / fps).astype(np.int64), n_src - 1) if resample else positions
     w, h = _target_size(src.width, src.height, width, height)
-    out_fps = base_fps / max(1, every_nth)
-    audio = Audio(path, src.audio_at + start / base_fps, len(idx) * max(1, every_nth) / base_fps) if src.has_audio else None
+    out_fps = base_fps / step
+    audio = Audio(path, src.audio_at + start / base_fps, len(idx) * step / base_fps) if src.has_audio else None
     timecode = src.timecode.shifted(int(idx[0]), src.fps) if src.timecode and len(idx) else None
     colour, matte = lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), None
     if src._alpha:      # decoded once for both (ProRes 4444, VP9 with alpha, QuickTime PNG or Animation)
@@ -687,23 +685,35 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     return Clip(len(idx), out_fps, w, h, colour, audio, timecode=timecode, linear=linear).with_matte(matte)
 
 
-def _resampled_count(path: str, n_src: int, fps_src: float, fps: float) -> int:
-    """The frames `n_src` at `fps_src` make at `fps`; NodeError past MAX_HELD more than it holds. A file may state
-    any rate: a 3 KB MKV of 50 frames at one a million seconds (11 days each) made 1.2 billion frames at fps 24,
-    the frame index alone 9 GB before anything was read. A real rate may make too many as well (a day of 30 fps
-    footage at fps 60): only a rate under LEAST_RATE is called damaged."""
+def _taken(n: int, start: int, count: int, step: int) -> int:
+    """How many of `n` frames io.load_video's start, count and every_nth take."""
+    left = len(range(start, n, step))
+    return min(left, count) if count else left
+
+
+def _resampled_count(path: str, n_src: int, fps_src: float, fps: float, start: int = 0, count: int = 0,
+                     step: int = 1) -> int:
+    """The frames `n_src` at `fps_src` make at `fps`; NodeError when those start, count and step take (all of them
+    by default) are past MAX_HELD more than it holds. A file may state any rate: a 3 KB MKV of 50 frames at one a
+    million seconds (11 days each) made 1.2 billion frames at fps 24, the frame index alone 9 GB before anything
+    was read. A real rate may make too many as well (a day of 30 fps footage at fps 60): only a rate under
+    LEAST_RATE is called damaged."""
     made = (n_src - 1) * fps / fps_src
-    if made - n_src > MAX_HELD:
+    total = int(np.floor(min(made, 2.0 ** 62))) + 1     # a rate near zero would make it infinite
+    asked = _taken(total, start, count, step)
+    if asked - n_src > MAX_HELD:
         said = (f"{path}: its {n_src:,} frames play at {fps_src:g} fps, {(n_src - 1) / fps_src / 3600:,.0f} hours; "
                 f"at fps {fps:g} that is {made:,.0f} frames")
+        if asked < total:
+            said += f", {asked:,} of them asked"
         if fps_src < LEAST_RATE:
             raise NodeError(f"{said}: the file states a rate no video has (it is damaged or made to fill memory). "
                             f"Leave fps at 0 to take its frames as they are, or re-encode it at a real rate, e.g. "
                             f"ffmpeg -i IN -r 24 OUT")
         raise NodeError(f"{said}, more than {MAX_HELD:,} beyond its own, which a clip holds at most: give a lower "
-                        f"fps, leave fps at 0 to take its frames as they are, or cut the part you need first (the "
-                        f"whole file is resampled before start and count), e.g. ffmpeg -ss 3600 -t 600 -i IN -c copy OUT")
-    return int(np.floor(made)) + 1
+                        f"fps or a count, leave fps at 0 to take its frames as they are, or cut the part you need "
+                        f"first, e.g. ffmpeg -ss 3600 -t 600 -i IN -c copy OUT")
+    return total
 
 
 def _with_alpha(rgb: np.ndarray, alpha: np.ndarray, top: float) -> np.ndarray:
