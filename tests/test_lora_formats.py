@@ -620,3 +620,17 @@ def test_an_sdxl_lora_comfyui_saved_keeps_its_added_conditioning_layers():
     converted, _ = _convert_non_diffusers_lora_to_diffusers(comfy_ldm_lora_to_kohya(state, 2, True))
     layers = {k.rsplit(".lora.", 1)[0] for k in converted}
     assert layers == {"unet.add_embedding.linear_1", "unet.add_embedding.linear_2", "unet.time_embedding.linear_1"}
+
+
+def test_a_glora_on_a_convolution_changes_it_as_comfyui_does(sd, tmp_path):
+    """ComfyUI's glora.py multiplies a convolution's kernel W [o, i, k, k] by a1 [i, r] and a2 [r, i] on its input
+    channels (einsum 'o i ..., i j -> o j ...'), b1 [o, r] b2 [r, i, k, k] added, written out here."""
+    torch.manual_seed(11)
+    a1, a2, b1, b2 = _r(32, 4), _r(4, 32), _r(32, 4), _r(4, 32, 3, 3)
+    state = {f"{K_CONV}.a1.weight": a1, f"{K_CONV}.a2.weight": a2, f"{K_CONV}.b1.weight": b1,
+             f"{K_CONV}.b2.weight": b2, f"{K_CONV}.alpha": torch.tensor(2.0)}
+    pipe, before = _apply(sd, tmp_path, state)
+    w = before[CONV][0]
+    diff = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
+    diff = diff + (b1 @ b2.flatten(1)).reshape(w.shape)
+    _check(pipe, before, {CONV: diff * (2.0 / 4)})
