@@ -198,9 +198,9 @@ def delta_shape(layer: Dict[str, object]) -> Tuple[int, ...]:
     if "oft_blocks" in layer:
         blocks = s("oft_blocks")      # OFT: [blocks, size, size]; BOFT: [stages, blocks, size, size]
         return (blocks[-3] * blocks[-1],)
-    if "a1.weight" in layer:
-        return (s("b1.weight")[0], s("b2.weight")[1]) if s("a1.weight")[1] == s("a2.weight")[0] \
-            else (s("b2.weight")[0], s("b1.weight")[1])
+    if "a1.weight" in layer:        # b1 b2 (lycoris' older layout: b2 b1), a convolution's kernel in b2 (b1)
+        return (s("b1.weight")[0], *s("b2.weight")[1:]) if s("a1.weight")[1] == s("a2.weight")[0] \
+            else (s("b2.weight")[0], *s("b1.weight")[1:])
     if "hada_w1_a" in layer:
         if "hada_t1" in layer:
             m1, m2 = tucker("hada_t1", "hada_w1_b", "hada_w1_a"), tucker("hada_t2", "hada_w2_b", "hada_w2_a")
@@ -320,18 +320,21 @@ def weight_relative_delta(layer: Dict[str, object], weight, strength: float = 1.
         if "rescale" in g:
             turned = turned * g["rescale"].reshape(-1, *[1] * (w.dim() - 1))
         return turned - w
-    a1, a2, b1, b2 = (g[n].flatten(1) for n in ("a1.weight", "a2.weight", "b1.weight", "b2.weight"))
-    flat = w.flatten(1)
-    # ComfyUI's test of which layout it is, where the shapes fit both
-    old = b2.shape[1] == b1.shape[0] == a1.shape[0] == a2.shape[1]
-    if b2.shape[0] == b1.shape[1] == a1.shape[1] == a2.shape[0] and not (
-            old and a2.shape[0] == w.shape[0] == w.shape[1]):
+    names = ("a1.weight", "a2.weight", "b1.weight", "b2.weight")
+    # ComfyUI's test of which layout it is (on the stored shapes), where the shapes fit both
+    sa1, sa2, sb1, sb2 = (g[n].shape for n in names)
+    old = sb2[1] == sb1[0] == sa1[0] == sa2[1]
+    if sb2[0] == sb1[1] == sa1[1] == sa2[0] and not (old and sa2[0] == w.shape[0] == w.shape[1]):
         old = False
+    a1, a2, b1, b2 = (g[n].flatten(1) for n in names)
+    flat = w.flatten(1)
     if old:
-        rank, delta = a1.shape[0], b2 @ b1 + flat @ a2 @ a1
+        rank, delta = a1.shape[0], (b2 @ b1 + flat @ a2 @ a1).reshape(w.shape)
     else:
-        rank, delta = a2.shape[0], flat @ a1 @ a2 + b1 @ b2
-    return delta.reshape(w.shape) * (float(alpha) / rank if alpha is not None else 1.0)
+        # a convolution's kernel [o, i, k, k] is multiplied on its input channels, as ComfyUI's einsum does
+        turned = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
+        rank, delta = a2.shape[0], turned + (b1 @ b2).reshape(w.shape)
+    return delta * (float(alpha) / rank if alpha is not None else 1.0)
 
 
 def dora_delta(weight, delta, dora_scale):
