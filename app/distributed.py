@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.errors import WorkflowError
+from .shard import ShardLost
 
 # The extra quoted: zsh (macOS's shell) reads a bare kinograph[ray] as a file pattern ("no matches found").
 RAY_MISSING = ("Ray is not installed: `pip install \"kinograph[ray]\"` adds it (or `pip install \"ray>=2.30\"`; "
@@ -513,10 +514,6 @@ class WorkerPool:
             except self.ray.exceptions.RayError:
                 self._drop(actor)
         return None
-
-
-class ShardLost(KinographError):
-    """A shard's file is only on a worker that has died: it has to be rendered again."""
 
 
 def _what(key: Any, method: str, args: tuple) -> str:

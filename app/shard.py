@@ -268,11 +268,15 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
             os.close(lock)
 
 
+class ShardLost(KinographError):
+    """A shard's file is only on a worker that has died: it has to be rendered again (raised by
+    app.distributed's local_copy; defined here because shard never imports distributed)."""
+
+
 def _fetched(pool, calls: List[tuple], done: Dict[int, Dict[str, Any]], folder: Path) -> List[str]:
     """Each shard's file, on this machine. On a cluster without a shared filesystem a shard comes from the worker
     that rendered it; one whose worker died after it (the OOM killer, a preempted node) failed the whole render at
     its end, every other shard's work thrown away. It is rendered again on a live worker, once."""
-    from .distributed import ShardLost
     files: Dict[int, str] = {}
     for attempt in (0, 1):
         lost = []

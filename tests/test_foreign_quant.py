@@ -47,3 +47,11 @@ def test_the_loader_and_info_name_the_format_and_what_to_get(tmp_path, name):
         load_weights(path)
     found = detect_state_dict(state)
     assert found.role is None and what in found.why and "GGUF" in found.why, found
+
+
+def test_the_4bit_file_named_instead_is_one_published():
+    """The 4-bit GGUF the message names is one city96 publishes: his FLUX.1 repositories (FLUX.1-dev-gguf, the
+    bnb-nf4 file's model) hold Q4_K_S, Q4_0 and Q4_1, no Q4_K_M."""
+    from nodes.generate.foreign_quant import foreign_quant
+    why = foreign_quant(_nf4())
+    assert "Q4_K_S" in why and "Q4_K_M" not in why, why

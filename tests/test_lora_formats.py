@@ -471,22 +471,30 @@ def _comfy_cayley(blocks, alpha):
     return (eye + q) @ (eye - q).inverse()
 
 
-def _comfy_oft(w, blocks, alpha):
+def _comfy_oft(w, blocks, alpha, strength=1.0):
+    """OFTAdapter.calculate_weight: the strength scales R - I and then the change again (strength squared); it
+    takes no rescale."""
     r = _comfy_cayley(blocks, alpha)
     n, b = blocks.shape[:2]
-    return torch.einsum("k n m, k n ... -> k m ...", r - torch.eye(b), w.view(n, b, *w.shape[1:])).reshape(w.shape)
+    diff = torch.einsum("k n m, k n ... -> k m ...", r * strength - strength * torch.eye(b),
+                        w.view(n, b, *w.shape[1:])).reshape(w.shape)
+    return strength * diff
 
 
-def _comfy_boft(w, blocks, alpha, rescale=None):
+def _comfy_boft(w, blocks, alpha, rescale=None, strength=1.0):
+    """BOFTAdapter.calculate_weight: each stage's blocks blended with I by the strength, the change scaled by it."""
     r = _comfy_cayley(blocks, alpha)
     boft_m, _, boft_b = blocks.shape[:3]
     inp = w
     for i in range(boft_m):
+        bi = r[i]
         k = 2 ** i * (boft_b // 2)
+        if strength != 1:
+            bi = bi * strength + (1 - strength) * torch.eye(boft_b)
         inp = inp.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, boft_b))
-        inp = torch.einsum("b i j, b j ...-> b i ...", r[i], inp)
+        inp = torch.einsum("b i j, b j ...-> b i ...", bi, inp)
         inp = inp.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
-    return (inp if rescale is None else inp * rescale) - w
+    return strength * ((inp if rescale is None else inp * rescale) - w)
 
 
 def _comfy_glora(w, a1, a2, b1, b2, alpha):
@@ -557,3 +565,72 @@ def test_an_oft_in_comfyui_naming_says_which_naming_is_read():
     with pytest.raises(NodeError, match=r"wan_oft.safetensors .*OFT / BOFT.* kohya's or diffusers' layer "
                                         r"names, not ComfyUI's diffusion_model\. names"):
         expand_lycoris(state, lambda layer: None, "wan_oft.safetensors")
+
+
+def test_oft_and_boft_at_other_strengths_change_the_layer_as_comfyui_does(sd, tmp_path):
+    """ComfyUI's OFT squares the strength (and leaves `rescale` out); its BOFT blends each stage's blocks with I by
+    the strength, then scales the change by it. A workflow at 0.5 or 0.8 gives ComfyUI's layer, on one pipeline
+    whose strength changes between runs (the adapter of the other strength is dropped, not kept beside)."""
+    from nodes.generate.model_manager import activate_loras
+    torch.manual_seed(8)
+    blocks, bblocks, rescale = _r(4, 8, 8), _r(2, 4, 8, 8), 1 + _r(32, 1)
+    files = {"oft": ({f"{K_LIN}.oft_blocks": blocks, f"{K_LIN}.rescale": rescale, f"{K_LIN}.alpha": torch.tensor(0.0)},
+                     lambda w, s: _comfy_oft(w, blocks, 0.0, s)),
+             "boft": ({f"{K_LIN}.oft_blocks": bblocks, f"{K_LIN}.rescale": rescale, f"{K_LIN}.alpha": torch.tensor(0.0)},
+                      lambda w, s: _comfy_boft(w, bblocks, 0.0, rescale, s))}
+    pipe = _pipe(sd)
+    layer = dict(pipe.unet.named_modules())[LIN]
+    w, b = layer.weight.detach().clone(), layer.bias
+    x = torch.randn(3, 32)
+    for kind, (state, want) in files.items():
+        path = tmp_path / f"{kind}.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        for strength in (0.5, 0.8):
+            activate_loras(pipe, [(str(path), strength)])
+            torch.testing.assert_close(_out(dict(pipe.unet.named_modules())[LIN], x), F.linear(x, w + want(w, strength), b), rtol=1e-4, atol=1e-4,
+                                       msg=lambda m: f"{kind} at {strength}: {m}")
+    assert len({a for held in pipe.get_list_adapters().values() for a in held}) == 2
+
+
+def test_an_sd2_lora_comfyui_saved_reaches_its_text_encoder(sd, tmp_path):
+    """SD 2.x's text encoder is OpenCLIP ViT-H, which ComfyUI holds as clip_h (sd2_clip.SD2ClipModel), so LoraSave
+    writes its layers as text_encoders.clip_h.transformer.... (ComfyUI's model_lora_keys_clip maps any
+    text_encoders.<its key>); they are the pipeline's text_encoder's, as clip_l's are SD 1.5's."""
+    torch.manual_seed(10)
+    te = "text_model.encoder.layers.0.mlp.fc1"
+    state = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight": _r(32, 4),
+             "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_down.weight": _r(4, 32),
+             f"text_encoders.clip_h.transformer.{te}.lora_up.weight": _r(37, 4),
+             f"text_encoders.clip_h.transformer.{te}.lora_down.weight": _r(4, 64)}
+    pipe, _ = _apply(sd, tmp_path, state)
+    fc1 = next(m for n, m in pipe.text_encoder.named_modules() if n.endswith("layers.0.mlp.fc1"))
+    assert any("lora" in n for n, _ in fc1.named_modules()), "the text encoder's layer took no LoRA"
+
+
+def test_an_sdxl_lora_comfyui_saved_keeps_its_added_conditioning_layers():
+    """A LoRA ComfyUI extracted from an SDXL model (LoraSave of a model difference) holds the added-conditioning
+    MLP's layers (diffusion_model.label_emb.0.0 / 0.2, diffusers' add_embedding.linear_1 / 2), which ComfyUI
+    applies. Renamed for diffusers' kohya reader (which load_lora_weights runs), each must reach its own layer."""
+    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_lora_to_diffusers
+    from nodes.generate.converters.lora import comfy_ldm_lora_to_kohya
+    state = {}
+    for layer in ("label_emb.0.0", "label_emb.0.2", "time_embed.0"):
+        state[f"diffusion_model.{layer}.lora_up.weight"], state[f"diffusion_model.{layer}.lora_down.weight"] = \
+            _r(8, 2), _r(2, 8)
+    converted, _ = _convert_non_diffusers_lora_to_diffusers(comfy_ldm_lora_to_kohya(state, 2, True))
+    layers = {k.rsplit(".lora.", 1)[0] for k in converted}
+    assert layers == {"unet.add_embedding.linear_1", "unet.add_embedding.linear_2", "unet.time_embedding.linear_1"}
+
+
+def test_a_glora_on_a_convolution_changes_it_as_comfyui_does(sd, tmp_path):
+    """ComfyUI's glora.py multiplies a convolution's kernel W [o, i, k, k] by a1 [i, r] and a2 [r, i] on its input
+    channels (einsum 'o i ..., i j -> o j ...'), b1 [o, r] b2 [r, i, k, k] added, written out here."""
+    torch.manual_seed(11)
+    a1, a2, b1, b2 = _r(32, 4), _r(4, 32), _r(32, 4), _r(4, 32, 3, 3)
+    state = {f"{K_CONV}.a1.weight": a1, f"{K_CONV}.a2.weight": a2, f"{K_CONV}.b1.weight": b1,
+             f"{K_CONV}.b2.weight": b2, f"{K_CONV}.alpha": torch.tensor(2.0)}
+    pipe, before = _apply(sd, tmp_path, state)
+    w = before[CONV][0]
+    diff = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
+    diff = diff + (b1 @ b2.flatten(1)).reshape(w.shape)
+    _check(pipe, before, {CONV: diff * (2.0 / 4)})

@@ -81,3 +81,36 @@ def test_transformers_text_encoders_initialise_as_before(monkeypatch):
     with torch.device("meta"):
         built = CLIPTextModel(cfg).state_dict()
     assert built.keys() == stock.keys() and all(t.is_meta and t.shape == stock[k].shape for k, t in built.items())
+
+
+def test_a_load_swapping_the_initialisers_meanwhile_leaves_no_no_op_behind(monkeypatch):
+    """diffusers' no_init_weights puts a no-op into torch.nn.init for the length of a load (transformers' does too)
+    and puts its originals back after. A check on another thread that read the no-op before that and wrote its
+    wrapping after made the no-op permanent, marked as wrapped: every real layer built later kept torch.empty's
+    memory. Here the load ends between the check's read and its write, as a thread switch would have it."""
+    from diffusers.models.modeling_utils import no_init_weights
+    from nodes.generate import meta_init
+    for name in INITIALISERS:       # torch's own in place (this test's changes are undone after it)
+        fn = getattr(nn.init, name)
+        monkeypatch.setattr(nn.init, name, fn.__wrapped__ if getattr(fn, "skips_meta", False) else fn)
+    load = no_init_weights()
+    load.__enter__()
+    wrap = meta_init._skipping
+
+    def load_ends_meanwhile(fn):
+        if not load_ended:
+            load.__exit__(None, None, None)
+            load_ended.append(True)
+        return wrap(fn)
+    load_ended = []
+    monkeypatch.setattr(meta_init, "_skipping", load_ends_meanwhile)
+    skip_init_on_meta()
+    monkeypatch.setattr(meta_init, "_skipping", wrap)
+    skip_init_on_meta()             # the next check
+    assert load_ended
+    assert torch.equal(nn.init.constant_(torch.zeros(3), 2.0), torch.full((3,), 2.0))
+    bound = 1 / math.sqrt(4)
+    torch.manual_seed(0)
+    weight = torch.empty(3, 4).uniform_(-bound, bound)
+    torch.manual_seed(0)
+    assert torch.equal(nn.Linear(4, 3).weight, weight)

@@ -382,6 +382,14 @@ class Controller:
         # selection but lying between the selected ones would join the group. It steps just outside instead.
         others = [n for n in self.graph.nodes if n not in ids]
         moves = layout.out_of((x0, y0, x1, y1), self._positions(others), self._sizes(others), margin / 2)
+        # Just past the edge may be where another node sits (one hid the other): the nearest spot there clear of
+        # the nodes, the notes, the frame and the nodes stepped out before it.
+        taken = [(x0, y0, x1 - x0, y1 - y0)]
+        taken += [(*at, *self.size_of(n)) for n, at in self._positions(self.graph.nodes).items() if n not in moves]
+        taken += [(*n.get("pos", (0, 0))[:2], *n.get("size", NOTE_SIZE)[:2]) for n in self._ui(NOTES).values()]
+        for n, (x, y) in moves.items():
+            moves[n] = layout.clear_spot((x, y, *self.size_of(n)), taken)
+            taken.append((*moves[n], *self.size_of(n)))
         return self.add_group([x0, y0, x1 - x0, y1 - y0], title, moves=moves)
 
     def update_group(self, gid: str, gesture: Optional[int] = None, **changes) -> None:

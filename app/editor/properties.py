@@ -329,7 +329,10 @@ class PropertiesPanel(QScrollArea):
         self._meta_edits = (name, desc)
         lay.addWidget(QLabel(f"{counted(len(g.nodes), 'node')}, {counted(sum(1 for _ in g.links()), 'link')}"))
         for p in self.doc.validate():
-            lay.addWidget(self._error(f"{p.node + ': ' if p.node else ''}{p.message}"))
+            # The node as the canvas titles it ('resize: …' named an id the canvas shows nowhere); one of a type this
+            # install lacks keeps its id, its type being its only title.
+            named = self.controller.named(p.node) if p.node and self.doc.spec(p.node) is not None else p.node
+            lay.addWidget(self._error(f"{named + ': ' if named else ''}{p.message}"))
         # The model files not there, one line each (the loader's panel says the whole of it): with the import
         # report closed and nothing selected, this page said nothing of them.
         for nid, params in self.doc.missing_models().items():

@@ -354,7 +354,8 @@ class RunController(QObject):
                 self._set(ev["frames_of"], NodeStatus("failed", message=ev.get("message", "")))
             self.logged.emit("error", f"{self.named(node)} failed: {ev.get('message', '')}", node)
         elif kind == "node_skipped":
-            self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
+            # the failed node as the canvas titles it, not by an id shown nowhere ('not run: load_video failed')
+            self._set(node, NodeStatus("skipped", message=f"not run: {self.named(ev.get('because'))} failed"))
         elif kind == "node_preview":
             self.previewed.emit(node, ev.get("image"), self.status.get(node))
         elif kind == "log":
@@ -376,8 +377,11 @@ class RunController(QObject):
         for line in est.lines[len(counted):]:
             self.logged.emit("info", f"estimate: {line}", "")
         if est.warning:
-            self.logged.emit("warn", f"warning: {est.warning}", "")
-            self.warned.emit(est.warning)
+            warning = est.warning
+            for work in est.samplers:   # its advice names the longest sampler: 'fewer steps (k_sampler_3 runs 30: …)'
+                warning = warning.replace(f"({work.node} runs ", f"({self.named(work.node)} runs ")
+            self.logged.emit("warn", f"warning: {warning}", "")
+            self.warned.emit(warning)
 
     def _follow_takes(self, job: Job) -> None:
         """A run that kept the render it replaced as an earlier take (graph_engine.takes): the run that made

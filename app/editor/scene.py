@@ -90,7 +90,12 @@ class GraphScene(QGraphicsScene):
         for nid in list(self.nodes) if only is None else only:
             if nid in self.nodes:
                 self.nodes[nid].set_missing(found.get(nid, {}))
-                self.nodes[nid].set_problems([p.message for p in self.doc.still_found(nid) if not p.dropped])
+                self._check_problems(nid)
+
+    def _check_problems(self, nid: str) -> None:
+        """Mark `nid` with the problems the file was read with that validating it still finds."""
+        if nid in self.nodes:
+            self.nodes[nid].set_problems([p.message for p in self.doc.still_found(nid) if not p.dropped])
 
     def _add_node(self, nid: str) -> None:
         inst = self.doc.graph.nodes[nid]
@@ -143,10 +148,14 @@ class GraphScene(QGraphicsScene):
             self._add_link(ev.data["link"])
             self._refresh(ev.data["link"].dst)
             self._resize_unknown(ev.data["link"])
+            # 'not connected', 'links to missing node' as read: put right by this link (or made so by its undo),
+            # the red mark zoomed out stayed until the file was reopened
+            self._check_problems(ev.data["link"].dst)
         elif k == "unlinked":
             self._remove_link(f"{ev.node}.{ev.data['link'].dst_port}")
             self._refresh(ev.node)
             self._resize_unknown(ev.data["link"])
+            self._check_problems(ev.node)
         elif k == "param_changed":
             self._refresh(ev.node)
             self.check_models([ev.node])

@@ -2,6 +2,7 @@
 right, log and run queue below; menus carry every command with its shortcut."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -18,7 +19,7 @@ from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.registry import did_you_mean
 from graph_engine.shipped import shipped
 from graph_engine.versions import previous_versions
-from graph_engine.workflow import NO_NODES_YET, read_text
+from graph_engine.workflow import NO_NODES_YET, Problem, read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
@@ -370,7 +371,7 @@ class MainWindow(QMainWindow):
             # Not 'no nodes yet: add some in the editor (`kinograph gui plan.yaml`)', a terminal's advice, in orange,
             # for a plan saved as notes: the canvas itself says how to add a node.
             if not p.message.startswith(NO_NODES_YET):
-                self.log.log("warn", str(p), p.node or "")
+                self.log.log("warn", self._problem_said(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
         self._ran = {}
         self._before_previews = {}
@@ -407,6 +408,13 @@ class MainWindow(QMainWindow):
     def _named(self, node_id: str) -> str:
         return self.controller.named(node_id) if node_id in self.doc.graph.nodes else node_id
 
+    def _problem_said(self, p: Problem) -> str:
+        """A problem as the Log says it: its file and line, and its node as the canvas titles it ('node resize: …'
+        named an id the canvas shows nowhere; `kinograph validate` keeps the id, which the file holds). A node of a
+        type this install lacks keeps its id: its type is its only title, which the problem says already."""
+        known = p.node and self.doc.spec(p.node) is not None
+        return str(dataclasses.replace(p, node=self._named(p.node))) if known else str(p)
+
     def _port_named(self, node_id: str, port: str) -> str:
         """'Plate.video': the viewer's name for what it shows, the node as the canvas titles it."""
         return f"{self._named(node_id)}.{port}"
@@ -434,7 +442,7 @@ class MainWindow(QMainWindow):
                                  f"stays open here")
             return
         for p in problems:
-            self.log.log("warn", str(p), p.node or "")
+            self.log.log("warn", self._problem_said(p), p.node or "")
         said = f"{name} changed on disk (another program saved it): read again as it is there now; Ctrl+Z brings " \
                f"back what was open"
         self.log.log("info", said)
@@ -627,7 +635,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Not restored", f"The version kept at {version.file} could not be read: {e}")
             return False
         for p in problems:
-            self.log.log("warn", str(p))
+            self.log.log("warn", self._problem_said(p))
         self.message(f"Restored the workflow as it was before the save at {when}: Save keeps it, Undo goes back")
         return True
 

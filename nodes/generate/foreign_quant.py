@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-_INSTEAD = ("Kinograph does not run it; get the same model as a GGUF (city96's Q8_0, Q6_K, or Q4_K_M at about a "
-            "4-bit file's size) or as ComfyUI's fp8_scaled / bf16 safetensors")
+# Files that exist: city96's GGUF repositories hold Q8_0, Q6_K and Q4_K_S (his FLUX.1 ones no Q4_K_M); Comfy-Org's
+# fp8 files are named fp8 (flux1-dev-fp8) or fp8_scaled (the later models, text encoders).
+_INSTEAD = ("Kinograph does not run it; get the same model as a GGUF (city96's Q8_0, Q6_K, or Q4_K_S at about a "
+            "4-bit file's size: flux1-dev-Q4_K_S.gguf for FLUX.1 [dev]) or as an fp8 / fp8_scaled or bf16 "
+            "safetensors (ComfyUI's flux1-dev-fp8)")
 
 
 def foreign_quant(names: Iterable[str]) -> Optional[str]:

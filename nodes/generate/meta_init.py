@@ -27,11 +27,19 @@ def skip_init_on_meta() -> None:
     with _lock:
         for name in INITIALISERS:
             fn = getattr(init, name)
-            if not getattr(fn, "skips_meta", False):
+            if _torchs_own(fn, init):
                 setattr(init, name, _skipping(fn))
         for name, fn in getattr(hf, "TORCH_INIT_FUNCTIONS", {}).items():
-            if not getattr(fn, "skips_meta", False):
+            if _torchs_own(fn, init):
                 hf.TORCH_INIT_FUNCTIONS[name] = _skipping(fn)
+
+
+def _torchs_own(fn, init) -> bool:
+    """torch's own initialiser, not yet wrapped. Not a stand-in another library holds there for the length of a load
+    (diffusers' and transformers' no_init_weights put a no-op there and their originals back after): wrapped, that
+    no-op stayed for good where their restore came between this read and the write (another thread's load), and every
+    real layer built after kept uninitialised memory. A stand-in is left to its owner; the next check wraps torch's."""
+    return not getattr(fn, "skips_meta", False) and getattr(fn, "__module__", None) == init.__name__
 
 
 def _skipping(initialise):

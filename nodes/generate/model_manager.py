@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.converters.lora import FUSED_LAYERS, anima_lora, fused_lora, kohya_modules, lora_state
+from nodes.generate.converters.lora import FUSED_LAYERS, anima_lora, fused_lora, kohya_modules, lora_state, turns
 from nodes.generate.detect import Detection, detect_file, detect_header, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
@@ -296,6 +296,12 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
     # A text encoder loaded on its own (load.text_encoder): a pipeline without a denoiser.
     alone = getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None
     strengths: Dict[str, float] = {}
+    wanted = []
+    # OFT / BOFT files: ComfyUI's change is not linear in the strength, so their LoRA is made for one strength, an
+    # adapter per (file, strength); the same file's adapter at another strength this side asked for before is
+    # dropped (each is a full-rank copy of the layers it turns).
+    turning = pipe.__dict__.setdefault("_kinograph_turning", {})     # file's adapter name -> holds OFT / BOFT
+    turned = pipe.__dict__.setdefault("_kinograph_turned", {})       # adapter name -> (file's, side last asking)
     for path, strength in loras:
         # A file retrained and saved under the same name is another adapter.
         try:
@@ -303,7 +309,24 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
         except OSError as exc:
             raise NodeError(f"the LoRA {path} cannot be read any more ({exc.strerror}); put it back or pick "
                             "another in lora.image") from None
-        name = "k" + hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        base = "k" + hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        if base not in turning:
+            turning[base] = turns(read_header(path).shapes)
+        name = base
+        if turning[base]:
+            name = "k" + hashlib.sha1(f"{base}|{float(strength)!r}".encode()).hexdigest()[:12]
+            turned[name] = (base, text)
+        wanted.append((path, name, strength))
+    asked = {name for _, name, _ in wanted}
+    stale = [n for n, (base, side) in turned.items() if n not in asked and side == text and
+             any(turned.get(a, (None,))[0] == base for a in asked)]
+    if stale:
+        pipe.delete_adapters([n for n in stale if n in loaded])
+        loaded -= set(stale)
+        pipe._kinograph_loras = loaded
+        for n in stale:
+            del turned[n]
+    for path, name, strength in wanted:
         if name in getattr(pipe, "_kinograph_no_loras", ()):
             continue
         if name not in loaded:
@@ -313,7 +336,7 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
                                flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"),
                                unet_layers=(layers, getattr(pipe, "text_encoder_2", None) is not None)
-                               if isinstance(layers, int) else None)
+                               if isinstance(layers, int) else None, strength=float(strength))
             fused = FUSED_LAYERS.get(type(pipe).__name__)
             if type(pipe).__name__ == "AnimaParts" and not alone:
                 state = anima_lora(state, pipe.transformer, Path(path).name)

@@ -32,11 +32,12 @@ def motion_lora_to_diffusers(state: Dict[str, object]) -> Dict[str, object]:
 
 
 def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False,
-               unet_layers: Optional[Tuple[int, bool]] = None) -> Dict[str, object]:
+               unet_layers: Optional[Tuple[int, bool]] = None, strength: float = 1.0) -> Dict[str, object]:
     """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris. `flux`: for a
     FLUX.1 pipeline (Black Forest Labs' layer names are HunyuanVideo's too where they say linear1, so the pipeline
     decides). `unet_layers`: for an SD / SDXL UNet, (its resnets a level, whether it has SDXL's two text encoders),
-    to read ComfyUI's own LDM names (comfy_ldm_lora_to_kohya)."""
+    to read ComfyUI's own LDM names (comfy_ldm_lora_to_kohya). `strength`: the one the LoRA is applied at, for the
+    layers whose change ComfyUI does not scale linearly (OFT, BOFT: see weight_relative_delta)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
     check_ranks(state, getattr(path, "name", str(path)))
@@ -46,7 +47,8 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
         state = bfl_flux_lora_to_kohya(state)
     if unet_layers and is_comfy_ldm_lora(state):
         state = comfy_ldm_lora_to_kohya(state, *unet_layers)
-    return expand_lycoris(state, base_weight, getattr(path, "name", str(path))) if needs_expanding(state) else state
+    return expand_lycoris(state, base_weight, getattr(path, "name", str(path)), strength) \
+        if needs_expanding(state) else state
 
 
 _BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.)?((?:double|single)_blocks\..+|"
@@ -113,17 +115,22 @@ def is_comfy_ldm_lora(state: Dict[str, object]) -> bool:
 
 def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -> Dict[str, object]:
     """The same LoRA under kohya's names (lora_unet_down_blocks_0_attentions_0_..., lora_te_ / lora_te1_ / lora_te2_
-    for ComfyUI's text_encoders.clip_l / clip_g.transformer.), which diffusers' kohya converter reads with their
+    for ComfyUI's text_encoders.clip_l / clip_h / clip_g.transformer.), which diffusers' kohya converter reads with their
     alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them)."""
     from nodes.generate.converters.ldm import resnet_names, unet_name
-    encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_"}
+    # SD 2.x's OpenCLIP ViT-H is ComfyUI's clip_h (sd2_clip.SD2ClipModel): the pipeline's one text encoder
+    encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_", "clip_h": "lora_te_"}
     out = {}
     for k, v in state.items():
         base, part = _split(k)
         if base is None:
             out[k] = v
             continue
-        if base.startswith("diffusion_model."):
+        if base.startswith("diffusion_model.label_emb."):
+            # SDXL's added-conditioning MLP under its LDM name, which diffusers' kohya reader maps itself; its
+            # diffusers name (add_embedding.linear_1 / 2) it reads as one add.embedding.linear for both
+            base = "lora_unet_" + base[len("diffusion_model."):].replace(".", "_")
+        elif base.startswith("diffusion_model."):
             base = "lora_unet_" + unet_name(base[len("diffusion_model."):] + ".", layers, resnet_names,
                                             lambda rest: rest).rstrip(".").replace(".", "_")
         elif base.startswith("text_encoders."):
@@ -156,6 +163,12 @@ def _split(key: str):
     return None, None
 
 
+def turns(names) -> bool:
+    """True for a file with OFT / BOFT layers, whose change ComfyUI does not scale linearly with the strength: its
+    LoRA is made for one strength."""
+    return any(k.endswith(".oft_blocks") for k in names)
+
+
 def needs_expanding(state: Dict[str, object]) -> bool:
     """True for a file with LoHa, LoKr, full-diff, OFT, BOFT, GLoRA or DoRA layers (which diffusers cannot apply as they are)."""
     return any(k.endswith(_LYCORIS) for k in state)
@@ -185,9 +198,9 @@ def delta_shape(layer: Dict[str, object]) -> Tuple[int, ...]:
     if "oft_blocks" in layer:
         blocks = s("oft_blocks")      # OFT: [blocks, size, size]; BOFT: [stages, blocks, size, size]
         return (blocks[-3] * blocks[-1],)
-    if "a1.weight" in layer:
-        return (s("b1.weight")[0], s("b2.weight")[1]) if s("a1.weight")[1] == s("a2.weight")[0] \
-            else (s("b2.weight")[0], s("b1.weight")[1])
+    if "a1.weight" in layer:        # b1 b2 (lycoris' older layout: b2 b1), a convolution's kernel in b2 (b1)
+        return (s("b1.weight")[0], *s("b2.weight")[1:]) if s("a1.weight")[1] == s("a2.weight")[0] \
+            else (s("b2.weight")[0], *s("b1.weight")[1:])
     if "hada_w1_a" in layer:
         if "hada_t1" in layer:
             m1, m2 = tucker("hada_t1", "hada_w1_b", "hada_w1_a"), tucker("hada_t2", "hada_w2_b", "hada_w2_a")
@@ -275,45 +288,53 @@ def _cayley(blocks, alpha: float):
     return (eye + q) @ (eye - q).inverse()
 
 
-def weight_relative_delta(layer: Dict[str, object], weight):
-    """The change at strength 1 of a layer whose LyCORIS form acts on the model's weight W, as ComfyUI's
-    comfy/weight_adapter computes it: OFT (oft_blocks [n, b, b]) turns each block of b output channels by an
-    orthogonal matrix; BOFT (oft_blocks [m, n, b, b]) by m butterfly stages of them; `rescale` scales the turned
-    rows (ComfyUI's BOFT and LyCORIS do; its OFT leaves it out); GLoRA adds W a1 a2 + b1 b2 times alpha / rank
-    (lycoris' older layout: W a2 a1 + b2 b1)."""
+def weight_relative_delta(layer: Dict[str, object], weight, strength: float = 1.0):
+    """The change of a layer whose LyCORIS form acts on the model's weight W, as ComfyUI's comfy/weight_adapter
+    computes it, per unit of `strength` (the adapter's weight, set to `strength`, scales it back): OFT (oft_blocks
+    [n, b, b]) turns each block of b output channels by an orthogonal matrix R, and ComfyUI scales R - I by the
+    strength and the change again (strength squared), leaving `rescale` out; BOFT (oft_blocks [m, n, b, b]) turns
+    them by m butterfly stages, each stage's R blended with I by the strength, the turned rows scaled by `rescale`,
+    the change by the strength; GLoRA adds W a1 a2 + b1 b2 times alpha / rank (lycoris' older layout: W a2 a1 + b2 b1),
+    linear in the strength."""
     import torch
     g = {k: v.float() for k, v in layer.items() if hasattr(v, "float")}
     w = weight.float()
     alpha = g.get("alpha")
     if "oft_blocks" in g:
+        # At strength 0 the adapter's weight 0 removes any change: the strength-1 one stands in (no division by 0).
+        s = strength or 1.0
         blocks = g["oft_blocks"]
         r = _cayley(blocks, float(alpha) if alpha is not None else 0.0)
+        eye = torch.eye(blocks.shape[-1])
         if blocks.dim() == 3:
             n, b = blocks.shape[:2]
-            turned = torch.einsum("k n m, k n ... -> k m ...", r, w.reshape(n, b, *w.shape[1:])).reshape(w.shape)
-        else:
-            b = blocks.shape[-1]
-            turned = w
-            for i in range(blocks.shape[0]):
-                k = 2 ** i * (b // 2)
-                turned = turned.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, b))
-                turned = torch.einsum("b i j, b j ... -> b i ...", r[i], turned)
-                turned = turned.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
+            return s * torch.einsum("k n m, k n ... -> k m ...", r - eye,
+                                    w.reshape(n, b, *w.shape[1:])).reshape(w.shape)
+        b = blocks.shape[-1]
+        turned = w
+        for i in range(blocks.shape[0]):
+            k = 2 ** i * (b // 2)
+            turned = turned.unflatten(0, (-1, 2, k)).transpose(1, 2).flatten(0, 2).unflatten(0, (-1, b))
+            turned = torch.einsum("b i j, b j ... -> b i ...", r[i] * s + (1 - s) * eye, turned)
+            turned = turned.flatten(0, 1).unflatten(0, (-1, k, 2)).transpose(1, 2).flatten(0, 2)
         if "rescale" in g:
             turned = turned * g["rescale"].reshape(-1, *[1] * (w.dim() - 1))
         return turned - w
-    a1, a2, b1, b2 = (g[n].flatten(1) for n in ("a1.weight", "a2.weight", "b1.weight", "b2.weight"))
-    flat = w.flatten(1)
-    # ComfyUI's test of which layout it is, where the shapes fit both
-    old = b2.shape[1] == b1.shape[0] == a1.shape[0] == a2.shape[1]
-    if b2.shape[0] == b1.shape[1] == a1.shape[1] == a2.shape[0] and not (
-            old and a2.shape[0] == w.shape[0] == w.shape[1]):
+    names = ("a1.weight", "a2.weight", "b1.weight", "b2.weight")
+    # ComfyUI's test of which layout it is (on the stored shapes), where the shapes fit both
+    sa1, sa2, sb1, sb2 = (g[n].shape for n in names)
+    old = sb2[1] == sb1[0] == sa1[0] == sa2[1]
+    if sb2[0] == sb1[1] == sa1[1] == sa2[0] and not (old and sa2[0] == w.shape[0] == w.shape[1]):
         old = False
+    a1, a2, b1, b2 = (g[n].flatten(1) for n in names)
+    flat = w.flatten(1)
     if old:
-        rank, delta = a1.shape[0], b2 @ b1 + flat @ a2 @ a1
+        rank, delta = a1.shape[0], (b2 @ b1 + flat @ a2 @ a1).reshape(w.shape)
     else:
-        rank, delta = a2.shape[0], flat @ a1 @ a2 + b1 @ b2
-    return delta.reshape(w.shape) * (float(alpha) / rank if alpha is not None else 1.0)
+        # a convolution's kernel [o, i, k, k] is multiplied on its input channels, as ComfyUI's einsum does
+        turned = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
+        rank, delta = a2.shape[0], turned + (b1 @ b2).reshape(w.shape)
+    return delta * (float(alpha) / rank if alpha is not None else 1.0)
 
 
 def dora_delta(weight, delta, dora_scale):
@@ -380,9 +401,10 @@ def _check_expansion(layers: Dict[str, Dict[str, object]], base_weight, name: st
 
 
 def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str], object]] = None,
-                   name: str = "this LoRA") -> Dict[str, object]:
+                   name: str = "this LoRA", strength: float = 1.0) -> Dict[str, object]:
     """The file's LoHa/LoKr/diff/DoRA layers as exact LoRAs (others kept as they are). `base_weight(layer name)`:
-    the model weight that layer changes, or None; needed for DoRA and for convolution layers stored flat."""
+    the model weight that layer changes, or None; needed for DoRA and for convolution layers stored flat.
+    `strength`: see lora_state."""
     layers: Dict[str, Dict[str, object]] = {}
     out = {}
     for k, v in state.items():
@@ -418,7 +440,7 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
                                 f"weight, and its layer {base} has no matching layer in this model; it is for another "
                                 "model (family, version or size)")
             try:
-                out.update(_as_lora(base, weight_relative_delta(layer, weight), kohya))
+                out.update(_as_lora(base, weight_relative_delta(layer, weight, strength), kohya))
             except (KeyError, ValueError, RuntimeError, IndexError) as exc:
                 raise NodeError(f"{name}: {kind} layer {base} does not fit the model ({exc}); the LoRA is for "
                                 "another model (family, version or size)") from None
