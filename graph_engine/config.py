@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import reprlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict
@@ -50,6 +51,9 @@ def allow_outside() -> bool:
 
 
 log = logging.getLogger("kinograph.config")
+# A wrong value as its warning shows it: two levels, a few items and characters of each.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 80, 80
 
 
 def _paths(v: Any) -> bool:
@@ -95,6 +99,9 @@ def _read_settings(path: Path, stamp) -> Dict[str, Any]:
     import yaml
     try:
         text = path.read_text(encoding="utf-8")
+        # Nesting past a settings file's refused before PyYAML, which builds a level a call (RecursionError)
+        from .workflow import screen_yaml
+        screen_yaml(text, aliases=True)
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError) as e:
@@ -126,7 +133,8 @@ def _read_settings(path: Path, stamp) -> Dict[str, Any]:
             continue
         if not ok(value):
             fallback = f"using {DEFAULTS[key]}" if key in DEFAULTS else "using the default"
-            log.warning("%s: %s must be %s, not %r; %s", where, key, what, value, fallback)
+            # Shortened: a value of aliases (billion laughs) written out whole is 10**9 items in one log line.
+            log.warning("%s: %s must be %s, not %s; %s", where, key, what, _SHORT.repr(value), fallback)
             continue
         out[key] = _beside(path.parent, value) if key in FOLDER_KEYS else value
     return out

@@ -163,11 +163,11 @@ def _refuse(message: str, line: int = 0):
     return err
 
 
-def screen_yaml(text: str) -> None:
+def screen_yaml(text: str, aliases: bool = False) -> None:
     """Refuse, before building anything, what makes a small YAML file expensive or recursive:
     anchors and aliases (a 600-byte alias bomb expands to gigabytes; an alias can refer to
-    itself), nesting deeper than MAX_DEPTH and text over MAX_YAML_BYTES. Raises a YAMLError
-    with the line."""
+    itself) unless `aliases` (the caller counts what they write out), nesting deeper than MAX_DEPTH
+    and text over MAX_YAML_BYTES. Raises a YAMLError with the line."""
     import yaml
     if len(text) > MAX_YAML_BYTES:
         raise _refuse(f"the file is {len(text) / 1e6:.1f} MB; a Kinograph YAML file is at most "
@@ -178,7 +178,7 @@ def screen_yaml(text: str) -> None:
         while loader.check_event():
             ev = loader.get_event()
             line = ev.start_mark.line if ev.start_mark else 0
-            if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+            if not aliases and (isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None)):
                 raise _refuse("anchors and aliases (&name, *name) are not allowed in Kinograph files: "
                               "write the value out where it is used", line)
             if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
@@ -392,14 +392,19 @@ def read_text(path: Path) -> str:
             raise WorkflowError([Problem(str(path), 0, None,
                                          "this file carries no Kinograph workflow in its metadata")])
         return text
+    return decode_text(workflow_bytes(path), str(path))
+
+
+def workflow_bytes(path: Path) -> bytes:
+    """The bytes of a workflow YAML file, read as far as MAX_YAML_BYTES only (read_plain: a link to /dev/zero has a
+    size of 0 and no end, a named pipe no writer); WorkflowError saying why it cannot be read."""
     try:
         size = path.stat().st_size
-        # Read as far as the limit only (read_plain): a link to /dev/zero has a size of 0 and no end.
         data = b"" if size > MAX_YAML_BYTES else read_plain(path, MAX_YAML_BYTES)
         if size > MAX_YAML_BYTES or len(data) > MAX_YAML_BYTES:
             raise WorkflowError([Problem(str(path), 1, None, f"the file is {max(size, len(data)) / 1e6:.1f} MB; a "
                                                              f"workflow file is at most {MAX_YAML_BYTES >> 20} MB")])
-        return decode_text(data, str(path))
+        return data
     except FileNotFoundError:
         raise WorkflowError([Problem(str(path), 0, None, "no such file" + _shipped_example_hint(path))])
     except OSError as e:

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 from PySide6.QtCore import QObject, QSaveFile, Signal
 from PySide6.QtGui import QUndoStack
 
-from graph_engine.atomic import read_only
+from graph_engine.atomic import read_only, read_plain
 from graph_engine.config import output_dir
 from graph_engine.errors import WorkflowError
 from graph_engine.free_space import short_of
@@ -22,8 +22,8 @@ from graph_engine.registry import default_registry
 from graph_engine.validate import missing_inputs, missing_models, validate
 from graph_engine.versions import keep_previous
 from nodes.common.models_dirs import model_dirs, one_look
-from graph_engine.workflow import (Problem, Workflow, decode_text, load_yaml_with_lines, parse_workflow, read_text,
-                                   to_yaml)
+from graph_engine.workflow import (MAX_YAML_BYTES, Problem, Workflow, decode_text, load_yaml_with_lines,
+                                   parse_workflow, read_text, to_yaml, workflow_bytes)
 
 from .commands import GraphCommand
 from .geometry import node_size
@@ -283,7 +283,9 @@ class Document(QObject):
         if self.path is None or self.on_disk is None:
             return None
         try:
-            return _digest(self.path.read_bytes())
+            # As far as a workflow is read (a longer one is told of by read_again): a file swapped for a named pipe
+            # waited here for ever, a link to /dev/zero filled the memory
+            return _digest(read_plain(self.path, MAX_YAML_BYTES))
         except OSError:
             return None
 
@@ -291,7 +293,7 @@ class Document(QObject):
         """The file as another program saved it, in place of the graph: one undo step (Undo brings back what was
         open), and the document is then what is on disk (unmodified; Save replaces it without asking). Returns what
         could not be read; raises WorkflowError or OSError where nothing could."""
-        data = self.path.read_bytes()
+        data = workflow_bytes(self.path)
         read = self._replace(Document.from_text(decode_text(data, str(self.path)), self.path, self.registry),
                              f"Read {self.path.name} again as saved elsewhere")
         problems = read.problems

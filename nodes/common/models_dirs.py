@@ -215,6 +215,10 @@ def _sections(text: str) -> list:
     """The top-level values of an extra_model_paths.yaml, each built only if the entries built so far, aliases and
     merge keys written out, stay within MAX_YAML_ENTRIES: a section that would pass it is left out, the others count."""
     import yaml
+    from graph_engine.workflow import screen_yaml
+    # Nesting past a folder list's refused first: PyYAML composes a level a call, so 3,000 brackets (6 KB) took 0.9 s
+    # to reach the recursion limit, on each of the model folders' 74 reads of the file for `kinograph info`
+    screen_yaml(text, aliases=True)
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()

@@ -380,6 +380,7 @@ def _gguf_tensors_fit(data, count: int, at: int, alignment: int, number) -> None
     if alignment <= 0 or alignment & (alignment - 1):
         raise ValueError(f"its alignment {alignment} is not a power of two")
     start = at + -at % alignment
+    spans = []
     for name, shape, kind, offset in infos:
         try:
             block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
@@ -392,6 +393,14 @@ def _gguf_tensors_fit(data, count: int, at: int, alignment: int, number) -> None
         end = start + offset + values // block * size
         if end > len(data):
             raise ValueError(f"{len(data):,} bytes on disk; tensor {name} ends at byte {end:,}: the file is cut short")
+        spans.append((start + offset, end, name))
+    # Writers lay tensors one after another; each is copied out as it is read (weights._read_gguf), so tensors laid
+    # over the same bytes multiply them: 99,999 over 1 MB of a 5 MB file asked for 100 GB.
+    spans.sort()
+    for (_, end, first), (begin, _, name) in zip(spans, spans[1:]):
+        if begin < end:
+            raise ValueError(f"tensor {name} lies over {first}'s bytes (from byte {begin:,}, where {first} runs to "
+                             f"{end:,}), as no GGUF writer lays them")
 
 
 def torch_load(path: Path) -> dict:

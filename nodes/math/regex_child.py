@@ -111,7 +111,7 @@ def chat_template(call, most_lines, path):
 
     sys.settrace(lambda frame, event, arg: in_template if frame.f_code.co_filename == "<template>" else None)
     try:
-        return list(render_jinja_template(**call))
+        out = list(render_jinja_template(**call))
     except TimeoutError:
         raise ValueError(f"runs more than {most_lines:,} lines for one prompt, looping without end") from None
     except MemoryError:
@@ -120,6 +120,13 @@ def chat_template(call, most_lines, path):
         raise ValueError(f"fails ({type(e).__name__}: {_short(str(e))})") from None
     finally:
         sys.settrace(None)
+    # A prompt holds what it was given and the template's own words; `{{ m.content * 10**8 }}` wrote 200 MB, sent back
+    # to Kinograph whole (and on to a tokenizer).
+    written, given = sum(len(text) for text in out[0]), len(json.dumps(call))
+    if written > given + MAX_TEXT:
+        raise ValueError(f"writes {written:,} characters for one prompt, given {given:,} (the messages, tools and "
+                         "template): it loops or repeats them")
+    return out
 
 
 FUNCTIONS = {"regex_extract": regex_extract, "regex_replace": regex_replace, "chat_template": chat_template}

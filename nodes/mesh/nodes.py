@@ -78,6 +78,11 @@ def smooth_normals(ctx, mesh: MESH,
     return make(mesh, crease_angle)
 
 
+# How far from the origin the camera and its target may be, in the splat's units: the renderer's float32 squares of
+# distances overflow past about 1e17 (NaN pictures; at 1e38 a NaN-to-integer traceback).
+FARTHEST = 1e9
+
+
 def _splat_name(path) -> Optional[str]:
     """Why `path` is no splat file name (None: it is one)."""
     if not str(path).strip() or PurePath(str(path)).suffix.lower() in (".spz", ".ply"):
@@ -124,12 +129,12 @@ def render_splat(ctx, splat: SPLAT,
                  yaw: float = Param(35.0, min=-360.0, max=360.0, help="orbit: degrees about the up axis, from +z"),
                  pitch: float = Param(30.0, min=-89.0, max=89.0, help="orbit: degrees above the target"),
                  distance: float = Param(4.0, min=0.01, max=1000.0, help="orbit: how far from the target"),
-                 eye_x: float = Param(4.0, help="look_at: the camera's x"),
-                 eye_y: float = Param(4.0, help="look_at: the camera's y (up)"),
-                 eye_z: float = Param(4.0, help="look_at: the camera's z"),
-                 target_x: float = Param(0.0, help="the point looked at (and orbited), x"),
-                 target_y: float = Param(0.0, help="the point looked at, y (up)"),
-                 target_z: float = Param(0.0, help="the point looked at, z"),
+                 eye_x: float = Param(4.0, min=-FARTHEST, max=FARTHEST, help="look_at: the camera's x"),
+                 eye_y: float = Param(4.0, min=-FARTHEST, max=FARTHEST, help="look_at: the camera's y (up)"),
+                 eye_z: float = Param(4.0, min=-FARTHEST, max=FARTHEST, help="look_at: the camera's z"),
+                 target_x: float = Param(0.0, min=-FARTHEST, max=FARTHEST, help="the point looked at (and orbited), x"),
+                 target_y: float = Param(0.0, min=-FARTHEST, max=FARTHEST, help="the point looked at, y (up)"),
+                 target_z: float = Param(0.0, min=-FARTHEST, max=FARTHEST, help="the point looked at, z"),
                  roll: float = Param(0.0, min=-180.0, max=180.0, help="degrees about the view axis"),
                  fov: float = Param(35.0, min=1.0, max=120.0, help="field of view across the shorter side, degrees"),
                  zoom: float = Param(1.0, min=0.01, max=100.0, help="the focal length, times this"),

@@ -223,7 +223,11 @@ def fitted(make, state: Dict[str, object], where: str, what: str):
     for the user) refused as a damaged file where its tensors do not fit the network their shapes describe."""
     from nodes.generate.weights import misfit
     check_claim(make, state, where)
-    model = make()
+    try:
+        model = make()
+    except ZeroDivisionError:       # a head count or group read from a size of 0 (check_claim leaves it to here)
+        raise NodeError(f"{what} does not fit its own layout (a size its tensors give, such as its heads, is 0): the "
+                        "file is incomplete or damaged; get it again") from None
     why = misfit(model, state)
     if why:
         raise NodeError(f"{what} does not fit its own layout ({why}): the file is incomplete or damaged; get it "
