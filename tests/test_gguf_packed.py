@@ -78,6 +78,10 @@ def test_a_type_only_gguf_py_reads_is_dequantised_once_across_forwards(tmp_path,
     assert calls == [T.IQ2_XXS]
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], torch.nn.functional.linear(x, want, lin.bias))
     assert held_bytes([lin.weight]) == before
+    # accelerate's sequential offload moves it as type(param)(moved): moved is the kept matrix
+    from accelerate.utils import set_module_tensor_to_device
+    set_module_tensor_to_device(lin, "weight", "meta")
+    assert lin.weight.device.type == "meta" and lin.weight.shape == (ROWS, COLS) and calls == [T.IQ2_XXS]
 
 
 def test_a_cpu_run_without_room_keeps_dequantising_per_operation_and_says_what_it_costs(tmp_path, monkeypatch,

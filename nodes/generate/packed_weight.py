@@ -99,12 +99,16 @@ class PackedWeight(torch.Tensor):
         if isinstance(stored, PackedWeight):
             # accelerate moves a parameter (sequential CPU offload) as type(param)(moved, requires_grad=...)
             return stored._like()
+        if not isinstance(stored, Stored):
+            # ... and `moved` is a plain tensor where the weight was made plain (a LoRA fused into it, a type
+            # expanded once at its first use): a plain PackedWeight of it
+            return PackedWeight(Stored("plain", "", {"q": stored}), stored.shape, (stored.dtype,))
         device = next(iter(stored.tensors.values())).device
         return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=casts[-1], device=device, requires_grad=False)
 
     def __init__(self, stored, shape=None, casts: tuple = (), expert: Optional[int] = None, transposed: bool = False,
                  requires_grad: bool = False):
-        if not isinstance(stored, PackedWeight):        # else made whole by __new__
+        if isinstance(stored, Stored):        # else made whole by __new__
             self.stored, self.casts, self.expert, self.transposed = stored, casts, expert, transposed
 
     # Every operation reaches __torch_dispatch__ (none is run on the wrapper, which holds no values itself)
