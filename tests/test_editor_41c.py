@@ -1,0 +1,50 @@
+"""editor41c: the minimap did not mark nodes with problems; a node Ctrl+G stepped out of a new frame could land in
+another frame; the Log named another workflow's nodes by id; a file caught mid-write dropped nodes without a word.
+Driven through the real window offscreen; any Qt warning fails a test."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+from pathlib import Path  # noqa: E402
+
+import test_editor_session  # noqa: E402
+
+make_window, no_modal_dialogs, registry = (test_editor_session.make_window, test_editor_session.no_modal_dialogs,
+                                           test_editor_session.registry)
+win, private_config, pytestmark = test_editor_session.win, test_editor_session.private_config, test_editor_session.pytestmark
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "test_pattern.yaml"
+
+
+def _red_on_minimap(w, node) -> int:
+    """How many pixels of the minimap's picture over `node` are the canvas' problem red."""
+    from app.editor import theme
+    mini = w.view.minimap
+    img = mini._pixmap.toImage()
+    s = mini._target().width() / mini._area.width()
+    r = mini._map(w.scene.nodes[node].sceneBoundingRect(), s).adjusted(-2, -2, 2, 2).toAlignedRect()
+    red = theme.REFUSED
+    dpr = img.devicePixelRatio()
+    return sum(1 for x in range(int(r.left() * dpr), int(r.right() * dpr))
+               for y in range(int(r.top() * dpr), int(r.bottom() * dpr))
+               if img.valid(x, y) and img.pixelColor(x, y).rgb() == red.rgb())
+
+
+def test_the_minimap_marks_a_node_with_a_problem(make_window, registry, tmp_path, qtbot):
+    """Zoomed out the canvas draws a red frame and '!' on a node with a problem (editor41b), but the minimap, the
+    one place the whole graph shows, drew it as any other node. It is outlined in red there, and the mark goes once
+    a link puts the problem right."""
+    from app.editor.document import Document
+    path = tmp_path / "tp.yaml"
+    path.write_text(EXAMPLE.read_text().replace("      video: resize.video\n", "")
+                    .replace("out/test_pattern.mp4", "out/tp.mp4"))
+    w = make_window(Document.load(path, registry))
+    w.view.minimap.rebuild()
+    assert _red_on_minimap(w, "save") > 0
+    assert _red_on_minimap(w, "resize") == 0
+    w.controller.connect("resize", "video", "save", "video")
+    qtbot.waitUntil(lambda: _red_on_minimap(w, "save") == 0, timeout=3000)
