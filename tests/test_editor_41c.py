@@ -48,3 +48,26 @@ def test_the_minimap_marks_a_node_with_a_problem(make_window, registry, tmp_path
     assert _red_on_minimap(w, "resize") == 0
     w.controller.connect("resize", "video", "save", "video")
     qtbot.waitUntil(lambda: _red_on_minimap(w, "save") == 0, timeout=3000)
+
+
+def test_the_log_names_another_workflows_nodes_as_its_canvas_titled_them(win):
+    """File > New while a render runs: the render goes on, and its Log lines said 'pattern_1: …' and
+    '✘ …: pattern_1 failed', ids its canvas never showed (or the new workflow's title of a node of the same id).
+    They name the node as the job's own workflow titles it."""
+    from app.editor.runner import Job
+    from graph_engine.executor import RunResult
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_title(pat, "Hero plate")
+    old = win.doc
+    job = Job(900, "run", "shot", old.workflow_of(old.run_graph(None), None), state="running", owner=old)
+    win.runs.jobs.append(job)
+    old.undo.setClean()
+    win.new_document()
+    assert c is not win.controller and win.controller.add_node("generate.test_pattern", (0, 0)) == pat
+    win.controller.set_title(pat, "Other")      # the new workflow's node of the same id
+    win.runs._on_event(job.id, {"event": "node_failed", "node": pat, "message": "no memory"})
+    win.runs._on_done(job.id, RunResult(ok=False, failed={pat: "no memory"}), "")
+    said = win.log.toPlainText()
+    assert "Hero plate: no memory" in said and "✘ shot: Hero plate failed" in said, said
+    assert "Other" not in said and f"{pat}:" not in said, said

@@ -21,7 +21,7 @@ from graph_engine.placeholders import param_value
 from . import clipboard, layout, ops, rules
 from .document import Document, absolute_inputs
 from .geometry import node_size
-from .titles import node_title
+from .titles import named_in
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
@@ -159,11 +159,7 @@ class Controller:
     def named(self, node_id: str) -> str:
         """A node as the canvas names it, for undo texts: its title ('Undone: Set k_sampler_advanced_129_86.sampler'
         named it by an id the canvas shows nowhere), with its id where another node has the same title."""
-        def title(n):
-            inst, spec = self.graph.nodes[n], self.doc.spec(n)
-            return node_title(inst, spec)
-        mine = title(node_id)
-        return f"{mine} ({node_id})" if any(title(n) == mine for n in self.graph.nodes if n != node_id) else mine
+        return named_in(self.graph, self.doc.registry, node_id)
 
     def set_param(self, node_id: str, name: str, value, gesture: Optional[int] = None) -> None:
         spec = self.doc.spec(node_id)

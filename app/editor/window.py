@@ -1272,7 +1272,7 @@ class MainWindow(QMainWindow):
         last = next((j for j in reversed(self.runs.history) if j.owner is self.doc), None)
         if last is None or last.state != "failed":
             return ""
-        return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed) if last.failed else ''} (see the Log)"
+        return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed, last) if last.failed else ''} (see the Log)"
 
     def _status(self, node_id: str, st) -> None:
         if st is not None and st.state in RAN + WAITING and self._edited_in_run([node_id]):
