@@ -71,3 +71,24 @@ def test_the_log_names_another_workflows_nodes_as_its_canvas_titled_them(win):
     said = win.log.toPlainText()
     assert "Hero plate: no memory" in said and "✘ shot: Hero plate failed" in said, said
     assert "Other" not in said and f"{pat}:" not in said, said
+
+
+def test_a_node_ctrl_g_steps_out_of_its_frame_lands_clear_of_other_frames(win):
+    """A node left out of the selection steps out of the new frame to the nearest spot clear of the nodes and notes
+    (rev41i), but that spot could lie in another group's frame, and the node joined that group. It lands clear of
+    every frame it was not in."""
+    c = win.controller
+    a = c.add_node("generate.test_pattern", (0, 0))
+    b = c.add_node("generate.test_pattern", (900, 700))
+    left_out = c.add_node("generate.test_pattern", (450, 350))
+    win.scene.select_nodes([a, b])
+    win.group_selection()
+    x, y = win.doc.graph.ui[left_out]["pos"][:2]
+    w, h = c.size_of(left_out)
+    win.doc.undo.undo()
+    other = c.add_group([x - 10, y - 10, w + 400, h + 400], "Plates")   # the spot it stepped to is in this frame
+    win.scene.select_nodes([a, b])
+    win.group_selection()
+    moved = win.scene.nodes[left_out].sceneBoundingRect()
+    for gid, frame in win.scene.groups.items():
+        assert not moved.intersects(frame.sceneBoundingRect()), (gid, other, moved, frame.sceneBoundingRect())

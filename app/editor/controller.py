@@ -383,9 +383,14 @@ class Controller:
         taken = [(x0, y0, x1 - x0, y1 - y0)]
         taken += [(*at, *self.size_of(n)) for n, at in self._positions(self.graph.nodes).items() if n not in moves]
         taken += [(*n.get("pos", (0, 0))[:2], *n.get("size", NOTE_SIZE)[:2]) for n in self._ui(NOTES).values()]
+        # Nor in another group's frame, which it would join; one it lay in already may hold it still.
+        frames = [tuple(g["rect"][:4]) for g in self._ui(GROUPS).values()]
+        was = self._positions(list(moves))
         for n, (x, y) in moves.items():
-            moves[n] = layout.clear_spot((x, y, *self.size_of(n)), taken)
-            taken.append((*moves[n], *self.size_of(n)))
+            w, h = self.size_of(n)
+            joined = [f for f in frames if not layout.holds(f, (*was[n], w, h))]
+            moves[n] = layout.clear_spot((x, y, w, h), taken + joined)
+            taken.append((*moves[n], w, h))
         return self.add_group([x0, y0, x1 - x0, y1 - y0], title, moves=moves)
 
     def update_group(self, gid: str, gesture: Optional[int] = None, **changes) -> None:
