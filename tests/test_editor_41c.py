@@ -92,3 +92,21 @@ def test_a_node_ctrl_g_steps_out_of_its_frame_lands_clear_of_other_frames(win):
     moved = win.scene.nodes[left_out].sceneBoundingRect()
     for gid, frame in win.scene.groups.items():
         assert not moved.intersects(frame.sceneBoundingRect()), (gid, other, moved, frame.sceneBoundingRect())
+
+
+def test_a_file_read_again_with_fewer_nodes_says_so(make_window, registry, tmp_path):
+    """Another program caught mid-write at a line break leaves valid YAML with fewer nodes: back in the window it was
+    read again as one undo step, saying only 'read again as it is there now', and the artist did not notice two nodes
+    gone. The Log says how many fewer and that Undo brings them back."""
+    from app.editor.document import Document
+    path = tmp_path / "tp.yaml"
+    text = EXAMPLE.read_text().replace("out/test_pattern.mp4", "out/tp.mp4")
+    path.write_text(text)
+    w = make_window(Document.load(path, registry))
+    path.write_text("".join(text.splitlines(keepends=True)[:12]))     # cut after the first node's block
+    w._look_at_disk()
+    assert list(w.doc.graph.nodes) == ["pattern"]
+    said = [line for line in w.log.toPlainText().splitlines() if "fewer nodes" in line]
+    assert len(said) == 1 and "the file on disk now has 2 fewer nodes: Undo brings them back" in said[0], said
+    w.doc.undo.undo()
+    assert set(w.doc.graph.nodes) == {"pattern", "resize", "save"}

@@ -434,6 +434,7 @@ class MainWindow(QMainWindow):
                                  f"here: they stay as they are; Save asks before replacing the file, and Save As keeps "
                                  f"both")
             return
+        before = len(doc.graph.nodes)
         try:
             problems = doc.read_again()
         except (WorkflowError, OSError) as e:
@@ -446,6 +447,13 @@ class MainWindow(QMainWindow):
         said = f"{name} changed on disk (another program saved it): read again as it is there now; Ctrl+Z brings " \
                f"back what was open"
         self.log.log("info", said)
+        # A file caught mid-write at a line break reads as valid YAML with fewer nodes: taken without a word, the
+        # nodes were gone before anyone noticed.
+        fewer = before - len(doc.graph.nodes)
+        if fewer > 0:
+            said = f"{name}: the file on disk now has {fewer} fewer node{'s' if fewer > 1 else ''}: Undo brings " \
+                   f"{'them' if fewer > 1 else 'it'} back"
+            self.log.log("warn", said)
         self.message(said)
 
     def showEvent(self, event):
