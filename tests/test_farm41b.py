@@ -81,3 +81,33 @@ def test_workflow_copies_older_versions_left_in_tmp_are_swept_once_abandoned(tmp
     meta("abandoned")
     assert cli("run", tmp_path / "missing.yaml", cwd=tmp_path).returncode == 2
     assert abandoned.exists()       # once per process: the sweep ran at its first command
+
+
+class _Statvfs:
+    """os.statvfs's answer for a 100 GB ext4 disk whose 5% root reserve is all that is left: 40 KB free to users."""
+    f_frsize = f_bsize = 4096
+    f_blocks = 25_000_000
+    f_bfree = 1_250_010
+    f_bavail = 10
+
+
+def test_the_full_disk_pre_check_counts_the_root_reserve_for_root(tmp_path, monkeypatch):
+    """`kinograph run` refused a render under 1 MB free as the disk's users see it (f_bavail); run as root on bare
+    metal, ext4's 5% kept back for root (5 GB of this 100 GB disk) was still its to write, and the run was refused.
+    Root's run goes ahead; another user's is still refused, naming the disk."""
+    import json
+
+    from tests.test_studio_batch import SHOT, frames_in
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: _Statvfs() if os.path.realpath(p).startswith(str(tmp_path)) else real(p))
+    wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    user = cli("run", wf, "--json", cwd=tmp_path)
+    assert user.returncode == 1
+    last = json.loads(user.stdout.splitlines()[-1])
+    assert f"the disk holding {tmp_path} is full (40 KB free)" in last["error"]
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    root = cli("run", wf, cwd=tmp_path)
+    assert root.returncode == 0, root.stderr
+    assert frames_in(tmp_path / "out" / "shot.mp4") == 2
