@@ -4,6 +4,8 @@ import json
 import os
 import socket
 
+import pytest
+
 from tests.cli_run import cli
 from tests.test_studio_batch import write
 
@@ -91,6 +93,7 @@ class _Statvfs:
     f_bavail = 10
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="root and its reserve: POSIX")
 def test_the_full_disk_pre_check_counts_the_root_reserve_for_root(tmp_path, monkeypatch):
     """`kinograph run` refused a render under 1 MB free as the disk's users see it (f_bavail); run as root on bare
     metal, ext4's 5% kept back for root (5 GB of this 100 GB disk) was still its to write, and the run was refused.
