@@ -16,7 +16,16 @@ each form it prints:
 GGUF types (gguf_Q8_0, gguf_Q6_K, gguf_Q4_K: a Q4_K_M file is Q4_K with some Q6_K) also print an `f32` row: the
 state dict as Kinograph read a GGUF file before, every tensor expanded to float32.
 
+With --iq it measures instead the GGUF types only gguf-py's numpy code dequantises (IQ2_XXS, IQ2_XS, IQ3_S,
+TQ2_0: weights._numpy_only), per type:
+  gguf-py  seconds gguf.quants.dequantize takes for one width x width matrix (the anchor, measured here)
+  before   a step as before: every layer dequantised through gguf-py for each forward (cfg once off)
+  first    the first step now: each layer dequantised once, at its first use, and kept in the compute dtype
+  later    a step after it: the matmuls alone
+  held MB  the layers' bytes packed (the file's) and kept expanded (bf16)
+
     PYTHONPATH=. .venv/bin/python bench/packed_weights.py [--layers 12] [--width 3072] [--device cpu|cuda]
+    PYTHONPATH=. .venv/bin/python bench/packed_weights.py --iq [--layers 2] [--width 3072] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -90,12 +99,55 @@ def measure(model, x, device: str):
     return module_bytes(model), time.perf_counter() - start, out
 
 
+IQ_TYPES = ("IQ2_XXS", "IQ2_XS", "IQ3_S", "TQ2_0")
+
+
+def timed(run, arg, device: str) -> float:
+    import torch
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    with torch.no_grad():
+        run(arg)
+    sync()
+    return time.perf_counter() - start
+
+
+def iq(plain: dict, args, x) -> None:
+    """The --iq table (see the module docstring)."""
+    import gguf
+    from nodes.generate.packed_weight import PackedWeight, held_bytes
+    n = args.layers * args.width ** 2
+    print(f"{'type':<10}{'gguf-py s':>10}{'M val/s':>9}{'before s':>10}{'first s':>9}{'later ms':>10}"
+          f"{'packed MB':>11}{'held MB':>9}")
+    for kind in IQ_TYPES:
+        state = gguf_state(plain, kind)
+        q = state["blocks.0.weight"].stored.tensors["q"].numpy()
+        anchor = timed(lambda blocks: gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType[kind]), q, "cpu")
+        before = build(state, args.layers, args.width, True, args.device)
+        for p in before.parameters():
+            if isinstance(p, PackedWeight):
+                p.stored.cfg = {**p.stored.cfg, "once": False}
+        step_before = timed(before, x, args.device)
+        packed = sum(p.stored.nbytes() for p in before.parameters() if isinstance(p, PackedWeight))
+        del before
+        after = build(state, args.layers, args.width, True, args.device)
+        first = timed(after, x, args.device)
+        later = timed(after, x, args.device)
+        held = held_bytes(p for p in after.parameters() if p.ndim == 2)
+        print(f"{kind:<10}{anchor:>10.3f}{args.width ** 2 / anchor / 1e6:>9.1f}{step_before:>10.2f}{first:>9.2f}"
+              f"{later * 1e3:>10.1f}{packed / 1e6:>11.1f}{held / 1e6:>9.1f}")
+        del after
+    print(f"({args.layers} layers, {n / 1e6:.0f}M weights: a 12B model has {12e9 / n:.0f} times as many)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--width", type=int, default=3072)
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--iq", action="store_true", help="the gguf-py-only GGUF types, before and after (see above)")
     args = ap.parse_args()
     import torch
     from graph_engine.devices import running_on
@@ -107,6 +159,9 @@ def main():
         plain[f"blocks.{i}.bias"] = torch.randn(args.width, generator=g) * 0.01
     x = torch.randn(args.tokens, args.width, generator=g).to(torch.bfloat16).to(args.device)
     cuda = args.device == "cuda"
+    if args.iq:
+        print(f"{args.layers} linear layers of {args.width} x {args.width}, {args.tokens} tokens, on {args.device}")
+        return iq(plain, args, x)
     print(f"{args.layers} linear layers of {args.width} x {args.width} ({args.layers * args.width ** 2 / 1e6:.0f}M "
           f"weights), {args.tokens} tokens, on {args.device}")
     print(f"{'form':<20}{'held MB':>10}{'vs bf16':>9}{'device MB':>11}{'step ms':>9}{'max|d|':>10}{'default':>9}")

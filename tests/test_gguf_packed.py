@@ -11,6 +11,8 @@ import torch
 gguf = pytest.importorskip("gguf")
 from tests.gguf_blocks import TYPES, T, blocks, write  # noqa: E402
 
+ONCE = (T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.TQ1_0, T.TQ2_0)
+
 ROWS, COLS = 8, 512
 
 
@@ -44,10 +46,56 @@ def test_each_quant_type_stays_packed_with_the_expanded_values(tmp_path, kind):
     assert torch.equal(torch.nn.functional.linear(x, w, packed["lin.bias"]),
                        torch.nn.functional.linear(x, expanded["lin.weight"], expanded["lin.bias"]))
     assert torch.equal(w.dequantize(), expanded["lin.weight"])
+    if kind in ONCE:    # gguf-py's numpy code alone: expanded once, at its first use, and held so (the bf16 bytes)
+        assert w.stored.kind == "plain" and held_bytes([w]) == held_bytes([expanded["lin.weight"]])
+        return
     # held: the file's blocks, not the bf16 matrix (Q8_0 about 0.53 of it, Q4_K 0.28, Q2_K 0.16)
     assert w.stored.nbytes() == q.nbytes
     assert held_bytes([w]) < held_bytes([expanded["lin.weight"]])
     assert held_bytes(packed.values()) < held_bytes(expanded.values())
+
+
+def test_a_type_only_gguf_py_reads_is_dequantised_once_across_forwards(tmp_path, monkeypatch):
+    """An IQ2_XXS layer (gguf-py's numpy dequantisation, 0.4-0.9 s a 3072 x 3072 matrix) was dequantised at
+    every operation reading it, each layer of each step; now at its first use, kept in the compute dtype: counted
+    as that before it (a budget sees it), gguf-py's values after, one call across two forwards."""
+    from nodes.generate.handles import pipeline_bytes
+    from nodes.generate.packed_weight import held_bytes
+    from nodes.generate.weights import load_weights
+    path, q, _ = _file(tmp_path, T.IQ2_XXS)
+    want = torch.from_numpy(gguf.quants.dequantize(q, T.IQ2_XXS).copy()).to(torch.bfloat16)
+    calls = []
+    real = gguf.quants.dequantize
+    monkeypatch.setattr(gguf.quants, "dequantize", lambda *a: calls.append(a[1]) or real(*a))
+    state = load_weights(path, torch.bfloat16, packed=True)
+    lin = torch.nn.Linear(COLS, ROWS, dtype=torch.bfloat16)
+    lin.load_state_dict({"weight": state["lin.weight"], "bias": state["lin.bias"]}, assign=True)
+    before = held_bytes([lin.weight])
+    assert before == ROWS * COLS * 2 and pipeline_bytes(type("P", (), {"components": {"lin": lin}})) > before
+    x = torch.randn(2, COLS, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    with torch.no_grad():
+        outs = [lin(x), lin(x)]
+    assert calls == [T.IQ2_XXS]
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], torch.nn.functional.linear(x, want, lin.bias))
+    assert held_bytes([lin.weight]) == before
+    # accelerate's sequential offload moves it as type(param)(moved): moved is the kept matrix
+    from accelerate.utils import set_module_tensor_to_device
+    set_module_tensor_to_device(lin, "weight", "meta")
+    assert lin.weight.device.type == "meta" and lin.weight.shape == (ROWS, COLS) and calls == [T.IQ2_XXS]
+
+
+def test_a_cpu_run_without_room_keeps_dequantising_per_operation_and_says_what_it_costs(tmp_path, monkeypatch,
+                                                                                        caplog):
+    import graph_engine.devices as devices
+    import nodes.common.stream as stream
+    from nodes.generate.weights import load_weights
+    monkeypatch.setattr(stream, "available_ram", lambda: 10_000)
+    monkeypatch.setattr(devices, "run_device", lambda: "cpu")
+    path, q, _ = _file(tmp_path, T.IQ3_S)
+    w = load_weights(path, torch.bfloat16)["lin.weight"]
+    assert "dequantised by gguf-py's numpy code at every step" in caplog.text and "Q4_K" in caplog.text
+    w.dequantize()
+    assert w.stored.kind == "gguf" and w.stored.nbytes() == q.nbytes
 
 
 def test_float_tensors_stay_as_stored_unless_a_dtype_is_asked(tmp_path):

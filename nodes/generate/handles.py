@@ -13,12 +13,12 @@ from typing import Any, Callable, Tuple
 def pipeline_bytes(pipe) -> int:
     """The bytes of the weights a pipeline holds (every component's parameters and buffers): a quantised layer's
     stored bytes, not its expanded matrix's (counted expanded, an NVFP4 text encoder of 12 GB read as 42 GB sent a
-    16 GB card's run to CPU offload)."""
+    16 GB card's run to CPU offload); a weight kept expanded after its first use at its expanded bytes."""
     from nodes.generate.packed_weight import PackedWeight      # torch is loaded: the pipeline holds tensors
     total = 0
     for part in getattr(pipe, "components", {}).values():
         for get in ("parameters", "buffers"):
-            total += sum(t.stored.nbytes() if isinstance(t, PackedWeight) else t.numel() * t.element_size()
+            total += sum(t.held() if isinstance(t, PackedWeight) else t.numel() * t.element_size()
                          for t in getattr(part, get, lambda: ())())
     return total
 

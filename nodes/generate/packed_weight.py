@@ -99,12 +99,16 @@ class PackedWeight(torch.Tensor):
         if isinstance(stored, PackedWeight):
             # accelerate moves a parameter (sequential CPU offload) as type(param)(moved, requires_grad=...)
             return stored._like()
+        if not isinstance(stored, Stored):
+            # ... and `moved` is a plain tensor where the weight was made plain (a LoRA fused into it, a type
+            # expanded once at its first use): a plain PackedWeight of it
+            return PackedWeight(Stored("plain", "", {"q": stored}), stored.shape, (stored.dtype,))
         device = next(iter(stored.tensors.values())).device
         return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=casts[-1], device=device, requires_grad=False)
 
     def __init__(self, stored, shape=None, casts: tuple = (), expert: Optional[int] = None, transposed: bool = False,
                  requires_grad: bool = False):
-        if not isinstance(stored, PackedWeight):        # else made whole by __new__
+        if isinstance(stored, Stored):        # else made whole by __new__
             self.stored, self.casts, self.expert, self.transposed = stored, casts, expert, transposed
 
     # Every operation reaches __torch_dispatch__ (none is run on the wrapper, which holds no values itself)
@@ -158,12 +162,30 @@ class PackedWeight(torch.Tensor):
 
     def _values(self, expert) -> torch.Tensor:
         """The stored orientation's values (of expert `expert` or experts, else all), through the casts in turn."""
-        if self.stored.kind == "plain":     # made plain in place: already the values, of its dtype
-            return self.stored.expand(expert, self.dtype)
+        s = self.stored
+        if s.kind == "gguf" and s.cfg.get("once"):
+            # a type only gguf-py's numpy code dequantises (weights._numpy_only): expanded once, here, on the
+            # weight's device and in its dtype (the compute dtype by now), and kept so
+            s.tensors, s.kind, s.fmt = {"q": self._expanded(None)}, "plain", None
+        if s.kind == "plain":     # made plain in place: already the values, of its dtype
+            return s.expand(expert, self.dtype)
+        return self._expanded(expert)
+
+    def _expanded(self, expert) -> torch.Tensor:
         w = self.stored.expand(expert, self.casts[0])
         for dtype in self._casts()[1:]:
             w = w.to(dtype)
         return w
+
+    def held(self) -> int:
+        """The bytes this weight holds: its stored tensors', or its expanded matrix's where it is kept expanded
+        after its first use (a gguf-py-only GGUF type, weights._numpy_only), so that a budget counts them before."""
+        s = self.stored
+        if s.kind == "gguf" and s.cfg.get("once"):      # the whole stored tensor's values (a bank's, for an expert)
+            from diffusers.quantizers.gguf.utils import GGML_QUANT_SIZES
+            block, size = GGML_QUANT_SIZES[s.cfg["type"]]
+            return s.tensors["q"].numel() // size * block * self.element_size()
+        return s.nbytes()
 
     def _follow(self):
         """`param.data = param.data.to(...)` (converters' _cast does it) gives this object the new device and dtype
@@ -185,7 +207,7 @@ class PackedWeight(torch.Tensor):
         s = self.stored
         if s.kind != "plain":
             # through the casts: a float16 copy of a bf16 load is the bf16 matrix cast, not the stored one cast
-            s.tensors, s.kind, s.fmt = {"q": self._values(None)}, "plain", None
+            s.tensors, s.kind, s.fmt = {"q": self._expanded(None)}, "plain", None
         w = s.tensors["q"] if self.expert is None else s.tensors["q"][self.expert]
         return w.transpose(-1, -2) if self.transposed else w
 
@@ -343,7 +365,7 @@ def held_bytes(tensors) -> int:
     seen, total = set(), 0
     for t in tensors:
         if isinstance(t, PackedWeight):
-            key, size = ("stored", id(t.stored)), t.stored.nbytes()
+            key, size = ("stored", id(t.stored)), t.held()
         else:
             storage = t.untyped_storage()
             key, size = (t.device, storage.data_ptr()), storage.nbytes()

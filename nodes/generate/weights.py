@@ -17,6 +17,7 @@ quantised tensors) are checked at load and kept as stored, each a PackedWeight (
 reading it, so a model holds the file's bytes, not the expanded matrices' (dequantise's `packed`)."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -106,12 +107,23 @@ def _read_gguf(path: Path) -> dict:
             natural = (*t.shape[:-1], t.shape[-1] // size * block)
             whole = shape if shape is not None and shape != natural and _numel(shape) == _numel(natural) else None
             out[name] = _packed("gguf", name.removesuffix(".weight"), {"q": t}, whole or natural, torch.float32,
-                                {"format": quant.name, "type": quant, "shape": whole})
+                                {"format": quant.name, "type": quant, "shape": whole, "once": _numpy_only(quant)})
             continue
         if shape is not None and tuple(t.shape) != shape and t.numel() == _numel(shape):
             t = t.reshape(shape)
         out[name] = t
     return out
+
+
+def _numpy_only(quant) -> bool:
+    """Whether `quant` is dequantised by gguf-py's numpy code alone (no torch kernel of diffusers'): such a tensor
+    is expanded once, at its first use, and kept expanded (PackedWeight's `once`). gguf-py is the reference for the
+    imatrix grids; it runs on the CPU at 10-25 M values a second (0.4-0.9 s a 3072 x 3072 matrix, bench/
+    packed_weights.py --iq), so expanded per operation a 12B IQ2 model spent 8-20 minutes a sampling step on it.
+    Kept expanded it holds its compute dtype's bytes instead of the file's (a 12B model: 24 GB in bf16 against
+    about 4 GB as IQ2): held_bytes and pipeline_bytes count it so, and place() offloads by them."""
+    from diffusers.quantizers.gguf.utils import dequantize_functions
+    return quant not in dequantize_functions
 
 
 def _numpy_dequantises(quant) -> bool:
@@ -168,7 +180,8 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False, p
         if not hasattr(t, "dtype"):
             continue
         if isinstance(t, PackedWeight):         # GGUF blocks (read_raw): expanded straight into the dtype
-            t = PackedWeight(t.stored, t.shape, (dtype,)) if dtype is not None else t
+            # apart: a tensor expanded once at first use (cfg's once) replaces its own Stored's blocks, not read_raw's
+            t = PackedWeight(t.stored.apart(), t.shape, (dtype,) if dtype is not None else t.casts)
             out[name] = t if pack else t.dequantize()
             continue
         if name.endswith(".weight"):
@@ -226,8 +239,29 @@ def _expanded_unless_kept(out: dict) -> dict:
         return out
     expanded = sum(v.numel() * v.element_size() for v in out.values() if isinstance(v, torch.Tensor))
     if keep_packed_here(expanded):
+        _per_operation_unless_room(out)
         return out
     return {k: v.dequantize() if isinstance(v, PackedWeight) else v for k, v in out.items()}
+
+
+def _per_operation_unless_room(out: dict) -> None:
+    """A run on the CPU keeps a file packed when its expanded weights would not fit the RAM available
+    (pack_policy): its gguf-py-only tensors are then expanded for every operation, not kept expanded at their first
+    use (which would fill the RAM the policy kept free), and the log names what that costs each step."""
+    from graph_engine.devices import run_device
+    from nodes.generate.packed_weight import PackedWeight
+    once = [v for v in out.values() if isinstance(v, PackedWeight) and v.stored.kind == "gguf"
+            and v.stored.cfg.get("once")]
+    if not once or run_device() != "cpu":
+        return
+    values = sum(v.numel() for v in once)
+    for v in once:
+        v.stored.cfg = {**v.stored.cfg, "once": False}
+    logging.getLogger(__name__).warning(
+        "%d GGUF IQ / TQ tensors (%.1f G values) are dequantised by gguf-py's numpy code at every step: the RAM "
+        "available cannot hold them expanded (%.1f GB in %s). At about 15 M values a second that adds about %.0f s "
+        "a step; a Q4_K / Q5_K / Q8_0 file of the same model avoids it", len(once), values / 1e9,
+        sum(v.numel() * v.element_size() for v in once) / 1e9, once[0].dtype, values / 15e6)
 
 
 def _packed(kind: str, layer: str, tensors: dict, shape, dtype, cfg=None):
