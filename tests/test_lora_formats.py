@@ -634,3 +634,16 @@ def test_a_glora_on_a_convolution_changes_it_as_comfyui_does(sd, tmp_path):
     diff = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
     diff = diff + (b1 @ b2.flatten(1)).reshape(w.shape)
     _check(pipe, before, {CONV: diff * (2.0 / 4)})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_lora_with_non_finite_values_is_refused_by_layer(sd, tmp_path, bad):
+    """A damaged download with NaN or inf in a LoRA's tensors made every weight of the layer NaN (a black or noise
+    picture, no word): ComfyUI adds it as it is. It is refused, naming the file and the layer."""
+    torch.manual_seed(12)
+    d, u = _r(4, 32), _r(32, 4)
+    u[3, 1] = bad
+    state = {f"{K_CONV}.lora_down.weight": _r(4, 32, 3, 3), f"{K_CONV}.lora_up.weight": _r(32, 4, 1, 1),
+             f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u}
+    with pytest.raises(NodeError, match=rf"adapter.safetensors.*{K_LIN}\.lora_up\.weight.*(NaN|inf).*get it again"):
+        _apply(sd, tmp_path, state)
