@@ -40,6 +40,7 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
     layers whose change ComfyUI does not scale linearly (OFT, BOFT: see weight_relative_delta)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
+    check_finite(state, getattr(path, "name", str(path)))
     check_ranks(state, getattr(path, "name", str(path)))
     if is_original_motion_lora(state):
         return motion_lora_to_diffusers(state)
@@ -57,6 +58,22 @@ _BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transfor
 
 _PAIRS = (("lora_down.weight", "lora_up.weight"), ("lora_A.weight", "lora_B.weight"),
           ("lora.down.weight", "lora.up.weight"))
+
+
+def check_finite(state: Dict[str, object], name: str) -> None:
+    """Refuse a file with NaN or inf in a tensor (a damaged download): added to the model as it is (ComfyUI does
+    too), it makes every weight of its layer NaN, and the picture black or noise without a word."""
+    import torch
+    for key, v in state.items():
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            continue
+        # fp8 has no isfinite kernel
+        finite = torch.isfinite(v if v.element_size() > 1 else v.float())
+        if not bool(finite.all()):
+            what = "NaN" if bool(torch.isnan(v.float()).any()) else "inf"
+            raise NodeError(f"{name}: its tensor {key} holds {int((~finite).sum()):,} {what} value(s), which would "
+                            "make the layer's weights NaN. The file is damaged: get it again from where it was "
+                            "published")
 
 
 def check_ranks(state: Dict[str, object], name: str) -> None:
