@@ -647,3 +647,17 @@ def test_a_lora_with_non_finite_values_is_refused_by_layer(sd, tmp_path, bad):
              f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u}
     with pytest.raises(NodeError, match=rf"adapter.safetensors.*{K_LIN}\.lora_up\.weight.*(NaN|inf).*get it again"):
         _apply(sd, tmp_path, state)
+
+
+def test_two_comfyui_keys_renamed_to_one_layer_are_refused_by_name():
+    """ComfyUI reads a LoRA saved under its LDM names as the model's own keys: input_blocks.1.9 is no layer of the
+    model, and ComfyUI leaves it out ('lora key not loaded') while input_blocks.1.1 applies. Renamed to kohya's
+    names both became one layer, the last read silently replacing the other."""
+    from nodes.generate.converters.lora import comfy_ldm_lora_to_kohya
+    state = {}
+    for block in ("1.1", "1.9"):
+        layer = f"diffusion_model.input_blocks.{block}.transformer_blocks.0.attn1.to_q"
+        state[f"{layer}.lora_up.weight"], state[f"{layer}.lora_down.weight"] = _r(32, 4), _r(4, 32)
+    with pytest.raises(NodeError, match=r"lora_x\.safetensors: .*input_blocks\.1\.1\.transformer_blocks\.0\.attn1"
+                                        r"\.to_q and .*input_blocks\.1\.9\..* both .*down_blocks_0_attentions_0"):
+        comfy_ldm_lora_to_kohya(state, 2, False, "lora_x.safetensors")
