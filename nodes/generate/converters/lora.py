@@ -47,7 +47,7 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
     if flux and is_bfl_flux_lora(state):
         state = bfl_flux_lora_to_kohya(state)
     if unet_layers and is_comfy_ldm_lora(state):
-        state = comfy_ldm_lora_to_kohya(state, *unet_layers)
+        state = comfy_ldm_lora_to_kohya(state, *unet_layers, getattr(path, "name", str(path)))
     return expand_lycoris(state, base_weight, getattr(path, "name", str(path)), strength) \
         if needs_expanding(state) else state
 
@@ -130,19 +130,24 @@ def is_comfy_ldm_lora(state: Dict[str, object]) -> bool:
     return any(k.startswith(_LDM_UNET) for k in state)
 
 
-def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -> Dict[str, object]:
+def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool,
+                            name: str = "this LoRA") -> Dict[str, object]:
     """The same LoRA under kohya's names (lora_unet_down_blocks_0_attentions_0_..., lora_te_ / lora_te1_ / lora_te2_
     for ComfyUI's text_encoders.clip_l / clip_h / clip_g.transformer.), which diffusers' kohya converter reads with their
-    alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them)."""
+    alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them). Two keys
+    renamed to one (input_blocks.1.9 and 1.1: ComfyUI reads the model's own keys, leaves out the one that is no layer
+    of the model and applies the other) are refused, naming both: the last one read replaced the other silently."""
     from nodes.generate.converters.ldm import resnet_names, unet_name
     # SD 2.x's OpenCLIP ViT-H is ComfyUI's clip_h (sd2_clip.SD2ClipModel): the pipeline's one text encoder
     encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_", "clip_h": "lora_te_"}
-    out = {}
+    out: Dict[str, object] = {}
+    source: Dict[str, str] = {}
     for k, v in state.items():
         base, part = _split(k)
         if base is None:
             out[k] = v
             continue
+        ldm = base
         if base.startswith("diffusion_model.label_emb."):
             # SDXL's added-conditioning MLP under its LDM name, which diffusers' kohya reader maps itself; its
             # diffusers name (add_embedding.linear_1 / 2) it reads as one add.embedding.linear for both
@@ -154,6 +159,11 @@ def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -
             encoder, _, rest = base[len("text_encoders."):].partition(".")
             if encoder in encoders:
                 base = encoders[encoder] + rest.removeprefix("transformer.").replace(".", "_")
+        if source.setdefault(base, ldm) != ldm:
+            raise NodeError(f"{name}: its layers {source[base]} and {ldm} both name the model's layer {base}; one "
+                            "of them is no layer of this model (ComfyUI leaves such a layer out, \"lora key not "
+                            "loaded\"), so the file was saved from another model or is damaged. Use a LoRA trained "
+                            "for this model")
         out[f"{base}.{part}"] = v
     return out
 
