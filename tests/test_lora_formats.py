@@ -661,3 +661,34 @@ def test_two_comfyui_keys_renamed_to_one_layer_are_refused_by_name():
     with pytest.raises(NodeError, match=r"lora_x\.safetensors: .*input_blocks\.1\.1\.transformer_blocks\.0\.attn1"
                                         r"\.to_q and .*input_blocks\.1\.9\..* both .*down_blocks_0_attentions_0"):
         comfy_ldm_lora_to_kohya(state, 2, False, "lora_x.safetensors")
+
+
+def test_an_oft_twice_in_a_chain_turns_the_turned_weight_as_comfyui_does(sd, tmp_path):
+    """ComfyUI's calculate_weight (comfy/lora.py) runs a layer's patches in the chain's order, each adapter's
+    calculate_weight given the weight the earlier ones left: OFT's second application turns the turned weight,
+    W1 = W + oft(W), W2 = W1 + oft(W1). Two changes both made from W differ in the second order. A GLoRA after a
+    plain LoRA likewise multiplies the weight the LoRA changed."""
+    from nodes.generate.model_manager import activate_loras
+    torch.manual_seed(13)
+    blocks, d, u = _r(4, 8, 8), _r(4, 32), _r(32, 4)
+    a1, a2, b1, b2 = _r(32, 4), _r(4, 32), _r(32, 4), _r(4, 32)
+    oft, lora, glora = tmp_path / "oft.safetensors", tmp_path / "lora.safetensors", tmp_path / "glora.safetensors"
+    save_file({f"{K_LIN}.oft_blocks": blocks, f"{K_LIN}.alpha": torch.tensor(0.0)}, str(oft))
+    save_file({f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u}, str(lora))
+    save_file({f"{K_LIN}.a1.weight": a1, f"{K_LIN}.a2.weight": a2, f"{K_LIN}.b1.weight": b1, f"{K_LIN}.b2.weight": b2,
+               f"{K_LIN}.alpha": torch.tensor(2.0)}, str(glora))
+    pipe = _pipe(sd)
+    w = dict(pipe.unet.named_modules())[LIN].weight.detach().clone()
+    x = torch.randn(3, 32)
+
+    def check(want):
+        torch.testing.assert_close(_out(dict(pipe.unet.named_modules())[LIN], x), F.linear(x, want), rtol=1e-4,
+                                   atol=1e-4)
+    activate_loras(pipe, [(str(oft), 1.0), (str(oft), 1.0)])
+    w1 = w + _comfy_oft(w, blocks, 0.0)
+    check(w1 + _comfy_oft(w1, blocks, 0.0))
+    activate_loras(pipe, [(str(lora), 0.5), (str(glora), 1.0)])
+    w1 = w + 0.5 * u @ d
+    check(w1 + _comfy_glora(w1, a1, a2, b1, b2, 2.0))
+    activate_loras(pipe, [(str(oft), 1.0)])
+    check(w + _comfy_oft(w, blocks, 0.0))
