@@ -196,6 +196,12 @@ def turns(names) -> bool:
     return any(k.endswith(".oft_blocks") for k in names)
 
 
+def acts_on_weight(names) -> bool:
+    """True for a file with OFT / BOFT / GLoRA / DoRA layers, whose change is made from the model's weight: after
+    other LoRAs in a chain, from the weight they left (ComfyUI's calculate_weight runs a layer's patches in order)."""
+    return any(k.endswith((".oft_blocks", ".a1.weight", ".dora_scale")) for k in names)
+
+
 def needs_expanding(state: Dict[str, object]) -> bool:
     """True for a file with LoHa, LoKr, full-diff, OFT, BOFT, GLoRA or DoRA layers (which diffusers cannot apply as they are)."""
     return any(k.endswith(_LYCORIS) for k in state)
