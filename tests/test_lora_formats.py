@@ -692,3 +692,22 @@ def test_an_oft_twice_in_a_chain_turns_the_turned_weight_as_comfyui_does(sd, tmp
     check(w1 + _comfy_glora(w1, a1, a2, b1, b2, 2.0))
     activate_loras(pipe, [(str(oft), 1.0)])
     check(w + _comfy_oft(w, blocks, 0.0))
+
+
+def test_a_comfyui_saved_loras_embedding_layers_left_out_are_named_in_the_log(caplog):
+    """ComfyUI's LoraSave of a text-encoder difference writes its token and position embeddings' changes, which
+    ComfyUI applies (model_lora_keys_clip maps every text_encoders.<key>); diffusers' kohya reader has no LoRA of an
+    embedding and transformers dropped them unnamed. The Log (kinograph.models) names them."""
+    import logging
+    from nodes.generate.converters.lora import comfy_ldm_lora_to_kohya
+    te = "text_encoders.clip_l.transformer.text_model.embeddings."
+    state = {}
+    for layer in ("diffusion_model.input_blocks.1.1.proj_in", te + "token_embedding", te + "position_embedding",
+                  "text_encoders.clip_l.transformer.text_model.encoder.layers.0.mlp.fc1"):
+        state[f"{layer}.lora_up.weight"], state[f"{layer}.lora_down.weight"] = _r(8, 2), _r(2, 8)
+    with caplog.at_level(logging.WARNING, logger="kinograph.models"):
+        out = comfy_ldm_lora_to_kohya(state, 2, False, "te_lora.safetensors")
+    said = [r.getMessage() for r in caplog.records if r.name == "kinograph.models"]
+    assert len(said) == 1 and "te_lora.safetensors" in said[0], said
+    assert f"{te}token_embedding" in said[0] and f"{te}position_embedding" in said[0]
+    assert not any("embedding" in k for k in out) and len(out) == 4
