@@ -4,11 +4,14 @@ to_q_lora.down.weight`), renamed to the PEFT names of diffusers' UNetMotionModel
 layouts of SD and Wan LoRAs are read by diffusers' own `load_lora_weights` converters."""
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Callable, Dict, Optional, Tuple
 
 from graph_engine import NodeError
+
+log = logging.getLogger("kinograph.models")       # the editor's Log shows it (app.editor.model_notes)
 
 _ORIGINAL_MOTION = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 
@@ -142,12 +145,16 @@ def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool,
     encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_", "clip_h": "lora_te_"}
     out: Dict[str, object] = {}
     source: Dict[str, str] = {}
+    embeddings = set()
     for k, v in state.items():
         base, part = _split(k)
         if base is None:
             out[k] = v
             continue
         ldm = base
+        if base.startswith("text_encoders.") and base.endswith(("token_embedding", "position_embedding")):
+            embeddings.add(base)
+            continue
         if base.startswith("diffusion_model.label_emb."):
             # SDXL's added-conditioning MLP under its LDM name, which diffusers' kohya reader maps itself; its
             # diffusers name (add_embedding.linear_1 / 2) it reads as one add.embedding.linear for both
@@ -165,6 +172,12 @@ def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool,
                             "loaded\"), so the file was saved from another model or is damaged. Use a LoRA trained "
                             "for this model")
         out[f"{base}.{part}"] = v
+    if embeddings:
+        # ComfyUI applies them (model_lora_keys_clip maps every text_encoders.<key>); diffusers' kohya reader has
+        # no LoRA of an embedding, and transformers dropped them unnamed.
+        log.warning("%s: its text encoder's embedding layers %s are left out (Kinograph applies no LoRA to an "
+                    "embedding; ComfyUI does), so the prompt is encoded as without them", name,
+                    ", ".join(sorted(embeddings)))
     return out
 
 
