@@ -31,7 +31,9 @@ from .progress import Relay, now_text, print_out
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 # Seconds between a long job's progress lines (Report.progress).
 PROGRESS_LINE_S = 10.0
-# Free bytes below which an output's disk is full: no render's file fits (io.save_frames keeps as much spare).
+# Free bytes below which an output's disk is full: no render's file fits (io.save_frames keeps as much spare). No
+# writer tells its file's size before the run (nodes/generate/estimate.py counts the samplers' work, not what is
+# written, and frames x size uncompressed would refuse most renders that fit), so the bar is the same for every run.
 FULL_BELOW = 1 << 20
 
 
@@ -488,8 +490,8 @@ def full_disk(outputs: List[str]) -> Optional[str]:
         while not folder.is_dir() and folder != folder.parent:
             folder = folder.parent
         room = disk_room(folder)
-        if room is not None and room.free < FULL_BELOW:
-            return (f"the disk holding {folder} is full ({room.free // 1024} KB free). Free some space there, "
+        if room is not None and room.writable < FULL_BELOW:
+            return (f"the disk holding {folder} is full ({room.writable // 1024} KB free). Free some space there, "
                     f"then run it again{on_full_disk(folder)}")
     return None
 

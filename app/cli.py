@@ -412,7 +412,9 @@ def cmd_run(args) -> int:
     from graph_engine.context import CancelToken
     from graph_engine.workflow import MEDIA_SUFFIXES
     from .jobs import cancel_on_interrupt
+    from .old_temporaries import sweep_old_metadata
     from .progress import ProgressPrinter
+    sweep_old_metadata()        # older versions' workflow copies left in /tmp by killed writers
     wf = _load(args)
     _note_relative_sets(args.set, wf)
     _apply_sets(args.set, wf)
@@ -899,6 +901,8 @@ def cmd_gui(args) -> int:
 
 def cmd_batch(args) -> int:
     from .batch import run_batch
+    from .old_temporaries import sweep_old_metadata
+    sweep_old_metadata()
     return run_batch(args)
 
 

@@ -233,7 +233,9 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
     payload = payload_of(wf, registry, use_cache)
     info = pool.call("probe", payload, plan.source)
     if not info.get("ok"):
-        return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": []}
+        # refused: the worker lacks what the job reads, nothing ran: `run --ray --shards` exits 2 as `run --ray` does
+        return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": [],
+                "refused": info.get("refused", False), "error": info.get("error")}
     from graph_engine.atomic import hold
     ranges = split_range(info["length"], shards, info["chunk"])
     pool.fit(len(ranges))

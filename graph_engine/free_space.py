@@ -19,7 +19,13 @@ _noted: set = set()
 
 class Room(NamedTuple):
     total: int
-    free: int
+    free: int           # what any user may write (statvfs's f_bavail)
+    root_only: int = 0  # more that this process may write as root: the blocks ext4 keeps back for root (5%)
+
+    @property
+    def writable(self) -> int:
+        """What this process may write there."""
+        return self.free + self.root_only
 
 
 def disk_room(folder) -> Optional[Room]:
@@ -32,13 +38,30 @@ def disk_room(folder) -> Optional[Room]:
     if not usage.total:
         _note(folder, "its filesystem reports a size of 0 (as sshfs, rclone and some SMB shares do)")
         return None
-    return Room(usage.total, usage.free)
+    return Room(usage.total, usage.free, _root_only(folder, usage.total))
+
+
+def _root_only(folder, total: int) -> int:
+    """The bytes kept back for root on the disk holding `folder` where this process is root, else 0: a render run as
+    root on bare metal may write them, and was refused as on a full disk with gigabytes its own. The caches size
+    themselves by `free` and leave the reserve alone; a write asks `writable`."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return 0
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 0
+    # Only where statvfs tells of the disk disk_usage did (the same total): the reserve of another is not this one's.
+    if st.f_blocks * st.f_frsize != total:
+        return 0
+    return max(0, st.f_bfree - st.f_bavail) * st.f_frsize
 
 
 def short_of(folder, nbytes: int) -> bool:
-    """Whether the disk holding `folder` tells that it has less than `nbytes` free (False where it tells no size)."""
+    """Whether the disk holding `folder` tells that this process may write less than `nbytes` there (False where it
+    tells no size)."""
     room = disk_room(folder)
-    return room is not None and room.free < nbytes
+    return room is not None and room.writable < nbytes
 
 
 def _note(folder, why: str) -> None:

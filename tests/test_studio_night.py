@@ -251,17 +251,15 @@ def test_a_run_whose_output_disk_is_full_is_refused_before_it_runs(tmp_path, mon
     failed at its writer, as a batch's jobs did before they were checked. The run is refused before any node runs,
     exit 1 (the disk, not the workflow: a scheduler's retry runs it once space is freed), its finished event saying
     why. (The disk is made full by its reported free space.)"""
-    import shutil
-    from collections import namedtuple
-    real = shutil.disk_usage
+    from tests.test_studio_batch import filled
+    real = os.statvfs
     out = tmp_path / "out"
 
-    def usage(path):
-        u = real(path)
+    def statvfs(path):
         full = os.path.realpath(path).startswith(os.path.realpath(tmp_path))
-        return namedtuple("usage", "total used free")(u.total, u.total, 0) if full else u
+        return filled(real(path)) if full else real(path)
 
-    monkeypatch.setattr(shutil, "disk_usage", usage)
+    monkeypatch.setattr(os, "statvfs", statvfs)
     wf = write(tmp_path, "shot.yaml", SHOT % "out/shot.mp4")
     assert main(["run", str(wf), "--json"]) == 1
     captured = capsys.readouterr()

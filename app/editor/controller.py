@@ -21,7 +21,7 @@ from graph_engine.placeholders import param_value
 from . import clipboard, layout, ops, rules
 from .document import Document, absolute_inputs
 from .geometry import node_size
-from .titles import node_title
+from .titles import named_in
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
@@ -159,11 +159,7 @@ class Controller:
     def named(self, node_id: str) -> str:
         """A node as the canvas names it, for undo texts: its title ('Undone: Set k_sampler_advanced_129_86.sampler'
         named it by an id the canvas shows nowhere), with its id where another node has the same title."""
-        def title(n):
-            inst, spec = self.graph.nodes[n], self.doc.spec(n)
-            return node_title(inst, spec)
-        mine = title(node_id)
-        return f"{mine} ({node_id})" if any(title(n) == mine for n in self.graph.nodes if n != node_id) else mine
+        return named_in(self.graph, self.doc.registry, node_id)
 
     def set_param(self, node_id: str, name: str, value, gesture: Optional[int] = None) -> None:
         spec = self.doc.spec(node_id)
@@ -387,9 +383,14 @@ class Controller:
         taken = [(x0, y0, x1 - x0, y1 - y0)]
         taken += [(*at, *self.size_of(n)) for n, at in self._positions(self.graph.nodes).items() if n not in moves]
         taken += [(*n.get("pos", (0, 0))[:2], *n.get("size", NOTE_SIZE)[:2]) for n in self._ui(NOTES).values()]
+        # Nor in another group's frame, which it would join; one it lay in already may hold it still.
+        frames = [tuple(g["rect"][:4]) for g in self._ui(GROUPS).values()]
+        was = self._positions(list(moves))
         for n, (x, y) in moves.items():
-            moves[n] = layout.clear_spot((x, y, *self.size_of(n)), taken)
-            taken.append((*moves[n], *self.size_of(n)))
+            w, h = self.size_of(n)
+            joined = [f for f in frames if not layout.holds(f, (*was[n], w, h))]
+            moves[n] = layout.clear_spot((x, y, w, h), taken + joined)
+            taken.append((*moves[n], w, h))
         return self.add_group([x0, y0, x1 - x0, y1 - y0], title, moves=moves)
 
     def update_group(self, gid: str, gesture: Optional[int] = None, **changes) -> None:

@@ -126,6 +126,13 @@ def separate(pos: Dict[str, Pos], sizes: Dict[str, Size], gap: float = 20.0) -> 
 Rect = Tuple[float, float, float, float]
 
 
+def holds(frame: Rect, rect: Rect) -> bool:
+    """Whether `rect` lies wholly inside `frame` (both x, y, w, h): what makes a node one of a group's."""
+    fx, fy, fw, fh = frame
+    x, y, w, h = rect
+    return fx <= x and fy <= y and x + w <= fx + fw and y + h <= fy + fh
+
+
 def out_of(box: Tuple[float, float, float, float], pos: Dict[str, Pos], sizes: Dict[str, Size],
            gap: float = 15.0) -> Dict[str, Pos]:
     """Each of the nodes lying wholly inside `box` (x0, y0, x1, y1) moved the shortest way to just outside one of
@@ -134,7 +141,7 @@ def out_of(box: Tuple[float, float, float, float], pos: Dict[str, Pos], sizes: D
     out: Dict[str, Pos] = {}
     for n, (x, y) in pos.items():
         w, h = sizes[n]
-        if x0 <= x and y0 <= y and x + w <= x1 and y + h <= y1:
+        if holds((x0, y0, x1 - x0, y1 - y0), (x, y, w, h)):
             out[n] = min([(x0 - w - gap, y), (x1 + gap, y), (x, y0 - h - gap), (x, y1 + gap)],
                          key=lambda p: abs(p[0] - x) + abs(p[1] - y))
     return out

@@ -65,6 +65,13 @@ class Minimap(QWidget):
         for item in sc.nodes.values():
             p.setBrush(item.header_color.lighter(120))
             p.drawRect(self._map(item.sceneBoundingRect(), s))
+        # A node with a problem outlined in red, as the canvas frames it zoomed out: the minimap is the one place
+        # the whole graph shows, and a missing model far off screen was drawn as any other node there.
+        p.setBrush(Qt.NoBrush)
+        p.setPen(QPen(theme.REFUSED, 2.0))
+        for item in sc.nodes.values():
+            if item.trouble():
+                p.drawRect(self._map(item.sceneBoundingRect(), s).adjusted(-1.5, -1.5, 1.5, 1.5))
         p.end()
         self._pixmap = pm
         self.update()

@@ -19,6 +19,8 @@ from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.executor import Executor, RunResult
 from graph_engine.workflow import Workflow, to_yaml
 
+from .titles import named_in
+
 PROGRESS_INTERVAL = 0.1     # seconds between progress signals of one node
 MAX_HISTORY = 200
 
@@ -282,7 +284,7 @@ class RunController(QObject):
         if not self._shows(job):
             if kind in ("log", "node_failed"):
                 self.logged.emit("error" if kind == "node_failed" else "info",
-                                 f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), "")
+                                 f"{self._named_in(job, node)}: {ev.get('message', '')}" if node else ev.get("message", ""), "")
             return
         if kind == "run_started":
             for n in ev.get("nodes", []):
@@ -372,14 +374,14 @@ class RunController(QObject):
         counted = [*est.samplers, *est.decodes, *est.encodes]       # their lines first, in this order
         for work, line in zip(counted, est.lines):
             if line.startswith(f"{work.node}: "):       # named as the canvas titles it, as the Log names nodes
-                line = f"{self.named(work.node)}{line[len(work.node):]}"
+                line = f"{self._named_in(job, work.node)}{line[len(work.node):]}"
             self.logged.emit("info", f"estimate: {line}", work.node)
         for line in est.lines[len(counted):]:
             self.logged.emit("info", f"estimate: {line}", "")
         if est.warning:
             warning = est.warning
             for work in est.samplers:   # its advice names the longest sampler: 'fewer steps (k_sampler_3 runs 30: …)'
-                warning = warning.replace(f"({work.node} runs ", f"({self.named(work.node)} runs ")
+                warning = warning.replace(f"({work.node} runs ", f"({self._named_in(job, work.node)} runs ")
             self.logged.emit("warn", f"warning: {warning}", "")
             self.warned.emit(warning)
 
@@ -399,9 +401,17 @@ class RunController(QObject):
                     old.result.results[mine] = {**old.result.results[mine], "path": str(r["earlier_take"])}
                     break
 
-    def failed_nodes(self, failed) -> str:
-        """The nodes that failed, as the canvas titles them ('1 node(s) failed' named none)."""
-        names = [self.named(n) for n in failed]
+    def _named_in(self, job: Optional[Job], node: str) -> str:
+        """`node` as its job's workflow titles it: the shown one's canvas, else the job's own graph. A job left running
+        by File > New named its nodes by id in the Log, or by the titles the new workflow gave nodes of the same ids."""
+        if self._shows(job):
+            return self.named(node)
+        g = job.workflow.graph
+        return named_in(g, self.executor.registry, node) if node in g.nodes else node
+
+    def failed_nodes(self, failed, job: Optional[Job] = None) -> str:
+        """The nodes of `job` that failed, as the canvas titles them ('1 node(s) failed' named none)."""
+        names = [self._named_in(job, n) for n in failed]
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         return f"{', '.join(names[:3])}{more}"
 
@@ -436,7 +446,7 @@ class RunController(QObject):
         else:
             job.state = "failed"
             lines = error.splitlines()
-            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else f"{self.failed_nodes(res.failed)} failed"), "")
+            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else f"{self.failed_nodes(res.failed, job)} failed"), "")
             if "Traceback" in error:
                 self.logged.emit("error", "\n".join(lines[1:]), "")
             else:

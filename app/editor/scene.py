@@ -88,14 +88,20 @@ class GraphScene(QGraphicsScene):
         and the nodes with a problem the file was read with that validating them still finds."""
         found = self.doc.missing_models(only)
         for nid in list(self.nodes) if only is None else only:
-            if nid in self.nodes:
-                self.nodes[nid].set_missing(found.get(nid, {}))
-                self._check_problems(nid)
+            self._check_problems(nid, found.get(nid, {}))
 
-    def _check_problems(self, nid: str) -> None:
-        """Mark `nid` with the problems the file was read with that validating it still finds."""
-        if nid in self.nodes:
-            self.nodes[nid].set_problems([p.message for p in self.doc.still_found(nid) if not p.dropped])
+    def _check_problems(self, nid: str, missing=None) -> None:
+        """Mark `nid` with the problems the file was read with that validating it still finds (and with its
+        `missing` model files, when looked for)."""
+        item = self.nodes.get(nid)
+        if item is None:
+            return
+        had = bool(item.trouble())
+        if missing is not None:
+            item.set_missing(missing)
+        item.set_problems([p.message for p in self.doc.still_found(nid) if not p.dropped])
+        if bool(item.trouble()) != had:
+            self.layoutChanged.emit()       # the minimap marks it, or no longer
 
     def _add_node(self, nid: str) -> None:
         inst = self.doc.graph.nodes[nid]

@@ -434,6 +434,7 @@ class MainWindow(QMainWindow):
                                  f"here: they stay as they are; Save asks before replacing the file, and Save As keeps "
                                  f"both")
             return
+        before = len(doc.graph.nodes)
         try:
             problems = doc.read_again()
         except (WorkflowError, OSError) as e:
@@ -446,6 +447,13 @@ class MainWindow(QMainWindow):
         said = f"{name} changed on disk (another program saved it): read again as it is there now; Ctrl+Z brings " \
                f"back what was open"
         self.log.log("info", said)
+        # A file caught mid-write at a line break reads as valid YAML with fewer nodes: taken without a word, the
+        # nodes were gone before anyone noticed.
+        fewer = before - len(doc.graph.nodes)
+        if fewer > 0:
+            said = f"{name}: the file on disk now has {fewer} fewer node{'s' if fewer > 1 else ''}: Undo brings " \
+                   f"{'them' if fewer > 1 else 'it'} back"
+            self.log.log("warn", said)
         self.message(said)
 
     def showEvent(self, event):
@@ -1272,7 +1280,7 @@ class MainWindow(QMainWindow):
         last = next((j for j in reversed(self.runs.history) if j.owner is self.doc), None)
         if last is None or last.state != "failed":
             return ""
-        return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed) if last.failed else ''} (see the Log)"
+        return f" · the last run failed{' at ' + self.runs.failed_nodes(last.failed, last) if last.failed else ''} (see the Log)"
 
     def _status(self, node_id: str, st) -> None:
         if st is not None and st.state in RAN + WAITING and self._edited_in_run([node_id]):
