@@ -634,3 +634,80 @@ def test_a_glora_on_a_convolution_changes_it_as_comfyui_does(sd, tmp_path):
     diff = torch.einsum("o i ..., i j -> o j ...", torch.einsum("o i ..., i j -> o j ...", w, a1), a2)
     diff = diff + (b1 @ b2.flatten(1)).reshape(w.shape)
     _check(pipe, before, {CONV: diff * (2.0 / 4)})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_lora_with_non_finite_values_is_refused_by_layer(sd, tmp_path, bad):
+    """A damaged download with NaN or inf in a LoRA's tensors made every weight of the layer NaN (a black or noise
+    picture, no word): ComfyUI adds it as it is. It is refused, naming the file and the layer."""
+    torch.manual_seed(12)
+    d, u = _r(4, 32), _r(32, 4)
+    u[3, 1] = bad
+    state = {f"{K_CONV}.lora_down.weight": _r(4, 32, 3, 3), f"{K_CONV}.lora_up.weight": _r(32, 4, 1, 1),
+             f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u}
+    with pytest.raises(NodeError, match=rf"adapter.safetensors.*{K_LIN}\.lora_up\.weight.*(NaN|inf).*get it again"):
+        _apply(sd, tmp_path, state)
+
+
+def test_two_comfyui_keys_renamed_to_one_layer_are_refused_by_name():
+    """ComfyUI reads a LoRA saved under its LDM names as the model's own keys: input_blocks.1.9 is no layer of the
+    model, and ComfyUI leaves it out ('lora key not loaded') while input_blocks.1.1 applies. Renamed to kohya's
+    names both became one layer, the last read silently replacing the other."""
+    from nodes.generate.converters.lora import comfy_ldm_lora_to_kohya
+    state = {}
+    for block in ("1.1", "1.9"):
+        layer = f"diffusion_model.input_blocks.{block}.transformer_blocks.0.attn1.to_q"
+        state[f"{layer}.lora_up.weight"], state[f"{layer}.lora_down.weight"] = _r(32, 4), _r(4, 32)
+    with pytest.raises(NodeError, match=r"lora_x\.safetensors: .*input_blocks\.1\.1\.transformer_blocks\.0\.attn1"
+                                        r"\.to_q and .*input_blocks\.1\.9\..* both .*down_blocks_0_attentions_0"):
+        comfy_ldm_lora_to_kohya(state, 2, False, "lora_x.safetensors")
+
+
+def test_an_oft_twice_in_a_chain_turns_the_turned_weight_as_comfyui_does(sd, tmp_path):
+    """ComfyUI's calculate_weight (comfy/lora.py) runs a layer's patches in the chain's order, each adapter's
+    calculate_weight given the weight the earlier ones left: OFT's second application turns the turned weight,
+    W1 = W + oft(W), W2 = W1 + oft(W1). Two changes both made from W differ in the second order. A GLoRA after a
+    plain LoRA likewise multiplies the weight the LoRA changed."""
+    from nodes.generate.model_manager import activate_loras
+    torch.manual_seed(13)
+    blocks, d, u = _r(4, 8, 8), _r(4, 32), _r(32, 4)
+    a1, a2, b1, b2 = _r(32, 4), _r(4, 32), _r(32, 4), _r(4, 32)
+    oft, lora, glora = tmp_path / "oft.safetensors", tmp_path / "lora.safetensors", tmp_path / "glora.safetensors"
+    save_file({f"{K_LIN}.oft_blocks": blocks, f"{K_LIN}.alpha": torch.tensor(0.0)}, str(oft))
+    save_file({f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u}, str(lora))
+    save_file({f"{K_LIN}.a1.weight": a1, f"{K_LIN}.a2.weight": a2, f"{K_LIN}.b1.weight": b1, f"{K_LIN}.b2.weight": b2,
+               f"{K_LIN}.alpha": torch.tensor(2.0)}, str(glora))
+    pipe = _pipe(sd)
+    w = dict(pipe.unet.named_modules())[LIN].weight.detach().clone()
+    x = torch.randn(3, 32)
+
+    def check(want):
+        torch.testing.assert_close(_out(dict(pipe.unet.named_modules())[LIN], x), F.linear(x, want), rtol=1e-4,
+                                   atol=1e-4)
+    activate_loras(pipe, [(str(oft), 1.0), (str(oft), 1.0)])
+    w1 = w + _comfy_oft(w, blocks, 0.0)
+    check(w1 + _comfy_oft(w1, blocks, 0.0))
+    activate_loras(pipe, [(str(lora), 0.5), (str(glora), 1.0)])
+    w1 = w + 0.5 * u @ d
+    check(w1 + _comfy_glora(w1, a1, a2, b1, b2, 2.0))
+    activate_loras(pipe, [(str(oft), 1.0)])
+    check(w + _comfy_oft(w, blocks, 0.0))
+
+
+def test_a_comfyui_saved_loras_embedding_layers_left_out_are_named_in_the_log(caplog):
+    """ComfyUI's LoraSave of a text-encoder difference writes its token and position embeddings' changes, which
+    ComfyUI applies (model_lora_keys_clip maps every text_encoders.<key>); diffusers' kohya reader has no LoRA of an
+    embedding and transformers dropped them unnamed. The Log (kinograph.models) names them."""
+    import logging
+    from nodes.generate.converters.lora import comfy_ldm_lora_to_kohya
+    te = "text_encoders.clip_l.transformer.text_model.embeddings."
+    state = {}
+    for layer in ("diffusion_model.input_blocks.1.1.proj_in", te + "token_embedding", te + "position_embedding",
+                  "text_encoders.clip_l.transformer.text_model.encoder.layers.0.mlp.fc1"):
+        state[f"{layer}.lora_up.weight"], state[f"{layer}.lora_down.weight"] = _r(8, 2), _r(2, 8)
+    with caplog.at_level(logging.WARNING, logger="kinograph.models"):
+        out = comfy_ldm_lora_to_kohya(state, 2, False, "te_lora.safetensors")
+    said = [r.getMessage() for r in caplog.records if r.name == "kinograph.models"]
+    assert len(said) == 1 and "te_lora.safetensors" in said[0], said
+    assert f"{te}token_embedding" in said[0] and f"{te}position_embedding" in said[0]
+    assert not any("embedding" in k for k in out) and len(out) == 4

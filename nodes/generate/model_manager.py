@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.converters.lora import FUSED_LAYERS, anima_lora, fused_lora, kohya_modules, lora_state, turns
+from nodes.generate.converters.lora import FUSED_LAYERS, acts_on_weight, anima_lora, fused_lora, kohya_modules, lora_state, turns
 from nodes.generate.detect import Detection, detect_file, detect_header, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
@@ -300,7 +300,9 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
     # OFT / BOFT files: ComfyUI's change is not linear in the strength, so their LoRA is made for one strength, an
     # adapter per (file, strength); the same file's adapter at another strength this side asked for before is
     # dropped (each is a full-rank copy of the layers it turns).
-    turning = pipe.__dict__.setdefault("_kinograph_turning", {})     # file's adapter name -> holds OFT / BOFT
+    # A file whose change is made from the model's weight, after other LoRAs in the chain, is made from the weight
+    # they left (as ComfyUI's calculate_weight runs a layer's patches in order): an adapter per file and chain before.
+    turning = pipe.__dict__.setdefault("_kinograph_turning", {})     # file's adapter name -> (OFT / BOFT, on weight)
     turned = pipe.__dict__.setdefault("_kinograph_turned", {})       # adapter name -> (file's, side last asking)
     for path, strength in loras:
         # A file retrained and saved under the same name is another adapter.
@@ -311,13 +313,17 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
                             "another in lora.image") from None
         base = "k" + hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
         if base not in turning:
-            turning[base] = turns(read_header(path).shapes)
+            shapes = read_header(path).shapes
+            turning[base] = (turns(shapes), acts_on_weight(shapes))
+        key = f"{base}|{float(strength)!r}" if turning[base][0] else base
+        if turning[base][1] and wanted:
+            key += "|" + "|".join(f"{n}:{float(s)!r}" for _, n, s, _ in wanted)
         name = base
-        if turning[base]:
-            name = "k" + hashlib.sha1(f"{base}|{float(strength)!r}".encode()).hexdigest()[:12]
+        if key != base:
+            name = "k" + hashlib.sha1(key.encode()).hexdigest()[:12]
             turned[name] = (base, text)
-        wanted.append((path, name, strength))
-    asked = {name for _, name, _ in wanted}
+        wanted.append((path, name, strength, turning[base][1]))
+    asked = {name for _, name, _, _ in wanted}
     stale = [n for n, (base, side) in turned.items() if n not in asked and side == text and
              any(turned.get(a, (None,))[0] == base for a in asked)]
     if stale:
@@ -326,14 +332,17 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
         pipe._kinograph_loras = loaded
         for n in stale:
             del turned[n]
-    for path, name, strength in wanted:
+    for path, name, strength, on_weight in wanted:
         if name in getattr(pipe, "_kinograph_no_loras", ()):
             continue
         if name not in loaded:
             modules = kohya_modules(pipe)
             unet_config = getattr(getattr(pipe, "unet", None), "config", None)
             layers = getattr(unet_config, "layers_per_block", None)
-            state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
+            before = dict(strengths) if on_weight else {}
+            if before:
+                pipe.set_adapters(*_adapter_weights(pipe, before, text))
+            state = lora_state(Path(path), lambda layer: _chained_weight(modules.get(layer), before),
                                flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"),
                                unet_layers=(layers, getattr(pipe, "text_encoder_2", None) is not None)
                                if isinstance(layers, int) else None, strength=float(strength))
@@ -374,18 +383,31 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
         # The same LoRA twice in a chain adds up, as in ComfyUI (diffusers took one repeated adapter name at
         # neither strength).
         strengths[name] = strengths.get(name, 0.0) + float(strength)
-    names = list(strengths)
-    # One side only: text is encoded outside sampling (encode.text, with the LoRAs its text encoder carries); a
-    # LoRA's text-encoder layers left active by sampling changed every later prompt encoding, so a graph's second
-    # run gave another video than its first.
-    parts = pipe.get_list_adapters() if names else {}
-    weights = [{part: strengths[name] if part.startswith("text_encoder") == text else 0.0
-                for part, held in parts.items() if name in held} for name in names]
-    if names:
+    if strengths:
         pipe.enable_lora()
-        pipe.set_adapters(names, weights)
+        pipe.set_adapters(*_adapter_weights(pipe, strengths, text))
     elif loaded:
         pipe.disable_lora()
+
+
+def _adapter_weights(pipe, strengths: Dict[str, float], text: bool):
+    """(adapter names, their weights per part) for set_adapters. One side only: text is encoded outside sampling
+    (encode.text, with the LoRAs its text encoder carries); a LoRA's text-encoder layers left active by sampling
+    changed every later prompt encoding, so a graph's second run gave another video than its first."""
+    names = list(strengths)
+    parts = pipe.get_list_adapters()
+    return names, [{part: strengths[name] if part.startswith("text_encoder") == text else 0.0
+                    for part, held in parts.items() if name in held} for name in names]
+
+
+def _chained_weight(module, before: Dict[str, float]):
+    """`module`'s weight with the changes of the adapters `before` it in the chain (set to their strengths), the
+    weight an OFT / GLoRA / DoRA after them changes; None for no layer."""
+    weight = getattr(module, "weight", None)
+    held = [n for n in before if n in getattr(module, "lora_A", {})]
+    if weight is None or not held:
+        return weight
+    return weight.detach().float() + sum(module.get_delta_weight(n).float() for n in held)
 
 
 def lora_misfit(path, state, exc, pipe_name: str) -> str:

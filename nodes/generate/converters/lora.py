@@ -4,11 +4,14 @@ to_q_lora.down.weight`), renamed to the PEFT names of diffusers' UNetMotionModel
 layouts of SD and Wan LoRAs are read by diffusers' own `load_lora_weights` converters."""
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Callable, Dict, Optional, Tuple
 
 from graph_engine import NodeError
+
+log = logging.getLogger("kinograph.models")       # the editor's Log shows it (app.editor.model_notes)
 
 _ORIGINAL_MOTION = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 
@@ -40,13 +43,14 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
     layers whose change ComfyUI does not scale linearly (OFT, BOFT: see weight_relative_delta)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
+    check_finite(state, getattr(path, "name", str(path)))
     check_ranks(state, getattr(path, "name", str(path)))
     if is_original_motion_lora(state):
         return motion_lora_to_diffusers(state)
     if flux and is_bfl_flux_lora(state):
         state = bfl_flux_lora_to_kohya(state)
     if unet_layers and is_comfy_ldm_lora(state):
-        state = comfy_ldm_lora_to_kohya(state, *unet_layers)
+        state = comfy_ldm_lora_to_kohya(state, *unet_layers, getattr(path, "name", str(path)))
     return expand_lycoris(state, base_weight, getattr(path, "name", str(path)), strength) \
         if needs_expanding(state) else state
 
@@ -57,6 +61,22 @@ _BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transfor
 
 _PAIRS = (("lora_down.weight", "lora_up.weight"), ("lora_A.weight", "lora_B.weight"),
           ("lora.down.weight", "lora.up.weight"))
+
+
+def check_finite(state: Dict[str, object], name: str) -> None:
+    """Refuse a file with NaN or inf in a tensor (a damaged download): added to the model as it is (ComfyUI does
+    too), it makes every weight of its layer NaN, and the picture black or noise without a word."""
+    import torch
+    for key, v in state.items():
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            continue
+        # fp8 has no isfinite kernel
+        finite = torch.isfinite(v if v.element_size() > 1 else v.float())
+        if not bool(finite.all()):
+            what = "NaN" if bool(torch.isnan(v.float()).any()) else "inf"
+            raise NodeError(f"{name}: its tensor {key} holds {int((~finite).sum()):,} {what} value(s), which would "
+                            "make the layer's weights NaN. The file is damaged: get it again from where it was "
+                            "published")
 
 
 def check_ranks(state: Dict[str, object], name: str) -> None:
@@ -113,18 +133,27 @@ def is_comfy_ldm_lora(state: Dict[str, object]) -> bool:
     return any(k.startswith(_LDM_UNET) for k in state)
 
 
-def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -> Dict[str, object]:
+def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool,
+                            name: str = "this LoRA") -> Dict[str, object]:
     """The same LoRA under kohya's names (lora_unet_down_blocks_0_attentions_0_..., lora_te_ / lora_te1_ / lora_te2_
     for ComfyUI's text_encoders.clip_l / clip_h / clip_g.transformer.), which diffusers' kohya converter reads with their
-    alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them)."""
+    alphas and LyCORIS parts. `layers`: the UNet's resnets a level (the LDM block numbers count them). Two keys
+    renamed to one (input_blocks.1.9 and 1.1: ComfyUI reads the model's own keys, leaves out the one that is no layer
+    of the model and applies the other) are refused, naming both: the last one read replaced the other silently."""
     from nodes.generate.converters.ldm import resnet_names, unet_name
     # SD 2.x's OpenCLIP ViT-H is ComfyUI's clip_h (sd2_clip.SD2ClipModel): the pipeline's one text encoder
     encoders = {"clip_l": "lora_te1_" if sdxl else "lora_te_", "clip_g": "lora_te2_", "clip_h": "lora_te_"}
-    out = {}
+    out: Dict[str, object] = {}
+    source: Dict[str, str] = {}
+    embeddings = set()
     for k, v in state.items():
         base, part = _split(k)
         if base is None:
             out[k] = v
+            continue
+        ldm = base
+        if base.startswith("text_encoders.") and base.endswith(("token_embedding", "position_embedding")):
+            embeddings.add(base)
             continue
         if base.startswith("diffusion_model.label_emb."):
             # SDXL's added-conditioning MLP under its LDM name, which diffusers' kohya reader maps itself; its
@@ -137,7 +166,18 @@ def comfy_ldm_lora_to_kohya(state: Dict[str, object], layers: int, sdxl: bool) -
             encoder, _, rest = base[len("text_encoders."):].partition(".")
             if encoder in encoders:
                 base = encoders[encoder] + rest.removeprefix("transformer.").replace(".", "_")
+        if source.setdefault(base, ldm) != ldm:
+            raise NodeError(f"{name}: its layers {source[base]} and {ldm} both name the model's layer {base}; one "
+                            "of them is no layer of this model (ComfyUI leaves such a layer out, \"lora key not "
+                            "loaded\"), so the file was saved from another model or is damaged. Use a LoRA trained "
+                            "for this model")
         out[f"{base}.{part}"] = v
+    if embeddings:
+        # ComfyUI applies them (model_lora_keys_clip maps every text_encoders.<key>); diffusers' kohya reader has
+        # no LoRA of an embedding, and transformers dropped them unnamed.
+        log.warning("%s: its text encoder's embedding layers %s are left out (Kinograph applies no LoRA to an "
+                    "embedding; ComfyUI does), so the prompt is encoded as without them", name,
+                    ", ".join(sorted(embeddings)))
     return out
 
 
@@ -167,6 +207,12 @@ def turns(names) -> bool:
     """True for a file with OFT / BOFT layers, whose change ComfyUI does not scale linearly with the strength: its
     LoRA is made for one strength."""
     return any(k.endswith(".oft_blocks") for k in names)
+
+
+def acts_on_weight(names) -> bool:
+    """True for a file with OFT / BOFT / GLoRA / DoRA layers, whose change is made from the model's weight: after
+    other LoRAs in a chain, from the weight they left (ComfyUI's calculate_weight runs a layer's patches in order)."""
+    return any(k.endswith((".oft_blocks", ".a1.weight", ".dora_scale")) for k in names)
 
 
 def needs_expanding(state: Dict[str, object]) -> bool:
