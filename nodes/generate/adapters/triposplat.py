@@ -12,39 +12,30 @@ import dataclasses
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, apart, joined
+from nodes.generate.adapters.base import apart, joined
+from nodes.generate.adapters.picture_flow import PictureFlowAdapter
+from nodes.generate.triposplat_flow import CAMERA, CHANNELS, TOKENS
 
 SHIFT = 3.0         # ComfyUI's supported_models TripoSplat: sampling_settings shift 3.0
 
 
 def _camera(latent) -> torch.Tensor:
     """The latent's camera token (zeros where a latent carries none, as TripoSplatConditioning makes it)."""
-    from nodes.generate.triposplat_flow import CAMERA
     if latent.camera is not None:
         return latent.camera.float()
     return torch.zeros(latent.samples.shape[0], 1, CAMERA)
 
 
-class TripoSplatAdapter(Adapter):
+class TripoSplatAdapter(PictureFlowAdapter):
     family = "triposplat"
-    space = "flow"
-    prediction = "flow"
-    has_text = False
-    single_file = True
-
-    def load(self, path, dtype, device, **opts):
-        raise NodeError(f"{path.name}: TripoSplat's model loads with load.diffusion_model (ComfyUI's UNETLoader), "
-                        "from diffusion_models/triposplat_fp16.safetensors")
+    name = "TripoSplat"
+    model_file = "triposplat_fp16.safetensors"
+    condition_node = "condition.triposplat"
+    reads = "TripoSplat's model reads DINOv3 ViT-H's tokens"
+    channels = CHANNELS
 
     def title(self, pipe) -> str:
         return "TripoSplat"
-
-    def image_encoder_pipe(self, pipe):
-        return None
-
-    def factors(self, pipe):
-        from nodes.generate.triposplat_flow import CHANNELS
-        return 1, 1, CHANNELS
 
     def flow_shift(self, pipe) -> float:
         return SHIFT
@@ -53,12 +44,7 @@ class TripoSplatAdapter(Adapter):
         from nodes.generate.samplers import SigmaTable, simple_sigmas
         return simple_sigmas(SigmaTable.flow(self.flow_shift(pipe), self.flow_levels), steps)
 
-    def uncond(self, pipe, positive):
-        return dataclasses.replace(positive, embeds=torch.zeros_like(positive.embeds), prompts=("",),
-                                   extra={k: torch.zeros_like(v) for k, v in positive.extra.items()}, parts=())
-
     def check_latent(self, handle, latent) -> None:
-        from nodes.generate.triposplat_flow import CAMERA, CHANNELS, TOKENS
         s = latent.samples
         if latent.family != "triposplat" or s.ndim != 5 or s.shape[1:4] != (CHANNELS, 1, 1) or s.shape[4] > TOKENS:
             raise NodeError(f"this is a {latent.family} latent of shape {list(s.shape)}; TripoSplat's model samples "
@@ -89,15 +75,7 @@ class TripoSplatAdapter(Adapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         model = handle.pipe.transformer
-        for c in conds:
-            if c.family != "triposplat" or c.embeds.shape[-1] != model.context_dim:
-                raise NodeError(f"the conditioning is a {c.family} one {c.embeds.shape[-1]} wide; TripoSplat's model "
-                                f"reads DINOv3 ViT-H's tokens ({model.context_dim} wide): make it with "
-                                "condition.triposplat")
-        if len({c.embeds.shape[1] for c in conds}) > 1:
-            raise NodeError("the positive and negative hold different numbers of picture tokens: make both with one "
-                            "condition.triposplat")
-        context = torch.cat([c.embeds[:1] for c in conds for _ in range(batch)])
+        context = self.picture_tokens(handle, conds, batch)
         refs = [c.extra.get("reference_latents") for c in conds]
         if any(r is None for r in refs):
             return {"context": context.to(device, dtype), "reference": None}
